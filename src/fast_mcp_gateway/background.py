@@ -1,0 +1,51 @@
+"""Run a task group for the lifetime of a context, from any lifespan.
+
+FastMCP closes lifespans inside a shielded cancel scope that it enters *after*
+they started, so a task group held open across a lifespan's ``yield`` cannot exit
+in order.  ``background(fn)`` runs ``fn`` (an ``anyio`` ``task_status``-style
+function) under its own task group in a dedicated task, waits for it to report
+started, and on exit cancels it and waits for it to finish: still one owner for
+every background task, and nothing left running after the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+
+StartFn = Callable[..., Awaitable[Any]]
+
+
+@asynccontextmanager
+async def background(*fns: StartFn) -> AsyncIterator[None]:
+    """Start each ``fn(task_status=...)`` in one task group; stop them all on exit."""
+    started = anyio.Event()
+    stop = anyio.Event()
+
+    async def runner() -> None:
+        async with anyio.create_task_group() as tg:
+            for fn in fns:
+                await tg.start(fn)
+            started.set()
+            await stop.wait()
+            tg.cancel_scope.cancel()
+
+    task = asyncio.get_running_loop().create_task(runner())
+    waiter = asyncio.get_running_loop().create_task(started.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # a start-up failure: raise it here
+    try:
+        yield
+    finally:
+        stop.set()
+        with anyio.CancelScope(shield=True):
+            with suppress(asyncio.CancelledError):
+                await task

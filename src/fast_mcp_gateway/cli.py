@@ -1,0 +1,111 @@
+"""``mcp-gateway``: serve the gateway, or check a configuration.
+
+Only this module configures logging, and it logs to stderr: in stdio mode stdout
+carries nothing but MCP protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from fast_mcp_gateway import __version__
+from fast_mcp_gateway.config import load_config
+from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.settings import GatewaySettings
+
+DEFAULT_CONFIG = Path("servers.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-gateway", description="One MCP server in front of many MCP servers."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", type=Path, default=None,
+                       help="servers.yaml or Claude-Desktop mcpServers file "
+                            "(default: $MCP_GATEWAY_CONFIG or ./servers.yaml)")
+        p.add_argument("--connect-timeout", type=float, default=None,
+                       help="seconds to wait for each upstream to connect (default 10)")
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    serve = sub.add_parser("serve", help="run the gateway (stdio by default)")
+    common(serve)
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default=None)
+    serve.add_argument("--host", default=None, help="bind address for http/sse (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port for http/sse (8765)")
+    serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
+                       help="extra Host header to accept (DNS-rebinding guard); repeatable")
+
+    check = sub.add_parser("check", help="validate the config, connect to every upstream, "
+                                         "print a table; exit 1 if anything is wrong")
+    common(check)
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> GatewaySettings:
+    overrides: dict[str, Any] = {}
+    for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
+                "allowed_hosts"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    settings = GatewaySettings(**overrides)
+    if settings.config is None:
+        settings = settings.model_copy(update={"config": DEFAULT_CONFIG})
+    return settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
+    if level != "DEBUG":
+        logging.getLogger("fastmcp").setLevel(logging.WARNING)
+        logging.getLogger("mcp").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        _configure_logging(settings.log_level)
+        assert settings.config is not None
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        from fast_mcp_gateway.check import run_check
+
+        return anyio.run(run_check, config, settings, bool(args.json))
+    from fast_mcp_gateway.gateway import Gateway
+
+    gateway = Gateway(config, settings)
+    started = time.monotonic()
+    logging.getLogger("fast_mcp_gateway").info(
+        "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
+        settings.transport,
+    )
+    try:
+        anyio.run(gateway.run_async)
+    except KeyboardInterrupt:
+        pass
+    logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Every error the gateway raises on purpose.
+
+The tree::
+
+    GatewayError
+    ├── ConfigError                 a servers.yaml / mcpServers file or setting is wrong
+    ├── UpstreamError               something about one upstream server (carries ``server``)
+    │   ├── UpstreamUnavailable     not connected: starting, failed, disabled, crashed
+    │   ├── UpstreamTimeout         a request to it outlived its deadline
+    │   └── UpstreamRequestFailed   the transport broke while a request was in flight
+    ├── UnknownComponent            no tool / resource / prompt of that name is exposed
+    └── AdminError                  an admin tool was asked something impossible
+
+Foreign exceptions (SDK ``MCPError``, anyio/httpx transport errors, pydantic
+``ValidationError``) are mapped into this tree once, at the adapter edge that
+meets them, with ``raise ... from``.  ``to_tool_error`` is the one place that turns
+them into the MCP error a host sees; its message says what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file, located precisely."""
+
+    source: str
+    server: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.server:
+            where += f": server '{self.server}'"
+        if self.field:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ConfigError(GatewayError):
+    """A configuration file or setting is invalid; ``issues`` lists every problem found."""
+
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.issues) == 1:
+            return str(self.issues[0])
+        lines = [f"{len(self.issues)} configuration problems:"]
+        lines += [f"  - {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+class UpstreamError(GatewayError):
+    """A problem with one upstream server."""
+
+    def __init__(self, server: str, message: str) -> None:
+        super().__init__(f"upstream '{server}': {message}")
+        self.server = server
+        self.detail = message
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream has no live session (starting, failed, disabled or crashed)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """A request to the upstream did not answer before its deadline."""
+
+
+class UpstreamRequestFailed(UpstreamError):
+    """The upstream's connection broke while a request was in flight."""
+
+
+class UnknownComponent(GatewayError):
+    """No exposed tool, resource or prompt has that name."""
+
+
+class AdminError(GatewayError):
+    """An admin operation cannot be carried out as asked."""

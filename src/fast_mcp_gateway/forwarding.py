@@ -1,0 +1,162 @@
+"""Relaying what an upstream says *during* a call back to the host that made the call.
+
+A ``FrontCall`` is captured in the request task of the host's request (FastMCP sets
+request-scoped ContextVars there, and nowhere else) and holds that request's own
+``ServerSession``.  Upstream callbacks run in the upstream session's receive loop,
+so they never read ContextVars; they use a ``FrontCall`` instead.
+
+Attribution:
+
+* progress is exact: each upstream request gets its own progress callback;
+* logs and server-initiated requests (sampling, elicitation, roots) carry no request
+  id on a shared upstream session, so ``InFlight`` attributes them to the one call in
+  flight on that upstream.  With several callers in flight the owner is unknowable:
+  logs are then kept out of every host (never sent to the wrong one) and requests
+  go to the earliest caller whose host can answer them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+from mcp.server.session import ServerSession
+from mcp.shared.message import ServerMessageMetadata
+
+logger = logging.getLogger(__name__)
+
+# Request `_meta` keys that belong to one negotiated connection; never forwarded.
+_CONNECTION_META_KEYS = frozenset(
+    {
+        types.PROTOCOL_VERSION_META_KEY,
+        types.CLIENT_INFO_META_KEY,
+        types.CLIENT_CAPABILITIES_META_KEY,
+        "progressToken",
+    }
+)
+
+
+@dataclass(eq=False)
+class FrontCall:
+    """The host request an upstream operation is serving."""
+
+    session: ServerSession | None
+    request_id: Any = None
+    meta: dict[str, Any] | None = None
+    input_responses: Any = None
+    request_state: str | None = None
+    client_id: str = "stdio"
+
+    @classmethod
+    def from_context(cls, ctx: Any) -> FrontCall:
+        """Capture the current FastMCP ``Context`` (call only in the request task)."""
+        if ctx is None or ctx.request_context is None:
+            return cls(session=None)
+        rc = ctx.request_context
+        raw_meta = dict(rc.meta or {}) if getattr(rc, "meta", None) else {}
+        meta = {k: v for k, v in raw_meta.items() if k not in _CONNECTION_META_KEYS} or None
+        client_id = "stdio"
+        try:
+            client_id = ctx.client_id or client_id
+        except Exception:  # noqa: BLE001 - no client id on this transport
+            pass
+        return cls(
+            session=ctx.session,
+            request_id=ctx.request_id,
+            meta=meta,
+            input_responses=ctx.input_responses,
+            request_state=ctx.request_state,
+            client_id=client_id,
+        )
+
+    def _related(self) -> ServerMessageMetadata | None:
+        if self.request_id is None:
+            return None
+        return ServerMessageMetadata(related_request_id=self.request_id)
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.session is not None:
+            await self.session.report_progress(progress, total, message)
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.session is not None:
+            # The SDK flags logging as deprecated on 2026-07-28, yet hosts of that era
+            # still receive per-request logs; relaying them is the point.
+            await self.session.send_log_message(
+                params.level, params.data, params.logger, related_request_id=self.request_id
+            )
+
+    def can_ask(self, capability: str) -> bool:
+        """Whether this host declared ``sampling`` / ``elicitation`` / ``roots``."""
+        if self.session is None:
+            return False
+        try:
+            caps = self.session.client_capabilities
+        except Exception:  # noqa: BLE001 - sessionless era: no declared capabilities
+            return False
+        return caps is not None and getattr(caps, capability, None) is not None
+
+    async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
+        assert self.session is not None
+        result_type: Any = (
+            types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        )
+        return await self.session.send_request(
+            types.CreateMessageRequest(params=params), result_type, metadata=self._related()
+        )
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert self.session is not None
+        return await self.session.send_request(
+            types.ElicitRequest(params=params), types.ElicitResult, metadata=self._related()
+        )
+
+    async def list_roots(self) -> types.ListRootsResult:
+        assert self.session is not None
+        return await self.session.send_request(
+            types.ListRootsRequest(), types.ListRootsResult, metadata=self._related()
+        )
+
+
+@dataclass
+class InFlight:
+    """The host calls currently waiting on one upstream session, in start order."""
+
+    _calls: dict[int, FrontCall] = field(default_factory=dict)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    @contextmanager
+    def track(self, call: FrontCall | None) -> Iterator[None]:
+        if call is None or call.session is None:
+            yield
+            return
+        key = next(self._ids)
+        self._calls[key] = call
+        try:
+            yield
+        finally:
+            del self._calls[key]
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def sole(self) -> FrontCall | None:
+        """The caller, when exactly one is in flight."""
+        if len(self._calls) == 1:
+            return next(iter(self._calls.values()))
+        return None
+
+    def first_able(self, capability: str) -> FrontCall | None:
+        """The earliest caller whose host can answer a ``capability`` request."""
+        for call in self._calls.values():
+            if call.can_ask(capability):
+                return call
+        return None
+
+    def any_session(self) -> FrontCall | None:
+        return next(iter(self._calls.values()), None)

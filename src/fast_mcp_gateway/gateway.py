@@ -1,0 +1,316 @@
+"""Gateway: the FastMCP server that fronts every upstream (library mode entry point).
+
+``Gateway(config)`` builds one FastMCP server with
+
+* the ``GatewayProvider`` (the upstream catalog; its lifespan runs the manager),
+* the admin tools (``gateway_*``),
+* what FastMCP does not forward by itself: ``list_changed`` to connected hosts of
+  both protocol eras, resource subscriptions and ``resources/updated``, and
+  ``completion/complete``.
+
+Run it with ``await gateway.run_async(...)`` (stdio, streamable HTTP or SSE), or
+use ``gateway.server`` in-process, e.g. ``fastmcp.Client(gateway.server)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+from fastmcp import FastMCP
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from fast_mcp_gateway import __version__
+from fast_mcp_gateway.admin import register_admin_tools
+from fast_mcp_gateway.background import background
+from fast_mcp_gateway.config import GatewayConfig, load_config
+from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.settings import GatewaySettings, Transport
+from fast_mcp_gateway.upstream import RestartPolicy, TransportFactory, Upstream, default_transport
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "This server is a gateway in front of several MCP servers. Their tools and prompts are "
+    "named '<server>_<name>'; their resources carry the server name after the URI scheme. "
+    "Tools named 'gateway_*' manage the gateway itself (servers, status, stderr)."
+)
+
+
+class FrontHub:
+    """Connected hosts, and what to push to them when the catalog changes.
+
+    Handshake-era hosts get ``notifications/*/list_changed`` and
+    ``notifications/resources/updated`` on their connection; 2026-07-28 hosts get
+    the same events on their ``subscriptions/listen`` streams (via ``bus``).
+    """
+
+    def __init__(self) -> None:
+        self.bus = InMemorySubscriptionBus()
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+        self._pending: set[str] = set()
+        self._updated: list[str] = []
+        self._wake = anyio.Event()
+
+    def track(self, connection: Connection | None) -> None:
+        if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._connections.add(connection)
+
+    def subscribe(self, uri: str, connection: Connection | None) -> None:
+        if connection is not None:
+            self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection)
+
+    def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
+        """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
+        subs = self._subscribers.get(uri)
+        if subs is not None and connection is not None:
+            subs.discard(connection)
+        if subs is not None and not subs:
+            del self._subscribers[uri]
+        return uri not in self._subscribers
+
+    def changed(self, kinds: set[str]) -> None:
+        self._pending |= kinds
+        self._wake.set()
+
+    def resource_updated(self, uri: str) -> None:
+        self._updated.append(uri)
+        self._wake.set()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            kinds, self._pending = self._pending, set()
+            updated, self._updated = self._updated, []
+            await self._broadcast(kinds, updated)
+
+    async def _broadcast(self, kinds: set[str], updated: list[str]) -> None:
+        events: list[Any] = []
+        if "tools" in kinds:
+            events.append(ToolsListChanged())
+        if "prompts" in kinds:
+            events.append(PromptsListChanged())
+        if "resources" in kinds:
+            events.append(ResourcesListChanged())
+        events += [ResourceUpdated(uri=uri) for uri in updated]
+        for event in events:
+            await self.bus.publish(event)
+        for connection in list(self._connections):
+            try:
+                if "tools" in kinds:
+                    await connection.send_tool_list_changed()
+                if "prompts" in kinds:
+                    await connection.send_prompt_list_changed()
+                if "resources" in kinds:
+                    await connection.send_resource_list_changed()
+            except Exception:  # noqa: BLE001 - a gone host must not stop the others
+                self._connections.discard(connection)
+        for uri in updated:
+            for connection in list(self._subscribers.get(uri, ())):
+                try:
+                    await connection.send_resource_updated(uri)
+                except Exception:  # noqa: BLE001
+                    self._subscribers[uri].discard(connection)
+
+
+class _TrackConnections(Middleware):
+    """Records each host connection so out-of-band notifications can reach it."""
+
+    def __init__(self, hub: FrontHub) -> None:
+        self._hub = hub
+
+    async def on_request(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
+        ctx = context.fastmcp_context
+        if ctx is not None and ctx.request_context is not None:
+            self._hub.track(getattr(ctx.session, "_connection", None))
+        return await call_next(context)
+
+
+class Gateway:
+    """One FastMCP server in front of the configured upstream servers."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        settings: GatewaySettings | None = None,
+        *,
+        transport_factory: TransportFactory = default_transport,
+        restart: RestartPolicy = RestartPolicy(),
+        name: str = "fast-mcp-gateway",
+    ) -> None:
+        self.config = config
+        self.settings = settings or GatewaySettings()
+        self.manager = UpstreamManager(
+            config,
+            connect_timeout=self.settings.connect_timeout,
+            call_timeout=self.settings.call_timeout,
+            startup_concurrency=self.settings.startup_concurrency,
+            transport_factory=transport_factory,
+            restart=restart,
+        )
+        from fast_mcp_gateway.provider import GatewayProvider
+
+        self.provider = GatewayProvider(self.manager)
+        self.hub = FrontHub()
+        self.server: FastMCP[Any] = FastMCP(
+            name,
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            providers=[self.provider],
+            middleware=[_TrackConnections(self.hub)],
+            lifespan=self._lifespan,
+        )
+        self.admin_tool_names = register_admin_tools(self)
+        self.manager.reserve_names(self.admin_tool_names)
+        self.manager.on_change(self.hub.changed)
+        self.manager.on_resource_updated(self.hub.resource_updated)
+        self._install_protocol_handlers()
+
+    @classmethod
+    def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
+        return cls(load_config(path), settings)
+
+    @asynccontextmanager
+    async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with background(self.hub.run):
+            yield {}
+
+    # -- protocol features FastMCP does not forward ------------------------------
+
+    def _install_protocol_handlers(self) -> None:
+        low = self.server._mcp_server  # the SDK server: the documented way to add methods
+        low.add_request_handler(
+            "subscriptions/listen", types.SubscriptionsListenRequestParams,
+            ListenHandler(self.hub.bus),
+        )
+        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
+                                self._on_subscribe)
+        low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                                self._on_unsubscribe)
+        low.add_request_handler("completion/complete", types.CompleteRequestParams,
+                                self._on_complete)
+
+    def _resource_origin(self, uri: str) -> tuple[Upstream, str]:
+        view = self.manager.view
+        entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
+        if entry is not None:
+            return self.manager.upstreams[entry[0].server], entry[0].original
+        from fastmcp.resources.template import forward_uri, match_uri_template
+
+        for exposed, (origin, _) in view.templates.items():
+            params = match_uri_template(uri, exposed)
+            if params is not None:
+                return self.manager.upstreams[origin.server], forward_uri(
+                    origin.original, params, uri
+                )
+        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
+
+    async def _on_subscribe(
+        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        uri = str(params.uri)
+        upstream, original = self._resource_origin(uri)
+        caps = upstream.capabilities
+        if caps is None or caps.resources is None or not caps.resources.subscribe:
+            raise MCPError(
+                code=types.INVALID_PARAMS,
+                message=f"upstream '{upstream.name}' does not support resource subscriptions",
+            )
+        try:
+            await upstream.subscribe(original)
+        except UpstreamError as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
+        self.hub.subscribe(uri, getattr(ctx.session, "_connection", None))
+        return types.EmptyResult()
+
+    async def _on_unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        uri = str(params.uri)
+        upstream, original = self._resource_origin(uri)
+        if self.hub.unsubscribe(uri, getattr(ctx.session, "_connection", None)):
+            try:
+                await upstream.unsubscribe(original)
+            except (UpstreamError, MCPError) as exc:
+                logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
+        return types.EmptyResult()
+
+    async def _on_complete(
+        self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        ref = params.ref
+        upstream_ref: types.PromptReference | types.ResourceTemplateReference
+        if isinstance(ref, types.PromptReference):
+            route = self.manager.route_prompt(ref.name)
+            if route is None:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name!r}")
+            upstream = route[0]
+            upstream_ref = types.PromptReference(type="ref/prompt", name=route[1].name)
+        else:
+            entry = self.manager.view.templates.get(ref.uri)
+            if entry is None:
+                raise MCPError(code=types.INVALID_PARAMS,
+                               message=f"Unknown resource template: {ref.uri!r}")
+            upstream = self.manager.upstreams[entry[0].server]
+            upstream_ref = types.ResourceTemplateReference(type="ref/resource",
+                                                           uri=entry[0].original)
+        caps = upstream.capabilities
+        if caps is None or caps.completions is None:
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        context_args = params.context.arguments if params.context else None
+        try:
+            return await upstream.complete(
+                upstream_ref, {"name": params.argument.name, "value": params.argument.value},
+                context_args,
+            )
+        except UpstreamError as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
+
+    # -- running ------------------------------------------------------------------
+
+    def http_app(self, transport: Transport = "http") -> Any:
+        """The Starlette app serving MCP over streamable HTTP (or SSE), rebinding-guarded."""
+        s = self.settings
+        return self.server.http_app(
+            path=s.path if transport == "http" else "/sse",
+            transport="sse" if transport == "sse" else "http",
+            host_origin_protection=True,
+            allowed_hosts=list(s.allowed_hosts) or None,
+            allowed_origins=list(s.allowed_origins) or None,
+        )
+
+    async def run_async(self, transport: Transport | None = None) -> None:
+        """Serve until cancelled: stdio (default), streamable HTTP or SSE."""
+        transport = transport or self.settings.transport
+        if transport == "stdio":
+            await self.server.run_async(transport="stdio", show_banner=False)
+            return
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.http_app(transport), host=self.settings.host, port=self.settings.port,
+            log_level="warning", lifespan="on", log_config=None,
+        )
+        await uvicorn.Server(config).serve()

@@ -1,0 +1,257 @@
+"""UpstreamManager: owns every ``Upstream`` and the merged, namespaced catalog.
+
+It starts all upstreams concurrently (connects bounded by ``startup_concurrency``),
+waits for each one's first attempt (each bounded by its own connect timeout), and
+rebuilds the name tables whenever an upstream's catalog or visibility changes.
+
+Names are allocated over every *enabled* upstream's last known catalog, in config
+order, so an exposed name stays the same while its upstream reconnects; only
+upstreams that are ready, starting or reconnecting are exposed (disabled and
+failed ones leave the catalog, with ``list_changed``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import mcp_types as types
+from pydantic import AnyUrl
+
+from fast_mcp_gateway.config import GatewayConfig, ServerConfig
+from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
+from fast_mcp_gateway.upstream import (
+    RestartPolicy,
+    TransportFactory,
+    Upstream,
+    UpstreamState,
+    default_transport,
+)
+
+logger = logging.getLogger(__name__)
+
+_EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
+ChangeKind = str  # "tools" | "resources" | "prompts"
+
+
+def normalize_uri(uri: str) -> str:
+    """The form FastMCP hands back for a URI (pydantic ``AnyUrl``), for table keys."""
+    try:
+        return str(AnyUrl(uri))
+    except ValueError:
+        return uri
+
+
+@dataclass
+class CatalogView:
+    """One generation of the merged catalog: exposed name -> (origin, upstream item)."""
+
+    tools: dict[str, tuple[Origin, types.Tool]] = field(default_factory=dict)
+    prompts: dict[str, tuple[Origin, types.Prompt]] = field(default_factory=dict)
+    resources: dict[str, tuple[Origin, types.Resource]] = field(default_factory=dict)
+    templates: dict[str, tuple[Origin, types.ResourceTemplate]] = field(default_factory=dict)
+    renames: list[Rename] = field(default_factory=list)
+    generation: int = 0
+
+
+class UpstreamManager:
+    """Starts, supervises and routes to the configured upstream servers."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        connect_timeout: float = 10.0,
+        call_timeout: float = 30.0,
+        startup_concurrency: int = 8,
+        transport_factory: TransportFactory = default_transport,
+        restart: RestartPolicy = RestartPolicy(),
+    ) -> None:
+        self.config = config
+        self._connect_timeout = config.options.timeouts.connect or connect_timeout
+        self._call_timeout = config.options.timeouts.call or call_timeout
+        self._transport_factory = transport_factory
+        self._restart = restart
+        self._limiter = anyio.CapacityLimiter(startup_concurrency)
+        self.upstreams: dict[str, Upstream] = {}
+        self.view = CatalogView()
+        self._listeners: list[Callable[[set[ChangeKind]], None]] = []
+        self._resource_listeners: list[Callable[[str], None]] = []
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._reserved: frozenset[str] = frozenset()
+        for server in config.servers.values():
+            self.upstreams[server.name] = self._make_upstream(server)
+
+    def _make_upstream(self, server: ServerConfig) -> Upstream:
+        return Upstream(
+            server,
+            connect_timeout=self._connect_timeout,
+            call_timeout=self._call_timeout,
+            listener=self,
+            transport_factory=self._transport_factory,
+            restart=self._restart,
+            startup_limiter=self._limiter,
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every upstream; report started once each made its first attempt."""
+        async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            for upstream in self.upstreams.values():
+                tg.start_soon(upstream.run, name=f"upstream:{upstream.name}")
+            for upstream in list(self.upstreams.values()):
+                await upstream.wait_first_attempt()
+            self._rebuild()
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                for upstream in self.upstreams.values():
+                    upstream.stop()
+                self._task_group = None
+
+    def add_server(self, server: ServerConfig) -> Upstream:
+        """Start a new upstream at runtime (library/admin use)."""
+        if server.name in self.upstreams:
+            raise AdminError(f"server '{server.name}' already exists")
+        if self._task_group is None:
+            raise AdminError("the gateway is not running")
+        upstream = self._make_upstream(server)
+        self.upstreams[server.name] = upstream
+        self._task_group.start_soon(upstream.run, name=f"upstream:{server.name}")
+        return upstream
+
+    def reserve_names(self, names: set[str] | frozenset[str]) -> None:
+        """Tool names the gateway itself uses; upstream tools never take them."""
+        self._reserved = frozenset(names)
+        self._rebuild()
+
+    def get(self, name: str) -> Upstream:
+        try:
+            return self.upstreams[name]
+        except KeyError:
+            known = ", ".join(self.upstreams) or "none"
+            raise AdminError(f"no server named '{name}' (known: {known})") from None
+
+    # -- change propagation ---------------------------------------------------
+
+    def on_change(self, listener: Callable[[set[ChangeKind]], None]) -> None:
+        """Call ``listener(kinds)`` (must not block) when exposed lists change."""
+        self._listeners.append(listener)
+
+    def on_resource_updated(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
+        self._resource_listeners.append(listener)
+
+    def catalog_changed(self, upstream: Upstream) -> None:
+        self._rebuild()
+
+    def state_changed(self, upstream: Upstream) -> None:
+        self._rebuild()
+
+    def resource_updated(self, upstream: Upstream, uri: str) -> None:
+        for exposed, (origin, _) in self.view.resources.items():
+            if origin.server == upstream.name and origin.original == uri:
+                for listener in self._resource_listeners:
+                    listener(exposed)
+                return
+        # A resource from a template (not listed): namespace it the same way.
+        from fast_mcp_gateway.naming import namespace_uri
+
+        exposed = namespace_uri(uri, upstream.config.effective_namespace)
+        for listener in self._resource_listeners:
+            listener(exposed)
+
+    def _rebuild(self) -> None:
+        ordered = [u for u in self.upstreams.values() if u.state is not UpstreamState.DISABLED]
+        exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
+        sep, max_len = self.config.options.separator, self.config.options.max_name_length
+
+        def ns(u: Upstream) -> str:
+            return u.config.effective_namespace
+
+        tool_table = allocate_names(
+            ((u.name, ns(u), t.name) for u in ordered for t in u.catalog.tools),
+            separator=sep, max_length=max_len, reserved=sorted(self._reserved),
+        )
+        prompt_table = allocate_names(
+            ((u.name, ns(u), p.name) for u in ordered for p in u.catalog.prompts),
+            separator=sep, max_length=max_len,
+        )
+        resource_table = allocate_uris(
+            (u.name, ns(u), str(r.uri)) for u in ordered for r in u.catalog.resources
+        )
+        template_table = allocate_uris(
+            (u.name, ns(u), t.uri_template) for u in ordered for t in u.catalog.templates
+        )
+        by_name = {u.name: u for u in ordered}
+
+        def pick(table: NameTable, items: Callable[[Upstream], list[object]],
+                 key: Callable[[object], str], norm: Callable[[str], str] = str) -> dict:
+            index = {
+                (u.name, key(item)): item for u in ordered for item in items(u)
+            }
+            return {
+                norm(name): (origin, index[(origin.server, origin.original)])
+                for name, origin in table.by_exposed.items()
+                if origin.server in exposed and origin.server in by_name
+            }
+
+        view = CatalogView(
+            tools=pick(tool_table, lambda u: list(u.catalog.tools), lambda t: t.name),  # type: ignore[attr-defined]
+            prompts=pick(prompt_table, lambda u: list(u.catalog.prompts), lambda p: p.name),  # type: ignore[attr-defined]
+            resources=pick(resource_table, lambda u: list(u.catalog.resources),
+                           lambda r: str(r.uri), normalize_uri),  # type: ignore[attr-defined]
+            templates=pick(template_table, lambda u: list(u.catalog.templates),
+                           lambda t: t.uri_template),  # type: ignore[attr-defined]
+            renames=[*tool_table.renames, *prompt_table.renames, *resource_table.renames,
+                     *template_table.renames],
+            generation=self.view.generation + 1,
+        )
+        for rename in view.renames:
+            if rename not in self.view.renames:
+                logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
+                               rename.original, rename.exposed, rename.reason)
+        changed = self._changed_kinds(self.view, view)
+        self.view = view
+        if changed:
+            for listener in self._listeners:
+                listener(changed)
+
+    @staticmethod
+    def _changed_kinds(old: CatalogView, new: CatalogView) -> set[ChangeKind]:
+        kinds: set[ChangeKind] = set()
+        if _fingerprint(old.tools) != _fingerprint(new.tools):
+            kinds.add("tools")
+        if _fingerprint(old.prompts) != _fingerprint(new.prompts):
+            kinds.add("prompts")
+        if (_fingerprint(old.resources) != _fingerprint(new.resources)
+                or _fingerprint(old.templates) != _fingerprint(new.templates)):
+            kinds.add("resources")
+        return kinds
+
+    # -- routing ----------------------------------------------------------------
+
+    def route_tool(self, exposed: str) -> tuple[Upstream, types.Tool] | None:
+        entry = self.view.tools.get(exposed)
+        if entry is None:
+            return None
+        return self.upstreams[entry[0].server], entry[1]
+
+    def route_prompt(self, exposed: str) -> tuple[Upstream, types.Prompt] | None:
+        entry = self.view.prompts.get(exposed)
+        if entry is None:
+            return None
+        return self.upstreams[entry[0].server], entry[1]
+
+
+def _fingerprint(items: dict[str, tuple[Origin, object]]) -> dict[str, str]:
+    return {
+        name: item.model_dump_json() if hasattr(item, "model_dump_json") else repr(item)  # type: ignore[attr-defined]
+        for name, (_, item) in items.items()
+    }

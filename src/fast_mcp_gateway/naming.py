@@ -1,0 +1,143 @@
+"""Exposed names for upstream components: pure, deterministic, reversible by table.
+
+Tool and prompt names become ``<namespace><sep><name>``, then
+
+1. characters outside ``[A-Za-z0-9_-]`` become ``_`` (hosts reject them),
+2. a name longer than ``max_length`` keeps its head and gains ``_<8 hex>`` of a hash
+   of (server, original name), so it stays unique and stable across restarts,
+3. a name already taken by an earlier server (config order) gains the same kind of
+   hash suffix.  Nothing is dropped; every rename is reported with its reason.
+
+Resource URIs and URI templates are namespaced as ``scheme://<ns>/rest``; a URI
+without ``://`` (``urn:x``, ``mailto:y``) becomes ``scheme:<ns>/rest``.  Template
+variables are left intact, so a host can expand the exposed template.
+
+Routing never splits strings: the ``NameTable`` built here maps every exposed name
+back to (server, original name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+_INVALID = re.compile(r"[^A-Za-z0-9_-]")
+HASH_LEN = 8
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an exposed component really lives."""
+
+    server: str
+    original: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    """An exposed name that differs from the plain ``namespace + sep + name``."""
+
+    server: str
+    original: str
+    exposed: str
+    reason: str
+
+
+@dataclass
+class NameTable:
+    """Exposed name -> origin, for one kind of component (tools, prompts or URIs)."""
+
+    by_exposed: dict[str, Origin] = field(default_factory=dict)
+    renames: list[Rename] = field(default_factory=list)
+
+    def exposed_for(self, server: str) -> dict[str, str]:
+        """original -> exposed, for one server."""
+        return {o.original: e for e, o in self.by_exposed.items() if o.server == server}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:HASH_LEN]
+
+
+def _with_suffix(name: str, suffix: str, max_length: int) -> str:
+    return f"{name[: max_length - len(suffix) - 1]}_{suffix}"
+
+
+RESERVED = "(gateway)"
+
+
+def allocate_names(
+    entries: Iterable[tuple[str, str, str]],
+    *,
+    separator: str = "_",
+    max_length: int = 64,
+    reserved: Iterable[str] = (),
+) -> NameTable:
+    """Give each ``(server, namespace, original)`` a unique host-safe exposed name.
+
+    ``entries`` must come in a deterministic order (config order, then the upstream's
+    listing order); earlier entries keep their natural name on a collision.
+    ``reserved`` names (the gateway's own tools) are never given to an upstream.
+    """
+    table = NameTable()
+    for name in reserved:
+        table.by_exposed[name] = Origin(RESERVED, name)
+    for server, namespace, original in entries:
+        natural = f"{namespace}{separator}{original}" if namespace else original
+        exposed = _INVALID.sub("_", natural) or "_"
+        reasons: list[str] = []
+        if exposed != natural:
+            reasons.append("characters outside [A-Za-z0-9_-] replaced")
+        if len(exposed) > max_length:
+            exposed = _with_suffix(exposed, _digest(server, original), max_length)
+            reasons.append(f"longer than {max_length} characters, shortened")
+        if exposed in table.by_exposed:
+            other = table.by_exposed[exposed]
+            owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
+            reasons.append(f"collides with '{other.original}' of {owner}")
+            exposed = _with_suffix(exposed, _digest(server, original), max_length)
+            salt = 0
+            while exposed in table.by_exposed:  # a hash collision: astronomically rare
+                salt += 1
+                exposed = _with_suffix(exposed, _digest(server, original, str(salt)), max_length)
+        table.by_exposed[exposed] = Origin(server, original)
+        if reasons:
+            table.renames.append(Rename(server, original, exposed, "; ".join(reasons)))
+    return table
+
+
+def namespace_uri(uri: str, namespace: str) -> str:
+    """Put ``namespace`` into a URI or URI template, reversibly (via the table)."""
+    if not namespace:
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        return f"{scheme}://{namespace}/{rest}"
+    scheme, sep, rest = uri.partition(":")
+    if sep and scheme:
+        return f"{scheme}:{namespace}/{rest}"
+    return f"{namespace}:{uri}"
+
+
+def allocate_uris(entries: Iterable[tuple[str, str, str]]) -> NameTable:
+    """Like ``allocate_names`` for resource URIs / templates of ``(server, ns, uri)``.
+
+    A URI taken by an earlier server (possible only with ``namespace: ""``) is
+    namespaced with the later server's own name instead.
+    """
+    table = NameTable()
+    for server, namespace, original in entries:
+        exposed = namespace_uri(original, namespace)
+        if exposed in table.by_exposed:
+            other = table.by_exposed[exposed]
+            fallback = _INVALID.sub("_", server)
+            exposed = namespace_uri(original, fallback if fallback != namespace else
+                                    f"{fallback}-{_digest(server, original)}")
+            table.renames.append(
+                Rename(server, original, exposed,
+                       f"collides with '{other.original}' of server '{other.server}'")
+            )
+        table.by_exposed[exposed] = Origin(server, original)
+    return table

@@ -1,0 +1,269 @@
+"""GatewayProvider: the FastMCP extension point that exposes the upstream catalog.
+
+Contract (FastMCP ``Provider``): ``_list_*`` return the exposed components,
+``_get_*`` return one or ``None``.  Components execute themselves: each
+``run``/``read``/``render`` captures the host request (``FrontCall``) in the
+request task and calls its ``Upstream`` over the persistent session.
+
+The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
+stop with the FastMCP server, whichever transport serves it.  Components are
+built once per catalog generation and looked up by exposed name in O(1).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+from fastmcp.exceptions import PromptError, ResourceError, ToolError
+from fastmcp.prompts import Message, Prompt, PromptResult
+from fastmcp.prompts.base import InputRequiredPromptResult, PromptArgument
+from fastmcp.resources import Resource, ResourceTemplate
+from fastmcp.resources.base import InputRequiredResourceResult, ResourceContent, ResourceResult
+from fastmcp.resources.template import forward_uri
+from fastmcp.server.context import Context
+from fastmcp.server.dependencies import get_context
+from fastmcp.server.providers import Provider
+from fastmcp.tools.base import InputRequiredToolResult, Tool, ToolResult
+from fastmcp.utilities.tasks import TaskConfig
+from fastmcp.utilities.versions import VersionSpec
+from mcp.shared.exceptions import MCPError
+from pydantic import PrivateAttr
+
+from fast_mcp_gateway.background import background
+from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.forwarding import FrontCall
+from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.upstream import Upstream
+
+_NO_TASKS = TaskConfig(mode="forbidden")
+
+
+def _front(context: Context | None = None) -> FrontCall:
+    try:
+        return FrontCall.from_context(context or get_context())
+    except RuntimeError:  # no request context (library call outside a request)
+        return FrontCall(session=None)
+
+
+class GatewayTool(Tool):
+    """An upstream tool under its exposed name; ``run`` calls the upstream."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Upstream = PrivateAttr()
+    _original: str = PrivateAttr()
+
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        front = _front(context)
+        try:
+            result = await self._upstream.call_tool(self._original, arguments, front)
+        except UpstreamError as exc:
+            raise ToolError(str(exc)) from exc
+        except MCPError as exc:
+            raise ToolError(
+                f"upstream '{self._upstream.name}' rejected tools/call '{self._original}': "
+                f"{exc.error.message}"
+            ) from exc
+        if isinstance(result, types.InputRequiredResult):
+            return InputRequiredToolResult(result)
+        return ToolResult(
+            content=result.content,
+            structured_content=result.structured_content,
+            meta=result.meta,
+            is_error=bool(result.is_error),
+        )
+
+
+def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceResult:
+    if not result.contents:
+        raise ResourceError(f"{what} returned no contents")
+    contents: list[ResourceContent] = []
+    for item in result.contents:
+        if isinstance(item, types.TextResourceContents):
+            contents.append(ResourceContent(item.text, mime_type=item.mime_type, meta=item.meta))
+        else:
+            contents.append(
+                ResourceContent(
+                    base64.b64decode(item.blob), mime_type=item.mime_type, meta=item.meta
+                )
+            )
+    return ResourceResult(contents=contents, meta=result.meta)
+
+
+async def _read(upstream: Upstream, uri: str) -> ResourceResult:
+    try:
+        result = await upstream.read_resource(uri, _front())
+    except UpstreamError as exc:
+        raise ResourceError(str(exc)) from exc
+    if isinstance(result, types.InputRequiredResult):
+        return InputRequiredResourceResult(result)
+    return _resource_result(result, f"upstream '{upstream.name}' resource '{uri}'")
+
+
+class GatewayResource(Resource):
+    """An upstream resource (or a template read) under its exposed URI."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Upstream = PrivateAttr()
+    _original: str = PrivateAttr()
+    _cached: ResourceResult | None = PrivateAttr(default=None)
+
+    async def read(self) -> ResourceResult:  # type: ignore[override]
+        if self._cached is not None:
+            return self._cached
+        return await _read(self._upstream, self._original)
+
+
+class GatewayTemplate(ResourceTemplate):
+    """An upstream URI template under its exposed (namespaced) template."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Upstream = PrivateAttr()
+    _original: str = PrivateAttr()
+
+    async def create_resource(  # type: ignore[override]
+        self, uri: str, params: dict[str, Any], context: Context | None = None
+    ) -> Resource:
+        backend_uri = forward_uri(self._original, params, uri)
+        resource = GatewayResource(
+            uri=uri, name=self.name, title=self.title, description=self.description,
+            mime_type=self.mime_type, meta=self.meta,
+        )
+        resource._upstream = self._upstream
+        resource._original = backend_uri
+        resource._cached = await _read(self._upstream, backend_uri)
+        return resource
+
+
+class GatewayPrompt(Prompt):
+    """An upstream prompt under its exposed name."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Upstream = PrivateAttr()
+    _original: str = PrivateAttr()
+
+    async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
+        args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
+        try:
+            result = await self._upstream.get_prompt(self._original, args or None, _front())
+        except UpstreamError as exc:
+            raise PromptError(str(exc)) from exc
+        if isinstance(result, types.InputRequiredResult):
+            return InputRequiredPromptResult(result)
+        return PromptResult(
+            messages=[Message(content=m.content, role=m.role) for m in result.messages],
+            description=result.description,
+            meta=result.meta,
+        )
+
+
+class GatewayProvider(Provider):
+    """Exposes the manager's merged catalog to the FastMCP server."""
+
+    def __init__(self, manager: UpstreamManager) -> None:
+        super().__init__()
+        self.manager = manager
+        self._generation = -1
+        self._tools: dict[str, GatewayTool] = {}
+        self._prompts: dict[str, GatewayPrompt] = {}
+        self._resources: dict[str, GatewayResource] = {}
+        self._templates: dict[str, GatewayTemplate] = {}
+
+    def __repr__(self) -> str:
+        return f"GatewayProvider({len(self.manager.upstreams)} upstreams)"
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with background(self.manager.run):
+            yield
+
+    def _sync(self) -> None:
+        view = self.manager.view
+        if view.generation == self._generation:
+            return
+        ups = self.manager.upstreams
+        tools: dict[str, GatewayTool] = {}
+        for name, (origin, t) in view.tools.items():
+            tool = GatewayTool(
+                name=name, title=t.title, description=t.description,
+                parameters=t.input_schema, output_schema=t.output_schema,
+                annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
+            )
+            tool._upstream, tool._original = ups[origin.server], origin.original
+            tools[name] = tool
+        prompts: dict[str, GatewayPrompt] = {}
+        for name, (origin, p) in view.prompts.items():
+            prompt = GatewayPrompt(
+                name=name, title=p.title, description=p.description, icons=p.icons, meta=p.meta,
+                arguments=[
+                    PromptArgument(name=a.name, description=a.description,
+                                   required=bool(a.required))
+                    for a in p.arguments or []
+                ],
+            )
+            prompt._upstream, prompt._original = ups[origin.server], origin.original
+            prompts[name] = prompt
+        resources: dict[str, GatewayResource] = {}
+        for uri, (origin, r) in view.resources.items():
+            resource = GatewayResource(
+                uri=uri, name=r.name, title=r.title, description=r.description,
+                mime_type=r.mime_type or "text/plain", icons=r.icons,
+                annotations=r.annotations, meta=r.meta,
+            )
+            resource._upstream, resource._original = ups[origin.server], origin.original
+            resources[normalize_uri(str(resource.uri))] = resource
+        templates: dict[str, GatewayTemplate] = {}
+        for uri_template, (origin, t) in view.templates.items():
+            template = GatewayTemplate(
+                uri_template=uri_template, name=t.name, title=t.title,
+                description=t.description, mime_type=t.mime_type or "text/plain",
+                icons=t.icons, annotations=t.annotations, meta=t.meta, parameters={},
+            )
+            template._upstream, template._original = ups[origin.server], origin.original
+            templates[uri_template] = template
+        self._tools, self._prompts = tools, prompts
+        self._resources, self._templates = resources, templates
+        self._generation = view.generation
+
+    async def _list_tools(self) -> Sequence[Tool]:
+        self._sync()
+        return list(self._tools.values())
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        self._sync()
+        return self._tools.get(name)
+
+    async def _list_prompts(self) -> Sequence[Prompt]:
+        self._sync()
+        return list(self._prompts.values())
+
+    async def _get_prompt(self, name: str, version: VersionSpec | None = None) -> Prompt | None:
+        self._sync()
+        return self._prompts.get(name)
+
+    async def _list_resources(self) -> Sequence[Resource]:
+        self._sync()
+        return list(self._resources.values())
+
+    async def _get_resource(self, uri: str, version: VersionSpec | None = None) -> Resource | None:
+        self._sync()
+        return self._resources.get(uri) or self._resources.get(normalize_uri(uri))
+
+    async def _list_resource_templates(self) -> Sequence[ResourceTemplate]:
+        self._sync()
+        return list(self._templates.values())
+
+    async def _get_resource_template(
+        self, uri: str, version: VersionSpec | None = None
+    ) -> ResourceTemplate | None:
+        self._sync()
+        for template in self._templates.values():
+            if template.matches(uri) is not None:
+                return template
+        return None
+
+    async def get_tasks(self) -> Sequence[Any]:
+        return []

@@ -1,0 +1,37 @@
+"""Runtime settings read from the environment (``MCP_GATEWAY_*``) and CLI flags.
+
+Settings are built once by the CLI (or by the caller in library mode) and passed
+down; nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Transport = Literal["stdio", "http", "sse"]
+
+
+class GatewaySettings(BaseSettings):
+    """Process-wide settings; per-server values in ``servers.yaml`` override the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="MCP_GATEWAY_", extra="ignore", frozen=True)
+
+    config: Path | None = Field(default=None, description="servers.yaml or mcpServers file")
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    path: str = "/mcp"
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="extra Host header values accepted in HTTP mode (DNS-rebinding guard)",
+    )
+    allowed_origins: list[str] = Field(default_factory=list)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    call_timeout: float = Field(default=30.0, gt=0)
+    health_timeout: float = Field(default=5.0, gt=0)
+    startup_concurrency: int = Field(default=8, ge=1, le=256)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,828 @@
+"""One live MCP session to one upstream server, supervised.
+
+``Upstream.run()`` is the supervisor: it connects (spawning the process for stdio),
+negotiates the protocol era, fetches the catalog, then holds the session until it
+closes (process exit, transport error, reconnect/disable/stop request).  An
+unexpected close or a failed connect is retried with exponential backoff and
+jitter; ``crash_limit`` failures within ``crash_window`` seconds park the upstream
+as ``failed`` until ``reconnect()``.
+
+Every request goes through the one persistent session (never a reconnect per
+call) and carries a deadline.  Callbacks from the upstream (logs, sampling,
+elicitation, roots, list_changed) run in the session's receive loop, so they
+never block: they relay to a ``FrontCall`` or set an event that a task of this
+upstream acts on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, TextIO, TypeVar
+
+import anyio
+import httpx2
+import mcp_types as types
+from fastmcp.client.transports import (
+    ClientTransport,
+    SSETransport,
+    StdioTransport,
+    StreamableHttpTransport,
+)
+from fastmcp.client.transports.base import TransportOptions
+from mcp import ClientSession
+from mcp.client._probe import negotiate_auto
+from mcp.client.session import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from fast_mcp_gateway import __version__
+from fast_mcp_gateway.config import ServerConfig
+from fast_mcp_gateway.errors import (
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from fast_mcp_gateway.forwarding import FrontCall, InFlight
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CLIENT_INFO = types.Implementation(name="fast-mcp-gateway", version=__version__)
+_TRANSPORT_ERRORS = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    httpx2.TransportError,
+)
+
+
+class UpstreamState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Catalog:
+    """What one upstream offers, as it listed it (original names)."""
+
+    tools: list[types.Tool] = field(default_factory=list)
+    resources: list[types.Resource] = field(default_factory=list)
+    templates: list[types.ResourceTemplate] = field(default_factory=list)
+    prompts: list[types.Prompt] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tools": len(self.tools),
+            "resources": len(self.resources),
+            "resource_templates": len(self.templates),
+            "prompts": len(self.prompts),
+        }
+
+
+class StderrTail:
+    """The last ``maxlen`` lines a stdio upstream wrote to stderr."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.lines: deque[str] = deque(maxlen=maxlen)
+        self._partial = b""
+        self.total_lines = 0
+
+    def feed(self, data: bytes) -> None:
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        for raw in complete:
+            self._push(raw)
+        if len(self._partial) > 65536:  # a runaway line without newline
+            self._push(self._partial)
+            self._partial = b""
+
+    def flush(self) -> None:
+        if self._partial:
+            self._push(self._partial)
+            self._partial = b""
+
+    def _push(self, raw: bytes) -> None:
+        self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+        self.total_lines += 1
+
+    def tail(self, n: int = 20) -> list[str]:
+        return list(self.lines)[-n:] if n > 0 else []
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff between reconnect attempts, and when to stop trying (crash loop)."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    crash_limit: int = 5
+    crash_window: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.maximum, self.initial * self.multiplier**attempt)
+        return base * (1 + self.jitter * (2 * rng.random() - 1))
+
+    def is_crash_loop(self, failures: deque[float], now: float) -> bool:
+        while failures and now - failures[0] > self.crash_window:
+            failures.popleft()
+        return len(failures) >= self.crash_limit
+
+
+class UpstreamListener(Protocol):
+    """How an ``Upstream`` tells its owner about changes (must not block)."""
+
+    def catalog_changed(self, upstream: Upstream) -> None: ...
+
+    def state_changed(self, upstream: Upstream) -> None: ...
+
+    def resource_updated(self, upstream: Upstream, uri: str) -> None: ...
+
+
+TransportFactory = Callable[[ServerConfig, TextIO | None], ClientTransport]
+
+
+def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+    """Build the fastmcp transport for a configured server (one connection, no keep-alive)."""
+    if config.kind == "stdio":
+        assert config.command is not None
+        return StdioTransport(
+            config.command,
+            list(config.args),
+            env=dict(config.env) or None,
+            cwd=config.cwd,
+            keep_alive=False,
+            log_file=stderr,
+        )
+    assert config.url is not None
+    if config.kind == "sse":
+        return SSETransport(config.url, headers=dict(config.headers) or None)
+    return StreamableHttpTransport(config.url, headers=dict(config.headers) or None)
+
+
+class _RelaySession(ClientSession):
+    """A session that relays results instead of consuming them.
+
+    ``ClientSession.call_tool`` validates structured content against the tool's
+    output schema (listing tools first if needed).  That check belongs to the host,
+    which runs it itself; doing it here would turn an upstream's schema bug into a
+    gateway error and hide the real response.
+    """
+
+    async def validate_tool_result(self, name: str, result: types.CallToolResult) -> None:
+        return None
+
+
+_TRANSPORT_OPTIONS = TransportOptions(session_class=_RelaySession)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, human explanation of why a connect or request failed."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or exc}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    if isinstance(exc, MCPError):
+        return exc.error.message
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from {exc.request.url}"
+    if isinstance(exc, httpx2.ConnectError):
+        return f"cannot connect: {exc}"
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {describe_error(cause)}"
+    return text
+
+
+class Upstream:
+    """A supervised, persistent MCP session to one configured server."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        connect_timeout: float = 10.0,
+        call_timeout: float = 30.0,
+        listener: UpstreamListener | None = None,
+        transport_factory: TransportFactory = default_transport,
+        restart: RestartPolicy = RestartPolicy(),
+        rng: random.Random | None = None,
+        startup_limiter: anyio.CapacityLimiter | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.connect_timeout = config.timeouts.connect or connect_timeout
+        self.call_timeout = config.timeouts.call or call_timeout
+        self._listener = listener
+        self._transport_factory = transport_factory
+        self._restart = restart
+        self._rng = rng or random.Random()
+        self._limiter = startup_limiter
+        self._holding_limiter = False
+
+        self.state = UpstreamState.STARTING
+        self.last_error: str | None = None
+        self.catalog = Catalog()
+        self.stderr = StderrTail(config.stderr_lines)
+        self.inflight = InFlight()
+        self.restarts = 0
+        self.connects = 0
+        self.attempts = 0
+        self.connect_seconds: float | None = None
+        self.ready_since: float | None = None  # wall clock
+        self.next_retry_at: float | None = None  # wall clock
+        self.protocol_version: str | None = None
+        self.server_info: types.Implementation | None = None
+        self.capabilities: types.ServerCapabilities | None = None
+        self.instructions: str | None = None
+
+        self._session: ClientSession | None = None
+        self._enabled = config.enabled
+        self._stopping = False
+        self._restart_requested = False
+        self._wake = anyio.Event()
+        self._attempt_scope: anyio.CancelScope | None = None
+        self._first_attempt = anyio.Event()
+        self._broken: str | None = None
+        self._closed = anyio.Event()
+        self._catalog_dirty = anyio.Event()
+        self._changed = anyio.Event()
+
+    # -- public state ---------------------------------------------------------
+
+    @property
+    def is_modern(self) -> bool:
+        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    @property
+    def session(self) -> ClientSession | None:
+        return self._session if self.state is UpstreamState.READY else None
+
+    def uptime(self) -> float | None:
+        return None if self.ready_since is None else time.time() - self.ready_since
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds (checked at each state change); False on timeout."""
+        with anyio.move_on_after(timeout):
+            while not predicate():
+                await self._changed.wait()
+            return True
+        return predicate()
+
+    def _notify_change(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def wait_first_attempt(self) -> None:
+        """Return once the first connect attempt succeeded, failed, or was skipped."""
+        await self._first_attempt.wait()
+
+    # -- control --------------------------------------------------------------
+
+    def reconnect(self) -> None:
+        """Drop the current session (if any) and connect again now, un-parking a failure."""
+        self._enabled = True
+        self._restart_requested = True
+        self._interrupt()
+
+    def set_enabled(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._restart_requested = True
+        self._interrupt()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        self._wake.set()
+        if self._attempt_scope is not None:
+            self._attempt_scope.cancel()
+
+    # -- supervisor -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervise the session until ``stop()``; never raises for upstream faults."""
+        failures: deque[float] = deque()
+        attempt = 0
+        try:
+            while not self._stopping:
+                self._wake = anyio.Event()
+                if not self._enabled:
+                    self._set_state(UpstreamState.DISABLED)
+                    self._first_attempt.set()
+                    await self._wake.wait()
+                    continue
+                self._restart_requested = False
+                error: str | None = None
+                try:
+                    await self._attempt(hold=True)
+                except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
+                    error = self._explain_failure(exc)
+                    self.last_error = error
+                    self._attempt_finished()
+                else:
+                    if self._stopping or self._restart_requested:
+                        attempt = 0
+                        failures.clear()
+                        continue
+                    error = self._broken or "connection closed"
+                    error = self._explain_failure(None, error)
+                finally:
+                    self._first_attempt.set()
+                if self._stopping:
+                    break
+                if self._restart_requested:
+                    attempt = 0
+                    failures.clear()
+                    continue
+                self.last_error = error
+                failures.append(time.monotonic())
+                if self._restart.is_crash_loop(failures, time.monotonic()):
+                    self.last_error = (
+                        f"{error} (gave up after {len(failures)} failures within "
+                        f"{self._restart.crash_window:.0f}s; use gateway_reconnect_server)"
+                    )
+                    self._set_state(UpstreamState.FAILED)
+                    failures.clear()
+                    await self._wake.wait()
+                    attempt = 0
+                    continue
+                delay = self._restart.delay(attempt, self._rng)
+                attempt += 1
+                self.next_retry_at = time.time() + delay
+                self._set_state(UpstreamState.RECONNECTING)
+                with anyio.move_on_after(delay):
+                    await self._wake.wait()
+                self.next_retry_at = None
+                self.restarts += 1
+        finally:
+            self._set_state(UpstreamState.STOPPED)
+            self._first_attempt.set()
+
+    async def probe(self) -> None:
+        """Connect once, fetch the catalog, disconnect (for ``mcp-gateway check``)."""
+        try:
+            await self._attempt(hold=False)
+        except Exception as exc:
+            self.last_error = self._explain_failure(exc)
+            self._set_state(UpstreamState.FAILED)
+            raise
+        finally:
+            self._first_attempt.set()
+
+    def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
+        text = text or (describe_error(exc) if exc is not None else "failed")
+        tail = self.stderr.tail(5)
+        if self.config.kind == "stdio" and tail:
+            text += " | stderr: " + " / ".join(line.strip() for line in tail if line.strip())
+        return text
+
+    async def _attempt(self, *, hold: bool) -> None:
+        if self.state is not UpstreamState.READY:
+            self._set_state(
+                UpstreamState.STARTING if self.connects == 0 else UpstreamState.RECONNECTING
+            )
+        self._broken = None
+        self._closed = anyio.Event()
+        if self._limiter is not None:
+            # Bounds concurrent *connects*; waiting here does not eat the connect timeout.
+            await self._limiter.acquire()
+            self._holding_limiter = True
+        started = anyio.current_time()
+        stderr_writer: TextIO | None = None
+        stderr_done = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            if self.config.kind == "stdio":
+                read_fd, write_fd = os.pipe()
+                stderr_writer = os.fdopen(write_fd, "w")
+                tg.start_soon(self._pump_stderr, read_fd, stderr_done)
+            timed_out = False
+            try:
+                with anyio.CancelScope(deadline=started + self.connect_timeout) as scope:
+                    self._attempt_scope = scope
+                    if self._stopping or self._restart_requested:
+                        scope.cancel()
+                    transport = self._transport_factory(self.config, stderr_writer)
+                    async with transport.connect_session(
+                        transport_options=_TRANSPORT_OPTIONS, **self._session_kwargs()
+                    ) as session:
+                        if stderr_writer is not None:
+                            stderr_writer.close()  # the child holds its own copy now
+                            stderr_writer = None
+                        await self._negotiate(session, transport)
+                        catalog = await self._fetch_catalog(session)
+                        scope.deadline = math.inf
+                        self._became_ready(session, catalog, anyio.current_time() - started)
+                        if hold:
+                            is_stdio = self.config.kind == "stdio"
+                            await self._serve(session, stderr_done if is_stdio else None)
+                timed_out = scope.cancelled_caught and self.state is not UpstreamState.READY
+                timed_out = timed_out and not (self._stopping or self._restart_requested)
+            finally:
+                self._release_limiter()
+                self._attempt_scope = None
+                self._session = None
+                if stderr_writer is not None:
+                    stderr_writer.close()
+                # Let the dying process's last words arrive, then stop reading.
+                with anyio.move_on_after(1.0):
+                    await stderr_done.wait() if self.config.kind == "stdio" else None
+                tg.cancel_scope.cancel()
+        if timed_out:
+            raise UpstreamTimeout(
+                self.name, f"did not finish connecting within {self.connect_timeout:g}s"
+            )
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        return {
+            "sampling_callback": self._on_sampling,
+            "elicitation_callback": self._on_elicitation,
+            "list_roots_callback": self._on_list_roots,
+            "logging_callback": self._on_log,
+            "message_handler": self._on_message,
+            "client_info": CLIENT_INFO,
+            "log_level": "debug",
+        }
+
+    async def _negotiate(self, session: ClientSession, transport: ClientTransport) -> None:
+        mode = self.config.protocol
+        if mode == "legacy" or transport.legacy_only:
+            await session.initialize()
+        elif mode == "auto":
+            await negotiate_auto(session)
+        else:
+            await session.discover()
+        self.protocol_version = session.protocol_version
+        self.server_info = session.server_info
+        self.capabilities = session.server_capabilities
+        self.instructions = session.instructions
+
+    async def _fetch_catalog(self, session: ClientSession) -> Catalog:
+        caps = session.server_capabilities or types.ServerCapabilities()
+        catalog = Catalog()
+        if caps.tools is not None:
+            catalog.tools = await _paginate(session.list_tools, "tools")
+        if caps.resources is not None:
+            catalog.resources = await _paginate(session.list_resources, "resources")
+            catalog.templates = await _paginate(
+                session.list_resource_templates, "resource_templates"
+            )
+        if caps.prompts is not None:
+            catalog.prompts = await _paginate(session.list_prompts, "prompts")
+        return catalog
+
+    def _attempt_finished(self) -> None:
+        self.attempts += 1
+        self._notify_change()
+
+    def _release_limiter(self) -> None:
+        if self._holding_limiter and self._limiter is not None:
+            self._holding_limiter = False
+            self._limiter.release()
+
+    def _became_ready(self, session: ClientSession, catalog: Catalog, seconds: float) -> None:
+        self._release_limiter()
+        self._session = session
+        self.catalog = catalog
+        self.connects += 1
+        self.connect_seconds = seconds
+        self.ready_since = time.time()
+        self.last_error = None
+        self._set_state(UpstreamState.READY)
+        if self._listener is not None:
+            self._listener.catalog_changed(self)
+        self._first_attempt.set()
+        self._attempt_finished()
+
+    async def _serve(self, session: ClientSession, stderr_done: anyio.Event | None) -> None:
+        """Hold the session until it closes or a stop/reconnect is requested."""
+        async with anyio.create_task_group() as tg:
+
+            async def watch_stderr() -> None:
+                assert stderr_done is not None
+                await stderr_done.wait()
+                self._broken = self._broken or "process exited"
+                self._closed.set()
+
+            async def watch_dispatcher() -> None:
+                # The SDK has no public "connection closed" event; its dispatcher flag is
+                # the authoritative sign for HTTP/SSE/in-memory sessions.
+                dispatcher = getattr(session, "_dispatcher", None)
+                while not getattr(dispatcher, "_closed", False):
+                    await anyio.sleep(0.5)
+                self._broken = self._broken or "connection closed"
+                self._closed.set()
+
+            if stderr_done is not None:
+                tg.start_soon(watch_stderr)
+            tg.start_soon(watch_dispatcher)
+            tg.start_soon(self._refresh_loop, session)
+            if self.is_modern:
+                tg.start_soon(self._listen_for_changes, session)
+            await self._closed.wait()
+            tg.cancel_scope.cancel()
+        if self._broken and not (self._stopping or self._restart_requested):
+            logger.warning("upstream %s: %s", self.name, self._broken)
+
+    async def _refresh_loop(self, session: ClientSession) -> None:
+        while True:
+            await self._catalog_dirty.wait()
+            self._catalog_dirty = anyio.Event()
+            try:
+                with anyio.fail_after(self.call_timeout):
+                    self.catalog = await self._fetch_catalog(session)
+            except Exception as exc:  # noqa: BLE001 - keep the previous catalog
+                logger.warning("upstream %s: catalog refresh failed: %s", self.name,
+                               describe_error(exc))
+                continue
+            if self._listener is not None:
+                self._listener.catalog_changed(self)
+
+    async def _listen_for_changes(self, session: ClientSession) -> None:
+        """On 2026-07-28 sessions, change notifications come only on a listen stream."""
+        from mcp.client.subscriptions import listen
+
+        caps = session.server_capabilities or types.ServerCapabilities()
+        wants = {
+            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
+            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
+            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
+        }
+        if not any(wants.values()):
+            return
+        try:
+            async with listen(session, **wants) as subscription:
+                async for _event in subscription:
+                    self._catalog_dirty.set()
+        except Exception as exc:  # noqa: BLE001 - the upstream does not offer listen
+            logger.debug("upstream %s: no listen stream: %s", self.name, describe_error(exc))
+
+    async def _pump_stderr(self, fd: int, done: anyio.Event) -> None:
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                await anyio.wait_readable(fd)
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    break
+                self.stderr.feed(data)
+        finally:
+            self.stderr.flush()
+            os.close(fd)
+            done.set()
+
+    def _set_state(self, state: UpstreamState) -> None:
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        if state is not UpstreamState.READY:
+            self.ready_since = None if state is not UpstreamState.STOPPED else self.ready_since
+        level = logging.WARNING if state in (UpstreamState.FAILED,) else logging.INFO
+        logger.log(level, "upstream %s: %s -> %s%s", self.name, previous, state,
+                   f" ({self.last_error})" if self.last_error and state != "ready" else "")
+        if self._listener is not None:
+            self._listener.state_changed(self)
+        self._notify_change()
+
+    # -- requests -------------------------------------------------------------
+
+    async def request(
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+    ) -> T:
+        """Run ``op`` on the live session, mapping transport faults into ``UpstreamError``.
+
+        Error *responses* from the upstream (``MCPError`` with the upstream's code and
+        message) propagate unchanged, so the host sees what the upstream said.
+        """
+        session = self.session
+        if session is None:
+            raise UpstreamUnavailable(self.name, self.unavailable_reason())
+        with self.inflight.track(front):
+            try:
+                return await op(session)
+            except MCPError as exc:
+                if exc.error.code == types.CONNECTION_CLOSED:
+                    self._mark_broken(f"connection closed during {what}")
+                    raise UpstreamRequestFailed(
+                        self.name, f"connection closed during {what}{self._stderr_hint()}"
+                    ) from exc
+                if exc.error.code == types.REQUEST_TIMEOUT:
+                    raise UpstreamTimeout(
+                        self.name, f"{what} did not answer within {self.call_timeout:g}s "
+                        "(the request was cancelled upstream)"
+                    ) from exc
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                self._mark_broken(f"transport failed during {what}: {describe_error(exc)}")
+                raise UpstreamRequestFailed(
+                    self.name, f"transport failed during {what}: {describe_error(exc)}"
+                ) from exc
+
+    def _stderr_hint(self) -> str:
+        tail = [line for line in self.stderr.tail(3) if line.strip()]
+        return f"; stderr: {' / '.join(tail)}" if tail and self.config.kind == "stdio" else ""
+
+    def _mark_broken(self, reason: str) -> None:
+        self._broken = self._broken or reason
+        self._closed.set()
+
+    def unavailable_reason(self) -> str:
+        state = self.state
+        if state is UpstreamState.DISABLED:
+            return "is disabled; enable it with gateway_enable_server"
+        if state is UpstreamState.STARTING:
+            return "is still starting"
+        if state is UpstreamState.RECONNECTING:
+            retry = ""
+            if self.next_retry_at is not None:
+                retry = f", next attempt in {max(0.0, self.next_retry_at - time.time()):.1f}s"
+            return f"is reconnecting ({self.last_error or 'connection lost'}{retry})"
+        if state is UpstreamState.FAILED:
+            return f"has failed: {self.last_error}"
+        return f"is {state}"
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        progress = front.progress if front is not None and front.session is not None else None
+
+        async def op(session: ClientSession) -> Any:
+            return await session.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=self.call_timeout,
+                progress_callback=progress,
+                meta=front.meta if front else None,  # type: ignore[arg-type]
+                input_responses=front.input_responses if front and self.is_modern else None,
+                request_state=front.request_state if front and self.is_modern else None,
+                allow_input_required=True,
+            )
+
+        return await self.request(f"tools/call '{name}'", front, op)
+
+    async def read_resource(
+        self, uri: str, front: FrontCall | None
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        async def op(session: ClientSession) -> Any:
+            if self.is_modern and front is not None:
+                return await session.read_resource(
+                    uri,
+                    meta=front.meta,  # type: ignore[arg-type]
+                    input_responses=front.input_responses,
+                    request_state=front.request_state,
+                    allow_input_required=True,
+                )
+            return await session.read_resource(uri, meta=front.meta if front else None)  # type: ignore[arg-type]
+
+        return await self._with_timeout(f"resources/read '{uri}'", front, op)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        async def op(session: ClientSession) -> Any:
+            if self.is_modern and front is not None:
+                return await session.get_prompt(
+                    name,
+                    arguments,
+                    meta=front.meta,  # type: ignore[arg-type]
+                    input_responses=front.input_responses,
+                    request_state=front.request_state,
+                    allow_input_required=True,
+                )
+            return await session.get_prompt(name, arguments, meta=front.meta if front else None)  # type: ignore[arg-type]
+
+        return await self._with_timeout(f"prompts/get '{name}'", front, op)
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        async def op(session: ClientSession) -> types.CompleteResult:
+            return await session.complete(ref, argument, context_arguments=context_arguments)
+
+        return await self._with_timeout("completion/complete", None, op)
+
+    async def subscribe(self, uri: str) -> None:
+        async def op(session: ClientSession) -> Any:
+            return await session.subscribe_resource(uri)
+
+        await self._with_timeout(f"resources/subscribe '{uri}'", None, op)
+
+    async def unsubscribe(self, uri: str) -> None:
+        async def op(session: ClientSession) -> Any:
+            return await session.unsubscribe_resource(uri)
+
+        await self._with_timeout(f"resources/unsubscribe '{uri}'", None, op)
+
+    async def _with_timeout(
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+    ) -> T:
+        async def bounded(session: ClientSession) -> T:
+            try:
+                with anyio.fail_after(self.call_timeout):
+                    return await op(session)
+            except TimeoutError:
+                raise MCPError(code=types.REQUEST_TIMEOUT, message="timed out") from None
+
+        return await self.request(what, front, bounded)
+
+    # -- callbacks from the upstream (run in its receive loop: never block) ----
+
+    async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        caller = self.inflight.sole()
+        if caller is not None:
+            with contextlib.suppress(Exception):
+                await caller.log(params)
+            return
+        logger.debug("upstream %s log [%s]: %s", self.name, params.level, params.data)
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            logger.debug("upstream %s transport notice: %s", self.name, message)
+            return
+        if isinstance(
+            message,
+            types.ToolListChangedNotification
+            | types.ResourceListChangedNotification
+            | types.PromptListChangedNotification,
+        ):
+            self._catalog_dirty.set()
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            if self._listener is not None:
+                self._listener.resource_updated(self, str(message.params.uri))
+
+    def _asker(self, capability: str) -> FrontCall | types.ErrorData:
+        caller = self.inflight.sole() or self.inflight.first_able(capability)
+        if caller is None or not caller.can_ask(capability):
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message=f"the gateway has no connected host that supports {capability} "
+                "for this request",
+            )
+        return caller
+
+    async def _on_sampling(
+        self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> Any:
+        caller = self._asker("sampling")
+        if isinstance(caller, types.ErrorData):
+            return caller
+        try:
+            return await caller.create_message(params)
+        except MCPError as exc:
+            return exc.error
+
+    async def _on_elicitation(
+        self, ctx: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> Any:
+        caller = self._asker("elicitation")
+        if isinstance(caller, types.ErrorData):
+            return caller
+        try:
+            return await caller.elicit(params)
+        except MCPError as exc:
+            return exc.error
+
+    async def _on_list_roots(self, ctx: ClientRequestContext) -> Any:
+        caller = self._asker("roots")
+        if isinstance(caller, types.ErrorData):
+            return types.ListRootsResult(roots=[])
+        try:
+            return await caller.list_roots()
+        except MCPError as exc:
+            return exc.error
+
+
+async def _paginate(fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(1000):  # a server that never stops paging is a bug, not a catalog
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        result = await fetch(params=params)
+        items.extend(getattr(result, attr))
+        cursor = result.next_cursor
+        if not cursor:
+            break
+    return items

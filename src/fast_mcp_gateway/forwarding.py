@@ -30,6 +30,13 @@ from mcp.shared.message import ServerMessageMetadata
 
 logger = logging.getLogger(__name__)
 
+# The SDK marks server logging deprecated as of 2026-07-28 (SEP-2577), yet it still
+# delivers per-request logs to hosts that opted in, and older hosts rely on them.
+# Relaying an upstream's log is exactly that use, so call the undecorated method.
+_send_log_message = getattr(
+    ServerSession.send_log_message, "__wrapped__", ServerSession.send_log_message
+)
+
 # Request `_meta` keys that belong to one negotiated connection; never forwarded.
 _CONNECTION_META_KEYS = frozenset(
     {
@@ -85,10 +92,9 @@ class FrontCall:
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self.session is not None:
-            # The SDK flags logging as deprecated on 2026-07-28, yet hosts of that era
-            # still receive per-request logs; relaying them is the point.
-            await self.session.send_log_message(
-                params.level, params.data, params.logger, related_request_id=self.request_id
+            await _send_log_message(
+                self.session, params.level, params.data, params.logger,
+                related_request_id=self.request_id,
             )
 
     def can_ask(self, capability: str) -> bool:

@@ -40,6 +40,17 @@ from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.upstream import Upstream
 
 _NO_TASKS = TaskConfig(mode="forbidden")
+# Result `_meta` keys that describe the upstream connection, not the result.
+_CONNECTION_META = frozenset({
+    types.SERVER_INFO_META_KEY, types.PROTOCOL_VERSION_META_KEY,
+    types.CLIENT_INFO_META_KEY, types.CLIENT_CAPABILITIES_META_KEY,
+})
+
+
+def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not meta:
+        return None
+    return {k: v for k, v in meta.items() if k not in _CONNECTION_META} or None
 
 
 def _front(context: Context | None = None) -> FrontCall:
@@ -72,7 +83,7 @@ class GatewayTool(Tool):
         return ToolResult(
             content=result.content,
             structured_content=result.structured_content,
-            meta=result.meta,
+            meta=_result_meta(result.meta),
             is_error=bool(result.is_error),
         )
 
@@ -90,7 +101,7 @@ def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceRes
                     base64.b64decode(item.blob), mime_type=item.mime_type, meta=item.meta
                 )
             )
-    return ResourceResult(contents=contents, meta=result.meta)
+    return ResourceResult(contents=contents, meta=_result_meta(result.meta))
 
 
 async def _read(upstream: Upstream, uri: str) -> ResourceResult:
@@ -156,7 +167,7 @@ class GatewayPrompt(Prompt):
         return PromptResult(
             messages=[Message(content=m.content, role=m.role) for m in result.messages],
             description=result.description,
-            meta=result.meta,
+            meta=_result_meta(result.meta),
         )
 
 

@@ -414,12 +414,12 @@ class Upstream:
                 stderr_writer = os.fdopen(write_fd, "w")
                 tg.start_soon(self._pump_stderr, read_fd, stderr_done)
             timed_out = False
+            transport = self._transport_factory(self.config, stderr_writer)
             try:
                 with anyio.CancelScope(deadline=started + self.connect_timeout) as scope:
                     self._attempt_scope = scope
                     if self._stopping or self._restart_requested:
                         scope.cancel()
-                    transport = self._transport_factory(self.config, stderr_writer)
                     async with transport.connect_session(
                         transport_options=_TRANSPORT_OPTIONS, **self._session_kwargs()
                     ) as session:
@@ -441,6 +441,11 @@ class Upstream:
                 self._session = None
                 if stderr_writer is not None:
                     stderr_writer.close()
+                # Leaving connect_session under cancellation interrupts the transport's
+                # own teardown (its disconnect awaits a task); finish it here, shielded
+                # and bounded, so no subprocess or connection outlives this attempt.
+                with anyio.move_on_after(10, shield=True):
+                    await transport.close()
                 # Let the dying process's last words arrive, then stop reading.
                 with anyio.move_on_after(1.0):
                     await stderr_done.wait() if self.config.kind == "stdio" else None

@@ -1,0 +1,255 @@
+"""Shared fakes: small real MCP upstream servers and helpers to put a gateway in front.
+
+In-memory upstreams are real FastMCP servers reached through fastmcp's in-memory
+transport; their config entries carry a loopback URL that is never dialled, because
+``memory_transports`` maps the server name to the in-memory server instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import mcp_types as types
+from fastmcp import Context, FastMCP
+from fastmcp.client.transports import ClientTransport, FastMCPTransport
+from fastmcp.exceptions import ToolError
+from fastmcp.tools.base import ToolResult
+
+from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
+from fast_mcp_gateway.config import ServerConfig
+from fast_mcp_gateway.upstream import RestartPolicy, default_transport
+
+SERVERS = Path(__file__).parent / "servers"
+PY = sys.executable
+
+
+def memory_transports(servers: Mapping[str, FastMCP[Any]]):
+    """A transport factory: named servers in memory, everything else for real."""
+
+    def factory(config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if config.name in servers:
+            return FastMCPTransport(servers[config.name])
+        return default_transport(config, stderr)
+
+    return factory
+
+
+def memory_entry(name: str, **extra: Any) -> dict[str, Any]:
+    return {"url": f"http://127.0.0.1:9/in-memory/{name}", **extra}
+
+
+def stdio_entry(script: str, *args: str, **extra: Any) -> dict[str, Any]:
+    return {"command": PY, "args": [str(SERVERS / script), *args], **extra}
+
+
+FAST_RESTART = RestartPolicy(initial=0.05, maximum=0.2, jitter=0.0, crash_limit=3,
+                             crash_window=30.0)
+
+
+def make_gateway(
+    servers: Mapping[str, dict[str, Any]],
+    memory: Mapping[str, FastMCP[Any]] | None = None,
+    *,
+    options: dict[str, Any] | None = None,
+    restart: RestartPolicy = FAST_RESTART,
+    **settings: Any,
+) -> Gateway:
+    config = parse_config({"gateway": options or {}, "servers": dict(servers)}, source="test")
+    settings.setdefault("connect_timeout", 10.0)
+    return Gateway(
+        config,
+        GatewaySettings(**settings),
+        transport_factory=memory_transports(memory or {}),
+        restart=restart,
+    )
+
+
+def alpha_server() -> FastMCP[Any]:
+    """Tools with every kind of result, resources, a template, a prompt, completions."""
+    mcp = FastMCP("alpha", instructions="alpha upstream")
+
+    @mcp.tool(annotations={"readOnlyHint": True, "idempotentHint": True}, meta={"team": "a"},
+              title="Add numbers")
+    def add(a: int, b: int) -> int:
+        """Add two ints."""
+        return a + b
+
+    @mcp.tool(annotations={"destructiveHint": True})
+    def wipe() -> str:
+        """Pretend to wipe everything."""
+        return "wiped"
+
+    @mcp.tool
+    def fail(message: str) -> str:
+        """Always fails with the given message."""
+        raise ToolError(message)
+
+    @mcp.tool
+    def media() -> ToolResult:
+        """Return one content block of every kind."""
+        return ToolResult(
+            content=[
+                types.TextContent(type="text", text="héllo ✓"),
+                types.ImageContent(type="image", data="aW1n", mime_type="image/png"),
+                types.AudioContent(type="audio", data="YXVk", mime_type="audio/wav"),
+                types.EmbeddedResource(
+                    type="resource",
+                    resource=types.TextResourceContents(uri="data://x", text="embedded",
+                                                       mime_type="text/plain"),
+                ),
+            ],
+            structured_content={"ok": True, "n": 4},
+            meta={"origin": "alpha"},
+        )
+
+    @mcp.tool
+    async def progress(ctx: Context, steps: int = 5, tag: str = "") -> str:
+        """Report `steps` progress notifications and logs."""
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps, f"{tag}:{i + 1}")
+            await ctx.info(f"{tag} log {i + 1}")
+            await anyio.sleep(0.001)
+        return f"{tag} done"
+
+    @mcp.tool
+    async def slow(seconds: float) -> str:
+        """Sleep, then answer (for timeouts and cancellation)."""
+        await anyio.sleep(seconds)
+        return "slept"
+
+    @mcp.resource("data://config", mime_type="application/json")
+    def config() -> dict[str, str]:
+        return {"name": "alpha"}
+
+    @mcp.resource("urn:alpha:settings")
+    def urn_settings() -> str:
+        return "urn-alpha"
+
+    @mcp.resource("data://items/{item_id}")
+    def item(item_id: str) -> str:
+        return f"item-{item_id}"
+
+    @mcp.resource("bin://blob", mime_type="application/octet-stream")
+    def blob() -> bytes:
+        return b"\x00\x01\x02"
+
+    @mcp.prompt(title="Greeting")
+    def greet(name: str, mood: str = "happy") -> str:
+        """Greet someone."""
+        return f"Hello {name}, you seem {mood}"
+
+    return mcp
+
+
+def beta_server() -> FastMCP[Any]:
+    """A second upstream whose names collide with alpha's when unprefixed."""
+    mcp = FastMCP("beta")
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        """Add, the beta way."""
+        return a + b + 1000
+
+    @mcp.tool
+    def echo(text: str) -> str:
+        return text
+
+    @mcp.resource("urn:alpha:settings")
+    def urn_settings() -> str:
+        return "urn-beta"
+
+    @mcp.prompt
+    def greet(name: str) -> str:
+        return f"Hi {name} from beta"
+
+    return mcp
+
+
+def interactive_server(events: dict[str, Any] | None = None) -> FastMCP[Any]:
+    """An upstream that asks its client things: elicitation, sampling, roots, guards."""
+    mcp = FastMCP("inter")
+    seen = events if events is not None else {}
+
+    @mcp.tool
+    async def ask(ctx: Context) -> str:
+        """Handshake era: elicit a name with a pushed request."""
+        result = await ctx.elicit("Your name?", response_type=str)
+        return f"{result.action}:{getattr(result, 'data', None)}"
+
+    @mcp.tool
+    async def sample(ctx: Context) -> str:
+        """Handshake era: ask the host's model."""
+        result = await ctx.session.create_message(
+            messages=[types.SamplingMessage(role="user",
+                                            content=types.TextContent(type="text", text="hi"))],
+            max_tokens=10,
+        )
+        return f"{result.model}:{result.content.text}"
+
+    @mcp.tool
+    async def roots(ctx: Context) -> list[str]:
+        """Handshake era: the host's roots."""
+        listed = await ctx.session.list_roots()
+        return [str(r.uri) for r in listed.roots]
+
+    @mcp.tool
+    async def ask_guard(ctx: Context) -> Any:
+        """2026-07-28: return an ask, answer once the client retries with responses."""
+        answers = ctx.input_responses or {}
+        if "name" in answers:
+            answer = answers["name"]
+            return f"guard:{answer.action}:{(answer.content or {}).get('name')}"
+        from fastmcp.tools.base import InputRequiredToolResult
+
+        return InputRequiredToolResult(types.InputRequiredResult(
+            input_requests={"name": types.ElicitRequest(params=types.ElicitRequestFormParams(
+                message="Your name?",
+                requested_schema={"type": "object",
+                                  "properties": {"name": {"type": "string"}},
+                                  "required": ["name"]},
+            ))},
+            request_state="asked-once",
+        ))
+
+    @mcp.tool
+    async def wait_for_cancel(ctx: Context) -> str:
+        """Block until cancelled, and record that the cancellation arrived."""
+        seen["started"].set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            seen["cancelled"].set()
+        return "unreachable"
+
+    @mcp.tool
+    async def grow(ctx: Context, name: str) -> str:
+        """Add a tool at runtime and tell the client its list changed."""
+
+        def extra() -> str:
+            return f"{name} works"
+
+        mcp.tool(extra, name=name)
+        await ctx.send_notification(types.ToolListChangedNotification())
+        return f"added {name}"
+
+    @mcp.prompt
+    def poem(theme: str) -> str:
+        return f"Write a poem about {theme}"
+
+    @mcp.resource("docs://{section}")
+    def docs(section: str) -> str:
+        return f"docs for {section}"
+
+    @mcp.completion
+    def complete(ref: Any, argument: Any, context: Any) -> list[str] | None:
+        if isinstance(ref, types.PromptReference) and argument.name == "theme":
+            return [o for o in ("nature", "night", "love") if o.startswith(argument.value)]
+        if isinstance(ref, types.ResourceTemplateReference) and argument.name == "section":
+            return [o for o in ("intro", "install") if o.startswith(argument.value)]
+        return None
+
+    return mcp

@@ -1,0 +1,57 @@
+"""This process's descendants, read from /proc, for the no-leaked-process check."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def _children_map() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces and parentheses
+        rest = stat[stat.rfind(")") + 2:].split()
+        tree.setdefault(int(rest[1]), []).append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    tree, out, stack = _children_map(), [], [pid]
+    while stack:
+        for child in tree.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return f"{pid} (gone)"
+    return f"{pid} [{state}] {cmd[:120]}"
+
+
+def wait_gone(pid: int, ignore: set[int], timeout: float) -> list[str]:
+    """Descendants not in ``ignore`` still present after ``timeout`` (polls /proc)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in descendants(pid) if p not in ignore]
+        # Reap zombies that are our direct children, if any.
+        for p in left:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        left = [p for p in descendants(pid) if p not in ignore]
+        if not left or time.monotonic() > deadline:
+            return [describe(p) for p in left]
+        time.sleep(0.05)

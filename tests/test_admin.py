@@ -1,0 +1,100 @@
+"""The gateway_* admin tools, end to end through a real client."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
+from fastmcp.exceptions import ToolError
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry, stdio_entry
+
+pytestmark = pytest.mark.anyio
+
+
+class _ToolsChanged(MessageHandler):
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = anyio.Event()
+
+    async def on_tool_list_changed(self, message: object) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def next(self) -> None:
+        with anyio.fail_after(10):
+            await self.event.wait()
+        self.event = anyio.Event()
+
+
+async def test_admin_tools_are_annotated_and_structured() -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with Client(gateway.server) as client:
+        tools = {t.name: t for t in await client.list_tools() if t.name.startswith("gateway_")}
+        assert tools["gateway_list_servers"].annotations.read_only_hint is True
+        assert tools["gateway_server_detail"].annotations.read_only_hint is True
+        assert tools["gateway_disable_server"].annotations.destructive_hint is True
+        assert tools["gateway_reconnect_server"].annotations.idempotent_hint is True
+        assert all(t.output_schema for t in tools.values())
+        listing = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listing["ready"] == listing["total"] == 1
+        (alpha,) = listing["servers"]
+        assert alpha["tools"] == 6 and alpha["resources"] == 3 and alpha["prompts"] == 1
+        assert alpha["protocol_version"] == "2026-07-28" and alpha["uptime_seconds"] >= 0
+
+
+async def test_disable_and_enable_change_the_catalog_live() -> None:
+    gateway = make_gateway({"well": stdio_entry("well.py"), "alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server()})
+    changes = _ToolsChanged()
+    async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
+        pid = (await client.call_tool("well_pid", {})).data
+        status = (await client.call_tool("gateway_disable_server", {"name": "well"})).data
+        assert status.state == "disabled" and status.enabled is False
+        await changes.next()
+        names = {t.name for t in await client.list_tools()}
+        assert not any(n.startswith("well_") for n in names) and "alpha_add" in names
+        assert not os.path.exists(f"/proc/{pid}") or _is_zombie_free(pid)
+        status = (await client.call_tool("gateway_enable_server", {"name": "well"})).data
+        assert status.state == "ready"
+        await changes.next()
+        assert (await client.call_tool("well_pid", {})).data != pid
+
+
+def _is_zombie_free(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+async def test_reconnect_restarts_the_process() -> None:
+    gateway = make_gateway({"well": stdio_entry("well.py")})
+    async with Client(gateway.server) as client:
+        pid = (await client.call_tool("well_pid", {})).data
+        status = (await client.call_tool("gateway_reconnect_server", {"name": "well"})).data
+        assert status.state == "ready"
+        assert (await client.call_tool("well_pid", {})).data != pid
+
+
+async def test_unknown_server_names_list_the_known_ones() -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with Client(gateway.server) as client:
+        with pytest.raises(ToolError, match=r"no server named 'nope' \(known: alpha\)"):
+            await client.call_tool("gateway_server_detail", {"name": "nope"})
+
+
+async def test_detail_shows_capabilities_and_redacts_secrets() -> None:
+    gateway = make_gateway(
+        {"well": stdio_entry("well.py", env={"API_TOKEN": "tok-123456", "MODE": "fast"})}
+    )
+    async with Client(gateway.server) as client:
+        detail = (await client.call_tool("gateway_server_detail", {"name": "well"})).data
+    assert detail.server_info["name"] == "well"
+    assert "tools" in detail.capabilities
+    assert detail.config["env"] == {"API_TOKEN": "***", "MODE": "fast"}
+    assert {e.exposed for e in detail.exposed} >= {"well_pid", "well_echo"}

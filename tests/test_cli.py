@@ -1,0 +1,110 @@
+"""The mcp-gateway command: check, and serve driven by real MCP clients over stdio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from tests.fixtures import SERVERS
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "fast_mcp_gateway.cli"]
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
+
+
+def test_check_passes_on_the_repo_config() -> None:
+    result = run_cli("check", "--config", "servers.yaml")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["server", "transport", "status"]
+    rows = {line.split()[0]: line.split() for line in lines[2:4]}
+    assert rows["notes"][1:3] == ["stdio", "ok"] and rows["clock"][2] == "ok"
+    assert "2/2 servers ok" in result.stdout
+
+
+def test_check_reports_a_broken_server_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text(
+        f"servers:\n  broken:\n    command: {sys.executable}\n"
+        f"    args: [{json.dumps(str(SERVERS / 'exit_at_start.py'))}]\n"
+        "  missing:\n    command: /nonexistent/mcp-server\n"
+    )
+    result = run_cli("check", "--config", str(config), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    rows = {row["server"]: row for row in report["servers"]}
+    assert rows["broken"]["status"] == "FAILED"
+    assert "WEATHER_API_KEY is not set" in rows["broken"]["error"]
+    assert "command not found" in rows["missing"]["error"]
+
+
+def test_an_invalid_config_exits_2_with_a_located_message(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  x:\n    comand: python\n")
+    result = run_cli("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{config}: server 'x', field 'comand': unknown field; did you mean 'command'?" \
+        in result.stderr
+
+
+def test_stdout_carries_only_protocol() -> None:
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+         "params": {"name": "clock_add", "arguments": {"a": 1, "b": 2}}},
+    ]
+    proc = subprocess.Popen([*CLI, "serve", "--config", "servers.yaml"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    replies = []
+    try:
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            if "id" in message:
+                replies.append(json.loads(proc.stdout.readline()))
+    finally:
+        rest, err = proc.communicate(timeout=30)  # closes stdin: the gateway then exits
+    assert rest.strip() == "", f"stray stdout: {rest!r}"
+    assert [r["id"] for r in replies] == [1, 2, 3]
+    names = {t["name"] for t in replies[1]["result"]["tools"]}
+    assert {"notes_add_note", "clock_now", "gateway_list_servers"} <= names
+    assert replies[2]["result"]["structuredContent"] == {"result": 3.0}
+    assert "serving 2 upstream(s)" in err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
+    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway.cli", "serve",
+                                                "--config", str(REPO / "servers.yaml")],
+                               cwd=str(REPO), keep_alive=False)
+    async with Client(transport, mode=mode) as client:
+        tools = {t.name for t in await client.list_tools()}
+        assert {"notes_list_notes", "clock_countdown"} <= tools
+        note = (await client.call_tool("notes_add_note", {"title": "from test"})).structured_content
+        assert note["title"] == "from test"
+        (read,) = await client.read_resource(f"notes://notes/note/{note['id']}")
+        assert "# from test" in read.text
+        progress: list[float] = []
+
+        async def on_progress(p: float, total: float | None, message: str | None) -> None:
+            progress.append(p)
+
+        await client.call_tool("clock_countdown", {"steps": 3}, progress_handler=on_progress)
+        assert progress == [1, 2, 3]

@@ -1,0 +1,61 @@
+"""HTTP on 127.0.0.1: streamable-HTTP and SSE upstreams, and the gateway's own HTTP mode."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, serve_http
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_streamable_http_and_sse_upstreams() -> None:
+    alpha_app = alpha_server().http_app(path="/mcp")
+    beta_app = beta_server().http_app(path="/sse", transport="sse")
+    async with serve_http(alpha_app) as alpha_url, serve_http(beta_app) as beta_url:
+        gateway = make_gateway({
+            "alpha": {"url": f"{alpha_url}/mcp"},
+            "beta": {"url": f"{beta_url}/sse"},
+        })
+        async with Client(gateway.server) as client:
+            assert (await client.call_tool("alpha_add", {"a": 2, "b": 3})).data == 5
+            assert (await client.call_tool("beta_add", {"a": 2, "b": 3})).data == 1005
+            (item,) = await client.read_resource("data://alpha/items/9")
+            assert item.text == "item-9"
+        alpha = gateway.manager.get("alpha")
+        beta = gateway.manager.get("beta")
+        assert alpha.config.kind == "http" and alpha.protocol_version == "2026-07-28"
+        assert beta.config.kind == "sse" and beta.protocol_version == "2025-11-25"
+
+
+async def test_the_gateway_serves_streamable_http_with_rebinding_protection() -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with serve_http(gateway.http_app("http")) as base:
+        async with Client(f"{base}/mcp") as modern:
+            assert (await modern.call_tool("alpha_add", {"a": 1, "b": 1})).data == 2
+        async with Client(f"{base}/mcp", mode="legacy") as legacy:
+            assert legacy.protocol_version == "2025-11-25"
+            assert (await legacy.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        async with httpx2.AsyncClient() as http:
+            evil = await http.post(f"{base}/mcp", json=body,
+                                   headers={"Host": "evil.example.com",
+                                            "Accept": "application/json, text/event-stream"})
+            assert evil.status_code == 421
+            origin = await http.post(f"{base}/mcp", json=body,
+                                     headers={"Origin": "http://evil.example.com",
+                                              "Accept": "application/json, text/event-stream"})
+            assert origin.status_code == 403
+
+
+async def test_the_gateway_serves_sse() -> None:
+    config = parse_config({"servers": {"alpha": memory_entry("alpha")}})
+    from tests.fixtures import memory_transports
+
+    gateway = Gateway(config, GatewaySettings(),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with serve_http(gateway.http_app("sse")) as base, Client(f"{base}/sse") as client:
+        assert (await client.call_tool("alpha_add", {"a": 4, "b": 4})).data == 8

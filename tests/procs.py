@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -47,10 +48,8 @@ def wait_gone(pid: int, ignore: set[int], timeout: float) -> list[str]:
         left = [p for p in descendants(pid) if p not in ignore]
         # Reap zombies that are our direct children, if any.
         for p in left:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pass
         left = [p for p in descendants(pid) if p not in ignore]
         if not left or time.monotonic() > deadline:
             return [describe(p) for p in left]

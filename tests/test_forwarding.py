@@ -33,10 +33,10 @@ async def test_concurrent_callers_each_get_only_their_own_progress() -> None:
             result = await client.call_tool("alpha_progress", {"steps": 10, "tag": tag})
             assert result.data == f"{tag} done"
 
-    async with Client(gateway.server):  # keep the gateway up across both callers
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(caller, "A")
-            tg.start_soon(caller, "B")
+    # One client keeps the gateway (and its upstream session) up across both callers.
+    async with Client(gateway.server), anyio.create_task_group() as tg:
+        tg.start_soon(caller, "A")
+        tg.start_soon(caller, "B")
     assert seen["A"] == [f"A:{i}" for i in range(1, 11)]
     assert seen["B"] == [f"B:{i}" for i in range(1, 11)]
 
@@ -54,10 +54,10 @@ async def test_logs_reach_the_single_caller_and_never_a_stranger() -> None:
     async with Client(gateway.server, log_handler=handler("A")) as a:
         await a.call_tool("alpha_progress", {"steps": 3, "tag": "A"})
         assert logs["A"] == ["A log 1", "A log 2", "A log 3"]
-        async with Client(gateway.server, log_handler=handler("B")) as b:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(a.call_tool, "alpha_progress", {"steps": 5, "tag": "A"})
-                tg.start_soon(b.call_tool, "alpha_progress", {"steps": 5, "tag": "B"})
+        async with (Client(gateway.server, log_handler=handler("B")) as b,
+                    anyio.create_task_group() as tg):
+            tg.start_soon(a.call_tool, "alpha_progress", {"steps": 5, "tag": "A"})
+            tg.start_soon(b.call_tool, "alpha_progress", {"steps": 5, "tag": "B"})
     assert all(line.startswith("A") for line in logs["A"])
     assert all(line.startswith("B") for line in logs["B"])
 

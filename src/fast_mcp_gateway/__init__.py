@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config, parse_config  # noqa: E402
-from fast_mcp_gateway.errors import (  # noqa: E402
+from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config, parse_config
+from fast_mcp_gateway.errors import (
     AdminError,
     ConfigError,
     GatewayError,
@@ -13,8 +13,8 @@ from fast_mcp_gateway.errors import (  # noqa: E402
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.gateway import Gateway  # noqa: E402
-from fast_mcp_gateway.settings import GatewaySettings  # noqa: E402
+from fast_mcp_gateway.gateway import Gateway
+from fast_mcp_gateway.settings import GatewaySettings
 
 __all__ = [
     "AdminError",

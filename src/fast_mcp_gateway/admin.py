@@ -150,7 +150,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                 return upstream.state is UpstreamState.DISABLED
             return upstream.attempts > since_attempts
 
-        await upstream.wait_until(done, timeout)
+        await upstream.wait_until(done, within=timeout)
         return status_of(upstream)
 
     @server.tool(name="gateway_reconnect_server", annotations=_IDEMPOTENT, tags={"admin"})

@@ -11,13 +11,13 @@ every background task, and nothing left running after the context.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
 
-StartFn = Callable[..., Awaitable[Any]]
+StartFn = Callable[..., Coroutine[Any, Any, Any]]
 
 
 @asynccontextmanager

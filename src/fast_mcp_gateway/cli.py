@@ -7,6 +7,7 @@ carries nothing but MCP protocol.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -99,10 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
         settings.transport,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(gateway.run_async)
-    except KeyboardInterrupt:
-        pass
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +68,8 @@ class FrontCall:
         raw_meta = dict(rc.meta or {}) if getattr(rc, "meta", None) else {}
         meta = {k: v for k, v in raw_meta.items() if k not in _CONNECTION_META_KEYS} or None
         client_id = "stdio"
-        try:
+        with suppress(Exception):  # no client id on this transport
             client_id = ctx.client_id or client_id
-        except Exception:  # noqa: BLE001 - no client id on this transport
-            pass
         return cls(
             session=ctx.session,
             request_id=ctx.request_id,
@@ -103,7 +101,7 @@ class FrontCall:
             return False
         try:
             caps = self.session.client_capabilities
-        except Exception:  # noqa: BLE001 - sessionless era: no declared capabilities
+        except Exception:
             return False
         return caps is not None and getattr(caps, capability, None) is not None
 

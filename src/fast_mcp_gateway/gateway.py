@@ -45,7 +45,13 @@ from fast_mcp_gateway.config import GatewayConfig, load_config
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.settings import GatewaySettings, Transport
-from fast_mcp_gateway.upstream import RestartPolicy, TransportFactory, Upstream, default_transport
+from fast_mcp_gateway.upstream import (
+    DEFAULT_RESTART,
+    RestartPolicy,
+    TransportFactory,
+    Upstream,
+    default_transport,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +103,9 @@ class FrontHub:
         self._updated.append(uri)
         self._wake.set()
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         while True:
             await self._wake.wait()
@@ -125,13 +133,13 @@ class FrontHub:
                     await connection.send_prompt_list_changed()
                 if "resources" in kinds:
                     await connection.send_resource_list_changed()
-            except Exception:  # noqa: BLE001 - a gone host must not stop the others
+            except Exception:
                 self._connections.discard(connection)
         for uri in updated:
             for connection in list(self._subscribers.get(uri, ())):
                 try:
                     await connection.send_resource_updated(uri)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     self._subscribers[uri].discard(connection)
 
 
@@ -141,7 +149,9 @@ class _TrackConnections(Middleware):
     def __init__(self, hub: FrontHub) -> None:
         self._hub = hub
 
-    async def on_request(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
+    async def on_request(
+        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
+    ) -> Any:
         ctx = context.fastmcp_context
         if ctx is not None and ctx.request_context is not None:
             self._hub.track(getattr(ctx.session, "_connection", None))
@@ -157,7 +167,7 @@ class Gateway:
         settings: GatewaySettings | None = None,
         *,
         transport_factory: TransportFactory = default_transport,
-        restart: RestartPolicy = RestartPolicy(),
+        restart: RestartPolicy = DEFAULT_RESTART,
         name: str = "fast-mcp-gateway",
     ) -> None:
         self.config = config

@@ -13,17 +13,19 @@ failed ones leave the catalog, with ``list_changed``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import mcp_types as types
-from pydantic import AnyUrl
+from pydantic import AnyUrl, BaseModel
 
 from fast_mcp_gateway.config import GatewayConfig, ServerConfig
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
 from fast_mcp_gateway.upstream import (
+    DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
     Upstream,
@@ -68,7 +70,7 @@ class UpstreamManager:
         call_timeout: float = 30.0,
         startup_concurrency: int = 8,
         transport_factory: TransportFactory = default_transport,
-        restart: RestartPolicy = RestartPolicy(),
+        restart: RestartPolicy = DEFAULT_RESTART,
     ) -> None:
         self.config = config
         self._connect_timeout = config.options.timeouts.connect or connect_timeout
@@ -98,7 +100,9 @@ class UpstreamManager:
 
     # -- lifecycle ------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run every upstream; report started once each made its first attempt."""
         async with anyio.create_task_group() as tg:
             self._task_group = tg
@@ -191,8 +195,9 @@ class UpstreamManager:
         )
         by_name = {u.name: u for u in ordered}
 
-        def pick(table: NameTable, items: Callable[[Upstream], list[object]],
-                 key: Callable[[object], str], norm: Callable[[str], str] = str) -> dict:
+        def pick(table: NameTable, items: Callable[[Upstream], list[Any]],
+                 key: Callable[[Any], str], norm: Callable[[str], str] = str
+                 ) -> dict[str, tuple[Origin, Any]]:
             index = {
                 (u.name, key(item)): item for u in ordered for item in items(u)
             }
@@ -203,12 +208,12 @@ class UpstreamManager:
             }
 
         view = CatalogView(
-            tools=pick(tool_table, lambda u: list(u.catalog.tools), lambda t: t.name),  # type: ignore[attr-defined]
-            prompts=pick(prompt_table, lambda u: list(u.catalog.prompts), lambda p: p.name),  # type: ignore[attr-defined]
+            tools=pick(tool_table, lambda u: list(u.catalog.tools), lambda t: t.name),
+            prompts=pick(prompt_table, lambda u: list(u.catalog.prompts), lambda p: p.name),
             resources=pick(resource_table, lambda u: list(u.catalog.resources),
-                           lambda r: str(r.uri), normalize_uri),  # type: ignore[attr-defined]
+                           lambda r: str(r.uri), normalize_uri),
             templates=pick(template_table, lambda u: list(u.catalog.templates),
-                           lambda t: t.uri_template),  # type: ignore[attr-defined]
+                           lambda t: t.uri_template),
             renames=[*tool_table.renames, *prompt_table.renames, *resource_table.renames,
                      *template_table.renames],
             generation=self.view.generation + 1,
@@ -250,8 +255,5 @@ class UpstreamManager:
         return self.upstreams[entry[0].server], entry[1]
 
 
-def _fingerprint(items: dict[str, tuple[Origin, object]]) -> dict[str, str]:
-    return {
-        name: item.model_dump_json() if hasattr(item, "model_dump_json") else repr(item)  # type: ignore[attr-defined]
-        for name, (_, item) in items.items()
-    }
+def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:
+    return {name: item.model_dump_json() for name, (_, item) in items.items()}

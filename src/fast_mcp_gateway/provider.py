@@ -31,7 +31,7 @@ from fastmcp.tools.base import InputRequiredToolResult, Tool, ToolResult
 from fastmcp.utilities.tasks import TaskConfig
 from fastmcp.utilities.versions import VersionSpec
 from mcp.shared.exceptions import MCPError
-from pydantic import PrivateAttr
+from pydantic import AnyUrl, PrivateAttr
 
 from fast_mcp_gateway.background import background
 from fast_mcp_gateway.errors import UpstreamError
@@ -140,7 +140,7 @@ class GatewayTemplate(ResourceTemplate):
     ) -> Resource:
         backend_uri = forward_uri(self._original, params, uri)
         resource = GatewayResource(
-            uri=uri, name=self.name, title=self.title, description=self.description,
+            uri=AnyUrl(uri), name=self.name, title=self.title, description=self.description,
             mime_type=self.mime_type, meta=self.meta,
         )
         resource._upstream = self._upstream
@@ -220,18 +220,18 @@ class GatewayProvider(Provider):
         resources: dict[str, GatewayResource] = {}
         for uri, (origin, r) in view.resources.items():
             resource = GatewayResource(
-                uri=uri, name=r.name, title=r.title, description=r.description,
+                uri=AnyUrl(uri), name=r.name, title=r.title, description=r.description,
                 mime_type=r.mime_type or "text/plain", icons=r.icons,
                 annotations=r.annotations, meta=r.meta,
             )
             resource._upstream, resource._original = ups[origin.server], origin.original
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
-        for uri_template, (origin, t) in view.templates.items():
+        for uri_template, (origin, tp) in view.templates.items():
             template = GatewayTemplate(
-                uri_template=uri_template, name=t.name, title=t.title,
-                description=t.description, mime_type=t.mime_type or "text/plain",
-                icons=t.icons, annotations=t.annotations, meta=t.meta, parameters={},
+                uri_template=uri_template, name=tp.name, title=tp.title,
+                description=tp.description, mime_type=tp.mime_type or "text/plain",
+                icons=tp.icons, annotations=tp.annotations, meta=tp.meta, parameters={},
             )
             template._upstream, template._original = ups[origin.server], origin.original
             templates[uri_template] = template

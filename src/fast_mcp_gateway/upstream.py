@@ -142,6 +142,9 @@ class RestartPolicy:
         return len(failures) >= self.crash_limit
 
 
+DEFAULT_RESTART = RestartPolicy()
+
+
 class UpstreamListener(Protocol):
     """How an ``Upstream`` tells its owner about changes (must not block)."""
 
@@ -221,7 +224,7 @@ class Upstream:
         call_timeout: float = 30.0,
         listener: UpstreamListener | None = None,
         transport_factory: TransportFactory = default_transport,
-        restart: RestartPolicy = RestartPolicy(),
+        restart: RestartPolicy | None = None,
         rng: random.Random | None = None,
         startup_limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
@@ -231,7 +234,7 @@ class Upstream:
         self.call_timeout = config.timeouts.call or call_timeout
         self._listener = listener
         self._transport_factory = transport_factory
-        self._restart = restart
+        self._restart = restart or DEFAULT_RESTART
         self._rng = rng or random.Random()
         self._limiter = startup_limiter
         self._holding_limiter = False
@@ -277,9 +280,10 @@ class Upstream:
     def uptime(self) -> float | None:
         return None if self.ready_since is None else time.time() - self.ready_since
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` holds (checked at each state change); False on timeout."""
-        with anyio.move_on_after(timeout):
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
+        """Wait until ``predicate()`` holds (checked at each state change); False if not
+        ``within`` seconds."""
+        with anyio.move_on_after(within):
             while not predicate():
                 await self._changed.wait()
             return True
@@ -333,7 +337,7 @@ class Upstream:
                 error: str | None = None
                 try:
                     await self._attempt(hold=True)
-                except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
+                except Exception as exc:
                     error = self._explain_failure(exc)
                     self.last_error = error
                     self._attempt_finished()
@@ -445,7 +449,7 @@ class Upstream:
                 # own teardown (its disconnect awaits a task); finish it here, shielded
                 # and bounded, so no subprocess or connection outlives this attempt.
                 with anyio.move_on_after(10, shield=True):
-                    await transport.close()
+                    await transport.close()  # type: ignore[no-untyped-call]
                 # Let the dying process's last words arrive, then stop reading.
                 with anyio.move_on_after(1.0):
                     await stderr_done.wait() if self.config.kind == "stdio" else None
@@ -530,7 +534,7 @@ class Upstream:
                 # The SDK has no public "connection closed" event; its dispatcher flag is
                 # the authoritative sign for HTTP/SSE/in-memory sessions.
                 dispatcher = getattr(session, "_dispatcher", None)
-                while not getattr(dispatcher, "_closed", False):
+                while not getattr(dispatcher, "_closed", False):  # noqa: ASYNC110
                     await anyio.sleep(0.5)
                 self._broken = self._broken or "connection closed"
                 self._closed.set()
@@ -553,7 +557,7 @@ class Upstream:
             try:
                 with anyio.fail_after(self.call_timeout):
                     self.catalog = await self._fetch_catalog(session)
-            except Exception as exc:  # noqa: BLE001 - keep the previous catalog
+            except Exception as exc:
                 logger.warning("upstream %s: catalog refresh failed: %s", self.name,
                                describe_error(exc))
                 continue
@@ -565,18 +569,17 @@ class Upstream:
         from mcp.client.subscriptions import listen
 
         caps = session.server_capabilities or types.ServerCapabilities()
-        wants = {
-            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
-            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
-            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
-        }
-        if not any(wants.values()):
+        tools = bool(caps.tools and caps.tools.list_changed)
+        prompts = bool(caps.prompts and caps.prompts.list_changed)
+        resources = bool(caps.resources and caps.resources.list_changed)
+        if not (tools or prompts or resources):
             return
         try:
-            async with listen(session, **wants) as subscription:
+            async with listen(session, tools_list_changed=tools, prompts_list_changed=prompts,
+                              resources_list_changed=resources) as subscription:
                 async for _event in subscription:
                     self._catalog_dirty.set()
-        except Exception as exc:  # noqa: BLE001 - the upstream does not offer listen
+        except Exception as exc:
             logger.debug("upstream %s: no listen stream: %s", self.name, describe_error(exc))
 
     async def _pump_stderr(self, fd: int, done: anyio.Event) -> None:
@@ -672,7 +675,7 @@ class Upstream:
         progress = front.progress if front is not None and front.session is not None else None
 
         async def op(session: ClientSession) -> Any:
-            return await session.call_tool(
+            return await session.call_tool(  # type: ignore[misc]
                 name,
                 arguments,
                 read_timeout_seconds=self.call_timeout,
@@ -774,9 +777,9 @@ class Upstream:
             | types.PromptListChangedNotification,
         ):
             self._catalog_dirty.set()
-        elif isinstance(message, types.ResourceUpdatedNotification):
-            if self._listener is not None:
-                self._listener.resource_updated(self, str(message.params.uri))
+        elif (isinstance(message, types.ResourceUpdatedNotification)
+              and self._listener is not None):
+            self._listener.resource_updated(self, str(message.params.uri))
 
     def _asker(self, capability: str) -> FrontCall | types.ErrorData:
         caller = self.inflight.sole() or self.inflight.first_able(capability)

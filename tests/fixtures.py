@@ -277,3 +277,62 @@ async def serve_http(app: Any) -> AsyncIterator[str]:
         finally:
             server.should_exit = True
     sock.close()
+
+
+def watched_server() -> FastMCP[Any]:
+    """An upstream with resource subscriptions and a 2026-07-28 listen stream.
+
+    FastMCP serves neither by itself, so this registers the SDK's handlers, as a
+    hand-written server would.
+    """
+    from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+
+    mcp = FastMCP("watch")
+    state = {"count": 0}
+    subscribers: list[Any] = []
+    bus = InMemorySubscriptionBus()
+
+    @mcp.resource("watch://counter")
+    def counter() -> str:
+        return str(state["count"])
+
+    @mcp.tool
+    async def bump() -> int:
+        state["count"] += 1
+        for connection in subscribers:
+            await connection.send_resource_updated("watch://counter")
+        return state["count"]
+
+    @mcp.tool
+    async def grow(name: str) -> str:
+        mcp.tool(lambda: f"{name} works", name=name)
+        await bus.publish(ToolsListChanged())
+        return f"added {name}"
+
+    async def on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        subscribers.append(ctx.session._connection)
+        return types.EmptyResult()
+
+    async def on_unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        subscribers.clear()
+        return types.EmptyResult()
+
+    low = mcp._mcp_server
+    low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
+    low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                            on_unsubscribe)
+    low.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequestParams,
+                            ListenHandler(bus))
+    return mcp
+
+
+def long_named_server() -> FastMCP[Any]:
+    mcp = FastMCP("long")
+    for suffix in ("alpha", "beta"):
+        name = "summarize_the_quarterly_financial_report_for_the_board_" + suffix
+
+        def make(s: str = suffix) -> str:
+            return s
+
+        mcp.tool(make, name=name)
+    return mcp

@@ -281,8 +281,8 @@ class Upstream:
         return None if self.ready_since is None else time.time() - self.ready_since
 
     async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
-        """Wait until ``predicate()`` holds (checked at each state change); False if not
-        ``within`` seconds."""
+        """Wait until ``predicate()`` holds (checked at each state or catalog change);
+        False if it does not within ``within`` seconds."""
         with anyio.move_on_after(within):
             while not predicate():
                 await self._changed.wait()
@@ -563,6 +563,7 @@ class Upstream:
                 continue
             if self._listener is not None:
                 self._listener.catalog_changed(self)
+            self._notify_change()
 
     async def _listen_for_changes(self, session: ClientSession) -> None:
         """On 2026-07-28 sessions, change notifications come only on a listen stream."""

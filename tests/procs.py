@@ -54,3 +54,20 @@ def wait_gone(pid: int, ignore: set[int], timeout: float) -> list[str]:
         if not left or time.monotonic() > deadline:
             return [describe(p) for p in left]
         time.sleep(0.05)
+
+
+def wait_gone_pids(pids: list[int], timeout: float) -> list[int]:
+    """Of ``pids`` (any parent), those still alive after ``timeout`` (polls /proc)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from tests import procs
 from tests.fixtures import SERVERS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +88,35 @@ def test_stdout_carries_only_protocol() -> None:
     assert {"notes_add_note", "clock_now", "gateway_list_servers"} <= names
     assert replies[2]["result"]["structuredContent"] == {"result": 3.0}
     assert "serving 2 upstream(s)" in err
+
+
+def test_sigterm_stops_the_gateway_and_every_upstream_process() -> None:
+    proc = subprocess.Popen([*CLI, "serve", "--config", "servers.yaml"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for message in (
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "gateway_list_servers", "arguments": {}}},
+        ):
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            if "id" in message:
+                reply = json.loads(proc.stdout.readline())
+        pids = [s["pid"] for s in reply["result"]["structuredContent"]["servers"]]
+        assert len(pids) == 2 and all(isinstance(p, int) for p in pids)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert not procs.wait_gone_pids(pids, timeout=10), "upstreams outlived the gateway"
 
 
 @pytest.mark.anyio

@@ -162,3 +162,20 @@ async def test_completions_are_forwarded_for_prompts_and_templates() -> None:
             {"name": "section", "value": "in"},
         )
         assert result.values == ["intro", "install"]
+
+
+async def test_2026_asks_are_answered_through_a_handshake_era_host() -> None:
+    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
+        assert client.protocol_version == "2025-11-25"
+        assert gateway.manager.get("inter").protocol_version == "2026-07-28"
+        result = await client.call_tool("inter_ask_guard", {})
+        assert result.content[0].text == "guard:accept:Ada"
+
+
+async def test_an_ask_the_host_cannot_answer_is_a_clear_error() -> None:
+    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    async with Client(gateway.server, mode="legacy") as client:  # no elicitation handler
+        result = await client.call_tool_mcp("inter_ask_guard", {})
+        assert result.is_error
+        assert "asked the host for elicitation/create, which failed" in result.content[0].text

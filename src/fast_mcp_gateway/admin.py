@@ -49,6 +49,7 @@ class ServerStatus(BaseModel):
     uptime_seconds: float | None
     connect_seconds: float | None
     restarts: int
+    pid: int | None = Field(default=None, description="the stdio server's process id")
     description: str | None = None
 
 
@@ -89,6 +90,7 @@ def status_of(upstream: Upstream) -> ServerStatus:
         connect_seconds=None if upstream.connect_seconds is None
         else round(upstream.connect_seconds, 3),
         restarts=upstream.restarts,
+        pid=upstream.pid,
         description=config.description,
         **counts,
     )

@@ -30,7 +30,7 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             started = anyio.current_time()
             try:
                 await upstream.probe()
-            except Exception:
+            except Exception:  # noqa: BLE001 - reported in the row
                 row.update(status="FAILED", error=upstream.last_error)
             else:
                 counts = upstream.catalog.counts()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,9 +104,38 @@ def main(argv: list[str] | None = None) -> int:
         settings.transport,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(gateway.run_async)
+        anyio.run(_serve, gateway)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+async def _serve(gateway: Any) -> None:
+    """Serve; on SIGTERM/SIGINT terminate the upstreams at once and stop.
+
+    The SDK's stdio server reads stdin in a worker thread that cancellation cannot
+    interrupt, so if an orderly stop has not finished after ``_EXIT_GRACE`` seconds the
+    process exits hard (its upstream processes are already gone by then).
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    logging.getLogger("fast_mcp_gateway").info(
+                        "received %s: stopping", signal.Signals(received).name)
+                    gateway.kill_upstreams()
+                    timer = threading.Timer(_EXIT_GRACE, os._exit, args=(0,))
+                    timer.daemon = True
+                    timer.start()
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(on_signal)
+        await gateway.run_async()
+        tg.cancel_scope.cancel()
+
+
+_EXIT_GRACE = 2.0
 
 
 if __name__ == "__main__":

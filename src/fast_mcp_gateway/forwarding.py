@@ -27,6 +27,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.session import ServerSession
 from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ class FrontCall:
     input_responses: Any = None
     request_state: str | None = None
     client_id: str = "stdio"
+    protocol_version: str | None = None
+
+    @property
+    def is_modern(self) -> bool:
+        """A 2026-07-28 host: it answers asks itself (``InputRequiredResult``)."""
+        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
 
     @classmethod
     def from_context(cls, ctx: Any) -> FrontCall:
@@ -77,6 +84,7 @@ class FrontCall:
             input_responses=ctx.input_responses,
             request_state=ctx.request_state,
             client_id=client_id,
+            protocol_version=getattr(rc, "protocol_version", None),
         )
 
     def _related(self) -> ServerMessageMetadata | None:
@@ -101,7 +109,7 @@ class FrontCall:
             return False
         try:
             caps = self.session.client_capabilities
-        except Exception:
+        except Exception:  # noqa: BLE001 - sessionless era: no declared capabilities
             return False
         return caps is not None and getattr(caps, capability, None) is not None
 

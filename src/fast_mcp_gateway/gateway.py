@@ -133,13 +133,13 @@ class FrontHub:
                     await connection.send_prompt_list_changed()
                 if "resources" in kinds:
                     await connection.send_resource_list_changed()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a gone host must not stop the others
                 self._connections.discard(connection)
         for uri in updated:
             for connection in list(self._subscribers.get(uri, ())):
                 try:
                     await connection.send_resource_updated(uri)
-                except Exception:
+                except Exception:  # noqa: BLE001 - a gone host must not stop the others
                     self._subscribers[uri].discard(connection)
 
 
@@ -191,6 +191,8 @@ class Gateway:
             providers=[self.provider],
             middleware=[_TrackConnections(self.hub)],
             lifespan=self._lifespan,
+            # Relay upstream schemas as sent: inlining $refs would drop $defs.
+            dereference_schemas=False,
         )
         self.admin_tool_names = register_admin_tools(self)
         self.manager.reserve_names(self.admin_tool_names)
@@ -311,8 +313,13 @@ class Gateway:
             allowed_origins=list(s.allowed_origins) or None,
         )
 
+    def kill_upstreams(self) -> None:
+        """Terminate every stdio upstream's process group now (for signal handlers)."""
+        for upstream in self.manager.upstreams.values():
+            upstream.kill()
+
     async def run_async(self, transport: Transport | None = None) -> None:
-        """Serve until cancelled: stdio (default), streamable HTTP or SSE."""
+        """Serve until the host goes away: stdio (default), streamable HTTP or SSE."""
         transport = transport or self.settings.transport
         if transport == "stdio":
             await self.server.run_async(transport="stdio", show_banner=False)

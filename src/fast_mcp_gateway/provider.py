@@ -13,9 +13,10 @@ built once per catalog generation and looked up by exposed name in O(1).
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Sequence
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from fastmcp.exceptions import PromptError, ResourceError, ToolError
@@ -53,6 +54,53 @@ def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in meta.items() if k not in _CONNECTION_META} or None
 
 
+MAX_ASK_ROUNDS = 8
+R = TypeVar("R")
+
+
+async def _with_asks_answered(
+    upstream: Upstream,
+    front: FrontCall,
+    run: Callable[[FrontCall], Awaitable[R | types.InputRequiredResult]],
+) -> R | types.InputRequiredResult:
+    """Run an upstream operation, bridging 2026-07-28 asks to a handshake-era host.
+
+    A 2026-07-28 upstream asks for input by returning ``InputRequiredResult``.  A host of
+    that era answers it itself, so the result goes back as is.  A handshake-era host
+    cannot receive one: the gateway asks it with pushed requests (elicitation, sampling,
+    roots), then repeats the operation upstream with the answers and the echoed state.
+    """
+    result = await run(front)
+    rounds = 0
+    while (isinstance(result, types.InputRequiredResult) and front.session is not None
+           and not front.is_modern):
+        rounds += 1
+        if rounds > MAX_ASK_ROUNDS:
+            raise UpstreamError(upstream.name, f"still asking for input after {MAX_ASK_ROUNDS} "
+                                               "rounds; giving up")
+        answers: dict[str, Any] = {}
+        for key, request in (result.input_requests or {}).items():
+            answers[key] = await _ask_host(upstream, front, request)
+        front = dataclasses.replace(front, input_responses=answers,
+                                    request_state=result.request_state)
+        result = await run(front)
+    return result
+
+
+async def _ask_host(upstream: Upstream, front: FrontCall, request: Any) -> Any:
+    try:
+        if isinstance(request, types.ElicitRequest):
+            return await front.elicit(request.params)
+        if isinstance(request, types.CreateMessageRequest):
+            return await front.create_message(request.params)
+        return await front.list_roots()
+    except MCPError as exc:
+        raise UpstreamError(
+            upstream.name, f"asked the host for {request.method}, which failed: "
+                           f"{exc.error.message}"
+        ) from exc
+
+
 def _front(context: Context | None = None) -> FrontCall:
     try:
         return FrontCall.from_context(context or get_context())
@@ -68,9 +116,12 @@ class GatewayTool(Tool):
     _original: str = PrivateAttr()
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
-        front = _front(context)
+        upstream, original = self._upstream, self._original
         try:
-            result = await self._upstream.call_tool(self._original, arguments, front)
+            result = await _with_asks_answered(
+                upstream, _front(context),
+                lambda front: upstream.call_tool(original, arguments, front),
+            )
         except UpstreamError as exc:
             raise ToolError(str(exc)) from exc
         except MCPError as exc:
@@ -106,7 +157,9 @@ def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceRes
 
 async def _read(upstream: Upstream, uri: str) -> ResourceResult:
     try:
-        result = await upstream.read_resource(uri, _front())
+        result = await _with_asks_answered(
+            upstream, _front(), lambda front: upstream.read_resource(uri, front)
+        )
     except UpstreamError as exc:
         raise ResourceError(str(exc)) from exc
     if isinstance(result, types.InputRequiredResult):
@@ -158,8 +211,11 @@ class GatewayPrompt(Prompt):
 
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
+        upstream, original = self._upstream, self._original
         try:
-            result = await self._upstream.get_prompt(self._original, args or None, _front())
+            result = await _with_asks_answered(
+                upstream, _front(), lambda front: upstream.get_prompt(original, args or None, front)
+            )
         except UpstreamError as exc:
             raise PromptError(str(exc)) from exc
         if isinstance(result, types.InputRequiredResult):

@@ -52,6 +52,7 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.forwarding import FrontCall, InFlight
+from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,6 +144,7 @@ class RestartPolicy:
 
 
 DEFAULT_RESTART = RestartPolicy()
+STOP_GRACE = 1.0  # seconds a stopping stdio server gets to exit on stdin EOF
 
 
 class UpstreamListener(Protocol):
@@ -250,6 +252,7 @@ class Upstream:
         self.connect_seconds: float | None = None
         self.ready_since: float | None = None  # wall clock
         self.next_retry_at: float | None = None  # wall clock
+        self.pid: int | None = None  # the stdio server's process, when known
         self.protocol_version: str | None = None
         self.server_info: types.Implementation | None = None
         self.capabilities: types.ServerCapabilities | None = None
@@ -266,6 +269,11 @@ class Upstream:
         self._closed = anyio.Event()
         self._catalog_dirty = anyio.Event()
         self._changed = anyio.Event()
+        # Resource URIs hosts subscribed to: kept across reconnects, replayed on each session.
+        self._resource_subs: set[str] = set()
+        self._listen_acked: frozenset[str] | None = None  # what the listen stream covers
+        self._listen_error: str | None = None
+        self._relisten = anyio.Event()
 
     # -- public state ---------------------------------------------------------
 
@@ -337,7 +345,7 @@ class Upstream:
                 error: str | None = None
                 try:
                     await self._attempt(hold=True)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
                     error = self._explain_failure(exc)
                     self.last_error = error
                     self._attempt_finished()
@@ -413,8 +421,10 @@ class Upstream:
         stderr_writer: TextIO | None = None
         stderr_done = anyio.Event()
         async with anyio.create_task_group() as tg:
+            stderr_inode: int | None = None
             if self.config.kind == "stdio":
                 read_fd, write_fd = os.pipe()
+                stderr_inode = pipe_inode(read_fd)
                 stderr_writer = os.fdopen(write_fd, "w")
                 tg.start_soon(self._pump_stderr, read_fd, stderr_done)
             timed_out = False
@@ -427,6 +437,8 @@ class Upstream:
                     async with transport.connect_session(
                         transport_options=_TRANSPORT_OPTIONS, **self._session_kwargs()
                     ) as session:
+                        if stderr_inode is not None:
+                            self.pid = child_with_stderr(stderr_inode)
                         if stderr_writer is not None:
                             stderr_writer.close()  # the child holds its own copy now
                             stderr_writer = None
@@ -449,7 +461,12 @@ class Upstream:
                 # own teardown (its disconnect awaits a task); finish it here, shielded
                 # and bounded, so no subprocess or connection outlives this attempt.
                 with anyio.move_on_after(10, shield=True):
-                    await transport.close()  # type: ignore[no-untyped-call]
+                    async with anyio.create_task_group() as closing:
+                        if self.pid is not None:
+                            closing.start_soon(self._terminate_if_lingering, self.pid)
+                        await transport.close()  # type: ignore[no-untyped-call]
+                        closing.cancel_scope.cancel()
+                self.pid = None
                 # Let the dying process's last words arrive, then stop reading.
                 with anyio.move_on_after(1.0):
                     await stderr_done.wait() if self.config.kind == "stdio" else None
@@ -545,6 +562,8 @@ class Upstream:
             tg.start_soon(self._refresh_loop, session)
             if self.is_modern:
                 tg.start_soon(self._listen_for_changes, session)
+            elif self._resource_subs:
+                tg.start_soon(self._resubscribe, session)
             await self._closed.wait()
             tg.cancel_scope.cancel()
         if self._broken and not (self._stopping or self._restart_requested):
@@ -557,7 +576,7 @@ class Upstream:
             try:
                 with anyio.fail_after(self.call_timeout):
                     self.catalog = await self._fetch_catalog(session)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - keep the previous catalog
                 logger.warning("upstream %s: catalog refresh failed: %s", self.name,
                                describe_error(exc))
                 continue
@@ -566,22 +585,70 @@ class Upstream:
             self._notify_change()
 
     async def _listen_for_changes(self, session: ClientSession) -> None:
-        """On 2026-07-28 sessions, change notifications come only on a listen stream."""
-        from mcp.client.subscriptions import listen
+        """On 2026-07-28 sessions, change notifications and resource updates come only on
+        a ``subscriptions/listen`` stream; it is reopened whenever the set of subscribed
+        resources changes (a stream's filter is fixed when it opens)."""
+        from mcp.client.subscriptions import ResourceUpdated, listen
 
         caps = session.server_capabilities or types.ServerCapabilities()
         tools = bool(caps.tools and caps.tools.list_changed)
         prompts = bool(caps.prompts and caps.prompts.list_changed)
         resources = bool(caps.resources and caps.resources.list_changed)
-        if not (tools or prompts or resources):
-            return
-        try:
-            async with listen(session, tools_list_changed=tools, prompts_list_changed=prompts,
-                              resources_list_changed=resources) as subscription:
-                async for _event in subscription:
-                    self._catalog_dirty.set()
-        except Exception as exc:
-            logger.debug("upstream %s: no listen stream: %s", self.name, describe_error(exc))
+        while True:
+            self._relisten = anyio.Event()
+            uris = frozenset(self._resource_subs)
+            if not (tools or prompts or resources or uris):
+                await self._relisten.wait()
+                continue
+            try:
+                async with anyio.create_task_group() as tg:
+
+                    async def reopen_when_asked(scope: anyio.CancelScope) -> None:
+                        await self._relisten.wait()
+                        scope.cancel()
+
+                    tg.start_soon(reopen_when_asked, tg.cancel_scope)
+                    async with listen(session, tools_list_changed=tools,
+                                      prompts_list_changed=prompts,
+                                      resources_list_changed=resources,
+                                      resource_subscriptions=sorted(uris)) as subscription:
+                        self._listen_acked, self._listen_error = uris, None
+                        self._notify_change()
+                        async for event in subscription:
+                            if isinstance(event, ResourceUpdated):
+                                if self._listener is not None:
+                                    self._listener.resource_updated(self, str(event.uri))
+                            else:
+                                self._catalog_dirty.set()
+                    tg.cancel_scope.cancel()
+            except Exception as exc:  # noqa: BLE001 - the upstream does not offer listen
+                self._listen_acked, self._listen_error = None, describe_error(exc)
+                self._notify_change()
+                logger.debug("upstream %s: no listen stream: %s", self.name, self._listen_error)
+                await self._relisten.wait()
+
+    async def _resubscribe(self, session: ClientSession) -> None:
+        """Replay hosts' resource subscriptions on a new handshake-era session."""
+        for uri in sorted(self._resource_subs):
+            try:
+                with anyio.fail_after(self.call_timeout):
+                    await session.subscribe_resource(uri)
+            except Exception as exc:  # noqa: BLE001 - one URI must not stop the others
+                logger.warning("upstream %s: could not resubscribe to %s: %s", self.name, uri,
+                               describe_error(exc))
+
+    async def _terminate_if_lingering(self, pid: int) -> None:
+        """The SDK closes stdin and waits 2 s before it terminates; hosts often kill the
+        gateway itself at 2 s.  After a short grace, terminate the server's process group,
+        so that neither it nor its children outlive this session."""
+        await anyio.sleep(STOP_GRACE)
+        if is_alive(pid):
+            signal_group(pid)
+
+    def kill(self) -> None:
+        """Terminate the stdio server's process group now (gateway shutting down)."""
+        if self.pid is not None:
+            signal_group(self.pid)
 
     async def _pump_stderr(self, fd: int, done: anyio.Event) -> None:
         os.set_blocking(fd, False)
@@ -734,12 +801,39 @@ class Upstream:
         return await self._with_timeout("completion/complete", None, op)
 
     async def subscribe(self, uri: str) -> None:
+        """Receive ``resource_updated`` for ``uri`` (now, and after every reconnect)."""
+        if self.session is None:
+            raise UpstreamUnavailable(self.name, self.unavailable_reason())
+        self._resource_subs.add(uri)
+        if self.is_modern:
+            self._relisten.set()
+            acked = await self.wait_until(
+                lambda: self._listen_error is not None
+                or (self._listen_acked is not None and uri in self._listen_acked),
+                within=self.call_timeout,
+            )
+            if self._listen_error is not None or not acked:
+                self._resource_subs.discard(uri)
+                raise UpstreamRequestFailed(
+                    self.name, f"did not accept a subscription to '{uri}': "
+                               f"{self._listen_error or 'no acknowledgement in time'}")
+            return
+
         async def op(session: ClientSession) -> Any:
             return await session.subscribe_resource(uri)
 
-        await self._with_timeout(f"resources/subscribe '{uri}'", None, op)
+        try:
+            await self._with_timeout(f"resources/subscribe '{uri}'", None, op)
+        except BaseException:
+            self._resource_subs.discard(uri)
+            raise
 
     async def unsubscribe(self, uri: str) -> None:
+        self._resource_subs.discard(uri)
+        if self.is_modern:
+            self._relisten.set()
+            return
+
         async def op(session: ClientSession) -> Any:
             return await session.unsubscribe_resource(uri)
 

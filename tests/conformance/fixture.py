@@ -16,6 +16,13 @@ Run::
     python tests/conformance/fixture.py PORT --resumable   # ... plus an EventStore (SSE polling)
     python tests/conformance/fixture.py --stdio            # stdio
 
+It behaves the same on both protocol eras, because the gateway may reach it on
+either one (``protocol: auto`` picks 2026-07-28, while the suite's client speaks
+2025-11-25 to the gateway): sampling and elicitation use the session back-channel
+on handshake-era connections and ``input_required`` results (SEP-2322) on
+2026-07-28 ones; subscriptions are served as ``resources/subscribe`` and as
+``subscriptions/listen``.
+
 It only ever binds 127.0.0.1.  Built on fastmcp 4.1.2 / mcp 2.3.0; it uses a few
 SDK-level calls that fastmcp does not wrap (raw-schema elicitation, sampling,
 resource subscriptions), noted where they occur.
@@ -29,6 +36,7 @@ import io
 import json
 import socket
 import sys
+import warnings
 import wave
 from typing import Any
 
@@ -37,8 +45,12 @@ from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.prompts import Message
 from fastmcp.tools.base import Tool, ToolResult
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 HOST = "127.0.0.1"
+INPUT_KEY = "input"  # the key of the one input request a tool makes (SEP-2322)
 
 # 1x1 red PNG.
 PNG_B64 = (
@@ -100,6 +112,45 @@ class RawSchemaTool(Tool):
         return ToolResult(content=[_text(f"Received: {json.dumps(arguments, sort_keys=True)}")])
 
 
+def _is_modern(ctx: Context) -> bool:
+    """True on a 2026-07-28 connection (no back-channel for server-initiated requests)."""
+    rc = ctx.request_context
+    return rc is not None and rc.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+async def _ask(
+    ctx: Context, request: mcp_types.CreateMessageRequest | mcp_types.ElicitRequest
+) -> mcp_types.InputResponse | mcp_types.InputRequiredResult:
+    """Ask the client for sampling or elicitation, in whichever way its era allows.
+
+    Handshake era (<= 2025-11-25): a server-initiated request on the session's
+    back-channel (fastmcp 4.x has no ``ctx.sample()``, and ``ctx.elicit()`` cannot
+    take a raw schema).  2026-07-28: the multi-round-trip guard pattern (SEP-2322):
+    return an ``InputRequiredResult`` on the first round, and read the client's
+    answer from ``ctx.input_responses`` when it retries.
+    """
+    if _is_modern(ctx):
+        answer = (ctx.input_responses or {}).get(INPUT_KEY)
+        if answer is not None:
+            return answer
+        return mcp_types.InputRequiredResult(input_requests={INPUT_KEY: request})
+    session = ctx.session
+    if isinstance(request, mcp_types.CreateMessageRequest):
+        params = request.params
+        return await session.create_message(  # ty: ignore[deprecated]
+            messages=params.messages,
+            max_tokens=params.max_tokens,
+            related_request_id=ctx.request_id,
+        )
+    form = request.params
+    assert isinstance(form, mcp_types.ElicitRequestFormParams)
+    return await session.elicit(
+        message=form.message,
+        requested_schema=form.requested_schema,
+        related_request_id=ctx.request_id,
+    )
+
+
 def build_server() -> FastMCP:
     mcp = FastMCP("conformance-fixture", version="1.0.0", dereference_schemas=False)
 
@@ -154,27 +205,37 @@ def build_server() -> FastMCP:
         return "Tool with progress executed successfully"
 
     @mcp.tool(description="Requests LLM sampling from the client")
-    async def test_sampling(prompt: str, ctx: Context) -> str:
-        # fastmcp 4.x has no ctx.sample(); the SDK session call is the
-        # handshake-era (<= 2025-11-25) back-channel.
-        result = await ctx.session.create_message(  # ty: ignore[deprecated]
-            messages=[mcp_types.SamplingMessage(role="user", content=_text(prompt))],
-            max_tokens=100,
-            related_request_id=ctx.request_id,
+    async def test_sampling(prompt: str, ctx: Context) -> str | mcp_types.InputRequiredResult:
+        result = await _ask(
+            ctx,
+            mcp_types.CreateMessageRequest(
+                params=mcp_types.CreateMessageRequestParams(
+                    messages=[mcp_types.SamplingMessage(role="user", content=_text(prompt))],
+                    max_tokens=100,
+                )
+            ),
         )
-        content = result.content
+        if isinstance(result, mcp_types.InputRequiredResult):
+            return result
+        content = getattr(result, "content", None)
         text = content.text if isinstance(content, mcp_types.TextContent) else str(content)
         return f"LLM response: {text}"
 
-    async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> mcp_types.ElicitResult:
+    async def _elicit(
+        ctx: Context, message: str, schema: dict[str, Any]
+    ) -> mcp_types.ElicitResult | mcp_types.InputRequiredResult:
         # Raw-schema elicitation: ctx.elicit() derives the schema from a type,
         # which cannot express defaults/enumNames/titled enums verbatim.
-        return await ctx.session.elicit(
-            message=message, requested_schema=schema, related_request_id=ctx.request_id
+        request = mcp_types.ElicitRequest(
+            params=mcp_types.ElicitRequestFormParams(message=message, requested_schema=schema)
         )
+        result = await _ask(ctx, request)
+        if isinstance(result, mcp_types.InputRequiredResult | mcp_types.ElicitResult):
+            return result
+        raise ToolError(f"expected an ElicitResult, got {type(result).__name__}")
 
     @mcp.tool(description="Requests user input (elicitation) from the client")
-    async def test_elicitation(message: str, ctx: Context) -> str:
+    async def test_elicitation(message: str, ctx: Context) -> str | mcp_types.InputRequiredResult:
         result = await _elicit(
             ctx,
             message,
@@ -187,10 +248,14 @@ def build_server() -> FastMCP:
                 "required": ["username", "email"],
             },
         )
+        if isinstance(result, mcp_types.InputRequiredResult):
+            return result
         return f"User response: action={result.action}, content={json.dumps(result.content)}"
 
     @mcp.tool(description="Elicitation with defaults for every primitive type (SEP-1034)")
-    async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    async def test_elicitation_sep1034_defaults(
+        ctx: Context,
+    ) -> str | mcp_types.InputRequiredResult:
         result = await _elicit(
             ctx,
             "Please review and update the form fields with defaults",
@@ -211,12 +276,16 @@ def build_server() -> FastMCP:
                 "required": [],
             },
         )
+        if isinstance(result, mcp_types.InputRequiredResult):
+            return result
         return (
             f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
         )
 
     @mcp.tool(description="Elicitation with all five enum schema variants (SEP-1330)")
-    async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    async def test_elicitation_sep1330_enums(
+        ctx: Context,
+    ) -> str | mcp_types.InputRequiredResult:
         result = await _elicit(
             ctx,
             "Please select options from the enum fields",
@@ -255,6 +324,8 @@ def build_server() -> FastMCP:
                 "required": [],
             },
         )
+        if isinstance(result, mcp_types.InputRequiredResult):
+            return result
         return (
             f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
         )
@@ -329,6 +400,14 @@ def build_server() -> FastMCP:
         return mcp_types.EmptyResult()
 
     low_level = mcp._mcp_server
+    # The 2026-07-28 era has no resources/subscribe: subscriptions (and list_changed)
+    # travel on subscriptions/listen streams, and serving that method is what makes
+    # the low-level server advertise resources.subscribe / listChanged on that era.
+    low_level.add_request_handler(
+        "subscriptions/listen",
+        mcp_types.SubscriptionsListenRequestParams,
+        ListenHandler(InMemorySubscriptionBus()),
+    )
     low_level.add_request_handler(
         "resources/subscribe", mcp_types.SubscribeRequestParams, on_subscribe
     )
@@ -398,6 +477,8 @@ def serve_http(port: int, *, resumable: bool = False) -> None:
 
 
 def main(argv: list[str]) -> None:
+    # The handshake-era back-channel in _ask() is deprecated as of 2026-07-28; by design.
+    warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
     flags = {a for a in argv if a.startswith("--")}
     unknown = flags - {"--stdio", "--resumable"}
     positional = [a for a in argv if not a.startswith("--")]

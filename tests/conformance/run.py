@@ -14,14 +14,15 @@ both with ``namespace: ""`` so that tool names and resource URIs are unchanged
 (the suite looks for exact names).  Every check that passes directly must pass
 through the gateway; the exit status is 0 iff it does.
 
-The npm tools (the suite, and Node 22, which it needs) live in a cache directory:
-``$MCP_CONFORMANCE_DIR`` or ``<repo>/.conformance``.  When missing, they are
-installed there with ``npm install`` (so ``npm`` is needed once).
+The npm tools (the suite, and Node 22, which it needs) live in the test tools cache
+(``tests/npm_tools.py``: ``$MCP_GATEWAY_NPM_TOOLS`` or ``<repo>/.npm-tools``), installed
+there with ``npm install`` when missing (so ``npm`` is needed once).
 
 Usage::
 
     .venv/bin/python tests/conformance/run.py [--targets direct,http,stdio]
         [--keep DIR] [--json FILE] [--no-install] [--scenario NAME]
+        [--upstream-protocol auto|legacy|2026-07-28]
 
 Exit status: 0 no regressions; 1 regressions; 2 setup problem (no tools,
 a server that did not start, a suite run that produced no results).
@@ -48,12 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONFORMANCE_VERSION = "0.1.16"
-NODE_PACKAGE = "node@22"
-HOST = "127.0.0.1"
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+if str(REPO) not in sys.path:  # run as a script: make `tests` importable
+    sys.path.insert(0, str(REPO))
+
+from tests import npm_tools  # noqa: E402
+
+CONFORMANCE_VERSION = npm_tools.PACKAGES["@modelcontextprotocol/conformance"]
+
+HOST = "127.0.0.1"
 FIXTURE = HERE / "fixture.py"
 
 INSTALL_TIMEOUT = 300.0
@@ -84,16 +89,14 @@ class Tools:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MCP_CONFORMANCE_DIR") or REPO / ".conformance").resolve()
+    return npm_tools.tools_dir().resolve()
 
 
 def find_tools(root: Path | None = None) -> Tools | None:
     """The cached Node 22 and conformance CLI at the pinned version, if present."""
     root = root or cache_dir()
-    modules = root / "node_modules"
-    node = modules / "node" / "bin" / "node"
-    pkg = modules / "@modelcontextprotocol" / "conformance"
-    cli = pkg / "dist" / "index.js"
+    pkg = npm_tools.package_path(root, "@modelcontextprotocol/conformance")
+    node, cli = npm_tools.node(root), pkg / "dist" / "index.js"
     try:
         version = json.loads((pkg / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError):
@@ -107,44 +110,24 @@ def can_install() -> bool:
     return shutil.which("npm") is not None
 
 
-def install_tools(root: Path | None = None, log: Any = sys.stderr) -> Tools:
-    """``npm install`` the pinned suite and Node 22 into the cache directory."""
-    root = root or cache_dir()
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SetupError(f"no conformance tools in {root} and no npm on PATH to install them")
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = root / "package.json"
-    if not manifest.exists():
-        # Without a package.json here, npm would walk up and install into a parent project.
-        manifest.write_text(
-            json.dumps({"name": "mcp-conformance-cache", "private": True}, indent=2) + "\n"
-        )
-    cmd = [
-        npm, "install", "--no-audit", "--no-fund",
-        f"@modelcontextprotocol/conformance@{CONFORMANCE_VERSION}", NODE_PACKAGE,
-    ]
-    print(f"installing into {root}: {' '.join(cmd[1:])}", file=log, flush=True)
-    started = time.monotonic()
-    result = run_bounded(cmd, cwd=root, timeout=INSTALL_TIMEOUT)
-    if result.returncode != 0:
-        raise SetupError(
-            f"npm install failed (exit {result.returncode}) in {root}:\n{result.output[-4000:]}"
-        )
-    tools = find_tools(root)
-    if tools is None:
-        raise SetupError(f"npm install succeeded but {root} still lacks the tools")
-    print(f"installed in {time.monotonic() - started:.1f}s", file=log, flush=True)
-    return tools
-
-
 def ensure_tools(install: bool = True, log: Any = sys.stderr) -> Tools:
+    """The pinned tools, installed (once, with every other npm test tool) if missing."""
     tools = find_tools()
     if tools is not None:
         return tools
     if not install:
         raise SetupError(f"no conformance {CONFORMANCE_VERSION} tools in {cache_dir()}")
-    return install_tools(log=log)
+    if not can_install():
+        raise SetupError(f"no conformance tools in {cache_dir()} and no npm to install them")
+    print(f"installing npm test tools into {cache_dir()}", file=log, flush=True)
+    try:
+        npm_tools.ensure(timeout=INSTALL_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SetupError(f"npm install failed: {exc}") from exc
+    tools = find_tools()
+    if tools is None:
+        raise SetupError(f"npm install succeeded but {cache_dir()} still lacks the tools")
+    return tools
 
 
 # ---------------------------------------------------------------------------
@@ -194,10 +177,8 @@ def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
     family = sorted(set(family) | set(_descendants(proc.pid)))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -216,13 +197,24 @@ class Completed:
     timed_out: bool = False
 
 
-def run_bounded(cmd: list[str], *, timeout: float, cwd: Path | None = None,
-                env: dict[str, str] | None = None, log_path: Path | None = None) -> Completed:
+def run_bounded(
+    cmd: list[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Completed:
     """Run to completion within ``timeout`` (killing it and its children otherwise)."""
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         timed_out = False
         try:
@@ -253,13 +245,19 @@ def _port_open(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], port: int, log_path: Path, what: str,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[Any]]:
+def serving(
+    cmd: list[str], port: int, log_path: Path, what: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[Any]]:
     """Start a server, wait until ``HOST:port`` accepts connections, stop it on exit."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + START_TIMEOUT
@@ -314,15 +312,17 @@ class Run:
         return matches[index] if index < len(matches) else None
 
 
-def run_suite(tools: Tools, url: str, target: str, workdir: Path,
-              scenario: str | None = None) -> Run:
+def run_suite(
+    tools: Tools, url: str, target: str, workdir: Path, scenario: str | None = None
+) -> Run:
     out_dir = workdir / f"results-{target}"
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(tools.node), str(tools.cli), "server", "--url", url, "-o", str(out_dir)]
     cmd += ["--scenario", scenario] if scenario else ["--suite", "all"]
     started = time.monotonic()
-    done = run_bounded(cmd, timeout=SUITE_TIMEOUT, cwd=workdir,
-                       log_path=workdir / f"suite-{target}.log")
+    done = run_bounded(
+        cmd, timeout=SUITE_TIMEOUT, cwd=workdir, log_path=workdir / f"suite-{target}.log"
+    )
     run = Run(target, done.returncode, time.monotonic() - started)
     if done.timed_out:
         run.note = f"suite timed out after {SUITE_TIMEOUT:.0f}s"
@@ -332,8 +332,9 @@ def run_suite(tools: Tools, url: str, target: str, workdir: Path,
         try:
             checks = json.loads(checks_file.read_text())
         except ValueError as exc:
-            checks = [{"id": "<unreadable checks.json>", "status": "FAILURE",
-                       "errorMessage": str(exc)}]
+            checks = [
+                {"id": "<unreadable checks.json>", "status": "FAILURE", "errorMessage": str(exc)}
+            ]
         run.scenarios[name] = checks if isinstance(checks, list) else []
     if not run.scenarios and not run.note:
         run.note = f"no results (exit {done.returncode}): {done.output[-1500:]}"
@@ -348,14 +349,28 @@ def run_suite(tools: Tools, url: str, target: str, workdir: Path,
 def gateway_command(config: Path, port: int) -> list[str]:
     script = Path(sys.executable).parent / "mcp-gateway"
     head = [str(script)] if script.exists() else [sys.executable, "-m", "fast_mcp_gateway.cli"]
-    return head + ["serve", "--config", str(config), "--transport", "http",
-                   "--host", HOST, "--port", str(port), "--connect-timeout", "20"]
+    return [
+        *head,
+        "serve",
+        "--config",
+        str(config),
+        "--transport",
+        "http",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--connect-timeout",
+        "20",
+    ]
 
 
-def write_config(path: Path, upstream: dict[str, Any]) -> Path:
+def write_config(path: Path, upstream: dict[str, Any], protocol: str | None = None) -> Path:
     """A servers.yaml (JSON is YAML) whose only server is the fixture, unprefixed."""
-    path.write_text(json.dumps({"servers": {"conformance": {**upstream, "namespace": ""}}},
-                               indent=2))
+    entry = {**upstream, "namespace": ""}
+    if protocol is not None:
+        entry["protocol"] = protocol
+    path.write_text(json.dumps({"servers": {"conformance": entry}}, indent=2))
     return path
 
 
@@ -363,31 +378,53 @@ def fixture_http_command(port: int) -> list[str]:
     return [sys.executable, str(FIXTURE), str(port)]
 
 
-def run_all(tools: Tools, workdir: Path, targets: list[str], scenario: str | None = None,
-            log: Any = sys.stderr) -> dict[str, Run]:
+def run_all(
+    tools: Tools,
+    workdir: Path,
+    targets: list[str],
+    scenario: str | None = None,
+    log: Any = sys.stderr,
+    upstream_protocol: str | None = None,
+) -> dict[str, Run]:
     runs: dict[str, Run] = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     fixture_port = free_port()
     fixture_url = f"http://{HOST}:{fixture_port}/mcp"
-    with serving(fixture_http_command(fixture_port), fixture_port, workdir / "fixture.log",
-                 "the fixture", env=env):
+    with serving(
+        fixture_http_command(fixture_port),
+        fixture_port,
+        workdir / "fixture.log",
+        "the fixture",
+        env=env,
+    ):
         if "direct" in targets:
             runs["direct"] = run_suite(tools, fixture_url, "direct", workdir, scenario)
             _progress(runs["direct"], log)
-        upstreams = {
+        upstreams: dict[str, dict[str, Any]] = {
             "http": {"url": fixture_url},
-            "stdio": {"command": "${GATEWAY_PYTHON}", "args": [str(FIXTURE), "--stdio"],
-                      "cwd": str(REPO)},
+            "stdio": {
+                "command": "${GATEWAY_PYTHON}",
+                "args": [str(FIXTURE), "--stdio"],
+                "cwd": str(REPO),
+            },
         }
         for target in ("http", "stdio"):
             if target not in targets:
                 continue
-            config = write_config(workdir / f"servers-{target}.yaml", upstreams[target])
+            config = write_config(
+                workdir / f"servers-{target}.yaml", upstreams[target], upstream_protocol
+            )
             port = free_port()
-            with serving(gateway_command(config, port), port, workdir / f"gateway-{target}.log",
-                         f"the gateway ({target} upstream)", env=env):
-                runs[target] = run_suite(tools, f"http://{HOST}:{port}/mcp", target, workdir,
-                                         scenario)
+            with serving(
+                gateway_command(config, port),
+                port,
+                workdir / f"gateway-{target}.log",
+                f"the gateway ({target} upstream)",
+                env=env,
+            ):
+                runs[target] = run_suite(
+                    tools, f"http://{HOST}:{port}/mcp", target, workdir, scenario
+                )
             _progress(runs[target], log)
     return runs
 
@@ -396,8 +433,12 @@ def _progress(run: Run, log: Any) -> None:
     total = sum(len(c) for c in run.scenarios.values())
     ok = sum(1 for cs in run.scenarios.values() for c in cs if c.get("status") == "SUCCESS")
     extra = f" ({run.note})" if run.note else ""
-    print(f"{TARGETS[run.target]}: {len(run.scenarios)} scenarios, {ok}/{total} checks "
-          f"SUCCESS, exit {run.returncode}, {run.seconds:.1f}s{extra}", file=log, flush=True)
+    print(
+        f"{TARGETS[run.target]}: {len(run.scenarios)} scenarios, {ok}/{total} checks "
+        f"SUCCESS, exit {run.returncode}, {run.seconds:.1f}s{extra}",
+        file=log,
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -414,8 +455,10 @@ class Regression:
     message: str
 
     def __str__(self) -> str:
-        return (f"{TARGETS[self.target]}: {self.scenario} / {self.check}: SUCCESS directly, "
-                f"{self.status} here" + (f" -- {self.message}" if self.message else ""))
+        return (
+            f"{TARGETS[self.target]}: {self.scenario} / {self.check}: SUCCESS directly, "
+            f"{self.status} here" + (f" -- {self.message}" if self.message else "")
+        )
 
 
 @dataclass
@@ -423,6 +466,7 @@ class Comparison:
     runs: dict[str, Run]
     regressions: list[Regression]
     seconds: float = 0.0
+    log_tails: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -459,15 +503,28 @@ class Comparison:
         return "\n".join(lines)
 
     def report(self) -> str:
-        parts = [self.table(), ""]
+        parts = [
+            self.table(),
+            "(cells: SUCCESS checks / checks, INFO checks not counted; WARNING is not a failure)",
+            "",
+        ]
         for run in self.runs.values():
             if run.note:
                 parts.append(f"note: {TARGETS[run.target]}: {run.note}")
         if self.regressions:
             parts.append(f"{len(self.regressions)} check(s) pass directly but not via the gateway:")
-            parts += [f"  - {r}" for r in self.regressions]
+            grouped: dict[tuple[str, str, str, str], list[str]] = {}
+            for r in self.regressions:
+                grouped.setdefault((r.target, r.scenario, r.status, r.message), []).append(r.check)
+            for (target, scenario, status, message), checks in grouped.items():
+                parts.append(
+                    f"  - {TARGETS[target]}: {scenario} [{', '.join(checks)}]: "
+                    f"SUCCESS directly, {status} here" + (f" -- {message}" if message else "")
+                )
         else:
             parts.append("OK: every check that passes directly also passes via the gateway.")
+        for target, tail in sorted(self.log_tails.items()):
+            parts += ["", f"gateway log ({TARGETS[target]}), last lines:", tail]
         return "\n".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -476,12 +533,26 @@ class Comparison:
             "ok": self.ok,
             "seconds": round(self.seconds, 1),
             "runs": {
-                t: {"returncode": r.returncode, "seconds": round(r.seconds, 2), "note": r.note,
-                    "scenarios": {s: r.statuses(s) for s in r.scenarios}}
+                t: {
+                    "returncode": r.returncode,
+                    "seconds": round(r.seconds, 2),
+                    "note": r.note,
+                    "scenarios": {s: r.statuses(s) for s in r.scenarios},
+                }
                 for t, r in self.runs.items()
             },
             "regressions": [r.__dict__ for r in self.regressions],
         }
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    """The end of a gateway log, without the per-request HTTP client chatter."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "  (no log)"
+    kept = [ln for ln in text.splitlines() if "HTTP Request:" not in ln]
+    return "\n".join("  " + ln for ln in kept[-lines:]) or "  (empty)"
 
 
 def _cell(run: Run, scenario: str, regressions: list[Regression]) -> str:
@@ -516,15 +587,28 @@ def compare(runs: dict[str, Run]) -> list[Regression]:
                     continue
                 detail = run.check(scenario, key) or {}
                 message = str(detail.get("errorMessage") or "")
-                if not message and got in ("MISSING", "NOT RUN"):
-                    message = run.note or "the check was not reported"
+                if not message and got == "MISSING":
+                    instead = [
+                        f"{c.get('id')} {c.get('status')}: {c.get('errorMessage') or ''}".strip()
+                        for c in run.scenarios[scenario]
+                        if c.get("status") not in ("SUCCESS", "INFO")
+                    ]
+                    message = "the scenario reported instead: " + "; ".join(instead or ["-"])
+                elif not message:
+                    message = run.note or "the scenario was not reported"
                 regressions.append(Regression(target, scenario, key, got, message[:500]))
     return regressions
 
 
-def compare_gateway(targets: list[str] | None = None, *, install: bool = True,
-                    keep: Path | None = None, scenario: str | None = None,
-                    log: Any = sys.stderr) -> Comparison:
+def compare_gateway(
+    targets: list[str] | None = None,
+    *,
+    install: bool = True,
+    keep: Path | None = None,
+    scenario: str | None = None,
+    log: Any = sys.stderr,
+    upstream_protocol: str | None = None,
+) -> Comparison:
     """Install/find the tools, run every target, and compare (the pytest entry point)."""
     targets = targets or list(TARGETS)
     if "direct" not in targets:
@@ -538,34 +622,57 @@ def compare_gateway(targets: list[str] | None = None, *, install: bool = True,
         workdir_cm = tempfile.TemporaryDirectory(prefix="mcp-conformance-")
     with workdir_cm as wd:
         workdir = Path(wd)
-        runs = run_all(tools, workdir, targets, scenario, log=log)
+        runs = run_all(
+            tools, workdir, targets, scenario, log=log, upstream_protocol=upstream_protocol
+        )
         if not runs["direct"].scenarios:
-            raise SetupError(f"the direct run produced no results: {runs['direct'].note}; "
-                             f"logs in {workdir}" if keep else f"the direct run produced no "
-                             f"results: {runs['direct'].note}")
+            raise SetupError(
+                f"the direct run produced no results: {runs['direct'].note}; logs in {workdir}"
+                if keep
+                else f"the direct run produced no results: {runs['direct'].note}"
+            )
         result = Comparison(runs, compare(runs))
+        for target in {r.target for r in result.regressions}:
+            result.log_tails[target] = _log_tail(workdir / f"gateway-{target}.log")
     result.seconds = time.monotonic() - started
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help="comma-separated subset of: " + ", ".join(TARGETS))
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated subset of: " + ", ".join(TARGETS),
+    )
     parser.add_argument("--scenario", help="run one scenario instead of --suite all")
-    parser.add_argument("--keep", type=Path,
-                        help="keep configs, logs and the suite's checks.json files here")
+    parser.add_argument(
+        "--keep", type=Path, help="keep configs, logs and the suite's checks.json files here"
+    )
     parser.add_argument("--json", type=Path, help="also write the comparison as JSON here")
-    parser.add_argument("--no-install", action="store_true",
-                        help="fail instead of running npm install when the tools are missing")
+    parser.add_argument(
+        "--upstream-protocol",
+        choices=["auto", "legacy", "2026-07-28"],
+        help="write this 'protocol:' for the fixture upstream (default: the gateway's own, auto)",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="fail instead of running npm install when the tools are missing",
+    )
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}; choose from {list(TARGETS)}")
     try:
-        result = compare_gateway(targets, install=not args.no_install, keep=args.keep,
-                                 scenario=args.scenario)
+        result = compare_gateway(
+            targets,
+            install=not args.no_install,
+            keep=args.keep,
+            scenario=args.scenario,
+            upstream_protocol=args.upstream_protocol,
+        )
     except SetupError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2

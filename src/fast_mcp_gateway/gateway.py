@@ -24,7 +24,9 @@ from typing import Any
 import anyio
 import mcp_types as types
 from fastmcp import FastMCP
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.dependencies import get_context
+from fastmcp.tools.base import Tool
+from fastmcp.utilities.versions import VersionSpec
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import (
@@ -44,6 +46,7 @@ from fast_mcp_gateway.background import background
 from fast_mcp_gateway.config import GatewayConfig, load_config
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.provider import GatewayProvider
 from fast_mcp_gateway.settings import GatewaySettings, Transport
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
@@ -143,19 +146,33 @@ class FrontHub:
                     self._subscribers[uri].discard(connection)
 
 
-class _TrackConnections(Middleware):
-    """Records each host connection so out-of-band notifications can reach it."""
+class _GatewayServer(FastMCP[Any]):
+    """FastMCP with upstream tools resolved from the gateway's table first.
 
-    def __init__(self, hub: FrontHub) -> None:
-        self._hub = hub
+    FastMCP resolves a tool by asking every provider concurrently (a task group per
+    call).  Upstream tools live in one O(1) table and never share a name with the
+    gateway's own tools (those names are reserved), so asking it first changes no
+    answer, only the cost of every ``tools/call``.
+    """
 
-    async def on_request(
-        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
-    ) -> Any:
-        ctx = context.fastmcp_context
-        if ctx is not None and ctx.request_context is not None:
-            self._hub.track(getattr(ctx.session, "_connection", None))
-        return await call_next(context)
+    gateway_provider: GatewayProvider
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        if version is None:
+            tool = await self.gateway_provider.get_tool(name)
+            if tool is not None and tool.auth is None:
+                return tool
+        return await super()._get_tool(name, version)
+
+
+def _track_current_host(hub: FrontHub) -> None:
+    """Remember the connection of the host making the current request (if any)."""
+    try:
+        ctx = get_context()
+    except RuntimeError:
+        return
+    if ctx.request_context is not None:
+        hub.track(getattr(ctx.session, "_connection", None))
 
 
 class Gateway:
@@ -180,20 +197,20 @@ class Gateway:
             transport_factory=transport_factory,
             restart=restart,
         )
-        from fast_mcp_gateway.provider import GatewayProvider
-
-        self.provider = GatewayProvider(self.manager)
         self.hub = FrontHub()
-        self.server: FastMCP[Any] = FastMCP(
+        # A host that lists the catalog is a host to tell when it changes.
+        self.provider = GatewayProvider(self.manager,
+                                        on_listed=lambda: _track_current_host(self.hub))
+        self.server = _GatewayServer(
             name,
             instructions=INSTRUCTIONS,
             version=__version__,
             providers=[self.provider],
-            middleware=[_TrackConnections(self.hub)],
             lifespan=self._lifespan,
             # Relay upstream schemas as sent: inlining $refs would drop $defs.
             dereference_schemas=False,
         )
+        self.server.gateway_provider = self.provider
         self.admin_tool_names = register_admin_tools(self)
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)

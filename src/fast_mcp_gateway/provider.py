@@ -230,9 +230,12 @@ class GatewayPrompt(Prompt):
 class GatewayProvider(Provider):
     """Exposes the manager's merged catalog to the FastMCP server."""
 
-    def __init__(self, manager: UpstreamManager) -> None:
+    def __init__(
+        self, manager: UpstreamManager, *, on_listed: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self.manager = manager
+        self._on_listed = on_listed or (lambda: None)
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._prompts: dict[str, GatewayPrompt] = {}
@@ -296,6 +299,7 @@ class GatewayProvider(Provider):
         self._generation = view.generation
 
     async def _list_tools(self) -> Sequence[Tool]:
+        self._on_listed()
         self._sync()
         return list(self._tools.values())
 
@@ -304,6 +308,7 @@ class GatewayProvider(Provider):
         return self._tools.get(name)
 
     async def _list_prompts(self) -> Sequence[Prompt]:
+        self._on_listed()
         self._sync()
         return list(self._prompts.values())
 
@@ -312,6 +317,7 @@ class GatewayProvider(Provider):
         return self._prompts.get(name)
 
     async def _list_resources(self) -> Sequence[Resource]:
+        self._on_listed()
         self._sync()
         return list(self._resources.values())
 

@@ -43,6 +43,7 @@ from fastmcp.client.transports import StdioTransport
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream.py"
+LIGHT_UPSTREAM = HERE / "light_upstream.py"
 RELAY = HERE / "relay.py"
 PY = sys.executable
 UPSTREAM_TOOLS = ("echo", "add", "sleep_ms")
@@ -123,16 +124,16 @@ class Workspace:
         """The upstream behind the byte relay."""
         return Endpoint(RELAY_LABEL, PY, (str(RELAY), PY, str(UPSTREAM)))
 
-    def gateway(self, count: int) -> Endpoint:
-        """``mcp-gateway serve`` in front of ``count`` copies of the upstream."""
+    def gateway(self, count: int, upstream: Path = UPSTREAM) -> Endpoint:
+        """``mcp-gateway serve`` in front of ``count`` copies of ``upstream``."""
         names = ("up",) if count == 1 else tuple(f"up{i:02d}" for i in range(1, count + 1))
-        config = self.root / f"servers-{count}.yaml"
+        config = self.root / f"servers-{count}-{upstream.stem}.yaml"
         lines = ["servers:"]
         for name in names:
             lines += [
                 f"  {name}:",
                 "    command: ${GATEWAY_PYTHON}",
-                f"    args: [{json.dumps(str(UPSTREAM))}]",
+                f"    args: [{json.dumps(str(upstream))}]",
                 f"    protocol: {self.protocol}",
             ]
         config.write_text("\n".join(lines) + "\n")
@@ -425,6 +426,8 @@ def cold_cases(ws: Workspace, plan: Plan) -> dict[str, list[Endpoint]]:
         "direct x1": [ws.direct()],
         "gateway x1": [ws.gateway(1)],
         f"gateway x{n}": [ws.gateway(n)],
+        "gateway x1, light upstream": [ws.gateway(1, LIGHT_UPSTREAM)],
+        f"gateway x{n}, light upstream": [ws.gateway(n, LIGHT_UPSTREAM)],
     }
     if plan.cold_floor:
         cases[f"direct x{n}"] = [ws.direct()] * n
@@ -457,10 +460,13 @@ def report(res: Results, plan: Plan) -> tuple[str, bool]:
     thr = {k: med(res.throughput_cps, k) for k in res.throughput_cps}
     bur = {k: med(res.burst_ms, k) for k in res.burst_ms}
     c1d, c1g = res.cold_median("direct x1", "ready_s"), res.cold_median("gateway x1", "ready_s")
-    cng = res.cold_median(f"gateway x{n}", "ready_s")
+    # The cold-start target is judged with the light upstream: with FastMCP upstreams,
+    # 20 interpreters importing FastMCP on 2 cores measure the CPU, not the gateway.
+    light1 = res.cold_median("gateway x1, light upstream", "ready_s")
+    lightn = res.cold_median(f"gateway x{n}, light upstream", "ready_s")
     ok_p50 = p50[GATEWAY] <= TARGET_P50_RATIO * p50[DIRECT]
     ok_burst = bur[GATEWAY] - bur[DIRECT] <= TARGET_BURST_DELTA_MS
-    ok_cold = cng <= TARGET_COLD_RATIO * c1g
+    ok_cold = lightn <= TARGET_COLD_RATIO * light1
     verdict = {True: "PASS", False: "FAIL"}
 
     rows: list[list[str]] = [
@@ -482,9 +488,11 @@ def report(res: Results, plan: Plan) -> tuple[str, bool]:
     cold_rows: list[list[str]] = []
     for case in res.cold:
         ready = res.cold_median(case, "ready_s")
-        if case == f"gateway x{n}":
-            vs, target = f"{ready / c1g:.2f}x gateway x1", f"<= {TARGET_COLD_RATIO}x"
+        if case == f"gateway x{n}, light upstream":
+            vs, target = f"{ready / light1:.2f}x light x1", f"<= {TARGET_COLD_RATIO}x"
             result = verdict[ok_cold]
+        elif case == f"gateway x{n}":
+            vs, target, result = f"{ready / c1g:.2f}x gateway x1", "", ""
         elif case in ("gateway x1", f"direct x{n}"):
             vs, target, result = f"{ready / c1d:.2f}x direct x1", "", ""
         else:

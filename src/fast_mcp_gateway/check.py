@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import anyio
@@ -17,7 +18,9 @@ _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", 
 
 async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool) -> int:
     """Probe every enabled upstream concurrently; exit code 1 if any failed."""
-    limiter = anyio.CapacityLimiter(settings.startup_concurrency)
+    limiter = anyio.CapacityLimiter(
+        settings.startup_concurrency or max(4, 4 * (os.cpu_count() or 1))
+    )
     rows: dict[str, dict[str, object]] = {}
 
     async def probe(upstream: Upstream) -> None:

@@ -13,6 +13,7 @@ failed ones leave the catalog, with ``list_changed``).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,7 @@ class UpstreamManager:
         *,
         connect_timeout: float = 10.0,
         call_timeout: float = 30.0,
-        startup_concurrency: int = 8,
+        startup_concurrency: int | None = None,
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy = DEFAULT_RESTART,
     ) -> None:
@@ -77,7 +78,11 @@ class UpstreamManager:
         self._call_timeout = config.options.timeouts.call or call_timeout
         self._transport_factory = transport_factory
         self._restart = restart
-        self._limiter = anyio.CapacityLimiter(startup_concurrency)
+        # Starting servers costs CPU (an interpreter, imports): too many at once on a
+        # small machine starve each other past their connect timeout, then crash-loop.
+        self._limiter = anyio.CapacityLimiter(
+            startup_concurrency or max(4, 4 * (os.cpu_count() or 1))
+        )
         self.upstreams: dict[str, Upstream] = {}
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []

@@ -33,5 +33,8 @@ class GatewaySettings(BaseSettings):
     connect_timeout: float = Field(default=10.0, gt=0)
     call_timeout: float = Field(default=30.0, gt=0)
     health_timeout: float = Field(default=5.0, gt=0)
-    startup_concurrency: int = Field(default=8, ge=1, le=256)
+    startup_concurrency: int | None = Field(
+        default=None, ge=1, le=256,
+        description="concurrent upstream connects; default 4 per CPU core (at least 4)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -43,7 +43,7 @@ async def test_typescript_reference_server_through_the_gateway(tools: Path) -> N
         return "a reply from the host's model"
 
     async with Client(gateway.server, mode="legacy", sampling_handler=sample) as client:
-        upstream = gateway.manager.get("everything")
+        upstream = gateway.manager.get("everything").replicas[0]
         assert upstream.protocol_version == "2025-11-25"  # TS-SDK servers are handshake era
         names = {t.name for t in await client.list_tools()}
         assert {"everything_echo", "everything_get-sum", "everything_get-tiny-image",

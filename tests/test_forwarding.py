@@ -95,7 +95,7 @@ async def test_2026_asks_are_relayed_as_input_required_results() -> None:
     gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
     async with Client(gateway.server, elicitation_handler=_elicit) as client:
         assert client.protocol_version == "2026-07-28"
-        assert gateway.manager.get("inter").protocol_version == "2026-07-28"
+        assert gateway.manager.get("inter").replicas[0].protocol_version == "2026-07-28"
         result = await client.call_tool("inter_ask_guard", {})
         assert result.content[0].text == "guard:accept:Ada"
         # The upstream's connection metadata is not relayed; the gateway stamps its own.
@@ -168,7 +168,7 @@ async def test_2026_asks_are_answered_through_a_handshake_era_host() -> None:
     gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
     async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
         assert client.protocol_version == "2025-11-25"
-        assert gateway.manager.get("inter").protocol_version == "2026-07-28"
+        assert gateway.manager.get("inter").replicas[0].protocol_version == "2026-07-28"
         result = await client.call_tool("inter_ask_guard", {})
         assert result.content[0].text == "guard:accept:Ada"
 

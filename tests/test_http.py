@@ -25,8 +25,8 @@ async def test_streamable_http_and_sse_upstreams() -> None:
             assert (await client.call_tool("beta_add", {"a": 2, "b": 3})).data == 1005
             (item,) = await client.read_resource("data://alpha/items/9")
             assert item.text == "item-9"
-        alpha = gateway.manager.get("alpha")
-        beta = gateway.manager.get("beta")
+        alpha = gateway.manager.get("alpha").replicas[0]
+        beta = gateway.manager.get("beta").replicas[0]
         assert alpha.config.kind == "http" and alpha.protocol_version == "2026-07-28"
         assert beta.config.kind == "sse" and beta.protocol_version == "2025-11-25"
 

@@ -35,7 +35,7 @@ async def test_a_server_that_exits_at_start_is_reported_and_others_keep_serving(
 async def test_a_crash_loop_parks_the_server_until_reconnected() -> None:
     gateway = make_gateway({"bad": stdio_entry("exit_at_start.py")})
     async with Client(gateway.server) as client:
-        bad = gateway.manager.get("bad")
+        bad = gateway.manager.get("bad").replicas[0]
         assert await bad.wait_until(lambda: bad.state is UpstreamState.FAILED, 20)
         assert "gave up after 3 failures" in (bad.last_error or "")
         status = (await client.call_tool("gateway_reconnect_server", {"name": "bad"})).data
@@ -49,7 +49,7 @@ async def test_a_server_that_hangs_on_initialize_times_out_alone() -> None:
         "stuck": stdio_entry("hang_init.py", timeouts={"connect": 1}),
     })
     async with Client(gateway.server) as client:
-        stuck = gateway.manager.get("stuck")
+        stuck = gateway.manager.get("stuck").replicas[0]
         assert stuck.state is not UpstreamState.READY
         assert "did not finish connecting within 1s" in (stuck.last_error or "")
         assert (await client.call_tool("good_echo", {"text": "still here"})).data == "still here"
@@ -63,7 +63,7 @@ async def test_a_server_dying_mid_call_fails_that_call_and_is_restarted() -> Non
         assert result.is_error
         text = result.content[0].text
         assert "upstream 'well'" in text and "connection closed" in text
-        well = gateway.manager.get("well")
+        well = gateway.manager.get("well").replicas[0]
         assert await well.wait_until(
             lambda: well.state is UpstreamState.READY and well.connects >= 2, 20
         ), well.last_error

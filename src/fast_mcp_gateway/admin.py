@@ -9,13 +9,15 @@ and return the server's resulting status, so a host sees the outcome, not a prom
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import mcp_types as types
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import AdminError, UpstreamError
+from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.upstream import Upstream, UpstreamState
 
 if TYPE_CHECKING:
@@ -30,6 +32,27 @@ _IDEMPOTENT = types.ToolAnnotations(
 _DESTRUCTIVE = types.ToolAnnotations(
     read_only_hint=False, idempotent_hint=True, destructive_hint=True, open_world_hint=False
 )
+
+
+class ReplicaStatus(BaseModel):
+    """One replica (one live session) of a server."""
+
+    replica: str
+    index: int
+    state: str
+    health: str = Field(description="HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN")
+    breaker: str = Field(description="closed, open or half_open")
+    breaker_retry_in_seconds: float | None = None
+    inflight: int
+    ewma_latency_ms: float | None
+    success_rate: float | None = Field(description="over the health window")
+    median_latency_ms: float | None
+    weight: int
+    draining: bool
+    restarts: int
+    pid: int | None
+    uptime_seconds: float | None
+    last_error: str | None
 
 
 class ServerStatus(BaseModel):
@@ -51,6 +74,9 @@ class ServerStatus(BaseModel):
     restarts: int
     pid: int | None = Field(default=None, description="the stdio server's process id")
     description: str | None = None
+    health: str = Field(default="UNKNOWN", description="the best of its replicas' health")
+    balance: str = "round_robin"
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
 
 
 class ServerList(BaseModel):
@@ -75,24 +101,58 @@ class ServerDetail(ServerStatus):
     config: dict[str, Any]
 
 
-def status_of(upstream: Upstream) -> ServerStatus:
-    counts = upstream.catalog.counts()
-    config = upstream.config
+class HealthReport(BaseModel):
+    servers: list[ServerStatus]
+    healthy: int
+    total: int
+
+
+_HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
+
+
+def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
+    now = time.monotonic()
+    _samples, success, median = upstream.health.stats(now)
+    retry_at = upstream.breaker.retry_at()
+    return ReplicaStatus(
+        replica=upstream.label, index=upstream.replica, state=str(upstream.state),
+        health=str(upstream.status()), breaker=str(upstream.breaker.state),
+        breaker_retry_in_seconds=None if retry_at is None else round(max(0.0, retry_at - now), 3),
+        inflight=upstream.active,
+        ewma_latency_ms=None if upstream.ewma_ms is None else round(upstream.ewma_ms, 3),
+        success_rate=None if success is None else round(success, 4),
+        median_latency_ms=None if median is None else round(median, 3),
+        weight=upstream.weight, draining=upstream.replica in service.draining,
+        restarts=upstream.restarts, pid=upstream.pid,
+        uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
+        last_error=upstream.last_error,
+    )
+
+
+def status_of(service: Service) -> ServerStatus:
+    upstream = service.primary()
+    config = service.config
+    replicas = [replica_status(service, r) for r in service.replicas]
+    errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
+              for r in replicas if r.last_error]
     return ServerStatus(
-        name=upstream.name,
+        name=service.name,
         namespace=config.effective_namespace,
         transport=config.kind,
-        state=str(upstream.state),
-        enabled=upstream.state is not UpstreamState.DISABLED,
+        state=str(service.state),
+        enabled=service.state is not UpstreamState.DISABLED,
         protocol_version=upstream.protocol_version,
-        last_error=upstream.last_error,
+        last_error="; ".join(e for e in errors if e) or None,
         uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
         connect_seconds=None if upstream.connect_seconds is None
         else round(upstream.connect_seconds, 3),
-        restarts=upstream.restarts,
+        restarts=sum(r.restarts for r in service.replicas),
         pid=upstream.pid,
         description=config.description,
-        **counts,
+        health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
+        balance=config.balance,
+        replicas=replicas,
+        **service.catalog.counts(),
     )
 
 
@@ -100,16 +160,23 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
     """Add the admin tools to ``gateway.server``; returns their names (reserved)."""
     server, manager = gateway.server, gateway.manager
 
-    def find(name: str) -> Upstream:
+    def find(name: str) -> Service:
         try:
             return manager.get(name)
         except AdminError as exc:
             raise ToolError(str(exc)) from exc
 
+    def find_replica(name: str, index: int) -> tuple[Service, Upstream]:
+        service = find(name)
+        try:
+            return service, service.replica(index)
+        except UpstreamError as exc:
+            raise ToolError(str(exc)) from exc
+
     @server.tool(name="gateway_list_servers", annotations=_READ_ONLY, tags={"admin"})
     def list_servers() -> ServerList:
         """List every upstream server: state, transport, component counts, last error, uptime."""
-        servers = [status_of(u) for u in manager.upstreams.values()]
+        servers = [status_of(u) for u in manager.services.values()]
         return ServerList(
             servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
         )
@@ -118,9 +185,12 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
     def server_detail(
         name: Annotated[str, Field(description="the server's name in servers.yaml")],
         stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50,
+        replica: Annotated[int | None, Field(
+            description="whose stderr to show (default: the first ready replica)")] = None,
     ) -> ServerDetail:
         """One server in depth: capabilities, instructions, exposed names, stderr tail, config."""
-        upstream = find(name)
+        service = find(name)
+        upstream = service.primary() if replica is None else find_replica(name, replica)[1]
         view = manager.view
         renames = {(r.server, r.original): r.reason for r in view.renames}
         exposed = [
@@ -131,7 +201,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
             for exp, (origin, _) in table.items()
             if origin.server == upstream.name
         ]
-        base = status_of(upstream).model_dump()
+        base = status_of(service).model_dump()
         return ServerDetail(
             **base,
             server_info=upstream.server_info.model_dump(mode="json", exclude_none=True)
@@ -141,52 +211,102 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
             instructions=upstream.instructions,
             stderr_tail=upstream.stderr.tail(stderr_lines),
             exposed=exposed,
-            config=upstream.config.redacted(),
+            config=service.config.redacted(),
         )
 
-    async def settle(upstream: Upstream, *, since_attempts: int | None) -> ServerStatus:
-        timeout = upstream.connect_timeout + 5
+    async def settle(service: Service, *, since_attempts: int | None) -> ServerStatus:
+        timeout = service.connect_timeout + 5
 
         def done() -> bool:
             if since_attempts is None:
-                return upstream.state is UpstreamState.DISABLED
-            return upstream.attempts > since_attempts
+                return service.state is UpstreamState.DISABLED
+            return service.attempts >= since_attempts + len(service.replicas)
 
-        await upstream.wait_until(done, within=timeout)
-        return status_of(upstream)
+        await service.wait_until(done, within=timeout)
+        return status_of(service)
 
     @server.tool(name="gateway_reconnect_server", annotations=_IDEMPOTENT, tags={"admin"})
     async def reconnect_server(
         name: Annotated[str, Field(description="the server's name in servers.yaml")],
     ) -> ServerStatus:
-        """Drop the server's session and connect again (restarts a stdio process, and
-        clears a 'failed' state). Returns the status after the new attempt."""
-        upstream = find(name)
-        before = upstream.attempts
-        upstream.reconnect()
-        return await settle(upstream, since_attempts=before)
+        """Drop every session of the server and connect again (restarts stdio processes, and
+        clears a 'failed' state). Returns the status after the new attempts."""
+        service = find(name)
+        before = service.attempts
+        service.reconnect()
+        return await settle(service, since_attempts=before)
 
     @server.tool(name="gateway_enable_server", annotations=_IDEMPOTENT, tags={"admin"})
     async def enable_server(
         name: Annotated[str, Field(description="the server's name in servers.yaml")],
     ) -> ServerStatus:
         """Enable a disabled server: connect it and expose its components again."""
-        upstream = find(name)
-        if upstream.state is not UpstreamState.DISABLED:
-            return status_of(upstream)
-        before = upstream.attempts
-        upstream.set_enabled(True)
-        return await settle(upstream, since_attempts=before)
+        service = find(name)
+        if service.state is not UpstreamState.DISABLED:
+            return status_of(service)
+        before = service.attempts
+        service.set_enabled(True)
+        return await settle(service, since_attempts=before)
 
     @server.tool(name="gateway_disable_server", annotations=_DESTRUCTIVE, tags={"admin"})
     async def disable_server(
         name: Annotated[str, Field(description="the server's name in servers.yaml")],
     ) -> ServerStatus:
-        """Disable a server: stop it (its process for stdio) and remove its components from
+        """Disable a server: stop it (its processes for stdio) and remove its components from
         every connected host until it is enabled again. In-flight calls to it fail."""
-        upstream = find(name)
-        upstream.set_enabled(False)
-        return await settle(upstream, since_attempts=None)
+        service = find(name)
+        service.set_enabled(False)
+        return await settle(service, since_attempts=None)
+
+    @server.tool(name="gateway_health", annotations=_READ_ONLY, tags={"admin"})
+    def health() -> HealthReport:
+        """Health of every server and replica: status, circuit breaker, calls in flight,
+        EWMA latency, success rate, restarts, last error."""
+        servers = [status_of(s) for s in manager.services.values()]
+        return HealthReport(servers=servers, total=len(servers),
+                            healthy=sum(s.health == "HEALTHY" for s in servers))
+
+    @server.tool(name="gateway_reset_breaker", annotations=_IDEMPOTENT, tags={"admin"})
+    def reset_breaker(
+        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        replica: Annotated[int | None, Field(description="one replica; default: all")] = None,
+    ) -> ServerStatus:
+        """Close the circuit breaker of a replica (or all), letting calls through again."""
+        service = find(name)
+        targets = service.replicas if replica is None else [find_replica(name, replica)[1]]
+        for upstream in targets:
+            upstream.breaker.reset()
+        return status_of(service)
+
+    @server.tool(name="gateway_restart_replica", annotations=_IDEMPOTENT, tags={"admin"})
+    async def restart_replica(
+        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        replica: Annotated[int, Field(ge=0, description="replica index (0 for single)")],
+    ) -> ReplicaStatus:
+        """Restart one replica (its process for stdio); the others keep serving."""
+        service, upstream = find_replica(name, replica)
+        before = upstream.attempts
+        upstream.reconnect()
+        await upstream.wait_until(lambda: upstream.attempts > before,
+                                  within=upstream.connect_timeout + 5)
+        return replica_status(service, upstream)
+
+    @server.tool(name="gateway_drain_replica", annotations=_IDEMPOTENT, tags={"admin"})
+    async def drain_replica(
+        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        replica: Annotated[int, Field(ge=0, description="replica index")],
+        drain: Annotated[bool, Field(description="false puts it back in the pool")] = True,
+    ) -> ReplicaStatus:
+        """Take a replica out of the balancing pool (new calls avoid it; calls in flight
+        finish), or put it back. Waits for its in-flight calls to finish (bounded)."""
+        service, upstream = find_replica(name, replica)
+        if drain:
+            service.draining.add(replica)
+            await upstream.wait_until(lambda: upstream.active == 0,
+                                      within=upstream.call_timeout)
+        else:
+            service.draining.discard(replica)
+        return replica_status(service, upstream)
 
     return {
         "gateway_list_servers",
@@ -194,4 +314,8 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         "gateway_reconnect_server",
         "gateway_enable_server",
         "gateway_disable_server",
+        "gateway_health",
+        "gateway_reset_breaker",
+        "gateway_restart_replica",
+        "gateway_drain_replica",
     }

@@ -24,10 +24,10 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
     rows: dict[str, dict[str, object]] = {}
 
     async def probe(upstream: Upstream) -> None:
-        row: dict[str, object] = {"server": upstream.name, "transport": upstream.config.kind}
+        row: dict[str, object] = {"server": upstream.label, "transport": upstream.config.kind}
         if not upstream.config.enabled:
             row.update(status="disabled")
-            rows[upstream.name] = row
+            rows[upstream.label] = row
             return
         async with limiter:
             started = anyio.current_time()
@@ -40,17 +40,19 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
                 row.update(status="ok", tools=counts["tools"], resources=counts["resources"],
                            templates=counts["resource_templates"], prompts=counts["prompts"])
             row["startup_s"] = round(anyio.current_time() - started, 2)
-        rows[upstream.name] = row
+        rows[upstream.label] = row
 
     upstreams = [
-        Upstream(server, connect_timeout=settings.connect_timeout,
-                 call_timeout=settings.call_timeout)
+        Upstream(replica, connect_timeout=settings.connect_timeout,
+                 call_timeout=settings.call_timeout, replica=index, replicas=len(replicas))
         for server in config.servers.values()
+        for replicas in [server.replica_configs()]
+        for index, (replica, _) in enumerate(replicas)
     ]
     async with anyio.create_task_group() as tg:
         for upstream in upstreams:
             tg.start_soon(probe, upstream)
-    ordered = [rows[u.name] for u in upstreams]
+    ordered = [rows[u.label] for u in upstreams]
     failed = [r for r in ordered if r.get("status") == "FAILED"]
     if as_json:
         print(json.dumps({"config": config.source, "servers": ordered, "ok": not failed},

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
+from fast_mcp_gateway.policies.balancing import Strategy
 
 NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -48,6 +49,70 @@ class Timeouts(_Strict):
 
     connect: float | None = Field(default=None, gt=0)
     call: float | None = Field(default=None, gt=0)
+    health: float | None = Field(default=None, gt=0)
+
+
+class Instance(_Strict):
+    """One replica of a server given explicitly (remote or mixed replicas)."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    transport: UpstreamTransport | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    weight: int = Field(default=1, ge=0, le=1000)
+
+
+class HealthConfig(_Strict):
+    """Active probing and the thresholds that classify a replica (see policies.health)."""
+
+    interval: float = Field(default=30.0, gt=0)
+    window: float = Field(default=60.0, gt=0)
+    healthy_success: float = Field(default=0.95, ge=0, le=1)
+    degraded_success: float = Field(default=0.80, ge=0, le=1)
+    healthy_latency_ms: float = Field(default=200.0, gt=0)
+    degraded_latency_ms: float = Field(default=500.0, gt=0)
+    heartbeat_timeout: float = Field(default=60.0, gt=0)
+    min_samples: int = Field(default=3, ge=1)
+
+
+class Backoff(_Strict):
+    initial: float = Field(default=0.2, ge=0)
+    max: float = Field(default=5.0, ge=0)
+
+
+class RetryConfig(_Strict):
+    """Retries and failover; calls that may have run retry only if idempotent."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff: Backoff = Backoff()
+    on: tuple[Literal["connect", "timeout", "error"], ...] = ("connect", "timeout", "error")
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: int = Field(default=5, ge=1)
+    window: float = Field(default=30.0, gt=0)
+    open_for: float = Field(default=30.0, gt=0)
+    half_open_probes: int = Field(default=1, ge=1)
+
+
+class FallbackConfig(_Strict):
+    """Serve the last good result of a read-only tool when every replica fails."""
+
+    stale_cache_ttl: float = Field(default=0.0, ge=0, description="seconds; 0 disables")
+
+
+class RateLimit(_Strict):
+    per_second: float = Field(gt=0)
+    burst: int | None = Field(default=None, ge=1)
+
+
+class RateLimitConfig(RateLimit):
+    """Token buckets for the whole server and, optionally, per tool (original names)."""
+
+    tools: dict[str, RateLimit] = Field(default_factory=dict)
 
 
 class ServerConfig(_Strict):
@@ -67,6 +132,18 @@ class ServerConfig(_Strict):
     timeouts: Timeouts = Timeouts()
     description: str | None = None
     stderr_lines: int = Field(default=200, ge=1, le=100_000)
+    replicas: int = Field(default=1, ge=1, le=64)
+    instances: tuple[Instance, ...] = ()
+    balance: Strategy = "round_robin"
+    hash_key: str | None = Field(
+        default=None, description="'arguments.<name>' or 'session' (for balance: hash)"
+    )
+    health: HealthConfig = HealthConfig()
+    retry: RetryConfig = RetryConfig()
+    circuit_breaker: BreakerConfig = BreakerConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    rate_limit: RateLimitConfig | None = None
+    idempotent_tools: tuple[str, ...] = ()
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -80,11 +157,26 @@ class ServerConfig(_Strict):
             )
         return value
 
+    def replica_configs(self) -> list[tuple[ServerConfig, int]]:
+        """One (config, weight) per replica: ``instances``, or ``replicas`` copies."""
+        if not self.instances:
+            return [(self, 1)] * self.replicas
+        out = []
+        for instance in self.instances:
+            fields = instance.model_dump(exclude={"weight"}, exclude_defaults=True)
+            out.append((self.model_copy(update={
+                "command": None, "args": (), "env": {}, "cwd": None, "url": None,
+                "transport": None, "headers": {}, "instances": (), **fields,
+            }), instance.weight))
+        return out
+
     @property
     def kind(self) -> UpstreamTransport:
         """The transport, inferred from ``command``/``url`` when not given."""
         if self.transport is not None:
             return self.transport
+        if self.instances:
+            return self.replica_configs()[0][0].kind
         if self.command is not None:
             return "stdio"
         assert self.url is not None
@@ -108,6 +200,13 @@ class ServerConfig(_Strict):
             data["args"] = [mask_secrets(a, self.secrets) for a in data["args"]]
         if "url" in data:
             data["url"] = mask_secrets(data["url"], self.secrets)
+        for instance in data.get("instances", []):
+            for key in ("env", "headers"):
+                if key in instance:
+                    instance[key] = {k: redact_value(k, v, self.secrets)
+                                     for k, v in instance[key].items()}
+            if "url" in instance:
+                instance["url"] = mask_secrets(instance["url"], self.secrets)
         return data
 
 
@@ -332,6 +431,16 @@ def _from_claude(name: str, raw: dict[str, Any], fail: Any) -> dict[str, Any] | 
 
 
 def _check_target(server: ServerConfig) -> tuple[str, str] | None:
+    if server.instances:
+        if server.command is not None or server.url is not None:
+            return ("instances", "give either 'instances' or a top-level 'command'/'url'")
+        if server.replicas != 1:
+            return ("replicas", "'replicas' copies one 'command'; with 'instances' list each")
+        for i, (replica, _) in enumerate(server.replica_configs()):
+            problem = _check_target(replica)
+            if problem:
+                return (f"instances[{i}].{problem[0]}", problem[1])
+        return _check_policies(server)
     if server.command is None and server.url is None:
         return ("command", "needs either 'command' (a local stdio server) or 'url' (a remote one)")
     if server.command is not None and server.url is not None:
@@ -349,6 +458,20 @@ def _check_target(server: ServerConfig) -> tuple[str, str] | None:
         return ("args", "args/env/cwd only apply to stdio servers (with 'command')")
     if server.url is None and server.headers:
         return ("headers", "headers only apply to http/sse servers (with 'url')")
+    return _check_policies(server)
+
+
+def _check_policies(server: ServerConfig) -> tuple[str, str] | None:
+    key = server.hash_key
+    if key is not None and key != "session" and not re.match(r"^arguments\.[^.\s]+$", key):
+        return ("hash_key", "use 'arguments.<argument name>' or 'session'")
+    if server.balance != "hash" and key is not None:
+        return ("hash_key", "only used with 'balance: hash'")
+    h = server.health
+    if h.degraded_success > h.healthy_success:
+        return ("health.degraded_success", "must not exceed health.healthy_success")
+    if h.degraded_latency_ms < h.healthy_latency_ms:
+        return ("health.degraded_latency_ms", "must not be below health.healthy_latency_ms")
     return None
 
 

@@ -6,8 +6,10 @@ The tree::
     ├── ConfigError                 a servers.yaml / mcpServers file or setting is wrong
     ├── UpstreamError               something about one upstream server (carries ``server``)
     │   ├── UpstreamUnavailable     not connected: starting, failed, disabled, crashed
+    │   │   └── NoHealthyReplica    no replica may take the call (down, draining, breaker open)
     │   ├── UpstreamTimeout         a request to it outlived its deadline
-    │   └── UpstreamRequestFailed   the transport broke while a request was in flight
+    │   ├── UpstreamRequestFailed   the transport broke while a request was in flight
+    │   └── RateLimited             its (or its tool's) rate limit is exhausted
     ├── UnknownComponent            no tool / resource / prompt of that name is exposed
     └── AdminError                  an admin tool was asked something impossible
 
@@ -88,3 +90,15 @@ class UnknownComponent(GatewayError):
 
 class AdminError(GatewayError):
     """An admin operation cannot be carried out as asked."""
+
+
+class NoHealthyReplica(UpstreamUnavailable):
+    """Every replica of a server is down, draining, unhealthy or behind an open breaker."""
+
+
+class RateLimited(UpstreamError):
+    """A server's or tool's rate limit is exhausted; ``retry_after`` is in seconds."""
+
+    def __init__(self, server: str, message: str, retry_after: float) -> None:
+        super().__init__(server, message)
+        self.retry_after = retry_after

@@ -47,12 +47,12 @@ from fast_mcp_gateway.config import GatewayConfig, load_config
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.provider import GatewayProvider
+from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
-    Upstream,
     default_transport,
 )
 
@@ -241,17 +241,17 @@ class Gateway:
         low.add_request_handler("completion/complete", types.CompleteRequestParams,
                                 self._on_complete)
 
-    def _resource_origin(self, uri: str) -> tuple[Upstream, str]:
+    def _resource_origin(self, uri: str) -> tuple[Service, str]:
         view = self.manager.view
         entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
         if entry is not None:
-            return self.manager.upstreams[entry[0].server], entry[0].original
+            return self.manager.services[entry[0].server], entry[0].original
         from fastmcp.resources.template import forward_uri, match_uri_template
 
         for exposed, (origin, _) in view.templates.items():
             params = match_uri_template(uri, exposed)
             if params is not None:
-                return self.manager.upstreams[origin.server], forward_uri(
+                return self.manager.services[origin.server], forward_uri(
                     origin.original, params, uri
                 )
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
@@ -302,7 +302,7 @@ class Gateway:
             if entry is None:
                 raise MCPError(code=types.INVALID_PARAMS,
                                message=f"Unknown resource template: {ref.uri!r}")
-            upstream = self.manager.upstreams[entry[0].server]
+            upstream = self.manager.services[entry[0].server]
             upstream_ref = types.ResourceTemplateReference(type="ref/resource",
                                                            uri=entry[0].original)
         caps = upstream.capabilities
@@ -332,8 +332,8 @@ class Gateway:
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
-        for upstream in self.manager.upstreams.values():
-            upstream.kill()
+        for service in self.manager.services.values():
+            service.kill()
 
     async def run_async(self, transport: Transport | None = None) -> None:
         """Serve until the host goes away: stdio (default), streamable HTTP or SSE."""

@@ -25,6 +25,7 @@ from pydantic import AnyUrl, BaseModel
 from fast_mcp_gateway.config import GatewayConfig, ServerConfig
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
+from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -83,25 +84,37 @@ class UpstreamManager:
         self._limiter = anyio.CapacityLimiter(
             startup_concurrency or max(4, 4 * (os.cpu_count() or 1))
         )
-        self.upstreams: dict[str, Upstream] = {}
+        self.services: dict[str, Service] = {}
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
         for server in config.servers.values():
-            self.upstreams[server.name] = self._make_upstream(server)
+            self.services[server.name] = self._make_service(server)
 
-    def _make_upstream(self, server: ServerConfig) -> Upstream:
-        return Upstream(
-            server,
-            connect_timeout=self._connect_timeout,
-            call_timeout=self._call_timeout,
-            listener=self,
-            transport_factory=self._transport_factory,
-            restart=self._restart,
-            startup_limiter=self._limiter,
-        )
+    def _make_service(self, server: ServerConfig) -> Service:
+        replicas = server.replica_configs()
+        return Service(server, [
+            Upstream(
+                replica_config,
+                connect_timeout=self._connect_timeout,
+                call_timeout=self._call_timeout,
+                listener=self,
+                transport_factory=self._transport_factory,
+                restart=self._restart,
+                startup_limiter=self._limiter,
+                replica=index,
+                replicas=len(replicas),
+                weight=weight,
+            )
+            for index, (replica_config, weight) in enumerate(replicas)
+        ])
+
+    @property
+    def replicas(self) -> list[Upstream]:
+        """Every replica of every service, in config order."""
+        return [r for service in self.services.values() for r in service.replicas]
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -111,40 +124,41 @@ class UpstreamManager:
         """Run every upstream; report started once each made its first attempt."""
         async with anyio.create_task_group() as tg:
             self._task_group = tg
-            for upstream in self.upstreams.values():
-                tg.start_soon(upstream.run, name=f"upstream:{upstream.name}")
-            for upstream in list(self.upstreams.values()):
+            for upstream in self.replicas:
+                tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")
+            for upstream in self.replicas:
                 await upstream.wait_first_attempt()
             self._rebuild()
             task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:
-                for upstream in self.upstreams.values():
+                for upstream in self.replicas:
                     upstream.stop()
                 self._task_group = None
 
-    def add_server(self, server: ServerConfig) -> Upstream:
-        """Start a new upstream at runtime (library/admin use)."""
-        if server.name in self.upstreams:
+    def add_server(self, server: ServerConfig) -> Service:
+        """Start a new server at runtime (library/admin use)."""
+        if server.name in self.services:
             raise AdminError(f"server '{server.name}' already exists")
         if self._task_group is None:
             raise AdminError("the gateway is not running")
-        upstream = self._make_upstream(server)
-        self.upstreams[server.name] = upstream
-        self._task_group.start_soon(upstream.run, name=f"upstream:{server.name}")
-        return upstream
+        service = self._make_service(server)
+        self.services[server.name] = service
+        for upstream in service.replicas:
+            self._task_group.start_soon(upstream.run, name=f"upstream:{upstream.label}")
+        return service
 
     def reserve_names(self, names: set[str] | frozenset[str]) -> None:
         """Tool names the gateway itself uses; upstream tools never take them."""
         self._reserved = frozenset(names)
         self._rebuild()
 
-    def get(self, name: str) -> Upstream:
+    def get(self, name: str) -> Service:
         try:
-            return self.upstreams[name]
+            return self.services[name]
         except KeyError:
-            known = ", ".join(self.upstreams) or "none"
+            known = ", ".join(self.services) or "none"
             raise AdminError(f"no server named '{name}' (known: {known})") from None
 
     # -- change propagation ---------------------------------------------------
@@ -163,6 +177,11 @@ class UpstreamManager:
     def state_changed(self, upstream: Upstream) -> None:
         self._rebuild()
 
+    def observed(self, upstream: Upstream) -> None:
+        service = self.services.get(upstream.name)
+        if service is not None:
+            service.observed()
+
     def resource_updated(self, upstream: Upstream, uri: str) -> None:
         for exposed, (origin, _) in self.view.resources.items():
             if origin.server == upstream.name and origin.original == uri:
@@ -177,11 +196,11 @@ class UpstreamManager:
             listener(exposed)
 
     def _rebuild(self) -> None:
-        ordered = [u for u in self.upstreams.values() if u.state is not UpstreamState.DISABLED]
+        ordered = [u for u in self.services.values() if u.state is not UpstreamState.DISABLED]
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
 
-        def ns(u: Upstream) -> str:
+        def ns(u: Service) -> str:
             return u.config.effective_namespace
 
         tool_table = allocate_names(
@@ -200,7 +219,7 @@ class UpstreamManager:
         )
         by_name = {u.name: u for u in ordered}
 
-        def pick(table: NameTable, items: Callable[[Upstream], list[Any]],
+        def pick(table: NameTable, items: Callable[[Service], list[Any]],
                  key: Callable[[Any], str], norm: Callable[[str], str] = str
                  ) -> dict[str, tuple[Origin, Any]]:
             index = {
@@ -247,17 +266,17 @@ class UpstreamManager:
 
     # -- routing ----------------------------------------------------------------
 
-    def route_tool(self, exposed: str) -> tuple[Upstream, types.Tool] | None:
+    def route_tool(self, exposed: str) -> tuple[Service, types.Tool] | None:
         entry = self.view.tools.get(exposed)
         if entry is None:
             return None
-        return self.upstreams[entry[0].server], entry[1]
+        return self.services[entry[0].server], entry[1]
 
-    def route_prompt(self, exposed: str) -> tuple[Upstream, types.Prompt] | None:
+    def route_prompt(self, exposed: str) -> tuple[Service, types.Prompt] | None:
         entry = self.view.prompts.get(exposed)
         if entry is None:
             return None
-        return self.upstreams[entry[0].server], entry[1]
+        return self.services[entry[0].server], entry[1]
 
 
 def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:

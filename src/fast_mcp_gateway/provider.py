@@ -3,7 +3,7 @@
 Contract (FastMCP ``Provider``): ``_list_*`` return the exposed components,
 ``_get_*`` return one or ``None``.  Components execute themselves: each
 ``run``/``read``/``render`` captures the host request (``FrontCall``) in the
-request task and calls its ``Upstream`` over the persistent session.
+request task and calls its ``Service`` over the persistent session.
 
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
 stop with the FastMCP server, whichever transport serves it.  Components are
@@ -38,7 +38,7 @@ from fast_mcp_gateway.background import background
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
-from fast_mcp_gateway.upstream import Upstream
+from fast_mcp_gateway.service import Service
 
 _NO_TASKS = TaskConfig(mode="forbidden")
 # Result `_meta` keys that describe the upstream connection, not the result.
@@ -59,7 +59,7 @@ R = TypeVar("R")
 
 
 async def _with_asks_answered(
-    upstream: Upstream,
+    upstream: Service,
     front: FrontCall,
     run: Callable[[FrontCall], Awaitable[R | types.InputRequiredResult]],
 ) -> R | types.InputRequiredResult:
@@ -87,7 +87,7 @@ async def _with_asks_answered(
     return result
 
 
-async def _ask_host(upstream: Upstream, front: FrontCall, request: Any) -> Any:
+async def _ask_host(upstream: Service, front: FrontCall, request: Any) -> Any:
     try:
         if isinstance(request, types.ElicitRequest):
             return await front.elicit(request.params)
@@ -112,7 +112,7 @@ class GatewayTool(Tool):
     """An upstream tool under its exposed name; ``run`` calls the upstream."""
 
     task_config: TaskConfig = _NO_TASKS
-    _upstream: Upstream = PrivateAttr()
+    _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
@@ -120,7 +120,7 @@ class GatewayTool(Tool):
         try:
             result = await _with_asks_answered(
                 upstream, _front(context),
-                lambda front: upstream.call_tool(original, arguments, front),
+                lambda front: upstream.call_tool(original, arguments, front, self.annotations),
             )
         except UpstreamError as exc:
             raise ToolError(str(exc)) from exc
@@ -155,7 +155,7 @@ def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceRes
     return ResourceResult(contents=contents, meta=_result_meta(result.meta))
 
 
-async def _read(upstream: Upstream, uri: str) -> ResourceResult:
+async def _read(upstream: Service, uri: str) -> ResourceResult:
     try:
         result = await _with_asks_answered(
             upstream, _front(), lambda front: upstream.read_resource(uri, front)
@@ -171,7 +171,7 @@ class GatewayResource(Resource):
     """An upstream resource (or a template read) under its exposed URI."""
 
     task_config: TaskConfig = _NO_TASKS
-    _upstream: Upstream = PrivateAttr()
+    _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _cached: ResourceResult | None = PrivateAttr(default=None)
 
@@ -185,7 +185,7 @@ class GatewayTemplate(ResourceTemplate):
     """An upstream URI template under its exposed (namespaced) template."""
 
     task_config: TaskConfig = _NO_TASKS
-    _upstream: Upstream = PrivateAttr()
+    _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
 
     async def create_resource(  # type: ignore[override]
@@ -206,7 +206,7 @@ class GatewayPrompt(Prompt):
     """An upstream prompt under its exposed name."""
 
     task_config: TaskConfig = _NO_TASKS
-    _upstream: Upstream = PrivateAttr()
+    _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
 
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
@@ -243,7 +243,7 @@ class GatewayProvider(Provider):
         self._templates: dict[str, GatewayTemplate] = {}
 
     def __repr__(self) -> str:
-        return f"GatewayProvider({len(self.manager.upstreams)} upstreams)"
+        return f"GatewayProvider({len(self.manager.services)} servers)"
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -254,7 +254,7 @@ class GatewayProvider(Provider):
         view = self.manager.view
         if view.generation == self._generation:
             return
-        ups = self.manager.upstreams
+        ups = self.manager.services
         tools: dict[str, GatewayTool] = {}
         for name, (origin, t) in view.tools.items():
             tool = GatewayTool(

@@ -52,6 +52,7 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.forwarding import FrontCall, InFlight
+from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthThresholds, HealthWindow
 from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class RestartPolicy:
 
 DEFAULT_RESTART = RestartPolicy()
 STOP_GRACE = 1.0  # seconds a stopping stdio server gets to exit on stdin EOF
+EWMA_ALPHA = 0.3  # weight of the newest latency sample
 
 
 class UpstreamListener(Protocol):
@@ -155,6 +157,10 @@ class UpstreamListener(Protocol):
     def state_changed(self, upstream: Upstream) -> None: ...
 
     def resource_updated(self, upstream: Upstream, uri: str) -> None: ...
+
+    def observed(self, upstream: Upstream) -> None:
+        """Anything changed (state, attempt, catalog, health): wake waiters."""
+        ...
 
 
 TransportFactory = Callable[[ServerConfig, TextIO | None], ClientTransport]
@@ -229,9 +235,29 @@ class Upstream:
         restart: RestartPolicy | None = None,
         rng: random.Random | None = None,
         startup_limiter: anyio.CapacityLimiter | None = None,
+        replica: int = 0,
+        replicas: int = 1,
+        weight: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.name = config.name
+        self.replica = replica
+        self.label = config.name if replicas == 1 else f"{config.name}#{replica}"
+        self.weight = weight
+        self._clock = clock
+        h, b = config.health, config.circuit_breaker
+        self.health = HealthWindow(HealthThresholds(
+            healthy_success=h.healthy_success, degraded_success=h.degraded_success,
+            healthy_latency_ms=h.healthy_latency_ms, degraded_latency_ms=h.degraded_latency_ms,
+            window=h.window, heartbeat_timeout=h.heartbeat_timeout, min_samples=h.min_samples,
+        ))
+        self.breaker = CircuitBreaker(b.failure_threshold, b.window, b.open_for,
+                                      b.half_open_probes)
+        self.ewma_ms: float | None = None
+        self.active = 0  # requests in flight on this replica (all callers)
+        self.health_timeout = config.timeouts.health or 5.0
+        self.last_status = HealthStatus.UNKNOWN
         self.connect_timeout = config.timeouts.connect or connect_timeout
         self.call_timeout = config.timeouts.call or call_timeout
         self._listener = listener
@@ -300,6 +326,23 @@ class Upstream:
     def _notify_change(self) -> None:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
+        if self._listener is not None:
+            self._listener.observed(self)
+
+    def status(self) -> HealthStatus:
+        """Health now; a replica without a live session is UNHEALTHY.  Transitions are
+        logged once."""
+        if self.state is not UpstreamState.READY:
+            status = HealthStatus.UNHEALTHY
+        else:
+            status = self.health.classify(self._clock())
+        if status is not self.last_status:
+            level = logging.WARNING if status is HealthStatus.UNHEALTHY else logging.INFO
+            if self.state is UpstreamState.READY or status is not HealthStatus.UNHEALTHY:
+                logger.log(level, "upstream %s: health %s -> %s", self.label,
+                           self.last_status, status)
+            self.last_status = status
+        return status
 
     async def wait_first_attempt(self) -> None:
         """Return once the first connect attempt succeeded, failed, or was skipped."""
@@ -473,7 +516,7 @@ class Upstream:
                 tg.cancel_scope.cancel()
         if timed_out:
             raise UpstreamTimeout(
-                self.name, f"did not finish connecting within {self.connect_timeout:g}s"
+                self.label, f"did not finish connecting within {self.connect_timeout:g}s"
             )
 
     def _session_kwargs(self) -> dict[str, Any]:
@@ -560,6 +603,7 @@ class Upstream:
                 tg.start_soon(watch_stderr)
             tg.start_soon(watch_dispatcher)
             tg.start_soon(self._refresh_loop, session)
+            tg.start_soon(self._probe_loop, session)
             if self.is_modern:
                 tg.start_soon(self._listen_for_changes, session)
             elif self._resource_subs:
@@ -568,6 +612,29 @@ class Upstream:
             tg.cancel_scope.cancel()
         if self._broken and not (self._stopping or self._restart_requested):
             logger.warning("upstream %s: %s", self.name, self._broken)
+
+    async def _probe_loop(self, session: ClientSession) -> None:
+        """Active health probe every ``health.interval``: ping on handshake-era sessions,
+        ``server/discover`` on 2026-07-28 ones (which have no ping)."""
+        interval = self.config.health.interval
+        while True:
+            await anyio.sleep(interval)
+            started = self._clock()
+            try:
+                with anyio.fail_after(self.health_timeout):
+                    if self.is_modern:
+                        await session.send_discover(self.protocol_version or "")
+                    else:
+                        await session.send_ping()
+            except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
+                self.health.record_probe(self._clock(), False)
+                logger.info("upstream %s: health probe failed: %s", self.label,
+                            describe_error(exc) or "timed out")
+            else:
+                self.health.record_probe(self._clock(), True,
+                                         (self._clock() - started) * 1000)
+            self.status()
+            self._notify_change()
 
     async def _refresh_loop(self, session: ClientSession) -> None:
         while True:
@@ -692,27 +759,47 @@ class Upstream:
         """
         session = self.session
         if session is None:
-            raise UpstreamUnavailable(self.name, self.unavailable_reason())
+            raise UpstreamUnavailable(self.label, self.unavailable_reason())
+        started = self._clock()
+        self.active += 1
+        ok = False
         with self.inflight.track(front):
             try:
-                return await op(session)
+                result = await op(session)
+                ok = True
+                return result
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
                     self._mark_broken(f"connection closed during {what}")
                     raise UpstreamRequestFailed(
-                        self.name, f"connection closed during {what}{self._stderr_hint()}"
+                        self.label, f"connection closed during {what}{self._stderr_hint()}"
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
-                        self.name, f"{what} did not answer within {self.call_timeout:g}s "
+                        self.label, f"{what} did not answer within {self.call_timeout:g}s "
                         "(the request was cancelled upstream)"
                     ) from exc
+                ok = True  # an error *response*: the upstream is alive and answering
                 raise
             except _TRANSPORT_ERRORS as exc:
                 self._mark_broken(f"transport failed during {what}: {describe_error(exc)}")
                 raise UpstreamRequestFailed(
-                    self.name, f"transport failed during {what}: {describe_error(exc)}"
+                    self.label, f"transport failed during {what}: {describe_error(exc)}"
                 ) from exc
+            finally:
+                self.active -= 1
+                self._record(ok, started)
+
+    def _record(self, ok: bool, started: float) -> None:
+        now = self._clock()
+        latency_ms = (now - started) * 1000
+        self.health.record(now, ok, latency_ms)
+        if ok:
+            self.breaker.record_success(now)
+            self.ewma_ms = latency_ms if self.ewma_ms is None else (
+                EWMA_ALPHA * latency_ms + (1 - EWMA_ALPHA) * self.ewma_ms)
+        else:
+            self.breaker.record_failure(now)
 
     def _stderr_hint(self) -> str:
         tail = [line for line in self.stderr.tail(3) if line.strip()]
@@ -803,7 +890,7 @@ class Upstream:
     async def subscribe(self, uri: str) -> None:
         """Receive ``resource_updated`` for ``uri`` (now, and after every reconnect)."""
         if self.session is None:
-            raise UpstreamUnavailable(self.name, self.unavailable_reason())
+            raise UpstreamUnavailable(self.label, self.unavailable_reason())
         self._resource_subs.add(uri)
         if self.is_modern:
             self._relisten.set()
@@ -815,7 +902,7 @@ class Upstream:
             if self._listen_error is not None or not acked:
                 self._resource_subs.discard(uri)
                 raise UpstreamRequestFailed(
-                    self.name, f"did not accept a subscription to '{uri}': "
+                    self.label, f"did not accept a subscription to '{uri}': "
                                f"{self._listen_error or 'no acknowledgement in time'}")
             return
 

@@ -7,6 +7,7 @@ asks them for decisions.  Each is chosen in ``servers.yaml`` by a ``Literal`` na
 from fast_mcp_gateway.policies.balancing import Balancer, ReplicaView, make_balancer
 from fast_mcp_gateway.policies.breaker import BreakerState, CircuitBreaker
 from fast_mcp_gateway.policies.health import HealthStatus, HealthThresholds, HealthWindow
+from fast_mcp_gateway.policies.ratelimit import TokenBucket
 from fast_mcp_gateway.policies.retry import FailureKind, RetryDecision, RetryPolicy
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "ReplicaView",
     "RetryDecision",
     "RetryPolicy",
+    "TokenBucket",
     "make_balancer",
 ]

@@ -9,6 +9,7 @@ executed twice.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -35,6 +36,10 @@ class RetryPolicy:
     initial: float = 0.2
     maximum: float = 5.0
     on: frozenset[str] = frozenset({"connect", "timeout", "error"})
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter before attempt ``attempt + 1``."""
+        return rng.uniform(0, min(self.maximum, self.initial * 2 ** (attempt - 1)))
 
     def decide(self, attempt: int, kind: FailureKind, *, idempotent: bool) -> RetryDecision:
         """Whether attempt number ``attempt`` (1-based) may be followed by another."""

@@ -1,0 +1,344 @@
+"""Service: one configured server as 1..N replicas, with balancing, failover and limits.
+
+A ``Service`` looks like one upstream to the rest of the gateway (same catalog, same
+``call_tool``/``read_resource``/``get_prompt``), and decides per call:
+
+1. rate limits (server, then tool): a full bucket fails fast with "retry after N ms";
+2. which replica: the ``balance`` strategy over eligible replicas (ready, not
+   draining, breaker allowing; unhealthy ones only when nothing healthier is left);
+3. whether to try again on failure: ``RetryPolicy`` -- a request that never reached an
+   upstream fails over to another replica; one that may have run is retried only for
+   read-only / idempotent tools (never twice otherwise);
+4. optionally, a stale result: the last good answer of a read-only tool, marked in
+   ``_meta``, when every attempt failed.
+
+Each call's path (replicas tried, retries, outcome) is kept in ``last_path`` and in the
+result's ``_meta`` for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+
+from fast_mcp_gateway.config import ServerConfig
+from fast_mcp_gateway.errors import (
+    NoHealthyReplica,
+    RateLimited,
+    UpstreamError,
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from fast_mcp_gateway.forwarding import FrontCall
+from fast_mcp_gateway.policies import (
+    FailureKind,
+    HealthStatus,
+    ReplicaView,
+    RetryPolicy,
+    TokenBucket,
+    make_balancer,
+)
+from fast_mcp_gateway.upstream import Catalog, Upstream, UpstreamState
+
+T = TypeVar("T")
+STALE_META_KEY = "io.github.fast-mcp-gateway/stale"
+ROUTE_META_KEY = "io.github.fast-mcp-gateway/route"
+_STALE_ENTRIES = 1024
+_STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
+                UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
+
+
+@dataclass
+class CallPath:
+    """What happened to one call: each attempt's replica and outcome."""
+
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+    stale: bool = False
+
+    @property
+    def retries(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+
+def _kind(exc: BaseException) -> FailureKind:
+    if isinstance(exc, UpstreamUnavailable):
+        return FailureKind.NOT_SENT
+    if isinstance(exc, UpstreamTimeout):
+        return FailureKind.TIMEOUT
+    return FailureKind.TRANSPORT
+
+
+class Service:
+    """A server's replicas behind one name (see the module docstring for the rules)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        replicas: list[Upstream],
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.replicas = replicas
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        self.balancer = make_balancer(config.balance, len(replicas), self._rng)
+        r = config.retry
+        self.retry = RetryPolicy(attempts=r.attempts, initial=r.backoff.initial,
+                                 maximum=r.backoff.max, on=frozenset(r.on))
+        self.draining: set[int] = set()
+        self._changed = anyio.Event()
+        self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
+        limit = config.rate_limit
+        self._bucket = TokenBucket(limit.per_second, limit.burst or max(1, int(
+            limit.per_second))) if limit else None
+        self._tool_buckets = {
+            tool: TokenBucket(spec.per_second, spec.burst or max(1, int(spec.per_second)))
+            for tool, spec in (limit.tools.items() if limit else ())
+        }
+        self.last_path = CallPath()
+
+    # -- what the rest of the gateway sees --------------------------------------------
+
+    def primary(self) -> Upstream:
+        """The replica whose catalog and capabilities stand for the service."""
+        for replica in self.replicas:
+            if replica.state is UpstreamState.READY:
+                return replica
+        return self.replicas[0]
+
+    @property
+    def state(self) -> UpstreamState:
+        states = {r.state for r in self.replicas}
+        return next(s for s in _STATE_ORDER if s in states)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.primary().catalog
+
+    @property
+    def capabilities(self) -> types.ServerCapabilities | None:
+        return self.primary().capabilities
+
+    @property
+    def is_modern(self) -> bool:
+        return self.primary().is_modern
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.primary().connect_timeout
+
+    @property
+    def attempts(self) -> int:
+        return sum(r.attempts for r in self.replicas)
+
+    def observed(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
+        """Wait until ``predicate()`` holds (checked whenever any replica changes)."""
+        with anyio.move_on_after(within):
+            while not predicate():
+                await self._changed.wait()
+            return True
+        return predicate()
+
+    # -- control ----------------------------------------------------------------------
+
+    def reconnect(self) -> None:
+        for replica in self.replicas:
+            replica.reconnect()
+
+    def set_enabled(self, enabled: bool) -> None:
+        for replica in self.replicas:
+            replica.set_enabled(enabled)
+
+    def kill(self) -> None:
+        for replica in self.replicas:
+            replica.kill()
+
+    def replica(self, index: int) -> Upstream:
+        if not 0 <= index < len(self.replicas):
+            raise UpstreamError(self.name, f"has no replica {index} (0..{len(self.replicas) - 1})")
+        return self.replicas[index]
+
+    # -- choosing ---------------------------------------------------------------------
+
+    def eligible(self, exclude: set[int]) -> list[Upstream]:
+        now = self._clock()
+        ready = [r for r in self.replicas
+                 if r.replica not in exclude and r.replica not in self.draining
+                 and r.state is UpstreamState.READY and r.breaker.would_allow(now)]
+        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY]
+        return healthy or ready
+
+    def _hash_key(self, arguments: dict[str, Any] | None, front: FrontCall | None) -> str | None:
+        key = self.config.hash_key
+        if self.config.balance != "hash":
+            return None
+        if key is None or key == "session":
+            if front is None or front.session is None:
+                return None
+            return front.client_id if front.client_id != "stdio" else str(id(front.session))
+        value = (arguments or {}).get(key.removeprefix("arguments."))
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def pick(self, exclude: set[int], key: str | None = None) -> Upstream | None:
+        candidates = self.eligible(exclude)
+        views = [ReplicaView(r.replica, r.weight, r.active, r.ewma_ms) for r in candidates]
+        choice = self.balancer.pick(views, key)
+        return None if choice is None else self.replicas[choice.index]
+
+    def _no_replica(self, tried: CallPath) -> NoHealthyReplica:
+        now = self._clock()
+        reasons = []
+        for r in self.replicas:
+            if r.replica in self.draining:
+                reasons.append(f"{r.label} is draining")
+            elif r.state is not UpstreamState.READY:
+                reasons.append(f"{r.label} {r.unavailable_reason()}")
+            elif not r.breaker.would_allow(now):
+                retry_at = r.breaker.retry_at() or now
+                opened = now - (r.breaker.opened_at or now)
+                reasons.append(f"{r.label} circuit open for {opened:.0f}s, next probe in "
+                               f"{max(0.0, retry_at - now):.1f}s")
+        done = ", ".join(f"{label}: {outcome}" for label, outcome in tried.attempts)
+        detail = "; ".join(reasons) or "no replica could take the call"
+        return NoHealthyReplica(self.name, detail + (f" (tried {done})" if done else ""))
+
+    # -- calling ----------------------------------------------------------------------
+
+    def _check_rate(self, tool: str | None) -> None:
+        now = self._clock()
+        for bucket, what in ((self._bucket, f"server '{self.name}'"),
+                             (self._tool_buckets.get(tool or ""), f"tool '{tool}'")):
+            if bucket is None:
+                continue
+            wait = bucket.try_take(now)
+            if wait > 0:
+                raise RateLimited(self.name, f"rate limited: {what} allows "
+                                             f"{bucket.per_second:g} calls/s (burst "
+                                             f"{bucket.burst}); retry after "
+                                             f"{wait * 1000:.0f} ms", wait)
+
+    async def _route(
+        self,
+        what: str,
+        op: Callable[[Upstream], Awaitable[T]],
+        *,
+        idempotent: bool,
+        key: str | None = None,
+    ) -> tuple[T, CallPath]:
+        path = CallPath()
+        tried: set[int] = set()
+        for attempt in range(1, self.retry.attempts + 1):
+            replica = self.pick(tried, key) or self.pick(set(), key)
+            if replica is None:
+                exc: UpstreamError = self._no_replica(path)
+                kind = FailureKind.NOT_SENT
+            elif not replica.breaker.allow(self._clock()):
+                exc, kind = self._no_replica(path), FailureKind.NOT_SENT
+            else:
+                tried.add(replica.replica)
+                try:
+                    result = await op(replica)
+                except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
+                    exc, kind = error, _kind(error)
+                    path.attempts.append((replica.label, kind.value))
+                else:
+                    path.attempts.append((replica.label, "ok"))
+                    self.last_path = path
+                    return result, path
+            decision = self.retry.decide(attempt, kind, idempotent=idempotent)
+            if not decision.retry:
+                self.last_path = path
+                raise exc
+            await self._sleep(self.retry.delay(attempt, self._rng))
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
+        annotations: types.ToolAnnotations | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        self._check_rate(name)
+        read_only = bool(annotations and annotations.read_only_hint)
+        idempotent = read_only or bool(annotations and annotations.idempotent_hint) \
+            or name in self.config.idempotent_tools
+        key = self._hash_key(arguments, front)
+        stale_key = json.dumps([name, arguments], sort_keys=True, default=str)
+        ttl = self.config.fallback.stale_cache_ttl
+        try:
+            result, path = await self._route(
+                f"tools/call '{name}'",
+                lambda replica: replica.call_tool(name, arguments, front),
+                idempotent=idempotent, key=key,
+            )
+        except UpstreamError:
+            cached = self._stale.get(stale_key) if read_only and ttl else None
+            if cached is None or self._clock() - cached[0] > ttl:
+                raise
+            self.last_path.stale = True
+            age = self._clock() - cached[0]
+            meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)}}
+            return cached[1].model_copy(update={"meta": meta})
+        if (read_only and ttl and isinstance(result, types.CallToolResult)
+                and not result.is_error):
+            self._stale[stale_key] = (self._clock(), result)
+            self._stale.move_to_end(stale_key)
+            while len(self._stale) > _STALE_ENTRIES:
+                self._stale.popitem(last=False)
+        if path.retries and isinstance(result, types.CallToolResult):
+            meta = {**(result.meta or {}), ROUTE_META_KEY: {
+                "attempts": [{"replica": r, "outcome": o} for r, o in path.attempts]}}
+            result = result.model_copy(update={"meta": meta})
+        return result
+
+    async def read_resource(
+        self, uri: str, front: FrontCall | None
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        self._check_rate(None)
+        result, _ = await self._route(f"resources/read '{uri}'",
+                                      lambda r: r.read_resource(uri, front), idempotent=True)
+        return result
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        self._check_rate(None)
+        result, _ = await self._route(f"prompts/get '{name}'",
+                                      lambda r: r.get_prompt(name, arguments, front),
+                                      idempotent=True)
+        return result
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        result, _ = await self._route("completion/complete",
+                                      lambda r: r.complete(ref, argument, context_arguments),
+                                      idempotent=True)
+        return result
+
+    async def subscribe(self, uri: str) -> None:
+        await self.primary().subscribe(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        for replica in self.replicas:
+            if uri in replica._resource_subs:
+                await replica.unsubscribe(uri)

@@ -32,6 +32,10 @@ def memory_transports(servers: Mapping[str, FastMCP[Any]]):
     """A transport factory: named servers in memory, everything else for real."""
 
     def factory(config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if config.url and "/in-memory/" in config.url:
+            key = config.url.rsplit("/in-memory/", 1)[1]
+            if key in servers:
+                return FastMCPTransport(servers[key])
         if config.name in servers:
             return FastMCPTransport(servers[config.name])
         return default_transport(config, stderr)
@@ -335,4 +339,28 @@ def long_named_server() -> FastMCP[Any]:
             return s
 
         mcp.tool(make, name=name)
+    return mcp
+
+
+def replica_server(tag: str, calls: list[str] | None = None) -> FastMCP[Any]:
+    """A replica that says who it is; ``calls`` records every call it ran."""
+    mcp = FastMCP(f"replica-{tag}")
+    ran = calls if calls is not None else []
+
+    @mcp.tool(annotations={"readOnlyHint": True})
+    def whoami(user_id: str = "") -> str:
+        ran.append(tag)
+        return tag
+
+    @mcp.tool
+    def write(value: str) -> str:
+        """Not idempotent."""
+        ran.append(f"{tag}:{value}")
+        return tag
+
+    @mcp.tool(annotations={"readOnlyHint": True})
+    async def slow(seconds: float) -> str:
+        await anyio.sleep(seconds)
+        return tag
+
     return mcp

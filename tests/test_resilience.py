@@ -1,0 +1,214 @@
+"""Replicas, balancing, failover, breakers, limits and fallbacks, end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway.upstream import UpstreamState
+from tests.fixtures import make_gateway, replica_server, stdio_entry
+
+pytestmark = pytest.mark.anyio
+
+
+def instances(*tags: str, weights: tuple[int, ...] = ()) -> list[dict[str, object]]:
+    return [{"url": f"http://127.0.0.1:9/in-memory/{tag}",
+             **({"weight": weights[i]} if weights else {})} for i, tag in enumerate(tags)]
+
+
+async def test_round_robin_over_replicas() -> None:
+    memory = {"a": replica_server("a"), "b": replica_server("b")}
+    gateway = make_gateway({"svc": {"instances": instances("a", "b")}}, memory)
+    async with Client(gateway.server) as client:
+        seen = [(await client.call_tool("svc_whoami", {})).data for _ in range(6)]
+    assert seen == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_weighted_replicas() -> None:
+    memory = {"a": replica_server("a"), "b": replica_server("b")}
+    gateway = make_gateway({"svc": {"instances": instances("a", "b", weights=(3, 1)),
+                                    "balance": "weighted"}}, memory)
+    async with Client(gateway.server) as client:
+        seen = Counter([(await client.call_tool("svc_whoami", {})).data for _ in range(8)])
+    assert seen == {"a": 6, "b": 2}
+
+
+async def test_hash_balancing_is_sticky_per_argument() -> None:
+    memory = {t: replica_server(t) for t in "abc"}
+    gateway = make_gateway({"svc": {"instances": instances("a", "b", "c"), "balance": "hash",
+                                    "hash_key": "arguments.user_id"}}, memory)
+    async with Client(gateway.server) as client:
+        homes = {}
+        for user in ("ann", "bob", "cyd", "dan", "eve"):
+            answers = {(await client.call_tool("svc_whoami", {"user_id": user})).data
+                       for _ in range(4)}
+            assert len(answers) == 1, f"{user} moved between replicas: {answers}"
+            homes[user] = answers.pop()
+        assert len(set(homes.values())) > 1
+
+
+async def test_a_down_replica_leaves_the_pool() -> None:
+    calls: list[str] = []
+    memory = {"a": replica_server("a", calls), "b": replica_server("b", calls)}
+    gateway = make_gateway({"svc": {"instances": instances("a", "b")}}, memory)
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("svc")
+        service.replicas[0].set_enabled(False)
+        assert await service.replicas[0].wait_until(
+            lambda: service.replicas[0].state is UpstreamState.DISABLED, 10)
+        seen = {(await client.call_tool("svc_write", {"value": str(i)})).data for i in range(4)}
+        assert seen == {"b"}
+        assert calls == ["b:0", "b:1", "b:2", "b:3"]
+
+
+async def test_an_open_breaker_fails_fast_and_says_when() -> None:
+    memory = {"a": replica_server("a")}
+    gateway = make_gateway({"svc": {
+        "instances": instances("a"), "timeouts": {"call": 0.2},
+        "circuit_breaker": {"failure_threshold": 2, "open_for": 60},
+        "retry": {"attempts": 1},
+    }}, memory)
+    async with Client(gateway.server) as client:
+        for _ in range(2):
+            timed_out = await client.call_tool_mcp("svc_slow", {"seconds": 5})
+            assert "did not answer within 0.2s" in timed_out.content[0].text
+        fast = await client.call_tool_mcp("svc_whoami", {})
+        assert fast.is_error
+        assert "circuit open for" in fast.content[0].text
+        assert "next probe in" in fast.content[0].text
+        health = (await client.call_tool("gateway_health", {})).structured_content
+        assert health["servers"][0]["replicas"][0]["breaker"] == "open"
+        await client.call_tool("gateway_reset_breaker", {"name": "svc"})
+        assert (await client.call_tool("svc_whoami", {})).data == "a"
+
+
+async def test_rate_limits_per_server_and_tool() -> None:
+    memory = {"a": replica_server("a")}
+    gateway = make_gateway({"svc": {
+        "instances": instances("a"),
+        "rate_limit": {"per_second": 1000, "burst": 1000,
+                       "tools": {"write": {"per_second": 0.5, "burst": 2}}},
+    }}, memory)
+    async with Client(gateway.server) as client:
+        for i in range(2):
+            assert (await client.call_tool("svc_write", {"value": str(i)})).data == "a"
+        limited = await client.call_tool_mcp("svc_write", {"value": "x"})
+        assert limited.is_error
+        text = limited.content[0].text
+        assert "rate limited: tool 'write' allows 0.5 calls/s (burst 2); retry after" in text
+        assert (await client.call_tool("svc_whoami", {})).data == "a"  # other tools unaffected
+
+
+async def test_stale_results_of_read_only_tools_when_every_replica_fails() -> None:
+    memory = {"a": replica_server("a")}
+    gateway = make_gateway({"svc": {"instances": instances("a"),
+                                    "fallback": {"stale_cache_ttl": 300},
+                                    "retry": {"attempts": 1}}}, memory)
+    async with Client(gateway.server) as client:
+        fresh = await client.call_tool_mcp("svc_whoami", {"user_id": "u1"})
+        assert "io.github.fast-mcp-gateway/stale" not in (fresh.meta or {})
+        # Every replica unusable (here: the only one drained) while the server stays listed.
+        await client.call_tool("gateway_drain_replica", {"name": "svc", "replica": 0})
+        stale = await client.call_tool_mcp("svc_whoami", {"user_id": "u1"})
+        assert not stale.is_error and stale.content[0].text == "a"
+        assert stale.meta["io.github.fast-mcp-gateway/stale"]["age_seconds"] >= 0
+        other = await client.call_tool_mcp("svc_write", {"value": "v"})
+        assert other.is_error  # not read-only: never served from the cache
+        assert "is draining" in other.content[0].text
+
+
+def _append_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+async def test_non_idempotent_calls_never_run_twice_when_a_replica_dies(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    gateway = make_gateway({"svc": stdio_entry("replica.py", replicas=2)})
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("svc")
+        async with anyio.create_task_group() as tg:
+            results: list[object] = []
+
+            async def call() -> None:
+                results.append(await client.call_tool_mcp(
+                    "svc_append", {"path": str(ledger), "delay": 30}))
+
+            tg.start_soon(call)
+            with anyio.fail_after(10):
+                while not _append_lines(ledger):  # noqa: ASYNC110 - file written by another process
+                    await anyio.sleep(0.02)
+            victim = int(_append_lines(ledger)[0])
+            os.kill(victim, signal.SIGKILL)
+        (result,) = results
+        assert result.is_error  # type: ignore[attr-defined]
+        assert "connection closed" in result.content[0].text  # type: ignore[attr-defined]
+        assert _append_lines(ledger) == [str(victim)], "the call ran again elsewhere"
+        assert service.last_path.attempts == [(f"svc#{_index(service, victim)}", "error")]
+
+
+def _index(service: object, pid: int) -> int:
+    for replica in service.replicas:  # type: ignore[attr-defined]
+        if replica.pid == pid or replica.pid is None:
+            return int(replica.replica)
+    return -1
+
+
+async def test_idempotent_calls_keep_succeeding_while_a_replica_is_killed() -> None:
+    gateway = make_gateway({"svc": stdio_entry("replica.py", replicas=2,
+                                               retry={"attempts": 3,
+                                                      "backoff": {"initial": 0.01, "max": 0.05}})})
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("svc")
+        pids = {r.pid for r in service.replicas}
+        assert len(pids) == 2 and None not in pids
+        ok = failed = 0
+        killed = anyio.Event()
+
+        async def caller() -> None:
+            nonlocal ok, failed
+            for _ in range(15):
+                result = await client.call_tool_mcp("svc_read", {"delay": 0.02})
+                ok, failed = (ok + 1, failed) if not result.is_error else (ok, failed + 1)
+
+        async def killer() -> None:
+            while ok < 40:  # noqa: ASYNC110 - wait until the load is running
+                await anyio.sleep(0.01)
+            os.kill(service.replicas[0].pid or 0, signal.SIGKILL)
+            killed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            for _ in range(16):
+                tg.start_soon(caller)
+        assert killed.is_set()
+        assert failed == 0 and ok == 16 * 15
+        first = service.replicas[0]
+        assert await first.wait_until(lambda: first.state is UpstreamState.READY
+                                      and first.connects >= 2, 20)
+        assert first.pid not in pids  # restarted as a new process
+
+
+async def test_drain_and_restart_replica_admin_tools() -> None:
+    gateway = make_gateway({"svc": stdio_entry("replica.py", replicas=2)})
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("svc")
+        drained = (await client.call_tool("gateway_drain_replica",
+                                          {"name": "svc", "replica": 0})).structured_content
+        assert drained["draining"] is True
+        pids = {(await client.call_tool("svc_read", {})).data for _ in range(4)}
+        assert pids == {service.replicas[1].pid}
+        await client.call_tool("gateway_drain_replica", {"name": "svc", "replica": 0,
+                                                         "drain": False})
+        old = service.replicas[1].pid
+        restarted = (await client.call_tool("gateway_restart_replica",
+                                            {"name": "svc", "replica": 1})).structured_content
+        assert restarted["state"] == "ready" and restarted["pid"] != old
+        health = (await client.call_tool("gateway_health", {})).structured_content
+        labels = [r["replica"] for r in health["servers"][0]["replicas"]]
+        assert labels == ["svc#0", "svc#1"]

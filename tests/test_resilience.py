@@ -212,3 +212,18 @@ async def test_drain_and_restart_replica_admin_tools() -> None:
         health = (await client.call_tool("gateway_health", {})).structured_content
         labels = [r["replica"] for r in health["servers"][0]["replicas"]]
         assert labels == ["svc#0", "svc#1"]
+
+
+async def test_a_reconnected_replica_starts_with_a_closed_breaker_and_fresh_health() -> None:
+    gateway = make_gateway({"well": stdio_entry("well.py",
+                                                circuit_breaker={"failure_threshold": 2})})
+    async with Client(gateway.server) as client:
+        replica = gateway.manager.get("well").replicas[0]
+        for t in (1.0, 2.0):  # e.g. the in-flight calls of a process that just died
+            replica.breaker.record_failure(t)
+            replica.health.record(t, False, 1.0)
+        assert replica.breaker.state == "open"
+        await client.call_tool("gateway_restart_replica", {"name": "well", "replica": 0})
+        assert replica.breaker.state == "closed"
+        assert replica.health.stats(replica._clock())[0] == 0
+        assert (await client.call_tool("well_echo", {"text": "back"})).data == "back"

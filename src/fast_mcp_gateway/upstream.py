@@ -568,6 +568,12 @@ class Upstream:
 
     def _became_ready(self, session: ClientSession, catalog: Catalog, seconds: float) -> None:
         self._release_limiter()
+        # A new session is a new process or connection: what the breaker and the health
+        # window learned about the old one (e.g. every in-flight call failing as it
+        # died) says nothing about this one.  The breaker guards a live replica that
+        # keeps failing; a dead one is the supervisor's business.
+        self.breaker.reset()
+        self.health = HealthWindow(self.health.thresholds)
         self._session = session
         self.catalog = catalog
         self.connects += 1

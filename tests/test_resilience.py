@@ -227,3 +227,28 @@ async def test_a_reconnected_replica_starts_with_a_closed_breaker_and_fresh_heal
         assert replica.breaker.state == "closed"
         assert replica.health.stats(replica._clock())[0] == 0
         assert (await client.call_tool("well_echo", {"text": "back"})).data == "back"
+
+
+async def test_a_hung_replica_is_probed_unhealthy_leaves_the_pool_and_comes_back() -> None:
+    gateway = make_gateway({"svc": stdio_entry(
+        "replica.py", replicas=2, health={"interval": 0.2, "min_samples": 1},
+        timeouts={"health": 0.3},
+    )})
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("svc")
+        frozen, healthy = service.replicas
+        assert frozen.pid is not None
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            assert await service.wait_until(
+                lambda: frozen.status() == "UNHEALTHY", 10), "the probe never failed"
+            pids = {(await client.call_tool("svc_read", {})).data for _ in range(6)}
+            assert pids == {healthy.pid}
+            report = (await client.call_tool("gateway_health", {})).structured_content
+            states = {r["replica"]: r["health"] for r in report["servers"][0]["replicas"]}
+            assert states["svc#0"] == "UNHEALTHY"
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert await service.wait_until(lambda: frozen.status() != "UNHEALTHY", 10)
+        pids = {(await client.call_tool("svc_read", {})).data for _ in range(6)}
+        assert pids == {frozen.pid, healthy.pid}

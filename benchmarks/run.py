@@ -41,6 +41,8 @@ import anyio
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from fast_mcp_gateway.processes import descendants, process_tree
+
 HERE = Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream.py"
 LIGHT_UPSTREAM = HERE / "light_upstream.py"
@@ -275,32 +277,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_table() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-            tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
 def direct_children() -> list[int]:
     """This process's children (from /proc)."""
-    return _process_table().get(os.getpid(), [])
-
-
-def descendants() -> list[int]:
-    """Every live descendant of this process (from /proc)."""
-    tree, found, stack = _process_table(), [], [os.getpid()]
-    while stack:
-        for child in tree.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+    return process_tree().get(os.getpid(), [])
 
 
 def is_upstream(pid: int) -> bool:
@@ -325,7 +304,7 @@ async def wait_no_children(within: float, adopted: Sequence[int] = ()) -> list[i
                 if os.waitpid(pid, os.WNOHANG)[0] == 0:  # noqa: ASYNC222 - WNOHANG never blocks
                     continue
             pending.discard(pid)
-        left = descendants()
+        left = descendants(os.getpid())
         if not left or time.monotonic() > deadline:
             return left
         await anyio.sleep(0.02)

@@ -364,3 +364,18 @@ def replica_server(tag: str, calls: list[str] | None = None) -> FastMCP[Any]:
         return tag
 
     return mcp
+
+
+def flaky_server() -> FastMCP[Any]:
+    """Every other call ends in an error result (an answer, not a transport fault)."""
+    mcp = FastMCP("flaky")
+    count = {"n": 0}
+
+    @mcp.tool(annotations={"readOnlyHint": True})
+    def coin() -> str:
+        count["n"] += 1
+        if count["n"] % 2 == 0:
+            raise ToolError(f"upstream failure #{count['n']}")
+        return f"ok #{count['n']}"
+
+    return mcp

@@ -7,29 +7,7 @@ import os
 import time
 from pathlib import Path
 
-
-def _children_map() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...; comm may contain spaces and parentheses
-        rest = stat[stat.rfind(")") + 2:].split()
-        tree.setdefault(int(rest[1]), []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    tree, out, stack = _children_map(), [], [pid]
-    while stack:
-        for child in tree.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
+from fast_mcp_gateway.processes import descendants
 
 
 def describe(pid: int) -> str:

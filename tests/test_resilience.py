@@ -252,3 +252,31 @@ async def test_a_hung_replica_is_probed_unhealthy_leaves_the_pool_and_comes_back
         assert await service.wait_until(lambda: frozen.status() != "UNHEALTHY", 10)
         pids = {(await client.call_tool("svc_read", {})).data for _ in range(6)}
         assert pids == {frozen.pid, healthy.pid}
+
+
+async def test_error_results_are_relayed_not_retried_and_do_not_trip_the_breaker() -> None:
+    from tests.fixtures import flaky_server
+
+    gateway = make_gateway({"flaky": {"instances": instances("f"),
+                                      "circuit_breaker": {"failure_threshold": 2}}},
+                           {"f": flaky_server()})
+    async with Client(gateway.server) as client:
+        results = [await client.call_tool_mcp("flaky_coin", {}) for _ in range(10)]
+        assert [r.is_error for r in results] == [False, True] * 5
+        assert results[1].content[0].text == "upstream failure #2"  # one call, no retry
+        replica = gateway.manager.get("flaky").replicas[0]
+        assert replica.breaker.state == "closed"
+
+
+async def test_a_call_that_times_out_is_cancelled_upstream() -> None:
+    from tests.fixtures import interactive_server, memory_entry
+
+    events = {"started": anyio.Event(), "cancelled": anyio.Event()}
+    gateway = make_gateway({"inter": memory_entry("inter", timeouts={"call": 0.3},
+                                                  retry={"attempts": 1})},
+                           {"inter": interactive_server(events)})
+    async with Client(gateway.server) as client:
+        result = await client.call_tool_mcp("inter_wait_for_cancel", {})
+        assert result.is_error and "did not answer within 0.3s" in result.content[0].text
+        with anyio.fail_after(10):
+            await events["cancelled"].wait()

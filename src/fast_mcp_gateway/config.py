@@ -52,8 +52,8 @@ class Timeouts(_Strict):
     health: float | None = Field(default=None, gt=0)
 
 
-class Instance(_Strict):
-    """One replica of a server given explicitly (remote or mixed replicas)."""
+class Target(_Strict):
+    """How to reach one server process or endpoint: a stdio command, or a URL."""
 
     command: str | None = None
     args: tuple[str, ...] = ()
@@ -62,6 +62,11 @@ class Instance(_Strict):
     url: str | None = None
     transport: UpstreamTransport | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Instance(Target):
+    """One replica of a server given explicitly (remote or mixed replicas)."""
+
     weight: int = Field(default=1, ge=0, le=1000)
 
 
@@ -115,17 +120,10 @@ class RateLimitConfig(RateLimit):
     tools: dict[str, RateLimit] = Field(default_factory=dict)
 
 
-class ServerConfig(_Strict):
+class ServerConfig(Target):
     """One upstream MCP server, as written in ``servers.yaml``."""
 
     name: str
-    command: str | None = None
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
-    url: str | None = None
-    transport: UpstreamTransport | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
     namespace: str | None = None
     enabled: bool = True
     protocol: ProtocolMode = "auto"

@@ -19,21 +19,43 @@ def pipe_inode(fd: int) -> int:
     return os.fstat(fd).st_ino
 
 
-def child_with_stderr(inode: int) -> int | None:
-    """The pid of our direct child whose stderr is the pipe ``inode``, if any."""
-    me, target = os.getpid(), f"pipe:[{inode}]"
+def process_tree() -> dict[int, list[int]]:
+    """Parent pid -> child pids, for every process (empty where /proc does not exist)."""
+    tree: dict[int, list[int]] = {}
     proc = Path("/proc")
     if not proc.is_dir():
-        return None
+        return tree
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
             ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-            if ppid == me and os.readlink(entry / "fd" / "2") == target:
-                return int(entry.name)
         except (OSError, ValueError, IndexError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    tree, found, stack = process_tree(), [], [pid]
+    while stack:
+        for child in tree.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def child_with_stderr(inode: int) -> int | None:
+    """The pid of our direct child whose stderr is the pipe ``inode``, if any."""
+    target = f"pipe:[{inode}]"
+    for pid in process_tree().get(os.getpid(), []):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/2") == target:
+                return pid
+        except OSError:
             continue
     return None
 

@@ -47,6 +47,7 @@ from fast_mcp_gateway.policies import (
     TokenBucket,
     make_balancer,
 )
+from fast_mcp_gateway.signals import ChangeSignal
 from fast_mcp_gateway.upstream import Catalog, Upstream, UpstreamState
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class Service:
         self.retry = RetryPolicy(attempts=r.attempts, initial=r.backoff.initial,
                                  maximum=r.backoff.max, on=frozenset(r.on))
         self.draining: set[int] = set()
-        self._changed = anyio.Event()
+        self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
         limit = config.rate_limit
         self._bucket = TokenBucket(limit.per_second, limit.burst or max(1, int(
@@ -146,16 +147,11 @@ class Service:
         return sum(r.attempts for r in self.replicas)
 
     def observed(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
         """Wait until ``predicate()`` holds (checked whenever any replica changes)."""
-        with anyio.move_on_after(within):
-            while not predicate():
-                await self._changed.wait()
-            return True
-        return predicate()
+        return await self._changed.wait_until(predicate, within)
 
     # -- control ----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from fast_mcp_gateway.errors import (
 from fast_mcp_gateway.forwarding import FrontCall, InFlight
 from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthThresholds, HealthWindow
 from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
+from fast_mcp_gateway.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -294,7 +295,7 @@ class Upstream:
         self._broken: str | None = None
         self._closed = anyio.Event()
         self._catalog_dirty = anyio.Event()
-        self._changed = anyio.Event()
+        self._changed = ChangeSignal()
         # Resource URIs hosts subscribed to: kept across reconnects, replayed on each session.
         self._resource_subs: set[str] = set()
         self._listen_acked: frozenset[str] | None = None  # what the listen stream covers
@@ -315,17 +316,12 @@ class Upstream:
         return None if self.ready_since is None else time.time() - self.ready_since
 
     async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
-        """Wait until ``predicate()`` holds (checked at each state or catalog change);
-        False if it does not within ``within`` seconds."""
-        with anyio.move_on_after(within):
-            while not predicate():
-                await self._changed.wait()
-            return True
-        return predicate()
+        """Wait until ``predicate()`` holds (checked at each state, attempt, catalog or
+        health change); False if it does not within ``within`` seconds."""
+        return await self._changed.wait_until(predicate, within)
 
     def _notify_change(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        self._changed.notify()
         if self._listener is not None:
             self._listener.observed(self)
 

@@ -56,6 +56,8 @@ if str(REPO) not in sys.path:  # run as a script: make `tests` importable
 
 from tests import npm_tools  # noqa: E402
 
+from fast_mcp_gateway.processes import descendants  # noqa: E402
+
 CONFORMANCE_VERSION = npm_tools.PACKAGES["@modelcontextprotocol/conformance"]
 
 HOST = "127.0.0.1"
@@ -135,32 +137,6 @@ def ensure_tools(install: bool = True, log: Any = sys.stderr) -> Tools:
 # ---------------------------------------------------------------------------
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return tree
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, out, stack = _children(), [], [pid]
-    while stack:
-        for child in tree.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
-
-
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -173,13 +149,13 @@ def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
     Each process runs in its own session, so its process group is signalled too;
     descendants that moved to another group are found through /proc.
     """
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-    family = sorted(set(family) | set(_descendants(proc.pid)))
+    family = sorted(set(family) | set(descendants(proc.pid)))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     _signal(family, signal.SIGKILL)

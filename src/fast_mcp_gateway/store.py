@@ -1,0 +1,458 @@
+"""The durable store: one SQLite file (aiosqlite, WAL) with versioned migrations.
+
+``Store.open(path)`` creates or opens the file, checks its integrity, and applies
+pending migrations in order; a file it cannot use is a ``StorageError`` naming the file
+and the reason -- never a silent reset.
+
+Tables: ``invocations`` (one row per call through the gateway), ``invocation_minutes``
+(per-minute, per-tool aggregates with a latency histogram, maintained on write, so
+statistics over millions of calls read thousands of rows), ``audit``, ``servers``
+(runtime registrations), ``routes``, ``health_records``, ``inspector_history``.
+Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from fast_mcp_gateway.errors import GatewayError
+
+
+class StorageError(GatewayError):
+    """The store's file cannot be opened, checked, migrated or written."""
+
+
+# Latency histogram bucket upper bounds in ms (the last bucket is open-ended).
+BUCKETS_MS: tuple[float, ...] = tuple(
+    round(0.5 * 1.25**i, 3) for i in range(64)
+)  # 0.5 ms .. ~780 s, 25 % apart: percentiles within 12.5 %
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+    CREATE TABLE invocations (
+        id TEXT PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        client TEXT NOT NULL,
+        kind TEXT NOT NULL,              -- tool | resource | prompt
+        exposed TEXT NOT NULL,
+        server TEXT NOT NULL,
+        original TEXT NOT NULL,
+        replica TEXT,
+        route TEXT,                      -- JSON list of {replica, outcome}
+        retries INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,        -- unix seconds
+        duration_ms REAL NOT NULL,
+        status TEXT NOT NULL,            -- success | error | timeout | rejected
+        error TEXT,
+        arguments TEXT,                  -- JSON, redacted
+        request_bytes INTEGER,
+        response_bytes INTEGER
+    );
+    CREATE INDEX invocations_started ON invocations (started_at, id);
+    CREATE INDEX invocations_server ON invocations (server, started_at);
+    CREATE INDEX invocations_tool ON invocations (exposed, started_at);
+    CREATE INDEX invocations_status ON invocations (status, started_at);
+    CREATE TABLE invocation_minutes (
+        minute INTEGER NOT NULL,         -- unix minutes
+        server TEXT NOT NULL,
+        exposed TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        min_ms REAL NOT NULL,
+        max_ms REAL NOT NULL,
+        histogram TEXT NOT NULL,         -- JSON list of counts per BUCKETS_MS bucket
+        PRIMARY KEY (minute, server, exposed)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        arguments TEXT,
+        result TEXT
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,            -- JSON ServerConfig, as registered (with ${VARS})
+        enabled INTEGER NOT NULL DEFAULT 1,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE routes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pattern TEXT NOT NULL,
+        match TEXT NOT NULL,             -- exact | prefix | wildcard
+        priority INTEGER NOT NULL DEFAULT 0,
+        target TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE health_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        server TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX health_server ON health_records (server, at);
+    CREATE TABLE inspector_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        server TEXT NOT NULL,
+        replica TEXT,
+        operation TEXT NOT NULL,
+        target TEXT,
+        arguments TEXT,
+        status TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        result TEXT
+    );
+    CREATE INDEX inspector_server ON inspector_history (server, id);
+    """),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One call through the gateway, as recorded."""
+
+    id: str
+    trace_id: str
+    client: str
+    kind: str
+    exposed: str
+    server: str
+    original: str
+    started_at: float
+    duration_ms: float
+    status: str
+    replica: str | None = None
+    route: list[dict[str, str]] | None = None
+    retries: int = 0
+    error: str | None = None
+    arguments: str | None = None
+    request_bytes: int | None = None
+    response_bytes: int | None = None
+
+
+@dataclass
+class LatencyStats:
+    """Counts, rates and latency percentiles over a set of calls."""
+
+    count: int = 0
+    errors: int = 0
+    min_ms: float | None = None
+    avg_ms: float | None = None
+    max_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    histogram: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_MS) + 1))
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if not self.count else (self.count - self.errors) / self.count
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["histogram"]
+        data["success_rate"] = self.success_rate
+        return data
+
+
+def bucket_of(ms: float) -> int:
+    for i, bound in enumerate(BUCKETS_MS):
+        if ms <= bound:
+            return i
+    return len(BUCKETS_MS)
+
+
+def percentile_from(histogram: Sequence[int], q: float, max_ms: float | None) -> float | None:
+    """The upper bound of the bucket holding the q-quantile (capped at the maximum)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for i, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            bound = BUCKETS_MS[i] if i < len(BUCKETS_MS) else max_ms
+            return min(bound, max_ms) if bound is not None and max_ms is not None else bound
+    return max_ms
+
+
+class Store:
+    """Async access to the gateway's SQLite file.  Create with ``await Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path, *, allow_memory: bool = False) -> Store:
+        path = str(path)
+        if path == ":memory:" and not allow_memory:
+            raise StorageError("the store needs a file: ':memory:' would lose every record")
+        if path != ":memory:":
+            parent = anyio.Path(path).parent
+            try:
+                await parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot create its folder: {exc}") from exc
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"{path}: cannot open: {exc}") from exc
+        store = cls(db, path)
+        try:
+            await store._prepare()
+        except (sqlite3.Error, OSError) as exc:
+            await db.close()
+            raise StorageError(f"{path}: not a usable gateway database ({exc}); move it "
+                               "away or point MCP_GATEWAY_DB elsewhere") from exc
+        except StorageError:
+            await db.close()
+            raise
+        return store
+
+    async def _prepare(self) -> None:
+        db = self._db
+        await db.execute("PRAGMA busy_timeout = 5000")
+        (check,) = await (await db.execute("PRAGMA quick_check")).fetchone() or ("?",)
+        if check != "ok":
+            raise StorageError(f"{self.path}: integrity check failed: {check}; the file was "
+                               "left untouched -- restore it from a backup or move it away")
+        if self.path != ":memory:":
+            await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        (version,) = await (await db.execute("PRAGMA user_version")).fetchone() or (0,)
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"{self.path}: schema version {version} is newer than this "
+                               f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
+        for target, script in MIGRATIONS:
+            if target <= version:
+                continue
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await _run_script(db, script)
+                await db.execute(f"PRAGMA user_version = {target}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone() or (0,)
+        return int(version)
+
+    # -- invocations --------------------------------------------------------------------
+
+    async def add_invocations(self, rows: Iterable[Invocation]) -> int:
+        """Insert a batch in one transaction, with its per-minute aggregates."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        minutes: dict[tuple[int, str, str], LatencyStats] = {}
+        for r in rows:
+            agg = minutes.setdefault((int(r.started_at // 60), r.server, r.exposed),
+                                     LatencyStats())
+            _add(agg, r.duration_ms, r.status != "success")
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.executemany(
+                "INSERT OR IGNORE INTO invocations (id, trace_id, client, kind, exposed, server,"
+                " original, replica, route, retries, started_at, duration_ms, status, error,"
+                " arguments, request_bytes, response_bytes) VALUES"
+                " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
+                  r.replica, json.dumps(r.route) if r.route else None, r.retries,
+                  r.started_at, r.duration_ms, r.status, r.error, r.arguments,
+                  r.request_bytes, r.response_bytes) for r in rows],
+            )
+            for (minute, server, exposed), agg in minutes.items():
+                cursor = await db.execute(
+                    "SELECT count, errors, total_ms, min_ms, max_ms, histogram FROM"
+                    " invocation_minutes WHERE minute=? AND server=? AND exposed=?",
+                    (minute, server, exposed))
+                old = await cursor.fetchone()
+                if old is not None:
+                    hist = [a + b for a, b in zip(json.loads(old[5]), agg.histogram,
+                                                  strict=True)]
+                    await db.execute(
+                        "UPDATE invocation_minutes SET count=?, errors=?, total_ms=?, min_ms=?,"
+                        " max_ms=?, histogram=? WHERE minute=? AND server=? AND exposed=?",
+                        (old[0] + agg.count, old[1] + agg.errors,
+                         old[2] + (agg.avg_ms or 0) * agg.count,
+                         min(old[3], agg.min_ms or old[3]), max(old[4], agg.max_ms or old[4]),
+                         json.dumps(hist), minute, server, exposed))
+                else:
+                    await db.execute(
+                        "INSERT INTO invocation_minutes VALUES (?,?,?,?,?,?,?,?,?)",
+                        (minute, server, exposed, agg.count, agg.errors,
+                         (agg.avg_ms or 0) * agg.count, agg.min_ms, agg.max_ms,
+                         json.dumps(agg.histogram)))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    async def invocations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of invocation records and the cursor of the next page (or None)."""
+        where, args = _filters(since, until, server, tool, status)
+        if cursor:
+            try:
+                at, rid = cursor.split("|", 1)
+                where.append("(started_at, id) < (?, ?)" if newest_first
+                             else "(started_at, id) > (?, ?)")
+                args += [float(at), rid]
+            except ValueError:
+                raise StorageError(f"invalid cursor {cursor!r}") from None
+        order = "DESC" if newest_first else "ASC"
+        sql = ("SELECT * FROM invocations" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY started_at {order}, id {order} LIMIT ?")
+        cur = await self._db.execute(sql, [*args, limit + 1])
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = f"{last['started_at']!r}|{last['id']}"
+        for row in rows:
+            if row.get("route"):
+                row["route"] = json.loads(row["route"])
+        return rows, next_cursor
+
+    async def stats(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        group_by: str | None = None,
+    ) -> dict[str, LatencyStats]:
+        """Aggregates from the per-minute table: {"": total} or per server/tool."""
+        where: list[str] = []
+        args: list[Any] = []
+        if since is not None:
+            where.append("minute >= ?")
+            args.append(int(since // 60))
+        if until is not None:
+            where.append("minute <= ?")
+            args.append(int(until // 60))
+        if server is not None:
+            where.append("server = ?")
+            args.append(server)
+        if tool is not None:
+            where.append("exposed = ?")
+            args.append(tool)
+        key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''")
+        sql = (f"SELECT {key}, count, errors, total_ms, min_ms, max_ms, histogram FROM"
+               " invocation_minutes" + (" WHERE " + " AND ".join(where) if where else ""))
+        out: dict[str, LatencyStats] = {}
+        totals: dict[str, float] = {}
+        async with self._db.execute(sql, args) as cur:
+            async for group, count, errors, total_ms, min_ms, max_ms, hist in cur:
+                agg = out.setdefault(group, LatencyStats())
+                agg.count += count
+                agg.errors += errors
+                totals[group] = totals.get(group, 0.0) + total_ms
+                agg.min_ms = min_ms if agg.min_ms is None else min(agg.min_ms, min_ms)
+                agg.max_ms = max_ms if agg.max_ms is None else max(agg.max_ms, max_ms)
+                for i, n in enumerate(json.loads(hist)):
+                    agg.histogram[i] += n
+        for group, agg in out.items():
+            agg.avg_ms = totals[group] / agg.count if agg.count else None
+            agg.p50_ms = percentile_from(agg.histogram, 0.50, agg.max_ms)
+            agg.p95_ms = percentile_from(agg.histogram, 0.95, agg.max_ms)
+            agg.p99_ms = percentile_from(agg.histogram, 0.99, agg.max_ms)
+        return out
+
+    async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
+                    now: float | None = None) -> int:
+        """Retention: drop invocation rows older than the age, then beyond the count."""
+        now = time.time() if now is None else now
+        removed = 0
+        db = self._db
+        if max_age_seconds is not None:
+            cur = await db.execute("DELETE FROM invocations WHERE started_at < ?",
+                                   (now - max_age_seconds,))
+            removed += cur.rowcount
+            await db.execute("DELETE FROM invocation_minutes WHERE minute < ?",
+                             (int((now - max_age_seconds) // 60),))
+            for table in ("audit", "health_records", "inspector_history"):
+                await db.execute(f"DELETE FROM {table} WHERE at < ?", (now - max_age_seconds,))
+        if max_rows is not None:
+            cur = await db.execute(
+                "DELETE FROM invocations WHERE rowid IN (SELECT rowid FROM invocations"
+                " ORDER BY started_at DESC LIMIT -1 OFFSET ?)", (max_rows,))
+            removed += cur.rowcount
+        return removed
+
+    async def count(self, table: str) -> int:
+        if table not in {"invocations", "invocation_minutes", "audit", "servers", "routes",
+                         "health_records", "inspector_history"}:
+            raise StorageError(f"no table {table!r}")
+        (n,) = await (await self._db.execute(f"SELECT COUNT(*) FROM {table}")).fetchone() or (0,)
+        return int(n)
+
+
+def _add(agg: LatencyStats, ms: float, error: bool) -> None:
+    total = (agg.avg_ms or 0.0) * agg.count + ms
+    agg.count += 1
+    agg.errors += int(error)
+    agg.avg_ms = total / agg.count
+    agg.min_ms = ms if agg.min_ms is None else min(agg.min_ms, ms)
+    agg.max_ms = ms if agg.max_ms is None else max(agg.max_ms, ms)
+    agg.histogram[bucket_of(ms)] += 1
+
+
+def _filters(since: float | None, until: float | None, server: str | None, tool: str | None,
+             status: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for clause, value in (("started_at >= ?", since), ("started_at <= ?", until),
+                          ("server = ?", server), ("exposed = ?", tool),
+                          ("status = ?", status)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return where, args
+
+
+async def _run_script(db: aiosqlite.Connection, script: str) -> None:
+    """Run a migration's statements inside the caller's open transaction."""
+    for statement in (s.strip() for s in script.split(";")):
+        if statement:
+            await db.execute(statement)

@@ -65,6 +65,7 @@ def make_gateway(
 ) -> Gateway:
     config = parse_config({"gateway": options or {}, "servers": dict(servers)}, source="test")
     settings.setdefault("connect_timeout", 10.0)
+    settings.setdefault("db", None)  # no store unless a test asks for one
     return Gateway(
         config,
         GatewaySettings(**settings),
@@ -377,5 +378,21 @@ def flaky_server() -> FastMCP[Any]:
         if count["n"] % 2 == 0:
             raise ToolError(f"upstream failure #{count['n']}")
         return f"ok #{count['n']}"
+
+    return mcp
+
+
+def traced_server(seen: list[dict[str, Any]]) -> FastMCP[Any]:
+    """Records the ``_meta`` each call arrived with (to check trace propagation)."""
+    mcp = FastMCP("traced")
+
+    @mcp.tool
+    def echo(ctx: Context, text: str, password: str = "") -> str:
+        seen.append(dict(ctx.request_context.meta or {}))
+        return text
+
+    @mcp.tool
+    def fail() -> str:
+        raise ToolError("it broke")
 
     return mcp

@@ -119,6 +119,47 @@ def test_sigterm_stops_the_gateway_and_every_upstream_process() -> None:
     assert not procs.wait_gone_pids(pids, timeout=10), "upstreams outlived the gateway"
 
 
+def test_logs_and_stats_read_what_serve_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "calls.db"
+    proc = subprocess.Popen([*CLI, "serve", "--config", "servers.yaml", "--db", str(db)],
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+           "params": {"name": "clock_add", "arguments": {"a": i, "b": 1}}} for i in range(3)),
+        {"jsonrpc": "2.0", "id": 20, "method": "tools/call",
+         "params": {"name": "notes_delete_note", "arguments": {"note_id": 999}}},
+    ]
+    try:
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            if "id" in message:
+                proc.stdout.readline()
+    finally:
+        proc.communicate(timeout=30)  # stdin closes: the gateway flushes and exits
+    logs = run_cli("logs", "--db", str(db))
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    lines = logs.stdout.splitlines()
+    assert lines[0].split()[:5] == ["time", "status", "ms", "server", "exposed"]
+    assert sum("clock_add" in line and "success" in line for line in lines) == 3
+    assert any("notes_delete_note" in line and "no note with id 999" in line for line in lines)
+    errors = run_cli("logs", "--db", str(db), "--status", "error", "--json")
+    (record,) = [json.loads(line) for line in errors.stdout.splitlines()]
+    assert record["exposed"] == "notes_delete_note"
+    stats = run_cli("stats", "--db", str(db), "--by", "tool", "--since", "1h")
+    assert stats.returncode == 0
+    rows = {line.split()[0]: line.split() for line in stats.stdout.splitlines()[2:4]}
+    assert rows["clock_add"][1:3] == ["3", "0"] and rows["notes_delete_note"][1:3] == ["1", "1"]
+    missing = run_cli("logs", "--db", str(tmp_path / "nope.db"))
+    assert missing.returncode == 2 and "no store at" in missing.stdout
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:

@@ -129,7 +129,8 @@ def _append_lines(path: Path) -> list[str]:
 
 async def test_non_idempotent_calls_never_run_twice_when_a_replica_dies(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
-    gateway = make_gateway({"svc": stdio_entry("replica.py", replicas=2)})
+    gateway = make_gateway({"svc": stdio_entry("replica.py", replicas=2)},
+                           db=tmp_path / "gateway.db")
     async with Client(gateway.server) as client:
         service = gateway.manager.get("svc")
         async with anyio.create_task_group() as tg:
@@ -149,14 +150,11 @@ async def test_non_idempotent_calls_never_run_twice_when_a_replica_dies(tmp_path
         assert result.is_error  # type: ignore[attr-defined]
         assert "connection closed" in result.content[0].text  # type: ignore[attr-defined]
         assert _append_lines(ledger) == [str(victim)], "the call ran again elsewhere"
-        assert service.last_path.attempts == [(f"svc#{_index(service, victim)}", "error")]
-
-
-def _index(service: object, pid: int) -> int:
-    for replica in service.replicas:  # type: ignore[attr-defined]
-        if replica.pid == pid or replica.pid is None:
-            return int(replica.replica)
-    return -1
+        page = (await client.call_tool("gateway_calls", {"tool": "svc_append"})).data
+        (record,) = page.calls
+        assert record.status == "error" and record.retries == 0
+        assert record.route == [{"replica": record.replica, "outcome": "error"}]
+        assert len(service.replicas) == 2
 
 
 async def test_idempotent_calls_keep_succeeding_while_a_replica_is_killed() -> None:

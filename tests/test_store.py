@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fast_mcp_gateway import store as store_module
-from fast_mcp_gateway.store import Invocation, Store, StorageError
+from fast_mcp_gateway.store import Invocation, StorageError, Store
 
 pytestmark = pytest.mark.anyio
 

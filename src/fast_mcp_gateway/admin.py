@@ -10,14 +10,16 @@ and return the server's resulting status, so a host sees the outcome, not a prom
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import mcp_types as types
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.errors import AdminError, UpstreamError
+from fast_mcp_gateway.recorder import Recorder
 from fast_mcp_gateway.service import Service
+from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.upstream import Upstream, UpstreamState
 
 if TYPE_CHECKING:
@@ -105,6 +107,52 @@ class HealthReport(BaseModel):
     servers: list[ServerStatus]
     healthy: int
     total: int
+
+
+class CallRecord(BaseModel):
+    id: str
+    trace_id: str
+    client: str
+    kind: str
+    exposed: str
+    server: str
+    original: str
+    replica: str | None
+    retries: int
+    route: list[dict[str, str]] | None
+    started_at: float = Field(description="unix seconds")
+    duration_ms: float
+    status: str = Field(description="success, error, timeout or rejected")
+    error: str | None
+    arguments: str | None = Field(description="JSON, with secrets redacted")
+    response_bytes: int | None
+
+
+class CallPage(BaseModel):
+    calls: list[CallRecord]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class GroupStats(BaseModel):
+    key: str = Field(description="server or tool name; '' for everything")
+    count: int
+    errors: int
+    success_rate: float | None
+    min_ms: float | None
+    avg_ms: float | None
+    max_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    previous_count: int = Field(description="calls in the window before this one")
+    previous_p50_ms: float | None
+
+
+class StatsReport(BaseModel):
+    window_minutes: float
+    groups: list[GroupStats]
+    inflight: dict[str, int] = Field(description="calls in flight now, per server")
+    recorder: dict[str, int] = Field(description="records written, dropped, queued")
 
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
@@ -308,7 +356,70 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
             service.draining.discard(replica)
         return replica_status(service, upstream)
 
+    def store_of() -> tuple[Store, Recorder]:
+        if gateway.store is None or gateway.recorder is None:
+            raise ToolError("call logging is off: serve with a store (--db PATH or "
+                            "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
+        return gateway.store, gateway.recorder
+
+    @server.tool(name="gateway_calls", annotations=_READ_ONLY, tags={"admin"})
+    async def calls(
+        server: Annotated[str | None, Field(description="only this server")] = None,
+        tool: Annotated[str | None, Field(description="only this exposed name")] = None,
+        status: Annotated[Literal["success", "error", "timeout", "rejected"] | None,
+                          Field(description="only this outcome")] = None,
+        since_minutes: Annotated[float | None, Field(gt=0)] = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = 20,
+        cursor: Annotated[str | None, Field(description="from a previous page")] = None,
+        oldest_first: bool = False,
+    ) -> CallPage:
+        """The latest calls through the gateway (newest first), filtered and paged."""
+        store, recorder = store_of()
+        await recorder.flushed(within=2)
+        since = None if since_minutes is None else time.time() - since_minutes * 60
+        try:
+            rows, next_cursor = await store.invocations(
+                since=since, server=server, tool=tool, status=status, limit=limit,
+                cursor=cursor, newest_first=not oldest_first)
+        except StorageError as exc:
+            raise ToolError(str(exc)) from exc
+        return CallPage(calls=[CallRecord(**{k: r[k] for k in CallRecord.model_fields})
+                               for r in rows], next_cursor=next_cursor)
+
+    @server.tool(name="gateway_stats", annotations=_READ_ONLY, tags={"admin"})
+    async def stats(
+        group_by: Literal["none", "server", "tool"] = "none",
+        since_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 365)] = 60,
+        server: Annotated[str | None, Field(description="only this server")] = None,
+    ) -> StatsReport:
+        """Call counts, success rates and latency (min/avg/max, p50/p95/p99) over a window,
+        with the previous window of the same length for the trend."""
+        store, recorder = store_of()
+        await recorder.flushed(within=2)
+        now = time.time()
+        window = since_minutes * 60
+        by = None if group_by == "none" else group_by
+        current = await store.stats(since=now - window, server=server, group_by=by)
+        previous = await store.stats(since=now - 2 * window, until=now - window,
+                                     server=server, group_by=by)
+        groups = []
+        for key, agg in sorted(current.items()):
+            before = previous.get(key)
+            groups.append(GroupStats(
+                key=key, count=agg.count, errors=agg.errors, success_rate=agg.success_rate,
+                min_ms=agg.min_ms, avg_ms=agg.avg_ms, max_ms=agg.max_ms, p50_ms=agg.p50_ms,
+                p95_ms=agg.p95_ms, p99_ms=agg.p99_ms,
+                previous_count=before.count if before else 0,
+                previous_p50_ms=before.p50_ms if before else None,
+            ))
+        inflight = {name: sum(r.active for r in s.replicas)
+                    for name, s in manager.services.items()}
+        return StatsReport(window_minutes=since_minutes, groups=groups, inflight=inflight,
+                           recorder=recorder.stats())
+
     return {
+        "gateway_calls",
+        "gateway_stats",
         "gateway_list_servers",
         "gateway_server_detail",
         "gateway_reconnect_server",

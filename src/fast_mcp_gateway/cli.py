@@ -22,7 +22,7 @@ import anyio
 from fast_mcp_gateway import __version__
 from fast_mcp_gateway.config import load_config
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.settings import GatewaySettings
+from fast_mcp_gateway.settings import GatewaySettings, default_db_path
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -50,23 +50,51 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
                        help="extra Host header to accept (DNS-rebinding guard); repeatable")
 
+    serve.add_argument("--db", type=Path, default=None,
+                       help="SQLite file for call records (default: $MCP_GATEWAY_DB or "
+                            f"{default_db_path()})")
+    serve.add_argument("--no-db", action="store_true", help="do not record calls")
+
     check = sub.add_parser("check", help="validate the config, connect to every upstream, "
                                          "print a table; exit 1 if anything is wrong")
     common(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def store_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", type=Path, default=None,
+                       help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
+                            f"{default_db_path()})")
+        p.add_argument("--since", default=None, help="e.g. 30s, 10m, 2h, 7d")
+        p.add_argument("--server", default=None)
+        p.add_argument("--json", action="store_true", help="print JSON lines / JSON")
+
+    logs = sub.add_parser("logs", help="the latest calls through the gateway")
+    store_args(logs)
+    logs.add_argument("--tool", default=None, help="exposed name")
+    logs.add_argument("--status", choices=["success", "error", "timeout", "rejected"])
+    logs.add_argument("--limit", type=int, default=50)
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
+
+    stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
+    store_args(stats)
+    stats.add_argument("--by", choices=["server", "tool"], default=None)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts"):
+                "allowed_hosts", "db"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
     settings = GatewaySettings(**overrides)
     if settings.config is None:
         settings = settings.model_copy(update={"config": DEFAULT_CONFIG})
+    if getattr(args, "no_db", False):
+        settings = settings.model_copy(update={"record_calls": False})
+    elif settings.db is None and args.command == "serve":
+        settings = settings.model_copy(update={"db": default_db_path()})
     return settings
 
 
@@ -83,6 +111,13 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("logs", "stats"):
+        from fast_mcp_gateway.reports import run_report
+
+        try:
+            return anyio.run(run_report, args)
+        except KeyboardInterrupt:
+            return 0
     try:
         settings = _settings(args)
         _configure_logging(settings.log_level)

@@ -47,8 +47,10 @@ from fast_mcp_gateway.config import GatewayConfig, load_config
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.provider import GatewayProvider
+from fast_mcp_gateway.recorder import Recorder
 from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
+from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -198,6 +200,8 @@ class Gateway:
             restart=restart,
         )
         self.hub = FrontHub()
+        self.store: Store | None = None  # open while serving, when call logging is on
+        self.recorder: Recorder | None = None
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: _track_current_host(self.hub))
@@ -223,8 +227,26 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        async with background(self.hub.run):
-            yield {}
+        tasks: list[Any] = [self.hub.run]
+        s = self.settings
+        if s.db is not None and s.record_calls:
+            self.store = await Store.open(s.db)
+            self.recorder = Recorder(self.store, retention_seconds=s.retention_days * 86400,
+                                     retention_rows=s.retention_rows)
+            self.provider.recorder = self.recorder
+            self.provider.invalidate()
+            tasks.append(self.recorder.run)
+        try:
+            async with background(*tasks):
+                try:
+                    yield {}
+                finally:
+                    if self.recorder is not None:
+                        await self.recorder.flushed(within=5)
+        finally:
+            if self.store is not None:
+                await self.store.close()
+                self.store, self.recorder, self.provider.recorder = None, None, None
 
     # -- protocol features FastMCP does not forward ------------------------------
 

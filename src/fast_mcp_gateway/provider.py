@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -35,10 +37,17 @@ from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, PrivateAttr
 
 from fast_mcp_gateway.background import background
-from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.errors import NoHealthyReplica, RateLimited, UpstreamError, UpstreamTimeout
 from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
-from fast_mcp_gateway.service import Service
+from fast_mcp_gateway.recorder import (
+    Recorder,
+    dumps_arguments,
+    new_traceparent,
+    trace_id_of,
+)
+from fast_mcp_gateway.service import CallPath, Service
+from fast_mcp_gateway.store import Invocation
 
 _NO_TASKS = TaskConfig(mode="forbidden")
 # Result `_meta` keys that describe the upstream connection, not the result.
@@ -102,10 +111,61 @@ async def _ask_host(upstream: Service, front: FrontCall, request: Any) -> Any:
 
 
 def _front(context: Context | None = None) -> FrontCall:
+    """The host request, with a W3C ``traceparent`` in its ``_meta`` (continued or new)."""
     try:
-        return FrontCall.from_context(context or get_context())
+        front = FrontCall.from_context(context or get_context())
     except RuntimeError:  # no request context (library call outside a request)
-        return FrontCall(session=None)
+        front = FrontCall(session=None)
+    meta = dict(front.meta or {})
+    meta["traceparent"] = new_traceparent(trace_id_of(meta.get("traceparent")))
+    return dataclasses.replace(front, meta=meta)
+
+
+class _Record:
+    """Times one operation and hands its invocation record to the recorder (if any)."""
+
+    def __init__(self, recorder: Recorder | None, kind: str, exposed: str, service: Service,
+                 original: str, front: FrontCall, arguments: Any) -> None:
+        self.recorder, self.kind, self.exposed = recorder, kind, exposed
+        self.service, self.original = service, original
+        self.front, self.arguments = front, arguments
+        self.path = CallPath()
+        self.started_at, self._t0 = time.time(), time.perf_counter()
+
+    def done(self, status: str, error: str | None = None, response: Any = None) -> None:
+        if self.recorder is None:
+            return
+        route = [{"replica": r, "outcome": o} for r, o in self.path.attempts]
+        self.recorder.record(Invocation(
+            id=uuid.uuid4().hex,
+            trace_id=trace_id_of((self.front.meta or {}).get("traceparent")) or "",
+            client=self.front.client_id, kind=self.kind, exposed=self.exposed,
+            server=self.service.name, original=self.original,
+            replica=self.path.attempts[-1][0] if self.path.attempts else None,
+            route=route or None, retries=self.path.retries,
+            started_at=self.started_at, duration_ms=(time.perf_counter() - self._t0) * 1000,
+            status=status,
+            error=error or ("served a stale result" if self.path.stale else None),
+            arguments=dumps_arguments(self.arguments, self.service.config.secrets),
+            response_bytes=_size(response),
+        ))
+
+
+def _size(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return len(value.model_dump_json(by_alias=True, exclude_none=True))
+    except AttributeError:
+        return None
+
+
+def _status_of(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, RateLimited | NoHealthyReplica):
+        return "rejected"
+    return "error"
 
 
 class GatewayTool(Tool):
@@ -114,23 +174,32 @@ class GatewayTool(Tool):
     task_config: TaskConfig = _NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
+    _recorder: Recorder | None = PrivateAttr(default=None)
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         upstream, original = self._upstream, self._original
+        front = _front(context)
+        record = _Record(self._recorder, "tool", self.name, upstream, original, front, arguments)
         try:
             result = await _with_asks_answered(
-                upstream, _front(context),
-                lambda front: upstream.call_tool(original, arguments, front, self.annotations),
+                upstream, front,
+                lambda front: upstream.call_tool(original, arguments, front, self.annotations,
+                                                 path=record.path),
             )
         except UpstreamError as exc:
+            record.done(_status_of(exc), str(exc))
             raise ToolError(str(exc)) from exc
         except MCPError as exc:
+            record.done("error", exc.error.message)
             raise ToolError(
                 f"upstream '{self._upstream.name}' rejected tools/call '{self._original}': "
                 f"{exc.error.message}"
             ) from exc
         if isinstance(result, types.InputRequiredResult):
+            record.done("success", None, result)
             return InputRequiredToolResult(result)
+        record.done("error" if result.is_error else "success",
+                    _first_text(result.content) if result.is_error else None, result)
         return ToolResult(
             content=result.content,
             structured_content=result.structured_content,
@@ -155,13 +224,21 @@ def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceRes
     return ResourceResult(contents=contents, meta=_result_meta(result.meta))
 
 
-async def _read(upstream: Service, uri: str) -> ResourceResult:
+async def _read(upstream: Service, uri: str, exposed: str,
+                recorder: Recorder | None) -> ResourceResult:
+    front = _front()
+    record = _Record(recorder, "resource", exposed, upstream, uri, front, None)
     try:
         result = await _with_asks_answered(
-            upstream, _front(), lambda front: upstream.read_resource(uri, front)
+            upstream, front, lambda front: upstream.read_resource(uri, front, record.path)
         )
     except UpstreamError as exc:
+        record.done(_status_of(exc), str(exc))
         raise ResourceError(str(exc)) from exc
+    except MCPError as exc:
+        record.done("error", exc.error.message)
+        raise
+    record.done("success", None, result)
     if isinstance(result, types.InputRequiredResult):
         return InputRequiredResourceResult(result)
     return _resource_result(result, f"upstream '{upstream.name}' resource '{uri}'")
@@ -174,11 +251,12 @@ class GatewayResource(Resource):
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _cached: ResourceResult | None = PrivateAttr(default=None)
+    _recorder: Recorder | None = PrivateAttr(default=None)
 
     async def read(self) -> ResourceResult:  # type: ignore[override]
         if self._cached is not None:
             return self._cached
-        return await _read(self._upstream, self._original)
+        return await _read(self._upstream, self._original, str(self.uri), self._recorder)
 
 
 class GatewayTemplate(ResourceTemplate):
@@ -187,6 +265,7 @@ class GatewayTemplate(ResourceTemplate):
     task_config: TaskConfig = _NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
+    _recorder: Recorder | None = PrivateAttr(default=None)
 
     async def create_resource(  # type: ignore[override]
         self, uri: str, params: dict[str, Any], context: Context | None = None
@@ -198,7 +277,7 @@ class GatewayTemplate(ResourceTemplate):
         )
         resource._upstream = self._upstream
         resource._original = backend_uri
-        resource._cached = await _read(self._upstream, backend_uri)
+        resource._cached = await _read(self._upstream, backend_uri, uri, self._recorder)
         return resource
 
 
@@ -208,16 +287,25 @@ class GatewayPrompt(Prompt):
     task_config: TaskConfig = _NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
+    _recorder: Recorder | None = PrivateAttr(default=None)
 
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
         upstream, original = self._upstream, self._original
+        front = _front()
+        record = _Record(self._recorder, "prompt", self.name, upstream, original, front, args)
         try:
             result = await _with_asks_answered(
-                upstream, _front(), lambda front: upstream.get_prompt(original, args or None, front)
+                upstream, front,
+                lambda front: upstream.get_prompt(original, args or None, front, record.path),
             )
         except UpstreamError as exc:
+            record.done(_status_of(exc), str(exc))
             raise PromptError(str(exc)) from exc
+        except MCPError as exc:
+            record.done("error", exc.error.message)
+            raise
+        record.done("success", None, result)
         if isinstance(result, types.InputRequiredResult):
             return InputRequiredPromptResult(result)
         return PromptResult(
@@ -236,6 +324,7 @@ class GatewayProvider(Provider):
         super().__init__()
         self.manager = manager
         self._on_listed = on_listed or (lambda: None)
+        self.recorder: Recorder | None = None  # set by the gateway when calls are logged
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._prompts: dict[str, GatewayPrompt] = {}
@@ -250,6 +339,10 @@ class GatewayProvider(Provider):
         async with background(self.manager.run):
             yield
 
+    def invalidate(self) -> None:
+        """Rebuild the components at the next lookup (e.g. after the recorder changed)."""
+        self._generation = -1
+
     def _sync(self) -> None:
         view = self.manager.view
         if view.generation == self._generation:
@@ -263,6 +356,7 @@ class GatewayProvider(Provider):
                 annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
             )
             tool._upstream, tool._original = ups[origin.server], origin.original
+            tool._recorder = self.recorder
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -275,6 +369,7 @@ class GatewayProvider(Provider):
                 ],
             )
             prompt._upstream, prompt._original = ups[origin.server], origin.original
+            prompt._recorder = self.recorder
             prompts[name] = prompt
         resources: dict[str, GatewayResource] = {}
         for uri, (origin, r) in view.resources.items():
@@ -284,6 +379,7 @@ class GatewayProvider(Provider):
                 annotations=r.annotations, meta=r.meta,
             )
             resource._upstream, resource._original = ups[origin.server], origin.original
+            resource._recorder = self.recorder
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
         for uri_template, (origin, tp) in view.templates.items():
@@ -293,6 +389,7 @@ class GatewayProvider(Provider):
                 icons=tp.icons, annotations=tp.annotations, meta=tp.meta, parameters={},
             )
             template._upstream, template._original = ups[origin.server], origin.original
+            template._recorder = self.recorder
             templates[uri_template] = template
         self._tools, self._prompts = tools, prompts
         self._resources, self._templates = resources, templates
@@ -340,3 +437,10 @@ class GatewayProvider(Provider):
 
     async def get_tasks(self) -> Sequence[Any]:
         return []
+
+
+def _first_text(content: Sequence[Any]) -> str | None:
+    for block in content:
+        if isinstance(block, types.TextContent):
+            return block.text[:2000]
+    return None

@@ -12,8 +12,8 @@ A ``Service`` looks like one upstream to the rest of the gateway (same catalog, 
 4. optionally, a stale result: the last good answer of a read-only tool, marked in
    ``_meta``, when every attempt failed.
 
-Each call's path (replicas tried, retries, outcome) is kept in ``last_path`` and in the
-result's ``_meta`` for the record.
+Each call's path (replicas tried, retries, outcome) fills the ``CallPath`` the caller
+passes in (it goes into the call's record), and a retried result's ``_meta``.
 """
 
 from __future__ import annotations
@@ -110,7 +110,6 @@ class Service:
             tool: TokenBucket(spec.per_second, spec.burst or max(1, int(spec.per_second)))
             for tool, spec in (limit.tools.items() if limit else ())
         }
-        self.last_path = CallPath()
 
     # -- what the rest of the gateway sees --------------------------------------------
 
@@ -238,8 +237,9 @@ class Service:
         *,
         idempotent: bool,
         key: str | None = None,
+        path: CallPath | None = None,
     ) -> tuple[T, CallPath]:
-        path = CallPath()
+        path = path if path is not None else CallPath()
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -257,11 +257,9 @@ class Service:
                     path.attempts.append((replica.label, kind.value))
                 else:
                     path.attempts.append((replica.label, "ok"))
-                    self.last_path = path
                     return result, path
             decision = self.retry.decide(attempt, kind, idempotent=idempotent)
             if not decision.retry:
-                self.last_path = path
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
@@ -269,7 +267,10 @@ class Service:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
         annotations: types.ToolAnnotations | None = None,
+        path: CallPath | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
+        """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
+        path = path if path is not None else CallPath()
         self._check_rate(name)
         read_only = bool(annotations and annotations.read_only_hint)
         idempotent = read_only or bool(annotations and annotations.idempotent_hint) \
@@ -281,13 +282,13 @@ class Service:
             result, path = await self._route(
                 f"tools/call '{name}'",
                 lambda replica: replica.call_tool(name, arguments, front),
-                idempotent=idempotent, key=key,
+                idempotent=idempotent, key=key, path=path,
             )
         except UpstreamError:
             cached = self._stale.get(stale_key) if read_only and ttl else None
             if cached is None or self._clock() - cached[0] > ttl:
                 raise
-            self.last_path.stale = True
+            path.stale = True
             age = self._clock() - cached[0]
             meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)}}
             return cached[1].model_copy(update={"meta": meta})
@@ -304,20 +305,22 @@ class Service:
         return result
 
     async def read_resource(
-        self, uri: str, front: FrontCall | None
+        self, uri: str, front: FrontCall | None, path: CallPath | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         self._check_rate(None)
         result, _ = await self._route(f"resources/read '{uri}'",
-                                      lambda r: r.read_resource(uri, front), idempotent=True)
+                                      lambda r: r.read_resource(uri, front), idempotent=True,
+                                      path=path)
         return result
 
     async def get_prompt(
-        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
+        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None,
+        path: CallPath | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
         self._check_rate(None)
         result, _ = await self._route(f"prompts/get '{name}'",
                                       lambda r: r.get_prompt(name, arguments, front),
-                                      idempotent=True)
+                                      idempotent=True, path=path)
         return result
 
     async def complete(

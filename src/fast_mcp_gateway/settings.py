@@ -6,6 +6,7 @@ down; nothing here is read at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -38,3 +39,15 @@ class GatewaySettings(BaseSettings):
         description="concurrent upstream connects; default 4 per CPU core (at least 4)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    db: Path | None = Field(
+        default=None, description="SQLite file for call records (the CLI defaults it to "
+                                  "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
+    record_calls: bool = True
+    retention_days: float = Field(default=7.0, gt=0)
+    retention_rows: int = Field(default=1_000_000, ge=1000)
+
+
+def default_db_path() -> Path:
+    """Where the CLI keeps the store unless told otherwise (the user's data dir)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fast-mcp-gateway" / "gateway.db"

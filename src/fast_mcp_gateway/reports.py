@@ -1,0 +1,115 @@
+"""``mcp-gateway logs`` and ``mcp-gateway stats``: read the store (safe while it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from fast_mcp_gateway.settings import default_db_path
+from fast_mcp_gateway.store import StorageError, Store
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str | None) -> float | None:
+    """'10m' -> unix time ten minutes ago."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not match:
+        raise StorageError(f"--since {text!r}: use a number and s, m, h or d (e.g. 10m)")
+    return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    return args.db or Path(os.environ.get("MCP_GATEWAY_DB") or default_db_path())
+
+
+async def run_report(args: argparse.Namespace) -> int:
+    path = _db_path(args)
+    if not await anyio.Path(path).exists():
+        print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)")
+        return 2
+    try:
+        store = await Store.open(path)
+        try:
+            since = parse_since(args.since)
+            if args.command == "logs":
+                await _logs(store, args, since)
+            else:
+                await _stats(store, args, since)
+        finally:
+            await store.close()
+    except StorageError as exc:
+        print(f"mcp-gateway: {exc}")
+        return 2
+    return 0
+
+
+_LOG_COLUMNS = ("time", "status", "ms", "server", "exposed", "replica", "retries", "error")
+
+
+async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> None:
+    rows, _ = await store.invocations(since=since, server=args.server, tool=args.tool,
+                                      status=args.status, limit=args.limit)
+    rows.reverse()  # oldest first, like a log
+    _print_rows(rows, args.json, header=True)
+    last = rows[-1]["started_at"] if rows else since or time.time()
+    seen = {r["id"] for r in rows}
+    while args.follow:
+        await anyio.sleep(1.0)
+        new, _ = await store.invocations(since=last, server=args.server, tool=args.tool,
+                                         status=args.status, limit=1000, newest_first=False)
+        new = [r for r in new if r["id"] not in seen]
+        _print_rows(new, args.json, header=False)
+        for r in new:
+            seen.add(r["id"])
+            last = max(last, r["started_at"])
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, *, header: bool) -> None:
+    if as_json:
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        return
+    cells = [[datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+              r["status"], f"{r['duration_ms']:.1f}", r["server"], r["exposed"],
+              r["replica"] or "", str(r["retries"]), (r["error"] or "")[:80]] for r in rows]
+    print(_table(_LOG_COLUMNS, cells, header=header), flush=True)
+
+
+async def _stats(store: Store, args: argparse.Namespace, since: float | None) -> None:
+    groups = await store.stats(since=since, server=args.server, group_by=args.by)
+    if args.json:
+        print(json.dumps({k or "all": v.as_dict() for k, v in sorted(groups.items())}, indent=2))
+        return
+    columns = (args.by or "scope", "calls", "errors", "success", "min", "avg", "p50", "p95",
+               "p99", "max")
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value:.1f}"
+
+    cells = [[key or "all", str(a.count), str(a.errors),
+              "" if a.success_rate is None else f"{100 * a.success_rate:.1f}%",
+              ms(a.min_ms), ms(a.avg_ms), ms(a.p50_ms), ms(a.p95_ms), ms(a.p99_ms),
+              ms(a.max_ms)] for key, a in sorted(groups.items())]
+    print(_table(columns, cells, header=True) if cells else "no calls recorded in that window")
+    print("(latencies in ms; percentiles from 25 % wide histogram buckets)")
+
+
+def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> str:
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    lines = []
+    if header:
+        lines += ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+                  "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

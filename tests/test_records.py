@@ -1,0 +1,91 @@
+"""Call records in the store: trace ids, redaction, queries and stats through admin tools."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry, traced_server
+
+pytestmark = pytest.mark.anyio
+SECRET = "hunter2-very-secret-value"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_calls_are_recorded_with_trace_ids_and_redacted_arguments(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    db = tmp_path / "gateway.db"
+    gateway = make_gateway({"traced": memory_entry("traced")}, {"traced": traced_server(seen)},
+                           db=db)
+    async with Client(gateway.server) as client:
+        await client.call_tool("traced_echo", {"text": "hi", "password": SECRET},
+                               meta={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+        await client.call_tool("traced_echo", {"text": "again"})
+        failed = await client.call_tool_mcp("traced_fail", {})
+        assert failed.is_error
+        page = (await client.call_tool("gateway_calls", {"limit": 10})).structured_content
+    calls = page["calls"]
+    assert [c["exposed"] for c in calls] == ["traced_fail", "traced_echo", "traced_echo"]
+    assert [c["status"] for c in calls] == ["error", "success", "success"]
+    assert calls[0]["error"] == "it broke"
+    first = calls[2]
+    assert first["trace_id"] == TRACE and first["server"] == "traced"
+    assert first["replica"] == "traced" and first["retries"] == 0
+    assert '"password": "***"' in first["arguments"] and SECRET not in first["arguments"]
+    assert re.fullmatch(r"[0-9a-f]{32}", calls[1]["trace_id"]) and calls[1]["trace_id"] != TRACE
+    # The upstream gets the host's trace; without one, the trace the gateway started.
+    assert seen[0]["traceparent"].startswith(f"00-{TRACE}-")
+    assert seen[1]["traceparent"].startswith(f"00-{calls[1]['trace_id']}-")
+    for path in await _files(tmp_path):  # the db, its WAL and shm files
+        assert SECRET.encode() not in await path.read_bytes(), path
+
+
+async def _files(folder: Path) -> list[anyio.Path]:
+    return [path async for path in anyio.Path(folder).iterdir()]
+
+
+async def test_stats_and_paging_through_admin_tools(tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        for i in range(25):
+            await client.call_tool("alpha_add", {"a": i, "b": 1})
+        for _ in range(5):
+            await client.call_tool_mcp("alpha_fail", {"message": "no"})
+        await client.read_resource("data://alpha/config")
+        stats = (await client.call_tool("gateway_stats", {})).structured_content
+        (total,) = stats["groups"]
+        assert total["count"] == 31 and total["errors"] == 5
+        assert total["p50_ms"] is not None and total["p99_ms"] >= total["p50_ms"]
+        assert stats["recorder"]["dropped"] == 0
+        by_tool = (await client.call_tool("gateway_stats",
+                                          {"group_by": "tool"})).structured_content
+        counts = {g["key"]: g["count"] for g in by_tool["groups"]}
+        assert counts == {"alpha_add": 25, "alpha_fail": 5, "data://alpha/config": 1}
+        ids: list[str] = []
+        cursor = None
+        while True:
+            args: dict[str, Any] = {"limit": 7, "tool": "alpha_add"}
+            if cursor:
+                args["cursor"] = cursor
+            page = (await client.call_tool("gateway_calls", args)).structured_content
+            ids += [c["id"] for c in page["calls"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert len(ids) == len(set(ids)) == 25
+        errors = (await client.call_tool("gateway_calls", {"status": "error"})).structured_content
+        assert {c["exposed"] for c in errors["calls"]} == {"alpha_fail"}
+
+
+async def test_without_a_store_the_log_tools_say_how_to_turn_it_on() -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with Client(gateway.server) as client:
+        with pytest.raises(ToolError, match="call logging is off"):
+            await client.call_tool("gateway_calls", {})

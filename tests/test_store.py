@@ -175,3 +175,25 @@ def test_a_writer_killed_mid_write_leaves_every_committed_record(tmp_path: Path)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         count = db.execute("SELECT COUNT(*) FROM invocations").fetchone()[0]
     assert count >= committed and count % 200 == 0  # whole batches only
+
+
+async def test_windows_mixing_whole_hours_and_partial_edges_count_exactly(tmp_path: Path) -> None:
+    base = 1_700_000_000 // 3600 * 3600  # an hour boundary
+    rows = [inv(i, at=base, ms=1 + i % 50, status="error" if i % 7 == 0 else "success")
+            for i in range(0, 4 * 3600, 13)]  # one call every 13 s for 4 hours
+    store = await Store.open(tmp_path / "g.db")
+    try:
+        await store.add_invocations(rows)
+        for since, until in ((base + 1800, base + 2 * 3600 + 900),   # partial, whole, partial
+                             (base + 600, base + 1200),              # inside one hour
+                             (base, base + 4 * 3600 - 1),            # whole hours only
+                             (base + 3599, base + 3600)):            # across one boundary
+            got = (await store.stats(since=since, until=until)).get("")
+            # minute resolution: a call counts if its minute is within [since, until]'s minutes
+            want = [r for r in rows if since // 60 <= r.started_at // 60 <= until // 60]
+            assert got is not None and got.count == len(want), (since - base, until - base)
+            assert got.errors == sum(r.status == "error" for r in want)
+            assert got.max_ms == max(r.duration_ms for r in want)
+        assert (await store.stats())[""].count == len(rows)
+    finally:
+        await store.close()

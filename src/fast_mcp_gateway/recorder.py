@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -72,8 +73,10 @@ class Recorder:
         retention_seconds: float | None = 7 * 24 * 3600,
         retention_rows: int | None = 1_000_000,
         prune_every: float = 300.0,
+        flush_interval: float = 0.2,
     ) -> None:
         self.store = store
+        self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.retention_seconds = retention_seconds
         self.retention_rows = retention_rows
@@ -102,12 +105,11 @@ class Recorder:
         last_prune = 0.0
         async with self._receive:
             async for first in self._receive:
+                # Collect for a moment: one transaction per call would cost the calls.
                 batch = [first]
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
+                with anyio.move_on_after(self.flush_interval), suppress(anyio.EndOfStream):
+                    while len(batch) < self.batch_size:
+                        batch.append(await self._receive.receive())
                 await self._write(batch)
                 if time.monotonic() - last_prune > self.prune_every:
                     last_prune = time.monotonic()

@@ -4,10 +4,12 @@
 pending migrations in order; a file it cannot use is a ``StorageError`` naming the file
 and the reason -- never a silent reset.
 
-Tables: ``invocations`` (one row per call through the gateway), ``invocation_minutes``
-(per-minute, per-tool aggregates with a latency histogram, maintained on write, so
-statistics over millions of calls read thousands of rows), ``audit``, ``servers``
-(runtime registrations), ``routes``, ``health_records``, ``inspector_history``.
+Tables: ``invocations`` (one row per call through the gateway); ``invocation_minutes``
+and ``invocation_hours`` (per-tool aggregates with a latency histogram whose buckets are
+columns, maintained on write: a statistics query sums a few thousand rows inside SQLite
+whatever the number of calls -- whole hours from the hourly table, the partial hours at
+the window's edges from the minute table); ``audit``; ``servers`` (runtime
+registrations); ``routes``; ``health_records``; ``inspector_history``.
 Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
 """
 
@@ -32,10 +34,12 @@ class StorageError(GatewayError):
     """The store's file cannot be opened, checked, migrated or written."""
 
 
-# Latency histogram bucket upper bounds in ms (the last bucket is open-ended).
+# Latency histogram bucket upper bounds in ms (one more bucket takes everything above).
 BUCKETS_MS: tuple[float, ...] = tuple(
-    round(0.5 * 1.25**i, 3) for i in range(64)
-)  # 0.5 ms .. ~780 s, 25 % apart: percentiles within 12.5 %
+    round(0.5 * 1.25**i, 3) for i in range(48)
+)  # 0.5 ms .. ~18 s, 25 % apart: a percentile is within one bucket (<= 25 % high)
+_HIST = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
+_AGG_COLUMNS = ", ".join(f"{h} INTEGER NOT NULL DEFAULT 0" for h in _HIST)
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -63,7 +67,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX invocations_tool ON invocations (exposed, started_at);
     CREATE INDEX invocations_status ON invocations (status, started_at);
     CREATE TABLE invocation_minutes (
-        minute INTEGER NOT NULL,         -- unix minutes
+        period INTEGER NOT NULL,         -- unix minutes
         server TEXT NOT NULL,
         exposed TEXT NOT NULL,
         count INTEGER NOT NULL,
@@ -71,8 +75,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         total_ms REAL NOT NULL,
         min_ms REAL NOT NULL,
         max_ms REAL NOT NULL,
-        histogram TEXT NOT NULL,         -- JSON list of counts per BUCKETS_MS bucket
-        PRIMARY KEY (minute, server, exposed)
+        AGG_COLUMNS,
+        PRIMARY KEY (period, server, exposed)
+    );
+    CREATE TABLE invocation_hours (
+        period INTEGER NOT NULL,         -- unix hours
+        server TEXT NOT NULL,
+        exposed TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        min_ms REAL NOT NULL,
+        max_ms REAL NOT NULL,
+        AGG_COLUMNS,
+        PRIMARY KEY (period, server, exposed)
     );
     CREATE TABLE audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,7 +136,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         result TEXT
     );
     CREATE INDEX inspector_server ON inspector_history (server, id);
-    """),
+    """.replace("AGG_COLUMNS", _AGG_COLUMNS)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -160,6 +176,7 @@ class LatencyStats:
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    total_ms: float = 0.0
     histogram: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_MS) + 1))
 
     @property
@@ -168,7 +185,7 @@ class LatencyStats:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["histogram"]
+        del data["histogram"], data["total_ms"]
         data["success_rate"] = self.success_rate
         return data
 
@@ -265,15 +282,19 @@ class Store:
     # -- invocations --------------------------------------------------------------------
 
     async def add_invocations(self, rows: Iterable[Invocation]) -> int:
-        """Insert a batch in one transaction, with its per-minute aggregates."""
+        """Insert a batch in one transaction, with its per-minute and per-hour aggregates."""
         rows = list(rows)
         if not rows:
             return 0
         minutes: dict[tuple[int, str, str], LatencyStats] = {}
+        hours: dict[tuple[int, str, str], LatencyStats] = {}
         for r in rows:
-            agg = minutes.setdefault((int(r.started_at // 60), r.server, r.exposed),
-                                     LatencyStats())
-            _add(agg, r.duration_ms, r.status != "success")
+            error = r.status != "success"
+            minute = int(r.started_at // 60)
+            _add(minutes.setdefault((minute, r.server, r.exposed), LatencyStats()),
+                 r.duration_ms, error)
+            _add(hours.setdefault((minute // 60, r.server, r.exposed), LatencyStats()),
+                 r.duration_ms, error)
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -287,28 +308,12 @@ class Store:
                   r.started_at, r.duration_ms, r.status, r.error, r.arguments,
                   r.request_bytes, r.response_bytes) for r in rows],
             )
-            for (minute, server, exposed), agg in minutes.items():
-                cursor = await db.execute(
-                    "SELECT count, errors, total_ms, min_ms, max_ms, histogram FROM"
-                    " invocation_minutes WHERE minute=? AND server=? AND exposed=?",
-                    (minute, server, exposed))
-                old = await cursor.fetchone()
-                if old is not None:
-                    hist = [a + b for a, b in zip(json.loads(old[5]), agg.histogram,
-                                                  strict=True)]
-                    await db.execute(
-                        "UPDATE invocation_minutes SET count=?, errors=?, total_ms=?, min_ms=?,"
-                        " max_ms=?, histogram=? WHERE minute=? AND server=? AND exposed=?",
-                        (old[0] + agg.count, old[1] + agg.errors,
-                         old[2] + (agg.avg_ms or 0) * agg.count,
-                         min(old[3], agg.min_ms or old[3]), max(old[4], agg.max_ms or old[4]),
-                         json.dumps(hist), minute, server, exposed))
-                else:
-                    await db.execute(
-                        "INSERT INTO invocation_minutes VALUES (?,?,?,?,?,?,?,?,?)",
-                        (minute, server, exposed, agg.count, agg.errors,
-                         (agg.avg_ms or 0) * agg.count, agg.min_ms, agg.max_ms,
-                         json.dumps(agg.histogram)))
+            for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
+                await db.executemany(_UPSERT.format(table=table), [
+                    (period, server, exposed, a.count, a.errors, a.total_ms, a.min_ms,
+                     a.max_ms, *a.histogram)
+                    for (period, server, exposed), a in groups.items()
+                ])
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -362,38 +367,53 @@ class Store:
         tool: str | None = None,
         group_by: str | None = None,
     ) -> dict[str, LatencyStats]:
-        """Aggregates from the per-minute table: {"": total} or per server/tool."""
-        where: list[str] = []
-        args: list[Any] = []
-        if since is not None:
-            where.append("minute >= ?")
-            args.append(int(since // 60))
-        if until is not None:
-            where.append("minute <= ?")
-            args.append(int(until // 60))
-        if server is not None:
-            where.append("server = ?")
-            args.append(server)
-        if tool is not None:
-            where.append("exposed = ?")
-            args.append(tool)
-        key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''")
-        sql = (f"SELECT {key}, count, errors, total_ms, min_ms, max_ms, histogram FROM"
-               " invocation_minutes" + (" WHERE " + " AND ".join(where) if where else ""))
+        """Aggregates over [since, until] (minute resolution): {"": total} or per
+        ``group_by`` server/tool.  Whole hours come from the hourly table, the edges
+        from the minute table."""
+        first = None if since is None else int(since // 60)
+        last = None if until is None else int(until // 60)
+        parts: list[tuple[str, int | None, int | None]] = []
+        if first is None and last is None:
+            parts.append(("invocation_hours", None, None))
+        else:
+            lo = first if first is not None else 0
+            hi = last if last is not None else int(time.time() // 60) + 1
+            h_lo, h_hi = -(-lo // 60), (hi + 1) // 60  # whole hours inside [lo, hi]
+            if h_lo < h_hi:
+                parts += [("invocation_minutes", lo, h_lo * 60 - 1),
+                          ("invocation_hours", h_lo, h_hi - 1),
+                          ("invocation_minutes", h_hi * 60, hi)]
+            else:
+                parts.append(("invocation_minutes", lo, hi))
         out: dict[str, LatencyStats] = {}
-        totals: dict[str, float] = {}
-        async with self._db.execute(sql, args) as cur:
-            async for group, count, errors, total_ms, min_ms, max_ms, hist in cur:
-                agg = out.setdefault(group, LatencyStats())
-                agg.count += count
-                agg.errors += errors
-                totals[group] = totals.get(group, 0.0) + total_ms
-                agg.min_ms = min_ms if agg.min_ms is None else min(agg.min_ms, min_ms)
-                agg.max_ms = max_ms if agg.max_ms is None else max(agg.max_ms, max_ms)
-                for i, n in enumerate(json.loads(hist)):
-                    agg.histogram[i] += n
-        for group, agg in out.items():
-            agg.avg_ms = totals[group] / agg.count if agg.count else None
+        key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''")
+        sums = ", ".join(f"SUM({h})" for h in _HIST)
+        for table, p_lo, p_hi in parts:
+            where: list[str] = []
+            args: list[Any] = []
+            for clause, value in (("period >= ?", p_lo), ("period <= ?", p_hi),
+                                  ("server = ?", server), ("exposed = ?", tool)):
+                if value is not None:
+                    where.append(clause)
+                    args.append(value)
+            if p_lo is not None and p_hi is not None and p_lo > p_hi:
+                continue
+            sql = (f"SELECT {key}, SUM(count), SUM(errors), SUM(total_ms), MIN(min_ms),"
+                   f" MAX(max_ms), {sums} FROM {table}"
+                   + (" WHERE " + " AND ".join(where) if where else "") + f" GROUP BY {key}")
+            async with self._db.execute(sql, args) as cur:
+                async for group, count, errors, total, lo_ms, hi_ms, *hist in cur:
+                    if not count:
+                        continue
+                    agg = out.setdefault(group, LatencyStats())
+                    agg.count += count
+                    agg.errors += errors
+                    agg.total_ms += total
+                    agg.min_ms = lo_ms if agg.min_ms is None else min(agg.min_ms, lo_ms)
+                    agg.max_ms = hi_ms if agg.max_ms is None else max(agg.max_ms, hi_ms)
+                    agg.histogram = [a + b for a, b in zip(agg.histogram, hist, strict=True)]
+        for agg in out.values():
+            agg.avg_ms = agg.total_ms / agg.count
             agg.p50_ms = percentile_from(agg.histogram, 0.50, agg.max_ms)
             agg.p95_ms = percentile_from(agg.histogram, 0.95, agg.max_ms)
             agg.p99_ms = percentile_from(agg.histogram, 0.99, agg.max_ms)
@@ -409,8 +429,10 @@ class Store:
             cur = await db.execute("DELETE FROM invocations WHERE started_at < ?",
                                    (now - max_age_seconds,))
             removed += cur.rowcount
-            await db.execute("DELETE FROM invocation_minutes WHERE minute < ?",
+            await db.execute("DELETE FROM invocation_minutes WHERE period < ?",
                              (int((now - max_age_seconds) // 60),))
+            await db.execute("DELETE FROM invocation_hours WHERE period < ?",
+                             (int((now - max_age_seconds) // 3600),))
             for table in ("audit", "health_records", "inspector_history"):
                 await db.execute(f"DELETE FROM {table} WHERE at < ?", (now - max_age_seconds,))
         if max_rows is not None:
@@ -421,18 +443,28 @@ class Store:
         return removed
 
     async def count(self, table: str) -> int:
-        if table not in {"invocations", "invocation_minutes", "audit", "servers", "routes",
-                         "health_records", "inspector_history"}:
+        if table not in {"invocations", "invocation_minutes", "invocation_hours", "audit",
+                         "servers", "routes", "health_records", "inspector_history"}:
             raise StorageError(f"no table {table!r}")
         (n,) = await (await self._db.execute(f"SELECT COUNT(*) FROM {table}")).fetchone() or (0,)
         return int(n)
 
 
+_UPSERT = (
+    "INSERT INTO {table} (period, server, exposed, count, errors, total_ms, min_ms, max_ms, "
+    + ", ".join(_HIST) + ") VALUES (" + ", ".join("?" * (8 + len(_HIST))) + ")"
+    " ON CONFLICT (period, server, exposed) DO UPDATE SET count = count + excluded.count,"
+    " errors = errors + excluded.errors, total_ms = total_ms + excluded.total_ms,"
+    " min_ms = min(min_ms, excluded.min_ms), max_ms = max(max_ms, excluded.max_ms), "
+    + ", ".join(f"{h} = {h} + excluded.{h}" for h in _HIST)
+)
+
+
 def _add(agg: LatencyStats, ms: float, error: bool) -> None:
-    total = (agg.avg_ms or 0.0) * agg.count + ms
     agg.count += 1
     agg.errors += int(error)
-    agg.avg_ms = total / agg.count
+    agg.total_ms += ms
+    agg.avg_ms = agg.total_ms / agg.count
     agg.min_ms = ms if agg.min_ms is None else min(agg.min_ms, ms)
     agg.max_ms = ms if agg.max_ms is None else max(agg.max_ms, ms)
     agg.histogram[bucket_of(ms)] += 1

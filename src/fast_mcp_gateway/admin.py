@@ -282,7 +282,9 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         service = find(name)
         before = service.attempts
         service.reconnect()
-        return await settle(service, since_attempts=before)
+        status = await settle(service, since_attempts=before)
+        await gateway.audit("reconnect_server", name, None, status.state)
+        return status
 
     @server.tool(name="gateway_enable_server", annotations=_IDEMPOTENT, tags={"admin"})
     async def enable_server(
@@ -294,7 +296,9 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
             return status_of(service)
         before = service.attempts
         service.set_enabled(True)
-        return await settle(service, since_attempts=before)
+        status = await settle(service, since_attempts=before)
+        await gateway.audit("enable_server", name, None, status.state)
+        return status
 
     @server.tool(name="gateway_disable_server", annotations=_DESTRUCTIVE, tags={"admin"})
     async def disable_server(
@@ -304,7 +308,9 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         every connected host until it is enabled again. In-flight calls to it fail."""
         service = find(name)
         service.set_enabled(False)
-        return await settle(service, since_attempts=None)
+        status = await settle(service, since_attempts=None)
+        await gateway.audit("disable_server", name, None, status.state)
+        return status
 
     @server.tool(name="gateway_health", annotations=_READ_ONLY, tags={"admin"})
     def health() -> HealthReport:
@@ -315,7 +321,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                             healthy=sum(s.health == "HEALTHY" for s in servers))
 
     @server.tool(name="gateway_reset_breaker", annotations=_IDEMPOTENT, tags={"admin"})
-    def reset_breaker(
+    async def reset_breaker(
         name: Annotated[str, Field(description="the server's name in servers.yaml")],
         replica: Annotated[int | None, Field(description="one replica; default: all")] = None,
     ) -> ServerStatus:
@@ -324,6 +330,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         targets = service.replicas if replica is None else [find_replica(name, replica)[1]]
         for upstream in targets:
             upstream.breaker.reset()
+        await gateway.audit("reset_breaker", name, {"replica": replica})
         return status_of(service)
 
     @server.tool(name="gateway_restart_replica", annotations=_IDEMPOTENT, tags={"admin"})
@@ -337,6 +344,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         upstream.reconnect()
         await upstream.wait_until(lambda: upstream.attempts > before,
                                   within=upstream.connect_timeout + 5)
+        await gateway.audit("restart_replica", upstream.label, None, str(upstream.state))
         return replica_status(service, upstream)
 
     @server.tool(name="gateway_drain_replica", annotations=_IDEMPOTENT, tags={"admin"})
@@ -354,13 +362,23 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                                       within=upstream.call_timeout)
         else:
             service.draining.discard(replica)
+        await gateway.audit("drain_replica", upstream.label, {"drain": drain})
         return replica_status(service, upstream)
 
+    @server.tool(name="gateway_audit", annotations=_READ_ONLY, tags={"admin"})
+    async def audit_log(
+        limit: Annotated[int, Field(ge=1, le=500)] = 50,
+        before_id: Annotated[int | None, Field(description="from a previous page")] = None,
+    ) -> dict[str, Any]:
+        """Who changed what through the admin tools, newest first."""
+        rows = await gateway.require_store().audit(limit=limit, before_id=before_id)
+        return {"entries": rows,
+                "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+
     def store_of() -> tuple[Store, Recorder]:
-        if gateway.store is None or gateway.recorder is None:
-            raise ToolError("call logging is off: serve with a store (--db PATH or "
-                            "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
-        return gateway.store, gateway.recorder
+        store = gateway.require_store()
+        assert gateway.recorder is not None
+        return store, gateway.recorder
 
     @server.tool(name="gateway_calls", annotations=_READ_ONLY, tags={"admin"})
     async def calls(
@@ -418,6 +436,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                            recorder=recorder.stats())
 
     return {
+        "gateway_audit",
         "gateway_calls",
         "gateway_stats",
         "gateway_list_servers",

@@ -45,9 +45,11 @@ from fast_mcp_gateway.admin import register_admin_tools
 from fast_mcp_gateway.background import background
 from fast_mcp_gateway.config import GatewayConfig, load_config
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.forwarding import FrontCall
+from fast_mcp_gateway.inspector import register_inspector_tools
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.provider import GatewayProvider
-from fast_mcp_gateway.recorder import Recorder
+from fast_mcp_gateway.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
 from fast_mcp_gateway.store import Store
@@ -215,7 +217,7 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.gateway_provider = self.provider
-        self.admin_tool_names = register_admin_tools(self)
+        self.admin_tool_names = register_admin_tools(self) | register_inspector_tools(self)
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
@@ -351,6 +353,30 @@ class Gateway:
             allowed_hosts=list(s.allowed_hosts) or None,
             allowed_origins=list(s.allowed_origins) or None,
         )
+
+    def require_store(self) -> Store:
+        """The open store, or the ToolError that says how to turn call logging on."""
+        if self.store is None:
+            from fastmcp.exceptions import ToolError
+
+            raise ToolError("call logging is off: serve with a store (--db PATH or "
+                            "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
+        return self.store
+
+    async def audit(self, action: str, target: str | None, arguments: Any = None,
+                    result: str | None = None) -> None:
+        """Record who changed what (a no-op without a store)."""
+        if self.store is None:
+            return
+        actor = "stdio"
+        try:
+            actor = FrontCall.from_context(get_context()).client_id
+        except RuntimeError:
+            actor = "library"
+        await self.store.add_audit(actor, action, target,
+                                   None if arguments is None else dumps_arguments(arguments,
+                                                                                  frozenset()),
+                                   result)
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""

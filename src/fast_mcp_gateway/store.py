@@ -442,6 +442,56 @@ class Store:
             removed += cur.rowcount
         return removed
 
+    # -- audit and inspector history ---------------------------------------------------
+
+    async def add_audit(self, actor: str, action: str, target: str | None,
+                        arguments: str | None, result: str | None) -> None:
+        await self._db.execute(
+            "INSERT INTO audit (at, actor, action, target, arguments, result)"
+            " VALUES (?,?,?,?,?,?)", (time.time(), actor, action, target, arguments, result))
+
+    async def audit(self, *, limit: int = 50, before_id: int | None = None
+                    ) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT * FROM audit" + (" WHERE id < ?" if before_id else "")
+            + " ORDER BY id DESC LIMIT ?", [*([before_id] if before_id else []), limit])
+
+    async def add_inspection(self, server: str, replica: str | None, operation: str,
+                             target: str | None, arguments: str | None, status: str,
+                             duration_ms: float, result: str | None) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO inspector_history (at, server, replica, operation, target, arguments,"
+            " status, duration_ms, result) VALUES (?,?,?,?,?,?,?,?,?)",
+            (time.time(), server, replica, operation, target, arguments, status, duration_ms,
+             result))
+        return int(cur.lastrowid or 0)
+
+    async def inspections(self, *, server: str | None = None, limit: int = 50,
+                          before_id: int | None = None) -> list[dict[str, Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if server is not None:
+            where.append("server = ?")
+            args.append(server)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        return await self._rows(
+            "SELECT * FROM inspector_history" + (" WHERE " + " AND ".join(where) if where
+                                                 else "") + " ORDER BY id DESC LIMIT ?",
+            [*args, limit])
+
+    async def clear_inspections(self, server: str | None = None) -> int:
+        cur = await self._db.execute(
+            "DELETE FROM inspector_history" + (" WHERE server = ?" if server else ""),
+            [server] if server else [])
+        return cur.rowcount
+
+    async def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        cur = await self._db.execute(sql, list(args))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
     async def count(self, table: str) -> int:
         if table not in {"invocations", "invocation_minutes", "invocation_hours", "audit",
                          "servers", "routes", "health_records", "inspector_history"}:

@@ -845,6 +845,10 @@ class Upstream:
 
         return await self.request(f"tools/call '{name}'", front, op)
 
+    async def list_catalog(self) -> Catalog:
+        """List everything the upstream offers now (live, not the cached catalog)."""
+        return await self._with_timeout("catalog listing", None, self._fetch_catalog)
+
     async def read_resource(
         self, uri: str, front: FrontCall | None
     ) -> types.ReadResourceResult | types.InputRequiredResult:

@@ -1,0 +1,91 @@
+"""The inspector and the audit log, end to end through a real client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry, replica_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_inspect_lists_live_capabilities_with_original_names(tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        listing = (await client.call_tool("gateway_inspect_server",
+                                          {"name": "alpha"})).structured_content
+    tools = {t["name"]: t for t in listing["tools"]}
+    assert {"add", "wipe", "media"} <= set(tools)  # original names, not alpha_*
+    assert tools["add"]["inputSchema"]["required"] == ["a", "b"]
+    assert tools["add"]["annotations"]["readOnlyHint"] is True
+    assert {r["uri"] for r in listing["resources"]} >= {"data://config", "urn:alpha:settings"}
+    assert listing["resource_templates"][0]["uriTemplate"] == "data://items/{item_id}"
+    assert listing["prompts"][0]["name"] == "greet"
+
+
+async def test_inspector_operations_on_a_chosen_replica_are_kept_in_history(
+        tmp_path: Path) -> None:
+    memory = {"a": replica_server("a"), "b": replica_server("b"), "alpha": alpha_server()}
+    gateway = make_gateway({
+        "svc": {"instances": [{"url": "http://127.0.0.1:9/in-memory/a"},
+                              {"url": "http://127.0.0.1:9/in-memory/b"}]},
+        "alpha": memory_entry("alpha"),
+    }, memory, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        for _ in range(3):  # no balancing: always the replica asked for
+            call = (await client.call_tool("gateway_inspect_call_tool", {
+                "name": "svc", "tool": "whoami", "replica": 1})).structured_content
+            assert call["replica"] == "svc#1" and call["status"] == "success"
+            assert call["result"]["content"][0]["text"] == "b"
+        failing = (await client.call_tool("gateway_inspect_call_tool", {
+            "name": "alpha", "tool": "fail", "arguments": {"message": "bad",
+                                                           "token": "t0p-s3cret"}})).data
+        assert failing.status == "error" and failing.result["isError"] is True
+        read = (await client.call_tool("gateway_inspect_read_resource", {
+            "name": "alpha", "uri": "data://items/5"})).data
+        assert read.result["contents"][0]["text"] == "item-5"
+        prompt = (await client.call_tool("gateway_inspect_get_prompt", {
+            "name": "alpha", "prompt": "greet", "arguments": {"name": "Ada"}})).data
+        assert "Hello Ada" in prompt.result["messages"][0]["content"]["text"]
+        missing = (await client.call_tool("gateway_inspect_read_resource", {
+            "name": "alpha", "uri": "data://nope"})).data
+        assert missing.status == "failed" and missing.error
+
+        history = (await client.call_tool("gateway_inspector_history",
+                                          {"limit": 4})).structured_content
+        assert [e["operation"] for e in history["entries"]] == [
+            "resources/read", "prompts/get", "resources/read", "tools/call"]
+        older = (await client.call_tool("gateway_inspector_history", {
+            "limit": 10, "before_id": history["next_before_id"]})).structured_content
+        assert len(older["entries"]) == 3
+        assert all('"***"' in e["arguments"] for e in history["entries"][3:]
+                   if e["arguments"] and "token" in e["arguments"])
+        per_server = (await client.call_tool("gateway_inspector_history",
+                                             {"name": "svc"})).structured_content
+        assert len(per_server["entries"]) == 3
+        cleared = (await client.call_tool("gateway_inspector_clear", {"name": "svc"})).data
+        assert cleared == {"removed": 3}
+
+        audit = (await client.call_tool("gateway_audit", {})).structured_content["entries"]
+        assert [a["action"] for a in audit][:2] == ["inspector_clear", "inspect_call_tool"]
+        assert all(a["actor"] for a in audit)
+        assert "t0p-s3cret" not in str(audit)
+
+
+async def test_inspector_history_needs_the_store() -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with Client(gateway.server) as client:
+        listing = await client.call_tool("gateway_inspect_server", {"name": "alpha"})
+        assert listing.structured_content["server"] == "alpha"
+        call = (await client.call_tool("gateway_inspect_call_tool", {
+            "name": "alpha", "tool": "add", "arguments": {"a": 1, "b": 2}})).data
+        assert call.id is None and call.result["structuredContent"] == {"result": 3}
+        with pytest.raises(ToolError, match="call logging is off"):
+            await client.call_tool("gateway_inspector_history", {})
+        with pytest.raises(ToolError, match="no server named 'zzz'"):
+            await client.call_tool("gateway_inspect_server", {"name": "zzz"})

@@ -297,6 +297,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         before = service.attempts
         service.set_enabled(True)
         status = await settle(service, since_attempts=before)
+        await gateway.persist_enabled(name, True)
         await gateway.audit("enable_server", name, None, status.state)
         return status
 
@@ -309,6 +310,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         service = find(name)
         service.set_enabled(False)
         status = await settle(service, since_attempts=None)
+        await gateway.persist_enabled(name, False)
         await gateway.audit("disable_server", name, None, status.state)
         return status
 

@@ -154,8 +154,12 @@ async def _serve(gateway: Any) -> None:
     async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                            signal.SIGHUP) as signals:
                 async for received in signals:
+                    if received == signal.SIGHUP:
+                        tg.start_soon(gateway.reload_config)
+                        continue
                     logging.getLogger("fast_mcp_gateway").info(
                         "received %s: stopping", signal.Signals(received).name)
                     gateway.kill_upstreams()

@@ -55,6 +55,11 @@ class ConfigError(GatewayError):
     def __post_init__(self) -> None:
         super().__init__(str(self))
 
+    @classmethod
+    def single(cls, source: str, server: str | None, field: str | None,
+               message: str) -> ConfigError:
+        return cls([ConfigIssue(source, server, field, message)])
+
     def __str__(self) -> str:
         if len(self.issues) == 1:
             return str(self.issues[0])

@@ -14,6 +14,7 @@ use ``gateway.server`` in-process, e.g. ``fastmcp.Client(gateway.server)``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -43,15 +44,22 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway import __version__
 from fast_mcp_gateway.admin import register_admin_tools
 from fast_mcp_gateway.background import background
-from fast_mcp_gateway.config import GatewayConfig, load_config
-from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config
+from fast_mcp_gateway.errors import ConfigError, UpstreamError
 from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.inspector import register_inspector_tools
+from fast_mcp_gateway.management import (
+    ChangeReport,
+    merge,
+    register_management_tools,
+    watch_config,
+)
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.provider import GatewayProvider
 from fast_mcp_gateway.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
+from fast_mcp_gateway.signals import ChangeSignal
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
@@ -217,7 +225,11 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.gateway_provider = self.provider
-        self.admin_tool_names = register_admin_tools(self) | register_inspector_tools(self)
+        self.admin_tool_names = (register_admin_tools(self) | register_inspector_tools(self)
+                                 | register_management_tools(self))
+        self._reload_lock = anyio.Lock()
+        self.reloads = ChangeSignal()  # notified after every reload attempt
+        self.last_reload: ChangeReport | None = None
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
@@ -238,6 +250,14 @@ class Gateway:
             self.provider.recorder = self.recorder
             self.provider.invalidate()
             tasks.append(self.recorder.run)
+            registrations = await self.store.servers()
+            if registrations:
+                desired, problems = merge(dict(self.config.servers), registrations)
+                for problem in problems:
+                    logger.warning("ignoring a runtime registration: %s", problem)
+                self.manager.configure(desired)
+        if s.config is not None and s.reload_interval > 0:
+            tasks.append(functools.partial(watch_config, self, s.reload_interval))
         try:
             async with background(*tasks):
                 try:
@@ -353,6 +373,44 @@ class Gateway:
             allowed_hosts=list(s.allowed_hosts) or None,
             allowed_origins=list(s.allowed_origins) or None,
         )
+
+    def manager_configs(self) -> dict[str, ServerConfig]:
+        """The running servers' configurations, by name."""
+        return {name: service.config for name, service in self.manager.services.items()}
+
+    async def reload_config(self) -> ChangeReport:
+        """Re-read the config file; restart only what changed; keep everything on error."""
+        async with self._reload_lock:
+            path = self.settings.config
+            if path is None:
+                return ChangeReport(error="the gateway was not started from a config file")
+            try:
+                new = load_config(path)
+            except ConfigError as exc:
+                await self.audit("reload_config", str(path), None, f"rejected: {exc}")
+                return self._reloaded(ChangeReport(error=str(exc)))
+            registrations = await self.store.servers() if self.store is not None else []
+            desired, problems = merge(dict(new.servers), registrations)
+            for problem in problems:
+                logger.warning("ignoring a runtime registration: %s", problem)
+            self.config = new
+            report = ChangeReport.model_validate(await self.manager.reconcile(desired))
+            await self.audit("reload_config", str(path), None,
+                             report.model_dump_json(exclude={"error"}))
+            return self._reloaded(report)
+
+    def _reloaded(self, report: ChangeReport) -> ChangeReport:
+        self.last_reload = report
+        self.reloads.notify()
+        return report
+
+    async def persist_enabled(self, name: str, enabled: bool) -> None:
+        """Make an enable/disable survive restarts (a registration carrying the flag)."""
+        if self.store is None:
+            return
+        rows = {row["name"]: row for row in await self.store.servers()}
+        await self.store.put_server(name, rows[name]["config"] if name in rows else None,
+                                    enabled)
 
     def require_store(self) -> Store:
         """The open store, or the ToolError that says how to turn call logging on."""

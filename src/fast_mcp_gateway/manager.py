@@ -149,6 +149,49 @@ class UpstreamManager:
             self._task_group.start_soon(upstream.run, name=f"upstream:{upstream.label}")
         return service
 
+    async def remove_server(self, name: str) -> None:
+        """Stop a server's replicas (waiting, bounded, for them to end) and drop it."""
+        service = self.get(name)
+        del self.services[name]
+        for upstream in service.replicas:
+            upstream.stop()
+        for upstream in service.replicas:
+            await _stopped(upstream)
+        self._rebuild()
+
+    async def replace_server(self, server: ServerConfig) -> Service:
+        """Restart a server with a new configuration (or start it, if new)."""
+        if server.name in self.services:
+            await self.remove_server(server.name)
+        return self.add_server(server)
+
+    def configure(self, servers: dict[str, ServerConfig]) -> None:
+        """Set the servers before ``run()`` (e.g. merged with runtime registrations)."""
+        if self._task_group is not None:
+            raise AdminError("configure() is for before the gateway starts; use reconcile()")
+        self.services = {name: self._make_service(server) for name, server in servers.items()}
+        self._rebuild()
+
+    async def reconcile(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
+        """Make the running servers match ``desired``: start new ones, stop removed ones,
+        restart changed ones; unchanged ones keep running untouched."""
+        report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [],
+                                        "unchanged": []}
+        for name in [n for n in self.services if n not in desired]:
+            await self.remove_server(name)
+            report["removed"].append(name)
+        for name, server in desired.items():
+            current = self.services.get(name)
+            if current is None:
+                self.add_server(server)
+                report["added"].append(name)
+            elif current.config != server:
+                await self.replace_server(server)
+                report["restarted"].append(name)
+            else:
+                report["unchanged"].append(name)
+        return report
+
     def reserve_names(self, names: set[str] | frozenset[str]) -> None:
         """Tool names the gateway itself uses; upstream tools never take them."""
         self._reserved = frozenset(names)
@@ -281,3 +324,7 @@ class UpstreamManager:
 
 def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:
     return {name: item.model_dump_json() for name, (_, item) in items.items()}
+
+
+async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:
+    return await upstream.wait_until(lambda: upstream.state is UpstreamState.STOPPED, within)

@@ -43,6 +43,8 @@ class GatewaySettings(BaseSettings):
         default=None, description="SQLite file for call records (the CLI defaults it to "
                                   "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
     record_calls: bool = True
+    reload_interval: float = Field(
+        default=2.0, ge=0, description="seconds between checks of the config file; 0: off")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
 

@@ -442,6 +442,28 @@ class Store:
             removed += cur.rowcount
         return removed
 
+    # -- runtime server registrations -------------------------------------------------
+
+    async def put_server(self, name: str, config: dict[str, Any] | None, enabled: bool) -> None:
+        """Register (or override) a server; ``config=None`` keeps only the enabled flag."""
+        await self._db.execute(
+            "INSERT INTO servers (name, config, enabled, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+            " enabled = excluded.enabled, updated_at = excluded.updated_at",
+            (name, json.dumps(config) if config is not None else "null", int(enabled),
+             time.time()))
+
+    async def delete_server(self, name: str) -> None:
+        await self._db.execute("DELETE FROM servers WHERE name = ?", (name,))
+
+    async def servers(self) -> list[dict[str, Any]]:
+        rows = await self._rows("SELECT name, config, enabled, updated_at FROM servers"
+                                " ORDER BY name", [])
+        for row in rows:
+            row["config"] = json.loads(row["config"])
+            row["enabled"] = bool(row["enabled"])
+        return rows
+
     # -- audit and inspector history ---------------------------------------------------
 
     async def add_audit(self, actor: str, action: str, target: str | None,

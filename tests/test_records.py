@@ -89,3 +89,25 @@ async def test_without_a_store_the_log_tools_say_how_to_turn_it_on() -> None:
     async with Client(gateway.server) as client:
         with pytest.raises(ToolError, match="call logging is off"):
             await client.call_tool("gateway_calls", {})
+
+
+async def test_health_history_keeps_state_transitions(tmp_path: Path) -> None:
+    from tests.fixtures import stdio_entry
+
+    gateway = make_gateway({"well": stdio_entry("well.py"), "alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server()}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_disable_server", {"name": "well"})
+        await client.call_tool("gateway_enable_server", {"name": "well"})
+        store = gateway.store
+        assert store is not None
+
+        records = (await client.call_tool("gateway_health_history",
+                                          {"name": "well"})).structured_content["records"]
+        states = [r for r in reversed(records) if r["status"].islower()]  # oldest first
+        assert [r["status"] for r in states] == ["ready", "disabled", "reconnecting", "ready"]
+        assert states[1]["detail"] == "ready -> disabled"
+        assert all(r["replica"] == "well" and r["server"] == "well" for r in records)
+        everything = (await client.call_tool("gateway_health_history",
+                                             {})).structured_content["records"]
+        assert {r["server"] for r in everything} == {"well", "alpha"}

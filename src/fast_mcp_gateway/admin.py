@@ -367,6 +367,19 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         await gateway.audit("drain_replica", upstream.label, {"drain": drain})
         return replica_status(service, upstream)
 
+    @server.tool(name="gateway_health_history", annotations=_READ_ONLY, tags={"admin"})
+    async def health_history(
+        name: Annotated[str | None, Field(description="only this server")] = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = 50,
+        before_id: Annotated[int | None, Field(description="from a previous page")] = None,
+    ) -> dict[str, Any]:
+        """State and health transitions of servers and replicas, newest first."""
+        await gateway.health_flushed(within=2)
+        rows = await gateway.require_store().health_records(server=name, limit=limit,
+                                                            before_id=before_id)
+        return {"records": rows,
+                "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+
     @server.tool(name="gateway_audit", annotations=_READ_ONLY, tags={"admin"})
     async def audit_log(
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
@@ -438,6 +451,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                            recorder=recorder.stats())
 
     return {
+        "gateway_health_history",
         "gateway_audit",
         "gateway_calls",
         "gateway_stats",

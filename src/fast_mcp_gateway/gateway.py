@@ -14,8 +14,10 @@ use ``gateway.server`` in-process, e.g. ``fastmcp.Client(gateway.server)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +59,7 @@ from fast_mcp_gateway.management import (
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.provider import GatewayProvider
 from fast_mcp_gateway.recorder import Recorder, dumps_arguments
+from fast_mcp_gateway.routing import Route, RouteTable
 from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
 from fast_mcp_gateway.signals import ChangeSignal
@@ -229,6 +232,11 @@ class Gateway:
                                  | register_management_tools(self))
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
+        self._health_send, self._health_receive = anyio.create_memory_object_stream[
+            tuple[float, str, str, str, str | None]](1000)
+        self.manager.on_transition(self._queue_transition)
+        self._health_queued = self._health_done = 0
+        self._health_progress = ChangeSignal()
         self.last_reload: ChangeReport | None = None
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
@@ -250,6 +258,8 @@ class Gateway:
             self.provider.recorder = self.recorder
             self.provider.invalidate()
             tasks.append(self.recorder.run)
+            tasks.append(self._write_health_records)
+            await self.load_routes()
             registrations = await self.store.servers()
             if registrations:
                 desired, problems = merge(dict(self.config.servers), registrations)
@@ -403,6 +413,45 @@ class Gateway:
         self.last_reload = report
         self.reloads.notify()
         return report
+
+    def _queue_transition(self, server: str, replica: str, status: str,
+                          detail: str | None) -> None:
+        if self.store is None:
+            return
+        with contextlib.suppress(anyio.WouldBlock):  # a burst beyond 1000: drop, never block
+            self._health_send.send_nowait((time.time(), server, replica, status, detail))
+            self._health_queued += 1
+
+    async def _write_health_records(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        async for first in self._health_receive:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._health_receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if self.store is not None:
+                try:
+                    await self.store.add_health_records(batch)
+                except Exception as exc:  # noqa: BLE001 - history must not stop the gateway
+                    logger.warning("could not write health records: %s", exc)
+            self._health_done += len(batch)
+            self._health_progress.notify()
+
+    async def health_flushed(self, within: float = 5.0) -> bool:
+        """Wait until every queued health record is written."""
+        return await self._health_progress.wait_until(
+            lambda: self._health_done >= self._health_queued, within)
+
+    async def load_routes(self) -> None:
+        """(Re)load the route rules from the store into the call path."""
+        rows = await self.require_store().routes()
+        self.provider.routes = RouteTable(
+            Route(id=r["id"], pattern=r["pattern"], match=r["match"], target=r["target"],
+                  priority=r["priority"]) for r in rows)
 
     async def persist_enabled(self, name: str, enabled: bool) -> None:
         """Make an enable/disable survive restarts (a registration carrying the flag)."""

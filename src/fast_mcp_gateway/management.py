@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 TOMBSTONE = {"removed": True}
 # Tool argument types (module level: FastMCP resolves annotations in module globals).
+pattern_arg = Annotated[str, Field(min_length=1, description="an exposed tool name, prefix or "
+                                                             "wildcard such as 'search_*'")]
+match_arg = Literal["exact", "prefix", "wildcard"]
 name_arg = Annotated[str, Field(description="the server's name", min_length=1)]
 config_arg = Annotated[dict[str, Any], Field(
     description="settings as in servers.yaml, e.g. {\"command\": \"uvx\", \"args\": "
@@ -197,8 +200,55 @@ def register_management_tools(gateway: Gateway) -> set[str]:
         invalid file is rejected with its errors and the running config is kept."""
         return await gateway.reload_config()
 
+    async def save_route(route_id: int | None, pattern: str, match: str, target: str,
+                         priority: int) -> dict[str, Any]:
+        store = gateway.require_store()
+        action = "add_route" if route_id is None else "update_route"
+        if target not in gateway.manager.services:
+            known = ", ".join(gateway.manager.services) or "none"
+            raise ToolError(f"no server named '{target}' to route to (known: {known})")
+        if route_id is None:
+            route_id = await store.add_route(pattern, match, target, priority)
+        elif not await store.update_route(route_id, pattern, match, target, priority):
+            raise ToolError(f"no route #{route_id}")
+        await gateway.load_routes()
+        await gateway.audit(action, pattern,
+                            {"id": route_id, "match": match, "target": target,
+                             "priority": priority})
+        return {"id": route_id, "pattern": pattern, "match": match, "target": target,
+                "priority": priority}
+
+    @server.tool(name="gateway_add_route", annotations=changing, tags={"admin"})
+    async def add_route(pattern: pattern_arg, target: name_arg, match: match_arg = "exact",
+                        priority: int = 0) -> dict[str, Any]:
+        """Send calls of matching exposed tool names to another server (same tool name
+        there). Higher priority wins; without a rule a tool goes to its own server."""
+        return await save_route(None, pattern, match, target, priority)
+
+    @server.tool(name="gateway_update_route", annotations=changing, tags={"admin"})
+    async def update_route(route_id: int, pattern: pattern_arg, target: name_arg,
+                           match: match_arg = "exact", priority: int = 0) -> dict[str, Any]:
+        """Change a route rule."""
+        return await save_route(route_id, pattern, match, target, priority)
+
+    @server.tool(name="gateway_delete_route", annotations=removing, tags={"admin"})
+    async def delete_route(route_id: int) -> dict[str, Any]:
+        """Delete a route rule (its tools go back to their own servers)."""
+        if not await gateway.require_store().delete_route(route_id):
+            raise ToolError(f"no route #{route_id}")
+        await gateway.load_routes()
+        await gateway.audit("delete_route", str(route_id))
+        return {"deleted": route_id}
+
+    @server.tool(name="gateway_list_routes", annotations=read_only, tags={"admin"})
+    async def list_routes() -> dict[str, Any]:
+        """Route rules in decision order (priority, then age)."""
+        return {"routes": await gateway.require_store().routes()}
+
     return {"gateway_add_server", "gateway_update_server", "gateway_remove_server",
-            "gateway_export_servers", "gateway_import_servers", "gateway_reload_config"}
+            "gateway_export_servers", "gateway_import_servers", "gateway_reload_config",
+            "gateway_add_route", "gateway_update_route", "gateway_delete_route",
+            "gateway_list_routes"}
 
 
 async def watch_config(gateway: Gateway, interval: float, *,

@@ -88,6 +88,7 @@ class UpstreamManager:
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
+        self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
         for server in config.servers.values():
@@ -219,6 +220,14 @@ class UpstreamManager:
 
     def state_changed(self, upstream: Upstream) -> None:
         self._rebuild()
+
+    def on_transition(self, listener: Callable[[str, str, str, str | None], None]) -> None:
+        """Call ``listener(server, replica, status, detail)`` (must not block)."""
+        self._transition_listeners.append(listener)
+
+    def transition(self, upstream: Upstream, status: str, detail: str | None) -> None:
+        for listener in self._transition_listeners:
+            listener(upstream.name, upstream.label, status, detail)
 
     def observed(self, upstream: Upstream) -> None:
         service = self.services.get(upstream.name)

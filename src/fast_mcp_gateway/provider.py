@@ -46,6 +46,7 @@ from fast_mcp_gateway.recorder import (
     new_traceparent,
     trace_id_of,
 )
+from fast_mcp_gateway.routing import RouteTable
 from fast_mcp_gateway.service import CallPath, Service
 from fast_mcp_gateway.store import Invocation
 
@@ -175,9 +176,23 @@ class GatewayTool(Tool):
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _recorder: Recorder | None = PrivateAttr(default=None)
+    _provider: GatewayProvider | None = PrivateAttr(default=None)
+
+    def _routed(self) -> Service:
+        """The server a route rule sends this tool to, or its own."""
+        provider = self._provider
+        rule = provider.routes.rule_for(self.name) if provider is not None else None
+        if rule is None or provider is None:
+            return self._upstream
+        target = provider.manager.services.get(rule.target)
+        if target is None or not any(t.name == self._original for t in target.catalog.tools):
+            raise ToolError(f"route #{rule.id} ({rule.match} '{rule.pattern}') sends "
+                            f"'{self.name}' to server '{rule.target}', which has no tool "
+                            f"'{self._original}'")
+        return target
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
-        upstream, original = self._upstream, self._original
+        upstream, original = self._routed(), self._original
         front = _front(context)
         record = _Record(self._recorder, "tool", self.name, upstream, original, front, arguments)
         try:
@@ -325,6 +340,7 @@ class GatewayProvider(Provider):
         self.manager = manager
         self._on_listed = on_listed or (lambda: None)
         self.recorder: Recorder | None = None  # set by the gateway when calls are logged
+        self.routes = RouteTable()  # set by the gateway from the store
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._prompts: dict[str, GatewayPrompt] = {}
@@ -356,7 +372,7 @@ class GatewayProvider(Provider):
                 annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
             )
             tool._upstream, tool._original = ups[origin.server], origin.original
-            tool._recorder = self.recorder
+            tool._recorder, tool._provider = self.recorder, self
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -402,7 +418,18 @@ class GatewayProvider(Provider):
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         self._sync()
-        return self._tools.get(name)
+        tool = self._tools.get(name)
+        if tool is None and ":" in name:
+            tool = self._alias(name)
+        return tool
+
+    def _alias(self, name: str) -> GatewayTool | None:
+        """Seed-style ``server:tool`` names (original tool name) reach the exposed tool."""
+        server, _, original = name.partition(":")
+        for exposed, (origin, _) in self.manager.view.tools.items():
+            if origin.server == server and origin.original == original:
+                return self._tools.get(exposed)
+        return None
 
     async def _list_prompts(self) -> Sequence[Prompt]:
         self._on_listed()

@@ -464,6 +464,52 @@ class Store:
             row["enabled"] = bool(row["enabled"])
         return rows
 
+    # -- health history ---------------------------------------------------------------
+
+    async def add_health_records(self, rows: Sequence[tuple[float, str, str, str, str | None]]
+                                 ) -> None:
+        await self._db.executemany(
+            "INSERT INTO health_records (at, server, replica, status, detail)"
+            " VALUES (?,?,?,?,?)", list(rows))
+
+    async def health_records(self, *, server: str | None = None, limit: int = 50,
+                             before_id: int | None = None) -> list[dict[str, Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if server is not None:
+            where.append("server = ?")
+            args.append(server)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        return await self._rows(
+            "SELECT * FROM health_records" + (" WHERE " + " AND ".join(where) if where
+                                              else "") + " ORDER BY id DESC LIMIT ?",
+            [*args, limit])
+
+    # -- route rules ------------------------------------------------------------------
+
+    async def add_route(self, pattern: str, match: str, target: str, priority: int) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO routes (pattern, match, priority, target, created_at)"
+            " VALUES (?,?,?,?,?)", (pattern, match, priority, target, time.time()))
+        return int(cur.lastrowid or 0)
+
+    async def update_route(self, route_id: int, pattern: str, match: str, target: str,
+                           priority: int) -> bool:
+        cur = await self._db.execute(
+            "UPDATE routes SET pattern=?, match=?, target=?, priority=? WHERE id=?",
+            (pattern, match, target, priority, route_id))
+        return cur.rowcount > 0
+
+    async def delete_route(self, route_id: int) -> bool:
+        cur = await self._db.execute("DELETE FROM routes WHERE id=?", (route_id,))
+        return cur.rowcount > 0
+
+    async def routes(self) -> list[dict[str, Any]]:
+        return await self._rows("SELECT id, pattern, match, priority, target, created_at"
+                                " FROM routes ORDER BY priority DESC, id", [])
+
     # -- audit and inspector history ---------------------------------------------------
 
     async def add_audit(self, actor: str, action: str, target: str | None,

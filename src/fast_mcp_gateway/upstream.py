@@ -163,6 +163,10 @@ class UpstreamListener(Protocol):
         """Anything changed (state, attempt, catalog, health): wake waiters."""
         ...
 
+    def transition(self, upstream: Upstream, status: str, detail: str | None) -> None:
+        """A state or health transition worth keeping in the health history."""
+        ...
+
 
 TransportFactory = Callable[[ServerConfig, TextIO | None], ClientTransport]
 
@@ -337,6 +341,9 @@ class Upstream:
             if self.state is UpstreamState.READY or status is not HealthStatus.UNHEALTHY:
                 logger.log(level, "upstream %s: health %s -> %s", self.label,
                            self.last_status, status)
+                if self._listener is not None:
+                    self._listener.transition(self, str(status),
+                                              f"health {self.last_status} -> {status}")
             self.last_status = status
         return status
 
@@ -747,6 +754,10 @@ class Upstream:
                    f" ({self.last_error})" if self.last_error and state != "ready" else "")
         if self._listener is not None:
             self._listener.state_changed(self)
+            self._listener.transition(
+                self, str(state), f"{previous} -> {state}"
+                + (f": {self.last_error}" if self.last_error and state is not
+                   UpstreamState.READY else ""))
         self._notify_change()
 
     # -- requests -------------------------------------------------------------

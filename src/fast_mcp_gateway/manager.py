@@ -161,10 +161,13 @@ class UpstreamManager:
         self._rebuild()
 
     async def replace_server(self, server: ServerConfig) -> Service:
-        """Restart a server with a new configuration (or start it, if new)."""
+        """Restart a server with a new configuration (or start it, if new); returns once
+        each replica made its first connect attempt (bounded by the connect timeout)."""
         if server.name in self.services:
             await self.remove_server(server.name)
-        return self.add_server(server)
+        service = self.add_server(server)
+        await _first_attempts(service)
+        return service
 
     def configure(self, servers: dict[str, ServerConfig]) -> None:
         """Set the servers before ``run()`` (e.g. merged with runtime registrations)."""
@@ -184,7 +187,7 @@ class UpstreamManager:
         for name, server in desired.items():
             current = self.services.get(name)
             if current is None:
-                self.add_server(server)
+                await _first_attempts(self.add_server(server))
                 report["added"].append(name)
             elif current.config != server:
                 await self.replace_server(server)
@@ -337,3 +340,9 @@ def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str
 
 async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:
     return await upstream.wait_until(lambda: upstream.state is UpstreamState.STOPPED, within)
+
+
+async def _first_attempts(service: Service) -> None:
+    for upstream in service.replicas:
+        with anyio.move_on_after(upstream.connect_timeout + 5):
+            await upstream.wait_first_attempt()

@@ -180,3 +180,22 @@ async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
 
         await client.call_tool("clock_countdown", {"steps": 3}, progress_handler=on_progress)
         assert progress == [1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_servers_shows_the_file_merged_with_runtime_registrations(tmp_path: Path) -> None:
+    from fast_mcp_gateway.management import TOMBSTONE
+    from fast_mcp_gateway.store import Store
+
+    db = tmp_path / "g.db"
+    store = await Store.open(db)
+    await store.put_server("extra", {"url": "http://127.0.0.1:9000/mcp"}, True)
+    await store.put_server("notes", TOMBSTONE, False)
+    await store.put_server("clock", None, False)
+    await store.close()
+    result = run_cli("servers", "--config", "servers.yaml", "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["server"]: r for r in json.loads(result.stdout)["servers"]}
+    assert rows["extra"]["source"] == "runtime" and rows["extra"]["transport"] == "http"
+    assert rows["notes"]["source"] == "file, removed at runtime"
+    assert rows["clock"]["enabled"] == "no"

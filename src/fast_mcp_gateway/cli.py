@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=int, default=50)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
 
+    servers = sub.add_parser("servers", help="the configured servers: the config file merged "
+                                             "with runtime registrations")
+    common(servers)
+    servers.add_argument("--db", type=Path, default=None,
+                         help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
+                              f"{default_db_path()})")
+    servers.add_argument("--json", action="store_true")
+
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None)
@@ -93,7 +101,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
         settings = settings.model_copy(update={"config": DEFAULT_CONFIG})
     if getattr(args, "no_db", False):
         settings = settings.model_copy(update={"record_calls": False})
-    elif settings.db is None and args.command == "serve":
+    elif settings.db is None and args.command in ("serve", "servers"):
         settings = settings.model_copy(update={"db": default_db_path()})
     return settings
 
@@ -126,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
+    if args.command == "servers":
+        from fast_mcp_gateway.reports import run_servers
+
+        return anyio.run(run_servers, config, args)
     if args.command == "check":
         from fast_mcp_gateway.check import run_check
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 
+from fast_mcp_gateway.config import GatewayConfig
+from fast_mcp_gateway.management import TOMBSTONE, merge
 from fast_mcp_gateway.settings import default_db_path
 from fast_mcp_gateway.store import StorageError, Store
 
@@ -113,3 +115,46 @@ def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> 
                   "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
+
+
+async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
+    """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
+    path = _db_path(args)
+    registrations: list[dict[str, Any]] = []
+    if await anyio.Path(path).exists():
+        store = await Store.open(path)
+        try:
+            registrations = await store.servers()
+        finally:
+            await store.close()
+    servers, problems = merge(dict(config.servers), registrations)
+    by_name = {r["name"]: r for r in registrations}
+    rows = []
+    for name in sorted(set(config.servers) | set(by_name)):
+        reg = by_name.get(name)
+        if reg is not None and reg["config"] == TOMBSTONE:
+            source = "file, removed at runtime"
+        elif reg is not None and reg["config"] is not None:
+            source = "runtime" + (" (overrides the file)" if name in config.servers else "")
+        elif reg is not None:
+            source = "file (enabled flag set at runtime)"
+        else:
+            source = "file"
+        server = servers.get(name)
+        target = "" if server is None else (
+            f"{server.command} {' '.join(server.args)}".strip() if server.command
+            else server.url or f"{len(server.instances)} instances")
+        rows.append({"server": name, "source": source,
+                     "transport": server.kind if server else "",
+                     "enabled": "" if server is None else ("yes" if server.enabled else "no"),
+                     "replicas": "" if server is None else str(len(server.replica_configs())),
+                     "target": target[:70]})
+    if args.json:
+        print(json.dumps({"config": config.source, "store": str(path), "servers": rows,
+                          "problems": problems}, indent=2))
+    else:
+        columns = ("server", "source", "transport", "enabled", "replicas", "target")
+        print(_table(columns, [[r[c] for c in columns] for r in rows], header=True))
+        for problem in problems:
+            print(f"ignored registration: {problem}")
+    return 0

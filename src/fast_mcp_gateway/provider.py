@@ -42,6 +42,7 @@ from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.recorder import (
     Recorder,
+    current_trace_id,
     dumps_arguments,
     new_traceparent,
     trace_id_of,
@@ -118,7 +119,9 @@ def _front(context: Context | None = None) -> FrontCall:
     except RuntimeError:  # no request context (library call outside a request)
         front = FrontCall(session=None)
     meta = dict(front.meta or {})
-    meta["traceparent"] = new_traceparent(trace_id_of(meta.get("traceparent")))
+    # The host's trace, else the one FastMCP's OpenTelemetry span runs in, else a new one.
+    meta["traceparent"] = new_traceparent(trace_id_of(meta.get("traceparent"))
+                                          or current_trace_id())
     return dataclasses.replace(front, meta=meta)
 
 

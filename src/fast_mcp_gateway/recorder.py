@@ -37,6 +37,16 @@ def new_traceparent(trace_id: str | None = None) -> str:
     return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
+def current_trace_id() -> str | None:
+    """The trace id of the active OpenTelemetry span, if the API is there and one is."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # pragma: no cover - fastmcp ships the API
+        return None
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
 def trace_id_of(traceparent: object) -> str | None:
     match = _TRACEPARENT.match(traceparent) if isinstance(traceparent, str) else None
     return match.group(1) if match else None

@@ -25,6 +25,7 @@ from fast_mcp_gateway.upstream import Upstream, UpstreamState
 if TYPE_CHECKING:
     from fast_mcp_gateway.gateway import Gateway
 
+ServerName = Annotated[str, Field(description="the server's name in servers.yaml")]
 _READ_ONLY = types.ToolAnnotations(
     read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False
 )
@@ -231,7 +232,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_server_detail", annotations=_READ_ONLY, tags={"admin"})
     def server_detail(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
         stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50,
         replica: Annotated[int | None, Field(
             description="whose stderr to show (default: the first ready replica)")] = None,
@@ -275,7 +276,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_reconnect_server", annotations=_IDEMPOTENT, tags={"admin"})
     async def reconnect_server(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
     ) -> ServerStatus:
         """Drop every session of the server and connect again (restarts stdio processes, and
         clears a 'failed' state). Returns the status after the new attempts."""
@@ -288,7 +289,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_enable_server", annotations=_IDEMPOTENT, tags={"admin"})
     async def enable_server(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
     ) -> ServerStatus:
         """Enable a disabled server: connect it and expose its components again."""
         service = find(name)
@@ -303,7 +304,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_disable_server", annotations=_DESTRUCTIVE, tags={"admin"})
     async def disable_server(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
     ) -> ServerStatus:
         """Disable a server: stop it (its processes for stdio) and remove its components from
         every connected host until it is enabled again. In-flight calls to it fail."""
@@ -324,7 +325,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_reset_breaker", annotations=_IDEMPOTENT, tags={"admin"})
     async def reset_breaker(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
         replica: Annotated[int | None, Field(description="one replica; default: all")] = None,
     ) -> ServerStatus:
         """Close the circuit breaker of a replica (or all), letting calls through again."""
@@ -337,7 +338,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_restart_replica", annotations=_IDEMPOTENT, tags={"admin"})
     async def restart_replica(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
         replica: Annotated[int, Field(ge=0, description="replica index (0 for single)")],
     ) -> ReplicaStatus:
         """Restart one replica (its process for stdio); the others keep serving."""
@@ -351,7 +352,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
 
     @server.tool(name="gateway_drain_replica", annotations=_IDEMPOTENT, tags={"admin"})
     async def drain_replica(
-        name: Annotated[str, Field(description="the server's name in servers.yaml")],
+        name: ServerName,
         replica: Annotated[int, Field(ge=0, description="replica index")],
         drain: Annotated[bool, Field(description="false puts it back in the pool")] = True,
     ) -> ReplicaStatus:

@@ -474,18 +474,7 @@ class Store:
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[dict[str, Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if server is not None:
-            where.append("server = ?")
-            args.append(server)
-        if before_id is not None:
-            where.append("id < ?")
-            args.append(before_id)
-        return await self._rows(
-            "SELECT * FROM health_records" + (" WHERE " + " AND ".join(where) if where
-                                              else "") + " ORDER BY id DESC LIMIT ?",
-            [*args, limit])
+        return await self._page("health_records", server, limit, before_id)
 
     # -- route rules ------------------------------------------------------------------
 
@@ -520,9 +509,7 @@ class Store:
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[dict[str, Any]]:
-        return await self._rows(
-            "SELECT * FROM audit" + (" WHERE id < ?" if before_id else "")
-            + " ORDER BY id DESC LIMIT ?", [*([before_id] if before_id else []), limit])
+        return await self._page("audit", None, limit, before_id)
 
     async def add_inspection(self, server: str, replica: str | None, operation: str,
                              target: str | None, arguments: str | None, status: str,
@@ -536,6 +523,17 @@ class Store:
 
     async def inspections(self, *, server: str | None = None, limit: int = 50,
                           before_id: int | None = None) -> list[dict[str, Any]]:
+        return await self._page("inspector_history", server, limit, before_id)
+
+    async def clear_inspections(self, server: str | None = None) -> int:
+        cur = await self._db.execute(
+            "DELETE FROM inspector_history" + (" WHERE server = ?" if server else ""),
+            [server] if server else [])
+        return cur.rowcount
+
+    async def _page(self, table: str, server: str | None, limit: int, before_id: int | None
+                    ) -> list[dict[str, Any]]:
+        """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
         where: list[str] = []
         args: list[Any] = []
         if server is not None:
@@ -544,16 +542,9 @@ class Store:
         if before_id is not None:
             where.append("id < ?")
             args.append(before_id)
-        return await self._rows(
-            "SELECT * FROM inspector_history" + (" WHERE " + " AND ".join(where) if where
-                                                 else "") + " ORDER BY id DESC LIMIT ?",
-            [*args, limit])
-
-    async def clear_inspections(self, server: str | None = None) -> int:
-        cur = await self._db.execute(
-            "DELETE FROM inspector_history" + (" WHERE server = ?" if server else ""),
-            [server] if server else [])
-        return cur.rowcount
+        sql = (f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY id DESC LIMIT ?")
+        return await self._rows(sql, [*args, limit])
 
     async def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         cur = await self._db.execute(sql, list(args))

@@ -256,18 +256,22 @@ async def watch_config(gateway: Gateway, interval: float, *,
                        ) -> None:
     """Reload when servers.yaml's modification time or size changes."""
     path = gateway.settings.config
-    task_status.started()
-    if path is None or interval <= 0:
-        return
 
     async def stamp() -> tuple[float, int] | None:
+        if path is None:
+            return None
         try:
             st = await anyio.Path(path).stat()
         except OSError:
             return None
-        return st.st_mtime, st.st_size
+        return st.st_mtime_ns, st.st_size
 
+    # The baseline is taken before reporting started: an edit made right after start-up
+    # must count as a change.
     last = await stamp()
+    task_status.started()
+    if path is None or interval <= 0:
+        return
     while True:
         await anyio.sleep(interval)
         now = await stamp()

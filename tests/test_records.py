@@ -111,3 +111,14 @@ async def test_health_history_keeps_state_transitions(tmp_path: Path) -> None:
         everything = (await client.call_tool("gateway_health_history",
                                              {})).structured_content["records"]
         assert {r["server"] for r in everything} == {"well", "alpha"}
+
+
+
+async def test_redaction_keys_are_configurable(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    gateway = make_gateway({"traced": memory_entry("traced")}, {"traced": traced_server(seen)},
+                           db=tmp_path / "g.db", redact_keys=["text"])
+    async with Client(gateway.server) as client:
+        await client.call_tool("traced_echo", {"text": "confidential", "password": "visible"})
+        (call,) = (await client.call_tool("gateway_calls", {})).data.calls
+    assert '"text": "***"' in call.arguments and '"password": "visible"' in call.arguments

@@ -39,6 +39,9 @@ async def test_routes_and_aliases_on_the_call_path(tmp_path: Path) -> None:
         route = (await client.call_tool("gateway_add_route", {
             "pattern": "alpha_add", "target": "beta"})).structured_content
         assert (await client.call_tool("alpha_add", {"a": 1, "b": 1})).data == 1002
+        calls = (await client.call_tool("gateway_calls", {"tool": "alpha_add"})).data.calls
+        assert calls[0].server == "beta"
+        assert calls[0].rule == f"#{route['id']} exact 'alpha_add' -> beta"
         # Seed-style aliases reach a server's tool by its original name.
         assert (await client.call_tool("beta:echo", {"text": "hi"})).data == "hi"
         bad = await client.call_tool_mcp("gateway_add_route", {"pattern": "alpha_*",

@@ -60,14 +60,15 @@ async def test_migrations_apply_in_order_and_keep_data(tmp_path: Path,
     store = await Store.open(path)
     await store.add_invocations([inv(1)])
     await store.close()
+    nxt = store_module.SCHEMA_VERSION + 1
     monkeypatch.setattr(store_module, "MIGRATIONS", [
         *store_module.MIGRATIONS,
-        (2, "ALTER TABLE invocations ADD COLUMN model TEXT; CREATE TABLE extra (x INTEGER)"),
+        (nxt, "ALTER TABLE invocations ADD COLUMN model TEXT; CREATE TABLE extra (x INTEGER)"),
     ])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", nxt)
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == nxt
         rows, _ = await store.invocations()
         assert [r["id"] for r in rows] == ["id-0000001"] and "model" in rows[0]
     finally:
@@ -195,5 +196,28 @@ async def test_windows_mixing_whole_hours_and_partial_edges_count_exactly(tmp_pa
             assert got.errors == sum(r.status == "error" for r in want)
             assert got.max_ms == max(r.duration_ms for r in want)
         assert (await store.stats())[""].count == len(rows)
+    finally:
+        await store.close()
+
+
+async def test_a_version_1_file_is_migrated_to_the_current_schema(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:  # make a file exactly as version 1 left it
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        patch.setattr(store_module, "SCHEMA_VERSION", 1)
+        old = await Store.open(path)
+        await old._db.execute(
+            "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
+            " started_at, duration_ms, status) VALUES ('v1', 't', 'c', 'tool', 'x', 's', 'x',"
+            " 1.0, 2.0, 'success')")
+        await old.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == store_module.SCHEMA_VERSION >= 2
+        rows, _ = await store.invocations()
+        assert rows[0]["id"] == "v1" and rows[0]["rule"] is None
+        await store.add_invocations([inv(1)])
+        assert await store.count("invocations") == 2
     finally:
         await store.close()

@@ -127,6 +127,7 @@ class CallRecord(BaseModel):
     error: str | None
     arguments: str | None = Field(description="JSON, with secrets redacted")
     response_bytes: int | None
+    rule: str | None = Field(default=None, description="the route rule that chose the server")
 
 
 class CallPage(BaseModel):

@@ -254,7 +254,8 @@ class Gateway:
         if s.db is not None and s.record_calls:
             self.store = await Store.open(s.db)
             self.recorder = Recorder(self.store, retention_seconds=s.retention_days * 86400,
-                                     retention_rows=s.retention_rows)
+                                     retention_rows=s.retention_rows,
+                                     redact_keys=s.redact_keys)
             self.provider.recorder = self.recorder
             self.provider.invalidate()
             tasks.append(self.recorder.run)
@@ -481,8 +482,8 @@ class Gateway:
         except RuntimeError:
             actor = "library"
         await self.store.add_audit(actor, action, target,
-                                   None if arguments is None else dumps_arguments(arguments,
-                                                                                  frozenset()),
+                                   None if arguments is None else dumps_arguments(
+                                       arguments, frozenset(), self.settings.redact_keys),
                                    result)
 
     def kill_upstreams(self) -> None:

@@ -134,6 +134,7 @@ class _Record:
         self.service, self.original = service, original
         self.front, self.arguments = front, arguments
         self.path = CallPath()
+        self.rule: str | None = None
         self.started_at, self._t0 = time.time(), time.perf_counter()
 
     def done(self, status: str, error: str | None = None, response: Any = None) -> None:
@@ -150,7 +151,9 @@ class _Record:
             started_at=self.started_at, duration_ms=(time.perf_counter() - self._t0) * 1000,
             status=status,
             error=error or ("served a stale result" if self.path.stale else None),
-            arguments=dumps_arguments(self.arguments, self.service.config.secrets),
+            arguments=dumps_arguments(self.arguments, self.service.config.secrets,
+                                      self.recorder.redact_keys),
+            rule=self.rule,
             response_bytes=_size(response),
         ))
 
@@ -181,23 +184,24 @@ class GatewayTool(Tool):
     _recorder: Recorder | None = PrivateAttr(default=None)
     _provider: GatewayProvider | None = PrivateAttr(default=None)
 
-    def _routed(self) -> Service:
-        """The server a route rule sends this tool to, or its own."""
+    def _routed(self) -> tuple[Service, str | None]:
+        """The server a route rule sends this tool to (and the rule), or its own."""
         provider = self._provider
         rule = provider.routes.rule_for(self.name) if provider is not None else None
         if rule is None or provider is None:
-            return self._upstream
+            return self._upstream, None
         target = provider.manager.services.get(rule.target)
         if target is None or not any(t.name == self._original for t in target.catalog.tools):
             raise ToolError(f"route #{rule.id} ({rule.match} '{rule.pattern}') sends "
                             f"'{self.name}' to server '{rule.target}', which has no tool "
                             f"'{self._original}'")
-        return target
+        return target, f"#{rule.id} {rule.match} '{rule.pattern}' -> {rule.target}"
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
-        upstream, original = self._routed(), self._original
+        (upstream, rule), original = self._routed(), self._original
         front = _front(context)
         record = _Record(self._recorder, "tool", self.name, upstream, original, front, arguments)
+        record.rule = rule
         try:
             result = await _with_asks_answered(
                 upstream, front,

@@ -23,12 +23,11 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from fast_mcp_gateway.config import mask_secrets
+from fast_mcp_gateway.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store import Invocation, StorageError, Store
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey",
-                       "authorization", "auth", "cookie", "credential", "private_key")
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
@@ -84,9 +83,11 @@ class Recorder:
         retention_rows: int | None = 1_000_000,
         prune_every: float = 300.0,
         flush_interval: float = 0.2,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.redact_keys = tuple(redact_keys)
         self.batch_size = batch_size
         self.retention_seconds = retention_seconds
         self.retention_rows = retention_rows
@@ -156,7 +157,8 @@ class Recorder:
                 "queued": self._receive.statistics().current_buffer_used}
 
 
-def dumps_arguments(arguments: Any, secret_values: frozenset[str]) -> str | None:
+def dumps_arguments(arguments: Any, secret_values: frozenset[str],
+                    keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str | None:
     if arguments is None:
         return None
-    return json.dumps(redact_arguments(arguments, secret_values=secret_values), default=str)
+    return json.dumps(redact_arguments(arguments, keys, secret_values), default=str)

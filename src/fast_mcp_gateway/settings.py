@@ -14,6 +14,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
+DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey",
+                       "authorization", "auth", "cookie", "credential", "private_key")
 
 
 class GatewaySettings(BaseSettings):
@@ -47,6 +49,9 @@ class GatewaySettings(BaseSettings):
         default=2.0, ge=0, description="seconds between checks of the config file; 0: off")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
+    redact_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_KEYS),
+        description="argument keys (substring, any case) whose values are stored as ***")
 
 
 def default_db_path() -> Path:

@@ -137,6 +137,9 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE INDEX inspector_server ON inspector_history (server, id);
     """.replace("AGG_COLUMNS", _AGG_COLUMNS)),
+    (2, """
+    ALTER TABLE invocations ADD COLUMN rule TEXT;  -- the route rule that chose the server
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -162,6 +165,7 @@ class Invocation:
     arguments: str | None = None
     request_bytes: int | None = None
     response_bytes: int | None = None
+    rule: str | None = None
 
 
 @dataclass
@@ -301,12 +305,12 @@ class Store:
             await db.executemany(
                 "INSERT OR IGNORE INTO invocations (id, trace_id, client, kind, exposed, server,"
                 " original, replica, route, retries, started_at, duration_ms, status, error,"
-                " arguments, request_bytes, response_bytes) VALUES"
-                " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " arguments, request_bytes, response_bytes, rule) VALUES"
+                " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
                   r.replica, json.dumps(r.route) if r.route else None, r.retries,
                   r.started_at, r.duration_ms, r.status, r.error, r.arguments,
-                  r.request_bytes, r.response_bytes) for r in rows],
+                  r.request_bytes, r.response_bytes, r.rule) for r in rows],
             )
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
                 await db.executemany(_UPSERT.format(table=table), [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,19 @@ BUCKETS_MS: tuple[float, ...] = tuple(
     round(0.5 * 1.25**i, 3) for i in range(48)
 )  # 0.5 ms .. ~18 s, 25 % apart: a percentile is within one bucket (<= 25 % high)
 _HIST = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
-_AGG_COLUMNS = ", ".join(f"{h} INTEGER NOT NULL DEFAULT 0" for h in _HIST)
+
+
+def _aggregate_tables(script: str) -> str:
+    """Expand ``AGGREGATE_TABLE(name)``: a per-period, per-tool aggregate table."""
+    columns = ", ".join(f"{h} INTEGER NOT NULL DEFAULT 0" for h in _HIST)
+    return re.sub(
+        r"AGGREGATE_TABLE\((\w+)\)",
+        lambda m: f"CREATE TABLE {m.group(1)} (period INTEGER NOT NULL, server TEXT NOT NULL,"
+                  " exposed TEXT NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL,"
+                  " total_ms REAL NOT NULL, min_ms REAL NOT NULL, max_ms REAL NOT NULL,"
+                  f" {columns}, PRIMARY KEY (period, server, exposed))",
+        script,
+    )
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -66,30 +79,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX invocations_server ON invocations (server, started_at);
     CREATE INDEX invocations_tool ON invocations (exposed, started_at);
     CREATE INDEX invocations_status ON invocations (status, started_at);
-    CREATE TABLE invocation_minutes (
-        period INTEGER NOT NULL,         -- unix minutes
-        server TEXT NOT NULL,
-        exposed TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        errors INTEGER NOT NULL,
-        total_ms REAL NOT NULL,
-        min_ms REAL NOT NULL,
-        max_ms REAL NOT NULL,
-        AGG_COLUMNS,
-        PRIMARY KEY (period, server, exposed)
-    );
-    CREATE TABLE invocation_hours (
-        period INTEGER NOT NULL,         -- unix hours
-        server TEXT NOT NULL,
-        exposed TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        errors INTEGER NOT NULL,
-        total_ms REAL NOT NULL,
-        min_ms REAL NOT NULL,
-        max_ms REAL NOT NULL,
-        AGG_COLUMNS,
-        PRIMARY KEY (period, server, exposed)
-    );
+    AGGREGATE_TABLE(invocation_minutes);  -- period: unix minutes
+    AGGREGATE_TABLE(invocation_hours);    -- period: unix hours
     CREATE TABLE audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at REAL NOT NULL,
@@ -136,7 +127,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         result TEXT
     );
     CREATE INDEX inspector_server ON inspector_history (server, id);
-    """.replace("AGG_COLUMNS", _AGG_COLUMNS)),
+    """),
     (2, """
     ALTER TABLE invocations ADD COLUMN rule TEXT;  -- the route rule that chose the server
     """),
@@ -598,6 +589,6 @@ def _filters(since: float | None, until: float | None, server: str | None, tool:
 
 async def _run_script(db: aiosqlite.Connection, script: str) -> None:
     """Run a migration's statements inside the caller's open transaction."""
-    for statement in (s.strip() for s in script.split(";")):
+    for statement in (s.strip() for s in _aggregate_tables(script).split(";")):
         if statement:
             await db.execute(statement)

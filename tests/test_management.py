@@ -103,7 +103,7 @@ async def test_export_redacts_and_import_accepts_claude_files(tmp_path: Path,
         assert "beta_echo" in await tool_names(client)
 
 
-async def test_hot_reload_restarts_only_what_changed_and_rejects_bad_edits(
+async def test_the_file_watcher_reloads_and_restarts_only_what_changed(
         tmp_path: Path) -> None:
     path = tmp_path / "servers.yaml"
     path.write_text(f"servers:\n  alpha:\n    url: {url('alpha')}\n")
@@ -121,6 +121,17 @@ async def test_hot_reload_restarts_only_what_changed_and_rejects_bad_edits(
         assert alpha.connects == 1 and gateway.manager.get("alpha").replicas[0] is alpha
         assert {"alpha_add", "beta_echo"} <= await tool_names(client)
 
+
+async def test_explicit_reload_rejects_bad_edits_and_restarts_what_changed(
+        tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {url('alpha')}\n"
+                    f"  beta:\n    url: {url('beta')}\n")
+    # No watcher here (interval 0): each reload below is the explicit one being tested.
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=tmp_path / "g.db", reload_interval=0),
+                      transport_factory=memory_transports(memory()))
+    async with Client(gateway.server) as client:
         path.write_text("servers:\n  alpha:\n    comand: nope\n")
         rejected = await gateway.reload_config()
         assert rejected.error and "field 'comand'" in rejected.error

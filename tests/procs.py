@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from fast_mcp_gateway.processes import descendants
+from fast_mcp_gateway.processes import descendants, is_alive
 
 
 def describe(pid: int) -> str:
@@ -38,14 +38,7 @@ def wait_gone_pids(pids: list[int], timeout: float) -> list[int]:
     """Of ``pids`` (any parent), those still alive after ``timeout`` (polls /proc)."""
     deadline = time.monotonic() + timeout
     while True:
-        alive = []
-        for pid in pids:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state != "Z":
-                alive.append(pid)
+        alive = [pid for pid in pids if is_alive(pid)]
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import anyio
 
 from fast_mcp_gateway.config import GatewayConfig
-from fast_mcp_gateway.settings import GatewaySettings
+from fast_mcp_gateway.settings import GatewaySettings, startup_limit
 from fast_mcp_gateway.upstream import Upstream
 
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
@@ -18,9 +17,7 @@ _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", 
 
 async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool) -> int:
     """Probe every enabled upstream concurrently; exit code 1 if any failed."""
-    limiter = anyio.CapacityLimiter(
-        settings.startup_concurrency or max(4, 4 * (os.cpu_count() or 1))
-    )
+    limiter = anyio.CapacityLimiter(startup_limit(settings.startup_concurrency))
     rows: dict[str, dict[str, object]] = {}
 
     async def probe(upstream: Upstream) -> None:

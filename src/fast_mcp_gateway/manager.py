@@ -13,7 +13,6 @@ failed ones leave the catalog, with ``list_changed``).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from fast_mcp_gateway.config import GatewayConfig, ServerConfig
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
 from fast_mcp_gateway.service import Service
+from fast_mcp_gateway.settings import startup_limit
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -79,11 +79,7 @@ class UpstreamManager:
         self._call_timeout = config.options.timeouts.call or call_timeout
         self._transport_factory = transport_factory
         self._restart = restart
-        # Starting servers costs CPU (an interpreter, imports): too many at once on a
-        # small machine starve each other past their connect timeout, then crash-loop.
-        self._limiter = anyio.CapacityLimiter(
-            startup_concurrency or max(4, 4 * (os.cpu_count() or 1))
-        )
+        self._limiter = anyio.CapacityLimiter(startup_limit(startup_concurrency))
         self.services: dict[str, Service] = {}
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []

@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from fast_mcp_gateway.config import mask_secrets
 from fast_mcp_gateway.settings import DEFAULT_REDACT_KEYS
-from fast_mcp_gateway.store import Invocation, StorageError, Store
+from fast_mcp_gateway.store import Invocation, Store
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Recorder:
         try:
             await self.store.add_invocations(batch)
             self.recorded += len(batch)
-        except (StorageError, OSError, Exception) as exc:  # noqa: BLE001 - never fail calls
+        except Exception as exc:  # noqa: BLE001 - a failed write must never fail calls
             self.failed_writes += len(batch)
             logger.warning("could not write %d call records: %s", len(batch), exc)
         written, self._written = self._written, anyio.Event()

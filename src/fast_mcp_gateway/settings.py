@@ -54,6 +54,13 @@ class GatewaySettings(BaseSettings):
         description="argument keys (substring, any case) whose values are stored as ***")
 
 
+def startup_limit(configured: int | None) -> int:
+    """Concurrent upstream connects: as configured, else 4 per CPU core (at least 4).
+    Starting servers costs CPU (an interpreter, imports): too many at once on a small
+    machine starve each other past their connect timeout, then crash-loop."""
+    return configured or max(4, 4 * (os.cpu_count() or 1))
+
+
 def default_db_path() -> Path:
     """Where the CLI keeps the store unless told otherwise (the user's data dir)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

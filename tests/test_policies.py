@@ -177,3 +177,34 @@ def test_retry_kinds_can_be_switched_off() -> None:
     assert policy.decide(1, FailureKind.NOT_SENT, idempotent=True).retry
     decision = policy.decide(1, FailureKind.TIMEOUT, idempotent=True)
     assert not decision.retry and "'timeout' is not enabled" in decision.reason
+
+
+def test_health_median_tracks_the_window_incrementally() -> None:
+    import random
+    import statistics
+
+    rng = random.Random(7)
+    w = HealthWindow(HealthThresholds(window=10))
+    kept: list[tuple[float, bool, float]] = []
+    for i in range(5000):
+        now = i * 0.01  # 100 samples per second, so the window holds ~1000
+        sample = (now, rng.random() > 0.1, rng.lognormvariate(3, 1))
+        w.record(*sample)
+        kept = [s for s in (*kept, sample) if now - s[0] <= 10]
+        if i % 500 == 499:
+            count, success, median = w.stats(now)
+            oks = [s[2] for s in kept if s[1]]
+            assert count == len(kept)
+            assert success == pytest.approx(len(oks) / len(kept))
+            assert median == pytest.approx(statistics.median_low(oks), rel=0.05)
+    # Everything expires: the histogram empties with the window.
+    assert w.stats(1000.0) == (0, None, None)
+    assert w._latency == {} and w._ok == 0
+
+
+def test_health_median_is_exact_for_equal_latencies() -> None:
+    w = HealthWindow()
+    for _ in range(5):
+        w.record(1.0, True, 123.456)
+    w.record(1.0, False, 0.0)
+    assert w.stats(1.0) == (6, 5 / 6, pytest.approx(123.456))

@@ -52,6 +52,15 @@ async def test_memory_is_refused_and_unusable_files_are_clear_errors(tmp_path: P
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(StorageError, match="schema version 99 is newer"):
         await Store.open(newer)
+    # Same version number, different columns (a development build's file): refused by
+    # name, not accepted and then failing every write.
+    other = tmp_path / "other.db"
+    await (await Store.open(other)).close()  # a current file ...
+    with sqlite3.connect(other) as db:  # ... whose aggregate table is an older shape
+        db.execute("DROP TABLE invocation_minutes")
+        db.execute("CREATE TABLE invocation_minutes (minute INTEGER, server TEXT)")
+    with pytest.raises(StorageError, match="'invocation_minutes' lacks column.*period"):
+        await Store.open(other)
 
 
 async def test_migrations_apply_in_order_and_keep_data(tmp_path: Path,

@@ -62,6 +62,11 @@ class FrontCall:
     protocol_version: str | None = None
 
     @property
+    def reachable(self) -> bool:
+        """Whether anything (progress, logs, asks) can be sent to this host."""
+        return self.session is not None
+
+    @property
     def is_modern(self) -> bool:
         """A 2026-07-28 host: it answers asks itself (``InputRequiredResult``)."""
         return self.protocol_version in MODERN_PROTOCOL_VERSIONS
@@ -144,7 +149,7 @@ class InFlight:
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
-        if call is None or call.session is None:
+        if call is None or not call.reachable:
             yield
             return
         key = next(self._ids)

@@ -22,16 +22,18 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 from fastmcp import FastMCP
+from fastmcp.server.context import reset_transport, set_transport
 from fastmcp.server.dependencies import get_context
 from fastmcp.tools.base import Tool
 from fastmcp.utilities.versions import VersionSpec
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -50,6 +52,7 @@ from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config
 from fast_mcp_gateway.errors import ConfigError, UpstreamError
 from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.inspector import register_inspector_tools
+from fast_mcp_gateway.lane import StdioLane
 from fast_mcp_gateway.management import (
     ChangeReport,
     merge,
@@ -63,6 +66,7 @@ from fast_mcp_gateway.routing import Route, RouteTable
 from fast_mcp_gateway.service import Service
 from fast_mcp_gateway.settings import GatewaySettings, Transport
 from fast_mcp_gateway.signals import ChangeSignal
+from fast_mcp_gateway.stdio import stdio_streams
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.upstream import (
     DEFAULT_RESTART,
@@ -213,6 +217,7 @@ class Gateway:
             restart=restart,
         )
         self.hub = FrontHub()
+        self.lane: StdioLane | None = None  # the stdio express lane, while serving stdio
         self.store: Store | None = None  # open while serving, when call logging is on
         self.recorder: Recorder | None = None
         # A host that lists the catalog is a host to tell when it changes.
@@ -491,11 +496,38 @@ class Gateway:
         for service in self.manager.services.values():
             service.kill()
 
+    async def _run_stdio(self) -> None:
+        """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
+
+        See ``stdio.py``: a pipe's lines are read and written on the event loop rather
+        than through a worker thread per line, write and flush.
+        """
+        async with stdio_streams() as streams:
+            if streams is None:  # a terminal or a file: the SDK's threaded streams
+                await self.server.run_async(transport="stdio", show_banner=False)
+                return
+            reader, writer = streams
+            low = self.server._mcp_server
+            lane = StdioLane(self.provider, lambda: low.server_info_stamp,
+                             enabled=self.settings.express_lane)
+            self.lane = lane
+            token = set_transport("stdio")
+            try:
+                # pinned fastmcp 4.x: the same two steps run_stdio_async takes
+                async with self.server._lifespan_manager(), anyio.create_task_group() as tg:
+                    await tg.start(functools.partial(lane.run, writer))
+                    reader.intercept = lane.intercept
+                    async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
+                        await low.run(read, write, low.create_initialization_options())
+                    tg.cancel_scope.cancel()
+            finally:
+                reset_transport(token)
+
     async def run_async(self, transport: Transport | None = None) -> None:
         """Serve until the host goes away: stdio (default), streamable HTTP or SSE."""
         transport = transport or self.settings.transport
         if transport == "stdio":
-            await self.server.run_async(transport="stdio", show_banner=False)
+            await self._run_stdio()
             return
         import uvicorn
 

@@ -33,6 +33,7 @@ from fastmcp.server.providers import Provider
 from fastmcp.tools.base import InputRequiredToolResult, Tool, ToolResult
 from fastmcp.utilities.tasks import TaskConfig
 from fastmcp.utilities.versions import VersionSpec
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, PrivateAttr
 
@@ -137,7 +138,8 @@ class _Record:
         self.rule: str | None = None
         self.started_at, self._t0 = time.time(), time.perf_counter()
 
-    def done(self, status: str, error: str | None = None, response: Any = None) -> None:
+    def done(self, status: str, error: str | None = None, response: Any = None,
+             size: int | None = None) -> None:
         if self.recorder is None:
             return
         route = [{"replica": r, "outcome": o} for r, o in self.path.attempts]
@@ -154,7 +156,7 @@ class _Record:
             arguments=dumps_arguments(self.arguments, self.service.config.secrets,
                                       self.recorder.redact_keys),
             rule=self.rule,
-            response_bytes=_size(response),
+            response_bytes=size if size is not None else _size(response),
         ))
 
 
@@ -228,6 +230,66 @@ class GatewayTool(Tool):
             meta=_result_meta(result.meta),
             is_error=bool(result.is_error),
         )
+
+
+    def serves_raw(self) -> tuple[Service, str | None] | None:
+        """The route for ``call_raw``, or None when only ``run`` gives the right answer."""
+        try:
+            upstream, rule = self._routed()
+        except ToolError:
+            return None  # run() reports the broken route
+        if not upstream.serves_raw(self._original, self.annotations):
+            return None
+        return upstream, rule
+
+    async def call_raw(
+        self, route: tuple[Service, str | None], params: dict[str, Any], front: FrontCall,
+        encode: Callable[[dict[str, Any]], bytes], on_progress: ProgressFnT | None = None,
+    ) -> bytes:
+        """``run`` for the stdio express lane: ``tools/call`` params in (already under the
+        upstream name, ``_meta`` ready), the ``CallToolResult`` as JSON out, made into
+        the response by ``encode`` (whose size the call record keeps).
+
+        Everything ``run`` does to a call happens here too (route rule, rate limits,
+        balancing, retries, the call record); failures become the error results
+        FastMCP makes of ``run``'s ``ToolError``.
+        """
+        upstream, rule = route
+        record = _Record(self._recorder, "tool", self.name, upstream, self._original, front,
+                         params.get("arguments"))
+        record.rule = rule
+        try:
+            result = await upstream.call_tool_raw(params, front, self.annotations,
+                                                  path=record.path, on_progress=on_progress)
+        except UpstreamError as exc:
+            line = encode(_error_result(str(exc)))
+            record.done(_status_of(exc), str(exc), size=len(line))
+            return line
+        except MCPError as exc:
+            line = encode(_error_result(f"upstream '{self._upstream.name}' rejected tools/call "
+                                        f"'{self._original}': {exc.error.message}"))
+            record.done("error", exc.error.message, size=len(line))
+            return line
+        meta = result.get("_meta")
+        if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
+            if stripped := _result_meta(meta):
+                result["_meta"] = stripped
+            else:
+                del result["_meta"]
+        line = encode(result)
+        if result.get("isError"):
+            content = result.get("content") or ()
+            text = next((c.get("text") for c in content
+                         if isinstance(c, dict) and c.get("type") == "text"), None)
+            record.done("error", text[:2000] if isinstance(text, str) else None, size=len(line))
+        else:
+            record.done("success", size=len(line))
+        return line
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    """What FastMCP answers when a tool raises ``ToolError(message)``."""
+    return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
 def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceResult:
@@ -429,6 +491,11 @@ class GatewayProvider(Provider):
         if tool is None and ":" in name:
             tool = self._alias(name)
         return tool
+
+    def lane_tool(self, name: str) -> GatewayTool | None:
+        """The upstream tool exposed as ``name`` (exact names only), for the express lane."""
+        self._sync()
+        return self._tools.get(name)
 
     def _alias(self, name: str) -> GatewayTool | None:
         """Seed-style ``server:tool`` names (original tool name) reach the exposed tool."""

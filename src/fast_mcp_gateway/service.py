@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
 
 from fast_mcp_gateway.config import ServerConfig
 from fast_mcp_gateway.errors import (
@@ -273,8 +274,7 @@ class Service:
         path = path if path is not None else CallPath()
         self._check_rate(name)
         read_only = bool(annotations and annotations.read_only_hint)
-        idempotent = read_only or bool(annotations and annotations.idempotent_hint) \
-            or name in self.config.idempotent_tools
+        idempotent = self._idempotent(name, annotations)
         key = self._hash_key(arguments, front)
         stale_key = json.dumps([name, arguments], sort_keys=True, default=str)
         ttl = self.config.fallback.stale_cache_ttl
@@ -302,6 +302,43 @@ class Service:
             meta = {**(result.meta or {}), ROUTE_META_KEY: {
                 "attempts": [{"replica": r, "outcome": o} for r, o in path.attempts]}}
             result = result.model_copy(update={"meta": meta})
+        return result
+
+    def _idempotent(self, name: str, annotations: types.ToolAnnotations | None) -> bool:
+        return bool(annotations and (annotations.read_only_hint or annotations.idempotent_hint)) \
+            or name in self.config.idempotent_tools
+
+    def serves_raw(self, name: str, annotations: types.ToolAnnotations | None) -> bool:
+        """Whether ``call_tool_raw`` gives the same answer ``call_tool`` would.
+
+        Not when a stale fallback may be needed (it keeps typed results) or when the
+        balancing key is the host's session (the raw lane has no session object).
+        """
+        read_only = bool(annotations and annotations.read_only_hint)
+        if read_only and self.config.fallback.stale_cache_ttl:
+            return False
+        return not (self.config.balance == "hash"
+                    and self.config.hash_key in (None, "session"))
+
+    async def call_tool_raw(
+        self, params: dict[str, Any], front: FrontCall | None,
+        annotations: types.ToolAnnotations | None = None,
+        path: CallPath | None = None,
+        on_progress: ProgressFnT | None = None,
+    ) -> dict[str, Any]:
+        """``call_tool`` for JSON in, JSON out (see ``Upstream.call_tool_raw``): the same
+        rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools."""
+        name = params["name"]
+        self._check_rate(name)
+        result, path = await self._route(
+            f"tools/call '{name}'",
+            lambda replica: replica.call_tool_raw(params, front, on_progress),
+            idempotent=self._idempotent(name, annotations),
+            key=self._hash_key(params.get("arguments"), front), path=path,
+        )
+        if path.retries:
+            result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: {
+                "attempts": [{"replica": r, "outcome": o} for r, o in path.attempts]}}
         return result
 
     async def read_resource(

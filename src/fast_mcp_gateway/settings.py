@@ -45,6 +45,9 @@ class GatewaySettings(BaseSettings):
         default=None, description="SQLite file for call records (the CLI defaults it to "
                                   "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
     record_calls: bool = True
+    express_lane: bool = Field(
+        default=True, description="stdio: relay upstream tools/call as JSON past the server "
+                                  "stack (see lane.py); false sends every call the full path")
     reload_interval: float = Field(
         default=2.0, ge=0, description="seconds between checks of the config file; 0: off")
     retention_days: float = Field(default=7.0, gt=0)

@@ -15,6 +15,7 @@ Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -266,6 +267,20 @@ class Store:
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
+        await self._check_columns()
+
+    async def _check_columns(self) -> None:
+        """Refuse a file whose tables lack columns its schema version promises (e.g. one
+        written by a development build), rather than losing every write to it later."""
+        for table, columns in _expected_columns(tuple(MIGRATIONS)).items():
+            rows = await (await self._db.execute(f"PRAGMA table_info({table})")).fetchall()
+            have = {row[1] for row in rows}
+            missing = sorted(columns - have)
+            if missing:
+                raise StorageError(
+                    f"{self.path}: table {table!r} lacks column(s) {', '.join(missing)} that "
+                    f"schema version {SCHEMA_VERSION} has; the file was written by another "
+                    "build -- move it away or point MCP_GATEWAY_DB elsewhere")
 
     async def close(self) -> None:
         await self._db.close()
@@ -585,6 +600,21 @@ def _filters(since: float | None, until: float | None, server: str | None, tool:
             where.append(clause)
             args.append(value)
     return where, args
+
+
+@functools.cache
+def _expected_columns(migrations: tuple[tuple[int, str], ...]) -> dict[str, frozenset[str]]:
+    """Every table's columns, as ``migrations`` build them on an empty database."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, script in migrations:
+            db.executescript(_aggregate_tables(script))
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: frozenset(row[1] for row in db.execute(f"PRAGMA table_info({t})"))
+                for t in tables}
+    finally:
+        db.close()
 
 
 async def _run_script(db: aiosqlite.Connection, script: str) -> None:

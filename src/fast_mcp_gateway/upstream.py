@@ -34,14 +34,15 @@ import mcp_types as types
 from fastmcp.client.transports import (
     ClientTransport,
     SSETransport,
-    StdioTransport,
     StreamableHttpTransport,
 )
 from fastmcp.client.transports.base import TransportOptions
 from mcp import ClientSession
 from mcp.client._probe import negotiate_auto
 from mcp.client.session import ClientRequestContext
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway import __version__
@@ -55,6 +56,7 @@ from fast_mcp_gateway.forwarding import FrontCall, InFlight
 from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthThresholds, HealthWindow
 from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
 from fast_mcp_gateway.signals import ChangeSignal
+from fast_mcp_gateway.upstream_stdio import RawTap, TappedStdioTransport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -175,7 +177,7 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
     """Build the fastmcp transport for a configured server (one connection, no keep-alive)."""
     if config.kind == "stdio":
         assert config.command is not None
-        return StdioTransport(
+        return TappedStdioTransport(
             config.command,
             list(config.args),
             env=dict(config.env) or None,
@@ -290,6 +292,7 @@ class Upstream:
         self.instructions: str | None = None
 
         self._session: ClientSession | None = None
+        self._tap: RawTap | None = None  # the stdio session's raw side door (express lane)
         self._enabled = config.enabled
         self._stopping = False
         self._restart_requested = False
@@ -483,6 +486,7 @@ class Upstream:
                     async with transport.connect_session(
                         transport_options=_TRANSPORT_OPTIONS, **self._session_kwargs()
                     ) as session:
+                        self._tap = getattr(transport, "tap", None)
                         if stderr_inode is not None:
                             self.pid = child_with_stderr(stderr_inode)
                         if stderr_writer is not None:
@@ -501,6 +505,7 @@ class Upstream:
                 self._release_limiter()
                 self._attempt_scope = None
                 self._session = None
+                self._tap = None
                 if stderr_writer is not None:
                     stderr_writer.close()
                 # Leaving connect_session under cancellation interrupts the transport's
@@ -853,6 +858,34 @@ class Upstream:
                 request_state=front.request_state if front and self.is_modern else None,
                 allow_input_required=True,
             )
+
+        return await self.request(f"tools/call '{name}'", front, op)
+
+    async def call_tool_raw(
+        self, params: dict[str, Any], front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
+    ) -> dict[str, Any]:
+        """``tools/call`` with ``params`` as JSON, answered as JSON (the stdio express lane).
+
+        The same session, stamp, timeout, cancellation and bookkeeping as
+        ``call_tool``; only the typed result models are skipped (their validation and
+        re-encoding cost more than the rest of a relayed call).  ``params`` is sent as
+        given after this session's own ``_meta`` stamp (era, client info, capabilities).
+        """
+        name = params["name"]
+
+        async def op(session: ClientSession) -> dict[str, Any]:
+            data: dict[str, Any] = {"method": "tools/call", "params": params}
+            opts: CallOptions = {"timeout": self.call_timeout}
+            session._stamp(data, opts)  # the negotiated era's envelope, as send_request does
+            tap = self._tap
+            if tap is not None:  # stdio: beside the session, on the same pipe
+                return await tap.request("tools/call", data["params"], self.call_timeout,
+                                         on_progress)
+            opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER, encode_header_value(name))
+            if on_progress is not None:
+                opts["on_progress"] = on_progress
+            return await session._dispatcher.send_raw_request("tools/call", data["params"], opts)
 
         return await self.request(f"tools/call '{name}'", front, op)
 

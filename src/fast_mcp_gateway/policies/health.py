@@ -2,11 +2,19 @@
 
 ``classify`` is pure: success rate and median latency over ``window`` seconds, the last
 probe result, and the time since the last heartbeat (any successful call or probe).
+
+Every balanced call asks each candidate replica for its health, so the window is kept
+incrementally: a sample costs O(1) to add and to expire, and the median comes from a
+log-scale latency histogram (buckets 1/8 of an octave wide, each remembering its sum),
+so asking costs O(buckets) however many calls the window holds.  The median is the
+mean of the samples in the median's bucket: exact when they agree, otherwise within
+about 4 %.  (Sorting the window per call cost O(n log n) and, at a few hundred calls
+per second, more CPU than the rest of the gateway's call path.)
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +38,16 @@ class HealthThresholds:
     min_samples: int = 3
 
 
+_BUCKETS_PER_OCTAVE = 8
+_MIN_MS = 0.01  # bucket 0 holds everything up to 10 us
+
+
+def _bucket(latency_ms: float) -> int:
+    if latency_ms <= _MIN_MS:
+        return 0
+    return 1 + int(math.log2(latency_ms / _MIN_MS) * _BUCKETS_PER_OCTAVE)
+
+
 @dataclass
 class HealthWindow:
     """Outcomes of real calls and probes, newest last."""
@@ -38,11 +56,18 @@ class HealthWindow:
     _samples: deque[tuple[float, bool, float]] = field(default_factory=deque)
     last_heartbeat: float | None = None
     probe_ok: bool | None = None
+    _ok: int = 0
+    # Successful calls' latencies: bucket -> [count, sum of ms].
+    _latency: dict[int, list[float]] = field(default_factory=dict)
 
     def record(self, now: float, ok: bool, latency_ms: float) -> None:
         self._samples.append((now, ok, latency_ms))
         if ok:
             self.last_heartbeat = now
+            self._ok += 1
+            cell = self._latency.setdefault(_bucket(latency_ms), [0, 0.0])
+            cell[0] += 1
+            cell[1] += latency_ms
         self._trim(now)
 
     def record_probe(self, now: float, ok: bool, latency_ms: float | None = None) -> None:
@@ -51,17 +76,36 @@ class HealthWindow:
             self.last_heartbeat = now
 
     def _trim(self, now: float) -> None:
-        while self._samples and now - self._samples[0][0] > self.thresholds.window:
-            self._samples.popleft()
+        samples, window = self._samples, self.thresholds.window
+        while samples and now - samples[0][0] > window:
+            _, ok, latency_ms = samples.popleft()
+            if ok:
+                self._ok -= 1
+                key = _bucket(latency_ms)
+                cell = self._latency[key]
+                cell[0] -= 1
+                cell[1] -= latency_ms
+                if cell[0] == 0:
+                    del self._latency[key]
+
+    def _median(self) -> float | None:
+        if not self._ok:
+            return None
+        # The lower median's rank, as statistics.median_low would pick it.
+        rank, seen = (self._ok + 1) // 2, 0
+        for key in sorted(self._latency):
+            count, total = self._latency[key]
+            seen += int(count)
+            if seen >= rank:
+                return total / count
+        return None  # pragma: no cover - counts always add up to _ok
 
     def stats(self, now: float) -> tuple[int, float | None, float | None]:
         """(samples, success rate, median latency ms) over the window."""
         self._trim(now)
         if not self._samples:
             return 0, None, None
-        ok = [s for s in self._samples if s[1]]
-        latency = statistics.median(s[2] for s in ok) if ok else None
-        return len(self._samples), len(ok) / len(self._samples), latency
+        return len(self._samples), self._ok / len(self._samples), self._median()
 
     def classify(self, now: float) -> HealthStatus:
         t = self.thresholds

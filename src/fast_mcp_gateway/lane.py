@@ -1,0 +1,327 @@
+"""The stdio express lane: ``tools/call`` relayed as JSON, past the server stack.
+
+A relayed call through the full stack is parsed into models and re-encoded four
+times (the SDK server and FastMCP on the host side, the SDK client session on the
+upstream side), and that, not the extra process hop, is what made a call through
+the gateway cost about twice a direct one.  In stdio mode the gateway reads the
+host's lines itself (``stdio.py``), so it can take the commonest request, a
+``tools/call`` of an upstream tool, straight off the wire:
+
+* the line is parsed once (``json``), the exposed name swapped for the upstream one
+  and the host's connection ``_meta`` for the upstream session's stamp;
+* ``GatewayTool.call_raw`` runs it through the same route rules, rate limits,
+  balancing, retries, breaker, health bookkeeping and call record as any call, on
+  the same persistent session (``JSONRPCDispatcher.send_raw_request``: its timeout,
+  progress and cancellation, no result models);
+* the result goes back as JSON with the gateway's stamp, as the SDK server would.
+
+Anything else passes through to the SDK server untouched, and so does any call the
+lane cannot answer exactly as the full path would: before the handshake, across
+protocol eras (a handshake-era host in front of a 2026-07-28 upstream needs its
+asks bridged), a tool with a stale-result fallback or session-sticky balancing,
+admin tools, unknown names, or while OpenTelemetry tracing is configured (the
+full path emits the spans).  The decision is made before anything is sent upstream.
+
+During a call the lane also carries what the upstream sends back: progress (to the
+host's own token), logs (at the levels the host asked for) and, for a
+handshake-era host, sampling / elicitation / roots requests, which it sends to the
+host under its own request ids and answers upstream from the host's response.
+Host cancellations of a lane call cancel it upstream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectSendStream
+from mcp.server.connection import allowed_log_levels
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import trace
+
+from fast_mcp_gateway.forwarding import _CONNECTION_META_KEYS, FrontCall
+from fast_mcp_gateway.recorder import current_trace_id, new_traceparent, trace_id_of
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.provider import GatewayProvider
+    from fast_mcp_gateway.stdio import LineWriter
+
+logger = logging.getLogger(__name__)
+
+_ASK_PREFIX = "gw-ask-"
+# What a tools/call carries besides name, arguments and _meta that the full path relays.
+_RELAYED_PARAMS = ("inputResponses", "requestState")
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def tracing_configured() -> bool:
+    """Whether an OpenTelemetry SDK is installed as the tracer provider."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@dataclass(eq=False)
+class LaneFront(FrontCall):
+    """The host request of a lane call: replies go out through the lane."""
+
+    lane: StdioLane | None = None
+    progress_token: Any = None
+    log_levels: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def reachable(self) -> bool:
+        return self.lane is not None
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.lane is not None and self.progress_token is not None:
+            await self.lane.progress(self.progress_token, progress, total, message)
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.lane is not None and params.level in self.log_levels:
+            await self.lane.notify("notifications/message", params.model_dump(
+                by_alias=True, mode="json", exclude_none=True))
+
+    def can_ask(self, capability: str) -> bool:
+        lane = self.lane
+        return (lane is not None and not self.is_modern
+                and lane.host_capabilities.get(capability) is not None)
+
+    async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
+        result_type: Any = (
+            types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        )
+        return result_type.model_validate(await self._ask("sampling/createMessage", params))
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult.model_validate(await self._ask("elicitation/create", params))
+
+    async def list_roots(self) -> types.ListRootsResult:
+        return types.ListRootsResult.model_validate(await self._ask("roots/list", None))
+
+    async def _ask(self, method: str, params: Any) -> dict[str, Any]:
+        assert self.lane is not None
+        body = None if params is None else params.model_dump(by_alias=True, mode="json",
+                                                             exclude_none=True)
+        return await self.lane.ask(method, body)
+
+
+class StdioLane:
+    """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
+
+    def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
+                 *, enabled: bool = True) -> None:
+        self.provider = provider
+        self.enabled = enabled
+        self._server_info = server_info
+        self._writer: LineWriter | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._calls: dict[Any, anyio.CancelScope] = {}
+        self._asks: dict[str, MemoryObjectSendStream[dict[str, Any]]] = {}
+        self._ask_ids = itertools.count(1)
+        self.handshake_done = False
+        self.host_capabilities: dict[str, Any] = {}
+        self.host_version: str | None = None
+        self.served = 0  # calls taken by the lane (for tests and stats)
+
+    # -- wiring -------------------------------------------------------------------------
+
+    async def run(self, writer: LineWriter, *,
+                  task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve lane calls until cancelled (the caller cancels when stdio ends)."""
+        async with anyio.create_task_group() as tg:
+            self._writer, self._tg = writer, tg
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    def intercept(self, line: bytes) -> bool:
+        """Whether the lane took ``line`` (else it goes on to the SDK server)."""
+        if self._tg is None:
+            return False
+        if b'"tools/call"' in line:
+            return self._take_call(line)
+        if b'"notifications/cancelled"' in line:
+            return self._take_cancel(line)
+        if self._asks and _ASK_PREFIX.encode() in line:
+            return self._take_answer(line)
+        if b'"initialize"' in line or b'"notifications/initialized"' in line:
+            self._watch_handshake(line)
+        return False
+
+    # -- what comes in ------------------------------------------------------------------
+
+    def _take_call(self, line: bytes) -> bool:
+        if not self.enabled or tracing_configured():
+            return False
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return False
+        request_id, params = message.get("id"), message.get("params")
+        if request_id is None or not isinstance(params, dict):
+            return False
+        meta = params.get("_meta") or {}
+        arguments = params.get("arguments")
+        if not isinstance(meta, dict) or not (arguments is None or isinstance(arguments, dict)):
+            return False
+        version = meta.get(types.PROTOCOL_VERSION_META_KEY)
+        if version is None:
+            if not self.handshake_done:
+                return False
+            modern = False
+        elif version in MODERN_PROTOCOL_VERSIONS:
+            modern = True
+        else:
+            return False  # an era the SDK server must judge
+        name = params.get("name")
+        tool = self.provider.lane_tool(name) if isinstance(name, str) else None
+        if tool is None or request_id in self._calls:
+            return False
+        route = tool.serves_raw()
+        if route is None or route[0].is_modern != modern:
+            return False
+        assert self._tg is not None
+        self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern)
+        return True
+
+    def _take_cancel(self, line: bytes) -> bool:
+        try:
+            message = json.loads(line)
+            request_id = message["params"]["requestId"]
+            scope = self._calls.get(request_id)
+        except (ValueError, KeyError, TypeError):
+            return False
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    def _take_answer(self, line: bytes) -> bool:
+        try:
+            message = json.loads(line)
+            send = self._asks.get(message["id"]) if "method" not in message else None
+        except (ValueError, KeyError, TypeError):
+            return False
+        if send is None:
+            return False
+        send.send_nowait(message)
+        return True
+
+    def _watch_handshake(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("method") == "initialize" and isinstance(message.get("params"), dict):
+            params = message["params"]
+            caps = params.get("capabilities")
+            self.host_capabilities = caps if isinstance(caps, dict) else {}
+            self.host_version = params.get("protocolVersion")
+            self.handshake_done = False
+        elif message.get("method") == "notifications/initialized":
+            self.handshake_done = True
+
+    # -- serving one call ---------------------------------------------------------------
+
+    async def _serve(self, tool: Any, route: Any, request_id: Any, params: dict[str, Any],
+                     meta: dict[str, Any], modern: bool) -> None:
+        self.served += 1
+        forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
+        forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
+                                                 or current_trace_id())
+        upstream_params: dict[str, Any] = {"name": tool._original, "_meta": forward}
+        if params.get("arguments") is not None:
+            upstream_params["arguments"] = params["arguments"]
+        for key in _RELAYED_PARAMS:
+            if key in params:
+                upstream_params[key] = params[key]
+        version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.host_version or ""
+        token = meta.get("progressToken")
+        front = LaneFront(
+            session=None, request_id=request_id, meta=forward,
+            input_responses=params.get("inputResponses"),
+            request_state=params.get("requestState"), client_id="stdio",
+            protocol_version=version, lane=self, progress_token=token,
+            log_levels=allowed_log_levels(version, meta),
+        )
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            await self.progress(token, progress, total, message)
+
+        def encode(result: dict[str, Any]) -> bytes:
+            if modern:
+                stamped = result.get("_meta")
+                if stamped is None:
+                    result["_meta"] = {types.SERVER_INFO_META_KEY: self._server_info()}
+                elif isinstance(stamped, dict) and stamped.get(types.SERVER_INFO_META_KEY) is None:
+                    result["_meta"] = {**stamped, types.SERVER_INFO_META_KEY: self._server_info()}
+            return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+        with anyio.CancelScope() as scope:
+            self._calls[request_id] = scope
+            try:
+                line = await tool.call_raw(route, upstream_params, front, encode,
+                                           on_progress if token is not None else None)
+            except Exception as exc:
+                logger.exception("express lane: tools/call %r failed", params.get("name"))
+                line = _encode({"jsonrpc": "2.0", "id": request_id, "error": {
+                    "code": types.INTERNAL_ERROR,
+                    "message": f"internal error in the gateway: {exc}"}})
+            finally:
+                del self._calls[request_id]
+            await self._write(line)
+        # A cancelled call gets no response (the host gave up on it).
+
+    # -- what goes out ------------------------------------------------------------------
+
+    async def _write(self, line: bytes) -> None:
+        if self._writer is None:
+            return
+        await self._writer.write_bytes(line)
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        await self._write(_encode({"jsonrpc": "2.0", "method": method, "params": params}))
+
+    async def progress(self, token: Any, progress: float, total: float | None,
+                       message: str | None) -> None:
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.notify("notifications/progress", params)
+
+    async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Send the host a request under a lane id and wait for its answer."""
+        ask_id = f"{_ASK_PREFIX}{next(self._ask_ids)}"
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
+        self._asks[ask_id] = send
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        try:
+            await self._write(_encode(request))
+            with receive:
+                answer = await receive.receive()
+        finally:
+            del self._asks[ask_id]
+            send.close()
+        if "error" in answer:
+            raise MCPError.from_error_data(types.ErrorData.model_validate(answer["error"]))
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}

@@ -59,7 +59,7 @@ async def test_memory_is_refused_and_unusable_files_are_clear_errors(tmp_path: P
     with sqlite3.connect(other) as db:  # ... whose aggregate table is an older shape
         db.execute("DROP TABLE invocation_minutes")
         db.execute("CREATE TABLE invocation_minutes (minute INTEGER, server TEXT)")
-    with pytest.raises(StorageError, match="'invocation_minutes' lacks column.*period"):
+    with pytest.raises(StorageError, match=r"'invocation_minutes' lacks column.*period"):
         await Store.open(other)
 
 

@@ -41,9 +41,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
+from mcp.client.session import _later_revision_fields
 from mcp.server.connection import allowed_log_levels
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    MODERN_PROTOCOL_VERSIONS,
+)
 from opentelemetry import trace
 
 from fast_mcp_gateway.forwarding import _CONNECTION_META_KEYS, FrontCall
@@ -191,7 +196,10 @@ class StdioLane:
         if tool is None or request_id in self._calls:
             return False
         route = tool.serves_raw()
-        if route is None or route[0].is_modern != modern:
+        # Same era on both hops, or a handshake-era host in front of a 2026-07-28
+        # upstream (its asks are bridged, its newer result fields dropped).  A
+        # handshake-era upstream's pushes cannot reach a 2026-07-28 host: full path.
+        if route is None or (modern and not route[0].is_modern):
             return False
         assert self._tg is not None
         self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern)
@@ -236,6 +244,12 @@ class StdioLane:
         elif message.get("method") == "notifications/initialized":
             self.handshake_done = True
 
+    @property
+    def negotiated_version(self) -> str:
+        """The handshake version the SDK server settled on with this host."""
+        requested = self.host_version
+        return requested if requested in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
+
     # -- serving one call ---------------------------------------------------------------
 
     async def _serve(self, tool: Any, route: Any, request_id: Any, params: dict[str, Any],
@@ -250,7 +264,8 @@ class StdioLane:
         for key in _RELAYED_PARAMS:
             if key in params:
                 upstream_params[key] = params[key]
-        version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.host_version or ""
+        version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.negotiated_version
+        foreign = frozenset() if modern else _later_revision_fields("tools/call", version)
         token = meta.get("progressToken")
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
@@ -264,6 +279,8 @@ class StdioLane:
             await self.progress(token, progress, total, message)
 
         def encode(result: dict[str, Any]) -> bytes:
+            if foreign and not foreign.isdisjoint(result):
+                result = {k: v for k, v in result.items() if k not in foreign}
             if modern:
                 stamped = result.get("_meta")
                 if stamped is None:
@@ -275,8 +292,10 @@ class StdioLane:
         with anyio.CancelScope() as scope:
             self._calls[request_id] = scope
             try:
-                line = await tool.call_raw(route, upstream_params, front, encode,
-                                           on_progress if token is not None else None)
+                line = await tool.call_raw(
+                    route, upstream_params, front, encode,
+                    on_progress if token is not None else None,
+                    None if modern or not route[0].is_modern else self.ask)
             except Exception as exc:
                 logger.exception("express lane: tools/call %r failed", params.get("name"))
                 line = _encode({"jsonrpc": "2.0", "id": request_id, "error": {

@@ -245,6 +245,7 @@ class GatewayTool(Tool):
     async def call_raw(
         self, route: tuple[Service, str | None], params: dict[str, Any], front: FrontCall,
         encode: Callable[[dict[str, Any]], bytes], on_progress: ProgressFnT | None = None,
+        ask: Callable[[str, Any], Awaitable[dict[str, Any]]] | None = None,
     ) -> bytes:
         """``run`` for the stdio express lane: ``tools/call`` params in (already under the
         upstream name, ``_meta`` ready), the ``CallToolResult`` as JSON out, made into
@@ -252,7 +253,9 @@ class GatewayTool(Tool):
 
         Everything ``run`` does to a call happens here too (route rule, rate limits,
         balancing, retries, the call record); failures become the error results
-        FastMCP makes of ``run``'s ``ToolError``.
+        FastMCP makes of ``run``'s ``ToolError``.  With ``ask`` (a handshake-era host in
+        front of a 2026-07-28 upstream), an ``input_required`` result is answered by
+        asking the host and calling again, as ``_with_asks_answered`` does.
         """
         upstream, rule = route
         record = _Record(self._recorder, "tool", self.name, upstream, self._original, front,
@@ -261,6 +264,27 @@ class GatewayTool(Tool):
         try:
             result = await upstream.call_tool_raw(params, front, self.annotations,
                                                   path=record.path, on_progress=on_progress)
+            rounds = 0
+            while ask is not None and result.get("resultType") == "input_required":
+                rounds += 1
+                if rounds > MAX_ASK_ROUNDS:
+                    raise UpstreamError(upstream.name, "still asking for input after "
+                                                       f"{MAX_ASK_ROUNDS} rounds; giving up")
+                answers: dict[str, Any] = {}
+                for key, request in (result.get("inputRequests") or {}).items():
+                    method = request.get("method", "?") if isinstance(request, dict) else "?"
+                    try:
+                        answers[key] = await ask(method, request.get("params")
+                                                 if isinstance(request, dict) else None)
+                    except MCPError as exc:
+                        raise UpstreamError(upstream.name, f"asked the host for {method}, "
+                                            f"which failed: {exc.error.message}") from exc
+                params = {**params, "inputResponses": answers}
+                if result.get("requestState") is not None:
+                    params["requestState"] = result["requestState"]
+                result = await upstream.call_tool_raw(params, front, self.annotations,
+                                                      path=record.path,
+                                                      on_progress=on_progress)
         except UpstreamError as exc:
             line = encode(_error_result(str(exc)))
             record.done(_status_of(exc), str(exc), size=len(line))

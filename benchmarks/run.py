@@ -145,8 +145,11 @@ class Workspace:
 
     def client(self, endpoint: Endpoint, tag: str) -> Client[StdioTransport]:
         """A fresh client that spawns ``endpoint`` (its stderr goes to a log file)."""
+        # MCP_GATEWAY_* settings (e.g. _EXPRESS_LANE=false) reach the gateway; the SDK
+        # passes a child only a few variables otherwise.
+        settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
         transport = StdioTransport(
-            endpoint.command, list(endpoint.args), keep_alive=False,
+            endpoint.command, list(endpoint.args), keep_alive=False, env=settings or None,
             log_file=self.logs / f"{endpoint.label}{len(endpoint.upstreams)}-{tag}.log",
         )
         return Client(transport, mode=self.protocol, timeout=60)

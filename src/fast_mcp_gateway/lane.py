@@ -16,11 +16,14 @@ host's lines itself (``stdio.py``), so it can take the commonest request, a
 * the result goes back as JSON with the gateway's stamp, as the SDK server would.
 
 Anything else passes through to the SDK server untouched, and so does any call the
-lane cannot answer exactly as the full path would: before the handshake, across
-protocol eras (a handshake-era host in front of a 2026-07-28 upstream needs its
-asks bridged), a tool with a stale-result fallback or session-sticky balancing,
-admin tools, unknown names, or while OpenTelemetry tracing is configured (the
-full path emits the spans).  The decision is made before anything is sent upstream.
+lane cannot answer exactly as the full path would: before the handshake, a
+2026-07-28 host in front of a handshake-era upstream (whose pushed requests such a
+host cannot receive), a tool with a stale-result fallback or session-sticky
+balancing, admin tools, unknown names, or while OpenTelemetry tracing is configured
+(the full path emits the spans).  The decision is made before anything is sent
+upstream.  A handshake-era host in front of a 2026-07-28 upstream does take the
+lane: the 2026-only result fields are dropped and ``input_required`` asks are put to
+the host, as the full path does.
 
 During a call the lane also carries what the upstream sends back: progress (to the
 host's own token), logs (at the levels the host asked for) and, for a

@@ -376,3 +376,29 @@ async def test_lane_calls_are_recorded_like_any_other(tmp_path: Path) -> None:
     assert refused["status"] == "error" and "refused: no" in refused["error"]
     assert "hunter2" not in json.dumps(refused)  # redacted like every recorded argument
     assert refused["response_bytes"] > 0 and len(refused["trace_id"]) == 32
+
+
+async def test_malformed_calls_get_the_sdks_errors_and_the_lane_keeps_serving(
+        tmp_path: Path) -> None:
+    async with raw_host(write_config(tmp_path), "legacy") as host:
+        odd = [
+            {"jsonrpc": "2.0", "id": [1], "method": "tools/call",
+             "params": {"name": "up_echo", "arguments": {"text": "x"}}},
+            {"jsonrpc": "2.0", "id": 901, "method": "tools/call", "params": "up_echo"},
+            {"jsonrpc": "2.0", "id": 902, "method": "tools/call",
+             "params": {"name": "up_echo", "arguments": ["not", "an", "object"]}},
+        ]
+        for message in odd:
+            await host.send(message)
+        assert host.process.stdin is not None
+        await host.process.stdin.send(b'{"jsonrpc": "2.0", "id": 903, "method": "tools/call"\n')
+        reply = await host.call("up_whoami")  # still served, by the lane
+        assert lane_id(reply).startswith("gw-")
+        for request_id in (901, 902):
+            error = await host.request("ping", request_id=f"after-{request_id}")
+            assert "result" in error
+        # Whatever the SDK makes of them (it answers what it can parse an id from),
+        # none of them was relayed upstream as a call.
+        answered = {m.get("id"): m for m in host.unanswered}
+        assert answered[902]["error"]["code"] == -32602
+        assert not any("result" in m for m in host.unanswered)

@@ -154,7 +154,18 @@ class StdioLane:
                 self._tg = None
 
     def intercept(self, line: bytes) -> bool:
-        """Whether the lane took ``line`` (else it goes on to the SDK server)."""
+        """Whether the lane took ``line`` (else it goes on to the SDK server).
+
+        Runs in the SDK's stdin reader: it must never raise, or the session would end.
+        A line the lane cannot make sense of is the SDK server's to answer.
+        """
+        try:
+            return self._intercept(line)
+        except Exception:  # see the docstring
+            logger.exception("express lane: passing a line on after an internal error")
+            return False
+
+    def _intercept(self, line: bytes) -> bool:
         if self._tg is None:
             return False
         if b'"tools/call"' in line:
@@ -179,8 +190,9 @@ class StdioLane:
         if not isinstance(message, dict) or message.get("method") != "tools/call":
             return False
         request_id, params = message.get("id"), message.get("params")
-        if request_id is None or not isinstance(params, dict):
-            return False
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool) \
+                or not isinstance(params, dict):
+            return False  # the SDK answers malformed requests
         meta = params.get("_meta") or {}
         arguments = params.get("arguments")
         if not isinstance(meta, dict) or not (arguments is None or isinstance(arguments, dict)):

@@ -252,14 +252,15 @@ async def test_a_legacy_host_answers_the_upstreams_sampling_request(tmp_path: Pa
 
     async def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
         asked.append({"method": method, **params})
+        # An answer that mentions a method the lane watches for is still an answer.
         return {"role": "assistant", "model": "test-model",
-                "content": {"type": "text", "text": "forty-two"}}
+                "content": {"type": "text", "text": "forty-two, not \"tools/call\""}}
 
     async with raw_host(write_config(tmp_path, protocol="legacy"), "legacy",
                         capabilities={"sampling": {}}, on_request=answer) as host:
         assert lane_id(await host.call("up_whoami")).startswith("gw-")
         result = await host.call("up_ask_model", {"question": "meaning of life?"})
-    assert result["content"][0]["text"] == "model said: forty-two"
+    assert result["content"][0]["text"] == 'model said: forty-two, not "tools/call"'
     assert [a["method"] for a in asked] == ["sampling/createMessage"]
     assert asked[0]["messages"][0]["content"]["text"] == "meaning of life?"
 
@@ -305,6 +306,21 @@ async def test_a_host_cancellation_cancels_the_call_upstream(tmp_path: Path, era
         assert lane_id(await host.call("up_whoami")).startswith("gw-")
         assert host.unanswered == []
     assert not await anyio.Path(tmp_path / "c1.finished").exists()
+
+
+async def test_a_cancellation_right_behind_its_call_is_honoured(tmp_path: Path) -> None:
+    async with raw_host(write_config(tmp_path), "legacy") as host:
+        call = {"jsonrpc": "2.0", "id": 777, "method": "tools/call", "params": {
+            "name": "up_slow", "arguments": {"seconds": 0.3, "tag": "r1"}}}
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                  "params": {"requestId": "777"}}  # the id as a string: the same request
+        assert host.process.stdin is not None
+        await host.process.stdin.send((json.dumps(call) + "\n" + json.dumps(cancel)
+                                       + "\n").encode())
+        # Had 777 run, its answer (0.3 s) would be on the pipe before this one (1 s).
+        assert (await host.call("up_slow", {"seconds": 1, "tag": "r2"}))["content"]
+        assert host.unanswered == []  # 777 was never answered
+    assert not await anyio.Path(tmp_path / "r1.finished").exists()
 
 
 async def test_a_call_timeout_is_an_error_result_and_cancels_upstream(tmp_path: Path) -> None:

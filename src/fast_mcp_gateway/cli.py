@@ -175,7 +175,7 @@ async def _serve(gateway: Any) -> None:
                     logging.getLogger("fast_mcp_gateway").info(
                         "received %s: stopping", signal.Signals(received).name)
                     gateway.kill_upstreams()
-                    timer = threading.Timer(_EXIT_GRACE, os._exit, args=(0,))
+                    timer = threading.Timer(_EXIT_GRACE, _hard_exit)
                     timer.daemon = True
                     timer.start()
                     tg.cancel_scope.cancel()
@@ -187,6 +187,13 @@ async def _serve(gateway: Any) -> None:
 
 
 _EXIT_GRACE = 2.0
+
+
+def _hard_exit() -> None:
+    from fast_mcp_gateway.stdio import restore_blocking
+
+    restore_blocking()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ Host cancellations of a lane call cancel it upstream.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,9 +46,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from mcp.client.session import _later_revision_fields
+from mcp.client.session import _wire_fields
 from mcp.server.connection import allowed_log_levels
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
+from mcp_types import methods as _methods
 from mcp_types.version import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
@@ -64,12 +68,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _ASK_PREFIX = "gw-ask-"
+_LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
 # What a tools/call carries besides name, arguments and _meta that the full path relays.
 _RELAYED_PARAMS = ("inputResponses", "requestState")
 
 
 def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+@functools.cache
+def _result_fields(version: str) -> frozenset[str]:
+    """The ``tools/call`` result keys protocol ``version`` defines."""
+    row = _methods.SERVER_RESULTS.get(("tools/call", version))
+    return _wire_fields(row) if row is not None else frozenset(
+        {"_meta", "content", "isError", "structuredContent"})
 
 
 def tracing_configured() -> bool:
@@ -166,14 +179,16 @@ class StdioLane:
             return False
 
     def _intercept(self, line: bytes) -> bool:
+        # Cheap byte checks first; each taker parses and decides on the parsed message,
+        # so a value that merely contains one of these strings is passed on.
         if self._tg is None:
             return False
-        if b'"tools/call"' in line:
-            return self._take_call(line)
-        if b'"notifications/cancelled"' in line:
-            return self._take_cancel(line)
-        if self._asks and _ASK_PREFIX.encode() in line:
-            return self._take_answer(line)
+        if self._asks and _ASK_PREFIX.encode() in line and self._take_answer(line):
+            return True
+        if b'"tools/call"' in line and self._take_call(line):
+            return True
+        if b'"notifications/cancelled"' in line and self._take_cancel(line):
+            return True
         if b'"initialize"' in line or b'"notifications/initialized"' in line:
             self._watch_handshake(line)
         return False
@@ -204,11 +219,22 @@ class StdioLane:
             modern = False
         elif version in MODERN_PROTOCOL_VERSIONS:
             modern = True
+            # The SDK server validates a 2026 envelope; an incomplete one is its to refuse.
+            if not (isinstance(meta.get(types.CLIENT_INFO_META_KEY), dict)
+                    and isinstance(meta.get(types.CLIENT_CAPABILITIES_META_KEY), dict)):
+                return False
         else:
             return False  # an era the SDK server must judge
+        level = meta.get(types.LOG_LEVEL_META_KEY)
+        token = meta.get("progressToken")
+        if (level is not None and level not in _LOG_LEVELS) or (
+                token is not None and (not isinstance(token, str | int)
+                                       or isinstance(token, bool))):
+            return False  # invalid: the SDK answers with its validation error
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
-        if tool is None or request_id in self._calls:
+        key = coerce_request_id(request_id)
+        if tool is None or key in self._calls:
             return False
         route = tool.serves_raw()
         # Same era on both hops, or a handshake-era host in front of a 2026-07-28
@@ -217,14 +243,18 @@ class StdioLane:
         if route is None or (modern and not route[0].is_modern):
             return False
         assert self._tg is not None
-        self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern)
+        # Registered now, so that a cancellation read right after the call finds it.
+        scope = self._calls[key] = anyio.CancelScope()
+        self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern, scope)
         return True
 
     def _take_cancel(self, line: bytes) -> bool:
         try:
             message = json.loads(line)
+            if message.get("method") != "notifications/cancelled" or "id" in message:
+                return False
             request_id = message["params"]["requestId"]
-            scope = self._calls.get(request_id)
+            scope = self._calls.get(coerce_request_id(request_id))
         except (ValueError, KeyError, TypeError):
             return False
         if scope is None:
@@ -268,7 +298,7 @@ class StdioLane:
     # -- serving one call ---------------------------------------------------------------
 
     async def _serve(self, tool: Any, route: Any, request_id: Any, params: dict[str, Any],
-                     meta: dict[str, Any], modern: bool) -> None:
+                     meta: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         self.served += 1
         forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
         forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
@@ -280,7 +310,7 @@ class StdioLane:
             if key in params:
                 upstream_params[key] = params[key]
         version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.negotiated_version
-        foreign = frozenset() if modern else _later_revision_fields("tools/call", version)
+        fields = _result_fields(version)
         token = meta.get("progressToken")
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
@@ -294,8 +324,9 @@ class StdioLane:
             await self.progress(token, progress, total, message)
 
         def encode(result: dict[str, Any]) -> bytes:
-            if foreign and not foreign.isdisjoint(result):
-                result = {k: v for k, v in result.items() if k not in foreign}
+            # The host's revision's fields only, as the typed full path serialises it.
+            if not fields.issuperset(result):
+                result = {k: v for k, v in result.items() if k in fields}
             if modern:
                 stamped = result.get("_meta")
                 if stamped is None:
@@ -304,8 +335,7 @@ class StdioLane:
                     result["_meta"] = {**stamped, types.SERVER_INFO_META_KEY: self._server_info()}
             return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
-        with anyio.CancelScope() as scope:
-            self._calls[request_id] = scope
+        with scope:
             try:
                 line = await tool.call_raw(
                     route, upstream_params, front, encode,
@@ -317,7 +347,7 @@ class StdioLane:
                     "code": types.INTERNAL_ERROR,
                     "message": f"internal error in the gateway: {exc}"}})
             finally:
-                del self._calls[request_id]
+                del self._calls[coerce_request_id(request_id)]
             await self._write(line)
         # A cancelled call gets no response (the host gave up on it).
 
@@ -329,7 +359,11 @@ class StdioLane:
         await self._writer.write_bytes(line)
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
-        await self._write(_encode({"jsonrpc": "2.0", "method": method, "params": params}))
+        """Send a notification without waiting for the host to read it: a host that
+        stops reading must not stall the upstream session relaying its progress."""
+        if self._writer is not None:
+            self._writer.write_nowait(_encode({"jsonrpc": "2.0", "method": method,
+                                               "params": params}))
 
     async def progress(self, token: Any, progress: float, total: float | None,
                        message: str | None) -> None:
@@ -348,10 +382,18 @@ class StdioLane:
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
         if params is not None:
             request["params"] = params
+        written = False
         try:
             await self._write(_encode(request))
+            written = True
             with receive:
                 answer = await receive.receive()
+        except anyio.get_cancelled_exc_class():
+            if written:  # the call is gone: withdraw the question, as the SDK would
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    await self.notify("notifications/cancelled", {
+                        "requestId": ask_id, "reason": "the call was cancelled"})
+            raise
         finally:
             del self._asks[ask_id]
             send.close()

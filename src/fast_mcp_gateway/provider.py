@@ -294,6 +294,15 @@ class GatewayTool(Tool):
                                         f"'{self._original}': {exc.error.message}"))
             record.done("error", exc.error.message, size=len(line))
             return line
+        problem = _malformed_tool_result(result)
+        if problem is not None:
+            message = (f"upstream '{self._upstream.name}' returned an invalid tools/call "
+                       f"result for '{self._original}': {problem}")
+            line = encode(_error_result(message))
+            record.done("error", message, size=len(line))
+            return line
+        if result.get("resultType", "complete") == "complete":
+            result.setdefault("isError", False)  # as the typed full path writes it
         meta = result.get("_meta")
         if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
             if stripped := _result_meta(meta):
@@ -309,6 +318,32 @@ class GatewayTool(Tool):
         else:
             record.done("success", size=len(line))
         return line
+
+
+def _malformed_tool_result(result: Any) -> str | None:
+    """Why ``result`` is no ``CallToolResult`` / ``InputRequiredResult`` (None: it is one).
+
+    Cheap structural checks decide the common case; anything unusual is judged by the
+    models the full path would have parsed it with.
+    """
+    if isinstance(result, dict):
+        content, meta = result.get("content"), result.get("_meta", {})
+        if (result.get("resultType", "complete") == "complete"
+                and isinstance(content, list) and isinstance(meta, dict)
+                and isinstance(result.get("isError", False), bool)
+                and isinstance(result.get("structuredContent", {}), dict)
+                and all(isinstance(c, dict) and (c.get("type") != "text"
+                                                 or isinstance(c.get("text"), str))
+                        and isinstance(c.get("type"), str) for c in content)):
+            return None
+    model: Any = (types.InputRequiredResult
+                  if isinstance(result, dict) and result.get("resultType") == "input_required"
+                  else types.CallToolResult)
+    try:
+        model.model_validate(result, by_name=False)
+    except ValueError as exc:
+        return "; ".join(line.strip() for line in str(exc).splitlines()[:3]) or repr(exc)
+    return None
 
 
 def _error_result(message: str) -> dict[str, Any]:

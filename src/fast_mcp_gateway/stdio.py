@@ -26,6 +26,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+_restore: list[Callable[[], None]] = []
+
+
+def _set_blocking(modes: dict[int, bool]) -> None:
+    for fd, mode in modes.items():
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, mode)
+
+
+def restore_blocking() -> None:
+    """Give the host's stdin/stdout back their original blocking mode (idempotent)."""
+    while _restore:
+        _restore.pop()()
+
 
 def _is_pipe_or_socket(fd: int) -> bool:
     try:
@@ -70,6 +84,10 @@ class LineWriter:
     async def write(self, text: str) -> None:
         self._writer.write(text.encode("utf-8"))
 
+    def write_nowait(self, line: bytes) -> None:
+        """Queue one whole line on the pipe without waiting for it to drain."""
+        self._writer.write(line)
+
     async def write_bytes(self, line: bytes) -> None:
         """Write one whole line and wait for the pipe to take it."""
         self._writer.write(line)
@@ -109,6 +127,7 @@ async def stdio_streams() -> AsyncIterator[tuple[LineReader, LineWriter] | None]
         return
     sys.stdout.flush()
     loop = asyncio.get_running_loop()
+    blocking = {fd: os.get_blocking(fd) for fd in (0, 1)}
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
         with _claimed(0, devnull) as stdin, _claimed(1, 2) as stdout:
@@ -121,14 +140,16 @@ async def stdio_streams() -> AsyncIterator[tuple[LineReader, LineWriter] | None]
             wtransport, wprotocol = await loop.connect_write_pipe(
                 asyncio.streams.FlowControlMixin, wfile)
             writer = asyncio.StreamWriter(wtransport, wprotocol, None, loop)
+            # The pipe transports made the host's pipes non-blocking (a flag on the open
+            # file, which the host shares): hand them back as they came, also on a hard
+            # exit (``restore_blocking``).
+            _restore.append(lambda: _set_blocking({stdin.private: blocking[0],
+                                                   stdout.private: blocking[1]}))
             try:
                 yield LineReader(reader), LineWriter(writer)
             finally:
                 rtransport.close()
                 wtransport.close()
-                # Hand the wire back blocking, as the host gave it to us.
-                for fd in (stdin.private, stdout.private):
-                    with contextlib.suppress(OSError):
-                        os.set_blocking(fd, True)
+                restore_blocking()
     finally:
         os.close(devnull)

@@ -56,7 +56,7 @@ from fast_mcp_gateway.forwarding import FrontCall, InFlight
 from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthThresholds, HealthWindow
 from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
 from fast_mcp_gateway.signals import ChangeSignal
-from fast_mcp_gateway.upstream_stdio import RawTap, TappedStdioTransport
+from fast_mcp_gateway.upstream_stdio import STOP_GRACE, RawTap, TappedStdioTransport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -148,7 +148,6 @@ class RestartPolicy:
 
 
 DEFAULT_RESTART = RestartPolicy()
-STOP_GRACE = 1.0  # seconds a stopping stdio server gets to exit on stdin EOF
 EWMA_ALPHA = 0.3  # weight of the newest latency sample
 
 
@@ -875,7 +874,10 @@ class Upstream:
         name = params["name"]
 
         async def op(session: ClientSession) -> dict[str, Any]:
-            data: dict[str, Any] = {"method": "tools/call", "params": params}
+            # A copy per attempt: the stamp writes into _meta, and a retry may go to a
+            # replica of another era.
+            data: dict[str, Any] = {"method": "tools/call", "params": {
+                **params, "_meta": dict(params.get("_meta") or {})}}
             opts: CallOptions = {"timeout": self.call_timeout}
             session._stamp(data, opts)  # the negotiated era's envelope, as send_request does
             tap = self._tap

@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO, Unpack
+from typing import Any, TextIO, Unpack, cast
 
 import anyio
 import anyio.lowlevel
@@ -39,13 +39,17 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import (
     StdioServerParameters,
     _aclose_all,
+    _close_pipe,
+    _close_subprocess_transport,
     _create_platform_compatible_process,
     _drain_stdout,
     _get_executable_command,
     _parse_line,
-    _stop_server_process,
+    _terminate_process_tree,
+    _wait_for_process_exit,
     get_default_environment,
 )
+from mcp.os.win32.utilities import close_process_job
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
@@ -53,7 +57,30 @@ logger = logging.getLogger(__name__)
 
 _ID_PREFIX = "gw-"
 _WRITER_FLUSH_TIMEOUT = 0.5  # as the SDK's stdio_client
+# Seconds a stopping server gets to exit on stdin EOF before its process group is
+# terminated.  The SDK waits 2 s; hosts often kill the gateway itself ~2 s after
+# closing its stdin, which would leave a slow server orphaned.
+STOP_GRACE = 1.0
+_KILL_REAP_TIMEOUT = 2.0
+
+
+async def _stop_server_process(process: Any) -> None:
+    """The SDK's shutdown sequence (stdin EOF, grace, group SIGTERM, SIGKILL) with
+    ``STOP_GRACE`` as the grace."""
+    await _close_pipe(process.stdin)
+    if not await _wait_for_process_exit(process, STOP_GRACE):
+        await _terminate_process_tree(process)
+        if not await _wait_for_process_exit(process, _KILL_REAP_TIMEOUT):
+            logger.warning("MCP server process %d is still alive after the kill escalation; "
+                           "abandoning it", process.pid)
+    close_process_job(process)
+    await _close_pipe(process.stdout)
+    _close_subprocess_transport(process)
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class RawTap:
@@ -79,14 +106,15 @@ class RawTap:
                            "params": params}, ensure_ascii=False, separators=(",", ":"))
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
         self._pending[request_id] = (send, on_progress)
-        sent = False
+        sent = False  # once the write starts, the server may have the request
         try:
             with receive, anyio.fail_after(timeout):
-                await self._write((line + "\n").encode())
                 sent = True
+                await self._write((line + "\n").encode())
                 message = await receive.receive()
         except TimeoutError:
-            await self._cancel(request_id, f"timed out after {timeout}s")
+            if sent:
+                await self._cancel(request_id, f"timed out after {timeout}s")
             raise MCPError(code=types.REQUEST_TIMEOUT,
                            message=f"Timed out after {timeout}s") from None
         except anyio.get_cancelled_exc_class():
@@ -139,9 +167,14 @@ class RawTap:
             entry = self._pending.get(token) if isinstance(token, str) else None
             if entry is None or entry[1] is None:
                 return False
+            progress, total, text = (params.get("progress"), params.get("total"),
+                                     params.get("message"))
+            if not (_is_number(progress) and (total is None or _is_number(total))
+                    and (text is None or isinstance(text, str))):
+                return True  # malformed: dropped, as the SDK's session drops it
             try:
-                await entry[1](params.get("progress", 0), params.get("total"),
-                               params.get("message"))
+                await entry[1](float(cast(float, progress)),
+                               None if total is None else float(total), text)
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
             return True

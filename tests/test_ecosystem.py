@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import mcp_types as types
 import pytest
 from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
 
 from tests import npm_tools
 from tests.fixtures import make_gateway
@@ -74,6 +76,54 @@ async def test_typescript_reference_server_through_the_gateway(tools: Path) -> N
         assert read
         prompts = {p.name for p in await client.list_prompts()}
         assert any(name.startswith("everything_") for name in prompts)
+
+
+@pytest.mark.anyio
+async def test_typescript_reference_server_behind_mcp_gateway_serve(
+        tools: Path, tmp_path: Path) -> None:
+    """The same upstream behind the real stdio front, where calls take the express lane
+    (a handshake-era host and upstream): results, progress and a pushed sampling request."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"everything": everything_entry(tools)}}))
+    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway.cli", "serve",
+                                                "--config", str(config)], keep_alive=False,
+                               env={**os.environ, "MCP_GATEWAY_DB": str(tmp_path / "g.db"),
+                                    "MCP_GATEWAY_LOG_LEVEL": "DEBUG"},
+                               log_file=tmp_path / "gateway.log")
+
+    async def sample(messages: object, params: object, context: object) -> str:
+        return "a reply from the host's model"
+
+    async with Client(transport, mode="legacy", sampling_handler=sample) as client:
+        while "everything_echo" not in {t.name for t in await client.list_tools()}:  # noqa: ASYNC110 - upstream start-up
+            await anyio.sleep(0.05)
+        echo = await client.call_tool("everything_echo", {"message": "héllo ✓"})
+        assert echo.content[0].text == "Echo: héllo ✓"
+        image = await client.call_tool_mcp("everything_get-tiny-image", {})
+        assert any(isinstance(c, types.ImageContent) and c.mime_type == "image/png"
+                   for c in image.content)
+        steps: list[float] = []
+
+        async def on_progress(p: float, total: float | None, message: str | None) -> None:
+            steps.append(p)
+
+        await client.call_tool("everything_trigger-long-running-operation",
+                               {"duration": 0.3, "steps": 3}, progress_handler=on_progress)
+        assert len(steps) == 3
+        sampled = await client.call_tool("everything_trigger-sampling-request",
+                                         {"prompt": "hi", "maxTokens": 20})
+        assert "a reply from the host's model" in json.dumps(
+            [c.model_dump(mode="json") for c in sampled.content])
+    # The calls took the express lane, and were recorded like any other.
+    log = (tmp_path / "gateway.log").read_text()
+    for tool in ("everything_echo", "everything_trigger-sampling-request"):
+        assert f"express lane: tools/call {tool} " in log
+    logs = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway.cli", "logs",
+                                    "--db", str(tmp_path / "g.db"), "--json"])
+    records = [json.loads(line) for line in logs.stdout.decode().splitlines()]
+    assert {r["exposed"] for r in records} >= {"everything_echo",
+                                               "everything_trigger-sampling-request"}
+    assert all(r["status"] == "success" for r in records)
 
 
 @pytest.mark.anyio

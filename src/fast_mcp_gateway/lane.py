@@ -300,6 +300,8 @@ class StdioLane:
     async def _serve(self, tool: Any, route: Any, request_id: Any, params: dict[str, Any],
                      meta: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         self.served += 1
+        logger.debug("express lane: tools/call %s (id %r) -> server %s", tool.name,
+                     request_id, route[0].name)
         forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
         forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
                                                  or current_trace_id())

@@ -175,9 +175,11 @@ PARITY_CALLS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize("era", ["legacy", "modern"])
-async def test_the_lane_answers_exactly_as_the_full_path(tmp_path: Path, era: str) -> None:
-    config = write_config(tmp_path)
+@pytest.mark.parametrize(("era", "upstream"), [("legacy", "auto"), ("modern", "auto"),
+                                               ("legacy", "legacy"), ("modern", "legacy")])
+async def test_the_lane_answers_exactly_as_the_full_path(tmp_path: Path, era: str,
+                                                         upstream: str) -> None:
+    config = write_config(tmp_path, protocol=upstream)
     answers: dict[bool, list[dict[str, Any]]] = {}
     for lane in (True, False):
         async with raw_host(config, era, lane=lane) as host:
@@ -362,12 +364,22 @@ async def test_rate_limits_apply_on_the_lane_as_on_the_full_path(tmp_path: Path)
     assert "rate limited: server 'up' allows 0.01 calls/s (burst 1)" in texts[True]
 
 
+async def test_a_2026_host_cannot_answer_a_handshake_era_push_on_either_path(
+        tmp_path: Path) -> None:
+    results = {}
+    for lane in (True, False):
+        async with raw_host(write_config(tmp_path, protocol="legacy"), "modern",
+                            lane=lane) as host:
+            assert lane_id(await host.call("up_whoami")).startswith("gw-") is lane
+            results[lane] = await host.call("up_ask_model", {"question": "?"})
+    assert results[True] == results[False]
+    assert results[True]["isError"] is True
+    assert "no connected host that supports sampling" in results[True]["content"][0]["text"]
+
+
 async def test_calls_the_lane_cannot_answer_exactly_take_the_full_path(tmp_path: Path) -> None:
-    # A handshake-era upstream behind a 2026-07-28 host: different eras.
-    legacy_upstream = write_config(tmp_path, protocol="legacy")
-    async with raw_host(legacy_upstream, "modern") as host:
-        assert not lane_id(await host.call("up_whoami")).startswith("gw-")
-        # ... and the admin tools are the gateway's own.
+    async with raw_host(write_config(tmp_path), "modern") as host:
+        # The admin tools are the gateway's own.
         servers = await host.call("gateway_list_servers")
         assert servers["structuredContent"]["servers"][0]["name"] == "up"
     # A read-only tool with a stale-result fallback keeps typed results.

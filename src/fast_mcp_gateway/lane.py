@@ -16,14 +16,15 @@ host's lines itself (``stdio.py``), so it can take the commonest request, a
 * the result goes back as JSON with the gateway's stamp, as the SDK server would.
 
 Anything else passes through to the SDK server untouched, and so does any call the
-lane cannot answer exactly as the full path would: before the handshake, a
-2026-07-28 host in front of a handshake-era upstream (whose pushed requests such a
-host cannot receive), a tool with a stale-result fallback or session-sticky
+lane cannot answer exactly as the full path would: before the handshake, requests
+the SDK would reject, a tool with a stale-result fallback or session-sticky
 balancing, admin tools, unknown names, or while OpenTelemetry tracing is configured
 (the full path emits the spans).  The decision is made before anything is sent
-upstream.  A handshake-era host in front of a 2026-07-28 upstream does take the
-lane: the 2026-only result fields are dropped and ``input_required`` asks are put to
-the host, as the full path does.
+upstream.  Mixed eras take the lane too, converted as the full path converts them:
+a handshake-era host gets no 2026-only result fields and has a 2026 upstream's
+``input_required`` asks put to it; a 2026-07-28 host gets ``resultType`` and the
+gateway's stamp on a handshake-era upstream's results (and, like on the full path,
+an error when such an upstream pushes a request it cannot receive).
 
 During a call the lane also carries what the upstream sends back: progress (to the
 host's own token), logs (at the levels the host asked for) and, for a
@@ -240,7 +241,7 @@ class StdioLane:
         # Same era on both hops, or a handshake-era host in front of a 2026-07-28
         # upstream (its asks are bridged, its newer result fields dropped).  A
         # handshake-era upstream's pushes cannot reach a 2026-07-28 host: full path.
-        if route is None or (modern and not route[0].is_modern):
+        if route is None:
             return False
         assert self._tg is not None
         # Registered now, so that a cancellation read right after the call finds it.
@@ -330,6 +331,7 @@ class StdioLane:
             if not fields.issuperset(result):
                 result = {k: v for k, v in result.items() if k in fields}
             if modern:
+                result.setdefault("resultType", "complete")  # a handshake-era upstream's
                 stamped = result.get("_meta")
                 if stamped is None:
                     result["_meta"] = {types.SERVER_INFO_META_KEY: self._server_info()}

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -37,38 +38,45 @@ def everything_entry(tools: Path) -> dict[str, object]:
     return {"command": str(npm_tools.node(tools)), "args": [str(script / "dist/index.js"), "stdio"]}
 
 
+async def _sample(messages: object, params: object, context: object) -> str:
+    return "a reply from the host's model"
+
+
+async def _exercise_everything_tools(client: Client[Any]) -> None:
+    """server-everything's tools through a gateway: text, numbers, an image, progress and
+    a sampling request the upstream pushes to the host (``_sample`` answers it)."""
+    echo = await client.call_tool("everything_echo", {"message": "héllo ✓"})
+    assert echo.content[0].text == "Echo: héllo ✓"
+    total = await client.call_tool("everything_get-sum", {"a": 2, "b": 40})
+    assert "42" in total.content[0].text
+    image = await client.call_tool_mcp("everything_get-tiny-image", {})
+    assert any(isinstance(c, types.ImageContent) and c.mime_type == "image/png"
+               for c in image.content)
+    steps: list[float] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        steps.append(p)
+
+    await client.call_tool("everything_trigger-long-running-operation",
+                           {"duration": 0.3, "steps": 3}, progress_handler=on_progress)
+    assert len(steps) == 3
+    sampled = await client.call_tool("everything_trigger-sampling-request",
+                                     {"prompt": "hi", "maxTokens": 20})
+    assert "a reply from the host's model" in json.dumps(
+        [c.model_dump(mode="json") for c in sampled.content])
+
+
 @pytest.mark.anyio
 async def test_typescript_reference_server_through_the_gateway(tools: Path) -> None:
     gateway = make_gateway({"everything": everything_entry(tools)})
 
-    async def sample(messages: object, params: object, context: object) -> str:
-        return "a reply from the host's model"
-
-    async with Client(gateway.server, mode="legacy", sampling_handler=sample) as client:
+    async with Client(gateway.server, mode="legacy", sampling_handler=_sample) as client:
         upstream = gateway.manager.get("everything").replicas[0]
         assert upstream.protocol_version == "2025-11-25"  # TS-SDK servers are handshake era
         names = {t.name for t in await client.list_tools()}
         assert {"everything_echo", "everything_get-sum", "everything_get-tiny-image",
                 "everything_trigger-sampling-request"} <= names
-        echo = await client.call_tool("everything_echo", {"message": "héllo"})
-        assert echo.content[0].text == "Echo: héllo"
-        total = await client.call_tool("everything_get-sum", {"a": 2, "b": 40})
-        assert "42" in total.content[0].text
-        image = await client.call_tool_mcp("everything_get-tiny-image", {})
-        assert any(isinstance(c, types.ImageContent) and c.mime_type == "image/png"
-                   for c in image.content)
-        steps: list[float] = []
-
-        async def on_progress(p: float, total: float | None, message: str | None) -> None:
-            steps.append(p)
-
-        await client.call_tool("everything_trigger-long-running-operation",
-                               {"duration": 0.3, "steps": 3}, progress_handler=on_progress)
-        assert len(steps) == 3
-        sampled = await client.call_tool("everything_trigger-sampling-request",
-                                         {"prompt": "hi", "maxTokens": 20})
-        assert "a reply from the host's model" in json.dumps(
-            [c.model_dump(mode="json") for c in sampled.content])
+        await _exercise_everything_tools(client)
         resources = await client.list_resources()
         assert resources and all(str(r.uri).startswith("demo://everything/")
                                  for r in resources)
@@ -91,29 +99,10 @@ async def test_typescript_reference_server_behind_mcp_gateway_serve(
                                     "MCP_GATEWAY_LOG_LEVEL": "DEBUG"},
                                log_file=tmp_path / "gateway.log")
 
-    async def sample(messages: object, params: object, context: object) -> str:
-        return "a reply from the host's model"
-
-    async with Client(transport, mode="legacy", sampling_handler=sample) as client:
+    async with Client(transport, mode="legacy", sampling_handler=_sample) as client:
         while "everything_echo" not in {t.name for t in await client.list_tools()}:  # noqa: ASYNC110 - upstream start-up
             await anyio.sleep(0.05)
-        echo = await client.call_tool("everything_echo", {"message": "héllo ✓"})
-        assert echo.content[0].text == "Echo: héllo ✓"
-        image = await client.call_tool_mcp("everything_get-tiny-image", {})
-        assert any(isinstance(c, types.ImageContent) and c.mime_type == "image/png"
-                   for c in image.content)
-        steps: list[float] = []
-
-        async def on_progress(p: float, total: float | None, message: str | None) -> None:
-            steps.append(p)
-
-        await client.call_tool("everything_trigger-long-running-operation",
-                               {"duration": 0.3, "steps": 3}, progress_handler=on_progress)
-        assert len(steps) == 3
-        sampled = await client.call_tool("everything_trigger-sampling-request",
-                                         {"prompt": "hi", "maxTokens": 20})
-        assert "a reply from the host's model" in json.dumps(
-            [c.model_dump(mode="json") for c in sampled.content])
+        await _exercise_everything_tools(client)
     # The calls took the express lane, and were recorded like any other.
     log = (tmp_path / "gateway.log").read_text()
     for tool in ("everything_echo", "everything_trigger-sampling-request"):

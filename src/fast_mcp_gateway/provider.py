@@ -88,8 +88,7 @@ async def _with_asks_answered(
            and not front.is_modern):
         rounds += 1
         if rounds > MAX_ASK_ROUNDS:
-            raise UpstreamError(upstream.name, f"still asking for input after {MAX_ASK_ROUNDS} "
-                                               "rounds; giving up")
+            raise _still_asking(upstream)
         answers: dict[str, Any] = {}
         for key, request in (result.input_requests or {}).items():
             answers[key] = await _ask_host(upstream, front, request)
@@ -107,10 +106,17 @@ async def _ask_host(upstream: Service, front: FrontCall, request: Any) -> Any:
             return await front.create_message(request.params)
         return await front.list_roots()
     except MCPError as exc:
-        raise UpstreamError(
-            upstream.name, f"asked the host for {request.method}, which failed: "
-                           f"{exc.error.message}"
-        ) from exc
+        raise _ask_failed(upstream, request.method, exc) from exc
+
+
+def _still_asking(upstream: Service) -> UpstreamError:
+    return UpstreamError(upstream.name, f"still asking for input after {MAX_ASK_ROUNDS} "
+                                        "rounds; giving up")
+
+
+def _ask_failed(upstream: Service, method: str, exc: MCPError) -> UpstreamError:
+    return UpstreamError(upstream.name, f"asked the host for {method}, which failed: "
+                                        f"{exc.error.message}")
 
 
 def _front(context: Context | None = None) -> FrontCall:
@@ -268,8 +274,7 @@ class GatewayTool(Tool):
             while ask is not None and result.get("resultType") == "input_required":
                 rounds += 1
                 if rounds > MAX_ASK_ROUNDS:
-                    raise UpstreamError(upstream.name, "still asking for input after "
-                                                       f"{MAX_ASK_ROUNDS} rounds; giving up")
+                    raise _still_asking(upstream)
                 answers: dict[str, Any] = {}
                 for key, request in (result.get("inputRequests") or {}).items():
                     method = request.get("method", "?") if isinstance(request, dict) else "?"
@@ -277,8 +282,7 @@ class GatewayTool(Tool):
                         answers[key] = await ask(method, request.get("params")
                                                  if isinstance(request, dict) else None)
                     except MCPError as exc:
-                        raise UpstreamError(upstream.name, f"asked the host for {method}, "
-                                            f"which failed: {exc.error.message}") from exc
+                        raise _ask_failed(upstream, method, exc) from exc
                 params = {**params, "inputResponses": answers}
                 if result.get("requestState") is not None:
                     params["requestState"] = result["requestState"]

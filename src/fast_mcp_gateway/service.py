@@ -70,6 +70,10 @@ class CallPath:
     def retries(self) -> int:
         return max(0, len(self.attempts) - 1)
 
+    def route_meta(self) -> dict[str, Any]:
+        """The attempts, as a retried result's ``_meta`` reports them."""
+        return {"attempts": [{"replica": r, "outcome": o} for r, o in self.attempts]}
+
 
 def _kind(exc: BaseException) -> FailureKind:
     if isinstance(exc, UpstreamUnavailable):
@@ -299,8 +303,7 @@ class Service:
             while len(self._stale) > _STALE_ENTRIES:
                 self._stale.popitem(last=False)
         if path.retries and isinstance(result, types.CallToolResult):
-            meta = {**(result.meta or {}), ROUTE_META_KEY: {
-                "attempts": [{"replica": r, "outcome": o} for r, o in path.attempts]}}
+            meta = {**(result.meta or {}), ROUTE_META_KEY: path.route_meta()}
             result = result.model_copy(update={"meta": meta})
         return result
 
@@ -337,8 +340,7 @@ class Service:
             key=self._hash_key(params.get("arguments"), front), path=path,
         )
         if path.retries:
-            result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: {
-                "attempts": [{"replica": r, "outcome": o} for r, o in path.attempts]}}
+            result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: path.route_meta()}
         return result
 
     async def read_resource(

@@ -217,7 +217,6 @@ class Gateway:
             restart=restart,
         )
         self.hub = FrontHub()
-        self.lane: StdioLane | None = None  # the stdio express lane, while serving stdio
         self.store: Store | None = None  # open while serving, when call logging is on
         self.recorder: Recorder | None = None
         # A host that lists the catalog is a host to tell when it changes.
@@ -510,7 +509,6 @@ class Gateway:
             low = self.server._mcp_server
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane)
-            self.lane = lane
             token = set_transport("stdio")
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes

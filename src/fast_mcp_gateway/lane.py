@@ -152,7 +152,6 @@ class StdioLane:
         self.handshake_done = False
         self.host_capabilities: dict[str, Any] = {}
         self.host_version: str | None = None
-        self.served = 0  # calls taken by the lane (for tests and stats)
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -300,7 +299,6 @@ class StdioLane:
 
     async def _serve(self, tool: Any, route: Any, request_id: Any, params: dict[str, Any],
                      meta: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
-        self.served += 1
         logger.debug("express lane: tools/call %s (id %r) -> server %s", tool.name,
                      request_id, route[0].name)
         forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
@@ -323,9 +321,6 @@ class StdioLane:
             log_levels=allowed_log_levels(version, meta),
         )
 
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            await self.progress(token, progress, total, message)
-
         def encode(result: dict[str, Any]) -> bytes:
             # The host's revision's fields only, as the typed full path serialises it.
             if not fields.issuperset(result):
@@ -343,7 +338,7 @@ class StdioLane:
             try:
                 line = await tool.call_raw(
                     route, upstream_params, front, encode,
-                    on_progress if token is not None else None,
+                    front.progress if token is not None else None,
                     None if modern or not route[0].is_modern else self.ask)
             except Exception as exc:
                 logger.exception("express lane: tools/call %r failed", params.get("name"))

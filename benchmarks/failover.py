@@ -54,7 +54,7 @@ async def run(seconds: float, every: float, callers: int) -> dict[str, Any]:
             "    retry: {attempts: 3, backoff: {initial: 0.01, max: 0.1}}\n"
             "    timeouts: {call: 5}\n"
         )
-        transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway.cli", "serve",
+        transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway", "serve",
                                                     "--config", str(config),
                                                     "--log-level", "WARNING"],
                                    keep_alive=False, log_file=Path(tmp) / "gateway.log")

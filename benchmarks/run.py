@@ -10,7 +10,7 @@ over ``StdioTransport``):
 * direct:  client --stdio--> ``python benchmarks/upstream.py``
 * relay:   client --stdio--> ``python benchmarks/relay.py`` --stdio--> upstream
   (a byte copier: the cost of one more process and pipe hop, and nothing else)
-* gateway: client --stdio--> ``python -m fast_mcp_gateway.cli serve`` --stdio--> upstream
+* gateway: client --stdio--> ``python -m fast_mcp_gateway serve`` --stdio--> upstream
 
 Measurements alternate between the paths round by round (the order rotating each
 round) so that drifts of a shared machine hit every path alike; each figure is
@@ -41,7 +41,7 @@ import anyio
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from fast_mcp_gateway.processes import descendants, process_tree
+from fast_mcp_gateway.upstream.processes import descendants, process_tree
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream.py"
@@ -139,7 +139,7 @@ class Workspace:
                 f"    protocol: {self.protocol}",
             ]
         config.write_text("\n".join(lines) + "\n")
-        args = ("-m", "fast_mcp_gateway.cli", "serve", "--config", str(config),
+        args = ("-m", "fast_mcp_gateway", "serve", "--config", str(config),
                 "--log-level", "WARNING")
         return Endpoint(GATEWAY, PY, args, names)
 

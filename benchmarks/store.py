@@ -27,8 +27,8 @@ from fastmcp import Client, FastMCP
 from fastmcp.client.transports import ClientTransport, FastMCPTransport
 
 from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
-from fast_mcp_gateway.config import ServerConfig
-from fast_mcp_gateway.store import Invocation, Store
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.store.sqlite import Invocation, Store
 
 TARGET_QUERY_MS = 200.0
 TARGET_LOGGING_COST = 0.05

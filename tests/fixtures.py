@@ -21,8 +21,8 @@ from fastmcp.exceptions import ToolError
 from fastmcp.tools.base import ToolResult
 
 from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
-from fast_mcp_gateway.config import ServerConfig
-from fast_mcp_gateway.upstream import RestartPolicy, default_transport
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.upstream.replica import RestartPolicy, default_transport
 
 SERVERS = Path(__file__).parent / "servers"
 PY = sys.executable

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from fast_mcp_gateway.processes import descendants, is_alive
+from fast_mcp_gateway.upstream.processes import descendants, is_alive
 
 
 def describe(pid: int) -> str:

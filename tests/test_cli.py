@@ -16,7 +16,7 @@ from tests import procs
 from tests.fixtures import SERVERS
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "fast_mcp_gateway.cli"]
+CLI = [sys.executable, "-m", "fast_mcp_gateway"]
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -163,7 +163,7 @@ def test_logs_and_stats_read_what_serve_recorded(tmp_path: Path) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
-    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway.cli", "serve",
+    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway", "serve",
                                                 "--config", str(REPO / "servers.yaml")],
                                cwd=str(REPO), keep_alive=False)
     async with Client(transport, mode=mode) as client:
@@ -184,8 +184,8 @@ async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
 
 @pytest.mark.anyio
 async def test_servers_shows_the_file_merged_with_runtime_registrations(tmp_path: Path) -> None:
-    from fast_mcp_gateway.management import TOMBSTONE
-    from fast_mcp_gateway.store import Store
+    from fast_mcp_gateway.admin.management import TOMBSTONE
+    from fast_mcp_gateway.store.sqlite import Store
 
     db = tmp_path / "g.db"
     store = await Store.open(db)

@@ -93,7 +93,7 @@ async def test_typescript_reference_server_behind_mcp_gateway_serve(
     (a handshake-era host and upstream): results, progress and a pushed sampling request."""
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"everything": everything_entry(tools)}}))
-    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway.cli", "serve",
+    transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway", "serve",
                                                 "--config", str(config)], keep_alive=False,
                                env={**os.environ, "MCP_GATEWAY_DB": str(tmp_path / "g.db"),
                                     "MCP_GATEWAY_LOG_LEVEL": "DEBUG"},
@@ -107,7 +107,7 @@ async def test_typescript_reference_server_behind_mcp_gateway_serve(
     log = (tmp_path / "gateway.log").read_text()
     for tool in ("everything_echo", "everything_trigger-sampling-request"):
         assert f"express lane: tools/call {tool} " in log
-    logs = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway.cli", "logs",
+    logs = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway", "logs",
                                     "--db", str(tmp_path / "g.db"), "--json"])
     records = [json.loads(line) for line in logs.stdout.decode().splitlines()]
     assert {r["exposed"] for r in records} >= {"everything_echo",
@@ -132,7 +132,7 @@ def test_the_official_inspector_cli_drives_the_gateway(tools: Path, era: str) ->
     inspector = npm_tools.package_path(tools, "@modelcontextprotocol/inspector")
     launcher = inspector / "clients/launcher/build/index.js"
     env = {**os.environ, "PATH": f"{npm_tools.node(tools).parent}{os.pathsep}{os.environ['PATH']}"}
-    gateway = [sys.executable, "-m", "fast_mcp_gateway.cli", "serve",
+    gateway = [sys.executable, "-m", "fast_mcp_gateway", "serve",
                "--config", str(REPO / "servers.yaml")]
 
     def inspect(*args: str) -> dict[str, object]:

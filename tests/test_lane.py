@@ -118,7 +118,7 @@ async def raw_host(config: Path, era: str, *, lane: bool = True,
                    env: dict[str, str] | None = None) -> AsyncIterator[RawHost]:
     environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower(), **(env or {})}
     process = await anyio.open_process(
-        [PY, "-m", "fast_mcp_gateway.cli", "serve", "--config", str(config),
+        [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
          "--log-level", "WARNING"], env=environ, stderr=None)
     async with process, anyio.create_task_group() as tg:
         host = RawHost(process, era, on_request)
@@ -220,7 +220,7 @@ async def test_progress_reaches_the_callers_own_token(tmp_path: Path, era: str) 
 
 async def test_a_fastmcp_client_gets_progress_and_logs_through_the_lane(
         tmp_path: Path) -> None:
-    transport = StdioTransport(PY, ["-m", "fast_mcp_gateway.cli", "serve", "--config",
+    transport = StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config",
                                     str(write_config(tmp_path))], keep_alive=False,
                                env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
     logs: list[str] = []
@@ -395,7 +395,7 @@ async def test_lane_calls_are_recorded_like_any_other(tmp_path: Path) -> None:
                         env={"MCP_GATEWAY_DB": str(db)}) as host:
         assert lane_id(await host.call("up_whoami")).startswith("gw-")
         await host.call("up_refuse", {"reason": "no", "api_key": "hunter2"})
-    logs = await anyio.run_process([PY, "-m", "fast_mcp_gateway.cli", "logs", "--db", str(db),
+    logs = await anyio.run_process([PY, "-m", "fast_mcp_gateway", "logs", "--db", str(db),
                                     "--json"])
     records = {r["exposed"]: r for r in map(json.loads, logs.stdout.decode().splitlines())}
     assert records["up_whoami"]["status"] == "success"

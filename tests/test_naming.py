@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from fast_mcp_gateway.naming import allocate_names, allocate_uris, namespace_uri
+from fast_mcp_gateway.routing.naming import allocate_names, allocate_uris, namespace_uri
 
 HOST_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.upstream import UpstreamState
+from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import make_gateway, replica_server, stdio_entry
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.routing import Route, RouteTable
+from fast_mcp_gateway.routing.rules import Route, RouteTable
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
 
 

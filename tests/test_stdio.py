@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.upstream import UpstreamState
+from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import make_gateway, stdio_entry
 
 pytestmark = pytest.mark.anyio

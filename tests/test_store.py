@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fast_mcp_gateway import store as store_module
-from fast_mcp_gateway.store import Invocation, StorageError, Store
+from fast_mcp_gateway.store import sqlite as store_module
+from fast_mcp_gateway.store.sqlite import Invocation, StorageError, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +153,7 @@ async def test_retention_by_age_and_rows(tmp_path: Path) -> None:
 
 WRITER = """
 import anyio, sys
-from fast_mcp_gateway.store import Invocation, Store
+from fast_mcp_gateway.store.sqlite import Invocation, Store
 async def main():
     store = await Store.open(sys.argv[1])
     batch = 0

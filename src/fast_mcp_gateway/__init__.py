@@ -1,8 +1,8 @@
 """Fast MCP Gateway: one MCP server in front of many, namespaced and supervised."""
 
-__version__ = "0.1.0"
-
-from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config, parse_config
+from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig, load_config, parse_config
+from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import (
     AdminError,
     ConfigError,
@@ -14,7 +14,6 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.gateway import Gateway
-from fast_mcp_gateway.settings import GatewaySettings
 
 __all__ = [
     "AdminError",

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,51 +28,44 @@ import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from fastmcp.server.dependencies import get_context
-from fastmcp.tools.base import Tool
-from fastmcp.utilities.versions import VersionSpec
-from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
-    InMemorySubscriptionBus,
     ListenHandler,
-    PromptsListChanged,
-    ResourcesListChanged,
-    ResourceUpdated,
-    ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from fast_mcp_gateway import __version__
-from fast_mcp_gateway.admin import register_admin_tools
-from fast_mcp_gateway.background import background
-from fast_mcp_gateway.config import GatewayConfig, ServerConfig, load_config
-from fast_mcp_gateway.errors import ConfigError, UpstreamError
-from fast_mcp_gateway.forwarding import FrontCall
-from fast_mcp_gateway.inspector import register_inspector_tools
-from fast_mcp_gateway.lane import StdioLane
-from fast_mcp_gateway.management import (
+from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.admin.inspector import register_inspector_tools
+from fast_mcp_gateway.admin.management import (
     ChangeReport,
     merge,
     register_management_tools,
     watch_config,
 )
-from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
-from fast_mcp_gateway.provider import GatewayProvider
-from fast_mcp_gateway.recorder import Recorder, dumps_arguments
-from fast_mcp_gateway.routing import Route, RouteTable
-from fast_mcp_gateway.service import Service
-from fast_mcp_gateway.settings import GatewaySettings, Transport
-from fast_mcp_gateway.signals import ChangeSignal
-from fast_mcp_gateway.stdio import stdio_streams
-from fast_mcp_gateway.store import Store
-from fast_mcp_gateway.upstream import (
+from fast_mcp_gateway.admin.status import register_admin_tools
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig, load_config
+from fast_mcp_gateway.config.settings import GatewaySettings, Transport
+from fast_mcp_gateway.errors import ConfigError, UpstreamError
+from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.provider import GatewayProvider
+from fast_mcp_gateway.front.server import GatewayServer, track_current_host
+from fast_mcp_gateway.front.stdio import stdio_streams
+from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.routing.rules import Route, RouteTable
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.store.sqlite import Store
+from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
+from fast_mcp_gateway.upstream.relay import FrontCall
+from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
     default_transport,
 )
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
@@ -82,116 +74,6 @@ INSTRUCTIONS = (
     "named '<server>_<name>'; their resources carry the server name after the URI scheme. "
     "Tools named 'gateway_*' manage the gateway itself (servers, status, stderr)."
 )
-
-
-class FrontHub:
-    """Connected hosts, and what to push to them when the catalog changes.
-
-    Handshake-era hosts get ``notifications/*/list_changed`` and
-    ``notifications/resources/updated`` on their connection; 2026-07-28 hosts get
-    the same events on their ``subscriptions/listen`` streams (via ``bus``).
-    """
-
-    def __init__(self) -> None:
-        self.bus = InMemorySubscriptionBus()
-        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
-        self._pending: set[str] = set()
-        self._updated: list[str] = []
-        self._wake = anyio.Event()
-
-    def track(self, connection: Connection | None) -> None:
-        if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._connections.add(connection)
-
-    def subscribe(self, uri: str, connection: Connection | None) -> None:
-        if connection is not None:
-            self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection)
-
-    def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
-        """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
-        subs = self._subscribers.get(uri)
-        if subs is not None and connection is not None:
-            subs.discard(connection)
-        if subs is not None and not subs:
-            del self._subscribers[uri]
-        return uri not in self._subscribers
-
-    def changed(self, kinds: set[str]) -> None:
-        self._pending |= kinds
-        self._wake.set()
-
-    def resource_updated(self, uri: str) -> None:
-        self._updated.append(uri)
-        self._wake.set()
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        task_status.started()
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            kinds, self._pending = self._pending, set()
-            updated, self._updated = self._updated, []
-            await self._broadcast(kinds, updated)
-
-    async def _broadcast(self, kinds: set[str], updated: list[str]) -> None:
-        events: list[Any] = []
-        if "tools" in kinds:
-            events.append(ToolsListChanged())
-        if "prompts" in kinds:
-            events.append(PromptsListChanged())
-        if "resources" in kinds:
-            events.append(ResourcesListChanged())
-        events += [ResourceUpdated(uri=uri) for uri in updated]
-        for event in events:
-            await self.bus.publish(event)
-        for connection in list(self._connections):
-            try:
-                if "tools" in kinds:
-                    await connection.send_tool_list_changed()
-                if "prompts" in kinds:
-                    await connection.send_prompt_list_changed()
-                if "resources" in kinds:
-                    await connection.send_resource_list_changed()
-            except Exception:  # noqa: BLE001 - a gone host must not stop the others
-                self._connections.discard(connection)
-        for uri in updated:
-            for connection in list(self._subscribers.get(uri, ())):
-                try:
-                    await connection.send_resource_updated(uri)
-                except Exception:  # noqa: BLE001 - a gone host must not stop the others
-                    self._subscribers[uri].discard(connection)
-
-
-class _GatewayServer(FastMCP[Any]):
-    """FastMCP with upstream tools resolved from the gateway's table first.
-
-    FastMCP resolves a tool by asking every provider concurrently (a task group per
-    call).  Upstream tools live in one O(1) table and never share a name with the
-    gateway's own tools (those names are reserved), so asking it first changes no
-    answer, only the cost of every ``tools/call``.
-    """
-
-    gateway_provider: GatewayProvider
-
-    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
-        if version is None:
-            tool = await self.gateway_provider.get_tool(name)
-            if tool is not None and tool.auth is None:
-                return tool
-        return await super()._get_tool(name, version)
-
-
-def _track_current_host(hub: FrontHub) -> None:
-    """Remember the connection of the host making the current request (if any)."""
-    try:
-        ctx = get_context()
-    except RuntimeError:
-        return
-    if ctx.request_context is not None:
-        hub.track(getattr(ctx.session, "_connection", None))
 
 
 class Gateway:
@@ -221,8 +103,8 @@ class Gateway:
         self.recorder: Recorder | None = None
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
-                                        on_listed=lambda: _track_current_host(self.hub))
-        self.server = _GatewayServer(
+                                        on_listed=lambda: track_current_host(self.hub))
+        self.server = GatewayServer(
             name,
             instructions=INSTRUCTIONS,
             version=__version__,

@@ -56,7 +56,7 @@ if str(REPO) not in sys.path:  # run as a script: make `tests` importable
 
 from tests import npm_tools  # noqa: E402
 
-from fast_mcp_gateway.processes import descendants  # noqa: E402
+from fast_mcp_gateway.upstream.processes import descendants  # noqa: E402
 
 CONFORMANCE_VERSION = npm_tools.PACKAGES["@modelcontextprotocol/conformance"]
 
@@ -324,7 +324,7 @@ def run_suite(
 
 def gateway_command(config: Path, port: int) -> list[str]:
     script = Path(sys.executable).parent / "mcp-gateway"
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "fast_mcp_gateway.cli"]
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "fast_mcp_gateway"]
     return [
         *head,
         "serve",

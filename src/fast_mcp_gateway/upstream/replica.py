@@ -45,18 +45,23 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from fast_mcp_gateway import __version__
-from fast_mcp_gateway.config import ServerConfig
+from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import (
     UpstreamRequestFailed,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.forwarding import FrontCall, InFlight
 from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthThresholds, HealthWindow
-from fast_mcp_gateway.processes import child_with_stderr, is_alive, pipe_inode, signal_group
-from fast_mcp_gateway.signals import ChangeSignal
-from fast_mcp_gateway.upstream_stdio import STOP_GRACE, RawTap, TappedStdioTransport
+from fast_mcp_gateway.upstream.processes import (
+    child_with_stderr,
+    is_alive,
+    pipe_inode,
+    signal_group,
+)
+from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
+from fast_mcp_gateway.upstream.signals import ChangeSignal
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

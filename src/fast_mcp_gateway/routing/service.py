@@ -30,7 +30,7 @@ import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config import ServerConfig
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
     RateLimited,
@@ -39,7 +39,6 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.forwarding import FrontCall
 from fast_mcp_gateway.policies import (
     FailureKind,
     HealthStatus,
@@ -48,8 +47,9 @@ from fast_mcp_gateway.policies import (
     TokenBucket,
     make_balancer,
 )
-from fast_mcp_gateway.signals import ChangeSignal
-from fast_mcp_gateway.upstream import Catalog, Upstream, UpstreamState
+from fast_mcp_gateway.upstream.relay import FrontCall
+from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 T = TypeVar("T")
 STALE_META_KEY = "io.github.fast-mcp-gateway/stale"

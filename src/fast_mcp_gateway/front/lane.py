@@ -59,12 +59,12 @@ from mcp_types.version import (
 )
 from opentelemetry import trace
 
-from fast_mcp_gateway.forwarding import _CONNECTION_META_KEYS, FrontCall
-from fast_mcp_gateway.recorder import current_trace_id, new_traceparent, trace_id_of
+from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
+from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, FrontCall
 
 if TYPE_CHECKING:
-    from fast_mcp_gateway.provider import GatewayProvider
-    from fast_mcp_gateway.stdio import LineWriter
+    from fast_mcp_gateway.front.provider import GatewayProvider
+    from fast_mcp_gateway.front.stdio import LineWriter
 
 logger = logging.getLogger(__name__)
 

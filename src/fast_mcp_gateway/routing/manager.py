@@ -21,12 +21,12 @@ import anyio
 import mcp_types as types
 from pydantic import AnyUrl, BaseModel
 
-from fast_mcp_gateway.config import GatewayConfig, ServerConfig
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
+from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
-from fast_mcp_gateway.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
-from fast_mcp_gateway.service import Service
-from fast_mcp_gateway.settings import startup_limit
-from fast_mcp_gateway.upstream import (
+from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
@@ -240,7 +240,7 @@ class UpstreamManager:
                     listener(exposed)
                 return
         # A resource from a template (not listed): namespace it the same way.
-        from fast_mcp_gateway.naming import namespace_uri
+        from fast_mcp_gateway.routing.naming import namespace_uri
 
         exposed = namespace_uri(uri, upstream.config.effective_namespace)
         for listener in self._resource_listeners:

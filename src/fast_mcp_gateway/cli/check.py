@@ -7,9 +7,9 @@ import sys
 
 import anyio
 
-from fast_mcp_gateway.config import GatewayConfig
-from fast_mcp_gateway.settings import GatewaySettings, startup_limit
-from fast_mcp_gateway.upstream import Upstream
+from fast_mcp_gateway.config.schema import GatewayConfig
+from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
+from fast_mcp_gateway.upstream.replica import Upstream
 
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
             "startup_s", "error")

@@ -19,8 +19,8 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.errors import AdminError, UpstreamError
-from fast_mcp_gateway.recorder import dumps_arguments
-from fast_mcp_gateway.upstream import Upstream
+from fast_mcp_gateway.telemetry.recorder import dumps_arguments
+from fast_mcp_gateway.upstream.replica import Upstream
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.gateway import Gateway

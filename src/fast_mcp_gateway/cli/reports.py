@@ -13,10 +13,10 @@ from typing import Any
 
 import anyio
 
-from fast_mcp_gateway.config import GatewayConfig
-from fast_mcp_gateway.management import TOMBSTONE, merge
-from fast_mcp_gateway.settings import default_db_path
-from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.admin.management import TOMBSTONE, merge
+from fast_mcp_gateway.config.schema import GatewayConfig
+from fast_mcp_gateway.config.settings import default_db_path
+from fast_mcp_gateway.store.sqlite import StorageError, Store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

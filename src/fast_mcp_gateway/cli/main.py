@@ -19,10 +19,10 @@ from typing import Any
 
 import anyio
 
-from fast_mcp_gateway import __version__
-from fast_mcp_gateway.config import load_config
+from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.config.schema import load_config
+from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.settings import GatewaySettings, default_db_path
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -120,7 +120,7 @@ def _configure_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("logs", "stats"):
-        from fast_mcp_gateway.reports import run_report
+        from fast_mcp_gateway.cli.reports import run_report
 
         try:
             return anyio.run(run_report, args)
@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     if args.command == "servers":
-        from fast_mcp_gateway.reports import run_servers
+        from fast_mcp_gateway.cli.reports import run_servers
 
         return anyio.run(run_servers, config, args)
     if args.command == "check":
-        from fast_mcp_gateway.check import run_check
+        from fast_mcp_gateway.cli.check import run_check
 
         return anyio.run(run_check, config, settings, bool(args.json))
     from fast_mcp_gateway.gateway import Gateway
@@ -190,7 +190,7 @@ _EXIT_GRACE = 2.0
 
 
 def _hard_exit() -> None:
-    from fast_mcp_gateway.stdio import restore_blocking
+    from fast_mcp_gateway.front.stdio import restore_blocking
 
     restore_blocking()
     os._exit(0)

@@ -17,10 +17,10 @@ from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.errors import AdminError, UpstreamError
-from fast_mcp_gateway.recorder import Recorder
-from fast_mcp_gateway.service import Service
-from fast_mcp_gateway.store import StorageError, Store
-from fast_mcp_gateway.upstream import Upstream, UpstreamState
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.store.sqlite import StorageError, Store
+from fast_mcp_gateway.telemetry.recorder import Recorder
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.gateway import Gateway

@@ -37,20 +37,20 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, PrivateAttr
 
-from fast_mcp_gateway.background import background
 from fast_mcp_gateway.errors import NoHealthyReplica, RateLimited, UpstreamError, UpstreamTimeout
-from fast_mcp_gateway.forwarding import FrontCall
-from fast_mcp_gateway.manager import UpstreamManager, normalize_uri
-from fast_mcp_gateway.recorder import (
+from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.routing.service import CallPath, Service
+from fast_mcp_gateway.store.sqlite import Invocation
+from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
     current_trace_id,
     dumps_arguments,
     new_traceparent,
     trace_id_of,
 )
-from fast_mcp_gateway.routing import RouteTable
-from fast_mcp_gateway.service import CallPath, Service
-from fast_mcp_gateway.store import Invocation
+from fast_mcp_gateway.upstream.relay import FrontCall
 
 _NO_TASKS = TaskConfig(mode="forbidden")
 # Result `_meta` keys that describe the upstream connection, not the result.

@@ -1,0 +1,2 @@
+"""Persistence: call records, aggregates, audit, health and inspector history,
+registrations and routes."""

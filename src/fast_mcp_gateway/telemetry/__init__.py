@@ -1,0 +1,1 @@
+"""Call records (batched off the hot path), tracing and redaction."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -40,11 +41,15 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: $MCP_GATEWAY_CONFIG or ./servers.yaml)")
         p.add_argument("--connect-timeout", type=float, default=None,
                        help="seconds to wait for each upstream to connect (default 10)")
-        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="what the gateway logs to stderr (default: $MCP_GATEWAY_LOG_LEVEL "
+                            "or INFO)")
 
     serve = sub.add_parser("serve", help="run the gateway (stdio by default)")
     common(serve)
-    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default=None)
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default=None,
+                       help="how hosts reach the gateway: stdio (default; for Claude Desktop "
+                            "and other local hosts), streamable HTTP, or legacy SSE")
     serve.add_argument("--host", default=None, help="bind address for http/sse (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port for http/sse (8765)")
     serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
@@ -65,14 +70,15 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
                             f"{default_db_path()})")
         p.add_argument("--since", default=None, help="e.g. 30s, 10m, 2h, 7d")
-        p.add_argument("--server", default=None)
+        p.add_argument("--server", default=None, help="only this server's calls")
         p.add_argument("--json", action="store_true", help="print JSON lines / JSON")
 
     logs = sub.add_parser("logs", help="the latest calls through the gateway")
     store_args(logs)
     logs.add_argument("--tool", default=None, help="exposed name")
-    logs.add_argument("--status", choices=["success", "error", "timeout", "rejected"])
-    logs.add_argument("--limit", type=int, default=50)
+    logs.add_argument("--status", choices=["success", "error", "timeout", "rejected"],
+                      help="only calls that ended so")
+    logs.add_argument("--limit", type=int, default=50, help="how many calls (default 50)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
 
     servers = sub.add_parser("servers", help="the configured servers: the config file merged "
@@ -81,11 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     servers.add_argument("--db", type=Path, default=None,
                          help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
                               f"{default_db_path()})")
-    servers.add_argument("--json", action="store_true")
+    servers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
-    stats.add_argument("--by", choices=["server", "tool"], default=None)
+    stats.add_argument("--by", choices=["server", "tool"], default=None,
+                       help="one row per server or per tool (default: one row in all)")
     return parser
 
 
@@ -150,10 +157,49 @@ def main(argv: list[str] | None = None) -> int:
         "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
         settings.transport,
     )
+    for line in announcement(settings, len(config.servers), interactive=sys.stdin.isatty()):
+        print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(_serve, gateway)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def announcement(settings: GatewaySettings, servers: int, *, interactive: bool) -> list[str]:
+    """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
+
+    Over stdio the host normally launched the gateway and nobody reads stderr live, so
+    only a terminal user (stdin is a TTY) gets the explanation.
+    """
+    lines: list[str] = []
+    if settings.transport == "stdio":
+        if interactive:
+            lines += [
+                f"serving {servers} server(s) from {settings.config} over stdio.",
+                "this terminal is now the MCP host: the gateway expects JSON-RPC on stdin.",
+                "to use it, add this command to an MCP host (README: 'Claude Desktop'), or try "
+                "it with 'mcp-gateway check' or the MCP Inspector.",
+                "stop with Ctrl-C.",
+            ]
+        return lines
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    path = settings.path if settings.transport == "http" else "/sse"
+    lines.append(f"serving {servers} server(s) from {settings.config} at "
+                 f"http://{host}:{settings.port}{path} ({settings.transport}); stop with Ctrl-C.")
+    if not is_loopback(settings.host):
+        lines.append(f"WARNING: listening on {settings.host}, reachable from other machines; "
+                     "anyone who can reach this port can use the gateway's tools.")
+    return lines
 
 
 async def _serve(gateway: Any) -> None:

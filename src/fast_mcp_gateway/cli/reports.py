@@ -108,6 +108,8 @@ async def _stats(store: Store, args: argparse.Namespace, since: float | None) ->
 
 
 def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> str:
+    # One record, one line: a multi-line upstream error must not break the table.
+    rows = [[" ⏎ ".join(part.strip() for part in c.splitlines()) for c in r] for r in rows]
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     lines = []
     if header:

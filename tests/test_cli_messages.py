@@ -1,0 +1,96 @@
+"""What the command line tells a person: help for every option, the serve banner, logs."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fast_mcp_gateway.cli.main import _parser, announcement, is_loopback
+from fast_mcp_gateway.cli.reports import _table
+from fast_mcp_gateway.config.settings import GatewaySettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_every_subcommand_and_option_is_described() -> None:
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    described = {choice.dest for choice in sub._choices_actions if choice.help}
+    commands = _subcommands(parser)
+    assert described == set(commands), f"subcommands without help: {set(commands) - described}"
+    missing = [f"{name} {'/'.join(action.option_strings)}"
+               for name, command in commands.items() for action in command._actions
+               if action.option_strings and not action.help and action.dest != "help"]
+    assert not missing, f"options without help: {missing}"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.0.2.7", False),
+    ("example.org", False),
+])
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_serve_over_stdio_explains_itself_only_in_a_terminal() -> None:
+    settings = GatewaySettings(config=Path("servers.yaml"))
+    assert announcement(settings, 2, interactive=False) == []
+    lines = announcement(settings, 2, interactive=True)
+    assert any("Ctrl-C" in line for line in lines)
+    assert any("JSON-RPC on stdin" in line for line in lines)
+
+
+def test_serve_over_http_says_where_and_warns_off_loopback() -> None:
+    settings = GatewaySettings(config=Path("s.yaml"), transport="http", host="0.0.0.0",
+                               port=9000)
+    lines = announcement(settings, 3, interactive=False)
+    assert "http://0.0.0.0:9000/mcp" in lines[0] and "Ctrl-C" in lines[0]
+    assert lines[1].startswith("WARNING") and "other machines" in lines[1]
+    v6 = GatewaySettings(config=Path("s.yaml"), transport="sse", host="::1", port=9000)
+    assert announcement(v6, 1, interactive=False) == [
+        "serving 1 server(s) from s.yaml at http://[::1]:9000/sse (sse); stop with Ctrl-C."]
+
+
+def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--transport", "http", "--port", str(port), "--db", str(tmp_path / "g.db")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # blocks until the banner arrives (or the process ends)
+            if line.startswith("mcp-gateway: serving"):
+                assert f"http://127.0.0.1:{port}/mcp" in line
+                break
+        else:
+            raise AssertionError("no banner before the gateway exited")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def test_a_multi_line_error_stays_on_its_records_line() -> None:
+    table = _table(("status", "error"), [["error", "Traceback:\n  line 1\r\n  boom"],
+                                         ["success", ""]], header=True)
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert "Traceback: ⏎ line 1 ⏎ boom" in lines[2]

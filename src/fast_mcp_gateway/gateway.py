@@ -116,6 +116,7 @@ class Gateway:
         self.server.gateway_provider = self.provider
         self.admin_tool_names = (register_admin_tools(self) | register_inspector_tools(self)
                                  | register_management_tools(self))
+        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
         self._health_send, self._health_receive = anyio.create_memory_object_stream[
@@ -414,5 +415,18 @@ class Gateway:
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None,
+            # A host holding a stream open must not keep a stopping gateway alive.
+            timeout_graceful_shutdown=5,
         )
-        await uvicorn.Server(config).serve()
+        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
+        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        self._http_server = uvicorn.Server(config)
+        try:
+            await self._http_server.serve()
+        finally:
+            self._http_server = None
+
+    def request_stop(self) -> None:
+        """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        if self._http_server is not None:
+            self._http_server.should_exit = True

@@ -203,12 +203,18 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool) 
 
 
 async def _serve(gateway: Any) -> None:
-    """Serve; on SIGTERM/SIGINT terminate the upstreams at once and stop.
+    """Serve until the host goes away or a signal says stop; stop quietly either way.
 
-    The SDK's stdio server reads stdin in a worker thread that cancellation cannot
-    interrupt, so if an orderly stop has not finished after ``_EXIT_GRACE`` seconds the
-    process exits hard (its upstream processes are already gone by then).
+    stdio: on SIGTERM/SIGINT the upstreams are terminated at once and serving is
+    cancelled.  The SDK's stdio server may read stdin in a worker thread that
+    cancellation cannot interrupt, so if an orderly stop has not finished after
+    ``_EXIT_GRACE`` seconds the process exits hard (its upstreams are gone by then).
+    HTTP/SSE: uvicorn stops gracefully on the same signals (open connections, then the
+    lifespan, which stops the upstreams); the hard exit is only a backstop.
+    A host that closes the gateway's stdout is a normal end, not a crash.
     """
+    http = gateway.settings.transport != "stdio"
+    log = logging.getLogger("fast_mcp_gateway")
     async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
@@ -218,21 +224,29 @@ async def _serve(gateway: Any) -> None:
                     if received == signal.SIGHUP:
                         tg.start_soon(gateway.reload_config)
                         continue
-                    logging.getLogger("fast_mcp_gateway").info(
-                        "received %s: stopping", signal.Signals(received).name)
-                    gateway.kill_upstreams()
-                    timer = threading.Timer(_EXIT_GRACE, _hard_exit)
+                    log.info("received %s: stopping", signal.Signals(received).name)
+                    timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,
+                                            _hard_exit)
                     timer.daemon = True
                     timer.start()
+                    if http:
+                        gateway.request_stop()
+                        return
+                    gateway.kill_upstreams()
                     tg.cancel_scope.cancel()
                     return
 
         tg.start_soon(on_signal)
-        await gateway.run_async()
+        try:
+            await gateway.run_async()
+        except* (BrokenPipeError, ConnectionResetError):
+            log.info("the host closed the gateway's stdout: stopping")
+            gateway.kill_upstreams()
         tg.cancel_scope.cancel()
 
 
 _EXIT_GRACE = 2.0
+_HTTP_EXIT_GRACE = 15.0
 
 
 def _hard_exit() -> None:

@@ -731,7 +731,12 @@ class Upstream:
             signal_group(pid)
 
     def kill(self) -> None:
-        """Terminate the stdio server's process group now (gateway shutting down)."""
+        """Terminate the stdio server's process group now (gateway shutting down).
+
+        Marks the replica as stopping first: its supervisor must see the process die
+        as the end, never as a crash to restart from (that would leave orphans behind a
+        gateway that is exiting)."""
+        self._stopping = True
         if self.pid is not None:
             signal_group(self.pid)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fast_mcp_gateway.config.schema import load_config, parse_config, parse_config_text
+from fast_mcp_gateway.config.loader import load_config, parse_config, parse_config_text
 from fast_mcp_gateway.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,6 @@
-"""servers.yaml / mcpServers parsing, interpolation and error messages (pure)."""
+"""servers.yaml / mcpServers parsing, interpolation, policies and error messages.
+
+The malformed-file corpus and the fuzzing are in test_config_corpus.py."""
 
 from __future__ import annotations
 
@@ -7,9 +9,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from fast_mcp_gateway.config.schema import load_config, parse_config, parse_config_text
+from fast_mcp_gateway.config.loader import (
+    load_config,
+    parse_config,
+    parse_config_text,
+    parse_import,
+    parse_registration,
+)
+from fast_mcp_gateway.config.schema import (
+    GatewayOptions,
+    RoutePriority,
+    RowId,
+    admin_allows,
+    env_allowed,
+)
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.telemetry.redaction import mask_secrets, redact_value
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,3 +141,157 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_stdio_only_fields_on_remote_server() -> None:
     with pytest.raises(ConfigError, match="args/env/cwd only apply to stdio"):
         parse_config({"servers": {"r": {"url": "http://127.0.0.1/mcp", "args": ["x"]}}})
+
+
+# --- interpolation policy for runtime registrations (issue 14, item 1) ---------------------
+
+
+def test_runtime_registration_may_use_only_allowed_variables() -> None:
+    environ = {"MYAPP_TOKEN": "allowed-value", "AWS_SECRET": "never-sent"}
+    server = parse_registration(
+        "api", {"url": "http://127.0.0.1:9/mcp", "headers": {"X": "${MYAPP_TOKEN}"}},
+        source="gateway_add_server", env_allow=["MYAPP_*"], environ=environ)
+    assert server.headers == {"X": "allowed-value"}
+    assert "allowed-value" in server.secrets
+    for value in ("${AWS_SECRET}", "${AWS_SECRET:-x}", "${env:AWS_SECRET}"):
+        with pytest.raises(ConfigError) as info:
+            parse_registration("api", {"url": "http://127.0.0.1:9/mcp", "headers": {"X": value}},
+                               source="gateway_add_server", env_allow=["MYAPP_*"],
+                               environ=environ)
+        message = str(info.value)
+        assert "gateway_add_server: server 'api', field 'headers.X'" in message
+        assert "'AWS_SECRET' may not be used" in message
+        assert "env_allow: [AWS_SECRET]" in message and "never-sent" not in message
+
+
+def test_runtime_registration_allows_nothing_by_default_but_the_gateways_python() -> None:
+    server = parse_registration("py", {"command": "${GATEWAY_PYTHON}", "args": ["-V"]},
+                                source="add", environ={})
+    assert server.command == sys.executable and not server.secrets
+    with pytest.raises(ConfigError, match="'HOME' may not be used"):
+        parse_registration("py", {"command": "echo", "args": ["${HOME}"]}, source="add",
+                           environ={"HOME": "/home/x"})
+
+
+def test_the_operators_file_keeps_full_interpolation() -> None:
+    config = parse_config({"gateway": {"env_allow": ["ONLY_THIS"]},
+                           "servers": {"a": {"command": "echo", "env": {"K": "${OTHER}"}}}},
+                          environ={"OTHER": "value-1"})
+    assert config.servers["a"].env == {"K": "value-1"}
+    assert config.options.env_allow == ("ONLY_THIS",)
+
+
+def test_interpolation_forms() -> None:
+    config = parse_config({"servers": {"a": {"command": "echo", "args": [
+        "${EMPTY:-fallback}", "${env:NAME}", "$${NAME}", "plain $NAME"]}}},
+        environ={"EMPTY": "", "NAME": "n"})
+    assert config.servers["a"].args == ("fallback", "n", "${NAME}", "plain $NAME")
+
+
+def test_import_keeps_entries_unexpanded_and_converts_claude_entries() -> None:
+    text = ('{\n\t"mcpServers": {\n\t\t"fs": {"command": "npx", "args": ["${MYAPP_DIR}"],'
+            ' "disabled": true},\n\t\t"web": {"type": "sse", "url": "http://127.0.0.1:9/sse"}'
+            '\n\t}\n}')
+    imported = parse_import(text, env_allow=["MYAPP_*"], environ={"MYAPP_DIR": "/data"})
+    assert imported.config.servers["fs"].args == ("/data",)
+    assert imported.entries == {
+        "fs": {"command": "npx", "args": ["${MYAPP_DIR}"], "enabled": False},
+        "web": {"url": "http://127.0.0.1:9/sse", "transport": "sse"},
+    }
+    # What is stored validates again as a registration.
+    for name, entry in imported.entries.items():
+        parse_registration(name, entry, source="store", env_allow=["MYAPP_*"],
+                           environ={"MYAPP_DIR": "/data"})
+
+
+@pytest.mark.parametrize(("content", "fix"), [
+    ("", "is empty; paste a servers.yaml"),
+    ("  \n", "is empty; paste a servers.yaml"),
+    ("servers: {}\n", "has no servers to import"),
+    ("gateway: {env_allow: ['*']}\nservers: {a: {command: echo}}\n", "remove the 'gateway:'"),
+])
+def test_import_refuses_empty_content_and_gateway_options(content: str, fix: str) -> None:
+    with pytest.raises(ConfigError, match=fix):
+        parse_import(content)
+
+
+def test_env_allow_patterns_and_admin_modes() -> None:
+    assert env_allowed("MYAPP_TOKEN", ["MYAPP_*"]) and env_allowed("GH", ["GH"])
+    assert not env_allowed("GH_TOKEN", ["GH"]) and not env_allowed("X", [])
+    assert env_allowed("GATEWAY_PYTHON", []) and env_allowed("ANY", ["*"])
+    assert GatewayOptions().admin == "full"
+    table = {(mode, kind): admin_allows(mode, kind)
+             for mode in ("full", "read_only", "off") for kind in ("read", "mutate")}
+    assert table == {("full", "read"): True, ("full", "mutate"): True,
+                     ("read_only", "read"): True, ("read_only", "mutate"): False,
+                     ("off", "read"): False, ("off", "mutate"): False}
+    assert GatewayOptions(admin="read_only").allows_admin("read")
+
+
+def test_store_integers_are_bounded_at_the_edge() -> None:
+    ids, priorities = TypeAdapter(RowId), TypeAdapter(RoutePriority)
+    assert ids.validate_python(2**63 - 1) == 2**63 - 1
+    for bad in (2**63, 0, True):
+        with pytest.raises(ValidationError):
+            ids.validate_python(bad)
+    with pytest.raises(ValidationError, match="less than or equal to 1000000"):
+        priorities.validate_python(2**64)
+
+
+# --- files that must load (issue 14, items 7 and 8) -----------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "utf-32", "utf-16-be"])
+def test_bom_encoded_files_are_read(encoding: str, tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    text = "servers:\n  caf\u00e9: {command: echo, description: 'd\u00e9j\u00e0'}\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path.write_bytes(data)
+    assert load_config(path).servers["caf\u00e9"].description == "d\u00e9j\u00e0"
+
+
+def test_yaml_merge_keys_with_overrides() -> None:
+    config = parse_config_text(
+        "x-defaults: &defaults\n  command: echo\n  timeouts: {call: 5}\n"
+        "servers:\n  a:\n    <<: *defaults\n    command: printf\n  b: {<<: *defaults}\n")
+    assert config.servers["a"].command == "printf" and config.servers["b"].command == "echo"
+    assert config.servers["a"].timeouts.call == 5
+    with pytest.raises(ConfigError, match="duplicate key 'command'"):
+        parse_config_text("servers:\n  a: {command: a, command: b}\n")
+
+
+def test_upper_case_url_scheme_and_claude_extras() -> None:
+    text = json.dumps({
+        "globalShortcut": "Ctrl+Space", "preferences": {"x": 1},
+        "gateway": {"admin": "read_only"},
+        "mcpServers": {"up": {"url": "HTTP://127.0.0.1:9/mcp", "disabled": False}},
+    })
+    config = parse_config_text(text, source="claude_desktop_config.json")
+    assert config.servers["up"].enabled is True and config.servers["up"].kind == "http"
+    assert config.options.admin == "read_only"
+
+
+def test_a_chained_gateway_with_its_own_config_is_allowed(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    config = parse_config({"servers": {"inner": {
+        "command": "mcp-gateway", "args": ["serve", "--config", str(other)]}}},
+        source=str(tmp_path / "servers.yaml"))
+    assert "inner" in config.servers
+    with pytest.raises(ConfigError, match="runs this gateway itself"):
+        parse_config({"servers": {"inner": {
+            "command": "mcp-gateway", "args": ["serve", f"--config={tmp_path}/servers.yaml"]}}},
+            source=str(tmp_path / "servers.yaml"))
+
+
+def test_error_messages_mask_interpolated_secrets() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"servers": {"a": {"url": "${URL}"}}}, environ={"URL": "sk-live-123456"})
+    assert "sk-live-123456" not in str(info.value) and "***" in str(info.value)
+
+
+def test_redaction_moved_to_telemetry() -> None:
+    assert redact_value("Authorization", "Bearer x", frozenset()) == "***"
+    assert redact_value("X-Plain", "has sk-999 and more", {"sk-999"}) == "has *** and more"
+    assert mask_secrets("abc", {"abc"}) == "abc"  # too short to mask safely

@@ -44,7 +44,8 @@ from fast_mcp_gateway.admin.management import (
     watch_config,
 )
 from fast_mcp_gateway.admin.status import register_admin_tools
-from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig, load_config
+from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.errors import ConfigError, UpstreamError
 from fast_mcp_gateway.front.background import background

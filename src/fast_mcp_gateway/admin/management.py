@@ -23,12 +23,8 @@ import yaml
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from fast_mcp_gateway.config.schema import (
-    ServerConfig,
-    load_config,
-    parse_config,
-    parse_config_text,
-)
+from fast_mcp_gateway.config.loader import load_config, parse_config, parse_config_text
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError
 
 if TYPE_CHECKING:

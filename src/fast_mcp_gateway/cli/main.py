@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from fast_mcp_gateway._version import __version__
-from fast_mcp_gateway.config.schema import load_config
+from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import ConfigError
 

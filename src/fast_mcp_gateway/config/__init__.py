@@ -1,4 +1,6 @@
-"""Configuration: the ``servers.yaml`` schema, its loader and interpolation, process settings.
+"""Configuration: the ``servers.yaml`` schema (``schema``), its loader (``loader``, with
+``interpolation`` and the cross-field ``checks``), and process settings (``settings``).
 
-The lowest layer: imports nothing else of the gateway but ``errors`` and the pure policies.
+The lowest layer: imports nothing else of the gateway but ``errors``, the pure policies and
+the ``telemetry.redaction`` leaf.
 """

@@ -1,55 +1,67 @@
-"""The ``servers.yaml`` schema, its loader, and the Claude-Desktop ``mcpServers`` import.
+"""The ``servers.yaml`` schema: frozen pydantic models, validated once (see ``loader``).
 
-Two file shapes are accepted, as YAML or JSON:
+Two file shapes are accepted, as YAML or JSON (``loader`` turns both into these models):
 
 * ours: ``{gateway: {...}, servers: {name: {...}}}``
 * Claude Desktop / VS Code: ``{mcpServers: {name: {command, args, env} | {url, type, headers}}}``
 
-Both become one frozen ``GatewayConfig``.  Every string in ``command``, ``args``,
-``env``, ``cwd``, ``url`` and ``headers`` may use ``${VAR}`` or ``${VAR:-default}``
-(``$$`` is a literal ``$``).  ``${GATEWAY_PYTHON}`` always names the interpreter
-running the gateway, so servers shipped as Python modules run without a PATH lookup.
-Values that came from ``${...}`` are remembered as secrets, for redaction.
-
-Validation collects every problem it finds and raises one ``ConfigError`` whose
-issues each name the file, the server and the field, and say how to fix it.
+Numbers are strict where a YAML ``true`` or ``"5"`` would be a mistake (``replicas: true`` is an
+error, not one replica), floats must be finite, and every integer has bounds, so nothing a user
+writes overflows where it is kept.  ``ServerConfig.name`` and ``ServerConfig.secrets`` are filled
+by the loader, never read from user input (``INTERNAL_FIELDS``).
 """
 
 from __future__ import annotations
 
-import difflib
-import json
-import os
+import fnmatch
 import re
-import sys
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
-from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 from fast_mcp_gateway.policies.balancing import Strategy
+from fast_mcp_gateway.telemetry.redaction import mask_secrets, redact_value
 
 NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
+_ENV_PATTERN = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$")
+# Filled by the loader; a user writing them is a mistake, and they are never suggested.
+INTERNAL_FIELDS = frozenset({"name", "secrets"})
+# SQLite INTEGER is a signed 64-bit value: larger integers cannot be stored.
+STORE_INT_MAX = 2**63 - 1
 
 UpstreamTransport = Literal["stdio", "http", "sse"]
 ProtocolMode = Literal["auto", "legacy", "2026-07-28"]
+AdminMode = Literal["full", "read_only", "off"]
+AdminKind = Literal["read", "mutate"]
+
+# Integers kept in the store, for the admin operations' arguments (route ids and priorities):
+# validated at the edge so a huge number is a clear error, not a storage failure.
+RowId = Annotated[StrictInt, Field(ge=1, le=STORE_INT_MAX, description="a row id (1 or more)")]
+RoutePriority = Annotated[StrictInt, Field(
+    ge=-1_000_000, le=1_000_000, description="higher wins; -1000000..1000000")]
+# Finite and at most a year: a timer never overflows, a typo like 1e30 is caught.
+Seconds = Annotated[StrictFloat, Field(gt=0, le=86_400 * 365)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Timeouts(_Strict):
     """Per-server deadlines in seconds; ``None`` falls back to the gateway default."""
 
-    connect: float | None = Field(default=None, gt=0)
-    call: float | None = Field(default=None, gt=0)
-    health: float | None = Field(default=None, gt=0)
+    connect: Seconds | None = None
+    call: Seconds | None = None
+    health: Seconds | None = None
 
 
 class Target(_Strict):
@@ -67,51 +79,52 @@ class Target(_Strict):
 class Instance(Target):
     """One replica of a server given explicitly (remote or mixed replicas)."""
 
-    weight: int = Field(default=1, ge=0, le=1000)
+    weight: StrictInt = Field(default=1, ge=0, le=1000)
 
 
 class HealthConfig(_Strict):
     """Active probing and the thresholds that classify a replica (see policies.health)."""
 
-    interval: float = Field(default=30.0, gt=0)
-    window: float = Field(default=60.0, gt=0)
-    healthy_success: float = Field(default=0.95, ge=0, le=1)
-    degraded_success: float = Field(default=0.80, ge=0, le=1)
-    healthy_latency_ms: float = Field(default=200.0, gt=0)
-    degraded_latency_ms: float = Field(default=500.0, gt=0)
-    heartbeat_timeout: float = Field(default=60.0, gt=0)
-    min_samples: int = Field(default=3, ge=1)
+    interval: Seconds = 30.0
+    window: Seconds = 60.0
+    healthy_success: StrictFloat = Field(default=0.95, ge=0, le=1)
+    degraded_success: StrictFloat = Field(default=0.80, ge=0, le=1)
+    healthy_latency_ms: StrictFloat = Field(default=200.0, gt=0, le=86_400_000)
+    degraded_latency_ms: StrictFloat = Field(default=500.0, gt=0, le=86_400_000)
+    heartbeat_timeout: Seconds = 60.0
+    min_samples: StrictInt = Field(default=3, ge=1, le=100_000)
 
 
 class Backoff(_Strict):
-    initial: float = Field(default=0.2, ge=0)
-    max: float = Field(default=5.0, ge=0)
+    initial: StrictFloat = Field(default=0.2, ge=0, le=3600)
+    max: StrictFloat = Field(default=5.0, ge=0, le=3600)
 
 
 class RetryConfig(_Strict):
     """Retries and failover; calls that may have run retry only if idempotent."""
 
-    attempts: int = Field(default=3, ge=1, le=10)
+    attempts: StrictInt = Field(default=3, ge=1, le=10)
     backoff: Backoff = Backoff()
     on: tuple[Literal["connect", "timeout", "error"], ...] = ("connect", "timeout", "error")
 
 
 class BreakerConfig(_Strict):
-    failure_threshold: int = Field(default=5, ge=1)
-    window: float = Field(default=30.0, gt=0)
-    open_for: float = Field(default=30.0, gt=0)
-    half_open_probes: int = Field(default=1, ge=1)
+    failure_threshold: StrictInt = Field(default=5, ge=1, le=100_000)
+    window: Seconds = 30.0
+    open_for: Seconds = 30.0
+    half_open_probes: StrictInt = Field(default=1, ge=1, le=1000)
 
 
 class FallbackConfig(_Strict):
     """Serve the last good result of a read-only tool when every replica fails."""
 
-    stale_cache_ttl: float = Field(default=0.0, ge=0, description="seconds; 0 disables")
+    stale_cache_ttl: StrictFloat = Field(default=0.0, ge=0, le=86_400 * 365,
+                                         description="seconds; 0 disables")
 
 
 class RateLimit(_Strict):
-    per_second: float = Field(gt=0)
-    burst: int | None = Field(default=None, ge=1)
+    per_second: StrictFloat = Field(gt=0, le=1_000_000)
+    burst: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class RateLimitConfig(RateLimit):
@@ -125,12 +138,12 @@ class ServerConfig(Target):
 
     name: str
     namespace: str | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
     protocol: ProtocolMode = "auto"
     timeouts: Timeouts = Timeouts()
     description: str | None = None
-    stderr_lines: int = Field(default=200, ge=1, le=100_000)
-    replicas: int = Field(default=1, ge=1, le=64)
+    stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
+    replicas: StrictInt = Field(default=1, ge=1, le=64)
     instances: tuple[Instance, ...] = ()
     balance: Strategy = "round_robin"
     hash_key: str | None = Field(
@@ -212,8 +225,13 @@ class GatewayOptions(_Strict):
     """The optional ``gateway:`` section of ``servers.yaml``."""
 
     separator: str = Field(default="_", min_length=1, max_length=3)
-    max_name_length: int = Field(default=64, ge=16, le=256)
+    max_name_length: StrictInt = Field(default=64, ge=16, le=256)
     timeouts: Timeouts = Timeouts()
+    env_allow: tuple[str, ...] = Field(
+        default=(), description="variables runtime registrations may use as ${VAR}: names, "
+                                "or prefixes ending in '*' (servers.yaml itself may use any)")
+    admin: AdminMode = Field(
+        default="full", description="admin tools: full, read_only (no changes) or off")
 
     @field_validator("separator")
     @classmethod
@@ -222,6 +240,35 @@ class GatewayOptions(_Strict):
             raise ValueError("separator may only contain letters, digits, '_' and '-'")
         return value
 
+    @field_validator("env_allow")
+    @classmethod
+    def _valid_env_allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not _ENV_PATTERN.match(entry):
+                raise ValueError(
+                    f"{entry!r} is not a variable name or prefix; write e.g. GITHUB_TOKEN or "
+                    "MYAPP_* (letters, digits and '_', an optional trailing '*')")
+        return value
+
+    def allows_admin(self, kind: AdminKind) -> bool:
+        """Whether an admin operation of this kind may run under ``admin:``."""
+        return admin_allows(self.admin, kind)
+
+
+def admin_allows(mode: AdminMode, kind: AdminKind) -> bool:
+    """``full`` allows everything, ``read_only`` only reads, ``off`` nothing."""
+    return mode == "full" or (mode == "read_only" and kind == "read")
+
+
+def env_allowed(var: str, allow: Iterable[str]) -> bool:
+    """Whether ``${var}`` matches an ``env_allow`` entry (a name, or a prefix ending in ``*``).
+
+    ``GATEWAY_PYTHON`` is always allowed: it names the gateway's own interpreter, no secret.
+    """
+    if var == "GATEWAY_PYTHON":
+        return True
+    return any(fnmatch.fnmatchcase(var, pattern) for pattern in allow)
+
 
 class GatewayConfig(_Strict):
     """A validated configuration: gateway options plus servers in file order."""
@@ -229,296 +276,3 @@ class GatewayConfig(_Strict):
     options: GatewayOptions = GatewayOptions()
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     source: str = "<config>"
-
-
-_CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|api[-_]?key|auth|credential|cookie|session)")
-
-
-def redact_value(key: str, value: str, secrets: frozenset[str]) -> str:
-    """Mask a value whose key looks like a credential, or that holds an interpolated secret."""
-    if _CREDENTIAL_KEY.search(key) and value:
-        return "***"
-    return mask_secrets(value, secrets)
-
-
-def mask_secrets(text: str, secrets: frozenset[str]) -> str:
-    """Replace every occurrence of a known secret value inside ``text``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate mapping keys instead of keeping the last."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
-
-
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read, interpolate and validate a config file (ours or Claude Desktop's)."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(source, None, None, "file not found")]) from None
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(source, None, None, f"cannot read: {exc}")]) from exc
-    return parse_config_text(text, source=source, environ=environ)
-
-
-def parse_config_text(
-    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
-) -> GatewayConfig:
-    """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
-    try:
-        data = json.loads(text) if text.lstrip().startswith("{") else _load_yaml(text)
-    except json.JSONDecodeError as exc:
-        msg = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        raise ConfigError([ConfigIssue(source, None, None, msg)]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(source, None, None, f"invalid YAML: {exc}")]) from exc
-    if data is None:
-        data = {}
-    return parse_config(data, source=source, environ=environ)
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def parse_config(
-    data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
-) -> GatewayConfig:
-    """Validate an already-parsed mapping into a ``GatewayConfig``."""
-    env = dict(os.environ if environ is None else environ)
-    env.setdefault("GATEWAY_PYTHON", sys.executable)
-    issues: list[ConfigIssue] = []
-
-    def fail(server: str | None, field: str | None, message: str) -> None:
-        issues.append(ConfigIssue(source, server, field, message))
-
-    if not isinstance(data, dict):
-        fail(None, None, f"the top level must be a mapping, not {type(data).__name__}")
-        raise ConfigError(issues)
-
-    if "mcpServers" in data:
-        extra = sorted(set(data) - {"mcpServers"})
-        if extra:
-            fail(None, extra[0], "a Claude-Desktop file has only the 'mcpServers' key")
-        raw_servers = data["mcpServers"]
-        claude = True
-        raw_options: Any = {}
-    else:
-        for key in sorted(set(data) - {"gateway", "servers"}):
-            fail(None, key, f"unknown top-level key{_suggest(key, ['gateway', 'servers'])}")
-        raw_servers = data.get("servers", {})
-        raw_options = data.get("gateway", {}) or {}
-        claude = False
-
-    options = GatewayOptions()
-    try:
-        options = GatewayOptions.model_validate(raw_options)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            fail(None, f"gateway.{loc}", _explain(err, GatewayOptions))
-
-    servers: dict[str, ServerConfig] = {}
-    if raw_servers is None:
-        raw_servers = {}
-    if not isinstance(raw_servers, dict):
-        key = "mcpServers" if claude else "servers"
-        fail(None, key, "must be a mapping of server name to server settings")
-        raise ConfigError(issues)
-
-    for name, raw in raw_servers.items():
-        name = str(name)
-        if not name.strip():
-            fail(name, None, "server names must not be empty")
-            continue
-        if not isinstance(raw, dict):
-            fail(name, None, "must be a mapping of settings (command/args or url)")
-            continue
-        entry = _from_claude(name, raw, fail) if claude else dict(raw)
-        if entry is None:
-            continue
-        secrets: set[str] = set()
-        for field in _INTERPOLATED_FIELDS:
-            if field in entry and entry[field] is not None:
-                entry[field] = _interpolate(entry[field], env, secrets, name, field, fail)
-        entry["name"] = name
-        entry["secrets"] = frozenset(secrets)
-        try:
-            server = ServerConfig.model_validate(entry)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                fail(name, loc or None, _explain(err, ServerConfig))
-            continue
-        problem = _check_target(server)
-        if problem:
-            fail(name, problem[0], problem[1])
-            continue
-        servers[name] = server
-
-    seen: dict[str, str] = {}
-    for server in servers.values():
-        ns = server.effective_namespace
-        if ns and ns in seen:
-            fail(
-                server.name,
-                "namespace",
-                f"namespace '{ns}' is already used by server '{seen[ns]}'; give one of them "
-                "another 'namespace:'",
-            )
-        seen.setdefault(ns, server.name)
-
-    if issues:
-        raise ConfigError(issues)
-    return GatewayConfig(options=options, servers=servers, source=source)
-
-
-_CLAUDE_KEYS = {"command", "args", "env", "cwd", "url", "type", "transport", "headers"}
-# Keys other hosts write into mcpServers entries; they mean nothing to the gateway.
-_CLAUDE_IGNORED = {"autoApprove", "alwaysAllow", "timeout", "description", "envFile", "disabled"}
-
-
-def _from_claude(name: str, raw: dict[str, Any], fail: Any) -> dict[str, Any] | None:
-    unknown = sorted(set(raw) - _CLAUDE_KEYS - _CLAUDE_IGNORED)
-    if unknown:
-        for key in unknown:
-            fail(name, key, f"unknown mcpServers key{_suggest(key, sorted(_CLAUDE_KEYS))}")
-        return None
-    entry = {k: v for k, v in raw.items() if k in _CLAUDE_KEYS - {"type", "transport"}}
-    kind = raw.get("type", raw.get("transport"))
-    if kind is not None:
-        mapped = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http": "http",
-                  "streamableHttp": "http", "streamable_http": "http"}.get(str(kind))
-        if mapped is None:
-            fail(name, "type", f"unknown transport type {kind!r}; use stdio, http or sse")
-            return None
-        entry["transport"] = mapped
-    if raw.get("disabled") is True:
-        entry["enabled"] = False
-    if isinstance(raw.get("description"), str):
-        entry["description"] = raw["description"]
-    return entry
-
-
-def _check_target(server: ServerConfig) -> tuple[str, str] | None:
-    if server.instances:
-        if server.command is not None or server.url is not None:
-            return ("instances", "give either 'instances' or a top-level 'command'/'url'")
-        if server.replicas != 1:
-            return ("replicas", "'replicas' copies one 'command'; with 'instances' list each")
-        for i, (replica, _) in enumerate(server.replica_configs()):
-            problem = _check_target(replica)
-            if problem:
-                return (f"instances[{i}].{problem[0]}", problem[1])
-        return _check_policies(server)
-    if server.command is None and server.url is None:
-        return ("command", "needs either 'command' (a local stdio server) or 'url' (a remote one)")
-    if server.command is not None and server.url is not None:
-        return ("url", "has both 'command' and 'url'; keep the one that reaches the server")
-    if server.command is not None and not server.command.strip():
-        return ("command", "is empty")
-    if server.command is not None and server.transport not in (None, "stdio"):
-        return ("transport", f"'{server.transport}' needs a 'url', not a 'command'")
-    if server.url is not None:
-        if server.transport == "stdio":
-            return ("transport", "'stdio' needs a 'command', not a 'url'")
-        if not re.match(r"^https?://[^/\s]+", server.url):
-            return ("url", f"{server.url!r} is not an http(s) URL")
-    if server.command is None and (server.args or server.env or server.cwd):
-        return ("args", "args/env/cwd only apply to stdio servers (with 'command')")
-    if server.url is None and server.headers:
-        return ("headers", "headers only apply to http/sse servers (with 'url')")
-    return _check_policies(server)
-
-
-def _check_policies(server: ServerConfig) -> tuple[str, str] | None:
-    key = server.hash_key
-    if key is not None and key != "session" and not re.match(r"^arguments\.[^.\s]+$", key):
-        return ("hash_key", "use 'arguments.<argument name>' or 'session'")
-    if server.balance != "hash" and key is not None:
-        return ("hash_key", "only used with 'balance: hash'")
-    h = server.health
-    if h.degraded_success > h.healthy_success:
-        return ("health.degraded_success", "must not exceed health.healthy_success")
-    if h.degraded_latency_ms < h.healthy_latency_ms:
-        return ("health.degraded_latency_ms", "must not be below health.healthy_latency_ms")
-    return None
-
-
-def _interpolate(
-    value: Any, env: dict[str, str], secrets: set[str], server: str, field: str, fail: Any
-) -> Any:
-    if isinstance(value, str):
-        def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            var, default = match.group(1), match.group(2)
-            if var in env:
-                if var != "GATEWAY_PYTHON":
-                    secrets.add(env[var])
-                return env[var]
-            if default is not None:
-                return default
-            fail(
-                server,
-                field,
-                f"environment variable '{var}' is not set; export it, or write "
-                f"${{{var}:-default}} to give a fallback",
-            )
-            return ""
-
-        return _VAR.sub(replace, value)
-    if isinstance(value, list):
-        return [
-            _interpolate(v, env, secrets, server, f"{field}[{i}]", fail)
-            for i, v in enumerate(value)
-        ]
-    if isinstance(value, dict):
-        return {
-            k: _interpolate(v, env, secrets, server, f"{field}.{k}", fail)
-            for k, v in value.items()
-        }
-    return value
-
-
-def _explain(err: Any, model: type[BaseModel]) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        field = str(err["loc"][-1])
-        return f"unknown field{_suggest(field, list(model.model_fields))}"
-    if kind == "missing":
-        return "is required"
-    return str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, [c for c in choices if c != "secrets"], n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(choices)}"

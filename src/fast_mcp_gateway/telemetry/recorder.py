@@ -22,9 +22,9 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from fast_mcp_gateway.config.schema import mask_secrets
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.sqlite import Invocation, Store
+from fast_mcp_gateway.telemetry.redaction import mask_secrets
 
 logger = logging.getLogger(__name__)
 

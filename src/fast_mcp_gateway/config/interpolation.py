@@ -1,0 +1,85 @@
+"""``${VAR}`` interpolation in the fields that reach a process or a connection.
+
+``${VAR}``, ``${VAR:-default}`` (the default when VAR is unset or empty, as in a shell) and
+VS Code's ``${env:VAR}``; ``$$`` is a literal ``$``.  Anything else starting with ``${`` (an
+unclosed ``${VAR``, a bad name, a nested default) is an error, never left as literal text.
+The values that came from the environment are collected as secrets, for redaction.
+
+``allow`` is the interpolation policy: ``None`` for the operator's own file (every variable),
+else the ``gateway.env_allow`` patterns, for anything registered at runtime.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fast_mcp_gateway.config.schema import env_allowed
+
+INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
+_VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+
+# (field, message) for one problem in the server being read.
+Report = Callable[[str, str], None]
+
+
+def interpolate(value: Any, field: str, env: Mapping[str, str], allow: Sequence[str] | None,
+                secrets: set[str], report: Report) -> Any:
+    """``value`` with every reference expanded (strings, the strings of ``args``, and the
+    values of ``env``/``headers``); other shapes are returned as they are, for the schema to
+    reject with a clear message."""
+    if isinstance(value, str):
+        return _expand(value, field, env, allow, secrets, report)
+    if field == "args" and isinstance(value, list):
+        return [_expand(item, f"args[{i}]", env, allow, secrets, report)
+                if isinstance(item, str) else item for i, item in enumerate(value)]
+    if field in ("env", "headers") and isinstance(value, dict):
+        return {key: _expand(item, f"{field}.{key}", env, allow, secrets, report)
+                if isinstance(item, str) else item for key, item in value.items()}
+    return value
+
+
+def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] | None,
+            secrets: set[str], report: Report) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        var, default = match.group(1), match.group(2)
+        if var is None:
+            report(field, _bad_reference(text, match.start()))
+            return ""
+        if default is not None and "${" in default:
+            report(field, f"the default of ${{{var}:-...}} cannot contain another ${{...}}; "
+                          "give a plain default")
+            return ""
+        if allow is not None and not env_allowed(var, allow):
+            # Says nothing about whether the variable is set: that is the operator's business.
+            report(field, f"environment variable '{var}' may not be used by a runtime "
+                          "registration; the operator can allow it in servers.yaml with "
+                          f"'gateway: {{env_allow: [{var}]}}'")
+            return ""
+        value = env.get(var)
+        if value:
+            if var != "GATEWAY_PYTHON":
+                secrets.add(value)
+            return value
+        if default is not None:
+            return default
+        if value is not None:
+            return value
+        report(field, f"environment variable '{var}' is not set; export it, or write "
+                      f"${{{var}:-default}} to give a fallback")
+        return ""
+
+    return _VAR.sub(replace, text)
+
+
+def _bad_reference(text: str, start: int) -> str:
+    rest = text[start + 2:]
+    if rest.startswith("input:"):
+        return ("VS Code's ${input:...} prompts are not supported; set an environment "
+                "variable and write ${VAR}")
+    problem = "has no closing '}'" if "}" not in rest else "is not a valid variable reference"
+    return (f"'${{' at character {start + 1} {problem}; write ${{VAR}} or ${{VAR:-default}} "
+            "(VAR: letters, digits and '_'), or $$ for a literal $")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -48,7 +49,7 @@ async def test_a_record_reads_back_field_for_field(store: Store) -> None:
                       error=None, arguments='{"a": 1}', request_bytes=10, response_bytes=20,
                       rule="data://*")
     bare = inv(1, status="timeout")
-    empty_route = Invocation(**{**inv(2).__dict__, "id": "empty-route", "route": []})
+    empty_route = replace(inv(2), id="empty-route", route=[])
     assert await store.add_invocations([full, bare, empty_route]) == 3
     rows, cursor = await store.invocations(limit=10)
     assert cursor is None
@@ -97,8 +98,8 @@ async def test_oldest_first_paging_and_the_tool_filter(store: Store) -> None:
     page, cursor = await store.invocations(tool="alpha_sub", limit=10)
     assert len(page) == 10 and cursor is None
     # Equal start times are ordered by id, so paging neither skips nor repeats one.
-    await store.add_invocations(Invocation(**{**inv(0).__dict__, "id": f"same-{i}",
-                                              "started_at": 5.0}) for i in range(5))
+    await store.add_invocations(replace(inv(0), id=f"same-{i}", started_at=5.0)
+                                for i in range(5))
     ids: list[str] = []
     cursor = None
     while True:

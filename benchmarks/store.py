@@ -1,8 +1,9 @@
 """Store benchmark: statistics over many invocation rows, and the cost of call logging.
 
-    python benchmarks/store.py [--rows 1000000] [--calls 3000]
+    python benchmarks/store.py [--rows 1000000] [--calls 3000] [--store URL]
 
-1. Fills a fresh SQLite store with ``--rows`` invocation records (100 tools on 10
+1. Fills a fresh store (a SQLite file in a temporary folder, or ``--store URL`` as
+   ``open_store`` takes it, e.g. memory://) with ``--rows`` invocation records (100 tools on 10
    servers over 24 h, in the gateway's own batches) and times the statistics queries
    the admin tool and ``mcp-gateway stats`` run: overall, per server, per tool, for one
    server, and a page of the newest calls with a filter.  Target: each <= 200 ms.
@@ -28,7 +29,7 @@ from fastmcp.client.transports import ClientTransport, FastMCPTransport
 
 from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.store.sqlite import Invocation, Store
+from fast_mcp_gateway.store import Invocation, Store, open_store
 
 TARGET_QUERY_MS = 200.0
 TARGET_LOGGING_COST = 0.05
@@ -65,9 +66,9 @@ async def timed(fn: Any) -> float:
     return statistics.median(runs)
 
 
-async def query_phase(rows: int, log: Any) -> list[tuple[str, float]]:
+async def query_phase(rows: int, url: str | None, log: Any) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "bench.db")
+        store = await open_store(url or Path(tmp) / "bench.db")
         try:
             seconds = await fill(store, rows, log)
             log(f"  filled {rows:,} rows in {seconds:.1f}s ({rows / seconds:,.0f} rows/s)")
@@ -137,18 +138,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--store", default=None,
+                        help="store URL for the query phase (default: a new SQLite file)")
     args = parser.parse_args()
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     log(f"filling a store with {args.rows:,} invocation rows ...")
-    queries = anyio.run(query_phase, args.rows, log)
+    queries = anyio.run(query_phase, args.rows, args.store, log)
     log(f"calling through the gateway {args.calls} times with logging off and on ...")
     calls = anyio.run(logging_phase, args.calls)
 
     verdict = {True: "PASS", False: "FAIL"}
-    print(f"\nstore queries over {args.rows:,} invocation rows (median of 5)")
+    print(f"\nstore queries over {args.rows:,} invocation rows (median of 5), "
+          f"{args.store or 'a SQLite file'}")
     for name, ms in queries:
         print(f"  {name:<34} {ms:8.1f} ms   {verdict[ms <= TARGET_QUERY_MS]}"
               f" (<= {TARGET_QUERY_MS:g} ms)")

@@ -185,10 +185,10 @@ async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
 @pytest.mark.anyio
 async def test_servers_shows_the_file_merged_with_runtime_registrations(tmp_path: Path) -> None:
     from fast_mcp_gateway.admin.management import TOMBSTONE
-    from fast_mcp_gateway.store.sqlite import Store
+    from fast_mcp_gateway.store import open_store
 
     db = tmp_path / "g.db"
-    store = await Store.open(db)
+    store = await open_store(db)
     await store.put_server("extra", {"url": "http://127.0.0.1:9000/mcp"}, True)
     await store.put_server("notes", TOMBSTONE, False)
     await store.put_server("clock", None, False)

@@ -1,8 +1,10 @@
-"""Call records in the store: trace ids, redaction, queries and stats through admin tools."""
+"""Call records in the store: trace ids, redaction, queries and stats through admin tools;
+the batch writer behind the call log."""
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from fast_mcp_gateway.store import Invocation, MemoryStore
+from fast_mcp_gateway.telemetry.recorder import BatchWriter, Recorder
 from tests.fixtures import alpha_server, make_gateway, memory_entry, traced_server
 
 pytestmark = pytest.mark.anyio
@@ -50,9 +54,10 @@ async def _files(folder: Path) -> list[anyio.Path]:
     return [path async for path in anyio.Path(folder).iterdir()]
 
 
-async def test_stats_and_paging_through_admin_tools(tmp_path: Path) -> None:
-    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
-                           db=tmp_path / "g.db")
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_stats_and_paging_through_admin_tools(tmp_path: Path, backend: str) -> None:
+    db = tmp_path / "g.db" if backend == "sqlite" else Path("memory://")
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()}, db=db)
     async with Client(gateway.server) as client:
         for i in range(25):
             await client.call_tool("alpha_add", {"a": i, "b": 1})
@@ -122,3 +127,50 @@ async def test_redaction_keys_are_configurable(tmp_path: Path) -> None:
         await client.call_tool("traced_echo", {"text": "confidential", "password": "visible"})
         (call,) = (await client.call_tool("gateway_calls", {})).data.calls
     assert '"text": "***"' in call.arguments and '"password": "visible"' in call.arguments
+
+
+def call(i: int, at: float = 0.0) -> Invocation:
+    return Invocation(id=f"c{i}", trace_id="t", client="stdio", kind="tool", exposed="a_x",
+                      server="a", original="x", started_at=at or time.time(),
+                      duration_ms=1.0, status="success")
+
+
+async def test_the_recorder_writes_batches_and_applies_retention() -> None:
+    store = MemoryStore()
+    await store.add_invocations([call(i, at=1.0) for i in range(5)])  # long expired
+    recorder = Recorder(store, batch_size=3, retention_seconds=3600, retention_rows=None,
+                        prune_every=0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(recorder.run)
+        for i in range(10, 17):
+            recorder.record(call(i))
+        assert await recorder.flushed(within=10)
+        # Retention runs after a batch; the next batch is written after it.
+        recorder.record(call(17))
+        assert await recorder.flushed(within=10)
+        tg.cancel_scope.cancel()
+    rows, _ = await store.invocations(limit=100)
+    assert sorted(r.id for r in rows) == [f"c{i}" for i in range(10, 18)]
+    assert recorder.stats() == {"recorded": 8, "dropped": 0, "failed_writes": 0, "queued": 0}
+
+
+async def test_a_full_queue_drops_and_a_failed_write_is_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder(MemoryStore(), capacity=2)
+    for i in range(5):
+        recorder.record(call(i))  # never blocks: nothing drains the queue yet
+    assert recorder.stats() == {"recorded": 0, "dropped": 3, "failed_writes": 0, "queued": 2}
+    assert "queue full: 1 records dropped" in caplog.text
+
+    async def broken(batch: list[int]) -> None:
+        raise OSError("disk full")
+
+    writer = BatchWriter[int](broken, what="numbers", flush_interval=0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        writer.put(1)
+        writer.put(2)
+        assert await writer.flushed(within=10)
+        tg.cancel_scope.cancel()
+    assert writer.failed_writes == 2 and writer.written == 0
+    assert "could not write" in caplog.text and "numbers: disk full" in caplog.text

@@ -1,19 +1,26 @@
-"""The store against a real SQLite file: contract, migrations, crash safety, retention."""
+"""The SQLite backend against real files: migrations, WAL, integrity and column checks,
+crash safety, URLs.  What every backend must do is in test_store_contract.py."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
-from fast_mcp_gateway.store import sqlite as store_module
-from fast_mcp_gateway.store.sqlite import Invocation, StorageError, Store
+from fast_mcp_gateway.store import (
+    Invocation,
+    MemoryStore,
+    SQLiteStore,
+    StorageError,
+    open_store,
+)
+from fast_mcp_gateway.store import sqlite_schema as store_module
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +34,7 @@ def inv(i: int, *, server: str = "alpha", tool: str = "alpha_add", at: float = 1
 
 async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "gateway.db"
-    store = await Store.open(path)
+    store = await SQLiteStore.open(path)
     try:
         assert await store.schema_version() == store_module.SCHEMA_VERSION
     finally:
@@ -41,32 +48,32 @@ async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path:
 
 async def test_memory_is_refused_and_unusable_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="needs a file"):
-        await Store.open(":memory:")
+        await SQLiteStore.open(":memory:")
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StorageError, match=str(garbage)):
-        await Store.open(garbage)
+        await SQLiteStore.open(garbage)
     assert garbage.read_bytes().startswith(b"this is not a database")  # never reset
     newer = tmp_path / "newer.db"
     with sqlite3.connect(newer) as db:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(StorageError, match="schema version 99 is newer"):
-        await Store.open(newer)
+        await SQLiteStore.open(newer)
     # Same version number, different columns (a development build's file): refused by
     # name, not accepted and then failing every write.
     other = tmp_path / "other.db"
-    await (await Store.open(other)).close()  # a current file ...
+    await (await SQLiteStore.open(other)).close()  # a current file ...
     with sqlite3.connect(other) as db:  # ... whose aggregate table is an older shape
         db.execute("DROP TABLE invocation_minutes")
         db.execute("CREATE TABLE invocation_minutes (minute INTEGER, server TEXT)")
     with pytest.raises(StorageError, match=r"'invocation_minutes' lacks column.*period"):
-        await Store.open(other)
+        await SQLiteStore.open(other)
 
 
 async def test_migrations_apply_in_order_and_keep_data(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "gateway.db"
-    store = await Store.open(path)
+    store = await SQLiteStore.open(path)
     await store.add_invocations([inv(1)])
     await store.close()
     nxt = store_module.SCHEMA_VERSION + 1
@@ -75,87 +82,22 @@ async def test_migrations_apply_in_order_and_keep_data(tmp_path: Path,
         (nxt, "ALTER TABLE invocations ADD COLUMN model TEXT; CREATE TABLE extra (x INTEGER)"),
     ])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", nxt)
-    store = await Store.open(path)
+    store = await SQLiteStore.open(path)
     try:
         assert await store.schema_version() == nxt
         rows, _ = await store.invocations()
-        assert [r["id"] for r in rows] == ["id-0000001"] and "model" in rows[0]
+        assert [r.id for r in rows] == ["id-0000001"]
     finally:
         await store.close()
-
-
-async def test_invocations_filter_page_and_order(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "g.db")
-    try:
-        await store.add_invocations(
-            [inv(i, server="alpha" if i % 2 else "beta",
-                 status="error" if i % 5 == 0 else "success") for i in range(1, 51)])
-        page, cursor = await store.invocations(limit=20)
-        assert len(page) == 20 and cursor is not None
-        assert page[0]["id"] == "id-0000050"  # newest first
-        seen = [r["id"] for r in page]
-        while cursor:
-            page, cursor = await store.invocations(limit=20, cursor=cursor)
-            seen += [r["id"] for r in page]
-        assert seen == [f"id-{i:07d}" for i in range(50, 0, -1)]
-        errors, _ = await store.invocations(status="error", server="beta", limit=100)
-        assert [r["id"] for r in errors] == ["id-0000050", "id-0000040", "id-0000030",
-                                             "id-0000020", "id-0000010"]
-        window, _ = await store.invocations(since=1_000_010, until=1_000_012,
-                                            newest_first=False)
-        assert [r["id"] for r in window] == ["id-0000010", "id-0000011", "id-0000012"]
-        with pytest.raises(StorageError, match="invalid cursor"):
-            await store.invocations(cursor="nonsense")
-    finally:
-        await store.close()
-
-
-async def test_stats_match_the_exact_percentiles_within_a_bucket(tmp_path: Path) -> None:
-    rng = random.Random(4)
-    latencies = [rng.lognormvariate(3, 0.8) for _ in range(5000)]
-    store = await Store.open(tmp_path / "g.db")
-    try:
-        for start in range(0, 5000, 1000):
-            await store.add_invocations(
-                inv(i, ms=latencies[i], tool="alpha_add" if i % 3 else "alpha_sub",
-                    status="error" if i % 10 == 0 else "success")
-                for i in range(start, start + 1000))
-        total = (await store.stats())[""]
-        assert total.count == 5000 and total.errors == 500
-        assert total.success_rate == 0.9
-        exact = sorted(latencies)
-        for q, got in ((0.50, total.p50_ms), (0.95, total.p95_ms), (0.99, total.p99_ms)):
-            want = exact[int(q * len(exact)) - 1]
-            assert got is not None and want <= got <= want * 1.26, (q, want, got)
-        assert total.min_ms == pytest.approx(min(latencies))
-        assert total.max_ms == pytest.approx(max(latencies))
-        assert total.avg_ms == pytest.approx(sum(latencies) / 5000)
-        by_tool = await store.stats(group_by="tool")
-        assert set(by_tool) == {"alpha_add", "alpha_sub"}
-        assert by_tool["alpha_sub"].count == 1667
-    finally:
-        await store.close()
-
-
-async def test_retention_by_age_and_rows(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "g.db")
-    try:
-        await store.add_invocations(inv(i, at=0.0) for i in range(100))
-        await store.add_invocations(inv(i, at=10_000.0) for i in range(100, 200))
-        removed = await store.prune(max_age_seconds=5000, max_rows=None, now=11_000.0)
-        assert removed == 100 and await store.count("invocations") == 100
-        await store.prune(max_age_seconds=None, max_rows=30)
-        rows, _ = await store.invocations(limit=1000)
-        assert len(rows) == 30 and rows[-1]["id"] == "id-0000170"
-    finally:
-        await store.close()
+    with sqlite3.connect(path) as db:
+        assert "model" in {row[1] for row in db.execute("PRAGMA table_info(invocations)")}
 
 
 WRITER = """
 import anyio, sys
-from fast_mcp_gateway.store.sqlite import Invocation, Store
+from fast_mcp_gateway.store import Invocation, SQLiteStore
 async def main():
-    store = await Store.open(sys.argv[1])
+    store = await SQLiteStore.open(sys.argv[1])
     batch = 0
     while True:
         await store.add_invocations(
@@ -187,46 +129,76 @@ def test_a_writer_killed_mid_write_leaves_every_committed_record(tmp_path: Path)
     assert count >= committed and count % 200 == 0  # whole batches only
 
 
-async def test_windows_mixing_whole_hours_and_partial_edges_count_exactly(tmp_path: Path) -> None:
-    base = 1_700_000_000 // 3600 * 3600  # an hour boundary
-    rows = [inv(i, at=base, ms=1 + i % 50, status="error" if i % 7 == 0 else "success")
-            for i in range(0, 4 * 3600, 13)]  # one call every 13 s for 4 hours
-    store = await Store.open(tmp_path / "g.db")
-    try:
-        await store.add_invocations(rows)
-        for since, until in ((base + 1800, base + 2 * 3600 + 900),   # partial, whole, partial
-                             (base + 600, base + 1200),              # inside one hour
-                             (base, base + 4 * 3600 - 1),            # whole hours only
-                             (base + 3599, base + 3600)):            # across one boundary
-            got = (await store.stats(since=since, until=until)).get("")
-            # minute resolution: a call counts if its minute is within [since, until]'s minutes
-            want = [r for r in rows if since // 60 <= r.started_at // 60 <= until // 60]
-            assert got is not None and got.count == len(want), (since - base, until - base)
-            assert got.errors == sum(r.status == "error" for r in want)
-            assert got.max_ms == max(r.duration_ms for r in want)
-        assert (await store.stats())[""].count == len(rows)
-    finally:
-        await store.close()
-
-
 async def test_a_version_1_file_is_migrated_to_the_current_schema(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "old.db"
     with monkeypatch.context() as patch:  # make a file exactly as version 1 left it
         patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
         patch.setattr(store_module, "SCHEMA_VERSION", 1)
-        old = await Store.open(path)
+        old = await SQLiteStore.open(path)
         await old._db.execute(
             "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
             " started_at, duration_ms, status) VALUES ('v1', 't', 'c', 'tool', 'x', 's', 'x',"
             " 1.0, 2.0, 'success')")
         await old.close()
-    store = await Store.open(path)
+    store = await SQLiteStore.open(path)
     try:
         assert await store.schema_version() == store_module.SCHEMA_VERSION >= 2
         rows, _ = await store.invocations()
-        assert rows[0]["id"] == "v1" and rows[0]["rule"] is None
+        assert rows[0].id == "v1" and rows[0].rule is None
         await store.add_invocations([inv(1)])
         assert await store.count("invocations") == 2
     finally:
         await store.close()
+
+
+async def test_open_store_chooses_the_backend_by_url(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "a.db"
+    forms: list[str | Path] = [
+        f"sqlite://{file}",    # sqlite:///abs/path
+        f"sqlite:///{file}",   # SQLAlchemy's four slashes
+        str(Path(f"sqlite://{file}")),  # what a pathlib.Path setting makes of the first
+        str(file), file,       # bare paths
+    ]
+    for i, url in enumerate(forms):
+        store = await open_store(url)
+        try:
+            assert isinstance(store, SQLiteStore) and store.path == str(file), url
+            await store.add_invocations([inv(i)])
+        finally:
+            await store.close()
+    with sqlite3.connect(file) as db:  # every form opened the same file
+        assert db.execute("SELECT COUNT(*) FROM invocations").fetchone()[0] == len(forms)
+    names = [p.name async for p in anyio.Path(tmp_path).iterdir()]
+    assert [n for n in names if not n.startswith("a.db")] == []  # no "sqlite:" folder
+    monkeypatch.chdir(tmp_path)
+    await (await open_store("relative.db")).close()
+    assert (tmp_path / "relative.db").is_file()
+    in_memory = await open_store("sqlite:///:memory:")
+    try:
+        assert isinstance(in_memory, SQLiteStore) and in_memory.path == ":memory:"
+    finally:
+        await in_memory.close()
+    for memory_url in ("memory://", Path("memory://")):  # a Path makes it "memory:"
+        assert isinstance(await open_store(memory_url), MemoryStore)
+
+
+async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="needs a file"):
+        await open_store(":memory:")
+    with pytest.raises(StorageError, match=r"PostgreSQL is not supported yet; use sqlite:///"):
+        await open_store("postgresql://gw:pa55word@db.example/gateway")
+    try:
+        await open_store("postgres://gw:pa55word@db.example/gateway")
+    except StorageError as exc:
+        assert "pa55word" not in str(exc) and "gw:***@db.example" in str(exc)
+    with pytest.raises(StorageError, match=r"unknown scheme 'mysql'; use sqlite:///.*memory://"):
+        await open_store("mysql://db.example/gateway")
+    with pytest.raises(StorageError, match="has no host"):
+        await open_store("sqlite://db.example/gateway.db")
+    with pytest.raises(StorageError, match="names no file"):
+        await open_store("sqlite://")
+    with pytest.raises(StorageError, match="takes nothing after it"):
+        await open_store("memory://somewhere")
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []

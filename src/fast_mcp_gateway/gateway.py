@@ -57,7 +57,7 @@ from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store.sqlite import Store
+from fast_mcp_gateway.store import HealthRecord, Store, open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import (
@@ -121,7 +121,7 @@ class Gateway:
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
         self._health_send, self._health_receive = anyio.create_memory_object_stream[
-            tuple[float, str, str, str, str | None]](1000)
+            HealthRecord](1000)
         self.manager.on_transition(self._queue_transition)
         self._health_queued = self._health_done = 0
         self._health_progress = ChangeSignal()
@@ -140,7 +140,7 @@ class Gateway:
         tasks: list[Any] = [self.hub.run]
         s = self.settings
         if s.db is not None and s.record_calls:
-            self.store = await Store.open(s.db)
+            self.store = await open_store(s.db)
             self.recorder = Recorder(self.store, retention_seconds=s.retention_days * 86400,
                                      retention_rows=s.retention_rows,
                                      redact_keys=s.redact_keys)
@@ -308,7 +308,8 @@ class Gateway:
         if self.store is None:
             return
         with contextlib.suppress(anyio.WouldBlock):  # a burst beyond 1000: drop, never block
-            self._health_send.send_nowait((time.time(), server, replica, status, detail))
+            self._health_send.send_nowait(HealthRecord(
+                at=time.time(), server=server, replica=replica, status=status, detail=detail))
             self._health_queued += 1
 
     async def _write_health_records(
@@ -339,15 +340,15 @@ class Gateway:
         """(Re)load the route rules from the store into the call path."""
         rows = await self.require_store().routes()
         self.provider.routes = RouteTable(
-            Route(id=r["id"], pattern=r["pattern"], match=r["match"], target=r["target"],
-                  priority=r["priority"]) for r in rows)
+            Route(id=r.id, pattern=r.pattern, match=r.match, target=r.target,
+                  priority=r.priority) for r in rows)
 
     async def persist_enabled(self, name: str, enabled: bool) -> None:
         """Make an enable/disable survive restarts (a registration carrying the flag)."""
         if self.store is None:
             return
-        rows = {row["name"]: row for row in await self.store.servers()}
-        await self.store.put_server(name, rows[name]["config"] if name in rows else None,
+        rows = {row.name: row for row in await self.store.servers()}
+        await self.store.put_server(name, rows[name].config if name in rows else None,
                                     enabled)
 
     def require_store(self) -> Store:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import mcp_types as types
@@ -160,8 +161,8 @@ def register_inspector_tools(gateway: Gateway) -> set[str]:
         """Past inspector operations, newest first (per server or all)."""
         store = gateway.require_store()
         rows = await store.inspections(server=name, limit=limit, before_id=before_id)
-        return HistoryPage(entries=rows,
-                           next_before_id=rows[-1]["id"] if len(rows) == limit else None)
+        return HistoryPage(entries=[asdict(r) for r in rows],
+                           next_before_id=rows[-1].id if len(rows) == limit else None)
 
     @server.tool(name="gateway_inspector_clear", annotations=clearing, tags={"admin"})
     async def inspector_clear(

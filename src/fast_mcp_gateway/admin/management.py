@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from fast_mcp_gateway.config.loader import load_config, parse_config, parse_config_text
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.store.base import Registration
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.gateway import Gateway
@@ -58,13 +60,13 @@ def parse_server(name: str, raw: dict[str, Any], source: str) -> ServerConfig:
     return parse_config({"servers": {name: raw}}, source=source).servers[name]
 
 
-def merge(file_servers: dict[str, ServerConfig], registrations: list[dict[str, Any]]
+def merge(file_servers: dict[str, ServerConfig], registrations: list[Registration]
           ) -> tuple[dict[str, ServerConfig], list[str]]:
     """The servers to run: the file's, overridden by runtime registrations (by name)."""
     servers = dict(file_servers)
     problems: list[str] = []
     for row in registrations:
-        name, raw, enabled = row["name"], row["config"], row["enabled"]
+        name, raw, enabled = row.name, row.config, row.enabled
         if raw == TOMBSTONE:
             servers.pop(name, None)
             continue
@@ -201,7 +203,7 @@ def register_management_tools(gateway: Gateway) -> set[str]:
         invalid file is rejected with its errors and the running config is kept."""
         return await gateway.reload_config()
 
-    async def save_route(route_id: int | None, pattern: str, match: str, target: str,
+    async def save_route(route_id: int | None, pattern: str, match: match_arg, target: str,
                          priority: int) -> dict[str, Any]:
         store = gateway.require_store()
         action = "add_route" if route_id is None else "update_route"
@@ -244,7 +246,7 @@ def register_management_tools(gateway: Gateway) -> set[str]:
     @server.tool(name="gateway_list_routes", annotations=read_only, tags={"admin"})
     async def list_routes() -> dict[str, Any]:
         """Route rules in decision order (priority, then age)."""
-        return {"routes": await gateway.require_store().routes()}
+        return {"routes": [asdict(r) for r in await gateway.require_store().routes()]}
 
     return {"gateway_add_server", "gateway_update_server", "gateway_remove_server",
             "gateway_export_servers", "gateway_import_servers", "gateway_reload_config",

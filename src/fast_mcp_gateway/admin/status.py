@@ -10,6 +10,7 @@ and return the server's resulting status, so a host sees the outcome, not a prom
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import mcp_types as types
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.errors import AdminError, UpstreamError
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store.sqlite import StorageError, Store
+from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
@@ -379,8 +380,8 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
         await gateway.health_flushed(within=2)
         rows = await gateway.require_store().health_records(server=name, limit=limit,
                                                             before_id=before_id)
-        return {"records": rows,
-                "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+        return {"records": [asdict(r) for r in rows],
+                "next_before_id": rows[-1].id if len(rows) == limit else None}
 
     @server.tool(name="gateway_audit", annotations=_READ_ONLY, tags={"admin"})
     async def audit_log(
@@ -389,8 +390,8 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
     ) -> dict[str, Any]:
         """Who changed what through the admin tools, newest first."""
         rows = await gateway.require_store().audit(limit=limit, before_id=before_id)
-        return {"entries": rows,
-                "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+        return {"entries": [asdict(r) for r in rows],
+                "next_before_id": rows[-1].id if len(rows) == limit else None}
 
     def store_of() -> tuple[Store, Recorder]:
         store = gateway.require_store()
@@ -418,7 +419,7 @@ def register_admin_tools(gateway: Gateway) -> set[str]:
                 cursor=cursor, newest_first=not oldest_first)
         except StorageError as exc:
             raise ToolError(str(exc)) from exc
-        return CallPage(calls=[CallRecord(**{k: r[k] for k in CallRecord.model_fields})
+        return CallPage(calls=[CallRecord(**{k: getattr(r, k) for k in CallRecord.model_fields})
                                for r in rows], next_cursor=next_cursor)
 
     @server.tool(name="gateway_stats", annotations=_READ_ONLY, tags={"admin"})

@@ -7,16 +7,16 @@ import json
 import os
 import re
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from fast_mcp_gateway.admin.management import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import default_db_path
-from fast_mcp_gateway.store.sqlite import StorageError, Store
+from fast_mcp_gateway.store import Invocation, Registration, StorageError, Store, open_store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -41,7 +41,7 @@ async def run_report(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)")
         return 2
     try:
-        store = await Store.open(path)
+        store = await open_store(path)
         try:
             since = parse_since(args.since)
             if args.command == "logs":
@@ -64,27 +64,27 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
                                       status=args.status, limit=args.limit)
     rows.reverse()  # oldest first, like a log
     _print_rows(rows, args.json, header=True)
-    last = rows[-1]["started_at"] if rows else since or time.time()
-    seen = {r["id"] for r in rows}
+    last = rows[-1].started_at if rows else since or time.time()
+    seen = {r.id for r in rows}
     while args.follow:
         await anyio.sleep(1.0)
         new, _ = await store.invocations(since=last, server=args.server, tool=args.tool,
                                          status=args.status, limit=1000, newest_first=False)
-        new = [r for r in new if r["id"] not in seen]
+        new = [r for r in new if r.id not in seen]
         _print_rows(new, args.json, header=False)
         for r in new:
-            seen.add(r["id"])
-            last = max(last, r["started_at"])
+            seen.add(r.id)
+            last = max(last, r.started_at)
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool, *, header: bool) -> None:
+def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool) -> None:
     if as_json:
         for r in rows:
-            print(json.dumps(r), flush=True)
+            print(json.dumps(asdict(r)), flush=True)
         return
-    cells = [[datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M:%S"),
-              r["status"], f"{r['duration_ms']:.1f}", r["server"], r["exposed"],
-              r["replica"] or "", str(r["retries"]), (r["error"] or "")[:80]] for r in rows]
+    cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+              r.status, f"{r.duration_ms:.1f}", r.server, r.exposed,
+              r.replica or "", str(r.retries), (r.error or "")[:80]] for r in rows]
     print(_table(_LOG_COLUMNS, cells, header=header), flush=True)
 
 
@@ -122,21 +122,21 @@ def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> 
 async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
     path = _db_path(args)
-    registrations: list[dict[str, Any]] = []
+    registrations: list[Registration] = []
     if await anyio.Path(path).exists():
-        store = await Store.open(path)
+        store = await open_store(path)
         try:
             registrations = await store.servers()
         finally:
             await store.close()
     servers, problems = merge(dict(config.servers), registrations)
-    by_name = {r["name"]: r for r in registrations}
+    by_name = {r.name: r for r in registrations}
     rows = []
     for name in sorted(set(config.servers) | set(by_name)):
         reg = by_name.get(name)
-        if reg is not None and reg["config"] == TOMBSTONE:
+        if reg is not None and reg.config == TOMBSTONE:
             source = "file, removed at runtime"
-        elif reg is not None and reg["config"] is not None:
+        elif reg is not None and reg.config is not None:
             source = "runtime" + (" (overrides the file)" if name in config.servers else "")
         elif reg is not None:
             source = "file (enabled flag set at runtime)"

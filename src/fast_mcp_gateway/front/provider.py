@@ -42,7 +42,7 @@ from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import CallPath, Service
-from fast_mcp_gateway.store.sqlite import Invocation
+from fast_mcp_gateway.store.base import Invocation
 from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
     current_trace_id,

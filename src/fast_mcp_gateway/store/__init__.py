@@ -1,2 +1,112 @@
 """Persistence: call records, aggregates, audit, health and inspector history,
-registrations and routes."""
+registrations and routes -- interfaces in base.py, one module per backend.
+
+``open_store(url)`` picks the backend:
+
+- ``sqlite:///abs/path/gateway.db`` or a bare path (``gateway.db``, ``/var/lib/g.db``):
+  the SQLite file, created when missing (sqlite.py);
+- ``sqlite:///:memory:``: SQLite without a file (everything is lost at close);
+- ``memory://``: the in-memory backend (memory.py), for tests and demos.
+
+PostgreSQL (``postgresql://``) is the next backend; until it lands it is refused by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fast_mcp_gateway.store.base import (
+    AuditEntry,
+    AuditStore,
+    Change,
+    ChangeBatch,
+    ControlPlaneStore,
+    HealthRecord,
+    HealthStore,
+    InspectionRecord,
+    InspectionStore,
+    Invocation,
+    InvocationStore,
+    Registration,
+    RouteMatch,
+    RouteRecord,
+    StorageError,
+    Store,
+)
+from fast_mcp_gateway.store.memory import MemoryStore
+from fast_mcp_gateway.store.sqlite import SQLiteStore
+from fast_mcp_gateway.store.stats import LatencyStats
+
+__all__ = [
+    "SUPPORTED",
+    "AuditEntry",
+    "AuditStore",
+    "Change",
+    "ChangeBatch",
+    "ControlPlaneStore",
+    "HealthRecord",
+    "HealthStore",
+    "InspectionRecord",
+    "InspectionStore",
+    "Invocation",
+    "InvocationStore",
+    "LatencyStats",
+    "MemoryStore",
+    "Registration",
+    "RouteMatch",
+    "RouteRecord",
+    "SQLiteStore",
+    "StorageError",
+    "Store",
+    "open_store",
+]
+
+SUPPORTED = "sqlite:///ABSOLUTE/PATH, a bare file path, sqlite:///:memory: or memory://"
+
+# Two letters at least: "C:\..." is a Windows path, not a URL.
+_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]+):(?P<rest>.*)", re.DOTALL)
+
+
+async def open_store(url: str | os.PathLike[str]) -> Store:
+    """Open the store ``url`` names (see the module docstring); a ``StorageError`` says
+    what is wrong with a URL or with the store behind it."""
+    text = os.fspath(url)
+    match = _SCHEME.fullmatch(text)
+    if match is None:
+        return await SQLiteStore.open(text)
+    scheme, rest = match["scheme"].lower(), match["rest"]
+    if scheme == "sqlite":
+        path = _sqlite_path(text, rest)
+        return await SQLiteStore.open(path, allow_memory=path == ":memory:")
+    if scheme == "memory":
+        if rest.strip("/"):
+            raise StorageError(f"store URL {text!r}: memory:// takes nothing after it")
+        return MemoryStore()
+    if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
+        raise StorageError(f"store URL {_without_password(text)!r}: PostgreSQL is not "
+                           f"supported yet; use {SUPPORTED}")
+    raise StorageError(f"store URL {_without_password(text)!r}: unknown scheme "
+                       f"{match['scheme']!r}; use {SUPPORTED} (a file whose name has a "
+                       "colon: write it as ./NAME)")
+
+
+def _sqlite_path(url: str, rest: str) -> str:
+    """The file of a sqlite URL.  Also takes the one-slash form a ``pathlib.Path`` makes
+    of ``sqlite:///x`` (settings hold the db as a Path) and SQLAlchemy's four slashes."""
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if rest and not rest.startswith("/"):
+            host = rest.split("/", 1)[0]
+            raise StorageError(f"store URL {url!r}: a sqlite URL has no host ({host!r}); "
+                               "write sqlite:///ABSOLUTE/PATH")
+    if rest in {"/:memory:", ":memory:"}:
+        return ":memory:"
+    if not rest.strip("/"):
+        raise StorageError(f"store URL {url!r} names no file; write sqlite:///ABSOLUTE/PATH")
+    return "/" + rest.lstrip("/") if rest.startswith("/") else rest
+
+
+def _without_password(url: str) -> str:
+    """The URL with any password replaced, fit for an error message."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -1,8 +1,10 @@
-"""Recording calls off the hot path: a bounded queue drained in batches into the store.
+"""Recording off the hot path: bounded queues drained in batches into the store.
 
-``Recorder.record(invocation)`` never blocks and never fails a call: when the queue is
-full the record is dropped and counted (``dropped``).  ``run()`` writes batches of up to
-``batch_size`` in one transaction, and applies retention every ``prune_every`` seconds.
+``BatchWriter`` is the generic part: ``put(item)`` never blocks and never fails the
+caller -- when the queue is full the item is dropped and counted (``dropped``) -- and
+``run()`` hands batches of up to ``batch_size`` to one write call (one transaction).
+``Recorder`` is the call log built on it: ``record(invocation)``, retention applied
+every ``prune_every`` seconds.
 
 ``redact_arguments`` is what goes into a record: values under credential-like keys, and
 any known secret value inside a string, become ``***``.
@@ -15,18 +17,19 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
-from fast_mcp_gateway.store.sqlite import Invocation, Store
+from fast_mcp_gateway.store.base import Invocation, InvocationStore
 from fast_mcp_gateway.telemetry.redaction import mask_secrets
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
@@ -70,12 +73,98 @@ def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
     return walk(arguments)
 
 
-class Recorder:
-    """The bounded, batched writer of invocation records (see the module docstring)."""
+class BatchWriter(Generic[T]):
+    """A bounded queue of items drained in batches by ``run()`` (see the module docstring).
+
+    ``put`` never blocks and never raises: when the queue is full the item is dropped and
+    counted.  ``run`` collects up to ``batch_size`` items for at most ``flush_interval``
+    seconds after the first and hands them to ``write`` in one call; a failed write is
+    logged and counted, never raised.  ``maintain`` (if given) runs after a batch at most
+    every ``maintain_every`` seconds (e.g. retention)."""
 
     def __init__(
         self,
-        store: Store,
+        write: Callable[[list[T]], Awaitable[object]],
+        *,
+        what: str,
+        capacity: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        maintain: Callable[[], Awaitable[None]] | None = None,
+        maintain_every: float = 300.0,
+    ) -> None:
+        self.what = what
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._write_batch = write
+        self._maintain = maintain
+        self.maintain_every = maintain_every
+        self._send: MemoryObjectSendStream[T]
+        self._receive: MemoryObjectReceiveStream[T]
+        self._send, self._receive = anyio.create_memory_object_stream[T](capacity)
+        self.written = 0
+        self.dropped = 0
+        self.failed_writes = 0
+        self._accepted = 0
+        self._progress = anyio.Event()
+
+    def put(self, item: T) -> None:
+        try:
+            self._send.send_nowait(item)
+            self._accepted += 1
+        except anyio.WouldBlock:
+            self.dropped += 1
+            if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
+                logger.warning("%s queue full: %d records dropped so far", self.what,
+                               self.dropped)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        task_status.started()
+        last_maintained = 0.0
+        async with self._receive:
+            async for first in self._receive:
+                # Collect for a moment: one transaction per item would cost the callers.
+                batch = [first]
+                with anyio.move_on_after(self.flush_interval), suppress(anyio.EndOfStream):
+                    while len(batch) < self.batch_size:
+                        batch.append(await self._receive.receive())
+                await self._write(batch)
+                if (self._maintain is not None
+                        and time.monotonic() - last_maintained > self.maintain_every):
+                    last_maintained = time.monotonic()
+                    await self._maintain()
+
+    async def _write(self, batch: list[T]) -> None:
+        try:
+            await self._write_batch(batch)
+            self.written += len(batch)
+        except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
+            self.failed_writes += len(batch)
+            logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
+        progress, self._progress = self._progress, anyio.Event()
+        progress.set()
+
+    async def flushed(self, within: float = 10.0) -> bool:
+        """Wait until every item queued so far is written (for tests and shutdown)."""
+        with anyio.move_on_after(within):
+            while self.written + self.failed_writes < self._accepted:
+                await self._progress.wait()
+            return True
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        return {"written": self.written, "dropped": self.dropped,
+                "failed_writes": self.failed_writes,
+                "queued": self._receive.statistics().current_buffer_used}
+
+
+class Recorder(BatchWriter[Invocation]):
+    """The call log: invocation records written in batches, with retention."""
+
+    def __init__(
+        self,
+        store: InvocationStore,
         *,
         capacity: int = 10_000,
         batch_size: int = 500,
@@ -85,56 +174,20 @@ class Recorder:
         flush_interval: float = 0.2,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
     ) -> None:
+        super().__init__(store.add_invocations, what="call records", capacity=capacity,
+                         batch_size=batch_size, flush_interval=flush_interval,
+                         maintain=self._prune, maintain_every=prune_every)
         self.store = store
-        self.flush_interval = flush_interval
         self.redact_keys = tuple(redact_keys)
-        self.batch_size = batch_size
         self.retention_seconds = retention_seconds
         self.retention_rows = retention_rows
-        self.prune_every = prune_every
-        self._send: MemoryObjectSendStream[Invocation]
-        self._receive: MemoryObjectReceiveStream[Invocation]
-        self._send, self._receive = anyio.create_memory_object_stream[Invocation](capacity)
-        self.recorded = 0
-        self.dropped = 0
-        self.failed_writes = 0
-        self._accepted = 0
-        self._written = anyio.Event()
 
     def record(self, invocation: Invocation) -> None:
-        try:
-            self._send.send_nowait(invocation)
-            self._accepted += 1
-        except anyio.WouldBlock:
-            self.dropped += 1
-            if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
-                logger.warning("call log queue full: %d records dropped so far", self.dropped)
+        self.put(invocation)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                  ) -> None:
-        task_status.started()
-        last_prune = 0.0
-        async with self._receive:
-            async for first in self._receive:
-                # Collect for a moment: one transaction per call would cost the calls.
-                batch = [first]
-                with anyio.move_on_after(self.flush_interval), suppress(anyio.EndOfStream):
-                    while len(batch) < self.batch_size:
-                        batch.append(await self._receive.receive())
-                await self._write(batch)
-                if time.monotonic() - last_prune > self.prune_every:
-                    last_prune = time.monotonic()
-                    await self._prune()
-
-    async def _write(self, batch: list[Invocation]) -> None:
-        try:
-            await self.store.add_invocations(batch)
-            self.recorded += len(batch)
-        except Exception as exc:  # noqa: BLE001 - a failed write must never fail calls
-            self.failed_writes += len(batch)
-            logger.warning("could not write %d call records: %s", len(batch), exc)
-        written, self._written = self._written, anyio.Event()
-        written.set()
+    @property
+    def recorded(self) -> int:
+        return self.written
 
     async def _prune(self) -> None:
         try:
@@ -143,18 +196,9 @@ class Recorder:
         except Exception as exc:  # noqa: BLE001 - retention retries at the next interval
             logger.warning("retention failed: %s", exc)
 
-    async def flushed(self, within: float = 10.0) -> bool:
-        """Wait until every record queued so far is written (for tests and shutdown)."""
-        with anyio.move_on_after(within):
-            while self.recorded + self.failed_writes < self._accepted:
-                await self._written.wait()
-            return True
-        return False
-
     def stats(self) -> dict[str, Any]:
-        return {"recorded": self.recorded, "dropped": self.dropped,
-                "failed_writes": self.failed_writes,
-                "queued": self._receive.statistics().current_buffer_used}
+        stats = super().stats()
+        return {"recorded": stats.pop("written"), **stats}
 
 
 def dumps_arguments(arguments: Any, secret_values: frozenset[str],

@@ -1,0 +1,264 @@
+"""The in-memory backend: every store concern in Python structures, for tests and demos.
+
+Behaves as the SQLite backend does -- same ordering, paging cursors, filters, id
+assignment (ids are never reused), aggregates and statistics (the same histogram
+arithmetic, store/stats.py) and retention -- and loses everything when the process
+ends.  Chosen with ``memory://``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from fast_mcp_gateway.store.base import (
+    AuditEntry,
+    ChangeBatch,
+    HealthRecord,
+    InspectionRecord,
+    Invocation,
+    Registration,
+    RouteMatch,
+    RouteRecord,
+    invocation_cursor,
+    parse_cursor,
+)
+from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.stats import (
+    AggregateKey,
+    LatencyStats,
+    Resolution,
+    aggregate_batch,
+    finish,
+    group_key,
+    merge_into,
+    window_parts,
+)
+
+
+class MemoryStore:
+    """Every ``Store`` protocol, in memory (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._invocations: dict[str, Invocation] = {}
+        self._aggregates: dict[Resolution, dict[AggregateKey, LatencyStats]] = {
+            "minute": {}, "hour": {}}
+        self._servers: dict[str, Registration] = {}
+        self._routes: dict[int, RouteRecord] = {}
+        self._audit: list[AuditEntry] = []
+        self._health: list[HealthRecord] = []
+        self._inspections: list[InspectionRecord] = []
+        self._ids = {name: itertools.count(1)
+                     for name in ("routes", "audit", "health", "inspections")}
+        self._feed = LocalChangeFeed()
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays readable until the object is dropped."""
+
+    # -- invocations --------------------------------------------------------------------
+
+    async def add_invocations(self, rows: Iterable[Invocation]) -> int:
+        rows = list(rows)
+        for r in rows:
+            # As stored by SQLite: an empty route reads back as None, a duplicate id is
+            # ignored; copies keep a caller's later mutation of its lists out of the store.
+            self._invocations.setdefault(r.id, replace(
+                r, route=[dict(step) for step in r.route] if r.route else None))
+        minutes, hours = aggregate_batch(rows)
+        batches: tuple[tuple[Resolution, dict[AggregateKey, LatencyStats]], ...] = (
+            ("minute", minutes), ("hour", hours))
+        for resolution, groups in batches:
+            stored = self._aggregates[resolution]
+            for key, add in groups.items():
+                assert add.min_ms is not None and add.max_ms is not None
+                merge_into(stored.setdefault(key, LatencyStats()), add.count, add.errors,
+                           add.total_ms, add.min_ms, add.max_ms, add.histogram)
+        return len(rows)
+
+    async def invocations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Invocation], str | None]:
+        after = parse_cursor(cursor) if cursor else None
+
+        def wanted(r: Invocation) -> bool:
+            if after is not None and ((r.started_at, r.id) >= after if newest_first
+                                      else (r.started_at, r.id) <= after):
+                return False
+            return ((since is None or r.started_at >= since)
+                    and (until is None or r.started_at <= until)
+                    and (server is None or r.server == server)
+                    and (tool is None or r.exposed == tool)
+                    and (status is None or r.status == status))
+
+        rows = sorted(filter(wanted, self._invocations.values()),
+                      key=lambda r: (r.started_at, r.id), reverse=newest_first)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return rows, invocation_cursor(rows[-1])
+        return rows, None
+
+    async def stats(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        group_by: str | None = None,
+    ) -> dict[str, LatencyStats]:
+        out: dict[str, LatencyStats] = {}
+        for resolution, p_lo, p_hi in window_parts(since, until, time.time()):
+            for (period, srv, exposed), agg in self._aggregates[resolution].items():
+                if ((p_lo is not None and period < p_lo) or (p_hi is not None and period > p_hi)
+                        or (server is not None and srv != server)
+                        or (tool is not None and exposed != tool) or not agg.count):
+                    continue
+                assert agg.min_ms is not None and agg.max_ms is not None
+                merge_into(out.setdefault(group_key(group_by, srv, exposed), LatencyStats()),
+                           agg.count, agg.errors, agg.total_ms, agg.min_ms, agg.max_ms,
+                           agg.histogram)
+        return finish(out)
+
+    async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
+                    now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        removed = 0
+        if max_age_seconds is not None:
+            cutoff = now - max_age_seconds
+            old = [k for k, r in self._invocations.items() if r.started_at < cutoff]
+            for k in old:
+                del self._invocations[k]
+            removed += len(old)
+            for stored, seconds in ((self._aggregates["minute"], 60),
+                                    (self._aggregates["hour"], 3600)):
+                period = int(cutoff // seconds)
+                for key in [key for key in stored if key[0] < period]:
+                    del stored[key]
+            self._audit = [e for e in self._audit if e.at >= cutoff]
+            self._health = [e for e in self._health if e.at >= cutoff]
+            self._inspections = [e for e in self._inspections if e.at >= cutoff]
+        if max_rows is not None and len(self._invocations) > max_rows:
+            newest = sorted(self._invocations.values(), key=lambda r: (r.started_at, r.id),
+                            reverse=True)
+            for r in newest[max_rows:]:
+                del self._invocations[r.id]
+                removed += 1
+        return removed
+
+    # -- control plane ------------------------------------------------------------------
+
+    async def put_server(self, name: str, config: dict[str, Any] | None, enabled: bool) -> None:
+        self._servers[name] = Registration(name=name, config=_copy(config), enabled=enabled,
+                                           updated_at=time.time())
+        self._feed.note("server", name)
+
+    async def delete_server(self, name: str) -> None:
+        if self._servers.pop(name, None) is not None:
+            self._feed.note("server", name)
+
+    async def servers(self) -> list[Registration]:
+        return [replace(r, config=_copy(r.config))
+                for _, r in sorted(self._servers.items())]
+
+    async def add_route(self, pattern: str, match: RouteMatch, target: str,
+                        priority: int) -> int:
+        route_id = next(self._ids["routes"])
+        self._routes[route_id] = RouteRecord(id=route_id, pattern=pattern, match=match,
+                                             priority=priority, target=target,
+                                             created_at=time.time())
+        self._feed.note("route", route_id)
+        return route_id
+
+    async def update_route(self, route_id: int, pattern: str, match: RouteMatch,
+                           target: str, priority: int) -> bool:
+        route = self._routes.get(route_id)
+        if route is None:
+            return False
+        self._routes[route_id] = replace(route, pattern=pattern, match=match, target=target,
+                                         priority=priority)
+        self._feed.note("route", route_id)
+        return True
+
+    async def delete_route(self, route_id: int) -> bool:
+        if self._routes.pop(route_id, None) is None:
+            return False
+        self._feed.note("route", route_id)
+        return True
+
+    async def routes(self) -> list[RouteRecord]:
+        return sorted(self._routes.values(), key=lambda r: (-r.priority, r.id))
+
+    async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
+        return await self._feed.changes(since, wait=wait)
+
+    # -- histories ----------------------------------------------------------------------
+
+    async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
+        self._health += [replace(r, id=next(self._ids["health"])) for r in rows]
+
+    async def health_records(self, *, server: str | None = None, limit: int = 50,
+                             before_id: int | None = None) -> list[HealthRecord]:
+        return _page(self._health, server, limit, before_id)
+
+    async def add_audit(self, actor: str, action: str, target: str | None,
+                        arguments: str | None, result: str | None) -> None:
+        self._audit.append(AuditEntry(id=next(self._ids["audit"]), at=time.time(), actor=actor,
+                                      action=action, target=target, arguments=arguments,
+                                      result=result))
+
+    async def audit(self, *, limit: int = 50, before_id: int | None = None
+                    ) -> list[AuditEntry]:
+        return _page(self._audit, None, limit, before_id)
+
+    async def add_inspection(self, server: str, replica: str | None, operation: str,
+                             target: str | None, arguments: str | None, status: str,
+                             duration_ms: float, result: str | None) -> int:
+        entry = InspectionRecord(id=next(self._ids["inspections"]), at=time.time(),
+                                 server=server, replica=replica, operation=operation,
+                                 target=target, arguments=arguments, status=status,
+                                 duration_ms=duration_ms, result=result)
+        self._inspections.append(entry)
+        return entry.id
+
+    async def inspections(self, *, server: str | None = None, limit: int = 50,
+                          before_id: int | None = None) -> list[InspectionRecord]:
+        return _page(self._inspections, server, limit, before_id)
+
+    async def clear_inspections(self, server: str | None = None) -> int:
+        before = len(self._inspections)
+        self._inspections = [e for e in self._inspections if server and e.server != server]
+        return before - len(self._inspections)
+
+
+_Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord)
+
+
+def _page(entries: list[_Entry], server: str | None, limit: int, before_id: int | None
+          ) -> list[_Entry]:
+    """Newest first (entries are kept in id order), one server's, older than before_id."""
+    def newest() -> Iterator[_Entry]:
+        for entry in reversed(entries):
+            if server is not None and getattr(entry, "server", None) != server:
+                continue
+            if before_id is not None and (entry.id or 0) >= before_id:
+                continue
+            yield entry
+    return list(itertools.islice(newest(), limit))
+
+
+def _copy(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deep copy of a JSON value, as a round trip through a database gives."""
+    return None if config is None else dict(json.loads(json.dumps(config)))

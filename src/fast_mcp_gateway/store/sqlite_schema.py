@@ -1,0 +1,201 @@
+"""The SQLite file's schema: versioned migrations, and the checks run when it is opened.
+
+``prepare`` checks the file's integrity, switches it to WAL, applies the pending
+``MIGRATIONS`` in order (each in one transaction, ``PRAGMA user_version`` recording the
+last), then checks that every table has the columns its version promises.  A file it
+cannot use is a ``StorageError`` naming the file and the reason -- never a silent reset.
+
+The aggregate tables (``invocation_minutes``, ``invocation_hours``) hold one row per
+(period, server, exposed) with the latency histogram's buckets as columns ``h0..h48``,
+so a statistics query sums a few thousand rows inside SQLite whatever the number of calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+
+import aiosqlite
+
+from fast_mcp_gateway.store.base import StorageError
+from fast_mcp_gateway.store.stats import BUCKETS_MS
+
+HIST_COLUMNS = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
+
+
+def _aggregate_tables(script: str) -> str:
+    """Expand ``AGGREGATE_TABLE(name)``: a per-period, per-tool aggregate table."""
+    columns = ", ".join(f"{h} INTEGER NOT NULL DEFAULT 0" for h in HIST_COLUMNS)
+    return re.sub(
+        r"AGGREGATE_TABLE\((\w+)\)",
+        lambda m: f"CREATE TABLE {m.group(1)} (period INTEGER NOT NULL, server TEXT NOT NULL,"
+                  " exposed TEXT NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL,"
+                  " total_ms REAL NOT NULL, min_ms REAL NOT NULL, max_ms REAL NOT NULL,"
+                  f" {columns}, PRIMARY KEY (period, server, exposed))",
+        script,
+    )
+
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+    CREATE TABLE invocations (
+        id TEXT PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        client TEXT NOT NULL,
+        kind TEXT NOT NULL,              -- tool | resource | prompt
+        exposed TEXT NOT NULL,
+        server TEXT NOT NULL,
+        original TEXT NOT NULL,
+        replica TEXT,
+        route TEXT,                      -- JSON list of {replica, outcome}
+        retries INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,        -- unix seconds
+        duration_ms REAL NOT NULL,
+        status TEXT NOT NULL,            -- success | error | timeout | rejected
+        error TEXT,
+        arguments TEXT,                  -- JSON, redacted
+        request_bytes INTEGER,
+        response_bytes INTEGER
+    );
+    CREATE INDEX invocations_started ON invocations (started_at, id);
+    CREATE INDEX invocations_server ON invocations (server, started_at);
+    CREATE INDEX invocations_tool ON invocations (exposed, started_at);
+    CREATE INDEX invocations_status ON invocations (status, started_at);
+    AGGREGATE_TABLE(invocation_minutes);  -- period: unix minutes
+    AGGREGATE_TABLE(invocation_hours);    -- period: unix hours
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        arguments TEXT,
+        result TEXT
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,            -- JSON ServerConfig, as registered (with ${VARS})
+        enabled INTEGER NOT NULL DEFAULT 1,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE routes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pattern TEXT NOT NULL,
+        match TEXT NOT NULL,             -- exact | prefix | wildcard
+        priority INTEGER NOT NULL DEFAULT 0,
+        target TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE health_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        server TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX health_server ON health_records (server, at);
+    CREATE TABLE inspector_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        server TEXT NOT NULL,
+        replica TEXT,
+        operation TEXT NOT NULL,
+        target TEXT,
+        arguments TEXT,
+        status TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        result TEXT
+    );
+    CREATE INDEX inspector_server ON inspector_history (server, id);
+    """),
+    (2, """
+    ALTER TABLE invocations ADD COLUMN rule TEXT;  -- the route rule that chose the server
+    """),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
+                    "servers", "routes", "health_records", "inspector_history"})
+
+# Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
+UPSERT_AGGREGATE = (
+    "INSERT INTO {table} (period, server, exposed, count, errors, total_ms, min_ms, max_ms, "
+    + ", ".join(HIST_COLUMNS) + ") VALUES (" + ", ".join("?" * (8 + len(HIST_COLUMNS))) + ")"
+    " ON CONFLICT (period, server, exposed) DO UPDATE SET count = count + excluded.count,"
+    " errors = errors + excluded.errors, total_ms = total_ms + excluded.total_ms,"
+    " min_ms = min(min_ms, excluded.min_ms), max_ms = max(max_ms, excluded.max_ms), "
+    + ", ".join(f"{h} = {h} + excluded.{h}" for h in HIST_COLUMNS)
+)
+
+
+async def prepare(db: aiosqlite.Connection, path: str) -> None:
+    """Check, tune and migrate a freshly opened connection (see the module docstring).
+    sqlite3 errors propagate for the caller to name the file."""
+    await db.execute("PRAGMA busy_timeout = 5000")
+    (check,) = await (await db.execute("PRAGMA quick_check")).fetchone() or ("?",)
+    if check != "ok":
+        raise StorageError(f"{path}: integrity check failed: {check}; the file was "
+                           "left untouched -- restore it from a backup or move it away")
+    if path != ":memory:":
+        await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = NORMAL")
+    version = await schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"{path}: schema version {version} is newer than this "
+                           f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
+    for target, script in MIGRATIONS:
+        if target <= version:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await _run_script(db, script)
+            await db.execute(f"PRAGMA user_version = {target}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    await _check_columns(db, path)
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    (version,) = await (await db.execute("PRAGMA user_version")).fetchone() or (0,)
+    return int(version)
+
+
+async def _check_columns(db: aiosqlite.Connection, path: str) -> None:
+    """Refuse a file whose tables lack columns its schema version promises (e.g. one
+    written by a development build), rather than losing every write to it later."""
+    for table, columns in _expected_columns(tuple(MIGRATIONS)).items():
+        rows = await (await db.execute(f"PRAGMA table_info({table})")).fetchall()
+        have = {row[1] for row in rows}
+        missing = sorted(columns - have)
+        if missing:
+            raise StorageError(
+                f"{path}: table {table!r} lacks column(s) {', '.join(missing)} that "
+                f"schema version {SCHEMA_VERSION} has; the file was written by another "
+                "build -- move it away or point MCP_GATEWAY_DB elsewhere")
+
+
+@functools.cache
+def _expected_columns(migrations: tuple[tuple[int, str], ...]) -> dict[str, frozenset[str]]:
+    """Every table's columns, as ``migrations`` build them on an empty database."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, script in migrations:
+            db.executescript(_aggregate_tables(script))
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: frozenset(row[1] for row in db.execute(f"PRAGMA table_info({t})"))
+                for t in tables}
+    finally:
+        db.close()
+
+
+async def _run_script(db: aiosqlite.Connection, script: str) -> None:
+    """Run a migration's statements inside the caller's open transaction."""
+    for statement in (s.strip() for s in _aggregate_tables(script).split(";")):
+        if statement:
+            await db.execute(statement)

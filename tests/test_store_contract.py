@@ -1,0 +1,379 @@
+"""The store contract: every backend (a SQLite file, memory; PostgreSQL next) must pass
+every test here.  Backend-specific behaviour (migrations, WAL, crash safety) is tested
+in test_store.py."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fast_mcp_gateway.store import HealthRecord, Invocation, StorageError, Store, open_store
+from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
+    opened = await open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def inv(i: int, *, server: str = "alpha", tool: str = "alpha_add", at: float = 1_000_000.0,
+        ms: float = 10.0, status: str = "success") -> Invocation:
+    return Invocation(id=f"id-{i:07d}", trace_id=f"t{i}", client="stdio", kind="tool",
+                      exposed=tool, server=server, original=tool.split("_", 1)[-1],
+                      started_at=at + i, duration_ms=ms, status=status)
+
+
+# -- invocations ----------------------------------------------------------------------------
+
+
+async def test_a_record_reads_back_field_for_field(store: Store) -> None:
+    full = Invocation(id="full", trace_id="4bf9", client="host-1", kind="resource",
+                      exposed="data://a/b", server="alpha", original="data://b",
+                      replica="alpha#1", route=[{"replica": "alpha#0", "outcome": "error"},
+                                                {"replica": "alpha#1", "outcome": "success"}],
+                      retries=1, started_at=1_000_000.25, duration_ms=12.5, status="success",
+                      error=None, arguments='{"a": 1}', request_bytes=10, response_bytes=20,
+                      rule="data://*")
+    bare = inv(1, status="timeout")
+    empty_route = replace(inv(2), id="empty-route", route=[])
+    assert await store.add_invocations([full, bare, empty_route]) == 3
+    rows, cursor = await store.invocations(limit=10)
+    assert cursor is None
+    by_id = {r.id: r for r in rows}
+    assert by_id["full"] == full and by_id[bare.id] == bare
+    assert by_id["empty-route"].route is None  # an empty route is no route
+    assert await store.add_invocations([]) == 0
+
+
+async def test_invocations_filter_page_and_order(store: Store) -> None:
+    await store.add_invocations(
+        [inv(i, server="alpha" if i % 2 else "beta",
+             status="error" if i % 5 == 0 else "success") for i in range(1, 51)])
+    page, cursor = await store.invocations(limit=20)
+    assert len(page) == 20 and cursor is not None
+    assert page[0].id == "id-0000050"  # newest first
+    seen = [r.id for r in page]
+    while cursor:
+        page, cursor = await store.invocations(limit=20, cursor=cursor)
+        seen += [r.id for r in page]
+    assert seen == [f"id-{i:07d}" for i in range(50, 0, -1)]
+    errors, _ = await store.invocations(status="error", server="beta", limit=100)
+    assert [r.id for r in errors] == ["id-0000050", "id-0000040", "id-0000030",
+                                      "id-0000020", "id-0000010"]
+    window, _ = await store.invocations(since=1_000_010, until=1_000_012, newest_first=False)
+    assert [r.id for r in window] == ["id-0000010", "id-0000011", "id-0000012"]
+    with pytest.raises(StorageError, match="invalid cursor"):
+        await store.invocations(cursor="nonsense")
+    with pytest.raises(StorageError, match="invalid cursor"):
+        await store.invocations(cursor="soon|id-1")
+
+
+async def test_oldest_first_paging_and_the_tool_filter(store: Store) -> None:
+    await store.add_invocations(inv(i, tool="alpha_add" if i % 3 else "alpha_sub")
+                                for i in range(30))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.invocations(tool="alpha_sub", limit=4, cursor=cursor,
+                                               newest_first=False)
+        seen += [r.id for r in page]
+        if cursor is None:
+            break
+    assert seen == [f"id-{i:07d}" for i in range(0, 30, 3)]
+    # A page exactly at the end says so: no cursor to an empty page.
+    page, cursor = await store.invocations(tool="alpha_sub", limit=10)
+    assert len(page) == 10 and cursor is None
+    # Equal start times are ordered by id, so paging neither skips nor repeats one.
+    await store.add_invocations(replace(inv(0), id=f"same-{i}", started_at=5.0)
+                                for i in range(5))
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.invocations(until=5.0, limit=2, cursor=cursor)
+        ids += [r.id for r in page]
+        if cursor is None:
+            break
+    assert ids == [f"same-{i}" for i in range(4, -1, -1)]
+
+
+async def test_a_duplicate_id_is_stored_once_but_counted(store: Store) -> None:
+    await store.add_invocations([inv(1, ms=5)])
+    await store.add_invocations([inv(1, ms=7)])
+    rows, _ = await store.invocations()
+    assert [(r.id, r.duration_ms) for r in rows] == [("id-0000001", 5)]
+    assert (await store.stats())[""].count == 2  # aggregates add what was written
+
+
+async def test_stats_match_the_exact_percentiles_within_a_bucket(store: Store) -> None:
+    rng = random.Random(4)
+    latencies = [rng.lognormvariate(3, 0.8) for _ in range(5000)]
+    for start in range(0, 5000, 1000):
+        await store.add_invocations(
+            inv(i, ms=latencies[i], tool="alpha_add" if i % 3 else "alpha_sub",
+                server="alpha" if i % 2 else "beta",
+                status="error" if i % 10 == 0 else "success")
+            for i in range(start, start + 1000))
+    total = (await store.stats())[""]
+    assert total.count == 5000 and total.errors == 500
+    assert total.success_rate == 0.9
+    exact = sorted(latencies)
+    for q, got in ((0.50, total.p50_ms), (0.95, total.p95_ms), (0.99, total.p99_ms)):
+        want = exact[int(q * len(exact)) - 1]
+        assert got is not None and want <= got <= want * 1.26, (q, want, got)
+    assert total.min_ms == pytest.approx(min(latencies))
+    assert total.max_ms == pytest.approx(max(latencies))
+    assert total.avg_ms == pytest.approx(sum(latencies) / 5000)
+    by_tool = await store.stats(group_by="tool")
+    assert set(by_tool) == {"alpha_add", "alpha_sub"}
+    assert by_tool["alpha_sub"].count == 1667
+    by_server = await store.stats(group_by="server")
+    assert {k: v.count for k, v in by_server.items()} == {"alpha": 2500, "beta": 2500}
+    one = await store.stats(server="beta", tool="alpha_sub")
+    assert one[""].count == sum(1 for i in range(5000) if i % 2 == 0 and i % 3 == 0)
+    assert one[""].max_ms == pytest.approx(max(latencies[i] for i in range(0, 5000, 6)))
+    assert await store.stats(server="nobody") == {}
+    assert total.as_dict()["success_rate"] == 0.9 and "histogram" not in total.as_dict()
+
+
+async def test_windows_mixing_whole_hours_and_partial_edges_count_exactly(store: Store) -> None:
+    base = 1_700_000_000 // 3600 * 3600  # an hour boundary
+    rows = [inv(i, at=base, ms=1 + i % 50, status="error" if i % 7 == 0 else "success")
+            for i in range(0, 4 * 3600, 13)]  # one call every 13 s for 4 hours
+    await store.add_invocations(rows)
+    for since, until in ((base + 1800, base + 2 * 3600 + 900),   # partial, whole, partial
+                         (base + 600, base + 1200),              # inside one hour
+                         (base, base + 4 * 3600 - 1),            # whole hours only
+                         (base + 3599, base + 3600),             # across one boundary
+                         (None, base + 1800),                    # open start
+                         (base + 3 * 3600 + 60, None)):          # open end (until now)
+        got = (await store.stats(since=since, until=until)).get("")
+        # minute resolution: a call counts if its minute is within [since, until]'s minutes
+        want = [r for r in rows if (since is None or since // 60 <= r.started_at // 60)
+                and (until is None or r.started_at // 60 <= until // 60)]
+        assert got is not None and got.count == len(want), (since, until)
+        assert got.errors == sum(r.status == "error" for r in want)
+        assert got.max_ms == max(r.duration_ms for r in want)
+        assert got.min_ms == min(r.duration_ms for r in want)
+    assert (await store.stats())[""].count == len(rows)
+    assert await store.stats(since=base + 5 * 3600, until=base + 6 * 3600) == {}
+
+
+async def test_retention_by_age_and_rows(store: Store) -> None:
+    await store.add_invocations(inv(i, at=0.0) for i in range(100))
+    await store.add_invocations(inv(i, at=10_000.0) for i in range(100, 200))
+    removed = await store.prune(max_age_seconds=5000, max_rows=None, now=11_000.0)
+    assert removed == 100
+    rows, _ = await store.invocations(limit=1000)
+    assert len(rows) == 100 and min(r.started_at for r in rows) >= 10_000
+    assert (await store.stats())[""].count == 100  # the old minutes and hours went too
+    assert await store.prune(max_age_seconds=None, max_rows=30) == 70
+    rows, _ = await store.invocations(limit=1000)
+    assert len(rows) == 30 and rows[-1].id == "id-0000170"
+    assert await store.prune(max_age_seconds=None, max_rows=None) == 0
+
+
+async def test_retention_by_age_covers_every_history(store: Store) -> None:
+    now = time.time()
+    await store.add_audit("host", "old", None, None, None)
+    await store.add_health_records([HealthRecord(at=now - 7200, server="s", replica="s",
+                                                 status="ready")])
+    await store.add_inspection("s", None, "tools/list", None, None, "success", 1.0, None)
+    # Everything stamped "now" by the store survives an hour's retention ...
+    await store.prune(max_age_seconds=3600, max_rows=None, now=now)
+    assert len(await store.audit()) == 1 and len(await store.inspections()) == 1
+    assert await store.health_records() == []  # ... and an entry two hours old does not
+    await store.prune(max_age_seconds=3600, max_rows=None, now=now + 7200)
+    assert await store.audit() == [] and await store.inspections() == []
+
+
+# -- control plane --------------------------------------------------------------------------
+
+
+async def test_registrations_put_override_and_delete(store: Store) -> None:
+    assert await store.servers() == []
+    before = time.time()
+    await store.put_server("zeta", {"command": "uvx", "args": ["x"], "env": {"K": "${K}"}},
+                           True)
+    await store.put_server("alpha", None, False)  # only the enabled flag
+    rows = await store.servers()
+    assert [r.name for r in rows] == ["alpha", "zeta"]
+    assert rows[0].config is None and rows[0].enabled is False
+    assert rows[1].config == {"command": "uvx", "args": ["x"], "env": {"K": "${K}"}}
+    assert rows[1].enabled is True and rows[1].updated_at >= before
+    await store.put_server("zeta", {"url": "http://127.0.0.1:9/mcp"}, False)
+    (_, zeta) = await store.servers()
+    assert zeta.config == {"url": "http://127.0.0.1:9/mcp"} and zeta.enabled is False
+    assert zeta.config is not None
+    zeta.config["url"] = "changed by the reader"  # a copy: the store keeps its own
+    assert (await store.servers())[1].config == {"url": "http://127.0.0.1:9/mcp"}
+    await store.delete_server("zeta")
+    await store.delete_server("never-registered")
+    assert [r.name for r in await store.servers()] == ["alpha"]
+
+
+async def test_routes_crud_in_decision_order(store: Store) -> None:
+    assert await store.routes() == []
+    first = await store.add_route("alpha_*", "wildcard", "beta", 0)
+    second = await store.add_route("alpha_add", "exact", "gamma", 10)
+    third = await store.add_route("alpha_", "prefix", "beta", 0)
+    assert first < second < third
+    routes = await store.routes()
+    assert [r.id for r in routes] == [second, first, third]  # priority, then age
+    assert (routes[0].pattern, routes[0].match, routes[0].target, routes[0].priority) == (
+        "alpha_add", "exact", "gamma", 10)
+    assert await store.update_route(first, "alpha_sub", "exact", "gamma", 20)
+    assert not await store.update_route(9999, "x", "exact", "y", 0)
+    routes = await store.routes()
+    assert [r.id for r in routes] == [first, second, third]
+    assert (routes[0].pattern, routes[0].target, routes[0].priority) == (
+        "alpha_sub", "gamma", 20)
+    assert await store.delete_route(second)
+    assert not await store.delete_route(second)
+    fourth = await store.add_route("new", "exact", "beta", 0)
+    assert fourth > third  # ids are never reused
+    assert [r.id for r in await store.routes()] == [first, third, fourth]
+
+
+async def test_the_change_feed_reports_control_plane_mutations(store: Store) -> None:
+    start = await store.changes()
+    assert start.complete and start.changes == []
+    await store.put_server("alpha", {"url": "http://127.0.0.1:9/mcp"}, True)
+    route = await store.add_route("alpha_*", "wildcard", "alpha", 0)
+    await store.update_route(route, "alpha_*", "wildcard", "alpha", 5)
+    assert not await store.update_route(route + 100, "x", "exact", "alpha", 0)  # no change
+    await store.delete_route(route)
+    await store.delete_server("alpha")
+    await store.delete_server("alpha")  # nothing left to delete: no change
+    await store.add_invocations([inv(1)])  # not control plane
+    await store.add_audit("a", "b", None, None, None)
+    batch = await store.changes(start.cursor)
+    assert batch.complete
+    assert [(c.kind, c.key) for c in batch.changes] == [
+        ("server", "alpha"), ("route", str(route)), ("route", str(route)),
+        ("route", str(route)), ("server", "alpha")]
+    assert [c.seq for c in batch.changes] == sorted(c.seq for c in batch.changes)
+    assert all(c.seq > start.cursor for c in batch.changes)
+    later = await store.changes(batch.cursor)
+    assert later.changes == [] and later.cursor == batch.cursor and later.complete
+    # A position this store never gave out (another process's): reload in full.
+    assert not (await store.changes(batch.cursor + 1000)).complete
+
+
+async def test_a_long_poll_returns_when_a_change_lands(store: Store) -> None:
+    cursor = (await store.changes()).cursor
+    got: list[str] = []
+    waiting = anyio.Event()
+
+    async def poll() -> None:
+        waiting.set()
+        batch = await store.changes(cursor, wait=30)
+        got.extend(c.key for c in batch.changes)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(poll)
+            await waiting.wait()
+            await store.put_server("beta", None, True)
+    assert got == ["beta"]
+    # Nothing new: a bounded wait ends empty.
+    with anyio.fail_after(20):
+        batch = await store.changes((await store.changes()).cursor, wait=0.01)
+    assert batch.changes == [] and batch.complete
+
+
+async def test_a_feed_that_no_longer_reaches_back_asks_for_a_reload() -> None:
+    feed = LocalChangeFeed(keep=2)
+    for name in ("a", "b", "c"):
+        feed.note("server", name)
+    assert not (await feed.changes(0)).complete
+    recent = await feed.changes(1)
+    assert recent.complete and [c.key for c in recent.changes] == ["b", "c"]
+
+
+# -- histories ------------------------------------------------------------------------------
+
+
+async def test_audit_pages_newest_first(store: Store) -> None:
+    before = time.time()
+    for i in range(7):
+        await store.add_audit("stdio", f"action{i}", f"target{i}" if i % 2 else None,
+                              '{"x": 1}' if i == 3 else None, f"result{i}")
+    page = await store.audit(limit=3)
+    assert [e.action for e in page] == ["action6", "action5", "action4"]
+    older = await store.audit(limit=3, before_id=page[-1].id)
+    assert [e.action for e in older] == ["action3", "action2", "action1"]
+    entry = older[0]
+    assert (entry.actor, entry.target, entry.arguments, entry.result) == (
+        "stdio", "target3", '{"x": 1}', "result3")
+    assert before <= entry.at <= time.time()
+    assert [e.action for e in await store.audit(before_id=older[-1].id)] == ["action0"]
+
+
+async def test_health_records_page_per_server(store: Store) -> None:
+    await store.add_health_records([
+        HealthRecord(at=100.0 + i, server="well" if i % 2 else "alpha",
+                     replica="well#0" if i % 2 else "alpha", status=f"s{i}",
+                     detail=None if i % 3 else f"d{i}")
+        for i in range(10)])
+    await store.add_health_records([])
+    everything = await store.health_records(limit=100)
+    assert [r.status for r in everything] == [f"s{i}" for i in range(9, -1, -1)]
+    assert all(r.id is not None for r in everything)
+    well = await store.health_records(server="well", limit=2)
+    assert [(r.status, r.replica) for r in well] == [("s9", "well#0"), ("s7", "well#0")]
+    older = await store.health_records(server="well", limit=10, before_id=well[-1].id)
+    assert [r.status for r in older] == ["s5", "s3", "s1"]
+    assert older[1].detail == "d3" and older[1].at == 103.0 and older[0].detail is None
+
+
+async def test_inspections_record_page_and_clear(store: Store) -> None:
+    ids = [await store.add_inspection(
+        "alpha" if i % 2 else "beta", f"r{i}", "tools/call", f"tool{i}", '{"a": 1}',
+        "success" if i % 3 else "failed", 1.5 * i, '{"content": []}' if i % 3 else "boom")
+        for i in range(6)]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    alpha = await store.inspections(server="alpha", limit=2)
+    assert [e.target for e in alpha] == ["tool5", "tool3"]
+    entry = alpha[1]
+    assert (entry.id, entry.server, entry.replica, entry.operation, entry.arguments,
+            entry.status, entry.duration_ms, entry.result) == (
+        ids[3], "alpha", "r3", "tools/call", '{"a": 1}', "failed", 4.5, "boom")
+    assert [e.target for e in await store.inspections(server="alpha",
+                                                      before_id=alpha[-1].id)] == ["tool1"]
+    assert await store.clear_inspections("alpha") == 3
+    assert [e.server for e in await store.inspections()] == ["beta"] * 3
+    assert await store.clear_inspections("nobody") == 0
+    assert await store.clear_inspections() == 3
+    assert await store.inspections() == []
+    assert await store.add_inspection("x", None, "ping", None, None, "success", 0.1,
+                                      None) > ids[-1]  # ids are never reused
+
+
+# -- the shared histogram math --------------------------------------------------------------
+
+
+def test_buckets_and_percentiles() -> None:
+    assert bucket_of(0.0) == 0 and bucket_of(BUCKETS_MS[0]) == 0
+    assert bucket_of(BUCKETS_MS[0] + 0.001) == 1
+    assert bucket_of(BUCKETS_MS[-1]) == len(BUCKETS_MS) - 1
+    assert bucket_of(BUCKETS_MS[-1] + 1) == len(BUCKETS_MS)  # the overflow bucket
+    histogram = [0] * (len(BUCKETS_MS) + 1)
+    assert percentile_from(histogram, 0.5, None) is None
+    histogram[3], histogram[len(BUCKETS_MS)] = 9, 1
+    assert percentile_from(histogram, 0.5, 60_000.0) == BUCKETS_MS[3]
+    assert percentile_from(histogram, 0.99, 60_000.0) == 60_000.0  # overflow: the max
+    assert percentile_from(histogram, 0.5, 0.9) == 0.9  # capped at the max

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from fast_mcp_gateway.admin.management import TOMBSTONE, merge
+from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.store.sqlite import StorageError, Store

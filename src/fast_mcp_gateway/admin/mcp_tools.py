@@ -3,11 +3,12 @@
 Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
 parameters (their types and descriptions are the tool's input schema), its docstring
 (the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
-registry; ``ADMIN_TOOL_NAMES`` (derived from it) is what the gateway reserves in the
-catalog, so an upstream tool can never shadow an admin tool, including one added later.
+registry; ``register_admin_tools`` adds all of it and returns the names, which the
+gateway reserves in the catalog: an upstream tool can never shadow an admin tool,
+including one added later, and no list of names is kept by hand.
 
 Only this module knows MCP: it names the actor (the host's client id) and turns the
-gateway's errors into ``ToolError`` once, in ``admin_tool``.  Annotations are honest:
+gateway's errors into ``ToolError`` once, in ``_bind``.  Annotations are honest:
 listing and detail are read-only, reconnect/enable are idempotent, disable is
 destructive (it removes that server's components from every host).
 """
@@ -105,7 +106,7 @@ def register_admin_tools(server: FastMCP[Any], ctx: AdminContext) -> frozenset[s
     for tool in ADMIN_TOOLS:
         server.tool(_bind(tool, ctx), name=tool.name, annotations=tool.annotations,
                     tags={"admin"})
-    return ADMIN_TOOL_NAMES
+    return frozenset(tool.name for tool in ADMIN_TOOLS)
 
 
 def _bind(tool: AdminTool, ctx: AdminContext) -> Callable[..., Awaitable[Any]]:
@@ -420,4 +421,5 @@ async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     return await routes.list_routes(ctx)
 
 
+# What the gateway reserves; read by non-MCP code (REST, docs) that must know the names.
 ADMIN_TOOL_NAMES: frozenset[str] = frozenset(tool.name for tool in ADMIN_TOOLS)

@@ -3,7 +3,8 @@
 ``Gateway(config)`` builds one FastMCP server with
 
 * the ``GatewayProvider`` (the upstream catalog; its lifespan runs the manager),
-* the admin tools (``gateway_*``),
+* the control plane (``admin.control``: config reload, route rules, audit, health
+  history) and the admin operations adapted to MCP as the ``gateway_*`` tools,
 * what FastMCP does not forward by itself: ``list_changed`` to connected hosts of
   both protocol eras, resource subscriptions and ``resources/updated``, and
   ``completion/complete``.

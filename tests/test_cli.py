@@ -184,7 +184,7 @@ async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
 
 @pytest.mark.anyio
 async def test_servers_shows_the_file_merged_with_runtime_registrations(tmp_path: Path) -> None:
-    from fast_mcp_gateway.admin.management import TOMBSTONE
+    from fast_mcp_gateway.config.registrations import TOMBSTONE
     from fast_mcp_gateway.store import open_store
 
     db = tmp_path / "g.db"

@@ -114,8 +114,9 @@ async def test_the_file_watcher_reloads_and_restarts_only_what_changed(
         alpha = gateway.manager.get("alpha").replicas[0]
         path.write_text(f"servers:\n  alpha:\n    url: {url('alpha')}\n"
                         f"  beta:\n    url: {url('beta')}\n")
-        assert await gateway.reloads.wait_until(lambda: gateway.last_reload is not None, 10)
-        report = gateway.last_reload
+        control = gateway.control
+        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 10)
+        report = control.last_reload
         assert report is not None and report.added == ["beta"]
         assert report.unchanged == ["alpha"]
         assert alpha.connects == 1 and gateway.manager.get("alpha").replicas[0] is alpha

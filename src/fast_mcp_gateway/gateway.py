@@ -3,7 +3,8 @@
 ``Gateway(config)`` builds one FastMCP server with
 
 * the ``GatewayProvider`` (the upstream catalog; its lifespan runs the manager),
-* the admin tools (``gateway_*``),
+* the control plane (``admin.control``: config reload, route rules, audit, health
+  history) and the admin operations adapted to MCP as the ``gateway_*`` tools,
 * what FastMCP does not forward by itself: ``list_changed`` to connected hosts of
   both protocol eras, resource subscriptions and ``resources/updated``, and
   ``completion/complete``.
@@ -14,10 +15,8 @@ use ``gateway.server`` in-process, e.g. ``fastmcp.Client(gateway.server)``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +26,6 @@ import anyio
 import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
-from fastmcp.server.dependencies import get_context
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
@@ -36,18 +34,14 @@ from mcp.server.subscriptions import (
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._version import __version__
-from fast_mcp_gateway.admin.inspector import register_inspector_tools
-from fast_mcp_gateway.admin.management import (
-    ChangeReport,
-    merge,
-    register_management_tools,
-    watch_config,
-)
-from fast_mcp_gateway.admin.status import register_admin_tools
+from fast_mcp_gateway.admin.context import LIBRARY
+from fast_mcp_gateway.admin.control import ControlPlane
+from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
+from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
+from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
-from fast_mcp_gateway.errors import ConfigError, UpstreamError
+from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
@@ -55,18 +49,16 @@ from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
-from fast_mcp_gateway.routing.rules import Route, RouteTable
+from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store import HealthRecord, Store, open_store
-from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
-from fast_mcp_gateway.upstream.relay import FrontCall
+from fast_mcp_gateway.store import Store, open_store
+from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
     default_transport,
 )
-from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +81,6 @@ class Gateway:
         restart: RestartPolicy = DEFAULT_RESTART,
         name: str = "fast-mcp-gateway",
     ) -> None:
-        self.config = config
         self.settings = settings or GatewaySettings()
         self.manager = UpstreamManager(
             config,
@@ -100,11 +91,11 @@ class Gateway:
             restart=restart,
         )
         self.hub = FrontHub()
-        self.store: Store | None = None  # open while serving, when call logging is on
-        self.recorder: Recorder | None = None
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
+        self.control = ControlPlane(config, self.settings, self.manager,
+                                    apply_routes=self._apply_routes)
         self.server = GatewayServer(
             name,
             instructions=INSTRUCTIONS,
@@ -115,17 +106,8 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.gateway_provider = self.provider
-        self.admin_tool_names = (register_admin_tools(self) | register_inspector_tools(self)
-                                 | register_management_tools(self))
-        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
-        self._reload_lock = anyio.Lock()
-        self.reloads = ChangeSignal()  # notified after every reload attempt
-        self._health_send, self._health_receive = anyio.create_memory_object_stream[
-            HealthRecord](1000)
-        self.manager.on_transition(self._queue_transition)
-        self._health_queued = self._health_done = 0
-        self._health_progress = ChangeSignal()
-        self.last_reload: ChangeReport | None = None
+        # Everything the admin tools reach is built; now adapt them to this server.
+        self.admin_tool_names = register_admin_tools(self.server, self.control)
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
@@ -135,39 +117,50 @@ class Gateway:
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
         return cls(load_config(path), settings)
 
+    @property
+    def config(self) -> GatewayConfig:
+        """The running configuration (as of the last successful reload)."""
+        return self.control.config
+
+    @property
+    def store(self) -> Store | None:
+        """The open store while serving with call logging on, else ``None``."""
+        return self.control.store
+
+    @property
+    def recorder(self) -> Recorder | None:
+        return self.control.recorder
+
+    def _apply_routes(self, table: RouteTable) -> None:
+        self.provider.routes = table
+
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         tasks: list[Any] = [self.hub.run]
         s = self.settings
+        store: Store | None = None
+        recorder: Recorder | None = None
         if s.db is not None and s.record_calls:
-            self.store = await open_store(s.db)
-            self.recorder = Recorder(self.store, retention_seconds=s.retention_days * 86400,
-                                     retention_rows=s.retention_rows,
-                                     redact_keys=s.redact_keys)
-            self.provider.recorder = self.recorder
+            store = await open_store(s.db)
+            recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
+                                retention_rows=s.retention_rows, redact_keys=s.redact_keys)
+            self.provider.recorder = recorder
             self.provider.invalidate()
-            tasks.append(self.recorder.run)
-            tasks.append(self._write_health_records)
-            await self.load_routes()
-            registrations = await self.store.servers()
-            if registrations:
-                desired, problems = merge(dict(self.config.servers), registrations)
-                for problem in problems:
-                    logger.warning("ignoring a runtime registration: %s", problem)
-                self.manager.configure(desired)
-        if s.config is not None and s.reload_interval > 0:
-            tasks.append(functools.partial(watch_config, self, s.reload_interval))
+            tasks.append(recorder.run)
+            await self.control.attach(store, recorder)
+        tasks += self.control.tasks()
         try:
             async with background(*tasks):
                 try:
                     yield {}
                 finally:
-                    if self.recorder is not None:
-                        await self.recorder.flushed(within=5)
+                    if recorder is not None:
+                        await recorder.flushed(within=5)
         finally:
-            if self.store is not None:
-                await self.store.close()
-                self.store, self.recorder, self.provider.recorder = None, None, None
+            if store is not None:
+                self.control.detach()
+                self.provider.recorder = None
+                await store.close()
 
     # -- protocol features FastMCP does not forward ------------------------------
 
@@ -273,107 +266,10 @@ class Gateway:
             allowed_origins=list(s.allowed_origins) or None,
         )
 
-    def manager_configs(self) -> dict[str, ServerConfig]:
-        """The running servers' configurations, by name."""
-        return {name: service.config for name, service in self.manager.services.items()}
-
     async def reload_config(self) -> ChangeReport:
-        """Re-read the config file; restart only what changed; keep everything on error."""
-        async with self._reload_lock:
-            path = self.settings.config
-            if path is None:
-                return ChangeReport(error="the gateway was not started from a config file")
-            try:
-                new = load_config(path)
-            except ConfigError as exc:
-                await self.audit("reload_config", str(path), None, f"rejected: {exc}")
-                return self._reloaded(ChangeReport(error=str(exc)))
-            registrations = await self.store.servers() if self.store is not None else []
-            desired, problems = merge(dict(new.servers), registrations)
-            for problem in problems:
-                logger.warning("ignoring a runtime registration: %s", problem)
-            self.config = new
-            report = ChangeReport.model_validate(await self.manager.reconcile(desired))
-            await self.audit("reload_config", str(path), None,
-                             report.model_dump_json(exclude={"error"}))
-            return self._reloaded(report)
-
-    def _reloaded(self, report: ChangeReport) -> ChangeReport:
-        self.last_reload = report
-        self.reloads.notify()
-        return report
-
-    def _queue_transition(self, server: str, replica: str, status: str,
-                          detail: str | None) -> None:
-        if self.store is None:
-            return
-        with contextlib.suppress(anyio.WouldBlock):  # a burst beyond 1000: drop, never block
-            self._health_send.send_nowait(HealthRecord(
-                at=time.time(), server=server, replica=replica, status=status, detail=detail))
-            self._health_queued += 1
-
-    async def _write_health_records(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        task_status.started()
-        async for first in self._health_receive:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._health_receive.receive_nowait())
-                except anyio.WouldBlock:
-                    break
-            if self.store is not None:
-                try:
-                    await self.store.add_health_records(batch)
-                except Exception as exc:  # noqa: BLE001 - history must not stop the gateway
-                    logger.warning("could not write health records: %s", exc)
-            self._health_done += len(batch)
-            self._health_progress.notify()
-
-    async def health_flushed(self, within: float = 5.0) -> bool:
-        """Wait until every queued health record is written."""
-        return await self._health_progress.wait_until(
-            lambda: self._health_done >= self._health_queued, within)
-
-    async def load_routes(self) -> None:
-        """(Re)load the route rules from the store into the call path."""
-        rows = await self.require_store().routes()
-        self.provider.routes = RouteTable(
-            Route(id=r.id, pattern=r.pattern, match=r.match, target=r.target,
-                  priority=r.priority) for r in rows)
-
-    async def persist_enabled(self, name: str, enabled: bool) -> None:
-        """Make an enable/disable survive restarts (a registration carrying the flag)."""
-        if self.store is None:
-            return
-        rows = {row.name: row for row in await self.store.servers()}
-        await self.store.put_server(name, rows[name].config if name in rows else None,
-                                    enabled)
-
-    def require_store(self) -> Store:
-        """The open store, or the ToolError that says how to turn call logging on."""
-        if self.store is None:
-            from fastmcp.exceptions import ToolError
-
-            raise ToolError("call logging is off: serve with a store (--db PATH or "
-                            "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
-        return self.store
-
-    async def audit(self, action: str, target: str | None, arguments: Any = None,
-                    result: str | None = None) -> None:
-        """Record who changed what (a no-op without a store)."""
-        if self.store is None:
-            return
-        actor = "stdio"
-        try:
-            actor = FrontCall.from_context(get_context()).client_id
-        except RuntimeError:
-            actor = "library"
-        await self.store.add_audit(actor, action, target,
-                                   None if arguments is None else dumps_arguments(
-                                       arguments, frozenset(), self.settings.redact_keys),
-                                   result)
+        """Re-read the config file; restart only what changed; keep everything on error
+        (see ``ControlPlane.reload_config``; audited as the in-process actor)."""
+        return await self.control.reload_config(LIBRARY)
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
@@ -417,18 +313,5 @@ class Gateway:
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None,
-            # A host holding a stream open must not keep a stopping gateway alive.
-            timeout_graceful_shutdown=5,
         )
-        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
-        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
-        self._http_server = uvicorn.Server(config)
-        try:
-            await self._http_server.serve()
-        finally:
-            self._http_server = None
-
-    def request_stop(self) -> None:
-        """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
-        if self._http_server is not None:
-            self._http_server.should_exit = True
+        await uvicorn.Server(config).serve()

@@ -1,2 +1,7 @@
-"""Operations on the gateway itself (servers, routes, history, inspector) and their
-``gateway_*`` MCP tools."""
+"""Operations on the gateway itself, transport-neutral, and their ``gateway_*`` MCP tools.
+
+``servers``, ``routes``, ``history`` and ``inspector`` are plain async functions over an
+``AdminContext`` (``context.py``) returning the models of ``models.py``; ``control.py``
+is the gateway's implementation of that context (the control plane); ``mcp_tools.py``
+adapts the operations to MCP.  Only ``mcp_tools`` imports FastMCP.
+"""

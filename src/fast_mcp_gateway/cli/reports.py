@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from fast_mcp_gateway.admin.management import TOMBSTONE, merge
+from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.store import Invocation, Registration, StorageError, Store, open_store
@@ -129,7 +129,7 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
             registrations = await store.servers()
         finally:
             await store.close()
-    servers, problems = merge(dict(config.servers), registrations)
+    servers, problems = merge(dict(config.servers), registrations, config.options.env_allow)
     by_name = {r.name: r for r in registrations}
     rows = []
     for name in sorted(set(config.servers) | set(by_name)):

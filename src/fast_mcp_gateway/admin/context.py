@@ -1,0 +1,109 @@
+"""What an admin operation may use of the gateway: one narrow ``AdminContext``.
+
+Admin operations (``servers``, ``routes``, ``history``, ``inspect``) are plain async
+functions ``op(ctx, [actor,] ...)`` over this protocol; they know nothing of MCP, HTTP or
+FastMCP.  The gateway's ``ControlPlane`` (``control.py``) implements it; tests pass a
+small fake.  Each transport adapter (``mcp_tools.py`` today, REST next) says who is
+asking by passing an ``Actor``, and maps the gateway's errors to its own once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
+from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.routing.manager import CatalogView
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.telemetry.recorder import Recorder
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an admin operation, as the audit log names them.
+
+    The MCP adapter uses the host's client id (``"stdio"`` when the transport has none);
+    in-process callers (the CLI's SIGHUP, the config watcher, library code) are
+    ``LIBRARY``.  Authentication will add the principal's scopes here.
+    """
+
+    id: str
+
+
+LIBRARY = Actor("library")
+
+
+class Fleet(Protocol):
+    """The running servers, as admin operations see them (the routing manager)."""
+
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+
+    @property
+    def view(self) -> CatalogView: ...
+
+    def get(self, name: str) -> Service:
+        """The named service, or ``AdminError`` listing the known names."""
+        ...
+
+    async def replace_server(self, server: ServerConfig) -> Service:
+        """Start ``server`` (stopping a running one of that name first)."""
+        ...
+
+    async def remove_server(self, name: str) -> None: ...
+
+
+class AdminContext(Protocol):
+    """Everything admin operations need from the gateway, and nothing more."""
+
+    @property
+    def manager(self) -> Fleet: ...
+
+    @property
+    def options(self) -> GatewayOptions:
+        """The gateway options of the running config (``env_allow``, ``admin``, ...)."""
+        ...
+
+    @property
+    def file_servers(self) -> Mapping[str, ServerConfig]:
+        """The servers of the config file as last (re)loaded, before registrations."""
+        ...
+
+    @property
+    def store(self) -> Store | None:
+        """The open store, or ``None`` while serving without one (call logging off)."""
+        ...
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The call log's batch writer; present exactly when ``store`` is."""
+        ...
+
+    async def health_flushed(self, within: float) -> bool:
+        """Wait (bounded) until every queued health transition is in the store."""
+        ...
+
+    async def load_routes(self) -> None:
+        """Re-read the route rules from the store into the call path."""
+        ...
+
+    async def reload_config(self, actor: Actor) -> ChangeReport:
+        """Re-read the config file; restart only what changed; keep everything on error."""
+        ...
+
+    async def audit(self, actor: Actor, action: str, target: str | None,
+                    arguments: Any = None, result: str | None = None) -> None:
+        """Record that ``actor`` did ``action`` (secrets redacted; a no-op without a store)."""
+        ...
+
+
+def require_store(ctx: AdminContext) -> Store:
+    """The open store, or the ``AdminError`` that says how to turn call logging on."""
+    if ctx.store is None:
+        raise AdminError("call logging is off: serve with a store (--db PATH or "
+                         "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
+    return ctx.store

@@ -1,0 +1,109 @@
+"""Admin operations that read (or clear) what the store keeps: calls, statistics,
+health transitions, the audit log and the inspector history.
+
+Each needs the store (``AdminError`` "call logging is off" without one) and first waits,
+bounded, for queued records to be written, so a caller sees its own recent calls.
+Pages are newest first; a full page carries the id (or cursor) of the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, HistoryPage, StatsReport
+from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.telemetry.recorder import Recorder
+
+CallStatus = Literal["success", "error", "timeout", "rejected"]
+GroupBy = Literal["none", "server", "tool"]
+
+
+def _call_log(ctx: AdminContext) -> tuple[Store, Recorder]:
+    store = require_store(ctx)
+    assert ctx.recorder is not None  # opened together with the store
+    return store, ctx.recorder
+
+
+def _next_id(rows: Sequence[Any], limit: int) -> int | None:
+    last: int | None = rows[-1].id if len(rows) == limit else None
+    return last
+
+
+async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | None = None,
+                status: CallStatus | None = None, since_minutes: float | None = None,
+                limit: int = 20, cursor: str | None = None, oldest_first: bool = False
+                ) -> CallPage:
+    """The latest calls through the gateway, filtered and paged (``StorageError`` for a
+    cursor the store did not issue)."""
+    store, recorder = _call_log(ctx)
+    await recorder.flushed(within=2)
+    since = None if since_minutes is None else time.time() - since_minutes * 60
+    rows, next_cursor = await store.invocations(
+        since=since, server=server, tool=tool, status=status, limit=limit,
+        cursor=cursor, newest_first=not oldest_first)
+    return CallPage(calls=[CallRecord(**{k: getattr(r, k) for k in CallRecord.model_fields})
+                           for r in rows], next_cursor=next_cursor)
+
+
+async def stats(ctx: AdminContext, *, group_by: GroupBy = "none", since_minutes: float = 60,
+                server: str | None = None) -> StatsReport:
+    """Counts, success rates and latency percentiles over a window, with the window
+    before it for the trend, and the calls in flight now."""
+    store, recorder = _call_log(ctx)
+    await recorder.flushed(within=2)
+    now = time.time()
+    window = since_minutes * 60
+    by = None if group_by == "none" else group_by
+    current = await store.stats(since=now - window, server=server, group_by=by)
+    previous = await store.stats(since=now - 2 * window, until=now - window,
+                                 server=server, group_by=by)
+    groups = []
+    for key, agg in sorted(current.items()):
+        before = previous.get(key)
+        groups.append(GroupStats(
+            key=key, count=agg.count, errors=agg.errors, success_rate=agg.success_rate,
+            min_ms=agg.min_ms, avg_ms=agg.avg_ms, max_ms=agg.max_ms, p50_ms=agg.p50_ms,
+            p95_ms=agg.p95_ms, p99_ms=agg.p99_ms,
+            previous_count=before.count if before else 0,
+            previous_p50_ms=before.p50_ms if before else None,
+        ))
+    inflight = {name: sum(r.active for r in s.replicas)
+                for name, s in ctx.manager.services.items()}
+    return StatsReport(window_minutes=since_minutes, groups=groups, inflight=inflight,
+                       recorder=recorder.stats())
+
+
+async def health_history(ctx: AdminContext, *, server: str | None = None, limit: int = 50,
+                         before_id: int | None = None) -> dict[str, Any]:
+    """State and health transitions of servers and replicas."""
+    await ctx.health_flushed(within=2)
+    rows = await require_store(ctx).health_records(server=server, limit=limit,
+                                                   before_id=before_id)
+    return {"records": [asdict(r) for r in rows], "next_before_id": _next_id(rows, limit)}
+
+
+async def audit_log(ctx: AdminContext, *, limit: int = 50, before_id: int | None = None
+                    ) -> dict[str, Any]:
+    """Who changed what through the admin operations."""
+    rows = await require_store(ctx).audit(limit=limit, before_id=before_id)
+    return {"entries": [asdict(r) for r in rows], "next_before_id": _next_id(rows, limit)}
+
+
+async def inspector_history(ctx: AdminContext, *, server: str | None = None, limit: int = 20,
+                            before_id: int | None = None) -> HistoryPage:
+    """Past inspector operations (of one server, or all)."""
+    rows = await require_store(ctx).inspections(server=server, limit=limit,
+                                                before_id=before_id)
+    return HistoryPage(entries=[asdict(r) for r in rows], next_before_id=_next_id(rows, limit))
+
+
+async def inspector_clear(ctx: AdminContext, actor: Actor, server: str | None = None
+                          ) -> dict[str, int]:
+    """Delete the inspector history (of one server, or all); audited."""
+    removed = await require_store(ctx).clear_inspections(server)
+    await ctx.audit(actor, "inspector_clear", server, None, f"{removed} entries removed")
+    return {"removed": removed}

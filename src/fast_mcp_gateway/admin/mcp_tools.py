@@ -1,0 +1,434 @@
+"""The ``gateway_*`` MCP tools: thin adapters from MCP to the admin operations.
+
+Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
+parameters (their types and descriptions are the tool's input schema), its docstring
+(the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
+registry; ``register_admin_tools`` adds all of it and returns the names, which the
+gateway reserves in the catalog: an upstream tool can never shadow an admin tool,
+including one added later, and no list of names is kept by hand.
+
+Only this module knows MCP: it names the actor (the host's client id) and turns the
+gateway's errors into ``ToolError`` once, in ``_bind``.  Annotations are honest:
+listing and detail are read-only, reconnect/enable are idempotent, disable is
+destructive (it removes that server's components from every host).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import mcp_types as types
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.dependencies import get_context
+from pydantic import Field
+
+from fast_mcp_gateway.admin import history, inspector, routes, servers
+from fast_mcp_gateway.admin.context import LIBRARY, Actor, AdminContext
+from fast_mcp_gateway.admin.models import (
+    CallPage,
+    ChangeReport,
+    HealthReport,
+    HistoryPage,
+    Inspection,
+    Listing,
+    ReplicaStatus,
+    ServerDetail,
+    ServerList,
+    ServerStatus,
+    StatsReport,
+)
+from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
+from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.upstream.relay import FrontCall
+
+READ_ONLY = types.ToolAnnotations(
+    read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False
+)
+IDEMPOTENT = types.ToolAnnotations(
+    read_only_hint=False, idempotent_hint=True, destructive_hint=False, open_world_hint=False
+)
+DESTRUCTIVE = types.ToolAnnotations(
+    read_only_hint=False, idempotent_hint=True, destructive_hint=True, open_world_hint=False
+)
+# Calling an arbitrary upstream tool can do anything that tool does.
+ACTING = types.ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+
+# Argument types (module level: FastMCP resolves annotations in module globals).
+ServerName = Annotated[str, Field(description="the server's name in servers.yaml")]
+NameArg = Annotated[str, Field(description="the server's name", min_length=1)]
+ReplicaArg = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
+                                                             "ready one)")]
+OnlyServer = Annotated[str | None, Field(description="only this server")]
+BeforeId = Annotated[RowId | None, Field(description="from a previous page")]
+PatternArg = Annotated[str, Field(min_length=1, description="an exposed tool name, prefix or "
+                                                             "wildcard such as 'search_*'")]
+MatchArg = Literal["exact", "prefix", "wildcard"]
+ConfigArg = Annotated[dict[str, Any], Field(
+    description="settings as in servers.yaml, e.g. {\"command\": \"uvx\", \"args\": "
+                "[\"mcp-server-time\"]} or {\"url\": \"http://127.0.0.1:9000/mcp\"}; "
+                "use ${VAR} for secrets")]
+
+
+@dataclass(frozen=True)
+class AdminTool:
+    """One ``gateway_*`` tool: its name, annotations and adapter ``fn(ctx, **arguments)``."""
+
+    name: str
+    annotations: types.ToolAnnotations
+    fn: Callable[..., Awaitable[Any]]
+
+
+ADMIN_TOOLS: list[AdminTool] = []
+
+
+def admin_tool(name: str, annotations: types.ToolAnnotations
+               ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Declare an admin tool (its adapter takes the ``AdminContext`` first)."""
+
+    def declare(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        if any(tool.name == name for tool in ADMIN_TOOLS):
+            raise ValueError(f"admin tool '{name}' is declared twice")
+        ADMIN_TOOLS.append(AdminTool(name, annotations, fn))
+        return fn
+
+    return declare
+
+
+def admin_kind(tool: AdminTool) -> AdminKind:
+    """``read`` for a read-only tool, else ``mutate`` (what ``gateway.admin`` limits)."""
+    return "read" if tool.annotations.read_only_hint else "mutate"
+
+
+def register_admin_tools(server: FastMCP[Any], ctx: AdminContext) -> frozenset[str]:
+    """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
+    the read-only ones, ``off``: none) to ``server``, each calling its operation over
+    ``ctx``.  Returns every admin tool's name, registered or not: the catalog reserves
+    them all, so an upstream can never take an admin tool's name."""
+    for tool in ADMIN_TOOLS:
+        if ctx.options.allows_admin(admin_kind(tool)):
+            server.tool(_bind(tool, ctx), name=tool.name, annotations=tool.annotations,
+                        tags={"admin"})
+    return frozenset(tool.name for tool in ADMIN_TOOLS)
+
+
+def _bind(tool: AdminTool, ctx: AdminContext) -> Callable[..., Awaitable[Any]]:
+    """``tool.fn`` with ``ctx`` bound, as FastMCP sees a plain function: the adapter's
+    own parameters, resolved types and docstring (a ``functools.partial`` would make
+    FastMCP resolve the types in its own namespace).  The one place the gateway's
+    errors become ``ToolError`` (the host sees their text)."""
+    hints = typing.get_type_hints(tool.fn, include_extras=True)
+    signature = inspect.signature(tool.fn)
+    parameters = [p.replace(annotation=hints[p.name])
+                  for p in list(signature.parameters.values())[1:]]
+
+    async def run(**arguments: Any) -> Any:
+        try:
+            return await tool.fn(ctx, **arguments)
+        except GatewayError as exc:
+            raise ToolError(str(exc)) from exc
+
+    run.__name__ = run.__qualname__ = tool.fn.__name__
+    run.__doc__ = tool.fn.__doc__
+    run.__annotations__ = {p.name: p.annotation for p in parameters} | {
+        "return": hints["return"]}
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=hints["return"])
+    return run
+
+
+def actor() -> Actor:
+    """Who is calling: the host's client id (``stdio`` without one), else ``LIBRARY``."""
+    try:
+        return Actor(FrontCall.from_context(get_context()).client_id)
+    except RuntimeError:
+        return LIBRARY
+
+
+# -- servers and replicas -----------------------------------------------------------
+
+
+@admin_tool("gateway_list_servers", READ_ONLY)
+async def list_servers(ctx: AdminContext) -> ServerList:
+    """List every upstream server: state, transport, component counts, last error, uptime."""
+    return servers.list_servers(ctx)
+
+
+@admin_tool("gateway_server_detail", READ_ONLY)
+async def server_detail(
+    ctx: AdminContext,
+    name: ServerName,
+    stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50,
+    replica: Annotated[int | None, Field(
+        description="whose stderr to show (default: the first ready replica)")] = None,
+) -> ServerDetail:
+    """One server in depth: capabilities, instructions, exposed names, stderr tail, config."""
+    return servers.server_detail(ctx, name, stderr_lines, replica)
+
+
+@admin_tool("gateway_reconnect_server", IDEMPOTENT)
+async def reconnect_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
+    """Drop every session of the server and connect again (restarts stdio processes, and
+    clears a 'failed' state). Returns the status after the new attempts."""
+    return await servers.reconnect_server(ctx, actor(), name)
+
+
+@admin_tool("gateway_enable_server", IDEMPOTENT)
+async def enable_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
+    """Enable a disabled server: connect it and expose its components again."""
+    return await servers.enable_server(ctx, actor(), name)
+
+
+@admin_tool("gateway_disable_server", DESTRUCTIVE)
+async def disable_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
+    """Disable a server: stop it (its processes for stdio) and remove its components from
+    every connected host until it is enabled again. In-flight calls to it fail."""
+    return await servers.disable_server(ctx, actor(), name)
+
+
+@admin_tool("gateway_health", READ_ONLY)
+async def health(ctx: AdminContext) -> HealthReport:
+    """Health of every server and replica: status, circuit breaker, calls in flight,
+    EWMA latency, success rate, restarts, last error."""
+    return servers.health(ctx)
+
+
+@admin_tool("gateway_reset_breaker", IDEMPOTENT)
+async def reset_breaker(
+    ctx: AdminContext,
+    name: ServerName,
+    replica: Annotated[int | None, Field(description="one replica; default: all")] = None,
+) -> ServerStatus:
+    """Close the circuit breaker of a replica (or all), letting calls through again."""
+    return await servers.reset_breaker(ctx, actor(), name, replica)
+
+
+@admin_tool("gateway_restart_replica", IDEMPOTENT)
+async def restart_replica(
+    ctx: AdminContext,
+    name: ServerName,
+    replica: Annotated[int, Field(ge=0, description="replica index (0 for single)")],
+) -> ReplicaStatus:
+    """Restart one replica (its process for stdio); the others keep serving."""
+    return await servers.restart_replica(ctx, actor(), name, replica)
+
+
+@admin_tool("gateway_drain_replica", IDEMPOTENT)
+async def drain_replica(
+    ctx: AdminContext,
+    name: ServerName,
+    replica: Annotated[int, Field(ge=0, description="replica index")],
+    drain: Annotated[bool, Field(description="false puts it back in the pool")] = True,
+) -> ReplicaStatus:
+    """Take a replica out of the balancing pool (new calls avoid it; calls in flight
+    finish), or put it back. Waits for its in-flight calls to finish (bounded)."""
+    return await servers.drain_replica(ctx, actor(), name, replica, drain)
+
+
+# -- history and statistics ---------------------------------------------------------
+
+
+@admin_tool("gateway_health_history", READ_ONLY)
+async def health_history(
+    ctx: AdminContext,
+    name: OnlyServer = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    before_id: BeforeId = None,
+) -> dict[str, Any]:
+    """State and health transitions of servers and replicas, newest first."""
+    return await history.health_history(ctx, server=name, limit=limit, before_id=before_id)
+
+
+@admin_tool("gateway_audit", READ_ONLY)
+async def audit_log(
+    ctx: AdminContext,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    before_id: BeforeId = None,
+) -> dict[str, Any]:
+    """Who changed what through the admin tools, newest first."""
+    return await history.audit_log(ctx, limit=limit, before_id=before_id)
+
+
+@admin_tool("gateway_calls", READ_ONLY)
+async def calls(
+    ctx: AdminContext,
+    server: OnlyServer = None,
+    tool: Annotated[str | None, Field(description="only this exposed name")] = None,
+    status: Annotated[Literal["success", "error", "timeout", "rejected"] | None,
+                      Field(description="only this outcome")] = None,
+    since_minutes: Annotated[float | None, Field(gt=0)] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 20,
+    cursor: Annotated[str | None, Field(description="from a previous page")] = None,
+    oldest_first: bool = False,
+) -> CallPage:
+    """The latest calls through the gateway (newest first), filtered and paged."""
+    return await history.calls(ctx, server=server, tool=tool, status=status,
+                               since_minutes=since_minutes, limit=limit, cursor=cursor,
+                               oldest_first=oldest_first)
+
+
+@admin_tool("gateway_stats", READ_ONLY)
+async def stats(
+    ctx: AdminContext,
+    group_by: Literal["none", "server", "tool"] = "none",
+    since_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 365)] = 60,
+    server: OnlyServer = None,
+) -> StatsReport:
+    """Call counts, success rates and latency (min/avg/max, p50/p95/p99) over a window,
+    with the previous window of the same length for the trend."""
+    return await history.stats(ctx, group_by=group_by, since_minutes=since_minutes,
+                               server=server)
+
+
+# -- inspector ----------------------------------------------------------------------
+
+
+@admin_tool("gateway_inspect_server", READ_ONLY)
+async def inspect_server(ctx: AdminContext, name: ServerName,
+                         replica: ReplicaArg = None) -> Listing:
+    """Everything one server offers right now, under its own (original) names, with
+    full input/output schemas, annotations and arguments."""
+    return await inspector.inspect_server(ctx, name, replica)
+
+
+@admin_tool("gateway_inspect_call_tool", ACTING)
+async def inspect_call_tool(
+    ctx: AdminContext,
+    name: ServerName,
+    tool: Annotated[str, Field(description="the tool's original name on that server")],
+    arguments: dict[str, Any] | None = None,
+    replica: ReplicaArg = None,
+) -> Inspection:
+    """Call one tool on one replica directly and return its raw result."""
+    return await inspector.call_tool(ctx, actor(), name, tool, arguments, replica)
+
+
+@admin_tool("gateway_inspect_read_resource", READ_ONLY)
+async def inspect_read_resource(
+    ctx: AdminContext,
+    name: ServerName,
+    uri: Annotated[str, Field(description="the resource's original URI on that server")],
+    replica: ReplicaArg = None,
+) -> Inspection:
+    """Read one resource (or a template-expanded URI) on one replica directly."""
+    return await inspector.read_resource(ctx, name, uri, replica)
+
+
+@admin_tool("gateway_inspect_get_prompt", READ_ONLY)
+async def inspect_get_prompt(
+    ctx: AdminContext,
+    name: ServerName,
+    prompt: Annotated[str, Field(description="the prompt's original name on that server")],
+    arguments: dict[str, str] | None = None,
+    replica: ReplicaArg = None,
+) -> Inspection:
+    """Render one prompt on one replica directly."""
+    return await inspector.get_prompt(ctx, name, prompt, arguments, replica)
+
+
+@admin_tool("gateway_inspector_history", READ_ONLY)
+async def inspector_history(
+    ctx: AdminContext,
+    name: Annotated[str | None, Field(description="only this server")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 20,
+    before_id: BeforeId = None,
+) -> HistoryPage:
+    """Past inspector operations, newest first (per server or all)."""
+    return await history.inspector_history(ctx, server=name, limit=limit,
+                                           before_id=before_id)
+
+
+@admin_tool("gateway_inspector_clear", DESTRUCTIVE)
+async def inspector_clear(
+    ctx: AdminContext,
+    name: Annotated[str | None, Field(description="only this server's history")] = None,
+) -> dict[str, int]:
+    """Delete the inspector history (of one server, or all)."""
+    return await history.inspector_clear(ctx, actor(), name)
+
+
+# -- server management --------------------------------------------------------------
+
+
+@admin_tool("gateway_add_server", IDEMPOTENT)
+async def add_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> ChangeReport:
+    """Register a new upstream server; it starts now and after every restart."""
+    return await servers.add_server(ctx, actor(), name, config)
+
+
+@admin_tool("gateway_update_server", IDEMPOTENT)
+async def update_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> ChangeReport:
+    """Replace a server's settings (overrides servers.yaml); it restarts now."""
+    return await servers.update_server(ctx, actor(), name, config)
+
+
+@admin_tool("gateway_remove_server", DESTRUCTIVE)
+async def remove_server(ctx: AdminContext, name: NameArg) -> ChangeReport:
+    """Stop a server and forget it (a servers.yaml entry stays removed until re-added)."""
+    return await servers.remove_server(ctx, actor(), name)
+
+
+@admin_tool("gateway_export_servers", READ_ONLY)
+async def export(ctx: AdminContext, format: Literal["yaml", "claude"] = "yaml") -> str:
+    """The running servers as servers.yaml or as Claude-Desktop mcpServers JSON
+    (credentials and ${VAR} values are shown as ***)."""
+    return servers.export(ctx, format)
+
+
+@admin_tool("gateway_import_servers", IDEMPOTENT)
+async def import_servers(
+    ctx: AdminContext,
+    content: Annotated[str, Field(description="servers.yaml text, or a Claude-Desktop "
+                                              "mcpServers file (JSON or YAML)")],
+    replace_existing: bool = False,
+) -> ChangeReport:
+    """Register every server of a config file (ours or Claude Desktop's); existing
+    names are skipped unless replace_existing."""
+    return await servers.import_servers(ctx, actor(), content, replace_existing)
+
+
+@admin_tool("gateway_reload_config", IDEMPOTENT)
+async def reload_config(ctx: AdminContext) -> ChangeReport:
+    """Re-read servers.yaml now: restart only the servers whose settings changed. An
+    invalid file is rejected with its errors and the running config is kept."""
+    return await servers.reload_config(ctx, actor())
+
+
+# -- routes -------------------------------------------------------------------------
+
+
+@admin_tool("gateway_add_route", IDEMPOTENT)
+async def add_route(ctx: AdminContext, pattern: PatternArg, target: NameArg,
+                    match: MatchArg = "exact", priority: RoutePriority = 0) -> dict[str, Any]:
+    """Send calls of matching exposed tool names to another server (same tool name
+    there). Higher priority wins; without a rule a tool goes to its own server."""
+    return await routes.add_route(ctx, actor(), pattern, target, match, priority)
+
+
+@admin_tool("gateway_update_route", IDEMPOTENT)
+async def update_route(ctx: AdminContext, route_id: RowId, pattern: PatternArg, target: NameArg,
+                       match: MatchArg = "exact", priority: RoutePriority = 0) -> dict[str, Any]:
+    """Change a route rule."""
+    return await routes.update_route(ctx, actor(), route_id, pattern, target, match, priority)
+
+
+@admin_tool("gateway_delete_route", DESTRUCTIVE)
+async def delete_route(ctx: AdminContext, route_id: RowId) -> dict[str, Any]:
+    """Delete a route rule (its tools go back to their own servers)."""
+    return await routes.delete_route(ctx, actor(), route_id)
+
+
+@admin_tool("gateway_list_routes", READ_ONLY)
+async def list_routes(ctx: AdminContext) -> dict[str, Any]:
+    """Route rules in decision order (priority, then age)."""
+    return await routes.list_routes(ctx)
+
+
+# What the gateway reserves; read by non-MCP code (REST, docs) that must know the names.
+ADMIN_TOOL_NAMES: frozenset[str] = frozenset(tool.name for tool in ADMIN_TOOLS)

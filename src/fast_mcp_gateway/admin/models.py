@@ -1,0 +1,178 @@
+"""What admin operations return: the structured results of the ``gateway_*`` tools.
+
+The same models serve every transport (MCP tools today, REST and the dashboard next), so
+a field added here shows up everywhere at once; field descriptions become the tools'
+output schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# -- servers and replicas -----------------------------------------------------------
+
+
+class ReplicaStatus(BaseModel):
+    """One replica (one live session) of a server."""
+
+    replica: str
+    index: int
+    state: str
+    health: str = Field(description="HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN")
+    breaker: str = Field(description="closed, open or half_open")
+    breaker_retry_in_seconds: float | None = None
+    inflight: int
+    ewma_latency_ms: float | None
+    success_rate: float | None = Field(description="over the health window")
+    median_latency_ms: float | None
+    weight: int
+    draining: bool
+    restarts: int
+    pid: int | None
+    uptime_seconds: float | None
+    last_error: str | None
+
+
+class ServerStatus(BaseModel):
+    """One upstream server as the gateway sees it now."""
+
+    name: str
+    namespace: str
+    transport: str
+    state: str
+    enabled: bool
+    protocol_version: str | None
+    tools: int
+    resources: int
+    resource_templates: int
+    prompts: int
+    last_error: str | None
+    uptime_seconds: float | None
+    connect_seconds: float | None
+    restarts: int
+    pid: int | None = Field(default=None, description="the stdio server's process id")
+    description: str | None = None
+    health: str = Field(default="UNKNOWN", description="the best of its replicas' health")
+    balance: str = "round_robin"
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+
+
+class ServerList(BaseModel):
+    servers: list[ServerStatus]
+    ready: int = Field(description="how many servers are ready")
+    total: int
+
+
+class ExposedName(BaseModel):
+    kind: str
+    exposed: str
+    original: str
+    renamed_because: str | None = None
+
+
+class ServerDetail(ServerStatus):
+    server_info: dict[str, Any] | None
+    capabilities: dict[str, Any] | None
+    instructions: str | None
+    stderr_tail: list[str]
+    exposed: list[ExposedName]
+    config: dict[str, Any]
+
+
+class HealthReport(BaseModel):
+    servers: list[ServerStatus]
+    healthy: int
+    total: int
+
+
+# -- history and statistics ----------------------------------------------------------
+
+
+class CallRecord(BaseModel):
+    id: str
+    trace_id: str
+    client: str
+    kind: str
+    exposed: str
+    server: str
+    original: str
+    replica: str | None
+    retries: int
+    route: list[dict[str, str]] | None
+    started_at: float = Field(description="unix seconds")
+    duration_ms: float
+    status: str = Field(description="success, error, timeout or rejected")
+    error: str | None
+    arguments: str | None = Field(description="JSON, with secrets redacted")
+    response_bytes: int | None
+    rule: str | None = Field(default=None, description="the route rule that chose the server")
+
+
+class CallPage(BaseModel):
+    calls: list[CallRecord]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class GroupStats(BaseModel):
+    key: str = Field(description="server or tool name; '' for everything")
+    count: int
+    errors: int
+    success_rate: float | None
+    min_ms: float | None
+    avg_ms: float | None
+    max_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    previous_count: int = Field(description="calls in the window before this one")
+    previous_p50_ms: float | None
+
+
+class StatsReport(BaseModel):
+    window_minutes: float
+    groups: list[GroupStats]
+    inflight: dict[str, int] = Field(description="calls in flight now, per server")
+    recorder: dict[str, int] = Field(description="records written, dropped, queued")
+
+
+# -- inspector -----------------------------------------------------------------------
+
+
+class Listing(BaseModel):
+    server: str
+    replica: str
+    protocol_version: str | None
+    tools: list[dict[str, Any]]
+    resources: list[dict[str, Any]]
+    resource_templates: list[dict[str, Any]]
+    prompts: list[dict[str, Any]]
+
+
+class Inspection(BaseModel):
+    id: int | None = Field(description="its entry in the inspector history (if recorded)")
+    server: str
+    replica: str
+    operation: str
+    target: str
+    status: str = Field(description="success, error or failed")
+    duration_ms: float
+    result: dict[str, Any] | None = Field(description="the upstream's raw result")
+    error: str | None = None
+
+
+class HistoryPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_before_id: int | None = Field(description="pass as `before_id` for older entries")
+
+
+# -- server management -------------------------------------------------------------
+
+
+class ChangeReport(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    restarted: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    error: str | None = None

@@ -1,0 +1,61 @@
+"""Admin operations on route rules: send matching exposed tool names to another server.
+
+Rules live in the store; every change is audited and reloaded into the call path at
+once (``AdminContext.load_routes``).  Results are plain dicts, the shape the
+``gateway_*_route`` tools have always returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.errors import AdminError
+
+Match = Literal["exact", "prefix", "wildcard"]
+
+
+async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: str,
+                match: Match, target: str, priority: int) -> dict[str, Any]:
+    store = require_store(ctx)
+    action = "add_route" if route_id is None else "update_route"
+    if target not in ctx.manager.services:
+        known = ", ".join(ctx.manager.services) or "none"
+        raise AdminError(f"no server named '{target}' to route to (known: {known})")
+    if route_id is None:
+        route_id = await store.add_route(pattern, match, target, priority)
+    elif not await store.update_route(route_id, pattern, match, target, priority):
+        raise AdminError(f"no route #{route_id}")
+    await ctx.load_routes()
+    await ctx.audit(actor, action, pattern,
+                    {"id": route_id, "match": match, "target": target, "priority": priority})
+    return {"id": route_id, "pattern": pattern, "match": match, "target": target,
+            "priority": priority}
+
+
+async def add_route(ctx: AdminContext, actor: Actor, pattern: str, target: str,
+                    match: Match = "exact", priority: int = 0) -> dict[str, Any]:
+    """A new rule; returns it with its id.  ``target`` must be a running server."""
+    return await _save(ctx, actor, None, pattern, match, target, priority)
+
+
+async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: str,
+                       target: str, match: Match = "exact", priority: int = 0
+                       ) -> dict[str, Any]:
+    """Replace rule ``route_id``; ``AdminError`` when there is no such rule."""
+    return await _save(ctx, actor, route_id, pattern, match, target, priority)
+
+
+async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
+    """Delete rule ``route_id`` (its tools go back to their own servers)."""
+    if not await require_store(ctx).delete_route(route_id):
+        raise AdminError(f"no route #{route_id}")
+    await ctx.load_routes()
+    await ctx.audit(actor, "delete_route", str(route_id))
+    return {"deleted": route_id}
+
+
+async def list_routes(ctx: AdminContext) -> dict[str, Any]:
+    """Every rule in decision order (priority, then age)."""
+    return {"routes": [asdict(r) for r in await require_store(ctx).routes()]}

@@ -1,0 +1,312 @@
+"""Admin operations on servers and replicas: status, lifecycle, registrations.
+
+Mutating operations wait, bounded by the connect timeout, for the change to take effect
+and return the resulting status, so a caller sees the outcome, not a promise.  Runtime
+registrations follow ``config/registrations.py``: validated like ``servers.yaml``
+(errors name the field), persisted, audited, and live at once (only the servers that
+changed restart; the catalog change reaches hosts as ``list_changed``).
+
+Errors are the gateway's own: ``AdminError`` (no such server, name taken),
+``ConfigError`` (invalid settings), ``UpstreamError`` (no such replica).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.models import (
+    ChangeReport,
+    ExposedName,
+    HealthReport,
+    ReplicaStatus,
+    ServerDetail,
+    ServerList,
+    ServerStatus,
+)
+from fast_mcp_gateway.config.loader import parse_import
+from fast_mcp_gateway.config.registrations import (
+    TOMBSTONE,
+    check_namespace,
+    export_servers,
+    parse_server,
+)
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+
+_HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
+
+
+# -- status snapshots ---------------------------------------------------------------
+
+
+def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
+    """One replica now: the only place admin reads a replica's health and breaker."""
+    now = time.monotonic()
+    _samples, success, median = upstream.health.stats(now)
+    retry_at = upstream.breaker.retry_at()
+    return ReplicaStatus(
+        replica=upstream.label, index=upstream.replica, state=str(upstream.state),
+        health=str(upstream.status()), breaker=str(upstream.breaker.state),
+        breaker_retry_in_seconds=None if retry_at is None else round(max(0.0, retry_at - now), 3),
+        inflight=upstream.active,
+        ewma_latency_ms=None if upstream.ewma_ms is None else round(upstream.ewma_ms, 3),
+        success_rate=None if success is None else round(success, 4),
+        median_latency_ms=None if median is None else round(median, 3),
+        weight=upstream.weight, draining=upstream.replica in service.draining,
+        restarts=upstream.restarts, pid=upstream.pid,
+        uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
+        last_error=upstream.last_error,
+    )
+
+
+def status_of(service: Service) -> ServerStatus:
+    """One server now, with each of its replicas."""
+    upstream = service.primary()
+    config = service.config
+    replicas = [replica_status(service, r) for r in service.replicas]
+    errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
+              for r in replicas if r.last_error]
+    return ServerStatus(
+        name=service.name,
+        namespace=config.effective_namespace,
+        transport=config.kind,
+        state=str(service.state),
+        enabled=service.state is not UpstreamState.DISABLED,
+        protocol_version=upstream.protocol_version,
+        last_error="; ".join(e for e in errors if e) or None,
+        uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
+        connect_seconds=None if upstream.connect_seconds is None
+        else round(upstream.connect_seconds, 3),
+        restarts=sum(r.restarts for r in service.replicas),
+        pid=upstream.pid,
+        description=config.description,
+        health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
+        balance=config.balance,
+        replicas=replicas,
+        **service.catalog.counts(),
+    )
+
+
+def list_servers(ctx: AdminContext) -> ServerList:
+    """Every upstream server's status, and how many are ready."""
+    servers = [status_of(s) for s in ctx.manager.services.values()]
+    return ServerList(
+        servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
+    )
+
+
+def health(ctx: AdminContext) -> HealthReport:
+    """Every server's and replica's health, and how many servers are healthy."""
+    servers = [status_of(s) for s in ctx.manager.services.values()]
+    return HealthReport(servers=servers, total=len(servers),
+                        healthy=sum(s.health == "HEALTHY" for s in servers))
+
+
+def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
+                  replica: int | None = None) -> ServerDetail:
+    """One server in depth: capabilities, instructions, exposed names, stderr tail, config
+    (secrets redacted); ``replica`` chooses whose session and stderr (default: the
+    first ready one)."""
+    service = ctx.manager.get(name)
+    upstream = service.primary() if replica is None else service.replica(replica)
+    view = ctx.manager.view
+    renames = {(r.server, r.original): r.reason for r in view.renames}
+    exposed = [
+        ExposedName(kind=kind, exposed=exp, original=origin.original,
+                    renamed_because=renames.get((origin.server, origin.original)))
+        for kind, table in (("tool", view.tools), ("prompt", view.prompts),
+                            ("resource", view.resources), ("resource_template", view.templates))
+        for exp, (origin, _) in table.items()
+        if origin.server == upstream.name
+    ]
+    base = status_of(service).model_dump()
+    return ServerDetail(
+        **base,
+        server_info=upstream.server_info.model_dump(mode="json", exclude_none=True)
+        if upstream.server_info else None,
+        capabilities=upstream.capabilities.model_dump(mode="json", exclude_none=True)
+        if upstream.capabilities else None,
+        instructions=upstream.instructions,
+        stderr_tail=upstream.stderr.tail(stderr_lines),
+        exposed=exposed,
+        config=service.config.redacted(),
+    )
+
+
+# -- lifecycle ----------------------------------------------------------------------
+
+
+async def _settle(service: Service, *, since_attempts: int | None) -> ServerStatus:
+    """The status once the service made a new attempt per replica (or is disabled)."""
+    timeout = service.connect_timeout + 5
+
+    def done() -> bool:
+        if since_attempts is None:
+            return service.state is UpstreamState.DISABLED
+        return service.attempts >= since_attempts + len(service.replicas)
+
+    await service.wait_until(done, within=timeout)
+    return status_of(service)
+
+
+async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
+    """Drop every session of the server and connect again (clears a 'failed' state)."""
+    service = ctx.manager.get(name)
+    before = service.attempts
+    service.reconnect()
+    status = await _settle(service, since_attempts=before)
+    await ctx.audit(actor, "reconnect_server", name, None, status.state)
+    return status
+
+
+async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
+    """Connect a disabled server and expose it again; persisted across restarts."""
+    service = ctx.manager.get(name)
+    if service.state is not UpstreamState.DISABLED:
+        return status_of(service)
+    before = service.attempts
+    service.set_enabled(True)
+    status = await _settle(service, since_attempts=before)
+    await _persist_enabled(ctx, name, True)
+    await ctx.audit(actor, "enable_server", name, None, status.state)
+    return status
+
+
+async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
+    """Stop a server and hide its components until enabled; persisted across restarts."""
+    service = ctx.manager.get(name)
+    service.set_enabled(False)
+    status = await _settle(service, since_attempts=None)
+    await _persist_enabled(ctx, name, False)
+    await ctx.audit(actor, "disable_server", name, None, status.state)
+    return status
+
+
+async def _persist_enabled(ctx: AdminContext, name: str, enabled: bool) -> None:
+    """Make an enable/disable survive restarts (a registration carrying the flag)."""
+    if ctx.store is None:
+        return
+    rows = {row.name: row for row in await ctx.store.servers()}
+    await ctx.store.put_server(name, rows[name].config if name in rows else None, enabled)
+
+
+async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
+                        replica: int | None = None) -> ServerStatus:
+    """Close the circuit breaker of one replica (or all)."""
+    service = ctx.manager.get(name)
+    targets = service.replicas if replica is None else [service.replica(replica)]
+    for upstream in targets:
+        upstream.breaker.reset()
+    await ctx.audit(actor, "reset_breaker", name, {"replica": replica})
+    return status_of(service)
+
+
+async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
+                          replica: int) -> ReplicaStatus:
+    """Restart one replica (its process for stdio) and wait for its new attempt."""
+    service = ctx.manager.get(name)
+    upstream = service.replica(replica)
+    before = upstream.attempts
+    upstream.reconnect()
+    await upstream.wait_until(lambda: upstream.attempts > before,
+                              within=upstream.connect_timeout + 5)
+    await ctx.audit(actor, "restart_replica", upstream.label, None, str(upstream.state))
+    return replica_status(service, upstream)
+
+
+async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int,
+                        drain: bool = True) -> ReplicaStatus:
+    """Take a replica out of the balancing pool (waiting, bounded, for its calls in
+    flight), or put it back with ``drain=False``."""
+    service = ctx.manager.get(name)
+    upstream = service.replica(replica)
+    if drain:
+        service.draining.add(replica)
+        await upstream.wait_until(lambda: upstream.active == 0, within=upstream.call_timeout)
+    else:
+        service.draining.discard(replica)
+    await ctx.audit(actor, "drain_replica", upstream.label, {"drain": drain})
+    return replica_status(service, upstream)
+
+
+# -- registrations ------------------------------------------------------------------
+
+
+def _running_configs(ctx: AdminContext) -> dict[str, ServerConfig]:
+    return {name: service.config for name, service in ctx.manager.services.items()}
+
+
+async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
+                    must_exist: bool | None) -> ChangeReport:
+    store = require_store(ctx)
+    exists = name in ctx.manager.services
+    if must_exist is True and not exists:
+        raise AdminError(f"no server named '{name}'; use gateway_add_server")
+    if must_exist is False and exists:
+        raise AdminError(f"server '{name}' already exists; use gateway_update_server")
+    parsed = parse_server(name, raw, f"gateway_{'update' if exists else 'add'}_server",
+                          ctx.options.env_allow)
+    check_namespace(parsed, _running_configs(ctx))
+    await store.put_server(name, raw, parsed.enabled)
+    await ctx.manager.replace_server(parsed)
+    await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
+    return ChangeReport(restarted=[name]) if exists else ChangeReport(added=[name])
+
+
+async def add_server(ctx: AdminContext, actor: Actor, name: str,
+                     config: dict[str, Any]) -> ChangeReport:
+    """Register a new server (settings as in servers.yaml); it starts now and after
+    every restart."""
+    return await _register(ctx, actor, name, config, must_exist=False)
+
+
+async def update_server(ctx: AdminContext, actor: Actor, name: str,
+                        config: dict[str, Any]) -> ChangeReport:
+    """Replace a running server's settings (overriding servers.yaml); it restarts now."""
+    return await _register(ctx, actor, name, config, must_exist=True)
+
+
+async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeReport:
+    """Stop a server and forget it; a servers.yaml entry stays removed until re-added."""
+    store = require_store(ctx)
+    if name not in ctx.manager.services:
+        raise AdminError(f"no server named '{name}'")
+    if name in ctx.file_servers:
+        await store.put_server(name, TOMBSTONE, False)
+    else:
+        await store.delete_server(name)
+    await ctx.manager.remove_server(name)
+    await ctx.audit(actor, "remove_server", name)
+    return ChangeReport(removed=[name])
+
+
+def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml") -> str:
+    """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***."""
+    return export_servers(_running_configs(ctx), fmt)
+
+
+async def import_servers(ctx: AdminContext, actor: Actor, content: str,
+                         replace_existing: bool = False) -> ChangeReport:
+    """Register every server of a config text (ours or Claude Desktop's); running names
+    are left unchanged unless ``replace_existing``."""
+    imported = parse_import(content, env_allow=ctx.options.env_allow)
+    report = ChangeReport()
+    for name in imported.config.servers:
+        if name in ctx.manager.services and not replace_existing:
+            report.unchanged.append(name)
+            continue
+        # Stored as written (ours, or converted from Claude's shape), ${VAR} unexpanded.
+        outcome = await _register(ctx, actor, name, imported.entries[name], must_exist=None)
+        report.added += outcome.added
+        report.restarted += outcome.restarted
+    return report
+
+
+async def reload_config(ctx: AdminContext, actor: Actor) -> ChangeReport:
+    """Re-read servers.yaml now; an invalid file is rejected with its errors (in the
+    report) and the running config is kept."""
+    return await ctx.reload_config(actor)

@@ -1,0 +1,95 @@
+"""Runtime registrations over ``servers.yaml``: validation, precedence, export.
+
+Precedence, by server name: a runtime registration (made with the admin operations, kept
+in the store) overrides the entry of the same name in ``servers.yaml``; a registration
+without a config only carries the enabled flag (so disabling a file-defined server
+survives restarts).  Removing a file-defined server leaves a ``TOMBSTONE`` registration,
+which keeps it stopped until it is re-added.
+
+Pure config logic: no I/O, no store, no MCP.  The gateway, the admin operations and the
+CLI's ``servers`` report all decide "what runs" through ``merge``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from fast_mcp_gateway.config.loader import parse_registration
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.store.base import Registration
+
+TOMBSTONE = {"removed": True}
+
+
+def parse_server(name: str, raw: dict[str, Any], source: str,
+                 env_allow: Sequence[str] = ()) -> ServerConfig:
+    """Validate one runtime registration exactly as servers.yaml would, except that
+    ``${VAR}`` may only name variables the operator allowed (``gateway.env_allow``):
+    a registration arrives through the admin surface, which a prompt-injected model
+    or a remote caller can reach, and must not be able to send the gateway's secrets
+    anywhere."""
+    return parse_registration(name, raw, source=source, env_allow=env_allow)
+
+
+def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registration],
+          env_allow: Sequence[str] = ()) -> tuple[dict[str, ServerConfig], list[str]]:
+    """The servers to run: the file's, overridden by runtime registrations (by name).
+
+    ``registrations`` are the store's rows (``name``, ``config``, ``enabled``).  A row
+    that no longer validates is skipped and described in the returned problems, so one
+    bad registration never stops the others.
+    """
+    servers = dict(file_servers)
+    problems: list[str] = []
+    for row in registrations:
+        name, raw, enabled = row.name, row.config, row.enabled
+        if raw == TOMBSTONE:
+            servers.pop(name, None)
+            continue
+        try:
+            server = (parse_server(name, raw, "runtime registration", env_allow) if raw is not None
+                      else servers.get(name))
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if server is None:
+            continue
+        servers[name] = server.model_copy(update={"enabled": enabled})
+    return servers, problems
+
+
+def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig]) -> None:
+    """Reject ``server`` when another server already uses its namespace."""
+    ns = server.effective_namespace
+    for other in others.values():
+        if other.name != server.name and ns and other.effective_namespace == ns:
+            raise ConfigError.single(
+                "runtime registration", server.name, "namespace",
+                f"namespace '{ns}' is already used by server '{other.name}'; give one of "
+                "them another 'namespace:'")
+
+
+def export_servers(servers: Mapping[str, ServerConfig], fmt: str) -> str:
+    """Servers as our YAML or as a Claude-Desktop mcpServers JSON (secrets redacted)."""
+    entries = {}
+    for name, server in servers.items():
+        data = server.redacted()
+        data.pop("name", None)
+        entries[name] = data
+    if fmt == "yaml":
+        return str(yaml.safe_dump({"servers": entries}, sort_keys=False))
+    claude: dict[str, Any] = {}
+    for name, data in entries.items():
+        entry: dict[str, Any] = {k: data[k] for k in ("command", "args", "env", "cwd", "url",
+                                                      "headers") if k in data}
+        if "url" in entry:
+            entry["type"] = "sse" if servers[name].kind == "sse" else "http"
+        if data.get("enabled") is False:
+            entry["disabled"] = True
+        claude[name] = entry
+    return json.dumps({"mcpServers": claude}, indent=2)

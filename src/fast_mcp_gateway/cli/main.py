@@ -89,6 +89,19 @@ def _parser() -> argparse.ArgumentParser:
                               f"{default_db_path()})")
     servers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    token = sub.add_parser("token", help="make bearer tokens for HTTP mode")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    new = token_sub.add_parser("new", help="print a fresh token once, and the sha256 entry "
+                                            "to paste into servers.yaml")
+    new.add_argument("--name", required=True,
+                     help="who holds it: the actor shown in audit and call records")
+    new.add_argument("--scopes", default="tools",
+                     help="comma-separated: tools (list and call), admin (also manage the "
+                          "gateway); default tools")
+    new.add_argument("--servers", default=None,
+                     help="comma-separated server names this token may see and call "
+                          "(default: all)")
+
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -126,6 +139,10 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "token":
+        from fast_mcp_gateway.cli.tokens import new_token
+
+        return new_token(args)
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 

@@ -1,0 +1,40 @@
+"""``mcp-gateway token new``: a fresh bearer token, shown once, and its config entry."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+from pydantic import ValidationError
+
+from fast_mcp_gateway.config.auth import TokenEntry, token_digest
+
+PREFIX = "mgw_"  # makes a leaked token recognisable to secret scanners
+
+
+def new_token(args: argparse.Namespace) -> int:
+    token = PREFIX + secrets.token_urlsafe(32)
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    servers = None if args.servers is None else [
+        s.strip() for s in args.servers.split(",") if s.strip()]
+    try:
+        entry = TokenEntry.model_validate({"name": args.name, "sha256": token_digest(token),
+                                           "scopes": scopes, "servers": servers})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'token'}: {e['msg']}"
+                             for e in exc.errors())
+        print(f"mcp-gateway token new: {problems}", file=sys.stderr)
+        return 2
+    lines = [
+        "# The token (shown once; give it to its holder, keep it in a secret store):",
+        f"#   {token}",
+        "# Paste under gateway.auth.tokens in servers.yaml:",
+        f"- name: {entry.name}",
+        f"  sha256: {entry.digest}",
+        f"  scopes: [{', '.join(entry.scopes)}]",
+    ]
+    if entry.servers is not None:
+        lines.append(f"  servers: [{', '.join(entry.servers)}]")
+    print("\n".join(lines))
+    return 0

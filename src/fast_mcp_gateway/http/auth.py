@@ -1,0 +1,115 @@
+"""Bearer tokens and JWTs for the HTTP front: who is calling, and what they may do.
+
+``GatewayVerifier`` is a FastMCP ``TokenVerifier``: FastMCP's HTTP app runs it on every
+request to the MCP endpoint (401 with ``WWW-Authenticate`` when it returns ``None``),
+and the REST API and the dashboard call the same ``verify_token``.  Static tokens are
+kept only as SHA-256 digests and compared in constant time; JWTs are checked by
+FastMCP's ``JWTVerifier`` (signature, issuer, audience, expiry) and mapped to scopes
+and servers by the configured claims.
+
+``Principal`` is what the rest of the gateway sees of a caller: a name for audit and
+call records, its scopes and the servers it may see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastmcp.server.auth import AccessToken, TokenVerifier
+from fastmcp.server.auth.providers.jwt import JWTVerifier
+
+from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
+
+_KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
+_SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified caller.  ``servers`` is ``None`` for "every server"."""
+
+    name: str
+    scopes: frozenset[Scope]
+    servers: frozenset[str] | None = None
+    kind: str = "token"  # token | jwt | local
+
+    def has(self, scope: Scope) -> bool:
+        """``admin`` implies ``tools``."""
+        return scope in self.scopes or (scope == "tools" and "admin" in self.scopes)
+
+    def may_use(self, server: str) -> bool:
+        return self.servers is None or server in self.servers
+
+
+LOCAL = Principal(name="local", scopes=frozenset(SCOPES), kind="local")
+"""The host that launched a stdio gateway (trusted: it could run the command itself)."""
+
+
+def _scopes(values: Iterable[Any]) -> frozenset[Scope]:
+    return frozenset(s for s in SCOPES if s in {str(v) for v in values})
+
+
+def principal_of(token: AccessToken) -> Principal:
+    """The ``Principal`` behind an ``AccessToken`` this module's verifier produced."""
+    claims = token.claims or {}
+    servers = claims.get(_SERVERS_CLAIM)
+    return Principal(
+        name=token.client_id,
+        scopes=_scopes(token.scopes),
+        servers=None if servers is None else frozenset(str(s) for s in servers),
+        kind=str(claims.get(_KIND_CLAIM, "token")),
+    )
+
+
+class GatewayVerifier(TokenVerifier):
+    """Static tokens (by digest, constant time) first, then JWTs if configured."""
+
+    def __init__(self, config: AuthConfig, *, base_url: str | None = None) -> None:
+        super().__init__(base_url=base_url)
+        self._tokens = tuple((bytes.fromhex(t.digest), t) for t in config.tokens)
+        self._jwt_config = config.jwt
+        self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        match = None
+        for expected, entry in self._tokens:  # every entry: no early exit to time
+            if hmac.compare_digest(digest, expected):
+                match = entry
+        if match is not None:
+            return AccessToken(
+                token=token, client_id=match.name, scopes=list(match.scopes),
+                claims={_KIND_CLAIM: "token",
+                        _SERVERS_CLAIM: None if match.servers is None else list(match.servers)},
+            )
+        if self._jwt is None or self._jwt_config is None or token.count(".") != 2:
+            return None
+        verified = await self._jwt.verify_token(token)
+        if verified is None:
+            return None
+        return _from_jwt(verified, self._jwt_config)
+
+
+def _jwt_verifier(config: JwtConfig) -> JWTVerifier:
+    audience = list(config.audience) if isinstance(config.audience, tuple) else config.audience
+    return JWTVerifier(public_key=config.public_key, jwks_uri=config.jwks_uri,
+                       issuer=config.issuer, audience=audience, algorithm=config.algorithm)
+
+
+def _from_jwt(token: AccessToken, config: JwtConfig) -> AccessToken | None:
+    claims = dict(token.claims or {})
+    raw_scopes = claims.get(config.scopes_claim, ())
+    scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes or ())
+    servers: list[str] | None = None
+    if config.servers_claim is not None and config.servers_claim in claims:
+        raw = claims[config.servers_claim]
+        servers = raw.split() if isinstance(raw, str) else [str(s) for s in raw or ()]
+    subject = claims.get(config.subject_claim) or token.subject or token.client_id
+    claims.update({_KIND_CLAIM: "jwt", _SERVERS_CLAIM: servers})
+    return AccessToken(token=token.token, client_id=str(subject), scopes=[
+        s for s in scopes if s in SCOPES], expires_at=token.expires_at, subject=token.subject,
+        claims=claims)

@@ -1,0 +1,165 @@
+"""Tokens and JWTs: configuration, constant-time digests, JWKS, the token command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
+from joserfc.jwk import RSAKey
+from pydantic import ValidationError
+
+from fast_mcp_gateway.config.auth import AuthConfig, TokenEntry
+from fast_mcp_gateway.http.auth import LOCAL, GatewayVerifier, Principal, principal_of
+
+pytestmark = pytest.mark.anyio
+
+OPS = "ops-token-0123456789abcdef"
+ALICE = "alice-token-0123456789abcdef"
+
+
+def _config(**extra: Any) -> AuthConfig:
+    return AuthConfig.model_validate({"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["admin"]},
+        {"name": "alice", "sha256": hashlib.sha256(ALICE.encode()).hexdigest(),
+         "scopes": ["tools"], "servers": ["notes"]},
+    ], **extra})
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"name": "x", "scopes": ["tools"]}, "exactly one of 'token'"),
+    ({"name": "x", "token": OPS, "sha256": "0" * 64, "scopes": ["tools"]}, "exactly one"),
+    ({"name": "x", "token": "short", "scopes": ["tools"]}, "shorter than 16"),
+    ({"name": "x", "sha256": "abc", "scopes": ["tools"]}, "64 hexadecimal"),
+    ({"name": "x", "token": OPS, "scopes": []}, "at least 1"),
+    ({"name": "x", "token": OPS, "scopes": ["root"]}, "'admin' or 'tools'"),
+    ({"name": "a b", "token": OPS, "scopes": ["tools"]}, "pattern"),
+])
+def test_bad_token_entries_say_what_to_fix(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TokenEntry.model_validate(entry)
+
+
+def test_the_digest_form_may_be_written_as_a_prefixed_token() -> None:
+    digest = hashlib.sha256(OPS.encode()).hexdigest()
+    entry = TokenEntry.model_validate({"name": "x", "token": f"sha256:{digest}",
+                                       "scopes": ["tools"]})
+    assert entry.token is None and entry.digest == digest
+    assert OPS not in repr(TokenEntry.model_validate({"name": "x", "token": OPS,
+                                                      "scopes": ["tools"]}))
+
+
+def test_auth_config_refuses_duplicates_and_emptiness() -> None:
+    with pytest.raises(ValidationError, match="repeated: a"):
+        AuthConfig.model_validate({"tokens": [
+            {"name": "a", "token": OPS, "scopes": ["tools"]},
+            {"name": "a", "token": ALICE, "scopes": ["tools"]}]})
+    with pytest.raises(ValidationError, match="same token"):
+        AuthConfig.model_validate({"tokens": [
+            {"name": "a", "token": OPS, "scopes": ["tools"]},
+            {"name": "b", "token": OPS, "scopes": ["admin"]}]})
+    with pytest.raises(ValidationError, match="needs 'tokens' or 'jwt'"):
+        AuthConfig.model_validate({})
+
+
+async def test_static_tokens_map_to_principals() -> None:
+    verifier = GatewayVerifier(_config())
+    ops = await verifier.verify_token(OPS)
+    alice = await verifier.verify_token(ALICE)
+    assert ops is not None and alice is not None
+    assert principal_of(ops) == Principal("ops", frozenset({"admin"}), None, "token")
+    assert principal_of(alice) == Principal("alice", frozenset({"tools"}),
+                                            frozenset({"notes"}), "token")
+    assert principal_of(ops).has("tools") and principal_of(ops).has("admin")
+    assert not principal_of(alice).has("admin") and principal_of(alice).may_use("notes")
+    assert not principal_of(alice).may_use("clock")
+    for wrong in ("", OPS + "x", OPS[:-1], "\ud800", ALICE.upper(),
+                  hashlib.sha256(ALICE.encode()).hexdigest()):
+        assert await verifier.verify_token(wrong) is None
+    assert LOCAL.has("admin") and LOCAL.may_use("anything")
+
+
+@pytest.fixture
+def jwks() -> Iterator[tuple[RSAKeyPair, str]]:
+    """An RSA key and a real JWKS endpoint for it on 127.0.0.1."""
+    pair = RSAKeyPair.generate()
+    key = RSAKey.import_key(pair.public_key)
+    body = json.dumps({"keys": [{**key.as_dict(private=False), "kid": "k1", "use": "sig",
+                                 "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield pair, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_jwts_from_a_jwks_endpoint_map_scopes_and_servers(
+    jwks: tuple[RSAKeyPair, str],
+) -> None:
+    pair, uri = jwks
+    config = _config(jwt={"jwks_uri": uri, "issuer": "https://idp.test/",
+                          "audience": "mcp-gateway", "scopes_claim": "roles",
+                          "servers_claim": "mcp_servers"})
+    verifier = GatewayVerifier(config)
+
+    def token(**kw: Any) -> str:
+        base: dict[str, Any] = {"subject": "bob", "issuer": "https://idp.test/",
+                                "audience": "mcp-gateway", "kid": "k1",
+                                "additional_claims": {"roles": ["tools", "other"],
+                                                      "mcp_servers": "notes clock"}}
+        base.update(kw)
+        return pair.create_token(**base)
+
+    good = await verifier.verify_token(token())
+    assert good is not None
+    assert principal_of(good) == Principal("bob", frozenset({"tools"}),
+                                           frozenset({"notes", "clock"}), "jwt")
+    assert await verifier.verify_token(token(issuer="https://evil.test/")) is None
+    assert await verifier.verify_token(token(audience="someone-else")) is None
+    assert await verifier.verify_token(token(expires_in_seconds=-60)) is None
+    stranger = RSAKeyPair.generate().create_token(subject="eve", issuer="https://idp.test/",
+                                                  audience="mcp-gateway", kid="k1")
+    assert await verifier.verify_token(stranger) is None
+    admin = await verifier.verify_token(token(additional_claims={"roles": "admin"}))
+    assert admin is not None and principal_of(admin).servers is None
+    assert principal_of(admin).has("admin")
+
+
+def test_token_new_prints_a_token_once_and_the_entry_that_accepts_it() -> None:
+    done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "token", "new",
+                           "--name", "alice", "--scopes", "tools", "--servers", "notes,clock"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stdout.splitlines()
+    token = lines[1].split()[-1]
+    assert token.startswith("mgw_") and len(token) > 40
+    entry = "\n".join(line for line in lines if not line.startswith("#"))
+    assert f"sha256: {hashlib.sha256(token.encode()).hexdigest()}" in entry
+    assert "scopes: [tools]" in entry and "servers: [notes, clock]" in entry
+    assert done.stdout.count(token) == 1
+    bad = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "token", "new",
+                          "--name", "x", "--scopes", "root"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "'admin' or 'tools'" in bad.stderr

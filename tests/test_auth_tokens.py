@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
 from fast_mcp_gateway.config.auth import AuthConfig, TokenEntry
+from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.http.auth import LOCAL, GatewayVerifier, Principal, principal_of
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +166,20 @@ def test_token_new_prints_a_token_once_and_the_entry_that_accepts_it() -> None:
                           "--name", "x", "--scopes", "root"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "'admin' or 'tools'" in bad.stderr
+
+
+def test_servers_yaml_takes_tokens_from_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("gateway:\n  auth:\n    tokens:\n"
+                      "      - {name: ops, token: '${GW_T_OPS}', scopes: [admin]}\n"
+                      "      - {name: bob, token: '${GW_T_BOB}', scopes: [tools]}\n"
+                      "servers: {}\n")
+    with pytest.raises(ConfigError) as missing:
+        load_config(config, environ={"GW_T_OPS": OPS})
+    assert str(missing.value).count("\n") == 0  # one problem, not a derived second one
+    assert "gateway.auth.tokens[1].token" in str(missing.value) and "GW_T_BOB" in str(
+        missing.value)
+    loaded = load_config(config, environ={"GW_T_OPS": OPS, "GW_T_BOB": ALICE})
+    assert loaded.options.auth is not None
+    assert [t.name for t in loaded.options.auth.tokens] == ["ops", "bob"]
+    assert OPS not in repr(loaded.options) and ALICE not in repr(loaded)

@@ -395,6 +395,11 @@ class _Validation:
                        entries)
 
     def options(self, raw: Any) -> GatewayOptions:
+        if isinstance(raw, dict) and isinstance(raw.get("auth"), dict):
+            before = len(self.issues)
+            raw = {**raw, "auth": self.auth(raw["auth"])}
+            if len(self.issues) > before:  # an unset variable: no second, derived complaint
+                return GatewayOptions()
         try:
             return GatewayOptions.model_validate({} if raw is None else raw)
         except ValidationError as exc:
@@ -403,6 +408,26 @@ class _Validation:
                 self.fail(None, f"gateway.{path}" if path else "gateway",
                           explain(err, GatewayOptions))
         return GatewayOptions()
+
+    def auth(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``gateway.auth`` with ``${VAR}`` expanded in its secrets and URLs (the operator's
+        file: any variable; tokens belong in the environment, never in the file)."""
+        def expand(value: Any, field: str) -> Any:
+            if not isinstance(value, str):
+                return value
+            return interpolate(value, field, self.env, None, set(),
+                               lambda f, m: self.fail(None, f"gateway.auth.{f}", m))
+
+        out = dict(raw)
+        if isinstance(raw.get("tokens"), list):
+            out["tokens"] = [
+                {**entry, **{k: expand(entry[k], f"tokens[{i}].{k}")
+                             for k in ("token", "sha256") if k in entry}}
+                if isinstance(entry, dict) else entry
+                for i, entry in enumerate(raw["tokens"])]
+        if isinstance(raw.get("jwt"), dict):
+            out["jwt"] = {k: expand(v, f"jwt.{k}") for k, v in raw["jwt"].items()}
+        return out
 
     def entry(self, name: str, raw: Any, claude: bool) -> dict[str, Any] | None:
         """The server's settings in our shape, before interpolation; None after a problem."""

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, redact_value
 
@@ -232,6 +233,8 @@ class GatewayOptions(_Strict):
                                 "or prefixes ending in '*' (servers.yaml itself may use any)")
     admin: AdminMode = Field(
         default="full", description="admin tools: full, read_only (no changes) or off")
+    auth: AuthConfig | None = Field(
+        default=None, description="bearer tokens and/or JWTs required in HTTP mode")
 
     @field_validator("separator")
     @classmethod

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from fast_mcp_gateway.config.auth import AuthConfig, TokenEntry
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.http.auth import LOCAL, GatewayVerifier, Principal, principal_of
+from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
+from fast_mcp_gateway.principal import LOCAL, Principal
 
 pytestmark = pytest.mark.anyio
 

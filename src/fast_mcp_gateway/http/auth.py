@@ -16,37 +16,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
+from fast_mcp_gateway.principal import Principal
 
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
 
-@dataclass(frozen=True)
-class Principal:
-    """A verified caller.  ``servers`` is ``None`` for "every server"."""
-
-    name: str
-    scopes: frozenset[Scope]
-    servers: frozenset[str] | None = None
-    kind: str = "token"  # token | jwt | local
-
-    def has(self, scope: Scope) -> bool:
-        """``admin`` implies ``tools``."""
-        return scope in self.scopes or (scope == "tools" and "admin" in self.scopes)
-
-    def may_use(self, server: str) -> bool:
-        return self.servers is None or server in self.servers
-
-
-LOCAL = Principal(name="local", scopes=frozenset(SCOPES), kind="local")
-"""The host that launched a stdio gateway (trusted: it could run the command itself)."""
 
 
 def _scopes(values: Iterable[Any]) -> frozenset[Scope]:

@@ -1,0 +1,35 @@
+"""Who is calling: the identity every layer passes along (front, admin, records, audit).
+
+A leaf module, so that the call pipeline, the admin operations and the HTTP front share
+one type without importing each other.  ``http/auth.py`` makes principals from verified
+tokens and JWTs; a stdio gateway's one host is ``LOCAL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fast_mcp_gateway.config.auth import SCOPES, Scope
+
+__all__ = ["LOCAL", "Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified caller.  ``servers`` is ``None`` for "every server"."""
+
+    name: str
+    scopes: frozenset[Scope]
+    servers: frozenset[str] | None = None
+    kind: str = "token"  # token | jwt | local
+
+    def has(self, scope: Scope) -> bool:
+        """``admin`` implies ``tools``."""
+        return scope in self.scopes or (scope == "tools" and "admin" in self.scopes)
+
+    def may_use(self, server: str) -> bool:
+        return self.servers is None or server in self.servers
+
+
+LOCAL = Principal(name="local", scopes=frozenset(SCOPES), kind="local")
+"""The host that launched a stdio gateway (trusted: it could run the command itself)."""

@@ -155,6 +155,19 @@ class Results:
     seconds: float = 0.0
 
 
+def results_from_json(data: dict[str, Any]) -> tuple[Results, Plan]:
+    """A run written by ``--json``, back as objects (to print its report again)."""
+    plan = Plan(**{**data["plan"], "sizes_mib": tuple(data["plan"]["sizes_mib"])})
+    phases = {}
+    for name, raw in data["phases"].items():
+        metrics = {key: Metric(**m) for key, m in raw.pop("metrics").items()}
+        phases[name] = Phase(**{**raw, "metrics": metrics,
+                                "loads": [tuple(x) for x in raw["loads"]]})
+    res = Results(plan=data["plan"], machine=data["machine"], negotiated=data["negotiated"],
+                  phases=phases, leaked=data["leaked"], seconds=data["seconds"])
+    return res, plan
+
+
 def per(total: float | None, count: float, scale: float = 1000.0) -> float | None:
     return None if total is None else scale * total / count
 
@@ -301,13 +314,13 @@ async def lists_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None
            ws.gateway(ups, exposed, "lists", MANY_TOOLS),
            ws.fastmcp(ups, exposed, "lists", MANY_TOOLS))
     ph = res.phases["lists"] = Phase(
-        f"warm tools/list of {n * m} tools: direct = 1 upstream with all, "
-        f"gateway / fastmcp = {n} upstreams x {m}", [ep.label for ep in eps])
+        f"warm tools/list of {n * m} tools (direct: 1 upstream with all of them; gateway "
+        f"and fastmcp: {n} upstreams x {m})", [ep.label for ep in eps])
     ph.define("p50", "tools/list p50 (ms)", "{:.1f}")
     ph.define("bytes", "tools/list size (kB, JSON)", "{:.0f}")
     ph.define("cpu", "CPU per tools/list, serving process (ms)", "{:.1f}")
-    ph.define("rss", f"RSS, serving process (MB; gateway/fastmcp: {n} upstreams)", "{:.0f}",
-              paired=False)
+    ph.define("rss", f"RSS, serving process (MB; gateway, fastmcp: {n} upstreams)",
+              "{:.0f}", paired=False)
     runs: list[Running] = []
     owns: dict[str, contextlib.AsyncExitStack] = {}
     try:

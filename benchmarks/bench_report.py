@@ -54,7 +54,7 @@ def loads_line(phase: Phase) -> str:
 def metric_tables(phase: Phase) -> list[str]:
     """Medians (rows: metrics, columns: targets), then the paired per-round ratios."""
     others = [t for t in phase.targets if t != phase.base]
-    head = [phase.title, *phase.targets, *(f"{t}/{phase.base}" for t in others)]
+    head = ["median over rounds", *phase.targets, *(f"{t}/{phase.base}" for t in others)]
     rows = []
     for metric in phase.metrics.values():
         row = [metric.title, *(show(metric.median(t), metric.fmt) for t in phase.targets)]
@@ -62,7 +62,7 @@ def metric_tables(phase: Phase) -> list[str]:
             ratio = median(metric.ratios(target, phase.base)) if metric.paired else None
             row.append("-" if ratio is None else f"{ratio:.2f}x")
         rows.append(row)
-    out = [table(head, rows), ""]
+    out = [phase.title, table(head, rows), ""]
     rounds = max((len(v) for m in phase.metrics.values() for v in m.values.values()),
                  default=0)
     ratio_rows = []
@@ -109,7 +109,7 @@ def cold_table(phase: Phase) -> list[str]:
                      default=None), "{:.0f}"),
             show(m["rss"].median(case), "{:.0f}"),
         ])
-    head = [phase.title.split(" (")[0], "init (ms)", "init vs base", "ready (ms)",
+    head = ["case (medians over rounds)", "init (ms)", "init vs base", "ready (ms)",
             f"ready per round ({rounds})", "base", "ready / base per round", "median",
             "CPU (s)", "close (ms)", "orphans", "RSS (MB)"]
     return [phase.title, table(head, rows), loads_line(phase),
@@ -208,7 +208,7 @@ def peer_table(res: Results) -> list[str]:
     out = [table(["gateway vs FastMCP's proxy", "gateway", "fastmcp", "gateway/fastmcp per round",
                   "median", "gateway leads"], rows)]
     out.append("gateway leads on every row" if not behind else
-               "gateway does not lead on: " + "; ".join(behind))
+               "gateway does not lead on:\n" + "\n".join(f"  {row}" for row in behind))
     return out
 
 

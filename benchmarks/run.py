@@ -41,7 +41,16 @@ from typing import Any
 
 import anyio
 from bench_harness import Workspace, become_subreaper, wait_no_children
-from bench_phases import FULL, QUICK, Plan, Results, cold_phase, lists_phase, persistent
+from bench_phases import (
+    FULL,
+    QUICK,
+    Plan,
+    Results,
+    cold_phase,
+    lists_phase,
+    persistent,
+    results_from_json,
+)
 from bench_report import report
 
 PHASES = ("hot", "large", "lists", "cold")
@@ -163,8 +172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(auto: 2026-07-28 where supported; legacy: initialize handshake)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write every per-round value to this JSON file")
+    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
+                        help="measure nothing: print the report of a run saved with --json")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # SDK deprecation chatter is not a measurement
+    if args.report is not None:
+        try:
+            saved, saved_plan = results_from_json(json.loads(args.report.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--report {args.report}: not a run saved with --json ({exc})")
+        print(report(saved, saved_plan)[0])
+        return 0
     plan = QUICK if args.quick else FULL
     changes: dict[str, Any] = {}
     if args.rounds is not None:

@@ -168,7 +168,11 @@ def checks(res: Results, plan: Plan) -> list[Check]:
         ):
             ratio = median(cold.metrics["ready"].ratios(case, base))
             stuck = any(note.startswith(case + ": not ready") for note in cold.notes)
-            if ratio is not None:
+            if base not in cold.targets or (target == TARGET_START_RATIO
+                                            and base != f"direct x{n}"):
+                out.append(Check(f"{name} direct x{n}", "floor not run (--quick)",
+                                 f"<= {target}x", None))
+            elif ratio is not None:
                 out.append(Check(f"{name} {base}", show(ratio) + "x", f"<= {target}x",
                                  ratio <= target))
             else:

@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from bench_cold import cold_phase
 from bench_harness import Workspace, become_subreaper, wait_no_children
 from bench_phases import (
     FULL,
     QUICK,
     Plan,
     Results,
-    cold_phase,
     lists_phase,
     persistent,
     results_from_json,

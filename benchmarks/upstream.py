@@ -8,7 +8,9 @@ Tools:
 * ``echo(text)``: returns ``text`` (the per-call latency probe);
 * ``add(a, b)``: returns ``a + b``;
 * ``sleep_ms(ms)``: waits ``ms`` milliseconds without blocking the event loop, so
-  concurrent calls overlap (the concurrency probe).
+  concurrent calls overlap (the concurrency probe);
+* ``blob(mb)``: returns one text block of ``mb`` MiB (the large-result probe; no
+  structured copy, so the result on the wire is the text once).
 """
 
 from __future__ import annotations
@@ -37,7 +39,21 @@ def build() -> FastMCP:
         await anyio.sleep(ms / 1000)
         return ms
 
+    @mcp.tool(output_schema=None)
+    def blob(mb: float = 1.0) -> str:
+        """Return ``mb`` MiB of text (no structured content)."""
+        return _text(int(mb * MIB))
+
     return mcp
+
+
+MIB = 1 << 20
+_CHUNK = "0123456789abcdef" * 4096  # 64 KiB of JSON-safe text
+
+
+def _text(size: int) -> str:
+    """``size`` characters of text that need no escaping in JSON."""
+    return (_CHUNK * (size // len(_CHUNK) + 1))[:size]
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -125,3 +126,22 @@ class AuthConfig(_Strict):
         if len(set(digests)) != len(digests):
             raise ValueError("two token entries have the same token; give each its own")
         return self
+
+
+def expand_auth(raw: dict[str, Any], expand: Callable[[str, str], Any]) -> dict[str, Any]:
+    """``raw`` (the ``auth:`` mapping as read) with ``expand(value, field)`` applied to the
+    secrets and settings that may come from the environment: each token's ``token`` and
+    ``sha256``, and every ``jwt`` string.  Other shapes are left for validation to reject."""
+    def one(value: Any, field: str) -> Any:
+        return expand(value, field) if isinstance(value, str) else value
+
+    out = dict(raw)
+    if isinstance(raw.get("tokens"), list):
+        out["tokens"] = [
+            {**entry, **{k: one(entry[k], f"tokens[{i}].{k}")
+                         for k in ("token", "sha256") if k in entry}}
+            if isinstance(entry, dict) else entry
+            for i, entry in enumerate(raw["tokens"])]
+    if isinstance(raw.get("jwt"), dict):
+        out["jwt"] = {k: one(v, f"jwt.{k}") for k, v in raw["jwt"].items()}
+    return out

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
     MAX_DEPTH,
     check_document,
@@ -410,24 +411,10 @@ class _Validation:
         return GatewayOptions()
 
     def auth(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """``gateway.auth`` with ``${VAR}`` expanded in its secrets and URLs (the operator's
-        file: any variable; tokens belong in the environment, never in the file)."""
-        def expand(value: Any, field: str) -> Any:
-            if not isinstance(value, str):
-                return value
-            return interpolate(value, field, self.env, None, set(),
-                               lambda f, m: self.fail(None, f"gateway.auth.{f}", m))
-
-        out = dict(raw)
-        if isinstance(raw.get("tokens"), list):
-            out["tokens"] = [
-                {**entry, **{k: expand(entry[k], f"tokens[{i}].{k}")
-                             for k in ("token", "sha256") if k in entry}}
-                if isinstance(entry, dict) else entry
-                for i, entry in enumerate(raw["tokens"])]
-        if isinstance(raw.get("jwt"), dict):
-            out["jwt"] = {k: expand(v, f"jwt.{k}") for k, v in raw["jwt"].items()}
-        return out
+        """``gateway.auth`` with ``${VAR}`` expanded (the operator's file: any variable)."""
+        return expand_auth(raw, lambda value, field: interpolate(
+            value, field, self.env, None, set(),
+            lambda f, m: self.fail(None, f"gateway.auth.{f}", m)))
 
     def entry(self, name: str, raw: Any, claude: bool) -> dict[str, Any] | None:
         """The server's settings in our shape, before interpolation; None after a problem."""

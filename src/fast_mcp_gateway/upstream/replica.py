@@ -45,7 +45,7 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.session import CLIENT_INFO, fetch_catalog
+from fast_mcp_gateway.upstream.session import CLIENT_INFO
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -154,7 +154,7 @@ class Upstream:
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
         self._changes = ChangeTracker(
-            self.name, timeout=self.call_timeout, fetch=fetch_catalog,
+            self.name, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
             changed=self._changed, notify=self._notify_change,
         )

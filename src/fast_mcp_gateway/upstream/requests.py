@@ -22,7 +22,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
-from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS, fetch_catalog
+from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
@@ -62,9 +62,12 @@ class Requests:
                 return result
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
-                    sup.mark_broken(f"connection closed during {what}")
+                    cause = sup.closed_by_protocol_error()
+                    reason = f"connection closed during {what}" + (
+                        f": {cause}" if cause else "")
+                    sup.mark_broken(reason)
                     raise UpstreamRequestFailed(
-                        sup.label, f"connection closed during {what}{sup.stderr_hint()}"
+                        sup.label, f"{reason}{sup.stderr_hint()}"
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
@@ -147,7 +150,7 @@ class Requests:
         return await self.request(f"tools/call '{name}'", front, op)
 
     async def list_catalog(self) -> Catalog:
-        return await self.bounded("catalog listing", None, fetch_catalog)
+        return await self.bounded("catalog listing", None, self._sup.fetch_catalog)
 
     async def read_resource(
         self, uri: str, front: FrontCall | None

@@ -43,12 +43,25 @@ from fast_mcp_gateway.upstream.processes import (
     pipe_inode,
     signal_group,
 )
-from fast_mcp_gateway.upstream.session import TRANSPORT_OPTIONS, fetch_catalog, negotiate
+from fast_mcp_gateway.upstream.session import (
+    TRANSPORT_OPTIONS,
+    CatalogFetcher,
+    StepFailed,
+    negotiate,
+)
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
 from fast_mcp_gateway.upstream.transports import TransportFactory
 
 logger = logging.getLogger(__name__)
+
+
+class ConnectFailed(Exception):
+    """A connect step failed: ``connect: <method> answered <code> <message>``."""
+
+    def __init__(self, step: StepFailed, cause: str | None = None) -> None:
+        self.answered = step.answered
+        super().__init__(f"connect: {step}" + (f" ({cause})" if cause else ""))
 
 
 class SupervisorHooks(Protocol):
@@ -121,6 +134,10 @@ class Supervisor:
         self._first_attempt = anyio.Event()
         self._broken: str | None = None
         self._closed = anyio.Event()
+        self.fetch_catalog = CatalogFetcher(label)
+        self._step: str | None = None  # the connect request being waited for
+        self._notice: str | None = None  # a skipped protocol error, for last_error
+        self._violations = 0  # protocol errors in this attempt (the first is logged)
 
     # -- state ------------------------------------------------------------------
 
@@ -130,7 +147,10 @@ class Supervisor:
 
     @property
     def session(self) -> ClientSession | None:
-        return self._session if self.state is UpstreamState.READY else None
+        """The live session; None once it broke, even before the loop noticed."""
+        if self.state is not UpstreamState.READY or self._closed.is_set():
+            return None
+        return self._session
 
     async def wait_first_attempt(self) -> None:
         await self._first_attempt.wait()
@@ -148,11 +168,35 @@ class Supervisor:
             return f"is reconnecting ({self.last_error or 'connection lost'}{retry})"
         if state is UpstreamState.FAILED:
             return f"has failed: {self.last_error}"
+        if state is UpstreamState.READY and self._closed.is_set():
+            return f"is restarting ({self._broken or 'connection lost'})"
         return f"is {state}"
 
     def stderr_hint(self) -> str:
         tail = [line for line in self.stderr.tail(3) if line.strip()]
         return f"; stderr: {' / '.join(tail)}" if tail and self.config.kind == "stdio" else ""
+
+    def protocol_error(self, reason: str, fatal: bool) -> None:
+        """The stdio reader saw a framing or encoding violation: count it, say so in
+        ``last_error``; a fatal one ends the session (then the loop restarts it)."""
+        self._stats.protocol_errors += 1
+        self._violations += 1
+        if self._violations == 1 and not fatal:  # a fatal one is logged as the session ends
+            logger.warning("upstream %s: %s", self.label, reason)
+        else:
+            logger.debug("upstream %s: %s", self.label, reason)
+        if fatal:
+            self.mark_broken(reason)
+        elif self.state is UpstreamState.READY:
+            self.last_error = reason
+        else:
+            self._notice = reason
+        self._hooks.notify()
+
+    def closed_by_protocol_error(self) -> str | None:
+        """Why the stdio reader ended the current session, if it did."""
+        tap = self.tap
+        return tap.fatal if tap is not None else None
 
     def mark_broken(self, reason: str) -> None:
         """End the held session (the supervisor reconnects); the first reason wins."""
@@ -257,7 +301,9 @@ class Supervisor:
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
         text = text or (describe_error(exc) if exc is not None else "failed")
         tail = self.stderr.tail(5)
-        if self.config.kind == "stdio" and tail:
+        # An error *response* is the whole story; stderr would only distract from it.
+        answered = isinstance(exc, ConnectFailed) and exc.answered
+        if self.config.kind == "stdio" and tail and not answered:
             text += " | stderr: " + " / ".join(line.strip() for line in tail if line.strip())
         return text
 
@@ -269,6 +315,7 @@ class Supervisor:
             )
         self._broken = None
         self._closed = anyio.Event()
+        self._step, self._notice, self._violations = None, None, 0
         if self._limiter is not None:
             # Bounds concurrent *connects*; waiting here does not eat the connect timeout.
             await self._limiter.acquire()
@@ -285,6 +332,9 @@ class Supervisor:
                 tg.start_soon(self._pump_stderr, read_fd, stderr_done)
             timed_out = False
             transport = self._transport_factory(self.config, stderr_writer)
+            if isinstance(transport, TappedStdioTransport):
+                transport.max_message_bytes = self.config.max_message_bytes
+                transport.protocol_listener = self.protocol_error
             try:
                 with anyio.CancelScope(deadline=started + self.connect_timeout) as scope:
                     self._attempt_scope = scope
@@ -299,8 +349,7 @@ class Supervisor:
                         if stderr_writer is not None:
                             stderr_writer.close()  # the child holds its own copy now
                             stderr_writer = None
-                        await self._negotiate(session, transport)
-                        catalog = await fetch_catalog(session)
+                        catalog = await self._connect(session, transport)
                         scope.deadline = math.inf
                         self._became_ready(session, catalog, anyio.current_time() - started)
                         if hold:
@@ -330,16 +379,27 @@ class Supervisor:
                     await stderr_done.wait() if self.config.kind == "stdio" else None
                 tg.cancel_scope.cancel()
         if timed_out:
+            waiting = f" (no answer to {self._step})" if self._step else ""
             raise UpstreamTimeout(
                 self.label, f"did not finish connecting within {self.connect_timeout:g}s"
+                f"{waiting}; raise timeouts.connect if the server is only slow to start"
             )
 
-    async def _negotiate(self, session: ClientSession, transport: ClientTransport) -> None:
-        await negotiate(session, transport, self.config)
-        self.protocol_version = session.protocol_version
-        self.server_info = session.server_info
-        self.capabilities = session.server_capabilities
-        self.instructions = session.instructions
+    async def _connect(self, session: ClientSession, transport: ClientTransport) -> Catalog:
+        """Negotiate the era and list the catalog; ``ConnectFailed`` names the step."""
+        fetch = self.fetch_catalog
+        try:
+            self._step = "initialize"
+            await negotiate(session, transport, self.config)
+            self.protocol_version = session.protocol_version
+            self.server_info = session.server_info
+            self.capabilities = session.server_capabilities
+            self.instructions = session.instructions
+            self._step = "the catalog listing"
+            return await fetch(session)
+        except StepFailed as exc:
+            cause = self.closed_by_protocol_error()
+            raise ConnectFailed(exc, cause) from exc
 
     def _attempt_finished(self) -> None:
         self._stats.attempts += 1
@@ -355,7 +415,7 @@ class Supervisor:
         self._stats.new_session(seconds)
         self._session = session
         self.catalog = catalog
-        self.last_error = None
+        self.last_error = self._notice  # a protocol error skipped while connecting
         self._set_state(UpstreamState.READY)
         self._hooks.catalog_changed()
         self._first_attempt.set()

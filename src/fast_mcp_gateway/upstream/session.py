@@ -66,6 +66,14 @@ class StepFailed(Exception):
         super().__init__(f"{method} {what}")
 
 
+class ConnectFailed(Exception):
+    """A connect step failed: ``connect: <method> answered <code> <message>``."""
+
+    def __init__(self, step: StepFailed, cause: str | None = None) -> None:
+        self.answered = step.answered
+        super().__init__(f"connect: {step}" + (f" ({cause})" if cause else ""))
+
+
 # Lists a server may decline with -32601 although its capabilities name them: many
 # 1.x-SDK servers declare ``resources`` without implementing templates, for example.
 # ``tools/list`` is not among them: a server that declares tools must list them.

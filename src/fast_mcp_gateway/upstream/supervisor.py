@@ -39,13 +39,15 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.processes import (
     child_with_stderr,
-    is_alive,
     pipe_inode,
+    pump_stderr,
     signal_group,
+    terminate_if_lingering,
 )
 from fast_mcp_gateway.upstream.session import (
     TRANSPORT_OPTIONS,
     CatalogFetcher,
+    ConnectFailed,
     StepFailed,
     negotiate,
 )
@@ -54,14 +56,6 @@ from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioT
 from fast_mcp_gateway.upstream.transports import TransportFactory
 
 logger = logging.getLogger(__name__)
-
-
-class ConnectFailed(Exception):
-    """A connect step failed: ``connect: <method> answered <code> <message>``."""
-
-    def __init__(self, step: StepFailed, cause: str | None = None) -> None:
-        self.answered = step.answered
-        super().__init__(f"connect: {step}" + (f" ({cause})" if cause else ""))
 
 
 class SupervisorHooks(Protocol):
@@ -329,7 +323,7 @@ class Supervisor:
                 read_fd, write_fd = os.pipe()
                 stderr_inode = pipe_inode(read_fd)
                 stderr_writer = os.fdopen(write_fd, "w")
-                tg.start_soon(self._pump_stderr, read_fd, stderr_done)
+                tg.start_soon(pump_stderr, read_fd, self.stderr, stderr_done)
             timed_out = False
             transport = self._transport_factory(self.config, stderr_writer)
             if isinstance(transport, TappedStdioTransport):
@@ -370,7 +364,7 @@ class Supervisor:
                 with anyio.move_on_after(10, shield=True):
                     async with anyio.create_task_group() as closing:
                         if self.pid is not None:
-                            closing.start_soon(self._terminate_if_lingering, self.pid)
+                            closing.start_soon(terminate_if_lingering, self.pid, STOP_GRACE)
                         await transport.close()  # type: ignore[no-untyped-call]
                         closing.cancel_scope.cancel()
                 self.pid = None
@@ -472,31 +466,6 @@ class Supervisor:
                 health.health.record_probe(clock(), True, (clock() - started) * 1000)
             health.status(self.state is UpstreamState.READY)
             self._hooks.notify()
-
-    async def _terminate_if_lingering(self, pid: int) -> None:
-        """The SDK closes stdin and waits 2 s before it terminates; hosts often kill the
-        gateway itself at 2 s.  After a short grace, terminate the server's process group,
-        so that neither it nor its children outlive this session."""
-        await anyio.sleep(STOP_GRACE)
-        if is_alive(pid):
-            signal_group(pid)
-
-    async def _pump_stderr(self, fd: int, done: anyio.Event) -> None:
-        os.set_blocking(fd, False)
-        try:
-            while True:
-                await anyio.wait_readable(fd)
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    break
-                self.stderr.feed(data)
-        finally:
-            self.stderr.flush()
-            os.close(fd)
-            done.set()
 
     def _set_state(self, state: UpstreamState) -> None:
         if state is self.state:

@@ -278,3 +278,36 @@ async def test_a_call_that_times_out_is_cancelled_upstream() -> None:
         assert result.is_error and "did not answer within 0.3s" in result.content[0].text
         with anyio.fail_after(10):
             await events["cancelled"].wait()
+
+
+async def test_statistics_is_a_frozen_snapshot_of_one_replica() -> None:
+    import dataclasses
+
+    memory = {"a": replica_server("a"), "b": replica_server("b")}
+    gateway = make_gateway({"svc": {"instances": instances("a", "b"),
+                                    "circuit_breaker": {"failure_threshold": 2}}}, memory)
+    async with Client(gateway.server) as client:
+        first, second = gateway.manager.get("svc").replicas
+        before = first.statistics()
+        assert (before.label, before.replica, before.state, before.breaker) == (
+            "svc#0", 0, UpstreamState.READY, "closed")
+        assert before.inflight == 0 and before.connects == 1 and before.restarts == 0
+        assert before.ewma_latency_ms is None and before.last_error is None
+        assert before.uptime_seconds is not None and before.uptime_seconds >= 0
+        for _ in range(4):
+            await client.call_tool("svc_whoami", {})
+        after = first.statistics()
+        assert after.samples == 2 and after.success_rate == 1.0
+        assert after.ewma_latency_ms is not None and after.median_latency_ms is not None
+        assert before.samples == 0  # a snapshot does not follow the replica
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            after.inflight = 3  # type: ignore[misc]
+        now = first._clock()
+        for t in (now - 1, now):
+            first.breaker.record_failure(t)
+        opened = first.statistics()
+        assert opened.breaker == "open" and opened.breaker_retry_in_seconds is not None
+        assert opened.breaker_open_seconds is not None
+        assert second.statistics().breaker == "closed"
+        seen = {(await client.call_tool("svc_whoami", {})).data for _ in range(3)}
+        assert seen == {"b"}  # routing reads the same breaker the snapshot shows

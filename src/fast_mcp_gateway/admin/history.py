@@ -71,7 +71,7 @@ async def stats(ctx: AdminContext, *, group_by: GroupBy = "none", since_minutes:
             previous_count=before.count if before else 0,
             previous_p50_ms=before.p50_ms if before else None,
         ))
-    inflight = {name: sum(r.active for r in s.replicas)
+    inflight = {name: sum(r.statistics().inflight for r in s.replicas)
                 for name, s in ctx.manager.services.items()}
     return StatsReport(window_minutes=since_minutes, groups=groups, inflight=inflight,
                        recorder=recorder.stats())

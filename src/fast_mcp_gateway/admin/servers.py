@@ -12,7 +12,6 @@ Errors are the gateway's own: ``AdminError`` (no such server, name taken),
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
@@ -44,28 +43,25 @@ _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
 
 
 def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
-    """One replica now: the only place admin reads a replica's health and breaker."""
-    now = time.monotonic()
-    _samples, success, median = upstream.health.stats(now)
-    retry_at = upstream.breaker.retry_at()
+    """One replica now, from its statistics snapshot (admin never reads internals)."""
+    st = upstream.statistics()
+
+    def r(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
     return ReplicaStatus(
-        replica=upstream.label, index=upstream.replica, state=str(upstream.state),
-        health=str(upstream.status()), breaker=str(upstream.breaker.state),
-        breaker_retry_in_seconds=None if retry_at is None else round(max(0.0, retry_at - now), 3),
-        inflight=upstream.active,
-        ewma_latency_ms=None if upstream.ewma_ms is None else round(upstream.ewma_ms, 3),
-        success_rate=None if success is None else round(success, 4),
-        median_latency_ms=None if median is None else round(median, 3),
-        weight=upstream.weight, draining=upstream.replica in service.draining,
-        restarts=upstream.restarts, pid=upstream.pid,
-        uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
-        last_error=upstream.last_error,
+        replica=st.label, index=st.replica, state=str(st.state), health=str(st.health),
+        breaker=str(st.breaker), breaker_retry_in_seconds=r(st.breaker_retry_in_seconds),
+        inflight=st.inflight, ewma_latency_ms=r(st.ewma_latency_ms),
+        success_rate=r(st.success_rate, 4), median_latency_ms=r(st.median_latency_ms),
+        weight=st.weight, draining=st.replica in service.draining, restarts=st.restarts,
+        pid=st.pid, uptime_seconds=r(st.uptime_seconds), last_error=st.last_error,
     )
 
 
 def status_of(service: Service) -> ServerStatus:
     """One server now, with each of its replicas."""
-    upstream = service.primary()
+    primary = service.primary().statistics()
     config = service.config
     replicas = [replica_status(service, r) for r in service.replicas]
     errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
@@ -76,13 +72,14 @@ def status_of(service: Service) -> ServerStatus:
         transport=config.kind,
         state=str(service.state),
         enabled=service.state is not UpstreamState.DISABLED,
-        protocol_version=upstream.protocol_version,
+        protocol_version=primary.protocol_version,
         last_error="; ".join(e for e in errors if e) or None,
-        uptime_seconds=None if upstream.uptime() is None else round(upstream.uptime() or 0, 3),
-        connect_seconds=None if upstream.connect_seconds is None
-        else round(upstream.connect_seconds, 3),
-        restarts=sum(r.restarts for r in service.replicas),
-        pid=upstream.pid,
+        uptime_seconds=None if primary.uptime_seconds is None
+        else round(primary.uptime_seconds, 3),
+        connect_seconds=None if primary.connect_seconds is None
+        else round(primary.connect_seconds, 3),
+        restarts=sum(r.restarts for r in replicas),
+        pid=primary.pid,
         description=config.description,
         health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
         balance=config.balance,
@@ -200,7 +197,7 @@ async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
     service = ctx.manager.get(name)
     targets = service.replicas if replica is None else [service.replica(replica)]
     for upstream in targets:
-        upstream.breaker.reset()
+        upstream.reset_breaker()
     await ctx.audit(actor, "reset_breaker", name, {"replica": replica})
     return status_of(service)
 
@@ -226,7 +223,8 @@ async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int
     upstream = service.replica(replica)
     if drain:
         service.draining.add(replica)
-        await upstream.wait_until(lambda: upstream.active == 0, within=upstream.call_timeout)
+        await upstream.wait_until(lambda: upstream.statistics().inflight == 0,
+                                  within=upstream.call_timeout)
     else:
         service.draining.discard(replica)
     await ctx.audit(actor, "drain_replica", upstream.label, {"drain": drain})

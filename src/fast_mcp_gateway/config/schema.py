@@ -144,6 +144,11 @@ class ServerConfig(Target):
     timeouts: Timeouts = Timeouts()
     description: str | None = None
     stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
+    max_message_bytes: StrictInt = Field(
+        default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="largest message a stdio upstream may send (bytes); a larger one "
+        "fails the calls in flight and restarts the session",
+    )
     replicas: StrictInt = Field(default=1, ge=1, le=64)
     instances: tuple[Instance, ...] = ()
     balance: Strategy = "round_robin"

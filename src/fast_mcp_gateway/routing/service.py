@@ -42,7 +42,6 @@ from fast_mcp_gateway.errors import (
 from fast_mcp_gateway.policies import (
     FailureKind,
     HealthStatus,
-    ReplicaView,
     RetryPolicy,
     TokenBucket,
     make_balancer,
@@ -182,7 +181,7 @@ class Service:
         now = self._clock()
         ready = [r for r in self.replicas
                  if r.replica not in exclude and r.replica not in self.draining
-                 and r.state is UpstreamState.READY and r.breaker.would_allow(now)]
+                 and r.state is UpstreamState.READY and r.would_admit(now)]
         healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY]
         return healthy or ready
 
@@ -199,7 +198,7 @@ class Service:
 
     def pick(self, exclude: set[int], key: str | None = None) -> Upstream | None:
         candidates = self.eligible(exclude)
-        views = [ReplicaView(r.replica, r.weight, r.active, r.ewma_ms) for r in candidates]
+        views = [r.balancer_view() for r in candidates]
         choice = self.balancer.pick(views, key)
         return None if choice is None else self.replicas[choice.index]
 
@@ -211,11 +210,11 @@ class Service:
                 reasons.append(f"{r.label} is draining")
             elif r.state is not UpstreamState.READY:
                 reasons.append(f"{r.label} {r.unavailable_reason()}")
-            elif not r.breaker.would_allow(now):
-                retry_at = r.breaker.retry_at() or now
-                opened = now - (r.breaker.opened_at or now)
-                reasons.append(f"{r.label} circuit open for {opened:.0f}s, next probe in "
-                               f"{max(0.0, retry_at - now):.1f}s")
+            elif not r.would_admit(now):
+                stats = r.statistics()
+                reasons.append(f"{r.label} circuit open for "
+                               f"{stats.breaker_open_seconds or 0.0:.0f}s, next probe in "
+                               f"{stats.breaker_retry_in_seconds or 0.0:.1f}s")
         done = ", ".join(f"{label}: {outcome}" for label, outcome in tried.attempts)
         detail = "; ".join(reasons) or "no replica could take the call"
         return NoHealthyReplica(self.name, detail + (f" (tried {done})" if done else ""))
@@ -251,7 +250,7 @@ class Service:
             if replica is None:
                 exc: UpstreamError = self._no_replica(path)
                 kind = FailureKind.NOT_SENT
-            elif not replica.breaker.allow(self._clock()):
+            elif not replica.admit(self._clock()):
                 exc, kind = self._no_replica(path), FailureKind.NOT_SENT
             else:
                 tried.add(replica.replica)
@@ -378,5 +377,5 @@ class Service:
 
     async def unsubscribe(self, uri: str) -> None:
         for replica in self.replicas:
-            if uri in replica._resource_subs:
+            if replica.is_subscribed(uri):
                 await replica.unsubscribe(uri)

@@ -13,6 +13,9 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Protocol
+
+import anyio
 
 
 def pipe_inode(fd: int) -> int:
@@ -74,3 +77,37 @@ def signal_group(pid: int, sig: signal.Signals = signal.SIGTERM) -> bool:
         os.killpg(pid, sig)
         return True
     return False
+
+
+class _Sink(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+async def pump_stderr(fd: int, sink: _Sink, done: anyio.Event) -> None:
+    """Read a server's stderr pipe into ``sink`` until EOF; then close it, set ``done``."""
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            await anyio.wait_readable(fd)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            sink.feed(data)
+    finally:
+        sink.flush()
+        os.close(fd)
+        done.set()
+
+
+async def terminate_if_lingering(pid: int, grace: float) -> None:
+    """The SDK closes stdin and waits 2 s before it terminates; hosts often kill the
+    gateway itself at 2 s.  After ``grace``, terminate the server's process group, so
+    that neither it nor its children outlive its session."""
+    await anyio.sleep(grace)
+    if is_alive(pid):
+        signal_group(pid)

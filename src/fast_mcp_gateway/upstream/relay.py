@@ -17,6 +17,7 @@ Attribution:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
+from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -177,3 +180,71 @@ class InFlight:
 
     def any_session(self) -> FrontCall | None:
         return next(iter(self._calls.values()), None)
+
+
+class HostRelay:
+    """The callbacks an upstream session makes to its client, relayed to the host of
+    the call in flight (see the module docstring for attribution).  They run in the
+    session's receive loop, so they only forward; they never wait on the upstream."""
+
+    def __init__(self, name: str, inflight: InFlight) -> None:
+        self._name = name
+        self._inflight = inflight
+
+    async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        caller = self._inflight.sole()
+        if caller is not None:
+            with contextlib.suppress(Exception):
+                await caller.log(params)
+            return
+        logger.debug("upstream %s log [%s]: %s", self._name, params.level, params.data)
+
+    def _asker(self, capability: str) -> FrontCall | types.ErrorData:
+        caller = self._inflight.sole() or self._inflight.first_able(capability)
+        if caller is None or not caller.can_ask(capability):
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message=f"the gateway has no connected host that supports {capability} "
+                "for this request",
+            )
+        return caller
+
+    async def on_sampling(
+        self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> Any:
+        caller = self._asker("sampling")
+        if isinstance(caller, types.ErrorData):
+            return caller
+        try:
+            return await caller.create_message(params)
+        except MCPError as exc:
+            return exc.error
+
+    async def on_elicitation(
+        self, ctx: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> Any:
+        caller = self._asker("elicitation")
+        if isinstance(caller, types.ErrorData):
+            return caller
+        try:
+            return await caller.elicit(params)
+        except MCPError as exc:
+            return exc.error
+
+    async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
+        caller = self._asker("roots")
+        if isinstance(caller, types.ErrorData):
+            return types.ListRootsResult(roots=[])
+        try:
+            return await caller.list_roots()
+        except MCPError as exc:
+            return exc.error
+
+    def session_callbacks(self) -> dict[str, Any]:
+        """The ``ClientSession`` keyword arguments that route to these callbacks."""
+        return {
+            "sampling_callback": self.on_sampling,
+            "elicitation_callback": self.on_elicitation,
+            "list_roots_callback": self.on_list_roots,
+            "logging_callback": self.on_log,
+        }

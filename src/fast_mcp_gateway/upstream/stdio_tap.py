@@ -14,6 +14,15 @@ A tap call has what a session request has: a timeout (then a
 ``notifications/cancelled`` upstream and ``REQUEST_TIMEOUT``), cancellation by the
 caller (also cancelled upstream), progress to a callback, and
 ``CONNECTION_CLOSED`` when the server's stdout ends mid-call.
+
+The stdout reader works on bytes: ``LineFramer`` splits lines in time linear in
+their size (a long line is joined once, when its newline arrives) and refuses a
+line longer than ``max_message_bytes``.  Such a framing violation, or a runaway
+line without newline, ends the session: the calls in flight fail with the reason
+and the replica's supervisor restarts it.  A line that is not valid UTF-8 is
+skipped; when it is recognisably the response to a pending request, that request
+gets an error naming the fault instead of waiting for its timeout.  Both are
+reported to ``protocol_listener`` (counted, logged, shown in ``last_error``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,7 +41,6 @@ import anyio
 import anyio.lowlevel
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from anyio.streams.text import TextReceiveStream
 from fastmcp.client.transports import StdioTransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp import ClientSession
@@ -44,7 +53,6 @@ from mcp.client.stdio import (
     _create_platform_compatible_process,
     _drain_stdout,
     _get_executable_command,
-    _parse_line,
     _terminate_process_tree,
     _wait_for_process_exit,
     get_default_environment,
@@ -77,21 +85,135 @@ async def _stop_server_process(process: Any) -> None:
     await _close_pipe(process.stdout)
     _close_subprocess_transport(process)
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+# (reason, fatal): a protocol violation on stdout; fatal ones end the session.
+ProtocolListener = Callable[[str, bool], None]
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# The id of a response whose bytes are not valid UTF-8: found in the line read with
+# replacement characters, where a JSON-RPC id (number or string) survives intact.
+_RESPONSE_ID = re.compile(r'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+
+
+class MessageTooLarge(Exception):
+    """A stdout line grew past ``max_message_bytes`` (with or without its newline)."""
+
+    def __init__(self, size: int, limit: int, complete: bool) -> None:
+        seen = f"{size} bytes" if complete else f"no newline after {size} bytes"
+        super().__init__(f"upstream wrote a message larger than max_message_bytes ({limit}) "
+                         f"on stdout ({seen}); the session is restarted (raise "
+                         "max_message_bytes for this server if such messages are expected)")
+
+
+class LineFramer:
+    """Splits a byte stream into newline-terminated lines, in linear time.
+
+    A partial line is kept as a list of chunks and joined once, when its newline
+    arrives (re-joining it on every chunk made reading a large message quadratic).
+    ``copied`` counts the bytes copied into lines, so tests can assert linearity.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
+        self.copied = 0
+        self._parts: list[bytes] = []
+        self._pending = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (without newlines); ``MessageTooLarge`` when
+        a line, complete or not, exceeds ``limit``."""
+        lines: list[bytes] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            size = self._pending + end - start
+            if size > self.limit:
+                raise MessageTooLarge(size, self.limit, complete=True)
+            line = chunk[start:end]
+            self.copied += end - start
+            if self._parts:
+                self._parts.append(line)
+                line = b"".join(self._parts)
+                self.copied += size
+                self._parts.clear()
+                self._pending = 0
+            lines.append(line)
+            start = end + 1
+        if start < len(chunk):
+            rest = chunk[start:] if start else chunk  # a whole chunk is kept, not copied
+            self.copied += len(rest) if start else 0
+            self._parts.append(rest)
+            self._pending += len(rest)
+            if self._pending > self.limit:
+                raise MessageTooLarge(self._pending, self.limit, complete=False)
+        return lines
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _parse_line(line: str) -> SessionMessage | Exception:
+    """The SDK's line parsing, without its traceback per junk line (counted instead)."""
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as exc:
+        return exc
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None:
+    """A stdout line that is not valid UTF-8: reported, and skipped -- unless it is
+    recognisably a response, then the request it answers fails with the reason now
+    (instead of waiting for its timeout): the returned line is that error response."""
+    text = raw.decode("utf-8", "replace")
+    where = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+    tap.violation(f"upstream wrote a line on stdout that is not valid UTF-8 ({where}); "
+                  "the line was skipped", fatal=False)
+    request_id: Any = None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        message = None
+        found = _RESPONSE_ID.search(text)
+        if found is not None and '"method"' not in text:
+            request_id = json.loads(found.group(1))
+    else:
+        if isinstance(message, dict) and "method" not in message:
+            request_id = message.get("id")
+    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+        return None
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {
+        "code": types.INTERNAL_ERROR, "message": f"{UNDECODABLE_RESPONSE} ({where})"}})
+
+
+# The start of the error a request gets when its response was not valid UTF-8.
+UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
+
+
 class RawTap:
     """Raw ``tools/call`` requests on a stdio session (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 protocol_listener: ProtocolListener | None = None) -> None:
         self._write: Callable[[bytes], Awaitable[None]] | None = None
         self._pending: dict[str, tuple[MemoryObjectSendStream[dict[str, Any]],
                                        Progress | None]] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self.framer = LineFramer(max_message_bytes)
+        self.fatal: str | None = None  # why the connection was ended, if it was
+        self._listener = protocol_listener
+
+    def violation(self, reason: str, *, fatal: bool) -> None:
+        """The server broke the stdio framing or encoding (see the module docstring)."""
+        if fatal:
+            self.fatal = self.fatal or reason
+        if self._listener is not None:
+            self._listener(reason, fatal)
+        else:
+            logger.warning("%s", reason)
 
     async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
                       on_progress: Progress | None = None) -> dict[str, Any]:
@@ -123,7 +245,8 @@ class RawTap:
                     await self._cancel(request_id, "cancelled by the caller")
             raise
         except anyio.EndOfStream:
-            raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from None
+            raise MCPError(code=types.CONNECTION_CLOSED,
+                           message=self.fatal or "Connection closed") from None
         finally:
             self._pending.pop(request_id, None)
             send.close()
@@ -208,23 +331,40 @@ async def tapped_stdio_client(
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
 
+    async def deliver(line: str) -> bool:
+        """Hand one line to the tap or the session; False once the session is gone."""
+        if await tap.take(line):
+            return True
+        message = _parse_line(line)
+        if isinstance(message, Exception):
+            tap.violation(f"upstream wrote a line on stdout that is not JSON-RPC: "
+                          f"{_excerpt(line)}", fatal=False)
+        try:
+            await read_stream_writer.send(message)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
     async def stdout_reader() -> None:
-        text = TextReceiveStream(stdout, encoding=server.encoding,
-                                 errors=server.encoding_error_handler)
+        framer = tap.framer
         try:
             async with read_stream_writer:
                 try:
-                    buffer = ""
-                    async for chunk in text:
-                        lines = (buffer + chunk).split("\n")
-                        buffer = lines.pop()
-                        for line in lines:
-                            if await tap.take(line):
-                                continue
+                    async for chunk in stdout:
+                        for raw in framer.feed(chunk):
+                            line: str | None
                             try:
-                                await read_stream_writer.send(_parse_line(line))
-                            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                                line = raw.decode(server.encoding)
+                            except UnicodeDecodeError as exc:
+                                line = _undecodable(raw, exc, tap)
+                            if line is not None and not await deliver(line):
                                 return
+                except MessageTooLarge as exc:
+                    # The stream cannot be resynchronised with certainty (the rest of
+                    # the line may hold anything); end the session, the supervisor
+                    # restarts it.  Closing the session's stream fails its requests.
+                    tap.violation(str(exc), fatal=True)
+                    await read_stream_writer.aclose()
                 finally:
                     tap.close()
                     await _drain_stdout(process)
@@ -284,6 +424,8 @@ class TappedStdioTransport(StdioTransport):
     """
 
     tap: RawTap | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    protocol_listener: ProtocolListener | None = None
 
     @contextlib.asynccontextmanager
     async def connect_session(
@@ -293,7 +435,7 @@ class TappedStdioTransport(StdioTransport):
         options = transport_options or TransportOptions()
         params = StdioServerParameters(command=self.command, args=self.args, env=self.env,
                                        cwd=self.cwd)
-        tap = RawTap()
+        tap = RawTap(self.max_message_bytes, self.protocol_listener)
         async with contextlib.AsyncExitStack() as stack:
             log = self.log_file
             errlog = (stack.enter_context(log.open("a")) if isinstance(log, Path)

@@ -1,0 +1,117 @@
+"""The plain values of one upstream replica: its state, its catalog, its stderr tail,
+its restart policy, and how a failure is put into words.
+
+No I/O and no session here; every other ``upstream`` module may import this one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import httpx2
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+
+
+class UpstreamState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Catalog:
+    """What one upstream offers, as it listed it (original names)."""
+
+    tools: list[types.Tool] = field(default_factory=list)
+    resources: list[types.Resource] = field(default_factory=list)
+    templates: list[types.ResourceTemplate] = field(default_factory=list)
+    prompts: list[types.Prompt] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tools": len(self.tools),
+            "resources": len(self.resources),
+            "resource_templates": len(self.templates),
+            "prompts": len(self.prompts),
+        }
+
+
+class StderrTail:
+    """The last ``maxlen`` lines a stdio upstream wrote to stderr."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.lines: deque[str] = deque(maxlen=maxlen)
+        self._partial = b""
+        self.total_lines = 0
+
+    def feed(self, data: bytes) -> None:
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        for raw in complete:
+            self._push(raw)
+        if len(self._partial) > 65536:  # a runaway line without newline
+            self._push(self._partial)
+            self._partial = b""
+
+    def flush(self) -> None:
+        if self._partial:
+            self._push(self._partial)
+            self._partial = b""
+
+    def _push(self, raw: bytes) -> None:
+        self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+        self.total_lines += 1
+
+    def tail(self, n: int = 20) -> list[str]:
+        return list(self.lines)[-n:] if n > 0 else []
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff between reconnect attempts, and when to stop trying (crash loop)."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    crash_limit: int = 5
+    crash_window: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.maximum, self.initial * self.multiplier**attempt)
+        return base * (1 + self.jitter * (2 * rng.random() - 1))
+
+    def is_crash_loop(self, failures: deque[float], now: float) -> bool:
+        while failures and now - failures[0] > self.crash_window:
+            failures.popleft()
+        return len(failures) >= self.crash_limit
+
+
+DEFAULT_RESTART = RestartPolicy()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, human explanation of why a connect or request failed."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or exc}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    if isinstance(exc, MCPError):
+        return exc.error.message
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from {exc.request.url}"
+    if isinstance(exc, httpx2.ConnectError):
+        return f"cannot connect: {exc}"
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {describe_error(cause)}"
+    return text

@@ -1,0 +1,201 @@
+"""Requests on one replica's live session, each with a deadline and accounting.
+
+Every request goes through the one persistent session (never a reconnect per call).
+``call_tool`` and ``call_tool_raw`` are the two encodings of ``tools/call`` (typed
+models for the full path, JSON for the stdio express lane); both, and every other
+request, go through ``Requests.request``, the one place that counts calls in flight,
+feeds the health window, breaker and EWMA, and maps transport faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp import ClientSession
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
+
+from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.upstream.model import Catalog, describe_error
+from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
+from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
+from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+from fast_mcp_gateway.upstream.supervisor import Supervisor
+
+T = TypeVar("T")
+
+
+class Requests:
+    """The requests a replica forwards, over ``supervisor``'s live session."""
+
+    def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
+                 inflight: InFlight, call_timeout: float) -> None:
+        self._sup = supervisor
+        self._stats = accounting
+        self._inflight = inflight
+        self.call_timeout = call_timeout
+
+    async def request(
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+    ) -> T:
+        """Run ``op`` on the live session, mapping transport faults into ``UpstreamError``.
+
+        Error *responses* from the upstream (``MCPError`` with the upstream's code and
+        message) propagate unchanged, so the host sees what the upstream said.
+        """
+        sup = self._sup
+        session = sup.session
+        if session is None:
+            raise UpstreamUnavailable(sup.label, sup.unavailable_reason())
+        stats = self._stats
+        started = stats.clock()
+        stats.active += 1
+        ok = False
+        with self._inflight.track(front):
+            try:
+                result = await op(session)
+                ok = True
+                return result
+            except MCPError as exc:
+                if exc.error.code == types.CONNECTION_CLOSED:
+                    cause = sup.closed_by_protocol_error()
+                    reason = f"connection closed during {what}" + (
+                        f": {cause}" if cause else "")
+                    sup.mark_broken(reason)
+                    raise UpstreamRequestFailed(
+                        sup.label, f"{reason}{sup.stderr_hint()}"
+                    ) from exc
+                if exc.error.code == types.REQUEST_TIMEOUT:
+                    raise UpstreamTimeout(
+                        sup.label, f"{what} did not answer within {self.call_timeout:g}s "
+                        "(the request was cancelled upstream)"
+                    ) from exc
+                ok = True  # an error *response*: the upstream is alive and answering
+                raise
+            except TRANSPORT_ERRORS as exc:
+                sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
+                raise UpstreamRequestFailed(
+                    sup.label, f"transport failed during {what}: {describe_error(exc)}"
+                ) from exc
+            finally:
+                stats.active -= 1
+                stats.record(ok, started)
+
+    async def bounded(
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+    ) -> T:
+        """``request`` with the call timeout applied here (for SDK calls that take none)."""
+        async def within(session: ClientSession) -> T:
+            try:
+                with anyio.fail_after(self.call_timeout):
+                    return await op(session)
+            except TimeoutError:
+                raise MCPError(code=types.REQUEST_TIMEOUT, message="timed out") from None
+
+        return await self.request(what, front, within)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        progress = front.progress if front is not None and front.session is not None else None
+        sup = self._sup
+
+        async def op(session: ClientSession) -> Any:
+            return await session.call_tool(  # type: ignore[misc]
+                name,
+                arguments,
+                read_timeout_seconds=self.call_timeout,
+                progress_callback=progress,
+                meta=front.meta if front else None,  # type: ignore[arg-type]
+                input_responses=front.input_responses if front and sup.is_modern else None,
+                request_state=front.request_state if front and sup.is_modern else None,
+                allow_input_required=True,
+            )
+
+        return await self.request(f"tools/call '{name}'", front, op)
+
+    async def call_tool_raw(
+        self, params: dict[str, Any], front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
+    ) -> dict[str, Any]:
+        """``tools/call`` with ``params`` as JSON, answered as JSON (the stdio express lane).
+
+        The same session, stamp, timeout, cancellation and bookkeeping as
+        ``call_tool``; only the typed result models are skipped (their validation and
+        re-encoding cost more than the rest of a relayed call).  ``params`` is sent as
+        given after this session's own ``_meta`` stamp (era, client info, capabilities).
+        """
+        name = params["name"]
+
+        async def op(session: ClientSession) -> dict[str, Any]:
+            # A copy per attempt: the stamp writes into _meta, and a retry may go to a
+            # replica of another era.
+            data: dict[str, Any] = {"method": "tools/call", "params": {
+                **params, "_meta": dict(params.get("_meta") or {})}}
+            opts: CallOptions = {"timeout": self.call_timeout}
+            session._stamp(data, opts)  # the negotiated era's envelope, as send_request does
+            tap = self._sup.tap
+            if tap is not None:  # stdio: beside the session, on the same pipe
+                return await tap.request("tools/call", data["params"], self.call_timeout,
+                                         on_progress)
+            opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER, encode_header_value(name))
+            if on_progress is not None:
+                opts["on_progress"] = on_progress
+            return await session._dispatcher.send_raw_request("tools/call", data["params"], opts)
+
+        return await self.request(f"tools/call '{name}'", front, op)
+
+    async def list_catalog(self) -> Catalog:
+        return await self.bounded("catalog listing", None, self._sup.fetch_catalog)
+
+    async def read_resource(
+        self, uri: str, front: FrontCall | None
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        sup = self._sup
+
+        async def op(session: ClientSession) -> Any:
+            if sup.is_modern and front is not None:
+                return await session.read_resource(
+                    uri,
+                    meta=front.meta,  # type: ignore[arg-type]
+                    input_responses=front.input_responses,
+                    request_state=front.request_state,
+                    allow_input_required=True,
+                )
+            return await session.read_resource(uri, meta=front.meta if front else None)  # type: ignore[arg-type]
+
+        return await self.bounded(f"resources/read '{uri}'", front, op)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        sup = self._sup
+
+        async def op(session: ClientSession) -> Any:
+            if sup.is_modern and front is not None:
+                return await session.get_prompt(
+                    name,
+                    arguments,
+                    meta=front.meta,  # type: ignore[arg-type]
+                    input_responses=front.input_responses,
+                    request_state=front.request_state,
+                    allow_input_required=True,
+                )
+            return await session.get_prompt(name, arguments, meta=front.meta if front else None)  # type: ignore[arg-type]
+
+        return await self.bounded(f"prompts/get '{name}'", front, op)
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        async def op(session: ClientSession) -> types.CompleteResult:
+            return await session.complete(ref, argument, context_arguments=context_arguments)
+
+        return await self.bounded("completion/complete", None, op)

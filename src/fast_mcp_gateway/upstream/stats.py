@@ -1,0 +1,133 @@
+"""Accounting of one replica: health window, circuit breaker, latency EWMA, calls in
+flight, connect and restart counters; and ``UpstreamStatistics``, the frozen snapshot
+of all of it that status reports, REST and metrics read instead of live internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.policies import (
+    BreakerState,
+    CircuitBreaker,
+    HealthStatus,
+    HealthThresholds,
+    HealthWindow,
+    ReplicaView,
+)
+from fast_mcp_gateway.upstream.model import UpstreamState
+
+logger = logging.getLogger(__name__)
+EWMA_ALPHA = 0.3  # weight of the newest latency sample
+
+
+@dataclass(frozen=True)
+class UpstreamStatistics:
+    """One replica at one instant.  Durations are seconds, latencies milliseconds;
+    ``None`` means "not known yet" (no sample, never connected, breaker not open)."""
+
+    label: str
+    replica: int
+    weight: int
+    state: UpstreamState
+    health: HealthStatus
+    breaker: BreakerState
+    breaker_open_seconds: float | None  # since the breaker last opened (open, half-open)
+    breaker_retry_in_seconds: float | None  # until an open breaker lets a probe through
+    inflight: int
+    ewma_latency_ms: float | None
+    samples: int  # calls and probes in the health window
+    success_rate: float | None
+    median_latency_ms: float | None
+    restarts: int
+    connects: int
+    attempts: int
+    protocol_errors: int  # malformed or oversized messages from the upstream
+    uptime_seconds: float | None
+    connect_seconds: float | None
+    next_retry_in_seconds: float | None  # while reconnecting
+    last_error: str | None
+    pid: int | None
+    protocol_version: str | None
+
+
+class ReplicaAccounting:
+    """The counters and policies one replica's calls feed (no I/O, injected clock)."""
+
+    def __init__(self, config: ServerConfig, label: str,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_transition: Callable[[str, str], None] | None = None) -> None:
+        h, b = config.health, config.circuit_breaker
+        self.label = label
+        self.clock = clock
+        self.health = HealthWindow(HealthThresholds(
+            healthy_success=h.healthy_success, degraded_success=h.degraded_success,
+            healthy_latency_ms=h.healthy_latency_ms, degraded_latency_ms=h.degraded_latency_ms,
+            window=h.window, heartbeat_timeout=h.heartbeat_timeout, min_samples=h.min_samples,
+        ))
+        self.breaker = CircuitBreaker(b.failure_threshold, b.window, b.open_for,
+                                      b.half_open_probes)
+        self.ewma_ms: float | None = None
+        self.active = 0  # requests in flight on this replica (all callers)
+        self.last_status = HealthStatus.UNKNOWN
+        self.restarts = 0
+        self.connects = 0
+        self.attempts = 0
+        self.protocol_errors = 0
+        self.connect_seconds: float | None = None
+        self.ready_since: float | None = None  # wall clock
+        self._on_transition = on_transition
+
+    def record(self, ok: bool, started: float) -> None:
+        """One request ended (``started`` from ``clock``): feed health, breaker, EWMA."""
+        now = self.clock()
+        latency_ms = (now - started) * 1000
+        self.health.record(now, ok, latency_ms)
+        if ok:
+            self.breaker.record_success(now)
+            self.ewma_ms = latency_ms if self.ewma_ms is None else (
+                EWMA_ALPHA * latency_ms + (1 - EWMA_ALPHA) * self.ewma_ms)
+        else:
+            self.breaker.record_failure(now)
+
+    def new_session(self, connect_seconds: float) -> None:
+        """A new session is a new process or connection: what the breaker and the health
+        window learned about the old one (e.g. every in-flight call failing as it died)
+        says nothing about this one.  The breaker guards a live replica that keeps
+        failing; a dead one is the supervisor's business."""
+        self.breaker.reset()
+        self.health = HealthWindow(self.health.thresholds)
+        self.connects += 1
+        self.connect_seconds = connect_seconds
+        self.ready_since = time.time()
+
+    def uptime(self) -> float | None:
+        return None if self.ready_since is None else time.time() - self.ready_since
+
+    def status(self, ready: bool) -> HealthStatus:
+        """Health now; a replica without a live session is UNHEALTHY.  Transitions are
+        logged once."""
+        status = self.health.classify(self.clock()) if ready else HealthStatus.UNHEALTHY
+        if status is not self.last_status:
+            level = logging.WARNING if status is HealthStatus.UNHEALTHY else logging.INFO
+            if ready or status is not HealthStatus.UNHEALTHY:
+                logger.log(level, "upstream %s: health %s -> %s", self.label,
+                           self.last_status, status)
+                if self._on_transition is not None:
+                    self._on_transition(str(status), f"health {self.last_status} -> {status}")
+            self.last_status = status
+        return status
+
+    def view(self, index: int, weight: int) -> ReplicaView:
+        """What a balancer may know about this replica."""
+        return ReplicaView(index, weight, self.active, self.ewma_ms)
+
+    def breaker_timing(self, now: float) -> tuple[float | None, float | None]:
+        """(seconds the breaker has been open, seconds until it lets a probe through)."""
+        retry_at, opened_at = self.breaker.retry_at(), self.breaker.opened_at
+        return (None if opened_at is None else now - opened_at,
+                None if retry_at is None else max(0.0, retry_at - now))

@@ -1,0 +1,486 @@
+"""Supervision of one replica's connection: process, connect, hold, restart.
+
+``Supervisor.run()`` connects (spawning the process for stdio), negotiates the
+protocol era, fetches the catalog, then holds the session until it closes (process
+exit, transport error, reconnect/disable/stop request).  An unexpected close or a
+failed connect is retried with exponential backoff and jitter; ``crash_limit``
+failures within ``crash_window`` seconds park the replica as ``failed`` until
+``reconnect()``.
+
+The supervisor knows nothing of requests, asks or subscriptions: the replica that
+owns it passes them in through ``SupervisorHooks``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections import deque
+from typing import Any, Protocol, TextIO
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from fastmcp.client.transports import ClientTransport
+from mcp import ClientSession
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.errors import UpstreamTimeout
+from fast_mcp_gateway.upstream.model import (
+    Catalog,
+    RestartPolicy,
+    StderrTail,
+    UpstreamState,
+    describe_error,
+)
+from fast_mcp_gateway.upstream.processes import (
+    child_with_stderr,
+    pipe_inode,
+    pump_stderr,
+    signal_group,
+    terminate_if_lingering,
+)
+from fast_mcp_gateway.upstream.session import (
+    TRANSPORT_OPTIONS,
+    CatalogFetcher,
+    ConnectFailed,
+    StepFailed,
+    negotiate,
+)
+from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
+from fast_mcp_gateway.upstream.transports import TransportFactory
+
+logger = logging.getLogger(__name__)
+
+
+class SupervisorHooks(Protocol):
+    """What the replica owning a ``Supervisor`` adds to each session (must not block)."""
+
+    def session_kwargs(self) -> dict[str, Any]:
+        """Callbacks and options for each new ``ClientSession``."""
+        ...
+
+    def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:
+        """Start the tasks that live as long as ``session`` is held."""
+        ...
+
+    def state_changed(self, status: str, detail: str) -> None: ...
+
+    def catalog_changed(self) -> None: ...
+
+    def notify(self) -> None:
+        """Anything changed (state, attempt, catalog, health): wake waiters."""
+        ...
+
+
+class Supervisor:
+    """The supervised connection of one replica (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        label: str,
+        connect_timeout: float,
+        accounting: ReplicaAccounting,
+        hooks: SupervisorHooks,
+        transport_factory: TransportFactory,
+        restart: RestartPolicy,
+        rng: random.Random,
+        limiter: anyio.CapacityLimiter | None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.label = label
+        self.connect_timeout = connect_timeout
+        self.health_timeout = config.timeouts.health or 5.0
+        self._stats = accounting
+        self._hooks = hooks
+        self._transport_factory = transport_factory
+        self._restart = restart
+        self._rng = rng
+        self._limiter = limiter
+        self._holding_limiter = False
+
+        self.state = UpstreamState.STARTING
+        self.last_error: str | None = None
+        self.catalog = Catalog()
+        self.stderr = StderrTail(config.stderr_lines)
+        self.next_retry_at: float | None = None  # wall clock
+        self.pid: int | None = None  # the stdio server's process, when known
+        self.protocol_version: str | None = None
+        self.server_info: types.Implementation | None = None
+        self.capabilities: types.ServerCapabilities | None = None
+        self.instructions: str | None = None
+
+        self._session: ClientSession | None = None
+        self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
+        self._enabled = config.enabled
+        self._stopping = False
+        self._restart_requested = False
+        self._wake = anyio.Event()
+        self._attempt_scope: anyio.CancelScope | None = None
+        self._first_attempt = anyio.Event()
+        self._broken: str | None = None
+        self._closed = anyio.Event()
+        self.fetch_catalog = CatalogFetcher(label)
+        self._step: str | None = None  # the connect request being waited for
+        self._notice: str | None = None  # a skipped protocol error, for last_error
+        self._violations = 0  # protocol errors in this attempt (the first is logged)
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def is_modern(self) -> bool:
+        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The live session; None once it broke, even before the loop noticed."""
+        if self.state is not UpstreamState.READY or self._closed.is_set():
+            return None
+        return self._session
+
+    async def wait_first_attempt(self) -> None:
+        await self._first_attempt.wait()
+
+    def unavailable_reason(self) -> str:
+        state = self.state
+        if state is UpstreamState.DISABLED:
+            return "is disabled; enable it with gateway_enable_server"
+        if state is UpstreamState.STARTING:
+            return "is still starting"
+        if state is UpstreamState.RECONNECTING:
+            retry = ""
+            if self.next_retry_at is not None:
+                retry = f", next attempt in {max(0.0, self.next_retry_at - time.time()):.1f}s"
+            return f"is reconnecting ({self.last_error or 'connection lost'}{retry})"
+        if state is UpstreamState.FAILED:
+            return f"has failed: {self.last_error}"
+        if state is UpstreamState.READY and self._closed.is_set():
+            return f"is restarting ({self._broken or 'connection lost'})"
+        return f"is {state}"
+
+    def stderr_hint(self) -> str:
+        tail = [line for line in self.stderr.tail(3) if line.strip()]
+        return f"; stderr: {' / '.join(tail)}" if tail and self.config.kind == "stdio" else ""
+
+    def protocol_error(self, reason: str, fatal: bool) -> None:
+        """The stdio reader saw a framing or encoding violation: count it, say so in
+        ``last_error``; a fatal one ends the session (then the loop restarts it)."""
+        self._stats.protocol_errors += 1
+        self._violations += 1
+        if self._violations == 1 and not fatal:  # a fatal one is logged as the session ends
+            logger.warning("upstream %s: %s", self.label, reason)
+        else:
+            logger.debug("upstream %s: %s", self.label, reason)
+        if fatal:
+            self.mark_broken(reason)
+        elif self.state is UpstreamState.READY:
+            self.last_error = reason
+        else:
+            self._notice = reason
+        self._hooks.notify()
+
+    def closed_by_protocol_error(self) -> str | None:
+        """Why the stdio reader ended the current session, if it did."""
+        tap = self.tap
+        return tap.fatal if tap is not None else None
+
+    def mark_broken(self, reason: str) -> None:
+        """End the held session (the supervisor reconnects); the first reason wins."""
+        self._broken = self._broken or reason
+        self._closed.set()
+
+    # -- control ----------------------------------------------------------------
+
+    def reconnect(self) -> None:
+        self._enabled = True
+        self._restart_requested = True
+        self._interrupt()
+
+    def set_enabled(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._restart_requested = True
+        self._interrupt()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        self._wake.set()
+        if self._attempt_scope is not None:
+            self._attempt_scope.cancel()
+
+    def kill(self) -> None:
+        """Terminate the process group now (the gateway is exiting).  Marks the replica
+        as stopping first: the loop must see the death as the end, never as a crash to
+        restart from (that would leave orphans behind an exiting gateway)."""
+        self._stopping = True
+        if self.pid is not None:
+            signal_group(self.pid)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        failures: deque[float] = deque()
+        attempt = 0
+        try:
+            while not self._stopping:
+                self._wake = anyio.Event()
+                if not self._enabled:
+                    self._set_state(UpstreamState.DISABLED)
+                    self._first_attempt.set()
+                    await self._wake.wait()
+                    continue
+                self._restart_requested = False
+                error: str | None = None
+                try:
+                    await self._attempt(hold=True)
+                except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
+                    error = self._explain_failure(exc)
+                    self.last_error = error
+                    self._attempt_finished()
+                else:
+                    if self._stopping or self._restart_requested:
+                        attempt = 0
+                        failures.clear()
+                        continue
+                    error = self._broken or "connection closed"
+                    error = self._explain_failure(None, error)
+                finally:
+                    self._first_attempt.set()
+                if self._stopping:
+                    break
+                if self._restart_requested:
+                    attempt = 0
+                    failures.clear()
+                    continue
+                self.last_error = error
+                failures.append(time.monotonic())
+                if self._restart.is_crash_loop(failures, time.monotonic()):
+                    self.last_error = (
+                        f"{error} (gave up after {len(failures)} failures within "
+                        f"{self._restart.crash_window:.0f}s; use gateway_reconnect_server)"
+                    )
+                    self._set_state(UpstreamState.FAILED)
+                    failures.clear()
+                    await self._wake.wait()
+                    attempt = 0
+                    continue
+                delay = self._restart.delay(attempt, self._rng)
+                attempt += 1
+                self.next_retry_at = time.time() + delay
+                self._set_state(UpstreamState.RECONNECTING)
+                with anyio.move_on_after(delay):
+                    await self._wake.wait()
+                self.next_retry_at = None
+                self._stats.restarts += 1
+        finally:
+            self._set_state(UpstreamState.STOPPED)
+            self._first_attempt.set()
+
+    async def probe(self) -> None:
+        try:
+            await self._attempt(hold=False)
+        except Exception as exc:
+            self.last_error = self._explain_failure(exc)
+            self._set_state(UpstreamState.FAILED)
+            raise
+        finally:
+            self._first_attempt.set()
+
+    def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
+        text = text or (describe_error(exc) if exc is not None else "failed")
+        tail = self.stderr.tail(5)
+        # An error *response* is the whole story; stderr would only distract from it.
+        answered = isinstance(exc, ConnectFailed) and exc.answered
+        if self.config.kind == "stdio" and tail and not answered:
+            text += " | stderr: " + " / ".join(line.strip() for line in tail if line.strip())
+        return text
+
+    async def _attempt(self, *, hold: bool) -> None:
+        if self.state is not UpstreamState.READY:
+            self._set_state(
+                UpstreamState.STARTING if self._stats.connects == 0
+                else UpstreamState.RECONNECTING
+            )
+        self._broken = None
+        self._closed = anyio.Event()
+        self._step, self._notice, self._violations = None, None, 0
+        if self._limiter is not None:
+            # Bounds concurrent *connects*; waiting here does not eat the connect timeout.
+            await self._limiter.acquire()
+            self._holding_limiter = True
+        started = anyio.current_time()
+        stderr_writer: TextIO | None = None
+        stderr_done = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            stderr_inode: int | None = None
+            if self.config.kind == "stdio":
+                read_fd, write_fd = os.pipe()
+                stderr_inode = pipe_inode(read_fd)
+                stderr_writer = os.fdopen(write_fd, "w")
+                tg.start_soon(pump_stderr, read_fd, self.stderr, stderr_done)
+            timed_out = False
+            transport = self._transport_factory(self.config, stderr_writer)
+            if isinstance(transport, TappedStdioTransport):
+                transport.max_message_bytes = self.config.max_message_bytes
+                transport.protocol_listener = self.protocol_error
+            try:
+                with anyio.CancelScope(deadline=started + self.connect_timeout) as scope:
+                    self._attempt_scope = scope
+                    if self._stopping or self._restart_requested:
+                        scope.cancel()
+                    async with transport.connect_session(
+                        transport_options=TRANSPORT_OPTIONS, **self._hooks.session_kwargs()
+                    ) as session:
+                        self.tap = getattr(transport, "tap", None)
+                        if stderr_inode is not None:
+                            self.pid = child_with_stderr(stderr_inode)
+                        if stderr_writer is not None:
+                            stderr_writer.close()  # the child holds its own copy now
+                            stderr_writer = None
+                        catalog = await self._connect(session, transport)
+                        scope.deadline = math.inf
+                        self._became_ready(session, catalog, anyio.current_time() - started)
+                        if hold:
+                            is_stdio = self.config.kind == "stdio"
+                            await self._serve(session, stderr_done if is_stdio else None)
+                timed_out = scope.cancelled_caught and self.state is not UpstreamState.READY
+                timed_out = timed_out and not (self._stopping or self._restart_requested)
+            finally:
+                self._release_limiter()
+                self._attempt_scope = None
+                self._session = None
+                self.tap = None
+                if stderr_writer is not None:
+                    stderr_writer.close()
+                # Leaving connect_session under cancellation interrupts the transport's
+                # own teardown (its disconnect awaits a task); finish it here, shielded
+                # and bounded, so no subprocess or connection outlives this attempt.
+                with anyio.move_on_after(10, shield=True):
+                    async with anyio.create_task_group() as closing:
+                        if self.pid is not None:
+                            closing.start_soon(terminate_if_lingering, self.pid, STOP_GRACE)
+                        await transport.close()  # type: ignore[no-untyped-call]
+                        closing.cancel_scope.cancel()
+                self.pid = None
+                # Let the dying process's last words arrive, then stop reading.
+                with anyio.move_on_after(1.0):
+                    await stderr_done.wait() if self.config.kind == "stdio" else None
+                tg.cancel_scope.cancel()
+        if timed_out:
+            waiting = f" (no answer to {self._step})" if self._step else ""
+            raise UpstreamTimeout(
+                self.label, f"did not finish connecting within {self.connect_timeout:g}s"
+                f"{waiting}; raise timeouts.connect if the server is only slow to start"
+            )
+
+    async def _connect(self, session: ClientSession, transport: ClientTransport) -> Catalog:
+        """Negotiate the era and list the catalog; ``ConnectFailed`` names the step."""
+        fetch = self.fetch_catalog
+        try:
+            self._step = "initialize"
+            await negotiate(session, transport, self.config)
+            self.protocol_version = session.protocol_version
+            self.server_info = session.server_info
+            self.capabilities = session.server_capabilities
+            self.instructions = session.instructions
+            self._step = "the catalog listing"
+            return await fetch(session)
+        except StepFailed as exc:
+            cause = self.closed_by_protocol_error()
+            raise ConnectFailed(exc, cause) from exc
+
+    def _attempt_finished(self) -> None:
+        self._stats.attempts += 1
+        self._hooks.notify()
+
+    def _release_limiter(self) -> None:
+        if self._holding_limiter and self._limiter is not None:
+            self._holding_limiter = False
+            self._limiter.release()
+
+    def _became_ready(self, session: ClientSession, catalog: Catalog, seconds: float) -> None:
+        self._release_limiter()
+        self._stats.new_session(seconds)
+        self._session = session
+        self.catalog = catalog
+        self.last_error = self._notice  # a protocol error skipped while connecting
+        self._set_state(UpstreamState.READY)
+        self._hooks.catalog_changed()
+        self._first_attempt.set()
+        self._attempt_finished()
+
+    async def _serve(self, session: ClientSession, stderr_done: anyio.Event | None) -> None:
+        """Hold the session until it closes or a stop/reconnect is requested."""
+        async with anyio.create_task_group() as tg:
+
+            async def watch_stderr() -> None:
+                assert stderr_done is not None
+                await stderr_done.wait()
+                self._broken = self._broken or "process exited"
+                self._closed.set()
+
+            async def watch_dispatcher() -> None:
+                # The SDK has no public "connection closed" event; its dispatcher flag is
+                # the authoritative sign for HTTP/SSE/in-memory sessions.
+                dispatcher = getattr(session, "_dispatcher", None)
+                while not getattr(dispatcher, "_closed", False):  # noqa: ASYNC110
+                    await anyio.sleep(0.5)
+                self._broken = self._broken or "connection closed"
+                self._closed.set()
+
+            if stderr_done is not None:
+                tg.start_soon(watch_stderr)
+            tg.start_soon(watch_dispatcher)
+            tg.start_soon(self._probe_loop, session)
+            self._hooks.serve(session, tg)
+            await self._closed.wait()
+            tg.cancel_scope.cancel()
+        if self._broken and not (self._stopping or self._restart_requested):
+            logger.warning("upstream %s: %s", self.name, self._broken)
+
+    async def _probe_loop(self, session: ClientSession) -> None:
+        """Active health probe every ``health.interval``: ping on handshake-era sessions,
+        ``server/discover`` on 2026-07-28 ones (which have no ping)."""
+        interval = self.config.health.interval
+        clock, health = self._stats.clock, self._stats
+        while True:
+            await anyio.sleep(interval)
+            started = clock()
+            try:
+                with anyio.fail_after(self.health_timeout):
+                    if self.is_modern:
+                        await session.send_discover(self.protocol_version or "")
+                    else:
+                        await session.send_ping()
+            except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
+                health.health.record_probe(clock(), False)
+                logger.info("upstream %s: health probe failed: %s", self.label,
+                            describe_error(exc) or "timed out")
+            else:
+                health.health.record_probe(clock(), True, (clock() - started) * 1000)
+            health.status(self.state is UpstreamState.READY)
+            self._hooks.notify()
+
+    def _set_state(self, state: UpstreamState) -> None:
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        if state is not UpstreamState.READY and state is not UpstreamState.STOPPED:
+            self._stats.ready_since = None
+        level = logging.WARNING if state in (UpstreamState.FAILED,) else logging.INFO
+        logger.log(level, "upstream %s: %s -> %s%s", self.name, previous, state,
+                   f" ({self.last_error})" if self.last_error and state != "ready" else "")
+        self._hooks.state_changed(str(state), f"{previous} -> {state}" + (
+            f": {self.last_error}" if self.last_error and state is not UpstreamState.READY
+            else ""))
+        self._hooks.notify()

@@ -1,0 +1,144 @@
+"""A hand-written stdio MCP server that breaks the protocol on demand.
+
+It speaks the handshake era by hand (no SDK), so it can write exactly the bytes a
+test needs: huge lines, lines without a newline, invalid UTF-8, junk, and -32601
+answers to lists.  Flags (argv):
+
+  --no-templates        declare ``resources`` but answer -32601 to resources/templates/list
+  --no-resources        ... and to resources/list
+  --no-prompts          declare ``prompts`` but answer -32601 to prompts/list
+  --no-tools            declare ``tools`` but answer -32601 to tools/list
+  --junk-at-start       write a junk line and an invalid UTF-8 line before anything else
+  --bad-initialize      answer initialize with a response that is not valid UTF-8
+
+Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
+``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
+``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer()`` (its
+response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+FLAGS = set(sys.argv[1:])
+OUT = sys.stdout.buffer
+
+
+def write(data: bytes) -> None:
+    OUT.write(data)
+    OUT.flush()
+
+
+def send(message: dict) -> None:
+    write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+
+def result(request_id: object, value: dict) -> None:
+    send({"jsonrpc": "2.0", "id": request_id, "result": value})
+
+
+def error(request_id: object, code: int, message: str) -> None:
+    send({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+
+
+def text(value: str) -> dict:
+    return {"content": [{"type": "text", "text": value}], "isError": False}
+
+
+TOOLS = [
+    {"name": name, "inputSchema": {"type": "object", "properties": props}}
+    for name, props in [
+        ("echo", {"text": {"type": "string"}}),
+        ("big", {"size": {"type": "integer"}}),
+        ("flood", {"size": {"type": "integer"}}),
+        ("junk", {}),
+        ("latin1", {}),
+        ("bad_answer", {}),
+        ("pid", {}),
+        ("whoami", {}),
+    ]
+]
+
+
+def call(request_id: object, name: str, args: dict) -> None:
+    if name == "echo":
+        result(request_id, text(str(args.get("text", ""))))
+    elif name == "big":
+        result(request_id, text("x" * int(args["size"])))
+    elif name == "flood":
+        size, block = int(args["size"]), b"y" * 65536
+        while size > 0:
+            write(block[:size])
+            size -= len(block)
+    elif name == "junk":
+        write(b"this is not json\n")
+        result(request_id, text("after junk"))
+    elif name == "latin1":
+        write(b'{"jsonrpc":"2.0","method":"notifications/message","params":'
+              b'{"level":"info","data":"caf\xe9"}}\n')
+        result(request_id, text("after latin1"))
+    elif name == "bad_answer":
+        write(b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode()
+              + b',"result":{"content":[{"type":"text","text":"caf\xe9"}]}}\n')
+    elif name == "whoami":  # the request id: "gw-N" on the express lane
+        result(request_id, text(str(request_id)))
+    elif name == "pid":
+        result(request_id, text(str(os.getpid())))
+    else:
+        error(request_id, -32602, f"unknown tool {name}")
+
+
+def main() -> None:
+    if "--junk-at-start" in FLAGS:
+        write(b"starting up (not json)\n")
+        write(b"\xff\xfe garbage\n")
+    for raw in sys.stdin.buffer:
+        message = json.loads(raw)
+        method, request_id = message.get("method"), message.get("id")
+        if request_id is None:
+            continue  # notifications
+        if method == "initialize":
+            if "--bad-initialize" in FLAGS:
+                write(b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode()
+                      + b',"result":{"protocolVersion":"2025-06-18","capabilities":{},'
+                      b'"serverInfo":{"name":"caf\xe9","version":"1"}}}\n')
+                continue
+            result(request_id, {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
+                "serverInfo": {"name": "raw", "version": "1"},
+            })
+        elif method == "ping":
+            result(request_id, {})
+        elif method == "tools/list":
+            if "--no-tools" in FLAGS:
+                error(request_id, -32601, "Method not found")
+            else:
+                result(request_id, {"tools": TOOLS})
+        elif method == "resources/list":
+            if "--no-resources" in FLAGS:
+                error(request_id, -32601, "Method not found")
+            else:
+                result(request_id, {"resources": [{"uri": "raw://one", "name": "one"}]})
+        elif method == "resources/templates/list":
+            if "--no-templates" in FLAGS:
+                error(request_id, -32601, "Method not found")
+            else:
+                result(request_id, {"resourceTemplates": []})
+        elif method == "prompts/list":
+            if "--no-prompts" in FLAGS:
+                error(request_id, -32601, "Method not found")
+            else:
+                result(request_id, {"prompts": []})
+        elif method == "tools/call":
+            params = message.get("params") or {}
+            call(request_id, params.get("name", ""), params.get("arguments") or {})
+        else:
+            error(request_id, -32601, "Method not found")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Hostile stdio upstreams: huge, endless, undecodable or junk output, and servers that
+answer -32601 to optional lists (issue 14 items 3-5, issue 8 item 2).
+
+Complexity is asserted with operation counts (bytes the stdout framer copies), never
+with wall-clock time; every wait is on a condition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.upstream.model import RestartPolicy
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+from fast_mcp_gateway.upstream.stdio_tap import LineFramer, MessageTooLarge
+from tests.fixtures import PY, SERVERS
+from tests.test_lane import RawHost
+
+pytestmark = pytest.mark.anyio
+
+MB = 1_000_000
+RAW = str(SERVERS / "raw_stdio.py")
+QUICK = RestartPolicy(initial=0.01, maximum=0.05, jitter=0.0, crash_limit=3,
+                      crash_window=60.0)
+
+
+# -- the framer, alone --------------------------------------------------------------
+
+
+def feed_all(framer: LineFramer, data: bytes, chunk: int = 65536) -> list[bytes]:
+    return [line for i in range(0, len(data), chunk) for line in framer.feed(data[i:i + chunk])]
+
+
+def test_the_framer_splits_lines_wherever_the_chunks_end() -> None:
+    data = b'{"a":1}\n\n{"b":"' + b"z" * 200_000 + b'"}\n{"c":3}\npartial'
+    for chunk in (1, 7, 4096, 65536, len(data)):
+        framer = LineFramer(1 * MB)
+        assert feed_all(framer, data, chunk) == [
+            b'{"a":1}', b"", b'{"b":"' + b"z" * 200_000 + b'"}', b'{"c":3}']
+        assert framer.feed(b" end\n") == [b"partial end"]
+
+
+def test_reading_a_large_line_copies_each_byte_a_bounded_number_of_times() -> None:
+    """The old reader re-joined its buffer on every 64 KiB chunk: about n^2/2^17 bytes
+    copied (5 MB: ~190 GB).  Now each byte is copied at most twice."""
+    copied = {}
+    for size in (5 * MB, 20 * MB):
+        framer = LineFramer(64 * MB)
+        lines = feed_all(framer, b"x" * size + b"\n")
+        assert [len(line) for line in lines] == [size]
+        copied[size] = framer.copied
+        assert framer.copied <= 2 * size
+    assert copied[20 * MB] <= 4.2 * copied[5 * MB]  # linear: 4x the size, ~4x the work
+
+
+def test_the_framer_refuses_a_message_over_the_limit() -> None:
+    with pytest.raises(MessageTooLarge, match=r"larger than max_message_bytes \(1000000\)"):
+        feed_all(LineFramer(1 * MB), b"x" * (2 * MB))  # no newline: refused before its end
+    framer = LineFramer(1 * MB)
+    with pytest.raises(MessageTooLarge, match=r"\(1000001 bytes\)"):
+        framer.feed(b"y" * (MB + 1) + b"\n")
+    assert LineFramer(1 * MB).feed(b"y" * MB + b"\n") == [b"y" * MB]  # the limit itself is fine
+
+
+# -- one replica in process ------------------------------------------------------
+
+
+@asynccontextmanager
+async def replica(*flags: str, **server: Any) -> AsyncIterator[Upstream]:
+    """A running ``Upstream`` on ``raw_stdio.py``, after its first connect attempt."""
+    entry = {"command": PY, "args": [RAW, *flags], **server}
+    entry.setdefault("timeouts", {"connect": 120, "call": 120})
+    config = parse_config({"servers": {"raw": entry}}, source="test").servers["raw"]
+    upstream = Upstream(config, restart=QUICK)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upstream.run)
+        try:
+            with anyio.fail_after(60):  # a guard only; the connect timeout is 120 s
+                await upstream.wait_first_attempt()
+            yield upstream
+        finally:
+            upstream.stop()
+
+
+async def call(upstream: Upstream, lane: bool, name: str, **arguments: Any) -> str:
+    """One tools/call in either encoding: raw JSON (the express lane) or typed models."""
+    if lane:
+        result = await upstream.call_tool_raw({"name": name, "arguments": arguments}, None)
+        return str(result["content"][0]["text"])
+    typed = await upstream.call_tool(name, arguments, None)
+    return typed.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["raw", "typed"])
+async def test_a_large_response_is_read_in_linear_work(lane: bool) -> None:
+    async with replica() as upstream:
+        assert upstream.state is UpstreamState.READY, upstream.last_error
+        tap = upstream._sup.tap
+        assert tap is not None
+        copied = {}
+        for size in (5 * MB, 20 * MB):
+            before = tap.framer.copied
+            assert len(await call(upstream, lane, "big", size=size)) == size
+            copied[size] = tap.framer.copied - before
+            assert copied[size] <= 2.2 * size  # the line is the payload plus ~80 bytes
+        assert copied[20 * MB] <= 4.2 * copied[5 * MB]
+        assert await call(upstream, lane, "echo", text="still here") == "still here"
+
+
+async def test_junk_and_invalid_utf8_at_start_up_are_skipped_and_reported() -> None:
+    async with replica("--junk-at-start") as upstream:
+        assert upstream.state is UpstreamState.READY, upstream.last_error
+        stats = upstream.statistics()
+        assert stats.protocol_errors == 2
+        assert stats.last_error is not None and "not valid UTF-8 (byte 0xff" in stats.last_error
+        assert await call(upstream, True, "echo", text="ok") == "ok"
+
+
+async def test_an_undecodable_initialize_answer_fails_the_attempt_at_once_and_parks() -> None:
+    async with replica("--bad-initialize") as upstream:
+        first = upstream.last_error or ""
+        assert first.startswith(
+            "connect: initialize failed: the upstream's response was not valid UTF-8 "
+            "(byte 0xe9"), first
+        assert upstream.attempts == 1  # answered, not timed out (the timeout is 120 s)
+        assert await upstream.wait_until(lambda: upstream.state is UpstreamState.FAILED, 60)
+        assert "gave up after 3 failures" in (upstream.last_error or "")
+
+
+async def test_a_minus_32601_to_optional_lists_is_an_empty_list_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.session")
+    async with replica("--no-templates", "--no-prompts") as upstream:
+        assert upstream.state is UpstreamState.READY, upstream.last_error
+        assert upstream.catalog.counts() == {"tools": 8, "resources": 1,
+                                             "resource_templates": 0, "prompts": 0}
+        await upstream.list_catalog()
+        await upstream.list_catalog()
+    declined = [r.getMessage() for r in caplog.records if "answered -32601" in r.getMessage()]
+    assert sorted(declined) == [
+        "upstream raw: prompts/list answered -32601 (Method not found); taken as empty",
+        "upstream raw: resources/templates/list answered -32601 (Method not found); "
+        "taken as empty",
+    ]
+
+
+async def test_resources_list_may_be_declined_too() -> None:
+    async with replica("--no-resources", "--no-templates") as upstream:
+        assert upstream.state is UpstreamState.READY, upstream.last_error
+        assert upstream.catalog.counts()["resources"] == 0
+
+
+async def test_a_connect_failure_names_the_step_and_the_method() -> None:
+    """tools/list is not optional for a server that declares tools."""
+    async with replica("--no-tools") as upstream:
+        assert upstream.state is not UpstreamState.READY
+        assert upstream.last_error == "connect: tools/list answered -32601 Method not found"
+
+
+# -- through a real gateway, express lane and full path ------------------------------
+
+
+def gateway_config(tmp_path: Path) -> Path:
+    path = tmp_path / "servers.yaml"
+    path.write_text(json.dumps({"servers": {"up": {
+        "command": PY, "args": [RAW, "--no-templates"],
+        "timeouts": {"call": 120, "connect": 60},
+    }}}))
+    return path
+
+
+@asynccontextmanager
+async def gateway(config: Path, lane: bool) -> AsyncIterator[RawHost]:
+    env = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()}
+    process = await anyio.open_process(
+        [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--log-level", "WARNING"], env=env, stderr=None)
+    async with process, anyio.create_task_group() as tg:
+        host = RawHost(process, "legacy", None)
+        tg.start_soon(host.read)
+        reply = await host.request("initialize", {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw-host", "version": "1"}})
+        assert "result" in reply, reply
+        await host.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        try:
+            yield host
+        finally:
+            assert process.stdin is not None
+            await process.stdin.aclose()
+            with anyio.fail_after(20):
+                await process.wait()
+            tg.cancel_scope.cancel()
+
+
+async def until_answered(host: RawHost) -> dict[str, Any]:
+    """Call ``up_echo`` until the upstream answers (it restarts in another process)."""
+    with anyio.fail_after(60):
+        while True:
+            reply = await host.request("tools/call", {"name": "up_echo",
+                                                      "arguments": {"text": "back"}})
+            if "result" in reply and not reply["result"].get("isError"):
+                return reply["result"]
+            await anyio.sleep(0.05)  # another process's progress: nothing to wait on
+
+
+def failure(reply: dict[str, Any]) -> str:
+    """The text of an error reply or of an isError result."""
+    if "error" in reply:
+        return str(reply["error"]["message"])
+    assert reply["result"].get("isError"), reply
+    return str(reply["result"]["content"][0]["text"])
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full"])
+async def test_hostile_output_through_the_gateway(tmp_path: Path, lane: bool) -> None:
+    async with gateway(gateway_config(tmp_path), lane) as host:
+        who = (await until_answered(host), await host.call("up_whoami"))[1]
+        assert who["content"][0]["text"].startswith("gw-") is lane, who
+
+        # 50 MB with a newline, then 50 MB without: both over the default 32 MiB, both
+        # refused once 32 MiB have arrived without a newline.
+        for tool in ("up_big", "up_flood"):
+            reply = await host.request("tools/call", {"name": tool,
+                                                      "arguments": {"size": 50 * MB}})
+            text = failure(reply)
+            assert "larger than max_message_bytes (33554432)" in text, text
+            assert "the session is restarted" in text, text
+            assert (await until_answered(host))["content"][0]["text"] == "back"
+
+        # An undecodable answer fails its call now, not at the 120 s call timeout.
+        text = failure(await host.request("tools/call", {"name": "up_bad_answer",
+                                                         "arguments": {}}))
+        assert "the upstream's response was not valid UTF-8 (byte 0xe9" in text, text
+
+        # Junk lines and undecodable notifications are skipped; the session goes on.
+        assert (await host.call("up_latin1"))["content"][0]["text"] == "after latin1"
+        assert (await host.call("up_junk"))["content"][0]["text"] == "after junk"
+        health = (await host.call("gateway_health"))["structuredContent"]
+        replica_status = health["servers"][0]["replicas"][0]
+        assert replica_status["state"] == "ready"
+        assert "not JSON-RPC: 'this is not json'" in replica_status["last_error"]
+        assert host.unanswered == []

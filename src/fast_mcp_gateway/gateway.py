@@ -94,6 +94,7 @@ class Gateway:
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
+        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
         self.server = GatewayServer(
@@ -313,5 +314,18 @@ class Gateway:
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None,
+            # A host holding a stream open must not keep a stopping gateway alive.
+            timeout_graceful_shutdown=5,
         )
-        await uvicorn.Server(config).serve()
+        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
+        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        self._http_server = uvicorn.Server(config)
+        try:
+            await self._http_server.serve()
+        finally:
+            self._http_server = None
+
+    def request_stop(self) -> None:
+        """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        if self._http_server is not None:
+            self._http_server.should_exit = True

@@ -16,8 +16,10 @@ every line its JSON-RPC parser refuses without a word (a float id, a missing
 a line the express lane cannot encode an answer to once ended the process.  So each
 line is screened (``screen``) before the express lane or the SDK sees it, against
 the SDK's own parser: what it accepts goes on untouched, and what it refuses is
-answered here with a JSON-RPC error naming what is wrong when the line carries an id
-the host can match the answer to, or else dropped with a (rate-limited) log line.
+answered here with a JSON-RPC error naming what is wrong (-32700 with id null for a
+line that is not JSON, -32600 under the request's id for JSON that is not a valid
+request), or else (no id the host could match an answer to) dropped with a
+rate-limited log line.
 
 Like the SDK, it claims the wire: fd 0 is pointed at the null device and fd 1 at
 stderr while serving, so nothing stray (a child's inherited stdout, a ``print``)
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import stat
 import sys
@@ -100,12 +103,12 @@ def _error_line(request_id: Any, code: int, message: str) -> bytes:
     # ASCII: a lone surrogate the host put in its id goes back as the escape it sent.
     return json.dumps({"jsonrpc": "2.0", "id": request_id,
                        "error": {"code": code, "message": message}},
-                      separators=(",", ":")).encode() + b"\n"
+                      separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
-def _parse_error(reason: str, request_id: Any = None) -> Refusal:
-    return Refusal(reason, (_error_line(request_id, types.PARSE_ERROR,
-                                        f"Parse error: {reason}"),))
+def _parse_error(reason: str) -> Refusal:
+    # JSON-RPC 2.0: an id that could not be read with the message is answered as null.
+    return Refusal(reason, (_error_line(None, types.PARSE_ERROR, f"Parse error: {reason}"),))
 
 
 def _too_long(limit: int) -> Refusal:
@@ -117,18 +120,21 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, float):
-        return "a number with a fraction or an exponent"
+        return ("a number with a fraction or an exponent" if math.isfinite(value)
+                else "a number too large to represent")
     return {dict: "an object", list: "an array", str: "a string", int: "an integer",
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _usable_id(message: dict[str, Any]) -> bool:
     """Whether the host can match an answer to ``message``: a request whose id is a
-    JSON scalar (echoed as sent, even a float or a boolean the SDK refuses)."""
+    JSON scalar that can be echoed as sent (even a float or a boolean the SDK
+    refuses; not null, which JSON-RPC reserves for "no id")."""
     if "method" not in message and ("result" in message or "error" in message):
         return False  # a response: never answered
     request_id = message.get("id")
-    return isinstance(request_id, str | int | float)
+    return isinstance(request_id, str | int) or (isinstance(request_id, float)
+                                                 and math.isfinite(request_id))
 
 
 def _problem(message: dict[str, Any]) -> str | None:
@@ -164,22 +170,31 @@ def _json_problem(error: ValidationError | None) -> str | None:
     for detail in error.errors(include_url=False):
         if detail["type"] == "json_invalid":
             text = str(detail["msg"]).removeprefix("Invalid JSON: ")
-            where = text[text.find(" at line "):] if " at line " in text else ""
-            if "hex escape" in text:
-                return (f"a string holds a lone UTF-16 surrogate escape such as \\ud800{where};"
-                        " strings must be valid Unicode")
             if "recursion limit" in text:
                 return f"nested too deeply ({text})"
-            return f"invalid JSON ({text})"
+            return f"invalid JSON ({text}); each line must be one JSON-RPC message"
     return None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _refuse_batch(batch: list[Any]) -> Refusal:
+    if not batch:
+        return Refusal(f"an empty JSON array (an empty batch); {_BATCH}", dropped=1)
     replies = tuple(_error_line(m["id"], types.INVALID_REQUEST, f"Invalid request: {_BATCH}")
                     for m in batch if isinstance(m, dict) and _usable_id(m))
-    if not batch:
-        return Refusal("an empty JSON array (an empty batch)", dropped=1)
-    return Refusal(f"a batch of {len(batch)} messages; {_BATCH}", replies,
+    return Refusal(f"a batch of {len(batch)} messages, {len(replies)} of them requests with "
+                   f"an id (each answered with an error); {_BATCH}", replies,
                    dropped=len(batch) - len(replies))
 
 
@@ -190,10 +205,12 @@ def screen(line: bytes) -> Refusal | None:
     The SDK's own parser decides, so exactly what it would have refused is refused
     here.  Beyond it: an ``id`` it cannot use (a float, a boolean, null) turns a
     request into a notification the SDK silently never answers; that is refused too.
-    An invalid line whose request id can still be read gets its error under that id
-    (-32700 when the text is not JSON the SDK reads, -32600 when the message is not a
-    valid request); one that cannot be read at all gets -32700 with id null; the
-    rest (notifications, responses, no usable id) are dropped.
+    A line that is not JSON text (bad syntax, not UTF-8, nested deeper than the
+    parser goes) is answered with -32700 and id null, as JSON-RPC 2.0 asks.  JSON
+    that is not a valid request, lone UTF-16 surrogates included (valid JSON
+    syntax, not valid Unicode), is answered with -32600 under its id when the id is
+    one the host can match the answer to; the rest (notifications, responses, ids
+    such as null or an object, batches' members without an id) are dropped.
     """
     try:
         parsed = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
@@ -205,37 +222,42 @@ def screen(line: bytes) -> Refusal | None:
 
 
 def _diagnose(line: bytes, error: ValidationError | None) -> Refusal | None:
-    not_utf8 = None
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        not_utf8 = (f"the line is not valid UTF-8 (byte 0x{line[exc.start]:02x} at offset "
-                    f"{exc.start}); MCP messages are UTF-8 JSON")
-        text = line.decode("utf-8", errors="replace")  # only to look for an id
+        return _parse_error(f"the line is not valid UTF-8 (byte 0x{line[exc.start]:02x} at "
+                            f"offset {exc.start}); MCP messages are UTF-8 JSON")
+    syntax = _json_problem(error)
+    if syntax is not None and "\x00" in text:
+        syntax += "; the line holds NUL bytes (UTF-16 text?): MCP messages are UTF-8"
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
-        return _parse_error(not_utf8 or _json_problem(error) or "nested too deeply")
+        return _parse_error(syntax or "nested too deeply")
     except ValueError as exc:
-        return _parse_error(not_utf8 or f"invalid JSON ({exc}); send one JSON-RPC message "
-                                        "per line")
-    # Python's parser read it; the SDK's may not have (bad UTF-8, a lone surrogate,
-    # deeper nesting than it allows), and then that is what is wrong.
-    problem, code = not_utf8 or _json_problem(error), types.PARSE_ERROR
+        return _parse_error(syntax or f"invalid JSON ({exc}); each line must be one "
+                                      "JSON-RPC message")
+    # Python's parser read what the SDK's did not: either strings holding lone UTF-16
+    # surrogates (valid JSON, invalid Unicode: the request is what is wrong) or
+    # something the SDK's parser does not go as far as (nesting, huge numbers).
+    if syntax is not None and not _holds_lone_surrogate(message):
+        return _parse_error(syntax)
     if isinstance(message, list):
         return _refuse_batch(message)
     if not isinstance(message, dict):
         return Refusal(f"{_kind(message)}, not a JSON-RPC message object", dropped=1)
+    problem = _problem(message)
     if problem is None:
-        problem, code = _problem(message), types.INVALID_REQUEST
-        if problem is None:
-            if error is None:
-                return None  # an "id" inside the params: the notification is fine
-            problem = "not a JSON-RPC message the server accepts"
+        if error is None:
+            return None  # an "id" inside the params: the notification is fine
+        problem = ("a string holds a lone UTF-16 surrogate (an escape from \\ud800 to "
+                   "\\udfff not in a pair); strings must be valid Unicode"
+                   if syntax is not None else
+                   "not a JSON-RPC request, notification or response the server accepts")
     if not _usable_id(message):
         return Refusal(problem, dropped=1)
-    prefix = "Parse error" if code == types.PARSE_ERROR else "Invalid request"
-    return Refusal(problem, (_error_line(message["id"], code, f"{prefix}: {problem}"),))
+    return Refusal(problem, (_error_line(message["id"], types.INVALID_REQUEST,
+                                         f"Invalid request: {problem}"),))
 
 
 class _DropLog:

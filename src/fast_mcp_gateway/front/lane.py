@@ -75,7 +75,10 @@ _RELAYED_PARAMS = ("inputResponses", "requestState")
 
 
 def _encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    try:
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 @functools.cache

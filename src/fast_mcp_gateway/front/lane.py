@@ -9,10 +9,12 @@ host's lines itself (``stdio.py``), so it can take the commonest request, a
 
 * the line is parsed once (``json``), the exposed name swapped for the upstream one
   and the host's connection ``_meta`` for the upstream session's stamp;
-* ``GatewayTool.call_raw`` runs it through the same route rules, rate limits,
-  balancing, retries, breaker, health bookkeeping and call record as any call, on
-  the same persistent session (``JSONRPCDispatcher.send_raw_request``: its timeout,
-  progress and cancellation, no result models);
+* ``GatewayTool.call_raw`` runs it through the same call pipeline as any call
+  (``calls.py``: route rule, authorization, curation, rate limits, balancing,
+  retries, breaker, health bookkeeping, asks, observers and call record), with the
+  JSON encoding, on the same persistent session
+  (``JSONRPCDispatcher.send_raw_request``: its timeout, progress and cancellation,
+  no result models);
 * the result goes back as JSON with the gateway's stamp, as the SDK server would.
 
 Anything else passes through to the SDK server untouched, and so does any call the

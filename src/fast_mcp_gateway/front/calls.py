@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
 
 from fastmcp.exceptions import ToolError
 from fastmcp.server.context import Context
@@ -73,8 +73,7 @@ _METHODS: dict[str, str] = {"tool": "tools/call", "resource": "resources/read",
                             "prompt": "prompts/get"}
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(NamedTuple):
     """Who makes a call.
 
     Today every caller is anonymous and known by its transport's client id; the
@@ -350,9 +349,10 @@ class CallPipeline:
         return cast(Out, answer.output)
 
     async def _admit(self, call: Call) -> None:
-        for hook in (self.authorizer, self.curator):
-            if hook is not None and (reason := await hook(call)) is not None:
-                raise CallRefused(reason)
+        if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
+            raise CallRefused(reason)
+        if self.curator is not None and (reason := await self.curator(call)) is not None:
+            raise CallRefused(reason)
 
     def _observe(self, call: Call, answer: Answer[Any]) -> None:
         if not self.observers:

@@ -4,8 +4,8 @@ Each is an upstream component under its exposed name, built by the provider once
 per catalog generation.  Contract (FastMCP): components execute themselves; here
 ``run`` / ``read`` / ``render`` capture the host request (``front_of``, in the
 request task) and hand the call to the ``CallPipeline`` with a typed encoding.
-``GatewayTool.call_raw`` is the same call for the stdio express lane, with the
-JSON encoding: one pipeline, two encodings.
+A tool's calls are made by its ``UpstreamTool``: ``run`` for FastMCP, ``call_raw``
+for the stdio express lane with the JSON encoding: one pipeline, two encodings.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import mcp_types as types
 from fastmcp.exceptions import ToolError
 from fastmcp.prompts import Prompt, PromptResult
 from fastmcp.resources import Resource, ResourceTemplate
@@ -32,33 +33,42 @@ from fast_mcp_gateway.upstream.relay import FrontCall
 _NO_TASKS = TaskConfig(mode="forbidden")
 
 
-class GatewayTool(Tool):
-    """An upstream tool under its exposed name; ``run`` calls the upstream."""
+class UpstreamTool:
+    """An upstream tool under its exposed name, as both paths call it.
 
-    task_config: TaskConfig = _NO_TASKS
-    _upstream: Service = PrivateAttr()
-    _original: str = PrivateAttr()
-    _pipeline: CallPipeline = PrivateAttr()
+    A plain object (FastMCP components are pydantic models, whose private
+    attributes cost microseconds per read): the express lane holds these directly.
+    """
+
+    __slots__ = ("annotations", "name", "original", "owner", "pipeline")
+
+    def __init__(self, name: str, owner: Service, original: str,
+                 annotations: types.ToolAnnotations | None, pipeline: CallPipeline) -> None:
+        self.name, self.owner, self.original = name, owner, original
+        self.annotations, self.pipeline = annotations, pipeline
+
+    def route(self) -> tuple[Service, str | None]:
+        """The server this call goes to and the rule that says so (``CallPipeline.route``)."""
+        return self.pipeline.route(self.name, self.owner, self.original)
 
     def _call(self, route: tuple[Service, str | None], arguments: Any,
               front: FrontCall) -> Call:
         service, rule = route
-        return Call("tool", self.name, service, self._original, arguments, front,
-                    principal_of(front), self._upstream, rule)
+        return Call("tool", self.name, service, self.original, arguments, front,
+                    principal_of(front), self.owner, rule)
 
-    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
-        pipeline = self._pipeline
-        route = pipeline.route(self.name, self._upstream, self._original)
-        call = self._call(route, arguments, front_of(context))
-        return await pipeline.run(call, TypedTool(self.annotations))
+    async def run(self, arguments: dict[str, Any], front: FrontCall) -> ToolResult:
+        """The full path: typed arguments in, a ``ToolResult`` out (or ``ToolError``)."""
+        call = self._call(self.route(), arguments, front)
+        return await self.pipeline.run(call, TypedTool(self.annotations))
 
     def serves_raw(self) -> tuple[Service, str | None] | None:
         """The route for ``call_raw``, or None when only ``run`` gives the right answer."""
         try:
-            upstream, rule = self._pipeline.route(self.name, self._upstream, self._original)
+            upstream, rule = self.route()
         except ToolError:
             return None  # run() reports the broken route
-        if not upstream.serves_raw(self._original, self.annotations):
+        if not upstream.serves_raw(self.original, self.annotations):
             return None
         return upstream, rule
 
@@ -77,8 +87,18 @@ class GatewayTool(Tool):
         result is answered by asking the host and calling again.
         """
         call = self._call(route, params.get("arguments"), front)
-        return await self._pipeline.run(
+        return await self.pipeline.run(
             call, JsonTool(params, self.annotations, encode, on_progress, ask))
+
+
+class GatewayTool(Tool):
+    """An upstream tool under its exposed name; ``run`` calls the upstream."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream_tool: UpstreamTool = PrivateAttr()
+
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        return await self._upstream_tool.run(arguments, front_of(context))
 
 
 async def _read(pipeline: CallPipeline, upstream: Service, uri: str,

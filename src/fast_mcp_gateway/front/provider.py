@@ -31,6 +31,7 @@ from fast_mcp_gateway.front.components import (
     GatewayResource,
     GatewayTemplate,
     GatewayTool,
+    UpstreamTool,
 )
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -49,6 +50,7 @@ class GatewayProvider(Provider):
         self.pipeline = CallPipeline(manager)
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
+        self._lane_tools: dict[str, UpstreamTool] = {}
         self._prompts: dict[str, GatewayPrompt] = {}
         self._resources: dict[str, GatewayResource] = {}
         self._templates: dict[str, GatewayTemplate] = {}
@@ -89,14 +91,15 @@ class GatewayProvider(Provider):
             return
         ups = self.manager.services
         tools: dict[str, GatewayTool] = {}
+        lane: dict[str, UpstreamTool] = {}
         for name, (origin, t) in view.tools.items():
             tool = GatewayTool(
                 name=name, title=t.title, description=t.description,
                 parameters=t.input_schema, output_schema=t.output_schema,
                 annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
             )
-            tool._upstream, tool._original = ups[origin.server], origin.original
-            tool._pipeline = self.pipeline
+            tool._upstream_tool = lane[name] = UpstreamTool(
+                name, ups[origin.server], origin.original, t.annotations, self.pipeline)
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -131,7 +134,7 @@ class GatewayProvider(Provider):
             template._upstream, template._original = ups[origin.server], origin.original
             template._pipeline = self.pipeline
             templates[uri_template] = template
-        self._tools, self._prompts = tools, prompts
+        self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates
         self._generation = view.generation
 
@@ -147,10 +150,10 @@ class GatewayProvider(Provider):
             tool = self._alias(name)
         return tool
 
-    def lane_tool(self, name: str) -> GatewayTool | None:
+    def lane_tool(self, name: str) -> UpstreamTool | None:
         """The upstream tool exposed as ``name`` (exact names only), for the express lane."""
         self._sync()
-        return self._tools.get(name)
+        return self._lane_tools.get(name)
 
     def _alias(self, name: str) -> GatewayTool | None:
         """Seed-style ``server:tool`` names (original tool name) reach the exposed tool."""

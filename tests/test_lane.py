@@ -115,11 +115,15 @@ class RawHost:
 async def raw_host(config: Path, era: str, *, lane: bool = True,
                    capabilities: dict[str, Any] | None = None,
                    on_request: Handler | None = None,
-                   env: dict[str, str] | None = None) -> AsyncIterator[RawHost]:
+                   env: dict[str, str] | None = None,
+                   command: list[str] | None = None) -> AsyncIterator[RawHost]:
+    """A gateway serving ``config`` on stdio (``mcp-gateway serve`` unless ``command``,
+    which is given the config path), handshake done and upstream tools listed."""
     environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower(), **(env or {})}
-    process = await anyio.open_process(
-        [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-         "--log-level", "WARNING"], env=environ, stderr=None)
+    argv = ([*command, str(config)] if command is not None else
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--log-level", "WARNING"])
+    process = await anyio.open_process(argv, env=environ, stderr=None)
     async with process, anyio.create_task_group() as tg:
         host = RawHost(process, era, on_request)
         tg.start_soon(host.read)

@@ -9,10 +9,12 @@ host's lines itself (``stdio.py``), so it can take the commonest request, a
 
 * the line is parsed once (``json``), the exposed name swapped for the upstream one
   and the host's connection ``_meta`` for the upstream session's stamp;
-* ``GatewayTool.call_raw`` runs it through the same route rules, rate limits,
-  balancing, retries, breaker, health bookkeeping and call record as any call, on
-  the same persistent session (``JSONRPCDispatcher.send_raw_request``: its timeout,
-  progress and cancellation, no result models);
+* ``UpstreamTool.call_raw`` runs it through the same call pipeline as any call
+  (``calls.py``: route rule, authorization, curation, rate limits, balancing,
+  retries, breaker, health bookkeeping, asks, observers and call record), with the
+  JSON encoding, on the same persistent session
+  (``JSONRPCDispatcher.send_raw_request``: its timeout, progress and cancellation,
+  no result models);
 * the result goes back as JSON with the gateway's stamp, as the SDK server would.
 
 Anything else passes through to the SDK server untouched, and so does any call the
@@ -307,7 +309,7 @@ class StdioLane:
         forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
         forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
                                                  or current_trace_id())
-        upstream_params: dict[str, Any] = {"name": tool._original, "_meta": forward}
+        upstream_params: dict[str, Any] = {"name": tool.original, "_meta": forward}
         if params.get("arguments") is not None:
             upstream_params["arguments"] = params["arguments"]
         for key in _RELAYED_PARAMS:

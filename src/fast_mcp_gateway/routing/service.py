@@ -268,6 +268,20 @@ class Service:
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
+        annotations: types.ToolAnnotations | None, path: CallPath,
+        send: Callable[[Upstream], Awaitable[T]],
+    ) -> T:
+        """A ``tools/call`` in either encoding (``send``): rate limits, then balancing,
+        retries and failover over the replicas."""
+        self._check_rate(name)
+        result, _ = await self._route(
+            f"tools/call '{name}'", send, idempotent=self._idempotent(name, annotations),
+            key=self._hash_key(arguments, front), path=path,
+        )
+        return result
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
         annotations: types.ToolAnnotations | None = None,
@@ -275,17 +289,13 @@ class Service:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
         path = path if path is not None else CallPath()
-        self._check_rate(name)
         read_only = bool(annotations and annotations.read_only_hint)
-        idempotent = self._idempotent(name, annotations)
-        key = self._hash_key(arguments, front)
         stale_key = json.dumps([name, arguments], sort_keys=True, default=str)
         ttl = self.config.fallback.stale_cache_ttl
         try:
-            result, path = await self._route(
-                f"tools/call '{name}'",
+            result = await self._call_tool(
+                name, arguments, front, annotations, path,
                 lambda replica: replica.call_tool(name, arguments, front),
-                idempotent=idempotent, key=key, path=path,
             )
         except UpstreamError:
             cached = self._stale.get(stale_key) if read_only and ttl else None
@@ -330,13 +340,10 @@ class Service:
     ) -> dict[str, Any]:
         """``call_tool`` for JSON in, JSON out (see ``Upstream.call_tool_raw``): the same
         rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools."""
-        name = params["name"]
-        self._check_rate(name)
-        result, path = await self._route(
-            f"tools/call '{name}'",
+        path = path if path is not None else CallPath()
+        result = await self._call_tool(
+            params["name"], params.get("arguments"), front, annotations, path,
             lambda replica: replica.call_tool_raw(params, front, on_progress),
-            idempotent=self._idempotent(name, annotations),
-            key=self._hash_key(params.get("arguments"), front), path=path,
         )
         if path.retries:
             result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: path.route_meta()}

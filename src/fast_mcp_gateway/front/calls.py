@@ -1,0 +1,368 @@
+"""The call pipeline: every host call of an upstream tool, resource or prompt goes here.
+
+Both fronts use it, whatever serves the host: the typed full path (FastMCP
+components, ``components.py``) and the stdio express lane (JSON, ``lane.py``).
+They differ only in their ``Encoding`` -- how a call is sent upstream and how its
+result or failure is put to the host -- so that anything added here (a scope
+check, a metric) holds for every call.  The stages, in order:
+
+1. **route rule** (tools): ``route`` picks the server a matching rule sends the
+   call to; a rule naming a server without the tool refuses the call before it
+   starts (not observed, as no upstream was chosen);
+2. **authorization**: ``authorizer(call)`` may refuse (None: no check);
+3. **curation**: ``curator(call)`` may refuse or rewrite ``call.arguments``
+   (None: nothing curated);
+4. **service call**: the encoding sends it through ``Service`` (rate limits,
+   balancing, retries and failover, filling ``call.path``);
+5. **asks bridge** (``asks.py``): a 2026-07-28 upstream's questions are put to a
+   handshake-era host and the call repeated with the answers;
+6. **observers**: each gets a ``CallOutcome`` (server, tool, status, duration,
+   ...); the call recorder is one (``RecordCalls``), a metrics exporter would be
+   another;
+7. **error mapping**: a refusal, ``UpstreamError`` or an upstream's error
+   response becomes one ``Failure`` (status and message), which the encoding
+   turns into what its host gets (a FastMCP error, or an ``isError`` JSON result).
+
+Anything else raised (a bug, a cancellation) goes to the caller unobserved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
+
+from fastmcp.exceptions import ToolError
+from fastmcp.server.context import Context
+from fastmcp.server.dependencies import get_context
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.errors import (
+    GatewayError,
+    NoHealthyReplica,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from fast_mcp_gateway.front.asks import bridge_asks
+from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.routing.service import CallPath, Service
+from fast_mcp_gateway.store.base import Invocation
+from fast_mcp_gateway.telemetry.recorder import (
+    Recorder,
+    current_trace_id,
+    dumps_arguments,
+    new_traceparent,
+    trace_id_of,
+)
+from fast_mcp_gateway.upstream.relay import FrontCall
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["tool", "resource", "prompt"]
+Status = Literal["success", "error", "timeout", "rejected"]
+R = TypeVar("R")
+Out = TypeVar("Out")
+_METHODS: dict[str, str] = {"tool": "tools/call", "resource": "resources/read",
+                            "prompt": "prompts/get"}
+
+
+class Principal(NamedTuple):
+    """Who makes a call.
+
+    Today every caller is anonymous and known by its transport's client id; the
+    HTTP authentication work fills ``subject`` and ``scopes`` from a verified token.
+    """
+
+    client_id: str
+    subject: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One host operation on an upstream component, as it goes through the pipeline."""
+
+    kind: Kind
+    exposed: str                 # the name / URI the host used
+    service: Service             # where it goes (after the route rule)
+    original: str                # the upstream's own name / URI
+    arguments: Any               # a curator may replace them
+    front: FrontCall             # the host request (replaced as asks are answered)
+    principal: Principal
+    owner: Service               # the server that exposes the component
+    rule: str | None = None      # the route rule that applied, as recorded
+    path: CallPath = field(default_factory=CallPath)
+    started_at: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def method(self) -> str:
+        return _METHODS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed call, mapped once: its status, what is recorded and what the host is told."""
+
+    status: Status
+    error: str                   # recorded (an upstream's own error message)
+    message: str                 # for the host: what went wrong, and where
+    cause: BaseException
+
+
+@dataclass(slots=True)
+class Answer(Generic[Out]):
+    """What an encoding made of a call's result or failure.
+
+    The pipeline hands ``output`` back to the caller, or raises ``raises``; the
+    response size comes from ``size`` (an encoded line) or else from ``response``
+    (a result model, measured only when an observer asks for it).
+    """
+
+    status: Status
+    error: str | None = None
+    output: Out | None = None
+    raises: BaseException | None = None
+    response: Any = None
+    size: int | None = None
+
+
+class CallRefused(GatewayError):
+    """An authorization or curation hook refused the call (the host gets ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Encoding(Protocol[R, Out]):
+    """How one kind of call travels: typed models (FastMCP) or JSON (the lane).
+
+    The pipeline owns every stage; an encoding only sends (``send``, and the
+    ``asks.Asking`` methods for the asks bridge) and shapes the host's answer
+    (``finish`` for a result, ``fail`` for a ``Failure``).
+    """
+
+    def bridges_asks(self, call: Call) -> bool:
+        """Whether the host is one the gateway asks on the upstream's behalf."""
+        ...
+
+    async def send(self, call: Call) -> R: ...
+
+    def asks(self, result: R) -> Mapping[str, Any] | None: ...
+
+    def method_of(self, request: Any) -> str: ...
+
+    async def ask(self, call: Call, request: Any) -> Any: ...
+
+    def again(self, call: Call, result: R, answers: dict[str, Any]) -> None: ...
+
+    def finish(self, call: Call, result: R) -> Answer[Out]: ...
+
+    def fail(self, call: Call, failure: Failure) -> Answer[Out]: ...
+
+
+class CallOutcome:
+    """What observers learn about one finished call."""
+
+    __slots__ = ("_response", "_size", "call", "duration_ms", "error", "status")
+
+    def __init__(self, call: Call, status: Status, error: str | None, duration_ms: float,
+                 response: Any, size: int | None) -> None:
+        self.call, self.status, self.error = call, status, error
+        self.duration_ms = duration_ms
+        self._response, self._size = response, size
+
+    @property
+    def kind(self) -> Kind:
+        return self.call.kind
+
+    @property
+    def server(self) -> str:
+        """The server the call went to (after the route rule)."""
+        return self.call.service.name
+
+    @property
+    def tool(self) -> str:
+        """The exposed name (or URI) the host called."""
+        return self.call.exposed
+
+    @property
+    def response_bytes(self) -> int | None:
+        """The size of the response (computed on first use: a typed one is encoded)."""
+        if self._size is None and self._response is not None:
+            with contextlib.suppress(AttributeError):  # not a model: size unknown
+                self._size = len(self._response.model_dump_json(by_alias=True,
+                                                                exclude_none=True))
+            self._response = None
+        return self._size
+
+
+Authorizer = Callable[[Call], Awaitable[str | None]]
+"""Return None to let ``call`` through, or the reason it is refused (the host's
+error text: say what is not allowed and what would allow it).  Runs after the route
+rule, before anything is sent upstream, on every path."""
+
+Curator = Callable[[Call], Awaitable[str | None]]
+"""Like ``Authorizer``, after it; may also replace ``call.arguments``."""
+
+CallObserver = Callable[[CallOutcome], None]
+"""Called in the call's task as it finishes, before the host gets the answer: must
+not block (hand work to a queue).  An exception is logged and otherwise ignored."""
+
+
+def status_of(exc: BaseException) -> Status:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, RateLimited | NoHealthyReplica):
+        return "rejected"
+    return "error"
+
+
+def failure_of(call: Call, exc: CallRefused | UpstreamError | MCPError) -> Failure:
+    """The one error mapping: what a refusal or an upstream failure means to the host."""
+    if isinstance(exc, CallRefused):
+        return Failure("rejected", exc.reason, exc.reason, exc)
+    if isinstance(exc, UpstreamError):
+        return Failure(status_of(exc), str(exc), str(exc), exc)
+    return Failure("error", exc.error.message,
+                   f"upstream '{call.owner.name}' rejected {call.method} '{call.original}': "
+                   f"{exc.error.message}", exc)
+
+
+def principal_of(front: FrontCall) -> Principal:
+    """Who makes the call ``front`` carries (the seam HTTP authentication fills)."""
+    return Principal(front.client_id)
+
+
+def front_of(context: Context | None = None) -> FrontCall:
+    """The host request of a FastMCP call, with a W3C ``traceparent`` in its ``_meta``."""
+    try:
+        front = FrontCall.from_context(context or get_context())
+    except RuntimeError:  # no request context (library call outside a request)
+        front = FrontCall(session=None)
+    meta = dict(front.meta or {})
+    # The host's trace, else the one FastMCP's OpenTelemetry span runs in, else a new one.
+    meta["traceparent"] = new_traceparent(trace_id_of(meta.get("traceparent"))
+                                          or current_trace_id())
+    return dataclasses.replace(front, meta=meta)
+
+
+class RecordCalls:
+    """The call recorder as an observer: one ``Invocation`` per call, redacted."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def __call__(self, outcome: CallOutcome) -> None:
+        call, path = outcome.call, outcome.call.path
+        route = [{"replica": r, "outcome": o} for r, o in path.attempts]
+        self.recorder.record(Invocation(
+            id=uuid.uuid4().hex,
+            trace_id=trace_id_of((call.front.meta or {}).get("traceparent")) or "",
+            client=call.front.client_id, kind=call.kind, exposed=call.exposed,
+            server=call.service.name, original=call.original,
+            replica=path.attempts[-1][0] if path.attempts else None,
+            route=route or None, retries=path.retries,
+            started_at=call.started_at, duration_ms=outcome.duration_ms,
+            status=outcome.status,
+            error=outcome.error or ("served a stale result" if path.stale else None),
+            arguments=dumps_arguments(call.arguments, call.service.config.secrets,
+                                      self.recorder.redact_keys),
+            rule=call.rule,
+            response_bytes=outcome.response_bytes,
+        ))
+
+
+class CallPipeline:
+    """The stages every call goes through (see the module docstring).
+
+    ``routes``, ``authorizer``, ``curator`` and ``observers`` may be changed at
+    any time; a call uses what is set when it reaches each stage.
+    """
+
+    def __init__(self, manager: UpstreamManager) -> None:
+        self.manager = manager
+        self.routes = RouteTable()
+        self.authorizer: Authorizer | None = None
+        self.curator: Curator | None = None
+        self.observers: list[CallObserver] = []
+        self._recording: RecordCalls | None = None
+
+    @property
+    def recorder(self) -> Recorder | None:
+        return self._recording.recorder if self._recording is not None else None
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        """Record calls with ``recorder`` (None: stop recording)."""
+        if self._recording is not None:
+            self.observers.remove(self._recording)
+        self._recording = RecordCalls(recorder) if recorder is not None else None
+        if self._recording is not None:
+            self.observers.append(self._recording)
+
+    def route(self, exposed: str, owner: Service, original: str) -> tuple[Service, str | None]:
+        """The server a route rule sends tool ``exposed`` to (and the rule), or ``owner``.
+
+        Raises ``ToolError`` when the rule's server has no tool ``original``.
+        """
+        rule = self.routes.rule_for(exposed)
+        if rule is None:
+            return owner, None
+        target = self.manager.services.get(rule.target)
+        if target is None or not any(t.name == original for t in target.catalog.tools):
+            raise ToolError(f"route #{rule.id} ({rule.match} '{rule.pattern}') sends "
+                            f"'{exposed}' to server '{rule.target}', which has no tool "
+                            f"'{original}'")
+        return target, f"#{rule.id} {rule.match} '{rule.pattern}' -> {rule.target}"
+
+    async def run(self, call: Call, encoding: Encoding[Any, Out]) -> Out:
+        """Take ``call`` through the stages after routing; the encoding's answer.
+
+        Returns the encoding's output, or raises what the encoding made of a failure.
+        """
+        try:
+            await self._admit(call)
+            result = await encoding.send(call)
+            if encoding.bridges_asks(call):
+                result = await bridge_asks(call.service.name, call, encoding, result)
+            answer = encoding.finish(call, result)
+        except (CallRefused, UpstreamError, MCPError) as exc:
+            answer = encoding.fail(call, failure_of(call, exc))
+            self._observe(call, answer)
+            if answer.raises is exc:
+                raise
+            if answer.raises is not None:
+                raise answer.raises from exc
+            return cast(Out, answer.output)
+        self._observe(call, answer)
+        if answer.raises is not None:
+            raise answer.raises
+        return cast(Out, answer.output)
+
+    async def _admit(self, call: Call) -> None:
+        if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
+            raise CallRefused(reason)
+        if self.curator is not None and (reason := await self.curator(call)) is not None:
+            raise CallRefused(reason)
+
+    def _observe(self, call: Call, answer: Answer[Any]) -> None:
+        if not self.observers:
+            return
+        outcome = CallOutcome(call, answer.status, answer.error,
+                              (time.perf_counter() - call.t0) * 1000, answer.response,
+                              answer.size)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer's bug must not fail the call it watched
+                logger.exception("call observer %r failed on %s %s", observer, call.method,
+                                 call.exposed)

@@ -1,0 +1,161 @@
+"""The FastMCP components of the upstream catalog: tools, resources, templates, prompts.
+
+Each is an upstream component under its exposed name, built by the provider once
+per catalog generation.  Contract (FastMCP): components execute themselves; here
+``run`` / ``read`` / ``render`` capture the host request (``front_of``, in the
+request task) and hand the call to the ``CallPipeline`` with a typed encoding.
+A tool's calls are made by its ``UpstreamTool``: ``run`` for FastMCP, ``call_raw``
+for the stdio express lane with the JSON encoding: one pipeline, two encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+from fastmcp.exceptions import ToolError
+from fastmcp.prompts import Prompt, PromptResult
+from fastmcp.resources import Resource, ResourceTemplate
+from fastmcp.resources.base import ResourceResult
+from fastmcp.resources.template import forward_uri
+from fastmcp.server.context import Context
+from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.tasks import TaskConfig
+from mcp.shared.dispatcher import ProgressFnT
+from pydantic import AnyUrl, PrivateAttr
+
+from fast_mcp_gateway.front.calls import Call, CallPipeline, front_of, principal_of
+from fast_mcp_gateway.front.encodings import JsonTool, TypedPrompt, TypedResource, TypedTool
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.relay import FrontCall
+
+_NO_TASKS = TaskConfig(mode="forbidden")
+
+
+class UpstreamTool:
+    """An upstream tool under its exposed name, as both paths call it.
+
+    A plain object (FastMCP components are pydantic models, whose private
+    attributes cost microseconds per read): the express lane holds these directly.
+    """
+
+    __slots__ = ("annotations", "name", "original", "owner", "pipeline")
+
+    def __init__(self, name: str, owner: Service, original: str,
+                 annotations: types.ToolAnnotations | None, pipeline: CallPipeline) -> None:
+        self.name, self.owner, self.original = name, owner, original
+        self.annotations, self.pipeline = annotations, pipeline
+
+    def route(self) -> tuple[Service, str | None]:
+        """The server this call goes to and the rule that says so (``CallPipeline.route``)."""
+        return self.pipeline.route(self.name, self.owner, self.original)
+
+    def _call(self, route: tuple[Service, str | None], arguments: Any,
+              front: FrontCall) -> Call:
+        service, rule = route
+        return Call("tool", self.name, service, self.original, arguments, front,
+                    principal_of(front), self.owner, rule)
+
+    async def run(self, arguments: dict[str, Any], front: FrontCall) -> ToolResult:
+        """The full path: typed arguments in, a ``ToolResult`` out (or ``ToolError``)."""
+        call = self._call(self.route(), arguments, front)
+        return await self.pipeline.run(call, TypedTool(self.annotations))
+
+    def serves_raw(self) -> tuple[Service, str | None] | None:
+        """The route for ``call_raw``, or None when only ``run`` gives the right answer."""
+        try:
+            upstream, rule = self.route()
+        except ToolError:
+            return None  # run() reports the broken route
+        if not upstream.serves_raw(self.original, self.annotations):
+            return None
+        return upstream, rule
+
+    async def call_raw(
+        self, route: tuple[Service, str | None], params: dict[str, Any], front: FrontCall,
+        encode: Callable[[dict[str, Any]], bytes], on_progress: ProgressFnT | None = None,
+        ask: Callable[[str, Any], Awaitable[dict[str, Any]]] | None = None,
+    ) -> bytes:
+        """``run`` for the stdio express lane: ``tools/call`` params in (already under the
+        upstream name, ``_meta`` ready), the ``CallToolResult`` as JSON out, made into
+        the response by ``encode`` (whose size the call record keeps).
+
+        The same pipeline as ``run`` (``route`` from ``serves_raw``); failures become
+        the error results FastMCP makes of ``run``'s ``ToolError``.  With ``ask`` (a
+        handshake-era host in front of a 2026-07-28 upstream), an ``input_required``
+        result is answered by asking the host and calling again.
+        """
+        call = self._call(route, params.get("arguments"), front)
+        return await self.pipeline.run(
+            call, JsonTool(params, self.annotations, encode, on_progress, ask))
+
+
+class GatewayTool(Tool):
+    """An upstream tool under its exposed name; ``run`` calls the upstream."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream_tool: UpstreamTool = PrivateAttr()
+
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        return await self._upstream_tool.run(arguments, front_of(context))
+
+
+async def _read(pipeline: CallPipeline, upstream: Service, uri: str,
+                exposed: str) -> ResourceResult:
+    front = front_of()
+    call = Call("resource", exposed, upstream, uri, None, front, principal_of(front), upstream)
+    return await pipeline.run(call, TypedResource())
+
+
+class GatewayResource(Resource):
+    """An upstream resource (or a template read) under its exposed URI."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Service = PrivateAttr()
+    _original: str = PrivateAttr()
+    _cached: ResourceResult | None = PrivateAttr(default=None)
+    _pipeline: CallPipeline = PrivateAttr()
+
+    async def read(self) -> ResourceResult:  # type: ignore[override]
+        if self._cached is not None:
+            return self._cached
+        return await _read(self._pipeline, self._upstream, self._original, str(self.uri))
+
+
+class GatewayTemplate(ResourceTemplate):
+    """An upstream URI template under its exposed (namespaced) template."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Service = PrivateAttr()
+    _original: str = PrivateAttr()
+    _pipeline: CallPipeline = PrivateAttr()
+
+    async def create_resource(  # type: ignore[override]
+        self, uri: str, params: dict[str, Any], context: Context | None = None
+    ) -> Resource:
+        backend_uri = forward_uri(self._original, params, uri)
+        resource = GatewayResource(
+            uri=AnyUrl(uri), name=self.name, title=self.title, description=self.description,
+            mime_type=self.mime_type, meta=self.meta,
+        )
+        resource._upstream, resource._original = self._upstream, backend_uri
+        resource._pipeline = self._pipeline
+        resource._cached = await _read(self._pipeline, self._upstream, backend_uri, uri)
+        return resource
+
+
+class GatewayPrompt(Prompt):
+    """An upstream prompt under its exposed name."""
+
+    task_config: TaskConfig = _NO_TASKS
+    _upstream: Service = PrivateAttr()
+    _original: str = PrivateAttr()
+    _pipeline: CallPipeline = PrivateAttr()
+
+    async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
+        args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
+        front = front_of()
+        call = Call("prompt", self.name, self._upstream, self._original, args, front,
+                    principal_of(front), self._upstream)
+        return await self._pipeline.run(call, TypedPrompt())

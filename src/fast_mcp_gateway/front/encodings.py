@@ -1,0 +1,265 @@
+"""The two encodings of a call: typed models for FastMCP, JSON for the express lane.
+
+An encoding is the only part of a call that depends on how the host is served
+(``calls.Encoding``): it sends the call through ``Service`` in its form, shows the
+asks bridge the questions in its results, and shapes the host's answer.  The typed
+ones answer FastMCP components with ``ToolResult`` / ``ResourceResult`` /
+``PromptResult`` and raise FastMCP's errors; ``JsonTool`` answers the lane with
+the encoded JSON-RPC response line, errors included (as the ``isError`` results
+FastMCP makes of a ``ToolError``), so that both paths give the same answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import mcp_types as types
+from fastmcp.exceptions import PromptError, ResourceError, ToolError
+from fastmcp.prompts import Message, PromptResult
+from fastmcp.prompts.base import InputRequiredPromptResult
+from fastmcp.resources.base import InputRequiredResourceResult, ResourceContent, ResourceResult
+from fastmcp.tools.base import InputRequiredToolResult, ToolResult
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.front.asks import ask_host
+from fast_mcp_gateway.front.calls import Answer, Call, Failure
+
+# Result `_meta` keys that describe the upstream connection, not the result.
+_CONNECTION_META = frozenset({
+    types.SERVER_INFO_META_KEY, types.PROTOCOL_VERSION_META_KEY,
+    types.CLIENT_INFO_META_KEY, types.CLIENT_CAPABILITIES_META_KEY,
+})
+
+
+def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not meta:
+        return None
+    return {k: v for k, v in meta.items() if k not in _CONNECTION_META} or None
+
+
+class _TypedAsks:
+    """The asks bridge over typed results: the host is asked through its session."""
+
+    def bridges_asks(self, call: Call) -> bool:
+        return call.front.session is not None and not call.front.is_modern
+
+    def asks(self, result: Any) -> Mapping[str, Any] | None:
+        if isinstance(result, types.InputRequiredResult):
+            return result.input_requests or {}
+        return None
+
+    def method_of(self, request: Any) -> str:
+        return str(request.method)
+
+    async def ask(self, call: Call, request: Any) -> Any:
+        return await ask_host(call.front, request)
+
+    def again(self, call: Call, result: Any, answers: dict[str, Any]) -> None:
+        call.front = dataclasses.replace(call.front, input_responses=answers,
+                                         request_state=result.request_state)
+
+
+class TypedTool(_TypedAsks):
+    """``tools/call`` for a FastMCP component: ``ToolResult`` out, ``ToolError`` raised."""
+
+    def __init__(self, annotations: types.ToolAnnotations | None) -> None:
+        self.annotations = annotations
+
+    async def send(self, call: Call) -> types.CallToolResult | types.InputRequiredResult:
+        return await call.service.call_tool(call.original, call.arguments, call.front,
+                                            self.annotations, path=call.path)
+
+    def finish(self, call: Call,
+               result: types.CallToolResult | types.InputRequiredResult) -> Answer[ToolResult]:
+        if isinstance(result, types.InputRequiredResult):
+            return Answer("success", output=InputRequiredToolResult(result), response=result)
+        return Answer(
+            "error" if result.is_error else "success",
+            _first_text(result.content) if result.is_error else None,
+            output=ToolResult(content=result.content,
+                              structured_content=result.structured_content,
+                              meta=_result_meta(result.meta), is_error=bool(result.is_error)),
+            response=result,
+        )
+
+    def fail(self, call: Call, failure: Failure) -> Answer[ToolResult]:
+        return Answer(failure.status, failure.error, raises=ToolError(failure.message))
+
+
+class TypedResource(_TypedAsks):
+    """``resources/read`` for a FastMCP component (an upstream's error response is
+    re-raised as it came, for FastMCP to answer)."""
+
+    async def send(self, call: Call) -> types.ReadResourceResult | types.InputRequiredResult:
+        return await call.service.read_resource(call.original, call.front, call.path)
+
+    def finish(self, call: Call, result: types.ReadResourceResult | types.InputRequiredResult
+               ) -> Answer[ResourceResult]:
+        if isinstance(result, types.InputRequiredResult):
+            return Answer("success", output=InputRequiredResourceResult(result),
+                          response=result)
+        try:
+            output = _resource_result(result, f"upstream '{call.service.name}' resource "
+                                              f"'{call.original}'")
+        except (ResourceError, ValueError) as exc:  # answered, unusably: recorded as served
+            return Answer("success", raises=exc, response=result)
+        return Answer("success", output=output, response=result)
+
+    def fail(self, call: Call, failure: Failure) -> Answer[ResourceResult]:
+        if isinstance(failure.cause, MCPError):
+            return Answer(failure.status, failure.error, raises=failure.cause)
+        return Answer(failure.status, failure.error, raises=ResourceError(failure.message))
+
+
+class TypedPrompt(_TypedAsks):
+    """``prompts/get`` for a FastMCP component (error responses re-raised as they came)."""
+
+    async def send(self, call: Call) -> types.GetPromptResult | types.InputRequiredResult:
+        return await call.service.get_prompt(call.original, call.arguments or None,
+                                             call.front, call.path)
+
+    def finish(self, call: Call, result: types.GetPromptResult | types.InputRequiredResult
+               ) -> Answer[PromptResult]:
+        if isinstance(result, types.InputRequiredResult):
+            return Answer("success", output=InputRequiredPromptResult(result), response=result)
+        return Answer("success", response=result, output=PromptResult(
+            messages=[Message(content=m.content, role=m.role) for m in result.messages],
+            description=result.description,
+            meta=_result_meta(result.meta),
+        ))
+
+    def fail(self, call: Call, failure: Failure) -> Answer[PromptResult]:
+        if isinstance(failure.cause, MCPError):
+            return Answer(failure.status, failure.error, raises=failure.cause)
+        return Answer(failure.status, failure.error, raises=PromptError(failure.message))
+
+
+class JsonTool:
+    """``tools/call`` for the express lane: params as JSON in, the response line out.
+
+    ``params`` is the upstream request (upstream name, ``_meta`` ready); ``encode``
+    makes a result into the host's response line.  With ``ask`` (a handshake-era
+    host in front of a 2026-07-28 upstream) the asks bridge puts the upstream's
+    questions to the host through the lane.
+    """
+
+    def __init__(self, params: dict[str, Any], annotations: types.ToolAnnotations | None,
+                 encode: Callable[[dict[str, Any]], bytes],
+                 on_progress: ProgressFnT | None = None,
+                 ask: Callable[[str, Any], Awaitable[dict[str, Any]]] | None = None) -> None:
+        self.params, self.annotations = params, annotations
+        self.encode, self.on_progress, self._ask = encode, on_progress, ask
+
+    def bridges_asks(self, call: Call) -> bool:
+        return self._ask is not None
+
+    async def send(self, call: Call) -> dict[str, Any]:
+        params = self.params
+        if call.arguments is not params.get("arguments"):  # curated
+            params = self.params = {**params, "arguments": call.arguments}
+        return await call.service.call_tool_raw(params, call.front, self.annotations,
+                                                path=call.path, on_progress=self.on_progress)
+
+    def asks(self, result: dict[str, Any]) -> Mapping[str, Any] | None:
+        if result.get("resultType") == "input_required":
+            return result.get("inputRequests") or {}
+        return None
+
+    def method_of(self, request: Any) -> str:
+        return str(request.get("method", "?")) if isinstance(request, dict) else "?"
+
+    async def ask(self, call: Call, request: Any) -> Any:
+        assert self._ask is not None
+        return await self._ask(self.method_of(request),
+                               request.get("params") if isinstance(request, dict) else None)
+
+    def again(self, call: Call, result: dict[str, Any], answers: dict[str, Any]) -> None:
+        params = {**self.params, "inputResponses": answers}
+        if result.get("requestState") is not None:
+            params["requestState"] = result["requestState"]
+        self.params = params
+
+    def finish(self, call: Call, result: dict[str, Any]) -> Answer[bytes]:
+        problem = _malformed_tool_result(result)
+        if problem is not None:
+            message = (f"upstream '{call.owner.name}' returned an invalid tools/call result "
+                       f"for '{call.original}': {problem}")
+            return self.fail(call, Failure("error", message, message, ValueError(problem)))
+        if result.get("resultType", "complete") == "complete":
+            result.setdefault("isError", False)  # as the typed full path writes it
+        meta = result.get("_meta")
+        if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
+            if stripped := _result_meta(meta):
+                result["_meta"] = stripped
+            else:
+                del result["_meta"]
+        line = self.encode(result)
+        if result.get("isError"):
+            content = result.get("content") or ()
+            text = next((c.get("text") for c in content
+                         if isinstance(c, dict) and c.get("type") == "text"), None)
+            return Answer("error", text[:2000] if isinstance(text, str) else None,
+                          output=line, size=len(line))
+        return Answer("success", output=line, size=len(line))
+
+    def fail(self, call: Call, failure: Failure) -> Answer[bytes]:
+        line = self.encode(_error_result(failure.message))
+        return Answer(failure.status, failure.error, output=line, size=len(line))
+
+
+def _malformed_tool_result(result: Any) -> str | None:
+    """Why ``result`` is no ``CallToolResult`` / ``InputRequiredResult`` (None: it is one).
+
+    Cheap structural checks decide the common case; anything unusual is judged by the
+    models the full path would have parsed it with.
+    """
+    if isinstance(result, dict):
+        content, meta = result.get("content"), result.get("_meta", {})
+        if (result.get("resultType", "complete") == "complete"
+                and isinstance(content, list) and isinstance(meta, dict)
+                and isinstance(result.get("isError", False), bool)
+                and isinstance(result.get("structuredContent", {}), dict)
+                and all(isinstance(c, dict) and (c.get("type") != "text"
+                                                 or isinstance(c.get("text"), str))
+                        and isinstance(c.get("type"), str) for c in content)):
+            return None
+    model: Any = (types.InputRequiredResult
+                  if isinstance(result, dict) and result.get("resultType") == "input_required"
+                  else types.CallToolResult)
+    try:
+        model.model_validate(result, by_name=False)
+    except ValueError as exc:
+        return "; ".join(line.strip() for line in str(exc).splitlines()[:3]) or repr(exc)
+    return None
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    """What FastMCP answers when a tool raises ``ToolError(message)``."""
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+def _resource_result(result: types.ReadResourceResult, what: str) -> ResourceResult:
+    if not result.contents:
+        raise ResourceError(f"{what} returned no contents")
+    contents: list[ResourceContent] = []
+    for item in result.contents:
+        if isinstance(item, types.TextResourceContents):
+            contents.append(ResourceContent(item.text, mime_type=item.mime_type, meta=item.meta))
+        else:
+            contents.append(
+                ResourceContent(
+                    base64.b64decode(item.blob), mime_type=item.mime_type, meta=item.meta
+                )
+            )
+    return ResourceResult(contents=contents, meta=_result_meta(result.meta))
+
+
+def _first_text(content: Sequence[Any]) -> str | None:
+    for block in content:
+        if isinstance(block, types.TextContent):
+            return block.text[:2000]
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from fast_mcp_gateway.config.schema import load_config
+from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.calls import Call, CallOutcome
 from fast_mcp_gateway.gateway import Gateway

@@ -113,6 +113,7 @@ class Gateway:
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
+        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
@@ -308,5 +309,18 @@ class Gateway:
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None,
+            # A host holding a stream open must not keep a stopping gateway alive.
+            timeout_graceful_shutdown=5,
         )
-        await uvicorn.Server(config).serve()
+        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
+        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        self._http_server = uvicorn.Server(config)
+        try:
+            await self._http_server.serve()
+        finally:
+            self._http_server = None
+
+    def request_stop(self) -> None:
+        """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        if self._http_server is not None:
+            self._http_server.should_exit = True

@@ -12,6 +12,8 @@ The tree::
     │   └── RateLimited             its (or its tool's) rate limit is exhausted
     ├── UnknownComponent            no tool / resource / prompt of that name is exposed
     └── AdminError                  an admin tool was asked something impossible
+        ├── NotFound                no server / route of that name or id
+        └── Conflict                that name is taken already
 
 Foreign exceptions (SDK ``MCPError``, anyio/httpx transport errors, pydantic
 ``ValidationError``) are mapped into this tree once, at the adapter edge that
@@ -95,6 +97,14 @@ class UnknownComponent(GatewayError):
 
 class AdminError(GatewayError):
     """An admin operation cannot be carried out as asked."""
+
+
+class NotFound(AdminError):
+    """The server or route an admin operation names does not exist (REST: 404)."""
+
+
+class Conflict(AdminError):
+    """The name an admin operation would create is taken (REST: 409)."""
 
 
 class NoHealthyReplica(UpstreamUnavailable):

@@ -48,6 +48,7 @@ from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
+from fast_mcp_gateway.http.app import GatewayApp, build_app
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
@@ -113,6 +114,7 @@ class Gateway:
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
+        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
@@ -256,16 +258,10 @@ class Gateway:
 
     # -- running ------------------------------------------------------------------
 
-    def http_app(self, transport: Transport = "http") -> Any:
-        """The Starlette app serving MCP over streamable HTTP (or SSE), rebinding-guarded."""
-        s = self.settings
-        return self.server.http_app(
-            path=s.path if transport == "http" else "/sse",
-            transport="sse" if transport == "sse" else "http",
-            host_origin_protection=True,
-            allowed_hosts=list(s.allowed_hosts) or None,
-            allowed_origins=list(s.allowed_origins) or None,
-        )
+    def http_app(self, transport: Transport = "http") -> GatewayApp:
+        """The Starlette app for HTTP/SSE mode: MCP (rebinding-guarded) plus the REST API
+        ``/api/v1``, with one lifespan; see ``http/app.py``."""
+        return build_app(self.server, self.control, self.settings, transport)
 
     async def reload_config(self) -> ChangeReport:
         """Re-read the config file; restart only what changed; keep everything on error

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import AdminError, NotFound
 
 Match = Literal["exact", "prefix", "wildcard"]
 
@@ -26,7 +26,7 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
     if route_id is None:
         route_id = await store.add_route(pattern, match, target, priority)
     elif not await store.update_route(route_id, pattern, match, target, priority):
-        raise AdminError(f"no route #{route_id}")
+        raise NotFound(f"no route #{route_id}")
     await ctx.load_routes()
     await ctx.audit(actor, action, pattern,
                     {"id": route_id, "match": match, "target": target, "priority": priority})
@@ -50,7 +50,7 @@ async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: 
 async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
     if not await require_store(ctx).delete_route(route_id):
-        raise AdminError(f"no route #{route_id}")
+        raise NotFound(f"no route #{route_id}")
     await ctx.load_routes()
     await ctx.audit(actor, "delete_route", str(route_id))
     return {"deleted": route_id}

@@ -6,7 +6,7 @@ registrations follow ``config/registrations.py``: validated like ``servers.yaml`
 (errors name the field), persisted, audited, and live at once (only the servers that
 changed restart; the catalog change reaches hosts as ``list_changed``).
 
-Errors are the gateway's own: ``AdminError`` (no such server, name taken),
+Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 ``ConfigError`` (invalid settings), ``UpstreamError`` (no such replica).
 """
 
@@ -32,7 +32,7 @@ from fast_mcp_gateway.config.registrations import (
     parse_server,
 )
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
@@ -243,9 +243,9 @@ async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, A
     store = require_store(ctx)
     exists = name in ctx.manager.services
     if must_exist is True and not exists:
-        raise AdminError(f"no server named '{name}'; use gateway_add_server")
+        raise NotFound(f"no server named '{name}'; use gateway_add_server")
     if must_exist is False and exists:
-        raise AdminError(f"server '{name}' already exists; use gateway_update_server")
+        raise Conflict(f"server '{name}' already exists; use gateway_update_server")
     parsed = parse_server(name, raw, f"gateway_{'update' if exists else 'add'}_server",
                           ctx.options.env_allow)
     check_namespace(parsed, _running_configs(ctx))
@@ -272,7 +272,7 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     """Stop a server and forget it; a servers.yaml entry stays removed until re-added."""
     store = require_store(ctx)
     if name not in ctx.manager.services:
-        raise AdminError(f"no server named '{name}'")
+        raise NotFound(f"no server named '{name}'")
     if name in ctx.file_servers:
         await store.put_server(name, TOMBSTONE, False)
     else:

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port for http/sse (8765)")
     serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
                        help="extra Host header to accept (DNS-rebinding guard); repeatable")
+    serve.add_argument("--allow-unauthenticated-admin", action="store_true", default=None,
+                       help="http/sse without gateway.auth: let any local caller use the admin "
+                            "operations (add servers = run commands); loopback only "
+                            "(default: $MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN or off)")
 
     serve.add_argument("--db", type=Path, default=None,
                        help="SQLite file for call records (default: $MCP_GATEWAY_DB or "
@@ -112,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts", "db"):
+                "allowed_hosts", "db", "allow_unauthenticated_admin"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -166,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         from fast_mcp_gateway.cli.check import run_check
 
         return anyio.run(run_check, config, settings, bool(args.json))
+    refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
+    if refusal is not None:
+        print(f"mcp-gateway: {refusal}", file=sys.stderr)
+        return 2
     from fast_mcp_gateway.gateway import Gateway
 
     gateway = Gateway(config, settings)
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
         settings.transport,
     )
-    for line in announcement(settings, len(config.servers), interactive=sys.stdin.isatty()):
+    for line in announcement(settings, len(config.servers), interactive=sys.stdin.isatty(),
+                             authenticated=config.options.auth is not None):
         print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(_serve, gateway)
@@ -192,11 +201,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def announcement(settings: GatewaySettings, servers: int, *, interactive: bool) -> list[str]:
+HOW_TO_ADD_A_TOKEN = ("make a token with 'mcp-gateway token new --name ops --scopes admin' "
+                      "and paste the printed entry under gateway.auth.tokens in servers.yaml")
+
+
+def bind_refusal(settings: GatewaySettings, *, authenticated: bool) -> str | None:
+    """Why ``serve`` must not start as configured, or ``None``: HTTP/SSE without
+    ``gateway.auth`` is for this machine only (anyone reaching the port could call
+    every tool, or with ``--allow-unauthenticated-admin`` run any command)."""
+    if settings.transport == "stdio" or authenticated or is_loopback(settings.host):
+        return None
+    return (f"refusing to listen on {settings.host} without authentication: anyone who can "
+            f"reach it could use the gateway. Either {HOW_TO_ADD_A_TOKEN}, or serve on "
+            "loopback (--host 127.0.0.1).")
+
+
+def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
+                 authenticated: bool | None = None) -> list[str]:
     """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
 
     Over stdio the host normally launched the gateway and nobody reads stderr live, so
-    only a terminal user (stdin is a TTY) gets the explanation.
+    only a terminal user (stdin is a TTY) gets the explanation.  ``authenticated``:
+    ``gateway.auth`` is configured (``None``: not known, no line about access).
     """
     lines: list[str] = []
     if settings.transport == "stdio":
@@ -213,9 +239,17 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool) 
     path = settings.path if settings.transport == "http" else "/sse"
     lines.append(f"serving {servers} server(s) from {settings.config} at "
                  f"http://{host}:{settings.port}{path} ({settings.transport}); stop with Ctrl-C.")
-    if not is_loopback(settings.host):
+    if authenticated:
+        lines.append("every request needs a bearer token (gateway.auth).")
+    elif not is_loopback(settings.host):
         lines.append(f"WARNING: listening on {settings.host}, reachable from other machines; "
                      "anyone who can reach this port can use the gateway's tools.")
+    elif settings.allow_unauthenticated_admin:
+        lines.append("WARNING: --allow-unauthenticated-admin: any program on this machine can "
+                     "manage the gateway, including adding servers that run commands.")
+    elif authenticated is False:
+        lines.append("no gateway.auth: programs on this machine may list and call tools; admin "
+                     f"operations are refused until you add a token ({HOW_TO_ADD_A_TOKEN}).")
     return lines
 
 

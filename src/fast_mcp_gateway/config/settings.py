@@ -33,6 +33,10 @@ class GatewaySettings(BaseSettings):
         description="extra Host header values accepted in HTTP mode (DNS-rebinding guard)",
     )
     allowed_origins: list[str] = Field(default_factory=list)
+    allow_unauthenticated_admin: bool = Field(
+        default=False,
+        description="HTTP mode without gateway.auth: let anyone who reaches the port use the "
+                    "admin operations (REST mutations, gateway_* tools); loopback only")
     connect_timeout: float = Field(default=10.0, gt=0)
     call_timeout: float = Field(default=30.0, gt=0)
     health_timeout: float = Field(default=5.0, gt=0)

@@ -1,0 +1,78 @@
+"""Who an HTTP request is, and what it may do: the one decision every HTTP front shares.
+
+``Access.principal_for(request)`` is used by the REST API and is meant for the MCP side
+and the dashboard as well, so that a token means the same everywhere:
+
+* ``gateway.auth`` configured: a request needs ``Authorization: Bearer <token>``,
+  verified by the one ``GatewayVerifier``; no token or a bad one is a 401.
+* no ``auth`` (secure by default): the caller is ``ANONYMOUS`` with scope ``tools``
+  only, so admin operations are refused with a 403 that says how to add a token;
+  ``allow_unauthenticated_admin`` (``--allow-unauthenticated-admin``, loopback only)
+  makes the anonymous caller an admin.
+
+``require(principal, scope)`` is the scope check (403 naming the missing scope).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from fast_mcp_gateway.config.auth import SCOPES, Scope
+from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
+from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
+from fast_mcp_gateway.principal import Principal
+
+ANONYMOUS = Principal(name="anonymous", scopes=frozenset({"tools"}), kind="anonymous")
+"""A caller of an HTTP gateway without ``gateway.auth``: may read and call, not manage."""
+
+ANONYMOUS_ADMIN = Principal(name="anonymous", scopes=frozenset(SCOPES), kind="anonymous")
+"""The same caller under ``allow_unauthenticated_admin``."""
+
+HOW_TO_ADD_A_TOKEN = (
+    "add a token under gateway.auth.tokens in servers.yaml (make one with "
+    "'mcp-gateway token new --name NAME --scopes admin') and send it as "
+    "'Authorization: Bearer <token>'; or, on loopback only, start the gateway with "
+    "--allow-unauthenticated-admin")
+
+
+@dataclass(frozen=True)
+class Access:
+    """The access policy of one HTTP app: its verifier (``None`` without ``auth``)."""
+
+    verifier: GatewayVerifier | None
+    allow_unauthenticated_admin: bool = False
+
+    async def principal_for(self, request: HTTPConnection) -> Principal:
+        """The caller of ``request``, or an ``ApiError`` 401 (no token, bad token)."""
+        if self.verifier is None:
+            return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
+        header = request.headers.get("authorization")
+        if header is None:
+            raise unauthorized("this gateway requires a bearer token: send "
+                               "'Authorization: Bearer <token>'", bad_token=False)
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("the Authorization header must be 'Bearer <token>'",
+                               bad_token=True)
+        verified = await self.verifier.verify_token(token)
+        if verified is None:  # the token itself never goes into the message
+            raise unauthorized("the bearer token is not valid (unknown, expired or not "
+                               "for this gateway)", bad_token=True)
+        return principal_of(verified)
+
+
+def require(principal: Principal, scope: Scope, what: str) -> None:
+    """Refuse (403) unless ``principal`` has ``scope``; ``what`` names the operation."""
+    if principal.has(scope):
+        return
+    if principal.kind == "anonymous":
+        raise forbidden(scope, f"{what} needs scope '{scope}', and this gateway has no "
+                               f"authentication configured: {HOW_TO_ADD_A_TOKEN}")
+    raise forbidden(scope, f"{what} needs scope '{scope}'; the token '{principal.name}' "
+                           f"has {', '.join(sorted(principal.scopes)) or 'no scopes'}")
+
+
+__all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "Access", "ApiError", "require"]

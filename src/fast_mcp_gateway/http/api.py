@@ -1,0 +1,331 @@
+"""The REST management API ``/api/v1``: thin HTTP adapters over the admin operations.
+
+Each endpoint is declared once, below, with ``@endpoint(method, path, response, ...)``
+(``endpoints.py``): its scope (``tools`` for reads, ``admin`` for changes, the
+inspector and the audit log), its query and body models (``schemas.py``), and a
+handler that calls one admin operation (``admin.servers``, ``routes``, ``history``,
+``inspector``) with the gateway's ``AdminContext``.  ``ENDPOINTS`` is that table:
+``endpoints.api_routes`` serves it and ``openapi.py`` describes it, so the document
+cannot drift from what is served.
+
+Handlers add only what HTTP needs: the actor is the principal's name, and a restricted
+principal's view is filtered to its servers (others answer 404, as if they did not
+exist; pages of logs are filtered after the store's filter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import RootModel
+
+from fast_mcp_gateway.admin import history, inspector, routes, servers
+from fast_mcp_gateway.admin.models import (
+    CallPage,
+    ChangeReport,
+    HistoryPage,
+    Inspection,
+    Listing,
+    ServerDetail,
+    ServerList,
+    ServerStatus,
+    StatsReport,
+)
+from fast_mcp_gateway.http import schemas as s
+from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
+from fast_mcp_gateway.http.errors import forbidden, not_found
+
+__all__ = ["ENDPOINTS"]
+
+
+class ServerView(RootModel[ServerDetail | ServerStatus]):
+    """A server in depth (``admin`` scope), or its status (``tools`` scope: no config,
+    no stderr)."""
+
+
+# -- servers -----------------------------------------------------------------------
+
+
+@endpoint("GET", "/servers", ServerList, scope="tools", tag="servers")
+async def list_servers(call: Call) -> ServerList:
+    """Every server you may use: state, transport, component counts, health."""
+    every = servers.list_servers(call.ctx)
+    mine = [x for x in every.servers if call.may_use(x.name)]
+    return ServerList(servers=mine, ready=sum(x.state == "ready" for x in mine), total=len(mine))
+
+
+@endpoint("POST", "/servers", ChangeReport, scope="admin", tag="servers", body=s.ServerCreate,
+          status=201, errors=(409, 422))
+async def add_server(call: Call) -> ChangeReport:
+    """Register a new server (settings as in servers.yaml); it starts now and after restarts."""
+    body: s.ServerCreate = call.body
+    if not call.may_use(body.name):
+        raise forbidden("admin", f"the token '{call.principal.name}' may only manage the "
+                                 f"servers {', '.join(sorted(call.principal.servers or ()))}")
+    return await servers.add_server(call.ctx, call.actor, body.name, body.config)
+
+
+@endpoint("GET", "/servers/{name}", ServerView, scope="tools", tag="servers",
+          query=s.DetailQuery, errors=(404,))
+async def get_server(call: Call) -> ServerView:
+    """One server; with scope admin also its config (secrets redacted), capabilities,
+    exposed names and stderr tail."""
+    q: s.DetailQuery = call.query
+    detail = servers.server_detail(call.ctx, call.server(call.path["name"]), q.stderr_lines,
+                                   q.replica)
+    if call.principal.has("admin"):
+        return ServerView(detail)
+    return ServerView(ServerStatus.model_validate(
+        detail.model_dump(include=set(ServerStatus.model_fields))))
+
+
+@endpoint("PUT", "/servers/{name}", ChangeReport, scope="admin", tag="servers",
+          body=s.ServerUpdate, errors=(404, 422))
+async def update_server(call: Call) -> ChangeReport:
+    """Replace a server's settings (overrides servers.yaml); it restarts now."""
+    body: s.ServerUpdate = call.body
+    return await servers.update_server(call.ctx, call.actor, call.server(call.path["name"]),
+                                       body.config)
+
+
+@endpoint("DELETE", "/servers/{name}", ChangeReport, scope="admin", tag="servers",
+          errors=(404,))
+async def remove_server(call: Call) -> ChangeReport:
+    """Stop a server and forget it (a servers.yaml entry stays removed until re-added)."""
+    return await servers.remove_server(call.ctx, call.actor, call.server(call.path["name"]))
+
+
+@endpoint("PUT", "/servers/{name}/enable", ServerStatus, scope="admin", tag="servers",
+          errors=(404,))
+async def enable_server(call: Call) -> ServerStatus:
+    """Connect a disabled server and expose it again (persisted)."""
+    return await servers.enable_server(call.ctx, call.actor, call.server(call.path["name"]))
+
+
+@endpoint("PUT", "/servers/{name}/disable", ServerStatus, scope="admin", tag="servers",
+          errors=(404,))
+async def disable_server(call: Call) -> ServerStatus:
+    """Stop a server and hide its components until enabled (persisted)."""
+    return await servers.disable_server(call.ctx, call.actor, call.server(call.path["name"]))
+
+
+@endpoint("POST", "/servers/{name}/restart", ServerStatus, scope="admin", tag="servers",
+          errors=(404,))
+async def restart_server(call: Call) -> ServerStatus:
+    """Drop every session of the server and connect again (clears a 'failed' state)."""
+    return await servers.reconnect_server(call.ctx, call.actor, call.server(call.path["name"]))
+
+
+_KINDS = {"tools": ("tool",), "resources": ("resource", "resource_template"),
+          "prompts": ("prompt",)}
+
+
+def _components(call: Call, kinds: tuple[str, ...]) -> s.ComponentList:
+    name = call.server(call.path["name"])
+    view = call.ctx.manager.view
+    tables: dict[str, dict[str, Any]] = {"tool": view.tools, "resource": view.resources,
+                                         "resource_template": view.templates,
+                                         "prompt": view.prompts}
+    items = [s.Component(kind=kind, exposed=exposed, original=origin.original,
+                         definition=item.model_dump(mode="json", by_alias=True,
+                                                    exclude_none=True))
+             for kind in kinds for exposed, (origin, item) in tables[kind].items()
+             if origin.server == name]
+    return s.ComponentList(server=name, items=items)
+
+
+@endpoint("GET", "/servers/{name}/tools", s.ComponentList, scope="tools", tag="servers",
+          errors=(404,))
+async def server_tools(call: Call) -> s.ComponentList:
+    """The server's tools as hosts see them (exposed name, original name, definition)."""
+    return _components(call, _KINDS["tools"])
+
+
+@endpoint("GET", "/servers/{name}/resources", s.ComponentList, scope="tools", tag="servers",
+          errors=(404,))
+async def server_resources(call: Call) -> s.ComponentList:
+    """The server's resources and resource templates as hosts see them."""
+    return _components(call, _KINDS["resources"])
+
+
+@endpoint("GET", "/servers/{name}/prompts", s.ComponentList, scope="tools", tag="servers",
+          errors=(404,))
+async def server_prompts(call: Call) -> s.ComponentList:
+    """The server's prompts as hosts see them."""
+    return _components(call, _KINDS["prompts"])
+
+
+# -- routes ------------------------------------------------------------------------
+
+
+async def _route_rules(call: Call) -> list[s.RouteOut]:
+    listed = s.RouteList.model_validate(await routes.list_routes(call.ctx))
+    return [r for r in listed.routes if call.may_use(r.target)]
+
+
+async def _own_route(call: Call, route_id: int) -> None:
+    """A restricted principal may only touch rules that route to its servers."""
+    if call.principal.servers is not None and not any(
+            r.id == route_id for r in await _route_rules(call)):
+        raise not_found(f"no route #{route_id}")
+
+
+@endpoint("GET", "/routes", s.RouteList, scope="tools", tag="routes")
+async def list_routes(call: Call) -> s.RouteList:
+    """Route rules in decision order (priority, then age)."""
+    return s.RouteList(routes=await _route_rules(call))
+
+
+@endpoint("POST", "/routes", s.RouteOut, scope="admin", tag="routes", body=s.RouteIn,
+          status=201, errors=(404,))
+async def add_route(call: Call) -> s.RouteOut:
+    """Send calls of matching exposed tool names to another server."""
+    b: s.RouteIn = call.body
+    return s.RouteOut.model_validate(await routes.add_route(
+        call.ctx, call.actor, b.pattern, call.server(b.target), b.match, b.priority))
+
+
+@endpoint("PUT", "/routes/{id}", s.RouteOut, scope="admin", tag="routes", body=s.RouteIn,
+          errors=(404,))
+async def update_route(call: Call) -> s.RouteOut:
+    """Replace a route rule."""
+    b: s.RouteIn = call.body
+    route_id = call.route_id()
+    await _own_route(call, route_id)
+    return s.RouteOut.model_validate(await routes.update_route(
+        call.ctx, call.actor, route_id, b.pattern, call.server(b.target), b.match, b.priority))
+
+
+@endpoint("DELETE", "/routes/{id}", s.Deleted, scope="admin", tag="routes", errors=(404,))
+async def delete_route(call: Call) -> s.Deleted:
+    """Delete a route rule (its tools go back to their own servers)."""
+    route_id = call.route_id()
+    await _own_route(call, route_id)
+    return s.Deleted.model_validate(await routes.delete_route(call.ctx, call.actor, route_id))
+
+
+# -- logs and statistics --------------------------------------------------------------
+
+
+def _only(call: Call, server: str | None) -> str | None:
+    """The server filter to pass down: the asked one (if visible), or a restricted
+    principal's only server; ``None`` means "filter the page afterwards" (or all)."""
+    if server is not None:
+        return call.server(server)
+    mine = call.principal.servers
+    return next(iter(mine)) if mine is not None and len(mine) == 1 else None
+
+
+@endpoint("GET", "/logs/invocations", CallPage, scope="tools", tag="logs",
+          query=s.InvocationsQuery, errors=(404,))
+async def invocations(call: Call) -> CallPage:
+    """The latest calls (newest first), filtered and paged like gateway_calls; a
+    restricted token sees its servers' calls only (a page may then hold fewer rows)."""
+    q: s.InvocationsQuery = call.query
+    page = await history.calls(call.ctx, server=_only(call, q.server), tool=q.tool,
+                               status=q.status, since_minutes=q.since_minutes, limit=q.limit,
+                               cursor=q.cursor, oldest_first=q.oldest_first)
+    page.calls = [c for c in page.calls if call.may_use(c.server)]
+    return page
+
+
+@endpoint("GET", "/logs/audit", s.AuditPage, scope="admin", tag="logs", query=s.AuditQuery)
+async def audit(call: Call) -> s.AuditPage:
+    """Who changed what through the admin operations (newest first)."""
+    if call.principal.servers is not None:
+        raise forbidden("admin", "the audit log covers every server: it needs a token "
+                                 "without a 'servers' restriction")
+    q: s.AuditQuery = call.query
+    return s.AuditPage.model_validate(
+        await history.audit_log(call.ctx, limit=q.limit, before_id=q.before_id))
+
+
+@endpoint("GET", "/logs/health", s.HealthPage, scope="tools", tag="logs", query=s.HealthQuery,
+          errors=(404,))
+async def health_log(call: Call) -> s.HealthPage:
+    """State and health transitions of servers and replicas (newest first)."""
+    q: s.HealthQuery = call.query
+    page = s.HealthPage.model_validate(await history.health_history(
+        call.ctx, server=_only(call, q.server), limit=q.limit, before_id=q.before_id))
+    page.records = [r for r in page.records if call.may_use(str(r.get("server")))]
+    return page
+
+
+def _mine(call: Call, report: StatsReport, keep: Callable[[str], bool]) -> StatsReport:
+    report.groups = [g for g in report.groups if keep(g.key)]
+    report.inflight = {k: v for k, v in report.inflight.items() if call.may_use(k)}
+    return report
+
+
+@endpoint("GET", "/stats/overview", StatsReport, scope="tools", tag="stats",
+          query=s.StatsQuery)
+async def stats_overview(call: Call) -> StatsReport:
+    """Counts, success rates and latency percentiles per server over a window, with the
+    previous window for the trend, and the calls in flight now."""
+    q: s.StatsQuery = call.query
+    report = await history.stats(call.ctx, group_by="server", since_minutes=q.since_minutes)
+    return _mine(call, report, call.may_use)
+
+
+@endpoint("GET", "/stats/servers/{name}", StatsReport, scope="tools", tag="stats",
+          query=s.StatsQuery, errors=(404,))
+async def stats_server(call: Call) -> StatsReport:
+    """One server's statistics, per tool."""
+    q: s.StatsQuery = call.query
+    name = call.server(call.path["name"])
+    report = await history.stats(call.ctx, group_by="tool", since_minutes=q.since_minutes,
+                                 server=name)
+    return _mine(call, report, lambda _key: True)
+
+
+@endpoint("GET", "/stats/tools/{name}", StatsReport, scope="tools", tag="stats",
+          query=s.StatsQuery, errors=(404,))
+async def stats_tool(call: Call) -> StatsReport:
+    """One exposed tool's statistics."""
+    q: s.StatsQuery = call.query
+    tool = call.path["name"]
+    entry = call.ctx.manager.view.tools.get(tool)
+    if entry is None or not call.may_use(entry[0].server):
+        raise not_found(f"no tool named '{tool}'")
+    report = await history.stats(call.ctx, group_by="tool", since_minutes=q.since_minutes)
+    return _mine(call, report, lambda key: key == tool)
+
+
+# -- inspector ------------------------------------------------------------------------
+
+
+@endpoint("POST", "/debug/call-tool", Inspection, scope="admin", tag="debug",
+          body=s.CallToolIn, errors=(404,))
+async def debug_call_tool(call: Call) -> Inspection:
+    """Call one tool on one replica directly (original name, no routing or retries)."""
+    b: s.CallToolIn = call.body
+    return await inspector.call_tool(call.ctx, call.actor, call.server(b.server), b.tool,
+                                     b.arguments, b.replica)
+
+
+@endpoint("GET", "/debug/list-tools", Listing, scope="admin", tag="debug",
+          query=s.ListToolsQuery, errors=(404,))
+async def debug_list_tools(call: Call) -> Listing:
+    """Everything one replica offers now, under its own names, with full schemas."""
+    q: s.ListToolsQuery = call.query
+    return await inspector.inspect_server(call.ctx, call.server(q.server), q.replica)
+
+
+@endpoint("GET", "/debug/get-resource", Inspection, scope="admin", tag="debug",
+          query=s.GetResourceQuery, errors=(404,))
+async def debug_get_resource(call: Call) -> Inspection:
+    """Read one resource (or a template-expanded URI) on one replica directly."""
+    q: s.GetResourceQuery = call.query
+    return await inspector.read_resource(call.ctx, call.server(q.server), q.uri, q.replica)
+
+
+@endpoint("GET", "/debug/history", HistoryPage, scope="admin", tag="debug",
+          query=s.HistoryQuery, errors=(404,))
+async def debug_history(call: Call) -> HistoryPage:
+    """Past inspector operations (newest first)."""
+    q: s.HistoryQuery = call.query
+    page = await history.inspector_history(call.ctx, server=_only(call, q.server),
+                                           limit=q.limit, before_id=q.before_id)
+    page.entries = [e for e in page.entries if call.may_use(str(e.get("server")))]
+    return page

@@ -1,0 +1,126 @@
+"""The gateway's HTTP app (HTTP and SSE modes): the MCP endpoint plus route groups.
+
+``build_app`` assembles one Starlette app:
+
+* route groups, each mounted ahead of MCP: the REST API at ``/api/v1`` (``api.py``)
+  today; health, metrics and the dashboard are further ``RouteGroup``s passed in;
+* FastMCP's own app for the MCP endpoint (``/mcp`` or ``/sse`` + ``/messages``), mounted
+  last, with FastMCP's Host/Origin (DNS-rebinding) guard as before;
+* one lifespan: the MCP app's (which runs the gateway's), around the whole app.
+
+The app owns the one ``GatewayVerifier`` (``None`` without ``gateway.auth``) and the
+``Access`` policy built on it; both are attributes of the app, so the MCP side, health
+and the dashboard use the same ones.  The REST API is Host/Origin-guarded like MCP:
+without it, a web page could reach a loopback gateway through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.server.http import HostOriginGuardMiddleware
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.config.settings import GatewaySettings, Transport
+from fast_mcp_gateway.http.access import Access
+from fast_mcp_gateway.http.api import ENDPOINTS
+from fast_mcp_gateway.http.auth import GatewayVerifier
+from fast_mcp_gateway.http.endpoints import api_routes, http_error
+from fast_mcp_gateway.http.openapi import openapi_document
+
+API_PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class RouteGroup:
+    """Routes served ahead of MCP.
+
+    With a ``prefix`` (``/api/v1``, ``/dashboard``) the routes form a sub-app with its
+    own ``middleware``, behind the Host/Origin guard when ``guarded`` (anything a web
+    page must not reach by DNS rebinding), with errors in the API's JSON shape.
+    Without one (``/health``, ``/ready``, ``/metrics``: probes and scrapers send any
+    Host) the routes are served as they are, unguarded.
+    """
+
+    name: str
+    routes: Sequence[BaseRoute]
+    prefix: str = ""
+    guarded: bool = True
+    middleware: Sequence[Middleware] = field(default=())
+
+
+class GatewayApp(Starlette):
+    """The assembled app; ``verifier`` and ``access`` are shared by every front."""
+
+    verifier: GatewayVerifier | None
+    access: Access
+    mcp_app: Starlette
+    groups: tuple[RouteGroup, ...]
+
+
+def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
+    """The REST management API, with its OpenAPI document (served without a token: it
+    describes the API and holds no data)."""
+    document = openapi_document(ENDPOINTS, bearer=access.verifier is not None)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"]),
+                               *api_routes(access, ctx)]
+    return RouteGroup("api", routes, prefix=API_PREFIX)
+
+
+def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
+              transport: Transport = "http", *, groups: Sequence[RouteGroup] = ()
+              ) -> GatewayApp:
+    """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
+    metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan."""
+    auth = ctx.options.auth
+    verifier = GatewayVerifier(auth) if auth is not None else None
+    access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin)
+    allowed_hosts = list(settings.allowed_hosts) or None
+    allowed_origins = list(settings.allowed_origins) or None
+    mcp_app = server.http_app(
+        path=settings.path if transport == "http" else "/sse",
+        transport="sse" if transport == "sse" else "http",
+        host_origin_protection=True,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+    )
+    guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
+                       allowed_origins=allowed_origins, mode="strict")
+    all_groups = (*groups, api_group(access, ctx))
+    mounts: list[BaseRoute] = []
+    for group in all_groups:
+        if not group.prefix:
+            mounts += group.routes
+            continue
+        middleware = [guard] if group.guarded else []
+        sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],
+                        exception_handlers={HTTPException: http_error})
+        mounts.append(Mount(group.prefix, app=sub))
+    mounts.append(Mount("/", app=mcp_app))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The MCP app's lifespan starts its session manager and the gateway itself.
+        async with mcp_app.router.lifespan_context(app):
+            yield
+
+    app = GatewayApp(routes=mounts, lifespan=lifespan)
+    app.verifier = verifier
+    app.access = access
+    app.mcp_app = mcp_app
+    app.groups = all_groups
+    return app

@@ -1,0 +1,195 @@
+"""How ``/api/v1`` endpoints are declared and served (the handlers are in ``api.py``).
+
+``@endpoint(method, path, response, scope=..., query=..., body=...)`` adds an
+``Endpoint`` to ``ENDPOINTS``; ``api_routes`` serves that table and ``openapi.py``
+describes it.  ``_serve`` is the one request pipeline: authenticate (``Access``), check
+the scope and ``gateway.admin``, validate the query and body (422 naming the fields),
+run the handler, and map any error to the JSON shape (``errors.api_error``).  ``Call``
+is what a handler gets: the admin context, the principal (its name is the audit
+actor), and the validated inputs; ``Call.server`` hides servers the principal may not
+use behind a 404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.config.auth import Scope
+from fast_mcp_gateway.config.schema import AdminKind
+from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.http import schemas as s
+from fast_mcp_gateway.http.access import Access, require
+from fast_mcp_gateway.http.errors import ApiError, api_error, not_found, validation_failed
+from fast_mcp_gateway.principal import Principal
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # 1 MiB: a server config or tool arguments, never bulk data
+_ROUTE_ID = TypeAdapter(s.BeforeId)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request, authenticated and validated, as a handler sees it."""
+
+    ctx: AdminContext
+    principal: Principal
+    path: dict[str, str]
+    query: Any = None
+    body: Any = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.principal.name)
+
+    def server(self, name: str) -> str:
+        """``name`` if it exists and the principal may use it, else 404 (alike)."""
+        if name in self.ctx.manager.services and self.principal.may_use(name):
+            return name
+        known = ", ".join(n for n in self.ctx.manager.services if self.principal.may_use(n))
+        raise not_found(f"no server named '{name}' (known: {known or 'none'})")
+
+    def may_use(self, name: str) -> bool:
+        return self.principal.may_use(name)
+
+    def route_id(self) -> int:
+        try:
+            value = _ROUTE_ID.validate_python(self.path["id"], strict=False)
+        except ValidationError as exc:
+            raise validation_failed(exc, "path") from None
+        assert value is not None
+        return int(value)
+
+
+Handler = Callable[[Call], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # under /api/v1, with {name} / {id} parameters
+    response: type[BaseModel]
+    handler: Handler
+    scope: Scope
+    tag: str
+    summary: str
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = field(default=())
+
+    @property
+    def mutates(self) -> bool:
+        """What ``gateway.admin: read_only`` refuses (inspector calls act, too)."""
+        return self.method != "GET"
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope, tag: str,
+             query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
+             status: int = 200, errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+    """Declare an endpoint; the handler's docstring is its OpenAPI summary."""
+
+    def declare(fn: Handler) -> Handler:
+        ENDPOINTS.append(Endpoint(method, path, response, fn, scope, tag,
+                                  (fn.__doc__ or "").strip(), query, body, status, errors))
+        return fn
+
+    return declare
+
+
+# -- serving the table ----------------------------------------------------------------
+
+
+async def _body(model: type[BaseModel], request: Request) -> BaseModel:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"the request body is over {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(exc, "body") from None
+
+
+def _query(model: type[BaseModel], request: Request) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise validation_failed(exc, "query") from None
+
+
+def _serve(ep: Endpoint, access: Access, ctx: AdminContext
+           ) -> Callable[[Request], Awaitable[Response]]:
+    what = f"{ep.method} /api/v1{ep.path}"
+    kind: AdminKind = "mutate" if ep.mutates else "read"
+
+    async def serve(request: Request) -> Response:
+        try:
+            principal = await access.principal_for(request)
+            require(principal, ep.scope, what)
+            if ep.scope == "admin" and not ctx.options.allows_admin(kind):
+                raise ApiError(403, "admin_disabled", f"{what} is turned off by "
+                               f"'gateway.admin: {ctx.options.admin}' in the config file",
+                               {"admin": ctx.options.admin})
+            call = Call(ctx, principal, dict(request.path_params),
+                        _query(ep.query, request) if ep.query else None,
+                        await _body(ep.body, request) if ep.body else None)
+            result = await ep.handler(call)
+        except ApiError as exc:
+            return exc.response()
+        except GatewayError as exc:
+            return api_error(exc).response()
+        except Exception:  # a bug: logged in full here, never detailed to the caller
+            logger.exception("%s failed", what)
+            return ApiError(500, "internal_error", "internal error; the gateway's log has "
+                                                   "the details").response()
+        return JSONResponse(result.model_dump(mode="json"), status_code=ep.status)
+
+    return serve
+
+
+def api_routes(access: Access, ctx: AdminContext) -> list[Route]:
+    """Every endpoint of ``ENDPOINTS`` as Starlette routes (one per path, by method)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in ENDPOINTS:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    out = []
+    for path, methods in by_path.items():
+        handlers = {m: _serve(ep, access, ctx) for m, ep in methods.items()}
+
+        async def dispatch(request: Request, handlers: dict[str, Callable[
+                [Request], Awaitable[Response]]] = handlers) -> Response:
+            # Starlette adds HEAD to every GET route: answer it as the GET.
+            return await (handlers.get(request.method) or handlers["GET"])(request)
+
+        out.append(Route(path, dispatch, methods=list(methods)))
+    return out
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such path) and 405 (wrong method), in the API's shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return ApiError(exc.status_code, code, f"{request.method} {request.url.path}: "
+                    f"{exc.detail}", headers=dict(exc.headers or {})).response()

@@ -1,0 +1,120 @@
+"""The REST API's errors: one JSON shape, and the one map from gateway errors to statuses.
+
+Every error response is ``{"error": {"code", "message", "details"}}``: ``code`` is a
+stable machine-readable word, ``message`` says what is wrong and what to do, ``details``
+is structured (the failing fields of a validation error, the config issues, the
+missing scope) or ``null``.  ``api_error`` is the only place a gateway exception becomes
+a status; messages come from the gateway's own errors, which never carry a secret
+value (tokens are never put in an error: the verifier returns ``None``, not the token).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.responses import JSONResponse
+
+from fast_mcp_gateway.errors import (
+    AdminError,
+    ConfigError,
+    Conflict,
+    GatewayError,
+    NotFound,
+    RateLimited,
+    UnknownComponent,
+    UpstreamError,
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from fast_mcp_gateway.store.base import StorageError
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. not_found, forbidden")
+    message: str = Field(description="what is wrong and how to fix it")
+    details: Any = Field(default=None, description="structured context (fields, scope, ...)")
+
+
+class ErrorBody(BaseModel):
+    """The body of every REST error response."""
+
+    error: ErrorDetail
+
+
+@dataclass
+class ApiError(Exception):
+    """An error answer: raise it from a handler, or get one from ``api_error``."""
+
+    status: int
+    code: str
+    message: str
+    details: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def response(self) -> JSONResponse:
+        body = ErrorBody(error=ErrorDetail(code=self.code, message=self.message,
+                                           details=self.details))
+        return JSONResponse(body.model_dump(mode="json"), status_code=self.status,
+                            headers=self.headers)
+
+
+def unauthorized(message: str, *, bad_token: bool) -> ApiError:
+    """401 with the RFC 6750 challenge (``invalid_token`` when one was sent)."""
+    challenge = 'Bearer error="invalid_token"' if bad_token else "Bearer"
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(scope: str, message: str) -> ApiError:
+    return ApiError(403, "forbidden", message, {"required_scope": scope}, headers={
+        "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+def validation_failed(exc: ValidationError, where: str) -> ApiError:
+    """422 naming every failing field (``where``: body, query or path)."""
+    fields = [{"field": ".".join(str(p) for p in e["loc"]) or where, "message": e["msg"],
+               "type": e["type"]} for e in exc.errors(include_url=False, include_input=False)]
+    named = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return ApiError(422, "validation_error", f"invalid {where}: {named}",
+                    {"in": where, "fields": fields})
+
+
+def api_error(exc: GatewayError) -> ApiError:
+    """The one map from the gateway's error tree to HTTP (most specific class first)."""
+    message = str(exc)
+    if isinstance(exc, ConfigError):
+        issues = [{"source": i.source, "server": i.server, "field": i.field,
+                   "message": i.message} for i in exc.issues]
+        return ApiError(422, "invalid_config", message, {"issues": issues})
+    if isinstance(exc, NotFound | UnknownComponent):
+        return ApiError(404, "not_found", message)
+    if isinstance(exc, Conflict):
+        return ApiError(409, "conflict", message)
+    if isinstance(exc, AdminError):
+        return ApiError(400, "bad_request", message)
+    if isinstance(exc, RateLimited):
+        retry = max(1, math.ceil(exc.retry_after))
+        return ApiError(429, "rate_limited", message, {"retry_after_seconds": exc.retry_after},
+                        headers={"Retry-After": str(retry)})
+    if isinstance(exc, UpstreamUnavailable):
+        return ApiError(503, "upstream_unavailable", message, {"server": exc.server},
+                        headers={"Retry-After": "5"})
+    if isinstance(exc, UpstreamTimeout):
+        return ApiError(504, "upstream_timeout", message, {"server": exc.server})
+    if isinstance(exc, UpstreamRequestFailed):
+        return ApiError(502, "upstream_failed", message, {"server": exc.server})
+    if isinstance(exc, UpstreamError):  # the base class: a replica index that does not exist
+        return ApiError(404, "not_found", message, {"server": exc.server})
+    if isinstance(exc, StorageError):
+        return ApiError(503, "store_unavailable", message)
+    return ApiError(500, "internal_error", message)

@@ -1,0 +1,167 @@
+"""The REST API's own models: request bodies, query parameters, and the results that
+admin operations return as plain dicts.
+
+Everything else the API returns is an ``admin.models`` model, shared with the MCP
+tools.  Constraints match the ``gateway_*`` tools' arguments (same bounds, same
+descriptions), so both transports accept exactly the same inputs.  These models feed
+validation and the OpenAPI document alike.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
+from fast_mcp_gateway.store.base import StorageError, parse_cursor
+
+Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
+Replica = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
+                                                         "ready one)")]
+ServerFilter = Annotated[str | None, Field(description="only this server")]
+BeforeId = Annotated[int | None, Field(ge=1, le=STORE_INT_MAX,
+                                       description="`next_before_id` of a previous page")]
+ConfigBody = Annotated[dict[str, Any], Field(
+    description="settings as in servers.yaml, e.g. {\"command\": \"uvx\", \"args\": "
+                "[\"mcp-server-time\"]} or {\"url\": \"http://127.0.0.1:9000/mcp\"}; "
+                "use ${VAR} for secrets")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- request bodies ------------------------------------------------------------------
+
+
+class ServerCreate(_In):
+    name: str = Field(min_length=1, max_length=128, description="the new server's name")
+    config: ConfigBody
+
+
+class ServerUpdate(_In):
+    config: ConfigBody
+
+
+class RouteIn(_In):
+    pattern: str = Field(min_length=1, description="an exposed tool name, prefix or wildcard "
+                                                   "such as 'search_*'")
+    target: str = Field(min_length=1, description="the server to send matching calls to")
+    match: Literal["exact", "prefix", "wildcard"] = "exact"
+    priority: RoutePriority = 0
+
+
+class CallToolIn(_In):
+    server: str = Field(min_length=1)
+    tool: str = Field(min_length=1, description="the tool's original name on that server")
+    arguments: dict[str, Any] | None = None
+    replica: Replica = None
+
+
+# -- query parameters (unknown parameters are ignored, as browsers add their own) -----
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class DetailQuery(_Query):
+    stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50
+    replica: Replica = None
+
+
+class InvocationsQuery(_Query):
+    server: ServerFilter = None
+    tool: Annotated[str | None, Field(description="only this exposed name")] = None
+    status: Literal["success", "error", "timeout", "rejected"] | None = None
+    since_minutes: Annotated[float | None, Field(gt=0, le=60 * 24 * 365)] = None
+    limit: Limit = 20
+    cursor: Annotated[str | None, Field(description="`next_cursor` of a previous page")] = None
+    oldest_first: bool = False
+
+    @field_validator("cursor")
+    @classmethod
+    def _issued_cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_cursor(value)
+            except StorageError:
+                raise ValueError("not a cursor this gateway issued; pass `next_cursor` "
+                                 "from a previous page") from None
+        return value
+
+
+class AuditQuery(_Query):
+    limit: Limit = 50
+    before_id: BeforeId = None
+
+
+class HealthQuery(_Query):
+    server: ServerFilter = None
+    limit: Limit = 50
+    before_id: BeforeId = None
+
+
+class StatsQuery(_Query):
+    since_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 365)] = 60
+
+
+class ListToolsQuery(_Query):
+    server: str = Field(min_length=1)
+    replica: Replica = None
+
+
+class GetResourceQuery(_Query):
+    server: str = Field(min_length=1)
+    uri: str = Field(min_length=1, description="the resource's original URI on that server")
+    replica: Replica = None
+
+
+class HistoryQuery(_Query):
+    server: ServerFilter = None
+    limit: Limit = 20
+    before_id: BeforeId = None
+
+
+# -- results of operations that return dicts -------------------------------------------
+
+
+class RouteOut(BaseModel):
+    id: int
+    pattern: str
+    match: str
+    target: str
+    priority: int
+    created_at: float | None = None
+
+
+class RouteList(BaseModel):
+    routes: list[RouteOut] = Field(description="in decision order (priority, then age)")
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class AuditPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_before_id: int | None
+
+
+class HealthPage(BaseModel):
+    records: list[dict[str, Any]]
+    next_before_id: int | None
+
+
+class Component(BaseModel):
+    kind: str = Field(description="tool, resource, resource_template or prompt")
+    exposed: str = Field(description="the name (or URI) hosts see")
+    original: str = Field(description="its name (or URI) on the upstream")
+    definition: dict[str, Any] = Field(description="the upstream's definition")
+
+
+class ComponentList(BaseModel):
+    server: str
+    items: list[Component]
+

@@ -1,0 +1,282 @@
+"""The REST management API /api/v1 over real HTTP on 127.0.0.1, with the demo upstreams
+(notes, clock) as real stdio subprocesses and a real SQLite store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+
+from tests.fixtures import make_gateway, serve_http
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_ops-planted-4b1d9c0e7f2a5d83"  # admin
+ALICE = "mgw_alice-only-notes-0a9f7e3c"  # tools, servers [notes]
+BOB = "mgw_bob-tools-everything-5c2e"  # tools
+AUTH = {"tokens": [
+    {"name": "ops", "token": OPS, "scopes": ["admin"]},
+    {"name": "alice", "token": ALICE, "scopes": ["tools"], "servers": ["notes"]},
+    {"name": "bob", "token": BOB, "scopes": ["tools"]},
+]}
+
+
+def demo(name: str) -> dict[str, Any]:
+    return {"command": "${GATEWAY_PYTHON}", "args": ["-m", f"fast_mcp_gateway.demo.{name}"]}
+
+
+class Api:
+    """An HTTP client of /api/v1 that keeps every response body (to search for leaks)."""
+
+    def __init__(self, http: httpx2.AsyncClient, base: str) -> None:
+        self.http, self.base, self.seen = http, base, []
+
+    async def __call__(self, method: str, path: str, token: str | None = None,
+                       **kw: Any) -> httpx2.Response:
+        headers = dict(kw.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = await self.http.request(method, f"{self.base}/api/v1{path}",
+                                           headers=headers, **kw)
+        self.seen.append(f"{response.headers}\n{response.text}")
+        return response
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, servers: dict[str, Any], *, auth: bool = True,
+                  options: dict[str, Any] | None = None, **settings: Any
+                  ) -> AsyncIterator[tuple[Api, str]]:
+    opts = dict(options or {})
+    if auth:
+        opts["auth"] = AUTH
+    gateway = make_gateway(servers, options=opts, db=tmp_path / "gateway.db", **settings)
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        yield Api(http, base), base
+
+
+def assert_error(response: httpx2.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def test_servers_lifecycle_as_an_admin_token(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _base):
+        listed = (await api("GET", "/servers", OPS)).json()
+        assert [s["name"] for s in listed["servers"]] == ["notes"] and listed["ready"] == 1
+
+        added = await api("POST", "/servers", OPS, json={"name": "clock", "config": demo("clock")})
+        assert added.status_code == 201 and added.json()["added"] == ["clock"]
+        again = await api("POST", "/servers", OPS, json={"name": "clock", "config": demo("clock")})
+        assert "already exists" in assert_error(again, 409, "conflict")["message"]
+
+        detail = (await api("GET", "/servers/clock", OPS)).json()
+        assert detail["state"] == "ready" and "config" in detail and "stderr_tail" in detail
+        tools = (await api("GET", "/servers/clock/tools", OPS)).json()
+        assert {"clock_now", "clock_add"} <= {t["exposed"] for t in tools["items"]}
+        resources = (await api("GET", "/servers/notes/resources", OPS)).json()["items"]
+        assert {r["kind"] for r in resources} == {"resource", "resource_template"}
+        prompts = (await api("GET", "/servers/notes/prompts", OPS)).json()["items"]
+        assert [p["original"] for p in prompts] == ["summarize_notes"]
+
+        disabled = await api("PUT", "/servers/clock/disable", OPS)
+        assert disabled.json()["state"] == "disabled" and not disabled.json()["enabled"]
+        enabled = await api("PUT", "/servers/clock/enable", OPS)
+        assert enabled.json()["state"] == "ready"
+        restarted = await api("POST", "/servers/clock/restart", OPS)
+        assert restarted.status_code == 200 and restarted.json()["state"] == "ready"
+        updated = await api("PUT", "/servers/clock", OPS,
+                            json={"config": {**demo("clock"), "description": "time"}})
+        assert updated.json()["restarted"] == ["clock"]
+        assert (await api("GET", "/servers/clock", OPS)).json()["description"] == "time"
+
+        # Validation: the field is named; a bad config names its field too.
+        missing = assert_error(await api("POST", "/servers", OPS, json={"config": {}}),
+                               422, "validation_error")
+        assert [f["field"] for f in missing["details"]["fields"]] == ["name"]
+        invalid = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "bad", "config": {"command": "x", "timeout": "soon"}}), 422, "invalid_config")
+        assert invalid["details"]["issues"] and "bad" in invalid["message"]
+        assert_error(await api("POST", "/servers", OPS, content=b"{not json"), 400,
+                     "invalid_json")
+        assert_error(await api("PUT", "/servers/nope/enable", OPS), 404, "not_found")
+        assert_error(await api("DELETE", "/servers/nope", OPS), 404, "not_found")
+
+        removed = await api("DELETE", "/servers/clock", OPS)
+        assert removed.json()["removed"] == ["clock"]
+        assert_error(await api("GET", "/servers/clock", OPS), 404, "not_found")
+
+        audit = (await api("GET", "/logs/audit", OPS)).json()["entries"]
+        actions = {(e["actor"], e["action"], e["target"]) for e in audit}
+        assert {("ops", "add_server", "clock"), ("ops", "disable_server", "clock"),
+                ("ops", "remove_server", "clock")} <= actions
+
+    # The admin token never shows up: not in a response, a log line or the store's files.
+    assert all(OPS not in text for text in api.seen)
+    assert OPS not in caplog.text
+    files = [f for f in tmp_path.iterdir() if f.is_file()]  # noqa: ASYNC240 (test epilogue)
+    assert any(f.name == "gateway.db" for f in files)
+    for file in files:
+        assert OPS.encode() not in file.read_bytes(), file
+
+
+async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            for title in ("a", "b", "c"):
+                await client.call_tool("notes_add_note", {"title": title})
+            await client.call_tool("clock_add", {"a": 1, "b": 2})
+
+        route = await api("POST", "/routes", OPS, json={"pattern": "notes_list_*",
+                                                        "target": "clock", "match": "wildcard"})
+        assert route.status_code == 201
+        rid = route.json()["id"]
+        assert (await api("GET", "/routes", BOB)).json()["routes"][0]["target"] == "clock"
+        changed = await api("PUT", f"/routes/{rid}", OPS,
+                            json={"pattern": "notes_list_notes", "target": "notes",
+                                  "priority": 5})
+        assert changed.json() == {"id": rid, "pattern": "notes_list_notes", "match": "exact",
+                                  "target": "notes", "priority": 5, "created_at": None}
+        assert (await api("DELETE", f"/routes/{rid}", OPS)).json() == {"deleted": rid}
+        assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
+        bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")
+        assert bad_id["details"]["in"] == "path"
+        assert_error(await api("POST", "/routes", OPS, json={"pattern": "x", "target": "nope"}),
+                     404, "not_found")
+
+        first = (await api("GET", "/logs/invocations", BOB,
+                           params={"server": "notes", "limit": 2})).json()
+        assert [c["exposed"] for c in first["calls"]] == ["notes_add_note"] * 2
+        assert first["next_cursor"]
+        rest = (await api("GET", "/logs/invocations", BOB,
+                          params={"server": "notes", "cursor": first["next_cursor"]})).json()
+        assert len(rest["calls"]) == 1 and rest["next_cursor"] is None
+        cursor = assert_error(await api("GET", "/logs/invocations", BOB,
+                                        params={"cursor": "garbage"}), 422, "validation_error")
+        assert cursor["details"]["fields"][0]["field"] == "cursor"
+        status = assert_error(await api("GET", "/logs/invocations", BOB,
+                                        params={"status": "great"}), 422, "validation_error")
+        assert status["details"]["fields"][0]["field"] == "status"
+        health = (await api("GET", "/logs/health", BOB)).json()
+        assert {r["server"] for r in health["records"]} >= {"notes", "clock"}
+
+        overview = (await api("GET", "/stats/overview", BOB)).json()
+        assert {g["key"]: g["count"] for g in overview["groups"]} == {"notes": 3, "clock": 1}
+        per_tool = (await api("GET", "/stats/servers/notes", BOB)).json()
+        assert [(g["key"], g["count"]) for g in per_tool["groups"]] == [("notes_add_note", 3)]
+        one = (await api("GET", "/stats/tools/clock_add", BOB)).json()
+        assert [(g["key"], g["count"]) for g in one["groups"]] == [("clock_add", 1)]
+        assert_error(await api("GET", "/stats/tools/nope", BOB), 404, "not_found")
+
+        called = await api("POST", "/debug/call-tool", OPS,
+                           json={"server": "clock", "tool": "add", "arguments": {"a": 2, "b": 3}})
+        assert called.json()["status"] == "success"
+        assert called.json()["result"]["structuredContent"] == {"result": 5.0}
+        listing = (await api("GET", "/debug/list-tools", OPS, params={"server": "notes"})).json()
+        assert "add_note" in {t["name"] for t in listing["tools"]}
+        read = (await api("GET", "/debug/get-resource", OPS,
+                          params={"server": "notes", "uri": "notes://note/1"})).json()
+        assert read["status"] == "success" and "Welcome" in str(read["result"])
+        hist = (await api("GET", "/debug/history", OPS)).json()["entries"]
+        assert [e["operation"] for e in hist] == ["resources/read", "tools/call"]
+        assert_error(await api("GET", "/debug/list-tools", OPS,
+                               params={"server": "notes", "replica": 7}), 404, "not_found")
+
+
+async def test_tokens_scopes_and_server_restrictions(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
+        none = assert_error(await api("GET", "/servers"), 401, "unauthorized")
+        assert "Bearer" in none["message"]
+        assert (await api("GET", "/servers")).headers["www-authenticate"] == "Bearer"
+        bad = await api("GET", "/servers", "mgw_wrong-token-0000000000")
+        assert_error(bad, 401, "unauthorized")
+        assert bad.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        basic = await api("GET", "/servers", headers={"Authorization": f"Basic {OPS}"})
+        assert_error(basic, 401, "unauthorized")
+
+        refused = assert_error(await api("POST", "/servers", BOB,
+                                         json={"name": "x", "config": demo("clock")}),
+                               403, "forbidden")
+        assert refused["details"] == {"required_scope": "admin"} and "'admin'" in refused["message"]
+        assert_error(await api("POST", "/debug/call-tool", BOB,
+                               json={"server": "notes", "tool": "list_notes"}), 403, "forbidden")
+        assert_error(await api("GET", "/logs/audit", BOB), 403, "forbidden")
+        assert_error(await api("GET", "/debug/history", BOB), 403, "forbidden")
+
+        # alice sees notes only; clock does not exist for her.
+        mine = (await api("GET", "/servers", ALICE)).json()
+        assert [s["name"] for s in mine["servers"]] == ["notes"] and mine["total"] == 1
+        status = (await api("GET", "/servers/notes", ALICE)).json()
+        assert "config" not in status and "stderr_tail" not in status  # tools scope: status only
+        for path in ("/servers/clock", "/servers/clock/tools", "/stats/servers/clock",
+                     "/stats/tools/clock_add"):
+            hidden = assert_error(await api("GET", path, ALICE), 404, "not_found")
+            assert "clock" not in hidden["message"].partition("known:")[2]
+        assert_error(await api("GET", "/logs/invocations", ALICE, params={"server": "clock"}),
+                     404, "not_found")
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            await client.call_tool("clock_add", {"a": 1, "b": 1})
+            await client.call_tool("notes_list_notes", {})
+        calls = (await api("GET", "/logs/invocations", ALICE)).json()["calls"]
+        assert [c["server"] for c in calls] == ["notes"]
+        overview = (await api("GET", "/stats/overview", ALICE)).json()
+        assert [g["key"] for g in overview["groups"]] == ["notes"]
+        assert set(overview["inflight"]) == {"notes"}
+
+        assert (await api("GET", "/openapi.json")).status_code == 200  # describes, holds no data
+        evil = await api("GET", "/servers", OPS, headers={"Host": "evil.example.com"})
+        assert evil.status_code == 421  # the DNS-rebinding guard covers the API too
+    assert all(token not in text for text in api.seen for token in (OPS, ALICE, BOB))
+
+
+async def test_without_auth_reads_are_anonymous_and_mutations_refused(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False) as (api, _base):
+        assert (await api("GET", "/servers")).json()["total"] == 1
+        refused = assert_error(await api("DELETE", "/servers/notes"), 403, "forbidden")
+        assert "gateway.auth.tokens" in refused["message"]
+        assert "mcp-gateway token new" in refused["message"]
+        assert_error(await api("GET", "/logs/audit"), 403, "forbidden")
+        assert (await api("GET", "/servers")).json()["total"] == 1  # nothing was removed
+
+
+async def test_allow_unauthenticated_admin_lets_anonymous_manage(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
+                       allow_unauthenticated_admin=True) as (api, _base):
+        assert (await api("PUT", "/servers/notes/disable")).json()["state"] == "disabled"
+        audit = (await api("GET", "/logs/audit")).json()["entries"]
+        assert [(e["actor"], e["action"]) for e in audit] == [("anonymous", "disable_server")]
+
+
+async def test_gateway_admin_read_only_refuses_rest_mutations(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"notes": demo("notes")},
+                       options={"admin": "read_only"}) as (api, _base):
+        assert (await api("GET", "/logs/audit", OPS)).status_code == 200
+        off = assert_error(await api("PUT", "/servers/notes/disable", OPS), 403,
+                           "admin_disabled")
+        assert "read_only" in off["message"]
+
+
+async def test_the_openapi_document_is_generated_from_the_models(tmp_path: Path) -> None:
+    async with serving(tmp_path, {}) as (api, _base):
+        doc = (await api("GET", "/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    operations = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert len(operations) == 25 and ("PUT", "/servers/{name}/disable") in operations
+    post = doc["paths"]["/servers"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ServerCreate"}
+    assert set(post["responses"]) >= {"201", "401", "403", "409", "422"}
+    schemas = doc["components"]["schemas"]
+    assert {"ServerList", "ServerStatus", "CallPage", "StatsReport", "ErrorBody"} <= set(schemas)
+    assert doc["security"] == [{"bearer": []}]

@@ -1,0 +1,111 @@
+"""`mcp-gateway serve` and access: the public-bind refusal, --allow-unauthenticated-admin,
+and the REST API of a real gateway process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from fast_mcp_gateway.cli.main import _parser, _settings, announcement, bind_refusal
+from fast_mcp_gateway.config.settings import GatewaySettings
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "fast_mcp_gateway", "serve"]
+NOTES = ("servers:\n  notes:\n    command: ${GATEWAY_PYTHON}\n"
+         "    args: ['-m', 'fast_mcp_gateway.demo.notes']\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text(NOTES)
+    done = subprocess.run([*CLI, "--config", str(config), "--transport", "http", "--host",
+                           "0.0.0.0", "--port", str(_free_port()), "--db",
+                           str(tmp_path / "g.db")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in done.stderr
+    assert "mcp-gateway token new" in done.stderr and "gateway.auth.tokens" in done.stderr
+    assert not (tmp_path / "g.db").exists()  # refused before anything started
+
+
+def test_the_bind_rule() -> None:
+    public = GatewaySettings(transport="http", host="0.0.0.0")
+    assert bind_refusal(public, authenticated=False) is not None
+    assert bind_refusal(public, authenticated=True) is None
+    assert bind_refusal(GatewaySettings(transport="sse", host="::"), authenticated=False)
+    assert bind_refusal(GatewaySettings(transport="http", host="127.0.0.1"),
+                        authenticated=False) is None
+    assert bind_refusal(GatewaySettings(host="0.0.0.0"), authenticated=False) is None  # stdio
+
+
+def test_the_flag_and_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN", raising=False)
+    plain = _settings(_parser().parse_args(["serve"]))
+    assert plain.allow_unauthenticated_admin is False
+    flagged = _settings(_parser().parse_args(["serve", "--allow-unauthenticated-admin"]))
+    assert flagged.allow_unauthenticated_admin is True
+    monkeypatch.setenv("MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN", "true")
+    assert _settings(_parser().parse_args(["serve"])).allow_unauthenticated_admin is True
+
+
+def test_serve_says_how_access_works() -> None:
+    local = GatewaySettings(transport="http", port=9000)
+    lines = announcement(local, 1, interactive=False, authenticated=False)
+    assert "admin operations are refused" in lines[1] and "token new" in lines[1]
+    opened = local.model_copy(update={"allow_unauthenticated_admin": True})
+    assert announcement(opened, 1, interactive=False, authenticated=False)[1].startswith(
+        "WARNING: --allow-unauthenticated-admin")
+    assert "bearer token" in announcement(local, 1, interactive=False, authenticated=True)[1]
+
+
+def _wait_for_api(url: str, proc: subprocess.Popen[str], within: float = 60) -> None:
+    """Until the gateway answers (its upstreams connect before the port opens)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the gateway exited"
+        try:
+            httpx2.get(url, timeout=5)
+            return
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {within}s")
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_real_gateway_process_refuses_or_allows_anonymous_admin(tmp_path: Path,
+                                                                 allow: bool) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text(NOTES)
+    port = _free_port()
+    args = [*CLI, "--config", str(config), "--transport", "http", "--port", str(port),
+            "--db", str(tmp_path / "g.db")] + (["--allow-unauthenticated-admin"] if allow else [])
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        _wait_for_api(f"{api}/openapi.json", proc)
+        assert httpx2.get(f"{api}/servers", timeout=30).json()["total"] == 1
+        response = httpx2.put(f"{api}/servers/notes/disable", timeout=30)
+        if allow:
+            assert response.status_code == 200 and response.json()["state"] == "disabled"
+        else:
+            assert response.status_code == 403
+            assert "gateway.auth.tokens" in response.json()["error"]["message"]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

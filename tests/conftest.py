@@ -23,11 +23,21 @@ def _no_leaked_processes():
 
 @pytest.fixture(autouse=True, scope="session")
 def _store_in_a_temp_folder(tmp_path_factory: pytest.TempPathFactory):
-    """Gateways the tests start as subprocesses record calls here, not in $HOME."""
-    previous = os.environ.get("MCP_GATEWAY_DB")
+    """Nothing the tests start touches the user's real home or data folder.
+
+    ``MCP_GATEWAY_DB`` covers gateways that inherit the environment; ``HOME`` and
+    ``XDG_DATA_HOME`` cover those started with a scrubbed one (the SDK's stdio client
+    passes only HOME, PATH, USER, ... to a server, so a gateway started as an upstream or
+    by a host falls back to the data folder under HOME)."""
+    home = tmp_path_factory.mktemp("home")
+    names = ("MCP_GATEWAY_DB", "HOME", "XDG_DATA_HOME")
+    previous = {name: os.environ.get(name) for name in names}
     os.environ["MCP_GATEWAY_DB"] = str(tmp_path_factory.mktemp("store") / "gateway.db")
+    os.environ["HOME"] = str(home)
+    os.environ["XDG_DATA_HOME"] = str(home / ".local" / "share")
     yield
-    if previous is None:
-        os.environ.pop("MCP_GATEWAY_DB", None)
-    else:
-        os.environ["MCP_GATEWAY_DB"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -114,7 +114,6 @@ class Gateway:
         self.manager.on_change(self.hub.changed)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
-        self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:

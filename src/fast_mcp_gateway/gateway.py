@@ -33,6 +33,7 @@ from mcp.server.subscriptions import (
 )
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY
 from fast_mcp_gateway.admin.control import ControlPlane
@@ -107,7 +108,7 @@ class Gateway:
             # Relay upstream schemas as sent: inlining $refs would drop $defs.
             dereference_schemas=False,
         )
-        self.server.gateway_provider = self.provider
+        self.server.use_provider(self.provider)
         # Everything the admin tools reach is built; now adapt them to this server.
         self.admin_tool_names = register_admin_tools(self.server, self.control)
         self.manager.reserve_names(self.admin_tool_names)
@@ -167,7 +168,7 @@ class Gateway:
     # -- protocol features FastMCP does not forward ------------------------------
 
     def _install_protocol_handlers(self) -> None:
-        low = self.server._mcp_server  # the SDK server: the documented way to add methods
+        low = low_level_server(self.server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
             ListenHandler(self.hub.bus),
@@ -209,7 +210,7 @@ class Gateway:
             await upstream.subscribe(original)
         except UpstreamError as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
-        self.hub.subscribe(uri, getattr(ctx.session, "_connection", None))
+        self.hub.subscribe(uri, connection_of(ctx.session))
         return types.EmptyResult()
 
     async def _on_unsubscribe(
@@ -217,7 +218,7 @@ class Gateway:
     ) -> types.EmptyResult:
         uri = str(params.uri)
         upstream, original = self._resource_origin(uri)
-        if self.hub.unsubscribe(uri, getattr(ctx.session, "_connection", None)):
+        if self.hub.unsubscribe(uri, connection_of(ctx.session)):
             try:
                 await upstream.unsubscribe(original)
             except (UpstreamError, MCPError) as exc:
@@ -283,13 +284,13 @@ class Gateway:
                 await self.server.run_async(transport="stdio", show_banner=False)
                 return
             reader, writer = streams
-            low = self.server._mcp_server
+            low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane)
             token = set_transport("stdio")
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
-                async with self.server._lifespan_manager(), anyio.create_task_group() as tg:
+                async with lifespan(self.server), anyio.create_task_group() as tg:
                     await tg.start(functools.partial(lane.run, writer))
                     reader.intercept = lane.intercept
                     async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from mcp.client.session import _wire_fields
 from mcp.server.connection import allowed_log_levels
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
@@ -61,6 +60,7 @@ from mcp_types.version import (
 )
 from opentelemetry import trace
 
+from fast_mcp_gateway._compat import wire_fields
 from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, FrontCall
 
@@ -87,7 +87,7 @@ def _encode(message: dict[str, Any]) -> bytes:
 def _result_fields(version: str) -> frozenset[str]:
     """The ``tools/call`` result keys protocol ``version`` defines."""
     row = _methods.SERVER_RESULTS.get(("tools/call", version))
-    return _wire_fields(row) if row is not None else frozenset(
+    return wire_fields(row) if row is not None else frozenset(
         {"_meta", "content", "isError", "structuredContent"})
 
 

@@ -19,6 +19,7 @@ from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 
+from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
@@ -137,7 +138,7 @@ class Requests:
             data: dict[str, Any] = {"method": "tools/call", "params": {
                 **params, "_meta": dict(params.get("_meta") or {})}}
             opts: CallOptions = {"timeout": self.call_timeout}
-            session._stamp(data, opts)  # the negotiated era's envelope, as send_request does
+            stamp_request(session, data, opts)
             tap = self._sup.tap
             if tap is not None:  # stdio: beside the session, on the same pipe
                 return await tap.request("tools/call", data["params"], self.call_timeout,
@@ -145,7 +146,7 @@ class Requests:
             opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER, encode_header_value(name))
             if on_progress is not None:
                 opts["on_progress"] = on_progress
-            return await session._dispatcher.send_raw_request("tools/call", data["params"], opts)
+            return await send_raw_request(session, "tools/call", data["params"], opts)
 
         return await self.request(f"tools/call '{name}'", front, op)
 

@@ -13,9 +13,9 @@ import mcp_types as types
 from fastmcp.client.transports import ClientTransport
 from fastmcp.client.transports.base import TransportOptions
 from mcp import ClientSession
-from mcp.client._probe import negotiate_auto
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.model import Catalog, describe_error

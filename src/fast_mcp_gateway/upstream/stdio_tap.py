@@ -44,22 +44,22 @@ from anyio.streams.memory import MemoryObjectSendStream
 from fastmcp.client.transports import StdioTransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp import ClientSession
-from mcp.client._transport import TransportStreams
-from mcp.client.stdio import (
-    StdioServerParameters,
-    _aclose_all,
-    _close_pipe,
-    _close_subprocess_transport,
-    _create_platform_compatible_process,
-    _drain_stdout,
-    _get_executable_command,
-    _terminate_process_tree,
-    _wait_for_process_exit,
-    get_default_environment,
-)
+from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.os.win32.utilities import close_process_job
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+
+from fast_mcp_gateway._compat import (
+    TransportStreams,
+    aclose_all,
+    close_pipe,
+    close_subprocess_transport,
+    create_process,
+    drain_stdout,
+    executable_command,
+    terminate_process_tree,
+    wait_for_process_exit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +75,15 @@ _KILL_REAP_TIMEOUT = 2.0
 async def _stop_server_process(process: Any) -> None:
     """The SDK's shutdown sequence (stdin EOF, grace, group SIGTERM, SIGKILL) with
     ``STOP_GRACE`` as the grace."""
-    await _close_pipe(process.stdin)
-    if not await _wait_for_process_exit(process, STOP_GRACE):
-        await _terminate_process_tree(process)
-        if not await _wait_for_process_exit(process, _KILL_REAP_TIMEOUT):
+    await close_pipe(process.stdin)
+    if not await wait_for_process_exit(process, STOP_GRACE):
+        await terminate_process_tree(process)
+        if not await wait_for_process_exit(process, _KILL_REAP_TIMEOUT):
             logger.warning("MCP server process %d is still alive after the kill escalation; "
                            "abandoning it", process.pid)
     close_process_job(process)
-    await _close_pipe(process.stdout)
-    _close_subprocess_transport(process)
+    await close_pipe(process.stdout)
+    close_subprocess_transport(process)
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # (reason, fatal): a protocol violation on stdout; fatal ones end the session.
 ProtocolListener = Callable[[str, bool], None]
@@ -318,8 +318,8 @@ async def tapped_stdio_client(
     server: StdioServerParameters, errlog: TextIO, tap: RawTap
 ) -> AsyncGenerator[TransportStreams, None]:
     """The SDK's ``stdio_client``, with ``tap`` reading and writing beside the session."""
-    command = await _get_executable_command(server.command)
-    process = await _create_platform_compatible_process(
+    command = await executable_command(server.command)
+    process = await create_process(
         command=command, args=server.args,
         env=get_default_environment() | (server.env or {}), errlog=errlog, cwd=server.cwd,
     )
@@ -367,7 +367,7 @@ async def tapped_stdio_client(
                     await read_stream_writer.aclose()
                 finally:
                     tap.close()
-                    await _drain_stdout(process)
+                    await drain_stdout(process)
         except anyio.ClosedResourceError:
             pass
         except (anyio.BrokenResourceError, ConnectionError):
@@ -394,7 +394,7 @@ async def tapped_stdio_client(
         with anyio.move_on_after(_WRITER_FLUSH_TIMEOUT):
             await writer_done.wait()
         await _stop_server_process(process)
-        await _aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
+        await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()
 
     async def raw_write(data: bytes) -> None:

@@ -28,6 +28,7 @@ from fastmcp.client.transports import ClientTransport
 from mcp import ClientSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.upstream.model import (
@@ -430,10 +431,8 @@ class Supervisor:
                 self._closed.set()
 
             async def watch_dispatcher() -> None:
-                # The SDK has no public "connection closed" event; its dispatcher flag is
-                # the authoritative sign for HTTP/SSE/in-memory sessions.
-                dispatcher = getattr(session, "_dispatcher", None)
-                while not getattr(dispatcher, "_closed", False):  # noqa: ASYNC110
+                # No public "closed" event: poll the SDK's flag (see _compat).
+                while not session_closed(session):  # noqa: ASYNC110
                     await anyio.sleep(0.5)
                 self._broken = self._broken or "connection closed"
                 self._closed.set()

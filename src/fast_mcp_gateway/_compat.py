@@ -1,0 +1,155 @@
+"""Every use of a FastMCP or MCP SDK internal, in one place.
+
+The gateway sits lower in the stack than FastMCP's public API reaches: it relays
+requests as JSON past the SDK's result models, shares a stdio server's pipe with the
+SDK session, serves stdin without the SDK's worker thread and watches sessions die.
+Each of those needs a private name of ``fastmcp`` (4.2) or ``mcp`` (2.3).  They are all
+here, under public names with a contract, so that
+
+* ``tests/test_compat.py`` exercises each one against the installed versions: an
+  upgrade that renames or changes one fails that test loudly (never a silent
+  ``getattr`` default that disables, say, dead-session detection);
+* ``tests/test_compat.py`` also fails if any other module of the package reaches a
+  private name of ``fastmcp``/``mcp`` itself.
+
+Moving the version pins (pyproject.toml) means running that test first.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, cast
+
+from fastmcp import FastMCP
+from fastmcp.tools.base import Tool
+from fastmcp.utilities.versions import VersionSpec
+from mcp.client._probe import negotiate_auto as _negotiate_auto
+from mcp.client._transport import TransportStreams
+from mcp.client.session import _wire_fields
+from mcp.client.stdio import (
+    _aclose_all,
+    _close_pipe,
+    _close_subprocess_transport,
+    _create_platform_compatible_process,
+    _drain_stdout,
+    _get_executable_command,
+    _parse_line,
+    _terminate_process_tree,
+    _wait_for_process_exit,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from mcp import ClientSession
+    from mcp.server.connection import Connection
+    from mcp.server.lowlevel import Server
+    from pydantic import BaseModel
+
+__all__ = [
+    "PreferredToolServer",
+    "TransportStreams",
+    "aclose_all",
+    "close_pipe",
+    "close_subprocess_transport",
+    "connection_of",
+    "create_process",
+    "drain_stdout",
+    "executable_command",
+    "lifespan",
+    "low_level_server",
+    "negotiate_auto",
+    "parse_line",
+    "send_raw_request",
+    "session_closed",
+    "stamp_request",
+    "terminate_process_tree",
+    "wait_for_process_exit",
+    "wire_fields",
+]
+
+# -- the SDK's stdio client helpers (upstream/stdio_tap.py reuses its spawn and stop) --
+
+aclose_all = _aclose_all
+close_pipe = _close_pipe
+close_subprocess_transport = _close_subprocess_transport
+create_process = _create_platform_compatible_process
+drain_stdout = _drain_stdout
+executable_command = _get_executable_command
+parse_line = _parse_line
+terminate_process_tree = _terminate_process_tree
+wait_for_process_exit = _wait_for_process_exit
+
+# -- client sessions ----------------------------------------------------------------
+
+negotiate_auto = _negotiate_auto
+"""``mode="auto"`` at connect: probe ``server/discover``, else ``initialize``."""
+
+
+def wire_fields(model: Any) -> frozenset[str]:
+    """The top-level wire keys a result model (or a union of them) declares."""
+    return _wire_fields(cast("type[BaseModel]", model))
+
+
+def stamp_request(session: ClientSession, data: dict[str, Any], opts: Any) -> None:
+    """Write the negotiated era's envelope (``_meta``: version, client info, caps) into
+    ``data`` as ``send_request`` would, for a request the gateway sends as JSON."""
+    session._stamp(data, opts)
+
+
+async def send_raw_request(
+    session: ClientSession, method: str, params: dict[str, Any] | None, opts: Any
+) -> dict[str, Any]:
+    """Send a stamped request on the session's dispatcher; the result comes back as
+    JSON, without the SDK's result models (their validation costs more than a relay)."""
+    return await session._dispatcher.send_raw_request(method, params, opts)
+
+
+def session_closed(session: ClientSession) -> bool:
+    """True once the session's connection is gone.
+
+    The SDK has no public "closed" event; its dispatcher's flag is the authoritative
+    sign for HTTP, SSE and in-memory sessions.  Raises ``AttributeError`` if the SDK
+    changed it -- never a silent "still open".
+    """
+    return bool(cast(Any, session._dispatcher)._closed)
+
+
+# -- the server side ------------------------------------------------------------------
+
+
+def connection_of(session: Any) -> Connection | None:
+    """The SDK ``Connection`` behind a request's server session (``None`` in-process)."""
+    return cast("Connection | None", getattr(session, "_connection", None))
+
+
+def low_level_server(server: FastMCP[Any]) -> Server[Any]:
+    """The SDK server under a FastMCP server: where extra request handlers are added
+    (``subscriptions/listen``, ``resources/subscribe``, ``completion/complete``)."""
+    return cast("Server[Any]", server._mcp_server)
+
+
+def lifespan(server: FastMCP[Any]) -> AbstractAsyncContextManager[Any]:
+    """FastMCP's lifespan, entered as ``run_stdio_async`` enters it: the gateway runs
+    stdio itself (without the SDK's threads) and must run the same lifespan."""
+    return cast("AbstractAsyncContextManager[Any]", server._lifespan_manager())
+
+
+class PreferredToolServer(FastMCP[Any]):
+    """A FastMCP server that asks ``prefer_tool`` first when resolving a tool by name.
+
+    FastMCP resolves a tool by asking every provider concurrently (a task group per
+    call).  The gateway's upstream tools live in one O(1) table whose names never
+    collide with its own tools, so asking it first changes no answer, only the cost of
+    every ``tools/call``.  A tool with its own ``auth`` is left to FastMCP.
+    """
+
+    prefer_tool: Callable[[str], Awaitable[Tool | None]] | None = None
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        if version is None and self.prefer_tool is not None:
+            tool = await self.prefer_tool(name)
+            if tool is not None and tool.auth is None:
+                return tool
+        return await super()._get_tool(name, version)
+

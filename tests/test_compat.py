@@ -1,0 +1,276 @@
+"""FastMCP / SDK internals: contained in ``_compat`` and each one exercised.
+
+An upgrade of ``fastmcp`` or ``mcp`` that renames or reshapes one of the private names
+the gateway relies on must fail here, loudly, not disable a feature in silence.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import pkgutil
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from fastmcp import Client, FastMCP
+from fastmcp.server.dependencies import get_context
+from fastmcp.server.providers import Provider
+from fastmcp.tools.base import Tool
+from mcp.server.connection import Connection
+
+import fast_mcp_gateway
+from fast_mcp_gateway import _compat
+
+pytestmark = pytest.mark.anyio
+
+PACKAGE = Path(fast_mcp_gateway.__file__).parent
+LIBRARIES = ("fastmcp", "mcp", "mcp_types")
+
+# FastMCP documents these as the methods a Provider subclass implements.
+PROVIDER_HOOKS = frozenset({
+    "_list_tools", "_get_tool", "_list_resources", "_get_resource",
+    "_list_resource_templates", "_get_resource_template", "_list_prompts", "_get_prompt",
+})
+
+
+def _sources() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p.name != "_compat.py"]
+
+
+def _library_private_names() -> set[str]:
+    """Every ``_name`` the libraries define (functions, methods, attributes)."""
+    names: set[str] = set()
+    pattern = re.compile(r"(?:def |self\.|^\s*)(_[a-z][A-Za-z0-9_]*)\b", re.M)
+    for lib in LIBRARIES:
+        root = Path(importlib.import_module(lib).__file__ or "").parent
+        for path in root.rglob("*.py"):
+            names.update(pattern.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def _own_private_names() -> set[str]:
+    """Every ``_name`` the gateway defines itself (so ``tool._original`` is ours)."""
+    names: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_module_but_compat_reaches_a_private_name_of_fastmcp_or_the_sdk() -> None:
+    library = _library_private_names()
+    ours = _own_private_names()
+    found: list[str] = []
+    for path in _sources():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(PACKAGE)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                node.module.split(".")[0] in LIBRARIES
+            ):
+                if any(part.startswith("_") for part in node.module.split(".")):
+                    found.append(f"{where}:{node.lineno}: imports {node.module}")
+                found += [f"{where}:{node.lineno}: imports {a.name} from {node.module}"
+                          for a in node.names if a.name.startswith("_")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not (
+                node.attr.startswith("__")
+            ):
+                base = node.value
+                is_self = isinstance(base, ast.Name) and base.id in ("self", "cls")
+                if not is_self and node.attr in library and node.attr not in ours:
+                    found.append(f"{where}:{node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                node.func.id in ("getattr", "setattr", "hasattr")
+            ) and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and (
+                str(node.args[1].value).startswith("_")
+            ) and not str(node.args[1].value).startswith("__"):
+                found.append(f"{where}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+    assert not found, "private FastMCP/SDK names outside _compat.py:\n" + "\n".join(found)
+
+
+def test_no_class_overrides_a_private_method_of_fastmcp_or_the_sdk() -> None:
+    found: list[str] = []
+    for info in pkgutil.walk_packages([str(PACKAGE)], "fast_mcp_gateway."):
+        if info.name.endswith(("_compat", "__main__")):
+            continue
+        module = importlib.import_module(info.name)
+        for cls in vars(module).values():
+            if not inspect.isclass(cls) or cls.__module__ != module.__name__:
+                continue
+            for name in vars(cls):
+                if not name.startswith("_") or name.startswith("__") or not callable(
+                    vars(cls)[name]
+                ):
+                    continue
+                for base in cls.__mro__[1:]:
+                    if base.__module__.split(".")[0] not in LIBRARIES or name not in vars(base):
+                        continue
+                    # FastMCP itself is a Provider: its own hooks are not ours to override.
+                    if (issubclass(cls, Provider) and not issubclass(cls, FastMCP)
+                            and name in PROVIDER_HOOKS):
+                        continue
+                    found.append(f"{cls.__module__}.{cls.__qualname__}.{name} overrides "
+                                 f"{base.__module__}.{base.__qualname__}.{name}")
+    assert not found, "\n".join(found)
+
+
+# -- each internal, exercised --------------------------------------------------------
+
+
+async def test_the_sdk_stdio_helpers_spawn_talk_to_and_stop_a_process(tmp_path: Path) -> None:
+    script = ("import sys\nprint('{\"jsonrpc\": \"2.0\", \"method\": \"ping\", \"id\": 1}', "
+              "flush=True)\nsys.stdin.read()\n")
+    command = await _compat.executable_command(sys.executable)
+    with (tmp_path / "err.log").open("w") as errlog:
+        process = await _compat.create_process(command, ["-c", script], env=None,
+                                               errlog=errlog, cwd=tmp_path)
+        assert process.stdout is not None and process.stdin is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            line += await process.stdout.receive()
+        message = _compat.parse_line(line.decode())
+        assert not isinstance(message, Exception)
+        assert message.message.model_dump(by_alias=True, exclude_none=True)["method"] == "ping"
+        assert isinstance(_compat.parse_line("not json"), Exception)
+        await _compat.close_pipe(process.stdin)  # EOF: the script's read returns
+        assert await _compat.wait_for_process_exit(process, 30)
+        await _compat.drain_stdout(process)
+        _compat.close_subprocess_transport(process)
+        await _compat.aclose_all(process.stdout)
+
+        sleeper = await _compat.create_process(
+            command, ["-c", "import time\nwhile True: time.sleep(1)"], env=None,
+            errlog=errlog, cwd=tmp_path)
+        await _compat.terminate_process_tree(sleeper)
+        assert await _compat.wait_for_process_exit(sleeper, 30)
+        _compat.close_subprocess_transport(sleeper)
+
+
+def test_wire_fields_lists_a_result_models_keys() -> None:
+    fields = _compat.wire_fields(types.CallToolResult)
+    assert {"content", "isError", "structuredContent"} <= fields
+
+
+def test_negotiate_auto_takes_one_session() -> None:
+    signature = inspect.signature(_compat.negotiate_auto)
+    assert inspect.iscoroutinefunction(_compat.negotiate_auto)
+    assert list(signature.parameters) == ["session"]
+
+
+def _echo_server() -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP("echo")
+
+    @server.tool
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool
+    def connection_kind() -> str:
+        return type(_compat.connection_of(get_context().session)).__name__
+
+    return server
+
+
+async def test_stamped_raw_requests_and_the_closed_flag_on_a_live_session() -> None:
+    async with Client(_echo_server()) as client:
+        session = client.session
+        assert _compat.session_closed(session) is False
+        data: dict[str, Any] = {"method": "tools/call",
+                                "params": {"name": "echo", "arguments": {"text": "hi"}}}
+        opts: dict[str, Any] = {"timeout": 30}
+        _compat.stamp_request(session, data, opts)
+        result = await _compat.send_raw_request(session, "tools/call", data["params"], opts)
+        assert isinstance(result, dict)
+        assert result["content"][0]["text"] == "hi"
+        kind = await client.call_tool("connection_kind", {})
+        assert kind.content[0].text == Connection.__name__  # type: ignore[union-attr]
+    assert _compat.session_closed(session) is True
+
+
+async def test_the_low_level_server_and_the_lifespan_of_a_fastmcp_server() -> None:
+    from contextlib import asynccontextmanager
+
+    entered = anyio.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastMCP[Any]) -> Any:
+        entered.set()
+        yield {}
+
+    server: FastMCP[Any] = FastMCP("x", lifespan=lifespan)
+    low = _compat.low_level_server(server)
+    assert callable(low.add_request_handler)
+    assert callable(low.create_initialization_options)
+    async with _compat.lifespan(server):
+        assert entered.is_set()
+
+
+async def test_a_preferred_tool_is_resolved_first() -> None:
+    asked: list[str] = []
+    def preferred_fn() -> str:
+        return "preferred"
+
+    preferred = Tool.from_function(preferred_fn, name="shared")
+
+    async def prefer(name: str) -> Tool | None:
+        asked.append(name)
+        return preferred if name == "shared" else None
+
+    server = _compat.PreferredToolServer("x")
+
+    @server.tool(name="shared")
+    def shared_builtin() -> str:
+        return "builtin"
+
+    @server.tool
+    def other() -> str:
+        return "other"
+
+    server.prefer_tool = prefer
+    async with Client(server) as client:
+        assert (await client.call_tool("shared", {})).content[0].text == "preferred"  # type: ignore[union-attr]
+        assert (await client.call_tool("other", {})).content[0].text == "other"  # type: ignore[union-attr]
+    assert asked == ["shared", "other"]
+
+
+def test_the_pins_are_the_verified_minor_versions() -> None:
+    """pyproject pins fastmcp and mcp to the minors this module was checked against."""
+    from importlib.metadata import version
+
+    pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    for dist in ("fastmcp", "mcp"):
+        installed = version(dist)
+        major_minor = ".".join(installed.split(".")[:2])
+        pin = re.search(rf'"{dist}(?:\[[^\]]*\])?([^"]*)"', pyproject)
+        assert pin is not None, f"{dist} is not pinned in pyproject.toml"
+        assert f"=={major_minor}.*" in pin.group(1) or f"~={major_minor}" in pin.group(1), (
+            f"{dist} {installed}: pin {pin.group(1)!r} is not the verified minor")
+
+
+def test_json_roundtrip_of_a_stamp_is_plain_json() -> None:
+    """The stamp only writes JSON-serialisable values (the lane encodes them itself)."""
+    async def run() -> None:
+        async with Client(_echo_server()) as client:
+            data: dict[str, Any] = {"method": "tools/list", "params": {}}
+            _compat.stamp_request(client.session, data, {})
+            json.dumps(data)
+    anyio.run(run)
+
+
+@pytest.mark.parametrize("name", _compat.__all__)
+def test_every_export_exists(name: str) -> None:
+    assert getattr(_compat, name) is not None

@@ -50,10 +50,13 @@ from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.http.app import GatewayApp, build_app
+from fast_mcp_gateway.http.health import StartupWait, health_group
+from fast_mcp_gateway.http.metrics import call_observer, metrics_group, snapshot_of
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Store, open_store
+from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -113,6 +116,11 @@ class Gateway:
         self.admin_tool_names = register_admin_tools(self.server, self.control)
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
+        # Metrics see every call through the pipeline (full path and express lane).
+        self.metrics = GatewayMetrics()
+        self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
+        self.provider.pipeline.observers.append(call_observer(self.metrics))
+        self.startup = StartupWait(self.manager)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -139,7 +147,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        tasks: list[Any] = [self.hub.run]
+        tasks: list[Any] = [self.hub.run, self.startup.watch]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -259,9 +267,13 @@ class Gateway:
     # -- running ------------------------------------------------------------------
 
     def http_app(self, transport: Transport = "http") -> GatewayApp:
-        """The Starlette app for HTTP/SSE mode: MCP (rebinding-guarded) plus the REST API
-        ``/api/v1``, with one lifespan; see ``http/app.py``."""
-        return build_app(self.server, self.control, self.settings, transport)
+        """The Starlette app for HTTP/SSE mode: MCP (rebinding-guarded), the REST API
+        ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
+        ``http/app.py``."""
+        auth = self.config.options.auth
+        groups = [health_group(self.control, self.startup),
+                  metrics_group(self.metrics, public=auth is None or auth.metrics_public)]
+        return build_app(self.server, self.control, self.settings, transport, groups=groups)
 
     async def reload_config(self) -> ChangeReport:
         """Re-read the config file; restart only what changed; keep everything on error

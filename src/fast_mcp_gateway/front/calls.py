@@ -172,13 +172,16 @@ class Encoding(Protocol[R, Out]):
 class CallOutcome:
     """What observers learn about one finished call."""
 
-    __slots__ = ("_response", "_size", "call", "duration_ms", "error", "status")
+    __slots__ = ("_response", "_size", "call", "cause", "duration_ms", "error", "status")
 
     def __init__(self, call: Call, status: Status, error: str | None, duration_ms: float,
-                 response: Any, size: int | None) -> None:
+                 response: Any, size: int | None, cause: BaseException | None = None) -> None:
         self.call, self.status, self.error = call, status, error
         self.duration_ms = duration_ms
         self._response, self._size = response, size
+        # What failed the call (a refusal, ``UpstreamError``, an upstream's error
+        # response), e.g. to tell a rate limit from other rejections; None on success.
+        self.cause = cause
 
     @property
     def kind(self) -> Kind:
@@ -337,7 +340,7 @@ class CallPipeline:
             answer = encoding.finish(call, result)
         except (CallRefused, UpstreamError, MCPError) as exc:
             answer = encoding.fail(call, failure_of(call, exc))
-            self._observe(call, answer)
+            self._observe(call, answer, exc)
             if answer.raises is exc:
                 raise
             if answer.raises is not None:
@@ -354,12 +357,13 @@ class CallPipeline:
         if self.curator is not None and (reason := await self.curator(call)) is not None:
             raise CallRefused(reason)
 
-    def _observe(self, call: Call, answer: Answer[Any]) -> None:
+    def _observe(self, call: Call, answer: Answer[Any],
+                 cause: BaseException | None = None) -> None:
         if not self.observers:
             return
         outcome = CallOutcome(call, answer.status, answer.error,
                               (time.perf_counter() - call.t0) * 1000, answer.response,
-                              answer.size)
+                              answer.size, cause)
         for observer in self.observers:
             try:
                 observer(outcome)

@@ -29,6 +29,7 @@ class CircuitBreaker:
     opened_at: float | None = None
     _failures: deque[float] = field(default_factory=deque)
     _probes: int = 0
+    trips: int = 0  # times it opened; kept across reset() (a metric counts them)
 
     def allow(self, now: float) -> bool:
         """Whether a call may go through now (counts a half-open probe when it may)."""
@@ -82,5 +83,6 @@ class CircuitBreaker:
         self._failures.clear()
 
     def _open(self, now: float) -> None:
+        self.trips += 1
         self.state, self.opened_at, self._probes = BreakerState.OPEN, now, 0
         self._failures.clear()

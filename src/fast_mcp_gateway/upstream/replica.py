@@ -180,6 +180,7 @@ class Upstream:
             next_retry_in_seconds=None if sup.next_retry_at is None
             else max(0.0, sup.next_retry_at - time.time()),
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
+            breaker_trips=stats.breaker.trips,
         )
 
     def status(self) -> HealthStatus:

@@ -53,6 +53,7 @@ class UpstreamStatistics:
     last_error: str | None
     pid: int | None
     protocol_version: str | None
+    breaker_trips: int = 0  # times its breaker opened since the replica was made
 
 
 class ReplicaAccounting:

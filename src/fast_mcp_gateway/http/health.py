@@ -1,0 +1,129 @@
+"""Health endpoints: liveness, readiness, and the servers' health for a token holder.
+
+* ``GET /health``: liveness, no auth; 200 ``{"status": "ok", "version"}`` while the
+  process serves HTTP at all.
+* ``GET /ready``: readiness, no auth (probes send no token); 503 until the start-up wait
+  is over (every upstream made its first connect attempt) and while no upstream server
+  is ready, 200 otherwise; the body says which and why.  A gateway with no upstream
+  server configured is ready (it is managed through the API until servers are added).
+* ``GET /health/servers`` and ``/health/servers/{name}``: scope ``tools``, filtered to
+  the servers the caller may use (404 for any other name, whether it exists or not);
+  the same ``HealthReport`` / ``ServerStatus`` models as the ``gateway_health`` tool,
+  made by the same admin operation.
+
+The group has no prefix: probes send any Host, so it is served without the Host/Origin
+guard; the per-server detail needs a token when ``gateway.auth`` is set.  The caller is
+found by the app's ``Access`` (``request.app.access``), shared with every front.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.admin import servers
+from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.admin.models import HealthReport
+from fast_mcp_gateway.http.access import Access, require
+from fast_mcp_gateway.http.app import RouteGroup
+from fast_mcp_gateway.http.errors import ApiError, not_found
+from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.upstream.model import UpstreamState
+
+
+class StartupWait:
+    """Whether the manager's first connect attempts are done (the start-up wait).
+
+    ``watch`` runs for the gateway's lifespan, alongside the manager: it reports started
+    at once, then waits for each replica's first attempt (ready, failed or skipped).
+    """
+
+    def __init__(self, manager: UpstreamManager) -> None:
+        self.manager = manager
+        self.over = False
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                    ) -> None:
+        self.over = False
+        task_status.started()
+        for upstream in self.manager.replicas:
+            await upstream.wait_first_attempt()
+        self.over = True
+
+
+def readiness(wait: StartupWait) -> tuple[int, dict[str, Any]]:
+    """The ``/ready`` answer: (HTTP status, body)."""
+    services = wait.manager.services
+    total = len(services)
+    ready = sorted(n for n, s in services.items() if s.state is UpstreamState.READY)
+    body: dict[str, Any] = {"ready": len(ready), "total": total, "ready_servers": ready}
+    if not wait.over:
+        pending = [u.label for u in wait.manager.replicas if u.state is UpstreamState.STARTING]
+        return 503, {"status": "starting", **body,
+                     "reason": "waiting for the first connect attempt of "
+                               f"{', '.join(pending) or 'the upstream servers'}"}
+    if total and not ready:
+        return 503, {"status": "unavailable", **body,
+                     "reason": f"none of the {total} upstream servers is ready "
+                               "(see /health/servers for each one's state and last error)"}
+    return 200, {"status": "ready", **body,
+                 "reason": "no upstream server is configured" if not total
+                 else f"{len(ready)} of {total} upstream servers ready"}
+
+
+def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
+    """The ``gateway_health`` report, limited to the servers ``principal`` may use."""
+    report = servers.health(ctx)
+    if principal.servers is None:
+        return report
+    mine = [s for s in report.servers if principal.may_use(s.name)]
+    return HealthReport(servers=mine, total=len(mine),
+                        healthy=sum(s.health == "HEALTHY" for s in mine))
+
+
+def health_group(ctx: AdminContext, wait: StartupWait) -> RouteGroup:
+    """``/health``, ``/ready`` and ``/health/servers[/{name}]`` (see the module docstring)."""
+
+    async def live(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def ready(_request: Request) -> Response:
+        status, body = readiness(wait)
+        return JSONResponse(body, status_code=status)
+
+    async def caller(request: Request) -> Principal:
+        access: Access = request.app.access
+        principal = await access.principal_for(request)
+        require(principal, "tools", "reading server health")
+        return principal
+
+    async def all_servers(request: Request) -> Response:
+        try:
+            report = health_for(ctx, await caller(request))
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse(report.model_dump(mode="json"))
+
+    async def one_server(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            report = health_for(ctx, await caller(request))
+            found = next((s for s in report.servers if s.name == name), None)
+            if found is None:  # the same answer for "absent" and "not yours"
+                raise not_found(f"no server '{name}' (list yours at /health/servers)")
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse(found.model_dump(mode="json"))
+
+    return RouteGroup("health", [
+        Route("/health", live, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/health/servers", all_servers, methods=["GET"]),
+        Route("/health/servers/{name}", one_server, methods=["GET"]),
+    ])

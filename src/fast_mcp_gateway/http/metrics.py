@@ -1,0 +1,93 @@
+"""``GET /metrics``: the gateway's Prometheus metrics (``telemetry/metrics.py``).
+
+This module adapts the gateway to the metrics: ``call_observer`` turns each
+``CallOutcome`` of the call pipeline (full path and express lane alike) into one
+observation, and ``snapshot_of`` reads every replica's ``statistics()``, the catalog and
+the recorder at scrape time.
+
+Access: with ``gateway.auth`` set, a scrape needs a bearer token with scope ``tools``
+and no ``servers`` restriction (the metrics name every server), unless
+``gateway.auth.metrics_public`` is true (a scraper on a trusted network).  Without
+``auth`` it is open, like the REST reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fast_mcp_gateway.errors import RateLimited
+from fast_mcp_gateway.front.calls import CallObserver, CallOutcome
+from fast_mcp_gateway.http.access import Access, require
+from fast_mcp_gateway.http.app import RouteGroup
+from fast_mcp_gateway.http.errors import ApiError, forbidden
+from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.telemetry.metrics import (
+    CONTENT_TYPE,
+    GatewayMetrics,
+    ReplicaSample,
+    Snapshot,
+)
+from fast_mcp_gateway.telemetry.recorder import Recorder
+
+
+def call_observer(metrics: GatewayMetrics) -> CallObserver:
+    """A pipeline observer feeding ``metrics`` (a few dict lookups per call)."""
+
+    def observe(outcome: CallOutcome) -> None:
+        call = outcome.call
+        tool = call.exposed if call.kind == "tool" else ""
+        metrics.observe(call.method, tool, call.service.name, outcome.status,
+                        outcome.duration_ms / 1000, call.path.retries,
+                        isinstance(outcome.cause, RateLimited))
+
+    return observe
+
+
+def snapshot_of(manager: UpstreamManager,
+                recorder: Callable[[], Recorder | None]) -> Callable[[], Snapshot]:
+    """What a scrape reports, read when scraped."""
+
+    def snapshot() -> Snapshot:
+        replicas = []
+        for name, service in manager.services.items():
+            for upstream in service.replicas:
+                s = upstream.statistics()
+                replicas.append(ReplicaSample(
+                    server=name, replica=s.replica, state=str(s.state), health=str(s.health),
+                    breaker=str(s.breaker), inflight=s.inflight, restarts=s.restarts,
+                    breaker_trips=s.breaker_trips))
+        view = manager.view
+        catalog = {"tools": len(view.tools), "resources": len(view.resources),
+                   "resource_templates": len(view.templates), "prompts": len(view.prompts)}
+        rec = recorder()
+        if rec is None:
+            return Snapshot(replicas, catalog)
+        stats = rec.stats()
+        return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]))
+
+    return snapshot
+
+
+def metrics_group(metrics: GatewayMetrics, *, public: bool) -> RouteGroup:
+    """``/metrics`` (prefix-less: scrapers send any Host); ``public`` skips the token."""
+
+    async def scrape(request: Request) -> Response:
+        if not public:
+            access: Access = request.app.access
+            try:
+                principal = await access.principal_for(request)
+                require(principal, "tools", "reading the metrics")
+                if principal.servers is not None:
+                    raise forbidden("tools", f"the metrics cover every server; the token "
+                                             f"'{principal.name}' is limited to some: use "
+                                             "a token without a servers list, or set "
+                                             "gateway.auth.metrics_public: true")
+            except ApiError as exc:
+                return exc.response()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return RouteGroup("metrics", [Route("/metrics", scrape, methods=["GET"])])

@@ -1,0 +1,169 @@
+"""/metrics over real HTTP on 127.0.0.1 with the demo upstreams as real stdio subprocesses:
+the Prometheus text parses, call metrics move on the full path and the express lane,
+replica gauges follow the upstreams, and the token rules hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
+from fast_mcp_gateway.upstream.model import UpstreamState
+from fast_mcp_gateway.upstream.relay import FrontCall
+from tests.fixtures import make_gateway, serve_http
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_ops-metrics-7c1e5a9d3b"
+ALICE = "mgw_alice-notes-only-2f8b6d"
+AUTH = {"tokens": [
+    {"name": "ops", "token": OPS, "scopes": ["admin"]},
+    {"name": "alice", "token": ALICE, "scopes": ["tools"], "servers": ["notes"]},
+]}
+
+
+def demo(name: str) -> dict[str, Any]:
+    return {"command": "${GATEWAY_PYTHON}", "args": ["-m", f"fast_mcp_gateway.demo.{name}"]}
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape, by (name, labels); parsing fails on malformed text."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float | None:
+    return scrape.get((name, frozenset(labels.items())))
+
+
+async def scrape(http: httpx2.AsyncClient, base: str,
+                 token: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await http.get(f"{base}/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+ADD = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "clock_add",
+       "mcp_gateway_server": "clock"}
+
+
+async def test_calls_on_both_paths_and_replica_state_move_the_metrics(tmp_path: Path) -> None:
+    gateway = make_gateway({"clock": demo("clock"), "notes": demo("notes")})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        before = await scrape(http, base)
+        assert value(before, "mcp_gateway_calls_total", **ADD, status="success") is None
+        assert value(before, "mcp_gateway_upstream_up", mcp_gateway_server="clock",
+                     replica="0") == 1.0
+        assert value(before, "mcp_gateway_catalog_items", kind="tools") == len(
+            gateway.manager.view.tools) > 0
+        assert not any(name.endswith("_created") for name, _ in before)
+
+        # (a) the full path: an MCP client over HTTP.
+        async with Client(f"{base}/mcp") as client:
+            for _ in range(2):
+                assert (await client.call_tool("clock_add", {"a": 1, "b": 2})).data == 3
+        full = await scrape(http, base)
+        assert value(full, "mcp_gateway_calls_total", **ADD, status="success") == 2
+        assert value(full, "mcp_server_operation_duration_seconds_count", **ADD) == 2
+        assert value(full, "mcp_server_operation_duration_seconds_bucket", **ADD,
+                     le="+Inf") == 2
+        assert (value(full, "mcp_server_operation_duration_seconds_sum", **ADD) or 0) > 0
+
+        # (b) the stdio express lane's entry (UpstreamTool.call_raw), in-process: the
+        # same pipeline observer counts it.
+        tool = gateway.provider.lane_tool("clock_add")
+        assert tool is not None
+        route = tool.serves_raw()
+        assert route is not None
+        line = await tool.call_raw(route, {"name": tool.original,
+                                           "arguments": {"a": 2, "b": 2}},
+                                   FrontCall(session=None), lambda r: json.dumps(r).encode())
+        assert json.loads(line)["structuredContent"]["result"] == 4
+        lane = await scrape(http, base)
+        assert value(lane, "mcp_gateway_calls_total", **ADD, status="success") == 3
+        assert value(lane, "mcp_server_operation_duration_seconds_count", **ADD) == 3
+
+        # A disabled server shows in the state gauges (one series per state).
+        notes = gateway.manager.services["notes"]
+        notes.set_enabled(False)
+        replica = notes.replicas[0]
+        assert await replica.wait_until(lambda: replica.state is UpstreamState.DISABLED, 15)
+        after = await scrape(http, base)
+        key = {"mcp_gateway_server": "notes", "replica": "0"}
+        assert value(after, "mcp_gateway_upstream_state", **key, state="disabled") == 1
+        assert value(after, "mcp_gateway_upstream_state", **key, state="ready") == 0
+        assert value(after, "mcp_gateway_upstream_up", **key) == 0
+        assert value(after, "mcp_gateway_upstream_up", mcp_gateway_server="clock",
+                     replica="0") == 1
+        assert value(after, "mcp_gateway_breaker_state", **key, state="closed") == 1
+        assert value(after, "mcp_gateway_upstream_restarts_total", **key) == 0
+        assert value(after, "mcp_gateway_breaker_trips_total", **key) == 0
+
+
+async def test_failed_and_rate_limited_calls_are_counted(tmp_path: Path) -> None:
+    clock = {**demo("clock"), "rate_limit": {"per_second": 0.001, "burst": 1}}
+    gateway = make_gateway({"clock": clock}, db=tmp_path / "gateway.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        async with Client(f"{base}/mcp") as client:
+            await client.call_tool("clock_add", {"a": 1, "b": 2})
+            limited = await client.call_tool("clock_add", {"a": 1, "b": 2},
+                                             raise_on_error=False)
+            assert limited.is_error
+        seen = await scrape(http, base)
+    assert value(seen, "mcp_gateway_calls_total", **ADD, status="success") == 1
+    assert value(seen, "mcp_gateway_calls_total", **ADD, status="rejected") == 1
+    assert value(seen, "mcp_gateway_rate_limited_total", mcp_gateway_server="clock",
+                 gen_ai_tool_name="clock_add") == 1
+    # Calls are recorded (a store is open): the recorder's gauges are there.
+    assert value(seen, "mcp_gateway_recorder_dropped_total") == 0
+    assert value(seen, "mcp_gateway_recorder_queue_depth") is not None
+
+
+async def test_metrics_need_a_token_unless_public(tmp_path: Path) -> None:
+    gateway = make_gateway({"clock": demo("clock")}, options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        missing = await http.get(f"{base}/metrics")
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert missing.json()["error"]["code"] == "unauthorized"
+        bad = await http.get(f"{base}/metrics", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+        restricted = await http.get(f"{base}/metrics",
+                                    headers={"Authorization": f"Bearer {ALICE}"})
+        assert restricted.status_code == 403 and "metrics_public" in restricted.text
+        assert value(await scrape(http, base, OPS), "mcp_gateway_upstream_up",
+                     mcp_gateway_server="clock", replica="0") == 1
+
+    public = make_gateway({"clock": demo("clock")},
+                          options={"auth": {**AUTH, "metrics_public": True}})
+    async with serve_http(public.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        assert value(await scrape(http, base), "mcp_gateway_upstream_up",
+                     mcp_gateway_server="clock", replica="0") == 1
+        # Public metrics do not open anything else.
+        assert (await http.get(f"{base}/health/servers")).status_code == 401
+
+
+def test_label_children_are_made_once_per_combination() -> None:
+    metrics = GatewayMetrics()
+    for _ in range(3):
+        metrics.observe("tools/call", "a_x", "a", "success", 0.01)
+    metrics.observe("tools/call", "a_x", "a", "error", 0.02, retries=2)
+    assert len(metrics._children) == 2
+    text = metrics.render().decode()
+    got = samples(text)
+    labels = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "a_x",
+              "mcp_gateway_server": "a"}
+    assert value(got, "mcp_gateway_calls_total", **labels, status="success") == 3
+    assert value(got, "mcp_gateway_calls_total", **labels, status="error") == 1
+    assert value(got, "mcp_server_operation_duration_seconds_count", **labels) == 4
+    assert value(got, "mcp_gateway_retries_total", mcp_gateway_server="a") == 2
+    # Each gateway has its own registry: a second one starts from nothing.
+    assert "a_x" not in GatewayMetrics().render().decode()

@@ -88,11 +88,14 @@ class PgCluster:
                                f"\n{self.log.read_text() if self.log.exists() else ''}")
         return result
 
-    def start(self) -> None:
-        # fsync off and a small footprint: a test database on a loaded 2-core machine.
+    def start(self, *, durable: bool = False) -> None:
+        """Start (again); ``durable=False`` (tests) turns fsync off: throwaway data on a
+        loaded machine.  Benchmarks start it durable, as a deployment runs."""
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                   " -c max_connections=200 -c shared_buffers=64MB")
+                   " -c max_connections=200 -c shared_buffers=128MB")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self.durable = durable
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
                   "-w", "-t", "60", "start")
 

@@ -4,9 +4,11 @@ test_store_contract.py.)"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,12 +17,13 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway import Gateway
+from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.postgres import PostgresStore
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
-from tests.pg import PgCluster, require_postgres
+from tests.pg import PgCluster, free_port, require_postgres
 
 pytestmark = pytest.mark.anyio
 
@@ -182,3 +185,42 @@ async def test_three_gateways_share_configuration_logs_and_statistics(
     with capsys.disabled():
         print(f"\n[multi-instance] registration on A listed on B and C after "
               f"{propagation:.3f}s")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_applying_the_shared_state_again_changes_nothing(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "g.db")
+    gateway = _gateway(db, "A")
+    async with Client(gateway.server) as host:
+        await host.call_tool("gateway_add_server", {
+            "name": "beta", "config": {**memory_entry("beta"), "namespace": "b"}})
+        await host.call_tool("gateway_disable_server", {"name": "alpha"})
+        beta = gateway.manager.services["beta"]
+        attempts = beta.attempts
+        for _ in range(2):  # one's own change, applied again (and again): nothing to do
+            assert await gateway.control.apply_shared(servers=True, routes=True) == []
+        assert gateway.manager.services["beta"] is beta and beta.attempts == attempts
+        names = await tool_names(host)
+        assert "b_echo" in names and not any(n.startswith("alpha_") for n in names)
+
+
+def test_serve_with_an_unreachable_database_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  alpha:\n    url: http://127.0.0.1:9/mcp\n")
+    port = free_port()
+    code = main(["serve", "--config", str(config), "--transport", "http", "--db",
+                 f"postgresql://gw:s3cret@127.0.0.1:{port}/gateway", "--instance-id", "gw-1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in err
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_settings_keep_a_database_url_as_written() -> None:
+    url = "postgresql://gw@db.internal:5433/gateway"
+    assert GatewaySettings(db=url).db == url
+    assert GatewaySettings(db=Path("/var/lib/g.db")).db == "/var/lib/g.db"
+    assert GatewaySettings(instance_id="gw-1").instance_id == "gw-1"
+    assert GatewaySettings().instance_id.endswith(f"-{os.getpid()}")

@@ -175,11 +175,13 @@ class ControlPlane:
                 logger.warning("change feed: %s; retrying", exc)
                 await anyio.sleep(1.0)
 
-    async def apply_shared(self, *, servers: bool, routes: bool) -> None:
-        """Re-read the shared registrations and/or routes and apply them."""
+    async def apply_shared(self, *, servers: bool, routes: bool) -> list[str]:
+        """Re-read the shared registrations and/or routes and apply them; returns the
+        servers acted on."""
         store = self.store
+        acted: list[str] = []
         if store is None:
-            return
+            return acted
         if routes:
             await self.load_routes()
         if servers:
@@ -188,8 +190,9 @@ class ControlPlane:
                                           self.config.options.env_allow)
                 for problem in problems:
                     logger.warning("ignoring a runtime registration: %s", problem)
-                await self.converge(desired)
+                acted = await self.converge(desired)
         self.remote_applied.notify()
+        return acted
 
     async def converge(self, desired: Mapping[str, ServerConfig]) -> list[str]:
         """Make the running servers match ``desired``, touching only what differs: a

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests import procs
+from tests.pg import pg_cluster, pg_url  # noqa: F401 - fixtures for the PostgreSQL tests
 
 
 @pytest.fixture

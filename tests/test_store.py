@@ -18,9 +18,11 @@ from fast_mcp_gateway.store import (
     MemoryStore,
     SQLiteStore,
     StorageError,
+    StoreUnavailable,
     open_store,
 )
 from fast_mcp_gateway.store import sqlite_schema as store_module
+from tests.pg import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -187,12 +189,12 @@ async def test_open_store_chooses_the_backend_by_url(tmp_path: Path,
 async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="needs a file"):
         await open_store(":memory:")
-    with pytest.raises(StorageError, match=r"PostgreSQL is not supported yet; use sqlite:///"):
-        await open_store("postgresql://gw:pa55word@db.example/gateway")
-    try:
-        await open_store("postgres://gw:pa55word@db.example/gateway")
-    except StorageError as exc:
-        assert "pa55word" not in str(exc) and "gw:***@db.example" in str(exc)
+    port = free_port()  # nothing listens there: the database is down
+    for scheme in ("postgresql", "postgres"):
+        with pytest.raises(StoreUnavailable) as caught:
+            await open_store(f"{scheme}://gw:pa55word@127.0.0.1:{port}/gateway")
+        assert "pa55word" not in str(caught.value)
+        assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in str(caught.value)
     with pytest.raises(StorageError, match=r"unknown scheme 'mysql'; use sqlite:///.*memory://"):
         await open_store("mysql://db.example/gateway")
     with pytest.raises(StorageError, match="has no host"):

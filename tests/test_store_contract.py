@@ -1,4 +1,4 @@
-"""The store contract: every backend (a SQLite file, memory; PostgreSQL next) must pass
+"""The store contract: every backend (a SQLite file, memory, a real PostgreSQL) must pass
 every test here.  Backend-specific behaviour (migrations, WAL, crash safety) is tested
 in test_store.py."""
 
@@ -20,9 +20,12 @@ from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")  # a fresh database on a real server
+    else:
+        url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
     opened = await open_store(url)
     try:
         yield opened

@@ -154,7 +154,8 @@ class Gateway:
         if s.db is not None and s.record_calls:
             store = await open_store(s.db)
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
-                                retention_rows=s.retention_rows, redact_keys=s.redact_keys)
+                                retention_rows=s.retention_rows, redact_keys=s.redact_keys,
+                                instance_id=s.instance_id)
             self.provider.recorder = recorder
             self.provider.invalidate()
             tasks.append(recorder.run)

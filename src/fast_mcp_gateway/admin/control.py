@@ -5,17 +5,28 @@
 ``detach``), route rules (loaded into the call path through ``apply_routes``), the audit
 sink, the health history writer and the config file watcher.  It knows no transport:
 ``Gateway`` builds it first and only then adapts the admin operations to MCP over it.
+
+``follow_changes`` applies what other gateways change in a shared store (PostgreSQL):
+it long-polls the store's change feed and, for a change another gateway made, merges
+the registrations over this gateway's file again and converges the running servers
+(``converge``: start, stop, restart or enable/disable only what differs -- so applying a
+change twice is harmless), or reloads the route rules.  A full reconcile runs when the
+feed cannot say what changed, after the database was unreachable, and every
+``RECONCILE_SECONDS`` as the safety net.  Changes made through this gateway are applied
+by the admin operation that made them and skipped here.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.abc
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from fast_mcp_gateway.admin.context import LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
@@ -27,13 +38,16 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store import Store, StoreUnavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
+from fast_mcp_gateway.upstream.replica import UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
 Task = Callable[..., Any]  # a background task: ``await task(task_status=...)``
+RECONCILE_SECONDS = 30.0  # full reconcile of a shared store, whatever the feed said
+POLL_WAIT = 5.0  # one long poll of the change feed (a change ends it at once)
 
 
 class ControlPlane:
@@ -53,6 +67,8 @@ class ControlPlane:
         self.last_reload: ChangeReport | None = None
         self.health_log = HealthLog(lambda: self.store)
         manager.on_transition(self.health_log.record)
+        self._feed_cursor = 0
+        self.remote_applied = ChangeSignal()  # notified after applying others' changes
 
     @property
     def options(self) -> GatewayOptions:
@@ -67,6 +83,8 @@ class ControlPlane:
     async def attach(self, store: Store, recorder: Recorder) -> None:
         """Take the opened store: its route rules and runtime registrations apply now."""
         self.store, self.recorder = store, recorder
+        # The feed's position first: a change made while loading comes in the feed.
+        self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
         if registrations:
@@ -84,7 +102,7 @@ class ControlPlane:
         """The background tasks to run while serving (after ``attach``, if at all)."""
         tasks: list[Task] = []
         if self.store is not None:
-            tasks.append(self.health_log.run)
+            tasks += [self.health_log.run, self.follow_changes]
         interval = self.settings.reload_interval
         if self.settings.config is not None and interval > 0:
             tasks.append(functools.partial(self.watch_config, interval))
@@ -109,6 +127,100 @@ class ControlPlane:
                                    None if arguments is None else dumps_arguments(
                                        arguments, frozenset(), self.settings.redact_keys),
                                    result)
+
+    # -- following a shared store ----------------------------------------------------
+
+    async def follow_changes(self, *, reconcile_every: float = RECONCILE_SECONDS,
+                             task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                             ) -> None:
+        """Apply other gateways' changes until cancelled (see the module docstring).
+        While the store is unreachable it retries with backoff (tenacity), then catches
+        up from the last position it applied."""
+        store = require_store(self)
+        task_status.started()
+        last_full = time.monotonic()
+        outage = False
+
+        def lost(state: RetryCallState) -> None:
+            nonlocal outage
+            if not outage:
+                outage = True
+                error = state.outcome.exception() if state.outcome else None
+                logger.warning("change feed: store unreachable, retrying: %s", error)
+
+        async def step() -> None:
+            nonlocal last_full, outage
+            batch = await store.changes(self._feed_cursor, wait=POLL_WAIT)
+            remote = [c for c in batch.changes if not c.local]
+            if store.shared and (not batch.complete or outage
+                                 or time.monotonic() - last_full >= reconcile_every):
+                if outage:
+                    logger.warning("change feed: the store is back; reconciling")
+                await self.apply_shared(servers=True, routes=True)
+                last_full, outage = time.monotonic(), False
+            elif remote:
+                await self.apply_shared(servers=any(c.kind == "server" for c in remote),
+                                        routes=any(c.kind == "route" for c in remote))
+            self._feed_cursor = batch.cursor
+
+        while True:
+            try:
+                async for attempt in AsyncRetrying(
+                        retry=retry_if_exception_type(StoreUnavailable),
+                        wait=wait_exponential(multiplier=0.1, max=2.0), sleep=anyio.sleep,
+                        before_sleep=lost):
+                    with attempt:
+                        await step()
+            except Exception as exc:  # noqa: BLE001 - following must outlive any one error
+                logger.warning("change feed: %s; retrying", exc)
+                await anyio.sleep(1.0)
+
+    async def apply_shared(self, *, servers: bool, routes: bool) -> list[str]:
+        """Re-read the shared registrations and/or routes and apply them; returns the
+        servers acted on."""
+        store = self.store
+        acted: list[str] = []
+        if store is None:
+            return acted
+        if routes:
+            await self.load_routes()
+        if servers:
+            async with self._reload_lock:
+                desired, problems = merge(dict(self.config.servers), await store.servers(),
+                                          self.config.options.env_allow)
+                for problem in problems:
+                    logger.warning("ignoring a runtime registration: %s", problem)
+                acted = await self.converge(desired)
+        self.remote_applied.notify()
+        return acted
+
+    async def converge(self, desired: Mapping[str, ServerConfig]) -> list[str]:
+        """Make the running servers match ``desired``, touching only what differs: a
+        changed config restarts its server, a changed enabled flag only enables or
+        disables it (as the admin operation did where it was made).  Idempotent;
+        returns the names acted on.  One server that fails does not stop the others."""
+        manager = self.manager
+        acted: list[str] = []
+        for name in [n for n in manager.services if n not in desired]:
+            acted.append(name)
+            await self._apply(name, manager.remove_server(name))
+        for name, server in desired.items():
+            service = manager.services.get(name)
+            if service is None or service.config.model_copy(
+                    update={"enabled": server.enabled}) != server:
+                acted.append(name)
+                await self._apply(name, manager.replace_server(server))
+            elif (service.state is UpstreamState.DISABLED) == server.enabled:
+                acted.append(name)
+                service.set_enabled(server.enabled)
+        return acted
+
+    @staticmethod
+    async def _apply(name: str, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except Exception as exc:  # noqa: BLE001 - the next reconcile tries again
+            logger.warning("could not apply the shared state of server '%s': %s", name, exc)
 
     # -- reloading the config file ----------------------------------------------------
 

@@ -59,10 +59,14 @@ def _parser() -> argparse.ArgumentParser:
                             "operations (add servers = run commands); loopback only "
                             "(default: $MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN or off)")
 
-    serve.add_argument("--db", type=Path, default=None,
-                       help="SQLite file for call records (default: $MCP_GATEWAY_DB or "
-                            f"{default_db_path()})")
+    serve.add_argument("--db", default=None,
+                       help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
+                            "share registrations, routes, logs and statistics between "
+                            f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
     serve.add_argument("--no-db", action="store_true", help="do not record calls")
+    serve.add_argument("--instance-id", default=None,
+                       help="this gateway's name in call records (default: "
+                            "$MCP_GATEWAY_INSTANCE_ID or HOSTNAME-PID)")
 
     check = sub.add_parser("check", help="validate the config, connect to every upstream, "
                                          "print a table; exit 1 if anything is wrong")
@@ -70,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def store_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", type=Path, default=None,
-                       help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
+        p.add_argument("--db", default=None,
+                       help=f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
                             f"{default_db_path()})")
         p.add_argument("--since", default=None, help="e.g. 30s, 10m, 2h, 7d")
         p.add_argument("--server", default=None, help="only this server's calls")
@@ -88,8 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     servers = sub.add_parser("servers", help="the configured servers: the config file merged "
                                              "with runtime registrations")
     common(servers)
-    servers.add_argument("--db", type=Path, default=None,
-                         help=f"the gateway's store (default: $MCP_GATEWAY_DB or "
+    servers.add_argument("--db", default=None,
+                         help=f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
                               f"{default_db_path()})")
     servers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -116,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts", "db", "allow_unauthenticated_admin"):
+                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -126,7 +130,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     if getattr(args, "no_db", False):
         settings = settings.model_copy(update={"record_calls": False})
     elif settings.db is None and args.command in ("serve", "servers"):
-        settings = settings.model_copy(update={"db": default_db_path()})
+        settings = settings.model_copy(update={"db": str(default_db_path())})
     return settings
 
 
@@ -174,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     if refusal is not None:
         print(f"mcp-gateway: {refusal}", file=sys.stderr)
         return 2
+    if settings.record_calls and settings.db is not None and _is_shared(settings.db):
+        problem = anyio.run(_check_store, settings.db)
+        if problem is not None:
+            print(f"mcp-gateway: {problem}", file=sys.stderr)
+            return 2
     from fast_mcp_gateway.gateway import Gateway
 
     gateway = Gateway(config, settings)
@@ -189,6 +198,23 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(_serve, gateway)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def _is_shared(db: str) -> bool:
+    return db.lower().startswith(("postgresql:", "postgres:", "postgresql+asyncpg:"))
+
+
+async def _check_store(db: str) -> str | None:
+    """Open (and migrate) a shared store before serving: a database that cannot be
+    reached is one clear line, not a traceback from inside the server's start-up."""
+    from fast_mcp_gateway.store import StorageError, open_store
+
+    try:
+        store = await open_store(db)
+    except StorageError as exc:
+        return str(exc)
+    await store.close()
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -9,14 +9,20 @@ import re
 import time
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import anyio
 
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import default_db_path
-from fast_mcp_gateway.store import Invocation, Registration, StorageError, Store, open_store
+from fast_mcp_gateway.store import (
+    Invocation,
+    Registration,
+    StorageError,
+    Store,
+    is_url,
+    open_store,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -31,13 +37,19 @@ def parse_since(text: str | None) -> float | None:
     return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    return args.db or Path(os.environ.get("MCP_GATEWAY_DB") or default_db_path())
+def _db_path(args: argparse.Namespace) -> str:
+    """The store to read: a file path or a URL (kept as text: Path collapses "//")."""
+    return str(args.db or os.environ.get("MCP_GATEWAY_DB") or default_db_path())
+
+
+async def _missing(path: str) -> bool:
+    """A store file that does not exist (a URL names a database: never "missing")."""
+    return not is_url(path) and not await anyio.Path(path).exists()
 
 
 async def run_report(args: argparse.Namespace) -> int:
     path = _db_path(args)
-    if not await anyio.Path(path).exists():
+    if await _missing(path):
         print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)")
         return 2
     try:
@@ -123,7 +135,7 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
     path = _db_path(args)
     registrations: list[Registration] = []
-    if await anyio.Path(path).exists():
+    if not await _missing(path):
         store = await open_store(path)
         try:
             registrations = await store.servers()

@@ -7,10 +7,11 @@ down; nothing here is read at import time.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
@@ -45,9 +46,14 @@ class GatewaySettings(BaseSettings):
         description="concurrent upstream connects; default 4 per CPU core (at least 4)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    db: Path | None = Field(
-        default=None, description="SQLite file for call records (the CLI defaults it to "
+    db: str | None = Field(
+        default=None, description="the store: a SQLite file path or a URL, e.g. "
+                                  "postgresql://user@host/db to share one state between "
+                                  "gateways (the CLI defaults it to "
                                   "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1,
+        description="names this gateway in call records (default hostname-pid)")
     record_calls: bool = True
     express_lane: bool = Field(
         default=True, description="stdio: relay upstream tools/call as JSON past the server "
@@ -59,6 +65,12 @@ class GatewaySettings(BaseSettings):
     redact_keys: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REDACT_KEYS),
         description="argument keys (substring, any case) whose values are stored as ***")
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_as_text(cls, value: Any) -> Any:
+        # A path stays a path; a URL must not go through Path (it collapses "//").
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def startup_limit(configured: int | None) -> int:

@@ -6,9 +6,10 @@ registrations and routes -- interfaces in base.py, one module per backend.
 - ``sqlite:///abs/path/gateway.db`` or a bare path (``gateway.db``, ``/var/lib/g.db``):
   the SQLite file, created when missing (sqlite.py);
 - ``sqlite:///:memory:``: SQLite without a file (everything is lost at close);
-- ``memory://``: the in-memory backend (memory.py), for tests and demos.
-
-PostgreSQL (``postgresql://``) is the next backend; until it lands it is refused by name.
+- ``memory://``: the in-memory backend (memory.py), for tests and demos;
+- ``postgresql://user[:password]@host[:port]/db`` (also ``postgres://``): the shared
+  PostgreSQL backend (postgres.py; needs the ``postgres`` extra, asyncpg), for several
+  gateways on one state.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fast_mcp_gateway.store.base import (
     RouteRecord,
     StorageError,
     Store,
+    StoreUnavailable,
 )
 from fast_mcp_gateway.store.memory import MemoryStore
 from fast_mcp_gateway.store.sqlite import SQLiteStore
@@ -59,10 +61,13 @@ __all__ = [
     "SQLiteStore",
     "StorageError",
     "Store",
+    "StoreUnavailable",
+    "is_url",
     "open_store",
 ]
 
-SUPPORTED = "sqlite:///ABSOLUTE/PATH, a bare file path, sqlite:///:memory: or memory://"
+SUPPORTED = ("sqlite:///ABSOLUTE/PATH, a bare file path, sqlite:///:memory:, memory:// or "
+             "postgresql://USER@HOST:PORT/DB")
 
 # Two letters at least: "C:\..." is a Windows path, not a URL.
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]+):(?P<rest>.*)", re.DOTALL)
@@ -83,9 +88,11 @@ async def open_store(url: str | os.PathLike[str]) -> Store:
         if rest.strip("/"):
             raise StorageError(f"store URL {text!r}: memory:// takes nothing after it")
         return MemoryStore()
-    if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
-        raise StorageError(f"store URL {_without_password(text)!r}: PostgreSQL is not "
-                           f"supported yet; use {SUPPORTED}")
+    if scheme in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        # Imported here: SQLite must not need (or load) asyncpg.
+        from fast_mcp_gateway.store.postgres import PostgresStore
+
+        return await PostgresStore.open(text)
     raise StorageError(f"store URL {_without_password(text)!r}: unknown scheme "
                        f"{match['scheme']!r}; use {SUPPORTED} (a file whose name has a "
                        "colon: write it as ./NAME)")
@@ -105,6 +112,11 @@ def _sqlite_path(url: str, rest: str) -> str:
     if not rest.strip("/"):
         raise StorageError(f"store URL {url!r} names no file; write sqlite:///ABSOLUTE/PATH")
     return "/" + rest.lstrip("/") if rest.startswith("/") else rest
+
+
+def is_url(db: str | os.PathLike[str]) -> bool:
+    """True when ``db`` names a store by URL rather than by file path."""
+    return _SCHEME.fullmatch(os.fspath(db)) is not None
 
 
 def _without_password(url: str) -> str:

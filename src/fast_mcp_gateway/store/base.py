@@ -1,6 +1,6 @@
 """What a store is: one protocol per concern, the typed records they exchange, one error.
 
-A backend (``sqlite.SQLiteStore``, ``memory.MemoryStore``, PostgreSQL next) implements
+A backend (``sqlite.SQLiteStore``, ``memory.MemoryStore``, ``postgres.PostgresStore``) implements
 every protocol below; ``Store`` combines them, and ``fast_mcp_gateway.store.open_store``
 picks the backend from a URL.  The contract suite (tests/test_store_contract.py) runs
 against each backend, so a behaviour written here is a behaviour every backend has.
@@ -14,7 +14,9 @@ against each backend, so a behaviour written here is a behaviour every backend h
   newest first with id paging (``before_id``).
 
 Every record is a frozen dataclass; times are unix seconds.  Errors a backend meets
-(a file it cannot use, a bad cursor) are ``StorageError``.
+(a file it cannot use, a bad cursor) are ``StorageError``; ``StoreUnavailable`` (a
+subclass) says the database cannot be reached right now and the same call may succeed
+later (a shared database restarting), so a writer may keep its batch and retry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from fast_mcp_gateway.store.stats import LatencyStats
 
 class StorageError(GatewayError):
     """The store cannot be opened, checked, migrated, read or written as asked."""
+
+
+class StoreUnavailable(StorageError):
+    """The database cannot be reached now (connection refused, lost or timed out); the
+    operation did not happen and may be retried later."""
 
 
 # -- records -----------------------------------------------------------------------------
@@ -56,6 +63,7 @@ class Invocation:
     request_bytes: int | None = None
     response_bytes: int | None = None
     rule: str | None = None  # the route rule that chose the server
+    instance_id: str | None = None  # the gateway instance that served the call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,12 +138,15 @@ ChangeKind = Literal["server", "route"]
 
 @dataclass(frozen=True, kw_only=True)
 class Change:
-    """One control-plane mutation: ``key`` is the server name or the route id."""
+    """One control-plane mutation: ``key`` is the server name or the route id.
+    ``local`` is True when the mutation was made through the store object that reports
+    it (its writer has applied it already); False when another gateway made it."""
 
     seq: int
     kind: ChangeKind
     key: str
     at: float
+    local: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +167,13 @@ class ChangeBatch:
 
 
 class ControlPlaneStore(Protocol):
-    """Runtime registrations, enabled flags and route rules, with a change feed."""
+    """Runtime registrations, enabled flags and route rules, with a change feed.
+
+    ``shared`` is True when several gateways may use the same store at once (their
+    changes then appear in each other's feed, ``local=False``), False for a store one
+    gateway owns."""
+
+    shared: bool
 
     async def servers(self) -> list[Registration]:
         """Every registration, by name."""

@@ -43,6 +43,8 @@ from fast_mcp_gateway.store.stats import (
 class MemoryStore:
     """Every ``Store`` protocol, in memory (see the module docstring)."""
 
+    shared = False  # one process, one gateway
+
     def __init__(self) -> None:
         self._invocations: dict[str, Invocation] = {}
         self._aggregates: dict[Resolution, dict[AggregateKey, LatencyStats]] = {

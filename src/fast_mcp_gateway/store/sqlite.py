@@ -55,11 +55,14 @@ from fast_mcp_gateway.store.stats import (
 __all__ = ["SQLiteStore", "StorageError"]
 
 _INVOCATION_COLUMNS = ", ".join(f.name for f in fields(Invocation))
+_INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
 
 
 class SQLiteStore:
     """Async access to the gateway's SQLite file.  Create with ``await SQLiteStore.open``."""
+
+    shared = False  # one gateway owns a file
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
         self._db = db
@@ -120,11 +123,11 @@ class SQLiteStore:
         try:
             await db.executemany(
                 f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
-                " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f" ({_INVOCATION_PLACEHOLDERS})",
                 [(r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
                   r.replica, json.dumps(r.route) if r.route else None, r.retries,
                   r.started_at, r.duration_ms, r.status, r.error, r.arguments,
-                  r.request_bytes, r.response_bytes, r.rule) for r in rows],
+                  r.request_bytes, r.response_bytes, r.rule, r.instance_id) for r in rows],
             )
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
                 await db.executemany(schema.UPSERT_AGGREGATE.format(table=table), [
@@ -338,13 +341,13 @@ class SQLiteStore:
 def _invocation(row: Sequence[Any]) -> Invocation:
     (rid, trace_id, client, kind, exposed, server, original, replica, route, retries,
      started_at, duration_ms, status, error, arguments, request_bytes, response_bytes,
-     rule) = row
+     rule, instance_id) = row
     return Invocation(
         id=rid, trace_id=trace_id, client=client, kind=kind, exposed=exposed, server=server,
         original=original, replica=replica, route=json.loads(route) if route else None,
         retries=retries, started_at=started_at, duration_ms=duration_ms, status=status,
         error=error, arguments=arguments, request_bytes=request_bytes,
-        response_bytes=response_bytes, rule=rule)
+        response_bytes=response_bytes, rule=rule, instance_id=instance_id)
 
 
 def _where(conditions: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:

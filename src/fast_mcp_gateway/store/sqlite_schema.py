@@ -114,6 +114,9 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, """
     ALTER TABLE invocations ADD COLUMN rule TEXT;  -- the route rule that chose the server
     """),
+    (3, """
+    ALTER TABLE invocations ADD COLUMN instance_id TEXT;  -- the gateway that served the call
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -3,8 +3,8 @@
 ``BatchWriter`` is the generic part: ``put(item)`` never blocks and never fails the
 caller -- when the queue is full the item is dropped and counted (``dropped``) -- and
 ``run()`` hands batches of up to ``batch_size`` to one write call (one transaction).
-``Recorder`` is the call log built on it: ``record(invocation)``, retention applied
-every ``prune_every`` seconds.
+``Recorder`` is the call log built on it: ``record(invocation)`` (stamped with the
+gateway's ``instance_id`` when written), retention applied every ``prune_every`` seconds.
 
 ``redact_arguments`` is what goes into a record: values under credential-like keys, and
 any known secret value inside a string, become ``***``.
@@ -19,13 +19,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
-from fast_mcp_gateway.store.base import Invocation, InvocationStore
+from fast_mcp_gateway.store.base import Invocation, InvocationStore, StoreUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_secrets
 
 logger = logging.getLogger(__name__)
@@ -79,8 +81,11 @@ class BatchWriter(Generic[T]):
     ``put`` never blocks and never raises: when the queue is full the item is dropped and
     counted.  ``run`` collects up to ``batch_size`` items for at most ``flush_interval``
     seconds after the first and hands them to ``write`` in one call; a failed write is
-    logged and counted, never raised.  ``maintain`` (if given) runs after a batch at most
-    every ``maintain_every`` seconds (e.g. retention)."""
+    logged and counted, never raised -- except when the store is unreachable
+    (``StoreUnavailable``, a shared database restarting): then the batch is kept and
+    written again, with backoff, once the store is back, while newer items wait in the
+    bounded queue (and beyond it are dropped and counted).  ``maintain`` (if given) runs
+    after a batch at most every ``maintain_every`` seconds (e.g. retention)."""
 
     def __init__(
         self,
@@ -105,6 +110,8 @@ class BatchWriter(Generic[T]):
         self.written = 0
         self.dropped = 0
         self.failed_writes = 0
+        self.store_unavailable = False  # a batch is held, waiting for the store
+        self.max_backoff = 2.0  # seconds between attempts while the store is away
         self._accepted = 0
         self._progress = anyio.Event()
 
@@ -137,8 +144,16 @@ class BatchWriter(Generic[T]):
 
     async def _write(self, batch: list[T]) -> None:
         try:
-            await self._write_batch(batch)
+            async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(StoreUnavailable),
+                    wait=wait_exponential(multiplier=0.1, max=self.max_backoff),
+                    sleep=anyio.sleep, before_sleep=self._unavailable, reraise=True):
+                with attempt:
+                    await self._write_batch(batch)
             self.written += len(batch)
+            if self.store_unavailable:
+                self.store_unavailable = False
+                logger.warning("the store is back: writing %s again", self.what)
         except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
             self.failed_writes += len(batch)
             logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
@@ -152,6 +167,12 @@ class BatchWriter(Generic[T]):
                 await self._progress.wait()
             return True
         return False
+
+    def _unavailable(self, state: RetryCallState) -> None:
+        if not self.store_unavailable:
+            self.store_unavailable = True
+            error = state.outcome.exception() if state.outcome else None
+            logger.warning("%s held until the store is back: %s", self.what, error)
 
     def stats(self) -> dict[str, Any]:
         return {"written": self.written, "dropped": self.dropped,
@@ -173,17 +194,26 @@ class Recorder(BatchWriter[Invocation]):
         prune_every: float = 300.0,
         flush_interval: float = 0.2,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        instance_id: str | None = None,
     ) -> None:
-        super().__init__(store.add_invocations, what="call records", capacity=capacity,
+        super().__init__(self._store_batch, what="call records", capacity=capacity,
                          batch_size=batch_size, flush_interval=flush_interval,
                          maintain=self._prune, maintain_every=prune_every)
         self.store = store
+        self.instance_id = instance_id
         self.redact_keys = tuple(redact_keys)
         self.retention_seconds = retention_seconds
         self.retention_rows = retention_rows
 
     def record(self, invocation: Invocation) -> None:
         self.put(invocation)
+
+    async def _store_batch(self, batch: list[Invocation]) -> None:
+        # Stamped here, off the call path: every record names the gateway that served it.
+        if self.instance_id is not None:
+            batch = [r if r.instance_id else replace(r, instance_id=self.instance_id)
+                     for r in batch]
+        await self.store.add_invocations(batch)
 
     @property
     def recorded(self) -> int:

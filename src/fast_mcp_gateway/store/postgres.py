@@ -1,0 +1,390 @@
+"""The PostgreSQL backend: one database shared by several gateways (asyncpg).
+
+``PostgresStore.open(url)`` connects a small pool, migrates under an advisory lock
+(postgres_schema.py) and serves every store protocol with the SQLite backend's
+semantics (the contract suite, tests/test_store_contract.py, runs against both):
+the same ordering, cursors, aggregates (histogram buckets as columns, store/stats.py)
+and retention.
+
+Shared state.  ``servers`` and ``routes`` are written together with a row of the
+change feed (postgres_feed.py) in one transaction, followed by ``NOTIFY``; every
+gateway on the database sees every writer's changes (``shared = True``).
+
+Failures.  asyncpg is imported on first use (SQLite needs nothing installed).  A
+database that cannot be reached is ``StoreUnavailable`` -- the call did not happen; the
+pool reconnects by itself once the server is back -- and any other PostgreSQL error is a
+``StorageError``; messages name ``user@host:port/db``, never the password.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from fast_mcp_gateway.store import postgres_schema as schema
+from fast_mcp_gateway.store.base import (
+    AuditEntry,
+    ChangeBatch,
+    HealthRecord,
+    InspectionRecord,
+    Invocation,
+    Registration,
+    RouteMatch,
+    RouteRecord,
+    StorageError,
+    invocation_cursor,
+    parse_cursor,
+)
+from fast_mcp_gateway.store.postgres_feed import (
+    PgChangeFeed,
+    Query,
+    describe_url,
+    load_asyncpg,
+    rowcount,
+    store_error,
+)
+from fast_mcp_gateway.store.stats import (
+    LatencyStats,
+    aggregate_batch,
+    finish,
+    merge_into,
+    window_parts,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PostgresStore"]
+
+_FIELDS = [f.name for f in fields(Invocation)]
+_TYPES = {"retries": "int4", "started_at": "float8", "duration_ms": "float8",
+          "request_bytes": "int8", "response_bytes": "int8"}
+_INSERT_INVOCATIONS = (
+    f"INSERT INTO invocations ({', '.join(_FIELDS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(_FIELDS, 1))
+    + ") ON CONFLICT (id) DO NOTHING")
+_TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
+
+
+class PostgresStore:
+    """Every ``Store`` protocol on PostgreSQL.  Create with ``await PostgresStore.open``."""
+
+    shared = True
+
+    def __init__(self, pool: asyncpg.Pool, url: str, where: str, timeout: float) -> None:
+        self._pool = pool
+        self._url = url
+        self.where = where
+        self._timeout = timeout
+        self._feed = PgChangeFeed(self._conn, url, timeout)
+
+    @classmethod
+    async def open(cls, url: str, *, connect_timeout: float = 10.0, max_size: int = 5
+                   ) -> PostgresStore:
+        """Connect and migrate; ``StoreUnavailable`` when the server cannot be reached,
+        ``StorageError`` when it refuses (no such database, authentication...)."""
+        asyncpg = load_asyncpg()
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        where = describe_url(dsn)
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
+                                             timeout=connect_timeout, command_timeout=60)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
+            raise store_error(exc, where, "cannot connect") from None
+        try:
+            async with pool.acquire() as conn:
+                await schema.migrate(conn, where)
+        except StorageError:
+            await pool.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await pool.close()
+            raise store_error(exc, where, "cannot migrate") from None
+        return cls(pool, dsn, where, connect_timeout)
+
+    async def close(self) -> None:
+        await self._feed.close()
+        with anyio.move_on_after(5) as scope:
+            await self._pool.close()
+        if scope.cancelled_caught:
+            self._pool.terminate()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; asyncpg's failures become the store's errors."""
+        asyncpg = load_asyncpg()
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+        except StorageError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                TimeoutError) as exc:
+            raise store_error(exc, self.where, "failed") from exc
+
+    async def schema_version(self) -> int:
+        async with self._conn() as conn:
+            return await schema.schema_version(conn)
+
+    async def count(self, table: str) -> int:
+        """Rows in one table (for tests and benchmarks)."""
+        if table not in schema.TABLES:
+            raise StorageError(f"no table {table!r}")
+        async with self._conn() as conn:
+            return int(await conn.fetchval(f"SELECT COUNT(*) FROM {table}"))
+
+    # -- invocations --------------------------------------------------------------------
+
+    async def add_invocations(self, rows: Iterable[Invocation]) -> int:
+        rows = list(rows)
+        if not rows:
+            return 0
+        columns: list[list[Any]] = [[] for _ in _FIELDS]
+        for r in rows:
+            for column, value in zip(columns, (
+                    r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
+                    r.replica, json.dumps(r.route) if r.route else None, r.retries,
+                    r.started_at, r.duration_ms, r.status, r.error, r.arguments,
+                    r.request_bytes, r.response_bytes, r.rule, r.instance_id), strict=True):
+                column.append(value)
+        minutes, hours = aggregate_batch(rows)
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(_INSERT_INVOCATIONS, *columns)
+            for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
+                arrays: list[list[Any]] = [[] for _ in range(8 + len(schema.HIST_COLUMNS))]
+                for (period, server, exposed), a in sorted(groups.items()):
+                    for array, value in zip(arrays, (period, server, exposed, a.count, a.errors,
+                                                     a.total_ms, a.min_ms, a.max_ms,
+                                                     *a.histogram), strict=True):
+                        array.append(value)
+                await conn.execute(schema.upsert_aggregate(table), *arrays)
+        return len(rows)
+
+    async def invocations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Invocation], str | None]:
+        q = Query()
+        q.where("started_at >= {}", since).where("started_at <= {}", until)
+        q.where("server = {}", server).where("exposed = {}", tool).where("status = {}", status)
+        if cursor:
+            at, rid = parse_cursor(cursor)
+            q.where("(started_at, id) " + ("<" if newest_first else ">") + " ({}, {})", at, rid)
+        order = "DESC" if newest_first else "ASC"
+        sql = (f"SELECT {', '.join(_FIELDS)} FROM invocations{q.clause()}"
+               f" ORDER BY started_at {order}, id {order} LIMIT {q.arg(limit + 1)}")
+        async with self._conn() as conn:
+            rows = [_invocation(row) for row in await conn.fetch(sql, *q.args)]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = invocation_cursor(rows[-1])
+        return rows, next_cursor
+
+    async def stats(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        group_by: str | None = None,
+    ) -> dict[str, LatencyStats]:
+        out: dict[str, LatencyStats] = {}
+        key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''::text")
+        sums = ", ".join(f"SUM({h})::bigint" for h in schema.HIST_COLUMNS)
+        async with self._conn() as conn:
+            for resolution, p_lo, p_hi in window_parts(since, until, time.time()):
+                if p_lo is not None and p_hi is not None and p_lo > p_hi:
+                    continue
+                q = Query()
+                q.where("period >= {}", p_lo).where("period <= {}", p_hi)
+                q.where("server = {}", server).where("exposed = {}", tool)
+                sql = (f"SELECT {key}, SUM(count)::bigint, SUM(errors)::bigint, SUM(total_ms),"
+                       f" MIN(min_ms), MAX(max_ms), {sums} FROM {_TABLE_OF[resolution]}"
+                       f"{q.clause()} GROUP BY 1")
+                for group, count, errors, total, lo_ms, hi_ms, *hist in await conn.fetch(
+                        sql, *q.args):
+                    if count:
+                        merge_into(out.setdefault(group, LatencyStats()), count, errors,
+                                   total, lo_ms, hi_ms, hist)
+        return finish(out)
+
+    async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
+                    now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        removed = 0
+        async with self._conn() as conn:
+            if max_age_seconds is not None:
+                cutoff = now - max_age_seconds
+                removed += rowcount(await conn.execute(
+                    "DELETE FROM invocations WHERE started_at < $1", cutoff))
+                await conn.execute("DELETE FROM invocation_minutes WHERE period < $1",
+                                   int(cutoff // 60))
+                await conn.execute("DELETE FROM invocation_hours WHERE period < $1",
+                                   int(cutoff // 3600))
+                for table in ("audit", "health_records", "inspector_history"):
+                    await conn.execute(f"DELETE FROM {table} WHERE at < $1", cutoff)
+            if max_rows is not None:
+                removed += rowcount(await conn.execute(
+                    "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations"
+                    " ORDER BY started_at DESC, id DESC OFFSET $1)", max_rows))
+            await self._feed.prune(conn)
+        return removed
+
+    # -- control plane ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _mutation(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction holding the feed lock: its change rows get sequence numbers in
+        commit order (see the module docstring)."""
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.FEED_LOCK)
+            yield conn
+        self._feed.wake()
+
+    async def put_server(self, name: str, config: dict[str, Any] | None, enabled: bool) -> None:
+        async with self._mutation() as conn:
+            await conn.execute(
+                "INSERT INTO servers (name, config, enabled, updated_at) VALUES ($1,$2,$3,$4)"
+                " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+                " enabled = excluded.enabled, updated_at = excluded.updated_at",
+                name, json.dumps(config) if config is not None else "null", enabled,
+                time.time())
+            await self._feed.note(conn, "server", name)
+
+    async def delete_server(self, name: str) -> None:
+        async with self._mutation() as conn:
+            if rowcount(await conn.execute("DELETE FROM servers WHERE name = $1", name)):
+                await self._feed.note(conn, "server", name)
+
+    async def servers(self) -> list[Registration]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT name, config, enabled, updated_at FROM servers"
+                                    " ORDER BY name")
+        return [Registration(name=r[0], config=json.loads(r[1]), enabled=r[2],
+                             updated_at=r[3]) for r in rows]
+
+    async def add_route(self, pattern: str, match: RouteMatch, target: str,
+                        priority: int) -> int:
+        async with self._mutation() as conn:
+            route_id = int(await conn.fetchval(
+                "INSERT INTO routes (pattern, match, priority, target, created_at)"
+                " VALUES ($1,$2,$3,$4,$5) RETURNING id", pattern, match, priority, target,
+                time.time()))
+            await self._feed.note(conn, "route", route_id)
+        return route_id
+
+    async def update_route(self, route_id: int, pattern: str, match: RouteMatch,
+                           target: str, priority: int) -> bool:
+        async with self._mutation() as conn:
+            changed = rowcount(await conn.execute(
+                "UPDATE routes SET pattern=$1, match=$2, target=$3, priority=$4 WHERE id=$5",
+                pattern, match, target, priority, route_id)) > 0
+            if changed:
+                await self._feed.note(conn, "route", route_id)
+        return changed
+
+    async def delete_route(self, route_id: int) -> bool:
+        async with self._mutation() as conn:
+            changed = rowcount(await conn.execute("DELETE FROM routes WHERE id=$1",
+                                                   route_id)) > 0
+            if changed:
+                await self._feed.note(conn, "route", route_id)
+        return changed
+
+    async def routes(self) -> list[RouteRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT id, pattern, match, priority, target, created_at"
+                                    " FROM routes ORDER BY priority DESC, id")
+        return [RouteRecord(id=r[0], pattern=r[1], match=r[2], priority=r[3], target=r[4],
+                            created_at=r[5]) for r in rows]
+
+    async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
+        return await self._feed.changes(since, wait=wait)
+
+    # -- histories: health, audit, inspector ---------------------------------------------
+
+    async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
+        if not rows:
+            return
+        async with self._conn() as conn:
+            await conn.executemany(
+                "INSERT INTO health_records (at, server, replica, status, detail)"
+                " VALUES ($1,$2,$3,$4,$5)", [(r.at, r.server, r.replica, r.status, r.detail)
+                                             for r in rows])
+
+    async def health_records(self, *, server: str | None = None, limit: int = 50,
+                             before_id: int | None = None) -> list[HealthRecord]:
+        rows = await self._page("health_records", "id, at, server, replica, status, detail",
+                                server, limit, before_id)
+        return [HealthRecord(id=r[0], at=r[1], server=r[2], replica=r[3], status=r[4],
+                             detail=r[5]) for r in rows]
+
+    async def add_audit(self, actor: str, action: str, target: str | None,
+                        arguments: str | None, result: str | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO audit (at, actor, action, target, arguments, result)"
+                " VALUES ($1,$2,$3,$4,$5,$6)", time.time(), actor, action, target, arguments,
+                result)
+
+    async def audit(self, *, limit: int = 50, before_id: int | None = None
+                    ) -> list[AuditEntry]:
+        rows = await self._page("audit", "id, at, actor, action, target, arguments, result",
+                                None, limit, before_id)
+        return [AuditEntry(id=r[0], at=r[1], actor=r[2], action=r[3], target=r[4],
+                           arguments=r[5], result=r[6]) for r in rows]
+
+    async def add_inspection(self, server: str, replica: str | None, operation: str,
+                             target: str | None, arguments: str | None, status: str,
+                             duration_ms: float, result: str | None) -> int:
+        async with self._conn() as conn:
+            return int(await conn.fetchval(
+                "INSERT INTO inspector_history (at, server, replica, operation, target,"
+                " arguments, status, duration_ms, result) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                " RETURNING id", time.time(), server, replica, operation, target, arguments,
+                status, duration_ms, result))
+
+    async def inspections(self, *, server: str | None = None, limit: int = 50,
+                          before_id: int | None = None) -> list[InspectionRecord]:
+        rows = await self._page(
+            "inspector_history", "id, at, server, replica, operation, target, arguments,"
+            " status, duration_ms, result", server, limit, before_id)
+        return [InspectionRecord(id=r[0], at=r[1], server=r[2], replica=r[3], operation=r[4],
+                                 target=r[5], arguments=r[6], status=r[7], duration_ms=r[8],
+                                 result=r[9]) for r in rows]
+
+    async def clear_inspections(self, server: str | None = None) -> int:
+        async with self._conn() as conn:
+            return rowcount(await conn.execute(
+                "DELETE FROM inspector_history" + (" WHERE server = $1" if server else ""),
+                *([server] if server else [])))
+
+    async def _page(self, table: str, columns: str, server: str | None, limit: int,
+                    before_id: int | None) -> list[Any]:
+        """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
+        q = Query().where("server = {}", server).where("id < {}", before_id)
+        async with self._conn() as conn:
+            return list(await conn.fetch(f"SELECT {columns} FROM {table}{q.clause()}"
+                                         f" ORDER BY id DESC LIMIT {q.arg(limit)}", *q.args))
+
+
+def _invocation(row: Sequence[Any]) -> Invocation:
+    data = dict(zip(_FIELDS, row, strict=True))
+    data["route"] = json.loads(data["route"]) if data["route"] else None
+    return Invocation(**data)

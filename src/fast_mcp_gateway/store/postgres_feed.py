@@ -1,0 +1,210 @@
+"""The PostgreSQL backend's change feed, and the asyncpg plumbing its modules share.
+
+``PgChangeFeed`` serves ``changes(since, wait=)`` from the ``changes`` table.  Writers
+add a row inside their mutation's transaction (``note``), which holds
+``pg_advisory_xact_lock(FEED_LOCK)``: sequence numbers are then handed out in commit
+order, so a reader that has seen ``seq`` never misses a smaller one committed later.
+``note`` also sends ``NOTIFY`` (delivered at commit).  A long poll waits on a dedicated
+``LISTEN`` connection, opened on demand and dropped when the server goes away; while it
+cannot listen it polls every ``POLL_SECONDS``, so a change still arrives within about a
+second.  The table keeps the last ``KEEP_CHANGES`` rows; a position before them (or
+after the last one: another database's) answers ``complete=False``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, suppress
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import anyio
+
+from fast_mcp_gateway.store.base import (
+    Change,
+    ChangeBatch,
+    ChangeKind,
+    StorageError,
+    StoreUnavailable,
+)
+from fast_mcp_gateway.store.postgres_schema import CHANNEL
+
+if TYPE_CHECKING:
+    import asyncpg
+
+POLL_SECONDS = 1.0  # long-poll granularity while LISTEN is unavailable
+KEEP_CHANGES = 10_000  # the feed reaches back this many changes (older: reload in full)
+
+
+class PgChangeFeed:
+    """The shared change feed of one ``PostgresStore`` (see the module docstring)."""
+
+    def __init__(self, connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
+                 dsn: str, timeout: float) -> None:
+        self._connection = connect  # a pooled connection, errors translated
+        self._dsn = dsn
+        self._timeout = timeout
+        self._origin = secrets.token_hex(8)  # this store object, in each row it writes
+        self._listener: asyncpg.Connection | None = None
+        self._changed = anyio.Event()
+
+    async def note(self, conn: asyncpg.Connection, kind: ChangeKind, key: str | int) -> None:
+        """Log a mutation inside its transaction (which holds ``FEED_LOCK``)."""
+        seq = await conn.fetchval(
+            "INSERT INTO changes (kind, key, origin, at) VALUES ($1, $2, $3, $4)"
+            " RETURNING seq", kind, str(key), self._origin, time.time())
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(seq))
+
+    async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
+        batch = await self._read(since)
+        if batch.changes or wait <= 0 or not batch.complete:
+            return batch
+        changed = self._changed
+        listening = await self._listen()
+        if listening:  # a change that landed before LISTEN took effect is read now
+            batch = await self._read(since)
+            if batch.changes:
+                return batch
+        with anyio.move_on_after(wait if listening else min(wait, POLL_SECONDS)):
+            await changed.wait()
+        return await self._read(since)
+
+    async def _read(self, since: int) -> ChangeBatch:
+        async with self._connection() as conn:
+            rows = await conn.fetch("SELECT seq, kind, key, origin, at FROM changes"
+                                    " WHERE seq > $1 ORDER BY seq", since)
+            pruned, last = await conn.fetchrow(
+                "SELECT value, COALESCE((SELECT MAX(seq) FROM changes), value)"
+                " FROM gateway_meta WHERE key = 'changes_pruned_through'")
+        if since > last or since < pruned:
+            return ChangeBatch(cursor=last, complete=False)
+        # The cursor is the last change read, not ``last``: one committed between the
+        # two reads must come in the next batch.
+        return ChangeBatch(cursor=rows[-1][0] if rows else since, changes=[
+            Change(seq=r[0], kind=r[1], key=r[2], at=r[4], local=r[3] == self._origin)
+            for r in rows])
+
+    async def prune(self, conn: asyncpg.Connection) -> None:
+        """Keep the last ``KEEP_CHANGES`` rows; remember how far the feed was cut."""
+        async with conn.transaction():
+            cut = await conn.fetchval("SELECT MAX(seq) - $1 FROM changes", KEEP_CHANGES)
+            if cut is not None and cut > 0:
+                await conn.execute("DELETE FROM changes WHERE seq <= $1", cut)
+                await conn.execute("UPDATE gateway_meta SET value = GREATEST(value, $1)"
+                                   " WHERE key = 'changes_pruned_through'", cut)
+
+    async def _listen(self) -> bool:
+        """Have a ``LISTEN`` connection (connecting one if needed); False when the
+        database cannot be reached now (the caller polls instead)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        asyncpg = load_asyncpg()
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        except Exception:  # noqa: BLE001 - not listening only makes the long poll coarser
+            return False
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except Exception:  # noqa: BLE001
+            with suppress(Exception):
+                await conn.close(timeout=2)
+            return False
+        conn.add_termination_listener(self._on_lost)
+        self._listener = conn
+        return True
+
+    def _on_notify(self, *_: object) -> None:
+        self.wake()
+
+    def _on_lost(self, *_: object) -> None:
+        self._listener = None
+        self.wake()  # a waiter re-reads (and finds the database gone or back)
+
+    def wake(self) -> None:
+        """Wake the long polls (a change was committed, here or elsewhere)."""
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with suppress(Exception):
+                await listener.close(timeout=2)
+
+
+# -- asyncpg plumbing -----------------------------------------------------------------------
+
+
+def describe_url(url: str) -> str:
+    """``user@host:port/db`` of a PostgreSQL URL: what error messages may show."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def load_asyncpg() -> Any:
+    try:
+        import asyncpg
+    except ImportError:
+        raise StorageError("a postgresql:// store needs asyncpg: pip install "
+                           "'fast-mcp-gateway[postgres]'") from None
+    return asyncpg
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The database cannot be reached (rather than refusing what was asked)."""
+    asyncpg = load_asyncpg()
+    return isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                            asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                            asyncpg.exceptions.OperatorInterventionError))
+
+
+
+
+class Query:
+    """WHERE clauses with numbered parameters, for the conditions whose value is given."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.args: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def where(self, clause: str, *values: Any) -> Query:
+        if values and values[0] is not None:
+            self.conditions.append(clause.format(*(self.arg(v) for v in values)))
+        return self
+
+    def clause(self) -> str:
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
+def rowcount(status: str) -> int:
+    """The row count of a command status such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
+
+
+
+
+def store_error(exc: BaseException, where: str, what: str) -> StorageError:
+    """The store's error for an asyncpg failure (the URL's password never shows)."""
+    asyncpg = load_asyncpg()
+    reason = str(exc) or type(exc).__name__
+    if is_unreachable(exc):
+        return StoreUnavailable(f"PostgreSQL at {where} is unreachable ({reason}); is the "
+                                "server running and the address right?")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return StorageError(f"PostgreSQL at {where}: {reason}; create it (createdb) or "
+                            "fix the URL")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return StorageError(f"PostgreSQL at {where} refused the login: {reason}; check the "
+                            "user and password in the URL (or PGPASSWORD / ~/.pgpass)")
+    return StorageError(f"PostgreSQL at {where}: {what}: {reason}")

@@ -1,0 +1,226 @@
+"""Several gateways on one real PostgreSQL: migrations once, one configuration, one log,
+and a database outage survived.  (The store contract itself runs against PostgreSQL in
+test_store_contract.py.)"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.cli.main import main
+from fast_mcp_gateway.store import open_store
+from fast_mcp_gateway.store import postgres_schema as schema
+from fast_mcp_gateway.store.postgres import PostgresStore
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.pg import PgCluster, free_port, require_postgres
+
+pytestmark = pytest.mark.anyio
+
+
+class _ToolsChanged(MessageHandler):
+    """Counts ``tools/list_changed`` notifications; ``wait_for(n)`` waits for the n-th."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._signal = anyio.Event()
+
+    async def on_tool_list_changed(self, message: object) -> None:
+        self.count += 1
+        signal, self._signal = self._signal, anyio.Event()
+        signal.set()
+
+    async def wait_for(self, count: int) -> None:
+        while self.count < count:
+            await self._signal.wait()
+
+
+async def tool_names(client: Client[Any]) -> set[str]:
+    return {t.name for t in await client.list_tools()}
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A server of the test's own: the test stops and restarts it."""
+    cluster = PgCluster(require_postgres())
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+async def test_instances_starting_together_migrate_once(pg_url: str) -> None:
+    stores: list[PostgresStore] = []
+
+    async def start() -> None:
+        store = await open_store(pg_url)
+        assert isinstance(store, PostgresStore)
+        stores.append(store)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(start)
+    try:
+        assert [await s.schema_version() for s in stores] == [schema.SCHEMA_VERSION] * 4
+        async with stores[0]._conn() as conn:
+            applied = await conn.fetch("SELECT version FROM gateway_schema ORDER BY version")
+        assert [r[0] for r in applied] == [v for v, _ in schema.MIGRATIONS]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_newer_schema_is_refused_by_name(pg_url: str) -> None:
+    store = await open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    async with store._conn() as conn:
+        await conn.execute("INSERT INTO gateway_schema VALUES (99, 0)")
+    await store.close()
+    with pytest.raises(Exception, match="schema version 99 is newer than this gateway"):
+        await open_store(pg_url)
+
+
+def _gateway(url: str, instance: str) -> Gateway:
+    # Each gateway has its own upstream objects, as separate machines would.
+    return make_gateway({"alpha": memory_entry("alpha")},
+                        {"alpha": alpha_server(), "beta": beta_server()},
+                        db=url, instance_id=instance)
+
+
+@asynccontextmanager
+async def _three(url: str) -> AsyncIterator[tuple[list[Gateway], list[Client[Any]],
+                                                  list[_ToolsChanged]]]:
+    gateways = [_gateway(url, name) for name in "ABC"]
+    handlers = [_ToolsChanged() for _ in gateways]
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            Client(g.server, mode="legacy", message_handler=h))
+            for g, h in zip(gateways, handlers, strict=True)]
+        for client in clients:
+            await client.list_tools()  # a host that listed is told of changes
+        yield gateways, clients, handlers
+
+
+async def test_three_gateways_share_configuration_logs_and_statistics(
+        own_cluster: PgCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    url = own_cluster.create_database()
+    async with _three(url) as ((a, b, c), (host_a, host_b, host_c), (seen_a, seen_b, seen_c)):
+        # Registered through A: listed (with list_changed) and callable through B and C.
+        before_b, before_c = seen_b.count, seen_c.count
+        started = time.monotonic()
+        added = (await host_a.call_tool("gateway_add_server", {
+            "name": "beta", "config": {**memory_entry("beta"), "namespace": "b"}})).data
+        assert added.added == ["beta"]
+        with anyio.fail_after(20):
+            await seen_b.wait_for(before_b + 1)
+            await seen_c.wait_for(before_c + 1)
+        propagation = time.monotonic() - started
+        for host in (host_b, host_c):
+            assert "b_echo" in await tool_names(host)
+            result = await host.call_tool("b_echo", {"text": "hi"})
+            assert result.content[0].text == "hi"  # type: ignore[union-attr]
+        # Disabled through C: gone from A.
+        before_a = seen_a.count
+        await host_c.call_tool("gateway_disable_server", {"name": "beta"})
+        with anyio.fail_after(20):
+            await seen_a.wait_for(before_a + 1)
+        assert not any(n.startswith("b_") for n in await tool_names(host_a))
+        # Calls through A and C are counted by B, each record naming its instance.
+        for i in range(3):
+            await host_a.call_tool("alpha_add", {"a": i, "b": 1})
+        for i in range(2):
+            await host_c.call_tool("alpha_add", {"a": i, "b": 2})
+        for gateway in (a, c):
+            assert gateway.recorder is not None and await gateway.recorder.flushed(within=20)
+        stats = (await host_b.call_tool("gateway_stats", {"group_by": "tool"})).data
+        counts = {g.key: g.count for g in stats.groups}
+        assert counts["alpha_add"] == 5
+        assert counts["b_echo"] == 2  # one call each through B and C
+        assert b.store is not None
+        rows, _ = await b.store.invocations(tool="alpha_add", limit=10)
+        assert sorted(r.instance_id or "" for r in rows) == ["A", "A", "A", "C", "C"]
+
+        # The database goes away: calls are still served, admin mutations fail clearly.
+        assert a.recorder is not None
+        written_before = a.recorder.written
+        own_cluster.stop()
+        for i in range(4):
+            assert (await host_a.call_tool("alpha_add", {"a": i, "b": 3})).data == i + 3
+        gamma = {"name": "gamma", "config": memory_entry("beta", namespace="g")}
+        with pytest.raises(ToolError, match=r"PostgreSQL at .* is unreachable"):
+            await host_b.call_tool("gateway_add_server", gamma)
+        # ... and comes back: the held records are written, the feed catches up.
+        own_cluster.start()
+        with anyio.fail_after(60):
+            while a.recorder.written + a.recorder.dropped < written_before + 4:
+                await a.recorder.flushed(within=1)
+        assert a.recorder.failed_writes == 0
+        before_a = seen_a.count
+        with anyio.fail_after(60):
+            while True:  # C's pool reconnects on use; until then the write is refused
+                try:
+                    await host_c.call_tool("gateway_add_server", gamma)
+                    break
+                except ToolError as exc:
+                    assert "unreachable" in str(exc)
+                    await anyio.sleep(0.2)
+            await seen_a.wait_for(before_a + 1)
+        assert "g_echo" in await tool_names(host_a)
+        written_during_outage = a.recorder.written - written_before
+        stats = (await host_b.call_tool("gateway_stats", {"group_by": "tool"})).data
+        counts = {g.key: g.count for g in stats.groups}
+        assert counts["alpha_add"] == 5 + written_during_outage
+        assert (written_during_outage, a.recorder.dropped) == (4, 0)  # held, none lost
+    with capsys.disabled():
+        print(f"\n[multi-instance] registration on A listed on B and C after "
+              f"{propagation:.3f}s")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_applying_the_shared_state_again_changes_nothing(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "g.db")
+    gateway = _gateway(db, "A")
+    async with Client(gateway.server) as host:
+        await host.call_tool("gateway_add_server", {
+            "name": "beta", "config": {**memory_entry("beta"), "namespace": "b"}})
+        await host.call_tool("gateway_disable_server", {"name": "alpha"})
+        beta = gateway.manager.services["beta"]
+        attempts = beta.attempts
+        for _ in range(2):  # one's own change, applied again (and again): nothing to do
+            assert await gateway.control.apply_shared(servers=True, routes=True) == []
+        assert gateway.manager.services["beta"] is beta and beta.attempts == attempts
+        names = await tool_names(host)
+        assert "b_echo" in names and not any(n.startswith("alpha_") for n in names)
+
+
+def test_serve_with_an_unreachable_database_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  alpha:\n    url: http://127.0.0.1:9/mcp\n")
+    port = free_port()
+    code = main(["serve", "--config", str(config), "--transport", "http", "--db",
+                 f"postgresql://gw:s3cret@127.0.0.1:{port}/gateway", "--instance-id", "gw-1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in err
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_settings_keep_a_database_url_as_written() -> None:
+    url = "postgresql://gw@db.internal:5433/gateway"
+    assert GatewaySettings(db=url).db == url
+    assert GatewaySettings(db=Path("/var/lib/g.db")).db == "/var/lib/g.db"
+    assert GatewaySettings(instance_id="gw-1").instance_id == "gw-1"
+    assert GatewaySettings().instance_id.endswith(f"-{os.getpid()}")

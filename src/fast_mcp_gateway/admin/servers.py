@@ -163,12 +163,14 @@ async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> Server
 async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Connect a disabled server and expose it again; persisted across restarts."""
     service = ctx.manager.get(name)
+    # Saved first: a store that is down fails the operation before anything changes
+    # (and a retry after such a failure still saves, even if the server is running).
+    await _persist_enabled(ctx, name, True)
     if service.state is not UpstreamState.DISABLED:
         return status_of(service)
     before = service.attempts
     service.set_enabled(True)
     status = await _settle(service, since_attempts=before)
-    await _persist_enabled(ctx, name, True)
     await ctx.audit(actor, "enable_server", name, None, status.state)
     return status
 
@@ -176,9 +178,9 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
 async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Stop a server and hide its components until enabled; persisted across restarts."""
     service = ctx.manager.get(name)
+    await _persist_enabled(ctx, name, False)  # saved first, as in enable_server
     service.set_enabled(False)
     status = await _settle(service, since_attempts=None)
-    await _persist_enabled(ctx, name, False)
     await ctx.audit(actor, "disable_server", name, None, status.state)
     return status
 

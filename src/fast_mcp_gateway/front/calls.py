@@ -236,7 +236,7 @@ def failure_of(call: Call, exc: CallRefused | UpstreamError | MCPError) -> Failu
     if isinstance(exc, UpstreamError):
         return Failure(status_of(exc), str(exc), str(exc), exc)
     return Failure("error", exc.error.message,
-                   f"upstream '{call.owner.name}' rejected {call.method} '{call.original}': "
+                   f"upstream '{call.service.name}' rejected {call.method} '{call.original}': "
                    f"{exc.error.message}", exc)
 
 

@@ -186,7 +186,7 @@ class JsonTool:
     def finish(self, call: Call, result: dict[str, Any]) -> Answer[bytes]:
         problem = _malformed_tool_result(result)
         if problem is not None:
-            message = (f"upstream '{call.owner.name}' returned an invalid tools/call result "
+            message = (f"upstream '{call.service.name}' returned an invalid tools/call result "
                        f"for '{call.original}': {problem}")
             return self.fail(call, Failure("error", message, message, ValueError(problem)))
         if result.get("resultType", "complete") == "complete":

@@ -274,3 +274,15 @@ def test_json_roundtrip_of_a_stamp_is_plain_json() -> None:
 @pytest.mark.parametrize("name", _compat.__all__)
 def test_every_export_exists(name: str) -> None:
     assert getattr(_compat, name) is not None
+
+
+async def test_the_current_transport_is_read_inside_a_request() -> None:
+    server: FastMCP[Any] = FastMCP("x")
+
+    @server.tool
+    def transport() -> str:
+        return str(_compat.current_transport())
+
+    assert _compat.current_transport() is None
+    async with Client(server) as client:
+        assert (await client.call_tool("transport", {})).content[0].text == "None"  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, cast
 
 from fastmcp import FastMCP
+from fastmcp.server.context import _current_transport
 from fastmcp.tools.base import Tool
 from fastmcp.utilities.versions import VersionSpec
 from mcp.client._probe import negotiate_auto as _negotiate_auto
@@ -54,6 +55,7 @@ __all__ = [
     "close_subprocess_transport",
     "connection_of",
     "create_process",
+    "current_transport",
     "drain_stdout",
     "executable_command",
     "lifespan",
@@ -116,6 +118,12 @@ def session_closed(session: ClientSession) -> bool:
 
 
 # -- the server side ------------------------------------------------------------------
+
+
+def current_transport() -> str | None:
+    """The transport serving the current request (``stdio``, ``streamable-http``, ``sse``),
+    or ``None`` outside one: FastMCP keeps it in a private ContextVar."""
+    return _current_transport.get()
 
 
 def connection_of(session: Any) -> Connection | None:

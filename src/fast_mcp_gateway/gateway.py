@@ -113,7 +113,8 @@ class Gateway:
         )
         self.server.use_provider(self.provider)
         # Everything the admin tools reach is built; now adapt them to this server.
-        self.admin_tool_names = register_admin_tools(self.server, self.control)
+        self.admin_tool_names = register_admin_tools(
+            self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
         # Metrics see every call through the pipeline (full path and express lane).
@@ -189,16 +190,19 @@ class Gateway:
         low.add_request_handler("completion/complete", types.CompleteRequestParams,
                                 self._on_complete)
 
+    def _visible(self, server: str) -> bool:
+        return self.provider.pipeline.resolve_principal().may_use(server)
+
     def _resource_origin(self, uri: str) -> tuple[Service, str]:
         view = self.manager.view
         entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
-        if entry is not None:
+        if entry is not None and self._visible(entry[0].server):
             return self.manager.services[entry[0].server], entry[0].original
         from fastmcp.resources.template import forward_uri, match_uri_template
 
         for exposed, (origin, _) in view.templates.items():
             params = match_uri_template(uri, exposed)
-            if params is not None:
+            if params is not None and self._visible(origin.server):
                 return self.manager.services[origin.server], forward_uri(
                     origin.original, params, uri
                 )
@@ -241,13 +245,13 @@ class Gateway:
         upstream_ref: types.PromptReference | types.ResourceTemplateReference
         if isinstance(ref, types.PromptReference):
             route = self.manager.route_prompt(ref.name)
-            if route is None:
+            if route is None or not self._visible(route[0].name):
                 raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name!r}")
             upstream = route[0]
             upstream_ref = types.PromptReference(type="ref/prompt", name=route[1].name)
         else:
             entry = self.manager.view.templates.get(ref.uri)
-            if entry is None:
+            if entry is None or not self._visible(entry[0].server):
                 raise MCPError(code=types.INVALID_PARAMS,
                                message=f"Unknown resource template: {ref.uri!r}")
             upstream = self.manager.services[entry[0].server]
@@ -270,11 +274,14 @@ class Gateway:
     def http_app(self, transport: Transport = "http") -> GatewayApp:
         """The Starlette app for HTTP/SSE mode: MCP (rebinding-guarded), the REST API
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
-        ``http/app.py``."""
+        ``http/app.py``.  From now on every call, list and admin tool is for the principal
+        of its HTTP request (``app.access``)."""
         auth = self.config.options.auth
         groups = [health_group(self.control, self.startup),
                   metrics_group(self.metrics, public=auth is None or auth.metrics_public)]
-        return build_app(self.server, self.control, self.settings, transport, groups=groups)
+        app = build_app(self.server, self.control, self.settings, transport, groups=groups)
+        self.provider.pipeline.resolve_principal = app.access.current
+        return app
 
     async def reload_config(self) -> ChangeReport:
         """Re-read the config file; restart only what changed; keep everything on error

@@ -36,7 +36,7 @@ def main() -> None:
                 "kind": outcome.kind, "tool": outcome.tool, "server": outcome.server,
                 "original": outcome.call.original, "status": outcome.status,
                 "error": outcome.error, "rule": outcome.call.rule,
-                "client": outcome.call.principal.client_id,
+                "client": outcome.call.front.client_id,
                 "arguments": outcome.call.arguments,
                 "response_bytes": outcome.response_bytes,
                 "duration_ms": outcome.duration_ms,
@@ -48,7 +48,7 @@ def main() -> None:
         async def authorize(call: Call) -> str | None:
             if call.exposed != refuse:
                 return None
-            return (f"client '{call.principal.client_id}' may not call '{call.exposed}' "
+            return (f"client '{call.front.client_id}' may not call '{call.exposed}' "
                     "(test policy)")
 
         pipeline.authorizer = authorize

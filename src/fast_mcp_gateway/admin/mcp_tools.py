@@ -7,8 +7,12 @@ registry; ``register_admin_tools`` adds all of it and returns the names, which t
 gateway reserves in the catalog: an upstream tool can never shadow an admin tool,
 including one added later, and no list of names is kept by hand.
 
-Only this module knows MCP: it names the actor (the host's client id) and turns the
-gateway's errors into ``ToolError`` once, in ``_bind``.  Annotations are honest:
+Only this module knows MCP: it names the actor (the caller's token or JWT name, else
+the host's client id) and turns the gateway's errors into ``ToolError`` once, in
+``_bind``.  Every admin tool needs scope ``admin`` (the read-only ones show every
+server): a caller without it does not see them (``AdminVisibility``) and a call is
+refused naming the scope.  The caller comes from the principal resolver the gateway
+injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest:
 listing and detail are read-only, reconnect/enable are idempotent, disable is
 destructive (it removes that server's components from every host).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -42,8 +47,10 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
     StatsReport,
 )
+from fast_mcp_gateway.admin.scope import AdminVisibility, PrincipalResolver, refusal
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 READ_ONLY = types.ToolAnnotations(
@@ -106,19 +113,28 @@ def admin_kind(tool: AdminTool) -> AdminKind:
     return "read" if tool.annotations.read_only_hint else "mutate"
 
 
-def register_admin_tools(server: FastMCP[Any], ctx: AdminContext) -> frozenset[str]:
+_caller: ContextVar[Principal | None] = ContextVar("admin_caller", default=None)
+"""The principal of the admin tool call being served (set by ``_bind``'s adapter)."""
+
+
+def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
+                         principal: PrincipalResolver = lambda: LOCAL) -> frozenset[str]:
     """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
     the read-only ones, ``off``: none) to ``server``, each calling its operation over
-    ``ctx``.  Returns every admin tool's name, registered or not: the catalog reserves
-    them all, so an upstream can never take an admin tool's name."""
+    ``ctx`` for callers ``principal()`` says have scope ``admin``.  Returns every admin
+    tool's name, registered or not: the catalog reserves them all, so an upstream can
+    never take an admin tool's name."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
-            server.tool(_bind(tool, ctx), name=tool.name, annotations=tool.annotations,
-                        tags={"admin"})
-    return frozenset(tool.name for tool in ADMIN_TOOLS)
+            server.tool(_bind(tool, ctx, principal), name=tool.name,
+                        annotations=tool.annotations, tags={"admin"})
+    names = frozenset(tool.name for tool in ADMIN_TOOLS)
+    server.add_middleware(AdminVisibility(names, principal))
+    return names
 
 
-def _bind(tool: AdminTool, ctx: AdminContext) -> Callable[..., Awaitable[Any]]:
+def _bind(tool: AdminTool, ctx: AdminContext,
+          principal: PrincipalResolver) -> Callable[..., Awaitable[Any]]:
     """``tool.fn`` with ``ctx`` bound, as FastMCP sees a plain function: the adapter's
     own parameters, resolved types and docstring (a ``functools.partial`` would make
     FastMCP resolve the types in its own namespace).  The one place the gateway's
@@ -129,10 +145,25 @@ def _bind(tool: AdminTool, ctx: AdminContext) -> Callable[..., Awaitable[Any]]:
                   for p in list(signature.parameters.values())[1:]]
 
     async def run(**arguments: Any) -> Any:
+        caller = principal()
+        if (reason := refusal(caller, tool.name)) is not None:
+            raise ToolError(reason)
+        if caller.servers is not None and tool.name.startswith("gateway_inspect"):
+            # An admin restricted to some servers inspects only those; worded as
+            # for a server that does not exist.
+            server = arguments.get("name")
+            if server is None:
+                raise ToolError(f"'{tool.name}' needs 'name': this token may inspect "
+                                "only its own servers")
+            if not caller.may_use(server):
+                raise ToolError(f"unknown server '{server}'")
+        token = _caller.set(caller)
         try:
             return await tool.fn(ctx, **arguments)
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
+        finally:
+            _caller.reset(token)
 
     run.__name__ = run.__qualname__ = tool.fn.__name__
     run.__doc__ = tool.fn.__doc__
@@ -144,7 +175,11 @@ def _bind(tool: AdminTool, ctx: AdminContext) -> Callable[..., Awaitable[Any]]:
 
 
 def actor() -> Actor:
-    """Who is calling: the host's client id (``stdio`` without one), else ``LIBRARY``."""
+    """Who is calling: the token's or JWT's name, else the host's client id (``stdio``
+    without one), else ``LIBRARY``."""
+    caller = _caller.get()
+    if caller is not None and caller.kind in ("token", "jwt"):
+        return Actor(caller.name)
     try:
         return Actor(FrontCall.from_context(get_context()).client_id)
     except RuntimeError:

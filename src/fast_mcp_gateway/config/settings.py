@@ -34,6 +34,11 @@ class GatewaySettings(BaseSettings):
         description="extra Host header values accepted in HTTP mode (DNS-rebinding guard)",
     )
     allowed_origins: list[str] = Field(default_factory=list)
+    public_url: str | None = Field(
+        default=None,
+        description="the URL hosts reach the gateway at (behind a proxy or TLS terminator), "
+                    "e.g. https://mcp.example.com; named in the OAuth protected-resource "
+                    "metadata. Default: http://<host>:<port>")
     allow_unauthenticated_admin: bool = Field(
         default=False,
         description="HTTP mode without gateway.auth: let anyone who reaches the port use the "

@@ -9,7 +9,9 @@ check, a metric) holds for every call.  The stages, in order:
 1. **route rule** (tools): ``route`` picks the server a matching rule sends the
    call to; a rule naming a server without the tool refuses the call before it
    starts (not observed, as no upstream was chosen);
-2. **authorization**: ``authorizer(call)`` may refuse (None: no check);
+2. **authorization**: a call of a server outside ``call.principal.servers`` is
+   refused as if the component did not exist (no names leak); then
+   ``authorizer(call)`` may refuse (None: no further check);
 3. **curation**: ``curator(call)`` may refuse or rewrite ``call.arguments``
    (None: nothing curated);
 4. **service call**: the encoding sends it through ``Service`` (rate limits,
@@ -35,7 +37,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from fastmcp.exceptions import ToolError
 from fastmcp.server.context import Context
@@ -50,6 +52,7 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
 )
 from fast_mcp_gateway.front.asks import bridge_asks
+from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import CallPath, Service
@@ -73,16 +76,17 @@ _METHODS: dict[str, str] = {"tool": "tools/call", "resource": "resources/read",
                             "prompt": "prompts/get"}
 
 
-class Principal(NamedTuple):
-    """Who makes a call.
+_UNKNOWN: dict[str, str] = {"tool": "Unknown tool", "resource": "Unknown resource",
+                            "prompt": "Unknown prompt"}
 
-    Today every caller is anonymous and known by its transport's client id; the
-    HTTP authentication work fills ``subject`` and ``scopes`` from a verified token.
-    """
+PrincipalResolver = Callable[[], Principal]
+"""Who makes the call being served, from the request context (in the call's task).
+The gateway's assembly injects HTTP's (``http/access.py``: the verified token, or
+the anonymous policy); the default is ``LOCAL``, the stdio host."""
 
-    client_id: str
-    subject: str | None = None
-    scopes: frozenset[str] = frozenset()
+
+def local_principal() -> Principal:
+    return LOCAL
 
 
 @dataclass(eq=False, slots=True)
@@ -240,9 +244,9 @@ def failure_of(call: Call, exc: CallRefused | UpstreamError | MCPError) -> Failu
                    f"{exc.error.message}", exc)
 
 
-def principal_of(front: FrontCall) -> Principal:
-    """Who makes the call ``front`` carries (the seam HTTP authentication fills)."""
-    return Principal(front.client_id)
+def actor_name(principal: Principal, front: FrontCall) -> str:
+    """Who a record names: a token's or JWT's name, else the host's client id."""
+    return principal.name if principal.kind in ("token", "jwt") else front.client_id
 
 
 def front_of(context: Context | None = None) -> FrontCall:
@@ -270,7 +274,7 @@ class RecordCalls:
         self.recorder.record(Invocation(
             id=uuid.uuid4().hex,
             trace_id=trace_id_of((call.front.meta or {}).get("traceparent")) or "",
-            client=call.front.client_id, kind=call.kind, exposed=call.exposed,
+            client=actor_name(call.principal, call.front), kind=call.kind, exposed=call.exposed,
             server=call.service.name, original=call.original,
             replica=path.attempts[-1][0] if path.attempts else None,
             route=route or None, retries=path.retries,
@@ -287,13 +291,15 @@ class RecordCalls:
 class CallPipeline:
     """The stages every call goes through (see the module docstring).
 
-    ``routes``, ``authorizer``, ``curator`` and ``observers`` may be changed at
-    any time; a call uses what is set when it reaches each stage.
+    ``routes``, ``resolve_principal``, ``authorizer``, ``curator`` and
+    ``observers`` may be changed at any time; a call uses what is set when it
+    reaches each stage.
     """
 
     def __init__(self, manager: UpstreamManager) -> None:
         self.manager = manager
         self.routes = RouteTable()
+        self.resolve_principal: PrincipalResolver = local_principal
         self.authorizer: Authorizer | None = None
         self.curator: Curator | None = None
         self.observers: list[CallObserver] = []
@@ -352,6 +358,13 @@ class CallPipeline:
         return cast(Out, answer.output)
 
     async def _admit(self, call: Call) -> None:
+        principal = call.principal
+        if principal.servers is not None and not (
+            call.owner.name in principal.servers and call.service.name in principal.servers
+        ):
+            # Worded as for a component that does not exist: a restricted caller
+            # must not learn which servers the gateway fronts.
+            raise CallRefused(f"{_UNKNOWN[call.kind]}: {call.exposed!r}")
         if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
             raise CallRefused(reason)
         if self.curator is not None and (reason := await self.curator(call)) is not None:

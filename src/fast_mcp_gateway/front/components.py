@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import mcp_types as types
 from fastmcp.exceptions import ToolError
 from fastmcp.prompts import Prompt, PromptResult
@@ -20,17 +21,66 @@ from fastmcp.resources import Resource, ResourceTemplate
 from fastmcp.resources.base import ResourceResult
 from fastmcp.resources.template import forward_uri
 from fastmcp.server.context import Context
+from fastmcp.server.dependencies import get_http_request
 from fastmcp.tools.base import Tool, ToolResult
 from fastmcp.utilities.tasks import TaskConfig
 from mcp.shared.dispatcher import ProgressFnT
 from pydantic import AnyUrl, PrivateAttr
 
-from fast_mcp_gateway.front.calls import Call, CallPipeline, front_of, principal_of
+from fast_mcp_gateway._compat import current_transport
+from fast_mcp_gateway.front.calls import Call, CallPipeline, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedPrompt, TypedResource, TypedTool
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 _NO_TASKS = TaskConfig(mode="forbidden")
+DISCONNECT_POLL = 0.25
+"""Seconds between checks that the host of an HTTP call is still connected."""
+
+
+class HostGone(Exception):
+    """The host's HTTP request ended while its call was in flight (nobody to answer)."""
+
+
+async def _until_disconnected(work: Awaitable[ToolResult]) -> ToolResult:
+    """``work``, cancelled (upstream: ``notifications/cancelled``) if the host's
+    streamable-HTTP request ends first.
+
+    Uvicorn never cancels an ASGI task, and the SDK cancels a handler on disconnect
+    only in some setups (not a 2026 JSON response, not a legacy stateful session, whose
+    handler runs in the session's task), so the request is polled.  SSE is left alone:
+    its POST is answered 202 at once (it would look disconnected), and a dropped SSE
+    stream ends the session, which cancels the call by itself.
+    """
+    try:
+        request = get_http_request()
+    except RuntimeError:  # stdio, in-process: no HTTP request to outlive
+        return await work
+    if current_transport() != "streamable-http":
+        return await work
+    done: list[ToolResult] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async def call() -> None:
+            try:  # re-raised as is below, not wrapped in the task group's ExceptionGroup
+                done.append(await work)
+            except Exception as exc:  # noqa: BLE001 - handed on unchanged
+                failed.append(exc)
+            tg.cancel_scope.cancel()
+
+        async def watch() -> None:
+            # No event exists for it: the ASGI receive channel is only polled.
+            while not await request.is_disconnected():  # noqa: ASYNC110
+                await anyio.sleep(DISCONNECT_POLL)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(call)
+        tg.start_soon(watch)
+    if failed:
+        raise failed[0]
+    if not done:
+        raise HostGone("the host disconnected before the call finished; it was cancelled")
+    return done[0]
 
 
 class UpstreamTool:
@@ -55,7 +105,7 @@ class UpstreamTool:
               front: FrontCall) -> Call:
         service, rule = route
         return Call("tool", self.name, service, self.original, arguments, front,
-                    principal_of(front), self.owner, rule)
+                    self.pipeline.resolve_principal(), self.owner, rule)
 
     async def run(self, arguments: dict[str, Any], front: FrontCall) -> ToolResult:
         """The full path: typed arguments in, a ``ToolResult`` out (or ``ToolError``)."""
@@ -98,13 +148,14 @@ class GatewayTool(Tool):
     _upstream_tool: UpstreamTool = PrivateAttr()
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
-        return await self._upstream_tool.run(arguments, front_of(context))
+        return await _until_disconnected(self._upstream_tool.run(arguments, front_of(context)))
 
 
 async def _read(pipeline: CallPipeline, upstream: Service, uri: str,
                 exposed: str) -> ResourceResult:
     front = front_of()
-    call = Call("resource", exposed, upstream, uri, None, front, principal_of(front), upstream)
+    call = Call("resource", exposed, upstream, uri, None, front,
+                pipeline.resolve_principal(), upstream)
     return await pipeline.run(call, TypedResource())
 
 
@@ -157,5 +208,5 @@ class GatewayPrompt(Prompt):
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
         front = front_of()
         call = Call("prompt", self.name, self._upstream, self._original, args, front,
-                    principal_of(front), self._upstream)
+                    self._pipeline.resolve_principal(), self._upstream)
         return await self._pipeline.run(call, TypedPrompt())

@@ -8,13 +8,18 @@ stdio express lane uses too.
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
 stop with the FastMCP server, whichever transport serves it.  Components are
 built once per catalog generation and looked up by exposed name in O(1).
+
+Every list and lookup is for the caller (``pipeline.resolve_principal()``): a
+principal restricted to some servers sees only their components, and a lookup of
+another server's returns ``None`` (FastMCP's "Unknown tool", nothing disclosed).
+The components are shared; only the filtering is per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastmcp.prompts import Prompt
 from fastmcp.prompts.base import PromptArgument
@@ -36,6 +41,19 @@ from fast_mcp_gateway.front.components import (
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.telemetry.recorder import Recorder
+
+C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
+
+
+def _visible(server: str, servers: frozenset[str] | None) -> bool:
+    return servers is None or server in servers
+
+
+def _for(components: Iterable[C], servers: frozenset[str] | None) -> list[C]:
+    """``components`` of the ``servers`` a caller may see (None: all of them)."""
+    if servers is None:
+        return list(components)
+    return [c for c in components if c._upstream.name in servers]
 
 
 class GatewayProvider(Provider):
@@ -138,16 +156,25 @@ class GatewayProvider(Provider):
         self._resources, self._templates = resources, templates
         self._generation = view.generation
 
+    def _servers(self) -> frozenset[str] | None:
+        """The servers the current caller may see (None: every one)."""
+        return self.pipeline.resolve_principal().servers
+
     async def _list_tools(self) -> Sequence[Tool]:
         self._on_listed()
         self._sync()
-        return list(self._tools.values())
+        servers = self._servers()
+        if servers is None:
+            return list(self._tools.values())
+        return [t for t in self._tools.values() if t._upstream_tool.owner.name in servers]
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         self._sync()
         tool = self._tools.get(name)
         if tool is None and ":" in name:
             tool = self._alias(name)
+        if tool is not None and not _visible(tool._upstream_tool.owner.name, self._servers()):
+            return None
         return tool
 
     def lane_tool(self, name: str) -> UpstreamTool | None:
@@ -166,32 +193,37 @@ class GatewayProvider(Provider):
     async def _list_prompts(self) -> Sequence[Prompt]:
         self._on_listed()
         self._sync()
-        return list(self._prompts.values())
+        return _for(self._prompts.values(), self._servers())
 
     async def _get_prompt(self, name: str, version: VersionSpec | None = None) -> Prompt | None:
         self._sync()
-        return self._prompts.get(name)
+        prompt = self._prompts.get(name)
+        return prompt if prompt is not None and _visible(
+            prompt._upstream.name, self._servers()) else None
 
     async def _list_resources(self) -> Sequence[Resource]:
         self._on_listed()
         self._sync()
-        return list(self._resources.values())
+        return _for(self._resources.values(), self._servers())
 
     async def _get_resource(self, uri: str, version: VersionSpec | None = None) -> Resource | None:
         self._sync()
-        return self._resources.get(uri) or self._resources.get(normalize_uri(uri))
+        resource = self._resources.get(uri) or self._resources.get(normalize_uri(uri))
+        return resource if resource is not None and _visible(
+            resource._upstream.name, self._servers()) else None
 
     async def _list_resource_templates(self) -> Sequence[ResourceTemplate]:
         self._sync()
-        return list(self._templates.values())
+        return _for(self._templates.values(), self._servers())
 
     async def _get_resource_template(
         self, uri: str, version: VersionSpec | None = None
     ) -> ResourceTemplate | None:
         self._sync()
+        servers = self._servers()
         for template in self._templates.values():
             if template.matches(uri) is not None:
-                return template
+                return template if _visible(template._upstream.name, servers) else None
         return None
 
     async def get_tasks(self) -> Sequence[Any]:

@@ -11,24 +11,35 @@ and the dashboard as well, so that a token means the same everywhere:
   makes the anonymous caller an admin.
 
 ``require(principal, scope)`` is the scope check (403 naming the missing scope).
+
+``Access.current()`` is the same decision for the MCP endpoint, where FastMCP has
+already verified the token (401 otherwise): the call pipeline and the ``gateway_*``
+tools get it injected as their principal resolver.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastmcp.server.dependencies import get_access_token, get_http_request
 from starlette.requests import HTTPConnection
 
+from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
-from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.principal import LOCAL, Principal
 
 ANONYMOUS = Principal(name="anonymous", scopes=frozenset({"tools"}), kind="anonymous")
 """A caller of an HTTP gateway without ``gateway.auth``: may read and call, not manage."""
 
 ANONYMOUS_ADMIN = Principal(name="anonymous", scopes=frozenset(SCOPES), kind="anonymous")
 """The same caller under ``allow_unauthenticated_admin``."""
+
+NOBODY = Principal(name="unauthenticated", scopes=frozenset(), servers=frozenset(),
+                   kind="anonymous")
+"""An HTTP request without a verified token on a gateway with ``auth`` (FastMCP answers
+401 before the gateway sees one; this is the fail-closed answer if it ever did)."""
 
 HOW_TO_ADD_A_TOKEN = (
     "add a token under gateway.auth.tokens in servers.yaml (make one with "
@@ -63,6 +74,24 @@ class Access:
                                "for this gateway)", bad_token=True)
         return principal_of(verified)
 
+    def current(self) -> Principal:
+        """The caller of the MCP request being served: its verified token's principal,
+        the anonymous policy without ``auth``; ``LOCAL`` only off HTTP (an in-process
+        ``fastmcp.Client``, the library's own calls)."""
+        token = get_access_token()
+        if token is not None:
+            return principal_of(token)
+        try:
+            get_http_request()
+        except RuntimeError:
+            # The transport contextvar (fastmcp 4.x) is set for every HTTP/SSE request,
+            # including a legacy session's task, which may lack the request itself.
+            if current_transport() in (None, "stdio"):
+                return LOCAL
+        if self.verifier is None:
+            return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
+        return NOBODY
+
 
 def require(principal: Principal, scope: Scope, what: str) -> None:
     """Refuse (403) unless ``principal`` has ``scope``; ``what`` names the operation."""
@@ -75,4 +104,4 @@ def require(principal: Principal, scope: Scope, what: str) -> None:
                            f"has {', '.join(sorted(principal.scopes)) or 'no scopes'}")
 
 
-__all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "Access", "ApiError", "require"]
+__all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "require"]

@@ -34,7 +34,7 @@ from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.api import ENDPOINTS
-from fast_mcp_gateway.http.auth import GatewayVerifier
+from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.endpoints import api_routes, http_error
 from fast_mcp_gateway.http.openapi import openapi_document
 
@@ -81,6 +81,15 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
     return RouteGroup("api", routes, prefix=API_PREFIX)
 
 
+def public_base_url(settings: GatewaySettings) -> str:
+    """The gateway's URL as hosts reach it (``public_url``, else from host and port):
+    the resource named in the RFC 9728 metadata and its ``WWW-Authenticate`` link."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[RouteGroup] = ()
               ) -> GatewayApp:
@@ -91,6 +100,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin)
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = list(settings.allowed_origins) or None
+    # The MCP endpoint (streamable HTTP, or /sse + /messages) takes the same verifier
+    # as the REST API: FastMCP answers a missing or bad token with 401 and
+    # WWW-Authenticate before the gateway sees the request.  FastMCP reads
+    # ``server.auth`` when it builds the app, so it is set just before.
+    server.auth = (mcp_auth(verifier, auth, public_base_url(settings))
+                   if verifier is not None and auth is not None else None)
     mcp_app = server.http_app(
         path=settings.path if transport == "http" else "/sse",
         transport="sse" if transport == "sse" else "http",

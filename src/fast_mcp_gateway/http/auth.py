@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Iterable
 from typing import Any
 
-from fastmcp.server.auth import AccessToken, TokenVerifier
+from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
@@ -27,9 +28,7 @@ from fast_mcp_gateway.principal import Principal
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
-
-
-
+logger = logging.getLogger(__name__)
 def _scopes(values: Iterable[Any]) -> frozenset[Scope]:
     return frozenset(s for s in SCOPES if s in {str(v) for v in values})
 
@@ -56,6 +55,17 @@ class GatewayVerifier(TokenVerifier):
         self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a
+        verifier's exception into a bare 500 without ``WWW-Authenticate``, so a failing
+        JWKS fetch or a malformed JWT is logged (never the token) and refused."""
+        try:
+            return await self._verify(token)
+        except Exception as exc:  # noqa: BLE001 - any failure is a refusal, never a 500
+            logger.warning("bearer token refused: verification failed (%s)",
+                           type(exc).__name__)
+            return None
+
+    async def _verify(self, token: str) -> AccessToken | None:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         match = None
         for expected, entry in self._tokens:  # every entry: no early exit to time
@@ -73,6 +83,19 @@ class GatewayVerifier(TokenVerifier):
         if verified is None:
             return None
         return _from_jwt(verified, self._jwt_config)
+
+
+def mcp_auth(verifier: GatewayVerifier, config: AuthConfig, base_url: str) -> AuthProvider:
+    """What FastMCP's MCP endpoint authenticates with: ``verifier`` itself, or, when
+    JWTs are configured, ``verifier`` wrapped to serve OAuth 2.0 Protected Resource
+    Metadata (RFC 9728) at ``/.well-known/oauth-protected-resource<mcp path>`` naming
+    the JWT issuer, with ``resource_metadata=`` in every 401's ``WWW-Authenticate``.
+    Static tokens alone have no issuer to point at, so no metadata is served."""
+    if config.jwt is None:
+        return verifier
+    return RemoteAuthProvider(
+        token_verifier=verifier, authorization_servers=[config.jwt.issuer],  # type: ignore[list-item]
+        base_url=base_url, scopes_supported=list(SCOPES), resource_name="mcp-gateway")
 
 
 def _jwt_verifier(config: JwtConfig) -> JWTVerifier:

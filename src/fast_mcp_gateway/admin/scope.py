@@ -1,0 +1,54 @@
+"""Who may use the ``gateway_*`` tools: scope ``admin``, checked for the current caller.
+
+The caller comes from a principal resolver the gateway injects (HTTP: the verified
+token or the anonymous policy; stdio and in-process: ``LOCAL``).  Lists hide the
+tools from callers without ``admin``; a call is refused by the tool itself, naming
+the missing scope (a filtered lookup could only say "Unknown tool").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools.base import Tool
+
+from fast_mcp_gateway.principal import Principal
+
+PrincipalResolver = Callable[[], Principal]
+"""The caller of the request being served (read in the request's task)."""
+
+HOW_TO_ADD_A_TOKEN = (
+    "this gateway has no authentication configured: add a token with scope 'admin' under "
+    "gateway.auth.tokens in servers.yaml (make one with 'mcp-gateway token new --name NAME "
+    "--scopes admin') and send it as 'Authorization: Bearer <token>'; or, on loopback "
+    "only, start the gateway with --allow-unauthenticated-admin")
+
+
+def refusal(principal: Principal, what: str) -> str | None:
+    """Why ``principal`` may not use admin tool ``what`` (None: it may)."""
+    if principal.has("admin"):
+        return None
+    if principal.kind == "anonymous":
+        return f"tool '{what}' requires scope 'admin'; {HOW_TO_ADD_A_TOKEN}"
+    return (f"tool '{what}' requires scope 'admin'; the token '{principal.name}' has "
+            f"{', '.join(sorted(principal.scopes)) or 'no scopes'}")
+
+
+class AdminVisibility(Middleware):
+    """Hides the ``gateway_*`` tools from callers without scope ``admin``.
+
+    Lists only: a call is checked by the tool itself (``_bind``), which can name the
+    missing scope, where a filtered lookup could only say "Unknown tool".
+    """
+
+    def __init__(self, names: frozenset[str], resolve: PrincipalResolver) -> None:
+        self.names, self.resolve = names, resolve
+
+    async def on_list_tools(self, context: MiddlewareContext[Any],
+                            call_next: CallNext[Any, Sequence[Tool]]) -> Sequence[Tool]:
+        tools = await call_next(context)
+        if self.resolve().has("admin"):
+            return tools
+        return [t for t in tools if t.name not in self.names]

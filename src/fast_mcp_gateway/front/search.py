@@ -107,7 +107,8 @@ class CallTools(_MetaTool):
             except ToolError as exc:
                 results[i] = {"name": name, "isError": True, "error": str(exc)}
                 return
-            entry: dict[str, Any] = {"name": name, "isError": False, "content": [
+            entry: dict[str, Any] = {"name": name, "isError": bool(result.is_error),
+                                     "content": [
                 block.model_dump(mode="json", by_alias=True, exclude_none=True)
                 for block in result.content]}
             if result.structured_content is not None:

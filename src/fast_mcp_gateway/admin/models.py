@@ -72,6 +72,23 @@ class ExposedName(BaseModel):
     renamed_because: str | None = None
 
 
+class HiddenComponent(BaseModel):
+    kind: str
+    original: str
+    rule: str = Field(description="the rule that hides it, e.g. tools.exclude")
+
+
+class Curation(BaseModel):
+    """What the server's tools/resources/prompts rules did to its catalog."""
+
+    hidden: list[HiddenComponent] = Field(default_factory=list)
+    renamed: list[ExposedName] = Field(default_factory=list)
+    overridden: dict[str, list[str]] = Field(
+        default_factory=dict, description="tool -> the fields the host sees overridden")
+    problems: list[str] = Field(default_factory=list,
+                                description="rules that did nothing, and why")
+
+
 class ServerDetail(ServerStatus):
     server_info: dict[str, Any] | None
     capabilities: dict[str, Any] | None
@@ -79,6 +96,7 @@ class ServerDetail(ServerStatus):
     stderr_tail: list[str]
     exposed: list[ExposedName]
     config: dict[str, Any]
+    curation: Curation = Field(default_factory=Curation)
 
 
 class HealthReport(BaseModel):

@@ -17,8 +17,10 @@ from typing import Any, Literal
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
+    Curation,
     ExposedName,
     HealthReport,
+    HiddenComponent,
     ReplicaStatus,
     ServerDetail,
     ServerList,
@@ -33,6 +35,7 @@ from fast_mcp_gateway.config.registrations import (
 )
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import Conflict, NotFound
+from fast_mcp_gateway.routing.manager import CatalogView
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
@@ -112,6 +115,10 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
     upstream = service.primary() if replica is None else service.replica(replica)
     view = ctx.manager.view
     renames = {(r.server, r.original): r.reason for r in view.renames}
+    curated = view.curation.get(upstream.name)
+    for kind, original, new in curated.renamed if curated else []:
+        renames.setdefault((upstream.name, original), f"renamed to '{new}' by its "
+                                                      f"'{kind}s.rename' rule")
     exposed = [
         ExposedName(kind=kind, exposed=exp, original=origin.original,
                     renamed_because=renames.get((origin.server, origin.original)))
@@ -131,6 +138,21 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
         stderr_tail=upstream.stderr.tail(stderr_lines),
         exposed=exposed,
         config=service.config.redacted(),
+        curation=_curation(view, upstream.name, exposed),
+    )
+
+
+def _curation(view: CatalogView, server: str, exposed: list[ExposedName]) -> Curation:
+    curated = view.curation.get(server)
+    if curated is None:
+        return Curation()
+    renamed = {(kind, original) for kind, original, _ in curated.renamed}
+    return Curation(
+        hidden=[HiddenComponent(kind=h.kind, original=h.original, rule=h.rule)
+                for h in curated.hidden],
+        renamed=[e for e in exposed if (e.kind, e.original) in renamed],
+        overridden={tool: list(fields) for tool, fields in curated.overridden},
+        problems=list(curated.problems),
     )
 
 

@@ -29,6 +29,13 @@ from pydantic import (
 )
 
 from fast_mcp_gateway.config.auth import AuthConfig
+from fast_mcp_gateway.config.curation import (
+    Exposure,
+    PromptCuration,
+    ResourceCuration,
+    SearchOptions,
+    ToolCuration,
+)
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, redact_value
 
@@ -161,6 +168,9 @@ class ServerConfig(Target):
     fallback: FallbackConfig = FallbackConfig()
     rate_limit: RateLimitConfig | None = None
     idempotent_tools: tuple[str, ...] = ()
+    tools: ToolCuration = ToolCuration()
+    resources: ResourceCuration = ResourceCuration()
+    prompts: PromptCuration = PromptCuration()
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -240,6 +250,10 @@ class GatewayOptions(_Strict):
         default="full", description="admin tools: full, read_only (no changes) or off")
     auth: AuthConfig | None = Field(
         default=None, description="bearer tokens and/or JWTs required in HTTP mode")
+    exposure: Exposure = Field(
+        default="all", description="all (every tool listed), search (meta-tools to search "
+                                   "and call) or auto (search above search.auto_threshold_tools)")
+    search: SearchOptions = SearchOptions()
 
     @field_validator("separator")
     @classmethod

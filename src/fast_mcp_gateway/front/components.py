@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ResourceError, ToolError
 from fastmcp.prompts import Prompt, PromptResult
 from fastmcp.resources import Resource, ResourceTemplate
 from fastmcp.resources.base import ResourceResult
@@ -181,10 +181,13 @@ class GatewayTemplate(ResourceTemplate):
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _pipeline: CallPipeline = PrivateAttr()
+    _hidden: str | None = PrivateAttr(default=None)  # hidden by curation: the refusal
 
     async def create_resource(  # type: ignore[override]
         self, uri: str, params: dict[str, Any], context: Context | None = None
     ) -> Resource:
+        if self._hidden is not None:
+            raise ResourceError(self._hidden)
         backend_uri = forward_uri(self._original, params, uri)
         resource = GatewayResource(
             uri=AnyUrl(uri), name=self.name, title=self.title, description=self.description,

@@ -8,11 +8,6 @@ stdio express lane uses too.
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
 stop with the FastMCP server, whichever transport serves it.  Components are
 built once per catalog generation and looked up by exposed name in O(1).
-
-Every list and lookup is for the caller (``pipeline.resolve_principal()``): a
-principal restricted to some servers sees only their components, and a lookup of
-another server's returns ``None`` (FastMCP's "Unknown tool", nothing disclosed).
-The components are shared; only the filtering is per request.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
 from fast_mcp_gateway.front.background import background
-from fast_mcp_gateway.front.calls import CallPipeline
+from fast_mcp_gateway.front.calls import Call, CallPipeline
 from fast_mcp_gateway.front.components import (
     GatewayPrompt,
     GatewayResource,
@@ -38,8 +33,11 @@ from fast_mcp_gateway.front.components import (
     GatewayTool,
     UpstreamTool,
 )
+from fast_mcp_gateway.front.search import meta_tools
+from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.routing.search import SearchDoc, SearchIndex
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
@@ -66,6 +64,9 @@ class GatewayProvider(Provider):
         self.manager = manager
         self._on_listed = on_listed or (lambda: None)
         self.pipeline = CallPipeline(manager)
+        self.pipeline.curator = self._curate
+        self._meta = meta_tools(self)
+        self._index: SearchIndex | None = None
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._lane_tools: dict[str, UpstreamTool] = {}
@@ -117,7 +118,8 @@ class GatewayProvider(Provider):
                 annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
             )
             tool._upstream_tool = lane[name] = UpstreamTool(
-                name, ups[origin.server], origin.original, t.annotations, self.pipeline)
+                name, ups[origin.server], origin.original,
+                view.upstream_annotations.get(name, t.annotations), self.pipeline)
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -154,28 +156,85 @@ class GatewayProvider(Provider):
             templates[uri_template] = template
         self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates
+        self._index = None
         self._generation = view.generation
 
-    def _servers(self) -> frozenset[str] | None:
+    # -- curation and search mode ---------------------------------------------
+
+    async def _curate(self, call: Call) -> str | None:
+        """The pipeline's curation stage: hidden components are refused by name (a
+        lookup of a hidden name resolves to a component whose call ends here)."""
+        view = self.manager.view
+        for server in {call.owner.name, call.service.name}:
+            if (reason := view.refusal(call.kind, server, call.original)) is not None:
+                return reason
+        if call.kind == "resource":
+            return read_refusal(call.owner.config, call.original)
+        return None
+
+    def _hidden_tool(self, name: str) -> GatewayTool | None:
+        hit = self.manager.view.hidden_as("tool", name)
+        if hit is None:
+            return None
+        hidden, t = hit
+        tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
+        tool._upstream_tool = UpstreamTool(name, self.manager.services[hidden.server],
+                                           hidden.original, t.annotations, self.pipeline)
+        return tool
+
+    def search_mode(self) -> bool:
+        """Whether hosts see the search meta-tools instead of every tool."""
+        options = self.manager.config.options
+        if options.exposure == "auto":
+            self._sync()
+            return len(self._tools) > options.search.auto_threshold_tools
+        return options.exposure == "search"
+
+    def search_index(self) -> SearchIndex:
+        """The BM25 index of the exposed tools (built once per catalog generation)."""
+        self._sync()
+        if self._index is None:
+            view = self.manager.view
+            self._index = SearchIndex(
+                SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
+                for name, (origin, t) in view.tools.items())
+        return self._index
+
+    def caller_servers(self) -> frozenset[str] | None:
         """The servers the current caller may see (None: every one)."""
         return self.pipeline.resolve_principal().servers
 
-    async def _list_tools(self) -> Sequence[Tool]:
-        self._on_listed()
-        self._sync()
-        servers = self._servers()
-        if servers is None:
-            return list(self._tools.values())
-        return [t for t in self._tools.values() if t._upstream_tool.owner.name in servers]
+    _servers = caller_servers
 
-    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+    def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()
         tool = self._tools.get(name)
         if tool is None and ":" in name:
             tool = self._alias(name)
+        tool = tool or self._hidden_tool(name)
         if tool is not None and not _visible(tool._upstream_tool.owner.name, self._servers()):
-            return None
+            return None  # another caller's server: "Unknown tool", nothing disclosed
         return tool
+
+    async def _list_tools(self) -> Sequence[Tool]:
+        self._on_listed()
+        self._sync()
+        search = self.search_mode()
+        if search:
+            pinned = self.manager.config.options.search.pinned
+            shown = [self._tools[n] for n in pinned if n in self._tools]
+        else:
+            shown = list(self._tools.values())
+        servers = self._servers()
+        if servers is not None:
+            shown = [t for t in shown if t._upstream_tool.owner.name in servers]
+        return [*self._meta.values(), *shown] if search else shown
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        self._sync()
+        if name not in self._tools and name in self.manager.meta_names:
+            return self._meta[name]
+        return self.callable_tool(name)
 
     def lane_tool(self, name: str) -> UpstreamTool | None:
         """The upstream tool exposed as ``name`` (exact names only), for the express lane."""
@@ -198,6 +257,11 @@ class GatewayProvider(Provider):
     async def _get_prompt(self, name: str, version: VersionSpec | None = None) -> Prompt | None:
         self._sync()
         prompt = self._prompts.get(name)
+        if prompt is None and (hit := self.manager.view.hidden_as("prompt", name)):
+            hidden, p = hit
+            prompt = GatewayPrompt(name=name, description=p.description)
+            prompt._upstream = self.manager.services[hidden.server]
+            prompt._original, prompt._pipeline = hidden.original, self.pipeline
         return prompt if prompt is not None and _visible(
             prompt._upstream.name, self._servers()) else None
 
@@ -209,6 +273,13 @@ class GatewayProvider(Provider):
     async def _get_resource(self, uri: str, version: VersionSpec | None = None) -> Resource | None:
         self._sync()
         resource = self._resources.get(uri) or self._resources.get(normalize_uri(uri))
+        if resource is None and (hit := self.manager.view.hidden_as("resource",
+                                                                    normalize_uri(uri))):
+            hidden, r = hit
+            resource = GatewayResource(uri=AnyUrl(uri), name=r.name, description=r.description,
+                                       mime_type=r.mime_type or "text/plain")
+            resource._upstream = self.manager.services[hidden.server]
+            resource._original, resource._pipeline = hidden.original, self.pipeline
         return resource if resource is not None and _visible(
             resource._upstream.name, self._servers()) else None
 
@@ -224,6 +295,12 @@ class GatewayProvider(Provider):
         for template in self._templates.values():
             if template.matches(uri) is not None:
                 return template if _visible(template._upstream.name, servers) else None
+        for (kind, name), (hidden, tp) in self.manager.view.hidden.items():
+            if kind == "resource_template" and _visible(hidden.server, servers):
+                refused = GatewayTemplate(uri_template=name, name=tp.name, parameters={})
+                if refused.matches(uri) is not None:
+                    refused._hidden = hidden.message
+                    return refused
         return None
 
     async def get_tasks(self) -> Sequence[Any]:

@@ -24,7 +24,17 @@ from pydantic import AnyUrl, BaseModel
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
-from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_names, allocate_uris
+from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, curate
+from fast_mcp_gateway.routing.naming import (
+    NameTable,
+    Origin,
+    Rename,
+    allocate_names,
+    allocate_uris,
+    namespace_uri,
+    natural_name,
+)
+from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -59,6 +69,24 @@ class CatalogView:
     templates: dict[str, tuple[Origin, types.ResourceTemplate]] = field(default_factory=dict)
     renames: list[Rename] = field(default_factory=list)
     generation: int = 0
+    # Curation: what each server's rules did, and hidden components by the name (or
+    # URI / template) they would have had, so a call by that name is refused clearly.
+    curation: dict[str, Curated] = field(default_factory=dict)
+    hidden: dict[tuple[str, str], tuple[Hidden, Any]] = field(default_factory=dict)
+    hidden_originals: dict[tuple[str, str, str], Hidden] = field(default_factory=dict)
+    # The upstream's own annotations of tools whose host-facing ones are overridden.
+    upstream_annotations: dict[str, types.ToolAnnotations | None] = field(
+        default_factory=dict)
+
+    def hidden_as(self, kind: str, name: str) -> tuple[Hidden, Any] | None:
+        """The hidden component a host names ``name`` (kind: tool, prompt, resource,
+        resource_template), with its upstream item; None if nothing hidden is called so."""
+        return self.hidden.get((kind, name))
+
+    def refusal(self, kind: str, server: str, original: str) -> str | None:
+        """Why a call of ``original`` on ``server`` is refused by curation, if it is."""
+        hidden = self.hidden_originals.get((kind, server, original))
+        return hidden.message if hidden is not None else None
 
 
 class UpstreamManager:
@@ -192,6 +220,13 @@ class UpstreamManager:
                 report["unchanged"].append(name)
         return report
 
+    @property
+    def meta_names(self) -> frozenset[str]:
+        """The search meta-tools' names, reserved unless every tool is listed."""
+        if self.config.options.exposure == "all":
+            return frozenset()
+        return META_TOOL_NAMES
+
     def reserve_names(self, names: set[str] | frozenset[str]) -> None:
         """Tool names the gateway itself uses; upstream tools never take them."""
         self._reserved = frozenset(names)
@@ -240,8 +275,6 @@ class UpstreamManager:
                     listener(exposed)
                 return
         # A resource from a template (not listed): namespace it the same way.
-        from fast_mcp_gateway.routing.naming import namespace_uri
-
         exposed = namespace_uri(uri, upstream.config.effective_namespace)
         for listener in self._resource_listeners:
             listener(exposed)
@@ -250,49 +283,69 @@ class UpstreamManager:
         ordered = [u for u in self.services.values() if u.state is not UpstreamState.DISABLED]
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
+        reserved = sorted({*self._reserved, *self.meta_names})
+        # One place applies every server's rules; everything below sees only the result.
+        curated = {u.name: curate(u.config, u.catalog) for u in ordered}
 
         def ns(u: Service) -> str:
             return u.config.effective_namespace
 
+        def entries(kind: str) -> Callable[[Service], list[Entry[Any]]]:
+            return lambda u: list(getattr(curated[u.name], kind))
+
         tool_table = allocate_names(
-            ((u.name, ns(u), t.name) for u in ordered for t in u.catalog.tools),
-            separator=sep, max_length=max_len, reserved=sorted(self._reserved),
+            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].tools),
+            separator=sep, max_length=max_len, reserved=reserved,
         )
         prompt_table = allocate_names(
-            ((u.name, ns(u), p.name) for u in ordered for p in u.catalog.prompts),
+            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].prompts),
             separator=sep, max_length=max_len,
         )
         resource_table = allocate_uris(
-            (u.name, ns(u), str(r.uri)) for u in ordered for r in u.catalog.resources
+            (u.name, ns(u), e.name) for u in ordered for e in curated[u.name].resources
         )
         template_table = allocate_uris(
-            (u.name, ns(u), t.uri_template) for u in ordered for t in u.catalog.templates
+            (u.name, ns(u), e.name) for u in ordered for e in curated[u.name].templates
         )
         by_name = {u.name: u for u in ordered}
+        # (server, name the table was given) -> entry: the table's "original" is the
+        # curated name; the view's Origin carries the upstream's own.
+        index = {(u.name, kind, e.name): e for u in ordered
+                 for kind in ("tools", "prompts", "resources", "templates")
+                 for e in entries(kind)(u)}
 
-        def pick(table: NameTable, items: Callable[[Service], list[Any]],
-                 key: Callable[[Any], str], norm: Callable[[str], str] = str
+        def pick(table: NameTable, kind: str, norm: Callable[[str], str] = str
                  ) -> dict[str, tuple[Origin, Any]]:
-            index = {
-                (u.name, key(item)): item for u in ordered for item in items(u)
-            }
-            return {
-                norm(name): (origin, index[(origin.server, origin.original)])
-                for name, origin in table.by_exposed.items()
-                if origin.server in exposed and origin.server in by_name
-            }
+            out: dict[str, tuple[Origin, Any]] = {}
+            for name, origin in table.by_exposed.items():
+                if origin.server in exposed and origin.server in by_name:
+                    entry = index[(origin.server, kind, origin.original)]
+                    out[norm(name)] = (Origin(origin.server, entry.original), entry.item)
+            return out
+
+        def upstream_rename(rename: Rename, kind: str) -> Rename:
+            entry = index.get((rename.server, kind, rename.original))
+            original = entry.original if entry is not None else rename.original
+            return Rename(rename.server, original, rename.exposed, rename.reason)
 
         view = CatalogView(
-            tools=pick(tool_table, lambda u: list(u.catalog.tools), lambda t: t.name),
-            prompts=pick(prompt_table, lambda u: list(u.catalog.prompts), lambda p: p.name),
-            resources=pick(resource_table, lambda u: list(u.catalog.resources),
-                           lambda r: str(r.uri), normalize_uri),
-            templates=pick(template_table, lambda u: list(u.catalog.templates),
-                           lambda t: t.uri_template),
-            renames=[*tool_table.renames, *prompt_table.renames, *resource_table.renames,
-                     *template_table.renames],
+            tools=pick(tool_table, "tools"),
+            prompts=pick(prompt_table, "prompts"),
+            resources=pick(resource_table, "resources", normalize_uri),
+            templates=pick(template_table, "templates"),
+            renames=[*(upstream_rename(r, "tools") for r in tool_table.renames),
+                     *(upstream_rename(r, "prompts") for r in prompt_table.renames),
+                     *resource_table.renames, *template_table.renames],
             generation=self.view.generation + 1,
+            curation=curated,
         )
+        self._index_hidden(view, [u for u in ordered if u.name in exposed], sep)
+        overridden = {(server, o) for server, c in curated.items() for o, _ in c.overridden}
+        for name, (origin, _) in view.tools.items():
+            if (origin.server, origin.original) in overridden:
+                view.upstream_annotations[name] = next(
+                    t.annotations for t in by_name[origin.server].catalog.tools
+                    if t.name == origin.original)
         for rename in view.renames:
             if rename not in self.view.renames:
                 logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
@@ -302,6 +355,33 @@ class UpstreamManager:
         if changed:
             for listener in self._listeners:
                 listener(changed)
+
+    @staticmethod
+    def _index_hidden(view: CatalogView, servers: list[Service], sep: str) -> None:
+        taken: dict[str, Mapping[str, Any]] = {
+            "tool": view.tools, "prompt": view.prompts, "resource": view.resources,
+            "resource_template": view.templates}
+        for service in servers:
+            ns = service.config.effective_namespace
+            catalog = service.catalog
+            items: dict[str, dict[str, Any]] = {
+                "tool": {t.name: t for t in catalog.tools},
+                "prompt": {p.name: p for p in catalog.prompts},
+                "resource": {str(r.uri): r for r in catalog.resources},
+                "resource_template": {t.uri_template: t for t in catalog.templates},
+            }
+            for hidden in view.curation[service.name].hidden:
+                item = items[hidden.kind].get(hidden.original)
+                view.hidden_originals[(hidden.kind, service.name, hidden.original)] = hidden
+                names = [f"{service.name}:{hidden.original}"]
+                if hidden.kind in ("tool", "prompt"):
+                    names.append(natural_name(ns, hidden.original, sep))
+                else:
+                    uri = namespace_uri(hidden.original, ns)
+                    names.append(normalize_uri(uri) if hidden.kind == "resource" else uri)
+                for name in names:
+                    if name not in taken[hidden.kind]:
+                        view.hidden.setdefault((hidden.kind, name), (hidden, item))
 
     @staticmethod
     def _changed_kinds(old: CatalogView, new: CatalogView) -> set[ChangeKind]:

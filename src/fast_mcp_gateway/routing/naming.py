@@ -68,6 +68,12 @@ def _with_suffix(name: str, suffix: str, max_length: int) -> str:
 RESERVED = "(gateway)"
 
 
+def natural_name(namespace: str, original: str, separator: str = "_") -> str:
+    """The exposed name ``original`` gets when nothing collides (host-safe characters)."""
+    natural = f"{namespace}{separator}{original}" if namespace else original
+    return _INVALID.sub("_", natural) or "_"
+
+
 def allocate_names(
     entries: Iterable[tuple[str, str, str]],
     *,

@@ -1,0 +1,124 @@
+"""Curation settings of one server (``tools:``, ``resources:``, ``prompts:``) and the
+gateway's exposure settings (``gateway.exposure``, ``gateway.search``).
+
+Pure models, validated with the rest of ``servers.yaml`` (and every runtime
+registration, which goes through the same ``ServerConfig``).  Globs are
+``fnmatch`` patterns (``*``, ``?``, ``[...]``), case-sensitive, on the upstream's
+own names and URIs.  What they do to a catalog is ``routing/curation.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+# What a host accepts in a tool or prompt name (the same rule exposed names follow).
+_RENAME_TARGET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+Exposure = Literal["all", "search", "auto"]
+Glob = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Filter(_Strict):
+    """``include`` (default: everything) then ``exclude`` globs on original names/URIs."""
+
+    include: tuple[Glob, ...] | None = Field(
+        default=None, description="globs on original names; only matches are exposed")
+    exclude: tuple[Glob, ...] = Field(
+        default=(), description="globs on original names; matches are hidden")
+
+
+def _check_renames(rename: dict[str, str]) -> dict[str, str]:
+    for original, new in rename.items():
+        if not _RENAME_TARGET.match(new):
+            raise ValueError(
+                f"rename target {new!r} (for {original!r}) is not a valid name: use 1-64 "
+                "letters, digits, '_' or '-'")
+    targets: dict[str, str] = {}
+    for original, new in rename.items():
+        if new in targets:
+            raise ValueError(
+                f"rename collision: {targets[new]!r} and {original!r} are both renamed to "
+                f"{new!r}; give them different names")
+        targets[new] = original
+    return rename
+
+
+class Override(_Strict):
+    """What the host sees of one tool instead of the upstream's own; never sent upstream."""
+
+    description: str | None = Field(default=None, max_length=16_384)
+    title: str | None = Field(default=None, max_length=1024)
+    annotations: dict[str, Any] | None = Field(
+        default=None, description="merged over the upstream's annotations, e.g. "
+                                  "{destructiveHint: false}")
+
+    @field_validator("annotations")
+    @classmethod
+    def _known_annotations(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        known = {"title": str, "readOnlyHint": bool, "destructiveHint": bool,
+                 "idempotentHint": bool, "openWorldHint": bool}
+        for key, item in value.items():
+            if key not in known:
+                raise ValueError(f"unknown annotation {key!r}; known: {', '.join(known)}")
+            if not isinstance(item, known[key]):
+                kind = "true or false" if known[key] is bool else "text"
+                raise ValueError(f"annotation {key!r} must be {kind}")
+        return value
+
+
+class ToolCuration(Filter):
+    """``tools:`` of a server."""
+
+    rename: dict[str, str] = Field(
+        default_factory=dict, description="original name -> new name (before the namespace)")
+    override: dict[str, Override] = Field(
+        default_factory=dict, description="original name -> {description, title, annotations}")
+
+    @field_validator("rename")
+    @classmethod
+    def _valid_rename(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_renames(value)
+
+
+class PromptCuration(Filter):
+    """``prompts:`` of a server."""
+
+    rename: dict[str, str] = Field(
+        default_factory=dict, description="original name -> new name (before the namespace)")
+
+    @field_validator("rename")
+    @classmethod
+    def _valid_rename(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_renames(value)
+
+
+class ResourceCuration(Filter):
+    """``resources:`` of a server: globs on original URIs, and on templates' uriTemplate."""
+
+
+class SearchOptions(_Strict):
+    """``gateway.search``: when ``auto`` switches to search, and what stays listed."""
+
+    auto_threshold_tools: StrictInt = Field(
+        default=80, ge=0, le=1_000_000,
+        description="in exposure: auto, more exposed tools than this means search mode")
+    pinned: tuple[str, ...] = Field(
+        default=(), description="exposed tool names listed as themselves in search mode")
+
+    @model_validator(mode="after")
+    def _unique(self) -> SearchOptions:
+        seen: set[str] = set()
+        for name in self.pinned:
+            if name in seen:
+                raise ValueError(f"pinned lists {name!r} twice")
+            seen.add(name)
+        return self

@@ -1,0 +1,176 @@
+"""The search-mode meta-tools: ``search_tools``, ``call_tool`` and ``call_tools``.
+
+Their definitions are constants -- they never change with the catalog -- so a host's
+prompt cache survives servers coming and going.  ``call_tool`` / ``call_tools``
+resolve the exposed name exactly as a direct ``tools/call`` does (hidden tools get
+the same refusal) and run the tool's own ``UpstreamTool.run``: the same call
+pipeline (route rules, authorization, curation, retries, records), nothing bypassed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import anyio
+import mcp_types as types
+from fastmcp.exceptions import ToolError
+from fastmcp.server.context import Context
+from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.tasks import TaskConfig
+from pydantic import PrivateAttr
+
+from fast_mcp_gateway.front.calls import front_of
+from fast_mcp_gateway.front.components import GatewayTool
+from fast_mcp_gateway.routing.search import (
+    CALL_TOOL,
+    CALL_TOOLS,
+    MAX_K,
+    META_TOOL_NAMES,
+    SEARCH_TOOL,
+    SearchIndex,
+)
+
+MAX_BATCH = 20
+_READ_ONLY = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+class SearchCatalog(Protocol):
+    """What the meta-tools need of the provider."""
+
+    def search_index(self) -> SearchIndex: ...
+
+    def caller_servers(self) -> frozenset[str] | None:
+        """The servers the current caller may see (None: every one)."""
+        ...
+
+    def callable_tool(self, name: str) -> GatewayTool | None:
+        """The tool a direct ``tools/call`` of ``name`` would run (None: no such tool)."""
+        ...
+
+
+class _MetaTool(Tool):
+    task_config: TaskConfig = TaskConfig(mode="forbidden")
+    _catalog: SearchCatalog = PrivateAttr()
+
+
+class SearchTools(_MetaTool):
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ToolError("search_tools needs a 'query': a few words saying what the tool "
+                            "should do")
+        k = arguments.get("k", 5)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ToolError(f"'k' must be a whole number from 1 to {MAX_K}")
+        server = arguments.get("server")
+        if server is not None and not isinstance(server, str):
+            raise ToolError("'server' must be a server name (text)")
+        hits = self._catalog.search_index().search(query, k, server,
+                                                   self._catalog.caller_servers())
+        cards = [doc.card() for doc, _ in hits]
+        return ToolResult(content=json.dumps({"tools": cards}, ensure_ascii=False),
+                          structured_content={"tools": cards})
+
+
+async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
+                context: Context | None) -> ToolResult:
+    if not isinstance(name, str) or not name:
+        raise ToolError("'name' must be the exposed name of a tool (from search_tools)")
+    if name in META_TOOL_NAMES:
+        raise ToolError(f"'{name}' is a search meta-tool; call it directly")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ToolError("'arguments' must be an object of the tool's parameters")
+    tool = catalog.callable_tool(name)
+    if tool is None:
+        raise ToolError(f"no tool named '{name}'; find tools with search_tools")
+    return await tool._upstream_tool.run(arguments, front_of(context))
+
+
+class CallTool(_MetaTool):
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        return await _call(self._catalog, arguments.get("name"), arguments.get("arguments"),
+                           context)
+
+
+class CallTools(_MetaTool):
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        calls = arguments.get("calls")
+        if not isinstance(calls, list) or not 1 <= len(calls) <= MAX_BATCH:
+            raise ToolError(f"'calls' must be a list of 1 to {MAX_BATCH} "
+                            "{name, arguments} objects")
+        results: list[dict[str, Any]] = [{} for _ in calls]
+
+        async def one(i: int, spec: Any) -> None:
+            name = spec.get("name") if isinstance(spec, dict) else None
+            try:
+                if not isinstance(spec, dict):
+                    raise ToolError("each call must be an object {name, arguments}")
+                result = await _call(self._catalog, name, spec.get("arguments"), context)
+            except ToolError as exc:
+                results[i] = {"name": name, "isError": True, "error": str(exc)}
+                return
+            entry: dict[str, Any] = {"name": name, "isError": bool(result.is_error),
+                                     "content": [
+                block.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for block in result.content]}
+            if result.structured_content is not None:
+                entry["structuredContent"] = result.structured_content
+            results[i] = entry
+
+        async with anyio.create_task_group() as tg:
+            for i, spec in enumerate(calls):
+                tg.start_soon(one, i, spec)
+        return ToolResult(content=json.dumps({"results": results}, ensure_ascii=False),
+                          structured_content={"results": results})
+
+
+_ARGS_SCHEMA = {"type": "object", "description": "the tool's arguments, as its inputSchema "
+                                                 "(from search_tools) says",
+                "additionalProperties": True}
+
+
+def meta_tools(catalog: SearchCatalog) -> dict[str, Tool]:
+    """The three meta-tools, bound to ``catalog``; their definitions are constants."""
+    search = SearchTools(
+        name=SEARCH_TOOL, title="Search tools",
+        description="Find the tools (of every connected server) that can do a task. Returns "
+                    "cards with each tool's exact name, server, description and input schema; "
+                    f"then call one with {CALL_TOOL}.",
+        parameters={"type": "object", "properties": {
+            "query": {"type": "string",
+                      "description": "what you want to do, in a few words"},
+            "server": {"type": "string",
+                       "description": "only tools of this server (optional)"},
+            "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5,
+                  "description": "how many tools to return"},
+        }, "required": ["query"], "additionalProperties": False},
+        annotations=_READ_ONLY,
+    )
+    call = CallTool(
+        name=CALL_TOOL, title="Call a tool",
+        description=f"Call a tool found with {SEARCH_TOOL}, by its exact name, with arguments "
+                    "matching its input schema. Returns the tool's own result.",
+        parameters={"type": "object", "properties": {
+            "name": {"type": "string", "description": "the tool's name, from search_tools"},
+            "arguments": _ARGS_SCHEMA,
+        }, "required": ["name"], "additionalProperties": False},
+    )
+    batch = CallTools(
+        name=CALL_TOOLS, title="Call several tools",
+        description=f"Call up to {MAX_BATCH} tools in parallel; returns one result per call, "
+                    "in order (a failed call does not stop the others).",
+        parameters={"type": "object", "properties": {
+            "calls": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+                "type": "object", "properties": {
+                    "name": {"type": "string"}, "arguments": _ARGS_SCHEMA},
+                "required": ["name"], "additionalProperties": False}},
+        }, "required": ["calls"], "additionalProperties": False},
+    )
+    tools: dict[str, Tool] = {}
+    for tool in (search, call, batch):
+        tool._catalog = catalog
+        tools[tool.name] = tool
+    return tools

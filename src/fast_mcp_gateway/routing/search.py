@@ -1,0 +1,152 @@
+"""Offline tool search for ``exposure: search``: BM25 over the exposed catalog.  Pure.
+
+A tool is one document: its exposed name (split on ``_``, ``-``, ``.``, ``/`` and
+camelCase, weighted x3), title (x2), description, and its parameters' names and
+descriptions.  Words are case-folded, lightly stemmed (plurals) and a handful of
+common verb synonyms are folded together (delete/remove, find/search, ...), so
+"remove a file" finds ``delete_file``.  Ties keep catalog order: the same query on
+the same catalog always gives the same answer.
+
+FastMCP's ``BM25SearchTransform`` is not used: it is a server-wide transform (it
+would also fold the gateway_* admin tools into search), its tokenizer does not
+split camelCase nor see titles, it has no server filter or per-query ``k``, and
+``auto`` needs the switch made per catalog generation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SEARCH_TOOL, CALL_TOOL, CALL_TOOLS = "search_tools", "call_tool", "call_tools"
+META_TOOL_NAMES = frozenset({SEARCH_TOOL, CALL_TOOL, CALL_TOOLS})
+MAX_K = 20
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_STOP = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
+    "how", "i", "in", "into", "is", "it", "me", "my", "of", "on", "or", "that", "the",
+    "this", "to", "what", "which", "with", "you", "your",
+))
+# Verbs that mean the same to a user looking for a tool: folded to the first.
+_SYNONYMS = {
+    "remove": "delete", "erase": "delete", "destroy": "delete", "drop": "delete",
+    "find": "search", "lookup": "search", "query": "search",
+    "make": "create", "new": "create", "add": "create",
+    "modify": "update", "edit": "update", "change": "update",
+    "fetch": "get", "retrieve": "get", "read": "get", "show": "get", "view": "get",
+    "enumerate": "list", "directory": "dir", "folder": "dir",
+    "message": "msg", "messages": "msg", "repo": "repository", "repos": "repository",
+    "pr": "pull", "prs": "pull",
+}
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Search terms of ``text``: names split into parts, case-folded, stemmed."""
+    out: list[str] = []
+    for raw in _WORD.findall(_CAMEL.sub(" ", text)):
+        word = raw.lower()
+        if word in _STOP:
+            continue
+        word = _SYNONYMS.get(word, word)
+        word = _SYNONYMS.get(_stem(word), _stem(word))
+        out.append(word)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDoc:
+    """What search knows of one exposed tool."""
+
+    name: str
+    server: str
+    title: str | None
+    description: str | None
+    input_schema: dict[str, Any]
+
+    def terms(self) -> list[str]:
+        words = tokenize(self.name) * 3 + tokenize(self.title or "") * 2
+        words += tokenize(self.description or "")
+        properties = self.input_schema.get("properties")
+        if isinstance(properties, dict):
+            for param, spec in properties.items():
+                words += tokenize(str(param))
+                if isinstance(spec, dict) and isinstance(spec.get("description"), str):
+                    words += tokenize(spec["description"])
+        return words
+
+    def card(self) -> dict[str, Any]:
+        """The compact form a search returns: enough to call the tool correctly."""
+        card: dict[str, Any] = {"name": self.name, "server": self.server}
+        if self.title:
+            card["title"] = self.title
+        if self.description:
+            card["description"] = first_sentence(self.description)
+        card["inputSchema"] = self.input_schema
+        return card
+
+
+def first_sentence(text: str, limit: int = 240) -> str:
+    """The description's first sentence (or line), at most ``limit`` characters."""
+    text = text.strip()
+    line = text.split("\n", 1)[0].strip()
+    match = re.search(r"[.!?](\s|$)", line)
+    sentence = line[: match.start() + 1] if match else line
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+class SearchIndex:
+    """BM25 (Okapi, k1=1.2, b=0.75) over ``docs``, built once per catalog generation."""
+
+    def __init__(self, docs: Iterable[SearchDoc], k1: float = 1.2, b: float = 0.75) -> None:
+        self.docs: list[SearchDoc] = list(docs)
+        self._k1, self._b = k1, b
+        self._tf = [Counter(doc.terms()) for doc in self.docs]
+        self._len = [sum(tf.values()) for tf in self._tf]
+        self._avg = (sum(self._len) / len(self._len)) if self._len else 0.0
+        df: Counter[str] = Counter()
+        for tf in self._tf:
+            df.update(tf.keys())
+        n = len(self.docs)
+        self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+
+    def search(self, query: str, k: int = 5, server: str | None = None,
+               servers: frozenset[str] | None = None) -> list[tuple[SearchDoc, float]]:
+        """The ``k`` best matches (score > 0) for ``query``, best first; only of ``server``,
+        and only of the ``servers`` the caller may see (None: every one)."""
+        terms = set(tokenize(query))
+        scored: list[tuple[float, int]] = []
+        for i, (doc, tf) in enumerate(zip(self.docs, self._tf, strict=True)):
+            if (server is not None and doc.server != server) or (
+                    servers is not None and doc.server not in servers):
+                continue
+            score = 0.0
+            norm = self._k1 * (1 - self._b + self._b * self._len[i] / (self._avg or 1))
+            for term in terms:
+                f = tf.get(term)
+                if f:
+                    score += self._idf[term] * f * (self._k1 + 1) / (f + norm)
+            if score > 0:
+                scored.append((-score, i))
+        scored.sort()
+        return [(self.docs[i], -s) for s, i in scored[: max(0, k)]]
+
+
+def rank_of(results: Sequence[tuple[SearchDoc, float]], name: str) -> int | None:
+    """1-based rank of ``name`` in ``results`` (None: not found)."""
+    return next((i for i, (doc, _) in enumerate(results, 1) if doc.name == name), None)

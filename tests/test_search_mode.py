@@ -1,0 +1,144 @@
+"""Exposure modes: search meta-tools in front of the catalog, the same pipeline behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway.routing.search import SearchDoc, SearchIndex, first_sentence, tokenize
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.test_lane import raw_host, write_config
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(("text", "terms"), [
+    ("getIssueComments", ["get", "issue", "comment"]),
+    ("list_pull-requests", ["list", "pull", "request"]),
+    ("Remove the files from a folder", ["delete", "file", "dir"]),
+    ("HTTPServer branches", ["http", "server", "branch"]),
+])
+def test_tokenize_splits_names_and_folds_words(text: str, terms: list[str]) -> None:
+    assert tokenize(text) == terms
+
+
+def _doc(name: str, description: str, server: str = "s", **params: str) -> SearchDoc:
+    return SearchDoc(name, server, None, description, {"type": "object", "properties": {
+        p: {"type": "string", "description": d} for p, d in params.items()}})
+
+
+DOCS = [
+    _doc("github_create_issue", "Create a new issue in a GitHub repository.", "github",
+         title="Issue title"),
+    _doc("github_list_commits", "List commits of a branch.", "github", sha="branch or SHA"),
+    _doc("fs_delete_file", "Delete a file from disk.", "fs", path="file path"),
+    _doc("slack_post_message", "Post a message to a Slack channel.", "slack"),
+    _doc("jira_create_issue", "Create a Jira issue in a project.", "jira"),
+]
+
+
+@pytest.mark.parametrize(("query", "server", "expected"), [
+    ("remove a file", None, ["fs_delete_file"]),
+    ("open a new github issue", None, ["github_create_issue", "jira_create_issue"]),
+    ("create issue", "jira", ["jira_create_issue"]),
+    ("send slack message", None, ["slack_post_message"]),
+    ("commits on a branch", None, ["github_list_commits"]),
+    ("zzz unrelated", None, []),
+])
+def test_bm25_ranks_the_expected_tool_first(query: str, server: str | None,
+                                            expected: list[str]) -> None:
+    hits = SearchIndex(DOCS).search(query, 2, server)
+    assert [d.name for d, _ in hits][: len(expected)] == expected
+    if not expected:
+        assert hits == []
+
+
+def test_cards_are_compact_and_complete() -> None:
+    card = DOCS[0].card()
+    assert card == {"name": "github_create_issue", "server": "github",
+                    "description": "Create a new issue in a GitHub repository.",
+                    "inputSchema": DOCS[0].input_schema}
+    assert first_sentence("One. Two.") == "One."
+    assert first_sentence("line one\nline two") == "line one"
+
+
+def two(mode: str, db: Path | None = None, **search: Any) -> Any:
+    memory = {"alpha": alpha_server(), "beta": beta_server()}
+    servers = {"alpha": memory_entry("alpha"), "beta": memory_entry("beta")}
+    return make_gateway(servers, memory, options={"exposure": mode, "search": search}, db=db)
+
+
+async def test_search_mode_lists_meta_tools_and_calls_through_the_pipeline(
+        tmp_path: Path) -> None:
+    gateway = two("search", tmp_path / "g.db", pinned=["beta_echo"])
+    async with Client(gateway.server) as client:
+        listed = await client.list_tools()
+        names = [t.name for t in listed]
+        upstream = [n for n in names if not n.startswith("gateway_")]
+        assert upstream == ["search_tools", "call_tool", "call_tools", "beta_echo"]
+        definitions = [t.model_dump() for t in listed]
+        found = (await client.call_tool("search_tools", {"query": "add two numbers",
+                                                         "server": "alpha"})).structured_content
+        assert found["tools"][0]["name"] == "alpha_add"
+        assert found["tools"][0]["inputSchema"]["required"] == ["a", "b"]
+        assert {c["server"] for c in found["tools"]} == {"alpha"}
+        result = await client.call_tool("call_tool", {"name": "alpha_add",
+                                                      "arguments": {"a": 2, "b": 5}})
+        assert result.structured_content == {"result": 7}
+        # A name a host remembers still works directly.
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 1})).data == 2
+        with pytest.raises(ToolError, match="no tool named 'nope'"):
+            await client.call_tool("call_tool", {"name": "nope"})
+        batch = (await client.call_tool("call_tools", {"calls": [
+            {"name": "alpha_add", "arguments": {"a": 1, "b": 2}},
+            {"name": "alpha_fail", "arguments": {"message": "boom"}},
+            {"name": "beta_echo", "arguments": {"text": "hi"}},
+        ]})).structured_content["results"]
+        assert [r["isError"] for r in batch] == [False, True, False]
+        assert batch[0]["structuredContent"] == {"result": 3}
+        assert batch[1]["content"][0]["text"] == "boom"
+        # The meta-tools' definitions do not change with the catalog.
+        await gateway.manager.remove_server("beta")
+        again = [t.model_dump() for t in await client.list_tools()]
+        assert again == [d for d in definitions if d["name"] != "beta_echo"]
+        calls = (await client.call_tool("gateway_calls", {"limit": 50})).structured_content
+    recorded = {(c["exposed"], c["status"]) for c in calls["calls"]}
+    assert {("alpha_add", "success"), ("alpha_fail", "error"), ("beta_echo", "success")} \
+        <= recorded
+
+
+@pytest.mark.parametrize(("mode", "threshold", "search"), [
+    ("all", 80, False), ("auto", 80, False), ("auto", 3, True), ("search", 80, True)])
+async def test_auto_switches_above_the_threshold(mode: str, threshold: int,
+                                                 search: bool) -> None:
+    gateway = two(mode, auto_threshold_tools=threshold)
+    async with Client(gateway.server) as client:
+        names = {t.name for t in await client.list_tools()}
+    assert ("search_tools" in names) is search
+    assert ("alpha_add" in names) is not search
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_search_then_call_from_a_real_host_in_both_eras(tmp_path: Path,
+                                                              era: str) -> None:
+    config = tmp_path / "servers.yaml"
+    base = write_config(tmp_path).read_text()
+    config.write_text("gateway:\n  exposure: search\n  search: {pinned: [up_whoami]}\n"
+                      + base)
+    async with raw_host(config, era) as host:
+        tools = [t["name"] for t in (await host.request("tools/list"))["result"]["tools"]]
+        assert [n for n in tools if not n.startswith("gateway_")] == [
+            "search_tools", "call_tool", "call_tools", "up_whoami"]
+        found = await host.call("search_tools", {"query": "echo text", "k": 3})
+        cards = json.loads(found["content"][0]["text"])["tools"]
+        assert cards[0]["name"] == "up_echo"
+        said = await host.call("call_tool", {"name": "up_echo",
+                                             "arguments": {"text": "ab", "times": 2}})
+        assert said["content"] == [{"type": "text", "text": "abab"}]
+        refused = await host.call("call_tool", {"name": "up_echo", "arguments": {}})
+        assert refused["isError"] is True

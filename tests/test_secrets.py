@@ -230,3 +230,19 @@ def test_a_planted_secret_reaches_no_output_channel(tmp_path: Path) -> None:
     assert "StreamableHTTP endpoint: http://***@127.0.0.1" in gateway_log
     records = _cli("logs", "--db", str(db), "--json", env=env)
     assert sum(1 for line in records.splitlines() if line.startswith("{")) >= 3
+
+
+@pytest.mark.parametrize("text", [
+    "basic configuration failed", "Basic Authentication required",
+    "the bearer of news", "session=short-lived is fine?",
+])
+def test_ordinary_words_are_not_masked(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_short_plain_words_under_credential_keys_are_not_registered() -> None:
+    parse_config({"servers": {"m": {"command": "x", "env": {
+        "AUTH_MODE": "disabled", "SESSION_KIND": "ephemeral", "API_TOKEN": "Zx9-k2-real"}}}},
+        source="test")
+    assert "disabled" not in SECRETS and "ephemeral" not in SECRETS
+    assert "Zx9-k2-real" in SECRETS

@@ -28,7 +28,11 @@ _CREDENTIAL_PARAM = (r"[A-Za-z0-9_.\-]*(?:token|secret|passw|pwd|api[-_]?key|api
                      r"|signature|auth|credential|session|code)[A-Za-z0-9_.\-]*")
 _QUERY_CREDENTIAL = re.compile(rf"(?i)([?&;]{_CREDENTIAL_PARAM}=)[^&#\s\"'<>;]+")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#\"'<>]+@")
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
+# "Bearer <token>" in any case; "Basic <base64>" only when it looks encoded (a digit,
+# "+", "/", "=" or mixed case), so that "basic configuration" stays as written.
+_BEARER = re.compile(r"\b((?i:bearer))\s+[A-Za-z0-9._~+/=\-]{8,}"
+                     r"|\b(Basic)\s+(?=[A-Za-z0-9+/]*(?:[0-9+/=]|[a-z][A-Z]|[A-Z]{2}))"
+                     r"[A-Za-z0-9+/]{8,}={0,2}")
 _QUERY_KEY = re.compile(rf"(?i)^{_CREDENTIAL_PARAM}$")
 
 
@@ -75,8 +79,8 @@ def mask_urls(text: str) -> str:
         text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     if "=" in text:
         text = _QUERY_CREDENTIAL.sub(rf"\1{MASK}", text)
-    if "earer" in text or "asic" in text:
-        text = _BEARER.sub(rf"\1 {MASK}", text)
+    if "earer" in text or "EARER" in text or "Basic" in text:
+        text = _BEARER.sub(lambda m: f"{m.group(1) or m.group(2)} {MASK}", text)
     return text
 
 
@@ -101,18 +105,29 @@ def url_credentials(url: str) -> list[str]:
     return found
 
 
+def _looks_like_credential(value: str) -> bool:
+    """A value under a credential-like key worth masking everywhere: not a short plain
+    word (``AUTH_MODE: disabled`` must not turn every "disabled" in the logs into ***)."""
+    value = value.strip()
+    return len(value) >= 8 and not (value.isalpha() and len(value) < 16)
+
+
 def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
                             headers: dict[str, str], urls: Iterable[str]) -> None:
     """Feed ``SECRETS`` with what one server's config holds: interpolated values, values
     under credential-like env/header keys, URL credentials."""
     values = list(secrets)
     for mapping in (env, headers):
-        values += [v for k, v in mapping.items() if CREDENTIAL_KEY.search(k)]
+        for key, value in mapping.items():
+            if not CREDENTIAL_KEY.search(key):
+                continue
+            # "Bearer x" / "Basic x": the credential alone shows up in texts too.
+            parts = value.split(None, 1)
+            for candidate in (value, parts[1] if len(parts) == 2 else ""):
+                if _looks_like_credential(candidate):
+                    values.append(candidate)
     for url in urls:
-        values += url_credentials(url)
-    # An "Authorization: Bearer x" header: the token alone shows up in texts too.
-    values += [v.split(None, 1)[1] for v in headers.values()
-               if isinstance(v, str) and " " in v.strip()]
+        values += [v for v in url_credentials(url) if _looks_like_credential(v)]
     SECRETS.add(values)
 
 
@@ -138,7 +153,10 @@ class SecretLogFilter(logging.Filter):
     level are never formatted, so quiet traffic costs nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
+            return True
         masked = mask_text(message)
         if masked is not message and masked != message:
             record.msg, record.args = masked, None

@@ -156,7 +156,8 @@ class Gateway:
             store = await open_store(s.db)
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
-                                instance_id=s.instance_id)
+                                instance_id=s.instance_id,
+                                drain_timeout=s.shutdown_flush_timeout)
             self.provider.recorder = recorder
             self.provider.invalidate()
             tasks.append(recorder.run)
@@ -168,8 +169,16 @@ class Gateway:
                     yield {}
                 finally:
                     if recorder is not None:
-                        await recorder.flushed(within=5)
+                        # A clean stop loses nothing: wait for the writer (shielded, so a
+                        # cancelled serve still flushes); stopping it then drains the rest.
+                        with anyio.CancelScope(shield=True):
+                            await recorder.flushed(within=s.shutdown_flush_timeout)
         finally:
+            if recorder is not None:
+                level = logging.WARNING if recorder.dropped else logging.INFO
+                logger.log(level, "call log closed: %d record(s) written, %d dropped, "
+                           "%d failed", recorder.written, recorder.dropped,
+                           recorder.failed_writes)
             if store is not None:
                 self.control.detach()
                 self.provider.recorder = None
@@ -327,9 +336,15 @@ class Gateway:
             return
         import uvicorn
 
+        from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
+
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None,
+            # A client that never finishes its headers is closed (uvicorn has no such
+            # timeout of its own); the class is explicit so httptools never replaces it.
+            http=protocol_with_timeout(self.settings.header_timeout),
+            h11_max_incomplete_event_size=16384,
             # A host holding a stream open must not keep a stopping gateway alive.
             timeout_graceful_shutdown=5,
         )

@@ -24,6 +24,7 @@ from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.telemetry.redaction import install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -139,6 +140,8 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr, level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
+    install_log_filter()
     # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)
@@ -303,7 +306,7 @@ async def _serve(gateway: Any) -> None:
                         continue
                     log.info("received %s: stopping", signal.Signals(received).name)
                     timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,
-                                            _hard_exit)
+                                            _hard_exit, args=(gateway,))
                     timer.daemon = True
                     timer.start()
                     if http:
@@ -326,9 +329,16 @@ _EXIT_GRACE = 2.0
 _HTTP_EXIT_GRACE = 15.0
 
 
-def _hard_exit() -> None:
+def _hard_exit(gateway: Any) -> None:
+    """The backstop for a stop that hangs; it never cuts the call log's final flush
+    short (that is bounded by ``shutdown_flush_timeout`` itself)."""
     from fast_mcp_gateway.front.stdio import restore_blocking
 
+    recorder = gateway.recorder
+    deadline = time.monotonic() + gateway.settings.shutdown_flush_timeout
+    while (recorder is not None and not recorder.stopped and recorder.pending
+           and time.monotonic() < deadline):
+        time.sleep(0.05)  # a daemon thread: the event loop may still be writing
     restore_blocking()
     os._exit(0)
 

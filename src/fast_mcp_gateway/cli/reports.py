@@ -23,6 +23,7 @@ from fast_mcp_gateway.store import (
     is_url,
     open_store,
 )
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -92,11 +93,16 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
 def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool) -> None:
     if as_json:
         for r in rows:
-            print(json.dumps(asdict(r)), flush=True)
+            row = asdict(r)
+            # Records are masked when built; this also covers ones an older version stored.
+            for key in ("error", "arguments"):
+                if isinstance(row.get(key), str):
+                    row[key] = mask_text(row[key])
+            print(json.dumps(row), flush=True)
         return
     cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
               r.status, f"{r.duration_ms:.1f}", r.server, r.exposed,
-              r.replica or "", str(r.retries), (r.error or "")[:80]] for r in rows]
+              r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
     print(_table(_LOG_COLUMNS, cells, header=header), flush=True)
 
 
@@ -162,13 +168,13 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
                      "transport": server.kind if server else "",
                      "enabled": "" if server is None else ("yes" if server.enabled else "no"),
                      "replicas": "" if server is None else str(len(server.replica_configs())),
-                     "target": target[:70]})
+                     "target": mask_text(target, server.secrets if server else ())[:70]})
     if args.json:
         print(json.dumps({"config": config.source, "store": str(path), "servers": rows,
-                          "problems": problems}, indent=2))
+                          "problems": [mask_text(p) for p in problems]}, indent=2))
     else:
         columns = ("server", "source", "transport", "enabled", "replicas", "target")
         print(_table(columns, [[r[c] for c in columns] for r in rows], header=True))
         for problem in problems:
-            print(f"ignored registration: {problem}")
+            print(f"ignored registration: {mask_text(problem)}")
     return 0

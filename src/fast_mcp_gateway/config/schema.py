@@ -26,6 +26,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     field_validator,
+    model_validator,
 )
 
 from fast_mcp_gateway.config.auth import AuthConfig
@@ -37,7 +38,7 @@ from fast_mcp_gateway.config.curation import (
     ToolCuration,
 )
 from fast_mcp_gateway.policies.balancing import Strategy
-from fast_mcp_gateway.telemetry.redaction import mask_secrets, redact_value
+from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
 
 NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
 _ENV_PATTERN = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$")
@@ -174,6 +175,17 @@ class ServerConfig(Target):
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
+    @model_validator(mode="after")
+    def _register_secrets(self) -> ServerConfig:
+        # Every config the process holds feeds the registry: whatever it carries may come
+        # back in an upstream's stderr, an error text or a log line, and is masked there.
+        targets = [self, *self.instances]
+        register_config_secrets(
+            self.secrets, {k: v for t in targets for k, v in t.env.items()},
+            {k: v for t in targets for k, v in t.headers.items()},
+            [t.url for t in targets if t.url])
+        return self
+
     @field_validator("namespace")
     @classmethod
     def _valid_namespace(cls, value: str | None) -> str | None:
@@ -224,16 +236,16 @@ class ServerConfig(Target):
             if key in data:
                 data[key] = {k: redact_value(k, v, self.secrets) for k, v in data[key].items()}
         if "args" in data:
-            data["args"] = [mask_secrets(a, self.secrets) for a in data["args"]]
+            data["args"] = [mask_text(a, self.secrets) for a in data["args"]]
         if "url" in data:
-            data["url"] = mask_secrets(data["url"], self.secrets)
+            data["url"] = mask_text(data["url"], self.secrets)
         for instance in data.get("instances", []):
             for key in ("env", "headers"):
                 if key in instance:
                     instance[key] = {k: redact_value(k, v, self.secrets)
                                      for k, v in instance[key].items()}
             if "url" in instance:
-                instance["url"] = mask_secrets(instance["url"], self.secrets)
+                instance["url"] = mask_text(instance["url"], self.secrets)
         return data
 
 

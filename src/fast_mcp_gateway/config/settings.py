@@ -65,6 +65,17 @@ class GatewaySettings(BaseSettings):
                                   "stack (see lane.py); false sends every call the full path")
     reload_interval: float = Field(
         default=2.0, ge=0, description="seconds between checks of the config file; 0: off")
+    shutdown_flush_timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="seconds a graceful stop may spend writing queued call records")
+    session_idle_timeout: float = Field(
+        default=1800.0, gt=0, le=86_400 * 7,
+        description="HTTP: seconds an MCP session may stay idle (no request in flight, no "
+                    "open stream) before it is closed and its memory freed")
+    header_timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="HTTP: seconds a connection may take to send a request's headers (also "
+                    "the idle limit between requests) before it is closed")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
     redact_keys: list[str] = Field(

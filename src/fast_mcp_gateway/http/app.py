@@ -112,6 +112,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         host_origin_protection=True,
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
+        session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
     guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins, mode="strict")

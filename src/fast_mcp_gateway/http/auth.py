@@ -24,6 +24,7 @@ from fastmcp.server.auth.providers.jwt import JWTVerifier
 
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.telemetry.redaction import SECRETS
 
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
@@ -50,6 +51,9 @@ class GatewayVerifier(TokenVerifier):
 
     def __init__(self, config: AuthConfig, *, base_url: str | None = None) -> None:
         super().__init__(base_url=base_url)
+        # Clear tokens from the environment are secrets like any ${VAR}: masked wherever
+        # a text could echo one (a log line, an upstream's error).
+        SECRETS.add(t.token for t in config.tokens if t.token is not None)
         self._tokens = tuple((bytes.fromhex(t.digest), t) for t in config.tokens)
         self._jwt_config = config.jwt
         self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None

@@ -12,13 +12,13 @@ any known secret value inside a string, become ``***``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.base import Invocation, InvocationStore, StoreUnavailable
-from fast_mcp_gateway.telemetry.redaction import mask_secrets
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,8 +68,8 @@ def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
             return {k: walk(v, str(k)) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v) for v in value]
-        if isinstance(value, str) and secret_values:
-            return mask_secrets(value, secret_values)
+        if isinstance(value, str):
+            return mask_text(value, secret_values)
         return value
 
     return walk(arguments)
@@ -97,6 +97,7 @@ class BatchWriter(Generic[T]):
         flush_interval: float = 0.2,
         maintain: Callable[[], Awaitable[None]] | None = None,
         maintain_every: float = 300.0,
+        drain_timeout: float = 60.0,
     ) -> None:
         self.what = what
         self.batch_size = batch_size
@@ -114,6 +115,8 @@ class BatchWriter(Generic[T]):
         self.max_backoff = 2.0  # seconds between attempts while the store is away
         self._accepted = 0
         self._progress = anyio.Event()
+        self.drain_timeout = drain_timeout
+        self.stopped = False
 
     def put(self, item: T) -> None:
         try:
@@ -124,23 +127,62 @@ class BatchWriter(Generic[T]):
             if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
                 logger.warning("%s queue full: %d records dropped so far", self.what,
                                self.dropped)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.dropped += 1  # after the writer stopped: nothing would ever write it
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
+        """Write batches until cancelled; then write what was collected and everything
+        still queued (shielded, at most ``drain_timeout`` seconds) before returning: a
+        graceful stop loses nothing that was accepted."""
         task_status.started()
         last_maintained = 0.0
-        async with self._receive:
-            async for first in self._receive:
+        batch: list[T] = []
+        try:
+            while True:
+                batch = [await self._receive.receive()]
                 # Collect for a moment: one transaction per item would cost the callers.
-                batch = [first]
-                with anyio.move_on_after(self.flush_interval), suppress(anyio.EndOfStream):
+                with anyio.move_on_after(self.flush_interval):
                     while len(batch) < self.batch_size:
                         batch.append(await self._receive.receive())
                 await self._write(batch)
+                batch = []
                 if (self._maintain is not None
                         and time.monotonic() - last_maintained > self.maintain_every):
                     last_maintained = time.monotonic()
                     await self._maintain()
+        except anyio.EndOfStream:
+            pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._drain(batch)
+
+    async def _drain(self, batch: list[T]) -> None:
+        """Write ``batch`` (the one being collected) and the rest of the queue; items
+        still queued after ``drain_timeout`` are counted as dropped."""
+        with anyio.move_on_after(self.drain_timeout):
+            while True:
+                while len(batch) < self.batch_size:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+                if not batch:
+                    break
+                # A write cut at the deadline commits its transaction or not at all
+                # (the store stays consistent); its items then count as dropped.
+                await self._write(batch)
+                batch = []
+        self._receive.close()
+        left = len(batch) + self._pending_in_queue()
+        self.dropped += left
+        self.stopped = True
+
+    def _pending_in_queue(self) -> int:
+        try:
+            return self._receive.statistics().current_buffer_used
+        except anyio.ClosedResourceError:  # pragma: no cover - defensive
+            return 0
 
     async def _write(self, batch: list[T]) -> None:
         try:
@@ -159,6 +201,11 @@ class BatchWriter(Generic[T]):
             logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
         progress, self._progress = self._progress, anyio.Event()
         progress.set()
+
+    @property
+    def pending(self) -> int:
+        """Items accepted and not yet written or failed."""
+        return self._accepted - self.written - self.failed_writes
 
     async def flushed(self, within: float = 10.0) -> bool:
         """Wait until every item queued so far is written (for tests and shutdown)."""
@@ -195,9 +242,11 @@ class Recorder(BatchWriter[Invocation]):
         flush_interval: float = 0.2,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         instance_id: str | None = None,
+        drain_timeout: float = 60.0,
     ) -> None:
         super().__init__(self._store_batch, what="call records", capacity=capacity,
                          batch_size=batch_size, flush_interval=flush_interval,
+                         drain_timeout=drain_timeout,
                          maintain=self._prune, maintain_every=prune_every)
         self.store = store
         self.instance_id = instance_id
@@ -206,6 +255,10 @@ class Recorder(BatchWriter[Invocation]):
         self.retention_rows = retention_rows
 
     def record(self, invocation: Invocation) -> None:
+        if invocation.error:  # an upstream's text may echo a secret (error path only)
+            masked = mask_text(invocation.error)
+            if masked != invocation.error:
+                invocation = dataclasses.replace(invocation, error=masked)
         self.put(invocation)
 
     async def _store_batch(self, batch: list[Invocation]) -> None:

@@ -1,26 +1,141 @@
 """Masking secrets in what the gateway shows, stores and logs.
 
 A leaf: imports nothing of the gateway, so config, upstream, store and admin can all use it.
-A *secret* is a value that came from ``${VAR}`` interpolation (the config remembers them) or a
-value under a credential-like key (``token``, ``Authorization``, ``api_key``, ...).
+A *secret* is a value that came from ``${VAR}`` interpolation (the config remembers them), a
+value under a credential-like key (``token``, ``Authorization``, ``api_key``, ...), or the
+credentials in a URL (userinfo, credential-like query parameters).
+
+``SECRETS`` is the process-wide registry every loaded server config feeds (values only,
+never logged); ``mask_text`` masks its values and URL credentials in any text.  It is
+applied where a text is *built* (an error, a stderr line, a record, an output row), not
+per log call of traffic; ``SecretLogFilter`` is the last line for log records.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterable
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
 # Shorter values would mask common substrings ("1", "on") all over the text.
 MIN_SECRET_LENGTH = 4
 CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|api[-_]?key|auth|credential|cookie|session)")
+# Query parameter names whose values are credentials (signed URLs, API keys in the query).
+_CREDENTIAL_PARAM = (r"[A-Za-z0-9_.\-]*(?:token|secret|passw|pwd|api[-_]?key|apikey|key|sig"
+                     r"|signature|auth|credential|session|code)[A-Za-z0-9_.\-]*")
+_QUERY_CREDENTIAL = re.compile(rf"(?i)([?&;]{_CREDENTIAL_PARAM}=)[^&#\s\"'<>;]+")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#\"'<>]+@")
+# "Bearer <token>" in any case; "Basic <base64>" only when it looks encoded (a digit,
+# "+", "/", "=" or mixed case), so that "basic configuration" stays as written.
+_BEARER = re.compile(r"\b((?i:bearer))\s+[A-Za-z0-9._~+/=\-]{8,}"
+                     r"|\b(Basic)\s+(?=[A-Za-z0-9+/]*(?:[0-9+/=]|[a-z][A-Z]|[A-Z]{2}))"
+                     r"[A-Za-z0-9+/]{8,}={0,2}")
+_QUERY_KEY = re.compile(rf"(?i)^{_CREDENTIAL_PARAM}$")
+
+
+class SecretRegistry:
+    """The secret values known to this process, masked by ``mask``.
+
+    ``add`` rebuilds one compiled alternation (longest first, so a secret containing
+    another is masked whole); ``mask`` is one regex pass, nothing when empty.  Values
+    are only ever added: a secret once used may still sit in a buffer or an old record.
+    """
+
+    def __init__(self) -> None:
+        self._values: frozenset[str] = frozenset()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, values: Iterable[str]) -> None:
+        new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        if new <= self._values:
+            return
+        with self._lock:
+            merged = self._values | new
+            pattern = re.compile("|".join(
+                re.escape(v) for v in sorted(merged, key=len, reverse=True)))
+            self._values, self._pattern = merged, pattern
+
+    def mask(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(MASK, text)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+SECRETS = SecretRegistry()
+
+
+def mask_urls(text: str) -> str:
+    """URL userinfo, credential-like query parameters and bearer tokens as ``***``."""
+    if "://" in text:
+        text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
+    if "=" in text:
+        text = _QUERY_CREDENTIAL.sub(rf"\1{MASK}", text)
+    if "earer" in text or "EARER" in text or "Basic" in text:
+        text = _BEARER.sub(lambda m: f"{m.group(1) or m.group(2)} {MASK}", text)
+    return text
+
+
+def mask_text(text: str, secrets: Collection[str] = ()) -> str:
+    """``text`` with every known secret (the registry's and ``secrets``) and every URL
+    credential masked: for anything the gateway stores, logs or returns."""
+    if not text:
+        return text
+    if secrets:
+        text = mask_secrets(text, secrets)
+    return mask_urls(SECRETS.mask(text))
+
+
+def url_credentials(url: str) -> list[str]:
+    """The credentials inside ``url`` (userinfo, credential-like query values), to register."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [v for v in (parts.username, parts.password) if v]
+    found += [v for k, v in parse_qsl(parts.query) if _QUERY_KEY.match(k)]
+    return found
+
+
+def _looks_like_credential(value: str) -> bool:
+    """A value under a credential-like key worth masking everywhere: not a short plain
+    word (``AUTH_MODE: disabled`` must not turn every "disabled" in the logs into ***)."""
+    value = value.strip()
+    return len(value) >= 8 and not (value.isalpha() and len(value) < 16)
+
+
+def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
+                            headers: dict[str, str], urls: Iterable[str]) -> None:
+    """Feed ``SECRETS`` with what one server's config holds: interpolated values, values
+    under credential-like env/header keys, URL credentials."""
+    values = list(secrets)
+    for mapping in (env, headers):
+        for key, value in mapping.items():
+            if not CREDENTIAL_KEY.search(key):
+                continue
+            # "Bearer x" / "Basic x": the credential alone shows up in texts too.
+            parts = value.split(None, 1)
+            for candidate in (value, parts[1] if len(parts) == 2 else ""):
+                if _looks_like_credential(candidate):
+                    values.append(candidate)
+    for url in urls:
+        values += [v for v in url_credentials(url) if _looks_like_credential(v)]
+    SECRETS.add(values)
 
 
 def redact_value(key: str, value: str, secrets: Collection[str]) -> str:
     """Mask a value whose key looks like a credential, or that holds an interpolated secret."""
     if CREDENTIAL_KEY.search(key) and value:
         return MASK
-    return mask_secrets(value, secrets)
+    return mask_text(value, secrets)
 
 
 def mask_secrets(text: str, secrets: Collection[str]) -> str:
@@ -30,3 +145,35 @@ def mask_secrets(text: str, secrets: Collection[str]) -> str:
         if len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, MASK)
     return text
+
+
+class SecretLogFilter(logging.Filter):
+    """Masks known secrets and URL credentials in every record a handler emits (its
+    message, arguments and traceback).  Install it on the *handler*: records below the
+    level are never formatted, so quiet traffic costs nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
+            return True
+        masked = mask_text(message)
+        if masked is not message and masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return True
+
+
+def install_log_filter(logger: logging.Logger | None = None) -> SecretLogFilter:
+    """Add a ``SecretLogFilter`` to every handler of ``logger`` (default: the root)."""
+    target = logger or logging.getLogger()
+    log_filter = SecretLogFilter()
+    for handler in target.handlers:
+        if not any(isinstance(f, SecretLogFilter) for f in handler.filters):
+            handler.addFilter(log_filter)
+    return log_filter

@@ -15,6 +15,8 @@ import httpx2
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.telemetry.redaction import mask_text
+
 
 class UpstreamState(StrEnum):
     STARTING = "starting"
@@ -44,7 +46,8 @@ class Catalog:
 
 
 class StderrTail:
-    """The last ``maxlen`` lines a stdio upstream wrote to stderr."""
+    """The last ``maxlen`` lines a stdio upstream wrote to stderr, secrets masked as each
+    line is kept (an upstream logging its own URL or token must not show it on)."""
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[str] = deque(maxlen=maxlen)
@@ -65,7 +68,7 @@ class StderrTail:
             self._partial = b""
 
     def _push(self, raw: bytes) -> None:
-        self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+        self.lines.append(mask_text(raw.decode("utf-8", "replace").rstrip("\r")))
         self.total_lines += 1
 
     def tail(self, n: int = 20) -> list[str]:
@@ -97,7 +100,12 @@ DEFAULT_RESTART = RestartPolicy()
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-line, human explanation of why a connect or request failed."""
+    """A one-line, human explanation of why a connect or request failed (known secrets
+    and URL credentials masked: it goes to ``last_error``, logs and error texts)."""
+    return mask_text(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, FileNotFoundError):
@@ -113,5 +121,5 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {describe_error(cause)}"
+        text = f"{text}: {_describe(cause)}"
     return text

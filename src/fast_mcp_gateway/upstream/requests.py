@@ -21,6 +21,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 
 from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
@@ -76,6 +77,9 @@ class Requests:
                         "(the request was cancelled upstream)"
                     ) from exc
                 ok = True  # an error *response*: the upstream is alive and answering
+                # Its text goes to the host, the call record and the logs: mask secrets
+                # the upstream echoed (error path only; a success costs nothing here).
+                exc.error.message = mask_text(exc.error.message)
                 raise
             except TRANSPORT_ERRORS as exc:
                 sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
@@ -117,7 +121,13 @@ class Requests:
                 allow_input_required=True,
             )
 
-        return await self.request(f"tools/call '{name}'", front, op)
+        result: types.CallToolResult | types.InputRequiredResult = await self.request(
+            f"tools/call '{name}'", front, op)
+        if isinstance(result, types.CallToolResult) and result.is_error:
+            for block in result.content:
+                if isinstance(block, types.TextContent):
+                    block.text = mask_text(block.text)
+        return result
 
     async def call_tool_raw(
         self, params: dict[str, Any], front: FrontCall | None,
@@ -148,7 +158,12 @@ class Requests:
                 opts["on_progress"] = on_progress
             return await send_raw_request(session, "tools/call", data["params"], opts)
 
-        return await self.request(f"tools/call '{name}'", front, op)
+        result = await self.request(f"tools/call '{name}'", front, op)
+        if result.get("isError") and isinstance(result.get("content"), list):
+            for block in result["content"]:
+                if isinstance(block, dict) and isinstance(block.get("text"), str):
+                    block["text"] = mask_text(block["text"])
+        return result
 
     async def list_catalog(self) -> Catalog:
         return await self.bounded("catalog listing", None, self._sup.fetch_catalog)

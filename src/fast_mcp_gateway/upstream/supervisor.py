@@ -31,6 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -109,7 +110,7 @@ class Supervisor:
         self._holding_limiter = False
 
         self.state = UpstreamState.STARTING
-        self.last_error: str | None = None
+        self._last_error: str | None = None
         self.catalog = Catalog()
         self.stderr = StderrTail(config.stderr_lines)
         self.next_retry_at: float | None = None  # wall clock
@@ -149,6 +150,15 @@ class Supervisor:
 
     async def wait_first_attempt(self) -> None:
         await self._first_attempt.wait()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, text: str | None) -> None:
+        # Masked once here: admin tools, REST, health history and logs all read it.
+        self._last_error = None if text is None else mask_text(text)
 
     def unavailable_reason(self) -> str:
         state = self.state

@@ -1,0 +1,34 @@
+"""A stdio upstream that leaks its secret everywhere it can: stderr at start and per
+call, a tool error message, and an MCP error response (for the planted-secret test)."""
+
+import os
+import sys
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+
+SECRET = os.environ.get("LEAKY_TOKEN", "")
+mcp = FastMCP("leaky")
+print(f"starting with token={SECRET} url=https://u:{SECRET}@example.test/x?sig={SECRET}",
+      file=sys.stderr, flush=True)
+
+
+@mcp.tool
+def echo(text: str) -> str:
+    print(f"echo called; my token is {SECRET}", file=sys.stderr, flush=True)
+    return text.upper()
+
+
+@mcp.tool
+def fail(text: str) -> str:
+    print(f"failing with {SECRET}", file=sys.stderr, flush=True)
+    raise ToolError(f"backend refused credential {SECRET} for {text}")
+
+
+@mcp.tool
+def crash() -> str:
+    raise RuntimeError(f"unexpected state, token {SECRET}")
+
+
+if __name__ == "__main__":
+    mcp.run(show_banner=False)

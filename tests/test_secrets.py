@@ -1,0 +1,248 @@
+"""Secrets never reach what the gateway stores, logs or returns.
+
+Unit tests of the masking (registry, URL credentials, the log filter), then the
+planted-secret test: a real ``mcp-gateway serve`` process whose config uses a unique value
+in env, args, headers, URL userinfo and a URL query, with an upstream that prints it to
+stderr and puts it in its errors; every channel (tool results, REST bodies, the gateway's
+stderr log, CLI output, the SQLite files' bytes) is searched for it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.telemetry.recorder import redact_arguments
+from fast_mcp_gateway.telemetry.redaction import (
+    MASK,
+    SECRETS,
+    SecretLogFilter,
+    mask_text,
+    url_credentials,
+)
+from tests.fixtures import SERVERS
+from tests.test_rest_cli import REPO, _free_port, _wait_for_api
+
+PY = sys.executable
+
+
+# -- masking ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("GET https://bob:hunter22@api.test/v1", "GET https://***@api.test/v1"),
+    ("GET https://tok-abc-123@api.test/v1", "GET https://***@api.test/v1"),
+    ("POST http://h.test/mcp?token=abc123xyz&x=1", "POST http://h.test/mcp?token=***&x=1"),
+    ("http://h.test/a?x=1&api_key=K3y-value", "http://h.test/a?x=1&api_key=***"),
+    ("http://h.test/a?access_token=AT.1.2 200", "http://h.test/a?access_token=*** 200"),
+    ("https://b.test/o?X-Amz-Signature=dead&sig=cafe",
+     "https://b.test/o?X-Amz-Signature=***&sig=***"),
+    ("https://maps.test/?key=AIzaSyX1&q=paris", "https://maps.test/?key=***&q=paris"),
+    ("db://h/?password=s3cr3t!", "db://h/?password=***"),
+    ("Authorization: Bearer eyJhbGciOi.JIUzI1.NiJ9", "Authorization: Bearer ***"),
+])
+def test_url_credentials_and_bearer_tokens_are_masked(text: str, expected: str) -> None:
+    assert mask_text(text) == expected
+
+
+def test_plain_urls_and_harmless_parameters_are_kept() -> None:
+    text = "GET https://api.test/v1/items?page=2&sort=name 200"
+    assert mask_text(text) == text
+
+
+def test_a_loaded_config_feeds_the_registry_and_every_text_is_masked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    planted = f"reg-{secrets.token_hex(8)}"
+    header_token = f"hdr-{secrets.token_hex(8)}"
+    query_value = f"q-{secrets.token_hex(8)}"
+    monkeypatch.setenv("GW_UNIT_PLANTED", planted)
+    parse_config({"servers": {
+        "a": {"command": "x", "env": {"PLAIN": "${GW_UNIT_PLANTED}"}},
+        "b": {"url": f"https://h.test/mcp?code=1&apikey={query_value}",
+              "headers": {"Authorization": f"Bearer {header_token}"}},
+    }}, source="test")
+    assert planted in SECRETS and header_token in SECRETS and query_value in SECRETS
+    text = f"boom: {planted} / {header_token} / {query_value}"
+    assert mask_text(text) == f"boom: {MASK} / {MASK} / {MASK}"
+    # Arguments of a call to *any* server: a secret is masked wherever it appears.
+    assert redact_arguments({"q": f"x {planted}", "n": 3}) == {"q": f"x {MASK}", "n": 3}
+
+
+def test_url_credentials_are_found_for_the_registry() -> None:
+    assert set(url_credentials("https://u:pw12@h.test/p?token=t0k3n&page=1")) == {
+        "u", "pw12", "t0k3n"}
+
+
+def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
+    planted = f"log-{secrets.token_hex(8)}"
+    SECRETS.add([planted])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(SecretLogFilter())
+    log = logging.getLogger("test_secrets.filter")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning('HTTP Request: POST %s "HTTP/1.1 200 OK"',
+                    "https://h.test/mcp?access_token=zz9-plural-z-alpha")
+        log.warning("value %s", planted)
+        try:
+            raise RuntimeError(f"failed with {planted}")
+        except RuntimeError:
+            log.exception("it broke")
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    assert planted not in out and "zz9-plural-z-alpha" not in out
+    assert "RuntimeError: failed with ***" in out and "access_token=***" in out
+
+
+# -- the planted secret ------------------------------------------------------------------
+
+def _config(tmp_path: Path, port: int) -> Path:
+    config = tmp_path / "servers.yaml"
+    leaky = SERVERS / "leaky.py"
+    config.write_text(f"""\
+servers:
+  leaky:
+    command: {json.dumps(PY)}
+    args: [{json.dumps(str(leaky))}, "--token=${{GW_PLANTED}}"]
+    env:
+      LEAKY_TOKEN: "${{GW_PLANTED}}"
+  remote:
+    url: "http://svc:${{GW_PLANTED}}@127.0.0.1:{port}/nowhere/mcp?token=${{GW_PLANTED}}"
+    headers:
+      Authorization: "Bearer ${{GW_PLANTED}}"
+      X-Upstream-Key: "${{GW_PLANTED}}"
+    timeouts: {{connect: 5}}
+""")
+    return config
+
+
+async def _drive(port: int) -> list[str]:
+    """Calls, failures and every admin tool that shows servers, records or history."""
+    seen: list[str] = []
+
+    async def call(client: Client[Any], name: str, args: dict[str, Any] | None = None) -> str:
+        result = await client.call_tool(name, args or {}, raise_on_error=False)
+        text = repr(result.content) + repr(result.structured_content)
+        seen.append(text)
+        return text
+
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        assert "ECHO" in await call(client, "leaky_echo", {"text": "echo"})
+        assert "backend refused credential ***" in await call(client, "leaky_fail", {"text": "t"})
+        assert "token ***" in await call(client, "leaky_crash")
+        await call(client, "gateway_inspect_call_tool",
+                   {"name": "leaky", "tool": "fail", "arguments": {"text": "via inspector"}})
+        # Wait (bounded, on the gateway's own state) until both leaks have happened.
+        deadline = time.monotonic() + 90
+        while True:
+            leaky = await call(client, "gateway_server_detail",
+                               {"name": "leaky", "stderr_lines": 1000})
+            remote = await call(client, "gateway_server_detail", {"name": "remote"})
+            waiting = {"leaky stderr": "echo called; my token is ***" not in leaky,
+                       "remote error": "cannot connect" not in remote
+                       and "HTTP 404" not in remote}
+            if not any(waiting.values()):
+                break
+            assert time.monotonic() < deadline, waiting
+            await anyio.sleep(0.2)
+        for name in ("gateway_list_servers", "gateway_health_history", "gateway_calls",
+                     "gateway_audit", "gateway_inspector_history"):
+            await call(client, name)
+        await call(client, "gateway_export_servers", {"format": "yaml"})
+        await call(client, "gateway_export_servers", {"format": "claude"})
+    return seen
+
+
+def _rest(port: int) -> list[str]:
+    api = f"http://127.0.0.1:{port}/api/v1"
+    bodies = []
+    for path in ("/servers", "/servers/leaky", "/servers/remote", "/logs/invocations",
+                 "/logs/audit", "/logs/health", "/debug/history", "/stats/overview"):
+        response = httpx2.get(api + path, timeout=30)
+        assert response.status_code == 200, (path, response.text)
+        bodies.append(response.text)
+    return bodies
+
+
+def _cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([PY, "-m", "fast_mcp_gateway", *args], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_planted_secret_reaches_no_output_channel(tmp_path: Path) -> None:
+    planted = f"planted-{secrets.token_hex(12)}"
+    port = _free_port()
+    config = _config(tmp_path, port)
+    db = tmp_path / "g.db"
+    env = {**os.environ, "GW_PLANTED": planted, "MCP_GATEWAY_LOG_LEVEL": "DEBUG"}
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config), "--transport",
+             "http", "--port", str(port), "--db", str(db), "--allow-unauthenticated-admin"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            _wait_for_api(f"http://127.0.0.1:{port}/api/v1/openapi.json", proc)
+            channels = anyio.run(_drive, port)
+            channels += _rest(port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert proc.returncode == 0
+    gateway_log = log_path.read_text()
+    channels.append(gateway_log)
+    channels.append(_cli("servers", "--config", str(config), "--db", str(db), env=env))
+    channels.append(_cli("servers", "--config", str(config), "--db", str(db), "--json",
+                         env=env))
+    channels.append(_cli("logs", "--db", str(db), env=env))
+    channels.append(_cli("logs", "--db", str(db), "--json", env=env))
+    channels.append(_cli("stats", "--db", str(db), env=env))
+    store_files = sorted(tmp_path.glob("g.db*"))
+    assert db in store_files
+
+    leaks = [text[max(0, text.find(planted) - 120):text.find(planted) + 40]
+             for text in channels if planted in text]
+    leaks += [str(f) for f in store_files if planted.encode() in f.read_bytes()]
+    assert leaks == []
+    # The channels were really exercised: the leaks happened and were masked.
+    assert "backend refused credential ***" in "".join(channels[:3])
+    # The SDK's HTTP client logged the upstream URL (DEBUG) and it passed the filter.
+    assert "StreamableHTTP endpoint: http://***@127.0.0.1" in gateway_log
+    records = _cli("logs", "--db", str(db), "--json", env=env)
+    assert sum(1 for line in records.splitlines() if line.startswith("{")) >= 3
+
+
+@pytest.mark.parametrize("text", [
+    "basic configuration failed", "Basic Authentication required",
+    "the bearer of news", "session=short-lived is fine?",
+])
+def test_ordinary_words_are_not_masked(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_short_plain_words_under_credential_keys_are_not_registered() -> None:
+    parse_config({"servers": {"m": {"command": "x", "env": {
+        "AUTH_MODE": "disabled", "SESSION_KIND": "ephemeral", "API_TOKEN": "Zx9-k2-real"}}}},
+        source="test")
+    assert "disabled" not in SECRETS and "ephemeral" not in SECRETS
+    assert "Zx9-k2-real" in SECRETS

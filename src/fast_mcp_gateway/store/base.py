@@ -320,6 +320,16 @@ def invocation_cursor(row: Invocation) -> str:
     return f"{row.started_at!r}|{row.id}"
 
 
+def invocation_page(rows: list[Invocation], limit: int
+                    ) -> tuple[list[Invocation], str | None]:
+    """A page from ``limit + 1`` fetched rows: the first ``limit``, and the cursor of the
+    next page when there was one more (every backend fetches one extra to know)."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, invocation_cursor(rows[-1])
+    return rows, None
+
+
 def parse_cursor(cursor: str) -> tuple[float, str]:
     """(started_at, id) of a cursor from ``invocation_cursor``, or a StorageError."""
     try:

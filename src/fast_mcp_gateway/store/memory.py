@@ -24,7 +24,7 @@ from fast_mcp_gateway.store.base import (
     Registration,
     RouteMatch,
     RouteRecord,
-    invocation_cursor,
+    invocation_page,
     parse_cursor,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
@@ -107,10 +107,7 @@ class MemoryStore:
 
         rows = sorted(filter(wanted, self._invocations.values()),
                       key=lambda r: (r.started_at, r.id), reverse=newest_first)
-        if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, invocation_cursor(rows[-1])
-        return rows, None
+        return invocation_page(rows, limit)
 
     async def stats(
         self,

@@ -38,7 +38,7 @@ from fast_mcp_gateway.store.base import (
     RouteMatch,
     RouteRecord,
     StorageError,
-    invocation_cursor,
+    invocation_page,
     parse_cursor,
 )
 from fast_mcp_gateway.store.postgres_feed import (
@@ -189,11 +189,7 @@ class PostgresStore:
                f" ORDER BY started_at {order}, id {order} LIMIT {q.arg(limit + 1)}")
         async with self._conn() as conn:
             rows = [_invocation(row) for row in await conn.fetch(sql, *q.args)]
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = invocation_cursor(rows[-1])
-        return rows, next_cursor
+        return invocation_page(rows, limit)
 
     async def stats(
         self,

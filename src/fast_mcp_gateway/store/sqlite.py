@@ -40,7 +40,7 @@ from fast_mcp_gateway.store.base import (
     RouteMatch,
     RouteRecord,
     StorageError,
-    invocation_cursor,
+    invocation_page,
     parse_cursor,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
@@ -165,11 +165,7 @@ class SQLiteStore:
                + f" ORDER BY started_at {order}, id {order} LIMIT ?")
         cur = await self._db.execute(sql, [*args, limit + 1])
         rows = [_invocation(row) for row in await cur.fetchall()]
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = invocation_cursor(rows[-1])
-        return rows, next_cursor
+        return invocation_page(rows, limit)
 
     async def stats(
         self,

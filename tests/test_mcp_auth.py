@@ -172,6 +172,15 @@ async def test_tokens_and_jwts_on_the_mcp_endpoint(
                 await jwt_client.call_tool("notes_list_notes", {})
             assert "notes_list_notes" in call_error(hidden) and "Unknown" in call_error(hidden)
 
+        # carol: a valid JWT granting no scope the gateway knows: sees and calls nothing.
+        carol = pair.create_token(subject="carol@idp", issuer=ISSUER, audience="mcp-gateway",
+                                  kid="k1", scopes=["email"])
+        async with Client(f"{base}/mcp", auth=carol, mode=mode) as no_scope:
+            assert await no_scope.list_tools() == []
+            assert await no_scope.list_resources() == []
+            with pytest.raises(ToolError):
+                await no_scope.call_tool("clock_add", {"a": 1, "b": 2})
+
         # ops: everything, and its admin mutation is audited under its name.
         async with Client(f"{base}/mcp", auth=OPS, mode=mode) as ops:
             names = {t.name for t in await ops.list_tools()}
@@ -189,7 +198,7 @@ async def test_tokens_and_jwts_on_the_mcp_endpoint(
             assert {("notes", "alice"), ("clock", "bob@idp"), ("clock", "ops")} <= clients
             assert ("clock", "alice") not in clients  # hidden: refused before any server
 
-    planted = (OPS, ALICE, bob)
+    planted = (OPS, ALICE, bob, carol)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     stored = stored_bytes(tmp_path)
     for token in planted:

@@ -359,6 +359,11 @@ class CallPipeline:
 
     async def _admit(self, call: Call) -> None:
         principal = call.principal
+        if not principal.has("tools"):
+            # A verified token that grants neither scope (e.g. a JWT without a known
+            # scope): it may not use the catalog, as REST and /metrics also refuse it.
+            raise CallRefused(f"this token lacks the scope 'tools' needed to use "
+                              f"{call.kind}s; ask for a token with scope tools or admin")
         if principal.servers is not None and not (
             call.owner.name in principal.servers and call.service.name in principal.servers
         ):

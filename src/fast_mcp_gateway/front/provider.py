@@ -201,8 +201,10 @@ class GatewayProvider(Provider):
         return self._index
 
     def caller_servers(self) -> frozenset[str] | None:
-        """The servers the current caller may see (None: every one)."""
-        return self.pipeline.resolve_principal().servers
+        """The servers the current caller may see (None: every one; a caller without
+        scope ``tools`` sees none)."""
+        principal = self.pipeline.resolve_principal()
+        return principal.servers if principal.has("tools") else frozenset()
 
     _servers = caller_servers
 
@@ -293,8 +295,8 @@ class GatewayProvider(Provider):
         self._sync()
         servers = self._servers()
         for template in self._templates.values():
-            if template.matches(uri) is not None:
-                return template if _visible(template._upstream.name, servers) else None
+            if template.matches(uri) is not None and _visible(template._upstream.name, servers):
+                return template
         for (kind, name), (hidden, tp) in self.manager.view.hidden.items():
             if kind == "resource_template" and _visible(hidden.server, servers):
                 refused = GatewayTemplate(uri_template=name, name=tp.name, parameters={})

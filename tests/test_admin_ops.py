@@ -320,3 +320,14 @@ async def test_the_admin_mode_limits_the_registered_tools(mode: str, expected: s
         assert not registered & mutating
     if mode == "off":
         assert registered == set()
+
+
+async def test_an_import_is_all_or_nothing(store: Store) -> None:
+    """A namespace clash on the second server leaves the first unregistered too."""
+    ctx = FakeContext(FILE, store)
+    content = yaml.safe_dump({"servers": {"gamma": {"url": url("gamma")},
+                                          "delta": {"url": url("delta"), "namespace": "b"}}})
+    with pytest.raises(ConfigError, match="namespace 'b' is already used by server 'beta'"):
+        await servers.import_servers(ctx, ADA, content)
+    assert "gamma" not in ctx.manager.services and ctx.manager.started == []
+    assert [row.name for row in await store.servers()] == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -171,8 +172,12 @@ class Gateway:
                     if recorder is not None:
                         # A clean stop loses nothing: wait for the writer (shielded, so a
                         # cancelled serve still flushes); stopping it then drains the rest.
+                        started = time.monotonic()
                         with anyio.CancelScope(shield=True):
                             await recorder.flushed(within=s.shutdown_flush_timeout)
+                        # One budget for the whole stop, not one per step.
+                        recorder.drain_timeout = max(
+                            0.0, s.shutdown_flush_timeout - (time.monotonic() - started))
         finally:
             if recorder is not None:
                 level = logging.WARNING if recorder.dropped else logging.INFO

@@ -316,6 +316,14 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
     """Register every server of a config text (ours or Claude Desktop's); running names
     are left unchanged unless ``replace_existing``."""
     imported = parse_import(content, env_allow=ctx.options.env_allow)
+    # All or nothing: every namespace is checked against what would run afterwards
+    # before the first server is saved or started.
+    after = dict(_running_configs(ctx))
+    for name, server in imported.config.servers.items():
+        if name in ctx.manager.services and not replace_existing:
+            continue
+        check_namespace(server, {n: c for n, c in after.items() if n != name})
+        after[name] = server
     report = ChangeReport()
     for name in imported.config.servers:
         if name in ctx.manager.services and not replace_existing:

@@ -12,6 +12,7 @@ under ``CI=true`` where a missing PostgreSQL is a failure (``.ci/run`` installs 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -122,15 +123,22 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """A PostgreSQL server for the whole session (skips, or fails in CI, without one)."""
+@contextlib.contextmanager
+def running_cluster() -> Iterator[PgCluster]:
+    """A started PostgreSQL server, destroyed afterwards (skips, or fails in CI, without one)."""
     cluster = PgCluster(require_postgres())
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server for the whole session."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

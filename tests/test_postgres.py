@@ -23,7 +23,7 @@ from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.postgres import PostgresStore
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
-from tests.pg import PgCluster, free_port, require_postgres
+from tests.pg import PgCluster, free_port, running_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -52,12 +52,8 @@ async def tool_names(client: Client[Any]) -> set[str]:
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:
     """A server of the test's own: the test stops and restarts it."""
-    cluster = PgCluster(require_postgres())
-    cluster.start()
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 async def test_instances_starting_together_migrate_once(pg_url: str) -> None:

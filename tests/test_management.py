@@ -71,11 +71,14 @@ async def test_registered_servers_persist_across_restarts(tmp_path: Path) -> Non
             "name": "beta", "config": {"url": url("beta"), "namespace": "bee"}})).data
         assert updated.restarted == ["beta"]
         assert {"bee_echo", "alpha_add"} <= await tool_names(client)
+        # Enabling a server that is already enabled changes nothing, but is still audited.
+        await client.call_tool("gateway_enable_server", {"name": "beta"})
         await client.call_tool("gateway_remove_server", {"name": "alpha"})
         assert not any(n.startswith("alpha_") for n in await tool_names(client))
         audit = (await client.call_tool("gateway_audit", {})).structured_content["entries"]
-        assert [a["action"] for a in audit][:3] == ["remove_server", "update_server",
-                                                    "enable_server"]
+        assert [(a["action"], a["target"]) for a in audit][:4] == [
+            ("remove_server", "alpha"), ("enable_server", "beta"), ("update_server", "beta"),
+            ("enable_server", "alpha")]
     gateway = make_gateway(servers, memory(), db=db)
     async with Client(gateway.server) as client:
         names = await tool_names(client)

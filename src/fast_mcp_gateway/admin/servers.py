@@ -189,7 +189,10 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
     # (and a retry after such a failure still saves, even if the server is running).
     await _persist_enabled(ctx, name, True)
     if service.state is not UpstreamState.DISABLED:
-        return status_of(service)
+        # Still audited: the request was made (and persisted), even if nothing moved.
+        status = status_of(service)
+        await ctx.audit(actor, "enable_server", name, None, status.state)
+        return status
     before = service.attempts
     service.set_enabled(True)
     status = await _settle(service, since_attempts=before)

@@ -128,7 +128,8 @@ def config_from_form(page: Page, errors: dict[str, str]) -> dict[str, Any]:
     replicas = page.field("replicas").strip()
     if replicas:
         raw["replicas"] = int(replicas) if replicas.isdigit() else replicas
-    if page.field("enabled", "on") != "on":
+    # A checked box sends "on" beside the hidden "off" that marks the form as sent.
+    if page.form is not None and "on" not in page.form.getlist("enabled"):
         raw["enabled"] = False
     for key in ("env", "headers"):
         if any(v == MASK for v in raw.get(key, {}).values()):
@@ -197,6 +198,7 @@ async def save(page: Page) -> Response:
         errors["name"] = "give the server a name (letters, digits, '-' and '_')"
     raw = config_from_form(page, errors)
     values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
+    values["enabled"] = "off" if raw.get("enabled") is False else "on"
     other: list[str] = []
     if not errors:
         try:

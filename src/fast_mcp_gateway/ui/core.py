@@ -152,7 +152,9 @@ _SECURITY_HEADERS = {
                                "style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium sends "Origin: null" with form posts, which
+    # the Host/Origin guard (rightly) refuses.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -20,10 +20,11 @@ RANKS: dict[str, int] = {
     "routing": 3,
     "front": 4, "admin": 4,
     "http": 5,
-    "gateway": 6,
-    "cli": 7, "__init__": 7,
-    "__main__": 8,
-    "demo": 9,
+    "ui": 6,  # the dashboard: over http's access policy and route groups
+    "gateway": 7,
+    "cli": 8, "__init__": 8,
+    "__main__": 9,
+    "demo": 10,
 }
 # Leaves of rank 1 that other rank-1 packages may use (identity, records, redaction).
 LEAVES = {"config", "store", "telemetry", "principal", "_compat", "policies"}

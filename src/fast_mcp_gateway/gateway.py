@@ -50,15 +50,19 @@ from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
-from fast_mcp_gateway.http.app import GatewayApp, build_app
+from fast_mcp_gateway.http.app import GatewayApp, GroupSource, build_app
 from fast_mcp_gateway.http.health import StartupWait, health_group
 from fast_mcp_gateway.http.metrics import call_observer, metrics_group, snapshot_of
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Store, open_store
+from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.telemetry.recorder import Recorder
+from fast_mcp_gateway.ui.app import dashboard_group
+from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
+from fast_mcp_gateway.ui.standalone import serve_dashboard
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -123,6 +127,11 @@ class Gateway:
         self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
         self.provider.pipeline.observers.append(call_observer(self.metrics))
         self.startup = StartupWait(self.manager)
+        # The one live event stream (dashboard, alerts): fed by existing hooks only.
+        self.events = EventBus()
+        self.manager.on_transition(transition_publisher(self.events))
+        self.manager.on_change(catalog_publisher(self.events))
+        self.provider.pipeline.observers.append(call_publisher(self.events))
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -291,8 +300,11 @@ class Gateway:
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
         auth = self.config.options.auth
-        groups = [health_group(self.control, self.startup),
-                  metrics_group(self.metrics, public=auth is None or auth.metrics_public)]
+        groups: list[GroupSource] = [
+            health_group(self.control, self.startup),
+            metrics_group(self.metrics, public=auth is None or auth.metrics_public),
+            dashboard_group(self.control, self.events,
+                            secure_cookies=(self.settings.public_url or "").startswith("https:"))]
         app = build_app(self.server, self.control, self.settings, transport, groups=groups)
         self.provider.pipeline.resolve_principal = app.access.current
         return app
@@ -326,6 +338,9 @@ class Gateway:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
                     await tg.start(functools.partial(lane.run, writer))
+                    if self.settings.dashboard is not None:
+                        await tg.start(serve_dashboard, self.control, self.events,
+                                       self.settings.dashboard)
                     reader.intercept = lane.intercept
                     async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
                         await low.run(read, write, low.create_initialization_options())
@@ -365,3 +380,4 @@ class Gateway:
         """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
         if self._http_server is not None:
             self._http_server.should_exit = True
+            self.events.close()  # live streams end now rather than hold the stop

@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
                             "operations (add servers = run commands); loopback only "
                             "(default: $MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN or off)")
 
+    serve.add_argument("--dashboard", nargs="?", const="127.0.0.1:8766", default=None,
+                       metavar="HOST:PORT",
+                       help="stdio: also serve the dashboard in a browser, on loopback "
+                            "(default 127.0.0.1:8766), behind a one-time token printed to "
+                            "stderr ('mcp-gateway dashboard' prints it again); HTTP mode "
+                            "serves it at /ui anyway")
+
     serve.add_argument("--db", default=None,
                        help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
                             "share registrations, routes, logs and statistics between "
@@ -111,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated server names this token may see and call "
                           "(default: all)")
 
+    dashboard = sub.add_parser("dashboard", help="print (or open) the URL of the dashboard "
+                                                  "of a running 'serve --dashboard'")
+    dashboard.add_argument("--open", action="store_true", help="open it in the browser")
+
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -121,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id"):
+                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
+                "dashboard"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -154,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from fast_mcp_gateway.cli.tokens import new_token
 
         return new_token(args)
+    if args.command == "dashboard":
+        from fast_mcp_gateway.cli.dashboard import show_dashboard
+
+        return show_dashboard(bool(args.open))
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 
@@ -177,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         from fast_mcp_gateway.cli.check import run_check
 
         return anyio.run(run_check, config, settings, bool(args.json))
+    if settings.dashboard is not None:
+        from fast_mcp_gateway.ui.standalone import parse_address
+
+        if settings.transport != "stdio":
+            print("mcp-gateway: --dashboard is for stdio mode; over http/sse the dashboard "
+                  "is served at /ui", file=sys.stderr)
+            return 2
+        try:
+            parse_address(settings.dashboard)
+        except ConfigError as exc:
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 2
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
         print(f"mcp-gateway: {refusal}", file=sys.stderr)

@@ -43,6 +43,9 @@ class GatewaySettings(BaseSettings):
         default=False,
         description="HTTP mode without gateway.auth: let anyone who reaches the port use the "
                     "admin operations (REST mutations, gateway_* tools); loopback only")
+    dashboard: str | None = Field(
+        default=None, description="stdio mode: serve the dashboard beside stdio at this "
+                                  "loopback HOST:PORT (the CLI's --dashboard; default off)")
     connect_timeout: float = Field(default=10.0, gt=0)
     call_timeout: float = Field(default=30.0, gt=0)
     health_timeout: float = Field(default=5.0, gt=0)

@@ -16,7 +16,7 @@ without it, a web page could reach a loopback gateway through DNS rebinding.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +90,12 @@ def public_base_url(settings: GatewaySettings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+GroupSource = RouteGroup | Callable[[Access], RouteGroup]
+"""A route group, or a function making one for the app's ``Access`` (the dashboard)."""
+
+
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
-              transport: Transport = "http", *, groups: Sequence[RouteGroup] = ()
+              transport: Transport = "http", *, groups: Sequence[GroupSource] = ()
               ) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan."""
@@ -116,7 +120,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     )
     guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins, mode="strict")
-    all_groups = (*groups, api_group(access, ctx))
+    all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
+                  api_group(access, ctx))
     mounts: list[BaseRoute] = []
     for group in all_groups:
         if not group.prefix:

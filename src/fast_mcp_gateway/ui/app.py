@@ -1,0 +1,53 @@
+"""The dashboard's assembly: its routes as one group of the HTTP app, or its own app.
+
+``dashboard_group`` is what ``Gateway.http_app`` mounts at ``/ui`` (Host/Origin
+guarded, like the REST API); ``dashboard_app`` is the same routes as a standalone
+Starlette app, which a stdio gateway serves on loopback beside stdio
+(``ui/standalone.py``).  Static files (CSS, the page script, vendored htmx) come from
+``ui/static``: no CDN, no build step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.http.access import Access
+from fast_mcp_gateway.http.app import RouteGroup
+from fast_mcp_gateway.telemetry.events import EventBus
+from fast_mcp_gateway.ui import actions, inspector, live, logs, pages
+from fast_mcp_gateway.ui.core import HERE, Ui
+from fast_mcp_gateway.ui.session import DashboardAuth
+
+PREFIX = "/ui"
+
+
+def dashboard_routes(ui: Ui) -> list[BaseRoute]:
+    return [*pages.routes(ui), *actions.routes(ui), *live.routes(ui), *logs.routes(ui),
+            *inspector.routes(ui),
+            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
+
+
+def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = False
+                    ) -> Callable[[Access], RouteGroup]:
+    """The dashboard as a route group of the gateway's HTTP app, at ``/ui``, for the
+    app's ``Access`` (the same tokens and anonymous policy as the REST API)."""
+
+    def group(access: Access) -> RouteGroup:
+        auth = DashboardAuth.of(access, secure_cookies=secure_cookies)
+        return RouteGroup("dashboard", dashboard_routes(Ui(ctx, auth, bus)), prefix=PREFIX)
+
+    return group
+
+
+def dashboard_app(ctx: AdminContext, auth: DashboardAuth, bus: EventBus,
+                  middleware: list[Middleware]) -> Starlette:
+    """The dashboard alone (stdio mode), mounted at ``/ui`` with ``middleware``."""
+    ui = Ui(ctx, auth, bus, mode="stdio")
+    return Starlette(routes=[Mount(PREFIX, routes=dashboard_routes(ui))],
+                     middleware=middleware)

@@ -1,0 +1,195 @@
+"""What every dashboard page shares: templates, the viewer check, CSRF, error pages.
+
+``Ui`` holds the gateway's ``AdminContext`` (every page reads the same admin
+operations and store queries as the REST API, in-process), the ``DashboardAuth``, the
+event bus and the Jinja environment (autoescaping on: anything an upstream or a user
+wrote -- a server name, a tool description, an error text -- is shown as text).
+
+``Ui.page(handler, scope=..., mutate=...)`` wraps a handler into a Starlette endpoint:
+no viewer -> the login page (303) or 401; a missing scope -> 403 (the action is also
+hidden in the page: hiding is for people, the 403 is the rule); ``gateway.admin``
+modes apply as on REST; a mutation must be a POST carrying the viewer's CSRF token;
+``GatewayError`` becomes an error page with the REST API's status for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.config.auth import Scope
+from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.http.errors import api_error
+from fast_mcp_gateway.telemetry.events import EventBus
+from fast_mcp_gateway.ui import views
+from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+NONE = "\N{EN DASH}"  # shown for a value not known (yet)
+Handler = Callable[["Page"], Awaitable[Response]]
+MAX_FORM = 1 << 20  # a server config or tool arguments, never bulk data
+
+
+@dataclass
+class Page:
+    """One authenticated dashboard request, as a handler sees it."""
+
+    ui: Ui
+    request: Request
+    viewer: Viewer
+    form: FormData | None = None
+
+    @property
+    def ctx(self) -> AdminContext:
+        return self.ui.ctx
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"dashboard:{self.viewer.principal.name}")
+
+    def query(self, name: str, default: str = "") -> str:
+        return self.request.query_params.get(name, default)
+
+    def field(self, name: str, default: str = "") -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value if isinstance(value, str) else default
+
+    def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return self.ui.render(self.request, template, self.viewer, status_code, **context)
+
+    def servers(self) -> list[str]:
+        """The server names this viewer may see, in the gateway's order."""
+        return [n for n in self.ctx.manager.services if self.viewer.may_use(n)]
+
+
+class Ui:
+    """The dashboard's shared state (one per served dashboard)."""
+
+    def __init__(self, ctx: AdminContext, auth: DashboardAuth, bus: EventBus, *,
+                 mode: str = "http") -> None:
+        self.ctx, self.auth, self.bus, self.mode = ctx, auth, bus, mode
+        self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                               autoescape=select_autoescape(default=True, default_for_string=True),
+                               trim_blocks=True, lstrip_blocks=True)
+        self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, when=_when, tojson_pretty=_pretty,
+                                with_param=_with_param)
+        self.env.globals.update(urlencode=urlencode, views=views)
+
+    def render(self, request: Request, template: str, viewer: Viewer | None,
+               status_code: int = 200, **context: Any) -> HTMLResponse:
+        base = str(request.scope.get("root_path", ""))
+        html = self.env.get_template(template).render(
+            base=base, viewer=viewer, request=request, mode=self.mode,
+            read_only=not self.ctx.options.allows_admin("mutate"),
+            needs_login=self.auth.needs_login, now=time.time(), **context)
+        return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
+
+    def page(self, handler: Handler, *, scope: Scope = "tools", mutate: bool = False
+             ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            viewer = await self.auth.viewer(request)
+            if viewer is None:
+                if request.method == "GET":
+                    base = str(request.scope.get("root_path", ""))
+                    target = request.url.path + (f"?{request.url.query}"
+                                                 if request.url.query else "")
+                    return RedirectResponse(f"{base}/login?{urlencode({'next': target})}", 303)
+                return self.error(request, None, 401, "Log in first: your session ended or "
+                                  "the token is no longer valid.")
+            form: FormData | None = None
+            if request.method == "POST":
+                if int(request.headers.get("content-length") or 0) > MAX_FORM:
+                    return self.error(request, viewer, 413, "The form is too large.")
+                form = await request.form(max_part_size=MAX_FORM)
+                token = form.get(CSRF_FIELD)
+                if not csrf_ok(viewer.csrf, request, token if isinstance(token, str) else None):
+                    return self.error(request, viewer, 403, "The form's security token is "
+                                      "missing or stale (CSRF check): reload the page and "
+                                      "try again.")
+            if not viewer.principal.has(scope):
+                return self.error(request, viewer, 403, f"This needs scope '{scope}'; you are "
+                                  f"'{viewer.principal.name}' with "
+                                  f"{', '.join(sorted(viewer.principal.scopes)) or 'no scopes'}.")
+            if scope == "admin" and not self.ctx.options.allows_admin(
+                    "mutate" if mutate else "read"):
+                return self.error(request, viewer, 403, "This is turned off by 'gateway.admin: "
+                                  f"{self.ctx.options.admin}' in the config file.")
+            try:
+                return await handler(Page(self, request, viewer, form))
+            except GatewayError as exc:
+                err = api_error(exc)
+                return self.error(request, viewer, err.status, err.message)
+            except Exception:  # a bug: logged in full here, never detailed on the page
+                logger.exception("dashboard %s %s failed", request.method, request.url.path)
+                return self.error(request, viewer, 500, "Internal error; the gateway's log "
+                                  "has the details.")
+
+        return endpoint
+
+    def error(self, request: Request, viewer: Viewer | None, status: int, message: str
+              ) -> HTMLResponse:
+        return self.render(request, "error.html", viewer, status, status=status,
+                           message=message)
+
+
+_SECURITY_HEADERS = {
+    # Everything is served by the gateway itself: no inline script, no other origin.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    # Not no-referrer: under it Chromium sends "Origin: null" with form posts, which
+    # the Host/Origin guard (rightly) refuses.
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return NONE
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return NONE if value is None else f"{value * 100:.1f}%"
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _when(at: float | None) -> str:
+    return NONE if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _with_param(params: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    return {**{k: v for k, v in params.items() if k != key}, key: value}
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return str(value)
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=isinstance(value, Mapping))

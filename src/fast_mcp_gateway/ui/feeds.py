@@ -1,0 +1,47 @@
+"""The hooks that feed the event bus (``telemetry/events.py``), wired by ``gateway.py``.
+
+Both are existing listener seams, so the hot paths gain one function call each:
+
+* ``transition_publisher``: the manager's transition listener (the same one the health
+  history uses), for every replica state change (``ready -> failed``) and health
+  change (``HEALTHY -> DEGRADED``): event ``transition``;
+* ``catalog_publisher``: the manager's change listener (event ``catalog``);
+* ``call_publisher``: a call-pipeline observer (full path and stdio express lane
+  alike, as the recorder and metrics): event ``call`` per finished call, without
+  arguments or error texts (those stay in the store, redacted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fast_mcp_gateway.front.calls import CallObserver, CallOutcome
+from fast_mcp_gateway.telemetry.events import EventBus
+
+
+def transition_publisher(bus: EventBus) -> Callable[[str, str, str, str | None], None]:
+    def publish(server: str, replica: str, status: str, detail: str | None) -> None:
+        bus.publish("transition", {"server": server, "replica": replica, "status": status,
+                                   "detail": detail})
+
+    return publish
+
+
+def catalog_publisher(bus: EventBus) -> Callable[[set[str]], None]:
+    """The manager's change listener: event ``catalog`` when exposed lists change."""
+
+    def publish(kinds: set[str]) -> None:
+        bus.publish("catalog", {"kinds": sorted(str(k) for k in kinds)})
+
+    return publish
+
+
+def call_publisher(bus: EventBus) -> CallObserver:
+    def observe(outcome: CallOutcome) -> None:
+        call = outcome.call
+        bus.publish("call", {"server": call.service.name, "kind": call.kind,
+                             "name": call.exposed, "status": outcome.status,
+                             "duration_ms": round(outcome.duration_ms, 3),
+                             "retries": call.path.retries})
+
+    return observe

@@ -1,0 +1,145 @@
+"""The Logs pages (calls across servers, audit log, health history) and the Routes page.
+
+Calls come from ``admin.history.calls`` (the store, cursor-paged, filtered by time,
+server, tool and status); a restricted viewer sees its servers' calls only.  The audit
+log covers every server, so it needs an admin without a ``servers`` restriction (as on
+REST).  Route rules are ``admin.routes``'s; "which server does this name go to" is
+answered from the rules in decision order and the catalog view, as the call path does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fast_mcp_gateway.admin import history
+from fast_mcp_gateway.admin import routes as route_ops
+from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.routing.rules import Route as Rule
+from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.ui.pages import STATUSES, limit_of, server_name
+
+WINDOWS = {"": None, "15m": 15.0, "1h": 60.0, "24h": 1440.0, "7d": 10080.0}
+
+
+async def logs(page: Page) -> Response:
+    tab = page.query("tab", "calls")
+    ctx: dict[str, Any] = {"tab": tab, "names": page.servers(), "windows": WINDOWS,
+                           "statuses": STATUSES, "calls": None, "audit": None,
+                           "health_log": None, "f": dict(page.request.query_params)}
+    if page.ctx.store is None:
+        return page.render("logs.html", **ctx)
+    server = page.query("server")
+    only = server_name(page, server) if server else None
+    mine = page.viewer.principal.servers
+    if only is None and mine is not None and len(mine) == 1:
+        only = next(iter(mine))
+    before = page.query("before_id")
+    before_id = int(before) if before.isdigit() else None
+    if tab == "audit":
+        if not page.viewer.admin or mine is not None:
+            return page.ui.error(page.request, page.viewer, 403, "The audit log covers every "
+                                 "server: it needs an admin token without a 'servers' "
+                                 "restriction.")
+        ctx["audit"] = await history.audit_log(page.ctx, limit=limit_of(page),
+                                               before_id=before_id)
+    elif tab == "health":
+        page_ = await history.health_history(page.ctx, server=only, limit=limit_of(page),
+                                             before_id=before_id)
+        page_["records"] = [r for r in page_["records"] if page.viewer.may_use(str(r["server"]))]
+        ctx["health_log"] = page_
+    else:
+        status = page.query("status")
+        calls = await history.calls(
+            page.ctx, server=only, tool=page.query("tool") or None,
+            status=status if status in STATUSES else None,  # type: ignore[arg-type]
+            since_minutes=WINDOWS.get(page.query("since")), limit=limit_of(page),
+            cursor=page.query("cursor") or None)
+        calls.calls = [c for c in calls.calls if page.viewer.may_use(c.server)]
+        ctx["calls"] = calls
+        ctx["status"] = status
+    return page.render("logs.html", **ctx)
+
+
+# -- routes --------------------------------------------------------------------------
+
+
+def resolve(page: Page, rules: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Where a call of exposed tool ``name`` goes: the first matching rule, else the
+    server that exposes it."""
+    table = RouteTable(Rule(id=r["id"], pattern=r["pattern"], match=r["match"],
+                            target=r["target"], priority=r["priority"]) for r in rules)
+    rule = table.rule_for(name)
+    owner = page.ctx.manager.view.tools.get(name)
+    if rule is not None:
+        return {"server": rule.target, "rule": rule, "exposed": owner is not None}
+    if owner is not None and page.viewer.may_use(owner[0].server):
+        return {"server": owner[0].server, "rule": None, "exposed": True}
+    return {"server": None, "rule": None, "exposed": False}
+
+
+async def _rules(page: Page) -> list[dict[str, Any]]:
+    listed = await route_ops.list_routes(page.ctx)
+    return [r for r in listed["routes"] if page.viewer.may_use(r["target"])]
+
+
+async def routes_page(page: Page, *, flash: str | None = None, error: str | None = None,
+                      status: int = 200) -> Response:
+    rules = await _rules(page) if page.ctx.store is not None else []
+    sample = page.query("sample") or page.field("sample")
+    edit = page.query("edit")
+    return page.render("routes.html", status, rules=rules, sample=sample,
+                       resolved=resolve(page, rules, sample) if sample else None,
+                       names=page.servers(), flash=flash, error=error,
+                       editing=int(edit) if edit.isdigit() else None)
+
+
+async def show_routes(page: Page) -> Response:
+    return await routes_page(page)
+
+
+async def save_route(page: Page) -> Response:
+    action = page.field("action", "add")
+    route_id = page.field("id")
+    try:
+        if action == "delete":
+            rules = await _rules(page)
+            if not route_id.isdigit() or all(r["id"] != int(route_id) for r in rules):
+                raise AdminError(f"no route #{route_id}")
+            await route_ops.delete_route(page.ctx, page.actor, int(route_id))
+            return await routes_page(page, flash=f"Deleted route #{route_id}.")
+        match = page.field("match", "exact")
+        if match not in ("exact", "prefix", "wildcard"):
+            raise AdminError("match must be exact, prefix or wildcard")
+        pattern = page.field("pattern").strip()
+        if not pattern:
+            raise AdminError("give the rule a pattern (an exposed tool name, a prefix or a "
+                             "wildcard such as search_*)")
+        priority_text = page.field("priority", "0").strip() or "0"
+        if not priority_text.lstrip("-").isdigit():
+            raise AdminError("priority must be a whole number")
+        target = server_name(page, page.field("target"))
+        if action == "update" and route_id.isdigit():
+            rules = await _rules(page)
+            if all(r["id"] != int(route_id) for r in rules):
+                raise AdminError(f"no route #{route_id}")
+            saved = await route_ops.update_route(page.ctx, page.actor, int(route_id), pattern,
+                                                 target, match, int(priority_text))  # type: ignore[arg-type]
+        else:
+            saved = await route_ops.add_route(page.ctx, page.actor, pattern, target, match,  # type: ignore[arg-type]
+                                              int(priority_text))
+    except AdminError as exc:
+        return await routes_page(page, error=str(exc), status=422)
+    return await routes_page(page, flash=f"Saved route #{saved['id']}: {saved['pattern']} → "
+                                         f"{saved['target']}.")
+
+
+def routes(ui: Ui) -> list[Route]:
+    return [
+        Route("/logs", ui.page(logs), methods=["GET"]),
+        Route("/routes", ui.page(show_routes), methods=["GET"]),
+        Route("/routes", ui.page(save_route, scope="admin", mutate=True), methods=["POST"]),
+    ]

@@ -1,0 +1,167 @@
+"""The dashboard's reading pages: login, overview, server detail.
+
+Every page reads snapshots (``admin.servers``) and the store (``admin.history``,
+``ui.views``); a viewer restricted to some servers sees only those (others answer
+404, as on REST).  Parts of a page that refresh live (``/partials/...``) are the same
+templates rendered alone; htmx fetches them when the live stream reports a change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from fast_mcp_gateway.admin import history, servers
+from fast_mcp_gateway.errors import NotFound
+from fast_mcp_gateway.ui import views
+from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.ui.session import CSRF_FIELD, csrf_ok
+
+STATUSES = ("success", "error", "timeout", "rejected")
+PAGE_SIZES = (20, 50, 100)
+
+
+def visible(page: Page) -> set[str] | None:
+    servers_ = page.viewer.principal.servers
+    return None if servers_ is None else set(servers_)
+
+
+def server_name(page: Page, name: str) -> str:
+    """``name`` if it exists and the viewer may see it, else 404 (alike)."""
+    if name in page.ctx.manager.services and page.viewer.may_use(name):
+        return name
+    raise NotFound(f"no server named '{name}'")
+
+
+def limit_of(page: Page) -> int:
+    try:
+        value = int(page.query("limit", "20"))
+    except ValueError:
+        value = 20
+    return value if value in PAGE_SIZES else 20
+
+
+# -- login -------------------------------------------------------------------------
+
+
+def _safe_next(base: str, target: str) -> str:
+    # Only a path of this dashboard: never an open redirect to another site.
+    if target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return base + "/"
+
+
+async def login(ui: Ui, request: Request) -> Response:
+    base = str(request.scope.get("root_path", ""))
+    if not ui.auth.needs_login:
+        return RedirectResponse(base + "/", 303)
+    next_ = _safe_next(base, request.query_params.get("next", ""))
+    if request.method == "GET":
+        # The stdio dashboard's link carries its one-time token: log in and drop it
+        # from the address bar at once.
+        token = request.query_params.get("token")
+        if token and await ui.auth.verify(token) is not None:
+            response = RedirectResponse(next_, 303)
+            ui.auth.login(response, request, token)
+            return response
+        return ui.render(request, "login.html", None, next=next_,
+                         csrf=ui.auth.login_csrf, error=None)
+    form = await request.form(max_part_size=1 << 16)
+    token = str(form.get("token") or "").strip()
+    if not csrf_ok(ui.auth.login_csrf, request, str(form.get(CSRF_FIELD) or "")):
+        return ui.render(request, "login.html", None, 403, next=next_, csrf=ui.auth.login_csrf,
+                         error="The form's security token is stale: try again.")
+    if await ui.auth.verify(token) is None:
+        return ui.render(request, "login.html", None, 401, next=next_, csrf=ui.auth.login_csrf,
+                         error="That token is not valid for this gateway (unknown, expired "
+                               "or mistyped).")
+    response = RedirectResponse(_safe_next(base, str(form.get("next") or next_)), 303)
+    ui.auth.login(response, request, token)
+    return response
+
+
+async def logout(page: Page) -> Response:
+    base = str(page.request.scope.get("root_path", ""))
+    response = RedirectResponse(base + "/login", 303)
+    page.ui.auth.logout(response, page.request)
+    return response
+
+
+# -- overview ----------------------------------------------------------------------
+
+
+async def overview(page: Page) -> Response:
+    window = page.query("window", "hour")
+    data = await views.overview(page.ctx, visible(page), window)
+    return page.render("overview.html", data=data, window=window, views=views,
+                       q=page.query("q"), state=page.query("state"),
+                       health=page.query("health"))
+
+
+async def cards(page: Page) -> Response:
+    window = page.query("window", "hour")
+    data = await views.overview(page.ctx, visible(page), window)
+    return page.render("_cards.html", data=data, window=window, views=views,
+                       q=page.query("q"), state=page.query("state"),
+                       health=page.query("health"))
+
+
+# -- server detail -----------------------------------------------------------------
+
+
+async def detail_context(page: Page, name: str) -> dict[str, Any]:
+    name = server_name(page, name)
+    detail = servers.server_detail(page.ctx, name, stderr_lines=40)
+    window = page.query("window", "hour")
+    status = page.query("status")
+    cursor = page.query("cursor") or None
+    calls = None
+    health_log = None
+    trend = None
+    if page.ctx.store is not None:
+        calls = await history.calls(page.ctx, server=name,
+                                    status=status if status in STATUSES else None,  # type: ignore[arg-type]
+                                    limit=limit_of(page), cursor=cursor)
+        health_log = await history.health_history(page.ctx, server=name, limit=20)
+        trend = await views.trend(page.ctx, window, server=name)
+    return {"d": detail, "components": views.components(page.ctx, name), "calls": calls,
+            "health_log": health_log, "trend": trend, "window": window, "status": status,
+            "statuses": STATUSES, "views": views, "cursor": cursor}
+
+
+async def detail(page: Page) -> Response:
+    name = page.request.path_params["name"]
+    return page.render("server.html", **await detail_context(page, name))
+
+
+async def status_partial(page: Page) -> Response:
+    name = server_name(page, page.request.path_params["name"])
+    return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40))
+
+
+async def alerts(page: Page) -> Response:
+    # The alerts feature fills this page (its engine publishes "alert" events, which
+    # the Live page already shows).
+    return page.render("alerts.html")
+
+
+def routes(ui: Ui) -> list[Route]:
+    async def login_endpoint(request: Request) -> Response:
+        return await login(ui, request)
+
+    return [
+        Route("/login", login_endpoint, methods=["GET", "POST"]),
+        Route("/logout", ui.page(logout, mutate=True), methods=["POST"]),
+        Route("/", ui.page(overview), methods=["GET"]),
+        Route("/partials/cards", ui.page(cards), methods=["GET"]),
+        Route("/servers/{name}", ui.page(detail), methods=["GET"]),
+        Route("/partials/servers/{name}/status", ui.page(status_partial), methods=["GET"]),
+        Route("/alerts", ui.page(alerts), methods=["GET"]),
+    ]
+
+
+__all__ = ["routes", "urlencode"]

@@ -1,0 +1,69 @@
+// Fast MCP Gateway dashboard: live updates from /ui/events (Server-Sent Events).
+// Each event fires "gw-live" on <body> (htmx parts refresh themselves on it) and is
+// appended to the Live page's feed.  No inline script anywhere (CSP: script-src 'self').
+(function () {
+  "use strict";
+  var body = document.body;
+  var url = body.dataset.live;
+  var status = document.getElementById("live-status");
+  if (!url || !window.EventSource) { return; }
+  var feed = document.getElementById("live-feed");
+
+  function describe(kind, data) {
+    if (kind === "call") {
+      return data.server + " · " + data.kind + " " + data.name + " → " + data.status +
+        " (" + data.duration_ms.toFixed(1) + " ms)";
+    }
+    if (kind === "transition") {
+      return data.server + " · " + data.replica + " → " + data.status +
+        (data.detail ? " (" + data.detail + ")" : "");
+    }
+    if (kind === "catalog") { return "catalog changed: " + (data.kinds || []).join(", "); }
+    return kind + ": " + JSON.stringify(data);
+  }
+
+  function show(kind, data) {
+    if (!feed) { return; }
+    var empty = document.getElementById("live-empty");
+    if (empty) { empty.remove(); }
+    var item = document.createElement("li");
+    item.className = "event event-" + kind;
+    item.dataset.kind = kind;
+    var when = document.createElement("time");
+    when.dateTime = new Date(data.at * 1000).toISOString();
+    when.textContent = new Date(data.at * 1000).toLocaleTimeString() + " ";
+    item.appendChild(when);
+    item.appendChild(document.createTextNode(describe(kind, data)));  // text, never HTML
+    feed.insertBefore(item, feed.firstChild);
+    while (feed.children.length > 200) { feed.removeChild(feed.lastChild); }
+  }
+
+  var source = new EventSource(url);
+  source.onopen = function () {
+    if (status) { status.textContent = "live"; status.classList.add("on"); }
+    body.dataset.liveConnected = "true";
+  };
+  source.onerror = function () {
+    if (status) { status.textContent = "reconnecting"; status.classList.remove("on"); }
+  };
+  ["call", "transition", "catalog", "alert"].forEach(function (kind) {
+    source.addEventListener(kind, function (e) {
+      var data = JSON.parse(e.data);
+      show(kind, data);
+      body.dispatchEvent(new CustomEvent("gw-live", { detail: { kind: kind } }));
+    });
+  });
+  window.addEventListener("pagehide", function () { source.close(); });
+
+  // The add-server form shows the fields of the chosen kind only.
+  var form = document.getElementById("server-form");
+  if (form) {
+    var sync = function () {
+      var kind = (form.querySelector("input[name=kind]:checked") || {}).value || "stdio";
+      form.querySelectorAll(".kind-stdio").forEach(function (f) { f.hidden = kind !== "stdio"; });
+      form.querySelectorAll(".kind-http").forEach(function (f) { f.hidden = kind !== "http"; });
+    };
+    form.addEventListener("change", sync);
+    sync();
+  }
+})();

@@ -1,0 +1,234 @@
+"""The dashboard over plain HTTP (no browser): login, cookies, CSRF, scopes, escaping,
+the stdio dashboard's one-time token; and its pure parts (event bus, schema forms,
+the vendored files)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import FastMCP
+
+from fast_mcp_gateway.telemetry.events import EventBus
+from fast_mcp_gateway.ui.schema_form import arguments_of, fields_of
+from fast_mcp_gateway.ui.vendor import MANIFEST, PERMISSIVE, VENDOR
+from tests.fixtures import make_gateway, memory_entry, serve_http
+
+OPS = "mgw_uitest-ops-5f1c0a7e93b2"
+BOB = "mgw_uitest-bob-2d8e6b41"
+ALICE = "mgw_uitest-alice-9a3c"
+AUTH = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                   {"name": "bob", "token": BOB, "scopes": ["tools"]},
+                   {"name": "alice", "token": ALICE, "scopes": ["admin"],
+                    "servers": ["other"]}]}
+XSS = "<script>alert(1)</script>"
+
+
+def hostile() -> FastMCP[Any]:
+    mcp = FastMCP("hostile", instructions=f"instructions {XSS}")
+
+    @mcp.tool(description=f"a tool whose description is {XSS}")
+    def ping(text: str) -> str:
+        return text
+
+    return mcp
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'(?:name="csrf_token" value=|"X-CSRF-Token": )"([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+async def _login(http: httpx2.AsyncClient, base: str, token: str) -> str:
+    page = await http.get(base + "/ui/login")
+    done = await http.post(base + "/ui/login", data={"token": token, "csrf_token":
+                                                     _csrf(page.text), "next": "/ui/"})
+    assert done.status_code == 303, done.text
+    overview = await http.get(base + "/ui/")
+    assert overview.status_code == 200
+    return _csrf(overview.text)
+
+
+@pytest.mark.anyio
+async def test_login_cookie_csrf_scopes_and_escaping(tmp_path: Path) -> None:
+    # Server names are validated (no markup); descriptions and upstream texts are not.
+    name = "hostile"
+    gateway = make_gateway({name: memory_entry("hostile", description=f"desc {XSS}")},
+                           {"hostile": hostile()}, options={"auth": AUTH},
+                           db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        service = gateway.manager.services[name]
+        await service.wait_until(lambda: str(service.state) == "ready", within=30)
+
+        # No cookie: pages send to the login page; mutations are 401.
+        first = await http.get(base + "/ui/servers/x")
+        assert first.status_code == 303 and "/ui/login?next=" in first.headers["location"]
+        assert (await http.post(base + "/ui/servers/x/action")).status_code == 401
+
+        # A wrong token is refused and sets no cookie; a good one sets a strict cookie.
+        page = await http.get(base + "/ui/login")
+        bad = await http.post(base + "/ui/login", data={"token": "nope", "csrf_token":
+                                                        _csrf(page.text)})
+        assert bad.status_code == 401 and "set-cookie" not in bad.headers
+        no_csrf = await http.post(base + "/ui/login", data={"token": OPS})
+        assert no_csrf.status_code == 403 and "set-cookie" not in no_csrf.headers
+        good = await http.post(base + "/ui/login", data={"token": OPS, "csrf_token":
+                                                         _csrf(page.text), "next":
+                                                         "https://evil.example/"})
+        cookie = good.headers["set-cookie"]
+        assert good.status_code == 303 and good.headers["location"] == "/ui/"  # no open redirect
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+        overview = await http.get(base + "/ui/")
+        csrf = _csrf(overview.text)
+        assert OPS not in overview.text  # the token never appears in a page
+
+        # Upstream-controlled text (a server name, a description) is shown escaped.
+        detail = await http.get(base + "/ui/servers/hostile")
+        for text in (overview.text, detail.text):
+            assert "<script>" not in text.replace('<script src="/ui/static/', "")
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail.text
+        assert "Content-Security-Policy" in detail.headers
+
+        # Mutations need the CSRF token (form field or header), checked server-side.
+        url = base + "/ui/servers/hostile/action"
+        refused = await http.post(url, data={"action": "reset_breaker"})
+        assert refused.status_code == 403 and "CSRF" in refused.text
+        stale = await http.post(url, data={"action": "reset_breaker", "csrf_token": "x" * 40})
+        assert stale.status_code == 403
+        done = await http.post(url, data={"action": "reset_breaker", "csrf_token": csrf})
+        assert done.status_code == 200 and "Reset circuit breaker: done" in done.text
+        by_header = await http.post(url, data={"action": "reset_breaker"},
+                                    headers={"X-CSRF-Token": csrf})
+        assert by_header.status_code == 200
+
+        # Logging out clears the cookie.
+        out = await http.post(base + "/ui/logout", data={"csrf_token": csrf})
+        assert out.status_code == 303 and 'mgw_dashboard=""' in out.headers["set-cookie"]
+
+    # a fresh client per token (cookies are per client)
+    async with serve_http(gateway.http_app()) as base:
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as bob:
+            csrf = await _login(bob, base, BOB)
+            overview = (await bob.get(base + "/ui/")).text
+            assert "/ui/add" not in overview  # admin actions hidden...
+            forged = await bob.post(base + "/ui/add", data={"csrf_token": csrf, "name": "x",
+                                                            "command": "true"})
+            assert forged.status_code == 403  # ...and refused
+            assert (await bob.get(base + "/ui/inspector")).status_code == 403
+            assert (await bob.get(base + "/ui/logs?tab=audit")).status_code == 403
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as alice:
+            await _login(alice, base, ALICE)  # restricted to a server that is not there
+            assert "hostile" not in (await alice.get(base + "/ui/")).text
+            assert (await alice.get(base + "/ui/servers/hostile")).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_without_auth_mutations_follow_the_anonymous_policy(tmp_path: Path) -> None:
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        page = await http.get(base + "/ui/")  # no login page without auth
+        assert page.status_code == 200 and "anonymous" in page.text
+        assert "/ui/add" not in page.text
+        refused = await http.post(base + "/ui/add", data={"csrf_token": _csrf(page.text),
+                                                          "name": "x", "command": "true"})
+        assert refused.status_code == 403
+    admin = make_gateway({}, db=tmp_path / "gw2.db", allow_unauthenticated_admin=True)
+    async with serve_http(admin.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        page = await http.get(base + "/ui/add")
+        assert page.status_code == 200
+        assert (await http.post(base + "/ui/add", data={"name": "x"})).status_code == 403
+        invalid = await http.post(base + "/ui/add", data={
+            "csrf_token": _csrf(page.text), "name": "x", "kind": "stdio", "command": "",
+            "replicas": "0", "enabled": "on"})
+        assert invalid.status_code == 422 and 'id="err-replicas"' in invalid.text
+
+
+@pytest.mark.anyio
+async def test_the_stdio_dashboard_uses_a_one_time_token(tmp_path: Path) -> None:
+    from fast_mcp_gateway.ui.standalone import serve_dashboard, token_file
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(serve_dashboard, gateway.control, gateway.events, "127.0.0.1:0")
+        path = token_file()
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert json.loads(path.read_text())["url"] == url
+        base = url.split("/ui/")[0]
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            assert (await http.get(base + "/ui/")).status_code == 303
+            wrong = await http.get(base + "/ui/login?token=guess")
+            assert wrong.status_code == 200 and "set-cookie" not in wrong.headers
+            entered = await http.get(url)
+            assert entered.status_code == 303 and "mgw_dashboard=" in entered.headers[
+                "set-cookie"]
+            assert (await http.get(base + "/ui/")).status_code == 200
+        tg.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_event_bus_drops_oldest_for_a_slow_subscriber() -> None:
+    bus = EventBus(capacity=3)
+    assert bus.publish("call", {"n": 0}) is None  # nobody listens: nothing kept
+    with bus.subscribe() as slow, bus.subscribe(capacity=10) as fast:
+        for n in range(1, 6):
+            bus.publish("call", {"n": n})
+        assert slow.dropped == 2 and fast.dropped == 0
+        assert [e.payload["n"] for e in iter(slow.get_nowait, None)] == [3, 4, 5]
+        assert [(await fast.get()).payload["n"] for _ in range(5)] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+        bus.close()
+        assert await fast.get() is None
+    assert bus.subscribers == 0
+
+
+test_event_bus_drops_oldest_for_a_slow_subscriber = pytest.mark.anyio(
+    test_event_bus_drops_oldest_for_a_slow_subscriber)
+
+
+def test_schema_form_round_trip() -> None:
+    schema = {"type": "object", "required": ["title", "count", "flag"], "properties": {
+        "title": {"type": "string"}, "count": {"type": "integer"},
+        "ratio": {"type": "number"}, "flag": {"type": "boolean"},
+        "maybe": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+        "mode": {"enum": ["a", "b", 3]}, "tags": {"type": "array", "items": {"type": "string"}},
+        "where": {"$ref": "#/$defs/Place"}, "free": {"type": "object"}},
+        "$defs": {"Place": {"type": "object", "required": ["city"],
+                            "properties": {"city": {"type": "string"},
+                                           "zip": {"type": "integer"}}}}}
+    fields = {f.key: f for f in fields_of(schema)}
+    assert {k: f.kind for k, f in fields.items()} == {
+        "title": "string", "count": "integer", "ratio": "number", "flag": "boolean",
+        "maybe": "boolean", "mode": "enum", "tags": "lines", "where": "object", "free": "json"}
+    assert fields["where"].children[0].name == "arg.where.city"
+    assert fields["where"].children[0].required
+    args, errors = arguments_of(list(fields.values()), {
+        "arg.title": "t", "arg.count": "3", "arg.ratio": "0.5", "arg.maybe": "false",
+        "arg.mode": "3", "arg.tags": "x\ny\n", "arg.where.city": "Oslo", "arg.free": '{"k": 1}'})
+    assert errors == {}
+    assert args == {"title": "t", "count": 3, "ratio": 0.5, "flag": False, "maybe": False,
+                    "mode": 3, "tags": ["x", "y"], "where": {"city": "Oslo"},
+                    "free": {"k": 1}}
+    _, errors = arguments_of(list(fields.values()), {"arg.count": "three", "arg.free": "{"})
+    assert set(errors) == {"arg.title", "arg.count", "arg.free", "arg.where.city"}
+    assert "whole number" in errors["arg.count"]
+
+
+def test_vendored_files_match_their_manifest_and_licenses() -> None:
+    libraries = json.loads(MANIFEST.read_text())["libraries"]
+    assert libraries, "the manifest lists no library"
+    for lib in libraries:
+        assert lib["license"] in PERMISSIVE, lib
+        data = (VENDOR / lib["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == lib["sha256"], f"{lib['file']} changed"
+        assert (VENDOR / lib["license_file"]).read_text().strip()
+    assert {p.name for p in VENDOR.iterdir()} == {"manifest.json"} | {
+        lib[k] for lib in libraries for k in ("file", "license_file")}

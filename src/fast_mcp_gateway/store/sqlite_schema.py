@@ -120,7 +120,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, """
     CREATE TABLE alert_rules (
         name TEXT PRIMARY KEY,
-        config TEXT NOT NULL,            -- JSON AlertRule; 'null': servers.yaml's is deleted
+        config TEXT NOT NULL,            -- JSON AlertRule, or 'null' (deletes a file rule)
         updated_at REAL NOT NULL
     );
     CREATE TABLE alert_events (

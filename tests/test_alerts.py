@@ -172,7 +172,7 @@ async def test_firing_alerts_survive_a_restart_and_resolve_rather_than_refire(
 
 
 async def test_rules_are_managed_through_the_admin_tools_and_audited(tmp_path: Path) -> None:
-    gateway, seen = alert_gateway(tmp_path, {"svc": memory_entry("svc")}, {
+    gateway, _ = alert_gateway(tmp_path, {"svc": memory_entry("svc")}, {
         "rules": [{"name": "from-file", "metric": "not_ready"}]},
         {"svc": switch_server({"fail": False})})
     async with Client(gateway.server) as client:

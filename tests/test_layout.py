@@ -17,7 +17,7 @@ RANKS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "config": 1, "policies": 1, "principal": 1, "store": 1, "telemetry": 1, "_compat": 1,
     "upstream": 2,
-    "routing": 3,
+    "routing": 3, "alerts": 3,
     "front": 4, "admin": 4,
     "http": 5,
     "ui": 6,  # the dashboard: over http's access policy and route groups

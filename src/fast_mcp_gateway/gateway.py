@@ -40,6 +40,7 @@ from fast_mcp_gateway.admin.context import LIBRARY
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
@@ -107,6 +108,14 @@ class Gateway:
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
+        # Alerts read the store and the supervisors' states; a state change is evaluated
+        # at once.  ``alerts.on_transition`` is where in-process subscribers hook in.
+        self.alerts = AlertEngine(
+            lambda: self.control.config.alerts,
+            lambda: {name: str(s.state) for name, s in self.manager.services.items()},
+            lambda: self.control.store, instance_id=self.settings.instance_id)
+        self.control.alerts = self.alerts
+        self.manager.on_transition(self.alerts.poke)
         self.server = GatewayServer(
             name,
             instructions=INSTRUCTIONS,
@@ -132,6 +141,8 @@ class Gateway:
         self.manager.on_transition(transition_publisher(self.events))
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
+        self.alerts.on_transition.append(
+            lambda transition: self.events.publish("alert", transition.payload()))
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -172,7 +183,7 @@ class Gateway:
             self.provider.invalidate()
             tasks.append(recorder.run)
             await self.control.attach(store, recorder)
-        tasks += self.control.tasks()
+        tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks):
                 try:

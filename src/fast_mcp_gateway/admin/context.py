@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.manager import CatalogView
@@ -81,6 +82,11 @@ class AdminContext(Protocol):
     @property
     def recorder(self) -> Recorder | None:
         """The call log's batch writer; present exactly when ``store`` is."""
+        ...
+
+    @property
+    def alerts(self) -> AlertEngine | None:
+        """The alert engine (None in contexts built without one)."""
         ...
 
     async def health_flushed(self, within: float) -> bool:

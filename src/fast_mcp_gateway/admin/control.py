@@ -31,6 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from fast_mcp_gateway.admin.context import LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.registrations import merge
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
@@ -61,6 +62,7 @@ class ControlPlane:
         self.manager = manager
         self.store: Store | None = None  # open while serving, when call logging is on
         self.recorder: Recorder | None = None
+        self.alerts: AlertEngine | None = None  # set by the gateway
         self._apply_routes = apply_routes
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt

@@ -22,18 +22,16 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from fastmcp.server.dependencies import get_context
 from pydantic import Field
 
-from fast_mcp_gateway.admin import history, inspector, routes, servers
-from fast_mcp_gateway.admin.context import LIBRARY, Actor, AdminContext
+from fast_mcp_gateway.admin import alert_tools, history, inspector, routes, servers
+from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -47,11 +45,16 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
     StatsReport,
 )
-from fast_mcp_gateway.admin.scope import AdminVisibility, PrincipalResolver, refusal
+from fast_mcp_gateway.admin.scope import (
+    CALLER,
+    AdminVisibility,
+    PrincipalResolver,
+    actor,
+    refusal,
+)
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.errors import GatewayError
-from fast_mcp_gateway.principal import LOCAL, Principal
-from fast_mcp_gateway.upstream.relay import FrontCall
+from fast_mcp_gateway.principal import LOCAL
 
 READ_ONLY = types.ToolAnnotations(
     read_only_hint=True, idempotent_hint=True, destructive_hint=False, open_world_hint=False
@@ -113,10 +116,6 @@ def admin_kind(tool: AdminTool) -> AdminKind:
     return "read" if tool.annotations.read_only_hint else "mutate"
 
 
-_caller: ContextVar[Principal | None] = ContextVar("admin_caller", default=None)
-"""The principal of the admin tool call being served (set by ``_bind``'s adapter)."""
-
-
 def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
                          principal: PrincipalResolver = lambda: LOCAL) -> frozenset[str]:
     """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
@@ -157,13 +156,13 @@ def _bind(tool: AdminTool, ctx: AdminContext,
                                 "only its own servers")
             if not caller.may_use(server):
                 raise ToolError(f"unknown server '{server}'")
-        token = _caller.set(caller)
+        token = CALLER.set(caller)
         try:
             return await tool.fn(ctx, **arguments)
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:
-            _caller.reset(token)
+            CALLER.reset(token)
 
     run.__name__ = run.__qualname__ = tool.fn.__name__
     run.__doc__ = tool.fn.__doc__
@@ -172,18 +171,6 @@ def _bind(tool: AdminTool, ctx: AdminContext,
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=parameters, return_annotation=hints["return"])
     return run
-
-
-def actor() -> Actor:
-    """Who is calling: the token's or JWT's name, else the host's client id (``stdio``
-    without one), else ``LIBRARY``."""
-    caller = _caller.get()
-    if caller is not None and caller.kind in ("token", "jwt"):
-        return Actor(caller.name)
-    try:
-        return Actor(FrontCall.from_context(get_context()).client_id)
-    except RuntimeError:
-        return LIBRARY
 
 
 # -- servers and replicas -----------------------------------------------------------
@@ -464,6 +451,10 @@ async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     """Route rules in decision order (priority, then age)."""
     return await routes.list_routes(ctx)
 
+
+for _tool in alert_tools.TOOLS:  # declared in their own module (this one is full)
+    admin_tool(_tool.name, {"read": READ_ONLY, "idempotent": IDEMPOTENT,
+                            "destructive": DESTRUCTIVE}[_tool.kind])(_tool.fn)
 
 # What the gateway reserves; read by non-MCP code (REST, docs) that must know the names.
 ADMIN_TOOL_NAMES: frozenset[str] = frozenset(tool.name for tool in ADMIN_TOOLS)

@@ -9,12 +9,16 @@ the missing scope (a filtered lookup could only say "Unknown tool").
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
+from fastmcp.server.dependencies import get_context
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool
 
+from fast_mcp_gateway.admin.context import LIBRARY, Actor
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.upstream.relay import FrontCall
 
 PrincipalResolver = Callable[[], Principal]
 """The caller of the request being served (read in the request's task)."""
@@ -24,6 +28,22 @@ HOW_TO_ADD_A_TOKEN = (
     "gateway.auth.tokens in servers.yaml (make one with 'mcp-gateway token new --name NAME "
     "--scopes admin') and send it as 'Authorization: Bearer <token>'; or, on loopback "
     "only, start the gateway with --allow-unauthenticated-admin")
+
+
+CALLER: ContextVar[Principal | None] = ContextVar("admin_caller", default=None)
+"""The principal of the admin tool call being served (set by the MCP adapter)."""
+
+
+def actor() -> Actor:
+    """Who is calling an admin tool: the token's or JWT's name, else the host's client id
+    (``stdio`` without one), else ``LIBRARY``."""
+    caller = CALLER.get()
+    if caller is not None and caller.kind in ("token", "jwt"):
+        return Actor(caller.name)
+    try:
+        return Actor(FrontCall.from_context(get_context()).client_id)
+    except RuntimeError:
+        return LIBRARY
 
 
 def refusal(principal: Principal, what: str) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from fast_mcp_gateway.config.alerts_file import parse_alerts
 from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
     MAX_DEPTH,
@@ -312,7 +313,7 @@ class _Result:
     entries: dict[str, dict[str, Any]]
 
 
-_TOP_KEYS = ["gateway", "servers"]
+_TOP_KEYS = ["gateway", "servers", "alerts"]
 _CLAUDE_KEYS = {"command", "args", "env", "cwd", "url", "type", "transport", "headers"}
 # Keys other hosts write into mcpServers entries; they mean nothing to the gateway.
 _CLAUDE_IGNORED = {"autoApprove", "alwaysAllow", "timeout", "description", "envFile", "disabled"}
@@ -390,10 +391,12 @@ class _Validation:
                 servers[name] = server
                 entries[name] = entry
         self.check_namespaces(servers)
+        alerts = parse_alerts(data.get("alerts"), self.env, raw_servers, lambda f, m: self.fail(
+            None, f, m), explain, field_path)
         if self.issues:
             raise self.stop()
-        return _Result(GatewayConfig(options=options, servers=servers, source=self.source),
-                       entries)
+        return _Result(GatewayConfig(options=options, servers=servers, source=self.source,
+                                     alerts=alerts), entries)
 
     def options(self, raw: Any) -> GatewayOptions:
         if isinstance(raw, dict) and isinstance(raw.get("auth"), dict):

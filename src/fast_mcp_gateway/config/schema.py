@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.config.curation import (
     Exposure,
@@ -309,4 +310,5 @@ class GatewayConfig(_Strict):
 
     options: GatewayOptions = GatewayOptions()
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = AlertsConfig()
     source: str = "<config>"

@@ -20,7 +20,13 @@ from typing import Any
 
 from pydantic import RootModel
 
-from fast_mcp_gateway.admin import history, inspector, routes, servers
+from fast_mcp_gateway.admin import alerts, history, inspector, routes, servers
+from fast_mcp_gateway.admin.alerts import (
+    AlertHistoryPage,
+    AlertRuleList,
+    AlertRuleView,
+    AlertStatus,
+)
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -32,6 +38,7 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
     StatsReport,
 )
+from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
 from fast_mcp_gateway.http.errors import forbidden, not_found
@@ -328,4 +335,84 @@ async def debug_history(call: Call) -> HistoryPage:
     page = await history.inspector_history(call.ctx, server=_only(call, q.server),
                                            limit=q.limit, before_id=q.before_id)
     page.entries = [e for e in page.entries if call.may_use(str(e.get("server")))]
+    return page
+
+
+# -- alerts -----------------------------------------------------------------------------
+
+
+def _may_see_rule(call: Call, server: str) -> bool:
+    return call.principal.servers is None or (server != "*" and call.may_use(server))
+
+
+@endpoint("GET", "/alerts", AlertStatus, scope="tools", tag="alerts")
+async def alert_status(call: Call) -> AlertStatus:
+    """Alerts firing and pending now, and the evaluator's and webhook's state."""
+    report = await alerts.status(call.ctx)
+    report.alerts = [a for a in report.alerts if call.may_use(a.server)]
+    report.firing = sum(a.state == "firing" for a in report.alerts)
+    report.pending = sum(a.state == "pending" for a in report.alerts)
+    return report
+
+
+@endpoint("GET", "/alerts/rules", AlertRuleList, scope="tools", tag="alerts")
+async def alert_rules(call: Call) -> AlertRuleList:
+    """Alert rules in effect (servers.yaml's and runtime ones), with where each fires."""
+    listed = await alerts.list_rules(call.ctx)
+    listed.rules = [r for r in listed.rules if _may_see_rule(call, str(r.rule["server"]))]
+    return listed
+
+
+def _own_rule_server(call: Call, rule: AlertRule) -> None:
+    if not _may_see_rule(call, rule.server):
+        raise forbidden("admin", f"the token '{call.principal.name}' may only watch the "
+                                 f"servers {', '.join(sorted(call.principal.servers or ()))}"
+                                 " (not '*')")
+
+
+async def _visible_rule(call: Call, name: str) -> None:
+    """A restricted principal sees only rules on its servers (others answer 404)."""
+    if call.principal.servers is not None and not any(
+            r.rule["name"] == name and _may_see_rule(call, str(r.rule["server"]))
+            for r in (await alerts.list_rules(call.ctx)).rules):
+        raise not_found(f"no alert rule named '{name}'")
+
+
+@endpoint("POST", "/alerts/rules", AlertRuleView, scope="admin", tag="alerts", body=AlertRule,
+          status=201, errors=(409, 422))
+async def add_alert_rule(call: Call) -> AlertRuleView:
+    """Add an alert rule (stored); it is evaluated at once."""
+    rule: AlertRule = call.body
+    _own_rule_server(call, rule)
+    return await alerts.add_rule(call.ctx, call.actor, rule.stored())
+
+
+@endpoint("PUT", "/alerts/rules/{name}", AlertRuleView, scope="admin", tag="alerts",
+          body=AlertRule, errors=(404, 422))
+async def update_alert_rule(call: Call) -> AlertRuleView:
+    """Replace an alert rule (the body's name must be the path's); a servers.yaml rule
+    is overridden in the store."""
+    rule: AlertRule = call.body
+    await _visible_rule(call, call.path["name"])
+    _own_rule_server(call, rule)
+    return await alerts.update_rule(call.ctx, call.actor, call.path["name"], rule.stored())
+
+
+@endpoint("DELETE", "/alerts/rules/{name}", s.DeletedRule, scope="admin", tag="alerts",
+          errors=(404,))
+async def delete_alert_rule(call: Call) -> s.DeletedRule:
+    """Delete an alert rule; its firing alerts resolve."""
+    await _visible_rule(call, call.path["name"])
+    return s.DeletedRule.model_validate(
+        await alerts.delete_rule(call.ctx, call.actor, call.path["name"]))
+
+
+@endpoint("GET", "/alerts/history", AlertHistoryPage, scope="tools", tag="alerts",
+          query=s.AlertHistoryQuery, errors=(404,))
+async def alert_history(call: Call) -> AlertHistoryPage:
+    """Alert transitions (firing, resolved), newest first."""
+    q: s.AlertHistoryQuery = call.query
+    page = await alerts.history(call.ctx, server=_only(call, q.server), rule=q.rule,
+                                limit=q.limit, before_id=q.before_id)
+    page.events = [e for e in page.events if call.may_use(e.server)]
     return page

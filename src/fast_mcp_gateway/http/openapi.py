@@ -27,7 +27,7 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 _REASONS = {400: "malformed request (not a JSON object)", 401: "no bearer token, or a bad one",
             403: "the token lacks the scope (named in details)",
-            404: "no such server, route or tool (or not visible to this token)",
+            404: "no such server, route, tool or alert rule (or not visible to this token)",
             409: "the name is taken", 413: "the body is over 1 MiB",
             422: "validation failed (details name the fields)",
             429: "a rate limit is exhausted (see Retry-After)",

@@ -124,6 +124,13 @@ class HistoryQuery(_Query):
     before_id: BeforeId = None
 
 
+class AlertHistoryQuery(_Query):
+    server: ServerFilter = None
+    rule: Annotated[str | None, Field(description="only this rule")] = None
+    limit: Limit = 50
+    before_id: BeforeId = None
+
+
 # -- results of operations that return dicts -------------------------------------------
 
 
@@ -142,6 +149,10 @@ class RouteList(BaseModel):
 
 class Deleted(BaseModel):
     deleted: int
+
+
+class DeletedRule(BaseModel):
+    deleted: str
 
 
 class AuditPage(BaseModel):

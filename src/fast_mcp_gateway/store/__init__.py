@@ -18,6 +18,9 @@ import os
 import re
 
 from fast_mcp_gateway.store.base import (
+    AlertEvent,
+    AlertRuleRecord,
+    AlertStore,
     AuditEntry,
     AuditStore,
     Change,
@@ -42,6 +45,9 @@ from fast_mcp_gateway.store.stats import LatencyStats
 
 __all__ = [
     "SUPPORTED",
+    "AlertEvent",
+    "AlertRuleRecord",
+    "AlertStore",
     "AuditEntry",
     "AuditStore",
     "Change",

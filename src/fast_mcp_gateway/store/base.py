@@ -12,6 +12,8 @@ against each backend, so a behaviour written here is a behaviour every backend h
   statistics over them, and retention.
 - ``AuditStore``, ``HealthStore``, ``InspectionStore``: append-only histories, read
   newest first with id paging (``before_id``).
+- ``AlertStore``: runtime alert rules (tombstones delete a servers.yaml rule) and the
+  alert history (firing/resolved transitions), paged like the other histories.
 
 Every record is a frozen dataclass; times are unix seconds.  Errors a backend meets
 (a file it cannot use, a bad cursor) are ``StorageError``; ``StoreUnavailable`` (a
@@ -131,6 +133,34 @@ class InspectionRecord:
     status: str
     duration_ms: float
     result: str | None  # JSON (truncated) or the error
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRuleRecord:
+    """An alert rule added, changed or removed at runtime.  ``config`` is the rule as
+    validated (``config.alerts.AlertRule.stored()``), or None for a tombstone: the
+    servers.yaml rule of that name is deleted."""
+
+    name: str
+    config: dict[str, Any] | None
+    updated_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertEvent:
+    """One alert transition (``state`` firing or resolved).  ``value`` and ``threshold``
+    are JSON (a number, a state name, or null); ``id`` is None until stored."""
+
+    id: int | None = None
+    at: float
+    rule: str
+    server: str
+    state: str  # firing | resolved
+    metric: str
+    value: str | None = None
+    threshold: str | None = None
+    severity: str = "warning"
+    message: str | None = None
 
 
 ChangeKind = Literal["server", "route"]
@@ -257,7 +287,7 @@ class InvocationStore(Protocol):
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
                     now: float | None = None) -> int:
         """Retention: drop records older than ``max_age_seconds`` (with their minute and
-        hour aggregates, and audit, health and inspector entries of that age), then the
+        hour aggregates, and audit, health, inspector and alert entries of that age), then the
         oldest records beyond ``max_rows``.  Returns the call records removed."""
         ...
 
@@ -303,8 +333,35 @@ class InspectionStore(Protocol):
         ...
 
 
+class AlertStore(Protocol):
+    """Runtime alert rules (over servers.yaml's) and the alert history."""
+
+    async def alert_rules(self) -> list[AlertRuleRecord]:
+        """Every runtime rule (tombstones included), by name."""
+        ...
+
+    async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
+        """Add or replace a rule; ``config=None`` stores a tombstone."""
+        ...
+
+    async def delete_alert_rule(self, name: str) -> bool:
+        """Forget a runtime rule (or tombstone); False when there was none."""
+        ...
+
+    async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
+        """Append transitions (their ``id`` is ignored: the store assigns one)."""
+        ...
+
+    async def alert_events(self, *, server: str | None = None, rule: str | None = None,
+                           limit: int = 50, before_id: int | None = None
+                           ) -> list[AlertEvent]:
+        """Newest first, optionally one server's and/or one rule's, older than
+        ``before_id``."""
+        ...
+
+
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
-            Protocol):
+            AlertStore, Protocol):
     """Every concern of one backend, and its lifetime."""
 
     async def close(self) -> None:

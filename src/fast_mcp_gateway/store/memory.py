@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from fast_mcp_gateway.store.base import (
+    AlertEvent,
+    AlertRuleRecord,
     AuditEntry,
     ChangeBatch,
     HealthRecord,
@@ -54,8 +56,10 @@ class MemoryStore:
         self._audit: list[AuditEntry] = []
         self._health: list[HealthRecord] = []
         self._inspections: list[InspectionRecord] = []
+        self._alert_rules: dict[str, AlertRuleRecord] = {}
+        self._alert_events: list[AlertEvent] = []
         self._ids = {name: itertools.count(1)
-                     for name in ("routes", "audit", "health", "inspections")}
+                     for name in ("routes", "audit", "health", "inspections", "alerts")}
         self._feed = LocalChangeFeed()
 
     async def close(self) -> None:
@@ -149,6 +153,7 @@ class MemoryStore:
             self._audit = [e for e in self._audit if e.at >= cutoff]
             self._health = [e for e in self._health if e.at >= cutoff]
             self._inspections = [e for e in self._inspections if e.at >= cutoff]
+            self._alert_events = [e for e in self._alert_events if e.at >= cutoff]
         if max_rows is not None and len(self._invocations) > max_rows:
             newest = sorted(self._invocations.values(), key=lambda r: (r.started_at, r.id),
                             reverse=True)
@@ -242,15 +247,38 @@ class MemoryStore:
         return before - len(self._inspections)
 
 
-_Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord)
+    # -- alerts -------------------------------------------------------------------------
+
+    async def alert_rules(self) -> list[AlertRuleRecord]:
+        return [replace(r, config=_copy(r.config)) for _, r in sorted(self._alert_rules.items())]
+
+    async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
+        self._alert_rules[name] = AlertRuleRecord(name=name, config=_copy(config),
+                                                  updated_at=time.time())
+
+    async def delete_alert_rule(self, name: str) -> bool:
+        return self._alert_rules.pop(name, None) is not None
+
+    async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
+        self._alert_events += [replace(r, id=next(self._ids["alerts"])) for r in rows]
+
+    async def alert_events(self, *, server: str | None = None, rule: str | None = None,
+                           limit: int = 50, before_id: int | None = None
+                           ) -> list[AlertEvent]:
+        return _page(self._alert_events, server, limit, before_id, rule)
 
 
-def _page(entries: list[_Entry], server: str | None, limit: int, before_id: int | None
-          ) -> list[_Entry]:
+_Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord, AlertEvent)
+
+
+def _page(entries: list[_Entry], server: str | None, limit: int, before_id: int | None,
+          rule: str | None = None) -> list[_Entry]:
     """Newest first (entries are kept in id order), one server's, older than before_id."""
     def newest() -> Iterator[_Entry]:
         for entry in reversed(entries):
             if server is not None and getattr(entry, "server", None) != server:
+                continue
+            if rule is not None and getattr(entry, "rule", None) != rule:
                 continue
             if before_id is not None and (entry.id or 0) >= before_id:
                 continue

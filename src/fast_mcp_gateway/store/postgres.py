@@ -29,6 +29,8 @@ import anyio
 
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.base import (
+    AlertEvent,
+    AlertRuleRecord,
     AuditEntry,
     ChangeBatch,
     HealthRecord,
@@ -70,6 +72,7 @@ _INSERT_INVOCATIONS = (
     + ", ".join(f"${i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(_FIELDS, 1))
     + ") ON CONFLICT (id) DO NOTHING")
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
+_ALERT_COLUMNS = "at, rule, server, state, metric, value, threshold, severity, message"
 
 
 class PostgresStore:
@@ -233,7 +236,7 @@ class PostgresStore:
                                    int(cutoff // 60))
                 await conn.execute("DELETE FROM invocation_hours WHERE period < $1",
                                    int(cutoff // 3600))
-                for table in ("audit", "health_records", "inspector_history"):
+                for table in ("audit", "health_records", "inspector_history", "alert_events"):
                     await conn.execute(f"DELETE FROM {table} WHERE at < $1", cutoff)
             if max_rows is not None:
                 removed += rowcount(await conn.execute(
@@ -371,10 +374,51 @@ class PostgresStore:
                 "DELETE FROM inspector_history" + (" WHERE server = $1" if server else ""),
                 *([server] if server else [])))
 
+    # -- alerts -----------------------------------------------------------------------
+
+    async def alert_rules(self) -> list[AlertRuleRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT name, config, updated_at FROM alert_rules"
+                                    " ORDER BY name")
+        return [AlertRuleRecord(name=r[0], config=json.loads(r[1]), updated_at=r[2])
+                for r in rows]
+
+    async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO alert_rules (name, config, updated_at) VALUES ($1,$2,$3)"
+                " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+                " updated_at = excluded.updated_at", name, json.dumps(config), time.time())
+
+    async def delete_alert_rule(self, name: str) -> bool:
+        async with self._conn() as conn:
+            return rowcount(await conn.execute("DELETE FROM alert_rules WHERE name = $1",
+                                               name)) > 0
+
+    async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
+        if not rows:
+            return
+        async with self._conn() as conn:
+            await conn.executemany(
+                f"INSERT INTO alert_events ({_ALERT_COLUMNS}) VALUES"
+                " ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                [(r.at, r.rule, r.server, r.state, r.metric, r.value, r.threshold, r.severity,
+                  r.message) for r in rows])
+
+    async def alert_events(self, *, server: str | None = None, rule: str | None = None,
+                           limit: int = 50, before_id: int | None = None
+                           ) -> list[AlertEvent]:
+        rows = await self._page("alert_events", f"id, {_ALERT_COLUMNS}", server, limit,
+                                before_id, rule=rule)
+        return [AlertEvent(id=r[0], at=r[1], rule=r[2], server=r[3], state=r[4], metric=r[5],
+                           value=r[6], threshold=r[7], severity=r[8], message=r[9])
+                for r in rows]
+
     async def _page(self, table: str, columns: str, server: str | None, limit: int,
-                    before_id: int | None) -> list[Any]:
+                    before_id: int | None, *, rule: str | None = None) -> list[Any]:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
-        q = Query().where("server = {}", server).where("id < {}", before_id)
+        q = Query().where("server = {}", server).where("rule = {}", rule)
+        q.where("id < {}", before_id)
         async with self._conn() as conn:
             return list(await conn.fetch(f"SELECT {columns} FROM {table}{q.clause()}"
                                          f" ORDER BY id DESC LIMIT {q.arg(limit)}", *q.args))

@@ -9,7 +9,8 @@ and ``invocation_hours`` (per-tool aggregates with a latency histogram whose buc
 columns, maintained on write: a statistics query sums a few thousand rows inside SQLite
 whatever the number of calls -- whole hours from the hourly table, the partial hours at
 the window's edges from the minute table); ``audit``; ``servers`` (runtime
-registrations); ``routes``; ``health_records``; ``inspector_history``.
+registrations); ``routes``; ``health_records``; ``inspector_history``;
+``alert_rules`` (runtime alert rules) and ``alert_events`` (alert history).
 Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
 
 The change feed reports the control-plane mutations made through this object (one
@@ -31,6 +32,8 @@ import anyio
 
 from fast_mcp_gateway.store import sqlite_schema as schema
 from fast_mcp_gateway.store.base import (
+    AlertEvent,
+    AlertRuleRecord,
     AuditEntry,
     ChangeBatch,
     HealthRecord,
@@ -57,6 +60,7 @@ __all__ = ["SQLiteStore", "StorageError"]
 _INVOCATION_COLUMNS = ", ".join(f.name for f in fields(Invocation))
 _INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
+_ALERT_COLUMNS = "at, rule, server, state, metric, value, threshold, severity, message"
 
 
 class SQLiteStore:
@@ -207,7 +211,7 @@ class SQLiteStore:
                              (int((now - max_age_seconds) // 60),))
             await db.execute("DELETE FROM invocation_hours WHERE period < ?",
                              (int((now - max_age_seconds) // 3600),))
-            for table in ("audit", "health_records", "inspector_history"):
+            for table in ("audit", "health_records", "inspector_history", "alert_events"):
                 await db.execute(f"DELETE FROM {table} WHERE at < ?", (now - max_age_seconds,))
         if max_rows is not None:
             cur = await db.execute(
@@ -325,10 +329,45 @@ class SQLiteStore:
             [server] if server else [])
         return cur.rowcount
 
+    # -- alerts -----------------------------------------------------------------------
+
+    async def alert_rules(self) -> list[AlertRuleRecord]:
+        cur = await self._db.execute("SELECT name, config, updated_at FROM alert_rules"
+                                     " ORDER BY name")
+        return [AlertRuleRecord(name=n, config=json.loads(c), updated_at=u)
+                for n, c, u in await cur.fetchall()]
+
+    async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
+        await self._db.execute(
+            "INSERT INTO alert_rules (name, config, updated_at) VALUES (?,?,?)"
+            " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+            " updated_at = excluded.updated_at", (name, json.dumps(config), time.time()))
+
+    async def delete_alert_rule(self, name: str) -> bool:
+        cur = await self._db.execute("DELETE FROM alert_rules WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
+        await self._db.executemany(
+            f"INSERT INTO alert_events ({_ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(r.at, r.rule, r.server, r.state, r.metric, r.value, r.threshold, r.severity,
+              r.message) for r in rows])
+
+    async def alert_events(self, *, server: str | None = None, rule: str | None = None,
+                           limit: int = 50, before_id: int | None = None
+                           ) -> list[AlertEvent]:
+        rows = await self._page("alert_events", f"id, {_ALERT_COLUMNS}", server, limit,
+                                before_id, rule=rule)
+        return [AlertEvent(id=i, at=at, rule=ru, server=s, state=st, metric=m, value=v,
+                           threshold=t, severity=sev, message=msg)
+                for i, at, ru, s, st, m, v, t, sev, msg in rows]
+
     async def _page(self, table: str, columns: str, server: str | None, limit: int,
-                    before_id: int | None) -> Iterable[sqlite3.Row]:
+                    before_id: int | None, *, rule: str | None = None
+                    ) -> Iterable[sqlite3.Row]:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
-        where, args = _where((("server = ?", server), ("id < ?", before_id)))
+        where, args = _where((("server = ?", server), ("rule = ?", rule),
+                              ("id < ?", before_id)))
         cur = await self._db.execute(f"SELECT {columns} FROM {table}" + _clause(where)
                                      + " ORDER BY id DESC LIMIT ?", [*args, limit])
         return await cur.fetchall()

@@ -117,11 +117,34 @@ MIGRATIONS: list[tuple[int, str]] = [
     (3, """
     ALTER TABLE invocations ADD COLUMN instance_id TEXT;  -- the gateway that served the call
     """),
+    (4, """
+    CREATE TABLE alert_rules (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,            -- JSON AlertRule, or 'null' (deletes a file rule)
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        rule TEXT NOT NULL,
+        server TEXT NOT NULL,
+        state TEXT NOT NULL,             -- firing | resolved
+        metric TEXT NOT NULL,
+        value TEXT,                      -- JSON
+        threshold TEXT,                  -- JSON
+        severity TEXT NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX alert_events_server ON alert_events (server, id);
+    CREATE INDEX alert_events_rule ON alert_events (rule, id);
+    CREATE INDEX alert_events_at ON alert_events (at);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
-                    "servers", "routes", "health_records", "inspector_history"})
+                    "servers", "routes", "health_records", "inspector_history",
+                    "alert_rules", "alert_events"})
 
 # Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
 UPSERT_AGGREGATE = (

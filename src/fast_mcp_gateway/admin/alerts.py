@@ -1,0 +1,217 @@
+"""Admin operations on alerts: rules (list, add, update, delete), the active alerts with
+the engine's and webhook's state, and the alert history.
+
+Rules added here live in the store and override servers.yaml's rules by name; deleting
+a servers.yaml rule stores a tombstone (the file is never edited).  A rule is validated
+by the same model as the file's (``config.alerts.AlertRule``): an invalid one is a
+``ConfigError`` naming each field.  Every change is audited and evaluated at once, so
+the answer already reflects it.  The result models are shared by the MCP tools, REST
+and the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.config.alerts import AlertRule
+from fast_mcp_gateway.config.checks import explain, field_path
+from fast_mcp_gateway.errors import AdminError, ConfigError, ConfigIssue, Conflict, NotFound
+
+AlertValue = float | str | None
+
+
+class AlertRuleView(BaseModel):
+    rule: dict[str, Any] = Field(description="the rule, as servers.yaml's alerts.rules "
+                                             "entries are written")
+    source: Literal["file", "runtime"] = Field(
+        description="servers.yaml, or added/changed at runtime (stored)")
+    firing: list[str] = Field(default_factory=list,
+                              description="servers it is firing on now")
+
+
+class AlertRuleList(BaseModel):
+    rules: list[AlertRuleView]
+
+
+class ActiveAlert(BaseModel):
+    rule: str
+    server: str
+    metric: str
+    state: Literal["pending", "firing"] = Field(
+        description="pending: the condition holds, not yet for the rule's 'for'")
+    since: float = Field(description="when the condition started to hold (unix seconds)")
+    fired_at: float | None
+    value: AlertValue = Field(description="the metric now (a state name for not_ready)")
+    threshold: AlertValue
+    op: str | None
+    severity: str
+    calls: int | None = Field(default=None, description="calls in the window, if counted")
+
+
+class WebhookStatus(BaseModel):
+    url: str = Field(description="scheme, host and path only")
+    sent: int
+    failed: int = Field(description="deliveries given up after their retries")
+    dropped: int = Field(description="events dropped because the queue was full")
+    retries: int
+    queued: int
+    last_error: str | None
+
+
+class AlertStatus(BaseModel):
+    alerts: list[ActiveAlert] = Field(default_factory=list)
+    firing: int
+    pending: int
+    evaluate_every: float = Field(description="seconds between evaluations")
+    evaluations: int
+    last_evaluated_at: float | None
+    store_error: str | None = Field(description="why rules on calls cannot be evaluated "
+                                                "now (the store is unreadable), if so")
+    history_unsaved: int = Field(description="transitions waiting for the store")
+    history_dropped: int
+    webhook: WebhookStatus | None
+
+
+class AlertEventView(BaseModel):
+    id: int
+    at: float
+    rule: str
+    server: str
+    state: Literal["firing", "resolved"] | str
+    metric: str
+    value: AlertValue
+    threshold: AlertValue
+    severity: str
+    message: str | None
+
+
+class AlertHistoryPage(BaseModel):
+    events: list[AlertEventView]
+    next_before_id: int | None = Field(description="pass as `before_id` for older events")
+
+
+def require_alerts(ctx: AdminContext) -> AlertEngine:
+    if ctx.alerts is None:
+        raise AdminError("alerts are not running in this gateway")
+    return ctx.alerts
+
+
+def _views(engine: AlertEngine) -> list[AlertRuleView]:
+    firing: dict[str, list[str]] = {}
+    for alert in engine.alerts.snapshot():
+        if alert.state == "firing":
+            firing.setdefault(alert.rule, []).append(alert.server)
+    return [AlertRuleView(rule=rule.stored(), source=source,  # type: ignore[arg-type]
+                          firing=firing.get(rule.name, [])) for rule, source in engine.rules()]
+
+
+def _validate(ctx: AdminContext, raw: dict[str, Any], source: str) -> AlertRule:
+    try:
+        rule = AlertRule.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([ConfigIssue(source, None, field_path(err["loc"]) or None,
+                                       explain(err, AlertRule))
+                           for err in exc.errors()]) from None
+    if rule.server != "*" and rule.server not in ctx.manager.services:
+        known = ", ".join(ctx.manager.services) or "none"
+        raise ConfigError.single(source, None, "server", f"no server named '{rule.server}' "
+                                 f"(known: {known}); use '*' for every server")
+    return rule
+
+
+async def list_rules(ctx: AdminContext) -> AlertRuleList:
+    """The rules in effect (servers.yaml's, overridden by runtime ones), by name."""
+    engine = require_alerts(ctx)
+    if ctx.store is not None:
+        await engine.load_rules()
+    return AlertRuleList(rules=_views(engine))
+
+
+async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
+                ) -> AlertRuleView:
+    engine = require_alerts(ctx)
+    await require_store(ctx).put_alert_rule(rule.name, rule.stored())
+    await ctx.audit(actor, action, rule.name, rule.stored())
+    await engine.evaluate()
+    return next(v for v in _views(engine) if v.rule["name"] == rule.name)
+
+
+async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any]) -> AlertRuleView:
+    """A new rule (``Conflict`` when the name is taken); evaluated at once."""
+    engine = require_alerts(ctx)
+    parsed = _validate(ctx, rule, "add_alert_rule")
+    require_store(ctx)
+    await engine.load_rules()
+    if any(r.name == parsed.name for r, _ in engine.rules()):
+        raise Conflict(f"an alert rule named '{parsed.name}' exists; update it, or choose "
+                       "another name")
+    return await _save(ctx, actor, "add_alert_rule", parsed)
+
+
+async def update_rule(ctx: AdminContext, actor: Actor, name: str, rule: dict[str, Any]
+                      ) -> AlertRuleView:
+    """Replace rule ``name`` (a servers.yaml rule is overridden, not edited); the body's
+    ``name`` may be left out, and may not differ."""
+    engine = require_alerts(ctx)
+    if "name" in rule and rule["name"] != name:
+        raise ConfigError.single("update_alert_rule", None, "name", "a rule cannot be "
+                                 "renamed; delete it and add one under the new name")
+    parsed = _validate(ctx, {**rule, "name": name}, "update_alert_rule")
+    require_store(ctx)
+    await engine.load_rules()
+    if not any(r.name == name for r, _ in engine.rules()):
+        raise NotFound(f"no alert rule named '{name}'")
+    return await _save(ctx, actor, "update_alert_rule", parsed)
+
+
+async def delete_rule(ctx: AdminContext, actor: Actor, name: str) -> dict[str, str]:
+    """Delete rule ``name``; its firing alerts resolve.  A servers.yaml rule stays
+    deleted (a tombstone in the store) until added again."""
+    engine = require_alerts(ctx)
+    store = require_store(ctx)
+    await engine.load_rules()
+    if not any(r.name == name for r, _ in engine.rules()):
+        raise NotFound(f"no alert rule named '{name}'")
+    if engine.file_rule(name) is not None:
+        await store.put_alert_rule(name, None)
+    else:
+        await store.delete_alert_rule(name)
+    await ctx.audit(actor, "delete_alert_rule", name)
+    await engine.evaluate()
+    return {"deleted": name}
+
+
+async def status(ctx: AdminContext) -> AlertStatus:
+    """The alerts pending and firing now, and the engine's and webhook's state."""
+    engine = require_alerts(ctx)
+    alerts = [ActiveAlert.model_validate(a.as_dict()) for a in engine.alerts.snapshot()]
+    return AlertStatus(alerts=alerts, firing=sum(a.state == "firing" for a in alerts),
+                       pending=sum(a.state == "pending" for a in alerts), **engine.status())
+
+
+async def history(ctx: AdminContext, *, server: str | None = None, rule: str | None = None,
+                  limit: int = 50, before_id: int | None = None) -> AlertHistoryPage:
+    """Firing and resolved transitions, newest first."""
+    rows = await require_store(ctx).alert_events(server=server, rule=rule, limit=limit,
+                                                 before_id=before_id)
+    events = [AlertEventView(id=r.id or 0, at=r.at, rule=r.rule, server=r.server,
+                             state=r.state, metric=r.metric, value=_loads(r.value),
+                             threshold=_loads(r.threshold), severity=r.severity,
+                             message=r.message) for r in rows]
+    return AlertHistoryPage(events=events, next_before_id=rows[-1].id
+                            if len(rows) == limit and rows else None)
+
+
+def _loads(text: str | None) -> AlertValue:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, float | int | str) or value is None else str(value)

@@ -1,0 +1,321 @@
+"""The alert engine: evaluates the rules on a timer and announces every transition.
+
+Rules are servers.yaml's ``alerts.rules`` overridden by name by the store's runtime
+rules (a tombstone deletes a file rule), re-read from the store on every full
+evaluation, so a rule changed by another gateway on a shared store applies here too.
+
+Inputs, never an upstream call:
+
+- ``success_rate`` and ``p95_ms``: the store's per-minute aggregates over the rule's
+  window (one grouped query per distinct window and evaluation; percentiles are the
+  histogram's bucket bounds, at most 25 % high; a window is rounded out to whole
+  minutes);
+- ``consecutive_failures``: the server's newest calls in the window (at most
+  ``threshold + 1`` rows): how many in a row did not succeed (error, timeout, rejected);
+- ``not_ready``: the servers' states from the supervisors' snapshots (``states``):
+  ``reconnecting`` or ``failed`` breach; ``starting``, ``disabled`` and ``stopped`` do not
+  (a gateway starting up or an operator's choice is no incident).
+
+``run`` evaluates every ``alerts.evaluate_every`` seconds, and at once (state rules only:
+no store query) when ``poke`` says a server's state changed.  A store that cannot be
+read makes its rules' readings unknown -- they neither fire nor resolve -- is logged
+once, and is asked again next time; state rules go on.  Every transition is logged
+(firing at WARNING, resolved at INFO), kept for the store's alert history (written
+after each evaluation; kept and retried while the store is away, up to 1000), posted to
+the webhook (``webhook.WebhookSink``) and handed to each ``on_transition`` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+from pydantic import ValidationError
+
+from fast_mcp_gateway.alerts.states import AlertStates, Key, Reading, Transition, compare
+from fast_mcp_gateway.alerts.webhook import ClientFactory, WebhookSink, safe_url
+from fast_mcp_gateway.config.alerts import AlertRule, AlertsConfig
+from fast_mcp_gateway.store import AlertEvent, LatencyStats, StorageError, Store
+from fast_mcp_gateway.upstream.signals import ChangeSignal
+
+logger = logging.getLogger(__name__)
+
+BREACHING_STATES = frozenset({"reconnecting", "failed"})
+RESTORE_EVENTS = 500  # history read at start to take back the alerts still firing
+UNSAVED_LIMIT = 1000  # transitions kept for the store while it is away
+UNKNOWN = Reading(None, None)
+
+OnTransition = Callable[[Transition], None]
+
+
+class AlertEngine:
+    """Rules, their evaluation and the alerts they raise (see the module docstring).
+
+    ``config()`` is the running ``alerts:`` section (re-read on each evaluation: a
+    config reload applies), ``states()`` maps each running server to its state,
+    ``store()`` is the open store or None."""
+
+    def __init__(self, config: Callable[[], AlertsConfig],
+                 states: Callable[[], Mapping[str, str]],
+                 store: Callable[[], Store | None], *, clock: Callable[[], float] = time.time,
+                 instance_id: str | None = None,
+                 webhook_client: ClientFactory | None = None) -> None:
+        self._config = config
+        self._states = states
+        self._store = store
+        self._clock = clock
+        self.instance_id = instance_id
+        self.alerts = AlertStates()
+        self.webhook = (WebhookSink(config().webhook) if webhook_client is None
+                        else WebhookSink(config().webhook, client=webhook_client))
+        self.on_transition: list[OnTransition] = []
+        self._runtime: dict[str, AlertRule | None] = {}
+        self._unsaved: deque[AlertEvent] = deque()
+        self.unsaved_dropped = 0
+        self.evaluations = 0
+        self.last_evaluated_at: float | None = None
+        self.store_error: str | None = None
+        self.evaluated = ChangeSignal()  # notified after every evaluation
+        self._lock = anyio.Lock()
+        self._poked = False
+        self._poke = anyio.Event()
+
+    # -- rules ------------------------------------------------------------------------
+
+    def rules(self) -> list[tuple[AlertRule, str]]:
+        """The rules in effect, by name, each with its source: ``file`` or ``runtime``."""
+        merged: dict[str, tuple[AlertRule, str]] = {
+            r.name: (r, "file") for r in self._config().rules}
+        for name, rule in self._runtime.items():
+            if rule is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = (rule, "runtime")
+        return [merged[name] for name in sorted(merged)]
+
+    def file_rule(self, name: str) -> AlertRule | None:
+        return next((r for r in self._config().rules if r.name == name), None)
+
+    async def load_rules(self) -> None:
+        """Re-read the runtime rules from the store (``StorageError`` when it cannot)."""
+        store = self._store()
+        if store is None:
+            self._runtime = {}
+            return
+        runtime: dict[str, AlertRule | None] = {}
+        for record in await store.alert_rules():
+            if record.config is None:
+                runtime[record.name] = None
+                continue
+            try:
+                runtime[record.name] = AlertRule.model_validate(record.config)
+            except ValidationError as exc:
+                logger.warning("ignoring the stored alert rule '%s': %s", record.name,
+                               exc.errors()[0].get("msg", exc))
+        self._runtime = runtime
+
+    # -- evaluating -----------------------------------------------------------------------
+
+    def poke(self, *_: object) -> None:
+        """A server's state changed: evaluate the state rules soon (never blocks; usable
+        as the manager's transition listener)."""
+        self._poked = True
+        self._poke.set()
+
+    async def evaluate(self, *, full: bool = True) -> list[Transition]:
+        """One evaluation (``full=False``: the not_ready rules only, no store query);
+        returns its transitions, which have been announced.  Store failures are
+        absorbed (see the module docstring)."""
+        async with self._lock:
+            self.webhook.configure(self._config().webhook)
+            store = self._store()
+            reader = _Reader(store, self._clock())
+            if full:
+                try:
+                    await self.load_rules()
+                except StorageError as exc:
+                    reader.down = True
+                    self._store_failed(exc)
+            now = reader.now
+            rules = self.rules()
+            states = dict(self._states())
+            transitions: list[Transition] = []
+            evaluated: set[Key] = set()
+            for rule, _ in rules:
+                if not rule.enabled:
+                    continue
+                servers = (list(states) if rule.server == "*"
+                           else [rule.server] if rule.server in states else [])
+                evaluated.update((rule.name, s) for s in servers)
+                if not full and rule.metric != "not_ready":
+                    continue
+                try:
+                    readings = await reader.read(rule, servers, states)
+                except StorageError as exc:
+                    reader.down = True
+                    self._store_failed(exc)
+                    readings = dict.fromkeys(servers, UNKNOWN)
+                for server in servers:
+                    transition = self.alerts.step(rule, server, readings[server], now)
+                    if transition is not None:
+                        transitions.append(transition)
+            transitions += self.alerts.retire(evaluated, {r.name: r for r, _ in rules}, now)
+            for transition in transitions:
+                self._announce(transition)
+            if full and not reader.down and store is not None and self.store_error:
+                logger.info("alerts: the store is readable again; evaluating every rule")
+                self.store_error = None
+            await self._save(store)
+            self.evaluations += 1
+            self.last_evaluated_at = now
+        self.evaluated.notify()
+        return transitions
+
+    def _store_failed(self, exc: StorageError) -> None:
+        if self.store_error is None:
+            logger.warning("alerts: cannot read the store (%s); rules on calls are not "
+                           "evaluated until it is back, state rules go on", exc)
+        self.store_error = str(exc)
+
+    def _announce(self, transition: Transition) -> None:
+        level = logging.WARNING if transition.state == "firing" else logging.INFO
+        logger.log(level, "%s", transition.message)
+        if len(self._unsaved) >= UNSAVED_LIMIT:
+            self._unsaved.popleft()
+            self.unsaved_dropped += 1
+        self._unsaved.append(transition.event())
+        payload = transition.payload()
+        if self.instance_id is not None:
+            payload["gateway"] = self.instance_id
+        self.webhook.submit(payload)
+        for callback in list(self.on_transition):
+            try:
+                callback(transition)
+            except Exception:  # a subscriber's bug must not stop alerting
+                logger.exception("alert transition callback %r failed", callback)
+
+    async def _save(self, store: Store | None) -> None:
+        if store is None:
+            self._unsaved.clear()  # no store: no history
+            return
+        if not self._unsaved:
+            return
+        batch = list(self._unsaved)
+        try:
+            await store.add_alert_events(batch)
+        except StorageError as exc:
+            self._store_failed(exc)
+            return
+        for _ in batch:
+            self._unsaved.popleft()
+
+    async def restore(self) -> None:
+        """Take back the alerts firing when the gateway last stopped (from the history),
+        so that they resolve -- rather than fire again -- when their condition clears."""
+        store = self._store()
+        if store is None:
+            return
+        try:
+            events = await store.alert_events(limit=RESTORE_EVENTS)
+        except StorageError as exc:
+            logger.warning("alerts: cannot read the alert history (%s); alerts firing "
+                           "before the restart will fire again if they still hold", exc)
+            return
+        restored = self.alerts.restore(events)
+        if restored:
+            logger.info("alerts: %d alert(s) still firing since before the restart", restored)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Send webhooks and evaluate until cancelled (see the module docstring)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.webhook.run)
+            await self.restore()
+            task_status.started()
+            next_full = 0.0
+            while True:
+                if time.monotonic() >= next_full:
+                    self._poked = False
+                    await self._tick(full=True)
+                    next_full = time.monotonic() + self._config().evaluate_every
+                    continue
+                if not self._poked:
+                    self._poke = anyio.Event()
+                    with anyio.move_on_after(next_full - time.monotonic()):
+                        await self._poke.wait()
+                if self._poked:
+                    self._poked = False
+                    await self._tick(full=False)
+
+    async def _tick(self, *, full: bool) -> None:
+        try:
+            await self.evaluate(full=full)
+        except Exception:  # evaluation must outlive any one bug or failure
+            logger.exception("alerts: evaluation failed; trying again next time")
+
+    # -- what admin operations read ---------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The engine and its webhook, for the admin operations."""
+        config = self._config()
+        hook = self.webhook
+        return {
+            "evaluate_every": config.evaluate_every,
+            "evaluations": self.evaluations,
+            "last_evaluated_at": self.last_evaluated_at,
+            "store_error": self.store_error,
+            "history_unsaved": len(self._unsaved),
+            "history_dropped": self.unsaved_dropped,
+            "webhook": None if hook.config is None else {
+                "url": safe_url(hook.config.url), "sent": hook.stats.sent,
+                "failed": hook.stats.failed, "dropped": hook.stats.dropped,
+                "retries": hook.stats.retries, "queued": hook.stats.queued,
+                "last_error": hook.stats.last_error},
+        }
+
+
+class _Reader:
+    """One evaluation's metric readings, sharing the store's answers between rules."""
+
+    def __init__(self, store: Store | None, now: float) -> None:
+        self.store = store
+        self.now = now
+        self.down = False
+        self._windows: dict[float, dict[str, LatencyStats]] = {}
+
+    async def read(self, rule: AlertRule, servers: list[str], states: Mapping[str, str]
+                   ) -> dict[str, Reading]:
+        if rule.metric == "not_ready":
+            return {s: Reading(states[s], states[s] in BREACHING_STATES) for s in servers}
+        store = self.store
+        if store is None or self.down or not servers:
+            return dict.fromkeys(servers, UNKNOWN)
+        op, threshold = rule.comparison, rule.threshold
+        assert op is not None and threshold is not None  # AlertRule guarantees it
+        if rule.metric == "consecutive_failures":
+            out = {}
+            for server in servers:
+                rows, _ = await store.invocations(server=server, since=self.now - rule.window,
+                                                  limit=int(threshold) + 1)
+                streak = next((i for i, r in enumerate(rows) if r.status == "success"),
+                              len(rows))
+                out[server] = Reading(float(streak), compare(streak, op, threshold), len(rows))
+            return out
+        stats = self._windows.get(rule.window)
+        if stats is None:
+            stats = self._windows[rule.window] = await store.stats(
+                since=self.now - rule.window, group_by="server")
+        out = {}
+        for server in servers:
+            group = stats.get(server)
+            calls = group.count if group else 0
+            value = None if group is None else (
+                group.success_rate if rule.metric == "success_rate" else group.p95_ms)
+            out[server] = Reading(value, value is not None and calls >= rule.min_calls
+                                  and compare(value, op, threshold), calls)
+        return out

@@ -1,0 +1,83 @@
+"""REST /api/v1/alerts over real HTTP on 127.0.0.1: rules managed with an admin token,
+validation and conflicts answered in the API's shape, a restricted token limited to its
+servers, and a rule fired by real calls shown in /alerts and /alerts/history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+from fastmcp import Client
+
+from tests.alerting import alert_gateway, switch_server
+from tests.fixtures import memory_entry, serve_http
+
+pytestmark = pytest.mark.anyio
+OPS = "mgw_ops-alerts-7c1e9a2b4d"
+ALICE = "mgw_alice-alerts-only-svc-3f8a"
+AUTH = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                   {"name": "alice", "token": ALICE, "scopes": ["admin"], "servers": ["svc"]}]}
+
+
+async def test_alert_rules_and_alerts_over_rest(tmp_path: Path) -> None:
+    mode = {"fail": True}
+    gateway, _ = alert_gateway(
+        tmp_path, {"svc": memory_entry("svc"), "other": memory_entry("other")},
+        {"evaluate_every": 0.05, "rules": [{"name": "other-down", "server": "other",
+                                            "metric": "not_ready"}]},
+        {"svc": switch_server(mode), "other": switch_server({"fail": False})},
+        options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60) as http:
+        ops = {"Authorization": f"Bearer {OPS}"}
+        alice = {"Authorization": f"Bearer {ALICE}"}
+        rule = {"name": "svc-failing", "server": "svc", "metric": "consecutive_failures",
+                "threshold": 2}
+        created = await http.post("/alerts/rules", json=rule, headers=ops)
+        assert created.status_code == 201, created.text
+        assert created.json()["source"] == "runtime"
+        again = await http.post("/alerts/rules", json=rule, headers=ops)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        bad = await http.post("/alerts/rules", json={"name": "x", "metric": "p95_ms"},
+                              headers=ops)
+        assert bad.status_code == 422 and "needs a threshold" in bad.text
+        assert (await http.post("/alerts/rules", json=rule)).status_code == 401
+
+        # A token restricted to svc sees only svc's rules and may not watch '*'.
+        listed = (await http.get("/alerts/rules", headers=alice)).json()
+        assert [r["rule"]["name"] for r in listed["rules"]] == ["svc-failing"]
+        star = await http.post("/alerts/rules", json={"name": "all", "metric": "not_ready"},
+                               headers=alice)
+        assert star.status_code == 403
+        assert (await http.delete("/alerts/rules/other-down", headers=alice)).status_code == 404
+
+        # The calls, through the MCP side of the same gateway.
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            for _ in range(2):
+                assert (await client.call_tool("svc_work", {}, raise_on_error=False)).is_error
+        assert await gateway.alerts.evaluated.wait_until(
+            lambda: any(a.state == "firing" for a in gateway.alerts.alerts.snapshot()), 60)
+        status = (await http.get("/alerts", headers=alice)).json()
+        assert [(a["rule"], a["server"], a["state"]) for a in status["alerts"]] == [
+            ("svc-failing", "svc", "firing")]
+        history = (await http.get("/alerts/history", params={"server": "svc"},
+                                  headers=ops)).json()
+        assert [(e["rule"], e["state"]) for e in history["events"]] == [
+            ("svc-failing", "firing")]
+
+        changed = await http.put("/alerts/rules/svc-failing",
+                                 json={**rule, "threshold": 5}, headers=ops)
+        assert changed.status_code == 200 and changed.json()["rule"]["threshold"] == 5.0
+        renamed = await http.put("/alerts/rules/svc-failing", json={**rule, "name": "y"},
+                                 headers=ops)
+        assert renamed.status_code == 422 and "cannot be renamed" in renamed.text
+        # Two failures no longer breach a threshold of 5: the alert resolved at once.
+        history = (await http.get("/alerts/history", headers=ops)).json()
+        assert [e["state"] for e in history["events"]][:2] == ["resolved", "firing"]
+        gone = await http.delete("/alerts/rules/svc-failing", headers=ops)
+        assert gone.status_code == 200 and gone.json() == {"deleted": "svc-failing"}
+        assert (await http.delete("/alerts/rules/svc-failing", headers=ops)).status_code == 404
+        document = (await http.get("/openapi.json", headers=ops)).json()
+        assert {"/alerts", "/alerts/rules", "/alerts/rules/{name}", "/alerts/history"} <= set(
+            document["paths"])

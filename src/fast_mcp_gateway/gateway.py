@@ -41,6 +41,7 @@ from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
@@ -141,8 +142,7 @@ class Gateway:
         self.manager.on_transition(transition_publisher(self.events))
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
-        self.alerts.on_transition.append(
-            lambda transition: self.events.publish("alert", transition.payload()))
+        self.alerts.on_transition.append(self._publish_alert)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -210,6 +210,10 @@ class Gateway:
                 await store.close()
 
     # -- protocol features FastMCP does not forward ------------------------------
+
+    def _publish_alert(self, transition: Transition) -> None:
+        """Alert firing/resolved onto the live event stream (the dashboard shows it)."""
+        self.events.publish("alert", transition.payload())
 
     def _install_protocol_handlers(self) -> None:
         low = low_level_server(self.server)

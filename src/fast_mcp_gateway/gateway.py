@@ -68,12 +68,6 @@ from fast_mcp_gateway.upstream.replica import (
 
 logger = logging.getLogger(__name__)
 
-INSTRUCTIONS = (
-    "This server is a gateway in front of several MCP servers. Their tools and prompts are "
-    "named '<server>_<name>'; their resources carry the server name after the URI scheme. "
-    "Tools named 'gateway_*' manage the gateway itself (servers, status, stderr)."
-)
-
 
 class Gateway:
     """One FastMCP server in front of the configured upstream servers."""
@@ -105,7 +99,7 @@ class Gateway:
                                     apply_routes=self._apply_routes)
         self.server = GatewayServer(
             name,
-            instructions=INSTRUCTIONS,
+            instructions=self.provider.instructions(),
             version=__version__,
             providers=[self.provider],
             lifespan=self._lifespan,
@@ -118,6 +112,9 @@ class Gateway:
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
+        # Composed from the servers' own: new hosts get the current servers' text.
+        self.manager.on_change(lambda _: self._refresh_instructions())
+        self.manager.on_transition(lambda *_: self._refresh_instructions())
         # Metrics see every call through the pipeline (full path and express lane).
         self.metrics = GatewayMetrics()
         self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
@@ -125,6 +122,9 @@ class Gateway:
         self.startup = StartupWait(self.manager)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
+
+    def _refresh_instructions(self) -> None:
+        self.server.instructions = self.provider.instructions()
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:

@@ -345,6 +345,9 @@ class StdioLane:
                     route, upstream_params, front, encode,
                     front.progress if token is not None else None,
                     None if modern or not route[0].is_modern else self.ask)
+            except MCPError as exc:  # the upstream's error response, relayed as it came
+                line = _encode({"jsonrpc": "2.0", "id": request_id, "error": exc.error.model_dump(
+                    by_alias=True, mode="json", exclude_none=True)})
             except Exception as exc:
                 logger.exception("express lane: tools/call %r failed", params.get("name"))
                 line = _encode({"jsonrpc": "2.0", "id": request_id, "error": {

@@ -47,6 +47,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -320,7 +321,8 @@ class Gateway:
             reader, writer = streams
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
-                             enabled=self.settings.express_lane)
+                             enabled=self.settings.express_lane,
+                             lists=ListCache(self.server, self.provider))
             token = set_transport("stdio")
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes

@@ -28,6 +28,7 @@ import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.context import ServerRequestContext
+from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     ListenHandler,
@@ -96,6 +97,7 @@ class Gateway:
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
+        self._init_options: InitializationOptions | None = None  # stdio's, once serving
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
         self.server = GatewayServer(
@@ -125,7 +127,9 @@ class Gateway:
         self._install_protocol_handlers()
 
     def _refresh_instructions(self) -> None:
-        self.server.instructions = self.provider.instructions()
+        self.server.instructions = text = self.provider.instructions()
+        if self._init_options is not None:  # stdio: what the host's initialize is told
+            self._init_options.instructions = text
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
@@ -330,7 +334,8 @@ class Gateway:
                     await tg.start(functools.partial(lane.run, writer))
                     reader.intercept = lane.intercept
                     async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
-                        await low.run(read, write, low.create_initialization_options())
+                        self._init_options = low.create_initialization_options()
+                        await low.run(read, write, self._init_options)
                     tg.cancel_scope.cancel()
             finally:
                 reset_transport(token)

@@ -57,9 +57,9 @@ async def fidelity_host(tmp_path: Path, era: str, *, lane: bool) -> AsyncIterato
             assert "result" in reply, reply
             await host.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         with anyio.fail_after(30):
-            while not any(t["name"] == "fid_plain"
+            while not any(t["name"] == "fid_plain"  # noqa: ASYNC110 - another process
                           for t in (await host.request("tools/list"))["result"]["tools"]):
-                await anyio.sleep(0.05)  # another process's progress: nothing to wait on
+                await anyio.sleep(0.05)  # its progress: nothing to wait on
         try:
             yield host
         finally:

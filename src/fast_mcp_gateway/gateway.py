@@ -225,6 +225,9 @@ class Gateway:
                 return self.manager.services[origin.server], forward_uri(
                     origin.original, params, uri
                 )
+        linked = self.provider.links.resolve(uri)  # a link a result or prompt gave
+        if linked is not None and self._visible(linked[0]):
+            return self.manager.services[linked[0]], linked[1]
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
 
     async def _on_subscribe(

@@ -33,6 +33,10 @@ host's own token), logs (at the levels the host asked for) and, for a
 handshake-era host, sampling / elicitation / roots requests, which it sends to the
 host under its own request ids and answers upstream from the host's response.
 Host cancellations of a lane call cancel it upstream.
+
+The lane also answers the four catalog lists (first page) from ``listing.ListCache``,
+built as the full path builds them and encoded once per change; a handshake-era
+host's first list goes the full path, which registers the host for ``list_changed``.
 """
 
 from __future__ import annotations

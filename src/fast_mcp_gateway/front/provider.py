@@ -168,7 +168,8 @@ class GatewayProvider(Provider):
     def list_key(self) -> tuple[Any, ...]:
         """What every list a caller sees depends on: equal keys, equal lists (the
         express lane serves lists pre-encoded under this key)."""
-        return (self.manager.view.generation, self.revision, id(self.manager.config),
+        # Compared by identity first (tuple equality): cheap while nothing changed.
+        return (self.manager.view.generation, self.revision, self.manager.config,
                 self.pipeline.resolve_principal())
 
     def _sync(self) -> None:

@@ -295,6 +295,13 @@ async def large_phase(runs: dict[str, Running], plan: Plan, res: Results, log: L
 # -- aggregated tools/list --------------------------------------------------------------
 
 
+async def upstream_bytes(run: Running) -> int:
+    """The JSON size of the listed tools that are the upstreams' (untimed)."""
+    page = await run.client.list_tools_mcp(cache_mode="bypass")
+    return sum(len(t.model_dump_json(by_alias=True, exclude_none=True))
+               for t in page.tools if t.name in run.endpoint.tools)
+
+
 async def lists_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None:
     """Warm tools/list of N x M tools through the gateway (and FastMCP's proxy) against
     one upstream holding all N x M; RSS of the front process with N upstreams."""
@@ -311,6 +318,9 @@ async def lists_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None
         f"and fastmcp: {n} upstreams x {m})", [ep.label for ep in eps])
     ph.define("p50", "tools/list p50 (ms)", "{:.1f}")
     ph.define("bytes", "tools/list size (kB, JSON)", "{:.0f}")
+    # Without the front's own tools (the gateway's gateway_* admin tools): what relaying
+    # the upstreams' tools costs in size (invented metadata would show here).
+    ph.define("ubytes", "tools/list size, upstream tools only (kB, JSON)", "{:.0f}")
     ph.define("cpu", "CPU per tools/list, serving process (ms)", "{:.1f}")
     ph.define("rss", f"RSS, serving process (MB; gateway, fastmcp: {n} upstreams)",
               "{:.0f}", paired=False)
@@ -361,6 +371,7 @@ async def lists_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None
                 label = run.endpoint.label
                 ph.put("p50", label, r, 1000 * percentile(samples, 50))
                 ph.put("bytes", label, r, size / 1000)
+                ph.put("ubytes", label, r, await upstream_bytes(run) / 1000)
                 ph.put("cpu", label, r, per(delta(cpu_s(server), before), plan.list_calls))
                 ph.put("rss", label, r, memory_mb(server))
     finally:

@@ -58,6 +58,9 @@ async def test_every_content_kind_is_relayed_as_sent() -> None:
     async with Client(memory["alpha"]) as direct, Client(gateway.server) as client:
         want = await direct.call_tool_mcp("media", {})
         got = await client.call_tool_mcp("alpha_media", {})
+    # As sent, except that resource URIs are in the form the host can read back.
+    assert want.content[3].resource.uri == "data://x"
+    want.content[3].resource.uri = "data://alpha/x"
     assert got.content == want.content
     assert got.structured_content == want.structured_content == {"ok": True, "n": 4}
     assert got.meta["origin"] == "alpha"

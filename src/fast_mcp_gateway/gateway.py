@@ -28,6 +28,7 @@ import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.context import ServerRequestContext
+from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     ListenHandler,
@@ -49,6 +50,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -73,12 +75,6 @@ from fast_mcp_gateway.upstream.replica import (
 )
 
 logger = logging.getLogger(__name__)
-
-INSTRUCTIONS = (
-    "This server is a gateway in front of several MCP servers. Their tools and prompts are "
-    "named '<server>_<name>'; their resources carry the server name after the URI scheme. "
-    "Tools named 'gateway_*' manage the gateway itself (servers, status, stderr)."
-)
 
 
 class Gateway:
@@ -107,6 +103,7 @@ class Gateway:
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
+        self._init_options: InitializationOptions | None = None  # stdio's, once serving
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
         # Alerts read the store and the supervisors' states; a state change is evaluated
@@ -119,7 +116,7 @@ class Gateway:
         self.manager.on_transition(self.alerts.poke)
         self.server = GatewayServer(
             name,
-            instructions=INSTRUCTIONS,
+            instructions=self.provider.instructions(),
             version=__version__,
             providers=[self.provider],
             lifespan=self._lifespan,
@@ -132,6 +129,9 @@ class Gateway:
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
+        # Composed from the servers' own: new hosts get the current servers' text.
+        self.manager.on_change(lambda _: self._refresh_instructions())
+        self.manager.on_transition(lambda *_: self._refresh_instructions())
         # Metrics see every call through the pipeline (full path and express lane).
         self.metrics = GatewayMetrics()
         self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
@@ -145,6 +145,11 @@ class Gateway:
         self.alerts.on_transition.append(self._publish_alert)
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
+
+    def _refresh_instructions(self) -> None:
+        self.server.instructions = text = self.provider.instructions()
+        if self._init_options is not None:  # stdio: what the host's initialize is told
+            self._init_options.instructions = text
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
@@ -244,6 +249,9 @@ class Gateway:
                 return self.manager.services[origin.server], forward_uri(
                     origin.original, params, uri
                 )
+        linked = self.provider.links.resolve(uri)  # a link a result or prompt gave
+        if linked is not None and self._visible(linked[0]):
+            return self.manager.services[linked[0]], linked[1]
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
 
     async def _on_subscribe(
@@ -347,7 +355,8 @@ class Gateway:
             reader, writer = streams
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
-                             enabled=self.settings.express_lane)
+                             enabled=self.settings.express_lane,
+                             lists=ListCache(self.server, self.provider))
             token = set_transport("stdio")
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
@@ -358,7 +367,8 @@ class Gateway:
                                        self.settings.dashboard)
                     reader.intercept = lane.intercept
                     async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
-                        await low.run(read, write, low.create_initialization_options())
+                        self._init_options = low.create_initialization_options()
+                        await low.run(read, write, self._init_options)
                     tg.cancel_scope.cancel()
             finally:
                 reset_transport(token)

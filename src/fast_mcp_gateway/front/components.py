@@ -11,7 +11,7 @@ for the stdio express lane with the JSON encoding: one pipeline, two encodings.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -30,10 +30,36 @@ from pydantic import AnyUrl, PrivateAttr
 from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.front.calls import Call, CallPipeline, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedPrompt, TypedResource, TypedTool
+from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 _NO_TASKS = TaskConfig(mode="forbidden")
+# FastMCP's ``to_mcp_*`` override keys that are wire aliases of a model field.
+_FIELD_OF = {"inputSchema": "input_schema", "outputSchema": "output_schema", "_meta": "meta"}
+# The component attribute FastMCP reads an override from, where it is named otherwise.
+_OWN_OF = {"inputSchema": "parameters", "outputSchema": "output_schema", "_meta": "meta"}
+
+
+def relayed(component: Any, wire: Any, overrides: dict[str, Any]) -> Any:
+    """What the upstream said (``wire``, under its exposed name), with only the
+    ``overrides`` that really change it.
+
+    FastMCP's ``to_mcp_*`` pass the component's own values back as overrides (its
+    name, its URI) and invent the rest (a ``title`` made from the name,
+    ``_meta.fastmcp.tags``, ``arguments: []``); the gateway relays the upstream's
+    item instead, so that a list says no more than the upstream's own.  An override
+    that differs (the legacy wrapping of a non-object output schema) is applied.
+    """
+    update: dict[str, Any] = {}
+    for key, value in overrides.items():
+        field = _FIELD_OF.get(key, key)
+        if value is getattr(component, _OWN_OF.get(key, key), _FIELD_OF):
+            continue
+        if value != getattr(wire, field, _FIELD_OF):
+            update[field] = value
+    return wire.model_copy(update=update) if update else wire
+
 DISCONNECT_POLL = 0.25
 """Seconds between checks that the host of an HTTP call is still connected."""
 
@@ -90,12 +116,13 @@ class UpstreamTool:
     attributes cost microseconds per read): the express lane holds these directly.
     """
 
-    __slots__ = ("annotations", "name", "original", "owner", "pipeline")
+    __slots__ = ("annotations", "links", "name", "original", "owner", "pipeline")
 
     def __init__(self, name: str, owner: Service, original: str,
-                 annotations: types.ToolAnnotations | None, pipeline: CallPipeline) -> None:
+                 annotations: types.ToolAnnotations | None, pipeline: CallPipeline,
+                 links: LinkMap | None = None) -> None:
         self.name, self.owner, self.original = name, owner, original
-        self.annotations, self.pipeline = annotations, pipeline
+        self.annotations, self.pipeline, self.links = annotations, pipeline, links
 
     def route(self) -> tuple[Service, str | None]:
         """The server this call goes to and the rule that says so (``CallPipeline.route``)."""
@@ -110,7 +137,7 @@ class UpstreamTool:
     async def run(self, arguments: dict[str, Any], front: FrontCall) -> ToolResult:
         """The full path: typed arguments in, a ``ToolResult`` out (or ``ToolError``)."""
         call = self._call(self.route(), arguments, front)
-        return await self.pipeline.run(call, TypedTool(self.annotations))
+        return await self.pipeline.run(call, TypedTool(self.annotations, self.links))
 
     def serves_raw(self) -> tuple[Service, str | None] | None:
         """The route for ``call_raw``, or None when only ``run`` gives the right answer."""
@@ -138,7 +165,7 @@ class UpstreamTool:
         """
         call = self._call(route, params.get("arguments"), front)
         return await self.pipeline.run(
-            call, JsonTool(params, self.annotations, encode, on_progress, ask))
+            call, JsonTool(params, self.annotations, encode, on_progress, ask, self.links))
 
 
 class GatewayTool(Tool):
@@ -146,6 +173,12 @@ class GatewayTool(Tool):
 
     task_config: TaskConfig = _NO_TASKS
     _upstream_tool: UpstreamTool = PrivateAttr()
+    _wire: types.Tool | None = PrivateAttr(default=None)  # the upstream's, renamed
+
+    def to_mcp_tool(self, **overrides: Any) -> types.Tool:
+        if self._wire is None:
+            return super().to_mcp_tool(**overrides)
+        return cast(types.Tool, relayed(self, self._wire, overrides))
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         return await _until_disconnected(self._upstream_tool.run(arguments, front_of(context)))
@@ -167,6 +200,14 @@ class GatewayResource(Resource):
     _original: str = PrivateAttr()
     _cached: ResourceResult | None = PrivateAttr(default=None)
     _pipeline: CallPipeline = PrivateAttr()
+    _wire: types.Resource | None = PrivateAttr(default=None)  # the upstream's, renamed
+
+    def to_mcp_resource(self, **overrides: Any) -> types.Resource:
+        if self._wire is None:
+            return super().to_mcp_resource(**overrides)
+        if overrides.get("uri") == str(self.uri):  # the normalised form of the exposed URI
+            overrides = {k: v for k, v in overrides.items() if k != "uri"}
+        return cast(types.Resource, relayed(self, self._wire, overrides))
 
     async def read(self) -> ResourceResult:  # type: ignore[override]
         if self._cached is not None:
@@ -182,6 +223,12 @@ class GatewayTemplate(ResourceTemplate):
     _original: str = PrivateAttr()
     _pipeline: CallPipeline = PrivateAttr()
     _hidden: str | None = PrivateAttr(default=None)  # hidden by curation: the refusal
+    _wire: types.ResourceTemplate | None = PrivateAttr(default=None)  # the upstream's
+
+    def to_mcp_template(self, **overrides: Any) -> types.ResourceTemplate:
+        if self._wire is None:
+            return super().to_mcp_template(**overrides)
+        return cast(types.ResourceTemplate, relayed(self, self._wire, overrides))
 
     async def create_resource(  # type: ignore[override]
         self, uri: str, params: dict[str, Any], context: Context | None = None
@@ -206,10 +253,17 @@ class GatewayPrompt(Prompt):
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _pipeline: CallPipeline = PrivateAttr()
+    _wire: types.Prompt | None = PrivateAttr(default=None)  # the upstream's, renamed
+    _links: LinkMap | None = PrivateAttr(default=None)
+
+    def to_mcp_prompt(self, **overrides: Any) -> types.Prompt:
+        if self._wire is None:
+            return super().to_mcp_prompt(**overrides)
+        return cast(types.Prompt, relayed(self, self._wire, overrides))
 
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}
         front = front_of()
         call = Call("prompt", self.name, self._upstream, self._original, args, front,
                     self._pipeline.resolve_principal(), self._upstream)
-        return await self._pipeline.run(call, TypedPrompt())
+        return await self._pipeline.run(call, TypedPrompt(self._links))

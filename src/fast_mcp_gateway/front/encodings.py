@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.front.asks import ask_host
 from fast_mcp_gateway.front.calls import Answer, Call, Failure
+from fast_mcp_gateway.front.links import LinkMap
 
 # Result `_meta` keys that describe the upstream connection, not the result.
 _CONNECTION_META = frozenset({
@@ -39,6 +40,20 @@ def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     if not meta:
         return None
     return {k: v for k, v in meta.items() if k not in _CONNECTION_META} or None
+
+
+class RelayedError(ToolError):
+    """An upstream's JSON-RPC error response to ``tools/call``, on its way to the host.
+
+    FastMCP turns anything a tool raises into an ``isError`` result; raised as this
+    (a ``ToolError``, which FastMCP passes on unmasked), ``GatewayServer.call_tool``
+    re-raises ``response`` for the SDK to answer with the upstream's code, message
+    and ``data`` (e.g. -32042 with the URL to open).
+    """
+
+    def __init__(self, response: MCPError) -> None:
+        super().__init__(response.error.message)
+        self.response = response
 
 
 class _TypedAsks:
@@ -66,8 +81,9 @@ class _TypedAsks:
 class TypedTool(_TypedAsks):
     """``tools/call`` for a FastMCP component: ``ToolResult`` out, ``ToolError`` raised."""
 
-    def __init__(self, annotations: types.ToolAnnotations | None) -> None:
-        self.annotations = annotations
+    def __init__(self, annotations: types.ToolAnnotations | None,
+                 links: LinkMap | None = None) -> None:
+        self.annotations, self.links = annotations, links
 
     async def send(self, call: Call) -> types.CallToolResult | types.InputRequiredResult:
         return await call.service.call_tool(call.original, call.arguments, call.front,
@@ -77,6 +93,8 @@ class TypedTool(_TypedAsks):
                result: types.CallToolResult | types.InputRequiredResult) -> Answer[ToolResult]:
         if isinstance(result, types.InputRequiredResult):
             return Answer("success", output=InputRequiredToolResult(result), response=result)
+        if self.links is not None:
+            self.links.typed_blocks(call.service.name, result.content)
         return Answer(
             "error" if result.is_error else "success",
             _first_text(result.content) if result.is_error else None,
@@ -87,6 +105,8 @@ class TypedTool(_TypedAsks):
         )
 
     def fail(self, call: Call, failure: Failure) -> Answer[ToolResult]:
+        if isinstance(failure.cause, MCPError):  # the upstream's own error: as it came
+            return Answer(failure.status, failure.error, raises=RelayedError(failure.cause))
         return Answer(failure.status, failure.error, raises=ToolError(failure.message))
 
 
@@ -118,6 +138,9 @@ class TypedResource(_TypedAsks):
 class TypedPrompt(_TypedAsks):
     """``prompts/get`` for a FastMCP component (error responses re-raised as they came)."""
 
+    def __init__(self, links: LinkMap | None = None) -> None:
+        self.links = links
+
     async def send(self, call: Call) -> types.GetPromptResult | types.InputRequiredResult:
         return await call.service.get_prompt(call.original, call.arguments or None,
                                              call.front, call.path)
@@ -126,6 +149,8 @@ class TypedPrompt(_TypedAsks):
                ) -> Answer[PromptResult]:
         if isinstance(result, types.InputRequiredResult):
             return Answer("success", output=InputRequiredPromptResult(result), response=result)
+        if self.links is not None:
+            self.links.typed_blocks(call.service.name, [m.content for m in result.messages])
         return Answer("success", response=result, output=PromptResult(
             messages=[Message(content=m.content, role=m.role) for m in result.messages],
             description=result.description,
@@ -150,9 +175,11 @@ class JsonTool:
     def __init__(self, params: dict[str, Any], annotations: types.ToolAnnotations | None,
                  encode: Callable[[dict[str, Any]], bytes],
                  on_progress: ProgressFnT | None = None,
-                 ask: Callable[[str, Any], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 ask: Callable[[str, Any], Awaitable[dict[str, Any]]] | None = None,
+                 links: LinkMap | None = None) -> None:
         self.params, self.annotations = params, annotations
         self.encode, self.on_progress, self._ask = encode, on_progress, ask
+        self.links = links
 
     def bridges_asks(self, call: Call) -> bool:
         return self._ask is not None
@@ -191,6 +218,8 @@ class JsonTool:
             return self.fail(call, Failure("error", message, message, ValueError(problem)))
         if result.get("resultType", "complete") == "complete":
             result.setdefault("isError", False)  # as the typed full path writes it
+            if self.links is not None:
+                self.links.json_blocks(call.service.name, result.get("content"))
         meta = result.get("_meta")
         if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
             if stripped := _result_meta(meta):
@@ -207,6 +236,8 @@ class JsonTool:
         return Answer("success", output=line, size=len(line))
 
     def fail(self, call: Call, failure: Failure) -> Answer[bytes]:
+        if isinstance(failure.cause, MCPError):  # the upstream's own error: as it came
+            return Answer(failure.status, failure.error, raises=failure.cause)
         line = self.encode(_error_result(failure.message))
         return Answer(failure.status, failure.error, output=line, size=len(line))
 

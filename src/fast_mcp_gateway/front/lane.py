@@ -33,6 +33,10 @@ host's own token), logs (at the levels the host asked for) and, for a
 handshake-era host, sampling / elicitation / roots requests, which it sends to the
 host under its own request ids and answers upstream from the host's response.
 Host cancellations of a lane call cancel it upstream.
+
+The lane also answers the four catalog lists (first page) from ``listing.ListCache``,
+built as the full path builds them and encoded once per change; a handshake-era
+host's first list goes the full path, which registers the host for ``list_changed``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from mcp_types.version import (
 from opentelemetry import trace
 
 from fast_mcp_gateway._compat import wire_fields
+from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
 from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, FrontCall
 
@@ -81,6 +86,10 @@ def _encode(message: dict[str, Any]) -> bytes:
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _encode_id(request_id: str | int) -> bytes:
+    return json.dumps(request_id, ensure_ascii=False).encode()
 
 
 @functools.cache
@@ -145,9 +154,11 @@ class StdioLane:
     """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
 
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
-                 *, enabled: bool = True) -> None:
+                 *, enabled: bool = True, lists: ListCache | None = None) -> None:
         self.provider = provider
         self.enabled = enabled
+        self.lists = lists
+        self._listed = False  # a handshake-era host's first list went the full path
         self._server_info = server_info
         self._writer: LineWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -193,6 +204,8 @@ class StdioLane:
         if b'"tools/call"' in line and self._take_call(line):
             return True
         if b'"notifications/cancelled"' in line and self._take_cancel(line):
+            return True
+        if b'/list"' in line and self.lists is not None and self._take_list(line):
             return True
         if b'"initialize"' in line or b'"notifications/initialized"' in line:
             self._watch_handshake(line)
@@ -253,6 +266,54 @@ class StdioLane:
         self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern, scope)
         return True
 
+    def _take_list(self, line: bytes) -> bool:
+        """A catalog list (first page) is answered from ``ListCache``, encoded once per
+        change.  The first list of a handshake-era host goes the full path, where the
+        gateway learns of the host to tell it of changes (``notifications/*/list_changed``);
+        a list with a cursor, or any parameter the lane does not know, goes there too."""
+        if not self.enabled or tracing_configured():
+            return False
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or message.get("method") not in LIST_METHODS:
+            return False
+        request_id, params = message.get("id"), message.get("params")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            return False
+        if params is None:
+            params = {}
+        if not isinstance(params, dict) or not set(params) <= {"_meta"}:
+            return False
+        meta = params.get("_meta") or {}
+        if not isinstance(meta, dict):
+            return False
+        version = meta.get(types.PROTOCOL_VERSION_META_KEY)
+        if version is None:
+            if not self.handshake_done or not self._listed:
+                self._listed = self.handshake_done  # this one tells the hub of the host
+                return False
+            version = self.negotiated_version
+        elif version not in MODERN_PROTOCOL_VERSIONS or not (
+                isinstance(meta.get(types.CLIENT_INFO_META_KEY), dict)
+                and isinstance(meta.get(types.CLIENT_CAPABILITIES_META_KEY), dict)):
+            return False  # the SDK server judges other eras and incomplete envelopes
+        assert self._tg is not None
+        self._tg.start_soon(self._serve_list, request_id, message["method"], version)
+        return True
+
+    async def _serve_list(self, request_id: Any, method: str, version: str) -> None:
+        assert self.lists is not None
+        try:
+            body = await self.lists.encoded(method, version)
+            line = b'{"jsonrpc":"2.0","id":%b,"result":%b}\n' % (_encode_id(request_id), body)
+        except Exception as exc:
+            logger.exception("express lane: %s failed", method)
+            line = _encode({"jsonrpc": "2.0", "id": request_id, "error": {
+                "code": types.INTERNAL_ERROR, "message": f"internal error in the gateway: {exc}"}})
+        await self._write(line)
+
     def _take_cancel(self, line: bytes) -> bool:
         try:
             message = json.loads(line)
@@ -290,7 +351,7 @@ class StdioLane:
             caps = params.get("capabilities")
             self.host_capabilities = caps if isinstance(caps, dict) else {}
             self.host_version = params.get("protocolVersion")
-            self.handshake_done = False
+            self.handshake_done = self._listed = False
         elif message.get("method") == "notifications/initialized":
             self.handshake_done = True
 
@@ -345,6 +406,9 @@ class StdioLane:
                     route, upstream_params, front, encode,
                     front.progress if token is not None else None,
                     None if modern or not route[0].is_modern else self.ask)
+            except MCPError as exc:  # the upstream's error response, relayed as it came
+                line = _encode({"jsonrpc": "2.0", "id": request_id, "error": exc.error.model_dump(
+                    by_alias=True, mode="json", exclude_none=True)})
             except Exception as exc:
                 logger.exception("express lane: tools/call %r failed", params.get("name"))
                 line = _encode({"jsonrpc": "2.0", "id": request_id, "error": {

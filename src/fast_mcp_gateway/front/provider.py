@@ -12,10 +12,12 @@ built once per catalog generation and looked up by exposed name in O(1).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import mcp_types as types
 from fastmcp.prompts import Prompt
 from fastmcp.prompts.base import PromptArgument
 from fastmcp.resources import Resource, ResourceTemplate
@@ -33,14 +35,28 @@ from fast_mcp_gateway.front.components import (
     GatewayTool,
     UpstreamTool,
 )
+from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.search import meta_tools
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import SearchDoc, SearchIndex
 from fast_mcp_gateway.telemetry.recorder import Recorder
+from fast_mcp_gateway.upstream.model import UpstreamState
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
+logger = logging.getLogger(__name__)
+
+_TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway "
+                "does not relay tasks yet; call the server directly for this tool")
+
+
+_EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
+
+
+def _task_required(tool: types.Tool) -> bool:
+    return tool.execution is not None and tool.execution.task_support == "required"
 
 
 def _visible(server: str, servers: frozenset[str] | None) -> bool:
@@ -54,6 +70,30 @@ def _for(components: Iterable[C], servers: frozenset[str] | None) -> list[C]:
     return [c for c in components if c._upstream.name in servers]
 
 
+INSTRUCTIONS_LIMIT = 8192
+"""Characters of composed ``instructions`` at most (each server gets an equal share of
+what the header leaves; a longer text is cut with a note)."""
+
+
+def compose_instructions(parts: Sequence[tuple[str, str]], separator: str,
+                         limit: int = INSTRUCTIONS_LIMIT) -> str:
+    """The gateway's ``instructions``: how names are made, then each server's own
+    (``parts``: namespace, instructions) under its namespace, within ``limit``."""
+    head = (f"This server is a gateway in front of several MCP servers. Their tools and "
+            f"prompts are named '<namespace>{separator}<name>'; their resources carry the "
+            f"namespace after the URI scheme.")
+    if not parts:
+        return head
+    share = max(200, (limit - len(head)) // len(parts) - 40)
+    sections = [head]
+    for namespace, text in parts:
+        text = text.strip()
+        if len(text) > share:
+            text = text[:share - 14].rstrip() + " [...truncated]"
+        sections.append(f"## {namespace or '(no namespace)'}\n{text}")
+    return "\n\n".join(sections)[:limit]
+
+
 class GatewayProvider(Provider):
     """Exposes the manager's merged catalog to the FastMCP server."""
 
@@ -65,6 +105,7 @@ class GatewayProvider(Provider):
         self._on_listed = on_listed or (lambda: None)
         self.pipeline = CallPipeline(manager)
         self.pipeline.curator = self._curate
+        self.links = LinkMap(manager)
         self._meta = meta_tools(self)
         self._index: SearchIndex | None = None
         self._generation = -1
@@ -73,6 +114,13 @@ class GatewayProvider(Provider):
         self._prompts: dict[str, GatewayPrompt] = {}
         self._resources: dict[str, GatewayResource] = {}
         self._templates: dict[str, GatewayTemplate] = {}
+        # Tools an upstream runs only as tasks, which the gateway does not relay:
+        # kept out of every list; a call by name is refused with the reason.
+        self._task_required: dict[str, tuple[Origin, types.Tool]] = {}
+        self._task_logged: set[tuple[str, str]] = set()
+        self.revision = 0
+        """Bumped whenever what a list shows may change without a new catalog
+        generation (``invalidate``); the express lane's list cache keys on it."""
 
     def __repr__(self) -> str:
         return f"GatewayProvider({len(self.manager.services)} servers)"
@@ -103,15 +151,39 @@ class GatewayProvider(Provider):
     def invalidate(self) -> None:
         """Rebuild the components at the next lookup."""
         self._generation = -1
+        self.revision += 1
+
+    def instructions(self) -> str:
+        """The gateway's ``instructions``, composed from each exposed server's own
+        (a server that gave none adds nothing); see ``compose_instructions``."""
+        parts: list[tuple[str, str]] = []
+        for service in self.manager.services.values():
+            if service.state not in _EXPOSED:
+                continue
+            text = next((r.instructions for r in service.replicas if r.instructions), None)
+            if text and text.strip():
+                parts.append((service.config.effective_namespace, text))
+        return compose_instructions(parts, self.manager.config.options.separator)
+
+    def list_key(self) -> tuple[Any, ...]:
+        """What every list a caller sees depends on: equal keys, equal lists (the
+        express lane serves lists pre-encoded under this key)."""
+        # Compared by identity first (tuple equality): cheap while nothing changed.
+        return (self.manager.view.generation, self.revision, self.manager.config,
+                self.pipeline.resolve_principal())
 
     def _sync(self) -> None:
         view = self.manager.view
         if view.generation == self._generation:
             return
         ups = self.manager.services
+        self._task_required = {}
         tools: dict[str, GatewayTool] = {}
         lane: dict[str, UpstreamTool] = {}
         for name, (origin, t) in view.tools.items():
+            if _task_required(t):
+                self._hide_task_tool(name, origin, t)
+                continue
             tool = GatewayTool(
                 name=name, title=t.title, description=t.description,
                 parameters=t.input_schema, output_schema=t.output_schema,
@@ -119,7 +191,8 @@ class GatewayProvider(Provider):
             )
             tool._upstream_tool = lane[name] = UpstreamTool(
                 name, ups[origin.server], origin.original,
-                view.upstream_annotations.get(name, t.annotations), self.pipeline)
+                view.upstream_annotations.get(name, t.annotations), self.pipeline, self.links)
+            tool._wire = t.model_copy(update={"name": name})
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -133,6 +206,8 @@ class GatewayProvider(Provider):
             )
             prompt._upstream, prompt._original = ups[origin.server], origin.original
             prompt._pipeline = self.pipeline
+            prompt._wire = p.model_copy(update={"name": name})
+            prompt._links = self.links
             prompts[name] = prompt
         resources: dict[str, GatewayResource] = {}
         for uri, (origin, r) in view.resources.items():
@@ -143,6 +218,7 @@ class GatewayProvider(Provider):
             )
             resource._upstream, resource._original = ups[origin.server], origin.original
             resource._pipeline = self.pipeline
+            resource._wire = r.model_copy(update={"uri": uri})
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
         for uri_template, (origin, tp) in view.templates.items():
@@ -153,6 +229,7 @@ class GatewayProvider(Provider):
             )
             template._upstream, template._original = ups[origin.server], origin.original
             template._pipeline = self.pipeline
+            template._wire = tp.model_copy(update={"uri_template": uri_template})
             templates[uri_template] = template
         self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates
@@ -164,6 +241,8 @@ class GatewayProvider(Provider):
     async def _curate(self, call: Call) -> str | None:
         """The pipeline's curation stage: hidden components are refused by name (a
         lookup of a hidden name resolves to a component whose call ends here)."""
+        if call.kind == "tool" and call.exposed in self._task_required:
+            return (f"tool '{call.exposed}' of server '{call.owner.name}' {_TASK_REASON}")
         view = self.manager.view
         for server in {call.owner.name, call.service.name}:
             if (reason := view.refusal(call.kind, server, call.original)) is not None:
@@ -171,6 +250,24 @@ class GatewayProvider(Provider):
         if call.kind == "resource":
             return read_refusal(call.owner.config, call.original)
         return None
+
+    def _hide_task_tool(self, name: str, origin: Origin, tool: types.Tool) -> None:
+        self._task_required[name] = (origin, tool)
+        if (origin.server, origin.original) not in self._task_logged:
+            self._task_logged.add((origin.server, origin.original))
+            logger.warning("server %s: tool '%s' is not exposed: %s", origin.server,
+                           origin.original, _TASK_REASON)
+
+    def _task_tool(self, name: str) -> GatewayTool | None:
+        """A task-only tool by its would-be name: a tool whose call is refused."""
+        hit = self._task_required.get(name)
+        if hit is None:
+            return None
+        origin, t = hit
+        tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
+        tool._upstream_tool = UpstreamTool(name, self.manager.services[origin.server],
+                                           origin.original, t.annotations, self.pipeline)
+        return tool
 
     def _hidden_tool(self, name: str) -> GatewayTool | None:
         hit = self.manager.view.hidden_as("tool", name)
@@ -197,7 +294,7 @@ class GatewayProvider(Provider):
             view = self.manager.view
             self._index = SearchIndex(
                 SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
-                for name, (origin, t) in view.tools.items())
+                for name, (origin, t) in view.tools.items() if name in self._tools)
         return self._index
 
     def caller_servers(self) -> frozenset[str] | None:
@@ -213,7 +310,7 @@ class GatewayProvider(Provider):
         tool = self._tools.get(name)
         if tool is None and ":" in name:
             tool = self._alias(name)
-        tool = tool or self._hidden_tool(name)
+        tool = tool or self._hidden_tool(name) or self._task_tool(name)
         if tool is not None and not _visible(tool._upstream_tool.owner.name, self._servers()):
             return None  # another caller's server: "Unknown tool", nothing disclosed
         return tool
@@ -282,8 +379,25 @@ class GatewayProvider(Provider):
                                        mime_type=r.mime_type or "text/plain")
             resource._upstream = self.manager.services[hidden.server]
             resource._original, resource._pipeline = hidden.original, self.pipeline
+        if resource is None:
+            resource = await self._linked(uri)
         return resource if resource is not None and _visible(
             resource._upstream.name, self._servers()) else None
+
+    async def _linked(self, uri: str) -> GatewayResource | None:
+        """A resource no list names but a relayed link did (``links.py``): read from
+        its server by its upstream URI.  A URI a template covers is the template's."""
+        hit = self.links.resolve(uri)
+        if hit is None or await self._get_resource_template(uri) is not None:
+            return None
+        server, original = hit
+        try:
+            resource = GatewayResource(uri=AnyUrl(uri), name=original)
+        except ValueError:  # FastMCP cannot hold it as a URL: nothing to read it with
+            return None
+        resource._upstream, resource._original = self.manager.services[server], original
+        resource._pipeline = self.pipeline
+        return resource
 
     async def _list_resource_templates(self) -> Sequence[ResourceTemplate]:
         self._sync()

@@ -1,0 +1,91 @@
+"""Resource URIs the gateway relays, in the form hosts see (namespaced) and back.
+
+An upstream's results name its resources by its own URIs: ``resource_link`` blocks
+and embedded resources in tool results and prompt messages.  Relayed raw, a host's
+``resources/read`` of such a link reaches no server.  ``LinkMap.expose`` writes each
+into the exposed form the lists use (``routing.naming.namespace_uri``, or the name
+the catalog gave a listed resource), and ``LinkMap.resolve`` takes an exposed URI
+that no list names back to its server and upstream URI, so that reading a link
+works (through the same pipeline, curation included, as any read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+
+from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.routing.naming import namespace_uri
+
+_LINK_TYPES = frozenset({"resource_link", "resource"})
+
+
+def strip_namespace(uri: str, namespace: str) -> str | None:
+    """The URI ``namespace_uri(original, namespace)`` made ``uri`` of, if it did."""
+    if not namespace:
+        return None
+    prefix = namespace + "/"
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        return f"{scheme}://{rest[len(prefix):]}" if rest.startswith(prefix) else None
+    scheme, sep, rest = uri.partition(":")
+    if sep and scheme and rest.startswith(prefix):
+        return f"{scheme}:{rest[len(prefix):]}"
+    if uri.startswith(namespace + ":"):  # an original without a scheme
+        return uri[len(namespace) + 1:]
+    return None
+
+
+class LinkMap:
+    """Upstream URI <-> exposed URI for every server of ``manager`` (see module doc)."""
+
+    def __init__(self, manager: UpstreamManager) -> None:
+        self.manager = manager
+        self._generation = -1
+        self._listed: dict[tuple[str, str], str] = {}
+
+    def _index(self) -> dict[tuple[str, str], str]:
+        view = self.manager.view
+        if view.generation != self._generation:
+            self._listed = {(origin.server, origin.original): exposed
+                            for exposed, (origin, _) in view.resources.items()}
+            self._generation = view.generation
+        return self._listed
+
+    def expose(self, server: str, uri: str) -> str:
+        """How hosts name ``server``'s resource ``uri``."""
+        listed = self._index().get((server, uri))
+        if listed is not None:
+            return listed
+        service = self.manager.services.get(server)
+        return namespace_uri(uri, service.config.effective_namespace) if service else uri
+
+    def resolve(self, uri: str) -> tuple[str, str] | None:
+        """(server, upstream URI) of an exposed ``uri`` (None: no server's namespace)."""
+        for service in self.manager.services.values():
+            original = strip_namespace(uri, service.config.effective_namespace)
+            if original is not None:
+                return service.name, original
+        return None
+
+    # -- rewriting results ------------------------------------------------------------
+
+    def typed_blocks(self, server: str, blocks: list[Any]) -> None:
+        """Expose the URIs of ``blocks`` (typed content, rewritten in place)."""
+        for block in blocks:
+            if isinstance(block, types.ResourceLink):
+                block.uri = self.expose(server, block.uri)
+            elif isinstance(block, types.EmbeddedResource):
+                block.resource.uri = self.expose(server, block.resource.uri)
+
+    def json_blocks(self, server: str, blocks: Any) -> None:
+        """Expose the URIs of ``blocks`` (JSON content, rewritten in place)."""
+        if not isinstance(blocks, list):
+            return
+        for block in blocks:
+            if not isinstance(block, dict) or block.get("type") not in _LINK_TYPES:
+                continue
+            target = block if block["type"] == "resource_link" else block.get("resource")
+            if isinstance(target, dict) and isinstance(target.get("uri"), str):
+                target["uri"] = self.expose(server, target["uri"])

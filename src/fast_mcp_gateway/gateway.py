@@ -47,6 +47,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -123,6 +124,9 @@ class Gateway:
         self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
         self.provider.pipeline.observers.append(call_observer(self.metrics))
         self.startup = StartupWait(self.manager)
+        # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
+        self.parking = Parking(ask_timeout=self.settings.ask_timeout)
+        self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -149,7 +153,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        tasks: list[Any] = [self.hub.run, self.startup.watch]
+        tasks: list[Any] = [self.hub.run, self.startup.watch, self.parking.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None

@@ -326,6 +326,8 @@ class Gateway:
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane)
             token = set_transport("stdio")
+            # The one host: asked for roots an upstream wants outside any call.
+            self.manager.sole_host.front = lane.host_front
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
@@ -335,6 +337,7 @@ class Gateway:
                         await low.run(read, write, low.create_initialization_options())
                     tg.cancel_scope.cancel()
             finally:
+                self.manager.sole_host.front = None
                 reset_transport(token)
 
     async def run_async(self, transport: Transport | None = None) -> None:

@@ -29,9 +29,6 @@ from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
-from mcp.server.subscriptions import (
-    ListenHandler,
-)
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
@@ -47,6 +44,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
@@ -199,7 +197,7 @@ class Gateway:
         low = low_level_server(self.server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            ListenHandler(self.hub.bus),
+            SubscribingListen(self.hub, self._resource_origin),
         )
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)

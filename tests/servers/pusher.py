@@ -4,7 +4,10 @@ Run with the gateway's ``protocol: legacy``: during a call it elicits, samples a
 lists roots with pushed requests; outside any call, when told its client's roots
 changed, it lists them again.  Tools report what it saw, waiting on events (never
 on time): ``wait_cancelled`` until a held call was cancelled, ``roots_seen(n)``
-until roots were listed ``n`` times outside a call.
+until roots were listed ``n`` times outside a call, ``wait_unsubscribed`` until its
+resource was unsubscribed.  ``bump`` updates ``pusher://counter`` for subscribers of
+either era (``resources/updated``, or a listen stream's event); ``guard`` asks the
+2026-07-28 way (``InputRequiredResult``).
 """
 
 from typing import Any
@@ -12,11 +15,17 @@ from typing import Any
 import anyio
 import mcp_types as types
 from fastmcp import Context, FastMCP
+from fastmcp.tools.base import InputRequiredToolResult
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 
 mcp = FastMCP("pusher")
 cancelled = anyio.Event()
+unsubscribed = anyio.Event()
 listings: list[list[str]] = []
 listed = {"event": anyio.Event()}
+counter = {"n": 0}
+subscribers: list[Any] = []
+bus = InMemorySubscriptionBus()
 
 
 def _message(text: str) -> list[types.SamplingMessage]:
@@ -38,7 +47,7 @@ async def interview(ctx: Context, topic: str) -> str:
     """Elicit, then sample: two questions, one after the other."""
     name = await _elicit_name(ctx)
     sampled = await _sample(ctx, f"{topic} for {name}")
-    return f"{name}|{sampled}"
+    return f"{name}|{sampled}|{ctx.request_id}"
 
 
 @mcp.tool
@@ -85,6 +94,56 @@ async def roots_seen(count: int) -> list[str]:
     return listings[count - 1]
 
 
+@mcp.tool
+async def guard(ctx: Context) -> Any:
+    """2026-07-28: two questions in an InputRequiredResult, answered on the retry."""
+    answers = ctx.input_responses or {}
+    if "name" in answers and "color" in answers:
+        name, color = answers["name"], answers["color"]
+        return f"guard:{(name.content or {}).get('name')}:{(color.content or {}).get('name')}"
+
+    def question(text: str) -> types.ElicitRequest:
+        return types.ElicitRequest(params=types.ElicitRequestFormParams(
+            message=text, requested_schema={"type": "object",
+                                            "properties": {"name": {"type": "string"}}}))
+
+    return InputRequiredToolResult(types.InputRequiredResult(
+        input_requests={"name": question("Your name?"), "color": question("Your color?")},
+        request_state="asked"))
+
+
+@mcp.resource("pusher://counter")
+def counter_value() -> str:
+    return str(counter["n"])
+
+
+@mcp.tool
+async def bump() -> int:
+    counter["n"] += 1
+    for connection in subscribers:
+        await connection.send_resource_updated("pusher://counter")
+    await bus.publish(ResourceUpdated(uri="pusher://counter"))
+    return counter["n"]
+
+
+@mcp.tool
+async def wait_unsubscribed() -> str:
+    with anyio.fail_after(60):
+        await unsubscribed.wait()
+    return "unsubscribed"
+
+
+async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    subscribers.append(ctx.session._connection)
+    return types.EmptyResult()
+
+
+async def _on_unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    subscribers.clear()
+    unsubscribed.set()
+    return types.EmptyResult()
+
+
 async def _list_roots(session: Any) -> None:
     result = await session.list_roots()
     listings.append([str(root.uri) for root in result.roots])
@@ -97,8 +156,14 @@ async def _on_roots_changed(ctx: Any, params: Any) -> None:
     await _list_roots(ctx.session)
 
 
-mcp._mcp_server.add_notification_handler(
-    "notifications/roots/list_changed", types.NotificationParams, _on_roots_changed)
+low = mcp._mcp_server
+low.add_notification_handler("notifications/roots/list_changed", types.NotificationParams,
+                             _on_roots_changed)
+low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _on_subscribe)
+low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                        _on_unsubscribe)
+low.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequestParams,
+                        ListenHandler(bus))
 
 
 if __name__ == "__main__":

@@ -270,6 +270,9 @@ class ParkedCall:
                 self._shown.discard(key)  # not answered: shown again in this round
                 continue
             value = answers[key]
+            # Answered: no longer the host's to answer, even before its asker wakes.
+            del self._asks[key]
+            self._shown.discard(key)
             if isinstance(value, BaseModel):
                 value = value.model_dump(by_alias=True, mode="json", exclude_none=True)
             try:

@@ -334,10 +334,15 @@ class Parking:
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
             parked = self._continued(call, state)
             call.path = parked.path  # the record names the replica the call went to
-            outcome = await parked.round(host, host.input_responses)
+            answers = host.input_responses
         else:
-            parked = self._park(call, sending)
-            outcome = await parked.round(host, None)
+            parked, answers = self._park(call, sending), None
+        try:
+            outcome = await parked.round(host, answers)
+        finally:
+            if parked.collected.is_set() and self._calls.pop(parked.token, None):
+                self._end(parked, f"{parked.what}: this requestState's call has already "
+                                  "returned its result; call it again without requestState")
         if isinstance(outcome, types.InputRequiredResult):
             return sending.shows(outcome)
         return outcome  # type: ignore[no-any-return]

@@ -340,7 +340,7 @@ class Parking:
         try:
             outcome = await parked.round(host, answers)
         finally:
-            if parked.collected.is_set() and self._calls.pop(parked.token, None):
+            if parked.collected.is_set() and self._calls.pop(parked.token, None) is not None:
                 self._end(parked, f"{parked.what}: this requestState's call has already "
                                   "returned its result; call it again without requestState")
         if isinstance(outcome, types.InputRequiredResult):

@@ -181,3 +181,43 @@ async def test_parked_calls_are_capped() -> None:
         with pytest.raises(UpstreamError, match="1 calls are already waiting"):
             await parking.send(FakeCall(host()), Upstream())
         tg.cancel_scope.cancel()
+
+
+# -- roots outside a call (upstream/relay.SoleHost) -------------------------------------
+
+
+@dataclass(eq=False)
+class RootsHost(FrontCall):
+    """A handshake-era host that answers roots/list with its roots."""
+
+    roots: tuple[str, ...] = ()
+
+    @property
+    def reachable(self) -> bool:
+        return True
+
+    def can_ask(self, capability: str) -> bool:
+        return capability == "roots"
+
+    async def list_roots(self) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=uri) for uri in self.roots])
+
+
+async def test_roots_outside_a_call_come_from_the_sole_host_only() -> None:
+    from fast_mcp_gateway.upstream.relay import HostRelay, InFlight, SoleHost
+
+    inflight, sole = InFlight(), SoleHost()
+    relay = HostRelay("up", inflight, sole)
+    ctx: Any = None
+    # No sole host (HTTP, library use): the documented answer is no roots.
+    assert (await relay.on_list_roots(ctx)).roots == []
+    sole.front = lambda: RootsHost(session=None, roots=("file:///stdio-host",))
+    assert [str(r.uri) for r in (await relay.on_list_roots(ctx)).roots] == [
+        "file:///stdio-host"]
+    # Within a call, the caller's host is asked, never the sole host instead of it.
+    caller = RootsHost(session=None, roots=("file:///caller",))
+    with inflight.track(caller):
+        assert [str(r.uri) for r in (await relay.on_list_roots(ctx)).roots] == [
+            "file:///caller"]
+    # A relay without a sole host at all (a replica built outside a manager).
+    assert (await HostRelay("up", InFlight()).on_list_roots(ctx)).roots == []

@@ -38,7 +38,7 @@ import logging
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -260,7 +260,7 @@ class ParkedCall:
         )
 
     def _deliver(self, answers: Any) -> None:
-        if not answers:
+        if not isinstance(answers, Mapping):  # none, or not a map of answers: none given
             answers = {}
         for key in list(self._shown):
             ask = self._asks.get(key)

@@ -30,9 +30,6 @@ from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.context import ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
-from mcp.server.subscriptions import (
-    ListenHandler,
-)
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
@@ -50,7 +47,9 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.listing import ListCache
+from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -143,6 +142,9 @@ class Gateway:
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
         self.alerts.on_transition.append(self._publish_alert)
+        # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
+        self.parking = Parking(ask_timeout=self.settings.ask_timeout)
+        self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -174,7 +176,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        tasks: list[Any] = [self.hub.run, self.startup.watch]
+        tasks: list[Any] = [self.hub.run, self.startup.watch, self.parking.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -224,7 +226,7 @@ class Gateway:
         low = low_level_server(self.server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            ListenHandler(self.hub.bus),
+            SubscribingListen(self.hub, self._resource_origin),
         )
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
@@ -358,6 +360,8 @@ class Gateway:
                              enabled=self.settings.express_lane,
                              lists=ListCache(self.server, self.provider))
             token = set_transport("stdio")
+            # The one host: asked for roots an upstream wants outside any call.
+            self.manager.sole_host.front = lane.host_front
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
@@ -371,6 +375,7 @@ class Gateway:
                         await low.run(read, write, self._init_options)
                     tg.cancel_scope.cancel()
             finally:
+                self.manager.sole_host.front = None
                 reset_transport(token)
 
     async def run_async(self, transport: Transport | None = None) -> None:

@@ -49,6 +49,11 @@ class GatewaySettings(BaseSettings):
     connect_timeout: float = Field(default=10.0, gt=0)
     call_timeout: float = Field(default=30.0, gt=0)
     health_timeout: float = Field(default=5.0, gt=0)
+    ask_timeout: float = Field(
+        default=120.0, gt=0, le=86_400,
+        description="seconds a question put to a 2026-07-28 host for a handshake-era "
+                    "upstream (an InputRequiredResult) waits for the host to call again; "
+                    "then the upstream call is cancelled (the call timeout still applies)")
     startup_concurrency: int | None = Field(
         default=None, ge=1, le=256,
         description="concurrent upstream connects; default 4 per CPU core (at least 4)",

@@ -15,12 +15,13 @@ goes into the repeated request.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.mrtr import Parkable, Parking
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 MAX_ASK_ROUNDS = 8
@@ -50,6 +51,27 @@ class Asking(Protocol[C, R]):
     def again(self, call: C, result: R, answers: dict[str, Any]) -> None:
         """Prepare the repeated operation: the answers and ``result``'s echoed state."""
         ...
+
+    def shows(self, asked: types.InputRequiredResult) -> R:
+        """``asked`` as this encoding's result (the gateway's own questions, MRTR)."""
+        ...
+
+
+# -- MRTR hook (front/mrtr.py) --------------------------------------------------------
+# The pipeline sends every call through here.  A 2026-07-28 host's call that may meet
+# an upstream's pushed request (elicitation, sampling, roots) goes through ``parking``:
+# the pushed request becomes an ``InputRequiredResult`` for the host, and the host's
+# next call (with the gateway's requestState) answers it.  Everything else is sent as is.
+
+
+async def send_asking(parking: Parking | None, call: C, asking: Asking[C, R]) -> R:
+    """Send ``call`` upstream through its encoding, parked for MRTR when it must be."""
+    if parking is not None and parking.takes(cast(Parkable, call)):
+        return await parking.send(cast(Parkable, call), asking)
+    return await asking.send(call)
+
+
+# -- end of the MRTR hook ---------------------------------------------------------------
 
 
 async def bridge_asks(server: str, call: C, asking: Asking[C, R], result: R) -> R:

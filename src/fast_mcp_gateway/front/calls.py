@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
+import mcp_types as types
 from fastmcp.exceptions import ToolError
 from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
@@ -51,7 +52,8 @@ from fast_mcp_gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from fast_mcp_gateway.front.asks import bridge_asks
+from fast_mcp_gateway.front.asks import bridge_asks, send_asking
+from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -167,6 +169,8 @@ class Encoding(Protocol[R, Out]):
     async def ask(self, call: Call, request: Any) -> Any: ...
 
     def again(self, call: Call, result: R, answers: dict[str, Any]) -> None: ...
+
+    def shows(self, asked: types.InputRequiredResult) -> R: ...
 
     def finish(self, call: Call, result: R) -> Answer[Out]: ...
 
@@ -304,6 +308,8 @@ class CallPipeline:
         self.curator: Curator | None = None
         self.observers: list[CallObserver] = []
         self._recording: RecordCalls | None = None
+        # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
+        self.parking: Parking | None = None
 
     @property
     def recorder(self) -> Recorder | None:
@@ -340,7 +346,7 @@ class CallPipeline:
         """
         try:
             await self._admit(call)
-            result = await encoding.send(call)
+            result = await send_asking(self.parking, call, encoding)
             if encoding.bridges_asks(call):
                 result = await bridge_asks(call.service.name, call, encoding, result)
             answer = encoding.finish(call, result)

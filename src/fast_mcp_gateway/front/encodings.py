@@ -77,6 +77,9 @@ class _TypedAsks:
         call.front = dataclasses.replace(call.front, input_responses=answers,
                                          request_state=result.request_state)
 
+    def shows(self, asked: types.InputRequiredResult) -> Any:
+        return asked
+
 
 class TypedTool(_TypedAsks):
     """``tools/call`` for a FastMCP component: ``ToolResult`` out, ``ToolError`` raised."""
@@ -203,6 +206,9 @@ class JsonTool:
         assert self._ask is not None
         return await self._ask(self.method_of(request),
                                request.get("params") if isinstance(request, dict) else None)
+
+    def shows(self, asked: types.InputRequiredResult) -> dict[str, Any]:
+        return asked.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     def again(self, call: Call, result: dict[str, Any], answers: dict[str, Any]) -> None:
         params = {**self.params, "inputResponses": answers}

@@ -30,6 +30,7 @@ class FrontHub:
         self.bus = InMemorySubscriptionBus()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+        self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
         self._pending: set[str] = set()
         self._updated: list[str] = []
         self._wake = anyio.Event()
@@ -49,7 +50,20 @@ class FrontHub:
             subs.discard(connection)
         if subs is not None and not subs:
             del self._subscribers[uri]
-        return uri not in self._subscribers
+        return uri not in self._subscribers and uri not in self._listening
+
+    def listen(self, uri: str) -> None:
+        """A 2026-07-28 listen stream covers ``uri`` (its events come from ``bus``)."""
+        self._listening[uri] = self._listening.get(uri, 0) + 1
+
+    def unlisten(self, uri: str) -> bool:
+        """A listen stream ended; True when nobody is subscribed to ``uri`` any more."""
+        left = self._listening.get(uri, 0) - 1
+        if left > 0:
+            self._listening[uri] = left
+        else:
+            self._listening.pop(uri, None)
+        return uri not in self._subscribers and uri not in self._listening
 
     def changed(self, kinds: set[str]) -> None:
         self._pending |= kinds

@@ -25,8 +25,8 @@ balancing, admin tools, unknown names, or while OpenTelemetry tracing is configu
 upstream.  Mixed eras take the lane too, converted as the full path converts them:
 a handshake-era host gets no 2026-only result fields and has a 2026 upstream's
 ``input_required`` asks put to it; a 2026-07-28 host gets ``resultType`` and the
-gateway's stamp on a handshake-era upstream's results (and, like on the full path,
-an error when such an upstream pushes a request it cannot receive).
+gateway's stamp on a handshake-era upstream's results, and that upstream's pushed
+requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path).
 
 During a call the lane also carries what the upstream sends back: progress (to the
 host's own token), logs (at the levels the host asked for) and, for a
@@ -112,6 +112,7 @@ class LaneFront(FrontCall):
     lane: StdioLane | None = None
     progress_token: Any = None
     log_levels: frozenset[str] = field(default_factory=frozenset)
+    capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
 
     @property
     def reachable(self) -> bool:
@@ -126,10 +127,15 @@ class LaneFront(FrontCall):
             await self.lane.notify("notifications/message", params.model_dump(
                 by_alias=True, mode="json", exclude_none=True))
 
-    def can_ask(self, capability: str) -> bool:
+    def declares(self, capability: str) -> bool:
+        """Whether the host declared ``capability`` (MRTR asks a 2026-07-28 host only then)."""
         lane = self.lane
-        return (lane is not None and not self.is_modern
-                and lane.host_capabilities.get(capability) is not None)
+        caps = self.capabilities if self.is_modern else (lane.host_capabilities if lane
+                                                         else None)
+        return isinstance(caps, dict) and caps.get(capability) is not None
+
+    def can_ask(self, capability: str) -> bool:
+        return self.lane is not None and not self.is_modern and self.declares(capability)
 
     async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
         result_type: Any = (
@@ -209,6 +215,8 @@ class StdioLane:
             return True
         if b'"initialize"' in line or b'"notifications/initialized"' in line:
             self._watch_handshake(line)
+        if b'"notifications/roots/list_changed"' in line:
+            self._roots_changed(line)
         return False
 
     # -- what comes in ------------------------------------------------------------------
@@ -255,9 +263,9 @@ class StdioLane:
         if tool is None or key in self._calls:
             return False
         route = tool.serves_raw()
-        # Same era on both hops, or a handshake-era host in front of a 2026-07-28
-        # upstream (its asks are bridged, its newer result fields dropped).  A
-        # handshake-era upstream's pushes cannot reach a 2026-07-28 host: full path.
+        # Any mix of eras: a 2026-07-28 upstream's asks are bridged for a handshake-era
+        # host (its newer result fields dropped); a handshake-era upstream's pushes
+        # become the gateway's own asks for a 2026-07-28 host (MRTR, front/mrtr.py).
         if route is None:
             return False
         assert self._tg is not None
@@ -355,6 +363,25 @@ class StdioLane:
         elif message.get("method") == "notifications/initialized":
             self.handshake_done = True
 
+    def _roots_changed(self, line: bytes) -> None:
+        # Forwarded to every upstream session (the SDK server sees the line too).
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("method") == \
+                "notifications/roots/list_changed" and "id" not in message:
+            assert self._tg is not None
+            self._tg.start_soon(self.provider.manager.roots_changed)
+
+    def host_front(self) -> LaneFront | None:
+        """The host as asked outside any call (an upstream's ``roots/list``): a
+        handshake-era host after its handshake; a 2026-07-28 host cannot be asked."""
+        if self._tg is None or not self.handshake_done:
+            return None
+        return LaneFront(session=None, client_id="stdio",
+                         protocol_version=self.negotiated_version, lane=self)
+
     @property
     def negotiated_version(self) -> str:
         """The handshake version the SDK server settled on with this host."""
@@ -385,6 +412,7 @@ class StdioLane:
             request_state=params.get("requestState"), client_id="stdio",
             protocol_version=version, lane=self, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
+            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
         )
 
         def encode(result: dict[str, Any]) -> bytes:

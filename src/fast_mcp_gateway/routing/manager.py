@@ -36,6 +36,7 @@ from fast_mcp_gateway.routing.naming import (
 )
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -115,6 +116,8 @@ class UpstreamManager:
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
+        # The stdio gateway's one host, asked for roots outside calls (relay.SoleHost).
+        self.sole_host = SoleHost()
         for server in config.servers.values():
             self.services[server.name] = self._make_service(server)
 
@@ -132,6 +135,7 @@ class UpstreamManager:
                 replica=index,
                 replicas=len(replicas),
                 weight=weight,
+                sole_host=self.sole_host,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
@@ -140,6 +144,16 @@ class UpstreamManager:
     def replicas(self) -> list[Upstream]:
         """Every replica of every service, in config order."""
         return [r for service in self.services.values() for r in service.replicas]
+
+    async def roots_changed(self) -> None:
+        """The stdio host's roots changed: tell every live handshake-era upstream session
+        (each then asks ``roots/list``, answered by ``sole_host``)."""
+        for replica in self.replicas:
+            try:
+                await replica.roots_changed()
+            except Exception as exc:  # noqa: BLE001 - one dead session must not stop the rest
+                logger.debug("upstream %s: roots/list_changed not forwarded: %s",
+                             replica.label, exc)
 
     # -- lifecycle ------------------------------------------------------------
 

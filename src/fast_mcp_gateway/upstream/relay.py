@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,14 +182,30 @@ class InFlight:
         return next(iter(self._calls.values()), None)
 
 
+class SoleHost:
+    """The one host of a stdio gateway, asked for what an upstream requests outside any
+    call (``roots/list``: a filesystem server narrows itself to the host's roots).
+
+    Unset (HTTP, library use), such a request is answered ``[]``: with several hosts
+    on one shared upstream session no answer can be attributed with certainty.
+    """
+
+    def __init__(self) -> None:
+        self.front: Callable[[], FrontCall | None] | None = None
+
+    def get(self) -> FrontCall | None:
+        return self.front() if self.front is not None else None
+
+
 class HostRelay:
     """The callbacks an upstream session makes to its client, relayed to the host of
     the call in flight (see the module docstring for attribution).  They run in the
     session's receive loop, so they only forward; they never wait on the upstream."""
 
-    def __init__(self, name: str, inflight: InFlight) -> None:
+    def __init__(self, name: str, inflight: InFlight, sole: SoleHost | None = None) -> None:
         self._name = name
         self._inflight = inflight
+        self._sole = sole
 
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         caller = self._inflight.sole()
@@ -234,7 +250,11 @@ class HostRelay:
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
         caller = self._asker("roots")
         if isinstance(caller, types.ErrorData):
-            return types.ListRootsResult(roots=[])
+            # Outside any call: the stdio gateway's one host, else no roots (SoleHost).
+            sole = self._sole.get() if self._sole is not None and not self._inflight else None
+            if sole is None or not sole.can_ask("roots"):
+                return types.ListRootsResult(roots=[])
+            caller = sole
         try:
             return await caller.list_roots()
         except MCPError as exc:

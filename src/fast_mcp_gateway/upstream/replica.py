@@ -43,7 +43,7 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.session import CLIENT_INFO
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -132,6 +132,7 @@ class Upstream:
         replicas: int = 1,
         weight: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        sole_host: SoleHost | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -145,7 +146,7 @@ class Upstream:
         self._changed = ChangeSignal()
         self.inflight = InFlight()
         self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
-        self._relay = HostRelay(self.name, self.inflight)
+        self._relay = HostRelay(self.name, self.inflight, sole_host)
         self._sup = Supervisor(
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
@@ -401,6 +402,16 @@ class Upstream:
         except BaseException:
             changes.discard(uri)
             raise
+
+    async def roots_changed(self) -> None:
+        """Tell a handshake-era session that its client's roots changed (the host's did);
+        the upstream then asks ``roots/list`` again.  2026-07-28 sessions have no such
+        notification: roots are asked within calls there."""
+        session = self._sup.session
+        if session is None or self.is_modern:
+            return
+        with anyio.fail_after(self.call_timeout):
+            await session.send_notification(types.RootsListChangedNotification())
 
     async def unsubscribe(self, uri: str) -> None:
         self._changes.discard(uri)

@@ -40,6 +40,7 @@ from fast_mcp_gateway.admin.context import LIBRARY
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.admin.pins import follow_pins, load_pins
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
@@ -163,6 +164,8 @@ class Gateway:
             self.provider.invalidate()
             tasks.append(recorder.run)
             await self.control.attach(store, recorder)
+            await load_pins(self.control)
+            tasks.append(functools.partial(follow_pins, self.control))
         tasks += self.control.tasks()
         try:
             async with background(*tasks):

@@ -32,7 +32,7 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_context
 from pydantic import Field
 
-from fast_mcp_gateway.admin import history, inspector, routes, servers
+from fast_mcp_gateway.admin import history, inspector, pins, routes, servers
 from fast_mcp_gateway.admin.context import LIBRARY, Actor, AdminContext
 from fast_mcp_gateway.admin.models import (
     CallPage,
@@ -463,6 +463,26 @@ async def delete_route(ctx: AdminContext, route_id: RowId) -> dict[str, Any]:
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     """Route rules in decision order (priority, then age)."""
     return await routes.list_routes(ctx)
+
+
+# -- pinned definitions -------------------------------------------------------------
+
+
+@admin_tool("gateway_pin_status", READ_ONLY)
+async def pin_status(ctx: AdminContext, server: OnlyServer = None) -> pins.PinReport:
+    """Tool/prompt/resource definitions that changed, are new or carry injection markers
+    since they were pinned (with diffs), and how many are pinned per server."""
+    return pins.pin_status(ctx, server)
+
+
+@admin_tool("gateway_approve_changes", IDEMPOTENT)
+async def approve_changes(ctx: AdminContext, server: NameArg, names: Annotated[
+        list[str] | None, Field(description="upstream names to approve (default: all of "
+                                            "the server's findings)")] = None
+                          ) -> pins.ApprovalReport:
+    """Approve a server's changed/new definitions as they are now (shows the diffs): they
+    become its pins and held ones are listed and callable again."""
+    return await pins.approve_changes(ctx, actor(), server, names)
 
 
 # What the gateway reserves; read by non-MCP code (REST, docs) that must know the names.

@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated server names this token may see and call "
                           "(default: all)")
 
+    from fast_mcp_gateway.cli.pins import add_parser as add_pins
+
+    add_pins(sub, f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
+                  f"{default_db_path()})")
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -154,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         from fast_mcp_gateway.cli.tokens import new_token
 
         return new_token(args)
+    if args.command == "pins":
+        from fast_mcp_gateway.cli.pins import run_pins
+
+        return anyio.run(run_pins, args)
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 

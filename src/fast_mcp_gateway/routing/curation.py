@@ -41,11 +41,14 @@ class Hidden:
     kind: Kind
     server: str
     original: str
-    rule: str                    # "tools.exclude", "resources.include", ...
+    rule: str                    # "tools.exclude", "resources.include", "pinning", ...
+    reason: str | None = None    # the refusal, when not a curation rule's (pinning's)
 
     @property
     def message(self) -> str:
         """The refusal the host gets, the same on every path."""
+        if self.reason is not None:
+            return self.reason
         return (f"{_LABEL[self.kind]} '{self.original}' of server '{self.server}' is hidden "
                 f"by its '{self.rule}' rule")
 

@@ -139,11 +139,26 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     INSERT INTO gateway_meta (key, value) VALUES ('changes_pruned_through', 0);
     """),
+    (2, """
+    CREATE TABLE pins (
+        server TEXT COLLATE "C" NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        status TEXT COLLATE "C" NOT NULL,
+        digest TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        markers TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (server, kind, name, status)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
-                    "servers", "routes", "health_records", "inspector_history", "changes"})
+                    "servers", "routes", "health_records", "inspector_history", "changes",
+                    "pins"})
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS gateway_schema (

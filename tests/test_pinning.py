@@ -4,7 +4,6 @@ markers, persistence in every store, and the same refusal on every call path."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -241,11 +240,11 @@ async def test_warn_logs_audits_marks_and_approves(tmp_path: Path,
     assert any(a[1] == "approve_changes" for a in actions)
     assert any("tool 'lookup' of server 'sh' changed since it was approved" in r.message
                for r in caplog.records)
-    store = await open_store(str(tmp_path / "g.db"))
+    opened = await open_store(str(tmp_path / "g.db"))
     try:
-        rows = await store.pins("sh")
+        rows = await opened.pins("sh")
     finally:
-        await store.close()
+        await opened.close()
     assert {(r.name, r.status) for r in rows} == {("lookup", "approved"), ("shift", "approved")}
     assert json.loads(next(r.definition for r in rows if r.name == "lookup"))[
         "description"] == POISON
@@ -278,8 +277,8 @@ async def _tools(host: RawHost) -> set[str]:
 
 async def _until_listed(host: RawHost, name: str) -> None:
     with anyio.fail_after(30):
-        while name not in await _tools(host):
-            await anyio.sleep(0.05)  # another process's start-up: nothing to wait on
+        while name not in await _tools(host):  # noqa: ASYNC110 - another process starts
+            await anyio.sleep(0.05)
 
 
 def _raw(config: Path, db: Path, lane: bool = True) -> Any:
@@ -311,15 +310,15 @@ async def test_enforce_holds_a_changed_tool_on_every_path_across_restarts(
         assert marks["lookup"]["held"] and marks["lookup"]["state"] == "changed"
         assert marks["extra"]["state"] == "new"
         # The CLI approves on the store; the running gateway releases it.
-        listing = subprocess.run([PY, "-m", "fast_mcp_gateway", "pins", "--db", str(db)],
-                                 capture_output=True, text=True, check=True).stdout
+        listing = (await anyio.run_process(
+            [PY, "-m", "fast_mcp_gateway", "pins", "--db", str(db)])).stdout.decode()
         assert "up: tool 'lookup' is changed (injection markers: hidden-instruction" in listing
         assert "+  \"description\": \"Look a word up. <IMPORTANT>" in listing
         seen = sum(n["method"] == "notifications/tools/list_changed"
                    for n in host.notifications)
-        approved = subprocess.run([PY, "-m", "fast_mcp_gateway", "pins", "approve", "up",
-                                   "lookup", "--db", str(db)],
-                                  capture_output=True, text=True, check=True).stdout
+        approved = (await anyio.run_process(
+            [PY, "-m", "fast_mcp_gateway", "pins", "approve", "up", "lookup", "--db",
+             str(db)])).stdout.decode()
         assert approved.strip() == "approved tool 'lookup' of up"
         await _notified(host, "notifications/tools/list_changed", seen)
         assert "up_lookup" in await _tools(host) and "up_extra" not in await _tools(host)

@@ -35,7 +35,7 @@ if (STATE.parent / (STATE.name + ".extra")).exists():
 @mcp.tool
 async def shift(ctx: Context, description: str, add_extra: bool = False) -> str:
     """Change lookup's description (and maybe add a tool), then say the list changed."""
-    STATE.write_text(description)
+    STATE.write_text(description)  # noqa: ASYNC240 - a test server, a tiny file
     mcp.local_provider.remove_tool("lookup")
     mcp.tool(lookup, description=description, annotations={"readOnlyHint": True})
     if add_extra:

@@ -33,6 +33,7 @@ from fast_mcp_gateway.front.components import (
     GatewayTool,
     UpstreamTool,
 )
+from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.front.search import meta_tools
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
@@ -65,6 +66,7 @@ class GatewayProvider(Provider):
         self._on_listed = on_listed or (lambda: None)
         self.pipeline = CallPipeline(manager)
         self.pipeline.curator = self._curate
+        self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self._meta = meta_tools(self)
         self._index: SearchIndex | None = None
         self._generation = -1

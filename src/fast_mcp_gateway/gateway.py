@@ -48,6 +48,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.profiles import check_profile
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -101,6 +102,8 @@ class Gateway:
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
+        check_profile(self.settings.profile, config.options)
+        self.provider.profile = self.settings.profile
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                             "share registrations, routes, logs and statistics between "
                             f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
     serve.add_argument("--no-db", action="store_true", help="do not record calls")
+    serve.add_argument("--profile", default=None,
+                       help="serve one profile of gateway.profiles (a named subset of the "
+                            "catalog); in HTTP mode every profile is also at /mcp/p/NAME")
     serve.add_argument("--instance-id", default=None,
                        help="this gateway's name in call records (default: "
                             "$MCP_GATEWAY_INSTANCE_ID or HOSTNAME-PID)")
@@ -125,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id"):
+                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
+                "profile"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(settings.log_level)
         assert settings.config is not None
         config = load_config(settings.config)
+        if settings.profile is not None:
+            from fast_mcp_gateway.front.profiles import check_profile
+
+            check_profile(settings.profile, config.options)
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2

@@ -229,7 +229,9 @@ class UpstreamManager:
     @property
     def meta_names(self) -> frozenset[str]:
         """The search meta-tools' names, reserved unless every tool is listed."""
-        if self.config.options.exposure == "all":
+        options = self.config.options
+        if options.exposure == "all" and all(p.exposure in (None, "all")
+                                             for p in options.profiles.values()):
             return frozenset()
         return META_TOOL_NAMES
 

@@ -134,6 +134,20 @@ def test_enforce_holds_changed_new_and_flagged_first_use() -> None:
     assert [f.state for f in warned.open_findings()] == ["flagged"]
 
 
+def test_prompts_and_resources_are_pinned_too() -> None:
+    book = PinBook()
+
+    def catalog(text: str) -> Catalog:
+        return Catalog(prompts=[types.Prompt(name="p", description=text)],
+                       resources=[types.Resource(name="r", uri="file:///r", description=text)])
+
+    _review(book, "enforce", catalog("v1"))
+    curated = _review(book, "enforce", catalog("v2"))
+    assert curated.prompts == [] and curated.resources == []
+    assert {(h.kind, h.original) for h in curated.hidden} == {("prompt", "p"),
+                                                              ("resource", "file:///r")}
+
+
 def test_off_pins_nothing() -> None:
     book = PinBook()
     _review(book, "off", _catalog("v1"))
@@ -162,6 +176,29 @@ async def test_pins_in_every_store(store: Store) -> None:  # noqa: F811
     assert await store.pins("gh") == [replaced]
     assert await store.delete_pins("zz") == 1
     assert await store.pins() == [replaced]
+
+
+async def test_a_version_3_file_gains_the_pins_table(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.store import sqlite_schema
+    from fast_mcp_gateway.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:  # a file exactly as version 3 left it
+        patch.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:3])
+        patch.setattr(sqlite_schema, "SCHEMA_VERSION", 3)
+        old = await SQLiteStore.open(path)
+        assert await old.schema_version() == 3
+        await old.close()
+    opened = await SQLiteStore.open(path)
+    try:
+        assert await opened.schema_version() == sqlite_schema.SCHEMA_VERSION == 4
+        row = PinRecord(server="s", kind="tool", name="t", digest="d", definition="{}",
+                        status="approved", actor="first use", at=1.0)
+        await opened.put_pins([row])
+        assert await opened.pins() == [row]
+    finally:
+        await opened.close()
 
 
 # -- in process: warn, audit, detail, approve --------------------------------------------
@@ -248,6 +285,29 @@ async def test_warn_logs_audits_marks_and_approves(tmp_path: Path,
     assert {(r.name, r.status) for r in rows} == {("lookup", "approved"), ("shift", "approved")}
     assert json.loads(next(r.definition for r in rows if r.name == "lookup"))[
         "description"] == POISON
+
+
+async def test_search_mode_finds_and_calls_nothing_held() -> None:
+    gateway = make_gateway({"sh": memory_entry("sh", pinning="enforce")},
+                           {"sh": shifty_server()}, options={"exposure": "search"})
+    changes = ListChanges()
+    async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
+        found = (await client.call_tool("search_tools", {"query": "look a word up"})
+                 ).structured_content["tools"]
+        assert [c["name"] for c in found][:1] == ["sh_lookup"]
+        await client.call_tool("call_tool", {"name": "sh_shift",
+                                             "arguments": {"description": "Look it up."}})
+        await changes.after(1)
+        found = (await client.call_tool("search_tools", {"query": "look a word up"})
+                 ).structured_content["tools"]
+        assert "sh_lookup" not in [c["name"] for c in found]
+        with pytest.raises(ToolError, match="tool 'lookup' of server 'sh' changed since it "
+                                            "was approved"):
+            await client.call_tool("call_tool", {"name": "sh_lookup",
+                                                 "arguments": {"word": "a"}})
+        batch = (await client.call_tool("call_tools", {"calls": [
+            {"name": "sh_lookup", "arguments": {"word": "a"}}]})).structured_content
+        assert "changed since it was approved" in batch["results"][0]["error"]
 
 
 # -- a real stdio gateway: enforce, both paths, restart, CLI approval ---------------------

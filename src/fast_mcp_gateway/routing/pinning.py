@@ -206,6 +206,8 @@ class PinBook:
     _writes: list[PinRecord] = field(default_factory=list)
     _events: list[Finding] = field(default_factory=list)
     _reported: set[tuple[PinKey, str]] = field(default_factory=set)
+    _memo: dict[PinKey, tuple[Any, dict[str, Any], str, tuple[str, ...]]] = field(
+        default_factory=dict)
     _wake: anyio.Event | None = None
 
     # -- the catalog build ------------------------------------------------------------
@@ -256,12 +258,16 @@ class PinBook:
 
     def _check(self, server: str, kind: Kind, name: str, item: Any, mode: PinningMode,
                pinned_server: bool) -> Finding | None:
-        defn = definition(kind, item)
-        now = digest(defn)
-        pin = self.pins.get((server, kind, name))
+        key = (server, kind, name)
+        memo = self._memo.get(key)
+        if memo is None or memo[0] is not item:
+            # Catalogs are immutable per fetch: hash and scan each definition once.
+            defn = definition(kind, item)
+            memo = self._memo[key] = (item, defn, digest(defn), tuple(injection_markers(defn)))
+        _, defn, now, markers = memo
+        pin = self.pins.get(key)
         if pin is not None and pin.digest == now:
             return None              # approved as it is (markers included)
-        markers = tuple(injection_markers(defn))
         if pin is None and not pinned_server and not (markers and mode == "enforce"):
             # Trust on first use: the server's first catalog is what gets pinned.
             record = PinRecord(server=server, kind=kind, name=name, digest=now,

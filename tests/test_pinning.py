@@ -310,6 +310,30 @@ async def test_search_mode_finds_and_calls_nothing_held() -> None:
         assert "changed since it was approved" in batch["results"][0]["error"]
 
 
+async def test_an_approval_on_one_instance_releases_the_other(pg_url: str) -> None:
+    """Two gateways sharing a PostgreSQL: pins are shared, and an approval made on A
+    releases the held tool on B (B re-reads the pins of servers with open findings)."""
+    gateways = [make_gateway({"sh": memory_entry("sh", pinning="enforce")},
+                             {"sh": shifty_server()}, db=pg_url) for _ in range(2)]
+    changes = [ListChanges(), ListChanges()]
+    async with Client(gateways[0].server, mode="legacy", message_handler=changes[0]) as a, \
+            Client(gateways[1].server, mode="legacy", message_handler=changes[1]) as b:
+        for client, seen in ((a, changes[0]), (b, changes[1])):
+            assert "sh_lookup" in await _names(client)
+            await client.call_tool("sh_shift", {"description": "Look it up, again."})
+            await seen.after(1)
+            assert "sh_lookup" not in await _names(client)
+        await a.call_tool("gateway_approve_changes", {"server": "sh"})
+        assert "sh_lookup" in await _names(a)
+        await changes[1].after(2)                     # B noticed A's approval
+        assert "sh_lookup" in await _names(b)
+        assert (await b.call_tool("sh_lookup", {"word": "x"})).data == "x: found"
+
+
+async def _names(client: Client) -> set[str]:
+    return {t.name for t in await client.list_tools()}
+
+
 # -- a real stdio gateway: enforce, both paths, restart, CLI approval ---------------------
 
 

@@ -226,8 +226,11 @@ class GatewayProvider(Provider):
     def active_profile(self) -> ActiveProfile | None:
         """The profile of the current request (HTTP ``/mcp/p/<name>``) or process
         (``serve --profile``); None: the whole catalog."""
+        options = self.manager.config.options
+        if not options.profiles and self.profile is None:
+            return None  # the common case, on every call: no request lookup
         name = request_profile() or self.profile
-        return ActiveProfile.of(name, self.manager.config.options) if name else None
+        return ActiveProfile.of(name, options) if name else None
 
     def caller_servers(self) -> frozenset[str] | None:
         """The servers the current caller may see (None: every one; a caller without

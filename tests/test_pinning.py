@@ -148,6 +148,22 @@ def test_prompts_and_resources_are_pinned_too() -> None:
                                                               ("resource", "file:///r")}
 
 
+def test_a_change_undone_before_approval_withdraws_its_pending_definition() -> None:
+    book = PinBook(persistent=True)
+    _review(book, "warn", _catalog("v1"))
+    writes, _ = book.take_writes()
+    assert [(w.name, w.status) for w in writes] == [("lookup", "approved")]
+    _review(book, "warn", _catalog("v2"))
+    writes, events = book.take_writes()
+    assert [(w.status, w.actor) for w in writes] == [("pending", "changed")]
+    assert [e.state for e in events] == ["changed"]
+    _review(book, "warn", _catalog("v1"))                # changed back
+    assert book.open_findings() == [] and book.take_stale() == [("gh", "tool", "lookup")]
+    _review(book, "warn", _catalog("v2"))                # and again: a new event
+    writes, events = book.take_writes()
+    assert [w.status for w in writes] == ["pending"] and len(events) == 1
+
+
 def test_off_pins_nothing() -> None:
     book = PinBook()
     _review(book, "off", _catalog("v1"))

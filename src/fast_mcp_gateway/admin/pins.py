@@ -182,9 +182,12 @@ async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[No
         while True:
             await book.wait_writes(RECHECK_SECONDS)
             writes, events = book.take_writes()
+            stale = book.take_stale()
             try:
                 if writes:
                     await store.put_pins(writes)
+                for server, kind, name in stale:
+                    await store.delete_pins(server, [(kind, name, "pending")])
                 for f in events:
                     await ctx.audit(PINNING_ACTOR, f"pin_{f.state}", f.server,
                                     {"kind": f.kind, "name": f.name, "held": f.held,

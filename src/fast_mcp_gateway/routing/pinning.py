@@ -204,6 +204,7 @@ class PinBook:
     findings: dict[str, dict[tuple[str, str], Finding]] = field(default_factory=dict)
     persistent: bool = False           # a worker writes the queue to a store
     _writes: list[PinRecord] = field(default_factory=list)
+    _stale: list[PinKey] = field(default_factory=list)
     _events: list[Finding] = field(default_factory=list)
     _reported: set[tuple[PinKey, str]] = field(default_factory=set)
     _memo: dict[PinKey, tuple[Any, dict[str, Any], str, tuple[str, ...]]] = field(
@@ -250,6 +251,16 @@ class PinBook:
             for key in sorted(held):
                 f = found[key]
                 curated.hidden.append(Hidden(f.kind, server, f.name, "pinning", f.message))
+        gone = {(server, k, n) for (k, n) in self.findings.get(server, {}) if (k, n) not in found}
+        if gone:
+            # A finding that went away unapproved (the definition changed back): its
+            # pending row would offer the CLI a definition nobody serves any more, and
+            # should it come back it is a new event.
+            self._reported = {r for r in self._reported if r[0] not in gone}
+            if self.persistent:
+                self._writes = [w for w in self._writes if w.status != "pending"
+                                or (w.server, w.kind, w.name) not in gone]
+                self._stale += sorted(gone)
         if found:
             self.findings[server] = found
         else:
@@ -298,6 +309,8 @@ class PinBook:
         approved = finding.approved
         if self.persistent and (approved is None or approved.digest != finding.current_digest):
             self._writes.append(finding.pending_record())   # for the CLI to show and approve
+            if finding.key in self._stale:
+                self._stale.remove(finding.key)
 
     # -- approvals and persistence ----------------------------------------------------
 
@@ -346,18 +359,23 @@ class PinBook:
         self._writes, self._events = [], []
         return writes, events
 
+    def take_stale(self) -> list[PinKey]:
+        """Pending rows to delete: findings that went away without an approval."""
+        stale, self._stale = self._stale, []
+        return stale
+
     def requeue(self, writes: list[PinRecord]) -> None:
         """Put back writes the store did not take (it is down: retried later)."""
         self._writes[:0] = writes
 
     async def wait_writes(self, within: float) -> None:
         """Return when there is something to write or after ``within`` seconds."""
-        if self._writes or self._events:
+        if self._writes or self._events or self._stale:
             return
         self._wake = anyio.Event()
         with anyio.move_on_after(within):
             await self._wake.wait()
 
     def _wake_worker(self) -> None:
-        if self._wake is not None and (self._writes or self._events):
+        if self._wake is not None and (self._writes or self._events or self._stale):
             self._wake.set()

@@ -76,6 +76,8 @@ _INVISIBLE = {"\u200b": "ZERO WIDTH SPACE", "\u200c": "ZERO WIDTH NON-JOINER",
               "\ufeff": "ZERO WIDTH NO-BREAK SPACE", "\u180e": "MONGOLIAN VOWEL SEPARATOR",
               "\u00ad": "SOFT HYPHEN"}
 _BIDI = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_HIDDEN_CHARS = re.compile("[" + "".join(sorted(_INVISIBLE)) + "".join(sorted(_BIDI))
+                           + "\U000e0000-\U000e007f]")
 
 
 def definition(kind: str, item: Any) -> dict[str, Any]:
@@ -110,7 +112,11 @@ def injection_markers(defn: Any) -> list[str]:
             found[f"hidden-instruction tag {m.group(0)[:40]!r}"] = None
         if m := _PHRASES.search(text):
             found[f"instruction phrase {m.group(0)[:60]!r}"] = None
-        for ch in set(text):
+        if _HIDDEN_CHARS.search(text) is None:
+            chars: set[str] = set()         # the common case: one scan, no per-char loop
+        else:
+            chars = set(text)
+        for ch in chars:
             if ch in _INVISIBLE:
                 found[f"invisible character U+{ord(ch):04X} ({_INVISIBLE[ch]})"] = None
             elif ch in _BIDI:

@@ -25,6 +25,7 @@ from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError, ConfigError, UpstreamError
 from fast_mcp_gateway.routing.manager import CatalogView, UpstreamManager
+from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import HealthRecord, Invocation, StorageError, Store, open_store
@@ -50,6 +51,10 @@ class FakeFleet:
         self.view = CatalogView()
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.pins = PinBook()
+
+    def refresh_catalog(self) -> None:
+        pass
 
     def get(self, name: str) -> Service:
         if name not in self.services:

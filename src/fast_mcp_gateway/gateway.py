@@ -38,6 +38,7 @@ from fast_mcp_gateway.admin.context import LIBRARY
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
+from fast_mcp_gateway.admin.pins import follow_pins, load_pins
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
@@ -50,6 +51,7 @@ from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
+from fast_mcp_gateway.front.profiles import check_profile
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -101,6 +103,8 @@ class Gateway:
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager,
                                         on_listed=lambda: track_current_host(self.hub))
+        check_profile(self.settings.profile, config.options)
+        self.provider.profile = self.settings.profile
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._init_options: InitializationOptions | None = None  # stdio's, once serving
         self.control = ControlPlane(config, self.settings, self.manager,
@@ -190,6 +194,8 @@ class Gateway:
             self.provider.invalidate()
             tasks.append(recorder.run)
             await self.control.attach(store, recorder)
+            await load_pins(self.control)
+            tasks.append(functools.partial(follow_pins, self.control))
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks):

@@ -18,6 +18,7 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.manager import CatalogView
+from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -56,6 +57,15 @@ class Fleet(Protocol):
         ...
 
     async def remove_server(self, name: str) -> None: ...
+
+    @property
+    def pins(self) -> PinBook:
+        """The pinned definitions and open findings (``routing/pinning.py``)."""
+        ...
+
+    def refresh_catalog(self) -> None:
+        """Rebuild the exposed catalog (after pins changed)."""
+        ...
 
 
 class AdminContext(Protocol):

@@ -30,7 +30,7 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import Field
 
-from fast_mcp_gateway.admin import alert_tools, history, inspector, routes, servers
+from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import (
     CallPage,
@@ -451,6 +451,25 @@ async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     """Route rules in decision order (priority, then age)."""
     return await routes.list_routes(ctx)
 
+
+# -- pinned definitions -------------------------------------------------------------
+
+
+@admin_tool("gateway_pin_status", READ_ONLY)
+async def pin_status(ctx: AdminContext, server: OnlyServer = None) -> pins.PinReport:
+    """Tool/prompt/resource definitions that changed, are new or carry injection markers
+    since they were pinned (with diffs), and how many are pinned per server."""
+    return pins.pin_status(ctx, server)
+
+
+@admin_tool("gateway_approve_changes", IDEMPOTENT)
+async def approve_changes(ctx: AdminContext, server: NameArg, names: Annotated[
+        list[str] | None, Field(description="upstream names to approve (default: all of "
+                                            "the server's findings)")] = None
+                          ) -> pins.ApprovalReport:
+    """Approve a server's changed/new definitions as they are now (shows the diffs): they
+    become its pins and held ones are listed and callable again."""
+    return await pins.approve_changes(ctx, actor(), server, names)
 
 for _tool in alert_tools.TOOLS:  # declared in their own module (this one is full)
     admin_tool(_tool.name, {"read": READ_ONLY, "idempotent": IDEMPOTENT,

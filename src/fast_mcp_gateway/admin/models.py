@@ -87,6 +87,10 @@ class Curation(BaseModel):
         default_factory=dict, description="tool -> the fields the host sees overridden")
     problems: list[str] = Field(default_factory=list,
                                 description="rules that did nothing, and why")
+    pinning: list[dict[str, Any]] = Field(
+        default_factory=list, description="definitions changed, new or flagged since they "
+                                          "were pinned: {kind, name, state, held, markers, "
+                                          "summary}; approve with gateway_approve_changes")
 
 
 class ServerDetail(ServerStatus):

@@ -138,7 +138,10 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
         stderr_tail=upstream.stderr.tail(stderr_lines),
         exposed=exposed,
         config=service.config.redacted(),
-        curation=_curation(view, upstream.name, exposed),
+        curation=_curation(view, upstream.name, exposed).model_copy(update={"pinning": [
+            {"kind": f.kind, "name": f.name, "state": f.state, "held": f.held,
+             "markers": list(f.markers), "summary": f.summary()}
+            for f in ctx.manager.pins.open_findings(upstream.name)]}),
     )
 
 

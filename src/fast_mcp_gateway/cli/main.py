@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                             "share registrations, routes, logs and statistics between "
                             f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
     serve.add_argument("--no-db", action="store_true", help="do not record calls")
+    serve.add_argument("--profile", default=None,
+                       help="serve one profile of gateway.profiles (a named subset of the "
+                            "catalog); in HTTP mode every profile is also at /mcp/p/NAME")
     serve.add_argument("--instance-id", default=None,
                        help="this gateway's name in call records (default: "
                             "$MCP_GATEWAY_INSTANCE_ID or HOSTNAME-PID)")
@@ -122,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
                                                   "of a running 'serve --dashboard'")
     dashboard.add_argument("--open", action="store_true", help="open it in the browser")
 
+    from fast_mcp_gateway.cli.pins import add_parser as add_pins
+
+    add_pins(sub, f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
+                  f"{default_db_path()})")
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -133,7 +140,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
                 "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
-                "dashboard"):
+                "dashboard", "profile"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -170,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         from fast_mcp_gateway.cli.dashboard import show_dashboard
 
         return show_dashboard(bool(args.open))
+
+    if args.command == "pins":
+        from fast_mcp_gateway.cli.pins import run_pins
+
+        return anyio.run(run_pins, args)
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 
@@ -182,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(settings.log_level)
         assert settings.config is not None
         config = load_config(settings.config)
+        if settings.profile is not None:
+            from fast_mcp_gateway.front.profiles import check_profile
+
+            check_profile(settings.profile, config.options)
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2

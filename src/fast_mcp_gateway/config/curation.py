@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 _RENAME_TARGET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Exposure = Literal["all", "search", "auto"]
+PinningMode = Literal["off", "warn", "enforce"]
+Oversize = Literal["error", "truncate"]
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Glob = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -75,6 +78,15 @@ class Override(_Strict):
         return value
 
 
+class CacheRule(_Strict):
+    """``cache:`` of a server (every read-only/idempotent tool) or of one tool."""
+
+    ttl: float = Field(gt=0, le=86_400,
+                       description="seconds a result is served again for the same arguments")
+    max_entries: StrictInt = Field(default=256, ge=1, le=100_000,
+                                   description="results kept (least recently used go first)")
+
+
 class ToolCuration(Filter):
     """``tools:`` of a server."""
 
@@ -82,6 +94,9 @@ class ToolCuration(Filter):
         default_factory=dict, description="original name -> new name (before the namespace)")
     override: dict[str, Override] = Field(
         default_factory=dict, description="original name -> {description, title, annotations}")
+    cache: dict[str, CacheRule] = Field(
+        default_factory=dict, description="original name -> {ttl}: results served again for "
+                                          "the same arguments (read-only/idempotent tools only)")
 
     @field_validator("rename")
     @classmethod
@@ -122,3 +137,28 @@ class SearchOptions(_Strict):
                 raise ValueError(f"pinned lists {name!r} twice")
             seen.add(name)
         return self
+
+
+# -- pinning, result limits, caching, profiles ----------------------------------------
+
+
+
+class Profile(_Strict):
+    """``gateway.profiles.<name>``: a named subset of the catalog (a virtual server),
+    served at ``/mcp/p/<name>`` in HTTP mode and chosen with ``serve --profile``."""
+
+    description: str | None = Field(default=None, max_length=1024)
+    servers: tuple[str, ...] | None = Field(
+        default=None, description="the servers it shows (default: all)")
+    tools: Filter = Field(default_factory=Filter,
+                          description="include/exclude globs on exposed tool names")
+    exposure: Exposure | None = Field(
+        default=None, description="all | search | auto (default: the gateway's)")
+
+
+def check_profile_names(profiles: dict[str, Profile]) -> dict[str, Profile]:
+    for name in profiles:
+        if not _PROFILE_NAME.match(name):
+            raise ValueError(f"profile name {name!r} must be 1-64 letters, digits, '_' or '-' "
+                             "(it is part of a URL and a command-line flag)")
+    return profiles

@@ -32,11 +32,16 @@ from pydantic import (
 from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.config.curation import (
+    CacheRule,
     Exposure,
+    Oversize,
+    PinningMode,
+    Profile,
     PromptCuration,
     ResourceCuration,
     SearchOptions,
     ToolCuration,
+    check_profile_names,
 )
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
@@ -173,6 +178,17 @@ class ServerConfig(Target):
     tools: ToolCuration = ToolCuration()
     resources: ResourceCuration = ResourceCuration()
     prompts: PromptCuration = PromptCuration()
+    pinning: PinningMode | None = Field(
+        default=None, description="off | warn | enforce for this server's tool definitions "
+                                  "(default: gateway.pinning)")
+    max_result_bytes: StrictInt | None = Field(
+        default=None, ge=64, le=1024 * 1024 * 1024,
+        description="largest result a call may return to the host (bytes of JSON)")
+    oversize: Oversize = Field(
+        default="error", description="what an over-size result becomes: error, or truncate "
+                                     "(its text cut and marked as truncated)")
+    cache: CacheRule | None = Field(
+        default=None, description="cache results of every read-only/idempotent tool")
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -185,6 +201,23 @@ class ServerConfig(Target):
             self.secrets, {k: v for t in targets for k, v in t.env.items()},
             {k: v for t in targets for k, v in t.headers.items()},
             [t.url for t in targets if t.url])
+        return self
+
+    @model_validator(mode="after")
+    def _cacheable(self) -> ServerConfig:
+        # What the file itself says about a tool; the upstream's own annotations are
+        # checked when its catalog arrives (routing/results.py).
+        for tool in self.tools.cache:
+            rule = self.tools.override.get(tool)
+            notes = (rule.annotations or {}) if rule is not None else {}
+            if tool in self.idempotent_tools:
+                continue
+            if notes.get("readOnlyHint") is False and not notes.get("idempotentHint"):
+                raise ValueError(
+                    f"tools.cache: '{tool}' is annotated readOnlyHint: false (tools.override) "
+                    "and not idempotent; only read-only or idempotent tools may be cached -- "
+                    "remove it from tools.cache, or list it in idempotent_tools if repeating "
+                    "it is safe")
         return self
 
     @field_validator("namespace")
@@ -267,6 +300,18 @@ class GatewayOptions(_Strict):
         default="all", description="all (every tool listed), search (meta-tools to search "
                                    "and call) or auto (search above search.auto_threshold_tools)")
     search: SearchOptions = SearchOptions()
+    pinning: PinningMode = Field(
+        default="warn", description="tool definitions hashed on first sight: off, warn (log, "
+                                    "audit, flag changes) or enforce (hold changed/new ones "
+                                    "until approved)")
+    profiles: dict[str, Profile] = Field(
+        default_factory=dict, description="named subsets of the catalog: /mcp/p/<name> in "
+                                          "HTTP mode, serve --profile <name> in stdio mode")
+
+    @field_validator("profiles")
+    @classmethod
+    def _valid_profiles(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        return check_profile_names(value)
 
     @field_validator("separator")
     @classmethod

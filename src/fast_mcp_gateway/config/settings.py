@@ -67,6 +67,9 @@ class GatewaySettings(BaseSettings):
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1,
         description="names this gateway in call records (default hostname-pid)")
+    profile: str | None = Field(
+        default=None, description="serve only this profile of gateway.profiles (stdio: "
+                                  "one Claude Desktop entry per profile)")
     record_calls: bool = True
     express_lane: bool = Field(
         default=True, description="stdio: relay upstream tools/call as JSON past the server "

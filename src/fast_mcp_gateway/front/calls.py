@@ -13,11 +13,12 @@ check, a metric) holds for every call.  The stages, in order:
    refused as if the component did not exist (no names leak); then
    ``authorizer(call)`` may refuse (None: no further check);
 3. **curation**: ``curator(call)`` may refuse or rewrite ``call.arguments``
-   (None: nothing curated);
+   (None: nothing curated); then ``results.cached`` may answer from the cache;
 4. **service call**: the encoding sends it through ``Service`` (rate limits,
    balancing, retries and failover, filling ``call.path``);
 5. **asks bridge** (``asks.py``): a 2026-07-28 upstream's questions are put to a
-   handshake-era host and the call repeated with the answers;
+   handshake-era host and the call repeated with the answers; then
+   ``results.review`` applies the server's ``max_result_bytes`` and caches;
 6. **observers**: each gets a ``CallOutcome`` (server, tool, status, duration,
    ...); the call recorder is one (``RecordCalls``), a metrics exporter would be
    another;
@@ -224,6 +225,19 @@ rule, before anything is sent upstream, on every path."""
 Curator = Callable[[Call], Awaitable[str | None]]
 """Like ``Authorizer``, after it; may also replace ``call.arguments``."""
 
+class ResultStage(Protocol):
+    """What happens to a result between the upstream and the encoding's answer (size
+    limits, caching: ``front/results.py``); the same for every encoding."""
+
+    def cached(self, call: Call, encoding: Any) -> Any | None:
+        """A stored result for ``call`` in ``encoding``'s form (None: send it)."""
+        ...
+
+    def review(self, call: Call, encoding: Any, result: Any) -> Any:
+        """The result to answer with; raises ``CallRefused`` to refuse it."""
+        ...
+
+
 CallObserver = Callable[[CallOutcome], None]
 """Called in the call's task as it finishes, before the host gets the answer: must
 not block (hand work to a queue).  An exception is logged and otherwise ignored."""
@@ -306,6 +320,7 @@ class CallPipeline:
         self.resolve_principal: PrincipalResolver = local_principal
         self.authorizer: Authorizer | None = None
         self.curator: Curator | None = None
+        self.results: ResultStage | None = None
         self.observers: list[CallObserver] = []
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
@@ -346,9 +361,14 @@ class CallPipeline:
         """
         try:
             await self._admit(call)
-            result = await send_asking(self.parking, call, encoding)
-            if encoding.bridges_asks(call):
-                result = await bridge_asks(call.service.name, call, encoding, result)
+            stage = self.results
+            result = stage.cached(call, encoding) if stage is not None else None
+            if result is None:
+                result = await send_asking(self.parking, call, encoding)
+                if encoding.bridges_asks(call):
+                    result = await bridge_asks(call.service.name, call, encoding, result)
+                if stage is not None:
+                    result = stage.review(call, encoding, result)
             answer = encoding.finish(call, result)
         except (CallRefused, UpstreamError, MCPError) as exc:
             answer = encoding.fail(call, failure_of(call, exc))

@@ -36,6 +36,8 @@ from fast_mcp_gateway.front.components import (
     UpstreamTool,
 )
 from fast_mcp_gateway.front.links import LinkMap
+from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
+from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.front.search import meta_tools
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
@@ -106,8 +108,11 @@ class GatewayProvider(Provider):
         self.pipeline = CallPipeline(manager)
         self.pipeline.curator = self._curate
         self.links = LinkMap(manager)
+        self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self._meta = meta_tools(self)
         self._index: SearchIndex | None = None
+        self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
+        self._profile_indexes: dict[str, SearchIndex] = {}
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._lane_tools: dict[str, UpstreamTool] = {}
@@ -234,6 +239,7 @@ class GatewayProvider(Provider):
         self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates
         self._index = None
+        self._profile_indexes = {}
         self._generation = view.generation
 
     # -- curation and search mode ---------------------------------------------
@@ -243,6 +249,11 @@ class GatewayProvider(Provider):
         lookup of a hidden name resolves to a component whose call ends here)."""
         if call.kind == "tool" and call.exposed in self._task_required:
             return (f"tool '{call.exposed}' of server '{call.owner.name}' {_TASK_REASON}")
+        active = self.active_profile()
+        if active is not None and not (
+                active.shows_server(call.owner.name) and active.shows_server(call.service.name)
+                and (call.kind != "tool" or active.shows_tool(call.exposed, call.owner.name))):
+            return f"Unknown {call.kind}: {call.exposed!r}"   # outside the profile
         view = self.manager.view
         for server in {call.owner.name, call.service.name}:
             if (reason := view.refusal(call.kind, server, call.original)) is not None:
@@ -282,14 +293,26 @@ class GatewayProvider(Provider):
     def search_mode(self) -> bool:
         """Whether hosts see the search meta-tools instead of every tool."""
         options = self.manager.config.options
-        if options.exposure == "auto":
+        active = self.active_profile()
+        exposure = (active.exposure if active is not None else None) or options.exposure
+        if exposure == "auto":
             self._sync()
             return len(self._tools) > options.search.auto_threshold_tools
-        return options.exposure == "search"
+        return exposure == "search"
 
     def search_index(self) -> SearchIndex:
-        """The BM25 index of the exposed tools (built once per catalog generation)."""
+        """The BM25 index of the exposed tools (built once per catalog generation, and
+        once per profile)."""
         self._sync()
+        active = self.active_profile()
+        if active is not None:
+            index = self._profile_indexes.get(active.name)
+            if index is None:
+                index = self._profile_indexes[active.name] = SearchIndex(
+                    SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
+                    for name, (origin, t) in self.manager.view.tools.items()
+                    if active.shows_tool(name, origin.server))
+            return index
         if self._index is None:
             view = self.manager.view
             self._index = SearchIndex(
@@ -297,11 +320,22 @@ class GatewayProvider(Provider):
                 for name, (origin, t) in view.tools.items() if name in self._tools)
         return self._index
 
+    def active_profile(self) -> ActiveProfile | None:
+        """The profile of the current request (HTTP ``/mcp/p/<name>``) or process
+        (``serve --profile``); None: the whole catalog."""
+        options = self.manager.config.options
+        if not options.profiles and self.profile is None:
+            return None  # the common case, on every call: no request lookup
+        name = request_profile() or self.profile
+        return ActiveProfile.of(name, options) if name else None
+
     def caller_servers(self) -> frozenset[str] | None:
         """The servers the current caller may see (None: every one; a caller without
-        scope ``tools`` sees none)."""
+        scope ``tools`` sees none), within the active profile's."""
         principal = self.pipeline.resolve_principal()
-        return principal.servers if principal.has("tools") else frozenset()
+        servers = principal.servers if principal.has("tools") else frozenset()
+        active = self.active_profile()
+        return active.servers(servers) if active is not None else servers
 
     _servers = caller_servers
 
@@ -313,6 +347,10 @@ class GatewayProvider(Provider):
         tool = tool or self._hidden_tool(name) or self._task_tool(name)
         if tool is not None and not _visible(tool._upstream_tool.owner.name, self._servers()):
             return None  # another caller's server: "Unknown tool", nothing disclosed
+        active = self.active_profile()
+        if tool is not None and active is not None and not active.shows_tool(
+                tool.name, tool._upstream_tool.owner.name):
+            return None  # outside the profile
         return tool
 
     async def _list_tools(self) -> Sequence[Tool]:
@@ -327,6 +365,8 @@ class GatewayProvider(Provider):
         servers = self._servers()
         if servers is not None:
             shown = [t for t in shown if t._upstream_tool.owner.name in servers]
+        if (active := self.active_profile()) is not None:
+            shown = [t for t in shown if active.shows_tool(t.name, t._upstream_tool.owner.name)]
         return [*self._meta.values(), *shown] if search else shown
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
@@ -338,7 +378,11 @@ class GatewayProvider(Provider):
     def lane_tool(self, name: str) -> UpstreamTool | None:
         """The upstream tool exposed as ``name`` (exact names only), for the express lane."""
         self._sync()
-        return self._lane_tools.get(name)
+        tool = self._lane_tools.get(name)
+        if tool is not None and self.profile is not None and not ActiveProfile.of(
+                self.profile, self.manager.config.options).shows_tool(name, tool.owner.name):
+            return None  # outside the profile: the full path answers "Unknown tool"
+        return tool
 
     def _alias(self, name: str) -> GatewayTool | None:
         """Seed-style ``server:tool`` names (original tool name) reach the exposed tool."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import RootModel
 
-from fast_mcp_gateway.admin import alerts, history, inspector, routes, servers
+from fast_mcp_gateway.admin import alerts, history, inspector, pins, routes, servers
 from fast_mcp_gateway.admin.alerts import (
     AlertHistoryPage,
     AlertRuleList,
@@ -210,6 +210,28 @@ async def delete_route(call: Call) -> s.Deleted:
     route_id = call.route_id()
     await _own_route(call, route_id)
     return s.Deleted.model_validate(await routes.delete_route(call.ctx, call.actor, route_id))
+
+
+# -- pinned definitions -----------------------------------------------------------------
+
+
+@endpoint("GET", "/pins", pins.PinReport, scope="admin", tag="pins", query=s.PinQuery,
+          errors=(404,))
+async def pin_status(call: Call) -> pins.PinReport:
+    """Definitions changed, new or flagged since they were pinned (with diffs)."""
+    q: s.PinQuery = call.query
+    report = pins.pin_status(call.ctx, _only(call, q.server))
+    return pins.PinReport(findings=[f for f in report.findings if call.may_use(f.server)],
+                          pinned={k: v for k, v in report.pinned.items() if call.may_use(k)},
+                          modes={k: v for k, v in report.modes.items() if call.may_use(k)})
+
+
+@endpoint("POST", "/pins/approve", pins.ApprovalReport, scope="admin", tag="pins",
+          body=s.PinApprovalIn, errors=(404,))
+async def approve_changes(call: Call) -> pins.ApprovalReport:
+    """Approve a server's changed/new definitions as they are now (held ones are released)."""
+    b: s.PinApprovalIn = call.body
+    return await pins.approve_changes(call.ctx, call.actor, call.server(b.server), b.names)
 
 
 # -- logs and statistics --------------------------------------------------------------

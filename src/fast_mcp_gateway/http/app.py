@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
+from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.api import ENDPOINTS
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
@@ -66,6 +67,30 @@ class GatewayApp(Starlette):
     access: Access
     mcp_app: Starlette
     groups: tuple[RouteGroup, ...]
+
+
+class ProfilePaths:
+    """Serves ``<path>/p/<profile>`` (``/mcp/p/coding``) with the one MCP endpoint, the
+    profile named in the ASGI scope for the provider (``front/profiles.py``); an
+    unknown profile is a 404 listing the known ones."""
+
+    def __init__(self, app: Any, *, path: str, ctx: AdminContext) -> None:
+        self.app, self.path, self.ctx = app, path.rstrip("/") or "/", ctx
+        self.prefix = self.path.rstrip("/") + PROFILE_PREFIX
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            name = scope["path"][len(self.prefix):].rstrip("/")
+            if name not in self.ctx.options.profiles:
+                message = unknown_profile(name, self.ctx.options)
+                response = JSONResponse({"error": {"code": "unknown_profile",
+                                                   "message": message, "details": None}},
+                                        status_code=404)
+                await response(scope, receive, send)
+                return
+            scope = {**scope, "path": self.path, "raw_path": self.path.encode(),
+                     SCOPE_KEY: name}
+        await self.app(scope, receive, send)
 
 
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
@@ -139,7 +164,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             yield
 
-    app = GatewayApp(routes=mounts, lifespan=lifespan)
+    middleware = ([Middleware(ProfilePaths, path=settings.path, ctx=ctx)]
+                  if transport == "http" else [])
+    app = GatewayApp(routes=mounts, lifespan=lifespan, middleware=middleware)
     app.verifier = verifier
     app.access = access
     app.mcp_app = mcp_app

@@ -44,6 +44,13 @@ class ServerUpdate(_In):
     config: ConfigBody
 
 
+class PinApprovalIn(_In):
+    server: str = Field(min_length=1, description="the server whose findings to approve")
+    names: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, max_length=10_000,
+        description="upstream names to approve (default: all of the server's findings)")
+
+
 class RouteIn(_In):
     pattern: str = Field(min_length=1, description="an exposed tool name, prefix or wildcard "
                                                    "such as 'search_*'")
@@ -116,6 +123,10 @@ class GetResourceQuery(_Query):
     server: str = Field(min_length=1)
     uri: str = Field(min_length=1, description="the resource's original URI on that server")
     replica: Replica = None
+
+
+class PinQuery(_Query):
+    server: ServerFilter = None
 
 
 class HistoryQuery(_Query):

@@ -41,11 +41,14 @@ class Hidden:
     kind: Kind
     server: str
     original: str
-    rule: str                    # "tools.exclude", "resources.include", ...
+    rule: str                    # "tools.exclude", "resources.include", "pinning", ...
+    reason: str | None = None    # the refusal, when not a curation rule's (pinning's)
 
     @property
     def message(self) -> str:
         """The refusal the host gets, the same on every path."""
+        if self.reason is not None:
+            return self.reason
         return (f"{_LABEL[self.kind]} '{self.original}' of server '{self.server}' is hidden "
                 f"by its '{self.rule}' rule")
 
@@ -101,7 +104,27 @@ def curate(server: ServerConfig, catalog: Catalog) -> Curated:
                           [p.name for p in catalog.prompts])
     out.tools = _override(out, server.tools.override, out.tools,
                           {t.name for t in catalog.tools})
+    _check_cache(out, server, catalog)
     return out
+
+
+def _check_cache(out: Curated, server: ServerConfig, catalog: Catalog) -> None:
+    """Cache rules the upstream's annotations rule out (front/results.py never applies
+    them): reported, as the config cannot know the annotations when it is loaded."""
+    if not catalog.tools:
+        return
+    tools = {t.name: t for t in catalog.tools}
+    for name in server.tools.cache:
+        tool = tools.get(name)
+        if tool is None:
+            out.problems.append(f"tools.cache: no tool '{name}' on this server")
+        elif name not in server.idempotent_tools and not (
+                tool.annotations and (tool.annotations.read_only_hint
+                                      or tool.annotations.idempotent_hint)):
+            out.problems.append(
+                f"tools.cache: '{name}' is not annotated readOnlyHint or idempotentHint by "
+                "its server, so it is never cached (list it in idempotent_tools if repeating "
+                "it is safe)")
 
 
 def _filter(out: Curated, server: str, kind: Kind, rules: Filter, items: Sequence[T],

@@ -34,6 +34,7 @@ from fast_mcp_gateway.routing.naming import (
     namespace_uri,
     natural_name,
 )
+from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import SoleHost
@@ -118,6 +119,7 @@ class UpstreamManager:
         self._reserved: frozenset[str] = frozenset()
         # The stdio gateway's one host, asked for roots outside calls (relay.SoleHost).
         self.sole_host = SoleHost()
+        self.pins = PinBook()
         for server in config.servers.values():
             self.services[server.name] = self._make_service(server)
 
@@ -234,10 +236,16 @@ class UpstreamManager:
                 report["unchanged"].append(name)
         return report
 
+    def refresh_catalog(self) -> None:
+        """Rebuild the exposed catalog now (after pins were approved or loaded)."""
+        self._rebuild()
+
     @property
     def meta_names(self) -> frozenset[str]:
         """The search meta-tools' names, reserved unless every tool is listed."""
-        if self.config.options.exposure == "all":
+        options = self.config.options
+        if options.exposure == "all" and all(p.exposure in (None, "all")
+                                             for p in options.profiles.values()):
             return frozenset()
         return META_TOOL_NAMES
 
@@ -300,6 +308,9 @@ class UpstreamManager:
         reserved = sorted({*self._reserved, *self.meta_names})
         # One place applies every server's rules; everything below sees only the result.
         curated = {u.name: curate(u.config, u.catalog) for u in ordered}
+        for u in ordered:   # pinning holds what changed, as a rule would hide it
+            self.pins.review(u.name, u.config.pinning or self.config.options.pinning,
+                             u.catalog, curated[u.name])
 
         def ns(u: Service) -> str:
             return u.config.effective_namespace

@@ -14,6 +14,7 @@ against each backend, so a behaviour written here is a behaviour every backend h
   newest first with id paging (``before_id``).
 - ``AlertStore``: runtime alert rules (tombstones delete a servers.yaml rule) and the
   alert history (firing/resolved transitions), paged like the other histories.
+- ``PinStore``: pinned tool/prompt/resource definitions, approved and pending.
 
 Every record is a frozen dataclass; times are unix seconds.  Errors a backend meets
 (a file it cannot use, a bad cursor) are ``StorageError``; ``StoreUnavailable`` (a
@@ -23,6 +24,7 @@ later (a shared database restarting), so a writer may keep its batch and retry.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -161,6 +163,24 @@ class AlertEvent:
     threshold: str | None = None
     severity: str = "warning"
     message: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinRecord:
+    """A pinned component definition (``routing/pinning.py``).  ``status`` is
+    ``approved`` (first use or an operator's approval; ``actor`` says which) or
+    ``pending`` (a definition seen but not approved; ``actor`` is its state: changed,
+    new, flagged).  A component has at most one row of each status."""
+
+    server: str
+    kind: str                    # tool | prompt | resource | resource_template
+    name: str                    # the upstream's own name / URI
+    digest: str                  # sha256 of the canonical JSON definition
+    definition: str              # that JSON (shown as a diff on approval)
+    status: Literal["approved", "pending"]
+    actor: str
+    at: float
+    markers: list[str] = field(default_factory=list)   # injection markers found
 
 
 ChangeKind = Literal["server", "route"]
@@ -360,8 +380,24 @@ class AlertStore(Protocol):
         ...
 
 
+class PinStore(Protocol):
+    async def pins(self, server: str | None = None) -> list[PinRecord]:
+        """Every pin row (of one server), by server, kind, name and status."""
+        ...
+
+    async def put_pins(self, rows: Sequence[PinRecord]) -> None:
+        """Insert or replace rows by (server, kind, name, status), atomically."""
+        ...
+
+    async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
+                          ) -> int:
+        """Delete ``server``'s rows with these (kind, name, status) keys (all its rows
+        when None); returns the rows removed."""
+        ...
+
+
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
-            AlertStore, Protocol):
+            AlertStore, PinStore, Protocol):
     """Every concern of one backend, and its lifetime."""
 
     async def close(self) -> None:
@@ -394,3 +430,18 @@ def parse_cursor(cursor: str) -> tuple[float, str]:
         return float(at), rid
     except ValueError:
         raise StorageError(f"invalid cursor {cursor!r}") from None
+
+
+PIN_COLUMNS = "server, kind, name, status, digest, definition, actor, at, markers"
+
+
+def pin_row(r: PinRecord) -> tuple[Any, ...]:
+    """A pin as stored, in ``PIN_COLUMNS`` order (markers as JSON)."""
+    return (r.server, r.kind, r.name, r.status, r.digest, r.definition, r.actor, r.at,
+            json.dumps(r.markers))
+
+
+def pin_record(row: Sequence[Any]) -> PinRecord:
+    server, kind, name, status, dig, definition, actor, at, markers = row
+    return PinRecord(server=server, kind=kind, name=name, status=status, digest=dig,
+                     definition=definition, actor=actor, at=at, markers=json.loads(markers))

@@ -23,6 +23,7 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    PinRecord,
     Registration,
     RouteMatch,
     RouteRecord,
@@ -61,6 +62,7 @@ class MemoryStore:
         self._ids = {name: itertools.count(1)
                      for name in ("routes", "audit", "health", "inspections", "alerts")}
         self._feed = LocalChangeFeed()
+        self._pins: dict[tuple[str, str, str, str], PinRecord] = {}
 
     async def close(self) -> None:
         """Nothing to release; the data stays readable until the object is dropped."""
@@ -245,6 +247,25 @@ class MemoryStore:
         before = len(self._inspections)
         self._inspections = [e for e in self._inspections if server and e.server != server]
         return before - len(self._inspections)
+
+    # -- pins -----------------------------------------------------------------------------
+
+    async def pins(self, server: str | None = None) -> list[PinRecord]:
+        return [replace(r, markers=list(r.markers)) for _, r in sorted(self._pins.items())
+                if server is None or r.server == server]
+
+    async def put_pins(self, rows: Sequence[PinRecord]) -> None:
+        for r in rows:
+            self._pins[(r.server, r.kind, r.name, r.status)] = replace(
+                r, markers=list(r.markers))
+
+    async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
+                          ) -> int:
+        doomed = [k for k in self._pins if k[0] == server
+                  and (keys is None or (k[1], k[2], k[3]) in set(keys))]
+        for k in doomed:
+            del self._pins[k]
+        return len(doomed)
 
 
     # -- alerts -------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import anyio
 
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.base import (
+    PIN_COLUMNS,
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -36,12 +37,15 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    PinRecord,
     Registration,
     RouteMatch,
     RouteRecord,
     StorageError,
     invocation_page,
     parse_cursor,
+    pin_record,
+    pin_row,
 )
 from fast_mcp_gateway.store.postgres_feed import (
     PgChangeFeed,
@@ -422,6 +426,38 @@ class PostgresStore:
         async with self._conn() as conn:
             return list(await conn.fetch(f"SELECT {columns} FROM {table}{q.clause()}"
                                          f" ORDER BY id DESC LIMIT {q.arg(limit)}", *q.args))
+
+
+    # -- pins -----------------------------------------------------------------------------
+
+    async def pins(self, server: str | None = None) -> list[PinRecord]:
+        where, args = (" WHERE server = $1", [server]) if server is not None else ("", [])
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {PIN_COLUMNS} FROM pins{where}"
+                                    " ORDER BY server, kind, name, status", *args)
+        return [pin_record(tuple(row)) for row in rows]
+
+    async def put_pins(self, rows: Sequence[PinRecord]) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO pins ({PIN_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                " ON CONFLICT (server, kind, name, status) DO UPDATE SET"
+                " digest = excluded.digest, definition = excluded.definition,"
+                " actor = excluded.actor, at = excluded.at, markers = excluded.markers",
+                [pin_row(r) for r in rows])
+
+    async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
+                          ) -> int:
+        async with self._conn() as conn:
+            if keys is None:
+                return rowcount(await conn.execute("DELETE FROM pins WHERE server = $1",
+                                                   server))
+            removed = 0
+            for kind, name, status in keys:
+                removed += rowcount(await conn.execute(
+                    "DELETE FROM pins WHERE server = $1 AND kind = $2 AND name = $3"
+                    " AND status = $4", server, kind, name, status))
+            return removed
 
 
 def _invocation(row: Sequence[Any]) -> Invocation:

@@ -161,12 +161,26 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX alert_events_rule ON alert_events (rule, id);
     CREATE INDEX alert_events_at ON alert_events (at);
     """),
+    (3, """
+    CREATE TABLE pins (
+        server TEXT COLLATE "C" NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        status TEXT COLLATE "C" NOT NULL,
+        digest TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        markers TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (server, kind, name, status)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
-                    "alert_rules", "alert_events"})
+                    "alert_rules", "alert_events", "pins"})
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS gateway_schema (

@@ -32,6 +32,7 @@ import anyio
 
 from fast_mcp_gateway.store import sqlite_schema as schema
 from fast_mcp_gateway.store.base import (
+    PIN_COLUMNS,
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -39,12 +40,15 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    PinRecord,
     Registration,
     RouteMatch,
     RouteRecord,
     StorageError,
     invocation_page,
     parse_cursor,
+    pin_record,
+    pin_row,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.stats import (
@@ -371,6 +375,41 @@ class SQLiteStore:
         cur = await self._db.execute(f"SELECT {columns} FROM {table}" + _clause(where)
                                      + " ORDER BY id DESC LIMIT ?", [*args, limit])
         return await cur.fetchall()
+
+    # -- pins -----------------------------------------------------------------------------
+
+    async def pins(self, server: str | None = None) -> list[PinRecord]:
+        sql = f"SELECT {PIN_COLUMNS} FROM pins"
+        args: tuple[str, ...] = ()
+        if server is not None:
+            sql, args = sql + " WHERE server = ?", (server,)
+        cur = await self._db.execute(sql + " ORDER BY server, kind, name, status", args)
+        return [pin_record(row) for row in await cur.fetchall()]
+
+    async def put_pins(self, rows: Sequence[PinRecord]) -> None:
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.executemany(
+                f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                [pin_row(r) for r in rows])
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
+                          ) -> int:
+        if keys is None:
+            cur = await self._db.execute("DELETE FROM pins WHERE server = ?", (server,))
+            return cur.rowcount
+        removed = 0
+        for kind, name, status in keys:
+            cur = await self._db.execute(
+                "DELETE FROM pins WHERE server = ? AND kind = ? AND name = ? AND status = ?",
+                (server, kind, name, status))
+            removed += cur.rowcount
+        return removed
 
 
 def _invocation(row: Sequence[Any]) -> Invocation:

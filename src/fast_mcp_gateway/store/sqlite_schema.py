@@ -139,12 +139,26 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX alert_events_rule ON alert_events (rule, id);
     CREATE INDEX alert_events_at ON alert_events (at);
     """),
+    (5, """
+    CREATE TABLE pins (
+        server TEXT NOT NULL,
+        kind TEXT NOT NULL,              -- tool | prompt | resource | resource_template
+        name TEXT NOT NULL,              -- the upstream's own name / URI
+        status TEXT NOT NULL,            -- approved | pending
+        digest TEXT NOT NULL,            -- sha256 of the canonical definition
+        definition TEXT NOT NULL,        -- JSON
+        actor TEXT NOT NULL,             -- who approved ("first use"), or the pending state
+        at REAL NOT NULL,
+        markers TEXT NOT NULL DEFAULT '[]',  -- JSON list of injection markers
+        PRIMARY KEY (server, kind, name, status)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history",
-                    "alert_rules", "alert_events"})
+                    "alert_rules", "alert_events", "pins"})
 
 # Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
 UPSERT_AGGREGATE = (

@@ -1,0 +1,94 @@
+"""Profiles (virtual servers): a named subset of the catalog, per request.
+
+``gateway.profiles.<name>`` (``config/curation.py: Profile``) names servers, tool
+include/exclude globs on *exposed* names and an exposure mode.  Which profile a request
+is for:
+
+* HTTP: the path it came in on, ``/mcp/p/<name>`` -- ``http/app.py`` serves it with the
+  one MCP endpoint and records the name in the ASGI scope (``SCOPE_KEY``), read here
+  from the request FastMCP hands the handler (so a session opened at one path and used
+  at another follows each request's path);
+* stdio: ``serve --profile <name>`` for the whole process.
+
+The provider applies it on top of the caller's own access: lists, lookups (a tool
+outside the profile is an unknown tool), the search index, and the pipeline's curator
+stage, so a call by name is refused on the full path, the express lane and the
+search meta-tools alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from fastmcp.server.dependencies import get_http_request
+
+from fast_mcp_gateway.config.curation import Exposure, Profile
+from fast_mcp_gateway.config.schema import GatewayOptions
+from fast_mcp_gateway.errors import ConfigError
+
+SCOPE_KEY = "fast_mcp_gateway.profile"
+PROFILE_PREFIX = "/p/"
+
+
+def unknown_profile(name: str, options: GatewayOptions) -> str:
+    """The error for a profile that is not configured, listing the known ones."""
+    known = ", ".join(sorted(options.profiles)) or "none are configured"
+    return (f"unknown profile '{name}'; known profiles: {known} (gateway.profiles in "
+            "servers.yaml)")
+
+
+def check_profile(name: str | None, options: GatewayOptions) -> None:
+    """Raise ``ConfigError`` unless ``name`` is None or a configured profile."""
+    if name is not None and name not in options.profiles:
+        raise ConfigError.single("--profile", None, None, unknown_profile(name, options))
+
+
+def request_profile() -> str | None:
+    """The profile the current HTTP request came in for (None: not an HTTP request, or
+    the plain endpoint)."""
+    try:
+        request = get_http_request()
+    except RuntimeError:
+        return None
+    name = request.scope.get(SCOPE_KEY)
+    return name if isinstance(name, str) else None
+
+
+_NOTHING = Profile(servers=())
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveProfile:
+    """A profile in force for one request."""
+
+    name: str
+    profile: Profile
+
+    @classmethod
+    def of(cls, name: str, options: GatewayOptions) -> ActiveProfile:
+        # A profile removed by a reload shows nothing rather than everything.
+        return cls(name, options.profiles.get(name, _NOTHING))
+
+    def servers(self, caller: frozenset[str] | None) -> frozenset[str] | None:
+        """``caller``'s servers narrowed to the profile's (None: no limit)."""
+        mine = self.profile.servers
+        if mine is None:
+            return caller
+        return frozenset(mine) if caller is None else caller & frozenset(mine)
+
+    def shows_tool(self, exposed: str, server: str) -> bool:
+        if self.profile.servers is not None and server not in self.profile.servers:
+            return False
+        rules = self.profile.tools
+        if rules.include is not None and not any(
+                fnmatch.fnmatchcase(exposed, g) for g in rules.include):
+            return False
+        return not any(fnmatch.fnmatchcase(exposed, g) for g in rules.exclude)
+
+    def shows_server(self, server: str) -> bool:
+        return self.profile.servers is None or server in self.profile.servers
+
+    @property
+    def exposure(self) -> Exposure | None:
+        return self.profile.exposure

@@ -1,0 +1,219 @@
+"""What the gateway does to a result before the host gets it: size limits and caching.
+
+The pipeline's result stage (``calls.ResultStage``), the same for both encodings, so
+the full path and the express lane answer alike:
+
+* **``max_result_bytes``** (per server): a result whose JSON is larger is an error
+  saying so (``oversize: error``, the default), or, with ``oversize: truncate``, a tool
+  result whose text is cut to fit, with a last text block and ``_meta`` saying it
+  was truncated.  A host never receives a result larger than the limit.
+* **caching** (``cache: {ttl}`` per server, or ``tools.cache`` per tool): a successful
+  result of a tool the upstream annotates ``readOnlyHint`` or ``idempotentHint`` (or
+  listed in ``idempotent_tools``) is served again for the same arguments until the
+  ttl passes; a hit carries ``_meta["io.github.fast-mcp-gateway/cache"]``.  Entries
+  are bounded per server (least recently used go first).  A cache rule on any other
+  tool is reported (``problems``) and never applied.
+
+Results are measured and kept in their wire form (the JSON a host reads), whatever
+encoding produced them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import mcp_types as types
+
+from fast_mcp_gateway.config.curation import CacheRule
+from fast_mcp_gateway.front.calls import Call, CallRefused
+from fast_mcp_gateway.front.encodings import JsonTool
+
+logger = logging.getLogger(__name__)
+
+CACHE_META = "io.github.fast-mcp-gateway/cache"
+TRUNCATED_META = "io.github.fast-mcp-gateway/truncated"
+_MARK_ROOM = 400          # bytes kept free for the truncation notice and its _meta
+_MODELS: dict[str, Any] = {"tool": types.CallToolResult, "resource": types.ReadResourceResult,
+                           "prompt": types.GetPromptResult}
+
+
+def wire(result: Any) -> dict[str, Any] | None:
+    """``result`` as the JSON object a host reads (None: not a plain result)."""
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, types.InputRequiredResult):
+        return None
+    dump = getattr(result, "model_dump", None)
+    return dump(by_alias=True, mode="json", exclude_none=True) if dump is not None else None
+
+
+def size_of(data: dict[str, Any]) -> int:
+    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def cacheable(call: Call, annotations: types.ToolAnnotations | None) -> bool:
+    """Whether repeating ``call`` may be skipped: read-only or idempotent per the upstream
+    (or the operator's ``idempotent_tools``)."""
+    if call.original in call.service.config.idempotent_tools:
+        return True
+    return annotations is not None and bool(annotations.read_only_hint
+                                            or annotations.idempotent_hint)
+
+
+class _Lru:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+
+    def get(self, key: tuple[str, str], now: float) -> tuple[float, dict[str, Any]] | None:
+        hit = self.items.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= now:
+            del self.items[key]
+            return None
+        self.items.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, str], expires: float, data: dict[str, Any]) -> None:
+        self.items[key] = (expires, data)
+        self.items.move_to_end(key)
+        while len(self.items) > self.limit:
+            self.items.popitem(last=False)
+
+
+class ResultLimits:
+    """The result stage (see the module doc); one per pipeline."""
+
+    def __init__(self) -> None:
+        self._caches: dict[str, _Lru] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # -- caching ------------------------------------------------------------------------
+
+    def _rule(self, call: Call, encoding: Any) -> CacheRule | None:
+        if call.kind != "tool":
+            return None
+        config = call.service.config
+        rule = config.tools.cache.get(call.original) or config.cache
+        if rule is None or not cacheable(call, getattr(encoding, "annotations", None)):
+            return None
+        return rule
+
+    def _key(self, call: Call) -> tuple[str, str] | None:
+        try:
+            arguments = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return None
+        return (call.original, arguments)
+
+    def cached(self, call: Call, encoding: Any) -> Any | None:
+        """A cached result for ``call`` in ``encoding``'s form, or None."""
+        rule = self._rule(call, encoding)
+        if rule is None or (key := self._key(call)) is None:
+            return None
+        cache = self._caches.get(call.service.name)
+        now = time.monotonic()
+        hit = cache.get(key, now) if cache is not None else None
+        if hit is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        expires, data = hit
+        data = copy.deepcopy(data)
+        data.setdefault("_meta", {})[CACHE_META] = {
+            "hit": True, "age_s": round(rule.ttl - (expires - now), 3), "ttl_s": rule.ttl}
+        return _as(call, encoding, data)
+
+    def _remember(self, call: Call, encoding: Any, data: dict[str, Any]) -> None:
+        rule = self._rule(call, encoding)
+        if rule is None or data.get("isError") or data.get("resultType", "complete") != \
+                "complete" or (key := self._key(call)) is None:
+            return
+        cache = self._caches.get(call.service.name)
+        if cache is None or cache.limit != rule.max_entries:
+            cache = self._caches[call.service.name] = _Lru(rule.max_entries)
+        cache.put(key, time.monotonic() + rule.ttl, copy.deepcopy(data))
+
+    def forget(self, server: str | None = None) -> None:
+        """Drop cached results (of one server, or all)."""
+        if server is None:
+            self._caches.clear()
+        else:
+            self._caches.pop(server, None)
+
+    # -- size -----------------------------------------------------------------------------
+
+    def review(self, call: Call, encoding: Any, result: Any) -> Any:
+        """``result`` within the server's ``max_result_bytes`` (raises ``CallRefused``
+        when it cannot be), remembered when its tool is cached."""
+        config = call.service.config
+        limit = config.max_result_bytes
+        caching = self._rule(call, encoding) is not None
+        if limit is None and not caching:
+            return result
+        data = wire(result)
+        if data is None:
+            return result
+        if limit is not None and (size := size_of(data)) > limit:
+            what = f"{call.kind} '{call.original}' (server '{call.service.name}')"
+            if config.oversize != "truncate" or call.kind != "tool":
+                raise CallRefused(
+                    f"the result of {what} is {size} bytes, over the server's "
+                    f"max_result_bytes ({limit}); ask for less (a narrower query or range), "
+                    "or raise max_result_bytes (or set oversize: truncate) in servers.yaml")
+            data = truncate(data, size, limit, what)
+            result = _as(call, encoding, data)
+        if caching:
+            self._remember(call, encoding, data)
+        return result
+
+
+def _as(call: Call, encoding: Any, data: dict[str, Any]) -> Any:
+    if isinstance(encoding, JsonTool):
+        return data
+    return _MODELS[call.kind].model_validate(data)
+
+
+def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str, Any]:
+    """A tool result cut to fit ``limit`` bytes: text kept in order as far as it fits,
+    other blocks dropped, a closing notice and ``_meta`` mark added.  Structured content
+    that does not fit is dropped and the result marked ``isError`` (a host validating it
+    against the tool's output schema would otherwise fail on the missing part)."""
+    base = {k: v for k, v in data.items() if k != "content"}
+    budget = limit - _MARK_ROOM - size_of(base)
+    dropped = False
+    if "structuredContent" in base and budget < 0:
+        del base["structuredContent"]
+        base["isError"], dropped = True, True
+        budget = limit - _MARK_ROOM - size_of(base)
+    kept: list[dict[str, Any]] = []
+    for block in data.get("content") or []:
+        cost = size_of(block) + 1
+        if cost <= budget:
+            kept.append(block)
+            budget -= cost
+            continue
+        if block.get("type") == "text" and budget > 64:
+            encoded = str(block.get("text", "")).encode()[: max(0, budget - 64)]
+            kept.append({**block, "text": encoded.decode(errors="ignore")})
+        break
+    notice = (f"[truncated by the gateway: the result was {size} bytes, over max_result_bytes "
+              f"({limit})" + ("; its structured content was dropped" if dropped else "") + "]")
+    kept.append({"type": "text", "text": notice})
+    meta = dict(data.get("_meta") or {})
+    meta[TRUNCATED_META] = {"original_bytes": size, "limit": limit,
+                            "structured_content_dropped": dropped}
+    out = {**base, "content": kept, "_meta": meta}
+    while size_of(out) > limit and len(kept) > 1:   # a last resort for odd block shapes
+        kept.pop(-2)
+    if size_of(out) > limit:
+        raise CallRefused(f"the result of {what} is {size} bytes, over the server's "
+                          f"max_result_bytes ({limit}), and cannot be cut to fit")
+    return out

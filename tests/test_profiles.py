@@ -1,0 +1,145 @@
+"""Profiles (virtual servers): /mcp/p/<name> in HTTP mode with per-token access on top,
+``serve --profile`` in stdio mode on both call paths, and clear errors for unknown ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway.config.loader import parse_config_text
+from fast_mcp_gateway.errors import ConfigError
+from tests.fixtures import PY, SERVERS, alpha_server, beta_server, memory_entry
+from tests.test_lane import raw_host
+from tests.test_mcp_auth import ALICE, OPS, TOKENS, ready, serving
+
+pytestmark = pytest.mark.anyio
+
+PROFILES = {
+    "coding": {"servers": ["notes", "alpha"], "tools": {"exclude": ["alpha_wipe"]}},
+    "finder": {"exposure": "search"},
+}
+AUTH_TOKENS = [*TOKENS[:1], {**TOKENS[1], "servers": ["notes", "beta"]}]   # alice: notes, beta
+
+
+def _gateway(base: str) -> Any:
+    from tests.fixtures import make_gateway
+
+    return make_gateway(
+        {"alpha": memory_entry("alpha"), "beta": memory_entry("beta"),
+         "notes": memory_entry("notes")},
+        {"alpha": alpha_server(), "beta": beta_server(), "notes": beta_server()},
+        options={"profiles": PROFILES, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
+
+
+async def _names(client: Client) -> set[str]:
+    return {t.name for t in await client.list_tools()}
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_profiles_over_http_with_token_access_on_top(mode: str) -> None:
+    async with serving(_gateway) as (gateway, base), httpx2.AsyncClient(timeout=30) as http:
+        await ready(gateway, "alpha", "beta", "notes")
+        async with Client(f"{base}/mcp", auth=OPS, mode=mode) as everything:
+            every = await _names(everything)
+        async with Client(f"{base}/mcp/p/coding", auth=OPS, mode=mode) as coding:
+            names = await _names(coding)
+            upstream = {n for n in names if not n.startswith("gateway_")}
+            assert upstream == {n for n in every if n.startswith(("alpha_", "notes_"))
+                                and n != "alpha_wipe"}
+            assert (await coding.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+            for outside in ("alpha_wipe", "beta_add"):
+                with pytest.raises(ToolError, match=f"Unknown tool: '{outside}'"):
+                    await coding.call_tool(outside, {"a": 1, "b": 2})
+            assert {p.name for p in await coding.list_prompts()} == {"alpha_greet",
+                                                                     "notes_greet"}
+        # alice may use notes and beta: the profile narrows that to notes.
+        async with Client(f"{base}/mcp/p/coding", auth=ALICE, mode=mode) as alice:
+            assert {n for n in await _names(alice)} == {
+                n for n in every if n.startswith("notes_")}
+            with pytest.raises(ToolError, match="Unknown tool: 'alpha_add'"):
+                await alice.call_tool("alpha_add", {"a": 1, "b": 2})
+        async with Client(f"{base}/mcp/p/finder", auth=OPS, mode=mode) as finder:
+            names = await _names(finder)
+            assert {"search_tools", "call_tool", "call_tools"} <= names
+            assert not any(n.startswith(("alpha_", "beta_")) for n in names)
+            found = (await finder.call_tool("search_tools", {"query": "add numbers"})
+                     ).structured_content["tools"]
+            assert "alpha_add" in {c["name"] for c in found}
+        refused = await http.post(f"{base}/mcp/p/nope", json={"jsonrpc": "2.0", "id": 1,
+                                                              "method": "ping"},
+                                  headers={"Authorization": f"Bearer {OPS}",
+                                           "Accept": "application/json, text/event-stream"})
+        assert refused.status_code == 404
+        assert refused.json()["error"]["message"] == (
+            "unknown profile 'nope'; known profiles: coding, finder (gateway.profiles in "
+            "servers.yaml)")
+        # A token is still needed on a profile's endpoint.
+        anonymous = await http.post(f"{base}/mcp/p/coding", json={"jsonrpc": "2.0", "id": 1,
+                                                                  "method": "ping"},
+                                    headers={"Accept": "application/json, text/event-stream"})
+        assert anonymous.status_code == 401
+
+
+def _stdio_config(tmp_path: Path) -> Path:
+    path = tmp_path / "servers.yaml"
+    path.write_text(
+        "gateway:\n  profiles:\n"
+        "    lean: {tools: {include: ['up_echo', 'up_whoami', 'up_refuse']}}\n"
+        "    other: {servers: [nobody]}\n"
+        "servers:\n  up:\n"
+        f"    command: {json.dumps(PY)}\n"
+        f"    args: [{json.dumps(str(SERVERS / 'lane.py'))}]\n"
+        f"    env: {{LANE_MARKS: {json.dumps(str(tmp_path))}}}\n")
+    return path
+
+
+async def test_serve_profile_in_stdio_on_both_paths(tmp_path: Path) -> None:
+    config = _stdio_config(tmp_path)
+    answers: dict[bool, list[Any]] = {}
+    for lane in (True, False):
+        async with raw_host(config, "legacy", lane=lane, command=[
+                PY, "-m", "fast_mcp_gateway", "serve", "--profile", "lean", "--log-level",
+                "WARNING", "--config"]) as host:
+            tools = {t["name"] for t in (await host.request("tools/list"))["result"]["tools"]}
+            answers[lane] = [
+                sorted(n for n in tools if n.startswith("up_")),
+                await host.call("up_echo", {"text": "hi"}),
+                await host.call("up_profile", {"name": "x"}),
+                (await host.call("up_whoami"))["structuredContent"]["result"].startswith(
+                    "gw-"),
+            ]
+    assert answers[True][:3] == answers[False][:3]
+    assert answers[True][3] is True and answers[False][3] is False   # the lane still serves
+    names, echoed, outside, _ = answers[True]
+    assert names == ["up_echo", "up_refuse", "up_whoami"]
+    assert echoed["content"] == [{"type": "text", "text": "hi"}]
+    assert outside["isError"] is True
+    assert "Unknown tool" in outside["content"][0]["text"]
+
+
+async def test_an_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
+    import anyio
+
+    result = await anyio.run_process(
+        [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(_stdio_config(tmp_path)),
+         "--profile", "nope"], check=False)
+    assert result.returncode == 2
+    assert ("unknown profile 'nope'; known profiles: lean, other (gateway.profiles in "
+            "servers.yaml)") in result.stderr.decode()
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("profiles: {'a b': {}}", "profile name 'a b' must be 1-64 letters"),
+    ("profiles: {x: {exposure: some}}", "'all', 'search' or 'auto'"),
+    ("profiles: {x: {tools: {exclude: x}}}", "must be a list"),
+    ("profiles: {x: {servrs: [a]}}", "servrs"),
+])
+def test_bad_profiles_are_refused_at_load(yaml: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config_text(f"gateway:\n  {yaml}\n", source="s")

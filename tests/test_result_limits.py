@@ -1,0 +1,102 @@
+"""max_result_bytes and result caching: the same answers on the express lane and the
+full path, a clear error (or a marked truncation) instead of an oversize result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fast_mcp_gateway.config.loader import parse_config_text
+from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.front.results import CACHE_META, TRUNCATED_META, size_of, truncate
+from tests.test_lane import lane_id, raw_host, write_config
+
+pytestmark = pytest.mark.anyio
+
+BIG = {"text": "0123456789" * 50, "times": 10}          # 5000 characters of text
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_limits_and_cache_answer_alike_on_both_paths(tmp_path: Path, era: str) -> None:
+    config = write_config(tmp_path, max_result_bytes=2000,
+                          tools={"cache": {"whoami": {"ttl": 600}, "echo": {"ttl": 600}}})
+    truncating = write_config(tmp_path, max_result_bytes=2000, oversize="truncate")
+    answers: dict[bool, list[Any]] = {}
+    for lane in (True, False):
+        async with raw_host(config, era, lane=lane) as host:
+            first, again = await host.call("up_whoami"), await host.call("up_whoami")
+            assert lane_id(first).startswith("gw-") is lane
+            assert lane_id(again) == lane_id(first)              # served from the cache
+            assert CACHE_META not in (first.get("_meta") or {})
+            mark = again["_meta"][CACHE_META]
+            assert mark["hit"] is True and mark["ttl_s"] == 600 and 0 <= mark["age_s"] < 600
+            small = await host.call("up_echo", {"text": "ab", "times": 2})
+            refused = await host.call("up_echo", BIG)
+            detail = await host.call("gateway_server_detail", {"name": "up"})
+            answers[lane] = [small, refused, detail["structuredContent"]["curation"]["problems"]]
+        async with raw_host(truncating, era, lane=lane) as host:
+            cut = await host.call("up_echo", BIG)
+            answers[lane].append(cut)
+            assert lane_id(await host.call("up_whoami")) != lane_id(
+                await host.call("up_whoami"))                   # no cache rule: not cached
+    assert answers[True] == answers[False]
+    small, refused, problems, cut = answers[True]
+    assert small["content"] == [{"type": "text", "text": "abab"}] and not small["isError"]
+    assert refused["isError"] is True
+    assert refused["content"][0]["text"].startswith(
+        "the result of tool 'echo' (server 'up') is 10")   # text + structured copy
+    assert "over the server's max_result_bytes (2000)" in refused["content"][0]["text"]
+    # echo has no readOnly/idempotent annotation: its cache rule is reported, not applied.
+    assert any("tools.cache: 'echo' is not annotated readOnlyHint" in p for p in problems)
+    # echo has an output schema and its structured copy cannot fit: dropped, and marked
+    # isError so that no host validates the missing part.
+    assert cut["isError"] is True and "structuredContent" not in cut
+    assert size_of(cut) <= 2000
+    assert cut["content"][0]["text"].startswith("0123456789")
+    assert cut["content"][-1]["text"] == ("[truncated by the gateway: the result was "
+                                          f"{cut['_meta'][TRUNCATED_META]['original_bytes']} "
+                                          "bytes, over max_result_bytes (2000); its "
+                                          "structured content was dropped]")
+    assert cut["_meta"][TRUNCATED_META]["limit"] == 2000
+
+
+def test_truncation_keeps_whole_blocks_in_order_and_cuts_the_last_text() -> None:
+    data = {"content": [{"type": "text", "text": "a" * 300},
+                        {"type": "image", "mimeType": "image/png", "data": "x" * 3000},
+                        {"type": "text", "text": "never"}], "isError": False}
+    out = truncate(data, size_of(data), 1000, "tool 't'")
+    assert [b["type"] for b in out["content"]] == ["text", "text"]
+    assert out["content"][0]["text"] == "a" * 300
+    assert size_of(out) <= 1000
+    assert out["isError"] is False
+    structured = {"content": [{"type": "text", "text": "y" * 2000}],
+                  "structuredContent": {"rows": ["x" * 2000]}, "isError": False}
+    out = truncate(structured, size_of(structured), 1000, "tool 't'")
+    assert out["isError"] is True and "structuredContent" not in out
+    assert out["_meta"][TRUNCATED_META]["structured_content_dropped"] is True
+    assert size_of(out) <= 1000
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("tools: {cache: {wipe: {ttl: 5}}, override: {wipe: {annotations: "
+     "{readOnlyHint: false}}}}", "only read-only or idempotent tools may be cached"),
+    ("cache: {ttl: 0}", "greater than 0"),
+    ("max_result_bytes: 10", "greater than or equal to 64"),
+    ("oversize: cut", "'error' or 'truncate'"),
+])
+def test_bad_limits_and_cache_rules_are_refused_at_load(yaml: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config_text(f"servers:\n  gh:\n    command: x\n    {yaml}\n", source="s")
+
+
+def test_an_idempotent_tools_entry_allows_caching_a_tool_marked_not_read_only() -> None:
+    config = parse_config_text(
+        "servers:\n  gh:\n    command: x\n    idempotent_tools: [put]\n"
+        "    tools: {cache: {put: {ttl: 5}}, override: {put: {annotations: "
+        "{readOnlyHint: false}}}}\n", source="s")
+    assert config.servers["gh"].tools.cache["put"].ttl == 5
+    assert json.loads(config.servers["gh"].model_dump_json())["tools"]["cache"]["put"] == {
+        "ttl": 5.0, "max_entries": 256}

@@ -4,6 +4,7 @@ HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,11 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from prometheus_client.parser import text_string_to_metric_families
 
+from fast_mcp_gateway.config.auth import AuthConfig
+from fast_mcp_gateway.http.auth import JWT_CACHE_SECONDS, GatewayVerifier, principal_of
 from tests.fixtures import (
     alpha_server,
     interactive_server,
@@ -20,6 +24,7 @@ from tests.fixtures import (
     memory_entry,
     serve_http,
 )
+from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +84,85 @@ async def test_a_call_the_host_cancels_is_recorded_cancelled_not_failed(
             assert groups["alpha"]["cancelled"] == 0 and groups["alpha"]["errors"] == 0
             scrape = await http.get("/metrics")
             assert cancelled_calls(scrape.text) == 1.0
+
+
+# -- the JWT verification cache -------------------------------------------------------------
+
+
+ISSUER = "https://idp.test/"
+
+
+def jwt_verifier(uri: str, clock: Any, size: int = 4096) -> tuple[GatewayVerifier, list[str]]:
+    """A verifier for JWTs from ``uri``, and the tokens its JWT check really verified."""
+    config = AuthConfig.model_validate({"jwt": {"jwks_uri": uri, "issuer": ISSUER,
+                                                "audience": "mcp-gateway"}})
+    verifier = GatewayVerifier(config, clock=clock, jwt_cache_size=size)
+    checked: list[str] = []
+    inner = verifier._jwt
+    assert inner is not None
+    real = inner.verify_token
+
+    async def spy(token: str) -> Any:
+        checked.append(token)
+        return await real(token)
+
+    inner.verify_token = spy  # type: ignore[method-assign]
+    return verifier, checked
+
+
+def signed(pair: RSAKeyPair, subject: str = "bob", **kw: Any) -> str:
+    return pair.create_token(subject=subject, issuer=ISSUER, audience="mcp-gateway",
+                             kid="k1", scopes=["tools"], **kw)
+
+
+async def test_a_verified_jwt_is_served_from_the_cache_until_it_expires(
+    jwks: tuple[RSAKeyPair, str],  # noqa: F811 - the fixture
+) -> None:
+    pair, uri = jwks
+    now = [time.time()]
+    verifier, checked = jwt_verifier(uri, lambda: now[0])
+    token = signed(pair, expires_in_seconds=3600)
+    first = await verifier.verify_token(token)
+    again = await verifier.verify_token(token)
+    assert first is not None and again is not None
+    assert principal_of(again) == principal_of(first)
+    assert checked == [token]  # the signature was checked once
+    assert first.expires_at is not None
+    now[0] = first.expires_at + 1  # past its exp: refused, never served from the cache
+    assert await verifier.verify_token(token) is None
+    assert checked == [token, token]
+    assert verifier.jwt_cache_len == 0
+
+
+async def test_the_jwt_cache_holds_a_token_at_most_a_minute_and_never_a_refusal(
+    jwks: tuple[RSAKeyPair, str],  # noqa: F811 - the fixture
+) -> None:
+    pair, uri = jwks
+    now = [time.time()]
+    verifier, checked = jwt_verifier(uri, lambda: now[0])
+    token = signed(pair, expires_in_seconds=3600)
+    assert await verifier.verify_token(token) is not None
+    now[0] += JWT_CACHE_SECONDS + 1  # e.g. its key was dropped from the JWKS meanwhile
+    assert await verifier.verify_token(token) is not None
+    assert checked == [token, token]  # checked again, not taken on trust
+    stranger = RSAKeyPair.generate().create_token(subject="eve", issuer=ISSUER,
+                                                  audience="mcp-gateway", kid="k1")
+    for _ in range(2):
+        assert await verifier.verify_token(stranger) is None
+    assert checked.count(stranger) == 2
+    assert verifier.jwt_cache_len == 1
+
+
+async def test_the_jwt_cache_is_bounded(
+    jwks: tuple[RSAKeyPair, str],  # noqa: F811 - the fixture
+) -> None:
+    pair, uri = jwks
+    verifier, checked = jwt_verifier(uri, time.time, size=3)
+    tokens = [signed(pair, subject=f"user{i}") for i in range(5)]
+    for token in tokens:
+        assert await verifier.verify_token(token) is not None
+    assert verifier.jwt_cache_len == 3
+    assert await verifier.verify_token(tokens[-1]) is not None  # recent: cached
+    assert await verifier.verify_token(tokens[0]) is not None  # oldest: dropped, checked
+    assert checked == [*tokens, tokens[0]]
+    assert verifier.jwt_cache_len == 3

@@ -15,6 +15,10 @@ front's:
 The two auth rows share one gateway process, so their difference is the verification
 itself (the JWT is verified per request, or served from the verifier's cache).  Each
 round measures every target in a rotating order and notes the load average first.
+
+``MCP_GATEWAY_BENCH_BASELINE=/path/to/other/venv/bin/python`` adds ``gateway@base`` and
+``gateway+jwt@base``: the same two gateways run by another install (e.g. the main
+branch), for a before/after in one interleaved run.
 """
 
 from __future__ import annotations
@@ -69,11 +73,11 @@ def http_client(url: str, protocol: str, auth: str | None = None) -> Client[Any]
 
 
 @contextlib.contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None
-            ) -> Any:
+def process(args: list[str], log: Path, env: dict[str, str] | None = None,
+            python: str = PY) -> Any:
     """A child process (stderr to ``log``), terminated and reaped on exit."""
     with log.open("wb") as err:
-        proc = subprocess.Popen([PY, *args], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([python, *args], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, **(env or {})})
     try:
@@ -139,7 +143,8 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
     jwt = keys.create_token(subject="bench-user", issuer="https://idp.bench.invalid/",
                             audience="mcp-gateway", scopes=["tools"],
                             expires_in_seconds=24 * 3600)
-    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy")}
+    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy", "gwb", "gwab")}
+    baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
     up_url = f"http://127.0.0.1:{ports['up']}/mcp"
     settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
 
@@ -164,12 +169,26 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
         proxy = procs.enter_context(process(
             [str(FASTMCP_PROXY), "--http", str(ports["proxy"]), "--mode", ws.protocol, up_url],
             ws.logs / "http-fastmcp.log"))
+        extra = {}
+        if baseline:
+            gwb = procs.enter_context(process(serve("http-base", ports["gwb"], None),
+                                              ws.logs / "http-gateway-base.log", settings,
+                                              baseline))
+            gwab = procs.enter_context(process(serve("http-auth-base", ports["gwab"],
+                                                     auth_section(keys.public_key)),
+                                               ws.logs / "http-gateway-auth-base.log",
+                                               settings, baseline))
+            extra = {f"{GATEWAY}@base": (f"http://127.0.0.1:{ports['gwb']}/mcp", None,
+                                         gwb.pid, "up_"),
+                     f"{GATEWAY_JWT}@base": (f"http://127.0.0.1:{ports['gwab']}/mcp", jwt,
+                                             gwab.pid, "up_")}
         urls = {DIRECT: (up_url, None, upstream.pid, ""),
                 GATEWAY: (f"http://127.0.0.1:{ports['gw']}/mcp", None, gw.pid, "up_"),
                 GATEWAY_TOKEN: (f"http://127.0.0.1:{ports['gwa']}/mcp", BENCH_TOKEN, gwa.pid,
                                 "up_"),
                 GATEWAY_JWT: (f"http://127.0.0.1:{ports['gwa']}/mcp", jwt, gwa.pid, "up_"),
-                FASTMCP: (f"http://127.0.0.1:{ports['proxy']}/mcp", None, proxy.pid, "")}
+                FASTMCP: (f"http://127.0.0.1:{ports['proxy']}/mcp", None, proxy.pid, ""),
+                **extra}
         async with contextlib.AsyncExitStack() as clients:
             runs: dict[str, Running] = {}
             for label, (url, auth, pid, prefix) in urls.items():

@@ -4,6 +4,8 @@ HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from fastmcp import Client
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from prometheus_client.parser import text_string_to_metric_families
 
+from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.http.auth import JWT_CACHE_SECONDS, GatewayVerifier, principal_of
 from tests.fixtures import (
@@ -166,3 +169,48 @@ async def test_the_jwt_cache_is_bounded(
     assert await verifier.verify_token(tokens[0]) is not None  # oldest: dropped, checked
     assert checked == [*tokens, tokens[0]]
     assert verifier.jwt_cache_len == 3
+
+
+# -- token rotation -------------------------------------------------------------------------
+
+
+async def test_a_reload_rotates_the_tokens_without_a_restart(tmp_path: Path) -> None:
+    old, new = "mgw_" + "o" * 40, "mgw_" + "n" * 40
+
+    def write(token: str) -> None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        path.write_text(textwrap.dedent(f"""\
+            gateway:
+              auth:
+                tokens:
+                  - name: ops
+                    sha256: {digest}
+                    scopes: [admin]
+            servers: {{}}
+            """))
+
+    path = tmp_path / "servers.yaml"
+    write(old)
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base) as http:
+        async def rest(token: str) -> int:
+            answer = await http.get("/api/v1/servers",
+                                    headers={"Authorization": f"Bearer {token}"})
+            return answer.status_code
+
+        async def mcp(token: str) -> bool:
+            try:
+                async with Client(f"{base}/mcp", auth=token) as client:
+                    await client.list_tools()
+                return True
+            except Exception:  # noqa: BLE001 - a refused connection, whatever its shape
+                return False
+
+        assert (await rest(old), await rest(new)) == (200, 401)
+        assert await mcp(old) and not await mcp(new)
+        write(new)
+        report = await gateway.reload_config()
+        assert report.error is None
+        assert (await rest(old), await rest(new)) == (401, 200)
+        assert await mcp(new) and not await mcp(old)

@@ -110,7 +110,10 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan."""
     auth = ctx.options.auth
-    verifier = GatewayVerifier(auth) if auth is not None else None
+    # Follows reloads of gateway.auth (token rotation); adding or removing the whole
+    # section changes what FastMCP's app is built with, which takes a restart.
+    verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
+                if auth is not None else None)
     access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin)
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = list(settings.allowed_origins) or None

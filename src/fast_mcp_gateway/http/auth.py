@@ -60,18 +60,47 @@ class GatewayVerifier(TokenVerifier):
 
     def __init__(self, config: AuthConfig, *, base_url: str | None = None,
                  clock: Callable[[], float] = time.time,
-                 jwt_cache_size: int = JWT_CACHE_SIZE) -> None:
+                 jwt_cache_size: int = JWT_CACHE_SIZE,
+                 current: Callable[[], AuthConfig | None] | None = None) -> None:
+        """``current`` (if given) returns the running ``gateway.auth``: when a reload
+        replaces it, the next request is verified against the new tokens and JWT
+        settings (token rotation without a restart)."""
         super().__init__(base_url=base_url)
+        self._clock = clock
+        self._cache_size = jwt_cache_size
+        self._current = current
+        self._removed_warned = False
+        self._jwt_config: JwtConfig | None = None
+        self._jwt: JWTVerifier | None = None
+        self._apply(config, first=True)
+
+    def _apply(self, config: AuthConfig, *, first: bool = False) -> None:
         # Clear tokens from the environment are secrets like any ${VAR}: masked wherever
         # a text could echo one (a log line, an upstream's error).
         SECRETS.add(t.token for t in config.tokens if t.token is not None)
+        self._config = config
         self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
+        if first or config.jwt != self._jwt_config:  # else keep its fetched JWKS
+            self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
         self._jwt_config = config.jwt
-        self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
-        self._clock = clock
-        self._cache_size = jwt_cache_size
-        # digest -> (verified token, wall-clock time it stops being served from here)
+        # digest -> (verified token, wall-clock time it stops being served from here);
+        # emptied on every change: a JWT accepted under the old settings is checked again.
         self._jwt_cache: dict[bytes, tuple[AccessToken, float]] = {}
+
+    def _follow_reloads(self) -> None:
+        new = self._current() if self._current is not None else None
+        if new is None:
+            if self._current is not None and not self._removed_warned:
+                self._removed_warned = True
+                logger.warning("gateway.auth was removed from the config: the running "
+                               "tokens stay in force until the gateway is restarted")
+            return
+        if new is self._config:
+            return
+        if new != self._config:
+            logger.info("gateway.auth changed: %d token(s)%s", len(new.tokens),
+                        ", JWT" if new.jwt is not None else "")
+        self._apply(new)
 
     @property
     def jwt_cache_len(self) -> int:
@@ -90,6 +119,7 @@ class GatewayVerifier(TokenVerifier):
             return None
 
     async def _verify(self, token: str) -> AccessToken | None:
+        self._follow_reloads()  # an identity check unless the config was reloaded
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         match = self._tokens.get(digest)
         if match is not None:

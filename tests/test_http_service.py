@@ -28,6 +28,7 @@ from tests.fixtures import (
     serve_http,
 )
 from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
+from tests.test_mcp_auth import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -214,3 +215,23 @@ async def test_a_reload_rotates_the_tokens_without_a_restart(tmp_path: Path) -> 
         assert report.error is None
         assert (await rest(old), await rest(new)) == (401, 200)
         assert await mcp(new) and not await mcp(old)
+
+
+# -- RFC 9728 and the challenges ------------------------------------------------------------
+
+
+async def test_rfc_9728_metadata_is_served_at_the_root_form_too() -> None:
+    pair = RSAKeyPair.generate()
+    auth = {"jwt": {"public_key": pair.public_key, "issuer": ISSUER,
+                    "audience": "mcp-gateway"}}
+
+    def build(base: str) -> Gateway:
+        return make_gateway({}, options={"auth": auth}, public_url=base)
+
+    async with serving(build) as (_gateway, base), httpx2.AsyncClient(base_url=base) as http:
+        inserted = await http.get("/.well-known/oauth-protected-resource/mcp")
+        root = await http.get("/.well-known/oauth-protected-resource")
+        assert inserted.status_code == root.status_code == 200
+        assert root.json() == inserted.json()
+        assert root.json()["resource"] == f"{base}/mcp"
+        assert root.json()["authorization_servers"] == [ISSUER]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastmcp import FastMCP
+from fastmcp.server.auth import AuthProvider, RemoteAuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -104,6 +105,18 @@ def public_base_url(settings: GatewaySettings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
+    """RFC 9728 metadata at the root form too (``/.well-known/oauth-protected-resource``):
+    FastMCP serves only the path-inserted form (``.../oauth-protected-resource/mcp``),
+    and some hosts probe the root first.  The same document, CORS and methods."""
+    if not isinstance(auth, RemoteAuthProvider):
+        return []
+    root = "/.well-known/oauth-protected-resource"
+    return [Route(root, route.app, methods=list(route.methods or ["GET"]))
+            for route in auth.get_routes(mcp_path)
+            if isinstance(route, Route) and route.path == root + mcp_path]
+
+
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[RouteGroup] = ()
               ) -> GatewayApp:
@@ -138,7 +151,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins, mode="strict")
     all_groups = (*groups, api_group(access, ctx))
-    mounts: list[BaseRoute] = []
+    mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
     for group in all_groups:
         if not group.prefix:
             mounts += group.routes

@@ -235,3 +235,16 @@ async def test_rfc_9728_metadata_is_served_at_the_root_form_too() -> None:
         assert root.json() == inserted.json()
         assert root.json()["resource"] == f"{base}/mcp"
         assert root.json()["authorization_servers"] == [ISSUER]
+        # Every 401 points at it: the MCP endpoint's (FastMCP) and the REST API's alike.
+        link = f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        accept = {"Accept": "application/json, text/event-stream"}
+        for bad in ({}, {"Authorization": "Bearer mgw_not-a-token-00000000000"},
+                    {"Authorization": "Basic dXNlcjpwYXNz"}):
+            mcp = await http.post("/mcp", json=ping, headers=accept | bad)
+            rest = await http.get("/api/v1/servers", headers=bad)
+            assert mcp.status_code == rest.status_code == 401
+            for challenge in (mcp.headers["www-authenticate"],
+                              rest.headers["www-authenticate"]):
+                assert challenge.startswith("Bearer") and link in challenge
+            assert rest.json()["error"]["code"] == "unauthorized"

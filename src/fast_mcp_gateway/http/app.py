@@ -127,16 +127,19 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # section changes what FastMCP's app is built with, which takes a restart.
     verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
                 if auth is not None else None)
-    access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin)
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = list(settings.allowed_origins) or None
+    mcp_path = settings.path if transport == "http" else "/sse"
     # The MCP endpoint (streamable HTTP, or /sse + /messages) takes the same verifier
     # as the REST API: FastMCP answers a missing or bad token with 401 and
     # WWW-Authenticate before the gateway sees the request.  FastMCP reads
     # ``server.auth`` when it builds the app, so it is set just before.
     server.auth = (mcp_auth(verifier, auth, public_base_url(settings))
                    if verifier is not None and auth is not None else None)
-    mcp_path = settings.path if transport == "http" else "/sse"
+    metadata = (f"{public_base_url(settings)}/.well-known/oauth-protected-resource{mcp_path}"
+                if isinstance(server.auth, RemoteAuthProvider) else None)
+    access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin,
+                    resource_metadata=metadata)
     mcp_app = server.http_app(
         path=mcp_path,
         transport="sse" if transport == "sse" else "http",

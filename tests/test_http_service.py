@@ -22,6 +22,7 @@ from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.http.auth import JWT_CACHE_SECONDS, GatewayVerifier, principal_of
 from tests.fixtures import (
     alpha_server,
+    beta_server,
     interactive_server,
     make_gateway,
     memory_entry,
@@ -248,3 +249,36 @@ async def test_rfc_9728_metadata_is_served_at_the_root_form_too() -> None:
                               rest.headers["www-authenticate"]):
                 assert challenge.startswith("Bearer") and link in challenge
             assert rest.json()["error"]["code"] == "unauthorized"
+
+
+# -- SSE front: the same tokens and restrictions as streamable HTTP -------------------------
+
+
+async def test_the_sse_front_takes_the_same_tokens_and_restrictions() -> None:
+    ops, alice = "mgw_" + "a" * 40, "mgw_" + "b" * 40
+    tokens = [{"name": "ops", "sha256": hashlib.sha256(ops.encode()).hexdigest(),
+               "scopes": ["admin"]},
+              {"name": "alice", "sha256": hashlib.sha256(alice.encode()).hexdigest(),
+               "scopes": ["tools"], "servers": ["alpha"]}]
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           options={"auth": {"tokens": tokens}})
+    async with serve_http(gateway.http_app("sse")) as base:
+        async with httpx2.AsyncClient(base_url=base) as http:
+            for headers in ({}, {"Authorization": "Bearer mgw_wrong-token-0000000000000"}):
+                refused = await http.get("/sse", headers=headers)
+                assert refused.status_code == 401
+                assert refused.headers["www-authenticate"].startswith("Bearer")
+                posted = await http.post("/messages/?session_id=x", json={}, headers=headers)
+                assert posted.status_code == 401
+        async with Client(f"{base}/sse", auth=alice) as client:
+            names = {t.name for t in await client.list_tools()}
+            assert "alpha_add" in names
+            assert not any(n.startswith(("beta_", "gateway_")) for n in names)
+            refused_call = await client.call_tool_mcp("beta_add", {"a": 1, "b": 2})
+            assert refused_call.is_error and "Unknown tool" in refused_call.content[0].text
+            assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        async with Client(f"{base}/sse", auth=ops) as client:
+            names = {t.name for t in await client.list_tools()}
+            assert {"alpha_add", "beta_add"} <= names
+            assert any(n.startswith("gateway_") for n in names)

@@ -226,15 +226,25 @@ async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
             order = [runs[label] for label in rotated(list(runs), r)]
             for run in order:
                 mid, up = cpu_s(run.middle), cpu_s(run.upstream)
-                samples = await sequential_latency(run, plan.latency_calls)
                 label = run.endpoint.label
+                try:
+                    samples = await sequential_latency(run, plan.latency_calls)
+                except RuntimeError as exc:  # one target failing is a note, not the end
+                    ph.notes.append(f"round {r + 1}: {label} failed: {exc}")
+                    continue
                 ph.put("p50", label, r, 1000 * percentile(samples, 50))
                 ph.put("p95", label, r, 1000 * percentile(samples, 95))
                 ph.put("cpu_mid", label, r, _per(delta(cpu_s(run.middle), mid), len(samples)))
                 ph.put("cpu_up", label, r, _per(delta(cpu_s(run.upstream), up), len(samples)))
             for run in order:
-                ph.put("thr", run.endpoint.label, r,
-                       await throughput(run, plan.callers, plan.calls_per_caller))
+                try:
+                    value: float | None = await throughput(run, plan.callers,
+                                                           plan.calls_per_caller)
+                except* RuntimeError as group:
+                    value = None
+                    ph.notes.append(f"round {r + 1}: {run.endpoint.label} throughput "
+                                    f"failed: {group.exceptions[0]}")
+                ph.put("thr", run.endpoint.label, r, value)
             for run in order:
                 ph.put("rss_mid", run.endpoint.label, r, memory_mb(run.middle))
         ph.notes.append("gateway+token and gateway+jwt are one gateway process with "

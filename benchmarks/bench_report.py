@@ -11,6 +11,7 @@ from bench_phases import Metric, Phase, Plan, Results
 
 # Targets from issue 15 (and the earlier overhead issue).
 TARGET_P50_RATIO = 1.5
+TARGET_HTTP_P50_RATIO = 1.3  # issue 15 item 4 (and issue 10): auth on
 TARGET_BURST_DELTA_MS = 65.0
 TARGET_LIST_RATIO = 1.2
 TARGET_RSS_TWENTY_MB = 120.0
@@ -140,6 +141,18 @@ def checks(res: Results, plan: Plan) -> list[Check]:
                          "-" if diff is None else f"{diff:+.1f} ms",
                          f"<= +{TARGET_BURST_DELTA_MS:g} ms",
                          None if diff is None else diff <= TARGET_BURST_DELTA_MS))
+    if "http" in ph:
+        http = ph["http"].metrics
+        for who in ("gateway", "gateway+token", "gateway+jwt"):
+            p50 = median(http["p50"].ratios(who, DIRECT))
+            out.append(Check(f"http: {who} p50 / direct (paired)", show(p50) + "x",
+                             f"<= {TARGET_HTTP_P50_RATIO}x",
+                             None if p50 is None else p50 <= TARGET_HTTP_P50_RATIO))
+        for who in ("gateway+token", "gateway+jwt"):
+            mine, bare = http["cpu_mid"].median(who), http["cpu_mid"].median("gateway")
+            out.append(Check(f"http: auth cost, {who} - gateway CPU per call",
+                             "-" if mine is None or bare is None else f"{mine - bare:+.2f} ms",
+                             "(reported)", None))
     if "large" in ph:
         growth = ph["large"].metrics["growth"].median(GATEWAY)
         out.append(Check(f"large: gateway CPU per MiB, {plan.sizes_mib[-1]:g} vs "
@@ -194,7 +207,7 @@ def phase_base(phase: Phase, case: str) -> str:
 def peer_table(res: Results) -> list[str]:
     """Gateway against FastMCP's proxy on every comparable row (paired per round)."""
     rows, behind = [], []
-    for name in ("hot", "large", "lists", "cold"):
+    for name in ("hot", "http", "large", "lists", "cold"):
         phase = res.phases.get(name)
         if phase is None:
             continue
@@ -251,7 +264,7 @@ def report(res: Results, plan: Plan) -> tuple[str, bool]:
         "of any stdio gateway); gateway = mcp-gateway serve; fastmcp = FastMCP's proxy "
         "with a persistent session per upstream",
     ]
-    for name in ("hot", "large", "lists"):
+    for name in ("hot", "http", "large", "lists"):
         if name in res.phases:
             out += ["", *metric_tables(res.phases[name])]
     if "cold" in res.phases:

@@ -4,6 +4,10 @@ Run as::
 
     python benchmarks/fastmcp_proxy.py [--mode auto|legacy] COMMAND [ARGS...]
     python benchmarks/fastmcp_proxy.py [--mode auto|legacy] --config upstreams.json
+    python benchmarks/fastmcp_proxy.py --http PORT [--mode ...] http://127.0.0.1:P/mcp
+
+``--http PORT`` serves the proxy over streamable HTTP on 127.0.0.1:PORT/mcp instead of
+stdio; an upstream given as an ``http://`` URL is reached over streamable HTTP.
 
 One upstream is proxied under its own tool names (``FastMCPProxy``, what
 ``create_proxy`` builds); a config ``{"name": [command, arg, ...], ...}`` mounts one
@@ -27,7 +31,7 @@ from typing import Any
 
 import anyio
 from fastmcp import FastMCP
-from fastmcp.client.transports import StdioTransport
+from fastmcp.client.transports import ClientTransport, StdioTransport, StreamableHttpTransport
 from fastmcp.server.providers.proxy import FastMCPProxy, ProxyClient, ProxyProvider
 
 
@@ -46,11 +50,18 @@ def upstreams_from(args: argparse.Namespace) -> dict[str, list[str]]:
     return {"": list(args.command)}
 
 
-async def serve(upstreams: dict[str, list[str]], mode: str) -> None:
-    """Connect every upstream, then serve the proxy on stdio until stdin closes."""
+def transport_of(argv: list[str]) -> ClientTransport:
+    if len(argv) == 1 and argv[0].startswith("http"):
+        return StreamableHttpTransport(argv[0])
+    return StdioTransport(argv[0], argv[1:], keep_alive=False)
+
+
+async def serve(upstreams: dict[str, list[str]], mode: str, http_port: int | None = None
+                ) -> None:
+    """Connect every upstream, then serve the proxy on stdio until stdin closes (or on
+    streamable HTTP until stopped)."""
     clients = {
-        name: ProxyClient(StdioTransport(argv[0], argv[1:], keep_alive=False), mode=mode,
-                          timeout=120)
+        name: ProxyClient(transport_of(argv), mode=mode, timeout=120)
         for name, argv in upstreams.items()
     }
     stop = anyio.Event()
@@ -78,7 +89,11 @@ async def serve(upstreams: dict[str, list[str]], mode: str) -> None:
             for name, client in clients.items():
                 server.add_provider(ProxyProvider(lambda c=client: c), namespace=name)
         try:
-            await server.run_stdio_async(show_banner=False, log_level="WARNING")
+            if http_port is not None:
+                await server.run_http_async(show_banner=False, host="127.0.0.1",
+                                            port=http_port, log_level="WARNING")
+            else:
+                await server.run_stdio_async(show_banner=False, log_level="WARNING")
         finally:
             stop.set()
 
@@ -87,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="auto", help="protocol mode towards the upstreams")
     parser.add_argument("--config", default=None, help="JSON {name: [command, args...]}")
+    parser.add_argument("--http", type=int, default=None, metavar="PORT",
+                        help="serve streamable HTTP on 127.0.0.1:PORT instead of stdio")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    anyio.run(serve, upstreams_from(args), args.mode)
+    anyio.run(serve, upstreams_from(args), args.mode, args.http)
 
 
 if __name__ == "__main__":

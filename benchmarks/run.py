@@ -15,7 +15,9 @@ Every target is stdio end to end and uses the same client (a fastmcp ``Client`` 
 * fastmcp: client --stdio--> ``python benchmarks/fastmcp_proxy.py`` --stdio--> upstream
   (FastMCP's own proxy, one persistent session per upstream)
 
-Phases: ``hot`` (latency, throughput, burst, CPU per call, RSS), ``large`` (1, 5,
+Phases: ``hot`` (latency, throughput, burst, CPU per call, RSS), ``http`` (the same
+upstream over streamable HTTP: direct, the gateway without auth, with a static token and
+with a JWT, FastMCP's proxy over HTTP; see ``bench_http.py``), ``large`` (1, 5,
 20 MiB results: CPU per MiB), ``lists`` (warm tools/list of 20 x 50 tools against one
 upstream with all 1,000; RSS with twenty upstreams) and ``cold`` (start-up, including
 20 FastMCP upstreams against the same 20 started directly).  ``benchmarks/README.md``
@@ -42,6 +44,7 @@ from typing import Any
 import anyio
 from bench_cold import cold_phase
 from bench_harness import Workspace, become_subreaper, wait_no_children
+from bench_http import http_phase
 from bench_phases import (
     FULL,
     QUICK,
@@ -53,7 +56,7 @@ from bench_phases import (
 )
 from bench_report import report
 
-PHASES = ("hot", "large", "lists", "cold")
+PHASES = ("hot", "http", "large", "lists", "cold")
 
 
 def machine_info() -> dict[str, Any]:
@@ -94,6 +97,9 @@ async def main_async(plan: Plan, protocol: str, phases: Sequence[str]) -> Result
                 log(" persistent sessions: " + ", ".join(p for p in ("hot", "large")
                                                          if p in phases))
                 await persistent(ws, plan, res, log, phases)
+            if "http" in phases:
+                log(" HTTP front")
+                await http_phase(ws, plan, res, log)
             if "lists" in phases:
                 log(" aggregated tools/list")
                 await lists_phase(ws, plan, res, log)

@@ -1,6 +1,7 @@
 """The benchmark's upstream: a tiny FastMCP stdio server.
 
-Run as ``python benchmarks/upstream.py``.  Both the direct client and the gateway
+Run as ``python benchmarks/upstream.py`` (stdio) or ``... upstream.py --http PORT``
+(streamable HTTP on 127.0.0.1:PORT/mcp).  Both the direct client and the gateway
 talk to exactly this process, so any difference between them is the gateway's.
 
 Tools:
@@ -57,4 +58,11 @@ def _text(size: int) -> str:
 
 
 if __name__ == "__main__":
-    build().run(show_banner=False, log_level="WARNING")
+    import sys
+
+    # ``--http PORT``: streamable HTTP on 127.0.0.1 (the HTTP phase), else stdio.
+    if sys.argv[1:2] == ["--http"]:
+        build().run(transport="http", host="127.0.0.1", port=int(sys.argv[2]),
+                    show_banner=False, log_level="WARNING")
+    else:
+        build().run(show_banner=False, log_level="WARNING")

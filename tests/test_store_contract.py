@@ -152,6 +152,21 @@ async def test_stats_match_the_exact_percentiles_within_a_bucket(store: Store) -
     assert total.as_dict()["success_rate"] == 0.9 and "histogram" not in total.as_dict()
 
 
+async def test_cancelled_calls_are_filtered_and_counted_apart_from_errors(
+    store: Store,
+) -> None:
+    statuses = ["success"] * 6 + ["error"] * 2 + ["cancelled"] * 3
+    # Two batches: the aggregate upserts must add the cancelled counts too.
+    await store.add_invocations(inv(i, status=s) for i, s in enumerate(statuses[:5]))
+    await store.add_invocations(inv(i, status=s) for i, s in enumerate(statuses) if i >= 5)
+    total = (await store.stats())[""]
+    assert (total.count, total.errors, total.cancelled) == (11, 2, 3)
+    assert total.success_rate == 6 / 8  # over the calls that finished
+    rows, _ = await store.invocations(status="cancelled")
+    assert sorted(r.id for r in rows) == sorted(
+        inv(i).id for i, s in enumerate(statuses) if s == "cancelled")
+
+
 async def test_windows_mixing_whole_hours_and_partial_edges_count_exactly(store: Store) -> None:
     base = 1_700_000_000 // 3600 * 3600  # an hour boundary
     rows = [inv(i, at=base, ms=1 + i % 50, status="error" if i % 7 == 0 else "success")

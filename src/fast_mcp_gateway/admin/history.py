@@ -18,7 +18,7 @@ from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, Hist
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
-CallStatus = Literal["success", "error", "timeout", "rejected"]
+CallStatus = Literal["success", "error", "timeout", "rejected", "cancelled"]
 GroupBy = Literal["none", "server", "tool"]
 
 
@@ -65,7 +65,8 @@ async def stats(ctx: AdminContext, *, group_by: GroupBy = "none", since_minutes:
     for key, agg in sorted(current.items()):
         before = previous.get(key)
         groups.append(GroupStats(
-            key=key, count=agg.count, errors=agg.errors, success_rate=agg.success_rate,
+            key=key, count=agg.count, errors=agg.errors, cancelled=agg.cancelled,
+            success_rate=agg.success_rate,
             min_ms=agg.min_ms, avg_ms=agg.avg_ms, max_ms=agg.max_ms, p50_ms=agg.p50_ms,
             p95_ms=agg.p95_ms, p99_ms=agg.p99_ms,
             previous_count=before.count if before else 0,

@@ -282,7 +282,7 @@ async def calls(
     ctx: AdminContext,
     server: OnlyServer = None,
     tool: Annotated[str | None, Field(description="only this exposed name")] = None,
-    status: Annotated[Literal["success", "error", "timeout", "rejected"] | None,
+    status: Annotated[Literal["success", "error", "timeout", "rejected", "cancelled"] | None,
                       Field(description="only this outcome")] = None,
     since_minutes: Annotated[float | None, Field(gt=0)] = None,
     limit: Annotated[int, Field(ge=1, le=500)] = 20,

@@ -141,6 +141,8 @@ class GroupStats(BaseModel):
     key: str = Field(description="server or tool name; '' for everything")
     count: int
     errors: int
+    cancelled: int = Field(0, description="calls the host cancelled or walked away from "
+                                          "(not errors; left out of success_rate)")
     success_rate: float | None
     min_ms: float | None
     avg_ms: float | None

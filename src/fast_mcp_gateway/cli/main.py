@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="the latest calls through the gateway")
     store_args(logs)
     logs.add_argument("--tool", default=None, help="exposed name")
-    logs.add_argument("--status", choices=["success", "error", "timeout", "rejected"],
+    logs.add_argument("--status", choices=["success", "error", "timeout", "rejected", "cancelled"],
                       help="only calls that ended so")
     logs.add_argument("--limit", type=int, default=50, help="how many calls (default 50)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")

@@ -26,7 +26,9 @@ check, a metric) holds for every call.  The stages, in order:
    response becomes one ``Failure`` (status and message), which the encoding
    turns into what its host gets (a FastMCP error, or an ``isError`` JSON result).
 
-Anything else raised (a bug, a cancellation) goes to the caller unobserved.
+A cancellation (the host's ``notifications/cancelled``, an HTTP client gone) is
+observed with status ``cancelled`` and goes on; anything else raised (a bug) goes to
+the caller unobserved.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
+import anyio
 import mcp_types as types
 from fastmcp.exceptions import ToolError
 from fastmcp.server.context import Context
@@ -72,13 +75,14 @@ from fast_mcp_gateway.upstream.relay import FrontCall
 logger = logging.getLogger(__name__)
 
 Kind = Literal["tool", "resource", "prompt"]
-Status = Literal["success", "error", "timeout", "rejected"]
+Status = Literal["success", "error", "timeout", "rejected", "cancelled"]
 R = TypeVar("R")
 Out = TypeVar("Out")
 _METHODS: dict[str, str] = {"tool": "tools/call", "resource": "resources/read",
                             "prompt": "prompts/get"}
 
 
+_CANCELLED = "cancelled before it finished (the host cancelled it or went away)"
 _UNKNOWN: dict[str, str] = {"tool": "Unknown tool", "resource": "Unknown resource",
                             "prompt": "Unknown prompt"}
 
@@ -370,6 +374,12 @@ class CallPipeline:
                 if stage is not None:
                     result = stage.review(call, encoding, result)
             answer = encoding.finish(call, result)
+        except anyio.get_cancelled_exc_class():
+            # The host cancelled the call (notifications/cancelled) or went away (an
+            # HTTP disconnect), or the gateway is stopping: recorded as cancelled, not
+            # as an error, and the cancellation goes on.
+            self._observe(call, Answer("cancelled", _CANCELLED))
+            raise
         except (CallRefused, UpstreamError, MCPError) as exc:
             answer = encoding.fail(call, failure_of(call, exc))
             self._observe(call, answer, exc)

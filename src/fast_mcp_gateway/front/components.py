@@ -25,6 +25,7 @@ from fastmcp.server.dependencies import get_http_request
 from fastmcp.tools.base import Tool, ToolResult
 from fastmcp.utilities.tasks import TaskConfig
 from mcp.shared.dispatcher import ProgressFnT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import AnyUrl, PrivateAttr
 
 from fast_mcp_gateway._compat import current_transport
@@ -76,13 +77,17 @@ async def _until_disconnected(work: Awaitable[ToolResult]) -> ToolResult:
     only in some setups (not a 2026 JSON response, not a legacy stateful session, whose
     handler runs in the session's task), so the request is polled.  SSE is left alone:
     its POST is answered 202 at once (it would look disconnected), and a dropped SSE
-    stream ends the session, which cancels the call by itself.
+    stream ends the session, which cancels the call by itself.  So is a 2026-07-28
+    request answered as an SSE stream (the gateway never answers JSON): the SDK runs its
+    handler beside a disconnect watcher of its own, and a second one would cost a task
+    group and two tasks per call for nothing.
     """
     try:
         request = get_http_request()
     except RuntimeError:  # stdio, in-process: no HTTP request to outlive
         return await work
-    if current_transport() != "streamable-http":
+    if (current_transport() != "streamable-http"
+            or request.headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS):
         return await work
     done: list[ToolResult] = []
     failed: list[Exception] = []

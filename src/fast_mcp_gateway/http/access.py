@@ -54,6 +54,7 @@ class Access:
 
     verifier: GatewayVerifier | None
     allow_unauthenticated_admin: bool = False
+    resource_metadata: str | None = None  # the RFC 9728 document's URL, when served
 
     async def principal_for(self, request: HTTPConnection) -> Principal:
         """The caller of ``request``, or an ``ApiError`` 401 (no token, bad token)."""
@@ -62,16 +63,18 @@ class Access:
         header = request.headers.get("authorization")
         if header is None:
             raise unauthorized("this gateway requires a bearer token: send "
-                               "'Authorization: Bearer <token>'", bad_token=False)
+                               "'Authorization: Bearer <token>'", bad_token=False,
+                               resource_metadata=self.resource_metadata)
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("the Authorization header must be 'Bearer <token>'",
-                               bad_token=True)
+                               bad_token=True, resource_metadata=self.resource_metadata)
         verified = await self.verifier.verify_token(token)
         if verified is None:  # the token itself never goes into the message
             raise unauthorized("the bearer token is not valid (unknown, expired or not "
-                               "for this gateway)", bad_token=True)
+                               "for this gateway)", bad_token=True,
+                               resource_metadata=self.resource_metadata)
         return principal_of(verified)
 
     def current(self) -> Principal:

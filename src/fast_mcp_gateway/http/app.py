@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastmcp import FastMCP
+from fastmcp.server.auth import AuthProvider, RemoteAuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,6 +30,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
@@ -61,12 +63,25 @@ class RouteGroup:
 
 
 class GatewayApp(Starlette):
-    """The assembled app; ``verifier`` and ``access`` are shared by every front."""
+    """The assembled app; ``verifier`` and ``access`` are shared by every front.
+
+    A request for the MCP endpoint goes straight to FastMCP's app (which has its own
+    error handling and routing): the outer router, its two middlewares and the mount
+    would cost every MCP request some 50-100 us for nothing.
+    """
 
     verifier: GatewayVerifier | None
     access: Access
     mcp_app: Starlette
     groups: tuple[RouteGroup, ...]
+    mcp_paths: tuple[str, ...] = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.mcp_paths:
+            scope["app"] = self
+            await self.mcp_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class ProfilePaths:
@@ -119,25 +134,47 @@ GroupSource = RouteGroup | Callable[[Access], RouteGroup]
 """A route group, or a function making one for the app's ``Access`` (the dashboard)."""
 
 
+def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
+    """RFC 9728 metadata at the root form too (``/.well-known/oauth-protected-resource``):
+    FastMCP serves only the path-inserted form (``.../oauth-protected-resource/mcp``),
+    and some hosts probe the root first.  The same document, CORS and methods."""
+    if not isinstance(auth, RemoteAuthProvider):
+        return []
+    root = "/.well-known/oauth-protected-resource"
+    return [Route(root, route.app, methods=list(route.methods or ["GET"]))
+            for route in auth.get_routes(mcp_path)
+            if isinstance(route, Route) and route.path == root + mcp_path]
+
+
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[GroupSource] = ()
               ) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan."""
     auth = ctx.options.auth
-    verifier = GatewayVerifier(auth) if auth is not None else None
-    access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin)
+    # Follows reloads of gateway.auth (token rotation); adding or removing the whole
+    # section changes what FastMCP's app is built with, which takes a restart.
+    verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
+                if auth is not None else None)
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = list(settings.allowed_origins) or None
+    mcp_path = settings.path if transport == "http" else "/sse"
     # The MCP endpoint (streamable HTTP, or /sse + /messages) takes the same verifier
     # as the REST API: FastMCP answers a missing or bad token with 401 and
     # WWW-Authenticate before the gateway sees the request.  FastMCP reads
     # ``server.auth`` when it builds the app, so it is set just before.
     server.auth = (mcp_auth(verifier, auth, public_base_url(settings))
                    if verifier is not None and auth is not None else None)
+    metadata = (f"{public_base_url(settings)}/.well-known/oauth-protected-resource{mcp_path}"
+                if isinstance(server.auth, RemoteAuthProvider) else None)
+    access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin,
+                    resource_metadata=metadata)
     mcp_app = server.http_app(
-        path=settings.path if transport == "http" else "/sse",
+        path=mcp_path,
         transport="sse" if transport == "sse" else "http",
+        # Every answer a stream: the host gets progress and logs during a call, and the
+        # SDK watches a 2026-07-28 request's connection itself (front/components.py).
+        json_response=False,
         host_origin_protection=True,
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
@@ -147,7 +184,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                        allowed_origins=allowed_origins, mode="strict")
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
                   api_group(access, ctx))
-    mounts: list[BaseRoute] = []
+    mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
     for group in all_groups:
         if not group.prefix:
             mounts += group.routes
@@ -171,4 +208,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app.access = access
     app.mcp_app = mcp_app
     app.groups = all_groups
+    # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known
+    # metadata, /messages/ of SSE) takes the router as before.
+    app.mcp_paths = (mcp_path,)
     return app

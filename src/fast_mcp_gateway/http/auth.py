@@ -3,9 +3,15 @@
 ``GatewayVerifier`` is a FastMCP ``TokenVerifier``: FastMCP's HTTP app runs it on every
 request to the MCP endpoint (401 with ``WWW-Authenticate`` when it returns ``None``),
 and the REST API and the dashboard call the same ``verify_token``.  Static tokens are
-kept only as SHA-256 digests and compared in constant time; JWTs are checked by
-FastMCP's ``JWTVerifier`` (signature, issuer, audience, expiry) and mapped to scopes
-and servers by the configured claims.
+kept only as SHA-256 digests, looked up by the presented token's digest (one dict
+lookup: what is compared is a hash an attacker cannot steer, so the lookup's timing
+says nothing about a token); JWTs are checked by FastMCP's ``JWTVerifier`` (signature,
+issuer, audience, expiry) and mapped to scopes and servers by the configured claims.
+
+A JWT's signature check costs ~0.3-1 ms of CPU and FastMCP runs the verifier on every
+MCP request, so a verified JWT is remembered by its digest, at most ``JWT_CACHE_SECONDS``
+and never past its ``exp``, in a bounded cache (``JWT_CACHE_SIZE`` entries, oldest
+dropped first).  A refused token is never cached.
 
 ``Principal`` is what the rest of the gateway sees of a caller: a name for audit and
 call records, its scopes and the servers it may see.
@@ -14,9 +20,9 @@ call records, its scopes and the servers it may see.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
@@ -25,6 +31,9 @@ from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.telemetry.redaction import SECRETS
+
+JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
+JWT_CACHE_SIZE = 4096
 
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
@@ -49,14 +58,54 @@ def principal_of(token: AccessToken) -> Principal:
 class GatewayVerifier(TokenVerifier):
     """Static tokens (by digest, constant time) first, then JWTs if configured."""
 
-    def __init__(self, config: AuthConfig, *, base_url: str | None = None) -> None:
+    def __init__(self, config: AuthConfig, *, base_url: str | None = None,
+                 clock: Callable[[], float] = time.time,
+                 jwt_cache_size: int = JWT_CACHE_SIZE,
+                 current: Callable[[], AuthConfig | None] | None = None) -> None:
+        """``current`` (if given) returns the running ``gateway.auth``: when a reload
+        replaces it, the next request is verified against the new tokens and JWT
+        settings (token rotation without a restart)."""
         super().__init__(base_url=base_url)
+        self._clock = clock
+        self._cache_size = jwt_cache_size
+        self._current = current
+        self._removed_warned = False
+        self._jwt_config: JwtConfig | None = None
+        self._jwt: JWTVerifier | None = None
+        self._apply(config, first=True)
+
+    def _apply(self, config: AuthConfig, *, first: bool = False) -> None:
         # Clear tokens from the environment are secrets like any ${VAR}: masked wherever
         # a text could echo one (a log line, an upstream's error).
         SECRETS.add(t.token for t in config.tokens if t.token is not None)
-        self._tokens = tuple((bytes.fromhex(t.digest), t) for t in config.tokens)
+        self._config = config
+        self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
+        if first or config.jwt != self._jwt_config:  # else keep its fetched JWKS
+            self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
         self._jwt_config = config.jwt
-        self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
+        # digest -> (verified token, wall-clock time it stops being served from here);
+        # emptied on every change: a JWT accepted under the old settings is checked again.
+        self._jwt_cache: dict[bytes, tuple[AccessToken, float]] = {}
+
+    def _follow_reloads(self) -> None:
+        new = self._current() if self._current is not None else None
+        if new is None:
+            if self._current is not None and not self._removed_warned:
+                self._removed_warned = True
+                logger.warning("gateway.auth was removed from the config: the running "
+                               "tokens stay in force until the gateway is restarted")
+            return
+        if new is self._config:
+            return
+        if new != self._config:
+            logger.info("gateway.auth changed: %d token(s)%s", len(new.tokens),
+                        ", JWT" if new.jwt is not None else "")
+        self._apply(new)
+
+    @property
+    def jwt_cache_len(self) -> int:
+        """JWTs remembered now (bounded by ``jwt_cache_size``)."""
+        return len(self._jwt_cache)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a
@@ -70,11 +119,9 @@ class GatewayVerifier(TokenVerifier):
             return None
 
     async def _verify(self, token: str) -> AccessToken | None:
+        self._follow_reloads()  # an identity check unless the config was reloaded
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        match = None
-        for expected, entry in self._tokens:  # every entry: no early exit to time
-            if hmac.compare_digest(digest, expected):
-                match = entry
+        match = self._tokens.get(digest)
         if match is not None:
             return AccessToken(
                 token=token, client_id=match.name, scopes=list(match.scopes),
@@ -83,10 +130,26 @@ class GatewayVerifier(TokenVerifier):
             )
         if self._jwt is None or self._jwt_config is None or token.count(".") != 2:
             return None
+        now = self._clock()
+        cached = self._jwt_cache.get(digest)
+        if cached is not None:
+            if now < cached[1]:
+                return cached[0]
+            del self._jwt_cache[digest]
         verified = await self._jwt.verify_token(token)
         if verified is None:
             return None
-        return _from_jwt(verified, self._jwt_config)
+        if verified.expires_at is not None and verified.expires_at <= now:
+            return None  # expired by this gateway's clock (the verifier allows some skew)
+        access = _from_jwt(verified, self._jwt_config)
+        if access is not None and self._cache_size > 0:
+            until = now + JWT_CACHE_SECONDS
+            if verified.expires_at is not None:
+                until = min(until, float(verified.expires_at))
+            while len(self._jwt_cache) >= self._cache_size:
+                del self._jwt_cache[next(iter(self._jwt_cache))]  # the oldest entry
+            self._jwt_cache[digest] = (access, until)
+        return access
 
 
 def mcp_auth(verifier: GatewayVerifier, config: AuthConfig, base_url: str) -> AuthProvider:

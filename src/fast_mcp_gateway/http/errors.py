@@ -65,9 +65,14 @@ class ApiError(Exception):
                             headers=self.headers)
 
 
-def unauthorized(message: str, *, bad_token: bool) -> ApiError:
-    """401 with the RFC 6750 challenge (``invalid_token`` when one was sent)."""
-    challenge = 'Bearer error="invalid_token"' if bad_token else "Bearer"
+def unauthorized(message: str, *, bad_token: bool, resource_metadata: str | None = None
+                 ) -> ApiError:
+    """401 with the RFC 6750 challenge (``invalid_token`` when one was sent), naming the
+    RFC 9728 metadata when it is served, as the MCP endpoint's challenge does."""
+    params = ['error="invalid_token"'] if bad_token else []
+    if resource_metadata is not None:
+        params.append(f'resource_metadata="{resource_metadata}"')
+    challenge = "Bearer " + ", ".join(params) if params else "Bearer"
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
 
 

@@ -81,7 +81,7 @@ class DetailQuery(_Query):
 class InvocationsQuery(_Query):
     server: ServerFilter = None
     tool: Annotated[str | None, Field(description="only this exposed name")] = None
-    status: Literal["success", "error", "timeout", "rejected"] | None = None
+    status: Literal["success", "error", "timeout", "rejected", "cancelled"] | None = None
     since_minutes: Annotated[float | None, Field(gt=0, le=60 * 24 * 365)] = None
     limit: Limit = 20
     cursor: Annotated[str | None, Field(description="`next_cursor` of a previous page")] = None

@@ -61,7 +61,7 @@ class Invocation:
     retries: int = 0
     started_at: float
     duration_ms: float
-    status: str  # success | error | timeout | rejected
+    status: str  # success | error | timeout | rejected | cancelled
     error: str | None = None
     arguments: str | None = None  # JSON, redacted
     request_bytes: int | None = None

@@ -84,7 +84,7 @@ class MemoryStore:
             for key, add in groups.items():
                 assert add.min_ms is not None and add.max_ms is not None
                 merge_into(stored.setdefault(key, LatencyStats()), add.count, add.errors,
-                           add.total_ms, add.min_ms, add.max_ms, add.histogram)
+                           add.total_ms, add.min_ms, add.max_ms, add.histogram, add.cancelled)
         return len(rows)
 
     async def invocations(
@@ -134,7 +134,7 @@ class MemoryStore:
                 assert agg.min_ms is not None and agg.max_ms is not None
                 merge_into(out.setdefault(group_key(group_by, srv, exposed), LatencyStats()),
                            agg.count, agg.errors, agg.total_ms, agg.min_ms, agg.max_ms,
-                           agg.histogram)
+                           agg.histogram, agg.cancelled)
         return finish(out)
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,

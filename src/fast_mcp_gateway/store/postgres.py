@@ -164,11 +164,11 @@ class PostgresStore:
         async with self._conn() as conn, conn.transaction():
             await conn.execute(_INSERT_INVOCATIONS, *columns)
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
-                arrays: list[list[Any]] = [[] for _ in range(8 + len(schema.HIST_COLUMNS))]
+                arrays: list[list[Any]] = [[] for _ in range(9 + len(schema.HIST_COLUMNS))]
                 for (period, server, exposed), a in sorted(groups.items()):
                     for array, value in zip(arrays, (period, server, exposed, a.count, a.errors,
                                                      a.total_ms, a.min_ms, a.max_ms,
-                                                     *a.histogram), strict=True):
+                                                     a.cancelled, *a.histogram), strict=True):
                         array.append(value)
                 await conn.execute(schema.upsert_aggregate(table), *arrays)
         return len(rows)
@@ -218,13 +218,13 @@ class PostgresStore:
                 q.where("period >= {}", p_lo).where("period <= {}", p_hi)
                 q.where("server = {}", server).where("exposed = {}", tool)
                 sql = (f"SELECT {key}, SUM(count)::bigint, SUM(errors)::bigint, SUM(total_ms),"
-                       f" MIN(min_ms), MAX(max_ms), {sums} FROM {_TABLE_OF[resolution]}"
-                       f"{q.clause()} GROUP BY 1")
-                for group, count, errors, total, lo_ms, hi_ms, *hist in await conn.fetch(
-                        sql, *q.args):
+                       f" MIN(min_ms), MAX(max_ms), SUM(cancelled)::bigint, {sums}"
+                       f" FROM {_TABLE_OF[resolution]}{q.clause()} GROUP BY 1")
+                for group, count, errors, total, lo_ms, hi_ms, cancelled, *hist in (
+                        await conn.fetch(sql, *q.args)):
                     if count:
                         merge_into(out.setdefault(group, LatencyStats()), count, errors,
-                                   total, lo_ms, hi_ms, hist)
+                                   total, lo_ms, hi_ms, hist, cancelled)
         return finish(out)
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,

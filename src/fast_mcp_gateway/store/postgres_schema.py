@@ -175,6 +175,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         PRIMARY KEY (server, kind, name, status)
     );
     """),
+    (4, """
+    -- calls the host cancelled: counted apart from errors
+    ALTER TABLE invocation_minutes ADD COLUMN cancelled BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE invocation_hours ADD COLUMN cancelled BIGINT NOT NULL DEFAULT 0;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -222,14 +227,15 @@ def upsert_aggregate(table: str) -> str:
     """Add a batch's aggregates (one array per column, keys unique and sorted so that
     concurrent writers lock rows in the same order) to the stored ones."""
     columns = ["period", "server", "exposed", "count", "errors", "total_ms", "min_ms",
-               "max_ms", *HIST_COLUMNS]
-    types = ["int8", "text", "text", "int8", "int8", "float8", "float8", "float8",
+               "max_ms", "cancelled", *HIST_COLUMNS]
+    types = ["int8", "text", "text", "int8", "int8", "float8", "float8", "float8", "int8",
              *["int8"] * len(HIST_COLUMNS)]
     arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
     return (
         f"INSERT INTO {table} AS t ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
         " ON CONFLICT (period, server, exposed) DO UPDATE SET count = t.count + excluded.count,"
         " errors = t.errors + excluded.errors, total_ms = t.total_ms + excluded.total_ms,"
+        " cancelled = t.cancelled + excluded.cancelled,"
         " min_ms = LEAST(t.min_ms, excluded.min_ms), max_ms = GREATEST(t.max_ms, excluded.max_ms), "
         + ", ".join(f"{h} = t.{h} + excluded.{h}" for h in HIST_COLUMNS)
     )

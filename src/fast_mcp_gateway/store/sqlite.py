@@ -140,7 +140,7 @@ class SQLiteStore:
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
                 await db.executemany(schema.UPSERT_AGGREGATE.format(table=table), [
                     (period, server, exposed, a.count, a.errors, a.total_ms, a.min_ms,
-                     a.max_ms, *a.histogram)
+                     a.max_ms, a.cancelled, *a.histogram)
                     for (period, server, exposed), a in groups.items()
                 ])
             await db.execute("COMMIT")
@@ -193,13 +193,13 @@ class SQLiteStore:
             where, args = _where((("period >= ?", p_lo), ("period <= ?", p_hi),
                                   ("server = ?", server), ("exposed = ?", tool)))
             sql = (f"SELECT {key}, SUM(count), SUM(errors), SUM(total_ms), MIN(min_ms),"
-                   f" MAX(max_ms), {sums} FROM {_TABLE_OF[resolution]}" + _clause(where)
-                   + f" GROUP BY {key}")
+                   f" MAX(max_ms), SUM(cancelled), {sums} FROM {_TABLE_OF[resolution]}"
+                   + _clause(where) + f" GROUP BY {key}")
             async with self._db.execute(sql, args) as cur:
-                async for group, count, errors, total, lo_ms, hi_ms, *hist in cur:
+                async for group, count, errors, total, lo_ms, hi_ms, cancelled, *hist in cur:
                     if count:
                         merge_into(out.setdefault(group, LatencyStats()), count, errors,
-                                   total, lo_ms, hi_ms, hist)
+                                   total, lo_ms, hi_ms, hist, cancelled)
         return finish(out)
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,

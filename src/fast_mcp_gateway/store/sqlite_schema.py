@@ -153,6 +153,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         PRIMARY KEY (server, kind, name, status)
     );
     """),
+    (6, """
+    -- calls the host cancelled: counted apart from errors
+    ALTER TABLE invocation_minutes ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invocation_hours ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -163,9 +168,11 @@ TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "au
 # Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
 UPSERT_AGGREGATE = (
     "INSERT INTO {table} (period, server, exposed, count, errors, total_ms, min_ms, max_ms, "
-    + ", ".join(HIST_COLUMNS) + ") VALUES (" + ", ".join("?" * (8 + len(HIST_COLUMNS))) + ")"
+    "cancelled, " + ", ".join(HIST_COLUMNS) + ") VALUES ("
+    + ", ".join("?" * (9 + len(HIST_COLUMNS))) + ")"
     " ON CONFLICT (period, server, exposed) DO UPDATE SET count = count + excluded.count,"
     " errors = errors + excluded.errors, total_ms = total_ms + excluded.total_ms,"
+    " cancelled = cancelled + excluded.cancelled,"
     " min_ms = min(min_ms, excluded.min_ms), max_ms = max(max_ms, excluded.max_ms), "
     + ", ".join(f"{h} = {h} + excluded.{h}" for h in HIST_COLUMNS)
 )

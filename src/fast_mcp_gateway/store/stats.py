@@ -21,6 +21,7 @@ BUCKETS_MS: tuple[float, ...] = tuple(
     round(0.5 * 1.25**i, 3) for i in range(48)
 )  # 0.5 ms .. ~18 s, 25 % apart: a percentile is within one bucket (<= 25 % high)
 
+CANCELLED = "cancelled"  # a call's status when its host cancelled it: not an error
 Resolution = Literal["minute", "hour"]
 AggregateKey = tuple[int, str, str]  # (period, server, exposed)
 
@@ -30,7 +31,8 @@ class LatencyStats:
     """Counts, rates and latency percentiles over a set of calls."""
 
     count: int = 0
-    errors: int = 0
+    errors: int = 0  # failed calls (error, timeout, rejected); never cancelled ones
+    cancelled: int = 0  # calls the host cancelled or walked away from
     min_ms: float | None = None
     avg_ms: float | None = None
     max_ms: float | None = None
@@ -42,7 +44,9 @@ class LatencyStats:
 
     @property
     def success_rate(self) -> float | None:
-        return None if not self.count else (self.count - self.errors) / self.count
+        """Over the calls that finished: a cancelled call neither failed nor succeeded."""
+        finished = self.count - self.cancelled
+        return None if finished <= 0 else (finished - self.errors) / finished
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,10 +88,11 @@ def percentile_from(histogram: Sequence[int], q: float, max_ms: float | None) ->
     return max_ms
 
 
-def add_sample(agg: LatencyStats, ms: float, error: bool) -> None:
+def add_sample(agg: LatencyStats, ms: float, error: bool, cancelled: bool = False) -> None:
     """Count one call into ``agg``."""
     agg.count += 1
     agg.errors += int(error)
+    agg.cancelled += int(cancelled)
     agg.total_ms += ms
     agg.avg_ms = agg.total_ms / agg.count
     agg.min_ms = ms if agg.min_ms is None else min(agg.min_ms, ms)
@@ -96,10 +101,11 @@ def add_sample(agg: LatencyStats, ms: float, error: bool) -> None:
 
 
 def merge_into(agg: LatencyStats, count: int, errors: int, total_ms: float, min_ms: float,
-               max_ms: float, histogram: Iterable[int]) -> None:
+               max_ms: float, histogram: Iterable[int], cancelled: int = 0) -> None:
     """Add one stored aggregate (or a sum of them) to ``agg``; percentiles come later."""
     agg.count += count
     agg.errors += errors
+    agg.cancelled += cancelled
     agg.total_ms += total_ms
     agg.min_ms = min_ms if agg.min_ms is None else min(agg.min_ms, min_ms)
     agg.max_ms = max_ms if agg.max_ms is None else max(agg.max_ms, max_ms)
@@ -122,12 +128,13 @@ def aggregate_batch(rows: Iterable[_Call]
     minutes: dict[AggregateKey, LatencyStats] = {}
     hours: dict[AggregateKey, LatencyStats] = {}
     for r in rows:
-        error = r.status != "success"
+        cancelled = r.status == CANCELLED
+        error = not cancelled and r.status != "success"
         minute = int(r.started_at // 60)
         add_sample(minutes.setdefault((minute, r.server, r.exposed), LatencyStats()),
-                   r.duration_ms, error)
+                   r.duration_ms, error, cancelled)
         add_sample(hours.setdefault((minute // 60, r.server, r.exposed), LatencyStats()),
-                   r.duration_ms, error)
+                   r.duration_ms, error, cancelled)
     return minutes, hours
 
 

@@ -3,8 +3,10 @@
 Two sources, each at its own cost:
 
 * **per call** (``GatewayMetrics.observe``, fed by a call-pipeline observer so that the
-  full path and the stdio express lane count alike): the call counter, the duration
-  histogram, retries and rate-limit rejections.  A labelled child costs ~14 us to look
+  full path and the stdio express lane count alike): the call counter (by ``status``:
+  success, error, timeout, rejected, and ``cancelled`` for a call its host cancelled
+  or walked away from, which is no error), the duration histogram, retries and
+  rate-limit rejections.  A labelled child costs ~14 us to look
   up, so each label combination's children are made once and cached;
 * **per scrape** (``SnapshotCollector``): upstream state, health, in-flight calls,
   restarts, breaker state and trips, recorder queue and drops, catalog size, read from

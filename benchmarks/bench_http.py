@@ -1,0 +1,259 @@
+"""The HTTP front: hosts over streamable HTTP on 127.0.0.1, side by side with direct.
+
+One upstream (``upstream.py --http``) serves every target, so any difference is the
+front's:
+
+* direct:        client --HTTP--> upstream
+* gateway:       client --HTTP--> ``mcp-gateway serve --transport http`` (no auth)
+  --HTTP--> upstream
+* gateway+token: client --HTTP (static bearer token)--> a second gateway with
+  ``gateway.auth`` --HTTP--> upstream
+* gateway+jwt:   the same second gateway, called with an RS256 JWT (fixed public key)
+* fastmcp:       client --HTTP--> FastMCP's proxy (``fastmcp_proxy.py --http``, one
+  persistent upstream session) --HTTP--> upstream
+
+The two auth rows share one gateway process, so their difference is the verification
+itself (the JWT is verified per request, or served from the verifier's cache).  Each
+round measures every target in a rotating order and notes the load average first.
+
+``MCP_GATEWAY_BENCH_BASELINE=/path/to/other/venv/bin/python`` adds ``gateway@base`` and
+``gateway+jwt@base``: the same two gateways run by another install (e.g. the main
+branch), for a before/after in one interleaved run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from bench_harness import (
+    DIRECT,
+    FASTMCP,
+    FASTMCP_PROXY,
+    GATEWAY,
+    PY,
+    UPSTREAM,
+    UPSTREAM_TOOLS,
+    Endpoint,
+    Running,
+    Workspace,
+    cpu_s,
+    delta,
+    memory_mb,
+    percentile,
+    rotated,
+    sequential_latency,
+    throughput,
+)
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+GATEWAY_TOKEN, GATEWAY_JWT = "gateway+token", "gateway+jwt"
+HTTP_TARGETS = (DIRECT, GATEWAY, GATEWAY_TOKEN, GATEWAY_JWT, FASTMCP)
+BENCH_TOKEN = "bench-token-0123456789abcdef"  # a throwaway, loopback-only credential
+Log = Callable[[str], None]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_client(url: str, protocol: str, auth: str | None = None) -> Client[Any]:
+    return Client(StreamableHttpTransport(url, auth=auth), mode=protocol, timeout=120,
+                  init_timeout=120)
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None,
+            python: str = PY) -> Any:
+    """A child process (stderr to ``log``), terminated and reaped on exit."""
+    with log.open("wb") as err:
+        proc = subprocess.Popen([python, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def until_serving(url: str, protocol: str, auth: str | None, tool: str,
+                        within: float) -> None:
+    """Poll until ``url`` lists ``tool`` (the server is up and its upstream connected)."""
+    deadline = time.monotonic() + within
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            async with http_client(url, protocol, auth) as client:
+                if tool in {t.name for t in await client.list_tools()}:
+                    return
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        await anyio.sleep(0.2)
+    raise RuntimeError(f"{url} did not serve {tool} within {within:g} s ({last!r})")
+
+
+def gateway_config(ws: Workspace, tag: str, upstream_url: str, auth: str | None) -> Path:
+    config = ws.root / f"servers-{tag}.yaml"
+    lines = ["servers:", "  up:", f"    url: {upstream_url}", f"    protocol: {ws.protocol}"]
+    if auth:
+        lines = ["gateway:", "  auth:", *auth.splitlines(), *lines]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def auth_section(public_key: str) -> str:
+    """``gateway.auth`` (indented under it): the bench token by digest, and RS256 JWTs."""
+    import hashlib
+
+    key = "\n".join("          " + line for line in public_key.strip().splitlines())
+    return "\n".join([
+        "    tokens:",
+        "      - name: bench",
+        f"        sha256: {hashlib.sha256(BENCH_TOKEN.encode()).hexdigest()}",
+        "        scopes: [tools]",
+        "    jwt:",
+        "      issuer: https://idp.bench.invalid/",
+        "      audience: mcp-gateway",
+        "      public_key: |",
+        key,
+    ])
+
+
+@contextlib.asynccontextmanager
+async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict[str, Running]]:
+    """Start the upstream, both gateways and the proxy; connect one client to each."""
+    from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+    keys = RSAKeyPair.generate()
+    jwt = keys.create_token(subject="bench-user", issuer="https://idp.bench.invalid/",
+                            audience="mcp-gateway", scopes=["tools"],
+                            expires_in_seconds=24 * 3600)
+    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy", "gwb", "gwab")}
+    baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
+    up_url = f"http://127.0.0.1:{ports['up']}/mcp"
+    settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
+
+    def serve(tag: str, port: int, auth: str | None) -> list[str]:
+        config = gateway_config(ws, tag, up_url, auth)
+        return ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
+                "127.0.0.1", "--port", str(port), "--config", str(config), "--log-level",
+                "WARNING", "--connect-timeout", f"{ws.connect_timeout:g}",
+                "--db", str(ws.root / f"store-{tag}.db")]
+
+    with contextlib.ExitStack() as procs:
+        log("  starting the HTTP upstream")
+        upstream = procs.enter_context(process([str(UPSTREAM), "--http", str(ports["up"])],
+                                               ws.logs / "http-upstream.log"))
+        await until_serving(up_url, ws.protocol, None, "echo", plan.ready_within)
+        log("  starting the gateways and FastMCP's proxy")
+        gw = procs.enter_context(process(serve("http", ports["gw"], None),
+                                         ws.logs / "http-gateway.log", settings))
+        gwa = procs.enter_context(process(serve("http-auth", ports["gwa"],
+                                                auth_section(keys.public_key)),
+                                          ws.logs / "http-gateway-auth.log", settings))
+        proxy = procs.enter_context(process(
+            [str(FASTMCP_PROXY), "--http", str(ports["proxy"]), "--mode", ws.protocol, up_url],
+            ws.logs / "http-fastmcp.log"))
+        extra = {}
+        if baseline:
+            gwb = procs.enter_context(process(serve("http-base", ports["gwb"], None),
+                                              ws.logs / "http-gateway-base.log", settings,
+                                              baseline))
+            gwab = procs.enter_context(process(serve("http-auth-base", ports["gwab"],
+                                                     auth_section(keys.public_key)),
+                                               ws.logs / "http-gateway-auth-base.log",
+                                               settings, baseline))
+            extra = {f"{GATEWAY}@base": (f"http://127.0.0.1:{ports['gwb']}/mcp", None,
+                                         gwb.pid, "up_"),
+                     f"{GATEWAY_JWT}@base": (f"http://127.0.0.1:{ports['gwab']}/mcp", jwt,
+                                             gwab.pid, "up_")}
+        urls = {DIRECT: (up_url, None, upstream.pid, ""),
+                GATEWAY: (f"http://127.0.0.1:{ports['gw']}/mcp", None, gw.pid, "up_"),
+                GATEWAY_TOKEN: (f"http://127.0.0.1:{ports['gwa']}/mcp", BENCH_TOKEN, gwa.pid,
+                                "up_"),
+                GATEWAY_JWT: (f"http://127.0.0.1:{ports['gwa']}/mcp", jwt, gwa.pid, "up_"),
+                FASTMCP: (f"http://127.0.0.1:{ports['proxy']}/mcp", None, proxy.pid, ""),
+                **extra}
+        async with contextlib.AsyncExitStack() as clients:
+            runs: dict[str, Running] = {}
+            for label, (url, auth, pid, prefix) in urls.items():
+                await until_serving(url, ws.protocol, auth, prefix + "echo", plan.ready_within)
+                client = await clients.enter_async_context(http_client(url, ws.protocol, auth))
+                ep = Endpoint(label, (), prefix, frozenset(prefix + t for t in UPSTREAM_TOOLS))
+                runs[label] = Running(ep, client, pid, None if label == DIRECT else pid,
+                                      upstream.pid,
+                                      str(getattr(client.session, "protocol_version", "")))
+            yield runs
+
+
+async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
+    """Latency, throughput and CPU per call of each HTTP front, round by round."""
+    from bench_phases import Phase
+
+    async with http_targets(ws, plan, log) as runs:
+        for label, run in runs.items():
+            res.negotiated[f"http {label}"] = run.protocol
+        for run in runs.values():  # warm-up: every code path once, nothing timed
+            await sequential_latency(run, plan.warmup_calls)
+            await throughput(run, plan.callers, 3)
+        ph = res.phases["http"] = Phase(
+            "HTTP front (streamable HTTP on 127.0.0.1, one persistent client each)",
+            list(runs))
+        ph.define("p50", "per-call latency p50 (ms)")
+        ph.define("p95", "per-call latency p95 (ms)")
+        ph.define("thr", f"throughput, {plan.callers} callers on 1 client (calls/s)",
+                  "{:.0f}", "higher")
+        ph.define("cpu_mid", "CPU per call, middle process (ms)", paired=False)
+        ph.define("cpu_up", "CPU per call, upstream (ms)")
+        ph.define("rss_mid", "RSS, middle process (MB)", "{:.0f}", paired=False)
+        for r in range(plan.rounds):
+            ph.start_round(r, plan.rounds, "HTTP front", log)
+            order = [runs[label] for label in rotated(list(runs), r)]
+            for run in order:
+                mid, up = cpu_s(run.middle), cpu_s(run.upstream)
+                label = run.endpoint.label
+                try:
+                    samples = await sequential_latency(run, plan.latency_calls)
+                except RuntimeError as exc:  # one target failing is a note, not the end
+                    ph.notes.append(f"round {r + 1}: {label} failed: {exc}")
+                    continue
+                ph.put("p50", label, r, 1000 * percentile(samples, 50))
+                ph.put("p95", label, r, 1000 * percentile(samples, 95))
+                ph.put("cpu_mid", label, r, _per(delta(cpu_s(run.middle), mid), len(samples)))
+                ph.put("cpu_up", label, r, _per(delta(cpu_s(run.upstream), up), len(samples)))
+            for run in order:
+                try:
+                    value: float | None = await throughput(run, plan.callers,
+                                                           plan.calls_per_caller)
+                except* RuntimeError as group:
+                    value = None
+                    ph.notes.append(f"round {r + 1}: {run.endpoint.label} throughput "
+                                    f"failed: {group.exceptions[0]}")
+                ph.put("thr", run.endpoint.label, r, value)
+            for run in order:
+                ph.put("rss_mid", run.endpoint.label, r, memory_mb(run.middle))
+        ph.notes.append("gateway+token and gateway+jwt are one gateway process with "
+                        "gateway.auth (static token by digest; RS256 JWT, fixed public key); "
+                        "gateway has no auth")
+
+
+def _per(total: float | None, count: int) -> float | None:
+    return None if total is None else 1000.0 * total / count
+
+
+__all__ = ["GATEWAY", "HTTP_TARGETS", "http_phase"]

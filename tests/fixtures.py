@@ -66,6 +66,9 @@ def make_gateway(
     config = parse_config({"gateway": options or {}, "servers": dict(servers)}, source="test")
     settings.setdefault("connect_timeout", 10.0)
     settings.setdefault("db", None)  # no store unless a test asks for one
+    # In-process tests start serving once every upstream made its first attempt (an
+    # event, not a time): the bound is only a guard.  tests/test_startup.py sets it.
+    settings.setdefault("startup_wait", 600.0)
     return Gateway(
         config,
         GatewaySettings(**settings),

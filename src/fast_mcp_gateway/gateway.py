@@ -48,10 +48,10 @@ from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.server import GatewayServer, track_current_host
+from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.http.app import GatewayApp, build_app
-from fast_mcp_gateway.http.health import StartupWait, health_group
+from fast_mcp_gateway.http.health import health_group
 from fast_mcp_gateway.http.metrics import call_observer, metrics_group, snapshot_of
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -122,7 +122,11 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
         self.provider.pipeline.observers.append(call_observer(self.metrics))
-        self.startup = StartupWait(self.manager)
+        # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
+        # in library mode); whatever connects later is announced with list_changed.
+        self.startup = StartupGate(self.manager, self.settings.startup_wait)
+        self.server.gate = self.startup
+        self.manager.startup_hold = self.settings.startup_wait
         self.manager.on_resource_updated(self.hub.resource_updated)
         self._install_protocol_handlers()
 
@@ -149,7 +153,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        tasks: list[Any] = [self.hub.run, self.startup.watch]
+        tasks: list[Any] = [self.hub.run, self.startup.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -313,6 +317,8 @@ class Gateway:
         See ``stdio.py``: a pipe's lines are read and written on the event loop rather
         than through a worker thread per line, write and flush.
         """
+        # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
+        self.manager.startup_hold = 0
         async with stdio_streams() as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
                 await self.server.run_async(transport="stdio", show_banner=False)
@@ -341,6 +347,8 @@ class Gateway:
             return
         import uvicorn
 
+        # /health answers at once and /ready says "starting": the lifespan holds nothing.
+        self.manager.startup_hold = 0
         from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 
         config = uvicorn.Config(

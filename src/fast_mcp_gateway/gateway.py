@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import mcp_types as types
@@ -50,21 +50,22 @@ from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
-from fast_mcp_gateway.http.app import GatewayApp, build_app
-from fast_mcp_gateway.http.health import health_group
-from fast_mcp_gateway.http.metrics import call_observer, metrics_group, snapshot_of
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Store, open_store
-from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.telemetry.recorder import Recorder
+from fast_mcp_gateway.upstream.processes import kill_early
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
     default_transport,
 )
+
+if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is served
+    from fast_mcp_gateway.http.app import GatewayApp
+    from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +119,7 @@ class Gateway:
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
-        # Metrics see every call through the pipeline (full path and express lane).
-        self.metrics = GatewayMetrics()
-        self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
-        self.provider.pipeline.observers.append(call_observer(self.metrics))
+        self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.
         self.startup = StartupGate(self.manager, self.settings.startup_wait)
@@ -147,6 +145,20 @@ class Gateway:
     @property
     def recorder(self) -> Recorder | None:
         return self.control.recorder
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        """The Prometheus metrics (``/metrics``), made on first use: from then on they see
+        every call through the pipeline (full path and express lane).  Stdio mode has no
+        reader for them and never loads prometheus-client."""
+        if self._metrics is None:
+            from fast_mcp_gateway.http.metrics import call_observer, snapshot_of
+            from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
+
+            self._metrics = GatewayMetrics()
+            self._metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
+            self.provider.pipeline.observers.append(call_observer(self._metrics))
+        return self._metrics
 
     def _apply_routes(self, table: RouteTable) -> None:
         self.provider.routes = table
@@ -294,10 +306,18 @@ class Gateway:
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
+        # /health answers at once and /ready says "starting": the lifespan holds nothing
+        # (MCP lists wait at the start-up gate instead).
+        self.manager.startup_hold = 0
+        from fast_mcp_gateway.http.app import build_app
+        from fast_mcp_gateway.http.health import health_group
+        from fast_mcp_gateway.http.metrics import metrics_group
+
         auth = self.config.options.auth
         groups = [health_group(self.control, self.startup),
                   metrics_group(self.metrics, public=auth is None or auth.metrics_public)]
         app = build_app(self.server, self.control, self.settings, transport, groups=groups)
+        app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
         return app
 
@@ -310,6 +330,7 @@ class Gateway:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
         for service in self.manager.services.values():
             service.kill()
+        kill_early()  # started by ``serve`` before the gateway, not adopted yet
 
     async def _run_stdio(self) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
@@ -347,8 +368,6 @@ class Gateway:
             return
         import uvicorn
 
-        # /health answers at once and /ready says "starting": the lifespan holds nothing.
-        self.manager.startup_hold = 0
         from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 
         config = uvicorn.Config(

@@ -220,14 +220,14 @@ _early: dict[SpawnKey, list[EarlyProcess]] = {}
 
 
 async def spawn_early(starts: Iterable[tuple[str, list[str], dict[str, str], str | None]]
-                      ) -> int:
+                      ) -> list[EarlyProcess]:
     """Start each ``(command, args, env, cwd)`` now, as the SDK's stdio client would
     (its environment, its own session, stdin/stdout pipes, stderr to a pipe of ours).
-    A start that fails is skipped: the replica's own attempt reports it.  Returns how
-    many were started.  POSIX only (elsewhere nothing is started early)."""
+    A start that fails is skipped: the replica's own attempt reports it.  Returns what
+    was started.  POSIX only (elsewhere nothing is started early)."""
+    started: list[EarlyProcess] = []
     if sys.platform == "win32":
-        return 0
-    started = 0
+        return started
     for command, args, env, cwd in starts:
         read_fd, write_fd = os.pipe()
         try:
@@ -242,9 +242,9 @@ async def spawn_early(starts: Iterable[tuple[str, list[str], dict[str, str], str
         finally:
             os.close(write_fd)  # the child holds its own copy
         key = spawn_key(command, args, env, cwd)
-        _early.setdefault(key, []).append(
-            EarlyProcess(key, process, read_fd, pipe_inode(read_fd)))
-        started += 1
+        early = EarlyProcess(key, process, read_fd, pipe_inode(read_fd))
+        _early.setdefault(key, []).append(early)
+        started.append(early)
     return started
 
 
@@ -267,6 +267,13 @@ def early_pending() -> int:
     return sum(len(v) for v in _early.values())
 
 
+def kill_early() -> None:
+    """Terminate every early process nobody adopted yet, now (the gateway is exiting)."""
+    for waiting in _early.values():
+        for early in waiting:
+            signal_group(early.process.pid)
+
+
 async def discard_early() -> None:
     """Stop every early process nobody adopted (its server was disabled or replaced by
     a runtime registration, or is reached another way): close its stdin, terminate its
@@ -285,13 +292,16 @@ async def discard_early() -> None:
 
 # -- the connect deadline ---------------------------------------------------------------
 
-MAX_WINDOWS = 6  # one attempt may last this many windows while its server keeps working
+# While its server keeps working, one attempt may last this many windows, or this many
+# seconds if that is longer (a server that works for minutes without answering is stuck).
+MAX_WINDOWS, MAX_BUSY_SECONDS = 6, 60.0
 
 
 class ConnectWatch:
     """The deadline of one connect attempt: ``window`` seconds, extended by another
     window each time the server visibly worked in the last one (CPU time of its process
-    tree, or output on stderr), at most ``MAX_WINDOWS`` in all.  A server that is slow
+    tree, or output on stderr), for at most ``MAX_WINDOWS`` windows or
+    ``MAX_BUSY_SECONDS``, whichever is longer.  A server that is slow
     to start on a loaded machine is kept; an idle one (or any server without a process
     to watch, e.g. over HTTP) is cut off at the deadline.
 
@@ -306,7 +316,7 @@ class ConnectWatch:
         self._pid = pid
         self._output = output
         self.fired = False
-        self.busy = False  # fired although still working (MAX_WINDOWS used up)
+        self.busy = False  # fired although still working (its time used up)
         self.extensions = 0
         self.elapsed = 0.0
         self._scope = anyio.CancelScope()
@@ -324,7 +334,8 @@ class ConnectWatch:
                 now = self._mark()
                 self.elapsed = anyio.current_time() - started
                 worked = now != mark and (now[0] is not None or now[1] != mark[1])
-                if worked and self.extensions + 1 < MAX_WINDOWS:
+                limit = max(MAX_WINDOWS * self.window, MAX_BUSY_SECONDS)
+                if worked and self.elapsed + self.window <= limit:
                     mark, deadline = now, deadline + self.window
                     self.extensions += 1
                     logger.info("upstream %s: %s", self.label,

@@ -24,6 +24,7 @@ from fastmcp.client.transports import StdioTransport
 from mcp.client.stdio import get_default_environment
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.routing.naming import namespace_uri
 from fast_mcp_gateway.upstream import processes
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.processes import is_alive
@@ -228,3 +229,30 @@ async def wait_for_tool(client: Client[Any], changes: Changes, name: str) -> Non
         if name in {t.name for t in await client.list_tools()}:
             return
         await changes.seen["tools"].wait()
+
+
+async def test_a_read_of_a_server_still_connecting_waits_for_it(tmp_path: Path) -> None:
+    """A host may read (or call) a name it knows before its server connected (the
+    Inspector CLI reads without listing): the answer waits for the first attempts."""
+    release = tmp_path / "release"
+    gateway = make_gateway({"slow": slow_entry(release)}, startup_wait=0.0)
+    uri = namespace_uri("slow://status", "slow")
+    results: dict[str, Any] = {}
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy") as client:
+            slow = gateway.manager.get("slow").replicas[0]
+            assert await slow.wait_until(
+                lambda: "still connecting" in (slow.last_error or ""), GUARD)
+
+            async def read() -> None:
+                results["read"] = await client.read_resource(uri)
+
+            async def call() -> None:
+                results["call"] = (await client.call_tool("slow_pid", {})).data
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                tg.start_soon(call)
+                release.touch()
+    assert results["read"][0].text == "warm"
+    assert isinstance(results["call"], int)

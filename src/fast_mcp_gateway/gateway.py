@@ -122,7 +122,8 @@ class Gateway:
         self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.
-        self.startup = StartupGate(self.manager, self.settings.startup_wait)
+        self.startup = StartupGate(self.manager, self.settings.startup_wait,
+                                   lookup_wait=self.settings.call_timeout)
         self.server.gate = self.startup
         self.manager.startup_hold = self.settings.startup_wait
         self.manager.on_resource_updated(self.hub.resource_updated)

@@ -2,23 +2,29 @@
 
 Start-up: hosts are never held for longer than ``startup_wait`` seconds.  The
 ``StartupGate`` opens when every replica made its first connect attempt, or when the
-wait is over, whichever comes first; until then the catalog lists (and a lookup of a
-tool the catalog does not know yet) wait on it.  A server that connects later reaches
-hosts through ``list_changed`` (``FrontHub``).  ``initialize`` itself never waits on
-the gate: it names no upstream component.
+wait is over, whichever comes first; until then the catalog lists wait on it.  A call,
+read or get of a name the catalog does not know yet waits, during start-up, for the
+first attempts to end (bounded by the call timeout): its server may be connecting.
+A server that connects later reaches hosts through ``list_changed`` (``FrontHub``).
+``initialize`` itself never waits on the gate: it names no upstream component.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
+from fastmcp.exceptions import NotFoundError
 from fastmcp.prompts import Prompt
+from fastmcp.prompts.base import PromptResult
 from fastmcp.resources import Resource, ResourceTemplate
+from fastmcp.resources.base import ResourceResult
 from fastmcp.server.dependencies import get_context
 from fastmcp.tools import Tool
+from fastmcp.utilities.versions import VersionSpec
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of
 from fast_mcp_gateway.front.hub import FrontHub
@@ -37,9 +43,10 @@ class StartupGate:
     started, whichever is first: what a host's first list waits for.
     """
 
-    def __init__(self, manager: UpstreamManager, wait: float) -> None:
+    def __init__(self, manager: UpstreamManager, wait: float, lookup_wait: float) -> None:
         self.manager = manager
         self.wait = wait
+        self.lookup_wait = lookup_wait
         self.attempted = anyio.Event()
         self.opened = anyio.Event()
 
@@ -76,6 +83,14 @@ class StartupGate:
         if not self.opened.is_set():
             await self.opened.wait()
 
+    async def settled(self) -> None:
+        """For a name the catalog does not know during start-up: return once every first
+        attempt is over (its server may be one still connecting), at most
+        ``lookup_wait`` seconds (a request's own deadline)."""
+        if not self.attempted.is_set():
+            with anyio.move_on_after(self.lookup_wait):
+                await self.attempted.wait()
+
 
 class GatewayServer(PreferredToolServer):
     """FastMCP with upstream tools resolved from the gateway's table first (the
@@ -90,10 +105,10 @@ class GatewayServer(PreferredToolServer):
         async def prefer(name: str) -> Tool | None:
             tool = await lookup(name)
             gate = self.gate
-            if tool is None and gate is not None and not gate.opened.is_set():
+            if tool is None and gate is not None and not gate.attempted.is_set():
                 # A host may call a tool it knows from an earlier session before its
                 # server has connected: wait (bounded) rather than answer "unknown".
-                await gate.passed()
+                await gate.settled()
                 tool = await lookup(name)
             return tool
 
@@ -119,6 +134,43 @@ class GatewayServer(PreferredToolServer):
     async def list_prompts(self, *, run_middleware: bool = True) -> Sequence[Prompt]:
         await self._at_gate()
         return await super().list_prompts(run_middleware=run_middleware)
+
+    # A host may read a resource or get a prompt it knows from an earlier session (the
+    # Inspector CLI reads without listing) before its server connected: "unknown" is
+    # only the answer once the first attempts are over (``StartupGate.settled``).
+
+    def _settled(self) -> bool:
+        return self.gate is None or self.gate.attempted.is_set()
+
+    async def _settle(self) -> None:
+        if self.gate is not None:
+            await self.gate.settled()
+
+    async def read_resource(self, uri: str, *, version: VersionSpec | None = None,
+                            run_middleware: bool = True) -> ResourceResult:
+        settled = self._settled()
+        try:
+            return await super().read_resource(uri, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            if settled:
+                raise
+        await self._settle()
+        return await super().read_resource(uri, version=version, run_middleware=run_middleware)
+
+    async def render_prompt(self, name: str, arguments: dict[str, Any] | None = None, *,
+                            version: VersionSpec | None = None,
+                            run_middleware: bool = True) -> PromptResult:
+        settled = self._settled()
+        try:
+            return await super().render_prompt(name, arguments, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            if settled:
+                raise
+        await self._settle()
+        return await super().render_prompt(name, arguments, version=version,
+                                           run_middleware=run_middleware)
 
 
 def track_current_host(hub: FrontHub) -> None:

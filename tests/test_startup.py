@@ -185,12 +185,14 @@ async def test_a_replica_adopts_the_process_started_early_for_it(tmp_path: Path)
 async def cli_host(config: Path, changes: Changes, *flags: str) -> AsyncIterator[Client[Any]]:
     env = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"}
     transport = StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config",
-                                    str(config), "--no-db", "--log-level", "WARNING",
-                                    *flags], env=env, keep_alive=False)
+                                    str(config), "--no-db", "--log-level", "INFO",
+                                    *flags], env=env, keep_alive=False,
+                               log_file=config.parent / "gateway.log")
     async with Client(transport, mode="legacy", message_handler=changes) as client:
         yield client
 
 
+@pytest.mark.timeout(240)  # three processes start; on a loaded machine that takes a while
 async def test_serve_answers_with_what_is_ready_and_announces_the_late_server(
         tmp_path: Path) -> None:
     """The real CLI (spawn-first): the first list is answered without the gated server,
@@ -203,14 +205,22 @@ async def test_serve_answers_with_what_is_ready_and_announces_the_late_server(
         f"  slow: {{command: {PY}, args: [{SERVERS_SLOW}, {release}],"
         " timeouts: {connect: 0.2}}\n")
     changes = Changes()
-    with anyio.fail_after(GUARD):
+    try:
+        await drive_cli(config, changes, release)
+    except BaseException:
+        print((tmp_path / "gateway.log").read_text())  # shown by pytest on failure
+        raise
+
+
+async def drive_cli(config: Path, changes: Changes, release: Path) -> None:
+    with anyio.fail_after(200):
         async with cli_host(config, changes, "--startup-wait", "0") as client:
             listed = {t.name for t in await client.list_tools()}
             assert not any(n.startswith("slow_") for n in listed)
             status = await client.call_tool("gateway_server_detail", {"name": "slow"})
             assert status.structured_content is not None
             assert status.structured_content["state"] == "starting"
-            release.touch()
+            await anyio.Path(release).touch()
             # Each server that connects after the first list is announced (well may, too).
             await wait_for_tool(client, changes, "slow_pid")
             await wait_for_tool(client, changes, "well_echo")

@@ -123,8 +123,7 @@ class Supervisor:
         self._session: ClientSession | None = None
         self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
         self._enabled = config.enabled
-        self._stopping = False
-        self._restart_requested = False
+        self._stopping = self._restart_requested = False
         self._wake = anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
         self._first_attempt = anyio.Event()
@@ -134,7 +133,7 @@ class Supervisor:
         self._step: str | None = None  # the connect request being waited for
         self._notice: str | None = None  # a skipped protocol error, for last_error
         self._violations = 0  # protocol errors in this attempt (the first is logged)
-        self._timeouts = 0  # connect timeouts in a row: each doubles the next deadline
+        self._timeouts = 0  # connect timeouts in a row: each doubles the deadline (8x at most)
         self._timed_out = False  # the last attempt ended at its connect deadline
         self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
 
@@ -329,20 +328,20 @@ class Supervisor:
         self._broken = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations = None, None, 0
-        if self._limiter is not None:
-            # Bounds concurrent *connects*; waiting here does not eat the connect timeout.
+        # Spawn-first: ``serve`` may have started this replica's process already.
+        early = (claim_early(self.config) if self._transport_factory is default_transport
+                 and not self._stats.attempts else None)
+        if self._limiter is not None and early is None:
+            # Bounds concurrent *spawns*; waiting here does not eat the connect timeout.
             await self._limiter.acquire()
             self._holding_limiter = True
         stderr_writer: TextIO | None = None
         stderr_done = anyio.Event()
-        self._timed_out = False  # each timeout in a row doubles the deadline (at most 8x)
+        self._timed_out = False
         watch = ConnectWatch(self.connect_timeout * min(2 ** self._timeouts, 8),
                              lambda: self.pid, lambda: self._stderr.bytes, self.label)
         async with anyio.create_task_group() as tg:
             stderr_inode: int | None = None
-            # Spawn-first: ``serve`` may have started this replica's process already.
-            early = (claim_early(self.config) if self._transport_factory is default_transport
-                     and not self._stats.attempts else None)
             self.pid = early.process.pid if early is not None else None
             if self.config.kind == "stdio":
                 stderr_inode, stderr_writer = open_stderr(
@@ -396,7 +395,8 @@ class Supervisor:
                 self._step, self.connect_timeout * min(2 ** (self._timeouts + 1), 8)))
 
     def _still_connecting(self, elapsed: float) -> None:
-        self.last_error = ConnectWatch.extension_text(elapsed, self._step)
+        if self._stats.attempts == 0:  # a retry keeps showing why the last attempt failed
+            self.last_error = ConnectWatch.extension_text(elapsed, self._step)
         self._hooks.notify()
 
     async def _connect(self, session: ClientSession, transport: ClientTransport) -> Catalog:

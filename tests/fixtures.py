@@ -66,6 +66,9 @@ def make_gateway(
     config = parse_config({"gateway": options or {}, "servers": dict(servers)}, source="test")
     settings.setdefault("connect_timeout", 10.0)
     settings.setdefault("db", None)  # no store unless a test asks for one
+    # In-process tests start serving once every upstream made its first attempt (an
+    # event, not a time): the bound is only a guard.  tests/test_startup.py sets it.
+    settings.setdefault("startup_wait", 600.0)
     return Gateway(
         config,
         GatewaySettings(**settings),
@@ -262,8 +265,11 @@ def interactive_server(events: dict[str, Any] | None = None) -> FastMCP[Any]:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port); yield its base URL."""
+async def serve_http(app: Any, *, startup: bool = True) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port); yield its base URL.
+
+    The gateway's app serves before its upstreams connect; with ``startup`` this waits
+    (on the start-up gate's event) until each upstream made its first attempt."""
     import socket
 
     import uvicorn
@@ -278,6 +284,9 @@ async def serve_http(app: Any) -> AsyncIterator[str]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
+            gate = getattr(app.state, "startup_gate", None) if startup else None
+            if gate is not None:
+                await gate.attempted.wait()
             yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True

@@ -55,8 +55,6 @@ async def serving(tmp_path: Path, servers: dict[str, Any], *, auth: bool = True,
     opts = dict(options or {})
     if auth:
         opts["auth"] = AUTH
-    # A loaded machine can take more than the default 10 s to start a Python upstream.
-    settings.setdefault("connect_timeout", 60.0)
     gateway = make_gateway(servers, options=opts, db=tmp_path / "gateway.db", **settings)
     async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
         yield Api(http, base), base

@@ -157,7 +157,7 @@ async def _drive(port: int) -> list[str]:
             remote = await call(client, "gateway_server_detail", {"name": "remote"})
             waiting = {"leaky stderr": "echo called; my token is ***" not in leaky,
                        "remote error": "cannot connect" not in remote
-                       and "HTTP 404" not in remote}
+                       and "HTTP 404" not in remote and "Not Found" not in remote}
             if not any(waiting.values()):
                 break
             assert time.monotonic() < deadline, waiting

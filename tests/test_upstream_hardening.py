@@ -78,13 +78,13 @@ def test_the_framer_refuses_a_message_over_the_limit() -> None:
 async def replica(*flags: str, **server: Any) -> AsyncIterator[Upstream]:
     """A running ``Upstream`` on ``raw_stdio.py``, after its first connect attempt."""
     entry = {"command": PY, "args": [RAW, *flags], **server}
-    entry.setdefault("timeouts", {"connect": 120, "call": 120})
+    entry.setdefault("timeouts", {"call": 120})
     config = parse_config({"servers": {"raw": entry}}, source="test").servers["raw"]
     upstream = Upstream(config, restart=QUICK)
     async with anyio.create_task_group() as tg:
         tg.start_soon(upstream.run)
         try:
-            with anyio.fail_after(60):  # a guard only; the connect timeout is 120 s
+            with anyio.fail_after(60):  # a guard only
                 await upstream.wait_first_attempt()
             yield upstream
         finally:
@@ -174,7 +174,7 @@ def gateway_config(tmp_path: Path) -> Path:
     path = tmp_path / "servers.yaml"
     path.write_text(json.dumps({"servers": {"up": {
         "command": PY, "args": [RAW, "--no-templates"],
-        "timeouts": {"call": 120, "connect": 60},
+        "timeouts": {"call": 120},
     }}}))
     return path
 

@@ -1,5 +1,7 @@
 """Fast MCP Gateway: one MCP server in front of many, namespaced and supervised."""
 
+from typing import TYPE_CHECKING, Any
+
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.loader import load_config, parse_config
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
@@ -14,7 +16,19 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.gateway import Gateway
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.gateway import Gateway
+
+
+def __getattr__(name: str) -> Any:
+    # The server stack (FastMCP, the SDK, Starlette) takes seconds to import on a small
+    # machine: ``mcp-gateway serve`` starts its upstreams before it is loaded.
+    if name == "Gateway":
+        from fast_mcp_gateway.gateway import Gateway
+
+        return Gateway
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AdminError",

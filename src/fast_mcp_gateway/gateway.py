@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import mcp_types as types
@@ -53,27 +53,26 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.server import GatewayServer, track_current_host
+from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
-from fast_mcp_gateway.http.app import GatewayApp, GroupSource, build_app
-from fast_mcp_gateway.http.health import StartupWait, health_group
-from fast_mcp_gateway.http.metrics import call_observer, metrics_group, snapshot_of
 from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Store, open_store
 from fast_mcp_gateway.telemetry.events import EventBus
-from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.telemetry.recorder import Recorder
-from fast_mcp_gateway.ui.app import dashboard_group
 from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
-from fast_mcp_gateway.ui.standalone import serve_dashboard
+from fast_mcp_gateway.upstream.processes import kill_early
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
     TransportFactory,
     default_transport,
 )
+
+if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is served
+    from fast_mcp_gateway.http.app import GatewayApp, GroupSource
+    from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +134,13 @@ class Gateway:
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
         self.manager.on_transition(lambda *_: self._refresh_instructions())
-        # Metrics see every call through the pipeline (full path and express lane).
-        self.metrics = GatewayMetrics()
-        self.metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
-        self.provider.pipeline.observers.append(call_observer(self.metrics))
-        self.startup = StartupWait(self.manager)
+        self._metrics: GatewayMetrics | None = None
+        # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
+        # in library mode); whatever connects later is announced with list_changed.
+        self.startup = StartupGate(self.manager, self.settings.startup_wait,
+                                   lookup_wait=self.settings.call_timeout)
+        self.server.gate = self.startup
+        self.manager.startup_hold = self.settings.startup_wait
         # The one live event stream (dashboard, alerts): fed by existing hooks only.
         self.events = EventBus()
         self.manager.on_transition(transition_publisher(self.events))
@@ -175,12 +176,26 @@ class Gateway:
     def recorder(self) -> Recorder | None:
         return self.control.recorder
 
+    @property
+    def metrics(self) -> GatewayMetrics:
+        """The Prometheus metrics (``/metrics``), made on first use: from then on they see
+        every call through the pipeline (full path and express lane).  Stdio mode has no
+        reader for them and never loads prometheus-client."""
+        if self._metrics is None:
+            from fast_mcp_gateway.http.metrics import call_observer, snapshot_of
+            from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
+
+            self._metrics = GatewayMetrics()
+            self._metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
+            self.provider.pipeline.observers.append(call_observer(self._metrics))
+        return self._metrics
+
     def _apply_routes(self, table: RouteTable) -> None:
         self.provider.routes = table
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        tasks: list[Any] = [self.hub.run, self.startup.watch, self.parking.run]
+        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -330,6 +345,14 @@ class Gateway:
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
+        # /health answers at once and /ready says "starting": the lifespan holds nothing
+        # (MCP lists wait at the start-up gate instead).
+        self.manager.startup_hold = 0
+        from fast_mcp_gateway.http.app import build_app
+        from fast_mcp_gateway.http.health import health_group
+        from fast_mcp_gateway.http.metrics import metrics_group
+        from fast_mcp_gateway.ui.app import dashboard_group
+
         auth = self.config.options.auth
         groups: list[GroupSource] = [
             health_group(self.control, self.startup),
@@ -337,6 +360,7 @@ class Gateway:
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:"))]
         app = build_app(self.server, self.control, self.settings, transport, groups=groups)
+        app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
         return app
 
@@ -349,6 +373,7 @@ class Gateway:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
         for service in self.manager.services.values():
             service.kill()
+        kill_early()  # started by ``serve`` before the gateway, not adopted yet
 
     async def _run_stdio(self) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
@@ -356,6 +381,8 @@ class Gateway:
         See ``stdio.py``: a pipe's lines are read and written on the event loop rather
         than through a worker thread per line, write and flush.
         """
+        # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
+        self.manager.startup_hold = 0
         async with stdio_streams() as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
                 await self.server.run_async(transport="stdio", show_banner=False)
@@ -364,7 +391,8 @@ class Gateway:
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane,
-                             lists=ListCache(self.server, self.provider))
+                             lists=ListCache(self.server, self.provider),
+                             lists_open=self.startup.opened.is_set)
             token = set_transport("stdio")
             # The one host: asked for roots an upstream wants outside any call.
             self.manager.sole_host.front = lane.host_front
@@ -373,6 +401,8 @@ class Gateway:
                 async with lifespan(self.server), anyio.create_task_group() as tg:
                     await tg.start(functools.partial(lane.run, writer))
                     if self.settings.dashboard is not None:
+                        from fast_mcp_gateway.ui.standalone import serve_dashboard
+
                         await tg.start(serve_dashboard, self.control, self.events,
                                        self.settings.dashboard)
                     reader.intercept = lane.intercept

@@ -336,8 +336,6 @@ def gateway_command(config: Path, port: int) -> list[str]:
         HOST,
         "--port",
         str(port),
-        "--connect-timeout",
-        "20",
     ]
 
 

@@ -22,6 +22,7 @@ import anyio
 
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import install_log_filter
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                             "and other local hosts), streamable HTTP, or legacy SSE")
     serve.add_argument("--host", default=None, help="bind address for http/sse (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port for http/sse (8765)")
+    serve.add_argument("--startup-wait", type=float, default=None, metavar="SECONDS",
+                       help="how long a host's first lists wait for the upstreams to connect "
+                            "(default 2; later ones are announced with list_changed)")
     serve.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
                        help="extra Host header to accept (DNS-rebinding guard); repeatable")
     serve.add_argument("--allow-unauthenticated-admin", action="store_true", default=None,
@@ -140,7 +144,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
                 "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
-                "dashboard", "profile"):
+                "dashboard", "profile", "startup_wait"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -230,21 +234,62 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             print(f"mcp-gateway: {problem}", file=sys.stderr)
             return 2
-    from fast_mcp_gateway.gateway import Gateway
-
-    gateway = Gateway(config, settings)
     started = time.monotonic()
-    logging.getLogger("fast_mcp_gateway").info(
-        "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
-        settings.transport,
-    )
-    for line in announcement(settings, len(config.servers), interactive=sys.stdin.isatty(),
-                             authenticated=config.options.auth is not None):
-        print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_serve, gateway)
+        anyio.run(_spawn_first, config, settings)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def early_starts(config: GatewayConfig) -> list[tuple[str, list[str], dict[str, str],
+                                                      str | None]]:
+    """What every enabled stdio replica of ``config`` is started from."""
+    starts = []
+    for server in config.servers.values():
+        if not server.enabled:
+            continue
+        for replica, _weight in server.replica_configs():
+            if replica.kind == "stdio" and replica.command is not None:
+                starts.append((replica.command, list(replica.args), dict(replica.env),
+                               replica.cwd))
+    return starts
+
+
+async def _spawn_first(config: GatewayConfig, settings: GatewaySettings) -> None:
+    """Start the stdio upstreams, then import and build the gateway while they start.
+
+    The server stack takes seconds to import on a small machine, and each upstream
+    takes as long to start: doing both at once halves the wait.  Each replica's first
+    connect adopts its process (``upstream/processes.py``); one nobody adopts (a runtime
+    registration replaced or disabled its server) is stopped after the first attempts.
+    """
+    from fast_mcp_gateway.upstream.processes import discard_early, spawn_early
+
+    await spawn_early(early_starts(config))
+    try:
+        from fast_mcp_gateway.gateway import Gateway
+
+        gateway = Gateway(config, settings)
+        logging.getLogger("fast_mcp_gateway").info(
+            "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
+            settings.transport,
+        )
+        for line in announcement(settings, len(config.servers),
+                                 interactive=sys.stdin.isatty(),
+                                 authenticated=config.options.auth is not None):
+            print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
+        async with anyio.create_task_group() as tg:
+
+            async def discard_unadopted() -> None:
+                await gateway.startup.attempted.wait()
+                await discard_early()
+
+            tg.start_soon(discard_unadopted)
+            await _serve(gateway)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await discard_early()
 
 
 def _is_shared(db: str) -> bool:

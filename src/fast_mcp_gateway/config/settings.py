@@ -46,7 +46,15 @@ class GatewaySettings(BaseSettings):
     dashboard: str | None = Field(
         default=None, description="stdio mode: serve the dashboard beside stdio at this "
                                   "loopback HOST:PORT (the CLI's --dashboard; default off)")
-    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(
+        default=10.0, gt=0,
+        description="seconds an upstream may take to connect before its progress is checked: "
+                    "a live process still working gets more time; an idle one is restarted "
+                    "with a doubled deadline")
+    startup_wait: float = Field(
+        default=2.0, ge=0, le=3600,
+        description="seconds a host's first lists wait for the upstreams' first connect "
+                    "attempts; servers connecting later are announced with list_changed")
     call_timeout: float = Field(default=30.0, gt=0)
     health_timeout: float = Field(default=5.0, gt=0)
     ask_timeout: float = Field(

@@ -160,10 +160,12 @@ class StdioLane:
     """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
 
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
-                 *, enabled: bool = True, lists: ListCache | None = None) -> None:
+                 *, enabled: bool = True, lists: ListCache | None = None,
+                 lists_open: Callable[[], bool] = lambda: True) -> None:
         self.provider = provider
         self.enabled = enabled
         self.lists = lists
+        self.lists_open = lists_open  # False during the start-up wait
         self._listed = False  # a handshake-era host's first list went the full path
         self._server_info = server_info
         self._writer: LineWriter | None = None
@@ -275,11 +277,10 @@ class StdioLane:
         return True
 
     def _take_list(self, line: bytes) -> bool:
-        """A catalog list (first page) is answered from ``ListCache``, encoded once per
-        change.  The first list of a handshake-era host goes the full path, where the
-        gateway learns of the host to tell it of changes (``notifications/*/list_changed``);
-        a list with a cursor, or any parameter the lane does not know, goes there too."""
-        if not self.enabled or tracing_configured():
+        """A catalog list (first page) is answered from ``ListCache``.  The first list of a
+        handshake-era host goes the full path, where the gateway learns of the host to tell
+        it of changes (``notifications/*/list_changed``); so does a list with a cursor or unknown parameters, or during the start-up wait."""
+        if not self.enabled or tracing_configured() or not self.lists_open():
             return False
         try:
             message = json.loads(line)

@@ -1,10 +1,29 @@
-"""The FastMCP server class the gateway runs, and the host tracking it needs."""
+"""The FastMCP server class the gateway runs, the start-up gate, and host tracking.
+
+Start-up: hosts are never held for longer than ``startup_wait`` seconds.  The
+``StartupGate`` opens when every replica made its first connect attempt, or when the
+wait is over, whichever comes first; until then the catalog lists wait on it.  A call,
+read or get of a name the catalog does not know yet waits, during start-up, for the
+first attempts to end (bounded by the call timeout): its server may be connecting.
+A server that connects later reaches hosts through ``list_changed`` (``FrontHub``).
+``initialize`` itself never waits on the gate: it names no upstream component.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
+import anyio
+import anyio.abc
+from fastmcp.exceptions import NotFoundError
+from fastmcp.prompts import Prompt
+from fastmcp.prompts.base import PromptResult
+from fastmcp.resources import Resource, ResourceTemplate
+from fastmcp.resources.base import ResourceResult
 from fastmcp.server.dependencies import get_context
+from fastmcp.tools import Tool
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
 
@@ -12,14 +31,148 @@ from fast_mcp_gateway._compat import PreferredToolServer, connection_of
 from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
+from fast_mcp_gateway.routing.manager import UpstreamManager
+
+logger = logging.getLogger(__name__)
+
+
+class StartupGate:
+    """Whether the upstreams' first connect attempts are over, and how long hosts wait.
+
+    ``attempted`` is set once every replica present when ``run`` starts made its first
+    attempt (ready, failed, timed out or skipped): ``/ready`` says ``starting`` until
+    then.  ``opened`` is set at that moment too, or ``wait`` seconds after ``run``
+    started, whichever is first: what a host's first list waits for.
+    """
+
+    def __init__(self, manager: UpstreamManager, wait: float, lookup_wait: float) -> None:
+        self.manager = manager
+        self.wait = wait
+        self.lookup_wait = lookup_wait
+        self.attempted = anyio.Event()
+        self.opened = anyio.Event()
+
+    @property
+    def over(self) -> bool:
+        """Every first attempt is done (the ``/ready`` start-up phase is over)."""
+        return self.attempted.is_set()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        replicas = self.manager.replicas
+        if self.opened.is_set():  # served again: a new start-up
+            self.attempted, self.opened = anyio.Event(), anyio.Event()
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+
+            async def bound() -> None:
+                await anyio.sleep(self.wait)
+                if not self.opened.is_set():
+                    waiting = [u.label for u in replicas if u.state != "ready"]
+                    logger.info("start-up wait (%gs) over; answering hosts with what is "
+                                "ready; still connecting: %s", self.wait, ", ".join(waiting))
+                self.opened.set()
+
+            tg.start_soon(bound)
+            for upstream in replicas:
+                await upstream.wait_first_attempt()
+            self.attempted.set()
+            self.opened.set()
+            tg.cancel_scope.cancel()
+
+    async def passed(self) -> None:
+        """Return once hosts need no longer wait (at once after start-up)."""
+        if not self.opened.is_set():
+            await self.opened.wait()
+
+    async def settled(self) -> None:
+        """For a name the catalog does not know during start-up: return once every first
+        attempt is over (its server may be one still connecting), at most
+        ``lookup_wait`` seconds (a request's own deadline)."""
+        if not self.attempted.is_set():
+            with anyio.move_on_after(self.lookup_wait):
+                await self.attempted.wait()
 
 
 class GatewayServer(PreferredToolServer):
     """FastMCP with upstream tools resolved from the gateway's table first (the
-    provider's O(1) table; see ``PreferredToolServer``)."""
+    provider's O(1) table; see ``PreferredToolServer``), and catalog lists held at the
+    start-up gate (if one is set)."""
+
+    gate: StartupGate | None = None
 
     def use_provider(self, provider: GatewayProvider) -> None:
-        self.prefer_tool = provider.get_tool
+        lookup = provider.get_tool
+
+        async def prefer(name: str) -> Tool | None:
+            tool = await lookup(name)
+            gate = self.gate
+            if tool is None and gate is not None and not gate.attempted.is_set():
+                # A host may call a tool it knows from an earlier session before its
+                # server has connected: wait (bounded) rather than answer "unknown".
+                await gate.settled()
+                tool = await lookup(name)
+            return tool
+
+        self.prefer_tool = prefer
+
+    async def _at_gate(self) -> None:
+        if self.gate is not None:
+            await self.gate.passed()
+
+    async def list_tools(self, *, run_middleware: bool = True) -> Sequence[Tool]:
+        await self._at_gate()
+        return await super().list_tools(run_middleware=run_middleware)
+
+    async def list_resources(self, *, run_middleware: bool = True) -> Sequence[Resource]:
+        await self._at_gate()
+        return await super().list_resources(run_middleware=run_middleware)
+
+    async def list_resource_templates(self, *, run_middleware: bool = True
+                                      ) -> Sequence[ResourceTemplate]:
+        await self._at_gate()
+        return await super().list_resource_templates(run_middleware=run_middleware)
+
+    async def list_prompts(self, *, run_middleware: bool = True) -> Sequence[Prompt]:
+        await self._at_gate()
+        return await super().list_prompts(run_middleware=run_middleware)
+
+    # A host may read a resource or get a prompt it knows from an earlier session (the
+    # Inspector CLI reads without listing) before its server connected: "unknown" is
+    # only the answer once the first attempts are over (``StartupGate.settled``).
+
+    def _settled(self) -> bool:
+        return self.gate is None or self.gate.attempted.is_set()
+
+    async def _settle(self) -> None:
+        if self.gate is not None:
+            await self.gate.settled()
+
+    async def read_resource(self, uri: str, *, version: VersionSpec | None = None,
+                            run_middleware: bool = True) -> ResourceResult:
+        settled = self._settled()
+        try:
+            return await super().read_resource(uri, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            if settled:
+                raise
+        await self._settle()
+        return await super().read_resource(uri, version=version, run_middleware=run_middleware)
+
+    async def render_prompt(self, name: str, arguments: dict[str, Any] | None = None, *,
+                            version: VersionSpec | None = None,
+                            run_middleware: bool = True) -> PromptResult:
+        settled = self._settled()
+        try:
+            return await super().render_prompt(name, arguments, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            if settled:
+                raise
+        await self._settle()
+        return await super().render_prompt(name, arguments, version=version,
+                                           run_middleware=run_middleware)
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
                         version: VersionSpec | None = None,
@@ -41,3 +194,4 @@ def track_current_host(hub: FrontHub) -> None:
         return
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session))
+

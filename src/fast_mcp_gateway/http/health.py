@@ -2,9 +2,11 @@
 
 * ``GET /health``: liveness, no auth; 200 ``{"status": "ok", "version"}`` while the
   process serves HTTP at all.
-* ``GET /ready``: readiness, no auth (probes send no token); 503 until the start-up wait
-  is over (every upstream made its first connect attempt) and while no upstream server
-  is ready, 200 otherwise; the body says which and why.  A gateway with no upstream
+* ``GET /ready``: readiness, no auth (probes send no token); 503 ``starting`` until every
+  upstream made its first connect attempt (the app serves from the first moment: the
+  lifespan does not wait for upstreams, see ``front/server.py: StartupGate``), 503
+  ``unavailable`` while no upstream server is ready, 200 ``ready`` otherwise; the body
+  says which and why.  A gateway with no upstream
   server configured is ready (it is managed through the API until servers are added).
 * ``GET /health/servers`` and ``/health/servers/{name}``: scope ``tools``, filtered to
   the servers the caller may use (404 for any other name, whether it exists or not);
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,35 +30,15 @@ from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import HealthReport
+from fast_mcp_gateway.front.server import StartupGate
 from fast_mcp_gateway.http.access import Access, require
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, not_found
 from fast_mcp_gateway.principal import Principal
-from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 
-class StartupWait:
-    """Whether the manager's first connect attempts are done (the start-up wait).
-
-    ``watch`` runs for the gateway's lifespan, alongside the manager: it reports started
-    at once, then waits for each replica's first attempt (ready, failed or skipped).
-    """
-
-    def __init__(self, manager: UpstreamManager) -> None:
-        self.manager = manager
-        self.over = False
-
-    async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                    ) -> None:
-        self.over = False
-        task_status.started()
-        for upstream in self.manager.replicas:
-            await upstream.wait_first_attempt()
-        self.over = True
-
-
-def readiness(wait: StartupWait) -> tuple[int, dict[str, Any]]:
+def readiness(wait: StartupGate) -> tuple[int, dict[str, Any]]:
     """The ``/ready`` answer: (HTTP status, body)."""
     services = wait.manager.services
     total = len(services)
@@ -87,7 +68,7 @@ def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
                         healthy=sum(s.health == "HEALTHY" for s in mine))
 
 
-def health_group(ctx: AdminContext, wait: StartupWait) -> RouteGroup:
+def health_group(ctx: AdminContext, wait: StartupGate) -> RouteGroup:
     """``/health``, ``/ready`` and ``/health/servers[/{name}]`` (see the module docstring)."""
 
     async def live(_request: Request) -> Response:

@@ -13,6 +13,7 @@ failed ones leave the catalog, with ``list_changed``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,7 @@ class UpstreamManager:
         # The stdio gateway's one host, asked for roots outside calls (relay.SoleHost).
         self.sole_host = SoleHost()
         self.pins = PinBook()
+        self.startup_hold = math.inf  # seconds run() waits for first attempts
         for server in config.servers.values():
             self.services[server.name] = self._make_service(server)
 
@@ -162,13 +164,15 @@ class UpstreamManager:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Run every upstream; report started once each made its first attempt."""
+        """Run every upstream; report started once each made its first attempt, or
+        after ``startup_hold`` seconds (0 when serving: the start-up gate holds hosts)."""
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             for upstream in self.replicas:
                 tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")
-            for upstream in self.replicas:
-                await upstream.wait_first_attempt()
+            with anyio.move_on_after(self.startup_hold):
+                for upstream in self.replicas:
+                    await upstream.wait_first_attempt()
             self._rebuild()
             task_status.started()
             try:

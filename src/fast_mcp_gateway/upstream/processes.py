@@ -5,17 +5,33 @@ its pid) and does not tell us the pid.  We give every server a stderr pipe of ou
 so its pid is the child of ours whose fd 2 is that pipe: exact, even with many
 servers starting at once.  Linux exposes this in /proc; elsewhere the pid stays
 unknown and the SDK's own shutdown is all there is.
+
+Spawn-first (``spawn_early``): ``mcp-gateway serve`` starts every stdio server before it
+imports the server stack (seconds of CPU on a small machine), exactly as the session
+would start it; the first connect attempt of the matching replica adopts the process
+(``claim_early``) instead of spawning one.  This module imports only anyio and the
+standard library so that the CLI can use it before anything heavy is loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import anyio
+import anyio.abc
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.config.schema import ServerConfig
+
+logger = logging.getLogger(__name__)
 
 
 def pipe_inode(fd: int) -> int:
@@ -85,6 +101,21 @@ class _Sink(Protocol):
     def flush(self) -> None: ...
 
 
+class CountingSink:
+    """A sink that counts what passes (progress while a server starts)."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.sink.feed(data)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+
 async def pump_stderr(fd: int, sink: _Sink, done: anyio.Event) -> None:
     """Read a server's stderr pipe into ``sink`` until EOF; then close it, set ``done``."""
     os.set_blocking(fd, False)
@@ -104,6 +135,31 @@ async def pump_stderr(fd: int, sink: _Sink, done: anyio.Event) -> None:
         done.set()
 
 
+def open_stderr(tg: anyio.abc.TaskGroup, early_fd: int | None, sink: _Sink,
+                done: anyio.Event) -> tuple[int | None, TextIO | None]:
+    """Pump a stdio server's stderr into ``sink``: the pipe of a process started early,
+    or a new pipe, whose inode and write end (for the transport) are returned."""
+    if early_fd is not None:
+        tg.start_soon(pump_stderr, early_fd, sink, done)
+        return None, None
+    read_fd, write_fd = os.pipe()
+    tg.start_soon(pump_stderr, read_fd, sink, done)
+    return pipe_inode(read_fd), os.fdopen(write_fd, "w")
+
+
+async def close_finally(close: Callable[[], Awaitable[None]], pid: int | None,
+                        grace: float) -> None:
+    """Finish a transport's teardown, shielded and bounded: leaving ``connect_session``
+    under cancellation interrupts its own teardown (its disconnect awaits a task), and
+    no subprocess or connection may outlive its attempt."""
+    with anyio.move_on_after(10, shield=True):
+        async with anyio.create_task_group() as closing:
+            if pid is not None:
+                closing.start_soon(terminate_if_lingering, pid, grace)
+            await close()
+            closing.cancel_scope.cancel()
+
+
 async def terminate_if_lingering(pid: int, grace: float) -> None:
     """The SDK closes stdin and waits 2 s before it terminates; hosts often kill the
     gateway itself at 2 s.  After ``grace``, terminate the server's process group, so
@@ -111,3 +167,198 @@ async def terminate_if_lingering(pid: int, grace: float) -> None:
     await anyio.sleep(grace)
     if is_alive(pid):
         signal_group(pid)
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """CPU time (clock ticks, user + system) of ``pid`` and its live descendants, or
+    ``None`` where /proc cannot tell.  A launcher (``uvx``, ``npx``) does its work in
+    children, so the whole tree counts."""
+    total, known = 0, False
+    for each in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            known = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if known else None
+
+
+# -- spawn-first ----------------------------------------------------------------------
+
+# What the SDK's stdio client passes on to a server from our environment (POSIX; its
+# ``get_default_environment``, which tests/test_startup.py holds this equal to).  Kept
+# here so that the CLI need not import the SDK before it spawns.
+INHERITED_ENV_VARS = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+
+
+def default_environment() -> dict[str, str]:
+    return {key: value for key in INHERITED_ENV_VARS
+            if (value := os.environ.get(key)) is not None and not value.startswith("()")}
+
+
+SpawnKey = tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | None]
+
+
+def spawn_key(command: str, args: Iterable[str], env: dict[str, str] | None,
+              cwd: str | None) -> SpawnKey:
+    """What a stdio server is started from; a replica adopts only an identical start."""
+    return command, tuple(args), tuple(sorted((env or {}).items())), cwd
+
+
+@dataclass
+class EarlyProcess:
+    """A stdio server started before the gateway was built, waiting to be adopted."""
+
+    key: SpawnKey
+    process: anyio.abc.Process
+    stderr_fd: int  # the read end of its stderr pipe (ours to pump and close)
+    inode: int  # that pipe's inode (how the process is found among our children)
+
+
+_early: dict[SpawnKey, list[EarlyProcess]] = {}
+
+
+async def spawn_early(starts: Iterable[tuple[str, list[str], dict[str, str], str | None]]
+                      ) -> list[EarlyProcess]:
+    """Start each ``(command, args, env, cwd)`` now, as the SDK's stdio client would
+    (its environment, its own session, stdin/stdout pipes, stderr to a pipe of ours).
+    A start that fails is skipped: the replica's own attempt reports it.  Returns what
+    was started.  POSIX only (elsewhere nothing is started early)."""
+    started: list[EarlyProcess] = []
+    if sys.platform == "win32":
+        return started
+    for command, args, env, cwd in starts:
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await anyio.open_process(
+                [command, *args], env=default_environment() | env, stderr=write_fd,
+                cwd=cwd, start_new_session=True)
+        except OSError as exc:
+            os.close(read_fd)
+            logger.debug("early start of %s failed (%s); its attempt will report it",
+                         command, exc)
+            continue
+        finally:
+            os.close(write_fd)  # the child holds its own copy
+        key = spawn_key(command, args, env, cwd)
+        early = EarlyProcess(key, process, read_fd, pipe_inode(read_fd))
+        _early.setdefault(key, []).append(early)
+        started.append(early)
+    return started
+
+
+def claim_early(config: ServerConfig) -> EarlyProcess | None:
+    """The process started early from exactly ``config``'s start (a stdio replica), now
+    the caller's; ``None`` if there is none."""
+    if config.kind != "stdio" or config.command is None:
+        return None
+    key = spawn_key(config.command, config.args, dict(config.env), config.cwd)
+    waiting = _early.get(key)
+    if not waiting:
+        return None
+    early = waiting.pop(0)
+    if not waiting:
+        del _early[key]
+    return early
+
+
+def early_pending() -> int:
+    return sum(len(v) for v in _early.values())
+
+
+def kill_early() -> None:
+    """Terminate every early process nobody adopted yet, now (the gateway is exiting)."""
+    for waiting in _early.values():
+        for early in waiting:
+            signal_group(early.process.pid)
+
+
+async def discard_early() -> None:
+    """Stop every early process nobody adopted (its server was disabled or replaced by
+    a runtime registration, or is reached another way): close its stdin, terminate its
+    process group, reap it."""
+    left = [e for waiting in _early.values() for e in waiting]
+    _early.clear()
+    for early in left:
+        logger.info("stopping an early-started server nobody adopted: %s", early.key[0])
+        with contextlib.suppress(OSError):
+            os.close(early.stderr_fd)
+        signal_group(early.process.pid)
+        with anyio.move_on_after(5, shield=True):
+            with contextlib.suppress(Exception):
+                await early.process.aclose()
+
+
+# -- the connect deadline ---------------------------------------------------------------
+
+# While its server keeps working, one attempt may last this many windows, or this many
+# seconds if that is longer (a server that works for minutes without answering is stuck).
+MAX_WINDOWS, MAX_BUSY_SECONDS = 6, 60.0
+
+
+class ConnectWatch:
+    """The deadline of one connect attempt: ``window`` seconds, extended by another
+    window each time the server visibly worked in the last one (CPU time of its process
+    tree, or output on stderr), for at most ``MAX_WINDOWS`` windows or
+    ``MAX_BUSY_SECONDS``, whichever is longer.  A server that is slow
+    to start on a loaded machine is kept; an idle one (or any server without a process
+    to watch, e.g. over HTTP) is cut off at the deadline.
+
+    ``run`` cancels ``scope`` when the deadline passes (``fired`` tells why); ``stop``
+    ends the watch (the attempt connected or ended).
+    """
+
+    def __init__(self, window: float, pid: Callable[[], int | None],
+                 output: Callable[[], int], label: str = "upstream") -> None:
+        self.window = window
+        self.label = label
+        self._pid = pid
+        self._output = output
+        self.fired = False
+        self.busy = False  # fired although still working (its time used up)
+        self.extensions = 0
+        self.elapsed = 0.0
+        self._scope = anyio.CancelScope()
+
+    def _mark(self) -> tuple[int | None, int]:
+        pid = self._pid()
+        return (None if pid is None else cpu_ticks(pid)), self._output()
+
+    async def run(self, scope: anyio.CancelScope, on_extend: Callable[[float], None]) -> None:
+        with self._scope:
+            started = anyio.current_time()
+            deadline, mark = started + self.window, self._mark()
+            while True:
+                await anyio.sleep_until(deadline)
+                now = self._mark()
+                self.elapsed = anyio.current_time() - started
+                worked = now != mark and (now[0] is not None or now[1] != mark[1])
+                limit = max(MAX_WINDOWS * self.window, MAX_BUSY_SECONDS)
+                if worked and self.elapsed + self.window <= limit:
+                    mark, deadline = now, deadline + self.window
+                    self.extensions += 1
+                    logger.info("upstream %s: %s", self.label,
+                                self.extension_text(self.elapsed, None))
+                    on_extend(self.elapsed)
+                    continue
+                self.fired, self.busy = True, worked
+                scope.cancel()
+                return
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    def timeout_text(self, step: str | None, next_window: float) -> str:
+        how = (f"still busy after {self.elapsed:.0f}s" if self.busy else
+               f"{'no answer to ' + step if step else 'no session'}; idle for the last "
+               f"{self.window:g}s")
+        return (f"did not finish connecting within {self.window:g}s ({how}); raise "
+                f"timeouts.connect if the server is only slow to start (the next attempt "
+                f"waits {next_window:g}s)")
+
+    @staticmethod
+    def extension_text(elapsed: float, step: str | None) -> str:
+        return (f"still connecting after {elapsed:.0f}s"
+                f"{', waiting for ' + step if step else ''}: the server is working, so it "
+                "is given more time; raise timeouts.connect if it is only slow to start")

@@ -315,14 +315,17 @@ class RawTap:
 
 @contextlib.asynccontextmanager
 async def tapped_stdio_client(
-    server: StdioServerParameters, errlog: TextIO, tap: RawTap
+    server: StdioServerParameters, errlog: TextIO, tap: RawTap, process: Any = None
 ) -> AsyncGenerator[TransportStreams, None]:
-    """The SDK's ``stdio_client``, with ``tap`` reading and writing beside the session."""
-    command = await executable_command(server.command)
-    process = await create_process(
-        command=command, args=server.args,
-        env=get_default_environment() | (server.env or {}), errlog=errlog, cwd=server.cwd,
-    )
+    """The SDK's ``stdio_client``, with ``tap`` reading and writing beside the session;
+    ``process``: one already started the same way (spawn-first) to use instead."""
+    if process is None:
+        command = await executable_command(server.command)
+        process = await create_process(
+            command=command, args=server.args,
+            env=get_default_environment() | (server.env or {}), errlog=errlog,
+            cwd=server.cwd,
+        )
     read_stream_writer, read_stream = anyio.create_memory_object_stream[
         SessionMessage | Exception](0)
     write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)
@@ -420,10 +423,13 @@ async def tapped_stdio_client(
 class TappedStdioTransport(StdioTransport):
     """fastmcp's ``StdioTransport`` settings, one session, over ``tapped_stdio_client``.
 
-    ``tap`` is the live session's ``RawTap`` (``None`` between sessions).
+    ``tap`` is the live session's ``RawTap`` (``None`` between sessions); ``adopt``: a
+    process started early for this server (``processes.spawn_early``), used by the next
+    session instead of spawning one.
     """
 
     tap: RawTap | None = None
+    adopt: Any = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     protocol_listener: ProtocolListener | None = None
 
@@ -440,8 +446,9 @@ class TappedStdioTransport(StdioTransport):
             log = self.log_file
             errlog = (stack.enter_context(log.open("a")) if isinstance(log, Path)
                       else log or sys.stderr)
+            process, self.adopt = self.adopt, None
             read, write = await stack.enter_async_context(
-                tapped_stdio_client(params, errlog, tap))
+                tapped_stdio_client(params, errlog, tap, process))
             session = await stack.enter_async_context(
                 options.session_class(read, write, **session_kwargs))
             self.tap = tap

@@ -5,7 +5,7 @@ protocol era, fetches the catalog, then holds the session until it closes (proce
 exit, transport error, reconnect/disable/stop request).  An unexpected close or a
 failed connect is retried with exponential backoff and jitter; ``crash_limit``
 failures within ``crash_window`` seconds park the replica as ``failed`` until
-``reconnect()``.
+``reconnect()``.  A connect timeout is no crash (never parked): see ``ConnectWatch``.
 
 The supervisor knows nothing of requests, asks or subscriptions: the replica that
 owns it passes them in through ``SupervisorHooks``.
@@ -14,8 +14,6 @@ owns it passes them in through ``SupervisorHooks``.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import random
 import time
 from collections import deque
@@ -40,11 +38,13 @@ from fast_mcp_gateway.upstream.model import (
     describe_error,
 )
 from fast_mcp_gateway.upstream.processes import (
+    ConnectWatch,
+    CountingSink,
     child_with_stderr,
-    pipe_inode,
-    pump_stderr,
+    claim_early,
+    close_finally,
+    open_stderr,
     signal_group,
-    terminate_if_lingering,
 )
 from fast_mcp_gateway.upstream.session import (
     TRANSPORT_OPTIONS,
@@ -55,7 +55,7 @@ from fast_mcp_gateway.upstream.session import (
 )
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
-from fast_mcp_gateway.upstream.transports import TransportFactory
+from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ class Supervisor:
         self._session: ClientSession | None = None
         self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
         self._enabled = config.enabled
-        self._stopping = False
-        self._restart_requested = False
+        self._stopping = self._restart_requested = False
         self._wake = anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
         self._first_attempt = anyio.Event()
@@ -134,6 +133,9 @@ class Supervisor:
         self._step: str | None = None  # the connect request being waited for
         self._notice: str | None = None  # a skipped protocol error, for last_error
         self._violations = 0  # protocol errors in this attempt (the first is logged)
+        self._timeouts = 0  # connect timeouts in a row: each doubles the deadline (8x at most)
+        self._timed_out = False  # the last attempt ended at its connect deadline
+        self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
 
     # -- state ------------------------------------------------------------------
 
@@ -258,6 +260,8 @@ class Supervisor:
                     error = self._explain_failure(exc)
                     self.last_error = error
                     self._attempt_finished()
+                    if self._timed_out:
+                        self._timeouts += 1
                 else:
                     if self._stopping or self._restart_requested:
                         attempt = 0
@@ -274,7 +278,8 @@ class Supervisor:
                     failures.clear()
                     continue
                 self.last_error = error
-                failures.append(time.monotonic())
+                if not self._timed_out:  # slow or hung is not a crash: never parked
+                    failures.append(time.monotonic())
                 if self._restart.is_crash_loop(failures, time.monotonic()):
                     self.last_error = (
                         f"{error} (gave up after {len(failures)} failures within "
@@ -318,37 +323,41 @@ class Supervisor:
 
     async def _attempt(self, *, hold: bool) -> None:
         if self.state is not UpstreamState.READY:
-            self._set_state(
-                UpstreamState.STARTING if self._stats.connects == 0
-                else UpstreamState.RECONNECTING
-            )
+            self._set_state(UpstreamState.STARTING if self._stats.connects == 0
+                            else UpstreamState.RECONNECTING)
         self._broken = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations = None, None, 0
-        if self._limiter is not None:
-            # Bounds concurrent *connects*; waiting here does not eat the connect timeout.
+        # Spawn-first: ``serve`` may have started this replica's process already.
+        early = (claim_early(self.config) if self._transport_factory is default_transport
+                 and not self._stats.attempts else None)
+        if self._limiter is not None and early is None:
+            # Bounds concurrent *spawns*; waiting here does not eat the connect timeout.
             await self._limiter.acquire()
             self._holding_limiter = True
-        started = anyio.current_time()
         stderr_writer: TextIO | None = None
         stderr_done = anyio.Event()
+        self._timed_out = False
+        watch = ConnectWatch(self.connect_timeout * min(2 ** self._timeouts, 8),
+                             lambda: self.pid, lambda: self._stderr.bytes, self.label)
         async with anyio.create_task_group() as tg:
             stderr_inode: int | None = None
+            self.pid = early.process.pid if early is not None else None
             if self.config.kind == "stdio":
-                read_fd, write_fd = os.pipe()
-                stderr_inode = pipe_inode(read_fd)
-                stderr_writer = os.fdopen(write_fd, "w")
-                tg.start_soon(pump_stderr, read_fd, self.stderr, stderr_done)
-            timed_out = False
+                stderr_inode, stderr_writer = open_stderr(
+                    tg, early.stderr_fd if early else None, self._stderr, stderr_done)
             transport = self._transport_factory(self.config, stderr_writer)
             if isinstance(transport, TappedStdioTransport):
                 transport.max_message_bytes = self.config.max_message_bytes
                 transport.protocol_listener = self.protocol_error
+                transport.adopt = early.process if early is not None else None
+            started = anyio.current_time()
             try:
-                with anyio.CancelScope(deadline=started + self.connect_timeout) as scope:
+                with anyio.CancelScope() as scope:
                     self._attempt_scope = scope
                     if self._stopping or self._restart_requested:
                         scope.cancel()
+                    tg.start_soon(watch.run, scope, self._still_connecting)
                     async with transport.connect_session(
                         transport_options=TRANSPORT_OPTIONS, **self._hooks.session_kwargs()
                     ) as session:
@@ -359,40 +368,36 @@ class Supervisor:
                             stderr_writer.close()  # the child holds its own copy now
                             stderr_writer = None
                         catalog = await self._connect(session, transport)
-                        scope.deadline = math.inf
+                        watch.stop()
+                        self._timeouts = 0
                         self._became_ready(session, catalog, anyio.current_time() - started)
                         if hold:
                             is_stdio = self.config.kind == "stdio"
                             await self._serve(session, stderr_done if is_stdio else None)
-                timed_out = scope.cancelled_caught and self.state is not UpstreamState.READY
-                timed_out = timed_out and not (self._stopping or self._restart_requested)
+                self._timed_out = watch.fired and scope.cancelled_caught and not (
+                    self._stopping or self._restart_requested)
             finally:
+                watch.stop()
                 self._release_limiter()
                 self._attempt_scope = None
                 self._session = None
                 self.tap = None
                 if stderr_writer is not None:
                     stderr_writer.close()
-                # Leaving connect_session under cancellation interrupts the transport's
-                # own teardown (its disconnect awaits a task); finish it here, shielded
-                # and bounded, so no subprocess or connection outlives this attempt.
-                with anyio.move_on_after(10, shield=True):
-                    async with anyio.create_task_group() as closing:
-                        if self.pid is not None:
-                            closing.start_soon(terminate_if_lingering, self.pid, STOP_GRACE)
-                        await transport.close()  # type: ignore[no-untyped-call]
-                        closing.cancel_scope.cancel()
+                await close_finally(transport.close, self.pid, STOP_GRACE)
                 self.pid = None
                 # Let the dying process's last words arrive, then stop reading.
                 with anyio.move_on_after(1.0):
                     await stderr_done.wait() if self.config.kind == "stdio" else None
                 tg.cancel_scope.cancel()
-        if timed_out:
-            waiting = f" (no answer to {self._step})" if self._step else ""
-            raise UpstreamTimeout(
-                self.label, f"did not finish connecting within {self.connect_timeout:g}s"
-                f"{waiting}; raise timeouts.connect if the server is only slow to start"
-            )
+        if self._timed_out:
+            raise UpstreamTimeout(self.label, watch.timeout_text(
+                self._step, self.connect_timeout * min(2 ** (self._timeouts + 1), 8)))
+
+    def _still_connecting(self, elapsed: float) -> None:
+        if self._stats.attempts == 0:  # a retry keeps showing why the last attempt failed
+            self.last_error = ConnectWatch.extension_text(elapsed, self._step)
+        self._hooks.notify()
 
     async def _connect(self, session: ClientSession, transport: ClientTransport) -> Catalog:
         """Negotiate the era and list the catalog; ``ConnectFailed`` names the step."""

@@ -1,0 +1,40 @@
+"""A stdio upstream that is slow to start until the test releases it.
+
+``slow_start.py RELEASE_FILE``: until RELEASE_FILE exists it writes a progress line to
+stderr now and then (as a server importing or warming up would) and serves nothing;
+then it serves a tool, a resource and a prompt.  The test creates the file: no timing.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+release = Path(sys.argv[1])
+print(f"slow_start pid={os.getpid()}: waiting for {release}", file=sys.stderr, flush=True)
+while not release.exists():
+    print("slow_start: still warming up", file=sys.stderr, flush=True)
+    time.sleep(0.05)
+
+from fastmcp import FastMCP  # noqa: E402 - the slow part comes first on purpose
+
+mcp = FastMCP("slow")
+
+
+@mcp.tool
+def pid() -> int:
+    return os.getpid()
+
+
+@mcp.resource("slow://status")
+def status() -> str:
+    return "warm"
+
+
+@mcp.prompt
+def greet() -> str:
+    return "hello from a slow server"
+
+
+if __name__ == "__main__":
+    mcp.run(show_banner=False, log_level="WARNING")

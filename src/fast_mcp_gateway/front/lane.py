@@ -279,7 +279,8 @@ class StdioLane:
     def _take_list(self, line: bytes) -> bool:
         """A catalog list (first page) is answered from ``ListCache``.  The first list of a
         handshake-era host goes the full path, where the gateway learns of the host to tell
-        it of changes (``notifications/*/list_changed``); so does a list with a cursor or unknown parameters, or during the start-up wait."""
+        it of changes; so does a list with a cursor or unknown parameters, or during the
+        start-up wait."""
         if not self.enabled or tracing_configured() or not self.lists_open():
             return False
         try:

@@ -28,10 +28,10 @@ a handshake-era host gets no 2026-only result fields and has a 2026 upstream's
 gateway's stamp on a handshake-era upstream's results, and that upstream's pushed
 requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path).
 
-During a call the lane also carries what the upstream sends back: progress (to the
-host's own token), logs (at the levels the host asked for) and, for a
-handshake-era host, sampling / elicitation / roots requests, which it sends to the
-host under its own request ids and answers upstream from the host's response.
+During a call the lane also carries what the upstream sends back: progress (to the host's
+own token), logs (at the levels the host asked for) and, for a handshake-era host,
+sampling / elicitation / roots requests, sent to the host under the lane's own request
+ids and answered upstream from the host's response.
 Host cancellations of a lane call cancel it upstream.
 
 The lane also answers the four catalog lists (first page) from ``listing.ListCache``,

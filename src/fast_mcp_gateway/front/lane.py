@@ -31,8 +31,7 @@ requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path
 During a call the lane also carries what the upstream sends back: progress (to the host's
 own token), logs (at the levels the host asked for) and, for a handshake-era host,
 sampling / elicitation / roots requests, sent to the host under the lane's own request
-ids and answered upstream from the host's response.
-Host cancellations of a lane call cancel it upstream.
+ids and answered upstream from its response.  Host cancellations cancel it upstream.
 
 The lane also answers the four catalog lists (first page) from ``listing.ListCache``,
 built as the full path builds them and encoded once per change; a handshake-era

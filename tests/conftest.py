@@ -31,11 +31,17 @@ def _store_in_a_temp_folder(tmp_path_factory: pytest.TempPathFactory):
     passes only HOME, PATH, USER, ... to a server, so a gateway started as an upstream or
     by a host falls back to the data folder under HOME)."""
     home = tmp_path_factory.mktemp("home")
-    names = ("MCP_GATEWAY_DB", "HOME", "XDG_DATA_HOME")
+    names = ("MCP_GATEWAY_DB", "HOME", "XDG_DATA_HOME", "MCP_GATEWAY_STARTUP_WAIT")
     previous = {name: os.environ.get(name) for name in names}
     os.environ["MCP_GATEWAY_DB"] = str(tmp_path_factory.mktemp("store") / "gateway.db")
     os.environ["HOME"] = str(home)
     os.environ["XDG_DATA_HOME"] = str(home / ".local" / "share")
+    # A gateway a test starts answers its host's first lists once every upstream's
+    # first connect attempt is over (an event), not after the default 2 s: on a loaded
+    # machine the demo servers take longer, and a test about something else would see
+    # half a catalog.  tests/test_startup.py sets its own waits; hosts that scrub the
+    # environment get ``--startup-wait 600`` on their command line.
+    os.environ["MCP_GATEWAY_STARTUP_WAIT"] = "600"
     yield
     for name, value in previous.items():
         if value is None:

@@ -132,7 +132,7 @@ def test_the_official_inspector_cli_drives_the_gateway(tools: Path, era: str) ->
     inspector = npm_tools.package_path(tools, "@modelcontextprotocol/inspector")
     launcher = inspector / "clients/launcher/build/index.js"
     env = {**os.environ, "PATH": f"{npm_tools.node(tools).parent}{os.pathsep}{os.environ['PATH']}"}
-    gateway = [sys.executable, "-m", "fast_mcp_gateway", "serve",
+    gateway = [sys.executable, "-m", "fast_mcp_gateway", "serve", "--startup-wait", "600",
                "--config", str(REPO / "servers.yaml")]
 
     def inspect(*args: str) -> dict[str, object]:

@@ -37,7 +37,7 @@ def test_the_inspector_searches_and_calls_through_the_meta_tools(
 
     def inspect(*args: str, profile: str | None = None, code: int = 0) -> dict[str, object]:
         gateway = [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-                   "--no-db", *(["--profile", profile] if profile else [])]
+                   "--startup-wait", "600", "--no-db", *(["--profile", profile] if profile else [])]
         done = subprocess.run(
             [str(npm_tools.node(tools)), str(launcher), "--cli", "--protocol-era", era,
              "--connect-timeout", "90000", *args,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 from mcp_types import ElicitResult
 
@@ -128,3 +130,129 @@ async def test_a_shared_stdio_upstream_refuses_an_ask_it_cannot_attribute(
             tg.cancel_scope.cancel()
     assert seen == {}
     assert "server 'asker'" in outcome["A"] and "isolation: per_client" in outcome["A"]
+
+
+async def test_a_host_that_leaves_mid_call_has_its_call_cancelled_upstream(
+        tmp_path: Path) -> None:
+    """Host A leaves while its upstream call waits for A's answer: the upstream sees
+    the cancellation, the question is withdrawn, and host B is never asked."""
+    record = tmp_path / "asker.jsonl"
+    go = tmp_path / "go"
+    go.touch()  # the tool asks at once
+    async with asker_http(tmp_path, record) as url:
+        gateway = make_gateway({"asker": {"url": url, "protocol": "legacy"}})
+        seen: dict[str, list[str]] = {}
+        asked = anyio.Event()
+
+        async def stuck(message: str, response_type: Any, params: Any, context: Any) -> Any:
+            seen.setdefault("A", []).append(message)
+            asked.set()
+            await anyio.sleep_forever()
+
+        async with (
+            serve_http(gateway.http_app("http")) as base,
+            Client(f"{base}/mcp", mode="legacy", elicitation_handler=answering("B", seen)) as b,
+        ):
+            async with anyio.create_task_group() as tg:
+                async def host_a() -> None:
+                    async with Client(f"{base}/mcp", mode="legacy",
+                                      elicitation_handler=stuck) as a:
+                        await a.call_tool("asker_hold_then_ask", {"tag": "A", "go": str(go)})
+
+                tg.start_soon(host_a)
+                with anyio.fail_after(WITHIN):
+                    await asked.wait()
+                tg.cancel_scope.cancel()  # host A goes away, its question unanswered
+            await until(lambda: any(r["event"] == "cancelled" and r["tag"] == "A"
+                                    for r in records(record)))
+            replica = gateway.manager.get("asker").replicas[0]
+            await until(lambda: len(replica.inflight) == 0)
+            # B still works, and was never shown A's question.
+            assert (await b.call_tool("asker_ask", {"tag": "B"})).data == \
+                "B:accept:answer-from-B"
+    assert seen == {"A": ["late question for A"], "B": ["question for B"]}
+
+
+async def test_a_host_that_leaves_a_held_call_has_it_cancelled_upstream(
+        tmp_path: Path) -> None:
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
+                                                 protocol="legacy")})
+    async with serve_http(gateway.http_app("http")) as base:
+        async with anyio.create_task_group() as tg:
+            async def host() -> None:
+                async with Client(f"{base}/mcp", mode="legacy") as client:
+                    await client.call_tool("asker_hold", {"tag": "gone"})
+
+            tg.start_soon(host)
+            await until(lambda: any(r["event"] == "hold" for r in records(record)))
+            tg.cancel_scope.cancel()
+        await until(lambda: any(r["event"] == "cancelled" and r["tag"] == "gone"
+                                for r in records(record)))
+
+
+def stdio_gateway(tmp_path: Path, record: Path, *, lane: bool) -> StdioTransport:
+    """``mcp-gateway serve`` on stdio in front of the asker (stdio, handshake era)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"asker": {
+        "command": PY, "args": [str(SERVERS / "asker.py"), "stdio", "--record", str(record)],
+        "protocol": "legacy"}}}))
+    return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
+                               "--log-level", "WARNING"], keep_alive=False,
+                          env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower(),
+                               "MCP_GATEWAY_DB": str(tmp_path / "gateway.db")})
+
+
+async def listed(client: Client[Any], name: str) -> None:
+    """Until ``name`` is listed (the gateway connects its upstreams in the background)."""
+    with anyio.fail_after(WITHIN):
+        while name not in {t.name for t in await client.list_tools()}:  # noqa: ASYNC110
+            await anyio.sleep(0.05)  # another process's progress: nothing to wait on
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full-path"])
+async def test_a_stdio_host_is_asked_everything_its_concurrent_calls_cause(
+        tmp_path: Path, lane: bool) -> None:
+    """One host: two calls in flight on one shared upstream session, both asks go to
+    it (the isolation refusal is only for several hosts)."""
+    record = tmp_path / "asker.jsonl"
+    seen: dict[str, list[str]] = {}
+
+    def both_asking() -> bool:
+        return sum(r["event"] == "ask" for r in records(record)) >= 2
+
+    results: dict[str, str] = {}
+    async with Client(stdio_gateway(tmp_path, record, lane=lane), mode="legacy",
+                      elicitation_handler=answering("host", seen, both_asking)) as host:
+        await listed(host, "asker_ask")
+
+        async def call(tag: str) -> None:
+            results[tag] = (await host.call_tool("asker_ask", {"tag": tag})).data
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "X")
+            tg.start_soon(call, "Y")
+    assert sorted(seen["host"]) == ["question for X", "question for Y"]
+    assert results == {"X": "X:accept:answer-from-host", "Y": "Y:accept:answer-from-host"}
+
+
+async def test_upstream_logs_between_calls_reach_the_stdio_host(tmp_path: Path) -> None:
+    record = tmp_path / "asker.jsonl"
+    go = tmp_path / "go"
+    logs: list[Any] = []
+    got = anyio.Event()
+
+    async def on_log(message: Any) -> None:
+        logs.append(message)
+        got.set()
+
+    async with Client(stdio_gateway(tmp_path, record, lane=True), mode="legacy",
+                      log_handler=on_log) as host:
+        await listed(host, "asker_log_later")
+        assert (await host.call_tool("asker_log_later", {"text": "between calls",
+                                                         "go": str(go)})).data == "scheduled"
+        go.touch()  # the upstream logs now, with no call in flight
+        with anyio.fail_after(WITHIN):
+            await got.wait()
+    assert [(m.level, m.logger) for m in logs] == [("info", "asker.asker")]
+    assert "between calls" in str(logs[0].data)

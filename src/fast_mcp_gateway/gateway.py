@@ -124,6 +124,7 @@ class Gateway:
         self.provider.pipeline.observers.append(call_observer(self.metrics))
         self.startup = StartupWait(self.manager)
         self.manager.on_resource_updated(self.hub.resource_updated)
+        self.manager.on_log(self.hub.log)
         self._install_protocol_handlers()
 
     @classmethod

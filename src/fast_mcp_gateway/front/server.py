@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastmcp.server.dependencies import get_context
 
-from fast_mcp_gateway._compat import PreferredToolServer, connection_of
+from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
 
@@ -24,4 +24,4 @@ def track_current_host(hub: FrontHub) -> None:
     except RuntimeError:
         return
     if ctx.request_context is not None:
-        hub.track(connection_of(ctx.session))
+        hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")

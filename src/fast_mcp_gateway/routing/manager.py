@@ -112,6 +112,8 @@ class UpstreamManager:
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
+        self._log_listeners: list[Callable[[str, types.LoggingMessageNotificationParams],
+                                           None]] = []
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
@@ -248,6 +250,16 @@ class UpstreamManager:
     def on_resource_updated(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
         self._resource_listeners.append(listener)
+
+    def on_log(self, listener: Callable[[str, types.LoggingMessageNotificationParams], None],
+               ) -> None:
+        """Call ``listener(server, params)`` (must not block) for a log an upstream sent
+        while no call was in flight on it (logs during a call go to that call's host)."""
+        self._log_listeners.append(listener)
+
+    def log(self, upstream: Upstream, params: types.LoggingMessageNotificationParams) -> None:
+        for listener in self._log_listeners:
+            listener(upstream.name, params)
 
     def catalog_changed(self, upstream: Upstream) -> None:
         self._rebuild()

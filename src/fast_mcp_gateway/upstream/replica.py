@@ -81,6 +81,10 @@ class UpstreamListener(Protocol):
         """Anything changed (state, attempt, catalog, health): wake waiters."""
         ...
 
+    def log(self, upstream: Upstream, params: types.LoggingMessageNotificationParams) -> None:
+        """The upstream logged while no call was in flight on it."""
+        ...
+
     def transition(self, upstream: Upstream, status: str, detail: str | None) -> None:
         """A state or health transition worth keeping in the health history."""
         ...
@@ -145,7 +149,7 @@ class Upstream:
         self._changed = ChangeSignal()
         self.inflight = InFlight()
         self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
-        self._relay = HostRelay(self.name, self.inflight)
+        self._relay = HostRelay(self.name, self.inflight, self._idle_log)
         self._sup = Supervisor(
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
@@ -419,6 +423,10 @@ class Upstream:
         self._sup.catalog = catalog
         if self._listener is not None:
             self._listener.catalog_changed(self)
+
+    async def _idle_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self._listener is not None:
+            self._listener.log(self, params)
 
     def _resource_updated(self, uri: str) -> None:
         if self._listener is not None:

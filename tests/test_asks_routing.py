@@ -23,7 +23,7 @@ from mcp_types import ElicitResult
 from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
 
 pytestmark = pytest.mark.anyio
-WITHIN = 60.0  # generous bound for a loaded two-core machine; waits end on conditions
+WITHIN = 40.0  # generous bound for a loaded two-core machine; waits end on conditions
 
 
 def records(path: Path) -> list[dict[str, Any]]:

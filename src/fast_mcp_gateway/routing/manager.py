@@ -25,6 +25,7 @@ from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, curate
+from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.naming import (
     NameTable,
     Origin,
@@ -36,6 +37,7 @@ from fast_mcp_gateway.routing.naming import (
 )
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -122,9 +124,11 @@ class UpstreamManager:
 
     def _make_service(self, server: ServerConfig) -> Service:
         replicas = server.replica_configs()
-        return Service(server, [
+        service = Service(server, [
             Upstream(
-                replica_config,
+                # A per-caller server's catalog session has no caller: it lists without
+                # the caller's headers (routing/isolation.py).
+                without_caller_headers(replica_config),
                 connect_timeout=self._connect_timeout,
                 call_timeout=self._call_timeout,
                 listener=self,
@@ -137,6 +141,22 @@ class UpstreamManager:
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
+        if server.per_client:
+            service.clients = ClientSessions(server, self._make_client, self._spawn)
+        return service
+
+    def _make_client(self, config: ServerConfig, label: str) -> Upstream:
+        """A per_client host's own session (no listener: it feeds no catalog or state;
+        its logs between calls stay with it)."""
+        return Upstream(config, connect_timeout=self._connect_timeout,
+                        call_timeout=self._call_timeout,
+                        transport_factory=self._transport_factory, restart=self._restart,
+                        startup_limiter=self._limiter, label=label)
+
+    def _spawn(self, run: Callable[[], Any], name: str) -> None:
+        if self._task_group is None:
+            raise AdminError("the gateway is not running")
+        self._task_group.start_soon(run, name=name)
 
     @property
     def replicas(self) -> list[Upstream]:
@@ -160,6 +180,9 @@ class UpstreamManager:
             try:
                 await anyio.sleep_forever()
             finally:
+                for service in self.services.values():
+                    if service.clients is not None:
+                        service.clients.stop_all()
                 for upstream in self.replicas:
                     upstream.stop()
                 self._task_group = None
@@ -180,9 +203,12 @@ class UpstreamManager:
         """Stop a server's replicas (waiting, bounded, for them to end) and drop it."""
         service = self.get(name)
         del self.services[name]
+        own = service.clients.upstreams if service.clients is not None else []
+        if service.clients is not None:
+            service.clients.stop_all()
         for upstream in service.replicas:
             upstream.stop()
-        for upstream in service.replicas:
+        for upstream in [*service.replicas, *own]:
             await _stopped(upstream)
         self._rebuild()
 

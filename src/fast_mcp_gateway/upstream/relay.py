@@ -40,6 +40,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from fastmcp.server.dependencies import get_access_token
 from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
@@ -47,6 +48,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import connection_of, current_transport
+from fast_mcp_gateway.upstream.credentials import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class FrontCall:
     client_id: str = "stdio"
     protocol_version: str | None = None
     host: Any = None
+    caller: Caller | None = field(default=None, repr=False)  # the verified HTTP caller
     # Upstream requests in flight for this call, and the questions pending for them.
     _active: int = field(default=0, init=False, repr=False)
     _asks: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
@@ -122,6 +125,11 @@ class FrontCall:
         session = ctx.session
         host = STDIO_HOST if current_transport() == "stdio" else (
             connection_of(session) or session)
+        caller = None
+        token = get_access_token()
+        if token is not None:
+            caller = Caller(name=token.client_id, token=token.token,
+                            claims=dict(getattr(token, "claims", None) or {}))
         return cls(
             session=ctx.session,
             request_id=ctx.request_id,
@@ -131,6 +139,7 @@ class FrontCall:
             client_id=client_id,
             protocol_version=getattr(rc, "protocol_version", None),
             host=host,
+            caller=caller,
         )
 
     @property

@@ -136,11 +136,12 @@ class Upstream:
         replicas: int = 1,
         weight: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        label: str | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.replica = replica
-        self.label = config.name if replicas == 1 else f"{config.name}#{replica}"
+        self.label = label or (config.name if replicas == 1 else f"{config.name}#{replica}")
         self.weight = weight
         self.connect_timeout = config.timeouts.connect or connect_timeout
         self.call_timeout = config.timeouts.call or call_timeout

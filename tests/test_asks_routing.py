@@ -191,12 +191,13 @@ async def test_a_host_that_leaves_a_held_call_has_it_cancelled_upstream(
                                 for r in records(record)))
 
 
-def stdio_gateway(tmp_path: Path, record: Path, *, lane: bool) -> StdioTransport:
+def stdio_gateway(tmp_path: Path, record: Path, *, lane: bool,
+                  **extra: Any) -> StdioTransport:
     """``mcp-gateway serve`` on stdio in front of the asker (stdio, handshake era)."""
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"asker": {
         "command": PY, "args": [str(SERVERS / "asker.py"), "stdio", "--record", str(record)],
-        "protocol": "legacy"}}}))
+        "protocol": "legacy", **extra}}}))
     return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
                                "--log-level", "WARNING"], keep_alive=False,
                           env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower(),

@@ -18,7 +18,7 @@ from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.config.loader import ConfigError
 from fast_mcp_gateway.upstream.processes import is_alive
 from tests.fixtures import make_gateway, serve_http, stdio_entry
-from tests.test_asks_routing import answering, records, until
+from tests.test_asks_routing import WITHIN, answering, listed, records, stdio_gateway, until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +101,43 @@ async def test_an_idle_host_session_is_reaped_and_reopened_on_its_next_call(
         second = (await host.call_tool("asker_pid", {})).data
         assert second != first and is_alive(second)
     await gone(second)
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full-path"])
+async def test_a_stdio_gateway_gives_its_one_host_one_session_with_its_logs(
+        tmp_path: Path, lane: bool) -> None:
+    """stdio mode: one host, so per_client is one session of its own (besides the
+    catalog session); concurrent asks all go to it, and so do its logs between calls."""
+    record = tmp_path / "asker.jsonl"
+    go = tmp_path / "go"
+    seen: dict[str, list[str]] = {}
+    logs: list[Any] = []
+    logged = anyio.Event()
+
+    async def on_log(message: Any) -> None:
+        logs.append(message)
+        logged.set()
+
+    def both_asking() -> bool:
+        return sum(r["event"] == "ask" for r in records(record)) >= 2
+
+    async with Client(stdio_gateway(tmp_path, record, lane=lane, isolation="per_client"),
+                      mode="legacy", log_handler=on_log,
+                      elicitation_handler=answering("host", seen, both_asking)) as host:
+        await listed(host, "asker_ask")
+        pids = {(await host.call_tool("asker_pid", {})).data for _ in range(3)}
+        assert len(pids) == 1
+        async with anyio.create_task_group() as tg:
+            for tag in ("X", "Y"):
+                tg.start_soon(host.call_tool, "asker_ask", {"tag": tag})
+        assert {r["pid"] for r in records(record) if r["event"] == "ask"} == pids
+        await host.call_tool("asker_log_later", {"text": "idle", "go": str(go)})
+        go.touch()
+        with anyio.fail_after(WITHIN):
+            await logged.wait()
+    assert sorted(seen["host"]) == ["question for X", "question for Y"]
+    assert "idle" in str(logs[0].data)
+    await gone(*pids)
 
 
 def test_isolation_is_validated() -> None:

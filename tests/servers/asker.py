@@ -9,6 +9,7 @@ the process: a call started, a cancellation arrived, the headers a request carri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -79,10 +80,11 @@ def pid() -> int:
 
 @mcp.tool
 def whoami() -> str:
-    """The Authorization header this request carried (HTTP only)."""
+    """A digest of the Authorization header this request carried (HTTP only; the value
+    itself goes to the record file only)."""
     auth = get_http_headers(include={"authorization"}).get("authorization", "")
     record("whoami", authorization=auth)
-    return auth
+    return hashlib.sha256(auth.encode()).hexdigest()
 
 
 @mcp.tool

@@ -21,6 +21,7 @@ from mcp.server.subscriptions import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway.upstream.relay import STDIO_HOST
 
 _LEVELS: tuple[str, ...] = typing.get_args(types.LoggingLevel)
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
@@ -45,7 +46,7 @@ class FrontHub:
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
         self._pending: set[str] = set()
         self._updated: list[str] = []
-        self._logs: list[types.LoggingMessageNotificationParams] = []
+        self._logs: list[tuple[types.LoggingMessageNotificationParams, Any]] = []
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
 
@@ -56,10 +57,12 @@ class FrontHub:
             if sole_host:
                 self._sole_host = weakref.ref(connection)
 
-    def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
-        """An upstream's log sent between calls, for the hosts that asked for logs."""
+    def log(self, server: str, params: types.LoggingMessageNotificationParams,
+            host: Any = None) -> None:
+        """An upstream's log sent between calls, for the hosts that asked for logs
+        (``host``: only that host, the one a per_client session serves)."""
         name = f"{server}.{params.logger}" if params.logger else server
-        self._logs.append(params.model_copy(update={"logger": name}))
+        self._logs.append((params.model_copy(update={"logger": name}), host))
         del self._logs[:-_MAX_IDLE_LOGS]
         self._wake.set()
 
@@ -95,12 +98,19 @@ class FrontHub:
             updated, self._updated = self._updated, []
             logs, self._logs = self._logs, []
             await self._broadcast(kinds, updated)
-            for params in logs:
-                await self._send_log(params)
+            for params, host in logs:
+                await self._send_log(params, host)
 
-    async def _send_log(self, params: types.LoggingMessageNotificationParams) -> None:
+    async def _send_log(self, params: types.LoggingMessageNotificationParams,
+                        host: Any) -> None:
         sole = self._sole_host() if self._sole_host is not None else None
-        for connection in list(self._connections):
+        if host is None:
+            targets = list(self._connections)
+        elif host == STDIO_HOST:
+            targets = [sole] if sole is not None else []
+        else:  # a per_client session's host: its SDK connection
+            targets = [host] if isinstance(host, Connection) else []
+        for connection in targets:
             level = client_log_level(connection)
             if level is None and connection is not sole:
                 continue  # this host never asked for logs

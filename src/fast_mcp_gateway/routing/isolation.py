@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import anyio
+import mcp_types as types
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import NoHealthyReplica, UpstreamUnavailable
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MakeUpstream = Callable[[ServerConfig, str], Upstream]
 Spawn = Callable[[Callable[[], object], str], None]
+# (server, params, host key): a log one host's session sent between its calls.
+HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None]
 
 
 @dataclass(eq=False)
@@ -55,16 +58,19 @@ class _Client:
     calls: int = 0
     last_used: float = 0.0
     ready: anyio.Event = field(default_factory=anyio.Event)
+    host: Hashable = None  # the host key of its calls: where its idle logs go
 
 
 class ClientSessions:
     """The per-host upstream sessions of one ``per_client`` server (module doc)."""
 
     def __init__(self, config: ServerConfig, make: MakeUpstream, spawn: Spawn,
+                 log: HostLog | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._make = make
         self._spawn = spawn
+        self._log = log
         self._clock = clock
         self._clients: dict[Hashable, _Client] = {}
         self._seq = itertools.count(1)
@@ -100,6 +106,7 @@ class ClientSessions:
             return
         client = self._clients.get(key) or self._open(key, front)
         client.calls += 1  # counted from now: the reaper never takes a session in use
+        client.host = front.host if front is not None else None
         try:
             await self._ready(client)
             yield client.upstream
@@ -133,6 +140,12 @@ class ClientSessions:
             config = for_caller(config, front.caller if front is not None else None)
         upstream = self._make(config, f"{name}~{next(self._seq)}")
         client = _Client(key, upstream, last_used=self._clock())
+        log = self._log
+        if log is not None:
+            async def idle_log(params: types.LoggingMessageNotificationParams) -> None:
+                log(name, params, client.host)
+
+            upstream.send_idle_logs_to(idle_log)
         self._clients[key] = client
         self.created += 1
         self._spawn(upstream.run, f"upstream:{upstream.label}")

@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 _EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 ChangeKind = str  # "tools" | "resources" | "prompts"
+# (server, params, host): ``host`` is the key of the one host a per_client session
+# serves (``FrontCall.host``), or None for a shared session's log (every host that asked).
+LogListener = Callable[[str, types.LoggingMessageNotificationParams, Any], None]
 
 
 def normalize_uri(uri: str) -> str:
@@ -114,8 +117,7 @@ class UpstreamManager:
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
-        self._log_listeners: list[Callable[[str, types.LoggingMessageNotificationParams],
-                                           None]] = []
+        self._log_listeners: list[LogListener] = []
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
@@ -142,7 +144,8 @@ class UpstreamManager:
             for index, (replica_config, weight) in enumerate(replicas)
         ])
         if server.per_client:
-            service.clients = ClientSessions(server, self._make_client, self._spawn)
+            service.clients = ClientSessions(server, self._make_client, self._spawn,
+                                             self._host_log)
         return service
 
     def _make_client(self, config: ServerConfig, label: str) -> Upstream:
@@ -277,15 +280,19 @@ class UpstreamManager:
         """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
         self._resource_listeners.append(listener)
 
-    def on_log(self, listener: Callable[[str, types.LoggingMessageNotificationParams], None],
-               ) -> None:
-        """Call ``listener(server, params)`` (must not block) for a log an upstream sent
-        while no call was in flight on it (logs during a call go to that call's host)."""
+    def on_log(self, listener: LogListener) -> None:
+        """Call ``listener(server, params, host)`` (must not block) for a log an upstream
+        sent while no call was in flight on it (logs during a call go to that call's
+        host); ``host`` is None for a shared session (module ``LogListener``)."""
         self._log_listeners.append(listener)
 
     def log(self, upstream: Upstream, params: types.LoggingMessageNotificationParams) -> None:
+        self._host_log(upstream.name, params, None)
+
+    def _host_log(self, server: str, params: types.LoggingMessageNotificationParams,
+                  host: Any) -> None:
         for listener in self._log_listeners:
-            listener(upstream.name, params)
+            listener(server, params, host)
 
     def catalog_changed(self, upstream: Upstream) -> None:
         self._rebuild()

@@ -43,7 +43,7 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight
 from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.session import CLIENT_INFO
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -424,6 +424,11 @@ class Upstream:
         self._sup.catalog = catalog
         if self._listener is not None:
             self._listener.catalog_changed(self)
+
+    def send_idle_logs_to(self, relay: IdleLog) -> None:
+        """Send logs made while no call is in flight to ``relay`` (instead of the
+        listener): a per_client session's logs belong to its one host."""
+        self._relay.on_idle_log = relay
 
     async def _idle_log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self._listener is not None:

@@ -12,6 +12,7 @@ failed ones leave the catalog, with ``list_changed``).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -157,9 +158,13 @@ class UpstreamManager:
                         startup_limiter=self._limiter, label=label)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
+        """Start ``run`` in the manager's task group, outside the current request: a
+        session opened during a host's call must not inherit that request's context
+        (its access token, FastMCP's request variables) for the rest of its life."""
         if self._task_group is None:
             raise AdminError("the gateway is not running")
-        self._task_group.start_soon(run, name=name)
+        tg = self._task_group
+        contextvars.Context().run(lambda: tg.start_soon(run, name=name))
 
     @property
     def replicas(self) -> list[Upstream]:

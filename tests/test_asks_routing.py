@@ -286,3 +286,41 @@ async def test_a_question_outliving_its_call_is_withdrawn_from_the_host(
             assert asked.is_set()
             with anyio.fail_after(WITHIN):
                 await withdrawn.wait()
+
+
+async def test_http_hosts_get_logs_between_calls_only_at_the_level_they_set(
+        tmp_path: Path) -> None:
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
+                                                 protocol="legacy")})
+    logs: dict[str, list[str]] = {"A": [], "B": [], "C": []}
+    got = anyio.Event()
+
+    def handler(name: str) -> Any:
+        async def on_log(message: Any) -> None:
+            logs[name].append(f"{message.level}:{message.data}")
+            got.set()
+        return on_log
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", mode="legacy", log_handler=handler("A")) as a,
+        Client(f"{base}/mcp", mode="legacy", log_handler=handler("B")) as b,
+        Client(f"{base}/mcp", mode="legacy", log_handler=handler("C")) as c,
+    ):
+        for host in (a, b, c):
+            await listed(host, "asker_log_later")
+        await a.set_logging_level("info")
+        await b.set_logging_level("error")  # C never asks for logs
+        for level, go in (("info", tmp_path / "go1"), ("error", tmp_path / "go2")):
+            got = anyio.Event()
+            await c.call_tool("asker_log_later", {"text": level, "go": str(go),
+                                                  "level": level})
+            go.touch()
+            with anyio.fail_after(WITHIN):
+                while len(logs["A"]) < (1 if level == "info" else 2):
+                    await got.wait()
+                    got = anyio.Event()
+    assert logs["A"] == ["info:info", "error:error"]
+    assert logs["B"] == ["error:error"]
+    assert logs["C"] == []

@@ -88,14 +88,14 @@ def whoami() -> str:
 
 
 @mcp.tool
-async def log_later(ctx: Context, text: str, go: str) -> str:
+async def log_later(ctx: Context, text: str, go: str, level: str = "info") -> str:
     """Return at once; log ``text`` from the background once the file ``go`` exists."""
     session = ctx.session
 
     async def later() -> None:
         while not Path(go).exists():  # noqa: ASYNC110, ASYNC240 - the test creates it
             await anyio.sleep(0.02)
-        await session.send_log_message("info", text, logger="asker")
+        await session.send_log_message(level, text, logger="asker")
 
     _tasks.start_soon(later)
     return "scheduled"

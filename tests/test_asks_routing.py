@@ -215,16 +215,26 @@ async def listed(client: Client[Any], name: str) -> None:
 async def test_a_stdio_host_is_asked_everything_its_concurrent_calls_cause(
         tmp_path: Path, lane: bool) -> None:
     """One host: two calls in flight on one shared upstream session, both asks go to
-    it (the isolation refusal is only for several hosts)."""
+    it (the isolation refusal is only for several hosts).  X starts first, so by
+    timing both questions could be X's; Y's is answered only after X's call is over,
+    and must still stand (it belongs to the host, not to X's call)."""
     record = tmp_path / "asker.jsonl"
     seen: dict[str, list[str]] = {}
-
-    def both_asking() -> bool:
-        return sum(r["event"] == "ask" for r in records(record)) >= 2
-
     results: dict[str, str] = {}
+
+    def asked(tag: str) -> bool:
+        return any(r["event"] == "ask" and r["tag"] == tag for r in records(record))
+
+    async def answer(message: str, response_type: Any, params: Any, context: Any) -> Any:
+        seen.setdefault("host", []).append(message)
+        await until(lambda: asked("X") and asked("Y"))
+        if message.endswith("Y"):
+            await until(lambda: "X" in results)
+        (field,) = params.requested_schema["properties"]
+        return ElicitResult(action="accept", content={field: "answer-from-host"})
+
     async with Client(stdio_gateway(tmp_path, record, lane=lane), mode="legacy",
-                      elicitation_handler=answering("host", seen, both_asking)) as host:
+                      elicitation_handler=answer) as host:
         await listed(host, "asker_ask")
 
         async def call(tag: str) -> None:
@@ -232,6 +242,7 @@ async def test_a_stdio_host_is_asked_everything_its_concurrent_calls_cause(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "X")
+            await until(lambda: asked("X"))
             tg.start_soon(call, "Y")
     assert sorted(seen["host"]) == ["question for X", "question for Y"]
     assert results == {"X": "X:accept:answer-from-host", "Y": "Y:accept:answer-from-host"}

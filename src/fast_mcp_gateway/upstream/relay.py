@@ -20,10 +20,11 @@ they find the call they belong to as follows (``HostRelay``):
   ``isolation: per_client``, and a log is kept from every host.  Nothing is ever
   sent to a host whose call did not cause it.
 
-A question put to a host belongs to the upstream request that was in flight: when
-that request ends (answered, cancelled because the host left, timed out), its
-questions still pending are withdrawn (cancelled towards the host, refused
-upstream).  Logs sent while no call is in flight go to ``on_idle_log`` (the hosts
+A question put to a host belongs to the upstream request it was correlated with
+(exactly), or to the host (by timing: any of its calls in flight may be the one):
+when that request ends, or the host's last call in flight on that session ends
+(answered, cancelled because the host left, timed out), the questions still pending
+are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no call is in flight go to ``on_idle_log`` (the hosts
 that asked for logs).
 """
 
@@ -223,6 +224,7 @@ class InFlight:
 
     _calls: dict[int, FrontCall] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
+    _host_asks: dict[Any, set[anyio.CancelScope]] = field(default_factory=dict)
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
@@ -236,6 +238,23 @@ class InFlight:
                 yield
         finally:
             del self._calls[key]
+            if not any(c.host == call.host for c in self._calls.values()):
+                for scope in self._host_asks.pop(call.host, ()):
+                    scope.cancel()
+
+    @contextmanager
+    def asking_host(self, host: Any) -> Iterator[anyio.CancelScope]:
+        """A question attributed to ``host`` by timing (not to one of its calls):
+        withdrawn when no call of ``host`` is in flight here any more."""
+        with anyio.CancelScope() as scope:
+            asks = self._host_asks.setdefault(host, set())
+            asks.add(scope)
+            try:
+                yield scope
+            finally:
+                asks.discard(scope)
+                if not asks and self._host_asks.get(host) is asks:
+                    del self._host_asks[host]
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -271,15 +290,16 @@ class HostRelay:
         self._inflight = inflight
         self.on_idle_log = on_idle_log
 
-    def _owner(self) -> FrontCall | None:
-        """The call an inbound message belongs to, if it can be told (module doc)."""
+    def _owner(self) -> tuple[FrontCall | None, bool]:
+        """The call an inbound message belongs to, if it can be told (module doc), and
+        whether exactly (else: that call's host, by timing)."""
         exact = CURRENT_CALL.get()
         if exact is not None:
-            return exact
-        return self._inflight.of_one_host()
+            return exact, True
+        return self._inflight.of_one_host(), False
 
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        caller = self._owner()
+        caller, _ = self._owner()
         if caller is not None:
             with contextlib.suppress(Exception):
                 await caller.log(params)
@@ -290,8 +310,8 @@ class HostRelay:
             return
         logger.debug("upstream %s log [%s]: %s", self._name, params.level, params.data)
 
-    def _asker(self, capability: str) -> FrontCall | types.ErrorData:
-        caller = self._owner()
+    def _asker(self, capability: str) -> tuple[FrontCall, bool] | types.ErrorData:
+        caller, exact = self._owner()
         if caller is None:
             if len(self._inflight) > 1:
                 return types.ErrorData(
@@ -308,7 +328,7 @@ class HostRelay:
                 message=f"server '{self._name}' asked for {capability} outside any call; "
                 "the gateway has no host to ask",
             )
-        if not caller.active:
+        if exact and not caller.active:
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
                 message=f"server '{self._name}' asked for {capability} after the call it "
@@ -320,14 +340,17 @@ class HostRelay:
                 message=f"the gateway has no connected host that supports {capability} "
                 "for this request (the host of the call did not declare the capability)",
             )
-        return caller
+        return caller, exact
 
-    async def _put(self, caller: FrontCall, capability: str,
-                   question: Callable[[], Awaitable[Any]]) -> Any:
-        """Ask ``caller``'s host; withdrawn (an error upstream) if the call ends first."""
-        with caller.asking() as scope:
+    async def _put(self, owner: tuple[FrontCall, bool], capability: str,
+                   question: Callable[[FrontCall], Awaitable[Any]]) -> Any:
+        """Ask the owner's host; withdrawn (an error upstream) when the call it belongs
+        to ends first (attributed by timing: when none of the host's calls is left)."""
+        caller, exact = owner
+        pending = caller.asking() if exact else self._inflight.asking_host(caller.host)
+        with pending as scope:
             try:
-                return await question()
+                return await question(caller)
             except MCPError as exc:
                 return exc.error
         assert scope.cancel_called
@@ -340,25 +363,25 @@ class HostRelay:
     async def on_sampling(
         self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> Any:
-        caller = self._asker("sampling")
-        if isinstance(caller, types.ErrorData):
-            return caller
-        return await self._put(caller, "sampling", lambda: caller.create_message(params))
+        owner = self._asker("sampling")
+        if isinstance(owner, types.ErrorData):
+            return owner
+        return await self._put(owner, "sampling", lambda c: c.create_message(params))
 
     async def on_elicitation(
         self, ctx: ClientRequestContext, params: types.ElicitRequestParams
     ) -> Any:
-        caller = self._asker("elicitation")
-        if isinstance(caller, types.ErrorData):
-            return caller
-        return await self._put(caller, "elicitation", lambda: caller.elicit(params))
+        owner = self._asker("elicitation")
+        if isinstance(owner, types.ErrorData):
+            return owner
+        return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
-        caller = self._asker("roots")
-        if isinstance(caller, types.ErrorData):
+        owner = self._asker("roots")
+        if isinstance(owner, types.ErrorData):
             # Outside any call there is nobody to ask: no roots (never another host's).
-            return types.ListRootsResult(roots=[]) if not self._inflight else caller
-        return await self._put(caller, "roots", caller.list_roots)
+            return types.ListRootsResult(roots=[]) if not self._inflight else owner
+        return await self._put(owner, "roots", lambda c: c.list_roots())
 
     def session_callbacks(self) -> dict[str, Any]:
         """The ``ClientSession`` keyword arguments that route to these callbacks."""

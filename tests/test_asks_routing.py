@@ -335,3 +335,35 @@ async def test_http_hosts_get_logs_between_calls_only_at_the_level_they_set(
     assert logs["A"] == ["info:info", "error:error"]
     assert logs["B"] == ["error:error"]
     assert logs["C"] == []
+
+
+async def test_deleting_a_session_cancels_its_calls_upstream(tmp_path: Path) -> None:
+    """``DELETE /mcp`` (the host ends its session) with a call in flight: the upstream
+    sees the cancellation."""
+    import httpx2
+
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
+                                                 protocol="legacy")})
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", mode="legacy") as host,
+        anyio.create_task_group() as tg,
+    ):
+        await listed(host, "asker_hold")
+
+        async def hold() -> None:
+            with contextlib.suppress(Exception):  # the session is gone under it
+                await host.call_tool("asker_hold", {"tag": "deleted"})
+
+        tg.start_soon(hold)
+        await until(lambda: any(r["event"] == "hold" for r in records(record)))
+        session_id = host.transport.get_session_id()  # type: ignore[attr-defined]
+        assert session_id
+        async with httpx2.AsyncClient() as http:
+            deleted = await http.delete(f"{base}/mcp", headers={
+                "Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-11-25"})
+        assert deleted.status_code in (200, 204)
+        await until(lambda: any(r["event"] == "cancelled" and r["tag"] == "deleted"
+                                for r in records(record)))
+        tg.cancel_scope.cancel()

@@ -24,8 +24,8 @@ A question put to a host belongs to the upstream request it was correlated with
 (exactly), or to the host (by timing: any of its calls in flight may be the one):
 when that request ends, or the host's last call in flight on that session ends
 (answered, cancelled because the host left, timed out), the questions still pending
-are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no call is in flight go to ``on_idle_log`` (the hosts
-that asked for logs).
+are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no
+call is in flight go to ``on_idle_log`` (the hosts that asked for logs).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, cast
 
 from fastmcp import FastMCP
-from fastmcp.server.context import _current_transport
+from fastmcp.server.context import _CONNECTION_LOG_LEVEL_KEY, _current_transport
 from fastmcp.tools.base import Tool
 from fastmcp.utilities.versions import VersionSpec
 from mcp.client._probe import negotiate_auto as _negotiate_auto
@@ -51,6 +51,7 @@ __all__ = [
     "PreferredToolServer",
     "TransportStreams",
     "aclose_all",
+    "client_log_level",
     "close_pipe",
     "close_subprocess_transport",
     "connection_of",
@@ -129,6 +130,13 @@ def current_transport() -> str | None:
 def connection_of(session: Any) -> Connection | None:
     """The SDK ``Connection`` behind a request's server session (``None`` in-process)."""
     return cast("Connection | None", getattr(session, "_connection", None))
+
+
+def client_log_level(connection: Any) -> str | None:
+    """The minimum log level a handshake-era host set with ``logging/setLevel`` on
+    ``connection`` (FastMCP keeps it in the connection's state), or ``None``."""
+    state = getattr(connection, "state", None)
+    return None if state is None else cast("str | None", state.get(_CONNECTION_LOG_LEVEL_KEY))
 
 
 def low_level_server(server: FastMCP[Any]) -> Server[Any]:

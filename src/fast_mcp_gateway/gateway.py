@@ -151,6 +151,7 @@ class Gateway:
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
+        self.manager.on_log(self.hub.log)
         self._install_protocol_handlers()
 
     def _refresh_instructions(self) -> None:

@@ -19,6 +19,7 @@ from fast_mcp_gateway.config.schema import env_allowed
 
 INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
 _VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_CALLER = re.compile(r"caller\.(token|claims\.[A-Za-z0-9_.:/-]+)\}")
 
 # (field, message) for one problem in the server being read.
 Report = Callable[[str, str], None]
@@ -47,6 +48,13 @@ def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] 
             return "$"
         var, default = match.group(1), match.group(2)
         if var is None:
+            if _CALLER.match(text, match.end()):
+                # The caller's credential, filled in per call; only an HTTP header may
+                # carry it (the schema checks the server is HTTP).
+                if not field.startswith("headers."):
+                    report(field, "${caller.token} and ${caller.claims.<name>} may only be "
+                                  "used in 'headers' (of an HTTP upstream)")
+                return "${"
             report(field, _bad_reference(text, match.start()))
             return ""
         if default is not None and "${" in default:

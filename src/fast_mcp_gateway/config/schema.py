@@ -57,6 +57,10 @@ UpstreamTransport = Literal["stdio", "http", "sse"]
 ProtocolMode = Literal["auto", "legacy", "2026-07-28"]
 AdminMode = Literal["full", "read_only", "off"]
 AdminKind = Literal["read", "mutate"]
+Isolation = Literal["shared", "per_client"]
+# ``${caller.token}`` / ``${caller.claims.<name>}`` in an HTTP upstream's headers: the
+# calling host's own credential, filled in per caller (see upstream/credentials.py).
+CALLER_REFERENCE = re.compile(r"\$\{caller\.(token|claims\.[A-Za-z0-9_.:/-]+)\}")
 
 # Integers kept in the store, for the admin operations' arguments (route ids and priorities):
 # validated at the edge so a huge number is a clear error, not a storage failure.
@@ -189,6 +193,16 @@ class ServerConfig(Target):
                                      "(its text cut and marked as truncated)")
     cache: CacheRule | None = Field(
         default=None, description="cache results of every read-only/idempotent tool")
+    isolation: Isolation = Field(
+        default="shared", description="shared: one upstream session for every host; "
+        "per_client: one session (for stdio, one process) per host session, created on "
+        "first use and reaped when the host leaves or after idle_timeout")
+    max_clients: StrictInt = Field(
+        default=32, ge=1, le=10_000,
+        description="per_client: most host sessions served at once (one upstream each)")
+    idle_timeout: Seconds = Field(
+        default=300.0, description="per_client: seconds an unused host session's "
+        "upstream session is kept")
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -219,6 +233,36 @@ class ServerConfig(Target):
                     "remove it from tools.cache, or list it in idempotent_tools if repeating "
                     "it is safe")
         return self
+
+    @model_validator(mode="after")
+    def _valid_isolation(self) -> ServerConfig:
+        if self.uses_caller_credentials:
+            if self.kind == "stdio" or self.command is not None:
+                raise ValueError(
+                    "${caller.token} / ${caller.claims.<name>} can only be used in the "
+                    "headers of an HTTP upstream (url:), not for a stdio server")
+            if "isolation" in self.model_fields_set and self.isolation == "shared":
+                raise ValueError(
+                    "a server whose headers use ${caller.token} or ${caller.claims.<name>} "
+                    "is per_client (one upstream session per caller); remove "
+                    "'isolation: shared'")
+        if self.per_client and (self.replicas > 1 or self.instances):
+            raise ValueError(
+                "isolation: per_client gives each host its own upstream session, so "
+                "'replicas' and 'instances' do not apply; remove them or use "
+                "isolation: shared")
+        return self
+
+    @property
+    def uses_caller_credentials(self) -> bool:
+        """Whether a header takes the calling host's credential (``${caller.*}``)."""
+        return any(CALLER_REFERENCE.search(v) for v in self.headers.values())
+
+    @property
+    def per_client(self) -> bool:
+        """One upstream session per host (``isolation: per_client``, implied by
+        ``${caller.*}`` headers)."""
+        return self.isolation == "per_client" or self.uses_caller_credentials
 
     @field_validator("namespace")
     @classmethod

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import typing
 import weakref
 from typing import Any
 
 import anyio
 import anyio.abc
+import mcp_types as types
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
@@ -17,6 +20,12 @@ from mcp.server.subscriptions import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway.upstream.relay import STDIO_HOST
+
+_LEVELS: tuple[str, ...] = typing.get_args(types.LoggingLevel)
+_MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
+
 
 class FrontHub:
     """Connected hosts, and what to push to them when the catalog changes.
@@ -24,6 +33,11 @@ class FrontHub:
     Handshake-era hosts get ``notifications/*/list_changed`` and
     ``notifications/resources/updated`` on their connection; 2026-07-28 hosts get
     the same events on their ``subscriptions/listen`` streams (via ``bus``).
+
+    Upstream logs sent while no call was in flight (``log``) go to the handshake-era
+    hosts that set a level with ``logging/setLevel`` (at or above it), and to the
+    one host of a stdio gateway whatever it set (2026-07-28 hosts take logs per
+    request only).  The logger names the server: ``<server>`` or ``<server>.<logger>``.
     """
 
     def __init__(self) -> None:
@@ -33,11 +47,25 @@ class FrontHub:
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
         self._pending: set[str] = set()
         self._updated: list[str] = []
+        self._logs: list[tuple[types.LoggingMessageNotificationParams, Any]] = []
+        self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
 
-    def track(self, connection: Connection | None) -> None:
+    def track(self, connection: Connection | None, *, sole_host: bool = False) -> None:
+        """Remember a host's connection; ``sole_host``: the one host of a stdio gateway."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
+            if sole_host:
+                self._sole_host = weakref.ref(connection)
+
+    def log(self, server: str, params: types.LoggingMessageNotificationParams,
+            host: Any = None) -> None:
+        """An upstream's log sent between calls, for the hosts that asked for logs
+        (``host``: only that host, the one a per_client session serves)."""
+        name = f"{server}.{params.logger}" if params.logger else server
+        self._logs.append((params.model_copy(update={"logger": name}), host))
+        del self._logs[:-_MAX_IDLE_LOGS]
+        self._wake.set()
 
     def subscribe(self, uri: str, connection: Connection | None) -> None:
         if connection is not None:
@@ -82,7 +110,29 @@ class FrontHub:
             self._wake = anyio.Event()
             kinds, self._pending = self._pending, set()
             updated, self._updated = self._updated, []
+            logs, self._logs = self._logs, []
             await self._broadcast(kinds, updated)
+            for params, host in logs:
+                await self._send_log(params, host)
+
+    async def _send_log(self, params: types.LoggingMessageNotificationParams,
+                        host: Any) -> None:
+        sole = self._sole_host() if self._sole_host is not None else None
+        if host is None:
+            targets = list(self._connections)
+        elif host == STDIO_HOST:
+            targets = [sole] if sole is not None else []
+        else:  # a per_client session's host: its SDK connection
+            targets = [host] if isinstance(host, Connection) else []
+        for connection in targets:
+            level = client_log_level(connection)
+            if level is None and connection is not sole:
+                continue  # this host never asked for logs
+            if level is not None and _LEVELS.index(params.level) < _LEVELS.index(level):
+                continue
+            with contextlib.suppress(Exception):  # a gone host must not stop the others
+                await connection.notify("notifications/message", params.model_dump(
+                    by_alias=True, mode="json", exclude_none=True))
 
     async def _broadcast(self, kinds: set[str], updated: list[str]) -> None:
         events: list[Any] = []

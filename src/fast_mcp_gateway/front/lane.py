@@ -66,7 +66,7 @@ from opentelemetry import trace
 from fast_mcp_gateway._compat import wire_fields
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
 from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
-from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, FrontCall
+from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, STDIO_HOST, FrontCall
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -411,7 +411,7 @@ class StdioLane:
             session=None, request_id=request_id, meta=forward,
             input_responses=params.get("inputResponses"),
             request_state=params.get("requestState"), client_id="stdio",
-            protocol_version=version, lane=self, progress_token=token,
+            protocol_version=version, host=STDIO_HOST, lane=self, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
         )

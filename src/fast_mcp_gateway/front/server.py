@@ -27,7 +27,7 @@ from fastmcp.tools import Tool
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
 
-from fast_mcp_gateway._compat import PreferredToolServer, connection_of
+from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
 from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
@@ -193,5 +193,5 @@ def track_current_host(hub: FrontHub) -> None:
     except RuntimeError:
         return
     if ctx.request_context is not None:
-        hub.track(connection_of(ctx.session))
+        hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")
 

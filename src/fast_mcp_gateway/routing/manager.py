@@ -1,17 +1,16 @@
 """UpstreamManager: owns every ``Upstream`` and the merged, namespaced catalog.
 
-It starts all upstreams concurrently (connects bounded by ``startup_concurrency``),
-waits for each one's first attempt (each bounded by its own connect timeout), and
-rebuilds the name tables whenever an upstream's catalog or visibility changes.
-
-Names are allocated over every *enabled* upstream's last known catalog, in config
-order, so an exposed name stays the same while its upstream reconnects; only
-upstreams that are ready, starting or reconnecting are exposed (disabled and
-failed ones leave the catalog, with ``list_changed``).
+It starts all upstreams concurrently (connects bounded by ``startup_concurrency``), waits
+for each one's first attempt (bounded), and rebuilds the name tables whenever an
+upstream's catalog or visibility changes.  Names are allocated over every *enabled*
+upstream's last known catalog, in config order, so an exposed name stays the same while
+its upstream reconnects; only upstreams that are ready, starting or reconnecting are
+exposed (disabled and failed ones leave the catalog, with ``list_changed``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, curate
+from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.naming import (
     NameTable,
     Origin,
@@ -38,6 +38,7 @@ from fast_mcp_gateway.routing.naming import (
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -52,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 _EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 ChangeKind = str  # "tools" | "resources" | "prompts"
+# (server, params, host): ``host`` is the key of the one host a per_client session
+# serves (``FrontCall.host``), or None for a shared session's log (every host that asked).
+LogListener = Callable[[str, types.LoggingMessageNotificationParams, Any], None]
 
 
 def normalize_uri(uri: str) -> str:
@@ -115,11 +119,11 @@ class UpstreamManager:
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
+        self._log_listeners: list[LogListener] = []
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
-        # The stdio gateway's one host, asked for roots outside calls (relay.SoleHost).
-        self.sole_host = SoleHost()
+        self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
         self.pins = PinBook()
         self.startup_hold = math.inf  # seconds run() waits for first attempts
         for server in config.servers.values():
@@ -127,9 +131,11 @@ class UpstreamManager:
 
     def _make_service(self, server: ServerConfig) -> Service:
         replicas = server.replica_configs()
-        return Service(server, [
+        service = Service(server, [
             Upstream(
-                replica_config,
+                # A per-caller server's catalog session has no caller: it lists without
+                # the caller's headers (routing/isolation.py).
+                without_caller_headers(replica_config),
                 connect_timeout=self._connect_timeout,
                 call_timeout=self._call_timeout,
                 listener=self,
@@ -143,6 +149,27 @@ class UpstreamManager:
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
+        if server.per_client:
+            service.clients = ClientSessions(server, self._make_client, self._spawn,
+                                             self._host_log)
+        return service
+
+    def _make_client(self, config: ServerConfig, label: str) -> Upstream:
+        """A per_client host's own session (no listener: it feeds no catalog or state;
+        its logs between calls stay with it)."""
+        return Upstream(config, connect_timeout=self._connect_timeout,
+                        call_timeout=self._call_timeout,
+                        transport_factory=self._transport_factory, restart=self._restart,
+                        startup_limiter=self._limiter, label=label)
+
+    def _spawn(self, run: Callable[[], Any], name: str) -> None:
+        """Start ``run`` in the manager's task group, outside the current request: a
+        session opened during a host's call must not inherit that request's context
+        (its access token, FastMCP's request variables) for the rest of its life."""
+        if self._task_group is None:
+            raise AdminError("the gateway is not running")
+        tg = self._task_group
+        contextvars.Context().run(lambda: tg.start_soon(run, name=name))
 
     @property
     def replicas(self) -> list[Upstream]:
@@ -178,6 +205,9 @@ class UpstreamManager:
             try:
                 await anyio.sleep_forever()
             finally:
+                for service in self.services.values():
+                    if service.clients is not None:
+                        service.clients.stop_all()
                 for upstream in self.replicas:
                     upstream.stop()
                 self._task_group = None
@@ -198,9 +228,12 @@ class UpstreamManager:
         """Stop a server's replicas (waiting, bounded, for them to end) and drop it."""
         service = self.get(name)
         del self.services[name]
+        own = service.clients.upstreams if service.clients is not None else []
+        if service.clients is not None:
+            service.clients.stop_all()
         for upstream in service.replicas:
             upstream.stop()
-        for upstream in service.replicas:
+        for upstream in [*service.replicas, *own]:
             await _stopped(upstream)
         self._rebuild()
 
@@ -274,6 +307,20 @@ class UpstreamManager:
     def on_resource_updated(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
         self._resource_listeners.append(listener)
+
+    def on_log(self, listener: LogListener) -> None:
+        """Call ``listener(server, params, host)`` (must not block) for a log an upstream
+        sent while no call was in flight on it (logs during a call go to that call's
+        host); ``host`` is None for a shared session (module ``LogListener``)."""
+        self._log_listeners.append(listener)
+
+    def log(self, upstream: Upstream, params: types.LoggingMessageNotificationParams) -> None:
+        self._host_log(upstream.name, params, None)
+
+    def _host_log(self, server: str, params: types.LoggingMessageNotificationParams,
+                  host: Any) -> None:
+        for listener in self._log_listeners:
+            listener(server, params, host)
 
     def catalog_changed(self, upstream: Upstream) -> None:
         self._rebuild()

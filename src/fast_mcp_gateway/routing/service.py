@@ -46,6 +46,7 @@ from fast_mcp_gateway.policies import (
     TokenBucket,
     make_balancer,
 )
+from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -105,6 +106,8 @@ class Service:
         self.retry = RetryPolicy(attempts=r.attempts, initial=r.backoff.initial,
                                  maximum=r.backoff.max, on=frozenset(r.on))
         self.draining: set[int] = set()
+        # isolation: per_client (routing/isolation.py): calls go to the host's own session.
+        self.clients: ClientSessions | None = None
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
         limit = config.rate_limit
@@ -169,6 +172,8 @@ class Service:
     def kill(self) -> None:
         for replica in self.replicas:
             replica.kill()
+        if self.clients is not None:
+            self.clients.kill_all()
 
     def replica(self, index: int) -> Upstream:
         if not 0 <= index < len(self.replicas):
@@ -242,8 +247,13 @@ class Service:
         idempotent: bool,
         key: str | None = None,
         path: CallPath | None = None,
+        front: FrontCall | None = None,
     ) -> tuple[T, CallPath]:
         path = path if path is not None else CallPath()
+        if self.clients is not None:
+            async with self.clients.session(front) as own:
+                if own is not None:
+                    return await self._on_own_session(own, op, path)
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -268,6 +278,25 @@ class Service:
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
+    async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
+                              path: CallPath) -> tuple[T, CallPath]:
+        """A per_client host's call on its own session: no balancing, no failover."""
+        if not own.admit(self._clock()):
+            raise self._no_replica_of(own, path)
+        try:
+            result = await op(own)
+        except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
+            path.attempts.append((own.label, _kind(error).value))
+            raise
+        path.attempts.append((own.label, "ok"))
+        return result, path
+
+    def _no_replica_of(self, own: Upstream, path: CallPath) -> NoHealthyReplica:
+        stats = own.statistics()
+        return NoHealthyReplica(self.name, f"{own.label} circuit open for "
+                                f"{stats.breaker_open_seconds or 0.0:.0f}s, next probe in "
+                                f"{stats.breaker_retry_in_seconds or 0.0:.1f}s")
+
     async def _call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
         annotations: types.ToolAnnotations | None, path: CallPath,
@@ -278,7 +307,7 @@ class Service:
         self._check_rate(name)
         result, _ = await self._route(
             f"tools/call '{name}'", send, idempotent=self._idempotent(name, annotations),
-            key=self._hash_key(arguments, front), path=path,
+            key=self._hash_key(arguments, front), path=path, front=front,
         )
         return result
 
@@ -355,7 +384,7 @@ class Service:
         self._check_rate(None)
         result, _ = await self._route(f"resources/read '{uri}'",
                                       lambda r: r.read_resource(uri, front), idempotent=True,
-                                      path=path)
+                                      path=path, front=front)
         return result
 
     async def get_prompt(
@@ -365,7 +394,7 @@ class Service:
         self._check_rate(None)
         result, _ = await self._route(f"prompts/get '{name}'",
                                       lambda r: r.get_prompt(name, arguments, front),
-                                      idempotent=True, path=path)
+                                      idempotent=True, path=path, front=front)
         return result
 
     async def complete(

@@ -2,17 +2,30 @@
 
 A ``FrontCall`` is captured in the request task of the host's request (FastMCP sets
 request-scoped ContextVars there, and nowhere else) and holds that request's own
-``ServerSession``.  Upstream callbacks run in the upstream session's receive loop,
-so they never read ContextVars; they use a ``FrontCall`` instead.
-
-Attribution:
+``ServerSession``.  Upstream callbacks run in the upstream session's receive loop;
+they find the call they belong to as follows (``HostRelay``):
 
 * progress is exact: each upstream request gets its own progress callback;
-* logs and server-initiated requests (sampling, elicitation, roots) carry no request
-  id on a shared upstream session, so ``InFlight`` attributes them to the one call in
-  flight on that upstream.  With several callers in flight the owner is unknowable:
-  logs are then kept out of every host (never sent to the wrong one) and requests
-  go to the earliest caller whose host can answer them.
+* **exact correlation**: ``Requests`` sets ``CURRENT_CALL`` around every upstream
+  request, and the SDK runs each inbound message's handler in the context of the
+  task that put the message on the read stream.  Over streamable HTTP a server's
+  request or log related to a call arrives on that call's own POST response stream,
+  read by a task spawned (with a copy of its context) for that POST: the handler
+  sees the call's ``FrontCall``.  The same holds for in-memory transports;
+* **timing**: stdio, SSE and the standalone HTTP stream carry no relation, so the
+  handler sees no call.  When every call in flight on that upstream session comes
+  from one host (always so in stdio mode: there is one host), it is that host's;
+* otherwise (calls of several hosts in flight on one shared session) the owner is
+  unknowable: an ask is refused with an error naming the server and suggesting
+  ``isolation: per_client``, and a log is kept from every host.  Nothing is ever
+  sent to a host whose call did not cause it.
+
+A question put to a host belongs to the upstream request it was correlated with
+(exactly), or to the host (by timing: any of its calls in flight may be the one):
+when that request ends, or the host's last call in flight on that session ends
+(answered, cancelled because the host left, timed out), the questions still pending
+are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no
+call is in flight go to ``on_idle_log`` (the hosts that asked for logs).
 """
 
 from __future__ import annotations
@@ -20,17 +33,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import mcp_types as types
+from fastmcp.server.dependencies import get_access_token
 from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from fast_mcp_gateway._compat import connection_of, current_transport
+from fast_mcp_gateway.upstream.credentials import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +71,23 @@ _CONNECTION_META_KEYS = frozenset(
 )
 
 
+STDIO_HOST = "stdio"
+"""The host key of the one host of a gateway serving stdio (full path and lane)."""
+
+CURRENT_CALL: ContextVar[FrontCall | None] = ContextVar("gateway_current_call", default=None)
+"""The host call an upstream request is made for, set by ``Requests`` around it."""
+
+IdleLog = Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]
+
+
 @dataclass(eq=False)
 class FrontCall:
-    """The host request an upstream operation is serving."""
+    """The host request an upstream operation is serving.
+
+    ``host`` identifies the host connection (``STDIO_HOST`` in stdio mode; the SDK
+    connection of an HTTP/SSE session; ``None`` when unknown): calls with the same
+    key come from the same host, so a question of one may go to the other.
+    """
 
     session: ServerSession | None
     request_id: Any = None
@@ -63,6 +96,11 @@ class FrontCall:
     request_state: str | None = None
     client_id: str = "stdio"
     protocol_version: str | None = None
+    host: Any = None
+    caller: Caller | None = field(default=None, repr=False)  # the verified HTTP caller
+    # Upstream requests in flight for this call, and the questions pending for them.
+    _active: int = field(default=0, init=False, repr=False)
+    _asks: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -85,6 +123,14 @@ class FrontCall:
         client_id = "stdio"
         with suppress(Exception):  # no client id on this transport
             client_id = ctx.client_id or client_id
+        session = ctx.session
+        host = STDIO_HOST if current_transport() == "stdio" else (
+            connection_of(session) or session)
+        caller = None
+        token = get_access_token()
+        if token is not None:
+            caller = Caller(name=token.client_id, token=token.token,
+                            claims=dict(getattr(token, "claims", None) or {}))
         return cls(
             session=ctx.session,
             request_id=ctx.request_id,
@@ -93,7 +139,36 @@ class FrontCall:
             request_state=ctx.request_state,
             client_id=client_id,
             protocol_version=getattr(rc, "protocol_version", None),
+            host=host,
+            caller=caller,
         )
+
+    @property
+    def active(self) -> bool:
+        """Whether an upstream request made for this call is still in flight."""
+        return self._active > 0
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """One upstream request for this call; when the last ends, withdraw its asks."""
+        self._active += 1
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if not self._active:
+                for scope in self._asks:
+                    scope.cancel()
+
+    @contextmanager
+    def asking(self) -> Iterator[anyio.CancelScope]:
+        """A question put to this host, withdrawn when the call's requests end."""
+        with anyio.CancelScope() as scope:
+            self._asks.add(scope)
+            try:
+                yield scope
+            finally:
+                self._asks.discard(scope)
 
     def _related(self) -> ServerMessageMetadata | None:
         if self.request_id is None:
@@ -149,6 +224,7 @@ class InFlight:
 
     _calls: dict[int, FrontCall] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
+    _host_asks: dict[Any, set[anyio.CancelScope]] = field(default_factory=dict)
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
@@ -158,9 +234,27 @@ class InFlight:
         key = next(self._ids)
         self._calls[key] = call
         try:
-            yield
+            with call.serving():
+                yield
         finally:
             del self._calls[key]
+            if not any(c.host == call.host for c in self._calls.values()):
+                for scope in self._host_asks.pop(call.host, ()):
+                    scope.cancel()
+
+    @contextmanager
+    def asking_host(self, host: Any) -> Iterator[anyio.CancelScope]:
+        """A question attributed to ``host`` by timing (not to one of its calls):
+        withdrawn when no call of ``host`` is in flight here any more."""
+        with anyio.CancelScope() as scope:
+            asks = self._host_asks.setdefault(host, set())
+            asks.add(scope)
+            try:
+                yield scope
+            finally:
+                asks.discard(scope)
+                if not asks and self._host_asks.get(host) is asks:
+                    del self._host_asks[host]
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -171,15 +265,18 @@ class InFlight:
             return next(iter(self._calls.values()))
         return None
 
-    def first_able(self, capability: str) -> FrontCall | None:
-        """The earliest caller whose host can answer a ``capability`` request."""
-        for call in self._calls.values():
-            if call.can_ask(capability):
-                return call
-        return None
-
-    def any_session(self) -> FrontCall | None:
-        return next(iter(self._calls.values()), None)
+    def of_one_host(self) -> FrontCall | None:
+        """The earliest caller, when every call in flight comes from one host."""
+        calls = list(self._calls.values())
+        if not calls:
+            return None
+        first = calls[0]
+        if len(calls) == 1:
+            return first
+        if first.host is None or any(c.host is not first.host and c.host != first.host
+                                     for c in calls[1:]):
+            return None
+        return first
 
 
 class SoleHost:
@@ -199,66 +296,116 @@ class SoleHost:
 
 class HostRelay:
     """The callbacks an upstream session makes to its client, relayed to the host of
-    the call in flight (see the module docstring for attribution).  They run in the
-    session's receive loop, so they only forward; they never wait on the upstream."""
+    the call they belong to (see the module docstring for attribution).  They run in
+    the session's receive loop, so they only forward; they never wait on the upstream."""
 
-    def __init__(self, name: str, inflight: InFlight, sole: SoleHost | None = None) -> None:
+    def __init__(self, name: str, inflight: InFlight, on_idle_log: IdleLog | None = None,
+                 sole: SoleHost | None = None) -> None:
         self._name = name
         self._inflight = inflight
+        self.on_idle_log = on_idle_log
         self._sole = sole
 
+    def _owner(self) -> tuple[FrontCall | None, bool]:
+        """The call an inbound message belongs to, if it can be told (module doc), and
+        whether exactly (else: that call's host, by timing)."""
+        exact = CURRENT_CALL.get()
+        if exact is not None:
+            return exact, True
+        return self._inflight.of_one_host(), False
+
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        caller = self._inflight.sole()
+        caller, _ = self._owner()
         if caller is not None:
             with contextlib.suppress(Exception):
                 await caller.log(params)
             return
+        if len(self._inflight) == 0 and self.on_idle_log is not None:
+            with contextlib.suppress(Exception):
+                await self.on_idle_log(params)
+            return
         logger.debug("upstream %s log [%s]: %s", self._name, params.level, params.data)
 
-    def _asker(self, capability: str) -> FrontCall | types.ErrorData:
-        caller = self._inflight.sole() or self._inflight.first_able(capability)
-        if caller is None or not caller.can_ask(capability):
+    def _asker(self, capability: str) -> tuple[FrontCall, bool] | types.ErrorData:
+        caller, exact = self._owner()
+        if caller is None:
+            if len(self._inflight) > 1:
+                return types.ErrorData(
+                    code=types.INVALID_REQUEST,
+                    message=f"server '{self._name}' asked for {capability} while "
+                    f"{len(self._inflight)} calls from more than one host were in flight on "
+                    "its shared session, and the gateway cannot tell which call asked (it "
+                    "never puts a question to another host); set 'isolation: per_client' "
+                    f"for server '{self._name}' in servers.yaml to give each host its own "
+                    "session",
+                )
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message=f"server '{self._name}' asked for {capability} outside any call; "
+                "the gateway has no host to ask",
+            )
+        if exact and not caller.active:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message=f"server '{self._name}' asked for {capability} after the call it "
+                "belongs to ended (the host cancelled it or went away)",
+            )
+        if not caller.can_ask(capability):
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
                 message=f"the gateway has no connected host that supports {capability} "
-                "for this request",
+                "for this request (the host of the call did not declare the capability)",
             )
-        return caller
+        return caller, exact
+
+    async def _put(self, owner: tuple[FrontCall, bool], capability: str,
+                   question: Callable[[FrontCall], Awaitable[Any]]) -> Any:
+        """Ask the owner's host; withdrawn (an error upstream) when the call it belongs
+        to ends first (attributed by timing: when none of the host's calls is left)."""
+        caller, exact = owner
+        pending = caller.asking() if exact else self._inflight.asking_host(caller.host)
+        with pending as scope:
+            try:
+                return await question(caller)
+            except MCPError as exc:
+                return exc.error
+        assert scope.cancel_called
+        return types.ErrorData(
+            code=types.INVALID_REQUEST,
+            message=f"the {capability} request was withdrawn: the call it belongs to ended "
+            "(the host cancelled it or went away)",
+        )
 
     async def on_sampling(
         self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> Any:
-        caller = self._asker("sampling")
-        if isinstance(caller, types.ErrorData):
-            return caller
-        try:
-            return await caller.create_message(params)
-        except MCPError as exc:
-            return exc.error
+        owner = self._asker("sampling")
+        if isinstance(owner, types.ErrorData):
+            return owner
+        return await self._put(owner, "sampling", lambda c: c.create_message(params))
 
     async def on_elicitation(
         self, ctx: ClientRequestContext, params: types.ElicitRequestParams
     ) -> Any:
-        caller = self._asker("elicitation")
-        if isinstance(caller, types.ErrorData):
-            return caller
-        try:
-            return await caller.elicit(params)
-        except MCPError as exc:
-            return exc.error
+        owner = self._asker("elicitation")
+        if isinstance(owner, types.ErrorData):
+            return owner
+        return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
-        caller = self._asker("roots")
-        if isinstance(caller, types.ErrorData):
+        owner = self._asker("roots")
+        if isinstance(owner, types.ErrorData):
+            if self._inflight:
+                return owner  # never another host's roots
             # Outside any call: the stdio gateway's one host, else no roots (SoleHost).
-            sole = self._sole.get() if self._sole is not None and not self._inflight else None
+            sole = self._sole.get() if self._sole is not None else None
             if sole is None or not sole.can_ask("roots"):
                 return types.ListRootsResult(roots=[])
-            caller = sole
-        try:
-            return await caller.list_roots()
-        except MCPError as exc:
-            return exc.error
+            try:
+                return await sole.list_roots()
+            except MCPError as exc:
+                return exc.error
+        return await self._put(owner, "roots", lambda c: c.list_roots())
 
     def session_callbacks(self) -> dict[str, Any]:
         """The ``ClientSession`` keyword arguments that route to these callbacks."""

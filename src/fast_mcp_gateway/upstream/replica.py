@@ -43,7 +43,7 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight, SoleHost
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.session import CLIENT_INFO
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -79,6 +79,10 @@ class UpstreamListener(Protocol):
 
     def observed(self, upstream: Upstream) -> None:
         """Anything changed (state, attempt, catalog, health): wake waiters."""
+        ...
+
+    def log(self, upstream: Upstream, params: types.LoggingMessageNotificationParams) -> None:
+        """The upstream logged while no call was in flight on it."""
         ...
 
     def transition(self, upstream: Upstream, status: str, detail: str | None) -> None:
@@ -133,11 +137,12 @@ class Upstream:
         weight: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sole_host: SoleHost | None = None,
+        label: str | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.replica = replica
-        self.label = config.name if replicas == 1 else f"{config.name}#{replica}"
+        self.label = label or (config.name if replicas == 1 else f"{config.name}#{replica}")
         self.weight = weight
         self.connect_timeout = config.timeouts.connect or connect_timeout
         self.call_timeout = config.timeouts.call or call_timeout
@@ -146,7 +151,7 @@ class Upstream:
         self._changed = ChangeSignal()
         self.inflight = InFlight()
         self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
-        self._relay = HostRelay(self.name, self.inflight, sole_host)
+        self._relay = HostRelay(self.name, self.inflight, self._idle_log, sole_host)
         self._sup = Supervisor(
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
@@ -430,6 +435,15 @@ class Upstream:
         self._sup.catalog = catalog
         if self._listener is not None:
             self._listener.catalog_changed(self)
+
+    def send_idle_logs_to(self, relay: IdleLog) -> None:
+        """Send logs made while no call is in flight to ``relay`` (instead of the
+        listener): a per_client session's logs belong to its one host."""
+        self._relay.on_idle_log = relay
+
+    async def _idle_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self._listener is not None:
+            self._listener.log(self, params)
 
     def _resource_updated(self, uri: str) -> None:
         if self._listener is not None:

@@ -23,7 +23,7 @@ from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
-from fast_mcp_gateway.upstream.relay import FrontCall, InFlight
+from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -57,6 +57,9 @@ class Requests:
         started = stats.clock()
         stats.active += 1
         ok = False
+        # Inbound messages related to this request (streamable HTTP, in memory) are
+        # handled in a copy of this context: how asks and logs find their call.
+        current = CURRENT_CALL.set(front)
         with self._inflight.track(front):
             try:
                 result = await op(session)
@@ -87,6 +90,7 @@ class Requests:
                     sup.label, f"transport failed during {what}: {describe_error(exc)}"
                 ) from exc
             finally:
+                CURRENT_CALL.reset(current)
                 stats.active -= 1
                 stats.record(ok, started)
 

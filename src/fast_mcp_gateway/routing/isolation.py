@@ -1,0 +1,200 @@
+"""Per-client upstream sessions: ``isolation: per_client``.
+
+A shared upstream session serves every host; what the upstream says during a call
+(asks, logs) then has to be attributed, and over stdio that is by timing only
+(``upstream/relay.py``).  ``per_client`` removes the question: each host session
+gets an upstream session of its own (for stdio, its own process), so everything on
+it belongs to that host.
+
+* **Which host**: a handshake-era host is its connection (one ``Mcp-Session-Id``,
+  or the one stdio host); a 2026-07-28 host has no session, so it is its verified
+  caller identity (its token), and unauthenticated 2026-07-28 hosts share one
+  session; a server with ``${caller.*}`` headers is keyed by caller identity
+  always (its sessions carry that caller's credential).  A call with no host at all
+  (the in-process library, admin inspection) uses the server's catalog session.
+* **Lifetime**: created on the host's first call (``max_clients`` at most: beyond,
+  a clear refusal); reaped when the host's connection closes (the SDK unwinds its
+  ``exit_stack``), or after ``idle_timeout`` without a call; stopped with the
+  gateway.  Reaping stops the replica's supervisor, which ends the session and
+  terminates its process group: no process outlives its host.
+* **Catalog, health, breakers**: the server's configured replica stays as the
+  *catalog session*: it lists the catalog (every host sees the same names), is
+  probed for health, and decides the server's state; it serves no host's calls.
+  Each client session has its own breaker and health window (a host's failures do
+  not open another's breaker); balancing and failover do not apply (a host has one
+  session; a failed call is not re-sent to another host's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+import anyio
+import mcp_types as types
+
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.errors import NoHealthyReplica, UpstreamUnavailable
+from fast_mcp_gateway.upstream.credentials import for_caller
+from fast_mcp_gateway.upstream.relay import FrontCall
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+
+logger = logging.getLogger(__name__)
+
+MakeUpstream = Callable[[ServerConfig, str], Upstream]
+Spawn = Callable[[Callable[[], object], str], None]
+# (server, params, host key): a log one host's session sent between its calls.
+HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None]
+
+
+@dataclass(eq=False)
+class _Client:
+    key: Hashable
+    upstream: Upstream
+    calls: int = 0
+    last_used: float = 0.0
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    host: Hashable = None  # the host key of its calls: where its idle logs go
+
+
+class ClientSessions:
+    """The per-host upstream sessions of one ``per_client`` server (module doc)."""
+
+    def __init__(self, config: ServerConfig, make: MakeUpstream, spawn: Spawn,
+                 log: HostLog | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._make = make
+        self._spawn = spawn
+        self._log = log
+        self._clock = clock
+        self._clients: dict[Hashable, _Client] = {}
+        self._seq = itertools.count(1)
+        self._wake = anyio.Event()
+        self._reaping = False
+        self.created = 0
+        self.reaped = 0
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """The live client sessions (status reports, shutdown)."""
+        return [c.upstream for c in self._clients.values()]
+
+    def key_of(self, front: FrontCall | None) -> Hashable | None:
+        """The host a call belongs to, for choosing its session (None: no host)."""
+        if self.config.uses_caller_credentials:
+            caller = front.caller if front is not None else None
+            return ("caller", caller.identity) if caller is not None else ("caller", None)
+        if front is None or not front.reachable:
+            return None
+        if front.is_modern:
+            return ("caller", front.caller.identity if front.caller is not None else None)
+        host: Hashable = front.host
+        return host
+
+    @asynccontextmanager
+    async def session(self, front: FrontCall | None) -> AsyncIterator[Upstream | None]:
+        """The session of ``front``'s host for the duration of one request (None: the
+        call has no host; use the catalog session)."""
+        key = self.key_of(front)
+        if key is None:
+            yield None
+            return
+        client = self._clients.get(key) or self._open(key, front)
+        client.calls += 1  # counted from now: the reaper never takes a session in use
+        client.host = front.host if front is not None else None
+        try:
+            await self._ready(client)
+            yield client.upstream
+        finally:
+            client.calls -= 1
+            client.last_used = self._clock()
+            self._wake.set()
+
+    async def _ready(self, client: _Client) -> None:
+        if client.ready.is_set():
+            return
+        upstream = client.upstream
+        with anyio.move_on_after(upstream.connect_timeout + 5):
+            await upstream.wait_first_attempt()
+        client.ready.set()
+        if upstream.state is not UpstreamState.READY:
+            reason = upstream.unavailable_reason()
+            self.release(client.key)  # a failed first connect is not kept retrying
+            raise UpstreamUnavailable(upstream.label, reason)
+
+    def _open(self, key: Hashable, front: FrontCall | None) -> _Client:
+        name, limit = self.config.name, self.config.max_clients
+        if len(self._clients) >= limit:
+            raise NoHealthyReplica(
+                name, f"has isolation: per_client and already serves {limit} host sessions "
+                f"(max_clients: {limit}); raise max_clients for server '{name}' in "
+                f"servers.yaml, or wait until an idle one is reaped (idle_timeout: "
+                f"{self.config.idle_timeout:g}s)")
+        config = self.config
+        if config.uses_caller_credentials:
+            config = for_caller(config, front.caller if front is not None else None)
+        upstream = self._make(config, f"{name}~{next(self._seq)}")
+        client = _Client(key, upstream, last_used=self._clock())
+        log = self._log
+        if log is not None:
+            async def idle_log(params: types.LoggingMessageNotificationParams) -> None:
+                log(name, params, client.host)
+
+            upstream.send_idle_logs_to(idle_log)
+        self._clients[key] = client
+        self.created += 1
+        self._spawn(upstream.run, f"upstream:{upstream.label}")
+        exit_stack = getattr(key, "exit_stack", None)
+        if exit_stack is not None:  # an SDK connection: reap when the host leaves
+            exit_stack.callback(self.release, key)
+        if not self._reaping:
+            self._reaping = True
+            self._spawn(self._reap_idle, f"per-client reaper:{name}")
+        logger.info("upstream %s: new per-client session %s (%d of at most %d)", name,
+                    upstream.label, len(self._clients), limit)
+        return client
+
+    def release(self, key: Hashable) -> None:
+        """Stop the session of ``key``'s host (it left, or went idle)."""
+        client = self._clients.pop(key, None)
+        if client is None:
+            return
+        self.reaped += 1
+        logger.info("upstream %s: per-client session %s ended", self.config.name,
+                    client.upstream.label)
+        client.upstream.stop()
+
+    def stop_all(self) -> None:
+        for key in list(self._clients):
+            self.release(key)
+
+    def kill_all(self) -> None:
+        for client in list(self._clients.values()):
+            client.upstream.kill()
+
+    async def _reap_idle(self) -> None:
+        idle = self.config.idle_timeout
+        try:
+            while True:
+                self._wake = anyio.Event()
+                now = self._clock()
+                due: float | None = None
+                for key, client in list(self._clients.items()):
+                    if client.calls:
+                        continue
+                    expires = client.last_used + idle
+                    if expires <= now:
+                        self.release(key)
+                    else:
+                        due = expires if due is None else min(due, expires)
+                with anyio.move_on_after(idle if due is None else due - now):
+                    await self._wake.wait()
+        finally:
+            self._reaping = False
+            with suppress(Exception):
+                self.stop_all()

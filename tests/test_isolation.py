@@ -1,0 +1,155 @@
+"""``isolation: per_client``: one upstream session (process) per host session, created
+on first use, capped, reaped when the host leaves and when idle; none left behind.
+
+Real upstream processes, real HTTP on 127.0.0.1; processes are checked by pid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.config.loader import ConfigError
+from fast_mcp_gateway.upstream.processes import is_alive
+from tests.fixtures import make_gateway, serve_http, stdio_entry
+from tests.test_asks_routing import WITHIN, answering, listed, records, stdio_gateway, until
+
+pytestmark = pytest.mark.anyio
+
+
+async def gone(*pids: int) -> None:
+    """Until none of ``pids`` is alive (the gateway reaps them in this event loop)."""
+    await until(lambda: not any(is_alive(pid) for pid in pids))
+
+
+def asker(record: Path, **extra: Any) -> dict[str, Any]:
+    return stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy",
+                       isolation="per_client", **extra)
+
+
+async def test_each_http_host_gets_its_own_process_reaped_when_it_leaves_or_idles(
+        tmp_path: Path) -> None:
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway({"asker": asker(record, max_clients=2, idle_timeout=600.0)})
+    service = gateway.manager.get("asker")
+    seen: dict[str, list[str]] = {}
+    pids: dict[str, int] = {}
+    async with serve_http(gateway.http_app("http")) as base:
+        await until(lambda: service.replicas[0].pid is not None)
+        catalog_pid = service.replicas[0].pid
+        assert catalog_pid is not None
+
+        def both_asking() -> bool:
+            return sum(r["event"] == "ask" for r in records(record)) >= 2
+
+        async with (
+            Client(f"{base}/mcp", mode="legacy",
+                   elicitation_handler=answering("A", seen, both_asking)) as a,
+            Client(f"{base}/mcp", mode="legacy",
+                   elicitation_handler=answering("B", seen, both_asking)) as b,
+        ):
+            pids["A"] = (await a.call_tool("asker_pid", {})).data
+            pids["B"] = (await b.call_tool("asker_pid", {})).data
+            assert len({pids["A"], pids["B"], catalog_pid}) == 3
+            assert (await a.call_tool("asker_pid", {})).data == pids["A"]  # kept
+            results: dict[str, str] = {}
+
+            async def call(client: Client[Any], tag: str) -> None:
+                results[tag] = (await client.call_tool("asker_ask", {"tag": tag})).data
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, a, "A")
+                tg.start_soon(call, b, "B")
+            assert results == {"A": "A:accept:answer-from-A", "B": "B:accept:answer-from-B"}
+            asked = {r["tag"]: r["pid"] for r in records(record) if r["event"] == "ask"}
+            assert asked == pids  # each host's call ran in its own process
+
+            # A third host is over max_clients: a clear refusal, no process started.
+            async with Client(f"{base}/mcp", mode="legacy") as c:
+                with pytest.raises(ToolError, match=r"max_clients: 2.*raise max_clients"):
+                    await c.call_tool("asker_pid", {})
+            assert len(service.clients.upstreams) == 2  # type: ignore[union-attr]
+
+            # Host A leaves: its process goes; B's stays while B is connected and busy.
+            await a.close()
+            await gone(pids["A"])
+            assert is_alive(pids["B"])
+        # B has left too; its process is reaped (on leaving, or at the latest when idle).
+        await gone(pids["B"])
+        assert service.clients is not None and service.clients.upstreams == []
+    assert seen == {"A": ["question for A"], "B": ["question for B"]}
+    await gone(catalog_pid, *pids.values())
+
+
+async def test_an_idle_host_session_is_reaped_and_reopened_on_its_next_call(
+        tmp_path: Path) -> None:
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway({"asker": asker(record, idle_timeout=0.5)})
+    service = gateway.manager.get("asker")
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", mode="legacy") as host:
+        first = (await host.call_tool("asker_pid", {})).data
+        await gone(first)  # idle: reaped, host still connected
+        assert service.clients is not None
+        await until(lambda: service.clients is not None and not service.clients.upstreams)
+        second = (await host.call_tool("asker_pid", {})).data
+        assert second != first and is_alive(second)
+    await gone(second)
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full-path"])
+async def test_a_stdio_gateway_gives_its_one_host_one_session_with_its_logs(
+        tmp_path: Path, lane: bool) -> None:
+    """stdio mode: one host, so per_client is one session of its own (besides the
+    catalog session); concurrent asks all go to it, and so do its logs between calls."""
+    record = tmp_path / "asker.jsonl"
+    go = tmp_path / "go"
+    seen: dict[str, list[str]] = {}
+    logs: list[Any] = []
+    logged = anyio.Event()
+
+    async def on_log(message: Any) -> None:
+        logs.append(message)
+        logged.set()
+
+    def both_asking() -> bool:
+        return sum(r["event"] == "ask" for r in records(record)) >= 2
+
+    async with Client(stdio_gateway(tmp_path, record, lane=lane, isolation="per_client"),
+                      mode="legacy", log_handler=on_log,
+                      elicitation_handler=answering("host", seen, both_asking)) as host:
+        await listed(host, "asker_ask")
+        pids = {(await host.call_tool("asker_pid", {})).data for _ in range(3)}
+        assert len(pids) == 1
+        async with anyio.create_task_group() as tg:
+            for tag in ("X", "Y"):
+                tg.start_soon(host.call_tool, "asker_ask", {"tag": tag})
+        assert {r["pid"] for r in records(record) if r["event"] == "ask"} == pids
+        await host.call_tool("asker_log_later", {"text": "idle", "go": str(go)})
+        go.touch()
+        with anyio.fail_after(WITHIN):
+            await logged.wait()
+    assert sorted(seen["host"]) == ["question for X", "question for Y"]
+    assert "idle" in str(logs[0].data)
+    await gone(*pids)
+
+
+def test_isolation_is_validated() -> None:
+    with pytest.raises(ConfigError, match="must be 'shared' or 'per_client'"):
+        parse_config({"servers": {"s": {"command": "x", "isolation": "per-client"}}},
+                     source="t")
+    with pytest.raises(ConfigError, match="'replicas' and 'instances' do not apply"):
+        parse_config({"servers": {"s": {"command": "x", "isolation": "per_client",
+                                        "replicas": 2}}}, source="t")
+    with pytest.raises(ConfigError, match="max_clients"):
+        parse_config({"servers": {"s": {"command": "x", "max_clients": 0}}}, source="t")
+    config = parse_config({"servers": {"s": {"command": "x", "isolation": "per_client",
+                                             "max_clients": 4, "idle_timeout": 60}}},
+                          source="t")
+    assert config.servers["s"].per_client and config.servers["s"].max_clients == 4

@@ -1,0 +1,104 @@
+"""Per-user upstream credentials: ``${caller.token}`` reaches an HTTP upstream per
+caller, on that caller's own session, and nowhere else (logs, store, errors)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.errors import UpstreamUnavailable
+from fast_mcp_gateway.telemetry.redaction import SECRETS, mask_text
+from fast_mcp_gateway.upstream.credentials import Caller, for_caller, without_caller_headers
+from tests.fixtures import make_gateway, serve_http
+from tests.test_asks_routing import asker_http, records, until
+
+pytestmark = pytest.mark.anyio
+
+
+def token() -> tuple[str, str]:
+    value = "mgw_" + secrets.token_urlsafe(32)
+    return value, hashlib.sha256(value.encode()).hexdigest()
+
+
+def stored_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.glob("gateway.db*"))
+
+
+async def test_each_caller_token_reaches_the_upstream_on_its_own_session_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice, alice_sha = token()
+    bob, bob_sha = token()
+    record = tmp_path / "asker.jsonl"
+    db = tmp_path / "gateway.db"
+    async with asker_http(tmp_path, record) as url:
+        gateway = make_gateway(
+            {"asker": {"url": url, "protocol": "legacy",
+                       "headers": {"Authorization": "Bearer ${caller.token}"}}},
+            options={"auth": {"tokens": [
+                {"name": "alice", "sha256": alice_sha, "scopes": ["tools"]},
+                {"name": "bob", "sha256": bob_sha, "scopes": ["tools"]}]}},
+            db=db)
+        service = gateway.manager.get("asker")
+        assert service.config.per_client  # implied by ${caller.*}
+        async with serve_http(gateway.http_app("http")) as base:
+            await until(lambda: service.state == "ready")
+            for value in (alice, bob, alice):
+                async with Client(f"{base}/mcp", mode="legacy", auth=value) as host:
+                    seen_by_upstream = (await host.call_tool("asker_whoami", {})).data
+                    assert seen_by_upstream == hashlib.sha256(
+                        f"Bearer {value}".encode()).hexdigest()
+                    # A failing call's error text goes through the masking too.
+                    with pytest.raises(ToolError) as failed:
+                        await host.call_tool("asker_ask", {})  # missing argument
+                    assert value not in str(failed.value)
+            # One session per caller identity (alice's second host reuses hers), kept
+            # until idle: its key is the credential, not a host connection.
+            assert service.clients is not None and service.clients.created == 2
+            assert len(service.clients.upstreams) == 2
+    seen = [r["authorization"] for r in records(record) if r["event"] == "whoami"]
+    assert seen == [f"Bearer {alice}", f"Bearer {bob}", f"Bearer {alice}"]
+    assert alice in SECRETS and bob in SECRETS
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    stored = stored_bytes(tmp_path)
+    for value in (alice, bob):
+        assert value not in logged
+        assert value.encode() not in stored
+    assert b"alice" in stored and b"bob" in stored  # the call records name the callers
+
+
+async def test_a_call_without_a_caller_credential_is_refused_clearly(tmp_path: Path) -> None:
+    """In-process (as in stdio mode) there is no caller token to forward."""
+    async with asker_http(tmp_path, tmp_path / "asker.jsonl") as url:
+        gateway = make_gateway({"asker": {
+            "url": url, "protocol": "legacy",
+            "headers": {"Authorization": "Bearer ${caller.token}"}}})
+        async with Client(gateway.server) as host:
+            await until(lambda: gateway.manager.get("asker").state == "ready")
+            with pytest.raises(ToolError,
+                               match=r"takes the caller's own credential.*bearer token"):
+                await host.call_tool("asker_whoami", {})
+
+
+def test_caller_references_are_filled_per_caller_and_registered_as_secrets() -> None:
+    config = parse_config({"servers": {"u": {"url": "http://127.0.0.1:9/mcp", "headers": {
+        "Authorization": "Bearer ${caller.token}", "X-User": "${caller.claims.sub}",
+        "X-Static": "fixed"}}}}, source="t").servers["u"]
+    assert without_caller_headers(config).headers == {"X-Static": "fixed"}
+    value = "tok-" + secrets.token_hex(8)
+    filled = for_caller(config, Caller("carol", value, {"sub": "carol@idp"}))
+    assert filled.headers == {"Authorization": f"Bearer {value}", "X-User": "carol@idp",
+                              "X-Static": "fixed"}
+    assert value not in repr(Caller("carol", value)) and mask_text(value) == "***"
+    with pytest.raises(UpstreamUnavailable, match="no 'sub' claim") as missing:
+        for_caller(config, Caller("dave", "tok-" + secrets.token_hex(8), {}))
+    assert "tok-" not in str(missing.value)
+
+

@@ -375,8 +375,8 @@ class Parking:
         parked = ParkedCall(token, self._owner(call), what, server, call.front, call.path,
                             self.ask_timeout)
         host = call.front
-        front = ParkedFront(**{f.name: getattr(host, f.name) for f in fields(FrontCall)},
-                            parked=parked)
+        front = ParkedFront(**{f.name: getattr(host, f.name) for f in fields(FrontCall)
+                               if f.init}, parked=parked)
         call.front = front
         if getattr(sending, "on_progress", None) is not None:
             # The express lane's progress callback: to the round being served, too.

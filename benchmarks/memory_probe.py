@@ -1,14 +1,18 @@
 """Where the gateway's memory goes: RSS and tracemalloc of a real gateway, real upstreams.
 
     python benchmarks/memory_probe.py [--upstreams 20] [--tools 50] [--top 25]
-                                      [--trace] [--group lineno|traceback]
+                                      [--trace] [--group lineno|traceback] [--focus TEXT]
+                                      [--wait S] [--poll S]
 
 Starts ``mcp-gateway serve`` (stdio) in front of ``--upstreams`` copies of
 ``many_tools.py`` with ``--tools`` each, waits until every tool is listed, lists three
 more times (the warm state the ``lists`` phase measures) and prints the gateway's RSS.
 With ``--trace`` the gateway runs under tracemalloc (which costs memory itself: compare
 RSS without it) and the probe prints the largest allocation sites of the live heap,
-grouped by line or by a short traceback, plus the total per top-level package.
+grouped by line or by a short traceback, plus the total per first gateway frame.
+After the warm lists the gateway (run through this script, ``--inner``) is asked
+(SIGUSR2) for ``gc.collect`` + ``malloc_trim`` and prints pymalloc's statistics: what
+is left is live memory, not garbage.  ``PYTHONPATH=<other>/src`` measures another tree.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# The lines of the gateway's sys._debugmallocstats() (and thread census) worth printing.
+_SHOWN = ("# arenas allocated current", "# arenas highwater", "# bytes in allocated blocks",
+          "# bytes in available blocks", "Total ", "# threads")
 MANY_TOOLS = HERE / "many_tools.py"
 
 
@@ -108,7 +115,7 @@ async def outer(args: argparse.Namespace) -> None:
         snap = root / "snap.pickle"
         cmd = [str(Path(__file__)), "--inner", str(snap), *serve]
         env = {k: v for k, v in os.environ.items()
-               if k.startswith(("MCP_GATEWAY_", "HOME", "XDG_", "PATH"))}
+               if k.startswith(("MCP_GATEWAY_", "HOME", "XDG_", "PATH", "PYTHONPATH"))}
         env["PROBE_FRAMES"] = os.environ.get("PROBE_FRAMES", "12") if args.trace else "0"
         transport = StdioTransport(sys.executable, cmd, env=env,
                                    log_file=root / "gateway.log")
@@ -137,8 +144,7 @@ async def outer(args: argparse.Namespace) -> None:
                   f"(anon {rss_mb(pid, 'RssAnon'):.1f}, file {rss_mb(pid, 'RssFile'):.1f}, "
                   f"threads {rss_mb(pid, 'Threads') * 1e6 / 1024:.0f})")
             for line in (root / "gateway.log").read_text().splitlines():
-                if line.startswith(("# arenas allocated current", "# bytes in allocated blocks",
-                                    "# bytes in available blocks", "Total ", "# arenas highwater", "# threads")):
+                if line.startswith(_SHOWN):
                     print("   ", line)
             if args.trace:
                 os.kill(pid, signal.SIGUSR1)

@@ -35,29 +35,32 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
-_NO_TASKS = TaskConfig(mode="forbidden")
+NO_TASKS = TaskConfig(mode="forbidden")
 # FastMCP's ``to_mcp_*`` override keys that are wire aliases of a model field.
 _FIELD_OF = {"inputSchema": "input_schema", "outputSchema": "output_schema", "_meta": "meta"}
 # The component attribute FastMCP reads an override from, where it is named otherwise.
 _OWN_OF = {"inputSchema": "parameters", "outputSchema": "output_schema", "_meta": "meta"}
 
 
-def relayed(component: Any, wire: Any, overrides: dict[str, Any]) -> Any:
-    """What the upstream said (``wire``, under its exposed name), with only the
-    ``overrides`` that really change it.
+def relayed(component: Any, wire: Any, renamed: dict[str, Any],
+            overrides: dict[str, Any]) -> Any:
+    """What the upstream said (``wire``, with the exposed name or URI in ``renamed``),
+    with only the ``overrides`` that really change it.
 
     FastMCP's ``to_mcp_*`` pass the component's own values back as overrides (its
     name, its URI) and invent the rest (a ``title`` made from the name,
     ``_meta.fastmcp.tags``, ``arguments: []``); the gateway relays the upstream's
     item instead, so that a list says no more than the upstream's own.  An override
     that differs (the legacy wrapping of a non-object output schema) is applied.
+    The renamed item is made here, per list build, rather than kept beside the
+    upstream's for every component (lists are encoded once per change).
     """
-    update: dict[str, Any] = {}
+    update = {k: v for k, v in renamed.items() if getattr(wire, k) != v}
     for key, value in overrides.items():
         field = _FIELD_OF.get(key, key)
         if value is getattr(component, _OWN_OF.get(key, key), _FIELD_OF):
             continue
-        if value != getattr(wire, field, _FIELD_OF):
+        if value != (renamed[field] if field in renamed else getattr(wire, field, _FIELD_OF)):
             update[field] = value
     return wire.model_copy(update=update) if update else wire
 
@@ -176,14 +179,14 @@ class UpstreamTool:
 class GatewayTool(Tool):
     """An upstream tool under its exposed name; ``run`` calls the upstream."""
 
-    task_config: TaskConfig = _NO_TASKS
+    task_config: TaskConfig = NO_TASKS
     _upstream_tool: UpstreamTool = PrivateAttr()
-    _wire: types.Tool | None = PrivateAttr(default=None)  # the upstream's, renamed
+    _wire: types.Tool | None = PrivateAttr(default=None)  # the upstream's (its name)
 
     def to_mcp_tool(self, **overrides: Any) -> types.Tool:
         if self._wire is None:
             return super().to_mcp_tool(**overrides)
-        return cast(types.Tool, relayed(self, self._wire, overrides))
+        return cast(types.Tool, relayed(self, self._wire, {"name": self.name}, overrides))
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         return await _until_disconnected(self._upstream_tool.run(arguments, front_of(context)))
@@ -200,19 +203,21 @@ async def _read(pipeline: CallPipeline, upstream: Service, uri: str,
 class GatewayResource(Resource):
     """An upstream resource (or a template read) under its exposed URI."""
 
-    task_config: TaskConfig = _NO_TASKS
+    task_config: TaskConfig = NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _cached: ResourceResult | None = PrivateAttr(default=None)
     _pipeline: CallPipeline = PrivateAttr()
-    _wire: types.Resource | None = PrivateAttr(default=None)  # the upstream's, renamed
+    _wire: types.Resource | None = PrivateAttr(default=None)  # the upstream's (its URI)
+    _exposed_uri: str = PrivateAttr(default="")  # as listed (``uri`` is normalised)
 
     def to_mcp_resource(self, **overrides: Any) -> types.Resource:
         if self._wire is None:
             return super().to_mcp_resource(**overrides)
         if overrides.get("uri") == str(self.uri):  # the normalised form of the exposed URI
             overrides = {k: v for k, v in overrides.items() if k != "uri"}
-        return cast(types.Resource, relayed(self, self._wire, overrides))
+        return cast(types.Resource,
+                    relayed(self, self._wire, {"uri": self._exposed_uri}, overrides))
 
     async def read(self) -> ResourceResult:  # type: ignore[override]
         if self._cached is not None:
@@ -223,7 +228,7 @@ class GatewayResource(Resource):
 class GatewayTemplate(ResourceTemplate):
     """An upstream URI template under its exposed (namespaced) template."""
 
-    task_config: TaskConfig = _NO_TASKS
+    task_config: TaskConfig = NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _pipeline: CallPipeline = PrivateAttr()
@@ -233,7 +238,8 @@ class GatewayTemplate(ResourceTemplate):
     def to_mcp_template(self, **overrides: Any) -> types.ResourceTemplate:
         if self._wire is None:
             return super().to_mcp_template(**overrides)
-        return cast(types.ResourceTemplate, relayed(self, self._wire, overrides))
+        return cast(types.ResourceTemplate, relayed(
+            self, self._wire, {"uri_template": self.uri_template}, overrides))
 
     async def create_resource(  # type: ignore[override]
         self, uri: str, params: dict[str, Any], context: Context | None = None
@@ -254,17 +260,17 @@ class GatewayTemplate(ResourceTemplate):
 class GatewayPrompt(Prompt):
     """An upstream prompt under its exposed name."""
 
-    task_config: TaskConfig = _NO_TASKS
+    task_config: TaskConfig = NO_TASKS
     _upstream: Service = PrivateAttr()
     _original: str = PrivateAttr()
     _pipeline: CallPipeline = PrivateAttr()
-    _wire: types.Prompt | None = PrivateAttr(default=None)  # the upstream's, renamed
+    _wire: types.Prompt | None = PrivateAttr(default=None)  # the upstream's (its name)
     _links: LinkMap | None = PrivateAttr(default=None)
 
     def to_mcp_prompt(self, **overrides: Any) -> types.Prompt:
         if self._wire is None:
             return super().to_mcp_prompt(**overrides)
-        return cast(types.Prompt, relayed(self, self._wire, overrides))
+        return cast(types.Prompt, relayed(self, self._wire, {"name": self.name}, overrides))
 
     async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
         args = {k: v if isinstance(v, str) else str(v) for k, v in (arguments or {}).items()}

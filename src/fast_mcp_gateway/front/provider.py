@@ -29,6 +29,7 @@ from pydantic import AnyUrl
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.calls import Call, CallPipeline
 from fast_mcp_gateway.front.components import (
+    NO_TASKS,
     GatewayPrompt,
     GatewayResource,
     GatewayTemplate,
@@ -193,11 +194,12 @@ class GatewayProvider(Provider):
                 name=name, title=t.title, description=t.description,
                 parameters=t.input_schema, output_schema=t.output_schema,
                 annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
+                task_config=NO_TASKS,  # given, not defaulted: a default is deep-copied
             )
             tool._upstream_tool = lane[name] = UpstreamTool(
                 name, ups[origin.server], origin.original,
                 view.upstream_annotations.get(name, t.annotations), self.pipeline, self.links)
-            tool._wire = t.model_copy(update={"name": name})
+            tool._wire = t
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in view.prompts.items():
@@ -211,7 +213,7 @@ class GatewayProvider(Provider):
             )
             prompt._upstream, prompt._original = ups[origin.server], origin.original
             prompt._pipeline = self.pipeline
-            prompt._wire = p.model_copy(update={"name": name})
+            prompt._wire = p
             prompt._links = self.links
             prompts[name] = prompt
         resources: dict[str, GatewayResource] = {}
@@ -223,7 +225,7 @@ class GatewayProvider(Provider):
             )
             resource._upstream, resource._original = ups[origin.server], origin.original
             resource._pipeline = self.pipeline
-            resource._wire = r.model_copy(update={"uri": uri})
+            resource._wire, resource._exposed_uri = r, uri
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
         for uri_template, (origin, tp) in view.templates.items():
@@ -234,7 +236,7 @@ class GatewayProvider(Provider):
             )
             template._upstream, template._original = ups[origin.server], origin.original
             template._pipeline = self.pipeline
-            template._wire = tp.model_copy(update={"uri_template": uri_template})
+            template._wire = tp
             templates[uri_template] = template
         self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates

@@ -213,7 +213,7 @@ class PinBook:
     _stale: list[PinKey] = field(default_factory=list)
     _events: list[Finding] = field(default_factory=list)
     _reported: set[tuple[PinKey, str]] = field(default_factory=set)
-    _memo: dict[PinKey, tuple[Any, dict[str, Any], str, tuple[str, ...]]] = field(
+    _memo: dict[PinKey, tuple[Any, str, tuple[str, ...]]] = field(
         default_factory=dict)
     _wake: anyio.Event | None = None
 
@@ -278,13 +278,16 @@ class PinBook:
         key = (server, kind, name)
         memo = self._memo.get(key)
         if memo is None or memo[0] is not item:
-            # Catalogs are immutable per fetch: hash and scan each definition once.
+            # Catalogs are immutable per fetch: hash and scan each definition once.  The
+            # definition itself is not kept (a dict per component, ~2 KB per tool): the
+            # rare finding or first-use pin rebuilds it from the item.
             defn = definition(kind, item)
-            memo = self._memo[key] = (item, defn, digest(defn), tuple(injection_markers(defn)))
-        _, defn, now, markers = memo
+            memo = self._memo[key] = (item, digest(defn), tuple(injection_markers(defn)))
+        _, now, markers = memo
         pin = self.pins.get(key)
         if pin is not None and pin.digest == now:
             return None              # approved as it is (markers included)
+        defn = definition(kind, item)
         if pin is None and not pinned_server and not (markers and mode == "enforce"):
             # Trust on first use: the server's first catalog is what gets pinned.
             record = PinRecord(server=server, kind=kind, name=name, digest=now,

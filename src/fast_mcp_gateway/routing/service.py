@@ -254,6 +254,8 @@ class Service:
             async with self.clients.session(front) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
+        if self.pick(set(), key) is None:
+            await self._first_connects()
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -277,6 +279,24 @@ class Service:
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    async def _first_connects(self) -> None:
+        """While every replica is still making its first connect attempt, wait for one of
+        them to finish (at most a call timeout) instead of failing at once: ``initialize``
+        is answered before the upstreams connect, and hosts (the Inspector CLI) read or
+        call right after it."""
+        starting = [r for r in self.replicas if r.state is UpstreamState.STARTING]
+        if not starting or len(starting) < len(self.replicas):
+            return
+        with anyio.move_on_after(max(r.call_timeout for r in starting)):
+            async with anyio.create_task_group() as tg:
+                for replica in starting:
+                    tg.start_soon(self._first_of, replica, tg.cancel_scope)
+
+    @staticmethod
+    async def _first_of(replica: Upstream, scope: anyio.CancelScope) -> None:
+        await replica.wait_first_attempt()
+        scope.cancel()
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
                               path: CallPath) -> tuple[T, CallPath]:

@@ -286,3 +286,20 @@ async def test_the_setting_turns_the_lane_off() -> None:
         assert got.status_code == 200 and got.json()["result"]["structuredContent"] == {
             "result": 9}
         assert full.served == 0
+
+
+async def test_a_long_call_becomes_a_stream_with_pings_as_the_sdk_makes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK commits to SSE after 15 s; the lane's deferral is shortened here, and the
+    # call sleeps longer than it, so the stream and at least one ping must come first.
+    monkeypatch.setattr("fast_mcp_gateway.http.lane.SSE_DEFER", 0.05)
+    async with front(True) as lane:
+        got = await lane.http.post("/mcp", content=json.dumps(body_of(
+            "alpha_slow", {"seconds": 0.3})), headers=headers_of("alpha_slow"))
+        assert got.status_code == 200
+        assert got.headers["content-type"] == "text/event-stream"
+        assert got.content.startswith(b": ping\r\n\r\n")
+        (event,) = canonical(got.content)
+        assert json.loads(event)["result"]["content"][0]["text"] == "slept"
+        assert lane.served == 1

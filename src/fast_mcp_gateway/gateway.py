@@ -360,7 +360,14 @@ class Gateway:
             metrics_group(self.metrics, public=auth is None or auth.metrics_public),
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:"))]
-        app = build_app(self.server, self.control, self.settings, transport, groups=groups)
+        from fast_mcp_gateway.http.lane import HttpLane
+
+        low = low_level_server(self.server)
+        lane = functools.partial(
+            HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
+            enabled=self.settings.http_express_lane)
+        app = build_app(self.server, self.control, self.settings, transport, groups=groups,
+                        lane=lane)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
         return app

@@ -82,6 +82,10 @@ class GatewaySettings(BaseSettings):
     express_lane: bool = Field(
         default=True, description="stdio: relay upstream tools/call as JSON past the server "
                                   "stack (see lane.py); false sends every call the full path")
+    http_express_lane: bool = Field(
+        default=True, description="HTTP: serve 2026-07-28 tools/call POSTs of upstream tools "
+                                  "as JSON in front of the server stack (see http/lane.py); "
+                                  "false sends every request the full path")
     reload_interval: float = Field(
         default=2.0, ge=0, description="seconds between checks of the config file; 0: off")
     shutdown_flush_timeout: float = Field(

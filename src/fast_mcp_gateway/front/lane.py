@@ -40,7 +40,6 @@ host's first list goes the full path, which registers the host for ``list_change
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -55,18 +54,24 @@ from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.connection import allowed_log_levels
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
-from mcp_types import methods as _methods
 from mcp_types.version import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
     MODERN_PROTOCOL_VERSIONS,
 )
-from opentelemetry import trace
 
-from fast_mcp_gateway._compat import wire_fields
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
-from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS, STDIO_HOST, FrontCall
+from fast_mcp_gateway.front.wire import (
+    HostChannel,
+    encode_id,
+    encode_line,
+    progress_params,
+    result_fields,
+    shape_result,
+    tracing_configured,
+    upstream_call,
+)
+from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -76,39 +81,17 @@ logger = logging.getLogger(__name__)
 
 _ASK_PREFIX = "gw-ask-"
 _LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
-# What a tools/call carries besides name, arguments and _meta that the full path relays.
-_RELAYED_PARAMS = ("inputResponses", "requestState")
 
 
-def _encode(message: dict[str, Any]) -> bytes:
-    try:
-        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
-        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
-
-def _encode_id(request_id: str | int) -> bytes:
-    return json.dumps(request_id, ensure_ascii=False).encode()
-
-
-@functools.cache
-def _result_fields(version: str) -> frozenset[str]:
-    """The ``tools/call`` result keys protocol ``version`` defines."""
-    row = _methods.SERVER_RESULTS.get(("tools/call", version))
-    return wire_fields(row) if row is not None else frozenset(
-        {"_meta", "content", "isError", "structuredContent"})
-
-
-def tracing_configured() -> bool:
-    """Whether an OpenTelemetry SDK is installed as the tracer provider."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+_encode = encode_line
+_encode_id = encode_id
 
 
 @dataclass(eq=False)
 class LaneFront(FrontCall):
     """The host request of a lane call: replies go out through the lane."""
 
-    lane: StdioLane | None = None
+    lane: HostChannel | None = None
     progress_token: Any = None
     log_levels: frozenset[str] = field(default_factory=frozenset)
     capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
@@ -395,17 +378,9 @@ class StdioLane:
                      meta: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         logger.debug("express lane: tools/call %s (id %r) -> server %s", tool.name,
                      request_id, route[0].name)
-        forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
-        forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
-                                                 or current_trace_id())
-        upstream_params: dict[str, Any] = {"name": tool.original, "_meta": forward}
-        if params.get("arguments") is not None:
-            upstream_params["arguments"] = params["arguments"]
-        for key in _RELAYED_PARAMS:
-            if key in params:
-                upstream_params[key] = params[key]
+        forward, upstream_params = upstream_call(tool.original, params, meta)
         version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.negotiated_version
-        fields = _result_fields(version)
+        fields = result_fields(version)
         token = meta.get("progressToken")
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
@@ -417,16 +392,7 @@ class StdioLane:
         )
 
         def encode(result: dict[str, Any]) -> bytes:
-            # The host's revision's fields only, as the typed full path serialises it.
-            if not fields.issuperset(result):
-                result = {k: v for k, v in result.items() if k in fields}
-            if modern:
-                result.setdefault("resultType", "complete")  # a handshake-era upstream's
-                stamped = result.get("_meta")
-                if stamped is None:
-                    result["_meta"] = {types.SERVER_INFO_META_KEY: self._server_info()}
-                elif isinstance(stamped, dict) and stamped.get(types.SERVER_INFO_META_KEY) is None:
-                    result["_meta"] = {**stamped, types.SERVER_INFO_META_KEY: self._server_info()}
+            result = shape_result(result, fields, modern, self._server_info)
             return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
         with scope:
@@ -464,12 +430,8 @@ class StdioLane:
 
     async def progress(self, token: Any, progress: float, total: float | None,
                        message: str | None) -> None:
-        params: dict[str, Any] = {"progressToken": token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        await self.notify("notifications/progress", params)
+        await self.notify("notifications/progress",
+                          progress_params(token, progress, total, message))
 
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Send the host a request under a lane id and wait for its answer."""

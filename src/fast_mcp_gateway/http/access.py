@@ -19,6 +19,7 @@ tools get it injected as their principal resolver.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from fastmcp.server.dependencies import get_access_token, get_http_request
@@ -32,6 +33,10 @@ from fast_mcp_gateway.principal import LOCAL, Principal
 
 ANONYMOUS = Principal(name="anonymous", scopes=frozenset({"tools"}), kind="anonymous")
 """A caller of an HTTP gateway without ``gateway.auth``: may read and call, not manage."""
+
+lane_principal: ContextVar[Principal | None] = ContextVar("lane_principal", default=None)
+"""The caller of a call the HTTP express lane serves (``http/lane.py``), which verified
+its token with ``Access.principal_for`` before FastMCP's auth middleware would have."""
 
 ANONYMOUS_ADMIN = Principal(name="anonymous", scopes=frozenset(SCOPES), kind="anonymous")
 """The same caller under ``allow_unauthenticated_admin``."""
@@ -81,6 +86,8 @@ class Access:
         """The caller of the MCP request being served: its verified token's principal,
         the anonymous policy without ``auth``; ``LOCAL`` only off HTTP (an in-process
         ``fastmcp.Client``, the library's own calls)."""
+        if (principal := lane_principal.get()) is not None:
+            return principal
         token = get_access_token()
         if token is not None:
             return principal_of(token)
@@ -107,4 +114,5 @@ def require(principal: Principal, scope: Scope, what: str) -> None:
                            f"has {', '.join(sorted(principal.scopes)) or 'no scopes'}")
 
 
-__all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "require"]
+__all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "lane_principal",
+           "require"]

@@ -30,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
@@ -73,13 +73,14 @@ class GatewayApp(Starlette):
     verifier: GatewayVerifier | None
     access: Access
     mcp_app: Starlette
+    mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it (``lane.py``)
     groups: tuple[RouteGroup, ...]
     mcp_paths: tuple[str, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in self.mcp_paths:
             scope["app"] = self
-            await self.mcp_app(scope, receive, send)
+            await self.mcp_entry(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -147,10 +148,12 @@ def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
 
 
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
-              transport: Transport = "http", *, groups: Sequence[GroupSource] = ()
-              ) -> GatewayApp:
+              transport: Transport = "http", *, groups: Sequence[GroupSource] = (),
+              lane: Callable[[ASGIApp, Access], ASGIApp] | None = None) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
-    metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan."""
+    metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan.
+    ``lane`` (streamable HTTP only) wraps FastMCP's app for the MCP endpoint's exact
+    path, behind the same Host/Origin guard (the HTTP express lane)."""
     auth = ctx.options.auth
     # Follows reloads of gateway.auth (token rotation); adding or removing the whole
     # section changes what FastMCP's app is built with, which takes a restart.
@@ -207,6 +210,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app.verifier = verifier
     app.access = access
     app.mcp_app = mcp_app
+    app.mcp_entry = mcp_app
+    if lane is not None and transport == "http":
+        app.mcp_entry = HostOriginGuardMiddleware(
+            lane(mcp_app, access), allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins, mode="strict")
     app.groups = all_groups
     # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known
     # metadata, /messages/ of SSE) takes the router as before.

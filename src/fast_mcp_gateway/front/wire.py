@@ -1,0 +1,117 @@
+"""The JSON relay pieces both express lanes share (stdio ``lane.py``, HTTP ``http/lane.py``).
+
+A lane takes a host's ``tools/call`` as parsed JSON, hands the upstream the same
+params the full path would send (``upstream_call``) and shapes the upstream's result
+as the typed full path serialises it for the host's revision (``shape_result``).
+Only the framing differs: a stdio line (``encode_line``), or an HTTP body
+(``encode_body``, as the SDK's streamable-HTTP transport writes it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp_types import methods as _methods
+from opentelemetry import trace
+
+from fast_mcp_gateway._compat import wire_fields
+from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
+from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS
+
+
+class HostChannel(Protocol):
+    """What a lane call sends its host besides the answer (``lane.LaneFront``)."""
+
+    host_capabilities: dict[str, Any]  # a handshake-era host's, from its handshake
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None: ...
+
+    async def progress(self, token: Any, progress: float, total: float | None,
+                       message: str | None) -> None: ...
+
+    async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]: ...
+
+
+def progress_params(token: Any, progress: float, total: float | None,
+                    message: str | None) -> dict[str, Any]:
+    """``notifications/progress`` params, as the SDK sends them."""
+    params: dict[str, Any] = {"progressToken": token, "progress": progress}
+    if total is not None:
+        params["total"] = total
+    if message is not None:
+        params["message"] = message
+    return params
+
+
+# What a tools/call carries besides name, arguments and _meta that the full path relays.
+RELAYED_PARAMS = ("inputResponses", "requestState")
+
+
+def encode_line(message: dict[str, Any]) -> bytes:
+    """``message`` as one stdio line (UTF-8 as is, like the SDK's stdio writer)."""
+    try:
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def encode_body(message: dict[str, Any]) -> bytes:
+    """``message`` as the SDK's streamable-HTTP transport writes a body (ASCII-escaped)."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def encode_id(request_id: str | int) -> bytes:
+    return json.dumps(request_id, ensure_ascii=False).encode()
+
+
+@functools.cache
+def result_fields(version: str) -> frozenset[str]:
+    """The ``tools/call`` result keys protocol ``version`` defines."""
+    row = _methods.SERVER_RESULTS.get(("tools/call", version))
+    return wire_fields(row) if row is not None else frozenset(
+        {"_meta", "content", "isError", "structuredContent"})
+
+
+def tracing_configured() -> bool:
+    """Whether an OpenTelemetry SDK is installed as the tracer provider (the full path
+    then emits spans, so the lanes step aside)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def upstream_call(original: str, params: dict[str, Any],
+                  meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The host's ``_meta`` to forward and the upstream's ``tools/call`` params.
+
+    The host's connection keys (era, client info, capabilities) are dropped, as the
+    upstream session stamps its own; a W3C ``traceparent`` continues the host's trace.
+    """
+    forward = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
+    forward["traceparent"] = new_traceparent(trace_id_of(forward.get("traceparent"))
+                                             or current_trace_id())
+    upstream: dict[str, Any] = {"name": original, "_meta": forward}
+    if params.get("arguments") is not None:
+        upstream["arguments"] = params["arguments"]
+    for key in RELAYED_PARAMS:
+        if key in params:
+            upstream[key] = params[key]
+    return forward, upstream
+
+
+def shape_result(result: dict[str, Any], fields: frozenset[str], modern: bool,
+                 server_info: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The host's revision's fields only, as the typed full path serialises them; a
+    2026-07-28 host also gets ``resultType`` and the gateway's stamp."""
+    if not fields.issuperset(result):
+        result = {k: v for k, v in result.items() if k in fields}
+    if modern:
+        result.setdefault("resultType", "complete")  # a handshake-era upstream's
+        stamped = result.get("_meta")
+        if stamped is None:
+            result["_meta"] = {types.SERVER_INFO_META_KEY: server_info()}
+        elif isinstance(stamped, dict) and stamped.get(types.SERVER_INFO_META_KEY) is None:
+            result["_meta"] = {**stamped, types.SERVER_INFO_META_KEY: server_info()}
+    return result

@@ -1,0 +1,346 @@
+"""The HTTP express lane: 2026-07-28 ``tools/call`` POSTs relayed as JSON, past the stack.
+
+Over streamable HTTP a relayed call spent about a quarter of its gateway CPU in the
+SDK and FastMCP server stack (the ASGI middleware chain, the session manager,
+FastMCP's middleware and telemetry spans, typed models parsed and re-encoded).  A
+2026-07-28 request is self-contained (no session: its envelope says who the host
+is), so the gateway can answer the commonest one itself, in front of FastMCP's app:
+
+* the body is parsed once; the SDK's own inbound ladder (``classify_inbound_request``)
+  judges the envelope and routing headers, and the host's token is verified by the
+  app's one ``Access`` (the principal the full path would resolve);
+* ``UpstreamTool.call_raw`` runs the call through the same ``CallPipeline`` as any
+  call (route rule, servers check, authorizer, curator, results stage, rate limits,
+  balancing, retries, observers, error mapping), with the JSON encoding the stdio
+  lane uses (``front/wire.py``);
+* the answer is written as the SDK's modern entry writes it: ``application/json``
+  with the error table's HTTP status, or, for a call still running after
+  ``SSE_DEFER`` seconds or meeting a notification first (progress to the host's own
+  token, logs at the level it asked for), an SSE stream of them with keepalive pings;
+  the host's disconnect cancels the call (upstream too), as on the full path.
+
+Anything it does not fully understand goes to FastMCP's app unchanged (the body
+replayed): other methods and eras, a session, an ``Accept`` without both JSON and
+SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, MRTR retries
+(``inputResponses`` / ``requestState``), a token that does not verify or lacks access
+to the tool's server (the full path words those refusals), tools the stdio lane
+would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
+tracing is configured (the full path emits the spans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.connection import allowed_log_levels
+from mcp.server.runner import modern_error_data
+from mcp.server.streamable_http import check_accept_headers
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundModernRoute,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fast_mcp_gateway.front.lane import LaneFront
+from fast_mcp_gateway.front.wire import (
+    encode_body,
+    progress_params,
+    result_fields,
+    shape_result,
+    tracing_configured,
+    upstream_call,
+)
+from fast_mcp_gateway.http.access import Access, lane_principal
+from fast_mcp_gateway.http.errors import ApiError
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.front.components import UpstreamTool
+    from fast_mcp_gateway.front.provider import GatewayProvider
+    from fast_mcp_gateway.principal import Principal
+    from fast_mcp_gateway.routing.service import Service
+
+logger = logging.getLogger(__name__)
+
+SSE_DEFER = 15.0
+"""Seconds a call may run before its answer becomes an SSE stream (the SDK's figure)."""
+
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache, no-transform"),
+                (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no")]
+_PING = b": ping\r\n\r\n"
+_PARAM_HEADER = b"mcp-param-"
+_LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
+
+
+class _Plan:
+    """A call the lane takes: everything decided before anything is sent upstream."""
+
+    __slots__ = ("meta", "modern_version", "params", "principal", "request_id", "route",
+                 "tool")
+
+    def __init__(self, tool: UpstreamTool, route: tuple[Service, str | None],
+                 request_id: str | int, params: dict[str, Any], meta: dict[str, Any],
+                 version: str, principal: Principal) -> None:
+        self.tool, self.route, self.request_id = tool, route, request_id
+        self.params, self.meta, self.modern_version = params, meta, version
+        self.principal = principal
+
+
+class HttpLane:
+    """ASGI app in front of FastMCP's streamable-HTTP app (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
+                 server_info: Callable[[], dict[str, Any]], *, enabled: bool = True) -> None:
+        self.app, self.access, self.provider = app, access, provider
+        self.server_info = server_info
+        self.enabled = enabled
+        self.served = 0  # calls the lane answered (tests and diagnostics)
+        self._header_tools: dict[str, tuple[Any, bool]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.enabled or not self._may_take(scope) or tracing_configured():
+            await self.app(scope, receive, send)
+            return
+        body, complete = await _read_body(receive)
+        plan = None
+        if complete:
+            try:
+                plan = await self._plan(scope, body)
+            except Exception:  # a lane bug must not cost the host its answer
+                logger.exception("http express lane: passing a request on after an error")
+        if plan is None:
+            await self.app(scope, _replay(body, complete, receive), send)
+            return
+        self.served += 1
+        await self._serve(plan, scope, receive, send)
+
+    # -- deciding -----------------------------------------------------------------------
+
+    @staticmethod
+    def _may_take(scope: Scope) -> bool:
+        """Cheap header checks: a sessionless 2026-07-28 JSON POST, nothing unusual."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        version = content_type = None
+        for key, value in scope["headers"]:
+            if key == b"mcp-protocol-version":
+                version = value
+            elif key == b"content-type":
+                content_type = value
+            elif key == b"mcp-session-id" or key.startswith(_PARAM_HEADER):
+                return False
+        return (version is not None and version.decode("latin-1") in MODERN_PROTOCOL_VERSIONS
+                and content_type is not None
+                and content_type.split(b";")[0].strip().lower() == b"application/json")
+
+    async def _plan(self, scope: Scope, body: bytes) -> _Plan | None:
+        request = Request(scope)
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse):
+            return None  # the SDK answers 406 (or, JSON only, the full path decides)
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(message, dict) or message.get("method") != "tools/call" \
+                or message.get("jsonrpc") != "2.0":
+            return None
+        request_id, params = message.get("id"), message.get("params")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool) \
+                or not isinstance(params, dict) or not set(message) <= {
+                    "jsonrpc", "id", "method", "params"}:
+            return None
+        meta = params.get("_meta")
+        arguments = params.get("arguments")
+        name = params.get("name")
+        if not isinstance(meta, dict) or not isinstance(name, str) \
+                or not (arguments is None or isinstance(arguments, dict)):
+            return None
+        if any(key in params for key in ("inputResponses", "requestState")):
+            return None  # MRTR retries: the full path's
+        level, token = meta.get(types.LOG_LEVEL_META_KEY), meta.get("progressToken")
+        if (level is not None and level not in _LOG_LEVELS) or (
+                token is not None and (not isinstance(token, str | int)
+                                       or isinstance(token, bool))):
+            return None  # invalid: the SDK answers with its validation error
+        if not (isinstance(meta.get(types.CLIENT_INFO_META_KEY), dict)
+                and isinstance(meta.get(types.CLIENT_CAPABILITIES_META_KEY), dict)):
+            return None
+        if find_duplicated_routing_header(request.headers.items()) is not None:
+            return None
+        verdict = classify_inbound_request(message, headers=dict(request.headers))
+        if not isinstance(verdict, InboundModernRoute):
+            return None  # the SDK's rejection, worded by the SDK
+        tool = self.provider.lane_tool(name)
+        if tool is None or self._declares_headers(name):
+            return None
+        try:
+            principal = await self.access.principal_for(request)
+        except ApiError:
+            return None  # FastMCP answers 401 with its challenge
+        if not principal.has("tools"):
+            return None
+        route = tool.serves_raw()
+        if route is None:
+            return None
+        servers = principal.servers
+        if servers is not None and not (tool.owner.name in servers
+                                        and route[0].name in servers):
+            return None  # "Unknown tool", as the full path words it
+        return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal)
+
+    def _declares_headers(self, name: str) -> bool:
+        """Whether tool ``name``'s schema declares ``Mcp-Param`` headers (the SDK then
+        checks them against the arguments; the lane leaves that to it)."""
+        entry = self.provider.manager.view.tools.get(name)
+        schema = entry[1].input_schema if entry is not None else None
+        cached = self._header_tools.get(name)
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        declares = "x-mcp-header" in json.dumps(schema)
+        self._header_tools[name] = (schema, declares)
+        return declares
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def _answer(self, plan: _Plan, stream: _Stream) -> tuple[int, bytes]:
+        meta, request_id, version = plan.meta, plan.request_id, plan.modern_version
+        forward, upstream_params = upstream_call(plan.tool.original, plan.params, meta)
+        fields = result_fields(version)
+        client_id = meta.get("client_id")
+        token = meta.get("progressToken")
+        front = LaneFront(
+            session=None, request_id=request_id, meta=forward,
+            client_id=client_id if isinstance(client_id, str) and client_id else "stdio",
+            protocol_version=version, lane=stream, progress_token=token,
+            log_levels=allowed_log_levels(version, meta),
+            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY))
+
+        def encode(result: dict[str, Any]) -> bytes:
+            result = shape_result(result, fields, True, self.server_info)
+            return encode_body({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+        principal = lane_principal.set(plan.principal)
+        try:
+            return 200, await plan.tool.call_raw(
+                plan.route, upstream_params, front, encode,
+                front.progress if token is not None else None)
+        except MCPError as exc:  # an upstream's (or the pipeline's) error, as the SDK maps it
+            error = modern_error_data(exc)
+        except Exception as exc:
+            logger.exception("http express lane: tools/call %r failed", plan.tool.name)
+            error = modern_error_data(exc)
+        finally:
+            lane_principal.reset(principal)
+        body = encode_body({"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(
+            by_alias=True, mode="json", exclude_none=True)})
+        return ERROR_CODE_HTTP_STATUS.get(error.code, 200), body
+
+    async def _serve(self, plan: _Plan, scope: Scope, receive: Receive, send: Send) -> None:
+        """As the SDK's modern entry answers: JSON unless a notification comes (or
+        ``SSE_DEFER`` passes) first, then an SSE stream with keepalive pings."""
+        answer: list[tuple[int, bytes]] = []
+        send_ch, recv_ch = anyio.create_memory_object_stream[bytes](0)
+        async with recv_ch, anyio.create_task_group() as tg:
+            async def run() -> None:
+                async with send_ch:
+                    answer.append(await self._answer(plan, _Stream(send_ch)))
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()  # the host is gone: the call is cancelled
+
+            tg.start_soon(run)
+            tg.start_soon(watch_disconnect)
+            event, done = await _next(recv_ch)
+            if done:
+                status, body = answer[0]
+                await Response(body, status_code=status, media_type="application/json")(
+                    scope, receive, send)
+            else:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": _SSE_HEADERS})
+                while not done:
+                    await send({"type": "http.response.body", "body": event or _PING,
+                                "more_body": True})
+                    event, done = await _next(recv_ch)
+                await send({"type": "http.response.body", "more_body": False,
+                            "body": _sse_event(answer[0][1])})
+            tg.cancel_scope.cancel()
+
+
+class _Stream:
+    """The host's side of one lane call: its notifications, as SSE events."""
+
+    host_capabilities: dict[str, Any] = {}  # never read: a 2026-07-28 host's are per call
+
+    def __init__(self, sink: MemoryObjectSendStream[bytes]) -> None:
+        self.sink = sink
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self.sink.send(_sse_event(encode_body(
+                {"jsonrpc": "2.0", "method": method, "params": params})))
+
+    async def progress(self, token: Any, progress: float, total: float | None,
+                       message: str | None) -> None:
+        await self.notify("notifications/progress",
+                          progress_params(token, progress, total, message))
+
+    async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        raise MCPError(types.INTERNAL_ERROR, f"a 2026-07-28 host cannot be sent {method}")
+
+
+def _sse_event(data: bytes) -> bytes:
+    return b"event: message\r\ndata: %b\r\n\r\n" % data
+
+
+async def _next(events: MemoryObjectReceiveStream[bytes]) -> tuple[bytes | None, bool]:
+    """The next event within ``SSE_DEFER`` (None: time for a ping), and whether the call
+    has finished."""
+    with anyio.move_on_after(SSE_DEFER):
+        try:
+            return await events.receive(), False
+        except anyio.EndOfStream:
+            return None, True
+    return None, False
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body, and whether it arrived whole (not cut by a disconnect)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """``receive`` with the body already read handed out again first."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}
+                              if complete else {"type": "http.disconnect"}]
+
+    async def replayed() -> Message:
+        with contextlib.suppress(IndexError):
+            return pending.pop()
+        return await receive()
+
+    return replayed

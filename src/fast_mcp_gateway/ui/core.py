@@ -92,8 +92,12 @@ class Ui:
     def render(self, request: Request, template: str, viewer: Viewer | None,
                status_code: int = 200, **context: Any) -> HTMLResponse:
         base = str(request.scope.get("root_path", ""))
+        firing = 0
+        if viewer is not None and self.ctx.alerts is not None:  # a snapshot: no await
+            firing = sum(a.state == "firing" and viewer.may_use(a.server)
+                         for a in self.ctx.alerts.alerts.snapshot())
         html = self.env.get_template(template).render(
-            base=base, viewer=viewer, request=request, mode=self.mode,
+            base=base, viewer=viewer, request=request, mode=self.mode, firing_alerts=firing,
             read_only=not self.ctx.options.allows_admin("mutate"),
             needs_login=self.auth.needs_login, now=time.time(), **context)
         return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)

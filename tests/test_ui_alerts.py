@@ -90,6 +90,9 @@ async def test_alerts_page_rules_firing_history_and_scope(tmp_path: Path) -> Non
         assert "1 alert firing:" in overview and "svc-failing" in overview
         assert re.search(r'id="nav-firing" class="count"> .*1', overview)
         assert 'aria-label="svc requests per bucket: ' in overview  # a card's sparkline
+        part = (await http.get(base + "/ui/partials/alerts")).text  # the live refresh
+        assert '<strong class="error">svc</strong>' in part  # the rule's "firing on"
+        assert 'id="nav-firing" class="count" hx-swap-oob="true"' in part
         banner = (await http.get(base + "/ui/partials/alert-banner")).text
         assert "svc-failing" in banner and 'hx-swap-oob="true"' in banner
 
@@ -156,3 +159,36 @@ async def _other_viewers(http: httpx2.AsyncClient, base: str) -> None:
     assert star.status_code == 422
     assert "may only watch the servers svc" in _field_error(star.text, "server")
     assert 'data-rule="svc-failing"' in page
+
+
+async def test_trends_per_server_and_merged_percentiles() -> None:
+    """One grouped query per bucket gives each card's sparkline and the total's, whose
+    p95 comes from the merged histograms (a restricted viewer's totals are true)."""
+    import time
+    from types import SimpleNamespace
+
+    from fast_mcp_gateway.store.base import Invocation
+    from fast_mcp_gateway.store.memory import MemoryStore
+    from fast_mcp_gateway.ui import views
+
+    store = MemoryStore()
+    now = time.time()
+    rows = [Invocation(id=f"{server}-{i}", trace_id="t", client="c", kind="tool",
+                       exposed=f"{server}_x", server=server, original="x",
+                       started_at=now - 30, duration_ms=ms, status=status)
+            for server, ms, status, n in (("a", 10.0, "success", 9), ("a", 900.0, "error", 1),
+                                          ("b", 2000.0, "success", 10), ("c", 5.0, "success", 4))
+            for i in range(n)]
+    await store.add_invocations(rows)
+    ctx = SimpleNamespace(store=store)
+    whole, per_server = await views.trends(ctx, "hour", {"a", "b"})  # type: ignore[arg-type]
+    assert whole is not None and set(per_server) == {"a", "b"}  # c is not visible
+    assert len(whole.counts) == 12 and whole.counts[-1] == 20 and sum(whole.counts) == 20
+    assert whole.errors[-1] == 1 and per_server["a"].counts[-1] == 10
+    assert per_server["a"].p95[-1] is not None and per_server["a"].p95[-1] < 1000
+    assert whole.p95[-1] is not None and whole.p95[-1] >= 1000  # b's calls count in it
+    assert views.spark_label([1, None, 2.5]) == "1, \N{EN DASH}, 2.5"
+    alone = await views.trend(ctx, "day", server="c")  # type: ignore[arg-type]
+    assert alone is not None and len(alone.counts) == 24 and alone.total == 4
+    none = await views.trend(ctx, "hour", server="nobody")  # type: ignore[arg-type]
+    assert none is not None and none.total == 0 and none.p95 == [None] * 12

@@ -136,7 +136,8 @@ def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             expect.set_options(timeout=30_000)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
             _login_and_overview(page, base)
             _inspector(page, base)
             # Real traffic: successes on both servers and one failure.
@@ -151,7 +152,7 @@ def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
             _add_and_edit_servers(page, base)
             _replicas_and_breaker(page, base)
             _routes(page, base)
-            _alert_fires_and_resolves(browser, page, base)
+            _alert_fires_and_resolves(page, base)
             _call_record(page, base)
             _accessibility(page, base)
             _tools_token_on_a_phone(browser, base)
@@ -360,7 +361,7 @@ def _routes(page: Any, base: str) -> None:
     expect(resolve("notes_add_note")).to_contain_text("its own server")
 
 
-def _alert_fires_and_resolves(browser: Any, page: Any, base: str) -> None:
+def _alert_fires_and_resolves(page: Any, base: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(base + "/ui/alerts")
@@ -385,7 +386,7 @@ def _alert_fires_and_resolves(browser: Any, page: Any, base: str) -> None:
         "consecutive_failures >= 2")
 
     # The Live page in a second tab; both pages connected to the event stream.
-    live = browser.new_page(viewport={"width": 1280, "height": 900})
+    live = page.context.new_page()  # the same session (cookie)
     live.goto(base + "/ui/live")
     expect(live.locator("#live-status")).to_have_text("live")
     expect(page.locator("#live-status")).to_have_text("live")

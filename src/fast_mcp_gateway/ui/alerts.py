@@ -164,8 +164,10 @@ async def show(page: Page) -> Response:
 
 
 async def partial(page: Page) -> Response:
-    return page.render("_alerts_live.html", active=await active_alerts(page),
-                       history=await _history(page), before_id=page.query("before_id"))
+    """The live part of the page (and, out of band, the menu's count)."""
+    return page.render("_alerts_live.html", active=await active_alerts(page), oob=True,
+                       rules=await _rules(page), history=await _history(page),
+                       before_id=page.query("before_id"))
 
 
 async def banner(page: Page) -> Response:

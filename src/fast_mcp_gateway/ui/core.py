@@ -85,7 +85,8 @@ class Ui:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, when=_when, tojson_pretty=_pretty,
+        self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, secs=_secs, when=_when,
+                                tojson_pretty=_pretty,
                                 with_param=_with_param)
         self.env.globals.update(urlencode=urlencode, views=views)
 
@@ -180,6 +181,15 @@ def _ago(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def _secs(seconds: float | None) -> str:
+    """A duration setting (an alert window, an evaluation period) as written by people."""
+    if seconds is not None and 0 < seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds is not None and seconds < 60:
+        return f"{seconds:g} s"
+    return _ago(seconds)
 
 
 def _when(at: float | None) -> str:

@@ -103,8 +103,7 @@ def rule_from_form(page: Page) -> dict[str, Any]:
     for key in ("window", "for"):
         text = page.field(key).strip()
         if text:  # a bare number is seconds; "5m" and the like go to the model as text
-            value = _number(text)
-            raw[key] = value
+            raw[key] = _number(text)
     min_calls = page.field("min_calls").strip()
     if min_calls:
         raw["min_calls"] = int(min_calls) if min_calls.isdigit() else min_calls

@@ -33,7 +33,8 @@ def _field_error(page: str, field: str) -> str:
     return html.unescape(found.group(1))
 
 
-async def test_alerts_page_rules_firing_history_and_scope(tmp_path: Path) -> None:
+async def test_alerts_page_rules_firing_history_and_scope(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mode = {"fail": True}
     gateway, seen = alert_gateway(
         tmp_path, {"svc": memory_entry("svc"), "other": memory_entry("other")},
@@ -104,6 +105,15 @@ async def test_alerts_page_rules_firing_history_and_scope(tmp_path: Path) -> Non
         assert changed.status_code == 200 and "Updated alert rule" in changed.text
         assert [t.state for t in seen if t.rule == "svc-failing"] == ["firing", "resolved"]
         assert "Nothing firing or pending." in changed.text
+        # The history pages (one event a page here): newest first, then older.
+        monkeypatch.setattr("fast_mcp_gateway.ui.alerts.HISTORY_PAGE", 1)
+        first = (await http.get(base + "/ui/alerts")).text
+        older = re.search(r'<a rel="next" href="(/ui/alerts\?before_id=\d+)">', first)
+        assert older and re.search(r'id="alert-history">.*data-alert="resolved"', first, re.S)
+        second = (await http.get(base + html.unescape(older.group(1)))).text
+        assert re.search(r'id="alert-history">.*data-alert="firing"', second, re.S)
+        assert 'data-alert="resolved"' not in second and "← Newest" in second
+        monkeypatch.undo()
 
         # Delete asks first; the confirmed post deletes (a file rule: a tombstone).
         ask = await http.post(base + "/ui/alerts", data={"csrf_token": csrf,

@@ -20,7 +20,7 @@ from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.telemetry.events import EventBus
-from fast_mcp_gateway.ui import actions, inspector, live, logs, pages
+from fast_mcp_gateway.ui import actions, alerts, inspector, live, logs, pages
 from fast_mcp_gateway.ui.core import HERE, Ui
 from fast_mcp_gateway.ui.session import DashboardAuth
 
@@ -29,7 +29,7 @@ PREFIX = "/ui"
 
 def dashboard_routes(ui: Ui) -> list[BaseRoute]:
     return [*pages.routes(ui), *actions.routes(ui), *live.routes(ui), *logs.routes(ui),
-            *inspector.routes(ui),
+            *inspector.routes(ui), *alerts.routes(ui),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
 
 

@@ -85,15 +85,20 @@ class Ui:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, when=_when, tojson_pretty=_pretty,
+        self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, secs=_secs, when=_when,
+                                tojson_pretty=_pretty,
                                 with_param=_with_param)
         self.env.globals.update(urlencode=urlencode, views=views)
 
     def render(self, request: Request, template: str, viewer: Viewer | None,
                status_code: int = 200, **context: Any) -> HTMLResponse:
         base = str(request.scope.get("root_path", ""))
+        firing = 0
+        if viewer is not None and self.ctx.alerts is not None:  # a snapshot: no await
+            firing = sum(a.state == "firing" and viewer.may_use(a.server)
+                         for a in self.ctx.alerts.alerts.snapshot())
         html = self.env.get_template(template).render(
-            base=base, viewer=viewer, request=request, mode=self.mode,
+            base=base, viewer=viewer, request=request, mode=self.mode, firing_alerts=firing,
             read_only=not self.ctx.options.allows_admin("mutate"),
             needs_login=self.auth.needs_login, now=time.time(), **context)
         return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
@@ -176,6 +181,15 @@ def _ago(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def _secs(seconds: float | None) -> str:
+    """A duration setting (an alert window, an evaluation period) as written by people."""
+    if seconds is not None and 0 < seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds is not None and seconds < 60:
+        return f"{seconds:g} s"
+    return _ago(seconds)
 
 
 def _when(at: float | None) -> str:

@@ -1,4 +1,5 @@
-"""The Logs pages (calls across servers, audit log, health history) and the Routes page.
+"""The Logs pages (calls across servers, one call record, audit log, health history) and
+the Routes page.
 
 Calls come from ``admin.history.calls`` (the store, cursor-paged, filtered by time,
 server, tool and status); a restricted viewer sees its servers' calls only.  The audit
@@ -16,7 +17,9 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history
 from fast_mcp_gateway.admin import routes as route_ops
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.admin.context import require_store
+from fast_mcp_gateway.admin.models import CallRecord
+from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.rules import Route as Rule
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.ui.core import Page, Ui
@@ -62,6 +65,47 @@ async def logs(page: Page) -> Response:
         ctx["calls"] = calls
         ctx["status"] = status
     return page.render("logs.html", **ctx)
+
+
+# -- one call record -----------------------------------------------------------------
+
+SCAN_LIMIT = 2000  # records looked through for an id given without its time
+
+
+async def find_call(page: Page, call_id: str, at: float | None) -> CallRecord | None:
+    """The record ``call_id``: read at its start time ``at`` (the links carry it: one
+    indexed query), else looked for among the newest ``SCAN_LIMIT`` records."""
+    store = require_store(page.ctx)
+    if page.ctx.recorder is not None:
+        await page.ctx.recorder.flushed(within=2)
+    cursor: str | None = None
+    seen = 0
+    while seen < SCAN_LIMIT:
+        if at is not None:
+            rows, cursor = await store.invocations(since=at - 0.001, until=at + 0.001,
+                                                   limit=200, cursor=cursor)
+        else:
+            rows, cursor = await store.invocations(limit=200, cursor=cursor)
+        for row in rows:
+            if row.id == call_id:
+                return CallRecord(**{k: getattr(row, k) for k in CallRecord.model_fields})
+        seen += len(rows)
+        if cursor is None:
+            break
+    return None
+
+
+async def call_detail(page: Page) -> Response:
+    call_id = page.request.path_params["id"]
+    try:
+        at: float | None = float(page.query("at")) if page.query("at") else None
+    except ValueError:
+        at = None
+    record = await find_call(page, call_id, at)
+    if record is None or not page.viewer.may_use(record.server):
+        raise NotFound(f"no call record with id '{call_id}' (records older than the "
+                       "store's retention are gone)")
+    return page.render("call.html", c=record)
 
 
 # -- routes --------------------------------------------------------------------------
@@ -140,6 +184,7 @@ async def save_route(page: Page) -> Response:
 def routes(ui: Ui) -> list[Route]:
     return [
         Route("/logs", ui.page(logs), methods=["GET"]),
+        Route("/calls/{id}", ui.page(call_detail), methods=["GET"]),
         Route("/routes", ui.page(show_routes), methods=["GET"]),
         Route("/routes", ui.page(save_route, scope="admin", mutate=True), methods=["POST"]),
     ]

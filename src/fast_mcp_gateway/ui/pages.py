@@ -18,6 +18,7 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.errors import NotFound
 from fast_mcp_gateway.ui import views
+from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.session import CSRF_FIELD, csrf_ok
 
@@ -98,6 +99,7 @@ async def overview(page: Page) -> Response:
     window = page.query("window", "hour")
     data = await views.overview(page.ctx, visible(page), window)
     return page.render("overview.html", data=data, window=window, views=views,
+                       active=await active_alerts(page),
                        q=page.query("q"), state=page.query("state"),
                        health=page.query("health"))
 
@@ -143,12 +145,6 @@ async def status_partial(page: Page) -> Response:
     return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40))
 
 
-async def alerts(page: Page) -> Response:
-    # The alerts feature fills this page (its engine publishes "alert" events, which
-    # the Live page already shows).
-    return page.render("alerts.html")
-
-
 def routes(ui: Ui) -> list[Route]:
     async def login_endpoint(request: Request) -> Response:
         return await login(ui, request)
@@ -160,7 +156,6 @@ def routes(ui: Ui) -> list[Route]:
         Route("/partials/cards", ui.page(cards), methods=["GET"]),
         Route("/servers/{name}", ui.page(detail), methods=["GET"]),
         Route("/partials/servers/{name}/status", ui.page(status_partial), methods=["GET"]),
-        Route("/alerts", ui.page(alerts), methods=["GET"]),
     ]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import GroupStats, ServerStatus
+from fast_mcp_gateway.config.alerts import DEFAULT_OP as DEFAULT_OP
+from fast_mcp_gateway.store.stats import LatencyStats, finish, merge_into
 
 TRENDS = {"hour": (60.0, 12), "day": (1440.0, 24)}  # window minutes, buckets
 
@@ -25,6 +27,7 @@ class Card:
     stats: GroupStats | None
     inflight: int
     trend: list[int] = field(default_factory=list)
+    p95: list[float | None] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -55,28 +58,53 @@ class Overview:
     recorder: dict[str, int] | None
 
 
-async def trend(ctx: AdminContext, window: str, server: str | None = None,
-                visible: set[str] | None = None) -> Trend | None:
-    """``window`` ("hour" or "day") cut into buckets, from the store's aggregates;
-    ``visible`` limits the totals to those servers (a restricted viewer)."""
-    if ctx.store is None:
+def _merged(rows: list[LatencyStats]) -> LatencyStats | None:
+    """One aggregate of several groups' (their histograms added: percentiles stay true)."""
+    if not rows:
         return None
+    total = LatencyStats()
+    for r in rows:
+        merge_into(total, r.count, r.errors, r.total_ms, r.min_ms or 0.0, r.max_ms or 0.0,
+                   r.histogram)
+    return finish({"": total})[""]
+
+
+async def trends(ctx: AdminContext, window: str, visible: set[str] | None = None
+                 ) -> tuple[Trend | None, dict[str, Trend]]:
+    """``window`` ("hour" or "day") cut into buckets, from the store's aggregates: the
+    total over ``visible`` servers (``None``: all) and one trend per server, from one
+    grouped query per bucket."""
+    if ctx.store is None:
+        return None, {}
     minutes, buckets = TRENDS.get(window, TRENDS["hour"])
     size = minutes * 60 / buckets
     now = time.time()
-    counts, errors, p50, p95 = [], [], [], []
+    per_bucket: list[dict[str, LatencyStats]] = []
     for i in range(buckets):
         since = now - (buckets - i) * size
-        group_by = "server" if visible is not None and server is None else None
-        got = await ctx.store.stats(since=since, until=since + size, server=server,
-                                    group_by=group_by)
-        rows = [agg for key, agg in got.items() if visible is None or key in visible]
-        counts.append(sum(r.count for r in rows))
-        errors.append(sum(r.errors for r in rows))
-        # Percentiles do not add up across groups: one group (or the total) only.
-        p50.append(rows[0].p50_ms if len(rows) == 1 else None)
-        p95.append(rows[0].p95_ms if len(rows) == 1 else None)
-    return Trend(window, minutes / buckets, counts, errors, p50, p95)
+        got = await ctx.store.stats(since=since, until=since + size, group_by="server")
+        per_bucket.append({k: v for k, v in got.items() if visible is None or k in visible})
+    names = sorted({k for got in per_bucket for k in got})
+    per_server = {n: _trend(window, minutes / buckets, [got.get(n) for got in per_bucket])
+                  for n in names}
+    whole = _trend(window, minutes / buckets, [_merged(list(got.values()))
+                                               for got in per_bucket])
+    return whole, per_server
+
+
+def _trend(window: str, bucket_minutes: float, rows: list[LatencyStats | None]) -> Trend:
+    return Trend(window, bucket_minutes, [r.count if r else 0 for r in rows],
+                 [r.errors if r else 0 for r in rows], [r.p50_ms if r else None for r in rows],
+                 [r.p95_ms if r else None for r in rows])
+
+
+async def trend(ctx: AdminContext, window: str, server: str | None = None) -> Trend | None:
+    """One server's trend (``None``: the whole gateway's), as ``trends``."""
+    whole, per_server = await trends(ctx, window, None if server is None else {server})
+    if server is None or whole is None:
+        return whole
+    return per_server.get(server) or _trend(window, whole.bucket_minutes,
+                                            [None] * len(whole.counts))
 
 
 async def overview(ctx: AdminContext, visible: set[str] | None, window: str = "hour"
@@ -93,7 +121,13 @@ async def overview(ctx: AdminContext, visible: set[str] | None, window: str = "h
         by_server = {g.key: g for g in report.groups}
         inflight = report.inflight
         recorder = report.recorder
-    cards = [Card(s, by_server.get(s.name), inflight.get(s.name, 0)) for s in listed]
+    whole, per_server = await trends(ctx, window, visible)
+    cards = []
+    for s in listed:
+        server_trend = per_server.get(s.name)
+        cards.append(Card(s, by_server.get(s.name), inflight.get(s.name, 0),
+                          server_trend.counts if server_trend else [],
+                          server_trend.p95 if server_trend else []))
     mine = [by_server[c.name] for c in cards if c.name in by_server]
     count = sum(g.count for g in mine)
     errors = sum(g.errors for g in mine)
@@ -104,7 +138,6 @@ async def overview(ctx: AdminContext, visible: set[str] | None, window: str = "h
         "success_rate": None if not count else (count - errors) / count,
         "inflight": sum(c.inflight for c in cards),
     }
-    whole = await trend(ctx, window, visible=visible)
     return Overview(cards, totals, whole, recorder)
 
 
@@ -118,6 +151,24 @@ def sparkline(values: list[int] | list[float | None], width: int = 120, height: 
     step = width / max(1, len(nums) - 1)
     return " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}"
                     for i, v in enumerate(nums))
+
+
+def alert_value(value: float | str | None, metric: str) -> str:
+    """An alert's value or threshold as a person reads it."""
+    if value is None:
+        return "\N{EN DASH}"
+    if isinstance(value, str):
+        return value
+    if metric == "success_rate":
+        return f"{value * 100:.1f}%"
+    if metric == "p95_ms":
+        return f"{value:g} ms"
+    return f"{value:g}"
+
+
+def spark_label(values: list[int] | list[float | None]) -> str:
+    """The values as text for a chart's accessible name (a gap is an en dash)."""
+    return ", ".join("\N{EN DASH}" if v is None else f"{v:g}" for v in values)
 
 
 def bars(values: list[int] | list[float | None], width: int = 600, height: int = 120

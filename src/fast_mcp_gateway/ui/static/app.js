@@ -19,6 +19,11 @@
         (data.detail ? " (" + data.detail + ")" : "");
     }
     if (kind === "catalog") { return "catalog changed: " + (data.kinds || []).join(", "); }
+    if (kind === "alert") {
+      return (data.state === "firing" ? "ALERT FIRING " : "alert resolved ") +
+        data.rule + " on " + data.server + " [" + data.severity + "]" +
+        (data.message ? ": " + data.message : "");
+    }
     return kind + ": " + JSON.stringify(data);
   }
 
@@ -29,6 +34,11 @@
     var item = document.createElement("li");
     item.className = "event event-" + kind;
     item.dataset.kind = kind;
+    if (kind === "alert") {
+      item.classList.add("alert-" + data.state);
+      item.dataset.alert = data.state;
+      item.dataset.severity = data.severity;
+    }
     var when = document.createElement("time");
     when.dateTime = new Date(data.at * 1000).toISOString();
     when.textContent = new Date(data.at * 1000).toLocaleTimeString() + " ";
@@ -36,6 +46,18 @@
     item.appendChild(document.createTextNode(describe(kind, data)));  // text, never HTML
     feed.insertBefore(item, feed.firstChild);
     while (feed.children.length > 200) { feed.removeChild(feed.lastChild); }
+  }
+
+  // A firing or resolved alert is announced on every page (a polite live region).
+  var toastBox = document.getElementById("alert-toast");
+  var toastTimer = null;
+  function toast(data) {
+    if (!toastBox) { return; }
+    toastBox.textContent = describe("alert", data);
+    toastBox.dataset.alert = data.state;
+    toastBox.hidden = false;
+    if (toastTimer) { clearTimeout(toastTimer); }
+    toastTimer = setTimeout(function () { toastBox.hidden = true; }, 8000);
   }
 
   var source = new EventSource(url);
@@ -50,10 +72,30 @@
     source.addEventListener(kind, function (e) {
       var data = JSON.parse(e.data);
       show(kind, data);
+      if (kind === "alert") { toast(data); }
       body.dispatchEvent(new CustomEvent("gw-live", { detail: { kind: kind } }));
+      if (kind === "alert") {
+        body.dispatchEvent(new CustomEvent("gw-alert", { detail: data }));
+      }
     });
   });
   window.addEventListener("pagehide", function () { source.close(); });
+
+  // The alert rule form: not_ready takes no threshold, so its fields hide (and, being
+  // disabled, are not sent).
+  var ruleForm = document.getElementById("rule-form");
+  if (ruleForm) {
+    var metric = document.getElementById("rule-metric");
+    var syncMetric = function () {
+      var none = metric.value === "not_ready";
+      ruleForm.querySelectorAll(".metric-threshold").forEach(function (box) {
+        box.hidden = none;
+        box.querySelectorAll("input, select").forEach(function (f) { f.disabled = none; });
+      });
+    };
+    metric.addEventListener("change", syncMetric);
+    syncMetric();
+  }
 
   // The add-server form shows the fields of the chosen kind only.
   var form = document.getElementById("server-form");

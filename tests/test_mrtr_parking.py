@@ -207,7 +207,7 @@ async def test_roots_outside_a_call_come_from_the_sole_host_only() -> None:
     from fast_mcp_gateway.upstream.relay import HostRelay, InFlight, SoleHost
 
     inflight, sole = InFlight(), SoleHost()
-    relay = HostRelay("up", inflight, sole)
+    relay = HostRelay("up", inflight, sole=sole)
     ctx: Any = None
     # No sole host (HTTP, library use): the documented answer is no roots.
     assert (await relay.on_list_roots(ctx)).roots == []

@@ -313,6 +313,10 @@ class Gateway:
     ) -> types.CompleteResult:
         ref = params.ref
         upstream_ref: types.PromptReference | types.ResourceTemplateReference
+        known = (self.manager.route_prompt(ref.name) if isinstance(ref, types.PromptReference)
+                 else self.manager.view.templates.get(ref.uri))
+        if known is None:  # its server may still be connecting (initialize does not wait)
+            await self.startup.settled()
         if isinstance(ref, types.PromptReference):
             route = self.manager.route_prompt(ref.name)
             if route is None or not self._visible(route[0].name):

@@ -4,13 +4,16 @@ path and the express lane's list cache, and the lists' deterministic order."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastmcp import Client, FastMCP
 
 from fast_mcp_gateway.front.listing import ListCache
-from tests.fixtures import beta_server, make_gateway, memory_entry
+from tests.fixtures import PY, SERVERS, beta_server, make_gateway, memory_entry
+from tests.test_lane import raw_host
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +111,63 @@ async def test_tools_list_order_does_not_depend_on_config_or_connect_order() -> 
             seen.append([n for n in names if n.startswith(("zeta_", "alpha_"))])
     assert seen[0] == seen[1] == sorted(seen[0])
     assert len(seen[0]) == 5
+
+
+def _stdio_config(tmp_path: Path) -> Path:
+    def entry(script: str, env: dict[str, str]) -> str:
+        return (f"    command: {json.dumps(PY)}\n"
+                f"    args: [{json.dumps(str(SERVERS / script))}]\n"
+                f"    env: {json.dumps(env)}\n")
+
+    marks = str(tmp_path)
+    path = tmp_path / "servers.yaml"
+    path.write_text(
+        "gateway:\n  profiles:\n    coding: {servers: [up, quick]}\n"
+        "servers:\n"
+        "  up:\n" + entry("lane.py", {"LANE_MARKS": marks, "LANE_CACHE_TTL": "30"})
+        + "  quick:\n" + entry("marked.py", {"MARKS": marks, "MARK_NAME": "quick",
+                                             "MARK_CACHE_TTL": "7"})
+        + "  far:\n" + entry("marked.py", {"MARKS": marks, "MARK_NAME": "far",
+                                           "MARK_CACHE_TTL": "1"}))
+    return path
+
+
+async def _listed(host: Any, name: str) -> dict[str, Any]:
+    """The tools/list result once ``name`` is in it (upstreams connect in the background)."""
+    with anyio.fail_after(30):
+        while True:
+            result: dict[str, Any] = (await host.request("tools/list"))["result"]
+            if any(t["name"] == name for t in result["tools"]):
+                return result
+            await anyio.sleep(0.05)  # another process's progress: nothing to wait on
+
+
+@pytest.mark.parametrize("lane", [True, False])
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_serve_profile_over_stdio_starts_only_its_servers_and_hints_its_lists(
+        tmp_path: Path, era: str, lane: bool) -> None:
+    config = _stdio_config(tmp_path)
+    async with raw_host(config, era, lane=lane, command=[
+            PY, "-m", "fast_mcp_gateway", "serve", "--profile", "coding", "--log-level",
+            "WARNING", "--config"]) as host:
+        tools = await _listed(host, "quick_hello")
+        servers = await host.call("gateway_list_servers")
+        assert (tmp_path / "quick.started").exists() and (tmp_path / "up.started").exists() \
+            is False   # lane.py leaves no start mark; marked.py does
+        if era == "modern":
+            # min(30 s, 7 s); private: a profile's list depends on how it is served
+            assert (tools["ttlMs"], tools["cacheScope"]) == (7000, "private")
+        else:
+            assert "ttlMs" not in tools and "cacheScope" not in tools
+    # The admin tools of a profile process see (and run) only the profile's servers.
+    assert "far" not in json.dumps(servers["structuredContent"])
+    assert "quick" in json.dumps(servers["structuredContent"])
+    assert not (tmp_path / "far.started").exists()
+
+
+async def test_without_a_profile_every_server_is_started(tmp_path: Path) -> None:
+    """The control: the same config without --profile spawns ``far`` too."""
+    async with raw_host(_stdio_config(tmp_path), "modern") as host:
+        tools = await _listed(host, "far_hello")
+        assert (tools["ttlMs"], tools["cacheScope"]) == (1000, "public")
+    assert (tmp_path / "far.started").exists()

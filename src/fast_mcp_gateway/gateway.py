@@ -257,7 +257,11 @@ class Gateway:
                                 self._on_complete)
 
     def _visible(self, server: str) -> bool:
-        return self.provider.pipeline.resolve_principal().may_use(server)
+        """Whether the caller reaches ``server``'s resources and completions: its own
+        access, within the profile in force (outside it: "Unknown ...", as for lists)."""
+        active = self.provider.active_profile()
+        return self.provider.pipeline.resolve_principal().may_use(server) and (
+            active is None or active.shows_server(server))
 
     def _resource_origin(self, uri: str) -> tuple[Service, str]:
         view = self.manager.view

@@ -84,6 +84,15 @@ async def test_an_unhinted_or_private_upstream_makes_the_list_stale_or_private()
         assert (lane["ttlMs"], lane["cacheScope"]) == (30000, "private")
 
 
+async def test_with_tokens_the_list_depends_on_the_caller_so_it_is_private() -> None:
+    from tests.test_mcp_auth import TOKENS
+
+    gw = gateway({"slow": hinted("slow", 60, "public")}, auth={"tokens": TOKENS})
+    async with Client(gw.server, mode="auto") as client:
+        tools = await client.list_tools_mcp()
+        assert (tools.ttl_ms, tools.cache_scope) == (60000, "private")
+
+
 async def test_a_profile_narrows_the_ttl_to_its_servers_and_makes_it_private() -> None:
     gw = gateway({"slow": hinted("slow", 60, "public"), "quick": hinted("quick", 5, "public")},
                  profiles={"slowonly": {"servers": ["slow"]}})

@@ -75,13 +75,16 @@ def exposed_uri(uri: str) -> str:
 
 
 def namespaced(method: str) -> list[dict[str, Any]]:
-    """The upstream's own list, as the gateway must expose it (only names changed)."""
+    """The upstream's own list, as the gateway must expose it (only names changed), in
+    the gateway's order: by exposed name (URI, URI template), whatever the upstream's."""
     items = copy.deepcopy(LISTS[method][KEYS[method]])
     for item in items:
         if "name" in item and method in ("tools/list", "prompts/list"):
             item["name"] = f"fid_{item['name']}"
         if "uri" in item:  # listed: in the catalog's normalised form (as read back)
             item["uri"] = normalize_uri(exposed_uri(item["uri"]))
+    items.sort(key=lambda i: i.get("name") if method in ("tools/list", "prompts/list")
+               else i.get("uri", i.get("uriTemplate")))
     return [i for i in items if i.get("execution", {}).get("taskSupport") != "required"]
 
 

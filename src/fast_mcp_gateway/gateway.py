@@ -51,7 +51,7 @@ from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
-from fast_mcp_gateway.front.profiles import check_profile
+from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
@@ -258,7 +258,11 @@ class Gateway:
                                 self._on_complete)
 
     def _visible(self, server: str) -> bool:
-        return self.provider.pipeline.resolve_principal().may_use(server)
+        """Whether the caller reaches ``server``'s resources and completions: its own
+        access, within the profile in force (outside it: "Unknown ...", as for lists)."""
+        active = self.provider.active_profile()
+        return self.provider.pipeline.resolve_principal().may_use(server) and (
+            active is None or active.shows_server(server))
 
     def _resource_origin(self, uri: str) -> tuple[Service, str]:
         view = self.manager.view
@@ -387,6 +391,14 @@ class Gateway:
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
 
+    def _serve_profile_only(self) -> None:
+        """``serve --profile`` over stdio: the process is the profile, so the servers
+        outside it are not started (nor seen by the admin tools of this process).  Over
+        HTTP every profile has its endpoint, so every server runs."""
+        only = profile_servers(self.settings.profile, self.config.options)
+        if only is not None:
+            self.manager.restrict(only)
+
     async def _run_stdio(self) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
 
@@ -395,6 +407,7 @@ class Gateway:
         """
         # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
         self.manager.startup_hold = 0
+        self._serve_profile_only()
         async with stdio_streams() as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
                 await self.server.run_async(transport="stdio", show_banner=False)

@@ -23,7 +23,10 @@ from mcp_types import (
     TextContent,
 )
 
-mcp = FastMCP("lane")
+# LANE_CACHE_TTL (seconds): its lists carry public 2026-07-28 freshness hints.
+_TTL = os.environ.get("LANE_CACHE_TTL")
+mcp = FastMCP("lane", cache_ttl=int(_TTL) if _TTL else None,
+              cache_scope="public" if _TTL else None)
 MARKS = Path(os.environ.get("LANE_MARKS", "."))
 print(f"lane upstream pid={os.getpid()}", file=sys.stderr, flush=True)
 

@@ -203,6 +203,7 @@ class ControlPlane:
         returns the names acted on.  One server that fails does not stop the others."""
         manager = self.manager
         acted: list[str] = []
+        desired = manager.served(desired)   # serve --profile: the profile's servers only
         for name in [n for n in manager.services if n not in desired]:
             acted.append(name)
             await self._apply(name, manager.remove_server(name))

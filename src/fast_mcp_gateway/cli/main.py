@@ -241,12 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def early_starts(config: GatewayConfig) -> list[tuple[str, list[str], dict[str, str],
-                                                      str | None]]:
-    """What every enabled stdio replica of ``config`` is started from."""
+def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
+                 ) -> list[tuple[str, list[str], dict[str, str], str | None]]:
+    """What every enabled stdio replica of ``config`` is started from (over stdio with
+    ``--profile``: of the profile's servers only, as ``Gateway`` runs no others)."""
+    from fast_mcp_gateway.front.profiles import profile_servers
+
+    only = (profile_servers(settings.profile, config.options)
+            if settings is not None and settings.transport == "stdio" else None)
     starts = []
     for server in config.servers.values():
-        if not server.enabled:
+        if not server.enabled or (only is not None and server.name not in only):
             continue
         for replica, _weight in server.replica_configs():
             if replica.kind == "stdio" and replica.command is not None:
@@ -265,7 +270,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings) -> None
     """
     from fast_mcp_gateway.upstream.processes import discard_early, spawn_early
 
-    await spawn_early(early_starts(config))
+    await spawn_early(early_starts(config, settings))
     try:
         from fast_mcp_gateway.gateway import Gateway
 

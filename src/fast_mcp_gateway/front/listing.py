@@ -27,6 +27,7 @@ from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import low_level_server
+from fast_mcp_gateway.front.hints import apply_list_hint
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -114,7 +115,8 @@ class ListCache:
         hit = self._cache.get((method, version))
         if hit is not None and hit[0] == key:
             return hit[1]
-        result = await list_result(self.server, method, version)
+        result = apply_list_hint(self.provider, method,
+                                 await list_result(self.server, method, version))
         body = encode_json(wire_result(self.server, method, version, result))
         self.builds += 1
         # Keyed by what was current when the build began: a change during it makes

@@ -44,6 +44,15 @@ def check_profile(name: str | None, options: GatewayOptions) -> None:
         raise ConfigError.single("--profile", None, None, unknown_profile(name, options))
 
 
+def profile_servers(name: str | None, options: GatewayOptions) -> frozenset[str] | None:
+    """The servers a process serving profile ``name`` over stdio runs (None: all of
+    them -- no profile, or one that does not limit servers).  Over HTTP every profile
+    has its own endpoint, so every server runs whatever ``--profile`` says."""
+    profile = options.profiles.get(name) if name is not None else None
+    return frozenset(profile.servers) if profile is not None and profile.servers is not None \
+        else None
+
+
 def request_profile() -> str | None:
     """The profile the current HTTP request came in for (None: not an HTTP request, or
     the plain endpoint)."""

@@ -62,6 +62,12 @@ def _task_required(tool: types.Tool) -> bool:
     return tool.execution is not None and tool.execution.task_support == "required"
 
 
+def _first(item: tuple[str, Any]) -> str:
+    # Lists in name order: the same bytes whatever order upstreams connected in, or
+    # were configured or added in (hosts' prompt caches key on them).
+    return item[0]
+
+
 def _visible(server: str, servers: frozenset[str] | None) -> bool:
     return servers is None or server in servers
 
@@ -186,7 +192,7 @@ class GatewayProvider(Provider):
         self._task_required = {}
         tools: dict[str, GatewayTool] = {}
         lane: dict[str, UpstreamTool] = {}
-        for name, (origin, t) in view.tools.items():
+        for name, (origin, t) in sorted(view.tools.items(), key=_first):
             if _task_required(t):
                 self._hide_task_tool(name, origin, t)
                 continue
@@ -202,7 +208,7 @@ class GatewayProvider(Provider):
             tool._wire = t
             tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
-        for name, (origin, p) in view.prompts.items():
+        for name, (origin, p) in sorted(view.prompts.items(), key=_first):
             prompt = GatewayPrompt(
                 name=name, title=p.title, description=p.description, icons=p.icons, meta=p.meta,
                 arguments=[
@@ -217,7 +223,7 @@ class GatewayProvider(Provider):
             prompt._links = self.links
             prompts[name] = prompt
         resources: dict[str, GatewayResource] = {}
-        for uri, (origin, r) in view.resources.items():
+        for uri, (origin, r) in sorted(view.resources.items(), key=_first):
             resource = GatewayResource(
                 uri=AnyUrl(uri), name=r.name, title=r.title, description=r.description,
                 mime_type=r.mime_type or "text/plain", icons=r.icons,
@@ -228,7 +234,7 @@ class GatewayProvider(Provider):
             resource._wire, resource._exposed_uri = r, uri
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
-        for uri_template, (origin, tp) in view.templates.items():
+        for uri_template, (origin, tp) in sorted(view.templates.items(), key=_first):
             template = GatewayTemplate(
                 uri_template=uri_template, name=tp.name, title=tp.title,
                 description=tp.description, mime_type=tp.mime_type or "text/plain",

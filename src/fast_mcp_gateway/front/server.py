@@ -29,6 +29,7 @@ from fastmcp.utilities.versions import VersionSpec
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
 from fast_mcp_gateway.front.encodings import RelayedError
+from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.routing.manager import UpstreamManager
@@ -115,6 +116,7 @@ class GatewayServer(PreferredToolServer):
             return tool
 
         self.prefer_tool = prefer
+        hint_lists(self, provider)   # ttlMs / cacheScope of the aggregate lists
 
     async def _at_gate(self) -> None:
         if self.gate is not None:

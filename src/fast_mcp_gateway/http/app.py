@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastmcp
 from fastmcp import FastMCP
 from fastmcp.server.auth import AuthProvider, RemoteAuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
@@ -88,15 +89,24 @@ class GatewayApp(Starlette):
 class ProfilePaths:
     """Serves ``<path>/p/<profile>`` (``/mcp/p/coding``) with the one MCP endpoint, the
     profile named in the ASGI scope for the provider (``front/profiles.py``); an
-    unknown profile is a 404 listing the known ones."""
+    unknown profile is a 404 listing the known ones.
 
-    def __init__(self, app: Any, *, path: str, ctx: AdminContext) -> None:
+    SSE (``messages`` set): ``/sse/p/<profile>`` opens the stream with ``root_path``
+    set so that the SDK announces ``/sse/p/<profile>/messages/`` as the endpoint to
+    post to, and those posts reach ``/messages/`` with the profile in the scope (the
+    SDK hands each post's request to the session, which is where it is read)."""
+
+    def __init__(self, app: Any, *, path: str, ctx: AdminContext,
+                 messages: str | None = None) -> None:
         self.app, self.path, self.ctx = app, path.rstrip("/") or "/", ctx
         self.prefix = self.path.rstrip("/") + PROFILE_PREFIX
+        self.messages = messages
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            name = scope["path"][len(self.prefix):].rstrip("/")
+            name, rest = scope["path"][len(self.prefix):].rstrip("/"), ""
+            if self.messages is not None:   # SSE: /sse/p/<name>[/messages/]
+                name, _, rest = name.partition("/")
             if name not in self.ctx.options.profiles:
                 message = unknown_profile(name, self.ctx.options)
                 response = JSONResponse({"error": {"code": "unknown_profile",
@@ -104,8 +114,16 @@ class ProfilePaths:
                                         status_code=404)
                 await response(scope, receive, send)
                 return
-            scope = {**scope, "path": self.path, "raw_path": self.path.encode(),
-                     SCOPE_KEY: name}
+            target = self.path
+            extra: dict[str, Any] = {}
+            if rest:   # SSE posts: /sse/p/<name>/messages/ -> /messages/
+                target = (self.messages if self.messages is not None
+                          and f"/{rest}" == self.messages.rstrip("/") else f"/{rest}")
+            elif self.messages is not None:   # the stream announces the profile's posts
+                extra["root_path"] = (scope.get("root_path", "").rstrip("/")
+                                      + self.prefix + name)
+            scope = {**scope, "path": target, "raw_path": target.encode(), SCOPE_KEY: name,
+                     **extra}
         await self.app(scope, receive, send)
 
 
@@ -204,8 +222,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             yield
 
-    middleware = ([Middleware(ProfilePaths, path=settings.path, ctx=ctx)]
-                  if transport == "http" else [])
+    middleware = [Middleware(ProfilePaths, path=mcp_path, ctx=ctx,
+                             messages=fastmcp.settings.message_path if transport == "sse"
+                             else None)]
     app = GatewayApp(routes=mounts, lifespan=lifespan, middleware=middleware)
     app.verifier = verifier
     app.access = access

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -50,6 +50,7 @@ from fast_mcp_gateway.upstream.replica import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 ChangeKind = str  # "tools" | "resources" | "prompts"
@@ -126,6 +127,7 @@ class UpstreamManager:
         self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
         self.pins = PinBook()
         self.startup_hold = math.inf  # seconds run() waits for first attempts
+        self.only: frozenset[str] | None = None   # servers this process runs (restrict)
         for server in config.servers.values():
             self.services[server.name] = self._make_service(server)
 
@@ -212,10 +214,30 @@ class UpstreamManager:
                     upstream.stop()
                 self._task_group = None
 
+    def restrict(self, names: Iterable[str]) -> None:
+        """Run only the servers ``names`` (a stdio ``serve --profile``: the profile's),
+        now and through every configure, reconcile and runtime registration; the
+        others are neither started nor seen by the admin operations.  Before ``run()``."""
+        if self._task_group is not None:
+            raise AdminError("restrict() is for before the gateway starts")
+        self.only = frozenset(names)
+        self.services = self.served(self.services)
+        self._rebuild()
+
+    def served(self, servers: Mapping[str, T]) -> dict[str, T]:
+        """``servers`` this process runs (all of them unless ``restrict`` was called)."""
+        only = self.only
+        return {n: s for n, s in servers.items() if only is None or n in only}
+
     def add_server(self, server: ServerConfig) -> Service:
         """Start a new server at runtime (library/admin use)."""
         if server.name in self.services:
             raise AdminError(f"server '{server.name}' already exists")
+        if self.only is not None and server.name not in self.only:
+            raise AdminError(
+                f"server '{server.name}' is outside the profile this gateway serves "
+                f"(servers: {', '.join(sorted(self.only)) or 'none'}); a registration is "
+                "kept and applies to gateways serving it, but is not started here")
         if self._task_group is None:
             raise AdminError("the gateway is not running")
         service = self._make_service(server)
@@ -250,7 +272,8 @@ class UpstreamManager:
         """Set the servers before ``run()`` (e.g. merged with runtime registrations)."""
         if self._task_group is not None:
             raise AdminError("configure() is for before the gateway starts; use reconcile()")
-        self.services = {name: self._make_service(server) for name, server in servers.items()}
+        self.services = {name: self._make_service(server)
+                         for name, server in self.served(servers).items()}
         self._rebuild()
 
     async def reconcile(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
@@ -258,6 +281,7 @@ class UpstreamManager:
         restart changed ones; unchanged ones keep running untouched."""
         report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [],
                                         "unchanged": []}
+        desired = self.served(desired)
         for name in [n for n in self.services if n not in desired]:
             await self.remove_server(name)
             report["removed"].append(name)

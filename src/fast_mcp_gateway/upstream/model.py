@@ -35,6 +35,11 @@ class Catalog:
     resources: list[types.Resource] = field(default_factory=list)
     templates: list[types.ResourceTemplate] = field(default_factory=list)
     prompts: list[types.Prompt] = field(default_factory=list)
+    # 2026-07-28 freshness hints per list method ("tools/list": (ttl_ms, scope)), when
+    # the server set them (every page; the page minimum).  Absent: no hint given (a
+    # legacy server, or one that does not hint), which the gateway reads as "stale
+    # now, private" when it hints its own aggregate lists (front/hints.py).
+    hints: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {

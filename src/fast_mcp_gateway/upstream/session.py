@@ -112,22 +112,23 @@ class CatalogFetcher:
         caps = session.server_capabilities or types.ServerCapabilities()
         catalog = Catalog()
         if caps.tools is not None:
-            catalog.tools = await self._list("tools/list", session.list_tools, "tools")
+            catalog.tools = await self._list(catalog, "tools/list", session.list_tools,
+                                             "tools")
         if caps.resources is not None:
-            catalog.resources = await self._list("resources/list", session.list_resources,
-                                                 "resources")
+            catalog.resources = await self._list(catalog, "resources/list",
+                                                 session.list_resources, "resources")
             catalog.templates = await self._list(
-                "resources/templates/list", session.list_resource_templates,
+                catalog, "resources/templates/list", session.list_resource_templates,
                 "resource_templates")
         if caps.prompts is not None:
-            catalog.prompts = await self._list("prompts/list", session.list_prompts,
+            catalog.prompts = await self._list(catalog, "prompts/list", session.list_prompts,
                                                "prompts")
         return catalog
 
-    async def _list(self, method: str, fetch: Callable[..., Awaitable[Any]],
-                    attr: str) -> list[Any]:
+    async def _list(self, catalog: Catalog, method: str,
+                    fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:
         try:
-            return await paginate(fetch, attr)
+            return await paginate(fetch, attr, catalog.hints, method)
         except MCPError as exc:
             if method in OPTIONAL_LISTS and exc.error.code == types.METHOD_NOT_FOUND:
                 if method not in self.declined:
@@ -140,14 +141,29 @@ class CatalogFetcher:
             raise StepFailed(method, exc) from exc
 
 
-async def paginate(fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:
+async def paginate(fetch: Callable[..., Awaitable[Any]], attr: str,
+                   hints: dict[str, tuple[int, str]] | None = None,
+                   method: str = "") -> list[Any]:
+    """Every page's items; the pages' freshness hint goes into ``hints[method]`` when
+    every page carried one (the smallest ttl, ``private`` if any page said so)."""
     items: list[Any] = []
     cursor: str | None = None
+    hint: tuple[int, str] | None = None
+    hinted = True
     for _ in range(1000):  # a server that never stops paging is a bug, not a catalog
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         result = await fetch(params=params)
         items.extend(getattr(result, attr))
+        if hinted and "ttl_ms" in getattr(result, "model_fields_set", ()):
+            scope = getattr(result, "cache_scope", "private")
+            page = (int(result.ttl_ms), scope if scope == "public" else "private")
+            hint = page if hint is None else (
+                min(hint[0], page[0]), "public" if hint[1] == page[1] == "public" else "private")
+        else:
+            hinted = False
         cursor = result.next_cursor
         if not cursor:
             break
+    if hints is not None and hinted and hint is not None:
+        hints[method] = hint
     return items

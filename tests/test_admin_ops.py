@@ -24,10 +24,11 @@ from fast_mcp_gateway.config.registrations import TOMBSTONE
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError, ConfigError, UpstreamError
-from fast_mcp_gateway.routing.manager import CatalogView, UpstreamManager
+from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import HealthRecord, Invocation, StorageError, Store, open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fast_mcp_gateway.routing.manager import normalize_uri
+from fast_mcp_gateway.routing.view import normalize_uri
 from tests.fixtures import PY, SERVERS
 from tests.servers.fidelity import LISTS, README, URL_ERROR
 from tests.test_lane import CLIENT_INFO, RawHost

@@ -55,9 +55,10 @@ from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
-from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.store import Store, open_store
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder

@@ -17,9 +17,9 @@ from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
 from fast_mcp_gateway.errors import AdminError
-from fast_mcp_gateway.routing.manager import CatalogView
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 

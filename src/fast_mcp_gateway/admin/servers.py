@@ -35,8 +35,8 @@ from fast_mcp_gateway.config.registrations import (
 )
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import Conflict, NotFound
-from fast_mcp_gateway.routing.manager import CatalogView
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")

@@ -41,10 +41,11 @@ from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.front.search import meta_tools
 from fast_mcp_gateway.routing.curation import read_refusal
-from fast_mcp_gateway.routing.manager import UpstreamManager, normalize_uri
+from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import SearchDoc, SearchIndex
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.upstream.model import UpstreamState
 

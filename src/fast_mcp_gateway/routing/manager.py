@@ -14,17 +14,16 @@ import contextvars
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
-from pydantic import AnyUrl, BaseModel
+from pydantic import BaseModel
 
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
-from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, curate
+from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.naming import (
     NameTable,
@@ -38,6 +37,7 @@ from fast_mcp_gateway.routing.naming import (
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import CatalogView, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
@@ -57,44 +57,6 @@ ChangeKind = str  # "tools" | "resources" | "prompts"
 # (server, params, host): ``host`` is the key of the one host a per_client session
 # serves (``FrontCall.host``), or None for a shared session's log (every host that asked).
 LogListener = Callable[[str, types.LoggingMessageNotificationParams, Any], None]
-
-
-def normalize_uri(uri: str) -> str:
-    """The form FastMCP hands back for a URI (pydantic ``AnyUrl``), for table keys."""
-    try:
-        return str(AnyUrl(uri))
-    except ValueError:
-        return uri
-
-
-@dataclass
-class CatalogView:
-    """One generation of the merged catalog: exposed name -> (origin, upstream item)."""
-
-    tools: dict[str, tuple[Origin, types.Tool]] = field(default_factory=dict)
-    prompts: dict[str, tuple[Origin, types.Prompt]] = field(default_factory=dict)
-    resources: dict[str, tuple[Origin, types.Resource]] = field(default_factory=dict)
-    templates: dict[str, tuple[Origin, types.ResourceTemplate]] = field(default_factory=dict)
-    renames: list[Rename] = field(default_factory=list)
-    generation: int = 0
-    # Curation: what each server's rules did, and hidden components by the name (or
-    # URI / template) they would have had, so a call by that name is refused clearly.
-    curation: dict[str, Curated] = field(default_factory=dict)
-    hidden: dict[tuple[str, str], tuple[Hidden, Any]] = field(default_factory=dict)
-    hidden_originals: dict[tuple[str, str, str], Hidden] = field(default_factory=dict)
-    # The upstream's own annotations of tools whose host-facing ones are overridden.
-    upstream_annotations: dict[str, types.ToolAnnotations | None] = field(
-        default_factory=dict)
-
-    def hidden_as(self, kind: str, name: str) -> tuple[Hidden, Any] | None:
-        """The hidden component a host names ``name`` (kind: tool, prompt, resource,
-        resource_template), with its upstream item; None if nothing hidden is called so."""
-        return self.hidden.get((kind, name))
-
-    def refusal(self, kind: str, server: str, original: str) -> str | None:
-        """Why a call of ``original`` on ``server`` is refused by curation, if it is."""
-        hidden = self.hidden_originals.get((kind, server, original))
-        return hidden.message if hidden is not None else None
 
 
 class UpstreamManager:

@@ -222,8 +222,6 @@ async def test_what_the_lane_does_not_fully_understand_takes_the_full_path() -> 
         cases: list[tuple[dict[str, Any], dict[str, str]]] = [
             (body_of(name, args, {"progressToken": True}), headers_of(name)),
             (body_of(name, args, {types.LOG_LEVEL_META_KEY: "loud"}), headers_of(name)),
-            ({**body_of(name, args), "params": {**body_of(name, args)["params"],
-                                                "requestState": "s"}}, headers_of(name)),
             (body_of(name, args), headers_of(name, accept="text/event-stream")),
             (body_of(name, args), headers_of(name, accept="application/json")),
             (body_of(name, args), headers_of("alpha_fail")),  # routing header mismatch

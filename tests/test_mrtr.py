@@ -137,8 +137,9 @@ async def test_a_2026_host_answers_a_handshake_era_upstreams_pushed_asks(
         assert name == "accept:Ada"  # the upstream received the host's answers
         assert sampled.endswith(":sampled-by-host")
         assert host.asked == ["elicit:Your name?", "sample:poem for accept:Ada"]
-        # The lane sends its own request ids upstream; the full path the SDK's.
-        assert str(request_id).startswith("gw-") is (front == "stdio-lane")
+        # The lanes (stdio, and HTTP for 2026-07-28 hosts) send their own request ids
+        # upstream; the full path the SDK's.
+        assert str(request_id).startswith("gw-") is (front in ("stdio-lane", "http"))
 
         # Questions asked at once (and roots, within the call) in one upstream call.
         host.asked.clear()

@@ -21,11 +21,11 @@ is), so the gateway can answer the commonest one itself, in front of FastMCP's a
 
 Anything it does not fully understand goes to FastMCP's app unchanged (the body
 replayed): other methods and eras, a session, an ``Accept`` without both JSON and
-SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, MRTR retries
-(``inputResponses`` / ``requestState``), a token that does not verify or lacks access
-to the tool's server (the full path words those refusals), tools the stdio lane
-would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
-tracing is configured (the full path emits the spans).
+SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that does
+not verify or lacks access to the tool's server (the full path words those refusals),
+tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
+tracing is configured (the full path emits the spans).  MRTR continuations
+(``inputResponses`` / ``requestState``) stay on the lane like their first round.
 """
 
 from __future__ import annotations
@@ -170,8 +170,6 @@ class HttpLane:
         if not isinstance(meta, dict) or not isinstance(name, str) \
                 or not (arguments is None or isinstance(arguments, dict)):
             return None
-        if any(key in params for key in ("inputResponses", "requestState")):
-            return None  # MRTR retries: the full path's
         level, token = meta.get(types.LOG_LEVEL_META_KEY), meta.get("progressToken")
         if (level is not None and level not in _LOG_LEVELS) or (
                 token is not None and (not isinstance(token, str | int)
@@ -225,6 +223,10 @@ class HttpLane:
         token = meta.get("progressToken")
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
+            # MRTR continuations stay on the lane: the state it handed out is the lane's
+            # (unsealed), which the full path would refuse.
+            input_responses=plan.params.get("inputResponses"),
+            request_state=plan.params.get("requestState"),
             client_id=client_id if isinstance(client_id, str) and client_id else "stdio",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),

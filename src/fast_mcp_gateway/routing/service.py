@@ -254,8 +254,7 @@ class Service:
             async with self.clients.session(front) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
-        if self.pick(set(), key) is None:
-            await self._first_connects()
+        await self._first_connects()  # only waits while every replica is still starting
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)

@@ -204,3 +204,25 @@ async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) ->
     with pytest.raises(StorageError, match="takes nothing after it"):
         await open_store("memory://somewhere")
     assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
+
+
+async def test_concurrent_transactions_on_one_file_do_not_collide(tmp_path: Path) -> None:
+    """The recorder's batch write and a pin approval (each an explicit transaction) run
+    on one connection; the second BEGIN must wait, not fail ("within a transaction")."""
+    from fast_mcp_gateway.store.base import PinRecord
+
+    store = await SQLiteStore.open(tmp_path / "g.db")
+    try:
+        async with anyio.create_task_group() as tg:
+            for batch in range(20):
+                tg.start_soon(store.add_invocations, [
+                    Invocation(id=f"{batch}-{i}", trace_id="t", client="c", kind="tool",
+                               exposed="x", server="s", original="x", started_at=batch,
+                               duration_ms=1.0, status="success") for i in range(50)])
+                tg.start_soon(store.put_pins, [PinRecord(
+                    server="s", kind="tool", name=f"t{batch}", digest="d", definition="{}",
+                    status="approved", actor="first use", at=1.0)])
+        assert await store.count("invocations") == 1000
+        assert len(await store.pins()) == 20
+    finally:
+        await store.close()

@@ -76,6 +76,9 @@ class SQLiteStore:
         self._db = db
         self.path = path
         self._feed = LocalChangeFeed()
+        # One explicit transaction at a time on the one connection: a second BEGIN while
+        # another task's transaction awaits fails ("within a transaction").
+        self._tx = anyio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, *, allow_memory: bool = False) -> SQLiteStore:
@@ -126,6 +129,10 @@ class SQLiteStore:
         if not rows:
             return 0
         minutes, hours = aggregate_batch(rows)
+        async with self._tx:
+            return await self._add_invocations(rows, minutes, hours)
+
+    async def _add_invocations(self, rows: list[Invocation], minutes: Any, hours: Any) -> int:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -388,15 +395,16 @@ class SQLiteStore:
 
     async def put_pins(self, rows: Sequence[PinRecord]) -> None:
         db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.executemany(
-                f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [pin_row(r) for r in rows])
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+        async with self._tx:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [pin_row(r) for r in rows])
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
 
     async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
                           ) -> int:

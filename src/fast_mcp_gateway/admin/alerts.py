@@ -11,13 +11,13 @@ and the dashboard.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.alerts.states import loads_value
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.config.checks import explain, field_path
 from fast_mcp_gateway.errors import AdminError, ConfigError, ConfigIssue, Conflict, NotFound
@@ -200,18 +200,9 @@ async def history(ctx: AdminContext, *, server: str | None = None, rule: str | N
     rows = await require_store(ctx).alert_events(server=server, rule=rule, limit=limit,
                                                  before_id=before_id)
     events = [AlertEventView(id=r.id or 0, at=r.at, rule=r.rule, server=r.server,
-                             state=r.state, metric=r.metric, value=_loads(r.value),
-                             threshold=_loads(r.threshold), severity=r.severity,
+                             state=r.state, metric=r.metric, value=loads_value(r.value),
+                             threshold=loads_value(r.threshold), severity=r.severity,
                              message=r.message) for r in rows]
     return AlertHistoryPage(events=events, next_before_id=rows[-1].id
                             if len(rows) == limit and rows else None)
 
-
-def _loads(text: str | None) -> AlertValue:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, float | int | str) or value is None else str(value)

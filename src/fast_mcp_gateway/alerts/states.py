@@ -182,7 +182,7 @@ class AlertStates:
                 self.active[key] = Alert(
                     rule=event.rule, server=event.server, metric=event.metric,
                     state="firing", since=event.at, fired_at=event.at,
-                    value=_loads(event.value), threshold=_loads(event.threshold), op=None,
+                    value=loads_value(event.value), threshold=loads_value(event.threshold), op=None,
                     severity=event.severity)
                 restored += 1
         return restored
@@ -202,7 +202,8 @@ class AlertStates:
                           message=message)
 
 
-def _loads(text: str | None) -> Value:
+def loads_value(text: str | None) -> Value:
+    """A stored value or threshold (JSON) back as a number, a state name or None."""
     if text is None:
         return None
     try:

@@ -164,6 +164,23 @@ def test_a_change_undone_before_approval_withdraws_its_pending_definition() -> N
     assert [w.status for w in writes] == ["pending"] and len(events) == 1
 
 
+def test_a_store_read_that_overlaps_an_approval_does_not_undo_it() -> None:
+    """The pin worker reads the store's pins while an approval is being written: what it
+    read (the old pin, no row for a new tool) must not replace or drop the approval."""
+    book = PinBook(persistent=True)
+    _review(book, "warn", _catalog("v1"))
+    old_rows, _ = book.take_writes()
+    _review(book, "warn", _catalog("v2", "extra"))
+    book.approve("gh", None, "ops")
+    assert book.load(old_rows, ["gh"]) is False          # read before the write landed
+    assert book.pins[("gh", "tool", "lookup")].actor == "ops"
+    assert ("gh", "tool", "extra") in book.pins
+    assert _review(book, "warn", _catalog("v2", "extra")).hidden == []
+    assert book.open_findings() == []
+    book.saved(list(book.saving))                        # the store has them now
+    assert book.saving == set()
+
+
 def test_off_pins_nothing() -> None:
     book = PinBook()
     _review(book, "off", _catalog("v1"))

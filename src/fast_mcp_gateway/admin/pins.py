@@ -98,7 +98,14 @@ async def approve_changes(ctx: AdminContext, actor: Actor, server: str,
                            f"'{server}'; open findings: {', '.join(sorted(open_names)) or 'none'}")
     done = book.approve(server, names, actor.id)
     if ctx.store is not None and done:
-        await _persist_approval(ctx.store, server, [book.pins[f.key] for f in done])
+        records = [book.pins[f.key] for f in done]
+        try:
+            await _persist_approval(ctx.store, server, records)
+        except StorageError:
+            book.requeue(records)          # the pin worker writes them when the store is back
+            raise
+        finally:
+            book.saved(f.key for f in done)
     ctx.manager.refresh_catalog()
     approved = [finding_model(f) for f in done]
     await ctx.audit(actor, "approve_changes", server,
@@ -192,10 +199,13 @@ async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[No
                     await ctx.audit(PINNING_ACTOR, f"pin_{f.state}", f.server,
                                     {"kind": f.kind, "name": f.name, "held": f.held,
                                      "markers": list(f.markers)}, f.summary())
-                if book.findings and book.load(
-                        [r for s in list(book.findings) for r in await store.pins(s)],
-                        list(book.findings)):
-                    ctx.manager.refresh_catalog()     # approved elsewhere: release it
+                if book.findings:
+                    # A local approval while the store was read makes what was read stale
+                    # (it would put the old pin back); the next round reads it again.
+                    generation, servers = book.generation, list(book.findings)
+                    rows = [r for s in servers for r in await store.pins(s)]
+                    if book.generation == generation and book.load(rows, servers):
+                        ctx.manager.refresh_catalog()     # approved elsewhere: release it
                 delay = 0.2
             except StorageError as exc:
                 book.requeue(writes)

@@ -216,6 +216,10 @@ class PinBook:
     _memo: dict[PinKey, tuple[Any, str, tuple[str, ...]]] = field(
         default_factory=dict)
     _wake: anyio.Event | None = None
+    # Local approvals the store has not confirmed yet: ``load`` never puts an older
+    # stored pin over them, and the pin worker drops a store read that overlapped one.
+    generation: int = 0
+    saving: set[PinKey] = field(default_factory=set)
 
     # -- the catalog build ------------------------------------------------------------
 
@@ -334,6 +338,7 @@ class PinBook:
         ``approved_records`` and rebuilds the catalog)."""
         wanted = set(names) if names is not None else None
         done: list[Finding] = []
+        self.generation += 1
         for (kind, name), finding in sorted(self.findings.get(server, {}).items()):
             if wanted is not None and name not in wanted:
                 continue
@@ -341,8 +346,14 @@ class PinBook:
                 server=server, kind=kind, name=name, digest=finding.current_digest,
                 definition=_dumps(finding.current), status="approved", actor=actor,
                 at=time.time(), markers=list(finding.markers))
+            self.saving.add(finding.key)
             done.append(finding)
         return done
+
+    def saved(self, keys: Iterable[PinKey]) -> None:
+        """The store has (or has given up on) the approvals of ``keys``."""
+        self.saving.difference_update(keys)
+        self.generation += 1
 
     def load(self, records: Iterable[PinRecord], servers: Iterable[str] | None = None) -> bool:
         """Take the store's approved pins (of ``servers``, or all); returns whether any
@@ -352,10 +363,12 @@ class PinBook:
         fresh = {(r.server, r.kind, r.name): r for r in records if r.status == "approved"}
         changed = False
         for key in [k for k in self.pins if scope is None or k[0] in scope]:
-            if key not in fresh and self.pins[key].actor != TOFU:
+            if key not in fresh and self.pins[key].actor != TOFU and key not in self.saving:
                 del self.pins[key]
                 changed = True
         for key, record in fresh.items():
+            if key in self.saving:
+                continue
             old = self.pins.get(key)
             if old is None or old.digest != record.digest:
                 changed = True

@@ -356,6 +356,9 @@ def _routes(page: Any, base: str) -> None:
     page.screenshot(path=str(SHOTS / "routes.png"), full_page=True)
     # Delete it: names resolve to their own server again.
     page.get_by_role("button", name=re.compile(r"^Delete route")).first.click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Delete route #\d+\?"))).to_be_visible()
+    expect(page.locator(".confirm")).to_contain_text("notes_ stop going to server clock2")
+    page.get_by_role("button", name="Yes, delete").click()
     expect(page.locator(".flash")).to_contain_text("Deleted route")
     expect(page.get_by_text("No rules: every tool goes to its own server.")).to_be_visible()
     expect(resolve("notes_add_note")).to_contain_text("its own server")

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastmcp import Client
 
@@ -220,3 +221,65 @@ async def test_rules_are_managed_through_the_admin_tools_and_audited(tmp_path: P
         listed = (await client.call_tool("gateway_alert_rules", {})).structured_content
         assert listed is not None
         assert [r["rule"]["name"] for r in listed["rules"]] == ["slow"]
+
+
+async def test_gateways_sharing_a_store_post_each_alert_once(pg_url: str) -> None:
+    """Two gateways on one PostgreSQL read the same calls: both see the alert, one posts
+    and records it (the lease holder); when it stops, the other takes over.  A state
+    rule reads each gateway's own upstreams: each posts its own, named."""
+    import time
+
+    from fast_mcp_gateway.store import Invocation
+    from tests.alerting import webhook_receiver
+
+    a_store, b_store = await open_store(pg_url), await open_store(pg_url)
+    now = time.time()
+    await a_store.add_invocations([Invocation(
+        id=f"c{i}", trace_id="t", client="stdio", kind="tool", exposed="svc_work",
+        server="svc", original="work", started_at=now - 10 + i, duration_ms=5.0,
+        status="error", error="boom") for i in range(3)])
+    try:
+        with webhook_receiver() as receiver:
+            config = AlertsConfig.model_validate({
+                "webhook": {"url": receiver.url, "attempts": 1},
+                "rules": [{"name": "errors", "when": "success_rate < 0.5", "min_calls": 3},
+                          {"name": "down", "metric": "not_ready"}]})
+            a_states, b_states = {"svc": "ready"}, {"svc": "failed"}
+            a = AlertEngine(lambda: config, lambda: a_states, lambda: a_store,
+                            instance_id="gw-a")
+            b = AlertEngine(lambda: config, lambda: b_states, lambda: b_store,
+                            instance_id="gw-b")
+            async with anyio.create_task_group() as tg:
+                await tg.start(a.webhook.run)
+                await tg.start(b.webhook.run)
+                assert [(t.rule, t.state) for t in await a.evaluate()] == [
+                    ("errors", "firing")]
+                assert sorted((t.rule, t.state) for t in await b.evaluate()) == [
+                    ("down", "firing"), ("errors", "firing")]   # b sees it too
+                assert (a.leading, b.leading) == (True, False)
+                assert b.status()["leading"] is False
+                assert await a.webhook.idle(WITHIN) and await b.webhook.idle(WITHIN)
+                posted = sorted((p["rule"], p["gateway"]) for p in receiver.bodies())
+                assert posted == [("down", "gw-b"), ("errors", "gw-a")]   # once each
+                history = await a_store.alert_events()
+                assert sorted((e.rule, e.state) for e in history) == [
+                    ("down", "firing"), ("errors", "firing")]
+
+                # a stops (its lease runs out); b takes over and announces the resolve.
+                await a_store.close()
+                await b_store.hold_lease("alerts", "gw-a", -1)   # as if a's lease expired
+                await b_store.add_invocations([Invocation(
+                    id=f"ok{i}", trace_id="t", client="stdio", kind="tool",
+                    exposed="svc_work", server="svc", original="work",
+                    started_at=time.time(), duration_ms=5.0, status="success")
+                    for i in range(10)])
+                assert [(t.rule, t.state) for t in await b.evaluate()] == [
+                    ("errors", "resolved")]
+                assert b.leading is True
+                assert await b.webhook.idle(WITHIN)
+                assert [(p["rule"], p["state"], p["gateway"]) for p in receiver.bodies()
+                        if p["state"] == "resolved"] == [("errors", "resolved", "gw-b")]
+                tg.cancel_scope.cancel()
+    finally:
+        await b_store.close()
+        await a_store.close()

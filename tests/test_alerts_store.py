@@ -107,3 +107,15 @@ async def test_postgres_schema_has_the_alert_step(pg_url: str) -> None:
         assert await store.count("alert_rules") == 1  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+async def test_one_holder_of_a_lease_at_a_time(store: Store) -> None:
+    assert await store.hold_lease("alerts", "gw-a", 60) is True
+    assert await store.hold_lease("alerts", "gw-b", 60) is False      # a's is running
+    assert await store.hold_lease("alerts", "gw-a", 60) is True       # renewed
+    assert await store.hold_lease("other", "gw-b", 60) is True        # leases are by name
+    assert await store.hold_lease("other", "gw-a", 60) is False
+    # An expired lease (its holder stopped renewing: it died) passes to the next asker.
+    assert await store.hold_lease("expiring", "gw-a", -1) is True
+    assert await store.hold_lease("expiring", "gw-b", 60) is True
+    assert await store.hold_lease("expiring", "gw-a", 60) is False

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.admin.servers import status_of
 from fast_mcp_gateway.config.loader import ConfigError
 from fast_mcp_gateway.upstream.processes import is_alive
 from tests.fixtures import make_gateway, serve_http, stdio_entry
@@ -75,6 +77,20 @@ async def test_each_http_host_gets_its_own_process_reaped_when_it_leaves_or_idle
                 with pytest.raises(ToolError, match=r"max_clients: 2.*raise max_clients"):
                     await c.call_tool("asker_pid", {})
             assert len(service.clients.upstreams) == 2  # type: ignore[union-attr]
+            # Operators see them: status (admin tools, REST, dashboard) and /metrics.
+            status = status_of(service)
+            assert status.isolation == "per_client" and status.client_sessions is not None
+            sessions = status.client_sessions
+            assert (sessions.active, sessions.max_clients, sessions.created,
+                    sessions.ended) == (2, 2, 2, 0)
+            assert {s.pid for s in sessions.sessions} == set(pids.values())
+            async with httpx2.AsyncClient() as http:
+                scrape = (await http.get(f"{base}/metrics")).text
+                page = (await http.get(f"{base}/ui/servers/asker")).text
+            assert "Per-client sessions: 2 of at most 2 open, 2 opened, 0 ended" in page
+            for series in ("client_sessions", "client_sessions_limit",
+                           "client_sessions_created_total"):
+                assert f'mcp_gateway_{series}{{mcp_gateway_server="asker"}} 2.0' in scrape
 
             # Host A leaves: its process goes; B's stays while B is connected and busy.
             await a.close()
@@ -83,6 +99,8 @@ async def test_each_http_host_gets_its_own_process_reaped_when_it_leaves_or_idle
         # B has left too; its process is reaped (on leaving, or at the latest when idle).
         await gone(pids["B"])
         assert service.clients is not None and service.clients.upstreams == []
+        ended = status_of(service).client_sessions
+        assert ended is not None and (ended.active, ended.ended) == (0, 2)
     assert seen == {"A": ["question for A"], "B": ["question for B"]}
     await gone(catalog_pid, *pids.values())
 

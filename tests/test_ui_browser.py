@@ -156,6 +156,7 @@ def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
             _call_record(page, base)
             _accessibility(page, base)
             _tools_token_on_a_phone(browser, base)
+            _dark(browser, base)
         finally:
             browser.close()
 
@@ -356,6 +357,9 @@ def _routes(page: Any, base: str) -> None:
     page.screenshot(path=str(SHOTS / "routes.png"), full_page=True)
     # Delete it: names resolve to their own server again.
     page.get_by_role("button", name=re.compile(r"^Delete route")).first.click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Delete route #\d+\?"))).to_be_visible()
+    expect(page.locator(".confirm")).to_contain_text("notes_ stop going to server clock2")
+    page.get_by_role("button", name="Yes, delete").click()
     expect(page.locator(".flash")).to_contain_text("Deleted route")
     expect(page.get_by_text("No rules: every tool goes to its own server.")).to_be_visible()
     expect(resolve("notes_add_note")).to_contain_text("its own server")
@@ -457,6 +461,37 @@ def _accessibility(page: Any, base: str) -> None:
         expect(page.locator(":focus")).to_have_text("Skip to content")
         page.keyboard.press("Tab")
         assert page.evaluate(FOCUS_RING), path
+
+
+# WCAG contrast ratio of an element's text colour against the page background.
+CONTRAST = """(sel) => { const rgb = c => c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = c => { const [r, g, b] = rgb(c).map(v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const fg = lum(getComputedStyle(document.querySelector(sel)).color);
+  const bg = lum(getComputedStyle(document.body).backgroundColor);
+  return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05); }"""
+
+
+def _dark(browser: Any, base: str) -> None:
+    """The same pages in a browser that prefers dark: dark background, readable text."""
+    from playwright.sync_api import expect
+
+    for scheme, background in (("light", "rgb(255, 255, 255)"), ("dark", "rgb(13, 17, 23)")):
+        context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                      color_scheme=scheme)
+        page = context.new_page()
+        page.goto(base + "/ui/login")
+        page.get_by_label("Token").fill(OPS)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("article[data-server=notes]")).to_have_count(1)
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
+        for selector in ("main h1", "article[data-server=notes]", ".muted", "nav a"):
+            if page.locator(selector).count():
+                assert page.evaluate(CONTRAST, selector) >= 4.5, (scheme, selector)
+        if scheme == "dark":
+            page.screenshot(path=str(SHOTS / "overview-dark.png"))
+        context.close()
 
 
 def _tools_token_on_a_phone(browser: Any, base: str) -> None:

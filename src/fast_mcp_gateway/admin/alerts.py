@@ -72,6 +72,9 @@ class AlertStatus(BaseModel):
     last_evaluated_at: float | None
     store_error: str | None = Field(description="why rules on calls cannot be evaluated "
                                                 "now (the store is unreadable), if so")
+    leading: bool = Field(default=True, description="whether this gateway announces "
+                          "(webhook, history) alerts on calls for the gateways sharing its "
+                          "store; one of them does")
     history_unsaved: int = Field(description="transitions waiting for the store")
     history_dropped: int
     webhook: WebhookStatus | None

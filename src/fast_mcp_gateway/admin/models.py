@@ -35,6 +35,17 @@ class ReplicaStatus(BaseModel):
     last_error: str | None
 
 
+class ClientSessionsStatus(BaseModel):
+    """The per-host upstream sessions of an ``isolation: per_client`` server."""
+
+    active: int = Field(description="sessions open now (one per host session or caller)")
+    max_clients: int
+    idle_timeout_seconds: float
+    created: int = Field(description="sessions opened since the server started")
+    ended: int = Field(description="sessions ended: host left, idle, or first connect failed")
+    sessions: list[ReplicaStatus] = Field(default_factory=list)
+
+
 class ServerStatus(BaseModel):
     """One upstream server as the gateway sees it now."""
 
@@ -57,6 +68,9 @@ class ServerStatus(BaseModel):
     health: str = Field(default="UNKNOWN", description="the best of its replicas' health")
     balance: str = "round_robin"
     replicas: list[ReplicaStatus] = Field(default_factory=list)
+    isolation: str = Field(default="shared", description="shared or per_client")
+    client_sessions: ClientSessionsStatus | None = Field(
+        default=None, description="per_client only: each host's own upstream session")
 
 
 class ServerList(BaseModel):

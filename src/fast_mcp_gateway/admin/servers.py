@@ -17,6 +17,7 @@ from typing import Any, Literal
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
+    ClientSessionsStatus,
     Curation,
     ExposedName,
     HealthReport,
@@ -87,8 +88,21 @@ def status_of(service: Service) -> ServerStatus:
         health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
         balance=config.balance,
         replicas=replicas,
+        isolation="per_client" if config.per_client else "shared",
+        client_sessions=_clients_of(service),
         **service.catalog.counts(),
     )
+
+
+def _clients_of(service: Service) -> ClientSessionsStatus | None:
+    sessions = service.clients
+    if sessions is None:
+        return None
+    return ClientSessionsStatus(
+        active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
+        idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
+        ended=sessions.reaped,
+        sessions=[replica_status(service, u) for u in sessions.upstreams])
 
 
 def list_servers(ctx: AdminContext) -> ServerList:

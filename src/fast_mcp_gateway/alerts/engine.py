@@ -16,6 +16,15 @@ Inputs, never an upstream call:
   ``reconnecting`` or ``failed`` breach; ``starting``, ``disabled`` and ``stopped`` do not
   (a gateway starting up or an operator's choice is no incident).
 
+Several gateways on one store read the same calls, so each would raise the same alert:
+the one holding the store's ``alerts`` lease (taken and renewed on every full
+evaluation, for ``LEASE_EVALUATIONS`` intervals; a gateway that stops renewing it loses
+it to the next) announces transitions of rules on calls -- webhook and history.  The
+others evaluate them too (their dashboards and logs show the same alerts) but post and
+record nothing.  ``not_ready`` rules read each gateway's own upstreams: every gateway
+announces its own, with its ``instance_id`` in the webhook payload.  When the lease
+changes hands a transition may be announced twice or not at all; never every time.
+
 ``run`` evaluates every ``alerts.evaluate_every`` seconds, and at once (state rules only:
 no store query) when ``poke`` says a server's state changed.  A store that cannot be
 read makes its rules' readings unknown -- they neither fire nor resolve -- is logged
@@ -49,6 +58,8 @@ BREACHING_STATES = frozenset({"reconnecting", "failed"})
 RESTORE_EVENTS = 500  # history read at start to take back the alerts still firing
 UNSAVED_LIMIT = 1000  # transitions kept for the store while it is away
 UNKNOWN = Reading(None, None)
+LEASE = "alerts"
+LEASE_EVALUATIONS = 3  # a lease outlives this many missed evaluations
 
 OnTransition = Callable[[Transition], None]
 
@@ -84,6 +95,7 @@ class AlertEngine:
         self._lock = anyio.Lock()
         self._poked = False
         self._poke = anyio.Event()
+        self.leading = True  # announces rules on calls (see the module docstring)
 
     # -- rules ------------------------------------------------------------------------
 
@@ -138,6 +150,7 @@ class AlertEngine:
             if full:
                 try:
                     await self.load_rules()
+                    await self._lead(store)
                 except StorageError as exc:
                     reader.down = True
                     self._store_failed(exc)
@@ -176,6 +189,18 @@ class AlertEngine:
         self.evaluated.notify()
         return transitions
 
+    async def _lead(self, store: Store | None) -> None:
+        if store is None or self.instance_id is None:
+            self.leading = True
+            return
+        ttl = max(LEASE_EVALUATIONS * self._config().evaluate_every, 30.0)
+        leading = await store.hold_lease(LEASE, self.instance_id, ttl)
+        if leading != self.leading:
+            logger.info("alerts: this gateway (%s) %s alerts on calls for the gateways "
+                        "sharing its store", self.instance_id,
+                        "now announces" if leading else "leaves to another gateway")
+        self.leading = leading
+
     def _store_failed(self, exc: StorageError) -> None:
         if self.store_error is None:
             logger.warning("alerts: cannot read the store (%s); rules on calls are not "
@@ -185,14 +210,15 @@ class AlertEngine:
     def _announce(self, transition: Transition) -> None:
         level = logging.WARNING if transition.state == "firing" else logging.INFO
         logger.log(level, "%s", transition.message)
-        if len(self._unsaved) >= UNSAVED_LIMIT:
-            self._unsaved.popleft()
-            self.unsaved_dropped += 1
-        self._unsaved.append(transition.event())
-        payload = transition.payload()
-        if self.instance_id is not None:
-            payload["gateway"] = self.instance_id
-        self.webhook.submit(payload)
+        if self.leading or transition.metric == "not_ready":
+            if len(self._unsaved) >= UNSAVED_LIMIT:
+                self._unsaved.popleft()
+                self.unsaved_dropped += 1
+            self._unsaved.append(transition.event())
+            payload = transition.payload()
+            if self.instance_id is not None:
+                payload["gateway"] = self.instance_id
+            self.webhook.submit(payload)
         for callback in list(self.on_transition):
             try:
                 callback(transition)
@@ -269,6 +295,7 @@ class AlertEngine:
             "evaluations": self.evaluations,
             "last_evaluated_at": self.last_evaluated_at,
             "store_error": self.store_error,
+            "leading": self.leading,
             "history_unsaved": len(self._unsaved),
             "history_dropped": self.unsaved_dropped,
             "webhook": None if hook.config is None else {

@@ -27,6 +27,7 @@ from fast_mcp_gateway.http.errors import ApiError, forbidden
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.telemetry.metrics import (
     CONTENT_TYPE,
+    ClientSample,
     GatewayMetrics,
     ReplicaSample,
     Snapshot,
@@ -52,8 +53,13 @@ def snapshot_of(manager: UpstreamManager,
     """What a scrape reports, read when scraped."""
 
     def snapshot() -> Snapshot:
-        replicas = []
+        replicas, clients = [], []
         for name, service in manager.services.items():
+            sessions = service.clients
+            if sessions is not None:
+                clients.append(ClientSample(name, len(sessions.upstreams),
+                                            sessions.config.max_clients, sessions.created,
+                                            sessions.reaped))
             for upstream in service.replicas:
                 s = upstream.statistics()
                 replicas.append(ReplicaSample(
@@ -65,9 +71,10 @@ def snapshot_of(manager: UpstreamManager,
                    "resource_templates": len(view.templates), "prompts": len(view.prompts)}
         rec = recorder()
         if rec is None:
-            return Snapshot(replicas, catalog)
+            return Snapshot(replicas, catalog, clients=clients)
         stats = rec.stats()
-        return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]))
+        return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
+                        clients=clients)
 
     return snapshot
 

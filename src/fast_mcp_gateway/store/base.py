@@ -379,6 +379,12 @@ class AlertStore(Protocol):
         ``before_id``."""
         ...
 
+    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl`` seconds; True when
+        ``holder`` has it now (it was free, expired, or already ``holder``'s).  Gateways
+        sharing a store use it so that one of them announces what all of them see."""
+        ...
+
 
 class PinStore(Protocol):
     async def pins(self, server: str | None = None) -> list[PinRecord]:

@@ -58,6 +58,7 @@ class MemoryStore:
         self._health: list[HealthRecord] = []
         self._inspections: list[InspectionRecord] = []
         self._alert_rules: dict[str, AlertRuleRecord] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
         self._alert_events: list[AlertEvent] = []
         self._ids = {name: itertools.count(1)
                      for name in ("routes", "audit", "health", "inspections", "alerts")}
@@ -287,6 +288,14 @@ class MemoryStore:
                            limit: int = 50, before_id: int | None = None
                            ) -> list[AlertEvent]:
         return _page(self._alert_events, server, limit, before_id, rule)
+
+    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        current = self._leases.get(name)
+        if current is None or current[0] == holder or current[1] < now:
+            self._leases[name] = (holder, now + ttl)
+            return True
+        return False
 
 
 _Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord, AlertEvent)

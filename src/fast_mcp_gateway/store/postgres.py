@@ -409,6 +409,12 @@ class PostgresStore:
                 [(r.at, r.rule, r.server, r.state, r.metric, r.value, r.threshold, r.severity,
                   r.message) for r in rows])
 
+    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        async with self._conn() as conn:
+            holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now)
+        return bool(holder_now == holder)
+
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None
                            ) -> list[AlertEvent]:

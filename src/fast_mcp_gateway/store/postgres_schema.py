@@ -180,12 +180,28 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE invocation_minutes ADD COLUMN cancelled BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE invocation_hours ADD COLUMN cancelled BIGINT NOT NULL DEFAULT 0;
     """),
+    (5, """
+    -- who announces what every gateway on the store sees (alerts on calls): one holder
+    CREATE TABLE leases (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
-                    "alert_rules", "alert_events", "pins"})
+                    "alert_rules", "alert_events", "pins", "leases"})
+
+# Take a free or expired lease, or renew one's own; returns the holder after it (no row:
+# another holder's lease is still running).
+LEASE = ("INSERT INTO leases AS l (name, holder, expires_at) VALUES ($1, $2, $3)"
+         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+         " expires_at = excluded.expires_at"
+         " WHERE l.holder = excluded.holder OR l.expires_at < $4"
+         " RETURNING holder")
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS gateway_schema (

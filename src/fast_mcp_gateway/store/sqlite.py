@@ -373,6 +373,12 @@ class SQLiteStore:
                            threshold=t, severity=sev, message=msg)
                 for i, at, ru, s, st, m, v, t, sev, msg in rows]
 
+    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        cursor = await self._db.execute(schema.LEASE, (name, holder, now + ttl, now))
+        row = await cursor.fetchone()
+        return row is not None and row[0] == holder
+
     async def _page(self, table: str, columns: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None
                     ) -> Iterable[sqlite3.Row]:

@@ -158,12 +158,27 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE invocation_minutes ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE invocation_hours ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     """),
+    (7, """
+    -- who announces what every gateway on the store sees (alerts on calls): one holder
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history",
-                    "alert_rules", "alert_events", "pins"})
+                    "alert_rules", "alert_events", "pins", "leases"})
+
+# Take a free or expired lease, or renew one's own; returns the holder after it.
+LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
+         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+         " expires_at = excluded.expires_at"
+         " WHERE leases.holder = excluded.holder OR leases.expires_at < ?4"
+         " RETURNING holder")
 
 # Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
 UPSERT_AGGREGATE = (

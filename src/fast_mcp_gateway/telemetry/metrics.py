@@ -63,6 +63,17 @@ class ReplicaSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientSample:
+    """The per-client sessions of one ``isolation: per_client`` server."""
+
+    server: str
+    active: int
+    limit: int
+    created: int
+    reaped: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the scrape-time metrics report."""
 
@@ -70,6 +81,7 @@ class Snapshot:
     catalog: dict[str, int] = field(default_factory=dict)  # kind -> exposed items
     recorder_queued: int | None = None  # None: calls are not recorded
     recorder_dropped: int = 0
+    clients: Sequence[ClientSample] = ()  # isolation: per_client servers
 
 
 class SnapshotCollector(Collector):
@@ -114,6 +126,25 @@ class SnapshotCollector(Collector):
             restarts.add_metric(key, float(r.restarts))
             trips.add_metric(key, float(r.breaker_trips))
         yield from (up, state, health, breaker, inflight, restarts, trips)
+
+        if snap.clients:
+            active = GaugeMetricFamily("mcp_gateway_client_sessions",
+                                       "Per-client upstream sessions open now",
+                                       labels=[SERVER])
+            limit = GaugeMetricFamily("mcp_gateway_client_sessions_limit",
+                                      "max_clients of a per_client server", labels=[SERVER])
+            created = CounterMetricFamily("mcp_gateway_client_sessions_created",
+                                          "Per-client upstream sessions opened",
+                                          labels=[SERVER])
+            reaped = CounterMetricFamily("mcp_gateway_client_sessions_ended",
+                                         "Per-client upstream sessions ended (host left, "
+                                         "idle, failed first connect)", labels=[SERVER])
+            for c in snap.clients:
+                active.add_metric([c.server], float(c.active))
+                limit.add_metric([c.server], float(c.limit))
+                created.add_metric([c.server], float(c.created))
+                reaped.add_metric([c.server], float(c.reaped))
+            yield from (active, limit, created, reaped)
 
         catalog = GaugeMetricFamily("mcp_gateway_catalog_items",
                                     "Items the gateway exposes, by kind", labels=["kind"])

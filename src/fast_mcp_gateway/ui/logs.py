@@ -131,13 +131,13 @@ async def _rules(page: Page) -> list[dict[str, Any]]:
 
 
 async def routes_page(page: Page, *, flash: str | None = None, error: str | None = None,
-                      status: int = 200) -> Response:
+                      status: int = 200, confirm: dict[str, Any] | None = None) -> Response:
     rules = await _rules(page) if page.ctx.store is not None else []
     sample = page.query("sample") or page.field("sample")
     edit = page.query("edit")
     return page.render("routes.html", status, rules=rules, sample=sample,
                        resolved=resolve(page, rules, sample) if sample else None,
-                       names=page.servers(), flash=flash, error=error,
+                       names=page.servers(), flash=flash, error=error, confirm=confirm,
                        editing=int(edit) if edit.isdigit() else None)
 
 
@@ -151,8 +151,12 @@ async def save_route(page: Page) -> Response:
     try:
         if action == "delete":
             rules = await _rules(page)
-            if not route_id.isdigit() or all(r["id"] != int(route_id) for r in rules):
+            rule = next((r for r in rules if route_id.isdigit() and r["id"] == int(route_id)),
+                        None)
+            if rule is None:
                 raise AdminError(f"no route #{route_id}")
+            if page.field("confirm") != "yes":   # a delete is shown first, then confirmed
+                return await routes_page(page, confirm=rule)
             await route_ops.delete_route(page.ctx, page.actor, int(route_id))
             return await routes_page(page, flash=f"Deleted route #{route_id}.")
         match = page.field("match", "exact")

@@ -1,0 +1,51 @@
+"""``serve --dashboard`` serves the dashboard whatever stdio is: pipes (a host), or a
+terminal / a file (a person trying it by hand), where the SDK's threaded streams run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "fast_mcp_gateway"]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+@pytest.mark.timeout(300)
+def test_the_dashboard_runs_when_stdout_is_a_file(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    out = (tmp_path / "stdout.txt").open("w")
+    proc = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
+                             str(tmp_path / "g.db"), "--dashboard", "127.0.0.1:0"],
+                            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        url = None
+        for line in proc.stderr:          # ends at the URL line, or when the process exits
+            if "dashboard at " in line:
+                url = line.split("dashboard at ")[1].split()[0]
+                break
+        assert url is not None, "no dashboard URL on stderr"
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            opener.open(url, timeout=60)
+        assert answer.value.code == 303          # logged in: on to the overview
+        assert "mgw_dashboard=" in answer.value.headers["set-cookie"]
+    finally:
+        proc.stdin.close()                        # the host goes: the gateway stops
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            out.close()
+    assert (tmp_path / "stdout.txt").read_text() == ""   # nothing but MCP on stdout

@@ -218,6 +218,41 @@ async def test_a_reload_rotates_the_tokens_without_a_restart(tmp_path: Path) -> 
         assert await mcp(new) and not await mcp(old)
 
 
+async def test_adding_or_removing_auth_by_reload_says_it_takes_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    token = "mgw_" + "a" * 40
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers: {}\n")
+    with_auth = textwrap.dedent(f"""\
+        gateway:
+          auth:
+            tokens:
+              - {{name: ops, sha256: {hashlib.sha256(token.encode()).hexdigest()},
+                 scopes: [admin]}}
+        servers: {{}}
+        """)
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base) as http:
+        path.write_text(with_auth)
+        assert (await gateway.reload_config()).error is None
+        assert any("gateway.auth was added to the config: it takes effect when the gateway "
+                   "is restarted" in r.getMessage() for r in caplog.records)
+        assert (await http.get("/api/v1/servers")).status_code == 200   # as it started
+    # Started with auth, the section removed: the tokens stay in force until a restart.
+    caplog.clear()
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base) as http:
+        path.write_text("servers: {}\n")
+        assert (await gateway.reload_config()).error is None
+        assert (await http.get("/api/v1/servers")).status_code == 401
+        assert (await http.get("/api/v1/servers", headers={
+            "Authorization": f"Bearer {token}"})).status_code == 200
+        assert any("gateway.auth was removed from the config" in r.getMessage()
+                   for r in caplog.records)
+
+
 # -- RFC 9728 and the challenges ------------------------------------------------------------
 
 

@@ -34,9 +34,9 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
-from fast_mcp_gateway.admin import mcp_tools
 from fast_mcp_gateway.admin.context import LIBRARY
 from fast_mcp_gateway.admin.control import ControlPlane
+from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.admin.pins import follow_pins, load_pins
 from fast_mcp_gateway.alerts import AlertEngine
@@ -53,12 +53,7 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.server import (
-    AnswerFirst,
-    GatewayServer,
-    StartupGate,
-    track_current_host,
-)
+from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -132,13 +127,10 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.use_provider(self.provider)
-        # Every admin tool's name is reserved, registered or not (``gateway.admin``).
-        self.admin_tool_names = frozenset(tool.name for tool in mcp_tools.ADMIN_TOOLS)
+        # Everything the admin tools reach is built; now adapt them to this server.
+        self.admin_tool_names = register_admin_tools(
+            self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
         self.manager.reserve_names(self.admin_tool_names)
-        # Registering them costs ~60 ms of CPU: over stdio it comes after the answer to
-        # ``initialize`` (``AnswerFirst``), else in the lifespan, before any request.
-        self._admin_pending = True
-        self._admin_after_initialize = False
         self.manager.on_change(self.hub.changed)
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
@@ -162,13 +154,6 @@ class Gateway:
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_log(self.hub.log)
         self._install_protocol_handlers()
-
-    def _register_admin_tools(self) -> None:
-        """Adapt the admin operations to this server (once): everything they reach is built."""
-        if self._admin_pending:
-            self._admin_pending = False
-            mcp_tools.register_admin_tools(self.server, self.control,
-                                           lambda: self.provider.pipeline.resolve_principal())
 
     def _refresh_instructions(self) -> None:
         self.server.instructions = text = self.provider.instructions()
@@ -212,8 +197,6 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        if not self._admin_after_initialize:
-            self._register_admin_tools()
         tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run]
         s = self.settings
         store: Store | None = None
@@ -428,14 +411,16 @@ class Gateway:
         self._serve_profile_only()
         async with stdio_streams() as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
-                await self.server.run_async(transport="stdio", show_banner=False)
+                async with anyio.create_task_group() as tg:
+                    if self.settings.dashboard is not None:
+                        from fast_mcp_gateway.ui.standalone import serve_dashboard
+
+                        await tg.start(serve_dashboard, self.control, self.events,
+                                       self.settings.dashboard)
+                    await self.server.run_async(transport="stdio", show_banner=False)
+                    tg.cancel_scope.cancel()
                 return
             reader, writer = streams
-            self._admin_after_initialize = True
-            # In a worker thread: the loop goes on serving the upstreams' connects (whose
-            # deadlines watch their stderr) while FastMCP builds the tools' schemas.
-            front = AnswerFirst(reader, writer, then=functools.partial(
-                anyio.to_thread.run_sync, self._register_admin_tools))
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane,
@@ -454,7 +439,7 @@ class Gateway:
                         await tg.start(serve_dashboard, self.control, self.events,
                                        self.settings.dashboard)
                     reader.intercept = lane.intercept
-                    async with stdio_server(cast(Any, front), cast(Any, front)) as (read, write):
+                    async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
                         self._init_options = low.create_initialization_options()
                         await low.run(read, write, self._init_options)
                     tg.cancel_scope.cancel()

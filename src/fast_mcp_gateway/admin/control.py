@@ -246,6 +246,12 @@ class ControlPlane:
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)
+            if self.config.options.auth is None and new.options.auth is not None:
+                # FastMCP's HTTP app takes its verifier when built: tokens added to a
+                # running gateway would protect nothing until the restart.
+                logger.warning("gateway.auth was added to the config: it takes effect when "
+                               "the gateway is restarted; until then HTTP mode serves "
+                               "without authentication, as it started")
             self.config = new
             report = ChangeReport.model_validate(await self.manager.reconcile(desired))
             await self.audit(actor, "reload_config", str(path), None,

@@ -11,10 +11,9 @@ A server that connects later reaches hosts through ``list_changed`` (``FrontHub`
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -198,66 +197,3 @@ def track_current_host(hub: FrontHub) -> None:
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")
 
-
-
-def _is_initialize(line: str) -> bool:
-    """Whether ``line`` is an ``initialize`` request (one the SDK always answers)."""
-    if '"initialize"' not in line:
-        return False
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(message, dict) and message.get("method") == "initialize" \
-        and "id" in message
-
-
-class AnswerFirst:
-    """The stdio front's lines and output, with start-up work put after the answer to
-    the host's ``initialize``: ``serve`` answers it as early as a bare FastMCP server
-    does, then awaits ``then()`` (e.g. registering the admin tools, ~60 ms of CPU on a
-    small machine) before it reads the host's next line, so no request ever sees the
-    server without it.
-
-    ``lines`` wraps the host's lines (what the SDK's stdio server reads) and ``output``
-    the gateway's stdout (what it writes).  The next line is read once the first
-    answer was flushed; a first line that is not an ``initialize`` request runs
-    ``then`` before it is handed on.
-    """
-
-    def __init__(self, lines: Any, output: Any, then: Callable[[], Awaitable[None]]) -> None:
-        self._lines, self._output, self._then = lines, output, then
-        self._first = True
-        self._answered = anyio.Event()
-        self._pending = True
-
-    async def _finish(self) -> None:
-        if self._pending:
-            self._pending = False
-            await self._then()
-
-    # -- what the SDK reads ------------------------------------------------------
-
-    def __aiter__(self) -> AnswerFirst:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._first:
-            self._first = False
-            line: str = await self._lines.__anext__()
-            if not _is_initialize(line):
-                await self._finish()
-            return line
-        if self._pending:
-            await self._answered.wait()
-            await self._finish()
-        return cast(str, await self._lines.__anext__())
-
-    # -- what the SDK writes -----------------------------------------------------
-
-    async def write(self, text: str) -> None:
-        await self._output.write(text)
-
-    async def flush(self) -> None:
-        await self._output.flush()
-        self._answered.set()

@@ -103,8 +103,12 @@ async def test_resources_templates_and_prompts_round_trip() -> None:
         listed = {p.name: p for p in await client.list_prompts()}
         args = {a.name: a.required for a in listed["alpha_greet"].arguments}
         assert args == {"name": True, "mood": False}
-        with pytest.raises(MCPError):
+        with pytest.raises(MCPError) as missing:
             await client.read_resource("data://alpha/missing")
+        # The upstream's error as it came, naming the URI the host read, not the
+        # upstream's own (data://missing), which the host could not resolve.
+        assert "data://alpha/missing" in missing.value.error.message
+        assert "'data://missing'" not in missing.value.error.message
 
 
 async def test_unprefixed_servers_collide_deterministically_and_both_stay_callable() -> None:

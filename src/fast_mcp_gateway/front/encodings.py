@@ -134,8 +134,30 @@ class TypedResource(_TypedAsks):
 
     def fail(self, call: Call, failure: Failure) -> Answer[ResourceResult]:
         if isinstance(failure.cause, MCPError):
-            return Answer(failure.status, failure.error, raises=failure.cause)
+            return Answer(failure.status, failure.error,
+                          raises=_in_host_terms(failure.cause, call))
         return Answer(failure.status, failure.error, raises=ResourceError(failure.message))
+
+
+def _in_host_terms(exc: MCPError, call: Call) -> MCPError:
+    """The upstream's error as it came (code, message, data), but naming the URI the host
+    read rather than the upstream's own (a host cannot resolve ``notes://x`` when it
+    read ``notes://notes/x``); the record keeps the upstream's words."""
+    if call.original == call.exposed:
+        return exc
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(call.original, call.exposed)
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    error = exc.error
+    return MCPError.from_error_data(types.ErrorData(code=error.code, message=swap(error.message),
+                                                    data=swap(error.data)))
 
 
 class TypedPrompt(_TypedAsks):

@@ -154,7 +154,8 @@ async def test_without_auth_mutations_follow_the_anonymous_policy(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_the_stdio_dashboard_uses_a_one_time_token(tmp_path: Path) -> None:
+async def test_the_stdio_dashboard_logs_in_once_per_link(tmp_path: Path) -> None:
+    from fast_mcp_gateway.ui.login_links import login_url
     from fast_mcp_gateway.ui.standalone import serve_dashboard, token_file
 
     gateway = make_gateway({}, db=tmp_path / "gw.db")
@@ -162,18 +163,71 @@ async def test_the_stdio_dashboard_uses_a_one_time_token(tmp_path: Path) -> None
         url = await tg.start(serve_dashboard, gateway.control, gateway.events, "127.0.0.1:0")
         path = token_file()
         assert path.stat().st_mode & 0o777 == 0o600
-        assert json.loads(path.read_text())["url"] == url
+        saved = json.loads(path.read_text())
         base = url.split("/ui/")[0]
+        assert saved["base"] == base + "/ui" and url.split("token=")[1] not in path.read_text()
         async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
             assert (await http.get(base + "/ui/")).status_code == 303
             wrong = await http.get(base + "/ui/login?token=guess")
-            assert wrong.status_code == 200 and "set-cookie" not in wrong.headers
-            entered = await http.get(url)
-            assert entered.status_code == 303 and "mgw_dashboard=" in entered.headers[
-                "set-cookie"]
-            assert (await http.get(base + "/ui/")).status_code == 200
+            assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+            assert "mcp-gateway dashboard" in wrong.text
+            entered = await http.get(url + "&next=/ui/logs")
+            cookie = entered.headers["set-cookie"]
+            # The cookie holds a session id, not the link's token; the redirect drops it.
+            assert entered.status_code == 303 and entered.headers["location"] == "/ui/logs"
+            assert "mgw_dashboard=" in cookie and url.split("token=")[1] not in cookie
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+            overview = await http.get(base + "/ui/")
+            assert overview.status_code == 200
+
+            # Logging out ends the session on the server too: the old cookie is dead.
+            session = http.cookies.get("mgw_dashboard")
+            out = await http.post(base + "/ui/logout", data={"csrf_token": _csrf(overview.text)})
+            assert out.status_code == 303
+            async with httpx2.AsyncClient(timeout=30, follow_redirects=False,
+                                          cookies={"mgw_dashboard": session or ""}) as old:
+                assert (await old.get(base + "/ui/")).status_code == 303
+
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as other:
+            again = await other.get(url)  # the same link in another browser
+            assert again.status_code == 401 and "set-cookie" not in again.headers
+            assert "already used" in again.text and "mcp-gateway dashboard" in again.text
+            # A fresh link made from the file's key (what 'mcp-gateway dashboard' does)
+            # works once, also pasted whole into the login form.
+            fresh = login_url(saved["base"], bytes.fromhex(saved["key"]))
+            page = await other.get(base + "/ui/login")
+            assert "mcp-gateway dashboard" in page.text
+            pasted = await other.post(base + "/ui/login", data={
+                "token": fresh, "csrf_token": _csrf(page.text), "next": "/ui/"})
+            assert pasted.status_code == 303 and (await other.get(base + "/ui/")
+                                                  ).status_code == 200
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as third:
+            assert (await third.get(fresh)).status_code == 401
         tg.cancel_scope.cancel()
     assert not path.exists()
+
+
+def test_login_links_are_single_use_and_expire() -> None:
+    from fast_mcp_gateway.ui.login_links import LoginLinks, make_token
+
+    now = [1_000_000.0]
+    links = LoginLinks(ttl=600, clock=lambda: now[0])
+    first, second = links.mint(), links.mint()
+    assert first != second
+    assert links.redeem(first) == "ok" and links.redeem(first) == "spent"
+    assert links.redeem(make_token(b"another gateway's key", now[0])) == "invalid"
+    head, _, mac = first.rpartition(".")
+    assert links.redeem(f"{head}.{mac[:-1]}x") == "invalid"  # tampered
+    assert links.redeem("1.2") == "invalid" and links.redeem("zz.a.b") == "invalid"
+    now[0] += 601
+    assert links.redeem(second) == "expired"
+    assert links.redeem(make_token(links.key, now[0] + 3600)) == "invalid"  # from the future
+    session = links.open_session()
+    assert links.has_session(session) and not links.has_session("forged")
+    links.close_session(session)
+    assert not links.has_session(session)
+    sessions = [links.open_session() for _ in range(70)]
+    assert not links.has_session(sessions[0]) and links.has_session(sessions[-1])
 
 
 async def test_event_bus_drops_oldest_for_a_slow_subscriber() -> None:

@@ -286,3 +286,79 @@ def test_vendored_files_match_their_manifest_and_licenses() -> None:
         assert (VENDOR / lib["license_file"]).read_text().strip()
     assert {p.name for p in VENDOR.iterdir()} == {"manifest.json"} | {
         lib[k] for lib in libraries for k in ("file", "license_file")}
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    """The edit form's fields as the browser would send them back unchanged."""
+    fields = dict(re.findall(r'<input id="(\w+)" name="\w+"[^>]*? value="([^"]*)"', html))
+    for name, text in re.findall(r'<textarea id="(\w+)" name="\w+"[^>]*>([^<]*)</textarea>',
+                                 html):
+        fields[name] = text
+    kind = re.search(r'name="kind" value="(\w+)" checked', html)
+    assert kind, html[:300]
+    fields["kind"] = kind.group(1)
+    return {k: v.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+            for k, v in fields.items()}
+
+
+@pytest.mark.anyio
+async def test_an_edit_keeps_masked_secrets_it_sends_back_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_secret = "ui-test-env-secret-77"
+    monkeypatch.setenv("UI_TEST_SECRET", env_secret)
+    literal = {"Authorization": "Bearer literal-tok-9931", "X-Api-Key": "literal-key-4321"}
+    gateway = make_gateway(
+        {"clock": memory_entry("clock", headers={**literal, "X-Plain": "plain"},
+                               timeouts={"call": 7}),
+         "fromenv": memory_entry("fromenv", headers={"X-Custom": "${UI_TEST_SECRET}"})},
+        {"clock": hostile(), "fromenv": hostile()},
+        options={"env_allow": ["UI_TEST_*"]}, db=tmp_path / "gw.db",
+        allow_unauthenticated_admin=True)
+    secrets_ = [env_secret, *literal.values()]
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        async def edit(name: str, **changes: str) -> httpx2.Response:
+            form = await http.get(f"{base}/ui/servers/{name}/edit")
+            assert form.status_code == 200
+            assert not any(s in form.text for s in secrets_)
+            assert "leave it as it is to keep the stored value" in form.text
+            fields = _form_fields(form.text) | changes
+            sent = await http.post(f"{base}/ui/servers/{name}/edit", data={
+                **fields, "enabled": ["off", "on"], "csrf_token": _csrf(form.text)})
+            assert not any(s in sent.text for s in secrets_)
+            return sent
+
+        # Only the description changes: the hidden headers and the settings the form
+        # does not show (timeouts) stay as they were.
+        done = await edit("clock", description="changed without the secrets")
+        assert done.status_code == 200 and "Saved server" in done.text, done.text[-2000:]
+        config = gateway.manager.services["clock"].config
+        assert config.description == "changed without the secrets"
+        assert config.headers == {**literal, "X-Plain": "plain"}
+        assert config.timeouts.call == 7
+        # Again, now from the stored registration.
+        assert (await edit("clock", description="twice")).status_code == 200
+        assert gateway.manager.services["clock"].config.headers["X-Api-Key"] == literal[
+            "X-Api-Key"]
+
+        # A kept secret never goes to a new host, and *** under a new name is no value.
+        moved = await edit("clock", url="http://127.0.0.2:9/in-memory/clock")
+        assert moved.status_code == 422 and "host changed" in moved.text
+        fields_text = "Authorization: ***\nX-Api-Key: ***\nX-New: ***\nX-Plain: plain"
+        unknown = await edit("clock", headers=fields_text)
+        assert unknown.status_code == 422 and "X-New" in unknown.text
+        assert "none stored under that name" in unknown.text
+
+        # A value servers.yaml takes from the environment is not copied into the store.
+        from_env = await edit("fromenv", description="x")
+        assert from_env.status_code == 422 and "servers.yaml" in from_env.text
+        # Typing the reference (allowed by env_allow) works, and a later edit keeps it
+        # as written: the store holds ${UI_TEST_SECRET}, never its value.
+        typed = await edit("fromenv", headers="X-Custom: ${UI_TEST_SECRET}")
+        assert typed.status_code == 200, typed.text[-2000:]
+        assert (await edit("fromenv", description="kept")).status_code == 200
+        assert gateway.manager.services["fromenv"].config.headers["X-Custom"] == env_secret
+        assert gateway.store is not None
+        row = next(r for r in await gateway.store.servers() if r.name == "fromenv")
+        assert row.config is not None and row.config["headers"] == {
+            "X-Custom": "${UI_TEST_SECRET}"} and row.config["description"] == "kept"

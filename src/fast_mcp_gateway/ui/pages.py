@@ -22,7 +22,7 @@ from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.session import CSRF_FIELD, csrf_ok
 
-STATUSES = ("success", "error", "timeout", "rejected")
+STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
 
 

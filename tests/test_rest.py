@@ -190,6 +190,19 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         assert read["status"] == "success" and "Welcome" in str(read["result"])
         hist = (await api("GET", "/debug/history", OPS)).json()["entries"]
         assert [e["operation"] for e in hist] == ["resources/read", "tools/call"]
+        # 'name' (the MCP tool's parameter) works as well as 'server'.
+        by_name = await api("POST", "/debug/call-tool", OPS,
+                            json={"name": "clock", "tool": "add", "arguments": {"a": 1, "b": 1}})
+        assert by_name.json()["result"]["structuredContent"] == {"result": 2.0}
+        neither = assert_error(await api("POST", "/debug/call-tool", OPS,
+                                         json={"tool": "add"}), 422, "validation_error")
+        assert "'server' (or 'name')" in str(neither)
+        differ = assert_error(await api("POST", "/debug/call-tool", OPS, json={
+            "server": "clock", "name": "notes", "tool": "add"}), 422, "validation_error")
+        assert "differ" in str(differ)
+        spec = (await api("GET", "/openapi.json", OPS)).json()["components"]["schemas"]
+        assert {"server", "name"} <= set(spec["CallToolIn"]["properties"])
+        assert spec["CallToolIn"]["anyOf"] == [{"required": ["server"]}, {"required": ["name"]}]
         assert_error(await api("GET", "/debug/list-tools", OPS,
                                params={"server": "notes", "replica": 7}), 404, "not_found")
 

@@ -154,7 +154,8 @@ async def test_without_auth_mutations_follow_the_anonymous_policy(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_the_stdio_dashboard_uses_a_one_time_token(tmp_path: Path) -> None:
+async def test_the_stdio_dashboard_logs_in_once_per_link(tmp_path: Path) -> None:
+    from fast_mcp_gateway.ui.login_links import login_url
     from fast_mcp_gateway.ui.standalone import serve_dashboard, token_file
 
     gateway = make_gateway({}, db=tmp_path / "gw.db")
@@ -162,18 +163,71 @@ async def test_the_stdio_dashboard_uses_a_one_time_token(tmp_path: Path) -> None
         url = await tg.start(serve_dashboard, gateway.control, gateway.events, "127.0.0.1:0")
         path = token_file()
         assert path.stat().st_mode & 0o777 == 0o600
-        assert json.loads(path.read_text())["url"] == url
+        saved = json.loads(path.read_text())
         base = url.split("/ui/")[0]
+        assert saved["base"] == base + "/ui" and url.split("token=")[1] not in path.read_text()
         async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
             assert (await http.get(base + "/ui/")).status_code == 303
             wrong = await http.get(base + "/ui/login?token=guess")
-            assert wrong.status_code == 200 and "set-cookie" not in wrong.headers
-            entered = await http.get(url)
-            assert entered.status_code == 303 and "mgw_dashboard=" in entered.headers[
-                "set-cookie"]
-            assert (await http.get(base + "/ui/")).status_code == 200
+            assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+            assert "mcp-gateway dashboard" in wrong.text
+            entered = await http.get(url + "&next=/ui/logs")
+            cookie = entered.headers["set-cookie"]
+            # The cookie holds a session id, not the link's token; the redirect drops it.
+            assert entered.status_code == 303 and entered.headers["location"] == "/ui/logs"
+            assert "mgw_dashboard=" in cookie and url.split("token=")[1] not in cookie
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+            overview = await http.get(base + "/ui/")
+            assert overview.status_code == 200
+
+            # Logging out ends the session on the server too: the old cookie is dead.
+            session = http.cookies.get("mgw_dashboard")
+            out = await http.post(base + "/ui/logout", data={"csrf_token": _csrf(overview.text)})
+            assert out.status_code == 303
+            async with httpx2.AsyncClient(timeout=30, follow_redirects=False,
+                                          cookies={"mgw_dashboard": session or ""}) as old:
+                assert (await old.get(base + "/ui/")).status_code == 303
+
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as other:
+            again = await other.get(url)  # the same link in another browser
+            assert again.status_code == 401 and "set-cookie" not in again.headers
+            assert "already used" in again.text and "mcp-gateway dashboard" in again.text
+            # A fresh link made from the file's key (what 'mcp-gateway dashboard' does)
+            # works once, also pasted whole into the login form.
+            fresh = login_url(saved["base"], bytes.fromhex(saved["key"]))
+            page = await other.get(base + "/ui/login")
+            assert "mcp-gateway dashboard" in page.text
+            pasted = await other.post(base + "/ui/login", data={
+                "token": fresh, "csrf_token": _csrf(page.text), "next": "/ui/"})
+            assert pasted.status_code == 303 and (await other.get(base + "/ui/")
+                                                  ).status_code == 200
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as third:
+            assert (await third.get(fresh)).status_code == 401
         tg.cancel_scope.cancel()
     assert not path.exists()
+
+
+def test_login_links_are_single_use_and_expire() -> None:
+    from fast_mcp_gateway.ui.login_links import LoginLinks, make_token
+
+    now = [1_000_000.0]
+    links = LoginLinks(ttl=600, clock=lambda: now[0])
+    first, second = links.mint(), links.mint()
+    assert first != second
+    assert links.redeem(first) == "ok" and links.redeem(first) == "spent"
+    assert links.redeem(make_token(b"another gateway's key", now[0])) == "invalid"
+    head, _, mac = first.rpartition(".")
+    assert links.redeem(f"{head}.{mac[:-1]}x") == "invalid"  # tampered
+    assert links.redeem("1.2") == "invalid" and links.redeem("zz.a.b") == "invalid"
+    now[0] += 601
+    assert links.redeem(second) == "expired"
+    assert links.redeem(make_token(links.key, now[0] + 3600)) == "invalid"  # from the future
+    session = links.open_session()
+    assert links.has_session(session) and not links.has_session("forged")
+    links.close_session(session)
+    assert not links.has_session(session)
+    sessions = [links.open_session() for _ in range(70)]
+    assert not links.has_session(sessions[0]) and links.has_session(sessions[-1])
 
 
 async def test_event_bus_drops_oldest_for_a_slow_subscriber() -> None:
@@ -232,3 +286,79 @@ def test_vendored_files_match_their_manifest_and_licenses() -> None:
         assert (VENDOR / lib["license_file"]).read_text().strip()
     assert {p.name for p in VENDOR.iterdir()} == {"manifest.json"} | {
         lib[k] for lib in libraries for k in ("file", "license_file")}
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    """The edit form's fields as the browser would send them back unchanged."""
+    fields = dict(re.findall(r'<input id="(\w+)" name="\w+"[^>]*? value="([^"]*)"', html))
+    for name, text in re.findall(r'<textarea id="(\w+)" name="\w+"[^>]*>([^<]*)</textarea>',
+                                 html):
+        fields[name] = text
+    kind = re.search(r'name="kind" value="(\w+)" checked', html)
+    assert kind, html[:300]
+    fields["kind"] = kind.group(1)
+    return {k: v.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+            for k, v in fields.items()}
+
+
+@pytest.mark.anyio
+async def test_an_edit_keeps_masked_secrets_it_sends_back_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_secret = "ui-test-env-secret-77"
+    monkeypatch.setenv("UI_TEST_SECRET", env_secret)
+    literal = {"Authorization": "Bearer literal-tok-9931", "X-Api-Key": "literal-key-4321"}
+    gateway = make_gateway(
+        {"clock": memory_entry("clock", headers={**literal, "X-Plain": "plain"},
+                               timeouts={"call": 7}),
+         "fromenv": memory_entry("fromenv", headers={"X-Custom": "${UI_TEST_SECRET}"})},
+        {"clock": hostile(), "fromenv": hostile()},
+        options={"env_allow": ["UI_TEST_*"]}, db=tmp_path / "gw.db",
+        allow_unauthenticated_admin=True)
+    secrets_ = [env_secret, *literal.values()]
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        async def edit(name: str, **changes: str) -> httpx2.Response:
+            form = await http.get(f"{base}/ui/servers/{name}/edit")
+            assert form.status_code == 200
+            assert not any(s in form.text for s in secrets_)
+            assert "leave it as it is to keep the stored value" in form.text
+            fields = _form_fields(form.text) | changes
+            sent = await http.post(f"{base}/ui/servers/{name}/edit", data={
+                **fields, "enabled": ["off", "on"], "csrf_token": _csrf(form.text)})
+            assert not any(s in sent.text for s in secrets_)
+            return sent
+
+        # Only the description changes: the hidden headers and the settings the form
+        # does not show (timeouts) stay as they were.
+        done = await edit("clock", description="changed without the secrets")
+        assert done.status_code == 200 and "Saved server" in done.text, done.text[-2000:]
+        config = gateway.manager.services["clock"].config
+        assert config.description == "changed without the secrets"
+        assert config.headers == {**literal, "X-Plain": "plain"}
+        assert config.timeouts.call == 7
+        # Again, now from the stored registration.
+        assert (await edit("clock", description="twice")).status_code == 200
+        assert gateway.manager.services["clock"].config.headers["X-Api-Key"] == literal[
+            "X-Api-Key"]
+
+        # A kept secret never goes to a new host, and *** under a new name is no value.
+        moved = await edit("clock", url="http://127.0.0.2:9/in-memory/clock")
+        assert moved.status_code == 422 and "host changed" in moved.text
+        fields_text = "Authorization: ***\nX-Api-Key: ***\nX-New: ***\nX-Plain: plain"
+        unknown = await edit("clock", headers=fields_text)
+        assert unknown.status_code == 422 and "X-New" in unknown.text
+        assert "none stored under that name" in unknown.text
+
+        # A value servers.yaml takes from the environment is not copied into the store.
+        from_env = await edit("fromenv", description="x")
+        assert from_env.status_code == 422 and "servers.yaml" in from_env.text
+        # Typing the reference (allowed by env_allow) works, and a later edit keeps it
+        # as written: the store holds ${UI_TEST_SECRET}, never its value.
+        typed = await edit("fromenv", headers="X-Custom: ${UI_TEST_SECRET}")
+        assert typed.status_code == 200, typed.text[-2000:]
+        assert (await edit("fromenv", description="kept")).status_code == 200
+        assert gateway.manager.services["fromenv"].config.headers["X-Custom"] == env_secret
+        assert gateway.store is not None
+        row = next(r for r in await gateway.store.servers() if r.name == "fromenv")
+        assert row.config is not None and row.config["headers"] == {
+            "X-Custom": "${UI_TEST_SECRET}"} and row.config["description"] == "kept"

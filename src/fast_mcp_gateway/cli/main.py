@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dashboard", nargs="?", const="127.0.0.1:8766", default=None,
                        metavar="HOST:PORT",
                        help="stdio: also serve the dashboard in a browser, on loopback "
-                            "(default 127.0.0.1:8766), behind a one-time token printed to "
-                            "stderr ('mcp-gateway dashboard' prints it again); HTTP mode "
+                            "(default 127.0.0.1:8766), behind one-time login links (one printed "
+                            "to stderr; 'mcp-gateway dashboard' prints a fresh one); HTTP mode "
                             "serves it at /ui anyway")
 
     serve.add_argument("--db", default=None,
@@ -125,9 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated server names this token may see and call "
                           "(default: all)")
 
-    dashboard = sub.add_parser("dashboard", help="print (or open) the URL of the dashboard "
-                                                  "of a running 'serve --dashboard'")
-    dashboard.add_argument("--open", action="store_true", help="open it in the browser")
+    dashboard = sub.add_parser("dashboard", help="print (or open) a fresh one-time login "
+                                                  "link to a running 'serve --dashboard'")
+    dashboard.add_argument("--open", action="store_true", help="open the link in the browser")
 
     from fast_mcp_gateway.cli.pins import add_parser as add_pins
 

@@ -329,7 +329,7 @@ async def stats_tool(call: Call) -> StatsReport:
 async def debug_call_tool(call: Call) -> Inspection:
     """Call one tool on one replica directly (original name, no routing or retries)."""
     b: s.CallToolIn = call.body
-    return await inspector.call_tool(call.ctx, call.actor, call.server(b.server), b.tool,
+    return await inspector.call_tool(call.ctx, call.actor, call.server(b.target), b.tool,
                                      b.arguments, b.replica)
 
 

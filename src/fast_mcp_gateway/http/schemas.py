@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
 from fast_mcp_gateway.store.base import StorageError, parse_cursor
@@ -60,10 +60,33 @@ class RouteIn(_In):
 
 
 class CallToolIn(_In):
-    server: str = Field(min_length=1)
+    # The MCP tool (gateway_call_server_tool) calls the server 'name'; REST says
+    # 'server' everywhere else: either is accepted here.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["server"]}, {"required": ["name"]}]})
+
+    server: str | None = Field(default=None, min_length=1,
+                               description="the server's name (required unless 'name' is given)")
+    name: str | None = Field(default=None, min_length=1,
+                             description="the same as 'server' (the parameter's name in the "
+                                         "gateway_call_server_tool MCP tool)")
     tool: str = Field(min_length=1, description="the tool's original name on that server")
     arguments: dict[str, Any] | None = None
     replica: Replica = None
+
+    @model_validator(mode="after")
+    def _one_server(self) -> CallToolIn:
+        if self.server is None and self.name is None:
+            raise ValueError("give the server's name as 'server' (or 'name')")
+        if self.server is not None and self.name is not None and self.server != self.name:
+            raise ValueError(f"'server' ({self.server!r}) and 'name' ({self.name!r}) differ; "
+                             "give one of them")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The server to call (``server`` or ``name``)."""
+        return self.server or self.name or ""
 
 
 # -- query parameters (unknown parameters are ignored, as browsers add their own) -----

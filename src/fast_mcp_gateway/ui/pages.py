@@ -9,7 +9,7 @@ templates rendered alone; htmx fetches them when the live stream reports a chang
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -22,7 +22,7 @@ from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.session import CSRF_FIELD, csrf_ok
 
-STATUSES = ("success", "error", "timeout", "rejected")
+STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
 
 
@@ -61,28 +61,40 @@ async def login(ui: Ui, request: Request) -> Response:
     if not ui.auth.needs_login:
         return RedirectResponse(base + "/", 303)
     next_ = _safe_next(base, request.query_params.get("next", ""))
+
+    def form(status: int = 200, error: str | None = None) -> Response:
+        return ui.render(request, "login.html", None, status, next=next_,
+                         csrf=ui.auth.login_csrf, error=error,
+                         one_time=ui.auth.links is not None,
+                         link_minutes=round(ui.auth.links.ttl / 60) if ui.auth.links else 0)
+
     if request.method == "GET":
-        # The stdio dashboard's link carries its one-time token: log in and drop it
-        # from the address bar at once.
+        # A one-time link (stdio) carries its token in the query: spend it, set the
+        # cookie and go on to an address without it, so history keeps no live token.
         token = request.query_params.get("token")
-        if token and await ui.auth.verify(token) is not None:
-            response = RedirectResponse(next_, 303)
-            ui.auth.login(response, request, token)
-            return response
-        return ui.render(request, "login.html", None, next=next_,
-                         csrf=ui.auth.login_csrf, error=None)
-    form = await request.form(max_part_size=1 << 16)
-    token = str(form.get("token") or "").strip()
-    if not csrf_ok(ui.auth.login_csrf, request, str(form.get(CSRF_FIELD) or "")):
-        return ui.render(request, "login.html", None, 403, next=next_, csrf=ui.auth.login_csrf,
-                         error="The form's security token is stale: try again.")
-    if await ui.auth.verify(token) is None:
-        return ui.render(request, "login.html", None, 401, next=next_, csrf=ui.auth.login_csrf,
-                         error="That token is not valid for this gateway (unknown, expired "
-                               "or mistyped).")
-    response = RedirectResponse(_safe_next(base, str(form.get("next") or next_)), 303)
-    ui.auth.login(response, request, token)
+        if not token:
+            return form()
+        token = token.strip()
+    else:
+        data = await request.form(max_part_size=1 << 16)
+        if not csrf_ok(ui.auth.login_csrf, request, str(data.get(CSRF_FIELD) or "")):
+            return form(403, "The form's security token is stale: try again.")
+        token = _token_of(str(data.get("token") or ""))
+        next_ = _safe_next(base, str(data.get("next") or next_))
+    cookie, problem = await ui.auth.redeem(token)
+    if cookie is None:
+        return form(401, problem)
+    response = RedirectResponse(next_, 303)
+    ui.auth.login(response, request, cookie)
     return response
+
+
+def _token_of(text: str) -> str:
+    # A whole one-time link pasted into the form is as good as its token.
+    text = text.strip()
+    if text.startswith(("http://", "https://")) and "token=" in text:
+        return parse_qs(urlsplit(text).query).get("token", [""])[0]
+    return text
 
 
 async def logout(page: Page) -> Response:

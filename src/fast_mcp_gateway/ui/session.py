@@ -2,9 +2,11 @@
 
 The dashboard accepts the same tokens as the REST API and MCP (``DashboardAuth.of``
 over the HTTP app's ``Access``), or, for the dashboard a stdio gateway serves beside
-stdio, one token made at start-up (``DashboardAuth.one_time``).
+stdio, one-time login links (``DashboardAuth.one_time`` over ``ui.login_links``): a
+link's token is spent by the first login, which opens a server-side session; the
+cookie then holds that session's random id, never a token.
 
-* With tokens, ``/ui/login`` takes one, verifies it, and keeps it in an HttpOnly,
+* With tokens, ``/ui/login`` takes one, redeems it (``redeem``), and keeps it in an HttpOnly,
   ``SameSite=Strict`` cookie (``Secure`` over https); every request re-verifies it,
   so a token removed from the config stops working at once.  The cookie carries the
   token itself rather than a server-side session id so that N gateways behind one
@@ -34,6 +36,7 @@ from fast_mcp_gateway.config.auth import SCOPES
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
 from fast_mcp_gateway.http.auth import principal_of
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks
 
 COOKIE = "mgw_dashboard"
 CSRF_FIELD = "csrf_token"
@@ -41,7 +44,7 @@ CSRF_HEADER = "x-csrf-token"
 MAX_TOKEN = 8192  # a JWT can be long; anything longer is not a token
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
-"""Whoever holds a stdio gateway's one-time dashboard token (the user who started it)."""
+"""Whoever opened a stdio gateway's one-time login link (the user who started it)."""
 
 Verify = Callable[[str], Awaitable[Principal | None]]
 
@@ -66,10 +69,11 @@ class DashboardAuth:
     """How the dashboard decides who a request is (see the module docstring)."""
 
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
-                 secure_cookies: bool = False) -> None:
+                 secure_cookies: bool = False, links: LoginLinks | None = None) -> None:
         self._verify = verify
         self.anonymous = anonymous
         self.secure_cookies = secure_cookies
+        self.links = links
         self._secret = secrets.token_bytes(32)
 
     @classmethod
@@ -87,15 +91,13 @@ class DashboardAuth:
         return cls(verify, None, secure_cookies=secure_cookies)
 
     @classmethod
-    def one_time(cls, token: str) -> DashboardAuth:
-        """A single token, made when the dashboard starts, for its owner only."""
-        expected = hashlib.sha256(token.encode()).digest()
+    def one_time(cls, links: LoginLinks) -> DashboardAuth:
+        """One-time login links for the owner only; the cookie holds a session id."""
 
-        async def verify(candidate: str) -> Principal | None:
-            digest = hashlib.sha256(candidate.encode("utf-8", "surrogatepass")).digest()
-            return DASHBOARD_OWNER if hmac.compare_digest(digest, expected) else None
+        async def verify(session: str) -> Principal | None:
+            return DASHBOARD_OWNER if links.has_session(session) else None
 
-        return cls(verify, None)
+        return cls(verify, None, links=links)
 
     @property
     def needs_login(self) -> bool:
@@ -114,9 +116,25 @@ class DashboardAuth:
         return self._mac(b"login")
 
     async def verify(self, token: str) -> Principal | None:
+        """The principal of a cookie's value (a token, or a one-time link's session)."""
         if self._verify is None or not token or len(token) > MAX_TOKEN:
             return None
         return await self._verify(token)
+
+    async def redeem(self, token: str) -> tuple[str | None, str | None]:
+        """What a login with ``token`` keeps in the cookie, or why it is refused.
+
+        A gateway token is verified and kept as it is; a one-time link's token is
+        spent (a second use is refused) and a new session's id is kept instead."""
+        if self.links is None:
+            if await self.verify(token) is None:
+                return None, ("That token is not valid for this gateway (unknown, expired "
+                              "or mistyped).")
+            return token, None
+        outcome = self.links.redeem(token)
+        if outcome != "ok":
+            return None, PROBLEMS[outcome]
+        return self.links.open_session(), None
 
     async def viewer(self, request: Request) -> Viewer | None:
         """The request's viewer; ``None`` means "log in first"."""
@@ -130,12 +148,14 @@ class DashboardAuth:
         return Viewer(principal, self._token_csrf(token), logged_in=True)
 
     def login(self, response: Response, request: Request, token: str) -> None:
-        """Keep ``token`` in the session cookie (call after ``verify`` accepted it)."""
+        """Keep ``token`` in the session cookie (what ``redeem`` returned)."""
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                             secure=self.secure_cookies or request.url.scheme == "https",
                             path=_cookie_path(request))
 
     def logout(self, response: Response, request: Request) -> None:
+        if self.links is not None:
+            self.links.close_session(request.cookies.get(COOKIE, ""))
         response.delete_cookie(COOKIE, httponly=True, samesite="strict",
                                secure=self.secure_cookies or request.url.scheme == "https",
                                path=_cookie_path(request))

@@ -1,12 +1,14 @@
-"""The dashboard of a stdio gateway: served on loopback beside stdio, one-time token.
+"""The dashboard of a stdio gateway: served on loopback beside stdio, one-time links.
 
 ``serve --dashboard [HOST:PORT]`` (default ``127.0.0.1:8766``) runs ``serve_dashboard``
-inside the stdio gateway's task group.  At start it makes a fresh random token (valid
-until the gateway stops), writes the login URL to ``dashboard.json`` in the gateway's
-data folder (mode 0600: only the user can read it) and prints it to **stderr** --
-stdout is the MCP channel and never gets a byte.  ``mcp-gateway dashboard`` prints that
-URL (or opens it).  Only loopback addresses are accepted: the dashboard can add
-servers, which run commands.  The Host/Origin guard applies as in HTTP mode.
+inside the stdio gateway's task group.  At start it makes a random link key
+(``ui.login_links``), writes the dashboard's address and that key to ``dashboard.json``
+in the user's data folder (mode 0600, replaced atomically: only the user can read it)
+and prints one one-time login link to **stderr** -- stdout is the MCP channel and never
+gets a byte.  ``mcp-gateway dashboard`` reads the file and derives a fresh link from the
+key (no request to the gateway); each link logs in one browser once.  Only loopback
+addresses are accepted: the dashboard can add servers, which run commands.  The
+Host/Origin guard applies as in HTTP mode.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.app import PREFIX, dashboard_app
+from fast_mcp_gateway.ui.login_links import LoginLinks, login_url
 from fast_mcp_gateway.ui.session import DashboardAuth
 
 logger = logging.getLogger(__name__)
@@ -42,7 +45,8 @@ DEFAULT_ADDRESS = "127.0.0.1:8766"
 
 
 def token_file() -> Path:
-    """Where a running stdio dashboard leaves its URL (the user's data folder)."""
+    """Where a running stdio dashboard leaves its address and link key (the user's data
+    folder): ``{"version": 2, "base": ".../ui", "key": hex, "pid": int}``."""
     return default_db_path().parent / "dashboard.json"
 
 
@@ -76,17 +80,24 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _url_file(url: str) -> Iterator[Path]:
+def _key_file(base: str, key: bytes) -> Iterator[Path]:
     path = token_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode otherwise
-        json.dump({"url": url, "pid": os.getpid()}, f)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkstemp makes the file 0600 and never follows a planted link; the rename makes it
+    # appear whole, so 'mcp-gateway dashboard' never reads half of it.
+    fd, temp = tempfile.mkstemp(prefix=".dashboard-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 2, "base": base, "key": key.hex(), "pid": os.getpid()}, f)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     try:
         yield path
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
 
@@ -94,7 +105,8 @@ def _url_file(url: str) -> Iterator[Path]:
 async def serve_dashboard(ctx: AdminContext, bus: EventBus, address: str, *,
                           task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
                           ) -> None:
-    """Serve the dashboard until cancelled; ``task_status.started(url)`` once listening."""
+    """Serve the dashboard until cancelled; ``task_status.started(url)`` (a one-time
+    login link) once listening, or ``started(None)`` when the address is taken."""
     host, port = parse_address(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -109,18 +121,20 @@ async def serve_dashboard(ctx: AdminContext, bus: EventBus, address: str, *,
         return
     sock.listen(64)
     port = sock.getsockname()[1]
-    token = secrets.token_urlsafe(32)
+    links = LoginLinks()
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}{PREFIX}/login?token={token}"
-    app = dashboard_app(ctx, DashboardAuth.one_time(token), bus, [
+    base = f"http://{shown}:{port}{PREFIX}"
+    url = login_url(base, links.key)
+    app = dashboard_app(ctx, DashboardAuth.one_time(links), bus, [
         Middleware(HostOriginGuardMiddleware, allowed_hosts=None, allowed_origins=None,
                    mode="strict")])
     server = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="off",
                                          log_config=None, timeout_graceful_shutdown=1))
-    with _url_file(url) as path:
+    with _key_file(base, links.key):
         # stderr only: stdout carries the MCP protocol.
-        print(f"mcp-gateway: dashboard at {url}  (also in {path}; "
-              "'mcp-gateway dashboard' prints it)", file=sys.stderr, flush=True)
+        print(f"mcp-gateway: dashboard at {base}/ ; one-time login link: {url}  "
+              "('mcp-gateway dashboard' prints a fresh link at any time)",
+              file=sys.stderr, flush=True)
         task_status.started(url)
         try:
             await server.serve([sock])

@@ -1,0 +1,120 @@
+"""One-time login links of the stdio dashboard, and the sessions they open.
+
+The stdio dashboard has no configured tokens: whoever can read the user's own files
+may use it.  At start it makes a random *link key* and writes it to ``dashboard.json``
+(mode 0600) with the dashboard's address.  A login token is derived from the key:
+
+    token = <issued, hex seconds> "." <random nonce> "." HMAC-SHA256(key, issued "." nonce)
+
+so both the gateway (the link it prints to stderr at start) and ``mcp-gateway dashboard``
+(any number of fresh links, with no request to the gateway) can make one, and nobody
+without the file can.  The gateway accepts a token **once**: redeeming it records its
+nonce as spent (kept until the token would have expired anyway, so the record stays
+small) and opens a *session*: a separate random id, the only thing the HttpOnly cookie
+holds.  A token also expires ``LINK_TTL`` seconds after it was made, so a link left in
+a terminal's scrollback or a log file stops working on its own.
+
+This module uses the standard library only: the CLI imports it without the web stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from typing import Literal
+
+LINK_TTL = 600.0  # seconds a login link stays usable if nobody opens it
+CLOCK_SKEW = 60.0  # a token "issued" this far in the future is still accepted
+MAX_SESSIONS = 64  # logged-in browsers kept; the oldest is logged out beyond this
+KEY_BYTES = 32
+
+Outcome = Literal["ok", "spent", "expired", "invalid"]
+
+
+def _mac(key: bytes, body: str) -> str:
+    digest = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def make_token(key: bytes, now: float | None = None) -> str:
+    """A fresh single-use login token under ``key`` (see the module docstring)."""
+    issued = int(time.time() if now is None else now)
+    body = f"{issued:x}.{secrets.token_urlsafe(16)}"
+    return f"{body}.{_mac(key, body)}"
+
+
+def login_url(base: str, key: bytes) -> str:
+    """``<base>/login?token=...``: a one-time link to the dashboard at ``base``."""
+    return f"{base}/login?token={make_token(key)}"
+
+
+class LoginLinks:
+    """The gateway's side: redeems tokens (each once) and keeps the sessions they open."""
+
+    def __init__(self, key: bytes | None = None, *, ttl: float = LINK_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.key = key if key is not None else secrets.token_bytes(KEY_BYTES)
+        self.ttl = ttl
+        self._clock = clock
+        self._spent: dict[str, float] = {}  # nonce -> issued
+        self._sessions: dict[bytes, float] = {}  # sha256(session id) -> opened
+
+    def mint(self) -> str:
+        return make_token(self.key, self._clock())
+
+    def redeem(self, token: str) -> Outcome:
+        """Check ``token`` and spend it: ``ok`` exactly once for a genuine, fresh token."""
+        parts = token.split(".")
+        if len(parts) != 3 or len(token) > 200:
+            return "invalid"
+        issued_hex, nonce, mac = parts
+        if not hmac.compare_digest(mac.encode(), _mac(self.key, f"{issued_hex}.{nonce}"
+                                                              ).encode()):
+            return "invalid"
+        try:
+            issued = int(issued_hex, 16)
+        except ValueError:
+            return "invalid"
+        now = self._clock()
+        self._spent = {n: t for n, t in self._spent.items() if now - t <= self.ttl}
+        if nonce in self._spent:
+            return "spent"
+        if now - issued > self.ttl:
+            return "expired"
+        if issued - now > CLOCK_SKEW:
+            return "invalid"
+        self._spent[nonce] = issued
+        return "ok"
+
+    def open_session(self) -> str:
+        """A new session id (for the cookie); the oldest session ends beyond the cap."""
+        session = secrets.token_urlsafe(32)
+        self._sessions[_digest(session)] = self._clock()
+        while len(self._sessions) > MAX_SESSIONS:
+            del self._sessions[next(iter(self._sessions))]
+        return session
+
+    def has_session(self, session: str) -> bool:
+        # Looked up by digest: the dict's timing says nothing about the ids it holds.
+        return bool(session) and _digest(session) in self._sessions
+
+    def close_session(self, session: str) -> None:
+        self._sessions.pop(_digest(session), None)
+
+
+def _digest(session: str) -> bytes:
+    return hashlib.sha256(session.encode("utf-8", "surrogatepass")).digest()
+
+
+PROBLEMS: dict[Outcome, str] = {
+    "spent": "This login link was already used: each link logs in one browser once.",
+    "expired": f"This login link has expired (links last {LINK_TTL / 60:.0f} minutes).",
+    "invalid": "This login link is not valid for this dashboard (mistyped, or from a "
+               "gateway that has since restarted).",
+}
+"""What the login page says for each refused outcome; it always adds how to get a new
+link (``mcp-gateway dashboard``)."""

@@ -1,0 +1,37 @@
+"""The README stays true to the code where it can be checked mechanically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fast_mcp_gateway.admin import doc
+from fast_mcp_gateway.admin.mcp_tools import ADMIN_TOOLS
+
+
+@pytest.mark.anyio
+async def test_the_admin_tool_table_is_generated_from_the_tools() -> None:
+    rows = await doc.tool_rows()
+    assert [name for name, *_ in rows] == [tool.name for tool in ADMIN_TOOLS]
+    readme = doc.README.read_text(encoding="utf-8")
+    assert doc.with_table(readme, doc.table(rows)) == readme, (
+        "README.md's admin tool table differs from the tools: run "
+        "'python -m fast_mcp_gateway.admin.doc'")
+
+
+def test_the_table_generator_finds_drift(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{doc.START}\n| stale |\n{doc.END}\nrest\n")
+    assert doc.main(["--check", "--readme", str(readme)]) == 1
+    assert doc.main(["--readme", str(readme)]) == 0
+    assert doc.main(["--check", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nrest\n") and "| stale |" not in text
+    assert "`gateway_pin_status`" in text and "`gateway_alert_history`" in text
+
+
+def test_a_summary_is_the_first_sentence_on_one_line() -> None:
+    assert doc.summary("Do a thing (see\nbelow). More text.\n\nSecond paragraph.") == \
+        "Do a thing (see below)."
+    assert doc.summary("a | b") == "a \\| b"

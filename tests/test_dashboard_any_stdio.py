@@ -31,8 +31,8 @@ def test_the_dashboard_runs_when_stdout_is_a_file(tmp_path: Path) -> None:
     try:
         url = None
         for line in proc.stderr:          # ends at the URL line, or when the process exits
-            if "dashboard at " in line:
-                url = line.split("dashboard at ")[1].split()[0]
+            if "one-time login link: " in line:
+                url = line.split("one-time login link: ")[1].split()[0]
                 break
         assert url is not None, "no dashboard URL on stderr"
         opener = urllib.request.build_opener(NoRedirect)

@@ -245,10 +245,13 @@ def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
                  ) -> list[tuple[str, list[str], dict[str, str], str | None]]:
     """What every enabled stdio replica of ``config`` is started from (over stdio with
     ``--profile``: of the profile's servers only, as ``Gateway`` runs no others)."""
-    from fast_mcp_gateway.front.profiles import profile_servers
+    only = None
+    if settings is not None and settings.transport == "stdio" and settings.profile is not None:
+        # Only with a profile: front.profiles loads FastMCP, which a plain serve must
+        # not wait for before spawning.
+        from fast_mcp_gateway.front.profiles import profile_servers
 
-    only = (profile_servers(settings.profile, config.options)
-            if settings is not None and settings.transport == "stdio" else None)
+        only = profile_servers(settings.profile, config.options)
     starts = []
     for server in config.servers.values():
         if not server.enabled or (only is not None and server.name not in only):

@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fast_mcp_gateway.admin.pins import approve_stored, pending_in_store, stored_diff
-from fast_mcp_gateway.cli.reports import _db_path, _missing
 from fast_mcp_gateway.errors import AdminError
-from fast_mcp_gateway.store import StorageError, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help: str) -> None:
@@ -28,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help
 
 
 async def run_pins(args: argparse.Namespace) -> int:
+    # Here, not at the top: ``add_parser`` is imported for every command, ``serve``
+    # included, which must spawn its upstreams before the server stack is loaded.
+    from fast_mcp_gateway.admin.pins import approve_stored, pending_in_store, stored_diff
+    from fast_mcp_gateway.cli.reports import _db_path, _missing
+    from fast_mcp_gateway.store import StorageError, open_store
+
     path = _db_path(args)
     if await _missing(path):
         print(f"mcp-gateway: no store at {path} (has the gateway run with a store?)")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
 import mcp_types as types
-from fastmcp.client.transports import ClientTransport
-from fastmcp.client.transports.base import TransportOptions
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
@@ -20,6 +18,9 @@ from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.stdio_tap import UNDECODABLE_RESPONSE
+
+if TYPE_CHECKING:  # fastmcp.client is loaded for HTTP upstreams only (transports.py)
+    from fastmcp.client.transports import ClientTransport
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ class RelaySession(ClientSession):
     async def validate_tool_result(self, name: str, result: types.CallToolResult) -> None:
         return None
 
-
-TRANSPORT_OPTIONS = TransportOptions(session_class=RelaySession)
 
 
 class StepFailed(Exception):

@@ -35,14 +35,12 @@ import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO, Unpack, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import anyio
 import anyio.lowlevel
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from fastmcp.client.transports import StdioTransport
-from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.os.win32.utilities import close_process_job
@@ -60,6 +58,11 @@ from fast_mcp_gateway._compat import (
     terminate_process_tree,
     wait_for_process_exit,
 )
+
+if TYPE_CHECKING:
+    from fastmcp.client.transports import ClientTransport as _TransportBase
+else:
+    _TransportBase = object
 
 logger = logging.getLogger(__name__)
 
@@ -420,25 +423,42 @@ async def tapped_stdio_client(
     await anyio.lowlevel.cancel_shielded_checkpoint()
 
 
-class TappedStdioTransport(StdioTransport):
-    """fastmcp's ``StdioTransport`` settings, one session, over ``tapped_stdio_client``.
+class TappedStdioTransport(_TransportBase):
+    """A stdio server (fastmcp ``StdioTransport``'s settings), one session per
+    ``connect_session``, over ``tapped_stdio_client``.
 
-    ``tap`` is the live session's ``RawTap`` (``None`` between sessions); ``adopt``: a
-    process started early for this server (``processes.spawn_early``), used by the next
-    session instead of spawning one.
+    It implements fastmcp's ``ClientTransport`` interface (and is typed as one) without
+    deriving from it at run time: ``fastmcp.client`` loads its auth and token-storage
+    libraries (~0.2 s of CPU, several MB), which a gateway with only stdio upstreams
+    never needs (``upstream/transports.py`` loads the HTTP transports on first use).
+
+    ``session_class``: the ``ClientSession`` each session is (unless the caller's
+    ``transport_options`` name one); ``tap`` is the live session's ``RawTap`` (``None``
+    between sessions); ``adopt``: a process started early for this server
+    (``processes.spawn_early``), used by the next session instead of spawning one.
     """
 
+    legacy_only = False  # stdio carries either protocol era
     tap: RawTap | None = None
     adopt: Any = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     protocol_listener: ProtocolListener | None = None
 
+    def __init__(self, command: str, args: list[str], env: dict[str, str] | None = None,
+                 cwd: str | None = None, log_file: Path | TextIO | None = None,
+                 session_class: type[ClientSession] = ClientSession) -> None:
+        self.command, self.args, self.env, self.cwd = command, args, env, cwd
+        self.log_file = log_file
+        self.session_class = session_class
+
+    def __repr__(self) -> str:
+        return f"<TappedStdioTransport(command={self.command!r}, args={self.args!r})>"
+
     @contextlib.asynccontextmanager
-    async def connect_session(
-        self, *, transport_options: TransportOptions | None = None,
-        **session_kwargs: Unpack[SessionKwargs],
+    async def connect_session(  # type: ignore[override]  # options read by duck typing
+        self, *, transport_options: Any = None, **session_kwargs: Any,
     ) -> AsyncIterator[ClientSession]:
-        options = transport_options or TransportOptions()
+        session_class = getattr(transport_options, "session_class", None) or self.session_class
         params = StdioServerParameters(command=self.command, args=self.args, env=self.env,
                                        cwd=self.cwd)
         tap = RawTap(self.max_message_bytes, self.protocol_listener)
@@ -449,8 +469,7 @@ class TappedStdioTransport(StdioTransport):
             process, self.adopt = self.adopt, None
             read, write = await stack.enter_async_context(
                 tapped_stdio_client(params, errlog, tap, process))
-            session = await stack.enter_async_context(
-                options.session_class(read, write, **session_kwargs))
+            session = await stack.enter_async_context(session_class(read, write, **session_kwargs))
             self.tap = tap
             try:
                 yield session

@@ -17,12 +17,11 @@ import logging
 import random
 import time
 from collections import deque
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import anyio
 import anyio.abc
 import mcp_types as types
-from fastmcp.client.transports import ClientTransport
 from mcp import ClientSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -46,16 +45,13 @@ from fast_mcp_gateway.upstream.processes import (
     open_stderr,
     signal_group,
 )
-from fast_mcp_gateway.upstream.session import (
-    TRANSPORT_OPTIONS,
-    CatalogFetcher,
-    ConnectFailed,
-    StepFailed,
-    negotiate,
-)
+from fast_mcp_gateway.upstream.session import CatalogFetcher, ConnectFailed, StepFailed, negotiate
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
-from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
+from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, relay_options
+
+if TYPE_CHECKING:
+    from fastmcp.client.transports import ClientTransport
 
 logger = logging.getLogger(__name__)
 
@@ -359,7 +355,7 @@ class Supervisor:
                         scope.cancel()
                     tg.start_soon(watch.run, scope, self._still_connecting)
                     async with transport.connect_session(
-                        transport_options=TRANSPORT_OPTIONS, **self._hooks.session_kwargs()
+                        transport_options=relay_options(transport), **self._hooks.session_kwargs()
                     ) as session:
                         self.tap = getattr(transport, "tap", None)
                         if stderr_inode is not None:

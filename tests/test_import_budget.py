@@ -1,0 +1,105 @@
+"""What ``mcp-gateway serve`` (stdio) has loaded at its milestones, seen from inside.
+
+Start-up speed and memory follow from what is imported: the upstreams are spawned
+before the server stack is loaded (spawn-first), ``initialize`` is answered without
+the libraries only other modes use (the HTTP stack's extras, the dashboard, metrics,
+PostgreSQL), and a gateway whose upstreams all run over stdio never loads
+``fastmcp.client`` (its auth and token-storage libraries: ~0.2 s of CPU, several MB).
+A wrapper runs the real CLI and records ``sys.modules`` when the upstreams are spawned
+and at each line the gateway writes to its host; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from tests.fixtures import PY
+
+pytestmark = pytest.mark.anyio
+
+WELL = Path(__file__).parent / "servers" / "well.py"
+
+WRAPPER = textwrap.dedent("""\
+    import json, sys
+    from pathlib import Path
+
+    out = Path(sys.argv.pop(1))
+
+    def record(name):
+        (out / name).write_text(json.dumps(sorted(sys.modules)))
+
+    from fast_mcp_gateway.upstream import processes
+    spawn = processes.spawn_early
+
+    async def spawn_early(starts):
+        record("at-spawn.json")
+        return await spawn(starts)
+
+    processes.spawn_early = spawn_early
+
+    from fast_mcp_gateway.front import stdio
+    writes = []
+    for method in ("write", "write_bytes", "write_nowait"):
+        def wrapped(self, *args, _original=getattr(stdio.LineWriter, method), **kwargs):
+            writes.append(1)
+            record("at-initialize.json" if len(writes) == 1 else "at-last-write.json")
+            return _original(self, *args, **kwargs)
+        setattr(stdio.LineWriter, method, wrapped)
+
+    from fast_mcp_gateway.cli.main import main
+    sys.exit(main())
+""")
+
+# Loaded only for HTTP/SSE, the dashboard, /metrics, PostgreSQL or HTTP upstreams.
+NOT_FOR_STDIO = ("fastmcp.client", "key_value", "jinja2", "prometheus_client", "asyncpg",
+                 "fast_mcp_gateway.http", "fast_mcp_gateway.ui.app",
+                 "fast_mcp_gateway.telemetry.metrics")
+
+
+def loaded(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m in prefixes or m.startswith(
+        tuple(p + "." for p in prefixes)))
+
+
+@pytest.mark.timeout(240)  # two processes start; on a loaded machine that takes a while
+async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> None:
+    wrapper = tmp_path / "serve.py"
+    wrapper.write_text(WRAPPER)
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    transport = StdioTransport(
+        PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING",
+             "--startup-wait", "600"],
+        env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"}, keep_alive=False,
+        log_file=tmp_path / "gateway.log")
+    with anyio.fail_after(200):
+        async with Client(transport, mode="legacy") as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert "well_echo" in names
+            echoed = await client.call_tool("well_echo", {"text": "hi"})
+            assert echoed.content[0].text == "hi"  # type: ignore[union-attr]
+
+    def read(name: str) -> list[str]:
+        return list(json.loads((tmp_path / name).read_text()))
+
+    at_spawn = read("at-spawn.json")
+    # Spawn-first: nothing of the server stack (FastMCP, the SDK) before the spawn.
+    assert loaded(at_spawn, ("fastmcp", "mcp", "starlette", "uvicorn")) == []
+    assert "fast_mcp_gateway.config.loader" in at_spawn  # the config was read first
+    at_initialize = read("at-initialize.json")
+    assert "fastmcp" in at_initialize  # the front is FastMCP's
+    assert loaded(at_initialize, NOT_FOR_STDIO) == []
+    # After a list and a call through the stdio upstream: still none of the others.
+    # (key_value is FastMCP's server-side state store, loaded by its own request path:
+    # a bare FastMCP server loads it on its first request too.)
+    later = tuple(p for p in NOT_FOR_STDIO if p != "key_value")
+    assert loaded(read("at-last-write.json"), later) == []

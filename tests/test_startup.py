@@ -266,3 +266,26 @@ async def test_a_read_of_a_server_still_connecting_waits_for_it(tmp_path: Path) 
                 release.touch()
     assert results["read"][0].text == "warm"
     assert isinstance(results["call"], int)
+
+
+async def test_a_stalled_gateway_does_not_judge_its_upstream_idle() -> None:
+    """A connect window the gateway itself slept through (a long import blocks its event
+    loop, so its stderr readers cannot count anything) is not held against the server:
+    it is watched for one more window before being called idle."""
+    import time
+
+    import anyio.lowlevel
+
+    from fast_mcp_gateway.upstream.processes import ConnectWatch
+
+    watch = ConnectWatch(0.05, lambda: None, lambda: 0)
+    scope = anyio.CancelScope()
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.run, scope, lambda _: None)
+            await anyio.lowlevel.checkpoint()    # the watch takes its first mark
+            time.sleep(0.5)  # noqa: ASYNC251 - the loop blocked on purpose: a stall
+            with scope:
+                await anyio.sleep_forever()      # until the watch fires
+    assert watch.fired and not watch.busy
+    assert watch.stalls >= 1 and watch.elapsed >= 0.5

@@ -318,6 +318,7 @@ class ConnectWatch:
         self.fired = False
         self.busy = False  # fired although still working (its time used up)
         self.extensions = 0
+        self.stalls = 0  # windows not judged: the gateway itself was stalled
         self.elapsed = 0.0
         self._scope = anyio.CancelScope()
 
@@ -331,10 +332,18 @@ class ConnectWatch:
             deadline, mark = started + self.window, self._mark()
             while True:
                 await anyio.sleep_until(deadline)
-                now = self._mark()
-                self.elapsed = anyio.current_time() - started
-                worked = now != mark and (now[0] is not None or now[1] != mark[1])
+                woke = anyio.current_time()
+                self.elapsed = woke - started
                 limit = max(MAX_WINDOWS * self.window, MAX_BUSY_SECONDS)
+                if woke - deadline > self.window / 2 and self.elapsed + self.window <= limit:
+                    # The gateway itself was stalled (a long import, a starved loop): its
+                    # stderr readers did not run either, so an unchanged mark proves
+                    # nothing about the server.  Watch one more window from now.
+                    self.stalls += 1
+                    mark, deadline = self._mark(), woke + self.window
+                    continue
+                now = self._mark()
+                worked = now != mark and (now[0] is not None or now[1] != mark[1])
                 if worked and self.elapsed + self.window <= limit:
                     mark, deadline = now, deadline + self.window
                     self.extensions += 1

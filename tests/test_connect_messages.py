@@ -18,8 +18,8 @@ import pytest
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.telemetry.redaction import SECRETS
-from fast_mcp_gateway.upstream.replica import Upstream
-from tests.fixtures import PY
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+from tests.fixtures import FAST_RESTART, PY, stdio_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +159,28 @@ async def test_junk_on_stdout_is_redacted_and_bounded() -> None:
         "-c", f"echo 'token={secret} {'x' * 500}'; exit 1"]})
     assert secret not in error and "***" in error
     assert len(error) < 600, error
+
+
+async def test_a_server_that_dies_while_held_gives_its_exit_code() -> None:
+    config = parse_config({"servers": {"up": stdio_entry("well.py")}},
+                          source="test").servers["up"]
+    upstream = Upstream(config, restart=FAST_RESTART)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upstream.run)
+        try:
+            with anyio.fail_after(120):  # a guard only
+                await upstream.wait_first_attempt()
+                assert upstream.state is UpstreamState.READY, upstream.last_error
+                with pytest.raises(Exception):  # noqa: B017 - the connection dies mid-call
+                    await upstream.call_tool("crash", {"code": 7}, None)
+                assert await upstream.wait_until(
+                    lambda: "exited with code" in (upstream.last_error or ""), 60)
+        finally:
+            upstream.stop()
+    # Whichever the gateway saw first (the stderr EOF, or the call's closed connection)
+    # is followed by the exit code and the stderr tail.
+    error = upstream.last_error or ""
+    assert error.startswith(("the server process exited with code 7 | stderr: ",
+                             "connection closed during tools/call 'crash': the server "
+                             "process exited with code 7 | stderr: ")), error
+    assert error.endswith("well: crashing on request"), error

@@ -58,8 +58,11 @@ def explain_connect_failure(
                 "stdio, and that it writes its logs to stderr")
     elif junk and exc is not None and not answered:
         text += junk
-    elif exc is None and text == "process exited" and isinstance(exit_code, int):
-        text = f"process exited with code {exit_code}" if exit_code >= 0 else text
+    elif (exc is None and isinstance(exit_code, int) and exit_code >= 0
+          and text.startswith(("process exited", "connection closed"))):
+        # The server went away by itself (we stop it with a signal or EOF only later).
+        text = (f"the server process exited with code {exit_code}" if text == "process exited"
+                else f"{text}: the server process exited with code {exit_code}")
     lines = [line.strip() for line in stderr if line.strip()]
     if lines and not answered:  # an error *response* is the whole story
         text += " | stderr: " + " / ".join(lines)

@@ -74,6 +74,7 @@ def test_a_token_naming_an_unknown_server_is_warned_about(
                "(list and call tools) or admin (also manage the gateway; implies tools)"),
     ("[tools, root]", "unknown scope 'root'; the valid scopes are tools"),
     ("[]", "give at least one scope: tools (list and call tools) or admin"),
+    ("admin", "must be a list, e.g. scopes: [admin]; the valid scopes are tools"),
 ])
 def test_bad_scopes_are_one_plain_problem(tmp_path: Path, scopes: str, message: str) -> None:
     path = write(tmp_path, f"{{name: a, token: '${{T}}', scopes: {scopes}}}")
@@ -93,6 +94,14 @@ def test_a_bad_token_name_says_which_characters_are_allowed(tmp_path: Path) -> N
             "letters, digits and _ . @ - only (no spaces), at most 64 characters") in str(
         error.value)
     assert "pattern" not in str(error.value)
+
+
+def test_a_single_server_name_is_no_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "{name: a, token: '${T}', scopes: [tools], servers: notes}")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={"T": CLEAR})
+    assert ("field 'gateway.auth.tokens[0].servers': must be a list of server names, e.g. "
+            "servers: [notes] (leave it out for every server)") in str(error.value)
 
 
 def token_new(*args: str) -> subprocess.CompletedProcess[str]:

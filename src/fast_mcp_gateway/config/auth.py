@@ -76,7 +76,9 @@ class TokenEntry(_Strict):
         # One message for the list as a whole: pydantic would add a second, derived one
         # ("Tuple should have at least 1 item") for each unknown scope.
         if isinstance(value, str):
-            value = [value]
+            example = value if value in SCOPES else "tools"
+            raise ValueError(f"must be a list, e.g. scopes: [{example}]; the valid scopes "
+                             f"are {SCOPE_HELP}")
         if not isinstance(value, list | tuple):
             return value  # not a list: the type check says so
         unknown = [v for v in value if v not in SCOPES]
@@ -115,6 +117,14 @@ class TokenEntry(_Strict):
             raise ValueError("sha256 must be 64 hexadecimal digits (the line "
                              "'mcp-gateway token new' prints)")
         return self
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _server_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(f"must be a list of server names, e.g. servers: [{value}] "
+                             "(leave it out for every server)")
+        return value
 
     @property
     def digest(self) -> str:

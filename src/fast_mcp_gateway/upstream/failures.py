@@ -49,7 +49,7 @@ def explain_connect_failure(
     junk = _junk(notice, violations)
     exit_code = getattr(transport, "exit_code", None)
     closed = failed is not None and _error_code(failed) == types.CONNECTION_CLOSED
-    if closed and isinstance(exit_code, int) and exit_code >= 0 and failed is not None:
+    if failed is not None and closed and isinstance(exit_code, int) and exit_code >= 0:
         text = (f"connect: the server exited with code {exit_code} before answering "
                 f"{failed.method}{junk}; {STDIO_HINT}")
     elif isinstance(exc, UpstreamTimeout) and junk:

@@ -124,6 +124,10 @@ async def test_the_file_watcher_reloads_and_restarts_only_what_changed(
         assert report.unchanged == ["alpha"]
         assert alpha.connects == 1 and gateway.manager.get("alpha").replicas[0] is alpha
         assert {"alpha_add", "beta_echo"} <= await tool_names(client)
+        # The audit says what reloaded it: the watcher, not an anonymous "library".
+        assert gateway.store is not None
+        reloads = [e for e in await gateway.store.audit() if e.action == "reload_config"]
+        assert [e.actor for e in reloads] == ["config-file"]
 
 
 async def test_explicit_reload_rejects_bad_edits_and_restarts_what_changed(

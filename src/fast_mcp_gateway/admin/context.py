@@ -29,7 +29,8 @@ class Actor:
     """Who asks for an admin operation, as the audit log names them.
 
     The MCP adapter uses the host's client id (``"stdio"`` when the transport has none);
-    in-process callers (the CLI's SIGHUP, the config watcher, library code) are
+    the config file watcher is ``CONFIG_FILE`` (a reload it made because the file
+    changed); other in-process callers (the CLI's SIGHUP, library code) are
     ``LIBRARY``.  Authentication will add the principal's scopes here.
     """
 
@@ -37,6 +38,7 @@ class Actor:
 
 
 LIBRARY = Actor("library")
+CONFIG_FILE = Actor("config-file")
 
 
 class Fleet(Protocol):

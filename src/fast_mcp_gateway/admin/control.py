@@ -28,7 +28,7 @@ import anyio
 import anyio.abc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from fast_mcp_gateway.admin.context import LIBRARY, Actor, require_store
+from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
@@ -289,7 +289,7 @@ class ControlPlane:
             now = await stamp()
             if now is not None and now != last:
                 last = now
-                report = await self.reload_config(LIBRARY)
+                report = await self.reload_config(CONFIG_FILE)  # audited as the watcher
                 if report.error:
                     logger.error("config reload rejected, keeping the running config: %s",
                                  report.error)

@@ -37,10 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", type=Path, default=None,
                        help="servers.yaml or Claude-Desktop mcpServers file "
                             "(default: $MCP_GATEWAY_CONFIG or ./servers.yaml)")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        """What the commands that connect to upstreams take (serve, check)."""
+        config_arg(p)
         p.add_argument("--connect-timeout", type=float, default=None,
                        help="seconds to wait for each upstream to connect (default 10)")
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -106,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
     servers = sub.add_parser("servers", help="the configured servers: the config file merged "
                                              "with runtime registrations")
-    common(servers)
+    config_arg(servers)
     servers.add_argument("--db", default=None,
                          help=f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
                               f"{default_db_path()})")

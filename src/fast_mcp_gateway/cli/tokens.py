@@ -18,14 +18,18 @@ def new_token(args: argparse.Namespace) -> int:
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     servers = None if args.servers is None else [
         s.strip() for s in args.servers.split(",") if s.strip()]
+    if servers == []:
+        return _refuse("--servers: give at least one server name (comma-separated), or "
+                       "leave --servers out to let the token reach every server")
     try:
         entry = TokenEntry.model_validate({"name": args.name, "sha256": token_digest(token),
                                            "scopes": scopes, "servers": servers})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'token'}: {e['msg']}"
-                             for e in exc.errors())
-        print(f"mcp-gateway token new: {problems}", file=sys.stderr)
-        return 2
+        # Each field's own message, under the option that gave it (never pydantic's text).
+        problems = "; ".join(
+            f"--{e['loc'][0] if e['loc'] else 'name'}: "
+            + str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        return _refuse(problems)
     lines = [
         "# The token (shown once; give it to its holder, keep it in a secret store):",
         f"#   {token}",
@@ -38,3 +42,8 @@ def new_token(args: argparse.Namespace) -> int:
         lines.append(f"  servers: [{', '.join(entry.servers)}]")
     print("\n".join(lines))
     return 0
+
+
+def _refuse(problem: str) -> int:
+    print(f"mcp-gateway token new: {problem}", file=sys.stderr)
+    return 2

@@ -22,16 +22,23 @@ gateway:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+logger = logging.getLogger(__name__)
 
 Scope = Literal["admin", "tools"]
 SCOPES: tuple[Scope, ...] = ("admin", "tools")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NAME_RULE = "letters, digits and _ . @ - only (no spaces), at most 64 characters"
+SCOPE_HELP = "tools (list and call tools) or admin (also manage the gateway; implies tools)"
 _SHA_PREFIX = "sha256:"
 MIN_TOKEN_LENGTH = 16
 
@@ -48,11 +55,42 @@ def token_digest(token: str) -> str:
 class TokenEntry(_Strict):
     """One static bearer token.  Only its digest is kept after validation."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    name: str
     token: str | None = Field(default=None, repr=False)
     sha256: str | None = None
-    scopes: tuple[Scope, ...] = Field(min_length=1)
+    scopes: tuple[Scope, ...]
     servers: tuple[str, ...] | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _plain_name(cls, value: object) -> object:
+        if isinstance(value, str) and not _NAME.match(value):
+            what = "is empty" if not value else f"'{value[:70]}' is not a valid token name"
+            raise ValueError(f"{what}: use {NAME_RULE} (it is the actor shown in audit and "
+                             "call records)")
+        return value
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _known_scopes(cls, value: object) -> object:
+        # One message for the list as a whole: pydantic would add a second, derived one
+        # ("Tuple should have at least 1 item") for each unknown scope.
+        if isinstance(value, str):
+            example = value if value in SCOPES else "tools"
+            raise ValueError(f"must be a list, e.g. scopes: [{example}]; the valid scopes "
+                             f"are {SCOPE_HELP}")
+        if not isinstance(value, list | tuple):
+            return value  # not a list: the type check says so
+        unknown = [v for v in value if v not in SCOPES]
+        if unknown:
+            names = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in unknown)
+            close = [m[0] for v in unknown if isinstance(v, str)
+                     for m in [difflib.get_close_matches(v, SCOPES, n=1)] if m]
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise ValueError(f"unknown scope {names}{hint}; the valid scopes are {SCOPE_HELP}")
+        if not value:
+            raise ValueError(f"give at least one scope: {SCOPE_HELP}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -79,6 +117,14 @@ class TokenEntry(_Strict):
             raise ValueError("sha256 must be 64 hexadecimal digits (the line "
                              "'mcp-gateway token new' prints)")
         return self
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _server_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(f"must be a list of server names, e.g. servers: [{value}] "
+                             "(leave it out for every server)")
+        return value
 
     @property
     def digest(self) -> str:
@@ -131,12 +177,15 @@ class AuthConfig(_Strict):
 def expand_auth(raw: dict[str, Any], expand: Callable[[str, str], Any]) -> dict[str, Any]:
     """``raw`` (the ``auth:`` mapping as read) with ``expand(value, field)`` applied to the
     secrets and settings that may come from the environment: each token's ``token`` and
-    ``sha256``, and every ``jwt`` string.  Other shapes are left for validation to reject."""
+    ``sha256``, and every ``jwt`` string.  Other shapes are left for validation to reject.
+    A token written in clear in the file is warned about (``warn_clear_token``)."""
     def one(value: Any, field: str) -> Any:
         return expand(value, field) if isinstance(value, str) else value
 
     out = dict(raw)
     if isinstance(raw.get("tokens"), list):
+        for i, entry in enumerate(raw["tokens"]):
+            warn_clear_token(entry, f"tokens[{i}]")
         out["tokens"] = [
             {**entry, **{k: one(entry[k], f"tokens[{i}].{k}")
                          for k in ("token", "sha256") if k in entry}}
@@ -145,3 +194,42 @@ def expand_auth(raw: dict[str, Any], expand: Callable[[str, str], Any]) -> dict[
     if isinstance(raw.get("jwt"), dict):
         out["jwt"] = {k: one(v, f"jwt.{k}") for k, v in raw["jwt"].items()}
     return out
+
+
+def warn_clear_token(entry: object, where: str) -> bool:
+    """Log a warning (naming the entry, never the value) when a ``tokens`` entry as read
+    from the file holds the clear token itself rather than a ``${VAR}`` reference or a
+    digest; True if it did.  Only the file's text can tell: once expanded, a variable's
+    value looks the same."""
+    token = entry.get("token") if isinstance(entry, dict) else None
+    if not isinstance(token, str) or token.startswith(_SHA_PREFIX) or "${" in token:
+        return False
+    name = entry.get("name") if isinstance(entry, dict) else None
+    label = f"{where} ('{name}')" if isinstance(name, str) else where
+    logger.warning(
+        "gateway.auth.%s: the token is written in the config file in clear; anyone who can "
+        "read the file can use it. Replace 'token: ...' with 'sha256: %s' (its digest), or "
+        "keep the token in an environment variable and write 'token: ${VAR}'",
+        label, token_digest(token))
+    return True
+
+
+def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str]) -> list[str]:
+    """Log a warning for each token whose ``servers`` names servers the config does not
+    have (a typo, or a server registered at runtime later: hence no error); the
+    warnings, as logged."""
+    warnings: list[str] = []
+    for entry in auth.tokens if auth is not None else ():
+        unknown = [s for s in entry.servers or () if s not in servers]
+        if not unknown:
+            continue
+        hints = [f"'{s}' (did you mean '{m[0]}'?)" if m else f"'{s}'" for s in unknown
+                 for m in [difflib.get_close_matches(s, list(servers), n=1)]]
+        known = ", ".join(sorted(servers)) or "none"
+        warnings.append(
+            f"gateway.auth: token '{entry.name}' names servers that are not configured: "
+            f"{', '.join(hints)}; configured servers: {known}. Fix the name, unless that "
+            "server is added at runtime (then this token reaches it once it is)")
+    for text in warnings:
+        logger.warning("%s", text)
+    return warnings

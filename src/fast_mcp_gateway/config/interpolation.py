@@ -11,6 +11,7 @@ else the ``gateway.env_allow`` patterns, for anything registered at runtime.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -88,6 +89,24 @@ def _bad_reference(text: str, start: int) -> str:
     if rest.startswith("input:"):
         return ("VS Code's ${input:...} prompts are not supported; set an environment "
                 "variable and write ${VAR}")
+    if rest.lower().startswith("caller"):
+        return _bad_caller(rest)
     problem = "has no closing '}'" if "}" not in rest else "is not a valid variable reference"
     return (f"'${{' at character {start + 1} {problem}; write ${{VAR}} or ${{VAR:-default}} "
             "(VAR: letters, digits and '_'), or $$ for a literal $")
+
+
+def _bad_caller(rest: str) -> str:
+    """A ``${caller...}`` that is neither ``${caller.token}`` nor ``${caller.claims.x}``."""
+    end = rest.find("}")
+    written = "${" + (rest[:end + 1] if end >= 0 else rest[:40])
+    path = rest[len("caller."):end] if end >= 0 else ""
+    guess = ("${caller.token}" if difflib.get_close_matches(path, ["token"], n=1, cutoff=0.6)
+             else "${caller.claims.<name>}" if path.startswith(("claim", "clam", "claism"))
+             else None)
+    hint = f"; did you mean {guess}?" if guess else ""
+    closing = "" if end >= 0 else " (it also has no closing '}')"
+    return (f"{written!r} is not a caller reference{closing}{hint} The caller references "
+            "are ${caller.token} (the caller's bearer token) and ${caller.claims.<name>} (one "
+            "claim of the caller's JWT, e.g. ${caller.claims.sub}), in 'headers' of an HTTP "
+            "upstream")

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from fast_mcp_gateway.config.alerts import AlertsConfig
-from fast_mcp_gateway.config.auth import AuthConfig
+from fast_mcp_gateway.config.auth import AuthConfig, warn_unknown_servers
 from fast_mcp_gateway.config.curation import (
     CacheRule,
     Exposure,
@@ -401,3 +401,9 @@ class GatewayConfig(_Strict):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
     source: str = "<config>"
+
+    @model_validator(mode="after")
+    def _token_servers(self) -> GatewayConfig:
+        # A warning, not an error: a token may name a server registered at runtime.
+        warn_unknown_servers(self.options.auth, self.servers)
+        return self

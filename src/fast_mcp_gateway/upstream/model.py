@@ -7,6 +7,7 @@ No I/O and no session here; every other ``upstream`` module may import this one.
 from __future__ import annotations
 
 import random
+import socket
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -120,11 +121,52 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MCPError):
         return exc.error.message
     if isinstance(exc, httpx2.HTTPStatusError):
-        return f"HTTP {exc.response.status_code} from {exc.request.url}"
+        return http_status_text(exc.response.status_code, exc.response.reason_phrase,
+                                str(exc.request.url))
     if isinstance(exc, httpx2.ConnectError):
-        return f"cannot connect: {exc}"
+        return _connect_error(exc)
+    if isinstance(exc, httpx2.TimeoutException):
+        return (f"no answer from {_request_url(exc)} in time ({exc or type(exc).__name__}); "
+                "check that the server is up and reachable from this machine")
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
         text = f"{text}: {_describe(cause)}"
     return text
+
+
+def http_status_text(status: int, reason: str, url: str) -> str:
+    """What an HTTP error status at an upstream's URL means, and what to change."""
+    said = f"HTTP {status}{' ' + reason if reason else ''} at {url}"
+    if status in (401, 403):
+        return (f"{said}: the server refused the gateway's credentials; give them in the "
+                "server's 'headers' (e.g. Authorization: \"Bearer ${TOKEN}\")")
+    if status >= 500 and status != 501:  # 501: the method is not implemented there
+        return f"{said}: the server failed; see its own logs"
+    if status == 429:
+        return f"{said}: the server is rate-limiting the gateway; try again later"
+    return (f"{said}: not an MCP endpoint; check the path in 'url' (MCP servers usually "
+            "serve streamable HTTP at /mcp, or SSE at /sse)")
+
+
+def _request_url(exc: httpx2.RequestError) -> str:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # raised outside a request: httpx has none to name
+        return "the server's url"
+
+
+def _connect_error(exc: httpx2.ConnectError) -> str:
+    url = _request_url(exc)
+    root: BaseException | None = exc
+    while root is not None and not (isinstance(root, OSError) and root.errno is not None):
+        root = root.__cause__ or root.__context__
+    if isinstance(root, ConnectionRefusedError):
+        return (f"cannot connect to {url}: connection refused (nothing is listening on that "
+                "port); check that the server is running and the host and port in 'url'")
+    if isinstance(root, socket.gaierror):
+        return (f"cannot connect to {url}: the host name does not resolve ({root.strerror}); "
+                "check the host in 'url'")
+    detail = root.strerror if isinstance(root, OSError) and root.strerror else str(exc)
+    return (f"cannot connect to {url}: {detail or type(exc).__name__}; check that the "
+            "server is running and reachable from this machine")

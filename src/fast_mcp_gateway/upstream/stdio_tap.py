@@ -207,6 +207,7 @@ class RawTap:
         self._closed = False
         self.framer = LineFramer(max_message_bytes)
         self.fatal: str | None = None  # why the connection was ended, if it was
+        self.exit_code: int | None = None  # the server's, once stopped (< 0: a signal)
         self._listener = protocol_listener
 
     def violation(self, reason: str, *, fatal: bool) -> None:
@@ -400,6 +401,7 @@ async def tapped_stdio_client(
         with anyio.move_on_after(_WRITER_FLUSH_TIMEOUT):
             await writer_done.wait()
         await _stop_server_process(process)
+        tap.exit_code = process.returncode
         await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()
 
@@ -440,6 +442,7 @@ class TappedStdioTransport(_TransportBase):
 
     legacy_only = False  # stdio carries either protocol era
     tap: RawTap | None = None
+    last_tap: RawTap | None = None  # the latest session's, kept after it ends
     adopt: Any = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     protocol_listener: ProtocolListener | None = None
@@ -461,7 +464,7 @@ class TappedStdioTransport(_TransportBase):
         session_class = getattr(transport_options, "session_class", None) or self.session_class
         params = StdioServerParameters(command=self.command, args=self.args, env=self.env,
                                        cwd=self.cwd)
-        tap = RawTap(self.max_message_bytes, self.protocol_listener)
+        tap = self.last_tap = RawTap(self.max_message_bytes, self.protocol_listener)
         async with contextlib.AsyncExitStack() as stack:
             log = self.log_file
             errlog = (stack.enter_context(log.open("a")) if isinstance(log, Path)
@@ -475,6 +478,12 @@ class TappedStdioTransport(_TransportBase):
                 yield session
             finally:
                 self.tap = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """How the latest session's server process ended (None: not stopped yet;
+        negative: by that signal)."""
+        return None if self.last_tap is None else self.last_tap.exit_code
 
     async def close(self) -> None:
         """Nothing outlives ``connect_session`` (its exit stops the server)."""

@@ -29,6 +29,7 @@ from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.failures import explain_connect_failure
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -117,6 +118,7 @@ class Supervisor:
         self.instructions: str | None = None
 
         self._session: ClientSession | None = None
+        self._transport: ClientTransport | None = None  # the latest attempt's (its facts)
         self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
         self._enabled = config.enabled
         self._stopping = self._restart_requested = False
@@ -193,7 +195,7 @@ class Supervisor:
         elif self.state is UpstreamState.READY:
             self.last_error = reason
         else:
-            self._notice = reason
+            self._notice = self._notice or reason  # the first one: the one to quote
         self._hooks.notify()
 
     def closed_by_protocol_error(self) -> str | None:
@@ -309,13 +311,9 @@ class Supervisor:
             self._first_attempt.set()
 
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
-        text = text or (describe_error(exc) if exc is not None else "failed")
-        tail = self.stderr.tail(5)
-        # An error *response* is the whole story; stderr would only distract from it.
-        answered = isinstance(exc, ConnectFailed) and exc.answered
-        if self.config.kind == "stdio" and tail and not answered:
-            text += " | stderr: " + " / ".join(line.strip() for line in tail if line.strip())
-        return text
+        return explain_connect_failure(
+            exc, text, kind=self.config.kind, stderr=self.stderr.tail(5), step=self._step,
+            notice=self._notice, violations=self._violations, transport=self._transport)
 
     async def _attempt(self, *, hold: bool) -> None:
         if self.state is not UpstreamState.READY:
@@ -342,7 +340,7 @@ class Supervisor:
             if self.config.kind == "stdio":
                 stderr_inode, stderr_writer = open_stderr(
                     tg, early.stderr_fd if early else None, self._stderr, stderr_done)
-            transport = self._transport_factory(self.config, stderr_writer)
+            transport = self._transport = self._transport_factory(self.config, stderr_writer)
             if isinstance(transport, TappedStdioTransport):
                 transport.max_message_bytes = self.config.max_message_bytes
                 transport.protocol_listener = self.protocol_error

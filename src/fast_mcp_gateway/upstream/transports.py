@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.session import RelaySession
@@ -35,11 +35,11 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
             session_class=RelaySession,
         )
     assert config.url is not None
-    from fastmcp.client.transports import SSETransport, StreamableHttpTransport
+    from fastmcp.client.transports import SSETransport
 
     if config.kind == "sse":
         return SSETransport(config.url, headers=dict(config.headers) or None)
-    return StreamableHttpTransport(config.url, headers=dict(config.headers) or None)
+    return _http_transport()(config.url, headers=dict(config.headers) or None)
 
 
 def relay_options(transport: ClientTransport) -> TransportOptions | None:
@@ -57,3 +57,35 @@ def _relay_options() -> TransportOptions:
     from fastmcp.client.transports.base import TransportOptions
 
     return TransportOptions(session_class=RelaySession)
+
+
+@functools.cache
+def _http_transport() -> Callable[..., ClientTransport]:
+    """``HttpTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
+    import httpx2
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    class HttpTransport(StreamableHttpTransport):
+        """fastmcp's streamable HTTP transport, keeping the HTTP status of the endpoint's
+        last answer (``last_status``): the SDK turns an HTTP error into a stand-in JSON-RPC
+        error (a 404 reads as -32601), and a connect error should say what the URL
+        really answered."""
+
+        def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+            self.last_status: tuple[int, str, str] | None = None  # status, reason, url
+            super().__init__(url, headers=headers, httpx_client_factory=self.make_client)
+
+        def make_client(self, headers: dict[str, str] | None = None,
+                        timeout: httpx2.Timeout | None = None,
+                        auth: httpx2.Auth | None = None, **_: Any) -> httpx2.AsyncClient:
+            # The SDK's own client settings (30 s, 300 s to read a stream); redirects
+            # stay off: the SDK follows those within the endpoint's origin itself.
+            return httpx2.AsyncClient(headers=headers, auth=auth,
+                                      timeout=timeout or httpx2.Timeout(30.0, read=300.0),
+                                      event_hooks={"response": [self.record_reply]})
+
+        async def record_reply(self, response: httpx2.Response) -> None:
+            self.last_status = (response.status_code, response.reason_phrase,
+                                str(response.request.url))
+
+    return HttpTransport

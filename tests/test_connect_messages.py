@@ -1,0 +1,186 @@
+"""A server that cannot be connected to is reported with its cause and the fix (issue 8
+item 7): nothing listening at the URL, a URL that is no MCP endpoint, a stdio process
+that exits or writes junk on stdout.  Real subprocesses and real HTTP on 127.0.0.1;
+every wait is on the attempt itself (``probe`` returns when it failed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anyio
+import pytest
+
+from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.telemetry.redaction import SECRETS
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+from tests.fixtures import FAST_RESTART, PY, stdio_entry
+
+pytestmark = pytest.mark.anyio
+
+
+async def failure(entry: dict[str, Any], connect_timeout: float = 30.0) -> str:
+    """``last_error`` after one connect attempt of ``entry`` (as ``mcp-gateway check``)."""
+    config = parse_config({"servers": {"up": entry}}, source="test").servers["up"]
+    upstream = Upstream(config, connect_timeout=connect_timeout)
+    with anyio.fail_after(120):  # a guard only: each attempt ends by itself
+        with pytest.raises(Exception):  # noqa: B017 - the text is what is tested
+            await upstream.probe()
+    assert upstream.last_error is not None
+    return upstream.last_error
+
+
+class _NotMcp(BaseHTTPRequestHandler):
+    """A web server that is no MCP server: 404 JSON (as FastAPI answers) for unknown
+    paths, 405 for a GET-only path, 401 behind a login, and one JSON-RPC error body."""
+
+    def do_POST(self) -> None:
+        if self.path == "/rpc-error":
+            self._send(400, {"jsonrpc": "2.0", "id": None,
+                             "error": {"code": -32600, "message": "bad envelope, says the server"}})
+        elif self.path == "/private/mcp":
+            self._send(401, {"detail": "login first"})
+        elif self.path == "/health":
+            self._send(405, {"detail": "Method Not Allowed"})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    do_GET = do_POST  # SSE opens with a GET
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def not_mcp() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMcp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_connection_refused_names_the_url_and_says_nothing_listens() -> None:
+    # A bound socket that never listens: every connect to its port is refused.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/mcp"
+        error = await failure({"url": url})
+    assert error.startswith(f"cannot connect to {url}: connection refused"), error
+    assert "nothing is listening" in error and "check that the server is running" in error
+
+
+@pytest.mark.parametrize(("path", "status"), [("/nothing", "404 Not Found"),
+                                              ("/health", "405 Method Not Allowed")])
+async def test_a_url_that_is_no_mcp_endpoint_says_the_http_status(path: str, status: str) -> None:
+    with not_mcp() as base:
+        error = await failure({"url": base + path})
+    assert error.startswith(f"connect: initialize got HTTP {status} at {base}{path}: not an "
+                            "MCP endpoint; check the path in 'url'"), error
+    assert "/mcp" in error and "-326" not in error
+
+
+async def test_refused_credentials_point_at_headers() -> None:
+    with not_mcp() as base:
+        error = await failure({"url": base + "/private/mcp"})
+    assert f"HTTP 401 Unauthorized at {base}/private/mcp" in error, error
+    assert "'headers'" in error and "Authorization" in error
+
+
+async def test_a_json_rpc_error_body_is_the_servers_own_word() -> None:
+    """Only the SDK's stand-ins for an HTTP status are replaced, never a real answer."""
+    with not_mcp() as base:
+        error = await failure({"url": base + "/rpc-error"})
+    assert error == "connect: initialize answered -32600 bad envelope, says the server"
+
+
+async def test_an_sse_url_that_is_not_found_says_so() -> None:
+    with not_mcp() as base:
+        error = await failure({"url": base + "/sse"})
+    assert error.startswith(f"HTTP 404 Not Found at {base}/sse: not an MCP endpoint"), error
+
+
+async def test_a_process_that_exits_gives_its_exit_code_and_a_hint() -> None:
+    error = await failure({"command": "true"})
+    assert error.startswith("connect: the server exited with code 0 before answering "
+                            "initialize; check that 'command' and 'args' start an MCP server "
+                            "that talks over stdio"), error
+
+
+async def test_a_crash_gives_the_exit_code_and_the_stderr_tail() -> None:
+    error = await failure({"command": PY, "args": [
+        "-c", "import sys; print('fatal: API_KEY is not set', file=sys.stderr); sys.exit(3)"]})
+    assert error.startswith("connect: the server exited with code 3 before answering "
+                            "initialize"), error
+    assert error.endswith("| stderr: fatal: API_KEY is not set"), error
+
+
+async def test_junk_on_stdout_is_named_with_its_first_line_and_the_fix() -> None:
+    """The process prints a non-JSON line and then waits (idle): the deadline ends the
+    attempt, and the message blames stdout, not slowness."""
+    script = ("import sys, time\nprint('hello garbage', flush=True)\n"
+              "print('more garbage', flush=True)\ntime.sleep(600)\n")
+    error = await failure({"command": PY, "args": ["-c", script]}, connect_timeout=1.0)
+    assert error.startswith("connect: no answer to initialize in time; it wrote 2 lines on "
+                            "stdout that MCP cannot read (the first: not JSON-RPC: "
+                            "'hello garbage')"), error
+    assert "writes its logs to stderr" in error and "check that 'command' and 'args'" in error
+    assert "timeouts.connect" not in error and "idle" not in error
+
+
+async def test_junk_then_exit_names_both() -> None:
+    error = await failure({"command": "sh", "args": ["-c", "echo 'Usage: server [--port N]'; "
+                                                            "exit 2"]})
+    assert error.startswith("connect: the server exited with code 2 before answering "
+                            "initialize; it wrote a line on stdout that MCP cannot read (the "
+                            "first: not JSON-RPC: 'Usage: server [--port N]')"), error
+
+
+async def test_junk_on_stdout_is_redacted_and_bounded() -> None:
+    secret = "s3cr3t-value-for-junk-test"
+    SECRETS.add([secret])
+    error = await failure({"command": "sh", "args": [
+        "-c", f"echo 'token={secret} {'x' * 500}'; exit 1"]})
+    assert secret not in error and "***" in error
+    assert len(error) < 600, error
+
+
+async def test_a_server_that_dies_while_held_gives_its_exit_code() -> None:
+    config = parse_config({"servers": {"up": stdio_entry("well.py")}},
+                          source="test").servers["up"]
+    upstream = Upstream(config, restart=FAST_RESTART)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upstream.run)
+        try:
+            with anyio.fail_after(120):  # a guard only
+                await upstream.wait_first_attempt()
+                assert upstream.state is UpstreamState.READY, upstream.last_error
+                with pytest.raises(Exception):  # noqa: B017 - the connection dies mid-call
+                    await upstream.call_tool("crash", {"code": 7}, None)
+                assert await upstream.wait_until(
+                    lambda: "exited with code" in (upstream.last_error or ""), 60)
+        finally:
+            upstream.stop()
+    # Whichever the gateway saw first (the stderr EOF, or the call's closed connection)
+    # is followed by the exit code and the stderr tail.
+    error = upstream.last_error or ""
+    assert error.startswith(("the server process exited with code 7 | stderr: ",
+                             "connection closed during tools/call 'crash': the server "
+                             "process exited with code 7 | stderr: ")), error
+    assert error.endswith("well: crashing on request"), error

@@ -64,7 +64,7 @@ def test_cards_are_compact_and_complete() -> None:
                     "description": "Create a new issue in a GitHub repository.",
                     "inputSchema": DOCS[0].input_schema}
     assert first_sentence("One. Two.") == "One."
-    assert first_sentence("line one\nline two") == "line one"
+    assert first_sentence("line one\nLine two") == "line one"
 
 
 def two(mode: str, db: Path | None = None, **search: Any) -> Any:

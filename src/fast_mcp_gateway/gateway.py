@@ -128,8 +128,12 @@ class Gateway:
         )
         self.server.use_provider(self.provider)
         # Everything the admin tools reach is built; now adapt them to this server.
+        # In search exposure they are behind search too (found by callers with scope
+        # admin, listed only if pinned): the provider holds them for search_tools.
         self.admin_tool_names = register_admin_tools(
-            self.server, self.control, lambda: self.provider.pipeline.resolve_principal())
+            self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
+            listed=self.provider.lists_own_tool,
+            registered=lambda tool: self.provider.own.__setitem__(tool.name, tool))
         self.manager.reserve_names(self.admin_tool_names)
         self.manager.on_change(self.hub.changed)
         # Composed from the servers' own: new hosts get the current servers' text.

@@ -28,10 +28,12 @@ from typing import Annotated, Any, Literal
 import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from fastmcp.tools import Tool
 from pydantic import Field
 
 from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.admin.lean import lean_schema
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -117,18 +119,25 @@ def admin_kind(tool: AdminTool) -> AdminKind:
 
 
 def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
-                         principal: PrincipalResolver = lambda: LOCAL) -> frozenset[str]:
+                         principal: PrincipalResolver = lambda: LOCAL, *,
+                         listed: Callable[[str], bool] = lambda name: True,
+                         registered: Callable[[Tool], None] = lambda tool: None
+                         ) -> frozenset[str]:
     """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
     the read-only ones, ``off``: none) to ``server``, each calling its operation over
-    ``ctx`` for callers ``principal()`` says have scope ``admin``.  Returns every admin
-    tool's name, registered or not: the catalog reserves them all, so an upstream can
-    never take an admin tool's name."""
+    ``ctx`` for callers ``principal()`` says have scope ``admin``; each one added is
+    passed to ``registered`` (search mode finds and calls them), and lists show only
+    those ``listed(name)`` allows.  Returns every admin tool's name, registered or not:
+    the catalog reserves them all, so an upstream can never take an admin tool's name."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
-            server.tool(_bind(tool, ctx, principal), name=tool.name,
-                        annotations=tool.annotations, tags={"admin"})
+            made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,
+                                      annotations=tool.annotations)
+            registered(server.add_tool(made.model_copy(update={
+                "parameters": lean_schema(made.parameters),
+                "output_schema": lean_schema(made.output_schema)})))
     names = frozenset(tool.name for tool in ADMIN_TOOLS)
-    server.add_middleware(AdminVisibility(names, principal))
+    server.add_middleware(AdminVisibility(names, principal, listed))
     return names
 
 

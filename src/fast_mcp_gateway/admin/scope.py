@@ -57,18 +57,20 @@ def refusal(principal: Principal, what: str) -> str | None:
 
 
 class AdminVisibility(Middleware):
-    """Hides the ``gateway_*`` tools from callers without scope ``admin``.
+    """Hides the ``gateway_*`` tools from callers without scope ``admin``, and from
+    everyone those that ``listed(name)`` says are not listed as themselves (search
+    exposure: found through ``search_tools`` instead, unless pinned).
 
     Lists only: a call is checked by the tool itself (``_bind``), which can name the
     missing scope, where a filtered lookup could only say "Unknown tool".
     """
 
-    def __init__(self, names: frozenset[str], resolve: PrincipalResolver) -> None:
-        self.names, self.resolve = names, resolve
+    def __init__(self, names: frozenset[str], resolve: PrincipalResolver,
+                 listed: Callable[[str], bool] = lambda name: True) -> None:
+        self.names, self.resolve, self.listed = names, resolve, listed
 
     async def on_list_tools(self, context: MiddlewareContext[Any],
                             call_next: CallNext[Any, Sequence[Tool]]) -> Sequence[Tool]:
         tools = await call_next(context)
-        if self.resolve().has("admin"):
-            return tools
-        return [t for t in tools if t.name not in self.names]
+        admin = self.resolve().has("admin")
+        return [t for t in tools if t.name not in self.names or (admin and self.listed(t.name))]

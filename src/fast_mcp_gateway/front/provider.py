@@ -44,7 +44,7 @@ from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.rules import RouteTable
-from fast_mcp_gateway.routing.search import SearchDoc, SearchIndex
+from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -118,9 +118,9 @@ class GatewayProvider(Provider):
         self.links = LinkMap(manager)
         self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self._meta = meta_tools(self)
-        self._index: SearchIndex | None = None
+        self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
-        self._profile_indexes: dict[str, SearchIndex] = {}
+        self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
         self._generation = -1
         self._tools: dict[str, GatewayTool] = {}
         self._lane_tools: dict[str, UpstreamTool] = {}
@@ -247,8 +247,7 @@ class GatewayProvider(Provider):
             templates[uri_template] = template
         self._tools, self._lane_tools, self._prompts = tools, lane, prompts
         self._resources, self._templates = resources, templates
-        self._index = None
-        self._profile_indexes = {}
+        self._indexes = {}
         self._generation = view.generation
 
     # -- curation and search mode ---------------------------------------------
@@ -310,24 +309,28 @@ class GatewayProvider(Provider):
         return exposure == "search"
 
     def search_index(self) -> SearchIndex:
-        """The BM25 index of the exposed tools (built once per catalog generation, and
-        once per profile)."""
+        """The BM25 index of the exposed tools and the gateway's own (built once per
+        catalog generation, and once per profile)."""
         self._sync()
         active = self.active_profile()
-        if active is not None:
-            index = self._profile_indexes.get(active.name)
-            if index is None:
-                index = self._profile_indexes[active.name] = SearchIndex(
-                    SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
-                    for name, (origin, t) in self.manager.view.tools.items()
-                    if active.shows_tool(name, origin.server))
-            return index
-        if self._index is None:
-            view = self.manager.view
-            self._index = SearchIndex(
+        key = active.name if active is not None else None
+        if (index := self._indexes.get(key)) is None:
+            index = self._indexes[key] = SearchIndex([*(
                 SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
-                for name, (origin, t) in view.tools.items() if name in self._tools)
-        return self._index
+                for name, (origin, t) in self.manager.view.tools.items()
+                if name in self._tools and (active is None or active.shows_tool(
+                    name, origin.server))), *(SearchDoc(
+                        t.name, OWN_SERVER, t.title, t.description, t.parameters, own=True)
+                                              for t in self.own.values())])
+        return index
+
+    def caller_is_admin(self) -> bool:
+        return self.pipeline.resolve_principal().has("admin")
+
+    def lists_own_tool(self, name: str) -> bool:
+        """Whether the gateway's own tool ``name`` is listed as itself (who may see it at
+        all is ``AdminVisibility``'s): in search mode only if ``search.pinned`` names it."""
+        return not self.search_mode() or name in self.manager.config.options.search.pinned
 
     def active_profile(self) -> ActiveProfile | None:
         """The profile of the current request (HTTP ``/mcp/p/<name>``) or process
@@ -380,8 +383,10 @@ class GatewayProvider(Provider):
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         self._sync()
-        if name not in self._tools and name in self.manager.meta_names:
-            return self._meta[name]
+        if name not in self._tools and name in META_TOOL_NAMES:
+            # Only where the caller's mode offers them (the profile's exposure): else
+            # "Unknown tool", as the list says, on every path.
+            return self._meta[name] if self.search_mode() else None
         return self.callable_tool(name)
 
     def lane_tool(self, name: str) -> UpstreamTool | None:

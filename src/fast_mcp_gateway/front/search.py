@@ -5,6 +5,11 @@ prompt cache survives servers coming and going.  ``call_tool`` / ``call_tools``
 resolve the exposed name exactly as a direct ``tools/call`` does (hidden tools get
 the same refusal) and run the tool's own ``UpstreamTool.run``: the same call
 pipeline (route rules, authorization, curation, retries, records), nothing bypassed.
+
+The gateway's own ``gateway_*`` tools are behind search too (server ``gateway``):
+found only by callers with scope ``admin`` (``SearchCatalog.caller_is_admin``), and
+run by ``call_tool`` as FastMCP would run them, so their own checks (the scope,
+``gateway.admin``, restricted inspection) refuse exactly as on a direct call.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ValidationError as ArgumentsError
 from fastmcp.server.context import Context
 from fastmcp.tools.base import Tool, ToolResult
 from fastmcp.utilities.tasks import TaskConfig
 from pydantic import PrivateAttr
+from pydantic import ValidationError as PydanticValidationError
 
 from fast_mcp_gateway.front.calls import front_of
 from fast_mcp_gateway.front.components import GatewayTool
@@ -27,6 +34,7 @@ from fast_mcp_gateway.routing.search import (
     CALL_TOOLS,
     MAX_K,
     META_TOOL_NAMES,
+    OWN_SERVER,
     SEARCH_TOOL,
     SearchIndex,
 )
@@ -38,15 +46,23 @@ _READ_ONLY = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
 class SearchCatalog(Protocol):
     """What the meta-tools need of the provider."""
 
+    own: dict[str, Tool]
+    """The gateway's own tools that this gateway registered (``gateway.admin``), by name."""
+
     def search_index(self) -> SearchIndex: ...
 
     def caller_servers(self) -> frozenset[str] | None:
         """The servers the current caller may see (None: every one)."""
         ...
 
+    def caller_is_admin(self) -> bool:
+        """Whether the current caller has scope ``admin`` (finds the gateway's own tools)."""
+        ...
+
     def callable_tool(self, name: str) -> GatewayTool | None:
         """The tool a direct ``tools/call`` of ``name`` would run (None: no such tool)."""
         ...
+
 
 
 class _MetaTool(Tool):
@@ -66,8 +82,9 @@ class SearchTools(_MetaTool):
         server = arguments.get("server")
         if server is not None and not isinstance(server, str):
             raise ToolError("'server' must be a server name (text)")
-        hits = self._catalog.search_index().search(query, k, server,
-                                                   self._catalog.caller_servers())
+        catalog = self._catalog
+        hits = catalog.search_index().search(query, k, server, catalog.caller_servers(),
+                                             own=catalog.caller_is_admin())
         cards = [doc.card() for doc, _ in hits]
         return ToolResult(content=json.dumps({"tools": cards}, ensure_ascii=False),
                           structured_content={"tools": cards})
@@ -84,9 +101,19 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
     if not isinstance(arguments, dict):
         raise ToolError("'arguments' must be an object of the tool's parameters")
     tool = catalog.callable_tool(name)
-    if tool is None:
+    if tool is not None:
+        return await tool._upstream_tool.run(arguments, front_of(context))
+    own = catalog.own.get(name)
+    if own is None:
         raise ToolError(f"no tool named '{name}'; find tools with search_tools")
-    return await tool._upstream_tool.run(arguments, front_of(context))
+    try:   # its own checks (scope admin, restricted inspection) refuse as on a direct call
+        return await own.run(arguments)
+    except ToolError:
+        raise
+    except (ArgumentsError, PydanticValidationError) as exc:
+        raise ToolError(f"invalid arguments for '{name}': {exc}") from exc
+    except Exception as exc:  # as FastMCP words a direct call's failure (not a batch's end)
+        raise ToolError(f"Error calling tool '{name}': {exc}") from exc
 
 
 class CallTool(_MetaTool):
@@ -138,7 +165,8 @@ def meta_tools(catalog: SearchCatalog) -> dict[str, Tool]:
         name=SEARCH_TOOL, title="Search tools",
         description="Find the tools (of every connected server) that can do a task. Returns "
                     "cards with each tool's exact name, server, description and input schema; "
-                    f"then call one with {CALL_TOOL}.",
+                    f"then call one with {CALL_TOOL}. The gateway's own admin tools are "
+                    f"under server '{OWN_SERVER}'.",
         parameters={"type": "object", "properties": {
             "query": {"type": "string",
                       "description": "what you want to do, in a few words"},

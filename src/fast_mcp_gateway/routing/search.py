@@ -7,10 +7,15 @@ common verb synonyms are folded together (delete/remove, find/search, ...), so
 "remove a file" finds ``delete_file``.  Ties keep catalog order: the same query on
 the same catalog always gives the same answer.
 
-FastMCP's ``BM25SearchTransform`` is not used: it is a server-wide transform (it
-would also fold the gateway_* admin tools into search), its tokenizer does not
-split camelCase nor see titles, it has no server filter or per-query ``k``, and
-``auto`` needs the switch made per catalog generation.
+The gateway's own ``gateway_*`` tools are documents too (``own``, server
+``gateway``): in search mode they are found and called through the meta-tools like
+any tool, by callers with scope ``admin`` only.
+
+FastMCP's ``BM25SearchTransform`` is not used: it is a server-wide transform that
+cannot see who calls (the admin tools must stay out of reach of callers without
+scope ``admin``), its tokenizer does not split camelCase nor see titles, it has no
+server filter or per-query ``k``, and ``auto`` needs the switch made per catalog
+generation.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 SEARCH_TOOL, CALL_TOOL, CALL_TOOLS = "search_tools", "call_tool", "call_tools"
 META_TOOL_NAMES = frozenset({SEARCH_TOOL, CALL_TOOL, CALL_TOOLS})
 MAX_K = 20
+OWN_SERVER = "gateway"
+"""The server name search cards give the gateway's own (admin) tools."""
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -78,6 +85,9 @@ class SearchDoc:
     title: str | None
     description: str | None
     input_schema: dict[str, Any]
+    own: bool = False
+    """One of the gateway's own tools (``gateway_*``, server ``OWN_SERVER``): found by
+    callers with scope ``admin`` only, whichever servers they may see."""
 
     def terms(self) -> list[str]:
         words = tokenize(self.name) * 3 + tokenize(self.title or "") * 2
@@ -101,12 +111,42 @@ class SearchDoc:
         return card
 
 
+# Words that end in a period without ending the sentence ("a time zone, e.g. Europe/Paris").
+_ABBREVIATIONS = frozenset((
+    "e.g", "eg", "i.e", "ie", "etc", "vs", "cf", "approx", "incl", "esp", "resp", "no",
+    "nos", "min", "max", "ca", "al", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "inc", "ltd",
+    "co", "corp", "dept", "fig", "ver", "a.k.a", "aka", "n.b", "nb", "p.s", "u.s", "u.k",
+))
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
 def first_sentence(text: str, limit: int = 240) -> str:
-    """The description's first sentence (or line), at most ``limit`` characters."""
-    text = text.strip()
-    line = text.split("\n", 1)[0].strip()
-    match = re.search(r"[.!?](\s|$)", line)
-    sentence = line[: match.start() + 1] if match else line
+    """The description's first sentence (or line), at most ``limit`` characters.
+
+    A period after a common abbreviation ("e.g.", "i.e.", "etc.", "vs."), after a single
+    letter (an initial) or followed by a lower-case word does not end the sentence; a
+    line that goes on in lower case on the next one (a wrapped docstring) is joined."""
+    lines = text.strip().split("\n")
+    line = lines[0].strip()
+    for more in lines[1:]:
+        more = more.strip()
+        if not more[:1].islower() or line[-1:] in ".!?":
+            break
+        line = f"{line} {more}"
+    sentence = line
+    for match in _SENTENCE_END.finditer(line):
+        end = match.start()
+        if line[end] == ".":
+            word = _LAST_WORD.search(line[:end])
+            after = line[end + 1:].lstrip()
+            if word is not None and (word.group(1).lower() in _ABBREVIATIONS
+                                     or len(word.group(1)) == 1):
+                continue
+            if after[:1].islower():
+                continue
+        sentence = line[: end + 1]
+        break
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
@@ -126,14 +166,16 @@ class SearchIndex:
         self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
     def search(self, query: str, k: int = 5, server: str | None = None,
-               servers: frozenset[str] | None = None) -> list[tuple[SearchDoc, float]]:
+               servers: frozenset[str] | None = None, *,
+               own: bool = False) -> list[tuple[SearchDoc, float]]:
         """The ``k`` best matches (score > 0) for ``query``, best first; only of ``server``,
-        and only of the ``servers`` the caller may see (None: every one)."""
+        and only of the ``servers`` the caller may see (None: every one); the gateway's
+        own tools only if ``own`` (the caller has scope ``admin``)."""
         terms = set(tokenize(query))
         scored: list[tuple[float, int]] = []
         for i, (doc, tf) in enumerate(zip(self.docs, self._tf, strict=True)):
             if (server is not None and doc.server != server) or (
-                    servers is not None and doc.server not in servers):
+                    not own if doc.own else servers is not None and doc.server not in servers):
                 continue
             score = 0.0
             norm = self._k1 * (1 - self._b + self._b * self._len[i] / (self._avg or 1))

@@ -158,7 +158,10 @@ class ServerConfig(Target):
     name: str
     namespace: str | None = None
     enabled: StrictBool = True
-    protocol: ProtocolMode = "auto"
+    protocol: ProtocolMode | None = Field(
+        default=None, description="the protocol era of its sessions: auto (the cheaper "
+        "handshake era unless the server needs 2026-07-28), legacy or 2026-07-28 "
+        "(default: gateway.protocol)")
     timeouts: Timeouts = Timeouts()
     description: str | None = None
     stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
@@ -344,6 +347,9 @@ class GatewayOptions(_Strict):
         default="all", description="all (every tool listed), search (meta-tools to search "
                                    "and call) or auto (search above search.auto_threshold_tools)")
     search: SearchOptions = SearchOptions()
+    protocol: ProtocolMode = Field(
+        default="auto", description="the protocol era of upstream sessions for servers "
+        "that do not set 'protocol': auto, legacy or 2026-07-28")
     pinning: PinningMode = Field(
         default="warn", description="tool definitions hashed on first sight: off, warn (log, "
                                     "audit, flag changes) or enforce (hold changed/new ones "

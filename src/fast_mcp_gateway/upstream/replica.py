@@ -19,10 +19,11 @@ they relay to a ``FrontCall`` or set an event that a task of this replica acts o
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -30,7 +31,7 @@ import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import ProtocolMode, ServerConfig
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
@@ -45,11 +46,14 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.session import CLIENT_INFO
+from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, needs_modern
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = [
     "CLIENT_INFO",
@@ -138,6 +142,7 @@ class Upstream:
         clock: Callable[[], float] = time.monotonic,
         sole_host: SoleHost | None = None,
         label: str | None = None,
+        default_protocol: ProtocolMode = "auto",
     ) -> None:
         self.config = config
         self.name = config.name
@@ -156,7 +161,7 @@ class Upstream:
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
-            limiter=startup_limiter,
+            limiter=startup_limiter, era=Era(config.protocol or default_protocol),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
         self._changes = ChangeTracker(
@@ -186,6 +191,7 @@ class Upstream:
             next_retry_in_seconds=None if sup.next_retry_at is None
             else max(0.0, sup.next_retry_at - time.time()),
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
+            protocol_reason=sup.era.reason,
             breaker_trips=stats.breaker.trips,
         )
 
@@ -235,6 +241,11 @@ class Upstream:
     @property
     def protocol_version(self) -> str | None:
         return self._sup.protocol_version
+
+    @property
+    def protocol_mode(self) -> ProtocolMode:
+        """The configured era (``auto``, ``legacy``, a 2026 version)."""
+        return self._sup.era.mode
 
     @property
     def server_info(self) -> types.Implementation | None:
@@ -353,14 +364,39 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
     ) -> types.CallToolResult | types.InputRequiredResult:
-        return await self._requests.call_tool(name, arguments, front)
+        return await self._in_needed_era(
+            name, lambda: self._requests.call_tool(name, arguments, front))
 
     async def call_tool_raw(
         self, params: dict[str, Any], front: FrontCall | None,
         on_progress: ProgressFnT | None = None,
     ) -> dict[str, Any]:
         """``tools/call`` as JSON in, JSON out (see ``Requests.call_tool_raw``)."""
-        return await self._requests.call_tool_raw(params, front, on_progress)
+        return await self._in_needed_era(
+            params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress))
+
+    async def _in_needed_era(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Send a call; if ``auto`` chose the handshake era and the upstream says the tool
+        needs 2026-07-28 (``session.needs_modern``), reconnect in it and send it again
+        (what that era does with such a tool anyway: it re-runs it every round)."""
+        try:
+            return await send()
+        except Exception as exc:
+            if self.is_modern or not needs_modern(exc) or not self._sup.era.learn(
+                    f"tool '{name}' asks for input with an InputRequiredResult, which "
+                    "exists only at 2026-07-28"):
+                raise
+            logger.warning("upstream %s: tool '%s' needs the 2026-07-28 era; reconnecting "
+                           "in it (set 'protocol: 2026-07-28' to start there)", self.label,
+                           name)
+            before = self.connects
+            self._sup.reconnect()
+            ready = await self.wait_until(
+                lambda: self.connects > before and self.session is not None,
+                within=self.connect_timeout * 2)
+            if not ready or not self.is_modern:
+                raise
+        return await send()
 
     async def list_catalog(self) -> Catalog:
         """List everything the upstream offers now (live, not the cached catalog)."""

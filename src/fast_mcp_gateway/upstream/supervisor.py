@@ -50,6 +50,7 @@ from fast_mcp_gateway.upstream.session import (
     TRANSPORT_OPTIONS,
     CatalogFetcher,
     ConnectFailed,
+    Era,
     StepFailed,
     negotiate,
 )
@@ -95,8 +96,10 @@ class Supervisor:
         restart: RestartPolicy,
         rng: random.Random,
         limiter: anyio.CapacityLimiter | None,
+        era: Era | None = None,
     ) -> None:
         self.config = config
+        self.era = era or Era(config.protocol or "auto")
         self.name = config.name
         self.label = label
         self.connect_timeout = connect_timeout
@@ -404,7 +407,7 @@ class Supervisor:
         fetch = self.fetch_catalog
         try:
             self._step = "initialize"
-            await negotiate(session, transport, self.config)
+            await negotiate(session, transport, self.era)
             self.protocol_version = session.protocol_version
             self.server_info = session.server_info
             self.capabilities = session.server_capabilities

@@ -237,3 +237,33 @@ def test_protocol_is_checked_with_a_clear_error() -> None:
     assert config.options.protocol == "legacy" and config.servers["a"].protocol is None
     with pytest.raises(Exception, match="protocol"):
         parse_config({"servers": {"a": {"command": "x", "protocol": "2025"}}}, source="t")
+
+
+async def test_freshness_hints_need_a_2026_session_so_auto_cannot_pass_them_on() -> None:
+    """Why ``auto`` is not free for a server that hints its lists: ``ttlMs`` and
+    ``cacheScope`` exist only on 2026-07-28 wires, so through a handshake-era session
+    the server's hint is unknown and counts as 0 ("stale now", the safe direction).
+    Such a server needs ``protocol: 2026-07-28`` for 2026 hosts to see its hint."""
+    seen = {}
+    for protocol in ("auto", MODERN):
+        upstream: FastMCP[Any] = FastMCP("hinted", cache_ttl=60, cache_scope="public")
+        upstream.tool(lambda x: x, name="a")
+        gateway = make_gateway({"hinted": memory_entry("hinted", protocol=protocol)},
+                               {"hinted": upstream})
+        async with Client(gateway.server) as client:
+            assert client.protocol_version == MODERN
+            listed = await client.list_tools_mcp()
+            seen[protocol] = (listed.ttl_ms, listed.cache_scope,
+                              gateway.manager.get("hinted").replicas[0].protocol_version)
+    assert seen == {"auto": (0, "private", LEGACY), MODERN: (60000, "public", MODERN)}
+
+
+def test_an_unquoted_version_in_yaml_is_the_version(tmp_path: Any) -> None:
+    """YAML reads ``2026-07-28`` as a date; it used to be refused as not '2026-07-28'."""
+    from fast_mcp_gateway.config.loader import load_config
+
+    path = tmp_path / "servers.yaml"
+    path.write_text("gateway:\n  protocol: 2026-07-28\n"
+                    "servers:\n  a:\n    command: x\n    protocol: 2026-07-28\n")
+    config = load_config(path)
+    assert (config.options.protocol, config.servers["a"].protocol) == (MODERN, MODERN)

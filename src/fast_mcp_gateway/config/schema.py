@@ -13,6 +13,7 @@ by the loader, never read from user input (``INTERNAL_FIELDS``).
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import re
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -54,7 +56,14 @@ INTERNAL_FIELDS = frozenset({"name", "secrets"})
 STORE_INT_MAX = 2**63 - 1
 
 UpstreamTransport = Literal["stdio", "http", "sse"]
-ProtocolMode = Literal["auto", "legacy", "2026-07-28"]
+
+
+def _era_text(value: Any) -> Any:
+    # YAML reads an unquoted 2026-07-28 as a date; the version is what was meant.
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
+ProtocolMode = Annotated[Literal["auto", "legacy", "2026-07-28"], BeforeValidator(_era_text)]
 AdminMode = Literal["full", "read_only", "off"]
 AdminKind = Literal["read", "mutate"]
 Isolation = Literal["shared", "per_client"]

@@ -23,7 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.upstream.session import Era, needs_modern
-from tests.fixtures import make_gateway, memory_entry
+from tests.fixtures import interactive_server, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -267,3 +267,26 @@ def test_an_unquoted_version_in_yaml_is_the_version(tmp_path: Any) -> None:
                     "servers:\n  a:\n    command: x\n    protocol: 2026-07-28\n")
     config = load_config(path)
     assert (config.options.protocol, config.servers["a"].protocol) == (MODERN, MODERN)
+
+
+@pytest.mark.parametrize("host", ["handshake", "modern"])
+async def test_a_tool_that_pushes_its_question_works_only_on_a_handshake_session(
+        host: str) -> None:
+    """The other side of the choice: ``ctx.elicit()`` (FastMCP's way of asking) needs a
+    back-channel, which 2026-07-28 sessions do not have.  ``auto`` keeps it working."""
+    mode = {"handshake": "legacy", "modern": "auto"}[host]
+    seen = {}
+    for protocol in ("auto", MODERN):
+        gateway = make_gateway({"inter": memory_entry("inter", protocol=protocol)},
+                               {"inter": interactive_server()})
+        async with Client(gateway.server, mode=mode, elicitation_handler=_elicit_value) as c:
+            result = await c.call_tool_mcp("inter_ask", {})
+            seen[protocol] = (result.is_error, result.content[0].text)  # type: ignore[union-attr]
+    assert seen["auto"] == (False, "accept:Ada")
+    assert seen[MODERN][0] is True
+    assert "unavailable on 2026-07-28 connections" in seen[MODERN][1]
+
+
+async def _elicit_value(message: str, response_type: Any, params: Any, context: Any) -> Any:
+    (field,) = params.requested_schema["properties"]  # "value": ctx.elicit(str)
+    return ElicitResult(action="accept", content={field: "Ada"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from fastmcp import Context, FastMCP
@@ -290,3 +291,20 @@ async def test_a_tool_that_pushes_its_question_works_only_on_a_handshake_session
 async def _elicit_value(message: str, response_type: Any, params: Any, context: Any) -> Any:
     (field,) = params.requested_schema["properties"]  # "value": ctx.elicit(str)
     return ElicitResult(action="accept", content={field: "Ada"})
+
+
+async def test_calls_that_meet_the_refusal_together_all_go_on_in_2026() -> None:
+    gateway = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()})
+    texts: list[str] = []
+
+    async def call(client: Client[Any]) -> None:
+        result = await client.call_tool("guard_guarded", {})
+        texts.append(result.content[0].text)  # type: ignore[union-attr]
+
+    async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(call, client)
+        replica = gateway.manager.get("guard").replicas[0]
+        assert replica.protocol_version == MODERN
+    assert texts == ["guarded Ada"] * 3

@@ -19,11 +19,10 @@ they relay to a ``FrontCall`` or set an event that a task of this replica acts o
 
 from __future__ import annotations
 
-import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -36,6 +35,7 @@ from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
+from fast_mcp_gateway.upstream.era_switch import EraSwitch
 from fast_mcp_gateway.upstream.model import (
     DEFAULT_RESTART,
     Catalog,
@@ -46,14 +46,11 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, needs_modern
+from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
-
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 __all__ = [
     "CLIENT_INFO",
@@ -164,6 +161,8 @@ class Upstream:
             limiter=startup_limiter, era=Era(config.protocol or default_protocol),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
+        self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
+                                     self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(
             self.name, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
@@ -364,7 +363,7 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
     ) -> types.CallToolResult | types.InputRequiredResult:
-        return await self._in_needed_era(
+        return await self._era_switch.send(
             name, lambda: self._requests.call_tool(name, arguments, front))
 
     async def call_tool_raw(
@@ -372,31 +371,8 @@ class Upstream:
         on_progress: ProgressFnT | None = None,
     ) -> dict[str, Any]:
         """``tools/call`` as JSON in, JSON out (see ``Requests.call_tool_raw``)."""
-        return await self._in_needed_era(
+        return await self._era_switch.send(
             params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress))
-
-    async def _in_needed_era(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
-        """Send a call; if ``auto`` chose the handshake era and the upstream says the tool
-        needs 2026-07-28 (``session.needs_modern``), reconnect in it and send it again
-        (what that era does with such a tool anyway: it re-runs it every round)."""
-        try:
-            return await send()
-        except Exception as exc:
-            if self.is_modern or not needs_modern(exc) or not self._sup.era.learn(
-                    f"tool '{name}' asks for input with an InputRequiredResult, which "
-                    "exists only at 2026-07-28"):
-                raise
-            logger.warning("upstream %s: tool '%s' needs the 2026-07-28 era; reconnecting "
-                           "in it (set 'protocol: 2026-07-28' to start there)", self.label,
-                           name)
-            before = self.connects
-            self._sup.reconnect()
-            ready = await self.wait_until(
-                lambda: self.connects > before and self.session is not None,
-                within=self.connect_timeout * 2)
-            if not ready or not self.is_modern:
-                raise
-        return await send()
 
     async def list_catalog(self) -> Catalog:
         """List everything the upstream offers now (live, not the cached catalog)."""

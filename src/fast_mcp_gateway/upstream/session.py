@@ -97,12 +97,14 @@ class Era:
         self.mode: ProtocolMode = mode
         self.needs: str | None = None
         self.reason: str | None = None  # why the current session is in its era
+        self.switching = False  # a reconnect for a learned need is under way
 
     def learn(self, need: str) -> bool:
-        """Record a need for 2026-07-28; True when it changes this replica's era."""
+        """Record a need for 2026-07-28; True when it changes this replica's era (the
+        caller then reconnects it and clears ``switching``)."""
         if self.mode != "auto" or self.needs is not None:
             return False
-        self.needs = need
+        self.needs, self.switching = need, True
         return True
 
 

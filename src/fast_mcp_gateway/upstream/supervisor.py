@@ -98,14 +98,12 @@ class Supervisor:
         limiter: anyio.CapacityLimiter | None,
         era: Era | None = None,
     ) -> None:
-        self.config = config
-        self.era = era or Era(config.protocol or "auto")
+        self.config, self.era = config, era or Era(config.protocol or "auto")
         self.name = config.name
         self.label = label
         self.connect_timeout = connect_timeout
         self.health_timeout = config.timeouts.health or 5.0
-        self._stats = accounting
-        self._hooks = hooks
+        self._stats, self._hooks = accounting, hooks
         self._transport_factory = transport_factory
         self._restart = restart
         self._rng = rng
@@ -466,8 +464,7 @@ class Supervisor:
             logger.warning("upstream %s: %s", self.name, self._broken)
 
     async def _probe_loop(self, session: ClientSession) -> None:
-        """Active health probe every ``health.interval``: ping on handshake-era sessions,
-        ``server/discover`` on 2026-07-28 ones (which have no ping)."""
+        """Health probe every ``health.interval``: ping, or server/discover on 2026-07-28."""
         interval = self.config.health.interval
         clock, health = self._stats.clock, self._stats
         while True:

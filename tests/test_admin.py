@@ -46,7 +46,9 @@ async def test_admin_tools_are_annotated_and_structured() -> None:
         assert listing["ready"] == listing["total"] == 1
         (alpha,) = listing["servers"]
         assert alpha["tools"] == 6 and alpha["resources"] == 3 and alpha["prompts"] == 1
-        assert alpha["protocol_version"] == "2026-07-28" and alpha["uptime_seconds"] >= 0
+        # protocol: auto opens the cheaper handshake era (tests/test_era.py)
+        assert (alpha["protocol"], alpha["protocol_version"]) == ("auto", "2025-11-25")
+        assert alpha["uptime_seconds"] >= 0
 
 
 async def test_disable_and_enable_change_the_catalog_live() -> None:

@@ -92,7 +92,8 @@ async def test_sampling_without_a_capable_host_is_a_clear_error() -> None:
 
 
 async def test_2026_asks_are_relayed_as_input_required_results() -> None:
-    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    gateway = make_gateway({"inter": memory_entry("inter", protocol="2026-07-28")},
+                           {"inter": interactive_server()})
     async with Client(gateway.server, elicitation_handler=_elicit) as client:
         assert client.protocol_version == "2026-07-28"
         assert gateway.manager.get("inter").replicas[0].protocol_version == "2026-07-28"
@@ -104,7 +105,7 @@ async def test_2026_asks_are_relayed_as_input_required_results() -> None:
 
 async def test_host_cancellation_reaches_the_upstream() -> None:
     events = {"started": anyio.Event(), "cancelled": anyio.Event()}
-    gateway = make_gateway({"inter": memory_entry("inter")},
+    gateway = make_gateway({"inter": memory_entry("inter", protocol="2026-07-28")},
                            {"inter": interactive_server(events)})
     async with Client(gateway.server) as client, anyio.create_task_group() as tg:
         tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
@@ -151,7 +152,8 @@ async def test_catalog_changes_reach_2026_hosts_on_their_listen_stream() -> None
 
 
 async def test_completions_are_forwarded_for_prompts_and_templates() -> None:
-    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    gateway = make_gateway({"inter": memory_entry("inter", protocol="2026-07-28")},
+                           {"inter": interactive_server()})
     async with Client(gateway.server) as client:
         result = await client.complete(types.PromptReference(type="ref/prompt",
                                                              name="inter_poem"),
@@ -165,7 +167,8 @@ async def test_completions_are_forwarded_for_prompts_and_templates() -> None:
 
 
 async def test_2026_asks_are_answered_through_a_handshake_era_host() -> None:
-    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    gateway = make_gateway({"inter": memory_entry("inter", protocol="2026-07-28")},
+                           {"inter": interactive_server()})
     async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
         assert client.protocol_version == "2025-11-25"
         assert gateway.manager.get("inter").replicas[0].protocol_version == "2026-07-28"
@@ -174,7 +177,8 @@ async def test_2026_asks_are_answered_through_a_handshake_era_host() -> None:
 
 
 async def test_an_ask_the_host_cannot_answer_is_a_clear_error() -> None:
-    gateway = make_gateway({"inter": memory_entry("inter")}, {"inter": interactive_server()})
+    gateway = make_gateway({"inter": memory_entry("inter", protocol="2026-07-28")},
+                           {"inter": interactive_server()})
     async with Client(gateway.server, mode="legacy") as client:  # no elicitation handler
         result = await client.call_tool_mcp("inter_ask_guard", {})
         assert result.is_error

@@ -17,7 +17,7 @@ async def test_streamable_http_and_sse_upstreams() -> None:
     beta_app = beta_server().http_app(path="/sse", transport="sse")
     async with serve_http(alpha_app) as alpha_url, serve_http(beta_app) as beta_url:
         gateway = make_gateway({
-            "alpha": {"url": f"{alpha_url}/mcp"},
+            "alpha": {"url": f"{alpha_url}/mcp", "protocol": "2026-07-28"},
             "beta": {"url": f"{beta_url}/sse"},
         })
         async with Client(gateway.server) as client:

@@ -41,6 +41,9 @@ def hinted(name: str, ttl: int | None, scope: Any = None, tools: tuple[str, ...]
 def gateway(servers: dict[str, FastMCP[Any]], order: list[str] | None = None,
             **options: Any) -> Any:
     names = order or list(servers)
+    # Upstreams give freshness hints on 2026-07-28 sessions only; ``auto`` would open
+    # the handshake era (tests/test_era.py shows what that does to the hints).
+    options.setdefault("protocol", "2026-07-28")
     return make_gateway({n: memory_entry(n) for n in names}, servers, options=options)
 
 
@@ -131,7 +134,7 @@ def _stdio_config(tmp_path: Path) -> Path:
     marks = str(tmp_path)
     path = tmp_path / "servers.yaml"
     path.write_text(
-        "gateway:\n  profiles:\n    coding: {servers: [up, quick]}\n"
+        "gateway:\n  protocol: 2026-07-28\n  profiles:\n    coding: {servers: [up, quick]}\n"
         "servers:\n"
         "  up:\n" + entry("lane.py", {"LANE_MARKS": marks, "LANE_CACHE_TTL": "30"})
         + "  quick:\n" + entry("marked.py", {"MARKS": marks, "MARK_NAME": "quick",

@@ -52,7 +52,8 @@ async def test_subscribing_to_a_server_without_subscriptions_is_a_clear_error() 
 
 
 async def test_list_changed_from_a_2026_upstream_listen_stream() -> None:
-    gateway = make_gateway({"watch": memory_entry("watch")}, {"watch": watched_server()})
+    gateway = make_gateway({"watch": memory_entry("watch", protocol="2026-07-28")},
+                           {"watch": watched_server()})
     async with Client(gateway.server) as client:
         upstream = gateway.manager.get("watch").replicas[0]
         assert upstream.protocol_version == "2026-07-28"

@@ -55,6 +55,10 @@ class ServerStatus(BaseModel):
     state: str
     enabled: bool
     protocol_version: str | None
+    protocol: str = Field(default="auto", description="the configured era: auto, legacy "
+                                                      "or 2026-07-28")
+    protocol_reason: str | None = Field(
+        default=None, description="why its session is in its era (what auto decided)")
     tools: int
     resources: int
     resource_templates: int

@@ -77,6 +77,8 @@ def status_of(service: Service) -> ServerStatus:
         state=str(service.state),
         enabled=service.state is not UpstreamState.DISABLED,
         protocol_version=primary.protocol_version,
+        protocol=service.primary().protocol_mode,
+        protocol_reason=primary.protocol_reason,
         last_error="; ".join(e for e in errors if e) or None,
         uptime_seconds=None if primary.uptime_seconds is None
         else round(primary.uptime_seconds, 3),

@@ -41,7 +41,8 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
 
     upstreams = [
         Upstream(replica, connect_timeout=settings.connect_timeout,
-                 call_timeout=settings.call_timeout, replica=index, replicas=len(replicas))
+                 call_timeout=settings.call_timeout, replica=index, replicas=len(replicas),
+                 default_protocol=config.options.protocol)
         for server in config.servers.values()
         for replicas in [server.replica_configs()]
         for index, (replica, _) in enumerate(replicas)

@@ -13,6 +13,7 @@ by the loader, never read from user input (``INTERNAL_FIELDS``).
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import re
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -54,7 +56,14 @@ INTERNAL_FIELDS = frozenset({"name", "secrets"})
 STORE_INT_MAX = 2**63 - 1
 
 UpstreamTransport = Literal["stdio", "http", "sse"]
-ProtocolMode = Literal["auto", "legacy", "2026-07-28"]
+
+
+def _era_text(value: Any) -> Any:
+    # YAML reads an unquoted 2026-07-28 as a date; the version is what was meant.
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
+ProtocolMode = Annotated[Literal["auto", "legacy", "2026-07-28"], BeforeValidator(_era_text)]
 AdminMode = Literal["full", "read_only", "off"]
 AdminKind = Literal["read", "mutate"]
 Isolation = Literal["shared", "per_client"]
@@ -158,7 +167,10 @@ class ServerConfig(Target):
     name: str
     namespace: str | None = None
     enabled: StrictBool = True
-    protocol: ProtocolMode = "auto"
+    protocol: ProtocolMode | None = Field(
+        default=None, description="the protocol era of its sessions: auto (the cheaper "
+        "handshake era unless the server needs 2026-07-28), legacy or 2026-07-28 "
+        "(default: gateway.protocol)")
     timeouts: Timeouts = Timeouts()
     description: str | None = None
     stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
@@ -344,6 +356,9 @@ class GatewayOptions(_Strict):
         default="all", description="all (every tool listed), search (meta-tools to search "
                                    "and call) or auto (search above search.auto_threshold_tools)")
     search: SearchOptions = SearchOptions()
+    protocol: ProtocolMode = Field(
+        default="auto", description="the protocol era of upstream sessions for servers "
+        "that do not set 'protocol': auto, legacy or 2026-07-28")
     pinning: PinningMode = Field(
         default="warn", description="tool definitions hashed on first sight: off, warn (log, "
                                     "audit, flag changes) or enforce (hold changed/new ones "

@@ -400,7 +400,9 @@ class StdioLane:
                 line = await tool.call_raw(
                     route, upstream_params, front, encode,
                     front.progress if token is not None else None,
-                    None if modern or not route[0].is_modern else self.ask)
+                    # Any upstream may answer input_required: ``auto`` moves a replica
+                    # to 2026-07-28 when a tool needs it (upstream/session.py).
+                    None if modern else self.ask)
             except MCPError as exc:  # the upstream's error response, relayed as it came
                 line = _encode({"jsonrpc": "2.0", "id": request_id, "error": exc.error.model_dump(
                     by_alias=True, mode="json", exclude_none=True)})

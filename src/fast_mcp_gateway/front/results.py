@@ -52,8 +52,14 @@ def wire(result: Any) -> dict[str, Any] | None:
     return dump(by_alias=True, mode="json", exclude_none=True) if dump is not None else None
 
 
+_RESULT_TYPE_BYTES = len(',"resultType":"complete"')
+
+
 def size_of(data: dict[str, Any]) -> int:
-    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+    # A handshake-era upstream's raw result has no resultType, its typed form always
+    # does: count it either way, so that both paths measure the same bytes.
+    return size if "resultType" in data else size + _RESULT_TYPE_BYTES
 
 
 def cacheable(call: Call, annotations: types.ToolAnnotations | None) -> bool:

@@ -110,6 +110,7 @@ class UpstreamManager:
                 replicas=len(replicas),
                 weight=weight,
                 sole_host=self.sole_host,
+                default_protocol=self.config.options.protocol,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
@@ -124,7 +125,8 @@ class UpstreamManager:
         return Upstream(config, connect_timeout=self._connect_timeout,
                         call_timeout=self._call_timeout,
                         transport_factory=self._transport_factory, restart=self._restart,
-                        startup_limiter=self._limiter, label=label)
+                        startup_limiter=self._limiter, label=label,
+                        default_protocol=self.config.options.protocol)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

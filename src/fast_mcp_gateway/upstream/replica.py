@@ -30,11 +30,12 @@ import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import ProtocolMode, ServerConfig
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
+from fast_mcp_gateway.upstream.era_switch import EraSwitch
 from fast_mcp_gateway.upstream.model import (
     DEFAULT_RESTART,
     Catalog,
@@ -45,7 +46,7 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.session import CLIENT_INFO
+from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -138,6 +139,7 @@ class Upstream:
         clock: Callable[[], float] = time.monotonic,
         sole_host: SoleHost | None = None,
         label: str | None = None,
+        default_protocol: ProtocolMode = "auto",
     ) -> None:
         self.config = config
         self.name = config.name
@@ -156,9 +158,11 @@ class Upstream:
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
-            limiter=startup_limiter,
+            limiter=startup_limiter, era=Era(config.protocol or default_protocol),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
+        self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
+                                     self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(
             self.name, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
@@ -186,6 +190,7 @@ class Upstream:
             next_retry_in_seconds=None if sup.next_retry_at is None
             else max(0.0, sup.next_retry_at - time.time()),
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
+            protocol_reason=sup.era.reason,
             breaker_trips=stats.breaker.trips,
         )
 
@@ -235,6 +240,11 @@ class Upstream:
     @property
     def protocol_version(self) -> str | None:
         return self._sup.protocol_version
+
+    @property
+    def protocol_mode(self) -> ProtocolMode:
+        """The configured era (``auto``, ``legacy``, a 2026 version)."""
+        return self._sup.era.mode
 
     @property
     def server_info(self) -> types.Implementation | None:
@@ -353,14 +363,16 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
     ) -> types.CallToolResult | types.InputRequiredResult:
-        return await self._requests.call_tool(name, arguments, front)
+        return await self._era_switch.send(
+            name, lambda: self._requests.call_tool(name, arguments, front))
 
     async def call_tool_raw(
         self, params: dict[str, Any], front: FrontCall | None,
         on_progress: ProgressFnT | None = None,
     ) -> dict[str, Any]:
         """``tools/call`` as JSON in, JSON out (see ``Requests.call_tool_raw``)."""
-        return await self._requests.call_tool_raw(params, front, on_progress)
+        return await self._era_switch.send(
+            params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress))
 
     async def list_catalog(self) -> Catalog:
         """List everything the upstream offers now (live, not the cached catalog)."""

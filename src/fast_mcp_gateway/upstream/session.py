@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import __version__
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import ProtocolMode
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.stdio_tap import UNDECODABLE_RESPONSE
 
@@ -79,21 +79,81 @@ class ConnectFailed(Exception):
 OPTIONAL_LISTS = frozenset({"resources/list", "resources/templates/list", "prompts/list"})
 
 
-async def negotiate(session: ClientSession, transport: ClientTransport,
-                    config: ServerConfig) -> None:
-    """Open the session in the era ``config.protocol`` asks for (``StepFailed``)."""
-    mode = config.protocol
+class Era:
+    """Which protocol era a replica opens its sessions in, and why.
+
+    ``mode`` is the server's ``protocol`` (else ``gateway.protocol``).  ``auto`` opens
+    the handshake era: it costs the upstream less per call (no per-request envelope
+    to classify and no per-request connection), and the gateway serves hosts of both
+    eras from either (``front/mrtr.py`` turns pushed asks into ``InputRequiredResult``
+    for 2026-07-28 hosts).  It opens 2026-07-28 when a need for it is known: the
+    server does not offer the handshake era, or it was seen to need the newer one
+    (``needs``: a tool answered with an ``InputRequiredResult``, which exists only at
+    2026-07-28).  A need, once learned, holds for this replica's later sessions.
+    """
+
+    def __init__(self, mode: ProtocolMode) -> None:
+        self.mode: ProtocolMode = mode
+        self.needs: str | None = None
+        self.reason: str | None = None  # why the current session is in its era
+        self.switching = False  # a reconnect for a learned need is under way
+
+    def learn(self, need: str) -> bool:
+        """Record a need for 2026-07-28; True when it changes this replica's era (the
+        caller then reconnects it and clears ``switching``)."""
+        if self.mode != "auto" or self.needs is not None:
+            return False
+        self.needs, self.switching = need, True
+        return True
+
+
+# FastMCP's answer when a guard-style tool (one that returns an InputRequiredResult)
+# is called on a handshake-era session: the tool needs the 2026-07-28 era.
+_NEEDS_MODERN = "only exists at MCP 2026-07-28"
+
+
+def needs_modern(exc: BaseException) -> bool:
+    """Whether ``exc`` is an upstream saying the call needs a 2026-07-28 session."""
+    return (isinstance(exc, MCPError) and exc.error.code == types.INVALID_PARAMS
+            and _NEEDS_MODERN in exc.error.message)
+
+
+async def negotiate(session: ClientSession, transport: ClientTransport, era: Era) -> None:
+    """Open the session in the era ``era`` picks, setting ``era.reason`` (``StepFailed``)."""
+    mode = era.mode
     opening: Callable[[], Awaitable[Any]]
-    if mode == "legacy" or transport.legacy_only:
+    if transport.legacy_only:
         method, opening = "initialize", session.initialize
-    elif mode == "auto":
-        method, opening = "initialize", lambda: negotiate_auto(session)
-    else:
+        era.reason = "the transport speaks the handshake era only"
+    elif mode == "legacy":
+        method, opening = "initialize", session.initialize
+        era.reason = "protocol: legacy"
+    elif mode != "auto":
         method, opening = "server/discover", session.discover
+        era.reason = f"protocol: {mode}"
+    elif era.needs is not None:
+        method, opening = "initialize", lambda: negotiate_auto(session)
+        era.reason = f"auto: {era.needs}"
+    else:
+        method, opening = "initialize", lambda: _handshake_first(session, era)
+        era.reason = "auto: the handshake era costs the server less per call"
     try:
         await opening()
     except Exception as exc:
         raise StepFailed(method, exc) from exc
+
+
+async def _handshake_first(session: ClientSession, era: Era) -> None:
+    """``initialize``; a server that refuses the handshake era (-32022, or no such
+    method) is probed for 2026-07-28 instead."""
+    try:
+        await session.initialize()
+    except MCPError as exc:
+        if exc.error.code not in (types.UNSUPPORTED_PROTOCOL_VERSION,
+                                  types.METHOD_NOT_FOUND):
+            raise
+        await negotiate_auto(session)
+        era.reason = "auto: the server does not offer the handshake era"
 
 
 class CatalogFetcher:

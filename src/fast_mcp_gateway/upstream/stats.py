@@ -54,6 +54,7 @@ class UpstreamStatistics:
     pid: int | None
     protocol_version: str | None
     breaker_trips: int = 0  # times its breaker opened since the replica was made
+    protocol_reason: str | None = None  # why its session is in its era (config/session)
 
 
 class ReplicaAccounting:

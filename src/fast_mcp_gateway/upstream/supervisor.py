@@ -46,7 +46,13 @@ from fast_mcp_gateway.upstream.processes import (
     open_stderr,
     signal_group,
 )
-from fast_mcp_gateway.upstream.session import CatalogFetcher, ConnectFailed, StepFailed, negotiate
+from fast_mcp_gateway.upstream.session import (
+    CatalogFetcher,
+    ConnectFailed,
+    Era,
+    StepFailed,
+    negotiate,
+)
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, relay_options
@@ -92,14 +98,14 @@ class Supervisor:
         restart: RestartPolicy,
         rng: random.Random,
         limiter: anyio.CapacityLimiter | None,
+        era: Era | None = None,
     ) -> None:
-        self.config = config
+        self.config, self.era = config, era or Era(config.protocol or "auto")
         self.name = config.name
         self.label = label
         self.connect_timeout = connect_timeout
         self.health_timeout = config.timeouts.health or 5.0
-        self._stats = accounting
-        self._hooks = hooks
+        self._stats, self._hooks = accounting, hooks
         self._transport_factory = transport_factory
         self._restart = restart
         self._rng = rng
@@ -398,7 +404,7 @@ class Supervisor:
         fetch = self.fetch_catalog
         try:
             self._step = "initialize"
-            await negotiate(session, transport, self.config)
+            await negotiate(session, transport, self.era)
             self.protocol_version = session.protocol_version
             self.server_info = session.server_info
             self.capabilities = session.server_capabilities
@@ -457,8 +463,7 @@ class Supervisor:
             logger.warning("upstream %s: %s", self.name, self._broken)
 
     async def _probe_loop(self, session: ClientSession) -> None:
-        """Active health probe every ``health.interval``: ping on handshake-era sessions,
-        ``server/discover`` on 2026-07-28 ones (which have no ping)."""
+        """Health probe every ``health.interval``: ping, or server/discover on 2026-07-28."""
         interval = self.config.health.interval
         clock, health = self._stats.clock, self._stats
         while True:

@@ -1,0 +1,81 @@
+"""``protocol: auto`` learning that a replica needs the 2026-07-28 era, mid-run.
+
+``auto`` opens the handshake era (``session.Era``).  A guard-style tool (one that asks
+with an ``InputRequiredResult``) cannot answer there: FastMCP refuses it with -32602
+"... only exists at MCP 2026-07-28" (``session.needs_modern``).  ``EraSwitch`` then
+records the need, lets the calls in flight on the old session end (bounded by the
+call timeout; new calls wait), reconnects the replica (``negotiate_auto``: 2026-07-28
+when offered) and sends the refused call again, which is what the 2026-07-28 era does
+with such a tool anyway: it re-runs it on every round.  Calls that met the refusal
+meanwhile wait for the same reconnect.  The need holds for the replica's later
+sessions (not across gateway restarts).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from fast_mcp_gateway.upstream.session import needs_modern
+from fast_mcp_gateway.upstream.signals import ChangeSignal
+from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+from fast_mcp_gateway.upstream.supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EraSwitch:
+    """Sends one replica's ``tools/call``s, moving it to 2026-07-28 when one needs it."""
+
+    def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
+                 changed: ChangeSignal, notify: Callable[[], None],
+                 call_timeout: float) -> None:
+        self._sup = supervisor
+        self._stats = accounting
+        self._changed = changed
+        self._notify = notify
+        self._call_timeout = call_timeout
+
+    def _modern_and_ready(self) -> bool:
+        return self._sup.is_modern and self._sup.session is not None
+
+    async def send(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+        """``send()``; once more in 2026-07-28 if the upstream says the tool needs it."""
+        era, sup = self._sup.era, self._sup
+        if era.switching:  # never start a call on the session about to be replaced
+            await self._changed.wait_until(lambda: not era.switching, sup.connect_timeout * 3)
+        try:
+            return await send()
+        except Exception as exc:
+            if sup.is_modern or era.mode != "auto" or not needs_modern(exc):
+                raise
+            if era.learn(f"tool '{name}' asks for input with an InputRequiredResult, which "
+                         "exists only at 2026-07-28"):
+                await self._switch(name)
+            else:  # another call is switching: go on with it
+                await self._changed.wait_until(lambda: not era.switching,
+                                               sup.connect_timeout * 3)
+            if not self._modern_and_ready():
+                raise
+        return await send()
+
+    async def _switch(self, tool: str) -> None:
+        sup = self._sup
+        logger.warning("upstream %s: tool '%s' needs the 2026-07-28 era; reconnecting in it "
+                       "(set 'protocol: 2026-07-28' to start there)", sup.label, tool)
+        before = self._stats.connects
+        try:
+            with anyio.move_on_after(self._call_timeout):
+                while self._stats.active:  # noqa: ASYNC110 - once per replica; no event
+                    await anyio.sleep(0.05)
+            sup.reconnect()
+            await self._changed.wait_until(
+                lambda: self._stats.connects > before and sup.session is not None,
+                sup.connect_timeout * 2)
+        finally:
+            sup.era.switching = False
+            self._notify()

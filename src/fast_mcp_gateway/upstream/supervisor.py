@@ -54,8 +54,8 @@ from fast_mcp_gateway.upstream.session import (
     negotiate,
 )
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
-from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, TappedStdioTransport
+from fast_mcp_gateway.upstream.transports import SideDoor, TransportFactory, default_transport
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Supervisor:
         self.instructions: str | None = None
 
         self._session: ClientSession | None = None
-        self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
+        self.tap: SideDoor | None = None  # the session's raw side door (express lanes)
         self._enabled = config.enabled
         self._stopping = self._restart_requested = False
         self._wake = anyio.Event()

@@ -218,18 +218,27 @@ async def test_a_handshake_era_session_keeps_the_sdk_path() -> None:
         assert tap is not None and tap.served == 0 and not tap._idle
 
 
-async def test_an_upstream_gone_is_a_transport_failure_and_the_session_reconnects() -> None:
+async def test_a_refused_connection_is_a_transport_failure_and_the_replica_recovers() -> None:
     async with upstream() as up:
         gw = gateway(up.url, tap=True)
         async with front(gw) as fast:
-            assert (await fast.post("alpha_add", {"a": 1, "b": 1})).status_code == 200
+            assert (await fast.post("alpha_chatty", {"text": "a"})).status_code == 200
             tap = fast.tap
             assert tap is not None
             tap.port = _closed_port()  # the next connection is refused
             for conn in tap._idle:
                 conn.close()
-            got = (await fast.post("alpha_add", {"a": 1, "b": 1})).json()["result"]
-            assert got["isError"] is True and "cannot connect" in got["content"][0]["text"]
+            # Not idempotent: not retried, so the host sees the transport fault.
+            got = (await fast.post("alpha_chatty", {"text": "b"})).json()["result"]
+            assert got["isError"] is True, got
+            assert "transport failed" in got["content"][0]["text"]
+            assert "cannot connect" in got["content"][0]["text"]
+            # The session was marked broken and reconnects, with a new tap.
+            with anyio.fail_after(30):
+                while fast.tap is tap or fast.tap is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            got = (await fast.post("alpha_chatty", {"text": "c"})).json()["result"]
+            assert got["structuredContent"]["echo"] == "c"
 
 
 def _closed_port() -> int:

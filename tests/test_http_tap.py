@@ -30,6 +30,7 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.calls import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import HttpTap, _sse_messages, proxied, tap_applies
+from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, alpha_server, serve_http
 from tests.test_http_lane import body_of, canonical, headers_of
@@ -232,10 +233,12 @@ async def test_a_refused_connection_is_a_transport_failure_and_the_replica_recov
             got = (await fast.post("alpha_chatty", {"text": "b"})).json()["result"]
             assert got["isError"] is True, got
             assert "transport failed" in got["content"][0]["text"]
-            assert "cannot connect" in got["content"][0]["text"]
+            assert f"cannot connect: 127.0.0.1:{tap.port}: ConnectionRefusedError" in got[
+                "content"][0]["text"]
             # The session was marked broken and reconnects, with a new tap.
-            with anyio.fail_after(30):
-                while fast.tap is tap or fast.tap is None:  # noqa: ASYNC110
+            replica = gw.manager.services["alpha"].replicas[0]
+            with anyio.fail_after(60):
+                while fast.tap in (tap, None) or replica.state is not UpstreamState.READY:  # noqa: ASYNC110
                     await anyio.sleep(0.02)
             got = (await fast.post("alpha_chatty", {"text": "c"})).json()["result"]
             assert got["structuredContent"]["echo"] == "c"

@@ -104,7 +104,8 @@ class HttpLane:
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True) -> None:
         self.app, self.access, self.provider = app, access, provider
-        self.server_info = server_info
+        self._server_info = server_info
+        self._stamp: dict[str, Any] | None = None
         self.enabled = enabled
         self.served = 0  # calls the lane answered (tests and diagnostics)
         self._header_tools: dict[str, tuple[Any, bool]] = {}
@@ -125,6 +126,13 @@ class HttpLane:
             return
         self.served += 1
         await self._serve(plan, scope, receive, send)
+
+    def server_info(self) -> dict[str, Any]:
+        """The gateway's ``serverInfo`` stamp: the SDK deep-copies it on every read
+        (~20 us); it never changes, so it is read once and copied shallowly."""
+        if self._stamp is None:
+            self._stamp = self._server_info()
+        return dict(self._stamp)
 
     # -- deciding -----------------------------------------------------------------------
 

@@ -246,8 +246,8 @@ class HttpTap:
             reader, writer = await asyncio.open_connection(self.host, self.port,
                                                            limit=_HEAD_LIMIT)
         except OSError as exc:
-            raise httpx2.ConnectError(f"cannot connect to the HTTP upstream "
-                                      f"{self.host}:{self.port}: {_describe(exc)}") from exc
+            # described as "cannot connect: <this>" (upstream/model.describe_error)
+            raise httpx2.ConnectError(f"{self.host}:{self.port}: {_describe(exc)}") from exc
         conn = _Connection(reader, writer)
         return conn, await self._send(conn, wire)
 

@@ -29,7 +29,14 @@ from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.calls import CallOutcome
-from fast_mcp_gateway.upstream.http_tap import HttpTap, _sse_messages, proxied, tap_applies
+from fast_mcp_gateway.upstream.http_tap import (
+    HttpTap,
+    _Declined,
+    _header_lines,
+    _sse_messages,
+    proxied,
+    tap_applies,
+)
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, alpha_server, serve_http
@@ -283,8 +290,18 @@ def test_the_tap_applies_to_plain_http_without_proxy_or_auth(
     assert tap_applies("http://127.0.0.1:8000/mcp", None)
     assert not tap_applies("https://example.com/mcp", None)
     assert not tap_applies("http://127.0.0.1:8000/mcp", object())
+    assert not tap_applies("http://user:secret@127.0.0.1:8000/mcp", None)  # Basic auth
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     assert proxied("http://upstream.internal/mcp")
     assert not tap_applies("http://upstream.internal/mcp", None)
     monkeypatch.setenv("NO_PROXY", "upstream.internal")
     assert tap_applies("http://upstream.internal/mcp", None)
+
+
+def test_headers_that_could_smuggle_lines_are_left_to_the_sdk() -> None:
+    assert _header_lines({"x-a": "1", "authorization": "Bearer t"}) == (
+        b"x-a: 1\r\nauthorization: Bearer t\r\n")
+    for bad in ({"x-a": "1\r\nx-b: 2"}, {"x-a": "1\n"}, {"x-a": "\0"}, {"x-a:": "1"},
+                {"x-a": "✗"}, {" ": "1"}):
+        with pytest.raises(_Declined):
+            _header_lines(bad)

@@ -27,10 +27,11 @@ session would use, and its answer read as JSON:
   the SDK's path).
 
 It steps aside -- the session sends the request as before -- on a handshake-era
-session (a session id, server requests on the stream), for ``https`` URLs, when an
-HTTP proxy applies to the URL (``HTTP_PROXY``/``ALL_PROXY`` without ``NO_PROXY``),
-for a configured ``auth``, and for a redirect (the request was not served; the SDK
-follows same-origin ones).
+session (a session id, server requests on the stream), for ``https`` URLs and URLs
+with credentials, when an HTTP proxy applies to the URL (``HTTP_PROXY``/``ALL_PROXY``
+without ``NO_PROXY``), for a configured ``auth``, for a header httpx would refuse to
+send (CR, LF, NUL, not latin-1), and for a redirect (the request was not served; the
+SDK follows same-origin ones).
 """
 
 from __future__ import annotations
@@ -64,17 +65,19 @@ logger = logging.getLogger(__name__)
 
 Progress = ProgressFnT
 
-IDLE_SECONDS = 4.0
+IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused: servers close idle
-keep-alive connections (uvicorn after 5 s), and a request written into one that the
-server is closing would be lost."""
+keep-alive connections (uvicorn, hypercorn and Node after 5 s), and a request written
+into one the server is closing fails (it is never sent again: the server may have run
+it, as httpx never resends one either)."""
 MAX_IDLE = 32
 _HEAD_LIMIT = 64 * 1024
 _USER_AGENT = b"fast-mcp-gateway"
 
 
-class _Redirected(Exception):
-    """The upstream redirected the POST: it was not served; the session sends it."""
+class _Declined(Exception):
+    """Not for the tap (a redirect: the POST was not served; a header it cannot write
+    as is): the session sends the request."""
 
 
 def proxied(url: str) -> bool:
@@ -87,8 +90,26 @@ def proxied(url: str) -> bool:
 
 
 def tap_applies(url: str, auth: Any) -> bool:
-    """Whether an upstream at ``url`` can get an ``HttpTap`` (see the module doc)."""
-    return urlsplit(url).scheme == "http" and auth is None and not proxied(url)
+    """Whether an upstream at ``url`` can get an ``HttpTap`` (see the module doc); a
+    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
+    parts = urlsplit(url)
+    return (parts.scheme == "http" and parts.username is None and parts.password is None
+            and auth is None and not proxied(url))
+
+
+def _header_lines(headers: dict[str, str]) -> bytes:
+    """``headers`` as HTTP/1.1 lines; ``_Declined`` for a name or value httpx would
+    refuse to send (CR, LF, NUL, not latin-1): no header is ever smuggled in."""
+    lines = []
+    for key, value in headers.items():
+        line = f"{key}: {value}"
+        if any(c in line for c in "\r\n\0") or ":" in key or not key.strip():
+            raise _Declined
+        try:
+            lines.append(line.encode("latin-1") + b"\r\n")
+        except UnicodeEncodeError:
+            raise _Declined from None
+    return b"".join(lines)
 
 
 class _Connection:
@@ -143,8 +164,7 @@ class HttpTap:
                  "accept": "application/json, text/event-stream",
                  "content-type": "application/json",
                  **{k.lower(): v for k, v in headers.items()}}
-        self._head = f"POST {target} HTTP/1.1\r\n".encode() + b"".join(
-            f"{k}: {v}\r\n".encode("latin-1") for k, v in fixed.items())
+        self._head = f"POST {target} HTTP/1.1\r\n".encode() + _header_lines(fixed)
         self._fixed = frozenset(fixed)
         self._ids = itertools.count(1)
         self._idle: list[_Connection] = []
@@ -167,7 +187,7 @@ class HttpTap:
             try:
                 result = await self._post(method, params, opts.get("headers") or {},
                                           timeout, on_progress)
-            except _Redirected:
+            except _Declined:
                 pass
             else:
                 self.served += 1
@@ -199,8 +219,7 @@ class HttpTap:
             body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
             body = json.dumps(message, separators=(",", ":")).encode()
-        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()
-                         if k.lower() not in self._fixed)
+        extra = _header_lines({k: v for k, v in headers.items() if k.lower() not in self._fixed})
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (self._head, extra, len(body), body)
         conn: _Connection | None = None
         done = False
@@ -216,8 +235,9 @@ class HttpTap:
                 ValueError) as exc:
             if self._closed:
                 raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
-            raise httpx2.ReadError(f"HTTP upstream {self.host}:{self.port}: "
-                                   f"{_describe(exc)}") from exc
+            what = ("closed the connection before answering"
+                    if isinstance(exc, asyncio.IncompleteReadError) else _describe(exc))
+            raise httpx2.ReadError(f"HTTP upstream {self.host}:{self.port} {what}") from exc
         finally:
             if conn is not None:
                 self._busy.discard(conn)
@@ -228,20 +248,15 @@ class HttpTap:
                     conn.close()  # is also the 2026-07-28 cancellation signal
 
     async def _exchange(self, wire: bytes) -> tuple[_Connection, _Response]:
-        """Write the request on a pooled connection (a fresh one if the pooled one
-        turns out closed before answering anything) and read the response head."""
+        """Write the request on a pooled connection that is still open (else a new
+        one) and read the response head.  Never written twice: a connection that fails
+        after the write fails the call (the server may have started it)."""
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.usable(now):
-                conn.close()
-                continue
-            try:
+            if conn.usable(now):
                 return conn, await self._send(conn, wire)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                # The server closed it as we reused it: nothing was answered, and a
-                # server closing an idle connection has not started the request.
-                pass
+            conn.close()  # closed by the server meanwhile, or idle too long
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port,
                                                            limit=_HEAD_LIMIT)
@@ -268,7 +283,7 @@ class HttpTap:
         """The call's result (or ``MCPError``), and whether ``conn`` may be reused."""
         status, kind = response.status, response.content_type
         if 300 <= status < 400 and "location" in response.headers:
-            raise _Redirected
+            raise _Declined
         if status == 202:
             await _skip_body(conn.reader, response)
             raise MCPError(code=types.INVALID_REQUEST,
@@ -278,8 +293,15 @@ class HttpTap:
                     _body_chunks(conn.reader, response, self.max_message_bytes)) as body:
                 result = await self._events(body, request_id, on_progress)
             return result, False  # the stream is left unread past the answer
-        data = b"".join([chunk async for chunk in _body_chunks(conn.reader, response,
-                                                                self.max_message_bytes)])
+        parts, size = [], 0
+        async for chunk in _body_chunks(conn.reader, response, self.max_message_bytes):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > self.max_message_bytes:
+                raise MCPError(code=types.INTERNAL_ERROR, message=(
+                    f"the upstream's answer is larger than max_message_bytes "
+                    f"({self.max_message_bytes})"))
+        data = b"".join(parts)
         reusable = response.keep_alive
         if status >= 400:
             error = _json_error(data) if kind == "application/json" else None
@@ -475,7 +497,8 @@ class FastHttpTransport(StreamableHttpTransport):
                                            **session_kwargs) as session:
             tap = None
             if tap_applies(self.url, self.auth) and not options.forward_incoming_headers:
-                tap = HttpTap(self.url, self.headers, session, self.max_message_bytes)
+                with contextlib.suppress(_Declined):  # headers only the SDK may refuse
+                    tap = HttpTap(self.url, self.headers, session, self.max_message_bytes)
             self.tap = tap
             try:
                 yield session

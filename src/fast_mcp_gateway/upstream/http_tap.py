@@ -59,7 +59,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
-from fast_mcp_gateway.upstream.stdio_tap import DEFAULT_MAX_MESSAGE_BYTES
+from fast_mcp_gateway.upstream.stdio_tap import DEFAULT_MAX_MESSAGE_BYTES, _is_number
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,6 @@ class HttpTap:
         if 300 <= status < 400 and "location" in response.headers:
             raise _Declined
         if status == 202:
-            await _skip_body(conn.reader, response)
             raise MCPError(code=types.INVALID_REQUEST,
                            message="server answered a request with 202 Accepted")
         if kind == "text/event-stream" and status < 300:
@@ -371,10 +370,6 @@ def _json_error(data: bytes) -> types.ErrorData | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 async def _progress(params: Any, request_id: int, on_progress: Progress | None) -> None:
     if on_progress is None or not isinstance(params, dict) \
             or params.get("progressToken") != request_id:
@@ -435,11 +430,6 @@ async def _body_chunks(reader: asyncio.StreamReader, response: _Response,
     response.keep_alive = False
     while chunk := await reader.read(65536):
         yield chunk
-
-
-async def _skip_body(reader: asyncio.StreamReader, response: _Response) -> None:
-    async for _ in _body_chunks(reader, response, DEFAULT_MAX_MESSAGE_BYTES):
-        pass
 
 
 async def _sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

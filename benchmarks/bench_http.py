@@ -11,19 +11,27 @@ front's:
 * gateway+jwt:   the same second gateway, called with an RS256 JWT (fixed public key)
 * fastmcp:       client --HTTP--> FastMCP's proxy (``fastmcp_proxy.py --http``, one
   persistent upstream session) --HTTP--> upstream
+* gateway/stdio: client --HTTP--> a third gateway --stdio--> its own ``upstream.py``
+  (the commonest deployment: local stdio servers offered over HTTP)
+* fastmcp/stdio: client --HTTP--> FastMCP's proxy --stdio--> its own ``upstream.py``
+
+The two ``/stdio`` rows have no direct twin (a stdio server is not reachable over HTTP
+without a middle process): they read against ``direct`` (the same program serving HTTP
+itself) and against each other.
 
 The two auth rows share one gateway process, so their difference is the verification
 itself (the JWT is verified per request, or served from the verifier's cache).  Each
 round measures every target in a rotating order and notes the load average first.
 
-``MCP_GATEWAY_BENCH_BASELINE=/path/to/other/venv/bin/python`` adds ``gateway@base`` and
-``gateway+jwt@base``: the same two gateways run by another install (e.g. the main
-branch), for a before/after in one interleaved run.
+``MCP_GATEWAY_BENCH_BASELINE=/path/to/other/venv/bin/python`` adds ``gateway@base``,
+``gateway+jwt@base`` and ``gateway/stdio@base``: the same three gateways run by another
+install (e.g. the main branch), for a before/after in one interleaved run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -44,6 +52,8 @@ from bench_harness import (
     Endpoint,
     Running,
     Workspace,
+    children_of,
+    cmdline,
     cpu_s,
     delta,
     memory_mb,
@@ -51,12 +61,15 @@ from bench_harness import (
     rotated,
     sequential_latency,
     throughput,
+    wait_no_children,
 )
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 GATEWAY_TOKEN, GATEWAY_JWT = "gateway+token", "gateway+jwt"
-HTTP_TARGETS = (DIRECT, GATEWAY, GATEWAY_TOKEN, GATEWAY_JWT, FASTMCP)
+GATEWAY_STDIO, FASTMCP_STDIO = "gateway/stdio", "fastmcp/stdio"
+HTTP_TARGETS = (DIRECT, GATEWAY, GATEWAY_TOKEN, GATEWAY_JWT, FASTMCP, GATEWAY_STDIO,
+                FASTMCP_STDIO)
 BENCH_TOKEN = "bench-token-0123456789abcdef"  # a throwaway, loopback-only credential
 Log = Callable[[str], None]
 
@@ -107,9 +120,13 @@ async def until_serving(url: str, protocol: str, auth: str | None, tool: str,
     raise RuntimeError(f"{url} did not serve {tool} within {within:g} s ({last!r})")
 
 
-def gateway_config(ws: Workspace, tag: str, upstream_url: str, auth: str | None) -> Path:
+def gateway_config(ws: Workspace, tag: str, upstream_url: str | None, auth: str | None
+                   ) -> Path:
+    """A servers.yaml with the one upstream: by URL, or (``None``) spawned over stdio."""
     config = ws.root / f"servers-{tag}.yaml"
-    lines = ["servers:", "  up:", f"    url: {upstream_url}", f"    protocol: {ws.protocol}"]
+    where = ([f"    url: {upstream_url}"] if upstream_url is not None else
+             [f"    command: {json.dumps(PY)}", f"    args: {json.dumps([str(UPSTREAM)])}"])
+    lines = ["servers:", "  up:", *where, f"    protocol: {ws.protocol}"]
     if auth:
         lines = ["gateway:", "  auth:", *auth.splitlines(), *lines]
     config.write_text("\n".join(lines) + "\n")
@@ -143,18 +160,20 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
     jwt = keys.create_token(subject="bench-user", issuer="https://idp.bench.invalid/",
                             audience="mcp-gateway", scopes=["tools"],
                             expires_in_seconds=24 * 3600)
-    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy", "gwb", "gwab")}
+    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy", "gwb", "gwab", "gws",
+                                            "proxys", "gwsb")}
     baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
     up_url = f"http://127.0.0.1:{ports['up']}/mcp"
     settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
 
-    def serve(tag: str, port: int, auth: str | None) -> list[str]:
-        config = gateway_config(ws, tag, up_url, auth)
+    def serve(tag: str, port: int, auth: str | None, url: str | None = up_url) -> list[str]:
+        config = gateway_config(ws, tag, url, auth)
         return ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
                 "127.0.0.1", "--port", str(port), "--config", str(config), "--log-level",
                 "WARNING", "--connect-timeout", f"{ws.connect_timeout:g}",
                 "--db", str(ws.root / f"store-{tag}.db")]
 
+    spawned: list[int] = []  # the /stdio rows' own upstreams
     with contextlib.ExitStack() as procs:
         log("  starting the HTTP upstream")
         upstream = procs.enter_context(process([str(UPSTREAM), "--http", str(ports["up"])],
@@ -169,6 +188,11 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
         proxy = procs.enter_context(process(
             [str(FASTMCP_PROXY), "--http", str(ports["proxy"]), "--mode", ws.protocol, up_url],
             ws.logs / "http-fastmcp.log"))
+        gws = procs.enter_context(process(serve("http-stdio", ports["gws"], None, None),
+                                          ws.logs / "http-gateway-stdio.log", settings))
+        proxys = procs.enter_context(process(
+            [str(FASTMCP_PROXY), "--http", str(ports["proxys"]), "--mode", ws.protocol, PY,
+             str(UPSTREAM)], ws.logs / "http-fastmcp-stdio.log"))
         extra = {}
         if baseline:
             gwb = procs.enter_context(process(serve("http-base", ports["gwb"], None),
@@ -178,8 +202,14 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
                                                      auth_section(keys.public_key)),
                                                ws.logs / "http-gateway-auth-base.log",
                                                settings, baseline))
+            gwsb = procs.enter_context(process(serve("http-stdio-base", ports["gwsb"], None,
+                                                     None),
+                                               ws.logs / "http-gateway-stdio-base.log",
+                                               settings, baseline))
             extra = {f"{GATEWAY}@base": (f"http://127.0.0.1:{ports['gwb']}/mcp", None,
                                          gwb.pid, "up_"),
+                     f"{GATEWAY_STDIO}@base": (f"http://127.0.0.1:{ports['gwsb']}/mcp", None,
+                                               gwsb.pid, "up_"),
                      f"{GATEWAY_JWT}@base": (f"http://127.0.0.1:{ports['gwab']}/mcp", jwt,
                                              gwab.pid, "up_")}
         urls = {DIRECT: (up_url, None, upstream.pid, ""),
@@ -188,6 +218,9 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
                                 "up_"),
                 GATEWAY_JWT: (f"http://127.0.0.1:{ports['gwa']}/mcp", jwt, gwa.pid, "up_"),
                 FASTMCP: (f"http://127.0.0.1:{ports['proxy']}/mcp", None, proxy.pid, ""),
+                GATEWAY_STDIO: (f"http://127.0.0.1:{ports['gws']}/mcp", None, gws.pid, "up_"),
+                FASTMCP_STDIO: (f"http://127.0.0.1:{ports['proxys']}/mcp", None, proxys.pid,
+                                ""),
                 **extra}
         async with contextlib.AsyncExitStack() as clients:
             runs: dict[str, Running] = {}
@@ -195,10 +228,15 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
                 await until_serving(url, ws.protocol, auth, prefix + "echo", plan.ready_within)
                 client = await clients.enter_async_context(http_client(url, ws.protocol, auth))
                 ep = Endpoint(label, (), prefix, frozenset(prefix + t for t in UPSTREAM_TOOLS))
+                own = _own_upstream(pid) if label.endswith("/stdio") or "/stdio@" in label \
+                    else None
+                spawned += [own] if own is not None else []
                 runs[label] = Running(ep, client, pid, None if label == DIRECT else pid,
-                                      upstream.pid,
+                                      own or upstream.pid,
                                       str(getattr(client.session, "protocol_version", "")))
             yield runs
+    # An upstream whose parent exited first is ours now (we are a subreaper): reap it.
+    await wait_no_children(within=30, adopted=spawned)
 
 
 async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
@@ -250,10 +288,18 @@ async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
         ph.notes.append("gateway+token and gateway+jwt are one gateway process with "
                         "gateway.auth (static token by digest; RS256 JWT, fixed public key); "
                         "gateway has no auth")
+        ph.notes.append("gateway/stdio and fastmcp/stdio reach their own upstream.py over "
+                        "stdio (cpu_up is that process's); the others share the HTTP one")
+
+
+def _own_upstream(pid: int) -> int | None:
+    """The stdio ``upstream.py`` a gateway or proxy spawned (for its CPU)."""
+    script = str(UPSTREAM).encode()
+    return next((c for c in children_of(pid) if script in cmdline(c)), None)
 
 
 def _per(total: float | None, count: int) -> float | None:
     return None if total is None else 1000.0 * total / count
 
 
-__all__ = ["GATEWAY", "HTTP_TARGETS", "http_phase"]
+__all__ = ["FASTMCP_STDIO", "GATEWAY", "GATEWAY_STDIO", "HTTP_TARGETS", "http_phase"]

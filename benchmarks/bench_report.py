@@ -143,11 +143,15 @@ def checks(res: Results, plan: Plan) -> list[Check]:
                          None if diff is None else diff <= TARGET_BURST_DELTA_MS))
     if "http" in ph:
         http = ph["http"].metrics
-        for who in ("gateway", "gateway+token", "gateway+jwt"):
+        for who in ("gateway", "gateway+token", "gateway+jwt", "gateway/stdio"):
             p50 = median(http["p50"].ratios(who, DIRECT))
             out.append(Check(f"http: {who} p50 / direct (paired)", show(p50) + "x",
                              f"<= {TARGET_HTTP_P50_RATIO}x",
                              None if p50 is None else p50 <= TARGET_HTTP_P50_RATIO))
+        for who, peer in (("gateway", "fastmcp"), ("gateway/stdio", "fastmcp/stdio")):
+            p50 = median(http["p50"].ratios(who, peer))
+            out.append(Check(f"http: {who} p50 / {peer} (paired)", show(p50) + "x", "< 1x",
+                             None if p50 is None else p50 < 1))
         for who in ("gateway+token", "gateway+jwt"):
             mine, bare = http["cpu_mid"].median(who), http["cpu_mid"].median("gateway")
             out.append(Check(f"http: auth cost, {who} - gateway CPU per call",

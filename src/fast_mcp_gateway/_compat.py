@@ -57,6 +57,7 @@ __all__ = [
     "connection_of",
     "create_process",
     "current_transport",
+    "deliver_notification",
     "drain_stdout",
     "executable_command",
     "lifespan",
@@ -106,6 +107,15 @@ async def send_raw_request(
     """Send a stamped request on the session's dispatcher; the result comes back as
     JSON, without the SDK's result models (their validation costs more than a relay)."""
     return await session._dispatcher.send_raw_request(method, params, opts)
+
+
+async def deliver_notification(session: ClientSession, method: str,
+                               params: dict[str, Any] | None) -> None:
+    """Hand ``session`` a server notification the gateway read itself (a log on a
+    2026-07-28 call's stream, ``upstream/http_tap.py``): validated for the
+    negotiated era and run through the session's callbacks, in the caller's context,
+    as if the SDK's transport had read it.  Never raises (the SDK contains it)."""
+    await session._on_notify(cast(Any, None), method, params)
 
 
 def session_closed(session: ClientSession) -> bool:

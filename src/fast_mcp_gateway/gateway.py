@@ -463,7 +463,7 @@ class Gateway:
 
         config = uvicorn.Config(
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
-            log_level="warning", lifespan="on", log_config=None,
+            log_level="warning", lifespan="on", log_config=None, access_log=False,
             # A client that never finishes its headers is closed (uvicorn has no such
             # timeout of its own); the class is explicit so httptools never replaces it.
             http=protocol_with_timeout(self.settings.header_timeout),

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.connection import allowed_log_levels
 from mcp.server.runner import modern_error_data
 from mcp.server.streamable_http import check_accept_headers
@@ -52,7 +51,6 @@ from mcp.shared.inbound import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway.front.lane import LaneFront
@@ -106,7 +104,8 @@ class HttpLane:
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True) -> None:
         self.app, self.access, self.provider = app, access, provider
-        self.server_info = server_info
+        self._server_info = server_info
+        self._stamp: dict[str, Any] | None = None
         self.enabled = enabled
         self.served = 0  # calls the lane answered (tests and diagnostics)
         self._header_tools: dict[str, tuple[Any, bool]] = {}
@@ -127,6 +126,13 @@ class HttpLane:
             return
         self.served += 1
         await self._serve(plan, scope, receive, send)
+
+    def server_info(self) -> dict[str, Any]:
+        """The gateway's ``serverInfo`` stamp: the SDK deep-copies it on every read
+        (~20 us); it never changes, so it is read once and copied shallowly."""
+        if self._stamp is None:
+            self._stamp = self._server_info()
+        return dict(self._stamp)
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -215,7 +221,7 @@ class HttpLane:
 
     # -- serving ------------------------------------------------------------------------
 
-    async def _answer(self, plan: _Plan, stream: _Stream) -> tuple[int, bytes]:
+    async def _answer(self, plan: _Plan, stream: _Reply) -> tuple[int, bytes]:
         meta, request_id, version = plan.meta, plan.request_id, plan.modern_version
         forward, upstream_params = upstream_call(plan.tool.original, plan.params, meta)
         fields = result_fields(version)
@@ -254,50 +260,67 @@ class HttpLane:
 
     async def _serve(self, plan: _Plan, scope: Scope, receive: Receive, send: Send) -> None:
         """As the SDK's modern entry answers: JSON unless a notification comes (or
-        ``SSE_DEFER`` passes) first, then an SSE stream with keepalive pings."""
-        answer: list[tuple[int, bytes]] = []
-        send_ch, recv_ch = anyio.create_memory_object_stream[bytes](0)
-        async with recv_ch, anyio.create_task_group() as tg:
-            async def run() -> None:
-                async with send_ch:
-                    answer.append(await self._answer(plan, _Stream(send_ch)))
-
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                tg.cancel_scope.cancel()  # the host is gone: the call is cancelled
-
-            tg.start_soon(run)
-            tg.start_soon(watch_disconnect)
-            event, done = await _next(recv_ch)
-            if done:
-                status, body = answer[0]
-                await Response(body, status_code=status, media_type="application/json")(
-                    scope, receive, send)
-            else:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": _SSE_HEADERS})
-                while not done:
-                    await send({"type": "http.response.body", "body": event or _PING,
-                                "more_body": True})
-                    event, done = await _next(recv_ch)
-                await send({"type": "http.response.body", "more_body": False,
-                            "body": _sse_event(answer[0][1])})
+        ``SSE_DEFER`` passes) first, then an SSE stream with keepalive pings.  The call
+        runs in this task; one watcher task cancels it when the host goes away (and
+        pings a stream that went quiet)."""
+        reply = _Reply(send)
+        answer: tuple[int, bytes] | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, receive, reply, tg.cancel_scope)
+            answer = await self._answer(plan, reply)
             tg.cancel_scope.cancel()
+        if answer is not None:  # None: the host left, the call was cancelled
+            await reply.finish(*answer)
 
 
-class _Stream:
-    """The host's side of one lane call: its notifications, as SSE events."""
+async def _watch(receive: Receive, reply: _Reply, call: anyio.CancelScope) -> None:
+    """Cancel the call when the host disconnects; every ``SSE_DEFER`` seconds without
+    it, make the answer a stream (if it is not yet) and ping."""
+    while True:
+        with anyio.move_on_after(SSE_DEFER):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            call.cancel()  # the host is gone: the call is cancelled (upstream too)
+            return
+        await reply.event(_PING)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class _Reply:
+    """The host's side of one lane call: its notifications as SSE events (the first
+    one turns the answer into a stream), then the answer (see ``HttpLane._serve``)."""
 
     host_capabilities: dict[str, Any] = {}  # never read: a 2026-07-28 host's are per call
 
-    def __init__(self, sink: MemoryObjectSendStream[bytes]) -> None:
-        self.sink = sink
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.streaming = False
+        self.lock = anyio.Lock()  # the call's task and the watcher both write
+
+    async def event(self, data: bytes) -> None:
+        async with self.lock:
+            if not self.streaming:
+                self.streaming = True
+                await self.send({"type": "http.response.start", "status": 200,
+                                 "headers": _SSE_HEADERS})
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def finish(self, status: int, body: bytes) -> None:
+        async with self.lock:
+            if self.streaming:
+                await self.send({"type": "http.response.body", "more_body": False,
+                                 "body": _sse_event(body)})
+                return
+            # What starlette's Response(body, status, media_type="application/json") sends.
+            await self.send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-length", str(len(body)).encode()), _JSON_TYPE]})
+            await self.send({"type": "http.response.body", "body": body})
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self.sink.send(_sse_event(encode_body(
-                {"jsonrpc": "2.0", "method": method, "params": params})))
+        await self.event(_sse_event(encode_body(
+            {"jsonrpc": "2.0", "method": method, "params": params})))
 
     async def progress(self, token: Any, progress: float, total: float | None,
                        message: str | None) -> None:
@@ -310,17 +333,6 @@ class _Stream:
 
 def _sse_event(data: bytes) -> bytes:
     return b"event: message\r\ndata: %b\r\n\r\n" % data
-
-
-async def _next(events: MemoryObjectReceiveStream[bytes]) -> tuple[bytes | None, bool]:
-    """The next event within ``SSE_DEFER`` (None: time for a ping), and whether the call
-    has finished."""
-    with anyio.move_on_after(SSE_DEFER):
-        try:
-            return await events.receive(), False
-        except anyio.EndOfStream:
-            return None, True
-    return None, False
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

@@ -54,11 +54,13 @@ from fast_mcp_gateway.upstream.session import (
     negotiate,
 )
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, RawTap, TappedStdioTransport
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, TappedStdioTransport
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, relay_options
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
+
+    from fast_mcp_gateway.upstream.transports import SideDoor
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class Supervisor:
 
         self._session: ClientSession | None = None
         self._transport: ClientTransport | None = None  # the latest attempt's (its facts)
-        self.tap: RawTap | None = None  # the stdio session's raw side door (express lane)
+        self.tap: SideDoor | None = None  # the session's raw side door (express lanes)
         self._enabled = config.enabled
         self._stopping = self._restart_requested = False
         self._wake = anyio.Event()
@@ -162,8 +164,7 @@ class Supervisor:
         return self._last_error
 
     @last_error.setter
-    def last_error(self, text: str | None) -> None:
-        # Masked once here: admin tools, REST, health history and logs all read it.
+    def last_error(self, text: str | None) -> None:  # masked once: every reader gets this
         self._last_error = None if text is None else mask_text(text)
 
     def unavailable_reason(self) -> str:

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
     from fastmcp.client.transports.base import TransportOptions
 
+    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport, HttpTap
+    from fast_mcp_gateway.upstream.stdio_tap import RawTap
+
+    SideDoor = RawTap | HttpTap
+    """A live session's raw ``tools/call`` path beside it (``transport.tap``): the
+    express lanes' requests skip the SDK's client stack there."""
+
 TransportFactory = Callable[[ServerConfig, TextIO | None], "ClientTransport"]
 
 
@@ -39,7 +46,11 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
 
     if config.kind == "sse":
         return SSETransport(config.url, headers=dict(config.headers) or None)
-    return _http_transport()(config.url, headers=dict(config.headers) or None)
+    # The SDK's streamable-HTTP client, plus a raw side door for 2026-07-28 calls.
+    transport: FastHttpTransport = _http_transport()(config.url,
+                                                     headers=dict(config.headers) or None)
+    transport.max_message_bytes = config.max_message_bytes
+    return transport
 
 
 def relay_options(transport: ClientTransport) -> TransportOptions | None:
@@ -60,12 +71,13 @@ def _relay_options() -> TransportOptions:
 
 
 @functools.cache
-def _http_transport() -> Callable[..., ClientTransport]:
+def _http_transport() -> Callable[..., Any]:
     """``HttpTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
     import httpx2
-    from fastmcp.client.transports import StreamableHttpTransport
 
-    class HttpTransport(StreamableHttpTransport):
+    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport
+
+    class HttpTransport(FastHttpTransport):
         """fastmcp's streamable HTTP transport, keeping the HTTP status of the endpoint's
         last answer (``last_status``): the SDK turns an HTTP error into a stand-in JSON-RPC
         error (a 404 reads as -32601), and a connect error should say what the URL

@@ -1,0 +1,498 @@
+"""The streamable-HTTP upstream transport, with a raw side door for the express lanes.
+
+Relaying a ``tools/call`` through the SDK's streamable-HTTP client cost more gateway
+CPU than anything else on the HTTP path: the request is written into an anyio memory
+stream, a post-writer task spawns a task per request, httpx builds a request model,
+parses the URL, runs its event hooks and its connection pool, the response is
+validated into JSON-RPC models and handed back through another memory stream.  A
+2026-07-28 request needs none of that: it is sessionless and self-contained, one
+POST whose answer (JSON, or an SSE stream of notifications ending in the answer)
+belongs to it alone.
+
+``HttpTap`` is the ``RawTap`` of an HTTP upstream (``stdio_tap.py`` is the stdio
+one): while the SDK session (``FastHttpTransport.connect_session``) stays the one
+owner of the connection's era, catalog, probes and every other request, a raw
+``tools/call`` on a 2026-07-28 session is POSTed by the tap itself on a persistent
+HTTP/1.1 keep-alive connection of its own, with the envelope, headers
+(``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, the configured ones) and timeout the
+session would use, and its answer read as JSON:
+
+* progress for the call's token goes to the caller's callback; any other
+  notification on the call's stream (logs) is handed to the session, in the
+  caller's context, as if the SDK had read it (``CURRENT_CALL`` finds the call);
+* a timeout or the caller's cancellation closes the connection (the 2026-07-28
+  cancellation signal), then ``REQUEST_TIMEOUT`` / the cancellation;
+* error statuses and bodies map to the errors the SDK's transport makes of them;
+  a connection that fails is an ``httpx2.TransportError`` (a transport fault, as on
+  the SDK's path).
+
+It steps aside -- the session sends the request as before -- on a handshake-era
+session (a session id, server requests on the stream), for ``https`` URLs and URLs
+with credentials, when an HTTP proxy applies to the URL (``HTTP_PROXY``/``ALL_PROXY``
+without ``NO_PROXY``), for a configured ``auth``, for a header httpx would refuse to
+send (CR, LF, NUL, not latin-1), and for a redirect (the request was not served; the
+SDK follows same-origin ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+import urllib.request
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Unpack, cast
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+import mcp_types as types
+from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.client.transports.base import SessionKwargs, TransportOptions
+from mcp import ClientSession
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
+from fast_mcp_gateway.upstream.stdio_tap import DEFAULT_MAX_MESSAGE_BYTES, _is_number
+
+logger = logging.getLogger(__name__)
+
+Progress = ProgressFnT
+
+IDLE_SECONDS = 2.0
+"""A pooled connection idle longer is closed, not reused: servers close idle
+keep-alive connections (uvicorn, hypercorn and Node after 5 s), and a request written
+into one the server is closing fails (it is never sent again: the server may have run
+it, as httpx never resends one either)."""
+MAX_IDLE = 32
+_HEAD_LIMIT = 64 * 1024
+_USER_AGENT = b"fast-mcp-gateway"
+
+
+class _Declined(Exception):
+    """Not for the tap (a redirect: the POST was not served; a header it cannot write
+    as is): the session sends the request."""
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through an HTTP proxy (httpx would)."""
+    proxies = urllib.request.getproxies_environment()
+    host = urlsplit(url).hostname or ""
+    if not ({"http", "all"} & set(proxies)):
+        return False
+    return not urllib.request.proxy_bypass(host)
+
+
+def tap_applies(url: str, auth: Any) -> bool:
+    """Whether an upstream at ``url`` can get an ``HttpTap`` (see the module doc); a
+    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
+    parts = urlsplit(url)
+    return (parts.scheme == "http" and parts.username is None and parts.password is None
+            and auth is None and not proxied(url))
+
+
+def _header_lines(headers: dict[str, str]) -> bytes:
+    """``headers`` as HTTP/1.1 lines; ``_Declined`` for a name or value httpx would
+    refuse to send (CR, LF, NUL, not latin-1): no header is ever smuggled in."""
+    lines = []
+    for key, value in headers.items():
+        line = f"{key}: {value}"
+        if any(c in line for c in "\r\n\0") or ":" in key or not key.strip():
+            raise _Declined
+        try:
+            lines.append(line.encode("latin-1") + b"\r\n")
+        except UnicodeEncodeError:
+            raise _Declined from None
+    return b"".join(lines)
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to the upstream."""
+
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.idle_since = 0.0
+
+    def usable(self, now: float) -> bool:
+        return (now - self.idle_since < IDLE_SECONDS and not self.reader.at_eof()
+                and not self.writer.is_closing())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class _Response:
+    """A response's status line and headers; the body is read by the caller."""
+
+    __slots__ = ("headers", "keep_alive", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], keep_alive: bool) -> None:
+        self.status, self.headers, self.keep_alive = status, headers, keep_alive
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+class HttpTap:
+    """Raw ``tools/call`` requests of one HTTP upstream session (see the module doc).
+
+    ``request`` has ``RawTap.request``'s contract: the ``result`` as JSON, or
+    ``MCPError`` as the session would raise it.
+    """
+
+    fatal: str | None = None  # never set: an HTTP connection has no framing to break
+
+    def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.session = session
+        self.max_message_bytes = max_message_bytes
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        fixed = {"host": parts.netloc.rpartition("@")[2], "user-agent": _USER_AGENT.decode(),
+                 "accept": "application/json, text/event-stream",
+                 "content-type": "application/json",
+                 **{k.lower(): v for k, v in headers.items()}}
+        self._head = f"POST {target} HTTP/1.1\r\n".encode() + _header_lines(fixed)
+        self._fixed = frozenset(fixed)
+        self._ids = itertools.count(1)
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
+        self._closed = False
+        self.served = 0  # requests the tap answered itself (tests and diagnostics)
+
+    # -- the contract ---------------------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
+                      on_progress: Progress | None = None) -> dict[str, Any]:
+        """Send one stamped request; its ``result`` as JSON, or ``MCPError``."""
+        session = self.session
+        if self._closed:
+            raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
+        data: dict[str, Any] = {"method": method, "params": params}
+        opts: CallOptions = {"timeout": timeout}
+        stamp_request(session, data, opts)  # the headers the session would send
+        if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            try:
+                result = await self._post(method, params, opts.get("headers") or {},
+                                          timeout, on_progress)
+            except _Declined:
+                pass
+            else:
+                self.served += 1
+                return result
+        headers = opts.setdefault("headers", {})
+        if isinstance(name := params.get("name"), str):
+            headers.setdefault(MCP_NAME_HEADER, encode_header_value(name))
+        if on_progress is not None:
+            opts["on_progress"] = on_progress
+        return await send_raw_request(session, method, params, opts)
+
+    async def aclose(self) -> None:
+        """The session ended: idle connections are closed, calls in flight fail."""
+        self._closed = True
+        for conn in (*self._idle, *self._busy):
+            conn.close()
+        self._idle.clear()
+
+    # -- one POST -------------------------------------------------------------------
+
+    async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str],
+                    timeout: float, on_progress: Progress | None) -> dict[str, Any]:  # noqa: ASYNC109
+        request_id = next(self._ids)
+        if on_progress is not None:
+            params = {**params, "_meta": {**(params.get("_meta") or {}),
+                                          "progressToken": request_id}}
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        try:
+            body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
+            body = json.dumps(message, separators=(",", ":")).encode()
+        extra = _header_lines({k: v for k, v in headers.items() if k.lower() not in self._fixed})
+        wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (self._head, extra, len(body), body)
+        conn: _Connection | None = None
+        done = False
+        try:
+            with anyio.fail_after(timeout):
+                conn, response = await self._exchange(wire)
+                result, done = await self._answer(conn, response, request_id, on_progress)
+            return result
+        except TimeoutError:
+            raise MCPError(code=types.REQUEST_TIMEOUT,
+                           message=f"Timed out after {timeout}s") from None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:
+            if self._closed:
+                raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
+            what = ("closed the connection before answering"
+                    if isinstance(exc, asyncio.IncompleteReadError) else _describe(exc))
+            raise httpx2.ReadError(f"HTTP upstream {self.host}:{self.port} {what}") from exc
+        finally:
+            if conn is not None:
+                self._busy.discard(conn)
+                if done and not self._closed and len(self._idle) < MAX_IDLE:
+                    conn.idle_since = time.monotonic()
+                    self._idle.append(conn)
+                else:  # cancelled, timed out, failed or not keep-alive: closing it
+                    conn.close()  # is also the 2026-07-28 cancellation signal
+
+    async def _exchange(self, wire: bytes) -> tuple[_Connection, _Response]:
+        """Write the request on a pooled connection that is still open (else a new
+        one) and read the response head.  Never written twice: a connection that fails
+        after the write fails the call (the server may have started it)."""
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable(now):
+                return conn, await self._send(conn, wire)
+            conn.close()  # closed by the server meanwhile, or idle too long
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port,
+                                                           limit=_HEAD_LIMIT)
+        except OSError as exc:
+            # described as "cannot connect: <this>" (upstream/model.describe_error)
+            raise httpx2.ConnectError(f"{self.host}:{self.port}: {_describe(exc)}") from exc
+        conn = _Connection(reader, writer)
+        return conn, await self._send(conn, wire)
+
+    async def _send(self, conn: _Connection, wire: bytes) -> _Response:
+        """Write on ``conn`` and read the answer's head; ``conn`` is closed if that
+        fails or is cancelled (closing is the 2026-07-28 cancellation signal)."""
+        self._busy.add(conn)
+        try:
+            conn.writer.write(wire)
+            return await _read_head(conn.reader)
+        except BaseException:
+            self._busy.discard(conn)
+            conn.close()
+            raise
+
+    async def _answer(self, conn: _Connection, response: _Response, request_id: int,
+                      on_progress: Progress | None) -> tuple[dict[str, Any], bool]:
+        """The call's result (or ``MCPError``), and whether ``conn`` may be reused."""
+        status, kind = response.status, response.content_type
+        if 300 <= status < 400 and "location" in response.headers:
+            raise _Declined
+        if status == 202:
+            raise MCPError(code=types.INVALID_REQUEST,
+                           message="server answered a request with 202 Accepted")
+        if kind == "text/event-stream" and status < 300:
+            async with contextlib.aclosing(
+                    _body_chunks(conn.reader, response, self.max_message_bytes)) as body:
+                result = await self._events(body, request_id, on_progress)
+            return result, False  # the stream is left unread past the answer
+        parts, size = [], 0
+        async for chunk in _body_chunks(conn.reader, response, self.max_message_bytes):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > self.max_message_bytes:
+                raise MCPError(code=types.INTERNAL_ERROR, message=(
+                    f"the upstream's answer is larger than max_message_bytes "
+                    f"({self.max_message_bytes})"))
+        data = b"".join(parts)
+        reusable = response.keep_alive
+        if status >= 400:
+            error = _json_error(data) if kind == "application/json" else None
+            if error is not None:
+                raise MCPError.from_error_data(error)
+            if status == 404:
+                raise MCPError(code=types.METHOD_NOT_FOUND, message="Not Found")
+            raise MCPError(code=types.INTERNAL_ERROR,
+                           message="Server returned an error response")
+        if kind != "application/json":
+            raise MCPError(code=types.INVALID_REQUEST,
+                           message=f"Unexpected content type: {kind}")
+        return _outcome(_parse(data)), reusable
+
+    async def _events(self, body: AsyncIterator[bytes], request_id: int,
+                      on_progress: Progress | None) -> dict[str, Any]:
+        """Read an SSE answer: notifications until the response."""
+        async for data in _sse_messages(body, self.max_message_bytes):
+            message = _parse(data)
+            method = message.get("method")
+            if method is None:
+                if message.get("id") == request_id:
+                    return _outcome(message)
+                continue  # another request's answer cannot be on this stream
+            if "id" in message:
+                logger.warning("HTTP upstream %s:%s sent a %s request on a 2026-07-28 "
+                               "call's stream; ignored", self.host, self.port, method)
+                continue
+            params = message.get("params")
+            if method == "notifications/progress":
+                await _progress(params, request_id, on_progress)
+            else:  # logs and the rest: as if the SDK had read them, in this context
+                await deliver_notification(self.session, method, params)
+        raise MCPError(code=types.CONNECTION_CLOSED,
+                       message="SSE stream ended without a response")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(data)
+    except ValueError as exc:
+        raise MCPError(code=types.PARSE_ERROR,
+                       message=f"Failed to parse the upstream's JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MCPError(code=types.PARSE_ERROR,
+                       message="Failed to parse the upstream's JSON: not a JSON-RPC message")
+    return message
+
+
+def _outcome(message: dict[str, Any]) -> dict[str, Any]:
+    error = message.get("error")
+    if error is not None:
+        raise MCPError.from_error_data(types.ErrorData.model_validate(error))
+    result = message.get("result")
+    return result if isinstance(result, dict) else {}
+
+
+def _json_error(data: bytes) -> types.ErrorData | None:
+    with contextlib.suppress(ValueError, TypeError):
+        message = json.loads(data)
+        if isinstance(message, dict) and isinstance(message.get("error"), dict):
+            return types.ErrorData.model_validate(message["error"])
+    return None
+
+
+async def _progress(params: Any, request_id: int, on_progress: Progress | None) -> None:
+    if on_progress is None or not isinstance(params, dict) \
+            or params.get("progressToken") != request_id:
+        return
+    progress, total, text = params.get("progress"), params.get("total"), params.get("message")
+    if not (_is_number(progress) and (total is None or _is_number(total))
+            and (text is None or isinstance(text, str))):
+        return  # malformed: dropped, as the SDK's session drops it
+    try:
+        await on_progress(float(cast(float, progress)),
+                          None if total is None else float(total), text)
+    except Exception:
+        logger.exception("progress callback raised")
+
+
+async def _read_head(reader: asyncio.StreamReader) -> _Response:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    status_text = rest.partition(" ")[0]
+    if not version.startswith("HTTP/1.") or not status_text.isdigit():
+        raise ValueError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+    close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+    status = int(status_text)
+    if 100 <= status < 200:  # an interim answer: the real one follows
+        return await _read_head(reader)
+    return _Response(status, headers, not close)
+
+
+async def _body_chunks(reader: asyncio.StreamReader, response: _Response,
+                       limit: int) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives (Content-Length, chunked, or until the connection ends)."""
+    if response.headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers
+                return
+            chunk = await reader.readexactly(size + 2)
+            yield chunk[:-2]
+    length = response.headers.get("content-length")
+    if length is not None:
+        size = int(length)
+        if size > limit:
+            raise MCPError(code=types.INTERNAL_ERROR,
+                           message=f"the upstream's answer ({size} bytes) is larger than "
+                                   f"max_message_bytes ({limit})")
+        if size:
+            yield await reader.readexactly(size)
+        return
+    response.keep_alive = False
+    while chunk := await reader.read(65536):
+        yield chunk
+
+
+async def _sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The ``data`` of each SSE ``message`` event (the SDK reads no other kind); lines
+    may end in CRLF, LF or CR, split anywhere between chunks."""
+    pending = b""
+    event, data, has_data = b"message", bytearray(), False
+    ended = False
+    chunks = aiter(body)
+    while not ended:
+        try:
+            pending += await anext(chunks)
+        except StopAsyncIteration:
+            ended = True
+        # A CR at the very end may be half of a CRLF: kept for the next chunk.
+        cut = len(pending) - 1 if pending.endswith(b"\r") and not ended else len(pending)
+        lines = pending[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        pending = lines.pop() + pending[cut:]  # an unfinished line
+        if len(pending) > limit or len(data) > limit:
+            raise MCPError(code=types.INTERNAL_ERROR,
+                           message=f"an SSE event from the upstream is larger than "
+                                   f"max_message_bytes ({limit})")
+        for line in lines:
+            if not line:  # the event is complete
+                if has_data and event == b"message" and data:
+                    yield bytes(data)
+                event, data, has_data = b"message", bytearray(), False
+                continue
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if field == b"data":
+                if has_data:
+                    data += b"\n"
+                data += value
+                has_data = True
+            elif field == b"event":
+                event = value or b"message"
+
+
+class FastHttpTransport(StreamableHttpTransport):
+    """fastmcp's ``StreamableHttpTransport``, plus an ``HttpTap`` while a session lives
+    (``tap``, ``None`` between sessions and where the tap does not apply)."""
+
+    tap: HttpTap | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    @contextlib.asynccontextmanager
+    async def connect_session(
+        self, *, transport_options: TransportOptions | None = None,
+        **session_kwargs: Unpack[SessionKwargs],
+    ) -> AsyncIterator[ClientSession]:
+        options = transport_options or TransportOptions()
+        async with super().connect_session(transport_options=transport_options,
+                                           **session_kwargs) as session:
+            tap = None
+            if tap_applies(self.url, self.auth) and not options.forward_incoming_headers:
+                with contextlib.suppress(_Declined):  # headers only the SDK may refuse
+                    tap = HttpTap(self.url, self.headers, session, self.max_message_bytes)
+            self.tap = tap
+            try:
+                yield session
+            finally:
+                self.tap = None
+                if tap is not None:
+                    await tap.aclose()

@@ -1,0 +1,307 @@
+"""The HTTP upstream side door (upstream/http_tap.py): what the SDK client would answer.
+
+One FastMCP upstream is served over streamable HTTP on 127.0.0.1.  Two gateways front
+it over HTTP with the express lane on: one reaches it through the default transport
+(``FastHttpTransport``: the tap POSTs 2026-07-28 calls itself), one through fastmcp's
+plain ``StreamableHttpTransport`` (the SDK's client).  The same raw POSTs go to both
+and must give the same answers; the tap's ``served`` counter tells that it (and not
+the SDK session) sent them.  Cancellation, timeouts, a dead pooled connection and the
+handshake era are checked against the upstream's own view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from fastmcp import Context, FastMCP
+from fastmcp.client.transports import ClientTransport, StreamableHttpTransport
+
+from fast_mcp_gateway import Gateway
+from fast_mcp_gateway.config.loader import parse_config
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.front.calls import CallOutcome
+from fast_mcp_gateway.upstream.http_tap import (
+    HttpTap,
+    _Declined,
+    _header_lines,
+    _sse_messages,
+    proxied,
+    tap_applies,
+)
+from fast_mcp_gateway.upstream.model import UpstreamState
+from fast_mcp_gateway.upstream.transports import default_transport
+from tests.fixtures import FAST_RESTART, alpha_server, serve_http
+from tests.test_http_lane import body_of, canonical, headers_of
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Upstream:
+    url: str
+    started: anyio.Event
+    cancelled: anyio.Event
+    release: anyio.Event
+
+
+def upstream_server(up: Upstream) -> FastMCP[Any]:
+    mcp = alpha_server()
+
+    @mcp.tool
+    async def hold(ctx: Context) -> str:
+        """Runs until released; notes its start and its cancellation."""
+        up.started.set()
+        try:
+            await up.release.wait()
+        except anyio.get_cancelled_exc_class():
+            up.cancelled.set()
+            raise
+        return "released"
+
+    @mcp.tool
+    async def chatty(ctx: Context, text: str = "") -> dict[str, Any]:
+        await ctx.info(f"about {text}")
+        return {"echo": text, "unicode": "✗ ü"}
+
+    return mcp
+
+
+@contextlib.asynccontextmanager
+async def upstream() -> AsyncIterator[Upstream]:
+    up = Upstream("", anyio.Event(), anyio.Event(), anyio.Event())
+    app = upstream_server(up).http_app(path="/mcp")
+    async with serve_http(app) as base:
+        up.url = f"{base}/mcp"
+        yield up
+
+
+def sdk_only(config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+    """The SDK's own streamable-HTTP client (no tap): the reference."""
+    assert config.url is not None
+    return StreamableHttpTransport(config.url, headers=dict(config.headers) or None)
+
+
+def gateway(url: str, *, tap: bool, protocol: str = "2026-07-28") -> Gateway:
+    config = parse_config({"servers": {"alpha": {"url": url, "protocol": protocol}}},
+                          source="test")
+    settings = GatewaySettings(connect_timeout=10.0, db=None, startup_wait=600.0,
+                               call_timeout=60)
+    return Gateway(config, settings, restart=FAST_RESTART,
+                   transport_factory=default_transport if tap else sdk_only)
+
+
+@dataclass
+class Front:
+    gateway: Gateway
+    http: httpx2.AsyncClient
+
+    @property
+    def tap(self) -> HttpTap | None:
+        tap = self.gateway.manager.services["alpha"].replicas[0]._sup.tap
+        assert tap is None or isinstance(tap, HttpTap)
+        return tap
+
+    @property
+    def served(self) -> int:
+        tap = self.tap
+        return tap.served if tap is not None else 0
+
+    async def post(self, name: str, arguments: dict[str, Any] | None,
+                   meta: dict[str, Any] | None = None) -> httpx2.Response:
+        return await self.http.post("/mcp", content=json.dumps(body_of(name, arguments, meta)),
+                                    headers=headers_of(name, token=None))
+
+
+@contextlib.asynccontextmanager
+async def front(gw: Gateway) -> AsyncIterator[Front]:
+    async with serve_http(gw.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as http:
+        yield Front(gw, http)
+
+
+async def test_calls_through_the_tap_answer_as_through_the_sdk_client() -> None:
+    async with upstream() as up, front(gateway(up.url, tap=True)) as fast, \
+            front(gateway(up.url, tap=False)) as sdk:
+        assert fast.tap is not None and sdk.tap is None
+        cases: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [
+            ("alpha_add", {"a": 2, "b": 3}, None),
+            ("alpha_media", {}, None),
+            ("alpha_fail", {"message": "no: ✗"}, None),        # isError
+            ("alpha_add", {"a": "x", "b": 1}, None),           # the upstream's refusal
+            ("alpha_chatty", {"text": "ü ✗"}, None),
+            ("alpha_chatty", {"text": "logs"}, {types.LOG_LEVEL_META_KEY: "info"}),
+            ("alpha_progress", {"steps": 3, "tag": "t"},
+             {"progressToken": "tok", types.LOG_LEVEL_META_KEY: "info"}),
+            ("alpha_progress", {"steps": 2}, {"progressToken": 9}),
+        ]
+        for name, arguments, meta in cases:
+            before = fast.served
+            got, want = await fast.post(name, arguments, meta), await sdk.post(name, arguments,
+                                                                                meta)
+            assert fast.served == before + 1, name
+            assert got.status_code == want.status_code
+            assert got.headers["content-type"] == want.headers["content-type"], name
+            assert canonical(got.content) == canonical(want.content), (got.text, want.text)
+        # Progress and logs reached the host as notifications, then the result.
+        events = [json.loads(e) for e in canonical(got.content)]
+        assert [e.get("method") for e in events[:-1]] == ["notifications/progress"] * 2
+        assert [e["params"]["progressToken"] for e in events[:-1]] == [9, 9]
+        assert events[-1]["result"]["content"][0]["text"] == " done"
+        # A JSON answer leaves its keep-alive connection for the next call (a stream's
+        # is closed after its answer).
+        tap = fast.tap
+        assert tap is not None and not tap._idle
+        for _ in range(3):
+            assert (await fast.post("alpha_add", {"a": 1, "b": 1})).status_code == 200
+        assert len(tap._idle) == 1 and not tap._busy
+
+
+async def test_a_closed_pooled_connection_is_replaced_without_failing_the_call() -> None:
+    async with upstream() as up, front(gateway(up.url, tap=True)) as fast:
+        assert (await fast.post("alpha_add", {"a": 1, "b": 1})).json()["result"][
+            "structuredContent"] == {"result": 2}
+        tap = fast.tap
+        assert tap is not None
+        (conn,) = tap._idle
+        conn.writer.transport.abort()  # as a server closing an idle connection
+        got = await fast.post("alpha_add", {"a": 2, "b": 2})
+        assert got.json()["result"]["structuredContent"] == {"result": 4}
+        assert len(tap._idle) == 1 and tap._idle[0] is not conn
+
+
+@pytest.mark.parametrize("with_tap", [True, False])
+async def test_a_host_that_goes_away_cancels_the_upstream_request(with_tap: bool) -> None:
+    async with upstream() as up, front(gateway(up.url, tap=with_tap)) as fast:
+        outcomes: list[CallOutcome] = []
+        seen = anyio.Event()
+
+        def observe(outcome: CallOutcome) -> None:
+            outcomes.append(outcome)
+            seen.set()
+
+        fast.gateway.provider.pipeline.observers.append(observe)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fast.post, "alpha_hold", {})
+            with anyio.fail_after(30):
+                await up.started.wait()
+            tg.cancel_scope.cancel()  # the host drops its connection
+        with anyio.fail_after(30):
+            await up.cancelled.wait()  # closing the upstream POST cancelled the tool
+            await seen.wait()
+        assert [o.status for o in outcomes] == ["cancelled"]
+        tap = fast.tap
+        assert (tap is not None) == with_tap
+        assert tap is None or (tap.served == 0 and not tap._busy and not tap._idle)
+
+
+async def test_a_call_timeout_closes_the_upstream_request() -> None:
+    async with upstream() as up, front(gateway(up.url, tap=True)) as fast:
+        # Short for calls only, once connected (the catalog listing shares the timeout).
+        fast.gateway.manager.services["alpha"].replicas[0]._requests.call_timeout = 0.5
+        got = await fast.post("alpha_hold", {})
+        result = got.json()["result"]
+        assert result["isError"] is True and "did not answer within 0.5s" in result[
+            "content"][0]["text"]
+        with anyio.fail_after(30):
+            await up.cancelled.wait()
+        # The replica stays usable: a timeout is not a broken connection.
+        assert (await fast.post("alpha_add", {"a": 1, "b": 2})).json()["result"][
+            "structuredContent"] == {"result": 3}
+
+
+async def test_a_handshake_era_session_keeps_the_sdk_path() -> None:
+    async with upstream() as up, front(gateway(up.url, tap=True, protocol="legacy")) as fast:
+        got = await fast.post("alpha_add", {"a": 5, "b": 6})
+        assert got.json()["result"]["structuredContent"] == {"result": 11}
+        tap = fast.tap
+        assert tap is not None and tap.served == 0 and not tap._idle
+
+
+async def test_a_refused_connection_is_a_transport_failure_and_the_replica_recovers() -> None:
+    async with upstream() as up:
+        gw = gateway(up.url, tap=True)
+        async with front(gw) as fast:
+            assert (await fast.post("alpha_chatty", {"text": "a"})).status_code == 200
+            tap = fast.tap
+            assert tap is not None
+            tap.port = _closed_port()  # the next connection is refused
+            for conn in tap._idle:
+                conn.close()
+            # Not idempotent: not retried, so the host sees the transport fault.
+            got = (await fast.post("alpha_chatty", {"text": "b"})).json()["result"]
+            assert got["isError"] is True, got
+            assert "transport failed" in got["content"][0]["text"]
+            assert "connection refused (nothing is listening on that port)" in got[
+                "content"][0]["text"]
+            # The session was marked broken and reconnects, with a new tap.
+            replica = gw.manager.services["alpha"].replicas[0]
+            with anyio.fail_after(60):
+                while fast.tap in (tap, None) or replica.state is not UpstreamState.READY:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            got = (await fast.post("alpha_chatty", {"text": "c"})).json()["result"]
+            assert got["structuredContent"]["echo"] == "c"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _events(*chunks: bytes) -> list[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    return [data async for data in _sse_messages(body(), 1 << 20)]
+
+
+async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
+    stream = (b"event: message\r\ndata: {\"a\":1}\r\n\r\n: ping\r\n\r\n"
+              b"data: {\"b\":\r\ndata: 2}\n\nevent: other\ndata: x\n\n"
+              b"id: 7\rdata: {\"c\":3}\r\r")
+    want = [b'{"a":1}', b'{"b":\n2}', b'{"c":3}']
+    assert await _events(stream) == want
+    for cut in range(1, len(stream)):  # every split point, CRLF halves included
+        assert await _events(stream[:cut], stream[cut:]) == want, cut
+    with pytest.raises(Exception, match="larger than max_message_bytes"):
+        async def big() -> AsyncIterator[bytes]:
+            yield b"data: " + b"x" * 100
+
+        [d async for d in _sse_messages(big(), 10)]
+
+
+def test_the_tap_applies_to_plain_http_without_proxy_or_auth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    assert tap_applies("http://127.0.0.1:8000/mcp", None)
+    assert not tap_applies("https://example.com/mcp", None)
+    assert not tap_applies("http://127.0.0.1:8000/mcp", object())
+    assert not tap_applies("http://user:secret@127.0.0.1:8000/mcp", None)  # Basic auth
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    assert proxied("http://upstream.internal/mcp")
+    assert not tap_applies("http://upstream.internal/mcp", None)
+    monkeypatch.setenv("NO_PROXY", "upstream.internal")
+    assert tap_applies("http://upstream.internal/mcp", None)
+
+
+def test_headers_that_could_smuggle_lines_are_left_to_the_sdk() -> None:
+    assert _header_lines({"x-a": "1", "authorization": "Bearer t"}) == (
+        b"x-a: 1\r\nauthorization: Bearer t\r\n")
+    for bad in ({"x-a": "1\r\nx-b: 2"}, {"x-a": "1\n"}, {"x-a": "\0"}, {"x-a:": "1"},
+                {"x-a": "✗"}, {" ": "1"}):
+        with pytest.raises(_Declined):
+            _header_lines(bad)

@@ -114,6 +114,8 @@ class BatchWriter(Generic[T]):
         self.store_unavailable = False  # a batch is held, waiting for the store
         self.max_backoff = 2.0  # seconds between attempts while the store is away
         self._accepted = 0
+        self._taken = 0  # items received off the queue (into a batch)
+        self._full: anyio.Event | None = None  # set by put() once a batch is waiting
         self._progress = anyio.Event()
         self.drain_timeout = drain_timeout
         self.stopped = False
@@ -122,6 +124,8 @@ class BatchWriter(Generic[T]):
         try:
             self._send.send_nowait(item)
             self._accepted += 1
+            if self._full is not None and self._accepted - self._taken >= self.batch_size:
+                self._full.set()
         except anyio.WouldBlock:
             self.dropped += 1
             if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
@@ -141,10 +145,16 @@ class BatchWriter(Generic[T]):
         try:
             while True:
                 batch = [await self._receive.receive()]
+                self._taken += 1
                 # Collect for a moment: one transaction per item would cost the callers.
-                with anyio.move_on_after(self.flush_interval):
-                    while len(batch) < self.batch_size:
-                        batch.append(await self._receive.receive())
+                # Asleep meanwhile, not woken per item (each wake-up was two turns of the
+                # event loop on every call's path); put() wakes it once a batch is full.
+                if self._accepted - self._taken < self.batch_size:
+                    full = self._full = anyio.Event()
+                    with anyio.move_on_after(self.flush_interval):
+                        await full.wait()
+                    self._full = None
+                self._take_nowait(batch)
                 await self._write(batch)
                 batch = []
                 if (self._maintain is not None
@@ -162,11 +172,7 @@ class BatchWriter(Generic[T]):
         still queued after ``drain_timeout`` are counted as dropped."""
         with anyio.move_on_after(self.drain_timeout):
             while True:
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
+                self._take_nowait(batch)
                 if not batch:
                     break
                 # A write cut at the deadline commits its transaction or not at all
@@ -177,6 +183,15 @@ class BatchWriter(Generic[T]):
         left = len(batch) + self._pending_in_queue()
         self.dropped += left
         self.stopped = True
+
+    def _take_nowait(self, batch: list[T]) -> None:
+        """Fill ``batch`` up to ``batch_size`` with what is queued now."""
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            self._taken += 1
 
     def _pending_in_queue(self) -> int:
         try:

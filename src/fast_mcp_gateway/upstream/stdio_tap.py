@@ -40,7 +40,6 @@ from typing import Any, TextIO, Unpack, cast
 import anyio
 import anyio.lowlevel
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectSendStream
 from fastmcp.client.transports import StdioTransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp import ClientSession
@@ -192,14 +191,30 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None
 UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
 
 
+class _Reply:
+    """Where one tap request's response goes: a one-shot slot (a memory stream's
+    receive costs an extra turn of the event loop per call, a checkpoint)."""
+
+    __slots__ = ("done", "message", "progress")
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.done = anyio.Event()
+        self.message: dict[str, Any] | None = None  # None once done: connection closed
+        self.progress = progress
+
+    def deliver(self, message: dict[str, Any] | None) -> None:
+        if not self.done.is_set():
+            self.message = message
+            self.done.set()
+
+
 class RawTap:
     """Raw ``tools/call`` requests on a stdio session (see the module docstring)."""
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  protocol_listener: ProtocolListener | None = None) -> None:
         self._write: Callable[[bytes], Awaitable[None]] | None = None
-        self._pending: dict[str, tuple[MemoryObjectSendStream[dict[str, Any]],
-                                       Progress | None]] = {}
+        self._pending: dict[str, _Reply] = {}
         self._ids = itertools.count(1)
         self._closed = False
         self.framer = LineFramer(max_message_bytes)
@@ -226,14 +241,13 @@ class RawTap:
                                           "progressToken": request_id}}
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
                            "params": params}, ensure_ascii=False, separators=(",", ":"))
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
-        self._pending[request_id] = (send, on_progress)
+        reply = self._pending[request_id] = _Reply(on_progress)
         sent = False  # once the write starts, the server may have the request
         try:
-            with receive, anyio.fail_after(timeout):
+            with anyio.fail_after(timeout):
                 sent = True
                 await self._write((line + "\n").encode())
-                message = await receive.receive()
+                await reply.done.wait()
         except TimeoutError:
             if sent:
                 await self._cancel(request_id, f"timed out after {timeout}s")
@@ -244,12 +258,11 @@ class RawTap:
                 with anyio.CancelScope(shield=True):
                     await self._cancel(request_id, "cancelled by the caller")
             raise
-        except anyio.EndOfStream:
-            raise MCPError(code=types.CONNECTION_CLOSED,
-                           message=self.fatal or "Connection closed") from None
         finally:
             self._pending.pop(request_id, None)
-            send.close()
+        message = reply.message
+        if message is None:  # the connection ended first (close())
+            raise MCPError(code=types.CONNECTION_CLOSED, message=self.fatal or "Connection closed")
         error = message.get("error")
         if error is not None:
             raise MCPError.from_error_data(types.ErrorData.model_validate(error))
@@ -280,15 +293,13 @@ class RawTap:
             entry = self._pending.get(request_id) if isinstance(request_id, str) else None
             if entry is None:
                 return False
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError,
-                                     anyio.ClosedResourceError):
-                entry[0].send_nowait(message)
+            entry.deliver(message)
             return True
         if method == "notifications/progress":
             params = message.get("params") or {}
             token = params.get("progressToken") if isinstance(params, dict) else None
             entry = self._pending.get(token) if isinstance(token, str) else None
-            if entry is None or entry[1] is None:
+            if entry is None or entry.progress is None:
                 return False
             progress, total, text = (params.get("progress"), params.get("total"),
                                      params.get("message"))
@@ -296,7 +307,7 @@ class RawTap:
                     and (text is None or isinstance(text, str))):
                 return True  # malformed: dropped, as the SDK's session drops it
             try:
-                await entry[1](float(cast(float, progress)),
+                await entry.progress(float(cast(float, progress)),
                                None if total is None else float(total), text)
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
@@ -309,8 +320,8 @@ class RawTap:
     def close(self) -> None:
         """The connection ended: every waiting request fails with CONNECTION_CLOSED."""
         self._closed = True
-        for send, _ in list(self._pending.values()):
-            send.close()
+        for reply in list(self._pending.values()):
+            reply.deliver(None)
 
 
 @contextlib.asynccontextmanager

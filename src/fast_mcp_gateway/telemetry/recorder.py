@@ -13,8 +13,10 @@ any known secret value inside a string, become ``***``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import random
 import re
 import secrets
 import time
@@ -33,12 +35,21 @@ from fast_mcp_gateway.telemetry.redaction import mask_text
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_ids = random.Random(secrets.randbits(128))  # trace and span ids (new_traceparent)
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
 def new_traceparent(trace_id: str | None = None) -> str:
-    """A W3C ``traceparent`` (new span), continuing ``trace_id`` when given."""
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    """A W3C ``traceparent`` (new span), continuing ``trace_id`` when given.
+
+    Ids are random as W3C Trace Context asks, but not secrets: drawn from a generator
+    seeded once from the OS (``secrets`` read the OS's random source twice per call,
+    which is on every call's path); never all zeros (an invalid id).
+    """
+    span = _ids.getrandbits(64) or 1
+    if trace_id is None:
+        trace_id = f"{_ids.getrandbits(128) or 1:032x}"
+    return f"00-{trace_id}-{span:016x}-01"
 
 
 def current_trace_id() -> str | None:
@@ -56,10 +67,15 @@ def trace_id_of(traceparent: object) -> str | None:
     return match.group(1) if match else None
 
 
+@functools.lru_cache(maxsize=8)
+def _lowered(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(k.lower() for k in keys)
+
+
 def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
                      secret_values: frozenset[str] = frozenset()) -> Any:
     """A copy of ``arguments`` with credential-like keys and known secrets masked."""
-    lowered = tuple(k.lower() for k in keys)
+    lowered = _lowered(keys if isinstance(keys, tuple) else tuple(keys))
 
     def walk(value: Any, key: str = "") -> Any:
         if key and any(k in key.lower() for k in lowered):

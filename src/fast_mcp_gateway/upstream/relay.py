@@ -155,10 +155,15 @@ class FrontCall:
         try:
             yield
         finally:
-            self._active -= 1
-            if not self._active:
-                for scope in self._asks:
-                    scope.cancel()
+            self.served()
+
+    def served(self) -> None:
+        """The end of one upstream request begun with ``_active += 1`` (``serving``,
+        ``InFlight.enter``): when it was the last, withdraw the call's pending asks."""
+        self._active -= 1
+        if not self._active:
+            for scope in self._asks:
+                scope.cancel()
 
     @contextmanager
     def asking(self) -> Iterator[anyio.CancelScope]:
@@ -228,17 +233,31 @@ class InFlight:
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
-        if call is None or not call.reachable:
+        key = self.enter(call)
+        try:
             yield
-            return
+        finally:
+            self.leave(key, call)
+
+    def enter(self, call: FrontCall | None) -> int | None:
+        """``track`` without a context manager (``Requests``, once per upstream request):
+        the key to pass to ``leave``, or None when ``call`` is not tracked."""
+        if call is None or not call.reachable:
+            return None
         key = next(self._ids)
         self._calls[key] = call
+        call._active += 1
+        return key
+
+    def leave(self, key: int | None, call: FrontCall | None) -> None:
+        if key is None or call is None:
+            return
+        del self._calls[key]
         try:
-            with call.serving():
-                yield
+            call.served()
         finally:
-            del self._calls[key]
-            if not any(c.host == call.host for c in self._calls.values()):
+            if self._host_asks and not any(c.host == call.host
+                                           for c in self._calls.values()):
                 for scope in self._host_asks.pop(call.host, ()):
                     scope.cancel()
 

@@ -27,6 +27,7 @@ reported to ``protocol_listener`` (counted, logged, shown in ``last_error``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -189,6 +190,18 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None
 
 # The start of the error a request gets when its response was not valid UTF-8.
 UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
+
+
+def _pipe_writer(stdin: Any) -> asyncio.StreamWriter | None:
+    """The asyncio writer under anyio's stream on the server's stdin, or None.
+
+    A tap request writes one whole line straight to it: anyio's ``send`` adds a
+    checkpoint (a turn of the event loop) after every write, on each call's path.
+    Lines stay whole, and in order with the session's own writes: each write is one
+    ``transport.write`` of a complete line.
+    """
+    writer = getattr(stdin, "_stream", None)
+    return writer if isinstance(writer, asyncio.StreamWriter) else None
 
 
 class _Reply:
@@ -411,9 +424,15 @@ async def tapped_stdio_client(
         await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()
 
+    pipe = _pipe_writer(stdin)
+
     async def raw_write(data: bytes) -> None:
         try:
-            await stdin.send(data)
+            if pipe is not None and not pipe.is_closing():
+                pipe.write(data)
+                await pipe.drain()  # returns at once unless the pipe is full
+            else:
+                await stdin.send(data)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
 

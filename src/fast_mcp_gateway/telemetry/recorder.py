@@ -140,7 +140,8 @@ class BatchWriter(Generic[T]):
         try:
             self._send.send_nowait(item)
             self._accepted += 1
-            if self._full is not None and self._accepted - self._taken >= self.batch_size:
+            # The writer holds a batch's first item: the rest of it is queued now.
+            if self._full is not None and self._accepted - self._taken >= self.batch_size - 1:
                 self._full.set()
         except anyio.WouldBlock:
             self.dropped += 1
@@ -165,7 +166,7 @@ class BatchWriter(Generic[T]):
                 # Collect for a moment: one transaction per item would cost the callers.
                 # Asleep meanwhile, not woken per item (each wake-up was two turns of the
                 # event loop on every call's path); put() wakes it once a batch is full.
-                if self._accepted - self._taken < self.batch_size:
+                if self._accepted - self._taken < self.batch_size - 1:
                     full = self._full = anyio.Event()
                     with anyio.move_on_after(self.flush_interval):
                         await full.wait()

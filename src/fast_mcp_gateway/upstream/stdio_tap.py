@@ -27,7 +27,6 @@ reported to ``protocol_listener`` (counted, logged, shown in ``last_error``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -57,6 +56,7 @@ from fast_mcp_gateway._compat import (
     create_process,
     drain_stdout,
     executable_command,
+    pipe_writer,
     terminate_process_tree,
     wait_for_process_exit,
 )
@@ -190,18 +190,6 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None
 
 # The start of the error a request gets when its response was not valid UTF-8.
 UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
-
-
-def _pipe_writer(stdin: Any) -> asyncio.StreamWriter | None:
-    """The asyncio writer under anyio's stream on the server's stdin, or None.
-
-    A tap request writes one whole line straight to it: anyio's ``send`` adds a
-    checkpoint (a turn of the event loop) after every write, on each call's path.
-    Lines stay whole, and in order with the session's own writes: each write is one
-    ``transport.write`` of a complete line.
-    """
-    writer = getattr(stdin, "_stream", None)
-    return writer if isinstance(writer, asyncio.StreamWriter) else None
 
 
 class _Reply:
@@ -424,7 +412,11 @@ async def tapped_stdio_client(
         await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()
 
-    pipe = _pipe_writer(stdin)
+    # A tap request writes its line straight to the pipe's asyncio writer: anyio's
+    # ``send`` adds a checkpoint (a turn of the event loop) after every write.  Lines
+    # stay whole and in order with the session's own writes: each write is one
+    # ``transport.write`` of a complete line.
+    pipe = pipe_writer(stdin)
 
     async def raw_write(data: bytes) -> None:
         try:

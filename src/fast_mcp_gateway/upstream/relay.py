@@ -148,18 +148,14 @@ class FrontCall:
         """Whether an upstream request made for this call is still in flight."""
         return self._active > 0
 
-    @contextmanager
-    def serving(self) -> Iterator[None]:
-        """One upstream request for this call; when the last ends, withdraw its asks."""
+    def serving(self) -> None:
+        """One more upstream request for this call (``InFlight.enter``); ``served``
+        ends it."""
         self._active += 1
-        try:
-            yield
-        finally:
-            self.served()
 
     def served(self) -> None:
-        """The end of one upstream request begun with ``_active += 1`` (``serving``,
-        ``InFlight.enter``): when it was the last, withdraw the call's pending asks."""
+        """The end of one upstream request: when it was the last, withdraw the call's
+        pending asks."""
         self._active -= 1
         if not self._active:
             for scope in self._asks:
@@ -246,7 +242,7 @@ class InFlight:
             return None
         key = next(self._ids)
         self._calls[key] = call
-        call._active += 1
+        call.serving()
         return key
 
     def leave(self, key: int | None, call: FrontCall | None) -> None:

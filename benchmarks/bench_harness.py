@@ -187,6 +187,7 @@ class Endpoint:
     prefix: str = ""  # how the first upstream's tools are named through this endpoint
     tools: frozenset[str] = frozenset()
     upstream_script: Path = UPSTREAM
+    python: str = PY  # the interpreter that runs it (another install: a before/after run)
 
     def tool(self, name: str) -> str:
         """The name under which this endpoint exposes the first upstream's ``name``."""
@@ -239,10 +240,11 @@ class Workspace:
                         tools=frozenset(UPSTREAM_TOOLS))
 
     def gateway(self, upstreams: dict[str, list[str]], tools: Iterable[str], tag: str,
-                script: Path = UPSTREAM) -> Endpoint:
+                script: Path = UPSTREAM, python: str = PY) -> Endpoint:
         """``mcp-gateway serve`` in front of ``upstreams`` (name -> script and its args).
 
-        ``tools`` are the names a complete listing holds (see ``namespaced``).
+        ``tools`` are the names a complete listing holds (see ``namespaced``); ``python``
+        runs the gateway (and, through ``${GATEWAY_PYTHON}``, its upstreams).
         """
         config = self.root / f"servers-{tag}.yaml"
         lines = ["servers:"]
@@ -259,7 +261,9 @@ class Workspace:
         args = ("-m", "fast_mcp_gateway", "serve", "--config", str(config),
                 "--log-level", "WARNING", "--connect-timeout", f"{self.connect_timeout:g}",
                 "--db", str(self.root / f"store-{tag}.db"))
-        return Endpoint(GATEWAY, args, f"{next(iter(upstreams))}_", frozenset(tools), script)
+        label = GATEWAY if python == PY else f"{GATEWAY}@base"
+        return Endpoint(label, args, f"{next(iter(upstreams))}_", frozenset(tools), script,
+                        python)
 
     def fastmcp(self, upstreams: dict[str, list[str]], tools: Iterable[str], tag: str,
                 script: Path = UPSTREAM) -> Endpoint:
@@ -280,7 +284,7 @@ class Workspace:
         # passes a child only a few variables otherwise.
         settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
         transport = StdioTransport(
-            PY, list(endpoint.args), keep_alive=False, env=settings or None,
+            endpoint.python, list(endpoint.args), keep_alive=False, env=settings or None,
             log_file=self.logs / f"{endpoint.label}-{tag}.log",
         )
         return Client(transport, mode=self.protocol, timeout=timeout, init_timeout=timeout)

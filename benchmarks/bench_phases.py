@@ -9,6 +9,7 @@ ratios shows how much a shared machine moved the numbers.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -172,8 +173,12 @@ async def persistent(ws: Workspace, plan: Plan, res: Results, log: Log,
                      phases: Sequence[str]) -> None:
     """Open direct, relay, gateway and FastMCP's proxy once; run the hot and large phases."""
     one = {"up": [str(UPSTREAM)]}
-    eps = (ws.direct(), ws.relay(), ws.gateway(one, namespaced({"up": UPSTREAM_TOOLS}), "hot"),
-           ws.fastmcp({"": [str(UPSTREAM)]}, UPSTREAM_TOOLS, "hot"))
+    eps = [ws.direct(), ws.relay(), ws.gateway(one, namespaced({"up": UPSTREAM_TOOLS}), "hot"),
+           ws.fastmcp({"": [str(UPSTREAM)]}, UPSTREAM_TOOLS, "hot")]
+    baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
+    if baseline:  # another install's gateway in the same rounds: a before/after pair
+        eps.append(ws.gateway(one, namespaced({"up": UPSTREAM_TOOLS}), "hot-base",
+                              python=baseline))
     runs: dict[str, Running] = {}
     owns: dict[str, contextlib.AsyncExitStack] = {}
     try:

@@ -234,6 +234,24 @@ def peer_table(res: Results) -> list[str]:
     return out
 
 
+def baseline_table(res: Results) -> list[str]:
+    """This tree's gateway against another install's (``MCP_GATEWAY_BENCH_BASELINE``),
+    paired per round on every row: a before/after in one interleaved run."""
+    rows = []
+    base = f"{GATEWAY}@base"
+    for name, phase in res.phases.items():
+        if GATEWAY not in phase.targets or base not in phase.targets:
+            continue
+        for metric in phase.metrics.values():
+            row = peer_row(name, metric, GATEWAY, base)
+            if row is not None:
+                rows.append(row)
+    if not rows:
+        return []
+    return [table(["gateway vs gateway@base (before/after)", "gateway", "@base",
+                   "gateway/@base per round", "median", "gateway better"], rows)]
+
+
 def peer_row(phase: str, metric: Metric, gw: str, peer: str) -> list[str] | None:
     mine, theirs = metric.median(gw), metric.median(peer)
     if not metric.better or mine is None or theirs is None:
@@ -276,6 +294,9 @@ def report(res: Results, plan: Plan) -> tuple[str, bool]:
     peers = peer_table(res)
     if peers:
         out += ["", *peers]
+    before = baseline_table(res)
+    if before:
+        out += ["", *before]
     found = checks(res, plan)
     verdict = {True: "PASS", False: "FAIL", None: "-"}
     out += ["", table(["target", "measured", "target", "result"],

@@ -66,6 +66,48 @@ async def test_observers_see_lane_and_full_path_calls_alike(tmp_path: Path) -> N
     assert refused["status"] == "error" and "refused: no" in refused["error"]
 
 
+async def test_the_event_bus_hears_of_lane_and_full_path_calls_alike(tmp_path: Path) -> None:
+    """The call observer publishes only while someone subscribes (the dashboard's live
+    stream); a subscriber then hears of every call, express lane or not."""
+    config = write_config(tmp_path)
+    heard = {}
+    for lane in (True, False):
+        sink = tmp_path / f"events-{lane}.jsonl"
+        async with raw_host(config, "legacy", lane=lane, env={"HOOK_EVENTS": str(sink)},
+                            command=HOOKED) as host:
+            assert lane_id(await host.call("up_whoami")).startswith("gw-") is lane
+            await host.call("up_echo", {"text": "ab"})
+        # The gateway has exited: its listener wrote every event queued before then.
+        heard[lane] = [{k: v for k, v in e["payload"].items() if k != "duration_ms"}
+                       for e in observed(sink) if e["kind"] == "call"]
+    assert heard[True] == heard[False] == [
+        {"server": "up", "kind": "tool", "name": name, "status": "success", "retries": 0}
+        for name in ("up_whoami", "up_echo")]
+
+
+def test_the_call_publisher_builds_nothing_while_nobody_listens() -> None:
+    from fast_mcp_gateway.telemetry.events import EventBus
+    from fast_mcp_gateway.ui.feeds import call_publisher
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"read {name} with nobody listening")
+
+    bus = EventBus()
+    observe = call_publisher(bus)
+    observe(Untouchable())  # type: ignore[arg-type]
+    assert bus.published == 0 and not bus.listening
+    with bus.subscribe() as stream:
+        assert bus.listening
+        gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+        service = gateway.manager.services["alpha"]
+        call = Call("tool", "alpha_add", service, "add", {}, None, None, service)  # type: ignore[arg-type]
+        observe(CallOutcome(call, "success", None, 1.0, None, 10))
+        event = stream.get_nowait()
+    assert event is not None and event.payload["name"] == "alpha_add"
+    assert not bus.listening
+
+
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 async def test_an_authorizer_refuses_on_both_paths_with_the_same_error(
         tmp_path: Path, era: str) -> None:

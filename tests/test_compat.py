@@ -7,6 +7,7 @@ the gateway relies on must fail here, loudly, not disable a feature in silence.
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import inspect
 import json
@@ -146,6 +147,11 @@ async def test_the_sdk_stdio_helpers_spawn_talk_to_and_stop_a_process(tmp_path: 
         assert not isinstance(message, Exception)
         assert message.message.model_dump(by_alias=True, exclude_none=True)["method"] == "ping"
         assert isinstance(_compat.parse_line("not json"), Exception)
+        pipe = _compat.pipe_writer(process.stdin)  # the tap writes its lines to it
+        assert isinstance(pipe, asyncio.StreamWriter)
+        pipe.write(b'{"jsonrpc": "2.0", "method": "ping", "id": 2}\n')
+        await pipe.drain()
+        assert _compat.pipe_writer(process.stdout) is None  # not a writer: use its send
         await _compat.close_pipe(process.stdin)  # EOF: the script's read returns
         assert await _compat.wait_for_process_exit(process, 30)
         await _compat.drain_stdout(process)

@@ -174,3 +174,31 @@ async def test_a_full_queue_drops_and_a_failed_write_is_counted(
         tg.cancel_scope.cancel()
     assert writer.failed_writes == 2 and writer.written == 0
     assert "could not write" in caplog.text and "numbers: disk full" in caplog.text
+
+
+async def test_a_batch_is_written_once_full_or_at_the_flush_interval_and_at_stop() -> None:
+    """The writer sleeps between batches (not woken per item, which cost every call two
+    turns of the event loop): a full batch wakes it at once, a partial one waits for the
+    flush interval (an hour here) or the stop, which writes it."""
+    batches: list[list[int]] = []
+
+    async def write(batch: list[int]) -> None:
+        batches.append(list(batch))
+
+    writer = BatchWriter[int](write, what="numbers", batch_size=3, flush_interval=3600)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        writer.put(1)
+        for _ in range(20):  # the writer has taken 1 and sleeps: nothing is written
+            await anyio.lowlevel.checkpoint()
+        assert batches == [] and writer.pending == 1
+        writer.put(2)
+        writer.put(3)
+        assert await writer.flushed(within=30)
+        assert batches == [[1, 2, 3]]
+        for n in range(4, 10):
+            writer.put(n)
+        assert await writer.flushed(within=30)  # two full batches' worth: no hour's wait
+        writer.put(10)
+        tg.cancel_scope.cancel()
+    assert batches == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]] and writer.pending == 0

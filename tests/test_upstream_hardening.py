@@ -19,9 +19,9 @@ import anyio
 import pytest
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.upstream.framing import LineFramer, MessageTooLarge
 from fast_mcp_gateway.upstream.model import RestartPolicy
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
-from fast_mcp_gateway.upstream.stdio_tap import LineFramer, MessageTooLarge
 from tests.fixtures import PY, SERVERS
 from tests.test_lane import RawHost
 

@@ -17,6 +17,7 @@ Moving the version pins (pyproject.toml) means running that test first.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -64,6 +65,7 @@ __all__ = [
     "low_level_server",
     "negotiate_auto",
     "parse_line",
+    "pipe_writer",
     "send_raw_request",
     "session_closed",
     "stamp_request",
@@ -83,6 +85,17 @@ executable_command = _get_executable_command
 parse_line = _parse_line
 terminate_process_tree = _terminate_process_tree
 wait_for_process_exit = _wait_for_process_exit
+
+
+
+def pipe_writer(stream: Any) -> asyncio.StreamWriter | None:
+    """The asyncio writer under the anyio byte stream on a process's stdin, as
+    ``create_process`` makes it (anyio's ``StreamWriterWrapper._stream``), or None for
+    any other stream (then write with its ``send``).  Writing a whole line to it is
+    ``send`` without the checkpoint anyio adds after each write (a turn of the event
+    loop on every express-lane call)."""
+    writer = getattr(stream, "_stream", None)
+    return writer if isinstance(writer, asyncio.StreamWriter) else None
 
 # -- client sessions ----------------------------------------------------------------
 

@@ -6,7 +6,10 @@ as for ``serve``.  Hooks, each set by an environment variable:
 * ``HOOK_OBSERVED``: a file every call outcome is appended to, one JSON line each,
   written before the host gets the answer;
 * ``HOOK_REFUSE``: an exposed tool name the authorizer refuses;
-* ``HOOK_CURATE_TIMES``: the curator sets ``times`` to this for ``up_echo``.
+* ``HOOK_CURATE_TIMES``: the curator sets ``times`` to this for ``up_echo``;
+* ``HOOK_EVENTS``: a file every event on the gateway's event bus is appended to (one
+  JSON line each), from a subscriber that listens from the start, as the dashboard's
+  live stream does; without it nobody subscribes.
 """
 
 import json
@@ -15,6 +18,7 @@ import sys
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.settings import GatewaySettings
@@ -63,7 +67,24 @@ def main() -> None:
 
         pipeline.curator = curate
 
-    anyio.run(gateway.run_async)
+    events = os.environ.get("HOOK_EVENTS")
+    out = open(events, "a", buffering=1) if events else None  # noqa: SIM115 - process-long
+
+    async def listen(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert out is not None
+        with gateway.events.subscribe() as stream:
+            task_status.started()
+            while (event := await stream.get()) is not None:
+                out.write(json.dumps({"kind": event.kind, "payload": event.payload}) + "\n")
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            if out is not None:
+                await tg.start(listen)
+            await gateway.run_async()
+            gateway.events.close()  # the listener writes what is queued, then returns
+
+    anyio.run(run)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
@@ -285,16 +286,22 @@ def front_of(context: Context | None = None) -> FrontCall:
 
 
 class RecordCalls:
-    """The call recorder as an observer: one ``Invocation`` per call, redacted."""
+    """The call recorder as an observer: one ``Invocation`` per call, redacted.
+
+    Record ids are 32 hex digits, as a ``uuid4().hex``: 80 random bits drawn once per
+    recorder and a 48-bit counter (``uuid4`` read the OS's random source per call).
+    """
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self._prefix = secrets.token_hex(10)
+        self._serial = itertools.count(1)
 
     def __call__(self, outcome: CallOutcome) -> None:
         call, path = outcome.call, outcome.call.path
         route = [{"replica": r, "outcome": o} for r, o in path.attempts]
         self.recorder.record(Invocation(
-            id=uuid.uuid4().hex,
+            id=f"{self._prefix}{next(self._serial) & 0xFFFFFFFFFFFF:012x}",
             trace_id=trace_id_of((call.front.meta or {}).get("traceparent")) or "",
             client=actor_name(call.principal, call.front), kind=call.kind, exposed=call.exposed,
             server=call.service.name, original=call.original,
@@ -307,6 +314,8 @@ class RecordCalls:
                                       self.recorder.redact_keys),
             rule=call.rule,
             response_bytes=outcome.response_bytes,
+            # Stamped here, not by a copy of the record in the writer (per record).
+            instance_id=self.recorder.instance_id,
         ))
 
 

@@ -150,6 +150,7 @@ class StdioLane:
         self.lists_open = lists_open  # False during the start-up wait
         self._listed = False  # a handshake-era host's first list went the full path
         self._server_info = server_info
+        self._stamp: dict[str, Any] | None = None  # the server info stamp, read once
         self._writer: LineWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._calls: dict[Any, anyio.CancelScope] = {}
@@ -255,7 +256,8 @@ class StdioLane:
         assert self._tg is not None
         # Registered now, so that a cancellation read right after the call finds it.
         scope = self._calls[key] = anyio.CancelScope()
-        self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern, scope)
+        self._tg.start_soon(self._serve, tool, route, request_id, params, meta, modern, scope,
+                            name="express lane call")  # (a name: not looked up per call)
         return True
 
     def _take_list(self, line: bytes) -> bool:
@@ -392,7 +394,7 @@ class StdioLane:
         )
 
         def encode(result: dict[str, Any]) -> bytes:
-            result = shape_result(result, fields, modern, self._server_info)
+            result = shape_result(result, fields, modern, self.server_stamp)
             return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
         with scope:
@@ -415,6 +417,14 @@ class StdioLane:
                 del self._calls[coerce_request_id(request_id)]
             await self._write(line)
         # A cancelled call gets no response (the host gave up on it).
+
+    def server_stamp(self) -> dict[str, Any]:
+        """The gateway's ``serverInfo`` stamp, made once: the SDK deep-copies it on every
+        read so that a caller may change it; the lane only encodes it, never changes it."""
+        stamp = self._stamp
+        if stamp is None:
+            stamp = self._stamp = self._server_info()
+        return stamp
 
     # -- what goes out ------------------------------------------------------------------
 

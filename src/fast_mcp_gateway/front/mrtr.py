@@ -320,7 +320,7 @@ class Parking:
         parked call."""
         front = call.front
         if self._tg is None or not front.is_modern:
-            return False
+            return False  # a handshake-era host (every call of one): decided here
         state = front.request_state
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
             return state in self._calls or state in self._ended or not call.service.is_modern

@@ -104,9 +104,9 @@ class ResultLimits:
     # -- caching ------------------------------------------------------------------------
 
     def _rule(self, call: Call, encoding: Any) -> CacheRule | None:
-        if call.kind != "tool":
-            return None
         config = call.service.config
+        if (config.cache is None and not config.tools.cache) or call.kind != "tool":
+            return None  # the common case, decided without a lookup
         rule = config.tools.cache.get(call.original) or config.cache
         if rule is None or not cacheable(call, getattr(encoding, "annotations", None)):
             return None
@@ -161,6 +161,8 @@ class ResultLimits:
         when it cannot be), remembered when its tool is cached."""
         config = call.service.config
         limit = config.max_result_bytes
+        if limit is None and config.cache is None and not config.tools.cache:
+            return result  # neither a limit nor a cache rule: nothing to look at
         caching = self._rule(call, encoding) is not None
         if limit is None and not caching:
             return result

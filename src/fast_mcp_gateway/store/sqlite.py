@@ -375,9 +375,10 @@ class SQLiteStore:
 
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
-        cursor = await self._db.execute(schema.LEASE, (name, holder, now + ttl, now))
-        row = await cursor.fetchone()
-        return row is not None and row[0] == holder
+        # Read to the end: a RETURNING statement left unfinished keeps the connection's
+        # transaction open ("SQL statements in progress" at the next commit).
+        rows = await self._db.execute_fetchall(schema.LEASE, (name, holder, now + ttl, now))
+        return any(row[0] == holder for row in rows)
 
     async def _page(self, table: str, columns: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None

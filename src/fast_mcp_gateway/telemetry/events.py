@@ -9,6 +9,9 @@ catalog-change listener -- wired in ``gateway.py``; the dashboard's live page
 (``ui/live.py``) subscribes.  Other features publish their own kinds (e.g. alerts:
 ``publish("alert", {...})``) without touching this module.
 
+A publisher on a hot path (the call observer: every call) asks ``listening`` first and
+builds nothing while nobody subscribes, which is most of the time.
+
 Publish and subscribe from the event loop's thread (every hook above runs there).
 Payloads are plain JSON-able dicts that must already be safe to show: no secrets.
 """
@@ -114,6 +117,12 @@ class EventBus:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribes now: a hook on a hot path checks this before it
+        builds a payload (``publish`` would drop it unread)."""
+        return bool(self._subscribers)
 
     def close(self) -> None:
         """End every subscription (their ``get`` returns ``None``): the gateway stops."""

@@ -13,8 +13,10 @@ any known secret value inside a string, become ``***``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import random
 import re
 import secrets
 import time
@@ -33,12 +35,21 @@ from fast_mcp_gateway.telemetry.redaction import mask_text
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_ids = random.Random(secrets.randbits(128))  # trace and span ids (new_traceparent)
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
 def new_traceparent(trace_id: str | None = None) -> str:
-    """A W3C ``traceparent`` (new span), continuing ``trace_id`` when given."""
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    """A W3C ``traceparent`` (new span), continuing ``trace_id`` when given.
+
+    Ids are random as W3C Trace Context asks, but not secrets: drawn from a generator
+    seeded once from the OS (``secrets`` read the OS's random source twice per call,
+    which is on every call's path); never all zeros (an invalid id).
+    """
+    span = _ids.getrandbits(64) or 1
+    if trace_id is None:
+        trace_id = f"{_ids.getrandbits(128) or 1:032x}"
+    return f"00-{trace_id}-{span:016x}-01"
 
 
 def current_trace_id() -> str | None:
@@ -56,10 +67,15 @@ def trace_id_of(traceparent: object) -> str | None:
     return match.group(1) if match else None
 
 
+@functools.lru_cache(maxsize=8)
+def _lowered(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(k.lower() for k in keys)
+
+
 def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
                      secret_values: frozenset[str] = frozenset()) -> Any:
     """A copy of ``arguments`` with credential-like keys and known secrets masked."""
-    lowered = tuple(k.lower() for k in keys)
+    lowered = _lowered(keys if isinstance(keys, tuple) else tuple(keys))
 
     def walk(value: Any, key: str = "") -> Any:
         if key and any(k in key.lower() for k in lowered):
@@ -114,6 +130,8 @@ class BatchWriter(Generic[T]):
         self.store_unavailable = False  # a batch is held, waiting for the store
         self.max_backoff = 2.0  # seconds between attempts while the store is away
         self._accepted = 0
+        self._taken = 0  # items received off the queue (into a batch)
+        self._full: anyio.Event | None = None  # set by put() once a batch is waiting
         self._progress = anyio.Event()
         self.drain_timeout = drain_timeout
         self.stopped = False
@@ -122,6 +140,9 @@ class BatchWriter(Generic[T]):
         try:
             self._send.send_nowait(item)
             self._accepted += 1
+            # The writer holds a batch's first item: the rest of it is queued now.
+            if self._full is not None and self._accepted - self._taken >= self.batch_size - 1:
+                self._full.set()
         except anyio.WouldBlock:
             self.dropped += 1
             if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
@@ -141,10 +162,16 @@ class BatchWriter(Generic[T]):
         try:
             while True:
                 batch = [await self._receive.receive()]
+                self._taken += 1
                 # Collect for a moment: one transaction per item would cost the callers.
-                with anyio.move_on_after(self.flush_interval):
-                    while len(batch) < self.batch_size:
-                        batch.append(await self._receive.receive())
+                # Asleep meanwhile, not woken per item (each wake-up was two turns of the
+                # event loop on every call's path); put() wakes it once a batch is full.
+                if self._accepted - self._taken < self.batch_size - 1:
+                    full = self._full = anyio.Event()
+                    with anyio.move_on_after(self.flush_interval):
+                        await full.wait()
+                    self._full = None
+                self._take_nowait(batch)
                 await self._write(batch)
                 batch = []
                 if (self._maintain is not None
@@ -162,11 +189,7 @@ class BatchWriter(Generic[T]):
         still queued after ``drain_timeout`` are counted as dropped."""
         with anyio.move_on_after(self.drain_timeout):
             while True:
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
+                self._take_nowait(batch)
                 if not batch:
                     break
                 # A write cut at the deadline commits its transaction or not at all
@@ -177,6 +200,15 @@ class BatchWriter(Generic[T]):
         left = len(batch) + self._pending_in_queue()
         self.dropped += left
         self.stopped = True
+
+    def _take_nowait(self, batch: list[T]) -> None:
+        """Fill ``batch`` up to ``batch_size`` with what is queued now."""
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            self._taken += 1
 
     def _pending_in_queue(self) -> int:
         try:

@@ -38,6 +38,8 @@ def catalog_publisher(bus: EventBus) -> Callable[[set[str]], None]:
 
 def call_publisher(bus: EventBus) -> CallObserver:
     def observe(outcome: CallOutcome) -> None:
+        if not bus.listening:  # every call comes here: nothing built for nobody
+            return
         call = outcome.call
         bus.publish("call", {"server": call.service.name, "kind": call.kind,
                              "name": call.exposed, "status": outcome.status,

@@ -59,7 +59,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
-from fast_mcp_gateway.upstream.stdio_tap import DEFAULT_MAX_MESSAGE_BYTES, _is_number
+from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ async def _progress(params: Any, request_id: int, on_progress: Progress | None) 
             or params.get("progressToken") != request_id:
         return
     progress, total, text = params.get("progress"), params.get("total"), params.get("message")
-    if not (_is_number(progress) and (total is None or _is_number(total))
+    if not (is_number(progress) and (total is None or is_number(total))
             and (text is None or isinstance(text, str))):
         return  # malformed: dropped, as the SDK's session drops it
     try:

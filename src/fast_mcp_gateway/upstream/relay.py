@@ -148,17 +148,18 @@ class FrontCall:
         """Whether an upstream request made for this call is still in flight."""
         return self._active > 0
 
-    @contextmanager
-    def serving(self) -> Iterator[None]:
-        """One upstream request for this call; when the last ends, withdraw its asks."""
+    def serving(self) -> None:
+        """One more upstream request for this call (``InFlight.enter``); ``served``
+        ends it."""
         self._active += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if not self._active:
-                for scope in self._asks:
-                    scope.cancel()
+
+    def served(self) -> None:
+        """The end of one upstream request: when it was the last, withdraw the call's
+        pending asks."""
+        self._active -= 1
+        if not self._active:
+            for scope in self._asks:
+                scope.cancel()
 
     @contextmanager
     def asking(self) -> Iterator[anyio.CancelScope]:
@@ -228,17 +229,31 @@ class InFlight:
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
-        if call is None or not call.reachable:
+        key = self.enter(call)
+        try:
             yield
-            return
+        finally:
+            self.leave(key, call)
+
+    def enter(self, call: FrontCall | None) -> int | None:
+        """``track`` without a context manager (``Requests``, once per upstream request):
+        the key to pass to ``leave``, or None when ``call`` is not tracked."""
+        if call is None or not call.reachable:
+            return None
         key = next(self._ids)
         self._calls[key] = call
+        call.serving()
+        return key
+
+    def leave(self, key: int | None, call: FrontCall | None) -> None:
+        if key is None or call is None:
+            return
+        del self._calls[key]
         try:
-            with call.serving():
-                yield
+            call.served()
         finally:
-            del self._calls[key]
-            if not any(c.host == call.host for c in self._calls.values()):
+            if self._host_asks and not any(c.host == call.host
+                                           for c in self._calls.values()):
                 for scope in self._host_asks.pop(call.host, ()):
                     scope.cancel()
 

@@ -58,9 +58,11 @@ class Requests:
         stats.active += 1
         ok = False
         # Inbound messages related to this request (streamable HTTP, in memory) are
-        # handled in a copy of this context: how asks and logs find their call.
-        current = CURRENT_CALL.set(front)
-        with self._inflight.track(front):
+        # handled in a copy of this context: how asks and logs find their call.  A
+        # stdio session reads them in its own reader task, which never sees it.
+        current = CURRENT_CALL.set(front) if sup.tap is None else None
+        tracked = self._inflight.enter(front)
+        try:
             try:
                 result = await op(session)
                 ok = True
@@ -90,9 +92,12 @@ class Requests:
                     sup.label, f"transport failed during {what}: {describe_error(exc)}"
                 ) from exc
             finally:
-                CURRENT_CALL.reset(current)
+                if current is not None:
+                    CURRENT_CALL.reset(current)
                 stats.active -= 1
                 stats.record(ok, started)
+        finally:
+            self._inflight.leave(tracked, front)
 
     async def bounded(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import anyio
 import anyio.lowlevel
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectSendStream
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.os.win32.utilities import close_process_job
@@ -55,8 +54,15 @@ from fast_mcp_gateway._compat import (
     create_process,
     drain_stdout,
     executable_command,
+    pipe_writer,
     terminate_process_tree,
     wait_for_process_exit,
+)
+from fast_mcp_gateway.upstream.framing import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    LineFramer,
+    MessageTooLarge,
+    is_number,
 )
 
 if TYPE_CHECKING:
@@ -90,67 +96,9 @@ async def _stop_server_process(process: Any) -> None:
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # (reason, fatal): a protocol violation on stdout; fatal ones end the session.
 ProtocolListener = Callable[[str, bool], None]
-DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # The id of a response whose bytes are not valid UTF-8: found in the line read with
 # replacement characters, where a JSON-RPC id (number or string) survives intact.
 _RESPONSE_ID = re.compile(r'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
-
-
-class MessageTooLarge(Exception):
-    """A stdout line grew past ``max_message_bytes`` (with or without its newline)."""
-
-    def __init__(self, size: int, limit: int, complete: bool) -> None:
-        seen = f"{size} bytes" if complete else f"no newline after {size} bytes"
-        super().__init__(f"upstream wrote a message larger than max_message_bytes ({limit}) "
-                         f"on stdout ({seen}); the session is restarted (raise "
-                         "max_message_bytes for this server if such messages are expected)")
-
-
-class LineFramer:
-    """Splits a byte stream into newline-terminated lines, in linear time.
-
-    A partial line is kept as a list of chunks and joined once, when its newline
-    arrives (re-joining it on every chunk made reading a large message quadratic).
-    ``copied`` counts the bytes copied into lines, so tests can assert linearity.
-    """
-
-    def __init__(self, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self.limit = limit
-        self.copied = 0
-        self._parts: list[bytes] = []
-        self._pending = 0
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The lines ``chunk`` completes (without newlines); ``MessageTooLarge`` when
-        a line, complete or not, exceeds ``limit``."""
-        lines: list[bytes] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            size = self._pending + end - start
-            if size > self.limit:
-                raise MessageTooLarge(size, self.limit, complete=True)
-            line = chunk[start:end]
-            self.copied += end - start
-            if self._parts:
-                self._parts.append(line)
-                line = b"".join(self._parts)
-                self.copied += size
-                self._parts.clear()
-                self._pending = 0
-            lines.append(line)
-            start = end + 1
-        if start < len(chunk):
-            rest = chunk[start:] if start else chunk  # a whole chunk is kept, not copied
-            self.copied += len(rest) if start else 0
-            self._parts.append(rest)
-            self._pending += len(rest)
-            if self._pending > self.limit:
-                raise MessageTooLarge(self._pending, self.limit, complete=False)
-        return lines
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _parse_line(line: str) -> SessionMessage | Exception:
@@ -195,14 +143,30 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None
 UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
 
 
+class _Reply:
+    """Where one tap request's response goes: a one-shot slot (a memory stream's
+    receive costs an extra turn of the event loop per call, a checkpoint)."""
+
+    __slots__ = ("done", "message", "progress")
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.done = anyio.Event()
+        self.message: dict[str, Any] | None = None  # None once done: connection closed
+        self.progress = progress
+
+    def deliver(self, message: dict[str, Any] | None) -> None:
+        if not self.done.is_set():
+            self.message = message
+            self.done.set()
+
+
 class RawTap:
     """Raw ``tools/call`` requests on a stdio session (see the module docstring)."""
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  protocol_listener: ProtocolListener | None = None) -> None:
         self._write: Callable[[bytes], Awaitable[None]] | None = None
-        self._pending: dict[str, tuple[MemoryObjectSendStream[dict[str, Any]],
-                                       Progress | None]] = {}
+        self._pending: dict[str, _Reply] = {}
         self._ids = itertools.count(1)
         self._closed = False
         self.framer = LineFramer(max_message_bytes)
@@ -230,14 +194,13 @@ class RawTap:
                                           "progressToken": request_id}}
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
                            "params": params}, ensure_ascii=False, separators=(",", ":"))
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
-        self._pending[request_id] = (send, on_progress)
+        reply = self._pending[request_id] = _Reply(on_progress)
         sent = False  # once the write starts, the server may have the request
         try:
-            with receive, anyio.fail_after(timeout):
+            with anyio.fail_after(timeout):
                 sent = True
                 await self._write((line + "\n").encode())
-                message = await receive.receive()
+                await reply.done.wait()
         except TimeoutError:
             if sent:
                 await self._cancel(request_id, f"timed out after {timeout}s")
@@ -248,12 +211,11 @@ class RawTap:
                 with anyio.CancelScope(shield=True):
                     await self._cancel(request_id, "cancelled by the caller")
             raise
-        except anyio.EndOfStream:
-            raise MCPError(code=types.CONNECTION_CLOSED,
-                           message=self.fatal or "Connection closed") from None
         finally:
             self._pending.pop(request_id, None)
-            send.close()
+        message = reply.message
+        if message is None:  # the connection ended first (close())
+            raise MCPError(code=types.CONNECTION_CLOSED, message=self.fatal or "Connection closed")
         error = message.get("error")
         if error is not None:
             raise MCPError.from_error_data(types.ErrorData.model_validate(error))
@@ -284,23 +246,21 @@ class RawTap:
             entry = self._pending.get(request_id) if isinstance(request_id, str) else None
             if entry is None:
                 return False
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError,
-                                     anyio.ClosedResourceError):
-                entry[0].send_nowait(message)
+            entry.deliver(message)
             return True
         if method == "notifications/progress":
             params = message.get("params") or {}
             token = params.get("progressToken") if isinstance(params, dict) else None
             entry = self._pending.get(token) if isinstance(token, str) else None
-            if entry is None or entry[1] is None:
+            if entry is None or entry.progress is None:
                 return False
             progress, total, text = (params.get("progress"), params.get("total"),
                                      params.get("message"))
-            if not (_is_number(progress) and (total is None or _is_number(total))
+            if not (is_number(progress) and (total is None or is_number(total))
                     and (text is None or isinstance(text, str))):
                 return True  # malformed: dropped, as the SDK's session drops it
             try:
-                await entry[1](float(cast(float, progress)),
+                await entry.progress(float(cast(float, progress)),
                                None if total is None else float(total), text)
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
@@ -313,8 +273,8 @@ class RawTap:
     def close(self) -> None:
         """The connection ended: every waiting request fails with CONNECTION_CLOSED."""
         self._closed = True
-        for send, _ in list(self._pending.values()):
-            send.close()
+        for reply in list(self._pending.values()):
+            reply.deliver(None)
 
 
 @contextlib.asynccontextmanager
@@ -405,9 +365,19 @@ async def tapped_stdio_client(
         await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()
 
+    # A tap request writes its line straight to the pipe's asyncio writer: anyio's
+    # ``send`` adds a checkpoint (a turn of the event loop) after every write.  Lines
+    # stay whole and in order with the session's own writes: each write is one
+    # ``transport.write`` of a complete line.
+    pipe = pipe_writer(stdin)
+
     async def raw_write(data: bytes) -> None:
         try:
-            await stdin.send(data)
+            if pipe is not None and not pipe.is_closing():
+                pipe.write(data)
+                await pipe.drain()  # returns at once unless the pipe is full
+            else:
+                await stdin.send(data)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
 

@@ -1,0 +1,109 @@
+"""Gateway CPU per express-lane call, this tree against another install, interleaved.
+
+    python benchmarks/lane_cpu.py [--calls 2000] [--rounds 4] [--callers 1]
+                                  [--base /work/main/.venv/bin/python]
+                                  [--profile out.prof] [--protocol auto|legacy]
+
+Spawns one ``mcp-gateway serve`` per interpreter (this one, and ``--base``'s if given)
+in front of ``upstream.py``, warms each up, then runs ``--calls`` ``echo`` calls per
+round on each in turn (the order rotating each round), with ``--callers`` concurrent
+callers, and prints the gateway's user+system CPU per call (``/proc``, 10 ms ticks) per
+round and the median, with the load average.  CPU per call is far less sensitive to a
+busy machine than latency, so it is the figure to compare on a shared host.
+
+``--profile FILE`` runs this tree's gateway under ``profiled_gateway.py`` and writes a
+``cProfile`` of its last round: call counts per call are exact (e.g. ``_run_once``, the
+event loop's turns per call), times are inflated by the profiler and include waits in
+system calls.  (py-spy's samples of this process were misattributed: not used.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+from bench_harness import (
+    HERE,
+    PY,
+    UPSTREAM,
+    UPSTREAM_TOOLS,
+    Workspace,
+    cpu_s,
+    delta,
+    load,
+    namespaced,
+    rotated,
+    running,
+    sequential_latency,
+    throughput,
+)
+
+
+async def main(args: argparse.Namespace) -> None:
+    pythons = {"this": PY}
+    if args.base:
+        pythons["base"] = args.base
+    with tempfile.TemporaryDirectory(prefix="lane-cpu-") as root:
+        ws = Workspace(Path(root), args.protocol, 10.0)
+        eps = {label: ws.gateway({"up": [str(UPSTREAM)]}, namespaced({"up": UPSTREAM_TOOLS}),
+                                 f"lane-{label}", python=python)
+               for label, python in pythons.items()}
+        if args.profile:  # the same command line, under the signal-switched profiler
+            ep = eps["this"]
+            eps["this"] = replace(ep, args=(str(HERE / "profiled_gateway.py"),
+                                            args.profile, *ep.args[2:]))
+        async with contextlib.AsyncExitStack() as stack:
+            runs = {label: await stack.enter_async_context(running(ws, ep, label))
+                    for label, ep in eps.items()}
+            for run in runs.values():
+                await sequential_latency(run, 200)
+                await throughput(run, 16, 5)
+            per_call: dict[str, list[float]] = {label: [] for label in runs}
+            for r in range(args.rounds):
+                print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
+                for label in rotated(list(runs), r):
+                    run = runs[label]
+                    profiling = args.profile and label == "this" and r == args.rounds - 1
+                    if profiling:
+                        assert run.middle is not None
+                        os.kill(run.middle, signal.SIGUSR1)
+                    before = cpu_s(run.middle)
+                    each = max(1, args.calls // args.callers)
+                    if args.callers == 1:
+                        await sequential_latency(run, each)
+                    else:
+                        await throughput(run, args.callers, each)
+                    used = delta(cpu_s(run.middle), before)
+                    if profiling:
+                        assert run.middle is not None
+                        os.kill(run.middle, signal.SIGUSR2)
+                    assert used is not None
+                    ms = 1000 * used / (each * args.callers)
+                    per_call[label].append(ms)
+                    print(f"  {label:5s} {ms:.3f} ms/call", file=sys.stderr)
+            for label, values in per_call.items():
+                print(f"{label}: gateway CPU per call median {statistics.median(values):.3f} ms"
+                      f" (rounds: {', '.join(f'{v:.3f}' for v in values)})")
+            print(f"load at end: {load()} ({os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--callers", type=int, default=1)
+    parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
+    parser.add_argument("--profile", help="write a cProfile of this tree's last round")
+    parser.add_argument("--protocol", default="auto", choices=("auto", "legacy"))
+    options = parser.parse_args()
+    if options.profile:
+        options.profile = os.path.abspath(options.profile)
+    anyio.run(main, options)

@@ -1,0 +1,68 @@
+"""Framing a stdio upstream's stdout: newline-delimited messages, bounded in size.
+
+Shared by the stdio tap (``stdio_tap.py``) and the HTTP side door (``http_tap.py``,
+which bounds its answers with the same limit).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+class MessageTooLarge(Exception):
+    """A stdout line grew past ``max_message_bytes`` (with or without its newline)."""
+
+    def __init__(self, size: int, limit: int, complete: bool) -> None:
+        seen = f"{size} bytes" if complete else f"no newline after {size} bytes"
+        super().__init__(f"upstream wrote a message larger than max_message_bytes ({limit}) "
+                         f"on stdout ({seen}); the session is restarted (raise "
+                         "max_message_bytes for this server if such messages are expected)")
+
+
+class LineFramer:
+    """Splits a byte stream into newline-terminated lines, in linear time.
+
+    A partial line is kept as a list of chunks and joined once, when its newline
+    arrives (re-joining it on every chunk made reading a large message quadratic).
+    ``copied`` counts the bytes copied into lines, so tests can assert linearity.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
+        self.copied = 0
+        self._parts: list[bytes] = []
+        self._pending = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (without newlines); ``MessageTooLarge`` when
+        a line, complete or not, exceeds ``limit``."""
+        lines: list[bytes] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            size = self._pending + end - start
+            if size > self.limit:
+                raise MessageTooLarge(size, self.limit, complete=True)
+            line = chunk[start:end]
+            self.copied += end - start
+            if self._parts:
+                self._parts.append(line)
+                line = b"".join(self._parts)
+                self.copied += size
+                self._parts.clear()
+                self._pending = 0
+            lines.append(line)
+            start = end + 1
+        if start < len(chunk):
+            rest = chunk[start:] if start else chunk  # a whole chunk is kept, not copied
+            self.copied += len(rest) if start else 0
+            self._parts.append(rest)
+            self._pending += len(rest)
+            if self._pending > self.limit:
+                raise MessageTooLarge(self._pending, self.limit, complete=False)
+        return lines
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -56,6 +56,7 @@ async def run(seconds: float, every: float, callers: int) -> dict[str, Any]:
         )
         transport = StdioTransport(sys.executable, ["-m", "fast_mcp_gateway", "serve",
                                                     "--config", str(config),
+                                                    "--db", str(Path(tmp) / "store.db"),
                                                     "--log-level", "WARNING"],
                                    keep_alive=False, log_file=Path(tmp) / "gateway.log")
         calls: list[tuple[float, float, bool]] = []  # (start, latency s, ok)

@@ -26,6 +26,7 @@ from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+from fast_mcp_gateway.upstream.stdio_tap import RawTap
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
 T = TypeVar("T")
@@ -59,8 +60,9 @@ class Requests:
         ok = False
         # Inbound messages related to this request (streamable HTTP, in memory) are
         # handled in a copy of this context: how asks and logs find their call.  A
-        # stdio session reads them in its own reader task, which never sees it.
-        current = CURRENT_CALL.set(front) if sup.tap is None else None
+        # stdio session (the one kind with a ``RawTap``) reads them in its own reader
+        # task, which never sees it.  An HTTP session's tap delivers in this context.
+        current = None if isinstance(sup.tap, RawTap) else CURRENT_CALL.set(front)
         tracked = self._inflight.enter(front)
         try:
             try:

@@ -299,6 +299,9 @@ async def test_warn_logs_audits_marks_and_approves(tmp_path: Path,
                     ).structured_content
         assert [a["name"] for a in approved["approved"]] == ["lookup"]
         assert approved["remaining"] == []
+        # The pin worker writes the change's audit entry on its own time: wait for it.
+        book = gateway.manager.pins
+        assert await book.written.wait_until(lambda: book.audited >= 1, 60)
         with pytest.raises(ToolError, match="nothing to approve for 'lookup'"):
             await client.call_tool("gateway_approve_changes",
                                    {"server": "sh", "names": ["lookup"]})

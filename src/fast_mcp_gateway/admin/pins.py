@@ -199,6 +199,7 @@ async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[No
                     await ctx.audit(PINNING_ACTOR, f"pin_{f.state}", f.server,
                                     {"kind": f.kind, "name": f.name, "held": f.held,
                                      "markers": list(f.markers)}, f.summary())
+                    book.audited += 1
                 if book.findings:
                     # A local approval while the store was read makes what was read stale
                     # (it would put the old pin back); the next round reads it again.
@@ -207,6 +208,7 @@ async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[No
                     if book.generation == generation and book.load(rows, servers):
                         ctx.manager.refresh_catalog()     # approved elsewhere: release it
                 delay = 0.2
+                book.written.notify()
             except StorageError as exc:
                 book.requeue(writes)
                 logger.warning("pinning: store unavailable (%s); retrying", exc)

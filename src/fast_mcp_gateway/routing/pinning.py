@@ -45,6 +45,7 @@ from fast_mcp_gateway.config.curation import PinningMode
 from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, Kind
 from fast_mcp_gateway.store.base import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,10 @@ class PinBook:
     # stored pin over them, and the pin worker drops a store read that overlapped one.
     generation: int = 0
     saving: set[PinKey] = field(default_factory=set)
+    # The pin worker's progress: ``audited`` events written so far, ``written`` notified
+    # after each round (whoever must see an event in the audit log waits on it).
+    audited: int = 0
+    written: ChangeSignal = field(default_factory=ChangeSignal)
 
     # -- the catalog build ------------------------------------------------------------
 

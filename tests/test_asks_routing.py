@@ -367,3 +367,35 @@ async def test_deleting_a_session_cancels_its_calls_upstream(tmp_path: Path) -> 
         await until(lambda: any(r["event"] == "cancelled" and r["tag"] == "deleted"
                                 for r in records(record)))
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("host_mode", ["legacy", "auto"])
+async def test_an_http_upstream_on_auto_starts_modern_and_learns_a_pushed_ask(
+        tmp_path: Path, host_mode: str) -> None:
+    """``protocol: auto`` opens 2026-07-28 towards a plain streamable-HTTP upstream (the
+    side door serves its calls); a tool that asks by push (``ctx.elicit()``, refused by
+    FastMCP on that era) moves the replica to the handshake era and is sent again: the
+    host gets its question and the tool's answer, as it would directly."""
+    record = tmp_path / "asker.jsonl"
+    async with asker_http(tmp_path, record) as url:
+        gateway = make_gateway({"asker": {"url": url}})
+        replica = gateway.manager.get("asker").replicas[0]
+        seen: dict[str, list[str]] = {}
+        async with serve_http(gateway.http_app("http")) as base, Client(
+                f"{base}/mcp", mode=host_mode,  # type: ignore[arg-type]
+                elicitation_handler=answering("A", seen)) as host:
+            assert replica.statistics().protocol_version == "2026-07-28"
+            assert "streamable HTTP" in (replica.statistics().protocol_reason or "")
+            if host_mode == "legacy":   # sent again on the handshake session: answered
+                result = (await host.call_tool("asker_ask", {"tag": "A"})).data
+                assert result == "A:accept:answer-from-A"
+                assert seen == {"A": ["question for A"]}
+            else:   # a 2026-07-28 host gets what it would get directly: the refusal
+                with pytest.raises(ToolError, match="unavailable on 2026-07-28"):
+                    await host.call_tool("asker_ask", {"tag": "A"})
+            stats = replica.statistics()
+            assert stats.protocol_version != "2026-07-28"
+            assert "asks for input by push" in (stats.protocol_reason or "")
+            # Learned: later calls go straight to the handshake-era session.
+            assert (await host.call_tool("asker_ask", {"tag": "A"})).data == \
+                "A:accept:answer-from-A"

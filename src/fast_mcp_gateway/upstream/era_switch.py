@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import anyio
 
-from fast_mcp_gateway.upstream.session import needs_modern
+from fast_mcp_gateway.upstream.session import asks_by_push, needs_modern
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -43,19 +43,35 @@ class EraSwitch:
     def _modern_and_ready(self) -> bool:
         return self._sup.is_modern and self._sup.session is not None
 
-    async def send(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+    async def send(self, name: str, send: Callable[[], Awaitable[T]],
+                   modern_host: bool = False) -> T:
         """``send()``; once more in 2026-07-28 if the upstream says the tool needs it."""
         era, sup = self._sup.era, self._sup
         if era.switching:  # never start a call on the session about to be replaced
             await self._changed.wait_until(lambda: not era.switching, sup.connect_timeout * 3)
         try:
+            result = await send()
+            if (not sup.is_modern or era.mode != "auto" or era.needs_handshake is not None
+                    or not asks_by_push(result)):
+                return result
+            if era.learn_handshake(f"tool '{name}' asks for input by push (ctx.elicit()), "
+                                   "which exists only in the handshake era"):
+                await self._switch(name, "the handshake era")
+            else:
+                await self._changed.wait_until(lambda: not era.switching,
+                                               sup.connect_timeout * 3)
+            # A 2026-07-28 host would get the same refusal directly (FastMCP refuses a
+            # pushed ask on its era): it gets it, and its next call the handshake session
+            # (where the gateway turns pushed asks into its rounds).
+            if modern_host or sup.is_modern or sup.session is None:
+                return result
             return await send()
         except Exception as exc:
             if sup.is_modern or era.mode != "auto" or not needs_modern(exc):
                 raise
             if era.learn(f"tool '{name}' asks for input with an InputRequiredResult, which "
                          "exists only at 2026-07-28"):
-                await self._switch(name)
+                await self._switch(name, "the 2026-07-28 era")
             else:  # another call is switching: go on with it
                 await self._changed.wait_until(lambda: not era.switching,
                                                sup.connect_timeout * 3)
@@ -63,10 +79,11 @@ class EraSwitch:
                 raise
         return await send()
 
-    async def _switch(self, tool: str) -> None:
+    async def _switch(self, tool: str, era: str) -> None:
         sup = self._sup
-        logger.warning("upstream %s: tool '%s' needs the 2026-07-28 era; reconnecting in it "
-                       "(set 'protocol: 2026-07-28' to start there)", sup.label, tool)
+        pin = "2026-07-28" if "2026" in era else "legacy"
+        logger.warning("upstream %s: tool '%s' needs %s; reconnecting in it (set "
+                       "'protocol: %s' to start there)", sup.label, tool, era, pin)
         before = self._stats.connects
         try:
             with anyio.move_on_after(self._call_timeout):

@@ -364,7 +364,8 @@ class Upstream:
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
     ) -> types.CallToolResult | types.InputRequiredResult:
         return await self._era_switch.send(
-            name, lambda: self._requests.call_tool(name, arguments, front))
+            name, lambda: self._requests.call_tool(name, arguments, front),
+            front is not None and front.is_modern)
 
     async def call_tool_raw(
         self, params: dict[str, Any], front: FrontCall | None,
@@ -372,7 +373,8 @@ class Upstream:
     ) -> dict[str, Any]:
         """``tools/call`` as JSON in, JSON out (see ``Requests.call_tool_raw``)."""
         return await self._era_switch.send(
-            params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress))
+            params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress),
+            front is not None and front.is_modern)
 
     async def list_catalog(self) -> Catalog:
         """List everything the upstream offers now (live, not the cached catalog)."""

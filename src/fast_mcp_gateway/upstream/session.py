@@ -89,12 +89,18 @@ class Era:
     for 2026-07-28 hosts).  It opens 2026-07-28 when a need for it is known: the
     server does not offer the handshake era, or it was seen to need the newer one
     (``needs``: a tool answered with an ``InputRequiredResult``, which exists only at
-    2026-07-28).  A need, once learned, holds for this replica's later sessions.
+    2026-07-28).  Over plain streamable HTTP it starts in 2026-07-28 instead (the
+    transport ``prefers_modern``): one self-contained POST per call, served by the
+    gateway's side door, costs both sides less there; a tool found asking by push
+    (FastMCP's ``ctx.elicit()``, which the newer era refuses) moves the replica back
+    (``needs_handshake``).  A need, once learned, holds for this replica's later
+    sessions.
     """
 
     def __init__(self, mode: ProtocolMode) -> None:
         self.mode: ProtocolMode = mode
         self.needs: str | None = None
+        self.needs_handshake: str | None = None
         self.reason: str | None = None  # why the current session is in its era
         self.switching = False  # a reconnect for a learned need is under way
 
@@ -105,6 +111,32 @@ class Era:
             return False
         self.needs, self.switching = need, True
         return True
+
+    def learn_handshake(self, need: str) -> bool:
+        """Record a need for the handshake era (same contract as ``learn``)."""
+        if self.mode != "auto" or self.needs_handshake is not None or self.needs is not None:
+            return False
+        self.needs_handshake, self.switching = need, True
+        return True
+
+
+# FastMCP's answer when a tool asks by push (``ctx.elicit()``) on a 2026-07-28 session,
+# raised before anything reaches the wire: the tool needs the handshake era.
+_NEEDS_HANDSHAKE = "via server-initiated requests is unavailable on 2026-07-28"
+
+
+def asks_by_push(result: Any) -> bool:
+    """Whether a tool's result (typed or raw JSON) is FastMCP refusing a pushed ask."""
+    if isinstance(result, dict):
+        if not result.get("isError"):
+            return False
+        content = result.get("content") or []
+        texts = [c.get("text") for c in content if isinstance(c, dict)]
+    elif isinstance(result, types.CallToolResult) and result.is_error:
+        texts = [getattr(c, "text", None) for c in result.content]
+    else:
+        return False
+    return any(isinstance(t, str) and _NEEDS_HANDSHAKE in t for t in texts)
 
 
 # FastMCP's answer when a guard-style tool (one that returns an InputRequiredResult)
@@ -134,6 +166,13 @@ async def negotiate(session: ClientSession, transport: ClientTransport, era: Era
     elif era.needs is not None:
         method, opening = "initialize", lambda: negotiate_auto(session)
         era.reason = f"auto: {era.needs}"
+    elif era.needs_handshake is not None:
+        method, opening = "initialize", lambda: _handshake_first(session, era)
+        era.reason = f"auto: {era.needs_handshake}"
+    elif getattr(transport, "prefers_modern", False):
+        method, opening = "initialize", lambda: negotiate_auto(session)
+        era.reason = ("auto: over streamable HTTP, 2026-07-28 costs less per call (one "
+                      "self-contained POST, the gateway's side door)")
     else:
         method, opening = "initialize", lambda: _handshake_first(session, era)
         era.reason = "auto: the handshake era costs the server less per call"

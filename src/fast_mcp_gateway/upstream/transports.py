@@ -75,7 +75,7 @@ def _http_transport() -> Callable[..., Any]:
     """``HttpTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
     import httpx2
 
-    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport
+    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport, tap_applies
 
     class HttpTransport(FastHttpTransport):
         """fastmcp's streamable HTTP transport, keeping the HTTP status of the endpoint's
@@ -95,6 +95,11 @@ def _http_transport() -> Callable[..., Any]:
             return httpx2.AsyncClient(headers=headers, auth=auth,
                                       timeout=timeout or httpx2.Timeout(30.0, read=300.0),
                                       event_hooks={"response": [self.record_reply]})
+
+        @property
+        def prefers_modern(self) -> bool:
+            """``protocol: auto`` opens 2026-07-28 here: the side door serves its calls."""
+            return tap_applies(self.url, self.auth)
 
         async def record_reply(self, response: httpx2.Response) -> None:
             self.last_status = (response.status_code, response.reason_phrase,

@@ -9,6 +9,12 @@ when offered) and sends the refused call again, which is what the 2026-07-28 era
 with such a tool anyway: it re-runs it on every round.  Calls that met the refusal
 meanwhile wait for the same reconnect.  The need holds for the replica's later
 sessions (not across gateway restarts).
+
+The other way round: towards a plain streamable-HTTP upstream ``auto`` opens
+2026-07-28, and a tool that asks by push (``ctx.elicit()``) answers there with
+FastMCP's refusal (``session.asks_by_push``, a result, not an exception).  The same
+switch moves the replica to the handshake era; a handshake host's call is sent again,
+a 2026-07-28 host keeps the refusal (what it would get directly).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class EraSwitch:
                 return result
             if era.learn_handshake(f"tool '{name}' asks for input by push (ctx.elicit()), "
                                    "which exists only in the handshake era"):
-                await self._switch(name, "the handshake era")
+                await self._switch(name, "the handshake era", "legacy")
             else:
                 await self._changed.wait_until(lambda: not era.switching,
                                                sup.connect_timeout * 3)
@@ -71,7 +77,7 @@ class EraSwitch:
                 raise
             if era.learn(f"tool '{name}' asks for input with an InputRequiredResult, which "
                          "exists only at 2026-07-28"):
-                await self._switch(name, "the 2026-07-28 era")
+                await self._switch(name, "the 2026-07-28 era", "2026-07-28")
             else:  # another call is switching: go on with it
                 await self._changed.wait_until(lambda: not era.switching,
                                                sup.connect_timeout * 3)
@@ -79,9 +85,10 @@ class EraSwitch:
                 raise
         return await send()
 
-    async def _switch(self, tool: str, era: str) -> None:
+    async def _switch(self, tool: str, era: str, pin: str) -> None:
+        """Reconnect the replica in ``era`` for ``tool`` (``pin``: the ``protocol:``
+        value that would start it there)."""
         sup = self._sup
-        pin = "2026-07-28" if "2026" in era else "legacy"
         logger.warning("upstream %s: tool '%s' needs %s; reconnecting in it (set "
                        "'protocol: %s' to start there)", sup.label, tool, era, pin)
         before = self._stats.connects

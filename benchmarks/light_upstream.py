@@ -22,7 +22,13 @@ TOOLS = [
 ]
 
 
-def answer(request: dict[str, object]) -> dict[str, object] | None:
+LIGHT = {"name": "light", "version": "1"}
+
+
+def answer(request: dict[str, object], tools: list[dict[str, object]] = TOOLS,
+           server_info: dict[str, object] = LIGHT) -> dict[str, object] | None:
+    """The reply to one JSON-RPC message (None for a notification): ``tools`` listed,
+    each call answered with its arguments as text."""
     method, rid = request.get("method"), request.get("id")
     if rid is None:
         return None  # a notification
@@ -32,10 +38,10 @@ def answer(request: dict[str, object]) -> dict[str, object] | None:
         result: object = {
             "protocolVersion": params.get("protocolVersion", "2025-11-25"),
             "capabilities": {"tools": {}},
-            "serverInfo": {"name": "light", "version": "1"},
+            "serverInfo": server_info,
         }
     elif method == "tools/list":
-        result = {"tools": TOOLS}
+        result = {"tools": tools}
     elif method == "tools/call":
         args = params.get("arguments") or {}
         result = {"content": [{"type": "text", "text": json.dumps(args)}], "isError": False}
@@ -47,15 +53,17 @@ def answer(request: dict[str, object]) -> dict[str, object] | None:
     return {"jsonrpc": "2.0", "id": rid, "result": result}
 
 
-def main() -> None:
+def serve(tools: list[dict[str, object]] = TOOLS,
+          server_info: dict[str, object] = LIGHT) -> None:
+    """Answer stdin's messages on stdout until stdin ends."""
     for line in sys.stdin:
         if not line.strip():
             continue
-        reply = answer(json.loads(line))
+        reply = answer(json.loads(line), tools, server_info)
         if reply is not None:
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    serve()

@@ -7,11 +7,13 @@
 * FastMCP's session-state store (``key_value`` + ``beartype``: ~4.6 MB) is made on its
   first write; reads before that (every list reads the session's visibility rules)
   answer "nothing stored", and state and session visibility still work.
+* Equal upstream schemas (and equal parts of them) are one object (``SchemaPool``).
 """
 
 from __future__ import annotations
 
 import gc
+import json
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from fastmcp import Client, Context
 
 from fast_mcp_gateway import Gateway, _compat
 from fast_mcp_gateway.front.components import GatewayTool
+from fast_mcp_gateway.upstream.sharing import SchemaPool
 from tests.fixtures import alpha_server, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
@@ -113,3 +116,46 @@ async def test_session_visibility_still_works() -> None:
         await client.call_tool("hide", {})
         names: set[Any] = {t.name for t in await client.list_tools()}
         assert "other" not in names and "hide" in names
+
+
+def test_schema_pool_shares_equal_json_only() -> None:
+    pool = SchemaPool()
+    first = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"},
+                                              "t": {"const": True}, "one": {"const": 1}},
+             "required": ["a"]}
+    second = json.loads(json.dumps(first))
+    shared = pool.share(first)
+    assert pool.share(second) is shared and shared == second
+    props = shared["properties"]
+    assert props["a"] is props["b"]                  # equal sub-trees: one object
+    assert props["t"] == {"const": True} and props["one"] == {"const": 1}  # True is not 1
+    reordered = {"required": ["a"], "type": "object", "properties": second["properties"]}
+    kept = pool.share(reordered)
+    assert kept is not shared and list(kept) == ["required", "type", "properties"]
+    assert kept["properties"] is props                # its equal part is shared still
+    assert pool.share({"x": [1, 2]})["x"] == [1, 2]
+    assert pool.share({"x": [1.0, 2]})["x"] == [1.0, 2]
+    assert isinstance(pool.share({"x": [1.0]})["x"][0], float)
+
+
+def test_schema_pool_forgets_what_only_it_holds() -> None:
+    pool = SchemaPool()
+    held = pool.share({"type": "object", "properties": {"a": {"type": "integer"}}})
+    pool.share({"type": "array", "items": {"type": "boolean"}})   # nobody keeps it
+    pool.prune()
+    assert len(pool) == 3   # held, its properties and {"type": "integer"}
+    assert pool.share({"type": "object", "properties": {"a": {"type": "integer"}}}) is held
+    del held
+    pool.prune()
+    assert len(pool) == 0
+
+
+async def test_servers_with_equal_tools_share_one_schema() -> None:
+    gateway = make_gateway({"a1": memory_entry("a1"), "a2": memory_entry("a2")},
+                           {"a1": alpha_server(), "a2": alpha_server()})
+    async with Client(gateway.server) as client:
+        names = {t.name for t in await client.list_tools()}
+        assert {"a1_add", "a2_add"} <= names
+        tools = gateway.manager.view.tools
+        assert tools["a1_add"][1].input_schema is tools["a2_add"][1].input_schema
+        assert (await client.call_tool("a2_add", {"a": 2, "b": 2})).data == 4

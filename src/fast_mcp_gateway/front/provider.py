@@ -298,22 +298,19 @@ class GatewayProvider(Provider):
     def _task_tool(self, name: str) -> GatewayTool | None:
         """A task-only tool by its would-be name: a tool whose call is refused."""
         hit = self._task_required.get(name)
-        if hit is None:
-            return None
-        origin, t = hit
-        tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
-        tool._upstream_tool = UpstreamTool(name, self.manager.services[origin.server],
-                                           origin.original, t.annotations, self.pipeline)
-        return tool
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
+                                                      hit[1])
 
     def _hidden_tool(self, name: str) -> GatewayTool | None:
         hit = self.manager.view.hidden_as("tool", name)
-        if hit is None:
-            return None
-        hidden, t = hit
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
+                                                      hit[1])
+
+    def _refused(self, name: str, server: str, original: str, t: types.Tool) -> GatewayTool:
+        """A tool the curator refuses by name (task-only, hidden or held by pinning)."""
         tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
-        tool._upstream_tool = UpstreamTool(name, self.manager.services[hidden.server],
-                                           hidden.original, t.annotations, self.pipeline)
+        tool._upstream_tool = UpstreamTool(name, self.manager.services[server], original,
+                                           t.annotations, self.pipeline)
         return tool
 
     def search_mode(self) -> bool:

@@ -73,6 +73,12 @@ def inner(out: Path, argv: list[str]) -> None:
                 sizes[name.partition(".")[0]] += os.path.getsize(cached)
         top = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in sizes.most_common(30))
         print(f"# modules {len(sys.modules)}, pyc MB: {top}", file=sys.stderr, flush=True)
+        if pkg := os.environ.get("PROBE_PACKAGE"):   # that package's modules, largest first
+            own = Count({name: os.path.getsize(m.__cached__) for name, m in list(
+                sys.modules.items()) if name.partition(".")[0] == pkg
+                and getattr(m, "__cached__", None) and os.path.exists(m.__cached__)})
+            top = ", ".join(f"{k} {v / 1e3:.0f}" for k, v in own.most_common(40))
+            print(f"# modules of {pkg}, pyc kB: {top}", file=sys.stderr, flush=True)
 
     if who := os.environ.get("PROBE_WHO"):
         _watch_imports(set(who.split(",")))

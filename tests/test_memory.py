@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 import pytest
-from fastmcp import Client, Context
+from fastmcp import Client, Context, FastMCP
 
 from fast_mcp_gateway import Gateway, _compat
 from fast_mcp_gateway.front.components import GatewayTool
@@ -138,24 +138,22 @@ def test_schema_pool_shares_equal_json_only() -> None:
     assert isinstance(pool.share({"x": [1.0]})["x"][0], float)
 
 
-def test_schema_pool_forgets_what_only_it_holds() -> None:
-    pool = SchemaPool()
-    held = pool.share({"type": "object", "properties": {"a": {"type": "integer"}}})
-    pool.share({"type": "array", "items": {"type": "boolean"}})   # nobody keeps it
-    pool.prune()
-    assert len(pool) == 3   # held, its properties and {"type": "integer"}
-    assert pool.share({"type": "object", "properties": {"a": {"type": "integer"}}}) is held
-    del held
-    pool.prune()
-    assert len(pool) == 0
+async def test_equal_schemas_of_one_server_are_one_object() -> None:
+    twins = FastMCP("twins")
 
+    @twins.tool
+    def first(text: str) -> str:
+        return text
 
-async def test_servers_with_equal_tools_share_one_schema() -> None:
-    gateway = make_gateway({"a1": memory_entry("a1"), "a2": memory_entry("a2")},
-                           {"a1": alpha_server(), "a2": alpha_server()})
+    @twins.tool
+    def second(text: str) -> str:
+        return text.upper()
+
+    gateway = make_gateway({"tw": memory_entry("tw")}, {"tw": twins})
     async with Client(gateway.server) as client:
-        names = {t.name for t in await client.list_tools()}
-        assert {"a1_add", "a2_add"} <= names
+        assert {"tw_first", "tw_second"} <= {t.name for t in await client.list_tools()}
         tools = gateway.manager.view.tools
-        assert tools["a1_add"][1].input_schema is tools["a2_add"][1].input_schema
-        assert (await client.call_tool("a2_add", {"a": 2, "b": 2})).data == 4
+        one, two = tools["tw_first"][1], tools["tw_second"][1]
+        assert one.input_schema is two.input_schema
+        assert one.input_schema["properties"]["text"] == {"type": "string"}
+        assert (await client.call_tool("tw_second", {"text": "hi"})).data == "HI"

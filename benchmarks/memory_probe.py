@@ -2,7 +2,7 @@
 
     python benchmarks/memory_probe.py [--upstreams 20] [--tools 50] [--top 25]
                                       [--trace] [--group lineno|traceback] [--focus TEXT]
-                                      [--wait S] [--poll S]
+                                      [--wait S] [--poll S] [--log PATH]
 
 Starts ``mcp-gateway serve`` (stdio) in front of ``--upstreams`` copies of
 ``many_tools.py`` with ``--tools`` each, waits until every tool is listed, lists three
@@ -12,7 +12,10 @@ RSS without it) and the probe prints the largest allocation sites of the live he
 grouped by line or by a short traceback, plus the total per first gateway frame.
 After the warm lists the gateway (run through this script, ``--inner``) is asked
 (SIGUSR2) for ``gc.collect`` + ``malloc_trim`` and prints pymalloc's statistics: what
-is left is live memory, not garbage.  ``PYTHONPATH=<other>/src`` measures another tree.
+is left is live memory, not garbage; then the threads (by target), the bytecode
+loaded per package (``PROBE_PACKAGE=name``: that package's modules) and, with
+``PROBE_WHO=pkg,...``, who imported each package first.  ``--log PATH`` keeps the
+gateway's stderr.  ``PYTHONPATH=<other>/src`` measures another tree.
 """
 
 from __future__ import annotations

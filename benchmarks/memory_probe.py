@@ -2,7 +2,7 @@
 
     python benchmarks/memory_probe.py [--upstreams 20] [--tools 50] [--top 25]
                                       [--trace] [--group lineno|traceback] [--focus TEXT]
-                                      [--wait S] [--poll S]
+                                      [--wait S] [--poll S] [--log PATH]
 
 Starts ``mcp-gateway serve`` (stdio) in front of ``--upstreams`` copies of
 ``many_tools.py`` with ``--tools`` each, waits until every tool is listed, lists three
@@ -12,7 +12,10 @@ RSS without it) and the probe prints the largest allocation sites of the live he
 grouped by line or by a short traceback, plus the total per first gateway frame.
 After the warm lists the gateway (run through this script, ``--inner``) is asked
 (SIGUSR2) for ``gc.collect`` + ``malloc_trim`` and prints pymalloc's statistics: what
-is left is live memory, not garbage.  ``PYTHONPATH=<other>/src`` measures another tree.
+is left is live memory, not garbage; then the threads (by target), the bytecode
+loaded per package (``PROBE_PACKAGE=name``: that package's modules) and, with
+``PROBE_WHO=pkg,...``, who imported each package first.  ``--log PATH`` keeps the
+gateway's stderr.  ``PYTHONPATH=<other>/src`` measures another tree.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 # The lines of the gateway's sys._debugmallocstats() (and thread census) worth printing.
 _SHOWN = ("# arenas allocated current", "# arenas highwater", "# bytes in allocated blocks",
-          "# bytes in available blocks", "Total ", "# threads")
+          "# bytes in available blocks", "Total ", "# threads",
+          "# modules", "# who")
 MANY_TOOLS = HERE / "many_tools.py"
 
 
@@ -60,15 +64,49 @@ def inner(out: Path, argv: list[str]) -> None:
         import threading
         from collections import Counter as Count
 
-        names = Count(f"{type(t).__module__}.{type(t).__name__}" for t in threading.enumerate())
+        names = Count(f"{type(t).__module__}.{type(t).__name__}"
+                      f"({getattr(getattr(t, '_target', None), '__qualname__', '')})"
+                      for t in threading.enumerate())
         print(f"# threads {dict(names)}", file=sys.stderr, flush=True)
+        # Bytecode size per top-level package: what its code objects roughly cost.
+        sizes: Count[str] = Count()
+        for name, module in list(sys.modules.items()):
+            cached = getattr(module, "__cached__", None)
+            if cached and os.path.exists(cached):
+                sizes[name.partition(".")[0]] += os.path.getsize(cached)
+        top = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in sizes.most_common(30))
+        print(f"# modules {len(sys.modules)}, pyc MB: {top}", file=sys.stderr, flush=True)
+        if pkg := os.environ.get("PROBE_PACKAGE"):   # that package's modules, largest first
+            own = Count({name: os.path.getsize(m.__cached__) for name, m in list(
+                sys.modules.items()) if name.partition(".")[0] == pkg
+                and getattr(m, "__cached__", None) and os.path.exists(m.__cached__)})
+            top = ", ".join(f"{k} {v / 1e3:.0f}" for k, v in own.most_common(40))
+            print(f"# modules of {pkg}, pyc kB: {top}", file=sys.stderr, flush=True)
 
+    if who := os.environ.get("PROBE_WHO"):
+        _watch_imports(set(who.split(",")))
     signal.signal(signal.SIGUSR1, dump)
     signal.signal(signal.SIGUSR2, trim)
     (out.parent / "pid").write_text(str(os.getpid()))
     from fast_mcp_gateway.cli.main import main
 
     raise SystemExit(main(argv))
+
+
+def _watch_imports(names: set[str]) -> None:
+    """Print (to the gateway's stderr) who first imports each package in ``names``."""
+    import traceback
+
+    class Who:
+        def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+            if fullname in names:
+                names.discard(fullname)
+                stack = [f"{_short(f.filename)}:{f.lineno}" for f in traceback.extract_stack()
+                         if "importlib" not in f.filename and f.filename != __file__]
+                print(f"# who {fullname}: {' <- '.join(reversed(stack[-8:]))}",
+                      file=sys.stderr, flush=True)
+
+    sys.meta_path.insert(0, Who())  # type: ignore[arg-type]
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -115,7 +153,8 @@ async def outer(args: argparse.Namespace) -> None:
         snap = root / "snap.pickle"
         cmd = [str(Path(__file__)), "--inner", str(snap), *serve]
         env = {k: v for k, v in os.environ.items()
-               if k.startswith(("MCP_GATEWAY_", "HOME", "XDG_", "PATH", "PYTHONPATH"))}
+               if k.startswith(("MCP_GATEWAY_", "HOME", "XDG_", "PATH", "PYTHONPATH",
+                                 "PYTHONIMPORTTIME", "PYTHONMALLOC", "MALLOC_", "PROBE_"))}
         env["PROBE_FRAMES"] = os.environ.get("PROBE_FRAMES", "12") if args.trace else "0"
         transport = StdioTransport(sys.executable, cmd, env=env,
                                    log_file=root / "gateway.log")
@@ -143,7 +182,10 @@ async def outer(args: argparse.Namespace) -> None:
             print(f"after gc.collect + malloc_trim: RSS {rss_mb(pid):.1f} MB "
                   f"(anon {rss_mb(pid, 'RssAnon'):.1f}, file {rss_mb(pid, 'RssFile'):.1f}, "
                   f"threads {rss_mb(pid, 'Threads') * 1e6 / 1024:.0f})")
-            for line in (root / "gateway.log").read_text().splitlines():
+            log = (root / "gateway.log").read_text()
+            if args.log:
+                Path(args.log).write_text(log)  # noqa: ASYNC240 - after the measurement
+            for line in log.splitlines():
                 if line.startswith(_SHOWN):
                     print("   ", line)
             if args.trace:
@@ -207,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seconds to wait before the first list (no rebuilds meanwhile)")
     parser.add_argument("--poll", type=float, default=0.05,
                         help="seconds between lists until every tool is there")
+    parser.add_argument("--log", default="",
+                        help="keep the gateway's stderr here (e.g. with PYTHONIMPORTTIME=1)")
     parser.add_argument("--group", choices=("lineno", "traceback"), default="lineno")
     args = parser.parse_args(argv)
     import anyio

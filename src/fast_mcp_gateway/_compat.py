@@ -174,6 +174,37 @@ def lifespan(server: FastMCP[Any]) -> AbstractAsyncContextManager[Any]:
     return cast("AbstractAsyncContextManager[Any]", server._lifespan_manager())
 
 
+class StateOnWrite:
+    """FastMCP's session-state store, made on its first write.
+
+    FastMCP reads the session's visibility rules from that store on every list
+    (``get_session_transforms``), and making it imports ``key_value`` and ``beartype``
+    (~4.6 MB of RSS, ~700 modules) although nothing was ever written.  Until something
+    is (``put``, or any other use of the store: ``ctx.set_state``, session visibility,
+    ``UserSession``), ``get`` answers its ``default`` without the store.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._store: Any = None
+
+    @property
+    def made(self) -> bool:
+        """Whether the real store exists (something was written)."""
+        return self._store is not None
+
+    async def get(self, key: str, *, collection: str | None = None,
+                  default: Any = None) -> Any:
+        if self._store is None:
+            return default
+        return await self._store.get(key=key, collection=collection, default=default)
+
+    def __getattr__(self, name: str) -> Any:   # put, delete, ttl, ...: the real store
+        if self._store is None:
+            self._store = self._make()
+        return getattr(self._store, name)
+
+
 class PreferredToolServer(FastMCP[Any]):
     """A FastMCP server that asks ``prefer_tool`` first when resolving a tool by name.
 
@@ -184,6 +215,22 @@ class PreferredToolServer(FastMCP[Any]):
     """
 
     prefer_tool: Callable[[str], Awaitable[Tool | None]] | None = None
+    _lazy_state: StateOnWrite | None = None
+
+    @property
+    def _state_store(self) -> Any:
+        # FastMCP's own (a property) when a store was configured; else made on write.
+        if self._state_storage is not None:
+            return FastMCP._state_store.fget(self)  # type: ignore[attr-defined]
+        if self._lazy_state is None:
+            self._lazy_state = StateOnWrite(
+                lambda: FastMCP._state_store.fget(self))  # type: ignore[attr-defined]
+        return self._lazy_state
+
+    @property
+    def state_made(self) -> bool:
+        """Whether FastMCP's session-state store exists (it is made on a first write)."""
+        return self._state_storage is not None
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         if version is None and self.prefer_tool is not None:

@@ -7,7 +7,10 @@ stdio express lane uses too.
 
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
 stop with the FastMCP server, whichever transport serves it.  Components are
-built once per catalog generation and looked up by exposed name in O(1).
+built once per catalog generation and looked up by exposed name in O(1), except
+tools: their FastMCP components (~2 KB each) are made when FastMCP needs one (a
+lookup keeps it; a list through FastMCP makes them for that list only), while the
+express lane and the list cache work from ``UpstreamTool`` and the upstream's items.
 """
 
 from __future__ import annotations
@@ -122,8 +125,11 @@ class GatewayProvider(Provider):
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
         self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
         self._generation = -1
-        self._tools: dict[str, GatewayTool] = {}
+        self._view = manager.view
+        # Every exposed upstream tool (name order), as both paths call it; its FastMCP
+        # component is made only when FastMCP needs one (``_tool``): ~2 KB each.
         self._lane_tools: dict[str, UpstreamTool] = {}
+        self._tools: dict[str, GatewayTool] = {}   # the components looked up so far
         self._prompts: dict[str, GatewayPrompt] = {}
         self._resources: dict[str, GatewayResource] = {}
         self._templates: dict[str, GatewayTemplate] = {}
@@ -191,23 +197,14 @@ class GatewayProvider(Provider):
             return
         ups = self.manager.services
         self._task_required = {}
-        tools: dict[str, GatewayTool] = {}
         lane: dict[str, UpstreamTool] = {}
         for name, (origin, t) in sorted(view.tools.items(), key=_first):
             if _task_required(t):
                 self._hide_task_tool(name, origin, t)
                 continue
-            tool = GatewayTool(
-                name=name, title=t.title, description=t.description,
-                parameters=t.input_schema, output_schema=t.output_schema,
-                annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
-                task_config=NO_TASKS,  # given, not defaulted: a default is deep-copied
-            )
-            tool._upstream_tool = lane[name] = UpstreamTool(
+            lane[name] = UpstreamTool(
                 name, ups[origin.server], origin.original,
                 view.upstream_annotations.get(name, t.annotations), self.pipeline, self.links)
-            tool._wire = t
-            tools[name] = tool
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in sorted(view.prompts.items(), key=_first):
             prompt = GatewayPrompt(
@@ -245,10 +242,31 @@ class GatewayProvider(Provider):
             template._pipeline = self.pipeline
             template._wire = tp
             templates[uri_template] = template
-        self._tools, self._lane_tools, self._prompts = tools, lane, prompts
+        self._view, self._tools, self._lane_tools, self._prompts = view, {}, lane, prompts
         self._resources, self._templates = resources, templates
         self._indexes = {}
         self._generation = view.generation
+
+    def _component(self, name: str) -> GatewayTool:
+        """The FastMCP component of the exposed upstream tool ``name`` (in the table)."""
+        _, t = self._view.tools[name]
+        tool = GatewayTool(
+            name=name, title=t.title, description=t.description,
+            parameters=t.input_schema, output_schema=t.output_schema,
+            annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
+            task_config=NO_TASKS,  # given, not defaulted: a default is deep-copied
+        )
+        tool._upstream_tool = self._lane_tools[name]
+        tool._wire = t
+        return tool
+
+    def _tool(self, name: str) -> GatewayTool | None:
+        """The component of ``name`` for a lookup (kept: a tool called once is often
+        called again), None if no exposed upstream tool has that name."""
+        tool = self._tools.get(name)
+        if tool is None and name in self._lane_tools:
+            tool = self._tools[name] = self._component(name)
+        return tool
 
     # -- curation and search mode ---------------------------------------------
 
@@ -280,22 +298,19 @@ class GatewayProvider(Provider):
     def _task_tool(self, name: str) -> GatewayTool | None:
         """A task-only tool by its would-be name: a tool whose call is refused."""
         hit = self._task_required.get(name)
-        if hit is None:
-            return None
-        origin, t = hit
-        tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
-        tool._upstream_tool = UpstreamTool(name, self.manager.services[origin.server],
-                                           origin.original, t.annotations, self.pipeline)
-        return tool
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
+                                                      hit[1])
 
     def _hidden_tool(self, name: str) -> GatewayTool | None:
         hit = self.manager.view.hidden_as("tool", name)
-        if hit is None:
-            return None
-        hidden, t = hit
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
+                                                      hit[1])
+
+    def _refused(self, name: str, server: str, original: str, t: types.Tool) -> GatewayTool:
+        """A tool the curator refuses by name (task-only, hidden or held by pinning)."""
         tool = GatewayTool(name=name, description=t.description, parameters=t.input_schema)
-        tool._upstream_tool = UpstreamTool(name, self.manager.services[hidden.server],
-                                           hidden.original, t.annotations, self.pipeline)
+        tool._upstream_tool = UpstreamTool(name, self.manager.services[server], original,
+                                           t.annotations, self.pipeline)
         return tool
 
     def search_mode(self) -> bool:
@@ -305,7 +320,7 @@ class GatewayProvider(Provider):
         exposure = (active.exposure if active is not None else None) or options.exposure
         if exposure == "auto":
             self._sync()
-            return len(self._tools) > options.search.auto_threshold_tools
+            return len(self._lane_tools) > options.search.auto_threshold_tools
         return exposure == "search"
 
     def search_index(self) -> SearchIndex:
@@ -318,7 +333,7 @@ class GatewayProvider(Provider):
             index = self._indexes[key] = SearchIndex([*(
                 SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
                 for name, (origin, t) in self.manager.view.tools.items()
-                if name in self._tools and (active is None or active.shows_tool(
+                if name in self._lane_tools and (active is None or active.shows_tool(
                     name, origin.server))), *(SearchDoc(
                         t.name, OWN_SERVER, t.title, t.description, t.parameters, own=True)
                                               for t in self.own.values())])
@@ -353,7 +368,7 @@ class GatewayProvider(Provider):
 
     def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()
-        tool = self._tools.get(name)
+        tool = self._tool(name)
         if tool is None and ":" in name:
             tool = self._alias(name)
         tool = tool or self._hidden_tool(name) or self._task_tool(name)
@@ -369,21 +384,25 @@ class GatewayProvider(Provider):
         self._on_listed()
         self._sync()
         search = self.search_mode()
+        lane = self._lane_tools
         if search:
             pinned = self.manager.config.options.search.pinned
-            shown = [self._tools[n] for n in pinned if n in self._tools]
+            names = [n for n in pinned if n in lane]
         else:
-            shown = list(self._tools.values())
+            names = list(lane)
         servers = self._servers()
         if servers is not None:
-            shown = [t for t in shown if t._upstream_tool.owner.name in servers]
+            names = [n for n in names if lane[n].owner.name in servers]
         if (active := self.active_profile()) is not None:
-            shown = [t for t in shown if active.shows_tool(t.name, t._upstream_tool.owner.name)]
+            names = [n for n in names if active.shows_tool(n, lane[n].owner.name)]
+        # Made for this list and dropped after it (the express lane lists from its
+        # encoded cache, so this runs once per change there), unless already looked up.
+        shown = [self._tools.get(n) or self._component(n) for n in names]
         return [*self._meta.values(), *shown] if search else shown
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         self._sync()
-        if name not in self._tools and name in META_TOOL_NAMES:
+        if name not in self._lane_tools and name in META_TOOL_NAMES:
             # Only where the caller's mode offers them (the profile's exposure): else
             # "Unknown tool", as the list says, on every path.
             return self._meta[name] if self.search_mode() else None
@@ -403,7 +422,7 @@ class GatewayProvider(Provider):
         server, _, original = name.partition(":")
         for exposed, (origin, _) in self.manager.view.tools.items():
             if origin.server == server and origin.original == original:
-                return self._tools.get(exposed)
+                return self._tool(exposed)
         return None
 
     async def _list_prompts(self) -> Sequence[Prompt]:

@@ -17,6 +17,7 @@ from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
+from fast_mcp_gateway.upstream.sharing import share_tool_schemas
 from fast_mcp_gateway.upstream.stdio_tap import UNDECODABLE_RESPONSE
 
 if TYPE_CHECKING:  # fastmcp.client is loaded for HTTP upstreams only (transports.py)
@@ -212,6 +213,7 @@ class CatalogFetcher:
         if caps.tools is not None:
             catalog.tools = await self._list(catalog, "tools/list", session.list_tools,
                                              "tools")
+            share_tool_schemas(catalog.tools)   # equal schemas: one copy (sharing.py)
         if caps.resources is not None:
             catalog.resources = await self._list(catalog, "resources/list",
                                                  session.list_resources, "resources")

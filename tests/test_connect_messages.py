@@ -196,6 +196,17 @@ async def test_no_tcp_connection_in_time_points_at_host_port_and_firewall() -> N
                             "check the host and port in 'url'"), error
 
 
+async def test_a_timeout_text_masks_credentials_in_the_url() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        error = await failure({"url": f"http://me:pa55-w0rd-xyz@127.0.0.1:{port}/mcp"
+                                      "?api_key=k3y-v4lue-xyz"}, connect_timeout=1.0)
+    assert "accepted the connection" in error, error
+    assert "pa55-w0rd-xyz" not in error and "k3y-v4lue-xyz" not in error, error
+
+
 class _StreamNothing(BaseHTTPRequestHandler):
     """Answers with an event stream's headers, then sends nothing until the client goes."""
 

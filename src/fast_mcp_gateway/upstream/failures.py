@@ -18,6 +18,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamTimeout
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import describe_error, http_status_text
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
@@ -125,9 +126,10 @@ def _http_refusal(failed: StepFailed, transport: ClientTransport | None) -> str 
         return f"connect: {failed.method} got {http_status_text(code, reason, url)}"
     prefix = _NOT_MCP_STAND_INS.get(cause.error.code)
     if code < 300 and prefix is not None and cause.error.message.startswith(prefix):
-        return (f"connect: {failed.method} got HTTP {code}{' ' + reason if reason else ''} at "
-                f"{url} with {_body_of(facts)}, not a JSON-RPC answer: not an MCP endpoint; "
-                f"{_MCP_URL_HINT}")
+        return mask_text(
+            f"connect: {failed.method} got HTTP {code}{' ' + reason if reason else ''} at "
+            f"{url} with {_body_of(facts)}, not a JSON-RPC answer: not an MCP endpoint; "
+            f"{_MCP_URL_HINT}")
     return None
 
 
@@ -149,8 +151,9 @@ def _not_an_sse_stream(exc: BaseException | None, transport: ClientTransport | N
     code, reason, url = facts.last_status
     if code >= 300:
         return None
-    return (f"HTTP {code}{' ' + reason if reason else ''} at {url} with {_body_of(facts)}, "
-            f"not an SSE stream: not an MCP SSE endpoint; {_MCP_URL_HINT}")
+    return mask_text(f"HTTP {code}{' ' + reason if reason else ''} at {url} with "
+                     f"{_body_of(facts)}, not an SSE stream: not an MCP SSE endpoint; "
+                     f"{_MCP_URL_HINT}")
 
 
 def connect_timeout_text(transport: ClientTransport | None, step: str | None,
@@ -185,4 +188,4 @@ def http_timeout_text(transport: ClientTransport | None, step: str | None, windo
     else:
         said = (f"no connection to {url} {within}: the host does not answer on that port; "
                 "check the host and port in 'url' and any firewall between")
-    return f"{said} (the next attempt waits {next_window:g} s)"
+    return mask_text(f"{said} (the next attempt waits {next_window:g} s)")

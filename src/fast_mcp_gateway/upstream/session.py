@@ -93,9 +93,9 @@ class Era:
     2026-07-28).  Over plain streamable HTTP it starts in 2026-07-28 instead (the
     transport ``prefers_modern``): one self-contained POST per call, served by the
     gateway's side door, costs both sides less there; a tool found asking by push
-    (FastMCP's ``ctx.elicit()``, which the newer era refuses) moves the replica back
-    (``needs_handshake``).  A need, once learned, holds for this replica's later
-    sessions.
+    (FastMCP's ``ctx.elicit()``, or a push through the SDK's session: the newer era
+    refuses both) moves the replica back (``needs_handshake``).  A need, once learned,
+    holds for this replica's later sessions.
     """
 
     def __init__(self, mode: ProtocolMode) -> None:

@@ -5,6 +5,7 @@ every wait is on the attempt itself (``probe`` returns when it failed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -65,8 +66,10 @@ class _NotMcp(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def not_mcp() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMcp)
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on a free port of 127.0.0.1; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # a handler may still hold a connection at shutdown
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -74,6 +77,10 @@ def not_mcp() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def not_mcp() -> contextlib.AbstractContextManager[str]:
+    return serving(_NotMcp)
 
 
 async def test_connection_refused_names_the_url_and_says_nothing_listens() -> None:
@@ -135,16 +142,8 @@ class _Html(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def web_site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def web_site() -> contextlib.AbstractContextManager[str]:
+    return serving(_Html)
 
 
 @pytest.mark.parametrize(("path", "body"), [("/mcp", "a text/html body"),
@@ -225,16 +224,9 @@ class _StreamNothing(BaseHTTPRequestHandler):
 
 
 async def test_an_answer_without_a_message_says_which_answer_came() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StreamNothing)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/mcp"
+    with serving(_StreamNothing) as base:
+        url = f"{base}/mcp"
         error = await failure({"url": url}, connect_timeout=1.0)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert error.startswith(f"upstream 'up': {url} answered HTTP 200 OK (POST {url}) but sent "
                             "no MCP answer to initialize within 1 s (timeouts.connect); "), error
 

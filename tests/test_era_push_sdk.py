@@ -8,19 +8,17 @@ catches it).  A real upstream process, real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import mcp_types as types
 import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream.session import asks_by_push, refuses_push
-from tests.fixtures import PY, SERVERS, make_gateway, serve_http
-from tests.test_asks_routing import answering, until
+from tests.fixtures import SERVERS, make_gateway, serve_http
+from tests.test_asks_routing import answering, http_process, until
 
 pytestmark = pytest.mark.anyio
 
@@ -28,22 +26,10 @@ SDK_REFUSAL = ("Cannot send 'elicitation/create': this transport context has no 
                "back-channel for server-initiated requests.")
 
 
-@contextlib.asynccontextmanager
-async def pusher(tmp_path: Path) -> AsyncIterator[str]:
+def pusher(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[str]:
     """The lowlevel pusher as a streamable-HTTP server process; yields its MCP URL."""
     port_file = tmp_path / "port"
-    process = await anyio.open_process([PY, str(SERVERS / "lowlevel_pusher.py"),
-                                        str(port_file)])
-    try:
-        await until(lambda: port_file.exists() and port_file.read_text().strip() != "")
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}/mcp"
-    finally:
-        process.terminate()
-        with anyio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    return http_process(port_file, SERVERS / "lowlevel_pusher.py", port_file)
 
 
 @pytest.mark.parametrize("tool", ["ask", "ask_wrapped"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_hostile_stdin import CLIENT_INFO, DEADLINE, GatewayProcess, wait_for_tool
+from tests.test_hostile_stdin import DEADLINE, GatewayProcess, wait_for_tool
 
 CLOCK = ('    command: ${GATEWAY_PYTHON}\n'
          '    args: ["-m", "fast_mcp_gateway.demo.clock"]\n')
@@ -41,11 +41,7 @@ def test_sighup_reloads_the_file_and_is_audited_as_the_signal(
     db = tmp_path / "g.db"
     process = GatewayProcess(config, db, tmp_path / "stderr.log", lane=True)
     try:
-        reply = process.request("initialize", {"protocolVersion": "2025-11-25",
-                                               "capabilities": {}, "clientInfo": CLIENT_INFO})
-        assert "result" in reply, reply
-        process.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        wait_for_tool(process, "clock_now")
+        process.ready("clock_now")
         config.write_text("servers:\n  clock:\n" + CLOCK + "  second:\n" + CLOCK)
         process.proc.send_signal(signal.SIGHUP)
         wait_for_tool(process, "second_now")

@@ -39,15 +39,25 @@ async def until(predicate: Any, within: float = WITHIN) -> None:
             await anyio.sleep(0.02)
 
 
-@contextlib.asynccontextmanager
-async def asker_http(tmp_path: Path, record: Path) -> AsyncIterator[str]:
+def asker_http(tmp_path: Path, record: Path) -> contextlib.AbstractAsyncContextManager[str]:
     """The asker fixture as a streamable-HTTP server process; yields its MCP URL."""
     port_file = tmp_path / f"port-{record.stem}"
-    process = await anyio.open_process(
-        [PY, str(SERVERS / "asker.py"), "http", str(port_file), "--record", str(record)])
+    return http_process(port_file, SERVERS / "asker.py", "http", str(port_file),
+                        "--record", str(record))
+
+
+def _port(port_file: Path) -> str:
+    return port_file.read_text().strip() if port_file.exists() else ""
+
+
+@contextlib.asynccontextmanager
+async def http_process(port_file: Path, *argv: str | Path) -> AsyncIterator[str]:
+    """``python *argv``, a server that writes its port to ``port_file``; yields its MCP
+    URL, and stops it after."""
+    process = await anyio.open_process([PY, *map(str, argv)])
     try:
-        await until(lambda: port_file.exists() and port_file.read_text().strip() != "")
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}/mcp"
+        await until(lambda: _port(port_file) != "")
+        yield f"http://127.0.0.1:{_port(port_file)}/mcp"
     finally:
         process.terminate()
         with anyio.move_on_after(10):

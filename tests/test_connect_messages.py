@@ -5,6 +5,7 @@ every wait is on the attempt itself (``probe`` returns when it failed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -65,8 +66,10 @@ class _NotMcp(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def not_mcp() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMcp)
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on a free port of 127.0.0.1; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # a handler may still hold a connection at shutdown
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -74,6 +77,10 @@ def not_mcp() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def not_mcp() -> contextlib.AbstractContextManager[str]:
+    return serving(_NotMcp)
 
 
 async def test_connection_refused_names_the_url_and_says_nothing_listens() -> None:
@@ -114,6 +121,114 @@ async def test_an_sse_url_that_is_not_found_says_so() -> None:
     with not_mcp() as base:
         error = await failure({"url": base + "/sse"})
     assert error.startswith(f"HTTP 404 Not Found at {base}/sse: not an MCP endpoint"), error
+
+
+class _Html(BaseHTTPRequestHandler):
+    """A web site at the URL: every request gets a 200 HTML page (or, at /api, JSON
+    that is no JSON-RPC)."""
+
+    def do_POST(self) -> None:
+        api = self.path == "/api"
+        data = b'{"status": "ok"}' if api else b"<html><body>Welcome</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json" if api else "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def web_site() -> contextlib.AbstractContextManager[str]:
+    return serving(_Html)
+
+
+@pytest.mark.parametrize(("path", "body"), [("/mcp", "a text/html body"),
+                                            ("/api", "a application/json body")])
+async def test_a_web_page_at_the_url_says_it_is_no_mcp_answer(path: str, body: str) -> None:
+    """The SDK says "Unexpected content type" / "Failed to parse JSON response" (a
+    JSON-RPC error it made up); the text says what the URL answered."""
+    with web_site() as base:
+        error = await failure({"url": base + path})
+    assert error.startswith(f"connect: initialize got HTTP 200 OK at {base}{path} with "
+                            f"{body}, not a JSON-RPC answer: not an MCP endpoint; check the "
+                            "path in 'url'"), error
+    assert "-326" not in error and "Unexpected" not in error
+
+
+async def test_a_web_page_at_an_sse_url_says_it_is_no_event_stream() -> None:
+    with web_site() as base:
+        error = await failure({"url": base + "/sse"})
+    assert error.startswith(f"HTTP 200 OK at {base}/sse with a text/html body, not an SSE "
+                            "stream: not an MCP SSE endpoint; check the path in 'url'"), error
+
+
+@pytest.mark.parametrize(("path", "what"), [("/mcp", "initialize"),
+                                            ("/sse", "the SSE stream request")])
+async def test_a_silent_server_says_it_accepted_and_did_not_answer(path: str, what: str) -> None:
+    """A listening socket nobody reads from: the TCP connection is made (the kernel
+    accepts it), no HTTP answer ever comes; the deadline ends the attempt."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}{path}"
+        error = await failure({"url": url}, connect_timeout=1.0)
+    assert error == (f"upstream 'up': {url} accepted the connection but sent no answer to "
+                     f"{what} within 1 s (timeouts.connect); is it an MCP server, and is it "
+                     "overloaded? (the next attempt waits 2 s)"), error
+
+
+async def test_no_tcp_connection_in_time_points_at_host_port_and_firewall() -> None:
+    """A socket whose accept queue is full (backlog 0, one connection waiting): Linux
+    drops further SYNs, so the connect hangs as towards a host behind a firewall."""
+    with socket.socket() as full, socket.socket() as filler:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        filler.connect(full.getsockname())
+        url = f"http://127.0.0.1:{full.getsockname()[1]}/mcp"
+        error = await failure({"url": url}, connect_timeout=1.0)
+    assert error.startswith(f"upstream 'up': no connection to {url} within 1 s "
+                            "(timeouts.connect): the host does not answer on that port; "
+                            "check the host and port in 'url'"), error
+
+
+async def test_a_timeout_text_masks_credentials_in_the_url() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        error = await failure({"url": f"http://me:pa55-w0rd-xyz@127.0.0.1:{port}/mcp"
+                                      "?api_key=k3y-v4lue-xyz"}, connect_timeout=1.0)
+    assert "accepted the connection" in error, error
+    assert "pa55-w0rd-xyz" not in error and "k3y-v4lue-xyz" not in error, error
+
+
+class _StreamNothing(BaseHTTPRequestHandler):
+    """Answers with an event stream's headers, then sends nothing until the client goes."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.flush()
+        self.rfile.read(1)  # blocks until the client closes the connection
+
+    do_GET = do_POST
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_an_answer_without_a_message_says_which_answer_came() -> None:
+    with serving(_StreamNothing) as base:
+        url = f"{base}/mcp"
+        error = await failure({"url": url}, connect_timeout=1.0)
+    assert error.startswith(f"upstream 'up': {url} answered HTTP 200 OK (POST {url}) but sent "
+                            "no MCP answer to initialize within 1 s (timeouts.connect); "), error
 
 
 async def test_a_process_that_exits_gives_its_exit_code_and_a_hint() -> None:

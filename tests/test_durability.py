@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from fast_mcp_gateway.telemetry.recorder import BatchWriter
-from tests.test_hostile_stdin import CLIENT_INFO, DEADLINE, GatewayProcess, wait_for_tool
+from tests.test_hostile_stdin import DEADLINE, GatewayProcess
 
 K = 120
 
@@ -33,11 +33,7 @@ def test_a_clean_stop_keeps_every_acknowledged_record(tmp_path: Path, stop: str,
     db = tmp_path / "g.db"
     process = GatewayProcess(config, db, tmp_path / "stderr.log", lane=lane)
     try:
-        reply = process.request("initialize", {"protocolVersion": "2025-11-25",
-                                               "capabilities": {}, "clientInfo": CLIENT_INFO})
-        assert "result" in reply, reply
-        process.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        wait_for_tool(process, "clock_now")
+        process.ready("clock_now")
         # All at once: the last replies come while the recorder is still batching.
         process.write(b"".join(json.dumps({
             "jsonrpc": "2.0", "id": f"c{n}", "method": "tools/call",

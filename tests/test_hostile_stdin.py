@@ -282,6 +282,14 @@ class GatewayProcess:
                 return before, message
             before.append(message)
 
+    def ready(self, tool: str) -> None:
+        """The host's handshake, then until ``tool`` is listed."""
+        reply = self.request("initialize", {"protocolVersion": "2025-11-25",
+                                            "capabilities": {}, "clientInfo": CLIENT_INFO})
+        assert "result" in reply, reply
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        wait_for_tool(self, tool)
+
     def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         request_id = next(self._probes)
         self.send({"jsonrpc": "2.0", "id": request_id, "method": method,
@@ -337,11 +345,7 @@ def gateway(request: pytest.FixtureRequest, config: Path,
     process = GatewayProcess(config, tmp_path / "g.db", tmp_path / "stderr.log",
                              lane=request.param)
     try:
-        reply = process.request("initialize", {"protocolVersion": "2025-11-25",
-                                               "capabilities": {}, "clientInfo": CLIENT_INFO})
-        assert "result" in reply, reply
-        process.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        wait_for_tool(process, "clock_now")
+        process.ready("clock_now")
         yield process
     finally:
         if process.proc.poll() is None:

@@ -34,7 +34,7 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
-from fast_mcp_gateway.admin.context import LIBRARY
+from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
@@ -389,6 +389,11 @@ class Gateway:
         """Re-read the config file; restart only what changed; keep everything on error
         (see ``ControlPlane.reload_config``; audited as the in-process actor)."""
         return await self.control.reload_config(LIBRARY)
+
+    async def reload_on_signal(self, name: str) -> ChangeReport:
+        """``reload_config`` because signal ``name`` asked (``mcp-gateway serve`` on
+        SIGHUP): audited as ``signal:<name>``, its outcome logged (nobody else sees it)."""
+        return await self.control.reload_logged(signal_actor(name))
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""

@@ -30,8 +30,9 @@ class Actor:
 
     The MCP adapter uses the host's client id (``"stdio"`` when the transport has none);
     the config file watcher is ``CONFIG_FILE`` (a reload it made because the file
-    changed); other in-process callers (the CLI's SIGHUP, library code) are
-    ``LIBRARY``.  Authentication will add the principal's scopes here.
+    changed); a reload a signal asked for is ``signal(name)`` (``signal:SIGHUP``); other
+    in-process callers (library code) are ``LIBRARY``.  Authentication will add the
+    principal's scopes here.
     """
 
     id: str
@@ -39,6 +40,11 @@ class Actor:
 
 LIBRARY = Actor("library")
 CONFIG_FILE = Actor("config-file")
+
+
+def signal_actor(name: str) -> Actor:
+    """The actor of what a signal (``"SIGHUP"``) made the gateway do."""
+    return Actor(f"signal:{name}")
 
 
 class Fleet(Protocol):

@@ -258,6 +258,18 @@ class ControlPlane:
                              report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
 
+    async def reload_logged(self, actor: Actor) -> ChangeReport:
+        """``reload_config`` for a caller nobody answers (the watcher, a signal): the
+        outcome goes to the log."""
+        report = await self.reload_config(actor)
+        if report.error:
+            logger.error("config reload (%s) rejected, keeping the running config: %s",
+                         actor.id, report.error)
+        else:
+            logger.info("config reloaded (%s): %s", actor.id,
+                        report.model_dump(exclude={"error"}))
+        return report
+
     def _reloaded(self, report: ChangeReport) -> ChangeReport:
         self.last_reload = report
         self.reloads.notify()
@@ -289,9 +301,4 @@ class ControlPlane:
             now = await stamp()
             if now is not None and now != last:
                 last = now
-                report = await self.reload_config(CONFIG_FILE)  # audited as the watcher
-                if report.error:
-                    logger.error("config reload rejected, keeping the running config: %s",
-                                 report.error)
-                else:
-                    logger.info("config reloaded: %s", report.model_dump(exclude={"error"}))
+                await self.reload_logged(CONFIG_FILE)  # audited as the watcher

@@ -403,7 +403,7 @@ async def _serve(gateway: Any) -> None:
                                             signal.SIGHUP) as signals:
                 async for received in signals:
                     if received == signal.SIGHUP:
-                        tg.start_soon(gateway.reload_config)
+                        tg.start_soon(gateway.reload_on_signal, "SIGHUP")
                         continue
                     log.info("received %s: stopping", signal.Signals(received).name)
                     timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,

@@ -12,15 +12,23 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
-# What a host accepts in a tool or prompt name (the same rule exposed names follow).
-_RENAME_TARGET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What a host accepts in a tool or prompt name (the same rule exposed names follow); a
+# profile name is held to it too (it is part of a URL and a command-line flag).
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Exposure = Literal["all", "search", "auto"]
 PinningMode = Literal["off", "warn", "enforce"]
 Oversize = Literal["error", "truncate"]
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Glob = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -39,7 +47,7 @@ class Filter(_Strict):
 
 def _check_renames(rename: dict[str, str]) -> dict[str, str]:
     for original, new in rename.items():
-        if not _RENAME_TARGET.match(new):
+        if not _NAME.match(new):
             raise ValueError(
                 f"rename target {new!r} (for {original!r}) is not a valid name: use 1-64 "
                 "letters, digits, '_' or '-'")
@@ -51,6 +59,11 @@ def _check_renames(rename: dict[str, str]) -> dict[str, str]:
                 f"{new!r}; give them different names")
         targets[new] = original
     return rename
+
+
+# Each check is a validator of its type: a field declared with it is checked the same
+# way (and with the same words) wherever it is used.
+Renames = Annotated[dict[str, str], AfterValidator(_check_renames)]
 
 
 class Override(_Strict):
@@ -90,7 +103,7 @@ class CacheRule(_Strict):
 class ToolCuration(Filter):
     """``tools:`` of a server."""
 
-    rename: dict[str, str] = Field(
+    rename: Renames = Field(
         default_factory=dict, description="original name -> new name (before the namespace)")
     override: dict[str, Override] = Field(
         default_factory=dict, description="original name -> {description, title, annotations}")
@@ -98,22 +111,12 @@ class ToolCuration(Filter):
         default_factory=dict, description="original name -> {ttl}: results served again for "
                                           "the same arguments (read-only/idempotent tools only)")
 
-    @field_validator("rename")
-    @classmethod
-    def _valid_rename(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_renames(value)
-
 
 class PromptCuration(Filter):
     """``prompts:`` of a server."""
 
-    rename: dict[str, str] = Field(
+    rename: Renames = Field(
         default_factory=dict, description="original name -> new name (before the namespace)")
-
-    @field_validator("rename")
-    @classmethod
-    def _valid_rename(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_renames(value)
 
 
 class ResourceCuration(Filter):
@@ -156,9 +159,12 @@ class Profile(_Strict):
         default=None, description="all | search | auto (default: the gateway's)")
 
 
-def check_profile_names(profiles: dict[str, Profile]) -> dict[str, Profile]:
+def _check_profile_names(profiles: dict[str, Profile]) -> dict[str, Profile]:
     for name in profiles:
-        if not _PROFILE_NAME.match(name):
+        if not _NAME.match(name):
             raise ValueError(f"profile name {name!r} must be 1-64 letters, digits, '_' or '-' "
                              "(it is part of a URL and a command-line flag)")
     return profiles
+
+
+Profiles = Annotated[dict[str, Profile], AfterValidator(_check_profile_names)]

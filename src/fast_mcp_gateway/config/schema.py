@@ -38,12 +38,11 @@ from fast_mcp_gateway.config.curation import (
     Exposure,
     Oversize,
     PinningMode,
-    Profile,
+    Profiles,
     PromptCuration,
     ResourceCuration,
     SearchOptions,
     ToolCuration,
-    check_profile_names,
 )
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
@@ -363,14 +362,9 @@ class GatewayOptions(_Strict):
         default="warn", description="tool definitions hashed on first sight: off, warn (log, "
                                     "audit, flag changes) or enforce (hold changed/new ones "
                                     "until approved)")
-    profiles: dict[str, Profile] = Field(
+    profiles: Profiles = Field(
         default_factory=dict, description="named subsets of the catalog: /mcp/p/<name> in "
                                           "HTTP mode, serve --profile <name> in stdio mode")
-
-    @field_validator("profiles")
-    @classmethod
-    def _valid_profiles(cls, value: dict[str, Profile]) -> dict[str, Profile]:
-        return check_profile_names(value)
 
     @field_validator("separator")
     @classmethod

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -55,7 +55,9 @@ from fast_mcp_gateway.store.postgres_feed import (
     rowcount,
     store_error,
 )
+from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
 from fast_mcp_gateway.store.stats import (
+    HIST_COLUMNS,
     LatencyStats,
     aggregate_batch,
     finish,
@@ -76,7 +78,7 @@ _INSERT_INVOCATIONS = (
     + ", ".join(f"${i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(_FIELDS, 1))
     + ") ON CONFLICT (id) DO NOTHING")
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
-_ALERT_COLUMNS = "at, rule, server, state, metric, value, threshold, severity, message"
+R = TypeVar("R")
 
 
 class PostgresStore:
@@ -152,23 +154,17 @@ class PostgresStore:
         rows = list(rows)
         if not rows:
             return 0
-        columns: list[list[Any]] = [[] for _ in _FIELDS]
+        by_column: list[list[Any]] = [[] for _ in _FIELDS]
         for r in rows:
-            for column, value in zip(columns, (
-                    r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
-                    r.replica, json.dumps(r.route) if r.route else None, r.retries,
-                    r.started_at, r.duration_ms, r.status, r.error, r.arguments,
-                    r.request_bytes, r.response_bytes, r.rule, r.instance_id), strict=True):
+            for column, value in zip(by_column, row_of(r), strict=True):
                 column.append(value)
         minutes, hours = aggregate_batch(rows)
         async with self._conn() as conn, conn.transaction():
-            await conn.execute(_INSERT_INVOCATIONS, *columns)
+            await conn.execute(_INSERT_INVOCATIONS, *by_column)
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
-                arrays: list[list[Any]] = [[] for _ in range(9 + len(schema.HIST_COLUMNS))]
-                for (period, server, exposed), a in sorted(groups.items()):
-                    for array, value in zip(arrays, (period, server, exposed, a.count, a.errors,
-                                                     a.total_ms, a.min_ms, a.max_ms,
-                                                     a.cancelled, *a.histogram), strict=True):
+                arrays: list[list[Any]] = [[] for _ in range(9 + len(HIST_COLUMNS))]
+                for row in aggregate_rows(groups):
+                    for array, value in zip(arrays, row, strict=True):
                         array.append(value)
                 await conn.execute(schema.upsert_aggregate(table), *arrays)
         return len(rows)
@@ -195,7 +191,7 @@ class PostgresStore:
         sql = (f"SELECT {', '.join(_FIELDS)} FROM invocations{q.clause()}"
                f" ORDER BY started_at {order}, id {order} LIMIT {q.arg(limit + 1)}")
         async with self._conn() as conn:
-            rows = [_invocation(row) for row in await conn.fetch(sql, *q.args)]
+            rows = [record_of(Invocation, row) for row in await conn.fetch(sql, *q.args)]
         return invocation_page(rows, limit)
 
     async def stats(
@@ -209,7 +205,7 @@ class PostgresStore:
     ) -> dict[str, LatencyStats]:
         out: dict[str, LatencyStats] = {}
         key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''::text")
-        sums = ", ".join(f"SUM({h})::bigint" for h in schema.HIST_COLUMNS)
+        sums = ", ".join(f"SUM({h})::bigint" for h in HIST_COLUMNS)
         async with self._conn() as conn:
             for resolution, p_lo, p_hi in window_parts(since, until, time.time()):
                 if p_lo is not None and p_hi is not None and p_lo > p_hi:
@@ -277,10 +273,9 @@ class PostgresStore:
 
     async def servers(self) -> list[Registration]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT name, config, enabled, updated_at FROM servers"
+            rows = await conn.fetch(f"SELECT {columns(Registration)} FROM servers"
                                     " ORDER BY name")
-        return [Registration(name=r[0], config=json.loads(r[1]), enabled=r[2],
-                             updated_at=r[3]) for r in rows]
+        return [record_of(Registration, row) for row in rows]
 
     async def add_route(self, pattern: str, match: RouteMatch, target: str,
                         priority: int) -> int:
@@ -312,10 +307,9 @@ class PostgresStore:
 
     async def routes(self) -> list[RouteRecord]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT id, pattern, match, priority, target, created_at"
-                                    " FROM routes ORDER BY priority DESC, id")
-        return [RouteRecord(id=r[0], pattern=r[1], match=r[2], priority=r[3], target=r[4],
-                            created_at=r[5]) for r in rows]
+            rows = await conn.fetch(f"SELECT {columns(RouteRecord)} FROM routes"
+                                    " ORDER BY priority DESC, id")
+        return [record_of(RouteRecord, row) for row in rows]
 
     async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
         return await self._feed.changes(since, wait=wait)
@@ -327,16 +321,12 @@ class PostgresStore:
             return
         async with self._conn() as conn:
             await conn.executemany(
-                "INSERT INTO health_records (at, server, replica, status, detail)"
-                " VALUES ($1,$2,$3,$4,$5)", [(r.at, r.server, r.replica, r.status, r.detail)
-                                             for r in rows])
+                f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
+                " VALUES ($1,$2,$3,$4,$5)", [row_of(r, assigned_id=False) for r in rows])
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
-        rows = await self._page("health_records", "id, at, server, replica, status, detail",
-                                server, limit, before_id)
-        return [HealthRecord(id=r[0], at=r[1], server=r[2], replica=r[3], status=r[4],
-                             detail=r[5]) for r in rows]
+        return await self._page(HealthRecord, "health_records", server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None) -> None:
@@ -348,10 +338,7 @@ class PostgresStore:
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:
-        rows = await self._page("audit", "id, at, actor, action, target, arguments, result",
-                                None, limit, before_id)
-        return [AuditEntry(id=r[0], at=r[1], actor=r[2], action=r[3], target=r[4],
-                           arguments=r[5], result=r[6]) for r in rows]
+        return await self._page(AuditEntry, "audit", None, limit, before_id)
 
     async def add_inspection(self, server: str, replica: str | None, operation: str,
                              target: str | None, arguments: str | None, status: str,
@@ -365,12 +352,8 @@ class PostgresStore:
 
     async def inspections(self, *, server: str | None = None, limit: int = 50,
                           before_id: int | None = None) -> list[InspectionRecord]:
-        rows = await self._page(
-            "inspector_history", "id, at, server, replica, operation, target, arguments,"
-            " status, duration_ms, result", server, limit, before_id)
-        return [InspectionRecord(id=r[0], at=r[1], server=r[2], replica=r[3], operation=r[4],
-                                 target=r[5], arguments=r[6], status=r[7], duration_ms=r[8],
-                                 result=r[9]) for r in rows]
+        return await self._page(InspectionRecord, "inspector_history", server, limit,
+                                before_id)
 
     async def clear_inspections(self, server: str | None = None) -> int:
         async with self._conn() as conn:
@@ -382,10 +365,9 @@ class PostgresStore:
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT name, config, updated_at FROM alert_rules"
+            rows = await conn.fetch(f"SELECT {columns(AlertRuleRecord)} FROM alert_rules"
                                     " ORDER BY name")
-        return [AlertRuleRecord(name=r[0], config=json.loads(r[1]), updated_at=r[2])
-                for r in rows]
+        return [record_of(AlertRuleRecord, row) for row in rows]
 
     async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
         async with self._conn() as conn:
@@ -404,10 +386,8 @@ class PostgresStore:
             return
         async with self._conn() as conn:
             await conn.executemany(
-                f"INSERT INTO alert_events ({_ALERT_COLUMNS}) VALUES"
-                " ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                [(r.at, r.rule, r.server, r.state, r.metric, r.value, r.threshold, r.severity,
-                  r.message) for r in rows])
+                f"INSERT INTO alert_events ({columns(AlertEvent, assigned_id=False)}) VALUES"
+                " ($1,$2,$3,$4,$5,$6,$7,$8,$9)", [row_of(r, assigned_id=False) for r in rows])
 
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
@@ -418,20 +398,18 @@ class PostgresStore:
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None
                            ) -> list[AlertEvent]:
-        rows = await self._page("alert_events", f"id, {_ALERT_COLUMNS}", server, limit,
-                                before_id, rule=rule)
-        return [AlertEvent(id=r[0], at=r[1], rule=r[2], server=r[3], state=r[4], metric=r[5],
-                           value=r[6], threshold=r[7], severity=r[8], message=r[9])
-                for r in rows]
+        return await self._page(AlertEvent, "alert_events", server, limit, before_id,
+                                rule=rule)
 
-    async def _page(self, table: str, columns: str, server: str | None, limit: int,
-                    before_id: int | None, *, rule: str | None = None) -> list[Any]:
+    async def _page(self, record: type[R], table: str, server: str | None, limit: int,
+                    before_id: int | None, *, rule: str | None = None) -> list[R]:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
         q = Query().where("server = {}", server).where("rule = {}", rule)
         q.where("id < {}", before_id)
         async with self._conn() as conn:
-            return list(await conn.fetch(f"SELECT {columns} FROM {table}{q.clause()}"
-                                         f" ORDER BY id DESC LIMIT {q.arg(limit)}", *q.args))
+            rows = await conn.fetch(f"SELECT {columns(record)} FROM {table}{q.clause()}"
+                                    f" ORDER BY id DESC LIMIT {q.arg(limit)}", *q.args)
+        return [record_of(record, row) for row in rows]
 
 
     # -- pins -----------------------------------------------------------------------------
@@ -464,9 +442,3 @@ class PostgresStore:
                     "DELETE FROM pins WHERE server = $1 AND kind = $2 AND name = $3"
                     " AND status = $4", server, kind, name, status))
             return removed
-
-
-def _invocation(row: Sequence[Any]) -> Invocation:
-    data = dict(zip(_FIELDS, row, strict=True))
-    data["route"] = json.loads(data["route"]) if data["route"] else None
-    return Invocation(**data)

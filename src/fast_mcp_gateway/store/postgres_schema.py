@@ -22,12 +22,10 @@ import time
 from typing import TYPE_CHECKING
 
 from fast_mcp_gateway.store.base import StorageError
-from fast_mcp_gateway.store.stats import BUCKETS_MS
+from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
 if TYPE_CHECKING:
     import asyncpg
-
-HIST_COLUMNS = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
 
 # Arbitrary but fixed: the advisory lock keys every gateway agrees on.
 MIGRATION_LOCK = 0x6D63_7067_0001  # "mcpg" 1

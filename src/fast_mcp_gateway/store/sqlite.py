@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
@@ -51,7 +51,9 @@ from fast_mcp_gateway.store.base import (
     pin_row,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
 from fast_mcp_gateway.store.stats import (
+    HIST_COLUMNS,
     LatencyStats,
     aggregate_batch,
     finish,
@@ -61,10 +63,10 @@ from fast_mcp_gateway.store.stats import (
 
 __all__ = ["SQLiteStore", "StorageError"]
 
-_INVOCATION_COLUMNS = ", ".join(f.name for f in fields(Invocation))
+_INVOCATION_COLUMNS = columns(Invocation)
 _INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
-_ALERT_COLUMNS = "at, rule, server, state, metric, value, threshold, severity, message"
+R = TypeVar("R")
 
 
 class SQLiteStore:
@@ -139,17 +141,11 @@ class SQLiteStore:
             await db.executemany(
                 f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
                 f" ({_INVOCATION_PLACEHOLDERS})",
-                [(r.id, r.trace_id, r.client, r.kind, r.exposed, r.server, r.original,
-                  r.replica, json.dumps(r.route) if r.route else None, r.retries,
-                  r.started_at, r.duration_ms, r.status, r.error, r.arguments,
-                  r.request_bytes, r.response_bytes, r.rule, r.instance_id) for r in rows],
+                [row_of(r) for r in rows],
             )
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
-                await db.executemany(schema.UPSERT_AGGREGATE.format(table=table), [
-                    (period, server, exposed, a.count, a.errors, a.total_ms, a.min_ms,
-                     a.max_ms, a.cancelled, *a.histogram)
-                    for (period, server, exposed), a in groups.items()
-                ])
+                await db.executemany(schema.UPSERT_AGGREGATE.format(table=table),
+                                     aggregate_rows(groups))
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -179,7 +175,7 @@ class SQLiteStore:
         sql = (f"SELECT {_INVOCATION_COLUMNS} FROM invocations" + _clause(where)
                + f" ORDER BY started_at {order}, id {order} LIMIT ?")
         cur = await self._db.execute(sql, [*args, limit + 1])
-        rows = [_invocation(row) for row in await cur.fetchall()]
+        rows = [record_of(Invocation, row) for row in await cur.fetchall()]
         return invocation_page(rows, limit)
 
     async def stats(
@@ -193,7 +189,7 @@ class SQLiteStore:
     ) -> dict[str, LatencyStats]:
         out: dict[str, LatencyStats] = {}
         key = {"server": "server", "tool": "exposed"}.get(group_by or "", "''")
-        sums = ", ".join(f"SUM({h})" for h in schema.HIST_COLUMNS)
+        sums = ", ".join(f"SUM({h})" for h in HIST_COLUMNS)
         for resolution, p_lo, p_hi in window_parts(since, until, time.time()):
             if p_lo is not None and p_hi is not None and p_lo > p_hi:
                 continue
@@ -248,11 +244,9 @@ class SQLiteStore:
             self._feed.note("server", name)
 
     async def servers(self) -> list[Registration]:
-        cur = await self._db.execute("SELECT name, config, enabled, updated_at FROM servers"
+        cur = await self._db.execute(f"SELECT {columns(Registration)} FROM servers"
                                      " ORDER BY name")
-        return [Registration(name=name, config=json.loads(config), enabled=bool(enabled),
-                             updated_at=updated_at)
-                for name, config, enabled, updated_at in await cur.fetchall()]
+        return [record_of(Registration, row) for row in await cur.fetchall()]
 
     async def add_route(self, pattern: str, match: RouteMatch, target: str,
                         priority: int) -> int:
@@ -279,10 +273,9 @@ class SQLiteStore:
         return cur.rowcount > 0
 
     async def routes(self) -> list[RouteRecord]:
-        cur = await self._db.execute("SELECT id, pattern, match, priority, target, created_at"
-                                     " FROM routes ORDER BY priority DESC, id")
-        return [RouteRecord(id=i, pattern=p, match=m, priority=pr, target=t, created_at=c)
-                for i, p, m, pr, t, c in await cur.fetchall()]
+        cur = await self._db.execute(f"SELECT {columns(RouteRecord)} FROM routes"
+                                     " ORDER BY priority DESC, id")
+        return [record_of(RouteRecord, row) for row in await cur.fetchall()]
 
     async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
         return await self._feed.changes(since, wait=wait)
@@ -291,16 +284,12 @@ class SQLiteStore:
 
     async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
         await self._db.executemany(
-            "INSERT INTO health_records (at, server, replica, status, detail)"
-            " VALUES (?,?,?,?,?)", [(r.at, r.server, r.replica, r.status, r.detail)
-                                    for r in rows])
+            f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
+            " VALUES (?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows])
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
-        rows = await self._page("health_records", "id, at, server, replica, status, detail",
-                                server, limit, before_id)
-        return [HealthRecord(id=i, at=at, server=s, replica=r, status=st, detail=d)
-                for i, at, s, r, st, d in rows]
+        return await self._page(HealthRecord, "health_records", server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None) -> None:
@@ -310,10 +299,7 @@ class SQLiteStore:
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:
-        rows = await self._page("audit", "id, at, actor, action, target, arguments, result",
-                                None, limit, before_id)
-        return [AuditEntry(id=i, at=at, actor=ac, action=a, target=t, arguments=args,
-                           result=r) for i, at, ac, a, t, args, r in rows]
+        return await self._page(AuditEntry, "audit", None, limit, before_id)
 
     async def add_inspection(self, server: str, replica: str | None, operation: str,
                              target: str | None, arguments: str | None, status: str,
@@ -327,12 +313,8 @@ class SQLiteStore:
 
     async def inspections(self, *, server: str | None = None, limit: int = 50,
                           before_id: int | None = None) -> list[InspectionRecord]:
-        rows = await self._page(
-            "inspector_history", "id, at, server, replica, operation, target, arguments,"
-            " status, duration_ms, result", server, limit, before_id)
-        return [InspectionRecord(id=i, at=at, server=s, replica=r, operation=op, target=t,
-                                 arguments=args, status=st, duration_ms=ms, result=res)
-                for i, at, s, r, op, t, args, st, ms, res in rows]
+        return await self._page(InspectionRecord, "inspector_history", server, limit,
+                                before_id)
 
     async def clear_inspections(self, server: str | None = None) -> int:
         cur = await self._db.execute(
@@ -343,10 +325,9 @@ class SQLiteStore:
     # -- alerts -----------------------------------------------------------------------
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
-        cur = await self._db.execute("SELECT name, config, updated_at FROM alert_rules"
+        cur = await self._db.execute(f"SELECT {columns(AlertRuleRecord)} FROM alert_rules"
                                      " ORDER BY name")
-        return [AlertRuleRecord(name=n, config=json.loads(c), updated_at=u)
-                for n, c, u in await cur.fetchall()]
+        return [record_of(AlertRuleRecord, row) for row in await cur.fetchall()]
 
     async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
         await self._db.execute(
@@ -360,18 +341,14 @@ class SQLiteStore:
 
     async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
         await self._db.executemany(
-            f"INSERT INTO alert_events ({_ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(r.at, r.rule, r.server, r.state, r.metric, r.value, r.threshold, r.severity,
-              r.message) for r in rows])
+            f"INSERT INTO alert_events ({columns(AlertEvent, assigned_id=False)})"
+            " VALUES (?,?,?,?,?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows])
 
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None
                            ) -> list[AlertEvent]:
-        rows = await self._page("alert_events", f"id, {_ALERT_COLUMNS}", server, limit,
-                                before_id, rule=rule)
-        return [AlertEvent(id=i, at=at, rule=ru, server=s, state=st, metric=m, value=v,
-                           threshold=t, severity=sev, message=msg)
-                for i, at, ru, s, st, m, v, t, sev, msg in rows]
+        return await self._page(AlertEvent, "alert_events", server, limit, before_id,
+                                rule=rule)
 
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
@@ -380,15 +357,14 @@ class SQLiteStore:
         rows = await self._db.execute_fetchall(schema.LEASE, (name, holder, now + ttl, now))
         return any(row[0] == holder for row in rows)
 
-    async def _page(self, table: str, columns: str, server: str | None, limit: int,
-                    before_id: int | None, *, rule: str | None = None
-                    ) -> Iterable[sqlite3.Row]:
+    async def _page(self, record: type[R], table: str, server: str | None, limit: int,
+                    before_id: int | None, *, rule: str | None = None) -> list[R]:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
         where, args = _where((("server = ?", server), ("rule = ?", rule),
                               ("id < ?", before_id)))
-        cur = await self._db.execute(f"SELECT {columns} FROM {table}" + _clause(where)
+        cur = await self._db.execute(f"SELECT {columns(record)} FROM {table}" + _clause(where)
                                      + " ORDER BY id DESC LIMIT ?", [*args, limit])
-        return await cur.fetchall()
+        return [record_of(record, row) for row in await cur.fetchall()]
 
     # -- pins -----------------------------------------------------------------------------
 
@@ -425,18 +401,6 @@ class SQLiteStore:
                 (server, kind, name, status))
             removed += cur.rowcount
         return removed
-
-
-def _invocation(row: Sequence[Any]) -> Invocation:
-    (rid, trace_id, client, kind, exposed, server, original, replica, route, retries,
-     started_at, duration_ms, status, error, arguments, request_bytes, response_bytes,
-     rule, instance_id) = row
-    return Invocation(
-        id=rid, trace_id=trace_id, client=client, kind=kind, exposed=exposed, server=server,
-        original=original, replica=replica, route=json.loads(route) if route else None,
-        retries=retries, started_at=started_at, duration_ms=duration_ms, status=status,
-        error=error, arguments=arguments, request_bytes=request_bytes,
-        response_bytes=response_bytes, rule=rule, instance_id=instance_id)
 
 
 def _where(conditions: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:

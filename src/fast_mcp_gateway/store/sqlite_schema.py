@@ -19,9 +19,7 @@ import sqlite3
 import aiosqlite
 
 from fast_mcp_gateway.store.base import StorageError
-from fast_mcp_gateway.store.stats import BUCKETS_MS
-
-HIST_COLUMNS = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
+from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
 
 def _aggregate_tables(script: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any, Literal, Protocol
 BUCKETS_MS: tuple[float, ...] = tuple(
     round(0.5 * 1.25**i, 3) for i in range(48)
 )  # 0.5 ms .. ~18 s, 25 % apart: a percentile is within one bucket (<= 25 % high)
+# The histogram buckets as columns of the aggregate tables (both SQL backends).
+HIST_COLUMNS = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
 
 CANCELLED = "cancelled"  # a call's status when its host cancelled it: not an error
 Resolution = Literal["minute", "hour"]

@@ -11,10 +11,13 @@ meanwhile wait for the same reconnect.  The need holds for the replica's later
 sessions (not across gateway restarts).
 
 The other way round: towards a plain streamable-HTTP upstream ``auto`` opens
-2026-07-28, and a tool that asks by push (``ctx.elicit()``) answers there with
-FastMCP's refusal (``session.asks_by_push``, a result, not an exception).  The same
-switch moves the replica to the handshake era; a handshake host's call is sent again,
-a 2026-07-28 host keeps the refusal (what it would get directly).
+2026-07-28, and a tool that asks by push meets a refusal there: FastMCP's for
+``ctx.elicit()``, or the MCP SDK's ``NoBackChannelError`` for a push through the
+session (a lowlevel ``Server``'s ``elicit_form`` / ``create_message`` / ``list_roots``),
+as an isError result (``session.asks_by_push``) or as the call's -32600 error
+(``session.refuses_push``).  The same switch moves the replica to the handshake era; a
+handshake host's call is sent again, a 2026-07-28 host keeps the refusal (what it would
+get directly).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import TypeVar
 
 import anyio
 
-from fast_mcp_gateway.upstream.session import asks_by_push, needs_modern
+from fast_mcp_gateway.upstream.session import asks_by_push, needs_modern, refuses_push
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -57,22 +60,21 @@ class EraSwitch:
             await self._changed.wait_until(lambda: not era.switching, sup.connect_timeout * 3)
         try:
             result = await send()
-            if (not sup.is_modern or era.mode != "auto" or era.needs_handshake is not None
-                    or not asks_by_push(result)):
+            pushed = (asks_by_push(result) if sup.is_modern and era.mode == "auto"
+                      and era.needs_handshake is None else None)
+            if pushed is None:
                 return result
-            if era.learn_handshake(f"tool '{name}' asks for input by push (ctx.elicit()), "
-                                   "which exists only in the handshake era"):
-                await self._switch(name, "the handshake era", "legacy")
-            else:
-                await self._changed.wait_until(lambda: not era.switching,
-                                               sup.connect_timeout * 3)
-            # A 2026-07-28 host would get the same refusal directly (FastMCP refuses a
-            # pushed ask on its era): it gets it, and its next call the handshake session
-            # (where the gateway turns pushed asks into its rounds).
-            if modern_host or sup.is_modern or sup.session is None:
-                return result
-            return await send()
+            # A 2026-07-28 host would get the same refusal directly: it gets it, and
+            # its next call the handshake session (where pushed asks become its rounds).
+            return await send() if await self._to_handshake(name, pushed, modern_host) \
+                else result
         except Exception as exc:
+            pushed = (refuses_push(exc) if sup.is_modern and era.mode == "auto"
+                      and era.needs_handshake is None else None)
+            if pushed is not None:
+                if await self._to_handshake(name, pushed, modern_host):
+                    return await send()
+                raise
             if sup.is_modern or era.mode != "auto" or not needs_modern(exc):
                 raise
             if era.learn(f"tool '{name}' asks for input with an InputRequiredResult, which "
@@ -84,6 +86,18 @@ class EraSwitch:
             if not self._modern_and_ready():
                 raise
         return await send()
+
+    async def _to_handshake(self, name: str, pushed: str, modern_host: bool) -> bool:
+        """Learn the handshake era from tool ``name``'s refused push (``pushed``: what
+        it pushed) and reconnect in it; True when the call is to be sent again: a
+        handshake host's, once the replica is in the handshake era."""
+        era, sup = self._sup.era, self._sup
+        if era.learn_handshake(f"tool '{name}' asks for input by push ({pushed}), which "
+                               "exists only in the handshake era"):
+            await self._switch(name, "the handshake era", "legacy")
+        else:  # another call is switching: go on with it
+            await self._changed.wait_until(lambda: not era.switching, sup.connect_timeout * 3)
+        return not (modern_host or sup.is_modern or sup.session is None)
 
     async def _switch(self, tool: str, era: str, pin: str) -> None:
         """Reconnect the replica in ``era`` for ``tool`` (``pin``: the ``protocol:``

@@ -3,7 +3,10 @@
 The supervisor hands over what it saw of the attempt (the exception, the step it was
 waiting for, the stdout violations the stdio reader counted, the stderr tail, the
 transport: a stdio server's exit code, an HTTP endpoint's last status); the first fact
-that explains the failure wins over the generic text of the exception.
+that explains the failure wins over the generic text of the exception.  An HTTP or
+SSE endpoint's facts (``transports.HttpFacts``: connected or not, the last status and
+content type) also word a connect timeout (``http_timeout_text``) and an answer that is
+no MCP answer (an HTML page).
 """
 
 from __future__ import annotations
@@ -15,17 +18,26 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamTimeout
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import describe_error, http_status_text
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
 
+    from fast_mcp_gateway.upstream.processes import ConnectWatch
+    from fast_mcp_gateway.upstream.transports import HttpFacts
+
 # The JSON-RPC errors the SDK's streamable HTTP client makes up for an HTTP error status
 # without a JSON-RPC body: the server said nothing in JSON-RPC, the status is the story.
 _HTTP_STAND_INS = {(types.METHOD_NOT_FOUND, "Not Found"),
                    (types.INTERNAL_ERROR, "Server returned an error response")}
+# ... and the ones it makes up for a 2xx answer that is no JSON-RPC (a web page).
+_NOT_MCP_STAND_INS = {types.INVALID_REQUEST: "Unexpected content type: ",
+                      types.PARSE_ERROR: "Failed to parse JSON response: "}
 _OPENING = ("initialize", "server/discover")
+_MCP_URL_HINT = ("check the path in 'url' (MCP servers usually serve streamable HTTP at /mcp, "
+                 "or SSE at /sse)")
 STDIO_HINT = ("check that 'command' and 'args' start an MCP server that talks over stdio "
               "(run it in a terminal: it should wait for input)")
 
@@ -47,6 +59,10 @@ def explain_connect_failure(
         refusal = _http_refusal(failed, transport)
         if refusal is not None:
             return refusal
+    if kind == "sse":
+        not_sse = _not_an_sse_stream(exc, transport)
+        if not_sse is not None:
+            return not_sse
     if kind != "stdio":
         return text
     junk = _junk(notice, violations)
@@ -90,13 +106,86 @@ def _error_code(failed: StepFailed) -> int | None:
     return cause.error.code if isinstance(cause, MCPError) else None
 
 
+def _facts(transport: ClientTransport | None) -> HttpFacts | None:
+    from fast_mcp_gateway.upstream.transports import HttpFacts
+
+    facts = getattr(transport, "facts", None)
+    return facts if isinstance(facts, HttpFacts) else None
+
+
 def _http_refusal(failed: StepFailed, transport: ClientTransport | None) -> str | None:
-    """The HTTP status behind the SDK's stand-in error for the opening request."""
+    """The HTTP answer behind the SDK's stand-in error for the opening request: an
+    error status, or a 2xx answer that is no JSON-RPC (an HTML page)."""
     cause = failed.__cause__
-    status = getattr(transport, "last_status", None)
-    if (failed.method not in _OPENING or status is None or status[0] < 400
-            or not isinstance(cause, MCPError)
-            or (cause.error.code, cause.error.message) not in _HTTP_STAND_INS):
+    facts = _facts(transport)
+    status = facts.last_status if facts is not None else None
+    if failed.method not in _OPENING or status is None or not isinstance(cause, MCPError):
         return None
     code, reason, url = status
-    return f"connect: {failed.method} got {http_status_text(code, reason, url)}"
+    if code >= 400 and (cause.error.code, cause.error.message) in _HTTP_STAND_INS:
+        return f"connect: {failed.method} got {http_status_text(code, reason, url)}"
+    prefix = _NOT_MCP_STAND_INS.get(cause.error.code)
+    if code < 300 and prefix is not None and cause.error.message.startswith(prefix):
+        return mask_text(
+            f"connect: {failed.method} got HTTP {code}{' ' + reason if reason else ''} at "
+            f"{url} with {_body_of(facts)}, not a JSON-RPC answer: not an MCP endpoint; "
+            f"{_MCP_URL_HINT}")
+    return None
+
+
+def _body_of(facts: HttpFacts | None) -> str:
+    kind = (facts.content_type if facts is not None else None) or ""
+    kind = kind.partition(";")[0].strip()
+    return f"a {kind} body" if kind else "a body of no Content-Type"
+
+
+def _not_an_sse_stream(exc: BaseException | None, transport: ClientTransport | None
+                       ) -> str | None:
+    """An SSE URL that answers 2xx with something else than an event stream (the SDK
+    says only "Expected response with content type 'text/event-stream'")."""
+    import httpx2
+
+    facts = _facts(transport)
+    if not isinstance(exc, httpx2.SSEError) or facts is None or facts.last_status is None:
+        return None
+    code, reason, url = facts.last_status
+    if code >= 300:
+        return None
+    return mask_text(f"HTTP {code}{' ' + reason if reason else ''} at {url} with "
+                     f"{_body_of(facts)}, not an SSE stream: not an MCP SSE endpoint; "
+                     f"{_MCP_URL_HINT}")
+
+
+def connect_timeout_text(transport: ClientTransport | None, step: str | None,
+                         watch: ConnectWatch, connect_timeout: float, timeouts: int) -> str:
+    """Why the attempt's deadline (``watch``) passed; ``timeouts``: earlier ones in a
+    row (each doubles the next window, up to 8x)."""
+    later = connect_timeout * min(2 ** (timeouts + 1), 8)
+    return (http_timeout_text(transport, step, watch.window, connect_timeout, later)
+            or watch.timeout_text(step, later))
+
+
+def http_timeout_text(transport: ClientTransport | None, step: str | None, window: float,
+                      connect_timeout: float, next_window: float) -> str | None:
+    """A connect timeout towards an HTTP or SSE endpoint, said from what it did: no TCP
+    connection, a connection but no answer, or an answer but no MCP message.  ``None``
+    when ``transport`` keeps no facts (stdio: ``ConnectWatch`` words those)."""
+    facts = _facts(transport)
+    url = getattr(transport, "url", None)
+    if facts is None or url is None:
+        return None
+    what = step or "the SSE stream's endpoint event"
+    scaled = "" if window <= connect_timeout else f", x{window / connect_timeout:g} after timeouts"
+    within = f"within {window:g} s (timeouts.connect{scaled})"
+    ask = "; is it an MCP server, and is it overloaded?"
+    if facts.last_status is not None:
+        code, reason, at = facts.last_status
+        said = (f"{url} answered HTTP {code}{' ' + reason if reason else ''} "
+                f"({facts.last_method} {at}) but sent no MCP answer to {what} {within}{ask}")
+    elif facts.connected:
+        said = (f"{url} accepted the connection but sent no answer to "
+                f"{step or 'the SSE stream request'} {within}{ask}")
+    else:
+        said = (f"no connection to {url} {within}: the host does not answer on that port; "
+                "check the host and port in 'url' and any firewall between")
+    return mask_text(f"{said} (the next attempt waits {next_window:g} s)")

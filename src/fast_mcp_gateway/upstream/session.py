@@ -4,6 +4,7 @@ the catalog listing done at connect and on every ``list_changed``."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -93,9 +94,9 @@ class Era:
     2026-07-28).  Over plain streamable HTTP it starts in 2026-07-28 instead (the
     transport ``prefers_modern``): one self-contained POST per call, served by the
     gateway's side door, costs both sides less there; a tool found asking by push
-    (FastMCP's ``ctx.elicit()``, which the newer era refuses) moves the replica back
-    (``needs_handshake``).  A need, once learned, holds for this replica's later
-    sessions.
+    (FastMCP's ``ctx.elicit()``, or a push through the SDK's session: the newer era
+    refuses both) moves the replica back (``needs_handshake``).  A need, once learned,
+    holds for this replica's later sessions.
     """
 
     def __init__(self, mode: ProtocolMode) -> None:
@@ -121,23 +122,46 @@ class Era:
         return True
 
 
-# FastMCP's answer when a tool asks by push (``ctx.elicit()``) on a 2026-07-28 session,
-# raised before anything reaches the wire: the tool needs the handshake era.
-_NEEDS_HANDSHAKE = "via server-initiated requests is unavailable on 2026-07-28"
+# What a tool asking by push meets on a 2026-07-28 session (no back-channel there): the
+# tool needs the handshake era.  FastMCP refuses ``ctx.elicit()`` before anything reaches
+# the wire; the MCP SDK's session (a lowlevel ``Server``'s ``session.elicit_form`` /
+# ``create_message`` / ``list_roots``, FastMCP's ``ctx.session``) raises
+# ``NoBackChannelError``: "Cannot send 'elicitation/create': this transport context has
+# no back-channel for server-initiated requests." (-32600), which a lowlevel handler
+# lets become the call's error and FastMCP (or a handler that catches) an isError text.
+_NEEDS_HANDSHAKE = ("via server-initiated requests is unavailable on 2026-07-28",
+                    "no back-channel for server-initiated requests")
+_PUSHED = re.compile(r"Cannot send '([^']+)': this transport context has no back-channel")
 
 
-def asks_by_push(result: Any) -> bool:
-    """Whether a tool's result (typed or raw JSON) is FastMCP refusing a pushed ask."""
+def asks_by_push(result: Any) -> str | None:
+    """What a tool's result (typed or raw JSON) says it pushed and was refused for
+    (``ctx.elicit()``, or the SDK's request method), if it is such a refusal."""
     if isinstance(result, dict):
         if not result.get("isError"):
-            return False
+            return None
         content = result.get("content") or []
         texts = [c.get("text") for c in content if isinstance(c, dict)]
     elif isinstance(result, types.CallToolResult) and result.is_error:
         texts = [getattr(c, "text", None) for c in result.content]
     else:
-        return False
-    return any(isinstance(t, str) and _NEEDS_HANDSHAKE in t for t in texts)
+        return None
+    return next((_pushed(t) for t in texts if isinstance(t, str)
+                 and any(marker in t for marker in _NEEDS_HANDSHAKE)), None)
+
+
+def refuses_push(exc: BaseException) -> str | None:
+    """Like ``asks_by_push``, for the refusal as the call's error response (what the
+    SDK's lowlevel ``Server`` answers when a handler's push raises)."""
+    if (isinstance(exc, MCPError) and exc.error.code == types.INVALID_REQUEST
+            and any(marker in exc.error.message for marker in _NEEDS_HANDSHAKE)):
+        return _pushed(exc.error.message)
+    return None
+
+
+def _pushed(text: str) -> str:
+    found = _PUSHED.search(text)
+    return found.group(1) if found else "ctx.elicit()"
 
 
 # FastMCP's answer when a guard-style tool (one that returns an InputRequiredResult)

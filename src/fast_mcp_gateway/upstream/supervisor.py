@@ -29,7 +29,7 @@ from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.failures import explain_connect_failure
+from fast_mcp_gateway.upstream.failures import connect_timeout_text, explain_connect_failure
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -392,8 +392,8 @@ class Supervisor:
                     await stderr_done.wait() if self.config.kind == "stdio" else None
                 tg.cancel_scope.cancel()
         if self._timed_out:
-            raise UpstreamTimeout(self.label, watch.timeout_text(
-                self._step, self.connect_timeout * min(2 ** (self._timeouts + 1), 8)))
+            raise UpstreamTimeout(self.label, connect_timeout_text(
+                transport, self._step, watch, self.connect_timeout, self._timeouts))
 
     def _still_connecting(self, elapsed: float) -> None:
         if self._stats.attempts == 0:  # a retry keeps showing why the last attempt failed

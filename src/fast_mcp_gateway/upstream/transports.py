@@ -45,7 +45,8 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
     from fastmcp.client.transports import SSETransport
 
     if config.kind == "sse":
-        return SSETransport(config.url, headers=dict(config.headers) or None)
+        sse: SSETransport = _sse_transport()(config.url, headers=dict(config.headers) or None)
+        return sse
     # The SDK's streamable-HTTP client, plus a raw side door for 2026-07-28 calls.
     transport: FastHttpTransport = _http_transport()(config.url,
                                                      headers=dict(config.headers) or None)
@@ -70,39 +71,80 @@ def _relay_options() -> TransportOptions:
     return TransportOptions(session_class=RelaySession)
 
 
+class HttpFacts:
+    """What an HTTP endpoint did during one connect attempt, for the failure text
+    (``upstream/failures.py``): whether the TCP connection was made, and the status and
+    ``Content-Type`` of its last answer.  The SDK turns an HTTP error into a stand-in
+    JSON-RPC error (a 404 reads as -32601) and a silent server into a bare timeout; the
+    text should say what the URL really did."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.last_status: tuple[int, str, str] | None = None  # status, reason, url
+        self.last_method = ""
+        self.content_type: str | None = None
+
+    def client(self, headers: dict[str, str] | None = None, timeout: Any = None,
+               auth: Any = None, **_: Any) -> Any:
+        """An ``httpx2.AsyncClient`` as the SDK makes it (30 s, 300 s to read a stream;
+        redirects off: the SDK follows those within the endpoint's origin itself),
+        with hooks feeding these facts."""
+        import httpx2
+
+        return httpx2.AsyncClient(headers=headers, auth=auth,
+                                  timeout=timeout or httpx2.Timeout(30.0, read=300.0),
+                                  event_hooks={"request": [self._on_request],
+                                               "response": [self._on_response]})
+
+    async def _on_request(self, request: Any) -> None:
+        # httpcore's trace events say when the TCP connection is made; only until the
+        # first answer (after it, the status says more, and calls pay nothing).
+        if self.last_status is None and not self.connected:
+            request.extensions.setdefault("trace", self._trace)
+
+    async def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.connected = True
+
+    async def _on_response(self, response: Any) -> None:
+        self.connected = True
+        self.last_status = (response.status_code, response.reason_phrase,
+                            str(response.request.url))
+        self.last_method = response.request.method
+        self.content_type = response.headers.get("content-type")
+
+
+@functools.cache
+def _sse_transport() -> Callable[..., Any]:
+    """``SseTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
+    from fastmcp.client.transports import SSETransport
+
+    class SseTransport(SSETransport):
+        """fastmcp's SSE transport, keeping the endpoint's ``facts``."""
+
+        def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+            self.facts = HttpFacts()
+            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client)
+
+    return SseTransport
+
+
 @functools.cache
 def _http_transport() -> Callable[..., Any]:
     """``HttpTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
-    import httpx2
-
     from fast_mcp_gateway.upstream.http_tap import FastHttpTransport, tap_applies
 
     class HttpTransport(FastHttpTransport):
-        """fastmcp's streamable HTTP transport, keeping the HTTP status of the endpoint's
-        last answer (``last_status``): the SDK turns an HTTP error into a stand-in JSON-RPC
-        error (a 404 reads as -32601), and a connect error should say what the URL
-        really answered."""
+        """fastmcp's streamable HTTP transport (with the side door), keeping the
+        endpoint's ``facts``."""
 
         def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-            self.last_status: tuple[int, str, str] | None = None  # status, reason, url
-            super().__init__(url, headers=headers, httpx_client_factory=self.make_client)
-
-        def make_client(self, headers: dict[str, str] | None = None,
-                        timeout: httpx2.Timeout | None = None,
-                        auth: httpx2.Auth | None = None, **_: Any) -> httpx2.AsyncClient:
-            # The SDK's own client settings (30 s, 300 s to read a stream); redirects
-            # stay off: the SDK follows those within the endpoint's origin itself.
-            return httpx2.AsyncClient(headers=headers, auth=auth,
-                                      timeout=timeout or httpx2.Timeout(30.0, read=300.0),
-                                      event_hooks={"response": [self.record_reply]})
+            self.facts = HttpFacts()
+            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client)
 
         @property
         def prefers_modern(self) -> bool:
             """``protocol: auto`` opens 2026-07-28 here: the side door serves its calls."""
             return tap_applies(self.url, self.auth)
-
-        async def record_reply(self, response: httpx2.Response) -> None:
-            self.last_status = (response.status_code, response.reason_phrase,
-                                str(response.request.url))
 
     return HttpTransport

@@ -1,0 +1,69 @@
+"""Records as table rows, for the SQL backends (``sqlite.py``, ``postgres.py``).
+
+A record's stored columns are its fields, named alike and in its field order (the
+schemas of both backends are written that way); the JSON columns are the only ones
+encoded.  The SQL of each backend stays its own: only the column lists and the mapping
+between a row and a record are shared, so the two backends cannot drift apart there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from fast_mcp_gateway.store.base import AlertRuleRecord, Invocation, Registration
+from fast_mcp_gateway.store.stats import AggregateKey, LatencyStats
+
+R = TypeVar("R")
+
+
+def _json_or_none(value: Any) -> Any:
+    return json.loads(value) if value else None
+
+
+# Columns that are not stored as the field's own value: JSON text, and (SQLite) a flag
+# stored as an integer.
+_DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
+    Invocation: {"route": _json_or_none},
+    Registration: {"config": json.loads, "enabled": bool},
+    AlertRuleRecord: {"config": json.loads},
+}
+_ENCODE: dict[type, dict[str, Callable[[Any], Any]]] = {
+    Invocation: {"route": lambda route: json.dumps(route) if route else None},
+}
+
+
+def _names(record: type, assigned_id: bool) -> list[str]:
+    return [f.name for f in fields(record) if assigned_id or f.name != "id"]
+
+
+def columns(record: type, *, assigned_id: bool = True) -> str:
+    """The column list of ``record``'s table (``assigned_id=False``: without the ``id``
+    the database assigns, for an insert)."""
+    return ", ".join(_names(record, assigned_id))
+
+
+def record_of(record: type[R], row: Sequence[Any]) -> R:
+    """The ``record`` a row of ``columns(record)`` holds."""
+    data = dict(zip(_names(record, True), row, strict=True))
+    for name, decode in _DECODE.get(record, {}).items():
+        data[name] = decode(data[name])
+    return record(**data)
+
+
+def row_of(item: Any, *, assigned_id: bool = True) -> tuple[Any, ...]:
+    """``item``'s values in ``columns(type(item), assigned_id=...)`` order."""
+    encode = _ENCODE.get(type(item), {})
+    return tuple(encode[name](getattr(item, name)) if name in encode else getattr(item, name)
+                 for name in _names(type(item), assigned_id))
+
+
+def aggregate_rows(groups: dict[AggregateKey, LatencyStats]) -> list[tuple[Any, ...]]:
+    """Aggregates (``stats.aggregate_batch``) as rows of ``invocation_minutes`` /
+    ``invocation_hours``: period, server, exposed, count, errors, total_ms, min_ms,
+    max_ms, cancelled, then the histogram buckets.  In key order: concurrent upserts
+    then lock rows in one order (no deadlock between two gateways)."""
+    return [(period, server, exposed, a.count, a.errors, a.total_ms, a.min_ms, a.max_ms,
+             a.cancelled, *a.histogram) for (period, server, exposed), a in sorted(groups.items())]

@@ -291,12 +291,22 @@ def test_a_host_that_closes_stdout_ends_the_gateway_quietly(tmp_path: Path, loop
     with _serving(tmp_path, loop, "--config", str(_config(tmp_path, marker)), "--no-db",
                   stdin=subprocess.PIPE, stdout=subprocess.PIPE) as (proc, log):
         assert proc.stdin is not None and proc.stdout is not None
-        host = Host(proc.stdin, proc.stdout)
-        host.initialize()
-        proc.stdout.close()
+        stdin = proc.stdin
+
+        def send(message: dict[str, Any]) -> None:
+            stdin.write((json.dumps(message) + "\n").encode())
+            stdin.flush()
+
+        # No reader thread here: closing a file another thread reads blocks.
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}})
+        assert b'"id":1' in proc.stdout.readline()
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        proc.stdout.close()  # the host stops reading
         with contextlib.suppress(BrokenPipeError):
-            for _ in range(5):
-                host.send({"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+            for n in range(5):
+                send({"jsonrpc": "2.0", "id": 10 + n, "method": "tools/list"})
         text = _assert_clean_stop(proc, log, marker, loop)
     assert "closed the gateway's stdout" in text
 

@@ -66,7 +66,7 @@ def test_asyncio_is_asyncio() -> None:
 def test_auto_and_uvloop_run_on_uvloop_when_installed(choice: str) -> None:
     chosen = choose_loop(choice)
     assert chosen.name.startswith("uvloop ")
-    assert chosen.backend_options == {"loop_factory": uvloop.new_event_loop}
+    assert chosen.backend_options == {"use_uvloop": True}
 
 
 @pytest.mark.usefixtures("no_uvloop")

@@ -9,10 +9,8 @@ commands run briefly, and library mode runs on whatever loop its caller started.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,18 +30,18 @@ class LoopChoice:
     backend_options: dict[str, Any] = field(default_factory=dict)
 
 
-def _uvloop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str] | None:
-    if sys.platform == "win32":  # no uvloop there (anyio's use_uvloop means winloop)
+def _uvloop_version() -> str | None:
+    """uvloop's version when it can run here, else ``None``."""
+    if sys.platform == "win32":  # no uvloop there
         return None
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:
         return None
     try:
-        version = importlib.metadata.version("uvloop")
+        return importlib.metadata.version("uvloop")
     except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    return uvloop.new_event_loop, version
+        return "?"
 
 
 def choose_loop(choice: str) -> LoopChoice:
@@ -54,12 +52,12 @@ def choose_loop(choice: str) -> LoopChoice:
                                  f"{', '.join(CHOICES)}")
     if choice == "asyncio":
         return LoopChoice("asyncio")
-    found = _uvloop_factory()
+    found = _uvloop_version()
     if found is None:
         if choice == "uvloop":
             raise ConfigError.single(SOURCE, None, None, "uvloop was asked for but is not "
                                      f"installed: {HOW_TO_INSTALL}")
         return LoopChoice("asyncio")
-    factory, version = found
-    # loop_factory rather than anyio's use_uvloop: the import (and its failure) is ours.
-    return LoopChoice(f"uvloop {version}", {"loop_factory": factory})
+    # anyio's own option (every anyio 4 has it); uvloop is known importable by now, and
+    # this is not Windows (where the option means winloop).
+    return LoopChoice(f"uvloop {found}", {"use_uvloop": True})

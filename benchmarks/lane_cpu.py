@@ -13,7 +13,8 @@ busy machine than latency, so it is the figure to compare on a shared host.
 
 ``--profile FILE`` runs this tree's gateway under ``profiled_gateway.py`` and writes a
 ``cProfile`` of its last round: call counts per call are exact (e.g. ``_run_once``, the
-event loop's turns per call), times are inflated by the profiler and include waits in
+event loop's turns per call, on asyncio's loop only: set MCP_GATEWAY_EVENT_LOOP=asyncio, as
+uvloop's turns are compiled), times are inflated by the profiler and include waits in
 system calls.  (py-spy's samples of this process were misattributed: not used.)
 """
 

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
 
 from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.cli.loop import choose_loop
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
-from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
+from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import install_log_filter
 
@@ -74,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                             "(default 127.0.0.1:8766), behind one-time login links (one printed "
                             "to stderr; 'mcp-gateway dashboard' prints a fresh one); HTTP mode "
                             "serves it at /ui anyway")
+
+    serve.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default=None,
+                       help="the event loop to run on: auto (default: uvloop when installed, "
+                            "else asyncio), asyncio or uvloop ($MCP_GATEWAY_EVENT_LOOP)")
 
     serve.add_argument("--db", default=None,
                        help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
@@ -148,7 +154,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     overrides: dict[str, Any] = {}
     for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
                 "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
-                "dashboard", "profile", "startup_wait"):
+                "dashboard", "profile", "startup_wait", "event_loop"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -199,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     try:
         settings = _settings(args)
+    except ValidationError as exc:
+        print(f"mcp-gateway: {settings_problem(exc)}", file=sys.stderr)
+        return 2
+    try:
         _configure_logging(settings.log_level)
         assert settings.config is not None
         config = load_config(settings.config)
@@ -238,9 +248,15 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             print(f"mcp-gateway: {problem}", file=sys.stderr)
             return 2
+    try:
+        loop = choose_loop(settings.event_loop)
+    except ConfigError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_spawn_first, config, settings)
+        anyio.run(_spawn_first, config, settings, loop.name,
+                  backend_options=loop.backend_options)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0
 
@@ -267,7 +283,8 @@ def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
     return starts
 
 
-async def _spawn_first(config: GatewayConfig, settings: GatewaySettings) -> None:
+async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
+                       loop: str = "asyncio") -> None:
     """Start the stdio upstreams, then import and build the gateway while they start.
 
     The server stack takes seconds to import on a small machine, and each upstream
@@ -283,8 +300,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings) -> None
 
         gateway = Gateway(config, settings)
         logging.getLogger("fast_mcp_gateway").info(
-            "serving %d upstream(s) from %s over %s", len(config.servers), settings.config,
-            settings.transport,
+            "serving %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
+            settings.config, settings.transport, loop,
         )
         for line in announcement(settings, len(config.servers),
                                  interactive=sys.stdin.isatty(),

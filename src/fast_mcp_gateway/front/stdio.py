@@ -79,6 +79,18 @@ def _is_pipe_or_socket(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+def _one_socket(a: int, b: int) -> bool:
+    """Both fds are one socket (``socat EXEC:``, inetd): a write pipe transport watches
+    its socket for the peer closing, and the host's requests look like that (asyncio
+    closed stdout, uvloop stopped answering); the threaded streams serve it."""
+    try:
+        first, second = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (stat.S_ISSOCK(first.st_mode)
+            and (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
+
+
 class _TooLong:
     """What ``LineReader._next_line`` returns for a line over the limit."""
 
@@ -372,15 +384,26 @@ class LineWriter:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
+    def _check_open(self) -> None:
+        # Once a write failed (the host closed our stdout) the transport is closing:
+        # asyncio drops further writes and the next drain raises, uvloop raises
+        # RuntimeError at the write.  Either way it is the host leaving, said one way.
+        if self._writer.transport.is_closing():
+            raise BrokenPipeError("the host closed the gateway's stdout")
+
     async def write(self, text: str) -> None:
+        self._check_open()
         self._writer.write(text.encode("utf-8"))
 
     def write_nowait(self, line: bytes) -> None:
-        """Queue one whole line on the pipe without waiting for it to drain."""
-        self._writer.write(line)
+        """Queue one whole line on the pipe without waiting for it to drain (dropped
+        once the host closed the pipe, as asyncio does: the next awaited write says so)."""
+        if not self._writer.transport.is_closing():
+            self._writer.write(line)
 
     async def write_bytes(self, line: bytes) -> None:
         """Write one whole line and wait for the pipe to take it."""
+        self._check_open()
         self._writer.write(line)
         await self._writer.drain()
 
@@ -413,7 +436,7 @@ def _claimed(fd: int, diversion: int) -> Iterator[_Claim]:
 async def stdio_streams() -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
     """Threadless streams over the process's stdin/stdout, or ``None`` when they are
     not both pipes or sockets."""
-    if not (_is_pipe_or_socket(0) and _is_pipe_or_socket(1)):
+    if not (_is_pipe_or_socket(0) and _is_pipe_or_socket(1)) or _one_socket(0, 1):
         yield None
         return
     sys.stdout.flush()

@@ -11,8 +11,10 @@ with a reason that says how to relay it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 from fast_mcp_gateway.front.tasks import TASK_PREFIX, TaskBook, TaskRecord
-from tests.fixtures import PY, SERVERS
+from fast_mcp_gateway.http.lane import HttpLane
+from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
 from tests.test_lane import CLIENT_INFO, RawHost
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +220,71 @@ def test_the_task_book_is_bounded_and_forgets_expired_tasks() -> None:
     now[0] = 3601.0
     assert book.get("d") is None
     assert book.expiry(10**12) - now[0] == 86_400.0  # at most a day
+
+
+def _token() -> tuple[str, str]:
+    token = "mgw_" + secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+ALICE, ALICE_SHA = _token()
+BOB, BOB_SHA = _token()
+HTTP_TOKENS = [{"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"], "servers": ["tasker"]},
+               {"name": "bob", "sha256": BOB_SHA, "scopes": ["tools"], "servers": ["tasker"]}]
+
+
+async def post(http: httpx2.AsyncClient, token: str, method: str, params: dict[str, Any],
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One sessionless 2026-07-28 request; its JSON-RPC answer (JSON or the SSE stream's)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+        "io.modelcontextprotocol/clientCapabilities": {}, **(meta or {})}}}
+    headers = {"content-type": "application/json", "mcp-protocol-version": "2026-07-28",
+               "accept": "application/json, text/event-stream", "mcp-method": method,
+               "authorization": f"Bearer {token}"}
+    name = params.get("name", params.get("taskId"))
+    if isinstance(name, str):
+        headers["mcp-name"] = name
+    reply = await http.post("/mcp", content=json.dumps(body), headers=headers)
+    # (An error answer has the SDK's HTTP status for its code: 400 for -32602.)
+    if reply.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:].strip() for line in reply.text.splitlines()
+                if line.startswith("data:") and line[5:].strip()]
+        answers = [json.loads(d) for d in data if '"id"' in d]
+        return dict(answers[-1])
+    return dict(reply.json())
+
+
+async def test_over_http_a_task_is_its_callers_only() -> None:
+    gateway = make_gateway({"tasker": stdio_entry("tasker.py", protocol="2026-07-28")},
+                           options={"auth": {"tokens": HTTP_TOKENS}}, call_timeout=60)
+    app = gateway.http_app("http")
+    lane = getattr(app.mcp_entry, "app", None)
+    assert isinstance(lane, HttpLane) and lane.enabled
+    async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
+        plain = await post(http, ALICE, "tools/call", {"name": "tasker_crunch",
+                                                      "arguments": {"n": 3}})
+        assert plain["result"]["content"][0]["text"] == "crunched 6"
+        assert lane.served == 1  # a plain call takes the lane
+        created = await post(http, ALICE, "tools/call", {"name": "tasker_hold",
+                                                        "arguments": {"gate": "h1"}}, OPT_IN)
+        assert lane.served == 1  # a task is the full path's
+        task_id = created["result"]["taskId"]
+        assert task_id.startswith(TASK_PREFIX)
+        other = await post(http, BOB, "tasks/get", {"taskId": task_id}, OPT_IN)
+        assert other["error"]["message"].startswith(f"Unknown task: {task_id!r}"), other
+        cancel = await post(http, BOB, "tasks/cancel", {"taskId": task_id}, OPT_IN)
+        assert cancel["error"]["code"] == -32602
+        mine = await post(http, ALICE, "tasks/get", {"taskId": task_id}, OPT_IN)
+        assert mine["result"]["status"] == "working", mine
+        await post(http, BOB, "tools/call", {"name": "tasker_release",
+                                             "arguments": {"gate": "h1"}})
+        with anyio.fail_after(30):
+            while True:
+                done = await post(http, ALICE, "tasks/get", {"taskId": task_id}, OPT_IN)
+                if done["result"]["status"] != "working":
+                    break
+                await anyio.sleep(0.02)  # the host's poll interval
+        assert done["result"]["status"] == "completed"
+        assert done["result"]["result"]["content"][0]["text"] == "released h1"

@@ -122,9 +122,12 @@ async def test_a_2026_host_runs_a_tool_as_a_task_and_follows_it(
         assert [(c["server"], c["status"]) for c in hold] == [("tasker", "success")]
 
 
-async def test_a_task_is_cancelled_through_the_gateway(tmp_path: Path) -> None:
+async def test_a_task_is_updated_and_cancelled_through_the_gateway(tmp_path: Path) -> None:
     async with task_host(tmp_path) as host:
         task_id = (await host.call("tasker_hold", {"gate": "g2"}, meta=OPT_IN))["taskId"]
+        update = await host.request("tasks/update", {"taskId": task_id,
+                                                     "inputResponses": {}}, meta=OPT_IN)
+        assert update["result"]["resultType"] == "complete", update
         reply = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
         assert reply["result"]["resultType"] == "complete", reply
         done = await until_terminal(host, task_id)

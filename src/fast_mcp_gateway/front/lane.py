@@ -61,6 +61,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
+from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     HostChannel,
     encode_id,
@@ -251,8 +252,8 @@ class StdioLane:
         # Any mix of eras: a 2026-07-28 upstream's asks are bridged for a handshake-era
         # host (its newer result fields dropped); a handshake-era upstream's pushes
         # become the gateway's own asks for a 2026-07-28 host (MRTR, front/mrtr.py).
-        if route is None:
-            return False
+        if route is None or (modern and takes_tasks(meta, route[0])):
+            return False  # a task the host may get is the full path's (front/tasks.py)
         assert self._tg is not None
         # Registered now, so that a cancellation read right after the call finds it.
         scope = self._calls[key] = anyio.CancelScope()

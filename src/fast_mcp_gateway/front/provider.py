@@ -55,8 +55,10 @@ from fast_mcp_gateway.upstream.model import UpstreamState
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
 logger = logging.getLogger(__name__)
 
-_TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway "
-                "does not relay tasks yet; call the server directly for this tool")
+_TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway's "
+                "session to its server uses the handshake era, which has no tasks (the tasks "
+                "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for the "
+                "server to relay its tasks to 2026-07-28 hosts")
 
 
 _EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
@@ -199,7 +201,7 @@ class GatewayProvider(Provider):
         self._task_required = {}
         lane: dict[str, UpstreamTool] = {}
         for name, (origin, t) in sorted(view.tools.items(), key=_first):
-            if _task_required(t):
+            if _task_required(t) and not ups[origin.server].is_modern:
                 self._hide_task_tool(name, origin, t)
                 continue
             lane[name] = UpstreamTool(

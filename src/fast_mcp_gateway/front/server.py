@@ -32,6 +32,7 @@ from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
+from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.routing.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class GatewayServer(PreferredToolServer):
     start-up gate (if one is set)."""
 
     gate: StartupGate | None = None
+    tasks: GatewayTasks | None = None
 
     def use_provider(self, provider: GatewayProvider) -> None:
         lookup = provider.get_tool
@@ -117,6 +119,8 @@ class GatewayServer(PreferredToolServer):
 
         self.prefer_tool = prefer
         hint_lists(self, provider)   # ttlMs / cacheScope of the aggregate lists
+        self.tasks = GatewayTasks(provider)  # MCP tasks relayed (front/tasks.py)
+        self.add_extension(self.tasks)
 
     async def _at_gate(self) -> None:
         if self.gate is not None:

@@ -54,6 +54,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway.front.lane import LaneFront
+from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_body,
     progress_params,
@@ -199,8 +200,8 @@ class HttpLane:
         if not principal.has("tools"):
             return None
         route = tool.serves_raw()
-        if route is None:
-            return None
+        if route is None or takes_tasks(meta, route[0]):
+            return None  # a task the host may get is the full path's (front/tasks.py)
         servers = principal.servers
         if servers is not None and not (tool.owner.name in servers
                                         and route[0].name in servers):

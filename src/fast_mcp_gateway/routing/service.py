@@ -385,14 +385,23 @@ class Service:
         annotations: types.ToolAnnotations | None = None,
         path: CallPath | None = None,
         on_progress: ProgressFnT | None = None,
+        served: list[Upstream] | None = None,
     ) -> dict[str, Any]:
         """``call_tool`` for JSON in, JSON out (see ``Upstream.call_tool_raw``): the same
-        rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools."""
+        rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools.
+        ``served`` (if given) receives each replica the call was sent to, the one that
+        answered last (where a task it created lives)."""
         path = path if path is not None else CallPath()
+
+        async def recorded(replica: Upstream) -> dict[str, Any]:
+            assert served is not None
+            served.append(replica)
+            return await replica.call_tool_raw(params, front, on_progress)
+
         result = await self._call_tool(
             params["name"], params.get("arguments"), front, annotations, path,
-            lambda replica: replica.call_tool_raw(params, front, on_progress),
-        )
+            recorded if served is not None
+            else lambda replica: replica.call_tool_raw(params, front, on_progress))
         if path.retries:
             result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: path.route_meta()}
         return result

@@ -376,6 +376,12 @@ class Upstream:
             params["name"], lambda: self._requests.call_tool_raw(params, front, on_progress),
             front is not None and front.is_modern)
 
+    async def request_raw(self, method: str, params: dict[str, Any],
+                          front: FrontCall | None) -> dict[str, Any]:
+        """Any request as JSON in, JSON out, on this replica's session (the tasks
+        extension's ``tasks/*``; see ``Requests.request_raw``)."""
+        return await self._requests.request_raw(method, params, front)
+
     async def list_catalog(self) -> Catalog:
         """List everything the upstream offers now (live, not the cached catalog)."""
         return await self._requests.list_catalog()

@@ -152,29 +152,53 @@ class Requests:
         given after this session's own ``_meta`` stamp (era, client info, capabilities).
         """
         name = params["name"]
-
-        async def op(session: ClientSession) -> dict[str, Any]:
-            # A copy per attempt: the stamp writes into _meta, and a retry may go to a
-            # replica of another era.
-            data: dict[str, Any] = {"method": "tools/call", "params": {
-                **params, "_meta": dict(params.get("_meta") or {})}}
-            opts: CallOptions = {"timeout": self.call_timeout}
-            stamp_request(session, data, opts)
-            tap = self._sup.tap
-            if tap is not None:  # stdio: beside the session, on the same pipe
-                return await tap.request("tools/call", data["params"], self.call_timeout,
-                                         on_progress)
-            opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER, encode_header_value(name))
-            if on_progress is not None:
-                opts["on_progress"] = on_progress
-            return await send_raw_request(session, "tools/call", data["params"], opts)
-
-        result = await self.request(f"tools/call '{name}'", front, op)
+        result = await self.request(f"tools/call '{name}'", front,
+                                    self._raw_op("tools/call", params, on_progress, name))
         if result.get("isError") and isinstance(result.get("content"), list):
             for block in result["content"]:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
                     block["text"] = mask_text(block["text"])
         return result
+
+    async def request_raw(
+        self, method: str, params: dict[str, Any], front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
+    ) -> dict[str, Any]:
+        """Request ``method`` with ``params`` as JSON on the live session; JSON back.
+
+        Extension opt-ins the caller puts under ``_meta``'s client capabilities
+        (``{"extensions": {id: settings}}``, e.g. the tasks extension) are added to the
+        session's own capabilities on a 2026-07-28 session, where extensions are
+        negotiated per request; a handshake-era session never sends them.
+        """
+        return await self.request(method, front, self._raw_op(method, params, on_progress))
+
+    def _raw_op(self, method: str, params: dict[str, Any], on_progress: ProgressFnT | None,
+                name: str | None = None) -> Callable[[ClientSession], Awaitable[dict[str, Any]]]:
+        async def op(session: ClientSession) -> dict[str, Any]:
+            # A copy per attempt: the stamp writes into _meta, and a retry may go to a
+            # replica of another era.
+            meta = dict(params.get("_meta") or {})
+            asked = meta.pop(types.CLIENT_CAPABILITIES_META_KEY, None)
+            data: dict[str, Any] = {"method": method, "params": {**params, "_meta": meta}}
+            opts: CallOptions = {"timeout": self.call_timeout}
+            stamp_request(session, data, opts)
+            if asked is not None:
+                _add_extensions(data["params"]["_meta"], asked)
+            tap = self._sup.tap
+            # stdio: beside the session, on the same pipe.  Not with extension opt-ins:
+            # the HTTP tap stamps again (the session's own capabilities).
+            if tap is not None and asked is None:
+                return await tap.request(method, data["params"], self.call_timeout,
+                                         on_progress)
+            if name is not None:
+                opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER,
+                                                          encode_header_value(name))
+            if on_progress is not None:
+                opts["on_progress"] = on_progress
+            return await send_raw_request(session, method, data["params"], opts)
+
+        return op
 
     async def list_catalog(self) -> Catalog:
         return await self.bounded("catalog listing", None, self._sup.fetch_catalog)
@@ -226,3 +250,13 @@ class Requests:
             return await session.complete(ref, argument, context_arguments=context_arguments)
 
         return await self.bounded("completion/complete", None, op)
+
+
+def _add_extensions(meta: dict[str, Any], asked: Any) -> None:
+    """Merge the extensions of ``asked`` (client capabilities) into the stamped ones."""
+    stamped = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
+    if not isinstance(asked, dict) or not isinstance(asked.get("extensions"), dict) \
+            or not isinstance(stamped, dict):
+        return  # nothing asked, or a handshake-era session (no per-request capabilities)
+    meta[types.CLIENT_CAPABILITIES_META_KEY] = {
+        **stamped, "extensions": {**(stamped.get("extensions") or {}), **asked["extensions"]}}

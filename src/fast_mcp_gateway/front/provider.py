@@ -59,8 +59,6 @@ _TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and 
                 "session to its server uses the handshake era, which has no tasks (the tasks "
                 "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for the "
                 "server to relay its tasks to 2026-07-28 hosts")
-
-
 _EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 
 

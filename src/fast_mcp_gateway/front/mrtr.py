@@ -268,7 +268,10 @@ class Parking:
         """After the upstream call ended: keep its outcome for the host to collect until
         the round's deadline (none while a host request waits: it takes it at once)."""
         if parked.timer.cancelled_caught:
+            # Expired or cancelled by its host: a later round is told by the tombstone
+            # (no outcome to keep: a host request cancelled by its host waited forever).
             self._ended_early(parked)
+            return
         deadline = parked.timer.deadline
         parked.timer = anyio.CancelScope(deadline=deadline)
         with parked.timer:

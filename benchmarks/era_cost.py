@@ -9,9 +9,10 @@ eras), each with a fresh ``mcp-gateway serve`` in front of ``benchmarks/upstream
 over stdio; 8 concurrent callers share one host session.  CPU is user+system time of
 the gateway and of the upstream process from ``/proc`` (10 ms ticks), per call.
 
-``--base`` runs each combination a second time, right after, with another install's
+``--base`` runs each combination a second time, next to it, with another install's
 gateway (its python, e.g. ``/work/main/.venv/bin/python``), and prints the paired
-per-round ratios (this / base): on a shared machine only those are comparable.
+per-round ratios (this / base; which one goes first alternates by round): on a
+shared machine only those are comparable.
 ``--only auto:legacy`` (host mode : upstream protocol) keeps the rows named.
 """
 
@@ -94,7 +95,7 @@ async def main(calls: int, rounds: int, base: str | None, only: list[str]) -> No
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(1, rounds + 1):
             for host, protocol in combos:
-                for build, python in builds:
+                for build, python in (builds if r % 2 else builds[::-1]):  # order rotates
                     row = await measure(Path(tmp), protocol, host, calls, python)
                     results.setdefault((host, protocol, build), []).append(row)
                     print(f"round {r} load {os.getloadavg()[0]:.1f}  {build}  host {host:6}  "

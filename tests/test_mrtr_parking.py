@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, Parking
+from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly, Parking
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.service import CallPath
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -221,3 +223,259 @@ async def test_roots_outside_a_call_come_from_the_sole_host_only() -> None:
             "file:///caller"]
     # A relay without a sole host at all (a replica built outside a manager).
     assert (await HostRelay("up", InFlight()).on_list_roots(ctx)).roots == []
+
+
+# -- lazy parking: the call runs in its caller's task until the upstream asks ----------
+
+
+@dataclass
+class Answerable(Declared):
+    """A host request that can be answered from another task (the stdio express lane's
+    ``LaneFront.reply``): what it was answered with goes to ``replies``."""
+
+    replies: list[Any] = field(default_factory=list, repr=False)
+    answered: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    async def reply(self, output: Any) -> None:
+        self.replies.append(output)
+        self.answered.set()
+
+
+def conclude(call: Any, encoding: Any, result: Any) -> Any:
+    """The pipeline's tail (``CallPipeline.conclude``): here the result as it is."""
+    return ("concluded", result)
+
+
+class Asker:
+    """An upstream call that asks ``questions`` at once from other tasks (as the SDK's
+    handler of a pushed request does), then answers with what it was told."""
+
+    def __init__(self, questions: int = 1, *, finish_first: bool = False,
+                 then_work: bool = False) -> None:
+        self.questions = questions
+        self.finish_first = finish_first  # return without waiting on its questions
+        self.then_work = then_work  # once answered, work until cancelled
+        self.returned = anyio.Event()
+        self.tasks: list[Any] = []
+        self.cancelled = anyio.Event()
+        self.asked = anyio.Event()
+        self.failures: list[str] = []
+
+    async def send(self, call: FakeCall) -> str:
+        self.tasks.append(anyio.get_current_task().id)
+        answers: list[str] = []
+
+        async def ask(n: int) -> None:
+            params = types.ElicitRequestFormParams(
+                message=f"q{n}", requested_schema={"type": "object", "properties": {}})
+            try:
+                answer = await call.front.elicit(params)
+            except MCPError as exc:
+                self.failures.append(exc.error.message)
+                return
+            answers.append(f"{n}:{answer.content['name']}")
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for n in range(self.questions):
+                    tg.start_soon(ask, n)
+                if self.finish_first:
+                    await self.asked_all(call)
+                    tg.cancel_scope.cancel()
+            if self.then_work:
+                await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+        self.returned.set()
+        return "done:" + ",".join(sorted(answers))
+
+    async def asked_all(self, call: FakeCall) -> None:
+        front: Any = call.front
+        while front.parked is None or len(front.parked.unshown()) + len(
+                front.parked.waiting_on) < self.questions:
+            await anyio.lowlevel.checkpoint()
+
+    def shows(self, asked: types.InputRequiredResult) -> types.InputRequiredResult:
+        return asked
+
+
+def answerable(state: str | None = None, answers: Any = None) -> Answerable:
+    return Answerable(session=None, protocol_version=MODERN, request_state=state,
+                      input_responses=answers)
+
+
+async def _first_round(parking: Parking, upstream: Asker, tg: Any) -> tuple[
+        Answerable, list[BaseException], anyio.Event, types.InputRequiredResult]:
+    """Start a lazily parked call in its own task; its first round's answer."""
+    first, raised, ended = answerable(), [], anyio.Event()
+
+    async def caller() -> None:
+        try:
+            await parking.send(FakeCall(first), upstream, conclude)
+        except AnsweredEarly as exc:  # what the lane's task gets: nothing more to answer
+            raised.append(exc)
+        finally:
+            ended.set()
+
+    tg.start_soon(caller)
+    with anyio.fail_after(10):
+        await first.answered.wait()
+    ((tag, asked),) = first.replies
+    assert tag == "concluded" and isinstance(asked, types.InputRequiredResult)
+    return first, raised, ended, asked
+
+
+async def test_a_call_that_never_asks_runs_in_its_callers_task_and_holds_nothing() -> None:
+    parking = Parking(ask_timeout=60)
+
+    class Plain:
+        tasks: list[Any] = []
+
+        async def send(self, call: FakeCall) -> str:
+            self.tasks.append(anyio.get_current_task().id)
+            return "plain"
+
+        def shows(self, asked: types.InputRequiredResult) -> Any:
+            raise AssertionError("nothing was asked")
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        front, plain = answerable(), Plain()
+        call = FakeCall(front)
+        assert parking.takes(call)
+        assert await parking.send(call, plain, conclude) == "plain"
+        assert plain.tasks == [anyio.get_current_task().id]
+        assert len(parking) == 0 and front.replies == []
+        tg.cancel_scope.cancel()
+
+
+async def test_a_lazily_parked_call_answers_its_host_early_and_goes_on_in_its_task() -> None:
+    parking = Parking(ask_timeout=60)
+    upstream = Asker()
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, raised, ended, asked = await _first_round(parking, upstream, tg)
+        ((key, request),) = (asked.input_requests or {}).items()
+        assert isinstance(request, types.ElicitRequest) and request.params.message == "q0"
+        token = asked.request_state
+        assert token is not None and token.startswith(TOKEN_PREFIX) and len(parking) == 1
+        assert not ended.is_set()  # the caller's task holds the upstream call
+        answer = {key: {"action": "accept", "content": {"name": "Ada"}}}
+        assert await parking.send(FakeCall(host(token, answer)), upstream, conclude) == (
+            "done:0:Ada")
+        with anyio.fail_after(10):
+            await ended.wait()
+        (early,) = raised
+        assert isinstance(early, AnsweredEarly)  # the caller must not answer again
+        assert len(upstream.tasks) == 1 and len(parking) == 0
+        with pytest.raises(UpstreamError, match="already returned its result"):
+            await parking.send(FakeCall(host(token, answer)), upstream, conclude)
+        tg.cancel_scope.cancel()
+
+
+async def test_questions_asked_together_are_answered_over_rounds() -> None:
+    parking = Parking(ask_timeout=60)
+    upstream = Asker(questions=2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, _, ended, asked = await _first_round(parking, upstream, tg)
+        answers: dict[str, Any] = {}
+        result: Any = asked
+        while isinstance(result, types.InputRequiredResult):
+            for key in result.input_requests or {}:
+                answers[key] = {"action": "accept", "content": {"name": key}}
+            result = await parking.send(FakeCall(host(asked.request_state, dict(answers))),
+                                        upstream, conclude)
+        assert result == "done:0:1-elicitation,1:2-elicitation"
+        with anyio.fail_after(10):
+            await ended.wait()
+        tg.cancel_scope.cancel()
+
+
+async def test_a_lazily_parked_question_expires_and_cancels_the_upstream_call() -> None:
+    parking = Parking(ask_timeout=0.05)
+    upstream = Asker()
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, raised, ended, asked = await _first_round(parking, upstream, tg)
+        with anyio.fail_after(10):
+            await upstream.cancelled.wait()
+            await ended.wait()
+        assert [type(exc) for exc in raised] == [AnsweredEarly]
+        with pytest.raises(UpstreamError, match=r"did not answer elicitation/create "
+                                                r"question within 0.05s"):
+            await parking.send(FakeCall(host(asked.request_state, {})), upstream, conclude)
+        assert parking.expired == 1 and len(parking) == 0
+        tg.cancel_scope.cancel()
+
+
+async def test_a_host_that_gives_up_on_a_later_round_cancels_the_lazy_call() -> None:
+    parking = Parking(ask_timeout=60)
+    upstream = Asker(then_work=True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, _, ended, asked = await _first_round(parking, upstream, tg)
+        ((key, _),) = (asked.input_requests or {}).items()
+        answer = {key: {"action": "accept", "content": {"name": "Ada"}}}
+        # The host answers, waits for the upstream's next step, and gives up on it.
+        with anyio.CancelScope() as scope:
+            async def give_up_when_answered() -> None:
+                while not upstream.tasks or len(parking._calls[asked.request_state]._asks):
+                    await anyio.lowlevel.checkpoint()
+                scope.cancel()
+
+            tg.start_soon(give_up_when_answered)
+            await parking.send(FakeCall(host(asked.request_state, answer)), upstream,
+                               conclude)
+        with anyio.fail_after(10):
+            await upstream.cancelled.wait()
+            await ended.wait()
+        with pytest.raises(UpstreamError, match="was cancelled by its host"):
+            await parking.send(FakeCall(host(asked.request_state, {})), upstream, conclude)
+        tg.cancel_scope.cancel()
+
+
+async def test_a_lazy_call_that_ends_while_asking_is_collected_by_the_next_round() -> None:
+    parking = Parking(ask_timeout=60)
+    upstream = Asker(finish_first=True)  # gives up on its question and answers
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, _, ended, asked = await _first_round(parking, upstream, tg)
+        with anyio.fail_after(10):
+            await upstream.returned.wait()
+        assert await parking.send(FakeCall(host(asked.request_state, {})), upstream,
+                                  conclude) == "done:"
+        with anyio.fail_after(10):
+            await ended.wait()
+        assert len(parking) == 0
+        tg.cancel_scope.cancel()
+
+
+async def test_beyond_the_cap_a_lazy_calls_question_fails_upstream_instead() -> None:
+    parking = Parking(ask_timeout=60, max_parked=1)
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        await _first_round(parking, Asker(), tg)
+        second, upstream = answerable(), Asker()
+        assert await parking.send(FakeCall(second), upstream, conclude) == "done:"
+        assert second.replies == []
+        (failure,) = upstream.failures
+        assert "1 calls are already waiting" in failure
+        tg.cancel_scope.cancel()
+
+
+async def test_a_host_that_cancels_before_any_question_cancels_the_lazy_call() -> None:
+    parking = Parking(ask_timeout=60)
+    upstream = Upstream(busy=True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        with anyio.CancelScope() as scope:
+            async def cancel_when_started() -> None:
+                await upstream.started.wait()
+                scope.cancel()
+
+            tg.start_soon(cancel_when_started)
+            await parking.send(FakeCall(answerable()), upstream, conclude)
+        assert upstream.cancelled.is_set() and len(parking) == 0
+        tg.cancel_scope.cancel()

@@ -21,7 +21,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.mrtr import Parkable, Parking
+from fast_mcp_gateway.front.mrtr import Conclude, Parkable, Parking
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 MAX_ASK_ROUNDS = 8
@@ -64,10 +64,12 @@ class Asking(Protocol[C, R]):
 # next call (with the gateway's requestState) answers it.  Everything else is sent as is.
 
 
-async def send_asking(parking: Parking | None, call: C, asking: Asking[C, R]) -> R:
-    """Send ``call`` upstream through its encoding, parked for MRTR when it must be."""
+async def send_asking(parking: Parking | None, call: C, asking: Asking[C, R],
+                      conclude: Conclude | None = None) -> R:
+    """Send ``call`` upstream through its encoding, parked for MRTR when it must be
+    (lazily with ``conclude``, the pipeline's tail: see ``Parking.send``)."""
     if parking is not None and parking.takes(cast(Parkable, call)):
-        return await parking.send(cast(Parkable, call), asking)
+        return await parking.send(cast(Parkable, call), asking, conclude)
     return await asking.send(call)
 
 

@@ -370,14 +370,16 @@ class CallPipeline:
     async def run(self, call: Call, encoding: Encoding[Any, Out]) -> Out:
         """Take ``call`` through the stages after routing; the encoding's answer.
 
-        Returns the encoding's output, or raises what the encoding made of a failure.
+        Returns the encoding's output, or raises what the encoding made of a failure
+        (or ``mrtr.AnsweredEarly``: a lazily parked call's host request was answered
+        from the task of the upstream's first question, through ``conclude``).
         """
         try:
             await self._admit(call)
             stage = self.results
             result = stage.cached(call, encoding) if stage is not None else None
             if result is None:
-                result = await send_asking(self.parking, call, encoding)
+                result = await send_asking(self.parking, call, encoding, self.conclude)
                 if encoding.bridges_asks(call):
                     result = await bridge_asks(call.service.name, call, encoding, result)
                 if stage is not None:
@@ -386,17 +388,38 @@ class CallPipeline:
         except anyio.get_cancelled_exc_class():
             # The host cancelled the call (notifications/cancelled) or went away (an
             # HTTP disconnect), or the gateway is stopping: recorded as cancelled, not
-            # as an error, and the cancellation goes on.
-            self._observe(call, Answer("cancelled", _CANCELLED))
+            # as an error, and the cancellation goes on.  (A parked call whose host
+            # request was answered early was recorded then.)
+            if not getattr(call.front, "answered", False):
+                self._observe(call, Answer("cancelled", _CANCELLED))
             raise
         except (CallRefused, UpstreamError, MCPError) as exc:
-            answer = encoding.fail(call, failure_of(call, exc))
-            self._observe(call, answer, exc)
-            if answer.raises is exc:
-                raise
-            if answer.raises is not None:
-                raise answer.raises from exc
-            return cast(Out, answer.output)
+            return self._failed(call, encoding, exc)
+        return self._answered(call, answer)
+
+    def conclude(self, call: Call, encoding: Encoding[Any, Out], result: Any) -> Out:
+        """The tail of ``run`` for a result sent elsewhere (MRTR's first round of a
+        lazily parked call): results stage, the encoding's answer, observers."""
+        try:
+            stage = self.results
+            if stage is not None:
+                result = stage.review(call, encoding, result)
+            answer = encoding.finish(call, result)
+        except (CallRefused, UpstreamError, MCPError) as exc:
+            return self._failed(call, encoding, exc)
+        return self._answered(call, answer)
+
+    def _failed(self, call: Call, encoding: Encoding[Any, Out],
+                exc: CallRefused | UpstreamError | MCPError) -> Out:
+        answer = encoding.fail(call, failure_of(call, exc))
+        self._observe(call, answer, exc)
+        if answer.raises is exc:
+            raise exc
+        if answer.raises is not None:
+            raise answer.raises from exc
+        return cast(Out, answer.output)
+
+    def _answered(self, call: Call, answer: Answer[Out]) -> Out:
         self._observe(call, answer)
         if answer.raises is not None:
             raise answer.raises

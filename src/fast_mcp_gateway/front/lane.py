@@ -44,7 +44,7 @@ import itertools
 import json
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
+from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     HostChannel,
@@ -96,6 +97,8 @@ class LaneFront(FrontCall):
     progress_token: Any = None
     log_levels: frozenset[str] = field(default_factory=frozenset)
     capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
+    # Answers this request from another task (MRTR parks a call lazily: mrtr.Answering).
+    reply: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -385,6 +388,16 @@ class StdioLane:
         version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.negotiated_version
         fields = result_fields(version)
         token = meta.get("progressToken")
+        key = coerce_request_id(request_id)
+        reply = None
+        if modern:
+            async def reply(line: bytes) -> None:
+                # Answered now, while the upstream call goes on in this task (parked):
+                # the host may reuse the id, and a cancellation of it is not this call's.
+                if self._calls.get(key) is scope:
+                    del self._calls[key]
+                await self._write(line)
+
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
             input_responses=params.get("inputResponses"),
@@ -392,6 +405,7 @@ class StdioLane:
             protocol_version=version, host=STDIO_HOST, lane=self, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
+            reply=reply,
         )
 
         def encode(result: dict[str, Any]) -> bytes:
@@ -406,6 +420,8 @@ class StdioLane:
                     # Any upstream may answer input_required: ``auto`` moves a replica
                     # to 2026-07-28 when a tool needs it (upstream/session.py).
                     None if modern else self.ask)
+            except AnsweredEarly:
+                return  # its first round answered the host (``reply``)
             except MCPError as exc:  # the upstream's error response, relayed as it came
                 line = _encode({"jsonrpc": "2.0", "id": request_id, "error": exc.error.model_dump(
                     by_alias=True, mode="json", exclude_none=True)})
@@ -415,7 +431,8 @@ class StdioLane:
                     "code": types.INTERNAL_ERROR,
                     "message": f"internal error in the gateway: {exc}"}})
             finally:
-                del self._calls[coerce_request_id(request_id)]
+                if self._calls.get(key) is scope:
+                    del self._calls[key]
             await self._write(line)
         # A cancelled call gets no response (the host gave up on it).
 

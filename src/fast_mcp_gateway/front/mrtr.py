@@ -7,14 +7,22 @@ answering its call with an ``InputRequiredResult``; it then calls again with
 ``inputResponses`` and the echoed ``requestState``.
 
 ``Parking`` joins the two.  A 2026 host's call of an upstream that may push is sent
-from a task the parking owns (a ``ParkedCall``), with a ``ParkedFront`` as its host:
-the relay (``upstream/relay.py``) hands a pushed request to it as to any host, and it
-*parks* the request instead of sending it.  The host's request then answers with
-every question parked so far (``InputRequiredResult``, ``requestState`` = the
-parked call's token), while the upstream's request and call stay open.  When the
-host calls again with that token, its answers go to the waiting upstream requests
-and the host waits for what the upstream does next: the final result, or more
-questions (another round).
+with a ``ParkedFront`` as its host: the relay (``upstream/relay.py``) hands a pushed
+request to it as to any host, and it *parks* the request instead of sending it.  The
+host's request then answers with every question parked so far
+(``InputRequiredResult``, ``requestState`` = the parked call's token), while the
+upstream's request and call stay open (a ``ParkedCall``).  When the host calls again
+with that token, its answers go to the waiting upstream requests and the host waits
+for what the upstream does next: the final result, or more questions (another round).
+
+Most calls never meet a pushed request, so where the host request can be answered
+from another task (``Answering``: the stdio express lane) parking is lazy: the call
+runs in the caller's own task, and only the first pushed request makes the
+``ParkedCall`` (token, events, registration) and answers the host's request from the
+asking task; the caller's task then holds the upstream call until the host collects
+its outcome, and ends with ``AnsweredEarly`` instead of answering again.  Elsewhere
+(FastMCP answers a request only when its handler returns) the upstream call runs in
+a task the parking owns from the start.
 
 Bounds and endings:
 
@@ -35,20 +43,18 @@ request, else it is told the question is not held here.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel, ValidationError
 
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.parked import ParkedCall, ParkedFront, parked_front
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.service import CallPath, Service
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -86,203 +92,14 @@ class Sending(Protocol[R_co]):
     def shows(self, asked: types.InputRequiredResult) -> R_co: ...
 
 
-@runtime_checkable
-class Declaring(Protocol):
-    """A host request that knows the capabilities its host declared (the express
-    lane's, from a 2026-07-28 request envelope)."""
-
-    def declares(self, capability: str) -> bool: ...
+class AnsweredEarly(Exception):
+    """The caller's request was already answered (``Answering.reply``) by a lazily
+    parked call's first question; the caller must not answer it again."""
 
 
-def declares(front: FrontCall, capability: str) -> bool:
-    """Whether the host of ``front`` declared ``sampling`` / ``elicitation`` / ``roots``."""
-    if isinstance(front, Declaring):
-        return front.declares(capability)
-    if front.session is None:
-        return False
-    try:  # a 2026-07-28 request's own envelope, a handshake-era session's initialize
-        caps = front.session.client_capabilities
-    except Exception:  # noqa: BLE001 - no capabilities known on this transport
-        return False
-    return caps is not None and getattr(caps, capability, None) is not None
-
-
-@dataclass(eq=False)
-class _Ask:
-    """One pushed request the upstream is waiting on."""
-
-    request: types.CreateMessageRequest | types.ElicitRequest | types.ListRootsRequest
-    result_type: Any
-    answered: anyio.Event = field(default_factory=anyio.Event)
-    answer: Any = None
-    error: types.ErrorData | None = None
-
-    def settle(self, answer: Any = None, error: types.ErrorData | None = None) -> None:
-        if not self.answered.is_set():
-            self.answer, self.error = answer, error
-            self.answered.set()
-
-
-@dataclass(eq=False)
-class ParkedFront(FrontCall):
-    """The host of a parked call, as the upstream relay sees it: asks are parked,
-    progress and logs go to the host request being served now (none between rounds)."""
-
-    parked: ParkedCall | None = None
-
-    @property
-    def reachable(self) -> bool:
-        return True
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        current = self.parked.current if self.parked is not None else None
-        if current is not None:
-            await current.progress(progress, total, message)
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        current = self.parked.current if self.parked is not None else None
-        if current is not None:
-            await current.log(params)
-
-    def can_ask(self, capability: str) -> bool:
-        return self.parked is not None and self.parked.declares(capability)
-
-    async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
-        assert self.parked is not None
-        result_type: Any = (types.CreateMessageResultWithTools if params.tools
-                            else types.CreateMessageResult)
-        return await self.parked.ask(types.CreateMessageRequest(params=params), result_type)
-
-    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
-        assert self.parked is not None
-        result: types.ElicitResult = await self.parked.ask(types.ElicitRequest(params=params),
-                                                           types.ElicitResult)
-        return result
-
-    async def list_roots(self) -> types.ListRootsResult:
-        assert self.parked is not None
-        result: types.ListRootsResult = await self.parked.ask(types.ListRootsRequest(),
-                                                              types.ListRootsResult)
-        return result
-
-
-class ParkedCall:
-    """One upstream call held across a 2026-07-28 host's rounds (see the module doc)."""
-
-    def __init__(self, token: str, owner: tuple[str, str, str], what: str, server: str,
-                 host: FrontCall, path: CallPath, ask_timeout: float) -> None:
-        self.token, self.owner, self.what, self.server = token, owner, what, server
-        self.path = path
-        self.ask_timeout = ask_timeout
-        self.current: FrontCall | None = None  # the host request being served now
-        self._declaring = host
-        self._asks: dict[str, _Ask] = {}
-        self._shown: set[str] = set()
-        self._keys = 0
-        self._changed = anyio.Event()
-        self.timer = anyio.CancelScope()  # the scope an unanswered question expires
-        self.outcome: tuple[Any, BaseException | None] | None = None
-        self.collected = anyio.Event()
-        self.cancelled_by_host = False
-        self.waiting_on: list[str] = []  # the methods the host was last shown
-
-    def declares(self, capability: str) -> bool:
-        return declares(self._declaring, capability)
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    # -- the upstream's side (in the SDK's request handler task) ------------------------
-
-    async def ask(self, request: Any, result_type: Any) -> Any:
-        """Park one pushed request until the host answers it (or the call ends)."""
-        self._keys += 1
-        key = f"{self._keys}-{request.method.split('/')[0]}"
-        ask = self._asks[key] = _Ask(request, result_type)
-        self._wake()
-        try:
-            await ask.answered.wait()
-        finally:
-            self._asks.pop(key, None)
-            self._shown.discard(key)
-        if ask.error is not None:
-            raise MCPError.from_error_data(ask.error)
-        return ask.answer
-
-    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.outcome = (result, error)
-        self._wake()
-
-    def close(self, reason: str) -> None:
-        """The call is over: every question still parked is answered with an error."""
-        for ask in list(self._asks.values()):
-            ask.settle(error=types.ErrorData(code=types.REQUEST_TIMEOUT, message=reason))
-
-    # -- the host's side (in its request's task) ----------------------------------------
-
-    async def round(self, front: FrontCall, answers: Any) -> types.InputRequiredResult | Any:
-        """Serve one host request: deliver ``answers``, then wait for the upstream's
-        next questions (an ``InputRequiredResult``) or its result (returned or raised)."""
-        if self.current is not None:
-            raise UpstreamError(self.server, f"{self.what} is already waiting on another "
-                                             "request of the host for this requestState")
-        self.current = front
-        self.timer.deadline = math.inf  # the host is back: nothing expires while it waits
-        try:
-            self._deliver(answers)
-            while True:
-                if self.outcome is not None:
-                    self.collected.set()
-                    result, error = self.outcome
-                    if error is not None:
-                        raise error
-                    return result
-                unshown = [key for key in self._asks if key not in self._shown]
-                if unshown:
-                    break
-                await self._changed.wait()
-        except anyio.get_cancelled_exc_class():
-            # The host gave up on its call (cancelled it, or its HTTP request ended).
-            if self.outcome is None:
-                self.cancelled_by_host = True
-                self.timer.cancel()
-            raise
-        finally:
-            self.current = None
-        self._shown.update(unshown)
-        self.waiting_on = sorted({str(self._asks[key].request.method) for key in self._shown})
-        self.timer.deadline = anyio.current_time() + self.ask_timeout
-        return types.InputRequiredResult(
-            input_requests={key: self._asks[key].request for key in self._asks
-                            if key in self._shown},
-            request_state=self.token,
-        )
-
-    def _deliver(self, answers: Any) -> None:
-        if not isinstance(answers, Mapping):  # none, or not a map of answers: none given
-            answers = {}
-        for key in list(self._shown):
-            ask = self._asks.get(key)
-            if ask is None:
-                continue
-            if key not in answers:
-                self._shown.discard(key)  # not answered: shown again in this round
-                continue
-            value = answers[key]
-            # Answered: no longer the host's to answer, even before its asker wakes.
-            del self._asks[key]
-            self._shown.discard(key)
-            if isinstance(value, BaseModel):
-                value = value.model_dump(by_alias=True, mode="json", exclude_none=True)
-            try:
-                ask.settle(ask.result_type.model_validate(value))
-            except ValidationError as exc:
-                first = str(exc).splitlines()[:3]
-                ask.settle(error=types.ErrorData(
-                    code=types.INVALID_PARAMS,
-                    message=f"the host's answer to {ask.request.method} is not a valid "
-                            f"result: {' '.join(line.strip() for line in first)}"))
+Conclude = Callable[[Any, Any, Any], Any]
+"""The pipeline's tail for a result already sent (``CallPipeline.conclude``):
+``(call, encoding, result) -> output``; observed and shaped as any call's answer."""
 
 
 class Parking:
@@ -326,9 +143,15 @@ class Parking:
             return state in self._calls or state in self._ended or not call.service.is_modern
         return any(not replica.is_modern for replica in call.service.replicas)
 
-    async def send(self, call: Parkable, sending: Sending[R]) -> R:
+    async def send(self, call: Parkable, sending: Sending[R],
+                   conclude: Conclude | None = None) -> R:
         """Send ``call`` (or continue the parked call it names); the upstream's result,
-        or its questions shown as ``sending`` shows an ``InputRequiredResult``."""
+        or its questions shown as ``sending`` shows an ``InputRequiredResult``.
+
+        With ``conclude`` and a host request that can be answered from another task
+        (``Answering``), a fresh call is parked lazily (module doc): if it ends up
+        parked, its host request is answered through ``conclude`` and ``reply``, and
+        this raises ``AnsweredEarly`` once the host has collected the outcome."""
         state = call.front.request_state
         host = call.front
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
@@ -336,6 +159,9 @@ class Parking:
             call.path = parked.path  # the record names the replica the call went to
             answers = host.input_responses
         else:
+            reply = getattr(host, "reply", None)
+            if reply is not None and conclude is not None:
+                return await self._send_lazily(call, sending, reply, conclude)
             parked, answers = self._park(call, sending), None
         try:
             outcome = await parked.round(host, answers)
@@ -364,27 +190,66 @@ class Parking:
                                         "belongs to another call; call it again without it")
         return parked
 
-    def _park(self, call: Parkable, sending: Sending[R]) -> ParkedCall:
-        assert self._tg is not None
+    def _new(self, call: Parkable, host: FrontCall,
+             timer: anyio.CancelScope | None = None) -> ParkedCall:
+        """A parked call for ``call`` of ``host``, held under a fresh token (raises
+        ``UpstreamError`` when ``max_parked`` are held)."""
         server = call.service.name
         what = f"{call.method} '{call.exposed}'"
         if len(self._calls) >= self.max_parked:
             raise UpstreamError(server, f"{what}: {self.max_parked} calls are already waiting "
                                         "for their hosts' answers; try again later")
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
-        parked = ParkedCall(token, self._owner(call), what, server, call.front, call.path,
-                            self.ask_timeout)
+        parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
+                            self.ask_timeout, timer)
+        self._calls[token] = parked
+        return parked
+
+    def _park(self, call: Parkable, sending: Sending[R]) -> ParkedCall:
+        assert self._tg is not None
         host = call.front
-        front = ParkedFront(**{f.name: getattr(host, f.name) for f in fields(FrontCall)
-                               if f.init}, parked=parked)
+        parked = self._new(call, host)
+        front = parked_front(host)
+        front.parked = parked
         call.front = front
         if getattr(sending, "on_progress", None) is not None:
             # The express lane's progress callback: to the round being served, too.
             sending.on_progress = front.progress  # type: ignore[attr-defined]
-        self._calls[token] = parked
         # The task copies this request's context (tracing, FastMCP's request state).
         self._tg.start_soon(self._hold, parked, lambda: sending.send(call))
         return parked
+
+    async def _send_lazily(self, call: Parkable, sending: Sending[R],
+                           reply: Callable[[Any], Awaitable[None]], conclude: Conclude) -> R:
+        """Send ``call`` in this task; parked only if the upstream pushes a request."""
+        host = call.front
+        lazy = _Lazy(self, call, sending, host, reply, conclude)
+        front = parked_front(host)
+        front.lazy = lazy
+        call.front = front
+        if getattr(sending, "on_progress", None) is not None:
+            sending.on_progress = front.progress  # type: ignore[attr-defined]
+        try:
+            with lazy.timer:
+                try:
+                    result = await sending.send(call)
+                except Exception as exc:
+                    if lazy.parked is None:
+                        raise
+                    lazy.parked.finish(error=exc)
+                else:
+                    if lazy.parked is None:
+                        return result
+                    lazy.parked.finish(result)
+            # Parked (only a parked call's timer is ever cancelled): the host's request
+            # was answered by the first question; the outcome waits for its collection.
+            assert lazy.parked is not None
+            await self._keep(lazy.parked)
+        finally:
+            if lazy.parked is not None:
+                lazy.parked.close(f"the gateway ended {lazy.parked.what}")
+                self._calls.pop(lazy.parked.token, None)
+        raise AnsweredEarly(call.exposed)
 
     async def _hold(self, parked: ParkedCall, send: Callable[[], Awaitable[Any]]) -> None:
         """Run the parked call's upstream call, then keep its outcome until collected."""
@@ -394,23 +259,29 @@ class Parking:
                     parked.finish(await send())
                 except Exception as exc:  # noqa: BLE001 - handed to the host as it came
                     parked.finish(error=exc)
-            if parked.timer.cancelled_caught:
-                self._ended_early(parked)
-            # Kept for the host to collect until the round's deadline (none while a
-            # host request waits: it takes the outcome at once).
-            deadline = parked.timer.deadline
-            parked.timer = anyio.CancelScope(deadline=deadline)
-            with parked.timer:
-                await parked.collected.wait()
-            if not parked.collected.is_set() and parked.token not in self._ended:
-                message = (f"{parked.what}: the host did not call again within "
-                           f"{parked.ask_timeout:g}s to collect the result; call it again "
-                           "without requestState")
-                logger.info("upstream '%s': %s", parked.server, message)
-                self._end(parked, message)
+            await self._keep(parked)
         finally:
             parked.close(f"the gateway ended {parked.what}")
             self._calls.pop(parked.token, None)
+
+    async def _keep(self, parked: ParkedCall) -> None:
+        """After the upstream call ended: keep its outcome for the host to collect until
+        the round's deadline (none while a host request waits: it takes it at once)."""
+        if parked.timer.cancelled_caught:
+            # Expired or cancelled by its host: a later round is told by the tombstone
+            # (no outcome to keep: a host request cancelled by its host waited forever).
+            self._ended_early(parked)
+            return
+        deadline = parked.timer.deadline
+        parked.timer = anyio.CancelScope(deadline=deadline)
+        with parked.timer:
+            await parked.collected.wait()
+        if not parked.collected.is_set() and parked.token not in self._ended:
+            message = (f"{parked.what}: the host did not call again within "
+                       f"{parked.ask_timeout:g}s to collect the result; call it again "
+                       "without requestState")
+            logger.info("upstream '%s': %s", parked.server, message)
+            self._end(parked, message)
 
     def _ended_early(self, parked: ParkedCall) -> None:
         if parked.cancelled_by_host:
@@ -430,3 +301,32 @@ class Parking:
         self._ended[parked.token] = message
         while len(self._ended) > _TOMBSTONES:
             self._ended.popitem(last=False)
+
+
+class _Lazy:
+    """A call sent in its caller's task that no pushed request has parked yet."""
+
+    __slots__ = ("call", "conclude", "host", "parked", "parking", "reply", "sending", "timer")
+
+    def __init__(self, parking: Parking, call: Parkable, sending: Sending[Any], host: FrontCall,
+                 reply: Callable[[Any], Awaitable[None]], conclude: Conclude) -> None:
+        self.parking, self.call, self.sending, self.host = parking, call, sending, host
+        self.reply, self.conclude = reply, conclude
+        self.timer = anyio.CancelScope()
+        self.parked: ParkedCall | None = None
+
+    def promote(self, front: ParkedFront) -> ParkedCall:
+        """The first pushed request: park the call (its first asker answers the host)."""
+        try:
+            parked = self.parking._new(self.call, self.host, self.timer)
+        except UpstreamError as exc:  # full: this question fails upstream, as it came
+            raise MCPError(types.INVALID_REQUEST, exc.detail) from exc
+        self.parked = parked
+        parked.first_round = self._first_round
+        return parked
+
+    async def _first_round(self) -> None:
+        parked = self.parked
+        assert parked is not None
+        asked = parked.show(parked.unshown())
+        await self.reply(self.conclude(self.call, self.sending, self.sending.shows(asked)))

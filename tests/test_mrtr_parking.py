@@ -8,6 +8,7 @@ would (``front.elicit``); the end-to-end behaviour with real processes is in
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -479,3 +480,35 @@ async def test_a_host_that_cancels_before_any_question_cancels_the_lazy_call() -
             await parking.send(FakeCall(answerable()), upstream, conclude)
         assert upstream.cancelled.is_set() and len(parking) == 0
         tg.cancel_scope.cancel()
+
+
+class _NoLaneTools:
+    """A provider the lane must not consult (it would take the call)."""
+
+    def lane_tool(self, name: str) -> None:
+        raise AssertionError(f"the lane considered taking {name!r}")
+
+
+def test_the_lane_leaves_a_round_the_full_path_began_to_it() -> None:
+    # A 2026-07-28 host's call made before the upstream was listed takes the full path,
+    # whose asking round carries FastMCP's own requestState; the host's retry, once
+    # the lane knows the tool, must go back there (the lane knows only its gw-mrtr
+    # tokens: it sent the call upstream anew and the host waited 30 s for nothing).
+    from fast_mcp_gateway.front.lane import StdioLane
+
+    lane = StdioLane(_NoLaneTools(), dict)  # type: ignore[arg-type]
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "h", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+
+    def line(**params: Any) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "up_tool", "arguments": {}, "_meta": meta, **params}}).encode()
+
+    assert not lane._take_call(line(requestState="v1.fastmcp-state", inputResponses={}))
+    assert not lane._take_call(line(inputResponses={"a": {"action": "decline"}}))
+    assert not lane._take_call(line(requestState=5))
+    with pytest.raises(AssertionError, match="considered taking"):
+        lane._take_call(line(requestState="gw-mrtr.its-own", inputResponses={}))
+    with pytest.raises(AssertionError, match="considered taking"):
+        lane._take_call(line())

@@ -61,7 +61,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.front.mrtr import AnsweredEarly
+from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     HostChannel,
@@ -246,6 +246,10 @@ class StdioLane:
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error
+        state = params.get("requestState")
+        if (state is not None or "inputResponses" in params) and not (
+                isinstance(state, str) and state.startswith(TOKEN_PREFIX)):
+            return False  # a round the full path began (FastMCP's own requestState)
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
         key = coerce_request_id(request_id)

@@ -233,3 +233,21 @@ def test_only_an_initialize_request_counts_as_one() -> None:
     assert not is_initialize('{"method": "initialize", "id": 1')  # not JSON
     assert not is_initialize(json.dumps(OPENING[2]))
     assert not is_initialize(json.dumps([OPENING[0]]))
+
+
+async def test_a_deferring_gateway_served_in_process_adds_them_before_any_request() -> None:
+    """Library mode (and the SDK's threaded stdio) has no ``AnswerFirst``: the lifespan
+    does the deferred work before the first request."""
+    from fastmcp import Client
+
+    from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
+
+    gateway = Gateway(parse_config({"servers": {}}, source="test"),
+                      GatewaySettings(db=None, startup_wait=600.0), answer_first=True)
+    assert not gateway.started.done.is_set()
+    assert gateway.provider.own == {}  # not added yet (each one added is registered here)
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server) as client:
+            names = {tool.name for tool in await client.list_tools()}
+    assert gateway.started.done.is_set() and gateway.provider.own.keys() == ADMIN_TOOL_NAMES
+    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES

@@ -132,17 +132,17 @@ def guard_admin_tools(server: FastMCP[Any], principal: PrincipalResolver,
                       listed: Callable[[str], bool]) -> frozenset[str]:
     """Hide the admin tools (added yet or not) from callers without scope ``admin`` and
     from lists ``listed`` refuses; returns all their names (the catalog reserves them)."""
-    server.add_middleware(AdminVisibility(ADMIN_TOOL_NAMES, principal, listed))
-    return ADMIN_TOOL_NAMES
+    names = frozenset(tool.name for tool in ADMIN_TOOLS)
+    server.add_middleware(AdminVisibility(names, principal, listed))
+    return names
 
 
 def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: PrincipalResolver,
                     registered: Callable[[Tool], None]) -> Iterator[str]:
-    """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
-    the read-only ones, ``off``: none) to ``server``, each calling its operation over
-    ``ctx`` for callers ``principal()`` says have scope ``admin``; each one added is
-    passed to ``registered`` (search finds them).  One tool per step (yields its name):
-    FastMCP builds each one's schemas, so other work may run between."""
+    """Add the admin tools ``gateway.admin`` allows (``full``: all, ``read_only``: the
+    read-only ones, ``off``: none) to ``server``, each calling its operation over ``ctx``
+    for callers ``principal()`` says have scope ``admin``, and pass each to ``registered``
+    (search finds them).  One per step (yields its name): others may run between."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
             made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,

@@ -206,7 +206,6 @@ def track_current_host(hub: FrontHub) -> None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")
 
 
-
 class Deferred:
     """Start-up work that may wait until ``initialize`` is answered: each of ``steps``
     (the event loop serves other tasks between two), then ``then()``.  ``run`` does it

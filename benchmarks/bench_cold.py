@@ -1,9 +1,9 @@
 """Cold start: spawn a case's processes, time initialize and the first complete listing.
 
-A single process's CPU at its ``initialize`` answer is read from /proc as soon as the
-answer arrives (the process goes on working meanwhile: on a loaded machine it includes
-a little of what follows).  ``MCP_GATEWAY_BENCH_BASELINE`` adds ``gateway@base x1``,
-another install's gateway, to the same rounds.
+``MCP_GATEWAY_BENCH_BASELINE`` adds ``gateway@base x1``, another install's gateway, to
+the same rounds.  The CPU a process spent to its ``initialize`` answer is measured by
+``init_cpu.py``: read here, after the client's handshake, it would include whatever
+the process did after answering.
 
 Each case starts from nothing (a fresh process tree per case and round); a case that is
 not ready within ``Plan.ready_within`` is reported as such and not started again.
@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 from bench_harness import (
@@ -37,25 +36,12 @@ from bench_phases import Log, Phase, Plan, Results
 
 # -- cold start -------------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float | None:
-    """User+system CPU seconds ``pid`` has used so far (None: gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
 
 @dataclass
 class Start:
     """One cold start of one case (times in seconds; None: did not happen)."""
 
     initialize_s: float | None  # spawn -> every client initialized
-    initialize_cpu_s: float | None  # CPU of the one spawned process at its answer
     ready_s: float | None  # spawn -> every expected tool listed
     seen: int  # expected tools listed when it ended
     expected: int
@@ -85,17 +71,12 @@ async def cold_start(ws: Workspace, eps: Sequence[Endpoint], tag: str, within: f
             settled.set()
 
     scopes = [anyio.CancelScope() for _ in eps]
-    init_cpu: float | None = None
 
     async def one(i: int, ep: Endpoint) -> None:
-        nonlocal init_cpu
         with scopes[i]:
             try:
                 async with ws.client(ep, f"{tag}-{i}", timeout=within) as client:
                     inited[i] = time.perf_counter() - started
-                    if count == 1:  # what the process spent to answer (read at once)
-                        spawned = [p for p in children_of(os.getpid()) if p not in mine_before]
-                        init_cpu = process_cpu(spawned[0]) if len(spawned) == 1 else None
 
                     async def poll() -> None:
                         while True:
@@ -143,7 +124,6 @@ async def cold_start(ws: Workspace, eps: Sequence[Endpoint], tag: str, within: f
     ready_times = [t for t in ready if t is not None]
     return Start(
         initialize_s=max(init_times) if len(init_times) == count else None,
-        initialize_cpu_s=init_cpu,
         ready_s=max(ready_times) if len(ready_times) == count else None,
         seen=sum(seen), expected=sum(len(ep.tools) for ep in eps),
         cpu_s=children_cpu() - cpu_before, close_s=close_s, orphans=len(orphans), rss_mb=rss,
@@ -192,7 +172,6 @@ async def cold_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None:
         bases={f"gateway x{n}": f"direct x{n}" if plan.cold_floor else "gateway x1",
                f"gateway x{n}, light upstream": "gateway x1, light upstream"})
     ph.define("init", "initialize answered (ms)", "{:.0f}")
-    ph.define("initcpu", "CPU to initialize (ms)", "{:.0f}")
     ph.define("ready", "ready (ms)", "{:.0f}")
     ph.define("cpu", "CPU (s)", "{:.1f}", paired=False)
     ph.define("close", "close (ms)", "{:.0f}", paired=False)
@@ -208,8 +187,6 @@ async def cold_phase(ws: Workspace, plan: Plan, res: Results, log: Log) -> None:
             start = await cold_start(ws, cases[case], f"cold{r}", plan.ready_within)
             ph.put("init", case, r, None if start.initialize_s is None
                    else 1000 * start.initialize_s)
-            ph.put("initcpu", case, r, None if start.initialize_cpu_s is None
-                   else 1000 * start.initialize_cpu_s)
             ph.put("ready", case, r, None if start.ready_s is None else 1000 * start.ready_s)
             ph.put("cpu", case, r, start.cpu_s)
             ph.put("close", case, r, 1000 * start.close_s)

@@ -1,5 +1,10 @@
 """Cold start: spawn a case's processes, time initialize and the first complete listing.
 
+``MCP_GATEWAY_BENCH_BASELINE`` adds ``gateway@base x1``, another install's gateway, to
+the same rounds.  The CPU a process spent to its ``initialize`` answer is measured by
+``init_cpu.py``: read here, after the client's handshake, it would include whatever
+the process did after answering.
+
 Each case starts from nothing (a fresh process tree per case and round); a case that is
 not ready within ``Plan.ready_within`` is reported as such and not started again.
 """
@@ -148,6 +153,11 @@ def cold_cases(ws: Workspace, plan: Plan) -> dict[str, list[Endpoint]]:
     }
     if plan.cold_floor:
         cases[f"direct x{n}"] = [ws.direct()] * n
+    baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
+    if baseline:  # another install's gateway in the same rounds: a before/after pair
+        cases["gateway@base x1"] = [ws.gateway(
+            {"up": [str(UPSTREAM)]}, namespaced({"up": UPSTREAM_TOOLS}), "cold1-base",
+            python=baseline)]
     return cases
 
 

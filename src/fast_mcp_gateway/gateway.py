@@ -36,7 +36,7 @@ from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
-from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
+from fast_mcp_gateway.admin.mcp_tools import add_admin_tools, guard_admin_tools
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.admin.pins import follow_pins, load_pins
 from fast_mcp_gateway.alerts import AlertEngine
@@ -53,7 +53,7 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
+from fast_mcp_gateway.front.server import Deferred, GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -89,6 +89,7 @@ class Gateway:
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy = DEFAULT_RESTART,
         name: str = "fast-mcp-gateway",
+        answer_first: bool = False,
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.manager = UpstreamManager(
@@ -127,14 +128,20 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.use_provider(self.provider)
-        # Everything the admin tools reach is built; now adapt them to this server.
-        # In search exposure they are behind search too (found by callers with scope
-        # admin, listed only if pinned): the provider holds them for search_tools.
-        self.admin_tool_names = register_admin_tools(
-            self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
-            listed=self.provider.lists_own_tool,
-            registered=lambda tool: self.provider.own.__setitem__(tool.name, tool))
+        # The admin tools (behind search too in search exposure: the provider holds them
+        # for search_tools) are hidden from non-admins now; adding them costs ~60 ms of
+        # CPU, which ``answer_first`` (stdio ``serve``) defers past the initialize answer.
+        self.admin_tool_names = guard_admin_tools(
+            self.server, lambda: self.provider.pipeline.resolve_principal(),
+            self.provider.lists_own_tool)
         self.manager.reserve_names(self.admin_tool_names)
+        self.started = Deferred(add_admin_tools(
+            self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
+            lambda tool: self.provider.own.__setitem__(tool.name, tool)),
+            then=self.provider.invalidate)  # a search index built meanwhile lacks them
+        self._answer_first = False  # the stdio front runs ``started`` after its answer
+        if not answer_first:
+            self.started.run_now()
         self.manager.on_change(self.hub.changed)
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
@@ -201,6 +208,8 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        if not self._answer_first:
+            await self.started.run()
         tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run]
         s = self.settings
         store: Store | None = None
@@ -430,6 +439,8 @@ class Gateway:
                     tg.cancel_scope.cancel()
                 return
             reader, writer = streams
+            self._answer_first = True  # started: after the answer, before the next line
+            front = self.started.hold(reader, writer)
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane,
@@ -442,17 +453,19 @@ class Gateway:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
                     await tg.start(functools.partial(lane.run, writer))
+                    tg.start_soon(self.started.run_after, self.startup.opened)
                     if self.settings.dashboard is not None:
                         from fast_mcp_gateway.ui.standalone import serve_dashboard
 
                         await tg.start(serve_dashboard, self.control, self.events,
                                        self.settings.dashboard)
                     reader.intercept = lane.intercept
-                    async with stdio_server(cast(Any, reader), cast(Any, writer)) as (read, write):
+                    async with stdio_server(cast(Any, front), cast(Any, front)) as (read, write):
                         self._init_options = low.create_initialization_options()
                         await low.run(read, write, self._init_options)
                     tg.cancel_scope.cancel()
             finally:
+                self._answer_first = False
                 self.manager.sole_host.front = None
                 reset_transport(token)
 

@@ -3,7 +3,7 @@
 Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
 parameters (their types and descriptions are the tool's input schema), its docstring
 (the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
-registry; ``register_admin_tools`` adds all of it and returns the names, which the
+registry; ``register_admin_tools`` adds it and returns the names, which the
 gateway reserves in the catalog: an upstream tool can never shadow an admin tool,
 including one added later, and no list of names is kept by hand.
 
@@ -19,9 +19,10 @@ destructive (it removes that server's components from every host).
 
 from __future__ import annotations
 
+import collections
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -121,14 +122,27 @@ def admin_kind(tool: AdminTool) -> AdminKind:
 def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
                          principal: PrincipalResolver = lambda: LOCAL, *,
                          listed: Callable[[str], bool] = lambda name: True,
-                         registered: Callable[[Tool], None] = lambda tool: None
-                         ) -> frozenset[str]:
-    """Add the admin tools that ``gateway.admin`` allows (``full``: all, ``read_only``:
-    the read-only ones, ``off``: none) to ``server``, each calling its operation over
-    ``ctx`` for callers ``principal()`` says have scope ``admin``; each one added is
-    passed to ``registered`` (search mode finds and calls them), and lists show only
-    those ``listed(name)`` allows.  Returns every admin tool's name, registered or not:
-    the catalog reserves them all, so an upstream can never take an admin tool's name."""
+                         registered: Callable[[Tool], None] = lambda t: None) -> frozenset[str]:
+    """``add_admin_tools`` (every step), then ``guard_admin_tools`` (its names)."""
+    collections.deque(add_admin_tools(server, ctx, principal, registered), 0)
+    return guard_admin_tools(server, principal, listed)
+
+
+def guard_admin_tools(server: FastMCP[Any], principal: PrincipalResolver,
+                      listed: Callable[[str], bool]) -> frozenset[str]:
+    """Hide the admin tools (added yet or not) from callers without scope ``admin`` and
+    from lists ``listed`` refuses; returns all their names (the catalog reserves them)."""
+    names = frozenset(tool.name for tool in ADMIN_TOOLS)
+    server.add_middleware(AdminVisibility(names, principal, listed))
+    return names
+
+
+def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: PrincipalResolver,
+                    registered: Callable[[Tool], None]) -> Iterator[str]:
+    """Add the admin tools ``gateway.admin`` allows (``full``: all, ``read_only``: the
+    read-only ones, ``off``: none) to ``server``, each calling its operation over ``ctx``
+    for callers ``principal()`` says have scope ``admin``, and pass each to ``registered``
+    (search finds them).  One per step (yields its name): others may run between."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
             made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,
@@ -136,9 +150,7 @@ def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
             registered(server.add_tool(made.model_copy(update={
                 "parameters": lean_schema(made.parameters),
                 "output_schema": lean_schema(made.output_schema)})))
-    names = frozenset(tool.name for tool in ADMIN_TOOLS)
-    server.add_middleware(AdminVisibility(names, principal, listed))
-    return names
+            yield tool.name
 
 
 def _bind(tool: AdminTool, ctx: AdminContext,

@@ -7,16 +7,24 @@ read or get of a name the catalog does not know yet waits, during start-up, for 
 first attempts to end (bounded by the call timeout): its server may be connecting.
 A server that connects later reaches hosts through ``list_changed`` (``FrontHub``).
 ``initialize`` itself never waits on the gate: it names no upstream component.
+
+Answer first: a stdio ``serve`` answers ``initialize`` before it finishes its own
+start-up (``Deferred``: registering the ``gateway_*`` tools, ~60 ms of CPU), and
+reads no further line of the host's until that is done (``AnswerFirst``), so no request
+ever sees a gateway without them.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from fastmcp.exceptions import NotFoundError
 from fastmcp.prompts import Prompt
 from fastmcp.prompts.base import PromptResult
@@ -201,3 +209,119 @@ def track_current_host(hub: FrontHub) -> None:
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")
 
+
+class Deferred:
+    """Start-up work that may wait until ``initialize`` is answered: each of ``steps``
+    (the event loop serves other tasks between two), then ``then()``.  ``run`` does it
+    once (whoever calls first: the stdio front after its answer, a fallback, the
+    lifespan); every other caller waits until it is done.  ``done`` is set then, also
+    when it failed (the failure is raised to the first caller)."""
+
+    def __init__(self, steps: Iterator[object], then: Callable[[], None]) -> None:
+        self._steps, self._then = steps, then
+        self._begun = False
+        self.done = anyio.Event()
+
+    def run_now(self) -> None:
+        """Do it all at once, from synchronous code (nobody is waiting yet)."""
+        self._begun = True
+        collections.deque(self._steps, 0)
+        self._then()
+        self.done.set()
+
+    async def run(self) -> None:
+        if self._begun:
+            await self.done.wait()
+            return
+        self._begun = True
+        try:
+            for _ in self._steps:
+                await anyio.lowlevel.checkpoint()
+            self._then()
+        finally:
+            self.done.set()
+
+    def hold(self, lines: _Lines, output: _Output) -> AnswerFirst:
+        """The stdio front's lines and output, holding the host's second line until this
+        work is done (``AnswerFirst``)."""
+        return AnswerFirst(lines, output, self)
+
+    async def run_after(self, event: anyio.Event) -> None:
+        """``run`` once ``event`` is set (a fallback: a host that sends nothing still
+        gets a started gateway)."""
+        await event.wait()
+        await self.run()
+
+
+class _Lines(Protocol):
+    def __aiter__(self) -> _Lines: ...
+    async def __anext__(self) -> str: ...
+
+
+class _Output(Protocol):
+    async def write(self, text: str) -> None: ...
+    async def flush(self) -> None: ...
+
+
+def is_initialize(line: str) -> bool:
+    """Whether ``line`` is an ``initialize`` request (JSON-RPC, with an id)."""
+    if '"initialize"' not in line:
+        return False
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize" \
+        and "id" in message
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)
+
+
+class AnswerFirst:
+    """The host's lines and the gateway's output as the SDK's stdio server sees them,
+    holding every line after the first until ``after`` has run.
+
+    A first line that is an ``initialize`` request is handed on at once; the next line
+    is read only once something was flushed to the host (the answer) or ``after`` was
+    run by someone else, and ``after.run()`` returned.  Any other first line runs
+    ``after`` before it is handed on.  So the host gets its answer as early as from a
+    bare server, and whatever it sends next (even in the same write) is read by a
+    gateway whose start-up is complete.
+    """
+
+    def __init__(self, lines: _Lines, output: _Output, after: Deferred) -> None:
+        self._lines, self._output, self._after = lines, output, after
+        self._first = True
+        self._answered = anyio.Event()
+
+    def __aiter__(self) -> AnswerFirst:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._first:
+            self._first = False
+            line = await self._lines.__anext__()
+            if not is_initialize(line):
+                await self._after.run()
+            return line
+        if not self._after.done.is_set():
+            await _first_of(self._answered, self._after.done)
+            await self._after.run()
+        return await self._lines.__anext__()
+
+    async def write(self, text: str) -> None:
+        await self._output.write(text)
+
+    async def flush(self) -> None:
+        await self._output.flush()
+        self._answered.set()

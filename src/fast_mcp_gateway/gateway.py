@@ -1,13 +1,10 @@
 """Gateway: the FastMCP server that fronts every upstream (library mode entry point).
 
-``Gateway(config)`` builds one FastMCP server with
-
-* the ``GatewayProvider`` (the upstream catalog; its lifespan runs the manager),
-* the control plane (``admin.control``: config reload, route rules, audit, health
-  history) and the admin operations adapted to MCP as the ``gateway_*`` tools,
-* what FastMCP does not forward by itself: ``list_changed`` to connected hosts of
-  both protocol eras, resource subscriptions and ``resources/updated``, and
-  ``completion/complete``.
+``Gateway(config)`` builds one FastMCP server with the ``GatewayProvider`` (the upstream
+catalog; its lifespan runs the manager), the control plane (``admin.control``: reload,
+route rules, audit, health history) and the admin operations as the ``gateway_*`` tools,
+and what FastMCP does not forward by itself: ``list_changed`` to hosts of both eras,
+resource subscriptions and ``resources/updated``, and ``completion/complete``.
 
 Run it with ``await gateway.run_async(...)`` (stdio, streamable HTTP or SSE), or
 use ``gateway.server`` in-process, e.g. ``fastmcp.Client(gateway.server)``.
@@ -400,8 +397,7 @@ class Gateway:
         return await self.control.reload_config(LIBRARY)
 
     async def reload_on_signal(self, name: str) -> ChangeReport:
-        """``reload_config`` because signal ``name`` asked (``mcp-gateway serve`` on
-        SIGHUP): audited as ``signal:<name>``, its outcome logged (nobody else sees it)."""
+        """``reload_config`` on signal ``name``, audited as ``signal:<name>`` and logged."""
         return await self.control.reload_logged(signal_actor(name))
 
     def kill_upstreams(self) -> None:

@@ -491,12 +491,18 @@ class _NoLaneTools:
 
 def test_the_lane_leaves_a_round_the_full_path_began_to_it() -> None:
     # A 2026-07-28 host's call made before the upstream was listed takes the full path,
-    # whose asking round carries FastMCP's own requestState; the host's retry, once
-    # the lane knows the tool, must go back there (the lane knows only its gw-mrtr
-    # tokens: it sent the call upstream anew and the host waited 30 s for nothing).
-    from fast_mcp_gateway.front.lane import StdioLane
+    # whose asking round carries a requestState the gateway's server sealed; the host's
+    # retry, once the lane knows the tool, must go back there (the lane sent it upstream
+    # anew, and the host waited 30 s for nothing).  A 2026-07-28 upstream's own state,
+    # which the lane relays, and the lane's gw-mrtr tokens stay the lane's.
+    from mcp.server.request_state import RequestStateSecurity
 
-    lane = StdioLane(_NoLaneTools(), dict)  # type: ignore[arg-type]
+    from fast_mcp_gateway.front.lane import StdioLane
+    from fast_mcp_gateway.front.server import GatewayServer
+
+    ours, theirs = RequestStateSecurity.ephemeral(), RequestStateSecurity.ephemeral()
+    server = GatewayServer("gw", request_state_security=ours)
+    lane = StdioLane(_NoLaneTools(), dict, sealed=server.sealed)  # type: ignore[arg-type]
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientInfo": {"name": "h", "version": "1"},
             "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
@@ -505,10 +511,10 @@ def test_the_lane_leaves_a_round_the_full_path_began_to_it() -> None:
         return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
             "name": "up_tool", "arguments": {}, "_meta": meta, **params}}).encode()
 
-    assert not lane._take_call(line(requestState="v1.fastmcp-state", inputResponses={}))
-    assert not lane._take_call(line(inputResponses={"a": {"action": "decline"}}))
+    assert not lane._take_call(line(requestState=ours.codec.seal(b"{}"), inputResponses={}))
     assert not lane._take_call(line(requestState=5))
-    with pytest.raises(AssertionError, match="considered taking"):
-        lane._take_call(line(requestState="gw-mrtr.its-own", inputResponses={}))
+    for state in (theirs.codec.seal(b"{}"), "gw-mrtr.its-own", "v1.garbage"):
+        with pytest.raises(AssertionError, match="considered taking"):
+            lane._take_call(line(requestState=state, inputResponses={}))
     with pytest.raises(AssertionError, match="considered taking"):
         lane._take_call(line())

@@ -439,7 +439,7 @@ class Gateway:
             front = self.started.hold(reader, writer)
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
-                             enabled=self.settings.express_lane,
+                             enabled=self.settings.express_lane, sealed=self.server.sealed,
                              lists=ListCache(self.server, self.provider),
                              lists_open=self.startup.opened.is_set)
             token = set_transport("stdio")

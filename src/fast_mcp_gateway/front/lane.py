@@ -61,7 +61,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly
+from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     HostChannel,
@@ -147,8 +147,10 @@ class StdioLane:
 
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
                  *, enabled: bool = True, lists: ListCache | None = None,
-                 lists_open: Callable[[], bool] = lambda: True) -> None:
+                 lists_open: Callable[[], bool] = lambda: True,
+                 sealed: Callable[[str], bool] = lambda state: False) -> None:
         self.provider = provider
+        self.sealed = sealed  # the gateway's own requestState: the full path's round
         self.enabled = enabled
         self.lists = lists
         self.lists_open = lists_open  # False during the start-up wait
@@ -247,9 +249,8 @@ class StdioLane:
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error
         state = params.get("requestState")
-        if (state is not None or "inputResponses" in params) and not (
-                isinstance(state, str) and state.startswith(TOKEN_PREFIX)):
-            return False  # a round the full path began (FastMCP's own requestState)
+        if state is not None and (not isinstance(state, str) or self.sealed(state)):
+            return False  # a round the full path began (sealed by the gateway's server)
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
         key = coerce_request_id(request_id)

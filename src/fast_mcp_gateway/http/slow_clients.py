@@ -65,6 +65,52 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class HeadWithBody:
+    """The transport one response is written to: its head (uvicorn's first write) is
+    held until the body's first write, so that a small answer leaves in one segment.
+
+    uvicorn writes the status line and headers, then the body, each with its own
+    ``send()`` system call; on loopback each is a wake-up of the host's reader as well.
+    A body that does not follow at once (a stream waiting for its first event) does
+    not hold the head back: it is written at the next turn of the loop.
+    """
+
+    __slots__ = ("_flush", "_held", "_loop", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._held: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+        self._loop = loop
+
+    def write(self, data: bytes) -> None:
+        if self._flush is None and self._held is None:  # the head: hold it
+            self._held = data
+            self._flush = self._loop.call_soon(self.flush)
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+            assert self._flush is not None
+            self._flush.cancel()
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 def _httptools_protocol() -> type[Any] | None:
     """``HeaderTimeoutHttpToolsProtocol``, or ``None`` without httptools."""
     try:
@@ -113,7 +159,11 @@ def _httptools_protocol() -> type[Any] | None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            cycle = self.cycle
             super().on_headers_complete()
+            if self.cycle is not cycle:  # a request to answer (not an upgrade)
+                self.cycle.transport = HeadWithBody(  # type: ignore[assignment]
+                    self.transport, self.loop)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -110,6 +110,7 @@ class HttpLane:
         self.enabled = enabled
         self.served = 0  # calls the lane answered (tests and diagnostics)
         self._header_tools: dict[str, tuple[Any, bool]] = {}
+        self._accepts: dict[str, tuple[bool, bool]] = {}  # Accept -> (JSON, SSE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or not self._may_take(scope) or tracing_configured():
@@ -156,7 +157,14 @@ class HttpLane:
 
     async def _plan(self, scope: Scope, body: bytes) -> _Plan | None:
         request = Request(scope)
-        has_json, has_sse = check_accept_headers(request)
+        accept = request.headers.get("accept", "")
+        accepted = self._accepts.get(accept)
+        if accepted is None:  # the SDK's own check, remembered per Accept value
+            accepted = check_accept_headers(request)
+            if len(self._accepts) >= 64:
+                self._accepts.clear()
+            self._accepts[accept] = accepted
+        has_json, has_sse = accepted
         if not (has_json and has_sse):
             return None  # the SDK answers 406 (or, JSON only, the full path decides)
         try:

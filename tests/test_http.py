@@ -33,9 +33,12 @@ async def test_streamable_http_and_sse_upstreams() -> None:
 
 async def test_the_gateway_serves_streamable_http_with_rebinding_protection() -> None:
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
-    async with serve_http(gateway.http_app("http")) as base:
+    app = gateway.http_app("http")
+    async with serve_http(app) as base:
         async with Client(f"{base}/mcp") as modern:
             assert (await modern.call_tool("alpha_add", {"a": 1, "b": 1})).data == 2
+        # The guard remembers what it let through (http/app.py RememberedGuard) ...
+        assert len(app.mcp_entry.passed) == 1
         async with Client(f"{base}/mcp", mode="legacy") as legacy:
             assert legacy.protocol_version == "2025-11-25"
             assert (await legacy.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
@@ -49,6 +52,11 @@ async def test_the_gateway_serves_streamable_http_with_rebinding_protection() ->
                                      headers={"Origin": "http://evil.example.com",
                                               "Accept": "application/json, text/event-stream"})
             assert origin.status_code == 403
+            # ... never a refusal: the same ones are refused again, and nothing was added.
+            again = await http.post(f"{base}/mcp", json=body,
+                                    headers={"Origin": "http://evil.example.com",
+                                             "Accept": "application/json, text/event-stream"})
+            assert again.status_code == 403 and len(app.mcp_entry.passed) == 1
 
 
 async def test_the_gateway_serves_sse() -> None:

@@ -173,6 +173,44 @@ async def test_the_jwt_cache_is_bounded(
     assert verifier.jwt_cache_len == 3
 
 
+async def test_a_principal_is_remembered_as_long_as_its_jwt_is_cached(
+    jwks: tuple[RSAKeyPair, str],  # noqa: F811 - the fixture
+) -> None:
+    pair, uri = jwks
+    now = [time.time()]
+    verifier, checked = jwt_verifier(uri, lambda: now[0])
+    token = signed(pair, expires_in_seconds=3600)
+    first = await verifier.principal(token)
+    assert first is not None and first.name == "bob" and first.scopes == {"tools"}
+    assert await verifier.principal(token) is first and checked == [token]
+    now[0] += JWT_CACHE_SECONDS + 1  # the JWT cache's bound holds for principals too
+    assert await verifier.principal(token) == first
+    assert checked == [token, token]
+    # Expires 90 s after it was signed, i.e. ~29 s after the clock's present.
+    short = signed(pair, subject="carol", expires_in_seconds=90)
+    assert await verifier.principal(short) is not None
+    now[0] += 31  # past its exp (before the minute): refused, never served from memory
+    assert await verifier.principal(short) is None
+    assert checked.count(short) == 2
+
+
+async def test_a_static_tokens_principal_is_remembered_and_a_refusal_is_not() -> None:
+    tokens = ["mgw_" + c * 40 for c in "abc"]
+    config = AuthConfig.model_validate({"tokens": [
+        {"name": f"t{i}", "sha256": hashlib.sha256(t.encode()).hexdigest(),
+         "scopes": ["tools"], "servers": ["alpha"]} for i, t in enumerate(tokens)]})
+    verifier = GatewayVerifier(config, jwt_cache_size=2)
+    first = await verifier.principal(tokens[0])
+    assert first is not None and first.name == "t0" and first.servers == {"alpha"}
+    assert first.kind == "token"
+    assert await verifier.principal(tokens[0]) is first
+    for token in tokens:  # bounded like the JWT cache: the oldest goes first
+        assert await verifier.principal(token) is not None
+    assert len(verifier._principals) == 2 and await verifier.principal(tokens[0]) == first
+    assert await verifier.principal("mgw_" + "z" * 40) is None
+    assert all(p.name != "z" for p, _ in verifier._principals.values())
+
+
 # -- token rotation -------------------------------------------------------------------------
 
 

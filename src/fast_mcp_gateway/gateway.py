@@ -479,7 +479,7 @@ class Gateway:
             self.http_app(transport), host=self.settings.host, port=self.settings.port,
             log_level="warning", lifespan="on", log_config=None, access_log=False,
             # A client that never finishes its headers is closed (uvicorn has no such
-            # timeout of its own); the class is explicit so httptools never replaces it.
+            # timeout of its own): httptools when installed, else h11, both guarded.
             http=protocol_with_timeout(self.settings.header_timeout),
             h11_max_incomplete_event_size=16384,
             # A host holding a stream open must not keep a stopping gateway alive.

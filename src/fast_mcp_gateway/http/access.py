@@ -75,12 +75,12 @@ class Access:
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("the Authorization header must be 'Bearer <token>'",
                                bad_token=True, resource_metadata=self.resource_metadata)
-        verified = await self.verifier.verify_token(token)
-        if verified is None:  # the token itself never goes into the message
+        principal = await self.verifier.principal(token)
+        if principal is None:  # the token itself never goes into the message
             raise unauthorized("the bearer token is not valid (unknown, expired or not "
                                "for this gateway)", bad_token=True,
                                resource_metadata=self.resource_metadata)
-        return principal_of(verified)
+        return principal
 
     def current(self) -> Principal:
         """The caller of the MCP request being served: its verified token's principal,

@@ -86,6 +86,9 @@ class GatewayVerifier(TokenVerifier):
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
         self._jwt_cache: dict[bytes, tuple[AccessToken, float]] = {}
+        # digest -> (its Principal, until): what ``principal`` serves without building
+        # an AccessToken and a Principal per request; emptied on every change too.
+        self._principals: dict[bytes, tuple[Principal, float]] = {}
 
     def _follow_reloads(self) -> None:
         new = self._current() if self._current is not None else None
@@ -106,6 +109,33 @@ class GatewayVerifier(TokenVerifier):
     def jwt_cache_len(self) -> int:
         """JWTs remembered now (bounded by ``jwt_cache_size``)."""
         return len(self._jwt_cache)
+
+    async def principal(self, token: str) -> Principal | None:
+        """The ``Principal`` of ``token``, or None (a 401): ``verify_token`` and
+        ``principal_of``, remembered per token digest (a static token until the config
+        changes, a JWT as long as its verification is cached), bounded as the JWT
+        cache is.  The HTTP lane and the REST API ask this on every request."""
+        self._follow_reloads()
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        cached = self._principals.get(digest)
+        now = self._clock()
+        if cached is not None:
+            if now < cached[1]:
+                return cached[0]
+            del self._principals[digest]
+        verified = await self.verify_token(token)
+        if verified is None:
+            return None
+        found = principal_of(verified)
+        until = float("inf") if digest in self._tokens else None
+        if until is None and (jwt := self._jwt_cache.get(digest)) is not None \
+                and jwt[0] is verified:
+            until = jwt[1]
+        if until is not None and self._cache_size > 0:
+            while len(self._principals) >= self._cache_size:
+                del self._principals[next(iter(self._principals))]  # the oldest entry
+            self._principals[digest] = (found, until)
+        return found
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a

@@ -1,0 +1,129 @@
+"""Gateway CPU per HTTP-front call, this tree against another install, interleaved.
+
+    python benchmarks/http_cpu.py [--calls 1000] [--rounds 4] [--auth none|token|jwt]
+                                  [--base /work/main/.venv/bin/python] [--profile out.prof]
+
+Serves ``upstream.py --http`` and one ``mcp-gateway serve --transport http`` per
+interpreter in front of it (by URL, as ``bench_http.py`` does), one persistent fastmcp
+client each; then ``--calls`` sequential ``echo`` calls per round on each in turn (order
+rotating), printing the gateway's CPU per call (``/proc``) and the p50 latency per round
+and their medians, with the load average.  ``--profile FILE`` runs this tree's gateway
+under ``profiled_gateway.py`` and writes a ``cProfile`` of its last round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+from bench_harness import (
+    HERE,
+    PY,
+    UPSTREAM,
+    UPSTREAM_TOOLS,
+    Endpoint,
+    Running,
+    Workspace,
+    cpu_s,
+    delta,
+    load,
+    percentile,
+    rotated,
+    sequential_latency,
+)
+from bench_http import (
+    BENCH_TOKEN,
+    auth_section,
+    free_port,
+    gateway_config,
+    http_client,
+    process,
+    until_serving,
+)
+
+
+async def main(args: argparse.Namespace) -> None:
+    from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+    pythons = {"this": PY, **({"base": args.base} if args.base else {})}
+    keys = RSAKeyPair.generate()
+    credential = {"none": None, "token": BENCH_TOKEN, "jwt": keys.create_token(
+        subject="bench-user", issuer="https://idp.bench.invalid/", audience="mcp-gateway",
+        scopes=["tools"], expires_in_seconds=24 * 3600)}[args.auth]
+    auth = None if args.auth == "none" else auth_section(keys.public_key)
+    with tempfile.TemporaryDirectory(prefix="http-cpu-") as root, contextlib.ExitStack() as ps:
+        ws = Workspace(Path(root), "auto", 10.0)
+        up_port = free_port()
+        up_url = f"http://127.0.0.1:{up_port}/mcp"
+        ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
+                                 ws.logs / "upstream.log"))
+        await until_serving(up_url, ws.protocol, None, "echo", 120)
+        settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
+        urls: dict[str, tuple[str, int]] = {}
+        for label, python in pythons.items():
+            port = free_port()
+            config = gateway_config(ws, label, up_url, auth)
+            argv = ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
+                    "127.0.0.1", "--port", str(port), "--config", str(config),
+                    "--log-level", "WARNING", "--db", str(ws.root / f"store-{label}.db")]
+            if args.profile and label == "this":
+                argv = [str(HERE / "profiled_gateway.py"), args.profile, *argv[2:]]
+            proc = ps.enter_context(process(argv, ws.logs / f"gw-{label}.log", settings,
+                                            python))
+            urls[label] = (f"http://127.0.0.1:{port}/mcp", proc.pid)
+        async with contextlib.AsyncExitStack() as clients:
+            runs: dict[str, Running] = {}
+            for label, (url, pid) in urls.items():
+                await until_serving(url, ws.protocol, credential, "up_echo", 120)
+                client: Any = await clients.enter_async_context(
+                    http_client(url, ws.protocol, credential))
+                ep = Endpoint(label, (), "up_", frozenset("up_" + t for t in UPSTREAM_TOOLS))
+                runs[label] = Running(ep, client, pid, pid, None, "")
+            for run in runs.values():
+                await sequential_latency(run, 200)
+            cpu: dict[str, list[float]] = {label: [] for label in runs}
+            p50: dict[str, list[float]] = {label: [] for label in runs}
+            for r in range(args.rounds):
+                print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
+                for label in rotated(list(runs), r):
+                    run = runs[label]
+                    assert run.middle is not None
+                    profiling = args.profile and label == "this" and r == args.rounds - 1
+                    if profiling:
+                        os.kill(run.middle, signal.SIGUSR1)
+                    before = cpu_s(run.middle)
+                    samples = await sequential_latency(run, args.calls)
+                    used = delta(cpu_s(run.middle), before)
+                    if profiling:
+                        os.kill(run.middle, signal.SIGUSR2)
+                    assert used is not None
+                    cpu[label].append(1000 * used / args.calls)
+                    p50[label].append(1000 * percentile(samples, 50))
+                    print(f"  {label:5s} {cpu[label][-1]:.3f} ms CPU/call, "
+                          f"p50 {p50[label][-1]:.3f} ms", file=sys.stderr)
+            for label in runs:
+                print(f"{label}: CPU/call median {statistics.median(cpu[label]):.3f} ms, "
+                      f"p50 median {statistics.median(p50[label]):.3f} ms "
+                      f"(cpu rounds: {', '.join(f'{v:.3f}' for v in cpu[label])})")
+            print(f"load at end: {load()} ({os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--auth", default="none", choices=("none", "token", "jwt"))
+    parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
+    parser.add_argument("--profile", help="write a cProfile of this tree's last round")
+    options = parser.parse_args()
+    if options.profile:
+        options.profile = os.path.abspath(options.profile)
+    anyio.run(main, options)

@@ -1,0 +1,236 @@
+"""The request-head guard on both of uvicorn's HTTP parsers (``http/slow_clients.py``):
+a head that does not arrive within ``header_timeout`` closes the connection, an
+oversized one is refused, and nothing else changes (bodies, keep-alive, pipelining).
+
+Real uvicorn on 127.0.0.1, in-process, with a small ASGI app; every wait is on an
+event (a close or an answer seen on the socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from anyio.abc import SocketStream
+
+from fast_mcp_gateway.http import slow_clients
+from fast_mcp_gateway.http.slow_clients import (
+    MAX_HEAD_BYTES,
+    HeadWithBody,
+    protocol_with_timeout,
+)
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 0.5
+WITHIN = 60.0  # a generous bound for anything on a loaded machine
+PARSERS = ["h11", pytest.param("httptools", marks=pytest.mark.skipif(
+    slow_clients.HeaderTimeoutHttpToolsProtocol is None, reason="httptools not installed"))]
+
+
+RELEASE: dict[str, anyio.Event] = {}  # /stream waits on RELEASE["stream"] after its head
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Echoes the body's length once the whole body is in."""
+    if scope["type"] == "http" and scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await RELEASE["stream"].wait()
+        await send({"type": "http.response.body", "body": b"late"})
+        return
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = f"{scope['path']} {size}".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def _server(parser: str) -> AsyncIterator[int]:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    protocol = protocol_with_timeout(TIMEOUT, parser=parser)
+    server = uvicorn.Server(uvicorn.Config(_app, log_level="warning", log_config=None,
+                                           http=protocol, timeout_keep_alive=600,
+                                           h11_max_incomplete_event_size=MAX_HEAD_BYTES))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        try:
+            yield port
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+async def _read_until_closed(stream: SocketStream) -> bytes:
+    received = b""
+    with anyio.fail_after(WITHIN):
+        while True:
+            try:
+                received += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+                return received
+
+
+async def _read_answers(stream: SocketStream, count: int) -> bytes:
+    received = b""
+    with anyio.fail_after(WITHIN):
+        while received.count(b"HTTP/1.1 200") < count or not received.endswith(
+                _last_body(received)):
+            received += await stream.receive()
+    return received
+
+
+def _last_body(received: bytes) -> bytes:
+    """The answer's body ends the buffer once it is all in (the app answers 'path n')."""
+    head, _, body = received.rpartition(b"HTTP/1.1 ")[2].partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), -1)
+    return body if len(body) == length else b"\x00never"
+
+
+def _request(path: str, body: bytes = b"") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("sent", [b"", b"POST /sl", b"GET / HTTP/1.1\r\nHost: x\r\nX-Sl"],
+                         ids=["nothing", "partial-request-line", "partial-headers"])
+async def test_an_unfinished_head_is_closed_after_the_timeout(parser: str, sent: bytes) -> None:
+    async with _server(parser) as port, await anyio.connect_tcp("127.0.0.1", port) as stream:
+        started = time.monotonic()
+        if sent:
+            await stream.send(sent)
+        await _read_until_closed(stream)
+        assert time.monotonic() - started >= TIMEOUT * 0.9  # the timer, not a refusal
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_keep_alive_and_pipelining_still_work_then_idle_closes(parser: str) -> None:
+    async with _server(parser) as port, await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(_request("/one", b"abc"))
+        assert b"/one 3" in await _read_answers(stream, 1)
+        await stream.send(_request("/two", b"hello") + _request("/three"))  # pipelined
+        answers = await _read_answers(stream, 2)
+        assert b"/two 5" in answers and b"/three 0" in answers
+        # Idle after the answers: the next head is due within the timeout too (keep-alive
+        # is 600 s here, so the close is the guard's).
+        assert await _read_until_closed(stream) == b""
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_a_slow_body_is_not_the_heads_business(parser: str) -> None:
+    async with _server(parser) as port, await anyio.connect_tcp("127.0.0.1", port) as slow:
+        await slow.send(_request("/slow", b"12345")[:-3])  # the head and 2 body bytes
+        # A connection opened after it, sending nothing, is closed by its own deadline,
+        # which comes after any deadline armed for the slow one's head.
+        async with await anyio.connect_tcp("127.0.0.1", port) as idle:
+            await _read_until_closed(idle)
+        await slow.send(b"345")
+        assert b"/slow 5" in await _read_answers(slow, 1)
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_an_oversized_head_is_refused_and_a_large_body_is_not(parser: str) -> None:
+    async with _server(parser) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 100) for i in range(200))
+            assert len(filler) > MAX_HEAD_BYTES
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + filler)  # never finished
+            answer = await _read_until_closed(stream)
+            assert answer.startswith(b"HTTP/1.1 400")
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            head = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 100) for i in range(60))
+            body = b"z" * 300_000  # far over the head bound: only the head counts
+            await stream.send(b"POST /big HTTP/1.1\r\nHost: x\r\n" + head
+                              + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            assert b"/big 300000" in await _read_answers(stream, 1)
+
+
+def test_the_parser_is_chosen_as_asked() -> None:
+    assert issubclass(protocol_with_timeout(1.0, parser="h11"),
+                      slow_clients.HeaderTimeoutH11Protocol)
+    chosen = protocol_with_timeout(2.0)
+    assert chosen.header_timeout == 2.0  # type: ignore[attr-defined]
+    expected = slow_clients.HeaderTimeoutHttpToolsProtocol or slow_clients.HeaderTimeoutH11Protocol
+    assert issubclass(chosen, expected)
+    with pytest.raises(ValueError, match="h11 or httptools"):
+        protocol_with_timeout(1.0, parser="zttp")
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_a_head_whose_body_waits_is_sent_at_once(parser: str) -> None:
+    RELEASE["stream"] = anyio.Event()
+    async with _server(parser) as port, await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        with anyio.fail_after(WITHIN):
+            while b"\r\n\r\n" not in received:  # the head, while the body is held back
+                received += await stream.receive()
+        assert received.startswith(b"HTTP/1.1 200") and b"late" not in received
+        RELEASE["stream"].set()
+        with anyio.fail_after(WITHIN):
+            while b"0\r\n\r\n" not in received:  # chunked: the last chunk
+                received += await stream.receive()
+        assert b"late" in received
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+async def test_head_and_body_leave_in_one_write() -> None:
+    loop = asyncio.get_running_loop()
+    raw = _Recorder()
+    held = HeadWithBody(raw, loop)  # type: ignore[arg-type]
+    held.write(b"HEAD\r\n\r\n")
+    assert raw.writes == []
+    held.write(b"body")
+    held.write(b"more")
+    assert raw.writes == [b"HEAD\r\n\r\nbody", b"more"]
+    await asyncio.sleep(0)  # the flush scheduled for the head finds nothing held
+    assert raw.writes == [b"HEAD\r\n\r\nbody", b"more"]
+    assert held.get_extra_info("peername") == "info peername"
+    # A head followed by a close (no body): written before the close.
+    raw2 = _Recorder()
+    held2 = HeadWithBody(raw2, loop)  # type: ignore[arg-type]
+    held2.write(b"HEAD")
+    held2.close()
+    assert raw2.writes == [b"HEAD"] and raw2.closed

@@ -19,6 +19,7 @@ gateway owns a file); another process writing the same file is not seen.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -40,6 +41,7 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    Lease,
     PinRecord,
     Registration,
     RouteMatch,
@@ -51,6 +53,7 @@ from fast_mcp_gateway.store.base import (
     pin_row,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
 from fast_mcp_gateway.store.stats import (
     LatencyStats,
     aggregate_batch,
@@ -64,6 +67,7 @@ __all__ = ["SQLiteStore", "StorageError"]
 _INVOCATION_COLUMNS = ", ".join(f.name for f in fields(Invocation))
 _INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
+HOLDS = "registered servers' headers and environment in clear"
 _ALERT_COLUMNS = "at, rule, server, state, metric, value, threshold, severity, message"
 
 
@@ -89,11 +93,14 @@ class SQLiteStore:
             raise StorageError("the store needs a file: ':memory:' would lose every record "
                                "(for a throwaway store say memory:// or sqlite:///:memory:)")
         if path != ":memory:":
-            parent = anyio.Path(path).parent
+            # Created 0600 before SQLite opens it (SQLite would make it 0644): it holds
+            # registrations' headers and env in clear.  SQLite gives its -wal, -shm and
+            # -journal files the mode of the database file.
             try:
-                await parent.mkdir(parents=True, exist_ok=True)
+                await anyio.to_thread.run_sync(functools.partial(
+                    private_file, Path(path), holds=HOLDS, companions=SQLITE_COMPANIONS))
             except OSError as exc:
-                raise StorageError(f"{path}: cannot create its folder: {exc}") from exc
+                raise StorageError(f"{path}: cannot create it: {exc}") from exc
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
@@ -379,6 +386,15 @@ class SQLiteStore:
         # transaction open ("SQL statements in progress" at the next commit).
         rows = await self._db.execute_fetchall(schema.LEASE, (name, holder, now + ttl, now))
         return any(row[0] == holder for row in rows)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._db.execute("DELETE FROM leases WHERE name = ? AND holder = ?",
+                               (name, holder))
+
+    async def lease(self, name: str) -> Lease | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT holder, expires_at FROM leases WHERE name = ?", (name,))
+        return next((Lease(name, h, e) for h, e in rows), None)
 
     async def _page(self, table: str, columns: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None

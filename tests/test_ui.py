@@ -131,6 +131,84 @@ async def test_login_cookie_csrf_scopes_and_escaping(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_cookie_is_a_server_side_session_ended_by_logout_and_by_a_reload(
+        tmp_path: Path) -> None:
+    from fast_mcp_gateway.config.settings import GatewaySettings
+    from fast_mcp_gateway.gateway import Gateway
+
+    def write(*tokens: tuple[str, str, str]) -> None:
+        entries = [{"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(),
+                    "scopes": [scope]} for name, token, scope in tokens]
+        path.write_text(json.dumps({"gateway": {"auth": {"tokens": entries}}, "servers": {}}))
+
+    path = tmp_path / "servers.yaml"
+    write(("ops", OPS, "admin"), ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base:
+        async def sees_overview(cookie: str) -> bool:
+            async with httpx2.AsyncClient(timeout=30, cookies={"mgw_dashboard": cookie}
+                                          ) as raw:
+                answer = await raw.get(base + "/ui/")
+            assert answer.status_code in (200, 303), answer.text
+            return answer.status_code == 200
+
+        async with httpx2.AsyncClient(timeout=30) as ops, \
+                httpx2.AsyncClient(timeout=30) as bob:
+            page = await ops.get(base + "/ui/login")
+            # Behind an https proxy (uvicorn trusts 127.0.0.1's X-Forwarded-Proto).
+            login = await ops.post(base + "/ui/login", headers={"X-Forwarded-Proto": "https"},
+                                   data={"token": OPS, "csrf_token": _csrf(page.text)})
+            header = login.headers["set-cookie"]
+            assert login.status_code == 303 and OPS not in header
+            assert "Secure" in header and "HttpOnly" in header and "SameSite=strict" in header
+            assert "Max-Age=43200" in header  # a bounded lifetime: 12 hours
+            session = login.cookies["mgw_dashboard"]
+            assert len(session) >= 40 and session != OPS
+            await _login(bob, base, BOB)
+            bob_session = bob.cookies["mgw_dashboard"]
+
+            # The session id is the key; the raw token (the old cookie) or a guess is not.
+            assert await sees_overview(session)
+            assert not await sees_overview(OPS)
+            assert not await sees_overview(session[:-1] + ("A" if session[-1] != "A" else "B"))
+            # The token's scopes still apply to its session.
+            assert (await bob.get(base + "/ui/inspector")).status_code == 403
+
+            # A reload that removes bob's token ends bob's session; ops's goes on.
+            write(("ops", OPS, "admin"))
+            assert (await gateway.reload_config()).error is None
+            assert not await sees_overview(bob_session)
+            assert await sees_overview(session)
+
+            # Logging out ends the session on the server: a copy of the cookie is dead.
+            # (The cookie is Secure: this client sends it over http only when told to.)
+            async with httpx2.AsyncClient(timeout=30, cookies={"mgw_dashboard": session}
+                                          ) as browser:
+                csrf = _csrf((await browser.get(base + "/ui/")).text)
+                out = await browser.post(base + "/ui/logout", data={"csrf_token": csrf},
+                                         follow_redirects=False)
+            assert out.status_code == 303
+            assert not await sees_overview(session)
+
+
+def test_sessions_end_after_their_lifetime_and_beyond_the_cap() -> None:
+    from fast_mcp_gateway.ui.login_links import Sessions
+
+    now = [1_000_000.0]
+    sessions: Sessions[str] = Sessions(ttl=3600, cap=3, clock=lambda: now[0])
+    first = sessions.open("token-a")
+    assert sessions.get(first) == "token-a" and sessions.get("") is None
+    now[0] += 3599
+    assert sessions.get(first) == "token-a"
+    now[0] += 2
+    assert sessions.get(first) is None and len(sessions) == 0
+    ids = [sessions.open(f"t{i}") for i in range(4)]
+    assert sessions.get(ids[0]) is None and sessions.get(ids[-1]) == "t3"
+    sessions.close(ids[-1])
+    assert sessions.get(ids[-1]) is None
+
+
+@pytest.mark.anyio
 async def test_without_auth_mutations_follow_the_anonymous_policy(tmp_path: Path) -> None:
     gateway = make_gateway({}, db=tmp_path / "gw.db")
     async with serve_http(gateway.http_app()) as base, \

@@ -33,7 +33,7 @@ from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.registrations import merge
+from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
@@ -41,6 +41,7 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import Store, StoreUnavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.replica import UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -89,12 +90,19 @@ class ControlPlane:
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
+        desired, problems = merge(dict(self.config.servers), registrations,
+                                  self.config.options.env_allow)
+        for problem in problems:
+            logger.warning("ignoring a runtime registration: %s", problem)
         if registrations:
-            desired, problems = merge(dict(self.config.servers), registrations,
-                                    self.config.options.env_allow)
-            for problem in problems:
-                logger.warning("ignoring a runtime registration: %s", problem)
             self.manager.configure(desired)
+        runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
+                   and desired.get(r.name) is not self.config.servers.get(r.name)]
+        logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
+                    len(desired), len(desired) - len(runtime), self.config.source,
+                    len(runtime), mask_text(self.settings.db or "the store"),
+                    f" ({', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
+                    if runtime else "")
 
     def detach(self) -> None:
         """Forget the store (it is about to close); history and audit stop recording."""

@@ -18,12 +18,13 @@ Inputs, never an upstream call:
 
 Several gateways on one store read the same calls, so each would raise the same alert:
 the one holding the store's ``alerts`` lease (taken and renewed on every full
-evaluation, for ``LEASE_EVALUATIONS`` intervals; a gateway that stops renewing it loses
-it to the next) announces transitions of rules on calls -- webhook and history.  The
-others evaluate them too (their dashboards and logs show the same alerts) but post and
-record nothing.  ``not_ready`` rules read each gateway's own upstreams: every gateway
-announces its own, with its ``instance_id`` in the webhook payload.  When the lease
-changes hands a transition may be announced twice or not at all; never every time.
+evaluation, for ``LEASE_EVALUATIONS`` intervals; released at a clean stop; a gateway that
+dies without releasing it loses it to the next when it runs out) announces transitions
+of rules on calls -- webhook and history.  The others evaluate them too (their
+dashboards and logs show the same alerts) but post and record nothing.  ``not_ready``
+rules read each gateway's own upstreams: every gateway announces its own, with its
+``instance_id`` in the webhook payload.  When the lease changes hands a transition may
+be announced twice or not at all; never every time.
 
 ``run`` evaluates every ``alerts.evaluate_every`` seconds, and at once (state rules only:
 no store query) when ``poke`` says a server's state changed.  A store that cannot be
@@ -60,6 +61,7 @@ UNSAVED_LIMIT = 1000  # transitions kept for the store while it is away
 UNKNOWN = Reading(None, None)
 LEASE = "alerts"
 LEASE_EVALUATIONS = 3  # a lease outlives this many missed evaluations
+RELEASE_TIMEOUT = 2.0  # seconds a stop waits to release the lease (else it runs out)
 
 OnTransition = Callable[[Transition], None]
 
@@ -195,11 +197,31 @@ class AlertEngine:
             return
         ttl = max(LEASE_EVALUATIONS * self._config().evaluate_every, 30.0)
         leading = await store.hold_lease(LEASE, self.instance_id, ttl)
-        if leading != self.leading:
-            logger.info("alerts: this gateway (%s) %s alerts on calls for the gateways "
-                        "sharing its store", self.instance_id,
-                        "now announces" if leading else "leaves to another gateway")
+        if leading and not self.leading:
+            logger.info("alerts: this gateway (%s) now holds the store's alerts lease: it "
+                        "sends the webhooks and history of alerts on calls", self.instance_id)
+        elif not leading and self.leading:
+            held = await store.lease(LEASE)
+            holder, until = ((held.holder, held.expires_at) if held is not None
+                             else ("another gateway", self._clock()))
+            logger.info("alerts: gateway %s holds the store's alerts lease until %s (in %.0f "
+                        "s unless it renews it): it sends the webhooks and history of alerts "
+                        "on calls; this gateway (%s) shows them only", holder,
+                        time.strftime("%H:%M:%S", time.localtime(until)),
+                        max(0.0, until - self._clock()), self.instance_id)
         self.leading = leading
+
+    async def release(self) -> None:
+        """Give up the alerts lease at a clean stop, so a gateway started next takes it
+        at once instead of waiting for it to run out.  Store failures are logged."""
+        store = self._store()
+        if store is None or self.instance_id is None or not self.leading:
+            return
+        try:
+            await store.release_lease(LEASE, self.instance_id)
+        except StorageError as exc:
+            logger.info("alerts: could not release the alerts lease (%s); it runs out "
+                        "by itself", exc)
 
     def _store_failed(self, exc: StorageError) -> None:
         if self.store_error is None:
@@ -258,25 +280,30 @@ class AlertEngine:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Send webhooks and evaluate until cancelled (see the module docstring)."""
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.webhook.run)
-            await self.restore()
-            task_status.started()
-            next_full = 0.0
-            while True:
-                if time.monotonic() >= next_full:
-                    self._poked = False
-                    await self._tick(full=True)
-                    next_full = time.monotonic() + self._config().evaluate_every
-                    continue
-                if not self._poked:
-                    self._poke = anyio.Event()
-                    with anyio.move_on_after(next_full - time.monotonic()):
-                        await self._poke.wait()
-                if self._poked:
-                    self._poked = False
-                    await self._tick(full=False)
+        """Send webhooks and evaluate until cancelled (see the module docstring); then
+        release the alerts lease (``release``: shielded, at most ``RELEASE_TIMEOUT``)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.webhook.run)
+                await self.restore()
+                task_status.started()
+                next_full = 0.0
+                while True:
+                    if time.monotonic() >= next_full:
+                        self._poked = False
+                        await self._tick(full=True)
+                        next_full = time.monotonic() + self._config().evaluate_every
+                        continue
+                    if not self._poked:
+                        self._poke = anyio.Event()
+                        with anyio.move_on_after(next_full - time.monotonic()):
+                            await self._poke.wait()
+                    if self._poked:
+                        self._poked = False
+                        await self._tick(full=False)
+        finally:
+            with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
+                await self.release()
 
     async def _tick(self, *, full: bool) -> None:
         try:

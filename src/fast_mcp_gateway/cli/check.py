@@ -1,4 +1,8 @@
-"""``mcp-gateway check``: connect to every upstream once and report, as a table or JSON."""
+"""``mcp-gateway check``: connect to every upstream once and report, as a table or JSON.
+
+It checks what ``serve`` with the same ``--config`` and ``--db`` runs: the file's
+servers merged with the store's runtime registrations (``reports.merged_servers``, as
+``mcp-gateway servers`` lists them), each row saying where it comes from."""
 
 from __future__ import annotations
 
@@ -7,21 +11,28 @@ import sys
 
 import anyio
 
+from fast_mcp_gateway.cli.reports import merged_servers
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.replica import Upstream
 
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
-            "startup_s", "error")
+            "startup_s", "source", "error")
 
 
-async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool) -> int:
-    """Probe every enabled upstream concurrently; exit code 1 if any failed."""
+async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool,
+                    db: str) -> int:
+    """Probe every enabled upstream ``serve`` would run with the store ``db``
+    concurrently; exit code 1 if any failed."""
+    merged = await merged_servers(config, db)
+    runtime = merged.runtime
     limiter = anyio.CapacityLimiter(startup_limit(settings.startup_concurrency))
     rows: dict[str, dict[str, object]] = {}
 
-    async def probe(upstream: Upstream) -> None:
-        row: dict[str, object] = {"server": upstream.label, "transport": upstream.config.kind}
+    async def probe(upstream: Upstream, source: str) -> None:
+        row: dict[str, object] = {"server": upstream.label, "transport": upstream.config.kind,
+                                  "source": source}
         if not upstream.config.enabled:
             row.update(status="disabled")
             rows[upstream.label] = row
@@ -40,24 +51,30 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         rows[upstream.label] = row
 
     upstreams = [
-        Upstream(replica, connect_timeout=settings.connect_timeout,
-                 call_timeout=settings.call_timeout, replica=index, replicas=len(replicas),
-                 default_protocol=config.options.protocol)
-        for server in config.servers.values()
+        (Upstream(replica, connect_timeout=settings.connect_timeout,
+                  call_timeout=settings.call_timeout, replica=index, replicas=len(replicas),
+                  default_protocol=config.options.protocol),
+         "runtime" if server.name in runtime else "file")
+        for server in merged.servers.values()
         for replicas in [server.replica_configs()]
         for index, (replica, _) in enumerate(replicas)
     ]
     async with anyio.create_task_group() as tg:
-        for upstream in upstreams:
-            tg.start_soon(probe, upstream)
-    ordered = [rows[u.label] for u in upstreams]
+        for upstream, source in upstreams:
+            tg.start_soon(probe, upstream, source)
+    ordered = [rows[u.label] for u, _ in upstreams]
     failed = [r for r in ordered if r.get("status") == "FAILED"]
+    origin = config.source + (f" + {len(runtime)} registered at runtime in {mask_text(db)}"
+                              if runtime else "")
     if as_json:
-        print(json.dumps({"config": config.source, "servers": ordered, "ok": not failed},
-                         indent=2))
+        print(json.dumps({"config": config.source, "store": mask_text(db), "servers": ordered,
+                          "problems": [mask_text(p) for p in merged.problems],
+                          "ok": not failed}, indent=2))
     else:
         print(_table(ordered))
-        print(f"\n{len(ordered) - len(failed)}/{len(ordered)} servers ok ({config.source})")
+        for problem in merged.problems:
+            print(f"ignored registration: {mask_text(problem)}")
+        print(f"\n{len(ordered) - len(failed)}/{len(ordered)} servers ok ({origin})")
     if not ordered:
         print("no servers configured", file=sys.stderr)
     return 1 if failed else 0

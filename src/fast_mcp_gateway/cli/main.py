@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "print a table; exit 1 if anything is wrong")
     common(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--db", default=None,
+                       help="the store whose runtime registrations serve would run too (the "
+                            f"same default as serve: $MCP_GATEWAY_DB or {default_db_path()})")
 
     def store_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None,
@@ -164,7 +167,7 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
         settings = settings.model_copy(update={"config": DEFAULT_CONFIG})
     if getattr(args, "no_db", False):
         settings = settings.model_copy(update={"record_calls": False})
-    elif settings.db is None and args.command in ("serve", "servers"):
+    elif settings.db is None and args.command in ("serve", "servers", "check"):
         settings = settings.model_copy(update={"db": str(default_db_path())})
     return settings
 
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from fast_mcp_gateway.cli.check import run_check
 
-        return anyio.run(run_check, config, settings, bool(args.json))
+        assert settings.db is not None
+        return anyio.run(run_check, config, settings, bool(args.json), settings.db)
     if settings.dashboard is not None:
         from fast_mcp_gateway.ui.standalone import parse_address
 
@@ -309,7 +313,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
 
         gateway = Gateway(config, settings, answer_first=settings.transport == "stdio")
         logging.getLogger("fast_mcp_gateway").info(
-            "serving %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
+            "starting %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
             settings.config, settings.transport, loop,
         )
         for line in announcement(settings, len(config.servers),

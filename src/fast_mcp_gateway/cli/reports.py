@@ -7,13 +7,13 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import anyio
 
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
-from fast_mcp_gateway.config.schema import GatewayConfig
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.store import (
     Invocation,
@@ -137,9 +137,26 @@ def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> 
     return "\n".join(line.rstrip() for line in lines)
 
 
-async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
-    """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
-    path = _db_path(args)
+@dataclass(frozen=True)
+class Merged:
+    """What a gateway on ``store`` with this config runs: ``servers`` (the file merged
+    with the store's runtime registrations), each name's ``source``, and ``problems``
+    (registrations that do not validate here, skipped)."""
+
+    servers: dict[str, ServerConfig]
+    sources: dict[str, str]
+    problems: list[str]
+    store: str
+
+    @property
+    def runtime(self) -> list[str]:
+        """The servers that run from a runtime registration (not from the file)."""
+        return [n for n in self.servers if self.sources.get(n, "").startswith("runtime")]
+
+
+async def merged_servers(config: GatewayConfig, path: str) -> Merged:
+    """The file's servers merged with the registrations in the store at ``path`` (none
+    when the file does not exist: it is not created) -- what ``serve`` would run."""
     registrations: list[Registration] = []
     if not await _missing(path):
         store = await open_store(path)
@@ -149,17 +166,28 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
             await store.close()
     servers, problems = merge(dict(config.servers), registrations, config.options.env_allow)
     by_name = {r.name: r for r in registrations}
-    rows = []
+    sources: dict[str, str] = {}
     for name in sorted(set(config.servers) | set(by_name)):
         reg = by_name.get(name)
         if reg is not None and reg.config == TOMBSTONE:
-            source = "file, removed at runtime"
+            sources[name] = "file, removed at runtime"
         elif reg is not None and reg.config is not None:
-            source = "runtime" + (" (overrides the file)" if name in config.servers else "")
+            sources[name] = "runtime" + (" (overrides the file)" if name in config.servers
+                                         else "")
         elif reg is not None:
-            source = "file (enabled flag set at runtime)"
+            sources[name] = "file (enabled flag set at runtime)"
         else:
-            source = "file"
+            sources[name] = "file"
+    return Merged(servers, sources, problems, path)
+
+
+async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
+    """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
+    path = _db_path(args)
+    merged = await merged_servers(config, path)
+    servers, problems = merged.servers, merged.problems
+    rows = []
+    for name, source in merged.sources.items():
         server = servers.get(name)
         target = "" if server is None else (
             f"{server.command} {' '.join(server.args)}".strip() if server.command

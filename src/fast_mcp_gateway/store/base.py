@@ -353,6 +353,15 @@ class InspectionStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A lease row: ``holder`` has ``name`` until ``expires_at`` (unix time)."""
+
+    name: str
+    holder: str
+    expires_at: float
+
+
 class AlertStore(Protocol):
     """Runtime alert rules (over servers.yaml's) and the alert history."""
 
@@ -383,6 +392,15 @@ class AlertStore(Protocol):
         """Take or renew the lease ``name`` for ``holder`` for ``ttl`` seconds; True when
         ``holder`` has it now (it was free, expired, or already ``holder``'s).  Gateways
         sharing a store use it so that one of them announces what all of them see."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """End ``holder``'s lease ``name`` now (a clean stop), so the next gateway takes
+        it at once; a lease another holder has is left alone."""
+        ...
+
+    async def lease(self, name: str) -> Lease | None:
+        """Who holds the lease ``name`` and until when (expired or not); None if nobody."""
         ...
 
 

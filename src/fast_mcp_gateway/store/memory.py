@@ -23,6 +23,7 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    Lease,
     PinRecord,
     Registration,
     RouteMatch,
@@ -296,6 +297,14 @@ class MemoryStore:
             self._leases[name] = (holder, now + ttl)
             return True
         return False
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        if self._leases.get(name, ("", 0.0))[0] == holder:
+            del self._leases[name]
+
+    async def lease(self, name: str) -> Lease | None:
+        current = self._leases.get(name)
+        return None if current is None else Lease(name, *current)
 
 
 _Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord, AlertEvent)

@@ -37,6 +37,7 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    Lease,
     PinRecord,
     Registration,
     RouteMatch,
@@ -394,6 +395,17 @@ class PostgresStore:
         async with self._conn() as conn:
             holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now)
         return bool(holder_now == holder)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM leases WHERE name = $1 AND holder = $2",
+                               name, holder)
+
+    async def lease(self, name: str) -> Lease | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT holder, expires_at FROM leases WHERE name = $1",
+                                      name)
+        return None if row is None else Lease(name, row[0], float(row[1]))
 
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None

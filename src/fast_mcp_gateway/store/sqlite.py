@@ -19,6 +19,7 @@ gateway owns a file); another process writing the same file is not seen.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -40,6 +41,7 @@ from fast_mcp_gateway.store.base import (
     HealthRecord,
     InspectionRecord,
     Invocation,
+    Lease,
     PinRecord,
     Registration,
     RouteMatch,
@@ -51,6 +53,7 @@ from fast_mcp_gateway.store.base import (
     pin_row,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
 from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
 from fast_mcp_gateway.store.stats import (
     HIST_COLUMNS,
@@ -67,6 +70,7 @@ _INVOCATION_COLUMNS = columns(Invocation)
 _INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
 R = TypeVar("R")
+HOLDS = "registered servers' headers and environment in clear"
 
 
 class SQLiteStore:
@@ -91,11 +95,14 @@ class SQLiteStore:
             raise StorageError("the store needs a file: ':memory:' would lose every record "
                                "(for a throwaway store say memory:// or sqlite:///:memory:)")
         if path != ":memory:":
-            parent = anyio.Path(path).parent
+            # Created 0600 before SQLite opens it (SQLite would make it 0644): it holds
+            # registrations' headers and env in clear.  SQLite gives its -wal, -shm and
+            # -journal files the mode of the database file.
             try:
-                await parent.mkdir(parents=True, exist_ok=True)
+                await anyio.to_thread.run_sync(functools.partial(
+                    private_file, Path(path), holds=HOLDS, companions=SQLITE_COMPANIONS))
             except OSError as exc:
-                raise StorageError(f"{path}: cannot create its folder: {exc}") from exc
+                raise StorageError(f"{path}: cannot create it: {exc}") from exc
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
@@ -356,6 +363,15 @@ class SQLiteStore:
         # transaction open ("SQL statements in progress" at the next commit).
         rows = await self._db.execute_fetchall(schema.LEASE, (name, holder, now + ttl, now))
         return any(row[0] == holder for row in rows)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._db.execute("DELETE FROM leases WHERE name = ? AND holder = ?",
+                               (name, holder))
+
+    async def lease(self, name: str) -> Lease | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT holder, expires_at FROM leases WHERE name = ?", (name,))
+        return next((Lease(name, h, e) for h, e in rows), None)
 
     async def _page(self, record: type[R], table: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None) -> list[R]:

@@ -14,6 +14,9 @@ small) and opens a *session*: a separate random id, the only thing the HttpOnly 
 holds.  A token also expires ``LINK_TTL`` seconds after it was made, so a link left in
 a terminal's scrollback or a log file stops working on its own.
 
+``Sessions`` is the dashboard's one session table: the stdio dashboard's (opened by a
+link) and the HTTP dashboard's (opened by a gateway token, ``ui.session``) alike.
+
 This module uses the standard library only: the CLI imports it without the web stack.
 """
 
@@ -25,14 +28,16 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 LINK_TTL = 600.0  # seconds a login link stays usable if nobody opens it
 CLOCK_SKEW = 60.0  # a token "issued" this far in the future is still accepted
 MAX_SESSIONS = 64  # logged-in browsers kept; the oldest is logged out beyond this
+SESSION_TTL = 12 * 3600.0  # seconds a login lasts (then log in again)
 KEY_BYTES = 32
 
 Outcome = Literal["ok", "spent", "expired", "invalid"]
+T = TypeVar("T")
 
 
 def _mac(key: bytes, body: str) -> str:
@@ -52,6 +57,47 @@ def login_url(base: str, key: bytes) -> str:
     return f"{base}/login?token={make_token(key)}"
 
 
+class Sessions(Generic[T]):
+    """Server-side dashboard sessions: a random id (256 bits; the only thing the cookie
+    holds) for what a login proved (``T``).  A session ends at ``close`` (log out),
+    ``ttl`` seconds after it opened, or when ``cap`` newer ones exist (the oldest goes).
+    Ids are kept as digests: the table's timing says nothing about the ids it holds."""
+
+    def __init__(self, *, ttl: float = SESSION_TTL, cap: int = MAX_SESSIONS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ttl = ttl
+        self.cap = cap
+        self._clock = clock
+        self._open: dict[bytes, tuple[float, T]] = {}  # sha256(id) -> (opened, value)
+
+    def open(self, value: T) -> str:
+        """A new session for ``value``; returns its id (for the cookie)."""
+        session = secrets.token_urlsafe(32)
+        self._open[_digest(session)] = (self._clock(), value)
+        while len(self._open) > self.cap:
+            del self._open[next(iter(self._open))]
+        return session
+
+    def get(self, session: str) -> T | None:
+        """The value of a live session; None when unknown, closed or expired."""
+        if not session:
+            return None
+        key = _digest(session)
+        found = self._open.get(key)
+        if found is None:
+            return None
+        if self._clock() - found[0] > self.ttl:
+            del self._open[key]
+            return None
+        return found[1]
+
+    def close(self, session: str) -> None:
+        self._open.pop(_digest(session), None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class LoginLinks:
     """The gateway's side: redeems tokens (each once) and keeps the sessions they open."""
 
@@ -61,7 +107,7 @@ class LoginLinks:
         self.ttl = ttl
         self._clock = clock
         self._spent: dict[str, float] = {}  # nonce -> issued
-        self._sessions: dict[bytes, float] = {}  # sha256(session id) -> opened
+        self.sessions: Sessions[bool] = Sessions(clock=clock)
 
     def mint(self) -> str:
         return make_token(self.key, self._clock())
@@ -91,19 +137,14 @@ class LoginLinks:
         return "ok"
 
     def open_session(self) -> str:
-        """A new session id (for the cookie); the oldest session ends beyond the cap."""
-        session = secrets.token_urlsafe(32)
-        self._sessions[_digest(session)] = self._clock()
-        while len(self._sessions) > MAX_SESSIONS:
-            del self._sessions[next(iter(self._sessions))]
-        return session
+        """A new session id (for the cookie); see ``Sessions``."""
+        return self.sessions.open(True)
 
     def has_session(self, session: str) -> bool:
-        # Looked up by digest: the dict's timing says nothing about the ids it holds.
-        return bool(session) and _digest(session) in self._sessions
+        return self.sessions.get(session) is not None
 
     def close_session(self, session: str) -> None:
-        self._sessions.pop(_digest(session), None)
+        self.sessions.close(session)
 
 
 def _digest(session: str) -> bytes:

@@ -1,24 +1,29 @@
-"""Who is looking at the dashboard: the login cookie, the anonymous policy, CSRF tokens.
+"""Who is looking at the dashboard: the login session, the anonymous policy, CSRF tokens.
 
 The dashboard accepts the same tokens as the REST API and MCP (``DashboardAuth.of``
 over the HTTP app's ``Access``), or, for the dashboard a stdio gateway serves beside
-stdio, one-time login links (``DashboardAuth.one_time`` over ``ui.login_links``): a
-link's token is spent by the first login, which opens a server-side session; the
-cookie then holds that session's random id, never a token.
+stdio, one-time login links (``DashboardAuth.one_time`` over ``ui.login_links``).
+Either way a login opens a server-side session (``login_links.Sessions``, the one
+table of both) and the cookie holds only that session's random id, never a token:
 
-* With tokens, ``/ui/login`` takes one, redeems it (``redeem``), and keeps it in an HttpOnly,
-  ``SameSite=Strict`` cookie (``Secure`` over https); every request re-verifies it,
-  so a token removed from the config stops working at once.  The cookie carries the
-  token itself rather than a server-side session id so that N gateways behind one
-  load balancer all accept it.
+* With tokens, ``/ui/login`` takes one and verifies it (``redeem``); the session keeps
+  it in this process's memory and every request re-verifies it, so the token's scopes
+  and ``servers`` apply, and a token removed from the config (a reload) ends its
+  sessions at once.  A stolen cookie is one session, not the API token: it ends at
+  log out, after ``SESSION_TTL``, and with the process.  Behind a load balancer each
+  gateway knows its own sessions only: route a browser to one instance (sticky
+  sessions) or log in on each.
+* One-time links: a link's token is spent by the first login, which opens a session.
 * Without ``gateway.auth`` (HTTP mode on loopback), the viewer is the anonymous
   principal of ``Access``: it may look, and may change things only under
   ``--allow-unauthenticated-admin``, exactly as the REST API.
 
+The cookie is HttpOnly, ``SameSite=Strict``, ``Secure`` over https (or with an https
+``public_url``), limited to the dashboard's path and to the session's lifetime.
 Every mutation carries a CSRF token (form field ``csrf_token`` or header
-``X-CSRF-Token``) checked in constant time.  For a token session it is a digest of the
-token (it never reveals it, and every gateway instance computes the same); for the
-anonymous viewer and the login form it is an HMAC under a per-process secret.
+``X-CSRF-Token``) checked in constant time: for a session a digest of its id (it never
+reveals it); for the anonymous viewer and the login form an HMAC under a per-process
+secret.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ from fast_mcp_gateway.config.auth import SCOPES
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
 from fast_mcp_gateway.http.auth import principal_of
 from fast_mcp_gateway.principal import Principal
-from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks
+from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks, Sessions
 
 COOKIE = "mgw_dashboard"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_TOKEN = 8192  # a JWT can be long; anything longer is not a token
+MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends beyond this
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
@@ -70,10 +76,13 @@ class DashboardAuth:
 
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
                  secure_cookies: bool = False, links: LoginLinks | None = None) -> None:
+        """``verify`` maps a gateway token to its principal (``None``: no login)."""
         self._verify = verify
         self.anonymous = anonymous
         self.secure_cookies = secure_cookies
         self.links = links
+        # One session table: the links' own, else one of token logins (value: the token).
+        self._sessions: Sessions[str] = Sessions(cap=MAX_TOKEN_SESSIONS)
         self._secret = secrets.token_bytes(32)
 
     @classmethod
@@ -92,45 +101,58 @@ class DashboardAuth:
 
     @classmethod
     def one_time(cls, links: LoginLinks) -> DashboardAuth:
-        """One-time login links for the owner only; the cookie holds a session id."""
+        """One-time login links for the owner only (``links`` keeps the sessions)."""
 
-        async def verify(session: str) -> Principal | None:
-            return DASHBOARD_OWNER if links.has_session(session) else None
+        async def refuse(token: str) -> Principal | None:
+            return None  # no gateway tokens here: only links log in
 
-        return cls(verify, None, links=links)
+        return cls(refuse, None, links=links)
 
     @property
     def needs_login(self) -> bool:
         return self._verify is not None
 
+    @property
+    def session_ttl(self) -> float:
+        return self.links.sessions.ttl if self.links is not None else self._sessions.ttl
+
     def _mac(self, what: bytes) -> str:
         return hmac.new(self._secret, what, hashlib.sha256).hexdigest()[:40]
 
     @staticmethod
-    def _token_csrf(token: str) -> str:
-        return hashlib.sha256(b"mgw-dashboard-csrf\0" + token.encode("utf-8", "surrogatepass")
+    def _session_csrf(session: str) -> str:
+        return hashlib.sha256(b"mgw-dashboard-csrf\0" + session.encode("utf-8", "surrogatepass")
                               ).hexdigest()[:40]
 
     @property
     def login_csrf(self) -> str:
         return self._mac(b"login")
 
-    async def verify(self, token: str) -> Principal | None:
-        """The principal of a cookie's value (a token, or a one-time link's session)."""
-        if self._verify is None or not token or len(token) > MAX_TOKEN:
+    async def session_principal(self, session: str) -> Principal | None:
+        """The principal of a live session (the cookie's value), or None."""
+        if self._verify is None or not session or len(session) > MAX_TOKEN:
             return None
-        return await self._verify(token)
+        if self.links is not None:
+            return DASHBOARD_OWNER if self.links.has_session(session) else None
+        token = self._sessions.get(session)
+        if token is None:
+            return None
+        principal = await self._verify(token)
+        if principal is None:
+            self._sessions.close(session)  # its token was removed (a reload) or expired
+        return principal
 
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
-        """What a login with ``token`` keeps in the cookie, or why it is refused.
+        """A login with ``token``: the new session's id (for the cookie), or why not.
 
-        A gateway token is verified and kept as it is; a one-time link's token is
-        spent (a second use is refused) and a new session's id is kept instead."""
+        A gateway token is verified; a one-time link's token is spent (a second use
+        is refused).  Either opens a server-side session."""
         if self.links is None:
-            if await self.verify(token) is None:
+            if (self._verify is None or not token or len(token) > MAX_TOKEN
+                    or await self._verify(token) is None):
                 return None, ("That token is not valid for this gateway (unknown, expired "
                               "or mistyped).")
-            return token, None
+            return self._sessions.open(token), None
         outcome = self.links.redeem(token)
         if outcome != "ok":
             return None, PROBLEMS[outcome]
@@ -141,24 +163,30 @@ class DashboardAuth:
         if self._verify is None:
             assert self.anonymous is not None
             return Viewer(self.anonymous, self._mac(b"anonymous"), logged_in=False)
-        token = request.cookies.get(COOKIE, "")
-        principal = await self.verify(token)
+        session = request.cookies.get(COOKIE, "")
+        principal = await self.session_principal(session)
         if principal is None:
             return None
-        return Viewer(principal, self._token_csrf(token), logged_in=True)
+        return Viewer(principal, self._session_csrf(session), logged_in=True)
 
-    def login(self, response: Response, request: Request, token: str) -> None:
-        """Keep ``token`` in the session cookie (what ``redeem`` returned)."""
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
-                            secure=self.secure_cookies or request.url.scheme == "https",
+    def login(self, response: Response, request: Request, session: str) -> None:
+        """Put ``session`` (what ``redeem`` returned) in the cookie, for its lifetime."""
+        response.set_cookie(COOKIE, session, max_age=int(self.session_ttl), httponly=True,
+                            samesite="strict", secure=self._secure(request),
                             path=_cookie_path(request))
 
     def logout(self, response: Response, request: Request) -> None:
+        """End the request's session on the server, and clear the cookie."""
+        session = request.cookies.get(COOKIE, "")
         if self.links is not None:
-            self.links.close_session(request.cookies.get(COOKIE, ""))
+            self.links.close_session(session)
+        else:
+            self._sessions.close(session)
         response.delete_cookie(COOKIE, httponly=True, samesite="strict",
-                               secure=self.secure_cookies or request.url.scheme == "https",
-                               path=_cookie_path(request))
+                               secure=self._secure(request), path=_cookie_path(request))
+
+    def _secure(self, request: Request) -> bool:
+        return self.secure_cookies or request.url.scheme == "https"
 
 
 def csrf_ok(expected: str, request: Request, form_value: str | None) -> bool:

@@ -34,6 +34,7 @@ from starlette.middleware import Middleware
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.store.files import private_dir
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.app import PREFIX, dashboard_app
 from fast_mcp_gateway.ui.login_links import LoginLinks, login_url
@@ -82,7 +83,7 @@ class _QuietServer(uvicorn.Server):
 @contextlib.contextmanager
 def _key_file(base: str, key: bytes) -> Iterator[Path]:
     path = token_file()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     # mkstemp makes the file 0600 and never follows a planted link; the rename makes it
     # appear whole, so 'mcp-gateway dashboard' never reads half of it.
     fd, temp = tempfile.mkstemp(prefix=".dashboard-", dir=path.parent)

@@ -58,8 +58,10 @@ WRAPPER = textwrap.dedent("""\
     sys.exit(main())
 """)
 
-# Loaded only for HTTP/SSE, the dashboard, /metrics, PostgreSQL or HTTP upstreams.
+# Loaded only for HTTP/SSE, the dashboard, /metrics, PostgreSQL or HTTP upstreams
+# (griffe: only to parse a tool function's docstring, which no gateway tool has).
 NOT_FOR_STDIO = ("fastmcp.client", "key_value", "jinja2", "prometheus_client", "asyncpg",
+                 "griffe",
                  "fast_mcp_gateway.http", "fast_mcp_gateway.ui.app",
                  "fast_mcp_gateway.telemetry.metrics")
 

@@ -146,6 +146,7 @@ def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: Principa
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
             made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,
+                                      description=inspect.getdoc(tool.fn),
                                       annotations=tool.annotations)
             registered(server.add_tool(made.model_copy(update={
                 "parameters": lean_schema(made.parameters),
@@ -156,9 +157,9 @@ def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: Principa
 def _bind(tool: AdminTool, ctx: AdminContext,
           principal: PrincipalResolver) -> Callable[..., Awaitable[Any]]:
     """``tool.fn`` with ``ctx`` bound, as FastMCP sees a plain function: the adapter's
-    own parameters, resolved types and docstring (a ``functools.partial`` would make
-    FastMCP resolve the types in its own namespace).  The one place the gateway's
-    errors become ``ToolError`` (the host sees their text)."""
+    own parameters and resolved types (a ``functools.partial`` would make FastMCP
+    resolve them in its namespace), no docstring (a docstring loads griffe, ~2 MB, to
+    find sections these have none of).  Gateway errors become ``ToolError`` here."""
     hints = typing.get_type_hints(tool.fn, include_extras=True)
     signature = inspect.signature(tool.fn)
     parameters = [p.replace(annotation=hints[p.name])
@@ -186,7 +187,6 @@ def _bind(tool: AdminTool, ctx: AdminContext,
             CALLER.reset(token)
 
     run.__name__ = run.__qualname__ = tool.fn.__name__
-    run.__doc__ = tool.fn.__doc__
     run.__annotations__ = {p.name: p.annotation for p in parameters} | {
         "return": hints["return"]}
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]

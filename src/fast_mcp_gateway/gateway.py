@@ -56,6 +56,7 @@ from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import normalize_uri
@@ -389,6 +390,11 @@ class Gateway:
         """Re-read the config file; restart only what changed; keep everything on error
         (see ``ControlPlane.reload_config``; audited as the in-process actor)."""
         return await self.control.reload_config(LIBRARY)
+
+    async def wait_ready(self, within: float | None = 30.0) -> Readiness:
+        """Wait (at most ``within`` s) for every upstream's first connect attempt; say
+        which servers are ready, failed (why), still starting, disabled (readiness.py)."""
+        return await wait_ready(self.manager, within)
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""

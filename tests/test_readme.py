@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,14 @@ def test_the_library_mode_snippet_lists_every_demo_server() -> None:
     assert "gateway_list_servers" in tools
     assert any(t.startswith("notes_") for t in tools), tools
     assert any(t.startswith("clock_") for t in tools), tools
+
+
+def test_every_gateway_url_in_the_readme_uses_the_default_port() -> None:
+    """The README's gateway URLs (``serve`` without ``--port`` listens on the default)."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    lines = doc.README.read_text(encoding="utf-8").splitlines()
+    served = re.compile(r"127\.0\.0\.1:(\d+)/(?:mcp|sse|api/v1|metrics|ui|health|ready)\b")
+    # ``url:`` lines configure upstream servers, which listen where they like.
+    ports = {int(p) for line in lines if "url:" not in line for p in served.findall(line)}
+    assert ports == {GatewaySettings.model_fields["port"].default}, ports

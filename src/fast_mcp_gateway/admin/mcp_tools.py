@@ -32,6 +32,7 @@ from fastmcp.tools import Tool
 from pydantic import Field
 
 from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
+from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.lean import lean_schema
 from fast_mcp_gateway.admin.models import (
@@ -131,8 +132,9 @@ def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
     the catalog reserves them all, so an upstream can never take an admin tool's name."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
-            made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,
-                                      annotations=tool.annotations)
+            made = PlainArgumentsTool.from_function(_bind(tool, ctx, principal),
+                                                    name=tool.name,
+                                                    annotations=tool.annotations)
             registered(server.add_tool(made.model_copy(update={
                 "parameters": lean_schema(made.parameters),
                 "output_schema": lean_schema(made.output_schema)})))

@@ -34,7 +34,7 @@ from pydantic import Field
 from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
 from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.admin.lean import lean_schema
+from fast_mcp_gateway.admin.lean import lean_output_schema, lean_schema
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -137,7 +137,7 @@ def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
                                                     annotations=tool.annotations)
             registered(server.add_tool(made.model_copy(update={
                 "parameters": lean_schema(made.parameters),
-                "output_schema": lean_schema(made.output_schema)})))
+                "output_schema": lean_output_schema(made.output_schema)})))
     names = frozenset(tool.name for tool in ADMIN_TOOLS)
     server.add_middleware(AdminVisibility(names, principal, listed))
     return names

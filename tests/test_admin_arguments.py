@@ -58,6 +58,10 @@ async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> No
                              "validation_error")
         assert query["message"] == "invalid query: limit must be a whole number " \
                                    "(without quotes)", query
-        for error in (typo, again, bad_update, query):
+        extra = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t3", "confg": {}}), 422, "validation_error")
+        assert extra["message"] == ("invalid body: config is required; confg is not accepted "
+                                    "(did you mean 'config'?)"), extra
+        for error in (typo, again, bad_update, query, extra):
             assert "gateway_" not in error["message"]
             assert not any(word in error["message"] for word in PYDANTIC)

@@ -30,6 +30,7 @@ def invalid_fields(exc: ValidationError, model: type[BaseModel] = BaseModel,
     ``model`` (the validated model, if any) and ``known`` (the accepted top-level
     names) let an unknown name be matched to the one meant.
     """
+    known = list(known) or (list(model.model_fields) if model is not BaseModel else [])
     out: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         kind = err.get("type", "")
@@ -38,8 +39,12 @@ def invalid_fields(exc: ValidationError, model: type[BaseModel] = BaseModel,
                     "missing_positional_only_argument"):
             message = "is required"
         elif kind == "unexpected_keyword_argument" or (kind == "extra_forbidden"
-                                                        and known and len(loc) == 1):
-            message = "is not accepted" + _closest(str(loc[-1]), known)
+                                                        and len(loc) == 1 and known):
+            message = "is not accepted" + (_closest(str(loc[-1]), known)
+                                            or f"; accepted: {', '.join(known)}")
+        elif kind == "extra_forbidden":
+            message = "is not accepted" + (
+                "" if model is BaseModel else explain(err, model).removeprefix("unknown field"))
         else:
             message = explain(err, model)
         out.append((field_path(loc), message))

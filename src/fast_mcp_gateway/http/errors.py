@@ -86,10 +86,12 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-def validation_failed(exc: ValidationError, where: str) -> ApiError:
-    """422 naming every failing field (``where``: body, query or path)."""
+def validation_failed(exc: ValidationError, where: str,
+                      model: type[BaseModel] = BaseModel) -> ApiError:
+    """422 naming every failing field (``where``: body, query or path; ``model``: the
+    model validated, to match an unknown field to the one meant)."""
     # Worded as the gateway_* tools word it (admin/arguments.py), never echoing values.
-    plain = invalid_fields(exc)
+    plain = invalid_fields(exc, model)
     fields = [{"field": name or where, "message": message, "type": e["type"]}
               for (name, message), e in zip(plain, exc.errors(include_url=False), strict=True)]
     named = "; ".join(f"{f['field']} {f['message']}" for f in fields)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +40,37 @@ def test_a_summary_is_the_first_sentence_on_one_line() -> None:
     assert doc.summary("Do a thing (see\nbelow). More text.\n\nSecond paragraph.") == \
         "Do a thing (see below)."
     assert doc.summary("a | b") == "a \\| b"
+
+
+def _library_snippet() -> str:
+    text = doc.README.read_text(encoding="utf-8")
+    section = text.split("## Library mode", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_library_mode_snippet_lists_every_demo_server() -> None:
+    """The README's library example, run as written against the shipped servers.yaml
+    (real demo servers).  The start-up wait is 0 here: entering the client then waits
+    for nothing, so only ``gateway.wait_ready`` can make the demo tools appear."""
+    root = doc.README.parent
+    env = {**os.environ, "MCP_GATEWAY_STARTUP_WAIT": "0"}
+    done = subprocess.run([sys.executable, "-c", _library_snippet()], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ready_line, tools_line = done.stdout.splitlines()[-2:]
+    assert ready_line == "ready: ('notes', 'clock') failed: {}", done.stdout
+    tools = ast.literal_eval(tools_line)
+    assert "gateway_list_servers" in tools
+    assert any(t.startswith("notes_") for t in tools), tools
+    assert any(t.startswith("clock_") for t in tools), tools
+
+
+def test_every_gateway_url_in_the_readme_uses_the_default_port() -> None:
+    """The README's gateway URLs (``serve`` without ``--port`` listens on the default)."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    lines = doc.README.read_text(encoding="utf-8").splitlines()
+    served = re.compile(r"127\.0\.0\.1:(\d+)/(?:mcp|sse|api/v1|metrics|ui|health|ready)\b")
+    # ``url:`` lines configure upstream servers, which listen where they like.
+    ports = {int(p) for line in lines if "url:" not in line for p in served.findall(line)}
+    assert ports == {GatewaySettings.model_fields["port"].default}, ports

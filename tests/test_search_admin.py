@@ -13,7 +13,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.admin.lean import lean_schema
+from fast_mcp_gateway.admin.lean import lean_output_schema, lean_schema
 from fast_mcp_gateway.admin.mcp_tools import ADMIN_TOOLS, admin_kind
 from fast_mcp_gateway.routing.search import first_sentence
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
@@ -44,17 +44,44 @@ def test_first_sentence_is_not_cut_at_abbreviations(text: str, sentence: str) ->
 
 
 def test_lean_schema_says_the_same_in_fewer_bytes() -> None:
-    schema = {"type": "object", "properties": {
+    schema = {"type": "object", "required": ["e"], "properties": {
         "a": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None,
               "description": "maybe text"},
         "b": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]},
-        "c": {"anyOf": [{"type": "string", "enum": ["x"]}, {"type": "null"}]},
-        "d": {"type": "integer", "default": 5}}}
-    assert lean_schema(schema) == {"type": "object", "properties": {
-        "a": {"type": ["string", "null"], "description": "maybe text"},
-        "b": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]},   # a $ref stays
-        "c": {"anyOf": [{"type": "string", "enum": ["x"]}, {"type": "null"}]},
-        "d": {"type": "integer", "default": 5}}}
+        "c": {"anyOf": [{"type": "string", "enum": ["x"]}, {"type": "null"}],
+              "default": None},
+        "d": {"type": "integer", "default": 5},
+        "e": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}
+    assert lean_schema(schema) == {"type": "object", "required": ["e"], "properties": {
+        "a": {"type": "string", "description": "maybe text"},  # absent means null
+        "b": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]},   # no default: stays
+        "c": {"type": "string", "enum": ["x"]},
+        "d": {"type": "integer", "default": 5},
+        "e": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}   # required: null kept
+    # Results: a field that may be null says so in the portable form.
+    assert lean_output_schema(schema)["properties"]["a"] == {
+        "anyOf": [{"type": "string"}, {"type": "null"}], "description": "maybe text"}
+
+
+def _no_type_arrays(schema: Any, path: str = "") -> list[str]:
+    if isinstance(schema, list):
+        return [p for i, item in enumerate(schema) for p in _no_type_arrays(item, f"{path}[{i}]")]
+    if not isinstance(schema, dict):
+        return []
+    here = [path] if isinstance(schema.get("type"), list) else []
+    return here + [p for k, v in schema.items() for p in _no_type_arrays(v, f"{path}.{k}")]
+
+
+async def test_admin_tool_schemas_keep_one_type_per_property() -> None:
+    """The MCP Inspector's strict check warned about every ``type: [X, "null"]``."""
+    gateway = _two("all")
+    async with Client(gateway.server) as client:
+        tools = [t for t in await client.list_tools() if t.name.startswith("gateway_")]
+    assert len(tools) > 20
+    found = [f"{t.name}{p}" for t in tools
+             for p in _no_type_arrays(t.inputSchema, ".in") + _no_type_arrays(
+                 t.outputSchema, ".out")]
+    assert found == []
 
 
 def _two(mode: str, **options: Any) -> Any:

@@ -53,6 +53,7 @@ from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import Deferred, GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager
+from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import normalize_uri
@@ -285,25 +286,21 @@ class Gateway:
         for exposed, (origin, _) in view.templates.items():
             params = match_uri_template(uri, exposed)
             if params is not None and self._visible(origin.server):
-                return self.manager.services[origin.server], forward_uri(
-                    origin.original, params, uri
-                )
+                service = self.manager.services[origin.server]
+                return service, forward_uri(origin.original, params, uri)
         linked = self.provider.links.resolve(uri)  # a link a result or prompt gave
         if linked is not None and self._visible(linked[0]):
             return self.manager.services[linked[0]], linked[1]
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
 
-    async def _on_subscribe(
-        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
-    ) -> types.EmptyResult:
+    async def _on_subscribe(self, ctx: ServerRequestContext[Any],
+                            params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
         upstream, original = self._resource_origin(uri)
         caps = upstream.capabilities
         if caps is None or caps.resources is None or not caps.resources.subscribe:
-            raise MCPError(
-                code=types.INVALID_PARAMS,
-                message=f"upstream '{upstream.name}' does not support resource subscriptions",
-            )
+            raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
+                           "does not support resource subscriptions")
         try:
             await upstream.subscribe(original)
         except UpstreamError as exc:
@@ -311,9 +308,8 @@ class Gateway:
         self.hub.subscribe(uri, connection_of(ctx.session))
         return types.EmptyResult()
 
-    async def _on_unsubscribe(
-        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
-    ) -> types.EmptyResult:
+    async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
+                              params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
         upstream, original = self._resource_origin(uri)
         if self.hub.unsubscribe(uri, connection_of(ctx.session)):
@@ -323,9 +319,8 @@ class Gateway:
                 logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
         return types.EmptyResult()
 
-    async def _on_complete(
-        self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
-    ) -> types.CompleteResult:
+    async def _on_complete(self, ctx: ServerRequestContext[Any],
+                           params: types.CompleteRequestParams) -> types.CompleteResult:
         ref = params.ref
         upstream_ref: types.PromptReference | types.ResourceTemplateReference
         known = (self.manager.route_prompt(ref.name) if isinstance(ref, types.PromptReference)
@@ -399,6 +394,11 @@ class Gateway:
     async def reload_on_signal(self, name: str) -> ChangeReport:
         """``reload_config`` on signal ``name``, audited as ``signal:<name>`` and logged."""
         return await self.control.reload_logged(signal_actor(name))
+
+    async def wait_ready(self, within: float | None = 30.0) -> Readiness:
+        """Wait (at most ``within`` s) for every upstream's first connect attempt; say
+        which servers are ready, failed (why), still starting, disabled (readiness.py)."""
+        return await wait_ready(self.manager, within)
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
@@ -32,10 +32,13 @@ class Actor:
     the config file watcher is ``CONFIG_FILE`` (a reload it made because the file
     changed); a reload a signal asked for is ``signal(name)`` (``signal:SIGHUP``); other
     in-process callers (library code) are ``LIBRARY``.  Authentication will add the
-    principal's scopes here.
+    principal's scopes here.  ``surface`` is where the request came from: error texts
+    name that surface's operations (a REST caller is told about ``POST
+    /api/v1/servers``, not ``gateway_add_server``).
     """
 
     id: str
+    surface: Literal["mcp", "rest"] = "mcp"
 
 
 LIBRARY = Actor("library")

@@ -3,18 +3,17 @@
 Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
 parameters (their types and descriptions are the tool's input schema), its docstring
 (the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
-registry; ``register_admin_tools`` adds it and returns the names, which the
-gateway reserves in the catalog: an upstream tool can never shadow an admin tool,
-including one added later, and no list of names is kept by hand.
+registry; ``register_admin_tools`` adds it and returns the names, which the gateway
+reserves in the catalog: no upstream tool can shadow an admin tool, not even one added
+later, and no list of names is kept by hand.
 
 Only this module knows MCP: it names the actor (the caller's token or JWT name, else
 the host's client id) and turns the gateway's errors into ``ToolError`` once, in
 ``_bind``.  Every admin tool needs scope ``admin`` (the read-only ones show every
 server): a caller without it does not see them (``AdminVisibility``) and a call is
 refused naming the scope.  The caller comes from the principal resolver the gateway
-injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest:
-listing and detail are read-only, reconnect/enable are idempotent, disable is
-destructive (it removes that server's components from every host).
+injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest: lists are
+read-only, reconnect/enable idempotent, disable destructive (for every host).
 """
 
 from __future__ import annotations
@@ -33,8 +32,9 @@ from fastmcp.tools import Tool
 from pydantic import Field
 
 from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
+from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.admin.lean import lean_schema
+from fast_mcp_gateway.admin.lean import lean_output_schema, lean_schema
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -145,12 +145,12 @@ def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: Principa
     (search finds them).  One per step (yields its name): others may run between."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
-            made = Tool.from_function(_bind(tool, ctx, principal), name=tool.name,
-                                      description=inspect.getdoc(tool.fn),
-                                      annotations=tool.annotations)
+            made = PlainArgumentsTool.from_function(
+                _bind(tool, ctx, principal), name=tool.name,
+                description=inspect.getdoc(tool.fn), annotations=tool.annotations)
             registered(server.add_tool(made.model_copy(update={
                 "parameters": lean_schema(made.parameters),
-                "output_schema": lean_schema(made.output_schema)})))
+                "output_schema": lean_output_schema(made.output_schema)})))
             yield tool.name
 
 

@@ -284,16 +284,23 @@ def _running_configs(ctx: AdminContext) -> dict[str, ServerConfig]:
     return {name: service.config for name, service in ctx.manager.services.items()}
 
 
+# (add, update) as each surface names them, for error texts.
+_REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
+             "rest": ("POST /api/v1/servers", "PUT /api/v1/servers/{name}")}
+
+
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None) -> ChangeReport:
     store = require_store(ctx)
     exists = name in ctx.manager.services
+    add, update = _REGISTER[actor.surface]
     if must_exist is True and not exists:
-        raise NotFound(f"no server named '{name}'; use gateway_add_server")
+        raise NotFound(f"no server named '{name}'; use {add}")
     if must_exist is False and exists:
-        raise Conflict(f"server '{name}' already exists; use gateway_update_server")
-    parsed = parse_server(name, raw, f"gateway_{'update' if exists else 'add'}_server",
-                          ctx.options.env_allow)
+        raise Conflict(f"server '{name}' already exists; use {update.format(name=name)}")
+    source = (update.format(name=name) if exists else add) + (
+        " body 'config'" if actor.surface == "rest" else "")
+    parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_namespace(parsed, _running_configs(ctx))
     await store.put_server(name, raw, parsed.enabled)
     await ctx.manager.replace_server(parsed)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -48,7 +49,26 @@ async def _missing(path: str) -> bool:
     return not is_url(path) and not await anyio.Path(path).exists()
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout left (``| head -1``): stop quietly, as Unix tools do.
+
+    Python's recipe: point stdout at devnull, so that the flush at exit cannot fail
+    again and print "Exception ignored"; exit 1 as Python does on EPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 async def run_report(args: argparse.Namespace) -> int:
+    """``mcp-gateway logs`` / ``stats``; exit 2 on a store error, 1 if stdout closed."""
+    try:
+        return await _run_report(args)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+async def _run_report(args: argparse.Namespace) -> int:
     path = _db_path(args)
     if await _missing(path):
         print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)")
@@ -183,6 +203,13 @@ async def merged_servers(config: GatewayConfig, path: str) -> Merged:
 
 async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
+    try:
+        return await _run_servers(config, args)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     path = _db_path(args)
     merged = await merged_servers(config, path)
     servers, problems = merged.servers, merged.problems

@@ -59,6 +59,7 @@ from fast_mcp_gateway.errors import (
 )
 from fast_mcp_gateway.front.asks import bridge_asks, send_asking
 from fast_mcp_gateway.front.mrtr import Parking
+from fast_mcp_gateway.policies.retry import FailureKind
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -256,12 +257,24 @@ def status_of(exc: BaseException) -> Status:
     return "error"
 
 
+def status_after(path: CallPath, exc: UpstreamError) -> Status:
+    """``status_of``, except that a call one of whose attempts reached an upstream was
+    not "rejected" (not sent) when the replicas left for another were none: it ran and
+    failed, as its last sent attempt did (``timeout`` or ``error``)."""
+    status = status_of(exc)
+    if status == "rejected" and isinstance(exc, NoHealthyReplica):
+        sent = [o for _, o in path.attempts if o not in ("ok", FailureKind.NOT_SENT.value)]
+        if sent:
+            return "timeout" if sent[-1] == FailureKind.TIMEOUT.value else "error"
+    return status
+
+
 def failure_of(call: Call, exc: CallRefused | UpstreamError | MCPError) -> Failure:
     """The one error mapping: what a refusal or an upstream failure means to the host."""
     if isinstance(exc, CallRefused):
         return Failure("rejected", exc.reason, exc.reason, exc)
     if isinstance(exc, UpstreamError):
-        return Failure(status_of(exc), str(exc), str(exc), exc)
+        return Failure(status_after(call.path, exc), str(exc), str(exc), exc)
     return Failure("error", exc.error.message,
                    f"upstream '{call.service.name}' rejected {call.method} '{call.original}': "
                    f"{exc.error.message}", exc)

@@ -51,7 +51,7 @@ class Call:
 
     @property
     def actor(self) -> Actor:
-        return Actor(self.principal.name)
+        return Actor(self.principal.name, surface="rest")
 
     def server(self, name: str) -> str:
         """``name`` if it exists and the principal may use it, else 404 (alike)."""
@@ -129,14 +129,14 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_failed(exc, "body") from None
+        raise validation_failed(exc, "body", model) from None
 
 
 def _query(model: type[BaseModel], request: Request) -> BaseModel:
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
-        raise validation_failed(exc, "query") from None
+        raise validation_failed(exc, "query", model) from None
 
 
 def _serve(ep: Endpoint, access: Access, ctx: AdminContext

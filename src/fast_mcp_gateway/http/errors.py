@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
+from fast_mcp_gateway.admin.arguments import invalid_fields
 from fast_mcp_gateway.errors import (
     AdminError,
     ConfigError,
@@ -85,11 +86,15 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-def validation_failed(exc: ValidationError, where: str) -> ApiError:
-    """422 naming every failing field (``where``: body, query or path)."""
-    fields = [{"field": ".".join(str(p) for p in e["loc"]) or where, "message": e["msg"],
-               "type": e["type"]} for e in exc.errors(include_url=False, include_input=False)]
-    named = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+def validation_failed(exc: ValidationError, where: str,
+                      model: type[BaseModel] = BaseModel) -> ApiError:
+    """422 naming every failing field (``where``: body, query or path; ``model``: the
+    model validated, to match an unknown field to the one meant)."""
+    # Worded as the gateway_* tools word it (admin/arguments.py), never echoing values.
+    plain = invalid_fields(exc, model)
+    fields = [{"field": name or where, "message": message, "type": e["type"]}
+              for (name, message), e in zip(plain, exc.errors(include_url=False), strict=True)]
+    named = "; ".join(f"{f['field']} {f['message']}" for f in fields)
     return ApiError(422, "validation_error", f"invalid {where}: {named}",
                     {"in": where, "fields": fields})
 

@@ -138,6 +138,11 @@ class UpstreamManager:
         contextvars.Context().run(lambda: tg.start_soon(run, name=name))
 
     @property
+    def running(self) -> bool:
+        """``run()`` is under way (the upstreams are supervised)."""
+        return self._task_group is not None
+
+    @property
     def replicas(self) -> list[Upstream]:
         """Every replica of every service, in config order."""
         return [r for service in self.services.values() for r in service.replicas]

@@ -1,0 +1,67 @@
+"""Wrong arguments to admin operations are explained in plain words, on MCP and REST, and
+REST errors name REST operations, not the gateway_* tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from tests.fixtures import make_gateway
+from tests.test_rest import OPS, assert_error, demo, serving
+
+pytestmark = pytest.mark.anyio
+
+PYDANTIC = ("validation error for", "errors.pydantic.dev", "Input should", "type=")
+
+
+async def _error(client: Client, tool: str, arguments: dict[str, object]) -> str:
+    result = await client.call_tool_mcp(tool, arguments)
+    assert result.isError
+    text: str = result.content[0].text  # type: ignore[union-attr]
+    assert not any(word in text for word in PYDANTIC), text
+    return text
+
+
+async def test_admin_tools_explain_wrong_arguments(tmp_path: Path) -> None:
+    gateway = make_gateway({}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        text = await _error(client, "gateway_calls", {"limit": "abc"})
+        assert text.startswith("invalid arguments for 'gateway_calls': 'limit' must be a whole "
+                               "number"), text
+        assert "its arguments: server, tool, status" in text
+        text = await _error(client, "gateway_calls", {"status": "bogus"})
+        assert "'status' must be 'success', 'error', 'timeout', 'rejected' or 'cancelled'" \
+            in text
+        text = await _error(client, "gateway_server_detail", {})
+        assert "'name' is required" in text
+        text = await _error(client, "gateway_server_detail",
+                            {"name": "x", "stderr_line": 5})
+        assert "'stderr_line' is not accepted (did you mean 'stderr_lines'?)" in text
+
+
+async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> None:
+    async with serving(tmp_path, {"clock": demo("clock")}) as (api, _base):
+        typo = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t2", "config": {"comand": "x"}}), 422, "invalid_config")
+        assert typo["message"].startswith(
+            "POST /api/v1/servers body 'config': server 't2', field 'comand'"), typo
+        assert "did you mean 'command'" in typo["message"]
+        again = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "clock", "config": demo("clock")}), 409, "conflict")
+        assert again["message"].endswith("use PUT /api/v1/servers/clock"), again
+        bad_update = assert_error(await api("PUT", "/servers/clock", OPS, json={
+            "config": {"command": "x", "timeout": "soon"}}), 422, "invalid_config")
+        assert bad_update["message"].startswith("PUT /api/v1/servers/clock body 'config'")
+        query = assert_error(await api("GET", "/logs/invocations?limit=abc", OPS), 422,
+                             "validation_error")
+        assert query["message"] == "invalid query: limit must be a whole number " \
+                                   "(without quotes)", query
+        extra = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t3", "confg": {}}), 422, "validation_error")
+        assert extra["message"] == ("invalid body: config is required; confg is not accepted "
+                                    "(did you mean 'config'?)"), extra
+        for error in (typo, again, bad_update, query, extra):
+            assert "gateway_" not in error["message"]
+            assert not any(word in error["message"] for word in PYDANTIC)

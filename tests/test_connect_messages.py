@@ -299,3 +299,23 @@ async def test_a_server_that_dies_while_held_gives_its_exit_code() -> None:
                              "connection closed during tools/call 'crash': the server "
                              "process exited with code 7 | stderr: ")), error
     assert error.endswith("well: crashing on request"), error
+
+
+# What an mcp 1.x SDK server (e.g. uvx mcp-server-time) answers a request it has no
+# model for: server/discover fails validation before any method lookup.
+_HANDSHAKE_ONLY = """
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" in message:
+        error = {"code": -32602, "message": "Invalid request parameters", "data": ""}
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}), flush=True)
+"""
+
+
+async def test_the_2026_era_on_a_handshake_only_server_says_so_and_the_fix() -> None:
+    error = await failure({"command": PY, "protocol": "2026-07-28",
+                           "args": ["-c", _HANDSHAKE_ONLY]})
+    assert "does not speak the 2026-07-28 protocol era" in error
+    assert "protocol: auto" in error and "legacy" in error
+    assert "server/discover answered -32602" in error  # what the server itself said

@@ -299,3 +299,49 @@ async def test_a_server_that_dies_while_held_gives_its_exit_code() -> None:
                              "connection closed during tools/call 'crash': the server "
                              "process exited with code 7 | stderr: ")), error
     assert error.endswith("well: crashing on request"), error
+
+
+# What an mcp 1.x SDK server (e.g. uvx mcp-server-time) answers a request it has no
+# model for: server/discover fails validation before any method lookup.
+_HANDSHAKE_ONLY = """
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" in message:
+        error = {"code": -32602, "message": "Invalid request parameters", "data": ""}
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}), flush=True)
+"""
+
+
+async def test_the_2026_era_on_a_handshake_only_server_says_so_and_the_fix() -> None:
+    error = await failure({"command": PY, "protocol": "2026-07-28",
+                           "args": ["-c", _HANDSHAKE_ONLY]})
+    assert "does not speak the 2026-07-28 protocol era" in error
+    assert "protocol: auto" in error and "legacy" in error
+    assert "server/discover answered -32602" in error  # what the server itself said
+
+
+async def test_a_server_that_worked_then_went_idle_is_told_its_whole_time() -> None:
+    """It was logged as "given more time" while it worked: the failure says how long it
+    had in all and that it went idle, not that it had only one window."""
+    from fast_mcp_gateway.upstream.processes import ConnectWatch
+
+    marks = iter(range(1_000))
+    extended: list[float] = []
+
+    def output() -> int:  # stderr output: grows once (the first window), then stops
+        return min(next(marks), 1)
+
+    watch = ConnectWatch(0.2, lambda: None, output)
+    scope = anyio.CancelScope()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.run, scope, extended.append)
+            with scope:
+                await anyio.sleep_forever()  # until the watch fires
+    assert watch.fired and not watch.busy and extended
+    text = watch.timeout_text("initialize", 0.4)
+    assert f"did not finish connecting within {round(watch.elapsed, 1):g}s in all" in text
+    assert ("its 0.2s window was extended; then no answer to initialize; idle for the last "
+            "0.2s") in text
+    assert "within 0.2s" not in text  # not the one window it was not limited to

@@ -51,18 +51,19 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def gateway_client(tmp_path: Path, front: str, *, protocol: str = "legacy",
-                         env: dict[str, str] | None = None,
+                         env: dict[str, str] | None = None, db: Path | None = None,
                          **client: Any) -> AsyncIterator[Client[Any]]:
     """A connected FastMCP client of a gateway subprocess serving ``pusher`` on
     ``front``, once the upstream's tools are listed.  The gateway's stderr goes to
-    ``tmp_path / "gateway.log"``."""
+    ``tmp_path / "gateway.log"``; calls are recorded in ``db`` if given."""
     config = write_config(tmp_path, protocol)
+    recording = ["--db", str(db)] if db is not None else ["--no-db"]
     environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(front == "stdio-lane").lower(),
                **(env or {})}
     log = tmp_path / "gateway.log"
     if front.startswith("stdio"):
         transport: Any = StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config",
-                                             str(config), "--no-db"],
+                                             str(config), *recording],
                                         env=environ, keep_alive=False, log_file=log)
         async with Client(transport, **client) as connected:
             await _until_listed(connected)
@@ -72,7 +73,7 @@ async def gateway_client(tmp_path: Path, front: str, *, protocol: str = "legacy"
     with log.open("w") as stderr:
         process = await anyio.open_process(
             [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config), "--transport",
-             "http", "--port", str(port), "--no-db"], env=environ, stdout=stderr, stderr=stderr)
+             "http", "--port", str(port), *recording], env=environ, stdout=stderr, stderr=stderr)
         async with process:
             try:
                 await _until_serving(f"http://127.0.0.1:{port}/health", process)
@@ -190,6 +191,52 @@ async def test_an_unanswered_ask_expires_and_cancels_the_upstream_call(
     assert "call it again without requestState" in failure
     log = (tmp_path / "gateway.log").read_text()
     assert "did not answer elicitation/create question within 1s" in log
+
+
+async def recorded(db: Path) -> list[dict[str, Any]]:
+    """The call records in ``db``, oldest first (``mcp-gateway logs``)."""
+    logs = await anyio.run_process([PY, "-m", "fast_mcp_gateway", "logs", "--db", str(db),
+                                    "--json"])
+    return sorted(map(json.loads, logs.stdout.decode().splitlines()),
+                  key=lambda r: r["started_at"])
+
+
+@pytest.mark.parametrize("front", FRONTS)
+async def test_an_asked_call_is_one_record_whatever_its_rounds(tmp_path: Path,
+                                                               front: str) -> None:
+    asked, release = anyio.Event(), anyio.Event()
+    host = Host()
+
+    async def elicit(message: str, response_type: Any, params: Any, context: Any) -> Any:
+        if not host.asked:  # pusher_interview's
+            return await host.elicit(message, response_type, params, context)
+        asked.set()  # pusher_hold's question: a human who walked away
+        await release.wait()
+        return ElicitResult(action="accept", content={"value": "late"})
+
+    db = tmp_path / "calls.db"
+    handlers = {**host.handlers(), "elicitation_handler": elicit}
+    async with gateway_client(tmp_path, front, db=db, env={"MCP_GATEWAY_ASK_TIMEOUT": "1"},
+                              **handlers) as client:
+        # Two rounds of questions (three host requests), as a handshake host's one call.
+        assert (await client.call_tool("pusher_interview", {"topic": "x"})).data
+        async with anyio.create_task_group() as tg:
+            async def held_call() -> None:
+                with pytest.raises(ToolError):
+                    await client.call_tool("pusher_hold", {})
+
+            tg.start_soon(held_call)
+            with anyio.fail_after(60):
+                await asked.wait()
+            assert (await client.call_tool("pusher_wait_cancelled", {})).data == "cancelled"
+            release.set()  # its late round is told the call ended: not another call
+    records = [r for r in await recorded(db) if r["exposed"] != "pusher_wait_cancelled"]
+    assert [(r["exposed"], r["status"]) for r in records] == [
+        ("pusher_interview", "success"), ("pusher_hold", "timeout")]
+    assert records[0]["replica"] == "pusher"  # not the empty one of an asking round
+    assert "did not answer elicitation/create question within 1s" in records[1]["error"]
+    # The record spans the call from its first round (the host's answers included).
+    assert records[0]["duration_ms"] > 0
 
 
 @pytest.mark.parametrize(("front", "protocol"), [("stdio-lane", "legacy"),

@@ -62,6 +62,9 @@ class FakeCall:
     kind: str = "tool"
     exposed: str = "up_ask"
     path: CallPath = field(default_factory=CallPath)
+    started_at: float = 0.0
+    t0: float = 0.0
+    observed: bool = False
 
     @property
     def method(self) -> str:

@@ -111,6 +111,7 @@ class Call:
     principal: Principal
     owner: Service               # the server that exposes the component
     rule: str | None = None      # the route rule that applied, as recorded
+    observed: bool = False       # its outcome went to the observers (once per call)
     path: CallPath = field(default_factory=CallPath)
     started_at: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
@@ -350,7 +351,19 @@ class CallPipeline:
         self.observers: list[CallObserver] = []
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
-        self.parking: Parking | None = None
+        self._parking: Parking | None = None
+
+    @property
+    def parking(self) -> Parking | None:
+        return self._parking
+
+    @parking.setter
+    def parking(self, parking: Parking | None) -> None:
+        """Park 2026-07-28 hosts' asked calls in ``parking``; a parked call that ends
+        with no host round to answer (its question or result expired) is observed here."""
+        self._parking = parking
+        if parking is not None:
+            parking.abandoned = self._abandoned
 
     @property
     def recorder(self) -> Recorder | None:
@@ -397,6 +410,7 @@ class CallPipeline:
                     result = await bridge_asks(call.service.name, call, encoding, result)
                 if stage is not None:
                     result = stage.review(call, encoding, result)
+            asking = encoding.asks(result) is not None
             answer = encoding.finish(call, result)
         except anyio.get_cancelled_exc_class():
             # The host cancelled the call (notifications/cancelled) or went away (an
@@ -408,7 +422,7 @@ class CallPipeline:
             raise
         except (CallRefused, UpstreamError, MCPError) as exc:
             return self._failed(call, encoding, exc)
-        return self._answered(call, answer)
+        return self._answered(call, answer, asking)
 
     def conclude(self, call: Call, encoding: Encoding[Any, Out], result: Any) -> Out:
         """The tail of ``run`` for a result sent elsewhere (MRTR's first round of a
@@ -417,10 +431,11 @@ class CallPipeline:
             stage = self.results
             if stage is not None:
                 result = stage.review(call, encoding, result)
+            asking = encoding.asks(result) is not None
             answer = encoding.finish(call, result)
         except (CallRefused, UpstreamError, MCPError) as exc:
             return self._failed(call, encoding, exc)
-        return self._answered(call, answer)
+        return self._answered(call, answer, asking)
 
     def _failed(self, call: Call, encoding: Encoding[Any, Out],
                 exc: CallRefused | UpstreamError | MCPError) -> Out:
@@ -432,8 +447,12 @@ class CallPipeline:
             raise answer.raises from exc
         return cast(Out, answer.output)
 
-    def _answered(self, call: Call, answer: Answer[Out]) -> Out:
-        self._observe(call, answer)
+    def _answered(self, call: Call, answer: Answer[Out], asking: bool = False) -> Out:
+        # A round that shows the host questions (``input_required``) is not the call's
+        # outcome: the round that ends the call is observed, once, as the whole call
+        # (for a parked call, from its first round's start: ``Parking.send``).
+        if not asking:
+            self._observe(call, answer)
         if answer.raises is not None:
             raise answer.raises
         return cast(Out, answer.output)
@@ -456,10 +475,15 @@ class CallPipeline:
         if self.curator is not None and (reason := await self.curator(call)) is not None:
             raise CallRefused(reason)
 
+    def _abandoned(self, call: Any, status: str, error: str) -> None:
+        """A parked call that ended with no host round to answer: its one record."""
+        self._observe(call, Answer(cast(Status, status), error))
+
     def _observe(self, call: Call, answer: Answer[Any],
                  cause: BaseException | None = None) -> None:
-        if not self.observers:
+        if not self.observers or call.observed:
             return
+        call.observed = True
         outcome = CallOutcome(call, answer.status, answer.error,
                               (time.perf_counter() - call.t0) * 1000, answer.response,
                               answer.size, cause)

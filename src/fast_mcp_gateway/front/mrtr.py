@@ -79,6 +79,9 @@ class Parkable(Protocol):
     front: FrontCall
     principal: Principal
     path: CallPath
+    started_at: float
+    t0: float
+    observed: bool
 
     @property
     def method(self) -> str: ...
@@ -96,6 +99,10 @@ class AnsweredEarly(Exception):
     """The caller's request was already answered (``Answering.reply``) by a lazily
     parked call's first question; the caller must not answer it again."""
 
+
+Abandoned = Callable[[Any, str, str], None]
+"""Observes a parked call that ended with no host round to answer it:
+``(call of its first round, status, error)`` (``CallPipeline._abandoned``)."""
 
 Conclude = Callable[[Any, Any, Any], Any]
 """The pipeline's tail for a result already sent (``CallPipeline.conclude``):
@@ -117,6 +124,7 @@ class Parking:
         self._calls: dict[str, ParkedCall] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
+        self.abandoned: Abandoned | None = None
 
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -156,7 +164,9 @@ class Parking:
         host = call.front
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
             parked = self._continued(call, state)
-            call.path = parked.path  # the record names the replica the call went to
+            # One record per call: the replica it went to, timed from its first round.
+            call.path = parked.path
+            call.started_at, call.t0 = parked.call.started_at, parked.call.t0
             answers = host.input_responses
         else:
             reply = getattr(host, "reply", None)
@@ -181,6 +191,9 @@ class Parking:
         server = call.service.name
         if parked is None:
             ended = self._ended.get(token)
+            # An ended call was observed as it ended (its last round, or ``abandoned``):
+            # a late round is told so, and is not another call.
+            call.observed = ended is not None
             raise UpstreamError(server, ended or (
                 f"{call.method} '{call.exposed}': the requestState names a question this "
                 "gateway does not hold (it expired, the gateway restarted, or another "
@@ -202,6 +215,7 @@ class Parking:
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
         parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
                             self.ask_timeout, timer)
+        parked.call = call
         self._calls[token] = parked
         return parked
 
@@ -282,6 +296,7 @@ class Parking:
                        "without requestState")
             logger.info("upstream '%s': %s", parked.server, message)
             self._end(parked, message)
+            self._abandon(parked, message)
 
     def _ended_early(self, parked: ParkedCall) -> None:
         if parked.cancelled_by_host:
@@ -294,8 +309,15 @@ class Parking:
                        f"question within {parked.ask_timeout:g}s (ask_timeout); the call "
                        "was cancelled upstream; call it again without requestState")
             logger.warning("upstream '%s': %s", parked.server, message)
+            self._abandon(parked, message)
         parked.finish(error=UpstreamError(parked.server, message))
         self._end(parked, message)
+
+    def _abandon(self, parked: ParkedCall, message: str) -> None:
+        # No host round is left to observe the call's end (a host-cancelled round
+        # was observed as cancelled by its own request).
+        if self.abandoned is not None and parked.call is not None:
+            self.abandoned(parked.call, "timeout", message)
 
     def _end(self, parked: ParkedCall, message: str) -> None:
         self._ended[parked.token] = message

@@ -136,6 +136,7 @@ class ParkedCall:
                  timer: anyio.CancelScope | None = None) -> None:
         self.token, self.owner, self.what, self.server = token, owner, what, server
         self.path = path
+        self.call: Any = None  # the pipeline call of the first round (mrtr.Parkable)
         self.ask_timeout = ask_timeout
         self.current: FrontCall | None = None  # the host request being served now
         self._declaring = host

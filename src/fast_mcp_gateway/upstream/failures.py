@@ -36,6 +36,8 @@ _HTTP_STAND_INS = {(types.METHOD_NOT_FOUND, "Not Found"),
 _NOT_MCP_STAND_INS = {types.INVALID_REQUEST: "Unexpected content type: ",
                       types.PARSE_ERROR: "Failed to parse JSON response: "}
 _OPENING = ("initialize", "server/discover")
+# What a handshake-era server answers the 2026-07-28 opening request.
+_NO_DISCOVER = {types.INVALID_PARAMS, types.METHOD_NOT_FOUND, types.INVALID_REQUEST}
 _MCP_URL_HINT = ("check the path in 'url' (MCP servers usually serve streamable HTTP at /mcp, "
                  "or SSE at /sse)")
 STDIO_HINT = ("check that 'command' and 'args' start an MCP server that talks over stdio "
@@ -59,6 +61,12 @@ def explain_connect_failure(
         refusal = _http_refusal(failed, transport)
         if refusal is not None:
             return refusal
+    if failed is not None and failed.method == "server/discover" \
+            and _error_code(failed) in _NO_DISCOVER:
+        # A handshake-only server (an mcp 1.x SDK's: it refuses a method it has no
+        # model for with -32602) says only that the request was wrong.
+        return (f"{text}: the server does not speak the 2026-07-28 protocol era (it knows "
+                "only the initialize handshake); set 'protocol: auto' (or 'legacy') for it")
     if kind == "sse":
         not_sse = _not_an_sse_stream(exc, transport)
         if not_sse is not None:

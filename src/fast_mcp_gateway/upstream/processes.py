@@ -359,12 +359,19 @@ class ConnectWatch:
         self._scope.cancel()
 
     def timeout_text(self, step: str | None, next_window: float) -> str:
-        how = (f"still busy after {self.elapsed:.0f}s" if self.busy else
-               f"{'no answer to ' + step if step else 'no session'}; idle for the last "
-               f"{self.window:g}s")
-        return (f"did not finish connecting within {self.window:g}s ({how}); raise "
-                f"timeouts.connect if the server is only slow to start (the next attempt "
-                f"waits {next_window:g}s)")
+        waited = f"{'no answer to ' + step if step else 'no session'}"
+        if self.busy:
+            how = (f"within {round(self.elapsed, 1):g}s in all: it was given more time while it "
+                   f"worked ({self.window:g}s at a time), and was still busy at the limit")
+        elif self.extensions:
+            # It was told it got more time (``extension_text``): say how much, in all.
+            how = (f"within {round(self.elapsed, 1):g}s in all: it worked at first, so its "
+                   f"{self.window:g}s window was extended; then {waited}; idle for the last "
+                   f"{self.window:g}s")
+        else:
+            how = f"within {self.window:g}s ({waited}; idle for the last {self.window:g}s)"
+        return (f"did not finish connecting {how}; raise timeouts.connect if the server is "
+                f"only slow to start (the next attempt waits {next_window:g}s)")
 
     @staticmethod
     def extension_text(elapsed: float, step: str | None) -> str:

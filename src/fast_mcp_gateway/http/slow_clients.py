@@ -27,11 +27,13 @@ MAX_HEAD_BYTES = 16384
 """The largest request head accepted (request line and headers), as h11's default."""
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """``H11Protocol`` that closes a connection idle or mid-head past ``header_timeout``."""
+class _HeadDeadline:
+    """The deadline for a request head, as both protocols keep it (``loop`` and
+    ``_on_header_timeout`` are the protocol's)."""
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     _header_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
 
     def _arm(self) -> None:
         self._disarm()
@@ -41,6 +43,13 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _on_header_timeout(self) -> None:
+        raise NotImplementedError
+
+
+class HeaderTimeoutH11Protocol(_HeadDeadline, H11Protocol):
+    """``H11Protocol`` that closes a connection idle or mid-head past ``header_timeout``."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -118,31 +127,24 @@ def _httptools_protocol() -> type[Any] | None:
     except ImportError:
         return None
 
-    class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
+    class HeaderTimeoutHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
         """``HttpToolsProtocol`` that closes a connection idle or mid-head past
         ``header_timeout``, and refuses (400, close) a head over ``max_head_bytes``."""
 
-        header_timeout: float = DEFAULT_HEADER_TIMEOUT
         max_head_bytes: int = MAX_HEAD_BYTES
-        _header_timer: asyncio.TimerHandle | None = None
         _awaiting_head = True  # between a response (or the connection) and the next head
         _head_bytes = 0  # bytes received towards that head
 
         def _await_head(self) -> None:
             self._awaiting_head, self._head_bytes = True, 0
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(self.header_timeout,
-                                                      self._on_header_timeout)
+            self._arm()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._await_head()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._disarm()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -156,9 +158,7 @@ def _httptools_protocol() -> type[Any] | None:
 
         def on_headers_complete(self) -> None:
             self._awaiting_head = False
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._disarm()
             cycle = self.cycle
             super().on_headers_complete()
             if self.cycle is not cycle:  # a request to answer (not an upgrade)

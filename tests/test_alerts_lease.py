@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator  # noqa: F401
 from pathlib import Path
 
 import pytest
@@ -15,23 +15,11 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.store import Store, open_store
 from tests.stdio_gateway import stdio_gateway
-
-
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+from tests.test_store_contract import store  # noqa: F401 - every backend, opened
 
 
 @pytest.mark.anyio
-async def test_a_released_lease_is_free_for_the_next_holder_at_once(store: Store) -> None:
+async def test_a_released_lease_is_free_for_the_next_holder_at_once(store: Store) -> None:  # noqa: F811
     assert await store.hold_lease("alerts", "gw-a", 60) is True
     assert await store.hold_lease("alerts", "gw-b", 60) is False
     held = await store.lease("alerts")
@@ -47,7 +35,7 @@ async def test_a_released_lease_is_free_for_the_next_holder_at_once(store: Store
 @pytest.mark.anyio
 async def test_the_log_names_the_holder_and_when_its_lease_ends(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = await open_store(str(tmp_path / "gateway.db"))
+    store = await open_store(str(tmp_path / "gateway.db"))  # noqa: F811
     try:
         assert await store.hold_lease("alerts", "gw-elsewhere", 60)
         engine = AlertEngine(AlertsConfig, dict, lambda: store, instance_id="gw-here")

@@ -4,28 +4,16 @@ migration step that adds them to an existing SQLite file."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator  # noqa: F401
 from pathlib import Path
 
 import pytest
 
 from fast_mcp_gateway.store import AlertEvent, Store, open_store
 from fast_mcp_gateway.store import sqlite_schema as schema
+from tests.test_store_contract import store  # noqa: F401 - every backend, opened
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def event(i: int, *, rule: str = "r", server: str = "notes", state: str = "firing",
@@ -35,7 +23,7 @@ def event(i: int, *, rule: str = "r", server: str = "notes", state: str = "firin
                       message=f"event {i}")
 
 
-async def test_runtime_rules_and_tombstones(store: Store) -> None:
+async def test_runtime_rules_and_tombstones(store: Store) -> None:  # noqa: F811
     assert await store.alert_rules() == []
     rule = {"name": "slow", "server": "*", "metric": "p95_ms", "threshold": 500.0,
             "window": 300.0, "for": 0.0}
@@ -52,7 +40,7 @@ async def test_runtime_rules_and_tombstones(store: Store) -> None:
     assert [r.name for r in await store.alert_rules()] == ["from-file"]
 
 
-async def test_history_reads_back_newest_first_filtered_and_paged(store: Store) -> None:
+async def test_history_reads_back_newest_first_filtered_and_paged(store: Store) -> None:  # noqa: F811
     await store.add_alert_events([event(i, server="notes" if i % 2 else "clock",
                                         rule="a" if i % 3 else "b",
                                         state="firing" if i % 4 else "resolved")
@@ -71,7 +59,7 @@ async def test_history_reads_back_newest_first_filtered_and_paged(store: Store) 
     assert [e.message for e in notes_b] == ["event 15", "event 9", "event 3"]
 
 
-async def test_retention_prunes_old_alert_history(store: Store) -> None:
+async def test_retention_prunes_old_alert_history(store: Store) -> None:  # noqa: F811
     await store.add_alert_events([event(0, at=1_000.0), event(1, at=2_000_000.0)])
     await store.prune(max_age_seconds=1_000_000, max_rows=None, now=2_000_100.0)
     assert [e.message for e in await store.alert_events()] == ["event 1"]
@@ -87,7 +75,7 @@ async def test_an_existing_sqlite_file_gains_the_alert_tables(tmp_path: Path) ->
     db.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'ops', 'kept')")
     db.commit()
     db.close()
-    store = await open_store(path)
+    store = await open_store(path)  # noqa: F811
     try:
         assert await store.schema_version() == schema.SCHEMA_VERSION >= 4  # type: ignore[attr-defined]
         assert [e.action for e in await store.audit()] == ["kept"]
@@ -98,7 +86,7 @@ async def test_an_existing_sqlite_file_gains_the_alert_tables(tmp_path: Path) ->
 
 
 async def test_postgres_schema_has_the_alert_step(pg_url: str) -> None:
-    store = await open_store(pg_url)
+    store = await open_store(pg_url)  # noqa: F811
     try:
         from fast_mcp_gateway.store import postgres_schema
 
@@ -109,7 +97,7 @@ async def test_postgres_schema_has_the_alert_step(pg_url: str) -> None:
         await store.close()
 
 
-async def test_one_holder_of_a_lease_at_a_time(store: Store) -> None:
+async def test_one_holder_of_a_lease_at_a_time(store: Store) -> None:  # noqa: F811
     assert await store.hold_lease("alerts", "gw-a", 60) is True
     assert await store.hold_lease("alerts", "gw-b", 60) is False      # a's is running
     assert await store.hold_lease("alerts", "gw-a", 60) is True       # renewed

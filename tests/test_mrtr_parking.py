@@ -521,3 +521,30 @@ def test_the_lane_leaves_a_round_the_full_path_began_to_it() -> None:
             lane._take_call(line(requestState=state, inputResponses={}))
     with pytest.raises(AssertionError, match="considered taking"):
         lane._take_call(line())
+
+
+async def test_the_http_lane_leaves_a_round_the_full_path_began_to_it() -> None:
+    # As on stdio: the HTTP lane shares the decision (front/mrtr.begun_on_full_path).
+    from mcp.server.request_state import RequestStateSecurity
+
+    from fast_mcp_gateway.front.server import GatewayServer
+    from fast_mcp_gateway.http.lane import HttpLane
+    from tests.test_http_lane import body_of, headers_of
+
+    ours, theirs = RequestStateSecurity.ephemeral(), RequestStateSecurity.ephemeral()
+    server = GatewayServer("gw", request_state_security=ours)
+    lane = HttpLane(None, None, _NoLaneTools(), dict,  # type: ignore[arg-type]
+                    sealed=server.sealed)
+
+    async def plan(**params: Any) -> Any:
+        body = body_of("up_tool", {})
+        body["params"].update(params)
+        scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [
+            (k.encode(), v.encode()) for k, v in headers_of("up_tool").items()]}
+        return await lane._plan(scope, json.dumps(body).encode())
+
+    assert await plan(requestState=ours.codec.seal(b"{}"), inputResponses={}) is None
+    assert await plan(requestState=5) is None
+    for state in (theirs.codec.seal(b"{}"), "gw-mrtr.its-own"):
+        with pytest.raises(AssertionError, match="considered taking"):
+            await plan(requestState=state, inputResponses={})

@@ -379,7 +379,7 @@ class Gateway:
         low = low_level_server(self.server)
         lane = functools.partial(
             HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
-            enabled=self.settings.http_express_lane)
+            enabled=self.settings.http_express_lane, sealed=self.server.sealed)
         app = build_app(self.server, self.control, self.settings, transport, groups=groups,
                         lane=lane)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects

@@ -61,7 +61,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.front.mrtr import AnsweredEarly
+from fast_mcp_gateway.front.mrtr import AnsweredEarly, begun_on_full_path
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     HostChannel,
@@ -248,9 +248,8 @@ class StdioLane:
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error
-        state = params.get("requestState")
-        if state is not None and (not isinstance(state, str) or self.sealed(state)):
-            return False  # a round the full path began (sealed by the gateway's server)
+        if begun_on_full_path(params, self.sealed):
+            return False
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
         key = coerce_request_id(request_id)

@@ -25,7 +25,8 @@ SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that 
 not verify or lacks access to the tool's server (the full path words those refusals),
 tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
 tracing is configured (the full path emits the spans).  MRTR continuations
-(``inputResponses`` / ``requestState``) stay on the lane like their first round.
+(``inputResponses`` / ``requestState``) stay on the lane like their first round, and
+go back to the full path when it began the round (``begun_on_full_path``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway.front.lane import LaneFront
+from fast_mcp_gateway.front.mrtr import begun_on_full_path
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_body,
@@ -104,8 +106,10 @@ class HttpLane:
     """ASGI app in front of FastMCP's streamable-HTTP app (see the module doc)."""
 
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
-                 server_info: Callable[[], dict[str, Any]], *, enabled: bool = True) -> None:
+                 server_info: Callable[[], dict[str, Any]], *, enabled: bool = True,
+                 sealed: Callable[[str], bool] = lambda state: False) -> None:
         self.app, self.access, self.provider = app, access, provider
+        self.sealed = sealed  # the gateway server's own requestState (front/mrtr.py)
         self._server_info = server_info
         self._stamp: dict[str, Any] | None = None
         self.enabled = enabled
@@ -184,7 +188,8 @@ class HttpLane:
         arguments = params.get("arguments")
         name = params.get("name")
         if not isinstance(meta, dict) or not isinstance(name, str) \
-                or not (arguments is None or isinstance(arguments, dict)):
+                or not (arguments is None or isinstance(arguments, dict)) \
+                or begun_on_full_path(params, self.sealed):
             return None
         level, token = meta.get(types.LOG_LEVEL_META_KEY), meta.get("progressToken")
         if (level is not None and level not in _LOG_LEVELS) or (

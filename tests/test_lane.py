@@ -116,9 +116,10 @@ async def raw_host(config: Path, era: str, *, lane: bool = True,
                    capabilities: dict[str, Any] | None = None,
                    on_request: Handler | None = None,
                    env: dict[str, str] | None = None,
-                   command: list[str] | None = None) -> AsyncIterator[RawHost]:
+                   command: list[str] | None = None,
+                   listed: tuple[str, ...] = ("up_whoami",)) -> AsyncIterator[RawHost]:
     """A gateway serving ``config`` on stdio (``mcp-gateway serve`` unless ``command``,
-    which is given the config path), handshake done and upstream tools listed."""
+    which is given the config path), handshake done and the ``listed`` tools listed."""
     environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower(), **(env or {})}
     argv = ([*command, str(config)] if command is not None else
             [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
@@ -136,7 +137,7 @@ async def raw_host(config: Path, era: str, *, lane: bool = True,
         else:
             reply = await host.request("server/discover", {})
             assert reply["result"]["supportedVersions"], reply
-        await wait_ready(host)
+        await wait_ready(host, listed)
         try:
             yield host
         finally:
@@ -147,12 +148,12 @@ async def raw_host(config: Path, era: str, *, lane: bool = True,
             tg.cancel_scope.cancel()
 
 
-async def wait_ready(host: RawHost) -> None:
-    """Until the upstream's tools are listed (start-up connects in the background)."""
+async def wait_ready(host: RawHost, listed: tuple[str, ...] = ("up_whoami",)) -> None:
+    """Until the upstreams' ``listed`` tools are (start-up connects in the background)."""
     with anyio.fail_after(30):
         while True:
             tools = (await host.request("tools/list"))["result"]["tools"]
-            if any(t["name"] == "up_whoami" for t in tools):
+            if set(listed) <= {t["name"] for t in tools}:
                 return
             await anyio.sleep(0.05)  # another process's progress: nothing to wait on
 

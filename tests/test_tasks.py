@@ -28,7 +28,7 @@ import pytest
 from fast_mcp_gateway.front.tasks import TASK_PREFIX, TaskBook, TaskRecord
 from fast_mcp_gateway.http.lane import HttpLane
 from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
-from tests.test_lane import CLIENT_INFO, RawHost
+from tests.test_lane import CLIENT_INFO, RawHost, raw_host
 
 pytestmark = pytest.mark.anyio
 
@@ -52,30 +52,11 @@ def write_config(tmp_path: Path) -> Path:
 @asynccontextmanager
 async def task_host(tmp_path: Path, era: str = "modern", *,
                     lane: bool = True) -> AsyncIterator[RawHost]:
-    environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()}
-    argv = [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(write_config(tmp_path)),
-            "--log-level", "WARNING", "--db", str(tmp_path / "gateway.db")]
-    process = await anyio.open_process(argv, env=environ, stderr=None)
-    async with process, anyio.create_task_group() as tg:
-        host = RawHost(process, era, None)
-        tg.start_soon(host.read)
-        if era == "legacy":
-            reply = await host.request("initialize", {
-                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT_INFO})
-            assert "result" in reply, reply
-            await host.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        with anyio.fail_after(30):
-            while not {"tasker_pid", "old_pid"} <= {  # noqa: ASYNC110 - another process
-                    t["name"] for t in (await host.request("tools/list"))["result"]["tools"]}:
-                await anyio.sleep(0.05)  # its progress: nothing to wait on
-        try:
-            yield host
-        finally:
-            assert process.stdin is not None
-            await process.stdin.aclose()
-            with anyio.fail_after(20):
-                await process.wait()
-            tg.cancel_scope.cancel()
+    async with raw_host(write_config(tmp_path), era, lane=lane,
+                        listed=("tasker_pid", "old_pid"), command=[
+                            PY, "-m", "fast_mcp_gateway", "serve", "--log-level", "WARNING",
+                            "--db", str(tmp_path / "gateway.db"), "--config"]) as host:
+        yield host
 
 
 async def until_terminal(host: RawHost, task_id: str) -> dict[str, Any]:

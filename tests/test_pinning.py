@@ -395,23 +395,15 @@ async def _tools(host: RawHost) -> set[str]:
     return {t["name"] for t in (await host.request("tools/list"))["result"]["tools"]}
 
 
-async def _until_listed(host: RawHost, name: str) -> None:
-    with anyio.fail_after(30):
-        while name not in await _tools(host):  # noqa: ASYNC110 - another process starts
-            await anyio.sleep(0.05)
-
-
 def _raw(config: Path, db: Path, lane: bool = True) -> Any:
     return raw_host(config, "legacy", lane=lane, env={"MCP_GATEWAY_DB": str(db)},
                     command=[PY, "-m", "fast_mcp_gateway", "serve", "--log-level", "WARNING",
-                             "--config"])
+                             "--config"], listed=("up_shift",))
 
 
 async def test_enforce_holds_a_changed_tool_on_every_path_across_restarts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     config, db = _config(tmp_path), tmp_path / "g.db"
-    monkeypatch.setattr("tests.test_lane.wait_ready", lambda host: _until_listed(
-        host, "up_shift"))
     async with _raw(config, db) as host:
         assert (await host.call("up_lookup", {"word": "a"}))["isError"] is False
         seen = sum(n["method"] == "notifications/tools/list_changed"

@@ -59,6 +59,9 @@ async def test_disable_and_enable_change_the_catalog_live() -> None:
         pid = (await client.call_tool("well_pid", {})).data
         status = (await client.call_tool("gateway_disable_server", {"name": "well"})).data
         assert status.state == "disabled" and status.enabled is False
+        reason = gateway.manager.get("well").replicas[0].unavailable_reason()
+        # The remedy names both surfaces: a REST operator has no gateway_* tools.
+        assert "gateway_enable_server" in reason and "PUT /api/v1/servers/well/enable" in reason
         await changes.next()
         names = {t.name for t in await client.list_tools()}
         assert not any(n.startswith("well_") for n in names) and "alpha_add" in names

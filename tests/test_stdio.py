@@ -38,6 +38,7 @@ async def test_a_crash_loop_parks_the_server_until_reconnected() -> None:
         bad = gateway.manager.get("bad").replicas[0]
         assert await bad.wait_until(lambda: bad.state is UpstreamState.FAILED, 20)
         assert "gave up after 3 failures" in (bad.last_error or "")
+        assert "POST /api/v1/servers/bad/restart" in (bad.last_error or "")
         status = (await client.call_tool("gateway_reconnect_server", {"name": "bad"})).data
         assert status.state in ("reconnecting", "failed")
         assert bad.attempts >= 4

@@ -108,7 +108,8 @@ class Curation(BaseModel):
     pinning: list[dict[str, Any]] = Field(
         default_factory=list, description="definitions changed, new or flagged since they "
                                           "were pinned: {kind, name, state, held, markers, "
-                                          "summary}; approve with gateway_approve_changes")
+                                          "summary}; approve with gateway_approve_changes "
+                                          "or POST /api/v1/pins/approve")
 
 
 class ServerDetail(ServerStatus):

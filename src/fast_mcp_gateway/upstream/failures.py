@@ -38,6 +38,7 @@ _NOT_MCP_STAND_INS = {types.INVALID_REQUEST: "Unexpected content type: ",
 _OPENING = ("initialize", "server/discover")
 # What a handshake-era server answers the 2026-07-28 opening request.
 _NO_DISCOVER = {types.INVALID_PARAMS, types.METHOD_NOT_FOUND, types.INVALID_REQUEST}
+
 _MCP_URL_HINT = ("check the path in 'url' (MCP servers usually serve streamable HTTP at /mcp, "
                  "or SSE at /sse)")
 STDIO_HINT = ("check that 'command' and 'args' start an MCP server that talks over stdio "
@@ -197,3 +198,13 @@ def http_timeout_text(transport: ClientTransport | None, step: str | None, windo
         said = (f"no connection to {url} {within}: the host does not answer on that port; "
                 "check the host and port in 'url' and any firewall between")
     return mask_text(f"{said} (the next attempt waits {next_window:g} s)")
+
+
+_REMEDIES = {"enable": "admin tool gateway_enable_server, or PUT /api/v1/servers/{}/enable",
+             "restart": "admin tool gateway_reconnect_server, or POST /api/v1/servers/{}/restart"}
+
+
+def remedy(action: str, server: str) -> str:
+    """How to ``enable`` or ``restart`` a server, on every surface an operator may use
+    (a REST or dashboard operator has no ``gateway_*`` tools)."""
+    return _REMEDIES[action].format(server)

@@ -29,7 +29,7 @@ from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.failures import connect_timeout_text, explain_connect_failure
+from fast_mcp_gateway.upstream.failures import connect_timeout_text, explain_connect_failure, remedy
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -170,7 +170,7 @@ class Supervisor:
     def unavailable_reason(self) -> str:
         state = self.state
         if state is UpstreamState.DISABLED:
-            return "is disabled; enable it with gateway_enable_server"
+            return f"is disabled; enable it: {remedy('enable', self.name)}"
         if state is UpstreamState.STARTING:
             return "is still starting"
         if state is UpstreamState.RECONNECTING:
@@ -286,10 +286,9 @@ class Supervisor:
                 if not self._timed_out:  # slow or hung is not a crash: never parked
                     failures.append(time.monotonic())
                 if self._restart.is_crash_loop(failures, time.monotonic()):
-                    self.last_error = (
-                        f"{error} (gave up after {len(failures)} failures within "
-                        f"{self._restart.crash_window:.0f}s; use gateway_reconnect_server)"
-                    )
+                    self.last_error = (f"{error} (gave up after {len(failures)} failures "
+                                       f"within {self._restart.crash_window:.0f}s; restart it: "
+                                       f"{remedy('restart', self.name)})")
                     self._set_state(UpstreamState.FAILED)
                     failures.clear()
                     await self._wake.wait()

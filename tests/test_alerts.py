@@ -69,7 +69,9 @@ async def test_rules_on_calls_fire_and_resolve_end_to_end(tmp_path: Path,
         events = history["events"]
         assert [e["state"] for e in events] == ["resolved", "firing"]  # newest first
         assert events[1]["value"] == 0.0 and events[1]["threshold"] == 0.5
-        assert events[0]["value"] == pytest.approx(0.7)  # 7 of 10 succeeded
+        # Resolved at the first evaluation that saw >= 0.5: after 3 to 7 of the 7
+        # successes (the engine evaluates every 0.05 s, the calls run meanwhile).
+        assert any(events[0]["value"] == pytest.approx(k / (3 + k)) for k in range(3, 8))
 
     firing = [r for r in caplog.records if "FIRING" in r.getMessage()]
     resolved_logs = [r for r in caplog.records if "RESOLVED" in r.getMessage()]

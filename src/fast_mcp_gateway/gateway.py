@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
-from mcp.server.context import ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
-from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway._compat import connection_of, lifespan, low_level_server
+from fast_mcp_gateway._compat import lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
@@ -41,11 +38,10 @@ from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
-from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
-from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
@@ -55,8 +51,6 @@ from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
-from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.store import Store, open_store
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -162,7 +156,8 @@ class Gateway:
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_log(self.hub.log)
-        self._install_protocol_handlers()
+        HostRequests(self.manager, self.provider, self.hub, self.startup).install(
+            self.server)
 
     def _refresh_instructions(self) -> None:
         self.server.instructions = text = self.provider.instructions()
@@ -255,103 +250,6 @@ class Gateway:
     def _publish_alert(self, transition: Transition) -> None:
         """Alert firing/resolved onto the live event stream (the dashboard shows it)."""
         self.events.publish("alert", transition.payload())
-
-    def _install_protocol_handlers(self) -> None:
-        low = low_level_server(self.server)
-        low.add_request_handler(
-            "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            SubscribingListen(self.hub, self._resource_origin),
-        )
-        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
-                                self._on_subscribe)
-        low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
-                                self._on_unsubscribe)
-        low.add_request_handler("completion/complete", types.CompleteRequestParams,
-                                self._on_complete)
-
-    def _visible(self, server: str) -> bool:
-        """Whether the caller reaches ``server``'s resources and completions: its own
-        access, within the profile in force (outside it: "Unknown ...", as for lists)."""
-        active = self.provider.active_profile()
-        return self.provider.pipeline.resolve_principal().may_use(server) and (
-            active is None or active.shows_server(server))
-
-    def _resource_origin(self, uri: str) -> tuple[Service, str]:
-        view = self.manager.view
-        entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
-        if entry is not None and self._visible(entry[0].server):
-            return self.manager.services[entry[0].server], entry[0].original
-        from fastmcp.resources.template import forward_uri, match_uri_template
-
-        for exposed, (origin, _) in view.templates.items():
-            params = match_uri_template(uri, exposed)
-            if params is not None and self._visible(origin.server):
-                service = self.manager.services[origin.server]
-                return service, forward_uri(origin.original, params, uri)
-        linked = self.provider.links.resolve(uri)  # a link a result or prompt gave
-        if linked is not None and self._visible(linked[0]):
-            return self.manager.services[linked[0]], linked[1]
-        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
-
-    async def _on_subscribe(self, ctx: ServerRequestContext[Any],
-                            params: types.SubscribeRequestParams) -> types.EmptyResult:
-        uri = str(params.uri)
-        upstream, original = self._resource_origin(uri)
-        caps = upstream.capabilities
-        if caps is None or caps.resources is None or not caps.resources.subscribe:
-            raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
-                           "does not support resource subscriptions")
-        try:
-            await upstream.subscribe(original)
-        except UpstreamError as exc:
-            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
-        self.hub.subscribe(uri, connection_of(ctx.session))
-        return types.EmptyResult()
-
-    async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
-                              params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        uri = str(params.uri)
-        upstream, original = self._resource_origin(uri)
-        if self.hub.unsubscribe(uri, connection_of(ctx.session)):
-            try:
-                await upstream.unsubscribe(original)
-            except (UpstreamError, MCPError) as exc:
-                logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
-        return types.EmptyResult()
-
-    async def _on_complete(self, ctx: ServerRequestContext[Any],
-                           params: types.CompleteRequestParams) -> types.CompleteResult:
-        ref = params.ref
-        upstream_ref: types.PromptReference | types.ResourceTemplateReference
-        known = (self.manager.route_prompt(ref.name) if isinstance(ref, types.PromptReference)
-                 else self.manager.view.templates.get(ref.uri))
-        if known is None:  # its server may still be connecting (initialize does not wait)
-            await self.startup.settled()
-        if isinstance(ref, types.PromptReference):
-            route = self.manager.route_prompt(ref.name)
-            if route is None or not self._visible(route[0].name):
-                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name!r}")
-            upstream = route[0]
-            upstream_ref = types.PromptReference(type="ref/prompt", name=route[1].name)
-        else:
-            entry = self.manager.view.templates.get(ref.uri)
-            if entry is None or not self._visible(entry[0].server):
-                raise MCPError(code=types.INVALID_PARAMS,
-                               message=f"Unknown resource template: {ref.uri!r}")
-            upstream = self.manager.services[entry[0].server]
-            upstream_ref = types.ResourceTemplateReference(type="ref/resource",
-                                                           uri=entry[0].original)
-        caps = upstream.capabilities
-        if caps is None or caps.completions is None:
-            return types.CompleteResult(completion=types.Completion(values=[]))
-        context_args = params.context.arguments if params.context else None
-        try:
-            return await upstream.complete(
-                upstream_ref, {"name": params.argument.name, "value": params.argument.value},
-                context_args,
-            )
-        except UpstreamError as exc:
-            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
 
     # -- running ------------------------------------------------------------------
 

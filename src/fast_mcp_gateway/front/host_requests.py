@@ -1,0 +1,142 @@
+"""The host's resource and completion requests the gateway answers itself.
+
+``resources/subscribe`` and ``resources/unsubscribe`` (the front hub fans an upstream's
+``resources/updated`` out to the subscribed host connections), ``subscriptions/listen``
+(2026-07-28) and ``completion/complete``: each finds the upstream behind an exposed
+name or URI -- a listed resource, a template it matches, or a link a result gave -- the
+caller may reach (its principal's servers, within the profile in force; outside them
+the answer is "Unknown ...", as for lists) and asks that server with its own names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import mcp_types as types
+from fastmcp import FastMCP
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway._compat import connection_of, low_level_server
+from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.listen import SubscribingListen
+from fast_mcp_gateway.routing.view import normalize_uri
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.front.hub import FrontHub
+    from fast_mcp_gateway.front.provider import GatewayProvider
+    from fast_mcp_gateway.front.server import StartupGate
+    from fast_mcp_gateway.routing.manager import UpstreamManager
+    from fast_mcp_gateway.routing.service import Service
+
+logger = logging.getLogger(__name__)
+
+
+class HostRequests:
+    """Subscribe, unsubscribe, listen and complete, routed to the owning upstream."""
+
+    def __init__(self, manager: UpstreamManager, provider: GatewayProvider, hub: FrontHub,
+                 startup: StartupGate) -> None:
+        self._manager = manager
+        self._provider = provider
+        self._hub = hub
+        self._startup = startup
+
+    def install(self, server: FastMCP[Any]) -> None:
+        """Register the handlers on ``server``'s low-level server."""
+        low = low_level_server(server)
+        low.add_request_handler(
+            "subscriptions/listen", types.SubscriptionsListenRequestParams,
+            SubscribingListen(self._hub, self._resource_origin),
+        )
+        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
+                                self._on_subscribe)
+        low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                                self._on_unsubscribe)
+        low.add_request_handler("completion/complete", types.CompleteRequestParams,
+                                self._on_complete)
+
+    def _visible(self, server: str) -> bool:
+        """Whether the caller reaches ``server``'s resources and completions: its own
+        access, within the profile in force (outside it: "Unknown ...", as for lists)."""
+        active = self._provider.active_profile()
+        return self._provider.pipeline.resolve_principal().may_use(server) and (
+            active is None or active.shows_server(server))
+
+    def _resource_origin(self, uri: str) -> tuple[Service, str]:
+        view = self._manager.view
+        entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
+        if entry is not None and self._visible(entry[0].server):
+            return self._manager.services[entry[0].server], entry[0].original
+        from fastmcp.resources.template import forward_uri, match_uri_template
+
+        for exposed, (origin, _) in view.templates.items():
+            params = match_uri_template(uri, exposed)
+            if params is not None and self._visible(origin.server):
+                service = self._manager.services[origin.server]
+                return service, forward_uri(origin.original, params, uri)
+        linked = self._provider.links.resolve(uri)  # a link a result or prompt gave
+        if linked is not None and self._visible(linked[0]):
+            return self._manager.services[linked[0]], linked[1]
+        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
+
+    async def _on_subscribe(self, ctx: ServerRequestContext[Any],
+                            params: types.SubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        upstream, original = self._resource_origin(uri)
+        caps = upstream.capabilities
+        if caps is None or caps.resources is None or not caps.resources.subscribe:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
+                           "does not support resource subscriptions")
+        try:
+            await upstream.subscribe(original)
+        except UpstreamError as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
+        self._hub.subscribe(uri, connection_of(ctx.session))
+        return types.EmptyResult()
+
+    async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
+                              params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        upstream, original = self._resource_origin(uri)
+        if self._hub.unsubscribe(uri, connection_of(ctx.session)):
+            try:
+                await upstream.unsubscribe(original)
+            except (UpstreamError, MCPError) as exc:
+                logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
+        return types.EmptyResult()
+
+    async def _on_complete(self, ctx: ServerRequestContext[Any],
+                           params: types.CompleteRequestParams) -> types.CompleteResult:
+        ref = params.ref
+        upstream_ref: types.PromptReference | types.ResourceTemplateReference
+        known = (self._manager.route_prompt(ref.name) if isinstance(ref, types.PromptReference)
+                 else self._manager.view.templates.get(ref.uri))
+        if known is None:  # its server may still be connecting (initialize does not wait)
+            await self._startup.settled()
+        if isinstance(ref, types.PromptReference):
+            route = self._manager.route_prompt(ref.name)
+            if route is None or not self._visible(route[0].name):
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name!r}")
+            upstream = route[0]
+            upstream_ref = types.PromptReference(type="ref/prompt", name=route[1].name)
+        else:
+            entry = self._manager.view.templates.get(ref.uri)
+            if entry is None or not self._visible(entry[0].server):
+                raise MCPError(code=types.INVALID_PARAMS,
+                               message=f"Unknown resource template: {ref.uri!r}")
+            upstream = self._manager.services[entry[0].server]
+            upstream_ref = types.ResourceTemplateReference(type="ref/resource",
+                                                           uri=entry[0].original)
+        caps = upstream.capabilities
+        if caps is None or caps.completions is None:
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        context_args = params.context.arguments if params.context else None
+        try:
+            return await upstream.complete(
+                upstream_ref, {"name": params.argument.name, "value": params.argument.value},
+                context_args,
+            )
+        except UpstreamError as exc:
+            raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc

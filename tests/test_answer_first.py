@@ -294,3 +294,59 @@ async def test_a_deferring_gateway_served_in_process_adds_them_before_any_reques
             names = {tool.name for tool in await client.list_tools()}
     assert gateway.started.done.is_set() and gateway.provider.own.keys() == ADMIN_TOOL_NAMES
     assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+
+
+# A serve whose fallback (the deferred work once the start-up gate opens) is held until
+# SIGUSR1, saying on stderr when the gate opened: the window in which a host's first
+# line comes after the gate but before the admin tools are added, pinned open.
+HELD_FALLBACK = """\
+import signal, sys
+import anyio
+from fast_mcp_gateway.front import server
+
+async def run_after(self, event):
+    await event.wait()
+    sys.stderr.write("held: gate opened\\n")
+    sys.stderr.flush()
+    with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            break
+    await self.run()
+
+server.Deferred.run_after = run_after
+from fast_mcp_gateway.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.timeout(240)
+async def test_a_first_list_after_the_gate_opened_waits_for_the_admin_tools(
+        tmp_path: Path) -> None:
+    """A 2026-07-28 host need not open with ``server/discover`` (a pinned client sends
+    its first list at once): if that list comes once the gate opened, the express lane
+    must not answer it from a catalog the admin tools are still being added to."""
+    wrapper = tmp_path / "serve.py"
+    wrapper.write_text(HELD_FALLBACK)
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    process = await anyio.open_process(
+        [PY, str(wrapper), "serve", "--config", str(config), "--db",
+         str(tmp_path / "store.db"), "--log-level", "WARNING"],
+        env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
+    async with process:
+        assert process.stdin and process.stdout and process.stderr
+        with anyio.fail_after(GUARD):
+            said = b""
+            while b"held: gate opened" not in said:
+                said += await process.stderr.receive()
+            await process.stdin.send(json.dumps(modern(2, "tools/list")).encode() + b"\n")
+            buffer = b""
+            while b"\n" not in buffer:
+                buffer += await process.stdout.receive()
+        answer = json.loads(buffer.split(b"\n")[0])
+        names = {tool["name"] for tool in answer["result"]["tools"]}
+        assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+        assert "well_echo" in names
+        await process.stdin.aclose()
+        with anyio.fail_after(GUARD):
+            await process.wait()

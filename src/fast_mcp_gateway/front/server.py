@@ -263,6 +263,12 @@ class Deferred:
         work is done (``AnswerFirst``)."""
         return AnswerFirst(lines, output, self)
 
+    def and_done(self, event: anyio.Event) -> Callable[[], bool]:
+        """A check that ``event`` is set and this work is done: the stdio express lane
+        answers lists itself only then (a list taken meanwhile would lack what this work
+        adds; until then the line goes to ``AnswerFirst``, which runs the work first)."""
+        return lambda: event.is_set() and self.done.is_set()
+
     async def run_after(self, event: anyio.Event) -> None:
         """``run`` once ``event`` is set (a fallback: a host that sends nothing still
         gets a started gateway)."""

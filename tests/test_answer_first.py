@@ -142,6 +142,24 @@ async def test_a_2026_host_opening_with_discover_gets_the_same_answer_and_comple
     assert not [n for n in notices if n.endswith("list_changed")], notices
 
 
+@pytest.mark.timeout(240)
+async def test_a_discover_at_an_unsupported_version_first_is_answered_as_later(
+        tmp_path: Path) -> None:
+    """An opening the SDK refuses (-32022, naming the versions it serves) is handed on
+    at once too; the host's re-probe and lists come after the start-up, complete."""
+    unsupported = {**ERA_META, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
+    probe = request(1, "server/discover", {"_meta": unsupported})
+    answers, _ = await serve_and_answer(tmp_path, [
+        probe, modern(2, "server/discover"), modern(3, "tools/list"),
+        {**probe, "id": 4}])
+    assert answers[1]["error"]["code"] == -32022
+    assert answers[1]["error"]["data"]["supported"] == ["2026-07-28"]
+    assert answers[1]["error"] == answers[4]["error"]
+    assert "result" in answers[2]
+    names = {tool["name"] for tool in answers[3]["result"]["tools"]}
+    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+
+
 # -- the parts, in order ---------------------------------------------------------------
 
 

@@ -1,9 +1,12 @@
 """Cold start: spawn a case's processes, time initialize and the first complete listing.
 
 ``MCP_GATEWAY_BENCH_BASELINE`` adds ``gateway@base x1``, another install's gateway, to
-the same rounds.  The CPU a process spent to its ``initialize`` answer is measured by
-``init_cpu.py``: read here, after the client's handshake, it would include whatever
-the process did after answering.
+the same rounds.  "initialize answered" is the client's connect: with ``--protocol
+auto`` (the default) fastmcp's ``Client`` opens with ``server/discover`` at 2026-07-28
+(and falls back to ``initialize`` for a handshake-era server), with ``legacy`` with
+``initialize``.  The CPU a process spent to that answer is measured by ``init_cpu.py``
+(``--first discover`` or ``initialize``): read here, after the client's handshake, it
+would include whatever the process did after answering.
 
 Each case starts from nothing (a fresh process tree per case and round); a case that is
 not ready within ``Plan.ready_within`` is reported as such and not started again.

@@ -1,5 +1,6 @@
-"""Answer first: a stdio ``serve`` answers ``initialize`` before it adds its admin tools,
-and reads nothing else of the host's until they are added.
+"""Answer first: a stdio ``serve`` answers ``initialize`` (or a 2026-07-28 host's
+``server/discover``) before it adds its admin tools, and reads nothing else of the
+host's until they are added.
 
 A host may write its whole opening at once (initialize, initialized, the lists and a
 call): every answer must be the complete one, with no ``list_changed`` for tools that
@@ -19,7 +20,7 @@ import anyio
 import pytest
 
 from fast_mcp_gateway.admin.mcp_tools import ADMIN_TOOL_NAMES
-from fast_mcp_gateway.front.server import Deferred, is_initialize
+from fast_mcp_gateway.front.server import Deferred, is_opening
 from tests.fixtures import PY
 
 pytestmark = pytest.mark.anyio
@@ -45,6 +46,25 @@ OPENING = [
     request(5, "resources/list"),
     request(6, "tools/call", {"name": "well_echo", "arguments": {"text": "hi"}}),
     request(7, "ping"),
+]
+
+# A 2026-07-28 host (fastmcp's Client in its default "auto" mode) opens with
+# server/discover, and stamps every request with its era; it sends no initialized.
+ERA_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "eager-host", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def modern(id_: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return request(id_, method, {**(params or {}), "_meta": ERA_META})
+
+
+MODERN_OPENING = [
+    modern(1, "server/discover"),
+    modern(2, "tools/list"),
+    modern(3, "tools/call", {"name": "gateway_list_servers", "arguments": {}}),
+    modern(4, "tools/call", {"name": "well_echo", "arguments": {"text": "hi"}}),
+    modern(5, "server/discover"),
 ]
 
 
@@ -103,6 +123,43 @@ async def test_a_host_writing_its_whole_opening_at_once_gets_complete_answers(
     assert not [n for n in notices if n.endswith("list_changed")], notices
 
 
+@pytest.mark.timeout(240)
+async def test_a_2026_host_opening_with_discover_gets_the_same_answer_and_complete_lists(
+        tmp_path: Path) -> None:
+    answers, notices = await serve_and_answer(tmp_path, MODERN_OPENING)
+    assert all("result" in answers[i] for i in answers), answers
+    # Answered before the admin tools were added, the discover result is the one the
+    # gateway gives once its start-up is complete.
+    assert answers[1]["result"] == answers[5]["result"]
+    assert answers[1]["result"]["supportedVersions"] == ["2026-07-28"]
+    names = {tool["name"] for tool in answers[2]["result"]["tools"]}
+    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+    assert "well_echo" in names
+    servers = answers[3]["result"]
+    assert not servers.get("isError"), servers
+    assert [s["name"] for s in servers["structuredContent"]["servers"]] == ["well"]
+    assert answers[4]["result"]["content"][0]["text"] == "hi"
+    assert not [n for n in notices if n.endswith("list_changed")], notices
+
+
+@pytest.mark.timeout(240)
+async def test_a_discover_at_an_unsupported_version_first_is_answered_as_later(
+        tmp_path: Path) -> None:
+    """An opening the SDK refuses (-32022, naming the versions it serves) is handed on
+    at once too; the host's re-probe and lists come after the start-up, complete."""
+    unsupported = {**ERA_META, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
+    probe = request(1, "server/discover", {"_meta": unsupported})
+    answers, _ = await serve_and_answer(tmp_path, [
+        probe, modern(2, "server/discover"), modern(3, "tools/list"),
+        {**probe, "id": 4}])
+    assert answers[1]["error"]["code"] == -32022
+    assert answers[1]["error"]["data"]["supported"] == ["2026-07-28"]
+    assert answers[1]["error"] == answers[4]["error"]
+    assert "result" in answers[2]
+    names = {tool["name"] for tool in answers[3]["result"]["tools"]}
+    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+
+
 # -- the parts, in order ---------------------------------------------------------------
 
 
@@ -131,6 +188,7 @@ class Host:
 
 
 INIT = json.dumps(OPENING[0])
+DISCOVER = json.dumps(MODERN_OPENING[0])
 
 
 class Steps:
@@ -150,15 +208,16 @@ class Steps:
         self.then_ran = True
 
 
-async def test_the_second_line_waits_for_the_answer_and_the_deferred_work() -> None:
+@pytest.mark.parametrize("opening", [INIT, DISCOVER], ids=["initialize", "discover"])
+async def test_the_second_line_waits_for_the_answer_and_the_deferred_work(opening: str) -> None:
     host = Host()
     work = Steps(host)
     deferred = Deferred(work.steps(), work.then)
     front = deferred.hold(host, host)
-    await host.send.send(INIT)
+    await host.send.send(opening)
     await host.send.send(json.dumps(OPENING[2]))
     with anyio.fail_after(10):
-        assert await front.__anext__() == INIT
+        assert await front.__anext__() == opening
         assert work.flushed_when_run == []  # the answer comes first
         async with anyio.create_task_group() as tg:
             second: list[str] = []
@@ -227,12 +286,14 @@ async def test_deferred_work_runs_once_and_a_failure_reaches_its_first_caller() 
     assert runs == [1]
 
 
-def test_only_an_initialize_request_counts_as_one() -> None:
-    assert is_initialize(INIT)
-    assert not is_initialize(json.dumps({"jsonrpc": "2.0", "method": "initialize"}))
-    assert not is_initialize('{"method": "initialize", "id": 1')  # not JSON
-    assert not is_initialize(json.dumps(OPENING[2]))
-    assert not is_initialize(json.dumps([OPENING[0]]))
+def test_only_an_initialize_or_discover_request_opens() -> None:
+    assert is_opening(INIT) and is_opening(DISCOVER)
+    assert not is_opening(json.dumps({"jsonrpc": "2.0", "method": "initialize"}))
+    assert not is_opening(json.dumps({"jsonrpc": "2.0", "method": "server/discover"}))
+    assert not is_opening('{"method": "initialize", "id": 1')  # not JSON
+    assert not is_opening(json.dumps(OPENING[2]))
+    assert not is_opening(json.dumps(modern(2, "tools/list", {"cursor": "server/discover"})))
+    assert not is_opening(json.dumps([OPENING[0]]))
 
 
 async def test_a_deferring_gateway_served_in_process_adds_them_before_any_request() -> None:
@@ -251,3 +312,59 @@ async def test_a_deferring_gateway_served_in_process_adds_them_before_any_reques
             names = {tool.name for tool in await client.list_tools()}
     assert gateway.started.done.is_set() and gateway.provider.own.keys() == ADMIN_TOOL_NAMES
     assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+
+
+# A serve whose fallback (the deferred work once the start-up gate opens) is held until
+# SIGUSR1, saying on stderr when the gate opened: the window in which a host's first
+# line comes after the gate but before the admin tools are added, pinned open.
+HELD_FALLBACK = """\
+import signal, sys
+import anyio
+from fast_mcp_gateway.front import server
+
+async def run_after(self, event):
+    await event.wait()
+    sys.stderr.write("held: gate opened\\n")
+    sys.stderr.flush()
+    with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            break
+    await self.run()
+
+server.Deferred.run_after = run_after
+from fast_mcp_gateway.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.timeout(240)
+async def test_a_first_list_after_the_gate_opened_waits_for_the_admin_tools(
+        tmp_path: Path) -> None:
+    """A 2026-07-28 host need not open with ``server/discover`` (a pinned client sends
+    its first list at once): if that list comes once the gate opened, the express lane
+    must not answer it from a catalog the admin tools are still being added to."""
+    wrapper = tmp_path / "serve.py"
+    wrapper.write_text(HELD_FALLBACK)
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    process = await anyio.open_process(
+        [PY, str(wrapper), "serve", "--config", str(config), "--db",
+         str(tmp_path / "store.db"), "--log-level", "WARNING"],
+        env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
+    async with process:
+        assert process.stdin and process.stdout and process.stderr
+        with anyio.fail_after(GUARD):
+            said = b""
+            while b"held: gate opened" not in said:
+                said += await process.stderr.receive()
+            await process.stdin.send(json.dumps(modern(2, "tools/list")).encode() + b"\n")
+            buffer = b""
+            while b"\n" not in buffer:
+                buffer += await process.stdout.receive()
+        answer = json.loads(buffer.split(b"\n")[0])
+        names = {tool["name"] for tool in answer["result"]["tools"]}
+        assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+        assert "well_echo" in names
+        await process.stdin.aclose()
+        with anyio.fail_after(GUARD):
+            await process.wait()

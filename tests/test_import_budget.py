@@ -28,13 +28,15 @@ pytestmark = pytest.mark.anyio
 WELL = Path(__file__).parent / "servers" / "well.py"
 
 WRAPPER = textwrap.dedent("""\
-    import json, sys
+    import gc, json, sys
     from pathlib import Path
 
     out = Path(sys.argv.pop(1))
 
     def record(name):
         (out / name).write_text(json.dumps(sorted(sys.modules)))
+        (out / ("gc-" + name)).write_text(json.dumps(
+            {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
 
     from fast_mcp_gateway.upstream import processes
     spawn = processes.spawn_early
@@ -100,6 +102,10 @@ async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> No
     at_initialize = read("at-initialize.json")
     assert "fastmcp" in at_initialize  # the front is FastMCP's
     assert loaded(at_initialize, NOT_FOR_STDIO) == []
+    # The server stack's objects are out of the collector's reach (gc.freeze): none of
+    # its passes before the answer, or after, walks them.  It collects what is new.
+    collector = json.loads((tmp_path / "gc-at-initialize.json").read_text())
+    assert collector["enabled"] and collector["frozen"] > 100_000, collector
     # After a list and a call through the stdio upstream: still none of them (FastMCP
     # reads its session-state store on every list; the gateway's makes it on a write).
     assert loaded(read("at-last-write.json"), NOT_FOR_STDIO) == []

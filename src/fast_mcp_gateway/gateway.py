@@ -339,7 +339,7 @@ class Gateway:
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane, sealed=self.server.sealed,
                              lists=ListCache(self.server, self.provider),
-                             lists_open=self.startup.opened.is_set)
+                             lists_open=self.started.and_done(self.startup.opened))
             token = set_transport("stdio")
             # The one host: asked for roots an upstream wants outside any call.
             self.manager.sole_host.front = lane.host_front

@@ -8,7 +8,8 @@ first attempts to end (bounded by the call timeout): its server may be connectin
 A server that connects later reaches hosts through ``list_changed`` (``FrontHub``).
 ``initialize`` itself never waits on the gate: it names no upstream component.
 
-Answer first: a stdio ``serve`` answers ``initialize`` before it finishes its own
+Answer first: a stdio ``serve`` answers ``initialize`` (or a 2026-07-28 host's
+``server/discover``) before it finishes its own
 start-up (``Deferred``: registering the ``gateway_*`` tools, ~60 ms of CPU), and
 reads no further line of the host's until that is done (``AnswerFirst``), so no request
 ever sees a gateway without them.
@@ -262,6 +263,12 @@ class Deferred:
         work is done (``AnswerFirst``)."""
         return AnswerFirst(lines, output, self)
 
+    def and_done(self, event: anyio.Event) -> Callable[[], bool]:
+        """A check that ``event`` is set and this work is done: the stdio express lane
+        answers lists itself only then (a list taken meanwhile would lack what this work
+        adds; until then the line goes to ``AnswerFirst``, which runs the work first)."""
+        return lambda: event.is_set() and self.done.is_set()
+
     async def run_after(self, event: anyio.Event) -> None:
         """``run`` once ``event`` is set (a fallback: a host that sends nothing still
         gets a started gateway)."""
@@ -279,15 +286,22 @@ class _Output(Protocol):
     async def flush(self) -> None: ...
 
 
-def is_initialize(line: str) -> bool:
-    """Whether ``line`` is an ``initialize`` request (JSON-RPC, with an id)."""
-    if '"initialize"' not in line:
+OPENINGS = ("initialize", "server/discover")
+"""The requests a host opens a session with: the handshake era's ``initialize`` and the
+2026-07-28 era's ``server/discover`` (what fastmcp's ``Client`` sends first in its
+default ``auto`` mode).  Neither answer names a component: the capabilities, server
+info and instructions are the same before and after the admin tools are added."""
+
+
+def is_opening(line: str) -> bool:
+    """Whether ``line`` is one of the ``OPENINGS`` requests (JSON-RPC, with an id)."""
+    if '"initialize"' not in line and '"server/discover"' not in line:
         return False
     try:
         message = json.loads(line)
     except ValueError:
         return False
-    return isinstance(message, dict) and message.get("method") == "initialize" \
+    return isinstance(message, dict) and message.get("method") in OPENINGS \
         and "id" in message
 
 
@@ -307,7 +321,8 @@ class AnswerFirst:
     """The host's lines and the gateway's output as the SDK's stdio server sees them,
     holding every line after the first until ``after`` has run.
 
-    A first line that is an ``initialize`` request is handed on at once; the next line
+    A first line that opens the session (``is_opening``: ``initialize`` or
+    ``server/discover``) is handed on at once; the next line
     is read only once something was flushed to the host (the answer) or ``after`` was
     run by someone else, and ``after.run()`` returned.  Any other first line runs
     ``after`` before it is handed on.  So the host gets its answer as early as from a
@@ -327,7 +342,7 @@ class AnswerFirst:
         if self._first:
             self._first = False
             line = await self._lines.__anext__()
-            if not is_initialize(line):
+            if not is_opening(line):
                 await self._after.run()
             return line
         if not self._after.done.is_set():

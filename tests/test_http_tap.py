@@ -33,10 +33,10 @@ from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
     _Declined,
     _header_lines,
-    _sse_messages,
     proxied,
     tap_applies,
 )
+from fast_mcp_gateway.upstream.http_wire import sse_messages
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, alpha_server, serve_http
@@ -264,7 +264,7 @@ async def _events(*chunks: bytes) -> list[bytes]:
         for chunk in chunks:
             yield chunk
 
-    return [data async for data in _sse_messages(body(), 1 << 20)]
+    return [data async for data in sse_messages(body(), 1 << 20)]
 
 
 async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
@@ -279,7 +279,7 @@ async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
         async def big() -> AsyncIterator[bytes]:
             yield b"data: " + b"x" * 100
 
-        [d async for d in _sse_messages(big(), 10)]
+        [d async for d in sse_messages(big(), 10)]
 
 
 def test_the_tap_applies_to_plain_http_without_proxy_or_auth(

@@ -43,11 +43,10 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, Unpack, cast
 from urllib.parse import urlsplit
 
-import anyio
 import httpx2
 import mcp_types as types
 from fastmcp.client.transports import StreamableHttpTransport
@@ -60,6 +59,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES, is_number
+from fast_mcp_gateway.upstream.http_wire import (
+    Response,
+    body_chunks,
+    read_body,
+    read_head,
+    sse_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,19 +134,6 @@ class _Connection:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
-
-
-class _Response:
-    """A response's status line and headers; the body is read by the caller."""
-
-    __slots__ = ("headers", "keep_alive", "status")
-
-    def __init__(self, status: int, headers: dict[str, str], keep_alive: bool) -> None:
-        self.status, self.headers, self.keep_alive = status, headers, keep_alive
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 class HttpTap:
@@ -224,7 +217,10 @@ class HttpTap:
         conn: _Connection | None = None
         done = False
         try:
-            with anyio.fail_after(timeout):
+            # asyncio's own timeout: the tap is asyncio-only (its streams), and anyio's
+            # ``fail_after`` cost a tenth of the gateway's CPU per relayed call (each of
+            # its steps asks for the running loop, a getpid() system call on 3.11).
+            async with asyncio.timeout(timeout):
                 conn, response = await self._exchange(wire)
                 result, done = await self._answer(conn, response, request_id, on_progress)
             return result
@@ -247,7 +243,7 @@ class HttpTap:
                 else:  # cancelled, timed out, failed or not keep-alive: closing it
                     conn.close()  # is also the 2026-07-28 cancellation signal
 
-    async def _exchange(self, wire: bytes) -> tuple[_Connection, _Response]:
+    async def _exchange(self, wire: bytes) -> tuple[_Connection, Response]:
         """Write the request on a pooled connection that is still open (else a new
         one) and read the response head.  Never written twice: a connection that fails
         after the write fails the call (the server may have started it)."""
@@ -266,19 +262,19 @@ class HttpTap:
         conn = _Connection(reader, writer)
         return conn, await self._send(conn, wire)
 
-    async def _send(self, conn: _Connection, wire: bytes) -> _Response:
+    async def _send(self, conn: _Connection, wire: bytes) -> Response:
         """Write on ``conn`` and read the answer's head; ``conn`` is closed if that
         fails or is cancelled (closing is the 2026-07-28 cancellation signal)."""
         self._busy.add(conn)
         try:
             conn.writer.write(wire)
-            return await _read_head(conn.reader)
+            return await read_head(conn.reader)
         except BaseException:
             self._busy.discard(conn)
             conn.close()
             raise
 
-    async def _answer(self, conn: _Connection, response: _Response, request_id: int,
+    async def _answer(self, conn: _Connection, response: Response, request_id: int,
                       on_progress: Progress | None) -> tuple[dict[str, Any], bool]:
         """The call's result (or ``MCPError``), and whether ``conn`` may be reused."""
         status, kind = response.status, response.content_type
@@ -289,18 +285,10 @@ class HttpTap:
                            message="server answered a request with 202 Accepted")
         if kind == "text/event-stream" and status < 300:
             async with contextlib.aclosing(
-                    _body_chunks(conn.reader, response, self.max_message_bytes)) as body:
+                    body_chunks(conn.reader, response, self.max_message_bytes)) as body:
                 result = await self._events(body, request_id, on_progress)
             return result, False  # the stream is left unread past the answer
-        parts, size = [], 0
-        async for chunk in _body_chunks(conn.reader, response, self.max_message_bytes):
-            parts.append(chunk)
-            size += len(chunk)
-            if size > self.max_message_bytes:
-                raise MCPError(code=types.INTERNAL_ERROR, message=(
-                    f"the upstream's answer is larger than max_message_bytes "
-                    f"({self.max_message_bytes})"))
-        data = b"".join(parts)
+        data = await read_body(conn.reader, response, self.max_message_bytes)
         reusable = response.keep_alive
         if status >= 400:
             error = _json_error(data) if kind == "application/json" else None
@@ -318,7 +306,7 @@ class HttpTap:
     async def _events(self, body: AsyncIterator[bytes], request_id: int,
                       on_progress: Progress | None) -> dict[str, Any]:
         """Read an SSE answer: notifications until the response."""
-        async for data in _sse_messages(body, self.max_message_bytes):
+        async for data in sse_messages(body, self.max_message_bytes):
             message = _parse(data)
             method = message.get("method")
             if method is None:
@@ -383,91 +371,6 @@ async def _progress(params: Any, request_id: int, on_progress: Progress | None) 
                           None if total is None else float(total), text)
     except Exception:
         logger.exception("progress callback raised")
-
-
-async def _read_head(reader: asyncio.StreamReader) -> _Response:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    status_text = rest.partition(" ")[0]
-    if not version.startswith("HTTP/1.") or not status_text.isdigit():
-        raise ValueError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-    close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-    status = int(status_text)
-    if 100 <= status < 200:  # an interim answer: the real one follows
-        return await _read_head(reader)
-    return _Response(status, headers, not close)
-
-
-async def _body_chunks(reader: asyncio.StreamReader, response: _Response,
-                       limit: int) -> AsyncGenerator[bytes, None]:
-    """The body as it arrives (Content-Length, chunked, or until the connection ends)."""
-    if response.headers.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return
-            chunk = await reader.readexactly(size + 2)
-            yield chunk[:-2]
-    length = response.headers.get("content-length")
-    if length is not None:
-        size = int(length)
-        if size > limit:
-            raise MCPError(code=types.INTERNAL_ERROR,
-                           message=f"the upstream's answer ({size} bytes) is larger than "
-                                   f"max_message_bytes ({limit})")
-        if size:
-            yield await reader.readexactly(size)
-        return
-    response.keep_alive = False
-    while chunk := await reader.read(65536):
-        yield chunk
-
-
-async def _sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The ``data`` of each SSE ``message`` event (the SDK reads no other kind); lines
-    may end in CRLF, LF or CR, split anywhere between chunks."""
-    pending = b""
-    event, data, has_data = b"message", bytearray(), False
-    ended = False
-    chunks = aiter(body)
-    while not ended:
-        try:
-            pending += await anext(chunks)
-        except StopAsyncIteration:
-            ended = True
-        # A CR at the very end may be half of a CRLF: kept for the next chunk.
-        cut = len(pending) - 1 if pending.endswith(b"\r") and not ended else len(pending)
-        lines = pending[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        pending = lines.pop() + pending[cut:]  # an unfinished line
-        if len(pending) > limit or len(data) > limit:
-            raise MCPError(code=types.INTERNAL_ERROR,
-                           message=f"an SSE event from the upstream is larger than "
-                                   f"max_message_bytes ({limit})")
-        for line in lines:
-            if not line:  # the event is complete
-                if has_data and event == b"message" and data:
-                    yield bytes(data)
-                event, data, has_data = b"message", bytearray(), False
-                continue
-            field, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if field == b"data":
-                if has_data:
-                    data += b"\n"
-                data += value
-                has_data = True
-            elif field == b"event":
-                event = value or b"message"
 
 
 class FastHttpTransport(StreamableHttpTransport):

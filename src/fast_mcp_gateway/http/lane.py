@@ -68,6 +68,7 @@ from fast_mcp_gateway.front.wire import (
 )
 from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
+from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.components import UpstreamTool
@@ -281,8 +282,9 @@ class HttpLane:
     async def _serve(self, plan: _Plan, scope: Scope, receive: Receive, send: Send) -> None:
         """As the SDK's modern entry answers: JSON unless a notification comes (or
         ``SSE_DEFER`` passes) first, then an SSE stream with keepalive pings.  The call
-        runs in this task; one watcher task cancels it when the host goes away, and a
-        timer pings a stream that went quiet.
+        runs in this task; the host's going away cancels it (told by the server's
+        ``HostGone``, else by a watcher task reading ``receive()``), and a timer pings a
+        stream that went quiet.
 
         Plain asyncio (the front is served by uvicorn): an anyio task group, its
         ``move_on_after`` and a ``cancel()`` that formats the task's repr cost ~15 % of
@@ -290,14 +292,22 @@ class HttpLane:
         reply = _Reply(send)
         answer: tuple[int, bytes] | None = None
         loop = asyncio.get_running_loop()
+        gone = scope.get("extensions", {}).get(HOST_GONE)
         with anyio.CancelScope() as call:
-            watcher = loop.create_task(_watch(receive, call))
+            watcher = None
+            if isinstance(gone, HostGone):  # our httptools protocol: no task per call
+                gone.watch(call.cancel)
+            else:
+                watcher = loop.create_task(_watch(receive, call))
             pinger = _Pinger(loop, reply)
             try:
                 answer = await self._answer(plan, reply)
             finally:
                 pinger.stop()
-                watcher.cancel()
+                if watcher is not None:
+                    watcher.cancel()
+                elif isinstance(gone, HostGone):
+                    gone.watch(None)
         if answer is not None:  # None: the host left, the call was cancelled
             await reply.finish(*answer)
 

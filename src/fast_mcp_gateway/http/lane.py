@@ -161,11 +161,15 @@ class HttpLane:
                 and content_type.split(b";")[0].strip().lower() == b"application/json")
 
     async def _plan(self, scope: Scope, body: bytes) -> _Plan | None:
-        request = Request(scope)
-        accept = request.headers.get("accept", "")
+        # Decoded once (starlette's Headers would scan its list per name: ~13 scans).
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers: dict[str, str] = {}
+        for key, value in pairs:
+            headers.setdefault(key, value)  # the first copy, as starlette's mapping has it
+        accept = headers.get("accept", "")
         accepted = self._accepts.get(accept)
         if accepted is None:  # the SDK's own check, remembered per Accept value
-            accepted = check_accept_headers(request)
+            accepted = check_accept_headers(Request(scope))
             if len(self._accepts) >= 64:
                 self._accepts.clear()
             self._accepts[accept] = accepted
@@ -199,13 +203,8 @@ class HttpLane:
         if not (isinstance(meta.get(types.CLIENT_INFO_META_KEY), dict)
                 and isinstance(meta.get(types.CLIENT_CAPABILITIES_META_KEY), dict)):
             return None
-        # Decoded once (starlette's Headers would scan its list per name: ~13 scans).
-        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if find_duplicated_routing_header(pairs) is not None:
             return None
-        headers: dict[str, str] = {}
-        for key, value in pairs:
-            headers.setdefault(key, value)  # the first copy, as starlette's mapping has it
         verdict = classify_inbound_request(message, headers=headers)
         if not isinstance(verdict, InboundModernRoute):
             return None  # the SDK's rejection, worded by the SDK
@@ -213,7 +212,7 @@ class HttpLane:
         if tool is None or self._declares_headers(name):
             return None
         try:
-            principal = await self.access.principal_for(request)
+            principal = await self.access.principal_of(headers.get("authorization"))
         except ApiError:
             return None  # FastMCP answers 401 with its challenge
         if not principal.has("tools"):

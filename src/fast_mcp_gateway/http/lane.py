@@ -116,6 +116,7 @@ class HttpLane:
         self.served = 0  # calls the lane answered (tests and diagnostics)
         self._header_tools: dict[str, tuple[Any, bool]] = {}
         self._accepts: dict[str, tuple[bool, bool]] = {}  # Accept -> (JSON, SSE)
+        self._loop: asyncio.AbstractEventLoop | None = None  # uvicorn's, one per app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or not self._may_take(scope) or tracing_configured():
@@ -290,8 +291,10 @@ class HttpLane:
         (each of its steps asks for the running loop: a getpid() on 3.11).  The host's
         going away cancels this task once (``_HostLeft``); that cancellation ends here."""
         reply = _Reply(send)
-        loop = asyncio.get_running_loop()
-        left = _HostLeft(asyncio.current_task())
+        loop = self._loop
+        if loop is None:  # looked up once: each lookup is a getpid() on 3.11
+            loop = self._loop = asyncio.get_running_loop()
+        left = _HostLeft(asyncio.current_task(loop))
         gone = scope.get("extensions", {}).get(HOST_GONE)
         watcher = None
         if isinstance(gone, HostGone):  # our httptools protocol: no task per call

@@ -5,10 +5,12 @@
 
 Serves ``upstream.py --http`` and one ``mcp-gateway serve --transport http`` per
 interpreter in front of it (by URL, as ``bench_http.py`` does), one persistent fastmcp
-client each; then ``--calls`` sequential ``echo`` calls per round on each in turn (order
-rotating), printing the gateway's CPU per call (``/proc``) and the p50 latency per round
-and their medians, with the load average.  ``--profile FILE`` runs this tree's gateway
-under ``profiled_gateway.py`` and writes a ``cProfile`` of its last round.
+client each, and one straight to the upstream (``direct``); then ``--calls`` sequential
+``echo`` calls per round on each in turn (order rotating), printing the gateway's and
+the upstream's CPU per call (``/proc``) and the p50 latency per round, then their
+medians and the median of each round's p50 over that round's ``direct`` p50, with the
+load average.  ``--profile FILE`` runs this tree's gateway under
+``profiled_gateway.py`` and writes a ``cProfile`` of its last round.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ async def main(args: argparse.Namespace) -> None:
         ws = Workspace(Path(root), "auto", 10.0)
         up_port = free_port()
         up_url = f"http://127.0.0.1:{up_port}/mcp"
-        ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
-                                 ws.logs / "upstream.log"))
+        upstream = ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
+                                            ws.logs / "upstream.log"))
         await until_serving(up_url, ws.protocol, None, "echo", 120)
         settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
         urls: dict[str, tuple[str, int]] = {}
@@ -81,38 +83,54 @@ async def main(args: argparse.Namespace) -> None:
             urls[label] = (f"http://127.0.0.1:{port}/mcp", proc.pid)
         async with contextlib.AsyncExitStack() as clients:
             runs: dict[str, Running] = {}
+            upstream_pid = upstream.pid
+            direct: Any = await clients.enter_async_context(http_client(up_url, ws.protocol))
+            runs["direct"] = Running(Endpoint("direct", (), "", frozenset(UPSTREAM_TOOLS)),
+                                     direct, upstream_pid, None, upstream_pid, "")
             for label, (url, pid) in urls.items():
                 await until_serving(url, ws.protocol, credential, "up_echo", 120)
                 client: Any = await clients.enter_async_context(
                     http_client(url, ws.protocol, credential))
                 ep = Endpoint(label, (), "up_", frozenset("up_" + t for t in UPSTREAM_TOOLS))
-                runs[label] = Running(ep, client, pid, pid, None, "")
+                runs[label] = Running(ep, client, pid, pid, upstream_pid, "")
             for run in runs.values():
                 await sequential_latency(run, 200)
             cpu: dict[str, list[float]] = {label: [] for label in runs}
+            up_cpu: dict[str, list[float]] = {label: [] for label in runs}
             p50: dict[str, list[float]] = {label: [] for label in runs}
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
                 for label in rotated(list(runs), r):
                     run = runs[label]
-                    assert run.middle is not None
                     profiling = args.profile and label == "this" and r == args.rounds - 1
                     if profiling:
+                        assert run.middle is not None
                         os.kill(run.middle, signal.SIGUSR1)
-                    before = cpu_s(run.middle)
+                    before, up_before = cpu_s(run.middle), cpu_s(run.upstream)
                     samples = await sequential_latency(run, args.calls)
                     used = delta(cpu_s(run.middle), before)
+                    up_used = delta(cpu_s(run.upstream), up_before)
                     if profiling:
+                        assert run.middle is not None
                         os.kill(run.middle, signal.SIGUSR2)
-                    assert used is not None
-                    cpu[label].append(1000 * used / args.calls)
+                    if used is not None:
+                        cpu[label].append(1000 * used / args.calls)
+                    if up_used is not None:
+                        up_cpu[label].append(1000 * up_used / args.calls)
                     p50[label].append(1000 * percentile(samples, 50))
-                    print(f"  {label:5s} {cpu[label][-1]:.3f} ms CPU/call, "
+                    mid = f"{cpu[label][-1]:.3f} ms CPU/call, " if used is not None else ""
+                    print(f"  {label:6s} {mid}upstream {up_cpu[label][-1]:.3f} ms/call, "
                           f"p50 {p50[label][-1]:.3f} ms", file=sys.stderr)
             for label in runs:
-                print(f"{label}: CPU/call median {statistics.median(cpu[label]):.3f} ms, "
-                      f"p50 median {statistics.median(p50[label]):.3f} ms "
-                      f"(cpu rounds: {', '.join(f'{v:.3f}' for v in cpu[label])})")
+                mid = (f"CPU/call median {statistics.median(cpu[label]):.3f} ms "
+                       f"(rounds: {', '.join(f'{v:.3f}' for v in cpu[label])}), "
+                       if cpu[label] else "")
+                ratio = ("" if label == "direct" else ", p50/direct median {:.2f}x".format(
+                    statistics.median(a / b for a, b in zip(p50[label], p50["direct"],
+                                                              strict=True))))
+                print(f"{label}: {mid}upstream CPU/call median "
+                      f"{statistics.median(up_cpu[label]):.3f} ms, "
+                      f"p50 median {statistics.median(p50[label]):.3f} ms{ratio}")
             print(f"load at end: {load()} ({os.cpu_count()} CPUs)")
 
 

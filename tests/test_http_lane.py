@@ -27,7 +27,9 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.front.calls import CallOutcome
+from fast_mcp_gateway.http import lane as lane_module
 from fast_mcp_gateway.http.lane import HttpLane
+from fast_mcp_gateway.http.slow_clients import HeaderTimeoutHttpToolsProtocol, protocol_with_timeout
 from tests.fixtures import PY, SERVERS, alpha_server, make_gateway, memory_entry, serve_http
 from tests.servers.fidelity import URL_ERROR
 
@@ -68,12 +70,16 @@ def _gateway(lane: bool) -> Gateway:
 
 
 @contextlib.asynccontextmanager
-async def front(lane: bool) -> AsyncIterator[Front]:
+async def front(lane: bool, guarded: bool = False) -> AsyncIterator[Front]:
+    """A gateway served by uvicorn's own protocol, or (``guarded``) by the one
+    ``serve`` runs (``http/slow_clients.py``, which tells the app a host went away)."""
     gateway = _gateway(lane)
     app = gateway.http_app("http")
     entry = app.mcp_entry
     found = getattr(entry, "app", None)
-    async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
+    protocol = protocol_with_timeout(30.0) if guarded else "auto"
+    async with serve_http(app, http=protocol) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as http:
         yield Front(gateway, base, http, found if isinstance(found, HttpLane) else None)
 
 
@@ -247,8 +253,20 @@ async def test_what_the_lane_does_not_fully_understand_takes_the_full_path() -> 
         assert lane.served == before + 2
 
 
-async def test_a_host_that_goes_away_cancels_its_call() -> None:
-    async with front(True) as lane:
+@pytest.mark.parametrize("guarded", [False, pytest.param(True, marks=pytest.mark.skipif(
+    HeaderTimeoutHttpToolsProtocol is None, reason="httptools not installed"))])
+async def test_a_host_that_goes_away_cancels_its_call(
+    guarded: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watchers: list[object] = []
+    watch = lane_module._watch
+
+    async def counted(receive: Any, call: Any) -> None:
+        watchers.append(call)
+        await watch(receive, call)
+
+    monkeypatch.setattr(lane_module, "_watch", counted)
+    async with front(True, guarded) as lane:
         outcomes: list[CallOutcome] = []
         seen = anyio.Event()
 
@@ -274,6 +292,9 @@ async def test_a_host_that_goes_away_cancels_its_call() -> None:
             await seen.wait()
         (outcome,) = outcomes
         assert outcome.status == "cancelled" and outcome.tool == "alpha_slow"
+        # Under the gateway's own protocol the server says the host left (``HostGone``):
+        # no task per call reads ``receive()`` for it; under another server one does.
+        assert len(watchers) == (0 if guarded else 1)
 
 
 async def test_the_setting_turns_the_lane_off() -> None:

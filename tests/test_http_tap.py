@@ -11,6 +11,7 @@ handshake era are checked against the upstream's own view.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -31,12 +32,13 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.calls import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
+    _Deadline,
     _Declined,
     _header_lines,
-    _sse_messages,
     proxied,
     tap_applies,
 )
+from fast_mcp_gateway.upstream.http_wire import sse_messages
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, alpha_server, serve_http
@@ -264,7 +266,7 @@ async def _events(*chunks: bytes) -> list[bytes]:
         for chunk in chunks:
             yield chunk
 
-    return [data async for data in _sse_messages(body(), 1 << 20)]
+    return [data async for data in sse_messages(body(), 1 << 20)]
 
 
 async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
@@ -279,7 +281,7 @@ async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
         async def big() -> AsyncIterator[bytes]:
             yield b"data: " + b"x" * 100
 
-        [d async for d in _sse_messages(big(), 10)]
+        [d async for d in sse_messages(big(), 10)]
 
 
 def test_the_tap_applies_to_plain_http_without_proxy_or_auth(
@@ -305,3 +307,28 @@ def test_headers_that_could_smuggle_lines_are_left_to_the_sdk() -> None:
                 {"x-a": "✗"}, {" ": "1"}):
         with pytest.raises(_Declined):
             _header_lines(bad)
+
+
+async def test_the_deadline_cancels_once_and_tells_its_own_cancellation_apart() -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    base = task.cancelling()
+    expired = _Deadline(loop, 0.0)  # its own: taken back, the task is not cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.Event().wait()
+    assert expired.reached() and task.cancelling() == base
+    outside = _Deadline(loop, 3600.0)  # a cancellation from outside goes on
+    loop.call_soon(task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.Event().wait()
+    assert not outside.reached() and task.cancelling() == base + 1
+    task.uncancel()
+    both = _Deadline(loop, 0.0)  # expired while an outside cancellation came too
+    loop.call_soon(task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.Event().wait()
+    assert not both.reached() and task.cancelling() == base + 1
+    task.uncancel()
+    endless = _Deadline(loop, float("inf"))  # no timer at all
+    assert endless.handle is None and not endless.reached()

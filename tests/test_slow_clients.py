@@ -21,8 +21,10 @@ from anyio.abc import SocketStream
 
 from fast_mcp_gateway.http import slow_clients
 from fast_mcp_gateway.http.slow_clients import (
+    HOST_GONE,
     MAX_HEAD_BYTES,
     HeadWithBody,
+    HostGone,
     protocol_with_timeout,
 )
 
@@ -35,10 +37,15 @@ PARSERS = ["h11", pytest.param("httptools", marks=pytest.mark.skipif(
 
 
 RELEASE: dict[str, anyio.Event] = {}  # /stream waits on RELEASE["stream"] after its head
+GONE: dict[str, Any] = {}  # each request's HostGone, by path
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Echoes the body's length once the whole body is in."""
+    """Echoes the body's length once the whole body is in (/hold: once released)."""
+    if scope["type"] == "http":
+        GONE[scope["path"]] = scope.get("extensions", {}).get(HOST_GONE)
+    if scope["type"] == "http" and scope["path"] == "/hold":
+        await RELEASE["hold"].wait()
     if scope["type"] == "http" and scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await RELEASE["stream"].wait()
@@ -234,3 +241,46 @@ async def test_head_and_body_leave_in_one_write() -> None:
     held2.write(b"HEAD")
     held2.close()
     assert raw2.writes == [b"HEAD"] and raw2.closed
+
+
+@pytest.mark.skipif(slow_clients.HeaderTimeoutHttpToolsProtocol is None,
+                    reason="httptools not installed")
+async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:
+    GONE.clear()
+    RELEASE["hold"] = anyio.Event()
+    told: list[str] = []
+    left = anyio.Event()
+    async with _server("httptools") as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /done HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(WITHIN):  # answered: its host may leave without a word
+            while b"/done 0" not in await stream.receive():
+                pass
+        done = GONE["/done"]
+        assert isinstance(done, HostGone)
+        done.watch(lambda: told.append("/done"))
+        await stream.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(WITHIN):
+            while "/hold" not in GONE:  # noqa: ASYNC110 - the app has it once it runs
+                await anyio.sleep(0.01)
+        hold = GONE["/hold"]
+        assert isinstance(hold, HostGone) and not hold.gone
+        hold.watch(lambda: (told.append("/hold"), left.set()))
+        await stream.aclose()
+        with anyio.fail_after(WITHIN):  # the connection closed with /hold unanswered
+            await left.wait()
+        RELEASE["hold"].set()
+    assert told == ["/hold"] and hold.gone and not done.gone
+    late: list[str] = []
+    hold.watch(lambda: late.append("now"))  # watching a host already gone: told at once
+    assert late == ["now"]
+
+
+async def test_the_h11_protocol_offers_no_host_gone() -> None:
+    GONE.clear()
+    async with _server("h11") as port, await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(b"GET /done HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(WITHIN):
+            while b"/done 0" not in await stream.receive():
+                pass
+    assert GONE["/done"] is None  # the lane then watches receive() itself

@@ -12,11 +12,16 @@ itself (uvicorn's ``h11_max_incomplete_event_size``); llhttp, under httptools, h
 such bound, so ``HeaderTimeoutHttpToolsProtocol`` answers 400 and closes once an
 unfinished head passes ``max_head_bytes``.  Always pass the class as ``http=``:
 ``http="auto"`` would bypass both guards.
+
+The httptools class also tells a request's app when its host goes away (``HostGone``,
+in the scope's ``extensions``), so that the HTTP express lane needs no task per call
+waiting on ``receive()`` for ``http.disconnect``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -25,6 +30,33 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 DEFAULT_HEADER_TIMEOUT = 30.0
 MAX_HEAD_BYTES = 16384
 """The largest request head accepted (request line and headers), as h11's default."""
+HOST_GONE = "fast_mcp_gateway.host_gone"
+"""The key of a request's ``HostGone`` in its scope's ``extensions`` (httptools here)."""
+
+
+class HostGone:
+    """One request's connection was lost before its answer completed: what an app
+    reading ``receive()`` would learn as ``http.disconnect``, told to one callback
+    without a task waiting on ``receive()``.  ``watch`` runs the callback at once if
+    the host is already gone."""
+
+    __slots__ = ("callback", "gone")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], object] | None = None
+        self.gone = False
+
+    def watch(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback`` when the host goes away (``None``: stop watching)."""
+        self.callback = callback
+        if self.gone and callback is not None:
+            callback()
+
+    def fire(self) -> None:
+        if not self.gone:
+            self.gone = True
+            if self.callback is not None:
+                self.callback()
 
 
 class _HeadDeadline:
@@ -146,6 +178,11 @@ def _httptools_protocol() -> type[Any] | None:
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
+            cycle = self.cycle
+            if cycle is not None and cycle.disconnected:  # the answer did not complete
+                gone: object = cycle.scope.get("extensions", {}).get(HOST_GONE)
+                if isinstance(gone, HostGone):
+                    gone.fire()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -160,6 +197,8 @@ def _httptools_protocol() -> type[Any] | None:
             self._awaiting_head = False
             self._disarm()
             cycle = self.cycle
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[HOST_GONE] = HostGone()
             super().on_headers_complete()
             if self.cycle is not cycle:  # a request to answer (not an upgrade)
                 self.cycle.transport = HeadWithBody(  # type: ignore[assignment]

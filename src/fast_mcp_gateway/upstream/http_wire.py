@@ -1,0 +1,139 @@
+"""Reading an HTTP/1.1 answer off a stream: the head, the body, SSE events.
+
+``http_tap.py`` writes its requests itself and reads the answers with these: a
+response head (status, headers, keep-alive), a body by ``Content-Length``, by chunks or
+until the connection ends, and the ``data`` of SSE ``message`` events.  Every read is
+bounded: a head by the stream's limit, a body and an event by ``max_message_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+
+
+class Response:
+    """A response's status line and headers; the body is read by the caller."""
+
+    __slots__ = ("headers", "keep_alive", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], keep_alive: bool) -> None:
+        self.status, self.headers, self.keep_alive = status, headers, keep_alive
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+async def read_head(reader: asyncio.StreamReader) -> Response:
+    """The next response's head (an interim 1xx one is skipped); ``ValueError`` for
+    what is not HTTP/1.x."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    status_text = rest.partition(" ")[0]
+    if not version.startswith("HTTP/1.") or not status_text.isdigit():
+        raise ValueError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+    close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+    status = int(status_text)
+    if 100 <= status < 200:  # an interim answer: the real one follows
+        return await read_head(reader)
+    return Response(status, headers, not close)
+
+
+def _too_large(limit: int, size: int | None = None) -> MCPError:
+    what = "the upstream's answer" + (f" ({size} bytes)" if size is not None else "")
+    return MCPError(code=types.INTERNAL_ERROR,
+                    message=f"{what} is larger than max_message_bytes ({limit})")
+
+
+async def read_body(reader: asyncio.StreamReader, response: Response, limit: int) -> bytes:
+    """The whole body of a response that is not a stream, at most ``limit`` bytes.
+
+    The common answer (``Content-Length``) is one read, without the generator
+    ``body_chunks`` is."""
+    length = response.headers.get("content-length")
+    if length is not None and response.headers.get("transfer-encoding") is None:
+        size = int(length)
+        if size > limit:
+            raise _too_large(limit, size)
+        return await reader.readexactly(size) if size else b""
+    parts, size = [], 0
+    async for chunk in body_chunks(reader, response, limit):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+    return b"".join(parts)
+
+
+async def body_chunks(reader: asyncio.StreamReader, response: Response,
+                      limit: int) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives (Content-Length, chunked, or until the connection ends)."""
+    if response.headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers
+                return
+            chunk = await reader.readexactly(size + 2)
+            yield chunk[:-2]
+    length = response.headers.get("content-length")
+    if length is not None:
+        size = int(length)
+        if size > limit:
+            raise _too_large(limit, size)
+        if size:
+            yield await reader.readexactly(size)
+        return
+    response.keep_alive = False
+    while chunk := await reader.read(65536):
+        yield chunk
+
+
+async def sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The ``data`` of each SSE ``message`` event (the SDK reads no other kind); lines
+    may end in CRLF, LF or CR, split anywhere between chunks."""
+    pending = b""
+    event, data, has_data = b"message", bytearray(), False
+    ended = False
+    chunks = aiter(body)
+    while not ended:
+        try:
+            pending += await anext(chunks)
+        except StopAsyncIteration:
+            ended = True
+        # A CR at the very end may be half of a CRLF: kept for the next chunk.
+        cut = len(pending) - 1 if pending.endswith(b"\r") and not ended else len(pending)
+        lines = pending[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        pending = lines.pop() + pending[cut:]  # an unfinished line
+        if len(pending) > limit or len(data) > limit:
+            raise MCPError(code=types.INTERNAL_ERROR,
+                           message=f"an SSE event from the upstream is larger than "
+                                   f"max_message_bytes ({limit})")
+        for line in lines:
+            if not line:  # the event is complete
+                if has_data and event == b"message" and data:
+                    yield bytes(data)
+                event, data, has_data = b"message", bytearray(), False
+                continue
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if field == b"data":
+                if has_data:
+                    data += b"\n"
+                data += value
+                has_data = True
+            elif field == b"event":
+                event = value or b"message"

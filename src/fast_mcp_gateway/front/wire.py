@@ -51,17 +51,23 @@ def progress_params(token: Any, progress: float, total: float | None,
 RELAYED_PARAMS = ("inputResponses", "requestState")
 
 
+# Built once: ``json.dumps`` with any option builds an encoder per call (~0.6 us);
+# these give the same text as ``json.dumps(..., separators=(",", ":"))``.
+UTF8_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode_line(message: dict[str, Any]) -> bytes:
     """``message`` as one stdio line (UTF-8 as is, like the SDK's stdio writer)."""
     try:
-        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        return UTF8_JSON.encode(message).encode() + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
-        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        return ASCII_JSON.encode(message).encode() + b"\n"
 
 
 def encode_body(message: dict[str, Any]) -> bytes:
     """``message`` as the SDK's streamable-HTTP transport writes a body (ASCII-escaped)."""
-    return json.dumps(message, separators=(",", ":")).encode()
+    return ASCII_JSON.encode(message).encode()
 
 
 def encode_id(request_id: str | int) -> bytes:

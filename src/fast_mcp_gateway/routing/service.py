@@ -203,6 +203,10 @@ class Service:
 
     def pick(self, exclude: set[int], key: str | None = None) -> Upstream | None:
         candidates = self.eligible(exclude)
+        if len(self.replicas) == 1:
+            # One replica: every strategy picks the one candidate, and no state a
+            # strategy keeps can matter to a later pick (there is never another).
+            return candidates[0] if candidates else None
         views = [r.balancer_view() for r in candidates]
         choice = self.balancer.pick(views, key)
         return None if choice is None else self.replicas[choice.index]
@@ -227,6 +231,8 @@ class Service:
     # -- calling ----------------------------------------------------------------------
 
     def _check_rate(self, tool: str | None) -> None:
+        if self._bucket is None and not self._tool_buckets:
+            return  # no limits configured (the common case: nothing to format)
         now = self._clock()
         for bucket, what in ((self._bucket, f"server '{self.name}'"),
                              (self._tool_buckets.get(tool or ""), f"tool '{tool}'")):
@@ -254,7 +260,8 @@ class Service:
             async with self.clients.session(front) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
-        await self._first_connects()  # only waits while every replica is still starting
+        if self._all_starting():  # only waits while every replica is still starting
+            await self._first_connects()
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -278,6 +285,9 @@ class Service:
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    def _all_starting(self) -> bool:
+        return all(r.state is UpstreamState.STARTING for r in self.replicas)
 
     async def _first_connects(self) -> None:
         """While every replica is still making its first connect attempt, wait for one of

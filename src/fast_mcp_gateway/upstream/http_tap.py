@@ -71,6 +71,9 @@ from fast_mcp_gateway.upstream.http_wire import (
 logger = logging.getLogger(__name__)
 
 Progress = ProgressFnT
+# Built once (``json.dumps`` with options builds an encoder per call); the same text.
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
 
 IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused: servers close idle
@@ -207,12 +210,21 @@ class HttpTap:
     async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
                       on_progress: Progress | None = None) -> dict[str, Any]:
         """Send one stamped request; its ``result`` as JSON, or ``MCPError``."""
+        data: dict[str, Any] = {"method": method, "params": params}
+        opts: CallOptions = {"timeout": timeout}
+        stamp_request(self.session, data, opts)  # the headers the session would send
+        return await self.send_stamped(method, params, opts, on_progress)
+
+    async def send_stamped(self, method: str, params: dict[str, Any], opts: CallOptions,
+                           on_progress: Progress | None = None) -> dict[str, Any]:
+        """``request`` for ``params`` and ``opts`` this tap's session has just stamped
+        (``stamp_request``: the envelope in ``params``, the headers and timeout in
+        ``opts``): the caller stamped them already, and a second stamp (the session's
+        ``Mcp-Param`` resolution included) would only make the same headers again."""
         session = self.session
         if self._closed:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
-        data: dict[str, Any] = {"method": method, "params": params}
-        opts: CallOptions = {"timeout": timeout}
-        stamp_request(session, data, opts)  # the headers the session would send
+        timeout = opts.get("timeout", math.inf)  # no deadline unless one is given
         if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
             try:
                 result = await self._post(method, params, opts.get("headers") or {},
@@ -246,9 +258,9 @@ class HttpTap:
                                           "progressToken": request_id}}
         message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         try:
-            body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+            body = _UTF8_JSON.encode(message).encode()
         except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
-            body = json.dumps(message, separators=(",", ":")).encode()
+            body = _ASCII_JSON.encode(message).encode()
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
             self._head, self._extra_lines(headers), len(body), body)
         conn: _Connection | None = None

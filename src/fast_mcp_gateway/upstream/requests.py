@@ -22,6 +22,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
@@ -186,8 +187,11 @@ class Requests:
             if asked is not None:
                 _add_extensions(data["params"]["_meta"], asked)
             tap = self._sup.tap
-            # stdio: beside the session, on the same pipe.  Not with extension opt-ins:
-            # the HTTP tap stamps again (the session's own capabilities).
+            # stdio: beside the session, on the same pipe; HTTP: the tap sends what was
+            # just stamped (headers included: a second stamp would make them again).
+            # Not with extension opt-ins: the session sends those, as it always has.
+            if asked is None and isinstance(tap, HttpTap) and tap.session is session:
+                return await tap.send_stamped(method, data["params"], opts, on_progress)
             if tap is not None and asked is None:
                 return await tap.request(method, data["params"], self.call_timeout,
                                          on_progress)

@@ -1,0 +1,106 @@
+"""The HTTP app's dashboard is built on its first request, once, and never by MCP or
+REST traffic; a gateway whose dashboard nobody opens does not load it (Jinja2, the
+pages) at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+from fast_mcp_gateway.ui.app import LazyDashboard
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+
+pytestmark = pytest.mark.anyio
+
+
+def lazy_dashboard(app: Any) -> LazyDashboard:
+    """The ``LazyDashboard`` mounted in ``app``'s dashboard group."""
+    group = next(g for g in app.groups if g.name == "dashboard")
+    (mount,) = group.routes
+    assert isinstance(mount.app, LazyDashboard)
+    return mount.app
+
+
+async def test_the_dashboard_is_built_by_its_first_request_only(tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    lazy = lazy_dashboard(app)
+    async with serve_http(app) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        # MCP, REST and health traffic never build it.
+        async with Client(StreamableHttpTransport(base + "/mcp"), timeout=60) as client:
+            assert (await client.call_tool("alpha_add", {"a": 2, "b": 3})).data == 5
+        assert (await http.get(base + "/api/v1/servers")).status_code == 200
+        assert (await http.get(base + "/health")).status_code == 200
+        assert lazy.app is None and lazy.builds == 0
+        # Concurrent first requests: one build, every page served.
+        pages: list[httpx2.Response] = []
+
+        async def get(path: str) -> None:
+            pages.append(await http.get(base + path))
+
+        async with anyio.create_task_group() as tg:
+            for path in ("/ui/", "/ui/servers/alpha", "/ui/logs", "/ui/alerts"):
+                tg.start_soon(get, path)
+        assert [p.status_code for p in pages] == [200] * 4
+        assert "alpha" in next(p.text for p in pages if p.url.path == "/ui/servers/alpha")
+        assert lazy.builds == 1
+        # The built dashboard answers as before: static files, unknown pages.
+        css = await http.get(base + "/ui/static/app.css")
+        assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+        missing = await http.get(base + "/ui/no-such-page")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        assert lazy.builds == 1
+
+
+async def test_concurrent_first_callers_share_one_build() -> None:
+    built: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "done"})
+
+    def build() -> Any:
+        built.append(1)
+        return app
+
+    lazy = LazyDashboard(build)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(lazy, {"type": "http"}, None, send)
+    assert built == [1] and len(sent) == 8 and lazy.app is app
+
+
+@pytest.mark.timeout(120)
+def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    script = textwrap.dedent(f"""\
+        import json, sys
+        from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+        settings = GatewaySettings(db={str(tmp_path / 'g.db')!r})
+        Gateway(load_config({str(config)!r}), settings).http_app()
+        print(json.dumps(sorted(m for m in sys.modules if m == "jinja2"
+                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=110, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "jinja2" not in loaded and "fast_mcp_gateway.ui.core" not in loaded, loaded
+    assert "fast_mcp_gateway.ui.app" in loaded  # the group itself is there

@@ -1,6 +1,6 @@
-"""The HTTP app's dashboard is built on its first request, once, and never by MCP or
-REST traffic; a gateway whose dashboard nobody opens does not load it (Jinja2, the
-pages) at all."""
+"""What the HTTP app builds on a surface's first request, once, and never for MCP
+traffic: the dashboard (a gateway whose dashboard nobody opens does not load Jinja2 or
+the pages at all), the OpenAPI document, and the REST API's own models."""
 
 from __future__ import annotations
 
@@ -96,11 +96,42 @@ def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Pat
         from fast_mcp_gateway import Gateway, GatewaySettings, load_config
         settings = GatewaySettings(db={str(tmp_path / 'g.db')!r})
         Gateway(load_config({str(config)!r}), settings).http_app()
+        from pydantic import BaseModel
+        from fast_mcp_gateway.http import schemas
+        built = [n for n, v in vars(schemas).items() if isinstance(v, type)
+                 and issubclass(v, BaseModel) and v.__pydantic_complete__]
         print(json.dumps(sorted(m for m in sys.modules if m == "jinja2"
-                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))))
+                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))
+                         + [f"built:{{n}}" for n in built]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=110, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert "jinja2" not in loaded and "fast_mcp_gateway.ui.core" not in loaded, loaded
     assert "fast_mcp_gateway.ui.app" in loaded  # the group itself is there
+    assert not [m for m in loaded if m.startswith("built:")], loaded  # no REST model built
+
+
+async def test_openapi_document_is_made_by_its_first_request_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.http import app as http_app
+
+    made: list[bool] = []
+
+    def counted(endpoints: Any, *, bearer: bool) -> dict[str, Any]:
+        made.append(bearer)
+        return real(endpoints, bearer=bearer)
+
+    real = http_app.openapi_document
+    monkeypatch.setattr(http_app, "openapi_document", counted)
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        assert (await http.get(base + "/api/v1/servers")).status_code == 200
+        assert made == []
+        first, second = (await http.get(base + "/api/v1/openapi.json"),
+                         await http.get(base + "/api/v1/openapi.json"))
+        assert first.status_code == second.status_code == 200
+        assert first.json() == second.json() and made == [False]
+        document = first.json()
+        assert "/servers" in document["paths"] and "ServerCreate" in str(document)

@@ -100,7 +100,7 @@ def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Pat
         from fast_mcp_gateway.http import schemas
         built = [n for n, v in vars(schemas).items() if isinstance(v, type)
                  and issubclass(v, BaseModel) and v.__pydantic_complete__]
-        print(json.dumps(sorted(m for m in sys.modules if m == "jinja2"
+        print(json.dumps(sorted(m for m in sys.modules if m in ("jinja2", "prometheus_client")
                                 or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))
                          + [f"built:{{n}}" for n in built]))
     """)
@@ -108,6 +108,7 @@ def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Pat
                          timeout=110, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert "jinja2" not in loaded and "fast_mcp_gateway.ui.core" not in loaded, loaded
+    assert "prometheus_client" not in loaded, loaded  # imported by the first scrape
     assert "fast_mcp_gateway.ui.app" in loaded  # the group itself is there
     assert not [m for m in loaded if m.startswith("built:")], loaded  # no REST model built
 
@@ -135,3 +136,42 @@ async def test_openapi_document_is_made_by_its_first_request_once(
         assert first.json() == second.json() and made == [False]
         document = first.json()
         assert "/servers" in document["paths"] and "ServerCreate" in str(document)
+
+
+def test_metrics_tallies_render_as_prometheus_own_counters_and_histogram() -> None:
+    """The per-call tallies scrape exactly as prometheus_client's Counter and Histogram
+    of the same observations would (bucket bounds included: a value on a bound counts
+    in it)."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from fast_mcp_gateway.telemetry.metrics import DURATION_BUCKETS, GatewayMetrics
+
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry(auto_describe=False)
+    labels3 = ["mcp_method_name", "gen_ai_tool_name", "mcp_gateway_server"]
+    calls = Counter("mcp_gateway_calls", "Calls of upstream tools, resources and prompts by "
+                    "outcome", [*labels3, "status"], registry=registry)
+    duration = Histogram("mcp_server_operation_duration_seconds", "Duration of MCP "
+                         "operations the gateway served (OpenTelemetry "
+                         "mcp.server.operation.duration)", labels3,
+                         buckets=DURATION_BUCKETS, registry=registry)
+    retries = Counter("mcp_gateway_retries", "Attempts beyond the first, by server",
+                      ["mcp_gateway_server"], registry=registry)
+    limited = Counter("mcp_gateway_rate_limited", "Calls refused by a server's or tool's "
+                      "rate limit", ["mcp_gateway_server", "gen_ai_tool_name"],
+                      registry=registry)
+    metrics = GatewayMetrics()
+    values = [0.0005, 0.001, 0.0025, 0.003, 0.1, 0.7, 30.0, 100.0, 0.05, 0.0]
+    for i, seconds in enumerate(values):
+        key = ("tools/call", "a_x", "a") if i % 4 else ("resources/read", "", "b")
+        status = "error" if i % 3 == 0 else "success"
+        metrics.observe(*key, status, seconds, retries=i % 2, rate_limited=i == 4)
+        calls.labels(*key, status).inc()
+        duration.labels(*key).observe(seconds)
+        if i % 2:
+            retries.labels(key[2]).inc(1)
+        if i == 4:
+            limited.labels(key[2], key[1]).inc()
+    assert metrics.render() == generate_latest(registry)
+    assert "version=" in metrics.content_type()

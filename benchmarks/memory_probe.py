@@ -3,6 +3,7 @@
     python benchmarks/memory_probe.py [--upstreams 20] [--tools 50] [--top 25]
                                       [--trace] [--group lineno|traceback] [--focus TEXT]
                                       [--wait S] [--poll S] [--log PATH]
+                                      [--http] [--calls N]
 
 Starts ``mcp-gateway serve`` (stdio) in front of ``--upstreams`` copies of
 ``many_tools.py`` with ``--tools`` each, waits until every tool is listed, lists three
@@ -10,6 +11,9 @@ more times (the warm state the ``lists`` phase measures) and prints the gateway'
 With ``--trace`` the gateway runs under tracemalloc (which costs memory itself: compare
 RSS without it) and the probe prints the largest allocation sites of the live heap,
 grouped by line or by a short traceback, plus the total per first gateway frame.
+``--http`` runs ``serve --transport http`` on a free loopback port instead and talks
+to it over streamable HTTP (what the dashboard, REST and metrics add is there);
+``--calls N`` calls the first tool N times after the warm lists (``search``).
 After the warm lists the gateway (run through this script, ``--inner``) is asked
 (SIGUSR2) for ``gc.collect`` + ``malloc_trim`` and prints pymalloc's statistics: what
 is left is live memory, not garbage; then the threads (by target), the bytecode
@@ -21,6 +25,7 @@ gateway's stderr.  ``PYTHONPATH=<other>/src`` measures another tree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -30,7 +35,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +161,16 @@ async def outer(args: argparse.Namespace) -> None:
                if k.startswith(("MCP_GATEWAY_", "HOME", "XDG_", "PATH", "PYTHONPATH",
                                  "PYTHONIMPORTTIME", "PYTHONMALLOC", "MALLOC_", "PROBE_"))}
         env["PROBE_FRAMES"] = os.environ.get("PROBE_FRAMES", "12") if args.trace else "0"
-        transport = StdioTransport(sys.executable, cmd, env=env,
-                                   log_file=root / "gateway.log")
         want = args.upstreams * args.tools
         started = time.perf_counter()
-        async with Client(transport, timeout=300) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            if args.http:
+                client = await stack.enter_async_context(
+                    http_gateway(cmd, env, root / "gateway.log"))
+            else:
+                transport = StdioTransport(sys.executable, cmd, env=env,
+                                           log_file=root / "gateway.log")
+                client = await stack.enter_async_context(Client(transport, timeout=300))
             pid = gateway_pid(root, args.trace)
             print(f"gateway pid {pid}; RSS at session {rss_mb(pid):.1f} MB")
             if args.wait:
@@ -175,6 +185,8 @@ async def outer(args: argparse.Namespace) -> None:
                   f"RSS {rss_mb(pid):.1f} MB")
             for _ in range(3):
                 await client.list_tools_mcp(cache_mode="bypass")
+            for _ in range(args.calls):
+                await client.call_tool_mcp(tools.tools[0].name, {"query": "probe"})
             print(f"warm: RSS {rss_mb(pid):.1f} MB, peak {rss_mb(pid, 'VmHWM'):.1f} MB, "
                   f"load {os.getloadavg()[0]:.1f}")
             os.kill(pid, signal.SIGUSR2)
@@ -194,6 +206,44 @@ async def outer(args: argparse.Namespace) -> None:
                     await anyio.sleep(0.1)
                 with snap.open("rb") as fh:
                     report(pickle.load(fh), args)
+
+
+@contextlib.asynccontextmanager
+async def http_gateway(cmd: list[str], env: dict[str, str], log: Path
+                       ) -> AsyncIterator[Any]:
+    """``cmd`` serving streamable HTTP on a free loopback port; a client connected to
+    it (polled until the server answers); the process is stopped on exit."""
+    import socket
+    import subprocess
+
+    import anyio
+    from fastmcp import Client
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [*cmd, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+            [sys.executable, *cmd], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        deadline = time.monotonic() + 300
+        while True:  # until it serves (a probe session, closed at once)
+            try:
+                async with Client(StreamableHttpTransport(url), timeout=300):
+                    break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                await anyio.sleep(0.2)
+        async with Client(StreamableHttpTransport(url), timeout=300) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def report(snap: tracemalloc.Snapshot, args: argparse.Namespace) -> None:
@@ -252,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log", default="",
                         help="keep the gateway's stderr here (e.g. with PYTHONIMPORTTIME=1)")
     parser.add_argument("--group", choices=("lineno", "traceback"), default="lineno")
+    parser.add_argument("--http", action="store_true",
+                        help="serve --transport http (on a free loopback port), not stdio")
+    parser.add_argument("--calls", type=int, default=0,
+                        help="tool calls after the warm lists (of the first tool)")
     args = parser.parse_args(argv)
     import anyio
 

@@ -156,7 +156,7 @@ def test_label_children_are_made_once_per_combination() -> None:
     for _ in range(3):
         metrics.observe("tools/call", "a_x", "a", "success", 0.01)
     metrics.observe("tools/call", "a_x", "a", "error", 0.02, retries=2)
-    assert len(metrics._children) == 2
+    assert len(metrics._calls) == 2 and len(metrics._durations) == 1
     text = metrics.render().decode()
     got = samples(text)
     labels = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "a_x",

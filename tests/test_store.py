@@ -39,6 +39,9 @@ async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path:
     store = await SQLiteStore.open(path)
     try:
         assert await store.schema_version() == store_module.SCHEMA_VERSION
+        # A small page cache (SQLite's default is 2 MB, filled by call records).
+        (cache,) = await (await store._db.execute("PRAGMA cache_size")).fetchone() or (0,)
+        assert cache == -store_module.CACHE_KIB and 0 < store_module.CACHE_KIB < 2000
     finally:
         await store.close()
     with sqlite3.connect(path) as db:

@@ -16,6 +16,7 @@ without it, a web page could reach a loopback gateway through DNS rebinding.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -172,10 +173,12 @@ class ProfilePaths:
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
     """The REST management API, with its OpenAPI document (served without a token: it
     describes the API and holds no data)."""
-    document = openapi_document(ENDPOINTS, bearer=access.verifier is not None)
+    # Made by its first request (it builds every REST model's schema), then served as is.
+    document = functools.cache(lambda: openapi_document(ENDPOINTS,
+                                                        bearer=access.verifier is not None))
 
     async def openapi(_request: Request) -> Response:
-        return JSONResponse(document)
+        return JSONResponse(document())
 
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"]),
                                *api_routes(access, ctx)]

@@ -26,7 +26,6 @@ from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, forbidden
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.telemetry.metrics import (
-    CONTENT_TYPE,
     ClientSample,
     GatewayMetrics,
     ReplicaSample,
@@ -95,6 +94,6 @@ def metrics_group(metrics: GatewayMetrics, *, public: bool) -> RouteGroup:
                                              "gateway.auth.metrics_public: true")
             except ApiError as exc:
                 return exc.response()
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return Response(metrics.render(), media_type=metrics.content_type())
 
     return RouteGroup("metrics", [Route("/metrics", scrape, methods=["GET"])])

@@ -5,6 +5,10 @@ Everything else the API returns is an ``admin.models`` model, shared with the MC
 tools.  Constraints match the ``gateway_*`` tools' arguments (same bounds, same
 descriptions), so both transports accept exactly the same inputs.  These models feed
 validation and the OpenAPI document alike.
+
+Each is built (pydantic's validator and serializer) on its first use
+(``defer_build``): by the first REST request, or the OpenAPI document, that needs it.
+A gateway nobody calls REST on never builds them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ ConfigBody = Annotated[dict[str, Any], Field(
                 "use ${VAR} for secrets")]
 
 
-class _In(BaseModel):
+class _Model(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class _In(_Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -92,7 +100,7 @@ class CallToolIn(_In):
 # -- query parameters (unknown parameters are ignored, as browsers add their own) -----
 
 
-class _Query(BaseModel):
+class _Query(_Model):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -168,7 +176,7 @@ class AlertHistoryQuery(_Query):
 # -- results of operations that return dicts -------------------------------------------
 
 
-class RouteOut(BaseModel):
+class RouteOut(_Model):
     id: int
     pattern: str
     match: str
@@ -177,36 +185,36 @@ class RouteOut(BaseModel):
     created_at: float | None = None
 
 
-class RouteList(BaseModel):
+class RouteList(_Model):
     routes: list[RouteOut] = Field(description="in decision order (priority, then age)")
 
 
-class Deleted(BaseModel):
+class Deleted(_Model):
     deleted: int
 
 
-class DeletedRule(BaseModel):
+class DeletedRule(_Model):
     deleted: str
 
 
-class AuditPage(BaseModel):
+class AuditPage(_Model):
     entries: list[dict[str, Any]]
     next_before_id: int | None
 
 
-class HealthPage(BaseModel):
+class HealthPage(_Model):
     records: list[dict[str, Any]]
     next_before_id: int | None
 
 
-class Component(BaseModel):
+class Component(_Model):
     kind: str = Field(description="tool, resource, resource_template or prompt")
     exposed: str = Field(description="the name (or URI) hosts see")
     original: str = Field(description="its name (or URI) on the upstream")
     definition: dict[str, Any] = Field(description="the upstream's definition")
 
 
-class ComponentList(BaseModel):
+class ComponentList(_Model):
     server: str
     items: list[Component]
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one gateway, on its own ``CollectorRegistry``.
+"""Prometheus metrics of one gateway, rendered on its own ``CollectorRegistry``.
 
 Two sources, each at its own cost:
 
@@ -6,9 +6,11 @@ Two sources, each at its own cost:
   full path and the stdio express lane count alike): the call counter (by ``status``:
   success, error, timeout, rejected, and ``cancelled`` for a call its host cancelled
   or walked away from, which is no error), the duration histogram, retries and
-  rate-limit rejections.  A labelled child costs ~14 us to look
-  up, so each label combination's children are made once and cached;
-* **per scrape** (``SnapshotCollector``): upstream state, health, in-flight calls,
+  rate-limit rejections.  These are plain tallies per label combination (a dict
+  lookup, an increment and a bucket search per call), turned into Prometheus
+  metric families when scraped: ``prometheus_client`` (~1 MB resident) is imported
+  by the first scrape, never by a gateway nobody scrapes;
+* **per scrape** (``snapshot_metrics``): upstream state, health, in-flight calls,
   restarts, breaker state and trips, recorder queue and drops, catalog size, read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
   cost on the call path.
@@ -23,15 +25,15 @@ the HTTP side adapts call outcomes and replica statistics to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 # Seconds; MCP calls span a cache hit (~1 ms) to a long tool run (the 30 s call timeout).
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -84,132 +86,167 @@ class Snapshot:
     clients: Sequence[ClientSample] = ()  # isolation: per_client servers
 
 
-class SnapshotCollector(Collector):
-    """Reads a fresh ``Snapshot`` on each scrape (nothing is kept between scrapes)."""
+def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
+    """The scrape-time metrics of ``snap``."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
-        self.snapshot = snapshot
+    labels = [SERVER, "replica"]
+    up = GaugeMetricFamily("mcp_gateway_upstream_up",
+                           "1 if the replica has a ready session, else 0", labels=labels)
+    state = GaugeMetricFamily("mcp_gateway_upstream_state",
+                              "1 for the replica's current state, 0 for the others",
+                              labels=[*labels, "state"])
+    health = GaugeMetricFamily("mcp_gateway_upstream_health",
+                               "1 for the replica's current health, 0 for the others",
+                               labels=[*labels, "health"])
+    breaker = GaugeMetricFamily("mcp_gateway_breaker_state",
+                                "1 for the replica's circuit-breaker state, 0 for the others",
+                                labels=[*labels, "state"])
+    inflight = GaugeMetricFamily("mcp_gateway_upstream_in_flight",
+                                 "Requests in flight on the replica", labels=labels)
+    restarts = CounterMetricFamily("mcp_gateway_upstream_restarts",
+                                   "Restarts of the replica's session", labels=labels)
+    trips = CounterMetricFamily("mcp_gateway_breaker_trips",
+                                "Times the replica's circuit breaker opened", labels=labels)
+    for r in snap.replicas:
+        key = [r.server, str(r.replica)]
+        up.add_metric(key, 1.0 if r.state == "ready" else 0.0)
+        for value in UPSTREAM_STATES:
+            state.add_metric([*key, value], 1.0 if r.state == value else 0.0)
+        for value in HEALTH_STATES:
+            health.add_metric([*key, value], 1.0 if r.health == value else 0.0)
+        for value in BREAKER_STATES:
+            breaker.add_metric([*key, value], 1.0 if r.breaker == value else 0.0)
+        inflight.add_metric(key, float(r.inflight))
+        restarts.add_metric(key, float(r.restarts))
+        trips.add_metric(key, float(r.breaker_trips))
+    yield from (up, state, health, breaker, inflight, restarts, trips)
 
-    def describe(self) -> Iterable[Metric]:
-        return []  # do not run collect() at register()
+    if snap.clients:
+        active = GaugeMetricFamily("mcp_gateway_client_sessions",
+                                   "Per-client upstream sessions open now",
+                                   labels=[SERVER])
+        limit = GaugeMetricFamily("mcp_gateway_client_sessions_limit",
+                                  "max_clients of a per_client server", labels=[SERVER])
+        created = CounterMetricFamily("mcp_gateway_client_sessions_created",
+                                      "Per-client upstream sessions opened",
+                                      labels=[SERVER])
+        reaped = CounterMetricFamily("mcp_gateway_client_sessions_ended",
+                                     "Per-client upstream sessions ended (host left, "
+                                     "idle, failed first connect)", labels=[SERVER])
+        for c in snap.clients:
+            active.add_metric([c.server], float(c.active))
+            limit.add_metric([c.server], float(c.limit))
+            created.add_metric([c.server], float(c.created))
+            reaped.add_metric([c.server], float(c.reaped))
+        yield from (active, limit, created, reaped)
 
-    def collect(self) -> Iterator[Metric]:
-        snap = self.snapshot()
-        labels = [SERVER, "replica"]
-        up = GaugeMetricFamily("mcp_gateway_upstream_up",
-                               "1 if the replica has a ready session, else 0", labels=labels)
-        state = GaugeMetricFamily("mcp_gateway_upstream_state",
-                                  "1 for the replica's current state, 0 for the others",
-                                  labels=[*labels, "state"])
-        health = GaugeMetricFamily("mcp_gateway_upstream_health",
-                                   "1 for the replica's current health, 0 for the others",
-                                   labels=[*labels, "health"])
-        breaker = GaugeMetricFamily("mcp_gateway_breaker_state",
-                                    "1 for the replica's circuit-breaker state, 0 for the others",
-                                    labels=[*labels, "state"])
-        inflight = GaugeMetricFamily("mcp_gateway_upstream_in_flight",
-                                     "Requests in flight on the replica", labels=labels)
-        restarts = CounterMetricFamily("mcp_gateway_upstream_restarts",
-                                       "Restarts of the replica's session", labels=labels)
-        trips = CounterMetricFamily("mcp_gateway_breaker_trips",
-                                    "Times the replica's circuit breaker opened", labels=labels)
-        for r in snap.replicas:
-            key = [r.server, str(r.replica)]
-            up.add_metric(key, 1.0 if r.state == "ready" else 0.0)
-            for value in UPSTREAM_STATES:
-                state.add_metric([*key, value], 1.0 if r.state == value else 0.0)
-            for value in HEALTH_STATES:
-                health.add_metric([*key, value], 1.0 if r.health == value else 0.0)
-            for value in BREAKER_STATES:
-                breaker.add_metric([*key, value], 1.0 if r.breaker == value else 0.0)
-            inflight.add_metric(key, float(r.inflight))
-            restarts.add_metric(key, float(r.restarts))
-            trips.add_metric(key, float(r.breaker_trips))
-        yield from (up, state, health, breaker, inflight, restarts, trips)
-
-        if snap.clients:
-            active = GaugeMetricFamily("mcp_gateway_client_sessions",
-                                       "Per-client upstream sessions open now",
-                                       labels=[SERVER])
-            limit = GaugeMetricFamily("mcp_gateway_client_sessions_limit",
-                                      "max_clients of a per_client server", labels=[SERVER])
-            created = CounterMetricFamily("mcp_gateway_client_sessions_created",
-                                          "Per-client upstream sessions opened",
-                                          labels=[SERVER])
-            reaped = CounterMetricFamily("mcp_gateway_client_sessions_ended",
-                                         "Per-client upstream sessions ended (host left, "
-                                         "idle, failed first connect)", labels=[SERVER])
-            for c in snap.clients:
-                active.add_metric([c.server], float(c.active))
-                limit.add_metric([c.server], float(c.limit))
-                created.add_metric([c.server], float(c.created))
-                reaped.add_metric([c.server], float(c.reaped))
-            yield from (active, limit, created, reaped)
-
-        catalog = GaugeMetricFamily("mcp_gateway_catalog_items",
-                                    "Items the gateway exposes, by kind", labels=["kind"])
-        for kind, count in sorted(snap.catalog.items()):
-            catalog.add_metric([kind], float(count))
-        yield catalog
-        if snap.recorder_queued is not None:
-            yield GaugeMetricFamily("mcp_gateway_recorder_queue_depth",
-                                    "Call records waiting to be written",
-                                    value=float(snap.recorder_queued))
-            yield CounterMetricFamily("mcp_gateway_recorder_dropped",
-                                      "Call records dropped because the queue was full",
-                                      value=float(snap.recorder_dropped))
+    catalog = GaugeMetricFamily("mcp_gateway_catalog_items",
+                                "Items the gateway exposes, by kind", labels=["kind"])
+    for kind, count in sorted(snap.catalog.items()):
+        catalog.add_metric([kind], float(count))
+    yield catalog
+    if snap.recorder_queued is not None:
+        yield GaugeMetricFamily("mcp_gateway_recorder_queue_depth",
+                                "Call records waiting to be written",
+                                value=float(snap.recorder_queued))
+        yield CounterMetricFamily("mcp_gateway_recorder_dropped",
+                                  "Call records dropped because the queue was full",
+                                  value=float(snap.recorder_dropped))
 
 
-_Children = tuple["Counter", "Histogram"]
+
+_Tally = list[float]  # [count, sum, bucket counts (not cumulative)...] of one combination
 
 
 class GatewayMetrics:
-    """The metrics of one gateway: a private registry (never the process-global one, so
-    that several gateways in one process, e.g. tests, do not collide)."""
+    """The metrics of one gateway, rendered on a private registry (never the
+    process-global one, so that several gateways in one process, e.g. tests, do not
+    collide)."""
 
     def __init__(self) -> None:
-        # The *_created series double the output for no use to a scraper (global switch).
-        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.calls = Counter(
-            "mcp_gateway_calls", "Calls of upstream tools, resources and prompts by outcome",
-            [METHOD, TOOL, SERVER, "status"], registry=self.registry)
-        self.duration = Histogram(
-            "mcp_server_operation_duration_seconds",
-            "Duration of MCP operations the gateway served (OpenTelemetry "
-            "mcp.server.operation.duration)",
-            [METHOD, TOOL, SERVER], buckets=DURATION_BUCKETS, registry=self.registry)
-        self.retries = Counter("mcp_gateway_retries", "Attempts beyond the first, by server",
-                               [SERVER], registry=self.registry)
-        self.rate_limited = Counter(
-            "mcp_gateway_rate_limited", "Calls refused by a server's or tool's rate limit",
-            [SERVER, TOOL], registry=self.registry)
-        self._children: dict[tuple[str, str, str, str], _Children] = {}
-        self._collector: SnapshotCollector | None = None
+        # (method, tool, server, status) -> [calls]; (method, tool, server) -> _Tally.
+        self._calls: dict[tuple[str, str, str, str], list[int]] = {}
+        self._durations: dict[tuple[str, str, str], _Tally] = {}
+        self._retries: dict[str, int] = {}
+        self._rate_limited: dict[tuple[str, str], int] = {}
+        self._snapshot: Callable[[], Snapshot] | None = None
+        self._registry: CollectorRegistry | None = None
 
     def observe(self, method: str, tool: str, server: str, status: str, seconds: float,
                 retries: int = 0, rate_limited: bool = False) -> None:
         """One finished call (``tool`` is "" for resources and prompts)."""
         key = (method, tool, server, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.calls.labels(method, tool, server, status),
-                self.duration.labels(method, tool, server))
-        children[0].inc()
-        children[1].observe(seconds)
+        count = self._calls.get(key)
+        if count is None:
+            count = self._calls[key] = [0]
+        count[0] += 1
+        tally = self._durations.get(key[:3])
+        if tally is None:
+            tally = self._durations[key[:3]] = [0.0] * (3 + len(DURATION_BUCKETS))
+        tally[0] += 1
+        tally[1] += seconds
+        # Prometheus buckets are upper bounds (le): a value equal to one falls in it.
+        tally[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
         if retries:
-            self.retries.labels(server).inc(retries)
+            self._retries[server] = self._retries.get(server, 0) + retries
         if rate_limited:
-            self.rate_limited.labels(server, tool).inc()
+            self._rate_limited[server, tool] = self._rate_limited.get((server, tool), 0) + 1
 
     def collect_snapshots(self, snapshot: Callable[[], Snapshot]) -> None:
         """Report ``snapshot()`` on every scrape (replaces an earlier source)."""
-        if self._collector is not None:
-            self.registry.unregister(self._collector)
-        self._collector = SnapshotCollector(snapshot)
-        self.registry.register(self._collector)
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric now, as Prometheus metric families (a registry's collector)."""
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        calls = CounterMetricFamily(
+            "mcp_gateway_calls", "Calls of upstream tools, resources and prompts by outcome",
+            labels=[METHOD, TOOL, SERVER, "status"])
+        for key, (count,) in self._calls.items():
+            calls.add_metric(list(key), float(count))
+        yield calls
+        duration = HistogramMetricFamily(
+            "mcp_server_operation_duration_seconds",
+            "Duration of MCP operations the gateway served (OpenTelemetry "
+            "mcp.server.operation.duration)", labels=[METHOD, TOOL, SERVER])
+        bounds = [floatToGoString(b)  # type: ignore[no-untyped-call]
+                  for b in (*DURATION_BUCKETS, float("inf"))]
+        for labels, tally in self._durations.items():
+            cumulative, buckets = 0.0, []
+            for bound, n in zip(bounds, tally[2:], strict=True):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            duration.add_metric(list(labels), buckets, tally[1])
+        yield duration
+        retries = CounterMetricFamily("mcp_gateway_retries",
+                                      "Attempts beyond the first, by server", labels=[SERVER])
+        for server, n in self._retries.items():
+            retries.add_metric([server], float(n))
+        yield retries
+        limited = CounterMetricFamily("mcp_gateway_rate_limited",
+                                      "Calls refused by a server's or tool's rate limit",
+                                      labels=[SERVER, TOOL])
+        for (server, tool), n in self._rate_limited.items():
+            limited.add_metric([server, tool], float(n))
+        yield limited
+        if self._snapshot is not None:
+            yield from snapshot_metrics(self._snapshot())
+
+    @staticmethod
+    def content_type() -> str:
+        """The media type of ``render``'s text."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return str(CONTENT_TYPE_LATEST)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric now."""
-        return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self)  # type: ignore[arg-type]
+        return generate_latest(self._registry)

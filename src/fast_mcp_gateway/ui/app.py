@@ -5,42 +5,88 @@ guarded, like the REST API); ``dashboard_app`` is the same routes as a standalon
 Starlette app, which a stdio gateway serves on loopback beside stdio
 (``ui/standalone.py``).  Static files (CSS, the page script, vendored htmx) come from
 ``ui/static``: no CDN, no build step.
+
+In the HTTP app the dashboard is built on its first request (``LazyDashboard``): its
+pages, Jinja2 and the templates' environment cost an HTTP gateway ~3 MB of resident
+memory, which a gateway whose dashboard nobody opens never pays.  This module imports
+none of it until then.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Mount, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.telemetry.events import EventBus
-from fast_mcp_gateway.ui import actions, alerts, inspector, live, logs, pages
-from fast_mcp_gateway.ui.core import HERE, Ui
-from fast_mcp_gateway.ui.session import DashboardAuth
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+
+    from fast_mcp_gateway.ui.core import Ui
+    from fast_mcp_gateway.ui.session import DashboardAuth
 
 PREFIX = "/ui"
 
 
 def dashboard_routes(ui: Ui) -> list[BaseRoute]:
+    from starlette.staticfiles import StaticFiles
+
+    from fast_mcp_gateway.ui import actions, alerts, inspector, live, logs, pages
+    from fast_mcp_gateway.ui.core import HERE
+
     return [*pages.routes(ui), *actions.routes(ui), *live.routes(ui), *logs.routes(ui),
             *inspector.routes(ui), *alerts.routes(ui),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
 
 
+class LazyDashboard:
+    """An ASGI app that builds the dashboard (``build``) on its first request, once,
+    and hands every request to it.  Building is synchronous (imports and route
+    objects, no ``await``), so requests on one event loop cannot interleave with it;
+    the lock covers an app served from several threads."""
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self.app: ASGIApp | None = None
+        self.builds = 0
+
+    def built(self) -> ASGIApp:
+        """The dashboard, built now if it was not yet."""
+        if self.app is None:
+            with self._lock:
+                if self.app is None:
+                    self.builds += 1
+                    self.app = self._build()
+        return self.app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.app or self.built())(scope, receive, send)
+
+
 def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = False
                     ) -> Callable[[Access], RouteGroup]:
     """The dashboard as a route group of the gateway's HTTP app, at ``/ui``, for the
-    app's ``Access`` (the same tokens and anonymous policy as the REST API)."""
+    app's ``Access`` (the same tokens and anonymous policy as the REST API), built on
+    its first request (``LazyDashboard``)."""
 
     def group(access: Access) -> RouteGroup:
-        auth = DashboardAuth.of(access, secure_cookies=secure_cookies)
-        return RouteGroup("dashboard", dashboard_routes(Ui(ctx, auth, bus)), prefix=PREFIX)
+        def build() -> ASGIApp:
+            from fast_mcp_gateway.ui.core import Ui
+            from fast_mcp_gateway.ui.session import DashboardAuth
+
+            auth = DashboardAuth.of(access, secure_cookies=secure_cookies)
+            return Router(routes=dashboard_routes(Ui(ctx, auth, bus)))
+
+        return RouteGroup("dashboard", [Mount("", app=LazyDashboard(build))], prefix=PREFIX)
 
     return group
 
@@ -48,6 +94,10 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
 def dashboard_app(ctx: AdminContext, auth: DashboardAuth, bus: EventBus,
                   middleware: list[Middleware]) -> Starlette:
     """The dashboard alone (stdio mode), mounted at ``/ui`` with ``middleware``."""
+    from starlette.applications import Starlette
+
+    from fast_mcp_gateway.ui.core import Ui
+
     ui = Ui(ctx, auth, bus, mode="stdio")
     return Starlette(routes=[Mount(PREFIX, routes=dashboard_routes(ui))],
                      middleware=middleware)

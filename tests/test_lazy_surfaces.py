@@ -1,0 +1,177 @@
+"""What the HTTP app builds on a surface's first request, once, and never for MCP
+traffic: the dashboard (a gateway whose dashboard nobody opens does not load Jinja2 or
+the pages at all), the OpenAPI document, and the REST API's own models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+from fast_mcp_gateway.ui.app import LazyDashboard
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+
+pytestmark = pytest.mark.anyio
+
+
+def lazy_dashboard(app: Any) -> LazyDashboard:
+    """The ``LazyDashboard`` mounted in ``app``'s dashboard group."""
+    group = next(g for g in app.groups if g.name == "dashboard")
+    (mount,) = group.routes
+    assert isinstance(mount.app, LazyDashboard)
+    return mount.app
+
+
+async def test_the_dashboard_is_built_by_its_first_request_only(tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    lazy = lazy_dashboard(app)
+    async with serve_http(app) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        # MCP, REST and health traffic never build it.
+        async with Client(StreamableHttpTransport(base + "/mcp"), timeout=60) as client:
+            assert (await client.call_tool("alpha_add", {"a": 2, "b": 3})).data == 5
+        assert (await http.get(base + "/api/v1/servers")).status_code == 200
+        assert (await http.get(base + "/health")).status_code == 200
+        assert lazy.app is None and lazy.builds == 0
+        # Concurrent first requests: one build, every page served.
+        pages: list[httpx2.Response] = []
+
+        async def get(path: str) -> None:
+            pages.append(await http.get(base + path))
+
+        async with anyio.create_task_group() as tg:
+            for path in ("/ui/", "/ui/servers/alpha", "/ui/logs", "/ui/alerts"):
+                tg.start_soon(get, path)
+        assert [p.status_code for p in pages] == [200] * 4
+        assert "alpha" in next(p.text for p in pages if p.url.path == "/ui/servers/alpha")
+        assert lazy.builds == 1
+        # The built dashboard answers as before: static files, unknown pages.
+        css = await http.get(base + "/ui/static/app.css")
+        assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+        missing = await http.get(base + "/ui/no-such-page")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        assert lazy.builds == 1
+
+
+async def test_concurrent_first_callers_share_one_build() -> None:
+    built: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "done"})
+
+    def build() -> Any:
+        built.append(1)
+        return app
+
+    lazy = LazyDashboard(build)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(lazy, {"type": "http"}, None, send)
+    assert built == [1] and len(sent) == 8 and lazy.app is app
+
+
+@pytest.mark.timeout(120)
+def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    script = textwrap.dedent(f"""\
+        import json, sys
+        from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+        settings = GatewaySettings(db={str(tmp_path / 'g.db')!r})
+        Gateway(load_config({str(config)!r}), settings).http_app()
+        from pydantic import BaseModel
+        from fast_mcp_gateway.http import schemas
+        built = [n for n, v in vars(schemas).items() if isinstance(v, type)
+                 and issubclass(v, BaseModel) and v.__pydantic_complete__]
+        print(json.dumps(sorted(m for m in sys.modules if m in ("jinja2", "prometheus_client")
+                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))
+                         + [f"built:{{n}}" for n in built]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=110, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "jinja2" not in loaded and "fast_mcp_gateway.ui.core" not in loaded, loaded
+    assert "prometheus_client" not in loaded, loaded  # imported by the first scrape
+    assert "fast_mcp_gateway.ui.app" in loaded  # the group itself is there
+    assert not [m for m in loaded if m.startswith("built:")], loaded  # no REST model built
+
+
+async def test_openapi_document_is_made_by_its_first_request_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.http import app as http_app
+
+    made: list[bool] = []
+
+    def counted(endpoints: Any, *, bearer: bool) -> dict[str, Any]:
+        made.append(bearer)
+        return real(endpoints, bearer=bearer)
+
+    real = http_app.openapi_document
+    monkeypatch.setattr(http_app, "openapi_document", counted)
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        assert (await http.get(base + "/api/v1/servers")).status_code == 200
+        assert made == []
+        first, second = (await http.get(base + "/api/v1/openapi.json"),
+                         await http.get(base + "/api/v1/openapi.json"))
+        assert first.status_code == second.status_code == 200
+        assert first.json() == second.json() and made == [False]
+        document = first.json()
+        assert "/servers" in document["paths"] and "ServerCreate" in str(document)
+
+
+def test_metrics_tallies_render_as_prometheus_own_counters_and_histogram() -> None:
+    """The per-call tallies scrape exactly as prometheus_client's Counter and Histogram
+    of the same observations would (bucket bounds included: a value on a bound counts
+    in it)."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from fast_mcp_gateway.telemetry.metrics import DURATION_BUCKETS, GatewayMetrics
+
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry(auto_describe=False)
+    labels3 = ["mcp_method_name", "gen_ai_tool_name", "mcp_gateway_server"]
+    calls = Counter("mcp_gateway_calls", "Calls of upstream tools, resources and prompts by "
+                    "outcome", [*labels3, "status"], registry=registry)
+    duration = Histogram("mcp_server_operation_duration_seconds", "Duration of MCP "
+                         "operations the gateway served (OpenTelemetry "
+                         "mcp.server.operation.duration)", labels3,
+                         buckets=DURATION_BUCKETS, registry=registry)
+    retries = Counter("mcp_gateway_retries", "Attempts beyond the first, by server",
+                      ["mcp_gateway_server"], registry=registry)
+    limited = Counter("mcp_gateway_rate_limited", "Calls refused by a server's or tool's "
+                      "rate limit", ["mcp_gateway_server", "gen_ai_tool_name"],
+                      registry=registry)
+    metrics = GatewayMetrics()
+    values = [0.0005, 0.001, 0.0025, 0.003, 0.1, 0.7, 30.0, 100.0, 0.05, 0.0]
+    for i, seconds in enumerate(values):
+        key = ("tools/call", "a_x", "a") if i % 4 else ("resources/read", "", "b")
+        status = "error" if i % 3 == 0 else "success"
+        metrics.observe(*key, status, seconds, retries=i % 2, rate_limited=i == 4)
+        calls.labels(*key, status).inc()
+        duration.labels(*key).observe(seconds)
+        if i % 2:
+            retries.labels(key[2]).inc(1)
+        if i == 4:
+            limited.labels(key[2], key[1]).inc()
+    assert metrics.render() == generate_latest(registry)
+    assert "version=" in metrics.content_type()

@@ -16,7 +16,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 import httpx2
@@ -332,3 +332,13 @@ async def test_the_deadline_cancels_once_and_tells_its_own_cancellation_apart() 
     task.uncancel()
     endless = _Deadline(loop, float("inf"))  # no timer at all
     assert endless.handle is None and not endless.reached()
+
+
+async def test_header_lines_with_call_arguments_are_never_kept() -> None:
+    tap = HttpTap("http://127.0.0.1:9/mcp", {}, cast(Any, None))
+    stamped = {"Mcp-Method": "tools/call", "Mcp-Name": "t", "Mcp-Param-Region": "eu-secret"}
+    assert b"Mcp-Param-Region: eu-secret\r\n" in tap._extra_lines(stamped)
+    assert tap._extra == {}  # an argument's value is not kept past its call
+    plain = {"Mcp-Method": "tools/call", "Mcp-Name": "t"}
+    assert tap._extra_lines(plain) == b"Mcp-Method: tools/call\r\nMcp-Name: t\r\n"
+    assert list(tap._extra) == [tuple(plain.items())]

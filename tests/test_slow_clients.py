@@ -45,6 +45,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http":
         GONE[scope["path"]] = scope.get("extensions", {}).get(HOST_GONE)
     if scope["type"] == "http" and scope["path"] == "/hold":
+        if (entered := RELEASE.get("hold-entered")) is not None:
+            entered.set()
         await RELEASE["hold"].wait()
     if scope["type"] == "http" and scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -247,7 +249,7 @@ async def test_head_and_body_leave_in_one_write() -> None:
                     reason="httptools not installed")
 async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:
     GONE.clear()
-    RELEASE["hold"] = anyio.Event()
+    RELEASE["hold"], RELEASE["hold-entered"] = anyio.Event(), anyio.Event()
     told: list[str] = []
     left = anyio.Event()
     async with _server("httptools") as port:
@@ -261,8 +263,8 @@ async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:
         done.watch(lambda: told.append("/done"))
         await stream.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
         with anyio.fail_after(WITHIN):
-            while "/hold" not in GONE:  # noqa: ASYNC110 - the app has it once it runs
-                await anyio.sleep(0.01)
+            await RELEASE["hold-entered"].wait()  # the app has its HostGone once it runs
+        del RELEASE["hold-entered"]
         hold = GONE["/hold"]
         assert isinstance(hold, HostGone) and not hold.gone
         hold.watch(lambda: (told.append("/hold"), left.set()))

@@ -290,12 +290,16 @@ class HttpLane:
         the lane's CPU per call, and an anyio cancel scope around the call ~3 % more
         (each of its steps asks for the running loop: a getpid() on 3.11).  The host's
         going away cancels this task once (``_HostLeft``); that cancellation ends here."""
+        gone = scope.get("extensions", {}).get(HOST_GONE)
+        if isinstance(gone, HostGone) and gone.gone:
+            return  # gone while its request was read: nobody to run the call for
         reply = _Reply(send)
         loop = self._loop
-        if loop is None:  # looked up once: each lookup is a getpid() on 3.11
+        task = None if loop is None else asyncio.current_task(loop)
+        if loop is None or task is None:  # once per loop: a lookup is a getpid() on 3.11
             loop = self._loop = asyncio.get_running_loop()
-        left = _HostLeft(asyncio.current_task(loop))
-        gone = scope.get("extensions", {}).get(HOST_GONE)
+            task = asyncio.current_task(loop)
+        left = _HostLeft(task)
         watcher = None
         if isinstance(gone, HostGone):  # our httptools protocol: no task per call
             gone.watch(left)
@@ -305,9 +309,8 @@ class HttpLane:
         try:
             answer = await self._answer(plan, reply)
         except asyncio.CancelledError:
-            if not left.cancelled:
-                raise  # not the host's leaving (the server is stopping): it goes on
-            left.task.uncancel()
+            if not left.cancelled or left.task.uncancel() > left.base:
+                raise  # not (only) the host's leaving (the server is stopping): it goes on
             return  # the host left: the call was cancelled, nobody to answer
         finally:
             left.done = True
@@ -317,7 +320,8 @@ class HttpLane:
             elif isinstance(gone, HostGone):
                 gone.watch(None)
         if left.cancelled:  # the host left as the call ended: its cancel is taken back
-            left.task.uncancel()
+            if left.task.uncancel() > left.base:
+                raise asyncio.CancelledError  # another cancel came too: it goes on
             return
         await reply.finish(*answer)
 
@@ -325,12 +329,13 @@ class HttpLane:
 class _HostLeft:
     """Cancels the lane call's task once when its host goes away, before the call ends."""
 
-    __slots__ = ("cancelled", "done", "task")
+    __slots__ = ("base", "cancelled", "done", "task")
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         if task is None:
             raise RuntimeError("the HTTP express lane runs in an asyncio task")
         self.task = task
+        self.base = task.cancelling()  # cancels already asked for are not ours to take
         self.cancelled = self.done = False
 
     def __call__(self) -> None:

@@ -200,8 +200,10 @@ def http_timeout_text(transport: ClientTransport | None, step: str | None, windo
     return mask_text(f"{said} (the next attempt waits {next_window:g} s)")
 
 
-_REMEDIES = {"enable": "admin tool gateway_enable_server, or PUT /api/v1/servers/{}/enable",
-             "restart": "admin tool gateway_reconnect_server, or POST /api/v1/servers/{}/restart"}
+_REMEDIES = {"enable": "admin tool gateway_enable_server (HTTP mode: PUT "
+                       "/api/v1/servers/{}/enable)",
+             "restart": "admin tool gateway_reconnect_server (HTTP mode: POST "
+                        "/api/v1/servers/{}/restart)"}
 
 
 def remedy(action: str, server: str) -> str:

@@ -59,7 +59,12 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
-from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES, is_number
+from fast_mcp_gateway.upstream.framing import (
+    ASCII_JSON,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    UTF8_JSON,
+    is_number,
+)
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
     body_chunks,
@@ -71,9 +76,6 @@ from fast_mcp_gateway.upstream.http_wire import (
 logger = logging.getLogger(__name__)
 
 Progress = ProgressFnT
-# Built once (``json.dumps`` with options builds an encoder per call); the same text.
-_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
 
 IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused: servers close idle
@@ -258,9 +260,9 @@ class HttpTap:
                                           "progressToken": request_id}}
         message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         try:
-            body = _UTF8_JSON.encode(message).encode()
+            body = UTF8_JSON.encode(message).encode()
         except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
-            body = _ASCII_JSON.encode(message).encode()
+            body = ASCII_JSON.encode(message).encode()
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
             self._head, self._extra_lines(headers), len(body), body)
         conn: _Connection | None = None
@@ -293,12 +295,15 @@ class HttpTap:
                     conn.close()  # is also the 2026-07-28 cancellation signal
 
     def _extra_lines(self, headers: dict[str, str]) -> bytes:
-        """The stamp's own header lines (version, method, name...), made once per set."""
+        """The stamp's own header lines (version, method, name...), made once per set;
+        a set with ``Mcp-Param-*`` values (a call's arguments) is never kept."""
         key = tuple(headers.items())
         lines = self._extra.get(key)
         if lines is None:
             lines = _header_lines({k: v for k, v in headers.items()
                                    if k.lower() not in self._fixed})
+            if any(k[:10].lower() == "mcp-param-" for k in headers):
+                return lines
             if len(self._extra) >= MAX_HEADER_SETS:
                 self._extra.clear()
             self._extra[key] = lines

@@ -184,6 +184,7 @@ class HttpTap:
     """
 
     fatal: str | None = None  # never set: an HTTP connection has no framing to break
+    stamped = True  # takes requests already stamped (send_stamped): Requests looks for it
 
     def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:

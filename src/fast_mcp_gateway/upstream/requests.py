@@ -10,7 +10,7 @@ feeds the health window, breaker and EWMA, and maps transport faults.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import mcp_types as types
@@ -22,13 +22,15 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
 from fast_mcp_gateway.upstream.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.http_tap import HttpTap
 
 T = TypeVar("T")
 
@@ -190,8 +192,11 @@ class Requests:
             # stdio: beside the session, on the same pipe; HTTP: the tap sends what was
             # just stamped (headers included: a second stamp would make them again).
             # Not with extension opt-ins: the session sends those, as it always has.
-            if asked is None and isinstance(tap, HttpTap) and tap.session is session:
-                return await tap.send_stamped(method, data["params"], opts, on_progress)
+            # (``stamped`` marks an HttpTap: importing the class would load fastmcp.client)
+            if asked is None and getattr(tap, "stamped", False):
+                http = cast("HttpTap", tap)
+                if http.session is session:
+                    return await http.send_stamped(method, data["params"], opts, on_progress)
             if tap is not None and asked is None:
                 return await tap.request(method, data["params"], self.call_timeout,
                                          on_progress)

@@ -4,6 +4,8 @@ One upstream (``upstream.py --http``) serves every target, so any difference is 
 front's:
 
 * direct:        client --HTTP--> upstream
+* relay:         client --TCP--> ``relay.py --tcp`` (bytes copied, nothing parsed)
+  --TCP--> upstream: the floor of any HTTP middle process on this machine
 * gateway:       client --HTTP--> ``mcp-gateway serve --transport http`` (no auth)
   --HTTP--> upstream
 * gateway+token: client --HTTP (static bearer token)--> a second gateway with
@@ -47,6 +49,8 @@ from bench_harness import (
     FASTMCP_PROXY,
     GATEWAY,
     PY,
+    RELAY,
+    RELAY_LABEL,
     UPSTREAM,
     UPSTREAM_TOOLS,
     Endpoint,
@@ -68,7 +72,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 GATEWAY_TOKEN, GATEWAY_JWT = "gateway+token", "gateway+jwt"
 GATEWAY_STDIO, FASTMCP_STDIO = "gateway/stdio", "fastmcp/stdio"
-HTTP_TARGETS = (DIRECT, GATEWAY, GATEWAY_TOKEN, GATEWAY_JWT, FASTMCP, GATEWAY_STDIO,
+HTTP_TARGETS = (DIRECT, RELAY_LABEL, GATEWAY, GATEWAY_TOKEN, GATEWAY_JWT, FASTMCP, GATEWAY_STDIO,
                 FASTMCP_STDIO)
 BENCH_TOKEN = "bench-token-0123456789abcdef"  # a throwaway, loopback-only credential
 Log = Callable[[str], None]
@@ -160,8 +164,8 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
     jwt = keys.create_token(subject="bench-user", issuer="https://idp.bench.invalid/",
                             audience="mcp-gateway", scopes=["tools"],
                             expires_in_seconds=24 * 3600)
-    ports = {name: free_port() for name in ("up", "gw", "gwa", "proxy", "gwb", "gwab", "gws",
-                                            "proxys", "gwsb")}
+    ports = {name: free_port() for name in ("up", "relay", "gw", "gwa", "proxy", "gwb",
+                                            "gwab", "gws", "proxys", "gwsb")}
     baseline = os.environ.get("MCP_GATEWAY_BENCH_BASELINE")
     up_url = f"http://127.0.0.1:{ports['up']}/mcp"
     settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
@@ -179,7 +183,9 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
         upstream = procs.enter_context(process([str(UPSTREAM), "--http", str(ports["up"])],
                                                ws.logs / "http-upstream.log"))
         await until_serving(up_url, ws.protocol, None, "echo", plan.ready_within)
-        log("  starting the gateways and FastMCP's proxy")
+        log("  starting the relay, the gateways and FastMCP's proxy")
+        relay = procs.enter_context(process([str(RELAY), "--tcp", str(ports["relay"]),
+                                             str(ports["up"])], ws.logs / "http-relay.log"))
         gw = procs.enter_context(process(serve("http", ports["gw"], None),
                                          ws.logs / "http-gateway.log", settings))
         gwa = procs.enter_context(process(serve("http-auth", ports["gwa"],
@@ -213,6 +219,7 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
                      f"{GATEWAY_JWT}@base": (f"http://127.0.0.1:{ports['gwab']}/mcp", jwt,
                                              gwab.pid, "up_")}
         urls = {DIRECT: (up_url, None, upstream.pid, ""),
+                RELAY_LABEL: (f"http://127.0.0.1:{ports['relay']}/mcp", None, relay.pid, ""),
                 GATEWAY: (f"http://127.0.0.1:{ports['gw']}/mcp", None, gw.pid, "up_"),
                 GATEWAY_TOKEN: (f"http://127.0.0.1:{ports['gwa']}/mcp", BENCH_TOKEN, gwa.pid,
                                 "up_"),

@@ -148,6 +148,13 @@ def checks(res: Results, plan: Plan) -> list[Check]:
             out.append(Check(f"http: {who} p50 / direct (paired)", show(p50) + "x",
                              f"<= {TARGET_HTTP_P50_RATIO}x",
                              None if p50 is None else p50 <= TARGET_HTTP_P50_RATIO))
+        floor = median(http["p50"].ratios("relay", DIRECT))
+        if floor is not None:  # what any middle process costs here: bytes copied, no parse
+            out.append(Check("http: relay p50 / direct (the floor of a middle process)",
+                             show(floor) + "x", "(reported)", None))
+            over = median(http["p50"].ratios("gateway", "relay"))
+            out.append(Check("http: gateway p50 / relay (paired)", show(over) + "x",
+                             "(reported)", None))
         for who, peer in (("gateway", "fastmcp"), ("gateway/stdio", "fastmcp/stdio")):
             p50 = median(http["p50"].ratios(who, peer))
             out.append(Check(f"http: {who} p50 / {peer} (paired)", show(p50) + "x", "< 1x",

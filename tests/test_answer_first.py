@@ -105,17 +105,23 @@ async def serve_and_answer(tmp_path: Path, lines: list[dict[str, Any]]
     return answers, notices
 
 
+def assert_complete(tools: dict[str, Any], servers: dict[str, Any] | None = None) -> None:
+    """A ``tools/list`` result with every admin tool and the upstream's, and (given)
+    a ``gateway_list_servers`` result naming the one server."""
+    names = {tool["name"] for tool in tools["tools"]}
+    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+    assert "well_echo" in names
+    if servers is not None:
+        assert not servers.get("isError"), servers
+        assert [s["name"] for s in servers["structuredContent"]["servers"]] == ["well"]
+
+
 @pytest.mark.timeout(240)
 async def test_a_host_writing_its_whole_opening_at_once_gets_complete_answers(
         tmp_path: Path) -> None:
     answers, notices = await serve_and_answer(tmp_path, OPENING)
     assert all("result" in answers[i] for i in answers), answers
-    names = {tool["name"] for tool in answers[2]["result"]["tools"]}
-    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
-    assert "well_echo" in names
-    servers = answers[3]["result"]
-    assert not servers.get("isError"), servers
-    assert [s["name"] for s in servers["structuredContent"]["servers"]] == ["well"]
+    assert_complete(answers[2]["result"], answers[3]["result"])
     assert answers[4]["result"]["prompts"] == []
     assert "resources" in answers[5]["result"]
     assert answers[6]["result"]["content"][0]["text"] == "hi"  # the express lane's
@@ -132,12 +138,7 @@ async def test_a_2026_host_opening_with_discover_gets_the_same_answer_and_comple
     # gateway gives once its start-up is complete.
     assert answers[1]["result"] == answers[5]["result"]
     assert answers[1]["result"]["supportedVersions"] == ["2026-07-28"]
-    names = {tool["name"] for tool in answers[2]["result"]["tools"]}
-    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
-    assert "well_echo" in names
-    servers = answers[3]["result"]
-    assert not servers.get("isError"), servers
-    assert [s["name"] for s in servers["structuredContent"]["servers"]] == ["well"]
+    assert_complete(answers[2]["result"], answers[3]["result"])
     assert answers[4]["result"]["content"][0]["text"] == "hi"
     assert not [n for n in notices if n.endswith("list_changed")], notices
 
@@ -156,8 +157,7 @@ async def test_a_discover_at_an_unsupported_version_first_is_answered_as_later(
     assert answers[1]["error"]["data"]["supported"] == ["2026-07-28"]
     assert answers[1]["error"] == answers[4]["error"]
     assert "result" in answers[2]
-    names = {tool["name"] for tool in answers[3]["result"]["tools"]}
-    assert {n for n in names if n.startswith("gateway_")} == ADMIN_TOOL_NAMES
+    assert_complete(answers[3]["result"])
 
 
 # -- the parts, in order ---------------------------------------------------------------

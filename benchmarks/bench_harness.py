@@ -11,9 +11,10 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,19 @@ async def blob(run: Running, mb: float) -> None:
     got = sum(len(getattr(c, "text", "")) for c in result.content)
     if got != int(mb * (1 << 20)):
         raise RuntimeError(f"{run.endpoint.label}: blob({mb:g}) returned {got} characters")
+
+
+@contextlib.contextmanager
+def profiled(run: Running, on: bool) -> Iterator[None]:
+    """With ``on``: ``run``'s middle process (``profiled_gateway.py``) profiles the
+    block: SIGUSR1 turns its profiler on, SIGUSR2 off and writes the profile."""
+    if on:
+        assert run.middle is not None
+        os.kill(run.middle, signal.SIGUSR1)
+    yield
+    if on:
+        assert run.middle is not None
+        os.kill(run.middle, signal.SIGUSR2)
 
 
 def rotated(items: Sequence[Any], round_no: int) -> list[Any]:

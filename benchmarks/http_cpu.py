@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from bench_harness import (
     delta,
     load,
     percentile,
+    profiled,
     rotated,
     sequential_latency,
 )
@@ -102,17 +102,12 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
                 for label in rotated(list(runs), r):
                     run = runs[label]
-                    profiling = args.profile and label == "this" and r == args.rounds - 1
-                    if profiling:
-                        assert run.middle is not None
-                        os.kill(run.middle, signal.SIGUSR1)
-                    before, up_before = cpu_s(run.middle), cpu_s(run.upstream)
-                    samples = await sequential_latency(run, args.calls)
-                    used = delta(cpu_s(run.middle), before)
-                    up_used = delta(cpu_s(run.upstream), up_before)
-                    if profiling:
-                        assert run.middle is not None
-                        os.kill(run.middle, signal.SIGUSR2)
+                    last = bool(args.profile) and label == "this" and r == args.rounds - 1
+                    with profiled(run, last):
+                        before, up_before = cpu_s(run.middle), cpu_s(run.upstream)
+                        samples = await sequential_latency(run, args.calls)
+                        used = delta(cpu_s(run.middle), before)
+                        up_used = delta(cpu_s(run.upstream), up_before)
                     if used is not None:
                         cpu[label].append(1000 * used / args.calls)
                     if up_used is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from bench_harness import (
     delta,
     load,
     namespaced,
+    profiled,
     rotated,
     running,
     sequential_latency,
@@ -72,20 +72,15 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
                 for label in rotated(list(runs), r):
                     run = runs[label]
-                    profiling = args.profile and label == "this" and r == args.rounds - 1
-                    if profiling:
-                        assert run.middle is not None
-                        os.kill(run.middle, signal.SIGUSR1)
-                    before = cpu_s(run.middle)
+                    last = bool(args.profile) and label == "this" and r == args.rounds - 1
                     each = max(1, args.calls // args.callers)
-                    if args.callers == 1:
-                        await sequential_latency(run, each)
-                    else:
-                        await throughput(run, args.callers, each)
-                    used = delta(cpu_s(run.middle), before)
-                    if profiling:
-                        assert run.middle is not None
-                        os.kill(run.middle, signal.SIGUSR2)
+                    with profiled(run, last):
+                        before = cpu_s(run.middle)
+                        if args.callers == 1:
+                            await sequential_latency(run, each)
+                        else:
+                            await throughput(run, args.callers, each)
+                        used = delta(cpu_s(run.middle), before)
                     assert used is not None
                     ms = 1000 * used / (each * args.callers)
                     per_call[label].append(ms)

@@ -50,9 +50,7 @@ def test_a_clean_stop_keeps_every_acknowledged_record(tmp_path: Path, stop: str,
             process.proc.send_signal(getattr(signal, stop))
             code = process.close()
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()
     assert code == 0, (tmp_path / "stderr.log").read_text()
     with sqlite3.connect(db) as conn:
         (stored,) = conn.execute(

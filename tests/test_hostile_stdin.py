@@ -315,15 +315,19 @@ class GatewayProcess:
             pending.discard(key(replies[-1].get("id")))
         return replies
 
+    def kill(self) -> None:
+        """Kill the gateway if it still runs (a test's clean-up after a failure)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def close(self) -> int:
         assert self.proc.stdin is not None
         self.proc.stdin.close()  # the gateway exits when its stdin closes
         try:
             code = self.proc.wait(timeout=DEADLINE)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            self.kill()
             self._reader.join(timeout=DEADLINE)
             assert self.proc.stdout is not None
             self.proc.stdout.close()

@@ -51,9 +51,7 @@ def test_sighup_reloads_the_file_and_is_audited_as_the_signal(
         assert process.proc.poll() is None  # a reload, not a stop
         code = process.close()
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()
     assert code == 0, (tmp_path / "stderr.log").read_text()
     with sqlite3.connect(db) as conn:
         stored = conn.execute(

@@ -287,16 +287,15 @@ class Service:
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     def _all_starting(self) -> bool:
-        return all(r.state is UpstreamState.STARTING for r in self.replicas)
+        return bool(self.replicas) and all(
+            r.state is UpstreamState.STARTING for r in self.replicas)
 
     async def _first_connects(self) -> None:
-        """While every replica is still making its first connect attempt, wait for one of
-        them to finish (at most a call timeout) instead of failing at once: ``initialize``
-        is answered before the upstreams connect, and hosts (the Inspector CLI) read or
-        call right after it."""
-        starting = [r for r in self.replicas if r.state is UpstreamState.STARTING]
-        if not starting or len(starting) < len(self.replicas):
-            return
+        """While every replica is still making its first connect attempt (the caller
+        checked: ``_all_starting``), wait for one of them to finish (at most a call
+        timeout) instead of failing at once: ``initialize`` is answered before the
+        upstreams connect, and hosts (the Inspector CLI) read or call right after it."""
+        starting = self.replicas
         with anyio.move_on_after(max(r.call_timeout for r in starting)):
             async with anyio.create_task_group() as tg:
                 for replica in starting:

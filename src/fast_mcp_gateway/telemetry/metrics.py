@@ -156,7 +156,7 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
 
 
 
-_Tally = list[float]  # [count, sum, bucket counts (not cumulative)...] of one combination
+_Tally = list[float]  # [sum, bucket counts (not cumulative)...] of one combination
 
 
 class GatewayMetrics:
@@ -183,11 +183,10 @@ class GatewayMetrics:
         count[0] += 1
         tally = self._durations.get(key[:3])
         if tally is None:
-            tally = self._durations[key[:3]] = [0.0] * (3 + len(DURATION_BUCKETS))
-        tally[0] += 1
-        tally[1] += seconds
+            tally = self._durations[key[:3]] = [0.0] * (2 + len(DURATION_BUCKETS))
+        tally[0] += seconds  # the count is the +Inf bucket's cumulative count
         # Prometheus buckets are upper bounds (le): a value equal to one falls in it.
-        tally[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+        tally[1 + bisect_left(DURATION_BUCKETS, seconds)] += 1
         if retries:
             self._retries[server] = self._retries.get(server, 0) + retries
         if rate_limited:
@@ -216,10 +215,10 @@ class GatewayMetrics:
                   for b in (*DURATION_BUCKETS, float("inf"))]
         for labels, tally in self._durations.items():
             cumulative, buckets = 0.0, []
-            for bound, n in zip(bounds, tally[2:], strict=True):
+            for bound, n in zip(bounds, tally[1:], strict=True):
                 cumulative += n
                 buckets.append((bound, cumulative))
-            duration.add_metric(list(labels), buckets, tally[1])
+            duration.add_metric(list(labels), buckets, tally[0])
         yield duration
         retries = CounterMetricFamily("mcp_gateway_retries",
                                       "Attempts beyond the first, by server", labels=[SERVER])

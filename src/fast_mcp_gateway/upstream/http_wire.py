@@ -55,17 +55,26 @@ def _too_large(limit: int, size: int | None = None) -> MCPError:
                     message=f"{what} is larger than max_message_bytes ({limit})")
 
 
+def _declared_size(response: Response, limit: int) -> int | None:
+    """The body's ``Content-Length`` (``None``: none given), refused past ``limit``."""
+    length = response.headers.get("content-length")
+    if length is None:
+        return None
+    size = int(length)
+    if size > limit:
+        raise _too_large(limit, size)
+    return size
+
+
 async def read_body(reader: asyncio.StreamReader, response: Response, limit: int) -> bytes:
     """The whole body of a response that is not a stream, at most ``limit`` bytes.
 
     The common answer (``Content-Length``) is one read, without the generator
     ``body_chunks`` is."""
-    length = response.headers.get("content-length")
-    if length is not None and response.headers.get("transfer-encoding") is None:
-        size = int(length)
-        if size > limit:
-            raise _too_large(limit, size)
-        return await reader.readexactly(size) if size else b""
+    if response.headers.get("transfer-encoding") is None:
+        size = _declared_size(response, limit)
+        if size is not None:
+            return await reader.readexactly(size) if size else b""
     parts, size = [], 0
     async for chunk in body_chunks(reader, response, limit):
         parts.append(chunk)
@@ -88,13 +97,10 @@ async def body_chunks(reader: asyncio.StreamReader, response: Response,
                 return
             chunk = await reader.readexactly(size + 2)
             yield chunk[:-2]
-    length = response.headers.get("content-length")
-    if length is not None:
-        size = int(length)
-        if size > limit:
-            raise _too_large(limit, size)
-        if size:
-            yield await reader.readexactly(size)
+    declared = _declared_size(response, limit)
+    if declared is not None:
+        if declared:
+            yield await reader.readexactly(declared)
         return
     response.keep_alive = False
     while chunk := await reader.read(65536):

@@ -1,11 +1,11 @@
 """An upstream with many tools: the aggregated ``tools/list`` probe.
 
-Run as ``python benchmarks/many_tools.py [--tools 50] [--first 0]``: a FastMCP stdio
-server with tools ``t{first:04d}`` .. ``t{first + tools - 1:04d}``, each with a
-description, two parameters and an output schema, as real tools have.  Twenty
-copies with ``--tools 50 --first 0, 50, 100, ...`` hold exactly the tools of one
-copy with ``--tools 1000``, so a gateway in front of the twenty can be compared with
-the one server listing all of them.
+Run as ``python benchmarks/many_tools.py [--tools 50] [--first 0] [--port P]``: a
+FastMCP stdio (with ``--port``: streamable-HTTP) server with tools ``t{first:04d}`` ..
+``t{first + tools - 1:04d}``, each with a description, two parameters and an output
+schema, as real tools have.  Twenty copies with ``--tools 50 --first 0, 50, 100, ...``
+hold exactly the tools of one copy with ``--tools 1000``, so a gateway in front of the
+twenty can be compared with the one server listing all of them.
 """
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tools", type=int, default=50)
     parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0,
+                        help="serve streamable HTTP on 127.0.0.1:PORT/mcp, not stdio")
     args = parser.parse_args(argv)
-    build(args.tools, args.first).run(show_banner=False, log_level="WARNING")
+    server = build(args.tools, args.first)
+    if args.port:
+        server.run(transport="http", host="127.0.0.1", port=args.port,
+                   show_banner=False, log_level="WARNING")
+    else:
+        server.run(show_banner=False, log_level="WARNING")
 
 
 if __name__ == "__main__":

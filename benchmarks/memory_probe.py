@@ -3,7 +3,7 @@
     python benchmarks/memory_probe.py [--upstreams 20] [--tools 50] [--top 25]
                                       [--trace] [--group lineno|traceback] [--focus TEXT]
                                       [--wait S] [--poll S] [--log PATH]
-                                      [--http] [--calls N]
+                                      [--http] [--http-upstreams] [--calls N]
 
 Starts ``mcp-gateway serve`` (stdio) in front of ``--upstreams`` copies of
 ``many_tools.py`` with ``--tools`` each, waits until every tool is listed, lists three
@@ -13,7 +13,8 @@ RSS without it) and the probe prints the largest allocation sites of the live he
 grouped by line or by a short traceback, plus the total per first gateway frame.
 ``--http`` runs ``serve --transport http`` on a free loopback port instead and talks
 to it over streamable HTTP (what the dashboard, REST and metrics add is there);
-``--calls N`` calls the first tool N times after the warm lists (``search``).
+``--http-upstreams`` serves each upstream over streamable HTTP (``url:``) instead of
+stdio; ``--calls N`` calls the first tool N times after the warm lists (``search``).
 After the warm lists the gateway (run through this script, ``--inner``) is asked
 (SIGUSR2) for ``gc.collect`` + ``malloc_trim`` and prints pymalloc's statistics: what
 is left is live memory, not garbage; then the threads (by target), the bytecode
@@ -30,6 +31,8 @@ import json
 import os
 import pickle
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,8 +150,17 @@ async def outer(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-mem-") as tmp:
         root = Path(tmp)
         lines = ["servers:"]
+        upstreams: list[subprocess.Popen[bytes]] = []
         for k in range(args.upstreams):
             argv = [str(MANY_TOOLS), "--tools", str(args.tools), "--first", str(k * args.tools)]
+            if args.http_upstreams:
+                port = free_port()
+                upstreams.append(subprocess.Popen(  # noqa: ASYNC220 - before measuring
+                    [sys.executable, *argv, "--port", str(port)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL))
+                lines += [f"  u{k + 1:02d}:", f"    url: http://127.0.0.1:{port}/mcp"]
+                continue
             lines += [f"  u{k + 1:02d}:", f"    command: {sys.executable}",
                       f"    args: {json.dumps(argv)}"]
         config = root / "servers.yaml"
@@ -164,6 +176,9 @@ async def outer(args: argparse.Namespace) -> None:
         want = args.upstreams * args.tools
         started = time.perf_counter()
         async with contextlib.AsyncExitStack() as stack:
+            for upstream in upstreams:
+                stack.callback(upstream.wait)
+                stack.callback(upstream.terminate)
             if args.http:
                 client = await stack.enter_async_context(
                     http_gateway(cmd, env, root / "gateway.log"))
@@ -213,16 +228,11 @@ async def http_gateway(cmd: list[str], env: dict[str, str], log: Path
                        ) -> AsyncIterator[Any]:
     """``cmd`` serving streamable HTTP on a free loopback port; a client connected to
     it (polled until the server answers); the process is stopped on exit."""
-    import socket
-    import subprocess
-
     import anyio
     from fastmcp import Client
     from fastmcp.client.transports import StreamableHttpTransport
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [*cmd, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as err:
         proc = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
@@ -244,6 +254,13 @@ async def http_gateway(cmd: list[str], env: dict[str, str], log: Path
     finally:
         proc.terminate()
         proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def report(snap: tracemalloc.Snapshot, args: argparse.Namespace) -> None:
@@ -304,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--group", choices=("lineno", "traceback"), default="lineno")
     parser.add_argument("--http", action="store_true",
                         help="serve --transport http (on a free loopback port), not stdio")
+    parser.add_argument("--http-upstreams", action="store_true",
+                        help="serve the upstreams over streamable HTTP (url:), not stdio")
     parser.add_argument("--calls", type=int, default=0,
                         help="tool calls after the warm lists (of the first tool)")
     args = parser.parse_args(argv)

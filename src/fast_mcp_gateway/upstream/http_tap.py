@@ -45,13 +45,11 @@ import math
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from typing import Any, Unpack, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx2
 import mcp_types as types
-from fastmcp.client.transports import StreamableHttpTransport
-from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
@@ -440,29 +438,12 @@ async def _progress(params: Any, request_id: int, on_progress: Progress | None) 
         logger.exception("progress callback raised")
 
 
-class FastHttpTransport(StreamableHttpTransport):
-    """fastmcp's ``StreamableHttpTransport``, plus an ``HttpTap`` while a session lives
-    (``tap``, ``None`` between sessions and where the tap does not apply)."""
-
-    tap: HttpTap | None = None
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-
-    @contextlib.asynccontextmanager
-    async def connect_session(
-        self, *, transport_options: TransportOptions | None = None,
-        **session_kwargs: Unpack[SessionKwargs],
-    ) -> AsyncIterator[ClientSession]:
-        options = transport_options or TransportOptions()
-        async with super().connect_session(transport_options=transport_options,
-                                           **session_kwargs) as session:
-            tap = None
-            if tap_applies(self.url, self.auth) and not options.forward_incoming_headers:
-                with contextlib.suppress(_Declined):  # headers only the SDK may refuse
-                    tap = HttpTap(self.url, self.headers, session, self.max_message_bytes)
-            self.tap = tap
-            try:
-                yield session
-            finally:
-                self.tap = None
-                if tap is not None:
-                    await tap.aclose()
+def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession,
+            max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> HttpTap | None:
+    """The ``HttpTap`` of a new session of the upstream at ``url``, or ``None`` where it
+    does not apply (``tap_applies``; configured headers only the SDK may refuse)."""
+    if not tap_applies(url, auth):
+        return None
+    with contextlib.suppress(_Declined):
+        return HttpTap(url, headers, session, max_message_bytes)
+    return None

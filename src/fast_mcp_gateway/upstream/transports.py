@@ -1,8 +1,10 @@
 """How a configured server is reached: one transport per connect attempt.
 
-stdio servers use the gateway's own ``TappedStdioTransport``; HTTP and SSE servers
-fastmcp's transports, imported on first use: ``fastmcp.client`` brings its auth and
-token-storage libraries, which a gateway with only stdio upstreams never loads.
+stdio servers use the gateway's own ``TappedStdioTransport``, HTTP and SSE servers
+its ``http_transports``, imported on first use.  None of them derives from fastmcp's
+``ClientTransport`` at run time: ``fastmcp.client`` brings its OAuth and token-storage
+libraries, which no configured server uses (only a ``TransportFactory`` handing the
+supervisor one of fastmcp's own transports loads it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
     from fastmcp.client.transports.base import TransportOptions
 
-    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport, HttpTap
+    from fast_mcp_gateway.upstream.http_tap import HttpTap
+    from fast_mcp_gateway.upstream.http_transports import FastHttpTransport, FastSseTransport
     from fast_mcp_gateway.upstream.stdio_tap import RawTap
 
     SideDoor = RawTap | HttpTap
@@ -42,10 +45,9 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
             session_class=RelaySession,
         )
     assert config.url is not None
-    from fastmcp.client.transports import SSETransport
-
     if config.kind == "sse":
-        sse: SSETransport = _sse_transport()(config.url, headers=dict(config.headers) or None)
+        sse: FastSseTransport = _sse_transport()(config.url,
+                                                 headers=dict(config.headers) or None)
         return sse
     # The SDK's streamable-HTTP client, plus a raw side door for 2026-07-28 calls.
     transport: FastHttpTransport = _http_transport()(config.url,
@@ -56,10 +58,12 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
 
 def relay_options(transport: ClientTransport) -> TransportOptions | None:
     """The ``transport_options`` a session of ``transport`` is opened with: every
-    session is a ``RelaySession`` (results are relayed, not validated here).  The stdio
-    transport is built with it (no fastmcp options needed); any other, a fastmcp one
-    (also a test's in-memory transport), gets fastmcp's ``TransportOptions``."""
-    if isinstance(transport, TappedStdioTransport):
+    session is a ``RelaySession`` (results are relayed, not validated here).  The
+    gateway's own transports are built with it (no fastmcp options needed); any other,
+    a fastmcp one (also a test's in-memory transport), gets fastmcp's
+    ``TransportOptions``."""
+    if (isinstance(transport, TappedStdioTransport)
+            or getattr(transport, "session_class", None) is RelaySession):
         return None
     return _relay_options()
 
@@ -116,31 +120,34 @@ class HttpFacts:
 
 @functools.cache
 def _sse_transport() -> Callable[..., Any]:
-    """``SseTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
-    from fastmcp.client.transports import SSETransport
+    """``SseTransport``, defined on first use (``http_transports`` loads httpx)."""
+    from fast_mcp_gateway.upstream.http_transports import FastSseTransport
 
-    class SseTransport(SSETransport):
-        """fastmcp's SSE transport, keeping the endpoint's ``facts``."""
+    class SseTransport(FastSseTransport):
+        """The SSE transport, keeping the endpoint's ``facts``."""
 
         def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
             self.facts = HttpFacts()
-            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client)
+            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
+                             session_class=RelaySession)
 
     return SseTransport
 
 
 @functools.cache
 def _http_transport() -> Callable[..., Any]:
-    """``HttpTransport``, defined on first use (it subclasses a ``fastmcp.client`` class)."""
-    from fast_mcp_gateway.upstream.http_tap import FastHttpTransport, tap_applies
+    """``HttpTransport``, defined on first use (``http_transports`` loads httpx)."""
+    from fast_mcp_gateway.upstream.http_tap import tap_applies
+    from fast_mcp_gateway.upstream.http_transports import FastHttpTransport
 
     class HttpTransport(FastHttpTransport):
-        """fastmcp's streamable HTTP transport (with the side door), keeping the
-        endpoint's ``facts``."""
+        """The streamable HTTP transport (with the side door), keeping the endpoint's
+        ``facts``."""
 
         def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
             self.facts = HttpFacts()
-            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client)
+            super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
+                             session_class=RelaySession)
 
         @property
         def prefers_modern(self) -> bool:

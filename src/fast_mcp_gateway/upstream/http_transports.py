@@ -1,0 +1,142 @@
+"""The HTTP and SSE upstream transports, without ``fastmcp.client``.
+
+Each connects a session as fastmcp's ``StreamableHttpTransport`` / ``SSETransport``
+does (the SDK's ``streamable_http_client`` / ``sse_client`` over an
+``httpx2.AsyncClient``, the same timeouts) and implements fastmcp's
+``ClientTransport`` interface (typed as one) without deriving from it at run time, as
+``TappedStdioTransport`` does: importing ``fastmcp.client`` loads its OAuth flows,
+token storage (``key_value``) and ``beartype`` (~8 MB of RSS), and a server the
+configuration reaches by URL and headers needs none of them (a bearer token is a
+header).  A transport that does (fastmcp's ``auth="oauth"``, its OAuth providers) is
+fastmcp's own, given through a ``TransportFactory``: the supervisor runs any
+``ClientTransport``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
+from fast_mcp_gateway.upstream.http_tap import HttpTap, tap_for
+
+if TYPE_CHECKING:
+    from fastmcp.client.transports import ClientTransport as _TransportBase
+else:
+    _TransportBase = object
+
+ClientFactory = Callable[..., httpx2.AsyncClient]
+"""Makes a session's ``httpx2.AsyncClient`` from ``headers``, ``auth`` and, when given,
+``timeout`` keywords (the SDK's ``McpHttpClientFactory``)."""
+
+
+class _UrlTransport(_TransportBase):
+    """What the HTTP and SSE transports share: the URL, the configured ``headers``, the
+    client factory (the SDK's 30 s / 300 s client when ``None``), an ``httpx2.Auth`` or
+    ``None``, and ``session_class``: each session's ``ClientSession`` (unless the
+    caller's ``transport_options`` name one)."""
+
+    what = "HTTP"
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None,
+                 httpx_client_factory: ClientFactory | None = None,
+                 session_class: type[ClientSession] = ClientSession,
+                 auth: httpx2.Auth | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is no http:// or https:// URL for an {self.what} "
+                             "upstream")
+        self.url = url
+        self.headers = headers or {}
+        self.httpx_client_factory = httpx_client_factory
+        self.session_class = session_class
+        self.auth = auth
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(url={self.url!r})>"
+
+    def _session_class(self, transport_options: Any) -> type[ClientSession]:
+        if getattr(transport_options, "forward_incoming_headers", False):
+            raise ValueError(f"{type(self).__name__} does not forward a host's headers; "
+                             "fastmcp's own transport does (transport_options)")
+        cls: type[ClientSession] = (getattr(transport_options, "session_class", None)
+                                    or self.session_class)
+        return cls
+
+    def _client(self, **timeout: Any) -> httpx2.AsyncClient:
+        if self.httpx_client_factory is None:
+            timeout.setdefault("timeout", httpx2.Timeout(30.0, read=300.0))
+            return httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth, **timeout)
+        return self.httpx_client_factory(headers=dict(self.headers), auth=self.auth, **timeout)
+
+    async def close(self) -> None:
+        """Nothing outlives ``connect_session`` (its exit closes the HTTP client)."""
+
+    def get_session_id(self) -> str | None:
+        return None
+
+
+class FastHttpTransport(_UrlTransport):
+    """A streamable-HTTP upstream, plus an ``HttpTap`` while a session lives (``tap``,
+    ``None`` between sessions and where the tap does not apply: ``http_tap.py``)."""
+
+    legacy_only = False  # streamable HTTP carries either protocol era
+    tap: HttpTap | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_sse_event_size: int | None = 1024 * 1024  # fastmcp's default
+
+    @contextlib.asynccontextmanager
+    async def connect_session(  # type: ignore[override]  # options read by duck typing
+        self, *, transport_options: Any = None, **session_kwargs: Any,
+    ) -> AsyncIterator[ClientSession]:
+        session_class = self._session_class(transport_options)
+        # fastmcp's rule: MCP's 30 s connect default, and a read timeout only ever
+        # longer than 300 s (a session enforces request timeouts itself, and a call may
+        # carry a longer one than the session's).
+        read = session_kwargs.get("read_timeout_seconds")
+        client = self._client(**({} if read is None else {
+            "timeout": httpx2.Timeout(30.0, read=max(300.0, read))}))
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(client)
+            read_stream, write_stream = await stack.enter_async_context(streamable_http_client(
+                self.url, http_client=client, max_sse_event_size=self.max_sse_event_size))
+            session = await stack.enter_async_context(
+                session_class(read_stream, write_stream, **session_kwargs))
+            tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
+                                     self.max_message_bytes)
+            try:
+                yield session
+            finally:
+                self.tap = None
+                if tap is not None:
+                    await tap.aclose()
+
+
+class FastSseTransport(_UrlTransport):
+    """An upstream over the SSE transport (handshake era only)."""
+
+    what = "SSE"
+    legacy_only = True  # SSE predates the sessionless 2026-07-28 era
+
+    @contextlib.asynccontextmanager
+    async def connect_session(  # type: ignore[override]  # options read by duck typing
+        self, *, transport_options: Any = None, **session_kwargs: Any,
+    ) -> AsyncIterator[ClientSession]:
+        session_class = self._session_class(transport_options)
+        read = session_kwargs.get("read_timeout_seconds")
+
+        def client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
+                   auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+            # sse_client passes this transport's headers and auth back, and the timeout
+            return self._client(**({} if timeout is None else {"timeout": timeout}))
+
+        async with sse_client(self.url, headers=dict(self.headers), auth=self.auth,
+                              httpx_client_factory=client,
+                              **({} if read is None else {"timeout": read})) as streams, \
+                session_class(*streams, **session_kwargs) as session:
+            yield session

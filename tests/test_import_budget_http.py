@@ -6,8 +6,10 @@ streamable HTTP).  The upstream transports are the gateway's own
 (``upstream/http_transports.py``), so ``fastmcp.client``'s OAuth, token-storage
 (``key_value``) and ``beartype`` libraries (~8 MB) are never loaded: not when the
 upstream connects, not after a call relayed to it with a configured bearer header.
-A wrapper runs the real CLI and prints ``sys.modules`` when the test asks (SIGUSR1);
-no timing is asserted.
+Neither are what no request asked for: the JWT verifier without ``gateway.auth.jwt``,
+the REST API before a REST request, the ``websockets`` library (an upgrade is refused
+by ``http/no_websockets.py``).  A wrapper runs the real CLI and prints ``sys.modules``
+when the test asks (SIGUSR1); no timing is asserted.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ WRAPPER = textwrap.dedent("""\
 
 # What only fastmcp.client's auth (OAuth flows, token storage) needs.
 CLIENT_AUTH = ("fastmcp.client", "key_value", "beartype")
+# What only a request of its kind needs: JWTs, REST, WebSockets (refused).
+UNASKED = ("fastmcp.server.auth.providers.jwt", "joserfc.jwt", "fast_mcp_gateway.http.api",
+           "fast_mcp_gateway.http.schemas", "websockets", "uvicorn.protocols.websockets")
 
 
 def free_port() -> int:
@@ -84,6 +89,19 @@ async def serving(url: str, proc: anyio.abc.Process) -> None:
     raise AssertionError(f"the gateway exited ({proc.returncode})")
 
 
+async def websocket_upgrade(port: int) -> bytes:
+    """A WebSocket upgrade of ``/mcp``: the answer's status line (then it is closed)."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+        await sock.send(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        answer = b""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:  # until the server closes the connection
+                answer += await sock.receive()
+    return answer.split(b"\r\n", 1)[0]
+
+
 @pytest.mark.timeout(240)  # a gateway process starts; on a loaded machine that takes a while
 async def test_http_serve_with_an_http_upstream_never_loads_the_client_auth_stack(
         tmp_path: Path) -> None:
@@ -106,7 +124,8 @@ async def test_http_serve_with_an_http_upstream_never_loads_the_client_auth_stac
                     env={**os.environ, "UPSTREAM_TOKEN": "s3cret-upstream"},
                     stdin=subprocess.DEVNULL, stderr=log) as proc:
                 try:
-                    await serving(f"{base}/api/v1/openapi.json", proc)
+                    await serving(f"{base}/health", proc)
+                    assert await websocket_upgrade(port) == b"HTTP/1.1 403 Forbidden"
                     async with Client(StreamableHttpTransport(f"{base}/mcp"),
                                       timeout=60) as client:
                         # the first list waits for the upstream's first connect
@@ -124,3 +143,5 @@ async def test_http_serve_with_an_http_upstream_never_loads_the_client_auth_stac
     assert "fast_mcp_gateway.upstream.http_transports" in modules
     assert seen and set(seen) == {b"Bearer s3cret-upstream"}, seen
     assert loaded(modules, CLIENT_AUTH) == []
+    assert loaded(modules, UNASKED) == []
+    assert b"WebSocket" not in (tmp_path / "gateway.log").read_bytes()  # refused quietly

@@ -1,6 +1,6 @@
 """What the HTTP app builds on a surface's first request, once, and never for MCP
 traffic: the dashboard (a gateway whose dashboard nobody opens does not load Jinja2 or
-the pages at all), the OpenAPI document, and the REST API's own models."""
+the pages at all), the REST API (its modules and models), and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -17,18 +17,23 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from fast_mcp_gateway.http.app import LazyApp
 from fast_mcp_gateway.ui.app import LazyDashboard
 from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 
 pytestmark = pytest.mark.anyio
 
 
-def lazy_dashboard(app: Any) -> LazyDashboard:
-    """The ``LazyDashboard`` mounted in ``app``'s dashboard group."""
-    group = next(g for g in app.groups if g.name == "dashboard")
+def lazy_group(app: Any, name: str = "dashboard") -> LazyApp:
+    """The ``LazyApp`` mounted in ``app``'s route group ``name``."""
+    group = next(g for g in app.groups if g.name == name)
     (mount,) = group.routes
-    assert isinstance(mount.app, LazyDashboard)
+    assert isinstance(mount.app, LazyApp)
     return mount.app
+
+
+def lazy_dashboard(app: Any) -> LazyDashboard:
+    return lazy_group(app, "dashboard")
 
 
 async def test_the_dashboard_is_built_by_its_first_request_only(tmp_path: Path) -> None:
@@ -96,13 +101,9 @@ def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Pat
         from fast_mcp_gateway import Gateway, GatewaySettings, load_config
         settings = GatewaySettings(db={str(tmp_path / 'g.db')!r})
         Gateway(load_config({str(config)!r}), settings).http_app()
-        from pydantic import BaseModel
-        from fast_mcp_gateway.http import schemas
-        built = [n for n, v in vars(schemas).items() if isinstance(v, type)
-                 and issubclass(v, BaseModel) and v.__pydantic_complete__]
         print(json.dumps(sorted(m for m in sys.modules if m in ("jinja2", "prometheus_client")
-                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.")))
-                         + [f"built:{{n}}" for n in built]))
+                                or m.startswith(("jinja2.", "fast_mcp_gateway.ui.",
+                                                 "fast_mcp_gateway.http.")))))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=110, check=True)
@@ -110,12 +111,48 @@ def test_an_http_app_without_dashboard_requests_loads_no_dashboard(tmp_path: Pat
     assert "jinja2" not in loaded and "fast_mcp_gateway.ui.core" not in loaded, loaded
     assert "prometheus_client" not in loaded, loaded  # imported by the first scrape
     assert "fast_mcp_gateway.ui.app" in loaded  # the group itself is there
-    assert not [m for m in loaded if m.startswith("built:")], loaded  # no REST model built
+    # The REST API (its handlers, models and OpenAPI) is built by its first request.
+    rest = ("api", "endpoints", "schemas", "openapi")
+    assert not [m for m in loaded if m.rpartition(".")[2] in rest], loaded
+    assert "fast_mcp_gateway.http.app" in loaded
+
+
+async def test_the_rest_api_is_built_by_its_first_request_only(tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    lazy = lazy_group(app, "api")
+    async with serve_http(app) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        async with Client(StreamableHttpTransport(base + "/mcp"), timeout=60) as client:
+            assert (await client.call_tool("alpha_add", {"a": 2, "b": 3})).data == 5
+        assert (await http.get(base + "/health")).status_code == 200
+        assert lazy.app is None and lazy.builds == 0
+        # Concurrent first requests: one build, each answered as the API answers.
+        answers: list[httpx2.Response] = []
+
+        async def get(path: str) -> None:
+            answers.append(await http.get(base + path))
+
+        async with anyio.create_task_group() as tg:
+            for path in ("/api/v1/servers", "/api/v1/servers/alpha", "/api/v1/openapi.json"):
+                tg.start_soon(get, path)
+        assert [a.status_code for a in answers] == [200] * 3
+        assert lazy.builds == 1
+        # Its errors keep the API's shape: an unknown path, a wrong method, admin refused.
+        missing = await http.get(base + "/api/v1/no-such-thing")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        wrong = await http.put(base + "/api/v1/openapi.json")
+        assert wrong.status_code == 405
+        assert wrong.json()["error"]["code"] == "method_not_allowed"
+        refused = await http.post(base + "/api/v1/servers/alpha/restart")
+        assert refused.status_code == 403, refused.text
+        assert lazy.builds == 1
 
 
 async def test_openapi_document_is_made_by_its_first_request_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fast_mcp_gateway.http import app as http_app
+    from fast_mcp_gateway.http import openapi
 
     made: list[bool] = []
 
@@ -123,8 +160,8 @@ async def test_openapi_document_is_made_by_its_first_request_once(
         made.append(bearer)
         return real(endpoints, bearer=bearer)
 
-    real = http_app.openapi_document
-    monkeypatch.setattr(http_app, "openapi_document", counted)
+    real = openapi.openapi_document
+    monkeypatch.setattr(openapi, "openapi_document", counted)
     gateway = make_gateway({}, db=tmp_path / "gw.db")
     async with serve_http(gateway.http_app()) as base, \
             httpx2.AsyncClient(timeout=30) as http:

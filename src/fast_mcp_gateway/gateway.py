@@ -371,6 +371,7 @@ class Gateway:
             return
         import uvicorn
 
+        from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
         from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 
         config = uvicorn.Config(
@@ -380,6 +381,9 @@ class Gateway:
             # timeout of its own): httptools when installed, else h11, both guarded.
             http=protocol_with_timeout(self.settings.header_timeout),
             h11_max_incomplete_event_size=16384,
+            # Nothing here is a WebSocket: upgrades are refused without loading the
+            # websockets library (~0.65 MB of RSS).
+            ws=RefusedWebSocket,
             # A host holding a stream open must not keep a stopping gateway alive.
             timeout_graceful_shutdown=5,
         )

@@ -8,6 +8,10 @@
   last, with FastMCP's Host/Origin (DNS-rebinding) guard as before;
 * one lifespan: the MCP app's (which runs the gateway's), around the whole app.
 
+The REST API is built by its first request (``LazyApp``; its models, handlers and
+OpenAPI document are ~0.5 MB a gateway nobody manages over REST never pays), as the
+dashboard is (``ui/app.py``).
+
 The app owns the one ``GatewayVerifier`` (``None`` without ``gateway.auth``) and the
 ``Access`` policy built on it; both are attributes of the app, so the MCP side, health
 and the dashboard use the same ones.  The REST API is Host/Origin-guarded like MCP:
@@ -17,6 +21,7 @@ without it, a web page could reach a loopback gateway through DNS rebinding.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,17 +36,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
 from fast_mcp_gateway.http.access import Access
-from fast_mcp_gateway.http.api import ENDPOINTS
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
-from fast_mcp_gateway.http.endpoints import api_routes, http_error
-from fast_mcp_gateway.http.openapi import openapi_document
+from fast_mcp_gateway.http.errors import ApiError
 
 API_PREFIX = "/api/v1"
 
@@ -170,19 +173,60 @@ class ProfilePaths:
         await self.app(scope, receive, send)
 
 
+class LazyApp:
+    """An ASGI app that builds its app (``build``) on its first request, once, and
+    hands every request to it.  Building is synchronous (imports and route objects, no
+    ``await``), so requests on one event loop cannot interleave with it; the lock
+    covers an app served from several threads."""
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self.app: ASGIApp | None = None
+        self.builds = 0
+
+    def built(self) -> ASGIApp:
+        """The app, built now if it was not yet."""
+        if self.app is None:
+            with self._lock:
+                if self.app is None:
+                    self.builds += 1
+                    self.app = self._build()
+        return self.app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.app or self.built())(scope, receive, send)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such path) and 405 (wrong method), in the API's shape:
+    the error handler of every prefixed route group."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return ApiError(exc.status_code, code, f"{request.method} {request.url.path}: "
+                    f"{exc.detail}", headers=dict(exc.headers or {})).response()
+
+
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
     """The REST management API, with its OpenAPI document (served without a token: it
-    describes the API and holds no data)."""
-    # Made by its first request (it builds every REST model's schema), then served as is.
-    document = functools.cache(lambda: openapi_document(ENDPOINTS,
-                                                        bearer=access.verifier is not None))
+    describes the API and holds no data), built by its first request (``LazyApp``)."""
 
-    async def openapi(_request: Request) -> Response:
-        return JSONResponse(document())
+    def build() -> ASGIApp:
+        from fast_mcp_gateway.http.api import ENDPOINTS
+        from fast_mcp_gateway.http.endpoints import api_routes
+        from fast_mcp_gateway.http.openapi import openapi_document
 
-    routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"]),
-                               *api_routes(access, ctx)]
-    return RouteGroup("api", routes, prefix=API_PREFIX)
+        # Made by its first request (it builds every REST model's schema), then served.
+        document = functools.cache(lambda: openapi_document(
+            ENDPOINTS, bearer=access.verifier is not None))
+
+        async def openapi(_request: Request) -> Response:
+            return JSONResponse(document())
+
+        return Router(routes=[Route("/openapi.json", openapi, methods=["GET"]),
+                              *api_routes(access, ctx)])
+
+    return RouteGroup("api", [Mount("", app=LazyApp(build))], prefix=API_PREFIX)
 
 
 def public_base_url(settings: GatewaySettings) -> str:

@@ -23,14 +23,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
-from fastmcp.server.auth.providers.jwt import JWTVerifier
 
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.telemetry.redaction import SECRETS
+
+if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and JWE)
+    from fastmcp.server.auth.providers.jwt import JWTVerifier
 
 JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
 JWT_CACHE_SIZE = 4096
@@ -196,6 +198,9 @@ def mcp_auth(verifier: GatewayVerifier, config: AuthConfig, base_url: str) -> Au
 
 
 def _jwt_verifier(config: JwtConfig) -> JWTVerifier:
+    # Imported here: a gateway without JWTs never loads it (~0.3 MB of RSS).
+    from fastmcp.server.auth.providers.jwt import JWTVerifier
+
     audience = list(config.audience) if isinstance(config.audience, tuple) else config.audience
     return JWTVerifier(public_key=config.public_key, jwks_uri=config.jwks_uri,
                        issuer=config.issuer, audience=audience, algorithm=config.algorithm)

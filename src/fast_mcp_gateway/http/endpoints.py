@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -185,11 +184,3 @@ def api_routes(access: Access, ctx: AdminContext) -> list[Route]:
 
         out.append(Route(path, dispatch, methods=list(methods)))
     return out
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 (no such path) and 405 (wrong method), in the API's shape."""
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return ApiError(exc.status_code, code, f"{request.method} {request.url.path}: "
-                    f"{exc.detail}", headers=dict(exc.headers or {})).response()

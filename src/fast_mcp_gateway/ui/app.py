@@ -14,16 +14,15 @@ none of it until then.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Mount, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
-from fast_mcp_gateway.http.app import RouteGroup
+from fast_mcp_gateway.http.app import LazyApp, RouteGroup
 from fast_mcp_gateway.telemetry.events import EventBus
 
 if TYPE_CHECKING:
@@ -47,29 +46,8 @@ def dashboard_routes(ui: Ui) -> list[BaseRoute]:
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
 
 
-class LazyDashboard:
-    """An ASGI app that builds the dashboard (``build``) on its first request, once,
-    and hands every request to it.  Building is synchronous (imports and route
-    objects, no ``await``), so requests on one event loop cannot interleave with it;
-    the lock covers an app served from several threads."""
-
-    def __init__(self, build: Callable[[], ASGIApp]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self.app: ASGIApp | None = None
-        self.builds = 0
-
-    def built(self) -> ASGIApp:
-        """The dashboard, built now if it was not yet."""
-        if self.app is None:
-            with self._lock:
-                if self.app is None:
-                    self.builds += 1
-                    self.app = self._build()
-        return self.app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await (self.app or self.built())(scope, receive, send)
+LazyDashboard = LazyApp
+"""The dashboard's ``LazyApp``: built on its first request, once."""
 
 
 def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = False

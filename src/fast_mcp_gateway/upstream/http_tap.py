@@ -10,7 +10,7 @@ POST whose answer (JSON, or an SSE stream of notifications ending in the answer)
 belongs to it alone.
 
 ``HttpTap`` is the ``RawTap`` of an HTTP upstream (``stdio_tap.py`` is the stdio
-one): while the SDK session (``FastHttpTransport.connect_session``) stays the one
+one): while the SDK session (``http_transports.FastHttpTransport``) stays the one
 owner of the connection's era, catalog, probes and every other request, a raw
 ``tools/call`` on a 2026-07-28 session is POSTed by the tap itself on a persistent
 HTTP/1.1 keep-alive connection of its own, with the envelope, headers

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from fast_mcp_gateway.telemetry.recorder import dumps_arguments
-from tests.test_http_lane import both, body_of, headers_of
+from tests.test_http_lane import body_of, both, headers_of
 
 pytestmark = pytest.mark.anyio
 

@@ -50,3 +50,24 @@ def test_recorded_arguments_mask_credential_keys_at_any_depth() -> None:
     # Keys are matched as given (the recorder's redact_keys), case-insensitively.
     assert json.loads(dumps_arguments({"Session": 1, "x": 2}, frozenset(),
                                       ("SESSION",)) or "") == {"Session": "***", "x": 2}
+
+
+async def test_the_lane_observes_what_the_full_path_observes() -> None:
+    """The lane hands its outcomes to the observers after writing the answer: every
+    kind of ending still reaches them, as the full path's do."""
+    calls = [("alpha_add", {"a": 1, "b": 2}), ("alpha_fail", {"message": "boom"}),
+             ("fid_needs_url", {})]
+    seen: dict[str, list[tuple[str, str, str | None]]] = {}
+    async with both() as (lane, full):
+        for front in (lane, full):
+            outcomes = seen[front.base] = []
+            front.gateway.provider.pipeline.observers.append(
+                lambda o, into=outcomes: into.append((o.tool, o.status, o.error)))
+            before = front.served
+            for name, arguments in calls:
+                got = await front.http.post("/mcp", content=json.dumps(body_of(
+                    name, arguments)), headers=headers_of(name))
+                assert got.status_code == 200
+            assert front.served - before == (3 if front is lane else 0)
+        assert seen[lane.base] == seen[full.base]
+        assert [status for _, status, _ in seen[lane.base]] == ["success", "error", "error"]

@@ -53,8 +53,7 @@ def test_recorded_arguments_mask_credential_keys_at_any_depth() -> None:
 
 
 async def test_the_lane_observes_what_the_full_path_observes() -> None:
-    """The lane hands its outcomes to the observers after writing the answer: every
-    kind of ending still reaches them, as the full path's do."""
+    """Every kind of ending reaches the observers on the lane as on the full path."""
     calls = [("alpha_add", {"a": 1, "b": 2}), ("alpha_fail", {"message": "boom"}),
              ("fid_needs_url", {})]
     seen: dict[str, list[tuple[str, str, str | None]]] = {}

@@ -20,7 +20,8 @@ check, a metric) holds for every call.  The stages, in order:
    handshake-era host and the call repeated with the answers; then
    ``results.review`` applies the server's ``max_result_bytes`` and caches;
 6. **observers**: each gets a ``CallOutcome`` (server, tool, status, duration,
-   ...); the call recorder is one (``RecordCalls``), the metrics another;
+   ...); the call recorder is one (``RecordCalls``), a metrics exporter would be
+   another;
 7. **error mapping**: a refusal, ``UpstreamError`` or an upstream's error
    response becomes one ``Failure`` (status and message), which the encoding
    turns into what its host gets (a FastMCP error, or an ``isError`` JSON result).
@@ -245,9 +246,8 @@ class ResultStage(Protocol):
 
 
 CallObserver = Callable[[CallOutcome], None]
-"""Called in the call's task as it finishes, before the host gets the answer (on the
-HTTP lane right after it: ``observe_later``): must not block (hand work to a queue).
-An exception is logged and otherwise ignored."""
+"""Called in the call's task as it finishes, before the host gets the answer: must
+not block (hand work to a queue).  An exception is logged and otherwise ignored."""
 
 
 def status_of(exc: BaseException) -> Status:
@@ -487,14 +487,9 @@ class CallPipeline:
         outcome = CallOutcome(call, answer.status, answer.error,
                               (time.perf_counter() - call.t0) * 1000, answer.response,
                               answer.size, cause)
-        later = getattr(call.front, "observe_later", None)  # HTTP lane: once it answered
-        (self.notify if later is None else later.append)(outcome)
-
-    def notify(self, outcome: CallOutcome) -> None:
-        """Hand ``outcome`` to every observer (one that raises is logged and ignored)."""
         for observer in self.observers:
             try:
                 observer(outcome)
             except Exception:  # an observer's bug must not fail the call it watched
-                logger.exception("call observer %r failed on %s %s", observer,
-                                 outcome.call.method, outcome.call.exposed)
+                logger.exception("call observer %r failed on %s %s", observer, call.method,
+                                 call.exposed)

@@ -97,7 +97,6 @@ class LaneFront(FrontCall):
     progress_token: Any = None
     log_levels: frozenset[str] = field(default_factory=frozenset)
     capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
-    observe_later: Any = None  # holds outcomes until the answer is written (http/lane.py)
     # Answers this request from another task (MRTR parks a call lazily: mrtr.Answering).
     reply: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
 

@@ -70,7 +70,6 @@ from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 
 if TYPE_CHECKING:
-    from fast_mcp_gateway.front.calls import CallOutcome, CallPipeline
     from fast_mcp_gateway.front.components import UpstreamTool
     from fast_mcp_gateway.front.provider import GatewayProvider
     from fast_mcp_gateway.principal import Principal
@@ -245,8 +244,7 @@ class HttpLane:
 
     # -- serving ------------------------------------------------------------------------
 
-    async def _answer(self, plan: _Plan, stream: _Reply,
-                      later: _Observed) -> tuple[int, bytes]:
+    async def _answer(self, plan: _Plan, stream: _Reply) -> tuple[int, bytes]:
         meta, request_id, version = plan.meta, plan.request_id, plan.modern_version
         forward, upstream_params = upstream_call(plan.tool.original, plan.params, meta)
         fields = result_fields(version)
@@ -261,7 +259,7 @@ class HttpLane:
             client_id=client_id if isinstance(client_id, str) and client_id else "stdio",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
-            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY), observe_later=later)
+            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY))
 
         def encode(result: dict[str, Any]) -> bytes:
             result = shape_result(result, fields, True, self.server_info)
@@ -311,54 +309,24 @@ class HttpLane:
         else:
             watcher = loop.create_task(_watch(receive, left))
         pinger = _Pinger(loop, reply)
-        # The call's outcome goes to the observers (the call record, metrics, events)
-        # once the answer is written, not before: off the host's wait (~10 % of the
-        # lane's CPU per call).  Whatever ends the call, they get it, in this task.
-        later = _Observed(plan.tool.pipeline)
         try:
-            try:
-                answer = await self._answer(plan, reply, later)
-            except asyncio.CancelledError:
-                if not left.cancelled or left.task.uncancel() > left.base:
-                    raise  # not (only) the host's leaving (the server stopping): goes on
-                return  # the host left: the call was cancelled, nobody to answer
-            finally:
-                left.done = True
-                pinger.stop()
-                if watcher is not None:
-                    watcher.cancel()
-                elif isinstance(gone, HostGone):
-                    gone.watch(None)
-            if left.cancelled:  # the host left as the call ended: its cancel is taken back
-                if left.task.uncancel() > left.base:
-                    raise asyncio.CancelledError  # another cancel came too: it goes on
-                return
-            await reply.finish(*answer)
+            answer = await self._answer(plan, reply)
+        except asyncio.CancelledError:
+            if not left.cancelled or left.task.uncancel() > left.base:
+                raise  # not (only) the host's leaving (the server is stopping): it goes on
+            return  # the host left: the call was cancelled, nobody to answer
         finally:
-            later.flush()
-
-
-class _Observed:
-    """A lane call's outcomes, held for the observers until its answer is written
-    (``LaneFront.observe_later``); after ``flush`` an outcome goes on at once (a parked
-    call concluded later, from another task)."""
-
-    __slots__ = ("held", "pipeline")
-
-    def __init__(self, pipeline: CallPipeline) -> None:
-        self.pipeline = pipeline
-        self.held: list[CallOutcome] | None = []
-
-    def append(self, outcome: CallOutcome) -> None:
-        if self.held is None:
-            self.pipeline.notify(outcome)
-        else:
-            self.held.append(outcome)
-
-    def flush(self) -> None:
-        held, self.held = self.held, None
-        for outcome in held or ():
-            self.pipeline.notify(outcome)
+            left.done = True
+            pinger.stop()
+            if watcher is not None:
+                watcher.cancel()
+            elif isinstance(gone, HostGone):
+                gone.watch(None)
+        if left.cancelled:  # the host left as the call ended: its cancel is taken back
+            if left.task.uncancel() > left.base:
+                raise asyncio.CancelledError  # another cancel came too: it goes on
+            return
+        await reply.finish(*answer)
 
 
 class _HostLeft:

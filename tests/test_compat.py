@@ -267,6 +267,53 @@ def test_the_pins_are_the_verified_minor_versions() -> None:
             f"{dist} {installed}: pin {pin.group(1)!r} is not the verified minor")
 
 
+async def test_a_narrowing_stamp_declares_the_host_calls_capabilities() -> None:
+    class Host:
+        def __init__(self, caps: dict[str, Any] | None) -> None:
+            self.caps = caps
+
+        def declared_capabilities(self) -> dict[str, Any] | None:
+            return self.caps
+
+    def stamped(session: Any) -> Any:
+        data: dict[str, Any] = {"method": "tools/call", "params": {"name": "echo"}}
+        _compat.stamp_request(session, data, {})
+        return data["params"]["_meta"][types.CLIENT_CAPABILITIES_META_KEY]
+
+    server: FastMCP[Any] = FastMCP("caps")
+
+    @server.tool
+    def seen() -> str:
+        caps = get_context().session.client_capabilities
+        return json.dumps(caps.model_dump(by_alias=True, mode="json", exclude_none=True)
+                          if caps is not None else None)
+
+    async with Client(server, elicitation_handler=lambda *a: None) as client:
+        session = client.session
+        assert client.protocol_version == "2026-07-28"
+        full = stamped(session)
+        assert full.get("elicitation") == {"form": {}, "url": {}}
+        _compat.narrowing_stamp(session)
+        _compat.narrowing_stamp(session)  # idempotent: one wrapper
+        assert stamped(session) == full  # no host call: the session's own
+        for caps, want in (({}, {}), ({"elicitation": {"url": {}}}, {"elicitation": {"url": {}}}),
+                           (None, full)):
+            token = _compat.DECLARING.set(Host(caps))
+            try:
+                assert stamped(session) == want
+            finally:
+                _compat.DECLARING.reset(token)
+        assert stamped(session) == full
+        # What the SDK's own typed requests send goes through the same stamp.
+        token = _compat.DECLARING.set(Host({"elicitation": {"url": {}}, "roots": {}}))
+        try:
+            got = (await client.call_tool("seen", {})).content[0].text  # type: ignore[union-attr]
+        finally:
+            _compat.DECLARING.reset(token)
+        assert "roots" not in full  # so the host's roots are not declared either
+        assert json.loads(got) == {"elicitation": {"url": {}}}
+
+
 def test_json_roundtrip_of_a_stamp_is_plain_json() -> None:
     """The stamp only writes JSON-serialisable values (the lane encodes them itself)."""
     async def run() -> None:

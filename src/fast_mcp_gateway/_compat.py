@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, cast
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import mcp_types as types
 from fastmcp import FastMCP
 from fastmcp.server.context import _CONNECTION_LOG_LEVEL_KEY, _current_transport
 from fastmcp.tools.base import Tool
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = [
+    "DECLARING",
     "PreferredToolServer",
     "TransportStreams",
     "aclose_all",
@@ -63,6 +66,8 @@ __all__ = [
     "executable_command",
     "lifespan",
     "low_level_server",
+    "narrow_capabilities",
+    "narrowing_stamp",
     "negotiate_auto",
     "parse_line",
     "pipe_writer",
@@ -112,6 +117,68 @@ def stamp_request(session: ClientSession, data: dict[str, Any], opts: Any) -> No
     """Write the negotiated era's envelope (``_meta``: version, client info, caps) into
     ``data`` as ``send_request`` would, for a request the gateway sends as JSON."""
     session._stamp(data, opts)
+
+
+class Declaring(Protocol):
+    """The host call a request is made for, as far as its capabilities go
+    (``upstream.relay.FrontCall``)."""
+
+    def declared_capabilities(self) -> dict[str, Any] | None: ...
+
+
+DECLARING: ContextVar[Declaring | None] = ContextVar("gateway_declaring", default=None)
+"""The host call whose declared client capabilities a 2026-07-28 stamp narrows to
+(``upstream/requests.py`` sets it around each request made for a host call)."""
+
+
+def narrow_capabilities(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """The client capabilities both declare: a key of ``theirs`` (the host's) that
+    ``ours`` (the gateway's session) has too, objects narrowed key by key, other values
+    kept where both say the same.  ``elicitation: {}`` (form only, by the revision's
+    own reading) stays ``{}``."""
+    narrowed: dict[str, Any] = {}
+    for key, value in theirs.items():
+        if key not in ours:
+            continue
+        mine = ours[key]
+        if isinstance(value, dict) and isinstance(mine, dict):
+            narrowed[key] = narrow_capabilities(mine, value)
+        elif value == mine:
+            narrowed[key] = value
+    return narrowed
+
+
+class _NarrowingStamp:
+    """A session's own stamp, then (2026-07-28: capabilities per request) the client
+    capabilities narrowed to what the host of the call declared (``DECLARING``)."""
+
+    __slots__ = ("stamp",)
+
+    def __init__(self, stamp: Callable[[dict[str, Any], Any], None]) -> None:
+        self.stamp = stamp
+
+    def __call__(self, data: dict[str, Any], opts: Any) -> None:
+        self.stamp(data, opts)
+        host = DECLARING.get()
+        if host is None:
+            return
+        meta = data.get("params", {}).get("_meta")
+        ours = meta.get(types.CLIENT_CAPABILITIES_META_KEY) if meta is not None else None
+        if not isinstance(ours, dict):
+            return  # a handshake-era stamp: capabilities were declared once, at connect
+        theirs = host.declared_capabilities()
+        if theirs is not None:
+            meta[types.CLIENT_CAPABILITIES_META_KEY] = narrow_capabilities(ours, theirs)
+
+
+def narrowing_stamp(session: ClientSession) -> None:
+    """Make ``session``'s stamp (the SDK's ``send_request`` and ``stamp_request`` both
+    use it) declare per request only the capabilities the host of the call declared,
+    while ``DECLARING`` names that call.  Idempotent; re-applied cheaply after the
+    session negotiated again (which replaces its stamp)."""
+    stamp = session._stamp
+    if type(stamp) is not _NarrowingStamp:
+        session._stamp = _NarrowingStamp(stamp)
 
 
 async def send_raw_request(

@@ -113,12 +113,15 @@ class LaneFront(FrontCall):
             await self.lane.notify("notifications/message", params.model_dump(
                 by_alias=True, mode="json", exclude_none=True))
 
+    def declared_capabilities(self) -> dict[str, Any] | None:
+        """A 2026-07-28 request's own envelope's, else the host's handshake's."""
+        caps = self.capabilities if self.is_modern else getattr(self.lane, "host_capabilities",
+                                                                  None)
+        return caps if isinstance(caps, dict) else None
+
     def declares(self, capability: str) -> bool:
         """Whether the host declared ``capability`` (MRTR asks a 2026-07-28 host only then)."""
-        lane = self.lane
-        caps = self.capabilities if self.is_modern else (lane.host_capabilities if lane
-                                                         else None)
-        return isinstance(caps, dict) and caps.get(capability) is not None
+        return (self.declared_capabilities() or {}).get(capability) is not None
 
     def can_ask(self, capability: str) -> bool:
         return self.lane is not None and not self.is_modern and self.declares(capability)

@@ -68,20 +68,34 @@ def trace_id_of(traceparent: object) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _lowered(keys: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(k.lower() for k in keys)
+def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a (lower-cased) key contains one of ``keys``: one compiled alternation
+    (a generator over the keys per argument cost ~1 us a key); results are remembered
+    per key name (argument names repeat call after call; at most 4,096 kept)."""
+    pattern = re.compile("|".join(re.escape(k.lower()) for k in keys)) if keys else None
+    seen: dict[str, bool] = {}
+
+    def matches(key: str) -> bool:
+        found = seen.get(key)
+        if found is None:
+            found = pattern is not None and pattern.search(key.lower()) is not None
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[key] = found
+        return found
+
+    return matches
 
 
 def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
                      secret_values: frozenset[str] = frozenset()) -> Any:
     """A copy of ``arguments`` with credential-like keys and known secrets masked."""
-    lowered = _lowered(keys if isinstance(keys, tuple) else tuple(keys))
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
 
-    def walk(value: Any, key: str = "") -> Any:
-        if key and any(k in key.lower() for k in lowered):
-            return "***"
+    def walk(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: walk(v, str(k)) for k, v in value.items()}
+            return {k: "***" if (key := str(k)) and credential(key) else walk(v)
+                    for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v) for v in value]
         if isinstance(value, str):
@@ -316,8 +330,11 @@ class Recorder(BatchWriter[Invocation]):
         return {"recorded": stats.pop("written"), **stats}
 
 
+_ARGUMENTS_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str), built once
+
+
 def dumps_arguments(arguments: Any, secret_values: frozenset[str],
                     keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str | None:
     if arguments is None:
         return None
-    return json.dumps(redact_arguments(arguments, keys, secret_values), default=str)
+    return _ARGUMENTS_JSON.encode(redact_arguments(arguments, keys, secret_values))

@@ -197,6 +197,19 @@ class FrontCall:
             return False
         return caps is not None and getattr(caps, capability, None) is not None
 
+    def declared_capabilities(self) -> dict[str, Any] | None:
+        """The client capabilities this host declared for the call (a 2026-07-28
+        request's own envelope, a handshake-era session's initialize) as JSON; None
+        when unknown (no session: the gateway's own requests)."""
+        if self.session is None:
+            return None
+        try:
+            caps = self.session.client_capabilities
+        except Exception:  # noqa: BLE001 - no capabilities known on this transport
+            return None
+        return None if caps is None else caps.model_dump(by_alias=True, mode="json",
+                                                         exclude_none=True)
+
     async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
         assert self.session is not None
         result_type: Any = (

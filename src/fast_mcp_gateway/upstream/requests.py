@@ -19,7 +19,12 @@ from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 
-from fast_mcp_gateway._compat import send_raw_request, stamp_request
+from fast_mcp_gateway._compat import (
+    DECLARING,
+    narrowing_stamp,
+    send_raw_request,
+    stamp_request,
+)
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
@@ -66,6 +71,13 @@ class Requests:
         # stdio session (the one kind with a ``RawTap``) reads them in its own reader
         # task, which never sees it.  An HTTP session's tap delivers in this context.
         current = None if isinstance(sup.tap, RawTap) else CURRENT_CALL.set(front)
+        # A 2026-07-28 request declares the client capabilities per request: those the
+        # host of the call declared (that the gateway can relay), not all the gateway's,
+        # so that the upstream never plans an ask the host cannot answer.
+        declaring = None
+        if front is not None and sup.is_modern:
+            narrowing_stamp(session)
+            declaring = DECLARING.set(front)
         tracked = self._inflight.enter(front)
         try:
             try:
@@ -99,6 +111,8 @@ class Requests:
             finally:
                 if current is not None:
                     CURRENT_CALL.reset(current)
+                if declaring is not None:
+                    DECLARING.reset(declaring)
                 stats.active -= 1
                 stats.record(ok, started)
         finally:

@@ -1,0 +1,68 @@
+"""An upstream that tells which client capabilities each request declared to it.
+
+    python caps.py [stdio | http PORTFILE]
+
+``seen`` answers the capabilities the request it serves declared (JSON, keys
+sorted); ``ask`` asks for a name the 2026-07-28 way (``input_required``, answered
+when the client retries), as a careful server does: only if the request declared
+``elicitation``, else it refuses.  Over ``http`` it serves
+streamable HTTP on 127.0.0.1 (a free port, written to PORTFILE).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from typing import Any
+
+import anyio
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.tools.base import InputRequiredToolResult
+from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+
+mcp = FastMCP("caps")
+
+
+@mcp.tool
+def seen(ctx: Context) -> str:
+    """The client capabilities this request declared (``null``: none known)."""
+    caps = ctx.session.client_capabilities
+    return json.dumps(None if caps is None else caps.model_dump(
+        by_alias=True, mode="json", exclude_none=True), sort_keys=True)
+
+
+@mcp.tool
+def ask(ctx: Context) -> Any:
+    """Ask for a name (only a client that declared elicitation); the answer."""
+    answer = (ctx.input_responses or {}).get("name")
+    if answer is not None:
+        return f"{answer.action}:{(answer.content or {}).get('name')}"
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.elicitation is None:
+        raise ToolError("the client declared no elicitation: not asking")
+    return InputRequiredToolResult(InputRequiredResult(input_requests={
+        "name": ElicitRequest(params=ElicitRequestFormParams(
+            message="Your name?", requested_schema={
+                "type": "object", "properties": {"name": {"type": "string"}},
+                "required": ["name"]}))}))
+
+
+async def main() -> None:
+    if sys.argv[1:2] == ["http"]:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        await anyio.Path(sys.argv[2]).write_text(str(sock.getsockname()[1]))
+        server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
+                                               log_config=None))
+        await server.serve([sock])
+    else:
+        await mcp.run_async(show_banner=False, log_level="WARNING")
+
+
+if __name__ == "__main__":
+    anyio.run(main)

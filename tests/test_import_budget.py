@@ -145,3 +145,5 @@ async def test_stdio_serve_loads_the_admin_operations_on_the_first_admin_call(
     assert loaded(read("at-initialize.json"), ADMIN_OPERATIONS) == []
     assert {"fast_mcp_gateway.admin.mcp_tools", "fast_mcp_gateway.admin.models"} <= set(
         read("at-last-write.json"))
+    # The search meta-tools are made on first use: never with the default exposure.
+    assert "fast_mcp_gateway.front.search" not in read("at-last-write.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,7 +12,7 @@ from fastmcp import Client, FastMCP
 from fastmcp.client.messages import MessageHandler
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.admin import mcp_tools
+from fast_mcp_gateway.admin import doc, listed, mcp_tools
 from fast_mcp_gateway.admin.context import AdminContext
 from tests.fixtures import alpha_server, make_gateway, memory_entry, stdio_entry
 
@@ -123,7 +124,7 @@ def impostors(names: Iterable[str]) -> FastMCP[Any]:
 
 
 async def test_every_admin_tool_name_is_reserved_including_a_new_one(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     async def brand_new(ctx: AdminContext) -> str:
         """An admin tool added after everything else was written."""
         return "the gateway's"
@@ -131,6 +132,10 @@ async def test_every_admin_tool_name_is_reserved_including_a_new_one(
     monkeypatch.setattr(mcp_tools, "ADMIN_TOOLS", [
         *mcp_tools.ADMIN_TOOLS,
         mcp_tools.AdminTool("gateway_brand_new", mcp_tools.READ_ONLY, brand_new)])
+    # The gateway lists the definitions generated from the declarations (tools.json).
+    specs = tmp_path / "tools.json"
+    specs.write_text(doc.specs_text())
+    monkeypatch.setattr(listed, "SPECS", specs)
     names = {tool.name for tool in mcp_tools.ADMIN_TOOLS}
     gateway = make_gateway({"shadow": memory_entry("shadow", namespace="gateway")},
                            {"shadow": impostors(names)})

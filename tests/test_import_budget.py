@@ -109,3 +109,41 @@ async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> No
     # After a list and a call through the stdio upstream: still none of them (FastMCP
     # reads its session-state store on every list; the gateway's makes it on a write).
     assert loaded(read("at-last-write.json"), NOT_FOR_STDIO) == []
+
+
+# The admin operations and their models: loaded by the first admin tool call
+# (admin/listed.py lists the tools from their definitions until then).
+ADMIN_OPERATIONS = tuple(f"fast_mcp_gateway.admin.{name}" for name in (
+    "mcp_tools", "models", "servers", "history", "inspector", "routes", "pins", "alerts",
+    "alert_tools", "arguments"))
+
+
+@pytest.mark.timeout(240)
+async def test_stdio_serve_loads_the_admin_operations_on_the_first_admin_call(
+        tmp_path: Path) -> None:
+    wrapper = tmp_path / "serve.py"
+    wrapper.write_text(WRAPPER)
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    transport = StdioTransport(
+        PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING"],
+        keep_alive=False, log_file=tmp_path / "gateway.log")
+
+    def read(name: str) -> list[str]:
+        return list(json.loads((tmp_path / name).read_text()))
+
+    with anyio.fail_after(200):
+        async with Client(transport) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert {"well_echo", "gateway_list_servers", "gateway_calls"} <= names
+            await client.call_tool("well_echo", {"text": "hi"})
+            # Recorded as the answer to that call was written: listed, not loaded.
+            assert loaded(read("at-last-write.json"), ADMIN_OPERATIONS) == []
+            servers = await client.call_tool("gateway_list_servers", {})
+            assert [s["name"] for s in servers.structured_content["servers"]] == ["well"]
+    assert loaded(read("at-initialize.json"), ADMIN_OPERATIONS) == []
+    assert {"fast_mcp_gateway.admin.mcp_tools", "fast_mcp_gateway.admin.models"} <= set(
+        read("at-last-write.json"))
+    # The search meta-tools are made on first use: never with the default exposure.
+    assert "fast_mcp_gateway.front.search" not in read("at-last-write.json")

@@ -30,9 +30,10 @@ from fast_mcp_gateway._compat import lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
-from fast_mcp_gateway.admin.mcp_tools import add_admin_tools, guard_admin_tools
-from fast_mcp_gateway.admin.models import ChangeReport
-from fast_mcp_gateway.admin.pins import follow_pins, load_pins
+from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs
+from fast_mcp_gateway.admin.pin_worker import follow_pins, load_pins
+from fast_mcp_gateway.admin.report import ChangeReport
+from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
@@ -121,15 +122,17 @@ class Gateway:
         )
         self.server.use_provider(self.provider)
         # The admin tools (behind search too in search exposure: the provider holds them
-        # for search_tools) are hidden from non-admins now; adding them costs ~60 ms of
-        # CPU, which ``answer_first`` (stdio ``serve``) defers past the initialize answer.
+        # for search_tools) are hidden from non-admins now; they are listed from their
+        # definitions (admin/listed.py: each is built on its first call), added after the
+        # initialize answer in a stdio ``serve`` (``answer_first``).
+        specs = load_specs()
         self.admin_tool_names = guard_admin_tools(
-            self.server, lambda: self.provider.pipeline.resolve_principal(),
-            self.provider.lists_own_tool)
+            self.server, frozenset(spec["name"] for spec in specs),
+            lambda: self.provider.pipeline.resolve_principal(), self.provider.lists_own_tool)
         self.manager.reserve_names(self.admin_tool_names)
-        self.started = Deferred(add_admin_tools(
+        self.started = Deferred(add_listed_tools(
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
-            lambda tool: self.provider.own.__setitem__(tool.name, tool)),
+            lambda tool: self.provider.own.__setitem__(tool.name, tool), specs),
             then=self.provider.invalidate)  # a search index built meanwhile lacks them
         self._answer_first = False  # the stdio front runs ``started`` after its answer
         if not answer_first:

@@ -1,8 +1,10 @@
-"""The README's admin tool table, generated from the live tool definitions.
+"""What is generated from the live admin tool definitions: the README's table, tools.json.
 
 ``python -m fast_mcp_gateway.admin.doc`` rewrites the table between the README's
-``<!-- admin-tools:start -->`` and ``<!-- admin-tools:end -->`` markers;
-``--check`` exits 1 when it is out of date (``tests/test_readme.py`` does the same).
+``<!-- admin-tools:start -->`` and ``<!-- admin-tools:end -->`` markers and
+``admin/tools.json`` (the definitions the gateway lists, ``listed.py``);
+``--check`` exits 1 when either is out of date (``tests/test_readme.py`` and
+``tests/test_admin_listed.py`` check the same).
 The rows are what a host's ``tools/list`` shows: every admin tool registered on a bare
 FastMCP server (``gateway.admin: full``), its parameters from the input schema
 (``?``: optional), its annotations, and the first sentence of its description.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 from fastmcp import FastMCP
 
+from fast_mcp_gateway.admin.listed import SPECS, spec_of
 from fast_mcp_gateway.admin.mcp_tools import register_admin_tools
 from fast_mcp_gateway.config.schema import GatewayOptions
 
@@ -49,6 +53,16 @@ async def tool_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def specs_text() -> str:
+    """``tools.json`` as the declarations make it: every admin tool (``gateway.admin:
+    full``) as built, in declared order."""
+    built: list[Any] = []
+    register_admin_tools(FastMCP("admin-tools-specs"),
+                         SimpleNamespace(options=GatewayOptions()),  # type: ignore[arg-type]
+                         registered=built.append)
+    return json.dumps([spec_of(tool) for tool in built], indent=1, ensure_ascii=False) + "\n"
+
+
 def summary(description: str) -> str:
     """The first sentence of a description's first paragraph, on one line."""
     paragraph = " ".join(description.strip().split("\n\n")[0].split())
@@ -75,20 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fast_mcp_gateway.admin.doc",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="only check: exit 1 if the README's table is out of date")
+                        help="only check: exit 1 if the table or tools.json is out of date")
     parser.add_argument("--readme", type=Path, default=README, help="the README to update")
+    parser.add_argument("--specs", type=Path, default=SPECS, help="the tools.json to update")
     args = parser.parse_args(argv)
     current = args.readme.read_text(encoding="utf-8")
-    wanted = with_table(current, table(asyncio.run(tool_rows())))
-    if current == wanted:
-        return 0
-    if args.check:
-        print(f"{args.readme}: the admin tool table is out of date; run "
-              "'python -m fast_mcp_gateway.admin.doc'", file=sys.stderr)
-        return 1
-    args.readme.write_text(wanted, encoding="utf-8")
-    print(f"{args.readme}: admin tool table updated", file=sys.stderr)
-    return 0
+    outputs = [(args.readme, "the admin tool table", current,
+                with_table(current, table(asyncio.run(tool_rows())))),
+               (args.specs, "the admin tool definitions",
+                args.specs.read_text(encoding="utf-8") if args.specs.exists() else "",
+                specs_text())]
+    stale = [(path, what, wanted) for path, what, now, wanted in outputs if now != wanted]
+    for path, what, wanted in stale:
+        if args.check:
+            print(f"{path}: out of date ({what}); run 'python -m fast_mcp_gateway.admin.doc'",
+                  file=sys.stderr)
+        else:
+            path.write_text(wanted, encoding="utf-8")
+            print(f"{path}: {what} updated", file=sys.stderr)
+    return 1 if stale and args.check else 0
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
 parameters (their types and descriptions are the tool's input schema), its docstring
 (the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
-registry; ``register_admin_tools`` adds it and returns the names, which the gateway
-reserves in the catalog: no upstream tool can shadow an admin tool, not even one added
-later, and no list of names is kept by hand.
+registry.  The gateway lists them from ``tools.json``, generated from it, and loads
+this module on the first call of one (``listed.py``); ``register_admin_tools`` builds
+them all at once.  Their names are reserved in the catalog: no upstream tool can shadow
+an admin tool, not even one added later, and no list of names is kept by hand.
 
 Only this module knows MCP: it names the actor (the caller's token or JWT name, else
 the host's client id) and turns the gateway's errors into ``ToolError`` once, in
@@ -18,10 +19,9 @@ read-only, reconnect/enable idempotent, disable destructive (for every host).
 
 from __future__ import annotations
 
-import collections
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -50,9 +50,9 @@ from fast_mcp_gateway.admin.models import (
 )
 from fast_mcp_gateway.admin.scope import (
     CALLER,
-    AdminVisibility,
     PrincipalResolver,
     actor,
+    guard_admin_tools,
     refusal,
 )
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
@@ -123,35 +123,32 @@ def register_admin_tools(server: FastMCP[Any], ctx: AdminContext,
                          principal: PrincipalResolver = lambda: LOCAL, *,
                          listed: Callable[[str], bool] = lambda name: True,
                          registered: Callable[[Tool], None] = lambda t: None) -> frozenset[str]:
-    """``add_admin_tools`` (every step), then ``guard_admin_tools`` (its names)."""
-    collections.deque(add_admin_tools(server, ctx, principal, registered), 0)
-    return guard_admin_tools(server, principal, listed)
-
-
-def guard_admin_tools(server: FastMCP[Any], principal: PrincipalResolver,
-                      listed: Callable[[str], bool]) -> frozenset[str]:
-    """Hide the admin tools (added yet or not) from callers without scope ``admin`` and
-    from lists ``listed`` refuses; returns all their names (the catalog reserves them)."""
-    names = frozenset(tool.name for tool in ADMIN_TOOLS)
-    server.add_middleware(AdminVisibility(names, principal, listed))
-    return names
-
-
-def add_admin_tools(server: FastMCP[Any], ctx: AdminContext, principal: PrincipalResolver,
-                    registered: Callable[[Tool], None]) -> Iterator[str]:
-    """Add the admin tools ``gateway.admin`` allows (``full``: all, ``read_only``: the
-    read-only ones, ``off``: none) to ``server``, each calling its operation over ``ctx``
-    for callers ``principal()`` says have scope ``admin``, and pass each to ``registered``
-    (search finds them).  One per step (yields its name): others may run between."""
+    """Every admin tool ``gateway.admin`` allows, built now (the gateway lists them from
+    ``tools.json`` instead: ``listed.py``), then ``guard_admin_tools`` (their names)."""
     for tool in ADMIN_TOOLS:
         if ctx.options.allows_admin(admin_kind(tool)):
-            made = PlainArgumentsTool.from_function(
-                _bind(tool, ctx, principal), name=tool.name,
-                description=inspect.getdoc(tool.fn), annotations=tool.annotations)
-            registered(server.add_tool(made.model_copy(update={
-                "parameters": lean_schema(made.parameters),
-                "output_schema": lean_output_schema(made.output_schema)})))
-            yield tool.name
+            registered(server.add_tool(made_tool(tool, ctx, principal)))
+    names = frozenset(tool.name for tool in ADMIN_TOOLS)
+    return guard_admin_tools(server, names, principal, listed)
+
+
+def declared(name: str) -> AdminTool:
+    """The admin tool declared as ``name``."""
+    for tool in ADMIN_TOOLS:
+        if tool.name == name:
+            return tool
+    raise LookupError(f"no admin tool '{name}' is declared; regenerate admin/tools.json: "
+                      "python -m fast_mcp_gateway.admin.doc")
+
+
+def made_tool(tool: AdminTool, ctx: AdminContext, principal: PrincipalResolver) -> Tool:
+    """``tool`` as FastMCP runs it: its operation over ``ctx`` for callers ``principal()``
+    says have scope ``admin``, with lean schemas (what ``tools.json`` holds)."""
+    made = PlainArgumentsTool.from_function(
+        _bind(tool, ctx, principal), name=tool.name,
+        description=inspect.getdoc(tool.fn), annotations=tool.annotations)
+    return made.model_copy(update={"parameters": lean_schema(made.parameters),
+                                   "output_schema": lean_output_schema(made.output_schema)})
 
 
 def _bind(tool: AdminTool, ctx: AdminContext,

@@ -11,6 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# Server management's report lives apart: the gateway needs it at start (report.py).
+from fast_mcp_gateway.admin.report import ChangeReport as ChangeReport
+
 # -- servers and replicas -----------------------------------------------------------
 
 
@@ -208,14 +211,3 @@ class Inspection(BaseModel):
 class HistoryPage(BaseModel):
     entries: list[dict[str, Any]]
     next_before_id: int | None = Field(description="pass as `before_id` for older entries")
-
-
-# -- server management -------------------------------------------------------------
-
-
-class ChangeReport(BaseModel):
-    added: list[str] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    restarted: list[str] = Field(default_factory=list)
-    unchanged: list[str] = Field(default_factory=list)
-    error: str | None = None

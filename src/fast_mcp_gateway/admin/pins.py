@@ -6,31 +6,20 @@ and ``gateway_approve_changes`` tools, ``GET /api/v1/pins`` and
 made on the store alone (``mcp-gateway pins approve``): a running gateway picks it up
 through ``follow_pins``, which re-reads the pins of servers with open findings.
 
-``follow_pins`` is the gateway's pin worker: it writes first-use pins and pending
-definitions (``routing/pinning.py`` queues them during the catalog build), audits
-each new finding once, and releases what was approved elsewhere.  A store that is
-down keeps the writes queued (retried); the calls are never affected.
+``load_pins`` and ``follow_pins``, the gateway's pin worker, are ``pin_worker.py``'s.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 
-import anyio
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
 from fast_mcp_gateway.store.base import PinRecord, PinStore, StorageError
-
-logger = logging.getLogger(__name__)
-
-PINNING_ACTOR = Actor("pinning")
-RECHECK_SECONDS = 2.0
-"""How often the pins of servers with open findings are re-read from the store."""
 
 
 class PinFinding(BaseModel):
@@ -137,7 +126,7 @@ def stored_diff(pending: PinRecord, approved: PinRecord | None) -> str:
 async def approve_stored(store: PinStore, server: str, names: Sequence[str] | None,
                          actor: str) -> list[PinRecord]:
     """Approve pending definitions in the store (the CLI's approval); a running gateway
-    releases them within ``RECHECK_SECONDS``.  Returns the new approved pins."""
+    releases them within ``pin_worker.RECHECK_SECONDS``.  Returns the new approved pins."""
     pending = [p for p, _ in await pending_in_store(store, server)]
     if names is not None:
         unknown = sorted(set(names) - {p.name for p in pending})
@@ -153,66 +142,3 @@ async def approve_stored(store: PinStore, server: str, names: Sequence[str] | No
                       markers=p.markers) for p in pending]
     await _persist_approval(store, server, rows)
     return rows
-
-
-async def load_pins(ctx: AdminContext) -> None:
-    """Load the store's pins into the running book (at start, before upstreams are
-    listed, so a definition changed while the gateway was down is caught at once);
-    first-use pins the store lacks are queued for writing."""
-    book, store = _book(ctx), ctx.store
-    if store is None:
-        return
-    book.persistent = True
-    try:
-        stored = await store.pins()
-    except StorageError as exc:
-        logger.warning("pinning: could not read the pins (%s); first-use pins are kept in "
-                       "memory until the store answers", exc)
-        return
-    book.load(stored)
-    known = {(r.server, r.kind, r.name) for r in stored if r.status == "approved"}
-    book.requeue([r for k, r in book.pins.items() if k not in known])
-    ctx.manager.refresh_catalog()
-
-
-async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[None]
-                      = anyio.TASK_STATUS_IGNORED) -> None:
-    """The pin worker (runs while the gateway has a store; see the module doc)."""
-    book = _book(ctx)
-    store = ctx.store
-    task_status.started()
-    if store is None:
-        return
-    book.persistent = True
-    delay = 0.2
-    try:
-        while True:
-            await book.wait_writes(RECHECK_SECONDS)
-            writes, events = book.take_writes()
-            stale = book.take_stale()
-            try:
-                if writes:
-                    await store.put_pins(writes)
-                for server, kind, name in stale:
-                    await store.delete_pins(server, [(kind, name, "pending")])
-                for f in events:
-                    await ctx.audit(PINNING_ACTOR, f"pin_{f.state}", f.server,
-                                    {"kind": f.kind, "name": f.name, "held": f.held,
-                                     "markers": list(f.markers)}, f.summary())
-                    book.audited += 1
-                if book.findings:
-                    # A local approval while the store was read makes what was read stale
-                    # (it would put the old pin back); the next round reads it again.
-                    generation, servers = book.generation, list(book.findings)
-                    rows = [r for s in servers for r in await store.pins(s)]
-                    if book.generation == generation and book.load(rows, servers):
-                        ctx.manager.refresh_catalog()     # approved elsewhere: release it
-                delay = 0.2
-                book.written.notify()
-            except StorageError as exc:
-                book.requeue(writes)
-                logger.warning("pinning: store unavailable (%s); retrying", exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-    finally:
-        book.persistent = False

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_context
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool
@@ -74,3 +75,13 @@ class AdminVisibility(Middleware):
         tools = await call_next(context)
         admin = self.resolve().has("admin")
         return [t for t in tools if t.name not in self.names or (admin and self.listed(t.name))]
+
+
+def guard_admin_tools(server: FastMCP[Any], names: frozenset[str],
+                      principal: PrincipalResolver,
+                      listed: Callable[[str], bool]) -> frozenset[str]:
+    """Hide the admin tools ``names`` (added yet or not) from callers without scope
+    ``admin`` and from lists ``listed`` refuses; returns the names (the catalog reserves
+    them)."""
+    server.add_middleware(AdminVisibility(names, principal, listed))
+    return names

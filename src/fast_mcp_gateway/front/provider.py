@@ -15,6 +15,7 @@ express lane and the list cache work from ``UpstreamTool`` and the upstream's it
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -42,7 +43,6 @@ from fast_mcp_gateway.front.components import (
 from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
-from fast_mcp_gateway.front.search import meta_tools
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -110,9 +110,8 @@ def compose_instructions(parts: Sequence[tuple[str, str]], separator: str,
 class GatewayProvider(Provider):
     """Exposes the manager's merged catalog to the FastMCP server."""
 
-    def __init__(
-        self, manager: UpstreamManager, *, on_listed: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, manager: UpstreamManager, *,
+                 on_listed: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.manager = manager
         self._on_listed = on_listed or (lambda: None)
@@ -120,7 +119,6 @@ class GatewayProvider(Provider):
         self.pipeline.curator = self._curate
         self.links = LinkMap(manager)
         self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
-        self._meta = meta_tools(self)
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
         self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
@@ -298,13 +296,11 @@ class GatewayProvider(Provider):
     def _task_tool(self, name: str) -> GatewayTool | None:
         """A task-only tool by its would-be name: a tool whose call is refused."""
         hit = self._task_required.get(name)
-        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
-                                                      hit[1])
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original, hit[1])
 
     def _hidden_tool(self, name: str) -> GatewayTool | None:
         hit = self.manager.view.hidden_as("tool", name)
-        return None if hit is None else self._refused(name, hit[0].server, hit[0].original,
-                                                      hit[1])
+        return None if hit is None else self._refused(name, hit[0].server, hit[0].original, hit[1])
 
     def _refused(self, name: str, server: str, original: str, t: types.Tool) -> GatewayTool:
         """A tool the curator refuses by name (task-only, hidden or held by pinning)."""
@@ -408,6 +404,11 @@ class GatewayProvider(Provider):
             return self._meta[name] if self.search_mode() else None
         return self.callable_tool(name)
 
+    @functools.cached_property
+    def _meta(self) -> dict[str, Tool]:  # search exposure only: made on first use (~0.5 MB)
+        from fast_mcp_gateway.front.search import meta_tools
+        return meta_tools(self)
+
     def lane_tool(self, name: str) -> UpstreamTool | None:
         """The upstream tool exposed as ``name`` (exact names only), for the express lane."""
         self._sync()
@@ -480,9 +481,8 @@ class GatewayProvider(Provider):
         self._sync()
         return _for(self._templates.values(), self._servers())
 
-    async def _get_resource_template(
-        self, uri: str, version: VersionSpec | None = None
-    ) -> ResourceTemplate | None:
+    async def _get_resource_template(self, uri: str, version: VersionSpec | None = None
+                                     ) -> ResourceTemplate | None:
         self._sync()
         servers = self._servers()
         for template in self._templates.values():

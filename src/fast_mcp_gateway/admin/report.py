@@ -1,0 +1,18 @@
+"""``ChangeReport``: what a reload or a registration changed.
+
+Its own module because the control plane returns it on every reload (the gateway
+imports it at start) while the other ``models`` load with the admin operations, on
+their first use (``listed.py``); ``models`` re-exports it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ChangeReport(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    restarted: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    error: str | None = None

@@ -19,6 +19,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.lane import LaneFront
 from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly, Parking
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.service import CallPath
@@ -548,3 +549,50 @@ async def test_the_http_lane_leaves_a_round_the_full_path_began_to_it() -> None:
     for state in (theirs.codec.seal(b"{}"), "gw-mrtr.its-own"):
         with pytest.raises(AssertionError, match="considered taking"):
             await plan(requestState=state, inputResponses={})
+
+
+# -- what a parked call's upstream request declares -------------------------------------
+
+
+class Declaring:
+    """The encoding's side: records the capabilities the call's front declares when the
+    upstream request is made (``upstream/requests.py`` narrows the stamp to them)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def send(self, call: FakeCall) -> str:
+        self.seen.append(call.front.declared_capabilities())
+        return "done"
+
+    def shows(self, asked: types.InputRequiredResult) -> types.InputRequiredResult:
+        return asked
+
+
+async def test_a_parked_calls_request_declares_what_its_lane_host_declared() -> None:
+    # A lane host has no SDK session: its capabilities are its request's envelope's.
+    # Parked (eagerly, or lazily where the lane can answer from another task), the
+    # request sent upstream (a 2026-07-28 replica of a mixed service) must declare
+    # those, not every capability the gateway could relay.
+    form = {"elicitation": {"form": {}}}
+
+    async def reply(_: Any) -> None:
+        raise AssertionError("never asked: nothing to answer early")
+
+    async def conclude(*_: Any) -> Any:
+        raise AssertionError("never asked: nothing to conclude")
+
+    parking = Parking(ask_timeout=60)
+    upstream = Declaring()
+    mixed = FakeService(replicas=[Replica(True), Replica(False)])
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        eager = FakeCall(LaneFront(session=None, protocol_version=MODERN,
+                                   capabilities=form), service=mixed)
+        lazy = FakeCall(LaneFront(session=None, protocol_version=MODERN,
+                                  capabilities=form, reply=reply), service=mixed)
+        assert parking.takes(eager) and parking.takes(lazy)
+        assert await parking.send(eager, upstream) == "done"
+        assert await parking.send(lazy, upstream, conclude) == "done"
+        tg.cancel_scope.cancel()
+    assert upstream.seen == [form, form]

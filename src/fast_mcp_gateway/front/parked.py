@@ -105,6 +105,13 @@ class ParkedFront(FrontCall):
             return self.parked.declares(capability)
         return self.lazy is not None and declares(self.lazy.host, capability)
 
+    def declared_capabilities(self) -> dict[str, Any] | None:
+        """The host's (a lane host has no session: its own request's envelope), which a
+        2026-07-28 replica's request declares (``upstream/requests.py``)."""
+        host = self.parked.host if self.parked is not None else (
+            self.lazy.host if self.lazy is not None else None)
+        return None if host is None else host.declared_capabilities()
+
     async def _ask(self, request: Any, result_type: Any) -> Any:
         parked = self.parked
         if parked is None:
@@ -139,7 +146,7 @@ class ParkedCall:
         self.call: Any = None  # the pipeline call of the first round (mrtr.Parkable)
         self.ask_timeout = ask_timeout
         self.current: FrontCall | None = None  # the host request being served now
-        self._declaring = host
+        self.host = host  # the host request that made the call: what it declared
         self._asks: dict[str, _Ask] = {}
         self._shown: set[str] = set()
         self._keys = 0
@@ -154,7 +161,7 @@ class ParkedCall:
         self.waiting_on: list[str] = []  # the methods the host was last shown
 
     def declares(self, capability: str) -> bool:
-        return declares(self._declaring, capability)
+        return declares(self.host, capability)
 
     def _wake(self) -> None:
         self._changed.set()

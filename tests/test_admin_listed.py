@@ -123,3 +123,30 @@ async def test_a_listed_tool_runs_its_declared_tool_built_on_first_call() -> Non
             await client.call_tool("gateway_calls", {"limit": "many", "colour": 1})
     assert str(wrong.value) == str(theirs.value)
     assert "'limit' must be" in str(wrong.value) and "'colour'" in str(wrong.value)
+
+
+async def test_a_reload_that_narrows_gateway_admin_refuses_calls_at_once(
+        tmp_path: Path) -> None:
+    """The admin tools are registered for the mode the gateway started with; a reload
+    to ``read_only`` (or ``off``) refuses what it no longer allows on the next call, as
+    the REST API does, built yet or not (widening takes a restart)."""
+    config = tmp_path / "servers.yaml"
+    entry = json.dumps(memory_entry("alpha"))
+    config.write_text(f"gateway: {{admin: full}}\nservers: {{alpha: {entry}}}\n")
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           config=config)
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_list_servers", {})  # built under full
+        config.write_text(f"gateway: {{admin: read_only}}\nservers: {{alpha: {entry}}}\n")
+        assert (await gateway.control.reload_config()).error is None
+        assert gateway.control.options.admin == "read_only"
+        with pytest.raises(ToolError, match=r"'gateway_disable_server' is turned off by "
+                                            r"'gateway.admin: read_only'"):
+            await client.call_tool("gateway_disable_server", {"name": "alpha"})
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3  # not disabled
+        assert (await client.call_tool("gateway_list_servers", {})).structured_content
+        config.write_text(f"gateway: {{admin: \"off\"}}\nservers: {{alpha: {entry}}}\n")
+        assert (await gateway.control.reload_config()).error is None
+        with pytest.raises(ToolError, match=r"'gateway_list_servers' is turned off by "
+                                            r"'gateway.admin: off'"):
+            await client.call_tool("gateway_list_servers", {})

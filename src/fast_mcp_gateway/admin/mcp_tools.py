@@ -162,10 +162,17 @@ def _bind(tool: AdminTool, ctx: AdminContext,
     parameters = [p.replace(annotation=hints[p.name])
                   for p in list(signature.parameters.values())[1:]]
 
+    kind = admin_kind(tool)
+
     async def run(**arguments: Any) -> Any:
         caller = principal()
         if (reason := refusal(caller, tool.name)) is not None:
             raise ToolError(reason)
+        if not ctx.options.allows_admin(kind):
+            # Registered for the mode the gateway started with; a reload that narrowed
+            # it holds from the next call, as the REST API's check does.
+            raise ToolError(f"'{tool.name}' is turned off by 'gateway.admin: "
+                            f"{ctx.options.admin}' in the config file")
         if caller.servers is not None and tool.name.startswith("gateway_inspect"):
             # An admin restricted to some servers inspects only those; worded as
             # for a server that does not exist.

@@ -554,7 +554,7 @@ async def test_the_http_lane_leaves_a_round_the_full_path_began_to_it() -> None:
 # -- what a parked call's upstream request declares -------------------------------------
 
 
-class Declaring:
+class CapabilitiesSeen:
     """The encoding's side: records the capabilities the call's front declares when the
     upstream request is made (``upstream/requests.py`` narrows the stamp to them)."""
 
@@ -583,7 +583,7 @@ async def test_a_parked_calls_request_declares_what_its_lane_host_declared() -> 
         raise AssertionError("never asked: nothing to conclude")
 
     parking = Parking(ask_timeout=60)
-    upstream = Declaring()
+    upstream = CapabilitiesSeen()
     mixed = FakeService(replicas=[Replica(True), Replica(False)])
     async with anyio.create_task_group() as tg:
         await tg.start(parking.run)

@@ -54,6 +54,7 @@ from fast_mcp_gateway.admin.scope import (
     actor,
     guard_admin_tools,
     refusal,
+    turned_off,
 )
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.errors import GatewayError
@@ -162,17 +163,12 @@ def _bind(tool: AdminTool, ctx: AdminContext,
     parameters = [p.replace(annotation=hints[p.name])
                   for p in list(signature.parameters.values())[1:]]
 
-    kind = admin_kind(tool)
-
     async def run(**arguments: Any) -> Any:
         caller = principal()
-        if (reason := refusal(caller, tool.name)) is not None:
+        reason = refusal(caller, tool.name) or turned_off(ctx.options, admin_kind(tool),
+                                                          tool.name)
+        if reason is not None:
             raise ToolError(reason)
-        if not ctx.options.allows_admin(kind):
-            # Registered for the mode the gateway started with; a reload that narrowed
-            # it holds from the next call, as the REST API's check does.
-            raise ToolError(f"'{tool.name}' is turned off by 'gateway.admin: "
-                            f"{ctx.options.admin}' in the config file")
         if caller.servers is not None and tool.name.startswith("gateway_inspect"):
             # An admin restricted to some servers inspects only those; worded as
             # for a server that does not exist.

@@ -18,6 +18,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool
 
 from fast_mcp_gateway.admin.context import LIBRARY, Actor
+from fast_mcp_gateway.config.schema import AdminKind, GatewayOptions
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.relay import FrontCall
 
@@ -55,6 +56,15 @@ def refusal(principal: Principal, what: str) -> str | None:
         return f"tool '{what}' requires scope 'admin'; {HOW_TO_ADD_A_TOKEN}"
     return (f"tool '{what}' requires scope 'admin'; the token '{principal.name}' has "
             f"{', '.join(sorted(principal.scopes)) or 'no scopes'}")
+
+
+def turned_off(options: GatewayOptions, kind: AdminKind, what: str) -> str | None:
+    """Why ``gateway.admin`` no longer allows admin tool ``what`` (None: it does).  The
+    tools are registered for the mode the gateway started with; a reload that narrowed
+    it holds from the next call, as the REST API's check does."""
+    if options.allows_admin(kind):
+        return None
+    return f"'{what}' is turned off by 'gateway.admin: {options.admin}' in the config file"
 
 
 class AdminVisibility(Middleware):

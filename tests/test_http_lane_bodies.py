@@ -9,7 +9,9 @@ must not have taken it.
 
 from __future__ import annotations
 
+import gc
 import json
+import tracemalloc
 
 import pytest
 
@@ -70,3 +72,26 @@ async def test_the_lane_observes_what_the_full_path_observes() -> None:
             assert front.served - before == (3 if front is lane else 0)
         assert seen[lane.base] == seen[full.base]
         assert [status for _, status, _ in seen[lane.base]] == ["success", "error", "error"]
+
+
+def test_remembered_key_names_do_not_keep_a_callers_long_keys_alive() -> None:
+    # The redaction remembers its verdict per key name (names repeat call after call);
+    # a caller chooses the names, so long ones must not be kept from call to call
+    # (4,096 remembered 1 MB names would hold 4 GB).
+    keys = ("x-review8-probe",)  # a key set of this test's own: a fresh memory
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(50):
+            name = f"{n:04d}" + "k" * 100_000
+            dumps_arguments({name: "v", "token": "t"}, frozenset(), keys)
+            del name
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, f"{kept} bytes kept after 50 calls with 100 kB key names"
+    # Short names are still matched as before (case-insensitively, anywhere in the key).
+    assert json.loads(dumps_arguments({"My-X-Review8-Probe-Id": 1, "ok": 2}, frozenset(),
+                                      keys) or "") == {"My-X-Review8-Probe-Id": "***", "ok": 2}

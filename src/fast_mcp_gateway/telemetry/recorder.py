@@ -71,7 +71,9 @@ def trace_id_of(traceparent: object) -> str | None:
 def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether a (lower-cased) key contains one of ``keys``: one compiled alternation
     (a generator over the keys per argument cost ~1 us a key); results are remembered
-    per key name (argument names repeat call after call; at most 4,096 kept)."""
+    per key name (argument names repeat call after call; at most 4,096 kept, and only
+    names of up to 128 characters: the caller chooses them, and a long one kept would
+    hold its memory from call to call)."""
     pattern = re.compile("|".join(re.escape(k.lower()) for k in keys)) if keys else None
     seen: dict[str, bool] = {}
 
@@ -79,9 +81,10 @@ def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
         found = seen.get(key)
         if found is None:
             found = pattern is not None and pattern.search(key.lower()) is not None
-            if len(seen) >= 4096:
-                seen.clear()
-            seen[key] = found
+            if len(key) <= 128:
+                if len(seen) >= 4096:
+                    seen.clear()
+                seen[key] = found
         return found
 
     return matches

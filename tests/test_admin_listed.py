@@ -137,9 +137,9 @@ async def test_a_listed_tool_runs_its_declared_tool_built_on_first_call() -> Non
 
 async def test_a_reload_that_narrows_gateway_admin_refuses_calls_at_once(
         tmp_path: Path) -> None:
-    """The admin tools are registered for the mode the gateway started with; a reload
-    to ``read_only`` (or ``off``) refuses what it no longer allows on the next call, as
-    the REST API does, built yet or not (widening takes a restart)."""
+    """A reload to ``read_only`` (or ``off``) refuses what it no longer allows on the
+    next call, as the REST API does, built yet or not (lists and widening:
+    tests/test_admin_mode_reload.py)."""
     config = tmp_path / "servers.yaml"
     entry = json.dumps(memory_entry("alpha"))
     config.write_text(f"gateway: {{admin: full}}\nservers: {{alpha: {entry}}}\n")

@@ -229,3 +229,38 @@ def test_sighup_changing_the_mode_reaches_the_express_lanes_lists(
     finally:
         process.kill()
     assert code == 0, (tmp_path / "stderr.log").read_text()
+
+
+async def test_over_http_each_list_follows_the_reloaded_mode(tmp_path: Path) -> None:
+    """HTTP lists go through FastMCP on every request: the admin's follow the mode, a
+    token without scope ``admin`` sees none in any mode."""
+    from tests.test_mcp_auth import ALICE, OPS, TOKENS, ready, serving
+
+    config = tmp_path / "servers.yaml"
+    servers = {"alpha": memory_entry("alpha"), "notes": memory_entry("notes")}
+
+    def edit(admin: str) -> None:
+        config.write_text(json.dumps({"gateway": {"admin": admin, "auth": {"tokens": TOKENS}},
+                                      "servers": servers}))
+
+    def build(base: str) -> Any:
+        edit("full")
+        return make_gateway(servers, {"alpha": alpha_server(), "notes": alpha_server()},
+                            options={"admin": "full", "auth": {"tokens": TOKENS}},
+                            public_url=base, config=config)
+
+    async with serving(build) as (gateway, base):
+        await ready(gateway, "alpha", "notes")
+        async with Client(f"{base}/mcp", auth=OPS) as ops, \
+                Client(f"{base}/mcp", auth=ALICE) as alice:
+            assert await listed(ops) == ALL
+            for mode, shown in (("read_only", READS), ("off", set()), ("full", ALL)):
+                edit(mode)
+                assert (await gateway.control.reload_config()).error is None
+                assert await listed(ops) == shown, mode
+                assert await listed(alice) == set()
+            edit("read_only")
+            assert (await gateway.control.reload_config()).error is None
+            with pytest.raises(ToolError, match=r"'gateway_disable_server' is turned off by "
+                                                r"'gateway.admin: read_only'"):
+                await ops.call_tool("gateway_disable_server", {"name": "alpha"})

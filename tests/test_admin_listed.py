@@ -19,8 +19,9 @@ from fastmcp.exceptions import ToolError
 from fastmcp.tools import Tool
 
 from fast_mcp_gateway.admin import doc, listed
-from fast_mcp_gateway.admin.listed import ListedTool, add_listed_tools, load_specs
+from fast_mcp_gateway.admin.listed import ListedTool, add_listed_tools, load_specs, mode_allows
 from fast_mcp_gateway.admin.mcp_tools import ADMIN_TOOLS, register_admin_tools
+from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.principal import LOCAL
 from tests.fixtures import alpha_server, make_gateway, memory_entry
@@ -58,7 +59,10 @@ def test_tools_json_is_what_the_declarations_generate() -> None:
 
 @pytest.mark.parametrize("mode", ["full", "read_only", "off"])
 def test_every_listed_tool_is_its_declared_tool_as_shown(mode: str) -> None:
-    declared, shown = declared_tools(mode), listed_tools(mode)
+    every = listed_tools(mode)  # all of them, whatever the mode: it decides what is shown
+    assert [t.name for t in every] == [tool.name for tool in ADMIN_TOOLS]
+    allows = mode_allows(options(mode), load_specs())
+    declared, shown = declared_tools(mode), [t for t in every if allows(t.name)]
     assert [t.name for t in shown] == [t.name for t in declared]
     for mine, theirs in zip(shown, declared, strict=True):
         assert isinstance(mine, ListedTool)
@@ -68,12 +72,18 @@ def test_every_listed_tool_is_its_declared_tool_as_shown(mode: str) -> None:
         assert mine.get_span_attributes() == theirs.get_span_attributes()
     if mode == "off":
         assert shown == []
+    if mode == "read_only":
+        assert 0 < len(shown) < len(every)
 
 
-async def test_hosts_are_listed_the_same_bytes() -> None:
+@pytest.mark.parametrize("mode", ["full", "read_only", "off"])
+async def test_hosts_are_listed_the_same_bytes(mode: str) -> None:
     declared, shown = FastMCP("admin"), FastMCP("admin")
-    register_admin_tools(declared, options())
-    list(add_listed_tools(shown, options(), lambda: LOCAL, lambda tool: None, load_specs()))
+    register_admin_tools(declared, options(mode))
+    specs = load_specs()
+    list(add_listed_tools(shown, options(mode), lambda: LOCAL, lambda tool: None, specs))
+    guard_admin_tools(shown, frozenset(s["name"] for s in specs), lambda: LOCAL,
+                      lambda name: True, mode_allows(options(mode), specs))
     async with Client(declared) as a, Client(shown) as b:
         theirs = (await a.list_tools_mcp()).model_dump_json(by_alias=True, exclude_none=True)
         mine = (await b.list_tools_mcp()).model_dump_json(by_alias=True, exclude_none=True)
@@ -127,9 +137,9 @@ async def test_a_listed_tool_runs_its_declared_tool_built_on_first_call() -> Non
 
 async def test_a_reload_that_narrows_gateway_admin_refuses_calls_at_once(
         tmp_path: Path) -> None:
-    """The admin tools are registered for the mode the gateway started with; a reload
-    to ``read_only`` (or ``off``) refuses what it no longer allows on the next call, as
-    the REST API does, built yet or not (widening takes a restart)."""
+    """A reload to ``read_only`` (or ``off``) refuses what it no longer allows on the
+    next call, as the REST API does, built yet or not (lists and widening:
+    tests/test_admin_mode_reload.py)."""
     config = tmp_path / "servers.yaml"
     entry = json.dumps(memory_entry("alpha"))
     config.write_text(f"gateway: {{admin: full}}\nservers: {{alpha: {entry}}}\n")

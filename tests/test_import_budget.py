@@ -147,3 +147,25 @@ async def test_stdio_serve_loads_the_admin_operations_on_the_first_admin_call(
         read("at-last-write.json"))
     # The search meta-tools are made on first use: never with the default exposure.
     assert "fast_mcp_gateway.front.search" not in read("at-last-write.json")
+
+
+@pytest.mark.timeout(240)
+async def test_stdio_serve_with_admin_off_loads_no_admin_operation(tmp_path: Path) -> None:
+    """``gateway.admin: off`` adds the admin tools too (listed from their definitions, so
+    that a reload may widen the mode): none is listed, and none loads an operation."""
+    wrapper = tmp_path / "serve.py"
+    wrapper.write_text(WRAPPER)
+    config = tmp_path / "servers.yaml"
+    config.write_text('gateway: {admin: "off"}\n'
+                      f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    transport = StdioTransport(
+        PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING"],
+        keep_alive=False, log_file=tmp_path / "gateway.log")
+    with anyio.fail_after(200):
+        async with Client(transport) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert "well_echo" in names and not any(n.startswith("gateway_") for n in names)
+            await client.call_tool("well_echo", {"text": "hi"})
+    for name in ("at-initialize.json", "at-last-write.json"):
+        assert loaded(list(json.loads((tmp_path / name).read_text())), ADMIN_OPERATIONS) == []

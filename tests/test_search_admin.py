@@ -133,7 +133,9 @@ async def test_read_only_admin_finds_and_calls_only_the_read_only_tools() -> Non
             "query": "add register remove update server route config", "server": "gateway",
             "k": 20})).structured_content["tools"]
         assert found and not {c["name"] for c in found} & mutating
-        with pytest.raises(ToolError, match="no tool named 'gateway_add_server'"):
+        # Not found, yet called by name: the mode's refusal, as on a direct call.
+        with pytest.raises(ToolError, match=r"'gateway_add_server' is turned off by "
+                                            r"'gateway.admin: read_only'"):
             await client.call_tool("call_tool", {"name": "gateway_add_server", "arguments": {
                 "name": "x", "config": {"command": "true"}}})
         assert (await client.call_tool("call_tool", {"name": "gateway_health"})

@@ -30,14 +30,14 @@ from fast_mcp_gateway._compat import lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
-from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs
+from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs, mode_allows
 from fast_mcp_gateway.admin.pin_worker import follow_pins, load_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.schema import GatewayConfig
+from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.host_requests import HostRequests
@@ -124,11 +124,15 @@ class Gateway:
         # The admin tools (behind search too in search exposure: the provider holds them
         # for search_tools) are hidden from non-admins now; they are listed from their
         # definitions (admin/listed.py: each is built on its first call), added after the
-        # initialize answer in a stdio ``serve`` (``answer_first``).
+        # initialize answer in a stdio ``serve`` (``answer_first``).  All are added; lists
+        # and search show what the current gateway.admin allows (a reload changes it).
         specs = load_specs()
+        allowed = self.provider.own_shown = mode_allows(self.control, specs)
         self.admin_tool_names = guard_admin_tools(
             self.server, frozenset(spec["name"] for spec in specs),
-            lambda: self.provider.pipeline.resolve_principal(), self.provider.lists_own_tool)
+            lambda: self.provider.pipeline.resolve_principal(), self.provider.lists_own_tool,
+            allowed)
+        self.control.on_options.append(self._options_reloaded)
         self.manager.reserve_names(self.admin_tool_names)
         self.started = Deferred(add_listed_tools(
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
@@ -161,6 +165,14 @@ class Gateway:
         self.manager.on_log(self.hub.log)
         HostRequests(self.manager, self.provider, self.hub, self.startup).install(
             self.server)
+
+    def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
+        """A reload that changes ``gateway.admin`` changes which ``gateway_*`` tools are
+        listed and found: lists are rebuilt (the express lane's encoded ones too) and
+        hosts are told, as for any catalog change."""
+        if old.admin != new.admin:
+            self.provider.invalidate()
+            self.hub.changed({"tools"})
 
     def _refresh_instructions(self) -> None:
         self.server.instructions = text = self.provider.instructions()

@@ -67,6 +67,9 @@ class ControlPlane:
         self._apply_routes = apply_routes
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
+        # Called (old, new) as soon as a reload replaced the options, before the servers
+        # are reconciled: what reads them live (the admin tools' lists) follows at once.
+        self.on_options: list[Callable[[GatewayOptions, GatewayOptions], None]] = []
         self.last_reload: ChangeReport | None = None
         self.health_log = HealthLog(lambda: self.store)
         manager.on_transition(self.health_log.record)
@@ -260,7 +263,9 @@ class ControlPlane:
                 logger.warning("gateway.auth was added to the config: it takes effect when "
                                "the gateway is restarted; until then HTTP mode serves "
                                "without authentication, as it started")
-            self.config = new
+            old, self.config = self.config, new
+            for hook in self.on_options:
+                hook(old.options, new.options)
             report = ChangeReport.model_validate(await self.manager.reconcile(desired))
             await self.audit(actor, "reload_config", str(path), None,
                              report.model_dump_json(exclude={"error"}))

@@ -12,6 +12,8 @@ A ``ListedTool`` is one definition as a FastMCP tool.  Its first call builds the
 declared tool (``mcp_tools.made_tool``, loading the operations and their models) and
 every call runs that one: arguments, errors, the scope check and results are the
 declared tool's own.  Lists, search and ``AdminVisibility`` read only the definition.
+Every tool is added whatever ``gateway.admin`` says; the mode as of now decides what is
+listed and found (``mode_allows``) and what a call may do (``scope.turned_off``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pydantic import PrivateAttr
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.scope import PrincipalResolver
+from fast_mcp_gateway.config.schema import AdminKind
 
 SPECS = Path(__file__).with_name("tools.json")
 """The admin tools' definitions, in declaration order (generated: see the module doc)."""
@@ -108,16 +111,30 @@ def is_read_only(spec: Spec) -> bool:
 def add_listed_tools(server: FastMCP[Any], ctx: AdminContext, principal: PrincipalResolver,
                      registered: Callable[[Tool], None],
                      specs: Sequence[Spec]) -> Iterator[str]:
-    """Add the admin tools ``gateway.admin`` allows (``full``: all, ``read_only``: the
-    read-only ones, ``off``: none) to ``server`` as listed tools, each calling its
-    operation over ``ctx`` for callers ``principal()`` says have scope ``admin``, and pass
-    each to ``registered`` (search finds them).  One per step (yields its name)."""
+    """Add every admin tool to ``server`` as a listed tool, each calling its operation
+    over ``ctx`` for callers ``principal()`` says have scope ``admin``, and pass each to
+    ``registered`` (search holds them).  All of them, whatever ``gateway.admin`` says
+    now: what is listed and found follows the current mode (``mode_allows``), so that a
+    reload widening it needs no restart; a call checks it again (``scope.turned_off``).
+    One per step (yields its name)."""
     for spec in specs:
-        if ctx.options.allows_admin("read" if is_read_only(spec) else "mutate"):
-            name = spec["name"]
-            registered(server.add_tool(listed_tool(
-                spec, functools.partial(_declared_tool, name, ctx, principal))))
-            yield name
+        registered(server.add_tool(listed_tool(
+            spec, functools.partial(_declared_tool, spec["name"], ctx, principal))))
+        yield spec["name"]
+
+
+def mode_allows(ctx: AdminContext, specs: Sequence[Spec]) -> Callable[[str], bool]:
+    """Whether ``gateway.admin``, as of now (``ctx.options``, which a reload replaces),
+    allows the admin tool of that name: ``full`` all, ``read_only`` the read-only ones,
+    ``off`` none.  Lists and search read it on every use; names not in ``specs``: no."""
+    kinds: dict[str, AdminKind] = {
+        spec["name"]: "read" if is_read_only(spec) else "mutate" for spec in specs}
+
+    def allows(name: str) -> bool:
+        kind = kinds.get(name)
+        return kind is not None and ctx.options.allows_admin(kind)
+
+    return allows
 
 
 def _declared_tool(name: str, ctx: AdminContext, principal: PrincipalResolver) -> Tool:

@@ -59,39 +59,44 @@ def refusal(principal: Principal, what: str) -> str | None:
 
 
 def turned_off(options: GatewayOptions, kind: AdminKind, what: str) -> str | None:
-    """Why ``gateway.admin`` no longer allows admin tool ``what`` (None: it does).  The
-    tools are registered for the mode the gateway started with; a reload that narrowed
-    it holds from the next call, as the REST API's check does."""
+    """Why ``gateway.admin`` does not allow admin tool ``what`` now (None: it does).  Every
+    tool is registered whatever the mode; lists hide what it does not allow
+    (``AdminVisibility``), and a call by name is refused here, worded as the REST API's
+    check, so that a reload's mode holds from the next call."""
     if options.allows_admin(kind):
         return None
     return f"'{what}' is turned off by 'gateway.admin: {options.admin}' in the config file"
 
 
 class AdminVisibility(Middleware):
-    """Hides the ``gateway_*`` tools from callers without scope ``admin``, and from
-    everyone those that ``listed(name)`` says are not listed as themselves (search
-    exposure: found through ``search_tools`` instead, unless pinned).
+    """Hides the ``gateway_*`` tools from callers without scope ``admin``, from everyone
+    those that ``gateway.admin`` does not allow now (``allowed(name)``, read on every
+    list: a reload's mode shows at the next one), and those that ``listed(name)`` says
+    are not listed as themselves (search exposure: found through ``search_tools``
+    instead, unless pinned).
 
     Lists only: a call is checked by the tool itself (``_bind``), which can name the
     missing scope, where a filtered lookup could only say "Unknown tool".
     """
 
     def __init__(self, names: frozenset[str], resolve: PrincipalResolver,
-                 listed: Callable[[str], bool] = lambda name: True) -> None:
-        self.names, self.resolve, self.listed = names, resolve, listed
+                 listed: Callable[[str], bool] = lambda name: True,
+                 allowed: Callable[[str], bool] = lambda name: True) -> None:
+        self.names, self.resolve, self.listed, self.allowed = names, resolve, listed, allowed
 
     async def on_list_tools(self, context: MiddlewareContext[Any],
                             call_next: CallNext[Any, Sequence[Tool]]) -> Sequence[Tool]:
         tools = await call_next(context)
         admin = self.resolve().has("admin")
-        return [t for t in tools if t.name not in self.names or (admin and self.listed(t.name))]
+        return [t for t in tools if t.name not in self.names
+                or (admin and self.allowed(t.name) and self.listed(t.name))]
 
 
 def guard_admin_tools(server: FastMCP[Any], names: frozenset[str],
-                      principal: PrincipalResolver,
-                      listed: Callable[[str], bool]) -> frozenset[str]:
+                      principal: PrincipalResolver, listed: Callable[[str], bool],
+                      allowed: Callable[[str], bool] = lambda name: True) -> frozenset[str]:
     """Hide the admin tools ``names`` (added yet or not) from callers without scope
-    ``admin`` and from lists ``listed`` refuses; returns the names (the catalog reserves
-    them)."""
-    server.add_middleware(AdminVisibility(names, principal, listed))
+    ``admin`` and from lists ``allowed`` (the current ``gateway.admin``) or ``listed``
+    refuses; returns the names (the catalog reserves them)."""
+    server.add_middleware(AdminVisibility(names, principal, listed, allowed))
     return names

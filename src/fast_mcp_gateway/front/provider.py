@@ -120,6 +120,7 @@ class GatewayProvider(Provider):
         self.links = LinkMap(manager)
         self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
+        self.own_shown: Callable[[str], bool] = lambda name: True   # gateway.admin, now
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
         self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
         self._generation = -1
@@ -135,9 +136,7 @@ class GatewayProvider(Provider):
         # kept out of every list; a call by name is refused with the reason.
         self._task_required: dict[str, tuple[Origin, types.Tool]] = {}
         self._task_logged: set[tuple[str, str]] = set()
-        self.revision = 0
-        """Bumped whenever what a list shows may change without a new catalog
-        generation (``invalidate``); the express lane's list cache keys on it."""
+        self.revision = 0  # bumped by ``invalidate``: the express lane's lists key on it
 
     def __repr__(self) -> str:
         return f"GatewayProvider({len(self.manager.services)} servers)"
@@ -320,8 +319,8 @@ class GatewayProvider(Provider):
         return exposure == "search"
 
     def search_index(self) -> SearchIndex:
-        """The BM25 index of the exposed tools and the gateway's own (built once per
-        catalog generation, and once per profile)."""
+        """The BM25 index of the exposed tools and the gateway's own that ``own_shown``
+        allows (built once per catalog generation or ``invalidate``, and per profile)."""
         self._sync()
         active = self.active_profile()
         key = active.name if active is not None else None
@@ -332,7 +331,8 @@ class GatewayProvider(Provider):
                 if name in self._lane_tools and (active is None or active.shows_tool(
                     name, origin.server))), *(SearchDoc(
                         t.name, OWN_SERVER, t.title, t.description, t.parameters, own=True)
-                                              for t in self.own.values())])
+                                              for t in self.own.values()
+                                              if self.own_shown(t.name))])
         return index
 
     def caller_is_admin(self) -> bool:

@@ -47,7 +47,8 @@ class SearchCatalog(Protocol):
     """What the meta-tools need of the provider."""
 
     own: dict[str, Tool]
-    """The gateway's own tools that this gateway registered (``gateway.admin``), by name."""
+    """The gateway's own tools, by name: every one (the index holds those the current
+    ``gateway.admin`` allows; a call of another is refused by the tool, naming it)."""
 
     def search_index(self) -> SearchIndex: ...
 

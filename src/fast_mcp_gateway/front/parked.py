@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
@@ -18,25 +18,11 @@ from fast_mcp_gateway.routing.service import CallPath
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 
-@runtime_checkable
-class Declaring(Protocol):
-    """A host request that knows the capabilities its host declared (the express
-    lane's, from a 2026-07-28 request envelope)."""
-
-    def declares(self, capability: str) -> bool: ...
-
-
 def declares(front: FrontCall, capability: str) -> bool:
-    """Whether the host of ``front`` declared ``sampling`` / ``elicitation`` / ``roots``."""
-    if isinstance(front, Declaring):
-        return front.declares(capability)
-    if front.session is None:
-        return False
-    try:  # a 2026-07-28 request's own envelope, a handshake-era session's initialize
-        caps = front.session.client_capabilities
-    except Exception:  # noqa: BLE001 - no capabilities known on this transport
-        return False
-    return caps is not None and getattr(caps, capability, None) is not None
+    """Whether the host of ``front`` declared ``sampling`` / ``elicitation`` / ``roots``
+    (``FrontCall.declared_capabilities``: a 2026-07-28 request's own envelope, a
+    handshake-era session's initialize)."""
+    return (front.declared_capabilities() or {}).get(capability) is not None
 
 
 class Lazy(Protocol):

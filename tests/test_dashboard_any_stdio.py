@@ -3,8 +3,10 @@ terminal / a file (a person trying it by hand), where the SDK's threaded streams
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +42,18 @@ def test_the_dashboard_runs_when_stdout_is_a_file(tmp_path: Path) -> None:
             opener.open(url, timeout=60)
         assert answer.value.code == 303          # logged in: on to the overview
         assert "mgw_dashboard=" in answer.value.headers["set-cookie"]
+        # A WebSocket upgrade is refused as HTTP mode refuses it (http/no_websockets.py),
+        # without uvicorn loading a WebSocket library for the app to refuse it.
+        where = urllib.parse.urlsplit(url)
+        with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+            sock.sendall(b"GET /ui/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            refusal = b""
+            while chunk := sock.recv(4096):     # until the server closes the connection
+                refusal += chunk
+        assert refusal.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+        assert refusal.endswith(b"this server serves no WebSocket.\n")
     finally:
         proc.stdin.close()                        # the host goes: the gateway stops
         try:

@@ -34,6 +34,7 @@ from starlette.middleware import Middleware
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
 from fast_mcp_gateway.store.files import private_dir
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.app import PREFIX, dashboard_app
@@ -129,8 +130,10 @@ async def serve_dashboard(ctx: AdminContext, bus: EventBus, address: str, *,
     app = dashboard_app(ctx, DashboardAuth.one_time(links), bus, [
         Middleware(HostOriginGuardMiddleware, allowed_hosts=None, allowed_origins=None,
                    mode="strict")])
+    # ws: upgrades refused without loading the websockets library (as HTTP mode does).
     server = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                         log_config=None, timeout_graceful_shutdown=1))
+                                         log_config=None, timeout_graceful_shutdown=1,
+                                         ws=RefusedWebSocket))
     with _key_file(base, links.key):
         # stderr only: stdout carries the MCP protocol.
         print(f"mcp-gateway: dashboard at {base}/ ; one-time login link: {url}  "

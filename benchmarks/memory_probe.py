@@ -147,18 +147,22 @@ async def outer(args: argparse.Namespace) -> None:
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
 
-    with tempfile.TemporaryDirectory(prefix="gateway-mem-") as tmp:
+    # ``upstreams`` stops the HTTP upstreams whatever fails after each one starts (after the
+    # gateway in front of them has stopped).
+    with tempfile.TemporaryDirectory(prefix="gateway-mem-") as tmp, \
+            contextlib.ExitStack() as upstreams:
         root = Path(tmp)
         lines = ["servers:"]
-        upstreams: list[subprocess.Popen[bytes]] = []
         for k in range(args.upstreams):
             argv = [str(MANY_TOOLS), "--tools", str(args.tools), "--first", str(k * args.tools)]
             if args.http_upstreams:
                 port = free_port()
-                upstreams.append(subprocess.Popen(  # noqa: ASYNC220 - before measuring
+                upstream = subprocess.Popen(  # noqa: ASYNC220 - before measuring
                     [sys.executable, *argv, "--port", str(port)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL))
+                    stderr=subprocess.DEVNULL)
+                upstreams.callback(upstream.wait)
+                upstreams.callback(upstream.terminate)
                 lines += [f"  u{k + 1:02d}:", f"    url: http://127.0.0.1:{port}/mcp"]
                 continue
             lines += [f"  u{k + 1:02d}:", f"    command: {sys.executable}",
@@ -176,9 +180,6 @@ async def outer(args: argparse.Namespace) -> None:
         want = args.upstreams * args.tools
         started = time.perf_counter()
         async with contextlib.AsyncExitStack() as stack:
-            for upstream in upstreams:
-                stack.callback(upstream.wait)
-                stack.callback(upstream.terminate)
             if args.http:
                 client = await stack.enter_async_context(
                     http_gateway(cmd, env, root / "gateway.log"))

@@ -48,6 +48,12 @@ from fast_mcp_gateway.upstream.signals import ChangeSignal
 logger = logging.getLogger(__name__)
 
 Task = Callable[..., Any]  # a background task: ``await task(task_status=...)``
+RESTART_ONLY = ("separator", "max_name_length", "timeouts", "protocol", "pinning",
+                "exposure", "search", "profiles")
+"""``gateway:`` options the routing manager and the catalog read from the config they
+started with: a reload that changes one reports it (``restart_needed``) and logs it.
+(``admin``, ``env_allow`` and ``auth``'s tokens follow a reload; adding ``auth`` to a
+gateway started without it is logged on its own.)"""
 RECONCILE_SECONDS = 30.0  # full reconcile of a shared store, whatever the feed said
 POLL_WAIT = 5.0  # one long poll of the change feed (a change ends it at once)
 
@@ -267,9 +273,21 @@ class ControlPlane:
             for hook in self.on_options:
                 hook(old.options, new.options)
             report = ChangeReport.model_validate(await self.manager.reconcile(desired))
+            report.restart_needed = self._restart_needed(new.options)
             await self.audit(actor, "reload_config", str(path), None,
                              report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    def _restart_needed(self, new: GatewayOptions) -> list[str]:
+        """The ``RESTART_ONLY`` options ``new`` sets otherwise than the running gateway
+        (the values it started with: a second reload still reports them)."""
+        running = self.manager.config.options
+        changed = [f"gateway.{name}" for name in RESTART_ONLY
+                   if getattr(new, name) != getattr(running, name)]
+        if changed:
+            logger.warning("%s changed in the config: the gateway runs with the values it "
+                           "started with until it is restarted", ", ".join(changed))
+        return changed
 
     async def reload_logged(self, actor: Actor) -> ChangeReport:
         """``reload_config`` for a caller nobody answers (the watcher, a signal): the

@@ -15,4 +15,8 @@ class ChangeReport(BaseModel):
     removed: list[str] = Field(default_factory=list)
     restarted: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
+    restart_needed: list[str] = Field(
+        default_factory=list,
+        description="gateway options the file changes that take effect only when the "
+        "gateway is restarted (until then it runs with the values it started with)")
     error: str | None = None

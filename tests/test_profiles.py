@@ -143,3 +143,37 @@ async def test_an_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
 def test_bad_profiles_are_refused_at_load(yaml: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config_text(f"gateway:\n  {yaml}\n", source="s")
+
+
+async def test_a_reload_that_changes_the_profiles_serves_the_started_ones(
+        tmp_path: Path) -> None:
+    # The catalog keeps the profiles it started with until a restart; the endpoint's
+    # path check follows it (it followed the reloaded file: a profile the file added
+    # passed the check and was served nothing, one it dropped was refused while served).
+    from tests.fixtures import make_gateway
+
+    config = tmp_path / "servers.yaml"
+    entries = {"alpha": memory_entry("alpha"), "notes": memory_entry("notes")}
+
+    def write(profiles: dict[str, Any]) -> None:
+        config.write_text(json.dumps({"gateway": {"profiles": profiles}, "servers": entries}))
+
+    write(PROFILES)
+
+    def gateway_for(base: str) -> Any:
+        return make_gateway(entries, {"alpha": alpha_server(), "notes": beta_server()},
+                            options={"profiles": PROFILES}, config=config, public_url=base)
+
+    async with serving(gateway_for) as (gateway, base):
+        await ready(gateway, "alpha", "notes")
+        write({"added": {"servers": ["notes"]}})
+        report = await gateway.control.reload_config()
+        assert report.error is None and report.restart_needed == ["gateway.profiles"]
+        async with Client(f"{base}/mcp/p/coding") as coding:
+            assert (await coding.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        async with httpx2.AsyncClient(timeout=30) as http:
+            refused = await http.post(
+                f"{base}/mcp/p/added", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                headers={"Accept": "application/json, text/event-stream"})
+        assert refused.status_code == 404
+        assert "known profiles: coding, finder" in refused.json()["error"]["message"]

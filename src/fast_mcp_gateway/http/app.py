@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
 from fast_mcp_gateway.http.access import Access
@@ -142,9 +143,11 @@ class ProfilePaths:
     post to, and those posts reach ``/messages/`` with the profile in the scope (the
     SDK hands each post's request to the session, which is where it is read)."""
 
-    def __init__(self, app: Any, *, path: str, ctx: AdminContext,
+    def __init__(self, app: Any, *, path: str, options: GatewayOptions,
                  messages: str | None = None) -> None:
-        self.app, self.path, self.ctx = app, path.rstrip("/") or "/", ctx
+        # The profiles the gateway started with, which the catalog serves: a reload
+        # that changes them takes a restart (``ChangeReport.restart_needed``).
+        self.app, self.path, self.options = app, path.rstrip("/") or "/", options
         self.prefix = self.path.rstrip("/") + PROFILE_PREFIX
         self.messages = messages
 
@@ -153,8 +156,8 @@ class ProfilePaths:
             name, rest = scope["path"][len(self.prefix):].rstrip("/"), ""
             if self.messages is not None:   # SSE: /sse/p/<name>[/messages/]
                 name, _, rest = name.partition("/")
-            if name not in self.ctx.options.profiles:
-                message = unknown_profile(name, self.ctx.options)
+            if name not in self.options.profiles:
+                message = unknown_profile(name, self.options)
                 response = JSONResponse({"error": {"code": "unknown_profile",
                                                    "message": message, "details": None}},
                                         status_code=404)
@@ -311,7 +314,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             yield
 
-    middleware = [Middleware(ProfilePaths, path=mcp_path, ctx=ctx,
+    middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options,
                              messages=fastmcp.settings.message_path if transport == "sse"
                              else None)]
     app = GatewayApp(routes=mounts, lifespan=lifespan, middleware=middleware)

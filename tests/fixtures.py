@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import anyio
 import mcp_types as types
 from fastmcp import Context, FastMCP
+from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import ClientTransport, FastMCPTransport
 from fastmcp.exceptions import ToolError
 from fastmcp.tools.base import ToolResult
@@ -26,6 +27,24 @@ from fast_mcp_gateway.upstream.replica import RestartPolicy, default_transport
 
 SERVERS = Path(__file__).parent / "servers"
 PY = sys.executable
+
+
+class ToolsChanged(MessageHandler):
+    """Counts a host's ``tools/list_changed`` notifications; ``next(within)`` waits for
+    the first one since the previous ``next``, at most ``within`` seconds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = anyio.Event()
+
+    async def on_tool_list_changed(self, message: object) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def next(self, within: float) -> None:
+        with anyio.fail_after(within):
+            await self.event.wait()
+        self.event = anyio.Event()
 
 
 def memory_transports(servers: Mapping[str, FastMCP[Any]]):

@@ -6,32 +6,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from fastmcp import Client, FastMCP
-from fastmcp.client.messages import MessageHandler
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.admin import doc, listed, mcp_tools
 from fast_mcp_gateway.admin.context import AdminContext
-from tests.fixtures import alpha_server, make_gateway, memory_entry, stdio_entry
+from tests.fixtures import ToolsChanged, alpha_server, make_gateway, memory_entry, stdio_entry
 
 pytestmark = pytest.mark.anyio
-
-
-class _ToolsChanged(MessageHandler):
-    def __init__(self) -> None:
-        self.count = 0
-        self.event = anyio.Event()
-
-    async def on_tool_list_changed(self, message: object) -> None:
-        self.count += 1
-        self.event.set()
-
-    async def next(self) -> None:
-        with anyio.fail_after(10):
-            await self.event.wait()
-        self.event = anyio.Event()
 
 
 async def test_admin_tools_are_annotated_and_structured() -> None:
@@ -55,7 +38,7 @@ async def test_admin_tools_are_annotated_and_structured() -> None:
 async def test_disable_and_enable_change_the_catalog_live() -> None:
     gateway = make_gateway({"well": stdio_entry("well.py"), "alpha": memory_entry("alpha")},
                            {"alpha": alpha_server()})
-    changes = _ToolsChanged()
+    changes = ToolsChanged()
     async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
         pid = (await client.call_tool("well_pid", {})).data
         status = (await client.call_tool("gateway_disable_server", {"name": "well"})).data
@@ -63,13 +46,13 @@ async def test_disable_and_enable_change_the_catalog_live() -> None:
         reason = gateway.manager.get("well").replicas[0].unavailable_reason()
         # The remedy names both surfaces: a REST operator has no gateway_* tools.
         assert "gateway_enable_server" in reason and "PUT /api/v1/servers/well/enable" in reason
-        await changes.next()
+        await changes.next(10)
         names = {t.name for t in await client.list_tools()}
         assert not any(n.startswith("well_") for n in names) and "alpha_add" in names
         assert _is_zombie_free(pid)
         status = (await client.call_tool("gateway_enable_server", {"name": "well"})).data
         assert status.state == "ready"
-        await changes.next()
+        await changes.next(10)
         assert (await client.call_tool("well_pid", {})).data != pid
 
 

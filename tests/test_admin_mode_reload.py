@@ -17,15 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from fastmcp import Client
-from fastmcp.client.messages import MessageHandler
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.admin.mcp_tools import ADMIN_TOOLS, admin_kind
 from fast_mcp_gateway.principal import Principal
-from tests.fixtures import alpha_server, make_gateway, memory_entry
+from tests.fixtures import ToolsChanged, alpha_server, make_gateway, memory_entry
 from tests.test_hostile_stdin import DEADLINE, GatewayProcess
 
 pytestmark = pytest.mark.anyio
@@ -34,21 +32,6 @@ ALL = {t.name for t in ADMIN_TOOLS}
 READS = {t.name for t in ADMIN_TOOLS if admin_kind(t) == "read"}
 MUTATING = ALL - READS
 ENTRY = json.dumps(memory_entry("alpha"))
-
-
-class _ToolsChanged(MessageHandler):
-    def __init__(self) -> None:
-        self.count = 0
-        self.event = anyio.Event()
-
-    async def on_tool_list_changed(self, message: object) -> None:
-        self.count += 1
-        self.event.set()
-
-    async def next(self) -> None:
-        with anyio.fail_after(30):
-            await self.event.wait()
-        self.event = anyio.Event()
 
 
 def write(config: Path, admin: str, exposure: str = "all") -> None:
@@ -78,12 +61,12 @@ async def test_a_reload_that_narrows_gateway_admin_hides_the_tools_and_tells_hos
         tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
     gateway = gateway_over(config, "full")
-    changes = _ToolsChanged()
+    changes = ToolsChanged()
     async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
         assert await listed(client) == ALL
         write(config, "read_only")
         assert (await client.call_tool("gateway_reload_config", {})).structured_content
-        await changes.next()
+        await changes.next(30)
         assert await listed(client) == READS
         with pytest.raises(ToolError, match=r"'gateway_disable_server' is turned off by "
                                             r"'gateway.admin: read_only'"):
@@ -95,7 +78,7 @@ async def test_a_reload_that_narrows_gateway_admin_hides_the_tools_and_tells_hos
         assert (await gateway.control.reload_config()).error is None
         write(config, "off")
         assert (await gateway.control.reload_config()).error is None
-        await changes.next()
+        await changes.next(30)
         assert changes.count == before + 1
         assert await listed(client) == set()
         with pytest.raises(ToolError, match=r"'gateway_list_servers' is turned off by "
@@ -109,7 +92,7 @@ async def test_a_reload_that_widens_gateway_admin_lists_the_tools_without_a_rest
     # The file watcher reloads (an edit, as a user saves it); the test waits on the
     # host's list_changed, not on the watcher's interval.
     gateway = gateway_over(config, "off", reload_interval=0.05)
-    changes = _ToolsChanged()
+    changes = ToolsChanged()
     async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
         assert await listed(client) == set()
         # Off at start builds none (the admin operations are imported by the first build:
@@ -120,10 +103,10 @@ async def test_a_reload_that_widens_gateway_admin_lists_the_tools_without_a_rest
                                             r"'gateway.admin: off'"):
             await client.call_tool("gateway_health", {})
         write(config, "read_only")
-        await changes.next()
+        await changes.next(30)
         assert await listed(client) == READS
         write(config, "full")
-        await changes.next()
+        await changes.next(30)
         assert await listed(client) == ALL
         status = (await client.call_tool("gateway_disable_server", {"name": "alpha"})).data
         assert status.enabled is False
@@ -133,13 +116,13 @@ async def test_a_reload_that_widens_gateway_admin_lists_the_tools_without_a_rest
 async def test_search_follows_the_reloaded_mode(tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
     gateway = gateway_over(config, "full", "search")
-    changes = _ToolsChanged()
+    changes = ToolsChanged()
     async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
         await client.list_tools()  # the host to tell
         assert MUTATING & await found(client)
         write(config, "read_only", "search")
         assert (await gateway.control.reload_config()).error is None
-        await changes.next()
+        await changes.next(30)
         hits = await found(client)
         assert hits and hits <= READS
         # Not found, yet called by name: the mode's refusal, as on a direct call.
@@ -149,11 +132,11 @@ async def test_search_follows_the_reloaded_mode(tmp_path: Path) -> None:
                 "name": "x", "config": {"command": "true"}}})
         write(config, "off", "search")
         assert (await gateway.control.reload_config()).error is None
-        await changes.next()
+        await changes.next(30)
         assert await found(client) == set()
         write(config, "full", "search")
         assert (await gateway.control.reload_config()).error is None
-        await changes.next()
+        await changes.next(30)
         assert MUTATING & await found(client)
         assert (await client.call_tool("call_tool", {
             "name": "gateway_disable_server", "arguments": {"name": "alpha"}})

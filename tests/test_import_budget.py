@@ -73,18 +73,30 @@ def loaded(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
         tuple(p + "." for p in prefixes)))
 
 
-@pytest.mark.timeout(240)  # two processes start; on a loaded machine that takes a while
-async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> None:
+def wrapped_serve(tmp_path: Path, *args: str, gateway: str = "",
+                  env: dict[str, str] | None = None) -> StdioTransport:
+    """``serve`` of one stdio upstream (``well``) under ``WRAPPER``, which records in
+    ``tmp_path`` what is loaded at each milestone (``recorded``); ``gateway``: the
+    config's ``gateway:`` line, if any."""
     wrapper = tmp_path / "serve.py"
     wrapper.write_text(WRAPPER)
     config = tmp_path / "servers.yaml"
-    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
-    transport = StdioTransport(
+    config.write_text(gateway + f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    return StdioTransport(
         PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
-             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING",
-             "--startup-wait", "600"],
-        env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"}, keep_alive=False,
-        log_file=tmp_path / "gateway.log")
+             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING", *args],
+        env=env, keep_alive=False, log_file=tmp_path / "gateway.log")
+
+
+def recorded(tmp_path: Path, name: str) -> list[str]:
+    """The modules ``WRAPPER`` recorded as loaded at milestone file ``name``."""
+    return list(json.loads((tmp_path / name).read_text()))
+
+
+@pytest.mark.timeout(240)  # two processes start; on a loaded machine that takes a while
+async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> None:
+    transport = wrapped_serve(tmp_path, "--startup-wait", "600",
+                              env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
     with anyio.fail_after(200):
         async with Client(transport, mode="legacy") as client:
             names = {tool.name for tool in await client.list_tools()}
@@ -92,14 +104,11 @@ async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> No
             echoed = await client.call_tool("well_echo", {"text": "hi"})
             assert echoed.content[0].text == "hi"  # type: ignore[union-attr]
 
-    def read(name: str) -> list[str]:
-        return list(json.loads((tmp_path / name).read_text()))
-
-    at_spawn = read("at-spawn.json")
+    at_spawn = recorded(tmp_path, "at-spawn.json")
     # Spawn-first: nothing of the server stack (FastMCP, the SDK) before the spawn.
     assert loaded(at_spawn, ("fastmcp", "mcp", "starlette", "uvicorn")) == []
     assert "fast_mcp_gateway.config.loader" in at_spawn  # the config was read first
-    at_initialize = read("at-initialize.json")
+    at_initialize = recorded(tmp_path, "at-initialize.json")
     assert "fastmcp" in at_initialize  # the front is FastMCP's
     assert loaded(at_initialize, NOT_FOR_STDIO) == []
     # The server stack's objects are out of the collector's reach (gc.freeze): none of
@@ -108,7 +117,7 @@ async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> No
     assert collector["enabled"] and collector["frozen"] > 100_000, collector
     # After a list and a call through the stdio upstream: still none of them (FastMCP
     # reads its session-state store on every list; the gateway's makes it on a write).
-    assert loaded(read("at-last-write.json"), NOT_FOR_STDIO) == []
+    assert loaded(recorded(tmp_path, "at-last-write.json"), NOT_FOR_STDIO) == []
 
 
 # The admin operations and their models: loaded by the first admin tool call
@@ -121,17 +130,7 @@ ADMIN_OPERATIONS = tuple(f"fast_mcp_gateway.admin.{name}" for name in (
 @pytest.mark.timeout(240)
 async def test_stdio_serve_loads_the_admin_operations_on_the_first_admin_call(
         tmp_path: Path) -> None:
-    wrapper = tmp_path / "serve.py"
-    wrapper.write_text(WRAPPER)
-    config = tmp_path / "servers.yaml"
-    config.write_text(f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
-    transport = StdioTransport(
-        PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
-             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING"],
-        keep_alive=False, log_file=tmp_path / "gateway.log")
-
-    def read(name: str) -> list[str]:
-        return list(json.loads((tmp_path / name).read_text()))
+    transport = wrapped_serve(tmp_path)
 
     with anyio.fail_after(200):
         async with Client(transport) as client:
@@ -139,33 +138,25 @@ async def test_stdio_serve_loads_the_admin_operations_on_the_first_admin_call(
             assert {"well_echo", "gateway_list_servers", "gateway_calls"} <= names
             await client.call_tool("well_echo", {"text": "hi"})
             # Recorded as the answer to that call was written: listed, not loaded.
-            assert loaded(read("at-last-write.json"), ADMIN_OPERATIONS) == []
+            assert loaded(recorded(tmp_path, "at-last-write.json"), ADMIN_OPERATIONS) == []
             servers = await client.call_tool("gateway_list_servers", {})
             assert [s["name"] for s in servers.structured_content["servers"]] == ["well"]
-    assert loaded(read("at-initialize.json"), ADMIN_OPERATIONS) == []
+    assert loaded(recorded(tmp_path, "at-initialize.json"), ADMIN_OPERATIONS) == []
     assert {"fast_mcp_gateway.admin.mcp_tools", "fast_mcp_gateway.admin.models"} <= set(
-        read("at-last-write.json"))
+        recorded(tmp_path, "at-last-write.json"))
     # The search meta-tools are made on first use: never with the default exposure.
-    assert "fast_mcp_gateway.front.search" not in read("at-last-write.json")
+    assert "fast_mcp_gateway.front.search" not in recorded(tmp_path, "at-last-write.json")
 
 
 @pytest.mark.timeout(240)
 async def test_stdio_serve_with_admin_off_loads_no_admin_operation(tmp_path: Path) -> None:
     """``gateway.admin: off`` adds the admin tools too (listed from their definitions, so
     that a reload may widen the mode): none is listed, and none loads an operation."""
-    wrapper = tmp_path / "serve.py"
-    wrapper.write_text(WRAPPER)
-    config = tmp_path / "servers.yaml"
-    config.write_text('gateway: {admin: "off"}\n'
-                      f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
-    transport = StdioTransport(
-        PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
-             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING"],
-        keep_alive=False, log_file=tmp_path / "gateway.log")
+    transport = wrapped_serve(tmp_path, gateway='gateway: {admin: "off"}\n')
     with anyio.fail_after(200):
         async with Client(transport) as client:
             names = {tool.name for tool in await client.list_tools()}
             assert "well_echo" in names and not any(n.startswith("gateway_") for n in names)
             await client.call_tool("well_echo", {"text": "hi"})
     for name in ("at-initialize.json", "at-last-write.json"):
-        assert loaded(list(json.loads((tmp_path / name).read_text())), ADMIN_OPERATIONS) == []
+        assert loaded(recorded(tmp_path, name), ADMIN_OPERATIONS) == []

@@ -36,6 +36,20 @@ def lazy_dashboard(app: Any) -> LazyDashboard:
     return lazy_group(app, "dashboard")
 
 
+async def get_at_once(http: httpx2.AsyncClient, base: str,
+                      paths: tuple[str, ...]) -> list[httpx2.Response]:
+    """``paths`` requested concurrently (a surface's first requests race its build)."""
+    answers: list[httpx2.Response] = []
+
+    async def get(path: str) -> None:
+        answers.append(await http.get(base + path))
+
+    async with anyio.create_task_group() as tg:
+        for path in paths:
+            tg.start_soon(get, path)
+    return answers
+
+
 async def test_the_dashboard_is_built_by_its_first_request_only(tmp_path: Path) -> None:
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=tmp_path / "gw.db")
@@ -50,14 +64,8 @@ async def test_the_dashboard_is_built_by_its_first_request_only(tmp_path: Path) 
         assert (await http.get(base + "/health")).status_code == 200
         assert lazy.app is None and lazy.builds == 0
         # Concurrent first requests: one build, every page served.
-        pages: list[httpx2.Response] = []
-
-        async def get(path: str) -> None:
-            pages.append(await http.get(base + path))
-
-        async with anyio.create_task_group() as tg:
-            for path in ("/ui/", "/ui/servers/alpha", "/ui/logs", "/ui/alerts"):
-                tg.start_soon(get, path)
+        pages = await get_at_once(http, base, ("/ui/", "/ui/servers/alpha", "/ui/logs",
+                                               "/ui/alerts"))
         assert [p.status_code for p in pages] == [200] * 4
         assert "alpha" in next(p.text for p in pages if p.url.path == "/ui/servers/alpha")
         assert lazy.builds == 1
@@ -129,14 +137,8 @@ async def test_the_rest_api_is_built_by_its_first_request_only(tmp_path: Path) -
         assert (await http.get(base + "/health")).status_code == 200
         assert lazy.app is None and lazy.builds == 0
         # Concurrent first requests: one build, each answered as the API answers.
-        answers: list[httpx2.Response] = []
-
-        async def get(path: str) -> None:
-            answers.append(await http.get(base + path))
-
-        async with anyio.create_task_group() as tg:
-            for path in ("/api/v1/servers", "/api/v1/servers/alpha", "/api/v1/openapi.json"):
-                tg.start_soon(get, path)
+        answers = await get_at_once(http, base, ("/api/v1/servers", "/api/v1/servers/alpha",
+                                                 "/api/v1/openapi.json"))
         assert [a.status_code for a in answers] == [200] * 3
         assert lazy.builds == 1
         # Its errors keep the API's shape: an unknown path, a wrong method, admin refused.

@@ -166,7 +166,7 @@ def _bind(tool: AdminTool, ctx: AdminContext,
     async def run(**arguments: Any) -> Any:
         caller = principal()
         reason = refusal(caller, tool.name) or turned_off(ctx.options, admin_kind(tool),
-                                                          tool.name)
+                                                          f"'{tool.name}'")
         if reason is not None:
             raise ToolError(reason)
         if caller.servers is not None and tool.name.startswith("gateway_inspect"):

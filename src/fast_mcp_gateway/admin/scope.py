@@ -59,13 +59,14 @@ def refusal(principal: Principal, what: str) -> str | None:
 
 
 def turned_off(options: GatewayOptions, kind: AdminKind, what: str) -> str | None:
-    """Why ``gateway.admin`` does not allow admin tool ``what`` now (None: it does).  Every
-    tool is registered whatever the mode; lists hide what it does not allow
-    (``AdminVisibility``), and a call by name is refused here, worded as the REST API's
-    check, so that a reload's mode holds from the next call."""
+    """Why ``gateway.admin`` does not allow ``what`` (an admin tool, quoted, or a REST
+    endpoint) now (None: it does).  Every tool is registered whatever the mode; lists
+    hide what it does not allow (``AdminVisibility``), and a call by name is refused here,
+    as the REST API refuses its endpoints, so that a reload's mode holds from the next
+    call."""
     if options.allows_admin(kind):
         return None
-    return f"'{what}' is turned off by 'gateway.admin: {options.admin}' in the config file"
+    return f"{what} is turned off by 'gateway.admin: {options.admin}' in the config file"
 
 
 class AdminVisibility(Middleware):

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.config.schema import AdminKind
 from fast_mcp_gateway.errors import GatewayError
@@ -147,10 +148,9 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
         try:
             principal = await access.principal_for(request)
             require(principal, ep.scope, what)
-            if ep.scope == "admin" and not ctx.options.allows_admin(kind):
-                raise ApiError(403, "admin_disabled", f"{what} is turned off by "
-                               f"'gateway.admin: {ctx.options.admin}' in the config file",
-                               {"admin": ctx.options.admin})
+            off = turned_off(ctx.options, kind, what) if ep.scope == "admin" else None
+            if off is not None:
+                raise ApiError(403, "admin_disabled", off, {"admin": ctx.options.admin})
             call = Call(ctx, principal, dict(request.path_params),
                         _query(ep.query, request) if ep.query else None,
                         await _body(ep.body, request) if ep.body else None)

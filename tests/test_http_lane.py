@@ -297,6 +297,24 @@ async def test_a_host_that_goes_away_cancels_its_call(
         assert len(watchers) == (0 if guarded else 1)
 
 
+async def test_observers_learn_of_a_call_after_its_answer_went_out() -> None:
+    """A lane call's observers (records, stats, metrics) are not on the host's wait:
+    they run once the answer is written, and before the host's next request is read."""
+    async with front(True) as lane:
+        answered: list[bool] = []
+
+        def observe(outcome: CallOutcome) -> None:
+            answered.append(getattr(outcome.call.front, "lane", None).finished)
+
+        lane.gateway.provider.pipeline.observers.append(observe)
+        for n in range(3):
+            got = await lane.http.post("/mcp", content=json.dumps(body_of(
+                "fid_plain", None)), headers=headers_of("fid_plain"))
+            assert got.status_code == 200 and got.json()["result"]["content"]
+            assert len(answered) == n + 1
+        assert answered == [True, True, True]
+
+
 async def test_the_setting_turns_the_lane_off() -> None:
     async with front(False) as full:
         assert full.lane is not None and not full.lane.enabled

@@ -20,8 +20,8 @@ check, a metric) holds for every call.  The stages, in order:
    handshake-era host and the call repeated with the answers; then
    ``results.review`` applies the server's ``max_result_bytes`` and caches;
 6. **observers**: each gets a ``CallOutcome`` (server, tool, status, duration,
-   ...); the call recorder is one (``RecordCalls``), a metrics exporter would be
-   another;
+   ...): the call recorder (``RecordCalls``), stats, metrics; a lane's call tells
+   them at the loop's next turn, after its answer went out;
 7. **error mapping**: a refusal, ``UpstreamError`` or an upstream's error
    response becomes one ``Failure`` (status and message), which the encoding
    turns into what its host gets (a FastMCP error, or an ``isError`` JSON result).
@@ -33,6 +33,7 @@ the caller unobserved.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -82,7 +83,6 @@ R = TypeVar("R")
 Out = TypeVar("Out")
 _METHODS: dict[str, str] = {"tool": "tools/call", "resource": "resources/read",
                             "prompt": "prompts/get"}
-
 
 _CANCELLED = "cancelled before it finished (the host cancelled it or went away)"
 _UNKNOWN: dict[str, str] = {"tool": "Unknown tool", "resource": "Unknown resource",
@@ -246,8 +246,9 @@ class ResultStage(Protocol):
 
 
 CallObserver = Callable[[CallOutcome], None]
-"""Called in the call's task as it finishes, before the host gets the answer: must
-not block (hand work to a queue).  An exception is logged and otherwise ignored."""
+"""Called as the call finishes (in its task, or for a lane's call at the loop's next
+turn, after the answer went out; the call's context either way): must not block
+(hand work to a queue).  An exception is logged and otherwise ignored."""
 
 
 def status_of(exc: BaseException) -> Status:
@@ -374,15 +375,12 @@ class CallPipeline:
         """Record calls with ``recorder`` (None: stop recording)."""
         if self._recording is not None:
             self.observers.remove(self._recording)
-        self._recording = RecordCalls(recorder) if recorder is not None else None
-        if self._recording is not None:
-            self.observers.append(self._recording)
+        self._recording = recording = RecordCalls(recorder) if recorder is not None else None
+        self.observers.extend([recording] if recording is not None else [])
 
     def route(self, exposed: str, owner: Service, original: str) -> tuple[Service, str | None]:
-        """The server a route rule sends tool ``exposed`` to (and the rule), or ``owner``.
-
-        Raises ``ToolError`` when the rule's server has no tool ``original``.
-        """
+        """The server a route rule sends tool ``exposed`` to (and the rule), or ``owner``;
+        ``ToolError`` when the rule's server has no tool ``original``."""
         rule = self.routes.rule_for(exposed)
         if rule is None:
             return owner, None
@@ -487,6 +485,13 @@ class CallPipeline:
         outcome = CallOutcome(call, answer.status, answer.error,
                               (time.perf_counter() - call.t0) * 1000, answer.response,
                               answer.size, cause)
+        if call.front.observed_after_answer:  # a lane writes before its task yields
+            asyncio.get_running_loop().call_soon(self._tell, outcome)
+        else:
+            self._tell(outcome)
+
+    def _tell(self, outcome: CallOutcome) -> None:
+        call = outcome.call
         for observer in self.observers:
             try:
                 observer(outcome)

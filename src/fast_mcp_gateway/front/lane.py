@@ -93,6 +93,7 @@ _encode_id = encode_id
 class LaneFront(FrontCall):
     """The host request of a lane call: replies go out through the lane."""
 
+    observed_after_answer = True  # its answer is written before its task yields
     lane: HostChannel | None = None
     progress_token: Any = None
     log_levels: frozenset[str] = field(default_factory=frozenset)

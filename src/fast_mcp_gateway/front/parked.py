@@ -70,6 +70,13 @@ class ParkedFront(FrontCall):
         """Whether the host request was answered early (lazily parked, then asked)."""
         return self.lazy is not None and self.parked is not None
 
+    @property
+    def observed_after_answer(self) -> bool:
+        """As the host request that made the call (a lane's, whose rounds the lane serves)."""
+        host = self.parked.host if self.parked is not None else (
+            self.lazy.host if self.lazy is not None else None)
+        return host is not None and host.observed_after_answer
+
     def _now(self) -> FrontCall | None:
         parked = self.parked
         if parked is not None:

@@ -108,6 +108,12 @@ class FrontCall:
         return self.session is not None
 
     @property
+    def observed_after_answer(self) -> bool:
+        """Whether the call pipeline may tell its observers at the loop's next turn: the
+        answer is written before the call's task yields (a lane's), so they run after it."""
+        return False
+
+    @property
     def is_modern(self) -> bool:
         """A 2026-07-28 host: it answers asks itself (``InputRequiredResult``)."""
         return self.protocol_version in MODERN_PROTOCOL_VERSIONS

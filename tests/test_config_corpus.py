@@ -154,6 +154,13 @@ CASES = [
          "put the value in quotes"),
     Case("enabled-quoted", server("command: echo, enabled: 'yes'"), "a", "enabled",
          "true or false (without quotes)"),
+    # YAML 1.1 reads a bare off/no as false: the user wrote an allowed word.
+    Case("admin-bare-off", "gateway: {admin: off}\nservers: {}\n", None, "gateway.admin",
+         'to mean off, put it in quotes ("off")'),
+    Case("pinning-bare-no", server("command: echo, pinning: no"), "a", "pinning",
+         'to mean off, put it in quotes ("off")'),
+    Case("admin-bare-yes", "gateway: {admin: yes}\nservers: {}\n", None, "gateway.admin",
+         "'full', 'read_only' or 'off', not true/false"),
     Case("transport-grpc", server("command: echo, transport: grpc"), "a", "transport",
          "'stdio', 'http' or 'sse'"),
     Case("command-with-http", server("command: echo, transport: http"), "a", "transport",

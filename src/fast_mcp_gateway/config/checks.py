@@ -309,6 +309,8 @@ def explain(err: Any, model: type[BaseModel]) -> str:
         return "must be a list, e.g. [a, b]"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping of settings (key: value)"
+    if kind == "literal_error" and isinstance(value, bool):
+        return _bare_yaml_word(err, value)
     message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
     return message.replace("Input should be", "must be")
 
@@ -355,3 +357,21 @@ def suggest(word: str, choices: list[str]) -> str:
     visible = [c for c in choices if c not in INTERNAL_FIELDS]
     close = difflib.get_close_matches(word, visible, n=1)
     return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(visible)}"
+
+
+# The words YAML 1.1 (PyYAML) reads as booleans when they are not quoted.
+_YAML_BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
+
+
+def _bare_yaml_word(err: Any, value: bool) -> str:
+    """A choice such as ``admin: off`` that YAML read as a boolean: the user wrote one of
+    the allowed words, so saying only "must be ... or 'off'" would read as nonsense."""
+    expected = str((err.get("ctx") or {}).get("expected", ""))
+    options = re.findall(r"'([^']*)'", expected)
+    meant = next((o for o in options if o.lower() in _YAML_BOOL_WORDS[value]), None)
+    choices = f"must be {expected}" if expected else "must be one of the listed words"
+    if meant is None:
+        return f"{choices}, not true/false"
+    words = "/".join(_YAML_BOOL_WORDS[value])
+    return (f"{choices}; YAML reads a bare {words} as {str(value).lower()}: to mean "
+            f"{meant}, put it in quotes (\"{meant}\")")

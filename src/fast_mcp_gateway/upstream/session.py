@@ -13,6 +13,7 @@ import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import __version__
@@ -179,6 +180,7 @@ async def negotiate(session: ClientSession, transport: ClientTransport, era: Era
     """Open the session in the era ``era`` picks, setting ``era.reason`` (``StepFailed``)."""
     mode = era.mode
     opening: Callable[[], Awaitable[Any]]
+    preferred_modern = False
     if transport.legacy_only:
         method, opening = "initialize", session.initialize
         era.reason = "the transport speaks the handshake era only"
@@ -196,6 +198,7 @@ async def negotiate(session: ClientSession, transport: ClientTransport, era: Era
         era.reason = f"auto: {era.needs_handshake}"
     elif getattr(transport, "prefers_modern", False):
         method, opening = "initialize", lambda: negotiate_auto(session)
+        preferred_modern = True
         era.reason = ("auto: over streamable HTTP, 2026-07-28 costs less per call (one "
                       "self-contained POST, the gateway's side door)")
     else:
@@ -205,6 +208,10 @@ async def negotiate(session: ClientSession, transport: ClientTransport, era: Era
         await opening()
     except Exception as exc:
         raise StepFailed(method, exc) from exc
+    if preferred_modern and session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        # negotiate_auto fell back to the handshake: the reason it was tried no longer holds.
+        era.reason = ("auto: the server does not offer 2026-07-28 (it answered "
+                      "server/discover as a handshake-era server)")
 
 
 async def _handshake_first(session: ClientSession, era: Era) -> None:

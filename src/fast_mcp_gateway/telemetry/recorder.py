@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.base import Invocation, InvocationStore, StoreUnavailable
-from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +106,45 @@ def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         return value
 
     return walk(arguments)
+
+
+def mask_argument_values(text: str, arguments: Any,
+                         keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str:
+    """``text`` with every value under one of ``arguments``' credential-like keys masked,
+    as written, as Python's ``repr`` writes it and as JSON does.
+
+    For a call's error text, which ``redact_arguments`` never sees: upstreams echo their
+    input in errors (pydantic's ``input_value={'password': '...'}``, a tool's own
+    ``f"bad password {password}"``).  Called on the error path only.
+    """
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+    found: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, str):
+            found.update((value, repr(value)[1:-1], json.dumps(value)[1:-1]))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.add(str(value))
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if credential(str(key)):
+                    collect(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(arguments)
+    return mask_secrets(text, found) if found and text else text
 
 
 class BatchWriter(Generic[T]):

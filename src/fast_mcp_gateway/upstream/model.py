@@ -149,6 +149,26 @@ def http_status_text(status: int, reason: str, url: str) -> str:
             "serve streamable HTTP at /mcp, or SSE at /sse)")
 
 
+def unreachable(exc: BaseException | None) -> bool:
+    """Whether an attempt failed because nothing answered at a remote server's address
+    (connection refused, a name that does not resolve, no route): a server that is not
+    there (yet: started after the gateway, or restarting for a deploy), not one that
+    crashes.  The supervisor never parks such a server; it keeps retrying it."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, httpx2.ConnectError):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack += [current.__cause__, current.__context__]
+    return False
+
+
 def _request_url(exc: httpx2.RequestError) -> str:
     try:
         return str(exc.request.url)

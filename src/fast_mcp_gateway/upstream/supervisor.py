@@ -5,7 +5,7 @@ protocol era, fetches the catalog, then holds the session until it closes (proce
 exit, transport error, reconnect/disable/stop request).  An unexpected close or a
 failed connect is retried with exponential backoff and jitter; ``crash_limit``
 failures within ``crash_window`` seconds park the replica as ``failed`` until
-``reconnect()``.  A connect timeout is no crash (never parked): see ``ConnectWatch``.
+``reconnect()``.  A timeout or an ``unreachable`` remote is no crash (never parked).
 
 The supervisor knows nothing of requests, asks or subscriptions: the replica that
 owns it passes them in through ``SupervisorHooks``.
@@ -36,6 +36,7 @@ from fast_mcp_gateway.upstream.model import (
     StderrTail,
     UpstreamState,
     describe_error,
+    unreachable,
 )
 from fast_mcp_gateway.upstream.processes import (
     ConnectWatch,
@@ -124,7 +125,6 @@ class Supervisor:
         self.server_info: types.Implementation | None = None
         self.capabilities: types.ServerCapabilities | None = None
         self.instructions: str | None = None
-
         self._session: ClientSession | None = None
         self._transport: ClientTransport | None = None  # the latest attempt's (its facts)
         self.tap: SideDoor | None = None  # the session's raw side door (express lanes)
@@ -140,7 +140,7 @@ class Supervisor:
         self._notice: str | None = None  # a skipped protocol error, for last_error
         self._violations = 0  # protocol errors in this attempt (the first is logged)
         self._timeouts = 0  # connect timeouts in a row: each doubles the deadline (8x at most)
-        self._timed_out = False  # the last attempt ended at its connect deadline
+        self._timed_out = self._unreachable = False  # last attempt: at its deadline / no one there
         self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
 
     # -- state ------------------------------------------------------------------
@@ -283,7 +283,7 @@ class Supervisor:
                     failures.clear()
                     continue
                 self.last_error = error
-                if not self._timed_out:  # slow or hung is not a crash: never parked
+                if not (self._timed_out or self._unreachable):  # no crash: never parked
                     failures.append(time.monotonic())
                 if self._restart.is_crash_loop(failures, time.monotonic()):
                     self.last_error = (f"{error} (gave up after {len(failures)} failures "
@@ -317,6 +317,7 @@ class Supervisor:
             self._first_attempt.set()
 
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
+        self._unreachable = unreachable(exc)
         return explain_connect_failure(
             exc, text, kind=self.config.kind, stderr=self.stderr.tail(5), step=self._step,
             notice=self._notice, violations=self._violations, transport=self._transport)

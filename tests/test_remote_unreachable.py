@@ -1,0 +1,78 @@
+"""A remote server that is not there yet (connection refused: started after the gateway,
+or restarting for a deploy) is retried until it comes up, never parked as a crash loop:
+it was parked as ``failed`` after ``crash_limit`` refusals (about 9 s with the default
+policy) and stayed so, whatever the server did next, until an operator's reconnect.
+Real HTTP on 127.0.0.1: the port is bound from the start, and listens only later."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from fastmcp import Client, FastMCP
+
+from fast_mcp_gateway.upstream.model import UpstreamState, unreachable
+from tests.fixtures import FAST_RESTART, make_gateway
+
+pytestmark = pytest.mark.anyio
+GUARD = 50  # seconds: a hang guard only
+
+
+def _late_server() -> FastMCP[Any]:
+    mcp = FastMCP("late")
+
+    @mcp.tool
+    def hello() -> str:
+        return "hello from late"
+
+    return mcp
+
+
+async def test_a_remote_server_that_comes_up_late_is_connected() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
+    port = sock.getsockname()[1]
+    gateway = make_gateway({"late": {"url": f"http://127.0.0.1:{port}/mcp"}})
+    try:
+        async with Client(gateway.server, mode="legacy") as client:
+            late = gateway.manager.get("late").replicas[0]
+            # More refusals than FAST_RESTART's crash_limit: a crash loop is parked by now.
+            assert await late.wait_until(
+                lambda: late.attempts > FAST_RESTART.crash_limit + 1, GUARD), late.last_error
+            assert late.state is not UpstreamState.FAILED, late.last_error
+            assert "connection refused" in (late.last_error or "")
+            sock.listen(64)
+            app = _late_server().http_app(transport="http", path="/mcp")
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve, [sock])
+                try:
+                    assert await late.wait_until(
+                        lambda: late.state is UpstreamState.READY, GUARD), late.last_error
+                    result = await client.call_tool("late_hello", {})
+                    assert result.content[0].text == "hello from late"  # type: ignore[union-attr]
+                finally:
+                    server.should_exit = True
+    finally:
+        sock.close()
+
+
+def test_what_counts_as_unreachable() -> None:
+    import httpx2
+
+    refused = httpx2.ConnectError("All connection attempts failed")
+    assert unreachable(refused)
+    try:
+        try:
+            raise refused
+        except httpx2.ConnectError as inner:
+            raise RuntimeError("connect: initialize failed") from inner
+    except RuntimeError as outer:
+        assert unreachable(outer)
+    assert unreachable(BaseExceptionGroup("attempt", [ValueError("x"), refused]))
+    assert not unreachable(None)
+    assert not unreachable(httpx2.ReadTimeout("slow"))
+    assert not unreachable(RuntimeError("the server exited with code 1"))

@@ -345,3 +345,17 @@ async def test_a_server_that_worked_then_went_idle_is_told_its_whole_time() -> N
     assert ("its 0.2s window was extended; then no answer to initialize; idle for the last "
             "0.2s") in text
     assert "within 0.2s" not in text  # not the one window it was not limited to
+
+
+async def test_sse_set_on_a_streamable_http_url_points_at_transport() -> None:
+    """``transport: sse`` on a FastMCP streamable HTTP endpoint: its GET is refused with
+    400; the path is right, the transport is not, and the message says so."""
+    from fastmcp import FastMCP
+
+    from tests.fixtures import serve_http
+
+    app = FastMCP("streamable").http_app(transport="http", path="/mcp")
+    async with serve_http(app, startup=False) as base:
+        error = await failure({"url": base + "/mcp", "transport": "sse"})
+    assert error.startswith(f"HTTP 400 Bad Request at {base}/mcp"), error
+    assert "set 'transport: http' for this server" in error, error

@@ -72,6 +72,9 @@ def explain_connect_failure(
         not_sse = _not_an_sse_stream(exc, transport)
         if not_sse is not None:
             return not_sse
+        if _refused_sse_get(exc):
+            return (f"{text}; if the URL serves streamable HTTP, set 'transport: http' for "
+                    "this server (a streamable HTTP endpoint refuses an SSE client's GET)")
     if kind != "stdio":
         return text
     junk = _junk(notice, violations)
@@ -163,6 +166,17 @@ def _not_an_sse_stream(exc: BaseException | None, transport: ClientTransport | N
     return mask_text(f"HTTP {code}{' ' + reason if reason else ''} at {url} with "
                      f"{_body_of(facts)}, not an SSE stream: not an MCP SSE endpoint; "
                      f"{_MCP_URL_HINT}")
+
+
+def _refused_sse_get(exc: BaseException | None) -> bool:
+    """What a streamable HTTP endpoint answers the GET that opens an SSE session: 400 (no
+    session id: the SDKs' stateful servers), 405 (stateless ones) or 406."""
+    import httpx2
+
+    for current in (exc, getattr(exc, "__cause__", None)):
+        if isinstance(current, httpx2.HTTPStatusError):
+            return current.response.status_code in (400, 405, 406)
+    return False
 
 
 def connect_timeout_text(transport: ClientTransport | None, step: str | None,

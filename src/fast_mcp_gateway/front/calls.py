@@ -70,6 +70,7 @@ from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
     current_trace_id,
     dumps_arguments,
+    mask_argument_values,
     new_traceparent,
     trace_id_of,
 )
@@ -301,11 +302,8 @@ def front_of(context: Context | None = None) -> FrontCall:
 
 
 class RecordCalls:
-    """The call recorder as an observer: one ``Invocation`` per call, redacted.
-
-    Record ids are 32 hex digits, as a ``uuid4().hex``: 80 random bits drawn once per
-    recorder and a 48-bit counter (``uuid4`` read the OS's random source per call).
-    """
+    """The call recorder as an observer: one ``Invocation`` per call, redacted.  Ids are
+    32 hex digits: 80 random bits per recorder and a 48-bit counter (not ``uuid4``)."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
@@ -324,7 +322,9 @@ class RecordCalls:
             route=route or None, retries=path.retries,
             started_at=call.started_at, duration_ms=outcome.duration_ms,
             status=outcome.status,
-            error=outcome.error or ("served a stale result" if path.stale else None),
+            # An upstream's error may echo its input (pydantic's input_value=...).
+            error=mask_argument_values(outcome.error, call.arguments, self.recorder.redact_keys)
+            if outcome.error else ("served a stale result" if path.stale else None),
             arguments=dumps_arguments(call.arguments, call.service.config.secrets,
                                       self.recorder.redact_keys),
             rule=call.rule,

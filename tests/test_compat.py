@@ -339,3 +339,28 @@ async def test_the_current_transport_is_read_inside_a_request() -> None:
     assert _compat.current_transport() is None
     async with Client(server) as client:
         assert (await client.call_tool("transport", {})).content[0].text == "None"  # type: ignore[union-attr]
+
+
+async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
+    import httpx2
+    from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
+
+    from tests.fixtures import serve_http
+
+    server = FastMCP("guarded", auth=StaticTokenVerifier({"good": {"client_id": "c",
+                                                                   "scopes": []}}))
+    for transport, path in (("http", "/mcp"), ("sse", "/sse")):
+        app = server.http_app(transport=transport)  # type: ignore[arg-type]
+        assert _compat.reword_auth_challenges(app, "no token here", "that one is bad") \
+            == (1 if transport == "http" else 2)  # SSE: the stream and the messages
+        async with serve_http(app, startup=False) as base, \
+                httpx2.AsyncClient(base_url=base) as http:
+            method = http.post if transport == "http" else http.get
+            missing = await method(path)
+            bad = await method(path, headers={"Authorization": "Bearer wrong"})
+        assert missing.status_code == bad.status_code == 401
+        assert missing.json() == {"error": "unauthorized", "error_description": "no token here"}
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert bad.json() == {"error": "invalid_token", "error_description": "that one is bad"}
+        assert bad.headers["www-authenticate"] == (
+            'Bearer error="invalid_token", error_description="that one is bad"')

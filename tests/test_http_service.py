@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.config.auth import AuthConfig
+from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN
 from fast_mcp_gateway.http.auth import JWT_CACHE_SECONDS, GatewayVerifier, principal_of
 from tests.fixtures import (
     alpha_server,
@@ -322,6 +323,14 @@ async def test_rfc_9728_metadata_is_served_at_the_root_form_too() -> None:
                               rest.headers["www-authenticate"]):
                 assert challenge.startswith("Bearer") and link in challenge
             assert rest.json()["error"]["code"] == "unauthorized"
+            # One wording on both: what is wrong and how to get a token (not FastMCP's
+            # OAuth advice to re-register, which a static token never does).
+            sent = bad.get("Authorization", "").startswith("Bearer")
+            assert mcp.json()["error"] == ("invalid_token" if sent else "unauthorized")
+            assert mcp.json()["error_description"] == (BAD_TOKEN if sent else NO_TOKEN)
+            if sent or not bad:  # REST also names a scheme other than Bearer as such
+                assert rest.json()["error"]["message"] == mcp.json()["error_description"]
+            assert ('error="invalid_token"' in mcp.headers["www-authenticate"]) == sent
 
 
 # -- SSE front: the same tokens and restrictions as streamable HTTP -------------------------
@@ -344,6 +353,9 @@ async def test_the_sse_front_takes_the_same_tokens_and_restrictions() -> None:
                 assert refused.headers["www-authenticate"].startswith("Bearer")
                 posted = await http.post("/messages/?session_id=x", json={}, headers=headers)
                 assert posted.status_code == 401
+                for answer in (refused, posted):
+                    assert answer.json()["error_description"] == (
+                        BAD_TOKEN if headers else NO_TOKEN)
         async with Client(f"{base}/sse", auth=alice) as client:
             names = {t.name for t in await client.list_tools()}
             assert "alpha_add" in names

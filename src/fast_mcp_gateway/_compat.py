@@ -71,6 +71,7 @@ __all__ = [
     "negotiate_auto",
     "parse_line",
     "pipe_writer",
+    "reword_auth_challenges",
     "send_raw_request",
     "session_closed",
     "stamp_request",
@@ -306,3 +307,54 @@ class PreferredToolServer(FastMCP[Any]):
                 return tool
         return await super()._get_tool(name, version)
 
+
+
+# -- FastMCP's bearer-token guard on the MCP endpoint (http/app.py) ----------------------
+
+
+def reword_auth_challenges(app: Any, missing: str, invalid: str) -> int:
+    """FastMCP's ``RequireAuthMiddleware`` on ``app``'s routes, answering in the gateway's
+    words: ``missing`` (no bearer token) and ``invalid`` (one that did not verify) as the
+    JSON body's ``error_description`` (and ``invalid`` in the challenge's).  Its own words
+    tell the client to re-register with an OAuth server, which a gateway's static token
+    never does.  The challenges are FastMCP's otherwise (RFC 6750: no ``error`` attribute
+    when no token came; ``resource_metadata`` and ``scope``).  How many guards it found."""
+    import json
+
+    from fastmcp.server.auth.middleware import RequireAuthMiddleware
+
+    class Worded(RequireAuthMiddleware):  # type: ignore[misc]
+        async def _send_missing_auth(self, send: Any) -> None:
+            parts = self._challenge_context()
+            await _send_challenge(send, 401, ("Bearer " + ", ".join(parts)) if parts
+                                  else "Bearer", {"error": "unauthorized",
+                                                  "error_description": missing})
+
+        async def _send_auth_error(self, send: Any, status_code: int, error: str,
+                                   description: str) -> None:
+            if not (error == "invalid_token" and status_code == 401):
+                await super()._send_auth_error(send, status_code, error, description)
+                return
+            parts = [f'error="{error}"', f'error_description="{invalid}"',
+                     *self._challenge_context()]
+            await _send_challenge(send, 401, "Bearer " + ", ".join(parts),
+                                  {"error": error, "error_description": invalid})
+
+    async def _send_challenge(send: Any, status: int, challenge: str,
+                              body: dict[str, str]) -> None:
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+            (b"www-authenticate", challenge.encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+    found = 0
+    for route in getattr(app, "routes", ()):
+        guard = getattr(route, "app", None)
+        if type(guard) is RequireAuthMiddleware:
+            worded = Worded(guard.app, guard.required_scopes, guard.resource_metadata_url,
+                            guard.challenge_scopes)
+            route.app = worded
+            found += 1
+    return found

@@ -53,6 +53,14 @@ HOW_TO_ADD_A_TOKEN = (
     "--allow-unauthenticated-admin")
 
 
+# The refusals of every HTTP surface (REST, the MCP endpoint: http/app.py), one wording.
+NO_TOKEN = ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
+            "(an operator makes one with 'mcp-gateway token new')")
+BAD_TOKEN = ("the bearer token is not valid (unknown, expired or not for this gateway): "
+             "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
+             "lists them by digest) or a JWT from the issuer in gateway.auth.jwt")
+
+
 @dataclass(frozen=True)
 class Access:
     """The access policy of one HTTP app: its verifier (``None`` without ``auth``)."""
@@ -71,8 +79,7 @@ class Access:
         if self.verifier is None:
             return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
         if header is None:
-            raise unauthorized("this gateway requires a bearer token: send "
-                               "'Authorization: Bearer <token>'", bad_token=False,
+            raise unauthorized(NO_TOKEN, bad_token=False,
                                resource_metadata=self.resource_metadata)
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -81,8 +88,7 @@ class Access:
                                bad_token=True, resource_metadata=self.resource_metadata)
         principal = await self.verifier.principal(token)
         if principal is None:  # the token itself never goes into the message
-            raise unauthorized("the bearer token is not valid (unknown, expired or not "
-                               "for this gateway)", bad_token=True,
+            raise unauthorized(BAD_TOKEN, bad_token=True,
                                resource_metadata=self.resource_metadata)
         return principal
 

@@ -39,11 +39,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
-from fast_mcp_gateway.http.access import Access
+from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN, Access
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.errors import ApiError
 
@@ -293,6 +294,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         allowed_origins=allowed_origins,
         session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
+    if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
+        reword_auth_challenges(mcp_app, NO_TOKEN, BAD_TOKEN)
     guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins, mode="strict")
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),

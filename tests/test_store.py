@@ -22,6 +22,7 @@ from fast_mcp_gateway.store import (
     open_store,
 )
 from fast_mcp_gateway.store import sqlite_schema as store_module
+from tests.fixtures import as_schema_version
 from tests.pg import free_port
 
 pytestmark = pytest.mark.anyio
@@ -154,13 +155,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "old.db"
     with monkeypatch.context() as patch:  # make a file exactly as version 1 left it
-        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        patch.setattr(store_module, "SCHEMA_VERSION", 1)
-
-        async def version_1_columns(db: object, path: str) -> None:
-            """COLUMNS are the current version's: no check for this older file."""
-
-        patch.setattr(store_module, "_check_columns", version_1_columns)
+        as_schema_version(patch, 1)
         old = await SQLiteStore.open(path)
         await old._db.execute(
             "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"

@@ -74,6 +74,21 @@ FAST_RESTART = RestartPolicy(initial=0.05, maximum=0.2, jitter=0.0, crash_limit=
                              crash_window=30.0)
 
 
+def as_schema_version(patch: Any, version: int) -> None:
+    """With ``patch`` (a ``monkeypatch`` or its ``context()``): SQLite stores are opened
+    as a gateway of schema ``version`` opened them -- the first ``version`` migrations,
+    and no check against the current ``COLUMNS`` (the current version's) -- to make a
+    file exactly as that version left it."""
+    from fast_mcp_gateway.store import sqlite_schema
+
+    async def no_check(db: Any, path: str) -> None:
+        """An older version's columns are not the current ones."""
+
+    patch.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:version])
+    patch.setattr(sqlite_schema, "SCHEMA_VERSION", version)
+    patch.setattr(sqlite_schema, "_check_columns", no_check)
+
+
 def make_gateway(
     servers: Mapping[str, dict[str, Any]],
     memory: Mapping[str, FastMCP[Any]] | None = None,

@@ -55,6 +55,8 @@ CLIENT_AUTH = ("fastmcp.client", "key_value", "beartype")
 # What only a request of its kind needs: JWTs, REST, WebSockets (refused).
 UNASKED = ("fastmcp.server.auth.providers.jwt", "joserfc.jwt", "fast_mcp_gateway.http.api",
            "fast_mcp_gateway.http.schemas", "websockets", "uvicorn.protocols.websockets")
+# What only a failure needs (a webhook's retries, a "did you mean"): test_import_budget.
+ON_FAILURE = ("tenacity", "difflib")
 
 
 def free_port() -> int:
@@ -144,4 +146,5 @@ async def test_http_serve_with_an_http_upstream_never_loads_the_client_auth_stac
     assert seen and set(seen) == {b"Bearer s3cret-upstream"}, seen
     assert loaded(modules, CLIENT_AUTH) == []
     assert loaded(modules, UNASKED) == []
+    assert loaded(modules, ON_FAILURE) == []
     assert b"WebSocket" not in (tmp_path / "gateway.log").read_bytes()  # refused quietly

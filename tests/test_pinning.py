@@ -19,7 +19,7 @@ from fast_mcp_gateway.routing.pinning import PinBook, definition, digest, inject
 from fast_mcp_gateway.store import Store, open_store
 from fast_mcp_gateway.store.base import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
-from tests.fixtures import PY, SERVERS, make_gateway, memory_entry
+from tests.fixtures import PY, SERVERS, as_schema_version, make_gateway, memory_entry
 from tests.test_curation import _server
 from tests.test_lane import RawHost, raw_host
 from tests.test_store_contract import store  # noqa: F401 - the three-backend fixture
@@ -218,8 +218,7 @@ async def test_a_version_3_file_gains_the_pins_table(tmp_path: Path,
 
     path = tmp_path / "old.db"
     with monkeypatch.context() as patch:  # a file exactly as version 3 left it
-        patch.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:3])
-        patch.setattr(sqlite_schema, "SCHEMA_VERSION", 3)
+        as_schema_version(patch, 3)
         old = await SQLiteStore.open(path)
         assert await old.schema_version() == 3
         await old.close()

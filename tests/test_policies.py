@@ -200,6 +200,11 @@ def test_health_median_tracks_the_window_incrementally() -> None:
     # Everything expires: the histogram empties with the window.
     assert w.stats(1000.0) == (0, None, None)
     assert w._latency == {} and w._ok == 0
+    assert len(w._at) == len(w._oks) == len(w._ms) == 0  # the arrays start over
+    # ... and fill again from there.
+    w.record(1001.0, True, 5.0)
+    w.record(1001.5, False, 0.0)
+    assert w.stats(1002.0) == (2, 0.5, pytest.approx(5.0))
 
 
 def test_health_median_is_exact_for_equal_latencies() -> None:

@@ -22,6 +22,7 @@ from fast_mcp_gateway.store import (
     open_store,
 )
 from fast_mcp_gateway.store import sqlite_schema as store_module
+from tests.fixtures import as_schema_version
 from tests.pg import free_port
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +74,22 @@ async def test_memory_is_refused_and_unusable_files_are_clear_errors(tmp_path: P
         db.execute("CREATE TABLE invocation_minutes (minute INTEGER, server TEXT)")
     with pytest.raises(StorageError, match=r"'invocation_minutes' lacks column.*period"):
         await SQLiteStore.open(other)
+
+
+def test_the_written_out_columns_are_what_the_migrations_build() -> None:
+    """``COLUMNS`` (checked at each open) against ``MIGRATIONS`` run on an empty
+    database: a migration that adds a table or a column must add it there too."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, script in store_module.MIGRATIONS:
+            db.executescript(store_module._aggregate_tables(script))
+        built = {table: frozenset(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+                 for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = "
+                                            "'table' AND name NOT LIKE 'sqlite_%'")}
+    finally:
+        db.close()
+    assert built == store_module.COLUMNS
+    assert set(built) == store_module.TABLES
 
 
 async def test_migrations_apply_in_order_and_keep_data(tmp_path: Path,
@@ -138,8 +155,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "old.db"
     with monkeypatch.context() as patch:  # make a file exactly as version 1 left it
-        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        patch.setattr(store_module, "SCHEMA_VERSION", 1)
+        as_schema_version(patch, 1)
         old = await SQLiteStore.open(path)
         await old._db.execute(
             "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"

@@ -26,7 +26,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
@@ -40,6 +39,7 @@ from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import Store, StoreUnavailable
+from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.replica import UpstreamState
@@ -153,18 +153,17 @@ class ControlPlane:
                              task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                              ) -> None:
         """Apply other gateways' changes until cancelled (see the module docstring).
-        While the store is unreachable it retries with backoff (tenacity), then catches
+        While the store is unreachable it retries with backoff (``store.retry``), then catches
         up from the last position it applied."""
         store = require_store(self)
         task_status.started()
         last_full = time.monotonic()
         outage = False
 
-        def lost(state: RetryCallState) -> None:
+        def lost(error: StoreUnavailable, _failures: int) -> None:
             nonlocal outage
             if not outage:
                 outage = True
-                error = state.outcome.exception() if state.outcome else None
                 logger.warning("change feed: store unreachable, retrying: %s", error)
 
         async def step() -> None:
@@ -184,12 +183,7 @@ class ControlPlane:
 
         while True:
             try:
-                async for attempt in AsyncRetrying(
-                        retry=retry_if_exception_type(StoreUnavailable),
-                        wait=wait_exponential(multiplier=0.1, max=2.0), sleep=anyio.sleep,
-                        before_sleep=lost):
-                    with attempt:
-                        await step()
+                await while_unavailable(step, first=0.1, most=2.0, before_wait=lost)
             except Exception as exc:  # noqa: BLE001 - following must outlive any one error
                 logger.warning("change feed: %s; retrying", exc)
                 await anyio.sleep(1.0)

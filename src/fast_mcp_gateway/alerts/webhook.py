@@ -18,19 +18,15 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import httpx2
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 from fast_mcp_gateway.config.alerts import WebhookConfig
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -153,6 +149,14 @@ class WebhookSink:
 
     async def _deliver(self, client: httpx2.AsyncClient, config: WebhookConfig,
                        payload: dict[str, Any]) -> None:
+        # Imported by the first delivery: most gateways never send one (~0.5 MB of RSS).
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential,
+        )
+
         where = safe_url(config.url)
         what = f"alert '{payload.get('rule')}' {payload.get('state')} on '{payload.get('server')}'"
 

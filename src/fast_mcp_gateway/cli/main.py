@@ -302,20 +302,22 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
     await spawn_early(early_starts(config, settings))
     try:
         # Importing the server stack allocates much and frees little: the collector's
-        # passes over it cost ~15 % of the CPU to the initialize answer.  What it made
-        # lives as long as the process, so it is frozen (moved where no collection
-        # scans it): re-enabled without that, the first young collection walked all of
+        # full passes over it cost ~15 % of the CPU to the initialize answer.  What it
+        # made lives as long as the process, so it is frozen (moved where no collection
+        # scans it): left in the generations, the first young collection walked all of
         # it (~180,000 objects, ~45 ms of CPU) just before the answer, and every full
-        # one after.  The import leaves ~1,400 objects of cyclic garbage (~0.1 MB),
-        # which freezing keeps for good.
-        collecting = gc.isenabled()
-        gc.disable()
+        # one after.  Only young passes run meanwhile (each object is walked once, in
+        # its first pass, then left alone): they free the import's cyclic garbage as it
+        # is made (pydantic's signature of a builtin default factory leaves a copy of
+        # sys.modules in a cycle, ~20 of them), which a disabled collector let
+        # gc.freeze keep for good (~0.4 MB; issue 15), at no measurable CPU.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(2000, _NEVER, _NEVER)
         try:
             from fast_mcp_gateway.gateway import Gateway
         finally:
             gc.freeze()
-            if collecting:
-                gc.enable()
+            gc.set_threshold(*thresholds)
 
         gateway = Gateway(config, settings, answer_first=settings.transport == "stdio")
         logging.getLogger("fast_mcp_gateway").info(
@@ -338,6 +340,9 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
     finally:
         with anyio.CancelScope(shield=True):
             await discard_early()
+
+
+_NEVER = 1 << 30  # a collector threshold never reached: that generation is not collected
 
 
 def _is_shared(db: str) -> bool:

@@ -22,7 +22,6 @@ gateway:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import re
@@ -83,6 +82,8 @@ class TokenEntry(_Strict):
             return value  # not a list: the type check says so
         unknown = [v for v in value if v not in SCOPES]
         if unknown:
+            import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)
+
             names = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in unknown)
             close = [m[0] for v in unknown if isinstance(v, str)
                      for m in [difflib.get_close_matches(v, SCOPES, n=1)] if m]
@@ -223,6 +224,8 @@ def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str]) -> l
         unknown = [s for s in entry.servers or () if s not in servers]
         if not unknown:
             continue
+        import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)
+
         hints = [f"'{s}' (did you mean '{m[0]}'?)" if m else f"'{s}'" for s in unknown
                  for m in [difflib.get_close_matches(s, list(servers), n=1)]]
         known = ", ".join(sorted(servers)) or "none"

@@ -11,7 +11,6 @@ else the ``gateway.env_allow`` patterns, for anything registered at runtime.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -98,6 +97,8 @@ def _bad_reference(text: str, start: int) -> str:
 
 def _bad_caller(rest: str) -> str:
     """A ``${caller...}`` that is neither ``${caller.token}`` nor ``${caller.claims.x}``."""
+    import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)
+
     end = rest.find("}")
     written = "${" + (rest[:end + 1] if end >= 0 else rest[:40])
     path = rest[len("caller."):end] if end >= 0 else ""

@@ -28,7 +28,6 @@ made elsewhere (the CLI on the same file, another instance) releases them.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -132,6 +131,8 @@ def injection_markers(defn: Any) -> list[str]:
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """A unified diff of two definitions' pretty JSON (old: none pinned yet)."""
+    import difflib  # here, not at the top: only a changed definition needs it
+
     def lines(d: dict[str, Any] | None) -> list[str]:
         if d is None:
             return []

@@ -12,9 +12,7 @@ so a statistics query sums a few thousand rows inside SQLite whatever the number
 
 from __future__ import annotations
 
-import functools
 import re
-import sqlite3
 
 import aiosqlite
 
@@ -166,7 +164,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-CACHE_KIB = 512
+CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
@@ -206,7 +204,10 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
     await db.execute("PRAGMA synchronous = NORMAL")
     # SQLite's default page cache is 2 MB per connection, and call records fill it: the
     # writes are small appends, and statistics read the minute and hour aggregates,
-    # which the OS caches anyway (benchmarks/store.py: the queries' times unchanged).
+    # which the OS caches anyway (benchmarks/store.py: the queries' times unchanged at
+    # 2 MB, 512 KiB and 128 KiB; 128 KiB holds the pages a batch of records touches).
+    # The pages live in the writer thread's malloc arena, which keeps its high-water
+    # mark: 512 KiB cost ~0.4 MB of RSS more than 128 once full (issue 15).
     await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     version = await schema_version(db)
     if version > SCHEMA_VERSION:
@@ -231,33 +232,53 @@ async def schema_version(db: aiosqlite.Connection) -> int:
     return int(version)
 
 
+_AGGREGATE_COLUMNS = frozenset({"period", "server", "exposed", "count", "errors", "total_ms",
+                                "min_ms", "max_ms", "cancelled", *HIST_COLUMNS})
+COLUMNS: dict[str, frozenset[str]] = {
+    "invocations": frozenset({
+        "id", "trace_id", "client", "kind", "exposed", "server", "original", "replica",
+        "route", "retries", "started_at", "duration_ms", "status", "error", "arguments",
+        "request_bytes", "response_bytes", "rule", "instance_id"}),
+    "invocation_minutes": _AGGREGATE_COLUMNS,
+    "invocation_hours": _AGGREGATE_COLUMNS,
+    "audit": frozenset({"id", "at", "actor", "action", "target", "arguments", "result"}),
+    "servers": frozenset({"name", "config", "enabled", "updated_at"}),
+    "routes": frozenset({"id", "pattern", "match", "target", "priority", "created_at"}),
+    "health_records": frozenset({"id", "at", "server", "replica", "status", "detail"}),
+    "inspector_history": frozenset({
+        "id", "at", "server", "replica", "operation", "target", "arguments", "status",
+        "duration_ms", "result"}),
+    "alert_rules": frozenset({"name", "config", "updated_at"}),
+    "alert_events": frozenset({
+        "id", "at", "rule", "server", "metric", "value", "threshold", "severity", "state",
+        "message"}),
+    "pins": frozenset({"server", "kind", "name", "digest", "definition", "markers", "status",
+                       "actor", "at"}),
+    "leases": frozenset({"name", "holder", "expires_at"}),
+}
+"""Every table's columns at ``SCHEMA_VERSION``: what ``MIGRATIONS`` build on an empty
+database, written out (tests/test_store.py builds them and compares).  Building them at
+each open, on a ``:memory:`` database, cost ~0.5 MB of RSS for the life of the process
+(SQLite's pages and statements, freed into the main thread's heap; issue 15)."""
+
+# Every table's columns in one statement (one prepared statement kept, not twelve).
+_TABLE_COLUMNS = ("SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p"
+                  " WHERE m.type = 'table'")
+
+
 async def _check_columns(db: aiosqlite.Connection, path: str) -> None:
     """Refuse a file whose tables lack columns its schema version promises (e.g. one
     written by a development build), rather than losing every write to it later."""
-    for table, columns in _expected_columns(tuple(MIGRATIONS)).items():
-        rows = await (await db.execute(f"PRAGMA table_info({table})")).fetchall()
-        have = {row[1] for row in rows}
-        missing = sorted(columns - have)
+    have: dict[str, set[str]] = {}
+    for table, column in await (await db.execute(_TABLE_COLUMNS)).fetchall():
+        have.setdefault(table, set()).add(column)
+    for table, columns in COLUMNS.items():
+        missing = sorted(columns - have.get(table, set()))
         if missing:
             raise StorageError(
                 f"{path}: table {table!r} lacks column(s) {', '.join(missing)} that "
                 f"schema version {SCHEMA_VERSION} has; the file was written by another "
                 "build -- move it away or point MCP_GATEWAY_DB elsewhere")
-
-
-@functools.cache
-def _expected_columns(migrations: tuple[tuple[int, str], ...]) -> dict[str, frozenset[str]]:
-    """Every table's columns, as ``migrations`` build them on an empty database."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for _, script in migrations:
-            db.executescript(_aggregate_tables(script))
-        tables = [row[0] for row in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {t: frozenset(row[1] for row in db.execute(f"PRAGMA table_info({t})"))
-                for t in tables}
-    finally:
-        db.close()
 
 
 async def _run_script(db: aiosqlite.Connection, script: str) -> None:

@@ -26,10 +26,10 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.base import Invocation, InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
 
 logger = logging.getLogger(__name__)
@@ -274,12 +274,8 @@ class BatchWriter(Generic[T]):
 
     async def _write(self, batch: list[T]) -> None:
         try:
-            async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(StoreUnavailable),
-                    wait=wait_exponential(multiplier=0.1, max=self.max_backoff),
-                    sleep=anyio.sleep, before_sleep=self._unavailable, reraise=True):
-                with attempt:
-                    await self._write_batch(batch)
+            await while_unavailable(functools.partial(self._write_batch, batch), first=0.1,
+                                    most=self.max_backoff, before_wait=self._unavailable)
             self.written += len(batch)
             if self.store_unavailable:
                 self.store_unavailable = False
@@ -303,10 +299,9 @@ class BatchWriter(Generic[T]):
             return True
         return False
 
-    def _unavailable(self, state: RetryCallState) -> None:
+    def _unavailable(self, error: StoreUnavailable, _failures: int) -> None:
         if not self.store_unavailable:
             self.store_unavailable = True
-            error = state.outcome.exception() if state.outcome else None
             logger.warning("%s held until the store is back: %s", self.what, error)
 
     def stats(self) -> dict[str, Any]:

@@ -364,3 +364,5 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
         assert bad.json() == {"error": "invalid_token", "error_description": "that one is bad"}
         assert bad.headers["www-authenticate"] == (
             'Bearer error="invalid_token", error_description="that one is bad"')
+    with pytest.raises(ValueError, match="quoted-string"):
+        _compat.reword_auth_challenges(app, "no token", 'say "no"')

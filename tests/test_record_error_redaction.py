@@ -59,3 +59,33 @@ def test_nothing_to_mask_leaves_the_text_alone() -> None:
     # Short values would mask common substrings everywhere (MIN_SECRET_LENGTH).
     assert mask_argument_values("no pin 12 here", {"pin": "12", "password": "ab"}) == (
         "no pin 12 here")
+
+
+class Strict(pydantic.BaseModel, extra="forbid"):
+    user: str
+
+
+@pytest.mark.parametrize("arguments", [
+    {"password": "sk-live-" + "A1b2C3d4E5f6G7h8I9j0" * 3},       # echoed in a dict, cut
+    {"user": "alice", "api_key": "sk-proj-" + "Z9y8X7w6V5u4T3s2R1q0" * 3},  # extra, cut
+])
+def test_a_long_value_pydantic_cuts_short_is_masked_whole(arguments: dict[str, str]) -> None:
+    try:
+        (Login if "password" in arguments else Strict).model_validate(arguments)
+    except pydantic.ValidationError as exc:
+        error = str(exc)
+    secret = next(v for k, v in arguments.items() if k != "user")
+    assert "..." in error and secret not in error  # pydantic's input_value is cut short
+    masked = mask_argument_values(error, arguments)
+    for piece in (secret[:12], secret[-12:], secret[20:32]):
+        assert piece not in masked, masked
+    # The same cut pieces in a tool's own text ("key sk-live-...J0") are masked too.
+    own = f"rejected key {secret[:20]}...{secret[-10:]}"
+    assert mask_argument_values(own, arguments) == "rejected key ***...***"
+
+
+def test_a_small_number_under_a_credential_key_is_not_masked_everywhere() -> None:
+    text = "max_tokens must be <= 1024, got 2048 at line 12"
+    assert mask_argument_values(text, {"max_tokens": 2048}) == text
+    assert mask_argument_values("pin 12345678 refused", {"password": 12345678}) == (
+        "pin *** refused")

@@ -6,7 +6,10 @@ Real HTTP on 127.0.0.1: the port is bound from the start, and listens only later
 
 from __future__ import annotations
 
+import logging
+import random
 import socket
+import ssl
 from typing import Any
 
 import anyio
@@ -14,7 +17,7 @@ import pytest
 import uvicorn
 from fastmcp import Client, FastMCP
 
-from fast_mcp_gateway.upstream.model import UpstreamState, unreachable
+from fast_mcp_gateway.upstream.model import RestartPolicy, UpstreamState, unreachable
 from tests.fixtures import FAST_RESTART, make_gateway
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +79,40 @@ def test_what_counts_as_unreachable() -> None:
     assert not unreachable(None)
     assert not unreachable(httpx2.ReadTimeout("slow"))
     assert not unreachable(RuntimeError("the server exited with code 1"))
+    # TLS that does not fit (httpx says ConnectError): a misconfiguration, parked as any.
+    try:
+        try:
+            raise ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        except ssl.SSLError as tls:
+            raise httpx2.ConnectError("[SSL: WRONG_VERSION_NUMBER]") from tls
+    except httpx2.ConnectError as wrapped:
+        assert not unreachable(wrapped)
+
+
+def test_the_backoff_of_a_server_retried_for_days_stays_at_its_cap() -> None:
+    # Never parked, an unreachable server's attempts grow without bound: 2.0**1024
+    # overflowed after ~8.5 h at the 30 s cap and took the whole gateway down.
+    policy, rng = RestartPolicy(), random.Random(1)
+    for attempt in (10, 1024, 10**6):
+        assert policy.delay(attempt, rng) <= policy.maximum * (1 + policy.jitter)
+
+
+async def test_a_server_that_never_connected_stays_reconnecting_between_attempts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.supervisor")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
+    port = sock.getsockname()[1]
+    gateway = make_gateway({"late": {"url": f"http://127.0.0.1:{port}/mcp"}})
+    try:
+        async with Client(gateway.server, mode="legacy"):
+            late = gateway.manager.get("late").replicas[0]
+            assert await late.wait_until(lambda: late.attempts > 4, GUARD), late.last_error
+            # One state while it retries: no starting/reconnecting flip (a log line, a
+            # health row and a catalog rebuild each) per attempt, forever.
+            moves = [r.getMessage() for r in caplog.records if "upstream late" in r.getMessage()]
+            assert any("-> reconnecting" in m for m in moves), moves
+            assert not any("-> starting" in m for m in moves), moves
+    finally:
+        sock.close()

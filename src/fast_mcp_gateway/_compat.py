@@ -323,6 +323,10 @@ def reword_auth_challenges(app: Any, missing: str, invalid: str) -> int:
 
     from fastmcp.server.auth.middleware import RequireAuthMiddleware
 
+    if any(c in invalid for c in '"\\') or not invalid.isprintable():
+        raise ValueError("an error_description is a quoted-string in the challenge: "
+                         "no double quote, backslash or control character")
+
     class Worded(RequireAuthMiddleware):  # type: ignore[misc]
         async def _send_missing_auth(self, send: Any) -> None:
             parts = self._challenge_context()

@@ -55,7 +55,8 @@ HOW_TO_ADD_A_TOKEN = (
 
 # The refusals of every HTTP surface (REST, the MCP endpoint: http/app.py), one wording.
 NO_TOKEN = ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
-            "(an operator makes one with 'mcp-gateway token new')")
+            "with one of its tokens ('mcp-gateway token new' makes one) or a JWT from the "
+            "issuer in gateway.auth.jwt")
 BAD_TOKEN = ("the bearer token is not valid (unknown, expired or not for this gateway): "
              "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
              "lists them by digest) or a JWT from the issuer in gateway.auth.jwt")

@@ -129,7 +129,8 @@ def mask_argument_values(text: str, arguments: Any,
                 collect(item)
         elif isinstance(value, str):
             found.update((value, repr(value)[1:-1], json.dumps(value)[1:-1]))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and len(str(value)) >= 6:  # not a count under "max_tokens" everywhere
             found.add(str(value))
 
     def walk(value: Any) -> None:
@@ -144,7 +145,33 @@ def mask_argument_values(text: str, arguments: Any,
                 walk(item)
 
     walk(arguments)
-    return mask_secrets(text, found) if found and text else text
+    if not (found and text):
+        return text
+    # pydantic shortens a long input_value to its first and last characters around
+    # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
+    text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
+    return mask_secrets(text, found | _cut_ends(text, found))
+
+
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
+
+
+def _cut_ends(text: str, values: set[str]) -> set[str]:
+    """The parts of ``values`` (16+ characters) that ``text`` shows cut short: a prefix
+    of 8+ characters right before a "..." and a suffix right after one."""
+    pieces: set[str] = set()
+    for mark in re.finditer(r"\.\.\.|\u2026", text):
+        before, after = text[:mark.start()], text[mark.end():]
+        for value in (v for v in values if len(v) >= 16):
+            for n in range(len(value) - 1, 7, -1):
+                if before.endswith(value[:n]):
+                    pieces.add(value[:n])
+                    break
+            for n in range(len(value) - 1, 7, -1):
+                if after.startswith(value[-n:]):
+                    pieces.add(value[-n:])
+                    break
+    return pieces
 
 
 class BatchWriter(Generic[T]):

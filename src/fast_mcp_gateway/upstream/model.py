@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -93,7 +94,9 @@ class RestartPolicy:
     crash_window: float = 60.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.maximum, self.initial * self.multiplier**attempt)
+        # The exponent is capped: a server that is never parked (unreachable, timing
+        # out) counts attempts for as long as it is down, and 2.0**1024 overflows.
+        base = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
         return base * (1 + self.jitter * (2 * rng.random() - 1))
 
     def is_crash_loop(self, failures: deque[float], now: float) -> bool:
@@ -153,20 +156,24 @@ def unreachable(exc: BaseException | None) -> bool:
     """Whether an attempt failed because nothing answered at a remote server's address
     (connection refused, a name that does not resolve, no route): a server that is not
     there (yet: started after the gateway, or restarting for a deploy), not one that
-    crashes.  The supervisor never parks such a server; it keeps retrying it."""
+    crashes.  The supervisor never parks such a server; it keeps retrying it.  A TLS
+    failure anywhere in the chain (httpx reports it as a connect error) is not one."""
     seen: set[int] = set()
     stack = [exc]
+    found = False
     while stack:
         current = stack.pop()
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return False  # TLS that does not fit (certificate, protocol): a misconfiguration
         if isinstance(current, httpx2.ConnectError):
-            return True
+            found = True
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)
         stack += [current.__cause__, current.__context__]
-    return False
+    return found
 
 
 def _request_url(exc: httpx2.RequestError) -> str:

@@ -324,8 +324,8 @@ class Supervisor:
 
     async def _attempt(self, *, hold: bool) -> None:
         if self.state is not UpstreamState.READY:
-            self._set_state(UpstreamState.STARTING if self._stats.connects == 0
-                            else UpstreamState.RECONNECTING)
+            self._set_state(UpstreamState.STARTING if self._stats.attempts == 0
+                            else UpstreamState.RECONNECTING)  # (no flip per retry)
         self._broken = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations = None, None, 0

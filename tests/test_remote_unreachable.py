@@ -6,6 +6,7 @@ Real HTTP on 127.0.0.1: the port is bound from the start, and listens only later
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -114,5 +115,42 @@ async def test_a_server_that_never_connected_stays_reconnecting_between_attempts
             moves = [r.getMessage() for r in caplog.records if "upstream late" in r.getMessage()]
             assert any("-> reconnecting" in m for m in moves), moves
             assert not any("-> starting" in m for m in moves), moves
+    finally:
+        sock.close()
+
+
+async def test_a_server_that_was_up_reconnects_without_the_backoff_of_earlier_drops() -> None:
+    asked: list[int] = []
+
+    class Recorded(RestartPolicy):
+        def delay(self, attempt: int, rng: random.Random) -> float:
+            asked.append(attempt)
+            return super().delay(attempt, rng)
+
+    policy = Recorded(initial=0.01, maximum=0.05, jitter=0.0, crash_limit=1000)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    gateway = make_gateway({"late": {"url": f"http://127.0.0.1:{port}/mcp"}}, restart=policy)
+    try:
+        async with Client(gateway.server, mode="legacy") as client:
+            late = gateway.manager.get("late").replicas[0]
+            assert await late.wait_until(lambda: late.attempts >= 3, GUARD), late.last_error
+            sock.listen(64)
+            app = _late_server().http_app(transport="http", path="/mcp")
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None,
+                                                   timeout_graceful_shutdown=0))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve, [sock])
+                assert await late.wait_until(
+                    lambda: late.state is UpstreamState.READY, GUARD), late.last_error
+                before = len(asked)
+                server.should_exit = True  # the server goes away after it was up
+            # A call finds it gone (else the next health check, up to 30 s on).
+            with contextlib.suppress(Exception):
+                await client.call_tool("late_hello", {})
+            assert await late.wait_until(lambda: len(asked) > before, GUARD), late.state
+            # Its first reconnect backs off from the start, not from the refusals before.
+            assert asked[before - 1] >= 2 and asked[before] == 0, asked
     finally:
         sock.close()

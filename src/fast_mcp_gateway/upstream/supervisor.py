@@ -111,8 +111,7 @@ class Supervisor:
         self._stats, self._hooks = accounting, hooks
         self._transport_factory = transport_factory
         self._restart = restart
-        self._rng = rng
-        self._limiter = limiter
+        self._rng, self._limiter = rng, limiter
         self._holding_limiter = False
 
         self.state = UpstreamState.STARTING
@@ -257,7 +256,7 @@ class Supervisor:
                     self._first_attempt.set()
                     await self._wake.wait()
                     continue
-                self._restart_requested = False
+                self._restart_requested, connects = False, self._stats.connects
                 error: str | None = None
                 try:
                     await self._attempt(hold=True)
@@ -272,8 +271,7 @@ class Supervisor:
                         attempt = 0
                         failures.clear()
                         continue
-                    error = self._broken or "connection closed"
-                    error = self._explain_failure(None, error)
+                    error = self._explain_failure(None, self._broken or "connection closed")
                 finally:
                     self._first_attempt.set()
                 if self._stopping:
@@ -294,6 +292,8 @@ class Supervisor:
                     await self._wake.wait()
                     attempt = 0
                     continue
+                if self._stats.connects != connects:  # it was up: back off from the start
+                    attempt = 0
                 delay = self._restart.delay(attempt, self._rng)
                 attempt += 1
                 self.next_retry_at = time.time() + delay

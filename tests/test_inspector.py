@@ -65,6 +65,9 @@ async def test_inspector_operations_on_a_chosen_replica_are_kept_in_history(
         assert len(older["entries"]) == 3
         assert all('"***"' in e["arguments"] for e in history["entries"][3:]
                    if e["arguments"] and "token" in e["arguments"])
+        # The failed call's stored answer echoed its arguments: not the credential.
+        stored = [e for e in history["entries"] if e["target"] == "fail"]
+        assert stored and "t0p-s3cret" not in str(stored), stored
         per_server = (await client.call_tool("gateway_inspector_history",
                                              {"name": "svc"})).structured_content
         assert len(per_server["entries"]) == 3

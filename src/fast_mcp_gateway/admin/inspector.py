@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.admin.models import Inspection, Listing
 from fast_mcp_gateway.errors import AdminError, UpstreamError
-from fast_mcp_gateway.telemetry.recorder import dumps_arguments
+from fast_mcp_gateway.telemetry.recorder import dumps_arguments, mask_argument_values
 from fast_mcp_gateway.upstream.replica import Upstream
 
 
@@ -52,9 +52,12 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
     entry_id = None
     if ctx.store is not None:
         secrets = upstream.config.secrets
+        stored = json.dumps(result)[:100_000] if result else error
+        if status != "success" and stored:  # an error may echo the arguments it got
+            stored = mask_argument_values(stored, arguments)
         entry_id = await ctx.store.add_inspection(
             name, upstream.label, operation, what, dumps_arguments(arguments, secrets),
-            status, duration, json.dumps(result)[:100_000] if result else error)
+            status, duration, stored)
     return Inspection(id=entry_id, server=name, replica=upstream.label, operation=operation,
                       target=what, status=status, duration_ms=round(duration, 3),
                       result=result, error=error)

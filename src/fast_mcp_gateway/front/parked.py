@@ -70,11 +70,16 @@ class ParkedFront(FrontCall):
         """Whether the host request was answered early (lazily parked, then asked)."""
         return self.lazy is not None and self.parked is not None
 
+    def _host(self) -> FrontCall | None:
+        """The host request that made the call: what it declared, where it is answered."""
+        if self.parked is not None:
+            return self.parked.host
+        return self.lazy.host if self.lazy is not None else None
+
     @property
     def observed_after_answer(self) -> bool:
         """As the host request that made the call (a lane's, whose rounds the lane serves)."""
-        host = self.parked.host if self.parked is not None else (
-            self.lazy.host if self.lazy is not None else None)
+        host = self._host()
         return host is not None and host.observed_after_answer
 
     def _now(self) -> FrontCall | None:
@@ -94,15 +99,13 @@ class ParkedFront(FrontCall):
             await current.log(params)
 
     def can_ask(self, capability: str) -> bool:
-        if self.parked is not None:
-            return self.parked.declares(capability)
-        return self.lazy is not None and declares(self.lazy.host, capability)
+        host = self._host()
+        return host is not None and declares(host, capability)
 
     def declared_capabilities(self) -> dict[str, Any] | None:
         """The host's (a lane host has no session: its own request's envelope), which a
         2026-07-28 replica's request declares (``upstream/requests.py``)."""
-        host = self.parked.host if self.parked is not None else (
-            self.lazy.host if self.lazy is not None else None)
+        host = self._host()
         return None if host is None else host.declared_capabilities()
 
     async def _ask(self, request: Any, result_type: Any) -> Any:

@@ -12,7 +12,6 @@ streamable HTTP on 127.0.0.1 (a free port, written to PORTFILE).
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from typing import Any
 
@@ -20,6 +19,7 @@ import anyio
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.tools.base import InputRequiredToolResult
+from loopback_http import serve
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 
 mcp = FastMCP("caps")
@@ -51,15 +51,7 @@ def ask(ctx: Context) -> Any:
 
 async def main() -> None:
     if sys.argv[1:2] == ["http"]:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        await anyio.Path(sys.argv[2]).write_text(str(sock.getsockname()[1]))
-        server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
-                                               log_config=None))
-        await server.serve([sock])
+        await serve(mcp.http_app(path="/mcp"), sys.argv[2])
     else:
         await mcp.run_async(show_banner=False, log_level="WARNING")
 

@@ -11,14 +11,12 @@ Serves on 127.0.0.1 (a free port, written to PORTFILE) with the MCP SDK's lowlev
 from __future__ import annotations
 
 import json
-import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp_types as types
-import uvicorn
+from loopback_http import serve
 from mcp.server.lowlevel import Server
 
 _TOOL = types.Tool(name="echo", description="echo",
@@ -77,18 +75,9 @@ def refusing_discover(app: Any) -> Any:
     return wrapped
 
 
-def _listen() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    Path(sys.argv[1]).write_text(str(sock.getsockname()[1]))
-    return sock
-
-
 async def main() -> None:
-    sock = _listen()
-    app = refusing_discover(server.streamable_http_app(streamable_http_path="/mcp"))
-    await uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None)).serve([sock])
+    await serve(refusing_discover(server.streamable_http_app(streamable_http_path="/mcp")),
+                sys.argv[1])
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ the other two kinds.
 
 from __future__ import annotations
 
-import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp_types as types
-import uvicorn
+from loopback_http import serve
 from mcp.server.lowlevel import Server
 
 _SCHEMA: dict[str, Any] = {"type": "object", "properties": {"tag": {"type": "string"}}}
@@ -68,18 +66,8 @@ server: Server[Any] = Server("lowlevel-pusher", on_list_tools=list_tools,
                              on_call_tool=call_tool)
 
 
-def _listen() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    Path(sys.argv[1]).write_text(str(sock.getsockname()[1]))
-    return sock
-
-
 async def main() -> None:
-    sock = _listen()
-    app = server.streamable_http_app(streamable_http_path="/mcp")
-    await uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None)).serve([sock])
+    await serve(server.streamable_http_app(streamable_http_path="/mcp"), sys.argv[1])
 
 
 if __name__ == "__main__":

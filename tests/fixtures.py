@@ -89,6 +89,17 @@ def as_schema_version(patch: Any, version: int) -> None:
     patch.setattr(sqlite_schema, "_check_columns", no_check)
 
 
+async def write_through(writer: Any, *items: Any) -> None:
+    """Run ``writer`` (a ``BatchWriter``), put ``items``, and stop it once they are all
+    taken care of (written, or their write failed: ``flushed``)."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for item in items:
+            writer.put(item)
+        assert await writer.flushed(within=10)
+        tg.cancel_scope.cancel()
+
+
 def make_gateway(
     servers: Mapping[str, dict[str, Any]],
     memory: Mapping[str, FastMCP[Any]] | None = None,

@@ -15,7 +15,13 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.store import Invocation, MemoryStore
 from fast_mcp_gateway.telemetry.recorder import BatchWriter, Recorder
-from tests.fixtures import alpha_server, make_gateway, memory_entry, traced_server
+from tests.fixtures import (
+    alpha_server,
+    make_gateway,
+    memory_entry,
+    traced_server,
+    write_through,
+)
 
 pytestmark = pytest.mark.anyio
 SECRET = "hunter2-very-secret-value"
@@ -166,12 +172,7 @@ async def test_a_full_queue_drops_and_a_failed_write_is_counted(
         raise OSError("disk full")
 
     writer = BatchWriter[int](broken, what="numbers", flush_interval=0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        writer.put(1)
-        writer.put(2)
-        assert await writer.flushed(within=10)
-        tg.cancel_scope.cancel()
+    await write_through(writer, 1, 2)
     assert writer.failed_writes == 2 and writer.written == 0
     assert "could not write" in caplog.text and "numbers: disk full" in caplog.text
 

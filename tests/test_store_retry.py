@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import anyio
 import pytest
 
 from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.store import retry as retry_module
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import BatchWriter
+from tests.fixtures import write_through
 
 pytestmark = pytest.mark.anyio
 
@@ -86,12 +86,7 @@ async def test_the_writer_holds_a_batch_through_an_outage(
         written.append(list(batch))
 
     writer = BatchWriter[int](write, what="numbers", flush_interval=0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        writer.put(1)
-        writer.put(2)
-        assert await writer.flushed(within=10)
-        tg.cancel_scope.cancel()
+    await write_through(writer, 1, 2)
     assert written == [[1, 2]] and writer.written == 2 and writer.failed_writes == 0
     assert len(waits) == 3 and not writer.store_unavailable
     # One warning for the outage (not one per attempt), one when the store is back.

@@ -70,6 +70,12 @@ def upstream_server(up: Upstream) -> FastMCP[Any]:
         return "released"
 
     @mcp.tool
+    async def log_level_asked(ctx: Context) -> str:
+        """The log level this request asked the server for ("none": no logs)."""
+        meta = ctx.request_context.meta if ctx.request_context is not None else None
+        return str((meta or {}).get(types.LOG_LEVEL_META_KEY, "none"))
+
+    @mcp.tool
     async def chatty(ctx: Context, text: str = "") -> dict[str, Any]:
         await ctx.info(f"about {text}")
         return {"echo": text, "unicode": "✗ ü"}
@@ -165,6 +171,21 @@ async def test_calls_through_the_tap_answer_as_through_the_sdk_client() -> None:
         for _ in range(3):
             assert (await fast.post("alpha_add", {"a": 1, "b": 1})).status_code == 200
         assert len(tap._idle) == 1 and not tap._busy
+
+
+async def test_an_upstream_is_asked_for_logs_only_as_the_host_asked() -> None:
+    """A 2026-07-28 host that asks for no logs gets none, so the upstream is not asked
+    for any either (it used to be asked for every level: work and traffic for logs the
+    gateway then dropped); a level the host asks for is passed on as it is."""
+    async with upstream() as up, front(gateway(up.url, tap=True)) as fast:
+        async def asked(meta: dict[str, Any] | None) -> str:
+            got = await fast.post("alpha_log_level_asked", {}, meta)
+            return str(got.json()["result"]["content"][0]["text"])
+
+        assert await asked(None) == "none"
+        assert await asked({types.LOG_LEVEL_META_KEY: "warning"}) == "warning"
+        assert await asked({"progressToken": 3}) == "none"
+        assert fast.served >= 3
 
 
 async def test_a_closed_pooled_connection_is_replaced_without_failing_the_call() -> None:

@@ -8,7 +8,9 @@ between a row and a record are shared, so the two backends cannot drift apart th
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -35,8 +37,32 @@ _ENCODE: dict[type, dict[str, Callable[[Any], Any]]] = {
 }
 
 
-def _names(record: type, assigned_id: bool) -> list[str]:
-    return [f.name for f in fields(record) if assigned_id or f.name != "id"]
+@functools.cache
+def _names(record: type, assigned_id: bool) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(record) if assigned_id or f.name != "id")
+
+
+@functools.cache
+def _row_maker(record: type, assigned_id: bool) -> Callable[[Any], tuple[Any, ...]]:
+    """``row_of`` for one record type: the values by one ``attrgetter`` (a C call), then
+    the encoded columns' at their places (a call record's row took ~4 us of the writer's
+    loop-thread time, per row, when each column was looked up and checked by name)."""
+    names = _names(record, assigned_id)
+    values = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda item: (values(item),)
+    encode = _ENCODE.get(record, {})
+    encoded = [(i, encode[name]) for i, name in enumerate(names) if name in encode]
+    if not encoded:
+        return values  # type: ignore[no-any-return]
+
+    def row(item: Any) -> tuple[Any, ...]:
+        out = list(values(item))
+        for i, fn in encoded:
+            out[i] = fn(out[i])
+        return tuple(out)
+
+    return row
 
 
 def columns(record: type, *, assigned_id: bool = True) -> str:
@@ -55,9 +81,7 @@ def record_of(record: type[R], row: Sequence[Any]) -> R:
 
 def row_of(item: Any, *, assigned_id: bool = True) -> tuple[Any, ...]:
     """``item``'s values in ``columns(type(item), assigned_id=...)`` order."""
-    encode = _ENCODE.get(type(item), {})
-    return tuple(encode[name](getattr(item, name)) if name in encode else getattr(item, name)
-                 for name in _names(type(item), assigned_id))
+    return _row_maker(type(item), assigned_id)(item)
 
 
 def aggregate_rows(groups: dict[AggregateKey, LatencyStats]) -> list[tuple[Any, ...]]:

@@ -8,7 +8,6 @@ between a row and a record are shared, so the two backends cannot drift apart th
 
 from __future__ import annotations
 
-import functools
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -37,16 +36,29 @@ _ENCODE: dict[type, dict[str, Callable[[Any], Any]]] = {
 }
 
 
-@functools.cache
+_NAMES: dict[tuple[type, bool], tuple[str, ...]] = {}
+_ROWS: dict[tuple[type, bool], Callable[[Any], tuple[Any, ...]]] = {}
+
+
 def _names(record: type, assigned_id: bool) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(record) if assigned_id or f.name != "id")
+    names = _NAMES.get((record, assigned_id))
+    if names is None:
+        names = _NAMES[record, assigned_id] = tuple(
+            f.name for f in fields(record) if assigned_id or f.name != "id")
+    return names
 
 
-@functools.cache
 def _row_maker(record: type, assigned_id: bool) -> Callable[[Any], tuple[Any, ...]]:
-    """``row_of`` for one record type: the values by one ``attrgetter`` (a C call), then
-    the encoded columns' at their places (a call record's row took ~4 us of the writer's
-    loop-thread time, per row, when each column was looked up and checked by name)."""
+    """``row_of`` for one record type, made once: the values by one ``attrgetter`` (a C
+    call), then the encoded columns' at their places (a call record's row took ~4 us of
+    the writer's loop-thread time, per row, when each column was looked up by name)."""
+    made = _ROWS.get((record, assigned_id))
+    if made is None:
+        made = _ROWS[record, assigned_id] = _make_row(record, assigned_id)
+    return made
+
+
+def _make_row(record: type, assigned_id: bool) -> Callable[[Any], tuple[Any, ...]]:
     names = _names(record, assigned_id)
     values = operator.attrgetter(*names)
     if len(names) == 1:

@@ -1,0 +1,141 @@
+"""The HTTP express lane with a raw client: gateway and upstream CPU per call, A/B.
+
+    python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
+                                  [--gap-us 300]
+
+A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
+``tools/call`` POST each time, the answer read by ``Content-Length``) calls
+``upstream.py --http`` directly (``direct``) and through ``mcp-gateway serve
+--transport http`` (``this``, and ``base`` run by another install's ``--base``
+python), rounds interleaved, the order alternating.  Printed per target: the
+gateway's CPU per call (``/proc``), the upstream's CPU per call, and the p50.
+
+An SDK client spends ~0.5 ms of CPU per call itself, and on two shared cores the
+HTTP rows of ``run.py`` spread by 0.1 ms from run to run; without it, the gateway's
+CPU per call repeats to a few microseconds, which is what a change to the lane's
+code shows up in.
+
+``--gap-us N`` adds ``direct-gap``: direct calls with the client sleeping N us
+between a call's answer and the next call, roughly the time a middle process adds.
+On this machine the upstream itself then spends more CPU per call and answers
+later (its core went idle meanwhile): part of any middle process's cost that is
+paid in the upstream, not in the middle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_harness import PY, UPSTREAM, Workspace, cpu_s, delta, load
+from bench_http import free_port, gateway_config, process, until_serving
+
+_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+         "io.modelcontextprotocol/clientCapabilities": {},
+         "io.modelcontextprotocol/clientInfo": {"name": "http_raw", "version": "1"}}
+
+
+def request(port: int, tool: str) -> bytes:
+    """One 2026-07-28 ``tools/call`` POST, as an SDK client sends it (no log level)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": {"text": "hello"}, "_meta": _META}},
+        separators=(",", ":")).encode()
+    head = (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+            "accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n"
+            f"mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: {tool}\r\n"
+            f"user-agent: http_raw\r\ncontent-length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
+    """``n`` sequential calls on one connection; their latencies (s)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data, latencies = request(port, tool), []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            writer.write(data)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if gap:
+                await asyncio.sleep(gap)
+        if b'"hello"' not in body:
+            raise RuntimeError(f"unexpected answer from port {port}: {body[:200]!r}")
+    finally:
+        writer.close()
+    return latencies
+
+
+async def main(args: argparse.Namespace) -> None:
+    pythons = {"this": PY, **({"base": args.base} if args.base else {})}
+    with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
+        ws = Workspace(Path(root), "auto", 10.0)
+        up_port = free_port()
+        up_url = f"http://127.0.0.1:{up_port}/mcp"
+        upstream = ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
+                                            ws.logs / "upstream.log"))
+        await until_serving(up_url, ws.protocol, None, "echo", 120)
+        # label -> (port, tool, gateway pid or None, gap in seconds)
+        targets: dict[str, tuple[int, str, int | None, float]] = {
+            "direct": (up_port, "echo", None, 0.0)}
+        if args.gap_us:
+            targets["direct-gap"] = (up_port, "echo", None, args.gap_us / 1e6)
+        for label, python in pythons.items():
+            port = free_port()
+            argv = ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
+                    "127.0.0.1", "--port", str(port), "--config",
+                    str(gateway_config(ws, label, up_url, None)), "--log-level", "WARNING",
+                    "--db", str(ws.root / f"store-{label}.db")]
+            proc = ps.enter_context(process(argv, ws.logs / f"gw-{label}.log", None, python))
+            await until_serving(f"http://127.0.0.1:{port}/mcp", ws.protocol, None, "up_echo",
+                                120)
+            targets[label] = (port, "up_echo", proc.pid, 0.0)
+        for port, tool, _, _ in targets.values():
+            await calls(port, tool, 300)  # warm-up
+        cpu: dict[str, list[float]] = {label: [] for label in targets}
+        up_cpu: dict[str, list[float]] = {label: [] for label in targets}
+        p50: dict[str, list[float]] = {label: [] for label in targets}
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
+            order = list(targets) if r % 2 == 0 else list(reversed(targets))
+            for label in order:
+                port, tool, pid, gap = targets[label]
+                before, up_before = cpu_s(pid), cpu_s(upstream.pid)
+                latencies = await calls(port, tool, args.calls, gap)
+                used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
+                if used is not None:
+                    cpu[label].append(1e6 * used / args.calls)
+                if up_used is not None:
+                    up_cpu[label].append(1e6 * up_used / args.calls)
+                p50[label].append(1e6 * statistics.median(latencies))
+                mid = f"gateway {cpu[label][-1]:.0f} us, " if used is not None else ""
+                print(f"  {label:10s} {mid}upstream {up_cpu[label][-1]:.0f} us, "
+                      f"p50 {p50[label][-1]:.0f} us", file=sys.stderr)
+        print("medians over rounds (CPU per call from /proc, 10 ms ticks)")
+        for label in targets:
+            mid = (f"gateway CPU {statistics.median(cpu[label]):6.1f} us "
+                   f"({', '.join(f'{v:.0f}' for v in cpu[label])}), " if cpu[label]
+                   else " " * 10)
+            print(f"{label:10s} {mid}upstream CPU {statistics.median(up_cpu[label]):6.1f} us, "
+                  f"p50 {statistics.median(p50[label]):6.0f} us")
+        print(f"load at end: {load()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
+    parser.add_argument("--gap-us", type=float, default=0.0,
+                        help="also call direct with this pause between calls")
+    asyncio.run(main(parser.parse_args()))

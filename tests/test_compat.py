@@ -267,13 +267,52 @@ def test_the_pins_are_the_verified_minor_versions() -> None:
             f"{dist} {installed}: pin {pin.group(1)!r} is not the verified minor")
 
 
-async def test_a_narrowing_stamp_declares_the_host_calls_capabilities() -> None:
-    class Host:
-        def __init__(self, caps: dict[str, Any] | None) -> None:
-            self.caps = caps
+class _Host:
+    """A host call as ``DECLARING`` sees it (``FrontCall``'s three members)."""
 
-        def declared_capabilities(self) -> dict[str, Any] | None:
-            return self.caps
+    def __init__(self, caps: dict[str, Any] | None, *, modern: bool = True,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.caps, self.is_modern, self.meta = caps, modern, meta
+
+    def declared_capabilities(self) -> dict[str, Any] | None:
+        return self.caps
+
+
+async def test_a_narrowing_stamp_asks_for_the_log_level_the_host_asked_for() -> None:
+    """The gateway's sessions ask for every level; a 2026-07-28 host's call asks for
+    the host's own (from its request, or the request being sent), else for none; a
+    handshake-era host's call and a request with no host call keep the session's."""
+    level = types.LOG_LEVEL_META_KEY
+
+    def asked(session: Any, meta: dict[str, Any] | None = None) -> Any:
+        params: dict[str, Any] = {"name": "echo"}
+        if meta is not None:
+            params["_meta"] = dict(meta)
+        data: dict[str, Any] = {"method": "tools/call", "params": params}
+        _compat.stamp_request(session, data, {})
+        return data["params"]["_meta"].get(level)
+
+    async with Client(_echo_server(), log_handler=lambda message: None) as client:
+        session = client.session
+        assert client.protocol_version == "2026-07-28"
+        _compat.narrowing_stamp(session)
+        assert asked(session) == "debug"  # no DECLARING: the session's own
+        for host, sent, want in (
+                (_Host({}), None, None),
+                (_Host({}), {level: "error"}, "error"),
+                (_Host({}, meta={level: "warning"}), None, "warning"),  # tasks/get, ...
+                (_Host({}, meta={level: "warning"}), {level: "error"}, "error"),
+                (_Host({}, modern=False), None, "debug"),
+                (_compat.NO_HOST, None, None)):
+            token = _compat.DECLARING.set(host)
+            try:
+                assert asked(session, sent) == want, (vars(host), sent)
+            finally:
+                _compat.DECLARING.reset(token)
+
+
+async def test_a_narrowing_stamp_declares_the_host_calls_capabilities() -> None:
+    Host = _Host
 
     def stamped(session: Any) -> Any:
         data: dict[str, Any] = {"method": "tools/call", "params": {"name": "echo"}}

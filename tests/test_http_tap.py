@@ -186,6 +186,12 @@ async def test_an_upstream_is_asked_for_logs_only_as_the_host_asked() -> None:
         assert await asked({types.LOG_LEVEL_META_KEY: "warning"}) == "warning"
         assert await asked({"progressToken": 3}) == "none"
         assert fast.served >= 3
+        # The gateway's own request (the inspector's, say) asks for none: over a shared
+        # session its logs would be told to whichever host has a call in flight.
+        replica = fast.gateway.manager.services["alpha"].replicas[0]
+        own = await replica.call_tool("log_level_asked", {}, None)
+        assert isinstance(own, types.CallToolResult)
+        assert own.content[0].text == "none"  # type: ignore[union-attr]
 
 
 async def test_a_closed_pooled_connection_is_replaced_without_failing_the_call() -> None:

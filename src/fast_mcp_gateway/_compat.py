@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECLARING",
+    "NO_HOST",
     "PreferredToolServer",
     "TransportStreams",
     "aclose_all",
@@ -121,18 +122,38 @@ def stamp_request(session: ClientSession, data: dict[str, Any], opts: Any) -> No
 
 
 class Declaring(Protocol):
-    """The host call a request is made for, as far as its capabilities and its era go
-    (``upstream.relay.FrontCall``)."""
+    """The host call a request is made for, as far as its capabilities, its era and its
+    log level go (``upstream.relay.FrontCall``: ``meta`` is the host's own ``_meta``, as
+    forwarded)."""
 
     @property
     def is_modern(self) -> bool: ...
 
+    @property
+    def meta(self) -> dict[str, Any] | None: ...
+
     def declared_capabilities(self) -> dict[str, Any] | None: ...
 
 
+class _NoHost:
+    """``DECLARING`` for a request the gateway makes on its own (no host call): the
+    capabilities stay the session's, and no logs are asked for: there is nobody to
+    relay them to, and over a shared session they would be told to whichever host has
+    a call in flight (``HostRelay``'s attribution by timing)."""
+
+    is_modern = True
+    meta: dict[str, Any] | None = None
+
+    def declared_capabilities(self) -> dict[str, Any] | None:
+        return None
+
+
+NO_HOST: Declaring = _NoHost()
+
 DECLARING: ContextVar[Declaring | None] = ContextVar("gateway_declaring", default=None)
-"""The host call whose declared client capabilities a 2026-07-28 stamp narrows to
-(``upstream/requests.py`` sets it around each request made for a host call)."""
+"""The host call whose declared client capabilities (and log level) a 2026-07-28 stamp
+narrows to (``upstream/requests.py`` sets it around each request on such a session:
+the host call, or ``NO_HOST``)."""
 
 
 def narrow_capabilities(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
@@ -159,10 +180,11 @@ class _NarrowingStamp:
 
     The gateway's sessions ask for every level (``log_level="debug"``: logs between
     calls, and those of a handshake-era host's calls, which may take any level).  A
-    2026-07-28 host asks per request: a level it names is forwarded in the call's
-    ``_meta`` (the stamp keeps it), and one that names none is sent no logs, so the
-    upstream is not asked for any either (it would log, serialise and stream what
-    the gateway then drops: ~10 us of its CPU per call on the benchmark)."""
+    2026-07-28 host asks per request: the level its request named (its ``meta``; a
+    request that names one itself keeps it), and none when it named none: the upstream
+    is then not asked for logs either (it would log, serialise and stream what the
+    gateway drops: ~10 us of its CPU per call on the benchmark).  ``NO_HOST`` (the
+    gateway's own requests) asks for none."""
 
     __slots__ = ("stamp",)
 
@@ -185,7 +207,11 @@ class _NarrowingStamp:
         if theirs is not None:
             meta[types.CLIENT_CAPABILITIES_META_KEY] = narrow_capabilities(ours, theirs)
         if not asked and host.is_modern:
-            meta.pop(types.LOG_LEVEL_META_KEY, None)
+            level = (host.meta or {}).get(types.LOG_LEVEL_META_KEY)
+            if level is None:
+                meta.pop(types.LOG_LEVEL_META_KEY, None)
+            else:  # a request the host's meta was not forwarded in (tasks/get, ...)
+                meta[types.LOG_LEVEL_META_KEY] = level
 
 
 def narrowing_stamp(session: ClientSession) -> None:

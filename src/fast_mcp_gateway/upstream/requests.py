@@ -21,6 +21,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 
 from fast_mcp_gateway._compat import (
     DECLARING,
+    NO_HOST,
     narrowing_stamp,
     send_raw_request,
     stamp_request,
@@ -75,9 +76,9 @@ class Requests:
         # host of the call declared (that the gateway can relay), not all the gateway's,
         # so that the upstream never plans an ask the host cannot answer.
         declaring = None
-        if front is not None and sup.is_modern:
+        if sup.is_modern:
             narrowing_stamp(session)
-            declaring = DECLARING.set(front)
+            declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
         try:
             try:

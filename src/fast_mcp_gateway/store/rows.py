@@ -60,13 +60,15 @@ def _row_maker(record: type, assigned_id: bool) -> Callable[[Any], tuple[Any, ..
 
 def _make_row(record: type, assigned_id: bool) -> Callable[[Any], tuple[Any, ...]]:
     names = _names(record, assigned_id)
-    values = operator.attrgetter(*names)
-    if len(names) == 1:
-        return lambda item: (values(item),)
+    if not names:
+        return lambda item: ()
+    get = operator.attrgetter(*names)  # one name: the value itself, not a tuple
+    values: Callable[[Any], tuple[Any, ...]] = (
+        get if len(names) > 1 else lambda item: (get(item),))
     encode = _ENCODE.get(record, {})
     encoded = [(i, encode[name]) for i, name in enumerate(names) if name in encode]
     if not encoded:
-        return values  # type: ignore[no-any-return]
+        return values
 
     def row(item: Any) -> tuple[Any, ...]:
         out = list(values(item))

@@ -43,7 +43,8 @@ _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
 
 
 def request(port: int, tool: str) -> bytes:
-    """One 2026-07-28 ``tools/call`` POST, as an SDK client sends it (no log level)."""
+    """One 2026-07-28 ``tools/call`` POST, as the MCP SDK's client sends it: no log
+    level (FastMCP's ``Client``, ``run.py``'s host, asks for ``debug`` on every call)."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": tool, "arguments": {"text": "hello"}, "_meta": _META}},
         separators=(",", ":")).encode()
@@ -63,16 +64,20 @@ async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
             started = time.perf_counter()
             writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            body = await reader.readexactly(length)
+            lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
+            if not head.startswith(b"HTTP/1.1 200 ") or not lengths:
+                raise RuntimeError(f"port {port} did not answer 200 with a Content-Length "
+                                   f"(a JSON answer): {head[:300]!r}")
+            body = await reader.readexactly(lengths[0])
             latencies.append(time.perf_counter() - started)
+            if b'"hello"' not in body or b'"isError":true' in body:
+                raise RuntimeError(f"unexpected answer from port {port}: {body[:300]!r}")
             if gap:
                 await asyncio.sleep(gap)
-        if b'"hello"' not in body:
-            raise RuntimeError(f"unexpected answer from port {port}: {body[:200]!r}")
     finally:
         writer.close()
+        await writer.wait_closed()
     return latencies
 
 
@@ -121,7 +126,7 @@ async def main(args: argparse.Namespace) -> None:
                 mid = f"gateway {cpu[label][-1]:.0f} us, " if used is not None else ""
                 print(f"  {label:10s} {mid}upstream {up_cpu[label][-1]:.0f} us, "
                       f"p50 {p50[label][-1]:.0f} us", file=sys.stderr)
-        print("medians over rounds (CPU per call from /proc, 10 ms ticks)")
+        print("medians over rounds (CPU per call: the process's threads' run time, /proc)")
         for label in targets:
             mid = (f"gateway CPU {statistics.median(cpu[label]):6.1f} us "
                    f"({', '.join(f'{v:.0f}' for v in cpu[label])}), " if cpu[label]
@@ -133,7 +138,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--calls", type=lambda v: max(1, int(v)), default=3000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--gap-us", type=float, default=0.0,

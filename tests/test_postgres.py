@@ -214,6 +214,25 @@ def test_serve_with_an_unreachable_database_is_one_clear_line(
     assert "s3cret" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["check", "servers", "logs", "stats", "pins"])
+def test_every_store_command_reports_an_unreachable_database_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """check and servers went down with a traceback; logs, stats and pins printed the
+    error on stdout, into what a script reads (``logs --json | jq``)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  alpha:\n    url: http://127.0.0.1:9/mcp\n")
+    port = free_port()
+    url = f"postgresql://gw:s3cret@127.0.0.1:{port}/gateway"
+    args = [command, "--db", url] + (["--config", str(config)]
+                                      if command in ("check", "servers") else [])
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in err
+    assert out == ""
+    assert "s3cret" not in err and "Traceback" not in err
+
+
 def test_settings_keep_a_database_url_as_written() -> None:
     url = "postgresql://gw@db.internal:5433/gateway"
     assert GatewaySettings(db=url).db == url

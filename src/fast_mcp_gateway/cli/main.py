@@ -223,15 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
-    if args.command == "servers":
-        from fast_mcp_gateway.cli.reports import run_servers
+    if args.command in ("servers", "check"):
+        from fast_mcp_gateway.store import StorageError
 
-        return anyio.run(run_servers, config, args)
-    if args.command == "check":
-        from fast_mcp_gateway.cli.check import run_check
+        try:
+            if args.command == "servers":
+                from fast_mcp_gateway.cli.reports import run_servers
 
-        assert settings.db is not None
-        return anyio.run(run_check, config, settings, bool(args.json), settings.db)
+                return anyio.run(run_servers, config, args)
+            from fast_mcp_gateway.cli.check import run_check
+
+            assert settings.db is not None
+            return anyio.run(run_check, config, settings, bool(args.json), settings.db)
+        except StorageError as exc:  # the store of runtime registrations: one clear line
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 2
     if settings.dashboard is not None:
         from fast_mcp_gateway.ui.standalone import parse_address
 

@@ -131,6 +131,23 @@ async def test_servers_lifecycle_as_an_admin_token(tmp_path: Path,
         assert OPS.encode() not in file.read_bytes(), file
 
 
+async def test_a_server_name_with_a_slash_is_refused_where_it_could_never_be_reached(
+        tmp_path: Path) -> None:
+    """POST accepted 'a/b', and then GET, PUT and DELETE /servers/a%2Fb all answered 404
+    (the path is decoded before routing): REST could add what it could not remove."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, base):
+        refused = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "a/b", "config": demo("clock")}), 422, "invalid_config")
+        assert "may not contain '/'" in refused["message"] and "'a-b'" in refused["message"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            imported = await client.call_tool("gateway_import_servers", {
+                "content": '{"mcpServers": {"clock": {"command": "x"}, "x/y": {"command": "y"}}}'},
+                raise_on_error=False)
+            assert imported.is_error and "may not contain '/'" in str(imported.content)
+        listed = (await api("GET", "/servers", OPS)).json()
+        assert [s["name"] for s in listed["servers"]] == ["notes"]  # the import: none of it
+
+
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
     async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
         async with Client(f"{base}/mcp", auth=OPS) as client:

@@ -148,6 +148,18 @@ async def test_a_server_name_with_a_slash_is_refused_where_it_could_never_be_rea
         assert [s["name"] for s in listed["servers"]] == ["notes"]  # the import: none of it
 
 
+async def test_a_call_record_names_the_gateway_that_served_it(tmp_path: Path) -> None:
+    """Several gateways share one call log: the store keeps each record's instance, and
+    'mcp-gateway logs --json' showed it, but REST and gateway_calls left it out."""
+    async with serving(tmp_path, {"clock": demo("clock")}, instance_id="gw-7") as (api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            await client.call_tool("clock_add", {"a": 1, "b": 2})
+            tool = await client.call_tool("gateway_calls", {})
+        (record,) = (await api("GET", "/logs/invocations", OPS)).json()["calls"]
+        assert record["instance_id"] == "gw-7"
+        assert [c["instance_id"] for c in tool.structured_content["calls"]] == ["gw-7"]  # type: ignore[index]
+
+
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
     async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
         async with Client(f"{base}/mcp", auth=OPS) as client:

@@ -28,7 +28,7 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.redaction import install_log_filter
+from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -183,6 +183,7 @@ def _configure_logging(level: str) -> None:
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)
         logging.getLogger("mcp").setLevel(logging.WARNING)
+        logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
 def main(argv: list[str] | None = None) -> int:

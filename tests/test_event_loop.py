@@ -345,3 +345,24 @@ def test_a_missing_command_is_named_on_either_loop(tmp_path: Path, loop: str) ->
         proc.stdin.close()  # the host leaves: the gateway stops
         assert proc.wait(timeout=WITHIN) == 0
     assert f"command not found: {missing}" in log.read_text()
+
+
+def test_allowed_hosts_and_origins_in_the_environment_are_comma_separated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README lists MCP_GATEWAY_ALLOWED_HOSTS among the settings; a plain value
+    (MCP_GATEWAY_ALLOWED_HOSTS=gw.internal) stopped serve with a pydantic-settings
+    traceback: only a JSON list was read."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", "gw.internal, gw.example:8765")
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", "https://ui.example")
+    settings = GatewaySettings()
+    assert settings.allowed_hosts == ["gw.internal", "gw.example:8765"]
+    assert settings.allowed_origins == ["https://ui.example"]
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"]')  # a JSON list still
+    assert GatewaySettings().allowed_hosts == ["a.example"]
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"')
+    code = main(["serve", "--config", str(_empty_config(tmp_path)), "--no-db"])
+    err = capsys.readouterr().err
+    assert code == 2 and "MCP_GATEWAY_ALLOWED_HOSTS" in err and "Traceback" not in err

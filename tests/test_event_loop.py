@@ -360,6 +360,8 @@ def test_allowed_hosts_and_origins_in_the_environment_are_comma_separated(
     settings = GatewaySettings()
     assert settings.allowed_hosts == ["gw.internal", "gw.example:8765"]
     assert settings.allowed_origins == ["https://ui.example"]
+    monkeypatch.setenv("MCP_GATEWAY_REDACT_KEYS", "password,ssn")
+    assert GatewaySettings().redact_keys == ["password", "ssn"]
     monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"]')  # a JSON list still
     assert GatewaySettings().allowed_hosts == ["a.example"]
     monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"')

@@ -107,11 +107,11 @@ class GatewaySettings(BaseSettings):
                     "the idle limit between requests) before it is closed")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
-    redact_keys: list[str] = Field(
+    redact_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_REDACT_KEYS),
         description="argument keys (substring, any case) whose values are stored as ***")
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "redact_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """From the environment: comma-separated names, or a JSON list."""

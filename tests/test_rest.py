@@ -279,6 +279,8 @@ async def test_tokens_scopes_and_server_restrictions(tmp_path: Path) -> None:
         assert (await api("GET", "/openapi.json")).status_code == 200  # describes, holds no data
         evil = await api("GET", "/servers", OPS, headers={"Host": "evil.example.com"})
         assert evil.status_code == 421  # the DNS-rebinding guard covers the API too
+        assert "--allowed-host evil.example.com" in assert_error(
+            evil, 421, "misdirected_request")["message"]
     assert all(token not in text for text in api.seen for token in (OPS, ALICE, BOB))
 
 

@@ -161,7 +161,7 @@ def test_logs_and_stats_read_what_serve_recorded(tmp_path: Path) -> None:
     rows = {line.split()[0]: line.split() for line in stats.stdout.splitlines()[2:4]}
     assert rows["clock_add"][1:3] == ["3", "0"] and rows["notes_delete_note"][1:3] == ["1", "1"]
     missing = run_cli("logs", "--db", str(tmp_path / "nope.db"))
-    assert missing.returncode == 2 and "no store at" in missing.stdout
+    assert missing.returncode == 2 and "no store at" in missing.stderr and not missing.stdout
 
 
 @pytest.mark.anyio

@@ -326,3 +326,45 @@ async def test_http_serves_and_stops_gracefully(tmp_path: Path, loop: str) -> No
         proc.send_signal(signal.SIGTERM)
         text = _assert_clean_stop(proc, log, marker, loop)
     assert "received SIGTERM: stopping" in text
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_missing_command_is_named_on_either_loop(tmp_path: Path, loop: str) -> None:
+    """uvloop's spawn raises FileNotFoundError without the file name: the log said
+    'command not found: [Errno 2] No such file or directory', naming nothing."""
+    missing = f"/nonexistent/mcp-server-{uuid.uuid4().hex}"
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"servers:\n  gone:\n    command: {missing}\n")
+    with _serving(tmp_path, loop, "--config", str(config), "--no-db",
+                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as (proc, log):
+        deadline = time.monotonic() + WITHIN
+        while "upstream gone: starting -> " not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert proc.stdin is not None
+        proc.stdin.close()  # the host leaves: the gateway stops
+        assert proc.wait(timeout=WITHIN) == 0
+    assert f"command not found: {missing}" in log.read_text()
+
+
+def test_allowed_hosts_and_origins_in_the_environment_are_comma_separated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README lists MCP_GATEWAY_ALLOWED_HOSTS among the settings; a plain value
+    (MCP_GATEWAY_ALLOWED_HOSTS=gw.internal) stopped serve with a pydantic-settings
+    traceback: only a JSON list was read."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", "gw.internal, gw.example:8765")
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", "https://ui.example")
+    settings = GatewaySettings()
+    assert settings.allowed_hosts == ["gw.internal", "gw.example:8765"]
+    assert settings.allowed_origins == ["https://ui.example"]
+    monkeypatch.setenv("MCP_GATEWAY_REDACT_KEYS", "password,ssn")
+    assert GatewaySettings().redact_keys == ["password", "ssn"]
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"]')  # a JSON list still
+    assert GatewaySettings().allowed_hosts == ["a.example"]
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", '["a.example"')
+    code = main(["serve", "--config", str(_empty_config(tmp_path)), "--no-db"])
+    err = capsys.readouterr().err
+    assert code == 2 and "MCP_GATEWAY_ALLOWED_HOSTS" in err and "Traceback" not in err

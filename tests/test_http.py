@@ -48,10 +48,14 @@ async def test_the_gateway_serves_streamable_http_with_rebinding_protection() ->
                                    headers={"Host": "evil.example.com",
                                             "Accept": "application/json, text/event-stream"})
             assert evil.status_code == 421
+            # Named, with the fix (FastMCP's own said only "Misdirected Request").
+            assert "Host 'evil.example.com'" in evil.json()["error"]["message"]
+            assert "--allowed-host evil.example.com" in evil.json()["error"]["message"]
             origin = await http.post(f"{base}/mcp", json=body,
                                      headers={"Origin": "http://evil.example.com",
                                               "Accept": "application/json, text/event-stream"})
             assert origin.status_code == 403
+            assert "MCP_GATEWAY_ALLOWED_ORIGINS=http://evil.example.com" in origin.text
             # ... never a refusal: the same ones are refused again, and nothing was added.
             again = await http.post(f"{base}/mcp", json=body,
                                     headers={"Origin": "http://evil.example.com",

@@ -5,6 +5,9 @@ test_store_contract.py.)"""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -212,6 +215,60 @@ def test_serve_with_an_unreachable_database_is_one_clear_line(
     assert code == 2
     assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in err
     assert "s3cret" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["check", "servers", "logs", "stats", "pins"])
+def test_every_store_command_reports_an_unreachable_database_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """check and servers went down with a traceback; logs, stats and pins printed the
+    error on stdout, into what a script reads (``logs --json | jq``)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  alpha:\n    url: http://127.0.0.1:9/mcp\n")
+    port = free_port()
+    url = f"postgresql://gw:s3cret@127.0.0.1:{port}/gateway"
+    args = [command, "--db", url] + (["--config", str(config)]
+                                      if command in ("check", "servers") else [])
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"PostgreSQL at gw@127.0.0.1:{port}/gateway is unreachable" in err
+    assert out == ""
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_a_database_outage_is_logged_in_lines_not_tracebacks(
+        own_cluster: PgCluster, tmp_path: Path) -> None:
+    """asyncpg's pool logs each failed reconnect with a 20-line traceback (every 1, 2,
+    4 ... 60 s while the database is away), beside the gateway's own clear line."""
+    url = own_cluster.create_database()
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--transport", "http", "--port", str(port), "--db", url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            def wait_for(text: str) -> None:
+                deadline = time.monotonic() + 60
+                while text not in log.read_text():
+                    assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.05)
+
+            wait_for("registered at runtime in")  # the store is open
+            own_cluster.stop()
+            wait_for("Failed to restore the pool connection floor")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert "Failed to restore the pool connection floor; retrying (" in text, text
 
 
 def test_settings_keep_a_database_url_as_written() -> None:

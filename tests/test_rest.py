@@ -131,6 +131,35 @@ async def test_servers_lifecycle_as_an_admin_token(tmp_path: Path,
         assert OPS.encode() not in file.read_bytes(), file
 
 
+async def test_a_server_name_with_a_slash_is_refused_where_it_could_never_be_reached(
+        tmp_path: Path) -> None:
+    """POST accepted 'a/b', and then GET, PUT and DELETE /servers/a%2Fb all answered 404
+    (the path is decoded before routing): REST could add what it could not remove."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, base):
+        refused = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "a/b", "config": demo("clock")}), 422, "invalid_config")
+        assert "may not contain '/'" in refused["message"] and "'a-b'" in refused["message"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            imported = await client.call_tool("gateway_import_servers", {
+                "content": '{"mcpServers": {"clock": {"command": "x"}, "x/y": {"command": "y"}}}'},
+                raise_on_error=False)
+            assert imported.is_error and "may not contain '/'" in str(imported.content)
+        listed = (await api("GET", "/servers", OPS)).json()
+        assert [s["name"] for s in listed["servers"]] == ["notes"]  # the import: none of it
+
+
+async def test_a_call_record_names_the_gateway_that_served_it(tmp_path: Path) -> None:
+    """Several gateways share one call log: the store keeps each record's instance, and
+    'mcp-gateway logs --json' showed it, but REST and gateway_calls left it out."""
+    async with serving(tmp_path, {"clock": demo("clock")}, instance_id="gw-7") as (api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            await client.call_tool("clock_add", {"a": 1, "b": 2})
+            tool = await client.call_tool("gateway_calls", {})
+        (record,) = (await api("GET", "/logs/invocations", OPS)).json()["calls"]
+        assert record["instance_id"] == "gw-7"
+        assert [c["instance_id"] for c in tool.structured_content["calls"]] == ["gw-7"]  # type: ignore[index]
+
+
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
     async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
         async with Client(f"{base}/mcp", auth=OPS) as client:
@@ -250,6 +279,8 @@ async def test_tokens_scopes_and_server_restrictions(tmp_path: Path) -> None:
         assert (await api("GET", "/openapi.json")).status_code == 200  # describes, holds no data
         evil = await api("GET", "/servers", OPS, headers={"Host": "evil.example.com"})
         assert evil.status_code == 421  # the DNS-rebinding guard covers the API too
+        assert "--allowed-host evil.example.com" in assert_error(
+            evil, 421, "misdirected_request")["message"]
     assert all(token not in text for text in api.seen for token in (OPS, ALICE, BOB))
 
 

@@ -12,7 +12,8 @@ Only this module knows MCP: it names the actor (the caller's token or JWT name, 
 the host's client id) and turns the gateway's errors into ``ToolError`` once, in
 ``_bind``.  Every admin tool needs scope ``admin`` (the read-only ones show every
 server): a caller without it does not see them (``AdminVisibility``) and a call is
-refused naming the scope.  The caller comes from the principal resolver the gateway
+refused naming the scope; an admin restricted to some servers inspects and changes only
+those (``scope.beyond_servers``).  The caller comes from the principal resolver the gateway
 injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest: lists are
 read-only, reconnect/enable idempotent, disable destructive (for every host).
 """
@@ -52,6 +53,7 @@ from fast_mcp_gateway.admin.scope import (
     CALLER,
     PrincipalResolver,
     actor,
+    beyond_servers,
     guard_admin_tools,
     refusal,
     turned_off,
@@ -164,20 +166,12 @@ def _bind(tool: AdminTool, ctx: AdminContext,
                   for p in list(signature.parameters.values())[1:]]
 
     async def run(**arguments: Any) -> Any:
-        caller = principal()
-        reason = refusal(caller, tool.name) or turned_off(ctx.options, admin_kind(tool),
-                                                          f"'{tool.name}'")
+        caller, kind = principal(), admin_kind(tool)
+        reason = (refusal(caller, tool.name)
+                  or turned_off(ctx.options, kind, f"'{tool.name}'")
+                  or beyond_servers(caller, tool.name, kind == "read", arguments))
         if reason is not None:
             raise ToolError(reason)
-        if caller.servers is not None and tool.name.startswith("gateway_inspect"):
-            # An admin restricted to some servers inspects only those; worded as
-            # for a server that does not exist.
-            server = arguments.get("name")
-            if server is None:
-                raise ToolError(f"'{tool.name}' needs 'name': this token may inspect "
-                                "only its own servers")
-            if not caller.may_use(server):
-                raise ToolError(f"unknown server '{server}'")
         token = CALLER.set(caller)
         try:
             return await tool.fn(ctx, **arguments)

@@ -147,11 +147,13 @@ class CallRecord(BaseModel):
     route: list[dict[str, str]] | None
     started_at: float = Field(description="unix seconds")
     duration_ms: float
-    status: str = Field(description="success, error, timeout or rejected")
+    status: str = Field(description="success, error, timeout, rejected or cancelled")
     error: str | None
     arguments: str | None = Field(description="JSON, with secrets redacted")
     response_bytes: int | None
     rule: str | None = Field(default=None, description="the route rule that chose the server")
+    instance_id: str | None = Field(default=None, description=(
+        "the gateway that served it (--instance-id; several share a PostgreSQL store)"))
 
 
 class CallPage(BaseModel):

@@ -8,7 +8,7 @@ the missing scope (a filtered lookup could only say "Unknown tool").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -56,6 +56,43 @@ def refusal(principal: Principal, what: str) -> str | None:
         return f"tool '{what}' requires scope 'admin'; {HOW_TO_ADD_A_TOKEN}"
     return (f"tool '{what}' requires scope 'admin'; the token '{principal.name}' has "
             f"{', '.join(sorted(principal.scopes)) or 'no scopes'}")
+
+
+# The argument naming the one server each server-scoped admin tool acts on (the alert
+# rule tools' 'name' is a rule's, so they are not here).
+SERVER_ARGUMENT = dict.fromkeys((
+    "gateway_reconnect_server", "gateway_enable_server", "gateway_disable_server",
+    "gateway_reset_breaker", "gateway_restart_replica", "gateway_drain_replica",
+    "gateway_inspect_server", "gateway_inspect_call_tool", "gateway_inspect_read_resource",
+    "gateway_inspect_get_prompt", "gateway_inspector_clear", "gateway_add_server",
+    "gateway_update_server", "gateway_remove_server"), "name") | {
+    "gateway_approve_changes": "server"}
+
+
+def beyond_servers(principal: Principal, what: str, read_only: bool,
+                   arguments: Mapping[str, Any]) -> str | None:
+    """Why an admin restricted to some servers may not call ``what`` so (None: it may).
+
+    It inspects and changes its own servers only, as over REST and on the dashboard; a
+    change that reaches past one server (import, reload, routes, alert rules) needs a
+    token without a ``servers`` list.  The read-only tools other than the inspector
+    show every server (README, "What a caller sees over MCP")."""
+    if principal.servers is None:
+        return None
+    mine = ", ".join(sorted(principal.servers))
+    key = SERVER_ARGUMENT.get(what)
+    if key is None:
+        return None if read_only else (
+            f"'{what}' acts beyond one server: it needs an admin token without a 'servers' "
+            f"list; the token '{principal.name}' may only manage the servers {mine}")
+    server = arguments.get(key)
+    if server is None:
+        return f"'{what}' needs '{key}': this token may only manage its own servers ({mine})"
+    if principal.may_use(server):
+        return None
+    if what == "gateway_add_server":
+        return f"the token '{principal.name}' may only manage the servers {mine}"
+    return f"unknown server '{server}'"  # worded as for a server that does not exist
 
 
 def turned_off(options: GatewayOptions, kind: AdminKind, what: str) -> str | None:

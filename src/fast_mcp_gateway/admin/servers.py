@@ -35,7 +35,7 @@ from fast_mcp_gateway.config.registrations import (
     parse_server,
 )
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.errors import Conflict, NotFound
+from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
@@ -289,6 +289,16 @@ _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
              "rest": ("POST /api/v1/servers", "PUT /api/v1/servers/{name}")}
 
 
+def _check_new_name(name: str, source: str) -> None:
+    """A new server's name is a path segment of the REST API and the dashboard: one with
+    a '/' could be added there but never read, changed or removed there again."""
+    if "/" in name:
+        raise ConfigError.single(
+            source, name, None, "a server name may not contain '/': it is a path segment "
+            f"of /api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
+            f"'{name.replace('/', '-')}'")
+
+
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None) -> ChangeReport:
     store = require_store(ctx)
@@ -300,6 +310,8 @@ async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, A
         raise Conflict(f"server '{name}' already exists; use {update.format(name=name)}")
     source = (update.format(name=name) if exists else add) + (
         " body 'config'" if actor.surface == "rest" else "")
+    if not exists:
+        _check_new_name(name, add)
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_namespace(parsed, _running_configs(ctx))
     await store.put_server(name, raw, parsed.enabled)
@@ -351,6 +363,8 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
     for name, server in imported.config.servers.items():
         if name in ctx.manager.services and not replace_existing:
             continue
+        if name not in ctx.manager.services:
+            _check_new_name(name, "gateway_import_servers")
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()

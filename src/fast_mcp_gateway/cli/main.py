@@ -28,7 +28,7 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.redaction import install_log_filter
+from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -183,6 +183,7 @@ def _configure_logging(level: str) -> None:
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)
         logging.getLogger("mcp").setLevel(logging.WARNING)
+        logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,15 +224,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
-    if args.command == "servers":
-        from fast_mcp_gateway.cli.reports import run_servers
+    if args.command in ("servers", "check"):
+        from fast_mcp_gateway.store import StorageError
 
-        return anyio.run(run_servers, config, args)
-    if args.command == "check":
-        from fast_mcp_gateway.cli.check import run_check
+        try:
+            if args.command == "servers":
+                from fast_mcp_gateway.cli.reports import run_servers
 
-        assert settings.db is not None
-        return anyio.run(run_check, config, settings, bool(args.json), settings.db)
+                return anyio.run(run_servers, config, args)
+            from fast_mcp_gateway.cli.check import run_check
+
+            assert settings.db is not None
+            return anyio.run(run_check, config, settings, bool(args.json), settings.db)
+        except StorageError as exc:  # the store of runtime registrations: one clear line
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 2
     if settings.dashboard is not None:
         from fast_mcp_gateway.ui.standalone import parse_address
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from fast_mcp_gateway.errors import AdminError
 
@@ -33,7 +34,8 @@ async def run_pins(args: argparse.Namespace) -> int:
 
     path = _db_path(args)
     if await _missing(path):
-        print(f"mcp-gateway: no store at {path} (has the gateway run with a store?)")
+        print(f"mcp-gateway: no store at {path} (has the gateway run with a store?)",
+              file=sys.stderr)
         return 2
     if args.action == "approve" and not args.server:
         print("mcp-gateway: pins approve needs a server: mcp-gateway pins approve SERVER "
@@ -64,6 +66,6 @@ async def run_pins(args: argparse.Namespace) -> int:
         finally:
             await store.close()
     except (StorageError, AdminError) as exc:
-        print(f"mcp-gateway: {exc}")
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     return 0

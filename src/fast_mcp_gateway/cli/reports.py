@@ -71,7 +71,8 @@ async def run_report(args: argparse.Namespace) -> int:
 async def _run_report(args: argparse.Namespace) -> int:
     path = _db_path(args)
     if await _missing(path):
-        print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)")
+        print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)",
+              file=sys.stderr)
         return 2
     try:
         store = await open_store(path)
@@ -84,7 +85,7 @@ async def _run_report(args: argparse.Namespace) -> int:
         finally:
             await store.close()
     except StorageError as exc:
-        print(f"mcp-gateway: {exc}")
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     return 0
 

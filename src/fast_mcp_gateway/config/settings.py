@@ -6,13 +6,14 @@ down; nothing here is read at import time.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
 DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey",
@@ -29,11 +30,12 @@ class GatewaySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     path: str = "/mcp"
-    allowed_hosts: list[str] = Field(
+    # NoDecode: the environment gives 'a.example,b.example' (or a JSON list), see below.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="extra Host header values accepted in HTTP mode (DNS-rebinding guard)",
     )
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str | None = Field(
         default=None,
         description="the URL hosts reach the gateway at (behind a proxy or TLS terminator), "
@@ -105,9 +107,19 @@ class GatewaySettings(BaseSettings):
                     "the idle limit between requests) before it is closed")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
-    redact_keys: list[str] = Field(
+    redact_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_REDACT_KEYS),
         description="argument keys (substring, any case) whose values are stored as ***")
+
+    @field_validator("allowed_hosts", "allowed_origins", "redact_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """From the environment: comma-separated names, or a JSON list."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)  # a ValueError names the variable (settings_problem)
+        return [part.strip() for part in value.split(",") if part.strip()]
 
     @field_validator("db", mode="before")
     @classmethod

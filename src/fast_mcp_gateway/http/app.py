@@ -92,6 +92,59 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+_PASSED = "fast_mcp_gateway.guard_passed"  # a scope key: the guard let it through
+
+
+class ExplainedGuard:
+    """FastMCP's Host/Origin guard (strict) in front of ``app``, its refusals explained:
+    its own answers say only "Misdirected Request" (421) or "Forbidden Origin" (403),
+    leaving a user behind a proxy to guess at ``--allowed-host``.  A refusal becomes
+    the REST error shape naming the header's value and the setting that allows it."""
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: list[str] | None,
+                 allowed_origins: list[str] | None) -> None:
+        self.app = app
+        self.guard = HostOriginGuardMiddleware(self._passed, allowed_hosts=allowed_hosts,
+                                               allowed_origins=allowed_origins, mode="strict")
+
+    async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_PASSED] = True
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.guard(scope, receive, send)
+            return
+        status = 0
+
+        async def explained(message: Any) -> None:
+            nonlocal status
+            if scope.get(_PASSED):
+                await send(message)
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+            elif not message.get("more_body"):
+                await _refusal(scope, status).response()(scope, receive, send)
+
+        await self.guard(scope, receive, explained)
+
+
+def _refusal(scope: Scope, status: int) -> ApiError:
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+               if k in (b"host", b"origin")}
+    if status == 421:
+        host = headers.get("host", "")
+        return ApiError(421, "misdirected_request", (
+            f"this gateway does not answer to Host '{host}' (DNS-rebinding protection): "
+            f"use the address it listens on, or start it with --allowed-host {host} "
+            "(MCP_GATEWAY_ALLOWED_HOSTS)"), {"host": host})
+    origin = headers.get("origin", "")
+    return ApiError(status, "forbidden_origin", (
+        f"requests from a web page at Origin '{origin}' are refused (DNS-rebinding "
+        f"protection); to allow that page, start the gateway with "
+        f"MCP_GATEWAY_ALLOWED_ORIGINS={origin}"), {"origin": origin})
+
+
 class RememberedGuard:
     """FastMCP's Host/Origin guard (strict) in front of ``app``, remembering what it let
     through.  Its verdict depends only on the scheme, the server address and the Host
@@ -106,8 +159,8 @@ class RememberedGuard:
     def __init__(self, app: ASGIApp, *, allowed_hosts: list[str] | None,
                  allowed_origins: list[str] | None) -> None:
         self.app = app
-        self.guard = HostOriginGuardMiddleware(self._passed, allowed_hosts=allowed_hosts,
-                                               allowed_origins=allowed_origins, mode="strict")
+        self.guard = ExplainedGuard(self._passed, allowed_hosts=allowed_hosts,
+                                    allowed_origins=allowed_origins)
         self.passed: set[tuple[Any, ...]] = set()
 
     @staticmethod
@@ -296,8 +349,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     )
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         reword_auth_challenges(mcp_app, NO_TOKEN, BAD_TOKEN)
-    guard = Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts,
-                       allowed_origins=allowed_origins, mode="strict")
+    guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
+                       allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
                   api_group(access, ctx))
     mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))

@@ -177,3 +177,16 @@ def install_log_filter(logger: logging.Logger | None = None) -> SecretLogFilter:
         if not any(isinstance(f, SecretLogFilter) for f in handler.filters):
             handler.addFilter(log_filter)
     return log_filter
+
+
+class OneLineErrors(logging.Filter):
+    """Folds a record's traceback into one line: ``message (ExceptionType: text)``.  For
+    a library logger whose failures the gateway already reports in its own words (asyncpg's
+    pool retries a lost database with a traceback each time, every 1 to 60 s)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True

@@ -285,11 +285,18 @@ async def tapped_stdio_client(
     ``process``: one already started the same way (spawn-first) to use instead."""
     if process is None:
         command = await executable_command(server.command)
-        process = await create_process(
-            command=command, args=server.args,
-            env=get_default_environment() | (server.env or {}), errlog=errlog,
-            cwd=server.cwd,
-        )
+        try:
+            process = await create_process(
+                command=command, args=server.args,
+                env=get_default_environment() | (server.env or {}), errlog=errlog,
+                cwd=server.cwd,
+            )
+        except OSError as exc:
+            # uvloop's spawn leaves the file name out ("[Errno 2] No such file or
+            # directory"); the error text (model.describe_error) must name the command.
+            if exc.filename is None:
+                exc.filename = command
+            raise
     read_stream_writer, read_stream = anyio.create_memory_object_stream[
         SessionMessage | Exception](0)
     write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)

@@ -69,6 +69,20 @@ def test_a_token_naming_an_unknown_server_is_warned_about(
         "server is added at runtime (then this token reaches it once it is)")
 
 
+def test_a_server_name_rest_cannot_address_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Runtime registrations refuse a name with '/'; a file that has one keeps working
+    over MCP, and says why REST and the dashboard cannot reach that server."""
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers:\n  team/notes: {command: 'true'}\n  clock: {command: 'true'}\n")
+    config = load_config(path)
+    assert set(config.servers) == {"team/notes", "clock"}
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                 and r.name == "fast_mcp_gateway.config.schema"]
+    assert "server name 'team/notes' contains '/'" in warning
+    assert "rename it, e.g. 'team-notes'" in warning
+
+
 @pytest.mark.parametrize(("scopes", "message"), [
     ("[tool]", "unknown scope 'tool' (did you mean 'tools'?); the valid scopes are tools "
                "(list and call tools) or admin (also manage the gateway; implies tools)"),

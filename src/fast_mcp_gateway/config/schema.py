@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -415,4 +416,12 @@ class GatewayConfig(_Strict):
     def _token_servers(self) -> GatewayConfig:
         # A warning, not an error: a token may name a server registered at runtime.
         warn_unknown_servers(self.options.auth, self.servers)
+        # A warning too: refusing the name would stop a file that works over MCP today.
+        for name in self.servers:
+            if "/" in name:
+                logging.getLogger(__name__).warning(
+                    "%s: server name %r contains '/': the REST API and the dashboard cannot "
+                    "address it (it is a path segment of /api/v1/servers/<name>); rename it, "
+                    "e.g. %r (its tools are then named after the new name)", self.source,
+                    name, name.replace("/", "-"))
         return self

@@ -197,6 +197,14 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         status = assert_error(await api("GET", "/logs/invocations", BOB,
                                         params={"status": "great"}), 422, "validation_error")
         assert status["details"]["fields"][0]["field"] == "status"
+        # A misspelt filter is refused, not ignored (it answered every record); names
+        # starting with '_' (cache busters) are let through.
+        typo = assert_error(await api("GET", "/logs/invocations", BOB,
+                                      params={"sever": "notes"}), 422, "validation_error")
+        assert typo["details"]["fields"][0]["field"] == "sever"
+        assert "did you mean 'server'" in typo["message"], typo["message"]
+        busted = await api("GET", "/logs/invocations", BOB, params={"server": "notes", "_": "1"})
+        assert {c["server"] for c in busted.json()["calls"]} == {"notes"}
         health = (await api("GET", "/logs/health", BOB)).json()
         assert {r["server"] for r in health["records"]} >= {"notes", "clock"}
 

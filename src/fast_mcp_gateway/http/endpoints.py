@@ -134,7 +134,8 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
 
 def _query(model: type[BaseModel], request: Request) -> BaseModel:
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate({name: value for name, value in request.query_params.items()
+                                     if not name.startswith("_")})
     except ValidationError as exc:
         raise validation_failed(exc, "query", model) from None
 

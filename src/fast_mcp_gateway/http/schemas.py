@@ -97,11 +97,16 @@ class CallToolIn(_In):
         return self.server or self.name or ""
 
 
-# -- query parameters (unknown parameters are ignored, as browsers add their own) -----
+# -- query parameters -------------------------------------------------------------------
 
 
 class _Query(_Model):
-    model_config = ConfigDict(extra="ignore")
+    """An endpoint's query parameters.  An unknown one is refused (422 naming it and the
+    one meant): ignored, a typo such as ``?sever=x`` answered unfiltered data.  Names
+    starting with ``_`` (cache busters such as ``_=1700000000``) are left out before
+    validation (``endpoints._query``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class DetailQuery(_Query):

@@ -124,6 +124,17 @@ async def until_serving(url: str, protocol: str, auth: str | None, tool: str,
     raise RuntimeError(f"{url} did not serve {tool} within {within:g} s ({last!r})")
 
 
+async def http_upstream(ws: Workspace, stack: contextlib.ExitStack) -> tuple[int, str, Any]:
+    """``upstream.py --http`` on a free port (a child of ``stack``), once it serves: its
+    port, its MCP URL and its process (the standalone tools' one upstream)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    proc = stack.enter_context(process([str(UPSTREAM), "--http", str(port)],
+                                       ws.logs / "upstream.log"))
+    await until_serving(url, ws.protocol, None, "echo", 120)
+    return port, url, proc
+
+
 def gateway_config(ws: Workspace, tag: str, upstream_url: str | None, auth: str | None
                    ) -> Path:
     """A servers.yaml with the one upstream: by URL, or (``None``) spawned over stdio."""

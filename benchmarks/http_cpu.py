@@ -28,7 +28,6 @@ import anyio
 from bench_harness import (
     HERE,
     PY,
-    UPSTREAM,
     UPSTREAM_TOOLS,
     Endpoint,
     Running,
@@ -47,6 +46,7 @@ from bench_http import (
     free_port,
     gateway_config,
     http_client,
+    http_upstream,
     process,
     until_serving,
 )
@@ -63,11 +63,7 @@ async def main(args: argparse.Namespace) -> None:
     auth = None if args.auth == "none" else auth_section(keys.public_key)
     with tempfile.TemporaryDirectory(prefix="http-cpu-") as root, contextlib.ExitStack() as ps:
         ws = Workspace(Path(root), "auto", 10.0)
-        up_port = free_port()
-        up_url = f"http://127.0.0.1:{up_port}/mcp"
-        upstream = ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
-                                            ws.logs / "upstream.log"))
-        await until_serving(up_url, ws.protocol, None, "echo", 120)
+        _, up_url, upstream = await http_upstream(ws, ps)
         settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
         urls: dict[str, tuple[str, int]] = {}
         for label, python in pythons.items():

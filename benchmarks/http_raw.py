@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_harness import PY, UPSTREAM, Workspace, cpu_s, delta, load
-from bench_http import free_port, gateway_config, process, until_serving
+from bench_harness import PY, Workspace, cpu_s, delta, load
+from bench_http import free_port, gateway_config, http_upstream, process, until_serving
 
 _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
          "io.modelcontextprotocol/clientCapabilities": {},
@@ -85,11 +85,7 @@ async def main(args: argparse.Namespace) -> None:
     pythons = {"this": PY, **({"base": args.base} if args.base else {})}
     with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
         ws = Workspace(Path(root), "auto", 10.0)
-        up_port = free_port()
-        up_url = f"http://127.0.0.1:{up_port}/mcp"
-        upstream = ps.enter_context(process([str(UPSTREAM), "--http", str(up_port)],
-                                            ws.logs / "upstream.log"))
-        await until_serving(up_url, ws.protocol, None, "echo", 120)
+        up_port, up_url, upstream = await http_upstream(ws, ps)
         # label -> (port, tool, gateway pid or None, gap in seconds)
         targets: dict[str, tuple[int, str, int | None, float]] = {
             "direct": (up_port, "echo", None, 0.0)}

@@ -79,8 +79,8 @@ def test_a_server_name_rest_cannot_address_is_warned_about(
     assert set(config.servers) == {"team/notes", "clock"}
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                  and r.name == "fast_mcp_gateway.config.schema"]
-    assert "server name 'team/notes' contains '/'" in warning
-    assert "rename it, e.g. 'team-notes'" in warning
+    assert "server 'team/notes': a server name may not contain '/'" in warning
+    assert "choose another name, e.g. 'team-notes'" in warning
 
 
 @pytest.mark.parametrize(("scopes", "message"), [

@@ -34,7 +34,7 @@ from fast_mcp_gateway.config.registrations import (
     export_servers,
     parse_server,
 )
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import ServerConfig, unaddressable_name
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
@@ -292,11 +292,8 @@ _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
 def _check_new_name(name: str, source: str) -> None:
     """A new server's name is a path segment of the REST API and the dashboard: one with
     a '/' could be added there but never read, changed or removed there again."""
-    if "/" in name:
-        raise ConfigError.single(
-            source, name, None, "a server name may not contain '/': it is a path segment "
-            f"of /api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
-            f"'{name.replace('/', '-')}'")
+    if (problem := unaddressable_name(name)) is not None:
+        raise ConfigError.single(source, name, None, problem)
 
 
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,

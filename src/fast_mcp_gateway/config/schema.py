@@ -418,10 +418,19 @@ class GatewayConfig(_Strict):
         warn_unknown_servers(self.options.auth, self.servers)
         # A warning too: refusing the name would stop a file that works over MCP today.
         for name in self.servers:
-            if "/" in name:
+            if (problem := unaddressable_name(name)) is not None:
                 logging.getLogger(__name__).warning(
-                    "%s: server name %r contains '/': the REST API and the dashboard cannot "
-                    "address it (it is a path segment of /api/v1/servers/<name>); rename it, "
-                    "e.g. %r (its tools are then named after the new name)", self.source,
-                    name, name.replace("/", "-"))
+                    "%s: server %r: %s (its tools are then named after the new name)",
+                    self.source, name, problem)
         return self
+
+
+def unaddressable_name(name: str) -> str | None:
+    """Why the REST API and the dashboard cannot address a server named ``name`` (None:
+    they can): the name is a path segment of their URLs.  Runtime registrations refuse
+    such a name (``admin/servers.py``); ``servers.yaml`` is warned about it."""
+    if "/" not in name:
+        return None
+    return ("a server name may not contain '/': it is a path segment of "
+            "/api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
+            f"'{name.replace('/', '-')}'")

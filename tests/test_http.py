@@ -71,3 +71,30 @@ async def test_the_gateway_serves_sse() -> None:
                       transport_factory=memory_transports({"alpha": alpha_server()}))
     async with serve_http(gateway.http_app("sse")) as base, Client(f"{base}/sse") as client:
         assert (await client.call_tool("alpha_add", {"a": 4, "b": 4})).data == 8
+
+
+async def test_every_refusal_of_fastmcps_routes_is_explained() -> None:
+    """SSE's stream and posts, and streamable HTTP's paths other than the exact endpoint
+    (the lane's entry), were refused by FastMCP's guard in bare text."""
+    config = parse_config({"servers": {"alpha": memory_entry("alpha")}})
+    from tests.fixtures import memory_transports
+
+    evil_host = {"Host": "evil.example.com"}
+    evil_origin = {"Origin": "http://evil.example.com"}
+    for transport, paths in (("sse", ("/sse", "/messages/?session_id=x")),
+                             ("http", ("/mcp/", "/.well-known/oauth-protected-resource/mcp"))):
+        gateway = Gateway(config, GatewaySettings(),
+                          transport_factory=memory_transports({"alpha": alpha_server()}))
+        async with serve_http(gateway.http_app(transport)) as base, \
+                httpx2.AsyncClient(base_url=base) as http:
+            for path in paths:
+                method = http.get if path == "/sse" else http.post
+                host = await method(path, headers=evil_host)
+                assert host.status_code == 421, (transport, path, host.text)
+                assert "--allowed-host evil.example.com" in host.json()["error"]["message"]
+                origin = await method(path, headers=evil_origin)
+                assert origin.status_code == 403, (transport, path, origin.text)
+                assert origin.json()["error"]["code"] == "forbidden_origin"
+            if transport == "sse":  # and what it lets through still works
+                async with Client(f"{base}/sse") as client:
+                    assert (await client.call_tool("alpha_add", {"a": 1, "b": 4})).data == 5

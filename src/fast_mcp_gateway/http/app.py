@@ -80,7 +80,7 @@ class GatewayApp(Starlette):
     verifier: GatewayVerifier | None
     access: Access
     mcp_app: Starlette
-    mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it (``lane.py``)
+    mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it, guarded (explained)
     groups: tuple[RouteGroup, ...]
     mcp_paths: tuple[str, ...] = ()
 
@@ -362,7 +362,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],
                         exception_handlers={HTTPException: http_error})
         mounts.append(Mount(group.prefix, app=sub))
-    mounts.append(Mount("/", app=mcp_app))
+    # FastMCP's app guards every route of its own (the same lists, strict); meeting the
+    # explained guard first gives each refusal its reason (SSE's /sse and /messages/,
+    # /mcp/ with a slash, its well-known paths), not FastMCP's bare text.
+    guarded_mcp = RememberedGuard(mcp_app, allowed_hosts=allowed_hosts,
+                                  allowed_origins=allowed_origins)
+    mounts.append(Mount("/", app=guarded_mcp))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -377,7 +382,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app.verifier = verifier
     app.access = access
     app.mcp_app = mcp_app
-    app.mcp_entry = mcp_app
+    app.mcp_entry = guarded_mcp
     if lane is not None and transport == "http":
         app.mcp_entry = RememberedGuard(
             lane(mcp_app, access), allowed_hosts=allowed_hosts,

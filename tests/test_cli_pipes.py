@@ -48,3 +48,38 @@ def test_a_closed_stdout_ends_the_command_without_a_traceback(
         os.close(write_end)
     assert done.stderr == ""
     assert done.returncode == 1
+
+
+async def _add_call(db: Path, i: int, server: str, exposed: str) -> None:
+    store = await open_store(str(db))
+    try:
+        await store.add_invocations([Invocation(
+            id=f"{i:032x}", trace_id=f"{i:032x}", client="t", kind="tool", exposed=exposed,
+            server=server, original="add", started_at=time.time(), duration_ms=1.0,
+            status="success")])
+    finally:
+        await store.close()
+
+
+def test_logs_follow_keeps_its_columns(tmp_path: Path) -> None:
+    """``logs --follow`` printed each new batch as a table of its own widths (the columns
+    moved under the header), and an empty line every second nothing came."""
+    db = tmp_path / "calls.db"
+    anyio.run(_add_call, db, 1, "a-long-server-name", "a_long_server_name_tool")
+    follow = subprocess.Popen([*CLI, "logs", "--follow", "--db", str(db)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout is not None
+    try:
+        header, _rule, first = (follow.stdout.readline() for _ in range(3))
+        assert "a-long-server-name" in first
+        anyio.run(_add_call, db, 2, "b", "b_x")
+        second = follow.stdout.readline()  # waits for the poll that finds the new call
+    finally:
+        follow.kill()
+        follow.communicate(timeout=30)
+    assert second.split()[4:6] == ["b", "b_x"]  # (the time is two words)
+    for column in ("status", "server", "exposed", "retries"):
+        at = header.index(column)
+        assert first[at - 1] == " " and second[at - 1] == " " and second[at] != " ", (
+            column, header, second)
+    assert header.index("exposed") == second.index("b_x")

@@ -97,7 +97,8 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
     rows, _ = await store.invocations(since=since, server=args.server, tool=args.tool,
                                       status=args.status, limit=args.limit)
     rows.reverse()  # oldest first, like a log
-    _print_rows(rows, args.json, header=True)
+    widths = [len(c) for c in _LOG_COLUMNS]  # kept while following: the rows stay aligned
+    _print_rows(rows, args.json, header=True, widths=widths)
     last = rows[-1].started_at if rows else since or time.time()
     seen = {r.id for r in rows}
     while args.follow:
@@ -105,13 +106,15 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
         new, _ = await store.invocations(since=last, server=args.server, tool=args.tool,
                                          status=args.status, limit=1000, newest_first=False)
         new = [r for r in new if r.id not in seen]
-        _print_rows(new, args.json, header=False)
+        if new:
+            _print_rows(new, args.json, header=False, widths=widths)
         for r in new:
             seen.add(r.id)
             last = max(last, r.started_at)
 
 
-def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool) -> None:
+def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
+                widths: list[int] | None = None) -> None:
     if as_json:
         for r in rows:
             row = asdict(r)
@@ -124,7 +127,7 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool) -> None:
     cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
               r.status, f"{r.duration_ms:.1f}", r.server, r.exposed,
               r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
-    print(_table(_LOG_COLUMNS, cells, header=header), flush=True)
+    print(_table(_LOG_COLUMNS, cells, header=header, widths=widths), flush=True)
 
 
 async def _stats(store: Store, args: argparse.Namespace, since: float | None) -> None:
@@ -146,10 +149,18 @@ async def _stats(store: Store, args: argparse.Namespace, since: float | None) ->
     print("(latencies in ms; percentiles from 25 % wide histogram buckets)")
 
 
-def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool) -> str:
+def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool,
+           widths: list[int] | None = None) -> str:
+    """``rows`` under ``columns``, each as wide as its widest cell; ``widths`` (one per
+    column) are the least widths, updated in place (``logs --follow`` prints its table in
+    pieces: a later piece keeps the columns of the earlier ones, widening only for a
+    longer cell)."""
     # One record, one line: a multi-line upstream error must not break the table.
     rows = [[" ⏎ ".join(part.strip() for part in c.splitlines()) for c in r] for r in rows]
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    least = widths if widths is not None else [0] * len(columns)
+    least[:] = [max([least[i], len(c), *(len(r[i]) for r in rows)])
+                for i, c in enumerate(columns)]
+    widths = least
     lines = []
     if header:
         lines += ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),

@@ -308,3 +308,61 @@ async def test_calls_that_meet_the_refusal_together_all_go_on_in_2026() -> None:
         replica = gateway.manager.get("guard").replicas[0]
         assert replica.protocol_version == MODERN
     assert texts == ["guarded Ada"] * 3
+
+
+async def test_what_auto_learned_holds_across_a_restart(tmp_path: Any) -> None:
+    """Learning a need costs a refused call and a reconnect: it is kept in the store, so
+    the next run opens the server in that era at once (store/eras.py), unless the server
+    is now started another way."""
+    db = str(tmp_path / "gateway.db")
+    first = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()}, db=db)
+    async with Client(first.server, mode="legacy", elicitation_handler=_elicit) as client:
+        assert (await client.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        replica = first.manager.get("guard").replicas[0]
+        assert replica.protocol_version == MODERN and replica.connects == 2  # the switch
+    again = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()}, db=db)
+    async with Client(again.server, mode="legacy", elicitation_handler=_elicit) as client:
+        replica = again.manager.get("guard").replicas[0]
+        assert replica.protocol_version == MODERN and replica.connects == 1
+        reason = replica.statistics().protocol_reason or ""
+        assert "tool 'guarded' asks for input with an InputRequiredResult" in reason
+        assert "learned in an earlier run" in reason
+        assert (await client.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        assert replica.connects == 1  # no refusal, no reconnect
+    moved = make_gateway({"guard": memory_entry("guard-elsewhere")},
+                         {"guard": guard_server()}, db=db)
+    async with Client(moved.server, mode="legacy", elicitation_handler=_elicit):
+        replica = moved.manager.get("guard").replicas[0]
+        assert replica.protocol_version == LEGACY  # another address: learned again
+
+
+class _Memory:
+    def __init__(self, kept: tuple[str, str] | None) -> None:
+        self.kept, self.told = kept, []
+
+    def recall(self) -> Any:
+        return self.kept
+
+    def learned(self, era: str, reason: str) -> None:
+        self.told.append((era, reason))
+
+
+def test_a_kept_need_applies_to_auto_only_and_never_over_one_learned_now() -> None:
+    push = _Memory(("handshake", "tool 'ask' asks for input by push"))
+    era = Era("auto", push)
+    era.recall()
+    assert era.needs_handshake == "tool 'ask' asks for input by push (learned in an earlier run)"
+    assert era.needs is None and push.told == []  # recalled, not learned again
+    assert era.learn("tool 'guarded' asks with an InputRequiredResult")  # a newer need wins
+    assert push.told == [("2026-07-28", "tool 'guarded' asks with an InputRequiredResult")]
+    era.recall()  # a need known now is never replaced by a kept one
+    assert era.needs == "tool 'guarded' asks with an InputRequiredResult"
+    pinned = Era(MODERN, _Memory(("handshake", "x")))
+    pinned.recall()
+    assert pinned.needs is None and pinned.needs_handshake is None
+    fresh = Era("auto", _Memory(None))
+    fresh.recall()
+    assert fresh.needs is None and fresh.needs_handshake is None
+    assert fresh.learn_handshake("tool 'ask' asks for input by push")
+    assert fresh.memory is not None and fresh.memory.told == [  # type: ignore[attr-defined]
+        ("handshake", "tool 'ask' asks for input by push")]

@@ -13,7 +13,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fast_mcp_gateway.store import HealthRecord, Invocation, StorageError, Store, open_store
+from fast_mcp_gateway.store import (
+    EraNeed,
+    HealthRecord,
+    Invocation,
+    StorageError,
+    Store,
+    open_store,
+)
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
 
@@ -395,3 +402,17 @@ def test_buckets_and_percentiles() -> None:
     assert percentile_from(histogram, 0.5, 60_000.0) == BUCKETS_MS[3]
     assert percentile_from(histogram, 0.99, 60_000.0) == 60_000.0  # overflow: the max
     assert percentile_from(histogram, 0.5, 0.9) == 0.9  # capped at the max
+
+
+async def test_a_learned_era_is_kept_one_per_server(store: Store) -> None:
+    assert await store.era_needs() == []
+    first = EraNeed(server="guard", start="s1", era="2026-07-28",
+                    reason="tool 'guarded' asks for input with an InputRequiredResult", at=1.5)
+    other = EraNeed(server="asker", start="s2", era="handshake",
+                    reason="tool 'ask' asks for input by push (ctx.elicit())", at=2.0)
+    await store.put_era_need(first)
+    await store.put_era_need(other)
+    assert await store.era_needs() == [other, first]  # by server name
+    moved = EraNeed(server="guard", start="s3", era="handshake", reason="later", at=3.0)
+    await store.put_era_need(moved)  # the server's newer need replaces the older
+    assert await store.era_needs() == [other, moved]

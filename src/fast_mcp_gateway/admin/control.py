@@ -38,7 +38,7 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.store import Store, StoreUnavailable
+from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -95,6 +95,10 @@ class ControlPlane:
     async def attach(self, store: Store, recorder: Recorder) -> None:
         """Take the opened store: its route rules and runtime registrations apply now."""
         self.store, self.recorder = store, recorder
+        try:  # before the upstreams' first connects (upstream/era_memory.py)
+            self.manager.eras.load(await store.era_needs())
+        except StorageError as exc:  # only a shortcut: each need is learned again
+            logger.warning("could not read what servers were learned to need: %s", exc)
         # The feed's position first: a change made while loading comes in the feed.
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
@@ -121,7 +125,8 @@ class ControlPlane:
         """The background tasks to run while serving (after ``attach``, if at all)."""
         tasks: list[Task] = []
         if self.store is not None:
-            tasks += [self.health_log.run, self.follow_changes]
+            tasks += [self.health_log.run, self.follow_changes,
+                      functools.partial(self.manager.eras.keep, lambda: self.store)]
         interval = self.settings.reload_interval
         if self.settings.config is not None and interval > 0:
             tasks.append(functools.partial(self.watch_config, interval))

@@ -39,6 +39,7 @@ from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
+from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -88,6 +89,7 @@ class UpstreamManager:
         self._reserved: frozenset[str] = frozenset()
         self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
         self.pins = PinBook()
+        self.eras = EraBook()  # what ``protocol: auto`` learned, kept in the store
         self.startup_hold = math.inf  # seconds run() waits for first attempts
         self.only: frozenset[str] | None = None   # servers this process runs (restrict)
         for server in config.servers.values():
@@ -111,6 +113,7 @@ class UpstreamManager:
                 weight=weight,
                 sole_host=self.sole_host,
                 default_protocol=self.config.options.protocol,
+                era_memory=self.eras,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])

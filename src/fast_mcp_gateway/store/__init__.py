@@ -40,6 +40,7 @@ from fast_mcp_gateway.store.base import (
     Store,
     StoreUnavailable,
 )
+from fast_mcp_gateway.store.eras import EraName, EraNeed, EraStore
 from fast_mcp_gateway.store.memory import MemoryStore
 from fast_mcp_gateway.store.sqlite import SQLiteStore
 from fast_mcp_gateway.store.stats import LatencyStats
@@ -54,6 +55,9 @@ __all__ = [
     "Change",
     "ChangeBatch",
     "ControlPlaneStore",
+    "EraName",
+    "EraNeed",
+    "EraStore",
     "HealthRecord",
     "HealthStore",
     "InspectionRecord",

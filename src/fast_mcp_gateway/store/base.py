@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.store.eras import EraStore
 from fast_mcp_gateway.store.stats import LatencyStats
 
 
@@ -421,7 +422,7 @@ class PinStore(Protocol):
 
 
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
-            AlertStore, PinStore, Protocol):
+            AlertStore, PinStore, EraStore, Protocol):
     """Every concern of one backend, and its lifetime."""
 
     async def close(self) -> None:

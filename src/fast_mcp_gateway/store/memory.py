@@ -31,6 +31,7 @@ from fast_mcp_gateway.store.base import (
     invocation_page,
     parse_cursor,
 )
+from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.stats import (
     AggregateKey,
@@ -59,6 +60,7 @@ class MemoryStore:
         self._health: list[HealthRecord] = []
         self._inspections: list[InspectionRecord] = []
         self._alert_rules: dict[str, AlertRuleRecord] = {}
+        self._era_needs: dict[str, EraNeed] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._alert_events: list[AlertEvent] = []
         self._ids = {name: itertools.count(1)
@@ -271,6 +273,12 @@ class MemoryStore:
 
 
     # -- alerts -------------------------------------------------------------------------
+
+    async def era_needs(self) -> list[EraNeed]:
+        return [need for _, need in sorted(self._era_needs.items())]
+
+    async def put_era_need(self, need: EraNeed) -> None:
+        self._era_needs[need.server] = need
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
         return [replace(r, config=_copy(r.config)) for _, r in sorted(self._alert_rules.items())]

@@ -48,6 +48,7 @@ from fast_mcp_gateway.store.base import (
     pin_record,
     pin_row,
 )
+from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.postgres_feed import (
     PgChangeFeed,
     Query,
@@ -361,6 +362,21 @@ class PostgresStore:
             return rowcount(await conn.execute(
                 "DELETE FROM inspector_history" + (" WHERE server = $1" if server else ""),
                 *([server] if server else [])))
+
+    # -- learned eras -------------------------------------------------------------------
+
+    async def era_needs(self) -> list[EraNeed]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {columns(EraNeed)} FROM era_needs ORDER BY server")
+        return [record_of(EraNeed, row) for row in rows]
+
+    async def put_era_need(self, need: EraNeed) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"INSERT INTO era_needs ({columns(EraNeed)}) VALUES ($1,$2,$3,$4,$5)"
+                " ON CONFLICT (server) DO UPDATE SET start = excluded.start,"
+                " era = excluded.era, reason = excluded.reason, at = excluded.at",
+                *row_of(need))
 
     # -- alerts -----------------------------------------------------------------------
 

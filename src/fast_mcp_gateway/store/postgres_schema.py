@@ -186,12 +186,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         expires_at DOUBLE PRECISION NOT NULL
     );
     """),
+    (6, """
+    -- what protocol: auto learned about a server's era (store/eras.py)
+    CREATE TABLE era_needs (
+        server TEXT COLLATE "C" PRIMARY KEY,
+        start TEXT NOT NULL,
+        era TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
-                    "alert_rules", "alert_events", "pins", "leases"})
+                    "alert_rules", "alert_events", "pins", "leases", "era_needs"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it (no row:
 # another holder's lease is still running).

@@ -52,6 +52,7 @@ from fast_mcp_gateway.store.base import (
     pin_record,
     pin_row,
 )
+from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
 from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
@@ -328,6 +329,16 @@ class SQLiteStore:
             "DELETE FROM inspector_history" + (" WHERE server = ?" if server else ""),
             [server] if server else [])
         return cur.rowcount
+
+    # -- learned eras -------------------------------------------------------------------
+
+    async def era_needs(self) -> list[EraNeed]:
+        cur = await self._db.execute(f"SELECT {columns(EraNeed)} FROM era_needs ORDER BY server")
+        return [record_of(EraNeed, row) for row in await cur.fetchall()]
+
+    async def put_era_need(self, need: EraNeed) -> None:
+        await self._db.execute(f"INSERT OR REPLACE INTO era_needs ({columns(EraNeed)})"
+                               " VALUES (?,?,?,?,?)", row_of(need))
 
     # -- alerts -----------------------------------------------------------------------
 

@@ -162,6 +162,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         expires_at REAL NOT NULL
     );
     """),
+    (8, """
+    -- what protocol: auto learned about a server's era (store/eras.py)
+    CREATE TABLE era_needs (
+        server TEXT PRIMARY KEY,
+        start TEXT NOT NULL,             -- digest of how the server is started
+        era TEXT NOT NULL,               -- 2026-07-28 | handshake
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 CACHE_KIB = 128
@@ -169,7 +179,7 @@ CACHE_KIB = 128
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history",
-                    "alert_rules", "alert_events", "pins", "leases"})
+                    "alert_rules", "alert_events", "pins", "leases", "era_needs"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it.
 LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
@@ -255,6 +265,7 @@ COLUMNS: dict[str, frozenset[str]] = {
     "pins": frozenset({"server", "kind", "name", "digest", "definition", "markers", "status",
                        "actor", "at"}),
     "leases": frozenset({"name", "holder", "expires_at"}),
+    "era_needs": frozenset({"server", "start", "era", "reason", "at"}),
 }
 """Every table's columns at ``SCHEMA_VERSION``: what ``MIGRATIONS`` build on an empty
 database, written out (tests/test_store.py builds them and compares).  Building them at

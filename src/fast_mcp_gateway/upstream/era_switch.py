@@ -8,7 +8,7 @@ call timeout; new calls wait), reconnects the replica (``negotiate_auto``: 2026-
 when offered) and sends the refused call again, which is what the 2026-07-28 era does
 with such a tool anyway: it re-runs it on every round.  Calls that met the refusal
 meanwhile wait for the same reconnect.  The need holds for the replica's later
-sessions (not across gateway restarts).
+sessions, and with a store for later runs too (``era_memory.py``).
 
 The other way round: towards a plain streamable-HTTP upstream ``auto`` opens
 2026-07-28, and a tool that asks by push meets a refusal there: FastMCP's for

@@ -35,6 +35,7 @@ from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
+from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.era_switch import EraSwitch
 from fast_mcp_gateway.upstream.model import (
     DEFAULT_RESTART,
@@ -140,6 +141,7 @@ class Upstream:
         sole_host: SoleHost | None = None,
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
+        era_memory: EraBook | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -158,7 +160,8 @@ class Upstream:
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
-            limiter=startup_limiter, era=Era(config.protocol or default_protocol),
+            limiter=startup_limiter, era=Era(config.protocol or default_protocol,
+                                             era_memory.bind(config) if era_memory else None),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,

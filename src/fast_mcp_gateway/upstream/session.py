@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx2
@@ -24,6 +24,8 @@ from fast_mcp_gateway.upstream.stdio_tap import UNDECODABLE_RESPONSE
 
 if TYPE_CHECKING:  # fastmcp.client is loaded for HTTP upstreams only (transports.py)
     from fastmcp.client.transports import ClientTransport
+
+    from fast_mcp_gateway.store.eras import EraName
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +102,27 @@ class Era:
     holds for this replica's later sessions.
     """
 
-    def __init__(self, mode: ProtocolMode) -> None:
+    def __init__(self, mode: ProtocolMode, memory: EraMemory | None = None) -> None:
         self.mode: ProtocolMode = mode
+        self.memory = memory
         self.needs: str | None = None
         self.needs_handshake: str | None = None
         self.reason: str | None = None  # why the current session is in its era
         self.switching = False  # a reconnect for a learned need is under way
+
+    def recall(self) -> None:
+        """Take the need an earlier run learned (``era_memory.py``), if this one knows
+        none yet; called as each session is negotiated."""
+        if self.mode != "auto" or self.memory is None or self.needs is not None \
+                or self.needs_handshake is not None:
+            return
+        kept = self.memory.recall()
+        if kept is not None:
+            era, reason = kept
+            if era == "2026-07-28":
+                self.needs = f"{reason} (learned in an earlier run)"
+            else:
+                self.needs_handshake = f"{reason} (learned in an earlier run)"
 
     def learn(self, need: str) -> bool:
         """Record a need for 2026-07-28; True when it changes this replica's era (the
@@ -113,6 +130,8 @@ class Era:
         if self.mode != "auto" or self.needs is not None:
             return False
         self.needs, self.switching = need, True
+        if self.memory is not None:
+            self.memory.learned("2026-07-28", need)
         return True
 
     def learn_handshake(self, need: str) -> bool:
@@ -120,7 +139,17 @@ class Era:
         if self.mode != "auto" or self.needs_handshake is not None or self.needs is not None:
             return False
         self.needs_handshake, self.switching = need, True
+        if self.memory is not None:
+            self.memory.learned("handshake", need)
         return True
+
+
+class EraMemory(Protocol):
+    """Where an ``Era`` finds what earlier runs learned, and tells what it learns."""
+
+    def recall(self) -> tuple[EraName, str] | None: ...
+
+    def learned(self, era: EraName, reason: str) -> None: ...
 
 
 # What a tool asking by push meets on a 2026-07-28 session (no back-channel there): the
@@ -178,6 +207,7 @@ def needs_modern(exc: BaseException) -> bool:
 
 async def negotiate(session: ClientSession, transport: ClientTransport, era: Era) -> None:
     """Open the session in the era ``era`` picks, setting ``era.reason`` (``StepFailed``)."""
+    era.recall()
     mode = era.mode
     opening: Callable[[], Awaitable[Any]]
     preferred_modern = False

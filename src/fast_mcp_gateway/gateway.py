@@ -24,6 +24,7 @@ import anyio
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.stdio import stdio_server
 
 from fast_mcp_gateway._compat import lifespan, low_level_server
@@ -111,8 +112,12 @@ class Gateway:
             lambda: self.control.store, instance_id=self.settings.instance_id)
         self.control.alerts = self.alerts
         self.manager.on_transition(self.alerts.poke)
+        keys = [key.get_secret_value() for key in self.settings.request_state_keys]
         self.server = GatewayServer(
             name,
+            # Shared keys: a host's next asking round may reach another gateway (else
+            # GatewayServer's default, a key of this process's own).
+            **({"request_state_security": RequestStateSecurity(keys=keys)} if keys else {}),
             instructions=self.provider.instructions(),
             version=__version__,
             providers=[self.provider],

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
@@ -111,7 +111,17 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_REDACT_KEYS),
         description="argument keys (substring, any case) whose values are stored as ***")
 
-    @field_validator("allowed_hosts", "allowed_origins", "redact_keys", mode="before")
+    request_state_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="secrets (comma-separated, each at least 32 bytes) sealing the "
+                    "requestState of the asking rounds the gateway's server answers: give "
+                    "every gateway a host may reach (behind one address, or after a "
+                    "restart) the same keys, so that the host's next round may reach any of "
+                    "them. The first seals, every one unseals (to rotate: new,old, then "
+                    "new). Default: a key of the process's own")
+
+    @field_validator("allowed_hosts", "allowed_origins", "redact_keys", "request_state_keys",
+                     mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """From the environment: comma-separated names, or a JSON list."""
@@ -120,6 +130,22 @@ class GatewaySettings(BaseSettings):
         if value.lstrip().startswith("["):
             return json.loads(value)  # a ValueError names the variable (settings_problem)
         return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _secret_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        seen: set[str] = set()
+        for number, key in enumerate(keys, 1):
+            value = key.get_secret_value()
+            if len(value.encode()) < 32:
+                raise ValueError(
+                    f"key {number} has {len(value.encode())} bytes; each needs at least 32 "
+                    "bytes of secret randomness (make one with: python -c \"import secrets; "
+                    "print(secrets.token_urlsafe(32))\")")
+            if value in seen:
+                raise ValueError(f"key {number} repeats an earlier key")
+            seen.add(value)
+        return keys
 
     @field_validator("db", mode="before")
     @classmethod
@@ -141,13 +167,16 @@ def default_db_path() -> Path:
     return Path(base) / "fast-mcp-gateway" / "gateway.db"
 
 
+_SECRET_SETTINGS = frozenset({"db", "request_state_keys"})
+
+
 def settings_problem(exc: ValidationError) -> str:
     """A settings error, one clause per problem, naming the variable rather than the
     model's field (the flags are checked by the CLI's parser before this)."""
     lines = []
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
-        # A store URL may carry a password: its value is never echoed.
-        got = "" if name == "db" else f" (got {error.get('input')!r})"
+        # A store URL may carry a password, a key is a secret: their values are never echoed.
+        got = "" if name in _SECRET_SETTINGS else f" (got {error.get('input')!r})"
         lines.append(f"MCP_GATEWAY_{name.upper()}: {error['msg']}{got}")
     return "; ".join(lines) or str(exc)

@@ -42,6 +42,14 @@ def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in meta.items() if k not in _CONNECTION_META} or None
 
 
+def _asking(result: types.InputRequiredResult) -> types.InputRequiredResult:
+    """An upstream's questions as the gateway puts them: without the upstream's connection
+    ``_meta`` (its ``serverInfo`` named the upstream as the server answering the host;
+    the gateway's own stamp goes where none is given, as on every other answer)."""
+    meta = _result_meta(result.meta)
+    return result if meta == result.meta else result.model_copy(update={"meta": meta})
+
+
 class RelayedError(ToolError):
     """An upstream's JSON-RPC error response to ``tools/call``, on its way to the host.
 
@@ -95,7 +103,8 @@ class TypedTool(_TypedAsks):
     def finish(self, call: Call,
                result: types.CallToolResult | types.InputRequiredResult) -> Answer[ToolResult]:
         if isinstance(result, types.InputRequiredResult):
-            return Answer("success", output=InputRequiredToolResult(result), response=result)
+            return Answer("success", output=InputRequiredToolResult(_asking(result)),
+                          response=result)
         if self.links is not None:
             self.links.typed_blocks(call.service.name, result.content)
         return Answer(
@@ -123,7 +132,7 @@ class TypedResource(_TypedAsks):
     def finish(self, call: Call, result: types.ReadResourceResult | types.InputRequiredResult
                ) -> Answer[ResourceResult]:
         if isinstance(result, types.InputRequiredResult):
-            return Answer("success", output=InputRequiredResourceResult(result),
+            return Answer("success", output=InputRequiredResourceResult(_asking(result)),
                           response=result)
         try:
             output = _resource_result(result, f"upstream '{call.service.name}' resource "
@@ -173,7 +182,8 @@ class TypedPrompt(_TypedAsks):
     def finish(self, call: Call, result: types.GetPromptResult | types.InputRequiredResult
                ) -> Answer[PromptResult]:
         if isinstance(result, types.InputRequiredResult):
-            return Answer("success", output=InputRequiredPromptResult(result), response=result)
+            return Answer("success", output=InputRequiredPromptResult(_asking(result)),
+                          response=result)
         if self.links is not None:
             self.links.typed_blocks(call.service.name, [m.content for m in result.messages])
         return Answer("success", response=result, output=PromptResult(

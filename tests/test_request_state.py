@@ -1,0 +1,94 @@
+"""A 2026-07-28 host's asking rounds through several gateways (``request_state_keys``).
+
+The gateway's server seals the ``requestState`` of the asking rounds its full path
+answers (FastMCP's tools: the HTTP express lane off, OpenTelemetry tracing on, a tool
+with ``Mcp-Param`` headers): with a key of each process's own, a host whose next round
+reached another gateway behind the same address (or this one after a restart) was
+refused.  With shared keys any of them continues the round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import mcp_types as types
+import pytest
+from fastmcp import Context, FastMCP
+from fastmcp.tools.base import InputRequiredToolResult
+from pydantic import ValidationError
+
+from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.config.settings import settings_problem
+from tests.fixtures import make_gateway, memory_entry, serve_http
+from tests.test_era import NAME_SCHEMA
+from tests.test_tasks import ALICE, ALICE_SHA, post
+
+pytestmark = pytest.mark.anyio
+
+KEY = "k" * 16 + "0123456789abcdef-shared"
+
+
+def asking_server() -> FastMCP[Any]:
+    """A 2026-07-28 tool that asks for a name, carrying a state of its own between rounds."""
+    mcp = FastMCP("asking")
+
+    @mcp.tool
+    async def greet(ctx: Context) -> Any:
+        answer = (ctx.input_responses or {}).get("name")
+        if answer is None:
+            return InputRequiredToolResult(types.InputRequiredResult(
+                request_state="round-1", input_requests={"name": types.ElicitRequest(
+                    params=types.ElicitRequestFormParams(message="Your name?",
+                                                         requested_schema=NAME_SCHEMA))}))
+        return f"hello {(answer.content or {}).get('name')} ({ctx.request_state})"
+
+    return mcp
+
+
+def gateways(upstream: FastMCP[Any], keys: list[str]) -> list[Gateway]:
+    """Two gateways on the full path (no express lane) in front of one upstream."""
+    return [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
+                         {"asking": upstream}, http_express_lane=False,
+                         request_state_keys=keys, options={"auth": {"tokens": [
+                             {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
+            for _ in range(2)]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_hosts_next_round_may_reach_another_gateway(shared: bool) -> None:
+    first, second = gateways(asking_server(), [KEY] if shared else [])
+    async with serve_http(first.http_app("http")) as a, \
+            serve_http(second.http_app("http")) as b, \
+            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
+            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        asked = (await post(to_a, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
+        assert asked["resultType"] == "input_required"
+        # The question is the gateway's to put: its serverInfo, not the upstream's.
+        assert asked["_meta"][types.SERVER_INFO_META_KEY]["name"] == "fast-mcp-gateway"
+        round_two = {"name": "asking_greet", "requestState": asked["requestState"],
+                     "inputResponses": {"name": {"action": "accept",
+                                                 "content": {"name": "Ada"}}}}
+        answered = await post(to_b, ALICE, "tools/call", round_two)
+        if shared:
+            assert answered["result"]["content"][0]["text"] == "hello Ada (round-1)"
+        else:  # a key of each process's own: the other gateway cannot open it
+            assert answered["error"]["message"] == "Invalid or expired requestState"
+        again = await post(to_a, ALICE, "tools/call", round_two)  # the one that sealed it
+        assert again["result"]["content"][0]["text"] == "hello Ada (round-1)"
+
+
+def test_the_keys_are_checked_and_never_echoed() -> None:
+    short = "too-short-a-secret"
+    with pytest.raises(ValidationError) as caught:
+        GatewaySettings(request_state_keys=f"{KEY},{short}")
+    problem = settings_problem(caught.value)
+    assert problem.startswith("MCP_GATEWAY_REQUEST_STATE_KEYS: ")
+    assert "key 2 has 18 bytes; each needs at least 32" in problem
+    assert short not in problem and KEY not in problem
+    with pytest.raises(ValidationError) as caught:
+        GatewaySettings(request_state_keys=[KEY, KEY])
+    assert "key 2 repeats an earlier key" in settings_problem(caught.value)
+    settings = GatewaySettings(request_state_keys=f" {KEY} ,{KEY}-next")
+    assert [k.get_secret_value() for k in settings.request_state_keys] == [KEY, KEY + "-next"]
+    assert KEY not in repr(settings)

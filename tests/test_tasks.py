@@ -97,10 +97,18 @@ async def test_a_2026_host_runs_a_tool_as_a_task_and_follows_it(
         assert crunched["resultType"] == "task"
         done = await until_terminal(host, crunched["taskId"])
         assert done["result"]["structuredContent"] == {"result": "crunched 42"}
-        # Recorded as calls of the exposed tools, on the server that owns them.
+        # Recorded as calls of the exposed tools, on the server that owns them, and each
+        # task's end as a record of its own (kind task: the whole run, the same trace);
+        # statistics count the request only.
         calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
-        hold = [c for c in calls["calls"] if c["exposed"] == "tasker_hold"]
-        assert [(c["server"], c["status"]) for c in hold] == [("tasker", "success")]
+        hold = {c["kind"]: c for c in calls["calls"] if c["exposed"] == "tasker_hold"}
+        assert sorted(hold) == ["task", "tool"], calls
+        assert [(c["server"], c["status"]) for c in hold.values()] == [("tasker", "success")] * 2
+        assert hold["task"]["trace_id"] == hold["tool"]["trace_id"]
+        assert hold["task"]["duration_ms"] > hold["tool"]["duration_ms"]
+        stats = (await host.call("gateway_stats", {"group_by": "tool"}))["structuredContent"]
+        groups = {g["key"]: g for g in stats["groups"]}
+        assert groups["tasker_hold"]["count"] == 1, stats
 
 
 async def test_a_task_is_updated_and_cancelled_through_the_gateway(tmp_path: Path) -> None:
@@ -113,6 +121,9 @@ async def test_a_task_is_updated_and_cancelled_through_the_gateway(tmp_path: Pat
         assert reply["result"]["resultType"] == "complete", reply
         done = await until_terminal(host, task_id)
         assert done["status"] == "cancelled"
+        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+        ended = [c["status"] for c in calls["calls"] if c["kind"] == "task"]
+        assert ended == ["cancelled"], calls  # recorded once, however often it is polled
 
 
 async def test_unknown_task_ids_and_requests_without_the_extension_are_refused(
@@ -184,6 +195,10 @@ async def test_a_task_whose_replica_restarted_fails_clearly(tmp_path: Path) -> N
                 )["result"]["status"] == "failed"
         cancel = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
         assert "has failed" in cancel["error"]["message"]
+        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        assert ended["status"] == "error" and ended["exposed"] == "tasker_hold"
+        assert "restarted after the task was created" in ended["error"]
 
 
 def test_the_task_book_is_bounded_and_forgets_expired_tasks() -> None:

@@ -35,6 +35,7 @@ must reach the instance that created the task.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -56,10 +57,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.calls import Answer, Call, Failure, front_of
+from fast_mcp_gateway.front.calls import Answer, Call, Failure, actor_name, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedTool
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.store import Invocation
+from fast_mcp_gateway.store.stats import TASK_END
+from fast_mcp_gateway.telemetry.recorder import trace_id_of
 from fast_mcp_gateway.upstream.replica import Upstream
 
 if TYPE_CHECKING:
@@ -121,6 +125,9 @@ class TaskRecord:
     expires: float
     created: str                  # the upstream's createdAt
     lost: str | None = None       # why the task failed on the gateway's side
+    started: Invocation | None = None  # its call's record fields (``ended`` is made of it)
+    t0: float = 0.0               # its call's start (perf_counter)
+    ended: Invocation | None = None  # its end, as recorded (once)
 
 
 def _owner(principal: Principal) -> tuple[str, str]:
@@ -215,10 +222,48 @@ class TaskCall(JsonTool):
         record = TaskRecord(TASK_PREFIX + secrets.token_urlsafe(18), upstream_id,
                             call.service.name, call.exposed, replica, replica.connects,
                             _owner(call.principal), self.book.expiry(result.get("ttlMs")),
-                            str(result.get("createdAt") or _now()))
+                            str(result.get("createdAt") or _now()),
+                            started=task_start(call, replica.label), t0=call.t0)
         self.book.add(record)
         wire = _without_connection_meta({**result, "taskId": record.task_id})
         return Answer("success", output=Wire(**wire), size=len(json.dumps(wire)))
+
+
+def task_start(call: Call, replica: str) -> Invocation:
+    """What the record of a task's end keeps of the call that created it (its status,
+    duration and error are the end's: ``task_end``)."""
+    return Invocation(
+        id=secrets.token_hex(16), trace_id=trace_id_of((call.front.meta or {}).get(
+            "traceparent")) or "", client=actor_name(call.principal, call.front),
+        kind=TASK_END, exposed=call.exposed, server=call.service.name, original=call.original,
+        replica=replica, started_at=call.started_at, duration_ms=0.0, status="success",
+        rule=call.rule)
+
+
+def task_end(start: Invocation, t0: float, task: dict[str, Any]) -> Invocation | None:
+    """The record of a task's end (kind ``task``: its whole run, from the call that
+    created it at ``t0``), or None while ``task`` (a ``tasks/*`` answer) is not a
+    terminal status.
+    Statistics leave it out: they count requests, and the call that created the task
+    was counted (``store/stats.py``)."""
+    status, error = task.get("status"), None
+    if status == "completed":
+        result = task.get("result")
+        status = "success"
+        if isinstance(result, dict) and result.get("isError"):
+            status = "error"
+            error = next((c["text"] for c in result.get("content") or []
+                          if isinstance(c, dict) and isinstance(c.get("text"), str)),
+                         "the task's result is an error")
+    elif status == "failed":
+        failure = task.get("error")
+        status, error = "error", str(
+            (failure.get("message") if isinstance(failure, dict) else None)
+            or task.get("statusMessage") or "the task failed")
+    elif status != "cancelled":
+        return None
+    return dataclasses.replace(start, status=status, error=error,
+                               duration_ms=(time.perf_counter() - t0) * 1000)
 
 
 def _now() -> str:
@@ -354,6 +399,7 @@ class GatewayTasks(ServerExtension):
         return None
 
     def _for_host(self, record: TaskRecord, reply: dict[str, Any]) -> dict[str, Any]:
+        self._record_end(record, reply)
         reply = _without_connection_meta(reply)
         if "taskId" in reply:
             reply["taskId"] = record.task_id
@@ -366,7 +412,17 @@ class GatewayTasks(ServerExtension):
         return reply
 
     def _failed(self, record: TaskRecord) -> dict[str, Any]:
-        return {"taskId": record.task_id, "status": "failed", "createdAt": record.created,
-                "lastUpdatedAt": _now(), "ttlMs": None, "statusMessage": record.lost,
-                "error": {"code": INTERNAL_ERROR, "message": record.lost},
-                "resultType": "complete"}
+        failed = {"taskId": record.task_id, "status": "failed", "createdAt": record.created,
+                  "lastUpdatedAt": _now(), "ttlMs": None, "statusMessage": record.lost,
+                  "error": {"code": INTERNAL_ERROR, "message": record.lost},
+                  "resultType": "complete"}
+        self._record_end(record, failed)
+        return failed
+
+    def _record_end(self, record: TaskRecord, task: dict[str, Any]) -> None:
+        """The first answer that shows the task ended is recorded, once (``task_end``)."""
+        recorder = self.provider.pipeline.recorder
+        if record.ended is None and record.started is not None and recorder is not None:
+            record.ended = task_end(record.started, record.t0, task)
+            if record.ended is not None:
+                recorder.record(record.ended)

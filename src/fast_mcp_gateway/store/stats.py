@@ -24,6 +24,7 @@ BUCKETS_MS: tuple[float, ...] = tuple(
 HIST_COLUMNS = [f"h{i}" for i in range(len(BUCKETS_MS) + 1)]
 
 CANCELLED = "cancelled"  # a call's status when its host cancelled it: not an error
+TASK_END = "task"  # the kind of a task's end record: not a request, not in the statistics
 Resolution = Literal["minute", "hour"]
 AggregateKey = tuple[int, str, str]  # (period, server, exposed)
 
@@ -58,6 +59,8 @@ class LatencyStats:
 
 
 class _Call(Protocol):
+    @property
+    def kind(self) -> str: ...
     @property
     def started_at(self) -> float: ...
     @property
@@ -126,10 +129,14 @@ def finish(groups: dict[str, LatencyStats]) -> dict[str, LatencyStats]:
 
 def aggregate_batch(rows: Iterable[_Call]
                     ) -> tuple[dict[AggregateKey, LatencyStats], dict[AggregateKey, LatencyStats]]:
-    """A batch of calls as per-minute and per-hour aggregates, to add to the stored ones."""
+    """A batch of calls as per-minute and per-hour aggregates, to add to the stored ones.
+    A task's end (kind ``task``, ``front/tasks.py``) is left out: statistics count
+    requests, and the call that created the task was one."""
     minutes: dict[AggregateKey, LatencyStats] = {}
     hours: dict[AggregateKey, LatencyStats] = {}
     for r in rows:
+        if r.kind == TASK_END:
+            continue
         cancelled = r.status == CANCELLED
         error = not cancelled and r.status != "success"
         minute = int(r.started_at // 60)

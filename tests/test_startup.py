@@ -291,3 +291,52 @@ async def test_a_stalled_gateway_does_not_judge_its_upstream_idle() -> None:
                 await anyio.sleep_forever()      # until the watch fires
     assert watch.fired and not watch.busy
     assert watch.stalls >= 1 and watch.elapsed >= 0.5
+
+
+def test_a_process_tree_is_found_without_scanning_every_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each connect attempt reads its server's process tree (the connect deadline's CPU
+    check, and which child is the server): through the threads' ``children`` files, not a
+    scan of all of /proc (which blocked the event loop ~3 ms per read, twice per stdio
+    connect, more on a busy desktop); the scan stays where those files do not exist."""
+    import subprocess
+    import sys
+
+    if not processes._CHILDREN_FILES:
+        pytest.skip("this kernel has no /proc/<pid>/task/<tid>/children")
+    read, write = os.pipe()
+    # A launcher with a child of its own, as `npx` or `uvx` are (both wait on stdin).
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c',"
+         " 'import sys; sys.stdin.read()'], stdin=sys.stdin); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stderr=write)
+    os.close(write)
+    try:
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(_until, lambda: len(processes.descendants(launcher.pid)) == 1)
+        tree = processes.descendants(launcher.pid)
+        assert processes.child_with_stderr(os.fstat(read).st_ino) == launcher.pid
+        scanned = []
+
+        def scan() -> dict[int, list[int]]:
+            scanned.append(True)
+            return {}
+
+        monkeypatch.setattr(processes, "process_tree", scan)
+        assert processes.descendants(launcher.pid) == tree and not scanned
+        assert processes.cpu_ticks(launcher.pid) is not None and not scanned
+        monkeypatch.setattr(processes, "_CHILDREN_FILES", False)
+        assert processes.descendants(launcher.pid) == [] and scanned  # the scan, as before
+    finally:
+        assert launcher.stdin is not None
+        launcher.stdin.close()  # the grandchild reads the same stdin: EOF ends it too
+        launcher.kill()
+        launcher.wait()
+        os.close(read)
+
+
+async def _until(condition: Any) -> None:
+    """Wait for ``condition()`` (another process's progress), polling."""
+    with anyio.fail_after(30):
+        while not condition():  # noqa: ASYNC110 - another process: no event to wait on
+            await anyio.sleep(0.01)

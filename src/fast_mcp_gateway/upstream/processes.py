@@ -57,11 +57,43 @@ def process_tree() -> dict[int, list[int]]:
     return tree
 
 
+def children(pid: int) -> list[int] | None:
+    """The live children of ``pid`` from its threads' ``children`` files (Linux, with
+    ``CONFIG_PROC_CHILDREN``), or None where those do not exist: then only a scan of
+    every process tells (``process_tree``: ~3 ms of CPU with 170 processes, more on a
+    busy desktop, blocking the event loop, twice per stdio connect)."""
+    if not _CHILDREN_FILES:
+        return None
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found  # gone: no children
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as listing:
+                found += map(int, listing.read().split())
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+    return found
+
+
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
 def descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid``."""
-    tree, found, stack = process_tree(), [], [pid]
+    first = children(pid)
+    below: Callable[[int], list[int]]
+    if first is None:
+        tree = process_tree()
+        first, below = tree.get(pid, []), lambda parent: tree.get(parent, [])
+    else:
+        def below(parent: int) -> list[int]:
+            return children(parent) or []
+    found, stack = list(first), list(first)
     while stack:
-        for child in tree.get(stack.pop(), []):
+        for child in below(stack.pop()):
             found.append(child)
             stack.append(child)
     return found
@@ -70,7 +102,8 @@ def descendants(pid: int) -> list[int]:
 def child_with_stderr(inode: int) -> int | None:
     """The pid of our direct child whose stderr is the pipe ``inode``, if any."""
     target = f"pipe:[{inode}]"
-    for pid in process_tree().get(os.getpid(), []):
+    ours = children(os.getpid())
+    for pid in ours if ours is not None else process_tree().get(os.getpid(), []):
         try:
             if os.readlink(f"/proc/{pid}/fd/2") == target:
                 return pid

@@ -4,9 +4,9 @@
 (``early_starts``: from what), then builds the ``Gateway`` and serves it until the host
 goes away or a signal says stop (``_serve``, with the ``_hard_exit`` backstop).
 ``bind_refusal`` and ``announcement`` are what ``serve`` refuses and tells a person
-about who can reach it.  Apart from ``cli/main.py`` (the parser and the dispatch),
-which imports this module only for ``serve``; its own imports are the standard library
-and what the parser has loaded already, so ``serve`` loads nothing more before the spawn.
+about who can reach it.  A module apart from ``cli/main.py`` (the parser and the
+dispatch), which imports it for ``serve`` only: it imports the standard library and what
+the parser has loaded already, so ``serve`` loads nothing more before the spawn.
 """
 
 from __future__ import annotations

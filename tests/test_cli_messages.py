@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fast_mcp_gateway.cli.main import _parser, announcement, is_loopback
+from fast_mcp_gateway.cli.main import _parser
 from fast_mcp_gateway.cli.reports import _table
+from fast_mcp_gateway.cli.serve import announcement, is_loopback
 from fast_mcp_gateway.config.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[1]

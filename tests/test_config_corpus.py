@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fast_mcp_gateway.config.document import decode_config
 from fast_mcp_gateway.config.loader import (
-    decode_config,
     load_config,
     parse_config,
     parse_config_text,

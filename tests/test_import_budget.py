@@ -151,7 +151,7 @@ async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> No
 # (admin/listed.py lists the tools from their definitions until then).
 ADMIN_OPERATIONS = tuple(f"fast_mcp_gateway.admin.{name}" for name in (
     "mcp_tools", "models", "servers", "history", "inspector", "routes", "pins", "alerts",
-    "alert_tools", "arguments"))
+    "alert_tools", "server_tools", "arguments"))
 
 
 @pytest.mark.timeout(240)

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from fast_mcp_gateway.cli.main import _parser, _settings, announcement, bind_refusal
+from fast_mcp_gateway.cli.main import _parser, _settings
+from fast_mcp_gateway.cli.serve import announcement, bind_refusal
 from fast_mcp_gateway.config.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[1]

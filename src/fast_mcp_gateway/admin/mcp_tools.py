@@ -2,7 +2,9 @@
 
 Each tool is declared once, below, with ``@admin_tool(name, annotations)``: its
 parameters (their types and descriptions are the tool's input schema), its docstring
-(the tool's description) and one call to an operation.  ``ADMIN_TOOLS`` is that
+(the tool's description) and one call to an operation.  The servers-and-replicas
+adapters (``server_tools``) and the alert ones (``alert_tools``) live in modules of their
+own and are declared here all the same, in order.  ``ADMIN_TOOLS`` is that
 registry.  The gateway lists them from ``tools.json``, generated from it, and loads
 this module on the first call of one (``listed.py``); ``register_admin_tools`` builds
 them all at once.  Their names are reserved in the catalog: no upstream tool can shadow
@@ -32,21 +34,24 @@ from fastmcp.exceptions import ToolError
 from fastmcp.tools import Tool
 from pydantic import Field
 
-from fast_mcp_gateway.admin import alert_tools, history, inspector, pins, routes, servers
+from fast_mcp_gateway.admin import (
+    alert_tools,
+    history,
+    inspector,
+    pins,
+    routes,
+    server_tools,
+    servers,
+)
 from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.lean import lean_output_schema, lean_schema
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
-    HealthReport,
     HistoryPage,
     Inspection,
     Listing,
-    ReplicaStatus,
-    ServerDetail,
-    ServerList,
-    ServerStatus,
     StatsReport,
 )
 from fast_mcp_gateway.admin.scope import (
@@ -58,6 +63,7 @@ from fast_mcp_gateway.admin.scope import (
     refusal,
     turned_off,
 )
+from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.errors import GatewayError
 from fast_mcp_gateway.principal import LOCAL
@@ -77,7 +83,6 @@ ACTING = types.ToolAnnotations(
 )
 
 # Argument types (module level: FastMCP resolves annotations in module globals).
-ServerName = Annotated[str, Field(description="the server's name in servers.yaml")]
 NameArg = Annotated[str, Field(description="the server's name", min_length=1)]
 ReplicaArg = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
                                                              "ready one)")]
@@ -188,84 +193,17 @@ def _bind(tool: AdminTool, ctx: AdminContext,
     return run
 
 
-# -- servers and replicas -----------------------------------------------------------
+# -- servers and replicas (adapters in server_tools: this module is full) ----------
 
-
-@admin_tool("gateway_list_servers", READ_ONLY)
-async def list_servers(ctx: AdminContext) -> ServerList:
-    """List every upstream server: state, transport, component counts, last error, uptime."""
-    return servers.list_servers(ctx)
-
-
-@admin_tool("gateway_server_detail", READ_ONLY)
-async def server_detail(
-    ctx: AdminContext,
-    name: ServerName,
-    stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50,
-    replica: Annotated[int | None, Field(
-        description="whose stderr to show (default: the first ready replica)")] = None,
-) -> ServerDetail:
-    """One server in depth: capabilities, instructions, exposed names, stderr tail, config."""
-    return servers.server_detail(ctx, name, stderr_lines, replica)
-
-
-@admin_tool("gateway_reconnect_server", IDEMPOTENT)
-async def reconnect_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
-    """Drop every session of the server and connect again (restarts stdio processes, and
-    clears a 'failed' state). Returns the status after the new attempts."""
-    return await servers.reconnect_server(ctx, actor(), name)
-
-
-@admin_tool("gateway_enable_server", IDEMPOTENT)
-async def enable_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
-    """Enable a disabled server: connect it and expose its components again."""
-    return await servers.enable_server(ctx, actor(), name)
-
-
-@admin_tool("gateway_disable_server", DESTRUCTIVE)
-async def disable_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
-    """Disable a server: stop it (its processes for stdio) and remove its components from
-    every connected host until it is enabled again. In-flight calls to it fail."""
-    return await servers.disable_server(ctx, actor(), name)
-
-
-@admin_tool("gateway_health", READ_ONLY)
-async def health(ctx: AdminContext) -> HealthReport:
-    """Health of every server and replica: status, circuit breaker, calls in flight,
-    EWMA latency, success rate, restarts, last error."""
-    return servers.health(ctx)
-
-
-@admin_tool("gateway_reset_breaker", IDEMPOTENT)
-async def reset_breaker(
-    ctx: AdminContext,
-    name: ServerName,
-    replica: Annotated[int | None, Field(description="one replica; default: all")] = None,
-) -> ServerStatus:
-    """Close the circuit breaker of a replica (or all), letting calls through again."""
-    return await servers.reset_breaker(ctx, actor(), name, replica)
-
-
-@admin_tool("gateway_restart_replica", IDEMPOTENT)
-async def restart_replica(
-    ctx: AdminContext,
-    name: ServerName,
-    replica: Annotated[int, Field(ge=0, description="replica index (0 for single)")],
-) -> ReplicaStatus:
-    """Restart one replica (its process for stdio); the others keep serving."""
-    return await servers.restart_replica(ctx, actor(), name, replica)
-
-
-@admin_tool("gateway_drain_replica", IDEMPOTENT)
-async def drain_replica(
-    ctx: AdminContext,
-    name: ServerName,
-    replica: Annotated[int, Field(ge=0, description="replica index")],
-    drain: Annotated[bool, Field(description="false puts it back in the pool")] = True,
-) -> ReplicaStatus:
-    """Take a replica out of the balancing pool (new calls avoid it; calls in flight
-    finish), or put it back. Waits for its in-flight calls to finish (bounded)."""
-    return await servers.drain_replica(ctx, actor(), name, replica, drain)
+admin_tool("gateway_list_servers", READ_ONLY)(server_tools.list_servers)
+admin_tool("gateway_server_detail", READ_ONLY)(server_tools.server_detail)
+admin_tool("gateway_reconnect_server", IDEMPOTENT)(server_tools.reconnect_server)
+admin_tool("gateway_enable_server", IDEMPOTENT)(server_tools.enable_server)
+admin_tool("gateway_disable_server", DESTRUCTIVE)(server_tools.disable_server)
+admin_tool("gateway_health", READ_ONLY)(server_tools.health)
+admin_tool("gateway_reset_breaker", IDEMPOTENT)(server_tools.reset_breaker)
+admin_tool("gateway_restart_replica", IDEMPOTENT)(server_tools.restart_replica)
+admin_tool("gateway_drain_replica", IDEMPOTENT)(server_tools.drain_replica)
 
 
 # -- history and statistics ---------------------------------------------------------

@@ -1,20 +1,17 @@
 """``mcp-gateway``: serve the gateway, or check a configuration.
 
 Only this module configures logging, and it logs to stderr: in stdio mode stdout
-carries nothing but MCP protocol.
+carries nothing but MCP protocol.  A subcommand's implementation is a module of its own
+(``serve``, ``check``, ``reports``, ``tokens``, ``pins``, ``dashboard``), imported only
+when that command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
-import ipaddress
 import logging
-import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,6 @@ from pydantic import ValidationError
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.cli.loop import choose_loop
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
@@ -251,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
+    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal
+
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
         print(f"mcp-gateway: {refusal}", file=sys.stderr)
@@ -273,85 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
-                 ) -> list[tuple[str, list[str], dict[str, str], str | None]]:
-    """What every enabled stdio replica of ``config`` is started from (over stdio with
-    ``--profile``: of the profile's servers only, as ``Gateway`` runs no others)."""
-    only = None
-    if settings is not None and settings.transport == "stdio" and settings.profile is not None:
-        # Only with a profile: front.profiles loads FastMCP, which a plain serve must
-        # not wait for before spawning.
-        from fast_mcp_gateway.front.profiles import profile_servers
-
-        only = profile_servers(settings.profile, config.options)
-    starts = []
-    for server in config.servers.values():
-        if not server.enabled or (only is not None and server.name not in only):
-            continue
-        for replica, _weight in server.replica_configs():
-            if replica.kind == "stdio" and replica.command is not None:
-                starts.append((replica.command, list(replica.args), dict(replica.env),
-                               replica.cwd))
-    return starts
-
-
-async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
-                       loop: str = "asyncio") -> None:
-    """Start the stdio upstreams, then import and build the gateway while they start.
-
-    The server stack takes seconds to import on a small machine, and each upstream
-    takes as long to start: doing both at once halves the wait.  Each replica's first
-    connect adopts its process (``upstream/processes.py``); one nobody adopts (a runtime
-    registration replaced or disabled its server) is stopped after the first attempts.
-    """
-    from fast_mcp_gateway.upstream.processes import discard_early, spawn_early
-
-    await spawn_early(early_starts(config, settings))
-    try:
-        # Importing the server stack allocates much and frees little: the collector's
-        # full passes over it cost ~15 % of the CPU to the initialize answer.  What it
-        # made lives as long as the process, so it is frozen (moved where no collection
-        # scans it): left in the generations, the first young collection walked all of
-        # it (~180,000 objects, ~45 ms of CPU) just before the answer, and every full
-        # one after.  Only young passes run meanwhile (each object is walked once, in
-        # its first pass, then left alone): they free the import's cyclic garbage as it
-        # is made (pydantic's signature of a builtin default factory leaves a copy of
-        # sys.modules in a cycle, ~20 of them), which a disabled collector let
-        # gc.freeze keep for good (~0.4 MB; issue 15), at no measurable CPU.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(2000, _NEVER, _NEVER)
-        try:
-            from fast_mcp_gateway.gateway import Gateway
-        finally:
-            gc.freeze()
-            gc.set_threshold(*thresholds)
-
-        gateway = Gateway(config, settings, answer_first=settings.transport == "stdio")
-        logging.getLogger("fast_mcp_gateway").info(
-            "starting %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
-            settings.config, settings.transport, loop,
-        )
-        for line in announcement(settings, len(config.servers),
-                                 interactive=sys.stdin.isatty(),
-                                 authenticated=config.options.auth is not None):
-            print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
-        async with anyio.create_task_group() as tg:
-
-            async def discard_unadopted() -> None:
-                await gateway.startup.attempted.wait()
-                await discard_early()
-
-            tg.start_soon(discard_unadopted)
-            await _serve(gateway)
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await discard_early()
-
-
-_NEVER = 1 << 30  # a collector threshold never reached: that generation is not collected
-
-
 def _is_shared(db: str) -> bool:
     return db.lower().startswith(("postgresql:", "postgres:", "postgresql+asyncpg:"))
 
@@ -367,129 +286,6 @@ async def _check_store(db: str) -> str | None:
         return str(exc)
     await store.close()
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-HOW_TO_ADD_A_TOKEN = ("make a token with 'mcp-gateway token new --name ops --scopes admin' "
-                      "and paste the printed entry under gateway.auth.tokens in servers.yaml")
-
-
-def bind_refusal(settings: GatewaySettings, *, authenticated: bool) -> str | None:
-    """Why ``serve`` must not start as configured, or ``None``: HTTP/SSE without
-    ``gateway.auth`` is for this machine only (anyone reaching the port could call
-    every tool, or with ``--allow-unauthenticated-admin`` run any command)."""
-    if settings.transport == "stdio" or authenticated or is_loopback(settings.host):
-        return None
-    return (f"refusing to listen on {settings.host} without authentication: anyone who can "
-            f"reach it could use the gateway. Either {HOW_TO_ADD_A_TOKEN}, or serve on "
-            "loopback (--host 127.0.0.1).")
-
-
-def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
-                 authenticated: bool | None = None) -> list[str]:
-    """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
-
-    Over stdio the host normally launched the gateway and nobody reads stderr live, so
-    only a terminal user (stdin is a TTY) gets the explanation.  ``authenticated``:
-    ``gateway.auth`` is configured (``None``: not known, no line about access).
-    """
-    lines: list[str] = []
-    if settings.transport == "stdio":
-        if interactive:
-            lines += [
-                f"serving {servers} server(s) from {settings.config} over stdio.",
-                "this terminal is now the MCP host: the gateway expects JSON-RPC on stdin.",
-                "to use it, add this command to an MCP host (README: 'Claude Desktop'), or try "
-                "it with 'mcp-gateway check' or the MCP Inspector.",
-                "stop with Ctrl-C.",
-            ]
-        return lines
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    path = settings.path if settings.transport == "http" else "/sse"
-    lines.append(f"serving {servers} server(s) from {settings.config} at "
-                 f"http://{host}:{settings.port}{path} ({settings.transport}); stop with Ctrl-C.")
-    if authenticated:
-        lines.append("every request needs a bearer token (gateway.auth).")
-    elif not is_loopback(settings.host):
-        lines.append(f"WARNING: listening on {settings.host}, reachable from other machines; "
-                     "anyone who can reach this port can use the gateway's tools.")
-    elif settings.allow_unauthenticated_admin:
-        lines.append("WARNING: --allow-unauthenticated-admin: any program on this machine can "
-                     "manage the gateway, including adding servers that run commands.")
-    elif authenticated is False:
-        lines.append("no gateway.auth: programs on this machine may list and call tools; admin "
-                     f"operations are refused until you add a token ({HOW_TO_ADD_A_TOKEN}).")
-    return lines
-
-
-async def _serve(gateway: Any) -> None:
-    """Serve until the host goes away or a signal says stop; stop quietly either way.
-
-    stdio: on SIGTERM/SIGINT the upstreams are terminated at once and serving is
-    cancelled.  The SDK's stdio server may read stdin in a worker thread that
-    cancellation cannot interrupt, so if an orderly stop has not finished after
-    ``_EXIT_GRACE`` seconds the process exits hard (its upstreams are gone by then).
-    HTTP/SSE: uvicorn stops gracefully on the same signals (open connections, then the
-    lifespan, which stops the upstreams); the hard exit is only a backstop.
-    A host that closes the gateway's stdout is a normal end, not a crash.
-    """
-    http = gateway.settings.transport != "stdio"
-    log = logging.getLogger("fast_mcp_gateway")
-    async with anyio.create_task_group() as tg:
-
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
-                                            signal.SIGHUP) as signals:
-                async for received in signals:
-                    if received == signal.SIGHUP:
-                        tg.start_soon(gateway.reload_on_signal, "SIGHUP")
-                        continue
-                    log.info("received %s: stopping", signal.Signals(received).name)
-                    timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,
-                                            _hard_exit, args=(gateway,))
-                    timer.daemon = True
-                    timer.start()
-                    if http:
-                        gateway.request_stop()
-                        return
-                    gateway.kill_upstreams()
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(on_signal)
-        try:
-            await gateway.run_async()
-        except* (BrokenPipeError, ConnectionResetError):
-            log.info("the host closed the gateway's stdout: stopping")
-            gateway.kill_upstreams()
-        tg.cancel_scope.cancel()
-
-
-_EXIT_GRACE = 2.0
-_HTTP_EXIT_GRACE = 15.0
-
-
-def _hard_exit(gateway: Any) -> None:
-    """The backstop for a stop that hangs; it never cuts the call log's final flush
-    short (that is bounded by ``shutdown_flush_timeout`` itself)."""
-    from fast_mcp_gateway.front.stdio import restore_blocking
-
-    recorder = gateway.recorder
-    deadline = time.monotonic() + gateway.settings.shutdown_flush_timeout
-    while (recorder is not None and not recorder.stopped and recorder.pending
-           and time.monotonic() < deadline):
-        time.sleep(0.05)  # a daemon thread: the event loop may still be writing
-    restore_blocking()
-    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Entry points, all raising ``ConfigError`` (never another exception) for bad inpu
 
 * ``load_config(path)``: the operator's file.  UTF-8, UTF-8 with BOM, UTF-16/32 with BOM (what
   Windows Notepad writes) are read; binary files, undecodable text, huge files and very deep
-  nesting are one-line errors naming the file.
+  nesting are one-line errors naming the file (the bytes and the YAML or JSON are read by
+  ``document``).
 * ``parse_config_text`` / ``parse_config``: the same from text or from parsed data.
 * ``parse_import`` and ``parse_registration``: runtime registrations (admin tools, REST,
   imports).  They take ``env_allow``: such input may only use ``${VAR}`` for variables the
@@ -18,22 +19,18 @@ name the file, the server and the field, and say how to fix it.
 
 from __future__ import annotations
 
-import codecs
-import json
 import os
 import sys
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from fast_mcp_gateway.config.alerts_file import parse_alerts
 from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
-    MAX_DEPTH,
     check_document,
     check_server,
     explain,
@@ -41,6 +38,7 @@ from fast_mcp_gateway.config.checks import (
     short,
     suggest,
 )
+from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config, read_document
 from fast_mcp_gateway.config.interpolation import INTERPOLATED_FIELDS, interpolate
 from fast_mcp_gateway.config.schema import (
     INTERNAL_FIELDS,
@@ -50,20 +48,8 @@ from fast_mcp_gateway.config.schema import (
 )
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 
-# A config is a few KB; anything this large is the wrong file.
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 # Beyond this, more lines hide the first problems instead of helping.
 MAX_ISSUES = 50
-
-# ---------------------------------------------------------------------------
-# Bytes and text
-# ---------------------------------------------------------------------------
-
-_BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
-    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -90,151 +76,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
                                  f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it the right "
                                  "file? A config is YAML or JSON text of a few KB")
     return parse_config_text(decode_config(data, source), source=source, environ=environ)
-
-
-def decode_config(data: bytes, source: str) -> str:
-    """Config bytes as text: a BOM picks the encoding, else UTF-8; binary is refused."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom):].decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise ConfigError.single(source, None, None, _undecodable(exc, encoding)) from None
-    if b"\x00" in data:
-        raise ConfigError.single(source, None, None, _BINARY)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError.single(source, None, None, _undecodable(exc, "UTF-8")) from None
-
-
-_BINARY = ("is not a text file (it contains NUL bytes); a config is YAML or JSON text, saved "
-           "as UTF-8")
-
-
-def _undecodable(exc: UnicodeDecodeError, encoding: str) -> str:
-    line = exc.object[:exc.start].count(b"\n") + 1
-    return (f"is not valid {encoding} text (byte 0x{exc.object[exc.start]:02x} at line {line}); "
-            "save the file as UTF-8")
-
-
-# ---------------------------------------------------------------------------
-# YAML and JSON
-# ---------------------------------------------------------------------------
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _ConfigYamlLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys (instead of keeping the last) while still
-    honouring ``<<:`` merge keys, whose merged keys the mapping's own keys may override."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.merged_prefix: dict[int, int] = {}
-
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        own = sum(1 for key, _ in node.value if key.tag != _MERGE_TAG)
-        super().flatten_mapping(node)  # type: ignore[no-untyped-call]
-        # Merged pairs are put in front; remember how many (a node may be flattened twice).
-        self.merged_prefix[id(node)] = (self.merged_prefix.get(id(node), 0)
-                                        + len(node.value) - own)
-
-
-def _construct_mapping(loader: _ConfigYamlLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(
-            None, None, f"expected a mapping, found {node.id}", node.start_mark)
-    loader.flatten_mapping(node)
-    merged = loader.merged_prefix.get(id(node), 0)
-    mapping: dict[Any, Any] = {}
-    own: set[Any] = set()
-    for index, (key_node, value_node) in enumerate(node.value):
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        if not isinstance(key, Hashable):
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a name, not a list or mapping", key_node.start_mark)
-        if index >= merged:
-            if key in own:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {short(key)}; keep only one of them",
-                    key_node.start_mark)
-            own.add(key)
-        mapping[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
-    return mapping
-
-
-_ConfigYamlLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
-
-
-class _DuplicateJsonKey(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    mapping: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in mapping:
-            raise _DuplicateJsonKey(key)
-        mapping[key] = value
-    return mapping
-
-
-def read_document(text: str, source: str = "<config>") -> Any:
-    """Parse config text, YAML or JSON, to plain data (``None`` when empty).
-
-    JSON is YAML, but a document starting with ``{`` is read as JSON: its errors read better,
-    and tab indentation (legal JSON, illegal YAML) works.
-    """
-    text = text.removeprefix("\ufeff")
-    if "\x00" in text:
-        raise ConfigError.single(source, None, None, _BINARY)
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError.single(source, None, None, "is too large for a config (over 4 MiB)")
-    is_json = text.lstrip().startswith("{")
-    try:
-        if is_json:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
-        return yaml.load(text, Loader=_ConfigYamlLoader)
-    except json.JSONDecodeError as exc:
-        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-    except _DuplicateJsonKey as exc:
-        message = f"duplicate key {short(exc.key)} in a JSON object; keep only one of them"
-    except yaml.YAMLError as exc:
-        message = _yaml_problem(exc)
-    except RecursionError:
-        message = f"is nested too deeply (a config needs at most {MAX_DEPTH} levels)"
-    except (ValueError, OverflowError) as exc:  # e.g. a 5000-digit number, a bad date
-        problem = _one_line(str(exc))
-        if "integer string conversion" in problem:
-            problem = "a number has thousands of digits; no setting needs more than a few"
-        message = f"invalid {'JSON' if is_json else 'YAML'}: {problem}"
-    raise ConfigError.single(source, None, None, message)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return f"invalid YAML: {_one_line(str(exc))}"
-    mark = exc.problem_mark or exc.context_mark
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = exc.problem or exc.context or "syntax error"
-    if exc.context and exc.problem:
-        problem = f"{problem} ({exc.context})"
-    if "constructor for the tag" in problem:
-        problem += "; YAML tags (!!python/..., !custom) are not allowed in a config"
-    if "recursive node" in problem:
-        problem += "; an alias (*name) refers to the mapping or list that defines it"
-    if "'\\t'" in problem:
-        problem += "; indent with spaces, not tabs"
-    return f"invalid YAML{where}: {_one_line(problem)}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
 from fast_mcp_gateway.front.background import background
-from fast_mcp_gateway.front.calls import Call, CallPipeline
+from fast_mcp_gateway.front.calls import CallPipeline
 from fast_mcp_gateway.front.components import (
     GatewayPrompt,
     GatewayResource,
@@ -46,6 +46,7 @@ from fast_mcp_gateway.front.factory import (
 )
 from fast_mcp_gateway.front.instructions import gateway_instructions
 from fast_mcp_gateway.front.links import LinkMap
+from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.routing.curation import read_refusal

@@ -20,7 +20,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway.front.calls import Call, CallOutcome
+from fast_mcp_gateway.front.outcomes import Call, CallOutcome
 from tests.fixtures import PY, SERVERS, alpha_server, make_gateway, memory_entry
 from tests.test_lane import lane_id, raw_host, write_config
 

@@ -11,9 +11,9 @@ import mcp_types as types
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway.front.instructions import compose_instructions
 from fast_mcp_gateway.front.links import strip_namespace
 from fast_mcp_gateway.front.listing import ListCache, wire_output_schema
-from fast_mcp_gateway.front.provider import compose_instructions
 from fast_mcp_gateway.routing.naming import namespace_uri
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry

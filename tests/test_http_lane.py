@@ -26,7 +26,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway import Gateway
-from fast_mcp_gateway.front.calls import CallOutcome
+from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.http import lane as lane_module
 from fast_mcp_gateway.http.lane import HttpLane
 from fast_mcp_gateway.http.slow_clients import HeaderTimeoutHttpToolsProtocol, protocol_with_timeout

@@ -29,7 +29,7 @@ from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
-from fast_mcp_gateway.front.calls import CallOutcome
+from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
     _Deadline,

@@ -19,7 +19,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.lane import LaneFront
+from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly, Parking
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.service import CallPath

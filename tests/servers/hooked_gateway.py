@@ -22,7 +22,7 @@ import anyio.abc
 
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.settings import GatewaySettings
-from fast_mcp_gateway.front.calls import Call, CallOutcome
+from fast_mcp_gateway.front.outcomes import Call, CallOutcome
 from fast_mcp_gateway.gateway import Gateway
 
 

@@ -29,9 +29,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import AnyUrl, PrivateAttr
 
 from fast_mcp_gateway._compat import current_transport
-from fast_mcp_gateway.front.calls import Call, CallPipeline, front_of
+from fast_mcp_gateway.front.calls import CallPipeline, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedPrompt, TypedResource, TypedTool
 from fast_mcp_gateway.front.links import LinkMap
+from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 

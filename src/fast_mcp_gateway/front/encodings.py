@@ -26,8 +26,9 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.front.asks import ask_host
-from fast_mcp_gateway.front.calls import Answer, Call, Failure
+from fast_mcp_gateway.front.calls import Answer
 from fast_mcp_gateway.front.links import LinkMap
+from fast_mcp_gateway.front.outcomes import Call, Failure
 
 # Result `_meta` keys that describe the upstream connection, not the result.
 _CONNECTION_META = frozenset({

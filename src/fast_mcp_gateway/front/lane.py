@@ -31,7 +31,8 @@ requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path
 During a call the lane also carries what the upstream sends back: progress (to the host's
 own token), logs (at the levels the host asked for) and, for a handshake-era host,
 sampling / elicitation / roots requests, sent to the host under the lane's own request
-ids and answered upstream from its response.  Host cancellations cancel it upstream.
+ids and answered upstream from its response (``lane_host.py``: the call's ``LaneFront``
+and the stdio host's channel).  Host cancellations cancel it upstream.
 
 The lane also answers the four catalog lists (first page) from ``listing.ListCache``,
 built as the full path builds them and encoded once per change; a handshake-era
@@ -40,17 +41,14 @@ host's first list goes the full path, which registers the host for ``list_change
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import typing
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.connection import allowed_log_levels
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
@@ -60,20 +58,19 @@ from mcp_types.version import (
     MODERN_PROTOCOL_VERSIONS,
 )
 
+from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
 from fast_mcp_gateway.front.mrtr import AnsweredEarly, begun_on_full_path
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
-    HostChannel,
     encode_id,
     encode_line,
-    progress_params,
     result_fields,
     shape_result,
     tracing_configured,
     upstream_call,
 )
-from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
+from fast_mcp_gateway.upstream.relay import STDIO_HOST
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -81,7 +78,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ASK_PREFIX = "gw-ask-"
 _LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
 
 
@@ -89,70 +85,14 @@ _encode = encode_line
 _encode_id = encode_id
 
 
-@dataclass(eq=False)
-class LaneFront(FrontCall):
-    """The host request of a lane call: replies go out through the lane."""
-
-    observed_after_answer = True  # its answer is written before its task yields
-    lane: HostChannel | None = None
-    progress_token: Any = None
-    log_levels: frozenset[str] = field(default_factory=frozenset)
-    capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
-    # Answers this request from another task (MRTR parks a call lazily: mrtr.Answering).
-    reply: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
-
-    @property
-    def reachable(self) -> bool:
-        return self.lane is not None
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        if self.lane is not None and self.progress_token is not None:
-            await self.lane.progress(self.progress_token, progress, total, message)
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        if self.lane is not None and params.level in self.log_levels:
-            await self.lane.notify("notifications/message", params.model_dump(
-                by_alias=True, mode="json", exclude_none=True))
-
-    def declared_capabilities(self) -> dict[str, Any] | None:
-        """A 2026-07-28 request's own envelope's, else the host's handshake's."""
-        caps = self.capabilities if self.is_modern else getattr(self.lane, "host_capabilities",
-                                                                  None)
-        return caps if isinstance(caps, dict) else None
-
-    def declares(self, capability: str) -> bool:
-        """Whether the host declared ``capability`` (MRTR asks a 2026-07-28 host only then)."""
-        return (self.declared_capabilities() or {}).get(capability) is not None
-
-    def can_ask(self, capability: str) -> bool:
-        return self.lane is not None and not self.is_modern and self.declares(capability)
-
-    async def create_message(self, params: types.CreateMessageRequestParams) -> Any:
-        result_type: Any = (
-            types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
-        )
-        return result_type.model_validate(await self._ask("sampling/createMessage", params))
-
-    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
-        return types.ElicitResult.model_validate(await self._ask("elicitation/create", params))
-
-    async def list_roots(self) -> types.ListRootsResult:
-        return types.ListRootsResult.model_validate(await self._ask("roots/list", None))
-
-    async def _ask(self, method: str, params: Any) -> dict[str, Any]:
-        assert self.lane is not None
-        body = None if params is None else params.model_dump(by_alias=True, mode="json",
-                                                             exclude_none=True)
-        return await self.lane.ask(method, body)
-
-
-class StdioLane:
+class StdioLane(StdioChannel):
     """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
 
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
                  *, enabled: bool = True, lists: ListCache | None = None,
                  lists_open: Callable[[], bool] = lambda: True,
                  sealed: Callable[[str], bool] = lambda state: False) -> None:
+        super().__init__()
         self.provider = provider
         self.sealed = sealed  # the gateway's own requestState: the full path's round
         self.enabled = enabled
@@ -161,11 +101,8 @@ class StdioLane:
         self._listed = False  # a handshake-era host's first list went the full path
         self._server_info = server_info
         self._stamp: dict[str, Any] | None = None  # the server info stamp, read once
-        self._writer: LineWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._calls: dict[Any, anyio.CancelScope] = {}
-        self._asks: dict[str, MemoryObjectSendStream[dict[str, Any]]] = {}
-        self._ask_ids = itertools.count(1)
         self.handshake_done = False
         self.host_capabilities: dict[str, Any] = {}
         self.host_version: str | None = None
@@ -200,7 +137,7 @@ class StdioLane:
         # so a value that merely contains one of these strings is passed on.
         if self._tg is None:
             return False
-        if self._asks and _ASK_PREFIX.encode() in line and self._take_answer(line):
+        if self._asks and ASK_PREFIX.encode() in line and self._take_answer(line):
             return True
         if b'"tools/call"' in line and self._take_call(line):
             return True
@@ -334,17 +271,6 @@ class StdioLane:
         scope.cancel()
         return True
 
-    def _take_answer(self, line: bytes) -> bool:
-        try:
-            message = json.loads(line)
-            send = self._asks.get(message["id"]) if "method" not in message else None
-        except (ValueError, KeyError, TypeError):
-            return False
-        if send is None:
-            return False
-        send.send_nowait(message)
-        return True
-
     def _watch_handshake(self, line: bytes) -> None:
         try:
             message = json.loads(line)
@@ -451,50 +377,3 @@ class StdioLane:
         if stamp is None:
             stamp = self._stamp = self._server_info()
         return stamp
-
-    # -- what goes out ------------------------------------------------------------------
-
-    async def _write(self, line: bytes) -> None:
-        if self._writer is None:
-            return
-        await self._writer.write_bytes(line)
-
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
-        """Send a notification without waiting for the host to read it: a host that
-        stops reading must not stall the upstream session relaying its progress."""
-        if self._writer is not None:
-            self._writer.write_nowait(_encode({"jsonrpc": "2.0", "method": method,
-                                               "params": params}))
-
-    async def progress(self, token: Any, progress: float, total: float | None,
-                       message: str | None) -> None:
-        await self.notify("notifications/progress",
-                          progress_params(token, progress, total, message))
-
-    async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Send the host a request under a lane id and wait for its answer."""
-        ask_id = f"{_ASK_PREFIX}{next(self._ask_ids)}"
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
-        self._asks[ask_id] = send
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
-        if params is not None:
-            request["params"] = params
-        written = False
-        try:
-            await self._write(_encode(request))
-            written = True
-            with receive:
-                answer = await receive.receive()
-        except anyio.get_cancelled_exc_class():
-            if written:  # the call is gone: withdraw the question, as the SDK would
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    await self.notify("notifications/cancelled", {
-                        "requestId": ask_id, "reason": "the call was cancelled"})
-            raise
-        finally:
-            del self._asks[ask_id]
-            send.close()
-        if "error" in answer:
-            raise MCPError.from_error_data(types.ErrorData.model_validate(answer["error"]))
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}

@@ -71,7 +71,7 @@ _TOMBSTONES = 1024  # ended tokens remembered, to tell a late host what happened
 
 
 class Parkable(Protocol):
-    """What parking reads and writes on a pipeline ``Call`` (``calls.Call``)."""
+    """What parking reads and writes on a pipeline ``Call`` (``outcomes.Call``)."""
 
     kind: str
     exposed: str

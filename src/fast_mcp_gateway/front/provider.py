@@ -6,10 +6,10 @@ themselves through the provider's ``CallPipeline`` (``calls.py``), the one the
 stdio express lane uses too.
 
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
-stop with the FastMCP server, whichever transport serves it.  Components are
-built once per catalog generation and looked up by exposed name in O(1), except
-tools: their FastMCP components (~2 KB each) are made when FastMCP needs one (a
-lookup keeps it; a list through FastMCP makes them for that list only), while the
+stop with the FastMCP server, whichever transport serves it.  Components are made
+(``factory.py``) once per catalog generation and looked up by exposed name in O(1),
+except tools: their FastMCP components (~2 KB each) are made when FastMCP needs one
+(a lookup keeps it; a list through FastMCP makes them for that list only), while the
 express lane and the list cache work from ``UpstreamTool`` and the upstream's items.
 """
 
@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 import mcp_types as types
 from fastmcp.prompts import Prompt
-from fastmcp.prompts.base import PromptArgument
 from fastmcp.resources import Resource, ResourceTemplate
 from fastmcp.server.providers import Provider
 from fastmcp.tools.base import Tool
@@ -31,16 +30,23 @@ from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
 from fast_mcp_gateway.front.background import background
-from fast_mcp_gateway.front.calls import Call, CallPipeline
+from fast_mcp_gateway.front.calls import CallPipeline
 from fast_mcp_gateway.front.components import (
-    NO_TASKS,
     GatewayPrompt,
     GatewayResource,
     GatewayTemplate,
     GatewayTool,
     UpstreamTool,
 )
+from fast_mcp_gateway.front.factory import (
+    prompt_component,
+    resource_component,
+    template_component,
+    tool_component,
+)
+from fast_mcp_gateway.front.instructions import gateway_instructions
 from fast_mcp_gateway.front.links import LinkMap
+from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.routing.curation import read_refusal
@@ -50,7 +56,6 @@ from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.telemetry.recorder import Recorder
-from fast_mcp_gateway.upstream.model import UpstreamState
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
 logger = logging.getLogger(__name__)
@@ -59,7 +64,6 @@ _TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and 
                 "session to its server uses the handshake era, which has no tasks (the tasks "
                 "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for the "
                 "server to relay its tasks to 2026-07-28 hosts")
-_EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 
 
 def _task_required(tool: types.Tool) -> bool:
@@ -81,30 +85,6 @@ def _for(components: Iterable[C], servers: frozenset[str] | None) -> list[C]:
     if servers is None:
         return list(components)
     return [c for c in components if c._upstream.name in servers]
-
-
-INSTRUCTIONS_LIMIT = 8192
-"""Characters of composed ``instructions`` at most (each server gets an equal share of
-what the header leaves; a longer text is cut with a note)."""
-
-
-def compose_instructions(parts: Sequence[tuple[str, str]], separator: str,
-                         limit: int = INSTRUCTIONS_LIMIT) -> str:
-    """The gateway's ``instructions``: how names are made, then each server's own
-    (``parts``: namespace, instructions) under its namespace, within ``limit``."""
-    head = (f"This server is a gateway in front of several MCP servers. Their tools and "
-            f"prompts are named '<namespace>{separator}<name>'; their resources carry the "
-            f"namespace after the URI scheme.")
-    if not parts:
-        return head
-    share = max(200, (limit - len(head)) // len(parts) - 40)
-    sections = [head]
-    for namespace, text in parts:
-        text = text.strip()
-        if len(text) > share:
-            text = text[:share - 14].rstrip() + " [...truncated]"
-        sections.append(f"## {namespace or '(no namespace)'}\n{text}")
-    return "\n\n".join(sections)[:limit]
 
 
 class GatewayProvider(Provider):
@@ -170,16 +150,8 @@ class GatewayProvider(Provider):
         self.revision += 1
 
     def instructions(self) -> str:
-        """The gateway's ``instructions``, composed from each exposed server's own
-        (a server that gave none adds nothing); see ``compose_instructions``."""
-        parts: list[tuple[str, str]] = []
-        for service in self.manager.services.values():
-            if service.state not in _EXPOSED:
-                continue
-            text = next((r.instructions for r in service.replicas if r.instructions), None)
-            if text and text.strip():
-                parts.append((service.config.effective_namespace, text))
-        return compose_instructions(parts, self.manager.config.options.separator)
+        """The gateway's ``instructions`` (``instructions.gateway_instructions``)."""
+        return gateway_instructions(self.manager)
 
     def list_key(self) -> tuple[Any, ...]:
         """What every list a caller sees depends on: equal keys, equal lists (the
@@ -204,41 +176,17 @@ class GatewayProvider(Provider):
                 view.upstream_annotations.get(name, t.annotations), self.pipeline, self.links)
         prompts: dict[str, GatewayPrompt] = {}
         for name, (origin, p) in sorted(view.prompts.items(), key=_first):
-            prompt = GatewayPrompt(
-                name=name, title=p.title, description=p.description, icons=p.icons, meta=p.meta,
-                arguments=[
-                    PromptArgument(name=a.name, description=a.description,
-                                   required=bool(a.required))
-                    for a in p.arguments or []
-                ],
-            )
-            prompt._upstream, prompt._original = ups[origin.server], origin.original
-            prompt._pipeline = self.pipeline
-            prompt._wire = p
-            prompt._links = self.links
-            prompts[name] = prompt
+            prompts[name] = prompt_component(name, p, ups[origin.server], origin.original,
+                                             self.pipeline, self.links)
         resources: dict[str, GatewayResource] = {}
         for uri, (origin, r) in sorted(view.resources.items(), key=_first):
-            resource = GatewayResource(
-                uri=AnyUrl(uri), name=r.name, title=r.title, description=r.description,
-                mime_type=r.mime_type or "text/plain", icons=r.icons,
-                annotations=r.annotations, meta=r.meta,
-            )
-            resource._upstream, resource._original = ups[origin.server], origin.original
-            resource._pipeline = self.pipeline
-            resource._wire, resource._exposed_uri = r, uri
+            resource = resource_component(uri, r, ups[origin.server], origin.original,
+                                          self.pipeline)
             resources[normalize_uri(str(resource.uri))] = resource
         templates: dict[str, GatewayTemplate] = {}
         for uri_template, (origin, tp) in sorted(view.templates.items(), key=_first):
-            template = GatewayTemplate(
-                uri_template=uri_template, name=tp.name, title=tp.title,
-                description=tp.description, mime_type=tp.mime_type or "text/plain",
-                icons=tp.icons, annotations=tp.annotations, meta=tp.meta, parameters={},
-            )
-            template._upstream, template._original = ups[origin.server], origin.original
-            template._pipeline = self.pipeline
-            template._wire = tp
-            templates[uri_template] = template
+            templates[uri_template] = template_component(
+                uri_template, tp, ups[origin.server], origin.original, self.pipeline)
         self._view, self._tools, self._lane_tools, self._prompts = view, {}, lane, prompts
         self._resources, self._templates = resources, templates
         self._indexes = {}
@@ -247,15 +195,7 @@ class GatewayProvider(Provider):
     def _component(self, name: str) -> GatewayTool:
         """The FastMCP component of the exposed upstream tool ``name`` (in the table)."""
         _, t = self._view.tools[name]
-        tool = GatewayTool(
-            name=name, title=t.title, description=t.description,
-            parameters=t.input_schema, output_schema=t.output_schema,
-            annotations=t.annotations, icons=t.icons, meta=t.meta, execution=t.execution,
-            task_config=NO_TASKS,  # given, not defaulted: a default is deep-copied
-        )
-        tool._upstream_tool = self._lane_tools[name]
-        tool._wire = t
-        return tool
+        return tool_component(name, t, self._lane_tools[name])
 
     def _tool(self, name: str) -> GatewayTool | None:
         """The component of ``name`` for a lookup (kept: a tool called once is often

@@ -30,8 +30,8 @@ from typing import Any
 import mcp_types as types
 
 from fast_mcp_gateway.config.curation import CacheRule
-from fast_mcp_gateway.front.calls import Call, CallRefused
 from fast_mcp_gateway.front.encodings import JsonTool
+from fast_mcp_gateway.front.outcomes import Call, CallRefused
 
 logger = logging.getLogger(__name__)
 

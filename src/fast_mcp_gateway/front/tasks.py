@@ -57,8 +57,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.calls import Answer, Call, Failure, actor_name, front_of
+from fast_mcp_gateway.front.calls import Answer, actor_name, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedTool
+from fast_mcp_gateway.front.outcomes import Call, Failure
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Invocation

@@ -25,7 +25,7 @@ from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS
 
 
 class HostChannel(Protocol):
-    """What a lane call sends its host besides the answer (``lane.LaneFront``)."""
+    """What a lane call sends its host besides the answer (``lane_host.LaneFront``)."""
 
     host_capabilities: dict[str, Any]  # a handshake-era host's, from its handshake
 

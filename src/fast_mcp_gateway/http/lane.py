@@ -54,7 +54,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fast_mcp_gateway.front.lane import LaneFront
+from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.mrtr import begun_on_full_path
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (

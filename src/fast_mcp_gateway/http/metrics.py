@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.errors import RateLimited
-from fast_mcp_gateway.front.calls import CallObserver, CallOutcome
+from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.http.access import Access, require
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, forbidden

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fast_mcp_gateway.front.calls import CallObserver, CallOutcome
+from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.telemetry.events import EventBus
 
 

@@ -31,7 +31,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.store import EraName, EraNeed, StorageError, Store
+from fast_mcp_gateway.store import EraName, EraNeed, Store
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class EraBook:
                 continue
             try:
                 await current.put_era_need(need)
-            except (StorageError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a lost shortcut must stop nothing else
+                # (SQLite's own errors reach here unwrapped: a failed write ended every
+                # background task of the gateway, the call log's writer among them.)
                 logger.warning("could not keep what server '%s' needs (%s era): %s; it is "
                                "learned again after a restart", need.server, need.era, exc)
 

@@ -446,3 +446,30 @@ async def test_a_real_stdio_gateway_recalls_a_need_before_its_first_connect(
             "guard:Your name?:Your color?"  # type: ignore[union-attr]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
     assert secret.encode() not in stored and env_secret.encode() not in stored
+
+
+async def test_a_per_client_servers_host_sessions_keep_and_recall_the_need(
+        tmp_path: Any) -> None:
+    """``isolation: per_client``: the calls run on each host's own session, so that is
+    where a need is learned; it is kept, and the next run's host session opens in that
+    era at once, with no refused call and no reconnect."""
+    db = tmp_path / "gateway.db"
+
+    def run() -> Any:
+        return make_gateway({"guard": memory_entry("guard", isolation="per_client")},
+                            {"guard": guard_server()}, db=str(db))
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    async with Client(run().server, mode="legacy", elicitation_handler=_elicit) as host:
+        assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        await _until(lambda: kept() == [("guard", MODERN)])
+    again = run()
+    async with Client(again.server, mode="legacy", elicitation_handler=_elicit) as host:
+        assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        clients = again.manager.get("guard").clients
+        assert clients is not None
+        (session,) = clients.upstreams
+        assert session.protocol_version == MODERN and session.connects == 1

@@ -129,7 +129,9 @@ class UpstreamManager:
                         call_timeout=self._call_timeout,
                         transport_factory=self._transport_factory, restart=self._restart,
                         startup_limiter=self._limiter, label=label,
-                        default_protocol=self.config.options.protocol)
+                        default_protocol=self.config.options.protocol,
+                        # The calls run here, so here is where a need is learned.
+                        era_memory=self.eras)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

@@ -92,3 +92,38 @@ def test_the_keys_are_checked_and_never_echoed() -> None:
     settings = GatewaySettings(request_state_keys=f" {KEY} ,{KEY}-next")
     assert [k.get_secret_value() for k in settings.request_state_keys] == [KEY, KEY + "-next"]
     assert KEY not in repr(settings)
+
+
+@pytest.mark.parametrize("lanes", [
+    pytest.param((False, True), id="full-then-lane"),
+    pytest.param((True, False), id="lane-then-full", marks=pytest.mark.xfail(strict=True, reason=(
+        "a round the express lane relayed carries the upstream's own requestState, "
+        "unsealed; a gateway whose full path gets the next round (its lane off, or any "
+        "call its lane declines: no clientInfo _meta, a BOM, ...) refuses it 'Invalid "
+        "or expired requestState' (unknown key): the lane would have to seal the "
+        "upstream's state with the shared keys too"))),
+    pytest.param((True, True), id="lane-then-lane"),
+])
+async def test_a_round_moves_between_a_full_path_and_an_express_lane(
+        lanes: tuple[bool, bool]) -> None:
+    """Shared keys, one gateway with the HTTP express lane and one without: a round the
+    full path began (sealed) is left by the other's lane to its full path, which opens
+    it; a round a lane relayed (the upstream's own state) goes on wherever it lands."""
+    upstream = asking_server()
+    first, second = [
+        make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
+                     {"asking": upstream}, http_express_lane=lane, request_state_keys=[KEY],
+                     options={"auth": {"tokens": [
+                         {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
+        for lane in lanes]
+    async with serve_http(first.http_app("http")) as a, \
+            serve_http(second.http_app("http")) as b, \
+            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
+            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        asked = (await post(to_a, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
+        assert asked["resultType"] == "input_required"
+        round_two = {"name": "asking_greet", "requestState": asked["requestState"],
+                     "inputResponses": {"name": {"action": "accept",
+                                                 "content": {"name": "Ada"}}}}
+        answered = await post(to_b, ALICE, "tools/call", round_two)
+        assert answered.get("result", answered)["content"][0]["text"] == "hello Ada (round-1)"

@@ -473,3 +473,31 @@ async def test_a_per_client_servers_host_sessions_keep_and_recall_the_need(
         assert clients is not None
         (session,) = clients.upstreams
         assert session.protocol_version == MODERN and session.connects == 1
+
+
+async def test_instances_at_other_addresses_share_one_kept_need(tmp_path: Any) -> None:
+    """``instances`` of one server (the same server at several addresses): one need is
+    kept per server, so each instance learning it wrote its own address over the
+    other's, and the next run recalled it for one instance only."""
+    db = tmp_path / "gateway.db"
+
+    def run() -> Any:
+        return make_gateway({"guard": {"instances": [
+            {"url": "http://127.0.0.1:9/in-memory/one"},
+            {"url": "http://127.0.0.1:9/in-memory/two"}]}},
+            {"one": guard_server(), "two": guard_server()}, db=str(db))
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    first = run()
+    replicas = first.manager.get("guard").replicas
+    async with Client(first.server, mode="legacy", elicitation_handler=_elicit) as host:
+        while not all(r.protocol_version == MODERN for r in replicas):  # round robin
+            assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        await _until(lambda: kept() == [("guard", MODERN)])
+    again = run()
+    async with Client(again.server, mode="legacy", elicitation_handler=_elicit):
+        replicas = again.manager.get("guard").replicas
+        assert [(r.protocol_version, r.connects) for r in replicas] == [(MODERN, 1)] * 2

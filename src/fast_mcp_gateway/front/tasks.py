@@ -352,6 +352,7 @@ class GatewayTasks(ServerExtension):
             reply = await self._send(record, method, extra, settings)
             if reply is not None:
                 return self._for_host(record, reply)
+        self._failed(record)  # its end is recorded, as a tasks/get would show it
         raise MCPError(code=INVALID_PARAMS,
                        message=f"Task '{record.task_id}' has failed: {record.lost}")
 

@@ -122,3 +122,22 @@ def test_logs_follow_shows_a_tasks_end_written_after_later_calls(tmp_path: Path)
         follow.kill()
         follow.communicate(timeout=30)
     assert "t_long_task" in shown, shown
+
+
+def test_logs_tells_a_tasks_end_from_the_call_that_created_it(tmp_path: Path) -> None:
+    """A task's end (kind task) has the creating call's tool, start and trace: without
+    a mark, ``logs`` showed it as the same call twice."""
+    db = tmp_path / "calls.db"
+    at = time.time() - 60
+
+    def record(i: int, kind: str, ms: float) -> Invocation:
+        return Invocation(id=f"{i:032x}", trace_id="t" * 32, client="t", kind=kind,
+                          exposed="tasker_hold", server="tasker", original="hold",
+                          started_at=at, duration_ms=ms, status="success")
+
+    anyio.run(_add, db, record(1, "tool", 2.0))
+    anyio.run(_add, db, record(2, "task", 5000.0))
+    done = subprocess.run([*CLI, "logs", "--db", str(db)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    rows = {line.split()[3]: line for line in done.stdout.splitlines()[2:]}
+    assert "(task)" not in rows["2.0"] and "tasker_hold (task)" in rows["5000.0"], done.stdout

@@ -127,3 +127,39 @@ async def test_a_round_moves_between_a_full_path_and_an_express_lane(
                                                  "content": {"name": "Ada"}}}}
         answered = await post(to_b, ALICE, "tools/call", round_two)
         assert answered.get("result", answered)["content"][0]["text"] == "hello Ada (round-1)"
+
+
+OLD, NEW = KEY, "n" * 16 + "0123456789abcdef-rotated"
+
+
+@pytest.mark.parametrize("rings", [
+    pytest.param(([OLD, NEW], [OLD]), id="old,new-beside-old"),
+    pytest.param(([NEW, OLD], [OLD, NEW]), id="new,old-beside-old,new"),
+    pytest.param(([NEW], [NEW, OLD]), id="new-beside-new,old"),
+    pytest.param(([NEW, OLD], [OLD]), id="new,old-beside-old"),  # a step skipped
+])
+async def test_each_step_of_a_key_rotation_keeps_rounds_moving(
+        rings: tuple[list[str], list[str]]) -> None:
+    """Two gateways a step of a rolling key rotation apart: a round either begins goes on
+    on the other (README: old,new everywhere, then new,old, then new); a step skipped
+    (new,old beside old) refuses the rounds the updated one seals."""
+    upstream = asking_server()
+    pair = [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
+                         {"asking": upstream}, http_express_lane=False, request_state_keys=ring,
+                         options={"auth": {"tokens": [
+                             {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
+            for ring in rings]
+    async with serve_http(pair[0].http_app("http")) as a, \
+            serve_http(pair[1].http_app("http")) as b, \
+            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
+            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        for begin, go_on in ((to_a, to_b), (to_b, to_a)):
+            asked = (await post(begin, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
+            answered = await post(go_on, ALICE, "tools/call", {
+                "name": "asking_greet", "requestState": asked["requestState"],
+                "inputResponses": {"name": {"action": "accept", "content": {"name": "Ada"}}}})
+            if go_on is to_b and rings == ([NEW, OLD], [OLD]):  # sealed with NEW
+                assert answered["error"]["message"] == "Invalid or expired requestState"
+                continue
+            assert answered.get("result", answered)["content"][0]["text"] == \
+                "hello Ada (round-1)", answered

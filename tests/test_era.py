@@ -27,6 +27,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.store import EraNeed, open_store
+from fast_mcp_gateway.upstream.era_memory import start_of
 from fast_mcp_gateway.upstream.session import Era, needs_modern
 from tests.fixtures import PY, SERVERS, interactive_server, make_gateway, memory_entry
 
@@ -501,3 +503,33 @@ async def test_instances_at_other_addresses_share_one_kept_need(tmp_path: Any) -
     async with Client(again.server, mode="legacy", elicitation_handler=_elicit):
         replicas = again.manager.get("guard").replicas
         assert [(r.protocol_version, r.connects) for r in replicas] == [(MODERN, 1)] * 2
+
+
+async def test_a_recalled_handshake_need_gives_way_to_a_guard_tool(tmp_path: Any) -> None:
+    """An earlier run learned the handshake era (a tool asked by push); a guard-style
+    tool then needs 2026-07-28: the replica moves (no deadlock between the recalled and
+    the live need), and the newer need is what is kept."""
+    db = tmp_path / "gateway.db"
+    gateway = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()},
+                           db=str(db))
+    store = await open_store(str(db))
+    try:
+        await store.put_era_need(EraNeed(
+            server="guard", start=start_of(gateway.manager.get("guard").config),
+            era="handshake", reason="tool 'ask' asks for input by push (ctx.elicit())",
+            at=1.0))
+    finally:
+        await store.close()
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
+        replica = gateway.manager.get("guard").replicas[0]
+        assert replica.protocol_version == LEGACY
+        assert "learned in an earlier run" in (replica.statistics().protocol_reason or "")
+        with anyio.fail_after(60):
+            assert (await client.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        assert replica.protocol_version == MODERN and replica.connects == 2
+        await _until(lambda: kept() == [("guard", MODERN)])

@@ -98,10 +98,10 @@ def test_the_keys_are_checked_and_never_echoed() -> None:
     pytest.param((False, True), id="full-then-lane"),
     pytest.param((True, False), id="lane-then-full", marks=pytest.mark.xfail(strict=True, reason=(
         "a round the express lane relayed carries the upstream's own requestState, "
-        "unsealed; a gateway whose full path gets the next round (its lane off, or any "
-        "call its lane declines: no clientInfo _meta, a BOM, ...) refuses it 'Invalid "
-        "or expired requestState' (unknown key): the lane would have to seal the "
-        "upstream's state with the shared keys too"))),
+        "unsealed; a gateway whose full path gets the next round (its lane off, or a "
+        "request its lane leaves to the full path) refuses it 'Invalid or expired "
+        "requestState' (unknown key): the lane would have to seal the upstream's state "
+        "with the shared keys too"))),
     pytest.param((True, True), id="lane-then-lane"),
 ])
 async def test_a_round_moves_between_a_full_path_and_an_express_lane(

@@ -226,6 +226,22 @@ async def test_a_lost_task_cancelled_without_a_get_is_recorded_as_failed(
         assert "restarted after the task was created" in ended["error"]
 
 
+async def test_a_failed_tasks_record_masks_the_secrets_its_error_echoes(
+        tmp_path: Path) -> None:
+    """A failed task's error may echo its call's input, as a call's error may: the
+    values of its credential-like arguments are masked in its end record too."""
+    key = "k-" + secrets.token_hex(12)
+    async with task_host(tmp_path) as host:
+        created = await host.call("tasker_sign_in", {"user": "ada", "api_key": key},
+                                  meta=OPT_IN)
+        failed = await until_terminal(host, created["taskId"])
+        assert failed["status"] == "failed" and key in failed["error"]["message"]  # the host's
+        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        assert ended["status"] == "error" and "user ada could not sign in" in ended["error"]
+        assert key not in json.dumps(calls), ended["error"]
+
+
 def test_the_task_book_is_bounded_and_forgets_expired_tasks() -> None:
     now = [0.0]
     book = TaskBook(limit=3, clock=lambda: now[0])

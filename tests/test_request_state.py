@@ -9,6 +9,9 @@ refused.  With shared keys any of them continues the round.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx2
@@ -163,3 +166,22 @@ async def test_each_step_of_a_key_rotation_keeps_rounds_moving(
                 continue
             assert answered.get("result", answered)["content"][0]["text"] == \
                 "hello Ada (round-1)", answered
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_bad_key_stops_the_cli_without_echoing_it(tmp_path: Any, command: str) -> None:
+    """``mcp-gateway serve`` and ``check`` refuse a short key (and a JSON list that is
+    not one), naming the variable, never the value."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    short = "short-secret-value"
+    for value in (f"{KEY},{short}", f'["{short}"', f'["{KEY}", "{short}"]'):
+        done = subprocess.run(
+            [sys.executable, "-m", "fast_mcp_gateway", command, "--config", str(config),
+             "--db", str(tmp_path / "gateway.db")], stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "MCP_GATEWAY_REQUEST_STATE_KEYS": value})
+        assert done.returncode != 0, (value, done.stdout, done.stderr)
+        out = done.stdout + done.stderr
+        assert "MCP_GATEWAY_REQUEST_STATE_KEYS" in out, out
+        assert short not in out and KEY not in out, out

@@ -14,8 +14,9 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.config.alerts import AlertsConfig
-from fast_mcp_gateway.store import StoreUnavailable, open_store
+from fast_mcp_gateway.alerts.engine import _Reader
+from fast_mcp_gateway.config.alerts import AlertRule, AlertsConfig
+from fast_mcp_gateway.store import Invocation, StoreUnavailable, open_store
 from tests.alerting import alert_gateway, states, switch_server
 from tests.fixtures import memory_entry, stdio_entry
 
@@ -231,7 +232,6 @@ async def test_gateways_sharing_a_store_post_each_alert_once(pg_url: str) -> Non
     rule reads each gateway's own upstreams: each posts its own, named."""
     import time
 
-    from fast_mcp_gateway.store import Invocation
     from tests.alerting import webhook_receiver
 
     a_store, b_store = await open_store(pg_url), await open_store(pg_url)
@@ -285,3 +285,32 @@ async def test_gateways_sharing_a_store_post_each_alert_once(pg_url: str) -> Non
     finally:
         await b_store.close()
         await a_store.close()
+
+
+async def test_a_tasks_end_is_no_request_for_consecutive_failures(tmp_path: Path) -> None:
+    """A task's end record (kind ``task``, front/tasks.py) is not a request: a streak of
+    failed tasks whose calls succeeded is no streak of failed calls, and a streak of
+    failed calls stays one whatever tasks end among them."""
+    from fast_mcp_gateway.store import Invocation
+
+    def row(n: int, kind: str, status: str) -> Invocation:
+        return Invocation(id=f"r{n}", trace_id="t", client="c", kind=kind, exposed="svc_job",
+                          server="svc", original="job", started_at=1000.0 + n,
+                          duration_ms=1.0, status=status)
+
+    rule = AlertRule.model_validate({"name": "failing", "server": "svc",
+                                     "when": "consecutive_failures >= 2", "window": 3600})
+    store = await open_store(str(tmp_path / "gateway.db"))
+    try:
+        # Tasks started by calls that succeeded, each ended failed: no failed request.
+        await store.add_invocations([row(n, "tool", "success") for n in (1, 3, 5)]
+                                    + [row(n, "task", "error") for n in (2, 4, 6)])
+        reading = (await _Reader(store, 1100.0).read(rule, ["svc"], {}))["svc"]
+        assert (reading.value, reading.breached) == (0.0, False)
+        # Two failed calls in a row, tasks ending between them: a streak of two.
+        await store.add_invocations([row(7, "tool", "error"), row(8, "task", "success"),
+                                     row(9, "tool", "error"), row(10, "task", "success")])
+        reading = (await _Reader(store, 1100.0).read(rule, ["svc"], {}))["svc"]
+        assert (reading.value, reading.breached) == (2.0, True)
+    finally:
+        await store.close()

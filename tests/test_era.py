@@ -9,7 +9,10 @@ are shown in ``gateway_server_detail`` and ``gateway_list_servers``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 from typing import Any
 
 import anyio
@@ -18,13 +21,16 @@ import pytest
 from fastmcp import Context, FastMCP
 from fastmcp.client import Client
 from fastmcp.client.elicitation import ElicitResult
+from fastmcp.client.transports import StdioTransport
 from fastmcp.tools.base import InputRequiredToolResult
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.store import EraNeed, open_store
+from fast_mcp_gateway.upstream.era_memory import start_of
 from fast_mcp_gateway.upstream.session import Era, needs_modern
-from tests.fixtures import interactive_server, make_gateway, memory_entry
+from tests.fixtures import PY, SERVERS, interactive_server, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -366,3 +372,164 @@ def test_a_kept_need_applies_to_auto_only_and_never_over_one_learned_now() -> No
     assert fresh.learn_handshake("tool 'ask' asks for input by push")
     assert fresh.memory is not None and fresh.memory.told == [  # type: ignore[attr-defined]
         ("handshake", "tool 'ask' asks for input by push")]
+
+
+async def _until(condition: Any, within: float = 30.0) -> None:
+    with anyio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - another task's progress: nothing to wait on
+            await anyio.sleep(0.02)
+
+
+async def test_a_need_the_store_cannot_take_stops_nothing_else(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A SQLite error writing a learned need (here: its table is gone) is logged; the
+    gateway's other background work (the call log's writer among it) goes on."""
+    db = tmp_path / "gateway.db"
+    gateway = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()},
+                           db=str(db))
+    async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
+
+        def drop() -> None:  # in a thread: the gateway's writes go on meanwhile
+            with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
+                conn.execute("DROP TABLE era_needs")
+
+        await anyio.to_thread.run_sync(drop)
+        assert (await client.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        await _until(lambda: "could not keep what server 'guard' needs" in caplog.text)
+        recorder = gateway.recorder
+        assert recorder is not None
+        await client.call_tool("guard_guarded", {})
+        assert await recorder.flushed(within=30)
+        assert recorder.written >= 2
+
+
+async def test_a_real_stdio_gateway_recalls_a_need_before_its_first_connect(
+        tmp_path: Any) -> None:
+    """``mcp-gateway serve`` (stdio) with a store file: the store is attached before the
+    upstreams' first connects, so the second run's first session is in the era learned
+    by the first run; nothing given in args or env reaches the store."""
+    secret = "sk-era-args-0123456789abcdef"
+    env_secret = "sk-era-env-fedcba9876543210"
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"pusher": {
+        "command": PY, "args": [str(SERVERS / "pusher.py"), f"--token={secret}"],
+        "env": {"PUSHER_TOKEN": env_secret}}}}))
+    db = tmp_path / "gateway.db"
+
+    def gateway() -> StdioTransport:
+        return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
+                                   "--db", str(db), "--log-level", "WARNING"],
+                              keep_alive=False, env=dict(os.environ))
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    async def status(client: Client[Any]) -> dict[str, Any]:
+        servers = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert servers is not None
+        (pusher,) = [s for s in servers["servers"] if s["name"] == "pusher"]
+        return pusher  # type: ignore[no-any-return]
+
+    async def answer(message: str, response_type: Any, params: Any, context: Any) -> Any:
+        return ElicitResult(action="accept", content={"name": message})
+
+    async with Client(gateway(), mode="legacy", elicitation_handler=answer) as client:
+        assert (await status(client))["protocol_version"] == LEGACY
+        result = await client.call_tool("pusher_guard", {})
+        assert result.content[0].text == "guard:Your name?:Your color?"  # type: ignore[union-attr]
+        assert (await status(client))["protocol_version"] == MODERN
+        await _until(lambda: kept() == [("pusher", MODERN)])
+    async with Client(gateway(), mode="legacy", elicitation_handler=answer) as client:
+        first = await status(client)
+        assert first["protocol_version"] == MODERN and first["restarts"] == 0
+        assert "learned in an earlier run" in first["protocol_reason"]
+        assert (await client.call_tool("pusher_guard", {})).content[0].text == \
+            "guard:Your name?:Your color?"  # type: ignore[union-attr]
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    assert secret.encode() not in stored and env_secret.encode() not in stored
+
+
+async def test_a_per_client_servers_host_sessions_keep_and_recall_the_need(
+        tmp_path: Any) -> None:
+    """``isolation: per_client``: the calls run on each host's own session, so that is
+    where a need is learned; it is kept, and the next run's host session opens in that
+    era at once, with no refused call and no reconnect."""
+    db = tmp_path / "gateway.db"
+
+    def run() -> Any:
+        return make_gateway({"guard": memory_entry("guard", isolation="per_client")},
+                            {"guard": guard_server()}, db=str(db))
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    async with Client(run().server, mode="legacy", elicitation_handler=_elicit) as host:
+        assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        await _until(lambda: kept() == [("guard", MODERN)])
+    again = run()
+    async with Client(again.server, mode="legacy", elicitation_handler=_elicit) as host:
+        assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        clients = again.manager.get("guard").clients
+        assert clients is not None
+        (session,) = clients.upstreams
+        assert session.protocol_version == MODERN and session.connects == 1
+
+
+async def test_instances_at_other_addresses_share_one_kept_need(tmp_path: Any) -> None:
+    """``instances`` of one server (the same server at several addresses): one need is
+    kept per server, so each instance learning it wrote its own address over the
+    other's, and the next run recalled it for one instance only."""
+    db = tmp_path / "gateway.db"
+
+    def run() -> Any:
+        return make_gateway({"guard": {"instances": [
+            {"url": "http://127.0.0.1:9/in-memory/one"},
+            {"url": "http://127.0.0.1:9/in-memory/two"}]}},
+            {"one": guard_server(), "two": guard_server()}, db=str(db))
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    first = run()
+    replicas = first.manager.get("guard").replicas
+    async with Client(first.server, mode="legacy", elicitation_handler=_elicit) as host:
+        while not all(r.protocol_version == MODERN for r in replicas):  # round robin
+            assert (await host.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        await _until(lambda: kept() == [("guard", MODERN)])
+    again = run()
+    async with Client(again.server, mode="legacy", elicitation_handler=_elicit):
+        replicas = again.manager.get("guard").replicas
+        assert [(r.protocol_version, r.connects) for r in replicas] == [(MODERN, 1)] * 2
+
+
+async def test_a_recalled_handshake_need_gives_way_to_a_guard_tool(tmp_path: Any) -> None:
+    """An earlier run learned the handshake era (a tool asked by push); a guard-style
+    tool then needs 2026-07-28: the replica moves (no deadlock between the recalled and
+    the live need), and the newer need is what is kept."""
+    db = tmp_path / "gateway.db"
+    gateway = make_gateway({"guard": memory_entry("guard")}, {"guard": guard_server()},
+                           db=str(db))
+    store = await open_store(str(db))
+    try:
+        await store.put_era_need(EraNeed(
+            server="guard", start=start_of(gateway.manager.get("guard").config),
+            era="handshake", reason="tool 'ask' asks for input by push (ctx.elicit())",
+            at=1.0))
+    finally:
+        await store.close()
+
+    def kept() -> list[tuple[str, str]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return list(conn.execute("SELECT server, era FROM era_needs"))
+
+    async with Client(gateway.server, mode="legacy", elicitation_handler=_elicit) as client:
+        replica = gateway.manager.get("guard").replicas[0]
+        assert replica.protocol_version == LEGACY
+        assert "learned in an earlier run" in (replica.statistics().protocol_reason or "")
+        with anyio.fail_after(60):
+            assert (await client.call_tool("guard_guarded", {})).content[0].text == "guarded Ada"  # type: ignore[union-attr]
+        assert replica.protocol_version == MODERN and replica.connects == 2
+        await _until(lambda: kept() == [("guard", MODERN)])

@@ -9,6 +9,9 @@ refused.  With shared keys any of them continues the round.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx2
@@ -92,3 +95,93 @@ def test_the_keys_are_checked_and_never_echoed() -> None:
     settings = GatewaySettings(request_state_keys=f" {KEY} ,{KEY}-next")
     assert [k.get_secret_value() for k in settings.request_state_keys] == [KEY, KEY + "-next"]
     assert KEY not in repr(settings)
+
+
+@pytest.mark.parametrize("lanes", [
+    pytest.param((False, True), id="full-then-lane"),
+    pytest.param((True, False), id="lane-then-full", marks=pytest.mark.xfail(strict=True, reason=(
+        "a round the express lane relayed carries the upstream's own requestState, "
+        "unsealed; a gateway whose full path gets the next round (its lane off, or a "
+        "request its lane leaves to the full path) refuses it 'Invalid or expired "
+        "requestState' (unknown key): the lane would have to seal the upstream's state "
+        "with the shared keys too"))),
+    pytest.param((True, True), id="lane-then-lane"),
+])
+async def test_a_round_moves_between_a_full_path_and_an_express_lane(
+        lanes: tuple[bool, bool]) -> None:
+    """Shared keys, one gateway with the HTTP express lane and one without: a round the
+    full path began (sealed) is left by the other's lane to its full path, which opens
+    it; a round a lane relayed (the upstream's own state) goes on wherever it lands."""
+    upstream = asking_server()
+    first, second = [
+        make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
+                     {"asking": upstream}, http_express_lane=lane, request_state_keys=[KEY],
+                     options={"auth": {"tokens": [
+                         {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
+        for lane in lanes]
+    async with serve_http(first.http_app("http")) as a, \
+            serve_http(second.http_app("http")) as b, \
+            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
+            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        asked = (await post(to_a, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
+        assert asked["resultType"] == "input_required"
+        round_two = {"name": "asking_greet", "requestState": asked["requestState"],
+                     "inputResponses": {"name": {"action": "accept",
+                                                 "content": {"name": "Ada"}}}}
+        answered = await post(to_b, ALICE, "tools/call", round_two)
+        assert answered.get("result", answered)["content"][0]["text"] == "hello Ada (round-1)"
+
+
+OLD, NEW = KEY, "n" * 16 + "0123456789abcdef-rotated"
+
+
+@pytest.mark.parametrize("rings", [
+    pytest.param(([OLD, NEW], [OLD]), id="old,new-beside-old"),
+    pytest.param(([NEW, OLD], [OLD, NEW]), id="new,old-beside-old,new"),
+    pytest.param(([NEW], [NEW, OLD]), id="new-beside-new,old"),
+    pytest.param(([NEW, OLD], [OLD]), id="new,old-beside-old"),  # a step skipped
+])
+async def test_each_step_of_a_key_rotation_keeps_rounds_moving(
+        rings: tuple[list[str], list[str]]) -> None:
+    """Two gateways a step of a rolling key rotation apart: a round either begins goes on
+    on the other (README: old,new everywhere, then new,old, then new); a step skipped
+    (new,old beside old) refuses the rounds the updated one seals."""
+    upstream = asking_server()
+    pair = [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
+                         {"asking": upstream}, http_express_lane=False, request_state_keys=ring,
+                         options={"auth": {"tokens": [
+                             {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
+            for ring in rings]
+    async with serve_http(pair[0].http_app("http")) as a, \
+            serve_http(pair[1].http_app("http")) as b, \
+            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
+            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        for begin, go_on in ((to_a, to_b), (to_b, to_a)):
+            asked = (await post(begin, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
+            answered = await post(go_on, ALICE, "tools/call", {
+                "name": "asking_greet", "requestState": asked["requestState"],
+                "inputResponses": {"name": {"action": "accept", "content": {"name": "Ada"}}}})
+            if go_on is to_b and rings == ([NEW, OLD], [OLD]):  # sealed with NEW
+                assert answered["error"]["message"] == "Invalid or expired requestState"
+                continue
+            assert answered.get("result", answered)["content"][0]["text"] == \
+                "hello Ada (round-1)", answered
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_bad_key_stops_the_cli_without_echoing_it(tmp_path: Any, command: str) -> None:
+    """``mcp-gateway serve`` and ``check`` refuse a short key (and a JSON list that is
+    not one), naming the variable, never the value."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    short = "short-secret-value"
+    for value in (f"{KEY},{short}", f'["{short}"', f'["{KEY}", "{short}"]'):
+        done = subprocess.run(
+            [sys.executable, "-m", "fast_mcp_gateway", command, "--config", str(config),
+             "--db", str(tmp_path / "gateway.db")], stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "MCP_GATEWAY_REQUEST_STATE_KEYS": value})
+        assert done.returncode != 0, (value, done.stdout, done.stderr)
+        out = done.stdout + done.stderr
+        assert "MCP_GATEWAY_REQUEST_STATE_KEYS" in out, out
+        assert short not in out and KEY not in out, out

@@ -201,6 +201,47 @@ async def test_a_task_whose_replica_restarted_fails_clearly(tmp_path: Path) -> N
         assert "restarted after the task was created" in ended["error"]
 
 
+async def test_a_lost_task_cancelled_without_a_get_is_recorded_as_failed(
+        tmp_path: Path) -> None:
+    """A host that only cancels a task its replica lost is told it failed: its end is
+    recorded then (it was only when a tasks/get showed it)."""
+    async with task_host(tmp_path) as host:
+        first = (await host.call("tasker_pid"))["structuredContent"]["result"]
+        task_id = (await host.call("tasker_hold", {"gate": "g4"}, meta=OPT_IN))["taskId"]
+        os.kill(first, signal.SIGKILL)
+        with anyio.fail_after(30):
+            while True:  # the supervisor restarts the server: a new process answers
+                reply = await host.request("tools/call", {"name": "tasker_pid",
+                                                          "arguments": {}})
+                pid = reply.get("result", {}).get("structuredContent", {}).get("result")
+                if pid not in (None, first) and not reply["result"].get("isError"):
+                    break
+                await anyio.sleep(0.05)  # another process's progress
+        for _ in range(2):
+            cancel = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
+            assert "has failed" in cancel["error"]["message"], cancel
+        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        assert ended["status"] == "error" and ended["exposed"] == "tasker_hold"
+        assert "restarted after the task was created" in ended["error"]
+
+
+async def test_a_failed_tasks_record_masks_the_secrets_its_error_echoes(
+        tmp_path: Path) -> None:
+    """A failed task's error may echo its call's input, as a call's error may: the
+    values of its credential-like arguments are masked in its end record too."""
+    key = "k-" + secrets.token_hex(12)
+    async with task_host(tmp_path) as host:
+        created = await host.call("tasker_sign_in", {"user": "ada", "api_key": key},
+                                  meta=OPT_IN)
+        failed = await until_terminal(host, created["taskId"])
+        assert failed["status"] == "failed" and key in failed["error"]["message"]  # the host's
+        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        assert ended["status"] == "error" and "user ada could not sign in" in ended["error"]
+        assert key not in json.dumps(calls), ended["error"]
+
+
 def test_the_task_book_is_bounded_and_forgets_expired_tasks() -> None:
     now = [0.0]
     book = TaskBook(limit=3, clock=lambda: now[0])

@@ -168,6 +168,12 @@ async def hold(gate: str) -> str:
     return f"released {gate}"
 
 
+@mcp.tool(task=True)
+async def sign_in(user: str, api_key: str) -> str:
+    """Optional task that fails, its error echoing the key given (as upstreams do)."""
+    raise ValueError(f"user {user} could not sign in with key {api_key}")
+
+
 @mcp.tool
 def release(gate: str) -> str:
     _gate(gate).set()

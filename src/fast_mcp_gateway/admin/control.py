@@ -38,7 +38,7 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store import Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -97,7 +97,7 @@ class ControlPlane:
         self.store, self.recorder = store, recorder
         try:  # before the upstreams' first connects (upstream/era_memory.py)
             self.manager.eras.load(await store.era_needs())
-        except StorageError as exc:  # only a shortcut: each need is learned again
+        except Exception as exc:  # noqa: BLE001 - only a shortcut: each need is learned again
             logger.warning("could not read what servers were learned to need: %s", exc)
         # The feed's position first: a change made while loading comes in the feed.
         self._feed_cursor = (await store.changes()).cursor

@@ -50,7 +50,8 @@ from pydantic import ValidationError
 from fast_mcp_gateway.alerts.states import AlertStates, Key, Reading, Transition, compare
 from fast_mcp_gateway.alerts.webhook import ClientFactory, WebhookSink, safe_url
 from fast_mcp_gateway.config.alerts import AlertRule, AlertsConfig
-from fast_mcp_gateway.store import AlertEvent, LatencyStats, StorageError, Store
+from fast_mcp_gateway.store import AlertEvent, Invocation, LatencyStats, StorageError, Store
+from fast_mcp_gateway.store.stats import TASK_END
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
@@ -342,6 +343,20 @@ class _Reader:
         self.down = False
         self._windows: dict[float, dict[str, LatencyStats]] = {}
 
+    async def _requests(self, server: str, since: float, limit: int) -> list[Invocation]:
+        """``server``'s newest ``limit`` requests since ``since``: a task's end (kind
+        ``task``, ``front/tasks.py``) is no request (its creating call was one)."""
+        assert self.store is not None
+        rows: list[Invocation] = []
+        cursor = None
+        while len(rows) < limit:
+            page, cursor = await self.store.invocations(server=server, since=since,
+                                                        limit=limit, cursor=cursor)
+            rows += [r for r in page if r.kind != TASK_END]
+            if cursor is None:
+                break
+        return rows[:limit]
+
     async def read(self, rule: AlertRule, servers: list[str], states: Mapping[str, str]
                    ) -> dict[str, Reading]:
         if rule.metric == "not_ready":
@@ -354,8 +369,7 @@ class _Reader:
         if rule.metric == "consecutive_failures":
             out = {}
             for server in servers:
-                rows, _ = await store.invocations(server=server, since=self.now - rule.window,
-                                                  limit=int(threshold) + 1)
+                rows = await self._requests(server, self.now - rule.window, int(threshold) + 1)
                 streak = next((i for i, r in enumerate(rows) if r.status == "success"),
                               len(rows))
                 out[server] = Reading(float(streak), compare(streak, op, threshold), len(rows))

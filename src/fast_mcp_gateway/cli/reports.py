@@ -24,6 +24,7 @@ from fast_mcp_gateway.store import (
     is_url,
     open_store,
 )
+from fast_mcp_gateway.store.stats import TASK_END
 from fast_mcp_gateway.telemetry.redaction import mask_text
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -125,7 +126,9 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
             print(json.dumps(row), flush=True)
         return
     cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
-              r.status, f"{r.duration_ms:.1f}", r.server, r.exposed,
+              # A task's end has its call's tool, start and trace: marked, not a twin.
+              r.status, f"{r.duration_ms:.1f}", r.server,
+              f"{r.exposed} (task)" if r.kind == TASK_END else r.exposed,
               r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
     print(_table(_LOG_COLUMNS, cells, header=header, widths=widths), flush=True)
 

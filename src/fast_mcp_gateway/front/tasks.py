@@ -64,7 +64,7 @@ from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Invocation
 from fast_mcp_gateway.store.stats import TASK_END
-from fast_mcp_gateway.telemetry.recorder import trace_id_of
+from fast_mcp_gateway.telemetry.recorder import mask_argument_values, trace_id_of
 from fast_mcp_gateway.upstream.replica import Upstream
 
 if TYPE_CHECKING:
@@ -129,6 +129,8 @@ class TaskRecord:
     started: Invocation | None = None  # its call's record fields (``ended`` is made of it)
     t0: float = 0.0               # its call's start (perf_counter)
     ended: Invocation | None = None  # its end, as recorded (once)
+    # Its call's arguments, until its end is recorded: an error may echo their secrets.
+    arguments: Any = None
 
 
 def _owner(principal: Principal) -> tuple[str, str]:
@@ -224,7 +226,8 @@ class TaskCall(JsonTool):
                             call.service.name, call.exposed, replica, replica.connects,
                             _owner(call.principal), self.book.expiry(result.get("ttlMs")),
                             str(result.get("createdAt") or _now()),
-                            started=task_start(call, replica.label), t0=call.t0)
+                            started=task_start(call, replica.label), t0=call.t0,
+                            arguments=call.arguments)
         self.book.add(record)
         wire = _without_connection_meta({**result, "taskId": record.task_id})
         return Answer("success", output=Wire(**wire), size=len(json.dumps(wire)))
@@ -353,6 +356,7 @@ class GatewayTasks(ServerExtension):
             reply = await self._send(record, method, extra, settings)
             if reply is not None:
                 return self._for_host(record, reply)
+        self._failed(record)  # its end is recorded, as a tasks/get would show it
         raise MCPError(code=INVALID_PARAMS,
                        message=f"Task '{record.task_id}' has failed: {record.lost}")
 
@@ -424,6 +428,10 @@ class GatewayTasks(ServerExtension):
         """The first answer that shows the task ended is recorded, once (``task_end``)."""
         recorder = self.provider.pipeline.recorder
         if record.ended is None and record.started is not None and recorder is not None:
-            record.ended = task_end(record.started, record.t0, task)
-            if record.ended is not None:
-                recorder.record(record.ended)
+            ended = task_end(record.started, record.t0, task)
+            if ended is not None:
+                if ended.error:  # an upstream's error may echo its input, as for calls
+                    ended = dataclasses.replace(ended, error=mask_argument_values(
+                        ended.error, record.arguments, recorder.redact_keys))
+                record.ended, record.arguments = ended, None
+                recorder.record(ended)

@@ -97,6 +97,7 @@ class UpstreamManager:
 
     def _make_service(self, server: ServerConfig) -> Service:
         replicas = server.replica_configs()
+        eras = self.eras.bind(server)  # one need per server, whichever replica learns it
         service = Service(server, [
             Upstream(
                 # A per-caller server's catalog session has no caller: it lists without
@@ -113,7 +114,7 @@ class UpstreamManager:
                 weight=weight,
                 sole_host=self.sole_host,
                 default_protocol=self.config.options.protocol,
-                era_memory=self.eras,
+                era_memory=eras,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
@@ -129,7 +130,9 @@ class UpstreamManager:
                         call_timeout=self._call_timeout,
                         transport_factory=self._transport_factory, restart=self._restart,
                         startup_limiter=self._limiter, label=label,
-                        default_protocol=self.config.options.protocol)
+                        default_protocol=self.config.options.protocol,
+                        # The calls run here, so here is where a need is learned.
+                        era_memory=self.eras.bind(config))
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

@@ -31,13 +31,17 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.store import EraName, EraNeed, StorageError, Store
+from fast_mcp_gateway.store import EraName, EraNeed, Store
 
 logger = logging.getLogger(__name__)
 
 
 def start_of(config: ServerConfig) -> str:
-    """A digest of how ``config``'s server is started (see the module docstring)."""
+    """A digest of how ``config``'s server is started (see the module docstring); for a
+    server of several ``instances``, of how each is."""
+    if config.instances:
+        each = [start_of(instance) for instance, _ in config.replica_configs()]
+        return hashlib.sha256(json.dumps(each).encode()).hexdigest()[:32]
     url = None
     if config.url is not None:
         parts = urlsplit(config.url)
@@ -57,7 +61,9 @@ class EraBook:
         self.kept.update((need.server, need) for need in needs)
 
     def bind(self, config: ServerConfig) -> BoundEras:
-        """The memory of one replica (``config`` is its own: ``instances`` differ)."""
+        """The memory of ``config``'s server, shared by its replicas (its ``instances``
+        too: one need is kept per server, so a need one learns holds for all, each
+        taking it at its next negotiation) and by its per-client sessions."""
         return BoundEras(self, config.name, start_of(config))
 
     def learned(self, need: EraNeed) -> None:
@@ -76,7 +82,9 @@ class EraBook:
                 continue
             try:
                 await current.put_era_need(need)
-            except (StorageError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a lost shortcut must stop nothing else
+                # (SQLite's own errors reach here unwrapped: a failed write ended every
+                # background task of the gateway, the call log's writer among them.)
                 logger.warning("could not keep what server '%s' needs (%s era): %s; it is "
                                "learned again after a restart", need.server, need.era, exc)
 

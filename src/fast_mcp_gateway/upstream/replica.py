@@ -35,7 +35,6 @@ from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
-from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.era_switch import EraSwitch
 from fast_mcp_gateway.upstream.model import (
     DEFAULT_RESTART,
@@ -47,7 +46,7 @@ from fast_mcp_gateway.upstream.model import (
 )
 from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era
+from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
 from fast_mcp_gateway.upstream.supervisor import Supervisor
@@ -141,7 +140,7 @@ class Upstream:
         sole_host: SoleHost | None = None,
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
-        era_memory: EraBook | None = None,
+        era_memory: EraMemory | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -160,8 +159,7 @@ class Upstream:
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
-            limiter=startup_limiter, era=Era(config.protocol or default_protocol,
-                                             era_memory.bind(config) if era_memory else None),
+            limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,

@@ -93,11 +93,6 @@ async def _add(db: Path, record: Invocation) -> None:
         await store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "logs --follow asks for records started since the newest it printed; a task's end "
-    "(kind task, front/tasks.py) is written when the task ends but carries the start of "
-    "the call that created it, so once any later call was printed the end is never "
-    "shown (the same holds for a long call that ends after a shorter later one)"))
 def test_logs_follow_shows_a_tasks_end_written_after_later_calls(tmp_path: Path) -> None:
     db = tmp_path / "calls.db"
     start = time.time() - 60

@@ -416,3 +416,26 @@ async def test_a_learned_era_is_kept_one_per_server(store: Store) -> None:
     moved = EraNeed(server="guard", start="s3", era="handshake", reason="later", at=3.0)
     await store.put_era_need(moved)  # the server's newer need replaces the older
     assert await store.era_needs() == [other, moved]
+
+
+async def test_records_are_read_in_the_order_they_were_written(store: Store) -> None:
+    """``logs --follow`` reads records as they are written: a call's record is written when
+    it ends, so a long call (or a task's end) comes after later calls that ended first."""
+    none, start = await store.invocations_written(None)  # only the position now
+    assert none == []
+    await store.add_invocations([inv(1, at=1_000_010.0), inv(2, at=1_000_020.0)])
+    await store.add_invocations([inv(3, at=1_000_000.0, server="beta")])  # ended last
+    rows, position = await store.invocations_written(start)
+    assert [r.id for r in rows] == [inv(1).id, inv(2).id, inv(3).id]
+    assert await store.invocations_written(position) == ([], position)
+    await store.add_invocations([inv(4, at=999_000.0), inv(5, at=999_001.0, server="beta")])
+    only_beta, _ = await store.invocations_written(position, server="beta")
+    assert [r.id for r in only_beta] == [inv(5).id]
+    first, middle = await store.invocations_written(start, limit=2)
+    assert [r.id for r in first] == [inv(1).id, inv(2).id]
+    rest, end = await store.invocations_written(middle, limit=2)
+    assert [r.id for r in rest] == [inv(3).id, inv(4).id]
+    assert [r.id for r in (await store.invocations_written(end))[0]] == [inv(5).id]
+    await store.add_invocations([inv(1, at=1_000_010.0)])  # a duplicate id: not again
+    again, _ = await store.invocations_written(position, server="alpha")
+    assert [r.id for r in again] == [inv(4).id]

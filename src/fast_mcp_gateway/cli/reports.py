@@ -95,23 +95,25 @@ _LOG_COLUMNS = ("time", "status", "ms", "server", "exposed", "replica", "retries
 
 
 async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> None:
+    # Followed in the order records are written (a call's when it ends, a task's end when
+    # it is seen), not by start: a long call ending after a later short one, or a task's
+    # end, carries an earlier start and was never shown.  The position is taken before
+    # the first page is read, so nothing written meanwhile is missed (nor shown twice).
+    _, position = await store.invocations_written(None)
     rows, _ = await store.invocations(since=since, server=args.server, tool=args.tool,
                                       status=args.status, limit=args.limit)
     rows.reverse()  # oldest first, like a log
     widths = [len(c) for c in _LOG_COLUMNS]  # kept while following: the rows stay aligned
     _print_rows(rows, args.json, header=True, widths=widths)
-    last = rows[-1].started_at if rows else since or time.time()
-    seen = {r.id for r in rows}
+    shown = {r.id for r in rows}
     while args.follow:
         await anyio.sleep(1.0)
-        new, _ = await store.invocations(since=last, server=args.server, tool=args.tool,
-                                         status=args.status, limit=1000, newest_first=False)
-        new = [r for r in new if r.id not in seen]
+        batch, position = await store.invocations_written(
+            position, server=args.server, tool=args.tool, status=args.status)
+        new = [r for r in batch if r.id not in shown]
+        shown.difference_update(r.id for r in batch)  # a first-page record comes once more
         if new:
             _print_rows(new, args.json, header=False, widths=widths)
-        for r in new:
-            seen.add(r.id)
-            last = max(last, r.started_at)
 
 
 def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,

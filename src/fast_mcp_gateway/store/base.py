@@ -291,6 +291,15 @@ class InvocationStore(Protocol):
         the end).  A cursor that is not one is a ``StorageError`` ("invalid cursor")."""
         ...
 
+    async def invocations_written(
+        self, after: int | None, *, server: str | None = None, tool: str | None = None,
+        status: str | None = None, limit: int = 1000,
+    ) -> tuple[list[Invocation], int]:
+        """Records in the order they were written (a call's record is written when it
+        ends, not in its start's order), after the position ``after`` an earlier answer
+        gave (None: none, only the position now), and the position to ask from next."""
+        ...
+
     async def stats(
         self,
         *,
@@ -446,6 +455,15 @@ def invocation_page(rows: list[Invocation], limit: int
         rows = rows[:limit]
         return rows, invocation_cursor(rows[-1])
     return rows, None
+
+
+def written_position(last_read: int | None, newest: int, count: int, limit: int) -> int:
+    """Where ``invocations_written`` goes on from: after the last record it read, or,
+    when it read all there was (fewer than ``limit``), after the newest record written
+    before it read (those in between did not match its filters)."""
+    if last_read is None:
+        return newest
+    return last_read if count >= limit else max(last_read, newest)
 
 
 def parse_cursor(cursor: str) -> tuple[float, str]:

@@ -30,6 +30,7 @@ from fast_mcp_gateway.store.base import (
     RouteRecord,
     invocation_page,
     parse_cursor,
+    written_position,
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
@@ -52,6 +53,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._invocations: dict[str, Invocation] = {}
+        self._written: dict[str, int] = {}  # the order records were written in
+        self._writes = itertools.count(1)
         self._aggregates: dict[Resolution, dict[AggregateKey, LatencyStats]] = {
             "minute": {}, "hour": {}}
         self._servers: dict[str, Registration] = {}
@@ -78,8 +81,10 @@ class MemoryStore:
         for r in rows:
             # As stored by SQLite: an empty route reads back as None, a duplicate id is
             # ignored; copies keep a caller's later mutation of its lists out of the store.
-            self._invocations.setdefault(r.id, replace(
-                r, route=[dict(step) for step in r.route] if r.route else None))
+            if r.id not in self._invocations:
+                self._invocations[r.id] = replace(
+                    r, route=[dict(step) for step in r.route] if r.route else None)
+                self._written[r.id] = next(self._writes)
         minutes, hours = aggregate_batch(rows)
         batches: tuple[tuple[Resolution, dict[AggregateKey, LatencyStats]], ...] = (
             ("minute", minutes), ("hour", hours))
@@ -119,6 +124,21 @@ class MemoryStore:
                       key=lambda r: (r.started_at, r.id), reverse=newest_first)
         return invocation_page(rows, limit)
 
+    async def invocations_written(
+        self, after: int | None, *, server: str | None = None, tool: str | None = None,
+        status: str | None = None, limit: int = 1000,
+    ) -> tuple[list[Invocation], int]:
+        last = max(self._written.values(), default=0)
+        if after is None:
+            return [], last
+        rows = sorted(((seq, self._invocations[rid]) for rid, seq in self._written.items()
+                       if seq > after and rid in self._invocations), key=lambda item: item[0])
+        rows = [(seq, r) for seq, r in rows
+                if (server is None or r.server == server) and (tool is None or r.exposed == tool)
+                and (status is None or r.status == status)][:limit]
+        return ([r for _, r in rows],
+                written_position(rows[-1][0] if rows else None, last, len(rows), limit))
+
     async def stats(
         self,
         *,
@@ -150,6 +170,7 @@ class MemoryStore:
             old = [k for k, r in self._invocations.items() if r.started_at < cutoff]
             for k in old:
                 del self._invocations[k]
+                self._written.pop(k, None)
             removed += len(old)
             for stored, seconds in ((self._aggregates["minute"], 60),
                                     (self._aggregates["hour"], 3600)):
@@ -165,6 +186,7 @@ class MemoryStore:
                             reverse=True)
             for r in newest[max_rows:]:
                 del self._invocations[r.id]
+                self._written.pop(r.id, None)
                 removed += 1
         return removed
 

@@ -47,6 +47,7 @@ from fast_mcp_gateway.store.base import (
     parse_cursor,
     pin_record,
     pin_row,
+    written_position,
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.postgres_feed import (
@@ -162,6 +163,8 @@ class PostgresStore:
                 column.append(value)
         minutes, hours = aggregate_batch(rows)
         async with self._conn() as conn, conn.transaction():
+            # Records' seq in commit order, across gateways (``invocations_written``).
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.RECORDS_LOCK)
             await conn.execute(_INSERT_INVOCATIONS, *by_column)
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
                 arrays: list[list[Any]] = [[] for _ in range(9 + len(HIST_COLUMNS))]
@@ -195,6 +198,22 @@ class PostgresStore:
         async with self._conn() as conn:
             rows = [record_of(Invocation, row) for row in await conn.fetch(sql, *q.args)]
         return invocation_page(rows, limit)
+
+    async def invocations_written(
+        self, after: int | None, *, server: str | None = None, tool: str | None = None,
+        status: str | None = None, limit: int = 1000,
+    ) -> tuple[list[Invocation], int]:
+        # ``seq``: an identity handed out under RECORDS_LOCK, so in commit order.
+        async with self._conn() as conn:
+            last = int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM invocations"))
+            if after is None:
+                return [], last
+            q = Query().where("seq > {}", after if after <= last else 0)
+            q.where("server = {}", server).where("exposed = {}", tool).where("status = {}", status)
+            rows = await conn.fetch(f"SELECT seq, {', '.join(_FIELDS)} FROM invocations"
+                                    f"{q.clause()} ORDER BY seq LIMIT {q.arg(limit)}", *q.args)
+        return ([record_of(Invocation, tuple(row)[1:]) for row in rows],
+                written_position(rows[-1][0] if rows else None, last, len(rows), limit))
 
     async def stats(
         self,

@@ -51,6 +51,7 @@ from fast_mcp_gateway.store.base import (
     parse_cursor,
     pin_record,
     pin_row,
+    written_position,
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
@@ -185,6 +186,25 @@ class SQLiteStore:
         cur = await self._db.execute(sql, [*args, limit + 1])
         rows = [record_of(Invocation, row) for row in await cur.fetchall()]
         return invocation_page(rows, limit)
+
+    async def invocations_written(
+        self, after: int | None, *, server: str | None = None, tool: str | None = None,
+        status: str | None = None, limit: int = 1000,
+    ) -> tuple[list[Invocation], int]:
+        # The rowid: SQLite gives each insert the largest one so far plus one.
+        cur = await self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
+        (last,) = await cur.fetchone() or (0,)
+        if after is None:
+            return [], int(last)
+        where, args = _where((("rowid > ?", after if after <= last else 0),
+                              ("server = ?", server), ("exposed = ?", tool),
+                              ("status = ?", status)))
+        cur = await self._db.execute(
+            f"SELECT rowid, {_INVOCATION_COLUMNS} FROM invocations" + _clause(where)
+            + " ORDER BY rowid LIMIT ?", [*args, limit])
+        rows = list(await cur.fetchall())
+        return ([record_of(Invocation, row[1:]) for row in rows],
+                written_position(rows[-1][0] if rows else None, int(last), len(rows), limit))
 
     async def stats(
         self,

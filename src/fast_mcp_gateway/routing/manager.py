@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
-from pydantic import BaseModel
 
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
@@ -32,12 +31,16 @@ from fast_mcp_gateway.routing.naming import (
     allocate_names,
     allocate_uris,
     namespace_uri,
-    natural_name,
 )
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.routing.view import CatalogView, normalize_uri
+from fast_mcp_gateway.routing.view import (
+    CatalogView,
+    changed_kinds,
+    index_hidden,
+    normalize_uri,
+)
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.relay import SoleHost
@@ -414,7 +417,8 @@ class UpstreamManager:
             generation=self.view.generation + 1,
             curation=curated,
         )
-        self._index_hidden(view, [u for u in ordered if u.name in exposed], sep)
+        index_hidden(view, [(u.name, ns(u), u.catalog) for u in ordered if u.name in exposed],
+                     sep)
         overridden = {(server, o) for server, c in curated.items() for o, _ in c.overridden}
         for name, (origin, _) in view.tools.items():
             if (origin.server, origin.original) in overridden:
@@ -425,50 +429,11 @@ class UpstreamManager:
             if rename not in self.view.renames:
                 logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
                                rename.original, rename.exposed, rename.reason)
-        changed = self._changed_kinds(self.view, view)
+        changed = changed_kinds(self.view, view)
         self.view = view
         if changed:
             for listener in self._listeners:
                 listener(changed)
-
-    @staticmethod
-    def _index_hidden(view: CatalogView, servers: list[Service], sep: str) -> None:
-        taken: dict[str, Mapping[str, Any]] = {
-            "tool": view.tools, "prompt": view.prompts, "resource": view.resources,
-            "resource_template": view.templates}
-        for service in servers:
-            ns = service.config.effective_namespace
-            catalog = service.catalog
-            items: dict[str, dict[str, Any]] = {
-                "tool": {t.name: t for t in catalog.tools},
-                "prompt": {p.name: p for p in catalog.prompts},
-                "resource": {str(r.uri): r for r in catalog.resources},
-                "resource_template": {t.uri_template: t for t in catalog.templates},
-            }
-            for hidden in view.curation[service.name].hidden:
-                item = items[hidden.kind].get(hidden.original)
-                view.hidden_originals[(hidden.kind, service.name, hidden.original)] = hidden
-                names = [f"{service.name}:{hidden.original}"]
-                if hidden.kind in ("tool", "prompt"):
-                    names.append(natural_name(ns, hidden.original, sep))
-                else:
-                    uri = namespace_uri(hidden.original, ns)
-                    names.append(normalize_uri(uri) if hidden.kind == "resource" else uri)
-                for name in names:
-                    if name not in taken[hidden.kind]:
-                        view.hidden.setdefault((hidden.kind, name), (hidden, item))
-
-    @staticmethod
-    def _changed_kinds(old: CatalogView, new: CatalogView) -> set[ChangeKind]:
-        kinds: set[ChangeKind] = set()
-        if _fingerprint(old.tools) != _fingerprint(new.tools):
-            kinds.add("tools")
-        if _fingerprint(old.prompts) != _fingerprint(new.prompts):
-            kinds.add("prompts")
-        if (_fingerprint(old.resources) != _fingerprint(new.resources)
-                or _fingerprint(old.templates) != _fingerprint(new.templates)):
-            kinds.add("resources")
-        return kinds
 
     # -- routing ----------------------------------------------------------------
 
@@ -483,10 +448,6 @@ class UpstreamManager:
         if entry is None:
             return None
         return self.services[entry[0].server], entry[1]
-
-
-def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:
-    return {name: item.model_dump_json() for name, (_, item) in items.items()}
 
 
 async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:

@@ -1,15 +1,19 @@
-"""One generation of the merged catalog (``CatalogView``) and the URI key form."""
+"""One generation of the merged catalog (``CatalogView``), the URI key form, and what
+the manager's catalog build does with a generation once it is made (``index_hidden``,
+``changed_kinds``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
-from pydantic import AnyUrl
+from pydantic import AnyUrl, BaseModel
 
 from fast_mcp_gateway.routing.curation import Curated, Hidden
-from fast_mcp_gateway.routing.naming import Origin, Rename
+from fast_mcp_gateway.routing.naming import Origin, Rename, namespace_uri, natural_name
+from fast_mcp_gateway.upstream.model import Catalog
 
 
 def normalize_uri(uri: str) -> str:
@@ -48,3 +52,50 @@ class CatalogView:
         """Why a call of ``original`` on ``server`` is refused by curation, if it is."""
         hidden = self.hidden_originals.get((kind, server, original))
         return hidden.message if hidden is not None else None
+
+
+def index_hidden(view: CatalogView, servers: Iterable[tuple[str, str, Catalog]],
+                 sep: str) -> None:
+    """Index ``view``'s hidden components (of the exposed ``servers``: name, namespace,
+    catalog) by the names they would have had, so a call by such a name is refused
+    clearly; a name another component took stays that component's."""
+    taken: dict[str, Mapping[str, Any]] = {
+        "tool": view.tools, "prompt": view.prompts, "resource": view.resources,
+        "resource_template": view.templates}
+    for server, ns, catalog in servers:
+        items: dict[str, dict[str, Any]] = {
+            "tool": {t.name: t for t in catalog.tools},
+            "prompt": {p.name: p for p in catalog.prompts},
+            "resource": {str(r.uri): r for r in catalog.resources},
+            "resource_template": {t.uri_template: t for t in catalog.templates},
+        }
+        for hidden in view.curation[server].hidden:
+            item = items[hidden.kind].get(hidden.original)
+            view.hidden_originals[(hidden.kind, server, hidden.original)] = hidden
+            names = [f"{server}:{hidden.original}"]
+            if hidden.kind in ("tool", "prompt"):
+                names.append(natural_name(ns, hidden.original, sep))
+            else:
+                uri = namespace_uri(hidden.original, ns)
+                names.append(normalize_uri(uri) if hidden.kind == "resource" else uri)
+            for name in names:
+                if name not in taken[hidden.kind]:
+                    view.hidden.setdefault((hidden.kind, name), (hidden, item))
+
+
+def changed_kinds(old: CatalogView, new: CatalogView) -> set[str]:
+    """The kinds ("tools", "prompts", "resources") whose lists differ between two
+    generations (what ``list_changed`` announces)."""
+    kinds: set[str] = set()
+    if _fingerprint(old.tools) != _fingerprint(new.tools):
+        kinds.add("tools")
+    if _fingerprint(old.prompts) != _fingerprint(new.prompts):
+        kinds.add("prompts")
+    if (_fingerprint(old.resources) != _fingerprint(new.resources)
+            or _fingerprint(old.templates) != _fingerprint(new.templates)):
+        kinds.add("resources")
+    return kinds
+
+
+def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:
+    return {name: item.model_dump_json() for name, (_, item) in items.items()}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -49,35 +51,48 @@ def asking_server() -> FastMCP[Any]:
     return mcp
 
 
-def gateways(upstream: FastMCP[Any], keys: list[str]) -> list[Gateway]:
-    """Two gateways on the full path (no express lane) in front of one upstream."""
+def gateways(upstream: FastMCP[Any], rings: tuple[list[str], list[str]],
+             lanes: tuple[bool, bool] = (False, False)) -> list[Gateway]:
+    """Two gateways in front of one upstream, each with its keys (``rings``), with or
+    without the HTTP express lane (without it, every round is the full path's)."""
     return [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
-                         {"asking": upstream}, http_express_lane=False,
+                         {"asking": upstream}, http_express_lane=lane,
                          request_state_keys=keys, options={"auth": {"tokens": [
                              {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
-            for _ in range(2)]
+            for keys, lane in zip(rings, lanes, strict=True)]
 
 
-@pytest.mark.parametrize("shared", [True, False])
-async def test_a_hosts_next_round_may_reach_another_gateway(shared: bool) -> None:
-    first, second = gateways(asking_server(), [KEY] if shared else [])
+@asynccontextmanager
+async def served(first: Gateway, second: Gateway
+                 ) -> AsyncIterator[tuple[httpx2.AsyncClient, httpx2.AsyncClient]]:
+    """A client of each gateway, served over HTTP on 127.0.0.1."""
     async with serve_http(first.http_app("http")) as a, \
             serve_http(second.http_app("http")) as b, \
             httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
             httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+        yield to_a, to_b
+
+
+def round_two(asked: dict[str, Any]) -> dict[str, Any]:
+    """The host's next round: its answer, and the state the question carried."""
+    return {"name": "asking_greet", "requestState": asked["requestState"],
+            "inputResponses": {"name": {"action": "accept", "content": {"name": "Ada"}}}}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_hosts_next_round_may_reach_another_gateway(shared: bool) -> None:
+    first, second = gateways(asking_server(), ([KEY], [KEY]) if shared else ([], []))
+    async with served(first, second) as (to_a, to_b):
         asked = (await post(to_a, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
         assert asked["resultType"] == "input_required"
         # The question is the gateway's to put: its serverInfo, not the upstream's.
         assert asked["_meta"][types.SERVER_INFO_META_KEY]["name"] == "fast-mcp-gateway"
-        round_two = {"name": "asking_greet", "requestState": asked["requestState"],
-                     "inputResponses": {"name": {"action": "accept",
-                                                 "content": {"name": "Ada"}}}}
-        answered = await post(to_b, ALICE, "tools/call", round_two)
+        answered = await post(to_b, ALICE, "tools/call", round_two(asked))
         if shared:
             assert answered["result"]["content"][0]["text"] == "hello Ada (round-1)"
         else:  # a key of each process's own: the other gateway cannot open it
             assert answered["error"]["message"] == "Invalid or expired requestState"
-        again = await post(to_a, ALICE, "tools/call", round_two)  # the one that sealed it
+        again = await post(to_a, ALICE, "tools/call", round_two(asked))  # it sealed it
         assert again["result"]["content"][0]["text"] == "hello Ada (round-1)"
 
 
@@ -112,23 +127,11 @@ async def test_a_round_moves_between_a_full_path_and_an_express_lane(
     """Shared keys, one gateway with the HTTP express lane and one without: a round the
     full path began (sealed) is left by the other's lane to its full path, which opens
     it; a round a lane relayed (the upstream's own state) goes on wherever it lands."""
-    upstream = asking_server()
-    first, second = [
-        make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
-                     {"asking": upstream}, http_express_lane=lane, request_state_keys=[KEY],
-                     options={"auth": {"tokens": [
-                         {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
-        for lane in lanes]
-    async with serve_http(first.http_app("http")) as a, \
-            serve_http(second.http_app("http")) as b, \
-            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
-            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+    first, second = gateways(asking_server(), ([KEY], [KEY]), lanes)
+    async with served(first, second) as (to_a, to_b):
         asked = (await post(to_a, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
         assert asked["resultType"] == "input_required"
-        round_two = {"name": "asking_greet", "requestState": asked["requestState"],
-                     "inputResponses": {"name": {"action": "accept",
-                                                 "content": {"name": "Ada"}}}}
-        answered = await post(to_b, ALICE, "tools/call", round_two)
+        answered = await post(to_b, ALICE, "tools/call", round_two(asked))
         assert answered.get("result", answered)["content"][0]["text"] == "hello Ada (round-1)"
 
 
@@ -146,21 +149,11 @@ async def test_each_step_of_a_key_rotation_keeps_rounds_moving(
     """Two gateways a step of a rolling key rotation apart: a round either begins goes on
     on the other (README: old,new everywhere, then new,old, then new); a step skipped
     (new,old beside old) refuses the rounds the updated one seals."""
-    upstream = asking_server()
-    pair = [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
-                         {"asking": upstream}, http_express_lane=False, request_state_keys=ring,
-                         options={"auth": {"tokens": [
-                             {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}})
-            for ring in rings]
-    async with serve_http(pair[0].http_app("http")) as a, \
-            serve_http(pair[1].http_app("http")) as b, \
-            httpx2.AsyncClient(base_url=a, timeout=60) as to_a, \
-            httpx2.AsyncClient(base_url=b, timeout=60) as to_b:
+    first, second = gateways(asking_server(), rings)
+    async with served(first, second) as (to_a, to_b):
         for begin, go_on in ((to_a, to_b), (to_b, to_a)):
             asked = (await post(begin, ALICE, "tools/call", {"name": "asking_greet"}))["result"]
-            answered = await post(go_on, ALICE, "tools/call", {
-                "name": "asking_greet", "requestState": asked["requestState"],
-                "inputResponses": {"name": {"action": "accept", "content": {"name": "Ada"}}}})
+            answered = await post(go_on, ALICE, "tools/call", round_two(asked))
             if go_on is to_b and rings == ([NEW, OLD], [OLD]):  # sealed with NEW
                 assert answered["error"]["message"] == "Invalid or expired requestState"
                 continue

@@ -71,6 +71,18 @@ async def until_terminal(host: RawHost, task_id: str) -> dict[str, Any]:
             await anyio.sleep(0.02)  # the host's poll interval
 
 
+async def killed_and_restarted(host: RawHost, pid: int) -> None:
+    """Kill the tasker process ``pid`` and wait until the supervisor's new one answers."""
+    os.kill(pid, signal.SIGKILL)
+    with anyio.fail_after(30):
+        while True:
+            reply = await host.request("tools/call", {"name": "tasker_pid", "arguments": {}})
+            new = reply.get("result", {}).get("structuredContent", {}).get("result")
+            if new not in (None, pid) and not reply["result"].get("isError"):
+                return
+            await anyio.sleep(0.05)  # another process's progress
+
+
 @pytest.mark.parametrize("lane", [True, False])
 async def test_a_2026_host_runs_a_tool_as_a_task_and_follows_it(
         tmp_path: Path, lane: bool) -> None:
@@ -176,15 +188,7 @@ async def test_a_task_whose_replica_restarted_fails_clearly(tmp_path: Path) -> N
     async with task_host(tmp_path) as host:
         first = (await host.call("tasker_pid"))["structuredContent"]["result"]
         task_id = (await host.call("tasker_hold", {"gate": "g3"}, meta=OPT_IN))["taskId"]
-        os.kill(first, signal.SIGKILL)
-        with anyio.fail_after(30):
-            while True:  # the supervisor restarts the server: a new process answers
-                reply = await host.request("tools/call", {"name": "tasker_pid",
-                                                          "arguments": {}})
-                pid = reply.get("result", {}).get("structuredContent", {}).get("result")
-                if pid not in (None, first) and not reply["result"].get("isError"):
-                    break
-                await anyio.sleep(0.05)  # another process's progress
+        await killed_and_restarted(host, first)
         failed = await host.request("tasks/get", {"taskId": task_id}, meta=OPT_IN)
         task = failed["result"]
         assert (task["taskId"], task["status"]) == (task_id, "failed"), task
@@ -208,15 +212,7 @@ async def test_a_lost_task_cancelled_without_a_get_is_recorded_as_failed(
     async with task_host(tmp_path) as host:
         first = (await host.call("tasker_pid"))["structuredContent"]["result"]
         task_id = (await host.call("tasker_hold", {"gate": "g4"}, meta=OPT_IN))["taskId"]
-        os.kill(first, signal.SIGKILL)
-        with anyio.fail_after(30):
-            while True:  # the supervisor restarts the server: a new process answers
-                reply = await host.request("tools/call", {"name": "tasker_pid",
-                                                          "arguments": {}})
-                pid = reply.get("result", {}).get("structuredContent", {}).get("result")
-                if pid not in (None, first) and not reply["result"].get("isError"):
-                    break
-                await anyio.sleep(0.05)  # another process's progress
+        await killed_and_restarted(host, first)
         for _ in range(2):
             cancel = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
             assert "has failed" in cancel["error"]["message"], cancel

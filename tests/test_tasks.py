@@ -71,6 +71,12 @@ async def until_terminal(host: RawHost, task_id: str) -> dict[str, Any]:
             await anyio.sleep(0.02)  # the host's poll interval
 
 
+async def task_ends(host: RawHost) -> list[dict[str, Any]]:
+    """The records of tasks' ends (kind ``task``) among the latest calls."""
+    calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
+    return [c for c in calls["calls"] if c["kind"] == "task"]
+
+
 async def killed_and_restarted(host: RawHost, pid: int) -> None:
     """Kill the tasker process ``pid`` and wait until the supervisor's new one answers."""
     os.kill(pid, signal.SIGKILL)
@@ -133,9 +139,8 @@ async def test_a_task_is_updated_and_cancelled_through_the_gateway(tmp_path: Pat
         assert reply["result"]["resultType"] == "complete", reply
         done = await until_terminal(host, task_id)
         assert done["status"] == "cancelled"
-        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
-        ended = [c["status"] for c in calls["calls"] if c["kind"] == "task"]
-        assert ended == ["cancelled"], calls  # recorded once, however often it is polled
+        ended = [c["status"] for c in await task_ends(host)]
+        assert ended == ["cancelled"], ended  # recorded once, however often it is polled
 
 
 async def test_unknown_task_ids_and_requests_without_the_extension_are_refused(
@@ -199,8 +204,7 @@ async def test_a_task_whose_replica_restarted_fails_clearly(tmp_path: Path) -> N
                 )["result"]["status"] == "failed"
         cancel = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
         assert "has failed" in cancel["error"]["message"]
-        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
-        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        (ended,) = await task_ends(host)
         assert ended["status"] == "error" and ended["exposed"] == "tasker_hold"
         assert "restarted after the task was created" in ended["error"]
 
@@ -216,8 +220,7 @@ async def test_a_lost_task_cancelled_without_a_get_is_recorded_as_failed(
         for _ in range(2):
             cancel = await host.request("tasks/cancel", {"taskId": task_id}, meta=OPT_IN)
             assert "has failed" in cancel["error"]["message"], cancel
-        calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
-        (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
+        (ended,) = await task_ends(host)
         assert ended["status"] == "error" and ended["exposed"] == "tasker_hold"
         assert "restarted after the task was created" in ended["error"]
 

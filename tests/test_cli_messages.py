@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -95,3 +96,21 @@ def test_a_multi_line_error_stays_on_its_records_line() -> None:
     lines = table.splitlines()
     assert len(lines) == 4
     assert "Traceback: ⏎ line 1 ⏎ boom" in lines[2]
+
+
+@pytest.mark.parametrize("value", ["", " , ", "[]"])
+def test_shared_keys_set_to_nothing_stop_serve_saying_so(tmp_path: Path, value: str) -> None:
+    """``MCP_GATEWAY_REQUEST_STATE_KEYS`` set but naming no key (a ``${VAR}`` left empty
+    by a deployment) stops ``serve``: a key of its own would break every asking round
+    another gateway continues.  Unset, a key of its own is the documented default."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--db", str(tmp_path / "gateway.db")], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "MCP_GATEWAY_REQUEST_STATE_KEYS": value})
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "MCP_GATEWAY_REQUEST_STATE_KEYS: " in done.stderr, done.stderr
+    assert "holds no key" in done.stderr and "unset it" in done.stderr, done.stderr
+    assert GatewaySettings(request_state_keys=[]).request_state_keys == []  # in code: none

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
@@ -125,13 +125,22 @@ class GatewaySettings(BaseSettings):
     @field_validator("allowed_hosts", "allowed_origins", "redact_keys", "request_state_keys",
                      mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
+    def _comma_separated(cls, value: Any, info: ValidationInfo) -> Any:
         """From the environment: comma-separated names, or a JSON list."""
         if not isinstance(value, str):
             return value
         if value.lstrip().startswith("["):
-            return json.loads(value)  # a ValueError names the variable (settings_problem)
-        return [part.strip() for part in value.split(",") if part.strip()]
+            parts = json.loads(value)  # a ValueError names the variable (settings_problem)
+        else:
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+        if info.field_name == "request_state_keys" and not parts:
+            # Set but naming no key: most likely a ${VAR} a deployment left empty.  A key
+            # of the process's own would then be used in silence, and a host's next round
+            # refused wherever it lands but here.
+            raise ValueError(
+                "set but holds no key; give the keys every gateway shares (comma-"
+                "separated), or unset it for a key of this process's own")
+        return parts
 
     @field_validator("request_state_keys")
     @classmethod

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -32,11 +33,17 @@ def test_the_defaults_are_sane() -> None:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[int]:
+    with _served(tmp_path, HEADER_TIMEOUT) as port:
+        yield port
+
+
+@contextmanager
+def _served(tmp_path: Path, header_timeout: float) -> Iterator[int]:
     config = tmp_path / "servers.yaml"
     config.write_text("servers:\n  clock:\n    command: ${GATEWAY_PYTHON}\n"
                       '    args: ["-m", "fast_mcp_gateway.demo.clock"]\n')
     port = _free_port()
-    env = {**os.environ, "MCP_GATEWAY_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    env = {**os.environ, "MCP_GATEWAY_HEADER_TIMEOUT": str(header_timeout),
            "MCP_GATEWAY_SESSION_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
     with (tmp_path / "gateway.log").open("w") as log:
         proc = subprocess.Popen(
@@ -78,6 +85,31 @@ def test_a_slow_header_connection_is_closed(gateway: int, sent: bytes) -> None:
     # The gateway is fine: a normal request on a new connection is answered.
     assert httpx2.get(f"http://127.0.0.1:{gateway}/api/v1/servers",
                       timeout=WITHIN).status_code == 200
+
+
+KEPT_ALIVE = 7.0  # longer than uvicorn's own keep-alive (5 s) and httpx's pool expiry (5 s)
+
+
+@pytest.mark.timeout(180)
+def test_a_kept_alive_connection_stays_open_for_the_header_timeout(tmp_path: Path) -> None:
+    """The idle limit between requests is ``header_timeout``, as documented, not
+    uvicorn's 5 s: with both at 5 s a host's pool (httpx keeps connections 5 s) sent
+    its next request into a connection the gateway was closing, and the call failed
+    with a read error.  The server closes an idle connection no earlier than that."""
+    with _served(tmp_path, KEPT_ALIVE) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=WITHIN) as sock:
+        sock.sendall(b"GET /api/v1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += sock.recv(65536)
+        waited = _closed_by_server(sock)
+    assert waited >= KEPT_ALIVE * 0.9, f"an idle kept-alive connection closed after {waited:.1f}s"
 
 
 def _post(port: int, body: dict[str, object], session: str | None = None) -> httpx2.Response:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -400,6 +401,10 @@ class Gateway:
             # A client that never finishes its headers is closed (uvicorn has no such
             # timeout of its own): httptools when installed, else h11, both guarded.
             http=protocol_with_timeout(self.settings.header_timeout),
+            # The idle limit between requests is that timeout too: uvicorn's own (5 s)
+            # equals httpx's pool expiry, so a host's next request could be written into
+            # a connection the gateway was closing, and fail with a read error.
+            timeout_keep_alive=max(1, math.ceil(self.settings.header_timeout)),
             h11_max_incomplete_event_size=16384,
             # Nothing here is a WebSocket: upgrades are refused without loading the
             # websockets library (~0.65 MB of RSS).

@@ -295,3 +295,17 @@ def test_redaction_moved_to_telemetry() -> None:
     assert redact_value("Authorization", "Bearer x", frozenset()) == "***"
     assert redact_value("X-Plain", "has sk-999 and more", {"sk-999"}) == "has *** and more"
     assert mask_secrets("abc", {"abc"}) == "abc"  # too short to mask safely
+
+
+def test_yaml_11_boolean_words_as_keys_are_names() -> None:
+    """``retry: {on: [...]}`` as README writes it: PyYAML reads a bare ``on`` key as true,
+    YAML 1.2 and the user as the field ``on``.  An unquoted ``true:`` stays refused."""
+    config = parse_config_text(
+        "servers:\n  a:\n    command: echo\n"
+        "    retry: {attempts: 2, on: [connect, timeout]}\n"
+        "    env: {NO: '1', Off: '2'}\n", source="<test>")
+    server = config.servers["a"]
+    assert server.retry.on == ("connect", "timeout")
+    assert server.env == {"NO": "1", "Off": "2"}
+    with pytest.raises(ConfigError, match="put the key in quotes"):
+        parse_config_text("servers:\n  a: {command: echo, env: {true: x}}\n")

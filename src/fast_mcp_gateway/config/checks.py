@@ -246,8 +246,8 @@ def _key_problem(key: Any) -> str:
     if key is None:
         return "has an empty key (or '~', which YAML reads as null); write a name, in quotes"
     if isinstance(key, bool):
-        return (f"has a key YAML reads as {str(key).lower()} (yes/no/on/off are booleans in "
-                "YAML); put the key in quotes, e.g. 'yes':")
+        return (f"has a key YAML reads as {str(key).lower()}; put the key in quotes, "
+                f"e.g. '{str(key).lower()}':")
     if isinstance(key, int | float):
         return f"has the key {short(key)}, which YAML reads as a number; put it in quotes"
     if isinstance(key, date):

@@ -66,6 +66,8 @@ def _undecodable(exc: UnicodeDecodeError, encoding: str) -> str:
 # ---------------------------------------------------------------------------
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_YAML11_BOOL_WORDS = frozenset({"yes", "no", "on", "off"})
+"""Plain words YAML 1.1 (PyYAML) reads as booleans and YAML 1.2 as text: as keys, text."""
 
 
 class _ConfigYamlLoader(yaml.SafeLoader):
@@ -94,6 +96,11 @@ def _construct_mapping(loader: _ConfigYamlLoader, node: yaml.MappingNode) -> dic
     own: set[Any] = set()
     for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if isinstance(key, bool) and key_node.style is None \
+                and key_node.value.lower() in _YAML11_BOOL_WORDS:
+            # Every key of a config is a name, and YAML 1.2 reads these words as text:
+            # ``retry: {on: [...]}`` means the field ``on``, as a person wrote it.
+            key = key_node.value
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
                 None, None, "a key must be a name, not a list or mapping", key_node.start_mark)

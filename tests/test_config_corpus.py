@@ -151,6 +151,8 @@ CASES = [
          "timeouts.call", "finite"),
     Case("quoted-timeout", server("command: echo, timeouts: {call: '5'}"), "a",
          "timeouts.call", "without quotes"),
+    Case("include-string", server("command: echo, tools: {include: 'issue_*'}"), "a",
+         "tools.include", 'include: ["issue_*"]'),  # its own value as the example
     Case("args-string", server("command: npx, args: '-y some-server'"), "a", "args",
          "not split into words"),
     Case("env-number", server("command: echo, env: {PORT: 8080}"), "a", "env.PORT",

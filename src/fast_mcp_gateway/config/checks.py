@@ -7,6 +7,7 @@ change.  Values shown in messages are masked with the server's secrets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -302,10 +303,13 @@ def explain(err: Any, model: type[BaseModel]) -> str:
                                  else "; put the value in quotes")
     if kind in ("tuple_type", "list_type"):
         name = next((p for p in reversed(loc) if isinstance(p, str)), "args")
-        if isinstance(value, str):
+        if isinstance(value, str) and name == "args":
             return (f"must be a list, e.g. {name}: [\"-y\", \"some-package\"]; a single "
                     "string is not split into words")
-        return "must be a list, e.g. [a, b]"
+        if isinstance(value, str) and len(value) <= 40 and "${" not in value:
+            # The value itself as the one item (names and patterns, never args' secrets).
+            return f"must be a list, e.g. {name}: [{json.dumps(value)}]"
+        return f"must be a list, e.g. {name}: [a, b]"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping of settings (key: value)"
     if kind == "literal_error" and isinstance(value, bool):

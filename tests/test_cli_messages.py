@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -85,6 +86,56 @@ def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
                 break
         else:
             raise AssertionError("no banner before the gateway exited")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    """Another program on the port: one line naming the port and the fix, exit 2, and no
+    upstream started (the port was found busy only after the upstreams had started, and
+    the user got an exception group ending in 'SystemExit: 3')."""
+    marker = tmp_path / "started"
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"s": {
+        "command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]}}}))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--transport", "http", "--port", str(port), "--db", str(tmp_path / "g.db")],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"mcp-gateway: cannot listen on 127.0.0.1:{port}: the port "
+                                  "is in use"), done.stderr
+    assert "--port" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not marker.exists()
+
+
+def test_http_serve_on_port_0_announces_the_port_it_got(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--transport", "http", "--port", "0", "--db", str(tmp_path / "g.db")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # blocks until the banner arrives (or the process ends)
+            if line.startswith("mcp-gateway: serving"):
+                port = int(line.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
+                break
+        else:
+            raise AssertionError("no banner before the gateway exited")
+        assert port != 0
+        # The API answers there (its lifespan may still be starting: asked until it does).
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Connection: close\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200"), "no answer on the announced port"
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

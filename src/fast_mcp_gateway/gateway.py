@@ -67,6 +67,8 @@ from fast_mcp_gateway.upstream.replica import (
 )
 
 if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is served
+    import socket
+
     from fast_mcp_gateway.http.app import GatewayApp, GroupSource
     from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -384,8 +386,10 @@ class Gateway:
                 self.manager.sole_host.front = None
                 reset_transport(token)
 
-    async def run_async(self, transport: Transport | None = None) -> None:
-        """Serve until the host goes away: stdio (default), streamable HTTP or SSE."""
+    async def run_async(self, transport: Transport | None = None,
+                        sockets: list[socket.socket] | None = None) -> None:
+        """Serve until the host goes away: stdio (default), streamable HTTP or SSE
+        (on ``sockets`` when given, bound already: ``cli/serve.listen``)."""
         transport = transport or self.settings.transport
         if transport == "stdio":
             await self._run_stdio()
@@ -416,7 +420,7 @@ class Gateway:
         # cancelling it from outside instead logs an ERROR traceback from its lifespan.
         self._http_server = uvicorn.Server(config)
         try:
-            await self._http_server.serve()
+            await self._http_server.serve(sockets=sockets)
         finally:
             self._http_server = None
 

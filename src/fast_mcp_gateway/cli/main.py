@@ -247,12 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
-    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal
+    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal, listen
 
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
         print(f"mcp-gateway: {refusal}", file=sys.stderr)
         return 2
+    sockets = None
+    if settings.transport != "stdio":
+        try:
+            sockets = listen(settings)
+        except OSError as exc:
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 2
     if settings.record_calls and settings.db is not None and _is_shared(settings.db):
         problem = anyio.run(_check_store, settings.db)
         if problem is not None:
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_spawn_first, config, settings, loop.name,
+        anyio.run(_spawn_first, config, settings, loop.name, sockets,
                   backend_options=loop.backend_options)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0

@@ -11,11 +11,13 @@ the parser has loaded already, so ``serve`` loads nothing more before the spawn.
 
 from __future__ import annotations
 
+import errno
 import gc
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -50,7 +52,8 @@ def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
 
 
 async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
-                       loop: str = "asyncio") -> None:
+                       loop: str = "asyncio",
+                       sockets: list[socket.socket] | None = None) -> None:
     """Start the stdio upstreams, then import and build the gateway while they start.
 
     The server stack takes seconds to import on a small machine, and each upstream
@@ -82,6 +85,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             gc.freeze()
             gc.set_threshold(*thresholds)
 
+        if sockets and settings.port == 0:  # the port the system chose: in the banner, URLs
+            settings = settings.model_copy(update={"port": sockets[0].getsockname()[1]})
         gateway = Gateway(config, settings, answer_first=settings.transport == "stdio")
         logging.getLogger("fast_mcp_gateway").info(
             "starting %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
@@ -98,7 +103,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
                 await discard_early()
 
             tg.start_soon(discard_unadopted)
-            await _serve(gateway)
+            await _serve(gateway, sockets)
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
@@ -141,6 +146,58 @@ def bind_refusal(settings: GatewaySettings, *, authenticated: bool) -> str | Non
             "loopback (--host 127.0.0.1).")
 
 
+def listen(settings: GatewaySettings) -> list[socket.socket]:
+    """The HTTP/SSE listening sockets, bound before anything starts (as asyncio's
+    ``create_server`` binds them: every address the host resolves to, ``SO_REUSEADDR``,
+    IPv6 sockets IPv6 only), handed to uvicorn.  Bound by uvicorn instead, a port in use
+    was found after the upstreams had started, and ended in a traceback.
+
+    Raises ``OSError`` with a message for a person (``listen_problem``)."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {settings.host}: the name does not resolve "
+                      f"({exc.strerror}); use --host 127.0.0.1 or an address of this "
+                      "machine") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(listen_problem(settings, exc)) from None
+            # Listening at once: a host connecting while the gateway starts waits in the
+            # backlog (uvicorn's size) instead of being refused.
+            sock.listen(2048)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def listen_problem(settings: GatewaySettings, exc: OSError) -> str:
+    """Why binding ``settings.host``:``settings.port`` failed, and what to do."""
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: the port is in use (another gateway, or "
+                f"another program: 'ss -ltnp sport = :{settings.port}' shows which); stop "
+                "it, or choose another port with --port or MCP_GATEWAY_PORT")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: this machine has no address {settings.host}; "
+                "use --host 127.0.0.1 or one of its addresses")
+    if exc.errno == errno.EACCES:
+        return (f"cannot listen on {where}: permission denied (ports below 1024 need "
+                "privileges); choose a port above 1023 with --port")
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
 def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
                  authenticated: bool | None = None) -> list[str]:
     """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
@@ -178,7 +235,7 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
     return lines
 
 
-async def _serve(gateway: Any) -> None:
+async def _serve(gateway: Any, sockets: list[socket.socket] | None = None) -> None:
     """Serve until the host goes away or a signal says stop; stop quietly either way.
 
     stdio: on SIGTERM/SIGINT the upstreams are terminated at once and serving is
@@ -214,7 +271,7 @@ async def _serve(gateway: Any) -> None:
 
         tg.start_soon(on_signal)
         try:
-            await gateway.run_async()
+            await gateway.run_async(sockets=sockets)
         except* (BrokenPipeError, ConnectionResetError):
             log.info("the host closed the gateway's stdout: stopping")
             gateway.kill_upstreams()

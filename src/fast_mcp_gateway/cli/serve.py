@@ -84,6 +84,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
                 gc.collect(1)
             gc.freeze()
             gc.set_threshold(*thresholds)
+        reclaim_fastmcp_logger(settings.log_level)
 
         if sockets and settings.port == 0:  # the port the system chose: in the banner, URLs
             settings = settings.model_copy(update={"port": sockets[0].getsockname()[1]})
@@ -119,6 +120,30 @@ _NEVER = 1 << 30  # a collector threshold never reached: that generation is not 
 # passes would only cost CPU (~10-15 ms to the initialize answer, measured on 3.11).
 _MIDDLE_PASS = sys.version_info >= (3, 13)
 _IMPORT_THRESHOLDS = (2000, 10 if _MIDDLE_PASS else _NEVER, _NEVER)
+
+
+def reclaim_fastmcp_logger(level: str) -> None:
+    """FastMCP's import gives the ``fastmcp`` logger rich console handlers of its own
+    and stops it propagating: its records came out in another format, wrapped over
+    several lines, at INFO, and past the secret filter on the root's handler (``cli/main``
+    configures logging before FastMCP is imported).  They go to the root's handler
+    again, at the level ``_configure_logging`` chose; FastMCP's "Error calling tool"
+    line for an error the tool raised on purpose (a refusal, an upstream's error: the
+    answer and the call record say why) is dropped, a crash's traceback is kept."""
+    logger = logging.getLogger("fastmcp")
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    server = logging.getLogger("fastmcp.server.server")
+    if not any(isinstance(f, _RaisedOnPurpose) for f in server.filters):
+        server.addFilter(_RaisedOnPurpose())
+
+
+class _RaisedOnPurpose(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (not record.exc_info and isinstance(record.msg, str)
+                    and record.msg.startswith("Error calling tool "))
 
 
 def is_loopback(host: str) -> bool:

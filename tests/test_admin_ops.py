@@ -337,3 +337,50 @@ async def test_an_import_is_all_or_nothing(store: Store) -> None:
         await servers.import_servers(ctx, ADA, content)
     assert "gamma" not in ctx.manager.services and ctx.manager.started == []
     assert [row.name for row in await store.servers()] == []
+
+
+async def test_a_shown_secret_sent_back_keeps_the_stored_value(store: Store) -> None:
+    """Read (secrets shown as ***), change one field, write back: the stored secrets stay
+    (the server had started with API_KEY=***).  Only where the value still goes where
+    it went, and only for a mask sent unchanged; any other *** is refused by field."""
+    ctx = FakeContext({}, store)
+    await servers.add_server(ctx, ADA, "k", {
+        "url": url("k") + "?api_key=sk-q-123456", "headers": {"Authorization": "Bearer sk-h-1"},
+        "description": "one"})
+    shown = servers.server_detail(ctx, "k").config
+    assert "sk-" not in str(shown)
+    sent = {k: v for k, v in shown.items() if k != "name"} | {"description": "two"}
+    assert await servers.update_server(ctx, ADA, "k", sent) == ChangeReport(restarted=["k"])
+    stored = {row.name: row.config for row in await store.servers()}["k"]
+    assert stored["headers"] == {"Authorization": "Bearer sk-h-1"}
+    assert stored["url"] == url("k") + "?api_key=sk-q-123456"
+    assert stored["description"] == "two"
+    # Another host: the hidden header is not sent there.
+    moved = sent | {"url": "http://127.0.0.2:9/other"}
+    with pytest.raises(ConfigError, match=r"server 'k', field 'headers': Authorization: the "
+                                          r"URL's host changed"):
+        await servers.update_server(ctx, ADA, "k", moved)
+    # A mask under a new name, or in a new server: nothing to keep.
+    with pytest.raises(ConfigError, match=r"field 'headers': X-New: \*\*\* stands for a "
+                                          r"hidden value"):
+        await servers.update_server(ctx, ADA, "k", sent | {"headers": {
+            "Authorization": "***", "X-New": "***"}})
+    with pytest.raises(ConfigError, match=r"server 'n', field 'headers'"):
+        await servers.add_server(ctx, ADA, "n", {"url": url("n"), "headers": {"A": "***"}})
+    assert {row.name: row.config for row in await store.servers()}["k"] == stored
+
+
+async def test_an_exported_config_imported_back_keeps_its_secrets(store: Store) -> None:
+    ctx = FakeContext({}, store)
+    await servers.add_server(ctx, ADA, "k", {"url": url("k"), "headers": {"X-Api-Key": "sk-1"}})
+    exported = servers.export(ctx, "yaml")
+    assert "sk-1" not in exported
+    report = await servers.import_servers(ctx, ADA, exported, replace_existing=True)
+    assert report == ChangeReport(restarted=["k"])
+    assert {row.name: row.config for row in await store.servers()}["k"]["headers"] == {
+        "X-Api-Key": "sk-1"}
+    # All or nothing: a mask that cannot be kept stops the import before any save.
+    with pytest.raises(ConfigError, match="server 'new', field 'headers'"):
+        await servers.import_servers(ctx, ADA, exported.replace("  k:", "  new:") + (
+            "  a:\n    url: http://127.0.0.1:9/a\n"), replace_existing=True)
+    assert {row.name for row in await store.servers()} == {"k"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
     ClientSessionsStatus,
@@ -309,6 +310,7 @@ async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, A
         " body 'config'" if actor.surface == "rest" else "")
     if not exists:
         _check_new_name(name, add)
+    raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_namespace(parsed, _running_configs(ctx))
     await store.put_server(name, raw, parsed.enabled)
@@ -362,6 +364,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
             continue
         if name not in ctx.manager.services:
             _check_new_name(name, "gateway_import_servers")
+        await unmasked(ctx, name, imported.entries[name], "gateway_import_servers")
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()

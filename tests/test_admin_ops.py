@@ -179,13 +179,17 @@ async def test_status_reads_and_unknown_names() -> None:
 
 async def test_operations_that_need_the_store_say_how_to_turn_it_on() -> None:
     ctx = FakeContext(FILE, None)
-    for call in (servers.add_server(ctx, ADA, "x", {"url": url("x")}),
-                 servers.remove_server(ctx, ADA, "alpha"),
-                 routes.list_routes(ctx),
-                 history.audit_log(ctx),
-                 history.calls(ctx),
-                 history.inspector_history(ctx)):
-        with pytest.raises(AdminError, match=r"call logging is off: serve with a store"):
+    for call, what in ((servers.add_server(ctx, ADA, "x", {"url": url("x")}),
+                        "servers added or changed at runtime"),
+                       (servers.remove_server(ctx, ADA, "alpha"), "servers removed at runtime"),
+                       (routes.list_routes(ctx), "route rules"),
+                       (history.audit_log(ctx), "the audit log"),
+                       (history.calls(ctx), "call records"),
+                       (history.inspector_history(ctx), "inspector history")):
+        # What needs the store, named: --no-db turns all of it off, not call logging only.
+        with pytest.raises(AdminError, match=rf"^{what}: kept in the gateway's store, and "
+                                             r"this gateway runs without one \(--no-db.*"
+                                             r"serve with a store \(--db PATH"):
             await call
     assert ctx.manager.stopped == [] and ctx.audits == []
 

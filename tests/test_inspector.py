@@ -88,7 +88,7 @@ async def test_inspector_history_needs_the_store() -> None:
         call = (await client.call_tool("gateway_inspect_call_tool", {
             "name": "alpha", "tool": "add", "arguments": {"a": 1, "b": 2}})).data
         assert call.id is None and call.result["structuredContent"] == {"result": 3}
-        with pytest.raises(ToolError, match="call logging is off"):
+        with pytest.raises(ToolError, match="runs without one"):
             await client.call_tool("gateway_inspector_history", {})
         with pytest.raises(ToolError, match="no server named 'zzz'"):
             await client.call_tool("gateway_inspect_server", {"name": "zzz"})

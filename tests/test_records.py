@@ -98,7 +98,7 @@ async def test_stats_and_paging_through_admin_tools(tmp_path: Path, backend: str
 async def test_without_a_store_the_log_tools_say_how_to_turn_it_on() -> None:
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
     async with Client(gateway.server) as client:
-        with pytest.raises(ToolError, match="call logging is off"):
+        with pytest.raises(ToolError, match="runs without one"):
             await client.call_tool("gateway_calls", {})
 
 

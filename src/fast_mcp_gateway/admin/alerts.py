@@ -138,7 +138,7 @@ async def list_rules(ctx: AdminContext) -> AlertRuleList:
 async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
                 ) -> AlertRuleView:
     engine = require_alerts(ctx)
-    await require_store(ctx).put_alert_rule(rule.name, rule.stored())
+    await require_store(ctx, "alert rules").put_alert_rule(rule.name, rule.stored())
     await ctx.audit(actor, action, rule.name, rule.stored())
     await engine.evaluate()
     return next(v for v in _views(engine) if v.rule["name"] == rule.name)
@@ -148,7 +148,7 @@ async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any]) -> Ale
     """A new rule (``Conflict`` when the name is taken); evaluated at once."""
     engine = require_alerts(ctx)
     parsed = _validate(ctx, rule, "add_alert_rule")
-    require_store(ctx)
+    require_store(ctx, "alert rules")
     await engine.load_rules()
     if any(r.name == parsed.name for r, _ in engine.rules()):
         raise Conflict(f"an alert rule named '{parsed.name}' exists; update it, or choose "
@@ -165,7 +165,7 @@ async def update_rule(ctx: AdminContext, actor: Actor, name: str, rule: dict[str
         raise ConfigError.single("update_alert_rule", None, "name", "a rule cannot be "
                                  "renamed; delete it and add one under the new name")
     parsed = _validate(ctx, {**rule, "name": name}, "update_alert_rule")
-    require_store(ctx)
+    require_store(ctx, "alert rules")
     await engine.load_rules()
     if not any(r.name == name for r, _ in engine.rules()):
         raise NotFound(f"no alert rule named '{name}'")
@@ -176,7 +176,7 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str) -> dict[str, s
     """Delete rule ``name``; its firing alerts resolve.  A servers.yaml rule stays
     deleted (a tombstone in the store) until added again."""
     engine = require_alerts(ctx)
-    store = require_store(ctx)
+    store = require_store(ctx, "alert rules")
     await engine.load_rules()
     if not any(r.name == name for r, _ in engine.rules()):
         raise NotFound(f"no alert rule named '{name}'")
@@ -200,8 +200,8 @@ async def status(ctx: AdminContext) -> AlertStatus:
 async def history(ctx: AdminContext, *, server: str | None = None, rule: str | None = None,
                   limit: int = 50, before_id: int | None = None) -> AlertHistoryPage:
     """Firing and resolved transitions, newest first."""
-    rows = await require_store(ctx).alert_events(server=server, rule=rule, limit=limit,
-                                                 before_id=before_id)
+    rows = await require_store(ctx, "alert history").alert_events(
+        server=server, rule=rule, limit=limit, before_id=before_id)
     events = [AlertEventView(id=r.id or 0, at=r.at, rule=r.rule, server=r.server,
                              state=r.state, metric=r.metric, value=loads_value(r.value),
                              threshold=loads_value(r.threshold), severity=r.severity,

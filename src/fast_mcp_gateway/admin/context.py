@@ -128,9 +128,12 @@ class AdminContext(Protocol):
         ...
 
 
-def require_store(ctx: AdminContext) -> Store:
-    """The open store, or the ``AdminError`` that says how to turn call logging on."""
+def require_store(ctx: AdminContext, what: str = "call records") -> Store:
+    """The open store, or the ``AdminError`` naming ``what`` needs it and how to turn it
+    on (``--no-db`` turns the whole store off, not only call logging)."""
     if ctx.store is None:
-        raise AdminError("call logging is off: serve with a store (--db PATH or "
-                         "MCP_GATEWAY_DB; the CLI uses the user's data folder by default)")
+        raise AdminError(f"{what}: kept in the gateway's store, and this gateway runs "
+                         "without one (--no-db, or MCP_GATEWAY_RECORD_CALLS=false): serve "
+                         "with a store (--db PATH or MCP_GATEWAY_DB; the CLI uses the "
+                         "user's data folder by default)")
     return ctx.store

@@ -138,7 +138,7 @@ class ControlPlane:
     # -- the AdminContext's writes --------------------------------------------------
 
     async def load_routes(self) -> None:
-        rows = await require_store(self).routes()
+        rows = await require_store(self, "route rules").routes()
         self._apply_routes(RouteTable(
             Route(id=r.id, pattern=r.pattern, match=r.match, target=r.target,
                   priority=r.priority) for r in rows))
@@ -160,7 +160,7 @@ class ControlPlane:
         """Apply other gateways' changes until cancelled (see the module docstring).
         While the store is unreachable it retries with backoff (``store.retry``), then catches
         up from the last position it applied."""
-        store = require_store(self)
+        store = require_store(self, "the change feed between gateways")
         task_status.started()
         last_full = time.monotonic()
         outage = False

@@ -1,7 +1,7 @@
 """Admin operations that read (or clear) what the store keeps: calls, statistics,
 health transitions, the audit log and the inspector history.
 
-Each needs the store (``AdminError`` "call logging is off" without one) and first waits,
+Each needs the store (without one, an ``AdminError`` naming what it keeps) and first waits,
 bounded, for queued records to be written, so a caller sees its own recent calls.
 Pages are newest first; a full page carries the id (or cursor) of the next.
 """
@@ -82,7 +82,7 @@ async def health_history(ctx: AdminContext, *, server: str | None = None, limit:
                          before_id: int | None = None) -> dict[str, Any]:
     """State and health transitions of servers and replicas."""
     await ctx.health_flushed(within=2)
-    rows = await require_store(ctx).health_records(server=server, limit=limit,
+    rows = await require_store(ctx, "health history").health_records(server=server, limit=limit,
                                                    before_id=before_id)
     return {"records": [asdict(r) for r in rows], "next_before_id": _next_id(rows, limit)}
 
@@ -90,14 +90,14 @@ async def health_history(ctx: AdminContext, *, server: str | None = None, limit:
 async def audit_log(ctx: AdminContext, *, limit: int = 50, before_id: int | None = None
                     ) -> dict[str, Any]:
     """Who changed what through the admin operations."""
-    rows = await require_store(ctx).audit(limit=limit, before_id=before_id)
+    rows = await require_store(ctx, "the audit log").audit(limit=limit, before_id=before_id)
     return {"entries": [asdict(r) for r in rows], "next_before_id": _next_id(rows, limit)}
 
 
 async def inspector_history(ctx: AdminContext, *, server: str | None = None, limit: int = 20,
                             before_id: int | None = None) -> HistoryPage:
     """Past inspector operations (of one server, or all)."""
-    rows = await require_store(ctx).inspections(server=server, limit=limit,
+    rows = await require_store(ctx, "inspector history").inspections(server=server, limit=limit,
                                                 before_id=before_id)
     return HistoryPage(entries=[asdict(r) for r in rows], next_before_id=_next_id(rows, limit))
 
@@ -105,6 +105,6 @@ async def inspector_history(ctx: AdminContext, *, server: str | None = None, lim
 async def inspector_clear(ctx: AdminContext, actor: Actor, server: str | None = None
                           ) -> dict[str, int]:
     """Delete the inspector history (of one server, or all); audited."""
-    removed = await require_store(ctx).clear_inspections(server)
+    removed = await require_store(ctx, "inspector history").clear_inspections(server)
     await ctx.audit(actor, "inspector_clear", server, None, f"{removed} entries removed")
     return {"removed": removed}

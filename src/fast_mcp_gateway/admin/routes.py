@@ -18,7 +18,7 @@ Match = Literal["exact", "prefix", "wildcard"]
 
 async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: str,
                 match: Match, target: str, priority: int) -> dict[str, Any]:
-    store = require_store(ctx)
+    store = require_store(ctx, "route rules")
     action = "add_route" if route_id is None else "update_route"
     if target not in ctx.manager.services:
         known = ", ".join(ctx.manager.services) or "none"
@@ -49,7 +49,7 @@ async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: 
 
 async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
-    if not await require_store(ctx).delete_route(route_id):
+    if not await require_store(ctx, "route rules").delete_route(route_id):
         raise NotFound(f"no route #{route_id}")
     await ctx.load_routes()
     await ctx.audit(actor, "delete_route", str(route_id))
@@ -58,4 +58,4 @@ async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[s
 
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     """Every rule in decision order (priority, then age)."""
-    return {"routes": [asdict(r) for r in await require_store(ctx).routes()]}
+    return {"routes": [asdict(r) for r in await require_store(ctx, "route rules").routes()]}

@@ -299,7 +299,7 @@ def _check_new_name(name: str, source: str) -> None:
 
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None) -> ChangeReport:
-    store = require_store(ctx)
+    store = require_store(ctx, "servers added or changed at runtime")
     exists = name in ctx.manager.services
     add, update = _REGISTER[actor.surface]
     if must_exist is True and not exists:
@@ -334,7 +334,7 @@ async def update_server(ctx: AdminContext, actor: Actor, name: str,
 
 async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeReport:
     """Stop a server and forget it; a servers.yaml entry stays removed until re-added."""
-    store = require_store(ctx)
+    store = require_store(ctx, "servers removed at runtime")
     if name not in ctx.manager.services:
         raise NotFound(f"no server named '{name}'")
     if name in ctx.file_servers:

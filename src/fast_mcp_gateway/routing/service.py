@@ -262,6 +262,8 @@ class Service:
                     return await self._on_own_session(own, op, path)
         if self._all_starting():  # only waits while every replica is still starting
             await self._first_connects()
+        elif self._coming_back():
+            await self._comebacks()
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -300,6 +302,36 @@ class Service:
             async with anyio.create_task_group() as tg:
                 for replica in starting:
                     tg.start_soon(self._first_of, replica, tg.cancel_scope)
+
+    def _coming_back(self) -> bool:
+        """No replica usable, and every one on its way back: its session just ended, or
+        it reconnects with the next attempt under way or due within a call timeout."""
+        if not self.replicas:
+            return False
+        now = time.time()
+        for replica in self.replicas:
+            if replica.session is not None:
+                return False  # usable: the common case, one property read
+            state = replica.state
+            if state is UpstreamState.READY or state is UpstreamState.STARTING:
+                continue  # READY without a session: it ended, the loop restarts it
+            if state is not UpstreamState.RECONNECTING:
+                return False  # failed, disabled or stopped: nothing to wait for
+            due = replica.next_retry_at
+            if due is not None and due - now >= replica.call_timeout:
+                return False  # backing off longer than a call may wait
+        return True
+
+    async def _comebacks(self) -> None:
+        """A crashed stdio server is restarted at once: a call right after the crash
+        waits (at most a call timeout) for the attempt under way instead of failing
+        with "is reconnecting".  It stops waiting once a replica is usable, an attempt
+        ended (a failed one: the call fails with its reason), or waiting cannot help."""
+        before = self.attempts
+        await self.wait_until(
+            lambda: any(r.session is not None for r in self.replicas)
+            or self.attempts > before or not self._coming_back(),
+            within=max(r.call_timeout for r in self.replicas))
 
     @staticmethod
     async def _first_of(replica: Upstream, scope: anyio.CancelScope) -> None:

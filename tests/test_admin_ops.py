@@ -7,6 +7,8 @@ store is a real SQLite file.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -22,7 +24,7 @@ from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
-from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import AdminError, ConfigError, UpstreamError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.pinning import PinBook
@@ -81,6 +83,7 @@ class FakeContext:
         self.options = options or GatewayOptions()
         self.file_servers = parse_config({"servers": dict(servers_)}, source="test").servers
         self.store = store
+        self.settings = GatewaySettings(config=None, db=None)
         self.recorder = None if store is None else Recorder(store)
         self.audits: list[tuple[str, str, str | None]] = []
         self.routes_loaded = 0
@@ -388,3 +391,36 @@ async def test_an_exported_config_imported_back_keeps_its_secrets(store: Store) 
         await servers.import_servers(ctx, ADA, exported.replace("  k:", "  new:") + (
             "  a:\n    url: http://127.0.0.1:9/a\n"), replace_existing=True)
     assert {row.name for row in await store.servers()} == {"k"}
+
+
+async def test_a_registration_that_would_run_this_gateway_again_is_refused(
+        store: Store, tmp_path: Path) -> None:
+    """A runtime registration of 'mcp-gateway serve' on this gateway's config, or on its
+    store (which holds the registration: the nested gateway loads it and starts itself
+    again, without end), is refused, by add and by import (an imported Claude Desktop
+    file listing this gateway did it); a gateway with a store of its own is a chain."""
+    config, db = tmp_path / "servers.yaml", tmp_path / "g.db"
+    ctx = FakeContext({}, store)
+    ctx.settings = GatewaySettings(config=config, db=str(db))
+    gateway = [sys.executable, "-m", "fast_mcp_gateway", "serve"]
+    for args, problem in (
+            ([*gateway[1:], "--config", str(config)], "runs this gateway itself"),
+            ([*gateway[1:], "--config", "other.yaml", "--db", str(db)],
+             "runs a gateway on this gateway's own store"),
+            ([*gateway[1:], "-c", str(config), "--no-db"], "runs this gateway itself")):
+        with pytest.raises(ConfigError, match=rf"server 'nest', field 'command': {problem}"):
+            await servers.add_server(ctx, ADA, "nest", {"command": gateway[0], "args": args})
+    claude = json.dumps({"mcpServers": {"gateway": {
+        "command": gateway[0], "args": [*gateway[1:], "--config", str(config)]}}})
+    with pytest.raises(ConfigError, match="runs this gateway itself"):
+        await servers.import_servers(ctx, ADA, claude)
+    assert await store.servers() == []
+    # Without --db a nested gateway uses the default store: not this one (set above).
+    chained = {"command": gateway[0], "args": [*gateway[1:], "--config", "other.yaml"]}
+    assert await servers.add_server(ctx, ADA, "chain", chained) == ChangeReport(added=["chain"])
+    # ... unless this one runs on the default store too.
+    ctx.settings = GatewaySettings(config=config, db=str(default_db_path()))
+    with pytest.raises(ConfigError, match="runs a gateway on this gateway's own store"):
+        await servers.add_server(ctx, ADA, "nest", chained)
+    own = {**chained, "args": [*chained["args"], "--db", str(tmp_path / "nested.db")]}
+    assert await servers.add_server(ctx, ADA, "nest", own) == ChangeReport(added=["nest"])

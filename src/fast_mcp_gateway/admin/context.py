@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.service import Service
@@ -98,6 +99,12 @@ class AdminContext(Protocol):
     @property
     def store(self) -> Store | None:
         """The open store, or ``None`` while serving without one (call logging off)."""
+        ...
+
+    @property
+    def settings(self) -> GatewaySettings:
+        """How the gateway was started (its config file and store: a registration must
+        not run a gateway that loops back to them)."""
         ...
 
     @property

@@ -28,6 +28,7 @@ from fast_mcp_gateway.admin.models import (
     ServerList,
     ServerStatus,
 )
+from fast_mcp_gateway.config.checks import nested_gateway_problem
 from fast_mcp_gateway.config.loader import parse_import
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
@@ -297,6 +298,12 @@ def _check_new_name(name: str, source: str) -> None:
         raise ConfigError.single(source, name, None, problem)
 
 
+def _check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> None:
+    problem = nested_gateway_problem(server, ctx.settings.config, ctx.settings.db)
+    if problem is not None:
+        raise ConfigError.single(source, server.name, "command", problem)
+
+
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None) -> ChangeReport:
     store = require_store(ctx, "servers added or changed at runtime")
@@ -312,6 +319,7 @@ async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, A
         _check_new_name(name, add)
     raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
+    _check_not_nested(ctx, parsed, source)
     check_namespace(parsed, _running_configs(ctx))
     await store.put_server(name, raw, parsed.enabled)
     await ctx.manager.replace_server(parsed)
@@ -365,6 +373,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         if name not in ctx.manager.services:
             _check_new_name(name, "gateway_import_servers")
         await unmasked(ctx, name, imported.entries[name], "gateway_import_servers")
+        _check_not_nested(ctx, server, "gateway_import_servers")
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from fast_mcp_gateway.config.schema import INTERNAL_FIELDS, ServerConfig
+from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.telemetry.redaction import mask_secrets
 
 Problem = tuple[str, str] | None
@@ -151,6 +152,42 @@ def _runs_this_gateway(server: ServerConfig, source: str) -> bool:
         return (base / config).resolve() == Path(source).resolve()
     except (OSError, ValueError):
         return False
+
+
+def nested_gateway_problem(server: ServerConfig, config: str | os.PathLike[str] | None,
+                           db: str | None) -> str | None:
+    """Why a runtime registration that runs ``mcp-gateway serve`` would start gateways
+    inside gateways (None: it would not, or it runs no gateway).
+
+    Registrations live in the store: a nested gateway on this gateway's store loads the
+    registration that runs it, and starts itself again, without end (an imported Claude
+    Desktop file that lists this gateway did it).  One reading this gateway's config
+    file is refused as the file's own check refuses it.  ``config``/``db``: this
+    gateway's (``db`` None: it has no store)."""
+    if server.command is None:
+        return None
+    argv = _gateway_argv(server.command, server.args)
+    positional = [a for a in argv or () if not a.startswith("-")]
+    if argv is None or (positional and positional[0] != "serve"):
+        return None
+    if config is not None and _runs_this_gateway(server, os.fspath(config)):
+        return ("runs this gateway itself ('mcp-gateway serve' with this same config), "
+                "which would start gateways inside gateways; add its servers directly")
+    if db is None or "--no-db" in argv \
+            or server.env.get("MCP_GATEWAY_RECORD_CALLS", "").lower() in ("false", "0", "no"):
+        return None
+    nested = _option(argv, "--db", "--db") or server.env.get("MCP_GATEWAY_DB") \
+        or str(default_db_path())
+    base = Path(server.cwd) if server.cwd else Path.cwd()
+    try:
+        same = nested == db or (base / nested).resolve() == Path(db).resolve()
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        return None
+    return ("runs a gateway on this gateway's own store, which holds this registration: "
+            "it would start itself again, without end; give it a store of its own "
+            "('--db PATH' or '--no-db' in its args), or add its servers directly")
 
 
 def _gateway_argv(command: str, args: Sequence[str]) -> list[str] | None:

@@ -139,6 +139,10 @@ async def test_a_server_name_with_a_slash_is_refused_where_it_could_never_be_rea
         refused = assert_error(await api("POST", "/servers", OPS, json={
             "name": "a/b", "config": demo("clock")}), 422, "invalid_config")
         assert "may not contain '/'" in refused["message"] and "'a-b'" in refused["message"]
+        for dots in (".", ".."):  # GET /servers/.. would be GET /api/v1/: never reached
+            refused = assert_error(await api("POST", "/servers", OPS, json={
+                "name": dots, "config": demo("clock")}), 422, "invalid_config")
+            assert f"'{dots}' cannot be a server name" in refused["message"]
         async with Client(f"{base}/mcp", auth=OPS) as client:
             imported = await client.call_tool("gateway_import_servers", {
                 "content": '{"mcpServers": {"clock": {"command": "x"}, "x/y": {"command": "y"}}}'},

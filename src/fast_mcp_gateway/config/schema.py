@@ -429,6 +429,10 @@ def unaddressable_name(name: str) -> str | None:
     """Why the REST API and the dashboard cannot address a server named ``name`` (None:
     they can): the name is a path segment of their URLs.  Runtime registrations refuse
     such a name (``admin/servers.py``); ``servers.yaml`` is warned about it."""
+    if name in (".", ".."):  # clients and routers fold a dot segment: never reaches it
+        return (f"'{name}' cannot be a server name: it is a path segment of "
+                "/api/v1/servers/<name> and /ui/servers/<name>, where it means this or "
+                "the parent folder; choose a name with letters or digits")
     if "/" not in name:
         return None
     return ("a server name may not contain '/': it is a path segment of "

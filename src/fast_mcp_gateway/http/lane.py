@@ -224,6 +224,8 @@ class HttpLane:
         route = tool.serves_raw()
         if route is None or takes_tasks(meta, route[0]):
             return None  # a task the host may get is the full path's (front/tasks.py)
+        if route[0].config.uses_caller_credentials:
+            return None  # the caller's own token and claims: FastMCP's verified ones
         servers = principal.servers
         if servers is not None and not (tool.owner.name in servers
                                         and route[0].name in servers):

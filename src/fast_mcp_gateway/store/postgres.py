@@ -30,18 +30,6 @@ import anyio
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.base import (
     PIN_COLUMNS,
-    AlertEvent,
-    AlertRuleRecord,
-    AuditEntry,
-    ChangeBatch,
-    HealthRecord,
-    InspectionRecord,
-    Invocation,
-    Lease,
-    PinRecord,
-    Registration,
-    RouteMatch,
-    RouteRecord,
     StorageError,
     invocation_page,
     parse_cursor,
@@ -57,6 +45,20 @@ from fast_mcp_gateway.store.postgres_feed import (
     load_asyncpg,
     rowcount,
     store_error,
+)
+from fast_mcp_gateway.store.records import (
+    AlertEvent,
+    AlertRuleRecord,
+    AuditEntry,
+    ChangeBatch,
+    HealthRecord,
+    InspectionRecord,
+    Invocation,
+    Lease,
+    PinRecord,
+    Registration,
+    RouteMatch,
+    RouteRecord,
 )
 from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
 from fast_mcp_gateway.store.stats import (

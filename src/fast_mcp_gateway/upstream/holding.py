@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HealthProbe:
     """The health probe of one held session: ``ping``, or ``server/discover`` with
     ``discover`` (the session's 2026-07-28 version; None for ping) every ``interval``

@@ -438,9 +438,10 @@ class Supervisor:
 
     async def _serve(self, session: ClientSession, stderr_done: anyio.Event | None) -> None:
         """Hold the session until it closes or a stop/reconnect is requested."""
-        probe = HealthProbe(self.label, self.config.health.interval, self.health_timeout,
-                            self.protocol_version if self.is_modern else None, self._stats,
-                            lambda: self.state is UpstreamState.READY, self._hooks.notify)
+        probe = HealthProbe(
+            label=self.label, interval=self.config.health.interval, timeout=self.health_timeout,
+            discover=self.protocol_version if self.is_modern else None, accounting=self._stats,
+            ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify)
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
         if self._broken and not (self._stopping or self._restart_requested):

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from fast_mcp_gateway.store import open_store
-from fast_mcp_gateway.store.base import Invocation
+from fast_mcp_gateway.store.records import Invocation
 
 CLI = [sys.executable, "-m", "fast_mcp_gateway"]
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from fastmcp.exceptions import ToolError
 from fast_mcp_gateway.routing.curation import curate
 from fast_mcp_gateway.routing.pinning import PinBook, definition, digest, injection_markers
 from fast_mcp_gateway.store import Store, open_store
-from fast_mcp_gateway.store.base import PinRecord
+from fast_mcp_gateway.store.records import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
 from tests.fixtures import PY, SERVERS, as_schema_version, make_gateway, memory_entry
 from tests.test_curation import _server

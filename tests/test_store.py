@@ -228,7 +228,7 @@ async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) ->
 async def test_concurrent_transactions_on_one_file_do_not_collide(tmp_path: Path) -> None:
     """The recorder's batch write and a pin approval (each an explicit transaction) run
     on one connection; the second BEGIN must wait, not fail ("within a transaction")."""
-    from fast_mcp_gateway.store.base import PinRecord
+    from fast_mcp_gateway.store.records import PinRecord
 
     store = await SQLiteStore.open(tmp_path / "g.db")
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fast_mcp_gateway.store import rows
-from fast_mcp_gateway.store.base import (
+from fast_mcp_gateway.store.records import (
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,

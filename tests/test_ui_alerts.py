@@ -177,8 +177,8 @@ async def test_trends_per_server_and_merged_percentiles() -> None:
     import time
     from types import SimpleNamespace
 
-    from fast_mcp_gateway.store.base import Invocation
     from fast_mcp_gateway.store.memory import MemoryStore
+    from fast_mcp_gateway.store.records import Invocation
     from fast_mcp_gateway.ui import views
 
     store = MemoryStore()

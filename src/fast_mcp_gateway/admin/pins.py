@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
-from fast_mcp_gateway.store.base import PinRecord, PinStore, StorageError
+from fast_mcp_gateway.store.base import PinStore, StorageError
+from fast_mcp_gateway.store.records import PinRecord
 
 
 class PinFinding(BaseModel):

@@ -21,7 +21,7 @@ import yaml
 from fast_mcp_gateway.config.loader import parse_registration
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.store.base import Registration
+from fast_mcp_gateway.store.records import Registration
 
 TOMBSTONE = {"removed": True}
 

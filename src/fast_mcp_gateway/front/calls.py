@@ -69,7 +69,7 @@ from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store.base import Invocation
+from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
     current_trace_id,

@@ -42,7 +42,7 @@ import anyio
 
 from fast_mcp_gateway.config.curation import PinningMode
 from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, Kind
-from fast_mcp_gateway.store.base import PinRecord
+from fast_mcp_gateway.store.records import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 

@@ -1,5 +1,6 @@
 """Persistence: call records, aggregates, audit, health and inspector history,
-registrations and routes -- interfaces in base.py, one module per backend.
+registrations and routes -- interfaces in base.py, records in records.py, one module
+per backend.
 
 ``open_store(url)`` picks the backend:
 
@@ -18,30 +19,32 @@ import os
 import re
 
 from fast_mcp_gateway.store.base import (
-    AlertEvent,
-    AlertRuleRecord,
     AlertStore,
-    AuditEntry,
     AuditStore,
-    Change,
-    ChangeBatch,
     ControlPlaneStore,
-    HealthRecord,
     HealthStore,
-    InspectionRecord,
     InspectionStore,
-    Invocation,
     InvocationStore,
-    Lease,
-    Registration,
-    RouteMatch,
-    RouteRecord,
     StorageError,
     Store,
     StoreUnavailable,
 )
 from fast_mcp_gateway.store.eras import EraName, EraNeed, EraStore
 from fast_mcp_gateway.store.memory import MemoryStore
+from fast_mcp_gateway.store.records import (
+    AlertEvent,
+    AlertRuleRecord,
+    AuditEntry,
+    Change,
+    ChangeBatch,
+    HealthRecord,
+    InspectionRecord,
+    Invocation,
+    Lease,
+    Registration,
+    RouteMatch,
+    RouteRecord,
+)
 from fast_mcp_gateway.store.sqlite import SQLiteStore
 from fast_mcp_gateway.store.stats import LatencyStats
 

@@ -13,7 +13,7 @@ from collections import deque
 
 import anyio
 
-from fast_mcp_gateway.store.base import Change, ChangeBatch, ChangeKind
+from fast_mcp_gateway.store.records import Change, ChangeBatch, ChangeKind
 
 
 class LocalChangeFeed:

@@ -15,7 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from fast_mcp_gateway.store.base import (
+from fast_mcp_gateway.store.base import invocation_page, parse_cursor, written_position
+from fast_mcp_gateway.store.eras import EraNeed
+from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.records import (
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -28,12 +31,7 @@ from fast_mcp_gateway.store.base import (
     Registration,
     RouteMatch,
     RouteRecord,
-    invocation_page,
-    parse_cursor,
-    written_position,
 )
-from fast_mcp_gateway.store.eras import EraNeed
-from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.stats import (
     AggregateKey,
     LatencyStats,

@@ -22,14 +22,9 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from fast_mcp_gateway.store.base import (
-    Change,
-    ChangeBatch,
-    ChangeKind,
-    StorageError,
-    StoreUnavailable,
-)
+from fast_mcp_gateway.store.base import StorageError, StoreUnavailable
 from fast_mcp_gateway.store.postgres_schema import CHANNEL
+from fast_mcp_gateway.store.records import Change, ChangeBatch, ChangeKind
 
 if TYPE_CHECKING:
     import asyncpg

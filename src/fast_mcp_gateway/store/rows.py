@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from fast_mcp_gateway.store.base import AlertRuleRecord, Invocation, Registration
+from fast_mcp_gateway.store.records import AlertRuleRecord, Invocation, Registration
 from fast_mcp_gateway.store.stats import AggregateKey, LatencyStats
 
 R = TypeVar("R")

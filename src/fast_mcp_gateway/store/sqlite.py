@@ -34,6 +34,17 @@ import anyio
 from fast_mcp_gateway.store import sqlite_schema as schema
 from fast_mcp_gateway.store.base import (
     PIN_COLUMNS,
+    StorageError,
+    invocation_page,
+    parse_cursor,
+    pin_record,
+    pin_row,
+    written_position,
+)
+from fast_mcp_gateway.store.eras import EraNeed
+from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
+from fast_mcp_gateway.store.records import (
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -46,16 +57,7 @@ from fast_mcp_gateway.store.base import (
     Registration,
     RouteMatch,
     RouteRecord,
-    StorageError,
-    invocation_page,
-    parse_cursor,
-    pin_record,
-    pin_row,
-    written_position,
 )
-from fast_mcp_gateway.store.eras import EraNeed
-from fast_mcp_gateway.store.feed import LocalChangeFeed
-from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
 from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
 from fast_mcp_gateway.store.stats import (
     HIST_COLUMNS,

@@ -28,7 +28,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
-from fast_mcp_gateway.store.base import Invocation, InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.base import InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
 

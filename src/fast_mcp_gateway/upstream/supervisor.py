@@ -2,10 +2,11 @@
 
 ``Supervisor.run()`` connects (spawning the process for stdio), negotiates the
 protocol era, fetches the catalog, then holds the session until it closes (process
-exit, transport error, reconnect/disable/stop request).  An unexpected close or a
-failed connect is retried with exponential backoff and jitter; ``crash_limit``
-failures within ``crash_window`` seconds park the replica as ``failed`` until
-``reconnect()``.  A timeout or an ``unreachable`` remote is no crash (never parked).
+exit, transport error, reconnect/disable/stop request; holding.py: the watchers and the
+health probe that run meanwhile).  An unexpected close or a failed connect is retried
+with exponential backoff and jitter; ``crash_limit`` failures within ``crash_window``
+seconds park the replica as ``failed`` until ``reconnect()``.  A timeout or an
+``unreachable`` remote is no crash (never parked).
 
 The supervisor knows nothing of requests, asks or subscriptions: the replica that
 owns it passes them in through ``SupervisorHooks``.
@@ -25,17 +26,16 @@ import mcp_types as types
 from mcp import ClientSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from fast_mcp_gateway._compat import session_closed
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.failures import connect_timeout_text, explain_connect_failure, remedy
+from fast_mcp_gateway.upstream.holding import HealthProbe, hold
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
     StderrTail,
     UpstreamState,
-    describe_error,
     unreachable,
 )
 from fast_mcp_gateway.upstream.processes import (
@@ -438,52 +438,14 @@ class Supervisor:
 
     async def _serve(self, session: ClientSession, stderr_done: anyio.Event | None) -> None:
         """Hold the session until it closes or a stop/reconnect is requested."""
-        async with anyio.create_task_group() as tg:
-
-            async def watch_stderr() -> None:
-                assert stderr_done is not None
-                await stderr_done.wait()
-                self._broken = self._broken or "process exited"
-                self._closed.set()
-
-            async def watch_dispatcher() -> None:
-                # No public "closed" event: poll the SDK's flag (see _compat).
-                while not session_closed(session):  # noqa: ASYNC110
-                    await anyio.sleep(0.5)
-                self._broken = self._broken or "connection closed"
-                self._closed.set()
-
-            if stderr_done is not None:
-                tg.start_soon(watch_stderr)
-            tg.start_soon(watch_dispatcher)
-            tg.start_soon(self._probe_loop, session)
-            self._hooks.serve(session, tg)
-            await self._closed.wait()
-            tg.cancel_scope.cancel()
+        probe = HealthProbe(
+            label=self.label, interval=self.config.health.interval, timeout=self.health_timeout,
+            discover=self.protocol_version if self.is_modern else None, accounting=self._stats,
+            ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify)
+        await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
+                   probe=probe, serve=self._hooks.serve)
         if self._broken and not (self._stopping or self._restart_requested):
             logger.warning("upstream %s: %s", self.name, self._broken)
-
-    async def _probe_loop(self, session: ClientSession) -> None:
-        """Health probe every ``health.interval``: ping, or server/discover on 2026-07-28."""
-        interval = self.config.health.interval
-        clock, health = self._stats.clock, self._stats
-        while True:
-            await anyio.sleep(interval)
-            started = clock()
-            try:
-                with anyio.fail_after(self.health_timeout):
-                    if self.is_modern:
-                        await session.send_discover(self.protocol_version or "")
-                    else:
-                        await session.send_ping()
-            except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
-                health.health.record_probe(clock(), False)
-                logger.info("upstream %s: health probe failed: %s", self.label,
-                            describe_error(exc) or "timed out")
-            else:
-                health.health.record_probe(clock(), True, (clock() - started) * 1000)
-            health.status(self.state is UpstreamState.READY)
-            self._hooks.notify()
 
     def _set_state(self, state: UpstreamState) -> None:
         if state is self.state:

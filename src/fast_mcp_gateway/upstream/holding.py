@@ -1,0 +1,103 @@
+"""The held session: what runs while a supervisor holds one connected session.
+
+``hold`` returns once ``ended`` is set: by its own watchers, through ``end(reason)``
+(the first reason wins), when the stdio server's stderr reaches end of file (its
+process exited) or the SDK's dispatcher closes the session; or by the owner (stop,
+reconnect, a fatal protocol error).  Meanwhile ``HealthProbe`` checks the server every
+``health.interval`` and records each answer in the replica's health window, and the
+owner's per-session tasks (``serve``) run in the same task group.  Every task started
+here is cancelled before ``hold`` returns.  Nothing here restarts anything: the
+supervisor (supervisor.py) decides what follows the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from fast_mcp_gateway._compat import session_closed
+from fast_mcp_gateway.upstream.model import describe_error
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+
+    from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthProbe:
+    """The health probe of one held session: ``ping``, or ``server/discover`` with
+    ``discover`` (the session's 2026-07-28 version; None for ping) every ``interval``
+    seconds.  A failed or late probe is a health fact (logged at INFO), never an error;
+    after each probe the replica's status is set (``ready``) and its waiters woken."""
+
+    label: str
+    interval: float
+    timeout: float
+    discover: str | None
+    accounting: ReplicaAccounting
+    ready: Callable[[], bool]
+    notify: Callable[[], None]
+
+    async def run(self, session: ClientSession) -> None:
+        """Probe until cancelled (``hold`` cancels it when the session ends)."""
+        clock, health = self.accounting.clock, self.accounting
+        while True:
+            await anyio.sleep(self.interval)
+            started = clock()
+            try:
+                with anyio.fail_after(self.timeout):
+                    if self.discover is not None:
+                        await session.send_discover(self.discover)
+                    else:
+                        await session.send_ping()
+            except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
+                health.health.record_probe(clock(), False)
+                logger.info("upstream %s: health probe failed: %s", self.label,
+                            describe_error(exc) or "timed out")
+            else:
+                health.health.record_probe(clock(), True, (clock() - started) * 1000)
+            health.status(self.ready())
+            self.notify()
+
+
+async def hold(
+    session: ClientSession,
+    *,
+    ended: anyio.Event,
+    end: Callable[[str], None],
+    stderr_done: anyio.Event | None,
+    probe: HealthProbe,
+    serve: Callable[[ClientSession, anyio.abc.TaskGroup], None],
+) -> None:
+    """Hold ``session`` until ``ended`` is set (see the module docstring).
+    ``stderr_done`` is set when a stdio server's stderr closes (None: not stdio);
+    ``end(reason)`` ends the session with a reason; ``serve`` starts the owner's tasks
+    (it must not block)."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch_stderr() -> None:
+            assert stderr_done is not None
+            await stderr_done.wait()
+            end("process exited")
+
+        async def watch_dispatcher() -> None:
+            # No public "closed" event: poll the SDK's flag (see _compat).
+            while not session_closed(session):  # noqa: ASYNC110
+                await anyio.sleep(0.5)
+            end("connection closed")
+
+        if stderr_done is not None:
+            tg.start_soon(watch_stderr)
+        tg.start_soon(watch_dispatcher)
+        tg.start_soon(probe.run, session)
+        serve(session, tg)
+        await ended.wait()
+        tg.cancel_scope.cancel()

@@ -367,3 +367,29 @@ async def test_the_sse_front_takes_the_same_tokens_and_restrictions() -> None:
             names = {t.name for t in await client.list_tools()}
             assert {"alpha_add", "beta_add"} <= names
             assert any(n.startswith("gateway_") for n in names)
+
+
+async def test_unauthenticated_http_calls_are_recorded_as_http_not_stdio() -> None:
+    """Without gateway.auth (loopback only) a call's record names how the host came:
+    'http', on the express lane and the full path alike (both said 'stdio')."""
+    from fastmcp import Client as FastMCPClient
+
+    from fast_mcp_gateway.front.calls import actor_name
+    from fast_mcp_gateway.front.outcomes import CallOutcome
+    from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    clients: list[str] = []
+
+    def observe(outcome: CallOutcome) -> None:
+        clients.append(actor_name(outcome.call.principal, outcome.call.front))
+
+    gateway.provider.pipeline.observers.append(observe)
+    app = gateway.http_app("http")
+    lane = app.mcp_entry.app  # type: ignore[attr-defined]
+    async with serve_http(app) as base:
+        for mode in ("2026-07-28", "legacy"):  # the lane, then the full path
+            async with FastMCPClient(f"{base}/mcp", mode=mode) as host:
+                await host.call_tool("alpha_add", {"a": 1, "b": 2})
+    assert clients == ["http", "http"]
+    assert lane.served == 1

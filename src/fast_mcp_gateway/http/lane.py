@@ -258,7 +258,7 @@ class HttpLane:
             # (unsealed), which the full path would refuse.
             input_responses=plan.params.get("inputResponses"),
             request_state=plan.params.get("requestState"),
-            client_id=client_id if isinstance(client_id, str) and client_id else "stdio",
+            client_id=client_id if isinstance(client_id, str) and client_id else "http",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY))

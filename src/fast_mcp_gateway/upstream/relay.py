@@ -61,6 +61,7 @@ _send_log_message = getattr(
 )
 
 # Request `_meta` keys that belong to one negotiated connection; never forwarded.
+_TRANSPORT_CLIENT = {"stdio": "stdio", "streamable-http": "http", "sse": "sse"}
 _CONNECTION_META_KEYS = frozenset(
     {
         types.PROTOCOL_VERSION_META_KEY,
@@ -126,12 +127,14 @@ class FrontCall:
         rc = ctx.request_context
         raw_meta = dict(rc.meta or {}) if getattr(rc, "meta", None) else {}
         meta = {k: v for k, v in raw_meta.items() if k not in _CONNECTION_META_KEYS} or None
-        client_id = "stdio"
+        transport = current_transport()
+        # Without a client id (and, over HTTP, without a token, which names the caller
+        # in the records instead) the records say how the host came: stdio, http, sse.
+        client_id = _TRANSPORT_CLIENT.get(transport or "stdio", "stdio")
         with suppress(Exception):  # no client id on this transport
             client_id = ctx.client_id or client_id
         session = ctx.session
-        host = STDIO_HOST if current_transport() == "stdio" else (
-            connection_of(session) or session)
+        host = STDIO_HOST if transport == "stdio" else (connection_of(session) or session)
         caller = None
         token = get_access_token()
         if token is not None:

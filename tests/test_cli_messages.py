@@ -165,3 +165,24 @@ def test_shared_keys_set_to_nothing_stop_serve_saying_so(tmp_path: Path, value: 
     assert "MCP_GATEWAY_REQUEST_STATE_KEYS: " in done.stderr, done.stderr
     assert "holds no key" in done.stderr and "unset it" in done.stderr, done.stderr
     assert GatewaySettings(request_state_keys=[]).request_state_keys == []  # in code: none
+
+
+def test_check_counts_disabled_servers_apart_and_takes_a_level_in_any_case(
+        tmp_path: Path) -> None:
+    """'2/2 servers ok' said a disabled server was checked; '--log-level debug' was
+    refused for its case; an empty config said only 'no servers configured'."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "on": {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.clock"]},
+        "off": {"command": sys.executable, "args": ["-c", "pass"], "enabled": False}}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "fast_mcp_gateway", "check", "--config", str(config),
+         "--db", str(tmp_path / "g.db"), "--log-level", "warning"],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "1/1 servers ok, 1 disabled (" in done.stdout, done.stdout
+    config.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "fast_mcp_gateway", "check", "--config", str(config),
+         "--db", str(tmp_path / "g.db")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert "no servers configured: add one under 'servers:'" in done.stderr, done.stderr

@@ -74,9 +74,14 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         print(_table(ordered))
         for problem in merged.problems:
             print(f"ignored registration: {mask_text(problem)}")
-        print(f"\n{len(ordered) - len(failed)}/{len(ordered)} servers ok ({origin})")
+        disabled = sum(1 for r in ordered if r.get("status") == "disabled")
+        probed = len(ordered) - disabled
+        print(f"\n{probed - len(failed)}/{probed} servers ok"
+              + (f", {disabled} disabled" if disabled else "") + f" ({origin})")
     if not ordered:
-        print("no servers configured", file=sys.stderr)
+        print("no servers configured: add one under 'servers:' in the config (README: "
+              "'servers.yaml'), or with 'gateway_add_server' while serving",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

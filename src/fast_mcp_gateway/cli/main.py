@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--connect-timeout", type=float, default=None,
                        help="seconds to wait for each upstream to connect (default 10)")
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       type=str.upper,
                        help="what the gateway logs to stderr (default: $MCP_GATEWAY_LOG_LEVEL "
                             "or INFO)")
 

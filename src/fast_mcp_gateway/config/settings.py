@@ -158,6 +158,17 @@ class GatewaySettings(BaseSettings):
             seen.add(value)
         return keys
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        """``debug`` is ``DEBUG``: a level is a word, not a spelling."""
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("event_loop", mode="before")
+    @classmethod
+    def _loop_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("db", mode="before")
     @classmethod
     def _db_as_text(cls, value: Any) -> Any:

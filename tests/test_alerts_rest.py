@@ -42,6 +42,9 @@ async def test_alert_rules_and_alerts_over_rest(tmp_path: Path) -> None:
         bad = await http.post("/alerts/rules", json={"name": "x", "metric": "p95_ms"},
                               headers=ops)
         assert bad.status_code == 422 and "needs a threshold" in bad.text
+        message = bad.json()["error"]["message"]
+        assert message.startswith("invalid body: ") and "body body" not in message \
+            and not message.startswith("invalid body: body "), message
         assert (await http.post("/alerts/rules", json=rule)).status_code == 401
 
         # A token restricted to svc sees only svc's rules and may not watch '*'.

@@ -94,7 +94,8 @@ def validation_failed(exc: ValidationError, where: str,
     plain = invalid_fields(exc, model)
     fields = [{"field": name or where, "message": message, "type": e["type"]}
               for (name, message), e in zip(plain, exc.errors(include_url=False), strict=True)]
-    named = "; ".join(f"{f['field']} {f['message']}" for f in fields)
+    # A problem of the whole body (a model's own check) names its field itself.
+    named = "; ".join(f"{name} {message}" if name else message for name, message in plain)
     return ApiError(422, "validation_error", f"invalid {where}: {named}",
                     {"in": where, "fields": fields})
 

@@ -82,6 +82,19 @@ def test_a_loaded_config_feeds_the_registry_and_every_text_is_masked(
     assert redact_arguments({"q": f"x {planted}", "n": 3}) == {"q": f"x {MASK}", "n": 3}
 
 
+def test_credentials_written_in_a_servers_args_are_masked_wherever_shown() -> None:
+    """``--api-key=sk-...`` or ``--token sk-...`` in args, literal in the file: the admin
+    views showed them (only ${VAR} values and env/header keys were masked)."""
+    equals, spaced, docker = (f"sk-{secrets.token_hex(8)}" for _ in range(3))
+    config = parse_config({"servers": {"a": {"command": "x", "args": [
+        f"--api-key={equals}", "--token", spaced, "-e", f"GITHUB_TOKEN={docker}",
+        "--session-file", "./state.json", "--auth", "none", "--verbose"]}}}, source="test")
+    assert equals in SECRETS and spaced in SECRETS and docker in SECRETS
+    shown = config.servers["a"].redacted()["args"]
+    assert shown == ["--api-key=***", "--token", "***", "-e", "GITHUB_TOKEN=***",
+                     "--session-file", "./state.json", "--auth", "none", "--verbose"]
+
+
 def test_url_credentials_are_found_for_the_registry() -> None:
     assert set(url_credentials("https://u:pw12@h.test/p?token=t0k3n&page=1")) == {
         "u", "pw12", "t0k3n"}

@@ -226,7 +226,7 @@ class ServerConfig(Target):
         register_config_secrets(
             self.secrets, {k: v for t in targets for k, v in t.env.items()},
             {k: v for t in targets for k, v in t.headers.items()},
-            [t.url for t in targets if t.url])
+            [t.url for t in targets if t.url], [a for t in targets for a in t.args])
         return self
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
@@ -112,11 +112,30 @@ def _looks_like_credential(value: str) -> bool:
     return len(value) >= 8 and not (value.isalpha() and len(value) < 16)
 
 
+def credential_args(args: Sequence[str]) -> list[str]:
+    """The credentials a command line carries under a credential-like name:
+    ``--api-key=X``, ``--token X``, ``API_KEY=X`` (as in ``docker run -e``)."""
+    found = []
+    for index, arg in enumerate(args):
+        name, sep, value = arg.partition("=")
+        if sep and CREDENTIAL_KEY.search(name) and not any(c.isspace() for c in name):
+            found.append(value)
+        elif not sep and arg.startswith("-") and CREDENTIAL_KEY.search(arg) \
+                and index + 1 < len(args) and not args[index + 1].startswith("-"):
+            found.append(args[index + 1])
+    # A path or URL under such a name (--auth-config ./a.json) is where a secret is, not
+    # one: masked, it would hide the path in every log line (URL credentials are masked
+    # as URLs anyway).
+    return [value for value in found if _looks_like_credential(value)
+            and not value.startswith(("/", "./", "../", "~")) and "://" not in value]
+
+
 def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
-                            headers: dict[str, str], urls: Iterable[str]) -> None:
+                            headers: dict[str, str], urls: Iterable[str],
+                            args: Sequence[str] = ()) -> None:
     """Feed ``SECRETS`` with what one server's config holds: interpolated values, values
-    under credential-like env/header keys, URL credentials."""
-    values = list(secrets)
+    under credential-like env/header keys, URL credentials, credential arguments."""
+    values = list(secrets) + credential_args(args)
     for mapping in (env, headers):
         for key, value in mapping.items():
             if not CREDENTIAL_KEY.search(key):

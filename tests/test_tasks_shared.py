@@ -24,8 +24,8 @@ import pytest
 from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.front.tasks import TASK_PREFIX, UNMASKABLE
-from tests.fixtures import SERVERS, make_gateway, stdio_entry
-from tests.test_asks_routing import http_process
+from tests.fixtures import PY, SERVERS, make_gateway, stdio_entry
+from tests.test_asks_routing import _port, http_process, until
 from tests.test_request_state import KEY, served
 from tests.test_tasks import ALICE, ALICE_SHA, BOB, BOB_SHA, OPT_IN, TERMINAL, post
 
@@ -44,10 +44,12 @@ async def tasker_url(tmp_path: Path) -> AsyncIterator[str]:
         yield url
 
 
-def gateway(url: str, name: str, keys: list[str], db: str | None = None) -> Gateway:
+def gateway(url: str, name: str, keys: list[str], db: str | None = None,
+            isolation: str = "shared") -> Gateway:
     """A gateway reaching ``tasker`` by ``url`` and running ``local`` (the same program)
     as a stdio process of its own."""
-    return make_gateway({"tasker": {"url": url, "protocol": "2026-07-28"},
+    return make_gateway({"tasker": {"url": url, "protocol": "2026-07-28",
+                                    "isolation": isolation},
                          "local": stdio_entry("tasker.py", protocol="2026-07-28")},
                         options={"auth": {"tokens": TOKENS}}, request_state_keys=keys,
                         instance_id=name, call_timeout=60, db=db)
@@ -116,6 +118,51 @@ async def test_a_task_created_on_one_gateway_is_followed_and_cancelled_on_anothe
             assert unknown(await post(to_a, BOB, "tasks/cancel", {"taskId": held}, OPT_IN),
                            held)
             assert (await until_ended(to_b, held))["status"] == "cancelled"
+
+
+async def test_a_per_client_servers_task_is_followed_on_the_callers_session_elsewhere(
+        tmp_path: Path) -> None:
+    """``isolation: per_client``: the instance that did not create the task follows it
+    on the caller's own session of the server (opened for it), as the caller's calls."""
+    async with tasker_url(tmp_path) as url:
+        a, b = (gateway(url, name, [KEY], isolation="per_client") for name in ("gw-a", "gw-b"))
+        async with served(a, b) as (to_a, to_b):
+            task_id = await created(to_a, "tasker_hold", {"gate": "s4"})
+            assert (await get(to_b, task_id))["result"]["status"] == "working"
+            service = b.manager.services["tasker"]
+            assert service.clients is not None and service.clients.created == 1
+            assert unknown(await get(to_b, task_id, BOB), task_id)
+            assert service.clients.created == 1   # none opened for a caller refused
+            await release(to_b, "s4")
+            assert (await until_ended(to_b, task_id))["status"] == "completed"
+
+
+async def test_a_task_whose_upstream_is_gone_fails_on_either_instance(
+        tmp_path: Path) -> None:
+    """The upstream process ends while its task runs: the instance that did not create
+    the task (adopting it then) and the one that did both answer a failed task naming
+    the replica; its end is recorded by each."""
+    port_file = tmp_path / "tasker-port"
+    process = await anyio.open_process([PY, str(SERVERS / "tasker.py"), "http", str(port_file)])
+    try:
+        await until(lambda: _port(port_file) != "")
+        url = f"http://127.0.0.1:{_port(port_file)}/mcp"
+        a, b = gateway(url, "gw-a", [KEY]), gateway(url, "gw-b", [KEY])
+        async with served(a, b) as (to_a, to_b):
+            task_id = await created(to_a, "tasker_hold", {"gate": "s5"})
+            process.kill()
+            await process.wait()
+            for http in (to_b, to_a):
+                task = (await get(http, task_id))["result"]
+                assert (task["taskId"], task["status"]) == (task_id, "failed"), task
+                assert "of server 'tasker' that runs this task is unreachable" in \
+                    task["statusMessage"], task
+                cancel = await post(http, ALICE, "tasks/cancel", {"taskId": task_id}, OPT_IN)
+                assert "has failed" in cancel["error"]["message"], cancel
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def test_a_stdio_servers_task_asked_of_another_gateway_is_refused_naming_why(
@@ -192,8 +239,8 @@ def test_a_sealed_id_holds_no_credential_and_opens_only_under_its_ring() -> None
     assert "sk-live" not in claims.model_dump_json() and secret_url not in task_id
     assert TaskIds([OTHER_KEY], "gw-b").open(task_id) is None
     assert TaskIds([OTHER_KEY, KEY], "gw-b").open(task_id) is not None   # rotation ring
-    assert ids.id_for(record, -1.0, unmaskable=False) and \
-        ids.open(ids.id_for(record, -1.0, unmaskable=False)) is None   # expired
+    expired = ids.id_for(record, -1.0, unmaskable=False)
+    assert expired.startswith(TASK_PREFIX) and ids.open(expired) is None
 
 
 async def test_with_a_shared_store_a_tasks_end_is_recorded_once(

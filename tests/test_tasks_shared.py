@@ -22,6 +22,8 @@ import httpx2
 import pytest
 
 from fast_mcp_gateway import Gateway
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.front.task_book import TaskRecord
 from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.front.tasks import TASK_PREFIX, UNMASKABLE
 from tests.fixtures import PY, SERVERS, make_gateway, stdio_entry
@@ -45,13 +47,13 @@ async def tasker_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 def gateway(url: str, name: str, keys: list[str], db: str | None = None,
-            isolation: str = "shared") -> Gateway:
+            isolation: str = "shared", tokens: list[dict[str, Any]] = TOKENS) -> Gateway:
     """A gateway reaching ``tasker`` by ``url`` and running ``local`` (the same program)
     as a stdio process of its own."""
     return make_gateway({"tasker": {"url": url, "protocol": "2026-07-28",
                                     "isolation": isolation},
                          "local": stdio_entry("tasker.py", protocol="2026-07-28")},
-                        options={"auth": {"tokens": TOKENS}}, request_state_keys=keys,
+                        options={"auth": {"tokens": tokens}}, request_state_keys=keys,
                         instance_id=name, call_timeout=60, db=db)
 
 
@@ -186,6 +188,48 @@ async def test_a_stdio_servers_task_asked_of_another_gateway_is_refused_naming_w
             assert (await until_ended(to_a, task_id))["status"] == "cancelled"
 
 
+async def test_after_a_restart_an_instance_serves_its_url_servers_tasks_not_its_stdio_ones(
+        tmp_path: Path) -> None:
+    """The same instance id before (``a``) and after (``again``) a restart: its book is
+    gone; a task of a server reached by URL is served again, a stdio one is refused
+    saying why.  And where a caller may not use the server (here: its token on that
+    instance names other servers), the task is unknown."""
+    async with tasker_url(tmp_path) as url:
+        a, again = gateway(url, "gw-a", [KEY]), gateway(url, "gw-a", [KEY])
+        async with served(a, again) as (to_a, to_again):
+            remote = await created(to_a, "tasker_hold", {"gate": "s6"})
+            local = await created(to_a, "local_hold", {"gate": "s6"})
+            assert (await get(to_again, remote))["result"]["status"] == "working"
+            refused = (await get(to_again, local))["error"]["message"]
+            assert "is a stdio process of this instance, which no longer holds the task" \
+                in refused, refused
+            await release(to_again, "s6")
+            assert (await until_ended(to_again, remote))["status"] == "completed"
+        limited = [{**TOKENS[0], "servers": ["local"]}, TOKENS[1]]
+        b, c = gateway(url, "gw-b", [KEY]), gateway(url, "gw-c", [KEY], tokens=limited)
+        async with served(b, c) as (to_b, to_c):
+            remote = await created(to_b, "tasker_crunch", {"n": 7})
+            assert unknown(await get(to_c, remote), remote)
+
+
+def test_a_task_id_and_a_request_state_are_sealed_apart() -> None:
+    """Task ids are sealed under keys derived for them: the same shared key's
+    ``requestState`` seal is no task id (nor is a task id a ``requestState``)."""
+    from mcp.server.request_state import InvalidRequestState, RequestStateSecurity
+
+    from fast_mcp_gateway.front.task_ids import TaskClaims
+
+    claims = TaskClaims(server="s", transport="http", url="u", upstream_id="up",
+                        owner=("token", "alice"), expires_at=4e9, created="", instance="i",
+                        exposed="s_t", start=None, unmaskable=False)
+    states = RequestStateSecurity(keys=[KEY]).codec
+    forged = TASK_PREFIX + states.seal(claims.model_dump_json().encode())
+    assert TaskIds([KEY], "i").open(forged) is None
+    task_id = TaskIds([KEY], "i").id_for(_record(), 60.0, unmaskable=False)
+    with pytest.raises(InvalidRequestState):
+        states.unseal(task_id.removeprefix(TASK_PREFIX))
+
+
 @pytest.mark.parametrize("rings", [
     pytest.param(([KEY], [OTHER_KEY]), id="another-key-ring"),
     pytest.param(([], []), id="no-shared-keys"),
@@ -219,19 +263,23 @@ async def test_a_changed_task_id_is_unknown_everywhere(tmp_path: Path) -> None:
             assert (await until_ended(to_b, task_id))["status"] == "completed"
 
 
-def test_a_sealed_id_holds_no_credential_and_opens_only_under_its_ring() -> None:
-    """The URL a replica is reached by may hold a credential: the id carries a digest."""
-    from fast_mcp_gateway.config.schema import ServerConfig
-    from fast_mcp_gateway.front.task_book import TaskRecord
+SECRET_URL = "https://mcp.example/mcp?api_key=sk-live-abcdef0123456789"
 
-    secret_url = "https://mcp.example/mcp?api_key=sk-live-abcdef0123456789"
+
+def _record() -> TaskRecord:
+    """A task of a server whose URL holds a credential."""
 
     class Replica:
-        config = ServerConfig(name="remote", url=secret_url)
+        config = ServerConfig(name="remote", url=SECRET_URL)
         label = "remote"
 
-    record = TaskRecord("", "up-1", "remote", "remote_t", Replica(),  # type: ignore[arg-type]
-                        1, ("token", "alice"), 0.0, "2026-01-01T00:00:00Z")
+    return TaskRecord("", "up-1", "remote", "remote_t", Replica(),  # type: ignore[arg-type]
+                      1, ("token", "alice"), 0.0, "2026-01-01T00:00:00Z")
+
+
+def test_a_sealed_id_holds_no_credential_and_opens_only_under_its_ring() -> None:
+    """The URL a replica is reached by may hold a credential: the id carries a digest."""
+    secret_url, record = SECRET_URL, _record()
     ids = TaskIds([KEY], "gw-a")
     task_id = ids.id_for(record, 60.0, unmaskable=False)
     claims = ids.open(task_id)

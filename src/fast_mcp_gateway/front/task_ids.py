@@ -36,12 +36,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamError
@@ -56,37 +57,44 @@ _DOMAIN = b"fast-mcp-gateway/task-id/v1"
 _SEALED = TASK_PREFIX + "v1."  # the codec's tokens begin "v1."; random ids have no "."
 
 
+def _key(key: str, default: Any = PydanticUndefined) -> Any:
+    return Field(default, validation_alias=key, serialization_alias=key)
+
+
 class _Claims(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Sealed under one-letter keys: the id travels in every tasks/* request (and its
+    # Mcp-Name header), so its length is kept down.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              serialize_by_alias=True)
 
 
 class StartClaims(_Claims):
     """The fields of a task's end record that come from the call that created it."""
 
-    id: str
-    trace_id: str
-    client: str
-    original: str
-    replica: str | None
-    started_at: float
-    rule: str | None
+    id: str = _key("i")
+    trace_id: str = _key("t")
+    client: str = _key("c")
+    original: str = _key("o")
+    replica: str | None = _key("r")
+    started_at: float = _key("a")
+    rule: str | None = _key("u")
 
 
 class TaskClaims(_Claims):
     """What a portable task id carries (module docstring)."""
 
-    kind: Literal["gateway-task"] = "gateway-task"  # what was sealed, checked on opening
-    server: str
-    transport: str                # stdio | http | sse
-    url: str | None               # digest of the replica's URL (None: stdio)
-    upstream_id: str
-    owner: tuple[str, str]
-    expires_at: float             # time.time()
-    created: str
-    instance: str
-    exposed: str
-    start: StartClaims | None
-    unmaskable: bool
+    kind: Literal["gwt"] = _key("k", "gwt")  # what was sealed (checked on opening)
+    server: str = _key("s")
+    transport: str = _key("p")               # stdio | http | sse
+    url: str | None = _key("u")              # digest of the replica's URL (None: stdio)
+    upstream_id: str = _key("t")
+    owner: tuple[str, str] = _key("o")
+    expires_at: float = _key("e")            # time.time()
+    created: str = _key("c")
+    instance: str = _key("i")
+    exposed: str = _key("x")
+    start: StartClaims | None = _key("r")
+    unmaskable: bool = _key("m")
 
 
 def reach_of(config: ServerConfig) -> tuple[str, str | None]:
@@ -116,12 +124,12 @@ class TaskIds:
         claims = TaskClaims(
             server=record.server, transport=transport, url=url,
             upstream_id=record.upstream_id, owner=record.owner,
-            expires_at=time.time() + keep, created=record.created, instance=self.instance,
+            expires_at=int(time.time() + keep) + 1, created=record.created, instance=self.instance,
             exposed=record.exposed, unmaskable=unmaskable,
             start=None if start is None else StartClaims(
                 id=start.id, trace_id=start.trace_id, client=start.client,
                 original=start.original, replica=start.replica,
-                started_at=start.started_at, rule=start.rule))
+                started_at=round(start.started_at, 3), rule=start.rule))
         return TASK_PREFIX + self._codec.seal(claims.model_dump_json().encode())
 
     def open(self, task_id: str) -> TaskClaims | None:

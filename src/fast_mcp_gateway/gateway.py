@@ -51,6 +51,7 @@ from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.server import Deferred, GatewayServer, StartupGate, track_current_host
 from fast_mcp_gateway.front.stdio import stdio_streams
+from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -129,6 +130,8 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.use_provider(self.provider)
+        if keys and self.server.tasks is not None:  # task ids any instance serves
+            self.server.tasks.ids = TaskIds(keys, self.settings.instance_id)
         # The admin tools (behind search too in search exposure: the provider holds them
         # for search_tools) are hidden from non-admins now; they are listed from their
         # definitions (admin/listed.py: each is built on its first call), added after the

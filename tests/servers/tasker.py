@@ -10,6 +10,9 @@ extension's wire: an opted-in ``tools/call`` of a task tool is answered at once 
 follow it.  Tasks live in this process's memory (as with ``fastmcp-tasks``' default
 in-memory backend): a restart loses them.
 
+Run as ``tasker.py http <port-file>`` it serves streamable HTTP on 127.0.0.1 (one
+process that several gateways reach by URL, ``tests/test_tasks_shared.py``).
+
 Tools: ``crunch`` (``task=True``: optional), ``hold`` (``required``: runs until
 ``release`` is called with its gate, so tests need no timing), ``release`` and
 ``pid`` (plain).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -186,4 +190,9 @@ def pid() -> int:
 
 
 if __name__ == "__main__":
-    mcp.run(show_banner=False, log_level="WARNING")
+    if sys.argv[1:2] == ["http"]:  # streamable HTTP on 127.0.0.1; its port to argv[2]
+        from loopback_http import serve
+
+        anyio.run(serve, mcp.http_app(path="/mcp"), sys.argv[2])
+    else:
+        mcp.run(show_banner=False, log_level="WARNING")

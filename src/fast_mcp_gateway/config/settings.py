@@ -117,7 +117,9 @@ class GatewaySettings(BaseSettings):
                     "requestState of the asking rounds the gateway's server answers: give "
                     "every gateway a host may reach (behind one address, or after a "
                     "restart) the same keys, so that the host's next round may reach any of "
-                    "them. The first seals, every one unseals (to rotate: old,new on every "
+                    "them; an MCP task's id is sealed with them too, so that any of them "
+                    "follows it (servers reached by url:). The first seals, every one "
+                    "unseals (to rotate: old,new on every "
                     "gateway, then new,old on every one, then new; going straight to new,old "
                     "refuses the rounds an updated gateway sealed on one not updated yet). "
                     "Default: a key of the process's own")

@@ -29,8 +29,12 @@ Calls that stay plain calls: a host that did not opt in, a handshake-era host (i
 SDK strips extension capabilities), a server whose session is handshake-era (tools
 that require tasks are hidden there, ``provider.py``), and MRTR continuations.  The
 express lanes leave opted-in calls of 2026-07-28 servers to this path (``takes_tasks``).
-Tasks live in one gateway process: behind several instances, a host's ``tasks/*``
-must reach the instance that created the task.
+Without shared keys, tasks live in one gateway process: behind several instances, a
+host's ``tasks/*`` must reach the instance that created the task.  With
+``MCP_GATEWAY_REQUEST_STATE_KEYS`` the gateway task id is a sealed token any instance
+opens and serves from its own replica of the server (same URL); a stdio server's task
+stays with its instance (``task_ids.py``).  ``TaskBook`` and ``TaskRecord``:
+``task_book.py``.
 """
 
 from __future__ import annotations
@@ -39,9 +43,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
@@ -56,28 +58,31 @@ from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, MISSING_REQUIRED_C
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field
 
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.calls import Answer, actor_name, front_of
 from fast_mcp_gateway.front.encodings import JsonTool, TypedTool
 from fast_mcp_gateway.front.outcomes import Call, Failure
-from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.front.task_book import TASK_PREFIX, TaskBook, TaskRecord, owner_of
+from fast_mcp_gateway.front.task_ids import TaskIds, adopt
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Invocation
 from fast_mcp_gateway.store.stats import TASK_END
-from fast_mcp_gateway.telemetry.recorder import mask_argument_values, trace_id_of
+from fast_mcp_gateway.telemetry.recorder import (
+    mask_argument_values,
+    redact_arguments,
+    trace_id_of,
+)
 from fast_mcp_gateway.upstream.replica import Upstream
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.components import UpstreamTool
     from fast_mcp_gateway.front.provider import GatewayProvider
 
+__all__ = ["TASK_PREFIX", "UNMASKABLE", "GatewayTasks", "TaskBook", "TaskCall", "TaskIds",
+           "TaskRecord", "opted_in", "takes_tasks", "task_end", "task_start"]
+
 TASKS = TASKS_EXTENSION_ID
-TASK_PREFIX = "gwt-"
-MAX_TASKS = 10_000
-"""Tasks remembered at once; the oldest is forgotten first."""
-DEFAULT_KEEP = 3600.0
-"""Seconds a task is remembered when its upstream gave no ``ttlMs``."""
-MAX_KEEP = 86_400.0
 _VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
 # Result `_meta` keys that describe the upstream connection (the runner stamps the
 # gateway's own serverInfo where none is given).
@@ -112,65 +117,6 @@ class TaskParams(types.RequestParams):
     task_id: str = Field(alias="taskId")
 
 
-@dataclass(slots=True)
-class TaskRecord:
-    """One relayed task: where it lives upstream and who may see it."""
-
-    task_id: str                  # the gateway's, as the host knows it
-    upstream_id: str
-    server: str
-    exposed: str                  # the tool's exposed name
-    replica: Upstream             # the replica (or per-client session) that owns it
-    connects: int                 # the replica's connect count when it was created
-    owner: tuple[str, str]        # the caller: principal kind and name
-    expires: float
-    created: str                  # the upstream's createdAt
-    lost: str | None = None       # why the task failed on the gateway's side
-    started: Invocation | None = None  # its call's record fields (``ended`` is made of it)
-    t0: float = 0.0               # its call's start (perf_counter)
-    ended: Invocation | None = None  # its end, as recorded (once)
-    # Its call's arguments, until its end is recorded: an error may echo their secrets.
-    arguments: Any = None
-
-
-def _owner(principal: Principal) -> tuple[str, str]:
-    return principal.kind, principal.name
-
-
-class TaskBook:
-    """The tasks relayed by this gateway process, bounded (``limit``) and expiring."""
-
-    def __init__(self, limit: int = MAX_TASKS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self._clock = limit, clock
-        self._tasks: OrderedDict[str, TaskRecord] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    def expiry(self, ttl_ms: Any) -> float:
-        """When a task the upstream keeps ``ttl_ms`` is forgotten (with a minute's grace)."""
-        keep = DEFAULT_KEEP
-        if isinstance(ttl_ms, int | float) and not isinstance(ttl_ms, bool) and ttl_ms >= 0:
-            keep = min(ttl_ms / 1000 + 60, MAX_KEEP)
-        return self._clock() + keep
-
-    def add(self, record: TaskRecord) -> None:
-        tasks = self._tasks
-        tasks[record.task_id] = record
-        now = self._clock()
-        while tasks and (len(tasks) > self.limit
-                         or next(iter(tasks.values())).expires <= now):
-            tasks.popitem(last=False)
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        record = self._tasks.get(task_id)
-        if record is not None and record.expires <= self._clock():
-            del self._tasks[task_id]
-            return None
-        return record
-
-
 def _without_connection_meta(data: dict[str, Any]) -> dict[str, Any]:
     meta = data.get("_meta")
     if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
@@ -186,9 +132,10 @@ class TaskCall(JsonTool):
     host's opt-in), a gateway task handle or the typed full path's answer back."""
 
     def __init__(self, params: dict[str, Any], tool: UpstreamTool, book: TaskBook,
-                 on_progress: Any = None) -> None:
+                 on_progress: Any = None, ids: TaskIds | None = None) -> None:
         super().__init__(params, tool.annotations, _not_encoded, on_progress, None, tool.links)
-        self.book = book
+        self.book, self.ids = book, ids
+        self.redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
         self.served: list[Upstream] = []
 
     async def send(self, call: Call) -> dict[str, Any]:
@@ -221,13 +168,16 @@ class TaskCall(JsonTool):
             message = (f"upstream '{call.service.name}' answered a task for '{call.original}' "
                        "without a taskId")
             return self.fail(call, Failure("error", message, message, ValueError(message)))
-        replica = self.served[-1]
+        replica, keep = self.served[-1], self.book.keep(result.get("ttlMs"))
         record = TaskRecord(TASK_PREFIX + secrets.token_urlsafe(18), upstream_id,
                             call.service.name, call.exposed, replica, replica.connects,
-                            _owner(call.principal), self.book.expiry(result.get("ttlMs")),
+                            owner_of(call.principal), self.book.expiry_in(keep),
                             str(result.get("createdAt") or _now()),
                             started=task_start(call, replica.label), t0=call.t0,
                             arguments=call.arguments)
+        if self.ids is not None:  # shared keys: any instance may serve it (task_ids.py)
+            record.task_id = self.ids.id_for(record, keep, redact_arguments(
+                call.arguments, self.redact_keys) != call.arguments)
         self.book.add(record)
         wire = _without_connection_meta({**result, "taskId": record.task_id})
         return Answer("success", output=Wire(**wire), size=len(json.dumps(wire)))
@@ -270,6 +220,10 @@ def task_end(start: Invocation, t0: float, task: dict[str, Any]) -> Invocation |
                                duration_ms=(time.perf_counter() - t0) * 1000)
 
 
+UNMASKABLE = ("the task's error text is not recorded: this gateway instance did not create "
+              "the task, so it cannot mask the credential-like arguments the text may echo")
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -286,6 +240,8 @@ class GatewayTasks(ServerExtension):
     def __init__(self, provider: GatewayProvider, book: TaskBook | None = None) -> None:
         self.provider = provider
         self.book = book or TaskBook()
+        # Shared keys (``Gateway`` sets them): ids any instance serves (task_ids.py).
+        self.ids: TaskIds | None = None
 
     def methods(self) -> Sequence[MethodBinding]:
         return [MethodBinding("tasks/get", TaskParams, self._get, _VERSIONS),
@@ -324,15 +280,17 @@ class GatewayTasks(ServerExtension):
         pipeline = upstream.pipeline
         call = Call("tool", upstream.name, route[0], upstream.original, params.arguments, front,
                     pipeline.resolve_principal(), upstream.owner, route[1])
-        result: ToolResult | BaseModel = await pipeline.run(
-            call, TaskCall(body, upstream, self.book, on_progress))
+        encoding = TaskCall(body, upstream, self.book, on_progress, self.ids)
+        if pipeline.recorder is not None:
+            encoding.redact_keys = pipeline.recorder.redact_keys
+        result: ToolResult | BaseModel = await pipeline.run(call, encoding)
         return result
 
     # -- following one ------------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams
                    ) -> dict[str, Any]:
-        record, settings = self._owned(ctx, params.task_id)
+        record, settings = await self._owned(ctx, params.task_id)
         if record.lost is None:
             reply = await self._send(record, "tasks/get", {}, settings)
             if reply is not None:
@@ -341,13 +299,13 @@ class GatewayTasks(ServerExtension):
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: TaskParams
                       ) -> dict[str, Any]:
-        record, settings = self._owned(ctx, params.task_id)
+        record, settings = await self._owned(ctx, params.task_id)
         extra = {k: v for k, v in (params.model_extra or {}).items()}
         return await self._settle(record, "tasks/update", extra, settings)
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams
                       ) -> dict[str, Any]:
-        record, settings = self._owned(ctx, params.task_id)
+        record, settings = await self._owned(ctx, params.task_id)
         return await self._settle(record, "tasks/cancel", {}, settings)
 
     async def _settle(self, record: TaskRecord, method: str, extra: dict[str, Any],
@@ -360,9 +318,11 @@ class GatewayTasks(ServerExtension):
         raise MCPError(code=INVALID_PARAMS,
                        message=f"Task '{record.task_id}' has failed: {record.lost}")
 
-    def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str
-               ) -> tuple[TaskRecord, dict[str, Any]]:
-        """The caller's task ``task_id`` and the caller's opt-in, or the error to answer."""
+    async def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str
+                     ) -> tuple[TaskRecord, dict[str, Any]]:
+        """The caller's task ``task_id`` and the caller's opt-in, or the error to answer.
+        A portable id this book lacks (another instance's task, or this one's before a
+        restart) is adopted once its caller is checked (``task_ids.adopt``)."""
         settings = self.client_settings(ctx)
         if settings is None:
             raise MCPError(code=MISSING_REQUIRED_CLIENT_CAPABILITY, message=(
@@ -371,7 +331,13 @@ class GatewayTasks(ServerExtension):
                 data={"requiredCapabilities": {"extensions": {TASKS: {}}}})
         record = self.book.get(task_id)
         principal = self.provider.pipeline.resolve_principal()
-        if record is None or record.owner != _owner(principal) or not principal.has("tools") \
+        ids = self.ids
+        claims = ids.open(task_id) if record is None and ids is not None else None
+        if claims is not None and ids is not None and claims.owner == owner_of(principal) \
+                and principal.has("tools") and principal.may_use(claims.server):
+            record = await adopt(task_id, claims, self.provider.manager.services.get(
+                claims.server), self.book, front_of(), ids.instance)
+        if record is None or record.owner != owner_of(principal) or not principal.has("tools") \
                 or not principal.may_use(record.server):
             # Worded alike for every case: another caller's task is not disclosed.
             raise MCPError(code=INVALID_PARAMS, message=(
@@ -430,7 +396,9 @@ class GatewayTasks(ServerExtension):
         if record.ended is None and record.started is not None and recorder is not None:
             ended = task_end(record.started, record.t0, task)
             if ended is not None:
-                if ended.error:  # an upstream's error may echo its input, as for calls
+                if ended.error and record.unmaskable:
+                    ended = dataclasses.replace(ended, error=UNMASKABLE)
+                elif ended.error:  # an upstream's error may echo its input, as for calls
                     ended = dataclasses.replace(ended, error=mask_argument_values(
                         ended.error, record.arguments, recorder.redact_keys))
                 record.ended, record.arguments = ended, None

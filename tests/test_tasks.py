@@ -25,7 +25,7 @@ import anyio
 import httpx2
 import pytest
 
-from fast_mcp_gateway.front.tasks import TASK_PREFIX, TaskBook, TaskRecord
+from fast_mcp_gateway.front.task_book import TASK_PREFIX, TaskBook, TaskRecord
 from fast_mcp_gateway.http.lane import HttpLane
 from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
 from tests.test_lane import CLIENT_INFO, RawHost, raw_host

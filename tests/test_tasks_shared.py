@@ -23,9 +23,9 @@ import pytest
 
 from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.front.task_book import TaskRecord
+from fast_mcp_gateway.front.task_book import TASK_PREFIX, TaskRecord
 from fast_mcp_gateway.front.task_ids import TaskIds
-from fast_mcp_gateway.front.tasks import TASK_PREFIX, UNMASKABLE
+from fast_mcp_gateway.front.tasks import UNMASKABLE
 from tests.fixtures import PY, SERVERS, make_gateway, stdio_entry
 from tests.test_asks_routing import _port, http_process, until
 from tests.test_request_state import KEY, served

@@ -21,6 +21,7 @@ import mcp_types as types
 import pytest
 from fastmcp import Context, FastMCP
 from fastmcp.tools.base import InputRequiredToolResult
+from mcp.server.request_state import RequestStateSecurity
 from pydantic import ValidationError
 
 from fast_mcp_gateway import Gateway, GatewaySettings
@@ -35,8 +36,13 @@ KEY = "k" * 16 + "0123456789abcdef-shared"
 
 
 def asking_server() -> FastMCP[Any]:
-    """A 2026-07-28 tool that asks for a name, carrying a state of its own between rounds."""
-    mcp = FastMCP("asking")
+    """A 2026-07-28 tool that asks for a name, carrying a state of its own between rounds.
+
+    Its own seal binds no caller: run in-process, it would see the host's token (a
+    context variable) on the full path and none on the express lane, where an upstream
+    behind stdio or HTTP sees the gateway's connection on both."""
+    mcp = FastMCP("asking", request_state_security=RequestStateSecurity(
+        keys=[os.urandom(32)], bind_principal=None))
 
     @mcp.tool
     async def greet(ctx: Context) -> Any:
@@ -114,12 +120,7 @@ def test_the_keys_are_checked_and_never_echoed() -> None:
 
 @pytest.mark.parametrize("lanes", [
     pytest.param((False, True), id="full-then-lane"),
-    pytest.param((True, False), id="lane-then-full", marks=pytest.mark.xfail(strict=True, reason=(
-        "a round the express lane relayed carries the upstream's own requestState, "
-        "unsealed; a gateway whose full path gets the next round (its lane off, or a "
-        "request its lane leaves to the full path) refuses it 'Invalid or expired "
-        "requestState' (unknown key): the lane would have to seal the upstream's state "
-        "with the shared keys too"))),
+    pytest.param((True, False), id="lane-then-full"),
     pytest.param((True, True), id="lane-then-lane"),
 ])
 async def test_a_round_moves_between_a_full_path_and_an_express_lane(

@@ -58,9 +58,10 @@ from mcp_types.version import (
     MODERN_PROTOCOL_VERSIONS,
 )
 
-from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel
+from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel, open_state
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.front.mrtr import AnsweredEarly, begun_on_full_path
+from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_id,
@@ -91,10 +92,11 @@ class StdioLane(StdioChannel):
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
                  *, enabled: bool = True, lists: ListCache | None = None,
                  lists_open: Callable[[], bool] = lambda: True,
-                 sealed: Callable[[str], bool] = lambda state: False) -> None:
+                 states: RoundStates | None = None) -> None:
         super().__init__()
         self.provider = provider
-        self.sealed = sealed  # the gateway's own requestState: the full path's round
+        # The full path's requestState seal (the server's keys): every round is portable.
+        self.states = states if states is not None else RoundStates.ephemeral(None)
         self.enabled = enabled
         self.lists = lists
         self.lists_open = lists_open  # False during the start-up wait
@@ -189,8 +191,11 @@ class StdioLane(StdioChannel):
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error
-        if begun_on_full_path(params, self.sealed):
-            return False
+        if params.get("requestState") is not None:  # a continuation (MRTR)
+            opened = open_state(self.states, params, None)  # stdio: no token to bind
+            if opened is None:
+                return False
+            params = opened
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
         key = coerce_request_id(request_id)
@@ -339,7 +344,7 @@ class StdioLane(StdioChannel):
             protocol_version=version, host=STDIO_HOST, lane=self, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
-            reply=reply,
+            reply=reply, states=self.states,
         )
 
         def encode(result: dict[str, Any]) -> bytes:

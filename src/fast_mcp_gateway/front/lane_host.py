@@ -26,6 +26,7 @@ from fast_mcp_gateway.front.wire import HostChannel, encode_line, progress_param
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 if TYPE_CHECKING:
+    from fast_mcp_gateway._compat import RoundStates
     from fast_mcp_gateway.front.stdio import LineWriter
 
 ASK_PREFIX = "gw-ask-"
@@ -45,6 +46,9 @@ class LaneFront(FrontCall):
     capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
     # Answers this request from another task (MRTR parks a call lazily: mrtr.Answering).
     reply: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
+    # The full path's requestState seal, and the caller's binding in it (``_compat``).
+    states: RoundStates | None = field(default=None, repr=False)
+    binding: str | None = field(default=None, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -58,6 +62,15 @@ class LaneFront(FrontCall):
         if self.lane is not None and params.level in self.log_levels:
             await self.lane.notify("notifications/message", params.model_dump(
                 by_alias=True, mode="json", exclude_none=True))
+
+    def seal_state(self, params: dict[str, Any], state: str) -> str:
+        """The ``requestState`` of an asking round answering the host's ``tools/call``
+        ``params`` (its own name and arguments), sealed as the full path seals it, so
+        that any path of any gateway sharing the keys opens it (``lane.open_state``)."""
+        if self.states is None:
+            raise RuntimeError("an express lane call without the full path's requestState "
+                               "seal cannot answer an asking round")
+        return self.states.seal(params, self.binding, state)
 
     def declared_capabilities(self) -> dict[str, Any] | None:
         """A 2026-07-28 request's own envelope's, else the host's handshake's."""
@@ -89,6 +102,19 @@ class LaneFront(FrontCall):
         body = None if params is None else params.model_dump(by_alias=True, mode="json",
                                                              exclude_none=True)
         return await self.lane.ask(method, body)
+
+
+def open_state(states: RoundStates, params: dict[str, Any],
+               binding: str | None) -> dict[str, Any] | None:
+    """A continuation's ``tools/call`` ``params`` with its ``requestState`` opened as the
+    full path opens it (``RoundStates.open``: whichever path or gateway sharing the keys
+    sealed it), or None: a state that does not open (forged, altered, expired, another
+    caller's or tool's) is left to the full path, which refuses it in the SDK's words."""
+    try:
+        opened = states.open(params, binding)
+    except MCPError:
+        return None
+    return {**params, "requestState": opened}
 
 
 class StdioChannel:

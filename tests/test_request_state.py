@@ -21,6 +21,7 @@ import httpx2
 import mcp_types as types
 import pytest
 from fastmcp import Context, FastMCP
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from fastmcp.tools.base import InputRequiredToolResult
 from mcp.server.request_state import RequestStateSecurity
 from pydantic import ValidationError
@@ -61,14 +62,18 @@ def asking_server() -> FastMCP[Any]:
 
 
 def gateways(upstream: FastMCP[Any], rings: tuple[list[str], list[str]],
-             lanes: tuple[bool, bool] = (False, False)) -> list[Gateway]:
+             lanes: tuple[bool, bool] = (False, False),
+             jwt: dict[str, Any] | None = None) -> list[Gateway]:
     """Two gateways in front of one upstream, each with its keys (``rings``), with or
     without the HTTP express lane (without it, every round is the full path's)."""
+    auth: dict[str, Any] = {"tokens": [
+        {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]},
+        {"name": "bob", "sha256": BOB_SHA, "scopes": ["tools"]}]}
+    if jwt is not None:
+        auth["jwt"] = jwt
     return [make_gateway({"asking": memory_entry("asking", protocol="2026-07-28")},
                          {"asking": upstream}, http_express_lane=lane,
-                         request_state_keys=keys, options={"auth": {"tokens": [
-                             {"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]},
-                             {"name": "bob", "sha256": BOB_SHA, "scopes": ["tools"]}]}})
+                         request_state_keys=keys, options={"auth": auth})
             for keys, lane in zip(rings, lanes, strict=True)]
 
 
@@ -151,6 +156,36 @@ async def test_a_round_moves_between_a_full_path_and_an_express_lane(
         answered = await post(to_b, ALICE, "tools/call", round_two(asked))
         assert answered.get("result", answered)["content"][0]["text"] == "hello Ada (round-1)"
         assert LANES[id(second)].served == int(lanes[1])
+
+
+@pytest.mark.parametrize("lanes", [
+    pytest.param((True, False), id="lane-then-full"),
+    pytest.param((False, True), id="full-then-lane"),
+])
+async def test_a_jwt_callers_round_is_bound_alike_on_both_paths(
+        lanes: tuple[bool, bool]) -> None:
+    """A JWT caller's binding (client id, issuer, subject) is the same on the lane as on
+    the full path: carol goes on where she began; dave, whose tokens name the same
+    gateway principal (the ``email`` claim) but another subject, is refused."""
+    pair = RSAKeyPair.generate()
+    issuer = "https://idp.test/"
+
+    def token(subject: str) -> str:
+        return pair.create_token(subject=subject, issuer=issuer, audience="mcp-gateway",
+                                 scopes=["tools"], additional_claims={"email": "c@idp.test"})
+
+    carol, dave = token("carol"), token("dave")
+    first, second = gateways(asking_server(), ([KEY], [KEY]), lanes, jwt={
+        "public_key": pair.public_key, "issuer": issuer, "audience": "mcp-gateway",
+        "subject_claim": "email"})
+    async with served(first, second) as (to_a, to_b):
+        asked = (await post(to_a, carol, "tools/call", {"name": "asking_greet"}))["result"]
+        assert asked["resultType"] == "input_required"
+        refused = await post(to_b, dave, "tools/call", round_two(asked))
+        assert refused["error"]["message"] == "Invalid or expired requestState"
+        answered = await post(to_b, carol, "tools/call", round_two(asked))
+        assert answered["result"]["content"][0]["text"] == "hello Ada (round-1)"
+        assert (LANES[id(first)].served, LANES[id(second)].served) == tuple(map(int, lanes))
 
 
 async def test_a_tampered_forged_or_borrowed_state_is_refused_on_both_paths() -> None:

@@ -89,6 +89,8 @@ _encode_id = encode_id
 class StdioLane(StdioChannel):
     """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
 
+    binding: str | None = None  # a stdio host has no token: its rounds bind no caller
+
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
                  *, enabled: bool = True, lists: ListCache | None = None,
                  lists_open: Callable[[], bool] = lambda: True,
@@ -344,7 +346,7 @@ class StdioLane(StdioChannel):
             protocol_version=version, host=STDIO_HOST, lane=self, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
-            reply=reply, states=self.states,
+            reply=reply,
         )
 
         def encode(result: dict[str, Any]) -> bytes:

@@ -46,9 +46,6 @@ class LaneFront(FrontCall):
     capabilities: dict[str, Any] | None = None  # a 2026-07-28 request's own envelope
     # Answers this request from another task (MRTR parks a call lazily: mrtr.Answering).
     reply: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
-    # The full path's requestState seal, and the caller's binding in it (``_compat``).
-    states: RoundStates | None = field(default=None, repr=False)
-    binding: str | None = field(default=None, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -67,10 +64,14 @@ class LaneFront(FrontCall):
         """The ``requestState`` of an asking round answering the host's ``tools/call``
         ``params`` (its own name and arguments), sealed as the full path seals it, so
         that any path of any gateway sharing the keys opens it (``lane.open_state``)."""
-        if self.states is None:
+        # Kept by the lane's channel (``StdioLane``; the HTTP lane's per-call ``_Reply``,
+        # with its caller's binding), not in fields of this: nothing per plain call.
+        lane = self.lane
+        states: RoundStates | None = getattr(lane, "states", None)
+        if states is None:
             raise RuntimeError("an express lane call without the full path's requestState "
                                "seal cannot answer an asking round")
-        return self.states.seal(params, self.binding, state)
+        return states.seal(params, getattr(lane, "binding", None), state)
 
     def declared_capabilities(self) -> dict[str, Any] | None:
         """A 2026-07-28 request's own envelope's, else the host's handshake's."""

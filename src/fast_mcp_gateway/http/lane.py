@@ -261,10 +261,9 @@ class HttpLane:
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
             # An MRTR continuation's state was opened (``_plan``); an asking round's is
-            # sealed as the full path seals it (``states``, for this caller).
+            # sealed as the full path seals it (the ``_Reply``'s states, for this caller).
             input_responses=plan.params.get("inputResponses"),
-            request_state=plan.params.get("requestState"), states=self.states,
-            binding=plan.binding,
+            request_state=plan.params.get("requestState"),
             client_id=client_id if isinstance(client_id, str) and client_id else "stdio",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
@@ -305,7 +304,7 @@ class HttpLane:
         gone = scope.get("extensions", {}).get(HOST_GONE)
         if isinstance(gone, HostGone) and gone.gone:
             return  # gone while its request was read: nobody to run the call for
-        reply = _Reply(send)
+        reply = _Reply(send, self.states, plan.binding)
         loop = self._loop
         task = None if loop is None else asyncio.current_task(loop)
         if loop is None or task is None:  # once per loop: a lookup is a getpid() on 3.11
@@ -401,8 +400,11 @@ class _Reply:
 
     host_capabilities: dict[str, Any] = {}  # never read: a 2026-07-28 host's are per call
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, states: RoundStates, binding: str | None) -> None:
         self.send = send
+        # The full path's requestState seal, and this caller's binding in it: what the
+        # call's LaneFront seals an asking round's state with (``LaneFront.seal_state``).
+        self.states, self.binding = states, binding
         self.streaming = False
         self.finished = False
         # The call's task and a ping both write.  asyncio's lock takes a free lock

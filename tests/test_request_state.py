@@ -222,6 +222,32 @@ async def test_a_tampered_forged_or_borrowed_state_is_refused_on_both_paths() ->
                 assert answered["result"]["content"][0]["text"] == "hello Ada (round-1)"
 
 
+def test_the_lanes_seal_is_the_full_paths_boundary() -> None:
+    """``_compat.RoundStates`` drives the SDK boundary FastMCP installed (its private
+    ``_seal``/``_unseal``, ``_security``, ``_audience``): what it seals carries the
+    server's audience and opens only for the same tool, arguments and caller."""
+    from mcp.shared.exceptions import MCPError
+
+    server = FastMCP("gw", request_state_security=RequestStateSecurity(keys=[KEY]))
+    states = RoundStates.of(server)
+    asked = {"name": "t", "arguments": {"a": 1}}
+    sealed = states.seal(asked, '["alice",null,null]', "inner")
+    claims = json.loads(RequestStateSecurity(keys=[KEY]).codec.unseal(sealed))
+    assert (claims["aud"], claims["m"], claims["t"], claims["s"]) == (
+        "gw", "tools/call", "t", "inner")
+    assert states.open({**asked, "requestState": sealed}, '["alice",null,null]') == "inner"
+    for params, binding in (({**asked, "requestState": sealed}, '["bob",null,null]'),
+                            ({**asked, "requestState": sealed}, None),
+                            ({**asked, "arguments": {"a": 2}, "requestState": sealed},
+                             '["alice",null,null]'),
+                            ({**asked, "requestState": sealed[:-1]}, '["alice",null,null]')):
+        with pytest.raises(MCPError, match="Invalid or expired requestState"):
+            states.open(params, binding)
+    with pytest.raises(MCPError, match="Invalid or expired requestState"):  # another server
+        RoundStates.of(FastMCP("other", request_state_security=RequestStateSecurity(
+            keys=[KEY]))).open({**asked, "requestState": sealed}, '["alice",null,null]')
+
+
 OLD, NEW = KEY, "n" * 16 + "0123456789abcdef-rotated"
 
 

@@ -27,6 +27,10 @@ a handshake-era host gets no 2026-only result fields and has a 2026 upstream's
 ``input_required`` asks put to it; a 2026-07-28 host gets ``resultType`` and the
 gateway's stamp on a handshake-era upstream's results, and that upstream's pushed
 requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path).
+The ``requestState`` of an asking round is sealed, and a continuation's opened, as the
+full path's boundary does (``_compat.RoundStates``): a round moves freely between the
+two paths, and between gateway processes sharing the keys; a state that does not open
+is the full path's to refuse.
 
 During a call the lane also carries what the upstream sends back: progress (to the host's
 own token), logs (at the levels the host asked for) and, for a handshake-era host,

@@ -9,10 +9,12 @@ runs ``_serve`` on a fresh asyncio loop with the call itself replaced by an even
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from fast_mcp_gateway._compat import RoundStates
 from fast_mcp_gateway.http.lane import HttpLane
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 
@@ -22,6 +24,7 @@ class _Lane(HttpLane):
 
     def __init__(self) -> None:  # none of HttpLane's collaborators are reached
         self._loop = None
+        self.states = RoundStates.ephemeral(None)
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.answered = 0
@@ -33,6 +36,9 @@ class _Lane(HttpLane):
         return 200, b"{}"
 
 
+_PLAN: Any = SimpleNamespace(binding=None)  # what ``_serve`` reads of its plan
+
+
 def _scope(gone: HostGone) -> dict[str, Any]:
     return {"type": "http", "extensions": {HOST_GONE: gone}}
 
@@ -42,7 +48,7 @@ async def _sent(messages: list[dict[str, Any]], message: dict[str, Any]) -> None
 
 
 async def _serve(lane: _Lane, gone: HostGone, messages: list[dict[str, Any]]) -> None:
-    await lane._serve(Any, _scope(gone), _never, lambda m: _sent(messages, m))
+    await lane._serve(_PLAN, _scope(gone), _never, lambda m: _sent(messages, m))
 
 
 async def _never() -> dict[str, Any]:

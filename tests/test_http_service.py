@@ -209,7 +209,7 @@ async def test_a_static_tokens_principal_is_remembered_and_a_refusal_is_not() ->
         assert await verifier.principal(token) is not None
     assert len(verifier._principals) == 2 and await verifier.principal(tokens[0]) == first
     assert await verifier.principal("mgw_" + "z" * 40) is None
-    assert all(p.name != "z" for p, _ in verifier._principals.values())
+    assert all(p.name != "z" for (p, _), _ in verifier._principals.values())
 
 
 # -- token rotation -------------------------------------------------------------------------

@@ -41,6 +41,8 @@ from mcp.client.stdio import (
     _terminate_process_tree,
     _wait_for_process_exit,
 )
+from mcp.server.auth.provider import AccessToken, principal_components
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity, compact_json
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -54,6 +56,7 @@ __all__ = [
     "DECLARING",
     "NO_HOST",
     "PreferredToolServer",
+    "RoundStates",
     "TransportStreams",
     "aclose_all",
     "client_log_level",
@@ -72,6 +75,7 @@ __all__ = [
     "negotiate_auto",
     "parse_line",
     "pipe_writer",
+    "principal_binding",
     "reword_auth_challenges",
     "send_raw_request",
     "session_closed",
@@ -276,6 +280,78 @@ def low_level_server(server: FastMCP[Any]) -> Server[Any]:
     """The SDK server under a FastMCP server: where extra request handlers are added
     (``subscriptions/listen``, ``resources/subscribe``, ``completion/complete``)."""
     return cast("Server[Any]", server._mcp_server)
+
+
+class _Round:
+    """What ``RequestStateBoundary`` reads of a request context (its ``method`` and
+    ``params``), with the caller's binding for ``RoundStates``' policy to return."""
+
+    __slots__ = ("binding", "method", "params")
+
+    def __init__(self, params: dict[str, Any], binding: str | None) -> None:
+        self.method, self.params, self.binding = "tools/call", params, binding
+
+
+def _given_binding(ctx: Any) -> str | None:
+    return cast("str | None", ctx.binding)
+
+
+class RoundStates:
+    """The ``requestState`` seal of a FastMCP server's full path, for its express lanes.
+
+    FastMCP's ``RequestStateBoundary`` seals the state of every asking round the full
+    path answers (AES-GCM under the server's keys, in an envelope binding the method,
+    tool name, arguments digest, audience, caller and expiry) and opens every state a
+    host echoes.  The lanes answer ``tools/call`` in front of it, so they seal and open
+    with the same boundary's private ``_seal`` / ``_unseal``: the same keys, TTL and
+    audience, the same envelope, so that a round either path began goes on on either
+    (and on any gateway sharing the keys).  The one difference: the caller's binding is
+    given (``principal_binding``), where the boundary reads the request's access token
+    from a context variable the lanes never set.  The server must use the SDK's default
+    binding (``authenticated_principal``), as the gateway's does.
+    """
+
+    def __init__(self, boundary: RequestStateBoundary) -> None:
+        security = boundary._security
+        self._boundary = RequestStateBoundary(
+            RequestStateSecurity(codec=security.codec, ttl=security.ttl,
+                                 audience=boundary._audience, bind_principal=_given_binding),
+            default_audience=None)
+
+    @classmethod
+    def of(cls, server: FastMCP[Any]) -> RoundStates:
+        """The seal of ``server``'s full path (the boundary FastMCP installed)."""
+        for middleware in low_level_server(server).middleware:
+            if isinstance(middleware, RequestStateBoundary):
+                return cls(middleware)
+        raise RuntimeError("FastMCP installed no RequestStateBoundary: the express lanes "
+                           "cannot seal requestState as its full path does")
+
+    @classmethod
+    def ephemeral(cls, audience: str | None) -> RoundStates:
+        """Under a key of this process's own (a lane built without a server's seal)."""
+        return cls(RequestStateBoundary(RequestStateSecurity.ephemeral(),
+                                        default_audience=audience))
+
+    def seal(self, params: dict[str, Any], binding: str | None, state: str) -> str:
+        """``state`` sealed for the ``tools/call`` whose host ``params`` (name,
+        arguments) asked, by the caller of ``binding``; raises ``MCPError`` (internal
+        error, the reason logged) when the codec fails, as the full path does."""
+        return self._boundary._seal(cast(Any, _Round(params, binding)), state)
+
+    def open(self, params: dict[str, Any], binding: str | None) -> str:
+        """The plaintext of ``params``' ``requestState``, checked as the full path checks
+        it (seal, expiry, tool name, arguments, audience, caller); raises ``MCPError``
+        ("Invalid or expired requestState", the reason logged as a warning)."""
+        plaintext, _ = self._boundary._unseal(cast(Any, _Round(params, binding)))
+        return plaintext
+
+
+def principal_binding(token: AccessToken | None) -> str | None:
+    """The caller binding the full path seals into a ``requestState`` for a request
+    authenticated by ``token`` (the SDK's ``authenticated_principal``: its client id,
+    issuer and subject; ``None`` for an unauthenticated request)."""
+    return None if token is None else compact_json(principal_components(token))
 
 
 def lifespan(server: FastMCP[Any]) -> AbstractAsyncContextManager[Any]:

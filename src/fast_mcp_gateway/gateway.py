@@ -28,7 +28,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.stdio import stdio_server
 
-from fast_mcp_gateway._compat import lifespan, low_level_server
+from fast_mcp_gateway._compat import RoundStates, lifespan, low_level_server
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
@@ -120,8 +120,9 @@ class Gateway:
         self.server = GatewayServer(
             name,
             # Shared keys: a host's next asking round may reach another gateway (else
-            # GatewayServer's default, a key of this process's own).
-            **({"request_state_security": RequestStateSecurity(keys=keys)} if keys else {}),
+            # FastMCP's default, a key of this process's own).  The express lanes seal
+            # and open with the same (``RoundStates.of``).
+            request_state_security=RequestStateSecurity(keys=keys) if keys else None,
             instructions=self.provider.instructions(),
             version=__version__,
             providers=[self.provider],
@@ -303,7 +304,7 @@ class Gateway:
         low = low_level_server(self.server)
         lane = functools.partial(
             HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
-            enabled=self.settings.http_express_lane, sealed=self.server.sealed)
+            enabled=self.settings.http_express_lane, states=RoundStates.of(self.server))
         app = build_app(self.server, self.control, self.settings, transport, groups=groups,
                         lane=lane)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects
@@ -363,7 +364,7 @@ class Gateway:
             front = self.started.hold(reader, writer)
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
-                             enabled=self.settings.express_lane, sealed=self.server.sealed,
+                             enabled=self.settings.express_lane, states=RoundStates.of(self.server),
                              lists=ListCache(self.server, self.provider),
                              lists_open=self.started.and_done(self.startup.opened))
             token = set_transport("stdio")

@@ -7,18 +7,25 @@ on time): ``wait_cancelled`` until a held call was cancelled, ``roots_seen(n)``
 until roots were listed ``n`` times outside a call, ``wait_unsubscribed`` until its
 resource was unsubscribed.  ``bump`` updates ``pusher://counter`` for subscribers of
 either era (``resources/updated``, or a listen stream's event); ``guard`` asks the
-2026-07-28 way (``InputRequiredResult``).
+2026-07-28 way (``InputRequiredResult``, its state sealed with ``PUSHER_STATE_KEY``
+if set: tests/test_request_state.py).
 """
 
+import os
 from typing import Any
 
 import anyio
 import mcp_types as types
 from fastmcp import Context, FastMCP
 from fastmcp.tools.base import InputRequiredToolResult
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 
-mcp = FastMCP("pusher")
+# PUSHER_STATE_KEY: the key its own requestState is sealed with (every run's the same,
+# so that a round asked through one gateway process goes on through another).
+_key = os.environ.get("PUSHER_STATE_KEY")
+mcp = FastMCP("pusher", request_state_security=RequestStateSecurity(keys=[_key])
+              if _key else None)
 cancelled = anyio.Event()
 unsubscribed = anyio.Event()
 listings: list[list[str]] = []

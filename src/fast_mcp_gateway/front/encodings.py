@@ -27,14 +27,20 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.front.asks import ask_host
 from fast_mcp_gateway.front.calls import Answer
+from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call, Failure
+from fast_mcp_gateway.front.parked import ParkedFront
+from fast_mcp_gateway.upstream.relay import FrontCall
 
 # Result `_meta` keys that describe the upstream connection, not the result.
 _CONNECTION_META = frozenset({
     types.SERVER_INFO_META_KEY, types.PROTOCOL_VERSION_META_KEY,
     types.CLIENT_INFO_META_KEY, types.CLIENT_CAPABILITIES_META_KEY,
 })
+
+
+_OWN: Any = object()
 
 
 def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -208,6 +214,8 @@ class JsonTool:
     questions to the host through the lane.
     """
 
+    _host_arguments: Any = _OWN  # the host's arguments, once a curator replaced them
+
     def __init__(self, params: dict[str, Any], annotations: types.ToolAnnotations | None,
                  encode: Callable[[dict[str, Any]], bytes],
                  on_progress: ProgressFnT | None = None,
@@ -223,6 +231,8 @@ class JsonTool:
     async def send(self, call: Call) -> dict[str, Any]:
         params = self.params
         if call.arguments is not params.get("arguments"):  # curated
+            if self._host_arguments is _OWN:
+                self._host_arguments = params.get("arguments")
             params = self.params = {**params, "arguments": call.arguments}
         return await call.service.call_tool_raw(params, call.front, self.annotations,
                                                 path=call.path, on_progress=self.on_progress)
@@ -259,6 +269,14 @@ class JsonTool:
             result.setdefault("isError", False)  # as the typed full path writes it
             if self.links is not None:
                 self.links.json_blocks(call.service.name, result.get("content"))
+        elif isinstance(state := result.get("requestState"), str):
+            # An asking round (a 2026-07-28 host's): its state sealed, as the full path's
+            # RequestStateBoundary seals it, for the host's own name and arguments.
+            arguments = self._host_arguments
+            if arguments is _OWN:
+                arguments = self.params.get("arguments")
+            result["requestState"] = _lane_front(call.front).seal_state(
+                {"name": call.exposed, "arguments": arguments}, state)
         meta = result.get("_meta")
         if isinstance(meta, dict) and not _CONNECTION_META.isdisjoint(meta):
             if stripped := _result_meta(meta):
@@ -279,6 +297,20 @@ class JsonTool:
             return Answer(failure.status, failure.error, raises=failure.cause)
         line = self.encode(_error_result(failure.message))
         return Answer(failure.status, failure.error, output=line, size=len(line))
+
+
+def _lane_front(front: FrontCall) -> LaneFront:
+    """The lane's host request a JSON call's round answers: its own, or, while the call
+    is parked (MRTR's first round), the one that made it (``ParkedFront``)."""
+    if isinstance(front, ParkedFront):
+        origin = front.parked.host if front.parked is not None else (
+            front.lazy.host if front.lazy is not None else None)
+        if origin is not None:
+            front = origin
+    if not isinstance(front, LaneFront):
+        raise TypeError(f"a JSON tools/call answered for {type(front).__name__}, not an "
+                        "express lane's LaneFront, cannot seal its requestState")
+    return front
 
 
 def _malformed_tool_result(result: Any) -> str | None:

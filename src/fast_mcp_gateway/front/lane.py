@@ -27,6 +27,10 @@ a handshake-era host gets no 2026-only result fields and has a 2026 upstream's
 ``input_required`` asks put to it; a 2026-07-28 host gets ``resultType`` and the
 gateway's stamp on a handshake-era upstream's results, and that upstream's pushed
 requests as the gateway's own ``InputRequiredResult`` (MRTR, as on the full path).
+The ``requestState`` of an asking round is sealed, and a continuation's opened, as the
+full path's boundary does (``_compat.RoundStates``): a round moves freely between the
+two paths, and between gateway processes sharing the keys; a state that does not open
+is the full path's to refuse.
 
 During a call the lane also carries what the upstream sends back: progress (to the host's
 own token), logs (at the levels the host asked for) and, for a handshake-era host,
@@ -58,9 +62,10 @@ from mcp_types.version import (
     MODERN_PROTOCOL_VERSIONS,
 )
 
-from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel
+from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel, open_state
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
-from fast_mcp_gateway.front.mrtr import AnsweredEarly, begun_on_full_path
+from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_id,
@@ -88,13 +93,16 @@ _encode_id = encode_id
 class StdioLane(StdioChannel):
     """Takes upstream ``tools/call`` requests off the host's stdin (see the module doc)."""
 
+    binding: str | None = None  # a stdio host has no token: its rounds bind no caller
+
     def __init__(self, provider: GatewayProvider, server_info: Callable[[], dict[str, Any]],
                  *, enabled: bool = True, lists: ListCache | None = None,
                  lists_open: Callable[[], bool] = lambda: True,
-                 sealed: Callable[[str], bool] = lambda state: False) -> None:
+                 states: RoundStates | None = None) -> None:
         super().__init__()
         self.provider = provider
-        self.sealed = sealed  # the gateway's own requestState: the full path's round
+        # The full path's requestState seal (the server's keys): every round is portable.
+        self.states = states if states is not None else RoundStates.ephemeral(None)
         self.enabled = enabled
         self.lists = lists
         self.lists_open = lists_open  # False during the start-up wait
@@ -189,8 +197,11 @@ class StdioLane(StdioChannel):
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error
-        if begun_on_full_path(params, self.sealed):
-            return False
+        if params.get("requestState") is not None:  # a continuation (MRTR)
+            opened = open_state(self.states, params, None)  # stdio: no token to bind
+            if opened is None:
+                return False
+            params = opened
         name = params.get("name")
         tool = self.provider.lane_tool(name) if isinstance(name, str) else None
         key = coerce_request_id(request_id)

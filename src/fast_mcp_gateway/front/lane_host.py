@@ -26,6 +26,7 @@ from fast_mcp_gateway.front.wire import HostChannel, encode_line, progress_param
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 if TYPE_CHECKING:
+    from fast_mcp_gateway._compat import RoundStates
     from fast_mcp_gateway.front.stdio import LineWriter
 
 ASK_PREFIX = "gw-ask-"
@@ -59,6 +60,19 @@ class LaneFront(FrontCall):
             await self.lane.notify("notifications/message", params.model_dump(
                 by_alias=True, mode="json", exclude_none=True))
 
+    def seal_state(self, params: dict[str, Any], state: str) -> str:
+        """The ``requestState`` of an asking round answering the host's ``tools/call``
+        ``params`` (its own name and arguments), sealed as the full path seals it, so
+        that any path of any gateway sharing the keys opens it (``lane.open_state``)."""
+        # Kept by the lane's channel (``StdioLane``; the HTTP lane's per-call ``_Reply``,
+        # with its caller's binding), not in fields of this: nothing per plain call.
+        lane = self.lane
+        states: RoundStates | None = getattr(lane, "states", None)
+        if states is None:
+            raise RuntimeError("an express lane call without the full path's requestState "
+                               "seal cannot answer an asking round")
+        return states.seal(params, getattr(lane, "binding", None), state)
+
     def declared_capabilities(self) -> dict[str, Any] | None:
         """A 2026-07-28 request's own envelope's, else the host's handshake's."""
         caps = self.capabilities if self.is_modern else getattr(self.lane, "host_capabilities",
@@ -89,6 +103,19 @@ class LaneFront(FrontCall):
         body = None if params is None else params.model_dump(by_alias=True, mode="json",
                                                              exclude_none=True)
         return await self.lane.ask(method, body)
+
+
+def open_state(states: RoundStates, params: dict[str, Any],
+               binding: str | None) -> dict[str, Any] | None:
+    """A continuation's ``tools/call`` ``params`` with its ``requestState`` opened as the
+    full path opens it (``RoundStates.open``: whichever path or gateway sharing the keys
+    sealed it), or None: a state that does not open (forged, altered, expired, another
+    caller's or tool's) is left to the full path, which refuses it in the SDK's words."""
+    try:
+        opened = states.open(params, binding)
+    except MCPError:
+        return None
+    return {**params, "requestState": opened}
 
 
 class StdioChannel:

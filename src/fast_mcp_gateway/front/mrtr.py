@@ -95,15 +95,6 @@ class Sending(Protocol[R_co]):
     def shows(self, asked: types.InputRequiredResult) -> R_co: ...
 
 
-def begun_on_full_path(params: dict[str, Any], sealed: Callable[[str], bool]) -> bool:
-    """Whether a ``tools/call``'s ``params`` continue an asking round the full path began
-    (its ``requestState`` sealed by the gateway's own server, ``sealed``; or not a
-    string): a lane leaves such a call to the full path, which alone can resume it.  A
-    relayed state (a 2026-07-28 upstream's own) and the lanes' ``gw-mrtr`` tokens stay."""
-    state = params.get("requestState")
-    return state is not None and (not isinstance(state, str) or sealed(state))
-
-
 class AnsweredEarly(Exception):
     """The caller's request was already answered (``Answering.reply``) by a lazily
     parked call's first question; the caller must not answer it again."""

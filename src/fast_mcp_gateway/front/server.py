@@ -35,7 +35,6 @@ from fastmcp.server.dependencies import get_context
 from fastmcp.tools import Tool
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
-from mcp.server.request_state import InvalidRequestState, RequestStateSecurity
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
 from fast_mcp_gateway.front.encodings import RelayedError
@@ -113,21 +112,6 @@ class GatewayServer(PreferredToolServer):
 
     gate: StartupGate | None = None
     tasks: GatewayTasks | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # FastMCP's default (a per-process key), held here to recognise its tokens.
-        self._states = kwargs.setdefault("request_state_security",
-                                         RequestStateSecurity.ephemeral())
-        super().__init__(*args, **kwargs)
-
-    def sealed(self, request_state: str) -> bool:
-        """Whether ``request_state`` is one this server sealed (an asking round the full
-        path began), not an upstream's that the stdio lane relayed (front/lane.py)."""
-        try:
-            self._states.codec.unseal(request_state)
-        except InvalidRequestState:
-            return False
-        return True
 
     def use_provider(self, provider: GatewayProvider) -> None:
         lookup = provider.get_tool

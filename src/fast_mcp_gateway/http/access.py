@@ -46,6 +46,8 @@ NOBODY = Principal(name="unauthenticated", scopes=frozenset(), servers=frozenset
 """An HTTP request without a verified token on a gateway with ``auth`` (FastMCP answers
 401 before the gateway sees one; this is the fail-closed answer if it ever did)."""
 
+_ANONYMOUS, _ANONYMOUS_ADMIN = (ANONYMOUS, None), (ANONYMOUS_ADMIN, None)  # no token: no binding
+
 HOW_TO_ADD_A_TOKEN = (
     "add a token under gateway.auth.tokens in servers.yaml (make one with "
     "'mcp-gateway token new --name NAME --scopes admin') and send it as "
@@ -75,10 +77,16 @@ class Access:
         return await self.principal_of(request.headers.get("authorization"))
 
     async def principal_of(self, header: str | None) -> Principal:
-        """``principal_for`` a request whose ``Authorization`` header is ``header``
-        (the express lane has the headers decoded already)."""
+        """``principal_for`` a request whose ``Authorization`` header is ``header``."""
+        return (await self.caller_of(header))[0]
+
+    async def caller_of(self, header: str | None) -> tuple[Principal, str | None]:
+        """``principal_of``, and the caller binding the full path seals into the
+        ``requestState`` of the request's asking rounds (``GatewayVerifier.caller``;
+        ``None`` without ``auth``, as FastMCP sees no token then): the HTTP express
+        lane, which has the headers decoded already, seals and opens them with it."""
         if self.verifier is None:
-            return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
+            return _ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else _ANONYMOUS
         if header is None:
             raise unauthorized(NO_TOKEN, bad_token=False,
                                resource_metadata=self.resource_metadata)
@@ -87,11 +95,11 @@ class Access:
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("the Authorization header must be 'Bearer <token>'",
                                bad_token=True, resource_metadata=self.resource_metadata)
-        principal = await self.verifier.principal(token)
-        if principal is None:  # the token itself never goes into the message
+        found = await self.verifier.caller(token)
+        if found is None:  # the token itself never goes into the message
             raise unauthorized(BAD_TOKEN, bad_token=True,
                                resource_metadata=self.resource_metadata)
-        return principal
+        return found
 
     def current(self) -> Principal:
         """The caller of the MCP request being served: its verified token's principal,

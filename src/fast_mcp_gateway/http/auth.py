@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
 
+from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.telemetry.redaction import SECRETS
@@ -88,9 +89,9 @@ class GatewayVerifier(TokenVerifier):
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
         self._jwt_cache: dict[bytes, tuple[AccessToken, float]] = {}
-        # digest -> (its Principal, until): what ``principal`` serves without building
-        # an AccessToken and a Principal per request; emptied on every change too.
-        self._principals: dict[bytes, tuple[Principal, float]] = {}
+        # digest -> ((its Principal, its binding), until): what ``caller`` serves without
+        # building an AccessToken and a Principal per request; emptied on every change too.
+        self._principals: dict[bytes, tuple[tuple[Principal, str | None], float]] = {}
 
     def _follow_reloads(self) -> None:
         new = self._current() if self._current is not None else None
@@ -116,7 +117,15 @@ class GatewayVerifier(TokenVerifier):
         """The ``Principal`` of ``token``, or None (a 401): ``verify_token`` and
         ``principal_of``, remembered per token digest (a static token until the config
         changes, a JWT as long as its verification is cached), bounded as the JWT
-        cache is.  The HTTP lane and the REST API ask this on every request."""
+        cache is.  The REST API asks this on every request."""
+        found = await self.caller(token)
+        return None if found is None else found[0]
+
+    async def caller(self, token: str) -> tuple[Principal, str | None] | None:
+        """``principal``, and the caller binding the full path seals into the
+        ``requestState`` of the asking rounds of a request with ``token``
+        (``_compat.principal_binding``): the HTTP express lane asks this on every request
+        and seals (opens) its rounds' states with that binding, as the full path does."""
         self._follow_reloads()
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         cached = self._principals.get(digest)
@@ -128,7 +137,7 @@ class GatewayVerifier(TokenVerifier):
         verified = await self.verify_token(token)
         if verified is None:
             return None
-        found = principal_of(verified)
+        found = (principal_of(verified), principal_binding(verified))
         until = float("inf") if digest in self._tokens else None
         if until is None and (jwt := self._jwt_cache.get(digest)) is not None \
                 and jwt[0] is verified:

@@ -24,9 +24,11 @@ replayed): other methods and eras, a session, an ``Accept`` without both JSON an
 SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that does
 not verify or lacks access to the tool's server (the full path words those refusals),
 tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
-tracing is configured (the full path emits the spans).  MRTR continuations
-(``inputResponses`` / ``requestState``) stay on the lane like their first round, and
-go back to the full path when it began the round (``begun_on_full_path``).
+tracing is configured (the full path emits the spans).  MRTR rounds are the full
+path's too: an asking round's ``requestState`` is sealed and a continuation's opened
+as FastMCP's ``RequestStateBoundary`` does (``_compat.RoundStates``, the server's keys,
+bound to the caller), so a round goes on on either path of any gateway sharing the
+keys; a state that does not open goes to the full path, which refuses it.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fast_mcp_gateway.front.lane_host import LaneFront
-from fast_mcp_gateway.front.mrtr import begun_on_full_path
+from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.front.lane_host import LaneFront, open_state
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_body,
@@ -91,15 +93,15 @@ _LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
 class _Plan:
     """A call the lane takes: everything decided before anything is sent upstream."""
 
-    __slots__ = ("meta", "modern_version", "params", "principal", "request_id", "route",
-                 "tool")
+    __slots__ = ("binding", "meta", "modern_version", "params", "principal", "request_id",
+                 "route", "tool")
 
     def __init__(self, tool: UpstreamTool, route: tuple[Service, str | None],
                  request_id: str | int, params: dict[str, Any], meta: dict[str, Any],
-                 version: str, principal: Principal) -> None:
+                 version: str, principal: Principal, binding: str | None) -> None:
         self.tool, self.route, self.request_id = tool, route, request_id
         self.params, self.meta, self.modern_version = params, meta, version
-        self.principal = principal
+        self.principal, self.binding = principal, binding
 
 
 class HttpLane:
@@ -107,9 +109,10 @@ class HttpLane:
 
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True,
-                 sealed: Callable[[str], bool] = lambda state: False) -> None:
+                 states: RoundStates | None = None) -> None:
         self.app, self.access, self.provider = app, access, provider
-        self.sealed = sealed  # the gateway server's own requestState (front/mrtr.py)
+        # The full path's requestState seal (the server's keys): every round is portable.
+        self.states = states if states is not None else RoundStates.ephemeral(None)
         self._server_info = server_info
         self._stamp: dict[str, Any] | None = None
         self.enabled = enabled
@@ -196,8 +199,7 @@ class HttpLane:
         arguments = params.get("arguments")
         name = params.get("name")
         if not isinstance(meta, dict) or not isinstance(name, str) \
-                or not (arguments is None or isinstance(arguments, dict)) \
-                or begun_on_full_path(params, self.sealed):
+                or not (arguments is None or isinstance(arguments, dict)):
             return None
         level, token = meta.get(types.LOG_LEVEL_META_KEY), meta.get("progressToken")
         if (level is not None and level not in _LOG_LEVELS) or (
@@ -216,7 +218,7 @@ class HttpLane:
         if tool is None or self._declares_headers(name):
             return None
         try:
-            principal = await self.access.principal_of(headers.get("authorization"))
+            principal, binding = await self.access.caller_of(headers.get("authorization"))
         except ApiError:
             return None  # FastMCP answers 401 with its challenge
         if not principal.has("tools"):
@@ -230,7 +232,13 @@ class HttpLane:
         if servers is not None and not (tool.owner.name in servers
                                         and route[0].name in servers):
             return None  # "Unknown tool", as the full path words it
-        return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal)
+        if params.get("requestState") is not None:  # a continuation (MRTR)
+            opened = open_state(self.states, params, binding)
+            if opened is None:
+                return None
+            params = opened
+        return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal,
+                     binding)
 
     def _declares_headers(self, name: str) -> bool:
         """Whether tool ``name``'s schema declares ``Mcp-Param`` headers (the SDK then
@@ -254,8 +262,8 @@ class HttpLane:
         token = meta.get("progressToken")
         front = LaneFront(
             session=None, request_id=request_id, meta=forward,
-            # MRTR continuations stay on the lane: the state it handed out is the lane's
-            # (unsealed), which the full path would refuse.
+            # An MRTR continuation's state was opened (``_plan``); an asking round's is
+            # sealed as the full path seals it (the ``_Reply``'s states, for this caller).
             input_responses=plan.params.get("inputResponses"),
             request_state=plan.params.get("requestState"),
             client_id=client_id if isinstance(client_id, str) and client_id else "http",
@@ -298,7 +306,7 @@ class HttpLane:
         gone = scope.get("extensions", {}).get(HOST_GONE)
         if isinstance(gone, HostGone) and gone.gone:
             return  # gone while its request was read: nobody to run the call for
-        reply = _Reply(send)
+        reply = _Reply(send, self.states, plan.binding)
         loop = self._loop
         task = None if loop is None else asyncio.current_task(loop)
         if loop is None or task is None:  # once per loop: a lookup is a getpid() on 3.11
@@ -394,8 +402,11 @@ class _Reply:
 
     host_capabilities: dict[str, Any] = {}  # never read: a 2026-07-28 host's are per call
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, states: RoundStates, binding: str | None) -> None:
         self.send = send
+        # The full path's requestState seal, and this caller's binding in it: what the
+        # call's LaneFront seals an asking round's state with (``LaneFront.seal_state``).
+        self.states, self.binding = states, binding
         self.streaming = False
         self.finished = False
         # The call's task and a ping both write.  asyncio's lock takes a free lock

@@ -306,12 +306,12 @@ class Service:
     def _coming_back(self) -> bool:
         """No replica usable, and every one on its way back: its session just ended, or
         it reconnects with the next attempt under way or due within a call timeout."""
-        if not self.replicas:
-            return False
+        if not self.replicas or self.replicas[0].session is not None:
+            return False  # usable: the common case, one property read
         now = time.time()
         for replica in self.replicas:
             if replica.session is not None:
-                return False  # usable: the common case, one property read
+                return False
             state = replica.state
             if state is UpstreamState.READY or state is UpstreamState.STARTING:
                 continue  # READY without a session: it ended, the loop restarts it

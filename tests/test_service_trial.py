@@ -6,10 +6,18 @@ real stdio subprocesses and a real store; it fails until the defect is fixed.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
+from fast_mcp_gateway.store import open_store
+from tests.pg import PgCluster, running_cluster
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import OPS, demo, serving
 
@@ -34,3 +42,45 @@ async def test_a_restricted_admin_cannot_route_another_servers_tools_over_rest(
                                                         "target": "notes"})).json()["id"]
         changed = await api("PUT", f"/routes/{rid}", NOTES_ADMIN, json=hijack)
         assert changed.status_code == 403, changed.text
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server of this test's own: the test stops it."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+def test_logs_follow_survives_a_database_restart(own_cluster: PgCluster,
+                                                tmp_path: Path) -> None:
+    """The gateways ride out a PostgreSQL restart; `mcp-gateway logs --follow` against
+    the same database died at its first failed poll, after printing asyncpg's 20-line
+    traceback ("Failed to restore the pool connection floor; retrying").  A follower
+    should say the store is unreachable, in a line, and keep following."""
+    url = own_cluster.create_database()
+
+    async def migrate() -> None:  # the schema, as a gateway would have made it
+        await (await open_store(url)).close()
+
+    anyio.run(migrate)
+    err_path = tmp_path / "follow.err"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fast_mcp_gateway", "logs", "--db", url, "--follow"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
+        try:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # the first page (empty) is out: it is following
+            own_cluster.stop()
+            deadline = time.monotonic() + 60
+            while "unreachable" not in err_path.read_text() and proc.poll() is None:
+                assert time.monotonic() < deadline, err_path.read_text()
+                time.sleep(0.05)
+            text = err_path.read_text()
+            assert "Traceback" not in text, text
+            assert proc.poll() is None, f"logs --follow exited ({proc.returncode}): {text}"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import jwt
 import pytest
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from fast_mcp_gateway.store import open_store
 from tests.pg import PgCluster, running_cluster
@@ -84,3 +86,23 @@ def test_logs_follow_survives_a_database_restart(own_cluster: PgCluster,
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+async def test_a_jwt_without_an_expiry_is_refused(tmp_path: Path) -> None:
+    """A JWT access token must carry `exp` (RFC 9068, section 2.2).  One without it was
+    accepted, for ever: a token lifted once from a log or a proxy stays valid until the
+    identity provider's key is rotated.  The same token with an `exp` is accepted."""
+    pair = RSAKeyPair.generate()
+    auth = {"jwt": {"public_key": pair.public_key, "issuer": "https://idp.test/",
+                    "audience": "mcp-gateway"}}
+    key = pair.private_key.get_secret_value()
+    now = int(time.time())
+    claims = {"iss": "https://idp.test/", "aud": "mcp-gateway", "sub": "bob@idp",
+              "scope": "tools", "iat": now}
+    expiring = jwt.encode({**claims, "exp": now + 600}, key, algorithm="RS256")
+    forever = jwt.encode(claims, key, algorithm="RS256")
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
+                       options={"auth": auth}) as (api, _):
+        assert (await api("GET", "/servers", expiring)).status_code == 200
+        refused = await api("GET", "/servers", forever)
+        assert refused.status_code == 401, refused.text

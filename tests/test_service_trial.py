@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx2
 import jwt
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from fast_mcp_gateway.store import open_store
+from tests.fixtures import make_gateway, serve_http
 from tests.pg import PgCluster, running_cluster
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import OPS, demo, serving
+from tests.test_ui import _login
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +109,27 @@ async def test_a_jwt_without_an_expiry_is_refused(tmp_path: Path) -> None:
         assert (await api("GET", "/servers", expiring)).status_code == 200
         refused = await api("GET", "/servers", forever)
         assert refused.status_code == 401, refused.text
+
+
+async def test_the_dashboard_shows_the_servers_while_postgresql_is_down(
+        own_cluster: PgCluster) -> None:
+    """While PostgreSQL is down the gateway serves calls and GET /api/v1/servers from
+    memory, but every dashboard page but Live answered 503 "PostgreSQL ... unreachable":
+    in an incident the overview and a server's page (state, replicas, actions) are gone
+    exactly when an operator needs them.  They should show what the gateway knows, with
+    the store's problem named (history, charts and logs can wait for the store)."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": demo("notes")}, db=url,
+                           options={"auth": {"tokens": [
+                               {"name": "ops", "token": OPS, "scopes": ["admin"]}]}})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        await _login(http, base, OPS)
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        listed = await http.get(base + "/api/v1/servers",
+                                headers={"Authorization": f"Bearer {OPS}"})
+        assert listed.status_code == 200  # the gateway itself knows its servers
+        for path in ("/ui/", "/ui/servers/notes"):
+            page = await http.get(base + path)
+            assert page.status_code == 200, (path, page.status_code, page.text[-600:])
+            assert "notes" in page.text and "unreachable" in page.text, path

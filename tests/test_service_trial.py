@@ -23,7 +23,7 @@ from fast_mcp_gateway.store import open_store
 from tests.fixtures import make_gateway, serve_http
 from tests.pg import PgCluster, running_cluster
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
-from tests.test_rest import OPS, demo, serving
+from tests.test_rest import OPS, assert_error, demo, serving
 from tests.test_ui import _login
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +133,26 @@ async def test_the_dashboard_shows_the_servers_while_postgresql_is_down(
             page = await http.get(base + path)
             assert page.status_code == 200, (path, page.status_code, page.text[-600:])
             assert "notes" in page.text and "unreachable" in page.text, path
+
+
+async def test_every_rest_error_has_the_one_shape_even_for_a_newline_in_a_name(
+        tmp_path: Path) -> None:
+    """README: "Every error has one shape".  A server name holding an encoded line feed
+    (schemathesis found it on every /servers/{name}... and /stats/.../{name} path) got
+    Starlette's bare `Not Found` in text/plain; `a%0A` alone gets the JSON shape."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
+        for path in ("/servers/a%0Ab", "/servers/a%0Ab/tools", "/stats/tools/x%0Ay"):
+            response = await api("GET", path, OPS)
+            assert response.headers["content-type"].startswith("application/json"), (
+                path, response.status_code, response.text)
+            assert_error(response, 404, "not_found")
+
+
+async def test_a_created_route_says_when_it_was_created(tmp_path: Path) -> None:
+    """POST /api/v1/routes answered `"created_at": null`; GET /routes shows the same rule
+    with its time.  The 201 body should be the rule as stored."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
+        created = await api("POST", "/routes", OPS, json={"pattern": "x", "target": "notes"})
+        assert created.status_code == 201, created.text
+        listed = (await api("GET", "/routes", OPS)).json()["routes"]
+        assert created.json() == listed[0]

@@ -156,3 +156,24 @@ async def test_a_created_route_says_when_it_was_created(tmp_path: Path) -> None:
         assert created.status_code == 201, created.text
         listed = (await api("GET", "/routes", OPS)).json()["routes"]
         assert created.json() == listed[0]
+
+
+async def test_two_registrations_of_one_name_at_once_are_one_201_and_one_409(
+        tmp_path: Path) -> None:
+    """POST /api/v1/servers is 201, or 409 if the name exists.  Two at once (two
+    operators, two CI jobs, or the same job through two instances behind no balancer)
+    both got 201 and two add_server audit entries; one registration silently replaced
+    the other, so one caller holds a 201 for a configuration that is not there."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
+        statuses: list[int] = []
+
+        async def register(description: str) -> None:
+            config = {**demo("notes"), "description": description}
+            response = await api("POST", "/servers", OPS,
+                                 json={"name": "twin", "config": config})
+            statuses.append(response.status_code)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(register, "first")
+            group.start_soon(register, "second")
+        assert sorted(statuses) == [201, 409], statuses

@@ -17,7 +17,9 @@ import anyio
 import httpx2
 import jwt
 import pytest
+from fastmcp import Client
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
+from prometheus_client.parser import text_string_to_metric_families
 
 from fast_mcp_gateway.store import open_store
 from tests.fixtures import make_gateway, serve_http
@@ -177,3 +179,31 @@ async def test_two_registrations_of_one_name_at_once_are_one_201_and_one_409(
             group.start_soon(register, "first")
             group.start_soon(register, "second")
         assert sorted(statuses) == [201, 409], statuses
+
+
+async def test_the_recorder_queue_depth_counts_the_records_held_for_postgresql(
+        own_cluster: PgCluster) -> None:
+    """While PostgreSQL is down the call records are held and written when it is back
+    (none lost: good), but `mcp_gateway_recorder_queue_depth` ("call records waiting to
+    be written") stayed 0 with 20 held, and nothing else in /metrics or /health/servers
+    changes: a Prometheus alert cannot see that the gateway lost its database."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": demo("notes")}, db=url)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        async with Client(f"{base}/mcp") as host:
+            tool = sorted(t.name for t in await host.list_tools())[0]
+            for _ in range(20):
+                await host.call_tool(tool, {}, raise_on_error=False)
+
+        async def depth() -> float:
+            text = (await http.get(base + "/metrics")).text
+            return next(s.value for f in text_string_to_metric_families(text)
+                        for s in f.samples if s.name == "mcp_gateway_recorder_queue_depth")
+
+        for _ in range(100):  # a scrape is the only way a monitor can look: poll it
+            if await depth() >= 20:
+                break
+            await anyio.sleep(0.1)
+        assert await depth() >= 20

@@ -12,8 +12,23 @@ from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.errors import AdminError, NotFound
+from fast_mcp_gateway.principal import Principal
 
 Match = Literal["exact", "prefix", "wildcard"]
+
+
+def restricted_refusal(principal: Principal) -> str | None:
+    """Why ``principal`` may not change route rules (None: it may).  A rule's pattern
+    matches exposed names of any server: a token limited to some servers could send
+    every caller's calls of another server's tools (arguments included) to its own.
+    So rules are for an admin without a ``servers`` list, on every surface (the
+    ``gateway_*_route`` tools: ``admin/scope.beyond_servers``; REST; the dashboard)."""
+    if principal.servers is None:
+        return None
+    return (f"route rules act beyond one server (a pattern may match any server's tools): "
+            f"they need an admin token without a 'servers' list; the token "
+            f"'{principal.name}' may only manage the servers "
+            f"{', '.join(sorted(principal.servers))}")
 
 
 async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: str,

@@ -171,11 +171,9 @@ async def _route_rules(call: Call) -> list[s.RouteOut]:
     return [r for r in listed.routes if call.may_use(r.target)]
 
 
-async def _own_route(call: Call, route_id: int) -> None:
-    """A restricted principal may only touch rules that route to its servers."""
-    if call.principal.servers is not None and not any(
-            r.id == route_id for r in await _route_rules(call)):
-        raise not_found(f"no route #{route_id}")
+def _may_change_routes(call: Call) -> None:
+    if (refusal := routes.restricted_refusal(call.principal)) is not None:
+        raise forbidden("admin", refusal)
 
 
 @endpoint("GET", "/routes", s.RouteList, scope="tools", tag="routes")
@@ -189,6 +187,7 @@ async def list_routes(call: Call) -> s.RouteList:
 async def add_route(call: Call) -> s.RouteOut:
     """Send calls of matching exposed tool names to another server."""
     b: s.RouteIn = call.body
+    _may_change_routes(call)
     return s.RouteOut.model_validate(await routes.add_route(
         call.ctx, call.actor, b.pattern, call.server(b.target), b.match, b.priority))
 
@@ -199,7 +198,7 @@ async def update_route(call: Call) -> s.RouteOut:
     """Replace a route rule."""
     b: s.RouteIn = call.body
     route_id = call.route_id()
-    await _own_route(call, route_id)
+    _may_change_routes(call)
     return s.RouteOut.model_validate(await routes.update_route(
         call.ctx, call.actor, route_id, b.pattern, call.server(b.target), b.match, b.priority))
 
@@ -208,7 +207,7 @@ async def update_route(call: Call) -> s.RouteOut:
 async def delete_route(call: Call) -> s.Deleted:
     """Delete a route rule (its tools go back to their own servers)."""
     route_id = call.route_id()
-    await _own_route(call, route_id)
+    _may_change_routes(call)
     return s.Deleted.model_validate(await routes.delete_route(call.ctx, call.actor, route_id))
 
 

@@ -149,6 +149,8 @@ async def save_route(page: Page) -> Response:
     action = page.field("action", "add")
     route_id = page.field("id")
     try:
+        if (refusal := route_ops.restricted_refusal(page.viewer.principal)) is not None:
+            return await routes_page(page, error=refusal, status=403)
         if action == "delete":
             rules = await _rules(page)
             rule = next((r for r in rules if route_id.isdigit() and r["id"] == int(route_id)),

@@ -180,7 +180,13 @@ class GatewayVerifier(TokenVerifier):
         verified = await self._jwt.verify_token(token)
         if verified is None:
             return None
-        if verified.expires_at is not None and verified.expires_at <= now:
+        if verified.expires_at is None:
+            # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
+            # from a log or a proxy, would be valid until the issuer's key is rotated.
+            logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
+                           "expire; have the issuer set one", verified.subject)
+            return None
+        if verified.expires_at <= now:
             return None  # expired by this gateway's clock (the verifier allows some skew)
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:

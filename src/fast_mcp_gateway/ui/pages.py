@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.errors import NotFound
+from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui
@@ -136,15 +137,20 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
     calls = None
     health_log = None
     trend = None
+    store_problem = None
     if page.ctx.store is not None:
-        calls = await history.calls(page.ctx, server=name,
-                                    status=status if status in STATUSES else None,  # type: ignore[arg-type]
-                                    limit=limit_of(page), cursor=cursor)
-        health_log = await history.health_history(page.ctx, server=name, limit=20)
-        trend = await views.trend(page.ctx, window, server=name)
+        try:  # an unreachable store costs the history, not the server's state and actions
+            calls = await history.calls(page.ctx, server=name,
+                                        status=status if status in STATUSES else None,  # type: ignore[arg-type]
+                                        limit=limit_of(page), cursor=cursor)
+            health_log = await history.health_history(page.ctx, server=name, limit=20)
+            trend = await views.trend(page.ctx, window, server=name)
+        except StorageError as exc:
+            store_problem = str(exc)
     return {"d": detail, "components": views.components(page.ctx, name), "calls": calls,
             "health_log": health_log, "trend": trend, "window": window, "status": status,
-            "statuses": STATUSES, "views": views, "cursor": cursor}
+            "statuses": STATUSES, "views": views, "cursor": cursor,
+            "store_problem": store_problem}
 
 
 async def detail(page: Page) -> Response:

@@ -16,6 +16,7 @@ from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import GroupStats, ServerStatus
 from fast_mcp_gateway.config.alerts import DEFAULT_OP as DEFAULT_OP
+from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.store.stats import LatencyStats, finish, merge_into
 
 TRENDS = {"hour": (60.0, 12), "day": (1440.0, 24)}  # window minutes, buckets
@@ -56,6 +57,7 @@ class Overview:
     totals: dict[str, Any]
     trend: Trend | None
     recorder: dict[str, int] | None
+    store_problem: str | None = None  # the store is unreachable: no counts, no trend
 
 
 def _merged(rows: list[LatencyStats]) -> LatencyStats | None:
@@ -115,13 +117,19 @@ async def overview(ctx: AdminContext, visible: set[str] | None, window: str = "h
     by_server: dict[str, GroupStats] = {}
     inflight: dict[str, int] = {}
     recorder = None
-    if ctx.store is not None:
-        report = await history.stats(ctx, group_by="server",
-                                     since_minutes=TRENDS.get(window, TRENDS["hour"])[0])
-        by_server = {g.key: g for g in report.groups}
-        inflight = report.inflight
-        recorder = report.recorder
-    whole, per_server = await trends(ctx, window, visible)
+    whole: Trend | None = None
+    per_server: dict[str, Trend] = {}
+    problem = None
+    try:  # an unreachable store costs the counts and the trend, not the servers' cards
+        if ctx.store is not None:
+            report = await history.stats(ctx, group_by="server",
+                                         since_minutes=TRENDS.get(window, TRENDS["hour"])[0])
+            by_server = {g.key: g for g in report.groups}
+            inflight = report.inflight
+            recorder = report.recorder
+        whole, per_server = await trends(ctx, window, visible)
+    except StorageError as exc:
+        problem = str(exc)
     cards = []
     for s in listed:
         server_trend = per_server.get(s.name)
@@ -138,7 +146,7 @@ async def overview(ctx: AdminContext, visible: set[str] | None, window: str = "h
         "success_rate": None if not count else (count - errors) / count,
         "inflight": sum(c.inflight for c in cards),
     }
-    return Overview(cards, totals, whole, recorder)
+    return Overview(cards, totals, whole, recorder, problem)
 
 
 def sparkline(values: list[int] | list[float | None], width: int = 120, height: int = 28

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -106,10 +107,26 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
     widths = [len(c) for c in _LOG_COLUMNS]  # kept while following: the rows stay aligned
     _print_rows(rows, args.json, header=True, widths=widths)
     shown = {r.id for r in rows}
+    down = False
+    if args.follow:
+        # The store going away is said here, once per outage: asyncpg's pool would print
+        # a traceback at each of its own reconnect attempts.
+        logging.getLogger("asyncpg.pool").setLevel(logging.CRITICAL)
     while args.follow:
         await anyio.sleep(1.0)
-        batch, position = await store.invocations_written(
-            position, server=args.server, tool=args.tool, status=args.status)
+        try:
+            batch, position = await store.invocations_written(
+                position, server=args.server, tool=args.tool, status=args.status)
+        except StorageError as exc:  # a database restart: keep following, say so once
+            if not down:
+                print(f"mcp-gateway: {exc}; still following, trying again every second",
+                      file=sys.stderr, flush=True)
+            down = True
+            continue
+        if down:
+            print("mcp-gateway: the store is reachable again; following", file=sys.stderr,
+                  flush=True)
+            down = False
         new = [r for r in batch if r.id not in shown]
         shown.difference_update(r.id for r in batch)  # a first-page record comes once more
         if new:

@@ -25,6 +25,7 @@ from fast_mcp_gateway.store import open_store
 from tests.fixtures import make_gateway, serve_http
 from tests.pg import PgCluster, running_cluster
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
+from tests.test_asks_routing import until
 from tests.test_rest import OPS, assert_error, demo, serving
 from tests.test_ui import _login
 
@@ -197,13 +198,17 @@ async def test_the_recorder_queue_depth_counts_the_records_held_for_postgresql(
             for _ in range(20):
                 await host.call_tool(tool, {}, raise_on_error=False)
 
-        async def depth() -> float:
+        async def sample(name: str) -> float:
             text = (await http.get(base + "/metrics")).text
             return next(s.value for f in text_string_to_metric_families(text)
-                        for s in f.samples if s.name == "mcp_gateway_recorder_queue_depth")
+                        for s in f.samples if s.name == name)
 
-        for _ in range(100):  # a scrape is the only way a monitor can look: poll it
-            if await depth() >= 20:
-                break
-            await anyio.sleep(0.1)
-        assert await depth() >= 20
+        recorder = gateway.recorder
+        assert recorder is not None
+        await until(lambda: recorder.store_unavailable, 120)  # its first failed write
+        assert await sample("mcp_gateway_store_up") == 0
+        assert await sample("mcp_gateway_recorder_queue_depth") >= 20
+        await anyio.to_thread.run_sync(own_cluster.start)
+        assert await recorder.flushed(120)  # back: the held records are written
+        assert await sample("mcp_gateway_store_up") == 1
+        assert await sample("mcp_gateway_recorder_queue_depth") == 0

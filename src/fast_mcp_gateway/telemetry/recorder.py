@@ -333,9 +333,11 @@ class BatchWriter(Generic[T]):
             logger.warning("%s held until the store is back: %s", self.what, error)
 
     def stats(self) -> dict[str, Any]:
+        # Queued: everything accepted and not yet written, the batch held for a store
+        # that is away included (the channel alone looked empty during an outage).
         return {"written": self.written, "dropped": self.dropped,
-                "failed_writes": self.failed_writes,
-                "queued": self._receive.statistics().current_buffer_used}
+                "failed_writes": self.failed_writes, "queued": self.pending,
+                "store_unavailable": self.store_unavailable}
 
 
 class Recorder(BatchWriter[Invocation]):

@@ -204,7 +204,8 @@ async def test_route_rules(store: Store) -> None:
         await routes.add_route(ctx, ADA, "alpha_*", "nope", "wildcard")
     first = await routes.add_route(ctx, ADA, "alpha_add", "beta")
     assert first == {"id": first["id"], "pattern": "alpha_add", "match": "exact",
-                     "target": "beta", "priority": 0}
+                     "target": "beta", "priority": 0, "created_at": first["created_at"]}
+    assert first["created_at"] > 0  # the rule as stored
     second = await routes.add_route(ctx, ADA, "alpha_", "beta", "prefix", priority=5)
     listed = await routes.list_routes(ctx)
     assert [r["id"] for r in listed["routes"]] == [second["id"], first["id"]]

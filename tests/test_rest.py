@@ -179,8 +179,11 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         changed = await api("PUT", f"/routes/{rid}", OPS,
                             json={"pattern": "notes_list_notes", "target": "notes",
                                   "priority": 5})
+        listed = (await api("GET", "/routes", OPS)).json()["routes"]
         assert changed.json() == {"id": rid, "pattern": "notes_list_notes", "match": "exact",
-                                  "target": "notes", "priority": 5, "created_at": None}
+                                  "target": "notes", "priority": 5,
+                                  "created_at": listed[0]["created_at"]}  # as stored
+        assert isinstance(listed[0]["created_at"], float)
         assert (await api("DELETE", f"/routes/{rid}", OPS)).json() == {"deleted": rid}
         assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
         bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")

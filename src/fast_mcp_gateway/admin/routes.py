@@ -45,6 +45,10 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
     await ctx.load_routes()
     await ctx.audit(actor, action, pattern,
                     {"id": route_id, "match": match, "target": target, "priority": priority})
+    # The rule as stored (its creation time included), as the list shows it.
+    stored = next((r for r in await store.routes() if r.id == route_id), None)
+    if stored is not None:
+        return asdict(stored)
     return {"id": route_id, "pattern": pattern, "match": match, "target": target,
             "priority": priority}
 

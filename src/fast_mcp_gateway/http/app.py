@@ -21,6 +21,7 @@ without it, a web page could reach a loopback gateway through DNS rebinding.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -361,7 +362,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         middleware = [guard] if group.guarded else []
         sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],
                         exception_handlers={HTTPException: http_error})
-        mounts.append(Mount(group.prefix, app=sub))
+        mount = Mount(group.prefix, app=sub)
+        # Starlette's mount pattern ends in ".*", which stops at a line feed: a path with
+        # an encoded one (/api/v1/servers/a%0Ab) fell through to the MCP app's bare
+        # text 404.  Any path under the prefix is the group's, answered in its shape.
+        mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+        mounts.append(mount)
     # FastMCP's app guards every route of its own (the same lists, strict); meeting the
     # explained guard first gives each refusal its reason (SSE's /sse and /messages/,
     # /mcp/ with a slash, its well-known paths), not FastMCP's bare text.

@@ -12,7 +12,10 @@ Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
+
+import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.admin.masked import unmasked
@@ -304,8 +307,20 @@ def _check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> N
         raise ConfigError.single(source, server.name, "command", problem)
 
 
+_REGISTERING: weakref.WeakKeyDictionary[Any, anyio.Lock] = weakref.WeakKeyDictionary()
+"""One registration at a time per gateway: two adds of one name at once both found it
+free and both answered 201, the second silently replacing the first."""
+
+
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None) -> ChangeReport:
+    lock = _REGISTERING.setdefault(ctx, anyio.Lock())
+    async with lock:
+        return await _register_now(ctx, actor, name, raw, must_exist=must_exist)
+
+
+async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
+                        must_exist: bool | None) -> ChangeReport:
     store = require_store(ctx, "servers added or changed at runtime")
     exists = name in ctx.manager.services
     add, update = _REGISTER[actor.surface]

@@ -1,7 +1,8 @@
 """Defects found trying the service half as a demanding team would (session 12, trial 2).
 
 Each test reproduces one finding over real HTTP on 127.0.0.1 with the demo upstreams as
-real stdio subprocesses and a real store; it fails until the defect is fixed.
+real stdio subprocesses and a real store (PostgreSQL where the finding is about it); each
+failed on the code it was written against.
 """
 
 from __future__ import annotations

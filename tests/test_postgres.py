@@ -80,6 +80,23 @@ async def test_instances_starting_together_migrate_once(pg_url: str) -> None:
             await store.close()
 
 
+async def test_the_gateways_connections_are_named_for_a_dba(pg_url: str) -> None:
+    """pg_stat_activity tells the gateway's connections apart from others (and its change
+    feed's from its pool's); a URL naming an application_name keeps it."""
+    store = await open_store(pg_url)
+    named = await open_store(pg_url + "?application_name=team-gw")
+    assert isinstance(store, PostgresStore) and isinstance(named, PostgresStore)
+    try:
+        async with store._conn() as conn:
+            names = {r[0] for r in await conn.fetch(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = "
+                "current_database()")}
+        assert "fast-mcp-gateway" in names and "team-gw" in names, names
+    finally:
+        await store.close()
+        await named.close()
+
+
 async def test_a_newer_schema_is_refused_by_name(pg_url: str) -> None:
     store = await open_store(pg_url)
     assert isinstance(store, PostgresStore)

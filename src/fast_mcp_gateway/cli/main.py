@@ -180,6 +180,10 @@ def _configure_logging(level: str) -> None:
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)
         logging.getLogger("mcp").setLevel(logging.WARNING)
+        # The SDK's HTTP client logs every request at INFO ("HTTP Request: POST ..."):
+        # per_client and ${caller.*} sessions made a line per call.
+        for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 

@@ -34,6 +34,7 @@ from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
     PgChangeFeed,
     Query,
+    application,
     describe_url,
     load_asyncpg,
     rowcount,
@@ -84,7 +85,8 @@ class PostgresStore(PgCallLog):
         where = describe_url(dsn)
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
-                                             timeout=connect_timeout, command_timeout=60)
+                                             timeout=connect_timeout, command_timeout=60,
+                                             server_settings=application(dsn))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
             raise store_error(exc, where, "cannot connect") from None
         try:

@@ -97,7 +97,8 @@ class PgChangeFeed:
             return True
         asyncpg = load_asyncpg()
         try:
-            conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
+                                         server_settings=application(self._dsn, "change feed"))
         except Exception:  # noqa: BLE001 - not listening only makes the long poll coarser
             return False
         try:
@@ -141,6 +142,14 @@ def describe_url(url: str) -> str:
     except ValueError:
         port = ""
     return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def application(dsn: str, part: str | None = None) -> dict[str, str] | None:
+    """The ``application_name`` a connection gives PostgreSQL (``pg_stat_activity``
+    shows which connections are the gateway's, and what for), unless the URL names one."""
+    if "application_name" in dsn:
+        return None
+    return {"application_name": "fast-mcp-gateway" + (f" ({part})" if part else "")}
 
 
 def load_asyncpg() -> Any:

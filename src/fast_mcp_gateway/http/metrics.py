@@ -73,7 +73,7 @@ def snapshot_of(manager: UpstreamManager,
             return Snapshot(replicas, catalog, clients=clients)
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
-                        clients=clients, store_up=not stats["store_unavailable"])
+                        clients=clients, store_up=not rec.store_unavailable)
 
     return snapshot
 

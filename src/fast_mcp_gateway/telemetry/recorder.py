@@ -336,8 +336,7 @@ class BatchWriter(Generic[T]):
         # Queued: everything accepted and not yet written, the batch held for a store
         # that is away included (the channel alone looked empty during an outage).
         return {"written": self.written, "dropped": self.dropped,
-                "failed_writes": self.failed_writes, "queued": self.pending,
-                "store_unavailable": self.store_unavailable}
+                "failed_writes": self.failed_writes, "queued": self.pending}
 
 
 class Recorder(BatchWriter[Invocation]):

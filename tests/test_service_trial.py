@@ -108,10 +108,14 @@ async def test_a_jwt_without_an_expiry_is_refused(tmp_path: Path) -> None:
               "scope": "tools", "iat": now}
     expiring = jwt.encode({**claims, "exp": now + 600}, key, algorithm="RS256")
     forever = jwt.encode(claims, key, algorithm="RS256")
+    nobody = jwt.encode({k: v for k, v in claims.items() if k != "sub"} | {"exp": now + 600},
+                        key, algorithm="RS256")  # no subject: every such caller was "unknown"
     async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
                        options={"auth": auth}) as (api, _):
         assert (await api("GET", "/servers", expiring)).status_code == 200
         refused = await api("GET", "/servers", forever)
+        assert refused.status_code == 401, refused.text
+        refused = await api("GET", "/servers", nobody)
         assert refused.status_code == 401, refused.text
 
 

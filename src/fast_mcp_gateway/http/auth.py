@@ -188,6 +188,13 @@ class GatewayVerifier(TokenVerifier):
             return None
         if verified.expires_at <= now:
             return None  # expired by this gateway's clock (the verifier allows some skew)
+        if not (verified.claims or {}).get(self._jwt_config.subject_claim):
+            # Who calls names the records, the audit log and the binding of asking rounds
+            # and tasks: tokens without it would all be one caller ("unknown").
+            logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
+                           "subject); have the issuer set it, or set gateway.auth.jwt."
+                           "subject_claim", self._jwt_config.subject_claim)
+            return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:
             until = now + JWT_CACHE_SECONDS

@@ -32,7 +32,8 @@ MASK = "***"
 
 def holds_mask(raw: dict[str, Any]) -> bool:
     """Whether a change sends a ``***`` anywhere ``keep_masked`` looks."""
-    return any(MASK in json.dumps(raw.get(key)) for key in ("url", "env", "headers", "args"))
+    return any(MASK in json.dumps(raw.get(key))
+               for key in ("url", "env", "headers", "args", "instances"))
 
 
 async def unmasked(ctx: AdminContext, name: str, raw: dict[str, Any], source: str
@@ -158,6 +159,10 @@ def keep_masked(raw: dict[str, Any], stored: dict[str, Any], shown: dict[str, An
             else:
                 errors["args"] = (f"'{arg}' holds a hidden part (***) that cannot be kept "
                                   f"here; {retype}")
+    if MASK in json.dumps(raw.get("instances")):
+        # Not kept per instance: stored as sent, a replica would start with '***'.
+        errors["instances"] = (f"an instance holds a hidden value (***), which is not kept "
+                               f"for instances; {retype}")
 
 
 def _origin(url: Any) -> tuple[str, str] | None:

@@ -317,6 +317,8 @@ class Service:
                 continue  # READY without a session: it ended, the loop restarts it
             if state is not UpstreamState.RECONNECTING:
                 return False  # failed, disabled or stopped: nothing to wait for
+            if replica.down:
+                return False  # refused or timed out: down, its next attempt likely too
             due = replica.next_retry_at
             if due is not None and due - now >= replica.call_timeout:
                 return False  # backing off longer than a call may wait

@@ -425,3 +425,33 @@ async def test_a_registration_that_would_run_this_gateway_again_is_refused(
         await servers.add_server(ctx, ADA, "nest", chained)
     own = {**chained, "args": [*chained["args"], "--db", str(tmp_path / "nested.db")]}
     assert await servers.add_server(ctx, ADA, "nest", own) == ChangeReport(added=["nest"])
+
+
+async def test_a_null_command_does_not_carry_a_kept_secret_to_another_host(
+        store: Store) -> None:
+    """'command': null beside a new URL is no stdio server whose command stayed the
+    same: the hidden header must not be sent to the new host."""
+    ctx = FakeContext({}, store)
+    await servers.add_server(ctx, ADA, "k", {"url": url("k"),
+                                             "headers": {"Authorization": "Bearer sk-h-1"}})
+    shown = servers.server_detail(ctx, "k").config
+    sent = {k: v for k, v in shown.items() if k != "name"}
+    moved = sent | {"command": None, "url": "http://127.0.0.2:9/attacker"}
+    with pytest.raises(ConfigError, match=r"field 'headers': Authorization: the"):
+        await servers.update_server(ctx, ADA, "k", moved)
+    assert {row.name: row.config for row in await store.servers()}["k"]["url"] == url("k")
+
+
+async def test_a_shown_secret_of_an_instance_is_never_stored_as_the_mask(store: Store) -> None:
+    """An instance's header is shown as *** too: written back, it is refused naming the
+    field (it is not kept per instance), never stored as the literal '***'."""
+    ctx = FakeContext({}, store)
+    await servers.add_server(ctx, ADA, "k", {"instances": [
+        {"url": url("k"), "headers": {"Authorization": "Bearer sk-h-1"}}]})
+    shown = servers.server_detail(ctx, "k").config
+    assert "sk-h-1" not in str(shown)
+    sent = {k: v for k, v in shown.items() if k != "name"} | {"description": "two"}
+    with pytest.raises(ConfigError, match=r"server 'k', field 'instances'"):
+        await servers.update_server(ctx, ADA, "k", sent)
+    stored = {row.name: row.config for row in await store.servers()}["k"]
+    assert stored["instances"][0]["headers"] == {"Authorization": "Bearer sk-h-1"}

@@ -14,7 +14,7 @@ import pytest
 
 from fast_mcp_gateway.cli.main import _parser
 from fast_mcp_gateway.cli.reports import _table
-from fast_mcp_gateway.cli.serve import announcement, is_loopback
+from fast_mcp_gateway.cli.serve import announcement, is_loopback, listen
 from fast_mcp_gateway.config.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,3 +186,20 @@ def test_check_counts_disabled_servers_apart_and_takes_a_level_in_any_case(
         [sys.executable, "-m", "fast_mcp_gateway", "check", "--config", str(config),
          "--db", str(tmp_path / "g.db")], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert "no servers configured: add one under 'servers:'" in done.stderr, done.stderr
+
+
+def test_port_0_on_a_name_with_several_addresses_is_one_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name that resolves to several addresses (localhost: 127.0.0.1 and ::1) gets
+    a socket on each; with port 0 each got a port of its own, and the banner named only
+    the first's (a client reaching the name's other address found nothing there)."""
+    addresses = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0))
+                 for ip in ("127.0.0.1", "127.0.0.2")]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: addresses)
+    sockets = listen(GatewaySettings(host="here.test", port=0, transport="http"))
+    try:
+        ports = {sock.getsockname()[1] for sock in sockets}
+        assert len(sockets) == 2 and len(ports) == 1 and 0 not in ports, ports
+    finally:
+        for sock in sockets:
+            sock.close()

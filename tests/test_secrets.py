@@ -95,6 +95,21 @@ def test_credentials_written_in_a_servers_args_are_masked_wherever_shown() -> No
                      "--session-file", "./state.json", "--auth", "none", "--verbose"]
 
 
+def test_credentials_in_an_instances_args_are_masked_too() -> None:
+    """An instance's args are shown with the server (the admin views, an export): a
+    credential written there is masked as at the top level; and one instance's last
+    option does not take the next instance's first argument for its value."""
+    token = f"sk-{secrets.token_hex(8)}"
+    free = f"plain{secrets.token_hex(6)}"
+    config = parse_config({"servers": {"a": {"instances": [
+        {"command": "x", "args": [f"--api-key={token}", "--token"]},
+        {"command": "y", "args": [free]}]}}}, source="test")
+    shown = config.servers["a"].redacted()["instances"]
+    assert shown[0]["args"] == ["--api-key=***", "--token"]
+    assert token not in str(shown)
+    assert free not in SECRETS and shown[1]["args"] == [free]
+
+
 def test_url_credentials_are_found_for_the_registry() -> None:
     assert set(url_credentials("https://u:pw12@h.test/p?token=t0k3n&page=1")) == {
         "u", "pw12", "t0k3n"}

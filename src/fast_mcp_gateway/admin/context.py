@@ -29,7 +29,8 @@ from fast_mcp_gateway.telemetry.recorder import Recorder
 class Actor:
     """Who asks for an admin operation, as the audit log names them.
 
-    The MCP adapter uses the host's client id (``"stdio"`` when the transport has none);
+    The MCP adapter uses the host's client id (the transport's name, ``"stdio"``,
+    ``"http"`` or ``"sse"``, when it has none);
     the config file watcher is ``CONFIG_FILE`` (a reload it made because the file
     changed); a reload a signal asked for is ``signal(name)`` (``signal:SIGHUP``); other
     in-process callers (library code) are ``LIBRARY``.  Authentication will add the

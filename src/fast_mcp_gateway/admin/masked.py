@@ -32,7 +32,8 @@ MASK = "***"
 
 def holds_mask(raw: dict[str, Any]) -> bool:
     """Whether a change sends a ``***`` anywhere ``keep_masked`` looks."""
-    return any(MASK in json.dumps(raw.get(key)) for key in ("url", "env", "headers", "args"))
+    return any(MASK in json.dumps(raw.get(key))
+               for key in ("url", "env", "headers", "args", "instances"))
 
 
 async def unmasked(ctx: AdminContext, name: str, raw: dict[str, Any], source: str
@@ -111,11 +112,13 @@ def keep_masked(raw: dict[str, Any], stored: dict[str, Any], shown: dict[str, An
     def env_secret(value: Any) -> bool:
         return isinstance(value, str) and any(len(s) >= 4 and s in value for s in from_env)
 
-    # Compared as displayed (both sides expanded and masked alike).
-    same_place = bool(shown) and (
-        raw.get("command") == shown.get("command") if "command" in raw else
+    # Compared as displayed (both sides expanded and masked alike).  Both the command
+    # and the URL's origin: a "command": null beside a new URL is no stdio server whose
+    # command stayed the same.
+    same_place = bool(shown) and raw.get("command") == shown.get("command") and (
         _origin(raw.get("url")) == _origin(shown.get("url")))
-    moved = "the command changed" if "command" in raw else "the URL's host changed"
+    moved = ("the command changed" if raw.get("command") is not None
+             else "the URL's host changed")
     if MASK in raw.get("url", "") and raw["url"] == shown.get("url") and "url" in stored:
         if env_secret(stored["url"]):
             errors["url"] = f"the URL's hidden part: {from_file} {retype}"
@@ -156,6 +159,10 @@ def keep_masked(raw: dict[str, Any], stored: dict[str, Any], shown: dict[str, An
             else:
                 errors["args"] = (f"'{arg}' holds a hidden part (***) that cannot be kept "
                                   f"here; {retype}")
+    if MASK in json.dumps(raw.get("instances")):
+        # Not kept per instance: stored as sent, a replica would start with '***'.
+        errors["instances"] = (f"an instance holds a hidden value (***), which is not kept "
+                               f"for instances; {retype}")
 
 
 def _origin(url: Any) -> tuple[str, str] | None:

@@ -226,7 +226,9 @@ class ServerConfig(Target):
         register_config_secrets(
             self.secrets, {k: v for t in targets for k, v in t.env.items()},
             {k: v for t in targets for k, v in t.headers.items()},
-            [t.url for t in targets if t.url], [a for t in targets for a in t.args])
+            [t.url for t in targets if t.url])
+        for target in targets:  # one command line each: an option's value is in its own
+            register_config_secrets((), {}, {}, (), target.args)
         return self
 
     @model_validator(mode="after")
@@ -336,6 +338,8 @@ class ServerConfig(Target):
                                      for k, v in instance[key].items()}
             if "url" in instance:
                 instance["url"] = mask_text(instance["url"], self.secrets)
+            if "args" in instance:
+                instance["args"] = [mask_text(a, self.secrets) for a in instance["args"]]
         return data
 
 

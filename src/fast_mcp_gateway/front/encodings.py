@@ -107,6 +107,14 @@ class TypedTool(_TypedAsks):
         return await call.service.call_tool(call.original, call.arguments, call.front,
                                             self.annotations, path=call.path)
 
+    @staticmethod
+    def adopt(outcome: Any) -> Any:
+        """A parked call's outcome as this encoding's (``Parking.send``): the JSON result
+        of a call an express lane began, as the typed result."""
+        if isinstance(outcome, dict):
+            return types.CallToolResult.model_validate(outcome, by_name=False)
+        return outcome
+
     def finish(self, call: Call,
                result: types.CallToolResult | types.InputRequiredResult) -> Answer[ToolResult]:
         if isinstance(result, types.InputRequiredResult):
@@ -236,6 +244,14 @@ class JsonTool:
             params = self.params = {**params, "arguments": call.arguments}
         return await call.service.call_tool_raw(params, call.front, self.annotations,
                                                 path=call.path, on_progress=self.on_progress)
+
+    @staticmethod
+    def adopt(outcome: Any) -> Any:
+        """A parked call's outcome as this encoding's (``Parking.send``): the typed result
+        of a call the full path began, as JSON."""
+        if isinstance(outcome, types.CallToolResult):
+            return outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return outcome
 
     def asks(self, result: dict[str, Any]) -> Mapping[str, Any] | None:
         if result.get("resultType") == "input_required":

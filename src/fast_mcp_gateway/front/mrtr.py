@@ -181,7 +181,10 @@ class Parking:
                                   "returned its result; call it again without requestState")
         if isinstance(outcome, types.InputRequiredResult):
             return sending.shows(outcome)
-        return outcome  # type: ignore[no-any-return]
+        # The outcome has the form of the encoding that began the call; a round the
+        # other path began (each opens the other's requestState) is answered in this one's.
+        adopt = getattr(sending, "adopt", None)
+        return adopt(outcome) if adopt is not None else outcome  # type: ignore[no-any-return]
 
     def _owner(self, call: Parkable) -> tuple[str, str, str]:
         return (f"{call.principal.kind}:{call.principal.name}", call.kind, call.exposed)

@@ -83,6 +83,9 @@ def _kind(exc: BaseException) -> FailureKind:
     return FailureKind.TRANSPORT
 
 
+_TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
+
+
 class Service:
     """A server's replicas behind one name (see the module docstring for the rules)."""
 
@@ -197,7 +200,13 @@ class Service:
         if key is None or key == "session":
             if front is None or front.session is None:
                 return None
-            return front.client_id if front.client_id != "stdio" else str(id(front.session))
+            # Without a client id a front names its transport (``FrontCall.client_id``),
+            # which every session of it shares: the session's connection is the key then
+            # (``front.session`` is a view of it per request over HTTP).
+            client = front.client_id
+            if client not in _TRANSPORT_NAMES:
+                return client
+            return str(id(front.host if front.host is not None else front.session))
         value = (arguments or {}).get(key.removeprefix("arguments."))
         return None if value is None else json.dumps(value, sort_keys=True)
 
@@ -317,6 +326,8 @@ class Service:
                 continue  # READY without a session: it ended, the loop restarts it
             if state is not UpstreamState.RECONNECTING:
                 return False  # failed, disabled or stopped: nothing to wait for
+            if replica.down:
+                return False  # refused or timed out: down, its next attempt likely too
             due = replica.next_retry_at
             if due is not None and due - now >= replica.call_timeout:
                 return False  # backing off longer than a call may wait

@@ -272,6 +272,10 @@ class Upstream:
         return self._sup.next_retry_at
 
     @property
+    def down(self) -> bool:
+        return self._sup.down
+
+    @property
     def health_timeout(self) -> float:
         return self._sup.health_timeout
 

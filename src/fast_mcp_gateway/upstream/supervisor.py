@@ -155,6 +155,12 @@ class Supervisor:
             return None
         return self._session
 
+    @property
+    def down(self) -> bool:
+        """Whether its last attempts found no one there (refused, unresolvable) or
+        timed out: a server that is down, not a session that just ended."""
+        return self._unreachable or self._timeouts > 0
+
     async def wait_first_attempt(self) -> None:
         await self._first_attempt.wait()
 

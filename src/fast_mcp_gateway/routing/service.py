@@ -47,6 +47,7 @@ from fast_mcp_gateway.policies import (
     make_balancer,
 )
 from fast_mcp_gateway.routing.isolation import ClientSessions
+from fast_mcp_gateway.routing.waiting import until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -269,10 +270,7 @@ class Service:
             async with self.clients.session(front) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
-        if self._all_starting():  # only waits while every replica is still starting
-            await self._first_connects()
-        elif self._coming_back():
-            await self._comebacks()
+        await until_usable(self.replicas, self.wait_until)
         tried: set[int] = set()
         for attempt in range(1, self.retry.attempts + 1):
             replica = self.pick(tried, key) or self.pick(set(), key)
@@ -296,58 +294,6 @@ class Service:
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
-
-    def _all_starting(self) -> bool:
-        return bool(self.replicas) and all(
-            r.state is UpstreamState.STARTING for r in self.replicas)
-
-    async def _first_connects(self) -> None:
-        """While every replica is still making its first connect attempt (the caller
-        checked: ``_all_starting``), wait for one of them to finish (at most a call
-        timeout) instead of failing at once: ``initialize`` is answered before the
-        upstreams connect, and hosts (the Inspector CLI) read or call right after it."""
-        starting = self.replicas
-        with anyio.move_on_after(max(r.call_timeout for r in starting)):
-            async with anyio.create_task_group() as tg:
-                for replica in starting:
-                    tg.start_soon(self._first_of, replica, tg.cancel_scope)
-
-    def _coming_back(self) -> bool:
-        """No replica usable, and every one on its way back: its session just ended, or
-        it reconnects with the next attempt under way or due within a call timeout."""
-        if not self.replicas or self.replicas[0].session is not None:
-            return False  # usable: the common case, one property read
-        now = time.time()
-        for replica in self.replicas:
-            if replica.session is not None:
-                return False
-            state = replica.state
-            if state is UpstreamState.READY or state is UpstreamState.STARTING:
-                continue  # READY without a session: it ended, the loop restarts it
-            if state is not UpstreamState.RECONNECTING:
-                return False  # failed, disabled or stopped: nothing to wait for
-            if replica.down:
-                return False  # refused or timed out: down, its next attempt likely too
-            due = replica.next_retry_at
-            if due is not None and due - now >= replica.call_timeout:
-                return False  # backing off longer than a call may wait
-        return True
-
-    async def _comebacks(self) -> None:
-        """A crashed stdio server is restarted at once: a call right after the crash
-        waits (at most a call timeout) for the attempt under way instead of failing
-        with "is reconnecting".  It stops waiting once a replica is usable, an attempt
-        ended (a failed one: the call fails with its reason), or waiting cannot help."""
-        before = self.attempts
-        await self.wait_until(
-            lambda: any(r.session is not None for r in self.replicas)
-            or self.attempts > before or not self._coming_back(),
-            within=max(r.call_timeout for r in self.replicas))
-
-    @staticmethod
-    async def _first_of(replica: Upstream, scope: anyio.CancelScope) -> None:
-        await replica.wait_first_attempt()
-        scope.cancel()
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
                               path: CallPath) -> tuple[T, CallPath]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,10 +69,10 @@ def test_serve_over_http_says_where_and_warns_off_loopback() -> None:
         "serving 1 server(s) from s.yaml at http://[::1]:9000/sse (sse); stop with Ctrl-C."]
 
 
-def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+@contextlib.contextmanager
+def _http_banner(tmp_path: Path, port: int) -> Iterator[str]:
+    """A real ``serve --transport http --port PORT`` with an empty config; yields its
+    banner line (read as it arrives), stopped afterwards."""
     config = tmp_path / "servers.yaml"
     config.write_text("servers: {}\n")
     proc = subprocess.Popen(
@@ -80,15 +82,22 @@ def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
         cwd=REPO)
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:  # blocks until the banner arrives (or the process ends)
-            if line.startswith("mcp-gateway: serving"):
-                assert f"http://127.0.0.1:{port}/mcp" in line
-                break
-        else:
-            raise AssertionError("no banner before the gateway exited")
+        # Blocks until the banner arrives (or the process ends).
+        banner = next((line for line in proc.stderr
+                       if line.startswith("mcp-gateway: serving")), None)
+        assert banner is not None, "no banner before the gateway exited"
+        yield banner
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
+
+
+def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with _http_banner(tmp_path, port) as banner:
+        assert f"http://127.0.0.1:{port}/mcp" in banner
 
 
 def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
@@ -115,30 +124,14 @@ def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Pa
 
 
 def test_http_serve_on_port_0_announces_the_port_it_got(tmp_path: Path) -> None:
-    config = tmp_path / "servers.yaml"
-    config.write_text("servers: {}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-         "--transport", "http", "--port", "0", "--db", str(tmp_path / "g.db")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        cwd=REPO)
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # blocks until the banner arrives (or the process ends)
-            if line.startswith("mcp-gateway: serving"):
-                port = int(line.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
-                break
-        else:
-            raise AssertionError("no banner before the gateway exited")
+    with _http_banner(tmp_path, 0) as banner:
+        port = int(banner.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
         assert port != 0
         # The API answers there (its lifespan may still be starting: asked until it does).
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
             sock.sendall(b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Connection: close\r\n\r\n")
             assert sock.recv(64).startswith(b"HTTP/1.1 200"), "no answer on the announced port"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
 
 
 def test_a_multi_line_error_stays_on_its_records_line() -> None:

@@ -382,22 +382,24 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
     # All or nothing: every namespace is checked against what would run afterwards
     # before the first server is saved or started.
     after = dict(_running_configs(ctx))
+    entries: dict[str, dict[str, Any]] = {}  # as they will be stored, shown *** kept
     for name, server in imported.config.servers.items():
         if name in ctx.manager.services and not replace_existing:
             continue
         if name not in ctx.manager.services:
             _check_new_name(name, "gateway_import_servers")
-        await unmasked(ctx, name, imported.entries[name], "gateway_import_servers")
+        entries[name] = await unmasked(ctx, name, imported.entries[name],
+                                       "gateway_import_servers")
         _check_not_nested(ctx, server, "gateway_import_servers")
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()
     for name in imported.config.servers:
-        if name in ctx.manager.services and not replace_existing:
+        if name not in entries:
             report.unchanged.append(name)
             continue
         # Stored as written (ours, or converted from Claude's shape), ${VAR} unexpanded.
-        outcome = await _register(ctx, actor, name, imported.entries[name], must_exist=None)
+        outcome = await _register(ctx, actor, name, entries[name], must_exist=None)
         report.added += outcome.added
         report.restarted += outcome.restarted
     return report

@@ -139,19 +139,11 @@ def _runs_this_gateway(server: ServerConfig, source: str) -> bool:
     Without ``--config`` a nested gateway reads ``$MCP_GATEWAY_CONFIG`` or ./servers.yaml,
     most likely this file; another explicit file is a deliberate chain and allowed.
     """
-    assert server.command is not None
-    argv = _gateway_argv(server.command, server.args)
-    positional = [a for a in argv or () if not a.startswith("-")]
-    if argv is None or (positional and positional[0] != "serve"):
+    argv = _serve_argv(server)
+    if argv is None:
         return False
     config = _option(argv, "--config", "-c") or server.env.get("MCP_GATEWAY_CONFIG")
-    if config is None:
-        return True
-    base = Path(server.cwd) if server.cwd else Path.cwd()
-    try:
-        return (base / config).resolve() == Path(source).resolve()
-    except (OSError, ValueError):
-        return False
+    return config is None or _same_path(server, config, source)
 
 
 def nested_gateway_problem(server: ServerConfig, config: str | os.PathLike[str] | None,
@@ -164,11 +156,8 @@ def nested_gateway_problem(server: ServerConfig, config: str | os.PathLike[str] 
     Desktop file that lists this gateway did it).  One reading this gateway's config
     file is refused as the file's own check refuses it.  ``config``/``db``: this
     gateway's (``db`` None: it has no store)."""
-    if server.command is None:
-        return None
-    argv = _gateway_argv(server.command, server.args)
-    positional = [a for a in argv or () if not a.startswith("-")]
-    if argv is None or (positional and positional[0] != "serve"):
+    argv = _serve_argv(server)
+    if argv is None:
         return None
     if config is not None and _runs_this_gateway(server, os.fspath(config)):
         return ("runs this gateway itself ('mcp-gateway serve' with this same config), "
@@ -178,16 +167,31 @@ def nested_gateway_problem(server: ServerConfig, config: str | os.PathLike[str] 
         return None
     nested = _option(argv, "--db", "--db") or server.env.get("MCP_GATEWAY_DB") \
         or str(default_db_path())
-    base = Path(server.cwd) if server.cwd else Path.cwd()
-    try:
-        same = nested == db or (base / nested).resolve() == Path(db).resolve()
-    except (OSError, ValueError):
-        same = False
-    if not same:
+    if nested != db and not _same_path(server, nested, db):
         return None
     return ("runs a gateway on this gateway's own store, which holds this registration: "
             "it would start itself again, without end; give it a store of its own "
             "('--db PATH' or '--no-db' in its args), or add its servers directly")
+
+
+def _serve_argv(server: ServerConfig) -> list[str] | None:
+    """The gateway's own arguments when the server runs ``mcp-gateway serve``, else None."""
+    if server.command is None:
+        return None
+    argv = _gateway_argv(server.command, server.args)
+    positional = [a for a in argv or () if not a.startswith("-")]
+    if argv is None or (positional and positional[0] != "serve"):
+        return None
+    return argv
+
+
+def _same_path(server: ServerConfig, path: str, other: str) -> bool:
+    """Whether ``path``, as the server's process sees it (from its ``cwd``), is ``other``."""
+    base = Path(server.cwd) if server.cwd else Path.cwd()
+    try:
+        return (base / path).resolve() == Path(other).resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def _gateway_argv(command: str, args: Sequence[str]) -> list[str] | None:

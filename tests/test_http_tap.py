@@ -30,6 +30,7 @@ from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.outcomes import CallOutcome
+from fast_mcp_gateway.upstream import http_tap
 from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
     _Deadline,
@@ -39,6 +40,7 @@ from fast_mcp_gateway.upstream.http_tap import (
     tap_applies,
 )
 from fast_mcp_gateway.upstream.http_wire import sse_messages
+from fast_mcp_gateway.upstream.lifting import lifted_loads
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, alpha_server, serve_http
@@ -136,11 +138,26 @@ async def front(gw: Gateway) -> AsyncIterator[Front]:
         yield Front(gw, http)
 
 
-async def test_calls_through_the_tap_answer_as_through_the_sdk_client() -> None:
+BIG = 'a "quoted" \\ back\\slash, ✓ 漢字 🚀 \u2028 line\nnext\ttab ' * 6000  # ~300 KiB
+
+
+async def test_calls_through_the_tap_answer_as_through_the_sdk_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lifted: list[int] = []
+
+    def counted(data: bytes) -> Any:
+        message = lifted_loads(data)
+        lifted.append(len(json.dumps(message)) < len(data) // 2)
+        return message
+
+    monkeypatch.setattr(http_tap, "lifted_loads", counted)
     async with upstream() as up, front(gateway(up.url, tap=True)) as fast, \
             front(gateway(up.url, tap=False)) as sdk:
         assert fast.tap is not None and sdk.tap is None
         cases: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [
+            # Past lifting.LIFT_MIN: long strings relayed undecoded (upstream/lifting.py).
+            ("alpha_chatty", {"text": BIG}, None),
+            ("alpha_fail", {"message": BIG}, None),
             ("alpha_add", {"a": 2, "b": 3}, None),
             ("alpha_media", {}, None),
             ("alpha_fail", {"message": "no: ✗"}, None),        # isError
@@ -159,6 +176,16 @@ async def test_calls_through_the_tap_answer_as_through_the_sdk_client() -> None:
             assert got.status_code == want.status_code
             assert got.headers["content-type"] == want.headers["content-type"], name
             assert canonical(got.content) == canonical(want.content), (got.text, want.text)
+        assert lifted.count(True) == 2  # the two long answers
+        # A log notification as long before a long answer (the SDK's client closes the
+        # connection there: compared with what the upstream said instead).
+        streamed = await fast.post("alpha_chatty", {"text": BIG},
+                                   {types.LOG_LEVEL_META_KEY: "info"})
+        log, result = [json.loads(e) for e in canonical(streamed.content)]
+        assert log["params"]["data"]["msg"] == f"about {BIG}"
+        assert result["result"]["structuredContent"]["echo"] == BIG
+        assert json.loads(result["result"]["content"][0]["text"])["echo"] == BIG
+        assert lifted.count(True) == 3  # the answer (the log's text is under "msg")
         # Progress and logs reached the host as notifications, then the result.
         events = [json.loads(e) for e in canonical(got.content)]
         assert [e.get("method") for e in events[:-1]] == ["notifications/progress"] * 2

@@ -23,6 +23,7 @@ from anyio.abc import Process
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from fast_mcp_gateway.front.wire import encode_line
 from tests.fixtures import PY, SERVERS
 
 pytestmark = pytest.mark.anyio
@@ -169,6 +170,8 @@ def lane_id(result: dict[str, Any]) -> str:
     return result["structuredContent"]["result"]
 
 
+BIG = 'a "quoted" \\ back\\slash, ✓ 漢字 🚀 \u2028 line\nnext\ttab ' * 4000  # ~200 KiB
+
 PARITY_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("up_echo", {"text": "héllo ✓ 漢字 🚀", "times": 2}),
     ("up_profile", {"name": "ada", "tags": ["x", "y"]}),
@@ -177,6 +180,9 @@ PARITY_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("up_echo", {"text": 5}),                   # wrong argument type
     ("up_echo", {}),                            # missing argument
     ("up_count", {"steps": 2}),
+    # Answers past lifting.LIFT_MIN: their long strings are relayed undecoded.
+    ("up_echo", {"text": BIG, "times": 2}),
+    ("up_refuse", {"reason": BIG * 2}),         # isError, its text recorded decoded
 ]
 
 
@@ -193,7 +199,9 @@ async def test_the_lane_answers_exactly_as_the_full_path(tmp_path: Path, era: st
             answers[lane] = [await host.call(name, args) for name, args in PARITY_CALLS]
             assert host.unanswered == []
     assert answers[True] == answers[False]
-    echo, profile, picture, refused, wrong, missing, _ = answers[True]
+    echo, profile, picture, refused, wrong, missing, _, big, big_refusal = answers[True]
+    assert big["content"] == [{"type": "text", "text": BIG * 2}]
+    assert big_refusal["isError"] is True and BIG * 2 in big_refusal["content"][0]["text"]
     assert echo["content"] == [{"type": "text", "text": "héllo ✓ 漢字 🚀" * 2}]
     assert profile["structuredContent"] == {"name": "ada", "tags": ["x", "y"], "length": 3,
                                             "ratio": 1 / 3}
@@ -400,9 +408,17 @@ async def test_lane_calls_are_recorded_like_any_other(tmp_path: Path) -> None:
                         env={"MCP_GATEWAY_DB": str(db)}) as host:
         assert lane_id(await host.call("up_whoami")).startswith("gw-")
         await host.call("up_refuse", {"reason": "no", "api_key": "hunter2"})
+        big = await host.call("up_echo", {"text": BIG})  # lifted (upstream/lifting.py)
+        await host.call("up_refuse", {"reason": "long " + BIG * 2})
     logs = await anyio.run_process([PY, "-m", "fast_mcp_gateway", "logs", "--db", str(db),
                                     "--json"])
-    records = {r["exposed"]: r for r in map(json.loads, logs.stdout.decode().splitlines())}
+    listed = list(map(json.loads, logs.stdout.decode().splitlines()))
+    long_refusal = next(r for r in listed if "long " in (r["error"] or ""))
+    assert long_refusal["error"].startswith("refused: long a \"quoted\"")  # decoded
+    echoed = next(r for r in listed if r["exposed"] == "up_echo")
+    # The size of what the host read (the literal spliced back), not of the token's line.
+    assert echoed["response_bytes"] > len(encode_line({"result": big})) - 64
+    records = {r["exposed"]: r for r in listed if "long " not in (r["error"] or "")}
     assert records["up_whoami"]["status"] == "success"
     assert records["up_whoami"]["replica"] == "up" and records["up_whoami"]["server"] == "up"
     refused = records["up_refuse"]

@@ -31,6 +31,7 @@ from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call, Failure
 from fast_mcp_gateway.front.parked import ParkedFront
+from fast_mcp_gateway.upstream.lifting import lifting, text_of, unlifted
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 # Result `_meta` keys that describe the upstream connection, not the result.
@@ -112,7 +113,7 @@ class TypedTool(_TypedAsks):
         """A parked call's outcome as this encoding's (``Parking.send``): the JSON result
         of a call an express lane began, as the typed result."""
         if isinstance(outcome, dict):
-            return types.CallToolResult.model_validate(outcome, by_name=False)
+            return types.CallToolResult.model_validate(unlifted(outcome), by_name=False)
         return outcome
 
     def finish(self, call: Call,
@@ -242,8 +243,22 @@ class JsonTool:
             if self._host_arguments is _OWN:
                 self._host_arguments = params.get("arguments")
             params = self.params = {**params, "arguments": call.arguments}
-        return await call.service.call_tool_raw(params, call.front, self.annotations,
-                                                path=call.path, on_progress=self.on_progress)
+        lifts = lifting.set(self.lifts(call))
+        try:
+            return await call.service.call_tool_raw(params, call.front, self.annotations,
+                                                    path=call.path,
+                                                    on_progress=self.on_progress)
+        finally:
+            lifting.reset(lifts)
+
+    @staticmethod
+    def lifts(call: Call) -> bool:
+        """Whether the answer's long strings may stay undecoded until the host's answer
+        is written (``upstream/lifting.py``): not when the result stage measures or
+        keeps results (a size limit, a cache rule)."""
+        config = call.service.config
+        return config.max_result_bytes is None and config.cache is None \
+            and not config.tools.cache
 
     @staticmethod
     def adopt(outcome: Any) -> Any:
@@ -302,7 +317,7 @@ class JsonTool:
         line = self.encode(result)
         if result.get("isError"):
             content = result.get("content") or ()
-            text = next((c.get("text") for c in content
+            text = next((text_of(c.get("text")) for c in content
                          if isinstance(c, dict) and c.get("type") == "text"), None)
             return Answer("error", text[:2000] if isinstance(text, str) else None,
                           output=line, size=len(line))
@@ -349,7 +364,7 @@ def _malformed_tool_result(result: Any) -> str | None:
                   if isinstance(result, dict) and result.get("resultType") == "input_required"
                   else types.CallToolResult)
     try:
-        model.model_validate(result, by_name=False)
+        model.model_validate(unlifted(result), by_name=False)
     except ValueError as exc:
         return "; ".join(line.strip() for line in str(exc).splitlines()[:3]) or repr(exc)
     return None

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from fast_mcp_gateway._compat import wire_fields
 from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
+from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS
 
 
@@ -56,15 +57,16 @@ RELAYED_PARAMS = ("inputResponses", "requestState")
 
 def encode_line(message: dict[str, Any]) -> bytes:
     """``message`` as one stdio line (UTF-8 as is, like the SDK's stdio writer)."""
+    text = UTF8_JSON.encode(message)
     try:
-        return UTF8_JSON.encode(message).encode() + b"\n"
+        return splice(text, b"\n")
     except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
-        return ASCII_JSON.encode(message).encode() + b"\n"
+        return splice(ASCII_JSON.encode(message), b"\n")
 
 
 def encode_body(message: dict[str, Any]) -> bytes:
     """``message`` as the SDK's streamable-HTTP transport writes a body (ASCII-escaped)."""
-    return ASCII_JSON.encode(message).encode()
+    return splice(ASCII_JSON.encode(message))
 
 
 def encode_id(request_id: str | int) -> bytes:

@@ -70,6 +70,7 @@ from fast_mcp_gateway.upstream.http_wire import (
     read_head,
     sse_messages,
 )
+from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting, unlifted
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +379,7 @@ class HttpTap:
                 if message.get("id") == request_id:
                     return _outcome(message)
                 continue  # another request's answer cannot be on this stream
+            message = unlifted(message)  # a notification's strings go on as they are
             if "id" in message:
                 logger.warning("HTTP upstream %s:%s sent a %s request on a 2026-07-28 "
                                "call's stream; ignored", self.host, self.port, method)
@@ -396,8 +398,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _parse(data: bytes) -> dict[str, Any]:
+    """One message; an express lane's answer with its long strings lifted (lifting.py)."""
     try:
-        message = json.loads(data)
+        message = lifted_loads(data) if lifting.get() else json.loads(data)
     except ValueError as exc:
         raise MCPError(code=types.PARSE_ERROR,
                        message=f"Failed to parse the upstream's JSON: {exc}") from None

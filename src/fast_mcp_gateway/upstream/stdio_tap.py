@@ -64,6 +64,7 @@ from fast_mcp_gateway.upstream.framing import (
     MessageTooLarge,
     is_number,
 )
+from fast_mcp_gateway.upstream.lifting import LIFT_MIN, lifted_loads, lifting
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport as _TransportBase
@@ -147,12 +148,13 @@ class _Reply:
     """Where one tap request's response goes: a one-shot slot (a memory stream's
     receive costs an extra turn of the event loop per call, a checkpoint)."""
 
-    __slots__ = ("done", "message", "progress")
+    __slots__ = ("done", "lifts", "message", "progress")
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, lifts: bool) -> None:
         self.done = anyio.Event()
         self.message: dict[str, Any] | None = None  # None once done: connection closed
         self.progress = progress
+        self.lifts = lifts  # an express lane's call: long strings may be lifted
 
     def deliver(self, message: dict[str, Any] | None) -> None:
         if not self.done.is_set():
@@ -194,7 +196,7 @@ class RawTap:
                                           "progressToken": request_id}}
         line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
                            "params": params}, ensure_ascii=False, separators=(",", ":"))
-        reply = self._pending[request_id] = _Reply(on_progress)
+        reply = self._pending[request_id] = _Reply(on_progress, lifting.get())
         sent = False  # once the write starts, the server may have the request
         try:
             with anyio.fail_after(timeout):
@@ -230,12 +232,14 @@ class RawTap:
         with anyio.move_on_after(1), contextlib.suppress(Exception):
             await self._write((line + "\n").encode())
 
-    async def take(self, line: str) -> bool:
-        """Whether ``line`` belonged to a tap request (then it has been delivered)."""
+    async def take(self, line: str, raw: bytes | None = None) -> bool:
+        """Whether ``line`` belonged to a tap request (then it has been delivered);
+        ``raw``: its bytes, for an answer whose long strings may be lifted."""
         if _ID_PREFIX not in line:
             return False
         try:
-            message = json.loads(line)
+            message = (lifted_loads(raw) if raw is not None and len(raw) >= LIFT_MIN
+                       else json.loads(line))
         except ValueError:
             return False
         if not isinstance(message, dict):
@@ -246,6 +250,8 @@ class RawTap:
             entry = self._pending.get(request_id) if isinstance(request_id, str) else None
             if entry is None:
                 return False
+            if raw is not None and len(raw) >= LIFT_MIN and not entry.lifts:
+                message = json.loads(line)  # a typed reader's: its strings as they are
             entry.deliver(message)
             return True
         if method == "notifications/progress":
@@ -305,9 +311,9 @@ async def tapped_stdio_client(
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
 
-    async def deliver(line: str) -> bool:
+    async def deliver(line: str, raw: bytes) -> bool:
         """Hand one line to the tap or the session; False once the session is gone."""
-        if await tap.take(line):
+        if await tap.take(line, raw):
             return True
         message = _parse_line(line)
         if isinstance(message, Exception):
@@ -331,7 +337,7 @@ async def tapped_stdio_client(
                                 line = raw.decode(server.encoding)
                             except UnicodeDecodeError as exc:
                                 line = _undecodable(raw, exc, tap)
-                            if line is not None and not await deliver(line):
+                            if line is not None and not await deliver(line, raw):
                                 return
                 except MessageTooLarge as exc:
                     # The stream cannot be resynchronised with certainty (the rest of

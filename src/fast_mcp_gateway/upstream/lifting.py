@@ -1,0 +1,182 @@
+"""Large string values of an upstream's answer, relayed to the host without decoding them.
+
+A tool result of a few MiB (a file's text, a base64 image) is almost all one JSON string
+literal.  Parsed, handed through the pipeline and encoded again, that literal costs the
+gateway a decode and an encode (~4 ms per MiB here) and four or five copies of fresh
+memory; the express lanes only need the rest of the message.  So, for the lanes' own
+calls (``lifting`` set around ``tools/call``), an answer of ``LIFT_MIN`` bytes or more
+has its long ``"text"``, ``"data"`` and ``"blob"`` values *lifted* before parsing:
+
+* each is cut out of the bytes and replaced by a short token (``Lifted``, a ``str``
+  whose text is the token, holding the literal as the upstream wrote it);
+* the rest is parsed by ``json.loads`` as usual (so the envelope is still judged), and
+  the pipeline sees an ordinary result whose long strings are tokens;
+* ``splice`` puts the literals back in place of their tokens when the host's answer is
+  encoded (``front/wire.py``), one copy into the output.
+
+Only literals that are valid JSON as written are lifted: an answer with a raw control
+character anywhere, or a backslash escape JSON does not define, is parsed the usual way
+(and refused there).  Tokens carry a random nonce per answer, so an upstream cannot name
+another call's literal; they are registered weakly (a result dropped unsent frees its
+literals).  What must see the real text (an error result's message for the record, a
+typed model, the result stage's size limit) uses ``unlifted`` / ``text_of``, or is not
+given lifted results at all (``JsonTool.lifts``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import secrets
+import weakref
+from typing import Any
+
+LIFT_MIN = 256 * 1024
+"""An answer this large (bytes) is looked at for literals to lift."""
+
+LITERAL_MIN = 64 * 1024
+"""A string literal this long (bytes, quotes included) is lifted."""
+
+_KEYS = frozenset({b'"text"', b'"data"', b'"blob"'})
+_MAX_STEPS = 512  # string literals looked at before the rest is left to json.loads
+_CONTROL = bytes(range(32))
+_BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrtu])|\\u(?![0-9a-fA-F]{4})')
+_PREFIX = "@gw-lifted-"
+_TOKEN = re.compile(r'"@gw-lifted-([0-9a-f]{24}-[0-9]+)"')
+
+lifting: contextvars.ContextVar[bool] = contextvars.ContextVar("lifting", default=False)
+"""Set by the express lanes around a ``tools/call`` whose answer may be lifted."""
+
+_LIVE: weakref.WeakValueDictionary[str, Lifted] = weakref.WeakValueDictionary()
+
+
+class Lifted(str):
+    """A lifted string value: reads as its token; ``raw`` is the JSON literal."""
+
+    raw: memoryview
+
+    def value(self) -> str:
+        """The string the literal encodes (decoded now)."""
+        return str(json.loads(bytes(self.raw)))
+
+
+def lifted_loads(data: bytes) -> Any:
+    """``json.loads(data)``, with its long string values lifted (see the module doc)."""
+    if len(data) < LIFT_MIN:
+        return json.loads(data)
+    cuts = _literals(data)
+    if not cuts or len(data.translate(None, _CONTROL)) != len(data):
+        return json.loads(data)
+    if b"\\" in data and any(_invalid_escape(data, start, end) for start, end in cuts):
+        return json.loads(data)
+    view = memoryview(data)
+    nonce = secrets.token_hex(12)
+    parts: list[bytes | memoryview] = []
+    literals: dict[str, memoryview] = {}
+    position = 0
+    for number, (start, end) in enumerate(cuts):
+        token = f"{_PREFIX}{nonce}-{number}"
+        literals[token] = view[start:end]
+        parts += [view[position:start], b'"%s"' % token.encode()]
+        position = end
+    parts.append(view[position:])
+    return _adopt(json.loads(b"".join(parts)), literals)
+
+
+def splice(text: str, end: bytes = b"") -> bytes:
+    """``text`` (JSON) as UTF-8 with every live token's literal put back, then ``end``."""
+    if _PREFIX not in text:
+        return text.encode() + end if end else text.encode()
+    parts: list[bytes | memoryview] = []
+    position = 0
+    for match in _TOKEN.finditer(text):
+        lifted = _LIVE.get(_PREFIX + match.group(1))
+        if lifted is None:
+            continue  # an upstream's own text that looks like a token: left as it is
+        parts += [text[position:match.start()].encode(), lifted.raw]
+        position = match.end()
+    parts += [text[position:].encode(), end]
+    return b"".join(parts)
+
+
+def unlifted(value: Any) -> Any:
+    """``value`` with every lifted string decoded (a copy where one was found)."""
+    if isinstance(value, Lifted):
+        return value.value()
+    if isinstance(value, dict):
+        items = {key: unlifted(item) for key, item in value.items()}
+        return items if any(items[k] is not value[k] for k in value) else value
+    if isinstance(value, list):
+        listed = [unlifted(item) for item in value]
+        return listed if any(a is not b for a, b in zip(listed, value, strict=True)) else value
+    return value
+
+
+def text_of(value: Any) -> Any:
+    """A string value as its text (a lifted one decoded); anything else as it is."""
+    return value.value() if isinstance(value, Lifted) else value
+
+
+def _literals(data: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` of the long ``"text"``/``"data"``/``"blob"`` values in ``data``,
+    quotes included, found by walking its string literals from the start (a quote
+    outside a literal always opens one)."""
+    cuts: list[tuple[int, int]] = []
+    find = data.find
+    key_start = key_end = -1
+    position = 0
+    for _ in range(_MAX_STEPS):
+        start = find(b'"', position)
+        if start < 0:
+            break
+        end = find(b'"', start + 1)
+        while end > 0 and data[end - 1] == 0x5C and _escaped(data, end):
+            end = find(b'"', end + 1)
+        if end < 0:
+            return []  # unterminated: json.loads says what is wrong
+        end += 1
+        if end - start >= LITERAL_MIN and data[key_start:key_end] in _KEYS \
+                and data[key_end:start].strip() == b":":
+            cuts.append((start, end))
+        key_start, key_end, position = start, end, end
+    return cuts
+
+
+def _escaped(data: bytes, quote: int) -> bool:
+    """Whether the quote at ``quote`` follows an odd run of backslashes."""
+    run = 0
+    while data[quote - 1 - run] == 0x5C:
+        run += 1
+    return run % 2 == 1
+
+
+def _invalid_escape(data: bytes, start: int, end: int) -> bool:
+    """Whether the literal at ``data[start:end]`` may hold an escape JSON does not define
+    (never a false no; an escaped backslash before a letter may read as a false yes)."""
+    if data.find(b"\\\\", start, end) < 0:
+        return _BAD_ESCAPE.search(data, start, end) is not None
+    inner = data[start:end].replace(b"\\\\", b"")
+    return _BAD_ESCAPE.search(inner) is not None
+
+
+def _adopt(message: Any, literals: dict[str, memoryview]) -> Any:
+    """``message`` with each token string replaced by its registered ``Lifted``."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            raw = literals.get(value)
+            if raw is None:
+                return value
+            lifted = Lifted(value)
+            lifted.raw = raw
+            _LIVE[value] = lifted
+            return lifted
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(item, int | float | bool) and item is not None:
+                    value[key] = walk(item)
+        elif isinstance(value, list):
+            value[:] = [walk(item) for item in value]
+        return value
+
+    return walk(message)

@@ -1,0 +1,116 @@
+"""Long string values relayed undecoded (upstream/lifting.py): what the host reads is
+exactly what decoding and encoding would have given, for any message."""
+
+from __future__ import annotations
+
+import gc
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fast_mcp_gateway.front.wire import encode_body, encode_line
+from fast_mcp_gateway.upstream import lifting
+from fast_mcp_gateway.upstream.lifting import Lifted, lifted_loads, text_of, unlifted
+
+
+@pytest.fixture
+def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lift from a few bytes on, so that generated messages exercise it."""
+    monkeypatch.setattr(lifting, "LIFT_MIN", 16)
+    monkeypatch.setattr(lifting, "LITERAL_MIN", 8)
+
+
+def lifted_values(value: Any) -> list[Lifted]:
+    if isinstance(value, Lifted):
+        return [value]
+    if isinstance(value, dict):
+        return [x for item in value.values() for x in lifted_values(item)]
+    if isinstance(value, list):
+        return [x for item in value for x in lifted_values(item)]
+    return []
+
+
+def answer(text: Any, **extra: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": "gw-7", "result": {
+        "content": [{"type": "text", "text": text}, {"type": "image", "data": "QUJD" * 4,
+                                                    "mimeType": "image/png"}],
+        "structuredContent": {"text": text, "n": 1.5, "ok": True, "none": None}, **extra}}
+
+
+TEXTS = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=40)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_a_lifted_answer_encodes_exactly_as_a_decoded_one(small_limits: None, text: str,
+                                                          ascii_only: bool,
+                                                          indent: int | None) -> None:
+    data = json.dumps(answer(text), ensure_ascii=ascii_only, indent=indent).encode()
+    message = lifted_loads(data)
+    decoded = json.loads(data)
+    assert unlifted(message) == decoded
+    # The host's line and body carry the same JSON as encoding the decoded message.
+    assert json.loads(encode_line(message)) == json.loads(encode_line(decoded))
+    assert json.loads(encode_body(message)) == decoded
+    for lifted in lifted_values(message):
+        assert text_of(lifted) in (text, "QUJD" * 4)
+
+
+def test_long_literals_are_lifted_and_spliced_back_byte_for_byte() -> None:
+    text = 'a "quoted" \\ back\\slash, ✓ 🚀, \u2028 line\nnext\ttab ' * 4000  # ~200 KiB
+    data = json.dumps(answer(text), ensure_ascii=False).encode()
+    message = lifted_loads(data)
+    lifted = lifted_values(message)
+    # "text" values are lifted (content and structured); "data" only when long.
+    assert len(lifted) == 2 and all(len(str(x)) < 80 for x in lifted)
+    assert message["result"]["content"][1]["data"] == "QUJD" * 4
+    line = encode_line(message)
+    assert json.loads(line)["result"]["content"][0]["text"] == text
+    assert json.dumps(text, ensure_ascii=False).encode() in line  # the upstream's bytes
+
+
+@pytest.mark.parametrize("literal", [
+    b'"' + b"x" * 70_000 + b'\x01"',        # a raw control character
+    b'"' + b"x" * 70_000 + b'\\q"',         # an escape JSON does not define
+    b'"' + b"x" * 70_000 + b'\\u12g4"',     # a \u escape without four hex digits
+])
+def test_an_invalid_long_literal_is_refused_as_json_loads_refuses_it(literal: bytes) -> None:
+    data = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":' + literal \
+        + b"}]}}" + b" " * 300_000
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        lifted_loads(data)
+
+
+def test_escaped_backslashes_before_letters_are_judged_right() -> None:
+    text = "C:\\users\\new\\" * 20_000  # \\u... and \\n: escaped backslashes, valid
+    data = json.dumps(answer(text)).encode() + b" " * 300_000
+    message = lifted_loads(data)
+    assert lifted_values(message)
+    assert json.loads(encode_line(message))["result"]["content"][0]["text"] == text
+
+
+def test_a_token_an_upstream_writes_is_text_not_another_answers_literal() -> None:
+    first = lifted_loads(json.dumps(answer("s" * 300_000)).encode())
+    live = str(lifted_values(first)[0])
+    # A token-shaped text with another nonce is left as it is (forging a live one needs
+    # its random nonce, which never leaves the process) ...
+    guessed = f"@gw-lifted-{'0' * 24}-0"
+    line = encode_line(answer(guessed))
+    assert json.loads(line)["result"]["content"][0]["text"] == guessed
+    # ... and a token whose answer is gone is text again (literals are held weakly).
+    del first
+    gc.collect()
+    assert live not in lifting._LIVE
+    assert json.loads(encode_line(answer(live)))["result"]["content"][0]["text"] == live
+
+
+def test_small_answers_and_other_keys_are_parsed_as_usual() -> None:
+    small = json.dumps(answer("x" * 1000)).encode()
+    assert lifted_values(lifted_loads(small)) == []
+    other = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"note": "x" * 400_000}}).encode()
+    assert lifted_values(lifted_loads(other)) == []

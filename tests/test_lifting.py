@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -114,3 +114,23 @@ def test_small_answers_and_other_keys_are_parsed_as_usual() -> None:
     assert lifted_values(lifted_loads(small)) == []
     other = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"note": "x" * 400_000}}).encode()
     assert lifted_values(lifted_loads(other)) == []
+
+
+def test_the_result_stage_measures_a_lifted_answer_as_the_host_reads_it() -> None:
+    """A call that began before a reload set ``max_result_bytes`` has its strings lifted:
+    the limit still applies to the text the host would read, not to the tokens."""
+    from types import SimpleNamespace
+
+    from fast_mcp_gateway.config.loader import parse_config
+    from fast_mcp_gateway.front.encodings import JsonTool
+    from fast_mcp_gateway.front.outcomes import Call, CallRefused
+    from fast_mcp_gateway.front.results import ResultLimits
+
+    config = parse_config({"servers": {"s": {"command": "x", "max_result_bytes": 300_000}}},
+                          source="test").servers["s"]
+    service: Any = SimpleNamespace(name="s", config=config)
+    call = Call("tool", "s_t", service, "t", {}, cast(Any, None), cast(Any, None), service)
+    result = lifted_loads(json.dumps(answer("y" * 400_000)).encode())["result"]
+    assert lifted_values(result)
+    with pytest.raises(CallRefused, match="over the server's max_result_bytes"):
+        ResultLimits().review(call, JsonTool({}, None, encode_line), result)

@@ -32,6 +32,7 @@ import mcp_types as types
 from fast_mcp_gateway.config.curation import CacheRule
 from fast_mcp_gateway.front.encodings import JsonTool
 from fast_mcp_gateway.front.outcomes import Call, CallRefused
+from fast_mcp_gateway.upstream.lifting import unlifted
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,9 @@ class ResultLimits:
         data = wire(result)
         if data is None:
             return result
+        # Measured and kept as the host reads it (a call that began before a reload set
+        # the limit or cache rule may have lifted strings: upstream/lifting.py).
+        data = unlifted(data)
         if limit is not None and (size := size_of(data)) > limit:
             what = f"{call.kind} '{call.original}' (server '{call.service.name}')"
             if config.oversize != "truncate" or call.kind != "tool":

@@ -379,7 +379,8 @@ class HttpTap:
                 if message.get("id") == request_id:
                     return _outcome(message)
                 continue  # another request's answer cannot be on this stream
-            message = unlifted(message)  # a notification's strings go on as they are
+            if lifting.get():
+                message = unlifted(message)  # a notification goes on as it came
             if "id" in message:
                 logger.warning("HTTP upstream %s:%s sent a %s request on a 2026-07-28 "
                                "call's stream; ignored", self.host, self.port, method)

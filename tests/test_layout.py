@@ -16,6 +16,7 @@ MAX_LINES = 500
 RANKS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "config": 1, "policies": 1, "principal": 1, "store": 1, "telemetry": 1, "_compat": 1,
+    "spawn": 1,  # how a stdio server's process starts: for _compat and upstream alike
     "upstream": 2,
     "routing": 3, "alerts": 3,
     "front": 4, "admin": 4,
@@ -26,8 +27,9 @@ RANKS: dict[str, int] = {
     "__main__": 9,
     "demo": 10,
 }
-# Leaves of rank 1 that other rank-1 packages may use (identity, records, redaction).
-LEAVES = {"config", "store", "telemetry", "principal", "_compat", "policies"}
+# Leaves of rank 1 that other rank-1 packages may use (identity, records, redaction,
+# process starts).
+LEAVES = {"config", "store", "telemetry", "principal", "_compat", "policies", "spawn"}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

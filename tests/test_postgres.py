@@ -221,6 +221,78 @@ async def test_applying_the_shared_state_again_changes_nothing(
         assert "b_echo" in names and not any(n.startswith("alpha_") for n in names)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_two_gateways_adding_one_name_at_once_register_it_once(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Each gateway serialises its own registrations; across gateways on one store, the
+    store's insert-if-absent does: the second add is told to update, as on one gateway."""
+    db = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "g.db")
+    gateways = {"A": _gateway(db, "A"), "B": _gateway(db, "B")}
+    async with Client(gateways["A"].server) as host_a, Client(gateways["B"].server) as host_b:
+        hosts = {"A": host_a, "B": host_b}
+        for round_ in range(5):
+            name = f"beta{round_}"
+            outcomes: dict[str, str] = {}
+
+            async def add(who: str, name: str = name, outcomes: dict[str, str] = outcomes
+                          ) -> None:
+                try:
+                    await hosts[who].call_tool("gateway_add_server", {
+                        "name": name, "config": memory_entry("beta", namespace=f"{name}{who}")})
+                    outcomes[who] = "added"
+                except ToolError as exc:
+                    outcomes[who] = str(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(add, "A")
+                tg.start_soon(add, "B")
+            (winner,) = [who for who, outcome in outcomes.items() if outcome == "added"]
+            (loser,) = set(outcomes) - {winner}
+            assert f"server '{name}' already exists; use gateway_update_server" in (
+                outcomes[loser])
+            for gateway in gateways.values():
+                assert gateway.store is not None
+                stored = {r.name: r.config for r in await gateway.store.servers()}[name]
+                assert stored is not None and stored["namespace"] == f"{name}{winner}"
+            # The loser's explicit update replaces it, seen or not yet seen there.
+            await hosts[loser].call_tool("gateway_update_server", {
+                "name": name, "config": memory_entry("beta", namespace=f"{name}{loser}")})
+            stored = {r.name: r.config for r in await gateways[winner].store.servers()}[name]
+            assert stored is not None and stored["namespace"] == f"{name}{loser}"
+            assert f"{name}{loser}_echo" in await tool_names(hosts[loser])
+
+
+async def test_a_registration_another_gateway_made_is_updated_not_replaced_by_an_add(
+        tmp_path: Path) -> None:
+    """Two gateways on one SQLite file never hear of each other's changes: B does not run
+    A's registration, yet B's add and import leave it, and B's update replaces it."""
+    db = str(tmp_path / "g.db")
+    a, b = _gateway(db, "A"), _gateway(db, "B")
+    async with Client(a.server) as host_a, Client(b.server) as host_b:
+        await host_a.call_tool("gateway_add_server", {
+            "name": "beta", "config": memory_entry("beta", namespace="ba")})
+        assert "beta" not in b.manager.services
+        with pytest.raises(ToolError, match="'beta' already exists; use gateway_update_serv"):
+            await host_b.call_tool("gateway_add_server", {
+                "name": "beta", "config": memory_entry("beta", namespace="bb")})
+        content = f"servers:\n  beta:\n    url: {memory_entry('beta')['url']}\n"
+        imported = (await host_b.call_tool("gateway_import_servers",
+                                           {"content": content})).data
+        assert imported.unchanged == ["beta"] and imported.added == []
+        assert a.store is not None
+        stored = {r.name: r.config for r in await a.store.servers()}["beta"]
+        assert stored is not None and stored["namespace"] == "ba"
+        updated = (await host_b.call_tool("gateway_update_server", {
+            "name": "beta", "config": memory_entry("beta", namespace="bb")})).data
+        assert updated.added == ["beta"]  # registered before, started here now
+        stored = {r.name: r.config for r in await a.store.servers()}["beta"]
+        assert stored is not None and stored["namespace"] == "bb"
+        assert "bb_echo" in await tool_names(host_b)
+        replaced = (await host_b.call_tool("gateway_import_servers", {
+            "content": content, "replace_existing": True})).data
+        assert replaced.restarted == ["beta"]
+
+
 def test_serve_with_an_unreachable_database_is_one_clear_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "servers.yaml"

@@ -9,11 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from tests import procs
+from tests.fixtures import SERVERS
 
 CLI = [sys.executable, "-m", "fast_mcp_gateway", "serve"]
 
@@ -141,3 +145,59 @@ def test_ctrl_c_in_a_terminal_stops_everything_and_restarts_nothing(tmp_path: Pa
     assert "Ctrl-C" in "".join(head)  # a terminal user is told how to stop
     assert not procs.wait_gone_pids(_marked(marker), timeout=10), "upstreams outlived it"
     assert "starting" not in rest.split("received SIGINT")[-1], "an upstream was restarted"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("start", ["early", "restarted"])
+def test_a_gateway_killed_with_sigkill_takes_its_stdio_upstreams_along(
+        tmp_path: Path, loop: str, start: str) -> None:
+    """No code runs in a gateway killed with SIGKILL; an upstream blocked in a call does
+    not read stdin, so it never sees EOF: the kernel's death signal stops it.  Both
+    places a server starts: serve's early start, and a connect attempt (the restart
+    after its first process exited at once)."""
+    config = tmp_path / "servers.yaml"
+    args = [str(SERVERS / "raw_stdio.py")]
+    if start == "restarted":
+        args.append(f"--exit-once={tmp_path / 'exited'}")
+    config.write_text(f"servers:\n  raw:\n    command: {sys.executable}\n"
+                      f"    args: {json.dumps(args)}\n")
+    pid_file = tmp_path / "blocked.pid"
+    proc = subprocess.Popen(
+        [*CLI, "--config", str(config), "--db", str(tmp_path / "g.db"), "--event-loop", loop],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stderr is not None
+    upstream = None
+    try:
+        head = _wait_ready(proc.stderr, servers=1)
+        assert f"event loop: {loop}" in "".join(head)
+        for message in (
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "1"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                 "params": {"name": "raw_block", "arguments": {"path": str(pid_file)}}}):
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+        upstream = _wait_for_pid(pid_file, proc, timeout=30)
+        assert procs.is_alive(upstream)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert not procs.wait_gone_pids([upstream], timeout=15), "the upstream outlived it"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if upstream is not None and procs.is_alive(upstream):
+            os.kill(upstream, signal.SIGKILL)  # a failed test leaves nothing behind
+
+
+def _wait_for_pid(path: Path, proc: subprocess.Popen[str], timeout: float) -> int:
+    """The pid an upstream wrote to ``path`` (polled, bounded; the gateway must live)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the gateway exited"
+        assert time.monotonic() < deadline, f"no {path.name} within {timeout}s"
+        time.sleep(0.05)
+    return int(path.read_text())

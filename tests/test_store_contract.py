@@ -22,6 +22,7 @@ from fast_mcp_gateway.store import (
     open_store,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.records import TOMBSTONE
 from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
 
 pytestmark = pytest.mark.anyio
@@ -248,6 +249,59 @@ async def test_registrations_put_override_and_delete(store: Store) -> None:
     await store.delete_server("zeta")
     await store.delete_server("never-registered")
     assert [r.name for r in await store.servers()] == ["alpha"]
+
+
+async def test_adding_a_registration_never_replaces_one(store: Store) -> None:
+    start = await store.changes()
+    first, second = {"url": "http://127.0.0.1:9/mcp"}, {"url": "http://127.0.0.1:8/mcp"}
+    assert await store.add_server("zeta", first, True)
+    assert not await store.add_server("zeta", second, False)  # nothing changed
+    (zeta,) = await store.servers()
+    assert zeta.config == first and zeta.enabled is True
+    # A bare enabled flag or a tombstone is no registration: an add takes its place.
+    await store.put_server("alpha", None, False)
+    await store.put_server("beta", TOMBSTONE, False)
+    assert await store.add_server("alpha", second, True)
+    assert await store.add_server("beta", second, False)
+    rows = {r.name: r for r in await store.servers()}
+    assert (rows["alpha"].config, rows["alpha"].enabled) == (second, True)
+    assert (rows["beta"].config, rows["beta"].enabled) == (second, False)
+    await store.put_server("zeta", second, False)  # an update still replaces
+    assert {r.name: r.config for r in await store.servers()}["zeta"] == second
+    batch = await store.changes(start.cursor)
+    assert [c.key for c in batch.changes] == ["zeta", "alpha", "beta", "alpha", "beta",
+                                             "zeta"]  # the refused add is no change
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_two_stores_adding_one_name_at_once_store_it_once(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two gateways on one SQLite file or one PostgreSQL, each with its own store object:
+    of two adds of one name at the same moment exactly one is stored."""
+    url = (request.getfixturevalue("pg_url") if backend == "postgres"
+           else f"sqlite://{tmp_path / 'gateway.db'}")
+    stores = [await open_store(url), await open_store(url)]
+    try:
+        for round_ in range(20):
+            name = f"s{round_}"
+            added: dict[int, bool] = {}
+
+            async def add(who: int, name: str = name, added: dict[int, bool] = added
+                          ) -> None:
+                config = {"url": f"http://127.0.0.1:9/{who}"}
+                added[who] = await stores[who].add_server(name, config, True)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(add, 0)
+                tg.start_soon(add, 1)
+            assert sorted(added.values()) == [False, True], added
+            winner = next(who for who, ok in added.items() if ok)
+            for store in stores:
+                row = {r.name: r for r in await store.servers()}[name]
+                assert row.config == {"url": f"http://127.0.0.1:9/{winner}"}
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_routes_crud_in_decision_order(store: Store) -> None:

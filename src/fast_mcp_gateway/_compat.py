@@ -18,6 +18,7 @@ Moving the version pins (pyproject.toml) means running that test first.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -43,6 +44,8 @@ from mcp.client.stdio import (
 )
 from mcp.server.auth.provider import AccessToken, principal_components
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity, compact_json
+
+from fast_mcp_gateway import spawn
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -90,7 +93,10 @@ __all__ = [
 aclose_all = _aclose_all
 close_pipe = _close_pipe
 close_subprocess_transport = _close_subprocess_transport
-create_process = _create_platform_compatible_process
+# POSIX: the same spawn, plus (Linux) a death signal so that no server outlives a
+# gateway killed with SIGKILL (spawn.py).
+create_process = (_create_platform_compatible_process if sys.platform == "win32"
+                  else spawn.create_process)
 drain_stdout = _drain_stdout
 executable_command = _get_executable_command
 parse_line = _parse_line

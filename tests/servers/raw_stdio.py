@@ -10,11 +10,15 @@ answers to lists.  Flags (argv):
   --no-tools            declare ``tools`` but answer -32601 to tools/list
   --junk-at-start       write a junk line and an invalid UTF-8 line before anything else
   --bad-initialize      answer initialize with a response that is not valid UTF-8
+  --exit-once=PATH      exit at once (status 1) when PATH does not exist, creating it:
+                        the first start fails, the restart runs
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
 ``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer()`` (its
-response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id).
+response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id), ``block(path)``
+(writes its pid to ``path``, then sleeps for ever without reading stdin: it never sees
+EOF).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 FLAGS = set(sys.argv[1:])
 OUT = sys.stdout.buffer
@@ -59,6 +65,7 @@ TOOLS = [
         ("bad_answer", {}),
         ("pid", {}),
         ("whoami", {}),
+        ("block", {"path": {"type": "string"}}),
     ]
 ]
 
@@ -87,11 +94,22 @@ def call(request_id: object, name: str, args: dict) -> None:
         result(request_id, text(str(request_id)))
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
+    elif name == "block":
+        Path(args["path"] + ".tmp").write_text(str(os.getpid()))
+        os.replace(args["path"] + ".tmp", args["path"])  # whole, for a reader polling it
+        while True:
+            time.sleep(3600)
     else:
         error(request_id, -32602, f"unknown tool {name}")
 
 
 def main() -> None:
+    for flag in FLAGS:
+        if flag.startswith("--exit-once="):
+            marker = Path(flag.split("=", 1)[1])
+            if not marker.exists():
+                marker.write_text("exited once")
+                sys.exit(1)
     if "--junk-at-start" in FLAGS:
         write(b"starting up (not json)\n")
         write(b"\xff\xfe garbage\n")

@@ -43,6 +43,7 @@ from fast_mcp_gateway.config.schema import ServerConfig, unaddressable_name
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
+from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
@@ -309,7 +310,8 @@ def _check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> N
 
 _REGISTERING: weakref.WeakKeyDictionary[Any, anyio.Lock] = weakref.WeakKeyDictionary()
 """One registration at a time per gateway: two adds of one name at once both found it
-free and both answered 201, the second silently replacing the first."""
+free and both answered 201, the second silently replacing the first.  Between gateways
+sharing a store, the store's insert-if-absent (``add_server``) decides instead."""
 
 
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
@@ -319,15 +321,25 @@ async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, A
         return await _register_now(ctx, actor, name, raw, must_exist=must_exist)
 
 
+async def _registered_elsewhere(store: Store, name: str) -> bool:
+    """Whether the store holds a registration of ``name`` this gateway does not run yet
+    (another gateway's, not yet applied here; a SQLite file shared by two gateways
+    tells neither of the other's)."""
+    return any(row.name == name and row.config not in (None, TOMBSTONE)
+               for row in await store.servers())
+
+
 async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                         must_exist: bool | None) -> ChangeReport:
     store = require_store(ctx, "servers added or changed at runtime")
-    exists = name in ctx.manager.services
+    running = name in ctx.manager.services
+    exists = running or (must_exist is not False and await _registered_elsewhere(store, name))
     add, update = _REGISTER[actor.surface]
+    conflict = f"server '{name}' already exists; use {update.format(name=name)}"
     if must_exist is True and not exists:
         raise NotFound(f"no server named '{name}'; use {add}")
     if must_exist is False and exists:
-        raise Conflict(f"server '{name}' already exists; use {update.format(name=name)}")
+        raise Conflict(conflict)
     source = (update.format(name=name) if exists else add) + (
         " body 'config'" if actor.surface == "rest" else "")
     if not exists:
@@ -336,10 +348,13 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     _check_not_nested(ctx, parsed, source)
     check_namespace(parsed, _running_configs(ctx))
-    await store.put_server(name, raw, parsed.enabled)
+    if exists:
+        await store.put_server(name, raw, parsed.enabled)
+    elif not await store.add_server(name, raw, parsed.enabled):
+        raise Conflict(conflict)  # another gateway on this store registered it just now
     await ctx.manager.replace_server(parsed)
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
-    return ChangeReport(restarted=[name]) if exists else ChangeReport(added=[name])
+    return ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
 
 
 async def add_server(ctx: AdminContext, actor: Actor, name: str,
@@ -399,7 +414,12 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
             report.unchanged.append(name)
             continue
         # Stored as written (ours, or converted from Claude's shape), ${VAR} unexpanded.
-        outcome = await _register(ctx, actor, name, entries[name], must_exist=None)
+        try:
+            outcome = await _register(ctx, actor, name, entries[name],
+                                      must_exist=None if replace_existing else False)
+        except Conflict:  # registered by another gateway on this store meanwhile
+            report.unchanged.append(name)
+            continue
         report.added += outcome.added
         report.restarted += outcome.restarted
     return report

@@ -21,9 +21,8 @@ import yaml
 from fast_mcp_gateway.config.loader import parse_registration
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.store.records import TOMBSTONE as TOMBSTONE  # re-exported
 from fast_mcp_gateway.store.records import Registration
-
-TOMBSTONE = {"removed": True}
 
 
 def parse_server(name: str, raw: dict[str, Any], source: str,

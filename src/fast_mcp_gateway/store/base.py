@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from fast_mcp_gateway.errors import GatewayError
 from fast_mcp_gateway.store.eras import EraStore
 from fast_mcp_gateway.store.records import (
+    TOMBSTONE,
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -75,6 +76,13 @@ class ControlPlaneStore(Protocol):
     async def put_server(self, name: str, config: dict[str, Any] | None,
                          enabled: bool) -> None:
         """Register (or override) a server; ``config=None`` keeps only the enabled flag."""
+        ...
+
+    async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
+        """Register a server unless one by that name is registered (a row with a config
+        other than ``TOMBSTONE``; a bare enabled flag or a tombstone is replaced).  False,
+        and nothing changed, when one is.  Atomic across every gateway on the store: of
+        two adds of one name at once, one is stored and the other is False."""
         ...
 
     async def delete_server(self, name: str) -> None:
@@ -306,6 +314,11 @@ def parse_cursor(cursor: str) -> tuple[float, str]:
         return float(at), rid
     except ValueError:
         raise StorageError(f"invalid cursor {cursor!r}") from None
+
+
+VACANT_CONFIGS = ("null", json.dumps(TOMBSTONE))
+"""A ``servers`` row's stored config that registers no server (``add_server`` replaces it):
+none (only the enabled flag), or the tombstone -- both written with ``json.dumps``."""
 
 
 PIN_COLUMNS = "server, kind, name, status, digest, definition, actor, at, markers"

@@ -19,6 +19,7 @@ from fast_mcp_gateway.store.base import invocation_page, parse_cursor, written_p
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.records import (
+    TOMBSTONE,
     AlertEvent,
     AlertRuleRecord,
     AuditEntry,
@@ -194,6 +195,13 @@ class MemoryStore:
         self._servers[name] = Registration(name=name, config=_copy(config), enabled=enabled,
                                            updated_at=time.time())
         self._feed.note("server", name)
+
+    async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
+        held = self._servers.get(name)
+        if held is not None and held.config not in (None, TOMBSTONE):
+            return False
+        await self.put_server(name, config, enabled)
+        return True
 
     async def delete_server(self, name: str) -> None:
         if self._servers.pop(name, None) is not None:

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from fast_mcp_gateway.store import postgres_schema as schema
-from fast_mcp_gateway.store.base import PIN_COLUMNS, StorageError, pin_record, pin_row
+from fast_mcp_gateway.store.base import (
+    PIN_COLUMNS,
+    VACANT_CONFIGS,
+    StorageError,
+    pin_record,
+    pin_row,
+)
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
@@ -175,6 +181,18 @@ class PostgresStore(PgCallLog):
                 name, json.dumps(config) if config is not None else "null", enabled,
                 time.time())
             await self._feed.note(conn, "server", name)
+
+    async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
+        async with self._mutation() as conn:
+            added = await conn.fetchval(
+                "INSERT INTO servers (name, config, enabled, updated_at) VALUES ($1,$2,$3,$4)"
+                " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+                " enabled = excluded.enabled, updated_at = excluded.updated_at"
+                " WHERE servers.config = ANY($5::text[]) RETURNING TRUE",
+                name, json.dumps(config), enabled, time.time(), list(VACANT_CONFIGS))
+            if added:
+                await self._feed.note(conn, "server", name)
+        return bool(added)
 
     async def delete_server(self, name: str) -> None:
         async with self._mutation() as conn:

@@ -49,6 +49,12 @@ class Registration:
     updated_at: float
 
 
+TOMBSTONE: dict[str, Any] = {"removed": True}
+"""The ``config`` of a registration that removes the servers.yaml entry of its name.  A
+row holding it, or no config (only the enabled flag), registers no server: an add
+(``ControlPlaneStore.add_server``) takes its place."""
+
+
 RouteMatch = Literal["exact", "prefix", "wildcard"]
 
 

@@ -34,6 +34,7 @@ import anyio
 from fast_mcp_gateway.store import sqlite_schema as schema
 from fast_mcp_gateway.store.base import (
     PIN_COLUMNS,
+    VACANT_CONFIGS,
     StorageError,
     invocation_page,
     parse_cursor,
@@ -267,6 +268,14 @@ class SQLiteStore:
             (name, json.dumps(config) if config is not None else "null", int(enabled),
              time.time()))
         self._feed.note("server", name)
+
+    async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
+        # One statement: SQLite's write lock decides between gateways on one file.
+        rows = await self._db.execute_fetchall(schema.ADD_SERVER, (
+            name, json.dumps(config), int(enabled), time.time(), *VACANT_CONFIGS))
+        if rows:
+            self._feed.note("server", name)
+        return bool(rows)
 
     async def delete_server(self, name: str) -> None:
         cur = await self._db.execute("DELETE FROM servers WHERE name = ?", (name,))

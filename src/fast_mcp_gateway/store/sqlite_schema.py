@@ -188,6 +188,13 @@ LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
          " WHERE leases.holder = excluded.holder OR leases.expires_at < ?4"
          " RETURNING holder")
 
+# Insert a registration where none is (no row, or a vacant one: base.VACANT_CONFIGS);
+# returns a row when it did.
+ADD_SERVER = ("INSERT INTO servers (name, config, enabled, updated_at) VALUES (?1, ?2, ?3, ?4)"
+              " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
+              " enabled = excluded.enabled, updated_at = excluded.updated_at"
+              " WHERE servers.config IN (?5, ?6) RETURNING name")
+
 # Adds a batch's aggregates to the stored ones (min/max kept, the rest summed).
 UPSERT_AGGREGATE = (
     "INSERT INTO {table} (period, server, exposed, count, errors, total_ms, min_ms, max_ms, "

@@ -9,8 +9,10 @@ unknown and the SDK's own shutdown is all there is.
 Spawn-first (``spawn_early``): ``mcp-gateway serve`` starts every stdio server before it
 imports the server stack (seconds of CPU on a small machine), exactly as the session
 would start it; the first connect attempt of the matching replica adopts the process
-(``claim_early``) instead of spawning one.  This module imports only anyio and the
-standard library so that the CLI can use it before anything heavy is loaded.
+(``claim_early``) instead of spawning one.  Both start a server the same way
+(``fast_mcp_gateway.spawn``: it dies with the gateway).  This module imports only
+anyio, the standard library and ``spawn`` (the same), so that the CLI can use it
+before anything heavy is loaded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 import anyio
 import anyio.abc
+
+from fast_mcp_gateway.spawn import open_server_process
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.config.schema import ServerConfig
@@ -264,9 +268,8 @@ async def spawn_early(starts: Iterable[tuple[str, list[str], dict[str, str], str
     for command, args, env, cwd in starts:
         read_fd, write_fd = os.pipe()
         try:
-            process = await anyio.open_process(
-                [command, *args], env=default_environment() | env, stderr=write_fd,
-                cwd=cwd, start_new_session=True)
+            process = await open_server_process(
+                command, args, env=default_environment() | env, stderr=write_fd, cwd=cwd)
         except OSError as exc:
             os.close(read_fd)
             logger.debug("early start of %s failed (%s); its attempt will report it",

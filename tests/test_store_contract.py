@@ -273,6 +273,25 @@ async def test_adding_a_registration_never_replaces_one(store: Store) -> None:
                                              "zeta"]  # the refused add is no change
 
 
+async def test_an_enabled_flag_is_written_without_touching_the_registration(
+        store: Store) -> None:
+    """Enable/disable writes the flag alone: an update (or removal) another gateway made
+    after this one last read the registration is never reverted."""
+    start = await store.changes()
+    first, second = {"url": "http://127.0.0.1:9/mcp"}, {"url": "http://127.0.0.1:8/mcp"}
+    await store.put_server("zeta", first, True)
+    await store.put_server("zeta", second, True)  # another gateway's update
+    await store.set_server_enabled("zeta", False)
+    await store.set_server_enabled("file-only", False)  # no row: a bare flag
+    rows = {r.name: r for r in await store.servers()}
+    assert (rows["zeta"].config, rows["zeta"].enabled) == (second, False)
+    assert (rows["file-only"].config, rows["file-only"].enabled) == (None, False)
+    await store.set_server_enabled("zeta", True)
+    assert {r.name: r.enabled for r in await store.servers()}["zeta"] is True
+    batch = await store.changes(start.cursor)
+    assert [c.key for c in batch.changes] == ["zeta", "zeta", "zeta", "file-only", "zeta"]
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_two_stores_adding_one_name_at_once_store_it_once(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:

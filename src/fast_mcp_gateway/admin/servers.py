@@ -237,10 +237,8 @@ async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSt
 
 async def _persist_enabled(ctx: AdminContext, name: str, enabled: bool) -> None:
     """Make an enable/disable survive restarts (a registration carrying the flag)."""
-    if ctx.store is None:
-        return
-    rows = {row.name: row for row in await ctx.store.servers()}
-    await ctx.store.put_server(name, rows[name].config if name in rows else None, enabled)
+    if ctx.store is not None:
+        await ctx.store.set_server_enabled(name, enabled)
 
 
 async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,

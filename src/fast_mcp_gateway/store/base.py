@@ -85,6 +85,12 @@ class ControlPlaneStore(Protocol):
         two adds of one name at once, one is stored and the other is False."""
         ...
 
+    async def set_server_enabled(self, name: str, enabled: bool) -> None:
+        """Set a server's enabled flag, its registration (if any) untouched: one write, so
+        an update or removal another gateway makes meanwhile is never reverted (without a
+        row, a bare flag is stored, as ``put_server(name, None, enabled)`` would)."""
+        ...
+
     async def delete_server(self, name: str) -> None:
         """Forget a registration (no error when there is none)."""
         ...

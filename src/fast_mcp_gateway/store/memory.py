@@ -203,6 +203,10 @@ class MemoryStore:
         await self.put_server(name, config, enabled)
         return True
 
+    async def set_server_enabled(self, name: str, enabled: bool) -> None:
+        held = self._servers.get(name)
+        await self.put_server(name, held.config if held is not None else None, enabled)
+
     async def delete_server(self, name: str) -> None:
         if self._servers.pop(name, None) is not None:
             self._feed.note("server", name)

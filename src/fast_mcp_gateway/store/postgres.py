@@ -194,6 +194,14 @@ class PostgresStore(PgCallLog):
                 await self._feed.note(conn, "server", name)
         return bool(added)
 
+    async def set_server_enabled(self, name: str, enabled: bool) -> None:
+        async with self._mutation() as conn:
+            await conn.execute(
+                "INSERT INTO servers (name, config, enabled, updated_at) VALUES ($1,'null',$2,$3)"
+                " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled,"
+                " updated_at = excluded.updated_at", name, enabled, time.time())
+            await self._feed.note(conn, "server", name)
+
     async def delete_server(self, name: str) -> None:
         async with self._mutation() as conn:
             if rowcount(await conn.execute("DELETE FROM servers WHERE name = $1", name)):

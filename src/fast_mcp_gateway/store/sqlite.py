@@ -277,6 +277,13 @@ class SQLiteStore:
             self._feed.note("server", name)
         return bool(rows)
 
+    async def set_server_enabled(self, name: str, enabled: bool) -> None:
+        await self._db.execute(
+            "INSERT INTO servers (name, config, enabled, updated_at) VALUES (?,'null',?,?)"
+            " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled,"
+            " updated_at = excluded.updated_at", (name, int(enabled), time.time()))
+        self._feed.note("server", name)
+
     async def delete_server(self, name: str) -> None:
         cur = await self._db.execute("DELETE FROM servers WHERE name = ?", (name,))
         if cur.rowcount:

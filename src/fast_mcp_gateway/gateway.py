@@ -291,14 +291,15 @@ class Gateway:
         from fast_mcp_gateway.http.app import build_app
         from fast_mcp_gateway.http.health import health_group
         from fast_mcp_gateway.http.metrics import metrics_group
-        from fast_mcp_gateway.ui.app import dashboard_group
+        from fast_mcp_gateway.ui.app import dashboard_group, favicon_group
 
         auth = self.config.options.auth
         groups: list[GroupSource] = [
             health_group(self.control, self.startup),
             metrics_group(self.metrics, public=auth is None or auth.metrics_public),
             dashboard_group(self.control, self.events,
-                            secure_cookies=(self.settings.public_url or "").startswith("https:"))]
+                            secure_cookies=(self.settings.public_url or "").startswith("https:")),
+            favicon_group()]
         from fast_mcp_gateway.http.lane import HttpLane
 
         low = low_level_server(self.server)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastmcp import Client
@@ -60,3 +61,60 @@ async def test_a_restricted_admin_changes_only_its_own_servers(tmp_path: Path) -
         listed = (await api("GET", "/servers", OPS)).json()["servers"]
         assert {s["name"]: s["state"] for s in listed} == {"notes": "ready", "clock": "ready"}
         assert (await api("GET", "/routes", OPS)).json()["routes"] == []
+
+
+async def test_a_restricted_admin_manages_alert_rules_on_its_own_servers_only(
+        tmp_path: Path) -> None:
+    """One rule on every surface (MCP, REST; the dashboard in test_ui_alerts): a token
+    restricted to some servers manages the alert rules on those, as it manages the
+    servers themselves; a rule on '*' or on another server needs an unrestricted token.
+    Before, the MCP tools refused every alert rule while REST took one on its servers."""
+    refusal = "may manage alert rules on its own servers only (notes)"
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
+                       auth=False, options={"auth": AUTH}) as (api, base):
+        clock_rule = {"name": "clock-down", "server": "clock", "metric": "not_ready"}
+        assert (await api("POST", "/alerts/rules", OPS, json=clock_rule)).status_code == 201
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+
+            async def call(tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+                result = await carol.call_tool(tool, arguments, raise_on_error=False)
+                return result.is_error, str(result.content[0].text)  # type: ignore[union-attr]
+
+            mine = {"name": "notes-down", "server": "notes", "metric": "not_ready"}
+            assert await call("gateway_add_alert_rule", {"rule": mine}) == (False, ANY)
+            assert (await call("gateway_update_alert_rule", {
+                "name": "notes-down", "rule": {**mine, "severity": "critical"}}))[0] is False
+            for tool, arguments in [
+                ("gateway_add_alert_rule", {"rule": {"name": "all", "metric": "not_ready"}}),
+                ("gateway_add_alert_rule", {"rule": {**clock_rule, "name": "clock-2"}}),
+                ("gateway_update_alert_rule", {"name": "notes-down", "rule": {
+                    **mine, "server": "clock"}}),
+                ("gateway_update_alert_rule", {"name": "clock-down", "rule": {
+                    **clock_rule, "server": "notes"}}),
+                ("gateway_delete_alert_rule", {"name": "clock-down"}),
+            ]:
+                failed, text = await call(tool, arguments)
+                assert failed and refusal in text, (tool, text)
+            assert (await call("gateway_delete_alert_rule", {"name": "notes-down"}))[0] is False
+
+        # REST: the same rule, the same words (another server's rule is not shown: 404).
+        star = await api("POST", "/alerts/rules", NOTES_ADMIN,
+                         json={"name": "all", "metric": "not_ready"})
+        assert star.status_code == 403 and refusal in star.json()["error"]["message"]
+        other = await api("POST", "/alerts/rules", NOTES_ADMIN,
+                          json={**clock_rule, "name": "clock-2"})
+        assert other.status_code == 403 and refusal in other.json()["error"]["message"]
+        assert (await api("POST", "/alerts/rules", NOTES_ADMIN, json=mine)).status_code == 201
+        moved = await api("PUT", "/alerts/rules/notes-down", NOTES_ADMIN,
+                          json={**mine, "server": "clock"})
+        assert moved.status_code == 403 and refusal in moved.json()["error"]["message"]
+        assert (await api("DELETE", "/alerts/rules/clock-down", NOTES_ADMIN)).status_code == 404
+        assert (await api("DELETE", "/alerts/rules/notes-down", NOTES_ADMIN)).status_code == 200
+
+        rules = (await api("GET", "/alerts/rules", OPS)).json()["rules"]
+        assert [r["rule"]["name"] for r in rules] == ["clock-down"]
+        audit = (await api("GET", "/logs/audit", OPS)).json()["entries"]
+        assert [(e["actor"], e["action"]) for e in audit if e["target"] == "notes-down"] == [
+            ("carol", "delete_alert_rule"), ("carol", "add_alert_rule"),
+            ("carol", "delete_alert_rule"), ("carol", "update_alert_rule"),
+            ("carol", "add_alert_rule")]

@@ -123,6 +123,32 @@ def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Pa
     assert not marker.exists()
 
 
+def test_stdio_dashboard_on_a_port_in_use_is_one_line_and_starts_nothing(
+        tmp_path: Path) -> None:
+    """``serve --dashboard PORT`` over stdio, the port taken: checked before anything
+    starts, as the HTTP port is (it was bound after the upstreams had started, logged,
+    and the gateway served on without its dashboard)."""
+    marker = tmp_path / "started"
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"s": {
+        "command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]}}}))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--dashboard", f"127.0.0.1:{port}", "--db", str(tmp_path / "g.db")],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=REPO,
+            env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"mcp-gateway: cannot listen on 127.0.0.1:{port} for the "
+                                  "dashboard: the port is in use"), done.stderr
+    assert "--dashboard" in done.stderr and len(done.stderr.strip().splitlines()) == 1, (
+        done.stderr)
+    assert not marker.exists()
+
+
 def test_http_serve_on_port_0_announces_the_port_it_got(tmp_path: Path) -> None:
     with _http_banner(tmp_path, 0) as banner:
         port = int(banner.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])

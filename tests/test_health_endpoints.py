@@ -114,3 +114,35 @@ async def test_server_health_needs_a_token_and_shows_only_the_callers_servers(
     # The same models as the gateway_health tool (the same admin operation).
     HealthReport.model_validate(every)
     ServerStatus.model_validate(notes.json())
+
+
+async def test_the_favicon_is_served_without_a_token_or_a_host_check() -> None:
+    """Browsers ask for /favicon.ico on every page (it answered 404, logged each time):
+    a small icon from the package, without a token (auth is on) and whatever the Host,
+    and without building the dashboard.  The stdio dashboard's own app serves it too,
+    and the pages name it."""
+    from fast_mcp_gateway.ui.app import dashboard_app
+    from fast_mcp_gateway.ui.session import DashboardAuth
+    from tests.test_lazy_surfaces import lazy_dashboard
+
+    gateway = make_gateway({}, options={"auth": AUTH})
+    app = gateway.http_app()
+    icon = (Path(__file__).parents[1] / "src" / "fast_mcp_gateway" / "ui" / "static"
+            / "favicon.ico").read_bytes()
+    assert icon[:4] == b"\x00\x00\x01\x00" and len(icon) < 2048  # an ICO, small
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
+                                  base_url="http://evil.example") as http:
+        answer = await http.get("/favicon.ico")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "image/x-icon"
+        assert answer.content == icon and "max-age" in answer.headers["cache-control"]
+    assert lazy_dashboard(app).builds == 0
+
+    standalone = dashboard_app(gateway.control, DashboardAuth.of(app.access), gateway.events, [])
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=standalone),
+                                  base_url="http://127.0.0.1") as http:
+        assert (await http.get("/favicon.ico")).content == icon
+        assert (await http.get("/ui/static/favicon.ico")).content == icon
+    base = Path(__file__).parents[1] / "src" / "fast_mcp_gateway" / "ui" / "templates"
+    assert '<link rel="icon" href="{{ base }}/static/favicon.ico">' in (
+        base / "base.html").read_text()

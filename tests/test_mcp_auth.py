@@ -152,7 +152,13 @@ async def test_tokens_and_jwts_on_the_mcp_endpoint(
             assert (await alice.call_tool("notes_list_notes", {})).is_error is False
             with pytest.raises(ToolError) as hidden:
                 await alice.call_tool("clock_add", {"a": 1, "b": 2})
-            assert call_error(hidden) == "Unknown tool: 'clock_add'"
+            # Worded as for a tool that does not exist, naming alice's servers only.
+            assert call_error(hidden) == (
+                "Unknown tool: 'clock_add': tool names here carry their server's namespace, "
+                "as <namespace>_<name> (servers: notes); tools/list lists them")
+            with pytest.raises(ToolError) as bare:
+                await alice.call_tool("add", {"a": 1, "b": 2})  # clock's own name
+            assert "clock" not in call_error(bare) and "(servers: notes)" in call_error(bare)
             with pytest.raises(ToolError) as admin:
                 await alice.call_tool("gateway_list_servers", {})
             assert "requires scope 'admin'" in call_error(admin)

@@ -4,6 +4,7 @@ test_store_contract.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
@@ -22,7 +24,7 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.cli.main import main
-from fast_mcp_gateway.store import open_store
+from fast_mcp_gateway.store import StoreUnavailable, open_store
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.postgres import PostgresStore
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
@@ -95,6 +97,77 @@ async def test_the_gateways_connections_are_named_for_a_dba(pg_url: str) -> None
     finally:
         await store.close()
         await named.close()
+
+
+class HoldingProxy:
+    """A TCP relay to PostgreSQL that, when the server closes a connection, keeps the
+    client's side open: the client has read the server's last words ("terminating
+    connection ...") and not yet its close, as when a database stops while a pooled
+    connection sits idle (a window the kernel usually closes within microseconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.listen_port = port, 0
+        self.server_closed = anyio.Event()
+        self.holding = True  # False: a close is passed on, as a plain relay would
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        self.listen_port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        task_status.started()
+        await listener.serve(self._relay)
+
+    async def _relay(self, client: Any) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.port) as server, \
+                anyio.create_task_group() as tg:
+
+            async def down() -> None:
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    async for chunk in server:
+                        await client.send(chunk)
+                self.server_closed.set()
+                if not self.holding:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(down)
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                async for chunk in client:
+                    with contextlib.suppress(anyio.BrokenResourceError):
+                        await server.send(chunk)
+            tg.cancel_scope.cancel()  # the client closed its side
+
+
+async def test_a_connection_the_server_dropped_is_an_outage_in_words_and_heals(
+        pg_cluster: PgCluster, pg_url: str) -> None:
+    """The database ended a pooled connection while it was idle: asyncpg's next use of
+    it failed with its internal "cannot switch to state 12; another operation (2) is in
+    progress", which the change feed logged as is and which no retry took for an outage.
+    It is the store's ``StoreUnavailable`` in plain words (one line), and the next use
+    gets a fresh connection."""
+    proxy = HoldingProxy(pg_cluster.port)
+    database = pg_url.rsplit("/", 1)[1]
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        store = await open_store(pg_cluster.url(database).replace(
+            f":{pg_cluster.port}/", f":{proxy.listen_port}/"))
+        assert isinstance(store, PostgresStore)
+        try:
+            cursor = (await store.changes()).cursor
+            await anyio.to_thread.run_sync(pg_cluster.psql, (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                f"'{database}' AND pid <> pg_backend_pid()"))
+            with anyio.fail_after(30):
+                await proxy.server_closed.wait()
+            await anyio.wait_all_tasks_blocked()  # the pooled connection read its last words
+            with pytest.raises(StoreUnavailable) as lost:
+                await store.changes(cursor)
+            proxy.holding = False
+            message = str(lost.value)
+            assert "the server closed the connection" in message, message
+            assert "state 12" not in message and "\n" not in message, message
+            assert (await store.changes(cursor)).complete  # a fresh connection
+        finally:
+            await store.close()
+            tg.cancel_scope.cancel()
 
 
 async def test_a_newer_schema_is_refused_by_name(pg_url: str) -> None:

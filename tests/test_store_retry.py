@@ -92,3 +92,50 @@ async def test_the_writer_holds_a_batch_through_an_outage(
     # One warning for the outage (not one per attempt), one when the store is back.
     assert caplog.text.count("numbers held until the store is back") == 1
     assert "the store is back: writing numbers again" in caplog.text
+
+
+async def test_the_change_feed_says_once_that_it_lost_the_store_and_reconnects(
+        waits: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    """A database going away: one line saying what (the store's own words) and that the
+    feed reconnects, then one when it is back; the feed keeps following."""
+    import anyio
+
+    from fast_mcp_gateway.store.records import ChangeBatch
+    from tests.fixtures import make_gateway
+
+    control = make_gateway({}).control
+    outage = 3
+    lost = ("PostgreSQL at gw@db:5432/gateway is unreachable (the server closed the "
+            "connection: it stopped, restarted or ended the session); is the server "
+            "running and the address right?")
+
+    class Shared:
+        """A shared store whose database is away for three attempts."""
+
+        shared = True
+
+        async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
+            nonlocal outage
+            if outage:
+                outage -= 1
+                raise StoreUnavailable(lost)
+            if "the store is back" in caplog.text:
+                await anyio.sleep_forever()  # a long poll with nothing new
+            return ChangeBatch(cursor=since)
+
+        async def routes(self) -> list[object]:
+            return []
+
+        async def servers(self) -> list[object]:
+            return []
+
+    control.store = Shared()  # type: ignore[assignment]
+    async with anyio.create_task_group() as tg:
+        await tg.start(control.follow_changes)
+        assert await control.remote_applied.wait_until(
+            lambda: "the store is back" in caplog.text, 30)
+        tg.cancel_scope.cancel()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("change feed")]
+    assert said == [f"change feed: lost the store, reconnecting until it is back: {lost}",
+                    "change feed: the store is back; reconciling"]
+    assert len(waits) == 3  # one backoff wait per failed attempt

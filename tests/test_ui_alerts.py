@@ -167,7 +167,8 @@ async def _other_viewers(http: httpx2.AsyncClient, base: str) -> None:
         "csrf_token": alice_csrf, "action": "add", "name": "all-down", "server": "*",
         "metric": "not_ready", "enabled": ["off", "on"]})
     assert star.status_code == 422
-    assert "may only watch the servers svc" in _field_error(star.text, "server")
+    assert "may manage alert rules on its own servers only (svc)" in _field_error(
+        star.text, "server")
     assert 'data-rule="svc-failing"' in page
 
 

@@ -13,7 +13,8 @@ The tree::
     ├── UnknownComponent            no tool / resource / prompt of that name is exposed
     └── AdminError                  an admin tool was asked something impossible
         ├── NotFound                no server / route of that name or id
-        └── Conflict                that name is taken already
+        ├── Conflict                that name is taken already
+        └── Forbidden               not for this caller (a token limited to some servers)
 
 Foreign exceptions (SDK ``MCPError``, anyio/httpx transport errors, pydantic
 ``ValidationError``) are mapped into this tree once, at the adapter edge that
@@ -105,6 +106,11 @@ class NotFound(AdminError):
 
 class Conflict(AdminError):
     """The name an admin operation would create is taken (REST: 409)."""
+
+
+class Forbidden(AdminError):
+    """The caller may not make this change: it reaches past the servers its token is
+    limited to (REST: 403)."""
 
 
 class NoHealthyReplica(UpstreamUnavailable):

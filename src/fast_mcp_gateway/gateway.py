@@ -291,14 +291,15 @@ class Gateway:
         from fast_mcp_gateway.http.app import build_app
         from fast_mcp_gateway.http.health import health_group
         from fast_mcp_gateway.http.metrics import metrics_group
-        from fast_mcp_gateway.ui.app import dashboard_group
+        from fast_mcp_gateway.ui.app import dashboard_group, favicon_group
 
         auth = self.config.options.auth
         groups: list[GroupSource] = [
             health_group(self.control, self.startup),
             metrics_group(self.metrics, public=auth is None or auth.metrics_public),
             dashboard_group(self.control, self.events,
-                            secure_cookies=(self.settings.public_url or "").startswith("https:"))]
+                            secure_cookies=(self.settings.public_url or "").startswith("https:")),
+            favicon_group()]
         from fast_mcp_gateway.http.lane import HttpLane
 
         low = low_level_server(self.server)
@@ -339,7 +340,7 @@ class Gateway:
         if only is not None:
             self.manager.restrict(only)
 
-    async def _run_stdio(self) -> None:
+    async def _run_stdio(self, dashboard: socket.socket | None = None) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
 
         See ``stdio.py``: a pipe's lines are read and written on the event loop rather
@@ -354,8 +355,9 @@ class Gateway:
                     if self.settings.dashboard is not None:
                         from fast_mcp_gateway.ui.standalone import serve_dashboard
 
-                        await tg.start(serve_dashboard, self.control, self.events,
-                                       self.settings.dashboard)
+                        await tg.start(functools.partial(
+                            serve_dashboard, self.control, self.events,
+                            self.settings.dashboard, sock=dashboard))
                     await self.server.run_async(transport="stdio", show_banner=False)
                     tg.cancel_scope.cancel()
                 return
@@ -378,8 +380,9 @@ class Gateway:
                     if self.settings.dashboard is not None:
                         from fast_mcp_gateway.ui.standalone import serve_dashboard
 
-                        await tg.start(serve_dashboard, self.control, self.events,
-                                       self.settings.dashboard)
+                        await tg.start(functools.partial(
+                            serve_dashboard, self.control, self.events,
+                            self.settings.dashboard, sock=dashboard))
                     reader.intercept = lane.intercept
                     async with stdio_server(cast(Any, front), cast(Any, front)) as (read, write):
                         self._init_options = low.create_initialization_options()
@@ -391,12 +394,15 @@ class Gateway:
                 reset_transport(token)
 
     async def run_async(self, transport: Transport | None = None,
-                        sockets: list[socket.socket] | None = None) -> None:
+                        sockets: list[socket.socket] | None = None,
+                        dashboard: socket.socket | None = None) -> None:
         """Serve until the host goes away: stdio (default), streamable HTTP or SSE
-        (on ``sockets`` when given, bound already: ``cli/serve.listen``)."""
+        (on ``sockets`` when given, bound already: ``cli/serve.listen``).  Over stdio
+        ``settings.dashboard`` is served beside it, on ``dashboard`` when given (bound
+        already: ``cli/serve.listen_dashboard``)."""
         transport = transport or self.settings.transport
         if transport == "stdio":
-            await self._run_stdio()
+            await self._run_stdio(dashboard)
             return
         import uvicorn
 

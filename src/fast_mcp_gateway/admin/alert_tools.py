@@ -2,7 +2,9 @@
 
 Declared here, registered by ``mcp_tools`` (which turns errors into ``ToolError`` and
 checks scope ``admin``, as for every admin tool).  ``kind`` picks the annotations:
-``read`` (read-only), ``idempotent`` or ``destructive``.
+``read`` (read-only), ``idempotent`` or ``destructive``.  The changes pass the caller
+down: the operation decides which rules a token limited to some servers may change
+(``alerts.restricted_refusal``), as it does for REST and the dashboard.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fast_mcp_gateway.admin.alerts import (
     AlertStatus,
 )
 from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.admin.scope import actor
+from fast_mcp_gateway.admin.scope import CALLER, actor
 from fast_mcp_gateway.config.schema import RowId
 
 
@@ -67,19 +69,19 @@ async def alert_rules(ctx: AdminContext) -> AlertRuleList:
 @_tool("gateway_add_alert_rule", "idempotent")
 async def add_alert_rule(ctx: AdminContext, rule: RuleArg) -> AlertRuleView:
     """Add an alert rule (kept in the store); it is evaluated at once."""
-    return await alerts.add_rule(ctx, actor(), rule)
+    return await alerts.add_rule(ctx, actor(), rule, principal=CALLER.get())
 
 
 @_tool("gateway_update_alert_rule", "idempotent")
 async def update_alert_rule(ctx: AdminContext, name: RuleName, rule: RuleArg) -> AlertRuleView:
     """Replace an alert rule (a servers.yaml rule is overridden in the store)."""
-    return await alerts.update_rule(ctx, actor(), name, rule)
+    return await alerts.update_rule(ctx, actor(), name, rule, principal=CALLER.get())
 
 
 @_tool("gateway_delete_alert_rule", "destructive")
 async def delete_alert_rule(ctx: AdminContext, name: RuleName) -> dict[str, str]:
     """Delete an alert rule; its firing alerts resolve."""
-    return await alerts.delete_rule(ctx, actor(), name)
+    return await alerts.delete_rule(ctx, actor(), name, principal=CALLER.get())
 
 
 @_tool("gateway_alert_history", "read")

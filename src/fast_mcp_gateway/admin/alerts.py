@@ -7,6 +7,12 @@ by the same model as the file's (``config.alerts.AlertRule``): an invalid one is
 ``ConfigError`` naming each field.  Every change is audited and evaluated at once, so
 the answer already reflects it.  The result models are shared by the MCP tools, REST
 and the dashboard.
+
+Who may change which rule is decided here too, for every surface (``principal``):
+an admin token limited to some servers manages the rules on those servers, as it
+manages the servers themselves; a rule on ``*`` (every server) or on another server
+is for an admin without a ``servers`` list (``Forbidden``).  Lists are filtered by the
+surfaces that filter (REST, the dashboard: ``may_manage``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import loads_value
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.config.checks import explain, field_path
-from fast_mcp_gateway.errors import AdminError, ConfigError, ConfigIssue, Conflict, NotFound
+from fast_mcp_gateway.errors import (
+    AdminError,
+    ConfigError,
+    ConfigIssue,
+    Conflict,
+    Forbidden,
+    NotFound,
+)
+from fast_mcp_gateway.principal import Principal
 
 AlertValue = float | str | None
 
@@ -113,13 +127,38 @@ def _views(engine: AlertEngine) -> list[AlertRuleView]:
                           firing=firing.get(rule.name, [])) for rule, source in engine.rules()]
 
 
-def _validate(ctx: AdminContext, raw: dict[str, Any], source: str) -> AlertRule:
+def may_manage(principal: Principal | None, server: str) -> bool:
+    """Whether ``principal`` sees and changes a rule on ``server`` (a server's name, or
+    ``*``); ``None``: the library or stdio, unrestricted."""
+    return principal is None or principal.servers is None or (
+        server != "*" and principal.may_use(server))
+
+
+def restricted_refusal(principal: Principal | None, server: str) -> str | None:
+    """Why ``principal`` may not have a rule on ``server`` (None: it may)."""
+    if may_manage(principal, server):
+        return None
+    assert principal is not None and principal.servers is not None
+    target = "every server ('*')" if server == "*" else f"server '{server}'"
+    return (f"the token '{principal.name}' may manage alert rules on its own servers only "
+            f"({', '.join(sorted(principal.servers))}), not on {target}; that needs an "
+            "admin token without a 'servers' list")
+
+
+def _own(principal: Principal | None, server: str) -> None:
+    if (refusal := restricted_refusal(principal, server)) is not None:
+        raise Forbidden(refusal)
+
+
+def _validate(ctx: AdminContext, raw: dict[str, Any], source: str,
+              principal: Principal | None) -> AlertRule:
     try:
         rule = AlertRule.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([ConfigIssue(source, None, field_path(err["loc"]) or None,
                                        explain(err, AlertRule))
                            for err in exc.errors()]) from None
+    _own(principal, rule.server)  # before the known servers are named
     if rule.server != "*" and rule.server not in ctx.manager.services:
         known = ", ".join(ctx.manager.services) or "none"
         raise ConfigError.single(source, None, "server", f"no server named '{rule.server}' "
@@ -144,10 +183,22 @@ async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
     return next(v for v in _views(engine) if v.rule["name"] == rule.name)
 
 
-async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any]) -> AlertRuleView:
+async def _existing(engine: AlertEngine, name: str, principal: Principal | None
+                    ) -> AlertRule:
+    """Rule ``name`` in effect, if ``principal`` may change it (else ``Forbidden``)."""
+    await engine.load_rules()
+    rule = next((r for r, _ in engine.rules() if r.name == name), None)
+    if rule is None:
+        raise NotFound(f"no alert rule named '{name}'")
+    _own(principal, rule.server)
+    return rule
+
+
+async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any], *,
+                   principal: Principal | None = None) -> AlertRuleView:
     """A new rule (``Conflict`` when the name is taken); evaluated at once."""
     engine = require_alerts(ctx)
-    parsed = _validate(ctx, rule, "add_alert_rule")
+    parsed = _validate(ctx, rule, "add_alert_rule", principal)
     require_store(ctx, "alert rules")
     await engine.load_rules()
     if any(r.name == parsed.name for r, _ in engine.rules()):
@@ -156,30 +207,27 @@ async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any]) -> Ale
     return await _save(ctx, actor, "add_alert_rule", parsed)
 
 
-async def update_rule(ctx: AdminContext, actor: Actor, name: str, rule: dict[str, Any]
-                      ) -> AlertRuleView:
+async def update_rule(ctx: AdminContext, actor: Actor, name: str, rule: dict[str, Any], *,
+                      principal: Principal | None = None) -> AlertRuleView:
     """Replace rule ``name`` (a servers.yaml rule is overridden, not edited); the body's
     ``name`` may be left out, and may not differ."""
     engine = require_alerts(ctx)
     if "name" in rule and rule["name"] != name:
         raise ConfigError.single("update_alert_rule", None, "name", "a rule cannot be "
                                  "renamed; delete it and add one under the new name")
-    parsed = _validate(ctx, {**rule, "name": name}, "update_alert_rule")
+    parsed = _validate(ctx, {**rule, "name": name}, "update_alert_rule", principal)
     require_store(ctx, "alert rules")
-    await engine.load_rules()
-    if not any(r.name == name for r, _ in engine.rules()):
-        raise NotFound(f"no alert rule named '{name}'")
+    await _existing(engine, name, principal)
     return await _save(ctx, actor, "update_alert_rule", parsed)
 
 
-async def delete_rule(ctx: AdminContext, actor: Actor, name: str) -> dict[str, str]:
+async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
+                      principal: Principal | None = None) -> dict[str, str]:
     """Delete rule ``name``; its firing alerts resolve.  A servers.yaml rule stays
     deleted (a tombstone in the store) until added again."""
     engine = require_alerts(ctx)
     store = require_store(ctx, "alert rules")
-    await engine.load_rules()
-    if not any(r.name == name for r, _ in engine.rules()):
-        raise NotFound(f"no alert rule named '{name}'")
+    await _existing(engine, name, principal)
     if engine.file_rule(name) is not None:
         await store.put_alert_rule(name, None)
     else:

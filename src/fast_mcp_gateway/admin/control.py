@@ -169,7 +169,8 @@ class ControlPlane:
             nonlocal outage
             if not outage:
                 outage = True
-                logger.warning("change feed: store unreachable, retrying: %s", error)
+                logger.warning("change feed: lost the store, reconnecting until it is back: %s",
+                               error)
 
         async def step() -> None:
             nonlocal last_full, outage

@@ -59,7 +59,7 @@ def refusal(principal: Principal, what: str) -> str | None:
 
 
 # The argument naming the one server each server-scoped admin tool acts on (the alert
-# rule tools' 'name' is a rule's, so they are not here).
+# rule tools' 'name' is a rule's: they are ``SCOPED_BY_OPERATION``).
 SERVER_ARGUMENT = dict.fromkeys((
     "gateway_reconnect_server", "gateway_enable_server", "gateway_disable_server",
     "gateway_reset_breaker", "gateway_restart_replica", "gateway_drain_replica",
@@ -67,6 +67,10 @@ SERVER_ARGUMENT = dict.fromkeys((
     "gateway_inspect_get_prompt", "gateway_inspector_clear", "gateway_add_server",
     "gateway_update_server", "gateway_remove_server"), "name") | {
     "gateway_approve_changes": "server"}
+# Changes whose operation decides what a restricted admin may do (on every surface):
+# alert rules on its own servers (``admin/alerts.restricted_refusal``).
+SCOPED_BY_OPERATION = frozenset({"gateway_add_alert_rule", "gateway_update_alert_rule",
+                                 "gateway_delete_alert_rule"})
 
 
 def beyond_servers(principal: Principal, what: str, read_only: bool,
@@ -74,10 +78,11 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     """Why an admin restricted to some servers may not call ``what`` so (None: it may).
 
     It inspects and changes its own servers only, as over REST and on the dashboard; a
-    change that reaches past one server (import, reload, routes, alert rules) needs a
-    token without a ``servers`` list.  The read-only tools other than the inspector
-    show every server (README, "What a caller sees over MCP")."""
-    if principal.servers is None:
+    change that reaches past one server (import, reload, routes) needs a token without
+    a ``servers`` list; alert rules are checked by their operations (on its servers:
+    allowed).  The read-only tools other than the inspector show every server (README,
+    "What a caller sees over MCP")."""
+    if principal.servers is None or what in SCOPED_BY_OPERATION:
         return None
     mine = ", ".join(sorted(principal.servers))
     key = SERVER_ARGUMENT.get(what)

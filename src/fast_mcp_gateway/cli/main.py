@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         except StorageError as exc:  # the store of runtime registrations: one clear line
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
+    dashboard_at = None
     if settings.dashboard is not None:
         from fast_mcp_gateway.ui.standalone import parse_address
 
@@ -248,23 +249,25 @@ def main(argv: list[str] | None = None) -> int:
                   "is served at /ui", file=sys.stderr)
             return 2
         try:
-            parse_address(settings.dashboard)
+            dashboard_at = parse_address(settings.dashboard)
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
-    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal, listen
+    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal, listen, listen_dashboard
 
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
         print(f"mcp-gateway: {refusal}", file=sys.stderr)
         return 2
-    sockets = None
-    if settings.transport != "stdio":
-        try:
+    sockets = dashboard = None
+    try:
+        if settings.transport != "stdio":
             sockets = listen(settings)
-        except OSError as exc:
-            print(f"mcp-gateway: {exc}", file=sys.stderr)
-            return 2
+        elif dashboard_at is not None:
+            dashboard = listen_dashboard(*dashboard_at)
+    except OSError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 2
     if settings.record_calls and settings.db is not None and _is_shared(settings.db):
         problem = anyio.run(_check_store, settings.db)
         if problem is not None:
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_spawn_first, config, settings, loop.name, sockets,
+        anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
                   backend_options=loop.backend_options)
     logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
     return 0

@@ -53,7 +53,8 @@ def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
 
 async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
                        loop: str = "asyncio",
-                       sockets: list[socket.socket] | None = None) -> None:
+                       sockets: list[socket.socket] | None = None,
+                       dashboard: socket.socket | None = None) -> None:
     """Start the stdio upstreams, then import and build the gateway while they start.
 
     The server stack takes seconds to import on a small machine, and each upstream
@@ -104,7 +105,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
                 await discard_early()
 
             tg.start_soon(discard_unadopted)
-            await _serve(gateway, sockets)
+            await _serve(gateway, sockets, dashboard)
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
@@ -211,17 +212,46 @@ def listen(settings: GatewaySettings) -> list[socket.socket]:
 
 def listen_problem(settings: GatewaySettings, exc: OSError) -> str:
     """Why binding ``settings.host``:``settings.port`` failed, and what to do."""
-    where = f"{settings.host}:{settings.port}"
+    return _bind_problem(f"{settings.host}:{settings.port}", settings.host, settings.port,
+                         exc, port_flag="--port or MCP_GATEWAY_PORT",
+                         other_host="use --host 127.0.0.1")
+
+
+def listen_dashboard(host: str, port: int) -> socket.socket:
+    """The stdio dashboard's listening socket (``serve --dashboard HOST:PORT``, checked
+    by ``ui.standalone.parse_address``), bound before anything starts as ``listen`` binds
+    the HTTP port, and handed to ``serve_dashboard``.  Bound there instead, a port in
+    use was found after the upstreams had started, and the gateway went on without it.
+
+    Raises ``OSError`` with a message for a person."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        raise OSError(_bind_problem(
+            f"{shown}:{port} for the dashboard", host, port, exc,
+            port_flag="--dashboard HOST:PORT (or MCP_GATEWAY_DASHBOARD)",
+            other_host="use --dashboard 127.0.0.1:PORT")) from None
+    return sock
+
+
+def _bind_problem(where: str, host: str, port: int, exc: OSError, *, port_flag: str,
+                  other_host: str) -> str:
     if exc.errno == errno.EADDRINUSE:
         return (f"cannot listen on {where}: the port is in use (another gateway, or "
-                f"another program: 'ss -ltnp sport = :{settings.port}' shows which); stop "
-                "it, or choose another port with --port or MCP_GATEWAY_PORT")
+                f"another program: 'ss -ltnp sport = :{port}' shows which); stop "
+                f"it, or choose another port with {port_flag}")
     if exc.errno == errno.EADDRNOTAVAIL:
-        return (f"cannot listen on {where}: this machine has no address {settings.host}; "
-                "use --host 127.0.0.1 or one of its addresses")
+        return (f"cannot listen on {where}: this machine has no address {host}; "
+                f"{other_host} or one of its addresses")
     if exc.errno == errno.EACCES:
         return (f"cannot listen on {where}: permission denied (ports below 1024 need "
-                "privileges); choose a port above 1023 with --port")
+                f"privileges); choose a port above 1023 with {port_flag}")
     return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
@@ -262,7 +292,8 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
     return lines
 
 
-async def _serve(gateway: Any, sockets: list[socket.socket] | None = None) -> None:
+async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
+                 dashboard: socket.socket | None = None) -> None:
     """Serve until the host goes away or a signal says stop; stop quietly either way.
 
     stdio: on SIGTERM/SIGINT the upstreams are terminated at once and serving is
@@ -298,7 +329,7 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None) -> No
 
         tg.start_soon(on_signal)
         try:
-            await gateway.run_async(sockets=sockets)
+            await gateway.run_async(sockets=sockets, dashboard=dashboard)
         except* (BrokenPipeError, ConnectionResetError):
             log.info("the host closed the gateway's stdout: stopping")
             gateway.kill_upstreams()

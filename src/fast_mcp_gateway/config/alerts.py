@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -36,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.telemetry.redaction import register_config_secrets
 
 Metric = Literal["success_rate", "p95_ms", "consecutive_failures", "not_ready"]
@@ -64,8 +66,26 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[StrictFloat, BeforeValidator(_seconds), Field(ge=0, le=_YEAR)]
-Period = Annotated[StrictFloat, BeforeValidator(_seconds), Field(ge=0.05, le=_YEAR)]
+# Bounds before the validator: after it, they would be left out of the JSON Schema (the
+# REST API's document).  That documents numbers only; "5m" is a servers.yaml convenience.
+Duration = Annotated[StrictFloat, Field(ge=0, le=_YEAR), BeforeValidator(_seconds)]
+Period = Annotated[StrictFloat, Field(ge=0.05, le=_YEAR), BeforeValidator(_seconds)]
+
+
+def _metric_needs(metric: Metric, threshold: dict[str, JsonValue]) -> JsonValue:
+    return {"properties": {"metric": {"const": metric}, "threshold": threshold,
+                           "window": {"exclusiveMinimum": 0}},
+            "required": ["threshold"]}
+
+
+# ``_consistent`` in JSON Schema: what each metric takes (the REST API's document).
+_PER_METRIC: list[JsonValue] = [
+    {"properties": {"metric": {"const": "not_ready"}, "op": {"type": "null"},
+                    "threshold": {"type": "null"}}},
+    _metric_needs("success_rate", {"type": "number", "minimum": 0, "maximum": 1}),
+    _metric_needs("p95_ms", {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400_000}),
+    _metric_needs("consecutive_failures", {"type": "integer", "minimum": 1, "maximum": 10_000}),
+]
 
 
 class _Strict(BaseModel):
@@ -76,7 +96,10 @@ class _Strict(BaseModel):
 class AlertRule(_Strict):
     """One alert rule; evaluated once per server it names (``*``: every server)."""
 
-    name: str = Field(description="unique; letters, digits, '_', '-', '.'")
+    model_config = ConfigDict(json_schema_extra={"anyOf": _PER_METRIC})
+
+    name: str = Field(description="unique; letters, digits, '_', '-', '.'",
+                      json_schema_extra={"pattern": RULE_NAME.pattern})
     server: str = Field(default="*", min_length=1, description="a server's name, or '*'")
     metric: Metric
     op: Op | None = Field(default=None, description="compare value OP threshold; default "
@@ -85,9 +108,9 @@ class AlertRule(_Strict):
     window: Duration = Field(default=300.0, description="seconds of calls looked at")
     for_: Duration = Field(default=0.0, alias="for",
                            description="seconds the condition must hold before firing")
-    min_calls: StrictInt = Field(default=3, ge=1, le=1_000_000,
-                                 description="fewer calls in the window: no alert "
-                                             "(success_rate, p95_ms)")
+    min_calls: Annotated[StrictInt, Field(ge=1, le=1_000_000),
+                         BeforeValidator(whole_number)] = Field(
+        default=3, description="fewer calls in the window: no alert (success_rate, p95_ms)")
     severity: Severity = "warning"
     enabled: StrictBool = True
     description: str | None = Field(default=None, max_length=500)
@@ -123,7 +146,7 @@ class AlertRule(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not RULE_NAME.match(value):
+        if not RULE_NAME.fullmatch(value):
             raise ValueError("a rule name is 1-64 letters, digits, '_', '-' or '.', starting "
                              "with a letter or digit")
         return value

@@ -45,6 +45,7 @@ from fast_mcp_gateway.config.curation import (
     SearchOptions,
     ToolCuration,
 )
+from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
 
@@ -73,9 +74,11 @@ CALLER_REFERENCE = re.compile(r"\$\{caller\.(token|claims\.[A-Za-z0-9_.:/-]+)\}"
 
 # Integers kept in the store, for the admin operations' arguments (route ids and priorities):
 # validated at the edge so a huge number is a clear error, not a storage failure.
-RowId = Annotated[StrictInt, Field(ge=1, le=STORE_INT_MAX, description="a row id (1 or more)")]
+RowId = Annotated[StrictInt, Field(ge=1, le=STORE_INT_MAX, description="a row id (1 or more)"),
+                  BeforeValidator(whole_number)]
 RoutePriority = Annotated[StrictInt, Field(
-    ge=-1_000_000, le=1_000_000, description="higher wins; -1000000..1000000")]
+    ge=-1_000_000, le=1_000_000, description="higher wins; -1000000..1000000"),
+    BeforeValidator(whole_number)]
 # Finite and at most a year: a timer never overflows, a typo like 1e30 is caught.
 Seconds = Annotated[StrictFloat, Field(gt=0, le=86_400 * 365)]
 

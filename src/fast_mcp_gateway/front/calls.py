@@ -232,6 +232,9 @@ class CallPipeline:
         self.authorizer: Authorizer | None = None
         self.curator: Curator | None = None
         self.results: ResultStage | None = None
+        # How a name the caller cannot reach is answered (the provider's: front/unknown.py).
+        self.unknown: Callable[[str, str], str] = lambda kind, name: (
+            f"{_UNKNOWN[kind]}: {name!r}")
         self.observers: list[CallObserver] = []
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
@@ -349,8 +352,11 @@ class CallPipeline:
             call.owner.name in principal.servers and call.service.name in principal.servers
         ):
             # Worded as for a component that does not exist: a restricted caller
-            # must not learn which servers the gateway fronts.
-            raise CallRefused(f"{_UNKNOWN[call.kind]}: {call.exposed!r}")
+            # must not learn which servers the gateway fronts.  (One of its own routed
+            # to another server by a rule: the bare words, nothing to suggest.)
+            raise CallRefused(self.unknown(call.kind, call.exposed)
+                              if call.owner.name not in principal.servers
+                              else f"{_UNKNOWN[call.kind]}: {call.exposed!r}")
         if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
             raise CallRefused(reason)
         if self.curator is not None and (reason := await self.curator(call)) is not None:

@@ -79,7 +79,8 @@ class HostRequests:
         linked = self._provider.links.resolve(uri)  # a link a result or prompt gave
         if linked is not None and self._visible(linked[0]):
             return self._manager.services[linked[0]], linked[1]
-        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource: {uri!r}")
+        raise MCPError(code=types.INVALID_PARAMS,
+                       message=self._provider.unknown("resource", uri), data={"uri": uri})
 
     async def _on_subscribe(self, ctx: ServerRequestContext[Any],
                             params: types.SubscribeRequestParams) -> types.EmptyResult:
@@ -118,14 +119,16 @@ class HostRequests:
         if isinstance(ref, types.PromptReference):
             route = self._manager.route_prompt(ref.name)
             if route is None or not self._visible(route[0].name):
-                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name!r}")
+                raise MCPError(code=types.INVALID_PARAMS,
+                               message=self._provider.unknown("prompt", ref.name))
             upstream = route[0]
             upstream_ref = types.PromptReference(type="ref/prompt", name=route[1].name)
         else:
             entry = self._manager.view.templates.get(ref.uri)
             if entry is None or not self._visible(entry[0].server):
                 raise MCPError(code=types.INVALID_PARAMS,
-                               message=f"Unknown resource template: {ref.uri!r}")
+                               message=f"Unknown resource template: {ref.uri!r} "
+                                       "(resources/templates/list lists them)")
             upstream = self._manager.services[entry[0].server]
             upstream_ref = types.ResourceTemplateReference(type="ref/resource",
                                                            uri=entry[0].original)

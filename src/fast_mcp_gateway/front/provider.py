@@ -49,6 +49,7 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
+from fast_mcp_gateway.front.unknown import Kind, unknown_name
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -97,6 +98,7 @@ class GatewayProvider(Provider):
         self._on_listed = on_listed or (lambda: None)
         self.pipeline = CallPipeline(manager)
         self.pipeline.curator = self._curate
+        self.pipeline.unknown = self.unknown
         self.links = LinkMap(manager)
         self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
@@ -216,7 +218,7 @@ class GatewayProvider(Provider):
         if active is not None and not (
                 active.shows_server(call.owner.name) and active.shows_server(call.service.name)
                 and (call.kind != "tool" or active.shows_tool(call.exposed, call.owner.name))):
-            return f"Unknown {call.kind}: {call.exposed!r}"   # outside the profile
+            return self.unknown(call.kind, call.exposed)   # outside the profile
         view = self.manager.view
         for server in {call.owner.name, call.service.name}:
             if (reason := view.refusal(call.kind, server, call.original)) is not None:
@@ -301,6 +303,18 @@ class GatewayProvider(Provider):
         return active.servers(servers) if active is not None else servers
 
     _servers = caller_servers
+
+    def unknown(self, kind: Kind | str, name: str) -> str:
+        """What a host is told for a ``kind`` named ``name`` it cannot reach: the name
+        it probably meant, or how names are formed here (``unknown.py``), naming only
+        servers the caller may use."""
+        servers = self._servers()
+        namespaces = {name: service.config.effective_namespace
+                      for name, service in self.manager.services.items()
+                      if _visible(name, servers)}
+        return unknown_name(kind, name, self.manager.view, namespaces,
+                            self.manager.config.options.separator,
+                            search=kind == "tool" and self.search_mode())
 
     def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()

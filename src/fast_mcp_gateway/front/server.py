@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from fastmcp.exceptions import NotFoundError
+import mcp_types as types
+from fastmcp.exceptions import NotFoundError, ToolError
 from fastmcp.prompts import Prompt
 from fastmcp.prompts.base import PromptResult
 from fastmcp.resources import Resource, ResourceTemplate
@@ -35,6 +36,7 @@ from fastmcp.server.dependencies import get_context
 from fastmcp.tools import Tool
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
 from fast_mcp_gateway.front.encodings import RelayedError
@@ -42,6 +44,7 @@ from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
+from fast_mcp_gateway.front.unknown import Kind
 from fast_mcp_gateway.routing.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -112,8 +115,10 @@ class GatewayServer(PreferredToolServer):
 
     gate: StartupGate | None = None
     tasks: GatewayTasks | None = None
+    provider: GatewayProvider | None = None
 
     def use_provider(self, provider: GatewayProvider) -> None:
+        self.provider = provider
         lookup = provider.get_tool
 
         async def prefer(name: str) -> Tool | None:
@@ -154,7 +159,14 @@ class GatewayServer(PreferredToolServer):
 
     # A host may read a resource or get a prompt it knows from an earlier session (the
     # Inspector CLI reads without listing) before its server connected: "unknown" is
-    # only the answer once the first attempts are over (``StartupGate.settled``).
+    # only the answer once the first attempts are over (``StartupGate.settled``).  Then
+    # it says what is wrong and how to fix it (``_unknown``): FastMCP's handlers would
+    # answer a ``NotFoundError`` with a bare "Resource not found" / "Unknown prompt".
+
+    def _unknown(self, kind: Kind, name: str) -> str:
+        if self.provider is None:
+            return f"Unknown {kind}: {name!r}"
+        return self.provider.unknown(kind, name)
 
     def _settled(self) -> bool:
         return self.gate is None or self.gate.attempted.is_set()
@@ -171,9 +183,18 @@ class GatewayServer(PreferredToolServer):
                                                run_middleware=run_middleware)
         except NotFoundError:
             if settled:
-                raise
+                raise self._unknown_resource(uri) from None
         await self._settle()
-        return await super().read_resource(uri, version=version, run_middleware=run_middleware)
+        try:
+            return await super().read_resource(uri, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            raise self._unknown_resource(uri) from None
+
+    def _unknown_resource(self, uri: str) -> MCPError:
+        # SEP-2164, as FastMCP answers: invalid params, the URI in ``data``.
+        return MCPError(code=types.INVALID_PARAMS, message=self._unknown("resource", uri),
+                        data={"uri": uri})
 
     async def render_prompt(self, name: str, arguments: dict[str, Any] | None = None, *,
                             version: VersionSpec | None = None,
@@ -184,10 +205,15 @@ class GatewayServer(PreferredToolServer):
                                                run_middleware=run_middleware)
         except NotFoundError:
             if settled:
-                raise
+                raise MCPError(code=types.INVALID_PARAMS,
+                               message=self._unknown("prompt", name)) from None
         await self._settle()
-        return await super().render_prompt(name, arguments, version=version,
-                                           run_middleware=run_middleware)
+        try:
+            return await super().render_prompt(name, arguments, version=version,
+                                               run_middleware=run_middleware)
+        except NotFoundError:
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=self._unknown("prompt", name)) from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
                         version: VersionSpec | None = None,
@@ -199,6 +225,9 @@ class GatewayServer(PreferredToolServer):
                                            run_middleware=run_middleware)
         except RelayedError as exc:
             raise exc.response from None
+        except NotFoundError:
+            # An error result, as FastMCP's handler makes of "Unknown tool".
+            raise ToolError(self._unknown("tool", name)) from None
 
 
 def track_current_host(hub: FrontHub) -> None:

@@ -22,6 +22,7 @@ from fast_mcp_gateway.errors import (
     AdminError,
     ConfigError,
     Conflict,
+    Forbidden,
     GatewayError,
     NotFound,
     RateLimited,
@@ -111,6 +112,8 @@ def api_error(exc: GatewayError) -> ApiError:
         return ApiError(404, "not_found", message)
     if isinstance(exc, Conflict):
         return ApiError(409, "conflict", message)
+    if isinstance(exc, Forbidden):
+        return forbidden("admin", message)
     if isinstance(exc, AdminError):
         return ApiError(400, "bad_request", message)
     if isinstance(exc, RateLimited):

@@ -13,12 +13,13 @@ A gateway nobody calls REST on never builds them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
-from fast_mcp_gateway.store.base import StorageError, parse_cursor
 
 Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
 Replica = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
@@ -26,6 +27,8 @@ Replica = Annotated[int | None, Field(ge=0, description="replica index (default:
 ServerFilter = Annotated[str | None, Field(description="only this server")]
 BeforeId = Annotated[int | None, Field(ge=1, le=STORE_INT_MAX,
                                        description="`next_before_id` of a previous page")]
+# What ``store.base.invocation_cursor`` issues: a time (a float's repr), '|', a call's id.
+CURSOR = re.compile(r"^(-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?\|.+)?$")
 ConfigBody = Annotated[dict[str, Any], Field(
     description="settings as in servers.yaml, e.g. {\"command\": \"uvx\", \"args\": "
                 "[\"mcp-server-time\"]} or {\"url\": \"http://127.0.0.1:9000/mcp\"}; "
@@ -69,26 +72,34 @@ class RouteIn(_In):
 
 class CallToolIn(_In):
     # The MCP tool (gateway_call_server_tool) calls the server 'name'; REST says
-    # 'server' everywhere else: either is accepted here.
+    # 'server' everywhere else: either is accepted here, not both (which the document
+    # can say), and not null (left out is how to not give one).
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "anyOf": [{"required": ["server"]}, {"required": ["name"]}]})
+        "oneOf": [{"required": ["server"]}, {"required": ["name"]}]})
 
-    server: str | None = Field(default=None, min_length=1,
-                               description="the server's name (required unless 'name' is given)")
-    name: str | None = Field(default=None, min_length=1,
-                             description="the same as 'server' (the parameter's name in the "
-                                         "gateway_call_server_tool MCP tool)")
+    server: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, description="the server's name (or give it as 'name')")
+    name: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, description="the same as 'server' (the parameter's name "
+                                                "in the gateway_call_server_tool MCP tool)")
     tool: str = Field(min_length=1, description="the tool's original name on that server")
     arguments: dict[str, Any] | None = None
     replica: Replica = None
+
+    @field_validator("server", "name", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("give the server's name as a string, or leave the field out")
+        return value
 
     @model_validator(mode="after")
     def _one_server(self) -> CallToolIn:
         if self.server is None and self.name is None:
             raise ValueError("give the server's name as 'server' (or 'name')")
-        if self.server is not None and self.name is not None and self.server != self.name:
-            raise ValueError(f"'server' ({self.server!r}) and 'name' ({self.name!r}) differ; "
-                             "give one of them")
+        if self.server is not None and self.name is not None:
+            raise ValueError("give the server's name once, as 'server' or as 'name' "
+                             "(not both)")
         return self
 
     @property
@@ -120,18 +131,19 @@ class InvocationsQuery(_Query):
     status: Literal["success", "error", "timeout", "rejected", "cancelled"] | None = None
     since_minutes: Annotated[float | None, Field(gt=0, le=60 * 24 * 365)] = None
     limit: Limit = 20
-    cursor: Annotated[str | None, Field(description="`next_cursor` of a previous page")] = None
+    cursor: Annotated[str | None, Field(
+        description="`next_cursor` of a previous page (empty: the first page)",
+        json_schema_extra={"pattern": CURSOR.pattern})] = None
     oldest_first: bool = False
 
     @field_validator("cursor")
     @classmethod
     def _issued_cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_cursor(value)
-            except StorageError:
-                raise ValueError("not a cursor this gateway issued; pass `next_cursor` "
-                                 "from a previous page") from None
+        if not value:
+            return None  # `?cursor=` is the first page, as the MCP tool's "" is
+        if not CURSOR.fullmatch(value):
+            raise ValueError("not a cursor this gateway issued; pass `next_cursor` "
+                             "from a previous page")
         return value
 
 

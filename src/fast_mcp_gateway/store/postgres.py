@@ -122,8 +122,8 @@ class PostgresStore(PgCallLog):
                 yield conn
         except StorageError:
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-                TimeoutError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError,
+                asyncpg.exceptions.InternalClientError) as exc:
             raise store_error(exc, self.where, "failed") from exc
 
     async def schema_version(self) -> int:

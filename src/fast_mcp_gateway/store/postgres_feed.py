@@ -166,7 +166,19 @@ def is_unreachable(exc: BaseException) -> bool:
     asyncpg = load_asyncpg()
     return isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresConnectionError,
                             asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                            asyncpg.exceptions.OperatorInterventionError))
+                            asyncpg.exceptions.OperatorInterventionError,
+                            asyncpg.exceptions.InternalClientError))
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, on one line, in words for a person."""
+    asyncpg = load_asyncpg()
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # asyncpg's own state error ("cannot switch to state 12; another operation (2)
+        # is in progress"): a pooled connection read the server's "terminating
+        # connection" while idle, before the close; the server is going or gone.
+        return "the server closed the connection: it stopped, restarted or ended the session"
+    return " ".join(str(exc).split()) or type(exc).__name__  # DETAIL lines joined
 
 
 
@@ -201,7 +213,7 @@ def rowcount(status: str) -> int:
 def store_error(exc: BaseException, where: str, what: str) -> StorageError:
     """The store's error for an asyncpg failure (the URL's password never shows)."""
     asyncpg = load_asyncpg()
-    reason = str(exc) or type(exc).__name__
+    reason = _reason(exc)
     if is_unreachable(exc):
         return StoreUnavailable(f"PostgreSQL at {where} is unreachable ({reason}); is the "
                                 "server running and the address right?")

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.admin import alerts as alert_ops
 from fast_mcp_gateway.config.alerts import METRICS
-from fast_mcp_gateway.errors import AdminError, ConfigError, Conflict, NotFound
+from fast_mcp_gateway.errors import AdminError, ConfigError, Conflict, Forbidden, NotFound
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.session import Viewer
 
@@ -33,7 +33,7 @@ HISTORY_PAGE = 20
 
 def may_see_rule(viewer: Viewer, server: str) -> bool:
     """As on REST: a restricted viewer sees rules on its own servers only (not ``*``)."""
-    return viewer.principal.servers is None or (server != "*" and viewer.may_use(server))
+    return alert_ops.may_manage(viewer.principal, server)
 
 
 async def active_alerts(page: Page) -> alert_ops.AlertStatus | None:
@@ -189,7 +189,8 @@ async def save(page: Page) -> Response:
         await _visible_rule(page, name)
         if page.field("confirm") != "yes":
             return await render(page, confirm=name)
-        await alert_ops.delete_rule(page.ctx, page.actor, name)
+        await alert_ops.delete_rule(page.ctx, page.actor, name,
+                                    principal=page.viewer.principal)
         return await render(page, flash=f"Deleted alert rule '{name}'.")
     raw = rule_from_form(page)
     editing = raw["name"] if action == "update" else None
@@ -198,18 +199,19 @@ async def save(page: Page) -> Response:
     errors: dict[str, str] = {}
     other: list[str] = []
     try:
-        if not may_see_rule(page.viewer, str(raw["server"])):
-            mine = ", ".join(sorted(page.viewer.principal.servers or ()))
-            errors["server"] = f"your token may only watch the servers {mine} (not '*')"
-        elif editing is not None:
+        who = page.viewer.principal
+        if editing is not None:
             await _visible_rule(page, editing)
-            saved = await alert_ops.update_rule(page.ctx, page.actor, editing, raw)
+            saved = await alert_ops.update_rule(page.ctx, page.actor, editing, raw,
+                                                principal=who)
         else:
-            saved = await alert_ops.add_rule(page.ctx, page.actor, raw)
+            saved = await alert_ops.add_rule(page.ctx, page.actor, raw, principal=who)
     except ConfigError as exc:
         errors, other = issues_by_field(exc)
     except Conflict as exc:
         errors["name"] = str(exc)
+    except Forbidden as exc:  # a server outside the viewer's token
+        errors["server"] = str(exc)
     except NotFound:
         raise
     except AdminError as exc:  # e.g. no store to keep runtime rules in

@@ -3,8 +3,10 @@
 ``dashboard_group`` is what ``Gateway.http_app`` mounts at ``/ui`` (Host/Origin
 guarded, like the REST API); ``dashboard_app`` is the same routes as a standalone
 Starlette app, which a stdio gateway serves on loopback beside stdio
-(``ui/standalone.py``).  Static files (CSS, the page script, vendored htmx) come from
-``ui/static``: no CDN, no build step.
+(``ui/standalone.py``).  Static files (CSS, the page script, vendored htmx, the icon)
+come from ``ui/static``: no CDN, no build step.  The icon is also ``/favicon.ico``
+(``favicon_group``), which browsers ask for on every page: served without a token or a
+Host check (it is public, like ``/health``), and without building the dashboard.
 
 In the HTTP app the dashboard is built on its first request (``LazyDashboard``): its
 pages, Jinja2 and the templates' environment cost an HTTP gateway ~3 MB of resident
@@ -14,10 +16,14 @@ none of it until then.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from starlette.routing import BaseRoute, Mount, Router
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
 from fast_mcp_gateway.admin.context import AdminContext
@@ -33,6 +39,23 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.ui.session import DashboardAuth
 
 PREFIX = "/ui"
+FAVICON = Path(__file__).parent / "static" / "favicon.ico"
+
+
+@functools.cache
+def _icon() -> bytes:
+    return FAVICON.read_bytes()  # 332 bytes, read once
+
+
+async def favicon(_request: Request) -> Response:
+    """The gateway's icon (an ICO), cached by browsers for a day."""
+    return Response(_icon(), media_type="image/x-icon",
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
+def favicon_group() -> RouteGroup:
+    """``/favicon.ico`` at the root of the HTTP app (no prefix: no guard, no token)."""
+    return RouteGroup("favicon", [Route("/favicon.ico", favicon, methods=["GET"])])
 
 
 def dashboard_routes(ui: Ui) -> list[BaseRoute]:
@@ -77,5 +100,6 @@ def dashboard_app(ctx: AdminContext, auth: DashboardAuth, bus: EventBus,
     from fast_mcp_gateway.ui.core import Ui
 
     ui = Ui(ctx, auth, bus, mode="stdio")
-    return Starlette(routes=[Mount(PREFIX, routes=dashboard_routes(ui))],
+    return Starlette(routes=[Route("/favicon.ico", favicon, methods=["GET"]),
+                             Mount(PREFIX, routes=dashboard_routes(ui))],
                      middleware=middleware)

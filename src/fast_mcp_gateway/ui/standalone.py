@@ -105,23 +105,27 @@ def _key_file(base: str, key: bytes) -> Iterator[Path]:
 
 
 async def serve_dashboard(ctx: AdminContext, bus: EventBus, address: str, *,
+                          sock: socket.socket | None = None,
                           task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
                           ) -> None:
     """Serve the dashboard until cancelled; ``task_status.started(url)`` (a one-time
-    login link) once listening, or ``started(None)`` when the address is taken."""
+    login link) once listening.  ``sock``: bound to ``address`` already (``serve``
+    binds it before anything starts, and stops on a port in use); without it, the
+    address is bound here, and when it is taken ``started(None)``."""
     host, port = parse_address(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        logger.error("dashboard: cannot listen on %s:%d (%s); serving stdio without it",
-                     host, port, exc.strerror)
-        task_status.started(None)
-        return
-    sock.listen(64)
+    if sock is None:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            logger.error("dashboard: cannot listen on %s:%d (%s); serving stdio without it",
+                         host, port, exc.strerror)
+            task_status.started(None)
+            return
+        sock.listen(64)
     port = sock.getsockname()[1]
     links = LoginLinks()
     shown = f"[{host}]" if ":" in host else host

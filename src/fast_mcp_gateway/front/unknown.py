@@ -1,0 +1,82 @@
+"""What a host is told when it names a tool, prompt or resource the gateway does not expose.
+
+FastMCP's own answers were bare ("Unknown tool: 'add'", "Resource not found:
+'bin://blob'"): a host that used an upstream's own name, or a URI without its server's
+namespace, could not tell what to change.  ``unknown_name`` words the answer once for
+every path that refuses a name (``tools/call``, ``resources/read`` and ``prompts/get`` on
+both protocol eras, ``resources/subscribe``, ``completion/complete``, a profile's
+refusal): the first clause as before, then the exposed name the host probably meant
+(the same original name, or the URI with a namespace put in, on a server the caller may
+use), else how names are formed here, the servers and the list that shows them.
+
+Only servers the caller may use are named, so a restricted caller learns nothing of the
+others (their names stay as unknown as before).  Pure: the provider passes the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from fastmcp.resources.template import match_uri_template
+
+from fast_mcp_gateway.routing.naming import namespace_uri
+from fast_mcp_gateway.routing.view import CatalogView, normalize_uri
+
+Kind = Literal["tool", "prompt", "resource"]
+_LISTS: dict[str, str] = {"tool": "tools/list lists them", "prompt": "prompts/list lists them",
+          "resource": "resources/list and resources/templates/list list them"}
+_MEANT = 3  # suggestions at most
+
+
+def unknown_name(kind: Kind | str, name: str, view: CatalogView,
+                 namespaces: Mapping[str, str], separator: str, *, search: bool = False) -> str:
+    """The answer to a host naming ``name``, a ``kind`` nothing exposes to it.
+
+    ``namespaces``: server -> namespace, of the servers the caller may use only;
+    ``search``: tools are found with ``search_tools`` (search exposure), not listed."""
+    head = f"Unknown {kind}: {name!r}"
+    lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
+    meant = (_meant_uri(name, view, namespaces) if kind == "resource"
+             else _meant_name(kind, name, view, namespaces))
+    if meant:
+        return f"{head}; did you mean {' or '.join(map(repr, meant))}? ({lists})"
+    if not namespaces:
+        return f"{head}: this caller may use no server's {kind}s"
+    form = ("URIs here carry their server's namespace, as scheme://<namespace>/<path>"
+            if kind == "resource" else
+            f"names here carry their server's namespace, as <namespace>{separator}<name>")
+    servers = ", ".join(_named(server, ns) for server, ns in sorted(namespaces.items()))
+    return f"{head}: {kind} {form} (servers: {servers}); {lists}"
+
+
+def _named(server: str, namespace: str) -> str:
+    if namespace == server:
+        return server
+    return f"{server} as '{namespace}'" if namespace else f"{server} (no namespace)"
+
+
+def _meant_name(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str]
+                ) -> list[str]:
+    """Exposed names of a component whose own name on a usable server is ``name``."""
+    table = view.tools if kind == "tool" else view.prompts
+    return [exposed for exposed, (origin, _) in table.items()
+            if origin.original == name and origin.server in namespaces][:_MEANT]
+
+
+def _meant_uri(uri: str, view: CatalogView, namespaces: Mapping[str, str]) -> list[str]:
+    """``uri`` with a usable server's namespace put in, where that names a resource or
+    matches a template of that server."""
+    meant = [exposed for exposed, (origin, _) in view.resources.items()
+             if origin.server in namespaces
+             and uri in (origin.original, normalize_uri(origin.original))]
+    for server, namespace in namespaces.items():
+        if len(meant) >= _MEANT:
+            break
+        candidate = namespace_uri(uri, namespace)
+        if candidate not in meant and any(
+                origin.server == server and match_uri_template(candidate, exposed) is not None
+                for exposed, (origin, _) in view.templates.items()):
+            meant.append(candidate)
+    return meant[:_MEANT]
+

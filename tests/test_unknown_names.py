@@ -1,0 +1,77 @@
+"""A tool, prompt or resource the gateway does not expose: the host is told what is wrong
+and how to fix it -- the exposed name it probably meant (an upstream's own name, a URI
+without the server's namespace), else how names are formed here, which servers exist
+and which list shows them -- on both protocol eras, alike for the three kinds.  Only
+servers the caller may use are named (tests/test_mcp_auth.py: a restricted token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+import pytest
+from fastmcp import Client
+from mcp.shared.exceptions import MCPError
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry
+
+pytestmark = pytest.mark.anyio
+
+MODES = ["legacy", "auto"]  # a handshake-era host, a 2026-07-28 host
+
+
+def _gateway() -> Any:
+    return make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+
+
+async def _tool_error(client: Client, name: str) -> str:
+    result = await client.call_tool_mcp(name, {})
+    assert result.is_error
+    text: str = result.content[0].text  # type: ignore[union-attr]
+    return text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_unknown_tool_names_what_was_meant_or_how_names_are_formed(mode: str) -> None:
+    async with Client(_gateway().server, mode=mode) as client:
+        bare = await _tool_error(client, "add")  # the upstream's own name
+        assert bare.startswith("Unknown tool: 'add'; did you mean 'alpha_add'?"), bare
+        assert "tools/list" in bare
+        other = await _tool_error(client, "nope")
+        assert other.startswith("Unknown tool: 'nope'"), other
+        assert "<namespace>_<name>" in other and "servers: alpha" in other, other
+        assert "tools/list" in other
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_unknown_prompt_says_the_same(mode: str) -> None:
+    async with Client(_gateway().server, mode=mode) as client:
+        with pytest.raises(MCPError) as bare:
+            await client.get_prompt("greet", {"name": "x"})
+        assert bare.value.error.code == types.INVALID_PARAMS
+        assert str(bare.value).startswith("Unknown prompt: 'greet'; did you mean "
+                                          "'alpha_greet'?"), bare.value
+        with pytest.raises(MCPError) as other:
+            await client.get_prompt("nope")
+        assert "servers: alpha" in str(other.value) and "prompts/list" in str(other.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_resource_uri_without_its_servers_namespace_says_how_to_fix_it(
+        mode: str) -> None:
+    """(A URI in a server's namespace is that server's to answer: links.py.)"""
+    async with Client(_gateway().server, mode=mode) as client:
+        cases = {
+            "bin://blob": "did you mean 'bin://alpha/blob'?",       # a resource's own URI
+            "data://items/7": "did you mean 'data://alpha/items/7'?",  # a template's
+            "bin://zeta/blob": "scheme://<namespace>/<path> (servers: alpha)",
+            "memo:x": "scheme://<namespace>/<path> (servers: alpha)",
+        }
+        for uri, hint in cases.items():
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            message = str(refused.value)
+            assert message.startswith(f"Unknown resource: '{uri}'"), message
+            assert hint in message and "resources/list" in message, message
+            assert refused.value.error.code == types.INVALID_PARAMS
+            assert refused.value.error.data == {"uri": uri}

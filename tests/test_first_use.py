@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tests.stdio_gateway import stdio_gateway
@@ -135,7 +136,23 @@ def test_the_gateway_log_is_one_format_one_line_per_record(tmp_path: Path) -> No
                                            "arguments": {"name": "x",
                                                          "config": {"comand": "y"}}}})
         assert refused is not None and refused["result"]["isError"]
+        # An upstream refusing a read (notes has no note 999): FastMCP logged "Error
+        # reading resource" at ERROR with a whole traceback for the upstream's answer.
+        deadline = time.monotonic() + 60
+        while True:  # each listing is a round trip; the notes server starts meanwhile
+            listed = gateway.send({"jsonrpc": "2.0", "id": 901,
+                                   "method": "resources/templates/list", "params": {}})
+            assert listed is not None
+            templates = [t["uriTemplate"] for t in listed["result"]["resourceTemplates"]
+                         if "{note_id}" in t["uriTemplate"]]
+            if templates or time.monotonic() > deadline:
+                break
+        assert templates, listed
+        missing = gateway.send({"jsonrpc": "2.0", "id": 902, "method": "resources/read",
+                                "params": {"uri": templates[0].replace("{note_id}", "999")}})
+        assert missing is not None and "no note with id 999" in json.dumps(missing)
         err = gateway.stop()
+    assert "Error reading resource" not in err and "Traceback" not in err, err
     record = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: |mcp-gateway: )")
     stray = [line for line in err.splitlines() if line.strip() and not record.match(line)]
     assert not stray, "\n".join(stray)

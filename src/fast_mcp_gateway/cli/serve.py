@@ -129,8 +129,9 @@ def reclaim_fastmcp_logger(level: str) -> None:
     several lines, at INFO, and past the secret filter on the root's handler (``cli/main``
     configures logging before FastMCP is imported).  They go to the root's handler
     again, at the level ``_configure_logging`` chose; FastMCP's "Error calling tool"
-    line for an error the tool raised on purpose (a refusal, an upstream's error: the
-    answer and the call record say why) is dropped, a crash's traceback is kept."""
+    line for an error raised on purpose (a refusal, an upstream's error: the answer and
+    the call record say why) is dropped, as are its "Error reading resource" and "Error
+    rendering prompt" lines for such errors; a crash's traceback is kept."""
     logger = logging.getLogger("fastmcp")
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
@@ -141,10 +142,23 @@ def reclaim_fastmcp_logger(level: str) -> None:
         server.addFilter(_RaisedOnPurpose())
 
 
+_FASTMCP_FAILURES = ("Error calling tool ", "Error reading resource ",
+                     "Error rendering prompt ")
+
+
 class _RaisedOnPurpose(logging.Filter):
+    """Drops FastMCP's line for a call that failed on purpose: a refusal or an upstream's
+    error (``MCPError``, ``FastMCPError``: the host's answer and the call record say
+    why); a crash (any other exception) keeps its line and traceback."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (not record.exc_info and isinstance(record.msg, str)
-                    and record.msg.startswith("Error calling tool "))
+        if not (isinstance(record.msg, str) and record.msg.startswith(_FASTMCP_FAILURES)):
+            return True
+        from fastmcp.exceptions import FastMCPError
+        from mcp.shared.exceptions import MCPError
+
+        raised = record.exc_info[1] if record.exc_info else None
+        return raised is not None and not isinstance(raised, MCPError | FastMCPError)
 
 
 def is_loopback(host: str) -> bool:

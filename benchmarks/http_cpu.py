@@ -1,6 +1,6 @@
 """Gateway CPU per HTTP-front call, this tree against another install, interleaved.
 
-    python benchmarks/http_cpu.py [--calls 1000] [--rounds 4] [--auth none|token|jwt]
+    python benchmarks/http_cpu.py [--calls 1000] [--rounds 4] [--auth none|token|jwt] [--stdio]
                                   [--base /work/main/.venv/bin/python] [--profile out.prof]
 
 Serves ``upstream.py --http`` and one ``mcp-gateway serve --transport http`` per
@@ -42,6 +42,7 @@ from bench_harness import (
 )
 from bench_http import (
     BENCH_TOKEN,
+    _own_upstream,
     auth_section,
     free_port,
     gateway_config,
@@ -68,7 +69,7 @@ async def main(args: argparse.Namespace) -> None:
         urls: dict[str, tuple[str, int]] = {}
         for label, python in pythons.items():
             port = free_port()
-            config = gateway_config(ws, label, up_url, auth)
+            config = gateway_config(ws, label, None if args.stdio else up_url, auth)
             argv = ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
                     "127.0.0.1", "--port", str(port), "--config", str(config),
                     "--log-level", "WARNING", "--db", str(ws.root / f"store-{label}.db")]
@@ -88,7 +89,8 @@ async def main(args: argparse.Namespace) -> None:
                 client: Any = await clients.enter_async_context(
                     http_client(url, ws.protocol, credential))
                 ep = Endpoint(label, (), "up_", frozenset("up_" + t for t in UPSTREAM_TOOLS))
-                runs[label] = Running(ep, client, pid, pid, upstream_pid, "")
+                own = _own_upstream(pid) if args.stdio else upstream_pid
+                runs[label] = Running(ep, client, pid, pid, own or upstream_pid, "")
             for run in runs.values():
                 await sequential_latency(run, 200)
             cpu: dict[str, list[float]] = {label: [] for label in runs}
@@ -132,6 +134,9 @@ if __name__ == "__main__":
     parser.add_argument("--auth", default="none", choices=("none", "token", "jwt"))
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--profile", help="write a cProfile of this tree's last round")
+    parser.add_argument("--stdio", action="store_true",
+                        help="the gateways spawn their own upstream.py over stdio "
+                             "(bench_http's gateway/stdio row) instead of the HTTP one")
     options = parser.parse_args()
     if options.profile:
         options.profile = os.path.abspath(options.profile)

@@ -76,6 +76,7 @@ def test_long_literals_are_lifted_and_spliced_back_byte_for_byte() -> None:
     b'"' + b"x" * 70_000 + b'\x01"',        # a raw control character
     b'"' + b"x" * 70_000 + b'\\q"',         # an escape JSON does not define
     b'"' + b"x" * 70_000 + b'\\u12g4"',     # a \u escape without four hex digits
+    b'"' + b"x" * 70_000 + b'\\u\\\\0000"',  # \u, then an escaped backslash and hex
 ])
 def test_an_invalid_long_literal_is_refused_as_json_loads_refuses_it(literal: bytes) -> None:
     data = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":' + literal \

@@ -152,11 +152,12 @@ def _escaped(data: bytes, quote: int) -> bool:
 
 
 def _invalid_escape(data: bytes, start: int, end: int) -> bool:
-    """Whether the literal at ``data[start:end]`` may hold an escape JSON does not define
-    (never a false no; an escaped backslash before a letter may read as a false yes)."""
+    """Whether the literal at ``data[start:end]`` holds an escape JSON does not define."""
     if data.find(b"\\\\", start, end) < 0:
         return _BAD_ESCAPE.search(data, start, end) is not None
-    inner = data[start:end].replace(b"\\\\", b"")
+    # Escaped backslashes blanked, not removed: "\\u" then an escaped backslash and four
+    # hex digits must not read as a \u escape.
+    inner = data[start:end].replace(b"\\\\", b"__")
     return _BAD_ESCAPE.search(inner) is not None
 
 

@@ -77,6 +77,7 @@ def test_long_literals_are_lifted_and_spliced_back_byte_for_byte() -> None:
     b'"' + b"x" * 70_000 + b'\\q"',         # an escape JSON does not define
     b'"' + b"x" * 70_000 + b'\\u12g4"',     # a \u escape without four hex digits
     b'"' + b"x" * 70_000 + b'\\u\\\\0000"',  # \u, then an escaped backslash and hex
+    b'"' + b"x" * 70_000 + b'\xff\xfe"',      # not UTF-8
 ])
 def test_an_invalid_long_literal_is_refused_as_json_loads_refuses_it(literal: bytes) -> None:
     data = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":' + literal \
@@ -135,3 +136,14 @@ def test_the_result_stage_measures_a_lifted_answer_as_the_host_reads_it() -> Non
     assert lifted_values(result)
     with pytest.raises(CallRefused, match="over the server's max_result_bytes"):
         ResultLimits().review(call, JsonTool({}, None, encode_line), result)
+
+
+def test_a_literal_json_loads_reads_as_a_lone_surrogate_reaches_the_host_as_utf8() -> None:
+    """UTF-8-encoded surrogates (which ``json.loads`` of bytes lets through): the host
+    gets them escaped, as encoding the decoded string writes them, never as raw bytes."""
+    data = (b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"'
+            + b"x" * 300_000 + b'\xed\xa0\x80"}]}}')
+    message = lifted_loads(data)
+    for encode in (encode_line, encode_body):
+        out = encode(message)
+        assert json.loads(out.decode("utf-8")) == json.loads(data)

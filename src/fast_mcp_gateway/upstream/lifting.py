@@ -15,12 +15,13 @@ has its long ``"text"``, ``"data"`` and ``"blob"`` values *lifted* before parsin
   encoded (``front/wire.py``), one copy into the output.
 
 Only literals that are valid JSON as written are lifted: an answer with a raw control
-character anywhere, or a backslash escape JSON does not define, is parsed the usual way
-(and refused there).  Tokens carry a random nonce per answer, so an upstream cannot name
-another call's literal; they are registered weakly (a result dropped unsent frees its
-literals).  What must see the real text (an error result's message for the record, a
-typed model, the result stage's size limit) uses ``unlifted`` / ``text_of``, or is not
-given lifted results at all (``JsonTool.lifts``).
+character anywhere, a backslash escape JSON does not define, or bytes that are not
+UTF-8, is parsed the usual way (and refused there, or its surrogates escaped).  Tokens
+carry a random nonce per answer, so an upstream cannot name another call's literal; they
+are registered weakly (a result dropped unsent frees its literals).  What must see the
+real text (an error result's message for the record, a typed model, the result stage's
+size limit) uses ``unlifted`` / ``text_of``, or is not given lifted results at all
+(``JsonTool.lifts``).
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ class Lifted(str):
         return str(json.loads(bytes(self.raw)))
 
 
-def lifted_loads(data: bytes) -> Any:
-    """``json.loads(data)``, with its long string values lifted (see the module doc)."""
+def lifted_loads(data: bytes, *, decoded: bool = False) -> Any:
+    """``json.loads(data)``, with its long string values lifted (see the module doc);
+    ``decoded``: ``data`` is known to be UTF-8 (the stdio tap decoded its line)."""
     if len(data) < LIFT_MIN:
         return json.loads(data)
     cuts = _literals(data)
-    if not cuts or len(data.translate(None, _CONTROL)) != len(data):
+    if not cuts or len(data.translate(None, _CONTROL)) != len(data) \
+            or not (decoded or _utf8(data)):
         return json.loads(data)
     if b"\\" in data and any(_invalid_escape(data, start, end) for start, end in cuts):
         return json.loads(data)
@@ -141,6 +144,18 @@ def _literals(data: bytes) -> list[tuple[int, int]]:
             cuts.append((start, end))
         key_start, key_end, position = start, end, end
     return cuts
+
+
+def _utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 (``json.loads`` also lets encoded surrogates through,
+    which a literal spliced as it is would hand the host as they are)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _escaped(data: bytes, quote: int) -> bool:

@@ -238,8 +238,8 @@ class RawTap:
         if _ID_PREFIX not in line:
             return False
         try:
-            message = (lifted_loads(raw) if raw is not None and len(raw) >= LIFT_MIN
-                       else json.loads(line))
+            message = (lifted_loads(raw, decoded=True)
+                       if raw is not None and len(raw) >= LIFT_MIN else json.loads(line))
         except ValueError:
             return False
         if not isinstance(message, dict):

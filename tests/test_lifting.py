@@ -147,3 +147,15 @@ def test_a_literal_json_loads_reads_as_a_lone_surrogate_reaches_the_host_as_utf8
     for encode in (encode_line, encode_body):
         out = encode(message)
         assert json.loads(out.decode("utf-8")) == json.loads(data)
+
+
+@pytest.mark.parametrize("junk", [b'"note" "x"', b'"note":x', b'"text":"x" "y"'])
+def test_a_refused_answer_names_the_place_json_loads_names(junk: bytes) -> None:
+    """The error names the upstream's bytes, not the answer with its literals cut out."""
+    data = (b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"'
+            + b"x" * 300_000 + b'"}],' + junk + b"}}")
+    with pytest.raises(ValueError) as expected:
+        json.loads(data)
+    with pytest.raises(ValueError) as got:
+        lifted_loads(data)
+    assert str(got.value) == str(expected.value)

@@ -84,7 +84,11 @@ def lifted_loads(data: bytes, *, decoded: bool = False) -> Any:
         parts += [view[position:start], b'"%s"' % token.encode()]
         position = end
     parts.append(view[position:])
-    return _adopt(json.loads(b"".join(parts)), literals)
+    try:
+        message = json.loads(b"".join(parts))
+    except ValueError:  # refused again, for a message that names the upstream's bytes
+        return json.loads(data)
+    return _adopt(message, literals)
 
 
 def splice(text: str, end: bytes = b"") -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from typing import Any, cast
 
 import pytest
@@ -159,3 +160,26 @@ def test_a_refused_answer_names_the_place_json_loads_names(junk: bytes) -> None:
     with pytest.raises(ValueError) as got:
         lifted_loads(data)
     assert str(got.value) == str(expected.value)
+
+
+def test_a_text_of_escaped_quotes_is_walked_in_a_few_steps() -> None:
+    """JSON as text (what FastMCP writes for a structured result) is mostly escaped
+    quotes: finding its end must not cost a Python step per quote (lifting it then
+    cost four times what decoding and encoding it does)."""
+    text = json.dumps([{"id": i, "name": f"item {i}", "ok": True} for i in range(20_000)])
+    data = json.dumps(answer(text)).encode()
+    searches = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal searches
+        if event == "c_call" and getattr(arg, "__name__", "") in ("find", "index"):
+            searches += 1
+
+    sys.setprofile(count)
+    try:
+        message = lifted_loads(data)
+    finally:
+        sys.setprofile(None)
+    assert len(lifted_values(message)) == 2
+    assert json.loads(encode_line(message))["result"]["content"][0]["text"] == text
+    assert searches < 1_000  # 320,000 with a step per escaped quote

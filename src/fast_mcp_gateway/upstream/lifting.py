@@ -41,8 +41,10 @@ LITERAL_MIN = 64 * 1024
 
 _KEYS = frozenset({b'"text"', b'"data"', b'"blob"'})
 _MAX_STEPS = 512  # string literals looked at before the rest is left to json.loads
+_MAX_HOPS = 64  # escaped quotes stepped over one at a time before all are blanked at once
 _CONTROL = bytes(range(32))
-_BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrtu])|\\u(?![0-9a-fA-F]{4})')
+_ESCAPES = (b"\\n", b'\\"', b"\\u", b"\\t", b"\\r", b"\\/", b"\\b", b"\\f")  # and \\
+_BAD_U = re.compile(rb"\\u(?![0-9a-fA-F]{4})")
 _PREFIX = "@gw-lifted-"
 _TOKEN = re.compile(r'"@gw-lifted-([0-9a-f]{24}-[0-9]+)"')
 
@@ -67,11 +69,11 @@ def lifted_loads(data: bytes, *, decoded: bool = False) -> Any:
     ``decoded``: ``data`` is known to be UTF-8 (the stdio tap decoded its line)."""
     if len(data) < LIFT_MIN:
         return json.loads(data)
-    cuts = _literals(data)
+    cuts, blank = _literals(data)
     if not cuts or len(data.translate(None, _CONTROL)) != len(data) \
             or not (decoded or _utf8(data)):
         return json.loads(data)
-    if b"\\" in data and any(_invalid_escape(data, start, end) for start, end in cuts):
+    if b"\\" in data and any(_invalid_escape(blank, start, end) for start, end in cuts):
         return json.loads(data)
     view = memoryview(data)
     nonce = secrets.token_hex(12)
@@ -125,29 +127,49 @@ def text_of(value: Any) -> Any:
     return value.value() if isinstance(value, Lifted) else value
 
 
-def _literals(data: bytes) -> list[tuple[int, int]]:
+def _literals(data: bytes) -> tuple[list[tuple[int, int]], bytes]:
     """``(start, end)`` of the long ``"text"``/``"data"``/``"blob"`` values in ``data``,
     quotes included, found by walking its string literals from the start (a quote
-    outside a literal always opens one)."""
+    outside a literal always opens one); and ``data``, or its ``_blanked`` copy once
+    many escaped quotes were met (JSON as text: not a Python step per quote)."""
     cuts: list[tuple[int, int]] = []
-    find = data.find
+    blank = data
+    hops = 0
     key_start = key_end = -1
     position = 0
     for _ in range(_MAX_STEPS):
-        start = find(b'"', position)
+        start = blank.find(b'"', position)
         if start < 0:
             break
-        end = find(b'"', start + 1)
-        while end > 0 and data[end - 1] == 0x5C and _escaped(data, end):
-            end = find(b'"', end + 1)
+        end = blank.find(b'"', start + 1)
+        while end > 0 and blank[end - 1] == 0x5C and _escaped(blank, end):
+            hops += 1
+            if hops == _MAX_HOPS:
+                blank = _blanked(data)
+            end = blank.find(b'"', end + 1)
         if end < 0:
-            return []  # unterminated: json.loads says what is wrong
+            return [], data  # unterminated: json.loads says what is wrong
         end += 1
-        if end - start >= LITERAL_MIN and data[key_start:key_end] in _KEYS \
-                and data[key_end:start].strip() == b":":
+        if end - start >= LITERAL_MIN and blank[key_start:key_end] in _KEYS \
+                and blank[key_end:start].strip() == b":":
             cuts.append((start, end))
         key_start, key_end, position = start, end, end
-    return cuts
+    return cuts, blank
+
+
+def _blanked(data: bytes) -> bytes:
+    """``data`` with each escaped backslash and escaped quote made two underscores: the
+    same offsets, and every quote left opens or closes a literal (backslashes pair from
+    the left of each run, as JSON reads them)."""
+    return data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+
+
+def _escaped(data: bytes, quote: int) -> bool:
+    """Whether the quote at ``quote`` follows an odd run of backslashes."""
+    run = 0
+    while data[quote - 1 - run] == 0x5C:
+        run += 1
+    return run % 2 == 1
 
 
 def _utf8(data: bytes) -> bool:
@@ -162,22 +184,24 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def _escaped(data: bytes, quote: int) -> bool:
-    """Whether the quote at ``quote`` follows an odd run of backslashes."""
-    run = 0
-    while data[quote - 1 - run] == 0x5C:
-        run += 1
-    return run % 2 == 1
-
-
 def _invalid_escape(data: bytes, start: int, end: int) -> bool:
-    """Whether the literal at ``data[start:end]`` holds an escape JSON does not define."""
-    if data.find(b"\\\\", start, end) < 0:
-        return _BAD_ESCAPE.search(data, start, end) is not None
-    # Escaped backslashes blanked, not removed: "\\u" then an escaped backslash and four
-    # hex digits must not read as a \u escape.
-    inner = data[start:end].replace(b"\\\\", b"__")
-    return _BAD_ESCAPE.search(inner) is not None
+    """Whether the literal at ``data[start:end]`` holds an escape JSON does not define:
+    with escaped backslashes blanked (``_blanked``), each backslash left starts an
+    escape, so counting the ones JSON defines tells."""
+    if data.find(b"\\\\", start, end) >= 0:
+        # Blanked, not removed: "\\u", an escaped backslash and four hex digits is
+        # no \u escape.
+        data = data[start:end].replace(b"\\\\", b"__")
+        start, end = 0, len(data)
+    left = data.count(b"\\", start, end)
+    for escape in _ESCAPES:
+        if not left:
+            return False
+        found = data.count(escape, start, end)
+        if found and escape == b"\\u" and _BAD_U.search(data, start, end) is not None:
+            return True
+        left -= found
+    return left != 0
 
 
 def _adopt(message: Any, literals: dict[str, memoryview]) -> Any:

@@ -311,8 +311,9 @@ async def tapped_stdio_client(
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
 
-    async def deliver(line: str, raw: bytes) -> bool:
-        """Hand one line to the tap or the session; False once the session is gone."""
+    async def deliver(line: str, raw: bytes | None) -> bool:
+        """Hand one line (``raw``: its bytes, None for the error made for undecodable
+        ones) to the tap or the session; False once the session is gone."""
         if await tap.take(line, raw):
             return True
         message = _parse_line(line)
@@ -333,11 +334,12 @@ async def tapped_stdio_client(
                     async for chunk in stdout:
                         for raw in framer.feed(chunk):
                             line: str | None
+                            read: bytes | None = raw
                             try:
                                 line = raw.decode(server.encoding)
                             except UnicodeDecodeError as exc:
-                                line = _undecodable(raw, exc, tap)
-                            if line is not None and not await deliver(line, raw):
+                                line, read = _undecodable(raw, exc, tap), None
+                            if line is not None and not await deliver(line, read):
                                 return
                 except MessageTooLarge as exc:
                     # The stream cannot be resynchronised with certainty (the rest of

@@ -20,8 +20,9 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.upstream import stdio_tap
 from fast_mcp_gateway.upstream.framing import LineFramer, MessageTooLarge
-from fast_mcp_gateway.upstream.lifting import lifting
+from fast_mcp_gateway.upstream.lifting import lifting, text_of
 from fast_mcp_gateway.upstream.model import RestartPolicy
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 from tests.fixtures import PY, SERVERS
@@ -134,6 +135,33 @@ async def test_a_long_undecodable_answer_to_a_lane_call_fails_it_at_once(where: 
             lifting.reset(lifts)
         assert "the upstream's response was not valid UTF-8 (byte 0xe9" in str(refused.value)
         assert await call(upstream, True, "echo", text="still here") == "still here"
+
+
+async def test_a_long_answer_is_parsed_once_unless_a_lane_call_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only while an express lane's call waits is a long line parsed for lifting
+    (upstream/lifting.py): any other long answer was parsed twice, lifted and then as
+    it came."""
+    lifted: list[int] = []
+    real = stdio_tap.lifted_loads
+
+    def counted(data: bytes, **options: Any) -> Any:
+        lifted.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(stdio_tap, "lifted_loads", counted)
+    async with replica() as upstream:
+        for lane in (False, True):  # typed, then raw without lifting (tasks, limits)
+            assert len(await call(upstream, lane, "big", size=300_000)) == 300_000
+        assert lifted == []
+        lifts = lifting.set(True)
+        try:
+            result = await upstream.call_tool_raw({"name": "big", "arguments": {
+                "size": 300_000}}, None)
+        finally:
+            lifting.reset(lifts)
+        assert text_of(result["content"][0]["text"]) == "x" * 300_000
+        assert len(lifted) == 1
 
 
 async def test_junk_and_invalid_utf8_at_start_up_are_skipped_and_reported() -> None:

@@ -237,9 +237,11 @@ class RawTap:
         ``raw``: its bytes, for an answer whose long strings may be lifted."""
         if _ID_PREFIX not in line:
             return False
+        # Lifted only while an express lane's call waits (not parsed twice otherwise).
+        lifts = raw is not None and len(raw) >= LIFT_MIN \
+            and any(reply.lifts for reply in self._pending.values())
         try:
-            message = (lifted_loads(raw, decoded=True)
-                       if raw is not None and len(raw) >= LIFT_MIN else json.loads(line))
+            message = lifted_loads(raw, decoded=True) if lifts and raw else json.loads(line)
         except ValueError:
             return False
         if not isinstance(message, dict):
@@ -250,7 +252,7 @@ class RawTap:
             entry = self._pending.get(request_id) if isinstance(request_id, str) else None
             if entry is None:
                 return False
-            if raw is not None and len(raw) >= LIFT_MIN and not entry.lifts:
+            if lifts and not entry.lifts:
                 message = json.loads(line)  # a typed reader's: its strings as they are
             entry.deliver(message)
             return True

@@ -183,3 +183,31 @@ def test_a_text_of_escaped_quotes_is_walked_in_a_few_steps() -> None:
     assert len(lifted_values(message)) == 2
     assert json.loads(encode_line(message))["result"]["content"][0]["text"] == text
     assert searches < 1_000  # 320,000 with a step per escaped quote
+
+
+def test_the_result_stage_looks_at_a_result_with_nothing_lifted_in_one_step() -> None:
+    """``unlifted`` runs on every result of a server with ``max_result_bytes`` or a cache
+    rule: with no lifted string alive anywhere it must not walk (and copy) the result
+    (a 20,000-row structured result took twice its size measurement)."""
+    gc.collect()
+    assert not lifting._LIVE
+    rows = [{"id": i, "tags": ["a", "b"]} for i in range(2_000)]
+    result = {"content": [{"type": "text", "text": "x"}], "structuredContent": {"rows": rows}}
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        assert unlifted(result) is result
+    finally:
+        sys.setprofile(None)
+    assert calls <= 2
+    # While some answer is lifted, a result is walked, and copied only where lifted.
+    held = lifted_loads(json.dumps(answer("z" * 300_000)).encode())
+    assert unlifted(result) is result
+    decoded = unlifted(held)
+    assert decoded["result"]["content"][0]["text"] == "z" * 300_000
+    assert decoded["result"]["content"][1] is held["result"]["content"][1]

@@ -110,15 +110,31 @@ def splice(text: str, end: bytes = b"") -> bytes:
 
 
 def unlifted(value: Any) -> Any:
-    """``value`` with every lifted string decoded (a copy where one was found)."""
+    """``value`` with every lifted string decoded (a copy of each container where one
+    was found); ``value`` itself at once while no lifted string is alive anywhere (the
+    result stage asks for every result of a server with a size limit or a cache)."""
+    return _decoded(value) if _LIVE else value
+
+
+def _decoded(value: Any) -> Any:
     if isinstance(value, Lifted):
         return value.value()
     if isinstance(value, dict):
-        items = {key: unlifted(item) for key, item in value.items()}
-        return items if any(items[k] is not value[k] for k in value) else value
+        copy: dict[Any, Any] | None = None
+        for key, item in value.items():
+            if isinstance(item, dict | list | Lifted) and (new := _decoded(item)) is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = new
+        return value if copy is None else copy
     if isinstance(value, list):
-        listed = [unlifted(item) for item in value]
-        return listed if any(a is not b for a, b in zip(listed, value, strict=True)) else value
+        listed: list[Any] | None = None
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list | Lifted) and (new := _decoded(item)) is not item:
+                if listed is None:
+                    listed = list(value)
+                listed[index] = new
+        return value if listed is None else listed
     return value
 
 

@@ -211,3 +211,24 @@ def test_the_result_stage_looks_at_a_result_with_nothing_lifted_in_one_step() ->
     decoded = unlifted(held)
     assert decoded["result"]["content"][0]["text"] == "z" * 300_000
     assert decoded["result"]["content"][1] is held["result"]["content"][1]
+
+
+def test_a_lane_calls_parked_outcome_is_typed_decoded_for_a_task_round() -> None:
+    """A call an express lane began and parked (MRTR) may be continued by a round that
+    opts into tasks (the full path's ``TaskCall``): its lifted outcome is typed with
+    its texts, not its tokens."""
+    from types import SimpleNamespace
+
+    from fast_mcp_gateway.front.outcomes import Call
+    from fast_mcp_gateway.front.tasks import TaskCall
+
+    tool: Any = SimpleNamespace(annotations=None, links=None)
+    service: Any = SimpleNamespace(name="s")
+    call = Call("tool", "s_t", service, "t", {}, cast(Any, None), cast(Any, None), service)
+    outcome = lifted_loads(json.dumps(answer("y" * 300_000)).encode())["result"]
+    assert lifted_values(outcome)
+    sending = TaskCall({}, tool, cast(Any, None))
+    typed = sending.finish(call, sending.adopt(outcome)).output
+    assert typed.content[0].text == "y" * 300_000
+    assert typed.structured_content == {"text": "y" * 300_000, "n": 1.5, "ok": True,
+                                        "none": None}

@@ -30,6 +30,7 @@ from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.outcomes import CallOutcome
+from fast_mcp_gateway.telemetry.redaction import MASK, SECRETS
 from fast_mcp_gateway.upstream import http_tap
 from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
@@ -198,6 +199,20 @@ async def test_calls_through_the_tap_answer_as_through_the_sdk_client(
         for _ in range(3):
             assert (await fast.post("alpha_add", {"a": 1, "b": 1})).status_code == 200
         assert len(tap._idle) == 1 and not tap._busy
+
+
+async def test_a_long_error_text_is_masked_and_reaches_the_host_as_text() -> None:
+    """An isError result's text has the gateway's secrets masked (``mask_text``) whatever
+    its length: a lifted one (upstream/lifting.py) was masked as its token, so the host
+    read the token, neither the text nor the mask."""
+    secret = "lifting-probe-4f1c9a77e2"
+    SECRETS.add([secret])
+    async with upstream() as up, front(gateway(up.url, tap=True)) as fast:
+        got = await fast.post("alpha_fail", {"message": f"{BIG} key {secret}"})
+        result = got.json()["result"]
+        assert result["isError"] is True
+        assert result["content"][0]["text"] == f"{BIG} key {MASK}"
+        assert b"@gw-lifted-" not in got.content and secret.encode() not in got.content
 
 
 async def test_an_upstream_is_asked_for_logs_only_as_the_host_asked() -> None:

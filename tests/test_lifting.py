@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from typing import Any, cast
 
 import pytest
@@ -76,6 +77,8 @@ def test_long_literals_are_lifted_and_spliced_back_byte_for_byte() -> None:
     b'"' + b"x" * 70_000 + b'\x01"',        # a raw control character
     b'"' + b"x" * 70_000 + b'\\q"',         # an escape JSON does not define
     b'"' + b"x" * 70_000 + b'\\u12g4"',     # a \u escape without four hex digits
+    b'"' + b"x" * 70_000 + b'\\u\\\\0000"',  # \u, then an escaped backslash and hex
+    b'"' + b"x" * 70_000 + b'\xff\xfe"',      # not UTF-8
 ])
 def test_an_invalid_long_literal_is_refused_as_json_loads_refuses_it(literal: bytes) -> None:
     data = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":' + literal \
@@ -134,3 +137,98 @@ def test_the_result_stage_measures_a_lifted_answer_as_the_host_reads_it() -> Non
     assert lifted_values(result)
     with pytest.raises(CallRefused, match="over the server's max_result_bytes"):
         ResultLimits().review(call, JsonTool({}, None, encode_line), result)
+
+
+def test_a_literal_json_loads_reads_as_a_lone_surrogate_reaches_the_host_as_utf8() -> None:
+    """UTF-8-encoded surrogates (which ``json.loads`` of bytes lets through): the host
+    gets them escaped, as encoding the decoded string writes them, never as raw bytes."""
+    data = (b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"'
+            + b"x" * 300_000 + b'\xed\xa0\x80"}]}}')
+    message = lifted_loads(data)
+    for encode in (encode_line, encode_body):
+        out = encode(message)
+        assert json.loads(out.decode("utf-8")) == json.loads(data)
+
+
+@pytest.mark.parametrize("junk", [b'"note" "x"', b'"note":x', b'"text":"x" "y"'])
+def test_a_refused_answer_names_the_place_json_loads_names(junk: bytes) -> None:
+    """The error names the upstream's bytes, not the answer with its literals cut out."""
+    data = (b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"'
+            + b"x" * 300_000 + b'"}],' + junk + b"}}")
+    with pytest.raises(ValueError) as expected:
+        json.loads(data)
+    with pytest.raises(ValueError) as got:
+        lifted_loads(data)
+    assert str(got.value) == str(expected.value)
+
+
+def test_a_text_of_escaped_quotes_is_walked_in_a_few_steps() -> None:
+    """JSON as text (what FastMCP writes for a structured result) is mostly escaped
+    quotes: finding its end must not cost a Python step per quote (lifting it then
+    cost four times what decoding and encoding it does)."""
+    text = json.dumps([{"id": i, "name": f"item {i}", "ok": True} for i in range(20_000)])
+    data = json.dumps(answer(text)).encode()
+    searches = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal searches
+        if event == "c_call" and getattr(arg, "__name__", "") in ("find", "index"):
+            searches += 1
+
+    sys.setprofile(count)
+    try:
+        message = lifted_loads(data)
+    finally:
+        sys.setprofile(None)
+    assert len(lifted_values(message)) == 2
+    assert json.loads(encode_line(message))["result"]["content"][0]["text"] == text
+    assert searches < 1_000  # 320,000 with a step per escaped quote
+
+
+def test_the_result_stage_looks_at_a_result_with_nothing_lifted_in_one_step() -> None:
+    """``unlifted`` runs on every result of a server with ``max_result_bytes`` or a cache
+    rule: with no lifted string alive anywhere it must not walk (and copy) the result
+    (a 20,000-row structured result took twice its size measurement)."""
+    gc.collect()
+    assert not lifting._LIVE
+    rows = [{"id": i, "tags": ["a", "b"]} for i in range(2_000)]
+    result = {"content": [{"type": "text", "text": "x"}], "structuredContent": {"rows": rows}}
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        assert unlifted(result) is result
+    finally:
+        sys.setprofile(None)
+    assert calls <= 2
+    # While some answer is lifted, a result is walked, and copied only where lifted.
+    held = lifted_loads(json.dumps(answer("z" * 300_000)).encode())
+    assert unlifted(result) is result
+    decoded = unlifted(held)
+    assert decoded["result"]["content"][0]["text"] == "z" * 300_000
+    assert decoded["result"]["content"][1] is held["result"]["content"][1]
+
+
+def test_a_lane_calls_parked_outcome_is_typed_decoded_for_a_task_round() -> None:
+    """A call an express lane began and parked (MRTR) may be continued by a round that
+    opts into tasks (the full path's ``TaskCall``): its lifted outcome is typed with
+    its texts, not its tokens."""
+    from types import SimpleNamespace
+
+    from fast_mcp_gateway.front.outcomes import Call
+    from fast_mcp_gateway.front.tasks import TaskCall
+
+    tool: Any = SimpleNamespace(annotations=None, links=None)
+    service: Any = SimpleNamespace(name="s")
+    call = Call("tool", "s_t", service, "t", {}, cast(Any, None), cast(Any, None), service)
+    outcome = lifted_loads(json.dumps(answer("y" * 300_000)).encode())["result"]
+    assert lifted_values(outcome)
+    sending = TaskCall({}, tool, cast(Any, None))
+    typed = sending.finish(call, sending.adopt(outcome)).output
+    assert typed.content[0].text == "y" * 300_000
+    assert typed.structured_content == {"text": "y" * 300_000, "n": 1.5, "ok": True,
+                                        "none": None}

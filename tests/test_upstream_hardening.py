@@ -17,9 +17,12 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway import parse_config
+from fast_mcp_gateway.upstream import stdio_tap
 from fast_mcp_gateway.upstream.framing import LineFramer, MessageTooLarge
+from fast_mcp_gateway.upstream.lifting import lifting, text_of
 from fast_mcp_gateway.upstream.model import RestartPolicy
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 from tests.fixtures import PY, SERVERS
@@ -114,6 +117,51 @@ async def test_a_large_response_is_read_in_linear_work(lane: bool) -> None:
             assert copied[size] <= 2.2 * size  # the line is the payload plus ~80 bytes
         assert copied[20 * MB] <= 4.2 * copied[5 * MB]
         assert await call(upstream, lane, "echo", text="still here") == "still here"
+
+
+@pytest.mark.parametrize("where", ["text", "meta"])
+async def test_a_long_undecodable_answer_to_a_lane_call_fails_it_at_once(where: str) -> None:
+    """The tap is handed the error made for an undecodable answer, not the answer's bytes:
+    with its long text lifted (upstream/lifting.py) the bad bytes went on to the host,
+    or, failing to parse, the error went to the SDK's session and the call waited for
+    its timeout."""
+    async with replica() as upstream:
+        lifts = lifting.set(True)  # as an express lane's call (JsonTool.send)
+        try:
+            with anyio.fail_after(60), pytest.raises(MCPError) as refused:
+                await upstream.call_tool_raw({"name": "bad_answer", "arguments": {
+                    "pad": 300_000, "where": where}}, None)
+        finally:
+            lifting.reset(lifts)
+        assert "the upstream's response was not valid UTF-8 (byte 0xe9" in str(refused.value)
+        assert await call(upstream, True, "echo", text="still here") == "still here"
+
+
+async def test_a_long_answer_is_parsed_once_unless_a_lane_call_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only while an express lane's call waits is a long line parsed for lifting
+    (upstream/lifting.py): any other long answer was parsed twice, lifted and then as
+    it came."""
+    lifted: list[int] = []
+    real = stdio_tap.lifted_loads
+
+    def counted(data: bytes, **options: Any) -> Any:
+        lifted.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(stdio_tap, "lifted_loads", counted)
+    async with replica() as upstream:
+        for lane in (False, True):  # typed, then raw without lifting (tasks, limits)
+            assert len(await call(upstream, lane, "big", size=300_000)) == 300_000
+        assert lifted == []
+        lifts = lifting.set(True)
+        try:
+            result = await upstream.call_tool_raw({"name": "big", "arguments": {
+                "size": 300_000}}, None)
+        finally:
+            lifting.reset(lifts)
+        assert text_of(result["content"][0]["text"]) == "x" * 300_000
+        assert len(lifted) == 1
 
 
 async def test_junk_and_invalid_utf8_at_start_up_are_skipped_and_reported() -> None:

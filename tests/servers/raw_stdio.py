@@ -15,10 +15,10 @@ answers to lists.  Flags (argv):
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
-``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer()`` (its
-response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id), ``block(path)``
-(writes its pid to ``path``, then sleeps for ever without reading stdin: it never sees
-EOF).
+``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer(pad, where)``
+(its response is not valid UTF-8: in its text, after ``pad`` x's, or in its ``_meta``),
+``pid()``, ``whoami()`` (the request id), ``block(path)`` (writes its pid to ``path``,
+then sleeps for ever without reading stdin: it never sees EOF).
 """
 
 from __future__ import annotations
@@ -87,9 +87,11 @@ def call(request_id: object, name: str, args: dict) -> None:
         write(b'{"jsonrpc":"2.0","method":"notifications/message","params":'
               b'{"level":"info","data":"caf\xe9"}}\n')
         result(request_id, text("after latin1"))
-    elif name == "bad_answer":
+    elif name == "bad_answer":  # "caf\xe9" ends its text (after ``pad`` x's), or its _meta
+        pad, meta = b"x" * int(args.get("pad", 0)), args.get("where") == "meta"
         write(b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode()
-              + b',"result":{"content":[{"type":"text","text":"caf\xe9"}]}}\n')
+              + b',"result":{"content":[{"type":"text","text":"' + pad
+              + (b'"}],"_meta":{"note":"caf\xe9"}}}\n' if meta else b'caf\xe9"}]}}\n'))
     elif name == "whoami":  # the request id: "gw-N" on the express lane
         result(request_id, text(str(request_id)))
     elif name == "pid":

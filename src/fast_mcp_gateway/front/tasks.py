@@ -73,6 +73,7 @@ from fast_mcp_gateway.telemetry.recorder import (
     redact_arguments,
     trace_id_of,
 )
+from fast_mcp_gateway.upstream.lifting import unlifted
 from fast_mcp_gateway.upstream.replica import Upstream
 
 if TYPE_CHECKING:
@@ -152,7 +153,8 @@ class TaskCall(JsonTool):
         model: Any = (types.InputRequiredResult if result.get("resultType") == "input_required"
                       else types.CallToolResult)
         try:
-            typed = model.model_validate(result, by_name=False)
+            # Decoded: a parked call an express lane began has its long strings lifted.
+            typed = model.model_validate(unlifted(result), by_name=False)
         except ValueError as exc:
             message = (f"upstream '{call.service.name}' returned an invalid tools/call result "
                        f"for '{call.original}': {str(exc).splitlines()[0]}")

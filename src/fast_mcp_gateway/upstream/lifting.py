@@ -15,12 +15,13 @@ has its long ``"text"``, ``"data"`` and ``"blob"`` values *lifted* before parsin
   encoded (``front/wire.py``), one copy into the output.
 
 Only literals that are valid JSON as written are lifted: an answer with a raw control
-character anywhere, or a backslash escape JSON does not define, is parsed the usual way
-(and refused there).  Tokens carry a random nonce per answer, so an upstream cannot name
-another call's literal; they are registered weakly (a result dropped unsent frees its
-literals).  What must see the real text (an error result's message for the record, a
-typed model, the result stage's size limit) uses ``unlifted`` / ``text_of``, or is not
-given lifted results at all (``JsonTool.lifts``).
+character anywhere, a backslash escape JSON does not define, or bytes that are not
+UTF-8, is parsed the usual way (and refused there, or its surrogates escaped).  Tokens
+carry a random nonce per answer, so an upstream cannot name another call's literal; they
+are registered weakly (a result dropped unsent frees its literals).  What must see the
+real text (an error result's message for the record, a typed model, the result stage's
+size limit) uses ``unlifted`` / ``text_of``, or is not given lifted results at all
+(``JsonTool.lifts``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ LITERAL_MIN = 64 * 1024
 
 _KEYS = frozenset({b'"text"', b'"data"', b'"blob"'})
 _MAX_STEPS = 512  # string literals looked at before the rest is left to json.loads
+_MAX_HOPS = 64  # escaped quotes stepped over one at a time before all are blanked at once
 _CONTROL = bytes(range(32))
-_BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrtu])|\\u(?![0-9a-fA-F]{4})')
+_ESCAPES = (b"\\n", b'\\"', b"\\u", b"\\t", b"\\r", b"\\/", b"\\b", b"\\f")  # and \\
+_BAD_U = re.compile(rb"\\u(?![0-9a-fA-F]{4})")
 _PREFIX = "@gw-lifted-"
 _TOKEN = re.compile(r'"@gw-lifted-([0-9a-f]{24}-[0-9]+)"')
 
@@ -61,14 +64,16 @@ class Lifted(str):
         return str(json.loads(bytes(self.raw)))
 
 
-def lifted_loads(data: bytes) -> Any:
-    """``json.loads(data)``, with its long string values lifted (see the module doc)."""
+def lifted_loads(data: bytes, *, decoded: bool = False) -> Any:
+    """``json.loads(data)``, with its long string values lifted (see the module doc);
+    ``decoded``: ``data`` is known to be UTF-8 (the stdio tap decoded its line)."""
     if len(data) < LIFT_MIN:
         return json.loads(data)
-    cuts = _literals(data)
-    if not cuts or len(data.translate(None, _CONTROL)) != len(data):
+    cuts, blank = _literals(data)
+    if not cuts or len(data.translate(None, _CONTROL)) != len(data) \
+            or not (decoded or _utf8(data)):
         return json.loads(data)
-    if b"\\" in data and any(_invalid_escape(data, start, end) for start, end in cuts):
+    if b"\\" in data and any(_invalid_escape(blank, start, end) for start, end in cuts):
         return json.loads(data)
     view = memoryview(data)
     nonce = secrets.token_hex(12)
@@ -81,7 +86,11 @@ def lifted_loads(data: bytes) -> Any:
         parts += [view[position:start], b'"%s"' % token.encode()]
         position = end
     parts.append(view[position:])
-    return _adopt(json.loads(b"".join(parts)), literals)
+    try:
+        message = json.loads(b"".join(parts))
+    except ValueError:  # refused again, for a message that names the upstream's bytes
+        return json.loads(data)
+    return _adopt(message, literals)
 
 
 def splice(text: str, end: bytes = b"") -> bytes:
@@ -101,15 +110,31 @@ def splice(text: str, end: bytes = b"") -> bytes:
 
 
 def unlifted(value: Any) -> Any:
-    """``value`` with every lifted string decoded (a copy where one was found)."""
+    """``value`` with every lifted string decoded (a copy of each container where one
+    was found); ``value`` itself at once while no lifted string is alive anywhere (the
+    result stage asks for every result of a server with a size limit or a cache)."""
+    return _decoded(value) if _LIVE else value
+
+
+def _decoded(value: Any) -> Any:
     if isinstance(value, Lifted):
         return value.value()
     if isinstance(value, dict):
-        items = {key: unlifted(item) for key, item in value.items()}
-        return items if any(items[k] is not value[k] for k in value) else value
+        copy: dict[Any, Any] | None = None
+        for key, item in value.items():
+            if isinstance(item, dict | list | Lifted) and (new := _decoded(item)) is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = new
+        return value if copy is None else copy
     if isinstance(value, list):
-        listed = [unlifted(item) for item in value]
-        return listed if any(a is not b for a, b in zip(listed, value, strict=True)) else value
+        listed: list[Any] | None = None
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list | Lifted) and (new := _decoded(item)) is not item:
+                if listed is None:
+                    listed = list(value)
+                listed[index] = new
+        return value if listed is None else listed
     return value
 
 
@@ -118,29 +143,41 @@ def text_of(value: Any) -> Any:
     return value.value() if isinstance(value, Lifted) else value
 
 
-def _literals(data: bytes) -> list[tuple[int, int]]:
+def _literals(data: bytes) -> tuple[list[tuple[int, int]], bytes]:
     """``(start, end)`` of the long ``"text"``/``"data"``/``"blob"`` values in ``data``,
     quotes included, found by walking its string literals from the start (a quote
-    outside a literal always opens one)."""
+    outside a literal always opens one); and ``data``, or its ``_blanked`` copy once
+    many escaped quotes were met (JSON as text: not a Python step per quote)."""
     cuts: list[tuple[int, int]] = []
-    find = data.find
+    blank = data
+    hops = 0
     key_start = key_end = -1
     position = 0
     for _ in range(_MAX_STEPS):
-        start = find(b'"', position)
+        start = blank.find(b'"', position)
         if start < 0:
             break
-        end = find(b'"', start + 1)
-        while end > 0 and data[end - 1] == 0x5C and _escaped(data, end):
-            end = find(b'"', end + 1)
+        end = blank.find(b'"', start + 1)
+        while end > 0 and blank[end - 1] == 0x5C and _escaped(blank, end):
+            hops += 1
+            if hops == _MAX_HOPS:
+                blank = _blanked(data)
+            end = blank.find(b'"', end + 1)
         if end < 0:
-            return []  # unterminated: json.loads says what is wrong
+            return [], data  # unterminated: json.loads says what is wrong
         end += 1
-        if end - start >= LITERAL_MIN and data[key_start:key_end] in _KEYS \
-                and data[key_end:start].strip() == b":":
+        if end - start >= LITERAL_MIN and blank[key_start:key_end] in _KEYS \
+                and blank[key_end:start].strip() == b":":
             cuts.append((start, end))
         key_start, key_end, position = start, end, end
-    return cuts
+    return cuts, blank
+
+
+def _blanked(data: bytes) -> bytes:
+    """``data`` with each escaped backslash and escaped quote made two underscores: the
+    same offsets, and every quote left opens or closes a literal (backslashes pair from
+    the left of each run, as JSON reads them)."""
+    return data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
 
 
 def _escaped(data: bytes, quote: int) -> bool:
@@ -151,13 +188,36 @@ def _escaped(data: bytes, quote: int) -> bool:
     return run % 2 == 1
 
 
+def _utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 (``json.loads`` also lets encoded surrogates through,
+    which a literal spliced as it is would hand the host as they are)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _invalid_escape(data: bytes, start: int, end: int) -> bool:
-    """Whether the literal at ``data[start:end]`` may hold an escape JSON does not define
-    (never a false no; an escaped backslash before a letter may read as a false yes)."""
-    if data.find(b"\\\\", start, end) < 0:
-        return _BAD_ESCAPE.search(data, start, end) is not None
-    inner = data[start:end].replace(b"\\\\", b"")
-    return _BAD_ESCAPE.search(inner) is not None
+    """Whether the literal at ``data[start:end]`` holds an escape JSON does not define:
+    with escaped backslashes blanked (``_blanked``), each backslash left starts an
+    escape, so counting the ones JSON defines tells."""
+    if data.find(b"\\\\", start, end) >= 0:
+        # Blanked, not removed: "\\u", an escaped backslash and four hex digits is
+        # no \u escape.
+        data = data[start:end].replace(b"\\\\", b"__")
+        start, end = 0, len(data)
+    left = data.count(b"\\", start, end)
+    for escape in _ESCAPES:
+        if not left:
+            return False
+        found = data.count(escape, start, end)
+        if found and escape == b"\\u" and _BAD_U.search(data, start, end) is not None:
+            return True
+        left -= found
+    return left != 0
 
 
 def _adopt(message: Any, literals: dict[str, memoryview]) -> Any:

@@ -28,6 +28,7 @@ from fast_mcp_gateway._compat import (
 )
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
@@ -175,7 +176,9 @@ class Requests:
         if result.get("isError") and isinstance(result.get("content"), list):
             for block in result["content"]:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
-                    block["text"] = mask_text(block["text"])
+                    # A lifted text (upstream/lifting.py) decoded first: masked as its
+                    # token, it reached the host as the token.
+                    block["text"] = mask_text(text_of(block["text"]))
         return result
 
     async def request_raw(

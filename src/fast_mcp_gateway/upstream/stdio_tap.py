@@ -237,9 +237,11 @@ class RawTap:
         ``raw``: its bytes, for an answer whose long strings may be lifted."""
         if _ID_PREFIX not in line:
             return False
+        # Lifted only while an express lane's call waits (not parsed twice otherwise).
+        lifts = raw is not None and len(raw) >= LIFT_MIN \
+            and any(reply.lifts for reply in self._pending.values())
         try:
-            message = (lifted_loads(raw) if raw is not None and len(raw) >= LIFT_MIN
-                       else json.loads(line))
+            message = lifted_loads(raw, decoded=True) if lifts and raw else json.loads(line)
         except ValueError:
             return False
         if not isinstance(message, dict):
@@ -250,7 +252,7 @@ class RawTap:
             entry = self._pending.get(request_id) if isinstance(request_id, str) else None
             if entry is None:
                 return False
-            if raw is not None and len(raw) >= LIFT_MIN and not entry.lifts:
+            if lifts and not entry.lifts:
                 message = json.loads(line)  # a typed reader's: its strings as they are
             entry.deliver(message)
             return True
@@ -311,8 +313,9 @@ async def tapped_stdio_client(
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
 
-    async def deliver(line: str, raw: bytes) -> bool:
-        """Hand one line to the tap or the session; False once the session is gone."""
+    async def deliver(line: str, raw: bytes | None) -> bool:
+        """Hand one line (``raw``: its bytes, None for the error made for undecodable
+        ones) to the tap or the session; False once the session is gone."""
         if await tap.take(line, raw):
             return True
         message = _parse_line(line)
@@ -333,11 +336,12 @@ async def tapped_stdio_client(
                     async for chunk in stdout:
                         for raw in framer.feed(chunk):
                             line: str | None
+                            read: bytes | None = raw
                             try:
                                 line = raw.decode(server.encoding)
                             except UnicodeDecodeError as exc:
-                                line = _undecodable(raw, exc, tap)
-                            if line is not None and not await deliver(line, raw):
+                                line, read = _undecodable(raw, exc, tap), None
+                            if line is not None and not await deliver(line, read):
                                 return
                 except MessageTooLarge as exc:
                     # The stream cannot be resynchronised with certainty (the rest of

@@ -83,6 +83,7 @@ class UpstreamManager:
         self._restart = restart
         self._limiter = anyio.CapacityLimiter(startup_limit(startup_concurrency))
         self.services: dict[str, Service] = {}
+        self._retiring: set[Service] = set()  # removed, stopping once their calls end
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
@@ -185,11 +186,8 @@ class UpstreamManager:
             try:
                 await anyio.sleep_forever()
             finally:
-                for service in self.services.values():
-                    if service.clients is not None:
-                        service.clients.stop_all()
-                for upstream in self.replicas:
-                    upstream.stop()
+                for service in [*self.services.values(), *self._retiring]:
+                    _stop(service)
                 self._task_group = None
 
     def restrict(self, names: Iterable[str]) -> None:
@@ -225,17 +223,33 @@ class UpstreamManager:
         return service
 
     async def remove_server(self, name: str) -> None:
-        """Stop a server's replicas (waiting, bounded, for them to end) and drop it."""
+        """Drop a server (out of the catalog at once) and stop its replicas: now, waiting
+        (bounded) for them to end, or, while they serve calls, once those calls ended."""
         service = self.get(name)
         del self.services[name]
-        own = service.clients.upstreams if service.clients is not None else []
-        if service.clients is not None:
-            service.clients.stop_all()
-        for upstream in service.replicas:
-            upstream.stop()
-        for upstream in [*service.replicas, *own]:
-            await _stopped(upstream)
         self._rebuild()
+        upstreams = _upstreams(service)
+        if self._task_group is not None and any(u.active for u in upstreams):
+            # A reload or a removal does not cut off the calls in flight: each still
+            # ends within its call timeout, and a restarted server takes the new calls.
+            calls = sum(u.active for u in upstreams)
+            logger.info("upstream %s: its previous session stops once its %d call(s) in "
+                        "flight end (within %gs)", name, calls,
+                        max(u.call_timeout for u in upstreams))
+            self._retiring.add(service)
+            self._task_group.start_soon(self._retire, service, name=f"retire:{name}")
+            return
+        _stop(service)
+        for upstream in upstreams:
+            await _stopped(upstream)
+
+    async def _retire(self, service: Service) -> None:
+        try:
+            for upstream in _upstreams(service):
+                await _idle(upstream)
+        finally:
+            _stop(service)
+            self._retiring.discard(service)
 
     async def replace_server(self, server: ServerConfig) -> Service:
         """Restart a server with a new configuration (or start it, if new); returns once
@@ -448,6 +462,25 @@ class UpstreamManager:
         if entry is None:
             return None
         return self.services[entry[0].server], entry[1]
+
+
+def _upstreams(service: Service) -> list[Upstream]:
+    """Every session of ``service``: its replicas and its hosts' own (per_client)."""
+    own = service.clients.upstreams if service.clients is not None else []
+    return [*service.replicas, *own]
+
+
+def _stop(service: Service) -> None:
+    if service.clients is not None:
+        service.clients.stop_all()
+    for upstream in service.replicas:
+        upstream.stop()
+
+
+async def _idle(upstream: Upstream) -> bool:
+    """Wait until no request is in flight on ``upstream`` (each ends within its call
+    timeout: the bound)."""
+    return await upstream.wait_until(lambda: not upstream.active, upstream.call_timeout + 5)
 
 
 async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:

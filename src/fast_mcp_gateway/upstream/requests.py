@@ -45,11 +45,13 @@ class Requests:
     """The requests a replica forwards, over ``supervisor``'s live session."""
 
     def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
-                 inflight: InFlight, call_timeout: float) -> None:
+                 inflight: InFlight, call_timeout: float,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self._sup = supervisor
         self._stats = accounting
         self._inflight = inflight
         self.call_timeout = call_timeout
+        self._on_idle = on_idle  # the last request in flight ended (drains wait on it)
 
     async def request(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
@@ -116,6 +118,8 @@ class Requests:
                     DECLARING.reset(declaring)
                 stats.active -= 1
                 stats.record(ok, started)
+                if not stats.active and self._on_idle is not None:
+                    self._on_idle()
         finally:
             self._inflight.leave(tracked, front)
 

@@ -1,0 +1,100 @@
+"""A power user's trial: hot reloads under load, hostile upstreams, the admin surface
+at its edges (session 13).  Each test is a defect found by using the gateway so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client, FastMCP
+
+from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+from tests.fixtures import memory_entry, memory_transports
+
+pytestmark = pytest.mark.anyio
+
+
+def gated_server(started: anyio.Event, gate: anyio.Event) -> FastMCP[Any]:
+    """``slow()`` answers once ``gate`` is set (``started`` tells it is running)."""
+    server: FastMCP[Any] = FastMCP("gated")
+
+    @server.tool
+    async def slow() -> str:
+        started.set()
+        await gate.wait()
+        return "done"
+
+    @server.tool
+    def other() -> str:
+        return "other"
+
+    return server
+
+
+async def test_a_reload_that_restarts_a_server_lets_its_calls_in_flight_finish(
+        tmp_path: Path) -> None:
+    started, gate = anyio.Event(), anyio.Event()
+    memory = {"slow": gated_server(started, gate)}
+    path = tmp_path / "servers.yaml"
+    entry = memory_entry("slow")
+    path.write_text(f"servers:\n  slow:\n    url: {entry['url']}\n")
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=None, reload_interval=0),
+                      transport_factory=memory_transports(memory))
+    async with Client(gateway.server) as client:
+        old = gateway.manager.get("slow")
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await client.call_tool_mcp("slow_slow", {}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            with anyio.fail_after(30):
+                await started.wait()
+            # A curation edit: the server is restarted with its new settings.
+            path.write_text(f"servers:\n  slow:\n    url: {entry['url']}\n"
+                            "    tools: {exclude: [other]}\n")
+            report = await gateway.reload_config()
+            assert report.restarted == ["slow"], report
+            assert gateway.manager.get("slow") is not old
+            gate.set()
+        assert not results[0].is_error, results[0].content
+        assert results[0].content[0].text == "done"
+        # The old session was stopped once its call ended.
+        replica = old.replicas[0]
+        assert await replica.wait_until(lambda: str(replica.state) == "stopped", 30)
+
+
+async def test_draining_a_replica_returns_when_its_last_call_ends(tmp_path: Path) -> None:
+    started, gate = anyio.Event(), anyio.Event()
+    memory = {"slow": gated_server(started, gate)}
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  slow:\n    url: {memory_entry('slow')['url']}\n"
+                    "    timeouts: {call: 600}\n")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None),
+                      transport_factory=memory_transports(memory))
+    async with Client(gateway.server) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "slow_slow", {})
+            with anyio.fail_after(30):
+                await started.wait()
+            drained: list[Any] = []
+            done = anyio.Event()
+
+            async def drain() -> None:
+                drained.append(await client.call_tool(
+                    "gateway_drain_replica", {"name": "slow", "replica": 0}))
+                done.set()
+
+            tg.start_soon(drain)
+            service = gateway.manager.get("slow")
+            while 0 not in service.draining:  # noqa: ASYNC110 - the drain has begun
+                await anyio.sleep(0.01)
+            gate.set()
+            # It waits for the call, not for the 600 s call timeout (nor the next probe).
+            with anyio.fail_after(20):
+                await done.wait()
+        assert drained[0].structured_content["draining"] is True

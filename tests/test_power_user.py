@@ -10,7 +10,8 @@ import anyio
 import pytest
 from fastmcp import Client, FastMCP
 
-from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
+from fast_mcp_gateway.errors import ConfigError
 from tests.fixtures import memory_entry, memory_transports
 
 pytestmark = pytest.mark.anyio
@@ -98,3 +99,20 @@ async def test_draining_a_replica_returns_when_its_last_call_ends(tmp_path: Path
             with anyio.fail_after(20):
                 await done.wait()
         assert drained[0].structured_content["draining"] is True
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://127.0.0.1:99999/mcp", "Port out of range 0-65535"),
+    ("http://[::1/mcp", "Invalid IPv6 URL"),
+    ("http://127.0.0.1:80a/mcp", "Port could not be cast to integer value"),
+])
+def test_a_url_python_cannot_parse_is_a_config_error_naming_the_field(url: str, why: str
+                                                                        ) -> None:
+    # It used to pass validation and crash 'serve' with a traceback (and make
+    # gateway_add_server fail with an unexplained "Port out of range 0-65535").
+    for entry in ({"url": url}, {"instances": [{"url": "http://127.0.0.1:9/mcp"}, {"url": url}]}):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"servers": {"r": entry}}, source="servers.yaml")
+        message = str(caught.value)
+        assert "server 'r', field '" in message and "url'" in message, message
+        assert why in message and "write e.g. http://127.0.0.1:9000/mcp" in message

@@ -3,6 +3,7 @@ at its edges (session 13).  Each test is a defect found by using the gateway so.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastmcp import Client, FastMCP
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
 from fast_mcp_gateway.errors import ConfigError
 from tests.fixtures import memory_entry, memory_transports
+from tests.stdio_gateway import stdio_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -116,3 +118,22 @@ def test_a_url_python_cannot_parse_is_a_config_error_naming_the_field(url: str, 
         message = str(caught.value)
         assert "server 'r', field '" in message and "url'" in message, message
         assert why in message and "write e.g. http://127.0.0.1:9000/mcp" in message
+
+
+def test_an_upstreams_refusal_of_a_read_or_a_prompt_is_not_a_traceback_in_the_log() -> None:
+    """The README's demo: a note that does not exist, a time zone that does not.  The
+    host gets the upstream's error (and the call record keeps it); the gateway's log got
+    FastMCP's "Error reading resource" ERROR with a 60-line traceback for each, which a
+    log reader takes for a crash of the gateway."""
+    with stdio_gateway("--config", "servers.yaml", "--no-db") as gateway:
+        read = gateway.send({"jsonrpc": "2.0", "id": 901, "method": "resources/read",
+                             "params": {"uri": "notes://notes/note/99"}})
+        assert read is not None and "no note with id 99" in read["error"]["message"], read
+        zone = gateway.send({"jsonrpc": "2.0", "id": 902, "method": "resources/read",
+                             "params": {"uri": "clock://clock/zone/Nowhere/City"}})
+        assert zone is not None and "error" in zone, zone
+        err = gateway.stop()
+    record = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: |mcp-gateway: )")
+    stray = [line for line in err.splitlines() if line.strip() and not record.match(line)]
+    assert not stray, "\n".join(stray)
+    assert "Traceback" not in err and " ERROR " not in err, err

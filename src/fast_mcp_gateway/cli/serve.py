@@ -129,7 +129,9 @@ def reclaim_fastmcp_logger(level: str) -> None:
     configures logging before FastMCP is imported).  They go to the root's handler
     again, at the level ``_configure_logging`` chose; FastMCP's "Error calling tool"
     line for an error the tool raised on purpose (a refusal, an upstream's error: the
-    answer and the call record say why) is dropped, a crash's traceback is kept."""
+    answer and the call record say why) is dropped, and so are its "Error reading
+    resource" / "Error rendering prompt" tracebacks for such errors; a crash's traceback
+    is kept."""
     logger = logging.getLogger("fastmcp")
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
@@ -142,8 +144,21 @@ def reclaim_fastmcp_logger(level: str) -> None:
 
 class _RaisedOnPurpose(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (not record.exc_info and isinstance(record.msg, str)
-                    and record.msg.startswith("Error calling tool "))
+        if not isinstance(record.msg, str):
+            return True
+        if record.msg.startswith("Error calling tool "):
+            return bool(record.exc_info)
+        if record.msg.startswith(("Error reading resource ", "Error rendering prompt ")):
+            # Logged with a traceback whatever was raised: an upstream's error answer
+            # (MCPError) or the gateway's own refusal (ResourceError, PromptError) is
+            # an answer, not a crash.  (Imported here: FastMCP is loaded by now, and
+            # this module is imported before it.)
+            from fastmcp.exceptions import PromptError, ResourceError
+            from mcp.shared.exceptions import MCPError
+
+            error = record.exc_info[1] if record.exc_info else None
+            return not isinstance(error, MCPError | ResourceError | PromptError)
+        return True
 
 
 def is_loopback(host: str) -> bool:

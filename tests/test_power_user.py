@@ -4,6 +4,8 @@ at its edges (session 13).  Each test is a defect found by using the gateway so.
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ from fastmcp import Client, FastMCP
 
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.store import SQLiteStore
+from fast_mcp_gateway.store.records import Invocation
 from tests.fixtures import memory_entry, memory_transports
-from tests.stdio_gateway import stdio_gateway
+from tests.stdio_gateway import CLI, REPO, stdio_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +141,23 @@ def test_an_upstreams_refusal_of_a_read_or_a_prompt_is_not_a_traceback_in_the_lo
     stray = [line for line in err.splitlines() if line.strip() and not record.match(line)]
     assert not stray, "\n".join(stray)
     assert "Traceback" not in err and " ERROR " not in err, err
+
+
+async def _one_record(db: Path) -> None:
+    store = await SQLiteStore.open(db)
+    await store.add_invocations([Invocation(
+        id="one", trace_id="t", client="stdio", kind="tool", exposed="a_x", server="a",
+        original="x", started_at=time.time(), duration_ms=1.0, status="success")])
+    await store.close()
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_logs_with_a_limit_below_one_says_so_instead_of_a_traceback(
+        tmp_path: Path, limit: str) -> None:
+    db = tmp_path / "gateway.db"
+    anyio.run(_one_record, db)
+    result = subprocess.run([*CLI, "logs", "--db", str(db), "--limit", limit],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"argument --limit: {limit!r} is not a whole number of at least 1" in result.stderr

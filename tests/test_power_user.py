@@ -17,7 +17,7 @@ from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store import SQLiteStore
 from fast_mcp_gateway.store.records import Invocation
-from tests.fixtures import memory_entry, memory_transports
+from tests.fixtures import make_gateway, memory_entry, memory_transports, stdio_entry
 from tests.stdio_gateway import CLI, REPO, stdio_gateway
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +161,23 @@ def test_logs_with_a_limit_below_one_says_so_instead_of_a_traceback(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert f"argument --limit: {limit!r} is not a whole number of at least 1" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--twice", "--endless-pages"])
+async def test_a_tool_listed_twice_by_its_server_is_exposed_once(
+        flag: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A server that lists a tool twice (or whose pages never end, repeating themselves)
+    got each copy exposed, the later ones under hash-suffixed aliases (1000 of them for
+    endless pages, 'raw_echo_6e0c4a5f_1f3a...' hashed again and again) that all call the
+    same upstream tool, the copy's description shown for the original's behaviour."""
+    gateway = make_gateway({"raw": stdio_entry("raw_stdio.py", flag)})
+    async with Client(gateway.server) as client:
+        names = [t.name for t in await client.list_tools() if t.name.startswith("raw_")]
+        assert sorted(names) == sorted(f"raw_{n}" for n in (
+            "echo", "big", "flood", "junk", "latin1", "bad_answer", "pid", "whoami")), names
+        echo = next(t for t in await client.list_tools() if t.name == "raw_echo")
+        assert echo.description != "a copy"
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]
+    why = "named these more than once: 'echo'" if flag == "--twice" else "same next cursor"
+    assert any("upstream raw" in m and why in m for m in said), said
+

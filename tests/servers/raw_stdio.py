@@ -10,6 +10,8 @@ answers to lists.  Flags (argv):
   --no-tools            declare ``tools`` but answer -32601 to tools/list
   --junk-at-start       write a junk line and an invalid UTF-8 line before anything else
   --bad-initialize      answer initialize with a response that is not valid UTF-8
+  --twice               list each tool twice (the copy described "a copy")
+  --endless-pages       every tools/list page names the same next cursor
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
@@ -116,6 +118,11 @@ def main() -> None:
         elif method == "tools/list":
             if "--no-tools" in FLAGS:
                 error(request_id, -32601, "Method not found")
+            elif "--twice" in FLAGS:
+                result(request_id, {"tools": [*TOOLS, *({**t, "description": "a copy"}
+                                                        for t in TOOLS)]})
+            elif "--endless-pages" in FLAGS:
+                result(request_id, {"tools": TOOLS, "nextCursor": "again"})
             else:
                 result(request_id, {"tools": TOOLS})
         elif method == "resources/list":

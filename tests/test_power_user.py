@@ -3,6 +3,7 @@ at its edges (session 13).  Each test is a defect found by using the gateway so.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import time
@@ -181,3 +182,22 @@ async def test_a_tool_listed_twice_by_its_server_is_exposed_once(
     why = "named these more than once: 'echo'" if flag == "--twice" else "same next cursor"
     assert any("upstream raw" in m and why in m for m in said), said
 
+
+async def test_a_catalog_the_sdk_cannot_read_is_one_line_naming_each_problem(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """It was pydantic's dump: six lines (so six lines in the gateway's log, whose records
+    are one line each), 'For further information visit https://errors.pydantic.dev/...'
+    after each problem, in ``last_error`` and every transition logged."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway")
+    gateway = make_gateway({"raw": stdio_entry("raw_stdio.py", "--bad-schema"),
+                            "fine": stdio_entry("raw_stdio.py")})
+    async with Client(gateway.server) as client:
+        assert "fine_echo" in [t.name for t in await client.list_tools()]
+        detail = (await client.call_tool("gateway_server_detail", {"name": "raw"})).data
+    error = detail.last_error
+    assert error is not None and "\n" not in error, error
+    assert "tools/list failed" in error and "errors.pydantic.dev" not in error, error
+    assert "tools[8].inputSchema: Field required" in error, error
+    assert "tools[9].inputSchema.type: Input should be 'object'" in error, error
+    logged = [r.getMessage() for r in caplog.records if "upstream raw" in r.getMessage()]
+    assert logged and not any("\n" in m for m in logged), logged

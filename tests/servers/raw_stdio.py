@@ -12,6 +12,7 @@ answers to lists.  Flags (argv):
   --bad-initialize      answer initialize with a response that is not valid UTF-8
   --twice               list each tool twice (the copy described "a copy")
   --endless-pages       every tools/list page names the same next cursor
+  --bad-schema          list a tool without an inputSchema and one whose schema is a string
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
@@ -121,6 +122,9 @@ def main() -> None:
             elif "--twice" in FLAGS:
                 result(request_id, {"tools": [*TOOLS, *({**t, "description": "a copy"}
                                                         for t in TOOLS)]})
+            elif "--bad-schema" in FLAGS:
+                result(request_id, {"tools": [*TOOLS, {"name": "bare"}, {
+                    "name": "stringly", "inputSchema": {"type": "string"}}]})
             elif "--endless-pages" in FLAGS:
                 result(request_id, {"tools": TOOLS, "nextCursor": "again"})
             else:

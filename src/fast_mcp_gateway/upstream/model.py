@@ -16,6 +16,7 @@ from enum import StrEnum
 import httpx2
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from fast_mcp_gateway.telemetry.redaction import mask_text
 
@@ -123,6 +124,8 @@ def _describe(exc: BaseException) -> str:
         return f"permission denied: {exc.filename or exc}"
     if isinstance(exc, MCPError):
         return exc.error.message
+    if isinstance(exc, ValidationError):  # the SDK could not read an answer: which parts
+        return _invalid_answer(exc)
     if isinstance(exc, httpx2.HTTPStatusError):
         return http_status_text(exc.response.status_code, exc.response.reason_phrase,
                                 str(exc.request.url))
@@ -136,6 +139,20 @@ def _describe(exc: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text = f"{text}: {_describe(cause)}"
     return text
+
+
+def _invalid_answer(exc: ValidationError, shown: int = 5) -> str:
+    """pydantic's problems on one line, in the answer's own terms (``tools[8].inputSchema``),
+    without the values (they may be anything) or pydantic's links."""
+    problems = exc.errors(include_url=False, include_input=False)
+
+    def where(loc: tuple[int | str, ...]) -> str:
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+    said = "; ".join(f"{where(p['loc']) or 'the answer'}: {p['msg']}" for p in problems[:shown])
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return (f"the server's answer is not valid MCP ({exc.title}: {said}{more}); the "
+            "server needs fixing")
 
 
 def http_status_text(status: int, reason: str, url: str) -> str:

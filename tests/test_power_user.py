@@ -201,3 +201,23 @@ async def test_a_catalog_the_sdk_cannot_read_is_one_line_naming_each_problem(
     assert "tools[9].inputSchema.type: Input should be 'object'" in error, error
     logged = [r.getMessage() for r in caplog.records if "upstream raw" in r.getMessage()]
     assert logged and not any("\n" in m for m in logged), logged
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "claude"])
+def test_an_export_keeps_non_ascii_text_readable(fmt: str, tmp_path: Path) -> None:
+    """'Donn\\xE9es m\\xE9t\\xE9o' was what a French description became in the YAML
+    export (and '\\u00e9' in the Claude JSON): valid, but not what the user wrote."""
+    from fast_mcp_gateway.config.registrations import export_servers
+
+    home = tmp_path / "josé"
+    home.mkdir()
+    config = parse_config({"servers": {"météo": {
+        "command": "uvx", "args": ["serveur-météo", "--ville=Zürich"], "cwd": str(home),
+        "description": "Données météo"}}}, source="servers.yaml")
+    text = export_servers(config.servers, fmt)
+    for written in ("météo", "serveur-météo", "--ville=Zürich", str(home)):
+        assert written in text, text
+    if fmt == "yaml":
+        assert "Données météo" in text, text
+        assert parse_config(__import__("yaml").safe_load(text), source="export").servers[
+            "météo"].args == ("serveur-météo", "--ville=Zürich")

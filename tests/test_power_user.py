@@ -18,7 +18,14 @@ from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store import SQLiteStore
 from fast_mcp_gateway.store.records import Invocation
-from tests.fixtures import make_gateway, memory_entry, memory_transports, stdio_entry
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    memory_transports,
+    stdio_entry,
+)
 from tests.stdio_gateway import CLI, REPO, stdio_gateway
 
 pytestmark = pytest.mark.anyio
@@ -221,3 +228,24 @@ def test_an_export_keeps_non_ascii_text_readable(fmt: str, tmp_path: Path) -> No
         assert "Données météo" in text, text
         assert parse_config(__import__("yaml").safe_load(text), source="export").servers[
             "météo"].args == ("serveur-météo", "--ville=Zürich")
+
+
+async def test_a_call_a_rule_routes_to_a_removed_server_says_the_server_is_gone(
+        tmp_path: Path) -> None:
+    """It said "server 'beta', which has no tool 'add'", as if beta ran without it; the
+    rule outlives the server, and only changing or deleting it helps."""
+    memory = {"alpha": alpha_server(), "beta": beta_server()}
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           memory, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_add_server", {"name": "gamma",
+                                                      "config": memory_entry("beta")})
+        route = (await client.call_tool("gateway_add_route", {
+            "pattern": "alpha_add", "target": "gamma"})).structured_content
+        await client.call_tool("gateway_remove_server", {"name": "gamma"})
+        refused = await client.call_tool_mcp("alpha_add", {"a": 1, "b": 1})
+        assert refused.is_error
+        text = refused.content[0].text
+        assert f"route #{route['id']} (exact 'alpha_add') sends 'alpha_add' to server " \
+            "'gamma', which is not configured" in text, text
+        assert f"gateway_delete_route {{\"route_id\": {route['id']}}}" in text, text

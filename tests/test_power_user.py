@@ -249,3 +249,39 @@ async def test_a_call_a_rule_routes_to_a_removed_server_says_the_server_is_gone(
         assert f"route #{route['id']} (exact 'alpha_add') sends 'alpha_add' to server " \
             "'gamma', which is not configured" in text, text
         assert f"gateway_delete_route {{\"route_id\": {route['id']}}}" in text, text
+
+
+def weather_server() -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP("météo")
+
+    @server.tool(description="Prévisions météo pour une ville")
+    def prevoir(ville: str) -> str:
+        return ville
+
+    @server.tool(description="Прогноз погоды для города")
+    def prognoz(gorod: str) -> str:
+        return gorod
+
+    @server.tool(description="Convert an amount between currencies")
+    def convert(amount: float) -> float:
+        return amount
+
+    @server.tool(description="Visions of the future: m. t. o. (a tarot reading)")
+    def tarot(question: str) -> str:
+        return question
+
+    return server
+
+
+@pytest.mark.parametrize(("query", "found"), [
+    ("météo", "meteo_prevoir"), ("prévisions", "meteo_prevoir"),
+    ("погоды", "meteo_prognoz"), ("convert currencies", "meteo_convert")])
+async def test_search_finds_tools_described_in_other_languages(query: str, found: str
+                                                                 ) -> None:
+    """Words were runs of ASCII letters: 'météo' was searched as 'm', 't', 'o' (and a
+    Cyrillic description had no words at all)."""
+    gateway = make_gateway({"meteo": memory_entry("meteo")}, {"meteo": weather_server()},
+                           options={"exposure": "search"})
+    async with Client(gateway.server) as client:
+        hits = (await client.call_tool("search_tools", {"query": query, "k": 1})).data
+    assert [t["name"] for t in hits["tools"]] == [found], hits

@@ -285,3 +285,18 @@ async def test_search_finds_tools_described_in_other_languages(query: str, found
     async with Client(gateway.server) as client:
         hits = (await client.call_tool("search_tools", {"query": query, "k": 1})).data
     assert [t["name"] for t in hits["tools"]] == [found], hits
+
+
+async def test_search_in_a_server_that_is_not_there_says_so() -> None:
+    """A typo in 'server' answered an empty list, as a query that matches nothing does."""
+    gateway = make_gateway({"meteo": memory_entry("meteo")}, {"meteo": weather_server()},
+                           options={"exposure": "search"})
+    async with Client(gateway.server) as client:
+        typo = await client.call_tool_mcp("search_tools", {"query": "weather",
+                                                           "server": "metoe"})
+        none = (await client.call_tool("search_tools", {"query": "zzzz",
+                                                        "server": "meteo"})).data
+    assert typo.is_error
+    assert "no tools of a server 'metoe' to search" in typo.content[0].text
+    assert "servers: gateway, meteo;" in typo.content[0].text, typo.content[0].text
+    assert none == {"tools": []}

@@ -188,6 +188,12 @@ class SearchIndex:
         scored.sort()
         return [(self.docs[i], -s) for s, i in scored[: max(0, k)]]
 
+    def servers(self, servers: frozenset[str] | None = None, *, own: bool = False
+                ) -> set[str]:
+        """The servers whose tools ``search`` would look at for such a caller."""
+        return {doc.server for doc in self.docs
+                if (own if doc.own else servers is None or doc.server in servers)}
+
 
 def rank_of(results: Sequence[tuple[SearchDoc, float]], name: str) -> int | None:
     """1-based rank of ``name`` in ``results`` (None: not found)."""

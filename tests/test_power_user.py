@@ -300,3 +300,29 @@ async def test_search_in_a_server_that_is_not_there_says_so() -> None:
     assert "no tools of a server 'metoe' to search" in typo.content[0].text
     assert "servers: gateway, meteo;" in typo.content[0].text, typo.content[0].text
     assert none == {"tools": []}
+
+
+async def test_the_watcher_does_not_reload_again_what_a_sighup_reload_read(
+        tmp_path: Path) -> None:
+    """After a SIGHUP (or gateway_reload_config) reload, the file watcher saw the file
+    changed since *its* last look and reloaded it again: a second 'config reloaded
+    (config-file)' line and audit entry, all 'unchanged', for every such reload."""
+    path = tmp_path / "servers.yaml"
+    entry = memory_entry("slow")
+    path.write_text(f"servers:\n  slow:\n    url: {entry['url']}\n")
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=None, reload_interval=600),
+                      transport_factory=memory_transports(
+                          {"slow": gated_server(anyio.Event(), anyio.Event())}))
+    async with Client(gateway.server):
+        control = gateway.control
+        assert not await control.config_edited()
+        path.write_text(f"servers:\n  slow:\n    url: {entry['url']}\n    namespace: s\n")
+        assert await control.config_edited()
+        report = await gateway.reload_on_signal("SIGHUP")
+        assert report.restarted == ["slow"], report
+        assert not await control.config_edited()   # the watcher has nothing left to do
+        path.write_text("servers: {broken\n")
+        assert await control.config_edited()
+        assert (await gateway.reload_config()).error
+        assert not await control.config_edited()   # read (and refused) once is enough

@@ -18,6 +18,7 @@ from fast_mcp_gateway import Gateway, GatewaySettings, load_config, parse_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store import SQLiteStore
 from fast_mcp_gateway.store.records import Invocation
+from fast_mcp_gateway.upstream.model import StderrTail
 from tests.fixtures import (
     alpha_server,
     beta_server,
@@ -326,3 +327,20 @@ async def test_the_watcher_does_not_reload_again_what_a_sighup_reload_read(
         assert await control.config_edited()
         assert (await gateway.reload_config()).error
         assert not await control.config_edited()   # read (and refused) once is enough
+
+
+@pytest.mark.parametrize("chunk", [65536, 4_000_000])
+def test_a_huge_stderr_line_is_kept_cut(chunk: int) -> None:
+    """A server that wrote a 1 MB line to stderr (a dumped payload, a minified bundle)
+    made gateway_server_detail answer 6.5 MB (100 kept lines of 64 KiB), and each error
+    text carrying the stderr tail (the host's, the call record's, the log line's) 192 KiB."""
+    tail = StderrTail(100)
+    data = b"x" * 1_000_000 + b"\nshort line\n" + b"y" * 100_000
+    for i in range(0, len(data), chunk):
+        tail.feed(data[i:i + chunk])
+    tail.flush()
+    lines = tail.tail(100)
+    assert "short line" in lines
+    assert all(len(line) <= 4100 for line in lines), [len(line) for line in lines]
+    assert sum(len(line) for line in lines) < 50_000
+    assert lines[0].startswith("x" * 4000) and "...[line cut: " in lines[0], lines[0][-80:]

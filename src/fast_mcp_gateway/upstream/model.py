@@ -55,28 +55,45 @@ class Catalog:
 
 class StderrTail:
     """The last ``maxlen`` lines a stdio upstream wrote to stderr, secrets masked as each
-    line is kept (an upstream logging its own URL or token must not show it on)."""
+    line is kept (an upstream logging its own URL or token must not show it on), each cut
+    at ``LINE_CHARS``: the tail goes into error texts, logs and the admin tools' answers
+    (a dumped payload or a minified bundle on one line made them megabytes)."""
+
+    LINE_CHARS = 4000
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[str] = deque(maxlen=maxlen)
         self._partial = b""
+        self._skipping = False  # dropping the rest of a runaway line, up to its newline
         self.total_lines = 0
 
     def feed(self, data: bytes) -> None:
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._skipping, data = False, data[end + 1:]
         *complete, self._partial = (self._partial + data).split(b"\n")
         for raw in complete:
             self._push(raw)
-        if len(self._partial) > 65536:  # a runaway line without newline
-            self._push(self._partial)
-            self._partial = b""
+        if len(self._partial) > 65536:  # a runaway line without newline: its head is kept
+            self._push(self._partial, runaway=True)
+            self._partial, self._skipping = b"", True
 
     def flush(self) -> None:
         if self._partial:
             self._push(self._partial)
             self._partial = b""
 
-    def _push(self, raw: bytes) -> None:
-        self.lines.append(mask_text(raw.decode("utf-8", "replace").rstrip("\r")))
+    def _push(self, raw: bytes, runaway: bool = False) -> None:
+        limit = self.LINE_CHARS
+        # Masked before it is cut (a secret across the cut is not half shown), on a
+        # bounded slice (a complete line may be megabytes).
+        text = mask_text(raw[:limit * 4].decode("utf-8", "replace").rstrip("\r"))
+        if runaway or len(raw) > limit * 4 or len(text) > limit:
+            text = f"{text[:limit]} ...[line cut: {len(raw):,} bytes" + (
+                " and more]" if runaway else "]")
+        self.lines.append(text)
         self.total_lines += 1
 
     def tail(self, n: int = 20) -> list[str]:

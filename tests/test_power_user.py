@@ -344,3 +344,14 @@ def test_a_huge_stderr_line_is_kept_cut(chunk: int) -> None:
     assert all(len(line) <= 4100 for line in lines), [len(line) for line in lines]
     assert sum(len(line) for line in lines) < 50_000
     assert lines[0].startswith("x" * 4000) and "...[line cut: " in lines[0], lines[0][-80:]
+
+
+async def test_an_argument_to_an_admin_tool_that_takes_none_is_refused_plainly() -> None:
+    """It read "'name' is not accepted; accepted: ; its arguments: none"."""
+    gateway = make_gateway({"meteo": memory_entry("meteo")}, {"meteo": weather_server()})
+    async with Client(gateway.server) as client:
+        refused = await client.call_tool_mcp("gateway_health", {"name": "meteo"})
+    assert refused.is_error
+    assert refused.content[0].text == (
+        "invalid arguments for 'gateway_health': 'name' is not accepted (no argument is); "
+        "its arguments: none")

@@ -355,3 +355,32 @@ async def test_an_argument_to_an_admin_tool_that_takes_none_is_refused_plainly()
     assert refused.content[0].text == (
         "invalid arguments for 'gateway_health': 'name' is not accepted (no argument is); "
         "its arguments: none")
+
+
+def one_tool(name: str) -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP(name)
+
+    @server.tool(name=name)
+    def run() -> str:
+        return f"ran {name}"
+
+    return server
+
+
+async def test_disabling_a_server_does_not_hand_its_tool_names_to_another() -> None:
+    """Servers 'a_b' (tool 'c') and 'a' (tool 'b_c') both make 'a_b_c': a_b, first in the
+    config, got it and a's tool 'a_b_c_<hash>'.  Disabling a_b gave 'a_b_c' to a's 'b_c':
+    a host (a model) calling 'a_b_c' as listed ran another server's tool."""
+    memory = {"a_b": one_tool("c"), "a": one_tool("b_c")}
+    gateway = make_gateway({"a_b": memory_entry("a_b"), "a": memory_entry("a")}, memory)
+    async with Client(gateway.server) as client:
+        assert (await client.call_tool("a_b_c", {})).data == "ran c"
+        names = {t.name for t in await client.list_tools() if t.name.startswith("a_")}
+        suffixed = next(n for n in names if n.startswith("a_b_c_"))
+        await client.call_tool("gateway_disable_server", {"name": "a_b"})
+        called = await client.call_tool_mcp("a_b_c", {})
+        assert called.is_error and "ran b_c" not in str(called.content), called.content
+        assert (await client.call_tool(suffixed, {})).data == "ran b_c"
+        await client.call_tool("gateway_enable_server", {"name": "a_b"})
+        assert (await client.call_tool("a_b_c", {})).data == "ran c"
+        assert (await client.call_tool(suffixed, {})).data == "ran b_c"

@@ -369,13 +369,18 @@ class UpstreamManager:
             listener(exposed)
 
     def _rebuild(self) -> None:
-        ordered = [u for u in self.services.values() if u.state is not UpstreamState.DISABLED]
+        # A disabled server keeps its names (from its last catalog), unexposed: were they
+        # given to another server's colliding tool ('a' + 'b_c' vs 'a_b' + 'c'), a host
+        # calling a name as it was listed would run that other tool.
+        ordered = list(self.services.values())
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
         reserved = sorted({*self._reserved, *self.meta_names})
         # One place applies every server's rules; everything below sees only the result.
         curated = {u.name: curate(u.config, u.catalog) for u in ordered}
         for u in ordered:   # pinning holds what changed, as a rule would hide it
+            if u.state is UpstreamState.DISABLED:
+                continue
             self.pins.review(u.name, u.config.pinning or self.config.options.pinning,
                              u.catalog, curated[u.name])
 

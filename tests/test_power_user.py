@@ -384,3 +384,25 @@ async def test_disabling_a_server_does_not_hand_its_tool_names_to_another() -> N
         await client.call_tool("gateway_enable_server", {"name": "a_b"})
         assert (await client.call_tool("a_b_c", {})).data == "ran c"
         assert (await client.call_tool(suffixed, {})).data == "ran b_c"
+
+
+async def test_a_tool_held_by_pinning_does_not_hand_its_name_to_another() -> None:
+    """'x_y' (tool 'lookup') and 'x' (tool 'y_lookup') both make 'x_y_lookup'.  When
+    pinning (enforce) held x_y's changed 'lookup', the name went to x's 'y_lookup': a
+    host calling 'x_y_lookup' ran another server's tool instead of being refused."""
+    from tests.test_pinning import ListChanges, shifty_server
+
+    memory = {"x_y": shifty_server(), "x": one_tool("y_lookup")}
+    gateway = make_gateway({"x_y": memory_entry("x_y"), "x": memory_entry("x")}, memory,
+                           options={"pinning": "enforce"})
+    changes = ListChanges()
+    async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
+        assert (await client.call_tool("x_y_lookup", {"word": "w"})).data == "w: found"
+        suffixed = next(t.name for t in await client.list_tools()
+                        if t.name.startswith("x_y_lookup_"))
+        await client.call_tool("x_y_shift", {"description": "Look a word up, faster."})
+        await changes.after(1)
+        held = await client.call_tool_mcp("x_y_lookup", {"word": "w"})
+        assert held.is_error and "changed since it was approved" in held.content[0].text, \
+            held.content
+        assert (await client.call_tool(suffixed, {})).data == "ran y_lookup"

@@ -369,15 +369,16 @@ class UpstreamManager:
             listener(exposed)
 
     def _rebuild(self) -> None:
-        # A disabled server keeps its names (from its last catalog), unexposed: were they
-        # given to another server's colliding tool ('a' + 'b_c' vs 'a_b' + 'c'), a host
-        # calling a name as it was listed would run that other tool.
+        # A disabled server, and a component pinning holds, keep their names (unexposed):
+        # were they given to another server's colliding tool ('a' + 'b_c' vs 'a_b' +
+        # 'c'), a host calling a name as it was listed would run that other tool.
         ordered = list(self.services.values())
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
         reserved = sorted({*self._reserved, *self.meta_names})
         # One place applies every server's rules; everything below sees only the result.
         curated = {u.name: curate(u.config, u.catalog) for u in ordered}
+        named = {n: (list(c.tools), list(c.prompts)) for n, c in curated.items()}
         for u in ordered:   # pinning holds what changed, as a rule would hide it
             if u.state is UpstreamState.DISABLED:
                 continue
@@ -391,11 +392,11 @@ class UpstreamManager:
             return lambda u: list(getattr(curated[u.name], kind))
 
         tool_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].tools),
+            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][0]),
             separator=sep, max_length=max_len, reserved=reserved,
         )
         prompt_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].prompts),
+            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][1]),
             separator=sep, max_length=max_len,
         )
         resource_table = allocate_uris(
@@ -415,8 +416,8 @@ class UpstreamManager:
                  ) -> dict[str, tuple[Origin, Any]]:
             out: dict[str, tuple[Origin, Any]] = {}
             for name, origin in table.by_exposed.items():
-                if origin.server in exposed and origin.server in by_name:
-                    entry = index[(origin.server, kind, origin.original)]
+                entry = index.get((origin.server, kind, origin.original))
+                if origin.server in exposed and entry is not None:  # None: held
                     out[norm(name)] = (Origin(origin.server, entry.original), entry.item)
             return out
 

@@ -406,3 +406,17 @@ async def test_a_tool_held_by_pinning_does_not_hand_its_name_to_another() -> Non
         assert held.is_error and "changed since it was approved" in held.content[0].text, \
             held.content
         assert (await client.call_tool(suffixed, {})).data == "ran y_lookup"
+
+
+async def test_a_call_timeout_says_which_setting_gives_more_time() -> None:
+    """It said what happened ('did not answer within 30s') but not what to change."""
+    started, gate = anyio.Event(), anyio.Event()
+    gateway = make_gateway({"slow": memory_entry("slow", timeouts={"call": 0.5})},
+                           {"slow": gated_server(started, gate)})
+    async with Client(gateway.server) as client:
+        timed_out = await client.call_tool_mcp("slow_slow", {})
+        gate.set()
+    assert timed_out.is_error
+    assert timed_out.content[0].text == (
+        "upstream 'slow': tools/call 'slow' did not answer within 0.5s (the request was "
+        "cancelled upstream); if it is only slow, raise the server's timeouts.call")

@@ -99,7 +99,8 @@ class Requests:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
                         sup.label, f"{what} did not answer within {self.call_timeout:g}s "
-                        "(the request was cancelled upstream)"
+                        "(the request was cancelled upstream); if it is only slow, raise "
+                        "the server's timeouts.call"
                     ) from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets

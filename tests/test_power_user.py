@@ -20,6 +20,7 @@ from fast_mcp_gateway.store import SQLiteStore
 from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.upstream.model import StderrTail
 from tests.fixtures import (
+    SERVERS,
     alpha_server,
     beta_server,
     make_gateway,
@@ -183,7 +184,8 @@ async def test_a_tool_listed_twice_by_its_server_is_exposed_once(
     async with Client(gateway.server) as client:
         names = [t.name for t in await client.list_tools() if t.name.startswith("raw_")]
         assert sorted(names) == sorted(f"raw_{n}" for n in (
-            "echo", "big", "flood", "junk", "latin1", "bad_answer", "pid", "whoami")), names
+            "echo", "big", "flood", "junk", "latin1", "bad_answer", "pid", "whoami",
+            "weird_content", "null_result")), names
         echo = next(t for t in await client.list_tools() if t.name == "raw_echo")
         assert echo.description != "a copy"
     said = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]
@@ -205,8 +207,8 @@ async def test_a_catalog_the_sdk_cannot_read_is_one_line_naming_each_problem(
     error = detail.last_error
     assert error is not None and "\n" not in error, error
     assert "tools/list failed" in error and "errors.pydantic.dev" not in error, error
-    assert "tools[8].inputSchema: Field required" in error, error
-    assert "tools[9].inputSchema.type: Input should be 'object'" in error, error
+    assert "tools[10].inputSchema: Field required" in error, error
+    assert "tools[11].inputSchema.type: Input should be 'object'" in error, error
     logged = [r.getMessage() for r in caplog.records if "upstream raw" in r.getMessage()]
     assert logged and not any("\n" in m for m in logged), logged
 
@@ -420,3 +422,31 @@ async def test_a_call_timeout_says_which_setting_gives_more_time() -> None:
     assert timed_out.content[0].text == (
         "upstream 'slow': tools/call 'slow' did not answer within 0.5s (the request was "
         "cancelled upstream); if it is only slow, raise the server's timeouts.call")
+
+
+@pytest.mark.parametrize("lane", ["true", "false"])
+def test_an_invalid_tool_result_is_an_error_result_on_both_paths(lane: str,
+                                                                  tmp_path: Path) -> None:
+    """A result whose content block has no MCP type went to the host as it came on the
+    express lane (the host's client then failed to read it), and as -32602 'Invalid
+    request parameters' (the host's!) on the full path; "result": null made the full
+    path wait for the call timeout, then say the server 'did not answer'."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers:\n  raw:\n    command: ${GATEWAY_PYTHON}\n"
+                      f"    args: [{SERVERS / 'raw_stdio.py'}]\n    timeouts: {{call: 45}}\n")
+    with stdio_gateway("--config", str(config), "--no-db",
+                       env={"MCP_GATEWAY_EXPRESS_LANE": lane}) as gateway:
+        answers = {}
+        for i, tool in enumerate(["raw_weird_content", "raw_null_result", "raw_echo"]):
+            started = time.monotonic()
+            reply = gateway.send({"jsonrpc": "2.0", "id": 500 + i, "method": "tools/call",
+                                  "params": {"name": tool, "arguments": {"text": "hi"}}})
+            assert reply is not None
+            answers[tool] = (reply, time.monotonic() - started)
+    for tool in ("raw_weird_content", "raw_null_result"):
+        reply, took = answers[tool]
+        assert "result" in reply and reply["result"]["isError"] is True, reply
+        text = reply["result"]["content"][0]["text"]
+        assert "not valid" in text and "needs fixing" in text, text
+        assert took < 20, (tool, took)
+    assert answers["raw_echo"][0]["result"]["content"][0]["text"] == "hi"

@@ -17,7 +17,9 @@ answers to lists.  Flags (argv):
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
 ``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer()`` (its
-response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id).
+response is not valid UTF-8), ``pid()``, ``whoami()`` (the request id),
+``weird_content()`` (a content block of no MCP type), ``null_result()`` (``"result":
+null``: no JSON-RPC response).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ TOOLS = [
         ("bad_answer", {}),
         ("pid", {}),
         ("whoami", {}),
+        ("weird_content", {}),
+        ("null_result", {}),
     ]
 ]
 
@@ -88,6 +92,10 @@ def call(request_id: object, name: str, args: dict) -> None:
               + b',"result":{"content":[{"type":"text","text":"caf\xe9"}]}}\n')
     elif name == "whoami":  # the request id: "gw-N" on the express lane
         result(request_id, text(str(request_id)))
+    elif name == "weird_content":
+        result(request_id, {"content": [{"type": "hologram", "beam": 1}]})
+    elif name == "null_result":
+        send({"jsonrpc": "2.0", "id": request_id, "result": None})
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
     else:

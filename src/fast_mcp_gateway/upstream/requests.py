@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
+from pydantic import ValidationError
 
 from fast_mcp_gateway._compat import (
     DECLARING,
@@ -32,7 +33,7 @@ from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import RawTap
+from fast_mcp_gateway.upstream.stdio_tap import INVALID_RESPONSE, RawTap
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -102,11 +103,19 @@ class Requests:
                         "(the request was cancelled upstream); if it is only slow, raise "
                         "the server's timeouts.call"
                     ) from exc
+                if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
+                    raise UpstreamRequestFailed(sup.label,
+                                                f"{what}: {exc.error.message}") from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets
                 # the upstream echoed (error path only; a success costs nothing here).
                 exc.error.message = mask_text(exc.error.message)
                 raise
+            except ValidationError as exc:  # an answer the SDK could not read: not the
+                # host's arguments (FastMCP would answer -32602 for it), the server's fault
+                raise UpstreamRequestFailed(
+                    sup.label, f"{what} returned an invalid result: {describe_error(exc)}"
+                ) from exc
             except TRANSPORT_ERRORS as exc:
                 sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
                 raise UpstreamRequestFailed(

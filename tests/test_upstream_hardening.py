@@ -192,7 +192,7 @@ async def test_a_minus_32601_to_optional_lists_is_an_empty_list_logged_once(
     caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.session")
     async with replica("--no-templates", "--no-prompts") as upstream:
         assert upstream.state is UpstreamState.READY, upstream.last_error
-        assert upstream.catalog.counts() == {"tools": 9, "resources": 1,
+        assert upstream.catalog.counts() == {"tools": 11, "resources": 1,
                                              "resource_templates": 0, "prompts": 0}
         await upstream.list_catalog()
         await upstream.list_catalog()

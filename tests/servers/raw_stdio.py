@@ -12,13 +12,18 @@ answers to lists.  Flags (argv):
   --bad-initialize      answer initialize with a response that is not valid UTF-8
   --exit-once=PATH      exit at once (status 1) when PATH does not exist, creating it:
                         the first start fails, the restart runs
+  --twice               list each tool twice (the copy described "a copy")
+  --endless-pages       every tools/list page names the same next cursor
+  --bad-schema          list a tool without an inputSchema and one whose schema is a string
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
 ``latin1()`` (a bad line on stdout, then a normal answer), ``bad_answer(pad, where)``
 (its response is not valid UTF-8: in its text, after ``pad`` x's, or in its ``_meta``),
 ``pid()``, ``whoami()`` (the request id), ``block(path)`` (writes its pid to ``path``,
-then sleeps for ever without reading stdin: it never sees EOF).
+then sleeps for ever without reading stdin: it never sees EOF), ``weird_content()`` (a
+content block of no MCP type), ``null_result()`` (``"result": null``: no JSON-RPC
+response).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ TOOLS = [
         ("pid", {}),
         ("whoami", {}),
         ("block", {"path": {"type": "string"}}),
+        ("weird_content", {}),
+        ("null_result", {}),
     ]
 ]
 
@@ -94,6 +101,10 @@ def call(request_id: object, name: str, args: dict) -> None:
               + (b'"}],"_meta":{"note":"caf\xe9"}}}\n' if meta else b'caf\xe9"}]}}\n'))
     elif name == "whoami":  # the request id: "gw-N" on the express lane
         result(request_id, text(str(request_id)))
+    elif name == "weird_content":
+        result(request_id, {"content": [{"type": "hologram", "beam": 1}]})
+    elif name == "null_result":
+        send({"jsonrpc": "2.0", "id": request_id, "result": None})
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
     elif name == "block":
@@ -136,6 +147,14 @@ def main() -> None:
         elif method == "tools/list":
             if "--no-tools" in FLAGS:
                 error(request_id, -32601, "Method not found")
+            elif "--twice" in FLAGS:
+                result(request_id, {"tools": [*TOOLS, *({**t, "description": "a copy"}
+                                                        for t in TOOLS)]})
+            elif "--bad-schema" in FLAGS:
+                result(request_id, {"tools": [*TOOLS, {"name": "bare"}, {
+                    "name": "stringly", "inputSchema": {"type": "string"}}]})
+            elif "--endless-pages" in FLAGS:
+                result(request_id, {"tools": TOOLS, "nextCursor": "again"})
             else:
                 result(request_id, {"tools": TOOLS})
         elif method == "resources/list":

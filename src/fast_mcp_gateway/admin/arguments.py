@@ -39,8 +39,9 @@ def invalid_fields(exc: ValidationError, model: type[BaseModel] = BaseModel,
             message = "is required"
         elif kind == "unexpected_keyword_argument" or (kind == "extra_forbidden"
                                                         and len(loc) == 1 and known):
-            message = "is not accepted" + (_closest(str(loc[-1]), known)
-                                            or f"; accepted: {', '.join(known)}")
+            message = "is not accepted" + (
+                (_closest(str(loc[-1]), known) or f"; accepted: {', '.join(known)}")
+                if known else " (no argument is)")
         elif kind == "extra_forbidden":
             message = "is not accepted" + (
                 "" if model is BaseModel else explain(err, model).removeprefix("unknown field"))

@@ -22,6 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -77,6 +78,9 @@ class ControlPlane:
         # are reconciled: what reads them live (the admin tools' lists) follows at once.
         self.on_options: list[Callable[[GatewayOptions, GatewayOptions], None]] = []
         self.last_reload: ChangeReport | None = None
+        # The config file's (mtime, size) when last read (at start, or by any reload):
+        # the watcher reloads only an edit nothing has read yet.
+        self._read_stamp: tuple[int, int] | None = None
         self.health_log = HealthLog(lambda: self.store)
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
@@ -254,6 +258,7 @@ class ControlPlane:
             path = self.settings.config
             if path is None:
                 return ChangeReport(error="the gateway was not started from a config file")
+            self._read_stamp = await _stamp(path)
             try:
                 new = load_config(path)
             except ConfigError as exc:
@@ -311,25 +316,29 @@ class ControlPlane:
                            ) -> None:
         """Reload when the config file's modification time or size changes."""
         path = self.settings.config
-
-        async def stamp() -> tuple[float, int] | None:
-            if path is None:
-                return None
-            try:
-                st = await anyio.Path(path).stat()
-            except OSError:
-                return None
-            return st.st_mtime_ns, st.st_size
-
         # The baseline is taken before reporting started: an edit made right after
         # start-up must count as a change.
-        last = await stamp()
+        self._read_stamp = await _stamp(path)
         task_status.started()
         if path is None or interval <= 0:
             return
         while True:
             await anyio.sleep(interval)
-            now = await stamp()
-            if now is not None and now != last:
-                last = now
+            if await self.config_edited():
                 await self.reload_logged(CONFIG_FILE)  # audited as the watcher
+
+    async def config_edited(self) -> bool:
+        """Whether the config file changed since it was last read: an edit a reload (by
+        the watcher, a signal, ``gateway_reload_config``) has not taken in yet."""
+        now = await _stamp(self.settings.config)
+        return now is not None and now != self._read_stamp
+
+
+async def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = await anyio.Path(path).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--tool", default=None, help="exposed name")
     logs.add_argument("--status", choices=["success", "error", "timeout", "rejected", "cancelled"],
                       help="only calls that ended so")
-    logs.add_argument("--limit", type=int, default=50, help="how many calls (default 50)")
+    logs.add_argument("--limit", type=_at_least_one, default=50,
+                      help="how many calls (default 50)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
 
     servers = sub.add_parser("servers", help="the configured servers: the config file merged "
@@ -149,6 +150,17 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--by", choices=["server", "tool"], default=None,
                        help="one row per server or per tool (default: one row in all)")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """``--limit``'s type: a count of rows (0 or less used to end in a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> GatewaySettings:

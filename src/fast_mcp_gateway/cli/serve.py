@@ -142,23 +142,23 @@ def reclaim_fastmcp_logger(level: str) -> None:
         server.addFilter(_RaisedOnPurpose())
 
 
-_FASTMCP_FAILURES = ("Error calling tool ", "Error reading resource ",
-                     "Error rendering prompt ")
-
-
 class _RaisedOnPurpose(logging.Filter):
-    """Drops FastMCP's line for a call that failed on purpose: a refusal or an upstream's
-    error (``MCPError``, ``FastMCPError``: the host's answer and the call record say
-    why); a crash (any other exception) keeps its line and traceback."""
-
     def filter(self, record: logging.LogRecord) -> bool:
-        if not (isinstance(record.msg, str) and record.msg.startswith(_FASTMCP_FAILURES)):
+        if not isinstance(record.msg, str):
             return True
-        from fastmcp.exceptions import FastMCPError
-        from mcp.shared.exceptions import MCPError
+        if record.msg.startswith("Error calling tool "):
+            return bool(record.exc_info)
+        if record.msg.startswith(("Error reading resource ", "Error rendering prompt ")):
+            # Logged with a traceback whatever was raised: an upstream's error answer
+            # (MCPError) or the gateway's own refusal (ResourceError, PromptError) is
+            # an answer, not a crash.  (Imported here: FastMCP is loaded by now, and
+            # this module is imported before it.)
+            from fastmcp.exceptions import PromptError, ResourceError
+            from mcp.shared.exceptions import MCPError
 
-        raised = record.exc_info[1] if record.exc_info else None
-        return raised is not None and not isinstance(raised, MCPError | FastMCPError)
+            error = record.exc_info[1] if record.exc_info else None
+            return not isinstance(error, MCPError | ResourceError | PromptError)
+        return True
 
 
 def is_loopback(host: str) -> bool:

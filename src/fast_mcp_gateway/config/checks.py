@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -64,6 +65,10 @@ def _check_target(server: ServerConfig, source: str) -> Problem:
     if not _URL.match(server.url):
         return ("url", f"{_show(server.url, server)!r} is not an http(s) URL; write e.g. "
                        "http://127.0.0.1:9000/mcp")
+    try:
+        urlsplit(server.url).port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:  # a port out of range or not a number, a broken [IPv6]
+        return ("url", f"is not a valid URL: {exc}; write e.g. http://127.0.0.1:9000/mcp")
     if server.args or server.env or server.cwd:
         return ("args", "args/env/cwd only apply to stdio servers (with 'command')")
     for name, value in server.headers.items():

@@ -81,7 +81,7 @@ def export_servers(servers: Mapping[str, ServerConfig], fmt: str) -> str:
         data.pop("name", None)
         entries[name] = data
     if fmt == "yaml":
-        return str(yaml.safe_dump({"servers": entries}, sort_keys=False))
+        return str(yaml.safe_dump({"servers": entries}, sort_keys=False, allow_unicode=True))
     claude: dict[str, Any] = {}
     for name, data in entries.items():
         entry: dict[str, Any] = {k: data[k] for k in ("command", "args", "env", "cwd", "url",
@@ -91,4 +91,4 @@ def export_servers(servers: Mapping[str, ServerConfig], fmt: str) -> str:
         if data.get("enabled") is False:
             entry["disabled"] = True
         claude[name] = entry
-    return json.dumps({"mcpServers": claude}, indent=2)
+    return json.dumps({"mcpServers": claude}, indent=2, ensure_ascii=False)

@@ -272,9 +272,14 @@ class CallPipeline:
             return owner, None
         target = self.manager.services.get(rule.target)
         if target is None or not any(t.name == original for t in target.catalog.tools):
+            # A rule outlives its server (removed since, or renamed): only the rule can
+            # be changed then.
+            why = ("is not configured (removed since the rule was made?); change the "
+                   f"rule's target or delete it: admin tool gateway_delete_route "
+                   f'{{"route_id": {rule.id}}} (HTTP mode: DELETE /api/v1/routes/{rule.id})'
+                   if target is None else f"has no tool '{original}'")
             raise ToolError(f"route #{rule.id} ({rule.match} '{rule.pattern}') sends "
-                            f"'{exposed}' to server '{rule.target}', which has no tool "
-                            f"'{original}'")
+                            f"'{exposed}' to server '{rule.target}', which {why}")
         return target, f"#{rule.id} {rule.match} '{rule.pattern}' -> {rule.target}"
 
     async def run(self, call: Call, encoding: Encoding[Any, Out]) -> Out:

@@ -24,6 +24,7 @@ from fastmcp.resources.base import InputRequiredResourceResult, ResourceContent,
 from fastmcp.tools.base import InputRequiredToolResult, ToolResult
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from fast_mcp_gateway.front.asks import ask_host
 from fast_mcp_gateway.front.calls import Answer
@@ -32,6 +33,7 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call, Failure
 from fast_mcp_gateway.front.parked import ParkedFront
 from fast_mcp_gateway.upstream.lifting import lifting, text_of, unlifted
+from fast_mcp_gateway.upstream.model import describe_error
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 # Result `_meta` keys that describe the upstream connection, not the result.
@@ -356,15 +358,18 @@ def _malformed_tool_result(result: Any) -> str | None:
                 and isinstance(content, list) and isinstance(meta, dict)
                 and isinstance(result.get("isError", False), bool)
                 and isinstance(result.get("structuredContent", {}), dict)
-                and all(isinstance(c, dict) and (c.get("type") != "text"
-                                                 or isinstance(c.get("text"), str))
-                        and isinstance(c.get("type"), str) for c in content)):
-            return None
+                and all(isinstance(c, dict) and c.get("type") == "text"
+                        and isinstance(c.get("text"), str) for c in content)):
+            return None   # (other blocks, images and the like, are checked by the model)
     model: Any = (types.InputRequiredResult
                   if isinstance(result, dict) and result.get("resultType") == "input_required"
                   else types.CallToolResult)
     try:
-        model.model_validate(unlifted(result), by_name=False)
+        # Lifted strings are validated as the strs they are (every content string field
+        # is a plain str): a long image is not decoded to be checked.
+        model.model_validate(result, by_name=False)
+    except ValidationError as exc:
+        return describe_error(exc)
     except ValueError as exc:
         return "; ".join(line.strip() for line in str(exc).splitlines()[:3]) or repr(exc)
     return None

@@ -88,8 +88,17 @@ class SearchTools(_MetaTool):
         if server is not None and not isinstance(server, str):
             raise ToolError("'server' must be a server name (text)")
         catalog = self._catalog
-        hits = catalog.search_index().search(query, k, server, catalog.caller_servers(),
-                                             own=catalog.caller_is_admin())
+        index, visible, own = (catalog.search_index(), catalog.caller_servers(),
+                               catalog.caller_is_admin())
+        hits = index.search(query, k, server, visible, own=own)
+        if server not in (None, OWN_SERVER) and not hits and server not in (
+                known := index.servers(visible, own=own)):
+            # A typo found nothing, as a query without a match does: say which it was.
+            # (The gateway's own server is named in the tool's description: with the
+            # admin tools off, or for a caller without scope admin, it has none.)
+            raise ToolError(f"no tools of a server '{server}' to search (no such server, or "
+                            f"it is not connected); servers: {', '.join(sorted(known))}; "
+                            "or leave 'server' out to search every one")
         cards = [doc.card() for doc, _ in hits]
         return ToolResult(content=json.dumps({"tools": cards}, ensure_ascii=False),
                           structured_content={"tools": cards})

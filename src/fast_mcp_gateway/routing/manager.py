@@ -83,6 +83,7 @@ class UpstreamManager:
         self._restart = restart
         self._limiter = anyio.CapacityLimiter(startup_limit(startup_concurrency))
         self.services: dict[str, Service] = {}
+        self._retiring: set[Service] = set()  # removed, stopping once their calls end
         self.view = CatalogView()
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
@@ -185,11 +186,8 @@ class UpstreamManager:
             try:
                 await anyio.sleep_forever()
             finally:
-                for service in self.services.values():
-                    if service.clients is not None:
-                        service.clients.stop_all()
-                for upstream in self.replicas:
-                    upstream.stop()
+                for service in [*self.services.values(), *self._retiring]:
+                    _stop(service)
                 self._task_group = None
 
     def restrict(self, names: Iterable[str]) -> None:
@@ -225,17 +223,33 @@ class UpstreamManager:
         return service
 
     async def remove_server(self, name: str) -> None:
-        """Stop a server's replicas (waiting, bounded, for them to end) and drop it."""
+        """Drop a server (out of the catalog at once) and stop its replicas: now, waiting
+        (bounded) for them to end, or, while they serve calls, once those calls ended."""
         service = self.get(name)
         del self.services[name]
-        own = service.clients.upstreams if service.clients is not None else []
-        if service.clients is not None:
-            service.clients.stop_all()
-        for upstream in service.replicas:
-            upstream.stop()
-        for upstream in [*service.replicas, *own]:
-            await _stopped(upstream)
         self._rebuild()
+        upstreams = _upstreams(service)
+        if self._task_group is not None and any(u.active for u in upstreams):
+            # A reload or a removal does not cut off the calls in flight: each still
+            # ends within its call timeout, and a restarted server takes the new calls.
+            calls = sum(u.active for u in upstreams)
+            logger.info("upstream %s: its previous session stops once its %d call(s) in "
+                        "flight end (within %gs)", name, calls,
+                        max(u.call_timeout for u in upstreams))
+            self._retiring.add(service)
+            self._task_group.start_soon(self._retire, service, name=f"retire:{name}")
+            return
+        _stop(service)
+        for upstream in upstreams:
+            await _stopped(upstream)
+
+    async def _retire(self, service: Service) -> None:
+        try:
+            for upstream in _upstreams(service):
+                await _idle(upstream)
+        finally:
+            _stop(service)
+            self._retiring.discard(service)
 
     async def replace_server(self, server: ServerConfig) -> Service:
         """Restart a server with a new configuration (or start it, if new); returns once
@@ -355,13 +369,19 @@ class UpstreamManager:
             listener(exposed)
 
     def _rebuild(self) -> None:
-        ordered = [u for u in self.services.values() if u.state is not UpstreamState.DISABLED]
+        # A disabled server, and a component pinning holds, keep their names (unexposed):
+        # were they given to another server's colliding tool ('a' + 'b_c' vs 'a_b' +
+        # 'c'), a host calling a name as it was listed would run that other tool.
+        ordered = list(self.services.values())
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
         reserved = sorted({*self._reserved, *self.meta_names})
         # One place applies every server's rules; everything below sees only the result.
         curated = {u.name: curate(u.config, u.catalog) for u in ordered}
+        named = {n: (list(c.tools), list(c.prompts)) for n, c in curated.items()}
         for u in ordered:   # pinning holds what changed, as a rule would hide it
+            if u.state is UpstreamState.DISABLED:
+                continue
             self.pins.review(u.name, u.config.pinning or self.config.options.pinning,
                              u.catalog, curated[u.name])
 
@@ -372,11 +392,11 @@ class UpstreamManager:
             return lambda u: list(getattr(curated[u.name], kind))
 
         tool_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].tools),
+            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][0]),
             separator=sep, max_length=max_len, reserved=reserved,
         )
         prompt_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in curated[u.name].prompts),
+            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][1]),
             separator=sep, max_length=max_len,
         )
         resource_table = allocate_uris(
@@ -396,8 +416,8 @@ class UpstreamManager:
                  ) -> dict[str, tuple[Origin, Any]]:
             out: dict[str, tuple[Origin, Any]] = {}
             for name, origin in table.by_exposed.items():
-                if origin.server in exposed and origin.server in by_name:
-                    entry = index[(origin.server, kind, origin.original)]
+                entry = index.get((origin.server, kind, origin.original))
+                if origin.server in exposed and entry is not None:  # None: held
                     out[norm(name)] = (Origin(origin.server, entry.original), entry.item)
             return out
 
@@ -448,6 +468,25 @@ class UpstreamManager:
         if entry is None:
             return None
         return self.services[entry[0].server], entry[1]
+
+
+def _upstreams(service: Service) -> list[Upstream]:
+    """Every session of ``service``: its replicas and its hosts' own (per_client)."""
+    own = service.clients.upstreams if service.clients is not None else []
+    return [*service.replicas, *own]
+
+
+def _stop(service: Service) -> None:
+    if service.clients is not None:
+        service.clients.stop_all()
+    for upstream in service.replicas:
+        upstream.stop()
+
+
+async def _idle(upstream: Upstream) -> bool:
+    """Wait until no request is in flight on ``upstream`` (each ends within its call
+    timeout: the bound)."""
+    return await upstream.wait_until(lambda: not upstream.active, upstream.call_timeout + 5)
 
 
 async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:

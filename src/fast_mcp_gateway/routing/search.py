@@ -34,7 +34,7 @@ OWN_SERVER = "gateway"
 """The server name search cards give the gateway's own (admin) tools."""
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_WORD = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ('météo', 'погода')
 _STOP = frozenset((
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
     "how", "i", "in", "into", "is", "it", "me", "my", "of", "on", "or", "that", "the",
@@ -187,6 +187,12 @@ class SearchIndex:
                 scored.append((-score, i))
         scored.sort()
         return [(self.docs[i], -s) for s, i in scored[: max(0, k)]]
+
+    def servers(self, servers: frozenset[str] | None = None, *, own: bool = False
+                ) -> set[str]:
+        """The servers whose tools ``search`` would look at for such a caller."""
+        return {doc.server for doc in self.docs
+                if (own if doc.own else servers is None or doc.server in servers)}
 
 
 def rank_of(results: Sequence[tuple[SearchDoc, float]], name: str) -> int | None:

@@ -16,6 +16,7 @@ from enum import StrEnum
 import httpx2
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from fast_mcp_gateway.telemetry.redaction import mask_text
 
@@ -54,28 +55,45 @@ class Catalog:
 
 class StderrTail:
     """The last ``maxlen`` lines a stdio upstream wrote to stderr, secrets masked as each
-    line is kept (an upstream logging its own URL or token must not show it on)."""
+    line is kept (an upstream logging its own URL or token must not show it on), each cut
+    at ``LINE_CHARS``: the tail goes into error texts, logs and the admin tools' answers
+    (a dumped payload or a minified bundle on one line made them megabytes)."""
+
+    LINE_CHARS = 4000
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[str] = deque(maxlen=maxlen)
         self._partial = b""
+        self._skipping = False  # dropping the rest of a runaway line, up to its newline
         self.total_lines = 0
 
     def feed(self, data: bytes) -> None:
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._skipping, data = False, data[end + 1:]
         *complete, self._partial = (self._partial + data).split(b"\n")
         for raw in complete:
             self._push(raw)
-        if len(self._partial) > 65536:  # a runaway line without newline
-            self._push(self._partial)
-            self._partial = b""
+        if len(self._partial) > 65536:  # a runaway line without newline: its head is kept
+            self._push(self._partial, runaway=True)
+            self._partial, self._skipping = b"", True
 
     def flush(self) -> None:
         if self._partial:
             self._push(self._partial)
             self._partial = b""
 
-    def _push(self, raw: bytes) -> None:
-        self.lines.append(mask_text(raw.decode("utf-8", "replace").rstrip("\r")))
+    def _push(self, raw: bytes, runaway: bool = False) -> None:
+        limit = self.LINE_CHARS
+        # Masked before it is cut (a secret across the cut is not half shown), on a
+        # bounded slice (a complete line may be megabytes).
+        text = mask_text(raw[:limit * 4].decode("utf-8", "replace").rstrip("\r"))
+        if runaway or len(raw) > limit * 4 or len(text) > limit:
+            text = f"{text[:limit]} ...[line cut: {len(raw):,} bytes" + (
+                " and more]" if runaway else "]")
+        self.lines.append(text)
         self.total_lines += 1
 
     def tail(self, n: int = 20) -> list[str]:
@@ -123,6 +141,8 @@ def _describe(exc: BaseException) -> str:
         return f"permission denied: {exc.filename or exc}"
     if isinstance(exc, MCPError):
         return exc.error.message
+    if isinstance(exc, ValidationError):  # the SDK could not read an answer: which parts
+        return _invalid_answer(exc)
     if isinstance(exc, httpx2.HTTPStatusError):
         return http_status_text(exc.response.status_code, exc.response.reason_phrase,
                                 str(exc.request.url))
@@ -136,6 +156,20 @@ def _describe(exc: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text = f"{text}: {_describe(cause)}"
     return text
+
+
+def _invalid_answer(exc: ValidationError, shown: int = 5) -> str:
+    """pydantic's problems on one line, in the answer's own terms (``tools[8].inputSchema``),
+    without the values (they may be anything) or pydantic's links."""
+    problems = exc.errors(include_url=False, include_input=False)
+
+    def where(loc: tuple[int | str, ...]) -> str:
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+    said = "; ".join(f"{where(p['loc']) or 'the answer'}: {p['msg']}" for p in problems[:shown])
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return (f"the server's answer is not valid MCP ({exc.title}: {said}{more}); the "
+            "server needs fixing")
 
 
 def http_status_text(status: int, reason: str, url: str) -> str:

@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
+from pydantic import ValidationError
 
 from fast_mcp_gateway._compat import (
     DECLARING,
@@ -33,7 +34,7 @@ from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import RawTap
+from fast_mcp_gateway.upstream.stdio_tap import INVALID_RESPONSE, RawTap
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ class Requests:
     """The requests a replica forwards, over ``supervisor``'s live session."""
 
     def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
-                 inflight: InFlight, call_timeout: float) -> None:
+                 inflight: InFlight, call_timeout: float,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self._sup = supervisor
         self._stats = accounting
         self._inflight = inflight
         self.call_timeout = call_timeout
+        self._on_idle = on_idle  # the last request in flight ended (drains wait on it)
 
     async def request(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
@@ -98,13 +101,22 @@ class Requests:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
                         sup.label, f"{what} did not answer within {self.call_timeout:g}s "
-                        "(the request was cancelled upstream)"
+                        "(the request was cancelled upstream); if it is only slow, raise "
+                        "the server's timeouts.call"
                     ) from exc
+                if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
+                    raise UpstreamRequestFailed(sup.label,
+                                                f"{what}: {exc.error.message}") from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets
                 # the upstream echoed (error path only; a success costs nothing here).
                 exc.error.message = mask_text(exc.error.message)
                 raise
+            except ValidationError as exc:  # an answer the SDK could not read: not the
+                # host's arguments (FastMCP would answer -32602 for it), the server's fault
+                raise UpstreamRequestFailed(
+                    sup.label, f"{what} returned an invalid result: {describe_error(exc)}"
+                ) from exc
             except TRANSPORT_ERRORS as exc:
                 sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
                 raise UpstreamRequestFailed(
@@ -117,6 +129,8 @@ class Requests:
                     DECLARING.reset(declaring)
                 stats.active -= 1
                 stats.record(ok, started)
+                if not stats.active and self._on_idle is not None:
+                    self._on_idle()
         finally:
             self._inflight.leave(tracked, front)
 

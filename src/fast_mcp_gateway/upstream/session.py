@@ -289,7 +289,8 @@ class CatalogFetcher:
     async def _list(self, catalog: Catalog, method: str,
                     fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:
         try:
-            return await paginate(fetch, attr, catalog.hints, method)
+            return self._unique(await paginate(fetch, attr, catalog.hints, method,
+                                               self._label), method)
         except MCPError as exc:
             if method in OPTIONAL_LISTS and exc.error.code == types.METHOD_NOT_FOUND:
                 if method not in self.declined:
@@ -301,17 +302,50 @@ class CatalogFetcher:
         except Exception as exc:
             raise StepFailed(method, exc) from exc
 
+    def _unique(self, items: list[Any], method: str) -> list[Any]:
+        """The first of each name (URI, template): a name listed twice can only be routed
+        to one upstream component, so a copy would be an alias of it with a description
+        (and schema) of its own."""
+        field = _KEYS[method]
+        seen: set[str] = set()
+        kept, twice = [], []
+        for item in items:
+            key = getattr(item, field)
+            if key in seen:
+                twice.append(key)
+                continue
+            seen.add(key)
+            kept.append(item)
+        if twice:
+            logger.warning("upstream %s: its %s named these more than once: %s; the "
+                           "first of each is exposed, the copies are ignored", self._label,
+                           method, ", ".join(repr(k) for k in dict.fromkeys(twice)))
+        return kept
+
+
+_KEYS = {"tools/list": "name", "prompts/list": "name", "resources/list": "uri",
+         "resources/templates/list": "uri_template"}
+
 
 async def paginate(fetch: Callable[..., Awaitable[Any]], attr: str,
                    hints: dict[str, tuple[int, str]] | None = None,
-                   method: str = "") -> list[Any]:
+                   method: str = "", label: str = "upstream") -> list[Any]:
     """Every page's items; the pages' freshness hint goes into ``hints[method]`` when
-    every page carried one (the smallest ttl, ``private`` if any page said so)."""
+    every page carried one (the smallest ttl, ``private`` if any page said so).  A next
+    cursor already followed ends the listing (logged): the pages would never end."""
     items: list[Any] = []
     cursor: str | None = None
+    followed: set[str] = set()
     hint: tuple[int, str] | None = None
     hinted = True
     for _ in range(1000):  # a server that never stops paging is a bug, not a catalog
+        if cursor is not None:
+            if cursor in followed:
+                logger.warning("upstream %s: %s gave the same next cursor %r twice; its "
+                               "pages would never end, so the listing stops there",
+                               label, method, cursor[:100])
+                break
+            followed.add(cursor)
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         result = await fetch(params=params)
         items.extend(getattr(result, attr))

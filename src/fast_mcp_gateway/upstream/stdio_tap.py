@@ -140,8 +140,27 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None
         "code": types.INTERNAL_ERROR, "message": f"{UNDECODABLE_RESPONSE} ({where})"}})
 
 
+def _invalid_response(line: str) -> SessionMessage | None:
+    """An error response for the request a JSON line answers unreadably (``"result":
+    null``, a result that is no object, both result and error), or None: not one."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or "method" in message:
+        return None
+    request_id = message.get("id")
+    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+        return None
+    return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(
+        code=types.INTERNAL_ERROR,
+        message=f"{INVALID_RESPONSE} ({_excerpt(line)}); the server needs fixing")))
+
+
 # The start of the error a request gets when its response was not valid UTF-8.
 UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
+# ... and when it was JSON but no JSON-RPC response (``"result": null``).
+INVALID_RESPONSE = "the server's response is not valid JSON-RPC"
 
 
 class _Reply:
@@ -322,6 +341,8 @@ async def tapped_stdio_client(
         if isinstance(message, Exception):
             tap.violation(f"upstream wrote a line on stdout that is not JSON-RPC: "
                           f"{_excerpt(line)}", fatal=False)
+            if (answer := _invalid_response(line)) is not None:
+                message = answer  # its request fails now, not at its timeout
         try:
             await read_stream_writer.send(message)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):

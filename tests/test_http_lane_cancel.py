@@ -29,7 +29,7 @@ class _Lane(HttpLane):
         self.release = asyncio.Event()
         self.answered = 0
 
-    async def _answer(self, plan: Any, stream: Any) -> tuple[int, bytes]:
+    async def _answer(self, plan: Any, stream: Any, early: Any) -> tuple[int, bytes]:
         self.answered += 1
         self.entered.set()
         await self.release.wait()

@@ -64,3 +64,43 @@ async def test_a_parked_call_begun_on_one_path_ends_on_the_other(first_on_lane: 
         result = reply["result"]
         assert not result.get("isError"), result
         assert result["content"][0]["text"].startswith("accept:Ada|m:sampled|"), result
+
+
+async def test_the_http_lane_parks_a_call_only_when_its_upstream_asks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2026-07-28 host's call of a handshake-era replica may meet a pushed question, so
+    it is parked; the HTTP lane parks it lazily, as the stdio lane does (it runs in its
+    request's task until the upstream asks): parked eagerly, every call cost a task, a
+    token and their cancel scopes (~0.24 ms of gateway CPU, benchmarks/http_cpu.py
+    --stdio).  Asked, its first round is answered early and the call goes on."""
+    from fast_mcp_gateway.front.mrtr import Parking
+
+    eager: list[str] = []
+    park = Parking._park
+
+    def counted(self: Parking, call: Any, sending: Any) -> Any:
+        eager.append(call.exposed)
+        return park(self, call, sending)
+
+    monkeypatch.setattr(Parking, "_park", counted)
+    gateway = make_gateway(
+        {"pusher": {"command": sys.executable, "args": [str(PUSHER)], "protocol": "legacy"}},
+        options={"auth": {"tokens": [{"name": "alice", "sha256": ALICE_SHA,
+                                      "scopes": ["tools"]}]}})
+    app = gateway.http_app("http")
+    lane = getattr(app.mcp_entry, "app", None)
+    assert isinstance(lane, HttpLane)
+    async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
+        bumped = (await post(http, ALICE, "tools/call", {"name": "pusher_bump",
+                                                         "arguments": {}}))["result"]
+        assert not bumped.get("isError"), bumped
+        asked = (await post(http, ALICE, "tools/call", {
+            "name": "pusher_interview", "arguments": {"topic": "poem"}}, HOST_CAPS))["result"]
+        assert asked["resultType"] == "input_required", asked
+        while asked.get("resultType") == "input_required":
+            asked = (await post(http, ALICE, "tools/call", {
+                "name": "pusher_interview", "arguments": {"topic": "poem"},
+                "requestState": asked["requestState"], "inputResponses": _answers(asked)},
+                HOST_CAPS))["result"]
+        assert asked["content"][0]["text"].startswith("accept:Ada|m:sampled|"), asked
+        assert lane.served == 4 and eager == []

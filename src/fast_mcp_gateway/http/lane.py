@@ -38,7 +38,7 @@ import contextlib
 import json
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
@@ -58,6 +58,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import RoundStates
 from fast_mcp_gateway.front.lane_host import LaneFront, open_state
+from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_body,
@@ -254,7 +255,10 @@ class HttpLane:
 
     # -- serving ------------------------------------------------------------------------
 
-    async def _answer(self, plan: _Plan, stream: _Reply) -> tuple[int, bytes]:
+    async def _answer(self, plan: _Plan, stream: _Reply,
+                      early: Callable[[bytes], Awaitable[None]]) -> tuple[int, bytes] | None:
+        """The call's status and body; None when an asking round was answered ``early``
+        (a call parked lazily: MRTR, ``front/mrtr.py``) and the call has ended since."""
         meta, request_id, version = plan.meta, plan.request_id, plan.modern_version
         forward, upstream_params = upstream_call(plan.tool.original, plan.params, meta)
         fields = result_fields(version)
@@ -269,7 +273,7 @@ class HttpLane:
             client_id=client_id if isinstance(client_id, str) and client_id else "http",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
-            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY))
+            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY), reply=early)
 
         def encode(result: dict[str, Any]) -> bytes:
             result = shape_result(result, fields, True, self.server_info)
@@ -280,6 +284,8 @@ class HttpLane:
             return 200, await plan.tool.call_raw(
                 plan.route, upstream_params, front, encode,
                 front.progress if token is not None else None)
+        except AnsweredEarly:
+            return None  # its first round answered the host (``early``)
         except MCPError as exc:  # an upstream's (or the pipeline's) error, as the SDK maps it
             error = modern_error_data(exc)
         except Exception as exc:
@@ -319,8 +325,21 @@ class HttpLane:
         else:
             watcher = loop.create_task(_watch(receive, left))
         pinger = _Pinger(loop, reply)
+
+        async def early(body: bytes) -> None:
+            # An asking round answered while the upstream call goes on in this task
+            # (parked lazily, as the stdio lane parks): the host's leaving after this
+            # answer is not the call's end, and nothing more is written.
+            left.done = True
+            pinger.stop()
+            if watcher is not None:
+                watcher.cancel()
+            elif isinstance(gone, HostGone):
+                gone.watch(None)
+            await reply.finish(200, body)
+
         try:
-            answer = await self._answer(plan, reply)
+            answer = await self._answer(plan, reply, early)
         except asyncio.CancelledError:
             if not left.cancelled or left.task.uncancel() > left.base:
                 raise  # not (only) the host's leaving (the server is stopping): it goes on
@@ -336,7 +355,8 @@ class HttpLane:
             if left.task.uncancel() > left.base:
                 raise asyncio.CancelledError  # another cancel came too: it goes on
             return
-        await reply.finish(*answer)
+        if answer is not None:
+            await reply.finish(*answer)
 
 
 class _HostLeft:

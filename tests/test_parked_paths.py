@@ -35,9 +35,8 @@ def _answers(asked: dict[str, Any]) -> dict[str, Any]:
     return answers
 
 
-@pytest.mark.parametrize("first_on_lane", [False, True], ids=["full-then-lane",
-                                                            "lane-then-full"])
-async def test_a_parked_call_begun_on_one_path_ends_on_the_other(first_on_lane: bool) -> None:
+def _pusher_app() -> tuple[Any, HttpLane]:
+    """A gateway's HTTP app in front of the handshake-era pusher, and its express lane."""
     gateway = make_gateway(
         {"pusher": {"command": sys.executable, "args": [str(PUSHER)], "protocol": "legacy"}},
         options={"auth": {"tokens": [{"name": "alice", "sha256": ALICE_SHA,
@@ -45,6 +44,13 @@ async def test_a_parked_call_begun_on_one_path_ends_on_the_other(first_on_lane: 
     app = gateway.http_app("http")
     lane = getattr(app.mcp_entry, "app", None)
     assert isinstance(lane, HttpLane)
+    return app, lane
+
+
+@pytest.mark.parametrize("first_on_lane", [False, True], ids=["full-then-lane",
+                                                            "lane-then-full"])
+async def test_a_parked_call_begun_on_one_path_ends_on_the_other(first_on_lane: bool) -> None:
+    app, lane = _pusher_app()
     async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
         lane.enabled = first_on_lane
         asked = (await post(http, ALICE, "tools/call", {
@@ -83,13 +89,7 @@ async def test_the_http_lane_parks_a_call_only_when_its_upstream_asks(
         return park(self, call, sending)
 
     monkeypatch.setattr(Parking, "_park", counted)
-    gateway = make_gateway(
-        {"pusher": {"command": sys.executable, "args": [str(PUSHER)], "protocol": "legacy"}},
-        options={"auth": {"tokens": [{"name": "alice", "sha256": ALICE_SHA,
-                                      "scopes": ["tools"]}]}})
-    app = gateway.http_app("http")
-    lane = getattr(app.mcp_entry, "app", None)
-    assert isinstance(lane, HttpLane)
+    app, lane = _pusher_app()
     async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
         bumped = (await post(http, ALICE, "tools/call", {"name": "pusher_bump",
                                                          "arguments": {}}))["result"]

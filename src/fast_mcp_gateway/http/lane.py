@@ -326,16 +326,18 @@ class HttpLane:
             watcher = loop.create_task(_watch(receive, left))
         pinger = _Pinger(loop, reply)
 
-        async def early(body: bytes) -> None:
-            # An asking round answered while the upstream call goes on in this task
-            # (parked lazily, as the stdio lane parks): the host's leaving after this
-            # answer is not the call's end, and nothing more is written.
+        def unwatch() -> None:  # the host's leaving or quiet is no longer this call's
             left.done = True
             pinger.stop()
             if watcher is not None:
                 watcher.cancel()
             elif isinstance(gone, HostGone):
                 gone.watch(None)
+
+        async def early(body: bytes) -> None:
+            # An asking round answered while the upstream call goes on in this task
+            # (parked lazily, as the stdio lane parks): nothing more is written.
+            unwatch()
             await reply.finish(200, body)
 
         try:
@@ -345,12 +347,7 @@ class HttpLane:
                 raise  # not (only) the host's leaving (the server is stopping): it goes on
             return  # the host left: the call was cancelled, nobody to answer
         finally:
-            left.done = True
-            pinger.stop()
-            if watcher is not None:
-                watcher.cancel()
-            elif isinstance(gone, HostGone):
-                gone.watch(None)
+            unwatch()
         if left.cancelled:  # the host left as the call ended: its cancel is taken back
             if left.task.uncancel() > left.base:
                 raise asyncio.CancelledError  # another cancel came too: it goes on

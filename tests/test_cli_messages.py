@@ -100,11 +100,10 @@ def test_a_real_http_serve_prints_its_url_on_stderr(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/mcp" in banner
 
 
-def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
-    """Another program on the port: one line naming the port and the fix, exit 2, and no
-    upstream started (the port was found busy only after the upstreams had started, and
-    the user got an exception group ending in 'SystemExit: 3')."""
-    marker = tmp_path / "started"
+def _serve_on_a_busy_port(tmp_path: Path, marker: Path, flags: list[str], host: str = ""
+                          ) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``serve`` with ``flags`` and then a port another socket holds (written after
+    ``host``), one upstream that would create ``marker``; its exit, and the port."""
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"s": {
         "command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]}}}))
@@ -114,8 +113,18 @@ def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Pa
         port = busy.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-             "--transport", "http", "--port", str(port), "--db", str(tmp_path / "g.db")],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=REPO)
+             *flags, f"{host}{port}", "--db", str(tmp_path / "g.db")],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=REPO,
+            env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    return done, port
+
+
+def test_http_serve_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    """Another program on the port: one line naming the port and the fix, exit 2, and no
+    upstream started (the port was found busy only after the upstreams had started, and
+    the user got an exception group ending in 'SystemExit: 3')."""
+    marker = tmp_path / "started"
+    done, port = _serve_on_a_busy_port(tmp_path, marker, ["--transport", "http", "--port"])
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"mcp-gateway: cannot listen on 127.0.0.1:{port}: the port "
                                   "is in use"), done.stderr
@@ -129,18 +138,7 @@ def test_stdio_dashboard_on_a_port_in_use_is_one_line_and_starts_nothing(
     starts, as the HTTP port is (it was bound after the upstreams had started, logged,
     and the gateway served on without its dashboard)."""
     marker = tmp_path / "started"
-    config = tmp_path / "servers.yaml"
-    config.write_text(json.dumps({"servers": {"s": {
-        "command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]}}}))
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-             "--dashboard", f"127.0.0.1:{port}", "--db", str(tmp_path / "g.db")],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=REPO,
-            env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    done, port = _serve_on_a_busy_port(tmp_path, marker, ["--dashboard"], "127.0.0.1:")
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"mcp-gateway: cannot listen on 127.0.0.1:{port} for the "
                                   "dashboard: the port is in use"), done.stderr

@@ -32,9 +32,9 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.telemetry.redaction import MASK, SECRETS
 from fast_mcp_gateway.upstream import http_tap
+from fast_mcp_gateway.upstream.deadline import Deadline
 from fast_mcp_gateway.upstream.http_tap import (
     HttpTap,
-    _Deadline,
     _Declined,
     _header_lines,
     proxied,
@@ -383,23 +383,23 @@ async def test_the_deadline_cancels_once_and_tells_its_own_cancellation_apart() 
     task = asyncio.current_task()
     assert task is not None
     base = task.cancelling()
-    expired = _Deadline(loop, 0.0)  # its own: taken back, the task is not cancelled
+    expired = Deadline(loop, 0.0)  # its own: taken back, the task is not cancelled
     with pytest.raises(asyncio.CancelledError):
         await asyncio.Event().wait()
     assert expired.reached() and task.cancelling() == base
-    outside = _Deadline(loop, 3600.0)  # a cancellation from outside goes on
+    outside = Deadline(loop, 3600.0)  # a cancellation from outside goes on
     loop.call_soon(task.cancel)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.Event().wait()
     assert not outside.reached() and task.cancelling() == base + 1
     task.uncancel()
-    both = _Deadline(loop, 0.0)  # expired while an outside cancellation came too
+    both = Deadline(loop, 0.0)  # expired while an outside cancellation came too
     loop.call_soon(task.cancel)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.Event().wait()
     assert not both.reached() and task.cancelling() == base + 1
     task.uncancel()
-    endless = _Deadline(loop, float("inf"))  # no timer at all
+    endless = Deadline(loop, float("inf"))  # no timer at all
     assert endless.handle is None and not endless.reached()
 
 

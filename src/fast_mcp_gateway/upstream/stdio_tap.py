@@ -27,6 +27,7 @@ reported to ``protocol_listener`` (counted, logged, shown in ``last_error``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -58,8 +59,10 @@ from fast_mcp_gateway._compat import (
     terminate_process_tree,
     wait_for_process_exit,
 )
+from fast_mcp_gateway.upstream.deadline import Deadline
 from fast_mcp_gateway.upstream.framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    UTF8_JSON,
     LineFramer,
     MessageTooLarge,
     is_number,
@@ -164,21 +167,22 @@ INVALID_RESPONSE = "the server's response is not valid JSON-RPC"
 
 
 class _Reply:
-    """Where one tap request's response goes: a one-shot slot (a memory stream's
-    receive costs an extra turn of the event loop per call, a checkpoint)."""
+    """Where one tap request's response goes: a one-shot future (a memory stream's
+    receive costs an extra turn of the event loop per call, a checkpoint; an anyio
+    ``Event`` a lookup of the running backend)."""
 
-    __slots__ = ("done", "lifts", "message", "progress")
+    __slots__ = ("done", "lifts", "progress")
 
-    def __init__(self, progress: Progress | None, lifts: bool) -> None:
-        self.done = anyio.Event()
-        self.message: dict[str, Any] | None = None  # None once done: connection closed
+    def __init__(self, loop: asyncio.AbstractEventLoop, progress: Progress | None,
+                 lifts: bool) -> None:
+        # The response; None: the connection closed first.
+        self.done: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         self.progress = progress
         self.lifts = lifts  # an express lane's call: long strings may be lifted
 
     def deliver(self, message: dict[str, Any] | None) -> None:
-        if not self.done.is_set():
-            self.message = message
-            self.done.set()
+        if not self.done.done():
+            self.done.set_result(message)
 
 
 class RawTap:
@@ -187,6 +191,7 @@ class RawTap:
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  protocol_listener: ProtocolListener | None = None) -> None:
         self._write: Callable[[bytes], Awaitable[None]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's, once open
         self._pending: dict[str, _Reply] = {}
         self._ids = itertools.count(1)
         self._closed = False
@@ -207,34 +212,31 @@ class RawTap:
     async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
                       on_progress: Progress | None = None) -> dict[str, Any]:
         """Send one request; its ``result`` as JSON, or ``MCPError`` as the session would."""
-        if self._closed or self._write is None:
+        loop = self._loop
+        if self._closed or self._write is None or loop is None:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
         request_id = f"{_ID_PREFIX}{next(self._ids)}"
         if on_progress is not None:
             params = {**params, "_meta": {**(params.get("_meta") or {}),
                                           "progressToken": request_id}}
-        line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                           "params": params}, ensure_ascii=False, separators=(",", ":"))
-        reply = self._pending[request_id] = _Reply(on_progress, lifting.get())
-        sent = False  # once the write starts, the server may have the request
-        try:
-            with anyio.fail_after(timeout):
-                sent = True
-                await self._write((line + "\n").encode())
-                await reply.done.wait()
-        except TimeoutError:
-            if sent:
+        line = UTF8_JSON.encode({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                 "params": params})
+        reply = self._pending[request_id] = _Reply(loop, on_progress, lifting.get())
+        deadline = Deadline(loop, timeout)
+        try:  # once the write starts, the server may have the request: cancelled then
+            await self._write((line + "\n").encode())
+            message = await reply.done
+        except asyncio.CancelledError:
+            if deadline.reached():
                 await self._cancel(request_id, f"timed out after {timeout}s")
-            raise MCPError(code=types.REQUEST_TIMEOUT,
-                           message=f"Timed out after {timeout}s") from None
-        except anyio.get_cancelled_exc_class():
-            if sent:
-                with anyio.CancelScope(shield=True):
-                    await self._cancel(request_id, "cancelled by the caller")
+                raise MCPError(code=types.REQUEST_TIMEOUT,
+                               message=f"Timed out after {timeout}s") from None
+            with anyio.CancelScope(shield=True):
+                await self._cancel(request_id, "cancelled by the caller")
             raise
         finally:
+            deadline.stop()
             self._pending.pop(request_id, None)
-        message = reply.message
         if message is None:  # the connection ended first (close())
             raise MCPError(code=types.CONNECTION_CLOSED, message=self.fatal or "Connection closed")
         error = message.get("error")
@@ -296,6 +298,7 @@ class RawTap:
 
     def open(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         self._write = write
+        self._loop = asyncio.get_running_loop()
 
     def close(self) -> None:
         """The connection ended: every waiting request fails with CONNECTION_CLOSED."""

@@ -402,6 +402,46 @@ async def sequential_latency(run: Running, calls: int) -> list[float]:
     return samples
 
 
+@dataclass
+class Latencies:
+    """One target's share of ``interleaved_latency``: its samples (seconds per call) and
+    the CPU seconds its middle process and its upstream used meanwhile (None: unknown)."""
+
+    samples: list[float]
+    cpu_mid: float | None = 0.0
+    cpu_up: float | None = 0.0
+    failed: str | None = None  # why the target stopped (its samples so far are kept)
+
+
+async def interleaved_latency(runs: Sequence[Running], calls: int,
+                              slices: int = 6) -> dict[str, Latencies]:
+    """``calls`` back-to-back ``echo`` calls per target, taken in ``slices`` turns: a
+    slice of each target in ``runs``' order, then the next.  A drift of the machine's
+    load within a round then meets every target alike (one block per target put a
+    round's ~10 s of drift between the gateway's block and the direct one's).  A target
+    whose call raises ``RuntimeError`` stops there (``failed``); the others go on."""
+    out = {run.endpoint.label: Latencies([]) for run in runs}
+    bounds = [calls * k // slices for k in range(slices + 1)]
+    for k in range(slices):
+        for run in runs:
+            got = out[run.endpoint.label]
+            if got.failed is not None:
+                continue
+            mid, up = cpu_s(run.middle), cpu_s(run.upstream)
+            try:
+                got.samples += await sequential_latency(run, bounds[k + 1] - bounds[k])
+            except RuntimeError as exc:
+                got.failed = str(exc)
+                continue
+            got.cpu_mid = _added(got.cpu_mid, delta(cpu_s(run.middle), mid))
+            got.cpu_up = _added(got.cpu_up, delta(cpu_s(run.upstream), up))
+    return out
+
+
+def _added(total: float | None, more: float | None) -> float | None:
+    return None if total is None or more is None else total + more
+
+
 async def throughput(run: Running, callers: int, each: int) -> float:
     """Calls per second with ``callers`` concurrent callers sharing one session."""
     tool = run.endpoint.tool("echo")

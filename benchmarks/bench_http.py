@@ -58,8 +58,7 @@ from bench_harness import (
     Workspace,
     children_of,
     cmdline,
-    cpu_s,
-    delta,
+    interleaved_latency,
     memory_mb,
     percentile,
     rotated,
@@ -280,18 +279,14 @@ async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
         for r in range(plan.rounds):
             ph.start_round(r, plan.rounds, "HTTP front", log)
             order = [runs[label] for label in rotated(list(runs), r)]
-            for run in order:
-                mid, up = cpu_s(run.middle), cpu_s(run.upstream)
-                label = run.endpoint.label
-                try:
-                    samples = await sequential_latency(run, plan.latency_calls)
-                except RuntimeError as exc:  # one target failing is a note, not the end
-                    ph.notes.append(f"round {r + 1}: {label} failed: {exc}")
+            for label, got in (await interleaved_latency(order, plan.latency_calls)).items():
+                if got.failed is not None:  # one target failing is a note, not the end
+                    ph.notes.append(f"round {r + 1}: {label} failed: {got.failed}")
                     continue
-                ph.put("p50", label, r, 1000 * percentile(samples, 50))
-                ph.put("p95", label, r, 1000 * percentile(samples, 95))
-                ph.put("cpu_mid", label, r, _per(delta(cpu_s(run.middle), mid), len(samples)))
-                ph.put("cpu_up", label, r, _per(delta(cpu_s(run.upstream), up), len(samples)))
+                ph.put("p50", label, r, 1000 * percentile(got.samples, 50))
+                ph.put("p95", label, r, 1000 * percentile(got.samples, 95))
+                ph.put("cpu_mid", label, r, _per(got.cpu_mid, len(got.samples)))
+                ph.put("cpu_up", label, r, _per(got.cpu_up, len(got.samples)))
             for run in order:
                 try:
                     value: float | None = await throughput(run, plan.callers,

@@ -32,6 +32,7 @@ from bench_harness import (
     close_and_adopt,
     cpu_s,
     delta,
+    interleaved_latency,
     listed,
     load,
     memory_mb,
@@ -237,13 +238,13 @@ async def hot_phase(runs: dict[str, Running], plan: Plan, res: Results, log: Log
         order = [runs[label] for label in rotated(list(runs), r)]
         for run in order:
             run.refresh_upstream()
-            mid, up = cpu_s(run.middle), cpu_s(run.upstream)
-            samples = await sequential_latency(run, plan.latency_calls)
-            label = run.endpoint.label
-            ph.put("p50", label, r, 1000 * percentile(samples, 50))
-            ph.put("p95", label, r, 1000 * percentile(samples, 95))
-            ph.put("cpu_mid", label, r, per(delta(cpu_s(run.middle), mid), len(samples)))
-            ph.put("cpu_up", label, r, per(delta(cpu_s(run.upstream), up), len(samples)))
+        for label, got in (await interleaved_latency(order, plan.latency_calls)).items():
+            if got.failed is not None:
+                raise RuntimeError(f"{label}: {got.failed}")
+            ph.put("p50", label, r, 1000 * percentile(got.samples, 50))
+            ph.put("p95", label, r, 1000 * percentile(got.samples, 95))
+            ph.put("cpu_mid", label, r, per(got.cpu_mid, len(got.samples)))
+            ph.put("cpu_up", label, r, per(got.cpu_up, len(got.samples)))
         for run in order:
             value = await throughput(run, plan.callers, plan.calls_per_caller)
             ph.put("thr", run.endpoint.label, r, value)

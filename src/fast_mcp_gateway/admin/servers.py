@@ -39,7 +39,12 @@ from fast_mcp_gateway.config.registrations import (
     export_servers,
     parse_server,
 )
-from fast_mcp_gateway.config.schema import ServerConfig, unaddressable_name
+from fast_mcp_gateway.config.schema import (
+    ServerConfig,
+    overlong_name,
+    shown_name,
+    unaddressable_name,
+)
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
@@ -295,7 +300,10 @@ _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
 
 def _check_new_name(name: str, source: str) -> None:
     """A new server's name is a path segment of the REST API and the dashboard: one with
-    a '/' could be added there but never read, changed or removed there again."""
+    a '/' could be added there but never read, changed or removed there again.  It is
+    also the prefix of its tools' names: at most ``MAX_SERVER_NAME`` characters."""
+    if (problem := overlong_name(name)) is not None:
+        raise ConfigError.single(source, shown_name(name), None, problem)
     if (problem := unaddressable_name(name)) is not None:
         raise ConfigError.single(source, name, None, problem)
 

@@ -99,8 +99,12 @@ async def update_server(call: Call) -> ChangeReport:
 @endpoint("DELETE", "/servers/{name}", ChangeReport, scope="admin", tag="servers",
           errors=(404,))
 async def remove_server(call: Call) -> ChangeReport:
-    """Stop a server and forget it (a servers.yaml entry stays removed until re-added)."""
-    return await servers.remove_server(call.ctx, call.actor, call.server(call.path["name"]))
+    """Stop a server and forget it (a servers.yaml entry stays removed until re-added);
+    also a stored registration this gateway ignores (it does not validate here)."""
+    name = call.path["name"]
+    if name not in call.ctx.manager.services and call.may_use(name):
+        return await servers.remove_server(call.ctx, call.actor, name)  # 404 if not stored
+    return await servers.remove_server(call.ctx, call.actor, call.server(name))
 
 
 @endpoint("PUT", "/servers/{name}/enable", ServerStatus, scope="admin", tag="servers",

@@ -84,3 +84,41 @@ async def test_alert_rules_and_alerts_over_rest(tmp_path: Path) -> None:
         document = (await http.get("/openapi.json", headers=ops)).json()
         assert {"/alerts", "/alerts/rules", "/alerts/rules/{name}", "/alerts/history"} <= set(
             document["paths"])
+
+
+async def test_a_restricted_admins_alert_tools_show_its_servers_only(tmp_path: Path) -> None:
+    """gateway_alert_rules, gateway_alerts and gateway_alert_history showed a token
+    restricted to svc every server's rules, alerts and events, where REST (and the
+    dashboard) filtered them: now the operations filter, for every surface."""
+    rules = [{"name": name, "server": server, "metric": "consecutive_failures",
+              "threshold": 1} for name, server in (("svc-failing", "svc"),
+                                                    ("other-failing", "other"))]
+    gateway, _ = alert_gateway(
+        tmp_path, {"svc": memory_entry("svc"), "other": memory_entry("other")},
+        {"evaluate_every": 0.05, "rules": [*rules, {"name": "all-down", "metric": "not_ready"}]},
+        {"svc": switch_server({"fail": True}), "other": switch_server({"fail": True})},
+        options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base:
+        async with Client(f"{base}/mcp", auth=OPS) as ops:
+            for tool in ("svc_work", "other_work"):
+                assert (await ops.call_tool(tool, {}, raise_on_error=False)).is_error
+            assert await gateway.alerts.evaluated.wait_until(lambda: sum(
+                a.state == "firing" for a in gateway.alerts.alerts.snapshot()) == 2, 60)
+            everything = (await ops.call_tool("gateway_alert_rules", {})).structured_content
+            assert len(everything["rules"]) == 3
+        async with Client(f"{base}/mcp", auth=ALICE) as alice, httpx2.AsyncClient(
+                base_url=f"{base}/api/v1", timeout=60,
+                headers={"Authorization": f"Bearer {ALICE}"}) as http:
+            listed = (await alice.call_tool("gateway_alert_rules", {})).structured_content
+            assert [r["rule"]["name"] for r in listed["rules"]] == ["svc-failing"]
+            status = (await alice.call_tool("gateway_alerts", {})).structured_content
+            assert [(a["rule"], a["server"]) for a in status["alerts"]] == [
+                ("svc-failing", "svc")]
+            assert status["firing"] == 1
+            history = (await alice.call_tool("gateway_alert_history", {})).structured_content
+            assert [(e["rule"], e["state"]) for e in history["events"]] == [
+                ("svc-failing", "firing")]
+            # REST answers the same.
+            assert (await http.get("/alerts/rules")).json()["rules"] == listed["rules"]
+            assert (await http.get("/alerts")).json()["alerts"] == status["alerts"]
+            assert (await http.get("/alerts/history")).json()["events"] == history["events"]

@@ -76,3 +76,28 @@ def test_serve_counts_runtime_registrations_at_start(tmp_path: Path) -> None:
     assert {s["name"] for s in listed["servers"]} == {"notes", "clock", "extra"}
     assert (f"serving 3 upstream(s): 2 from servers.yaml, 1 registered at runtime in {db} "
             "(extra; 'mcp-gateway servers' lists them)") in err
+
+
+def test_check_takes_no_db_as_serve_does_and_opens_no_store(tmp_path: Path) -> None:
+    """'check --no-db' was refused ('unrecognized arguments') though 'serve --no-db' runs:
+    it checks the file's servers alone and never opens the store (here an unusable one)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "off": {"command": sys.executable, "args": ["-c", "pass"], "enabled": False}}}))
+    broken = tmp_path / "broken.db"
+    broken.write_text("not a database\n" * 100)
+    env = {**os.environ, "MCP_GATEWAY_DB": str(broken)}
+    cli = [*CLI, "check", "--config", str(config), "--json"]
+    opened = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env)
+    assert opened.returncode == 2, opened.stdout + opened.stderr  # the store is read...
+    done = subprocess.run([*cli, "--no-db"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 0, done.stdout + done.stderr  # ...but not with --no-db
+    report = json.loads(done.stdout)
+    assert report["store"] is None and report["problems"] == []
+    assert [(r["server"], r["status"], r["source"]) for r in report["servers"]] == [
+        ("off", "disabled", "file")]
+    table = subprocess.run([*CLI, "check", "--config", str(config), "--no-db"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert table.returncode == 0, table.stderr
+    assert f"0/0 servers ok, 1 disabled ({config}, no store (--no-db))" in table.stdout

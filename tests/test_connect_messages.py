@@ -16,11 +16,12 @@ from typing import Any
 
 import anyio
 import pytest
+from fastmcp import Client
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.telemetry.redaction import SECRETS
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
-from tests.fixtures import FAST_RESTART, PY, stdio_entry
+from tests.fixtures import FAST_RESTART, PY, make_gateway, stdio_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -341,10 +342,39 @@ async def test_a_server_that_worked_then_went_idle_is_told_its_whole_time() -> N
                 await anyio.sleep_forever()  # until the watch fires
     assert watch.fired and not watch.busy and extended
     text = watch.timeout_text("initialize", 0.4)
-    assert f"did not finish connecting within {round(watch.elapsed, 1):g}s in all" in text
-    assert ("its 0.2s window was extended; then no answer to initialize; idle for the last "
-            "0.2s") in text
+    assert text.startswith(f"did not finish connecting within {round(watch.elapsed, 1):g}s: "
+                           "no answer to initialize; its process was active at first")
+    assert ("so its 0.2s window was extended once; then it was idle for 0.2s without "
+            "answering") in text
     assert "within 0.2s" not in text  # not the one window it was not limited to
+
+
+_NEVER_ANSWERS = "import time; time.sleep(1e9)"
+
+
+async def test_a_server_that_never_answers_initialize_is_told_what_happened_and_the_fix(
+        ) -> None:
+    """A stdio server that starts and never answers ``initialize``: the message said "the
+    server is working, so it is given more time" and then "it worked at first" -- the
+    interpreter's start was the only work, and nothing had ever worked.  Now it says what
+    was watched (activity, then idle; no answer) and the two fixes, for the first attempt
+    and for the next one (a restart: its window doubled)."""
+    gateway = make_gateway({"up": {"command": PY, "args": ["-c", _NEVER_ANSWERS],
+                                   "timeouts": {"connect": 0.5}}})
+    texts = []
+    async with Client(gateway.server):  # serving starts after each first attempt
+        upstream = gateway.manager.get("up").replicas[0]
+        for attempts in (1, 2):  # the first start, and the restart after its timeout
+            assert await upstream.wait_until(lambda n=attempts: upstream.attempts >= n,
+                                             within=120)
+            assert upstream.last_error is not None
+            texts.append(upstream.last_error)
+    for text, next_window in zip(texts, ("1", "2"), strict=True):
+        assert "did not finish connecting within" in text and "no answer to initialize" in text
+        assert "without answering: check that 'command' and 'args' start an MCP server" in text
+        assert "raise this server's timeouts.connect (e.g. 'timeouts: {connect: 60}'; the " \
+               f"next attempt waits {next_window}s)" in text, text
+        assert "work" not in text.replace("its process was active", ""), text
 
 
 async def test_sse_set_on_a_streamable_http_url_points_at_transport() -> None:

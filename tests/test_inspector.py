@@ -8,7 +8,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from tests.fixtures import alpha_server, make_gateway, memory_entry, replica_server
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, replica_server
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +92,47 @@ async def test_inspector_history_needs_the_store() -> None:
             await client.call_tool("gateway_inspector_history", {})
         with pytest.raises(ToolError, match="no server named 'zzz'"):
             await client.call_tool("gateway_inspect_server", {"name": "zzz"})
+
+
+async def test_history_of_an_unknown_server_is_an_error_but_a_removed_ones_is_readable(
+        tmp_path: Path) -> None:
+    """gateway_calls, gateway_stats, gateway_health_history, gateway_inspector_history and
+    gateway_inspector_clear answered a misspelt server with an empty page (or 0 removed):
+    now the unknown-server error every other admin tool gives.  A removed server whose
+    records the store still keeps stays readable (and clearable)."""
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        await client.call_tool("beta_echo", {"text": "hi"})
+        await client.call_tool("gateway_inspect_call_tool", {
+            "name": "beta", "tool": "echo", "arguments": {"text": "x"}})
+        await client.call_tool("gateway_remove_server", {"name": "beta"})
+        for tool, key in (("gateway_calls", "server"), ("gateway_stats", "server"),
+                          ("gateway_health_history", "name"),
+                          ("gateway_inspector_history", "name"),
+                          ("gateway_inspector_clear", "name")):
+            with pytest.raises(ToolError, match=r"no server named .alpah. \(known: alpha\)"):
+                await client.call_tool(tool, {key: "alpah"})
+        audit = (await client.call_tool("gateway_audit", {})).structured_content["entries"]
+        assert audit[0]["action"] == "remove_server"  # the refused clear did nothing
+
+        # A configured server without records: an empty answer, as before.
+        assert (await client.call_tool("gateway_inspector_history",
+                                       {"name": "alpha"})).data.entries == []
+        assert (await client.call_tool("gateway_calls", {"server": "alpha"})).data.calls == []
+        # The removed server's records.
+        calls = (await client.call_tool("gateway_calls", {"server": "beta"})).data.calls
+        assert [c.exposed for c in calls] == ["beta_echo"]
+        stats = (await client.call_tool("gateway_stats", {"server": "beta"})).structured_content
+        assert stats["groups"][0]["count"] == 1
+        health = (await client.call_tool("gateway_health_history",
+                                         {"name": "beta"})).structured_content
+        assert health["records"]
+        inspected = (await client.call_tool("gateway_inspector_history",
+                                            {"name": "beta"})).data.entries
+        assert len(inspected) == 1
+        assert (await client.call_tool("gateway_inspector_clear",
+                                       {"name": "beta"})).data == {"removed": 1}
+        with pytest.raises(ToolError, match="no server named 'beta'"):  # nothing left
+            await client.call_tool("gateway_inspector_history", {"name": "beta"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import anyio
@@ -150,3 +151,34 @@ async def test_explicit_reload_rejects_bad_edits_and_restarts_what_changed(
         assert report.restarted == ["alpha"] and report.removed == ["beta"]
         names = await tool_names(client)
         assert "a_add" in names and not any(n.startswith("beta_") for n in names)
+
+
+async def test_a_stored_registration_that_does_not_validate_is_said_and_removable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A registration that no longer validates (here a misspelt key, as an older version
+    or another gateway's env_allow might leave) was logged as ignored at every start,
+    with no way out: gateway_remove_server answered "no server named".  The log now says
+    how to correct or remove it, and the remove forgets it."""
+    from fast_mcp_gateway.store import SQLiteStore
+
+    db = tmp_path / "g.db"
+    store = await SQLiteStore.open(db)
+    try:
+        await store.put_server("stale", {"comand": "python"}, True)
+    finally:
+        await store.close()
+    caplog.set_level(logging.WARNING, "fast_mcp_gateway")
+    gateway = make_gateway({"alpha": {"url": url("alpha")}}, memory(), db=db)
+    async with Client(gateway.server) as client:
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert [s["name"] for s in listed["servers"]] == ["alpha"]
+        ignored = [r.getMessage() for r in caplog.records
+                   if r.getMessage().startswith("ignoring a runtime registration")]
+        assert len(ignored) == 1 and "server 'stale', field 'comand'" in ignored[0]
+        assert ("so it does not run; correct it with gateway_update_server, or remove it "
+                "with gateway_remove_server") in ignored[0]
+        removed = (await client.call_tool("gateway_remove_server", {"name": "stale"})).data
+        assert removed.removed == ["stale"]
+        assert gateway.store is not None and await gateway.store.servers() == []
+        with pytest.raises(ToolError, match="no server named 'stale'"):
+            await client.call_tool("gateway_remove_server", {"name": "stale"})

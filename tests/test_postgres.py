@@ -5,6 +5,7 @@ test_store_contract.py.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.cli.main import main
+from fast_mcp_gateway.config.registrations import TOMBSTONE
 from fast_mcp_gateway.store import StoreUnavailable, open_store
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.postgres import PostgresStore
@@ -439,3 +441,54 @@ def test_settings_keep_a_database_url_as_written() -> None:
     assert GatewaySettings(db=Path("/var/lib/g.db")).db == "/var/lib/g.db"
     assert GatewaySettings(instance_id="gw-1").instance_id == "gw-1"
     assert GatewaySettings().instance_id.endswith(f"-{os.getpid()}")
+
+
+BROKEN = {"command": sys.executable, "args": ["-c", "import sys; sys.exit('boom: no API key')"]}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_an_add_whose_server_does_not_start_is_refused_and_not_kept(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """gateway_add_server of a server that exits at start answered 'added' and kept it:
+    stored, retried for ever, started again by every gateway on the store.  Now the add
+    answers the error (what the server said) and takes itself back; 'enabled: false'
+    keeps one stopped; a removed file server's tombstone stays; an import reports its
+    servers that did not start and keeps the others."""
+    db = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "g.db")
+    gateways = {who: make_gateway(
+        {"alpha": memory_entry("alpha"), "gamma": memory_entry("alpha", namespace="g")},
+        {"alpha": alpha_server(), "beta": beta_server()}, db=db, instance_id=who)
+        for who in "AB"}
+    async with Client(gateways["A"].server) as host, Client(gateways["B"].server):
+        with pytest.raises(ToolError) as caught:
+            await host.call_tool("gateway_add_server", {"name": "broken", "config": BROKEN})
+        text = str(caught.value)
+        assert "server 'broken': did not start, so it was not added: " in text, text
+        assert "exited with code 1" in text and "boom: no API key" in text, text
+        assert "add it with 'enabled: false'" in text
+        store = gateways["A"].store
+        assert store is not None
+        assert [r.name for r in await store.servers()] == []
+        assert "broken" not in gateways["A"].manager.services
+        assert await gateways["B"].control.apply_shared(servers=True, routes=False) == []
+        audit = (await host.call_tool("gateway_audit", {})).structured_content["entries"]
+        assert (audit[0]["action"], audit[0]["target"]) == ("add_server", "broken")
+        assert audit[0]["result"].startswith("not added: ")
+
+        # Stopped on purpose, it is kept; started later, it fails as any server does.
+        kept = await host.call_tool("gateway_add_server", {
+            "name": "broken", "config": {**BROKEN, "enabled": False}})
+        assert kept.structured_content["added"] == ["broken"]
+        await host.call_tool("gateway_remove_server", {"name": "broken"})
+
+        # A file server removed at runtime stays removed when its re-add fails.
+        await host.call_tool("gateway_remove_server", {"name": "gamma"})
+        with pytest.raises(ToolError, match="did not start, so it was not added"):
+            await host.call_tool("gateway_add_server", {"name": "gamma", "config": BROKEN})
+        assert {r.name: r.config for r in await store.servers()} == {"gamma": TOMBSTONE}
+
+        imported = (await host.call_tool("gateway_import_servers", {"content": json.dumps(
+            {"servers": {"beta": memory_entry("beta"), "broken": BROKEN}})})).data
+        assert imported.added == ["beta"]
+        assert imported.error is not None and "server 'broken': did not start" in imported.error
+        assert {r.name for r in await store.servers()} == {"gamma", "beta"}

@@ -13,6 +13,7 @@ import httpx2
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway.store import SQLiteStore
 from tests.fixtures import make_gateway, serve_http
 
 pytestmark = pytest.mark.anyio
@@ -342,3 +343,23 @@ async def test_the_openapi_document_is_generated_from_the_models(tmp_path: Path)
     schemas = doc["components"]["schemas"]
     assert {"ServerList", "ServerStatus", "CallPage", "StatsReport", "ErrorBody"} <= set(schemas)
     assert doc["security"] == [{"bearer": []}]
+
+
+async def test_an_add_whose_server_does_not_start_is_a_422_and_not_kept(
+        tmp_path: Path) -> None:
+    """POST /servers answered 201 'added' for a server that exits at start, and kept it;
+    DELETE of a stored registration the gateway ignores answered 404."""
+    broken = {"command": "${GATEWAY_PYTHON}", "args": ["-c", "import sys; sys.exit('boom')"]}
+    store = await SQLiteStore.open(tmp_path / "gateway.db")  # what serving() opens
+    try:  # a registration that does not validate: ignored at start, removable
+        await store.put_server("stale", {"comand": "python"}, True)
+    finally:
+        await store.close()
+    async with serving(tmp_path, {}) as (api, _base):
+        assert (await api("DELETE", "/servers/stale", OPS)).json()["removed"] == ["stale"]
+        assert_error(await api("DELETE", "/servers/stale", OPS), 404, "not_found")
+        refused = await api("POST", "/servers", OPS, json={"name": "broken", "config": broken})
+        error = assert_error(refused, 422, "invalid_config")
+        assert "server 'broken': did not start, so it was not added: " in error["message"]
+        assert "boom" in error["message"]
+        assert (await api("GET", "/servers", OPS)).json()["servers"] == []

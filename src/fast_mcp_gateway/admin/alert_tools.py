@@ -4,7 +4,8 @@ Declared here, registered by ``mcp_tools`` (which turns errors into ``ToolError`
 checks scope ``admin``, as for every admin tool).  ``kind`` picks the annotations:
 ``read`` (read-only), ``idempotent`` or ``destructive``.  The changes pass the caller
 down: the operation decides which rules a token limited to some servers may change
-(``alerts.restricted_refusal``), as it does for REST and the dashboard.
+(``alerts.restricted_refusal``), and which rules, alerts and events its reads show, as
+it does for REST and the dashboard.
 """
 
 from __future__ import annotations
@@ -57,13 +58,13 @@ RuleArg = Annotated[dict[str, Any], Field(description=(
 async def alert_status(ctx: AdminContext) -> AlertStatus:
     """Alerts firing and pending now, with the evaluator's and the webhook's state
     (deliveries sent, failed, dropped, queued)."""
-    return await alerts.status(ctx)
+    return await alerts.status(ctx, principal=CALLER.get())
 
 
 @_tool("gateway_alert_rules", "read")
 async def alert_rules(ctx: AdminContext) -> AlertRuleList:
     """Alert rules in effect (servers.yaml's and runtime ones), with where each fires."""
-    return await alerts.list_rules(ctx)
+    return await alerts.list_rules(ctx, principal=CALLER.get())
 
 
 @_tool("gateway_add_alert_rule", "idempotent")
@@ -94,4 +95,4 @@ async def alert_history(
 ) -> AlertHistoryPage:
     """Alert transitions (firing, resolved), newest first."""
     return await alerts.history(ctx, server=server, rule=rule, limit=limit,
-                                before_id=before_id)
+                                before_id=before_id, principal=CALLER.get())

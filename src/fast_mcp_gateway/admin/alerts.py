@@ -11,8 +11,9 @@ and the dashboard.
 Who may change which rule is decided here too, for every surface (``principal``):
 an admin token limited to some servers manages the rules on those servers, as it
 manages the servers themselves; a rule on ``*`` (every server) or on another server
-is for an admin without a ``servers`` list (``Forbidden``).  Lists are filtered by the
-surfaces that filter (REST, the dashboard: ``may_manage``).
+is for an admin without a ``servers`` list (``Forbidden``).  The reads are filtered
+here too, for every surface (MCP, REST, the dashboard): such a principal sees the rules
+it manages (``may_manage``: not ``*``), and the alerts and history of its servers.
 """
 
 from __future__ import annotations
@@ -166,12 +167,20 @@ def _validate(ctx: AdminContext, raw: dict[str, Any], source: str,
     return rule
 
 
-async def list_rules(ctx: AdminContext) -> AlertRuleList:
-    """The rules in effect (servers.yaml's, overridden by runtime ones), by name."""
+def _sees(principal: Principal | None, server: str) -> bool:
+    """Whether ``principal`` sees an alert or an alert event on ``server``."""
+    return principal is None or principal.may_use(server)
+
+
+async def list_rules(ctx: AdminContext, *, principal: Principal | None = None
+                     ) -> AlertRuleList:
+    """The rules in effect (servers.yaml's, overridden by runtime ones), by name; those
+    ``principal`` manages."""
     engine = require_alerts(ctx)
     if ctx.store is not None:
         await engine.load_rules()
-    return AlertRuleList(rules=_views(engine))
+    return AlertRuleList(rules=[view for view in _views(engine)
+                                if may_manage(principal, str(view.rule["server"]))])
 
 
 async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
@@ -237,23 +246,27 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     return {"deleted": name}
 
 
-async def status(ctx: AdminContext) -> AlertStatus:
-    """The alerts pending and firing now, and the engine's and webhook's state."""
+async def status(ctx: AdminContext, *, principal: Principal | None = None) -> AlertStatus:
+    """The alerts pending and firing now (on ``principal``'s servers), and the engine's
+    and webhook's state."""
     engine = require_alerts(ctx)
     alerts = [ActiveAlert.model_validate(a.as_dict()) for a in engine.alerts.snapshot()]
+    alerts = [a for a in alerts if _sees(principal, a.server)]
     return AlertStatus(alerts=alerts, firing=sum(a.state == "firing" for a in alerts),
                        pending=sum(a.state == "pending" for a in alerts), **engine.status())
 
 
 async def history(ctx: AdminContext, *, server: str | None = None, rule: str | None = None,
-                  limit: int = 50, before_id: int | None = None) -> AlertHistoryPage:
-    """Firing and resolved transitions, newest first."""
+                  limit: int = 50, before_id: int | None = None,
+                  principal: Principal | None = None) -> AlertHistoryPage:
+    """Firing and resolved transitions, newest first (of ``principal``'s servers: a
+    page may then hold fewer events)."""
     rows = await require_store(ctx, "alert history").alert_events(
         server=server, rule=rule, limit=limit, before_id=before_id)
     events = [AlertEventView(id=r.id or 0, at=r.at, rule=r.rule, server=r.server,
                              state=r.state, metric=r.metric, value=loads_value(r.value),
                              threshold=loads_value(r.threshold), severity=r.severity,
-                             message=r.message) for r in rows]
+                             message=r.message) for r in rows if _sees(principal, r.server)]
     return AlertHistoryPage(events=events, next_before_id=rows[-1].id
                             if len(rows) == limit and rows else None)
 

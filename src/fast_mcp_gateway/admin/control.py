@@ -34,7 +34,13 @@ from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
-from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.schema import (
+    GatewayConfig,
+    GatewayOptions,
+    ServerConfig,
+    overlong_name,
+    shown_name,
+)
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
@@ -115,6 +121,13 @@ class ControlPlane:
             self.manager.configure(desired)
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
                    and desired.get(r.name) is not self.config.servers.get(r.name)]
+        for name in runtime:
+            if (too_long := overlong_name(name)) is not None:
+                logger.warning("server '%s', registered at runtime in %s before names were "
+                               "limited, runs as before, but %s: remove it "
+                               "(gateway_remove_server) and add it again under the new name",
+                               shown_name(name), mask_text(self.settings.db or "the store"),
+                               too_long)
         logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                     len(desired), len(desired) - len(runtime), self.config.source,
                     len(runtime), mask_text(self.settings.db or "the store"),

@@ -4,12 +4,16 @@ health transitions, the audit log and the inspector history.
 Each needs the store (without one, an ``AdminError`` naming what it keeps) and first waits,
 bounded, for queued records to be written, so a caller sees its own recent calls.
 Pages are newest first; a full page carries the id (or cursor) of the next.
+
+A ``server`` filter naming no server is an error worded as every admin operation words
+it ("no server named 'x' (known: ...)"), not an empty page -- unless the store still
+holds records of it: a removed server's history stays readable (``_check_server``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -26,6 +30,22 @@ def _call_log(ctx: AdminContext) -> tuple[Store, Recorder]:
     store = require_store(ctx)
     assert ctx.recorder is not None  # opened together with the store
     return store, ctx.recorder
+
+
+async def _check_server(ctx: AdminContext, server: str | None, found: bool,
+                        recorded: Callable[[], Awaitable[Sequence[Any]]]) -> None:
+    """Raise the unknown-server error for ``server`` when it is not configured and the
+    store keeps nothing of it.  ``found``: the answer already holds some of its records;
+    ``recorded`` reads any one (asked only when neither says it exists)."""
+    if server is None or found or server in ctx.manager.services:
+        return
+    if not await recorded():
+        ctx.manager.get(server)  # raises AdminError: "no server named 'x' (known: ...)"
+
+
+async def _any_call(store: Store, server: str | None) -> list[Any]:
+    rows, _ = await store.invocations(server=server, limit=1)
+    return list(rows)
 
 
 def _next_id(rows: Sequence[Any], limit: int) -> int | None:
@@ -45,6 +65,8 @@ async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | Non
     rows, next_cursor = await store.invocations(
         since=since, server=server, tool=tool, status=status, limit=limit,
         cursor=cursor, newest_first=not oldest_first)
+    await _check_server(ctx, server, bool(rows) or cursor is not None,
+                        lambda: _any_call(store, server))
     return CallPage(calls=[CallRecord(**{k: getattr(r, k) for k in CallRecord.model_fields})
                            for r in rows], next_cursor=next_cursor)
 
@@ -61,6 +83,8 @@ async def stats(ctx: AdminContext, *, group_by: GroupBy = "none", since_minutes:
     current = await store.stats(since=now - window, server=server, group_by=by)
     previous = await store.stats(since=now - 2 * window, until=now - window,
                                  server=server, group_by=by)
+    await _check_server(ctx, server, bool(current or previous),
+                        lambda: _any_call(store, server))
     groups = []
     for key, agg in sorted(current.items()):
         before = previous.get(key)
@@ -82,8 +106,10 @@ async def health_history(ctx: AdminContext, *, server: str | None = None, limit:
                          before_id: int | None = None) -> dict[str, Any]:
     """State and health transitions of servers and replicas."""
     await ctx.health_flushed(within=2)
-    rows = await require_store(ctx, "health history").health_records(server=server, limit=limit,
-                                                   before_id=before_id)
+    store = require_store(ctx, "health history")
+    rows = await store.health_records(server=server, limit=limit, before_id=before_id)
+    await _check_server(ctx, server, bool(rows) or before_id is not None,
+                        lambda: store.health_records(server=server, limit=1))
     return {"records": [asdict(r) for r in rows], "next_before_id": _next_id(rows, limit)}
 
 
@@ -97,14 +123,19 @@ async def audit_log(ctx: AdminContext, *, limit: int = 50, before_id: int | None
 async def inspector_history(ctx: AdminContext, *, server: str | None = None, limit: int = 20,
                             before_id: int | None = None) -> HistoryPage:
     """Past inspector operations (of one server, or all)."""
-    rows = await require_store(ctx, "inspector history").inspections(server=server, limit=limit,
-                                                before_id=before_id)
+    store = require_store(ctx, "inspector history")
+    rows = await store.inspections(server=server, limit=limit, before_id=before_id)
+    await _check_server(ctx, server, bool(rows) or before_id is not None,
+                        lambda: store.inspections(server=server, limit=1))
     return HistoryPage(entries=[asdict(r) for r in rows], next_before_id=_next_id(rows, limit))
 
 
 async def inspector_clear(ctx: AdminContext, actor: Actor, server: str | None = None
                           ) -> dict[str, int]:
     """Delete the inspector history (of one server, or all); audited."""
-    removed = await require_store(ctx, "inspector history").clear_inspections(server)
+    store = require_store(ctx, "inspector history")
+    removed = await store.clear_inspections(server)
+    await _check_server(ctx, server or None, removed > 0, lambda: store.inspections(
+        server=server, limit=1))
     await ctx.audit(actor, "inspector_clear", server, None, f"{removed} entries removed")
     return {"removed": removed}

@@ -39,7 +39,12 @@ from fast_mcp_gateway.config.registrations import (
     export_servers,
     parse_server,
 )
-from fast_mcp_gateway.config.schema import ServerConfig, unaddressable_name
+from fast_mcp_gateway.config.schema import (
+    ServerConfig,
+    overlong_name,
+    shown_name,
+    unaddressable_name,
+)
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
@@ -295,7 +300,10 @@ _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
 
 def _check_new_name(name: str, source: str) -> None:
     """A new server's name is a path segment of the REST API and the dashboard: one with
-    a '/' could be added there but never read, changed or removed there again."""
+    a '/' could be added there but never read, changed or removed there again.  It is
+    also the prefix of its tools' names: at most ``MAX_SERVER_NAME`` characters."""
+    if (problem := overlong_name(name)) is not None:
+        raise ConfigError.single(source, shown_name(name), None, problem)
     if (problem := unaddressable_name(name)) is not None:
         raise ConfigError.single(source, name, None, problem)
 
@@ -346,13 +354,37 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     _check_not_nested(ctx, parsed, source)
     check_namespace(parsed, _running_configs(ctx))
+    prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
         await store.put_server(name, raw, parsed.enabled)
     elif not await store.add_server(name, raw, parsed.enabled):
         raise Conflict(conflict)  # another gateway on this store registered it just now
-    await ctx.manager.replace_server(parsed)
+    service = await ctx.manager.replace_server(parsed)
+    failure = None if exists else _start_failure(service)
+    if failure is not None:
+        # An add is kept only if its server starts: taken back as it was (a tombstone of
+        # a removed file server stays one), the answer says why and how to keep it anyway.
+        if prior is None:
+            await store.delete_server(name)
+        else:
+            await store.put_server(name, prior.config, prior.enabled)
+        await ctx.manager.remove_server(name)
+        await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
+        raise ConfigError.single(source, name, None, (
+            f"did not start, so it was not added: {failure}; fix its settings and add it "
+            "again (or add it with 'enabled: false': kept, stopped until enabled)"))
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
     return ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+
+
+def _start_failure(service: Service) -> str | None:
+    """Why a server just added did not start: every replica's first attempt ended without
+    a session.  None while one is ready, the server is disabled, or a first attempt is
+    still going on (a slow start the connect window was extended for)."""
+    if service.state in (UpstreamState.READY, UpstreamState.DISABLED) or any(
+            r.attempts == 0 for r in service.replicas):
+        return None
+    return status_of(service).last_error or "it did not connect"
 
 
 async def add_server(ctx: AdminContext, actor: Actor, name: str,
@@ -369,10 +401,16 @@ async def update_server(ctx: AdminContext, actor: Actor, name: str,
 
 
 async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeReport:
-    """Stop a server and forget it; a servers.yaml entry stays removed until re-added."""
+    """Stop a server and forget it; a servers.yaml entry stays removed until re-added.
+    A stored registration this gateway does not run (it did not validate here: logged
+    as ignored at start) is forgotten too."""
     store = require_store(ctx, "servers removed at runtime")
     if name not in ctx.manager.services:
-        raise NotFound(f"no server named '{name}'")
+        if not await _registered_elsewhere(store, name):
+            raise NotFound(f"no server named '{name}'")
+        await store.delete_server(name)
+        await ctx.audit(actor, "remove_server", name)
+        return ChangeReport(removed=[name])
     if name in ctx.file_servers:
         await store.put_server(name, TOMBSTONE, False)
     else:
@@ -407,6 +445,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()
+    failed: list[str] = []
     for name in imported.config.servers:
         if name not in entries:
             report.unchanged.append(name)
@@ -418,8 +457,12 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         except Conflict:  # registered by another gateway on this store meanwhile
             report.unchanged.append(name)
             continue
+        except ConfigError as exc:  # validated above: its server did not start
+            failed.append(str(exc))
+            continue
         report.added += outcome.added
         report.restarted += outcome.restarted
+    report.error = "; ".join(failed) or None
     return report
 
 

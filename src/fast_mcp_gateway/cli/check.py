@@ -2,7 +2,9 @@
 
 It checks what ``serve`` with the same ``--config`` and ``--db`` runs: the file's
 servers merged with the store's runtime registrations (``reports.merged_servers``, as
-``mcp-gateway servers`` lists them), each row saying where it comes from."""
+``mcp-gateway servers`` lists them), each row saying where it comes from.  With
+``--no-db`` (``db`` None), as ``serve --no-db``, the file's servers alone: the store is
+not opened."""
 
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", 
 
 
 async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool,
-                    db: str) -> int:
-    """Probe every enabled upstream ``serve`` would run with the store ``db``
-    concurrently; exit code 1 if any failed."""
+                    db: str | None) -> int:
+    """Probe every enabled upstream ``serve`` would run with the store ``db`` (None: no
+    store) concurrently; exit code 1 if any failed."""
     merged = await merged_servers(config, db)
     runtime = merged.runtime
     limiter = anyio.CapacityLimiter(startup_limit(settings.startup_concurrency))
@@ -65,9 +67,11 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
     ordered = [rows[u.label] for u, _ in upstreams]
     failed = [r for r in ordered if r.get("status") == "FAILED"]
     origin = config.source + (f" + {len(runtime)} registered at runtime in {mask_text(db)}"
-                              if runtime else "")
+                              if runtime and db is not None else
+                              ", no store (--no-db)" if db is None else "")
     if as_json:
-        print(json.dumps({"config": config.source, "store": mask_text(db), "servers": ordered,
+        print(json.dumps({"config": config.source,
+                          "store": None if db is None else mask_text(db), "servers": ordered,
                           "problems": [mask_text(p) for p in merged.problems],
                           "ok": not failed}, indent=2))
     else:

@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--db", default=None,
                        help="the store whose runtime registrations serve would run too (the "
                             f"same default as serve: $MCP_GATEWAY_DB or {default_db_path()})")
+    check.add_argument("--no-db", action="store_true",
+                       help="check the config file only, as 'serve --no-db' runs it (the "
+                            "store is not opened)")
 
     def store_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None,
@@ -247,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                 return anyio.run(run_servers, config, args)
             from fast_mcp_gateway.cli.check import run_check
 
-            assert settings.db is not None
-            return anyio.run(run_check, config, settings, bool(args.json), settings.db)
+            db = None if args.no_db else settings.db
+            return anyio.run(run_check, config, settings, bool(args.json), db)
         except StorageError as exc:  # the store of runtime registrations: one clear line
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2

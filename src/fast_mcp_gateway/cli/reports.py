@@ -200,7 +200,7 @@ class Merged:
     servers: dict[str, ServerConfig]
     sources: dict[str, str]
     problems: list[str]
-    store: str
+    store: str | None
 
     @property
     def runtime(self) -> list[str]:
@@ -208,11 +208,12 @@ class Merged:
         return [n for n in self.servers if self.sources.get(n, "").startswith("runtime")]
 
 
-async def merged_servers(config: GatewayConfig, path: str) -> Merged:
+async def merged_servers(config: GatewayConfig, path: str | None) -> Merged:
     """The file's servers merged with the registrations in the store at ``path`` (none
-    when the file does not exist: it is not created) -- what ``serve`` would run."""
+    when the file does not exist: it is not created; nor when ``path`` is None, the
+    ``--no-db`` case) -- what ``serve`` would run."""
     registrations: list[Registration] = []
-    if not await _missing(path):
+    if path is not None and not await _missing(path):
         store = await open_store(path)
         try:
             registrations = await store.servers()

@@ -45,6 +45,8 @@ from fast_mcp_gateway.config.schema import (
     GatewayConfig,
     GatewayOptions,
     ServerConfig,
+    overlong_name,
+    shown_name,
 )
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 
@@ -128,7 +130,7 @@ def parse_import(
         raise ConfigError.single(source, None, "gateway", "gateway options cannot be changed "
                                  "at runtime; remove the 'gateway:' section (edit servers.yaml "
                                  "for those)")
-    result = _Validation(source, environ, tuple(env_allow)).run(data)
+    result = _Validation(source, environ, tuple(env_allow), check_names=False).run(data)
     if not result.config.servers:
         raise ConfigError.single(source, None, None, "has no servers to import; list them "
                                  "under 'servers:' or 'mcpServers:'")
@@ -145,7 +147,8 @@ def parse_registration(
         raise ConfigError.single(source, name, None,
                                  "must be a mapping of settings (command/args or url)")
     data = {"servers": {name: raw}}
-    return _Validation(source, environ, tuple(env_allow)).run(data).config.servers[name]
+    return _Validation(source, environ, tuple(env_allow),
+                       check_names=False).run(data).config.servers[name]
 
 
 @dataclass
@@ -171,8 +174,11 @@ class _Validation:
     """One validation run: collects issues, raises them together."""
 
     def __init__(self, source: str, environ: Mapping[str, str] | None,
-                 env_allow: Sequence[str] | None) -> None:
+                 env_allow: Sequence[str] | None, *, check_names: bool = True) -> None:
         self.source = source
+        # Off for runtime registrations: a new name is checked by the admin operation
+        # (``admin/servers._check_new_name``), and one stored before a limit keeps working.
+        self.check_names = check_names
         self.env = dict(os.environ if environ is None else environ)
         self.env.setdefault("GATEWAY_PYTHON", sys.executable)
         self.env_allow = env_allow
@@ -265,6 +271,9 @@ class _Validation:
         if not name.strip():
             self.fail(None, "mcpServers" if claude else "servers",
                       "has a server with an empty name; give every server a name")
+            return None
+        if self.check_names and (problem := overlong_name(name)) is not None:
+            self.fail(shown_name(name), None, problem + " (rename its key)")
             return None
         if not isinstance(raw, dict):
             self.fail(name, None, "must be a mapping of settings (command/args or url), not "

@@ -54,7 +54,8 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
             server = (parse_server(name, raw, "runtime registration", env_allow) if raw is not None
                       else servers.get(name))
         except ConfigError as exc:
-            problems.append(str(exc))
+            problems.append(f"{exc} (so it does not run; correct it with "
+                            "gateway_update_server, or remove it with gateway_remove_server)")
             continue
         if server is None:
             continue

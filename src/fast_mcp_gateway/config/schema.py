@@ -445,3 +445,25 @@ def unaddressable_name(name: str) -> str | None:
     return ("a server name may not contain '/': it is a path segment of "
             "/api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
             f"'{name.replace('/', '-')}'")
+
+
+MAX_SERVER_NAME = 64
+"""The longest server name accepted where names enter (a config file, an add or an
+import): the name is the default prefix of each of its tools' names, which hosts limit
+to 64 characters (Claude Desktop: ``^[a-zA-Z0-9_-]{1,64}$``; longer exposed names are
+shortened with a hash, ``routing/naming.py``).  A runtime registration stored before
+the limit keeps running, with a warning at start (``admin/control.py``)."""
+
+
+def overlong_name(name: str) -> str | None:
+    """Why ``name`` is too long for a server (None: it is not)."""
+    if len(name) <= MAX_SERVER_NAME:
+        return None
+    return (f"the name is {len(name)} characters long; a server name has at most "
+            f"{MAX_SERVER_NAME} (it begins each of its tools' names, and hosts such as Claude "
+            f"Desktop accept tool names of at most 64 characters): choose a shorter name")
+
+
+def shown_name(name: str) -> str:
+    """``name`` as errors and logs quote it: an overlong one cut to its head."""
+    return name if len(name) <= MAX_SERVER_NAME else f"{name[:40]}... ({len(name)} characters)"

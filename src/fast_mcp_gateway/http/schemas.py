@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
+from fast_mcp_gateway.config.schema import MAX_SERVER_NAME, STORE_INT_MAX, RoutePriority
 
 Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
 Replica = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
@@ -47,7 +47,10 @@ class _In(_Model):
 
 
 class ServerCreate(_In):
-    name: str = Field(min_length=1, max_length=128, description="the new server's name")
+    # The limit is documented here and enforced by the operation, whose refusal names
+    # the name's length and why (a generic "at most N characters" said neither).
+    name: str = Field(min_length=1, description="the new server's name",
+                      json_schema_extra={"maxLength": MAX_SERVER_NAME})
     config: ConfigBody
 
 

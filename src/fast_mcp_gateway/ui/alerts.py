@@ -22,7 +22,6 @@ from fast_mcp_gateway.admin import alerts as alert_ops
 from fast_mcp_gateway.config.alerts import METRICS
 from fast_mcp_gateway.errors import AdminError, ConfigError, Conflict, Forbidden, NotFound
 from fast_mcp_gateway.ui.core import Page, Ui
-from fast_mcp_gateway.ui.session import Viewer
 
 FIELDS = ("name", "server", "metric", "op", "threshold", "window", "for", "min_calls",
           "severity", "enabled", "description")
@@ -31,36 +30,25 @@ SEVERITIES = ("info", "warning", "critical")
 HISTORY_PAGE = 20
 
 
-def may_see_rule(viewer: Viewer, server: str) -> bool:
-    """As on REST: a restricted viewer sees rules on its own servers only (not ``*``)."""
-    return alert_ops.may_manage(viewer.principal, server)
-
-
 async def active_alerts(page: Page) -> alert_ops.AlertStatus | None:
     if page.ctx.alerts is None:
         return None
-    report = await alert_ops.status(page.ctx)
-    report.alerts = [a for a in report.alerts if page.viewer.may_use(a.server)]
-    report.firing = sum(a.state == "firing" for a in report.alerts)
-    report.pending = sum(a.state == "pending" for a in report.alerts)
-    return report
+    return await alert_ops.status(page.ctx, principal=page.viewer.principal)
 
 
 async def _history(page: Page) -> alert_ops.AlertHistoryPage | None:
     if page.ctx.store is None or page.ctx.alerts is None:
         return None
     before = page.query("before_id")
-    history = await alert_ops.history(page.ctx, limit=HISTORY_PAGE,
-                                      before_id=int(before) if before.isdigit() else None)
-    history.events = [e for e in history.events if page.viewer.may_use(e.server)]
-    return history
+    return await alert_ops.history(page.ctx, limit=HISTORY_PAGE,
+                                   before_id=int(before) if before.isdigit() else None,
+                                   principal=page.viewer.principal)
 
 
 async def _rules(page: Page) -> list[alert_ops.AlertRuleView]:
     if page.ctx.alerts is None:
         return []
-    listed = await alert_ops.list_rules(page.ctx)
-    return [r for r in listed.rules if may_see_rule(page.viewer, str(r.rule["server"]))]
+    return (await alert_ops.list_rules(page.ctx, principal=page.viewer.principal)).rules
 
 
 def form_of(rule: dict[str, Any] | None) -> dict[str, str]:

@@ -395,22 +395,30 @@ class ConnectWatch:
         self._scope.cancel()
 
     def timeout_text(self, step: str | None, next_window: float) -> str:
-        waited = f"{'no answer to ' + step if step else 'no session'}"
+        """What the attempt did, from the facts watched (activity is CPU time of the
+        process tree or stderr output: a server that only started its interpreter was
+        active too, so nothing here calls it "working"), and how to fix it."""
+        what = f"no answer to {step}" if step else "no session"
+        within = f"did not finish connecting within {round(self.elapsed, 1):g}s: {what}"
+        slow = (f"if it is only slow to start, raise this server's timeouts.connect (e.g. "
+                f"'timeouts: {{connect: 60}}'; the next attempt waits {next_window:g}s)")
         if self.busy:
-            how = (f"within {round(self.elapsed, 1):g}s in all: it was given more time while it "
-                   f"worked ({self.window:g}s at a time), and was still busy at the limit")
-        elif self.extensions:
-            # It was told it got more time (``extension_text``): say how much, in all.
-            how = (f"within {round(self.elapsed, 1):g}s in all: it worked at first, so its "
-                   f"{self.window:g}s window was extended; then {waited}; idle for the last "
-                   f"{self.window:g}s")
-        else:
-            how = f"within {self.window:g}s ({waited}; idle for the last {self.window:g}s)"
-        return (f"did not finish connecting {how}; raise timeouts.connect if the server is "
-                f"only slow to start (the next attempt waits {next_window:g}s)")
+            return (f"{within}; its process was active (CPU time or stderr output) in every "
+                    f"{self.window:g}s window until the limit: it may be stuck, or busy "
+                    f"setting up before it answers (its stderr tail: gateway_server_detail); "
+                    f"{slow}")
+        windows = "once" if self.extensions == 1 else f"{self.extensions} times"
+        active = (f"its process was active at first (CPU time or stderr output), so its "
+                  f"{self.window:g}s window was extended {windows}; then it was idle for "
+                  f"{self.window:g}s without answering" if self.extensions else
+                  f"its process was idle for {self.window:g}s without answering")
+        return (f"{within}; {active}: check that 'command' and 'args' start an MCP server "
+                "that talks over stdio and answers at once (run it in a terminal and paste "
+                "an initialize request: the answer comes on stdout); " + slow)
 
     @staticmethod
     def extension_text(elapsed: float, step: str | None) -> str:
         return (f"still connecting after {elapsed:.0f}s"
-                f"{', waiting for ' + step if step else ''}: the server is working, so it "
-                "is given more time; raise timeouts.connect if it is only slow to start")
+                f"{', waiting for an answer to ' + step if step else ''}: its process was "
+                "active in the last window (CPU time or stderr output), so it is given "
+                "another; raise timeouts.connect if it is only slow to start")

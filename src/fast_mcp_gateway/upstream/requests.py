@@ -34,7 +34,8 @@ from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import INVALID_RESPONSE, RawTap
+from fast_mcp_gateway.upstream.stdio_tap import RawTap
+from fast_mcp_gateway.upstream.stdout_lines import INVALID_RESPONSE
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.sharing import share_tool_schemas
-from fast_mcp_gateway.upstream.stdio_tap import UNDECODABLE_RESPONSE
+from fast_mcp_gateway.upstream.stdout_lines import UNDECODABLE_RESPONSE
 
 if TYPE_CHECKING:  # fastmcp.client is loaded for HTTP upstreams only (transports.py)
     from fastmcp.client.transports import ClientTransport

@@ -32,7 +32,6 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -68,6 +67,12 @@ from fast_mcp_gateway.upstream.framing import (
     is_number,
 )
 from fast_mcp_gateway.upstream.lifting import LIFT_MIN, lifted_loads, lifting
+from fast_mcp_gateway.upstream.stdout_lines import (
+    excerpt,
+    invalid_response,
+    parse_line,
+    undecodable,
+)
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport as _TransportBase
@@ -100,72 +105,6 @@ async def _stop_server_process(process: Any) -> None:
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # (reason, fatal): a protocol violation on stdout; fatal ones end the session.
 ProtocolListener = Callable[[str, bool], None]
-# The id of a response whose bytes are not valid UTF-8: found in the line read with
-# replacement characters, where a JSON-RPC id (number or string) survives intact.
-_RESPONSE_ID = re.compile(r'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
-
-
-def _parse_line(line: str) -> SessionMessage | Exception:
-    """The SDK's line parsing, without its traceback per junk line (counted instead)."""
-    try:
-        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-    except ValueError as exc:
-        return exc
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    text = text.strip()
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _undecodable(raw: bytes, exc: UnicodeDecodeError, tap: RawTap) -> str | None:
-    """A stdout line that is not valid UTF-8: reported, and skipped -- unless it is
-    recognisably a response, then the request it answers fails with the reason now
-    (instead of waiting for its timeout): the returned line is that error response."""
-    text = raw.decode("utf-8", "replace")
-    where = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-    tap.violation(f"upstream wrote a line on stdout that is not valid UTF-8 ({where}); "
-                  "the line was skipped", fatal=False)
-    request_id: Any = None
-    try:
-        message = json.loads(text)
-    except ValueError:
-        message = None
-        found = _RESPONSE_ID.search(text)
-        if found is not None and '"method"' not in text:
-            request_id = json.loads(found.group(1))
-    else:
-        if isinstance(message, dict) and "method" not in message:
-            request_id = message.get("id")
-    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-        return None
-    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {
-        "code": types.INTERNAL_ERROR, "message": f"{UNDECODABLE_RESPONSE} ({where})"}})
-
-
-def _invalid_response(line: str) -> SessionMessage | None:
-    """An error response for the request a JSON line answers unreadably (``"result":
-    null``, a result that is no object, both result and error), or None: not one."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or "method" in message:
-        return None
-    request_id = message.get("id")
-    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-        return None
-    return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(
-        code=types.INTERNAL_ERROR,
-        message=f"{INVALID_RESPONSE} ({_excerpt(line)}); the server needs fixing")))
-
-
-# The start of the error a request gets when its response was not valid UTF-8.
-UNDECODABLE_RESPONSE = "the upstream's response was not valid UTF-8"
-# ... and when it was JSON but no JSON-RPC response (``"result": null``).
-INVALID_RESPONSE = "the server's response is not valid JSON-RPC"
-
-
 class _Reply:
     """Where one tap request's response goes: a one-shot future (a memory stream's
     receive costs an extra turn of the event loop per call, a checkpoint; an anyio
@@ -340,11 +279,11 @@ async def tapped_stdio_client(
         ones) to the tap or the session; False once the session is gone."""
         if await tap.take(line, raw):
             return True
-        message = _parse_line(line)
+        message = parse_line(line)
         if isinstance(message, Exception):
             tap.violation(f"upstream wrote a line on stdout that is not JSON-RPC: "
-                          f"{_excerpt(line)}", fatal=False)
-            if (answer := _invalid_response(line)) is not None:
+                          f"{excerpt(line)}", fatal=False)
+            if (answer := invalid_response(line)) is not None:
                 message = answer  # its request fails now, not at its timeout
         try:
             await read_stream_writer.send(message)
@@ -364,7 +303,7 @@ async def tapped_stdio_client(
                             try:
                                 line = raw.decode(server.encoding)
                             except UnicodeDecodeError as exc:
-                                line, read = _undecodable(raw, exc, tap), None
+                                line, read = undecodable(raw, exc, tap.violation), None
                             if line is not None and not await deliver(line, read):
                                 return
                 except MessageTooLarge as exc:

@@ -115,6 +115,26 @@ def test_url_credentials_are_found_for_the_registry() -> None:
         "u", "pw12", "t0k3n"}
 
 
+def test_the_log_filter_escapes_control_characters_an_upstream_chose() -> None:
+    """A tool name or an error with ESC sequences reaches the gateway's log (a warning
+    about a renamed tool quotes it): written out, not acted on by the terminal."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(SecretLogFilter())
+    log = logging.getLogger("test_secrets.controls")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("server b: %r exposed as %r", "ansi\x1b]0;pwned\x07\x1b[2J", "b_ansi")
+        log.warning("server b: '%s'\tline one\nline two\rforged", "\x1b[31mred\x9b")
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\x9b" not in out
+    assert "\\x1b]0;pwned\\x07" in out and "\\x1b[31mred\\x9b" in out
+    assert "\tline one\nline two\\x0dforged" in out  # tab and line feed kept
+
+
 def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     planted = f"log-{secrets.token_hex(8)}"
     SECRETS.add([planted])

@@ -295,8 +295,9 @@ class Gateway:
 
         auth = self.config.options.auth
         groups: list[GroupSource] = [
-            health_group(self.control, self.startup),
-            metrics_group(self.metrics, public=auth is None or auth.metrics_public),
+            *health_group(self.control, self.startup),
+            metrics_group(self.metrics, public=auth is None or auth.metrics_public,
+                          host_checked=auth is None),
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:")),
             favicon_group()]

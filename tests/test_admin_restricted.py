@@ -157,3 +157,40 @@ async def test_a_restricted_admin_reads_only_its_own_servers(tmp_path: Path) -> 
             assert "'notes'" in seen[0] and "'notes'" in seen[1]
         # REST says the same (the reference these follow).
         assert (await api("GET", "/servers/clock", NOTES_ADMIN)).status_code == 404
+
+
+async def test_a_restricted_admin_cannot_make_the_gateway_run_a_new_command(
+        tmp_path: Path) -> None:
+    """A stdio server is a command run as the gateway's user: one that reads
+    /proc/<gateway>/environ has every token of the gateway.  An admin limited to one
+    server pointed that server at 'sh -c ...' and read the unrestricted ops token;
+    now changing a command needs an unrestricted token.  Settings that leave the program
+    as it is, and HTTP servers, stay its to change."""
+    stolen = tmp_path / "stolen"
+    grab = {"command": "/bin/sh", "args": ["-c", f"cat /proc/$PPID/environ > {stolen}"]}
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
+                       auth=False, options={"auth": AUTH}) as (api, base):
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+            refused = await carol.call_tool("gateway_update_server",
+                                            {"name": "notes", "config": grab},
+                                            raise_on_error=False)
+            assert refused.is_error
+            assert "needs an admin token without a 'servers' list" in str(refused.content)
+            changed_args = {**demo("notes"), "args": [*demo("notes")["args"], "--extra"]}
+            assert (await carol.call_tool("gateway_update_server", {
+                "name": "notes", "config": changed_args}, raise_on_error=False)).is_error
+            same = await carol.call_tool("gateway_update_server", {"name": "notes", "config": {
+                **demo("notes"), "timeouts": {"call": 20}}}, raise_on_error=False)
+            assert not same.is_error, same.content  # the same program: its to tune
+        put = await api("PUT", "/servers/notes", NOTES_ADMIN, json={"config": grab})
+        assert put.status_code == 403, put.text
+        assert "needs an admin token without a 'servers' list" in put.json()["error"]["message"]
+        http = await api("PUT", "/servers/notes", NOTES_ADMIN,
+                         json={"config": {"url": "http://127.0.0.1:9/mcp"}})
+        assert http.status_code == 200, http.text  # no program: as before
+        assert (await api("DELETE", "/servers/notes", NOTES_ADMIN)).status_code == 200
+        add = await api("POST", "/servers", NOTES_ADMIN, json={"name": "notes", "config": grab})
+        assert add.status_code == 403, add.text  # a new command, even under its own name
+        assert (await api("POST", "/servers", OPS, json={"name": "notes", "config": demo(
+            "notes")})).status_code == 201  # an unrestricted admin runs commands
+    assert not stolen.exists()

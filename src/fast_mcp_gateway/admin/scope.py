@@ -41,7 +41,7 @@ def actor() -> Actor:
     (``stdio`` without one), else ``LIBRARY``."""
     caller = CALLER.get()
     if caller is not None and caller.kind in ("token", "jwt"):
-        return Actor(caller.name)
+        return Actor(caller.name, servers=caller.servers)
     try:
         return Actor(FrontCall.from_context(get_context()).client_id)
     except RuntimeError:

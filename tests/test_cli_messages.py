@@ -173,6 +173,10 @@ def test_an_upstreams_escape_sequences_do_not_reach_the_terminal() -> None:
     table = _table(("status", "error"), [["error", error]], header=False)
     assert "\x1b" not in table and "\x07" not in table and "\r" not in table
     assert table.split(None, 1)[1].startswith("\\x1b[31mred\\x1b[0m \\x1b]52;c;")
+    from fast_mcp_gateway.cli import check
+
+    checked = check._table([{"server": "b", "error": error}])  # 'mcp-gateway check'
+    assert "\x1b" not in checked and "\x07" not in checked and "\\x1b]0;title" in checked
 
 
 @pytest.mark.parametrize("value", ["", " , ", "[]"])

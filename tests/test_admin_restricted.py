@@ -118,3 +118,79 @@ async def test_a_restricted_admin_manages_alert_rules_on_its_own_servers_only(
             ("carol", "delete_alert_rule"), ("carol", "add_alert_rule"),
             ("carol", "delete_alert_rule"), ("carol", "update_alert_rule"),
             ("carol", "add_alert_rule")]
+
+
+async def test_a_restricted_admin_reads_only_its_own_servers(tmp_path: Path) -> None:
+    """The read-only admin tools show a token limited to some servers what REST and the
+    dashboard show it: its servers.  Before, gateway_server_detail, gateway_calls,
+    gateway_inspector_history, gateway_export_servers, gateway_audit (and every list)
+    gave it every other server's status, stderr tail, records and config."""
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
+                       auth=False, options={"auth": AUTH}) as (api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as ops:  # records on both servers
+            await ops.call_tool("clock_add", {"a": 1, "b": 2})
+            await ops.call_tool("gateway_inspect_call_tool",
+                                {"name": "clock", "tool": "add", "arguments": {"a": 1, "b": 2}})
+            route = {"pattern": "clock_now", "target": "clock"}
+            assert not (await ops.call_tool("gateway_add_route", route)).is_error
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+
+            async def read(tool: str, arguments: dict[str, Any] | None = None) -> str:
+                result = await carol.call_tool(tool, arguments or {}, raise_on_error=False)
+                text = str(result.structured_content or result.content[0].text)  # type: ignore[union-attr]
+                return ("refused: " if result.is_error else "") + text
+
+            for tool, arguments in [("gateway_server_detail", {"name": "clock"}),
+                                    ("gateway_calls", {"server": "clock"}),
+                                    ("gateway_inspector_history", {"name": "clock"}),
+                                    ("gateway_health_history", {"name": "clock"})]:
+                assert await read(tool, arguments) == "refused: unknown server 'clock'"
+            for tool in ("gateway_export_servers", "gateway_audit"):
+                text = await read(tool)
+                assert text.startswith("refused: ") and "without a 'servers' list" in text
+            seen = [await read(tool) for tool in (
+                "gateway_list_servers", "gateway_health", "gateway_calls",
+                "gateway_inspector_history", "gateway_health_history", "gateway_stats",
+                "gateway_list_routes", "gateway_pin_status", "gateway_alerts")]
+            assert all(not text.startswith("refused") for text in seen), seen
+            assert not [text for text in seen if "clock" in text], seen
+            assert "'notes'" in seen[0] and "'notes'" in seen[1]
+        # REST says the same (the reference these follow).
+        assert (await api("GET", "/servers/clock", NOTES_ADMIN)).status_code == 404
+
+
+async def test_a_restricted_admin_cannot_make_the_gateway_run_a_new_command(
+        tmp_path: Path) -> None:
+    """A stdio server is a command run as the gateway's user: one that reads
+    /proc/<gateway>/environ has every token of the gateway.  An admin limited to one
+    server pointed that server at 'sh -c ...' and read the unrestricted ops token;
+    now changing a command needs an unrestricted token.  Settings that leave the program
+    as it is, and HTTP servers, stay its to change."""
+    stolen = tmp_path / "stolen"
+    grab = {"command": "/bin/sh", "args": ["-c", f"cat /proc/$PPID/environ > {stolen}"]}
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
+                       auth=False, options={"auth": AUTH}) as (api, base):
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+            refused = await carol.call_tool("gateway_update_server",
+                                            {"name": "notes", "config": grab},
+                                            raise_on_error=False)
+            assert refused.is_error
+            assert "needs an admin token without a 'servers' list" in str(refused.content)
+            changed_args = {**demo("notes"), "args": [*demo("notes")["args"], "--extra"]}
+            assert (await carol.call_tool("gateway_update_server", {
+                "name": "notes", "config": changed_args}, raise_on_error=False)).is_error
+            same = await carol.call_tool("gateway_update_server", {"name": "notes", "config": {
+                **demo("notes"), "timeouts": {"call": 20}}}, raise_on_error=False)
+            assert not same.is_error, same.content  # the same program: its to tune
+        put = await api("PUT", "/servers/notes", NOTES_ADMIN, json={"config": grab})
+        assert put.status_code == 403, put.text
+        assert "needs an admin token without a 'servers' list" in put.json()["error"]["message"]
+        http = await api("PUT", "/servers/notes", NOTES_ADMIN,
+                         json={"config": {"url": "http://127.0.0.1:9/mcp"}})
+        assert http.status_code == 200, http.text  # no program: as before
+        assert (await api("DELETE", "/servers/notes", NOTES_ADMIN)).status_code == 200
+        add = await api("POST", "/servers", NOTES_ADMIN, json={"name": "notes", "config": grab})
+        assert add.status_code == 403, add.text  # a new command, even under its own name
+        assert (await api("POST", "/servers", OPS, json={"name": "notes", "config": demo(
+            "notes")})).status_code == 201  # an unrestricted admin runs commands
+    assert not stolen.exists()

@@ -140,3 +140,18 @@ async def test_a_stalled_receiver_bounds_the_queue_and_never_slows_the_gateway(
             assert receiver.bodies()[-1]["state"] == "resolved"
     drops = [r for r in caplog.records if "alert webhook queue full" in r.getMessage()]
     assert len(drops) == stats.dropped and {r.levelno for r in drops} == {logging.WARNING}
+
+
+def test_the_webhooks_url_is_shown_without_its_path_or_query() -> None:
+    """The alerts' status (REST and the dashboard, scope tools; gateway_alerts) and the
+    delivery log lines name the receiver: Slack's and Discord's webhook URLs carry their
+    credential in the path, which a literal URL in servers.yaml does not register as a
+    secret (a ${VAR} does, but only the whole URL: the status showed its path alone)."""
+    from fast_mcp_gateway.alerts import safe_url
+
+    assert safe_url("https://hooks.slack.com/services/T0AB/B0CD/xYzS3cretT0ken?x=1") == \
+        "https://hooks.slack.com/***"
+    assert safe_url("https://discord.com:8443/api/webhooks/123/tok-en") == \
+        "https://discord.com:8443/***"
+    assert safe_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert safe_url("http://u:pw@127.0.0.1:9000/") == "http://127.0.0.1:9000/"

@@ -152,6 +152,43 @@ async def test_jwts_from_a_jwks_endpoint_map_scopes_and_servers(
     assert principal_of(admin).has("admin")
 
 
+async def test_jwts_need_an_audience_and_forged_headers_get_nowhere() -> None:
+    """Without 'audience' every token the identity provider issued for any application,
+    with that application's scopes ('admin' is a common one), was accepted: the setting
+    is required.  alg 'none' and an HS256 token keyed with the public key (algorithm
+    confusion) are refused."""
+    import base64
+    import hmac
+    import time
+
+    pair = RSAKeyPair.generate()
+    jwt = {"public_key": pair.public_key, "issuer": "https://idp.test/"}
+    for audience in ({}, {"audience": ""}, {"audience": []}):
+        with pytest.raises(ValidationError, match="give 'audience': the 'aud'"):
+            _config(jwt={**jwt, **audience})
+    verifier = GatewayVerifier(_config(jwt={**jwt, "audience": "mcp-gateway"}))
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = b64(json.dumps({"sub": "eve", "iss": "https://idp.test/", "aud": "mcp-gateway",
+                             "scope": "admin", "exp": int(time.time()) + 300}).encode())
+    def header(alg: str) -> str:
+        return b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+
+    none = f"{header('none')}.{claims}."
+    signed = f"{header('HS256')}.{claims}"
+    key = str(pair.public_key).encode()
+    confused = f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+    for forged in (none, confused):
+        assert await verifier.verify_token(forged) is None
+    other = pair.create_token(subject="eve", issuer="https://idp.test/", audience="other-app",
+                              scopes=["admin"])
+    assert await verifier.verify_token(other) is None
+    assert await verifier.verify_token(pair.create_token(
+        subject="bob", issuer="https://idp.test/", audience="mcp-gateway")) is not None
+
+
 def test_token_new_prints_a_token_once_and_the_entry_that_accepts_it() -> None:
     done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "token", "new",
                            "--name", "alice", "--scopes", "tools", "--servers", "notes,clock"],

@@ -166,6 +166,19 @@ def test_a_multi_line_error_stays_on_its_records_line() -> None:
     assert "Traceback: ⏎ line 1 ⏎ boom" in lines[2]
 
 
+def test_an_upstreams_escape_sequences_do_not_reach_the_terminal() -> None:
+    """An upstream's error (a record's, shown by 'mcp-gateway logs' and 'servers') with
+    ESC sequences (colour, window title, OSC 52 clipboard writes) is shown, not acted on."""
+    error = "\x1b[31mred\x1b[0m \x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b]0;title\x07 \rfake"
+    table = _table(("status", "error"), [["error", error]], header=False)
+    assert "\x1b" not in table and "\x07" not in table and "\r" not in table
+    assert table.split(None, 1)[1].startswith("\\x1b[31mred\\x1b[0m \\x1b]52;c;")
+    from fast_mcp_gateway.cli import check
+
+    checked = check._table([{"server": "b", "error": error}])  # 'mcp-gateway check'
+    assert "\x1b" not in checked and "\x07" not in checked and "\\x1b]0;title" in checked
+
+
 @pytest.mark.parametrize("value", ["", " , ", "[]"])
 def test_shared_keys_set_to_nothing_stop_serve_saying_so(tmp_path: Path, value: str) -> None:
     """``MCP_GATEWAY_REQUEST_STATE_KEYS`` set but naming no key (a ``${VAR}`` left empty

@@ -173,6 +173,33 @@ def test_runtime_registration_allows_nothing_by_default_but_the_gateways_python(
                            environ={"HOME": "/home/x"})
 
 
+def test_runtime_registration_may_not_forward_caller_credentials_unless_allowed() -> None:
+    """A registration naming its own URL with ``${caller.token}`` collects the token of
+    everyone who calls its tools (an admin restricted to one server, an ops token's):
+    refused unless the operator names the reference in ``env_allow`` (a ``*`` allowing
+    every variable does not)."""
+    entry = {"url": "http://127.0.0.1:9/mcp",
+             "headers": {"Authorization": "Bearer ${caller.token}",
+                         "X-User": "${caller.claims.sub}"}}
+    for allow in ((), ("*",), ("caller.claims.*",)):
+        with pytest.raises(ConfigError) as info:
+            parse_registration("grab", entry, source="PUT /api/v1/servers/grab",
+                               env_allow=allow, environ={})
+        assert "'${caller.token}' may not" not in str(info.value)  # quoted as written
+        assert "field 'headers.Authorization': ${caller.token} may not be used by a " \
+               "runtime registration" in str(info.value)
+        assert "env_allow: [caller.token]" in str(info.value)
+    server = parse_registration("grab", entry, source="add", environ={},
+                                env_allow=["caller.token", "caller.claims.*"])
+    assert server.headers["Authorization"] == "Bearer ${caller.token}"
+    assert env_allowed("caller.claims.sub", ["caller.claims.sub"])
+    assert not env_allowed("caller.token", ["caller*"])
+    assert not env_allowed("caller_x", ["caller.*"])
+    config = parse_config({"gateway": {"env_allow": ["caller.token", "caller.claims.*"]},
+                           "servers": {"t": entry}}, environ={})  # the file: any
+    assert config.servers["t"].headers["X-User"] == "${caller.claims.sub}"
+
+
 def test_the_operators_file_keeps_full_interpolation() -> None:
     config = parse_config({"gateway": {"env_allow": ["ONLY_THIS"]},
                            "servers": {"a": {"command": "echo", "env": {"K": "${OTHER}"}}}},

@@ -146,3 +146,27 @@ async def test_the_favicon_is_served_without_a_token_or_a_host_check() -> None:
     base = Path(__file__).parents[1] / "src" / "fast_mcp_gateway" / "ui" / "templates"
     assert '<link rel="icon" href="{{ base }}/static/favicon.ico">' in (
         base / "base.html").read_text()
+
+
+async def test_without_auth_server_health_and_metrics_are_host_checked(tmp_path: Path) -> None:
+    """Without ``gateway.auth`` (loopback only) anyone on the machine reads the servers'
+    health and the metrics; a web page on a DNS name rebound to 127.0.0.1 must not: it
+    got the servers, their state and errors, and every tool name in the metrics.  The
+    probes stay unchecked (they send any Host)."""
+    gateway = make_gateway({"clock": demo("clock")})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        rebound = {"Host": "evil.example", "Origin": "http://evil.example"}
+        for path in ("/health/servers", "/health/servers/clock", "/metrics"):
+            assert (await http.get(f"{base}{path}")).status_code == 200, path
+            refused = await http.get(f"{base}{path}", headers={"Host": "evil.example"})
+            assert refused.status_code == 421, (path, refused.text)
+            assert "DNS-rebinding" in refused.json()["error"]["message"]
+            assert (await http.get(f"{base}{path}", headers=rebound)).status_code == 421
+        for path in ("/health", "/ready"):
+            assert (await http.get(f"{base}{path}", headers=rebound)).status_code == 200
+    # With auth the token is the check, as before (a scraper may send any Host).
+    gateway = make_gateway({"clock": demo("clock")}, options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        other = {**bearer(OPS), "Host": "scraper.internal"}
+        assert (await http.get(f"{base}/health/servers", headers=other)).status_code == 200
+        assert (await http.get(f"{base}/metrics", headers=other)).status_code == 200

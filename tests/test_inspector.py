@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, replica_server
@@ -136,3 +138,34 @@ async def test_history_of_an_unknown_server_is_an_error_but_a_removed_ones_is_re
                                        {"name": "beta"})).data == {"removed": 1}
         with pytest.raises(ToolError, match="no server named 'beta'"):  # nothing left
             await client.call_tool("gateway_inspector_history", {"name": "beta"})
+
+
+async def test_the_history_masks_secrets_a_successful_answer_echoes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream that echoes its credential (its env, a registered secret) or the
+    caller's credential argument in a *success*: the caller gets the answer as it came,
+    the history (tool, REST and dashboard alike) keeps it masked."""
+    planted = f"pl\u00e4nted-{secrets.token_hex(8)}"  # non-ASCII: JSON escapes it
+    monkeypatch.setenv("GW_INSPECT_PLANTED", planted)
+    echo = FastMCP("echo")
+
+    @echo.tool
+    def whoami(password: str = "") -> dict[str, str]:
+        return {"env": planted, "echo": password, "long": "x" * 100_000 + planted}
+
+    gateway = make_gateway(
+        {"echo": memory_entry("echo", headers={"X-Key": "${GW_INSPECT_PLANTED}"})},
+        {"echo": echo}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        call = (await client.call_tool("gateway_inspect_call_tool", {
+            "name": "echo", "tool": "whoami",
+            "arguments": {"password": "hunter2-arg"}})).structured_content
+        assert call["status"] == "success"
+        assert call["result"]["structuredContent"]["env"] == planted  # untouched
+        assert call["result"]["structuredContent"]["echo"] == "hunter2-arg"
+        history = (await client.call_tool("gateway_inspector_history",
+                                          {})).structured_content["entries"]
+    stored = history[0]["result"]
+    assert planted not in stored and json.dumps(planted)[1:-1] not in stored
+    assert "hunter2-arg" not in stored and planted[:8] not in stored
+    assert '\\"env\\":\\"***\\",\\"echo\\":\\"***\\"' in stored  # the text block

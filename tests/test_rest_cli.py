@@ -53,6 +53,32 @@ def test_the_bind_rule() -> None:
     assert bind_refusal(GatewaySettings(host="0.0.0.0"), authenticated=False) is None  # stdio
 
 
+def test_library_mode_refuses_a_public_address_without_auth(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the CLI asked the bind rule: ``Gateway.run_async("http")`` in library mode
+    served a gateway without ``auth`` on 0.0.0.0 -- with ``allow_unauthenticated_admin``,
+    anyone on the network could register a command.  (uvicorn is stubbed: nothing binds.)"""
+    import anyio
+    import uvicorn
+
+    from fast_mcp_gateway.errors import ConfigError
+    from tests.fixtures import make_gateway
+
+    served: list[object] = []
+
+    async def serve(self: object, sockets: object = None) -> None:
+        served.append(self)
+
+    monkeypatch.setattr(uvicorn.Server, "serve", serve)
+    for transport in ("http", "sse"):
+        gateway = make_gateway({}, host="0.0.0.0", allow_unauthenticated_admin=True)
+        with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0 without auth"):
+            anyio.run(gateway.run_async, transport)
+    assert served == []
+    anyio.run(make_gateway({}, host="127.0.0.1").run_async, "http")  # loopback: as before
+    assert len(served) == 1
+
+
 def test_the_flag_and_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN", raising=False)
     plain = _settings(_parser().parse_args(["serve"]))

@@ -9,6 +9,7 @@ stderr log, CLI output, the SQLite files' bytes) is searched for it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +117,37 @@ def test_url_credentials_are_found_for_the_registry() -> None:
         "u", "pw12", "t0k3n"}
 
 
-def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
-    planted = f"log-{secrets.token_hex(8)}"
-    SECRETS.add([planted])
+@contextlib.contextmanager
+def filtered_log(name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose one handler (writing to the stream) has the CLI's filter."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(SecretLogFilter())
-    log = logging.getLogger("test_secrets.filter")
+    log = logging.getLogger(name)
     log.addHandler(handler)
     log.propagate = False
     try:
+        yield log, stream
+    finally:
+        log.removeHandler(handler)
+
+
+def test_the_log_filter_escapes_control_characters_an_upstream_chose() -> None:
+    """A tool name or an error with ESC sequences reaches the gateway's log (a warning
+    about a renamed tool quotes it): written out, not acted on by the terminal."""
+    with filtered_log("test_secrets.controls") as (log, stream):
+        log.warning("server b: %r exposed as %r", "ansi\x1b]0;pwned\x07\x1b[2J", "b_ansi")
+        log.warning("server b: '%s'\tline one\nline two\rforged", "\x1b[31mred\x9b")
+    out = stream.getvalue()
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\x9b" not in out
+    assert "\\x1b]0;pwned\\x07" in out and "\\x1b[31mred\\x9b" in out
+    assert "\tline one\nline two\\x0dforged" in out  # tab and line feed kept
+
+
+def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
+    planted = f"log-{secrets.token_hex(8)}"
+    SECRETS.add([planted])
+    with filtered_log("test_secrets.filter") as (log, stream):
         log.warning('HTTP Request: POST %s "HTTP/1.1 200 OK"',
                     "https://h.test/mcp?access_token=zz9-plural-z-alpha")
         log.warning("value %s", planted)
@@ -132,8 +155,6 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks() -> None:
             raise RuntimeError(f"failed with {planted}")
         except RuntimeError:
             log.exception("it broke")
-    finally:
-        log.removeHandler(handler)
     out = stream.getvalue()
     assert planted not in out and "zz9-plural-z-alpha" not in out
     assert "RuntimeError: failed with ***" in out and "access_token=***" in out

@@ -40,7 +40,8 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
-from fast_mcp_gateway.config.settings import GatewaySettings, Transport
+from fast_mcp_gateway.config.settings import GatewaySettings, Transport, bind_refusal
+from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
@@ -295,8 +296,9 @@ class Gateway:
 
         auth = self.config.options.auth
         groups: list[GroupSource] = [
-            health_group(self.control, self.startup),
-            metrics_group(self.metrics, public=auth is None or auth.metrics_public),
+            *health_group(self.control, self.startup),
+            metrics_group(self.metrics, public=auth is None or auth.metrics_public,
+                          host_checked=auth is None),
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:")),
             favicon_group()]
@@ -404,6 +406,10 @@ class Gateway:
         if transport == "stdio":
             await self._run_stdio(dashboard)
             return
+        refusal = bind_refusal(self.settings, transport=transport,
+                               authenticated=self.config.options.auth is not None)
+        if refusal is not None:  # library mode: no CLI refused it first
+            raise ConfigError.single("GatewaySettings", None, "host", refusal)
         import uvicorn
 
         from fast_mcp_gateway.http.no_websockets import RefusedWebSocket

@@ -36,11 +36,13 @@ class Actor:
     in-process callers (library code) are ``LIBRARY``.  Authentication will add the
     principal's scopes here.  ``surface`` is where the request came from: error texts
     name that surface's operations (a REST caller is told about ``POST
-    /api/v1/servers``, not ``gateway_add_server``).
+    /api/v1/servers``, not ``gateway_add_server``).  ``servers`` is the restriction of
+    the caller's token (None: none), for the operations that decide by it.
     """
 
     id: str
     surface: Literal["mcp", "rest"] = "mcp"
+    servers: frozenset[str] | None = None
 
 
 LIBRARY = Actor("library")

@@ -4,7 +4,8 @@ Like the MCP Inspector, but from inside the gateway: ``inspect_server`` lists wh
 replica offers *now* (original names, full schemas); ``call_tool``, ``read_resource``
 and ``get_prompt`` run one operation on that replica (no balancing, no retries, no
 renaming) and return the raw result.  Every operation is kept in the store's inspector
-history when there is a store (see ``history.py`` to page and clear it).
+history when there is a store (see ``history.py`` to page and clear it), with known
+secrets and the values of credential-like arguments masked; the caller's result is not.
 
 An upstream that fails the operation is an outcome (``status="failed"``), not an error;
 only an unknown server or replica raises (``AdminError`` / ``UpstreamError``).
@@ -22,7 +23,12 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.admin.models import Inspection, Listing
 from fast_mcp_gateway.errors import AdminError, UpstreamError
-from fast_mcp_gateway.telemetry.recorder import dumps_arguments, mask_argument_values
+from fast_mcp_gateway.telemetry.recorder import (
+    dumps_arguments,
+    mask_argument_values,
+    redact_arguments,
+)
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.replica import Upstream
 
 
@@ -52,9 +58,14 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
     entry_id = None
     if ctx.store is not None:
         secrets = upstream.config.secrets
-        stored = json.dumps(result)[:100_000] if result else error
-        if status != "success" and stored:  # an error may echo the arguments it got
-            stored = mask_argument_values(stored, arguments)
+        # Kept and shown later (history, dashboard): masked as a call record's error is,
+        # whatever the status -- an upstream may echo its env or its arguments in a
+        # success too.  Each string is masked before JSON escapes it, and the whole
+        # before it is cut, so no part of a secret is kept.
+        stored = (json.dumps(redact_arguments(result, (), secrets)) if result
+                  else mask_text(error or "", secrets)) or None
+        if stored:
+            stored = mask_argument_values(stored, arguments)[:100_000]
         entry_id = await ctx.store.add_inspection(
             name, upstream.label, operation, what, dumps_arguments(arguments, secrets),
             status, duration, stored)

@@ -12,10 +12,10 @@ an admin tool, not even one added later, and no list of names is kept by hand.
 
 Only this module knows MCP: it names the actor (the caller's token or JWT name, else
 the host's client id) and turns the gateway's errors into ``ToolError`` once, in
-``_bind``.  Every admin tool needs scope ``admin`` (the read-only ones show every
-server): a caller without it does not see them (``AdminVisibility``) and a call is
-refused naming the scope; an admin restricted to some servers inspects and changes only
-those (``scope.beyond_servers``).  The caller comes from the principal resolver the gateway
+``_bind``.  Every admin tool needs scope ``admin``: a caller without it does not see
+them (``AdminVisibility``) and a call is refused naming the scope; an admin restricted
+to some servers inspects and changes only those (``scope.beyond_servers``) and reads
+only those (``restricted``: as over REST).  The caller comes from the principal resolver the gateway
 injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest: lists are
 read-only, reconnect/enable idempotent, disable destructive (for every host).
 """
@@ -39,6 +39,7 @@ from fast_mcp_gateway.admin import (
     history,
     inspector,
     pins,
+    restricted,
     routes,
     server_tools,
     servers,
@@ -172,14 +173,19 @@ def _bind(tool: AdminTool, ctx: AdminContext,
 
     async def run(**arguments: Any) -> Any:
         caller, kind = principal(), admin_kind(tool)
+        narrow = caller.servers is not None and kind == "read"
         reason = (refusal(caller, tool.name)
                   or turned_off(ctx.options, kind, f"'{tool.name}'")
-                  or beyond_servers(caller, tool.name, kind == "read", arguments))
+                  or beyond_servers(caller, tool.name, kind == "read", arguments)
+                  or (restricted.refusal(caller, tool.name, arguments) if narrow else None))
         if reason is not None:
             raise ToolError(reason)
         token = CALLER.set(caller)
         try:
-            return await tool.fn(ctx, **arguments)
+            if not narrow:
+                return await tool.fn(ctx, **arguments)
+            arguments = restricted.narrowed(caller, tool.name, arguments)
+            return restricted.limited(ctx, caller, await tool.fn(ctx, **arguments))
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

@@ -41,7 +41,7 @@ def actor() -> Actor:
     (``stdio`` without one), else ``LIBRARY``."""
     caller = CALLER.get()
     if caller is not None and caller.kind in ("token", "jwt"):
-        return Actor(caller.name)
+        return Actor(caller.name, servers=caller.servers)
     try:
         return Actor(FrontCall.from_context(get_context()).client_id)
     except RuntimeError:
@@ -80,9 +80,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     It inspects and changes its own servers only, as over REST and on the dashboard; a
     change that reaches past one server (import, reload, routes) needs a token without
     a ``servers`` list; alert rules are checked by their operations (on its servers:
-    allowed).  The read-only tools other than the inspector and the alert tools (whose
-    operations filter what they show) show every server (README, "What a caller sees
-    over MCP")."""
+    allowed).  What the read-only tools show it is ``restricted``'s."""
     if principal.servers is None or what in SCOPED_BY_OPERATION:
         return None
     mine = ", ".join(sorted(principal.servers))

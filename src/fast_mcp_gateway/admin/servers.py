@@ -45,7 +45,7 @@ from fast_mcp_gateway.config.schema import (
     shown_name,
     unaddressable_name,
 )
-from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
+from fast_mcp_gateway.errors import ConfigError, Conflict, Forbidden, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
@@ -314,6 +314,29 @@ def _check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> N
         raise ConfigError.single(source, server.name, "command", problem)
 
 
+def _programs(server: ServerConfig) -> list[tuple[Any, ...]]:
+    """What ``server`` runs on this machine: each stdio target's command line, environment
+    and folder (none for an HTTP server)."""
+    return [(t.command, t.args, sorted(t.env.items()), t.cwd)
+            for t in (server, *server.instances) if t.command]
+
+
+def _check_no_new_command(ctx: AdminContext, actor: Actor, server: ServerConfig) -> None:
+    """A token limited to some servers may not make the gateway run a program it did not
+    run before: a stdio server is a command run as the gateway's user, which reads the
+    gateway's environment (its tokens) and files -- every other server's included."""
+    if actor.servers is None or not (programs := _programs(server)):
+        return
+    running = ctx.manager.services.get(server.name)
+    if running is not None and _programs(running.config) == programs:
+        return  # the same program (its settings changed, or only re-sent)
+    raise Forbidden(
+        f"server '{server.name}' would run a command on the gateway's machine, which can "
+        "read the gateway's own tokens and files: adding or changing a command (command, "
+        "args, env, cwd) needs an admin token without a 'servers' list; the token "
+        f"'{actor.id}' may register HTTP servers (url) among its servers")
+
+
 _REGISTERING: weakref.WeakKeyDictionary[Any, anyio.Lock] = weakref.WeakKeyDictionary()
 """One registration at a time per gateway: two adds of one name at once both found it
 free and both answered 201, the second silently replacing the first.  Between gateways
@@ -353,6 +376,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     _check_not_nested(ctx, parsed, source)
+    _check_no_new_command(ctx, actor, parsed)
     check_namespace(parsed, _running_configs(ctx))
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:

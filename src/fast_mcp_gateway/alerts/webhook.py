@@ -37,11 +37,14 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 def safe_url(url: str) -> str:
-    """``url`` fit for a log line: scheme://host[:port]/path, nothing else."""
+    """``url`` fit for a log line and the alerts' status (REST, dashboard: scope
+    ``tools``): scheme://host[:port], its path as ``/***``.  A webhook's path is often
+    its credential (Slack's /services/T../B../<secret>, Discord's /api/webhooks/<id>/<token>)."""
     try:
         parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or '?'}{port}{parts.path}"
+        path = "/***" if parts.path.strip("/") else parts.path
+        return f"{parts.scheme}://{parts.hostname or '?'}{port}{path}"
     except ValueError:
         return "<invalid URL>"
 

@@ -16,7 +16,7 @@ import anyio
 from fast_mcp_gateway.cli.reports import merged_servers
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
-from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 from fast_mcp_gateway.upstream.replica import Upstream
 
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
@@ -90,7 +90,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
 
 
 def _table(rows: list[dict[str, object]]) -> str:
-    cells = [[str(r.get(c, "") if r.get(c) is not None else "") for c in _COLUMNS] for r in rows]
+    # An upstream's error (its stderr quoted) shows its escape sequences, not runs them.
+    cells = [[escape_controls(str(r.get(c, "") if r.get(c) is not None else ""))
+              for c in _COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
               for i, c in enumerate(_COLUMNS)]
     widths[-1] = len(_COLUMNS[-1])  # the error column is free-form, last

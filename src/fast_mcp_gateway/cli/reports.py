@@ -26,7 +26,7 @@ from fast_mcp_gateway.store import (
     open_store,
 )
 from fast_mcp_gateway.store.stats import TASK_END
-from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -177,8 +177,10 @@ def _table(columns: tuple[str, ...], rows: list[list[str]], *, header: bool,
     column) are the least widths, updated in place (``logs --follow`` prints its table in
     pieces: a later piece keeps the columns of the earlier ones, widening only for a
     longer cell)."""
-    # One record, one line: a multi-line upstream error must not break the table.
-    rows = [[" ⏎ ".join(part.strip() for part in c.splitlines()) for c in r] for r in rows]
+    # One record, one line: a multi-line upstream error must not break the table, nor
+    # an escape sequence in it act on the terminal.
+    rows = [[escape_controls(" ⏎ ".join(part.strip() for part in c.splitlines()))
+             for c in r] for r in rows]
     least = widths if widths is not None else [0] * len(columns)
     least[:] = [max([least[i], len(c), *(len(r[i]) for r in rows)])
                 for i, c in enumerate(columns)]

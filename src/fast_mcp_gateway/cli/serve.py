@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -26,7 +25,12 @@ from typing import Any
 import anyio
 
 from fast_mcp_gateway.config.schema import GatewayConfig
-from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.config.settings import (
+    HOW_TO_ADD_A_TOKEN,
+    GatewaySettings,
+    is_loopback,
+)
+from fast_mcp_gateway.config.settings import bind_refusal as bind_refusal  # serve's check
 
 
 def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
@@ -159,31 +163,6 @@ class _RaisedOnPurpose(logging.Filter):
             error = record.exc_info[1] if record.exc_info else None
             return not isinstance(error, MCPError | ResourceError | PromptError)
         return True
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-HOW_TO_ADD_A_TOKEN = ("make a token with 'mcp-gateway token new --name ops --scopes admin' "
-                      "and paste the printed entry under gateway.auth.tokens in servers.yaml")
-
-
-def bind_refusal(settings: GatewaySettings, *, authenticated: bool) -> str | None:
-    """Why ``serve`` must not start as configured, or ``None``: HTTP/SSE without
-    ``gateway.auth`` is for this machine only (anyone reaching the port could call
-    every tool, or with ``--allow-unauthenticated-admin`` run any command)."""
-    if settings.transport == "stdio" or authenticated or is_loopback(settings.host):
-        return None
-    return (f"refusing to listen on {settings.host} without authentication: anyone who can "
-            f"reach it could use the gateway. Either {HOW_TO_ADD_A_TOKEN}, or serve on "
-            "loopback (--host 127.0.0.1).")
 
 
 def listen(settings: GatewaySettings) -> list[socket.socket]:

@@ -151,6 +151,13 @@ class JwtConfig(_Strict):
     def _one_key_source(self) -> JwtConfig:
         if (self.jwks_uri is None) == (self.public_key is None):
             raise ValueError("give exactly one of 'jwks_uri' or 'public_key'")
+        if not self.audience:
+            # RFC 9068 4: a resource server checks that a token was issued for it.
+            raise ValueError(
+                "give 'audience': the 'aud' your identity provider puts in the tokens it "
+                "issues for this gateway (e.g. audience: mcp-gateway); without it a token "
+                "the provider issued for any other application, with its scopes, is "
+                "accepted here")
         return self
 
 

@@ -6,7 +6,8 @@ unclosed ``${VAR``, a bad name, a nested default) is an error, never left as lit
 The values that came from the environment are collected as secrets, for redaction.
 
 ``allow`` is the interpolation policy: ``None`` for the operator's own file (every variable),
-else the ``gateway.env_allow`` patterns, for anything registered at runtime.
+else the ``gateway.env_allow`` patterns, for anything registered at runtime (a
+``${caller.token}`` / ``${caller.claims.<name>}`` header too: ``env_allowed``).
 """
 
 from __future__ import annotations
@@ -48,12 +49,21 @@ def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] 
             return "$"
         var, default = match.group(1), match.group(2)
         if var is None:
-            if _CALLER.match(text, match.end()):
+            if (caller := _CALLER.match(text, match.end())) is not None:
                 # The caller's credential, filled in per call; only an HTTP header may
                 # carry it (the schema checks the server is HTTP).
                 if not field.startswith("headers."):
                     report(field, "${caller.token} and ${caller.claims.<name>} may only be "
                                   "used in 'headers' (of an HTTP upstream)")
+                elif allow is not None and not env_allowed(ref := f"caller.{caller[1]}",
+                                                           allow):
+                    # A registration naming its own URL would collect the token (or
+                    # claim) of everyone who calls its tools, admins included.
+                    report(field, f"${{{ref}}} may not be used by a runtime registration: "
+                                  "it would send every caller's credential to the URL it "
+                                  "names; write the server in servers.yaml, or the "
+                                  "operator can allow it there with 'gateway: {env_allow: "
+                                  f"[{ref}]}}'")
                 return "${"
             report(field, _bad_reference(text, match.start()))
             return ""

@@ -50,7 +50,8 @@ from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
 
 NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
-_ENV_PATTERN = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*\*?)$")
+_ENV_PATTERN = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*\*?"
+                          r"|caller\.(?:\*|token|claims\.(?:\*|[A-Za-z0-9_.:/-]+\*?)))$")
 # Filled by the loader; a user writing them is a mistake, and they are never suggested.
 INTERNAL_FIELDS = frozenset({"name", "secrets"})
 # SQLite INTEGER is a signed 64-bit value: larger integers cannot be stored.
@@ -354,7 +355,9 @@ class GatewayOptions(_Strict):
     timeouts: Timeouts = Timeouts()
     env_allow: tuple[str, ...] = Field(
         default=(), description="variables runtime registrations may use as ${VAR}: names, "
-                                "or prefixes ending in '*' (servers.yaml itself may use any)")
+                                "or prefixes ending in '*', and caller references "
+                                "(caller.token, caller.claims.*) they may put in headers "
+                                "(servers.yaml itself may use any)")
     admin: AdminMode = Field(
         default="full", description="admin tools: full, read_only (no changes) or off")
     auth: AuthConfig | None = Field(
@@ -388,7 +391,8 @@ class GatewayOptions(_Strict):
             if not _ENV_PATTERN.match(entry):
                 raise ValueError(
                     f"{entry!r} is not a variable name or prefix; write e.g. GITHUB_TOKEN or "
-                    "MYAPP_* (letters, digits and '_', an optional trailing '*')")
+                    "MYAPP_* (letters, digits and '_', an optional trailing '*'), or a "
+                    "caller reference: caller.token, caller.claims.<name>, caller.claims.*")
         return value
 
     def allows_admin(self, kind: AdminKind) -> bool:
@@ -405,10 +409,15 @@ def env_allowed(var: str, allow: Iterable[str]) -> bool:
     """Whether ``${var}`` matches an ``env_allow`` entry (a name, or a prefix ending in ``*``).
 
     ``GATEWAY_PYTHON`` is always allowed: it names the gateway's own interpreter, no secret.
+    A caller reference (``caller.token``, ``caller.claims.<name>``) matches only entries
+    that name one (``caller.token``, ``caller.claims.*``): a ``*`` allowing every
+    variable does not send every caller's token where a registration says.
     """
     if var == "GATEWAY_PYTHON":
         return True
-    return any(fnmatch.fnmatchcase(var, pattern) for pattern in allow)
+    caller = var.startswith("caller.")
+    return any(fnmatch.fnmatchcase(var, pattern) for pattern in allow
+               if pattern.startswith("caller.") == caller)
 
 
 class GatewayConfig(_Strict):

@@ -6,6 +6,7 @@ down; nothing here is read at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -204,3 +205,31 @@ def settings_problem(exc: ValidationError) -> str:
         got = "" if name in _SECRET_SETTINGS else f" (got {error.get('input')!r})"
         lines.append(f"MCP_GATEWAY_{name.upper()}: {error['msg']}{got}")
     return "; ".join(lines) or str(exc)
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+HOW_TO_ADD_A_TOKEN = ("make a token with 'mcp-gateway token new --name ops --scopes admin' "
+                      "and paste the printed entry under gateway.auth.tokens in servers.yaml")
+
+
+def bind_refusal(settings: GatewaySettings, *, authenticated: bool,
+                 transport: str | None = None) -> str | None:
+    """Why the gateway must not serve as configured, or ``None``: HTTP/SSE without
+    ``gateway.auth`` is for this machine only (anyone reaching the port could call
+    every tool, or with ``--allow-unauthenticated-admin`` run any command).  ``serve``
+    asks first; ``Gateway.run_async`` asks again (library mode: no CLI asked)."""
+    if (transport or settings.transport) == "stdio" or authenticated \
+            or is_loopback(settings.host):
+        return None
+    return (f"refusing to listen on {settings.host} without authentication: anyone who can "
+            f"reach it could use the gateway. Either {HOW_TO_ADD_A_TOKEN}, or serve on "
+            "loopback (--host 127.0.0.1; in library mode GatewaySettings(host=...)).")

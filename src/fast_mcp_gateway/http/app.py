@@ -60,7 +60,9 @@ class RouteGroup:
     own ``middleware``, behind the Host/Origin guard when ``guarded`` (anything a web
     page must not reach by DNS rebinding), with errors in the API's JSON shape.
     Without one (``/health``, ``/ready``, ``/metrics``: probes and scrapers send any
-    Host) the routes are served as they are, unguarded.
+    Host) the routes are served as they are, unguarded, unless ``host_checked``: routes
+    that answer without a credential (a gateway without ``auth``) what a web page on a
+    rebinding DNS name must not read (the servers' health, the metrics).
     """
 
     name: str
@@ -68,6 +70,7 @@ class RouteGroup:
     prefix: str = ""
     guarded: bool = True
     middleware: Sequence[Middleware] = field(default=())
+    host_checked: bool = False
 
 
 class GatewayApp(Starlette):
@@ -357,7 +360,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
     for group in all_groups:
         if not group.prefix:
-            mounts += group.routes
+            mounts += [Route(r.path, r.endpoint, methods=r.methods, middleware=[guard])
+                       if group.host_checked and isinstance(r, Route) else r
+                       for r in group.routes]
             continue
         middleware = [guard] if group.guarded else []
         sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],

@@ -51,7 +51,7 @@ class Call:
 
     @property
     def actor(self) -> Actor:
-        return Actor(self.principal.name, surface="rest")
+        return Actor(self.principal.name, surface="rest", servers=self.principal.servers)
 
     def server(self, name: str) -> str:
         """``name`` if it exists and the principal may use it, else 404 (alike)."""

@@ -14,7 +14,9 @@
   made by the same admin operation.
 
 The group has no prefix: probes send any Host, so it is served without the Host/Origin
-guard; the per-server detail needs a token when ``gateway.auth`` is set.  The caller is
+guard; the per-server detail needs a token when ``gateway.auth`` is set, and without
+``auth`` (anyone on loopback may read it) it is behind the guard: a page on a DNS name
+rebound to 127.0.0.1 must not read the servers' state.  The caller is
 found by the app's ``Access`` (``request.app.access``), shared with every front.
 """
 
@@ -68,8 +70,9 @@ def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
                         healthy=sum(s.health == "HEALTHY" for s in mine))
 
 
-def health_group(ctx: AdminContext, wait: StartupGate) -> RouteGroup:
-    """``/health``, ``/ready`` and ``/health/servers[/{name}]`` (see the module docstring)."""
+def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, RouteGroup]:
+    """``/health`` and ``/ready``; ``/health/servers[/{name}]``, Host-checked without
+    ``auth`` (see the module docstring)."""
 
     async def live(_request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -102,9 +105,9 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> RouteGroup:
             return exc.response()
         return JSONResponse(found.model_dump(mode="json"))
 
-    return RouteGroup("health", [
-        Route("/health", live, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/health/servers", all_servers, methods=["GET"]),
-        Route("/health/servers/{name}", one_server, methods=["GET"]),
-    ])
+    return (RouteGroup("health", [Route("/health", live, methods=["GET"]),
+                                  Route("/ready", ready, methods=["GET"])]),
+            RouteGroup("health-servers", [
+                Route("/health/servers", all_servers, methods=["GET"]),
+                Route("/health/servers/{name}", one_server, methods=["GET"]),
+            ], host_checked=ctx.options.auth is None))

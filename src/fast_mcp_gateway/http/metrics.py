@@ -78,8 +78,11 @@ def snapshot_of(manager: UpstreamManager,
     return snapshot
 
 
-def metrics_group(metrics: GatewayMetrics, *, public: bool) -> RouteGroup:
-    """``/metrics`` (prefix-less: scrapers send any Host); ``public`` skips the token."""
+def metrics_group(metrics: GatewayMetrics, *, public: bool,
+                  host_checked: bool = False) -> RouteGroup:
+    """``/metrics`` (prefix-less: scrapers send any Host); ``public`` skips the token;
+    ``host_checked`` (a gateway without ``auth``, on loopback) puts it behind the
+    Host/Origin guard: a page on a DNS name rebound to 127.0.0.1 must not read it."""
 
     async def scrape(request: Request) -> Response:
         if not public:
@@ -96,4 +99,5 @@ def metrics_group(metrics: GatewayMetrics, *, public: bool) -> RouteGroup:
                 return exc.response()
         return Response(metrics.render(), media_type=metrics.content_type())
 
-    return RouteGroup("metrics", [Route("/metrics", scrape, methods=["GET"])])
+    return RouteGroup("metrics", [Route("/metrics", scrape, methods=["GET"])],
+                      host_checked=host_checked)

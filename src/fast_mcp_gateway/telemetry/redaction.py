@@ -166,17 +166,31 @@ def mask_secrets(text: str, secrets: Collection[str]) -> str:
     return text
 
 
+# Control characters a terminal acts on (ESC starts colour, title, clipboard and link
+# sequences; CR overwrites the line), all but tab and line feed.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character but tab and line feed written as ``\\xNN``:
+    for text an upstream chose (names, error messages, stderr lines) on its way to a
+    terminal, where an escape sequence would act rather than show."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class SecretLogFilter(logging.Filter):
     """Masks known secrets and URL credentials in every record a handler emits (its
-    message, arguments and traceback).  Install it on the *handler*: records below the
-    level are never formatted, so quiet traffic costs nothing."""
+    message, arguments and traceback), and escapes the control characters of its message
+    (``escape_controls``: a tool name or an error an upstream chose reaches this log).
+    Install it on the *handler*: records below the level are never formatted, so quiet
+    traffic costs nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
             return True
-        masked = mask_text(message)
+        masked = escape_controls(mask_text(message))
         if masked is not message and masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:

@@ -59,7 +59,8 @@ class Page:
 
     @property
     def actor(self) -> Actor:
-        return Actor(f"dashboard:{self.viewer.principal.name}")
+        return Actor(f"dashboard:{self.viewer.principal.name}",
+                     servers=self.viewer.principal.servers)
 
     def query(self, name: str, default: str = "") -> str:
         return self.request.query_params.get(name, default)

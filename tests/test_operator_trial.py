@@ -4,10 +4,16 @@ runtime registrations, reloads, outages), each pinned by the cheapest test that 
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import pytest
+from fastmcp import Client
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
 
 
 @pytest.mark.parametrize("line", [
@@ -30,3 +36,30 @@ def test_a_credential_inside_a_shell_line_is_masked(line: str) -> None:
 def test_a_shell_line_without_credentials_registers_nothing() -> None:
     assert credential_args(["-c", "cd /srv && exec npx -y server --port 8080 --auth-mode=none"]
                            ) == []
+
+
+@pytest.mark.anyio
+async def test_a_reload_does_not_warn_about_a_token_naming_a_runtime_registration(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A token limited to servers an admin registers at runtime (a team's own servers)
+    was warned about at every reload as naming servers "not configured", while they ran;
+    a name nothing registers is still warned about."""
+    auth = {"tokens": [{"name": "bob", "token": "mgw_bob-runtime-servers-4f0a2", "scopes":
+                        ["admin"], "servers": ["beta", "gamma"]}]}
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"gateway": {"auth": auth},
+                                  "servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           options={"auth": auth}, config=config, db=tmp_path / "gw.db")
+    async with Client(gateway.server) as client:
+        added = await client.call_tool("gateway_add_server", {
+            "name": "beta", "config": memory_entry("beta")})
+        assert added.structured_content["added"] == ["beta"]  # type: ignore[index]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fast_mcp_gateway.config.auth"):
+            report = await client.call_tool("gateway_reload_config", {})
+        assert report.structured_content["error"] is None  # type: ignore[index]
+        [warning] = [r.getMessage() for r in caplog.records
+                     if "names servers" in r.getMessage()]
+        assert "names servers that are not configured: 'gamma';" in warning, warning

@@ -32,6 +32,7 @@ from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.config.auth import RUNTIME_SERVERS
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
@@ -259,12 +260,17 @@ class ControlPlane:
             if path is None:
                 return ChangeReport(error="the gateway was not started from a config file")
             self._read_stamp = await _stamp(path)
+            registrations = await self.store.servers() if self.store is not None else []
+            # A token may name a server registered at runtime: no "not configured" warning.
+            known = RUNTIME_SERVERS.set(frozenset(
+                r.name for r in registrations if r.config not in (None, TOMBSTONE)))
             try:
                 new = load_config(path)
             except ConfigError as exc:
                 await self.audit(actor, "reload_config", str(path), None, f"rejected: {exc}")
                 return self._reloaded(ChangeReport(error=str(exc)))
-            registrations = await self.store.servers() if self.store is not None else []
+            finally:
+                RUNTIME_SERVERS.reset(known)
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)

@@ -86,6 +86,9 @@ class ControlPlane:
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
+        # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
+        # gateway, which writes no call records, knows of an outage this way).
+        self.store_lost = False
 
     @property
     def options(self) -> GatewayOptions:
@@ -172,6 +175,7 @@ class ControlPlane:
 
         def lost(error: StoreUnavailable, _failures: int) -> None:
             nonlocal outage
+            self.store_lost = True
             if not outage:
                 outage = True
                 logger.warning("change feed: lost the store, reconnecting until it is back: %s",
@@ -180,6 +184,7 @@ class ControlPlane:
         async def step() -> None:
             nonlocal last_full, outage
             batch = await store.changes(self._feed_cursor, wait=POLL_WAIT)
+            self.store_lost = False
             remote = [c for c in batch.changes if not c.local]
             if store.shared and (not batch.complete or outage
                                  or time.monotonic() - last_full >= reconcile_every):

@@ -14,6 +14,7 @@ from fastmcp import Client
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.test_rest import OPS, demo, serving
 
 
 @pytest.mark.parametrize("line", [
@@ -63,3 +64,19 @@ async def test_a_reload_does_not_warn_about_a_token_naming_a_runtime_registratio
         [warning] = [r.getMessage() for r in caplog.records
                      if "names servers" in r.getMessage()]
         assert "names servers that are not configured: 'gamma';" in warning, warning
+
+
+@pytest.mark.anyio
+async def test_a_registration_that_does_not_connect_says_so_in_its_answer(
+        tmp_path: Path) -> None:
+    """POST /api/v1/servers (and gateway_add_server) waited for the server's first connect
+    attempt, then answered 201 {"added": ["x"]} alike for a server that runs and one whose
+    command does not exist: the operator learned of the failure only by asking again."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
+        broken = await api("POST", "/servers", OPS, json={
+            "name": "x", "config": {"command": str(tmp_path / "no-such-server")}})
+        assert broken.status_code == 201, broken.text
+        assert broken.json()["added"] == ["x"]
+        assert "command not found" in broken.json()["connect_failed"]["x"], broken.text
+        fine = await api("POST", "/servers", OPS, json={"name": "y", "config": demo("clock")})
+        assert fine.json()["added"] == ["y"] and fine.json()["connect_failed"] == {}, fine.text

@@ -352,7 +352,23 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
         raise Conflict(conflict)  # another gateway on this store registered it just now
     await ctx.manager.replace_server(parsed)
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
-    return ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+    report = ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+    return with_outcome(ctx, report)
+
+
+def with_outcome(ctx: AdminContext, report: ChangeReport) -> ChangeReport:
+    """``report`` naming the servers it added or restarted whose first connect attempt
+    failed, and why: a registration whose command is not found answers so, not with a
+    bare success (one still starting, given more time, is not named)."""
+    for name in (*report.added, *report.restarted):
+        service = ctx.manager.services.get(name)
+        if service is None or service.state in (UpstreamState.READY, UpstreamState.DISABLED,
+                                                 UpstreamState.STARTING):
+            continue
+        status = status_of(service)
+        report.connect_failed[name] = (f"{status.state}: {status.last_error}" if status.last_error
+                                  else status.state)
+    return report
 
 
 async def add_server(ctx: AdminContext, actor: Actor, name: str,
@@ -420,10 +436,11 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
             continue
         report.added += outcome.added
         report.restarted += outcome.restarted
+        report.connect_failed |= outcome.connect_failed
     return report
 
 
 async def reload_config(ctx: AdminContext, actor: Actor) -> ChangeReport:
     """Re-read servers.yaml now; an invalid file is rejected with its errors (in the
     report) and the running config is kept."""
-    return await ctx.reload_config(actor)
+    return with_outcome(ctx, await ctx.reload_config(actor))

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
@@ -80,3 +82,22 @@ async def test_a_registration_that_does_not_connect_says_so_in_its_answer(
         assert "command not found" in broken.json()["connect_failed"]["x"], broken.text
         fine = await api("POST", "/servers", OPS, json={"name": "y", "config": demo("clock")})
         assert fine.json()["added"] == ["y"] and fine.json()["connect_failed"] == {}, fine.text
+
+
+@pytest.mark.anyio
+async def test_a_down_alert_does_not_resolve_when_the_gateway_stops_its_server() -> None:
+    """A gateway stopping (a deploy, a restart) stops its upstreams; its state rule then
+    read 'stopped' as healthy and posted "RESOLVED ...: state is stopped again" for a
+    server still broken, then FIRING again once restarted: a flap on every restart.
+    'stopped' and 'starting' say nothing of the server's health: the alert holds; it
+    resolves when the server is ready (or disabled, an operator's choice)."""
+    states = {"svc": "reconnecting"}
+    config = AlertsConfig.model_validate({"rules": [{"name": "down", "metric": "not_ready"}]})
+    engine = AlertEngine(lambda: config, lambda: states, lambda: None)
+    assert [t.state for t in await engine.evaluate(full=False)] == ["firing"]
+    for state in ("stopped", "starting"):
+        states["svc"] = state
+        assert await engine.evaluate(full=False) == [], state
+    states["svc"] = "ready"
+    [resolved] = await engine.evaluate(full=False)
+    assert resolved.message == "alert 'down' RESOLVED on server 'svc': state is ready again"

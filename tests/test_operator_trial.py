@@ -7,13 +7,19 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway.admin.context import CONFIG_FILE
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
 from tests.test_rest import OPS, demo, serving
@@ -101,3 +107,66 @@ async def test_a_down_alert_does_not_resolve_when_the_gateway_stops_its_server()
     states["svc"] = "ready"
     [resolved] = await engine.evaluate(full=False)
     assert resolved.message == "alert 'down' RESOLVED on server 'svc': state is ready again"
+
+
+@pytest.mark.anyio
+async def test_a_config_edit_during_a_store_outage_is_read_once_the_store_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """servers.yaml edited while PostgreSQL was down: the watcher's reload raised
+    StoreUnavailable (reading the runtime registrations), which ended the gateway's
+    background task group -- call recording, alerts, the change feed, the watcher itself
+    -- while HTTP kept answering: a gateway silently half dead after the store came
+    back, and the edit never applied.  Now the reload waits for the store (said once)
+    and the edit applies when it is back."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           config=config, db=tmp_path / "gw.db")
+    async with Client(gateway.server):
+        control = gateway.control
+        store = control.store
+        assert store is not None
+        healthy = store.servers
+
+        async def unreachable() -> Any:
+            raise StoreUnavailable("PostgreSQL at db:5432 is unreachable (refused)")
+
+        monkeypatch.setattr(store, "servers", unreachable)
+        config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha"),
+                                                  "beta": memory_entry("beta")}}))
+        with caplog.at_level(logging.ERROR, logger="fast_mcp_gateway.admin.control"):
+            for _ in range(2):
+                assert await control.config_edited()
+                report = await control.reload_logged(CONFIG_FILE)
+                assert report.error is not None and "unreachable" in report.error
+        assert [r.getMessage() for r in caplog.records if "waits for the store" in
+                r.getMessage()] != [] and len(caplog.records) == 1  # said once
+        monkeypatch.setattr(store, "servers", healthy)
+        assert await control.config_edited()  # still to be read
+        report = await control.reload_logged(CONFIG_FILE)
+        assert report.error is None and report.added == ["beta"], report
+
+
+@pytest.mark.anyio
+async def test_a_failing_background_task_is_logged_when_it_fails(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A background task's failure ends them all while HTTP goes on answering; it was
+    seen only at shutdown (if ever): now it is logged, critical, when it happens."""
+    failed = anyio.Event()
+
+    async def watcher(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        failed.set()
+        raise RuntimeError("the watcher broke")
+
+    with pytest.raises(BaseException, match=r"the watcher broke|unhandled errors"):
+        async with background(watcher):
+            await failed.wait()
+            with anyio.fail_after(10):
+                while not caplog.records:  # noqa: ASYNC110 - logged by another task
+                    await anyio.sleep(0.01)
+    [record] = caplog.records
+    assert record.levelname == "CRITICAL" and "watcher" in record.getMessage()
+    assert "restart it" in record.getMessage()

@@ -194,3 +194,54 @@ async def test_a_restricted_admin_cannot_make_the_gateway_run_a_new_command(
         assert (await api("POST", "/servers", OPS, json={"name": "notes", "config": demo(
             "notes")})).status_code == 201  # an unrestricted admin runs commands
     assert not stolen.exists()
+
+
+async def test_a_restricted_admin_sees_only_its_own_servers_through_the_read_only_tools(
+        tmp_path: Path) -> None:
+    """The read-only ``gateway_*`` tools answered a token restricted to some servers about
+    every server: another team's server's settings and stderr (gateway_server_detail), its
+    calls with their arguments (gateway_calls), statistics, health history, alert rules,
+    routes, the audit log and an export; REST and the dashboard showed it only its own."""
+    auth = {"tokens": [*AUTH["tokens"], {"name": "dave", "token": "mgw_dave-two-servers-9c1",
+                                         "scopes": ["admin"], "servers": ["notes", "later"]}]}
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
+                       auth=False, options={"auth": auth}) as (_api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as ops:
+            await ops.call_tool("clock_add", {"a": 1, "b": 2})
+            await ops.call_tool("notes_add_note", {"title": "t", "body": "b"})
+            await ops.call_tool("gateway_add_alert_rule", {"rule": {
+                "name": "clock-down", "server": "clock", "metric": "not_ready"}})
+            await ops.call_tool("gateway_add_route", {"pattern": "clock_now", "target": "clock"})
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+
+            async def answer(tool: str, arguments: dict[str, Any] | None = None) -> str:
+                result = await carol.call_tool(tool, arguments or {}, raise_on_error=False)
+                return str(result.content[0].text)  # type: ignore[union-attr]
+
+            for tool, arguments in [
+                ("gateway_list_servers", {}), ("gateway_health", {}), ("gateway_calls", {}),
+                ("gateway_stats", {}), ("gateway_stats", {"group_by": "tool"}),
+                ("gateway_stats", {"group_by": "server"}), ("gateway_health_history", {}),
+                ("gateway_inspector_history", {}), ("gateway_pin_status", {}),
+                ("gateway_alerts", {}), ("gateway_alert_rules", {}),
+                ("gateway_alert_history", {}), ("gateway_list_routes", {}),
+                ("gateway_server_detail", {"name": "notes"}),
+            ]:
+                text = await answer(tool, arguments)
+                assert "notes" in text or tool in (
+                    "gateway_alerts", "gateway_alert_rules", "gateway_alert_history",
+                    "gateway_list_routes", "gateway_inspector_history"), (tool, text)
+                assert "clock" not in text, (tool, text)
+            for tool, key in [("gateway_server_detail", "name"), ("gateway_calls", "server"),
+                              ("gateway_stats", "server"), ("gateway_health_history", "name"),
+                              ("gateway_pin_status", "server")]:
+                assert await answer(tool, {key: "clock"}) == "unknown server 'clock'", tool
+            for tool in ("gateway_audit", "gateway_export_servers"):
+                text = await answer(tool)
+                assert "without a 'servers' list" in text and "clock" not in text, text
+        async with Client(f"{base}/mcp", auth="mgw_dave-two-servers-9c1") as dave:
+            total = await dave.call_tool("gateway_stats", {}, raise_on_error=False)
+            assert total.is_error and "name one of the token's servers (later, notes)" in str(
+                total.content[0].text)  # type: ignore[union-attr]
+            grouped = await dave.call_tool("gateway_stats", {"group_by": "server"})
+            assert [g["key"] for g in grouped.structured_content["groups"]] == ["notes"]  # type: ignore[index]

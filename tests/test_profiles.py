@@ -56,6 +56,11 @@ async def test_profiles_over_http_with_token_access_on_top(mode: str) -> None:
             for outside in ("alpha_wipe", "beta_add"):
                 with pytest.raises(ToolError, match=f"Unknown tool: '{outside}'"):
                     await coding.call_tool(outside, {"a": 1, "b": 2})
+            # The names it offers for a wrong one are the profile's (test_unknown_names).
+            hidden = await coding.call_tool("alpha_wipe", {}, raise_on_error=False)
+            text = str(hidden.content[0].text)  # type: ignore[union-attr]
+            assert "server 'alpha' has no tool 'wipe'" in text and "alpha_add" in text, text
+            assert text.count("alpha_wipe") == 1, text  # in "Unknown tool: ..." only
             assert {p.name for p in await coding.list_prompts()} == {"alpha_greet",
                                                                      "notes_greet"}
         # alice may use notes and beta: the profile narrows that to notes.

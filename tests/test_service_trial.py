@@ -215,5 +215,30 @@ async def test_the_recorder_queue_depth_counts_the_records_held_for_postgresql(
         assert await sample("mcp_gateway_recorder_queue_depth") >= 20
         await anyio.to_thread.run_sync(own_cluster.start)
         assert await recorder.flushed(120)  # back: the held records are written
+        await until(lambda: not gateway.control.store_lost, 120)  # and the change feed
         assert await sample("mcp_gateway_store_up") == 1
         assert await sample("mcp_gateway_recorder_queue_depth") == 0
+
+
+async def test_an_idle_gateway_reports_the_store_down_while_postgresql_is(
+        own_cluster: PgCluster) -> None:
+    """`mcp_gateway_store_up` ("alert on it") was fed by call-record writes only: a
+    gateway taking no calls while PostgreSQL was down said 1 for the whole outage, while
+    its change feed logged "lost the store" and REST answered 503 store_unavailable."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": demo("notes")}, db=url)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+
+        async def store_up() -> float:
+            text = (await http.get(base + "/metrics")).text
+            return next(s.value for f in text_string_to_metric_families(text)
+                        for s in f.samples if s.name == "mcp_gateway_store_up")
+
+        assert await store_up() == 1
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        await until(lambda: gateway.control.store_lost, 120)  # the feed's first failure
+        assert await store_up() == 0
+        await anyio.to_thread.run_sync(own_cluster.start)
+        await until(lambda: not gateway.control.store_lost, 120)
+        assert await store_up() == 1

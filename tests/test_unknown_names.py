@@ -75,3 +75,15 @@ async def test_a_resource_uri_without_its_servers_namespace_says_how_to_fix_it(
             assert hint in message and "resources/list" in message, message
             assert refused.value.error.code == types.INVALID_PARAMS
             assert refused.value.error.data == {"uri": uri}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_right_namespace_with_a_wrong_name_lists_that_servers_tools(mode: str) -> None:
+    """'alpha_nope' carries alpha's namespace: the answer said that names carry their
+    server's namespace (they do), leaving the host to guess what was wrong; it names the
+    server that has no such tool and what it does have (close matches first)."""
+    async with Client(_gateway().server, mode=mode) as client:
+        text = await _tool_error(client, "alpha_ad")
+        assert text.startswith("Unknown tool: 'alpha_ad': server 'alpha' has no tool 'ad'; "
+                               "did you mean 'alpha_add'? Its tools: alpha_add"), text
+        assert "carry their server's namespace" not in text and "tools/list" in text

@@ -220,7 +220,8 @@ class Gateway:
             from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
             self._metrics = GatewayMetrics()
-            self._metrics.collect_snapshots(snapshot_of(self.manager, lambda: self.recorder))
+            self._metrics.collect_snapshots(snapshot_of(
+                self.manager, lambda: self.recorder, lambda: self.control.store_lost))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 

@@ -32,6 +32,7 @@ from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.config.auth import RUNTIME_SERVERS
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
 from fast_mcp_gateway.config.schema import (
@@ -45,7 +46,7 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.store import Store, StoreUnavailable
+from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -91,6 +92,10 @@ class ControlPlane:
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
+        # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
+        # gateway, which writes no call records, knows of an outage this way).
+        self.store_lost = False
+        self._reload_waits = False  # a watcher's reload waits for an unreachable store
 
     @property
     def options(self) -> GatewayOptions:
@@ -184,6 +189,7 @@ class ControlPlane:
 
         def lost(error: StoreUnavailable, _failures: int) -> None:
             nonlocal outage
+            self.store_lost = True
             if not outage:
                 outage = True
                 logger.warning("change feed: lost the store, reconnecting until it is back: %s",
@@ -192,6 +198,7 @@ class ControlPlane:
         async def step() -> None:
             nonlocal last_full, outage
             batch = await store.changes(self._feed_cursor, wait=POLL_WAIT)
+            self.store_lost = False
             remote = [c for c in batch.changes if not c.local]
             if store.shared and (not batch.complete or outage
                                  or time.monotonic() - last_full >= reconcile_every):
@@ -271,13 +278,22 @@ class ControlPlane:
             path = self.settings.config
             if path is None:
                 return ChangeReport(error="the gateway was not started from a config file")
-            self._read_stamp = await _stamp(path)
+            previous, self._read_stamp = self._read_stamp, await _stamp(path)
+            try:
+                registrations = await self.store.servers() if self.store is not None else []
+            except StorageError:
+                self._read_stamp = previous  # not read: the watcher tries again
+                raise
+            # A token may name a server registered at runtime: no "not configured" warning.
+            known = RUNTIME_SERVERS.set(frozenset(
+                r.name for r in registrations if r.config not in (None, TOMBSTONE)))
             try:
                 new = load_config(path)
             except ConfigError as exc:
-                await self.audit(actor, "reload_config", str(path), None, f"rejected: {exc}")
+                await self._audit_reload(actor, str(path), f"rejected: {exc}")
                 return self._reloaded(ChangeReport(error=str(exc)))
-            registrations = await self.store.servers() if self.store is not None else []
+            finally:
+                RUNTIME_SERVERS.reset(known)
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)
@@ -292,9 +308,17 @@ class ControlPlane:
                 hook(old.options, new.options)
             report = ChangeReport.model_validate(await self.manager.reconcile(desired))
             report.restart_needed = self._restart_needed(new.options)
-            await self.audit(actor, "reload_config", str(path), None,
-                             report.model_dump_json(exclude={"error"}))
+            await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
+        """Audit a reload that happened (or was rejected): a store lost meanwhile costs
+        the entry, logged, never the reload's report."""
+        try:
+            await self.audit(actor, "reload_config", path, None, result)
+        except StorageError as exc:
+            logger.warning("config reload (%s): not audited, the store is unreachable: %s",
+                           actor.id, exc)
 
     def _restart_needed(self, new: GatewayOptions) -> list[str]:
         """The ``RESTART_ONLY`` options ``new`` sets otherwise than the running gateway
@@ -309,8 +333,19 @@ class ControlPlane:
 
     async def reload_logged(self, actor: Actor) -> ChangeReport:
         """``reload_config`` for a caller nobody answers (the watcher, a signal): the
-        outcome goes to the log."""
-        report = await self.reload_config(actor)
+        outcome goes to the log.  One that cannot read the runtime registrations (the
+        store is unreachable) keeps the running config and is tried again by the watcher
+        until the store is back (said once)."""
+        try:
+            report = await self.reload_config(actor)
+        except StorageError as exc:
+            if not self._reload_waits:
+                logger.error("config reload (%s) waits for the store, keeping the running "
+                             "config: %s; the file is read again once the store is back",
+                             actor.id, exc)
+            self._reload_waits = True
+            return ChangeReport(error=str(exc))
+        self._reload_waits = False
         if report.error:
             logger.error("config reload (%s) rejected, keeping the running config: %s",
                          actor.id, report.error)

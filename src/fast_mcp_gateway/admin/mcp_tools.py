@@ -14,10 +14,11 @@ Only this module knows MCP: it names the actor (the caller's token or JWT name, 
 the host's client id) and turns the gateway's errors into ``ToolError`` once, in
 ``_bind``.  Every admin tool needs scope ``admin``: a caller without it does not see
 them (``AdminVisibility``) and a call is refused naming the scope; an admin restricted
-to some servers inspects and changes only those (``scope.beyond_servers``) and reads
-only those (``restricted``: as over REST).  The caller comes from the principal resolver the gateway
-injects (HTTP: the verified token; stdio: ``LOCAL``).  Annotations are honest: lists are
-read-only, reconnect/enable idempotent, disable destructive (for every host).
+to some servers sees, inspects and changes only those (``scope.beyond_servers`` refuses
+arguments naming another, ``views.restricted_view`` cuts the read-only answers).  The
+caller comes from the principal resolver the gateway injects (HTTP: the verified token;
+stdio: ``LOCAL``).  Annotations are honest: lists are read-only, reconnect/enable
+idempotent, disable destructive (for every host).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from fast_mcp_gateway.admin import (
     history,
     inspector,
     pins,
-    restricted,
     routes,
     server_tools,
     servers,
@@ -61,10 +61,12 @@ from fast_mcp_gateway.admin.scope import (
     actor,
     beyond_servers,
     guard_admin_tools,
+    narrowed,
     refusal,
     turned_off,
 )
 from fast_mcp_gateway.admin.server_tools import ServerName
+from fast_mcp_gateway.admin.views import restricted_view
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.errors import GatewayError
 from fast_mcp_gateway.principal import LOCAL
@@ -173,19 +175,15 @@ def _bind(tool: AdminTool, ctx: AdminContext,
 
     async def run(**arguments: Any) -> Any:
         caller, kind = principal(), admin_kind(tool)
-        narrow = caller.servers is not None and kind == "read"
+        arguments = narrowed(caller, tool.name, arguments)
         reason = (refusal(caller, tool.name)
                   or turned_off(ctx.options, kind, f"'{tool.name}'")
-                  or beyond_servers(caller, tool.name, kind == "read", arguments)
-                  or (restricted.refusal(caller, tool.name, arguments) if narrow else None))
+                  or beyond_servers(caller, tool.name, kind == "read", arguments))
         if reason is not None:
             raise ToolError(reason)
         token = CALLER.set(caller)
         try:
-            if not narrow:
-                return await tool.fn(ctx, **arguments)
-            arguments = restricted.narrowed(caller, tool.name, arguments)
-            return restricted.limited(ctx, caller, await tool.fn(ctx, **arguments))
+            return restricted_view(tool.name, await tool.fn(ctx, **arguments), caller, ctx)
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

@@ -19,4 +19,8 @@ class ChangeReport(BaseModel):
         default_factory=list,
         description="gateway options the file changes that take effect only when the "
         "gateway is restarted (until then it runs with the values it started with)")
+    connect_failed: dict[str, str] = Field(
+        default_factory=dict,
+        description="added or restarted servers whose first connect attempt failed: "
+        "server -> its state and why (the gateway keeps retrying it)")
     error: str | None = None

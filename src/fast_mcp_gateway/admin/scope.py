@@ -65,8 +65,16 @@ SERVER_ARGUMENT = dict.fromkeys((
     "gateway_reset_breaker", "gateway_restart_replica", "gateway_drain_replica",
     "gateway_inspect_server", "gateway_inspect_call_tool", "gateway_inspect_read_resource",
     "gateway_inspect_get_prompt", "gateway_inspector_clear", "gateway_add_server",
-    "gateway_update_server", "gateway_remove_server"), "name") | {
+    "gateway_update_server", "gateway_remove_server", "gateway_server_detail"), "name") | {
     "gateway_approve_changes": "server"}
+# The optional argument narrowing a read-only tool to one server (without it the answer
+# covers every server, filtered to a restricted admin's by ``views.restricted_view``).
+ONE_SERVER_ARGUMENT = {"gateway_health_history": "name", "gateway_inspector_history": "name",
+                       "gateway_calls": "server", "gateway_stats": "server",
+                       "gateway_pin_status": "server", "gateway_alert_history": "server"}
+# Read-only tools whose answer cannot be cut to some servers (REST refuses it too).
+EVERY_SERVER = {"gateway_audit": "the audit log covers every server",
+                "gateway_export_servers": "the export holds every server's settings"}
 # Changes whose operation decides what a restricted admin may do (on every surface):
 # alert rules on its own servers (``admin/alerts.restricted_refusal``).
 SCOPED_BY_OPERATION = frozenset({"gateway_add_alert_rule", "gateway_update_alert_rule",
@@ -77,13 +85,27 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
                    arguments: Mapping[str, Any]) -> str | None:
     """Why an admin restricted to some servers may not call ``what`` so (None: it may).
 
-    It inspects and changes its own servers only, as over REST and on the dashboard; a
-    change that reaches past one server (import, reload, routes) needs a token without
-    a ``servers`` list; alert rules are checked by their operations (on its servers:
-    allowed).  What the read-only tools show it is ``restricted``'s."""
+    It sees, inspects and changes its own servers only, as over REST and on the
+    dashboard: another server is worded as one that does not exist, and the read-only
+    tools' answers are cut to its servers (``views.restricted_view``); what cannot be cut
+    (the audit log, an export) or reaches past one server (import, reload, routes) needs
+    a token without a ``servers`` list; alert rules are checked by their operations (on
+    its servers: allowed)."""
     if principal.servers is None or what in SCOPED_BY_OPERATION:
         return None
     mine = ", ".join(sorted(principal.servers))
+    if what in EVERY_SERVER:
+        return (f"'{what}': {EVERY_SERVER[what]}: it needs an admin token without a "
+                f"'servers' list; the token '{principal.name}' may only see the servers "
+                f"{mine}")
+    if (one := ONE_SERVER_ARGUMENT.get(what)) is not None:
+        named = arguments.get(one)
+        if named is not None:
+            return None if principal.may_use(named) else f"unknown server '{named}'"
+        if what == "gateway_stats" and arguments.get("group_by", "none") == "none":
+            return (f"'{what}' without 'server' totals every server's calls: name one of "
+                    f"the token's servers ({mine}) as 'server', or group_by 'server'")
+        return None
     key = SERVER_ARGUMENT.get(what)
     if key is None:
         return None if read_only else (
@@ -97,6 +119,17 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     if what == "gateway_add_server":
         return f"the token '{principal.name}' may only manage the servers {mine}"
     return f"unknown server '{server}'"  # worded as for a server that does not exist
+
+
+def narrowed(principal: Principal, what: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with an admin restricted to one server naming it where a read-only
+    tool takes one server (so that a page of calls or history is a full page of its own
+    server's, as over REST)."""
+    one = ONE_SERVER_ARGUMENT.get(what)
+    if (one is None or principal.servers is None or len(principal.servers) != 1
+            or arguments.get(one) is not None):
+        return arguments
+    return {**arguments, one: next(iter(principal.servers))}
 
 
 def turned_off(options: GatewayOptions, kind: AdminKind, what: str) -> str | None:

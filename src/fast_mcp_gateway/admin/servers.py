@@ -31,7 +31,11 @@ from fast_mcp_gateway.admin.models import (
     ServerList,
     ServerStatus,
 )
-from fast_mcp_gateway.config.checks import nested_gateway_problem
+from fast_mcp_gateway.admin.registering import (
+    check_new_name,
+    check_no_new_command,
+    check_not_nested,
+)
 from fast_mcp_gateway.config.loader import parse_import
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
@@ -41,11 +45,8 @@ from fast_mcp_gateway.config.registrations import (
 )
 from fast_mcp_gateway.config.schema import (
     ServerConfig,
-    overlong_name,
-    shown_name,
-    unaddressable_name,
 )
-from fast_mcp_gateway.errors import ConfigError, Conflict, Forbidden, NotFound
+from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
@@ -298,45 +299,6 @@ _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
              "rest": ("POST /api/v1/servers", "PUT /api/v1/servers/{name}")}
 
 
-def _check_new_name(name: str, source: str) -> None:
-    """A new server's name is a path segment of the REST API and the dashboard: one with
-    a '/' could be added there but never read, changed or removed there again.  It is
-    also the prefix of its tools' names: at most ``MAX_SERVER_NAME`` characters."""
-    if (problem := overlong_name(name)) is not None:
-        raise ConfigError.single(source, shown_name(name), None, problem)
-    if (problem := unaddressable_name(name)) is not None:
-        raise ConfigError.single(source, name, None, problem)
-
-
-def _check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> None:
-    problem = nested_gateway_problem(server, ctx.settings.config, ctx.settings.db)
-    if problem is not None:
-        raise ConfigError.single(source, server.name, "command", problem)
-
-
-def _programs(server: ServerConfig) -> list[tuple[Any, ...]]:
-    """What ``server`` runs on this machine: each stdio target's command line, environment
-    and folder (none for an HTTP server)."""
-    return [(t.command, t.args, sorted(t.env.items()), t.cwd)
-            for t in (server, *server.instances) if t.command]
-
-
-def _check_no_new_command(ctx: AdminContext, actor: Actor, server: ServerConfig) -> None:
-    """A token limited to some servers may not make the gateway run a program it did not
-    run before: a stdio server is a command run as the gateway's user, which reads the
-    gateway's environment (its tokens) and files -- every other server's included."""
-    if actor.servers is None or not (programs := _programs(server)):
-        return
-    running = ctx.manager.services.get(server.name)
-    if running is not None and _programs(running.config) == programs:
-        return  # the same program (its settings changed, or only re-sent)
-    raise Forbidden(
-        f"server '{server.name}' would run a command on the gateway's machine, which can "
-        "read the gateway's own tokens and files: adding or changing a command (command, "
-        "args, env, cwd) needs an admin token without a 'servers' list; the token "
-        f"'{actor.id}' may register HTTP servers (url) among its servers")
-
-
 _REGISTERING: weakref.WeakKeyDictionary[Any, anyio.Lock] = weakref.WeakKeyDictionary()
 """One registration at a time per gateway: two adds of one name at once both found it
 free and both answered 201, the second silently replacing the first.  Between gateways
@@ -372,11 +334,11 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     source = (update.format(name=name) if exists else add) + (
         " body 'config'" if actor.surface == "rest" else "")
     if not exists:
-        _check_new_name(name, add)
+        check_new_name(name, add)
     raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
-    _check_not_nested(ctx, parsed, source)
-    _check_no_new_command(ctx, actor, parsed)
+    check_not_nested(ctx, parsed, source)
+    check_no_new_command(ctx, actor, parsed)
     check_namespace(parsed, _running_configs(ctx))
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
@@ -398,7 +360,23 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
             f"did not start, so it was not added: {failure}; fix its settings and add it "
             "again (or add it with 'enabled: false': kept, stopped until enabled)"))
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
-    return ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+    report = ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+    return with_outcome(ctx, report)
+
+
+def with_outcome(ctx: AdminContext, report: ChangeReport) -> ChangeReport:
+    """``report`` naming the servers it added or restarted whose first connect attempt
+    failed, and why: a registration whose command is not found answers so, not with a
+    bare success (one still starting, given more time, is not named)."""
+    for name in (*report.added, *report.restarted):
+        service = ctx.manager.services.get(name)
+        if service is None or service.state in (UpstreamState.READY, UpstreamState.DISABLED,
+                                                 UpstreamState.STARTING):
+            continue
+        status = status_of(service)
+        report.connect_failed[name] = (f"{status.state}: {status.last_error}" if status.last_error
+                                  else status.state)
+    return report
 
 
 def _start_failure(service: Service) -> str | None:
@@ -462,10 +440,10 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         if name in ctx.manager.services and not replace_existing:
             continue
         if name not in ctx.manager.services:
-            _check_new_name(name, "gateway_import_servers")
+            check_new_name(name, "gateway_import_servers")
         entries[name] = await unmasked(ctx, name, imported.entries[name],
                                        "gateway_import_servers")
-        _check_not_nested(ctx, server, "gateway_import_servers")
+        check_not_nested(ctx, server, "gateway_import_servers")
         check_namespace(server, {n: c for n, c in after.items() if n != name})
         after[name] = server
     report = ChangeReport()
@@ -486,6 +464,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
             continue
         report.added += outcome.added
         report.restarted += outcome.restarted
+        report.connect_failed |= outcome.connect_failed
     report.error = "; ".join(failed) or None
     return report
 
@@ -493,4 +472,4 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
 async def reload_config(ctx: AdminContext, actor: Actor) -> ChangeReport:
     """Re-read servers.yaml now; an invalid file is rejected with its errors (in the
     report) and the running config is kept."""
-    return await ctx.reload_config(actor)
+    return with_outcome(ctx, await ctx.reload_config(actor))

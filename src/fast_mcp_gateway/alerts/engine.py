@@ -13,8 +13,9 @@ Inputs, never an upstream call:
 - ``consecutive_failures``: the server's newest calls in the window (at most
   ``threshold + 1`` rows): how many in a row did not succeed (error, timeout, rejected);
 - ``not_ready``: the servers' states from the supervisors' snapshots (``states``):
-  ``reconnecting`` or ``failed`` breach; ``starting``, ``disabled`` and ``stopped`` do not
-  (a gateway starting up or an operator's choice is no incident).
+  ``reconnecting`` or ``failed`` breach, ``ready`` and ``disabled`` do not (an operator's
+  choice is no incident); ``starting`` and ``stopped`` are unknown (the gateway starting
+  or stopping it): an alert neither fires nor resolves on them.
 
 Several gateways on one store read the same calls, so each would raise the same alert:
 the one holding the store's ``alerts`` lease (taken and renewed on every full
@@ -57,6 +58,9 @@ from fast_mcp_gateway.upstream.signals import ChangeSignal
 logger = logging.getLogger(__name__)
 
 BREACHING_STATES = frozenset({"reconnecting", "failed"})
+# Say nothing of a server's health (the gateway stopping or starting it): an alert on it
+# neither fires nor resolves -- a deploy does not resolve, then fire again, a broken one.
+SILENT_STATES = frozenset({"starting", "stopped"})
 RESTORE_EVENTS = 500  # history read at start to take back the alerts still firing
 UNSAVED_LIMIT = 1000  # transitions kept for the store while it is away
 UNKNOWN = Reading(None, None)
@@ -360,7 +364,8 @@ class _Reader:
     async def read(self, rule: AlertRule, servers: list[str], states: Mapping[str, str]
                    ) -> dict[str, Reading]:
         if rule.metric == "not_ready":
-            return {s: Reading(states[s], states[s] in BREACHING_STATES) for s in servers}
+            return {s: Reading(states[s], None if states[s] in SILENT_STATES
+                               else states[s] in BREACHING_STATES) for s in servers}
         store = self.store
         if store is None or self.down or not servers:
             return dict.fromkeys(servers, UNKNOWN)

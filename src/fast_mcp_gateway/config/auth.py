@@ -26,6 +26,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -222,13 +223,20 @@ def warn_clear_token(entry: object, where: str) -> bool:
     return True
 
 
+RUNTIME_SERVERS: ContextVar[frozenset[str]] = ContextVar("runtime_servers",
+                                                         default=frozenset())
+"""The servers registered at runtime, known while a running gateway reloads its file: a
+token may name them without a warning."""
+
+
 def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str]) -> list[str]:
     """Log a warning for each token whose ``servers`` names servers the config does not
-    have (a typo, or a server registered at runtime later: hence no error); the
-    warnings, as logged."""
+    have, nor ``RUNTIME_SERVERS`` (a typo, or a server registered at runtime later: hence
+    no error); the warnings, as logged."""
     warnings: list[str] = []
+    registered = RUNTIME_SERVERS.get()
     for entry in auth.tokens if auth is not None else ():
-        unknown = [s for s in entry.servers or () if s not in servers]
+        unknown = [s for s in entry.servers or () if s not in servers and s not in registered]
         if not unknown:
             continue
         import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)

@@ -177,7 +177,7 @@ class _Validation:
                  env_allow: Sequence[str] | None, *, check_names: bool = True) -> None:
         self.source = source
         # Off for runtime registrations: a new name is checked by the admin operation
-        # (``admin/servers._check_new_name``), and one stored before a limit keeps working.
+        # (``admin/registering.check_new_name``), and one stored before a limit keeps working.
         self.check_names = check_names
         self.env = dict(os.environ if environ is None else environ)
         self.env.setdefault("GATEWAY_PYTHON", sys.executable)

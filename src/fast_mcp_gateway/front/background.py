@@ -11,6 +11,7 @@ every background task, and nothing left running after the context.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -18,6 +19,20 @@ from typing import Any
 import anyio
 
 StartFn = Callable[..., Coroutine[Any, Any, Any]]
+logger = logging.getLogger(__name__)
+
+
+async def _said(fn: StartFn, *, task_status: anyio.abc.TaskStatus[Any]) -> None:
+    """``fn``, whose failure is logged when it happens: it ends every background task
+    (the group's), while the gateway goes on answering until it stops."""
+    try:
+        await fn(task_status=task_status)
+    except Exception:
+        logger.critical("background task %s failed; the gateway runs on without its "
+                        "background work (call records, alerts, config reloads, the change "
+                        "feed): restart it",
+                        getattr(getattr(fn, "func", fn), "__qualname__", fn), exc_info=True)
+        raise
 
 
 @asynccontextmanager
@@ -29,7 +44,7 @@ async def background(*fns: StartFn) -> AsyncIterator[None]:
     async def runner() -> None:
         async with anyio.create_task_group() as tg:
             for fn in fns:
-                await tg.start(fn)
+                await tg.start(_said, fn)
             started.set()
             await stop.wait()
             tg.cancel_scope.cancel()

@@ -312,9 +312,11 @@ class GatewayProvider(Provider):
         namespaces = {name: service.config.effective_namespace
                       for name, service in self.manager.services.items()
                       if _visible(name, servers)}
+        active = self.active_profile()
         return unknown_name(kind, name, self.manager.view, namespaces,
                             self.manager.config.options.separator,
-                            search=kind == "tool" and self.search_mode())
+                            search=kind == "tool" and self.search_mode(),
+                            shown=active.shows_tool if active is not None else None)
 
     def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()

@@ -7,7 +7,9 @@ every path that refuses a name (``tools/call``, ``resources/read`` and ``prompts
 both protocol eras, ``resources/subscribe``, ``completion/complete``, a profile's
 refusal): the first clause as before, then the exposed name the host probably meant
 (the same original name, or the URI with a namespace put in, on a server the caller may
-use), else how names are formed here, the servers and the list that shows them.
+use); for a name that carries a server's namespace, that this server has no such tool
+or prompt and what it has; else how names are formed here, the servers and the list
+that shows them.
 
 Only servers the caller may use are named, so a restricted caller learns nothing of the
 others (their names stay as unknown as before).  Pure: the provider passes the catalog.
@@ -15,7 +17,7 @@ others (their names stay as unknown as before).  Pure: the provider passes the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from fastmcp.resources.template import match_uri_template
@@ -27,14 +29,18 @@ Kind = Literal["tool", "prompt", "resource"]
 _LISTS: dict[str, str] = {"tool": "tools/list lists them", "prompt": "prompts/list lists them",
           "resource": "resources/list and resources/templates/list list them"}
 _MEANT = 3  # suggestions at most
+Shown = Callable[[str, str], bool]
 
 
 def unknown_name(kind: Kind | str, name: str, view: CatalogView,
-                 namespaces: Mapping[str, str], separator: str, *, search: bool = False) -> str:
+                 namespaces: Mapping[str, str], separator: str, *, search: bool = False,
+                 shown: Shown | None = None) -> str:
     """The answer to a host naming ``name``, a ``kind`` nothing exposes to it.
 
     ``namespaces``: server -> namespace, of the servers the caller may use only;
-    ``search``: tools are found with ``search_tools`` (search exposure), not listed."""
+    ``search``: tools are found with ``search_tools`` (search exposure), not listed;
+    ``shown(exposed, server)``: whether a tool of a usable server is the caller's (a
+    profile's tool rules), default all."""
     head = f"Unknown {kind}: {name!r}"
     lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
     meant = (_meant_uri(name, view, namespaces) if kind == "resource"
@@ -43,11 +49,42 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
         return f"{head}; did you mean {' or '.join(map(repr, meant))}? ({lists})"
     if not namespaces:
         return f"{head}: this caller may use no server's {kind}s"
+    if kind != "resource" and (owned := _of_namespace(kind, name, view, namespaces,
+                                                        separator, shown)) is not None:
+        return f"{head}: {owned}; {lists}"
     form = ("URIs here carry their server's namespace, as scheme://<namespace>/<path>"
             if kind == "resource" else
             f"names here carry their server's namespace, as <namespace>{separator}<name>")
     servers = ", ".join(_named(server, ns) for server, ns in sorted(namespaces.items()))
     return f"{head}: {kind} {form} (servers: {servers}); {lists}"
+
+
+_SHOWN = 20  # a server's names listed at most
+
+
+def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
+                  namespaces: Mapping[str, str], separator: str,
+                  shown: Shown | None) -> str | None:
+    """For a ``name`` that carries a usable server's namespace (the longest that fits):
+    that this server has no such ``kind``, the names closest to it, and its names."""
+    fits = [(server, ns) for server, ns in namespaces.items()
+            if ns and name.startswith(ns + separator) and len(name) > len(ns + separator)]
+    if not fits:
+        return None
+    server, namespace = max(fits, key=lambda fit: len(fit[1]))
+    table = view.tools if kind == "tool" else view.prompts
+    names = sorted(exposed for exposed, (origin, _) in table.items() if origin.server == server
+                   and (shown is None or kind != "tool" or shown(exposed, server)))
+    missing = name[len(namespace + separator):]
+    if not names:
+        return f"server '{server}' has no {kind} {missing!r}, and no {kind}s now"
+    import difflib  # here, not at the top: only a wrong name needs it
+
+    close = difflib.get_close_matches(name, names, n=_MEANT, cutoff=0.8)
+    meant = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+    return (f"server '{server}' has no {kind} {missing!r}; {meant}Its {kind}s: "
+            f"{', '.join(names[:_SHOWN])}{more}")
 
 
 def _named(server: str, namespace: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import RootModel
 
-from fast_mcp_gateway.admin import alerts, history, inspector, pins, routes, servers
+from fast_mcp_gateway.admin import alerts, history, inspector, pins, routes, servers, views
 from fast_mcp_gateway.admin.alerts import (
     AlertHistoryPage,
     AlertRuleList,
@@ -57,9 +57,7 @@ class ServerView(RootModel[ServerDetail | ServerStatus]):
 @endpoint("GET", "/servers", ServerList, scope="tools", tag="servers")
 async def list_servers(call: Call) -> ServerList:
     """Every server you may use: state, transport, component counts, health."""
-    every = servers.list_servers(call.ctx)
-    mine = [x for x in every.servers if call.may_use(x.name)]
-    return ServerList(servers=mine, ready=sum(x.state == "ready" for x in mine), total=len(mine))
+    return views.servers_only(servers.list_servers(call.ctx), call.may_use)
 
 
 @endpoint("POST", "/servers", ChangeReport, scope="admin", tag="servers", body=s.ServerCreate,
@@ -223,10 +221,7 @@ async def delete_route(call: Call) -> s.Deleted:
 async def pin_status(call: Call) -> pins.PinReport:
     """Definitions changed, new or flagged since they were pinned (with diffs)."""
     q: s.PinQuery = call.query
-    report = pins.pin_status(call.ctx, _only(call, q.server))
-    return pins.PinReport(findings=[f for f in report.findings if call.may_use(f.server)],
-                          pinned={k: v for k, v in report.pinned.items() if call.may_use(k)},
-                          modes={k: v for k, v in report.modes.items() if call.may_use(k)})
+    return views.pins_only(pins.pin_status(call.ctx, _only(call, q.server)), call.may_use)
 
 
 @endpoint("POST", "/pins/approve", pins.ApprovalReport, scope="admin", tag="pins",
@@ -258,8 +253,7 @@ async def invocations(call: Call) -> CallPage:
     page = await history.calls(call.ctx, server=_only(call, q.server), tool=q.tool,
                                status=q.status, since_minutes=q.since_minutes, limit=q.limit,
                                cursor=q.cursor, oldest_first=q.oldest_first)
-    page.calls = [c for c in page.calls if call.may_use(c.server)]
-    return page
+    return views.calls_only(page, call.may_use)
 
 
 @endpoint("GET", "/logs/audit", s.AuditPage, scope="admin", tag="logs", query=s.AuditQuery)
@@ -285,9 +279,7 @@ async def health_log(call: Call) -> s.HealthPage:
 
 
 def _mine(call: Call, report: StatsReport, keep: Callable[[str], bool]) -> StatsReport:
-    report.groups = [g for g in report.groups if keep(g.key)]
-    report.inflight = {k: v for k, v in report.inflight.items() if call.may_use(k)}
-    return report
+    return views.stats_only(report, call.may_use, keep)
 
 
 @endpoint("GET", "/stats/overview", StatsReport, scope="tools", tag="stats",
@@ -359,8 +351,7 @@ async def debug_history(call: Call) -> HistoryPage:
     q: s.HistoryQuery = call.query
     page = await history.inspector_history(call.ctx, server=_only(call, q.server),
                                            limit=q.limit, before_id=q.before_id)
-    page.entries = [e for e in page.entries if call.may_use(str(e.get("server")))]
-    return page
+    return views.entries_only(page, call.may_use)
 
 
 # -- alerts -----------------------------------------------------------------------------

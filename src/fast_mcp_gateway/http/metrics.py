@@ -47,9 +47,10 @@ def call_observer(metrics: GatewayMetrics) -> CallObserver:
     return observe
 
 
-def snapshot_of(manager: UpstreamManager,
-                recorder: Callable[[], Recorder | None]) -> Callable[[], Snapshot]:
-    """What a scrape reports, read when scraped."""
+def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None],
+                store_lost: Callable[[], bool] = lambda: False) -> Callable[[], Snapshot]:
+    """What a scrape reports, read when scraped; the store is down while the recorder
+    holds its writes or ``store_lost()`` (the change feed cannot reach it)."""
 
     def snapshot() -> Snapshot:
         replicas, clients = [], []
@@ -73,7 +74,8 @@ def snapshot_of(manager: UpstreamManager,
             return Snapshot(replicas, catalog, clients=clients)
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
-                        clients=clients, store_up=not rec.store_unavailable)
+                        clients=clients,
+                        store_up=not (rec.store_unavailable or store_lost()))
 
     return snapshot
 

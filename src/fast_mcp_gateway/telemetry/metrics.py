@@ -84,7 +84,7 @@ class Snapshot:
     recorder_queued: int | None = None  # None: calls are not recorded
     recorder_dropped: int = 0
     clients: Sequence[ClientSample] = ()  # isolation: per_client servers
-    store_up: bool | None = None  # None: no store; False: its writes are held
+    store_up: bool | None = None  # None: no store; False: unreachable
 
 
 def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -156,8 +156,9 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
                                   value=float(snap.recorder_dropped))
     if snap.store_up is not None:
         yield GaugeMetricFamily("mcp_gateway_store_up",
-                                "1 while the store takes the gateway's writes, 0 while they "
-                                "are held for it (unreachable)", value=float(snap.store_up))
+                                "1 while the store is reachable, 0 while it is not (call "
+                                "records held for it, or the change feed lost it)",
+                                value=float(snap.store_up))
 
 
 

@@ -112,11 +112,28 @@ def _looks_like_credential(value: str) -> bool:
     return len(value) >= 8 and not (value.isalpha() and len(value) < 16)
 
 
+def _shell_words(line: str) -> list[str]:
+    """The words of a shell line, its operators (``;``, ``&&``, ``>``) apart."""
+    import shlex  # here, not at the top: only a shell line needs it
+
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:  # an unclosed quote: words as they stand
+        return line.split()
+
+
 def credential_args(args: Sequence[str]) -> list[str]:
     """The credentials a command line carries under a credential-like name:
-    ``--api-key=X``, ``--token X``, ``API_KEY=X`` (as in ``docker run -e``)."""
+    ``--api-key=X``, ``--token X``, ``API_KEY=X`` (as in ``docker run -e``), also inside
+    one argument holding a shell line (``sh -c "GITHUB_TOKEN=X exec npx ..."``)."""
     found = []
     for index, arg in enumerate(args):
+        words = _shell_words(arg) if " " in arg and ("=" in arg or "-" in arg) else [arg]
+        if len(words) > 1:
+            found += credential_args(words)
+            continue
         name, sep, value = arg.partition("=")
         if sep and CREDENTIAL_KEY.search(name) and not any(c.isspace() for c in name):
             found.append(value)

@@ -1,0 +1,172 @@
+"""Defects a team operator's trial found (HTTP gateways on one PostgreSQL, scoped tokens,
+runtime registrations, reloads, outages), each pinned by the cheapest test that shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway.admin.context import CONFIG_FILE
+from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.config.alerts import AlertsConfig
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.store import StoreUnavailable
+from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.test_rest import OPS, demo, serving
+
+
+@pytest.mark.parametrize("line", [
+    "echo boom API_KEY=sk-live-abcdef123 >&2; exit 3",
+    "GITHUB_TOKEN=sk-live-abcdef123 exec npx -y @modelcontextprotocol/server-github",
+    "export GITHUB_TOKEN='sk-live-abcdef123'&& npx -y server",
+    "npx -y some-server --api-key sk-live-abcdef123 --verbose",
+])
+def test_a_credential_inside_a_shell_line_is_masked(line: str) -> None:
+    """``command: sh, args: ["-c", "GITHUB_TOKEN=ghp_... npx ..."]`` (a common way to pass
+    a key in Claude Desktop files) kept the key in clear: in the shown settings, the
+    audit log, and every stderr tail, last_error and health record quoting it, because
+    only a whole argument of the form ``NAME=value`` was recognised."""
+    assert credential_args(["-c", line]) == ["sk-live-abcdef123"]
+    config = ServerConfig(name="gh", command="sh", args=("-c", line))
+    assert "sk-live" not in str(config.redacted())
+    assert mask_text(f"stderr: {line}") == f"stderr: {line.replace('sk-live-abcdef123', '***')}"
+
+
+def test_a_shell_line_without_credentials_registers_nothing() -> None:
+    assert credential_args(["-c", "cd /srv && exec npx -y server --port 8080 --auth-mode=none"]
+                           ) == []
+
+
+@pytest.mark.anyio
+async def test_a_reload_does_not_warn_about_a_token_naming_a_runtime_registration(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A token limited to servers an admin registers at runtime (a team's own servers)
+    was warned about at every reload as naming servers "not configured", while they ran;
+    a name nothing registers is still warned about."""
+    auth = {"tokens": [{"name": "bob", "token": "mgw_bob-runtime-servers-4f0a2", "scopes":
+                        ["admin"], "servers": ["beta", "gamma"]}]}
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"gateway": {"auth": auth},
+                                  "servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           options={"auth": auth}, config=config, db=tmp_path / "gw.db")
+    async with Client(gateway.server) as client:
+        added = await client.call_tool("gateway_add_server", {
+            "name": "beta", "config": memory_entry("beta")})
+        assert added.structured_content["added"] == ["beta"]  # type: ignore[index]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fast_mcp_gateway.config.auth"):
+            report = await client.call_tool("gateway_reload_config", {})
+        assert report.structured_content["error"] is None  # type: ignore[index]
+        [warning] = [r.getMessage() for r in caplog.records
+                     if "names servers" in r.getMessage()]
+        assert "names servers that are not configured: 'gamma';" in warning, warning
+
+
+@pytest.mark.anyio
+async def test_a_registration_that_does_not_connect_says_so_in_its_answer(
+        tmp_path: Path) -> None:
+    """POST /api/v1/servers (and gateway_add_server) waited for the server's first connect
+    attempt, then answered 201 {"added": ["x"]} alike for a server that runs and one whose
+    command does not exist: the operator learned of the failure only by asking again."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
+        broken = await api("POST", "/servers", OPS, json={
+            "name": "x", "config": {"command": str(tmp_path / "no-such-server")}})
+        assert broken.status_code == 201, broken.text
+        assert broken.json()["added"] == ["x"]
+        assert "command not found" in broken.json()["connect_failed"]["x"], broken.text
+        fine = await api("POST", "/servers", OPS, json={"name": "y", "config": demo("clock")})
+        assert fine.json()["added"] == ["y"] and fine.json()["connect_failed"] == {}, fine.text
+
+
+@pytest.mark.anyio
+async def test_a_down_alert_does_not_resolve_when_the_gateway_stops_its_server() -> None:
+    """A gateway stopping (a deploy, a restart) stops its upstreams; its state rule then
+    read 'stopped' as healthy and posted "RESOLVED ...: state is stopped again" for a
+    server still broken, then FIRING again once restarted: a flap on every restart.
+    'stopped' and 'starting' say nothing of the server's health: the alert holds; it
+    resolves when the server is ready (or disabled, an operator's choice)."""
+    states = {"svc": "reconnecting"}
+    config = AlertsConfig.model_validate({"rules": [{"name": "down", "metric": "not_ready"}]})
+    engine = AlertEngine(lambda: config, lambda: states, lambda: None)
+    assert [t.state for t in await engine.evaluate(full=False)] == ["firing"]
+    for state in ("stopped", "starting"):
+        states["svc"] = state
+        assert await engine.evaluate(full=False) == [], state
+    states["svc"] = "ready"
+    [resolved] = await engine.evaluate(full=False)
+    assert resolved.message == "alert 'down' RESOLVED on server 'svc': state is ready again"
+
+
+@pytest.mark.anyio
+async def test_a_config_edit_during_a_store_outage_is_read_once_the_store_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """servers.yaml edited while PostgreSQL was down: the watcher's reload raised
+    StoreUnavailable (reading the runtime registrations), which ended the gateway's
+    background task group -- call recording, alerts, the change feed, the watcher itself
+    -- while HTTP kept answering: a gateway silently half dead after the store came
+    back, and the edit never applied.  Now the reload waits for the store (said once)
+    and the edit applies when it is back."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           config=config, db=tmp_path / "gw.db")
+    async with Client(gateway.server):
+        control = gateway.control
+        store = control.store
+        assert store is not None
+        healthy = store.servers
+
+        async def unreachable() -> Any:
+            raise StoreUnavailable("PostgreSQL at db:5432 is unreachable (refused)")
+
+        monkeypatch.setattr(store, "servers", unreachable)
+        config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha"),
+                                                  "beta": memory_entry("beta")}}))
+        with caplog.at_level(logging.ERROR, logger="fast_mcp_gateway.admin.control"):
+            for _ in range(2):
+                assert await control.config_edited()
+                report = await control.reload_logged(CONFIG_FILE)
+                assert report.error is not None and "unreachable" in report.error
+        assert [r.getMessage() for r in caplog.records if "waits for the store" in
+                r.getMessage()] != [] and len(caplog.records) == 1  # said once
+        monkeypatch.setattr(store, "servers", healthy)
+        assert await control.config_edited()  # still to be read
+        report = await control.reload_logged(CONFIG_FILE)
+        assert report.error is None and report.added == ["beta"], report
+
+
+@pytest.mark.anyio
+async def test_a_failing_background_task_is_logged_when_it_fails(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A background task's failure ends them all while HTTP goes on answering; it was
+    seen only at shutdown (if ever): now it is logged, critical, when it happens."""
+    failed = anyio.Event()
+
+    async def watcher(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        failed.set()
+        raise RuntimeError("the watcher broke")
+
+    with pytest.raises(BaseException, match=r"the watcher broke|unhandled errors"):
+        async with background(watcher):
+            await failed.wait()
+            with anyio.fail_after(10):
+                while not caplog.records:  # noqa: ASYNC110 - logged by another task
+                    await anyio.sleep(0.01)
+    [record] = caplog.records
+    assert record.levelname == "CRITICAL" and "watcher" in record.getMessage()
+    assert "restart it" in record.getMessage()

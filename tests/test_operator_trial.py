@@ -79,15 +79,21 @@ async def test_a_registration_that_does_not_connect_says_so_in_its_answer(
         tmp_path: Path) -> None:
     """POST /api/v1/servers (and gateway_add_server) waited for the server's first connect
     attempt, then answered 201 {"added": ["x"]} alike for a server that runs and one whose
-    command does not exist: the operator learned of the failure only by asking again."""
+    command does not exist: the operator learned of the failure only by asking again.
+    An add whose server does not start is refused (422, not kept); an update keeps its
+    new settings and its answer names the failed attempt (``connect_failed``)."""
     async with serving(tmp_path, {"notes": demo("notes")}) as (api, _):
         broken = await api("POST", "/servers", OPS, json={
             "name": "x", "config": {"command": str(tmp_path / "no-such-server")}})
-        assert broken.status_code == 201, broken.text
-        assert broken.json()["added"] == ["x"]
-        assert "command not found" in broken.json()["connect_failed"]["x"], broken.text
+        assert broken.status_code == 422, broken.text
+        assert "not added" in broken.text and "command not found" in broken.text
         fine = await api("POST", "/servers", OPS, json={"name": "y", "config": demo("clock")})
         assert fine.json()["added"] == ["y"] and fine.json()["connect_failed"] == {}, fine.text
+        changed = await api("PUT", "/servers/y", OPS, json={
+            "config": {"command": str(tmp_path / "no-such-server")}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["restarted"] == ["y"]
+        assert "command not found" in changed.json()["connect_failed"]["y"], changed.text
 
 
 @pytest.mark.anyio

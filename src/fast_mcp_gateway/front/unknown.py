@@ -9,6 +9,10 @@ refusal): the first clause as before, then the exposed name the host probably me
 (the same original name, or the URI with a namespace put in, on a server the caller may
 use), else how names are formed here, the servers and the list that shows them.
 
+A name bound to a server's component that the server does not offer now (starting,
+disabled, failed, or dropped from its list: ``routing/bindings.py``) is answered by
+``unoffered`` instead: whose it is and why it is missing, never another server's.
+
 Only servers the caller may use are named, so a restricted caller learns nothing of the
 others (their names stay as unknown as before).  Pure: the provider passes the catalog.
 """
@@ -48,6 +52,24 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
             f"names here carry their server's namespace, as <namespace>{separator}<name>")
     servers = ", ".join(_named(server, ns) for server, ns in sorted(namespaces.items()))
     return f"{head}: {kind} {form} (servers: {servers}); {lists}"
+
+
+_WHY = {"starting": "it is still starting", "reconnecting": "it is reconnecting",
+        "failed": "it failed to start (gateway_list_servers says why)",
+        "disabled": "it is disabled (gateway_enable_server turns it back on)",
+        "stopped": "it is stopped"}
+
+
+def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str) -> str:
+    """The answer to a host naming ``name``, bound to ``server``'s ``original``
+    (``routing/bindings.py``), while that server does not offer it (``state``: the
+    server's).  The name is never another server's, so the host is told to wait."""
+    why = _WHY.get(state, f"its {kind} list lacks '{original}'")
+    lists = _LISTS[kind].split(" list")[0]
+    return (f"{kind.capitalize()} {name!r} belongs to server '{server}' (its {kind} "
+            f"'{original}'), which is not offering it now: {why}.  The name stays bound to "
+            f"that {kind}, never to another server's: call it again once '{server}' offers "
+            f"it ({lists} shows it then)")
 
 
 def _named(server: str, namespace: str) -> str:

@@ -230,7 +230,8 @@ class Gateway:
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         if not self._answer_first:
             await self.started.run()
-        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run]
+        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run,
+                            functools.partial(follow_pins, self.control)]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -245,7 +246,6 @@ class Gateway:
             tasks.append(recorder.run)
             await self.control.attach(store, recorder)
             await load_pins(self.control)
-            tasks.append(functools.partial(follow_pins, self.control))
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks):

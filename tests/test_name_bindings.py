@@ -168,3 +168,22 @@ async def test_two_gateways_binding_one_name_at_once_agree_on_the_first() -> Non
         tg.cancel_scope.cancel()
     assert {(b.exposed, b.server) for b in await store.name_bindings()} == {
         ("a_b_c", "a_b"), (next(e for e, s in renamed.items() if s == "a"), "a")}
+
+
+def test_a_new_namespace_replaces_the_binding_and_a_gateway_name_shadows_one() -> None:
+    book = NameBook()
+
+    def allocate(namespace: str, reserved: tuple[str, ...] = ()) -> dict[str, str]:
+        table = book.allocate("tool", [("a_b", namespace, "c")], namespaces={
+            "a_b": namespace}, separator="_", max_length=64, reserved=reserved)
+        return {e: o.original for e, o in table.by_exposed.items() if o.server == "a_b"}
+
+    assert allocate("a_b") == {"a_b_c": "c"}
+    assert allocate("x") == {"x_c": "c"}   # the operator renamed the namespace
+    assert book.binding("tool", "a_b_c") is None and book.binding("tool", "x_c") is not None
+    # A name the gateway takes for itself later (search exposure's meta-tools) is its
+    # own; the component gets another name for now and keeps its binding for later.
+    (meanwhile,) = allocate("x", reserved=("x_c",))
+    assert meanwhile.startswith("x_c_") and book.binding("tool", meanwhile) is None
+    assert book.binding("tool", "x_c") is not None
+    assert allocate("x") == {"x_c": "c"}

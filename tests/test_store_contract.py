@@ -504,10 +504,12 @@ async def test_a_name_claimed_first_stays_bound_until_its_server_is_released(
     base); released, a server's names are free again."""
     assert await store.name_bindings() == []
     mine = bound("a_b_c", "a_b", "c")
-    await store.claim_names([mine, bound("a_b_c", "a_b", "c", kind="prompt")])
+    prompt = bound("a_b_c", "a_b", "c", kind="prompt")
+    assert await store.claim_names([mine, prompt]) == [prompt, mine]
     theirs = bound("a_b_c", "a", "b_c")
     again = bound("a_b_c_1234abcd", "a_b", "c", base="a_b_c")
-    await store.claim_names([theirs, again])  # the name is taken; the component is bound
+    # The name is taken, the component is bound: the claimant learns what holds them.
+    assert await store.claim_names([theirs, again]) == [mine]
     assert await store.name_bindings() == [
         bound("a_b_c", "a_b", "c", kind="prompt"), mine]  # by kind, then name
     await store.claim_names([bound("a_b_c_5678abcd", "a", "b_c", base="a_b_c")])

@@ -19,8 +19,9 @@ profile, another gateway's registrations) are kept as they are.
 
 With a store, ``load`` reads the bindings at start (before the upstreams' first lists)
 and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first
-gateway to bind a name wins) and releases, then reads the store's bindings back: a
-name another gateway bound first is adopted and the catalog rebuilt.  Without one,
+gateway to bind a name wins) and releases; the store answers a claim with the
+bindings that hold its names and components now: a name another gateway bound first is
+adopted and the catalog rebuilt.  Without one,
 bindings last for the process.  Each distinct name a server ever offered keeps its row
 until the server is removed.
 """
@@ -147,10 +148,8 @@ class NameBook:
             try:
                 for server in releases:
                     await current.release_names(server)
-                if claims:
-                    await current.claim_names(claims)
-                    if self.load(await current.name_bindings()):
-                        on_adopted()
+                if claims and self.load(await current.claim_names(claims)):
+                    on_adopted()
                 delay = 0.2
             except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile
                 logger.warning("could not keep the exposed names' bindings in the store "

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from fast_mcp_gateway.store.base import invocation_page, parse_cursor, written_position
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
-from fast_mcp_gateway.store.names import NameBinding
+from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.records import (
     TOMBSTONE,
     AlertEvent,
@@ -317,7 +317,7 @@ class MemoryStore:
     async def name_bindings(self) -> list[NameBinding]:
         return [b for _, b in sorted(self._names.items())]
 
-    async def claim_names(self, claims: Sequence[NameBinding]) -> None:
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
         for c in claims:
             mine = [k for k, b in self._names.items()
                     if (b.kind, b.server, b.original) == (c.kind, c.server, c.original)]
@@ -326,6 +326,7 @@ class MemoryStore:
             for k in mine:
                 del self._names[k]
             self._names.setdefault((c.kind, c.exposed), c)
+        return claimed(self._names.values(), claims)
 
     async def release_names(self, server: str) -> int:
         doomed = [k for k, b in self._names.items() if b.server == server]

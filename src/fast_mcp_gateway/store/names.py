@@ -11,7 +11,7 @@ PostgreSQL (``claim_names`` is insert-if-absent: the first claim of a name wins)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,13 +37,24 @@ class NameStore(Protocol):
         """Every binding, by kind and exposed name."""
         ...
 
-    async def claim_names(self, claims: Sequence[NameBinding]) -> None:
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
         """Keep each claim unless its name or its component is bound already (the earlier
-        binding stays: ``name_bindings`` then tells the claimant).  A binding of the
-        claim's component made for another ``base`` (its namespace or the separator
-        changed since) is replaced."""
+        binding stays).  A binding of the claim's component made for another ``base``
+        (its namespace or the separator changed since) is replaced.  Returns the
+        bindings that hold the claimed names and components now, by kind and name: the
+        claims kept, and the earlier ones the claimant must adopt."""
         ...
 
     async def release_names(self, server: str) -> int:
         """Forget every binding of ``server`` (it was removed); returns how many."""
         ...
+
+
+def claimed(rows: Iterable[NameBinding], claims: Sequence[NameBinding]) -> list[NameBinding]:
+    """Of ``rows``, those holding a claimed name or component, by kind and name (what
+    ``claim_names`` returns)."""
+    names = {(c.kind, c.exposed) for c in claims}
+    parts = {(c.kind, c.server, c.original) for c in claims}
+    return sorted((r for r in rows if (r.kind, r.exposed) in names
+                   or (r.kind, r.server, r.original) in parts),
+                  key=lambda r: (r.kind, r.exposed))

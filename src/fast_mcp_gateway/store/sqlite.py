@@ -45,7 +45,7 @@ from fast_mcp_gateway.store.base import (
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
-from fast_mcp_gateway.store.names import NameBinding
+from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.records import (
     AlertEvent,
     AlertRuleRecord,
@@ -371,10 +371,16 @@ class SQLiteStore:
                                      " ORDER BY kind, exposed")
         return [record_of(NameBinding, row) for row in await cur.fetchall()]
 
-    async def claim_names(self, claims: Sequence[NameBinding]) -> None:
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
         await self._write((schema.CLAIM_NAMES[0], [(c.kind, c.server, c.original, c.base)
                                                    for c in claims]),
                           (schema.CLAIM_NAMES[1], [row_of(c) for c in claims]))
+        cur = await self._db.execute(  # the claimed components' and names' holders
+            f"SELECT {columns(NameBinding)} FROM name_bindings WHERE server IN (SELECT value"
+            " FROM json_each(?1)) OR exposed IN (SELECT value FROM json_each(?2))",
+            (json.dumps(sorted({c.server for c in claims})),
+             json.dumps(sorted({c.exposed for c in claims}))))
+        return claimed((record_of(NameBinding, r) for r in await cur.fetchall()), claims)
 
     async def release_names(self, server: str) -> int:
         cur = await self._db.execute("DELETE FROM name_bindings WHERE server = ?", (server,))

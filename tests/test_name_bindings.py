@@ -187,3 +187,24 @@ def test_a_new_namespace_replaces_the_binding_and_a_gateway_name_shadows_one() -
     assert meanwhile.startswith("x_c_") and book.binding("tool", meanwhile) is None
     assert book.binding("tool", "x_c") is not None
     assert allocate("x") == {"x_c": "c"}
+
+
+async def test_servers_coming_up_within_the_start_up_wait_are_named_in_config_order() -> None:
+    """Bound at once, 'a_b_c' went to whichever server was ready first ('a', while 'a_b',
+    first in the config, still started): names are bound once hosts can see them."""
+    gate = anyio.Event()
+    gateway = servers({"a_b": gated("c", gate), "a": droppable("b_c")})
+    manager = gateway.manager
+
+    async def release() -> None:
+        assert await manager.changed.wait_until(lambda: any(
+            origin.server == "a" for origin, _ in manager.view.tools.values()), GUARD)
+        assert manager.names.binding("tool", "a_b_c") is None   # shown to no host yet
+        gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(release)
+        async with Client(gateway.server) as client:
+            assert (await client.call_tool("a_b_c", {})).data == "ran c"
+    binding = manager.names.binding("tool", "a_b_c")
+    assert binding is not None and binding.server == "a_b"

@@ -163,6 +163,7 @@ class Gateway:
         self.startup = StartupGate(self.manager, self.settings.startup_wait,
                                    lookup_wait=self.settings.call_timeout)
         self.server.gate = self.startup
+        self.manager.names.deferred = True   # until the gate opens (routing/bindings.py)
         self.manager.startup_hold = self.settings.startup_wait
         # The one live event stream (dashboard, alerts): fed by existing hooks only.
         self.events = EventBus()

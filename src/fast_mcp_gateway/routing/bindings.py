@@ -10,6 +10,11 @@ catalog build allocates with it (``allocate``): a bound component keeps its name
 bound name is nobody else's, whether its server is ready, starting, failed, disabled or
 lacks the component now (a call of it is refused naming the server: ``front/unknown``).
 
+Names are bound once hosts can see them: a gateway's start-up gate defers binding
+(``deferred``) until it opens (every first connect made, or the start-up wait over),
+so servers that come up together are named in config order, as before; from then on
+the first component to get a name keeps it.
+
 A binding is released only when its server is removed (a reload that drops it,
 ``gateway_remove_server``, a shared registration removed), not when the server is
 down, disabled, or restarted with a new configuration; one whose ``base`` (the name
@@ -56,6 +61,7 @@ class NameBook:
     def __init__(self) -> None:
         self.bound: dict[tuple[str, str], NameBinding] = {}   # (kind, exposed) ->
         self.persistent = False   # a store is attached: ``keep`` writes the queue
+        self.deferred = False   # names given now are not bound yet (start-up: module doc)
         self._claims: dict[tuple[str, str], NameBinding] = {}
         self._releases: set[str] = set()
         self._wake = anyio.Event()
@@ -100,7 +106,8 @@ class NameBook:
                                reserved=reserved, bound=bound)
         now = time.time()
         for exposed, origin in table.by_exposed.items():
-            if origin.server == RESERVED or exposed in bound or origin in shadowed:
+            if self.deferred or origin.server == RESERVED or exposed in bound \
+                    or origin in shadowed:
                 continue
             made = NameBinding(kind=kind, exposed=exposed, server=origin.server,
                                original=origin.original, at=now, base=natural_name(

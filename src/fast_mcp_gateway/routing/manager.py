@@ -288,6 +288,11 @@ class UpstreamManager:
         """Rebuild the exposed catalog now (after pins were approved or loaded)."""
         self._rebuild()
 
+    def bind_names(self) -> None:
+        """Keep every name given from now on (the start-up gate opened: hosts see them)."""
+        self.names.deferred = False
+        self._rebuild()
+
     @property
     def meta_names(self) -> frozenset[str]:
         """The search meta-tools' names, reserved unless every tool is listed."""

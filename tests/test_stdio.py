@@ -82,4 +82,5 @@ async def test_calls_to_a_down_server_say_why() -> None:
         result = await client.call_tool_mcp("gateway_list_servers", {})
         assert result.structured_content["servers"][0]["state"] == "disabled"
         missing = await client.call_tool_mcp("well_echo", {"text": "x"})
-        assert missing.is_error and "Unknown tool" in missing.content[0].text
+        assert missing.is_error and "belongs to server 'well'" in missing.content[0].text
+        assert "it is disabled (gateway_enable_server" in missing.content[0].text

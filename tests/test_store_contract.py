@@ -22,6 +22,7 @@ from fast_mcp_gateway.store import (
     open_store,
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.names import NameBinding
 from fast_mcp_gateway.store.records import TOMBSTONE
 from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
 
@@ -489,6 +490,38 @@ async def test_a_learned_era_is_kept_one_per_server(store: Store) -> None:
     moved = EraNeed(server="guard", start="s3", era="handshake", reason="later", at=3.0)
     await store.put_era_need(moved)  # the server's newer need replaces the older
     assert await store.era_needs() == [other, moved]
+
+
+def bound(exposed: str, server: str, original: str, base: str | None = None,
+          kind: str = "tool") -> NameBinding:
+    return NameBinding(kind=kind, exposed=exposed, server=server, original=original,  # type: ignore[arg-type]
+                       base=base or exposed, at=1.5)
+
+
+async def test_a_name_claimed_first_stays_bound_until_its_server_is_released(
+        store: Store) -> None:
+    """The first claim of an exposed name wins; a component keeps its one name (for one
+    base); released, a server's names are free again."""
+    assert await store.name_bindings() == []
+    mine = bound("a_b_c", "a_b", "c")
+    prompt = bound("a_b_c", "a_b", "c", kind="prompt")
+    assert await store.claim_names([mine, prompt]) == [prompt, mine]
+    theirs = bound("a_b_c", "a", "b_c")
+    again = bound("a_b_c_1234abcd", "a_b", "c", base="a_b_c")
+    # The name is taken, the component is bound: the claimant learns what holds them.
+    assert await store.claim_names([theirs, again]) == [mine]
+    assert await store.name_bindings() == [
+        bound("a_b_c", "a_b", "c", kind="prompt"), mine]  # by kind, then name
+    await store.claim_names([bound("a_b_c_5678abcd", "a", "b_c", base="a_b_c")])
+    renamed = bound("x_c", "a_b", "c")  # its namespace changed: a new base replaces it
+    await store.claim_names([renamed])
+    assert [(b.kind, b.exposed, b.server) for b in await store.name_bindings()] == [
+        ("prompt", "a_b_c", "a_b"), ("tool", "a_b_c_5678abcd", "a"), ("tool", "x_c", "a_b")]
+    assert await store.release_names("a_b") == 2
+    assert await store.name_bindings() == [bound("a_b_c_5678abcd", "a", "b_c", base="a_b_c")]
+    await store.claim_names([theirs])   # a's 'b_c' is bound under its base already
+    await store.claim_names([bound("a_b_c", "z", "c")])
+    assert {b.server for b in await store.name_bindings()} == {"a", "z"}
 
 
 async def test_records_are_read_in_the_order_they_were_written(store: Store) -> None:

@@ -164,6 +164,7 @@ class Gateway:
         self.startup = StartupGate(self.manager, self.settings.startup_wait,
                                    lookup_wait=self.settings.call_timeout)
         self.server.gate = self.startup
+        self.manager.names.deferred = True   # until the gate opens (routing/bindings.py)
         self.manager.startup_hold = self.settings.startup_wait
         # The one live event stream (dashboard, alerts): fed by existing hooks only.
         self.events = EventBus()
@@ -232,7 +233,8 @@ class Gateway:
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         if not self._answer_first:
             await self.started.run()
-        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run]
+        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run,
+                            functools.partial(follow_pins, self.control)]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None
@@ -247,7 +249,6 @@ class Gateway:
             tasks.append(recorder.run)
             await self.control.attach(store, recorder)
             await load_pins(self.control)
-            tasks.append(functools.partial(follow_pins, self.control))
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks):

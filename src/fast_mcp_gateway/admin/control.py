@@ -114,6 +114,9 @@ class ControlPlane:
             self.manager.eras.load(await store.era_needs())
         except Exception as exc:  # noqa: BLE001 - only a shortcut: each need is learned again
             logger.warning("could not read what servers were learned to need: %s", exc)
+        # Before the upstreams' first lists too: a name stays whose it was (bindings.py).
+        self.manager.names.load(await store.name_bindings())
+        self.manager.names.persistent = True
         # The feed's position first: a change made while loading comes in the feed.
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
@@ -142,13 +145,16 @@ class ControlPlane:
     def detach(self) -> None:
         """Forget the store (it is about to close); history and audit stop recording."""
         self.store = self.recorder = None
+        self.manager.names.persistent = False
 
     def tasks(self) -> list[Task]:
         """The background tasks to run while serving (after ``attach``, if at all)."""
         tasks: list[Task] = []
         if self.store is not None:
             tasks += [self.health_log.run, self.follow_changes,
-                      functools.partial(self.manager.eras.keep, lambda: self.store)]
+                      functools.partial(self.manager.eras.keep, lambda: self.store),
+                      functools.partial(self.manager.names.keep, lambda: self.store,
+                                        self.manager.refresh_catalog)]
         interval = self.settings.reload_interval
         if self.settings.config is not None and interval > 0:
             tasks.append(functools.partial(self.watch_config, interval))

@@ -2,7 +2,8 @@
 
 ``load_pins`` reads the store's pins at start; ``follow_pins`` writes first-use pins
 and pending definitions (``routing/pinning.py`` queues them during the catalog build),
-audits each new finding once, and releases what was approved elsewhere (the CLI's
+logs and audits the new findings -- at most one line and one row per server per
+``pin_reports.REPORT_WINDOW`` --, and releases what was approved elsewhere (the CLI's
 ``mcp-gateway pins approve``, another instance).  A store that is down keeps the
 writes queued (retried); the calls are never affected.  Apart from ``pins.py`` (the
 admin operations and their models), which loads with the admin tools on first use.
@@ -47,28 +48,35 @@ async def load_pins(ctx: AdminContext) -> None:
 
 async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[None]
                       = anyio.TASK_STATUS_IGNORED) -> None:
-    """The pin worker (runs while the gateway has a store; see the module doc)."""
+    """The pin worker (runs while the gateway serves; see the module doc).  Without a
+    store it only reports the findings (the log)."""
     book = ctx.manager.pins
     store = ctx.store
     task_status.started()
-    if store is None:
-        return
-    book.persistent = True
+    book.persistent = store is not None
     delay = 0.2
     try:
         while True:
-            await book.wait_writes(RECHECK_SECONDS)
+            due = book.reports.next_due()
+            await book.wait_writes(RECHECK_SECONDS if due is None
+                                   else min(RECHECK_SECONDS, due))
             writes, events = book.take_writes()
+            book.reports.add(events)
+            reports = book.reports.due()
+            for report in reports:
+                report.log()
             stale = book.take_stale()
+            if store is None:
+                book.written.notify()
+                continue
             try:
                 if writes:
                     await store.put_pins(writes)
                 for server, kind, name in stale:
                     await store.delete_pins(server, [(kind, name, "pending")])
-                for f in events:
-                    await ctx.audit(PINNING_ACTOR, f"pin_{f.state}", f.server,
-                                    {"kind": f.kind, "name": f.name, "held": f.held,
-                                     "markers": list(f.markers)}, f.summary())
+                for report in reports:
+                    await ctx.audit(PINNING_ACTOR, report.action, report.server,
+                                    report.arguments(), report.summary())
                     book.audited += 1
                 if book.findings:
                     # A local approval while the store was read makes what was read stale

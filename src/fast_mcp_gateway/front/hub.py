@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 import typing
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -25,6 +28,10 @@ from fast_mcp_gateway.upstream.relay import STDIO_HOST
 
 _LEVELS: tuple[str, ...] = typing.get_args(types.LoggingLevel)
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
+LIST_CHANGED_PAUSE = 0.5
+"""Seconds between two ``list_changed`` announcements: a server changing its list in a
+loop (~20 a second) made hosts re-list as often; now they re-list twice a second at
+most, and the last change is always announced."""
 
 
 class FrontHub:
@@ -32,7 +39,10 @@ class FrontHub:
 
     Handshake-era hosts get ``notifications/*/list_changed`` and
     ``notifications/resources/updated`` on their connection; 2026-07-28 hosts get
-    the same events on their ``subscriptions/listen`` streams (via ``bus``).
+    the same events on their ``subscriptions/listen`` streams (via ``bus``).  List
+    changes are announced at most once per ``LIST_CHANGED_PAUSE`` (``clock``, ``pause``):
+    at once after a quiet time, else together after the pause; resource updates and
+    logs are not held.
 
     Upstream logs sent while no call was in flight (``log``) go to the handshake-era
     hosts that set a level with ``logging/setLevel`` (at or above it), and to the
@@ -45,7 +55,10 @@ class FrontHub:
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
-        self._pending: set[str] = set()
+        self._lists: set[str] = set()   # kinds changed and not announced yet
+        self._lists_wake = anyio.Event()
+        self.clock: Callable[[], float] = time.monotonic   # tests stop it
+        self.pause: Callable[[float], Awaitable[None]] = anyio.sleep   # and hold this
         self._updated: list[str] = []
         self._logs: list[tuple[types.LoggingMessageNotificationParams, Any]] = []
         self._sole_host: weakref.ref[Connection] | None = None
@@ -94,8 +107,13 @@ class FrontHub:
         return uri not in self._subscribers and uri not in self._listening
 
     def changed(self, kinds: set[str]) -> None:
-        self._pending |= kinds
-        self._wake.set()
+        self._lists |= kinds
+        self._lists_wake.set()
+
+    @property
+    def lists_pending(self) -> bool:
+        """A list change waits to be announced (the pause after the last one runs)."""
+        return bool(self._lists)
 
     def resource_updated(self, uri: str) -> None:
         self._updated.append(uri)
@@ -105,15 +123,31 @@ class FrontHub:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._announce_lists)
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                updated, self._updated = self._updated, []
+                logs, self._logs = self._logs, []
+                await self._broadcast(set(), updated)
+                for params, host in logs:
+                    await self._send_log(params, host)
+
+    async def _announce_lists(self) -> None:
+        """``list_changed`` at once when none went out in the last ``LIST_CHANGED_PAUSE``
+        seconds, else after the rest of that pause, with every change made meanwhile
+        (the last one always)."""
+        last = -math.inf
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            kinds, self._pending = self._pending, set()
-            updated, self._updated = self._updated, []
-            logs, self._logs = self._logs, []
-            await self._broadcast(kinds, updated)
-            for params, host in logs:
-                await self._send_log(params, host)
+            await self._lists_wake.wait()
+            rest = last + LIST_CHANGED_PAUSE - self.clock()
+            if rest > 0:
+                await self.pause(rest)
+            self._lists_wake = anyio.Event()
+            kinds, self._lists = self._lists, set()
+            await self._broadcast(kinds, [])
+            last = self.clock()
 
     async def _send_log(self, params: types.LoggingMessageNotificationParams,
                         host: Any) -> None:

@@ -49,7 +49,7 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
-from fast_mcp_gateway.front.unknown import Kind, unknown_name
+from fast_mcp_gateway.front.unknown import Kind, unknown_name, unoffered
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -312,6 +312,12 @@ class GatewayProvider(Provider):
         namespaces = {name: service.config.effective_namespace
                       for name, service in self.manager.services.items()
                       if _visible(name, servers)}
+        bound = self.manager.names.binding(kind, name)
+        view = self.manager.view
+        if bound is not None and bound.server in namespaces and name not in (
+                view.tools if kind == "tool" else view.prompts):
+            owner = self.manager.services[bound.server]
+            return unoffered(kind, name, bound.server, bound.original, owner.state.value)
         active = self.active_profile()
         return unknown_name(kind, name, self.manager.view, namespaces,
                             self.manager.config.options.separator,

@@ -85,14 +85,21 @@ class StartupGate:
                     waiting = [u.label for u in replicas if u.state != "ready"]
                     logger.info("start-up wait (%gs) over; answering hosts with what is "
                                 "ready; still connecting: %s", self.wait, ", ".join(waiting))
-                self.opened.set()
+                self._open()
 
             tg.start_soon(bound)
             for upstream in replicas:
                 await upstream.wait_first_attempt()
             self.attempted.set()
-            self.opened.set()
+            self._open()
             tg.cancel_scope.cancel()
+
+    def _open(self) -> None:
+        if not self.opened.is_set():
+            self.opened.set()
+            # The names hosts can see from now on are bound for good (routing/bindings.py):
+            # before, servers that came up together were named in config order.
+            self.manager.bind_names()
 
     async def passed(self) -> None:
         """Return once hosts need no longer wait (at once after start-up)."""

@@ -11,6 +11,10 @@ use); for a name that carries a server's namespace, that this server has no such
 or prompt and what it has; else how names are formed here, the servers and the list
 that shows them.
 
+A name bound to a server's component that the server does not offer now (starting,
+disabled, failed, or dropped from its list: ``routing/bindings.py``) is answered by
+``unoffered`` instead: whose it is and why it is missing, never another server's.
+
 Only servers the caller may use are named, so a restricted caller learns nothing of the
 others (their names stay as unknown as before).  Pure: the provider passes the catalog.
 """
@@ -85,6 +89,24 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
     more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
     return (f"server '{server}' has no {kind} {missing!r}; {meant}Its {kind}s: "
             f"{', '.join(names[:_SHOWN])}{more}")
+
+
+_WHY = {"starting": "it is still starting", "reconnecting": "it is reconnecting",
+        "failed": "it failed to start (gateway_list_servers says why)",
+        "disabled": "it is disabled (gateway_enable_server turns it back on)",
+        "stopped": "it is stopped"}
+
+
+def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str) -> str:
+    """The answer to a host naming ``name``, bound to ``server``'s ``original``
+    (``routing/bindings.py``), while that server does not offer it (``state``: the
+    server's).  The name is never another server's, so the host is told to wait."""
+    why = _WHY.get(state, f"its {kind} list lacks '{original}'")
+    lists = _LISTS[kind].split(" list")[0]
+    return (f"{kind.capitalize()} {name!r} belongs to server '{server}' (its {kind} "
+            f"'{original}'), which is not offering it now: {why}.  The name stays bound to "
+            f"that {kind}, never to another server's: call it again once '{server}' offers "
+            f"it ({lists} shows it then)")
 
 
 def _named(server: str, namespace: str) -> str:

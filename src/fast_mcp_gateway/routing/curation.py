@@ -30,8 +30,8 @@ Kind = Literal["tool", "prompt", "resource", "resource_template"]
 T = TypeVar("T")
 _SECTION: dict[Kind, str] = {"tool": "tools", "prompt": "prompts", "resource": "resources",
                              "resource_template": "resources"}
-_LABEL: dict[Kind, str] = {"tool": "tool", "prompt": "prompt", "resource": "resource",
-                           "resource_template": "resource template"}
+KIND_LABEL: dict[Kind, str] = {"tool": "tool", "prompt": "prompt", "resource": "resource",
+                               "resource_template": "resource template"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Hidden:
         """The refusal the host gets, the same on every path."""
         if self.reason is not None:
             return self.reason
-        return (f"{_LABEL[self.kind]} '{self.original}' of server '{self.server}' is hidden "
+        return (f"{KIND_LABEL[self.kind]} '{self.original}' of server '{self.server}' is hidden "
                 f"by its '{self.rule}' rule")
 
 
@@ -148,7 +148,7 @@ def _rename(out: Curated, kind: Kind, rename: dict[str, str], entries: list[Entr
     visible = {e.original for e in entries}
     for original in rename:
         if original not in all_names:
-            out.problems.append(f"{section}.rename: no {_LABEL[kind]} '{original}' on this "
+            out.problems.append(f"{section}.rename: no {KIND_LABEL[kind]} '{original}' on this "
                                 "server")
         elif original not in visible:
             out.problems.append(f"{section}.rename: '{original}' is hidden, not renamed")
@@ -161,7 +161,7 @@ def _rename(out: Curated, kind: Kind, rename: dict[str, str], entries: list[Entr
             result.append(entry)
         elif new in kept:
             out.problems.append(f"{section}.rename: '{entry.original}' -> '{new}' skipped: the "
-                                f"server already has a {_LABEL[kind]} '{new}'")
+                                f"server already has a {KIND_LABEL[kind]} '{new}'")
             result.append(entry)
         else:
             out.renamed.append((kind, entry.original, new))

@@ -22,25 +22,14 @@ import mcp_types as types
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.routing.bindings import KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.naming import (
-    NameTable,
-    Origin,
-    Rename,
-    allocate_names,
-    allocate_uris,
-    namespace_uri,
-)
+from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_uris, namespace_uri
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.routing.view import (
-    CatalogView,
-    changed_kinds,
-    index_hidden,
-    normalize_uri,
-)
+from fast_mcp_gateway.routing.view import CatalogView, changed_kinds, index_hidden, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.relay import SoleHost
@@ -52,6 +41,7 @@ from fast_mcp_gateway.upstream.replica import (
     UpstreamState,
     default_transport,
 )
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +75,7 @@ class UpstreamManager:
         self.services: dict[str, Service] = {}
         self._retiring: set[Service] = set()  # removed, stopping once their calls end
         self.view = CatalogView()
+        self.changed = ChangeSignal()  # notified after every catalog build
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str], None]] = []
         self._log_listeners: list[LogListener] = []
@@ -93,6 +84,7 @@ class UpstreamManager:
         self._reserved: frozenset[str] = frozenset()
         self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
         self.pins = PinBook()
+        self.names = NameBook()  # exposed name -> its component, for good (bindings.py)
         self.eras = EraBook()  # what ``protocol: auto`` learned, kept in the store
         self.startup_hold = math.inf  # seconds run() waits for first attempts
         self.only: frozenset[str] | None = None   # servers this process runs (restrict)
@@ -222,11 +214,14 @@ class UpstreamManager:
             self._task_group.start_soon(upstream.run, name=f"upstream:{upstream.label}")
         return service
 
-    async def remove_server(self, name: str) -> None:
+    async def remove_server(self, name: str, *, release: bool = True) -> None:
         """Drop a server (out of the catalog at once) and stop its replicas: now, waiting
-        (bounded) for them to end, or, while they serve calls, once those calls ended."""
+        (bounded) for them to end, or, while they serve calls, once those calls ended.
+        ``release``: its exposed names are free again (not for a restart)."""
         service = self.get(name)
         del self.services[name]
+        if release:
+            self.names.release(name)
         self._rebuild()
         upstreams = _upstreams(service)
         if self._task_group is not None and any(u.active for u in upstreams):
@@ -255,7 +250,7 @@ class UpstreamManager:
         """Restart a server with a new configuration (or start it, if new); returns once
         each replica made its first connect attempt (bounded by the connect timeout)."""
         if server.name in self.services:
-            await self.remove_server(server.name)
+            await self.remove_server(server.name, release=False)
         service = self.add_server(server)
         await _first_attempts(service)
         return service
@@ -291,6 +286,11 @@ class UpstreamManager:
 
     def refresh_catalog(self) -> None:
         """Rebuild the exposed catalog now (after pins were approved or loaded)."""
+        self._rebuild()
+
+    def bind_names(self) -> None:
+        """Keep every name given from now on (the start-up gate opened: hosts see them)."""
+        self.names.deferred = False
         self._rebuild()
 
     @property
@@ -369,9 +369,9 @@ class UpstreamManager:
             listener(exposed)
 
     def _rebuild(self) -> None:
-        # A disabled server, and a component pinning holds, keep their names (unexposed):
-        # were they given to another server's colliding tool ('a' + 'b_c' vs 'a_b' +
-        # 'c'), a host calling a name as it was listed would run that other tool.
+        # A name once given stays its component's (bindings.py): were it given to another
+        # server's colliding tool ('a' + 'b_c' vs 'a_b' + 'c') while its own was disabled,
+        # held, slow to start or dropped, a host calling it as listed would run that one.
         ordered = list(self.services.values())
         exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
         sep, max_len = self.config.options.separator, self.config.options.max_name_length
@@ -391,14 +391,11 @@ class UpstreamManager:
         def entries(kind: str) -> Callable[[Service], list[Entry[Any]]]:
             return lambda u: list(getattr(curated[u.name], kind))
 
-        tool_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][0]),
-            separator=sep, max_length=max_len, reserved=reserved,
-        )
-        prompt_table = allocate_names(
-            ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][1]),
-            separator=sep, max_length=max_len,
-        )
+        namespaces = {u.name: ns(u) for u in ordered}
+        tool_table, prompt_table = (self.names.allocate(
+            kind, ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][i]),
+            namespaces=namespaces, separator=sep, max_length=max_len,
+            reserved=reserved if kind == "tool" else ()) for i, kind in enumerate(KINDS))
         resource_table = allocate_uris(
             (u.name, ns(u), e.name) for u in ordered for e in curated[u.name].resources
         )
@@ -451,6 +448,7 @@ class UpstreamManager:
                                rename.original, rename.exposed, rename.reason)
         changed = changed_kinds(self.view, view)
         self.view = view
+        self.changed.notify()
         if changed:
             for listener in self._listeners:
                 listener(changed)

@@ -5,8 +5,10 @@ Tool and prompt names become ``<namespace><sep><name>``, then
 1. characters outside ``[A-Za-z0-9_-]`` become ``_`` (hosts reject them),
 2. a name longer than ``max_length`` keeps its head and gains ``_<8 hex>`` of a hash
    of (server, original name), so it stays unique and stable across restarts,
-3. a name already taken by an earlier server (config order) gains the same kind of
-   hash suffix.  Nothing is dropped; every rename is reported with its reason.
+3. a name already taken by an earlier server (config order), or bound to another
+   server's component (``bound``: a name, once given, stays its component's), gains
+   the same kind of hash suffix.  Nothing is dropped; every rename is reported with
+   its reason.
 
 Resource URIs and URI templates are namespaced as ``scheme://<ns>/rest``; a URI
 without ``://`` (``urn:x``, ``mailto:y``) becomes ``scheme:<ns>/rest``.  Template
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 _INVALID = re.compile(r"[^A-Za-z0-9_-]")
@@ -80,16 +82,23 @@ def allocate_names(
     separator: str = "_",
     max_length: int = 64,
     reserved: Iterable[str] = (),
+    bound: Mapping[str, Origin] | None = None,
 ) -> NameTable:
     """Give each ``(server, namespace, original)`` a unique host-safe exposed name.
 
     ``entries`` must come in a deterministic order (config order, then the upstream's
     listing order); earlier entries keep their natural name on a collision.
     ``reserved`` names (the gateway's own tools) are never given to an upstream.
+    ``bound`` names (exposed -> origin: ``routing/bindings.py``) keep their origin, which
+    takes no other name, whether or not it is among ``entries`` now; the table holds
+    them all (an absent origin's name is no other entry's).
     """
     table = NameTable()
     for name in reserved:
         table.by_exposed[name] = Origin(RESERVED, name)
+    held = {origin: name for name, origin in (bound or {}).items()
+            if name not in table.by_exposed}
+    table.by_exposed.update((name, origin) for origin, name in held.items())
     for server, namespace, original in entries:
         natural = f"{namespace}{separator}{original}" if namespace else original
         exposed = _INVALID.sub("_", natural) or "_"
@@ -99,10 +108,14 @@ def allocate_names(
         if len(exposed) > max_length:
             exposed = _with_suffix(exposed, _digest(server, original), max_length)
             reasons.append(f"longer than {max_length} characters, shortened")
-        if exposed in table.by_exposed:
-            other = table.by_exposed[exposed]
-            owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
-            reasons.append(f"collides with '{other.original}' of {owner}")
+        kept = held.get(Origin(server, original))
+        if kept is not None and kept != exposed:
+            other = table.by_exposed.get(exposed)
+            reasons.append(_collision(other) if other is not None
+                           else "keeps the name it was given when it collided")
+            exposed = kept
+        elif kept is None and exposed in table.by_exposed:
+            reasons.append(_collision(table.by_exposed[exposed]))
             exposed = _with_suffix(exposed, _digest(server, original), max_length)
             salt = 0
             while exposed in table.by_exposed:  # a hash collision: astronomically rare
@@ -112,6 +125,11 @@ def allocate_names(
         if reasons:
             table.renames.append(Rename(server, original, exposed, "; ".join(reasons)))
     return table
+
+
+def _collision(other: Origin) -> str:
+    owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
+    return f"collides with '{other.original}' of {owner}"
 
 
 def namespace_uri(uri: str, namespace: str) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import time
 import unicodedata
@@ -41,12 +40,11 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.config.curation import PinningMode
-from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, Kind
+from fast_mcp_gateway.routing.curation import KIND_LABEL, Curated, Entry, Hidden, Kind
+from fast_mcp_gateway.routing.pin_reports import FindingReports
 from fast_mcp_gateway.store.records import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
 from fast_mcp_gateway.upstream.signals import ChangeSignal
-
-logger = logging.getLogger(__name__)
 
 State = Literal["changed", "new", "flagged"]
 PinKey = tuple[str, str, str]                   # server, kind, original name / URI
@@ -58,8 +56,6 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "resource": ("uri", "name", "title", "description", "mimeType"),
     "resource_template": ("uriTemplate", "name", "title", "description", "mimeType"),
 }
-_LABEL = {"tool": "tool", "prompt": "prompt", "resource": "resource",
-          "resource_template": "resource template"}
 
 _TAG = re.compile(r"<\s*/?\s*(important|system|instructions?|secret|hidden|admin|assistant|"
                   r"user|prompt|context|critical|note-to-ai)\b[^>]*>", re.IGNORECASE)
@@ -165,7 +161,7 @@ class Finding:
         return [k for k in _FIELDS[self.kind] if old.get(k) != self.current.get(k)]
 
     def summary(self) -> str:
-        what = f"{_LABEL[self.kind]} '{self.name}' of server '{self.server}'"
+        what = f"{KIND_LABEL[self.kind]} '{self.name}' of server '{self.server}'"
         if self.state == "changed":
             text = f"{what} changed since it was approved ({', '.join(self.changed_fields)})"
         elif self.state == "new":
@@ -226,6 +222,7 @@ class PinBook:
     # after each round (whoever must see an event in the audit log waits on it).
     audited: int = 0
     written: ChangeSignal = field(default_factory=ChangeSignal)
+    reports: FindingReports = field(default_factory=FindingReports)
 
     # -- the catalog build ------------------------------------------------------------
 
@@ -322,9 +319,7 @@ class PinBook:
         if token in self._reported:
             return
         self._reported.add(token)
-        logger.warning("pinning: %s%s", finding.summary(),
-                       " (held until approved)" if finding.held else "")
-        self._events.append(finding)
+        self._events.append(finding)   # logged and audited by the pin worker (pin_reports)
         approved = finding.approved
         if self.persistent and (approved is None or approved.digest != finding.current_digest):
             self._writes.append(finding.pending_record())   # for the CLI to show and approve
@@ -403,6 +398,11 @@ class PinBook:
         self._wake = anyio.Event()
         with anyio.move_on_after(within):
             await self._wake.wait()
+
+    def nudge(self) -> None:
+        """Wake the pin worker (a held report may be due)."""
+        if self._wake is not None:
+            self._wake.set()
 
     def _wake_worker(self) -> None:
         if self._wake is not None and (self._writes or self._events or self._stale):

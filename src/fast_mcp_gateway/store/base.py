@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from fast_mcp_gateway.errors import GatewayError
 from fast_mcp_gateway.store.eras import EraStore
+from fast_mcp_gateway.store.names import NameStore
 from fast_mcp_gateway.store.records import (
     TOMBSTONE,
     AlertEvent,
@@ -278,7 +279,7 @@ class PinStore(Protocol):
 
 
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
-            AlertStore, PinStore, EraStore, Protocol):
+            AlertStore, PinStore, EraStore, NameStore, Protocol):
     """Every concern of one backend, and its lifetime."""
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from fast_mcp_gateway.store.base import invocation_page, parse_cursor, written_position
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
+from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.records import (
     TOMBSTONE,
     AlertEvent,
@@ -63,6 +64,7 @@ class MemoryStore:
         self._inspections: list[InspectionRecord] = []
         self._alert_rules: dict[str, AlertRuleRecord] = {}
         self._era_needs: dict[str, EraNeed] = {}
+        self._names: dict[tuple[str, str], NameBinding] = {}  # (kind, exposed) ->
         self._leases: dict[str, tuple[str, float]] = {}
         self._alert_events: list[AlertEvent] = []
         self._ids = {name: itertools.count(1)
@@ -311,6 +313,26 @@ class MemoryStore:
 
     async def put_era_need(self, need: EraNeed) -> None:
         self._era_needs[need.server] = need
+
+    async def name_bindings(self) -> list[NameBinding]:
+        return [b for _, b in sorted(self._names.items())]
+
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
+        for c in claims:
+            mine = [k for k, b in self._names.items()
+                    if (b.kind, b.server, b.original) == (c.kind, c.server, c.original)]
+            if any(self._names[k].base == c.base for k in mine):
+                continue
+            for k in mine:
+                del self._names[k]
+            self._names.setdefault((c.kind, c.exposed), c)
+        return claimed(self._names.values(), claims)
+
+    async def release_names(self, server: str) -> int:
+        doomed = [k for k, b in self._names.items() if b.server == server]
+        for k in doomed:
+            del self._names[k]
+        return len(doomed)
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
         return [replace(r, config=_copy(r.config)) for _, r in sorted(self._alert_rules.items())]

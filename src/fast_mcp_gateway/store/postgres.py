@@ -36,6 +36,7 @@ from fast_mcp_gateway.store.base import (
     pin_row,
 )
 from fast_mcp_gateway.store.eras import EraNeed
+from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
     PgChangeFeed,
@@ -311,6 +312,31 @@ class PostgresStore(PgCallLog):
                 " ON CONFLICT (server) DO UPDATE SET start = excluded.start,"
                 " era = excluded.era, reason = excluded.reason, at = excluded.at",
                 *row_of(need))
+
+    async def name_bindings(self) -> list[NameBinding]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {columns(NameBinding)} FROM name_bindings"
+                                    " ORDER BY kind, exposed")
+        return [record_of(NameBinding, row) for row in rows]
+
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
+        async with self._conn() as conn, conn.transaction():
+            await conn.executemany(
+                "DELETE FROM name_bindings WHERE kind = $1 AND server = $2 AND original = $3"
+                " AND base <> $4", [(c.kind, c.server, c.original, c.base) for c in claims])
+            await conn.executemany(
+                f"INSERT INTO name_bindings ({columns(NameBinding)}) VALUES ($1,$2,$3,$4,$5,$6)"
+                " ON CONFLICT DO NOTHING", [row_of(c) for c in claims])
+            rows = await conn.fetch(  # the claimed components' and names' holders
+                f"SELECT {columns(NameBinding)} FROM name_bindings"
+                " WHERE server = ANY($1::text[]) OR exposed = ANY($2::text[])",
+                sorted({c.server for c in claims}), sorted({c.exposed for c in claims}))
+        return claimed((record_of(NameBinding, r) for r in rows), claims)
+
+    async def release_names(self, server: str) -> int:
+        async with self._conn() as conn:
+            return rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
+                                               server))
 
     # -- alerts -----------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from fast_mcp_gateway.store.base import (
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
+from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.records import (
     AlertEvent,
     AlertRuleRecord,
@@ -143,25 +144,12 @@ class SQLiteStore:
         if not rows:
             return 0
         minutes, hours = aggregate_batch(rows)
-        async with self._tx:
-            return await self._add_invocations(rows, minutes, hours)
-
-    async def _add_invocations(self, rows: list[Invocation], minutes: Any, hours: Any) -> int:
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.executemany(
-                f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
-                f" ({_INVOCATION_PLACEHOLDERS})",
-                [row_of(r) for r in rows],
-            )
-            for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
-                await db.executemany(schema.UPSERT_AGGREGATE.format(table=table),
-                                     aggregate_rows(groups))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+        await self._write(
+            (f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
+             f" ({_INVOCATION_PLACEHOLDERS})", [row_of(r) for r in rows]),
+            *((schema.UPSERT_AGGREGATE.format(table=table), aggregate_rows(groups))
+              for table, groups in (("invocation_minutes", minutes),
+                                    ("invocation_hours", hours))))
         return len(rows)
 
     async def invocations(
@@ -378,6 +366,26 @@ class SQLiteStore:
         await self._db.execute(f"INSERT OR REPLACE INTO era_needs ({columns(EraNeed)})"
                                " VALUES (?,?,?,?,?)", row_of(need))
 
+    async def name_bindings(self) -> list[NameBinding]:
+        cur = await self._db.execute(f"SELECT {columns(NameBinding)} FROM name_bindings"
+                                     " ORDER BY kind, exposed")
+        return [record_of(NameBinding, row) for row in await cur.fetchall()]
+
+    async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
+        await self._write((schema.CLAIM_NAMES[0], [(c.kind, c.server, c.original, c.base)
+                                                   for c in claims]),
+                          (schema.CLAIM_NAMES[1], [row_of(c) for c in claims]))
+        cur = await self._db.execute(  # the claimed components' and names' holders
+            f"SELECT {columns(NameBinding)} FROM name_bindings WHERE server IN (SELECT value"
+            " FROM json_each(?1)) OR exposed IN (SELECT value FROM json_each(?2))",
+            (json.dumps(sorted({c.server for c in claims})),
+             json.dumps(sorted({c.exposed for c in claims}))))
+        return claimed((record_of(NameBinding, r) for r in await cur.fetchall()), claims)
+
+    async def release_names(self, server: str) -> int:
+        cur = await self._db.execute("DELETE FROM name_bindings WHERE server = ?", (server,))
+        return cur.rowcount
+
     # -- alerts -----------------------------------------------------------------------
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
@@ -442,13 +450,17 @@ class SQLiteStore:
         return [pin_record(row) for row in await cur.fetchall()]
 
     async def put_pins(self, rows: Sequence[PinRecord]) -> None:
+        await self._write((f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES"
+                           " (?,?,?,?,?,?,?,?,?)", [pin_row(r) for r in rows]))
+
+    async def _write(self, *batches: tuple[str, list[Any]]) -> None:
+        """Each (statement, rows) batch, in one transaction."""
         db = self._db
         async with self._tx:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                await db.executemany(
-                    f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [pin_row(r) for r in rows])
+                for statement, rows in batches:
+                    await db.executemany(statement, rows)
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")

@@ -172,6 +172,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         at REAL NOT NULL
     );
     """),
+    (9, """
+    -- which server's tool or prompt each exposed name belongs to (store/names.py)
+    CREATE TABLE name_bindings (
+        kind TEXT NOT NULL,              -- tool | prompt
+        exposed TEXT NOT NULL,
+        server TEXT NOT NULL,
+        original TEXT NOT NULL,          -- the name its server's rules give it
+        base TEXT NOT NULL,              -- the name it had with nothing colliding
+        at REAL NOT NULL,
+        PRIMARY KEY (kind, exposed)
+    );
+    CREATE UNIQUE INDEX name_bindings_origin ON name_bindings (kind, server, original);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 CACHE_KIB = 128
@@ -179,7 +192,8 @@ CACHE_KIB = 128
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history",
-                    "alert_rules", "alert_events", "pins", "leases", "era_needs"})
+                    "alert_rules", "alert_events", "pins", "leases", "era_needs",
+                    "name_bindings"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it.
 LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
@@ -187,6 +201,13 @@ LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
          " expires_at = excluded.expires_at"
          " WHERE leases.holder = excluded.holder OR leases.expires_at < ?4"
          " RETURNING holder")
+
+# A claim of an exposed name (store/names.py): drop its component's binding for another
+# base, then bind the name unless it, or the component, is bound already.
+CLAIM_NAMES = (
+    "DELETE FROM name_bindings WHERE kind = ? AND server = ? AND original = ? AND base <> ?",
+    "INSERT INTO name_bindings (kind, exposed, server, original, base, at)"
+    " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING")
 
 # Insert a registration where none is (no row, or a vacant one: base.VACANT_CONFIGS);
 # returns a row when it did.
@@ -273,6 +294,7 @@ COLUMNS: dict[str, frozenset[str]] = {
                        "actor", "at"}),
     "leases": frozenset({"name", "holder", "expires_at"}),
     "era_needs": frozenset({"server", "start", "era", "reason", "at"}),
+    "name_bindings": frozenset({"kind", "exposed", "server", "original", "base", "at"}),
 }
 """Every table's columns at ``SCHEMA_VERSION``: what ``MIGRATIONS`` build on an empty
 database, written out (tests/test_store.py builds them and compares).  Building them at

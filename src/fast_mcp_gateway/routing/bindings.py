@@ -1,0 +1,172 @@
+"""NameBook: every exposed tool and prompt name stays bound to the component it was given.
+
+Names are allocated over the catalogs the gateway knows now (``naming.py``); that alone
+let a name move: servers 'a_b' (tool 'c') and 'a' (tool 'b_c') both make 'a_b_c', and
+while 'a_b' was slow to start after a restart, or had dropped 'c' for a while, 'a_b_c'
+went to a's 'b_c' -- a host calling 'a_b_c' as listed ran another server's tool.
+
+The book remembers each name given (kind, exposed) -> (server, original, base) and the
+catalog build allocates with it (``allocate``): a bound component keeps its name, a
+bound name is nobody else's, whether its server is ready, starting, failed, disabled or
+lacks the component now (a call of it is refused naming the server: ``front/unknown``).
+
+Names are bound once hosts can see them: a gateway's start-up gate defers binding
+(``deferred``) until it opens (every first connect made, or the start-up wait over),
+so servers that come up together are named in config order, as before; from then on
+the first component to get a name keeps it.
+
+A binding is released only when its server is removed (a reload that drops it,
+``gateway_remove_server``, a shared registration removed), not when the server is
+down, disabled, or restarted with a new configuration; one whose ``base`` (the name
+with nothing colliding) no longer matches its server's namespace or the separator is
+replaced at the next build.  Bindings of servers this gateway does not run (another
+profile, another gateway's registrations) are kept as they are.
+
+With a store, ``load`` reads the bindings at start (before the upstreams' first lists)
+and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first
+gateway to bind a name wins) and releases; the store answers a claim with the
+bindings that hold its names and components now: a name another gateway bound first is
+adopted and the catalog rebuilt.  Without one,
+bindings last for the process.  Each distinct name a server ever offered keeps its row
+until the server is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import anyio
+import anyio.abc
+
+from fast_mcp_gateway.routing.naming import (
+    RESERVED,
+    NameTable,
+    Origin,
+    allocate_names,
+    natural_name,
+)
+from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store.names import NameBinding, NameKind
+from fast_mcp_gateway.upstream.signals import ChangeSignal
+
+logger = logging.getLogger(__name__)
+KINDS: tuple[NameKind, NameKind] = ("tool", "prompt")
+
+
+class NameBook:
+    """The bindings (see the module docstring) and the writes queued for the store."""
+
+    def __init__(self) -> None:
+        self.bound: dict[tuple[str, str], NameBinding] = {}   # (kind, exposed) ->
+        self.persistent = False   # a store is attached: ``keep`` writes the queue
+        self.deferred = False   # names given now are not bound yet (start-up: module doc)
+        self._claims: dict[tuple[str, str], NameBinding] = {}
+        self._releases: set[str] = set()
+        self._wake = anyio.Event()
+        self._writing = False
+        self.written = ChangeSignal()   # notified after each round of writes
+
+    def load(self, rows: Iterable[NameBinding]) -> bool:
+        """Take the store's bindings over the book's (the store's win a conflict; a
+        binding the store lacks is kept); returns whether any binding changed."""
+        rows = list(rows)
+        before = dict(self.bound)
+        taken = {(r.kind, r.server, r.original) for r in rows}
+        self.bound = {k: b for k, b in self.bound.items()
+                      if (b.kind, b.server, b.original) not in taken}
+        self.bound.update(((r.kind, r.exposed), r) for r in rows)
+        return self.bound != before
+
+    def binding(self, kind: str, exposed: str) -> NameBinding | None:
+        """The component ``exposed`` belongs to, if it was ever given."""
+        return self.bound.get((kind, exposed))
+
+    def allocate(self, kind: NameKind, entries: Iterable[tuple[str, str, str]], *,
+                 namespaces: Mapping[str, str], separator: str, max_length: int,
+                 reserved: Iterable[str] = ()) -> NameTable:
+        """``allocate_names`` over the bindings of ``kind``; binds (and queues) the names
+        it gave anew.  ``namespaces``: every server this gateway runs (a binding whose
+        base its server's namespace no longer makes is dropped, and replaced)."""
+        reserved = frozenset(reserved)
+        bound: dict[str, Origin] = {}
+        shadowed: set[Origin] = set()   # bound to a name the gateway now uses itself
+        for (k, exposed), b in list(self.bound.items()):
+            if k != kind:
+                continue
+            ns = namespaces.get(b.server)
+            if ns is not None and natural_name(ns, b.original, separator) != b.base:
+                del self.bound[(k, exposed)]   # its new name replaces it (claim_names)
+            elif exposed in reserved:
+                shadowed.add(Origin(b.server, b.original))
+            else:
+                bound[exposed] = Origin(b.server, b.original)
+        table = allocate_names(entries, separator=separator, max_length=max_length,
+                               reserved=reserved, bound=bound)
+        now = time.time()
+        for exposed, origin in table.by_exposed.items():
+            if self.deferred or origin.server == RESERVED or exposed in bound \
+                    or origin in shadowed:
+                continue
+            made = NameBinding(kind=kind, exposed=exposed, server=origin.server,
+                               original=origin.original, at=now, base=natural_name(
+                                   namespaces.get(origin.server, ""), origin.original,
+                                   separator))
+            self.bound[(kind, exposed)] = made
+            if self.persistent:
+                self._claims[(kind, exposed)] = made
+                self._wake.set()
+        return table
+
+    def release(self, server: str) -> None:
+        """Forget ``server``'s names (it was removed)."""
+        for key in [k for k, b in self.bound.items() if b.server == server]:
+            del self.bound[key]
+            self._claims.pop(key, None)
+        if self.persistent:
+            self._releases.add(server)
+            self._wake.set()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._claims or self._releases or self._writing)
+
+    async def flushed(self, within: float) -> bool:
+        """Wait until every queued write reached the store (False after ``within`` s)."""
+        return await self.written.wait_until(lambda: not self.pending, within)
+
+    async def keep(self, store: Callable[[], Store | None], on_adopted: Callable[[], None],
+                   *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                   ) -> None:
+        """Write the queued claims and releases to ``store()`` until cancelled; a name
+        the store holds for another component is adopted (``on_adopted()``: rebuild)."""
+        task_status.started()
+        delay = 0.2
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            current = store()
+            claims, releases = list(self._claims.values()), sorted(self._releases)
+            self._claims, self._releases = {}, set()
+            if current is None:
+                continue
+            self._writing = True
+            try:
+                for server in releases:
+                    await current.release_names(server)
+                if claims and self.load(await current.claim_names(claims)):
+                    on_adopted()
+                delay = 0.2
+            except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile
+                logger.warning("could not keep the exposed names' bindings in the store "
+                               "(%s); retrying", exc)
+                for c in claims:
+                    self._claims.setdefault((c.kind, c.exposed), c)
+                self._releases.update(releases)
+                self._wake.set()
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                self._writing = False
+                self.written.notify()

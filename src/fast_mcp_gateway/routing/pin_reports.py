@@ -16,12 +16,27 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fast_mcp_gateway.routing.curation import KIND_LABEL, Kind
 
-if TYPE_CHECKING:
-    from fast_mcp_gateway.routing.pinning import Finding
+
+class Finding(Protocol):
+    """What a report reads of ``pinning.Finding`` (not imported: pinning imports this)."""
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def held(self) -> bool: ...
+    @property
+    def markers(self) -> tuple[str, ...]: ...
+    def summary(self) -> str: ...
 
 logger = logging.getLogger("fast_mcp_gateway.routing.pinning")
 REPORT_WINDOW = 5.0

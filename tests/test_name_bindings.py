@@ -19,8 +19,10 @@ import mcp_types as types
 import pytest
 from fastmcp import Client, Context, FastMCP
 
+from fast_mcp_gateway.routing import bindings
 from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.store import MemoryStore
+from fast_mcp_gateway.store.names import NameBinding
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import make_gateway, memory_entry
 
@@ -208,3 +210,45 @@ async def test_servers_coming_up_within_the_start_up_wait_are_named_in_config_or
             assert (await client.call_tool("a_b_c", {})).data == "ran c"
     binding = manager.names.binding("tool", "a_b_c")
     assert binding is not None and binding.server == "a_b"
+
+
+async def test_a_server_inventing_names_keeps_only_so_many_it_no_longer_offers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each name a server ever offered stayed bound (a server inventing names in a loop
+    grew the table by a row a name): past ``UNOFFERED_KEPT`` of the names a listing
+    server does not offer now, the least recently offered are released, never one that
+    another component asks for (so no name given now changes)."""
+    monkeypatch.setattr(bindings, "UNOFFERED_KEPT", 3)
+    ticks = iter(range(1_000))
+    book, store = NameBook(clock=lambda: float(next(ticks))), MemoryStore()
+    book.persistent = True
+    other = ("a", "a", "b_c")   # asks for 'a_b_c' all along
+
+    def offer(*tools: str, servers: tuple[str, ...] = ("a_b", "a")) -> dict[str, str]:
+        entries = [*(("a_b", "a_b", t) for t in tools), other]
+        table = book.allocate("tool", [e for e in entries if e[0] in servers], namespaces={
+            "a_b": "a_b", "a": "a", "z": "z"}, separator="_", max_length=64)
+        return {e: f"{o.server}.{o.original}" for e, o in table.by_exposed.items()}
+
+    book.load([NameBinding(kind="tool", exposed=f"z_{i}", server="z", original=str(i),
+                           base=f"z_{i}", at=0.0) for i in range(5)])   # z lists nothing
+    first = offer("c", "keep")
+    suffixed = next(e for e, o in first.items() if o == "a.b_c")
+    for i in range(8):
+        offer(f"n{i}", "keep")
+    offer("n9", "n1")
+    # 'keep' and 'n7' were offered last: 'n5' and 'n6' go; 'c', offered first, stays
+    # (a's 'b_c' asks for its name), and so does every name z (listing nothing) bound.
+    assert {b.exposed for b in book.bound.values() if b.server == "a_b"} == {
+        "a_b_c", "a_b_n9", "a_b_n1", "a_b_n7", "a_b_keep"}
+    assert len([b for b in book.bound.values() if b.server == "z"]) == 5
+    assert offer("c")["a_b_c"] == "a_b.c" and offer()[suffixed] == "a.b_c"
+    assert len([b for b in book.bound.values() if b.server == "a_b"]) == 4
+    offer(servers=("a",))   # a_b lists nothing now (starting): nothing of it goes
+    assert len([b for b in book.bound.values() if b.server == "a_b"]) == 4
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(book.keep, lambda: store, lambda: None)
+        assert await book.flushed(GUARD)
+        tg.cancel_scope.cancel()
+    assert await store.name_bindings() == sorted(   # (z's were loaded, not claimed)
+        (b for b in book.bound.values() if b.server != "z"), key=lambda b: b.exposed)

@@ -524,6 +524,21 @@ async def test_a_name_claimed_first_stays_bound_until_its_server_is_released(
     assert {b.server for b in await store.name_bindings()} == {"a", "z"}
 
 
+async def test_a_forgotten_binding_goes_only_while_it_binds_its_name_to_that_component(
+        store: Store) -> None:
+    """``forget_names`` drops the bindings named (by kind, name, server and original); a
+    name bound to another component since, and the other kind's binding, stay."""
+    tool, prompt = bound("a_x", "a", "x"), bound("a_x", "a", "x", kind="prompt")
+    kept, other = bound("a_y", "a", "y"), bound("b_z", "b", "z")
+    await store.claim_names([tool, prompt, kept, other])
+    stale = bound("b_z", "a", "z")   # 'b_z' is b's, not a's: nothing to forget
+    assert await store.forget_names([tool, stale, bound("a_q", "a", "q")]) == 1
+    assert await store.name_bindings() == [prompt, kept, other]
+    assert await store.forget_names([]) == 0
+    assert await store.forget_names([prompt, kept]) == 2
+    assert await store.name_bindings() == [other]
+
+
 async def test_records_are_read_in_the_order_they_were_written(store: Store) -> None:
     """``logs --follow`` reads records as they are written: a call's record is written when
     it ends, so a long call (or a task's end) comes after later calls that ended first."""

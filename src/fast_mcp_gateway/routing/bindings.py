@@ -15,11 +15,18 @@ Names are bound once hosts can see them: a gateway's start-up gate defers bindin
 so servers that come up together are named in config order, as before; from then on
 the first component to get a name keeps it.
 
-A binding is released only when its server is removed (a reload that drops it,
+A binding is released when its server is removed (a reload that drops it,
 ``gateway_remove_server``, a shared registration removed), not when the server is
-down, disabled, or restarted with a new configuration; one whose ``base`` (the name
-with nothing colliding) no longer matches its server's namespace or the separator is
-replaced at the next build.  Bindings of servers this gateway does not run (another
+down, disabled, or restarted with a new configuration.  A server listing its
+components keeps at most ``UNOFFERED_KEPT`` bindings (per kind) of ones it does not
+offer now (a server inventing names in a loop would grow the table a row a name):
+past that, the least recently offered are released (``_trim``), each only if no
+component listed now asks for its name first and the gateway does not use it, so a
+release changes no name given now; a name released is unbound: should a colliding
+component ask for it later, it is that one's.  A server listing nothing (starting,
+failed) releases nothing.  A binding whose ``base`` (the name with nothing colliding)
+no longer matches its server's namespace or the separator is replaced at the next
+build.  Bindings of servers this gateway does not run (another
 profile, another gateway's registrations) are kept as they are.
 
 With a store, ``load`` reads the bindings at start (before the upstreams' first lists)
@@ -27,8 +34,7 @@ and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first
 gateway to bind a name wins) and releases; the store answers a claim with the
 bindings that hold its names and components now: a name another gateway bound first is
 adopted and the catalog rebuilt.  Without one,
-bindings last for the process.  Each distinct name a server ever offered keeps its row
-until the server is removed.
+bindings last for the process.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from fast_mcp_gateway.routing.naming import (
     Origin,
     allocate_names,
     natural_name,
+    preferred_name,
 )
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.store.names import NameBinding, NameKind
@@ -53,17 +60,24 @@ from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 KINDS: tuple[NameKind, NameKind] = ("tool", "prompt")
+# Names a server offering a list keeps bound beyond those it offers now, per kind: past
+# this, the least recently offered that nothing asks for now are released (``_trim``).
+UNOFFERED_KEPT = 1000
 
 
 class NameBook:
     """The bindings (see the module docstring) and the writes queued for the store."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock   # unix seconds: when a name was bound, or last offered
         self.bound: dict[tuple[str, str], NameBinding] = {}   # (kind, exposed) ->
         self.persistent = False   # a store is attached: ``keep`` writes the queue
         self.deferred = False   # names given now are not bound yet (start-up: module doc)
         self._claims: dict[tuple[str, str], NameBinding] = {}
         self._releases: set[str] = set()
+        self._forgets: dict[tuple[str, str, str, str], NameBinding] = {}
+        # (kind, exposed) -> when its component was last offered (this process; else ``at``)
+        self._offered: dict[tuple[str, str], float] = {}
         self._wake = anyio.Event()
         self._writing = False
         self.written = ChangeSignal()   # notified after each round of writes
@@ -89,7 +103,8 @@ class NameBook:
         """``allocate_names`` over the bindings of ``kind``; binds (and queues) the names
         it gave anew.  ``namespaces``: every server this gateway runs (a binding whose
         base its server's namespace no longer makes is dropped, and replaced)."""
-        reserved = frozenset(reserved)
+        reserved, entries = frozenset(reserved), list(entries)
+        self._trim(kind, entries, reserved, separator, max_length)
         bound: dict[str, Origin] = {}
         shadowed: set[Origin] = set()   # bound to a name the gateway now uses itself
         for (k, exposed), b in list(self.bound.items()):
@@ -104,7 +119,7 @@ class NameBook:
                 bound[exposed] = Origin(b.server, b.original)
         table = allocate_names(entries, separator=separator, max_length=max_length,
                                reserved=reserved, bound=bound)
-        now = time.time()
+        now = self.clock()
         for exposed, origin in table.by_exposed.items():
             if self.deferred or origin.server == RESERVED or exposed in bound \
                     or origin in shadowed:
@@ -119,6 +134,41 @@ class NameBook:
                 self._wake.set()
         return table
 
+    def _trim(self, kind: NameKind, entries: list[tuple[str, str, str]],
+              reserved: frozenset[str], separator: str, max_length: int) -> None:
+        """Release, of each listing server's bindings of ``kind`` it does not offer now,
+        all but ``UNOFFERED_KEPT``: least recently offered first, and only names no
+        entry asks for first and the gateway does not use (so no name given now
+        changes: the module docstring)."""
+        now = self.clock()
+        offered = {(server, original) for server, _, original in entries}
+        listing = {server for server, _ in offered}
+        unoffered: dict[str, list[tuple[str, str]]] = {}
+        for key, b in self.bound.items():
+            if key[0] != kind:
+                continue
+            if (b.server, b.original) in offered:
+                self._offered[key] = now
+            elif b.server in listing:
+                unoffered.setdefault(b.server, []).append(key)
+        if len(self._offered) > 2 * len(self.bound):
+            self._offered = {k: t for k, t in self._offered.items() if k in self.bound}
+        over = [keys for keys in unoffered.values() if len(keys) > UNOFFERED_KEPT]
+        if not over:
+            return
+        asked = reserved | {preferred_name(server, namespace, original, separator, max_length)
+                            for server, namespace, original in entries}
+        for keys in over:
+            free = sorted((k for k in keys if k[1] not in asked),
+                          key=lambda k: (self._offered.get(k, self.bound[k].at), k[1]))
+            for key in free[:len(keys) - UNOFFERED_KEPT]:
+                gone = self.bound.pop(key)
+                self._offered.pop(key, None)
+                self._claims.pop(key, None)
+                if self.persistent:
+                    self._forgets[(*key, gone.server, gone.original)] = gone
+                    self._wake.set()
+
     def release(self, server: str) -> None:
         """Forget ``server``'s names (it was removed)."""
         for key in [k for k, b in self.bound.items() if b.server == server]:
@@ -130,7 +180,7 @@ class NameBook:
 
     @property
     def pending(self) -> bool:
-        return bool(self._claims or self._releases or self._writing)
+        return bool(self._claims or self._releases or self._forgets or self._writing)
 
     async def flushed(self, within: float) -> bool:
         """Wait until every queued write reached the store (False after ``within`` s)."""
@@ -148,13 +198,16 @@ class NameBook:
             self._wake = anyio.Event()
             current = store()
             claims, releases = list(self._claims.values()), sorted(self._releases)
-            self._claims, self._releases = {}, set()
+            forgets = list(self._forgets.values())
+            self._claims, self._releases, self._forgets = {}, set(), {}
             if current is None:
                 continue
             self._writing = True
             try:
                 for server in releases:
                     await current.release_names(server)
+                if forgets:   # before the claims: a name forgotten may be claimed anew
+                    await current.forget_names(forgets)
                 if claims and self.load(await current.claim_names(claims)):
                     on_adopted()
                 delay = 0.2
@@ -164,6 +217,8 @@ class NameBook:
                 for c in claims:
                     self._claims.setdefault((c.kind, c.exposed), c)
                 self._releases.update(releases)
+                for f in forgets:
+                    self._forgets.setdefault((f.kind, f.exposed, f.server, f.original), f)
                 self._wake.set()
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -76,6 +76,16 @@ def natural_name(namespace: str, original: str, separator: str = "_") -> str:
     return _INVALID.sub("_", natural) or "_"
 
 
+def preferred_name(server: str, namespace: str, original: str, separator: str = "_",
+                   max_length: int = 64) -> str:
+    """The first name ``allocate_names`` tries for an entry: its natural name, shortened
+    (with a hash of server and original) past ``max_length``."""
+    exposed = natural_name(namespace, original, separator)
+    if len(exposed) > max_length:
+        return _with_suffix(exposed, _digest(server, original), max_length)
+    return exposed
+
+
 def allocate_names(
     entries: Iterable[tuple[str, str, str]],
     *,

@@ -334,6 +334,14 @@ class MemoryStore:
             del self._names[k]
         return len(doomed)
 
+    async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
+        doomed = {(b.kind, b.exposed) for b in bindings
+                  if (held := self._names.get((b.kind, b.exposed))) is not None
+                  and (held.server, held.original) == (b.server, b.original)}
+        for k in doomed:
+            del self._names[k]
+        return len(doomed)
+
     async def alert_rules(self) -> list[AlertRuleRecord]:
         return [replace(r, config=_copy(r.config)) for _, r in sorted(self._alert_rules.items())]
 

@@ -49,6 +49,12 @@ class NameStore(Protocol):
         """Forget every binding of ``server`` (it was removed); returns how many."""
         ...
 
+    async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
+        """Forget each of ``bindings`` (a name its server stopped offering long ago:
+        ``routing/bindings.py``), matched by kind, name, server and original: a row that
+        binds the name to another component now stays.  Returns how many went."""
+        ...
+
 
 def claimed(rows: Iterable[NameBinding], claims: Sequence[NameBinding]) -> list[NameBinding]:
     """Of ``rows``, those holding a claimed name or component, by kind and name (what

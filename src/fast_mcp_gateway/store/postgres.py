@@ -338,6 +338,14 @@ class PostgresStore(PgCallLog):
             return rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
                                                server))
 
+    async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
+        async with self._conn() as conn:
+            return rowcount(await conn.execute(
+                "DELETE FROM name_bindings WHERE (kind, exposed, server, original) IN"
+                " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))",
+                *([getattr(b, f) for b in bindings]
+                  for f in ("kind", "exposed", "server", "original"))))
+
     # -- alerts -----------------------------------------------------------------------
 
     async def alert_rules(self) -> list[AlertRuleRecord]:

@@ -386,6 +386,10 @@ class SQLiteStore:
         cur = await self._db.execute("DELETE FROM name_bindings WHERE server = ?", (server,))
         return cur.rowcount
 
+    async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
+        rows = [[b.kind, b.exposed, b.server, b.original] for b in bindings]
+        return (await self._db.execute(schema.FORGET_NAMES, (json.dumps(rows),))).rowcount
+
     # -- alerts -----------------------------------------------------------------------
 
     async def alert_rules(self) -> list[AlertRuleRecord]:

@@ -208,6 +208,12 @@ CLAIM_NAMES = (
     "DELETE FROM name_bindings WHERE kind = ? AND server = ? AND original = ? AND base <> ?",
     "INSERT INTO name_bindings (kind, exposed, server, original, base, at)"
     " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+# Forget bindings (a JSON array of [kind, exposed, server, original]), each only while
+# it still binds its name to that component.
+FORGET_NAMES = (
+    "DELETE FROM name_bindings WHERE (kind, exposed, server, original) IN (SELECT"
+    " json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))")
 
 # Insert a registration where none is (no row, or a vacant one: base.VACANT_CONFIGS);
 # returns a row when it did.

@@ -21,7 +21,7 @@ from fastmcp import Client, Context, FastMCP
 
 from fast_mcp_gateway.routing import bindings
 from fast_mcp_gateway.routing.bindings import NameBook
-from fast_mcp_gateway.store import MemoryStore
+from fast_mcp_gateway.store import MemoryStore, open_store
 from fast_mcp_gateway.store.names import NameBinding
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import make_gateway, memory_entry
@@ -252,3 +252,40 @@ async def test_a_server_inventing_names_keeps_only_so_many_it_no_longer_offers(
         tg.cancel_scope.cancel()
     assert await store.name_bindings() == sorted(   # (z's were loaded, not claimed)
         (b for b in book.bound.values() if b.server != "z"), key=lambda b: b.exposed)
+
+
+async def test_a_server_removed_while_no_gateway_ran_frees_its_names_at_start(
+        tmp_path: Path) -> None:
+    """A server dropped from the file while no gateway ran kept its names for ever
+    (unlisted, refused, never free).  At start the bindings of servers neither in the
+    config nor registered in the store go; those of servers outside this process's
+    profile (in the file) and of runtime registrations stay."""
+    db = tmp_path / "g.db"
+    both = {"a_b": memory_entry("a_b"), "a": memory_entry("a")}
+    first = make_gateway(both, {"a_b": droppable("c"), "a": droppable("b_c")}, db=db)
+    async with Client(first.server) as client:
+        suffixed = next(n for n in await names(client) if n != "a_b_c")
+        assert await first.manager.names.flushed(GUARD)
+    store = await open_store(db)
+    try:   # 'r', registered at runtime, offered 'old' once
+        await store.put_server("r", memory_entry("r"), True)
+        await store.claim_names([NameBinding(kind="tool", exposed="r_old", server="r",
+                                             original="old", base="r_old", at=1.0)])
+    finally:
+        await store.close()
+    memory = {"a_b": droppable("c"), "a": droppable("b_c"), "r": droppable("t")}
+    profiled = make_gateway(both, memory, db=db)
+    profiled.manager.restrict({"a"})   # serve --profile: a_b is in the file, not run here
+    async with Client(profiled.server):
+        assert profiled.manager.names.binding("tool", "a_b_c") is not None
+    later = make_gateway({"a": memory_entry("a")}, memory, db=db)   # a_b left the file
+    async with Client(later.server) as client:
+        book = later.manager.names
+        assert book.binding("tool", "a_b_c") is None
+        assert book.binding("tool", "r_old") is not None
+        assert await names(client) == {suffixed}   # a's name does not move
+        called = await client.call_tool_mcp("a_b_c", {})
+        assert called.is_error and "Unknown tool" in called.content[0].text, called.content
+        assert await book.flushed(GUARD)
+        stored = await later.store.name_bindings()   # type: ignore[union-attr]
+        assert {b.server for b in stored} == {"a", "r"}

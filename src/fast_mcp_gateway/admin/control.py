@@ -121,6 +121,7 @@ class ControlPlane:
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
+        self._release_unknown_names({*self.config.servers, *(r.name for r in registrations)})
         desired, problems = merge(dict(self.config.servers), registrations,
                                   self.config.options.env_allow)
         for problem in problems:
@@ -141,6 +142,19 @@ class ControlPlane:
                     len(runtime), mask_text(self.settings.db or "the store"),
                     f" ({', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
                     if runtime else "")
+
+    def _release_unknown_names(self, known: set[str]) -> None:
+        """Free the names of servers in neither the config (all of it: another profile's
+        servers keep theirs) nor the store's registrations (another gateway's keep
+        theirs): removed from the file while no gateway ran, nothing released them."""
+        gone = sorted(self.manager.names.servers() - known)
+        for server in gone:
+            self.manager.names.release(server)
+        if gone:
+            logger.info("freed the exposed names of server(s) %s: in neither %s nor the "
+                        "servers registered in %s (removed while no gateway ran)",
+                        ", ".join(shown_name(s) for s in gone), self.config.source,
+                        mask_text(self.settings.db or "the store"))
 
     def detach(self) -> None:
         """Forget the store (it is about to close); history and audit stop recording."""

@@ -16,7 +16,8 @@ so servers that come up together are named in config order, as before; from then
 the first component to get a name keeps it.
 
 A binding is released when its server is removed (a reload that drops it,
-``gateway_remove_server``, a shared registration removed), not when the server is
+``gateway_remove_server``, a shared registration removed, or, found at start, the
+config file and the registrations lacking it: ``ControlPlane.attach``), not when the server is
 down, disabled, or restarted with a new configuration.  A server listing its
 components keeps at most ``UNOFFERED_KEPT`` bindings (per kind) of ones it does not
 offer now (a server inventing names in a loop would grow the table a row a name):
@@ -168,6 +169,10 @@ class NameBook:
                 if self.persistent:
                     self._forgets[(*key, gone.server, gone.original)] = gone
                     self._wake.set()
+
+    def servers(self) -> set[str]:
+        """The servers holding names."""
+        return {b.server for b in self.bound.values()}
 
     def release(self, server: str) -> None:
         """Forget ``server``'s names (it was removed)."""

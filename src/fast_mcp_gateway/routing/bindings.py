@@ -17,17 +17,17 @@ the first component to get a name keeps it.
 
 A binding is released when its server is removed (a reload that drops it,
 ``gateway_remove_server``, a shared registration removed, or, found at start, the
-config file and the registrations lacking it: ``ControlPlane.attach``), not when the server is
-down, disabled, or restarted with a new configuration.  A server listing its
+config file and the registrations lacking it: ``ControlPlane.attach``), not when the
+server is down, disabled, or restarted with a new configuration.  A server listing its
 components keeps at most ``UNOFFERED_KEPT`` bindings (per kind) of ones it does not
 offer now (a server inventing names in a loop would grow the table a row a name):
 past that, the least recently offered are released (``_trim``), each only if no
 component listed now asks for its name first and the gateway does not use it, so a
 release changes no name given now; a name released is unbound: should a colliding
-component ask for it later, it is that one's.  A server listing nothing (starting,
-failed) releases nothing.  A binding whose ``base`` (the name with nothing colliding)
-no longer matches its server's namespace or the separator is replaced at the next
-build.  Bindings of servers this gateway does not run (another
+component ask for it later, it is that one's.  A server listing none of a kind
+(starting, failed, or just none) releases none of it.  A binding whose ``base`` (the
+name with nothing colliding) no longer matches its server's namespace or the separator
+is replaced at the next build.  Bindings of servers this gateway does not run (another
 profile, another gateway's registrations) are kept as they are.
 
 With a store, ``load`` reads the bindings at start (before the upstreams' first lists)

@@ -222,7 +222,8 @@ class Gateway:
 
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
-                self.manager, lambda: self.recorder, lambda: self.control.store_lost))
+                self.manager, lambda: self.recorder, lambda: self.control.store_lost,
+                self.provider.unknown_calls))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,22 @@ import anyio.abc
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.admin.context import CONFIG_FILE
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.cli.main import _load
 from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
-from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    memory_transports,
+)
 from tests.test_rest import OPS, demo, serving
 
 
@@ -72,6 +81,47 @@ async def test_a_reload_does_not_warn_about_a_token_naming_a_runtime_registratio
         [warning] = [r.getMessage() for r in caplog.records
                      if "names servers" in r.getMessage()]
         assert "names servers that are not configured: 'gamma';" in warning, warning
+
+
+@pytest.mark.anyio
+async def test_a_restart_does_not_warn_about_a_token_naming_a_runtime_registration(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The reload's false warning, at start: ``serve`` and ``mcp-gateway servers``
+    validate the file before they read the store, and warned that a token names
+    servers "not configured" that the store registers.  They check tokens' servers
+    once the registrations are read; a name nothing registers is still warned about."""
+    auth = {"tokens": [{"name": "bob", "token": "mgw_bob-runtime-servers-4f0a2", "scopes":
+                        ["admin"], "servers": ["beta", "gamma"]}]}
+    config, db = tmp_path / "servers.yaml", tmp_path / "gw.db"
+    config.write_text(json.dumps({"gateway": {"auth": auth},
+                                  "servers": {"alpha": memory_entry("alpha")}}))
+    memory = {"alpha": alpha_server(), "beta": beta_server()}
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, memory,
+                           options={"auth": auth}, config=config, db=db)
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_add_server", {"name": "beta",
+                                                      "config": memory_entry("beta")})
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "names servers" in r.getMessage()]
+
+    caplog.clear()
+    settings = GatewaySettings(config=str(config), db=str(db), connect_timeout=10,
+                               startup_wait=600)
+    with caplog.at_level(logging.WARNING, logger="fast_mcp_gateway.config.auth"):
+        restarted = Gateway(_load(settings, "serve"), settings,
+                            transport_factory=memory_transports(memory))
+        assert said() == []  # not yet: the registrations are not read
+        async with Client(restarted.server):
+            [warning] = said()
+    assert "names servers that are not configured: 'gamma';" in warning, warning
+
+    listed = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway", "servers",
+                                      "--config", str(config), "--db", str(db)], check=False)
+    stderr = listed.stderr.decode()
+    assert listed.returncode == 0, stderr
+    [line] = [line for line in stderr.splitlines() if "names servers" in line]
+    assert "names servers that are not configured: 'gamma';" in line, stderr
 
 
 @pytest.mark.anyio

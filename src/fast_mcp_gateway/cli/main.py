@@ -309,10 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
+    failure = None
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
-                  backend_options=loop.backend_options)
-    logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
+        failure = anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
+                            backend_options=loop.backend_options)
+    log = logging.getLogger("fast_mcp_gateway")
+    if failure is not None:
+        # The last line: a supervisor (systemd, Kubernetes) restarts a non-zero exit.
+        log.critical("stopped after %.1fs: %s; exiting with status 1 (to be restarted)",
+                     time.monotonic() - started, failure)
+        return 1
+    log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
 
 

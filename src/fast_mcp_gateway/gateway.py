@@ -378,6 +378,7 @@ class Gateway:
                             self.settings.dashboard, sock=dashboard))
                     await self.server.run_async(transport="stdio", show_banner=False)
                     tg.cancel_scope.cancel()
+                self._stop_stdio = None
                 return
             reader, writer = streams
             self._answer_first = True  # started: after the answer, before the next line
@@ -423,9 +424,11 @@ class Gateway:
         ``BackgroundTaskFailed`` is raised then."""
         try:
             await self._serve(transport or self.settings.transport, sockets, dashboard)
-        finally:
-            if self.failure is not None:
-                raise self.failure
+        except Exception:
+            if self.failure is None:
+                raise  # else what the failed task's end raised on the way out: its own
+        if self.failure is not None:
+            raise self.failure
 
     async def _serve(self, transport: Transport, sockets: list[socket.socket] | None,
                      dashboard: socket.socket | None) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import mcp_types as types
 import pytest
 from fastmcp import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.relay import FrontCall
-from tests.fixtures import make_gateway, serve_http
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -167,3 +168,40 @@ def test_label_children_are_made_once_per_combination() -> None:
     assert value(got, "mcp_gateway_retries_total", mcp_gateway_server="a") == 2
     # Each gateway has its own registry: a second one starts from nothing.
     assert "a_x" not in GatewayMetrics().render().decode()
+
+
+async def test_calls_of_unknown_names_are_counted_by_kind_only() -> None:
+    """A host calling a made-up name (3,331 calls of 'clock_add_minutes' in a trial) left
+    no trace: it reaches no server, so the calls counter never saw it.  Both HTTP paths
+    count it (the express lane steps aside, FastMCP answers), under the kind alone."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        before = await scrape(http, base)
+        for kind in ("tool", "prompt", "resource"):
+            assert value(before, "mcp_gateway_unknown_calls_total", kind=kind) == 0
+        async with Client(f"{base}/mcp") as client:
+            for _ in range(2):
+                refused = await client.call_tool("clock_add_minutes", {}, raise_on_error=False)
+                assert refused.is_error
+            with pytest.raises(Exception, match="Unknown prompt"):
+                await client.get_prompt("alpha_nope")
+            with pytest.raises(Exception, match="Unknown resource"):
+                await client.read_resource("nope://nowhere")
+        # A raw 2026-07-28 POST, which the express lane (http/lane.py) would serve.
+        modern = "2026-07-28"
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "clock_add_minutes", "arguments": {}, "_meta": {
+                types.PROTOCOL_VERSION_META_KEY: modern,
+                types.CLIENT_INFO_META_KEY: {"name": "raw", "version": "1"},
+                types.CLIENT_CAPABILITIES_META_KEY: {}}}}
+        answer = await http.post(f"{base}/mcp", content=json.dumps(body), headers={
+            "content-type": "application/json", "mcp-protocol-version": modern,
+            "accept": "application/json, text/event-stream", "mcp-method": "tools/call",
+            "mcp-name": "clock_add_minutes"})
+        assert "Unknown tool" in answer.text, answer.text
+        after = await scrape(http, base)
+        assert value(after, "mcp_gateway_unknown_calls_total", kind="tool") == 3
+        assert value(after, "mcp_gateway_unknown_calls_total", kind="prompt") == 1
+        assert value(after, "mcp_gateway_unknown_calls_total", kind="resource") == 1
+        # The name is no label anywhere: one series per kind, whatever a host sends.
+        assert not any("clock_add_minutes" in str(labels) for _, labels in after)

@@ -4,24 +4,38 @@ runtime registrations, reloads, outages), each pinned by the cheapest test that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import httpx2
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway import BackgroundTaskFailed, Gateway, GatewaySettings
 from fast_mcp_gateway.admin.context import CONFIG_FILE
 from fast_mcp_gateway.alerts import AlertEngine
+from fast_mcp_gateway.cli.main import _load
 from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.telemetry.redaction import credential_args, mask_text
-from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    memory_transports,
+)
+from tests.stdio_gateway import REPO
 from tests.test_rest import OPS, demo, serving
 
 
@@ -72,6 +86,47 @@ async def test_a_reload_does_not_warn_about_a_token_naming_a_runtime_registratio
         [warning] = [r.getMessage() for r in caplog.records
                      if "names servers" in r.getMessage()]
         assert "names servers that are not configured: 'gamma';" in warning, warning
+
+
+@pytest.mark.anyio
+async def test_a_restart_does_not_warn_about_a_token_naming_a_runtime_registration(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The reload's false warning, at start: ``serve`` and ``mcp-gateway servers``
+    validate the file before they read the store, and warned that a token names
+    servers "not configured" that the store registers.  They check tokens' servers
+    once the registrations are read; a name nothing registers is still warned about."""
+    auth = {"tokens": [{"name": "bob", "token": "mgw_bob-runtime-servers-4f0a2", "scopes":
+                        ["admin"], "servers": ["beta", "gamma"]}]}
+    config, db = tmp_path / "servers.yaml", tmp_path / "gw.db"
+    config.write_text(json.dumps({"gateway": {"auth": auth},
+                                  "servers": {"alpha": memory_entry("alpha")}}))
+    memory = {"alpha": alpha_server(), "beta": beta_server()}
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, memory,
+                           options={"auth": auth}, config=config, db=db)
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_add_server", {"name": "beta",
+                                                      "config": memory_entry("beta")})
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "names servers" in r.getMessage()]
+
+    caplog.clear()
+    settings = GatewaySettings(config=str(config), db=str(db), connect_timeout=10,
+                               startup_wait=600)
+    with caplog.at_level(logging.WARNING, logger="fast_mcp_gateway.config.auth"):
+        restarted = Gateway(_load(settings, "serve"), settings,
+                            transport_factory=memory_transports(memory))
+        assert said() == []  # not yet: the registrations are not read
+        async with Client(restarted.server):
+            [warning] = said()
+    assert "names servers that are not configured: 'gamma';" in warning, warning
+
+    listed = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway", "servers",
+                                      "--config", str(config), "--db", str(db)], check=False)
+    stderr = listed.stderr.decode()
+    assert listed.returncode == 0, stderr
+    [line] = [line for line in stderr.splitlines() if "names servers" in line]
+    assert "names servers that are not configured: 'gamma';" in line, stderr
 
 
 @pytest.mark.anyio
@@ -176,3 +231,89 @@ async def test_a_failing_background_task_is_logged_when_it_fails(
     [record] = caplog.records
     assert record.levelname == "CRITICAL" and "watcher" in record.getMessage()
     assert "restart it" in record.getMessage()
+
+
+def broken_reload(*_: object) -> Any:
+    raise RuntimeError("the registrations did not parse")
+
+
+@pytest.mark.anyio
+async def test_a_failing_background_task_stops_an_http_gateway(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed background task was logged while the gateway answered on without its
+    background work: now it stops, and ``run_async`` raises naming the task (a
+    supervisor restarts what exits)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {}}))
+    gateway = make_gateway({}, config=config, db=tmp_path / "gw.db", reload_interval=0.05)
+    monkeypatch.setattr(gateway.control, "reload_logged", broken_reload)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    raised: list[BackgroundTaskFailed] = []
+
+    async def serve() -> None:
+        try:
+            await gateway.run_async("http", sockets=[sock])
+        except BackgroundTaskFailed as exc:
+            raised.append(exc)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            async with httpx2.AsyncClient(timeout=30) as http:  # served: the watcher runs
+                health = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")
+                assert health.status_code == 200
+            config.write_text(json.dumps({"servers": {}, "gateway": {}}))
+    [failure] = raised
+    assert failure.task == "ControlPlane.watch_config", failure
+    assert "RuntimeError: the registrations did not parse" in str(failure)
+
+
+_BROKEN_SERVE = """
+import sys
+from fast_mcp_gateway.admin.control import ControlPlane
+from tests.test_operator_trial import broken_reload
+ControlPlane.reload_logged = broken_reload
+from fast_mcp_gateway.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.anyio
+async def test_a_failing_background_task_ends_a_stdio_serve_with_status_1(
+        tmp_path: Path) -> None:
+    """``serve`` over stdio exits 1 when a background task fails (here the config
+    watcher, as a store outage made it fail before), its last line naming the task and
+    the error; it answered on without call records, alerts or reloads."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {}}))
+    env = {**os.environ, "HOME": str(tmp_path), "MCP_GATEWAY_RELOAD_INTERVAL": "0.05"}
+    command = [sys.executable, "-c", _BROKEN_SERVE, "serve", "--config", str(config),
+               "--db", str(tmp_path / "gw.db")]
+    async with await anyio.open_process(command, env=env, cwd=REPO) as proc:
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            await proc.stdin.send(json.dumps({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "1"}}}).encode() + b"\n")
+            with anyio.fail_after(60):
+                answer = b""
+                while not answer.endswith(b"\n"):  # answered: the watcher runs
+                    answer += await proc.stdout.receive()
+                assert b'"result"' in answer, answer
+                config.write_text(json.dumps({"servers": {}, "gateway": {}}))
+                code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert proc.stderr is not None
+        stderr = b""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                stderr += await proc.stderr.receive()
+    lines = stderr.decode().strip().splitlines()
+    assert code == 1, lines[-5:]
+    assert "background task ControlPlane.watch_config failed: RuntimeError: the " \
+        "registrations did not parse; exiting with status 1" in lines[-1], lines[-5:]

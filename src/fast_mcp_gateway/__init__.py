@@ -8,6 +8,7 @@ from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import (
     AdminError,
+    BackgroundTaskFailed,
     ConfigError,
     GatewayError,
     UnknownComponent,
@@ -32,6 +33,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AdminError",
+    "BackgroundTaskFailed",
     "ConfigError",
     "Gateway",
     "GatewayConfig",

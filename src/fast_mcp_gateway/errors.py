@@ -11,6 +11,7 @@ The tree::
     │   ├── UpstreamRequestFailed   the transport broke while a request was in flight
     │   └── RateLimited             its (or its tool's) rate limit is exhausted
     ├── UnknownComponent            no tool / resource / prompt of that name is exposed
+    ├── BackgroundTaskFailed        a background task failed: the gateway stopped serving
     └── AdminError                  an admin tool was asked something impossible
         ├── NotFound                no server / route of that name or id
         ├── Conflict                that name is taken already
@@ -94,6 +95,18 @@ class UpstreamRequestFailed(UpstreamError):
 
 class UnknownComponent(GatewayError):
     """No exposed tool, resource or prompt has that name."""
+
+
+class BackgroundTaskFailed(GatewayError):
+    """One of the gateway's background tasks (call recorder, alerts, change feed, config
+    watcher, ...) failed: the gateway stopped serving, and ``run_async`` raises this once
+    it has stopped (``serve`` exits with status 1), so that its supervisor restarts it
+    rather than it answering on without them."""
+
+    def __init__(self, task: str, error: BaseException) -> None:
+        super().__init__(f"background task {task} failed: {type(error).__name__}: {error}")
+        self.task = task
+        self.error = error
 
 
 class AdminError(GatewayError):

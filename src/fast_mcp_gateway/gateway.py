@@ -41,7 +41,7 @@ from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport, bind_refusal
-from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.errors import BackgroundTaskFailed, ConfigError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
@@ -106,6 +106,9 @@ class Gateway:
         check_profile(self.settings.profile, config.options)
         self.provider.profile = self.settings.profile
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
+        self._stop_stdio: anyio.CancelScope | None = None  # while serving stdio
+        # A failed background task: serving stops, ``run_async`` raises it.
+        self.failure: BackgroundTaskFailed | None = None
         self._init_options: InitializationOptions | None = None  # stdio's, once serving
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
@@ -222,7 +225,8 @@ class Gateway:
 
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
-                self.manager, lambda: self.recorder, lambda: self.control.store_lost))
+                self.manager, lambda: self.recorder, lambda: self.control.store_lost,
+                self.provider.unknown_calls))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 
@@ -251,7 +255,7 @@ class Gateway:
             await load_pins(self.control)
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
-            async with background(*tasks):
+            async with background(*tasks, failed=self._background_failed):
                 try:
                     yield {}
                 finally:
@@ -274,6 +278,15 @@ class Gateway:
                 self.control.detach()
                 self.provider.recorder = None
                 await store.close()
+
+    def _background_failed(self, task: str, error: Exception) -> None:
+        """A background task failed, ending them all (call records, alerts, the change
+        feed, config reloads): stop serving rather than answer on without them, so that
+        a supervisor restarts the gateway (``run_async`` raises ``self.failure``)."""
+        self.failure = BackgroundTaskFailed(task, error)
+        self.request_stop()
+        if self._stop_stdio is not None:
+            self._stop_stdio.cancel()
 
     # -- protocol features FastMCP does not forward ------------------------------
 
@@ -356,6 +369,7 @@ class Gateway:
         async with stdio_streams() as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
                 async with anyio.create_task_group() as tg:
+                    self._stop_stdio = tg.cancel_scope
                     if self.settings.dashboard is not None:
                         from fast_mcp_gateway.ui.standalone import serve_dashboard
 
@@ -364,6 +378,7 @@ class Gateway:
                             self.settings.dashboard, sock=dashboard))
                     await self.server.run_async(transport="stdio", show_banner=False)
                     tg.cancel_scope.cancel()
+                self._stop_stdio = None
                 return
             reader, writer = streams
             self._answer_first = True  # started: after the answer, before the next line
@@ -379,6 +394,7 @@ class Gateway:
             try:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
+                    self._stop_stdio = tg.cancel_scope
                     await tg.start(functools.partial(lane.run, writer))
                     tg.start_soon(self.started.run_after, self.startup.opened)
                     if self.settings.dashboard is not None:
@@ -394,6 +410,7 @@ class Gateway:
                     tg.cancel_scope.cancel()
             finally:
                 self._answer_first = False
+                self._stop_stdio = None
                 self.manager.sole_host.front = None
                 reset_transport(token)
 
@@ -403,8 +420,18 @@ class Gateway:
         """Serve until the host goes away: stdio (default), streamable HTTP or SSE
         (on ``sockets`` when given, bound already: ``cli/serve.listen``).  Over stdio
         ``settings.dashboard`` is served beside it, on ``dashboard`` when given (bound
-        already: ``cli/serve.listen_dashboard``)."""
-        transport = transport or self.settings.transport
+        already: ``cli/serve.listen_dashboard``).  A failed background task stops it:
+        ``BackgroundTaskFailed`` is raised then."""
+        try:
+            await self._serve(transport or self.settings.transport, sockets, dashboard)
+        except Exception:
+            if self.failure is None:
+                raise  # else what the failed task's end raised on the way out: its own
+        if self.failure is not None:
+            raise self.failure
+
+    async def _serve(self, transport: Transport, sockets: list[socket.socket] | None,
+                     dashboard: socket.socket | None) -> None:
         if transport == "stdio":
             await self._run_stdio(dashboard)
             return

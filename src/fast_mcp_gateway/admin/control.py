@@ -32,9 +32,9 @@ from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.config.auth import RUNTIME_SERVERS
+from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
+from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
 from fast_mcp_gateway.config.schema import (
     GatewayConfig,
     GatewayOptions,
@@ -126,6 +126,9 @@ class ControlPlane:
                                   self.config.options.env_allow)
         for problem in problems:
             logger.warning("ignoring a runtime registration: %s", problem)
+        if self.config.tokens_checked_later:  # the CLI's load said nothing of them
+            warn_unknown_servers(self.config.options.auth, self.config.servers,
+                                 registered(registrations))
         if registrations:
             self.manager.configure(desired)
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
@@ -305,8 +308,7 @@ class ControlPlane:
                 self._read_stamp = previous  # not read: the watcher tries again
                 raise
             # A token may name a server registered at runtime: no "not configured" warning.
-            known = RUNTIME_SERVERS.set(frozenset(
-                r.name for r in registrations if r.config not in (None, TOMBSTONE)))
+            known = RUNTIME_SERVERS.set(registered(registrations))
             try:
                 new = load_config(path)
             except ConfigError as exc:

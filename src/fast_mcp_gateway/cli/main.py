@@ -21,7 +21,9 @@ from pydantic import ValidationError
 
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.cli.loop import choose_loop
+from fast_mcp_gateway.config.auth import TOKEN_SERVERS_LATER
 from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
@@ -202,6 +204,20 @@ def _configure_logging(level: str) -> None:
         logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
+def _load(settings: GatewaySettings, command: str) -> GatewayConfig:
+    """The config file; tokens' servers are checked once the store's runtime
+    registrations are read (``config/auth.TOKEN_SERVERS_LATER``) where it is read:
+    ``servers`` and ``check`` always, ``serve`` when it has a store."""
+    assert settings.config is not None
+    later = command in ("servers", "check") or (settings.db is not None
+                                                and settings.record_calls)
+    token = TOKEN_SERVERS_LATER.set(later)
+    try:
+        return load_config(settings.config)
+    finally:
+        TOKEN_SERVERS_LATER.reset(token)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
@@ -231,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _configure_logging(settings.log_level)
-        assert settings.config is not None
-        config = load_config(settings.config)
+        config = _load(settings, args.command)
         if settings.profile is not None:
             from fast_mcp_gateway.front.profiles import check_profile
 
@@ -294,10 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
+    failure = None
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
-                  backend_options=loop.backend_options)
-    logging.getLogger("fast_mcp_gateway").info("stopped after %.1fs", time.monotonic() - started)
+        failure = anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
+                            backend_options=loop.backend_options)
+    log = logging.getLogger("fast_mcp_gateway")
+    if failure is not None:
+        # The last line: a supervisor (systemd, Kubernetes) restarts a non-zero exit.
+        log.critical("stopped after %.1fs: %s; exiting with status 1 (to be restarted)",
+                     time.monotonic() - started, failure)
+        return 1
+    log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
 
 

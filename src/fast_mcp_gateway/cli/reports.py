@@ -14,7 +14,8 @@ from datetime import datetime
 
 import anyio
 
-from fast_mcp_gateway.config.registrations import TOMBSTONE, merge
+from fast_mcp_gateway.config.auth import warn_unknown_servers
+from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.store import (
@@ -222,6 +223,8 @@ async def merged_servers(config: GatewayConfig, path: str | None) -> Merged:
         finally:
             await store.close()
     servers, problems = merge(dict(config.servers), registrations, config.options.env_allow)
+    if config.tokens_checked_later:  # the CLI's load said nothing of tokens' servers
+        warn_unknown_servers(config.options.auth, config.servers, registered(registrations))
     by_name = {r.name: r for r in registrations}
     sources: dict[str, str] = {}
     for name in sorted(set(config.servers) | set(by_name)):

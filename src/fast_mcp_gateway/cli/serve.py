@@ -31,6 +31,7 @@ from fast_mcp_gateway.config.settings import (
     is_loopback,
 )
 from fast_mcp_gateway.config.settings import bind_refusal as bind_refusal  # serve's check
+from fast_mcp_gateway.errors import BackgroundTaskFailed
 
 
 def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
@@ -58,8 +59,9 @@ def early_starts(config: GatewayConfig, settings: GatewaySettings | None = None
 async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
                        loop: str = "asyncio",
                        sockets: list[socket.socket] | None = None,
-                       dashboard: socket.socket | None = None) -> None:
-    """Start the stdio upstreams, then import and build the gateway while they start.
+                       dashboard: socket.socket | None = None) -> BackgroundTaskFailed | None:
+    """Start the stdio upstreams, then import and build the gateway while they start;
+    serve it.  What stopped it, if a background task failed (``Gateway.failure``).
 
     The server stack takes seconds to import on a small machine, and each upstream
     takes as long to start: doing both at once halves the wait.  Each replica's first
@@ -111,6 +113,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             tg.start_soon(discard_unadopted)
             await _serve(gateway, sockets, dashboard)
             tg.cancel_scope.cancel()
+        return gateway.failure
     finally:
         with anyio.CancelScope(shield=True):
             await discard_early()
@@ -326,6 +329,8 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
         except* (BrokenPipeError, ConnectionResetError):
             log.info("the host closed the gateway's stdout: stopping")
             gateway.kill_upstreams()
+        except* BackgroundTaskFailed:
+            pass  # it stopped: ``gateway.failure`` says why, ``main`` exits with 1
         tg.cancel_scope.cancel()
 
 

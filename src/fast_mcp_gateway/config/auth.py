@@ -228,13 +228,25 @@ RUNTIME_SERVERS: ContextVar[frozenset[str]] = ContextVar("runtime_servers",
 """The servers registered at runtime, known while a running gateway reloads its file: a
 token may name them without a warning."""
 
+TOKEN_SERVERS_LATER: ContextVar[bool] = ContextVar("token_servers_later", default=False)
+"""True while the CLI loads a config whose runtime registrations it reads from the store
+after (``serve`` with a store, ``servers``, ``check``): validation then says nothing of
+tokens' servers, and ``warn_unknown_servers`` is called once the registrations are
+known (``ControlPlane.attach``, ``reports.merged_servers``).  Checked at validation, a
+token naming a server registered at runtime was warned about at every start."""
 
-def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str]) -> list[str]:
+
+def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str],
+                         registered: Collection[str] | None = None) -> list[str]:
     """Log a warning for each token whose ``servers`` names servers the config does not
-    have, nor ``RUNTIME_SERVERS`` (a typo, or a server registered at runtime later: hence
-    no error); the warnings, as logged."""
+    have, nor ``registered`` (the runtime registrations; default ``RUNTIME_SERVERS``): a
+    typo, or a server registered at runtime later: hence no error; the warnings, as
+    logged (none while ``TOKEN_SERVERS_LATER``, unless ``registered`` is given)."""
     warnings: list[str] = []
-    registered = RUNTIME_SERVERS.get()
+    if registered is None:
+        if TOKEN_SERVERS_LATER.get():
+            return warnings
+        registered = RUNTIME_SERVERS.get()
     for entry in auth.tokens if auth is not None else ():
         unknown = [s for s in entry.servers or () if s not in servers and s not in registered]
         if not unknown:

@@ -63,6 +63,11 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
     return servers, problems
 
 
+def registered(registrations: Sequence[Registration]) -> frozenset[str]:
+    """The names ``registrations`` run a server of (not tombstones, not enabled flags)."""
+    return frozenset(r.name for r in registrations if r.config not in (None, TOMBSTONE))
+
+
 def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig]) -> None:
     """Reject ``server`` when another server already uses its namespace."""
     ns = server.effective_namespace

@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -33,7 +34,7 @@ from pydantic import (
 )
 
 from fast_mcp_gateway.config.alerts import AlertsConfig
-from fast_mcp_gateway.config.auth import AuthConfig, warn_unknown_servers
+from fast_mcp_gateway.config.auth import TOKEN_SERVERS_LATER, AuthConfig, warn_unknown_servers
 from fast_mcp_gateway.config.curation import (
     CacheRule,
     Exposure,
@@ -427,11 +428,19 @@ class GatewayConfig(_Strict):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
     source: str = "<config>"
+    # Its tokens' servers are checked once the runtime registrations are known
+    # (``ControlPlane.attach``), not at validation (config/auth.TOKEN_SERVERS_LATER).
+    _tokens_checked_later: bool = PrivateAttr(default=False)
+
+    @property
+    def tokens_checked_later(self) -> bool:
+        return self._tokens_checked_later
 
     @model_validator(mode="after")
     def _token_servers(self) -> GatewayConfig:
         # A warning, not an error: a token may name a server registered at runtime.
         warn_unknown_servers(self.options.auth, self.servers)
+        self._tokens_checked_later = TOKEN_SERVERS_LATER.get()
         # A warning too: refusing the name would stop a file that works over MCP today.
         for name in self.servers:
             if (problem := unaddressable_name(name)) is not None:

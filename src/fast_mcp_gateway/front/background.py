@@ -19,32 +19,46 @@ from typing import Any
 import anyio
 
 StartFn = Callable[..., Coroutine[Any, Any, Any]]
+Failed = Callable[[str, Exception], None]
 logger = logging.getLogger(__name__)
 
 
-async def _said(fn: StartFn, *, task_status: anyio.abc.TaskStatus[Any]) -> None:
+def task_name(fn: StartFn) -> str:
+    """``fn``'s name in log lines (a ``functools.partial``'s function's)."""
+    return str(getattr(getattr(fn, "func", fn), "__qualname__", fn))
+
+
+async def _said(fn: StartFn, failed: Failed | None, *,
+                task_status: anyio.abc.TaskStatus[Any]) -> None:
     """``fn``, whose failure is logged when it happens: it ends every background task
-    (the group's), while the gateway goes on answering until it stops."""
+    (the group's); ``failed(name, error)`` is then told, to stop what they served."""
     try:
         await fn(task_status=task_status)
-    except Exception:
-        logger.critical("background task %s failed; the gateway runs on without its "
-                        "background work (call records, alerts, config reloads, the change "
-                        "feed): restart it",
-                        getattr(getattr(fn, "func", fn), "__qualname__", fn), exc_info=True)
+    except Exception as exc:
+        then = ("the gateway stops, to be restarted" if failed is not None else
+                "the gateway runs on without its background work (call records, alerts, "
+                "config reloads, the change feed): restart it")
+        logger.critical("background task %s failed: %s; %s", task_name(fn), exc, then,
+                        exc_info=True)
+        if failed is not None:
+            failed(task_name(fn), exc)
         raise
 
 
 @asynccontextmanager
-async def background(*fns: StartFn) -> AsyncIterator[None]:
-    """Start each ``fn(task_status=...)`` in one task group; stop them all on exit."""
+async def background(*fns: StartFn, failed: Failed | None = None) -> AsyncIterator[None]:
+    """Start each ``fn(task_status=...)`` in one task group; stop them all on exit.
+
+    A task that fails ends them all, logged when it happens.  With ``failed``, it is
+    told ``(task name, error)`` then (to stop serving), and the failure is not raised
+    again on exit: ``failed`` has it."""
     started = anyio.Event()
     stop = anyio.Event()
 
     async def runner() -> None:
         async with anyio.create_task_group() as tg:
             for fn in fns:
-                await tg.start(_said, fn)
+                await tg.start(_said, fn, failed)
             started.set()
             await stop.wait()
             tg.cancel_scope.cancel()
@@ -61,6 +75,7 @@ async def background(*fns: StartFn) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        told = (Exception,) if failed is not None else ()
         with anyio.CancelScope(shield=True):
-            with suppress(asyncio.CancelledError):
+            with suppress(asyncio.CancelledError, *told):
                 await task

@@ -119,6 +119,9 @@ class GatewayProvider(Provider):
         self._task_required: dict[str, tuple[Origin, types.Tool]] = {}
         self._task_logged: set[tuple[str, str]] = set()
         self.revision = 0  # bumped by ``invalidate``: the express lane's lists key on it
+        # Calls, reads and gets of names nothing exposes to their caller, by kind (never
+        # by name: a host makes names up): ``mcp_gateway_unknown_calls_total``.
+        self.unknown_calls: dict[str, int] = dict.fromkeys(("tool", "prompt", "resource"), 0)
 
     def __repr__(self) -> str:
         return f"GatewayProvider({len(self.manager.services)} servers)"
@@ -323,6 +326,12 @@ class GatewayProvider(Provider):
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
                             shown=active.shows_tool if active is not None else None)
+
+    def unknown_call(self, kind: Kind | str, name: str) -> str:
+        """``unknown``'s answer to a call, read or get of ``name`` that is refused for
+        it, counted (``unknown_calls``): no server takes it, so no call metric does."""
+        self.unknown_calls[kind] = self.unknown_calls.get(kind, 0) + 1
+        return self.unknown(kind, name)
 
     def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()

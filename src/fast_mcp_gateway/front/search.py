@@ -64,8 +64,9 @@ class SearchCatalog(Protocol):
         """The tool a direct ``tools/call`` of ``name`` would run (None: no such tool)."""
         ...
 
-    def unknown(self, kind: str, name: str) -> str:
-        """What a host is told for a name it cannot reach (``front/unknown.py``)."""
+    def unknown_call(self, kind: str, name: str) -> str:
+        """What a host is told for a call of a name it cannot reach (``front/unknown.py``),
+        counted in the metrics."""
         ...
 
 
@@ -119,7 +120,7 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
         return await tool._upstream_tool.run(arguments, front_of(context))
     own = catalog.own.get(name)
     if own is None:
-        raise ToolError(catalog.unknown("tool", name))
+        raise ToolError(catalog.unknown_call("tool", name))
     try:   # its own checks (scope admin, restricted inspection) refuse as on a direct call
         return await own.run(arguments)
     except ToolError:

@@ -173,7 +173,7 @@ class GatewayServer(PreferredToolServer):
     def _unknown(self, kind: Kind, name: str) -> str:
         if self.provider is None:
             return f"Unknown {kind}: {name!r}"
-        return self.provider.unknown(kind, name)
+        return self.provider.unknown_call(kind, name)
 
     def _settled(self) -> bool:
         return self.gate is None or self.gate.attempted.is_set()

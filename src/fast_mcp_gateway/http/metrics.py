@@ -13,7 +13,7 @@ and no ``servers`` restriction (the metrics name every server), unless
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,9 +48,12 @@ def call_observer(metrics: GatewayMetrics) -> CallObserver:
 
 
 def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None],
-                store_lost: Callable[[], bool] = lambda: False) -> Callable[[], Snapshot]:
+                store_lost: Callable[[], bool] = lambda: False,
+                unknown_calls: Mapping[str, int] | None = None) -> Callable[[], Snapshot]:
     """What a scrape reports, read when scraped; the store is down while the recorder
-    holds its writes or ``store_lost()`` (the change feed cannot reach it)."""
+    holds its writes or ``store_lost()`` (the change feed cannot reach it);
+    ``unknown_calls``: the provider's live tally (``GatewayProvider.unknown_calls``)."""
+    unknown = unknown_calls if unknown_calls is not None else {}
 
     def snapshot() -> Snapshot:
         replicas, clients = [], []
@@ -71,11 +74,12 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
                    "resource_templates": len(view.templates), "prompts": len(view.prompts)}
         rec = recorder()
         if rec is None:
-            return Snapshot(replicas, catalog, clients=clients)
+            return Snapshot(replicas, catalog, clients=clients, unknown_calls=dict(unknown))
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
                         clients=clients,
-                        store_up=not (rec.store_unavailable or store_lost()))
+                        store_up=not (rec.store_unavailable or store_lost()),
+                        unknown_calls=dict(unknown))
 
     return snapshot
 

@@ -11,7 +11,9 @@ Two sources, each at its own cost:
   metric families when scraped: ``prometheus_client`` (~1 MB resident) is imported
   by the first scrape, never by a gateway nobody scrapes;
 * **per scrape** (``snapshot_metrics``): upstream state, health, in-flight calls,
-  restarts, breaker state and trips, recorder queue and drops, catalog size, read from
+  restarts, breaker state and trips, recorder queue and drops, catalog size, calls of
+  unknown names (by kind only: a host makes names up, a label per name would be
+  unbounded; they reach no server, so no call metric counts them), read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
   cost on the call path.
 
@@ -26,7 +28,7 @@ the HTTP side adapts call outcomes and replica statistics to it.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -85,6 +87,7 @@ class Snapshot:
     recorder_dropped: int = 0
     clients: Sequence[ClientSample] = ()  # isolation: per_client servers
     store_up: bool | None = None  # None: no store; False: unreachable
+    unknown_calls: Mapping[str, int] = field(default_factory=dict)  # kind -> calls
 
 
 def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -147,6 +150,13 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
     for kind, count in sorted(snap.catalog.items()):
         catalog.add_metric([kind], float(count))
     yield catalog
+    unknown = CounterMetricFamily(
+        "mcp_gateway_unknown_calls", "Tool calls, prompt gets and resource reads refused "
+        "because nothing the caller may use has that name, by kind (not by name)",
+        labels=["kind"])
+    for kind, count in sorted(snap.unknown_calls.items()):
+        unknown.add_metric([kind], float(count))
+    yield unknown
     if snap.recorder_queued is not None:
         yield GaugeMetricFamily("mcp_gateway_recorder_queue_depth",
                                 "Call records waiting to be written",

@@ -191,14 +191,13 @@ def _curation(view: CatalogView, server: str, exposed: list[ExposedName]) -> Cur
 
 async def _settle(service: Service, *, since_attempts: int | None) -> ServerStatus:
     """The status once the service made a new attempt per replica (or is disabled)."""
-    timeout = service.connect_timeout + 5
 
     def done() -> bool:
         if since_attempts is None:
             return service.state is UpstreamState.DISABLED
         return service.attempts >= since_attempts + len(service.replicas)
 
-    await service.wait_until(done, within=timeout)
+    await service.wait_until(done, within=service.longest_attempt)
     return status_of(service)
 
 
@@ -265,7 +264,7 @@ async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
     before = upstream.attempts
     upstream.reconnect()
     await upstream.wait_until(lambda: upstream.attempts > before,
-                              within=upstream.connect_timeout + 5)
+                              within=upstream.longest_attempt)
     await ctx.audit(actor, "restart_replica", upstream.label, None, str(upstream.state))
     return replica_status(service, upstream)
 

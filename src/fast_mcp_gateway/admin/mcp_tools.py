@@ -66,7 +66,7 @@ from fast_mcp_gateway.admin.scope import (
 )
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
-from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.principal import LOCAL
 
 READ_ONLY = types.ToolAnnotations(
@@ -186,6 +186,8 @@ def _bind(tool: AdminTool, ctx: AdminContext,
                 return await tool.fn(ctx, **arguments)
             arguments = restricted.narrowed(caller, tool.name, arguments)
             return restricted.limited(ctx, caller, await tool.fn(ctx, **arguments))
+        except UnknownServer as exc:  # a restricted caller is told of its servers only
+            raise ToolError(str(exc.seen_by(caller.may_use))) from exc
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

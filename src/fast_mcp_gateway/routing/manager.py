@@ -21,7 +21,7 @@ import mcp_types as types
 
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.naming import (
@@ -311,8 +311,7 @@ class UpstreamManager:
         try:
             return self.services[name]
         except KeyError:
-            known = ", ".join(self.services) or "none"
-            raise AdminError(f"no server named '{name}' (known: {known})") from None
+            raise UnknownServer(name, self.services) from None
 
     # -- change propagation ---------------------------------------------------
 

@@ -376,7 +376,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     _check_not_nested(ctx, parsed, source)
     _check_no_new_command(ctx, actor, parsed)
-    check_namespace(parsed, _running_configs(ctx))
+    check_namespace(parsed, _running_configs(ctx), source)
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
         await store.put_server(name, raw, parsed.enabled)
@@ -465,7 +465,8 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         entries[name] = await unmasked(ctx, name, imported.entries[name],
                                        "gateway_import_servers")
         _check_not_nested(ctx, server, "gateway_import_servers")
-        check_namespace(server, {n: c for n, c in after.items() if n != name})
+        check_namespace(server, {n: c for n, c in after.items() if n != name},
+                        "gateway_import_servers")
         after[name] = server
     report = ChangeReport()
     failed: list[str] = []

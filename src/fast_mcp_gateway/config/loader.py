@@ -337,6 +337,9 @@ class _Validation:
     def check_namespaces(self, servers: dict[str, ServerConfig]) -> None:
         seen: dict[str, str] = {}
         for server in servers.values():
+            if self.check_names and server.namespace is not None and (
+                    long := overlong_name(server.namespace, "namespace")):
+                self.fail(server.name, "namespace", long)
             ns = server.effective_namespace
             if ns and ns in seen:
                 self.fail(server.name, "namespace",

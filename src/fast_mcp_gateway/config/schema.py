@@ -287,7 +287,8 @@ class ServerConfig(Target):
     def _valid_namespace(cls, value: str | None) -> str | None:
         if value is not None and not NAME_CHARS.match(value):
             raise ValueError(
-                f"namespace {value!r} may only contain letters, digits, '_' and '-' "
+                f"namespace {shown_name(value)!r} may only contain letters, digits, '_' and "
+                "'-' "
                 "(or be \"\" to expose names unprefixed)"
             )
         return value
@@ -464,13 +465,15 @@ shortened with a hash, ``routing/naming.py``).  A runtime registration stored be
 the limit keeps running, with a warning at start (``admin/control.py``)."""
 
 
-def overlong_name(name: str) -> str | None:
-    """Why ``name`` is too long for a server (None: it is not)."""
+def overlong_name(name: str, what: str = "name") -> str | None:
+    """Why ``name`` is too long for a server's name, or (``what="namespace"``) for its
+    ``namespace:``, which begins its tools' names in its stead (None: it is not)."""
     if len(name) <= MAX_SERVER_NAME:
         return None
-    return (f"the name is {len(name)} characters long; a server name has at most "
+    kind = "a server name" if what == "name" else f"a {what}"
+    return (f"the {what} is {len(name)} characters long; {kind} has at most "
             f"{MAX_SERVER_NAME} (it begins each of its tools' names, and hosts such as Claude "
-            f"Desktop accept tool names of at most 64 characters): choose a shorter name")
+            f"Desktop accept tool names of at most 64 characters): choose a shorter {what}")
 
 
 def shown_name(name: str) -> str:

@@ -403,14 +403,16 @@ class ConnectWatch:
         extension and stall included)."""
         return max(MAX_WINDOWS * window, MAX_BUSY_SECONDS)
 
-    def timeout_text(self, step: str | None, next_window: float) -> str:
+    def timeout_text(self, step: str | None, next_window: float | None) -> str:
         """What the attempt did, from the facts watched (activity is CPU time of the
         process tree or stderr output: a server that only started its interpreter was
-        active too, so nothing here calls it "working"), and how to fix it."""
+        active too, so nothing here calls it "working"), and how to fix it;
+        ``next_window``: the next attempt's (None: none follows)."""
         what = f"no answer to {step}" if step else "no session"
         within = f"did not finish connecting within {round(self.elapsed, 1):g}s: {what}"
-        slow = (f"if it is only slow to start, raise this server's timeouts.connect (e.g. "
-                f"'timeouts: {{connect: 60}}'; the next attempt waits {next_window:g}s)")
+        later = "" if next_window is None else f"; the next attempt waits {next_window:g}s"
+        slow = ("if it is only slow to start, raise this server's timeouts.connect (e.g. "
+                f"'timeouts: {{connect: 60}}'{later})")
         if self.busy:
             return (f"{within}; its process was active (CPU time or stderr output) in every "
                     f"{self.window:g}s window until the limit: it may be stuck, or busy "

@@ -406,8 +406,9 @@ class Supervisor:
                     await stderr_done.wait() if self.config.kind == "stdio" else None
                 tg.cancel_scope.cancel()
         if self._timed_out:
-            raise UpstreamTimeout(self.label, connect_timeout_text(
-                transport, self._step, watch, self.connect_timeout, self._timeouts))
+            raise UpstreamTimeout(self.label, connect_timeout_text(  # a probe: no retry
+                transport, self._step, watch, self.connect_timeout,
+                self._timeouts if hold else None))
 
     def _still_connecting(self, elapsed: float) -> None:
         if self._stats.attempts == 0:  # a retry keeps showing why the last attempt failed

@@ -476,6 +476,17 @@ def overlong_name(name: str, what: str = "name") -> str | None:
             f"Desktop accept tool names of at most 64 characters): choose a shorter {what}")
 
 
-def shown_name(name: str) -> str:
-    """``name`` as errors and logs quote it: an overlong one cut to its head."""
-    return name if len(name) <= MAX_SERVER_NAME else f"{name[:40]}... ({len(name)} characters)"
+def shown_name(name: str, longest: int = MAX_SERVER_NAME, head: int = 40) -> str:
+    """``name`` as errors and logs quote it: one over ``longest`` characters cut to its
+    ``head``, with its length."""
+    return name if len(name) <= longest else f"{name[:head]}... ({len(name)} characters)"
+
+
+LOGGED_NAME = 100
+"""The longest name (of a tool, prompt or resource: an upstream's to choose) a log line
+quotes whole; a longer one is cut to its head (``logged_name``)."""
+
+
+def logged_name(name: str) -> str:
+    """``name`` as a log line quotes it (``LOGGED_NAME``)."""
+    return shown_name(name, LOGGED_NAME, LOGGED_NAME)

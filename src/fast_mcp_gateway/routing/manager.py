@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 
-from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
+from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig, logged_name
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.curation import Entry, curate
@@ -447,7 +447,7 @@ class UpstreamManager:
         for rename in view.renames:
             if rename not in self.view.renames:
                 logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
-                               rename.original, rename.exposed, rename.reason)
+                               logged_name(rename.original), rename.exposed, rename.reason)
         changed = changed_kinds(self.view, view)
         self.view = view
         if changed:

@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fast_mcp_gateway.config.schema import logged_name
+
 _INVALID = re.compile(r"[^A-Za-z0-9_-]")
 HASH_LEN = 8
 
@@ -102,7 +104,7 @@ def allocate_names(
         if exposed in table.by_exposed:
             other = table.by_exposed[exposed]
             owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
-            reasons.append(f"collides with '{other.original}' of {owner}")
+            reasons.append(f"collides with '{logged_name(other.original)}' of {owner}")
             exposed = _with_suffix(exposed, _digest(server, original), max_length)
             salt = 0
             while exposed in table.by_exposed:  # a hash collision: astronomically rare

@@ -41,6 +41,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.config.curation import PinningMode
+from fast_mcp_gateway.config.schema import logged_name
 from fast_mcp_gateway.routing.curation import Curated, Entry, Hidden, Kind
 from fast_mcp_gateway.store.records import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
@@ -165,7 +166,7 @@ class Finding:
         return [k for k in _FIELDS[self.kind] if old.get(k) != self.current.get(k)]
 
     def summary(self) -> str:
-        what = f"{_LABEL[self.kind]} '{self.name}' of server '{self.server}'"
+        what = f"{_LABEL[self.kind]} '{logged_name(self.name)}' of server '{self.server}'"
         if self.state == "changed":
             text = f"{what} changed since it was approved ({', '.join(self.changed_fields)})"
         elif self.state == "new":

@@ -30,10 +30,12 @@ pytestmark = pytest.mark.anyio
 OPS = "mgw_ops-history-5e0c2b7d9a41"
 CAROL = "mgw_carol-alpha-beta-ghost-3f8a"  # admin of alpha, beta (removed), ghost (never was)
 DAVE = "mgw_dave-alpha-only-71c4e2"  # tools, alpha only
+ERIN = "mgw_erin-admin-alpha-only-6b0d93"  # admin, alpha only
 AUTH = {"tokens": [
     {"name": "ops", "token": OPS, "scopes": ["admin"]},
     {"name": "carol", "token": CAROL, "scopes": ["admin"], "servers": ["alpha", "beta", "ghost"]},
     {"name": "dave", "token": DAVE, "scopes": ["tools"], "servers": ["alpha"]},
+    {"name": "erin", "token": ERIN, "scopes": ["admin"], "servers": ["alpha"]},
 ]}
 
 
@@ -97,3 +99,24 @@ async def test_mcp_names_only_a_restricted_callers_servers_as_known(tmp_path: Pa
             assert text.text == "no server named 'ghost' (known: alpha)", (tool, text.text)
             if tool != "gateway_server_detail":
                 assert not (await carol.call_tool(tool, {key: "beta"})).is_error
+
+
+async def test_stats_without_a_server_for_a_restricted_admin_are_its_servers_total(
+        tmp_path: Path) -> None:
+    """``gateway_stats`` (``group_by: none``, no ``server``) for an admin restricted to
+    several servers answered no groups at all (the one total, of every server, was left
+    out as no server of its own); now the total over its servers, as REST's overview
+    of that token adds up to."""
+    async with beta_removed(tmp_path) as (api, base):
+        async with Client(f"{base}/mcp", auth=OPS) as ops:
+            await ops.call_tool("alpha_add", {"a": 1, "b": 2})
+            await ops.call_tool("gamma_whoami", {})
+            total = (await ops.call_tool("gateway_stats", {})).structured_content["groups"]
+            assert [g["count"] for g in total] == [3]  # alpha, beta, gamma
+        for token, servers in ((CAROL, {"alpha", "beta"}), (ERIN, {"alpha"})):
+            overview = (await api("GET", "/stats/overview", token)).json()["groups"]
+            assert {g["key"] for g in overview} == servers
+            async with Client(f"{base}/mcp", auth=token) as caller:
+                mine = (await caller.call_tool("gateway_stats", {})).structured_content
+            assert [g["count"] for g in mine["groups"]] == [sum(g["count"] for g in overview)]
+            assert set(mine["inflight"]) <= servers

@@ -265,8 +265,9 @@ async def stats(
 ) -> StatsReport:
     """Call counts, success rates and latency (min/avg/max, p50/p95/p99) over a window,
     with the previous window of the same length for the trend."""
+    caller = CALLER.get()
     return await history.stats(ctx, group_by=group_by, since_minutes=since_minutes,
-                               server=server)
+                               server=server, servers=caller.servers if caller else None)
 
 
 # -- inspector ----------------------------------------------------------------------

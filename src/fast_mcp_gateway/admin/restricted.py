@@ -73,9 +73,9 @@ def limited(ctx: AdminContext, principal: Principal, result: Any) -> Any:
         result.calls = [c for c in result.calls if mine(c.server)]
     elif isinstance(result, HistoryPage):
         result.entries = [e for e in result.entries if mine(str(e.get("server")))]
-    elif isinstance(result, StatsReport):
+    elif isinstance(result, StatsReport):  # '': the total, over its servers already
         tools = ctx.manager.view.tools
-        result.groups = [g for g in result.groups if mine(g.key) or (
+        result.groups = [g for g in result.groups if mine(g.key) or not g.key or (
             g.key in tools and mine(tools[g.key][0].server))]
         result.inflight = {k: v for k, v in result.inflight.items() if mine(k)}
     elif isinstance(result, PinReport):

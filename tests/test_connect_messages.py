@@ -177,9 +177,10 @@ async def test_a_silent_server_says_it_accepted_and_did_not_answer(path: str, wh
         silent.listen(16)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}{path}"
         error = await failure({"url": url}, connect_timeout=1.0)
+    # A one-shot probe (mcp-gateway check): no next attempt to tell of.
     assert error == (f"upstream 'up': {url} accepted the connection but sent no answer to "
                      f"{what} within 1 s (timeouts.connect); is it an MCP server, and is it "
-                     "overloaded? (the next attempt waits 2 s)"), error
+                     "overloaded?"), error
 
 
 async def test_no_tcp_connection_in_time_points_at_host_port_and_firewall() -> None:
@@ -375,6 +376,17 @@ async def test_a_server_that_never_answers_initialize_is_told_what_happened_and_
         assert "raise this server's timeouts.connect (e.g. 'timeouts: {connect: 60}'; the " \
                f"next attempt waits {next_window}s)" in text, text
         assert "work" not in text.replace("its process was active", ""), text
+
+
+async def test_the_one_shot_check_tells_of_no_next_attempt() -> None:
+    """``mcp-gateway check`` probes once: "the next attempt waits 1s" told of an attempt
+    that never comes (serving keeps it: test above)."""
+    text = await failure({"command": PY, "args": ["-c", _NEVER_ANSWERS],
+                          "timeouts": {"connect": 0.5}})
+    assert "no answer to initialize" in text, text
+    assert text.endswith("raise this server's timeouts.connect (e.g. 'timeouts: "
+                         "{connect: 60}')"), text
+    assert "next attempt" not in text, text
 
 
 async def test_sse_set_on_a_streamable_http_url_points_at_transport() -> None:

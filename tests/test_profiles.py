@@ -91,6 +91,24 @@ async def test_profiles_over_http_with_token_access_on_top(mode: str) -> None:
         assert anonymous.status_code == 401
 
 
+async def test_profile_names_are_not_told_to_a_caller_without_a_token() -> None:
+    """``/mcp/p/<unknown>`` answered its 404 (listing every profile) before the token
+    check: anyone could list the profile names.  Without a valid token, every
+    /mcp/p/... path answers /mcp's 401, before any profile lookup."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    async with serving(_gateway) as (_, base), httpx2.AsyncClient(timeout=30) as http:
+        bare = await http.post(f"{base}/mcp", json=ping, headers=accept)
+        assert bare.status_code == 401
+        for header in ({}, {"Authorization": "Bearer mgw_not-a-token"}):
+            plain = await http.post(f"{base}/mcp", json=ping, headers={**accept, **header})
+            for path in ("/mcp/p/nope", "/mcp/p/coding", "/mcp/p/", "/mcp/p/a/b"):
+                refused = await http.post(base + path, json=ping, headers={**accept, **header})
+                assert refused.status_code == 401, (path, refused.text)
+                assert refused.text == plain.text and "coding" not in refused.text
+                assert refused.headers["www-authenticate"] == plain.headers["www-authenticate"]
+
+
 def _stdio_config(tmp_path: Path) -> Path:
     path = tmp_path / "servers.yaml"
     path.write_text(

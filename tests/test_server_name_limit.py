@@ -16,7 +16,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import load_config
-from fast_mcp_gateway.config.schema import MAX_SERVER_NAME
+from fast_mcp_gateway.config.names import MAX_SERVER_NAME
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store import SQLiteStore
 from tests.fixtures import alpha_server, make_gateway, memory_entry
@@ -105,3 +105,49 @@ async def test_a_stored_overlong_registration_runs_and_is_reported(
             assert await store.servers() == []
         finally:
             await store.close()
+
+
+NS_TOO_LONG = "the namespace is 5000 characters long; a namespace has at most 64"
+
+
+def _namespace_refusal(text: str) -> None:
+    assert NS_TOO_LONG in text and "choose a shorter namespace" in text, text
+    assert "field 'namespace'" in text and LONG not in text, text
+
+
+async def test_a_namespace_has_the_names_limit_wherever_a_config_enters(tmp_path: Path) -> None:
+    """``namespace:`` begins each tool name in the server name's stead: it had no limit
+    (``"x" * 5000`` was accepted, every tool became a cut-down prefix plus a hash)."""
+    ours = tmp_path / "servers.yaml"
+    ours.write_text(json.dumps({"servers": {"a": memory_entry("a", namespace=LONG)}}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(ours)
+    _namespace_refusal(str(caught.value))
+    ours.write_text(json.dumps({"servers": {"a": memory_entry("a", namespace=AT_LIMIT)}}))
+    assert load_config(ours).servers["a"].namespace == AT_LIMIT
+
+    gateway = make_gateway({}, {"alpha": alpha_server()}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        overlong = memory_entry("alpha", namespace=LONG)
+        with pytest.raises(ToolError) as caught:
+            await client.call_tool("gateway_add_server", {"name": "a", "config": overlong})
+        _namespace_refusal(str(caught.value))
+        with pytest.raises(ToolError) as caught:
+            await client.call_tool("gateway_import_servers", {
+                "content": json.dumps({"servers": {"a": overlong}})})
+        _namespace_refusal(str(caught.value))
+        await client.call_tool("gateway_add_server", {"name": "a",
+                                                      "config": memory_entry("alpha")})
+        with pytest.raises(ToolError) as caught:
+            await client.call_tool("gateway_update_server", {"name": "a", "config": overlong})
+        _namespace_refusal(str(caught.value))
+        detail = (await client.call_tool("gateway_server_detail", {"name": "a"})).data
+        assert detail.namespace == "a"
+
+
+async def test_rest_refuses_an_overlong_namespace(tmp_path: Path) -> None:
+    async with serving(tmp_path, {}) as (api, _base):
+        refused = await api("POST", "/servers", OPS, json={
+            "name": "a", "config": memory_entry("alpha", namespace=LONG)})
+        assert refused.status_code == 422, refused.text
+        _namespace_refusal(refused.json()["error"]["message"])

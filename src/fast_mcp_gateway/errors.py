@@ -14,6 +14,7 @@ The tree::
     ├── BackgroundTaskFailed        a background task failed: the gateway stopped serving
     └── AdminError                  an admin tool was asked something impossible
         ├── NotFound                no server / route of that name or id
+        │   └── UnknownServer       no server of that name (and no records of one)
         ├── Conflict                that name is taken already
         └── Forbidden               not for this caller (a token limited to some servers)
 
@@ -25,6 +26,7 @@ them into the MCP error a host sees; its message says what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -115,6 +117,18 @@ class AdminError(GatewayError):
 
 class NotFound(AdminError):
     """The server or route an admin operation names does not exist (REST: 404)."""
+
+
+class UnknownServer(NotFound):
+    """No server has that name; ``known`` are the ones that do.  An adapter serving a
+    caller restricted to some servers words it with ``seen_by`` (its servers only)."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name, self.known = name, tuple(known)
+        super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})")
+
+    def seen_by(self, may_use: Callable[[str], bool]) -> UnknownServer:
+        return UnknownServer(self.name, [n for n in self.known if may_use(n)])
 
 
 class Conflict(AdminError):

@@ -34,14 +34,9 @@ from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
-from fast_mcp_gateway.config.schema import (
-    GatewayConfig,
-    GatewayOptions,
-    ServerConfig,
-    overlong_name,
-    shown_name,
-)
+from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager

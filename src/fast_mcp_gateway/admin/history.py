@@ -20,6 +20,7 @@ from typing import Any, Literal
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, HistoryPage, StatsReport
 from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store.stats import LatencyStats, merged
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 CallStatus = Literal["success", "error", "timeout", "rejected", "cancelled"]
@@ -72,17 +73,31 @@ async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | Non
 
 
 async def stats(ctx: AdminContext, *, group_by: GroupBy = "none", since_minutes: float = 60,
-                server: str | None = None) -> StatsReport:
+                server: str | None = None, servers: frozenset[str] | None = None
+                ) -> StatsReport:
     """Counts, success rates and latency percentiles over a window, with the window
-    before it for the trend, and the calls in flight now."""
+    before it for the trend, and the calls in flight now.  ``servers``: only theirs
+    (a restricted caller's; its total for ``group_by`` none), without ``server``."""
     store, recorder = _call_log(ctx)
     await recorder.flushed(within=2)
     now = time.time()
     window = since_minutes * 60
     by = None if group_by == "none" else group_by
-    current = await store.stats(since=now - window, server=server, group_by=by)
-    previous = await store.stats(since=now - 2 * window, until=now - window,
-                                 server=server, group_by=by)
+    mine = servers is not None and server is None and by != "tool"  # tools: cut later
+    asked = "server" if mine else by
+
+    async def read(since: float, until: float | None = None) -> dict[str, LatencyStats]:
+        groups = await store.stats(since=since, until=until, server=server, group_by=asked)
+        if not mine:
+            return groups
+        kept = {key: agg for key, agg in groups.items() if servers and key in servers}
+        if by is not None:
+            return kept
+        total = merged(kept.values())
+        return {} if total is None else {"": total}
+
+    current = await read(now - window)
+    previous = await read(now - 2 * window, now - window)
     await _check_server(ctx, server, bool(current or previous),
                         lambda: _any_call(store, server))
     groups = []

@@ -68,7 +68,7 @@ from fast_mcp_gateway.admin.scope import (
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.admin.views import restricted_view
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
-from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.principal import LOCAL
 
 READ_ONLY = types.ToolAnnotations(
@@ -184,6 +184,8 @@ def _bind(tool: AdminTool, ctx: AdminContext,
         token = CALLER.set(caller)
         try:
             return restricted_view(tool.name, await tool.fn(ctx, **arguments), caller, ctx)
+        except UnknownServer as exc:  # a restricted caller is told of its servers only
+            raise ToolError(str(exc.seen_by(caller.may_use))) from exc
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:
@@ -261,8 +263,9 @@ async def stats(
 ) -> StatsReport:
     """Call counts, success rates and latency (min/avg/max, p50/p95/p99) over a window,
     with the previous window of the same length for the trend."""
+    caller = CALLER.get()
     return await history.stats(ctx, group_by=group_by, since_minutes=since_minutes,
-                               server=server)
+                               server=server, servers=caller.servers if caller else None)
 
 
 # -- inspector ----------------------------------------------------------------------

@@ -11,12 +11,8 @@ from typing import Any
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.config.checks import nested_gateway_problem
-from fast_mcp_gateway.config.schema import (
-    ServerConfig,
-    overlong_name,
-    shown_name,
-    unaddressable_name,
-)
+from fast_mcp_gateway.config.names import overlong_name, shown_name, unaddressable_name
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError, Forbidden
 
 

@@ -102,9 +102,6 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
         named = arguments.get(one)
         if named is not None:
             return None if principal.may_use(named) else f"unknown server '{named}'"
-        if what == "gateway_stats" and arguments.get("group_by", "none") == "none":
-            return (f"'{what}' without 'server' totals every server's calls: name one of "
-                    f"the token's servers ({mine}) as 'server', or group_by 'server'")
         return None
     key = SERVER_ARGUMENT.get(what)
     if key is None:

@@ -192,14 +192,13 @@ def _curation(view: CatalogView, server: str, exposed: list[ExposedName]) -> Cur
 
 async def _settle(service: Service, *, since_attempts: int | None) -> ServerStatus:
     """The status once the service made a new attempt per replica (or is disabled)."""
-    timeout = service.connect_timeout + 5
 
     def done() -> bool:
         if since_attempts is None:
             return service.state is UpstreamState.DISABLED
         return service.attempts >= since_attempts + len(service.replicas)
 
-    await service.wait_until(done, within=timeout)
+    await service.wait_until(done, within=service.longest_attempt)
     return status_of(service)
 
 
@@ -266,7 +265,7 @@ async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
     before = upstream.attempts
     upstream.reconnect()
     await upstream.wait_until(lambda: upstream.attempts > before,
-                              within=upstream.connect_timeout + 5)
+                              within=upstream.longest_attempt)
     await ctx.audit(actor, "restart_replica", upstream.label, None, str(upstream.state))
     return replica_status(service, upstream)
 
@@ -339,7 +338,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_not_nested(ctx, parsed, source)
     check_no_new_command(ctx, actor, parsed)
-    check_namespace(parsed, _running_configs(ctx))
+    check_namespace(parsed, _running_configs(ctx), source)
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
         await store.put_server(name, raw, parsed.enabled)
@@ -444,7 +443,8 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         entries[name] = await unmasked(ctx, name, imported.entries[name],
                                        "gateway_import_servers")
         check_not_nested(ctx, server, "gateway_import_servers")
-        check_namespace(server, {n: c for n, c in after.items() if n != name})
+        check_namespace(server, {n: c for n, c in after.items() if n != name},
+                        "gateway_import_servers")
         after[name] = server
     report = ChangeReport()
     failed: list[str] = []

@@ -40,13 +40,12 @@ from fast_mcp_gateway.config.checks import (
 )
 from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config, read_document
 from fast_mcp_gateway.config.interpolation import INTERPOLATED_FIELDS, interpolate
+from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.schema import (
     INTERNAL_FIELDS,
     GatewayConfig,
     GatewayOptions,
     ServerConfig,
-    overlong_name,
-    shown_name,
 )
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 
@@ -337,6 +336,9 @@ class _Validation:
     def check_namespaces(self, servers: dict[str, ServerConfig]) -> None:
         seen: dict[str, str] = {}
         for server in servers.values():
+            if self.check_names and server.namespace is not None and (
+                    long := overlong_name(server.namespace, "namespace")):
+                self.fail(server.name, "namespace", long)
             ns = server.effective_namespace
             if ns and ns in seen:
                 self.fail(server.name, "namespace",

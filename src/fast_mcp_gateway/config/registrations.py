@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from fast_mcp_gateway.config.loader import parse_registration
+from fast_mcp_gateway.config.names import overlong_name
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store.records import TOMBSTONE as TOMBSTONE  # re-exported
@@ -68,8 +69,12 @@ def registered(registrations: Sequence[Registration]) -> frozenset[str]:
     return frozenset(r.name for r in registrations if r.config not in (None, TOMBSTONE))
 
 
-def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig]) -> None:
-    """Reject ``server`` when another server already uses its namespace."""
+def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig],
+                    source: str = "runtime registration") -> None:
+    """Reject ``server`` when its ``namespace:`` is too long (``MAX_SERVER_NAME``, as a
+    name) or another server already uses its namespace."""
+    if server.namespace is not None and (long := overlong_name(server.namespace, "namespace")):
+        raise ConfigError.single(source, server.name, "namespace", long)
     ns = server.effective_namespace
     for other in others.values():
         if other.name != server.name and ns and other.effective_namespace == ns:

@@ -46,6 +46,7 @@ from fast_mcp_gateway.config.curation import (
     SearchOptions,
     ToolCuration,
 )
+from fast_mcp_gateway.config.names import shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
@@ -288,7 +289,8 @@ class ServerConfig(Target):
     def _valid_namespace(cls, value: str | None) -> str | None:
         if value is not None and not NAME_CHARS.match(value):
             raise ValueError(
-                f"namespace {value!r} may only contain letters, digits, '_' and '-' "
+                f"namespace {shown_name(value)!r} may only contain letters, digits, '_' and "
+                "'-' "
                 "(or be \"\" to expose names unprefixed)"
             )
         return value
@@ -448,40 +450,3 @@ class GatewayConfig(_Strict):
                     "%s: server %r: %s (its tools are then named after the new name)",
                     self.source, name, problem)
         return self
-
-
-def unaddressable_name(name: str) -> str | None:
-    """Why the REST API and the dashboard cannot address a server named ``name`` (None:
-    they can): the name is a path segment of their URLs.  Runtime registrations refuse
-    such a name (``admin/servers.py``); ``servers.yaml`` is warned about it."""
-    if name in (".", ".."):  # clients and routers fold a dot segment: never reaches it
-        return (f"'{name}' cannot be a server name: it is a path segment of "
-                "/api/v1/servers/<name> and /ui/servers/<name>, where it means this or "
-                "the parent folder; choose a name with letters or digits")
-    if "/" not in name:
-        return None
-    return ("a server name may not contain '/': it is a path segment of "
-            "/api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
-            f"'{name.replace('/', '-')}'")
-
-
-MAX_SERVER_NAME = 64
-"""The longest server name accepted where names enter (a config file, an add or an
-import): the name is the default prefix of each of its tools' names, which hosts limit
-to 64 characters (Claude Desktop: ``^[a-zA-Z0-9_-]{1,64}$``; longer exposed names are
-shortened with a hash, ``routing/naming.py``).  A runtime registration stored before
-the limit keeps running, with a warning at start (``admin/control.py``)."""
-
-
-def overlong_name(name: str) -> str | None:
-    """Why ``name`` is too long for a server (None: it is not)."""
-    if len(name) <= MAX_SERVER_NAME:
-        return None
-    return (f"the name is {len(name)} characters long; a server name has at most "
-            f"{MAX_SERVER_NAME} (it begins each of its tools' names, and hosts such as Claude "
-            f"Desktop accept tool names of at most 64 characters): choose a shorter name")
-
-
-def shown_name(name: str) -> str:
-    """``name`` as errors and logs quote it: an overlong one cut to its head."""
-    return name if len(name) <= MAX_SERVER_NAME else f"{name[:40]}... ({len(name)} characters)"

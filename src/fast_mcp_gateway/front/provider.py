@@ -29,6 +29,7 @@ from fastmcp.tools.base import Tool
 from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.calls import CallPipeline
 from fast_mcp_gateway.front.components import (
@@ -235,7 +236,7 @@ class GatewayProvider(Provider):
         if (origin.server, origin.original) not in self._task_logged:
             self._task_logged.add((origin.server, origin.original))
             logger.warning("server %s: tool '%s' is not exposed: %s", origin.server,
-                           origin.original, _TASK_REASON)
+                           logged_name(origin.original), _TASK_REASON)
 
     def _task_tool(self, name: str) -> GatewayTool | None:
         """A task-only tool by its would-be name: a tool whose call is refused."""

@@ -236,10 +236,11 @@ async def approve_changes(call: Call) -> pins.ApprovalReport:
 
 
 def _only(call: Call, server: str | None) -> str | None:
-    """The server filter to pass down: the asked one (if visible), or a restricted
-    principal's only server; ``None`` means "filter the page afterwards" (or all)."""
+    """The server filter to pass down: the asked one (if visible; a removed one's records
+    stay readable), or a restricted principal's only server; ``None`` means "filter the
+    page afterwards" (or all)."""
     if server is not None:
-        return call.server(server)
+        return call.recorded_server(server)
     mine = call.principal.servers
     return next(iter(mine)) if mine is not None and len(mine) == 1 else None
 
@@ -295,9 +296,10 @@ async def stats_overview(call: Call) -> StatsReport:
 @endpoint("GET", "/stats/servers/{name}", StatsReport, scope="tools", tag="stats",
           query=s.StatsQuery, errors=(404,))
 async def stats_server(call: Call) -> StatsReport:
-    """One server's statistics, per tool."""
+    """One server's statistics, per tool (a removed server's while the store keeps its
+    records)."""
     q: s.StatsQuery = call.query
-    name = call.server(call.path["name"])
+    name = call.recorded_server(call.path["name"])
     report = await history.stats(call.ctx, group_by="tool", since_minutes=q.since_minutes,
                                  server=name)
     return _mine(call, report, lambda _key: True)

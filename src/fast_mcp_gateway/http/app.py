@@ -194,18 +194,21 @@ class RememberedGuard:
 class ProfilePaths:
     """Serves ``<path>/p/<profile>`` (``/mcp/p/coding``) with the one MCP endpoint, the
     profile named in the ASGI scope for the provider (``front/profiles.py``); an
-    unknown profile is a 404 listing the known ones.
+    unknown profile is a 404 listing the known ones -- to a caller with a valid token
+    (``access``): without one, the request goes on to the MCP endpoint, whose 401 it
+    gets (the profile names are not told to anyone who asks).
 
     SSE (``messages`` set): ``/sse/p/<profile>`` opens the stream with ``root_path``
     set so that the SDK announces ``/sse/p/<profile>/messages/`` as the endpoint to
     post to, and those posts reach ``/messages/`` with the profile in the scope (the
     SDK hands each post's request to the session, which is where it is read)."""
 
-    def __init__(self, app: Any, *, path: str, options: GatewayOptions,
+    def __init__(self, app: Any, *, path: str, options: GatewayOptions, access: Access,
                  messages: str | None = None) -> None:
         # The profiles the gateway started with, which the catalog serves: a reload
         # that changes them takes a restart (``ChangeReport.restart_needed``).
         self.app, self.path, self.options = app, path.rstrip("/") or "/", options
+        self.access = access
         self.prefix = self.path.rstrip("/") + PROFILE_PREFIX
         self.messages = messages
 
@@ -214,14 +217,18 @@ class ProfilePaths:
             name, rest = scope["path"][len(self.prefix):].rstrip("/"), ""
             if self.messages is not None:   # SSE: /sse/p/<name>[/messages/]
                 name, _, rest = name.partition("/")
+            target = self.path
             if name not in self.options.profiles:
+                if not await self._authenticated(scope):  # the MCP endpoint's 401, as /mcp's
+                    await self.app({**scope, "path": target, "raw_path": target.encode()},
+                                   receive, send)
+                    return
                 message = unknown_profile(name, self.options)
                 response = JSONResponse({"error": {"code": "unknown_profile",
                                                    "message": message, "details": None}},
                                         status_code=404)
                 await response(scope, receive, send)
                 return
-            target = self.path
             extra: dict[str, Any] = {}
             if rest:   # SSE posts: /sse/p/<name>/messages/ -> /messages/
                 target = (self.messages if self.messages is not None
@@ -232,6 +239,15 @@ class ProfilePaths:
             scope = {**scope, "path": target, "raw_path": target.encode(), SCOPE_KEY: name,
                      **extra}
         await self.app(scope, receive, send)
+
+    async def _authenticated(self, scope: Any) -> bool:
+        header = next((v.decode("latin-1") for k, v in scope["headers"]
+                       if k == b"authorization"), None)
+        try:
+            await self.access.principal_of(header)
+        except ApiError:
+            return False
+        return True
 
 
 class LazyApp:
@@ -386,7 +402,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             yield
 
-    middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options,
+    middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options, access=access,
                              messages=fastmcp.settings.message_path if transport == "sse"
                              else None)]
     app = GatewayApp(routes=mounts, lifespan=lifespan, middleware=middleware)

@@ -7,7 +7,8 @@ the scope and ``gateway.admin``, validate the query and body (422 naming the fie
 run the handler, and map any error to the JSON shape (``errors.api_error``).  ``Call``
 is what a handler gets: the admin context, the principal (its name is the audit
 actor), and the validated inputs; ``Call.server`` hides servers the principal may not
-use behind a 404.
+use behind a 404 (``Call.recorded_server`` for history reads, which may name a removed
+server), and every unknown-server error names only the principal's servers.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.config.schema import AdminKind
-from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.access import Access, require
-from fast_mcp_gateway.http.errors import ApiError, api_error, not_found, validation_failed
+from fast_mcp_gateway.http.errors import ApiError, api_error, validation_failed
 from fast_mcp_gateway.principal import Principal
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,16 @@ class Call:
 
     def server(self, name: str) -> str:
         """``name`` if it exists and the principal may use it, else 404 (alike)."""
-        if name in self.ctx.manager.services and self.principal.may_use(name):
+        if name in self.ctx.manager.services:
+            return self.recorded_server(name)
+        raise UnknownServer(name, self.ctx.manager.services)
+
+    def recorded_server(self, name: str) -> str:
+        """``name`` if the principal may use it (a history read: the store may keep a
+        removed server's records; the read answers 404 if it keeps none), else 404."""
+        if self.principal.may_use(name):
             return name
-        known = ", ".join(n for n in self.ctx.manager.services if self.principal.may_use(n))
-        raise not_found(f"no server named '{name}' (known: {known or 'none'})")
+        raise UnknownServer(name, self.ctx.manager.services)
 
     def may_use(self, name: str) -> bool:
         return self.principal.may_use(name)
@@ -146,6 +153,7 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
     kind: AdminKind = "mutate" if ep.mutates else "read"
 
     async def serve(request: Request) -> Response:
+        principal: Principal | None = None
         try:
             principal = await access.principal_for(request)
             require(principal, ep.scope, what)
@@ -158,6 +166,9 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
             result = await ep.handler(call)
         except ApiError as exc:
             return exc.response()
+        except UnknownServer as exc:  # a restricted caller is told of its servers only
+            seen = exc if principal is None else exc.seen_by(principal.may_use)
+            return api_error(seen).response()
         except GatewayError as exc:
             return api_error(exc).response()
         except Exception:  # a bug: logged in full here, never detailed to the caller

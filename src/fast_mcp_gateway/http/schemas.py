@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from fast_mcp_gateway.config.schema import MAX_SERVER_NAME, STORE_INT_MAX, RoutePriority
+from fast_mcp_gateway.config.names import MAX_SERVER_NAME
+from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
 
 Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
 Replica = Annotated[int | None, Field(ge=0, description="replica index (default: the first "

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.bindings import KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
@@ -311,8 +312,7 @@ class UpstreamManager:
         try:
             return self.services[name]
         except KeyError:
-            known = ", ".join(self.services) or "none"
-            raise AdminError(f"no server named '{name}' (known: {known})") from None
+            raise UnknownServer(name, self.services) from None
 
     # -- change propagation ---------------------------------------------------
 
@@ -445,7 +445,7 @@ class UpstreamManager:
         for rename in view.renames:
             if rename not in self.view.renames:
                 logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
-                               rename.original, rename.exposed, rename.reason)
+                               logged_name(rename.original), rename.exposed, rename.reason)
         changed = changed_kinds(self.view, view)
         self.view = view
         self.changed.notify()

@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from fast_mcp_gateway.config.names import logged_name
+
 _INVALID = re.compile(r"[^A-Za-z0-9_-]")
 HASH_LEN = 8
 
@@ -139,7 +141,7 @@ def allocate_names(
 
 def _collision(other: Origin) -> str:
     owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
-    return f"collides with '{other.original}' of {owner}"
+    return f"collides with '{logged_name(other.original)}' of {owner}"
 
 
 def namespace_uri(uri: str, namespace: str) -> str:

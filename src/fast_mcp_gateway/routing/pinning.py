@@ -40,6 +40,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.config.curation import PinningMode
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.routing.curation import KIND_LABEL, Curated, Entry, Hidden, Kind
 from fast_mcp_gateway.routing.pin_reports import FindingReports
 from fast_mcp_gateway.store.records import PinRecord
@@ -161,7 +162,7 @@ class Finding:
         return [k for k in _FIELDS[self.kind] if old.get(k) != self.current.get(k)]
 
     def summary(self) -> str:
-        what = f"{KIND_LABEL[self.kind]} '{self.name}' of server '{self.server}'"
+        what = f"{KIND_LABEL[self.kind]} '{logged_name(self.name)}' of server '{self.server}'"
         if self.state == "changed":
             text = f"{what} changed since it was approved ({', '.join(self.changed_fields)})"
         elif self.state == "new":

@@ -149,8 +149,9 @@ class Service:
         return self.primary().is_modern
 
     @property
-    def connect_timeout(self) -> float:
-        return self.primary().connect_timeout
+    def longest_attempt(self) -> float:
+        """How long its replicas' fresh attempts (a reconnect's) may last."""
+        return max(r.longest_attempt for r in self.replicas)
 
     @property
     def attempts(self) -> int:

@@ -127,6 +127,16 @@ def finish(groups: dict[str, LatencyStats]) -> dict[str, LatencyStats]:
     return groups
 
 
+def merged(rows: Iterable[LatencyStats]) -> LatencyStats | None:
+    """One aggregate of several groups' (their histograms added: percentiles stay true);
+    None without any."""
+    total = LatencyStats()
+    for r in rows:
+        merge_into(total, r.count, r.errors, r.total_ms, r.min_ms or 0.0, r.max_ms or 0.0,
+                   r.histogram, r.cancelled)
+    return finish({"": total})[""] if total.count else None
+
+
 def aggregate_batch(rows: Iterable[_Call]
                     ) -> tuple[dict[AggregateKey, LatencyStats], dict[AggregateKey, LatencyStats]]:
     """A batch of calls as per-minute and per-hour aggregates, to add to the stored ones.

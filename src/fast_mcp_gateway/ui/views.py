@@ -17,7 +17,7 @@ from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import GroupStats, ServerStatus
 from fast_mcp_gateway.config.alerts import DEFAULT_OP as DEFAULT_OP
 from fast_mcp_gateway.store import StorageError
-from fast_mcp_gateway.store.stats import LatencyStats, finish, merge_into
+from fast_mcp_gateway.store.stats import LatencyStats, merged
 
 TRENDS = {"hour": (60.0, 12), "day": (1440.0, 24)}  # window minutes, buckets
 
@@ -60,17 +60,6 @@ class Overview:
     store_problem: str | None = None  # the store is unreachable: no counts, no trend
 
 
-def _merged(rows: list[LatencyStats]) -> LatencyStats | None:
-    """One aggregate of several groups' (their histograms added: percentiles stay true)."""
-    if not rows:
-        return None
-    total = LatencyStats()
-    for r in rows:
-        merge_into(total, r.count, r.errors, r.total_ms, r.min_ms or 0.0, r.max_ms or 0.0,
-                   r.histogram)
-    return finish({"": total})[""]
-
-
 async def trends(ctx: AdminContext, window: str, visible: set[str] | None = None
                  ) -> tuple[Trend | None, dict[str, Trend]]:
     """``window`` ("hour" or "day") cut into buckets, from the store's aggregates: the
@@ -89,7 +78,7 @@ async def trends(ctx: AdminContext, window: str, visible: set[str] | None = None
     names = sorted({k for got in per_bucket for k in got})
     per_server = {n: _trend(window, minutes / buckets, [got.get(n) for got in per_bucket])
                   for n in names}
-    whole = _trend(window, minutes / buckets, [_merged(list(got.values()))
+    whole = _trend(window, minutes / buckets, [merged(list(got.values()))
                                                for got in per_bucket])
     return whole, per_server
 

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import anyio
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.upstream.session import asks_by_push, needs_modern, refuses_push
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
@@ -104,7 +105,8 @@ class EraSwitch:
         value that would start it there)."""
         sup = self._sup
         logger.warning("upstream %s: tool '%s' needs %s; reconnecting in it (set "
-                       "'protocol: %s' to start there)", sup.label, tool, era, pin)
+                       "'protocol: %s' to start there)", sup.label, logged_name(tool), era,
+                       pin)
         before = self._stats.connects
         try:
             with anyio.move_on_after(self._call_timeout):

@@ -180,16 +180,18 @@ def _refused_sse_get(exc: BaseException | None) -> bool:
 
 
 def connect_timeout_text(transport: ClientTransport | None, step: str | None,
-                         watch: ConnectWatch, connect_timeout: float, timeouts: int) -> str:
+                         watch: ConnectWatch, connect_timeout: float, timeouts: int | None
+                         ) -> str:
     """Why the attempt's deadline (``watch``) passed; ``timeouts``: earlier ones in a
-    row (each doubles the next window, up to 8x)."""
-    later = connect_timeout * min(2 ** (timeouts + 1), 8)
+    row (each doubles the next window, up to 8x), None when no attempt follows (the
+    one-shot probe of ``mcp-gateway check``: no next window to tell)."""
+    later = None if timeouts is None else connect_timeout * min(2 ** (timeouts + 1), 8)
     return (http_timeout_text(transport, step, watch.window, connect_timeout, later)
             or watch.timeout_text(step, later))
 
 
 def http_timeout_text(transport: ClientTransport | None, step: str | None, window: float,
-                      connect_timeout: float, next_window: float) -> str | None:
+                      connect_timeout: float, next_window: float | None) -> str | None:
     """A connect timeout towards an HTTP or SSE endpoint, said from what it did: no TCP
     connection, a connection but no answer, or an answer but no MCP message.  ``None``
     when ``transport`` keeps no facts (stdio: ``ConnectWatch`` words those)."""
@@ -211,7 +213,8 @@ def http_timeout_text(transport: ClientTransport | None, step: str | None, windo
     else:
         said = (f"no connection to {url} {within}: the host does not answer on that port; "
                 "check the host and port in 'url' and any firewall between")
-    return mask_text(f"{said} (the next attempt waits {next_window:g} s)")
+    later = "" if next_window is None else f" (the next attempt waits {next_window:g} s)"
+    return mask_text(said + later)
 
 
 _REMEDIES = {"enable": "admin tool gateway_enable_server (HTTP mode: PUT "

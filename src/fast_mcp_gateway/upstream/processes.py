@@ -184,12 +184,15 @@ def open_stderr(tg: anyio.abc.TaskGroup, early_fd: int | None, sink: _Sink,
     return pipe_inode(read_fd), os.fdopen(write_fd, "w")
 
 
+CLOSE_WITHIN = 10.0  # the bound of ``close_finally``
+
+
 async def close_finally(close: Callable[[], Awaitable[None]], pid: int | None,
                         grace: float) -> None:
-    """Finish a transport's teardown, shielded and bounded: leaving ``connect_session``
-    under cancellation interrupts its own teardown (its disconnect awaits a task), and
-    no subprocess or connection may outlive its attempt."""
-    with anyio.move_on_after(10, shield=True):
+    """Finish a transport's teardown, shielded and bounded (``CLOSE_WITHIN``): leaving
+    ``connect_session`` under cancellation interrupts its own teardown (its disconnect
+    awaits a task), and no subprocess or connection may outlive its attempt."""
+    with anyio.move_on_after(CLOSE_WITHIN, shield=True):
         async with anyio.create_task_group() as closing:
             if pid is not None:
                 closing.start_soon(terminate_if_lingering, pid, grace)
@@ -370,7 +373,7 @@ class ConnectWatch:
                 await anyio.sleep_until(deadline)
                 woke = anyio.current_time()
                 self.elapsed = woke - started
-                limit = max(MAX_WINDOWS * self.window, MAX_BUSY_SECONDS)
+                limit = self.longest(self.window)
                 if woke - deadline > self.window / 2 and self.elapsed + self.window <= limit:
                     # The gateway itself was stalled (a long import, a starved loop): its
                     # stderr readers did not run either, so an unchanged mark proves
@@ -394,14 +397,22 @@ class ConnectWatch:
     def stop(self) -> None:
         self._scope.cancel()
 
-    def timeout_text(self, step: str | None, next_window: float) -> str:
+    @staticmethod
+    def longest(window: float) -> float:
+        """When the watch of a ``window``-second deadline fires at the latest (every
+        extension and stall included)."""
+        return max(MAX_WINDOWS * window, MAX_BUSY_SECONDS)
+
+    def timeout_text(self, step: str | None, next_window: float | None) -> str:
         """What the attempt did, from the facts watched (activity is CPU time of the
         process tree or stderr output: a server that only started its interpreter was
-        active too, so nothing here calls it "working"), and how to fix it."""
+        active too, so nothing here calls it "working"), and how to fix it;
+        ``next_window``: the next attempt's (None: none follows)."""
         what = f"no answer to {step}" if step else "no session"
         within = f"did not finish connecting within {round(self.elapsed, 1):g}s: {what}"
-        slow = (f"if it is only slow to start, raise this server's timeouts.connect (e.g. "
-                f"'timeouts: {{connect: 60}}'; the next attempt waits {next_window:g}s)")
+        later = "" if next_window is None else f"; the next attempt waits {next_window:g}s"
+        slow = ("if it is only slow to start, raise this server's timeouts.connect (e.g. "
+                f"'timeouts: {{connect: 60}}'{later})")
         if self.busy:
             return (f"{within}; its process was active (CPU time or stderr output) in every "
                     f"{self.window:g}s window until the limit: it may be stuck, or busy "

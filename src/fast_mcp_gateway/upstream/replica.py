@@ -314,6 +314,10 @@ class Upstream:
         return self._stats.attempts
 
     @property
+    def longest_attempt(self) -> float:
+        return self._sup.longest_attempt
+
+    @property
     def connect_seconds(self) -> float | None:
         return self._stats.connect_seconds
 

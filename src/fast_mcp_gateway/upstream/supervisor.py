@@ -39,6 +39,7 @@ from fast_mcp_gateway.upstream.model import (
     unreachable,
 )
 from fast_mcp_gateway.upstream.processes import (
+    CLOSE_WITHIN,
     ConnectWatch,
     CountingSink,
     child_with_stderr,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.transports import SideDoor
 
 logger = logging.getLogger(__name__)
+
+_LAST_WORDS = 1.0  # how long a dying stdio server's stderr is read after its session
 
 
 class SupervisorHooks(Protocol):
@@ -161,6 +164,13 @@ class Supervisor:
         timed out: a server that is down, not a session that just ended."""
         return self._unreachable or self._timeouts > 0
 
+    @property
+    def longest_attempt(self) -> float:
+        """How long a fresh attempt (a reconnect's: its first window) may last: its connect
+        deadline with every extension, then its teardown, and a margin for the spawn --
+        what a caller waiting for its outcome allows."""
+        return ConnectWatch.longest(self.connect_timeout) + CLOSE_WITHIN + _LAST_WORDS + 5
+
     async def wait_first_attempt(self) -> None:
         await self._first_attempt.wait()
 
@@ -257,6 +267,9 @@ class Supervisor:
         try:
             while not self._stopping:
                 self._wake = anyio.Event()
+                if self._restart_requested:  # a fresh start: no backoff, no doubled window
+                    attempt, self._timeouts = 0, 0
+                    failures.clear()
                 if not self._enabled:
                     self._set_state(UpstreamState.DISABLED)
                     self._first_attempt.set()
@@ -267,24 +280,19 @@ class Supervisor:
                 try:
                     await self._attempt(hold=True)
                 except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
-                    error = self._explain_failure(exc)
-                    self.last_error = error
-                    self._attempt_finished()
-                    if self._timed_out:
-                        self._timeouts += 1
+                    if not (self._stopping or self._restart_requested):  # else superseded
+                        error = self.last_error = self._explain_failure(exc)
+                        self._attempt_finished()
+                        if self._timed_out:
+                            self._timeouts += 1
                 else:
-                    if self._stopping or self._restart_requested:
-                        attempt = 0
-                        failures.clear()
-                        continue
-                    error = self._explain_failure(None, self._broken or "connection closed")
+                    if not (self._stopping or self._restart_requested):
+                        error = self._explain_failure(None, self._broken or "connection closed")
                 finally:
                     self._first_attempt.set()
                 if self._stopping:
                     break
                 if self._restart_requested:
-                    attempt = 0
-                    failures.clear()
                     continue
                 self.last_error = error
                 if not (self._timed_out or self._unreachable):  # no crash: never parked
@@ -394,12 +402,13 @@ class Supervisor:
                 await close_finally(transport.close, self.pid, STOP_GRACE)
                 self.pid = None
                 # Let the dying process's last words arrive, then stop reading.
-                with anyio.move_on_after(1.0):
+                with anyio.move_on_after(_LAST_WORDS):
                     await stderr_done.wait() if self.config.kind == "stdio" else None
                 tg.cancel_scope.cancel()
         if self._timed_out:
-            raise UpstreamTimeout(self.label, connect_timeout_text(
-                transport, self._step, watch, self.connect_timeout, self._timeouts))
+            raise UpstreamTimeout(self.label, connect_timeout_text(  # a probe: no retry
+                transport, self._step, watch, self.connect_timeout,
+                self._timeouts if hold else None))
 
     def _still_connecting(self, elapsed: float) -> None:
         if self._stats.attempts == 0:  # a retry keeps showing why the last attempt failed

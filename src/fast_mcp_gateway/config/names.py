@@ -1,0 +1,55 @@
+"""Server names as the gateway accepts and quotes them: addressable (a path segment of
+the REST API and the dashboard), at most ``MAX_SERVER_NAME`` characters, and cut to
+their head where errors and logs quote a long one."""
+
+from __future__ import annotations
+
+
+def unaddressable_name(name: str) -> str | None:
+    """Why the REST API and the dashboard cannot address a server named ``name`` (None:
+    they can): the name is a path segment of their URLs.  Runtime registrations refuse
+    such a name (``admin/servers.py``); ``servers.yaml`` is warned about it."""
+    if name in (".", ".."):  # clients and routers fold a dot segment: never reaches it
+        return (f"'{name}' cannot be a server name: it is a path segment of "
+                "/api/v1/servers/<name> and /ui/servers/<name>, where it means this or "
+                "the parent folder; choose a name with letters or digits")
+    if "/" not in name:
+        return None
+    return ("a server name may not contain '/': it is a path segment of "
+            "/api/v1/servers/<name> and /ui/servers/<name>; choose another name, e.g. "
+            f"'{name.replace('/', '-')}'")
+
+
+MAX_SERVER_NAME = 64
+"""The longest server name accepted where names enter (a config file, an add or an
+import): the name is the default prefix of each of its tools' names, which hosts limit
+to 64 characters (Claude Desktop: ``^[a-zA-Z0-9_-]{1,64}$``; longer exposed names are
+shortened with a hash, ``routing/naming.py``).  A runtime registration stored before
+the limit keeps running, with a warning at start (``admin/control.py``)."""
+
+
+def overlong_name(name: str, what: str = "name") -> str | None:
+    """Why ``name`` is too long for a server's name, or (``what="namespace"``) for its
+    ``namespace:``, which begins its tools' names in its stead (None: it is not)."""
+    if len(name) <= MAX_SERVER_NAME:
+        return None
+    kind = "a server name" if what == "name" else f"a {what}"
+    return (f"the {what} is {len(name)} characters long; {kind} has at most "
+            f"{MAX_SERVER_NAME} (it begins each of its tools' names, and hosts such as Claude "
+            f"Desktop accept tool names of at most 64 characters): choose a shorter {what}")
+
+
+def shown_name(name: str, longest: int = MAX_SERVER_NAME, head: int = 40) -> str:
+    """``name`` as errors and logs quote it: one over ``longest`` characters cut to its
+    ``head``, with its length."""
+    return name if len(name) <= longest else f"{name[:head]}... ({len(name)} characters)"
+
+
+LOGGED_NAME = 100
+"""The longest name (of a tool, prompt or resource: an upstream's to choose) a log line
+quotes whole; a longer one is cut to its head (``logged_name``)."""
+
+
+def logged_name(name: str) -> str:
+    """``name`` as a log line quotes it (``LOGGED_NAME``)."""
+    return shown_name(name, LOGGED_NAME, LOGGED_NAME)

@@ -1,12 +1,12 @@
 """An upstream's very long tool name (3000 characters) is quoted in log lines cut to its
-head (``config/schema.logged_name``), as config errors quote a long server name: the
+head (``config/names.logged_name``), as config errors quote a long server name: the
 rename warning carried it whole, one 3 kB line per rename."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -44,3 +44,40 @@ async def test_a_long_upstream_tool_name_is_cut_in_log_lines(
     for record in caplog.records:
         assert LONG not in record.getMessage(), (record.name, record.pathname,
                                                  record.getMessage()[:300])
+
+
+async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """A host's URI (``subscriptions/listen``) and a subscribed URI replayed on a new
+    upstream session are a host's to choose: quoted cut, as tool names are."""
+    from types import SimpleNamespace
+
+    from mcp.shared.exceptions import MCPError
+
+    from fast_mcp_gateway.front.listen import SubscribingListen
+    from fast_mcp_gateway.upstream.changes import ChangeTracker
+    from fast_mcp_gateway.upstream.signals import ChangeSignal
+
+    uri = "res://" + LONG
+    caplog.set_level(logging.DEBUG)
+
+    def unknown(asked: str) -> Any:
+        raise MCPError(code=-32002, message="Unknown resource")
+
+    listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown)
+    assert await listen._subscribe(uri) is None
+
+    class Refusing:
+        async def subscribe_resource(self, asked: str) -> None:
+            raise RuntimeError("no subscriptions here")
+
+    async def fetch(session: Any) -> Any:
+        raise AssertionError("not fetched")
+
+    tracker = ChangeTracker("up", timeout=5, fetch=fetch, on_catalog=lambda c: None,
+                            on_resource_updated=lambda u: None, changed=ChangeSignal(),
+                            notify=lambda: None)
+    tracker.add(uri)
+    await tracker._resubscribe(cast(Any, Refusing()))
+    said = [r.getMessage() for r in caplog.records if "subscrib" in r.getMessage()]
+    assert len(said) == 2 and all("... (3006 characters)" in m for m in said), said
+    assert not any(LONG in r.getMessage() for r in caplog.records)

@@ -25,6 +25,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.routing.service import Service
@@ -70,24 +71,27 @@ class SubscribingListen:
                         try:
                             await service.unsubscribe(original)
                         except (UpstreamError, MCPError) as exc:
-                            logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
+                            logger.debug("unsubscribe %s upstream failed: %s",
+                                         logged_name(uri), exc)
 
     async def _subscribe(self, uri: str) -> tuple[Service, str] | None:
+        shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines
         try:
             service, original = self._origin(uri)
         except MCPError as exc:
-            logger.info("subscriptions/listen: not subscribing %s: %s", uri, exc.error.message)
+            logger.info("subscriptions/listen: not subscribing %s: %s", shown,
+                        exc.error.message)
             return None
         caps = service.capabilities
         if caps is None or caps.resources is None or not caps.resources.subscribe:
             logger.info("subscriptions/listen: not subscribing %s: upstream '%s' does not "
-                        "support resource subscriptions", uri, service.name)
+                        "support resource subscriptions", shown, service.name)
             return None
         try:
             await service.subscribe(original)
         except (UpstreamError, MCPError) as exc:
             logger.warning("subscriptions/listen: not subscribing %s: upstream '%s' refused: "
-                           "%s", uri, service.name, exc)
+                           "%s", shown, service.name, exc)
             return None
         self._hub.listen(uri)
         return service, original

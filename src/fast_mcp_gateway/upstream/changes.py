@@ -17,6 +17,7 @@ import anyio.abc
 import mcp_types as types
 from mcp import ClientSession
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -171,4 +172,4 @@ class ChangeTracker:
                     await session.subscribe_resource(uri)
             except Exception as exc:  # noqa: BLE001 - one URI must not stop the others
                 logger.warning("upstream %s: could not resubscribe to %s: %s", self._name,
-                               uri, describe_error(exc))
+                               logged_name(uri), describe_error(exc))

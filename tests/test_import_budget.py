@@ -5,8 +5,10 @@ before the server stack is loaded (spawn-first), ``initialize`` is answered with
 the libraries only other modes use (the HTTP stack's extras, the dashboard, metrics,
 PostgreSQL), and a gateway whose upstreams all run over stdio never loads
 ``fastmcp.client`` (its auth and token-storage libraries: ~0.2 s of CPU, several MB).
-A wrapper runs the real CLI and records ``sys.modules`` when the upstreams are spawned
-and at each line the gateway writes to its host; no timing is asserted.
+A wrapper runs the real CLI and records ``sys.modules`` when the upstreams are spawned,
+when the SDK answers the opening request (which the host got early: its reply is
+compared, not sent) and at each line the gateway writes to its host; no timing is
+asserted.
 """
 
 from __future__ import annotations
@@ -54,8 +56,17 @@ WRAPPER = textwrap.dedent("""\
 
     processes.spawn_early = spawn_early
 
-    from fast_mcp_gateway.front import stdio
+    from fast_mcp_gateway.front import early, stdio
     writes = []
+
+    # The SDK's own answer to the opening request (answered early, front/early.py,
+    # and compared there rather than written again).
+    def differences(sent, sdk, _original=early.differences):
+        writes.append(1)
+        record("at-initialize.json")
+        return _original(sent, sdk)
+    early.differences = differences
+
     for method in ("write", "write_bytes", "write_nowait"):
         def wrapped(self, *args, _original=getattr(stdio.LineWriter, method), **kwargs):
             writes.append(1)

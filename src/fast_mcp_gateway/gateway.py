@@ -29,7 +29,7 @@ from mcp.server.request_state import RequestStateSecurity
 from mcp.server.stdio import stdio_server
 
 from fast_mcp_gateway._compat import RoundStates, lifespan, low_level_server
-from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs, mode_allows
@@ -43,6 +43,7 @@ from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
 from fast_mcp_gateway.config.settings import GatewaySettings, Transport, bind_refusal
 from fast_mcp_gateway.errors import BackgroundTaskFailed, ConfigError
 from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.front.early import EarlyAnswer, Handover
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.lane import StdioLane
@@ -87,8 +88,9 @@ class Gateway:
         *,
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy = DEFAULT_RESTART,
-        name: str = "fast-mcp-gateway",
+        name: str = GATEWAY_NAME,
         answer_first: bool = False,
+        early: EarlyAnswer | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.manager = UpstreamManager(
@@ -155,6 +157,9 @@ class Gateway:
             lambda tool: self.provider.own.__setitem__(tool.name, tool), specs),
             then=self.provider.invalidate)  # a search index built meanwhile lacks them
         self._answer_first = False  # the stdio front runs ``started`` after its answer
+        # stdio ``serve``: the host's first line, read (and perhaps answered) while the
+        # server stack was imported; the stdio front reads it again (front/early.py).
+        self._early = early
         if not answer_first:
             self.started.run_now()
         self.manager.on_change(self.hub.changed)
@@ -366,7 +371,8 @@ class Gateway:
         # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
         self.manager.startup_hold = 0
         self._serve_profile_only()
-        async with stdio_streams() as streams:
+        early = self._early.finish() if self._early is not None else Handover()
+        async with stdio_streams(early.preread) as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams
                 async with anyio.create_task_group() as tg:
                     self._stop_stdio = tg.cancel_scope
@@ -382,7 +388,7 @@ class Gateway:
                 return
             reader, writer = streams
             self._answer_first = True  # started: after the answer, before the next line
-            front = self.started.hold(reader, writer)
+            front = self.started.hold(reader, writer, early.answered)
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane, states=RoundStates.of(self.server),

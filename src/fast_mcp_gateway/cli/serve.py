@@ -68,10 +68,18 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
     connect adopts its process (``upstream/processes.py``); one nobody adopts (a runtime
     registration replaced or disabled its server) is stopped after the first attempts.
     """
+    from fast_mcp_gateway._version import GATEWAY_NAME, __version__
+    from fast_mcp_gateway.front.early import EarlyAnswer, served_threadless
     from fast_mcp_gateway.upstream.processes import discard_early, spawn_early
 
-    await spawn_early(early_starts(config, settings))
+    # The host's opening request is answered meanwhile, where it can be (early.py).
+    early = None
+    if settings.transport == "stdio" and served_threadless():
+        early = EarlyAnswer(name=GATEWAY_NAME, version=__version__,
+                            separator=config.options.separator)
+        early.start()
     try:
+        await spawn_early(early_starts(config, settings))
         # Importing the server stack allocates much and frees little: the collector's
         # full passes over it cost ~15 % of the CPU to the initialize answer.  What it
         # made lives as long as the process, so it is frozen (moved where no collection
@@ -95,7 +103,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
 
         if sockets and settings.port == 0:  # the port the system chose: in the banner, URLs
             settings = settings.model_copy(update={"port": sockets[0].getsockname()[1]})
-        gateway = Gateway(config, settings, answer_first=settings.transport == "stdio")
+        gateway = Gateway(config, settings, answer_first=settings.transport == "stdio",
+                          early=early)
         logging.getLogger("fast_mcp_gateway").info(
             "starting %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
             settings.config, settings.transport, loop,
@@ -115,6 +124,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             tg.cancel_scope.cancel()
         return gateway.failure
     finally:
+        if early is not None:
+            early.close()
         with anyio.CancelScope(shield=True):
             await discard_early()
 

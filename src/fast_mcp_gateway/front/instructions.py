@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fast_mcp_gateway.front.early import instructions_head
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.upstream.model import UpstreamState
 
@@ -24,9 +25,7 @@ def compose_instructions(parts: Sequence[tuple[str, str]], separator: str,
                          limit: int = INSTRUCTIONS_LIMIT) -> str:
     """The gateway's ``instructions``: how names are made, then each server's own
     (``parts``: namespace, instructions) under its namespace, within ``limit``."""
-    head = (f"This server is a gateway in front of several MCP servers. Their tools and "
-            f"prompts are named '<namespace>{separator}<name>'; their resources carry the "
-            f"namespace after the URI scheme.")
+    head = instructions_head(separator)
     if not parts:
         return head
     share = max(200, (limit - len(head)) // len(parts) - 40)

@@ -39,6 +39,7 @@ from fastmcp.utilities.versions import VersionSpec
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
+from fast_mcp_gateway.front.early import differences
 from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
@@ -278,10 +279,11 @@ class Deferred:
         finally:
             self.done.set()
 
-    def hold(self, lines: _Lines, output: _Output) -> AnswerFirst:
+    def hold(self, lines: _Lines, output: _Output,
+             answered: dict[str, Any] | None = None) -> AnswerFirst:
         """The stdio front's lines and output, holding the host's second line until this
-        work is done (``AnswerFirst``)."""
-        return AnswerFirst(lines, output, self)
+        work is done (``AnswerFirst``; ``answered``: the reply ``early.py`` sent)."""
+        return AnswerFirst(lines, output, self, answered)
 
     def and_done(self, event: anyio.Event) -> Callable[[], bool]:
         """A check that ``event`` is set and this work is done: the stdio express lane
@@ -348,12 +350,18 @@ class AnswerFirst:
     ``after`` before it is handed on.  So the host gets its answer as early as from a
     bare server, and whatever it sends next (even in the same write) is read by a
     gateway whose start-up is complete.
+
+    ``answered``: the reply ``early.py`` sent to the first line before the SDK was
+    loaded.  The SDK's own reply to it (the first it writes with that id) is compared
+    with it and not written again.
     """
 
-    def __init__(self, lines: _Lines, output: _Output, after: Deferred) -> None:
+    def __init__(self, lines: _Lines, output: _Output, after: Deferred,
+                 answered: dict[str, Any] | None = None) -> None:
         self._lines, self._output, self._after = lines, output, after
         self._first = True
         self._answered = anyio.Event()
+        self._early = answered
 
     def __aiter__(self) -> AnswerFirst:
         return self
@@ -371,7 +379,32 @@ class AnswerFirst:
         return await self._lines.__anext__()
 
     async def write(self, text: str) -> None:
+        if self._early is not None and self._answered_early(text):
+            return
         await self._output.write(text)
+
+    def _answered_early(self, text: str) -> bool:
+        """Whether ``text`` is the SDK's reply to the request answered early (checked,
+        then dropped)."""
+        assert self._early is not None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or "method" in message \
+                or message.get("id") != self._early["id"]:
+            return False
+        sent, self._early = self._early, None
+        changed = differences(sent, message)
+        if changed:
+            logger.warning("the answer sent to the host's opening request before the server "
+                           "stack was loaded differs from the server's own in %s (the host "
+                           "keeps the first; please report this with the gateway's version)",
+                           ", ".join(changed))
+        else:
+            logger.debug("the server's own answer to the opening request is the one sent "
+                         "early")
+        return True
 
     async def flush(self) -> None:
         await self._output.flush()

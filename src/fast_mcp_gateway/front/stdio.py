@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import os
-import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -44,6 +43,7 @@ from typing import Any, BinaryIO
 import mcp_types as types
 from pydantic import ValidationError
 
+from fast_mcp_gateway.front.early import served_threadless
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -69,26 +69,6 @@ def restore_blocking() -> None:
     """Give the host's stdin/stdout back their original blocking mode (idempotent)."""
     while _restore:
         _restore.pop()()
-
-
-def _is_pipe_or_socket(fd: int) -> bool:
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-def _one_socket(a: int, b: int) -> bool:
-    """Both fds are one socket (``socat EXEC:``, inetd): a write pipe transport watches
-    its socket for the peer closing, and the host's requests look like that (asyncio
-    closed stdout, uvloop stopped answering); the threaded streams serve it."""
-    try:
-        first, second = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (stat.S_ISSOCK(first.st_mode)
-            and (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
 
 
 class _TooLong:
@@ -310,11 +290,11 @@ class LineReader:
     def __init__(self, reader: asyncio.StreamReader,
                  answer: Callable[[bytes], Awaitable[None]] | None = None, *,
                  max_line_bytes: int = MAX_LINE_BYTES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, preread: bytes = b"") -> None:
         self._reader = reader
         self._answer = answer
         self._max = max_line_bytes
-        self._buffer = bytearray()
+        self._buffer = bytearray(preread)  # read before the reader existed (early.py)
         self._scanned = 0  # how much of the buffer is known to hold no line end
         self._log = _DropLog(clock)
         self.intercept: Callable[[bytes], bool] | None = None
@@ -433,10 +413,14 @@ def _claimed(fd: int, diversion: int) -> Iterator[_Claim]:
 
 
 @contextlib.asynccontextmanager
-async def stdio_streams() -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
+async def stdio_streams(preread: bytes = b""
+                        ) -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
     """Threadless streams over the process's stdin/stdout, or ``None`` when they are
-    not both pipes or sockets."""
-    if not (_is_pipe_or_socket(0) and _is_pipe_or_socket(1)) or _one_socket(0, 1):
+    not both pipes or sockets (``early.served_threadless``).  ``preread``: what was
+    read from stdin before (``early.EarlyAnswer``), read first."""
+    if not served_threadless(0, 1):
+        if preread:  # never: the early reader runs on the same condition
+            raise RuntimeError("stdin was read early but is not served threadless")
         yield None
         return
     sys.stdout.flush()
@@ -462,7 +446,7 @@ async def stdio_streams() -> AsyncIterator[tuple[LineReader, LineWriter] | None]
                                                    stdout.private: blocking[1]}))
             try:
                 lines = LineWriter(writer)
-                yield LineReader(reader, lines.write_bytes), lines
+                yield LineReader(reader, lines.write_bytes, preread=preread), lines
             finally:
                 rtransport.close()
                 wtransport.close()

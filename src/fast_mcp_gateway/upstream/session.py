@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import negotiate_auto
-from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.sharing import share_tool_schemas
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # fastmcp.client is loaded for HTTP upstreams only (transport
 
 logger = logging.getLogger(__name__)
 
-CLIENT_INFO = types.Implementation(name="fast-mcp-gateway", version=__version__)
+CLIENT_INFO = types.Implementation(name=GATEWAY_NAME, version=__version__)
 TRANSPORT_ERRORS = (
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,

@@ -1,0 +1,339 @@
+"""The early answer: a stdio ``serve`` answers the host's opening request while its
+server stack is still being imported (``front/early.py``), with what the SDK answers.
+
+The oracle is the SDK itself: every serve below replays the opening request into the
+SDK, compares its answer with the one sent, and logs which it was; a request the
+early reader is not certain the SDK accepts is left to the SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types.version as sdk_versions
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp_types import InitializeRequestParams
+from pydantic import ValidationError
+
+from fast_mcp_gateway._version import GATEWAY_NAME, __version__
+from fast_mcp_gateway.front import early
+from fast_mcp_gateway.front.early import EarlyAnswer, differences, opening_result, parse_line
+from fast_mcp_gateway.front.server import Deferred
+from fast_mcp_gateway.front.stdio import screen
+from tests.fixtures import PY
+from tests.test_answer_first import ERA_META, Host
+
+WELL = Path(__file__).parent / "servers" / "well.py"
+GUARD = 200  # seconds: a hang guard only (a real serve and its upstream start)
+ANSWERED = "before the server stack was loaded"
+AGREED = "the server's own answer to the opening request is the one sent early"
+
+
+def initialize(version: Any = "2025-06-18", **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {},
+        "clientInfo": {"name": "early-host", "version": "1"}, **params}}
+
+
+def discover(meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": "d-1", "method": "server/discover",
+            "params": {"_meta": meta if meta is not None else ERA_META}}
+
+
+async def serve_first(tmp_path: Path, first: bytes, then: dict[str, Any], *,
+                      separator: str = "_") -> tuple[list[dict[str, Any]], str]:
+    """Run a real ``serve`` (DEBUG log), write ``first`` and, once it is answered,
+    ``then`` (a request with id 2); the messages read until that is answered, and the
+    log."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(f"gateway:\n  separator: '{separator}'\n"
+                      f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    log_path = tmp_path / "gateway.log"
+    read: list[dict[str, Any]] = []
+    with log_path.open("wb") as log:
+        process = await anyio.open_process(
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "DEBUG"], stderr=log)
+        async with process:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(first)
+            buffer = b""
+            with anyio.fail_after(GUARD):
+                while not any(m.get("id") == 2 for m in read):
+                    chunk = await process.stdout.receive()
+                    buffer += chunk
+                    *complete, buffer = buffer.split(b"\n")
+                    for raw in complete:
+                        message = json.loads(raw)
+                        read.append(message)
+                        if len(read) == 1 and "id" in message:
+                            await process.stdin.send(json.dumps(then).encode() + b"\n")
+            await process.stdin.aclose()
+            with anyio.fail_after(GUARD):
+                await process.wait()
+    return read, log_path.read_text()
+
+
+CASES = {
+    "initialize 2025-06-18": (initialize(), {}),
+    "initialize 2024-11-05, with capabilities": (initialize(
+        "2024-11-05", capabilities={"roots": {"listChanged": True}, "sampling": {},
+                                    "elicitation": {"form": {}},
+                                    "extensions": {"io.example/x": {"mime": ["a"]}}}), {}),
+    "initialize at an unknown version": (initialize("2099-01-01"), {}),
+    "discover, separator __": (discover(), {"separator": "__"}),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_the_early_answer_is_the_servers_own(tmp_path: Path, case: str) -> None:
+    opening, options = CASES[case]
+    modern = opening["method"] == "server/discover"
+    then = {"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+            "params": {"_meta": ERA_META} if modern else {}}
+    first = json.dumps(opening).encode() + b"\n"
+    if not modern:
+        first += b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n'
+    read, log = await serve_first(tmp_path, first, then, **options)
+    answer = read[0]
+    assert answer["id"] == opening["id"] and "result" in answer, answer
+    assert answer["result"] == opening_result(
+        opening, name=GATEWAY_NAME, version=__version__,
+        separator=options.get("separator", "_"))
+    assert f"'<namespace>{options.get('separator', '_')}<name>'" in \
+        answer["result"]["instructions"]
+    assert f"answered {opening['method']} {ANSWERED}" in log
+    assert AGREED in log and "differs from the server's own" not in log
+    # The SDK's own answer was not sent again; the session goes on.
+    assert [m.get("id") for m in read if "id" in m] == [opening["id"], 2], read
+    tools = {t["name"] for t in read[-1]["result"]["tools"]}
+    assert "well_echo" in tools or "gateway_list_servers" in tools
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(240)
+async def test_an_opening_the_sdk_may_refuse_is_left_to_it(tmp_path: Path) -> None:
+    # ``roots: true`` is not a capability object: the SDK answers an error, as before.
+    opening = initialize(capabilities={"roots": True})
+    read, log = await serve_first(tmp_path, json.dumps(opening).encode() + b"\n",
+                                  {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    assert "error" in read[0] and read[0]["id"] == 1, read[0]
+    assert ANSWERED not in log and AGREED not in log
+
+
+def test_the_protocol_versions_are_the_sdks() -> None:
+    assert early.HANDSHAKE_VERSIONS == sdk_versions.HANDSHAKE_PROTOCOL_VERSIONS
+    assert early.LATEST_HANDSHAKE == sdk_versions.LATEST_HANDSHAKE_VERSION
+    assert early.MODERN_VERSIONS == sdk_versions.MODERN_PROTOCOL_VERSIONS
+
+
+# -- what is answered early: never what the SDK refuses -----------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+_capability = st.one_of(_json, st.dictionaries(
+    st.sampled_from(["listChanged", "form", "context", "x"]), _json, max_size=2))
+_capabilities = st.one_of(_json, st.dictionaries(
+    st.sampled_from(["roots", "sampling", "elicitation", "tasks", "experimental",
+                     "extensions", "other"]), _capability, max_size=4))
+# Mostly well-formed, so that most examples reach the capabilities' checks.
+_valid_info = st.fixed_dictionaries({"name": st.text(max_size=5),
+                                     "version": st.text(max_size=5)})
+_info = st.one_of(_valid_info, _valid_info, _valid_info, _json, st.fixed_dictionaries(
+    {"name": st.one_of(st.text(max_size=5), st.integers(), st.none()),
+     "version": st.one_of(st.text(max_size=5), st.none())},
+    optional={"title": _json, "icons": _json, "websiteUrl": _json}))
+_id = st.one_of(st.integers(), st.integers(), st.integers(), st.text(max_size=4),
+                st.booleans(), st.none(), st.floats(allow_nan=False))
+
+
+@st.composite
+def _openings(draw: st.DrawFn) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": draw(st.sampled_from(["2.0"] * 5 + ["1.0"])),
+                               "id": draw(_id)}
+    if draw(st.booleans()):
+        message["method"] = "initialize"
+        message["params"] = draw(st.fixed_dictionaries(
+            {"protocolVersion": st.one_of(st.sampled_from(
+                (*early.HANDSHAKE_VERSIONS, "2026-07-28", "x")), _json),
+             "capabilities": _capabilities, "clientInfo": _info},
+            optional={"_meta": _json}))
+    else:
+        message["method"] = "server/discover"
+        meta = draw(st.fixed_dictionaries(
+            {}, optional={early.VERSION_KEY: st.sampled_from(["2026-07-28", "2025-06-18"]),
+                          early.CLIENT_CAPABILITIES_KEY: _capabilities,
+                          early.CLIENT_INFO_KEY: _info}))
+        message["params"] = draw(st.sampled_from([{"_meta": meta}, {"_meta": meta, "x": 1},
+                                                  meta]))
+    return message
+
+
+def sdk_accepts(line: bytes, message: dict[str, Any]) -> bool:
+    if screen(line) is not None:
+        return False
+    if message["method"] == "initialize":
+        try:
+            InitializeRequestParams.model_validate(message["params"], by_name=False)
+        except ValidationError:
+            return False
+        return True
+    return not isinstance(classify_inbound_request(message), InboundLadderRejection)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_openings())
+def test_only_requests_the_sdk_accepts_are_answered_early(message: dict[str, Any]) -> None:
+    line = json.dumps(message).encode()
+    result = opening_result(parse_line(line), name="g", version="1", separator="_")
+    if result is not None:
+        assert sdk_accepts(line, message), message
+
+
+@pytest.mark.parametrize("line", [
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+    b'"capabilities":{},"clientInfo":{"name":"\\ud800","version":"1"}}}',  # lone surrogate
+    b'\xff{"jsonrpc":"2.0"}',  # not UTF-8
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":NaN}}',
+    b'[' + json.dumps(initialize()).encode() + b']',  # a batch
+    json.dumps({**initialize(), "id": True}).encode(),
+    json.dumps({**initialize(), "id": 1.5}).encode(),
+    json.dumps(initialize(clientInfo={"name": "h", "version": "1",
+                                      "icons": [{"src": 5}]})).encode(),
+    json.dumps(discover({**ERA_META, early.VERSION_KEY: "2099-01-01"})).encode(),
+    json.dumps({**discover(), "params": {}}).encode(),
+    json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode(),
+])
+def test_lines_left_to_the_sdk(line: bytes) -> None:
+    assert opening_result(parse_line(line), name="g", version="1", separator="_") is None
+
+
+# -- the reader thread ------------------------------------------------------------------
+
+
+class Pipes:
+    def __init__(self) -> None:
+        self.host_in, self.gateway_in = os.pipe()   # host writes -> gateway reads
+        self.gateway_out, self.host_out = os.pipe()  # gateway writes -> host reads
+        self.reader = EarlyAnswer(name="g", version="1", separator="_",
+                                  fd_in=self.host_in, fd_out=self.host_out)
+
+    def close(self) -> None:
+        for fd in (self.host_in, self.gateway_in, self.gateway_out, self.host_out):
+            os.close(fd)
+
+
+@pytest.fixture
+def pipes() -> Any:
+    made = Pipes()
+    yield made
+    made.reader.close()
+    made.close()
+
+
+def read_line(fd: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        data += os.read(fd, 65536)
+    return data
+
+
+def test_the_reader_answers_and_hands_every_byte_over(pipes: Pipes) -> None:
+    opening = json.dumps(initialize()).encode()
+    sent = b"\r\n" + opening + b"\r\n" + b'{"jsonrpc":"2.0","method":"notifications/initi'
+    pipes.reader.start()
+    os.write(pipes.gateway_in, sent)
+    reply = json.loads(read_line(pipes.gateway_out))  # answered while nothing else ran
+    assert reply == {"jsonrpc": "2.0", "id": 1, "result": opening_result(
+        initialize(), name="g", version="1", separator="_")}
+    handover = pipes.reader.finish()
+    assert handover.answered == reply
+    assert handover.preread == sent
+    assert pipes.reader.finish() is handover
+
+
+def test_a_line_that_is_not_an_opening_is_handed_over_unanswered(pipes: Pipes) -> None:
+    sent = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}).encode() + b"\n"
+    os.write(pipes.gateway_in, sent)
+    pipes.reader.start()
+    pipes.reader._thread.join()  # it stops after the first line, answered or not
+    handover = pipes.reader.finish()
+    assert handover == early.Handover(sent, None)
+
+
+def test_finish_stops_a_reader_still_waiting_for_its_line(pipes: Pipes) -> None:
+    pipes.reader.start()
+    os.write(pipes.gateway_in, b'{"jsonrpc": "2.0", "id": 1, "meth')
+    # Whether the thread read the partial line yet or not, it is handed over whole:
+    # what it read comes in ``preread``, the rest is still in the pipe.
+    handover = pipes.reader.finish()
+    assert handover.answered is None
+    left = b""
+    os.set_blocking(pipes.host_in, False)
+    with contextlib.suppress(BlockingIOError):
+        left = os.read(pipes.host_in, 100)
+    assert handover.preread + left == b'{"jsonrpc": "2.0", "id": 1, "meth'
+
+
+def test_a_first_line_past_the_limit_is_not_read_on(pipes: Pipes, monkeypatch: Any) -> None:
+    monkeypatch.setattr(early, "FIRST_LINE_LIMIT", 10)
+    os.write(pipes.gateway_in, b'{"jsonrpc": "2.0", "id": 1, "method": "initialize"')
+    pipes.reader.start()
+    pipes.reader._thread.join()
+    assert pipes.reader.finish().answered is None
+
+
+def test_a_host_that_closes_stdin_at_once_is_handed_over(pipes: Pipes) -> None:
+    os.close(pipes.gateway_in)
+    pipes.gateway_in = os.open(os.devnull, os.O_RDONLY)  # closed by the fixture
+    pipes.reader.start()
+    pipes.reader._thread.join()
+    assert pipes.reader.finish() == early.Handover()
+
+
+# -- the SDK's own answer -----------------------------------------------------------------
+
+
+def test_differences_allow_instructions_that_grew() -> None:
+    sent = {"jsonrpc": "2.0", "id": 1, "result": opening_result(
+        initialize(), name="g", version="1", separator="_")}
+    later = json.loads(json.dumps(sent))
+    assert differences(sent, later) == []
+    later["result"]["instructions"] += "\n\n## up\nUse it well."
+    assert differences(sent, later) == []
+    later["result"]["capabilities"]["tools"] = {}
+    later["result"]["serverInfo"]["version"] = "2"
+    assert differences(sent, later) == ["capabilities", "serverInfo"]
+    assert differences(sent, {"jsonrpc": "2.0", "id": 1, "error": {"code": -1}})[0] \
+        .startswith("the SDK answered with an error")
+
+
+@pytest.mark.anyio
+async def test_the_sdks_reply_to_the_replayed_request_is_not_sent_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent = {"jsonrpc": "2.0", "id": 1, "result": opening_result(
+        initialize(), name="g", version="1", separator="_")}
+    host = Host()
+    front = Deferred(iter(()), then=lambda: None).hold(host, host, sent)
+    other = json.dumps({"jsonrpc": "2.0", "method": "notifications/message"}) + "\n"
+    await front.write(other)
+    changed = json.loads(json.dumps(sent))
+    changed["result"]["capabilities"] = {}
+    with caplog.at_level(logging.WARNING):
+        await front.write(json.dumps(changed) + "\n")
+    assert "differs from the server's own in capabilities" in caplog.text
+    again = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {}}) + "\n"  # an id reused
+    await front.write(again)
+    assert host.written == [other, again]

@@ -88,6 +88,11 @@ def one_socket(a: int, b: int) -> bool:
             and (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
 
 
+def can_read_early() -> bool:
+    """Whether this system has what the early reader waits with (``poll``: not Windows)."""
+    return hasattr(select, "poll")
+
+
 def served_threadless(fd_in: int = 0, fd_out: int = 1) -> bool:
     """Whether the stdio front serves these fds itself (``stdio.stdio_streams``): both
     pipes or sockets, and not one socket.  Only then is the host's first line read

@@ -11,7 +11,10 @@ its first request at once (``--first``: ``initialize``, as a handshake-era host 
 does, and so ``run.py``'s cold phase) and reads the answer at raised priority (when run
 as root), then reads the process's user+system CPU from /proc: what it spent to
 answer, not what it did after (a gateway goes on with its upstream's connect, and adds
-its admin tools, right after answering).  Wall and CPU are medians over rounds, with the
+its admin tools, right after answering).  A gateway answers the opening request before
+it imports its server stack (``front/early.py``), so its figures are those of reading
+the config and starting its upstream; ``run.py``'s cold *ready* row is the time to the
+catalog.  Wall and CPU are medians over rounds, with the
 load average per round: on a shared machine wall times are noise, CPU is the figure to
 compare.
 """

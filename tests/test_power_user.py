@@ -71,9 +71,10 @@ async def test_a_reload_that_restarts_a_server_lets_its_calls_in_flight_finish(
             tg.start_soon(call)
             with anyio.fail_after(30):
                 await started.wait()
-            # A curation edit: the server is restarted with its new settings.
+            # A timeout edit: the server is restarted with its new settings (a curation
+            # edit is taken as it runs: test_update_in_place.py).
             path.write_text(f"servers:\n  slow:\n    url: {entry['url']}\n"
-                            "    tools: {exclude: [other]}\n")
+                            "    timeouts: {call: 120}\n")
             report = await gateway.reload_config()
             assert report.restarted == ["slow"], report
             assert gateway.manager.get("slow") is not old

@@ -377,8 +377,9 @@ async def import_servers(
 
 @admin_tool("gateway_reload_config", IDEMPOTENT)
 async def reload_config(ctx: AdminContext) -> ChangeReport:
-    """Re-read servers.yaml now: restart only the servers whose settings changed. An
-    invalid file is rejected with its errors and the running config is kept."""
+    """Re-read servers.yaml now: restart the servers whose connection settings changed,
+    update the others in place. An invalid file is rejected with its errors and the
+    running config is kept."""
     return await servers.reload_config(ctx, actor())
 
 

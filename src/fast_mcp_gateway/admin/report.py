@@ -14,6 +14,11 @@ class ChangeReport(BaseModel):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     restarted: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(
+        default_factory=list,
+        description="servers whose changed settings (description, tools/resources/prompts "
+        "curation, pinning, balancing, retries, rate limits, fallback, caching, result "
+        "size) took effect without restarting them")
     unchanged: list[str] = Field(default_factory=list)
     restart_needed: list[str] = Field(
         default_factory=list,

@@ -344,6 +344,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
         await store.put_server(name, raw, parsed.enabled)
     elif not await store.add_server(name, raw, parsed.enabled):
         raise Conflict(conflict)  # another gateway on this store registered it just now
+    before = ctx.manager.services.get(name)
     service = await ctx.manager.replace_server(parsed)
     failure = None if exists else _start_failure(service)
     if failure is not None:
@@ -359,7 +360,8 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
             f"did not start, so it was not added: {failure}; fix its settings and add it "
             "again (or add it with 'enabled: false': kept, stopped until enabled)"))
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
-    report = ChangeReport(restarted=[name]) if running else ChangeReport(added=[name])
+    report = (ChangeReport(added=[name]) if not running else ChangeReport(updated=[name])
+              if service is before else ChangeReport(restarted=[name]))
     return with_outcome(ctx, report)
 
 
@@ -464,6 +466,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
             continue
         report.added += outcome.added
         report.restarted += outcome.restarted
+        report.updated += outcome.updated
         report.connect_failed |= outcome.connect_failed
     report.error = "; ".join(failed) or None
     return report

@@ -167,6 +167,16 @@ class RateLimitConfig(RateLimit):
     tools: dict[str, RateLimit] = Field(default_factory=dict)
 
 
+IN_PLACE = frozenset({
+    "description", "tools", "resources", "prompts", "pinning", "idempotent_tools",
+    "fallback", "retry", "rate_limit", "balance", "hash_key", "max_result_bytes",
+    "oversize", "cache"})
+"""The settings a running server takes as it runs (``Service.reconfigure``): how its
+catalog is curated and its calls are balanced, limited, retried, cached and checked --
+read per call or at each catalog rebuild, never how it is reached, started or named
+(``namespace`` stays out: hosts' resource subscriptions carry the old one)."""
+
+
 class ServerConfig(Target):
     """One upstream MCP server, as written in ``servers.yaml``."""
 
@@ -277,6 +287,12 @@ class ServerConfig(Target):
     def uses_caller_credentials(self) -> bool:
         """Whether a header takes the calling host's credential (``${caller.*}``)."""
         return any(CALLER_REFERENCE.search(v) for v in self.headers.values())
+
+    def differs_only_in_place(self, other: ServerConfig) -> bool:
+        """Whether ``other`` differs from this config, but only in ``IN_PLACE``
+        settings: a running server takes it without a new session."""
+        keep = {name: getattr(self, name) for name in IN_PLACE}
+        return other != self and other.model_copy(update=keep) == self
 
     @property
     def per_client(self) -> bool:

@@ -26,6 +26,13 @@ from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.bindings import KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
+from fast_mcp_gateway.routing.lifecycle import (
+    first_attempts,
+    idle,
+    stop_service,
+    stopped,
+    upstreams_of,
+)
 from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_uris, namespace_uri
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
@@ -180,7 +187,7 @@ class UpstreamManager:
                 await anyio.sleep_forever()
             finally:
                 for service in [*self.services.values(), *self._retiring]:
-                    _stop(service)
+                    stop_service(service)
                 self._task_group = None
 
     def restrict(self, names: Iterable[str]) -> None:
@@ -224,7 +231,7 @@ class UpstreamManager:
         if release:
             self.names.release(name)
         self._rebuild()
-        upstreams = _upstreams(service)
+        upstreams = upstreams_of(service)
         if self._task_group is not None and any(u.active for u in upstreams):
             # A reload or a removal does not cut off the calls in flight: each still
             # ends within its call timeout, and a restarted server takes the new calls.
@@ -235,25 +242,32 @@ class UpstreamManager:
             self._retiring.add(service)
             self._task_group.start_soon(self._retire, service, name=f"retire:{name}")
             return
-        _stop(service)
+        stop_service(service)
         for upstream in upstreams:
-            await _stopped(upstream)
+            await stopped(upstream)
 
     async def _retire(self, service: Service) -> None:
         try:
-            for upstream in _upstreams(service):
-                await _idle(upstream)
+            for upstream in upstreams_of(service):
+                await idle(upstream)
         finally:
-            _stop(service)
+            stop_service(service)
             self._retiring.discard(service)
 
     async def replace_server(self, server: ServerConfig) -> Service:
         """Restart a server with a new configuration (or start it, if new); returns once
-        each replica made its first connect attempt (bounded by the connect timeout)."""
-        if server.name in self.services:
+        each replica made its first connect attempt (bounded by the connect timeout).
+        A change a running server takes as it runs (``Service.reconfigure``) is applied
+        to it instead, and the same service returned."""
+        current = self.services.get(server.name)
+        if current is not None and current.reconfigure(server, [
+                without_caller_headers(c) for c, _ in server.replica_configs()]):
+            self._rebuild()
+            return current
+        if current is not None:
             await self.remove_server(server.name, release=False)
         service = self.add_server(server)
-        await _first_attempts(service)
+        await first_attempts(service)
         return service
 
     def configure(self, servers: dict[str, ServerConfig]) -> None:
@@ -266,9 +280,9 @@ class UpstreamManager:
 
     async def reconcile(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
         """Make the running servers match ``desired``: start new ones, stop removed ones,
-        restart changed ones; unchanged ones keep running untouched."""
+        restart changed ones (or update them as they run); unchanged ones are untouched."""
         report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [],
-                                        "unchanged": []}
+                                        "updated": [], "unchanged": []}
         desired = self.served(desired)
         for name in [n for n in self.services if n not in desired]:
             await self.remove_server(name)
@@ -276,11 +290,11 @@ class UpstreamManager:
         for name, server in desired.items():
             current = self.services.get(name)
             if current is None:
-                await _first_attempts(self.add_server(server))
+                await first_attempts(self.add_server(server))
                 report["added"].append(name)
             elif current.config != server:
-                await self.replace_server(server)
-                report["restarted"].append(name)
+                replaced = await self.replace_server(server)
+                report["updated" if replaced is current else "restarted"].append(name)
             else:
                 report["unchanged"].append(name)
         return report
@@ -466,32 +480,3 @@ class UpstreamManager:
         if entry is None:
             return None
         return self.services[entry[0].server], entry[1]
-
-
-def _upstreams(service: Service) -> list[Upstream]:
-    """Every session of ``service``: its replicas and its hosts' own (per_client)."""
-    own = service.clients.upstreams if service.clients is not None else []
-    return [*service.replicas, *own]
-
-
-def _stop(service: Service) -> None:
-    if service.clients is not None:
-        service.clients.stop_all()
-    for upstream in service.replicas:
-        upstream.stop()
-
-
-async def _idle(upstream: Upstream) -> bool:
-    """Wait until no request is in flight on ``upstream`` (each ends within its call
-    timeout: the bound)."""
-    return await upstream.wait_until(lambda: not upstream.active, upstream.call_timeout + 5)
-
-
-async def _stopped(upstream: Upstream, within: float = 15.0) -> bool:
-    return await upstream.wait_until(lambda: upstream.state is UpstreamState.STOPPED, within)
-
-
-async def _first_attempts(service: Service) -> None:
-    for upstream in service.replicas:
-        with anyio.move_on_after(upstream.connect_timeout + 5):
-            await upstream.wait_first_attempt()

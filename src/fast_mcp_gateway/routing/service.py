@@ -30,7 +30,7 @@ import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import RateLimitConfig, ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
     RateLimited,
@@ -87,6 +87,12 @@ def _kind(exc: BaseException) -> FailureKind:
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 
 
+def _retry_policy(config: ServerConfig) -> RetryPolicy:
+    r = config.retry
+    return RetryPolicy(attempts=r.attempts, initial=r.backoff.initial, maximum=r.backoff.max,
+                       on=frozenset(r.on))
+
+
 class Service:
     """A server's replicas behind one name (see the module docstring for the rules)."""
 
@@ -106,21 +112,43 @@ class Service:
         self._clock = clock
         self._sleep = sleep
         self.balancer = make_balancer(config.balance, len(replicas), self._rng)
-        r = config.retry
-        self.retry = RetryPolicy(attempts=r.attempts, initial=r.backoff.initial,
-                                 maximum=r.backoff.max, on=frozenset(r.on))
+        self.retry = _retry_policy(config)
         self.draining: set[int] = set()
         # isolation: per_client (routing/isolation.py): calls go to the host's own session.
         self.clients: ClientSessions | None = None
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
-        limit = config.rate_limit
+        self._limit(config.rate_limit)
+
+    def _limit(self, limit: RateLimitConfig | None) -> None:
         self._bucket = TokenBucket(limit.per_second, limit.burst or max(1, int(
             limit.per_second))) if limit else None
         self._tool_buckets = {
             tool: TokenBucket(spec.per_second, spec.burst or max(1, int(spec.per_second)))
             for tool, spec in (limit.tools.items() if limit else ())
         }
+
+    def reconfigure(self, config: ServerConfig, replica_configs: list[ServerConfig]) -> bool:
+        """Take ``config`` as it runs when it differs from the current one only in
+        settings read per call or per catalog rebuild (``ServerConfig.
+        differs_only_in_place``); False (nothing changed) when it needs a restart.
+
+        The sessions, the breakers' and health's state, draining and the stale-result
+        cache stay; the balancer, retry policy and rate-limit buckets are made anew
+        from what changed.  ``replica_configs``: each replica's own copy (same order)."""
+        old = self.config
+        if self.clients is not None or not old.differs_only_in_place(config) \
+                or len(replica_configs) != len(self.replicas):
+            return False
+        self.config = config
+        for replica, replica_config in zip(self.replicas, replica_configs, strict=True):
+            replica.config = replica_config
+        if config.balance != old.balance:
+            self.balancer = make_balancer(config.balance, len(self.replicas), self._rng)
+        self.retry = _retry_policy(config)
+        if config.rate_limit != old.rate_limit:
+            self._limit(config.rate_limit)
+        return True
 
     # -- what the rest of the gateway sees --------------------------------------------
 

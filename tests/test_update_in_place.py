@@ -1,0 +1,116 @@
+"""A change a running server takes as it runs: no restart for a description, a curation
+rule, a retry or rate-limit setting (``ServerConfig.differs_only_in_place``,
+``Service.reconfigure``).  A restart would end the server's process and whatever state
+it keeps in memory (a browser it drives, a cache it warmed) for a change of how the
+gateway shows or routes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
+from tests.fixtures import memory_entry, memory_transports, stdio_entry
+from tests.test_power_user import gated_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def tool_names(client: Client[Any]) -> set[str]:
+    return {tool.name for tool in await client.list_tools()}
+
+
+async def test_a_curation_and_policy_edit_is_taken_without_a_restart(tmp_path: Path) -> None:
+    started, gate = anyio.Event(), anyio.Event()
+    path = tmp_path / "servers.yaml"
+    url = memory_entry("slow")["url"]
+    path.write_text(f"servers:\n  slow:\n    url: {url}\n")
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=None, reload_interval=0),
+                      transport_factory=memory_transports({"slow": gated_server(started, gate)}))
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("slow")
+        replica, session = service.replicas[0], service.replicas[0].session
+        assert {"slow_slow", "slow_other"} <= await tool_names(client)
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await client.call_tool_mcp("slow_slow", {}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            with anyio.fail_after(30):
+                await started.wait()
+            path.write_text(f"servers:\n  slow:\n    url: {url}\n"
+                            "    description: the gated one\n"
+                            "    tools: {exclude: [other]}\n"
+                            "    retry: {attempts: 1}\n"
+                            "    rate_limit: {per_second: 0.001, burst: 1}\n")
+            report = await gateway.reload_config()
+            assert report.updated == ["slow"] and report.restarted == [], report
+            # The same service, replica and session: nothing was restarted.
+            assert gateway.manager.get("slow") is service and service.replicas[0] is replica
+            assert replica.session is session and replica.restarts == 0
+            assert "slow_other" not in await tool_names(client)  # the rule holds at once
+            gate.set()
+        assert not results[0].is_error and results[0].content[0].text == "done"
+        servers = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert servers["servers"][0]["description"] == "the gated one"
+        # The new rate limit (one call, then one per 1000 s) is the one applied.
+        assert not (await client.call_tool_mcp("slow_slow", {})).is_error
+        limited = await client.call_tool_mcp("slow_slow", {})
+        assert limited.is_error and "rate limit" in limited.content[0].text.lower()
+        # A change of how the server is reached or named still restarts it.
+        path.write_text(f"servers:\n  slow:\n    url: {url}\n    namespace: s\n")
+        report = await gateway.reload_config()
+        assert report.restarted == ["slow"] and report.updated == [], report
+        assert gateway.manager.get("slow") is not service
+
+
+async def test_updating_a_description_keeps_the_servers_process(tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers: {}\n")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=tmp_path / "g.db",
+                                                         reload_interval=0))
+    entry = stdio_entry("well.py")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_add_server", {"name": "well", "config": entry})
+        replica = gateway.manager.get("well").replicas[0]
+        pid = replica.pid
+        assert pid is not None
+        updated = (await client.call_tool("gateway_update_server", {
+            "name": "well", "config": {**entry, "description": "kept running"}})).data
+        assert updated.updated == ["well"] and updated.restarted == [], updated
+        assert replica.pid == pid and gateway.manager.get("well").replicas[0] is replica
+        echoed = await client.call_tool("well_echo", {"text": "still here"})
+        assert echoed.content[0].text == "still here"
+        # env is how it is started: a new process.
+        restarted = (await client.call_tool("gateway_update_server", {
+            "name": "well", "config": {**entry, "env": {"X": "1"}}})).data
+        assert restarted.restarted == ["well"], restarted
+        new = gateway.manager.get("well").replicas[0]
+        assert new is not replica
+        with anyio.fail_after(60):
+            while new.pid in (None, pid):
+                await new.wait_until(lambda: new.pid not in (None, pid), 30)
+
+
+def test_only_the_in_place_settings_differ() -> None:
+    base = ServerConfig(name="a", url="http://127.0.0.1:1/mcp")
+    assert not base.differs_only_in_place(base)  # no change at all
+    assert base.differs_only_in_place(base.model_copy(update={"description": "x"}))
+    assert not base.differs_only_in_place(base.model_copy(update={
+        "description": "x", "url": "http://127.0.0.1:2/mcp"}))
+    assert not base.differs_only_in_place(base.model_copy(update={"namespace": "n"}))
+    # Nothing that reaches, starts or names a server is taken in place.
+    reach = {"name", "command", "args", "env", "cwd", "url", "headers", "transport",
+             "auth", "namespace", "enabled", "protocol", "timeouts", "instances",
+             "replicas", "isolation", "health", "circuit_breaker", "max_message_bytes",
+             "stderr_lines", "max_clients", "idle_timeout", "secrets"}
+    assert not (reach & IN_PLACE)
+    assert set(ServerConfig.model_fields) >= IN_PLACE

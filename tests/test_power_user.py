@@ -332,6 +332,26 @@ async def test_the_watcher_does_not_reload_again_what_a_sighup_reload_read(
         assert not await control.config_edited()   # read (and refused) once is enough
 
 
+async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path) -> None:
+    """``serve`` reads the file, then imports its stack (a second or more) and answers
+    the host meanwhile (front/early.py); the watcher took its baseline only when it
+    started, so an edit made in between was never reloaded (until the next one)."""
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n")
+    config = load_config(path)
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    gateway = Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    async with Client(gateway.server):
+        control = gateway.control
+        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
+        assert control.last_reload is not None and control.last_reload.added == ["beta"], \
+            control.last_reload
+        assert not await control.config_edited()
+
+
 @pytest.mark.parametrize("chunk", [65536, 4_000_000])
 def test_a_huge_stderr_line_is_kept_cut(chunk: int) -> None:
     """A server that wrote a 1 MB line to stderr (a dumped payload, a minified bundle)

@@ -33,7 +33,7 @@ from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
-from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
@@ -381,9 +381,10 @@ class ControlPlane:
                            ) -> None:
         """Reload when the config file's modification time or size changes."""
         path = self.settings.config
-        # The baseline is taken before reporting started: an edit made right after
-        # start-up must count as a change.
-        self._read_stamp = await _stamp(path)
+        # The baseline is the file as it was read (an edit made since, while the stack
+        # was imported or just after start-up, is a change), else as it is now.
+        self._read_stamp = (read_stamp(path) if path is not None else None) \
+            or await _stamp(path)
         task_status.started()
         if path is None or interval <= 0:
             return

@@ -53,13 +53,25 @@ from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 MAX_ISSUES = 50
 
 
+_read_stamps: dict[str, tuple[int, int]] = {}
+
+
+def read_stamp(path: str | Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of the config file ``path`` as ``load_config`` last read it
+    (None: it did not).  The config watcher's baseline: ``serve`` reads the file before
+    the server stack is imported, and an edit made meanwhile is one to reload."""
+    return _read_stamps.get(os.path.abspath(path))
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read, interpolate and validate the operator's config file (ours or Claude Desktop's)."""
     path = Path(path)
     source = str(path)
     try:
         with path.open("rb") as file:
+            st = os.fstat(file.fileno())  # before the read: an edit during it is newer
             data = file.read(MAX_CONFIG_BYTES + 1)
+        _read_stamps[os.path.abspath(path)] = (st.st_mtime_ns, st.st_size)
     except FileNotFoundError:
         raise ConfigError.single(source, None, None, "file not found; check the path given "
                                  "with --config (or $MCP_GATEWAY_CONFIG)") from None

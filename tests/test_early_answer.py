@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp_types import InitializeRequestParams
+from mcp_types import InitializeRequestParams, JSONRPCRequest, jsonrpc_message_adapter
+from mcp_types.methods import parse_client_request, validate_client_request
 from pydantic import ValidationError
 
 from fast_mcp_gateway._version import GATEWAY_NAME, __version__
@@ -143,8 +144,15 @@ def test_the_protocol_versions_are_the_sdks() -> None:
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                      lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
-_capability = st.one_of(_json, st.dictionaries(
-    st.sampled_from(["listChanged", "form", "context", "x"]), _json, max_size=2))
+# Members the SDK models, each given values of every kind: a flag where an object is
+# expected and the reverse are the near misses an early answer must not take.
+_small = st.sampled_from([None, True, False, {}, {"x": 1}, 1, "x", []])
+_member_keys = st.sampled_from(["listChanged", "list_changed", "form", "url", "context",
+                                "tools", "list", "cancel", "requests", "sampling",
+                                "elicitation", "createMessage", "create", "x"])
+_member = st.one_of(_small, st.dictionaries(_member_keys, st.one_of(
+    _small, st.dictionaries(_member_keys, _small, max_size=2)), max_size=2))
+_capability = st.one_of(_json, _member, st.dictionaries(_member_keys, _member, max_size=2))
 _capabilities = st.one_of(_json, st.dictionaries(
     st.sampled_from(["roots", "sampling", "elicitation", "tasks", "experimental",
                      "extensions", "other"]), _capability, max_size=4))
@@ -157,40 +165,67 @@ _info = st.one_of(_valid_info, _valid_info, _valid_info, _json, st.fixed_diction
     optional={"title": _json, "icons": _json, "websiteUrl": _json}))
 _id = st.one_of(st.integers(), st.integers(), st.integers(), st.text(max_size=4),
                 st.booleans(), st.none(), st.floats(allow_nan=False))
+_level = st.one_of(st.sampled_from(["debug", "error", "bogus", None]), _small)
+_envelope_extras = st.fixed_dictionaries({}, optional={
+    "io.modelcontextprotocol/logLevel": _level, "progressToken": _small,
+    "progress_token": _small})
 
 
 @st.composite
 def _openings(draw: st.DrawFn) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": draw(st.sampled_from(["2.0"] * 5 + ["1.0"])),
-                               "id": draw(_id)}
+    # Mostly well-formed but for one part drawn from anything: most examples then
+    # reach the checks of that part.
+    def part(good: st.SearchStrategy[Any], anything: st.SearchStrategy[Any]) -> Any:
+        return draw(anything if draw(st.integers(0, 4)) == 4 else good)
+
+    message: dict[str, Any] = {"jsonrpc": part(st.just("2.0"), st.just("1.0")),
+                               "id": part(st.integers(), _id)}
+    if draw(st.integers(0, 9)) == 0:  # a member of a response beside the request's
+        message[draw(st.sampled_from(["result", "error"]))] = draw(_small)
+    capabilities = part(st.dictionaries(st.sampled_from(
+        ["roots", "sampling", "elicitation", "tasks", "experimental", "extensions",
+         "other"]), _capability, max_size=3), _capabilities)
+    info = part(_valid_info, _info)
     if draw(st.booleans()):
         message["method"] = "initialize"
-        message["params"] = draw(st.fixed_dictionaries(
-            {"protocolVersion": st.one_of(st.sampled_from(
-                (*early.HANDSHAKE_VERSIONS, "2026-07-28", "x")), _json),
-             "capabilities": _capabilities, "clientInfo": _info},
-            optional={"_meta": _json}))
+        params = {"protocolVersion": part(st.sampled_from(
+            (*early.HANDSHAKE_VERSIONS, "2026-07-28", "x")), _json),
+            "capabilities": capabilities, "clientInfo": info}
+        if draw(st.booleans()):
+            params["_meta"] = part(_envelope_extras, _json)
+        message["params"] = params
     else:
         message["method"] = "server/discover"
-        meta = draw(st.fixed_dictionaries(
-            {}, optional={early.VERSION_KEY: st.sampled_from(["2026-07-28", "2025-06-18"]),
-                          early.CLIENT_CAPABILITIES_KEY: _capabilities,
-                          early.CLIENT_INFO_KEY: _info}))
-        message["params"] = draw(st.sampled_from([{"_meta": meta}, {"_meta": meta, "x": 1},
-                                                  meta]))
+        meta = {early.VERSION_KEY: part(st.just("2026-07-28"), st.sampled_from(
+            ["2025-06-18", None])), early.CLIENT_CAPABILITIES_KEY: capabilities}
+        if draw(st.booleans()):
+            meta[early.CLIENT_INFO_KEY] = info
+        meta = {k: v for k, v in meta.items() if v is not None}
+        meta.update(draw(_envelope_extras))
+        message["params"] = part(st.just({"_meta": meta}), st.sampled_from(
+            [{"_meta": meta, "x": 1}, meta]))
     return message
 
 
 def sdk_accepts(line: bytes, message: dict[str, Any]) -> bool:
-    if screen(line) is not None:
+    """Whether the SDK's server takes ``line`` as the opening request it looks like, as
+    its stdio server parses it and its runner checks it (``mcp.server.runner``)."""
+    if screen(line) is not None or not isinstance(
+            jsonrpc_message_adapter.validate_json(line, by_name=False), JSONRPCRequest):
         return False
-    if message["method"] == "initialize":
-        try:
-            InitializeRequestParams.model_validate(message["params"], by_name=False)
-        except ValidationError:
+    params = message["params"]
+    try:
+        if message["method"] == "initialize":
+            validate_client_request("initialize", sdk_versions.LATEST_HANDSHAKE_VERSION,
+                                    params)
+            InitializeRequestParams.model_validate(params, by_name=False)
+            return True
+        if isinstance(classify_inbound_request(message), InboundLadderRejection):
             return False
-        return True
-    return not isinstance(classify_inbound_request(message), InboundLadderRejection)
+        parse_client_request("server/discover", MODERN, params)
+    except ValidationError:
+        return False
+    return True
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -202,7 +237,32 @@ def test_only_requests_the_sdk_accepts_are_answered_early(message: dict[str, Any
         assert sdk_accepts(line, message), message
 
 
+def _deep(levels: int) -> dict[str, Any]:
+    value: Any = []
+    for _ in range(levels):
+        value = [value]
+    return initialize(capabilities={"experimental": {"x": {"deep": value}}})
+
+
+MODERN = early.MODERN_VERSIONS[0]
+
+
 @pytest.mark.parametrize("line", [
+    # Python's parser reads 250 levels, the SDK's stops at 200 (a parse error, id null)
+    json.dumps(_deep(250)).encode(),
+    # read by the SDK as a response (ignored), not as the request it also is
+    json.dumps({**initialize(), "error": {"code": 1, "message": "x"}}).encode(),
+    json.dumps({**initialize(), "result": {}}).encode(),
+    # a flag where the SDK models an object, an object where it models a flag
+    json.dumps(initialize(capabilities={"roots": {"listChanged": {}}})).encode(),
+    json.dumps(initialize(capabilities={"sampling": {"context": True}})).encode(),
+    json.dumps(initialize(capabilities={"elicitation": {"form": True}})).encode(),
+    json.dumps(initialize(capabilities={"tasks": {"list": True}})).encode(),
+    json.dumps(initialize(capabilities={"tasks": {"requests": {"sampling": True}}})).encode(),
+    json.dumps(discover({**ERA_META, early.CLIENT_CAPABILITIES_KEY: {
+        "sampling": {"tools": False}}})).encode(),
+    # a log level the 2026-07-28 envelope does not name
+    json.dumps(discover({**ERA_META, "io.modelcontextprotocol/logLevel": "bogus"})).encode(),
     b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"\\ud800","version":"1"}}}',  # lone surrogate
     b'\xff{"jsonrpc":"2.0"}',  # not UTF-8

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +346,32 @@ def test_finish_stops_a_reader_still_waiting_for_its_line(pipes: Pipes) -> None:
     with contextlib.suppress(BlockingIOError):
         left = os.read(pipes.host_in, 100)
     assert handover.preread + left == b'{"jsonrpc": "2.0", "id": 1, "meth'
+
+
+@pytest.mark.parametrize(("sent", "first"), [
+    (b"\r\n\n \t\r" + b"{1}\r\n{2}\n", b"{1}"),
+    (b"\r{1}\r{2}", b"{1}"),
+    (b"  \n{1} \n", b"{1} "),
+])
+def test_the_first_line_is_the_stdio_fronts(pipes: Pipes, sent: bytes, first: bytes) -> None:
+    # Fed a byte at a time: a line end split from its line, \r\n split in two.
+    chunks = iter([sent[i:i + 1] for i in range(len(sent))])
+    os.write(pipes.gateway_in, b"x")  # the pipe stays readable: poll returns at once
+    pipes.reader._read_chunk = lambda: next(chunks, b"")  # type: ignore[method-assign]
+    assert pipes.reader._first_line() == first
+
+
+def test_blank_lines_a_byte_at_a_time_cost_linear_time(pipes: Pipes) -> None:
+    opening = json.dumps(initialize()).encode()
+    sent = b"\r\n" * 20_000 + opening + b"\n"
+    chunks = iter([sent[i:i + 1] for i in range(len(sent))])
+    os.write(pipes.gateway_in, b"x")
+    pipes.reader._read_chunk = lambda: next(chunks, b"")  # type: ignore[method-assign]
+    began = time.thread_time()
+    assert pipes.reader._first_line() == opening
+    # Linear: well under a second of CPU; each line split again at each byte took
+    # minutes for these 40,000 blank lines.
+    assert time.thread_time() - began < 10
 
 
 def test_a_first_line_past_the_limit_is_not_read_on(pipes: Pipes, monkeypatch: Any) -> None:

@@ -134,6 +134,67 @@ async def test_an_opening_the_sdk_may_refuse_is_left_to_it(tmp_path: Path) -> No
     assert ANSWERED not in log and AGREED not in log
 
 
+async def serve_all(tmp_path: Path, sent: bytes, wanted: set[Any]
+                    ) -> tuple[list[dict[str, Any]], str, int]:
+    """Run a real ``serve`` with no upstream (DEBUG log), write ``sent`` at once, and
+    once every id in ``wanted`` is answered (none: at once) close its stdin; every
+    message it wrote until it exited, the log and its exit code."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    log_path = tmp_path / "gateway.log"
+    read: list[dict[str, Any]] = []
+    with log_path.open("wb") as log:
+        process = await anyio.open_process(
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "DEBUG"], stderr=log)
+        async with process:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(sent)
+            buffer, open_ = b"", True
+            with anyio.fail_after(GUARD):
+                while True:
+                    if open_ and wanted <= {m.get("id") for m in read}:
+                        await process.stdin.aclose()
+                        open_ = False
+                    try:
+                        chunk = await process.stdout.receive()
+                    except anyio.EndOfStream:
+                        break
+                    buffer += chunk
+                    *complete, buffer = buffer.split(b"\n")
+                    read += [json.loads(raw) for raw in complete]
+                code = await process.wait()
+    return read, log_path.read_text(), code
+
+
+_INIT = json.dumps(initialize()).encode()
+_INITIALIZED = b'{"jsonrpc": "2.0", "method": "notifications/initialized"}'
+_LIST = b'{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}'
+_PING = b'{"jsonrpc": "2.0", "id": 3, "method": "ping"}'
+FRAMINGS = {
+    "the whole opening in one write, CRLF": (
+        b"\r\n".join([_INIT, _INITIALIZED, _LIST, _PING]) + b"\r\n", {1, 2, 3}),
+    "blank lines, then a BOM": (
+        b"\n \r\n\t\n\xef\xbb\xbf" + b"\n".join([_INIT, _INITIALIZED, _PING]) + b"\n",
+        {1, 3}),
+    "stdin closed right after initialize": (_INIT + b"\n", set()),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+async def test_every_request_is_answered_once_however_framed(tmp_path: Path,
+                                                             framing: str) -> None:
+    sent, wanted = FRAMINGS[framing]
+    read, log, code = await serve_all(tmp_path, sent, wanted)
+    assert f"answered initialize {ANSWERED}" in log and AGREED in log, log[-2000:]
+    assert read[0]["id"] == 1 and "result" in read[0], read[0]
+    answers = [m["id"] for m in read if "id" in m and "method" not in m]
+    assert sorted(answers) == sorted({1} | wanted), read
+    assert code == 0, log[-2000:]
+
+
 def test_the_protocol_versions_are_the_sdks() -> None:
     assert early.HANDSHAKE_VERSIONS == sdk_versions.HANDSHAKE_PROTOCOL_VERSIONS
     assert early.LATEST_HANDSHAKE == sdk_versions.LATEST_HANDSHAKE_VERSION

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp_types import InitializeRequestParams
+from mcp_types import InitializeRequestParams, JSONRPCRequest, jsonrpc_message_adapter
+from mcp_types.methods import parse_client_request, validate_client_request
 from pydantic import ValidationError
 
 from fast_mcp_gateway._version import GATEWAY_NAME, __version__
@@ -132,6 +134,75 @@ async def test_an_opening_the_sdk_may_refuse_is_left_to_it(tmp_path: Path) -> No
     assert ANSWERED not in log and AGREED not in log
 
 
+async def serve_all(tmp_path: Path, sent: bytes, wanted: set[Any]
+                    ) -> tuple[list[dict[str, Any]], str, int]:
+    """Run a real ``serve`` with no upstream (DEBUG log), write ``sent`` at once, and
+    once every id in ``wanted`` is answered (none: at once) close its stdin; every
+    message it wrote until it exited, the log and its exit code."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    log_path = tmp_path / "gateway.log"
+    read: list[dict[str, Any]] = []
+    with log_path.open("wb") as log:
+        process = await anyio.open_process(
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+             "--db", str(tmp_path / "store.db"), "--log-level", "DEBUG"], stderr=log)
+        async with process:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send(sent)
+            buffer, open_ = b"", True
+            with anyio.fail_after(GUARD):
+                while True:
+                    if open_ and wanted <= {m.get("id") for m in read}:
+                        await process.stdin.aclose()
+                        open_ = False
+                    try:
+                        chunk = await process.stdout.receive()
+                    except anyio.EndOfStream:
+                        break
+                    buffer += chunk
+                    *complete, buffer = buffer.split(b"\n")
+                    read += [json.loads(raw) for raw in complete]
+                code = await process.wait()
+    return read, log_path.read_text(), code
+
+
+_INIT = json.dumps(initialize()).encode()
+_INITIALIZED = b'{"jsonrpc": "2.0", "method": "notifications/initialized"}'
+_LIST = b'{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}'
+_PING = b'{"jsonrpc": "2.0", "id": 3, "method": "ping"}'
+FRAMINGS = {  # what the host writes at once, the ids to be answered, answered early
+    "the whole opening in one write, CRLF": (
+        b"\r\n".join([_INIT, _INITIALIZED, _LIST, _PING]) + b"\r\n", {1, 2, 3}, True),
+    "blank lines, then a BOM": (
+        b"\n \r\n\t\n\xef\xbb\xbf" + b"\n".join([_INIT, _INITIALIZED, _PING]) + b"\n",
+        {1, 3}, True),
+    "stdin closed right after initialize": (_INIT + b"\n", set(), True),
+    # Not an opening first: nothing is answered early, the SDK answers all of it.
+    "a ping first": (b"\n".join([_PING.replace(b'"id": 3', b'"id": 5'), _INIT, _PING])
+                     + b"\n", {5, 1, 3}, False),
+    "a notification first": (b"\n".join([_INITIALIZED, _INIT, _PING]) + b"\n", {1, 3},
+                             False),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+async def test_every_request_is_answered_once_however_framed(tmp_path: Path,
+                                                             framing: str) -> None:
+    sent, wanted, early_ = FRAMINGS[framing]
+    read, log, code = await serve_all(tmp_path, sent, wanted)
+    if early_:
+        assert f"answered initialize {ANSWERED}" in log and AGREED in log, log[-2000:]
+        assert read[0]["id"] == 1 and "result" in read[0], read[0]
+    else:
+        assert ANSWERED not in log and AGREED not in log, log[-2000:]
+    answers = [m["id"] for m in read if "id" in m and "method" not in m]
+    assert sorted(answers) == sorted({1} | wanted), read
+    assert code == 0, log[-2000:]
+
+
 def test_the_protocol_versions_are_the_sdks() -> None:
     assert early.HANDSHAKE_VERSIONS == sdk_versions.HANDSHAKE_PROTOCOL_VERSIONS
     assert early.LATEST_HANDSHAKE == sdk_versions.LATEST_HANDSHAKE_VERSION
@@ -143,8 +214,15 @@ def test_the_protocol_versions_are_the_sdks() -> None:
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                      lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
-_capability = st.one_of(_json, st.dictionaries(
-    st.sampled_from(["listChanged", "form", "context", "x"]), _json, max_size=2))
+# Members the SDK models, each given values of every kind: a flag where an object is
+# expected and the reverse are the near misses an early answer must not take.
+_small = st.sampled_from([None, True, False, {}, {"x": 1}, 1, "x", []])
+_member_keys = st.sampled_from(["listChanged", "list_changed", "form", "url", "context",
+                                "tools", "list", "cancel", "requests", "sampling",
+                                "elicitation", "createMessage", "create", "x"])
+_member = st.one_of(_small, st.dictionaries(_member_keys, st.one_of(
+    _small, st.dictionaries(_member_keys, _small, max_size=2)), max_size=2))
+_capability = st.one_of(_json, _member, st.dictionaries(_member_keys, _member, max_size=2))
 _capabilities = st.one_of(_json, st.dictionaries(
     st.sampled_from(["roots", "sampling", "elicitation", "tasks", "experimental",
                      "extensions", "other"]), _capability, max_size=4))
@@ -157,40 +235,67 @@ _info = st.one_of(_valid_info, _valid_info, _valid_info, _json, st.fixed_diction
     optional={"title": _json, "icons": _json, "websiteUrl": _json}))
 _id = st.one_of(st.integers(), st.integers(), st.integers(), st.text(max_size=4),
                 st.booleans(), st.none(), st.floats(allow_nan=False))
+_level = st.one_of(st.sampled_from(["debug", "error", "bogus", None]), _small)
+_envelope_extras = st.fixed_dictionaries({}, optional={
+    "io.modelcontextprotocol/logLevel": _level, "progressToken": _small,
+    "progress_token": _small})
 
 
 @st.composite
 def _openings(draw: st.DrawFn) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": draw(st.sampled_from(["2.0"] * 5 + ["1.0"])),
-                               "id": draw(_id)}
+    # Mostly well-formed but for one part drawn from anything: most examples then
+    # reach the checks of that part.
+    def part(good: st.SearchStrategy[Any], anything: st.SearchStrategy[Any]) -> Any:
+        return draw(anything if draw(st.integers(0, 4)) == 4 else good)
+
+    message: dict[str, Any] = {"jsonrpc": part(st.just("2.0"), st.just("1.0")),
+                               "id": part(st.integers(), _id)}
+    if draw(st.integers(0, 9)) == 0:  # a member of a response beside the request's
+        message[draw(st.sampled_from(["result", "error"]))] = draw(_small)
+    capabilities = part(st.dictionaries(st.sampled_from(
+        ["roots", "sampling", "elicitation", "tasks", "experimental", "extensions",
+         "other"]), _capability, max_size=3), _capabilities)
+    info = part(_valid_info, _info)
     if draw(st.booleans()):
         message["method"] = "initialize"
-        message["params"] = draw(st.fixed_dictionaries(
-            {"protocolVersion": st.one_of(st.sampled_from(
-                (*early.HANDSHAKE_VERSIONS, "2026-07-28", "x")), _json),
-             "capabilities": _capabilities, "clientInfo": _info},
-            optional={"_meta": _json}))
+        params = {"protocolVersion": part(st.sampled_from(
+            (*early.HANDSHAKE_VERSIONS, "2026-07-28", "x")), _json),
+            "capabilities": capabilities, "clientInfo": info}
+        if draw(st.booleans()):
+            params["_meta"] = part(_envelope_extras, _json)
+        message["params"] = params
     else:
         message["method"] = "server/discover"
-        meta = draw(st.fixed_dictionaries(
-            {}, optional={early.VERSION_KEY: st.sampled_from(["2026-07-28", "2025-06-18"]),
-                          early.CLIENT_CAPABILITIES_KEY: _capabilities,
-                          early.CLIENT_INFO_KEY: _info}))
-        message["params"] = draw(st.sampled_from([{"_meta": meta}, {"_meta": meta, "x": 1},
-                                                  meta]))
+        meta = {early.VERSION_KEY: part(st.just("2026-07-28"), st.sampled_from(
+            ["2025-06-18", None])), early.CLIENT_CAPABILITIES_KEY: capabilities}
+        if draw(st.booleans()):
+            meta[early.CLIENT_INFO_KEY] = info
+        meta = {k: v for k, v in meta.items() if v is not None}
+        meta.update(draw(_envelope_extras))
+        message["params"] = part(st.just({"_meta": meta}), st.sampled_from(
+            [{"_meta": meta, "x": 1}, meta]))
     return message
 
 
 def sdk_accepts(line: bytes, message: dict[str, Any]) -> bool:
-    if screen(line) is not None:
+    """Whether the SDK's server takes ``line`` as the opening request it looks like, as
+    its stdio server parses it and its runner checks it (``mcp.server.runner``)."""
+    if screen(line) is not None or not isinstance(
+            jsonrpc_message_adapter.validate_json(line, by_name=False), JSONRPCRequest):
         return False
-    if message["method"] == "initialize":
-        try:
-            InitializeRequestParams.model_validate(message["params"], by_name=False)
-        except ValidationError:
+    params = message["params"]
+    try:
+        if message["method"] == "initialize":
+            validate_client_request("initialize", sdk_versions.LATEST_HANDSHAKE_VERSION,
+                                    params)
+            InitializeRequestParams.model_validate(params, by_name=False)
+            return True
+        if isinstance(classify_inbound_request(message), InboundLadderRejection):
             return False
-        return True
-    return not isinstance(classify_inbound_request(message), InboundLadderRejection)
+        parse_client_request("server/discover", MODERN, params)
+    except ValidationError:
+        return False
+    return True
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -202,7 +307,32 @@ def test_only_requests_the_sdk_accepts_are_answered_early(message: dict[str, Any
         assert sdk_accepts(line, message), message
 
 
+def _deep(levels: int) -> dict[str, Any]:
+    value: Any = []
+    for _ in range(levels):
+        value = [value]
+    return initialize(capabilities={"experimental": {"x": {"deep": value}}})
+
+
+MODERN = early.MODERN_VERSIONS[0]
+
+
 @pytest.mark.parametrize("line", [
+    # Python's parser reads 250 levels, the SDK's stops at 200 (a parse error, id null)
+    json.dumps(_deep(250)).encode(),
+    # read by the SDK as a response (ignored), not as the request it also is
+    json.dumps({**initialize(), "error": {"code": 1, "message": "x"}}).encode(),
+    json.dumps({**initialize(), "result": {}}).encode(),
+    # a flag where the SDK models an object, an object where it models a flag
+    json.dumps(initialize(capabilities={"roots": {"listChanged": {}}})).encode(),
+    json.dumps(initialize(capabilities={"sampling": {"context": True}})).encode(),
+    json.dumps(initialize(capabilities={"elicitation": {"form": True}})).encode(),
+    json.dumps(initialize(capabilities={"tasks": {"list": True}})).encode(),
+    json.dumps(initialize(capabilities={"tasks": {"requests": {"sampling": True}}})).encode(),
+    json.dumps(discover({**ERA_META, early.CLIENT_CAPABILITIES_KEY: {
+        "sampling": {"tools": False}}})).encode(),
+    # a log level the 2026-07-28 envelope does not name
+    json.dumps(discover({**ERA_META, "io.modelcontextprotocol/logLevel": "bogus"})).encode(),
     b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"\\ud800","version":"1"}}}',  # lone surrogate
     b'\xff{"jsonrpc":"2.0"}',  # not UTF-8
@@ -285,6 +415,32 @@ def test_finish_stops_a_reader_still_waiting_for_its_line(pipes: Pipes) -> None:
     with contextlib.suppress(BlockingIOError):
         left = os.read(pipes.host_in, 100)
     assert handover.preread + left == b'{"jsonrpc": "2.0", "id": 1, "meth'
+
+
+@pytest.mark.parametrize(("sent", "first"), [
+    (b"\r\n\n \t\r" + b"{1}\r\n{2}\n", b"{1}"),
+    (b"\r{1}\r{2}", b"{1}"),
+    (b"  \n{1} \n", b"{1} "),
+])
+def test_the_first_line_is_the_stdio_fronts(pipes: Pipes, sent: bytes, first: bytes) -> None:
+    # Fed a byte at a time: a line end split from its line, \r\n split in two.
+    chunks = iter([sent[i:i + 1] for i in range(len(sent))])
+    os.write(pipes.gateway_in, b"x")  # the pipe stays readable: poll returns at once
+    pipes.reader._read_chunk = lambda: next(chunks, b"")  # type: ignore[method-assign]
+    assert pipes.reader._first_line() == first
+
+
+def test_blank_lines_a_byte_at_a_time_cost_linear_time(pipes: Pipes) -> None:
+    opening = json.dumps(initialize()).encode()
+    sent = b"\r\n" * 20_000 + opening + b"\n"
+    chunks = iter([sent[i:i + 1] for i in range(len(sent))])
+    os.write(pipes.gateway_in, b"x")
+    pipes.reader._read_chunk = lambda: next(chunks, b"")  # type: ignore[method-assign]
+    began = time.thread_time()
+    assert pipes.reader._first_line() == opening
+    # Linear: well under a second of CPU; each line split again at each byte took
+    # minutes for these 40,000 blank lines.
+    assert time.thread_time() - began < 10
 
 
 def test_a_first_line_past_the_limit_is_not_read_on(pipes: Pipes, monkeypatch: Any) -> None:

@@ -103,13 +103,37 @@ def served_threadless(fd_in: int = 0, fd_out: int = 1) -> bool:
 
 # -- which requests are answered, and how ------------------------------------------------
 
-def _plain_object(value: Any, depth: int = 6) -> bool:
-    """An object of objects and booleans only (what every capability the SDK models
-    is made of); anything else may be one its validation refuses."""
-    if not isinstance(value, dict) or depth == 0:
+# The client capabilities the SDK models (its schemas of both eras), member by member:
+# ``FLAG`` a boolean, ``OBJECT`` any object, a dict an object of these.  A flag where
+# an object is modelled, or the reverse, is refused (invalid params); a member it does
+# not model is ignored.  Each may be null.
+FLAG, OBJECT = "flag", "object"
+_CAPABILITY_SHAPES: dict[str, Any] = {
+    "roots": {"listChanged": FLAG},
+    "sampling": {"context": OBJECT, "tools": OBJECT},
+    "elicitation": {"form": OBJECT, "url": OBJECT},
+    "tasks": {"list": OBJECT, "cancel": OBJECT, "requests": {
+        "sampling": {"createMessage": OBJECT}, "elicitation": {"create": OBJECT}}},
+}
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _fits(value: Any, shape: Any) -> bool:
+    if value is None:
+        return True
+    if shape == FLAG:
+        return isinstance(value, bool)
+    if not isinstance(value, dict):
         return False
-    return all(v is None or isinstance(v, bool) or _plain_object(v, depth - 1)
-               for v in value.values())
+    if shape == OBJECT:
+        return True
+    # The SDK reads the camelCase names; a snake_case one is held to the same shape
+    # too, in case a version of it reads names as well.
+    return all(_fits(value[key], inner) for name, inner in shape.items()
+               for key in {name, _snake(name)} if key in value)
 
 
 def _certain_capabilities(value: Any) -> bool:
@@ -122,7 +146,7 @@ def _certain_capabilities(value: Any) -> bool:
             if not isinstance(item, dict) or not all(isinstance(v, dict)
                                                      for v in item.values()):
                 return False
-        elif key in ("roots", "sampling", "elicitation", "tasks") and not _plain_object(item):
+        elif key in _CAPABILITY_SHAPES and not _fits(item, _CAPABILITY_SHAPES[key]):
             return False
     return True  # other keys: not modelled, ignored by the SDK
 
@@ -145,14 +169,28 @@ def _usable_id(message: dict[str, Any]) -> bool:
     return isinstance(request_id, str | int) and not isinstance(request_id, bool)
 
 
+def _token_ok(meta: dict[str, Any], key: str) -> bool:
+    # Present means a string or an integer: the SDK refuses null as well.
+    token = meta.get(key)
+    return key not in meta or (isinstance(token, str | int) and not isinstance(token, bool))
+
+
 def _meta_ok(params: dict[str, Any]) -> bool:
     meta = params.get("_meta")
     if meta is None:
         return True
-    if not isinstance(meta, dict):
-        return False
-    token = meta.get("progressToken")
-    return token is None or (isinstance(token, str | int) and not isinstance(token, bool))
+    return isinstance(meta, dict) and _token_ok(meta, "progressToken") \
+        and _token_ok(meta, "progress_token")
+
+
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert",
+              "emergency")
+"""The values the 2026-07-28 envelope's ``logLevel`` may take (``LoggingLevel``)."""
+
+REQUEST_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
+"""A request's members: a line with ``result`` or ``error`` as well is read by the
+SDK as a response, and never answered."""
 
 
 def opening_result(message: Any, *, name: str, version: str, separator: str
@@ -161,7 +199,7 @@ def opening_result(message: Any, *, name: str, version: str, separator: str
     the SDK certainly accepts (``initialize``, or ``server/discover`` at a 2026-07-28
     version), else None (the SDK answers it, as it answers every other request)."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" \
-            or not _usable_id(message):
+            or not _usable_id(message) or not set(message) <= REQUEST_MEMBERS:
         return None
     params = message.get("params")
     if not isinstance(params, dict) or not _meta_ok(params):
@@ -183,6 +221,7 @@ def opening_result(message: Any, *, name: str, version: str, separator: str
         meta = params.get("_meta")
         if set(params) != {"_meta"} or not isinstance(meta, dict) \
                 or meta.get(VERSION_KEY) not in MODERN_VERSIONS \
+                or meta.get(LOG_LEVEL_KEY) not in (None, *LOG_LEVELS) \
                 or not _certain_capabilities(meta.get(CLIENT_CAPABILITIES_KEY)) \
                 or (meta.get(CLIENT_INFO_KEY) is not None
                     and not _certain_info(meta[CLIENT_INFO_KEY])):
@@ -207,11 +246,30 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+MAX_NESTING = 64
+"""Arrays and objects nested deeper than this are not answered early: Python's parser
+reads ~1000 levels, the SDK's stops at 200 and refuses the line (a parse error)."""
+
+
+def _nesting(value: Any) -> int:
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                level.extend((v, depth + 1) for v in
+                             (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_line(line: bytes) -> Any:
     """``line`` as JSON, or None when it is not JSON text the SDK's parser reads alike."""
     try:
         message = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError):
+        return None
+    if _nesting(message) > MAX_NESTING:
         return None
     return message if _valid_unicode(message) else None
 
@@ -296,28 +354,38 @@ class EarlyAnswer:
 
     def _first_line(self) -> bytes | None:
         """The first non-blank line (without its ending), or None: the host closed its
-        end, the front took over, or no line within ``FIRST_LINE_LIMIT``."""
+        end, the front took over, or no line within ``FIRST_LINE_LIMIT``.  Each byte is
+        looked at once: a host trickling blank lines a byte at a time had every line
+        read so far split again at each byte (30,000 of them: 48 s of CPU, taken from
+        the import it runs beside)."""
         poller = select.poll()
         poller.register(self._in, select.POLLIN)
         poller.register(self._wake_read, select.POLLIN)
-        scanned = 0
+        buffer = self._buffer
+        start = scanned = 0  # where the line being read begins; what holds no line end
         while True:
-            for line in _lines(self._buffer, scanned):
-                if line.strip():
-                    return line
-            scanned = len(self._buffer)
+            end = _line_end(buffer, max(start, scanned))
+            while end >= 0:
+                if buffer[start:end].strip():
+                    return bytes(buffer[start:end])
+                start = end + 1  # a blank line (the \n of a \r\n ends an empty one)
+                end = _line_end(buffer, start)
+            scanned = len(buffer)
             if scanned > FIRST_LINE_LIMIT:
                 return None
             ready = {fd for fd, _ in poller.poll()}
             if self._wake_read in ready:
                 return None
             try:
-                chunk = os.read(self._in, 1 << 16)
+                chunk = self._read_chunk()
             except BlockingIOError:  # the host's pipe is non-blocking: poll again
                 continue
             if not chunk:
                 return None
-            self._buffer += chunk
+            buffer += chunk
+
+    def _read_chunk(self) -> bytes:
+        return os.read(self._in, 1 << 16)
 
     def _answer(self, line: bytes) -> None:
         message = parse_line(line.removeprefix(b"\xef\xbb\xbf"))
@@ -332,13 +400,12 @@ class EarlyAnswer:
         logger.debug("answered %s before the server stack was loaded", message["method"])
 
 
-def _lines(buffer: bytearray, scanned: int) -> list[bytes]:
-    """The complete lines in ``buffer`` (``\\n``, ``\\r`` or ``\\r\\n`` ends, as the stdio
-    front splits them), if one ends past ``scanned``."""
-    if buffer.find(b"\n", scanned) < 0 and buffer.find(b"\r", scanned) < 0:
-        return []
-    text = bytes(buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return text.split(b"\n")[:-1]
+def _line_end(buffer: bytearray, start: int) -> int:
+    """Where the first line ending at or after ``start`` is, or -1: ``\n``, ``\r`` or
+    ``\r\n`` end a line, as the stdio front splits them (``LineReader``)."""
+    newline = buffer.find(b"\n", start)
+    ret = buffer.find(b"\r", start, len(buffer) if newline < 0 else newline)
+    return ret if ret >= 0 else newline
 
 
 def _write_all(fd: int, data: bytes) -> None:

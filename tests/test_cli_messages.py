@@ -233,3 +233,24 @@ def test_port_0_on_a_name_with_several_addresses_is_one_port(
     finally:
         for sock in sockets:
             sock.close()
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_store_that_cannot_be_opened_is_one_line(tmp_path: Path, transport: str) -> None:
+    """``--db`` naming a folder: serve ended in a traceback (over stdio after answering
+    the host's initialize, over HTTP out of uvicorn's start-up); now one line, status 2."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "h", "version": "1"}}}) + "\n"
+    run = subprocess.run(
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--db", str(tmp_path), "--transport", transport, "--port", "0"],
+        input=initialize, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)}, cwd=REPO)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"mcp-gateway: cannot open the store: {tmp_path}: cannot create it: is a "
+        f"directory; give the path of a file in it, e.g. {tmp_path / 'gateway.db'}")

@@ -298,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
-    if settings.record_calls and settings.db is not None and _is_shared(settings.db):
+    # Opened before serving where a traceback from inside the start-up would follow
+    # (uvicorn's lifespan); over stdio a failure to open it is caught below instead
+    # (the host waits on the start-up).
+    if settings.record_calls and settings.db is not None and (
+            _is_shared(settings.db) or settings.transport != "stdio"):
         problem = anyio.run(_check_store, settings.db)
         if problem is not None:
             print(f"mcp-gateway: {problem}", file=sys.stderr)
@@ -311,8 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     failure = None
     with contextlib.suppress(KeyboardInterrupt):
-        failure = anyio.run(_spawn_first, config, settings, loop.name, sockets, dashboard,
-                            backend_options=loop.backend_options)
+        try:
+            failure = anyio.run(_spawn_first, config, settings, loop.name, sockets,
+                                dashboard, backend_options=loop.backend_options)
+        except Exception as exc:
+            problem = _store_problem(exc)
+            if problem is None:
+                raise
+            print(f"mcp-gateway: {problem}", file=sys.stderr)
+            return 2
     log = logging.getLogger("fast_mcp_gateway")
     if failure is not None:
         # The last line: a supervisor (systemd, Kubernetes) restarts a non-zero exit.
@@ -321,6 +332,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def _store_problem(exc: BaseException) -> str | None:
+    """The store's own words when ``exc`` is (or holds) the failure to open it."""
+    from fast_mcp_gateway.store import StorageError
+
+    if isinstance(exc, StorageError):
+        return f"cannot open the store: {exc}"
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            problem = _store_problem(inner)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _is_shared(db: str) -> bool:
@@ -335,7 +360,7 @@ async def _check_store(db: str) -> str | None:
     try:
         store = await open_store(db)
     except StorageError as exc:
-        return str(exc)
+        return f"cannot open the store: {exc}"
     await store.close()
     return None
 

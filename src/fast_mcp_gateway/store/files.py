@@ -35,6 +35,9 @@ def private_file(path: Path, *, holds: str, companions: tuple[str, ...] = ()) ->
         # O_EXCL: never adopt a file (or a planted link) another process made meanwhile.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.is_dir():
+            raise IsADirectoryError(f"is a directory; give the path of a file in it, e.g. "
+                                    f"{path / 'gateway.db'}") from None
         for candidate in (path, *(Path(f"{path}{s}") for s in companions)):
             warn_if_shared(candidate, holds)
         return False

@@ -274,6 +274,11 @@ def parse_line(line: bytes) -> Any:
     return message if _valid_unicode(message) else None
 
 
+OPENING_RESULT_KEYS = frozenset({"protocolVersion", "supportedVersions"})
+"""What an ``initialize`` or ``server/discover`` result holds and no other result does:
+the SDK's reply to the replayed request is told from another with the id reused."""
+
+
 def differences(sent: dict[str, Any], sdk: dict[str, Any]) -> list[str]:
     """The members of the SDK's answer to the replayed opening request that differ
     from the answer sent early (empty: the same).  Instructions may have grown by

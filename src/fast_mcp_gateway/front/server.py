@@ -39,7 +39,7 @@ from fastmcp.utilities.versions import VersionSpec
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
-from fast_mcp_gateway.front.early import differences
+from fast_mcp_gateway.front.early import OPENING_RESULT_KEYS, differences
 from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
@@ -394,6 +394,9 @@ class AnswerFirst:
         if not isinstance(message, dict) or "method" in message \
                 or message.get("id") != self._early["id"]:
             return False
+        result = message.get("result")
+        if isinstance(result, dict) and not (OPENING_RESULT_KEYS & result.keys()):
+            return False  # another request's, with the id reused (the host had its answer)
         sent, self._early = self._early, None
         changed = differences(sent, message)
         if changed:

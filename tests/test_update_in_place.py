@@ -15,7 +15,8 @@ from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
-from tests.fixtures import memory_entry, memory_transports, stdio_entry
+from fast_mcp_gateway.upstream.replica import UpstreamState
+from tests.fixtures import alpha_server, memory_entry, memory_transports, stdio_entry
 from tests.test_power_user import gated_server
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +115,65 @@ def test_only_the_in_place_settings_differ() -> None:
              "stderr_lines", "max_clients", "idle_timeout", "secrets"}
     assert not (reach & IN_PLACE)
     assert set(ServerConfig.model_fields) >= IN_PLACE
+
+
+def _stored_gateway(tmp_path: Path, text: str) -> Gateway:
+    path = tmp_path / "servers.yaml"
+    path.write_text(text)
+    return Gateway(load_config(path),
+                   GatewaySettings(config=path, db=tmp_path / "g.db", reload_interval=0),
+                   transport_factory=memory_transports({"alpha": alpha_server()}))
+
+
+async def test_an_update_of_a_server_disabled_at_runtime_runs_it_as_stored(
+        tmp_path: Path) -> None:
+    """Disabled with gateway_disable_server, then updated without 'enabled: false': the
+    registration is stored enabled, so the server runs (a restart did that; taken in
+    place, it stayed disabled while the store said enabled)."""
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_disable_server", {"name": "alpha"})
+        await client.call_tool("gateway_update_server", {
+            "name": "alpha", "config": {"url": url, "description": "back"}})
+        assert gateway.store is not None
+        assert [r.enabled for r in await gateway.store.servers()] == [True]
+        service = gateway.manager.get("alpha")
+        assert await service.wait_until(lambda: service.state is UpstreamState.READY, 30), \
+            service.state
+        assert "alpha_add" in await tool_names(client)
+
+
+async def test_an_update_saying_enabled_false_disables_a_server_enabled_at_runtime(
+        tmp_path: Path) -> None:
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n"
+                                        "    enabled: false\n")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_enable_server", {"name": "alpha"})
+        await client.call_tool("gateway_update_server", {
+            "name": "alpha", "config": {"url": url, "enabled": False, "description": "off"}})
+        service = gateway.manager.get("alpha")
+        assert await service.wait_until(lambda: service.state is UpstreamState.DISABLED, 30), \
+            service.state
+        assert "alpha_add" not in await tool_names(client)
+
+
+async def test_a_reload_does_not_restart_a_server_enabled_at_runtime(tmp_path: Path) -> None:
+    """A file server written 'enabled: false' and enabled with gateway_enable_server: a
+    reload (of an edit elsewhere in the file) found its enabled flag 'changed' and
+    restarted its running process."""
+    url = memory_entry("alpha")["url"]
+    text = f"servers:\n  alpha:\n    url: {url}\n    enabled: false\n"
+    gateway = _stored_gateway(tmp_path, text)
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_enable_server", {"name": "alpha"})
+        service = gateway.manager.get("alpha")
+        replica, session = service.replicas[0], service.replicas[0].session
+        assert session is not None
+        assert gateway.settings.config is not None
+        gateway.settings.config.write_text(text + "    description: edited\n")
+        report = await gateway.reload_config()
+        assert report.restarted == [] and report.updated == ["alpha"], report
+        assert gateway.manager.get("alpha") is service and replica.session is session
+        assert service.config.description == "edited"

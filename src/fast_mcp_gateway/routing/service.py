@@ -114,6 +114,9 @@ class Service:
         self.balancer = make_balancer(config.balance, len(replicas), self._rng)
         self.retry = _retry_policy(config)
         self.draining: set[int] = set()
+        # Enabled as it runs (``set_enabled``), which its config may not say: a server
+        # enabled or disabled at runtime keeps the config it was started with.
+        self.enabled = config.enabled
         # isolation: per_client (routing/isolation.py): calls go to the host's own session.
         self.clients: ClientSessions | None = None
         self._changed = ChangeSignal()
@@ -135,10 +138,16 @@ class Service:
 
         The sessions, the breakers' and health's state, draining and the stale-result
         cache stay; the balancer, retry policy and rate-limit buckets are made anew
-        from what changed.  ``replica_configs``: each replica's own copy (same order)."""
+        from what changed.  ``replica_configs``: each replica's own copy (same order).
+        ``enabled`` is compared with the server as it runs (``self.enabled``: an enable
+        or disable at runtime changes it, not its config): a config whose flag says
+        otherwise restarts it.  An unchanged config is not taken here (an update
+        that repeats it restarts the server, as it always did)."""
         old = self.config
-        if self.clients is not None or not old.differs_only_in_place(config) \
-                or len(replica_configs) != len(self.replicas):
+        running = old.model_copy(update={"enabled": self.enabled})
+        if self.clients is not None or config == old \
+                or len(replica_configs) != len(self.replicas) \
+                or (config != running and not running.differs_only_in_place(config)):
             return False
         self.config = config
         for replica, replica_config in zip(self.replicas, replica_configs, strict=True):
@@ -195,10 +204,12 @@ class Service:
     # -- control ----------------------------------------------------------------------
 
     def reconnect(self) -> None:
+        self.enabled = True  # a reconnect enables a disabled replica
         for replica in self.replicas:
             replica.reconnect()
 
     def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
         for replica in self.replicas:
             replica.set_enabled(enabled)
 

@@ -177,3 +177,30 @@ async def test_a_reload_does_not_restart_a_server_enabled_at_runtime(tmp_path: P
         assert report.restarted == [] and report.updated == ["alpha"], report
         assert gateway.manager.get("alpha") is service and replica.session is session
         assert service.config.description == "edited"
+
+
+async def test_a_rate_limit_edit_keeps_what_the_buckets_hold(tmp_path: Path) -> None:
+    """A rate limit changed as the server runs keeps the calls already counted: made
+    anew, a full bucket let a burst through right after the edit (a per-tool limit
+    added refilled the server's bucket too)."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    limit = "    rate_limit: {per_second: 0.001, burst: 1}\n"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{limit}")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server) as client:
+        assert not (await client.call_tool_mcp("alpha_wipe", {})).is_error
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n"
+                        "    rate_limit: {per_second: 0.001, burst: 1, tools: "
+                        "{other: {per_second: 5}}}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        limited = await client.call_tool_mcp("alpha_wipe", {})
+        assert limited.is_error and "rate limit" in limited.content[0].text.lower()
+        # A lower burst holds at once; a higher one fills at the rate, not in one go.
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n"
+                        "    rate_limit: {per_second: 0.001, burst: 50}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        limited = await client.call_tool_mcp("alpha_wipe", {})
+        assert limited.is_error and "rate limit" in limited.content[0].text.lower()

@@ -18,6 +18,7 @@ passes in (it goes into the call's record), and a retried result's ``_meta``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -30,7 +31,7 @@ import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import RateLimitConfig, ServerConfig
+from fast_mcp_gateway.config.schema import RateLimit, RateLimitConfig, ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
     RateLimited,
@@ -87,6 +88,16 @@ def _kind(exc: BaseException) -> FailureKind:
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 
 
+def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
+    """A token bucket for ``spec``; one that was counting (``held``) keeps its tokens
+    and clock (a lower burst caps them at the next call), so an edit lets no burst
+    through that the limit would not have."""
+    burst = spec.burst or max(1, int(spec.per_second))
+    if held is None:
+        return TokenBucket(spec.per_second, burst)
+    return dataclasses.replace(held, per_second=spec.per_second, burst=burst)
+
+
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
     r = config.retry
     return RetryPolicy(attempts=r.attempts, initial=r.backoff.initial, maximum=r.backoff.max,
@@ -121,13 +132,14 @@ class Service:
         self.clients: ClientSessions | None = None
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
+        self._bucket: TokenBucket | None = None
+        self._tool_buckets: dict[str, TokenBucket] = {}
         self._limit(config.rate_limit)
 
     def _limit(self, limit: RateLimitConfig | None) -> None:
-        self._bucket = TokenBucket(limit.per_second, limit.burst or max(1, int(
-            limit.per_second))) if limit else None
+        self._bucket = _bucket(limit, self._bucket) if limit else None
         self._tool_buckets = {
-            tool: TokenBucket(spec.per_second, spec.burst or max(1, int(spec.per_second)))
+            tool: _bucket(spec, self._tool_buckets.get(tool))
             for tool, spec in (limit.tools.items() if limit else ())
         }
 
@@ -136,12 +148,12 @@ class Service:
         settings read per call or per catalog rebuild (``ServerConfig.
         differs_only_in_place``); False (nothing changed) when it needs a restart.
 
-        The sessions, the breakers' and health's state, draining and the stale-result
-        cache stay; the balancer, retry policy and rate-limit buckets are made anew
-        from what changed.  ``replica_configs``: each replica's own copy (same order).
-        ``enabled`` is compared with the server as it runs (``self.enabled``: an enable
-        or disable at runtime changes it, not its config): a config whose flag says
-        otherwise restarts it.  An unchanged config is not taken here (an update
+        The sessions, the breakers' and health's state, draining, the stale-result cache
+        and what the rate-limit buckets counted stay; the balancer and retry policy are
+        made anew from what changed.  ``replica_configs``: each replica's own copy (same
+        order).  ``enabled`` is compared with the server as it runs (``self.enabled``: an
+        enable or disable at runtime changes it, not its config): a config whose flag
+        says otherwise restarts it.  An unchanged config is not taken here (an update
         that repeats it restarts the server, as it always did)."""
         old = self.config
         running = old.model_copy(update={"enabled": self.enabled})

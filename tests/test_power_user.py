@@ -352,6 +352,27 @@ async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path
         assert not await control.config_edited()
 
 
+async def test_a_gateway_reloads_an_edit_another_read_of_the_file_took_in(
+        tmp_path: Path) -> None:
+    """Two gateways in one process (or a check, a library call) read one file: the
+    watcher's baseline was the file as it was *last* read, by anyone, so a gateway
+    built from the first read never reloaded the edit the second read took in."""
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n")
+    config = load_config(path)
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    assert "beta" in load_config(path).servers   # another reader, of the edited file
+    gateway = Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    async with Client(gateway.server):
+        control = gateway.control
+        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
+        assert control.last_reload is not None and control.last_reload.added == ["beta"], \
+            control.last_reload
+
+
 @pytest.mark.parametrize("chunk", [65536, 4_000_000])
 def test_a_huge_stderr_line_is_kept_cut(chunk: int) -> None:
     """A server that wrote a 1 MB line to stderr (a dumped payload, a minified bundle)

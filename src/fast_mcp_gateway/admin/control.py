@@ -381,10 +381,12 @@ class ControlPlane:
                            ) -> None:
         """Reload when the config file's modification time or size changes."""
         path = self.settings.config
-        # The baseline is the file as it was read (an edit made since, while the stack
-        # was imported or just after start-up, is a change), else as it is now.
-        self._read_stamp = (read_stamp(path) if path is not None else None) \
-            or await _stamp(path)
+        # The baseline is the file as the running config was read from it (an edit made
+        # since, while the stack was imported or just after start-up, is a change), or
+        # as a reload before this read it (a SIGHUP during start-up: once is enough),
+        # else (a config not read from the file: ``parse_config``'s) as it is now.
+        self._read_stamp = self._read_stamp or (
+            read_stamp(self.config, path) if path is not None else None) or await _stamp(path)
         task_status.started()
         if path is None or interval <= 0:
             return

@@ -373,6 +373,31 @@ async def test_a_gateway_reloads_an_edit_another_read_of_the_file_took_in(
             control.last_reload
 
 
+async def test_a_sighup_before_the_upstreams_run_is_applied_when_they_start(
+        tmp_path: Path) -> None:
+    """``serve`` takes SIGHUP from its first moment, before the lifespan (store, start-up)
+    runs the upstreams: that reload raised "the gateway is not running" out of the
+    signal's task, ending ``serve``, and the edit it read was never applied (nor
+    reloaded again by the watcher, which counted it as read)."""
+    path = tmp_path / "servers.yaml"
+    alpha = f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+    path.write_text(alpha)
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    path.write_text(alpha + "    timeouts: {call: 60}\n"
+                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    with anyio.fail_after(30):
+        report = await gateway.reload_on_signal("SIGHUP")
+    assert report.error is None and report.added == ["beta"], report
+    assert report.restarted == ["alpha"], report
+    async with Client(gateway.server) as client:
+        names = {tool.name for tool in await client.list_tools()}
+        assert {"alpha_add", "beta_echo"} <= names
+        assert gateway.manager.get("alpha").replicas[0].call_timeout == 60
+
+
 @pytest.mark.parametrize("chunk", [65536, 4_000_000])
 def test_a_huge_stderr_line_is_kept_cut(chunk: int) -> None:
     """A server that wrote a 1 MB line to stderr (a dumped payload, a minified bundle)

@@ -323,10 +323,25 @@ class ControlPlane:
             old, self.config = self.config, new
             for hook in self.on_options:
                 hook(old.options, new.options)
-            report = ChangeReport.model_validate(await self.manager.reconcile(desired))
+            report = ChangeReport.model_validate(
+                await self.manager.reconcile(desired) if self.manager.running
+                else self._configure(desired))
             report.restart_needed = self._restart_needed(new.options)
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    def _configure(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
+        """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a
+        library reload before ``run``): nothing runs to stop or restart yet, so the
+        servers are made from ``desired`` and start with the others."""
+        manager = self.manager
+        desired = manager.served(desired)
+        before = {name: service.config for name, service in manager.services.items()}
+        manager.configure(desired)
+        return {"added": [n for n in desired if n not in before],
+                "removed": [n for n in before if n not in desired],
+                "restarted": [n for n, s in desired.items() if before.get(n, s) != s],
+                "unchanged": [n for n, s in desired.items() if before.get(n) == s]}
 
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
         """Audit a reload that happened (or was rejected): a store lost meanwhile costs

@@ -16,7 +16,14 @@ from fastmcp import Client
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
 from fast_mcp_gateway.upstream.replica import UpstreamState
-from tests.fixtures import alpha_server, memory_entry, memory_transports, stdio_entry
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    memory_transports,
+    stdio_entry,
+)
 from tests.test_power_user import gated_server
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +211,38 @@ async def test_a_rate_limit_edit_keeps_what_the_buckets_hold(tmp_path: Path) -> 
         assert (await gateway.reload_config()).updated == ["alpha"]
         limited = await client.call_tool_mcp("alpha_wipe", {})
         assert limited.is_error and "rate limit" in limited.content[0].text.lower()
+
+
+async def test_a_shared_store_update_is_taken_in_place_by_the_other_gateway(
+        pg_url: str) -> None:
+    """Two gateways on one PostgreSQL: an update of a description through A is taken as
+    the server runs on B too (``ControlPlane.converge``); a server disabled through B
+    and updated through A without 'enabled: false' (stored enabled) runs again on B
+    at once -- taken in place, it stayed disabled there until the next full reconcile."""
+    a, b = (make_gateway({"alpha": memory_entry("alpha")},
+                         {"alpha": alpha_server(), "beta": beta_server()},
+                         db=pg_url, instance_id=name) for name in "AB")
+    beta = memory_entry("beta")
+    async with Client(a.server) as host_a, Client(b.server) as host_b:
+        await host_a.call_tool("gateway_add_server", {"name": "beta", "config": beta})
+        applied = b.control.remote_applied
+        assert await applied.wait_until(lambda: "beta" in b.manager.services, 30)
+        service = b.manager.get("beta")
+        assert await service.wait_until(lambda: service.state is UpstreamState.READY, 30)
+        session = service.replicas[0].session
+        updated = (await host_a.call_tool("gateway_update_server", {
+            "name": "beta", "config": {**beta, "description": "shared"}})).data
+        assert updated.updated == ["beta"], updated
+        assert await applied.wait_until(lambda: service.config.description == "shared", 30)
+        assert b.manager.get("beta") is service and service.replicas[0].session is session
+        await host_b.call_tool("gateway_disable_server", {"name": "beta"})
+        on_a = a.manager.get("beta")
+        assert await a.control.remote_applied.wait_until(lambda: on_a.state is UpstreamState.DISABLED, 30)
+        await host_a.call_tool("gateway_update_server", {
+            "name": "beta", "config": {**beta, "description": "again"}})
+        assert await applied.wait_until(
+            lambda: b.manager.get("beta").config.description == "again", 30)
+        running = b.manager.get("beta")
+        assert await running.wait_until(lambda: running.state is UpstreamState.READY, 10), \
+            running.state
+        assert "beta_echo" in await tool_names(host_b)

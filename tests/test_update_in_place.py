@@ -15,6 +15,8 @@ from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
+from fast_mcp_gateway.errors import NoHealthyReplica
+from fast_mcp_gateway.routing.service import CallPath
 from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import (
     alpha_server,
@@ -237,7 +239,8 @@ async def test_a_shared_store_update_is_taken_in_place_by_the_other_gateway(
         assert b.manager.get("beta") is service and service.replicas[0].session is session
         await host_b.call_tool("gateway_disable_server", {"name": "beta"})
         on_a = a.manager.get("beta")
-        assert await a.control.remote_applied.wait_until(lambda: on_a.state is UpstreamState.DISABLED, 30)
+        assert await a.control.remote_applied.wait_until(
+            lambda: on_a.state is UpstreamState.DISABLED, 30)
         await host_a.call_tool("gateway_update_server", {
             "name": "beta", "config": {**beta, "description": "again"}})
         assert await applied.wait_until(
@@ -246,3 +249,34 @@ async def test_a_shared_store_update_is_taken_in_place_by_the_other_gateway(
         assert await running.wait_until(lambda: running.state is UpstreamState.READY, 10), \
             running.state
         assert "beta_echo" in await tool_names(host_b)
+
+
+async def test_retries_raised_while_a_call_retries_end_it_with_its_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload raising ``retry.attempts`` while a call waited between attempts: the call
+    had counted its attempts from the old policy and asked the new one whether to go
+    on, so it ran out of attempts the policy still allowed and ended in an internal
+    AssertionError instead of the upstream's error."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    retry = "    retry: {{attempts: {}, backoff: {{initial: 0, max: 0}}}}\n"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{retry.format(2)}")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server):
+        service = gateway.manager.get("alpha")
+        service.draining.add(0)  # every attempt finds no replica: retried ("connect")
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 1:
+                path.write_text(f"servers:\n  alpha:\n    url: {url}\n{retry.format(4)}")
+                assert (await gateway.reload_config()).updated == ["alpha"]
+
+        monkeypatch.setattr(service, "_sleep", sleep)
+        path_ = CallPath()
+        with pytest.raises(NoHealthyReplica, match="draining"):
+            await service.call_tool("wipe", {}, None, path=path_)
+        assert len(waits) == 3 and len(path_.attempts) == 0  # 4 attempts, none sent

@@ -324,7 +324,9 @@ class Service:
                     return await self._on_own_session(own, op, path)
         await until_usable(self.replicas, self.wait_until)
         tried: set[int] = set()
-        for attempt in range(1, self.retry.attempts + 1):
+        attempt = 0
+        while True:  # until the retry policy says stop (read live: a reload may change it)
+            attempt += 1
             replica = self.pick(tried, key) or self.pick(set(), key)
             if replica is None:
                 exc: UpstreamError = self._no_replica(path)
@@ -345,7 +347,6 @@ class Service:
             if not decision.retry:
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
-        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
                               path: CallPath) -> tuple[T, CallPath]:

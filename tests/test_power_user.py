@@ -332,6 +332,35 @@ async def test_the_watcher_does_not_reload_again_what_a_sighup_reload_read(
         assert not await control.config_edited()   # read (and refused) once is enough
 
 
+async def test_an_edit_saved_as_a_reload_opens_the_file_is_reloaded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload noted the file's (mtime, size) before opening it: an editor's save in
+    between (read by this reload) looked unread, and the watcher reloaded it again."""
+    from fast_mcp_gateway.admin import control as control_module
+
+    path = tmp_path / "servers.yaml"
+    alpha = f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+    path.write_text(alpha)
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=None, reload_interval=600),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    real, saves = control_module._stamp, [f"  beta:\n    url: {memory_entry('beta')['url']}\n"]
+
+    async def stamp_then_save(at: Path | None) -> tuple[int, int] | None:
+        stamp = await real(at)
+        if saves:
+            path.write_text(alpha + saves.pop())
+        return stamp
+
+    async with Client(gateway.server):
+        control = gateway.control
+        monkeypatch.setattr(control_module, "_stamp", stamp_then_save)
+        report = await gateway.reload_config()
+        assert report.added == ["beta"], report      # the save was read
+        assert not await control.config_edited()      # ... so nothing is left to reload
+
+
 async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path) -> None:
     """``serve`` reads the file, then imports its stack (a second or more) and answers
     the host meanwhile (front/early.py); the watcher took its baseline only when it

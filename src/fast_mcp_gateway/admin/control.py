@@ -311,6 +311,8 @@ class ControlPlane:
                 return self._reloaded(ChangeReport(error=str(exc)))
             finally:
                 RUNTIME_SERVERS.reset(known)
+            # As the file was opened (a save since the stat above was read: not unread).
+            self._read_stamp = read_stamp(new, path) or self._read_stamp
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)

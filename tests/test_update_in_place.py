@@ -280,3 +280,23 @@ async def test_retries_raised_while_a_call_retries_end_it_with_its_error(
         with pytest.raises(NoHealthyReplica, match="draining"):
             await service.call_tool("wipe", {}, None, path=path_)
         assert len(waits) == 3 and len(path_.attempts) == 0  # 4 attempts, none sent
+
+
+async def test_a_per_client_server_is_still_restarted(tmp_path: Path) -> None:
+    """Each host's own session was opened from the old config (ClientSessions): no
+    in-place update for a per_client server."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n    isolation: per_client\n")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("alpha")
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n    isolation: per_client\n"
+                        "    description: own sessions\n")
+        report = await gateway.reload_config()
+        assert report.restarted == ["alpha"] and report.updated == [], report
+        assert gateway.manager.get("alpha") is not service
+        assert (await client.call_tool("alpha_add", {"a": 2, "b": 2})).data == 4

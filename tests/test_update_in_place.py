@@ -300,3 +300,17 @@ async def test_a_per_client_server_is_still_restarted(tmp_path: Path) -> None:
         assert report.restarted == ["alpha"] and report.updated == [], report
         assert gateway.manager.get("alpha") is not service
         assert (await client.call_tool("alpha_add", {"a": 2, "b": 2})).data == 4
+
+
+async def test_an_import_replacing_a_server_reports_an_in_place_update(
+        tmp_path: Path) -> None:
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n")
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("alpha")
+        imported = (await client.call_tool("gateway_import_servers", {
+            "content": f"servers:\n  alpha:\n    url: {url}\n    description: imported\n",
+            "replace_existing": True})).data
+        assert imported.updated == ["alpha"] and imported.restarted == [], imported
+        assert gateway.manager.get("alpha") is service
+        assert service.config.description == "imported"

@@ -332,6 +332,35 @@ async def test_the_watcher_does_not_reload_again_what_a_sighup_reload_read(
         assert not await control.config_edited()   # read (and refused) once is enough
 
 
+async def test_an_edit_saved_as_a_reload_opens_the_file_is_reloaded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload noted the file's (mtime, size) before opening it: an editor's save in
+    between (read by this reload) looked unread, and the watcher reloaded it again."""
+    from fast_mcp_gateway.admin import control as control_module
+
+    path = tmp_path / "servers.yaml"
+    alpha = f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+    path.write_text(alpha)
+    gateway = Gateway(load_config(path),
+                      GatewaySettings(config=path, db=None, reload_interval=600),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    real, saves = control_module._stamp, [f"  beta:\n    url: {memory_entry('beta')['url']}\n"]
+
+    async def stamp_then_save(at: Path | None) -> tuple[int, int] | None:
+        stamp = await real(at)
+        if saves:
+            path.write_text(alpha + saves.pop())
+        return stamp
+
+    async with Client(gateway.server):
+        control = gateway.control
+        monkeypatch.setattr(control_module, "_stamp", stamp_then_save)
+        report = await gateway.reload_config()
+        assert report.added == ["beta"], report      # the save was read
+        assert not await control.config_edited()      # ... so nothing is left to reload
+
+
 async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path) -> None:
     """``serve`` reads the file, then imports its stack (a second or more) and answers
     the host meanwhile (front/early.py); the watcher took its baseline only when it
@@ -350,6 +379,52 @@ async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path
         assert control.last_reload is not None and control.last_reload.added == ["beta"], \
             control.last_reload
         assert not await control.config_edited()
+
+
+async def test_a_gateway_reloads_an_edit_another_read_of_the_file_took_in(
+        tmp_path: Path) -> None:
+    """Two gateways in one process (or a check, a library call) read one file: the
+    watcher's baseline was the file as it was *last* read, by anyone, so a gateway
+    built from the first read never reloaded the edit the second read took in."""
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n")
+    config = load_config(path)
+    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    assert "beta" in load_config(path).servers   # another reader, of the edited file
+    gateway = Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    async with Client(gateway.server):
+        control = gateway.control
+        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
+        assert control.last_reload is not None and control.last_reload.added == ["beta"], \
+            control.last_reload
+
+
+async def test_a_sighup_before_the_upstreams_run_is_applied_when_they_start(
+        tmp_path: Path) -> None:
+    """``serve`` takes SIGHUP from its first moment, before the lifespan (store, start-up)
+    runs the upstreams: that reload raised "the gateway is not running" out of the
+    signal's task, ending ``serve``, and the edit it read was never applied (nor
+    reloaded again by the watcher, which counted it as read)."""
+    path = tmp_path / "servers.yaml"
+    alpha = f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
+    path.write_text(alpha)
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports(
+                          {"alpha": alpha_server(), "beta": beta_server()}))
+    path.write_text(alpha + "    timeouts: {call: 60}\n"
+                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    with anyio.fail_after(30):
+        report = await gateway.reload_on_signal("SIGHUP")
+    assert report.error is None and report.added == ["beta"], report
+    assert report.restarted == ["alpha"], report
+    async with Client(gateway.server) as client:
+        names = {tool.name for tool in await client.list_tools()}
+        assert {"alpha_add", "beta_echo"} <= names
+        assert gateway.manager.get("alpha").replicas[0].call_timeout == 60
 
 
 @pytest.mark.parametrize("chunk", [65536, 4_000_000])

@@ -15,7 +15,17 @@ from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
-from tests.fixtures import memory_entry, memory_transports, stdio_entry
+from fast_mcp_gateway.errors import NoHealthyReplica
+from fast_mcp_gateway.routing.service import CallPath
+from fast_mcp_gateway.upstream.replica import UpstreamState
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    memory_transports,
+    stdio_entry,
+)
 from tests.test_power_user import gated_server
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +124,193 @@ def test_only_the_in_place_settings_differ() -> None:
              "stderr_lines", "max_clients", "idle_timeout", "secrets"}
     assert not (reach & IN_PLACE)
     assert set(ServerConfig.model_fields) >= IN_PLACE
+
+
+def _stored_gateway(tmp_path: Path, text: str) -> Gateway:
+    path = tmp_path / "servers.yaml"
+    path.write_text(text)
+    return Gateway(load_config(path),
+                   GatewaySettings(config=path, db=tmp_path / "g.db", reload_interval=0),
+                   transport_factory=memory_transports({"alpha": alpha_server()}))
+
+
+async def test_an_update_of_a_server_disabled_at_runtime_runs_it_as_stored(
+        tmp_path: Path) -> None:
+    """Disabled with gateway_disable_server, then updated without 'enabled: false': the
+    registration is stored enabled, so the server runs (a restart did that; taken in
+    place, it stayed disabled while the store said enabled)."""
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_disable_server", {"name": "alpha"})
+        await client.call_tool("gateway_update_server", {
+            "name": "alpha", "config": {"url": url, "description": "back"}})
+        assert gateway.store is not None
+        assert [r.enabled for r in await gateway.store.servers()] == [True]
+        service = gateway.manager.get("alpha")
+        assert await service.wait_until(lambda: service.state is UpstreamState.READY, 30), \
+            service.state
+        assert "alpha_add" in await tool_names(client)
+
+
+async def test_an_update_saying_enabled_false_disables_a_server_enabled_at_runtime(
+        tmp_path: Path) -> None:
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n"
+                                        "    enabled: false\n")
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_enable_server", {"name": "alpha"})
+        await client.call_tool("gateway_update_server", {
+            "name": "alpha", "config": {"url": url, "enabled": False, "description": "off"}})
+        service = gateway.manager.get("alpha")
+        assert await service.wait_until(lambda: service.state is UpstreamState.DISABLED, 30), \
+            service.state
+        assert "alpha_add" not in await tool_names(client)
+
+
+async def test_a_reload_does_not_restart_a_server_enabled_at_runtime(tmp_path: Path) -> None:
+    """A file server written 'enabled: false' and enabled with gateway_enable_server: a
+    reload (of an edit elsewhere in the file) found its enabled flag 'changed' and
+    restarted its running process."""
+    url = memory_entry("alpha")["url"]
+    text = f"servers:\n  alpha:\n    url: {url}\n    enabled: false\n"
+    gateway = _stored_gateway(tmp_path, text)
+    async with Client(gateway.server) as client:
+        await client.call_tool("gateway_enable_server", {"name": "alpha"})
+        service = gateway.manager.get("alpha")
+        replica, session = service.replicas[0], service.replicas[0].session
+        assert session is not None
+        assert gateway.settings.config is not None
+        gateway.settings.config.write_text(text + "    description: edited\n")
+        report = await gateway.reload_config()
+        assert report.restarted == [] and report.updated == ["alpha"], report
+        assert gateway.manager.get("alpha") is service and replica.session is session
+        assert service.config.description == "edited"
+
+
+async def test_a_rate_limit_edit_keeps_what_the_buckets_hold(tmp_path: Path) -> None:
+    """A rate limit changed as the server runs keeps the calls already counted: made
+    anew, a full bucket let a burst through right after the edit (a per-tool limit
+    added refilled the server's bucket too)."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    limit = "    rate_limit: {per_second: 0.001, burst: 1}\n"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{limit}")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server) as client:
+        assert not (await client.call_tool_mcp("alpha_wipe", {})).is_error
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n"
+                        "    rate_limit: {per_second: 0.001, burst: 1, tools: "
+                        "{other: {per_second: 5}}}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        limited = await client.call_tool_mcp("alpha_wipe", {})
+        assert limited.is_error and "rate limit" in limited.content[0].text.lower()
+        # A lower burst holds at once; a higher one fills at the rate, not in one go.
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n"
+                        "    rate_limit: {per_second: 0.001, burst: 50}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        limited = await client.call_tool_mcp("alpha_wipe", {})
+        assert limited.is_error and "rate limit" in limited.content[0].text.lower()
+
+
+async def test_a_shared_store_update_is_taken_in_place_by_the_other_gateway(
+        pg_url: str) -> None:
+    """Two gateways on one PostgreSQL: an update of a description through A is taken as
+    the server runs on B too (``ControlPlane.converge``); a server disabled through B
+    and updated through A without 'enabled: false' (stored enabled) runs again on B
+    at once -- taken in place, it stayed disabled there until the next full reconcile."""
+    a, b = (make_gateway({"alpha": memory_entry("alpha")},
+                         {"alpha": alpha_server(), "beta": beta_server()},
+                         db=pg_url, instance_id=name) for name in "AB")
+    beta = memory_entry("beta")
+    async with Client(a.server) as host_a, Client(b.server) as host_b:
+        await host_a.call_tool("gateway_add_server", {"name": "beta", "config": beta})
+        applied = b.control.remote_applied
+        assert await applied.wait_until(lambda: "beta" in b.manager.services, 30)
+        service = b.manager.get("beta")
+        assert await service.wait_until(lambda: service.state is UpstreamState.READY, 30)
+        session = service.replicas[0].session
+        updated = (await host_a.call_tool("gateway_update_server", {
+            "name": "beta", "config": {**beta, "description": "shared"}})).data
+        assert updated.updated == ["beta"], updated
+        assert await applied.wait_until(lambda: service.config.description == "shared", 30)
+        assert b.manager.get("beta") is service and service.replicas[0].session is session
+        await host_b.call_tool("gateway_disable_server", {"name": "beta"})
+        on_a = a.manager.get("beta")
+        assert await a.control.remote_applied.wait_until(
+            lambda: on_a.state is UpstreamState.DISABLED, 30)
+        await host_a.call_tool("gateway_update_server", {
+            "name": "beta", "config": {**beta, "description": "again"}})
+        assert await applied.wait_until(
+            lambda: b.manager.get("beta").config.description == "again", 30)
+        running = b.manager.get("beta")
+        assert await running.wait_until(lambda: running.state is UpstreamState.READY, 10), \
+            running.state
+        assert "beta_echo" in await tool_names(host_b)
+
+
+async def test_retries_raised_while_a_call_retries_end_it_with_its_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload raising ``retry.attempts`` while a call waited between attempts: the call
+    had counted its attempts from the old policy and asked the new one whether to go
+    on, so it ran out of attempts the policy still allowed and ended in an internal
+    AssertionError instead of the upstream's error."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    retry = "    retry: {{attempts: {}, backoff: {{initial: 0, max: 0}}}}\n"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{retry.format(2)}")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server):
+        service = gateway.manager.get("alpha")
+        service.draining.add(0)  # every attempt finds no replica: retried ("connect")
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 1:
+                path.write_text(f"servers:\n  alpha:\n    url: {url}\n{retry.format(4)}")
+                assert (await gateway.reload_config()).updated == ["alpha"]
+
+        monkeypatch.setattr(service, "_sleep", sleep)
+        path_ = CallPath()
+        with pytest.raises(NoHealthyReplica, match="draining"):
+            await service.call_tool("wipe", {}, None, path=path_)
+        assert len(waits) == 3 and len(path_.attempts) == 0  # 4 attempts, none sent
+
+
+async def test_a_per_client_server_is_still_restarted(tmp_path: Path) -> None:
+    """Each host's own session was opened from the old config (ClientSessions): no
+    in-place update for a per_client server."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n    isolation: per_client\n")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("alpha")
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n    isolation: per_client\n"
+                        "    description: own sessions\n")
+        report = await gateway.reload_config()
+        assert report.restarted == ["alpha"] and report.updated == [], report
+        assert gateway.manager.get("alpha") is not service
+        assert (await client.call_tool("alpha_add", {"a": 2, "b": 2})).data == 4
+
+
+async def test_an_import_replacing_a_server_reports_an_in_place_update(
+        tmp_path: Path) -> None:
+    url = memory_entry("alpha")["url"]
+    gateway = _stored_gateway(tmp_path, f"servers:\n  alpha:\n    url: {url}\n")
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("alpha")
+        imported = (await client.call_tool("gateway_import_servers", {
+            "content": f"servers:\n  alpha:\n    url: {url}\n    description: imported\n",
+            "replace_existing": True})).data
+        assert imported.updated == ["alpha"] and imported.restarted == [], imported
+        assert gateway.manager.get("alpha") is service
+        assert service.config.description == "imported"

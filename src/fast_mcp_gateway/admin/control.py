@@ -311,6 +311,8 @@ class ControlPlane:
                 return self._reloaded(ChangeReport(error=str(exc)))
             finally:
                 RUNTIME_SERVERS.reset(known)
+            # As the file was opened (a save since the stat above was read: not unread).
+            self._read_stamp = read_stamp(new, path) or self._read_stamp
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)
@@ -323,10 +325,25 @@ class ControlPlane:
             old, self.config = self.config, new
             for hook in self.on_options:
                 hook(old.options, new.options)
-            report = ChangeReport.model_validate(await self.manager.reconcile(desired))
+            report = ChangeReport.model_validate(
+                await self.manager.reconcile(desired) if self.manager.running
+                else self._configure(desired))
             report.restart_needed = self._restart_needed(new.options)
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    def _configure(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
+        """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a
+        library reload before ``run``): nothing runs to stop or restart yet, so the
+        servers are made from ``desired`` and start with the others."""
+        manager = self.manager
+        desired = manager.served(desired)
+        before = {name: service.config for name, service in manager.services.items()}
+        manager.configure(desired)
+        return {"added": [n for n in desired if n not in before],
+                "removed": [n for n in before if n not in desired],
+                "restarted": [n for n, s in desired.items() if before.get(n, s) != s],
+                "unchanged": [n for n, s in desired.items() if before.get(n) == s]}
 
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
         """Audit a reload that happened (or was rejected): a store lost meanwhile costs
@@ -381,10 +398,12 @@ class ControlPlane:
                            ) -> None:
         """Reload when the config file's modification time or size changes."""
         path = self.settings.config
-        # The baseline is the file as it was read (an edit made since, while the stack
-        # was imported or just after start-up, is a change), else as it is now.
-        self._read_stamp = (read_stamp(path) if path is not None else None) \
-            or await _stamp(path)
+        # The baseline is the file as the running config was read from it (an edit made
+        # since, while the stack was imported or just after start-up, is a change), or
+        # as a reload before this read it (a SIGHUP during start-up: once is enough),
+        # else (a config not read from the file: ``parse_config``'s) as it is now.
+        self._read_stamp = self._read_stamp or (
+            read_stamp(self.config, path) if path is not None else None) or await _stamp(path)
         task_status.started()
         if path is None or interval <= 0:
             return

@@ -399,7 +399,9 @@ async def add_server(ctx: AdminContext, actor: Actor, name: str,
 
 async def update_server(ctx: AdminContext, actor: Actor, name: str,
                         config: dict[str, Any]) -> ChangeReport:
-    """Replace a running server's settings (overriding servers.yaml); it restarts now."""
+    """Replace a running server's settings (overriding servers.yaml): it restarts now,
+    or takes them as it runs when only ``IN_PLACE`` settings changed (``Service.
+    reconfigure``: the report says ``updated``)."""
     return await _register(ctx, actor, name, config, must_exist=True)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +54,26 @@ from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 MAX_ISSUES = 50
 
 
-_read_stamps: dict[str, tuple[int, int]] = {}
+# id(config) -> (the file's absolute path, its (mtime in ns, size) as read), while the
+# config lives (``weakref.finalize`` drops it, so an id is never found reused).
+_read_stamps: dict[int, tuple[str, tuple[int, int]]] = {}
 
 
-def read_stamp(path: str | Path) -> tuple[int, int] | None:
-    """(mtime in ns, size) of the config file ``path`` as ``load_config`` last read it
-    (None: it did not).  The config watcher's baseline: ``serve`` reads the file before
-    the server stack is imported, and an edit made meanwhile is one to reload."""
-    return _read_stamps.get(os.path.abspath(path))
+def read_stamp(config: GatewayConfig, path: str | Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of the config file ``path`` as ``load_config`` read it to
+    make ``config`` (None: ``config`` was not read from ``path``: ``parse_config``'s).
+    The config watcher's baseline: ``serve`` reads the file before the server stack is
+    imported, and an edit made meanwhile is one to reload -- even if another reader of
+    the file (a second gateway in the process, a check) took it in since."""
+    noted = _read_stamps.get(id(config))
+    return noted[1] if noted is not None and noted[0] == os.path.abspath(path) else None
+
+
+def _note_read(config: GatewayConfig, path: Path, stamp: tuple[int, int]) -> GatewayConfig:
+    key = id(config)
+    _read_stamps[key] = (os.path.abspath(path), stamp)
+    weakref.finalize(config, _read_stamps.pop, key, None)
+    return config
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -71,7 +84,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
         with path.open("rb") as file:
             st = os.fstat(file.fileno())  # before the read: an edit during it is newer
             data = file.read(MAX_CONFIG_BYTES + 1)
-        _read_stamps[os.path.abspath(path)] = (st.st_mtime_ns, st.st_size)
     except FileNotFoundError:
         raise ConfigError.single(source, None, None, "file not found; check the path given "
                                  "with --config (or $MCP_GATEWAY_CONFIG)") from None
@@ -88,7 +100,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
         raise ConfigError.single(source, None, None, f"is larger than "
                                  f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it the right "
                                  "file? A config is YAML or JSON text of a few KB")
-    return parse_config_text(decode_config(data, source), source=source, environ=environ)
+    return _note_read(parse_config_text(decode_config(data, source), source=source,
+                                        environ=environ), path, (st.st_mtime_ns, st.st_size))
 
 
 # ---------------------------------------------------------------------------

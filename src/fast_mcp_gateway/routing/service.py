@@ -18,6 +18,7 @@ passes in (it goes into the call's record), and a retried result's ``_meta``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -30,7 +31,7 @@ import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import RateLimitConfig, ServerConfig
+from fast_mcp_gateway.config.schema import RateLimit, RateLimitConfig, ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
     RateLimited,
@@ -87,6 +88,16 @@ def _kind(exc: BaseException) -> FailureKind:
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 
 
+def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
+    """A token bucket for ``spec``; one that was counting (``held``) keeps its tokens
+    and clock (a lower burst caps them at the next call), so an edit lets no burst
+    through that the limit would not have."""
+    burst = spec.burst or max(1, int(spec.per_second))
+    if held is None:
+        return TokenBucket(spec.per_second, burst)
+    return dataclasses.replace(held, per_second=spec.per_second, burst=burst)
+
+
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
     r = config.retry
     return RetryPolicy(attempts=r.attempts, initial=r.backoff.initial, maximum=r.backoff.max,
@@ -114,17 +125,21 @@ class Service:
         self.balancer = make_balancer(config.balance, len(replicas), self._rng)
         self.retry = _retry_policy(config)
         self.draining: set[int] = set()
+        # Enabled as it runs (``set_enabled``), which its config may not say: a server
+        # enabled or disabled at runtime keeps the config it was started with.
+        self.enabled = config.enabled
         # isolation: per_client (routing/isolation.py): calls go to the host's own session.
         self.clients: ClientSessions | None = None
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
+        self._bucket: TokenBucket | None = None
+        self._tool_buckets: dict[str, TokenBucket] = {}
         self._limit(config.rate_limit)
 
     def _limit(self, limit: RateLimitConfig | None) -> None:
-        self._bucket = TokenBucket(limit.per_second, limit.burst or max(1, int(
-            limit.per_second))) if limit else None
+        self._bucket = _bucket(limit, self._bucket) if limit else None
         self._tool_buckets = {
-            tool: TokenBucket(spec.per_second, spec.burst or max(1, int(spec.per_second)))
+            tool: _bucket(spec, self._tool_buckets.get(tool))
             for tool, spec in (limit.tools.items() if limit else ())
         }
 
@@ -133,12 +148,18 @@ class Service:
         settings read per call or per catalog rebuild (``ServerConfig.
         differs_only_in_place``); False (nothing changed) when it needs a restart.
 
-        The sessions, the breakers' and health's state, draining and the stale-result
-        cache stay; the balancer, retry policy and rate-limit buckets are made anew
-        from what changed.  ``replica_configs``: each replica's own copy (same order)."""
+        The sessions, the breakers' and health's state, draining, the stale-result cache
+        and what the rate-limit buckets counted stay; the balancer and retry policy are
+        made anew from what changed.  ``replica_configs``: each replica's own copy (same
+        order).  ``enabled`` is compared with the server as it runs (``self.enabled``: an
+        enable or disable at runtime changes it, not its config): a config whose flag
+        says otherwise restarts it.  An unchanged config is not taken here (an update
+        that repeats it restarts the server, as it always did)."""
         old = self.config
-        if self.clients is not None or not old.differs_only_in_place(config) \
-                or len(replica_configs) != len(self.replicas):
+        running = old.model_copy(update={"enabled": self.enabled})
+        if self.clients is not None or config == old \
+                or len(replica_configs) != len(self.replicas) \
+                or (config != running and not running.differs_only_in_place(config)):
             return False
         self.config = config
         for replica, replica_config in zip(self.replicas, replica_configs, strict=True):
@@ -195,10 +216,12 @@ class Service:
     # -- control ----------------------------------------------------------------------
 
     def reconnect(self) -> None:
+        self.enabled = True  # a reconnect enables a disabled replica
         for replica in self.replicas:
             replica.reconnect()
 
     def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
         for replica in self.replicas:
             replica.set_enabled(enabled)
 
@@ -301,7 +324,9 @@ class Service:
                     return await self._on_own_session(own, op, path)
         await until_usable(self.replicas, self.wait_until)
         tried: set[int] = set()
-        for attempt in range(1, self.retry.attempts + 1):
+        attempt = 0
+        while True:  # until the retry policy says stop (read live: a reload may change it)
+            attempt += 1
             replica = self.pick(tried, key) or self.pick(set(), key)
             if replica is None:
                 exc: UpstreamError = self._no_replica(path)
@@ -322,7 +347,6 @@ class Service:
             if not decision.retry:
                 raise exc
             await self._sleep(self.retry.delay(attempt, self._rng))
-        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
                               path: CallPath) -> tuple[T, CallPath]:

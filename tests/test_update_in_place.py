@@ -314,3 +314,33 @@ async def test_an_import_replacing_a_server_reports_an_in_place_update(
         assert imported.updated == ["alpha"] and imported.restarted == [], imported
         assert gateway.manager.get("alpha") is service
         assert service.config.description == "imported"
+
+
+async def test_a_lowered_cache_ttl_and_result_limit_hold_for_what_is_cached(
+        tmp_path: Path) -> None:
+    """A cached result kept the expiry and size judgement of the rule it was stored
+    under: after a reload lowered ``ttl`` it was served with a negative age, and after
+    one set ``max_result_bytes`` it was served over the limit a fresh call is refused."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n    cache: {{ttl: 3600}}\n")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    cache_key = "io.github.fast-mcp-gateway/cache"
+    async with Client(gateway.server) as client:
+        await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})
+        hit = await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})
+        assert (hit.meta or {})[cache_key]["hit"] is True
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n    cache: {{ttl: 3600}}\n"
+                        "    max_result_bytes: 64\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        refused = await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})
+        assert refused.is_error and "max_result_bytes (64)" in refused.content[0].text
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n    cache: {{ttl: 3600}}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]
+        await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})  # stored again
+        path.write_text(f"servers:\n  alpha:\n    url: {url}\n    cache: {{ttl: 0.001}}\n")
+        assert (await gateway.reload_config()).updated == ["alpha"]  # takes over 1 ms
+        fresh = await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})
+        assert cache_key not in (fresh.meta or {}), fresh.meta

@@ -346,7 +346,9 @@ async def add_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> Cha
 
 @admin_tool("gateway_update_server", IDEMPOTENT)
 async def update_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> ChangeReport:
-    """Replace a server's settings (overrides servers.yaml); it restarts now."""
+    """Replace a server's settings (overrides servers.yaml): a change of how it is
+    reached or started restarts it now; one of its description, curation or call
+    policies applies as it runs."""
     return await servers.update_server(ctx, actor(), name, config)
 
 

@@ -73,22 +73,30 @@ def cacheable(call: Call, annotations: types.ToolAnnotations | None) -> bool:
 
 
 class _Lru:
+    """Cached results by (tool, arguments): each with when it was stored and its size,
+    judged by the rule and limit *now* (a reload may have lowered either since)."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.items: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        self.items: OrderedDict[tuple[str, str], tuple[float, int, dict[str, Any]]] = \
+            OrderedDict()
 
-    def get(self, key: tuple[str, str], now: float) -> tuple[float, dict[str, Any]] | None:
+    def get(self, key: tuple[str, str], now: float, ttl: float, max_bytes: int | None
+            ) -> tuple[float, dict[str, Any]] | None:
+        """(age in seconds, result) of a hit: stored less than ``ttl`` ago and within
+        ``max_bytes``; anything else is dropped."""
         hit = self.items.get(key)
         if hit is None:
             return None
-        if hit[0] <= now:
+        stored, size, data = hit
+        if now - stored >= ttl or (max_bytes is not None and size > max_bytes):
             del self.items[key]
             return None
         self.items.move_to_end(key)
-        return hit
+        return now - stored, data
 
-    def put(self, key: tuple[str, str], expires: float, data: dict[str, Any]) -> None:
-        self.items[key] = (expires, data)
+    def put(self, key: tuple[str, str], now: float, data: dict[str, Any]) -> None:
+        self.items[key] = (now, size_of(data), data)
         self.items.move_to_end(key)
         while len(self.items) > self.limit:
             self.items.popitem(last=False)
@@ -126,16 +134,16 @@ class ResultLimits:
         if rule is None or (key := self._key(call)) is None:
             return None
         cache = self._caches.get(call.service.name)
-        now = time.monotonic()
-        hit = cache.get(key, now) if cache is not None else None
+        hit = None if cache is None else cache.get(
+            key, time.monotonic(), rule.ttl, call.service.config.max_result_bytes)
         if hit is None:
             self.misses += 1
             return None
         self.hits += 1
-        expires, data = hit
+        age, data = hit
         data = copy.deepcopy(data)
         data.setdefault("_meta", {})[CACHE_META] = {
-            "hit": True, "age_s": round(rule.ttl - (expires - now), 3), "ttl_s": rule.ttl}
+            "hit": True, "age_s": round(age, 3), "ttl_s": rule.ttl}
         return _as(call, encoding, data)
 
     def _remember(self, call: Call, encoding: Any, data: dict[str, Any]) -> None:
@@ -146,7 +154,7 @@ class ResultLimits:
         cache = self._caches.get(call.service.name)
         if cache is None or cache.limit != rule.max_entries:
             cache = self._caches[call.service.name] = _Lru(rule.max_entries)
-        cache.put(key, time.monotonic() + rule.ttl, copy.deepcopy(data))
+        cache.put(key, time.monotonic(), copy.deepcopy(data))
 
     def forget(self, server: str | None = None) -> None:
         """Drop cached results (of one server, or all)."""

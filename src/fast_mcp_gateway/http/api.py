@@ -88,7 +88,9 @@ async def get_server(call: Call) -> ServerView:
 @endpoint("PUT", "/servers/{name}", ChangeReport, scope="admin", tag="servers",
           body=s.ServerUpdate, errors=(404, 422))
 async def update_server(call: Call) -> ChangeReport:
-    """Replace a server's settings (overrides servers.yaml); it restarts now."""
+    """Replace a server's settings (overrides servers.yaml): a change of how it is
+    reached or started restarts it now; one of its description, curation or call
+    policies applies as it runs."""
     body: s.ServerUpdate = call.body
     return await servers.update_server(call.ctx, call.actor, call.server(call.path["name"]),
                                        body.config)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from fastmcp import FastMCP
+from fastmcp import Client, FastMCP
 
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.schema_form import arguments_of, fields_of
@@ -377,6 +377,28 @@ def _form_fields(html: str) -> dict[str, str]:
     fields["kind"] = kind.group(1)
     return {k: v.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
             for k, v in fields.items()}
+
+
+@pytest.mark.anyio
+async def test_the_edit_form_shows_a_server_disabled_at_runtime_as_disabled(
+        tmp_path: Path) -> None:
+    """The form showed the config's ``enabled`` (true), not the server as it runs: saving
+    a new description of a server disabled at runtime turned it back on."""
+    gateway = make_gateway({"clock": memory_entry("clock")}, {"clock": hostile()},
+                           db=tmp_path / "gw.db", allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        async with Client(gateway.server) as client:
+            await client.call_tool("gateway_disable_server", {"name": "clock"})
+        form = await http.get(f"{base}/ui/servers/clock/edit")
+        assert 'name="enabled" value="on">' in form.text  # not checked
+        fields = _form_fields(form.text) | {"description": "still off"}
+        sent = await http.post(f"{base}/ui/servers/clock/edit", data={
+            **fields, "enabled": ["off"], "csrf_token": _csrf(form.text)})
+        assert sent.status_code == 200 and "Saved server" in sent.text, sent.text[-2000:]
+        service = gateway.manager.services["clock"]
+        assert service.config.description == "still off"
+        assert not service.enabled and str(service.state) == "disabled"
 
 
 @pytest.mark.anyio

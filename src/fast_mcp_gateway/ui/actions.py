@@ -188,7 +188,10 @@ async def new_form(page: Page) -> Response:
 
 async def edit_form(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
-    config = page.ctx.manager.get(name).config.redacted()
+    service = page.ctx.manager.get(name)
+    # Enabled as it runs: an enable or disable at runtime changes the service, not the
+    # config it was started with (saved as shown, the form turned a disabled one on).
+    config = {**service.config.redacted(), "enabled": service.enabled}
     return page.render("server_form.html", editing=name, values=form_of(config), errors={},
                        other=[], name=name, paste="", paste_error=None)
 

@@ -360,7 +360,7 @@ async def _check_store(db: str) -> str | None:
     try:
         store = await open_store(db)
     except StorageError as exc:
-        return f"cannot open the store: {exc}"
+        return _store_problem(exc)
     await store.close()
     return None
 

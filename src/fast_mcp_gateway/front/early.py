@@ -233,16 +233,19 @@ def opening_result(message: Any, *, name: str, version: str, separator: str
     return None
 
 
-def _valid_unicode(message: Any) -> bool:
-    # Python's parser reads lone UTF-16 surrogates the SDK's refuses (stdio.screen).
+def valid_unicode(value: Any) -> bool:
+    """Whether ``value``'s strings are valid Unicode: Python's JSON parser reads lone
+    UTF-16 surrogates (an escape from \\ud800 to \\udfff not in a pair), the SDK's
+    refuses them (``stdio.screen`` too)."""
     try:
-        json.dumps(message, ensure_ascii=False).encode()
+        json.dumps(value, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return False
     return True
 
 
-def _no_constant(name: str) -> Any:
+def no_constant(name: str) -> Any:
+    """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON values."""
     raise ValueError(f"{name} is not a JSON value")
 
 
@@ -266,12 +269,12 @@ def _nesting(value: Any) -> int:
 def parse_line(line: bytes) -> Any:
     """``line`` as JSON, or None when it is not JSON text the SDK's parser reads alike."""
     try:
-        message = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
+        message = json.loads(line.decode("utf-8"), parse_constant=no_constant)
     except (ValueError, RecursionError):
         return None
     if _nesting(message) > MAX_NESTING:
         return None
-    return message if _valid_unicode(message) else None
+    return message if valid_unicode(message) else None
 
 
 OPENING_RESULT_KEYS = frozenset({"protocolVersion", "supportedVersions"})

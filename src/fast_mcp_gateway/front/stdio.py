@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import mcp_types as types
 from pydantic import ValidationError
 
-from fast_mcp_gateway.front.early import served_threadless
+from fast_mcp_gateway.front.early import no_constant, served_threadless, valid_unicode
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -168,18 +168,6 @@ def _json_problem(error: ValidationError | None) -> str | None:
     return None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _holds_lone_surrogate(value: Any) -> bool:
-    try:
-        json.dumps(value, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _refuse_batch(batch: list[Any]) -> Refusal:
     if not batch:
         return Refusal(f"an empty JSON array (an empty batch); {_BATCH}", dropped=1)
@@ -223,7 +211,7 @@ def _diagnose(line: bytes, error: ValidationError | None) -> Refusal | None:
     if syntax is not None and "\x00" in text:
         syntax += "; the line holds NUL bytes (UTF-16 text?): MCP messages are UTF-8"
     try:
-        message = json.loads(text, parse_constant=_no_constant)
+        message = json.loads(text, parse_constant=no_constant)
     except RecursionError:
         return _parse_error(syntax or "nested too deeply")
     except ValueError as exc:
@@ -232,7 +220,7 @@ def _diagnose(line: bytes, error: ValidationError | None) -> Refusal | None:
     # Python's parser read what the SDK's did not: either strings holding lone UTF-16
     # surrogates (valid JSON, invalid Unicode: the request is what is wrong) or
     # something the SDK's parser does not go as far as (nesting, huge numbers).
-    if syntax is not None and not _holds_lone_surrogate(message):
+    if syntax is not None and valid_unicode(message):
         return _parse_error(syntax)
     if isinstance(message, list):
         return _refuse_batch(message)

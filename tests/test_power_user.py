@@ -361,24 +361,38 @@ async def test_an_edit_saved_as_a_reload_opens_the_file_is_reloaded_once(
         assert not await control.config_edited()      # ... so nothing is left to reload
 
 
-async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path) -> None:
-    """``serve`` reads the file, then imports its stack (a second or more) and answers
-    the host meanwhile (front/early.py); the watcher took its baseline only when it
-    started, so an edit made in between was never reloaded (until the next one)."""
+def read_then_edited(tmp_path: Path) -> tuple[Path, Any]:
+    """A config read from a file (alpha), and the file edited since (alpha, beta)."""
     path = tmp_path / "servers.yaml"
     path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n")
     config = load_config(path)
     path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
                     f"  beta:\n    url: {memory_entry('beta')['url']}\n")
-    gateway = Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
-                      transport_factory=memory_transports(
-                          {"alpha": alpha_server(), "beta": beta_server()}))
+    return path, config
+
+
+def watching(config: Any, path: Path) -> Gateway:
+    return Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
+                   transport_factory=memory_transports(
+                       {"alpha": alpha_server(), "beta": beta_server()}))
+
+
+async def reloaded_adding_beta(gateway: Gateway) -> None:
+    control = gateway.control
+    assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
+    assert control.last_reload is not None and control.last_reload.added == ["beta"], \
+        control.last_reload
+
+
+async def test_an_edit_made_before_the_watcher_starts_is_reloaded(tmp_path: Path) -> None:
+    """``serve`` reads the file, then imports its stack (a second or more) and answers
+    the host meanwhile (front/early.py); the watcher took its baseline only when it
+    started, so an edit made in between was never reloaded (until the next one)."""
+    path, config = read_then_edited(tmp_path)
+    gateway = watching(config, path)
     async with Client(gateway.server):
-        control = gateway.control
-        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
-        assert control.last_reload is not None and control.last_reload.added == ["beta"], \
-            control.last_reload
-        assert not await control.config_edited()
+        await reloaded_adding_beta(gateway)
+        assert not await gateway.control.config_edited()
 
 
 async def test_a_gateway_reloads_an_edit_another_read_of_the_file_took_in(
@@ -386,20 +400,11 @@ async def test_a_gateway_reloads_an_edit_another_read_of_the_file_took_in(
     """Two gateways in one process (or a check, a library call) read one file: the
     watcher's baseline was the file as it was *last* read, by anyone, so a gateway
     built from the first read never reloaded the edit the second read took in."""
-    path = tmp_path / "servers.yaml"
-    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n")
-    config = load_config(path)
-    path.write_text(f"servers:\n  alpha:\n    url: {memory_entry('alpha')['url']}\n"
-                    f"  beta:\n    url: {memory_entry('beta')['url']}\n")
+    path, config = read_then_edited(tmp_path)
     assert "beta" in load_config(path).servers   # another reader, of the edited file
-    gateway = Gateway(config, GatewaySettings(config=path, db=None, reload_interval=0.05),
-                      transport_factory=memory_transports(
-                          {"alpha": alpha_server(), "beta": beta_server()}))
+    gateway = watching(config, path)
     async with Client(gateway.server):
-        control = gateway.control
-        assert await control.reloads.wait_until(lambda: control.last_reload is not None, 60)
-        assert control.last_reload is not None and control.last_reload.added == ["beta"], \
-            control.last_reload
+        await reloaded_adding_beta(gateway)
 
 
 async def test_a_sighup_before_the_upstreams_run_is_applied_when_they_start(

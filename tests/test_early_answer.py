@@ -13,10 +13,12 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import mcp_types.version as sdk_versions
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,37 +53,46 @@ def discover(meta: dict[str, Any] | None = None) -> dict[str, Any]:
             "params": {"_meta": meta if meta is not None else ERA_META}}
 
 
-async def serve_first(tmp_path: Path, first: bytes, then: dict[str, Any], *,
-                      separator: str = "_") -> tuple[list[dict[str, Any]], str]:
-    """Run a real ``serve`` (DEBUG log), write ``first`` and, once it is answered,
-    ``then`` (a request with id 2); the messages read until that is answered, and the
-    log."""
+@contextlib.asynccontextmanager
+async def debug_serve(tmp_path: Path, config_text: str
+                      ) -> AsyncIterator[tuple[anyio.abc.Process, Path]]:
+    """A real ``serve`` of ``config_text``, its DEBUG log written to the path given."""
     config = tmp_path / "servers.yaml"
-    config.write_text(f"gateway:\n  separator: '{separator}'\n"
-                      f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
+    config.write_text(config_text)
     log_path = tmp_path / "gateway.log"
-    read: list[dict[str, Any]] = []
     with log_path.open("wb") as log:
         process = await anyio.open_process(
             [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
              "--db", str(tmp_path / "store.db"), "--log-level", "DEBUG"], stderr=log)
         async with process:
             assert process.stdin is not None and process.stdout is not None
-            await process.stdin.send(first)
-            buffer = b""
-            with anyio.fail_after(GUARD):
-                while not any(m.get("id") == 2 for m in read):
-                    chunk = await process.stdout.receive()
-                    buffer += chunk
-                    *complete, buffer = buffer.split(b"\n")
-                    for raw in complete:
-                        message = json.loads(raw)
-                        read.append(message)
-                        if len(read) == 1 and "id" in message:
-                            await process.stdin.send(json.dumps(then).encode() + b"\n")
-            await process.stdin.aclose()
-            with anyio.fail_after(GUARD):
-                await process.wait()
+            yield process, log_path
+
+
+async def serve_first(tmp_path: Path, first: bytes, then: dict[str, Any], *,
+                      separator: str = "_") -> tuple[list[dict[str, Any]], str]:
+    """Run a real ``serve`` (DEBUG log), write ``first`` and, once it is answered,
+    ``then`` (a request with id 2); the messages read until that is answered, and the
+    log."""
+    read: list[dict[str, Any]] = []
+    async with debug_serve(tmp_path, f"gateway:\n  separator: '{separator}'\n"
+                           f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n"
+                           ) as (process, log_path):
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(first)
+        buffer = b""
+        with anyio.fail_after(GUARD):
+            while not any(m.get("id") == 2 for m in read):
+                buffer += await process.stdout.receive()
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    message = json.loads(raw)
+                    read.append(message)
+                    if len(read) == 1 and "id" in message:
+                        await process.stdin.send(json.dumps(then).encode() + b"\n")
+        await process.stdin.aclose()
+        with anyio.fail_after(GUARD):
+            await process.wait()
     return read, log_path.read_text()
 
 
@@ -139,31 +150,24 @@ async def serve_all(tmp_path: Path, sent: bytes, wanted: set[Any]
     """Run a real ``serve`` with no upstream (DEBUG log), write ``sent`` at once, and
     once every id in ``wanted`` is answered (none: at once) close its stdin; every
     message it wrote until it exited, the log and its exit code."""
-    config = tmp_path / "servers.yaml"
-    config.write_text("servers: {}\n")
-    log_path = tmp_path / "gateway.log"
     read: list[dict[str, Any]] = []
-    with log_path.open("wb") as log:
-        process = await anyio.open_process(
-            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-             "--db", str(tmp_path / "store.db"), "--log-level", "DEBUG"], stderr=log)
-        async with process:
-            assert process.stdin is not None and process.stdout is not None
-            await process.stdin.send(sent)
-            buffer, open_ = b"", True
-            with anyio.fail_after(GUARD):
-                while True:
-                    if open_ and wanted <= {m.get("id") for m in read}:
-                        await process.stdin.aclose()
-                        open_ = False
-                    try:
-                        chunk = await process.stdout.receive()
-                    except anyio.EndOfStream:
-                        break
-                    buffer += chunk
-                    *complete, buffer = buffer.split(b"\n")
-                    read += [json.loads(raw) for raw in complete]
-                code = await process.wait()
+    async with debug_serve(tmp_path, "servers: {}\n") as (process, log_path):
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(sent)
+        buffer, open_ = b"", True
+        with anyio.fail_after(GUARD):
+            while True:
+                if open_ and wanted <= {m.get("id") for m in read}:
+                    await process.stdin.aclose()
+                    open_ = False
+                try:
+                    chunk = await process.stdout.receive()
+                except anyio.EndOfStream:
+                    break
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                read += [json.loads(raw) for raw in complete]
+            code = await process.wait()
     return read, log_path.read_text(), code
 
 

@@ -31,6 +31,16 @@ from tests.test_power_user import gated_server
 pytestmark = pytest.mark.anyio
 
 
+def alpha_from_file(tmp_path: Path, settings: str) -> tuple[Gateway, Path, str]:
+    """A gateway of one server, alpha (in memory), read from a file in which alpha's
+    entry ends with ``settings`` (YAML lines); the gateway, the file and alpha's URL."""
+    url = memory_entry("alpha")["url"]
+    path = tmp_path / "servers.yaml"
+    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{settings}")
+    return Gateway(load_config(path), GatewaySettings(config=path, db=None, reload_interval=0),
+                   transport_factory=memory_transports({"alpha": alpha_server()})), path, url
+
+
 async def tool_names(client: Client[Any]) -> set[str]:
     return {tool.name for tool in await client.list_tools()}
 
@@ -192,13 +202,8 @@ async def test_a_rate_limit_edit_keeps_what_the_buckets_hold(tmp_path: Path) -> 
     """A rate limit changed as the server runs keeps the calls already counted: made
     anew, a full bucket let a burst through right after the edit (a per-tool limit
     added refilled the server's bucket too)."""
-    url = memory_entry("alpha")["url"]
-    path = tmp_path / "servers.yaml"
     limit = "    rate_limit: {per_second: 0.001, burst: 1}\n"
-    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{limit}")
-    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
-                                                         reload_interval=0),
-                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    gateway, path, url = alpha_from_file(tmp_path, limit)
     async with Client(gateway.server) as client:
         assert not (await client.call_tool_mcp("alpha_wipe", {})).is_error
         path.write_text(f"servers:\n  alpha:\n    url: {url}\n"
@@ -257,13 +262,8 @@ async def test_retries_raised_while_a_call_retries_end_it_with_its_error(
     had counted its attempts from the old policy and asked the new one whether to go
     on, so it ran out of attempts the policy still allowed and ended in an internal
     AssertionError instead of the upstream's error."""
-    url = memory_entry("alpha")["url"]
-    path = tmp_path / "servers.yaml"
     retry = "    retry: {{attempts: {}, backoff: {{initial: 0, max: 0}}}}\n"
-    path.write_text(f"servers:\n  alpha:\n    url: {url}\n{retry.format(2)}")
-    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
-                                                         reload_interval=0),
-                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    gateway, path, url = alpha_from_file(tmp_path, retry.format(2))
     async with Client(gateway.server):
         service = gateway.manager.get("alpha")
         service.draining.add(0)  # every attempt finds no replica: retried ("connect")
@@ -285,12 +285,7 @@ async def test_retries_raised_while_a_call_retries_end_it_with_its_error(
 async def test_a_per_client_server_is_still_restarted(tmp_path: Path) -> None:
     """Each host's own session was opened from the old config (ClientSessions): no
     in-place update for a per_client server."""
-    url = memory_entry("alpha")["url"]
-    path = tmp_path / "servers.yaml"
-    path.write_text(f"servers:\n  alpha:\n    url: {url}\n    isolation: per_client\n")
-    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
-                                                         reload_interval=0),
-                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    gateway, path, url = alpha_from_file(tmp_path, "    isolation: per_client\n")
     async with Client(gateway.server) as client:
         service = gateway.manager.get("alpha")
         assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
@@ -321,12 +316,7 @@ async def test_a_lowered_cache_ttl_and_result_limit_hold_for_what_is_cached(
     """A cached result kept the expiry and size judgement of the rule it was stored
     under: after a reload lowered ``ttl`` it was served with a negative age, and after
     one set ``max_result_bytes`` it was served over the limit a fresh call is refused."""
-    url = memory_entry("alpha")["url"]
-    path = tmp_path / "servers.yaml"
-    path.write_text(f"servers:\n  alpha:\n    url: {url}\n    cache: {{ttl: 3600}}\n")
-    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
-                                                         reload_interval=0),
-                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    gateway, path, url = alpha_from_file(tmp_path, "    cache: {ttl: 3600}\n")
     cache_key = "io.github.fast-mcp-gateway/cache"
     async with Client(gateway.server) as client:
         await client.call_tool_mcp("alpha_add", {"a": 1, "b": 2})

@@ -95,8 +95,10 @@ class _Lru:
         self.items.move_to_end(key)
         return now - stored, data
 
-    def put(self, key: tuple[str, str], now: float, data: dict[str, Any]) -> None:
-        self.items[key] = (now, size_of(data), data)
+    def put(self, key: tuple[str, str], now: float, data: dict[str, Any],
+            size: int | None = None) -> None:
+        """Store ``data`` (``size``: its ``size_of`` when the caller measured it)."""
+        self.items[key] = (now, size_of(data) if size is None else size, data)
         self.items.move_to_end(key)
         while len(self.items) > self.limit:
             self.items.popitem(last=False)
@@ -146,7 +148,8 @@ class ResultLimits:
             "hit": True, "age_s": round(age, 3), "ttl_s": rule.ttl}
         return _as(call, encoding, data)
 
-    def _remember(self, call: Call, encoding: Any, data: dict[str, Any]) -> None:
+    def _remember(self, call: Call, encoding: Any, data: dict[str, Any],
+                  size: int | None = None) -> None:
         rule = self._rule(call, encoding)
         if rule is None or data.get("isError") or data.get("resultType", "complete") != \
                 "complete" or (key := self._key(call)) is None:
@@ -154,7 +157,7 @@ class ResultLimits:
         cache = self._caches.get(call.service.name)
         if cache is None or cache.limit != rule.max_entries:
             cache = self._caches[call.service.name] = _Lru(rule.max_entries)
-        cache.put(key, time.monotonic(), copy.deepcopy(data))
+        cache.put(key, time.monotonic(), copy.deepcopy(data), size)
 
     def forget(self, server: str | None = None) -> None:
         """Drop cached results (of one server, or all)."""
@@ -181,17 +184,18 @@ class ResultLimits:
         # Measured and kept as the host reads it (a call that began before a reload set
         # the limit or cache rule may have lifted strings: upstream/lifting.py).
         data = unlifted(data)
-        if limit is not None and (size := size_of(data)) > limit:
+        size = size_of(data) if limit is not None else None  # measured once: kept too
+        if limit is not None and size is not None and size > limit:
             what = f"{call.kind} '{call.original}' (server '{call.service.name}')"
             if config.oversize != "truncate" or call.kind != "tool":
                 raise CallRefused(
                     f"the result of {what} is {size} bytes, over the server's "
                     f"max_result_bytes ({limit}); ask for less (a narrower query or range), "
                     "or raise max_result_bytes (or set oversize: truncate) in servers.yaml")
-            data = truncate(data, size, limit, what)
+            data, size = truncate(data, size, limit, what), None
             result = _as(call, encoding, data)
         if caching:
-            self._remember(call, encoding, data)
+            self._remember(call, encoding, data, size)
         return result
 
 

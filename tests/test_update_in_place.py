@@ -109,6 +109,11 @@ async def test_updating_a_description_keeps_the_servers_process(tmp_path: Path) 
         assert replica.pid == pid and gateway.manager.get("well").replicas[0] is replica
         echoed = await client.call_tool("well_echo", {"text": "still here"})
         assert echoed.content[0].text == "still here"
+        # The same settings again (a form saved as it was): nothing to change.
+        again = (await client.call_tool("gateway_update_server", {
+            "name": "well", "config": {**entry, "description": "kept running"}})).data
+        assert again.unchanged == ["well"] and again.updated == again.restarted == [], again
+        assert replica.pid == pid and gateway.manager.get("well").replicas[0] is replica
         # env is how it is started: a new process.
         restarted = (await client.call_tool("gateway_update_server", {
             "name": "well", "config": {**entry, "env": {"X": "1"}}})).data

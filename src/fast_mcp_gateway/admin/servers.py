@@ -345,6 +345,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     elif not await store.add_server(name, raw, parsed.enabled):
         raise Conflict(conflict)  # another gateway on this store registered it just now
     before = ctx.manager.services.get(name)
+    same = before is not None and before.runs_as(parsed)  # left running as it is
     service = await ctx.manager.replace_server(parsed)
     failure = None if exists else _start_failure(service)
     if failure is not None:
@@ -360,8 +361,9 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
             f"did not start, so it was not added: {failure}; fix its settings and add it "
             "again (or add it with 'enabled: false': kept, stopped until enabled)"))
     await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
-    report = (ChangeReport(added=[name]) if not running else ChangeReport(updated=[name])
-              if service is before else ChangeReport(restarted=[name]))
+    report = (ChangeReport(added=[name]) if not running else ChangeReport(unchanged=[name])
+              if same else ChangeReport(updated=[name]) if service is before
+              else ChangeReport(restarted=[name]))
     return with_outcome(ctx, report)
 
 
@@ -401,7 +403,8 @@ async def update_server(ctx: AdminContext, actor: Actor, name: str,
                         config: dict[str, Any]) -> ChangeReport:
     """Replace a running server's settings (overriding servers.yaml): it restarts now,
     or takes them as it runs when only ``IN_PLACE`` settings changed (``Service.
-    reconfigure``: the report says ``updated``)."""
+    reconfigure``: the report says ``updated``); settings it runs with already change
+    nothing (``unchanged``; ``gateway_reconnect_server`` restarts a server)."""
     return await _register(ctx, actor, name, config, must_exist=True)
 
 
@@ -469,6 +472,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         report.added += outcome.added
         report.restarted += outcome.restarted
         report.updated += outcome.updated
+        report.unchanged += outcome.unchanged
         report.connect_failed |= outcome.connect_failed
     report.error = "; ".join(failed) or None
     return report

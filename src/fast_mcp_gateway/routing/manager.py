@@ -258,8 +258,12 @@ class UpstreamManager:
         """Restart a server with a new configuration (or start it, if new); returns once
         each replica made its first connect attempt (bounded by the connect timeout).
         A change a running server takes as it runs (``Service.reconfigure``) is applied
-        to it instead, and the same service returned."""
+        to it instead, and the same service returned; so is a server whose config (and
+        running ``enabled``) is ``server`` already: nothing to change, nothing restarted
+        (``gateway_reconnect_server`` is the restart)."""
         current = self.services.get(server.name)
+        if current is not None and current.runs_as(server):
+            return current
         if current is not None and current.reconfigure(server, [
                 without_caller_headers(c) for c, _ in server.replica_configs()]):
             self._rebuild()

@@ -153,8 +153,8 @@ class Service:
         made anew from what changed.  ``replica_configs``: each replica's own copy (same
         order).  ``enabled`` is compared with the server as it runs (``self.enabled``: an
         enable or disable at runtime changes it, not its config): a config whose flag
-        says otherwise restarts it.  An unchanged config is not taken here (an update
-        that repeats it restarts the server, as it always did)."""
+        says otherwise restarts it.  An unchanged config is not taken here (``runs_as``:
+        the manager leaves such a server as it is)."""
         old = self.config
         running = old.model_copy(update={"enabled": self.enabled})
         if self.clients is not None or config == old \
@@ -170,6 +170,10 @@ class Service:
         if config.rate_limit != old.rate_limit:
             self._limit(config.rate_limit)
         return True
+
+    def runs_as(self, config: ServerConfig) -> bool:
+        """Whether this server runs with ``config`` already (``enabled`` as it runs)."""
+        return self.config == config and self.enabled == config.enabled
 
     # -- what the rest of the gateway sees --------------------------------------------
 

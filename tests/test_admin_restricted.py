@@ -14,6 +14,7 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
+import yaml
 from fastmcp import Client
 
 from tests.test_rest import OPS, demo, serving
@@ -124,7 +125,8 @@ async def test_a_restricted_admin_reads_only_its_own_servers(tmp_path: Path) -> 
     """The read-only admin tools show a token limited to some servers what REST and the
     dashboard show it: its servers.  Before, gateway_server_detail, gateway_calls,
     gateway_inspector_history, gateway_export_servers, gateway_audit (and every list)
-    gave it every other server's status, stderr tail, records and config."""
+    gave it every other server's status, stderr tail, records and config; the export is
+    cut to its servers (it was refused), the audit log, which cannot be, is refused."""
     async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")},
                        auth=False, options={"auth": AUTH}) as (api, base):
         async with Client(f"{base}/mcp", auth=OPS) as ops:  # records on both servers
@@ -145,9 +147,10 @@ async def test_a_restricted_admin_reads_only_its_own_servers(tmp_path: Path) -> 
                                     ("gateway_inspector_history", {"name": "clock"}),
                                     ("gateway_health_history", {"name": "clock"})]:
                 assert await read(tool, arguments) == "refused: unknown server 'clock'"
-            for tool in ("gateway_export_servers", "gateway_audit"):
-                text = await read(tool)
-                assert text.startswith("refused: ") and "without a 'servers' list" in text
+            text = await read("gateway_audit")
+            assert text.startswith("refused: ") and "without a 'servers' list" in text
+            exported = await carol.call_tool("gateway_export_servers", {})
+            assert list(yaml.safe_load(exported.data)["servers"]) == ["notes"], exported
             seen = [await read(tool) for tool in (
                 "gateway_list_servers", "gateway_health", "gateway_calls",
                 "gateway_inspector_history", "gateway_health_history", "gateway_stats",
@@ -236,9 +239,10 @@ async def test_a_restricted_admin_sees_only_its_own_servers_through_the_read_onl
                               ("gateway_stats", "server"), ("gateway_health_history", "name"),
                               ("gateway_pin_status", "server")]:
                 assert await answer(tool, {key: "clock"}) == "unknown server 'clock'", tool
-            for tool in ("gateway_audit", "gateway_export_servers"):
-                text = await answer(tool)
-                assert "without a 'servers' list" in text and "clock" not in text, text
+            text = await answer("gateway_audit")
+            assert "without a 'servers' list" in text and "clock" not in text, text
+            assert "notes" in (text := await answer("gateway_export_servers")), text
+            assert "clock" not in text, text
         async with Client(f"{base}/mcp", auth="mgw_dave-two-servers-9c1") as dave:
             total = await dave.call_tool("gateway_stats", {})  # the total over its servers
             assert [g["key"] for g in total.structured_content["groups"]] == [""]  # type: ignore[index]

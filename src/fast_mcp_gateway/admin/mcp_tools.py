@@ -362,7 +362,8 @@ async def remove_server(ctx: AdminContext, name: NameArg) -> ChangeReport:
 async def export(ctx: AdminContext, format: Literal["yaml", "claude"] = "yaml") -> str:
     """The running servers as servers.yaml or as Claude-Desktop mcpServers JSON
     (credentials and ${VAR} values are shown as ***)."""
-    return servers.export(ctx, format)
+    caller = CALLER.get()
+    return servers.export(ctx, format, caller.servers if caller else None)
 
 
 @admin_tool("gateway_import_servers", IDEMPOTENT)

@@ -73,8 +73,7 @@ ONE_SERVER_ARGUMENT = {"gateway_health_history": "name", "gateway_inspector_hist
                        "gateway_calls": "server", "gateway_stats": "server",
                        "gateway_pin_status": "server", "gateway_alert_history": "server"}
 # Read-only tools whose answer cannot be cut to some servers (REST refuses it too).
-EVERY_SERVER = {"gateway_audit": "the audit log covers every server",
-                "gateway_export_servers": "the export holds every server's settings"}
+EVERY_SERVER = {"gateway_audit": "the audit log covers every server"}
 # Changes whose operation decides what a restricted admin may do (on every surface):
 # alert rules on its own servers (``admin/alerts.restricted_refusal``).
 SCOPED_BY_OPERATION = frozenset({"gateway_add_alert_rule", "gateway_update_alert_rule",
@@ -87,10 +86,10 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
 
     It sees, inspects and changes its own servers only, as over REST and on the
     dashboard: another server is worded as one that does not exist, and the read-only
-    tools' answers are cut to its servers (``views.restricted_view``); what cannot be cut
-    (the audit log, an export) or reaches past one server (import, reload, routes) needs
-    a token without a ``servers`` list; alert rules are checked by their operations (on
-    its servers: allowed)."""
+    tools' answers are cut to its servers (``views.restricted_view``; an export holds its
+    servers only); what cannot be cut (the audit log) or reaches past one server
+    (import, reload, routes) needs a token without a ``servers`` list; alert rules are
+    checked by their operations (on its servers: allowed)."""
     if principal.servers is None or what in SCOPED_BY_OPERATION:
         return None
     mine = ", ".join(sorted(principal.servers))

@@ -13,6 +13,7 @@ Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection
 from typing import Any, Literal
 
 import anyio
@@ -428,9 +429,12 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     return ChangeReport(removed=[name])
 
 
-def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml") -> str:
-    """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***."""
-    return export_servers(_running_configs(ctx), fmt)
+def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",
+           only: Collection[str] | None = None) -> str:
+    """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***;
+    ``only`` these (an admin token restricted to some servers exports its own)."""
+    return export_servers({name: config for name, config in _running_configs(ctx).items()
+                           if only is None or name in only}, fmt)
 
 
 async def import_servers(ctx: AdminContext, actor: Actor, content: str,

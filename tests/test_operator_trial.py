@@ -270,6 +270,40 @@ async def test_a_failing_background_task_stops_an_http_gateway(
     assert "RuntimeError: the registrations did not parse" in str(failure)
 
 
+@pytest.mark.anyio
+async def test_a_failing_upstream_manager_stops_the_gateway(tmp_path: Path) -> None:
+    """The manager's task (every upstream's session runs in its task group) ending in
+    an error stopped every upstream, and the gateway answered on with an empty catalog,
+    only logging it: it stops now, as for its other background tasks."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    raised: list[BackgroundTaskFailed] = []
+
+    async def serve() -> None:
+        try:
+            await gateway.run_async("http", sockets=[sock])
+        except BackgroundTaskFailed as exc:
+            raised.append(exc)
+
+    async def a_bug() -> None:
+        raise RuntimeError("a bug in an upstream's task")
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            async with httpx2.AsyncClient(timeout=30) as http:  # served: the manager runs
+                health = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")
+                assert health.status_code == 200
+            group = gateway.manager._task_group
+            assert group is not None
+            group.start_soon(a_bug)
+    [failure] = raised
+    assert failure.task == "UpstreamManager.run", failure
+    assert "a bug in an upstream's task" in str(failure)
+
+
 _BROKEN_SERVE = """
 import sys
 from fast_mcp_gateway.admin.control import ControlPlane

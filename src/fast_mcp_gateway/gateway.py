@@ -107,6 +107,7 @@ class Gateway:
                                         on_listed=lambda: track_current_host(self.hub))
         check_profile(self.settings.profile, config.options)
         self.provider.profile = self.settings.profile
+        self.provider.failed = self._background_failed  # the manager's task, too
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._stop_stdio: anyio.CancelScope | None = None  # while serving stdio
         # A failed background task: serving stops, ``run_async`` raises it.

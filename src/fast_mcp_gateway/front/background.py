@@ -34,7 +34,8 @@ async def _said(fn: StartFn, failed: Failed | None, *,
     (the group's); ``failed(name, error)`` is then told, to stop what they served."""
     try:
         await fn(task_status=task_status)
-    except Exception as exc:
+    except Exception as raised:
+        exc = _cause(raised)
         then = ("the gateway stops, to be restarted" if failed is not None else
                 "the gateway runs on without its background work (call records, alerts, "
                 "config reloads, the change feed): restart it")
@@ -43,6 +44,13 @@ async def _said(fn: StartFn, failed: Failed | None, *,
         if failed is not None:
             failed(task_name(fn), exc)
         raise
+
+
+def _cause(exc: Exception) -> Exception:
+    """``exc``, or the one error a task group (a task's own: the manager's) wraps."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @asynccontextmanager

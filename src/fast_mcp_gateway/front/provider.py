@@ -30,7 +30,7 @@ from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
 from fast_mcp_gateway.config.names import logged_name
-from fast_mcp_gateway.front.background import background
+from fast_mcp_gateway.front.background import Failed, background
 from fast_mcp_gateway.front.calls import CallPipeline
 from fast_mcp_gateway.front.components import (
     GatewayPrompt,
@@ -105,6 +105,9 @@ class GatewayProvider(Provider):
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
         self.own_shown: Callable[[str], bool] = lambda name: True   # gateway.admin, now
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
+        # Told when the manager's task fails (every upstream stopped with it): the
+        # ``Gateway`` stops serving, as for its own background tasks; unset, it is logged.
+        self.failed: Failed | None = None
         self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
         self._generation = -1
         self._view = manager.view
@@ -147,7 +150,7 @@ class GatewayProvider(Provider):
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        async with background(self.manager.run):
+        async with background(self.manager.run, failed=self.failed):
             yield
 
     def invalidate(self) -> None:

@@ -79,6 +79,46 @@ def test_library_mode_refuses_a_public_address_without_auth(
     assert len(served) == 1
 
 
+def test_an_app_mounted_by_a_library_answers_off_loopback_only_with_auth() -> None:
+    """``gateway.http_app()`` served by a library's own server on a network address,
+    without ``auth``: it answered everyone who reached it (the bind rule is the CLI's
+    and ``run_async``'s).  Now a request that came in on a non-loopback address gets a
+    403 naming it and the way out; loopback, a Unix socket and a gateway with ``auth``
+    are served as before.  (In process: the ASGI ``server`` is the address a request
+    came in on; nothing binds.)"""
+    import anyio
+
+    from fast_mcp_gateway.http.app import arrived_locally
+    from tests.fixtures import make_gateway
+
+    assert arrived_locally(("127.0.0.1", 8000)) and arrived_locally(("::1", 8000))
+    assert arrived_locally(("::ffff:127.0.0.1", 8000)) and arrived_locally(("/run/g.sock", None))
+    assert arrived_locally(None) and arrived_locally(("testserver", 80))
+    assert not arrived_locally(("192.0.2.7", 8000)) and not arrived_locally(("2001:db8::1", 80))
+
+    async def get(app: object, base: str, path: str) -> httpx2.Response:
+        transport = httpx2.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx2.AsyncClient(transport=transport, base_url=base) as http:
+            return await http.get(path)
+
+    async def main() -> None:
+        app = make_gateway({}).http_app()
+        for path in ("/health", "/mcp", "/api/v1/servers"):
+            refused = await get(app, "http://192.0.2.7:8000", path)
+            assert refused.status_code == 403, (path, refused.text)
+            message = refused.json()["error"]["message"]
+            assert "no gateway.auth" in message and "192.0.2.7" in message, message
+            assert "mcp-gateway token new" in message and "127.0.0.1" in message, message
+        assert (await get(app, "http://127.0.0.1:8000", "/health")).status_code == 200
+        token = {"tokens": [{"name": "ops", "token": "mgw_ops-mounted-5c1d2e3f4a",
+                             "scopes": ["admin"]}]}
+        secured = make_gateway({}, options={"auth": token}).http_app()
+        answered = await get(secured, "http://192.0.2.7:8000", "/health")
+        assert answered.status_code == 200, answered.text
+
+    anyio.run(main)
+
+
 def test_the_flag_and_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MCP_GATEWAY_ALLOW_UNAUTHENTICATED_ADMIN", raising=False)
     plain = _settings(_parser().parse_args(["serve"]))

@@ -6,6 +6,7 @@ gateway shows or routes it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
 from fast_mcp_gateway.errors import NoHealthyReplica
 from fast_mcp_gateway.routing.service import CallPath
-from fast_mcp_gateway.upstream.replica import UpstreamState
+from fast_mcp_gateway.upstream.replica import RestartPolicy, UpstreamState
 from tests.fixtures import (
     alpha_server,
     beta_server,
@@ -123,6 +124,22 @@ async def test_updating_a_description_keeps_the_servers_process(tmp_path: Path) 
         with anyio.fail_after(60):
             while new.pid in (None, pid):
                 await new.wait_until(lambda: new.pid not in (None, pid), 30)
+
+
+async def test_the_same_settings_again_restart_a_failed_server(tmp_path: Path) -> None:
+    """An update repeating a server's settings changes nothing (above), but a server
+    that failed (parked after its crashes) is not running them: the update restarts it,
+    as a user re-saving it after fixing what it needs expects."""
+    entry = {"command": sys.executable, "args": ["-c", "raise SystemExit(3)"]}
+    gateway = make_gateway({"broken": entry}, db=tmp_path / "g.db", restart=RestartPolicy(
+        initial=0.05, maximum=0.2, jitter=0.0, crash_limit=1, crash_window=60.0))
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("broken")
+        assert await service.wait_until(lambda: service.state is UpstreamState.FAILED, 60), \
+            service.state
+        again = (await client.call_tool("gateway_update_server", {
+            "name": "broken", "config": entry})).data
+        assert again.restarted == ["broken"] and again.unchanged == [], again
 
 
 def test_only_the_in_place_settings_differ() -> None:

@@ -153,8 +153,7 @@ class Service:
         made anew from what changed.  ``replica_configs``: each replica's own copy (same
         order).  ``enabled`` is compared with the server as it runs (``self.enabled``: an
         enable or disable at runtime changes it, not its config): a config whose flag
-        says otherwise restarts it.  An unchanged config is not taken here (``runs_as``:
-        the manager leaves such a server as it is)."""
+        says otherwise restarts it.  An unchanged config is ``runs_as``'s, not this."""
         old = self.config
         running = old.model_copy(update={"enabled": self.enabled})
         if self.clients is not None or config == old \
@@ -172,8 +171,9 @@ class Service:
         return True
 
     def runs_as(self, config: ServerConfig) -> bool:
-        """Whether this server runs with ``config`` already (``enabled`` as it runs)."""
-        return self.config == config and self.enabled == config.enabled
+        """Whether it runs with ``config`` already (``enabled`` as it runs; not failed)."""
+        return self.config == config and self.enabled == config.enabled \
+            and self.state is not UpstreamState.FAILED
 
     # -- what the rest of the gateway sees --------------------------------------------
 

@@ -115,6 +115,13 @@ class FrontCall:
         return False
 
     @property
+    def between_rounds(self) -> bool:
+        """Whether the host was shown questions for this call and has not come back
+        with its next request (a parked 2026-07-28 call): a question put to it now is
+        shown only then, and never if the host sits on the round or left it."""
+        return False
+
+    @property
     def is_modern(self) -> bool:
         """A 2026-07-28 host: it answers asks itself (``InputRequiredResult``)."""
         return self.protocol_version in MODERN_PROTOCOL_VERSIONS
@@ -303,7 +310,10 @@ class InFlight:
         return None
 
     def of_one_host(self) -> FrontCall | None:
-        """The earliest caller, when every call in flight comes from one host."""
+        """The caller, when every call in flight comes from one host: the earliest one
+        the host is in now (not ``between_rounds``), else the earliest.  Any of them
+        reaches the same host, whose answer goes back to the upstream request that
+        asked; a call between rounds shows a question only if the host comes back."""
         calls = list(self._calls.values())
         if not calls:
             return None
@@ -313,7 +323,7 @@ class InFlight:
         if first.host is None or any(c.host is not first.host and c.host != first.host
                                      for c in calls[1:]):
             return None
-        return first
+        return next((c for c in calls if not c.between_rounds), first)
 
 
 class SoleHost:

@@ -239,6 +239,39 @@ async def test_an_asked_call_is_one_record_whatever_its_rounds(tmp_path: Path,
     assert records[0]["duration_ms"] > 0
 
 
+@pytest.mark.parametrize("front", ["stdio-lane", "stdio-full"])
+async def test_a_question_goes_to_a_call_the_host_is_in_not_one_it_sits_on(
+        tmp_path: Path, front: str) -> None:
+    """Over stdio a pushed question carries no call: by timing it went to the host's
+    earliest call in flight.  When that call was waiting for the host's next round (the
+    host sitting on its question, or gone from it for good), a question of the host's
+    later call was parked there, never shown, and that call hung until its timeout.
+    (Over HTTP, two sessionless requests are two hosts: such a question is refused.)"""
+    sitting, release = anyio.Event(), anyio.Event()
+    host = Host()
+
+    async def elicit(message: str, response_type: Any, params: Any, context: Any) -> Any:
+        if not sitting.is_set():  # pusher_hold's question: the host sits on it
+            sitting.set()
+            await release.wait()
+        return await host.elicit(message, response_type, params, context)
+
+    handlers = {**host.handlers(), "elicitation_handler": elicit}
+    async with gateway_client(tmp_path, front, **handlers) as client, \
+            anyio.create_task_group() as tg:
+        async def held_call() -> None:
+            assert (await client.call_tool("pusher_hold", {})).data == "accept:Ada"
+
+        tg.start_soon(held_call)
+        with anyio.fail_after(60):
+            await sitting.wait()
+        with anyio.fail_after(20):
+            result = await client.call_tool("pusher_interview", {"topic": "poem"})
+        name, sampled, _ = result.data.split("|")
+        assert (name, sampled.endswith(":sampled-by-host")) == ("accept:Ada", True)
+        release.set()
+
+
 @pytest.mark.parametrize(("front", "protocol"), [("stdio-lane", "legacy"),
                                                  ("stdio-lane", "auto"),
                                                  ("http", "legacy")])

@@ -87,3 +87,7 @@ async def test_a_right_namespace_with_a_wrong_name_lists_that_servers_tools(mode
         assert text.startswith("Unknown tool: 'alpha_ad': server 'alpha' has no tool 'ad'; "
                                "did you mean 'alpha_add'? Its tools: alpha_add"), text
         assert "carry their server's namespace" not in text and "tools/list" in text
+        # Nothing close: the sentence goes on after the semicolon.
+        text = await _tool_error(client, "alpha_zzzzzz")
+        assert text.startswith("Unknown tool: 'alpha_zzzzzz': server 'alpha' has no tool "
+                               "'zzzzzz'; its tools: alpha_add"), text

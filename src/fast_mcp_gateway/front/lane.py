@@ -75,7 +75,7 @@ from fast_mcp_gateway.front.wire import (
     tracing_configured,
     upstream_call,
 )
-from fast_mcp_gateway.upstream.relay import STDIO_HOST
+from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -114,6 +114,7 @@ class StdioLane(StdioChannel):
         self.handshake_done = False
         self.host_capabilities: dict[str, Any] = {}
         self.host_version: str | None = None
+        self.host_log_level: str | None = None  # a handshake-era host's logging/setLevel
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class StdioLane(StdioChannel):
             self._watch_handshake(line)
         if b'"notifications/roots/list_changed"' in line:
             self._roots_changed(line)
+        if b'"logging/setLevel"' in line:
+            self._watch_level(line)
         return False
 
     # -- what comes in ------------------------------------------------------------------
@@ -295,8 +298,21 @@ class StdioLane(StdioChannel):
             self.host_capabilities = caps if isinstance(caps, dict) else {}
             self.host_version = params.get("protocolVersion")
             self.handshake_done = self._listed = False
+            self.host_log_level = None
         elif message.get("method") == "notifications/initialized":
             self.handshake_done = True
+
+    def _watch_level(self, line: bytes) -> None:
+        # The SDK server answers it (a level it rejects is not kept); the lane relays
+        # the logs of the host's calls at that level and above.
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        params = message.get("params") if isinstance(message, dict) else None
+        if message.get("method") == "logging/setLevel" and isinstance(params, dict) \
+                and params.get("level") in log_levels_from(None):
+            self.host_log_level = params["level"]
 
     def _roots_changed(self, line: bytes) -> None:
         # Forwarded to every upstream session (the SDK server sees the line too).
@@ -348,7 +364,8 @@ class StdioLane(StdioChannel):
             input_responses=params.get("inputResponses"),
             request_state=params.get("requestState"), client_id="stdio",
             protocol_version=version, host=STDIO_HOST, lane=self, progress_token=token,
-            log_levels=allowed_log_levels(version, meta),
+            log_levels=(allowed_log_levels(version, meta) if modern
+                        else log_levels_from(self.host_log_level)),
             capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY) if modern else None,
             reply=reply,
         )

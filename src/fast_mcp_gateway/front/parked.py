@@ -82,6 +82,11 @@ class ParkedFront(FrontCall):
         host = self._host()
         return host is not None and host.observed_after_answer
 
+    @property
+    def between_rounds(self) -> bool:
+        parked = self.parked
+        return parked is not None and parked.current is None and parked.outcome is None
+
     def _now(self) -> FrontCall | None:
         parked = self.parked
         if parked is not None:

@@ -38,11 +38,17 @@ from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway._compat import PreferredToolServer, connection_of, current_transport
+from fast_mcp_gateway._compat import (
+    PreferredToolServer,
+    connection_of,
+    current_transport,
+    low_level_server,
+)
 from fast_mcp_gateway.front.early import OPENING_RESULT_KEYS, differences
 from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.front.unknown import Kind
@@ -141,6 +147,8 @@ class GatewayServer(PreferredToolServer):
 
         self.prefer_tool = prefer
         hint_lists(self, provider)   # ttlMs / cacheScope of the aggregate lists
+        # Malformed params named, not the SDK's bare "Invalid request parameters".
+        low_level_server(self).middleware.append(NamedInvalidParams())
         self.tasks = GatewayTasks(provider)  # MCP tasks relayed (front/tasks.py)
         self.add_extension(self.tasks)
 

@@ -85,9 +85,10 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
     import difflib  # here, not at the top: only a wrong name needs it
 
     close = difflib.get_close_matches(name, names, n=_MEANT, cutoff=0.8)
-    meant = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    # "...; did you mean 'x'? Its tools: ..." or "...; its tools: ..."
+    meant = f"did you mean {' or '.join(map(repr, close))}? Its" if close else "its"
     more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-    return (f"server '{server}' has no {kind} {missing!r}; {meant}Its {kind}s: "
+    return (f"server '{server}' has no {kind} {missing!r}; {meant} {kind}s: "
             f"{', '.join(names[:_SHOWN])}{more}")
 
 

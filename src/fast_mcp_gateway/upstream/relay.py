@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import typing
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -48,7 +49,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from fast_mcp_gateway._compat import connection_of, current_transport
+from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,15 @@ CURRENT_CALL: ContextVar[FrontCall | None] = ContextVar("gateway_current_call", 
 """The host call an upstream request is made for, set by ``Requests`` around it."""
 
 IdleLog = Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]
+
+LOG_LEVELS: tuple[str, ...] = typing.get_args(types.LoggingLevel)
+
+
+def log_levels_from(minimum: str | None) -> frozenset[str]:
+    """The levels a handshake-era host that set ``minimum`` with ``logging/setLevel``
+    gets (every level when it set none, or an unknown one)."""
+    start = LOG_LEVELS.index(minimum) if minimum in LOG_LEVELS else 0
+    return frozenset(LOG_LEVELS[start:])
 
 
 @dataclass(eq=False)
@@ -112,6 +122,13 @@ class FrontCall:
     def observed_after_answer(self) -> bool:
         """Whether the call pipeline may tell its observers at the loop's next turn: the
         answer is written before the call's task yields (a lane's), so they run after it."""
+        return False
+
+    @property
+    def between_rounds(self) -> bool:
+        """Whether the host was shown questions for this call and has not come back
+        with its next request (a parked 2026-07-28 call): a question put to it now is
+        shown only then, and never if the host sits on the round or left it."""
         return False
 
     @property
@@ -190,7 +207,13 @@ class FrontCall:
             await self.session.report_progress(progress, total, message)
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """Relay an upstream's log of this call.  The upstream session asks for every
+        level (it serves every host): a handshake-era host's ``logging/setLevel`` is
+        applied here (2026-07-28 hosts name a level per request: the SDK applies it)."""
         if self.session is not None:
+            if not self.is_modern and params.level not in log_levels_from(
+                    client_log_level(connection_of(self.session))):
+                return
             await _send_log_message(
                 self.session, params.level, params.data, params.logger,
                 related_request_id=self.request_id,
@@ -303,7 +326,10 @@ class InFlight:
         return None
 
     def of_one_host(self) -> FrontCall | None:
-        """The earliest caller, when every call in flight comes from one host."""
+        """The caller, when every call in flight comes from one host: the earliest one
+        the host is in now (not ``between_rounds``), else the earliest.  Any of them
+        reaches the same host, whose answer goes back to the upstream request that
+        asked; a call between rounds shows a question only if the host comes back."""
         calls = list(self._calls.values())
         if not calls:
             return None
@@ -313,7 +339,7 @@ class InFlight:
         if first.host is None or any(c.host is not first.host and c.host != first.host
                                      for c in calls[1:]):
             return None
-        return first
+        return next((c for c in calls if not c.between_rounds), first)
 
 
 class SoleHost:

@@ -1,0 +1,63 @@
+"""A handshake-era host's ``logging/setLevel`` holds for the logs of its own calls.
+
+The gateway's upstream sessions ask for every level (one session serves every host), so
+the host's level is the gateway's to apply.  It was applied to logs sent between calls
+only: a host that set ``warning`` still got the ``info`` logs its calls caused (a
+server asked directly sends none below the level: server-everything's simulated
+logging through the gateway showed it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from tests.fixtures import PY, make_gateway, serve_http, stdio_entry
+from tests.test_lane import write_config
+
+pytestmark = pytest.mark.anyio
+
+
+def _collector() -> tuple[list[str], Any]:
+    got: list[str] = []
+
+    async def on_log(message: Any) -> None:
+        data = message.data  # FastMCP's ctx.info() sends {"msg": ..., "extra": ...}
+        got.append(f"{message.level}:{data['msg'] if isinstance(data, dict) else data}")
+    return got, on_log
+
+
+async def _chatty_at_warning(client: Client[Any], tool: str, got: list[str]) -> None:
+    await client.set_logging_level("warning")
+    await client.call_tool(tool, {})
+    assert got == ["warning:almost there"], got  # "info:working on it" held back
+    await client.set_logging_level("debug")
+    await client.call_tool(tool, {})
+    assert got[1:] == ["info:working on it", "warning:almost there"], got
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+@pytest.mark.parametrize("lane", [True, False])
+async def test_a_stdio_hosts_level_holds_for_its_calls_logs(tmp_path: Path, lane: bool) -> None:
+    transport = StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config",
+                                    str(write_config(tmp_path)), "--no-db"],
+                               env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": json.dumps(lane)},
+                               keep_alive=False, log_file=tmp_path / "gateway.log")
+    got, on_log = _collector()
+    async with Client(transport, mode="legacy", log_handler=on_log) as client:
+        await _chatty_at_warning(client, "up_chatty", got)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_an_http_hosts_level_holds_for_its_calls_logs(tmp_path: Path) -> None:
+    gateway = make_gateway({"up": stdio_entry("lane.py", env={"LANE_MARKS": str(tmp_path)})})
+    got, on_log = _collector()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", mode="legacy", log_handler=on_log) as client:
+        await _chatty_at_warning(client, "up_chatty", got)

@@ -62,3 +62,22 @@ def test_many_problems_are_counted_past_the_first_five() -> None:
     assert len(problems) == 8
     assert message.count("params.items.") == 5 and "... (3 more)" in message
     assert "'x'" not in message
+
+
+@pytest.mark.anyio
+async def test_only_the_parameters_own_validation_is_worded_as_theirs() -> None:
+    """A ``ValidationError`` a handler lets out that is not its parameters' (a result
+    model, say) is no fault of the host's parameters: it keeps the SDK's answer."""
+    from types import SimpleNamespace
+
+    from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
+
+    class CallToolResult(BaseModel):
+        content: list[str]
+
+    async def handler(ctx: Any) -> Any:
+        return CallToolResult.model_validate({"content": 5})
+
+    ctx = SimpleNamespace(request_id=1, method="tools/call")
+    with pytest.raises(ValidationError):
+        await NamedInvalidParams()(ctx, handler)  # type: ignore[arg-type]

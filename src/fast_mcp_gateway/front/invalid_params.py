@@ -7,7 +7,10 @@ request sent to a server directly (a TypeScript-SDK server, for one) names the f
 ``NamedInvalidParams``, an SDK server middleware, words the answer instead: the method,
 each offending parameter's path and what was wrong with it, and what to do.  The code
 stays ``-32602``.  The values sent are never quoted (they may hold secrets): only the
-JSON type of a value that had the wrong one.
+JSON type of a value that had the wrong one.  Only the request's own validation (a
+``...Request`` or ``...Params`` model, as the SDK checks them) is worded so: another
+``ValidationError`` a handler lets out (a result's) is not the host's parameters, and
+keeps the SDK's answer.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class NamedInvalidParams:
         try:
             return await call_next(ctx)
         except ValidationError as exc:
-            if ctx.request_id is None:  # a notification: nothing to answer
-                raise
+            if ctx.request_id is None or not exc.title.endswith(("Request", "Params")):
+                raise  # a notification (nothing to answer), or not the parameters
             message, problems = describe(ctx.method, exc)
             raise MCPError(code=INVALID_PARAMS, message=message,
                            data={"method": ctx.method, "errors": problems}) from exc

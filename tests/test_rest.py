@@ -364,3 +364,34 @@ async def test_an_add_whose_server_does_not_start_is_a_422_and_not_kept(
         assert "server 'broken': did not start, so it was not added: " in error["message"]
         assert "boom" in error["message"]
         assert (await api("GET", "/servers", OPS)).json()["servers"] == []
+
+
+async def test_a_body_nested_too_deep_or_holding_nan_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """A body nested ~1000 deep was a 500 (json.loads' RecursionError) on every POST and
+    PUT; nested a few hundred deep it parsed and the inspector's audit overflowed the
+    stack (500); NaN (not JSON) reached the tool as null."""
+    def call(arguments: str) -> str:
+        return f'{{"server": "notes", "tool": "add_note", "arguments": {arguments}}}'
+
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _base):
+        for depth in (201, 600, 5000):
+            nested = "[" * depth + "]" * depth
+            for method, path, body in [
+                    ("POST", "/debug/call-tool", call(f'{{"title": "t", "body": {nested}}}')),
+                    ("POST", "/servers", f'{{"name": "deep", "config": {nested}}}'),
+                    ("PUT", "/routes/1", f'{{"pattern": {nested}}}'),
+                    ("POST", "/alerts/rules", f'{{"name": "r", "when": {nested}}}')]:
+                error = assert_error(await api(method, path, OPS, content=body), 400,
+                                     "invalid_json")
+                assert "nested more than 200 levels deep" in error["message"], error
+                assert "send flatter data" in error["message"]
+        for constant in ("NaN", "Infinity", "-Infinity"):
+            error = assert_error(await api("POST", "/debug/call-tool", OPS, content=call(
+                f'{{"title": {constant}, "body": "b"}}')), 400, "invalid_json")
+            assert f"{constant} is not a JSON value" in error["message"], error
+        # As deep as an MCP server reads is still served (the tool refuses a list body).
+        nested = "[" * 150 + "]" * 150
+        served = await api("POST", "/debug/call-tool", OPS,
+                           content=call(f'{{"title": "t", "body": {nested}}}'))
+        assert served.status_code == 200 and served.json()["status"] == "error", served.text
+        assert (await api("GET", "/servers/notes", OPS)).json()["state"] == "ready"

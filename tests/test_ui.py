@@ -352,6 +352,15 @@ def test_schema_form_round_trip() -> None:
     _, errors = arguments_of(list(fields.values()), {"arg.count": "three", "arg.free": "{"})
     assert set(errors) == {"arg.title", "arg.count", "arg.free", "arg.where.city"}
     assert "whole number" in errors["arg.count"]
+    # float() reads 'nan' and 'inf', json.loads NaN and 1000-deep arrays (RecursionError):
+    # none of them is JSON an upstream reads.
+    deep = "[" * 5000 + "]" * 5000
+    for ratio, free in [("nan", "NaN"), ("inf", deep), ("-Infinity", '{"k": Infinity}')]:
+        _, errors = arguments_of(list(fields.values()), {
+            "arg.title": "t", "arg.count": "3", "arg.flag": "on", "arg.where.city": "Oslo",
+            "arg.ratio": ratio, "arg.free": free})
+        assert errors == {"arg.ratio": "ratio must be a number",
+                          "arg.free": "free must be valid JSON"}, errors
 
 
 def test_vendored_files_match_their_manifest_and_licenses() -> None:

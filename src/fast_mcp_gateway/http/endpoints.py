@@ -13,7 +13,6 @@ server), and every unknown-server error names only the principal's servers.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.config.schema import AdminKind
@@ -128,7 +128,7 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
         if len(raw) > MAX_BODY:
             raise ApiError(413, "body_too_large", f"the request body is over {MAX_BODY} bytes")
     try:
-        data = json.loads(raw) if raw else None
+        data = parse_json(raw) if raw else None
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -471,3 +471,24 @@ async def test_an_edit_keeps_masked_secrets_it_sends_back_unchanged(
         row = next(r for r in await gateway.store.servers() if r.name == "fromenv")
         assert row.config is not None and row.config["headers"] == {
             "X-Custom": "${UI_TEST_SECRET}"} and row.config["description"] == "kept"
+
+
+@pytest.mark.anyio
+async def test_a_cursor_the_gateway_did_not_issue_is_the_callers_mistake(tmp_path: Path) -> None:
+    """/ui/logs?cursor=zzz was a 503 "Unavailable" page (the store's "invalid cursor"
+    error reads as the store being down), and gateway_calls said only "invalid cursor"."""
+    gateway = make_gateway({}, db=tmp_path / "gw.db", allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for cursor in ("zzz", "nan|1", "1.5"):
+            page = await http.get(base + "/ui/logs", params={"cursor": cursor})
+            assert page.status_code == 400, (cursor, page.status_code)
+            assert "pass `next_cursor` from a previous page" in page.text
+        async with Client(f"{base}/mcp") as client:  # a host's gateway_calls
+            refused = await client.call_tool("gateway_calls", {"cursor": "zzz"},
+                                             raise_on_error=False)
+        assert refused.is_error
+        assert refused.content[0].text == (  # type: ignore[union-attr]
+            "invalid cursor 'zzz': not a cursor this gateway issued; pass `next_cursor` "
+            "from a previous page (or none for the first)")
+        assert (await http.get(base + "/ui/logs", params={"cursor": ""})).status_code == 200

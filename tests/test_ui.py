@@ -492,3 +492,31 @@ async def test_a_cursor_the_gateway_did_not_issue_is_the_callers_mistake(tmp_pat
             "invalid cursor 'zzz': not a cursor this gateway issued; pass `next_cursor` "
             "from a previous page (or none for the first)")
         assert (await http.get(base + "/ui/logs", params={"cursor": ""})).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_overview_while_the_store_is_unreachable_does_not_say_there_is_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PostgreSQL down the overview said both "History and statistics are
+    unavailable: PostgreSQL ... is unreachable" and "Statistics are off: this gateway
+    runs without a store (--no-db)"; and ?window=zzz titled its counts "last zzz"."""
+    from fast_mcp_gateway.store import StorageError
+    from fast_mcp_gateway.ui import views
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        page = await http.get(base + "/ui/", params={"window": "zzz"})
+        assert "Requests (last hour)" in page.text and "zzz" not in page.text.split(
+            'id="cards"')[0]
+
+        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise StorageError("PostgreSQL at gw@127.0.0.1:5432/gw is unreachable")
+
+        monkeypatch.setattr(views.history, "stats", unreachable)
+        page = await http.get(base + "/ui/")
+        assert page.status_code == 200
+        assert "History and statistics are unavailable: PostgreSQL" in page.text
+        assert "--no-db" not in page.text and "Statistics are off" not in page.text
+    offline = make_gateway({})  # no store at all: that is what the note is for
+    async with serve_http(offline.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        assert "Statistics are off" in (await http.get(base + "/ui/")).text

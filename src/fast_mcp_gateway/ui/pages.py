@@ -108,8 +108,15 @@ async def logout(page: Page) -> Response:
 # -- overview ----------------------------------------------------------------------
 
 
-async def overview(page: Page) -> Response:
+def window_of(page: Page) -> str:
+    """The charts' window asked for: one of ``views.TRENDS`` (default and otherwise: the
+    hour, which is also what the page then says it shows)."""
     window = page.query("window", "hour")
+    return window if window in views.TRENDS else "hour"
+
+
+async def overview(page: Page) -> Response:
+    window = window_of(page)
     data = await views.overview(page.ctx, visible(page), window)
     return page.render("overview.html", data=data, window=window, views=views,
                        active=await active_alerts(page),
@@ -118,7 +125,7 @@ async def overview(page: Page) -> Response:
 
 
 async def cards(page: Page) -> Response:
-    window = page.query("window", "hour")
+    window = window_of(page)
     data = await views.overview(page.ctx, visible(page), window)
     return page.render("_cards.html", data=data, window=window, views=views,
                        q=page.query("q"), state=page.query("state"),
@@ -131,7 +138,7 @@ async def cards(page: Page) -> Response:
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
     detail = servers.server_detail(page.ctx, name, stderr_lines=40)
-    window = page.query("window", "hour")
+    window = window_of(page)
     status = page.query("status")
     cursor = page.query("cursor") or None
     calls = None

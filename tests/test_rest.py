@@ -395,3 +395,20 @@ async def test_a_body_nested_too_deep_or_holding_nan_is_a_400_not_a_500(tmp_path
                            content=call(f'{{"title": "t", "body": {nested}}}'))
         assert served.status_code == 200 and served.json()["status"] == "error", served.text
         assert (await api("GET", "/servers/notes", OPS)).json()["state"] == "ready"
+
+
+async def test_an_unknown_tools_statistics_say_what_names_a_tool(tmp_path: Path) -> None:
+    """GET /stats/tools/<name> of a name with no tool answered "no tool named 'x'"
+    only; now the closest of the caller's tools and where the names are listed."""
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (
+            api, _base):
+        typo = assert_error(await api("GET", "/stats/tools/notes_add_not", OPS), 404,
+                            "not_found")["message"]
+        assert typo == ("no tool named 'notes_add_not': did you mean 'notes_add_note'? a tool "
+                        "is named by its exposed name, as GET /api/v1/servers/{name}/tools "
+                        "lists them")
+        # A restricted token is told of its own tools only.
+        hidden = assert_error(await api("GET", "/stats/tools/clock_no", ALICE), 404,
+                              "not_found")["message"]
+        assert "did you mean" not in hidden and "clock_now" not in hidden, hidden
+        assert (await api("GET", "/stats/tools/notes_add_note", ALICE)).status_code == 200

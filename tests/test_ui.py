@@ -520,3 +520,31 @@ async def test_the_overview_while_the_store_is_unreachable_does_not_say_there_is
     offline = make_gateway({})  # no store at all: that is what the note is for
     async with serve_http(offline.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
         assert "Statistics are off" in (await http.get(base + "/ui/")).text
+
+
+@pytest.mark.anyio
+async def test_an_unknown_server_page_names_the_servers_the_viewer_may_see(
+        tmp_path: Path) -> None:
+    """The dashboard's 404 said "no server named 'x'" only, where REST and the admin tools
+    name the caller's servers ("(known: ...)"): a viewer could not tell what to open."""
+    from tests.fixtures import beta_server
+
+    gateway = make_gateway({"other": memory_entry("other"), "beta": memory_entry("beta")},
+                           {"other": beta_server(), "beta": beta_server()},
+                           options={"auth": AUTH}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base:
+        for token, shown in [(OPS, "other, beta"), (ALICE, "other")]:
+            async with httpx2.AsyncClient(timeout=30) as http:
+                await _login(http, base, token)
+                for path in ("/ui/servers/nosuch", "/ui/logs?server=nosuch",
+                             "/ui/inspector?server=nosuch"):
+                    page = await http.get(base + path)
+                    assert page.status_code == 404, (path, page.status_code)
+                    assert f"no server named &#39;nosuch&#39; (known: {shown})" in page.text, \
+                        page.text[-800:]
+            # alice is limited to 'other': 'beta' is as unknown as 'nosuch', never named
+        async with httpx2.AsyncClient(timeout=30) as http:
+            await _login(http, base, ALICE)
+            page = await http.get(base + "/ui/servers/beta")
+            assert page.status_code == 404
+            assert "no server named &#39;beta&#39; (known: other)" in page.text

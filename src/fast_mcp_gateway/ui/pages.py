@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
-from fast_mcp_gateway.errors import NotFound
+from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
@@ -33,10 +33,11 @@ def visible(page: Page) -> set[str] | None:
 
 
 def server_name(page: Page, name: str) -> str:
-    """``name`` if it exists and the viewer may see it, else 404 (alike)."""
+    """``name`` if it exists and the viewer may see it, else 404 (alike), naming the
+    servers the viewer may see, as REST and the admin tools do."""
     if name in page.ctx.manager.services and page.viewer.may_use(name):
         return name
-    raise NotFound(f"no server named '{name}'")
+    raise UnknownServer(name, page.ctx.manager.services).seen_by(page.viewer.may_use)
 
 
 def limit_of(page: Page) -> int:

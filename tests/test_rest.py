@@ -412,3 +412,31 @@ async def test_an_unknown_tools_statistics_say_what_names_a_tool(tmp_path: Path)
                               "not_found")["message"]
         assert "did you mean" not in hidden and "clock_now" not in hidden, hidden
         assert (await api("GET", "/stats/tools/notes_add_note", ALICE)).status_code == 200
+
+
+async def test_a_servers_config_as_get_shows_it_is_accepted_back_by_put(tmp_path: Path) -> None:
+    """GET /servers/{name} shows 'config' with the server's 'name' in it; PUT of that
+    config was refused ("field 'name': unknown field"), so read-modify-write failed."""
+    notes = {**demo("notes"), "env": {"NOTES_TOKEN": "s3cret-notes-value-9f2"}}
+    async with serving(tmp_path, {"notes": notes}) as (api, base):
+        shown = (await api("GET", "/servers/notes", OPS)).json()["config"]
+        assert shown["name"] == "notes" and shown["env"] == {"NOTES_TOKEN": "***"}
+        same = await api("PUT", "/servers/notes", OPS, json={"config": shown})
+        assert same.status_code == 200, same.text
+        assert same.json()["unchanged"] == ["notes"]
+        described = await api("PUT", "/servers/notes", OPS,
+                              json={"config": {**shown, "description": "mine"}})
+        assert described.json()["updated"] == ["notes"], described.text
+        renamed = assert_error(await api("PUT", "/servers/notes", OPS, json={
+            "config": {**shown, "name": "other"}}), 422, "invalid_config")
+        assert "'name'" in renamed["message"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:  # the admin tools alike
+            detail = (await client.call_tool("gateway_server_detail", {"name": "notes"})
+                      ).structured_content
+            assert detail is not None
+            again = await client.call_tool("gateway_update_server", {
+                "name": "notes", "config": detail["config"]})
+            assert again.structured_content["unchanged"] == ["notes"], again  # type: ignore[index]
+        stored = (await api("GET", "/servers/notes", OPS)).json()["config"]
+        assert stored["env"] == {"NOTES_TOKEN": "***"} and stored["description"] == "mine"
+    assert all("s3cret-notes-value-9f2" not in text for text in api.seen)

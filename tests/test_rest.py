@@ -440,3 +440,21 @@ async def test_a_servers_config_as_get_shows_it_is_accepted_back_by_put(tmp_path
         stored = (await api("GET", "/servers/notes", OPS)).json()["config"]
         assert stored["env"] == {"NOTES_TOKEN": "***"} and stored["description"] == "mine"
     assert all("s3cret-notes-value-9f2" not in text for text in api.seen)
+
+
+async def test_a_body_that_is_not_an_object_says_what_to_send(tmp_path: Path) -> None:
+    """An empty body, '[]' or bad JSON said only "the request body must be a JSON
+    object" / "is not JSON: Expecting value ...": not what the operation takes."""
+    async with serving(tmp_path, {}) as (api, _base):
+        for content, what in [(b"", "is empty"), (b"[]", "is an array"),
+                              (b'"x"', "is a string"), (b"null", "is null"),
+                              (b"{nope", "is not JSON: Expecting property name")]:
+            error = assert_error(await api("POST", "/routes", OPS, content=content), 400,
+                                 "invalid_json")
+            assert error["message"].startswith(f"the request body {what}"), error
+            assert error["message"].endswith(
+                "; send a JSON object with this operation's fields (pattern, target, match, "
+                "priority)"), error
+        rule = assert_error(await api("POST", "/alerts/rules", OPS, content=b"[]"), 400,
+                            "invalid_json")["message"]
+        assert "window, for, min_calls" in rule and "for_" not in rule, rule

@@ -31,7 +31,7 @@ from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
-from fast_mcp_gateway.store import HealthRecord, Invocation, StorageError, Store, open_store
+from fast_mcp_gateway.store import HealthRecord, Invocation, Store, open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 pytestmark = pytest.mark.anyio
@@ -264,8 +264,8 @@ async def test_calls_and_stats(store: Store) -> None:
     rest = await history.calls(ctx, limit=2, cursor=page.next_cursor)
     assert [c.id for c in rest.calls] == ["c3"]
     assert [c.id for c in (await history.calls(ctx, status="error")).calls] == ["c2"]
-    with pytest.raises(StorageError):
-        await history.calls(ctx, cursor="not-a-cursor")
+    with pytest.raises(AdminError, match="pass `next_cursor` from a previous page"):
+        await history.calls(ctx, cursor="not-a-cursor")  # the caller's mistake, not the store's
     report = await history.stats(ctx, group_by="server")
     (group,) = report.groups
     assert (group.key, group.count, group.errors) == ("alpha", 3, 1)

@@ -38,12 +38,17 @@ async def test_a_restricted_admin_changes_only_its_own_servers(tmp_path: Path) -
                 assert result.is_error, (tool, result.content)
                 return str(result.content[0].text)  # type: ignore[union-attr]
 
-            # Another server is out of reach, worded as for one that does not exist.
+            # Another server is out of reach, worded as for one that does not exist, as
+            # REST words it: naming the servers this token may use (it said only
+            # "unknown server 'clock'", without what to use instead).
+            gone = (await api("GET", "/servers/clock", NOTES_ADMIN)).json()["error"]["message"]
+            assert gone == "no server named 'clock' (known: notes)"
             for tool in ("gateway_remove_server", "gateway_disable_server",
                          "gateway_reconnect_server"):
-                assert "unknown server 'clock'" in await refused(tool, {"name": "clock"})
-            assert "unknown server 'clock'" in await refused(
-                "gateway_update_server", {"name": "clock", "config": demo("clock")})
+                assert await refused(tool, {"name": "clock"}) == gone
+                assert await refused(tool, {"name": "nosuch"}) == gone.replace("clock", "nosuch")
+            assert await refused(
+                "gateway_update_server", {"name": "clock", "config": demo("clock")}) == gone
             assert "may only manage the servers notes" in await refused(
                 "gateway_add_server", {"name": "clock2", "config": demo("clock")})
             # What reaches beyond one server needs an unrestricted token.
@@ -146,7 +151,8 @@ async def test_a_restricted_admin_reads_only_its_own_servers(tmp_path: Path) -> 
                                     ("gateway_calls", {"server": "clock"}),
                                     ("gateway_inspector_history", {"name": "clock"}),
                                     ("gateway_health_history", {"name": "clock"})]:
-                assert await read(tool, arguments) == "refused: unknown server 'clock'"
+                assert await read(tool, arguments) == (
+                    "refused: no server named 'clock' (known: notes)")
             text = await read("gateway_audit")
             assert text.startswith("refused: ") and "without a 'servers' list" in text
             exported = await carol.call_tool("gateway_export_servers", {})
@@ -238,7 +244,8 @@ async def test_a_restricted_admin_sees_only_its_own_servers_through_the_read_onl
             for tool, key in [("gateway_server_detail", "name"), ("gateway_calls", "server"),
                               ("gateway_stats", "server"), ("gateway_health_history", "name"),
                               ("gateway_pin_status", "server")]:
-                assert await answer(tool, {key: "clock"}) == "unknown server 'clock'", tool
+                assert await answer(tool, {key: "clock"}) == (
+                    "no server named 'clock' (known: notes)"), tool
             text = await answer("gateway_audit")
             assert "without a 'servers' list" in text and "clock" not in text, text
             assert "notes" in (text := await answer("gateway_export_servers")), text

@@ -122,3 +122,32 @@ async def test_a_restricted_admins_alert_tools_show_its_servers_only(tmp_path: P
             assert (await http.get("/alerts/rules")).json()["rules"] == listed["rules"]
             assert (await http.get("/alerts")).json()["alerts"] == status["alerts"]
             assert (await http.get("/alerts/history")).json()["events"] == history["events"]
+
+
+async def test_a_mistyped_rule_field_is_matched_to_the_field_as_written(
+        tmp_path: Path) -> None:
+    """'fr' was answered "did you mean 'for_'?" and the accepted fields listed 'for_',
+    the model's attribute: a rule sent with 'for_' is not what the docs or GET show."""
+    from fast_mcp_gateway import parse_config
+    from fast_mcp_gateway.errors import ConfigError
+    from tests.fixtures import make_gateway
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db", allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60) as http:
+        typo = await http.post("/alerts/rules", json={"name": "r", "metric": "not_ready",
+                                                      "fr": 60})
+        assert typo.status_code == 422
+        assert typo.json()["error"]["message"] == (
+            "invalid body: fr is not accepted (did you mean 'for'?)"), typo.text
+        extra = await http.post("/alerts/rules", json={"name": "r", "metric": "not_ready",
+                                                       "zzzzz": 1})
+        message = extra.json()["error"]["message"]
+        assert ", for," in message and "for_" not in message, message
+        async with Client(f"{base}/mcp") as client:
+            refused = await client.call_tool("gateway_add_alert_rule", {"rule": {
+                "name": "r", "metric": "not_ready", "fr": 60}}, raise_on_error=False)
+        assert "did you mean 'for'?" in refused.content[0].text  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="did you mean 'for'"):
+        parse_config({"servers": {}, "alerts": {"rules": [
+            {"name": "r", "metric": "not_ready", "fr": 60}]}}, source="test")

@@ -254,3 +254,25 @@ def test_a_store_that_cannot_be_opened_is_one_line(tmp_path: Path, transport: st
     assert run.stderr.strip().splitlines()[-1] == (
         f"mcp-gateway: cannot open the store: {tmp_path}: cannot create it: is a "
         f"directory; give the path of a file in it, e.g. {tmp_path / 'gateway.db'}")
+
+
+@pytest.mark.parametrize(("argv", "env", "said"), [
+    (["--port", "99999"], {}, "--port: must be less than or equal to 65535 (got 99999)"),
+    (["--connect-timeout", "-5"], {}, "--connect-timeout: must be greater than 0 (got -5.0)"),
+    (["--startup-wait", "-1"], {},
+     "--startup-wait: must be greater than or equal to 0 (got -1.0)"),
+    ([], {"MCP_GATEWAY_PORT": "99999"},
+     "MCP_GATEWAY_PORT: must be less than or equal to 65535 (got '99999')"),
+])
+def test_a_flag_out_of_range_is_named_as_typed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        argv: list[str], env: dict[str, str], said: str) -> None:
+    """'serve --port 99999' said "MCP_GATEWAY_PORT: Input should be less than or equal
+    to 65535": a variable the user never set, in pydantic's words."""
+    from fast_mcp_gateway.cli.main import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--transport", "http", "--no-db",
+                 "--config", str(tmp_path / "servers.yaml"), *argv]) == 2
+    assert capsys.readouterr().err == f"mcp-gateway: {said}\n"

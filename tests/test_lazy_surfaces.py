@@ -214,3 +214,19 @@ def test_metrics_tallies_render_as_prometheus_own_counters_and_histogram() -> No
             limited.labels(key[2], key[1]).inc()
     assert metrics.render() == generate_latest(registry)
     assert "version=" in metrics.content_type()
+
+
+async def test_an_unknown_path_or_method_says_what_to_use() -> None:
+    """'GET /api/v1/nosuch: Not Found' and 'POST ...: Method Not Allowed' named neither
+    the paths there are nor the methods the path takes."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        missing = (await http.get(base + "/api/v1/servers/alpha/nosuch")).json()["error"]
+        assert missing["message"] == ("GET /api/v1/servers/alpha/nosuch: no such path; "
+                                      "/api/v1/openapi.json lists the API's paths")
+        wrong = (await http.post(base + "/api/v1/servers/alpha/tools")).json()["error"]
+        assert wrong["code"] == "method_not_allowed"
+        assert wrong["message"] == ("POST /api/v1/servers/alpha/tools: this path does not "
+                                    "take POST; it takes GET, HEAD")
+        page = (await http.get(base + "/ui/nosuch")).json()["error"]
+        assert page["message"] == "GET /ui/nosuch: no such path; start from /ui/"

@@ -74,3 +74,37 @@ def test_every_gateway_url_in_the_readme_uses_the_default_port() -> None:
     # ``url:`` lines configure upstream servers, which listen where they like.
     ports = {int(p) for line in lines if "url:" not in line for p in served.findall(line)}
     assert ports == {GatewaySettings.model_fields["port"].default}, ports
+
+
+def _rest_table(readme: str) -> set[tuple[str, str]]:
+    """(method, path) of each operation the README's REST API table names: a row's items
+    are `METHOD /path`, `/last-segment` (the previous item's method and parent) or
+    `/full/path` (the previous item's method)."""
+    section = readme.split("## REST API", 1)[1].split("\n## ", 1)[0]
+    out: set[tuple[str, str]] = set()
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        method = path = ""
+        for item in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+            parts = item.split()
+            if len(parts) == 2:
+                method, path = parts
+            elif path and item.count("/") == 1:
+                path = path.rsplit("/", 1)[0] + item
+            else:
+                path = item
+            out.add((method, path))
+    return out
+
+
+def test_the_rest_table_names_every_operation() -> None:
+    """The table lacked /pins and the seven /alerts operations: a reader of the REST
+    section could not know they exist."""
+    from fast_mcp_gateway.http.api import ENDPOINTS
+
+    readme = doc.README.read_text(encoding="utf-8")
+    served = {(ep.method, ep.path) for ep in ENDPOINTS}
+    documented = _rest_table(readme)
+    assert served - documented == set(), "README.md's REST API table lacks these"
+    assert documented - served == set(), "README.md's REST API table names these in vain"

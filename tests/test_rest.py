@@ -364,3 +364,97 @@ async def test_an_add_whose_server_does_not_start_is_a_422_and_not_kept(
         assert "server 'broken': did not start, so it was not added: " in error["message"]
         assert "boom" in error["message"]
         assert (await api("GET", "/servers", OPS)).json()["servers"] == []
+
+
+async def test_a_body_nested_too_deep_or_holding_nan_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """A body nested ~1000 deep was a 500 (json.loads' RecursionError) on every POST and
+    PUT; nested a few hundred deep it parsed and the inspector's audit overflowed the
+    stack (500); NaN (not JSON) reached the tool as null."""
+    def call(arguments: str) -> str:
+        return f'{{"server": "notes", "tool": "add_note", "arguments": {arguments}}}'
+
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, _base):
+        for depth in (201, 600, 5000):
+            nested = "[" * depth + "]" * depth
+            for method, path, body in [
+                    ("POST", "/debug/call-tool", call(f'{{"title": "t", "body": {nested}}}')),
+                    ("POST", "/servers", f'{{"name": "deep", "config": {nested}}}'),
+                    ("PUT", "/routes/1", f'{{"pattern": {nested}}}'),
+                    ("POST", "/alerts/rules", f'{{"name": "r", "when": {nested}}}')]:
+                error = assert_error(await api(method, path, OPS, content=body), 400,
+                                     "invalid_json")
+                assert "nested more than 200 levels deep" in error["message"], error
+                assert "send flatter data" in error["message"]
+        for constant in ("NaN", "Infinity", "-Infinity"):
+            error = assert_error(await api("POST", "/debug/call-tool", OPS, content=call(
+                f'{{"title": {constant}, "body": "b"}}')), 400, "invalid_json")
+            assert f"{constant} is not a JSON value" in error["message"], error
+        # As deep as an MCP server reads is still served (the tool refuses a list body).
+        nested = "[" * 150 + "]" * 150
+        served = await api("POST", "/debug/call-tool", OPS,
+                           content=call(f'{{"title": "t", "body": {nested}}}'))
+        assert served.status_code == 200 and served.json()["status"] == "error", served.text
+        assert (await api("GET", "/servers/notes", OPS)).json()["state"] == "ready"
+
+
+async def test_an_unknown_tools_statistics_say_what_names_a_tool(tmp_path: Path) -> None:
+    """GET /stats/tools/<name> of a name with no tool answered "no tool named 'x'"
+    only; now the closest of the caller's tools and where the names are listed."""
+    async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (
+            api, _base):
+        typo = assert_error(await api("GET", "/stats/tools/notes_add_not", OPS), 404,
+                            "not_found")["message"]
+        assert typo == ("no tool named 'notes_add_not': did you mean 'notes_add_note'? a tool "
+                        "is named by its exposed name, as GET /api/v1/servers/{name}/tools "
+                        "lists them")
+        # A restricted token is told of its own tools only.
+        hidden = assert_error(await api("GET", "/stats/tools/clock_no", ALICE), 404,
+                              "not_found")["message"]
+        assert "did you mean" not in hidden and "clock_now" not in hidden, hidden
+        assert (await api("GET", "/stats/tools/notes_add_note", ALICE)).status_code == 200
+
+
+async def test_a_servers_config_as_get_shows_it_is_accepted_back_by_put(tmp_path: Path) -> None:
+    """GET /servers/{name} shows 'config' with the server's 'name' in it; PUT of that
+    config was refused ("field 'name': unknown field"), so read-modify-write failed."""
+    notes = {**demo("notes"), "env": {"NOTES_TOKEN": "s3cret-notes-value-9f2"}}
+    async with serving(tmp_path, {"notes": notes}) as (api, base):
+        shown = (await api("GET", "/servers/notes", OPS)).json()["config"]
+        assert shown["name"] == "notes" and shown["env"] == {"NOTES_TOKEN": "***"}
+        same = await api("PUT", "/servers/notes", OPS, json={"config": shown})
+        assert same.status_code == 200, same.text
+        assert same.json()["unchanged"] == ["notes"]
+        described = await api("PUT", "/servers/notes", OPS,
+                              json={"config": {**shown, "description": "mine"}})
+        assert described.json()["updated"] == ["notes"], described.text
+        renamed = assert_error(await api("PUT", "/servers/notes", OPS, json={
+            "config": {**shown, "name": "other"}}), 422, "invalid_config")
+        assert "'name'" in renamed["message"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:  # the admin tools alike
+            detail = (await client.call_tool("gateway_server_detail", {"name": "notes"})
+                      ).structured_content
+            assert detail is not None
+            again = await client.call_tool("gateway_update_server", {
+                "name": "notes", "config": detail["config"]})
+            assert again.structured_content["unchanged"] == ["notes"], again  # type: ignore[index]
+        stored = (await api("GET", "/servers/notes", OPS)).json()["config"]
+        assert stored["env"] == {"NOTES_TOKEN": "***"} and stored["description"] == "mine"
+    assert all("s3cret-notes-value-9f2" not in text for text in api.seen)
+
+
+async def test_a_body_that_is_not_an_object_says_what_to_send(tmp_path: Path) -> None:
+    """An empty body, '[]' or bad JSON said only "the request body must be a JSON
+    object" / "is not JSON: Expecting value ...": not what the operation takes."""
+    async with serving(tmp_path, {}) as (api, _base):
+        for content, what in [(b"", "is empty"), (b"[]", "is an array"),
+                              (b'"x"', "is a string"), (b"null", "is null"),
+                              (b"{nope", "is not JSON: Expecting property name")]:
+            error = assert_error(await api("POST", "/routes", OPS, content=content), 400,
+                                 "invalid_json")
+            assert error["message"].startswith(f"the request body {what}"), error
+            assert error["message"].endswith(
+                "; send a JSON object with this operation's fields (pattern, target, match, "
+                "priority)"), error
+        rule = assert_error(await api("POST", "/alerts/rules", OPS, content=b"[]"), 400,
+                            "invalid_json")["message"]
+        assert "window, for, min_calls" in rule and "for_" not in rule, rule

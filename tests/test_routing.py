@@ -47,6 +47,16 @@ async def test_routes_and_aliases_on_the_call_path(tmp_path: Path) -> None:
         bad = await client.call_tool_mcp("gateway_add_route", {"pattern": "alpha_*",
                                                                 "target": "nope"})
         assert bad.is_error and "no server named 'nope'" in bad.content[0].text
+        # A wildcard under the default 'exact' was stored and matched nothing, silently.
+        starred = await client.call_tool_mcp("gateway_add_route", {"pattern": "alpha_*",
+                                                                    "target": "beta"})
+        assert starred.is_error, starred.content
+        assert starred.content[0].text == (
+            "the pattern 'alpha_*' holds a wildcard ('*' or '?'), but 'match' is 'exact' "
+            "(the default), which compares names as written: set 'match' to 'wildcard' "
+            "(or to 'prefix' with the pattern 'alpha_')")
+        assert (await client.call_tool("gateway_list_routes", {})).structured_content[
+            "routes"][0]["pattern"] == "alpha_add"  # nothing was stored
         await client.call_tool("gateway_add_route", {"pattern": "alpha_w", "match": "prefix",
                                                      "target": "beta", "priority": 9})
         missing = await client.call_tool_mcp("alpha_wipe", {})

@@ -352,6 +352,15 @@ def test_schema_form_round_trip() -> None:
     _, errors = arguments_of(list(fields.values()), {"arg.count": "three", "arg.free": "{"})
     assert set(errors) == {"arg.title", "arg.count", "arg.free", "arg.where.city"}
     assert "whole number" in errors["arg.count"]
+    # float() reads 'nan' and 'inf', json.loads NaN and 1000-deep arrays (RecursionError):
+    # none of them is JSON an upstream reads.
+    deep = "[" * 5000 + "]" * 5000
+    for ratio, free in [("nan", "NaN"), ("inf", deep), ("-Infinity", '{"k": Infinity}')]:
+        _, errors = arguments_of(list(fields.values()), {
+            "arg.title": "t", "arg.count": "3", "arg.flag": "on", "arg.where.city": "Oslo",
+            "arg.ratio": ratio, "arg.free": free})
+        assert errors == {"arg.ratio": "ratio must be a number",
+                          "arg.free": "free must be valid JSON"}, errors
 
 
 def test_vendored_files_match_their_manifest_and_licenses() -> None:
@@ -462,3 +471,80 @@ async def test_an_edit_keeps_masked_secrets_it_sends_back_unchanged(
         row = next(r for r in await gateway.store.servers() if r.name == "fromenv")
         assert row.config is not None and row.config["headers"] == {
             "X-Custom": "${UI_TEST_SECRET}"} and row.config["description"] == "kept"
+
+
+@pytest.mark.anyio
+async def test_a_cursor_the_gateway_did_not_issue_is_the_callers_mistake(tmp_path: Path) -> None:
+    """/ui/logs?cursor=zzz was a 503 "Unavailable" page (the store's "invalid cursor"
+    error reads as the store being down), and gateway_calls said only "invalid cursor"."""
+    gateway = make_gateway({}, db=tmp_path / "gw.db", allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for cursor in ("zzz", "nan|1", "1.5"):
+            page = await http.get(base + "/ui/logs", params={"cursor": cursor})
+            assert page.status_code == 400, (cursor, page.status_code)
+            assert "pass `next_cursor` from a previous page" in page.text
+        async with Client(f"{base}/mcp") as client:  # a host's gateway_calls
+            refused = await client.call_tool("gateway_calls", {"cursor": "zzz"},
+                                             raise_on_error=False)
+        assert refused.is_error
+        assert refused.content[0].text == (  # type: ignore[union-attr]
+            "invalid cursor 'zzz': not a cursor this gateway issued; pass `next_cursor` "
+            "from a previous page (or none for the first)")
+        assert (await http.get(base + "/ui/logs", params={"cursor": ""})).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_overview_while_the_store_is_unreachable_does_not_say_there_is_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PostgreSQL down the overview said both "History and statistics are
+    unavailable: PostgreSQL ... is unreachable" and "Statistics are off: this gateway
+    runs without a store (--no-db)"; and ?window=zzz titled its counts "last zzz"."""
+    from fast_mcp_gateway.store import StorageError
+    from fast_mcp_gateway.ui import views
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        page = await http.get(base + "/ui/", params={"window": "zzz"})
+        assert "Requests (last hour)" in page.text and "zzz" not in page.text.split(
+            'id="cards"')[0]
+
+        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise StorageError("PostgreSQL at gw@127.0.0.1:5432/gw is unreachable")
+
+        monkeypatch.setattr(views.history, "stats", unreachable)
+        page = await http.get(base + "/ui/")
+        assert page.status_code == 200
+        assert "History and statistics are unavailable: PostgreSQL" in page.text
+        assert "--no-db" not in page.text and "Statistics are off" not in page.text
+    offline = make_gateway({})  # no store at all: that is what the note is for
+    async with serve_http(offline.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        assert "Statistics are off" in (await http.get(base + "/ui/")).text
+
+
+@pytest.mark.anyio
+async def test_an_unknown_server_page_names_the_servers_the_viewer_may_see(
+        tmp_path: Path) -> None:
+    """The dashboard's 404 said "no server named 'x'" only, where REST and the admin tools
+    name the caller's servers ("(known: ...)"): a viewer could not tell what to open."""
+    from tests.fixtures import beta_server
+
+    gateway = make_gateway({"other": memory_entry("other"), "beta": memory_entry("beta")},
+                           {"other": beta_server(), "beta": beta_server()},
+                           options={"auth": AUTH}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base:
+        for token, shown in [(OPS, "other, beta"), (ALICE, "other")]:
+            async with httpx2.AsyncClient(timeout=30) as http:
+                await _login(http, base, token)
+                for path in ("/ui/servers/nosuch", "/ui/logs?server=nosuch",
+                             "/ui/inspector?server=nosuch"):
+                    page = await http.get(base + path)
+                    assert page.status_code == 404, (path, page.status_code)
+                    assert f"no server named &#39;nosuch&#39; (known: {shown})" in page.text, \
+                        page.text[-800:]
+            # alice is limited to 'other': 'beta' is as unknown as 'nosuch', never named
+        async with httpx2.AsyncClient(timeout=30) as http:
+            await _login(http, base, ALICE)
+            page = await http.get(base + "/ui/servers/beta")
+            assert page.status_code == 404
+            assert "no server named &#39;beta&#39; (known: other)" in page.text

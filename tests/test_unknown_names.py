@@ -91,3 +91,30 @@ async def test_a_right_namespace_with_a_wrong_name_lists_that_servers_tools(mode
         text = await _tool_error(client, "alpha_zzzzzz")
         assert text.startswith("Unknown tool: 'alpha_zzzzzz': server 'alpha' has no tool "
                                "'zzzzzz'; its tools: alpha_add"), text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_admins_mistyped_gateway_tool_names_the_one_meant(mode: str) -> None:
+    """'gateway_audit_log' was told that names carry a server's namespace and which
+    servers there are: nothing about the gateway's own tools, the one meant among them."""
+    async with Client(_gateway().server, mode=mode) as client:
+        text = await _tool_error(client, "gateway_audit_log")
+        assert text == ("Unknown tool: 'gateway_audit_log'; did you mean 'gateway_audit'? "
+                        "(the gateway's own tools; tools/list lists them)"), text
+        text = await _tool_error(client, "gateway_list_server")
+        assert text.startswith("Unknown tool: 'gateway_list_server'; did you mean "
+                               "'gateway_list_servers'"), text
+
+
+async def test_a_mistyped_gateway_tool_is_not_suggested_to_a_caller_without_admin() -> None:
+    from tests.fixtures import serve_http
+
+    token = "mgw_unknown-names-tools-only-4e1c"
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           options={"auth": {"tokens": [{"name": "t", "token": token,
+                                                         "scopes": ["tools"]}]}})
+    async with serve_http(gateway.http_app()) as base, Client(f"{base}/mcp",
+                                                              auth=token) as client:
+        text = await _tool_error(client, "gateway_audit_log")
+        assert "gateway_audit'" not in text and "own tools" not in text, text
+        assert "tool names here carry their server's namespace" in text, text

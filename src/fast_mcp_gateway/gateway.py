@@ -151,6 +151,7 @@ class Gateway:
             self.server, frozenset(spec["name"] for spec in specs),
             lambda: self.provider.pipeline.resolve_principal(), self.provider.lists_own_tool,
             allowed)
+        self.provider.own_names = self.admin_tool_names  # an admin's typo is told the closest
         self.control.on_options.append(self._options_reloaded)
         self.manager.reserve_names(self.admin_tool_names)
         self.started = Deferred(add_listed_tools(

@@ -19,7 +19,7 @@ from fastmcp.exceptions import ValidationError as ArgumentsRejected
 from fastmcp.tools import FunctionTool, ToolResult
 from pydantic import BaseModel, ValidationError
 
-from fast_mcp_gateway.config.checks import explain, field_path
+from fast_mcp_gateway.config.checks import explain, field_names, field_path
 
 
 def invalid_fields(exc: ValidationError, model: type[BaseModel] = BaseModel,
@@ -29,7 +29,7 @@ def invalid_fields(exc: ValidationError, model: type[BaseModel] = BaseModel,
     ``model`` (the validated model, if any) and ``known`` (the accepted top-level
     names) let an unknown name be matched to the one meant.
     """
-    known = list(known) or (list(model.model_fields) if model is not BaseModel else [])
+    known = list(known) or (field_names(model) if model is not BaseModel else [])
     out: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         kind = err.get("type", "")

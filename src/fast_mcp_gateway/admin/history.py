@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
 from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, HistoryPage, StatsReport
+from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store.base import ISSUED_CURSOR, NOT_ISSUED
 from fast_mcp_gateway.store.stats import LatencyStats, merged
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
@@ -58,8 +60,11 @@ async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | Non
                 status: CallStatus | None = None, since_minutes: float | None = None,
                 limit: int = 20, cursor: str | None = None, oldest_first: bool = False
                 ) -> CallPage:
-    """The latest calls through the gateway, filtered and paged (``StorageError`` for a
-    cursor the store did not issue)."""
+    """The latest calls through the gateway, filtered and paged (``AdminError`` for a
+    cursor the gateway did not issue)."""
+    if cursor and not ISSUED_CURSOR.fullmatch(cursor):
+        # The caller's mistake, not the store's (a StorageError reads as "unavailable").
+        raise AdminError(f"invalid cursor {cursor!r}: {NOT_ISSUED} (or none for the first)")
     store, recorder = _call_log(ctx)
     await recorder.flushed(within=2)
     since = None if since_minutes is None else time.time() - since_minutes * 60

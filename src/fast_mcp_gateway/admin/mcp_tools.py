@@ -178,7 +178,8 @@ def _bind(tool: AdminTool, ctx: AdminContext,
         arguments = narrowed(caller, tool.name, arguments)
         reason = (refusal(caller, tool.name)
                   or turned_off(ctx.options, kind, f"'{tool.name}'")
-                  or beyond_servers(caller, tool.name, kind == "read", arguments))
+                  or beyond_servers(caller, tool.name, kind == "read", arguments,
+                                    ctx.manager.services))
         if reason is not None:
             raise ToolError(reason)
         token = CALLER.set(caller)

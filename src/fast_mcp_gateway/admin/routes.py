@@ -38,6 +38,12 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
     if target not in ctx.manager.services:
         known = ", ".join(ctx.manager.services) or "none"
         raise AdminError(f"no server named '{target}' to route to (known: {known})")
+    if match == "exact" and any(c in pattern for c in "*?"):
+        # No exposed tool name holds '*' or '?': the rule would silently match nothing.
+        raise AdminError(
+            f"the pattern '{pattern}' holds a wildcard ('*' or '?'), but 'match' is "
+            f"'exact' (the default), which compares names as written: set 'match' to "
+            f"'wildcard' (or to 'prefix' with the pattern '{pattern.split('*')[0]}')")
     if route_id is None:
         route_id = await store.add_route(pattern, match, target, priority)
     elif not await store.update_route(route_id, pattern, match, target, priority):

@@ -8,7 +8,7 @@ the missing scope (a filtered lookup could only say "Unknown tool").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -19,6 +19,7 @@ from fastmcp.tools.base import Tool
 
 from fast_mcp_gateway.admin.context import LIBRARY, Actor
 from fast_mcp_gateway.config.schema import AdminKind, GatewayOptions
+from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.relay import FrontCall
 
@@ -81,7 +82,7 @@ SCOPED_BY_OPERATION = frozenset({"gateway_add_alert_rule", "gateway_update_alert
 
 
 def beyond_servers(principal: Principal, what: str, read_only: bool,
-                   arguments: Mapping[str, Any]) -> str | None:
+                   arguments: Mapping[str, Any], known: Iterable[str] = ()) -> str | None:
     """Why an admin restricted to some servers may not call ``what`` so (None: it may).
 
     It sees, inspects and changes its own servers only, as over REST and on the
@@ -89,9 +90,14 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     tools' answers are cut to its servers (``views.restricted_view``; an export holds its
     servers only); what cannot be cut (the audit log) or reaches past one server
     (import, reload, routes) needs a token without a ``servers`` list; alert rules are
-    checked by their operations (on its servers: allowed)."""
+    checked by their operations (on its servers: allowed).  ``known`` are the servers
+    running: another server is refused as REST refuses it, naming the caller's."""
     if principal.servers is None or what in SCOPED_BY_OPERATION:
         return None
+
+    def unknown(name: str) -> str:
+        return str(UnknownServer(name, known).seen_by(principal.may_use))
+
     mine = ", ".join(sorted(principal.servers))
     if what in EVERY_SERVER:
         return (f"'{what}': {EVERY_SERVER[what]}: it needs an admin token without a "
@@ -100,7 +106,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     if (one := ONE_SERVER_ARGUMENT.get(what)) is not None:
         named = arguments.get(one)
         if named is not None:
-            return None if principal.may_use(named) else f"unknown server '{named}'"
+            return None if principal.may_use(named) else unknown(named)
         return None
     key = SERVER_ARGUMENT.get(what)
     if key is None:
@@ -114,7 +120,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
         return None
     if what == "gateway_add_server":
         return f"the token '{principal.name}' may only manage the servers {mine}"
-    return f"unknown server '{server}'"  # worded as for a server that does not exist
+    return unknown(server)  # worded as for a server that does not exist
 
 
 def narrowed(principal: Principal, what: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -335,6 +335,8 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
         " body 'config'" if actor.surface == "rest" else "")
     if not exists:
         check_new_name(name, add)
+    if raw.get("name") == name:  # as the server's detail shows its config: sent back
+        raw = {k: v for k, v in raw.items() if k != "name"}
     raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_not_nested(ctx, parsed, source)

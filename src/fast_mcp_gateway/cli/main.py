@@ -168,15 +168,19 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+_FLAG_SETTINGS = ("config", "connect_timeout", "log_level", "transport", "host", "port",
+                  "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
+                  "dashboard", "profile", "startup_wait", "event_loop")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags on the command line (they override the variables)."""
+    return {key: value for key in _FLAG_SETTINGS
+            if (value := getattr(args, key, None)) is not None}
+
+
 def _settings(args: argparse.Namespace) -> GatewaySettings:
-    overrides: dict[str, Any] = {}
-    for key in ("config", "connect_timeout", "log_level", "transport", "host", "port",
-                "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
-                "dashboard", "profile", "startup_wait", "event_loop"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
-    settings = GatewaySettings(**overrides)
+    settings = GatewaySettings(**_flags(args))
     if settings.config is None:
         settings = settings.model_copy(update={"config": DEFAULT_CONFIG})
     if getattr(args, "no_db", False):
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
     except ValidationError as exc:
-        print(f"mcp-gateway: {settings_problem(exc)}", file=sys.stderr)
+        print(f"mcp-gateway: {settings_problem(exc, _flags(args))}", file=sys.stderr)
         return 2
     try:
         _configure_logging(settings.log_level)

@@ -332,7 +332,7 @@ def explain(err: Any, model: type[BaseModel]) -> str:
     quoted = " (without quotes)" if isinstance(value, str) else ""
     if kind == "extra_forbidden":
         parent = model_at(model, loc[:-1]) or model
-        return "unknown field" + suggest(str(loc[-1]), list(parent.model_fields))
+        return "unknown field" + suggest(str(loc[-1]), field_names(parent))
     if kind == "missing":
         return "is required"
     if kind in ("int_type", "int_parsing", "int_from_float"):
@@ -399,6 +399,11 @@ def _alternatives(annotation: Any) -> list[Any]:
     if origin is Annotated:
         return _alternatives(get_args(annotation)[0])
     return [annotation]
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """``model``'s fields as they are written (an alert rule's ``for``, not ``for_``)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def suggest(word: str, choices: list[str]) -> str:

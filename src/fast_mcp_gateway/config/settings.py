@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import socket
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -195,15 +196,22 @@ def default_db_path() -> Path:
 _SECRET_SETTINGS = frozenset({"db", "request_state_keys"})
 
 
-def settings_problem(exc: ValidationError) -> str:
-    """A settings error, one clause per problem, naming the variable rather than the
-    model's field (the flags are checked by the CLI's parser before this)."""
+_FLAGS = {"allowed_hosts": "--allowed-host"}  # where a flag's name is not the field's
+
+
+def settings_problem(exc: ValidationError, flags: Collection[str] = ()) -> str:
+    """A settings error, one clause per problem, naming where the value came from: the
+    command-line flag for a setting in ``flags`` (the parser checks only their types,
+    not their ranges: ``--port 99999``), else the variable, never the model's field."""
     lines = []
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
         # A store URL may carry a password, a key is a secret: their values are never echoed.
         got = "" if name in _SECRET_SETTINGS else f" (got {error.get('input')!r})"
-        lines.append(f"MCP_GATEWAY_{name.upper()}: {error['msg']}{got}")
+        source = (_FLAGS.get(name, "--" + name.replace("_", "-")) if name in flags
+                  else f"MCP_GATEWAY_{name.upper()}")
+        what = str(error["msg"]).replace("Input should be", "must be", 1)
+        lines.append(f"{source}: {what}{got}")
     return "; ".join(lines) or str(exc)
 
 

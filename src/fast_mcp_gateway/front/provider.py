@@ -104,6 +104,7 @@ class GatewayProvider(Provider):
         self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
         self.own_shown: Callable[[str], bool] = lambda name: True   # gateway.admin, now
+        self.own_names: frozenset[str] = frozenset()  # every gateway_* tool, built or not
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
         # Told when the manager's task fails (every upstream stopped with it): the
         # ``Gateway`` stops serving, as for its own background tasks; unset, it is logged.
@@ -326,10 +327,13 @@ class GatewayProvider(Provider):
             owner = self.manager.services[bound.server]
             return unoffered(kind, name, bound.server, bound.original, owner.state.value)
         active = self.active_profile()
+        own = ([n for n in self.own_names if self.own_shown(n)]
+               if kind == "tool" and self.own_names and self.caller_is_admin() else ())
         return unknown_name(kind, name, self.manager.view, namespaces,
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
-                            shown=active.shows_tool if active is not None else None)
+                            shown=active.shows_tool if active is not None else None,
+                            own=own)
 
     def unknown_call(self, kind: Kind | str, name: str) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for

@@ -21,7 +21,7 @@ others (their names stay as unknown as before).  Pure: the provider passes the c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
 from fastmcp.resources.template import match_uri_template
@@ -38,15 +38,19 @@ Shown = Callable[[str, str], bool]
 
 def unknown_name(kind: Kind | str, name: str, view: CatalogView,
                  namespaces: Mapping[str, str], separator: str, *, search: bool = False,
-                 shown: Shown | None = None) -> str:
+                 shown: Shown | None = None, own: Collection[str] = ()) -> str:
     """The answer to a host naming ``name``, a ``kind`` nothing exposes to it.
 
     ``namespaces``: server -> namespace, of the servers the caller may use only;
     ``search``: tools are found with ``search_tools`` (search exposure), not listed;
     ``shown(exposed, server)``: whether a tool of a usable server is the caller's (a
-    profile's tool rules), default all."""
+    profile's tool rules), default all; ``own``: the gateway's own tools the caller
+    may call (an admin's ``gateway_*``), the closest of which a tool name may mean."""
     head = f"Unknown {kind}: {name!r}"
     lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
+    if kind == "tool" and own and (close := _closest(name, own)):
+        return (f"{head}; did you mean {' or '.join(map(repr, close))}? (the gateway's "
+                f"own tools; {lists})")
     meant = (_meant_uri(name, view, namespaces) if kind == "resource"
              else _meant_name(kind, name, view, namespaces))
     if meant:
@@ -66,6 +70,12 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
 _SHOWN = 20  # a server's names listed at most
 
 
+def _closest(name: str, names: Collection[str], cutoff: float = 0.8) -> list[str]:
+    import difflib  # here, not at the top: only a wrong name needs it
+
+    return difflib.get_close_matches(name, sorted(names), n=_MEANT, cutoff=cutoff)
+
+
 def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
                   namespaces: Mapping[str, str], separator: str,
                   shown: Shown | None) -> str | None:
@@ -82,9 +92,7 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
     missing = name[len(namespace + separator):]
     if not names:
         return f"server '{server}' has no {kind} {missing!r}, and no {kind}s now"
-    import difflib  # here, not at the top: only a wrong name needs it
-
-    close = difflib.get_close_matches(name, names, n=_MEANT, cutoff=0.8)
+    close = _closest(name, names)
     # "...; did you mean 'x'? Its tools: ..." or "...; its tools: ..."
     meant = f"did you mean {' or '.join(map(repr, close))}? Its" if close else "its"
     more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""

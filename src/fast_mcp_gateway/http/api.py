@@ -313,9 +313,16 @@ async def stats_tool(call: Call) -> StatsReport:
     """One exposed tool's statistics."""
     q: s.StatsQuery = call.query
     tool = call.path["name"]
-    entry = call.ctx.manager.view.tools.get(tool)
+    tools = call.ctx.manager.view.tools
+    entry = tools.get(tool)
     if entry is None or not call.may_use(entry[0].server):
-        raise not_found(f"no tool named '{tool}'")
+        import difflib  # here, not at the top: only a wrong name needs it
+
+        mine = [name for name, (origin, _) in tools.items() if call.may_use(origin.server)]
+        close = difflib.get_close_matches(tool, mine, n=3, cutoff=0.8)
+        meant = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise not_found(f"no tool named '{tool}': {meant}a tool is named by its exposed "
+                        f"name, as GET /api/v1/servers/{{name}}/tools lists them")
     report = await history.stats(call.ctx, group_by="tool", since_minutes=q.since_minutes)
     return _mine(call, report, lambda key: key == tool)
 

@@ -318,8 +318,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
     the error handler of every prefixed route group."""
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return ApiError(exc.status_code, code, f"{request.method} {request.url.path}: "
-                    f"{exc.detail}", headers=dict(exc.headers or {})).response()
+    headers = dict(exc.headers or {})
+    path = request.url.path
+    what = str(exc.detail)
+    if exc.status_code == 405 and headers.get("Allow"):
+        takes = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+        what = f"this path does not take {request.method}; it takes {takes}"
+    elif exc.status_code == 404:
+        root = str(request.scope.get("root_path") or "")
+        where = (f"{API_PREFIX}/openapi.json lists the API's paths" if root == API_PREFIX
+                 else f"start from {root}/")
+        what = f"no such path; {where}"
+    return ApiError(exc.status_code, code, f"{request.method} {path}: {what}",
+                    headers=headers).response()
 
 
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:

@@ -13,7 +13,6 @@ server), and every unknown-server error names only the principal's servers.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
+from fast_mcp_gateway.config.checks import field_names
 from fast_mcp_gateway.config.schema import AdminKind
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http import schemas as s
@@ -121,18 +122,26 @@ def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope,
 # -- serving the table ----------------------------------------------------------------
 
 
+_JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}
+
+
 async def _body(model: type[BaseModel], request: Request) -> BaseModel:
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
             raise ApiError(413, "body_too_large", f"the request body is over {MAX_BODY} bytes")
+    fields = ", ".join(field_names(model)) or "none"
+    send = f"send a JSON object with this operation's fields ({fields})"
     try:
-        data = json.loads(raw) if raw else None
+        data = parse_json(raw) if raw else None
     except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}; "
+                       f"{send}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+        what = "is empty" if not raw else f"is {_JSON_KIND.get(type(data), 'not an object')}"
+        raise ApiError(400, "invalid_json", f"the request body {what}; {send}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

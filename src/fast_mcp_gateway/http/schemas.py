@@ -13,7 +13,6 @@ A gateway nobody calls REST on never builds them.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from fast_mcp_gateway.config.names import MAX_SERVER_NAME
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
+from fast_mcp_gateway.store.base import ISSUED_CURSOR, NOT_ISSUED
 
 Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
 Replica = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
@@ -28,8 +28,7 @@ Replica = Annotated[int | None, Field(ge=0, description="replica index (default:
 ServerFilter = Annotated[str | None, Field(description="only this server")]
 BeforeId = Annotated[int | None, Field(ge=1, le=STORE_INT_MAX,
                                        description="`next_before_id` of a previous page")]
-# What ``store.base.invocation_cursor`` issues: a time (a float's repr), '|', a call's id.
-CURSOR = re.compile(r"^(-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?\|.+)?$")
+CURSOR = ISSUED_CURSOR  # what ``store.base.invocation_cursor`` issues
 ConfigBody = Annotated[dict[str, Any], Field(
     description="settings as in servers.yaml, e.g. {\"command\": \"uvx\", \"args\": "
                 "[\"mcp-server-time\"]} or {\"url\": \"http://127.0.0.1:9000/mcp\"}; "
@@ -146,8 +145,7 @@ class InvocationsQuery(_Query):
         if not value:
             return None  # `?cursor=` is the first page, as the MCP tool's "" is
         if not CURSOR.fullmatch(value):
-            raise ValueError("not a cursor this gateway issued; pass `next_cursor` "
-                             "from a previous page")
+            raise ValueError(NOT_ISSUED)
         return value
 
 

@@ -25,6 +25,7 @@ later (a shared database restarting), so a writer may keep its batch and retry.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -288,6 +289,11 @@ class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, Inspect
 
 
 # -- helpers shared by backends --------------------------------------------------------------
+
+
+ISSUED_CURSOR = re.compile(r"^(-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?\|.+)?$")
+"""What ``invocation_cursor`` issues: a time (a float's repr), '|', a call's id."""
+NOT_ISSUED = "not a cursor this gateway issued; pass `next_cursor` from a previous page"
 
 
 def invocation_cursor(row: Invocation) -> str:

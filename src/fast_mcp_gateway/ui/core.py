@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.config.auth import Scope
-from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui import views
@@ -137,6 +137,8 @@ class Ui:
             try:
                 return await handler(Page(self, request, viewer, form))
             except GatewayError as exc:
+                if isinstance(exc, UnknownServer):  # the viewer is told of its servers only
+                    exc = exc.seen_by(viewer.may_use)
                 err = api_error(exc)
                 return self.error(request, viewer, err.status, err.message)
             except Exception:  # a bug: logged in full here, never detailed on the page

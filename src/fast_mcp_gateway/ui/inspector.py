@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, inspector
+from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.models import Inspection
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import server_name
@@ -96,7 +97,7 @@ async def call(page: Page) -> Response:
     raw_json = page.field("raw_json").strip()
     if raw_json:
         try:
-            arguments = json.loads(raw_json)
+            arguments = parse_json(raw_json)
             errors = {} if isinstance(arguments, dict) else {"raw_json": "must be a JSON object"}
         except ValueError as exc:
             arguments, errors = {}, {"raw_json": f"not JSON: {exc}"}

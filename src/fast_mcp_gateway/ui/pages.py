@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
-from fast_mcp_gateway.errors import NotFound
+from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
@@ -33,10 +33,11 @@ def visible(page: Page) -> set[str] | None:
 
 
 def server_name(page: Page, name: str) -> str:
-    """``name`` if it exists and the viewer may see it, else 404 (alike)."""
+    """``name`` if it exists and the viewer may see it, else 404 (alike), naming the
+    servers the viewer may see, as REST and the admin tools do."""
     if name in page.ctx.manager.services and page.viewer.may_use(name):
         return name
-    raise NotFound(f"no server named '{name}'")
+    raise UnknownServer(name, page.ctx.manager.services).seen_by(page.viewer.may_use)
 
 
 def limit_of(page: Page) -> int:
@@ -108,8 +109,15 @@ async def logout(page: Page) -> Response:
 # -- overview ----------------------------------------------------------------------
 
 
-async def overview(page: Page) -> Response:
+def window_of(page: Page) -> str:
+    """The charts' window asked for: one of ``views.TRENDS`` (default and otherwise: the
+    hour, which is also what the page then says it shows)."""
     window = page.query("window", "hour")
+    return window if window in views.TRENDS else "hour"
+
+
+async def overview(page: Page) -> Response:
+    window = window_of(page)
     data = await views.overview(page.ctx, visible(page), window)
     return page.render("overview.html", data=data, window=window, views=views,
                        active=await active_alerts(page),
@@ -118,7 +126,7 @@ async def overview(page: Page) -> Response:
 
 
 async def cards(page: Page) -> Response:
-    window = page.query("window", "hour")
+    window = window_of(page)
     data = await views.overview(page.ctx, visible(page), window)
     return page.render("_cards.html", data=data, window=window, views=views,
                        q=page.query("q"), state=page.query("state"),
@@ -131,7 +139,7 @@ async def cards(page: Page) -> Response:
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
     detail = servers.server_detail(page.ctx, name, stderr_lines=40)
-    window = page.query("window", "hour")
+    window = window_of(page)
     status = page.query("status")
     cursor = page.query("cursor") or None
     calls = None

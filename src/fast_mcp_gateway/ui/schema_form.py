@@ -15,9 +15,12 @@ keyed by field name, with a message saying what is expected.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fast_mcp_gateway.admin.json_input import parse_json
 
 PREFIX = "arg"
 MAX_DEPTH = 6
@@ -128,6 +131,8 @@ def _scalar(kind: str, text: str) -> Any:
         return int(text)
     if kind == "number":
         value = float(text)
+        if not math.isfinite(value):  # float() reads 'nan' and 'inf': not JSON numbers
+            raise ValueError(text)
         return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() \
             else value
     return text
@@ -164,7 +169,7 @@ def _value(f: Field, form: Mapping[str, str], errors: dict[str, str]) -> tuple[b
         if f.kind == "lines":
             return True, [_scalar(f.item_kind, line.strip()) for line in text.splitlines()
                           if line.strip()]
-        return True, json.loads(text)
+        return True, parse_json(text)
     except ValueError:
         expected = {"integer": "a whole number", "number": "a number",
                     "lines": f"one {f.item_kind} per line"}.get(f.kind, "valid JSON")

@@ -56,6 +56,11 @@ PY = sys.executable
     ("https://maps.test/?key=AIzaSyX1&q=paris", "https://maps.test/?key=***&q=paris"),
     ("db://h/?password=s3cr3t!", "db://h/?password=***"),
     ("Authorization: Bearer eyJhbGciOi.JIUzI1.NiJ9", "Authorization: Bearer ***"),
+    # The sentence around a URL keeps its punctuation (an error's colon was eaten).
+    ("http://h.test/mcp?api_key=s3cret: connection refused",
+     "http://h.test/mcp?api_key=***: connection refused"),
+    ("see http://h.test/?token=abc123xyz.", "see http://h.test/?token=***."),
+    ("(http://h.test/?sig=ab:cd)", "(http://h.test/?sig=***)"),
 ])
 def test_url_credentials_and_bearer_tokens_are_masked(text: str, expected: str) -> None:
     assert mask_text(text) == expected

@@ -26,7 +26,7 @@ CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|api[-_]?key|auth|credentia
 # Query parameter names whose values are credentials (signed URLs, API keys in the query).
 _CREDENTIAL_PARAM = (r"[A-Za-z0-9_.\-]*(?:token|secret|passw|pwd|api[-_]?key|apikey|key|sig"
                      r"|signature|auth|credential|session|code)[A-Za-z0-9_.\-]*")
-_QUERY_CREDENTIAL = re.compile(rf"(?i)([?&;]{_CREDENTIAL_PARAM}=)[^&#\s\"'<>;]+")
+_QUERY_CREDENTIAL = re.compile(rf"(?i)([?&;]{_CREDENTIAL_PARAM}=)([^&#\s\"'<>;]+)")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#\"'<>]+@")
 # "Bearer <token>" in any case; "Basic <base64>" only when it looks encoded (a digit,
 # "+", "/", "=" or mixed case), so that "basic configuration" stays as written.
@@ -78,10 +78,17 @@ def mask_urls(text: str) -> str:
     if "://" in text:
         text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     if "=" in text:
-        text = _QUERY_CREDENTIAL.sub(rf"\1{MASK}", text)
+        text = _QUERY_CREDENTIAL.sub(_masked_value, text)
     if "earer" in text or "EARER" in text or "Basic" in text:
         text = _BEARER.sub(lambda m: f"{m.group(1) or m.group(2)} {MASK}", text)
     return text
+
+
+def _masked_value(match: re.Match[str]) -> str:
+    """A query credential masked; punctuation ending the sentence around the URL is
+    kept ("...?key=s: connection refused" keeps its colon)."""
+    value = match[2]
+    return f"{match[1]}{MASK}{value[len(value.rstrip('.,:)')):]}"
 
 
 def mask_text(text: str, secrets: Collection[str] = ()) -> str:

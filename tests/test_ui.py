@@ -536,6 +536,11 @@ async def test_an_unknown_server_page_names_the_servers_the_viewer_may_see(
         for token, shown in [(OPS, "other, beta"), (ALICE, "other")]:
             async with httpx2.AsyncClient(timeout=30) as http:
                 await _login(http, base, token)
+                # An import is refused to a restricted admin: its paste form is not
+                # offered to her (why is said), as it is to ops.
+                add = (await http.get(base + "/ui/add")).text
+                assert ('action="/ui/import"' in add) is (token == OPS), add[-1500:]
+                assert ("without a <code>servers</code>" in add) is (token == ALICE)
                 for path in ("/ui/servers/nosuch", "/ui/logs?server=nosuch",
                              "/ui/inspector?server=nosuch"):
                     page = await http.get(base + path)

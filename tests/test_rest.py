@@ -186,6 +186,14 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
                                   "target": "notes", "priority": 5,
                                   "created_at": listed[0]["created_at"]}  # as stored
         assert isinstance(listed[0]["created_at"], float)
+        # A rule as GET lists it is accepted back (its id and created_at included) ...
+        again = await api("PUT", f"/routes/{rid}", OPS, json=listed[0] | {"priority": 6})
+        assert again.status_code == 200, again.text
+        assert again.json() == listed[0] | {"priority": 6}
+        # ... but not under another rule's id.
+        moved = assert_error(await api("PUT", f"/routes/{rid}", OPS, json=listed[0] | {
+            "id": rid + 7}), 409, "conflict")
+        assert f"/api/v1/routes/{rid + 7}" in moved["message"], moved
         assert (await api("DELETE", f"/routes/{rid}", OPS)).json() == {"deleted": rid}
         assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
         bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")

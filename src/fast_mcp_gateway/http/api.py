@@ -41,7 +41,7 @@ from fast_mcp_gateway.admin.models import (
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
-from fast_mcp_gateway.http.errors import forbidden, not_found
+from fast_mcp_gateway.http.errors import ApiError, forbidden, not_found
 
 __all__ = ["ENDPOINTS"]
 
@@ -196,12 +196,16 @@ async def add_route(call: Call) -> s.RouteOut:
         call.ctx, call.actor, b.pattern, call.server(b.target), b.match, b.priority))
 
 
-@endpoint("PUT", "/routes/{id}", s.RouteOut, scope="admin", tag="routes", body=s.RouteIn,
-          errors=(404,))
+@endpoint("PUT", "/routes/{id}", s.RouteOut, scope="admin", tag="routes",
+          body=s.RouteUpdate, errors=(404, 409))
 async def update_route(call: Call) -> s.RouteOut:
-    """Replace a route rule."""
-    b: s.RouteIn = call.body
+    """Replace a route rule (a rule as GET lists it is accepted back)."""
+    b: s.RouteUpdate = call.body
     route_id = call.route_id()
+    if b.id is not None and b.id != route_id:
+        raise ApiError(409, "conflict", f"the body is route #{b.id}, the path names route "
+                       f"#{route_id}: PUT it to /api/v1/routes/{b.id}, or leave 'id' out",
+                       {"body_id": b.id, "path_id": route_id})
     _may_change_routes(call)
     return s.RouteOut.model_validate(await routes.update_route(
         call.ctx, call.actor, route_id, b.pattern, call.server(b.target), b.match, b.priority))

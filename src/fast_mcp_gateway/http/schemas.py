@@ -73,6 +73,15 @@ class RouteIn(_In):
     priority: RoutePriority = 0
 
 
+class RouteUpdate(RouteIn):
+    """A rule's new settings; a rule as ``GET /routes`` lists it is accepted back."""
+
+    id: int | SkipJsonSchema[None] = Field(
+        default=None, description="as GET lists it: must be the id in the path, if given")
+    created_at: float | None = Field(
+        default=None, description="as GET lists it: kept as stored (not changed)")
+
+
 class CallToolIn(_In):
     # The MCP tool (gateway_call_server_tool) calls the server 'name'; REST says
     # 'server' everywhere else: either is accepted here, not both (which the document

@@ -21,6 +21,16 @@ message (pydantic's JSON parser stops past 200 levels), so nothing an upstream c
 take is refused, and nothing deeper reaches the code that walks it."""
 
 
+_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+          int: "a number", float: "a number", type(None): "null"}
+
+
+def json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type, for an error's text ("an array", "null"): never
+    the value itself, which may be a secret."""
+    return _KINDS.get(type(value), type(value).__name__)
+
+
 def parse_json(text: str | bytes | bytearray) -> Any:
     """``text`` as JSON.  ``ValueError`` (its text for the person who sent it) when it is
     not JSON, holds ``NaN`` or ``Infinity``, or nests deeper than ``MAX_JSON_NESTING``."""

@@ -13,28 +13,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fast_mcp_gateway.front.early import nesting, no_constant
+
 MAX_JSON_NESTING = 200
 """How deep arrays and objects may nest: about what an upstream's MCP SDK reads in one
 message (pydantic's JSON parser stops past 200 levels), so nothing an upstream could
 take is refused, and nothing deeper reaches the code that walks it."""
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value; write a number, or null")
+_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+          int: "a number", float: "a number", type(None): "null"}
 
 
-def nesting(value: Any) -> int:
-    """How deep ``value``'s arrays and objects nest (0 for a scalar); walked without
-    recursion, and not past ``MAX_JSON_NESTING + 1``."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_JSON_NESTING:
-                stack.extend((v, depth + 1) for v in
-                             (item.values() if isinstance(item, dict) else item))
-    return deepest
+def json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type, for an error's text ("an array", "null"): never
+    the value itself, which may be a secret."""
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def parse_json(text: str | bytes | bytearray) -> Any:
@@ -43,9 +37,9 @@ def parse_json(text: str | bytes | bytearray) -> Any:
     too_deep = (f"arrays and objects are nested more than {MAX_JSON_NESTING} levels deep; "
                 f"an MCP server reads at most that: send flatter data")
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=no_constant)
     except RecursionError:
         raise ValueError(too_deep) from None
-    if nesting(value) > MAX_JSON_NESTING:
+    if nesting(value, MAX_JSON_NESTING) > MAX_JSON_NESTING:
         raise ValueError(too_deep)
     return value

@@ -246,7 +246,7 @@ def valid_unicode(value: Any) -> bool:
 
 def no_constant(name: str) -> Any:
     """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON values."""
-    raise ValueError(f"{name} is not a JSON value")
+    raise ValueError(f"{name} is not a JSON value; write a number, or null")
 
 
 MAX_NESTING = 64
@@ -254,13 +254,15 @@ MAX_NESTING = 64
 reads ~1000 levels, the SDK's stops at 200 and refuses the line (a parse error)."""
 
 
-def _nesting(value: Any) -> int:
+def nesting(value: Any, bound: int = MAX_NESTING) -> int:
+    """How deep ``value``'s arrays and objects nest (0 for a scalar); walked without
+    recursion, and not past ``bound + 1``."""
     deepest, level = 0, [(value, 1)]
     while level:
         item, depth = level.pop()
         if isinstance(item, dict | list):
             deepest = max(deepest, depth)
-            if depth <= MAX_NESTING:
+            if depth <= bound:
                 level.extend((v, depth + 1) for v in
                              (item.values() if isinstance(item, dict) else item))
     return deepest
@@ -272,7 +274,7 @@ def parse_line(line: bytes) -> Any:
         message = json.loads(line.decode("utf-8"), parse_constant=no_constant)
     except (ValueError, RecursionError):
         return None
-    if _nesting(message) > MAX_NESTING:
+    if nesting(message) > MAX_NESTING:
         return None
     return message if valid_unicode(message) else None
 

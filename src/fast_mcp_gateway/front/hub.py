@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import typing
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,9 +23,8 @@ from mcp.server.subscriptions import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
-from fast_mcp_gateway.upstream.relay import STDIO_HOST
+from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
-_LEVELS: tuple[str, ...] = typing.get_args(types.LoggingLevel)
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
 LIST_CHANGED_PAUSE = 0.5
 """Seconds between two ``list_changed`` announcements: a server changing its list in a
@@ -162,7 +160,7 @@ class FrontHub:
             level = client_log_level(connection)
             if level is None and connection is not sole:
                 continue  # this host never asked for logs
-            if level is not None and _LEVELS.index(params.level) < _LEVELS.index(level):
+            if params.level not in log_levels_from(level):
                 continue
             with contextlib.suppress(Exception):  # a gone host must not stop the others
                 await connection.notify("notifications/message", params.model_dump(

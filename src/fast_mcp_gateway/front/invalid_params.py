@@ -22,9 +22,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
+from fast_mcp_gateway.admin.json_input import json_kind
+
 _SHOWN = 5  # problems named at most
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-               int: "a number", float: "a number", type(None): "null"}
 
 
 def describe(method: str, error: ValidationError) -> tuple[str, list[dict[str, str]]]:
@@ -37,8 +37,7 @@ def describe(method: str, error: ValidationError) -> tuple[str, list[dict[str, s
             path = f"params.{path}"
         problem = str(item["msg"])
         if str(item["type"]).endswith("_type"):  # a value of the wrong JSON type
-            got = _JSON_TYPES.get(type(item.get("input")))
-            problem = f"{problem} (got {got})" if got else problem
+            problem = f"{problem} (got {json_kind(item.get('input'))})"
         problems.append({"path": path, "problem": problem})
     named = "; ".join(f"{p['path']}: {p['problem']}" for p in problems[:_SHOWN])
     more = f"; ... ({len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import json
 import logging
-import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +74,7 @@ from fast_mcp_gateway.front.wire import (
     tracing_configured,
     upstream_call,
 )
-from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
+from fast_mcp_gateway.upstream.relay import LOG_LEVELS, STDIO_HOST, log_levels_from
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
@@ -83,7 +82,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
 
 
 _encode = encode_line
@@ -196,7 +194,7 @@ class StdioLane(StdioChannel):
             return False  # an era the SDK server must judge
         level = meta.get(types.LOG_LEVEL_META_KEY)
         token = meta.get("progressToken")
-        if (level is not None and level not in _LOG_LEVELS) or (
+        if (level is not None and level not in LOG_LEVELS) or (
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return False  # invalid: the SDK answers with its validation error

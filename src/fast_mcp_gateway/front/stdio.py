@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 import mcp_types as types
 from pydantic import ValidationError
 
+from fast_mcp_gateway.admin.json_input import json_kind
 from fast_mcp_gateway.front.early import no_constant, served_threadless, valid_unicode
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
@@ -109,13 +110,10 @@ def _too_long(limit: int) -> Refusal:
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
     if isinstance(value, float):
         return ("a number with a fraction or an exponent" if math.isfinite(value)
                 else "a number too large to represent")
-    return {dict: "an object", list: "an array", str: "a string", int: "an integer",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return "an integer" if type(value) is int else json_kind(value)
 
 
 def _usable_id(message: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
-from fast_mcp_gateway.admin.json_input import parse_json
+from fast_mcp_gateway.admin.json_input import json_kind, parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.config.checks import field_names
@@ -122,10 +122,6 @@ def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope,
 # -- serving the table ----------------------------------------------------------------
 
 
-_JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number",
-              bool: "true or false", type(None): "null"}
-
-
 async def _body(model: type[BaseModel], request: Request) -> BaseModel:
     raw = bytearray()
     async for chunk in request.stream():
@@ -140,7 +136,7 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
         raise ApiError(400, "invalid_json", f"the request body is not JSON: {exc}; "
                        f"{send}") from None
     if not isinstance(data, dict):
-        what = "is empty" if not raw else f"is {_JSON_KIND.get(type(data), 'not an object')}"
+        what = "is empty" if not raw else f"is {json_kind(data)}"
         raise ApiError(400, "invalid_json", f"the request body {what}; {send}")
     try:
         return model.model_validate(data)

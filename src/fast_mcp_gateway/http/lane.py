@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +70,7 @@ from fast_mcp_gateway.front.wire import (
 from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
+from fast_mcp_gateway.upstream.relay import LOG_LEVELS
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.components import UpstreamTool
@@ -88,7 +88,6 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"),
                 (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no")]
 _PING = b": ping\r\n\r\n"
 _PARAM_HEADER = b"mcp-param-"
-_LOG_LEVELS = frozenset(typing.get_args(types.LoggingLevel))
 
 
 class _Plan:
@@ -203,7 +202,7 @@ class HttpLane:
                 or not (arguments is None or isinstance(arguments, dict)):
             return None
         level, token = meta.get(types.LOG_LEVEL_META_KEY), meta.get("progressToken")
-        if (level is not None and level not in _LOG_LEVELS) or (
+        if (level is not None and level not in LOG_LEVELS) or (
                 token is not None and (not isinstance(token, str | int)
                                        or isinstance(token, bool))):
             return None  # invalid: the SDK answers with its validation error

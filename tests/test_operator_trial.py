@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,31 @@ def broken_reload(*_: object) -> Any:
     raise RuntimeError("the registrations did not parse")
 
 
+async def failure_of(gateway: Gateway, fail: Callable[[], None]) -> BackgroundTaskFailed:
+    """What ``run_async("http")`` raises when ``fail()``, called once the gateway serves
+    (its background tasks run), makes one of them fail."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    raised: list[BackgroundTaskFailed] = []
+
+    async def serve() -> None:
+        try:
+            await gateway.run_async("http", sockets=[sock])
+        except BackgroundTaskFailed as exc:
+            raised.append(exc)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            async with httpx2.AsyncClient(timeout=30) as http:  # served: the tasks run
+                health = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")
+                assert health.status_code == 200
+            fail()
+    [failure] = raised
+    return failure
+
+
 @pytest.mark.anyio
 async def test_a_failing_background_task_stops_an_http_gateway(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,59 +273,28 @@ async def test_a_failing_background_task_stops_an_http_gateway(
     config.write_text(json.dumps({"servers": {}}))
     gateway = make_gateway({}, config=config, db=tmp_path / "gw.db", reload_interval=0.05)
     monkeypatch.setattr(gateway.control, "reload_logged", broken_reload)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    raised: list[BackgroundTaskFailed] = []
-
-    async def serve() -> None:
-        try:
-            await gateway.run_async("http", sockets=[sock])
-        except BackgroundTaskFailed as exc:
-            raised.append(exc)
-
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(serve)
-            async with httpx2.AsyncClient(timeout=30) as http:  # served: the watcher runs
-                health = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")
-                assert health.status_code == 200
-            config.write_text(json.dumps({"servers": {}, "gateway": {}}))
-    [failure] = raised
+    failure = await failure_of(gateway, lambda: config.write_text(
+        json.dumps({"servers": {}, "gateway": {}})))
     assert failure.task == "ControlPlane.watch_config", failure
     assert "RuntimeError: the registrations did not parse" in str(failure)
 
 
 @pytest.mark.anyio
-async def test_a_failing_upstream_manager_stops_the_gateway(tmp_path: Path) -> None:
+async def test_a_failing_upstream_manager_stops_the_gateway() -> None:
     """The manager's task (every upstream's session runs in its task group) ending in
     an error stopped every upstream, and the gateway answered on with an empty catalog,
     only logging it: it stops now, as for its other background tasks."""
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    raised: list[BackgroundTaskFailed] = []
-
-    async def serve() -> None:
-        try:
-            await gateway.run_async("http", sockets=[sock])
-        except BackgroundTaskFailed as exc:
-            raised.append(exc)
 
     async def a_bug() -> None:
         raise RuntimeError("a bug in an upstream's task")
 
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(serve)
-            async with httpx2.AsyncClient(timeout=30) as http:  # served: the manager runs
-                health = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")
-                assert health.status_code == 200
-            group = gateway.manager._task_group
-            assert group is not None
-            group.start_soon(a_bug)
-    [failure] = raised
+    def start_the_bug() -> None:
+        group = gateway.manager._task_group
+        assert group is not None
+        group.start_soon(a_bug)
+
+    failure = await failure_of(gateway, start_the_bug)
     assert failure.task == "UpstreamManager.run", failure
     assert "a bug in an upstream's task" in str(failure)
 

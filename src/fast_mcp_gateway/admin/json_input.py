@@ -13,22 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fast_mcp_gateway.front.early import nesting, no_constant
+from fast_mcp_gateway.config.json_text import nesting, no_constant
 
 MAX_JSON_NESTING = 200
 """How deep arrays and objects may nest: about what an upstream's MCP SDK reads in one
 message (pydantic's JSON parser stops past 200 levels), so nothing an upstream could
 take is refused, and nothing deeper reaches the code that walks it."""
-
-
-_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-          int: "a number", float: "a number", type(None): "null"}
-
-
-def json_kind(value: Any) -> str:
-    """What JSON calls ``value``'s type, for an error's text ("an array", "null"): never
-    the value itself, which may be a secret."""
-    return _KINDS.get(type(value), type(value).__name__)
 
 
 def parse_json(text: str | bytes | bytearray) -> Any:

@@ -19,7 +19,8 @@ compared with the one sent, and a difference is logged as a warning (``differenc
 so a future SDK that answers otherwise is noticed, not silently contradicted.  A request
 the thread is not certain about (another method, a version the gateway does not
 negotiate as stated here, capabilities of an unexpected shape) is left to the SDK, as
-before.  Imports only the standard library: the CLI uses it before anything heavy.
+before.  Imports only the standard library (and ``config/json_text``, a stdlib-only
+leaf): the CLI uses it before anything heavy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import stat
 import threading
 from dataclasses import dataclass
 from typing import Any
+
+from fast_mcp_gateway.config.json_text import nesting, no_constant
 
 logger = logging.getLogger(__name__)
 
@@ -244,28 +247,9 @@ def valid_unicode(value: Any) -> bool:
     return True
 
 
-def no_constant(name: str) -> Any:
-    """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON values."""
-    raise ValueError(f"{name} is not a JSON value; write a number, or null")
-
-
 MAX_NESTING = 64
 """Arrays and objects nested deeper than this are not answered early: Python's parser
 reads ~1000 levels, the SDK's stops at 200 and refuses the line (a parse error)."""
-
-
-def nesting(value: Any, bound: int = MAX_NESTING) -> int:
-    """How deep ``value``'s arrays and objects nest (0 for a scalar); walked without
-    recursion, and not past ``bound + 1``."""
-    deepest, level = 0, [(value, 1)]
-    while level:
-        item, depth = level.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= bound:
-                level.extend((v, depth + 1) for v in
-                             (item.values() if isinstance(item, dict) else item))
-    return deepest
 
 
 def parse_line(line: bytes) -> Any:
@@ -274,7 +258,7 @@ def parse_line(line: bytes) -> Any:
         message = json.loads(line.decode("utf-8"), parse_constant=no_constant)
     except (ValueError, RecursionError):
         return None
-    if nesting(message) > MAX_NESTING:
+    if nesting(message, MAX_NESTING) > MAX_NESTING:
         return None
     return message if valid_unicode(message) else None
 

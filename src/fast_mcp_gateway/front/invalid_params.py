@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
-from fast_mcp_gateway.admin.json_input import json_kind
+from fast_mcp_gateway.config.json_text import json_kind
 
 _SHOWN = 5  # problems named at most
 

@@ -43,8 +43,8 @@ from typing import Any, BinaryIO
 import mcp_types as types
 from pydantic import ValidationError
 
-from fast_mcp_gateway.admin.json_input import json_kind
-from fast_mcp_gateway.front.early import no_constant, served_threadless, valid_unicode
+from fast_mcp_gateway.config.json_text import json_kind, no_constant
+from fast_mcp_gateway.front.early import served_threadless, valid_unicode
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
-from fast_mcp_gateway.admin.json_input import json_kind, parse_json
+from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.config.checks import field_names
+from fast_mcp_gateway.config.json_text import json_kind
 from fast_mcp_gateway.config.schema import AdminKind
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http import schemas as s

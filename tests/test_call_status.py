@@ -28,8 +28,13 @@ async def test_a_call_that_crashed_every_replica_is_an_error_not_rejected(
         assert failed.is_error
         calls = (await client.call_tool("gateway_calls", {"limit": 5})).structured_content
     (record,) = [c for c in calls["calls"] if c["exposed"] == "crashy_crash"]
-    assert [step["outcome"] for step in record["route"]] == ["error", "error"]
-    assert {step["replica"] for step in record["route"]} == {"crashy#0", "crashy#1"}
+    # Both replicas were sent the call and crashed.  A third attempt (retry: 3) may
+    # still find one of them marked ready, before its supervisor saw the crash (a loaded
+    # machine): it is then refused unsent ('connect') or breaks again ('error').
+    outcomes = [step["outcome"] for step in record["route"]]
+    assert outcomes[:2] == ["error", "error"], outcomes
+    assert set(outcomes[2:]) <= {"connect", "error"}, outcomes
+    assert {step["replica"] for step in record["route"][:2]} == {"crashy#0", "crashy#1"}
     assert record["status"] == "error", record
 
 

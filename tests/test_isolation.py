@@ -6,6 +6,8 @@ Real upstream processes, real HTTP on 127.0.0.1; processes are checked by pid.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from fastmcp.exceptions import ToolError
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.admin.servers import status_of
 from fast_mcp_gateway.config.loader import ConfigError
+from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.processes import is_alive
 from tests.fixtures import make_gateway, serve_http, stdio_entry
 from tests.test_asks_routing import WITHIN, answering, listed, records, stdio_gateway, until
@@ -156,6 +159,39 @@ async def test_a_stdio_gateway_gives_its_one_host_one_session_with_its_logs(
     assert sorted(seen["host"]) == ["question for X", "question for Y"]
     assert "idle" in str(logs[0].data)
     await gone(*pids)
+
+
+async def test_a_host_waits_for_its_session_while_the_server_visibly_starts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A per-client session whose server takes longer than ``timeouts.connect`` + 5 s to
+    start, working all along (a first ``npx`` download), is waited for: its first
+    caller gets the answer, not "unavailable" once ``connect + 5`` s passed."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.processes")
+    release = tmp_path / "release"
+    await anyio.Path(f"{release}.1").touch()  # the first process (the catalog) starts now
+    gateway = make_gateway({"slow": stdio_entry(
+        "slow_start.py", str(release), "--per-process", isolation="per_client",
+        timeouts={"connect": 0.2})})
+    service = gateway.manager.get("slow")
+
+    def waited_past_the_old_bound() -> bool:  # connect + 5 = 5.2 s of extensions
+        return any(int(m[1]) >= 6 for r in caplog.records
+                   if (m := re.search(r"still connecting after (\d+)s", r.getMessage())))
+
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", mode="legacy") as host:
+        await until(lambda: service.replicas[0].state is UpstreamState.READY)
+        answers: list[int] = []
+
+        async def first_call() -> None:
+            answers.append((await host.call_tool("slow_pid", {})).data)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first_call)
+            await until(waited_past_the_old_bound, within=60)
+            await anyio.Path(f"{release}.2").touch()  # the host's own process may start
+        assert answers and answers[0] != service.replicas[0].pid and is_alive(answers[0])
+    await gone(answers[0])
 
 
 def test_isolation_is_validated() -> None:

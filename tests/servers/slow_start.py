@@ -3,6 +3,9 @@
 ``slow_start.py RELEASE_FILE``: until RELEASE_FILE exists it writes a progress line to
 stderr now and then (as a server importing or warming up would) and serves nothing;
 then it serves a tool, a resource and a prompt.  The test creates the file: no timing.
+``--per-process``: the Nth process started (counted by the files
+``RELEASE_FILE.started.N`` it creates) waits for ``RELEASE_FILE.N`` instead, so that a
+test releases each process on its own.
 """
 
 import os
@@ -11,6 +14,15 @@ import time
 from pathlib import Path
 
 release = Path(sys.argv[1])
+if "--per-process" in sys.argv[2:]:
+    n = 1
+    while True:
+        try:
+            os.close(os.open(f"{release}.started.{n}", os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            n += 1
+    release = Path(f"{release}.{n}")
 print(f"slow_start pid={os.getpid()}: waiting for {release}", file=sys.stderr, flush=True)
 while not release.exists():
     print("slow_start: still warming up", file=sys.stderr, flush=True)

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -39,8 +39,10 @@ from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.routing.lifecycle import first_attempts
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
+from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
@@ -49,6 +51,7 @@ from fast_mcp_gateway.upstream.replica import UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Task = Callable[..., Any]  # a background task: ``await task(task_status=...)``
 RESTART_ONLY = ("separator", "max_name_length", "timeouts", "protocol", "pinning",
@@ -259,9 +262,12 @@ class ControlPlane:
         """Make the running servers match ``desired``, touching only what differs: a
         changed config restarts its server, a changed enabled flag only enables or
         disables it (as the admin operation did where it was made).  Idempotent;
-        returns the names acted on.  One server that fails does not stop the others."""
+        returns the names acted on.  One server that fails does not stop the others.
+        Returns once the servers started made their first connect attempts (side by
+        side)."""
         manager = self.manager
         acted: list[str] = []
+        starting: list[Service] = []
         desired = manager.served(desired)   # serve --profile: the profile's servers only
         for name in [n for n in manager.services if n not in desired]:
             acted.append(name)
@@ -271,18 +277,22 @@ class ControlPlane:
             if service is None or service.config.model_copy(
                     update={"enabled": server.enabled}) != server:
                 acted.append(name)
-                await self._apply(name, manager.replace_server(server))
+                started = await self._apply(name, manager.replace_server(server, wait=False))
+                if started is not None:
+                    starting.append(started)
             elif (service.state is UpstreamState.DISABLED) == server.enabled:
                 acted.append(name)
                 service.set_enabled(server.enabled)
+        await first_attempts(*starting)
         return acted
 
     @staticmethod
-    async def _apply(name: str, step: Awaitable[object]) -> None:
+    async def _apply(name: str, step: Awaitable[T]) -> T | None:
         try:
-            await step
+            return await step
         except Exception as exc:  # noqa: BLE001 - the next reconcile tries again
             logger.warning("could not apply the shared state of server '%s': %s", name, exc)
+            return None
 
     # -- reloading the config file ----------------------------------------------------
 

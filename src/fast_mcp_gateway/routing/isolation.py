@@ -119,7 +119,9 @@ class ClientSessions:
         if client.ready.is_set():
             return
         upstream = client.upstream
-        with anyio.move_on_after(upstream.connect_timeout + 5):
+        # As long as its first attempt may last: a server that visibly works (a first
+        # npx download) is given more than timeouts.connect, and so is its first caller.
+        with anyio.move_on_after(upstream.longest_attempt):
             await upstream.wait_first_attempt()
         client.ready.set()
         if upstream.state is not UpstreamState.READY:

@@ -31,7 +31,16 @@ async def stopped(upstream: Upstream, within: float = 15.0) -> bool:
     return await upstream.wait_until(lambda: upstream.state is UpstreamState.STOPPED, within)
 
 
-async def first_attempts(service: Service) -> None:
-    for upstream in service.replicas:
-        with anyio.move_on_after(upstream.connect_timeout + 5):
+async def first_attempts(*services: Service) -> None:
+    """Until every replica of ``services`` ended its first connect attempt, side by
+    side, each at most as long as one attempt may last (``longest_attempt``: its connect
+    window with every extension a server that visibly works is given -- a first
+    ``npx`` download outlasts ``timeouts.connect``)."""
+    async def first(upstream: Upstream) -> None:
+        with anyio.move_on_after(upstream.longest_attempt):
             await upstream.wait_first_attempt()
+
+    async with anyio.create_task_group() as tg:
+        for service in services:
+            for upstream in service.replicas:
+                tg.start_soon(first, upstream)

@@ -254,9 +254,10 @@ class UpstreamManager:
             stop_service(service)
             self._retiring.discard(service)
 
-    async def replace_server(self, server: ServerConfig) -> Service:
+    async def replace_server(self, server: ServerConfig, *, wait: bool = True) -> Service:
         """Restart a server with a new configuration (or start it, if new); returns once
-        each replica made its first connect attempt (bounded by the connect timeout).
+        each replica made its first connect attempt (bounded by ``longest_attempt``;
+        ``wait=False``: at once, the attempts under way).
         A change a running server takes as it runs (``Service.reconfigure``) is applied
         to it instead, and the same service returned; so is a server whose config (and
         running ``enabled``) is ``server`` already: nothing to change, nothing restarted
@@ -271,7 +272,8 @@ class UpstreamManager:
         if current is not None:
             await self.remove_server(server.name, release=False)
         service = self.add_server(server)
-        await first_attempts(service)
+        if wait:
+            await first_attempts(service)
         return service
 
     def configure(self, servers: dict[str, ServerConfig]) -> None:
@@ -284,23 +286,29 @@ class UpstreamManager:
 
     async def reconcile(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
         """Make the running servers match ``desired``: start new ones, stop removed ones,
-        restart changed ones (or update them as they run); unchanged ones are untouched."""
+        restart changed ones (or update them as they run); unchanged ones are untouched.
+        Returns once every server started made its first connect attempt, all side by
+        side (twenty added servers wait as long as the slowest, not the sum)."""
         report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [],
                                         "updated": [], "unchanged": []}
         desired = self.served(desired)
         for name in [n for n in self.services if n not in desired]:
             await self.remove_server(name)
             report["removed"].append(name)
+        starting: list[Service] = []
         for name, server in desired.items():
             current = self.services.get(name)
             if current is None:
-                await first_attempts(self.add_server(server))
+                starting.append(self.add_server(server))  # its first attempt runs meanwhile
                 report["added"].append(name)
             elif current.config != server:
-                replaced = await self.replace_server(server)
+                replaced = await self.replace_server(server, wait=False)
                 report["updated" if replaced is current else "restarted"].append(name)
+                if replaced is not current:
+                    starting.append(replaced)
             else:
                 report["unchanged"].append(name)
+        await first_attempts(*starting)
         return report
 
     def refresh_catalog(self) -> None:

@@ -334,7 +334,8 @@ class GatewayProvider(Provider):
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
                             shown=active.shows_tool if active is not None else None,
-                            own=own)
+                            own=own, states={name: self.manager.services[name].state.value
+                                             for name in namespaces})
 
     def unknown_call(self, kind: Kind | str, name: str) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for

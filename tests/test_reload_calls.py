@@ -1,5 +1,6 @@
-"""Calls made while a reload restarts their server wait for it, as calls made while the
-gateway starts do.
+"""Editing servers.yaml while calls flow: calls made while a reload restarts their
+server wait for it, as calls made while the gateway starts do; a file emptied by a save
+in progress keeps the running config.
 
 A reload that changes how a server is started or timed replaces its session: the new one
 has no catalog until it connects, so its tools left the catalog for that while, and a
@@ -26,7 +27,7 @@ from fastmcp.client.transports import ClientTransport, FastMCPTransport
 from fast_mcp_gateway import Gateway, parse_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
-from tests.fixtures import FAST_RESTART, alpha_server, memory_entry
+from tests.fixtures import FAST_RESTART, alpha_server, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -119,3 +120,26 @@ async def test_a_call_to_a_tool_the_restarted_server_dropped_is_refused_once_it_
                 gate.set()
         result = answers["alpha_wipe"]
         assert result.is_error and "exclude" in result.content[0].text, result
+
+
+@pytest.mark.parametrize("blank", ["", "\n  \n", "# Fast MCP Gateway configuration.\n# See\n"])
+async def test_a_file_emptied_by_a_save_in_progress_keeps_the_running_config(
+        tmp_path: Path, blank: str) -> None:
+    """An editor writing in place (or ``cat > servers.yaml``) truncates the file first:
+    read then, it was "no servers" and every server was stopped until the save ended.
+    ``servers: {}`` still removes them all."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           config=config)
+    async with Client(gateway.server, mode="legacy") as client:
+        config.write_text(blank)
+        report = (await client.call_tool("gateway_reload_config", {})).structured_content
+        assert report is not None and report["removed"] == [], report
+        assert report["error"] == (f"{config}: the file is empty (a save in progress?); "
+                                   "keeping the running config. To run no servers from it, "
+                                   "write 'servers: {}'"), report
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        config.write_text("servers: {}\n")
+        report = (await client.call_tool("gateway_reload_config", {})).structured_content
+        assert report is not None and report["removed"] == ["alpha"], report

@@ -122,6 +122,55 @@ async def test_a_call_to_a_tool_the_restarted_server_dropped_is_refused_once_it_
         assert result.is_error and "exclude" in result.content[0].text, result
 
 
+class FailingTransport(HeldTransport):
+    """Fails to connect once ``gate`` is set."""
+
+    @contextlib.asynccontextmanager
+    async def connect_session(self, **kwargs: Any) -> AsyncIterator[Any]:
+        self.asked.set()
+        await self.gate.wait()
+        raise RuntimeError("the restarted server failed to start")
+        yield  # (a generator)
+
+
+async def test_a_call_waiting_for_a_restart_that_fails_is_refused_with_the_state(
+        tmp_path: Path) -> None:
+    """The wait ends with the failed attempt, not at the call timeout (29 s here)."""
+    config = tmp_path / "servers.yaml"
+    entry = memory_entry("alpha")
+    config.write_text(json.dumps({"servers": {"alpha": entry}}))
+    server = alpha_server()
+    gate, asked = anyio.Event(), anyio.Event()
+
+    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if server_config.timeouts.call == 29:
+            return FailingTransport(server, gate, asked)
+        return FastMCPTransport(server)
+
+    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
+                      GatewaySettings(db=None, startup_wait=600.0, config=config),
+                      transport_factory=factory, restart=FAST_RESTART)
+    async with Client(gateway.server, mode="legacy") as client:
+        await client.list_tools()
+        config.write_text(json.dumps({"servers": {"alpha": {**entry, "timeouts": {"call": 29}}}}))
+        answers: dict[str, Any] = {}
+
+        async def call(name: str, arguments: dict[str, Any]) -> None:
+            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+
+        with anyio.fail_after(20):  # well before the 29 s call timeout
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config", {})
+                await asked.wait()
+                tg.start_soon(call, "alpha_add", {"a": 2, "b": 3})
+                await anyio.wait_all_tasks_blocked()
+                assert "alpha_add" not in answers
+                gate.set()
+        result = answers["alpha_add"]
+        assert result.is_error, result
+        assert "not offering it now: it is reconnecting" in result.content[0].text, result
+
+
 @pytest.mark.parametrize("blank", ["", "\n  \n", "# Fast MCP Gateway configuration.\n# See\n"])
 async def test_a_file_emptied_by_a_save_in_progress_keeps_the_running_config(
         tmp_path: Path, blank: str) -> None:

@@ -394,7 +394,7 @@ class GatewayProvider(Provider):
         if service is None or not _visible(service.name, self._servers()):
             return False
         return await until_offered(service.replicas, lambda: name in self.manager.view.tools,
-                                   self.manager.changed, within)
+                                   service.wait_until, within)
 
     @functools.cached_property
     def _meta(self) -> dict[str, Tool]:  # search exposure only: made on first use (~0.5 MB)

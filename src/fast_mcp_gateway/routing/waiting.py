@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
-from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 WaitUntil = Callable[[Callable[[], bool], float], Awaitable[bool]]
 """``Service.wait_until``: wait (bounded) until a predicate holds, checked at each change."""
@@ -39,19 +38,21 @@ async def until_usable(replicas: Sequence[Upstream], wait_until: WaitUntil) -> N
 
 
 async def until_offered(replicas: Sequence[Upstream], offered: Callable[[], bool],
-                        changed: ChangeSignal, within: float) -> bool:
+                        wait_until: WaitUntil, within: float) -> bool:
     """For a name bound to the server of ``replicas`` that its catalog lacks now: when
     waiting can help (module docstring; a reload that restarts a server starts it anew,
-    with no catalog until it connects), wait until ``offered()`` (checked at each catalog
-    build, ``changed``), waiting can no longer help, or a call timeout (at most
-    ``within``) passed.  True when it is offered: else the name is refused as before."""
+    with no catalog until it connects), wait until ``offered()``, an attempt ended (a
+    failed one: the name is refused, saying the server's state), waiting can no longer
+    help, or a call timeout (at most ``within``) passed.  True when it is offered."""
     def waiting_helps() -> bool:
         return all_starting(replicas) or coming_back(replicas)
 
     if not waiting_helps():
         return False
-    await changed.wait_until(lambda: offered() or not waiting_helps(),
-                             min(within, max(r.call_timeout for r in replicas)))
+    before = _attempts(replicas)
+    # A successful attempt ends after the catalog built with it (``manager._rebuild``).
+    await wait_until(lambda: offered() or _attempts(replicas) > before or not waiting_helps(),
+                     min(within, max(r.call_timeout for r in replicas)))
     return offered()
 
 

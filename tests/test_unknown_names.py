@@ -137,3 +137,16 @@ async def test_a_name_of_a_server_that_is_down_says_why_it_offers_nothing(mode: 
         down = await _tool_error(client, "gone_search")
         assert "server 'gone' has no tool 'search', and no tools now: it " in down, down
         assert "(gateway_list_servers says why)" in down, down
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_name_under_an_old_namespace_names_the_tool_under_its_new_one(mode: str) -> None:
+    """A server renamed in servers.yaml (``clock`` -> ``timer``): a host calling the old
+    ``clock_now`` was told how names are formed, not that ``timer_now`` is that tool."""
+    async with Client(_gateway().server, mode=mode) as client:
+        moved = await _tool_error(client, "old_name_add")
+        assert moved.startswith("Unknown tool: 'old_name_add'; did you mean 'alpha_add'? (the "
+                                "same tool name under its server's namespace"), moved
+        with pytest.raises(MCPError) as prompt:
+            await client.get_prompt("calc_greet", {"name": "x"})
+        assert "did you mean 'alpha_greet'?" in str(prompt.value), prompt.value

@@ -8,7 +8,8 @@ both protocol eras, ``resources/subscribe``, ``completion/complete``, a profile'
 refusal): the first clause as before, then the exposed name the host probably meant
 (the same original name, or the URI with a namespace put in, on a server the caller may
 use); for a name that carries a server's namespace, that this server has no such tool
-or prompt and what it has; else how names are formed here, the servers and the list
+or prompt and what it has; for one under a namespace nothing has (a server renamed), the
+same name under its server's; else how names are formed here, the servers and the list
 that shows them.
 
 A name bound to a server's component that the server does not offer now (starting,
@@ -62,6 +63,10 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     if kind != "resource" and (owned := _of_namespace(kind, name, view, namespaces,
                                                         separator, shown, states)) is not None:
         return f"{head}: {owned}; {lists}"
+    if kind != "resource" and (moved := _moved(kind, name, view, namespaces, separator)):
+        # An old namespace (a server renamed in servers.yaml, a name from another config).
+        return (f"{head}; did you mean {' or '.join(map(repr, moved))}? (the same {kind} "
+                f"name under its server's namespace; {lists})")
     form = ("URIs here carry their server's namespace, as scheme://<namespace>/<path>"
             if kind == "resource" else
             f"names here carry their server's namespace, as <namespace>{separator}<name>")
@@ -137,6 +142,19 @@ def _meant_name(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapp
     table = view.tools if kind == "tool" else view.prompts
     return [exposed for exposed, (origin, _) in table.items()
             if origin.original == name and origin.server in namespaces][:_MEANT]
+
+
+def _moved(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str],
+           separator: str) -> list[str]:
+    """Exposed names of a usable server's component whose own name is what follows a
+    prefix of ``name`` ending in ``separator`` (``clock_now`` -> ``timer_now``)."""
+    if not separator:
+        return []
+    rests = {name[at + len(separator):] for at in range(len(name))
+             if name.startswith(separator, at)}
+    table = view.tools if kind == "tool" else view.prompts
+    return [exposed for exposed, (origin, _) in table.items()
+            if origin.original in rests and origin.server in namespaces][:_MEANT]
 
 
 def _meant_uri(uri: str, view: CatalogView, namespaces: Mapping[str, str]) -> list[str]:

@@ -240,6 +240,21 @@ def test_check_counts_disabled_servers_apart_and_takes_a_level_in_any_case(
     assert "no servers configured: add one under 'servers:'" in done.stderr, done.stderr
 
 
+def test_a_debug_log_leaves_out_the_stores_statements(tmp_path: Path) -> None:
+    """aiosqlite logs each statement with its parameters at DEBUG: half of a debug log
+    was the store's SQL, with every call record's arguments and error in it."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "on": {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.clock"]}}}))
+    done = subprocess.run(  # served until stdin ends: at once
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--db", str(tmp_path / "g.db"), "--log-level", "DEBUG"], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG " in done.stderr  # debugging: the gateway's own and the SDK's lines
+    assert "aiosqlite" not in done.stderr, done.stderr[:2000]
+
+
 def test_port_0_on_a_name_with_several_addresses_is_one_port(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A host name that resolves to several addresses (localhost: 127.0.0.1 and ::1) gets

@@ -199,6 +199,9 @@ def _configure_logging(level: str) -> None:
     )
     # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
     install_log_filter()
+    # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
+    # and each call record's arguments and error (the store's business) in the log.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fast_mcp_gateway.cli.main import _parser
+from fast_mcp_gateway.cli.main import _parser, main
 from fast_mcp_gateway.cli.reports import _table
 from fast_mcp_gateway.cli.serve import announcement, is_loopback, listen
 from fast_mcp_gateway.config.settings import GatewaySettings
@@ -39,6 +39,28 @@ def test_every_subcommand_and_option_is_described() -> None:
                for name, command in commands.items() for action in command._actions
                if action.option_strings and not action.help and action.dest != "help"]
     assert not missing, f"options without help: {missing}"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    # argparse said "the following arguments are required: command" (or token_command).
+    ([], "mcp-gateway: error: choose a command: serve, check, logs, servers, token, "
+         "dashboard, pins, stats ('mcp-gateway serve --config servers.yaml' runs the gateway"),
+    (["token"], "mcp-gateway token: error: choose what to do: new ('mcp-gateway token new "
+                "--name NAME' makes a token)"),
+    # ... and "unrecognized arguments: --conifg x.yaml" under the top level's usage.
+    (["serve", "--conifg", "x.yaml"], "mcp-gateway serve: error: unrecognized arguments: "
+     "--conifg x.yaml; did you mean --config? ('mcp-gateway serve --help' lists its options)"),
+    (["check", "--jsn"], "mcp-gateway check: error: unrecognized arguments: --jsn; did you "
+                         "mean --json?"),
+    (["token", "new", "--name", "a", "--servrs=x"], "mcp-gateway token new: error: "
+     "unrecognized arguments: --servrs=x; did you mean --servers?"),
+])
+def test_a_command_line_mistake_is_named_with_the_fix(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -216,6 +238,21 @@ def test_check_counts_disabled_servers_apart_and_takes_a_level_in_any_case(
         [sys.executable, "-m", "fast_mcp_gateway", "check", "--config", str(config),
          "--db", str(tmp_path / "g.db")], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert "no servers configured: add one under 'servers:'" in done.stderr, done.stderr
+
+
+def test_a_debug_log_leaves_out_the_stores_statements(tmp_path: Path) -> None:
+    """aiosqlite logs each statement with its parameters at DEBUG: half of a debug log
+    was the store's SQL, with every call record's arguments and error in it."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "on": {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.clock"]}}}))
+    done = subprocess.run(  # served until stdin ends: at once
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--db", str(tmp_path / "g.db"), "--log-level", "DEBUG"], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG " in done.stderr  # debugging: the gateway's own and the SDK's lines
+    assert "aiosqlite" not in done.stderr, done.stderr[:2000]
 
 
 def test_port_0_on_a_name_with_several_addresses_is_one_port(

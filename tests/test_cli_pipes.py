@@ -136,3 +136,24 @@ def test_logs_tells_a_tasks_end_from_the_call_that_created_it(tmp_path: Path) ->
                           text=True, timeout=60, check=True)
     rows = {line.split()[3]: line for line in done.stdout.splitlines()[2:]}
     assert "(task)" not in rows["2.0"] and "tasker_hold (task)" in rows["5000.0"], done.stdout
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["logs", "--server", "clokc"], "no call of server 'clokc' is recorded (--server); "
+                                    "servers with calls: clock"),
+    (["logs", "--tool", "clock_ad"], "no call of tool 'clock_ad' is recorded (--tool); "
+                                     "tools with calls: clock_add"),
+    (["stats", "--server", "clokc"], "no call of server 'clokc' is recorded (--server)"),
+])
+def test_a_server_or_tool_no_call_had_is_named_with_those_that_have(
+        tmp_path: Path, command: list[str], said: str) -> None:
+    """A mistyped --server or --tool printed an empty table, nothing more."""
+    db = tmp_path / "calls.db"
+    anyio.run(_store_with_calls, db, 3)
+    done = subprocess.run([*CLI, *command, "--db", str(db)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert said in done.stderr, done.stderr
+    right = subprocess.run([*CLI, "logs", "--server", "clock", "--status", "timeout", "--db",
+                            str(db)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert right.stderr == "", right.stderr  # a known server with no such call: no word

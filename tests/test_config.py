@@ -61,6 +61,8 @@ def test_missing_variable_names_server_field_and_fix() -> None:
     message = str(info.value)
     assert "servers.yaml: server 'gh', field 'env.GITHUB_TOKEN'" in message
     assert "'GH_TOKEN' is not set" in message and "${GH_TOKEN:-default}" in message
+    # Where to set it when a host starts the gateway ("export it" did not reach it).
+    assert "in the \"env\" of the gateway's entry in the host's config" in message
 
 
 def test_unknown_field_is_rejected_with_a_suggestion() -> None:

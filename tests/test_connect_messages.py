@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -238,6 +239,37 @@ async def test_a_process_that_exits_gives_its_exit_code_and_a_hint() -> None:
     assert error.startswith("connect: the server exited with code 0 before answering "
                             "initialize; check that 'command' and 'args' start an MCP server "
                             "that talks over stdio"), error
+
+
+async def test_a_command_not_on_the_path_names_the_path_and_the_fix() -> None:
+    """It said "command not found: npx": not where it was looked for, nor what to do
+    (a host such as Claude Desktop gives the gateway a short PATH)."""
+    error = await failure({"command": "no-such-mcp-server-x1", "env": {"PATH": "/nowhere/bin"}})
+    assert error.startswith("command not found: no-such-mcp-server-x1 is in no folder of the "
+                            "PATH it was looked up in (/nowhere/bin); write its absolute path "
+                            "in 'command'"), error
+
+
+async def test_a_command_that_cannot_start_says_why(tmp_path: Path) -> None:
+    """A missing relative path, a script whose #! interpreter is missing (the OS says "not
+    found" of a file that is there), a file that is not executable, a directory."""
+    script = tmp_path / "server.sh"
+    script.write_text("#!/nonexistent/node\n")
+    script.chmod(0o755)
+    plain = tmp_path / "server.py"
+    plain.write_text("print('hi')\n")
+    relative = await failure({"command": "./bin/server", "cwd": str(tmp_path)})
+    assert relative.startswith(f"command not found: ./bin/server does not exist (a relative "
+                               f"path, taken from 'cwd': {tmp_path / 'bin' / 'server'}); fix "
+                               "the path in 'command'"), relative
+    shebang = await failure({"command": str(script)})
+    assert shebang.startswith(f"command not found: {script} exists, but the interpreter its "
+                              "first line names (/nonexistent/node) does not"), shebang
+    not_executable = await failure({"command": str(plain)})
+    assert not_executable.startswith(f"permission denied: {plain} is not executable; make it "
+                                     f"so (chmod +x {plain})"), not_executable
+    directory = await failure({"command": str(tmp_path)})
+    assert directory.startswith(f"permission denied: {tmp_path} is a directory"), directory
 
 
 async def test_a_crash_gives_the_exit_code_and_the_stderr_tail() -> None:

@@ -102,6 +102,30 @@ def test_credentials_written_in_a_servers_args_are_masked_wherever_shown() -> No
                      "--session-file", "./state.json", "--auth", "none", "--verbose"]
 
 
+def test_keys_ending_in_key_pass_pwd_or_pat_hold_credentials() -> None:
+    """``OPENAI_KEY``, ``DB_PASS``, ``MYSQL_PWD``, ``GITHUB_PAT`` and an ``X-Key`` header,
+    written literally: a server printing its environment as it crashed showed them in
+    ``last_error``, the stderr tail, the log and the store, and the admin views and
+    exports showed them as written (only token/secret/password/api_key names counted)."""
+    values = {key: f"v{secrets.token_hex(8)}" for key in (
+        "OPENAI_KEY", "DB_PASS", "MYSQL_PWD", "GITHUB_PAT", "GPG_PASSPHRASE", "KEY")}
+    plain = {"KEYBOARD_LAYOUT": f"k{secrets.token_hex(8)}", "PATH": f"/p{secrets.token_hex(8)}",
+             "PWD": f"/w{secrets.token_hex(8)}", "MONKEY": f"m{secrets.token_hex(8)}"}
+    header = f"h{secrets.token_hex(8)}"
+    config = parse_config({"servers": {
+        "a": {"command": "x", "env": {**values, **plain}, "args": ["--db-pass", "p4ss-w0rd-1"]},
+        "b": {"url": "http://127.0.0.1:9/mcp", "headers": {"X-Key": header}}}}, source="test")
+    shown = config.servers["a"].redacted()
+    assert all(shown["env"][key] == MASK for key in values), shown["env"]
+    assert all(value in SECRETS for value in values.values())
+    assert {key: shown["env"][key] for key in plain} == plain
+    assert not any(value in SECRETS for value in plain.values())
+    assert shown["args"] == ["--db-pass", MASK]
+    assert config.servers["b"].redacted()["headers"] == {"X-Key": MASK} and header in SECRETS
+    leaked = f"crashed; env: DB_PASS={values['DB_PASS']}"
+    assert mask_text(leaked) == f"crashed; env: DB_PASS={MASK}"
+
+
 def test_credentials_in_an_instances_args_are_masked_too() -> None:
     """An instance's args are shown with the server (the admin views, an export): a
     credential written there is masked as at the top level; and one instance's last

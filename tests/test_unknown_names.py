@@ -118,3 +118,35 @@ async def test_a_mistyped_gateway_tool_is_not_suggested_to_a_caller_without_admi
         text = await _tool_error(client, "gateway_audit_log")
         assert "gateway_audit'" not in text and "own tools" not in text, text
         assert "tool names here carry their server's namespace" in text, text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_name_of_a_server_that_is_down_says_why_it_offers_nothing(mode: str) -> None:
+    """A disabled server, or one whose command is missing, offers no tools: a host calling
+    one of its names (from the server's docs, a previous config) was told only "server
+    'x' has no tool 'y', and no tools now", nothing of the state nor the fix."""
+    gateway = make_gateway({"alpha": memory_entry("alpha"),
+                            "off": {**memory_entry("off"), "enabled": False},
+                            "gone": {"command": "no-such-mcp-server-x2"}},
+                           {"alpha": alpha_server()})
+    async with Client(gateway.server, mode=mode) as client:
+        disabled = await _tool_error(client, "off_search")
+        assert disabled.startswith("Unknown tool: 'off_search': server 'off' has no tool "
+                                   "'search', and no tools now: it is disabled "
+                                   "(gateway_enable_server turns it back on)"), disabled
+        down = await _tool_error(client, "gone_search")
+        assert "server 'gone' has no tool 'search', and no tools now: it " in down, down
+        assert "(gateway_list_servers says why)" in down, down
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_name_under_an_old_namespace_names_the_tool_under_its_new_one(mode: str) -> None:
+    """A server renamed in servers.yaml (``clock`` -> ``timer``): a host calling the old
+    ``clock_now`` was told how names are formed, not that ``timer_now`` is that tool."""
+    async with Client(_gateway().server, mode=mode) as client:
+        moved = await _tool_error(client, "old_name_add")
+        assert moved.startswith("Unknown tool: 'old_name_add'; did you mean 'alpha_add'? (the "
+                                "same tool name under its server's namespace"), moved
+        with pytest.raises(MCPError) as prompt:
+            await client.get_prompt("calc_greet", {"name": "x"})
+        assert "did you mean 'alpha_greet'?" in str(prompt.value), prompt.value

@@ -323,6 +323,13 @@ class ControlPlane:
                 RUNTIME_SERVERS.reset(known)
             # As the file was opened (a save since the stat above was read: not unread).
             self._read_stamp = read_stamp(new, path) or self._read_stamp
+            if not new.servers and self.config.servers and await _blank(path):
+                # Truncated by a save in progress (an editor writing in place, `cat >`):
+                # read as "no servers", it stopped every server until the save ended.
+                error = (f"{path}: the file is empty (a save in progress?); keeping the "
+                         "running config. To run no servers from it, write 'servers: {}'")
+                await self._audit_reload(actor, str(path), f"rejected: {error}")
+                return self._reloaded(ChangeReport(error=error))
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)
@@ -437,3 +444,12 @@ async def _stamp(path: Path | None) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
+
+
+async def _blank(path: Path) -> bool:
+    """Whether the config file holds no YAML at all: nothing, blanks, comments."""
+    try:
+        text = (await anyio.Path(path).read_bytes()).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())

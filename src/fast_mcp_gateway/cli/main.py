@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="mcp-gateway", description="One MCP server in front of many MCP servers."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Not required=True: argparse's "the following arguments are required: command" named
+    # no command (``_parse`` lists them).
+    sub = parser.add_subparsers(dest="command")
 
     def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", type=Path, default=None,
@@ -130,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     servers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     token = sub.add_parser("token", help="make bearer tokens for HTTP mode")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_sub = token.add_subparsers(dest="token_command")
     new = token_sub.add_parser("new", help="print a fresh token once, and the sha256 entry "
                                             "to paste into servers.yaml")
     new.add_argument("--name", required=True,
@@ -197,6 +199,9 @@ def _configure_logging(level: str) -> None:
     )
     # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
     install_log_filter()
+    # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
+    # and each call record's arguments and error (the store's business) in the log.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
     if level != "DEBUG":
         logging.getLogger("fastmcp").setLevel(logging.WARNING)
@@ -222,8 +227,41 @@ def _load(settings: GatewaySettings, command: str) -> GatewayConfig:
         TOKEN_SERVERS_LATER.reset(token)
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(dict(a.choices) for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction))
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed.  A missing command is answered with the commands; an option the
+    command does not take by that command (with its usage, not the top level's) and the
+    closest option it has (``serve --conifg`` was "unrecognized arguments" only)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    commands = _commands(parser)
+    if args.command is None:
+        parser.error(f"choose a command: {', '.join(commands)} ('mcp-gateway serve --config "
+                     "servers.yaml' runs the gateway; 'mcp-gateway COMMAND --help' says more)")
+    command = commands[args.command]
+    if args.command == "token":
+        if args.token_command is None:
+            command.error("choose what to do: new ('mcp-gateway token new --name NAME' makes "
+                          "a token)")
+        command = _commands(command)[args.token_command]
+    if extra:
+        import difflib  # here, not at the top: only a mistyped option needs it
+
+        options = [o for a in command._actions for o in a.option_strings]
+        typed = next((e.split("=", 1)[0] for e in extra if e.startswith("-")), "")
+        close = difflib.get_close_matches(typed, options, n=1) if typed else []
+        meant = f"; did you mean {close[0]}?" if close else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{meant} ('{command.prog} "
+                      "--help' lists its options)")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if args.command == "token":
         from fast_mcp_gateway.cli.tokens import new_token
 

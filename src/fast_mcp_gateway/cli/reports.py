@@ -107,6 +107,8 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
     rows.reverse()  # oldest first, like a log
     widths = [len(c) for c in _LOG_COLUMNS]  # kept while following: the rows stay aligned
     _print_rows(rows, args.json, header=True, widths=widths)
+    if not rows:
+        await _say_unknown_names(store, args)
     shown = {r.id for r in rows}
     down = False
     if args.follow:
@@ -134,6 +136,20 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
             _print_rows(new, args.json, header=False, widths=widths)
 
 
+async def _say_unknown_names(store: Store, args: argparse.Namespace) -> None:
+    """Nothing matched: a ``--server`` (or ``--tool``) no record ever had is named, with
+    the ones the store has (a typo printed an empty table, nothing more)."""
+    for flag, value, group in (("--server", args.server, "server"),
+                               ("--tool", getattr(args, "tool", None), "tool")):
+        if value is None:
+            continue
+        known = sorted(k for k in await store.stats(group_by=group) if k)
+        if value not in known:
+            print(f"mcp-gateway: no call of {group} {value!r} is recorded ({flag}); "
+                  f"{group}s with calls: {', '.join(known[:20]) or 'none yet'}"
+                  f"{', ...' if len(known) > 20 else ''}", file=sys.stderr)
+
+
 def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
                 widths: list[int] | None = None) -> None:
     if as_json:
@@ -155,6 +171,8 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
 
 async def _stats(store: Store, args: argparse.Namespace, since: float | None) -> None:
     groups = await store.stats(since=since, server=args.server, group_by=args.by)
+    if not groups:
+        await _say_unknown_names(store, args)
     if args.json:
         print(json.dumps({k or "all": v.as_dict() for k, v in sorted(groups.items())}, indent=2))
         return

@@ -86,8 +86,13 @@ def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] 
             return default
         if value is not None:
             return value
-        report(field, f"environment variable '{var}' is not set; export it, or write "
-                      f"${{{var}:-default}} to give a fallback")
+        # "export it" alone misled: a host starts the gateway with the environment it
+        # is given (Claude Desktop, the Inspector: only their entry's "env").
+        report(field, f"environment variable '{var}' is not set in the gateway's "
+                      "environment; export it where the gateway is started (started by a "
+                      "host such as Claude Desktop: in the \"env\" of the gateway's entry "
+                      f"in the host's config), or write ${{{var}:-default}} to give a "
+                      "fallback")
         return ""
 
     return _VAR.sub(replace, text)

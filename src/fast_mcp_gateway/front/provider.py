@@ -57,6 +57,7 @@ from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex
 from fast_mcp_gateway.routing.view import normalize_uri
+from fast_mcp_gateway.routing.waiting import until_offered
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
@@ -333,7 +334,8 @@ class GatewayProvider(Provider):
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
                             shown=active.shows_tool if active is not None else None,
-                            own=own)
+                            own=own, states={name: self.manager.services[name].state.value
+                                             for name in namespaces})
 
     def unknown_call(self, kind: Kind | str, name: str) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for
@@ -382,6 +384,17 @@ class GatewayProvider(Provider):
             # "Unknown tool", as the list says, on every path.
             return self._meta[name] if self.search_mode() else None
         return self.callable_tool(name)
+
+    async def until_offered(self, name: str, within: float) -> bool:
+        """For a tool ``name`` no lookup found: if it is bound to a server that is
+        (re)starting (a reload restarted it, the gateway just started), wait for it to be
+        offered, at most ``within`` seconds (``routing/waiting.until_offered``)."""
+        bound = self.manager.names.binding("tool", name)
+        service = self.manager.services.get(bound.server) if bound is not None else None
+        if service is None or not _visible(service.name, self._servers()):
+            return False
+        return await until_offered(service.replicas, lambda: name in self.manager.view.tools,
+                                   service.wait_until, within)
 
     @functools.cached_property
     def _meta(self) -> dict[str, Tool]:  # search exposure only: made on first use (~0.5 MB)

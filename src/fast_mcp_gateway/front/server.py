@@ -143,6 +143,10 @@ class GatewayServer(PreferredToolServer):
                 # server has connected: wait (bounded) rather than answer "unknown".
                 await gate.settled()
                 tool = await lookup(name)
+            if tool is None and await provider.until_offered(
+                    name, gate.lookup_wait if gate is not None else 0.0):
+                # Its server is (re)starting: a reload restarted it (tests/test_reload_calls).
+                tool = await lookup(name)
             return tool
 
         self.prefer_tool = prefer

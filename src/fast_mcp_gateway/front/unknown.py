@@ -8,7 +8,8 @@ both protocol eras, ``resources/subscribe``, ``completion/complete``, a profile'
 refusal): the first clause as before, then the exposed name the host probably meant
 (the same original name, or the URI with a namespace put in, on a server the caller may
 use); for a name that carries a server's namespace, that this server has no such tool
-or prompt and what it has; else how names are formed here, the servers and the list
+or prompt and what it has; for one under a namespace nothing has (a server renamed), the
+same name under its server's; else how names are formed here, the servers and the list
 that shows them.
 
 A name bound to a server's component that the server does not offer now (starting,
@@ -38,14 +39,16 @@ Shown = Callable[[str, str], bool]
 
 def unknown_name(kind: Kind | str, name: str, view: CatalogView,
                  namespaces: Mapping[str, str], separator: str, *, search: bool = False,
-                 shown: Shown | None = None, own: Collection[str] = ()) -> str:
+                 shown: Shown | None = None, own: Collection[str] = (),
+                 states: Mapping[str, str] | None = None) -> str:
     """The answer to a host naming ``name``, a ``kind`` nothing exposes to it.
 
     ``namespaces``: server -> namespace, of the servers the caller may use only;
     ``search``: tools are found with ``search_tools`` (search exposure), not listed;
     ``shown(exposed, server)``: whether a tool of a usable server is the caller's (a
     profile's tool rules), default all; ``own``: the gateway's own tools the caller
-    may call (an admin's ``gateway_*``), the closest of which a tool name may mean."""
+    may call (an admin's ``gateway_*``), the closest of which a tool name may mean;
+    ``states``: server -> its state, to say why a server offers nothing now."""
     head = f"Unknown {kind}: {name!r}"
     lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
     if kind == "tool" and own and (close := _closest(name, own)):
@@ -58,8 +61,12 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     if not namespaces:
         return f"{head}: this caller may use no server's {kind}s"
     if kind != "resource" and (owned := _of_namespace(kind, name, view, namespaces,
-                                                        separator, shown)) is not None:
+                                                        separator, shown, states)) is not None:
         return f"{head}: {owned}; {lists}"
+    if kind != "resource" and (moved := _moved(kind, name, view, namespaces, separator)):
+        # An old namespace (a server renamed in servers.yaml, a name from another config).
+        return (f"{head}; did you mean {' or '.join(map(repr, moved))}? (the same {kind} "
+                f"name under its server's namespace; {lists})")
     form = ("URIs here carry their server's namespace, as scheme://<namespace>/<path>"
             if kind == "resource" else
             f"names here carry their server's namespace, as <namespace>{separator}<name>")
@@ -78,7 +85,7 @@ def _closest(name: str, names: Collection[str], cutoff: float = 0.8) -> list[str
 
 def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
                   namespaces: Mapping[str, str], separator: str,
-                  shown: Shown | None) -> str | None:
+                  shown: Shown | None, states: Mapping[str, str] | None = None) -> str | None:
     """For a ``name`` that carries a usable server's namespace (the longest that fits):
     that this server has no such ``kind``, the names closest to it, and its names."""
     fits = [(server, ns) for server, ns in namespaces.items()
@@ -91,7 +98,11 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
                    and (shown is None or kind != "tool" or shown(exposed, server)))
     missing = name[len(namespace + separator):]
     if not names:
-        return f"server '{server}' has no {kind} {missing!r}, and no {kind}s now"
+        # A server that is down offers nothing: say why, not only that (issue: a failed
+        # or disabled server's tools were "unknown", with no word of its state).
+        why = _WHY.get((states or {}).get(server, ""))
+        return (f"server '{server}' has no {kind} {missing!r}, and no {kind}s now"
+                + (f": {why}" if why else ""))
     close = _closest(name, names)
     # "...; did you mean 'x'? Its tools: ..." or "...; its tools: ..."
     meant = f"did you mean {' or '.join(map(repr, close))}? Its" if close else "its"
@@ -100,7 +111,8 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
             f"{', '.join(names[:_SHOWN])}{more}")
 
 
-_WHY = {"starting": "it is still starting", "reconnecting": "it is reconnecting",
+_WHY = {"starting": "it is still starting",
+        "reconnecting": "it is reconnecting (gateway_list_servers says why)",
         "failed": "it failed to start (gateway_list_servers says why)",
         "disabled": "it is disabled (gateway_enable_server turns it back on)",
         "stopped": "it is stopped"}
@@ -130,6 +142,19 @@ def _meant_name(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapp
     table = view.tools if kind == "tool" else view.prompts
     return [exposed for exposed, (origin, _) in table.items()
             if origin.original == name and origin.server in namespaces][:_MEANT]
+
+
+def _moved(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str],
+           separator: str) -> list[str]:
+    """Exposed names of a usable server's component whose own name is what follows a
+    prefix of ``name`` ending in ``separator`` (``clock_now`` -> ``timer_now``)."""
+    if not separator:
+        return []
+    rests = {name[at + len(separator):] for at in range(len(name))
+             if name.startswith(separator, at)}
+    table = view.tools if kind == "tool" else view.prompts
+    return [exposed for exposed, (origin, _) in table.items()
+            if origin.original in rests and origin.server in namespaces][:_MEANT]
 
 
 def _meant_uri(uri: str, view: CatalogView, namespaces: Mapping[str, str]) -> list[str]:

@@ -1,6 +1,7 @@
 """A call that finds no replica usable waits first, when waiting can help.
 
-At most a call timeout, and only in two cases: every replica is still making its first
+At most a call timeout, and only in two cases (a call, and a name bound to a server whose
+catalog lacks it now: ``until_offered``): every replica is still making its first
 connect attempt (``initialize`` is answered before the upstreams connect, and hosts such
 as the Inspector CLI read or call right after it), or every one is on its way back (its
 session just ended, or it reconnects with the next attempt under way or due within a call
@@ -34,6 +35,25 @@ async def until_usable(replicas: Sequence[Upstream], wait_until: WaitUntil) -> N
             lambda: any(r.session is not None for r in replicas)
             or _attempts(replicas) > before or not coming_back(replicas),
             max(r.call_timeout for r in replicas))
+
+
+async def until_offered(replicas: Sequence[Upstream], offered: Callable[[], bool],
+                        wait_until: WaitUntil, within: float) -> bool:
+    """For a name bound to the server of ``replicas`` that its catalog lacks now: when
+    waiting can help (module docstring; a reload that restarts a server starts it anew,
+    with no catalog until it connects), wait until ``offered()``, an attempt ended (a
+    failed one: the name is refused, saying the server's state), waiting can no longer
+    help, or a call timeout (at most ``within``) passed.  True when it is offered."""
+    def waiting_helps() -> bool:
+        return all_starting(replicas) or coming_back(replicas)
+
+    if not waiting_helps():
+        return False
+    before = _attempts(replicas)
+    # A successful attempt ends after the catalog built with it (``manager._rebuild``).
+    await wait_until(lambda: offered() or _attempts(replicas) > before or not waiting_helps(),
+                     min(within, max(r.call_timeout for r in replicas)))
+    return offered()
 
 
 def all_starting(replicas: Sequence[Upstream]) -> bool:

@@ -22,7 +22,12 @@ from urllib.parse import parse_qsl, urlsplit
 MASK = "***"
 # Shorter values would mask common substrings ("1", "on") all over the text.
 MIN_SECRET_LENGTH = 4
-CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|api[-_]?key|auth|credential|cookie|session)")
+# A name holding a credential: those words anywhere, and key, pass, pwd and pat as a word of
+# their own ("OPENAI_KEY", "DB_PASS", "MYSQL_PWD", "GITHUB_PAT"; not "KEYBOARD", "PATH",
+# nor a bare "PWD", the shell's working directory).
+CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|passphrase|api[-_]?key|auth|credential"
+                            r"|cookie|session|(?:^|[-_.])(?:key|pass|pat)(?=$|[-_.])"
+                            r"|[-_.]pwd(?=$|[-_.]))")
 # Query parameter names whose values are credentials (signed URLs, API keys in the query).
 _CREDENTIAL_PARAM = (r"[A-Za-z0-9_.\-]*(?:token|secret|passw|pwd|api[-_]?key|apikey|key|sig"
                      r"|signature|auth|credential|session|code)[A-Za-z0-9_.\-]*")

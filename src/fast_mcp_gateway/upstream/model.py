@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.launch import LaunchFailed
 
 
 class UpstreamState(StrEnum):
@@ -135,6 +136,8 @@ def describe_error(exc: BaseException) -> str:
 def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    if isinstance(exc, LaunchFailed):  # its own words (upstream/launch.py)
+        return exc.strerror or str(exc)
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename or exc}"
     if isinstance(exc, PermissionError):

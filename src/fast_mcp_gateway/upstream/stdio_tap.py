@@ -66,6 +66,7 @@ from fast_mcp_gateway.upstream.framing import (
     MessageTooLarge,
     is_number,
 )
+from fast_mcp_gateway.upstream.launch import launch_failure
 from fast_mcp_gateway.upstream.lifting import LIFT_MIN, lifted_loads, lifting
 from fast_mcp_gateway.upstream.stdout_lines import (
     excerpt,
@@ -254,18 +255,14 @@ async def tapped_stdio_client(
     ``process``: one already started the same way (spawn-first) to use instead."""
     if process is None:
         command = await executable_command(server.command)
+        env = get_default_environment() | (server.env or {})
         try:
             process = await create_process(
-                command=command, args=server.args,
-                env=get_default_environment() | (server.env or {}), errlog=errlog,
-                cwd=server.cwd,
-            )
+                command=command, args=server.args, env=env, errlog=errlog, cwd=server.cwd)
         except OSError as exc:
-            # uvloop's spawn leaves the file name out ("[Errno 2] No such file or
-            # directory"); the error text (model.describe_error) must name the command.
-            if exc.filename is None:
-                exc.filename = command
-            raise
+            # "No such file or directory" (uvloop's without the file name) said neither
+            # which file nor the fix: the PATH, a relative path, a missing #! interpreter.
+            raise launch_failure(exc, command, env.get("PATH"), server.cwd) from exc
     read_stream_writer, read_stream = anyio.create_memory_object_stream[
         SessionMessage | Exception](0)
     write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)

@@ -1,0 +1,194 @@
+"""Editing servers.yaml while calls flow: calls made while a reload restarts their
+server wait for it, as calls made while the gateway starts do; a file emptied by a save
+in progress keeps the running config.
+
+A reload that changes how a server is started or timed replaces its session: the new one
+has no catalog until it connects, so its tools left the catalog for that while, and a
+call made then was refused at once ("not offering it now: it is still starting"): an edit
+of ``servers.yaml`` (an env var of one server) failed the calls that came in the next
+second or two.  The name is still bound to its server, so the call now waits (at most a
+call timeout) for the server to offer it again.  In-memory upstreams; the restarted
+server's connect is held on an event, so the call is made while it is still starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import ClientTransport, FastMCPTransport
+
+from fast_mcp_gateway import Gateway, parse_config
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.settings import GatewaySettings
+from tests.fixtures import FAST_RESTART, alpha_server, make_gateway, memory_entry
+
+pytestmark = pytest.mark.anyio
+
+
+class HeldTransport(FastMCPTransport):
+    """Connects only once ``gate`` is set (``asked`` is set when it is asked to)."""
+
+    def __init__(self, server: Any, gate: anyio.Event, asked: anyio.Event) -> None:
+        super().__init__(server)
+        self.gate, self.asked = gate, asked
+
+    @contextlib.asynccontextmanager
+    async def connect_session(self, **kwargs: Any) -> AsyncIterator[Any]:
+        self.asked.set()
+        await self.gate.wait()
+        async with super().connect_session(**kwargs) as session:
+            yield session
+
+
+async def test_a_call_while_a_reload_restarts_its_server_waits_for_it(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    entry = memory_entry("alpha")
+    config.write_text(json.dumps({"servers": {"alpha": entry}}))
+    server = alpha_server()
+    gate, asked = anyio.Event(), anyio.Event()
+
+    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if server_config.timeouts.call == 29:  # the reloaded config
+            return HeldTransport(server, gate, asked)
+        return FastMCPTransport(server)
+
+    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
+                      GatewaySettings(db=None, startup_wait=600.0, config=config),
+                      transport_factory=factory, restart=FAST_RESTART)
+    async with Client(gateway.server, mode="legacy") as client:
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        config.write_text(json.dumps({"servers": {"alpha": {**entry, "timeouts": {"call": 29}}}}))
+        answers: dict[str, Any] = {}
+
+        async def call(name: str, arguments: dict[str, Any]) -> None:
+            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+
+        with anyio.fail_after(60):  # a guard only: every wait is on an event
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config", {})
+                await asked.wait()  # the restarted server is connecting, not offering yet
+                tg.start_soon(call, "alpha_add", {"a": 2, "b": 3})
+                await anyio.wait_all_tasks_blocked()
+                assert "alpha_add" not in answers, answers["alpha_add"]  # waiting, not refused
+                gate.set()
+        report = answers["gateway_reload_config"].structured_content
+        assert report["restarted"] == ["alpha"], report
+        result = answers["alpha_add"]
+        assert not result.is_error and result.data == 5, result
+
+
+async def test_a_call_to_a_tool_the_restarted_server_dropped_is_refused_once_it_is_up(
+        tmp_path: Path) -> None:
+    """The wait ends when the server is up: a tool it no longer offers is refused then."""
+    config = tmp_path / "servers.yaml"
+    entry = memory_entry("alpha")
+    config.write_text(json.dumps({"servers": {"alpha": entry}}))
+    server = alpha_server()
+    gate, asked = anyio.Event(), anyio.Event()
+
+    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if server_config.timeouts.call == 29:
+            return HeldTransport(server, gate, asked)
+        return FastMCPTransport(server)
+
+    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
+                      GatewaySettings(db=None, startup_wait=600.0, config=config),
+                      transport_factory=factory, restart=FAST_RESTART)
+    async with Client(gateway.server, mode="legacy") as client:
+        await client.list_tools()
+        config.write_text(json.dumps({"servers": {"alpha": {
+            **entry, "timeouts": {"call": 29}, "tools": {"exclude": ["wipe"]}}}}))
+        answers: dict[str, Any] = {}
+
+        async def call(name: str, arguments: dict[str, Any]) -> None:
+            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config", {})
+                await asked.wait()
+                tg.start_soon(call, "alpha_wipe", {})
+                await anyio.wait_all_tasks_blocked()
+                assert "alpha_wipe" not in answers
+                gate.set()
+        result = answers["alpha_wipe"]
+        assert result.is_error and "exclude" in result.content[0].text, result
+
+
+class FailingTransport(HeldTransport):
+    """Fails to connect once ``gate`` is set."""
+
+    @contextlib.asynccontextmanager
+    async def connect_session(self, **kwargs: Any) -> AsyncIterator[Any]:
+        self.asked.set()
+        await self.gate.wait()
+        raise RuntimeError("the restarted server failed to start")
+        yield  # (a generator)
+
+
+async def test_a_call_waiting_for_a_restart_that_fails_is_refused_with_the_state(
+        tmp_path: Path) -> None:
+    """The wait ends with the failed attempt, not at the call timeout (29 s here)."""
+    config = tmp_path / "servers.yaml"
+    entry = memory_entry("alpha")
+    config.write_text(json.dumps({"servers": {"alpha": entry}}))
+    server = alpha_server()
+    gate, asked = anyio.Event(), anyio.Event()
+
+    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+        if server_config.timeouts.call == 29:
+            return FailingTransport(server, gate, asked)
+        return FastMCPTransport(server)
+
+    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
+                      GatewaySettings(db=None, startup_wait=600.0, config=config),
+                      transport_factory=factory, restart=FAST_RESTART)
+    async with Client(gateway.server, mode="legacy") as client:
+        await client.list_tools()
+        config.write_text(json.dumps({"servers": {"alpha": {**entry, "timeouts": {"call": 29}}}}))
+        answers: dict[str, Any] = {}
+
+        async def call(name: str, arguments: dict[str, Any]) -> None:
+            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+
+        with anyio.fail_after(20):  # well before the 29 s call timeout
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config", {})
+                await asked.wait()
+                tg.start_soon(call, "alpha_add", {"a": 2, "b": 3})
+                await anyio.wait_all_tasks_blocked()
+                assert "alpha_add" not in answers
+                gate.set()
+        result = answers["alpha_add"]
+        assert result.is_error, result
+        assert "not offering it now: it is reconnecting" in result.content[0].text, result
+
+
+@pytest.mark.parametrize("blank", ["", "\n  \n", "# Fast MCP Gateway configuration.\n# See\n"])
+async def test_a_file_emptied_by_a_save_in_progress_keeps_the_running_config(
+        tmp_path: Path, blank: str) -> None:
+    """An editor writing in place (or ``cat > servers.yaml``) truncates the file first:
+    read then, it was "no servers" and every server was stopped until the save ended.
+    ``servers: {}`` still removes them all."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           config=config)
+    async with Client(gateway.server, mode="legacy") as client:
+        config.write_text(blank)
+        report = (await client.call_tool("gateway_reload_config", {})).structured_content
+        assert report is not None and report["removed"] == [], report
+        assert report["error"] == (f"{config}: the file is empty (a save in progress?); "
+                                   "keeping the running config. To run no servers from it, "
+                                   "write 'servers: {}'"), report
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        config.write_text("servers: {}\n")
+        report = (await client.call_tool("gateway_reload_config", {})).structured_content
+        assert report is not None and report["removed"] == ["alpha"], report

@@ -35,8 +35,18 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.names import overlong_name, shown_name
-from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
-from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.registrations import (
+    TOMBSTONE,
+    merge,
+    overlong_description,
+    registered,
+)
+from fast_mcp_gateway.config.schema import (
+    MAX_DESCRIPTION,
+    GatewayConfig,
+    GatewayOptions,
+    ServerConfig,
+)
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.manager import UpstreamManager
@@ -135,6 +145,13 @@ class ControlPlane:
                                "(gateway_remove_server) and add it again under the new name",
                                shown_name(name), mask_text(self.settings.db or "the store"),
                                too_long)
+        for row in registrations:
+            if row.name in runtime and (length := overlong_description(row.config)):
+                logger.warning("server '%s', registered at runtime in %s before descriptions "
+                               "were limited, runs with the first %d of its description's "
+                               "%d characters: give it a shorter one (gateway_update_server)",
+                               shown_name(row.name), mask_text(self.settings.db or "the store"),
+                               MAX_DESCRIPTION, length)
         logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                     len(desired), len(desired) - len(runtime), self.config.source,
                     len(runtime), mask_text(self.settings.db or "the store"),

@@ -239,11 +239,12 @@ class ControlPlane:
                                  or time.monotonic() - last_full >= reconcile_every):
                 if outage:
                     logger.warning("change feed: the store is back; reconciling")
-                await self.apply_shared(servers=True, routes=True)
+                await self.apply_shared(servers=True, routes=True, names=True)
                 last_full, outage = time.monotonic(), False
             elif remote:
                 await self.apply_shared(servers=any(c.kind == "server" for c in remote),
-                                        routes=any(c.kind == "route" for c in remote))
+                                        routes=any(c.kind == "route" for c in remote),
+                                        names=any(c.kind == "names" for c in remote))
             self._feed_cursor = batch.cursor
 
         while True:
@@ -253,9 +254,11 @@ class ControlPlane:
                 logger.warning("change feed: %s; retrying", exc)
                 await anyio.sleep(1.0)
 
-    async def apply_shared(self, *, servers: bool, routes: bool) -> list[str]:
-        """Re-read the shared registrations and/or routes and apply them; returns the
-        servers acted on."""
+    async def apply_shared(self, *, servers: bool, routes: bool, names: bool = False
+                           ) -> list[str]:
+        """Re-read the shared registrations, routes and/or name bindings (after the
+        servers: a removal here releases its own) and apply them; returns the servers
+        acted on."""
         store = self.store
         acted: list[str] = []
         if store is None:
@@ -269,6 +272,9 @@ class ControlPlane:
                 for problem in problems:
                     logger.warning("ignoring a runtime registration: %s", problem)
                 acted = await self.converge(desired)
+        if names and self.manager.names.sync(await store.name_bindings(),
+                                             self.manager.services):
+            self.manager.refresh_catalog()   # the refusals of the names freed
         self.remote_applied.notify()
         return acted
 

@@ -334,17 +334,27 @@ class PostgresStore(PgCallLog):
         return claimed((record_of(NameBinding, r) for r in rows), claims)
 
     async def release_names(self, server: str) -> int:
-        async with self._conn() as conn:
-            return rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
+        # A change in the feed: the other gateways re-claim or drop them (bindings.py).
+        async with self._mutation() as conn:
+            gone = rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
                                                server))
+            if gone:
+                await self._feed.note(conn, "names", server)
+        return gone
 
     async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
-        async with self._conn() as conn:
-            return rowcount(await conn.execute(
+        if not bindings:
+            return 0
+        async with self._mutation() as conn:
+            rows = await conn.fetch(
                 "DELETE FROM name_bindings WHERE (kind, exposed, server, original) IN"
-                " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))",
+                " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))"
+                " RETURNING server",
                 *([getattr(b, f) for b in bindings]
-                  for f in ("kind", "exposed", "server", "original"))))
+                  for f in ("kind", "exposed", "server", "original")))
+            for server in sorted({r[0] for r in rows}):
+                await self._feed.note(conn, "names", server)
+        return len(rows)
 
     # -- alerts -----------------------------------------------------------------------
 

@@ -207,6 +207,12 @@ class NameBook:
                         "them, and this one does not run them", ", ".join(sorted(dropped)))
         return bool(dropped)
 
+    def _still_held(self, rows: list[NameBinding]) -> list[NameBinding]:
+        """Of a claim's answer, the bindings not released or forgotten while it was on
+        its way (the next round writes those; loading them brought them back)."""
+        return [r for r in rows if r.server not in self._releases
+                and (r.kind, r.exposed, r.server, r.original) not in self._forgets]
+
     def servers(self) -> set[str]:
         """The servers holding names."""
         return {b.server for b in self.bound.values()}
@@ -251,7 +257,7 @@ class NameBook:
                     await current.release_names(server)
                 if forgets:   # before the claims: a name forgotten may be claimed anew
                     await current.forget_names(forgets)
-                if claims and self.load(await current.claim_names(claims)):
+                if claims and self.load(self._still_held(await current.claim_names(claims))):
                     on_adopted()
                 delay = 0.2
             except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile

@@ -10,7 +10,8 @@ sink, the health history writer and the config file watcher.  It knows no transp
 it long-polls the store's change feed and, for a change another gateway made, merges
 the registrations over this gateway's file again and converges the running servers
 (``converge``: start, stop, restart or enable/disable only what differs -- so applying a
-change twice is harmless), or reloads the route rules.  A full reconcile runs when the
+change twice is harmless), reloads the route rules, or syncs the exposed-name bindings
+another gateway released (``NameBook.sync``).  A full reconcile runs when the
 feed cannot say what changed, after the database was unreachable, and every
 ``RECONCILE_SECONDS`` as the safety net.  Changes made through this gateway are applied
 by the admin operation that made them and skipped here.

@@ -7,9 +7,10 @@ the same ordering, cursors, aggregates (histogram buckets as columns, store/stat
 and retention.  The call log's queries (records, pages, statistics) are those of its
 base class, ``PgCallLog`` (postgres_calls.py); retention is here (it spans every table).
 
-Shared state.  ``servers`` and ``routes`` are written together with a row of the
-change feed (postgres_feed.py) in one transaction, followed by ``NOTIFY``; every
-gateway on the database sees every writer's changes (``shared = True``).
+Shared state.  ``servers`` and ``routes`` (and the releases and forgets of
+``name_bindings``) are written together with a row of the change feed (postgres_feed.py)
+in one transaction, followed by ``NOTIFY``; every gateway on the database sees every
+writer's changes (``shared = True``).
 
 Failures.  asyncpg is imported on first use (SQLite needs nothing installed).  A
 database that cannot be reached is ``StoreUnavailable`` -- the call did not happen; the

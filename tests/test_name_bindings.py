@@ -289,3 +289,38 @@ async def test_a_server_removed_while_no_gateway_ran_frees_its_names_at_start(
         assert await book.flushed(GUARD)
         stored = await later.store.name_bindings()   # type: ignore[union-attr]
         assert {b.server for b in stored} == {"a", "r"}
+
+
+async def test_a_release_while_a_claim_is_written_is_not_undone_by_its_answer() -> None:
+    """The store answers a claim with the bindings holding its names; a server removed
+    while that write was on its way got its binding back from the answer (in memory:
+    the name stayed reserved, its calls refused as the removed server's, until a
+    restart; test_a_removed_server_frees_its_names_and_the_others_keep_theirs failed
+    so on a loaded machine)."""
+    store = MemoryStore()
+    writing, answer = anyio.Event(), anyio.Event()
+
+    class Slow:   # the store, its claims' answers held until the test says
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def claim_names(self, claims: Any) -> Any:
+            writing.set()
+            await answer.wait()
+            return await store.claim_names(claims)
+
+    book = NameBook()
+    book.persistent = True
+    book.allocate("tool", [("a_b", "a_b", "c"), ("a", "a", "x")],
+                  namespaces={"a_b": "a_b", "a": "a"}, separator="_", max_length=64)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(book.keep, Slow, lambda: None)
+        with anyio.fail_after(GUARD):
+            await writing.wait()
+        book.release("a_b")   # removed while the claim is on its way
+        answer.set()
+        assert await book.flushed(GUARD)
+        tg.cancel_scope.cancel()
+    assert book.binding("tool", "a_b_c") is None
+    assert book.binding("tool", "a_x") is not None
+    assert {b.server for b in await store.name_bindings()} == {"a"}

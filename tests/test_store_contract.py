@@ -539,6 +539,22 @@ async def test_a_forgotten_binding_goes_only_while_it_binds_its_name_to_that_com
     assert await store.name_bindings() == [other]
 
 
+async def test_a_release_or_a_forget_is_a_change_in_the_feed(store: Store) -> None:
+    """Another gateway follows them as they are made (``NameBook.sync``): one change per
+    server whose bindings went, none when nothing went.  Claims are no change."""
+    start = await store.changes()
+    await store.claim_names([bound("a_x", "a", "x"), bound("a_y", "a", "y"),
+                             bound("b_z", "b", "z"), bound("c_w", "c", "w")])
+    assert await store.release_names("a") == 2
+    assert await store.release_names("a") == 0
+    assert await store.forget_names([bound("b_z", "b", "z"), bound("c_w", "c", "w"),
+                                     bound("d_v", "d", "v")]) == 2
+    assert await store.forget_names([bound("b_z", "b", "z")]) == 0
+    batch = await store.changes(start.cursor)
+    assert [(c.kind, c.key) for c in batch.changes] == [
+        ("names", "a"), ("names", "b"), ("names", "c")]
+
+
 async def test_records_are_read_in_the_order_they_were_written(store: Store) -> None:
     """``logs --follow`` reads records as they are written: a call's record is written when
     it ends, so a long call (or a task's end) comes after later calls that ended first."""

@@ -129,6 +129,9 @@ async def test_the_change_feed_says_once_that_it_lost_the_store_and_reconnects(
         async def servers(self) -> list[object]:
             return []
 
+        async def name_bindings(self) -> list[object]:
+            return []
+
     control.store = Shared()  # type: ignore[assignment]
     async with anyio.create_task_group() as tg:
         await tg.start(control.follow_changes)

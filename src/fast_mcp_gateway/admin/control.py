@@ -10,7 +10,8 @@ sink, the health history writer and the config file watcher.  It knows no transp
 it long-polls the store's change feed and, for a change another gateway made, merges
 the registrations over this gateway's file again and converges the running servers
 (``converge``: start, stop, restart or enable/disable only what differs -- so applying a
-change twice is harmless), or reloads the route rules.  A full reconcile runs when the
+change twice is harmless), reloads the route rules, or syncs the exposed-name bindings
+another gateway released (``NameBook.sync``).  A full reconcile runs when the
 feed cannot say what changed, after the database was unreachable, and every
 ``RECONCILE_SECONDS`` as the safety net.  Changes made through this gateway are applied
 by the admin operation that made them and skipped here.
@@ -35,8 +36,18 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.names import overlong_name, shown_name
-from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
-from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.registrations import (
+    TOMBSTONE,
+    merge,
+    overlong_description,
+    registered,
+)
+from fast_mcp_gateway.config.schema import (
+    MAX_DESCRIPTION,
+    GatewayConfig,
+    GatewayOptions,
+    ServerConfig,
+)
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.lifecycle import first_attempts
@@ -138,6 +149,13 @@ class ControlPlane:
                                "(gateway_remove_server) and add it again under the new name",
                                shown_name(name), mask_text(self.settings.db or "the store"),
                                too_long)
+        for row in registrations:
+            if row.name in runtime and (length := overlong_description(row.config)):
+                logger.warning("server '%s', registered at runtime in %s before descriptions "
+                               "were limited, runs with the first %d of its description's "
+                               "%d characters: give it a shorter one (gateway_update_server)",
+                               shown_name(row.name), mask_text(self.settings.db or "the store"),
+                               MAX_DESCRIPTION, length)
         logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                     len(desired), len(desired) - len(runtime), self.config.source,
                     len(runtime), mask_text(self.settings.db or "the store"),
@@ -225,11 +243,12 @@ class ControlPlane:
                                  or time.monotonic() - last_full >= reconcile_every):
                 if outage:
                     logger.warning("change feed: the store is back; reconciling")
-                await self.apply_shared(servers=True, routes=True)
+                await self.apply_shared(servers=True, routes=True, names=True)
                 last_full, outage = time.monotonic(), False
             elif remote:
                 await self.apply_shared(servers=any(c.kind == "server" for c in remote),
-                                        routes=any(c.kind == "route" for c in remote))
+                                        routes=any(c.kind == "route" for c in remote),
+                                        names=any(c.kind == "names" for c in remote))
             self._feed_cursor = batch.cursor
 
         while True:
@@ -239,9 +258,11 @@ class ControlPlane:
                 logger.warning("change feed: %s; retrying", exc)
                 await anyio.sleep(1.0)
 
-    async def apply_shared(self, *, servers: bool, routes: bool) -> list[str]:
-        """Re-read the shared registrations and/or routes and apply them; returns the
-        servers acted on."""
+    async def apply_shared(self, *, servers: bool, routes: bool, names: bool = False
+                           ) -> list[str]:
+        """Re-read the shared registrations, routes and/or name bindings (after the
+        servers: a removal here releases its own) and apply them; returns the servers
+        acted on."""
         store = self.store
         acted: list[str] = []
         if store is None:
@@ -255,6 +276,9 @@ class ControlPlane:
                 for problem in problems:
                     logger.warning("ignoring a runtime registration: %s", problem)
                 acted = await self.converge(desired)
+        if names and self.manager.names.sync(await store.name_bindings(),
+                                             self.manager.services):
+            self.manager.refresh_catalog()   # the refusals of the names freed
         self.remote_applied.notify()
         return acted
 

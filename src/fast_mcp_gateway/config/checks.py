@@ -358,6 +358,10 @@ def explain(err: Any, model: type[BaseModel]) -> str:
         return f"must be a list, e.g. {name}: [a, b]"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping of settings (key: value)"
+    if kind == "string_too_long" and isinstance(value, str):
+        limit = err.get("ctx", {}).get("max_length")
+        return (f"is {len(value)} characters long; at most {limit} are accepted: "
+                "shorten it")
     if kind == "literal_error" and isinstance(value, bool):
         return _bare_yaml_word(err, value)
     message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")

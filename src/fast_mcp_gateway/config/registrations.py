@@ -20,7 +20,7 @@ import yaml
 
 from fast_mcp_gateway.config.loader import parse_registration
 from fast_mcp_gateway.config.names import overlong_name
-from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.schema import MAX_DESCRIPTION, ServerConfig
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store.records import TOMBSTONE as TOMBSTONE  # re-exported
 from fast_mcp_gateway.store.records import Registration
@@ -42,7 +42,9 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
 
     ``registrations`` are the store's rows (``name``, ``config``, ``enabled``).  A row
     that no longer validates is skipped and described in the returned problems, so one
-    bad registration never stops the others.
+    bad registration never stops the others; one stored before descriptions were limited
+    runs with its description cut to ``MAX_DESCRIPTION`` (``overlong_description``: the
+    control plane warns of it at start).
     """
     servers = dict(file_servers)
     problems: list[str] = []
@@ -51,6 +53,8 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
         if raw == TOMBSTONE:
             servers.pop(name, None)
             continue
+        if raw is not None and overlong_description(raw) is not None:
+            raw = {**raw, "description": raw["description"][:MAX_DESCRIPTION]}
         try:
             server = (parse_server(name, raw, "runtime registration", env_allow) if raw is not None
                       else servers.get(name))
@@ -62,6 +66,15 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
             continue
         servers[name] = server.model_copy(update={"enabled": enabled})
     return servers, problems
+
+
+def overlong_description(raw: dict[str, Any] | None) -> int | None:
+    """The length of the description of ``raw`` (a stored registration's settings) when
+    it is over ``MAX_DESCRIPTION`` (None: it is not).  Only a gateway before the limit
+    stored such a row; it runs as before, its description cut to the limit (``merge``):
+    refusing it would stop a server that ran for a line of text."""
+    text = None if raw is None else raw.get("description")
+    return len(text) if isinstance(text, str) and len(text) > MAX_DESCRIPTION else None
 
 
 def registered(registrations: Sequence[Registration]) -> frozenset[str]:

@@ -61,6 +61,11 @@ STORE_INT_MAX = 2**63 - 1
 
 UpstreamTransport = Literal["stdio", "http", "sse"]
 
+MAX_DESCRIPTION = 4096
+"""The longest server ``description:`` accepted where a config enters (a few lines for a
+person reading a listing; every admin listing carries it).  A runtime registration stored
+before the limit runs with its description cut to it (``config/registrations.py``)."""
+
 
 def _era_text(value: Any) -> Any:
     # YAML reads an unquoted 2026-07-28 as a date; the version is what was meant.
@@ -188,7 +193,9 @@ class ServerConfig(Target):
         "handshake era unless the server needs 2026-07-28), legacy or 2026-07-28 "
         "(default: gateway.protocol)")
     timeouts: Timeouts = Timeouts()
-    description: str | None = None
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION,
+        description=f"shown in admin listings; at most {MAX_DESCRIPTION} characters")
     stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
     max_message_bytes: StrictInt = Field(
         default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,

@@ -48,9 +48,7 @@ from fast_mcp_gateway.config.settings import HOW_TO_ADD_A_TOKEN, GatewaySettings
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
 from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN, Access
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
-from fast_mcp_gateway.http.errors import ApiError
-
-API_PREFIX = "/api/v1"
+from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 
 
 @dataclass(frozen=True)
@@ -257,7 +255,7 @@ class ProfilePaths:
                 name, _, rest = name.partition("/")
             target = self.path
             if name not in self.options.profiles:
-                if not await self._authenticated(scope):  # the MCP endpoint's 401, as /mcp's
+                if not await known_caller(self.access, scope):  # /mcp's 401, as /mcp's
                     await self.app({**scope, "path": target, "raw_path": target.encode()},
                                    receive, send)
                     return
@@ -278,14 +276,17 @@ class ProfilePaths:
                      **extra}
         await self.app(scope, receive, send)
 
-    async def _authenticated(self, scope: Any) -> bool:
-        header = next((v.decode("latin-1") for k, v in scope["headers"]
-                       if k == b"authorization"), None)
-        try:
-            await self.access.principal_of(header)
-        except ApiError:
-            return False
-        return True
+
+async def known_caller(access: Access, scope: Scope) -> bool:
+    """Whether the request of ``scope`` comes with a valid token (any request, on a
+    gateway without ``gateway.auth``): who may be told what the gateway serves."""
+    header = next((v.decode("latin-1") for k, v in scope["headers"]
+                   if k == b"authorization"), None)
+    try:
+        await access.principal_of(header)
+    except ApiError:
+        return False
+    return True
 
 
 class LazyApp:
@@ -311,26 +312,6 @@ class LazyApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await (self.app or self.built())(scope, receive, send)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 (no such path) and 405 (wrong method), in the API's shape:
-    the error handler of every prefixed route group."""
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    headers = dict(exc.headers or {})
-    path = request.url.path
-    what = str(exc.detail)
-    if exc.status_code == 405 and headers.get("Allow"):
-        takes = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
-        what = f"this path does not take {request.method}; it takes {takes}"
-    elif exc.status_code == 404:
-        root = str(request.scope.get("root_path") or "")
-        where = (f"{API_PREFIX}/openapi.json lists the API's paths" if root == API_PREFIX
-                 else f"start from {root}/")
-        what = f"no such path; {where}"
-    return ApiError(exc.status_code, code, f"{request.method} {path}: {what}",
-                    headers=headers).response()
 
 
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
@@ -378,6 +359,41 @@ def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
     return [Route(root, route.app, methods=list(route.methods or ["GET"]))
             for route in auth.get_routes(mcp_path)
             if isinstance(route, Route) and route.path == root + mcp_path]
+
+
+def _whole(mount: Mount) -> Mount:
+    """``mount`` taking every path under its prefix.  Starlette's mount pattern ends in
+    ".*", which stops at a line feed: a path with an encoded one (/api/v1/servers/a%0Ab)
+    fell through to the router's bare text 404."""
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
+_WHAT = {"api": f"the REST API: {API_PREFIX}/openapi.json lists its paths",
+         "dashboard": "the dashboard", "health": "liveness and readiness",
+         "health-servers": "the servers' health", "metrics": "Prometheus metrics",
+         "favicon": "the icon"}
+
+
+def _served(groups: Sequence[RouteGroup], mcp_path: str, transport: Transport,
+            options: GatewayOptions) -> dict[str, str]:
+    """What the app serves, path -> what (a prefix ends in "/"): the MCP endpoint
+    first, then each route group's prefix or paths, as an unknown path lists them."""
+    if transport == "sse":
+        served = {mcp_path: "the MCP endpoint: its SSE stream",
+                  fastmcp.settings.message_path: "the MCP endpoint: its SSE messages"}
+    else:
+        served = {mcp_path: "the MCP endpoint, streamable HTTP"}
+    if options.profiles:
+        served[f"{mcp_path.rstrip('/')}{PROFILE_PREFIX}<profile>"] = (
+            "the MCP endpoint of a profile in gateway.profiles")
+    for group in groups:
+        what = _WHAT.get(group.name, group.name)
+        if group.prefix:
+            served[group.prefix + "/"] = what
+        served |= {r.path: what for r in group.routes
+                   if not group.prefix and isinstance(r, Route)}
+    return served
 
 
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
@@ -432,18 +448,17 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         middleware = [guard] if group.guarded else []
         sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],
                         exception_handlers={HTTPException: http_error})
-        mount = Mount(group.prefix, app=sub)
-        # Starlette's mount pattern ends in ".*", which stops at a line feed: a path with
-        # an encoded one (/api/v1/servers/a%0Ab) fell through to the MCP app's bare
-        # text 404.  Any path under the prefix is the group's, answered in its shape.
-        mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
-        mounts.append(mount)
+        mounts.append(_whole(Mount(group.prefix, app=sub)))
     # FastMCP's app guards every route of its own (the same lists, strict); meeting the
     # explained guard first gives each refusal its reason (SSE's /sse and /messages/,
     # /mcp/ with a slash, its well-known paths), not FastMCP's bare text.
     guarded_mcp = RememberedGuard(mcp_app, allowed_hosts=allowed_hosts,
                                   allowed_origins=allowed_origins)
-    mounts.append(Mount("/", app=guarded_mcp))
+    # Any other path: FastMCP's answer where its router has one, else the gateway's.
+    unknown = UnknownPaths(mcp_app, routes=tuple(mounts), may_see=functools.partial(
+        known_caller, access), served=_served(all_groups, mcp_path, transport, ctx.options))
+    mounts.append(_whole(Mount("/", app=RememberedGuard(
+        unknown, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins))))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

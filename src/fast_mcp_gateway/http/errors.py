@@ -1,4 +1,4 @@
-"""The REST API's errors: one JSON shape, and the one map from gateway errors to statuses.
+"""The HTTP app's errors: one JSON shape, and the one map from gateway errors to statuses.
 
 Every error response is ``{"error": {"code", "message", "details"}}``: ``code`` is a
 stable machine-readable word, ``message`` says what is wrong and what to do, ``details``
@@ -6,16 +6,26 @@ is structured (the failing fields of a validation error, the config issues, the
 missing scope) or ``null``.  ``api_error`` is the only place a gateway exception becomes
 a status; messages come from the gateway's own errors, which never carry a secret
 value (tokens are never put in an error: the verifier returns ``None``, not the token).
+
+The shape is every HTTP surface's but the MCP endpoint's own (FastMCP's): ``http_error``
+words Starlette's 404 and 405 in each route group (``/api/v1``, ``/ui``), and
+``UnknownPaths`` answers any path outside them that FastMCP's router does not serve.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
-from starlette.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
 
 from fast_mcp_gateway.admin.arguments import invalid_fields
 from fast_mcp_gateway.errors import (
@@ -33,6 +43,8 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.store.base import StorageError
+
+API_PREFIX = "/api/v1"
 
 
 class ErrorDetail(BaseModel):
@@ -132,3 +144,78 @@ def api_error(exc: GatewayError) -> ApiError:
     if isinstance(exc, StorageError):
         return ApiError(503, "store_unavailable", message)
     return ApiError(500, "internal_error", message)
+
+
+def _wrong_method(method: str, path: str, allow: str) -> ApiError:
+    takes = ", ".join(sorted(m.strip() for m in allow.split(",")))
+    return ApiError(405, "method_not_allowed", f"{method} {path}: this path does not take "
+                    f"{method}; it takes {takes}", headers={"Allow": allow})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such path) and 405 (wrong method), in the API's shape:
+    the error handler of every prefixed route group."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    path = request.url.path
+    if exc.status_code == 405 and headers.get("Allow"):
+        return _wrong_method(request.method, path, headers["Allow"]).response()
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    what = str(exc.detail)
+    if exc.status_code == 404:
+        root = str(request.scope.get("root_path") or "")
+        where = (f"{API_PREFIX}/openapi.json lists the API's paths" if root == API_PREFIX
+                 else f"start from {root}/")
+        what = f"no such path; {where}"
+    return ApiError(exc.status_code, code, f"{request.method} {path}: {what}",
+                    headers=headers).response()
+
+
+class UnknownPaths:
+    """FastMCP's app (``app``) for every path its router answers -- the MCP endpoint
+    and its slash redirect, SSE's stream and messages, the ``/.well-known/`` documents:
+    those answers stay FastMCP's, exactly -- and the gateway's JSON shape for any other
+    path: a 405 naming the methods where one of the app's own ``routes`` (``/health``,
+    ``/metrics``...) takes the path, else a 404 naming the path and, to a caller
+    ``may_see`` lets in (a valid token; anyone on a gateway without ``auth``), what the
+    gateway ``served`` (path -> what).  Without a token, the answer names only the path
+    asked for: FastMCP's bare 404 told nothing, and the MCP path may be a custom one."""
+
+    def __init__(self, app: Starlette, *, routes: Sequence[BaseRoute],
+                 served: Mapping[str, str], may_see: Callable[[Scope], Awaitable[bool]]
+                 ) -> None:
+        self.app, self.routes, self.served, self.may_see = app, routes, served, may_see
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._fastmcps(scope):
+            await self.app(scope, receive, send)
+            return
+        await (await self.refusal(scope)).response()(scope, receive, send)
+
+    def _fastmcps(self, scope: Scope) -> bool:
+        """Whether FastMCP's router answers ``scope`` (a route, or its slash redirect)."""
+        path, root = scope["path"], str(scope.get("root_path", ""))
+        if path.removeprefix(root).startswith("/.well-known/"):  # OAuth discovery's
+            return True
+        router = self.app.router
+        if any(r.matches(scope)[0] is not Match.NONE for r in router.routes):
+            return True
+        if not router.redirect_slashes or path.removeprefix(root) in ("", "/"):
+            return False
+        toggled = {**scope, "path": path.rstrip("/") if path.endswith("/") else path + "/"}
+        return any(r.matches(toggled)[0] is not Match.NONE for r in router.routes)
+
+    async def refusal(self, scope: Scope) -> ApiError:
+        """The answer to ``scope``, a path FastMCP does not serve."""
+        method, path = scope["method"], scope["path"]
+        for route in self.routes:
+            if isinstance(route, Route) and route.methods and \
+                    route.matches(scope)[0] is Match.PARTIAL:
+                return _wrong_method(method, path, ", ".join(sorted(route.methods)))
+        if not await self.may_see(scope):
+            return ApiError(404, "not_found", f"{method} {path}: no such path on this "
+                            "gateway; send 'Authorization: Bearer <token>' with one of its "
+                            "tokens to be told what it serves", {"path": path})
+        listing = ", ".join(f"{at} ({what})" for at, what in self.served.items())
+        return ApiError(404, "not_found", f"{method} {path}: no such path; this gateway "
+                        f"serves {listing}", {"path": path, "served": dict(self.served)})

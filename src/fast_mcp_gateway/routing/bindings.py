@@ -34,15 +34,19 @@ With a store, ``load`` reads the bindings at start (before the upstreams' first 
 and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first
 gateway to bind a name wins) and releases; the store answers a claim with the
 bindings that hold its names and components now: a name another gateway bound first is
-adopted and the catalog rebuilt.  Without one,
-bindings last for the process.
+adopted and the catalog rebuilt.  A gateway learns another's claims only when its own
+meet them (a name it never gave it does not need), but their releases and forgets as
+they are made: each is a change in the shared feed, and ``sync`` (the control plane's,
+on such a change) claims again what this gateway still serves -- the store must hold
+a name its hosts see before any gateway gives it away -- and drops the rest.  Without
+one, bindings last for the process.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import anyio
 import anyio.abc
@@ -81,7 +85,9 @@ class NameBook:
         self._offered: dict[tuple[str, str], float] = {}
         self._wake = anyio.Event()
         self._writing = False
+        self._in_flight: set[tuple[str, str]] = set()   # claims being written now
         self.written = ChangeSignal()   # notified after each round of writes
+        self.reclaimed = 0   # bindings claimed again after another gateway released them
 
     def load(self, rows: Iterable[NameBinding]) -> bool:
         """Take the store's bindings over the book's (the store's win a conflict; a
@@ -170,6 +176,43 @@ class NameBook:
                     self._forgets[(*key, gone.server, gone.original)] = gone
                     self._wake.set()
 
+    def sync(self, rows: Iterable[NameBinding], running: Collection[str]) -> bool:
+        """Follow another gateway's releases and forgets: of the bindings held here that
+        ``rows`` (the store's now) lack, claim again those of a server ``running`` here
+        (its hosts here may call the name: kept, and the store must hold it before any
+        gateway gives it away; a name bound to another component meanwhile is adopted,
+        as any claim's) and drop the others (their servers run elsewhere, and were
+        removed there).  Returns whether any was dropped."""
+        stored = {(r.kind, r.exposed, r.server, r.original) for r in rows}
+        again: set[str] = set()
+        dropped: set[str] = set()
+        for key, b in list(self.bound.items()):
+            if (b.kind, b.exposed, b.server, b.original) in stored or key in self._claims \
+                    or key in self._in_flight:
+                continue
+            if b.server in running:
+                self._claims[key] = b
+                self.reclaimed += 1
+                again.add(b.server)
+            else:
+                del self.bound[key]
+                self._offered.pop(key, None)
+                dropped.add(b.server)
+        if again:
+            self._wake.set()
+            logger.info("another gateway released exposed names of server(s) %s, which this "
+                        "one serves: claimed them again", ", ".join(sorted(again)))
+        if dropped:
+            logger.info("freed the exposed names of server(s) %s: another gateway released "
+                        "them, and this one does not run them", ", ".join(sorted(dropped)))
+        return bool(dropped)
+
+    def _still_held(self, rows: list[NameBinding]) -> list[NameBinding]:
+        """Of a claim's answer, the bindings not released or forgotten while it was on
+        its way (the next round writes those; loading them brought them back)."""
+        return [r for r in rows if r.server not in self._releases
+                and (r.kind, r.exposed, r.server, r.original) not in self._forgets]
+
     def servers(self) -> set[str]:
         """The servers holding names."""
         return {b.server for b in self.bound.values()}
@@ -208,12 +251,13 @@ class NameBook:
             if current is None:
                 continue
             self._writing = True
+            self._in_flight = {(c.kind, c.exposed) for c in claims}
             try:
                 for server in releases:
                     await current.release_names(server)
                 if forgets:   # before the claims: a name forgotten may be claimed anew
                     await current.forget_names(forgets)
-                if claims and self.load(await current.claim_names(claims)):
+                if claims and self.load(self._still_held(await current.claim_names(claims))):
                     on_adopted()
                 delay = 0.2
             except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile
@@ -228,5 +272,5 @@ class NameBook:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
-                self._writing = False
+                self._writing, self._in_flight = False, set()
                 self.written.notify()

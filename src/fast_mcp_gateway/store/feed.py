@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 
 import anyio
 
@@ -30,6 +31,11 @@ class LocalChangeFeed:
         self._log.append(Change(seq=self._seq, kind=kind, key=str(key), at=time.time()))
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
+
+    def note_each(self, kind: ChangeKind, keys: Iterable[str]) -> None:
+        """``note`` each of ``keys`` once, in order (the servers whose bindings went)."""
+        for key in sorted(set(keys)):
+            self.note(kind, key)
 
     async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
         if since >= self._seq and wait > 0:

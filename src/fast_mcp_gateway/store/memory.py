@@ -332,12 +332,14 @@ class MemoryStore:
         doomed = [k for k, b in self._names.items() if b.server == server]
         for k in doomed:
             del self._names[k]
+        self._feed.note_each("names", (server,) if doomed else ())
         return len(doomed)
 
     async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
         doomed = {(b.kind, b.exposed) for b in bindings
                   if (held := self._names.get((b.kind, b.exposed))) is not None
                   and (held.server, held.original) == (b.server, b.original)}
+        self._feed.note_each("names", (self._names[k].server for k in doomed))
         for k in doomed:
             del self._names[k]
         return len(doomed)

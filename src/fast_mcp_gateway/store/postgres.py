@@ -7,9 +7,10 @@ the same ordering, cursors, aggregates (histogram buckets as columns, store/stat
 and retention.  The call log's queries (records, pages, statistics) are those of its
 base class, ``PgCallLog`` (postgres_calls.py); retention is here (it spans every table).
 
-Shared state.  ``servers`` and ``routes`` are written together with a row of the
-change feed (postgres_feed.py) in one transaction, followed by ``NOTIFY``; every
-gateway on the database sees every writer's changes (``shared = True``).
+Shared state.  ``servers`` and ``routes`` (and the releases and forgets of
+``name_bindings``) are written together with a row of the change feed (postgres_feed.py)
+in one transaction, followed by ``NOTIFY``; every gateway on the database sees every
+writer's changes (``shared = True``).
 
 Failures.  asyncpg is imported on first use (SQLite needs nothing installed).  A
 database that cannot be reached is ``StoreUnavailable`` -- the call did not happen; the
@@ -334,17 +335,27 @@ class PostgresStore(PgCallLog):
         return claimed((record_of(NameBinding, r) for r in rows), claims)
 
     async def release_names(self, server: str) -> int:
-        async with self._conn() as conn:
-            return rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
+        # A change in the feed: the other gateways re-claim or drop them (bindings.py).
+        async with self._mutation() as conn:
+            gone = rowcount(await conn.execute("DELETE FROM name_bindings WHERE server = $1",
                                                server))
+            if gone:
+                await self._feed.note(conn, "names", server)
+        return gone
 
     async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
-        async with self._conn() as conn:
-            return rowcount(await conn.execute(
+        if not bindings:
+            return 0
+        async with self._mutation() as conn:
+            rows = await conn.fetch(
                 "DELETE FROM name_bindings WHERE (kind, exposed, server, original) IN"
-                " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))",
+                " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))"
+                " RETURNING server",
                 *([getattr(b, f) for b in bindings]
-                  for f in ("kind", "exposed", "server", "original"))))
+                  for f in ("kind", "exposed", "server", "original")))
+            for server in sorted({r[0] for r in rows}):
+                await self._feed.note(conn, "names", server)
+        return len(rows)
 
     # -- alerts -----------------------------------------------------------------------
 

@@ -157,7 +157,9 @@ class PinRecord:
     markers: list[str] = field(default_factory=list)   # injection markers found
 
 
-ChangeKind = Literal["server", "route"]
+ChangeKind = Literal["server", "route", "names"]
+"""What a change is of: a registration (``key``: its name), a route rule (its id), or
+exposed-name bindings released or forgotten (``key``: their server)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -296,14 +296,12 @@ class SQLiteStore:
         cur = await self._db.execute(
             "UPDATE routes SET pattern=?, match=?, target=?, priority=? WHERE id=?",
             (pattern, match, target, priority, route_id))
-        if cur.rowcount > 0:
-            self._feed.note("route", route_id)
+        self._feed.note_each("route", (str(route_id),) if cur.rowcount > 0 else ())
         return cur.rowcount > 0
 
     async def delete_route(self, route_id: int) -> bool:
         cur = await self._db.execute("DELETE FROM routes WHERE id=?", (route_id,))
-        if cur.rowcount > 0:
-            self._feed.note("route", route_id)
+        self._feed.note_each("route", (str(route_id),) if cur.rowcount > 0 else ())
         return cur.rowcount > 0
 
     async def routes(self) -> list[RouteRecord]:
@@ -384,11 +382,14 @@ class SQLiteStore:
 
     async def release_names(self, server: str) -> int:
         cur = await self._db.execute("DELETE FROM name_bindings WHERE server = ?", (server,))
+        self._feed.note_each("names", (server,) if cur.rowcount else ())
         return cur.rowcount
 
     async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
         rows = [[b.kind, b.exposed, b.server, b.original] for b in bindings]
-        return (await self._db.execute(schema.FORGET_NAMES, (json.dumps(rows),))).rowcount
+        gone = list(await self._db.execute_fetchall(schema.FORGET_NAMES, (json.dumps(rows),)))
+        self._feed.note_each("names", (r[0] for r in gone))
+        return len(gone)
 
     # -- alerts -----------------------------------------------------------------------
 

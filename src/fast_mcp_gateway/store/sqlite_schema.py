@@ -210,10 +210,11 @@ CLAIM_NAMES = (
     " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING")
 # Forget bindings (a JSON array of [kind, exposed, server, original]), each only while
 # it still binds its name to that component.
-FORGET_NAMES = (
+FORGET_NAMES = (  # returns the servers of the bindings that went (a change each)
     "DELETE FROM name_bindings WHERE (kind, exposed, server, original) IN (SELECT"
     " json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))")
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))"
+    " RETURNING server")
 
 # Insert a registration where none is (no row, or a vacant one: base.VACANT_CONFIGS);
 # returns a row when it did.

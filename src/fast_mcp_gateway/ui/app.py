@@ -85,7 +85,8 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             from fast_mcp_gateway.ui.session import DashboardAuth
 
             auth = DashboardAuth.of(access, secure_cookies=secure_cookies)
-            return Router(routes=dashboard_routes(Ui(ctx, auth, bus)))
+            ui = Ui(ctx, auth, bus)
+            return Router(routes=dashboard_routes(ui), default=ui.unknown_page)
 
         return RouteGroup("dashboard", [Mount("", app=LazyDashboard(build))], prefix=PREFIX)
 
@@ -96,10 +97,13 @@ def dashboard_app(ctx: AdminContext, auth: DashboardAuth, bus: EventBus,
                   middleware: list[Middleware]) -> Starlette:
     """The dashboard alone (stdio mode), mounted at ``/ui`` with ``middleware``."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
 
+    from fast_mcp_gateway.http.errors import http_error
     from fast_mcp_gateway.ui.core import Ui
 
     ui = Ui(ctx, auth, bus, mode="stdio")
     return Starlette(routes=[Route("/favicon.ico", favicon, methods=["GET"]),
-                             Mount(PREFIX, routes=dashboard_routes(ui))],
-                     middleware=middleware)
+                             Mount(PREFIX, app=Router(routes=dashboard_routes(ui),
+                                                      default=ui.unknown_page))],
+                     middleware=middleware, exception_handlers={HTTPException: http_error})

@@ -25,8 +25,11 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.config.auth import Scope
@@ -152,6 +155,18 @@ class Ui:
               ) -> HTMLResponse:
         return self.render(request, "error.html", viewer, status, status=status,
                            message=message)
+
+    async def unknown_page(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        """What the dashboard's router answers a path none of its pages serves: to a
+        browser (``Accept: text/html``) the dashboard's own 404 page, with the viewer's
+        navigation if logged in; to anything else the route group's JSON 404."""
+        request = Request(scope, receive)
+        if "text/html" not in request.headers.get("accept", ""):
+            raise HTTPException(404)
+        viewer = await self.auth.viewer(request)
+        await self.error(request, viewer, 404, f"There is no dashboard page at "
+                         f"{request.url.path}: check the address, or start from the "
+                         "overview.")(scope, receive, send)
 
 
 _SECURITY_HEADERS = {

@@ -1,0 +1,144 @@
+"""A path the gateway does not serve says so in the gateway's own shapes.
+
+``/ui/<unknown>`` answered a browser with the REST API's JSON; any path outside
+``/api/v1`` and ``/ui`` (``/nosuch``, ``/``, ``POST /health``) got Starlette's bare
+text ``Not Found`` from under the MCP endpoint, naming neither the path nor where the
+MCP endpoint is.  Now the dashboard answers a browser with its HTML 404 page, and every
+other unknown path (or method) answers ``{"error": {"code", "message", "details"}}``
+naming the path and -- to a caller the gateway lets in -- what it serves.  The MCP
+endpoint's own paths (its slash redirect, ``/sse``, ``/messages/``,
+``/.well-known/...``) answer exactly as before: FastMCP's app answers them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.fixtures import make_gateway, serve_http
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_unknown-paths-ops-5e1d0c9b"
+AUTH = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]}]}
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def _shape(response: httpx2.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.url, response.status_code, response.text)
+    assert response.headers["content-type"] == "application/json", (response.url, response.text)
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def test_an_unknown_dashboard_page_is_the_dashboards_404_to_a_browser() -> None:
+    gateway = make_gateway({"secret-server": {"url": "http://127.0.0.1:9/x"}},
+                           options={"auth": AUTH})
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        page = await http.get(base + "/ui/nosuch/<b>x</b>", headers=HTML)
+        assert page.status_code == 404, page.text
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        assert "<h1>Not found</h1>" in page.text and 'href="/ui/"' in page.text, page.text
+        assert "/ui/nosuch/&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
+        assert "secret-server" not in page.text  # not logged in: no nav, no names
+        assert "Content-Security-Policy" in page.headers
+        # Not a browser: the API's JSON shape, as before.
+        error = _shape(await http.get(base + "/ui/nosuch"), 404, "not_found")
+        assert error["message"] == "GET /ui/nosuch: no such path; start from /ui/"
+        # A known page is still the login redirect.
+        assert (await http.get(base + "/ui/", headers=HTML)).status_code == 303
+
+
+async def test_an_unknown_path_lists_what_the_gateway_serves() -> None:
+    gateway = make_gateway({"secret-server": {"url": "http://127.0.0.1:9/x"}},
+                           path="/team-mcp")
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for method, path in (("GET", "/nosuch"), ("GET", "/"), ("POST", "/mcp"),
+                             ("GET", "/team-mcp/x"), ("DELETE", "/a/b%0Ac")):
+            error = _shape(await http.request(method, base + path), 404, "not_found")
+            shown = path.replace("%0A", "\n")
+            assert error["message"].startswith(f"{method} {shown}: no such path; this "
+                                               "gateway serves"), error
+            assert "serves /team-mcp (the MCP endpoint" in error["message"], error
+            assert "/api/v1/" in error["message"] and "/ui/" in error["message"], error
+            served = error["details"]["served"]
+            assert error["details"]["path"] == shown
+            assert served["/team-mcp"].startswith("the MCP endpoint"), served
+            assert {"/api/v1/", "/ui/", "/health", "/ready", "/metrics"} <= set(served)
+            assert "secret-server" not in str(error)
+        wrong = _shape(await http.post(base + "/health"), 405, "method_not_allowed")
+        assert wrong["message"] == "POST /health: this path does not take POST; it takes GET, HEAD"
+        allowed = await http.post(base + "/health")
+        assert allowed.headers["allow"] == "GET, HEAD"
+
+
+async def test_an_unknown_path_tells_a_caller_without_a_token_nothing_new() -> None:
+    gateway = make_gateway({}, options={"auth": AUTH}, path="/team-mcp")
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for headers in ({}, {"Authorization": "Bearer mgw_not-a-token"}):
+            error = _shape(await http.get(base + "/nosuch", headers=headers), 404, "not_found")
+            assert error["details"] == {"path": "/nosuch"}, error
+            assert "team-mcp" not in error["message"] and "/api/v1" not in error["message"]
+            assert "Bearer <token>" in error["message"], error
+        known = _shape(await http.get(base + "/nosuch", headers={
+            "Authorization": f"Bearer {OPS}"}), 404, "not_found")
+        assert "/team-mcp" in known["details"]["served"], known
+
+
+async def test_the_mcp_endpoints_own_paths_answer_as_before() -> None:
+    """FastMCP's answers, as recorded before the change (status, type, body)."""
+    http_paths = [
+        ("GET", "/mcp/", 307, None, ""),
+        ("GET", "/mcp", 400, "application/json", "Missing session ID"),
+        ("PUT", "/mcp", 405, "application/json", "Method Not Allowed"),
+        ("GET", "/.well-known/oauth-authorization-server", 404, "text/plain", "Not Found"),
+        ("GET", "/.well-known/oauth-protected-resource/mcp", 404, "text/plain", "Not Found"),
+    ]
+    sse_paths = [
+        ("POST", "/sse", 405, "text/plain", "Method Not Allowed"),
+        ("GET", "/messages", 307, None, ""),
+        ("POST", "/messages/", 400, None, "Invalid Content-Type header"),
+        ("GET", "/messages/x", 405, None, ""),
+        ("GET", "/.well-known/openid-configuration", 404, "text/plain", "Not Found"),
+    ]
+    for transport, paths in (("http", http_paths), ("sse", sse_paths)):
+        gateway = make_gateway({})
+        async with serve_http(gateway.http_app(transport), startup=False) as base, \
+                httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            for method, path, status, kind, text in paths:
+                reply = await http.request(method, base + path, headers=MCP_ACCEPT)
+                seen = (reply.status_code, reply.headers.get("content-type"), reply.text)
+                assert reply.status_code == status, (transport, path, seen)
+                assert (kind is None and "content-type" not in reply.headers) or (
+                    kind is not None and seen[1] is not None and seen[1].startswith(kind)), (
+                    transport, path, seen)
+                assert text in reply.text if text else reply.text == "", (transport, path, seen)
+                if status == 307:
+                    assert reply.headers["location"] == base + path.rstrip("/") + (
+                        "/" if path == "/messages" else ""), reply.headers
+
+
+async def test_the_stdio_dashboard_answers_an_unknown_page_alike(tmp_path: Any) -> None:
+    import anyio
+
+    from fast_mcp_gateway.ui.standalone import serve_dashboard
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(serve_dashboard, gateway.control, gateway.events, "127.0.0.1:0")
+        base = url.split("/ui/")[0]
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            page = await http.get(base + "/ui/nosuch", headers=HTML)
+            assert page.status_code == 404 and "<h1>Not found</h1>" in page.text, page.text
+            assert "There is no dashboard page at /ui/nosuch" in page.text
+            error = _shape(await http.get(base + "/ui/nosuch"), 404, "not_found")
+            assert error["message"] == "GET /ui/nosuch: no such path; start from /ui/"
+        tg.cancel_scope.cancel()

@@ -43,6 +43,7 @@ async def test_disable_and_enable_change_the_catalog_live() -> None:
         pid = (await client.call_tool("well_pid", {})).data
         status = (await client.call_tool("gateway_disable_server", {"name": "well"})).data
         assert status.state == "disabled" and status.enabled is False
+        assert status.health == "UNKNOWN"  # turned off, not failing
         reason = gateway.manager.get("well").replicas[0].unavailable_reason()
         # The remedy names both surfaces: a REST operator has no gateway_* tools.
         assert "gateway_enable_server" in reason and "PUT /api/v1/servers/well/enable" in reason

@@ -103,6 +103,10 @@ async def test_calls_on_both_paths_and_replica_state_move_the_metrics(tmp_path: 
         assert value(after, "mcp_gateway_upstream_state", **key, state="disabled") == 1
         assert value(after, "mcp_gateway_upstream_state", **key, state="ready") == 0
         assert value(after, "mcp_gateway_upstream_up", **key) == 0
+        # Turned off by an operator: nothing is wrong with it (an UNHEALTHY series would
+        # page whoever watches health), and nothing is known of it.
+        assert value(after, "mcp_gateway_upstream_health", **key, health="UNKNOWN") == 1
+        assert value(after, "mcp_gateway_upstream_health", **key, health="UNHEALTHY") == 0
         assert value(after, "mcp_gateway_upstream_up", mcp_gateway_server="clock",
                      replica="0") == 1
         assert value(after, "mcp_gateway_breaker_state", **key, state="closed") == 1

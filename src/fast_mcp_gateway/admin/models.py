@@ -23,7 +23,8 @@ class ReplicaStatus(BaseModel):
     replica: str
     index: int
     state: str
-    health: str = Field(description="HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN")
+    health: str = Field(description="HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN (also a "
+                                    "disabled server)")
     breaker: str = Field(description="closed, open or half_open")
     breaker_retry_in_seconds: float | None = None
     inflight: int

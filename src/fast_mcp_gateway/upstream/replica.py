@@ -197,9 +197,13 @@ class Upstream:
         )
 
     def status(self) -> HealthStatus:
-        """Health now; a replica without a live session is UNHEALTHY.  Transitions are
-        logged once."""
-        return self._stats.status(self._sup.state is UpstreamState.READY)
+        """Health now; a replica without a live session is UNHEALTHY, a disabled one
+        UNKNOWN (an operator turned it off: nothing is wrong with it, and nothing is known
+        of it).  Transitions are logged once."""
+        state = self._sup.state
+        if state is UpstreamState.DISABLED:
+            return HealthStatus.UNKNOWN
+        return self._stats.status(state is UpstreamState.READY)
 
     def would_admit(self, now: float) -> bool:
         """Whether the breaker would let a call through at ``now`` (takes no probe slot)."""

@@ -444,3 +444,25 @@ async def test_enforce_holds_a_changed_tool_on_every_path_across_restarts(
     assert refusals[0] == refusals[2]                    # lane and full path alike
     assert refusals[1] == refusals[3]
     assert "tool 'extra' of server 'up' is new" in refusals[1]["content"][0]["text"]
+
+
+async def test_approving_for_a_server_the_store_never_pinned_says_so(tmp_path: Path) -> None:
+    """``pins approve githb`` (a typo) said "no pending definitions", as for a known
+    server with nothing to approve: it names the store's servers and the closest."""
+    from fast_mcp_gateway.admin.pins import approve_stored
+    from fast_mcp_gateway.errors import AdminError, NotFound
+
+    db = await open_store(tmp_path / "pins.db")
+    try:
+        with pytest.raises(NotFound, match=r"no definitions of a server 'github'; it holds "
+                                           r"none yet"):
+            await approve_stored(db, "github", None, "cli")
+        await db.put_pins([PinRecord(server="github", kind="tool", name="search",
+                                     digest="d", definition="{}", status="approved",
+                                     actor="first use", at=1.0)])
+        with pytest.raises(NotFound, match=r"a server 'githb'; did you mean 'github'\?"):
+            await approve_stored(db, "githb", None, "cli")
+        with pytest.raises(AdminError, match="server 'github' has no pending definitions"):
+            await approve_stored(db, "github", None, "cli")
+    finally:
+        await db.close()

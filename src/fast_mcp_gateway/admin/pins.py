@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.config.checks import suggest
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
 from fast_mcp_gateway.store.base import PinStore, StorageError
@@ -129,6 +130,12 @@ async def approve_stored(store: PinStore, server: str, names: Sequence[str] | No
     """Approve pending definitions in the store (the CLI's approval); a running gateway
     releases them within ``pin_worker.RECHECK_SECONDS``.  Returns the new approved pins."""
     pending = [p for p, _ in await pending_in_store(store, server)]
+    if not pending and not await store.pins(server):
+        known = sorted({r.server for r in await store.pins()})
+        raise NotFound(f"the store has no definitions of a server '{server}'"
+                       + (suggest(server, known) if known else "; it holds none yet")
+                       + " (a server's definitions are pinned when a gateway with pinning "
+                       "on first lists them)")
     if names is not None:
         unknown = sorted(set(names) - {p.name for p in pending})
         if unknown:

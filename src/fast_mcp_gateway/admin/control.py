@@ -36,7 +36,12 @@ from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.registrations import TOMBSTONE, merge, registered
-from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.schema import (
+    GatewayConfig,
+    GatewayOptions,
+    InvalidServer,
+    ServerConfig,
+)
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.lifecycle import first_attempts
@@ -94,6 +99,7 @@ class ControlPlane:
         # gateway, which writes no call records, knows of an outage this way).
         self.store_lost = False
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
+        _log_invalid(config, "is not started")
 
     @property
     def options(self) -> GatewayOptions:
@@ -102,6 +108,12 @@ class ControlPlane:
     @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
         return self.config.servers
+
+    @property
+    def invalid_servers(self) -> Mapping[str, InvalidServer]:
+        """The servers whose entries in the config file are invalid (as last read): not
+        running, or running the last valid entry a reload kept."""
+        return self.config.invalid
 
     # -- the store's lifetime -------------------------------------------------------
 
@@ -315,7 +327,7 @@ class ControlPlane:
             # A token may name a server registered at runtime: no "not configured" warning.
             known = RUNTIME_SERVERS.set(registered(registrations))
             try:
-                new = load_config(path)
+                new = load_config(path, partial=True)
             except ConfigError as exc:
                 await self._audit_reload(actor, str(path), f"rejected: {exc}")
                 return self._reloaded(ChangeReport(error=str(exc)))
@@ -330,6 +342,7 @@ class ControlPlane:
                          "running config. To run no servers from it, write 'servers: {}'")
                 await self._audit_reload(actor, str(path), f"rejected: {error}")
                 return self._reloaded(ChangeReport(error=error))
+            new = self._keep_running(new)
             desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
             for problem in problems:
                 logger.warning("ignoring a runtime registration: %s", problem)
@@ -346,8 +359,23 @@ class ControlPlane:
                 await self.manager.reconcile(desired) if self.manager.running
                 else self._configure(desired))
             report.restart_needed = self._restart_needed(new.options)
+            report.invalid = {name: entry.error for name, entry in new.invalid.items()}
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    def _keep_running(self, new: GatewayConfig) -> GatewayConfig:
+        """``new``, with each server whose new entry is invalid kept as it runs now (its
+        last valid entry: still in ``invalid``, with the error): an edit that breaks one
+        entry stops nothing.  Logged at ERROR, as at start."""
+        kept = {name: self.config.servers[name] for name in new.invalid
+                if name in self.config.servers}
+        _log_invalid(new, "is not started", kept)
+        if not kept:
+            return new
+        servers = dict(new.servers)
+        for name, server in kept.items():
+            servers[name] = server
+        return new.model_copy(update={"servers": servers})
 
     def _configure(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
         """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a
@@ -434,6 +462,21 @@ class ControlPlane:
         the watcher, a signal, ``gateway_reload_config``) has not taken in yet."""
         now = await _stamp(self.settings.config)
         return now is not None and now != self._read_stamp
+
+
+def _log_invalid(config: GatewayConfig, fate: str,
+                 kept: Mapping[str, ServerConfig] | None = None) -> None:
+    """One ERROR per server whose entry is invalid (the loader's message: file, server,
+    field, fix), and a louder one when no server of the file is valid."""
+    for name, entry in config.invalid.items():
+        how = ("keeps running its last valid entry" if kept is not None and name in kept
+               else fate)
+        logger.error("server '%s' %s, its entry is invalid: %s", shown_name(name), how,
+                     entry.error)
+    if config.invalid and not config.servers:
+        logger.error("none of the %d server entries in %s is valid: the gateway serves its "
+                     "own tools (gateway_list_servers shows each error) and runs no server "
+                     "from the file until it is fixed", len(config.invalid), config.source)
 
 
 async def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.invalid import invalid_detail, with_invalid
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
@@ -104,7 +105,7 @@ def status_of(service: Service) -> ServerStatus:
         balance=config.balance,
         replicas=replicas,
         isolation="per_client" if config.per_client else "shared",
-        client_sessions=_clients_of(service),
+        client_sessions=_clients_of(service), config_error=None,
         **service.catalog.counts(),
     )
 
@@ -122,7 +123,7 @@ def _clients_of(service: Service) -> ClientSessionsStatus | None:
 
 def list_servers(ctx: AdminContext) -> ServerList:
     """Every upstream server's status, and how many are ready."""
-    servers = [status_of(s) for s in ctx.manager.services.values()]
+    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
     return ServerList(
         servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
     )
@@ -130,7 +131,7 @@ def list_servers(ctx: AdminContext) -> ServerList:
 
 def health(ctx: AdminContext) -> HealthReport:
     """Every server's and replica's health, and how many servers are healthy."""
-    servers = [status_of(s) for s in ctx.manager.services.values()]
+    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
     return HealthReport(servers=servers, total=len(servers),
                         healthy=sum(s.health == "HEALTHY" for s in servers))
 
@@ -140,6 +141,8 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config
     (secrets redacted); ``replica`` chooses whose session and stderr (default: the
     first ready one)."""
+    if (invalid := invalid_detail(ctx, name)) is not None:
+        return invalid
     service = ctx.manager.get(name)
     upstream = service.primary() if replica is None else service.replica(replica)
     view = ctx.manager.view
@@ -156,7 +159,7 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
         for exp, (origin, _) in table.items()
         if origin.server == upstream.name
     ]
-    base = status_of(service).model_dump()
+    base = with_invalid(ctx, [status_of(service)])[0].model_dump()
     return ServerDetail(
         **base,
         server_info=upstream.server_info.model_dump(mode="json", exclude_none=True)

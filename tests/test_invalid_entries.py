@@ -176,7 +176,8 @@ def test_serve_still_refuses_an_invalid_auth_section(tmp_path: Path) -> None:
 
 def test_check_reports_the_invalid_entry_and_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
-    config.write_text(f"servers:\n  bad: {{comand: x}}\n  well: {json.dumps(stdio_entry('well.py'))}\n")
+    well = json.dumps(stdio_entry("well.py"))
+    config.write_text(f"servers:\n  bad: {{comand: x}}\n  well: {well}\n")
     result = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "check", "--no-db",
                              "--json", "--config", str(config)], capture_output=True,
                             text=True, timeout=120, cwd=tmp_path)
@@ -284,3 +285,32 @@ async def test_a_reload_with_an_error_of_the_whole_file_keeps_everything(
         assert gateway.config.servers["beta"].description is None
         assert "new" not in gateway.manager.services
         assert (await client.call_tool("beta_add", {"a": 1, "b": 2})).data == 1003
+
+
+# -- runtime registrations -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
+        tmp_path: Path) -> None:
+    """A registration an older version stored (here: a field since removed) is skipped,
+    the other servers run, and it is listed as invalid with its error."""
+    from fast_mcp_gateway.store import SQLiteStore
+
+    db = tmp_path / "gateway.db"
+    store = await SQLiteStore.open(db)
+    try:
+        await store.put_server("old", {"url": "http://127.0.0.1:9/mcp", "retired": 1}, True)
+    finally:
+        await store.close()
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"beta": memory_entry("beta")}}))
+    gateway = _gateway(config, {"beta": beta_server()}, db=db)
+    async with Client(gateway.server) as client:
+        assert (await client.call_tool("beta_add", {"a": 1, "b": 2})).data == 1003
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listed is not None
+        old = {s["name"]: s for s in listed["servers"]}["old"]
+        assert old["state"] == "invalid" and old["transport"] == "http"
+        assert "server 'old', field 'retired'" in old["last_error"], old
+        assert "correct it with gateway_update_server" in old["last_error"]

@@ -30,6 +30,7 @@ import anyio.abc
 
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
+from fast_mcp_gateway.admin.invalid import log_invalid
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
@@ -48,7 +49,7 @@ from fast_mcp_gateway.routing.lifecycle import first_attempts
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store import Registration, StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -99,7 +100,8 @@ class ControlPlane:
         # gateway, which writes no call records, knows of an outage this way).
         self.store_lost = False
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
-        _log_invalid(config, "is not started")
+        self._invalid_registrations: dict[str, InvalidServer] = {}  # by ``_merge``
+        log_invalid(config, "is not started")
 
     @property
     def options(self) -> GatewayOptions:
@@ -111,9 +113,22 @@ class ControlPlane:
 
     @property
     def invalid_servers(self) -> Mapping[str, InvalidServer]:
-        """The servers whose entries in the config file are invalid (as last read): not
-        running, or running the last valid entry a reload kept."""
-        return self.config.invalid
+        """The servers whose entries in the config file (as last read) or runtime
+        registrations are invalid: not running, or running the last valid entry a reload
+        kept (or the file's entry, for a registration)."""
+        return {**self._invalid_registrations, **self.config.invalid}
+
+    def _merge(self, config: GatewayConfig, registrations: list[Registration]
+               ) -> dict[str, ServerConfig]:
+        """``merge`` of ``config``'s servers and ``registrations``, each registration
+        that no longer validates logged and kept for ``invalid_servers``."""
+        invalid: dict[str, InvalidServer] = {}
+        desired, problems = merge(dict(config.servers), registrations,
+                                  config.options.env_allow, invalid)
+        for problem in problems:
+            logger.warning("ignoring a runtime registration: %s", problem)
+        self._invalid_registrations = invalid
+        return desired
 
     # -- the store's lifetime -------------------------------------------------------
 
@@ -132,10 +147,7 @@ class ControlPlane:
         await self.load_routes()
         registrations = await store.servers()
         self._release_unknown_names({*self.config.servers, *(r.name for r in registrations)})
-        desired, problems = merge(dict(self.config.servers), registrations,
-                                  self.config.options.env_allow)
-        for problem in problems:
-            logger.warning("ignoring a runtime registration: %s", problem)
+        desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
                                  registered(registrations))
@@ -262,10 +274,7 @@ class ControlPlane:
             await self.load_routes()
         if servers:
             async with self._reload_lock:
-                desired, problems = merge(dict(self.config.servers), await store.servers(),
-                                          self.config.options.env_allow)
-                for problem in problems:
-                    logger.warning("ignoring a runtime registration: %s", problem)
+                desired = self._merge(self.config, await store.servers())
                 acted = await self.converge(desired)
         self.remote_applied.notify()
         return acted
@@ -343,9 +352,7 @@ class ControlPlane:
                 await self._audit_reload(actor, str(path), f"rejected: {error}")
                 return self._reloaded(ChangeReport(error=error))
             new = self._keep_running(new)
-            desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
-            for problem in problems:
-                logger.warning("ignoring a runtime registration: %s", problem)
+            desired = self._merge(new, registrations)
             if self.config.options.auth is None and new.options.auth is not None:
                 # FastMCP's HTTP app takes its verifier when built: tokens added to a
                 # running gateway would protect nothing until the restart.
@@ -369,7 +376,7 @@ class ControlPlane:
         entry stops nothing.  Logged at ERROR, as at start."""
         kept = {name: self.config.servers[name] for name in new.invalid
                 if name in self.config.servers}
-        _log_invalid(new, "is not started", kept)
+        log_invalid(new, "is not started", kept)
         if not kept:
             return new
         servers = dict(new.servers)
@@ -462,21 +469,6 @@ class ControlPlane:
         the watcher, a signal, ``gateway_reload_config``) has not taken in yet."""
         now = await _stamp(self.settings.config)
         return now is not None and now != self._read_stamp
-
-
-def _log_invalid(config: GatewayConfig, fate: str,
-                 kept: Mapping[str, ServerConfig] | None = None) -> None:
-    """One ERROR per server whose entry is invalid (the loader's message: file, server,
-    field, fix), and a louder one when no server of the file is valid."""
-    for name, entry in config.invalid.items():
-        how = ("keeps running its last valid entry" if kept is not None and name in kept
-               else fate)
-        logger.error("server '%s' %s, its entry is invalid: %s", shown_name(name), how,
-                     entry.error)
-    if config.invalid and not config.servers:
-        logger.error("none of the %d server entries in %s is valid: the gateway serves its "
-                     "own tools (gateway_list_servers shows each error) and runs no server "
-                     "from the file until it is fixed", len(config.invalid), config.source)
 
 
 async def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -8,11 +8,18 @@ running on its last valid entry is shown as it runs, with ``config_error`` set.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
-from fast_mcp_gateway.config.schema import InvalidServer
+from fast_mcp_gateway.config.names import shown_name
+from fast_mcp_gateway.config.schema import GatewayConfig, InvalidServer, ServerConfig
+
+if TYPE_CHECKING:  # the models load with the admin operations, on first use (listed.py)
+    from fast_mcp_gateway.admin.context import AdminContext
+    from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
+
+logger = logging.getLogger("fast_mcp_gateway.admin.control")  # the control plane's words
 
 INVALID = "invalid"
 """The state of a server not running because its entry in the config file is invalid
@@ -26,6 +33,8 @@ def invalid_of(ctx: AdminContext) -> Mapping[str, InvalidServer]:
 
 def invalid_status(entry: InvalidServer) -> ServerStatus:
     """A server left out for its invalid entry, as a status row."""
+    from fast_mcp_gateway.admin.models import ServerStatus
+
     return ServerStatus(
         name=entry.name, namespace=entry.namespace, transport=entry.transport,
         state=INVALID, enabled=False, protocol_version=None, tools=0, resources=0,
@@ -47,9 +56,26 @@ def with_invalid(ctx: AdminContext, running: list[ServerStatus]) -> list[ServerS
 
 def invalid_detail(ctx: AdminContext, name: str) -> ServerDetail | None:
     """``gateway_server_detail`` of a server not running for its invalid entry."""
+    from fast_mcp_gateway.admin.models import ServerDetail
+
     entry = invalid_of(ctx).get(name)
     if entry is None or name in ctx.manager.services:
         return None
     return ServerDetail(**invalid_status(entry).model_dump(), server_info=None,
                         capabilities=None, instructions=None, stderr_tail=[], exposed=[],
                         config={})
+
+
+def log_invalid(config: GatewayConfig, fate: str,
+                 kept: Mapping[str, ServerConfig] | None = None) -> None:
+    """One ERROR per server whose entry is invalid (the loader's message: file, server,
+    field, fix), and a louder one when no server of the file is valid."""
+    for name, entry in config.invalid.items():
+        how = ("keeps running its last valid entry" if kept is not None and name in kept
+               else fate)
+        logger.error("server '%s' %s, its entry is invalid: %s", shown_name(name), how,
+                     entry.error)
+    if config.invalid and not config.servers:
+        logger.error("none of the %d server entries in %s is valid: the gateway serves its "
+                     "own tools (gateway_list_servers shows each error) and runs no server "
+                     "from the file until it is fixed", len(config.invalid), config.source)

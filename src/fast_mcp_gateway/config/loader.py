@@ -309,7 +309,7 @@ class _Validation:
             None, f, m), explain, field_path)
         if self.refuse():
             raise self.stop()
-        invalid = {name: _invalid(name, raw_servers[name], claude,
+        invalid = {name: invalid_entry(name, raw_servers[name], claude,
                                   str(ConfigError(self.bad[name])))
                    for name in raw_servers if name in self.bad}  # in file order
         return _Result(GatewayConfig(options=options, servers=servers, source=self.source,
@@ -437,7 +437,7 @@ def _server_names(data: dict[Any, Any]) -> frozenset[str]:
         frozenset()
 
 
-def _invalid(name: str, raw: Any, claude: bool, error: str) -> InvalidServer:
+def invalid_entry(name: str, raw: Any, claude: bool, error: str) -> InvalidServer:
     """What the operator is shown of a server left out: its namespace and transport as far
     as its entry tells (a host's tool call is answered with its error)."""
     entry = raw if isinstance(raw, dict) else {}

@@ -216,6 +216,22 @@ async def test_rest_ready_and_metrics_show_the_invalid_server(tmp_path: Path) ->
         assert states[("bad", "invalid")] == 1 and states[("good", "invalid")] == 0
 
 
+@pytest.mark.anyio
+async def test_the_dashboard_shows_the_invalid_server_and_its_page(tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"bad": {"comand": "x"},
+                                              "good": memory_entry("good")}}))
+    gateway = _gateway(config, {"good": beta_server()})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        overview = await http.get(f"{base}/ui/")
+        assert overview.status_code == 200
+        assert 'data-server="bad"' in overview.text and 'data-state="invalid"' in overview.text
+        assert "did you mean &#39;command&#39;?" in overview.text
+        page = await http.get(f"{base}/ui/servers/bad")
+        assert page.status_code == 200, page.text
+        assert "invalid" in page.text and "field &#39;comand&#39;" in page.text
+
+
 # -- reloads -------------------------------------------------------------------------
 
 
@@ -314,3 +330,36 @@ async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
         assert old["state"] == "invalid" and old["transport"] == "http"
         assert "server 'old', field 'retired'" in old["last_error"], old
         assert "correct it with gateway_update_server" in old["last_error"]
+        with pytest.raises(ToolError, match=r"server 'old' is not running: its entry is "
+                                            r"invalid, so it was not started \("):
+            await client.call_tool("gateway_reconnect_server", {"name": "old"})
+        # Corrected (as the error says): it runs and is no longer shown invalid.
+        await client.call_tool("gateway_update_server", {
+            "name": "old", "config": memory_entry("old")})
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listed is not None
+        old = {s["name"]: s for s in listed["servers"]}["old"]
+        assert old["state"] != "invalid" and old["config_error"] is None, old
+        await client.call_tool("gateway_remove_server", {"name": "old"})
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listed is not None and [s["name"] for s in listed["servers"]] == ["beta"]
+
+
+@pytest.mark.anyio
+async def test_removing_a_stored_registration_that_does_not_validate_unlists_it(
+        tmp_path: Path) -> None:
+    from fast_mcp_gateway.store import SQLiteStore
+
+    db = tmp_path / "gateway.db"
+    store = await SQLiteStore.open(db)
+    try:
+        await store.put_server("old", {"url": "http://127.0.0.1:9/mcp", "retired": 1}, True)
+    finally:
+        await store.close()
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {}}))
+    gateway = _gateway(config, {}, db=db)
+    async with Client(gateway.server) as client:
+        assert list(gateway.control.invalid_servers) == ["old"]
+        await client.call_tool("gateway_remove_server", {"name": "old"})
+        assert not gateway.control.invalid_servers

@@ -66,6 +66,7 @@ RESTART_ONLY = ("separator", "max_name_length", "timeouts", "protocol", "pinning
 started with: a reload that changes one reports it (``restart_needed``) and logs it.
 (``admin``, ``env_allow`` and ``auth``'s tokens follow a reload; adding ``auth`` to a
 gateway started without it is logged on its own.)"""
+_REGISTERS = ("add_server", "update_server", "remove_server")  # audited actions
 RECONCILE_SECONDS = 30.0  # full reconcile of a shared store, whatever the feed said
 POLL_WAIT = 5.0  # one long poll of the change feed (a change ends it at once)
 
@@ -212,6 +213,10 @@ class ControlPlane:
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:
+        if action in _REGISTERS and target is not None:
+            # Every change of a registration is audited: one that did not validate was
+            # replaced or removed, and is no longer shown invalid (``invalid_servers``).
+            self._invalid_registrations.pop(target, None)
         if self.store is None:
             return
         await self.store.add_audit(actor.id, action, target,

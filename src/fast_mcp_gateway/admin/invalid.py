@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 from fast_mcp_gateway.config.names import shown_name
 from fast_mcp_gateway.config.schema import GatewayConfig, InvalidServer, ServerConfig
+from fast_mcp_gateway.errors import NotFound
 
 if TYPE_CHECKING:  # the models load with the admin operations, on first use (listed.py)
     from fast_mcp_gateway.admin.context import AdminContext
     from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
+    from fast_mcp_gateway.routing.service import Service
 
 logger = logging.getLogger("fast_mcp_gateway.admin.control")  # the control plane's words
 
@@ -29,6 +31,17 @@ INVALID = "invalid"
 def invalid_of(ctx: AdminContext) -> Mapping[str, InvalidServer]:
     """The config file's invalid entries (none for a context that has no file)."""
     return getattr(ctx, "invalid_servers", None) or {}
+
+
+def service_of(ctx: AdminContext, name: str) -> Service:
+    """The running server ``name``; one not running for its invalid entry is a
+    ``NotFound`` saying so and how to fix it (else the manager's unknown-server error)."""
+    entry = invalid_of(ctx).get(name)
+    if entry is not None and name not in ctx.manager.services:
+        raise NotFound(f"server '{name}' is not running: its entry is invalid, so it was "
+                       f"not started ({entry.error}); correct the entry (a saved config "
+                       "file is reloaded)")
+    return ctx.manager.get(name)
 
 
 def invalid_status(entry: InvalidServer) -> ServerStatus:

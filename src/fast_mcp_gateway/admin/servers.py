@@ -19,7 +19,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
-from fast_mcp_gateway.admin.invalid import invalid_detail, with_invalid
+from fast_mcp_gateway.admin.invalid import invalid_detail, service_of, with_invalid
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
@@ -208,7 +208,7 @@ async def _settle(service: Service, *, since_attempts: int | None) -> ServerStat
 
 async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Drop every session of the server and connect again (clears a 'failed' state)."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     before = service.attempts
     service.reconnect()
     status = await _settle(service, since_attempts=before)
@@ -218,7 +218,7 @@ async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> Server
 
 async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Connect a disabled server and expose it again; persisted across restarts."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     # Saved first: a store that is down fails the operation before anything changes
     # (and a retry after such a failure still saves, even if the server is running).
     await _persist_enabled(ctx, name, True)
@@ -236,7 +236,7 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
 
 async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Stop a server and hide its components until enabled; persisted across restarts."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     await _persist_enabled(ctx, name, False)  # saved first, as in enable_server
     service.set_enabled(False)
     status = await _settle(service, since_attempts=None)
@@ -253,7 +253,7 @@ async def _persist_enabled(ctx: AdminContext, name: str, enabled: bool) -> None:
 async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
                         replica: int | None = None) -> ServerStatus:
     """Close the circuit breaker of one replica (or all)."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     targets = service.replicas if replica is None else [service.replica(replica)]
     for upstream in targets:
         upstream.reset_breaker()
@@ -264,7 +264,7 @@ async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
 async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
                           replica: int) -> ReplicaStatus:
     """Restart one replica (its process for stdio) and wait for its new attempt."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     upstream = service.replica(replica)
     before = upstream.attempts
     upstream.reconnect()
@@ -278,7 +278,7 @@ async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int
                         drain: bool = True) -> ReplicaStatus:
     """Take a replica out of the balancing pool (waiting, bounded, for its calls in
     flight), or put it back with ``drain=False``."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     upstream = service.replica(replica)
     if drain:
         service.draining.add(replica)

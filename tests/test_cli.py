@@ -51,10 +51,14 @@ def test_check_reports_a_broken_server_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_an_invalid_config_exits_2_with_a_located_message(tmp_path: Path) -> None:
+    """An error of the whole file (here ``gateway:``) refuses it, every problem listed;
+    one server's alone leaves that server out (tests/test_invalid_entries.py)."""
     config = tmp_path / "servers.yaml"
-    config.write_text("servers:\n  x:\n    comand: python\n")
+    config.write_text("gateway:\n  admn: full\nservers:\n  x:\n    comand: python\n")
     result = run_cli("serve", "--config", str(config))
     assert result.returncode == 2
+    assert f"{config}, field 'gateway.admn': unknown field; did you mean 'admin'?" \
+        in result.stderr
     assert f"{config}: server 'x', field 'comand': unknown field; did you mean 'command'?" \
         in result.stderr
 

@@ -275,14 +275,16 @@ def test_malformed_config_is_one_clear_line(case: Case, tmp_path: Path) -> None:
     assert "'secrets'?" not in message and "did you mean 'name'" not in message
 
 
-# The CLI refuses such files before starting anything: a valid server next to the broken one
-# would create a marker file if the gateway started it.
+# A broken entry costs its server only: the CLI leaves it out, says why in the corpus's
+# words, and starts the others (a valid server next to the broken one creates a marker
+# file when started; tests/test_invalid_entries.py has the rest).
 CLI_CASES = ["typo", "replicas-true", "unclosed-var", "self-serve", "cwd-missing"]
 
 
 @pytest.mark.parametrize("command", ["check", "serve"])
 @pytest.mark.parametrize("case_id", CLI_CASES)
-def test_cli_refuses_and_starts_nothing(case_id: str, command: str, tmp_path: Path) -> None:
+def test_cli_leaves_out_only_the_broken_server(case_id: str, command: str,
+                                               tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == case_id)
     assert isinstance(case.content, str)
     marker = tmp_path / "started"
@@ -290,18 +292,24 @@ def test_cli_refuses_and_starts_nothing(case_id: str, command: str, tmp_path: Pa
     text = case.content + f"  marker: {json.dumps(starter)}\n"
     path = tmp_path / "servers.yaml"
     path.write_text(text, encoding="utf-8")
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
-           "MCP_GATEWAY_DB": str(tmp_path / "gateway.db")}
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
     env.pop("MCP_GATEWAY_CONFIG", None)
-    proc = subprocess.run([*CLI, command, "--config", str(path)], capture_output=True,
-                          text=True, timeout=60, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"mcp-gateway: {path}: server "), proc.stderr
-    assert case.fix in lines[0]
-    assert proc.stdout == ""
-    assert not marker.exists()
-    assert not (tmp_path / "data").exists() and not (tmp_path / "gateway.db").exists()
+    proc = subprocess.run([*CLI, command, "--no-db", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    said = f"{path}: server '{case.server}'"
+    if command == "check":
+        assert proc.returncode == 1, proc.stderr
+        row = next(line for line in proc.stdout.splitlines()
+                   if line.startswith(f"{case.server} "))
+        assert " invalid " in row and said in row and case.fix in row, proc.stdout
+        assert marker.exists()  # the valid server was started (probed)
+    else:
+        assert proc.returncode == 0, proc.stderr
+        logged = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+        assert any(f"server '{case.server}' is not started, its entry is invalid: {said}"
+                   in line and case.fix in line for line in logged), proc.stderr
+    assert not (tmp_path / "data").exists()
 
 
 # ---------------------------------------------------------------------------------------

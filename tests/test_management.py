@@ -141,10 +141,21 @@ async def test_explicit_reload_rejects_bad_edits_and_restarts_what_changed(
                       GatewaySettings(config=path, db=tmp_path / "g.db", reload_interval=0),
                       transport_factory=memory_transports(memory()))
     async with Client(gateway.server) as client:
-        path.write_text("servers:\n  alpha:\n    comand: nope\n")
+        # An error of the whole file: rejected, everything kept running.
+        path.write_text("gateway:\n  admn: full\nservers:\n  alpha:\n    comand: nope\n")
         rejected = await gateway.reload_config()
-        assert rejected.error and "field 'comand'" in rejected.error
+        assert rejected.error and "field 'gateway.admn'" in rejected.error
+        assert "field 'comand'" in rejected.error  # every problem named
         assert {"alpha_add", "beta_echo"} <= await tool_names(client)  # kept running
+        # One server's: that server keeps its last valid entry, the rest applies.
+        path.write_text("servers:\n  alpha:\n    comand: nope\n")
+        kept = await gateway.reload_config()
+        assert kept.error is None and kept.removed == ["beta"]
+        assert "field 'comand'" in kept.invalid["alpha"]
+        assert "alpha_add" in await tool_names(client)
+        path.write_text(f"servers:\n  alpha:\n    url: {url('alpha')}\n"
+                        f"  beta:\n    url: {url('beta')}\n")
+        assert (await gateway.reload_config()).added == ["beta"]
 
         path.write_text(f"servers:\n  alpha:\n    url: {url('alpha')}\n    namespace: a\n")
         report = (await client.call_tool("gateway_reload_config", {})).data
@@ -171,7 +182,8 @@ async def test_a_stored_registration_that_does_not_validate_is_said_and_removabl
     gateway = make_gateway({"alpha": {"url": url("alpha")}}, memory(), db=db)
     async with Client(gateway.server) as client:
         listed = (await client.call_tool("gateway_list_servers", {})).structured_content
-        assert [s["name"] for s in listed["servers"]] == ["alpha"]
+        assert [s["name"] for s in listed["servers"]] == ["alpha", "stale"]
+        assert listed["servers"][1]["state"] == "invalid"  # shown, with its error
         ignored = [r.getMessage() for r in caplog.records
                    if r.getMessage().startswith("ignoring a runtime registration")]
         assert len(ignored) == 1 and "server 'stale', field 'comand'" in ignored[0]

@@ -115,6 +115,7 @@ class Gateway:
         self._init_options: InitializationOptions | None = None  # stdio's, once serving
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
+        self.provider.invalid = lambda: self.control.invalid_servers
         # Alerts read the store and the supervisors' states; a state change is evaluated
         # at once.  ``alerts.on_transition`` is where in-process subscribers hook in.
         self.alerts = AlertEngine(
@@ -205,7 +206,7 @@ class Gateway:
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
-        return cls(load_config(path), settings)
+        return cls(load_config(path, partial=True), settings)
 
     @property
     def config(self) -> GatewayConfig:
@@ -233,7 +234,7 @@ class Gateway:
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
-                self.provider.unknown_calls))
+                self.provider.unknown_calls, lambda: self.control.invalid_servers))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 

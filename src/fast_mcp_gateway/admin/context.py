@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.config.schema import GatewayOptions, ServerConfig
+from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.pinning import PinBook
@@ -97,6 +97,11 @@ class AdminContext(Protocol):
     @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
         """The servers of the config file as last (re)loaded, before registrations."""
+        ...
+
+    @property
+    def invalid_servers(self) -> Mapping[str, InvalidServer]:
+        """The config file's servers whose entries are invalid (``admin/invalid.py``)."""
         ...
 
     @property

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ import anyio.abc
 
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
+from fast_mcp_gateway.admin.invalid import log_invalid
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
@@ -46,19 +47,18 @@ from fast_mcp_gateway.config.schema import (
     MAX_DESCRIPTION,
     GatewayConfig,
     GatewayOptions,
+    InvalidServer,
     ServerConfig,
 )
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.routing.lifecycle import first_attempts
+from fast_mcp_gateway.routing.lifecycle import converge
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store import Registration, StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.replica import UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ RESTART_ONLY = ("separator", "max_name_length", "timeouts", "protocol", "pinning
 started with: a reload that changes one reports it (``restart_needed``) and logs it.
 (``admin``, ``env_allow`` and ``auth``'s tokens follow a reload; adding ``auth`` to a
 gateway started without it is logged on its own.)"""
+_REGISTERS = ("add_server", "update_server", "remove_server")  # audited actions
 RECONCILE_SECONDS = 30.0  # full reconcile of a shared store, whatever the feed said
 POLL_WAIT = 5.0  # one long poll of the change feed (a change ends it at once)
 
@@ -105,6 +106,8 @@ class ControlPlane:
         # gateway, which writes no call records, knows of an outage this way).
         self.store_lost = False
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
+        self._invalid_registrations: dict[str, InvalidServer] = {}  # by ``_merge``
+        log_invalid(config, "is not started")
 
     @property
     def options(self) -> GatewayOptions:
@@ -113,6 +116,25 @@ class ControlPlane:
     @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
         return self.config.servers
+
+    @property
+    def invalid_servers(self) -> Mapping[str, InvalidServer]:
+        """The servers whose entries in the config file (as last read) or runtime
+        registrations are invalid: not running, or running the last valid entry a reload
+        kept (or the file's entry, for a registration)."""
+        return {**self._invalid_registrations, **self.config.invalid}
+
+    def _merge(self, config: GatewayConfig, registrations: list[Registration]
+               ) -> dict[str, ServerConfig]:
+        """``merge`` of ``config``'s servers and ``registrations``, each registration
+        that no longer validates logged and kept for ``invalid_servers``."""
+        invalid: dict[str, InvalidServer] = {}
+        desired, problems = merge(dict(config.servers), registrations,
+                                  config.options.env_allow, invalid)
+        for problem in problems:
+            logger.warning("ignoring a runtime registration: %s", problem)
+        self._invalid_registrations = invalid
+        return desired
 
     # -- the store's lifetime -------------------------------------------------------
 
@@ -131,10 +153,7 @@ class ControlPlane:
         await self.load_routes()
         registrations = await store.servers()
         self._release_unknown_names({*self.config.servers, *(r.name for r in registrations)})
-        desired, problems = merge(dict(self.config.servers), registrations,
-                                  self.config.options.env_allow)
-        for problem in problems:
-            logger.warning("ignoring a runtime registration: %s", problem)
+        desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
                                  registered(registrations))
@@ -206,6 +225,10 @@ class ControlPlane:
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:
+        if action in _REGISTERS and target is not None:
+            # Every change of a registration is audited: one that did not validate was
+            # replaced or removed, and is no longer shown invalid (``invalid_servers``).
+            self._invalid_registrations.pop(target, None)
         if self.store is None:
             return
         await self.store.add_audit(actor.id, action, target,
@@ -271,52 +294,13 @@ class ControlPlane:
             await self.load_routes()
         if servers:
             async with self._reload_lock:
-                desired, problems = merge(dict(self.config.servers), await store.servers(),
-                                          self.config.options.env_allow)
-                for problem in problems:
-                    logger.warning("ignoring a runtime registration: %s", problem)
-                acted = await self.converge(desired)
+                desired = self._merge(self.config, await store.servers())
+                acted = await converge(self.manager, desired)
         if names and self.manager.names.sync(await store.name_bindings(),
                                              self.manager.services):
             self.manager.refresh_catalog()   # the refusals of the names freed
         self.remote_applied.notify()
         return acted
-
-    async def converge(self, desired: Mapping[str, ServerConfig]) -> list[str]:
-        """Make the running servers match ``desired``, touching only what differs: a
-        changed config restarts its server, a changed enabled flag only enables or
-        disables it (as the admin operation did where it was made).  Idempotent;
-        returns the names acted on.  One server that fails does not stop the others.
-        Returns once the servers started made their first connect attempts (side by
-        side)."""
-        manager = self.manager
-        acted: list[str] = []
-        starting: list[Service] = []
-        desired = manager.served(desired)   # serve --profile: the profile's servers only
-        for name in [n for n in manager.services if n not in desired]:
-            acted.append(name)
-            await self._apply(name, manager.remove_server(name))
-        for name, server in desired.items():
-            service = manager.services.get(name)
-            if service is None or service.config.model_copy(
-                    update={"enabled": server.enabled}) != server:
-                acted.append(name)
-                started = await self._apply(name, manager.replace_server(server, wait=False))
-                if started is not None:
-                    starting.append(started)
-            elif (service.state is UpstreamState.DISABLED) == server.enabled:
-                acted.append(name)
-                service.set_enabled(server.enabled)
-        await first_attempts(*starting)
-        return acted
-
-    @staticmethod
-    async def _apply(name: str, step: Awaitable[T]) -> T | None:
-        try:
-            return await step
-        except Exception as exc:  # noqa: BLE001 - the next reconcile tries again
-            logger.warning("could not apply the shared state of server '%s': %s", name, exc)
-            return None
 
     # -- reloading the config file ----------------------------------------------------
 
@@ -339,7 +323,7 @@ class ControlPlane:
             # A token may name a server registered at runtime: no "not configured" warning.
             known = RUNTIME_SERVERS.set(registered(registrations))
             try:
-                new = load_config(path)
+                new = load_config(path, partial=True)
             except ConfigError as exc:
                 await self._audit_reload(actor, str(path), f"rejected: {exc}")
                 return self._reloaded(ChangeReport(error=str(exc)))
@@ -354,9 +338,8 @@ class ControlPlane:
                          "running config. To run no servers from it, write 'servers: {}'")
                 await self._audit_reload(actor, str(path), f"rejected: {error}")
                 return self._reloaded(ChangeReport(error=error))
-            desired, problems = merge(dict(new.servers), registrations, new.options.env_allow)
-            for problem in problems:
-                logger.warning("ignoring a runtime registration: %s", problem)
+            new = self._keep_running(new)
+            desired = self._merge(new, registrations)
             if self.config.options.auth is None and new.options.auth is not None:
                 # FastMCP's HTTP app takes its verifier when built: tokens added to a
                 # running gateway would protect nothing until the restart.
@@ -370,8 +353,23 @@ class ControlPlane:
                 await self.manager.reconcile(desired) if self.manager.running
                 else self._configure(desired))
             report.restart_needed = self._restart_needed(new.options)
+            report.invalid = {name: entry.error for name, entry in new.invalid.items()}
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
+
+    def _keep_running(self, new: GatewayConfig) -> GatewayConfig:
+        """``new``, with each server whose new entry is invalid kept as it runs now (its
+        last valid entry: still in ``invalid``, with the error): an edit that breaks one
+        entry stops nothing.  Logged at ERROR, as at start."""
+        kept = {name: self.config.servers[name] for name in new.invalid
+                if name in self.config.servers}
+        log_invalid(new, "is not started", kept)
+        if not kept:
+            return new
+        servers = dict(new.servers)
+        for name, server in kept.items():
+            servers[name] = server
+        return new.model_copy(update={"servers": servers})
 
     def _configure(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
         """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a

@@ -79,6 +79,9 @@ class ServerStatus(BaseModel):
     isolation: str = Field(default="shared", description="shared or per_client")
     client_sessions: ClientSessionsStatus | None = Field(
         default=None, description="per_client only: each host's own upstream session")
+    config_error: str | None = Field(
+        default=None, description="its entry in the config file is invalid (file, field, "
+        "fix): state 'invalid' (not started), or it runs its last valid entry")
 
 
 class ServerList(BaseModel):

@@ -28,4 +28,9 @@ class ChangeReport(BaseModel):
         default_factory=dict,
         description="added or restarted servers whose first connect attempt failed: "
         "server -> its state and why (the gateway keeps retrying it)")
+    invalid: dict[str, str] = Field(
+        default_factory=dict,
+        description="servers whose entries in the file are invalid: server -> the error "
+        "(file, field, fix); such a server keeps running its last valid entry, or, new, is "
+        "not started (state 'invalid') -- every other change applied")
     error: str | None = None

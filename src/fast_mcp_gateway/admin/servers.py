@@ -19,6 +19,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.invalid import invalid_detail, service_of, with_invalid
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
@@ -104,7 +105,7 @@ def status_of(service: Service) -> ServerStatus:
         balance=config.balance,
         replicas=replicas,
         isolation="per_client" if config.per_client else "shared",
-        client_sessions=_clients_of(service),
+        client_sessions=_clients_of(service), config_error=None,
         **service.catalog.counts(),
     )
 
@@ -122,7 +123,7 @@ def _clients_of(service: Service) -> ClientSessionsStatus | None:
 
 def list_servers(ctx: AdminContext) -> ServerList:
     """Every upstream server's status, and how many are ready."""
-    servers = [status_of(s) for s in ctx.manager.services.values()]
+    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
     return ServerList(
         servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
     )
@@ -130,7 +131,7 @@ def list_servers(ctx: AdminContext) -> ServerList:
 
 def health(ctx: AdminContext) -> HealthReport:
     """Every server's and replica's health, and how many servers are healthy."""
-    servers = [status_of(s) for s in ctx.manager.services.values()]
+    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
     return HealthReport(servers=servers, total=len(servers),
                         healthy=sum(s.health == "HEALTHY" for s in servers))
 
@@ -140,6 +141,8 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config
     (secrets redacted); ``replica`` chooses whose session and stderr (default: the
     first ready one)."""
+    if (invalid := invalid_detail(ctx, name)) is not None:
+        return invalid
     service = ctx.manager.get(name)
     upstream = service.primary() if replica is None else service.replica(replica)
     view = ctx.manager.view
@@ -156,7 +159,7 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
         for exp, (origin, _) in table.items()
         if origin.server == upstream.name
     ]
-    base = status_of(service).model_dump()
+    base = with_invalid(ctx, [status_of(service)])[0].model_dump()
     return ServerDetail(
         **base,
         server_info=upstream.server_info.model_dump(mode="json", exclude_none=True)
@@ -205,7 +208,7 @@ async def _settle(service: Service, *, since_attempts: int | None) -> ServerStat
 
 async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Drop every session of the server and connect again (clears a 'failed' state)."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     before = service.attempts
     service.reconnect()
     status = await _settle(service, since_attempts=before)
@@ -215,7 +218,7 @@ async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> Server
 
 async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Connect a disabled server and expose it again; persisted across restarts."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     # Saved first: a store that is down fails the operation before anything changes
     # (and a retry after such a failure still saves, even if the server is running).
     await _persist_enabled(ctx, name, True)
@@ -233,7 +236,7 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
 
 async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Stop a server and hide its components until enabled; persisted across restarts."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     await _persist_enabled(ctx, name, False)  # saved first, as in enable_server
     service.set_enabled(False)
     status = await _settle(service, since_attempts=None)
@@ -250,7 +253,7 @@ async def _persist_enabled(ctx: AdminContext, name: str, enabled: bool) -> None:
 async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
                         replica: int | None = None) -> ServerStatus:
     """Close the circuit breaker of one replica (or all)."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     targets = service.replicas if replica is None else [service.replica(replica)]
     for upstream in targets:
         upstream.reset_breaker()
@@ -261,7 +264,7 @@ async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
 async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
                           replica: int) -> ReplicaStatus:
     """Restart one replica (its process for stdio) and wait for its new attempt."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     upstream = service.replica(replica)
     before = upstream.attempts
     upstream.reconnect()
@@ -275,7 +278,7 @@ async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int
                         drain: bool = True) -> ReplicaStatus:
     """Take a replica out of the balancing pool (waiting, bounded, for its calls in
     flight), or put it back with ``drain=False``."""
-    service = ctx.manager.get(name)
+    service = service_of(ctx, name)
     upstream = service.replica(replica)
     if drain:
         service.draining.add(replica)

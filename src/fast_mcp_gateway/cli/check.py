@@ -4,7 +4,8 @@ It checks what ``serve`` with the same ``--config`` and ``--db`` runs: the file'
 servers merged with the store's runtime registrations (``reports.merged_servers``, as
 ``mcp-gateway servers`` lists them), each row saying where it comes from.  With
 ``--no-db`` (``db`` None), as ``serve --no-db``, the file's servers alone: the store is
-not opened."""
+not opened.  A server whose entry is invalid (``serve`` does not start it) is a row in
+status ``invalid`` with the loader's message, and fails the check as a failed connect does."""
 
 from __future__ import annotations
 
@@ -65,7 +66,10 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         for upstream, source in upstreams:
             tg.start_soon(probe, upstream, source)
     ordered = [rows[u.label] for u, _ in upstreams]
-    failed = [r for r in ordered if r.get("status") == "FAILED"]
+    ordered += [{"server": name, "transport": entry.transport, "status": "invalid",
+                 "source": "file", "error": entry.error}
+                for name, entry in config.invalid.items() if name not in merged.servers]
+    failed = [r for r in ordered if r.get("status") in ("FAILED", "invalid")]
     origin = config.source + (f" + {len(runtime)} registered at runtime in {mask_text(db)}"
                               if runtime and db is not None else
                               ", no store (--no-db)" if db is None else "")

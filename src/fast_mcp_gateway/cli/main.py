@@ -222,7 +222,8 @@ def _load(settings: GatewaySettings, command: str) -> GatewayConfig:
                                                 and settings.record_calls)
     token = TOKEN_SERVERS_LATER.set(later)
     try:
-        return load_config(settings.config)
+        # One server's bad entry leaves that server out (shown as invalid), not all.
+        return load_config(settings.config, partial=True)
     finally:
         TOKEN_SERVERS_LATER.reset(token)
 

@@ -284,10 +284,14 @@ async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
                      "target": mask_text(target, server.secrets if server else ())[:70]})
     if args.json:
         print(json.dumps({"config": config.source, "store": str(path), "servers": rows,
-                          "problems": [mask_text(p) for p in problems]}, indent=2))
+                          "problems": [mask_text(p) for p in problems],
+                          "invalid": {n: e.error for n, e in config.invalid.items()}},
+                         indent=2))
     else:
         columns = ("server", "source", "transport", "enabled", "replicas", "target")
         print(_table(columns, [[r[c] for c in columns] for r in rows], header=True))
         for problem in problems:
             print(f"ignored registration: {mask_text(problem)}")
+        for entry in config.invalid.values():  # serve leaves them out (state 'invalid')
+            print(f"invalid entry, not started: {entry.error}")
     return 0

@@ -106,8 +106,10 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
         gateway = Gateway(config, settings, answer_first=settings.transport == "stdio",
                           early=early)
         logging.getLogger("fast_mcp_gateway").info(
-            "starting %d upstream(s) from %s over %s (event loop: %s)", len(config.servers),
+            "starting %d upstream(s) from %s over %s (event loop: %s)%s", len(config.servers),
             settings.config, settings.transport, loop,
+            f"; {len(config.invalid)} left out, their entries are invalid (logged above)"
+            if config.invalid else "",
         )
         for line in announcement(settings, len(config.servers),
                                  interactive=sys.stdin.isatty(),

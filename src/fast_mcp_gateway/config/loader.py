@@ -15,14 +15,24 @@ Entry points, all raising ``ConfigError`` (never another exception) for bad inpu
 Interpolation (see ``interpolation``), the Claude-Desktop shape and every check are applied
 alike; validation collects every problem and raises one ``ConfigError`` whose issues each
 name the file, the server and the field, and say how to fix it.
+
+``partial=True`` (what ``serve``, ``Gateway.from_file``, a reload and ``check`` read the
+operator's file with) is how a host's config behaves: an error *confined to one server's
+entry* (``confined``: anything under ``servers.<name>`` / ``mcpServers.<name>`` -- an
+unknown key, a wrong type, an unset ``${VAR}``, an invalid value) leaves that server out,
+in ``GatewayConfig.invalid`` with its message, and the others load.  Everything else (the
+document, ``gateway:`` -- ``auth`` above all: never skipped --, ``alerts:``, unknown
+top-level keys, two servers sharing a namespace) still refuses the whole file, with every
+problem found listed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +54,10 @@ from fast_mcp_gateway.config.interpolation import INTERPOLATED_FIELDS, interpola
 from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.schema import (
     INTERNAL_FIELDS,
+    NAME_CHARS,
     GatewayConfig,
     GatewayOptions,
+    InvalidServer,
     ServerConfig,
 )
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
@@ -76,8 +88,11 @@ def _note_read(config: GatewayConfig, path: Path, stamp: tuple[int, int]) -> Gat
     return config
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read, interpolate and validate the operator's config file (ours or Claude Desktop's)."""
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None, *,
+                partial: bool = False) -> GatewayConfig:
+    """Read, interpolate and validate the operator's config file (ours or Claude Desktop's);
+    ``partial``: a server whose entry alone is invalid is left out (see the module
+    docstring), not the file refused."""
     path = Path(path)
     source = str(path)
     try:
@@ -101,7 +116,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
                                  f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it the right "
                                  "file? A config is YAML or JSON text of a few KB")
     return _note_read(parse_config_text(decode_config(data, source), source=source,
-                                        environ=environ), path, (st.st_mtime_ns, st.st_size))
+                                        environ=environ, partial=partial),
+                      path, (st.st_mtime_ns, st.st_size))
 
 
 # ---------------------------------------------------------------------------
@@ -111,24 +127,25 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
 
 def parse_config_text(
     text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None,
-    env_allow: Sequence[str] | None = None,
+    env_allow: Sequence[str] | None = None, partial: bool = False,
 ) -> GatewayConfig:
     """Parse and validate YAML or JSON config text (an empty text is an empty config)."""
     data = read_document(text, source)
     return parse_config({} if data is None else data, source=source, environ=environ,
-                        env_allow=env_allow)
+                        env_allow=env_allow, partial=partial)
 
 
 def parse_config(
     data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None,
-    env_allow: Sequence[str] | None = None,
+    env_allow: Sequence[str] | None = None, partial: bool = False,
 ) -> GatewayConfig:
     """Validate an already-parsed mapping into a ``GatewayConfig``.
 
     ``env_allow=None`` is the operator's file: every variable may be interpolated.  A
     sequence restricts ``${VAR}`` to matching variables (``GATEWAY_PYTHON`` is always allowed).
+    ``partial``: errors confined to one server's entry leave it out (``config.invalid``).
     """
-    return _Validation(source, environ, env_allow).run(data).config
+    return _Validation(source, environ, env_allow, partial=partial).run(data).config
 
 
 @dataclass(frozen=True)
@@ -198,8 +215,10 @@ class _Validation:
     """One validation run: collects issues, raises them together."""
 
     def __init__(self, source: str, environ: Mapping[str, str] | None,
-                 env_allow: Sequence[str] | None, *, check_names: bool = True) -> None:
+                 env_allow: Sequence[str] | None, *, check_names: bool = True,
+                 partial: bool = False) -> None:
         self.source = source
+        self.partial = partial
         # Off for runtime registrations: a new name is checked by the admin operation
         # (``admin/registering.check_new_name``), and one stored before a limit keeps working.
         self.check_names = check_names
@@ -207,9 +226,27 @@ class _Validation:
         self.env.setdefault("GATEWAY_PYTHON", sys.executable)
         self.env_allow = env_allow
         self.issues: list[ConfigIssue] = []
+        # Server name -> the issues confined to its entry (a subset of ``issues``).
+        self.bad: dict[str, list[ConfigIssue]] = {}
 
     def fail(self, server: str | None, field: str | None, message: str) -> None:
         self.issues.append(ConfigIssue(self.source, server, field, message))
+
+    def confine(self, name: str, since: int) -> bool:
+        """Whether server ``name``'s entry had problems since issue ``since``: those are
+        confined to it (see ``confined``)."""
+        found = self.issues[since:]
+        if found:
+            self.bad.setdefault(name, []).extend(found)
+        return bool(found)
+
+    def refuse(self) -> bool:
+        """Whether the problems found so far refuse the whole file: any at all, or (partial)
+        any not confined to one server's entry."""
+        if not self.partial:
+            return bool(self.issues)
+        confined_ = {id(issue) for issues in self.bad.values() for issue in issues}
+        return any(id(issue) not in confined_ for issue in self.issues)
 
     def stop(self) -> ConfigError:
         issues = self.issues
@@ -227,7 +264,11 @@ class _Validation:
                                   f"{_kind(data)}")
             raise self.stop()
         check_document(data, self.fail)
-        if self.issues:
+        names = _server_names(data)
+        for issue in self.issues:
+            if (name := confined(issue, names)) is not None:
+                self.bad.setdefault(name, []).append(issue)
+        if self.refuse():
             raise self.stop()
 
         claude = "mcpServers" in data
@@ -254,20 +295,25 @@ class _Validation:
         servers: dict[str, ServerConfig] = {}
         entries: dict[str, dict[str, Any]] = {}
         for name, raw in raw_servers.items():
-            entry = self.entry(name, raw, claude)
-            if entry is None:
+            if name in self.bad:  # its entry is invalid already (check_document)
                 continue
-            server = self.server(name, entry)
-            if server is not None:
-                servers[name] = server
-                entries[name] = entry
+            since = len(self.issues)
+            entry = self.entry(name, raw, claude)
+            server = self.server(name, entry) if entry is not None else None
+            if self.confine(name, since) or server is None or entry is None:
+                continue
+            servers[name] = server
+            entries[name] = entry
         self.check_namespaces(servers)
         alerts = parse_alerts(data.get("alerts"), self.env, raw_servers, lambda f, m: self.fail(
             None, f, m), explain, field_path)
-        if self.issues:
+        if self.refuse():
             raise self.stop()
+        invalid = {name: invalid_entry(name, raw_servers[name], claude,
+                                  str(ConfigError(self.bad[name])))
+                   for name in raw_servers if name in self.bad}  # in file order
         return _Result(GatewayConfig(options=options, servers=servers, source=self.source,
-                                     alerts=alerts), entries)
+                                     alerts=alerts, invalid=invalid), entries)
 
     def options(self, raw: Any) -> GatewayOptions:
         if isinstance(raw, dict) and isinstance(raw.get("auth"), dict):
@@ -359,17 +405,51 @@ class _Validation:
         return server
 
     def check_namespaces(self, servers: dict[str, ServerConfig]) -> None:
+        """A namespace too long is its server's own problem (confined); two servers with
+        one namespace are the file's (which one is wrong is for the operator to say)."""
         seen: dict[str, str] = {}
-        for server in servers.values():
+        for server in list(servers.values()):
             if self.check_names and server.namespace is not None and (
                     long := overlong_name(server.namespace, "namespace")):
                 self.fail(server.name, "namespace", long)
+                self.confine(server.name, len(self.issues) - 1)
+                del servers[server.name]
+                continue
             ns = server.effective_namespace
             if ns and ns in seen:
                 self.fail(server.name, "namespace",
                           f"namespace '{ns}' is already used by server '{seen[ns]}'; give one "
                           "of them another 'namespace:'")
             seen.setdefault(ns, server.name)
+
+
+def confined(issue: ConfigIssue, servers: Collection[str]) -> str | None:
+    """The server whose entry alone ``issue`` is about (one of the file's ``servers``
+    names), or None: a problem of the whole file.  The one rule of what a partial load
+    skips; ``_Validation`` applies it as it goes (an entry's own checks are confined to
+    it, the namespaces shared by two servers and the top-level sections are not)."""
+    return issue.server if issue.server is not None and issue.server in servers else None
+
+
+def _server_names(data: dict[Any, Any]) -> frozenset[str]:
+    raw = data.get("mcpServers", data.get("servers"))
+    return frozenset(k for k in raw if isinstance(k, str)) if isinstance(raw, dict) else \
+        frozenset()
+
+
+def invalid_entry(name: str, raw: Any, claude: bool, error: str) -> InvalidServer:
+    """What the operator is shown of a server left out: its namespace and transport as far
+    as its entry tells (a host's tool call is answered with its error)."""
+    entry = raw if isinstance(raw, dict) else {}
+    namespace = entry.get("namespace")
+    if claude or not isinstance(namespace, str) or not NAME_CHARS.match(namespace):
+        namespace = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    kind = entry.get("type", entry.get("transport"))
+    transport = (_CLAUDE_TYPES.get(kind, "unknown") if isinstance(kind, str)
+                 else "stdio" if "command" in entry
+                 else ("sse" if str(entry["url"]).rstrip("/").endswith("/sse") else "http")
+                 if "url" in entry else "unknown")
+    return InvalidServer(name=name, namespace=namespace, transport=transport, error=error)
 
 
 def _kind(value: Any) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from fast_mcp_gateway.config.loader import parse_registration
+from fast_mcp_gateway.config.loader import invalid_entry, parse_registration
 from fast_mcp_gateway.config.names import overlong_name
-from fast_mcp_gateway.config.schema import MAX_DESCRIPTION, ServerConfig
+from fast_mcp_gateway.config.schema import MAX_DESCRIPTION, InvalidServer, ServerConfig
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.store.records import TOMBSTONE as TOMBSTONE  # re-exported
 from fast_mcp_gateway.store.records import Registration
@@ -37,14 +37,18 @@ def parse_server(name: str, raw: dict[str, Any], source: str,
 
 
 def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registration],
-          env_allow: Sequence[str] = ()) -> tuple[dict[str, ServerConfig], list[str]]:
+          env_allow: Sequence[str] = (), invalid: dict[str, InvalidServer] | None = None,
+          ) -> tuple[dict[str, ServerConfig], list[str]]:
     """The servers to run: the file's, overridden by runtime registrations (by name).
 
     ``registrations`` are the store's rows (``name``, ``config``, ``enabled``).  A row
-    that no longer validates is skipped and described in the returned problems, so one
-    bad registration never stops the others; one stored before descriptions were limited
-    runs with its description cut to ``MAX_DESCRIPTION`` (``overlong_description``: the
-    control plane warns of it at start).
+    that no longer validates (written by an older version, or ``env_allow`` narrowed
+    since) is skipped and described in the returned problems, so one bad registration
+    never stops the others; ``invalid``, if given, is filled with it by name, as a
+    partial load of the file describes an invalid entry (the file's entry of that name,
+    if any, runs instead).  One stored before descriptions were limited runs with its
+    description cut to ``MAX_DESCRIPTION`` (``overlong_description``: the control plane
+    warns of it at start).
     """
     servers = dict(file_servers)
     problems: list[str] = []
@@ -59,8 +63,10 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
             server = (parse_server(name, raw, "runtime registration", env_allow) if raw is not None
                       else servers.get(name))
         except ConfigError as exc:
-            problems.append(f"{exc} (so it does not run; correct it with "
+            problems.append(problem := f"{exc} (so it does not run; correct it with "
                             "gateway_update_server, or remove it with gateway_remove_server)")
+            if invalid is not None:
+                invalid[name] = invalid_entry(name, raw, False, problem)
             continue
         if server is None:
             continue

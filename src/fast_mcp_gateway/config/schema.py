@@ -446,11 +446,24 @@ def env_allowed(var: str, allow: Iterable[str]) -> bool:
                if pattern.startswith("caller.") == caller)
 
 
+class InvalidServer(_Strict):
+    """A server whose entry in the config file does not validate: not started (or, after
+    a reload, still running its last valid config), shown to operators as ``invalid``."""
+
+    name: str
+    namespace: str = Field(description="its namespace as far as the entry tells")
+    transport: str = Field(description="stdio, http or sse as far as the entry tells, "
+                                       "else 'unknown'")
+    error: str = Field(description="the loader's message: file, server, field and fix")
+
+
 class GatewayConfig(_Strict):
-    """A validated configuration: gateway options plus servers in file order."""
+    """A validated configuration: gateway options plus servers in file order, and the
+    servers whose entries are invalid (``invalid``: filled by a partial load only)."""
 
     options: GatewayOptions = GatewayOptions()
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    invalid: dict[str, InvalidServer] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
     source: str = "<config>"
     # Its tokens' servers are checked once the runtime registrations are known
@@ -464,7 +477,7 @@ class GatewayConfig(_Strict):
     @model_validator(mode="after")
     def _token_servers(self) -> GatewayConfig:
         # A warning, not an error: a token may name a server registered at runtime.
-        warn_unknown_servers(self.options.auth, self.servers)
+        warn_unknown_servers(self.options.auth, {*self.servers, *self.invalid})
         self._tokens_checked_later = TOKEN_SERVERS_LATER.get()
         # A warning too: refusing the name would stop a file that works over MCP today.
         for name in self.servers:

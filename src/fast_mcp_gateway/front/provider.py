@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from fastmcp.utilities.versions import VersionSpec
 from pydantic import AnyUrl
 
 from fast_mcp_gateway.config.names import logged_name
+from fast_mcp_gateway.config.schema import InvalidServer
 from fast_mcp_gateway.front.background import Failed, background
 from fast_mcp_gateway.front.calls import CallPipeline
 from fast_mcp_gateway.front.components import (
@@ -107,6 +108,8 @@ class GatewayProvider(Provider):
         self.own_shown: Callable[[str], bool] = lambda name: True   # gateway.admin, now
         self.own_names: frozenset[str] = frozenset()  # every gateway_* tool, built or not
         self.profile: str | None = None   # stdio: serve --profile (HTTP: per request)
+        # The config file's invalid entries (the gateway's control plane): unknown() says so.
+        self.invalid: Callable[[], Mapping[str, InvalidServer]] = lambda: {}
         # Told when the manager's task fails (every upstream stopped with it): the
         # ``Gateway`` stops serving, as for its own background tasks; unset, it is logged.
         self.failed: Failed | None = None
@@ -317,10 +320,9 @@ class GatewayProvider(Provider):
         """What a host is told for a ``kind`` named ``name`` it cannot reach: the name
         it probably meant, or how names are formed here (``unknown.py``), naming only
         servers the caller may use."""
-        servers = self._servers()
+        servers, services = self._servers(), self.manager.services
         namespaces = {name: service.config.effective_namespace
-                      for name, service in self.manager.services.items()
-                      if _visible(name, servers)}
+                      for name, service in services.items() if _visible(name, servers)}
         bound = self.manager.names.binding(kind, name)
         view = self.manager.view
         if bound is not None and bound.server in namespaces and name not in (
@@ -330,12 +332,17 @@ class GatewayProvider(Provider):
         active = self.active_profile()
         own = ([n for n in self.own_names if self.own_shown(n)]
                if kind == "tool" and self.own_names and self.caller_is_admin() else ())
-        return unknown_name(kind, name, self.manager.view, namespaces,
+        states = {name: services[name].state.value for name in namespaces}
+        invalid = {n: e for n, e in self.invalid().items()  # not running: entry invalid
+                   if n not in services and _visible(n, servers)}
+        return unknown_name(kind, name, self.manager.view,
+                            {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
                             shown=active.shows_tool if active is not None else None,
-                            own=own, states={name: self.manager.services[name].state.value
-                                             for name in namespaces})
+                            own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
+                            reasons={n: f"it is invalid, so it was not started: {e.error}"
+                                     for n, e in invalid.items()})
 
     def unknown_call(self, kind: Kind | str, name: str) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for

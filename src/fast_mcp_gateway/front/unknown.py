@@ -40,7 +40,8 @@ Shown = Callable[[str, str], bool]
 def unknown_name(kind: Kind | str, name: str, view: CatalogView,
                  namespaces: Mapping[str, str], separator: str, *, search: bool = False,
                  shown: Shown | None = None, own: Collection[str] = (),
-                 states: Mapping[str, str] | None = None) -> str:
+                 states: Mapping[str, str] | None = None,
+                 reasons: Mapping[str, str] | None = None) -> str:
     """The answer to a host naming ``name``, a ``kind`` nothing exposes to it.
 
     ``namespaces``: server -> namespace, of the servers the caller may use only;
@@ -48,7 +49,9 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     ``shown(exposed, server)``: whether a tool of a usable server is the caller's (a
     profile's tool rules), default all; ``own``: the gateway's own tools the caller
     may call (an admin's ``gateway_*``), the closest of which a tool name may mean;
-    ``states``: server -> its state, to say why a server offers nothing now."""
+    ``states``: server -> its state, to say why a server offers nothing now;
+    ``reasons``: server -> why, where the state's own words are not enough (``invalid``:
+    the error of its entry in the config file)."""
     head = f"Unknown {kind}: {name!r}"
     lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
     if kind == "tool" and own and (close := _closest(name, own)):
@@ -61,7 +64,8 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     if not namespaces:
         return f"{head}: this caller may use no server's {kind}s"
     if kind != "resource" and (owned := _of_namespace(kind, name, view, namespaces,
-                                                        separator, shown, states)) is not None:
+                                                        separator, shown, states,
+                                                        reasons)) is not None:
         return f"{head}: {owned}; {lists}"
     if kind != "resource" and (moved := _moved(kind, name, view, namespaces, separator)):
         # An old namespace (a server renamed in servers.yaml, a name from another config).
@@ -85,7 +89,8 @@ def _closest(name: str, names: Collection[str], cutoff: float = 0.8) -> list[str
 
 def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
                   namespaces: Mapping[str, str], separator: str,
-                  shown: Shown | None, states: Mapping[str, str] | None = None) -> str | None:
+                  shown: Shown | None, states: Mapping[str, str] | None = None,
+                  reasons: Mapping[str, str] | None = None) -> str | None:
     """For a ``name`` that carries a usable server's namespace (the longest that fits):
     that this server has no such ``kind``, the names closest to it, and its names."""
     fits = [(server, ns) for server, ns in namespaces.items()
@@ -100,7 +105,7 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
     if not names:
         # A server that is down offers nothing: say why, not only that (issue: a failed
         # or disabled server's tools were "unknown", with no word of its state).
-        why = _WHY.get((states or {}).get(server, ""))
+        why = (reasons or {}).get(server) or _WHY.get((states or {}).get(server, ""))
         return (f"server '{server}' has no {kind} {missing!r}, and no {kind}s now"
                 + (f": {why}" if why else ""))
     close = _closest(name, names)
@@ -115,7 +120,9 @@ _WHY = {"starting": "it is still starting",
         "reconnecting": "it is reconnecting (gateway_list_servers says why)",
         "failed": "it failed to start (gateway_list_servers says why)",
         "disabled": "it is disabled (gateway_enable_server turns it back on)",
-        "stopped": "it is stopped"}
+        "stopped": "it is stopped",
+        "invalid": "it is invalid: its entry in the config file does not validate, so it "
+                   "was not started (gateway_list_servers shows the error)"}
 
 
 def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str) -> str:

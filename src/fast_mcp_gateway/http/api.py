@@ -27,6 +27,7 @@ from fast_mcp_gateway.admin.alerts import (
     AlertRuleView,
     AlertStatus,
 )
+from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import (
     CallPage,
     ChangeReport,
@@ -77,8 +78,9 @@ async def get_server(call: Call) -> ServerView:
     """One server; with scope admin also its config (secrets redacted), capabilities,
     exposed names and stderr tail."""
     q: s.DetailQuery = call.query
-    detail = servers.server_detail(call.ctx, call.server(call.path["name"]), q.stderr_lines,
-                                   q.replica)
+    name = call.path["name"]  # a server not started for its invalid entry is shown too
+    name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
+    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica)
     if call.principal.has("admin"):
         return ServerView(detail)
     return ServerView(ServerStatus.model_validate(

@@ -22,6 +22,7 @@ found by the app's ``Access`` (``request.app.access``), shared with every front.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import HealthReport
 from fast_mcp_gateway.front.server import StartupGate
 from fast_mcp_gateway.http.access import Access, require
@@ -40,12 +42,16 @@ from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 
-def readiness(wait: StartupGate) -> tuple[int, dict[str, Any]]:
-    """The ``/ready`` answer: (HTTP status, body)."""
+def readiness(wait: StartupGate, invalid: Collection[str] = ()) -> tuple[int, dict[str, Any]]:
+    """The ``/ready`` answer: (HTTP status, body); ``invalid``: the servers not running
+    because their config entries are invalid (``invalid_servers`` when there are any;
+    not counted in ``total``)."""
     services = wait.manager.services
     total = len(services)
     ready = sorted(n for n, s in services.items() if s.state is UpstreamState.READY)
     body: dict[str, Any] = {"ready": len(ready), "total": total, "ready_servers": ready}
+    if broken := sorted(n for n in invalid if n not in services):
+        body["invalid_servers"] = broken
     if not wait.over:
         pending = [u.label for u in wait.manager.replicas if u.state is UpstreamState.STARTING]
         return 503, {"status": "starting", **body,
@@ -55,9 +61,11 @@ def readiness(wait: StartupGate) -> tuple[int, dict[str, Any]]:
         return 503, {"status": "unavailable", **body,
                      "reason": f"none of the {total} upstream servers is ready "
                                "(see /health/servers for each one's state and last error)"}
+    why = (f"; {len(broken)} server(s) not started, their config entries are invalid "
+           "(see /health/servers)" if broken else "")
     return 200, {"status": "ready", **body,
-                 "reason": "no upstream server is configured" if not total
-                 else f"{len(ready)} of {total} upstream servers ready"}
+                 "reason": ("no upstream server is configured" if not total
+                            else f"{len(ready)} of {total} upstream servers ready") + why}
 
 
 def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
@@ -78,7 +86,7 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, Rout
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def ready(_request: Request) -> Response:
-        status, body = readiness(wait)
+        status, body = readiness(wait, invalid_of(ctx))
         return JSONResponse(body, status_code=status)
 
     async def caller(request: Request) -> Principal:

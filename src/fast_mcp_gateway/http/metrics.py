@@ -13,7 +13,7 @@ and no ``servers`` restriction (the metrics name every server), unless
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,10 +49,13 @@ def call_observer(metrics: GatewayMetrics) -> CallObserver:
 
 def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None],
                 store_lost: Callable[[], bool] = lambda: False,
-                unknown_calls: Mapping[str, int] | None = None) -> Callable[[], Snapshot]:
+                unknown_calls: Mapping[str, int] | None = None,
+                invalid: Callable[[], Collection[str]] = tuple) -> Callable[[], Snapshot]:
     """What a scrape reports, read when scraped; the store is down while the recorder
     holds its writes or ``store_lost()`` (the change feed cannot reach it);
-    ``unknown_calls``: the provider's live tally (``GatewayProvider.unknown_calls``)."""
+    ``unknown_calls``: the provider's live tally (``GatewayProvider.unknown_calls``);
+    ``invalid()``: the servers whose config entries are invalid (state ``invalid`` when
+    not running: one sample, replica 0)."""
     unknown = unknown_calls if unknown_calls is not None else {}
 
     def snapshot() -> Snapshot:
@@ -69,6 +72,9 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
                     server=name, replica=s.replica, state=str(s.state), health=str(s.health),
                     breaker=str(s.breaker), inflight=s.inflight, restarts=s.restarts,
                     breaker_trips=s.breaker_trips))
+        replicas += [ReplicaSample(server=name, replica=0, state="invalid", health="UNKNOWN",
+                                   breaker="closed", inflight=0, restarts=0, breaker_trips=0)
+                     for name in invalid() if name not in manager.services]
         view = manager.view
         catalog = {"tools": len(view.tools), "resources": len(view.resources),
                    "resource_templates": len(view.templates), "prompts": len(view.prompts)}

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
+from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
@@ -33,9 +34,11 @@ def visible(page: Page) -> set[str] | None:
 
 
 def server_name(page: Page, name: str) -> str:
-    """``name`` if it exists and the viewer may see it, else 404 (alike), naming the
-    servers the viewer may see, as REST and the admin tools do."""
-    if name in page.ctx.manager.services and page.viewer.may_use(name):
+    """``name`` if it exists (running, or not for its invalid config entry) and the
+    viewer may see it, else 404 (alike), naming the servers the viewer may see, as REST
+    and the admin tools do."""
+    known = name in page.ctx.manager.services or name in invalid_of(page.ctx)
+    if known and page.viewer.may_use(name):
         return name
     raise UnknownServer(name, page.ctx.manager.services).seen_by(page.viewer.may_use)
 

@@ -1,0 +1,94 @@
+"""Servers whose entries in the config file are invalid, as the admin views show them.
+
+A partial load (``config/loader.py``) leaves such a server out instead of refusing the
+file; operators still see it, in state ``INVALID``, with the loader's message (file,
+server, field, fix) as its ``last_error`` and ``config_error``.  A server a reload kept
+running on its last valid entry is shown as it runs, with ``config_error`` set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from fast_mcp_gateway.config.names import shown_name
+from fast_mcp_gateway.config.schema import GatewayConfig, InvalidServer, ServerConfig
+from fast_mcp_gateway.errors import NotFound
+
+if TYPE_CHECKING:  # the models load with the admin operations, on first use (listed.py)
+    from fast_mcp_gateway.admin.context import AdminContext
+    from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
+    from fast_mcp_gateway.routing.service import Service
+
+logger = logging.getLogger("fast_mcp_gateway.admin.control")  # the control plane's words
+
+INVALID = "invalid"
+"""The state of a server not running because its entry in the config file is invalid
+(the admin views, REST, the dashboard, ``/ready``, metrics, a host's unknown-name answer)."""
+
+
+def invalid_of(ctx: AdminContext) -> Mapping[str, InvalidServer]:
+    """The config file's invalid entries (none for a context that has no file)."""
+    return getattr(ctx, "invalid_servers", None) or {}
+
+
+def service_of(ctx: AdminContext, name: str) -> Service:
+    """The running server ``name``; one not running for its invalid entry is a
+    ``NotFound`` saying so and how to fix it (else the manager's unknown-server error)."""
+    entry = invalid_of(ctx).get(name)
+    if entry is not None and name not in ctx.manager.services:
+        raise NotFound(f"server '{name}' is not running: its entry is invalid, so it was "
+                       f"not started ({entry.error}); correct the entry (a saved config "
+                       "file is reloaded)")
+    return ctx.manager.get(name)
+
+
+def invalid_status(entry: InvalidServer) -> ServerStatus:
+    """A server left out for its invalid entry, as a status row."""
+    from fast_mcp_gateway.admin.models import ServerStatus
+
+    return ServerStatus(
+        name=entry.name, namespace=entry.namespace, transport=entry.transport,
+        state=INVALID, enabled=False, protocol_version=None, tools=0, resources=0,
+        resource_templates=0, prompts=0, last_error=entry.error, uptime_seconds=None,
+        connect_seconds=None, restarts=0, health="UNKNOWN", config_error=entry.error)
+
+
+def with_invalid(ctx: AdminContext, running: list[ServerStatus]) -> list[ServerStatus]:
+    """``running`` with each invalid entry's error on its server (kept running by a
+    reload), and a row for each one not running."""
+    invalid = invalid_of(ctx)
+    if not invalid:
+        return running
+    shown = [s.model_copy(update={"config_error": invalid[s.name].error})
+             if s.name in invalid else s for s in running]
+    names = {s.name for s in running}
+    return shown + [invalid_status(e) for n, e in invalid.items() if n not in names]
+
+
+def invalid_detail(ctx: AdminContext, name: str) -> ServerDetail | None:
+    """``gateway_server_detail`` of a server not running for its invalid entry."""
+    from fast_mcp_gateway.admin.models import ServerDetail
+
+    entry = invalid_of(ctx).get(name)
+    if entry is None or name in ctx.manager.services:
+        return None
+    return ServerDetail(**invalid_status(entry).model_dump(), server_info=None,
+                        capabilities=None, instructions=None, stderr_tail=[], exposed=[],
+                        config={})
+
+
+def log_invalid(config: GatewayConfig, fate: str,
+                 kept: Mapping[str, ServerConfig] | None = None) -> None:
+    """One ERROR per server whose entry is invalid (the loader's message: file, server,
+    field, fix), and a louder one when no server of the file is valid."""
+    for name, entry in config.invalid.items():
+        how = ("keeps running its last valid entry" if kept is not None and name in kept
+               else fate)
+        logger.error("server '%s' %s, its entry is invalid: %s", shown_name(name), how,
+                     entry.error)
+    if config.invalid and not config.servers:
+        logger.error("none of the %d server entries in %s is valid: the gateway serves its "
+                     "own tools (gateway_list_servers shows each error) and runs no server "
+                     "from the file until it is fixed", len(config.invalid), config.source)

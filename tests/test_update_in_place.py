@@ -245,7 +245,7 @@ async def test_a_rate_limit_edit_keeps_what_the_buckets_hold(tmp_path: Path) -> 
 async def test_a_shared_store_update_is_taken_in_place_by_the_other_gateway(
         pg_url: str) -> None:
     """Two gateways on one PostgreSQL: an update of a description through A is taken as
-    the server runs on B too (``lifecycle.converge``); a server disabled through B
+    the server runs on B too (``routing.converge``); a server disabled through B
     and updated through A without 'enabled: false' (stored enabled) runs again on B
     at once -- taken in place, it stayed disabled there until the next full reconcile."""
     a, b = (make_gateway({"alpha": memory_entry("alpha")},

@@ -52,7 +52,7 @@ from fast_mcp_gateway.config.schema import (
 )
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.routing.lifecycle import converge
+from fast_mcp_gateway.routing.converge import converge
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import Registration, StorageError, Store, StoreUnavailable

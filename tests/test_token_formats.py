@@ -25,6 +25,7 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.telemetry.recorder import redact_arguments
 from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text
+from fast_mcp_gateway.upstream.model import StderrTail
 from tests.fixtures import make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
@@ -145,3 +146,15 @@ async def test_a_token_a_tool_echoes_reaches_neither_the_host_nor_the_record(
     assert call.error.endswith("cannot handle 'ghp_***'"), call.error
     assert '"text": "ghp_***"' in call.arguments, call.arguments
     assert GITHUB not in repr(call)
+
+
+def test_a_private_key_a_server_prints_to_stderr_is_masked_line_by_line() -> None:
+    """The stderr tail masks each line as it comes: a key's body lines hold no header."""
+    tail = StderrTail(20)
+    tail.feed(f"loading key\n{PEM}\nkey loaded\n-----BEGIN PRIVATE KEY-----\n".encode())
+    tail.feed(b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nProc-Type: 4,ENCRYPTED\n\nthen it crashed\n")
+    assert tail.tail() == [
+        "loading key", "-----BEGIN RSA PRIVATE KEY-----***", "***", "***",
+        "-----END RSA PRIVATE KEY-----", "key loaded",
+        "-----BEGIN PRIVATE KEY-----***", "***", "***", "***",
+        "then it crashed"]  # a key cut short: its lines, not the rest

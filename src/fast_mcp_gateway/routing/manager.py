@@ -259,6 +259,8 @@ class UpstreamManager:
             self._rebuild()
             # Stopped first: a server may hold something exclusive (a port, a lock).
             await stop_or_retire(current, tg, self._retiring)
+            if self.services.get(server.name) is not service or self._task_group is not tg:
+                return service  # removed or replaced meanwhile, or the gateway stopped
             for upstream in service.replicas:
                 tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")
         if wait:

@@ -5,7 +5,8 @@ stderr now and then (as a server importing or warming up would) and serves nothi
 then it serves a tool, a resource and a prompt.  The test creates the file: no timing.
 ``--per-process``: the Nth process started (counted by the files
 ``RELEASE_FILE.started.N`` it creates) waits for ``RELEASE_FILE.N`` instead, so that a
-test releases each process on its own.
+test releases each process on its own.  ``--fail``: once released, it exits (status 3)
+instead of serving, as a server whose start failed.
 """
 
 import os
@@ -27,6 +28,9 @@ print(f"slow_start pid={os.getpid()}: waiting for {release}", file=sys.stderr, f
 while not release.exists():
     print("slow_start: still warming up", file=sys.stderr, flush=True)
     time.sleep(0.05)
+if "--fail" in sys.argv[2:]:
+    print("slow_start: failed to start (--fail)", file=sys.stderr, flush=True)
+    sys.exit(3)
 
 from fastmcp import FastMCP  # noqa: E402 - the slow part comes first on purpose
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+
+logger = logging.getLogger(__name__)
 
 
 def upstreams_of(service: Service) -> list[Upstream]:
@@ -19,6 +23,36 @@ def stop_service(service: Service) -> None:
         service.clients.stop_all()
     for upstream in service.replicas:
         upstream.stop()
+
+
+async def stop_or_retire(service: Service, tg: anyio.abc.TaskGroup | None,
+                         retiring: set[Service]) -> None:
+    """Stop a service that left the catalog (removed, or replaced by a restart): now,
+    waiting (bounded) for its sessions to end, or, while they serve calls, in a task of
+    ``tg`` once those calls ended (``retiring`` holds it meanwhile)."""
+    upstreams = upstreams_of(service)
+    if tg is not None and any(u.active for u in upstreams):
+        # A reload or a removal does not cut off the calls in flight: each still
+        # ends within its call timeout, and a restarted server takes the new calls.
+        calls = sum(u.active for u in upstreams)
+        logger.info("upstream %s: its previous session stops once its %d call(s) in "
+                    "flight end (within %gs)", service.name, calls,
+                    max(u.call_timeout for u in upstreams))
+        retiring.add(service)
+        tg.start_soon(_retire, service, retiring, name=f"retire:{service.name}")
+        return
+    stop_service(service)
+    for upstream in upstreams:
+        await stopped(upstream)
+
+
+async def _retire(service: Service, retiring: set[Service]) -> None:
+    try:
+        for upstream in upstreams_of(service):
+            await idle(upstream)
+    finally:
+        stop_service(service)
+        retiring.discard(service)
 
 
 async def idle(upstream: Upstream) -> bool:

@@ -4,8 +4,10 @@ It starts all upstreams concurrently (connects bounded by ``startup_concurrency`
 for each one's first attempt (bounded), and rebuilds the name tables whenever an
 upstream's catalog or visibility changes.  Names are allocated over every *enabled*
 upstream's last known catalog, in config order, so an exposed name stays the same while
-its upstream reconnects; only upstreams that are ready, starting or reconnecting are
-exposed (disabled and failed ones leave the catalog, with ``list_changed``).
+its upstream reconnects, or restarts with a new config (``replace_server``: the new
+service offers the old catalog until its first attempt ends); only upstreams that are
+ready, starting or reconnecting are exposed (disabled and failed ones leave the
+catalog, with ``list_changed``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,7 @@ from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.bindings import KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.lifecycle import (
-    first_attempts,
-    idle,
-    stop_service,
-    stopped,
-    upstreams_of,
-)
+from fast_mcp_gateway.routing.lifecycle import first_attempts, stop_or_retire, stop_service
 from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_uris, namespace_uri
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
@@ -231,28 +227,7 @@ class UpstreamManager:
         if release:
             self.names.release(name)
         self._rebuild()
-        upstreams = upstreams_of(service)
-        if self._task_group is not None and any(u.active for u in upstreams):
-            # A reload or a removal does not cut off the calls in flight: each still
-            # ends within its call timeout, and a restarted server takes the new calls.
-            calls = sum(u.active for u in upstreams)
-            logger.info("upstream %s: its previous session stops once its %d call(s) in "
-                        "flight end (within %gs)", name, calls,
-                        max(u.call_timeout for u in upstreams))
-            self._retiring.add(service)
-            self._task_group.start_soon(self._retire, service, name=f"retire:{name}")
-            return
-        stop_service(service)
-        for upstream in upstreams:
-            await stopped(upstream)
-
-    async def _retire(self, service: Service) -> None:
-        try:
-            for upstream in upstreams_of(service):
-                await idle(upstream)
-        finally:
-            stop_service(service)
-            self._retiring.discard(service)
+        await stop_or_retire(service, self._task_group, self._retiring)
 
     async def replace_server(self, server: ServerConfig, *, wait: bool = True) -> Service:
         """Restart a server with a new configuration (or start it, if new); returns once
@@ -269,9 +244,25 @@ class UpstreamManager:
                 without_caller_headers(c) for c, _ in server.replica_configs()]):
             self._rebuild()
             return current
-        if current is not None:
-            await self.remove_server(server.name, release=False)
-        service = self.add_server(server)
+        if current is None:
+            service = self.add_server(server)
+        elif (tg := self._task_group) is None:
+            raise AdminError("the gateway is not running")
+        else:
+            # The new service takes the old one's place at once, offering the catalog
+            # hosts saw until its first attempt ends (``Service.catalog``): no list
+            # without its tools, no list_changed unless the new catalog differs.
+            service = self._make_service(server)
+            if current.state in _EXPOSED_STATES:
+                service.previous = current.catalog
+            self.services[server.name] = service
+            self._rebuild()
+            # Stopped first: a server may hold something exclusive (a port, a lock).
+            await stop_or_retire(current, tg, self._retiring)
+            if self.services.get(server.name) is not service or self._task_group is not tg:
+                return service  # removed or replaced meanwhile, or the gateway stopped
+            for upstream in service.replicas:
+                tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")
         if wait:
             await first_attempts(service)
         return service

@@ -18,13 +18,12 @@ passes in (it goes into the call's record), and a retried result's ``_meta``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -48,7 +47,7 @@ from fast_mcp_gateway.policies import (
     make_balancer,
 )
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.waiting import until_usable
+from fast_mcp_gateway.routing.waiting import all_starting, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -57,6 +56,7 @@ T = TypeVar("T")
 STALE_META_KEY = "io.github.fast-mcp-gateway/stale"
 ROUTE_META_KEY = "io.github.fast-mcp-gateway/route"
 _STALE_ENTRIES = 1024
+_TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
                 UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
 
@@ -85,9 +85,6 @@ def _kind(exc: BaseException) -> FailureKind:
     return FailureKind.TRANSPORT
 
 
-_TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
-
-
 def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
     """A token bucket for ``spec``; one that was counting (``held``) keeps its tokens
     and clock (a lower burst caps them at the next call), so an edit lets no burst
@@ -95,7 +92,7 @@ def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
     burst = spec.burst or max(1, int(spec.per_second))
     if held is None:
         return TokenBucket(spec.per_second, burst)
-    return dataclasses.replace(held, per_second=spec.per_second, burst=burst)
+    return replace(held, per_second=spec.per_second, burst=burst)
 
 
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
@@ -130,6 +127,7 @@ class Service:
         self.enabled = config.enabled
         # isolation: per_client (routing/isolation.py): calls go to the host's own session.
         self.clients: ClientSessions | None = None
+        self.previous: Catalog | None = None  # a restart's stand-in (manager.replace_server)
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
         self._bucket: TokenBucket | None = None
@@ -191,7 +189,9 @@ class Service:
 
     @property
     def catalog(self) -> Catalog:
-        return self.primary().catalog
+        if self.previous is not None and not all_starting(self.replicas):
+            self.previous = None  # its first attempt ended: its own catalog, or none
+        return self.previous or self.primary().catalog
 
     @property
     def capabilities(self) -> types.ServerCapabilities | None:

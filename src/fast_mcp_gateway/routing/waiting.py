@@ -40,10 +40,11 @@ async def until_usable(replicas: Sequence[Upstream], wait_until: WaitUntil) -> N
 async def until_offered(replicas: Sequence[Upstream], offered: Callable[[], bool],
                         wait_until: WaitUntil, within: float) -> bool:
     """For a name bound to the server of ``replicas`` that its catalog lacks now: when
-    waiting can help (module docstring; a reload that restarts a server starts it anew,
-    with no catalog until it connects), wait until ``offered()``, an attempt ended (a
-    failed one: the name is refused, saying the server's state), waiting can no longer
-    help, or a call timeout (at most ``within``) passed.  True when it is offered."""
+    waiting can help (module docstring; the gateway just started, or a reload restarted
+    a server hosts did not see listed: no catalog until it connects), wait until
+    ``offered()``, an attempt ended (a failed one: the name is refused, saying the
+    server's state), waiting can no longer help, or a call timeout (at most ``within``)
+    passed.  True when it is offered."""
     def waiting_helps() -> bool:
         return all_starting(replicas) or coming_back(replicas)
 

@@ -7,7 +7,7 @@ caller -- when the queue is full the item is dropped and counted (``dropped``) -
 gateway's ``instance_id`` when written), retention applied every ``prune_every`` seconds.
 
 ``redact_arguments`` is what goes into a record: values under credential-like keys, and
-any known secret value inside a string, become ``***``.
+any known secret value or well-known token format inside a string, become ``***``.
 """
 
 from __future__ import annotations

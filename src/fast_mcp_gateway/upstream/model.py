@@ -7,6 +7,7 @@ No I/O and no session here; every other ``upstream`` module may import this one.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import ssl
 from collections import deque
@@ -18,7 +19,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.telemetry.redaction import MASK, mask_text
 from fast_mcp_gateway.upstream.launch import LaunchFailed
 
 
@@ -54,6 +55,10 @@ class Catalog:
         }
 
 
+# A private key's body as a server prints it, line by line: base64, RFC 1421 headers.
+_KEY_BODY = re.compile(r"[A-Za-z0-9+/=]*|(?:Proc-Type|DEK-Info): .*")
+
+
 class StderrTail:
     """The last ``maxlen`` lines a stdio upstream wrote to stderr, secrets masked as each
     line is kept (an upstream logging its own URL or token must not show it on), each cut
@@ -67,6 +72,7 @@ class StderrTail:
         self._partial = b""
         self._skipping = False  # dropping the rest of a runaway line, up to its newline
         self.total_lines = 0
+        self._in_key = False  # after a private key's first line: its body is masked too
 
     def feed(self, data: bytes) -> None:
         if self._skipping:
@@ -90,7 +96,14 @@ class StderrTail:
         limit = self.LINE_CHARS
         # Masked before it is cut (a secret across the cut is not half shown), on a
         # bounded slice (a complete line may be megabytes).
-        text = mask_text(raw[:limit * 4].decode("utf-8", "replace").rstrip("\r"))
+        line = raw[:limit * 4].decode("utf-8", "replace").rstrip("\r")
+        # Each line is masked alone: a key's BEGIN line is, to its end; its body lines
+        # (no header of their own) are masked until a line that is not one.
+        if self._in_key and _KEY_BODY.fullmatch(line.strip()):
+            text = MASK
+        else:
+            text = mask_text(line)
+            self._in_key = "PRIVATE KEY-----" + MASK in text and "-----END" not in line
         if runaway or len(raw) > limit * 4 or len(text) > limit:
             text = f"{text[:limit]} ...[line cut: {len(raw):,} bytes" + (
                 " and more]" if runaway else "]")

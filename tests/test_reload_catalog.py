@@ -1,0 +1,136 @@
+"""A reload that restarts a server keeps its catalog listed until the new session's
+first connect attempt ends.
+
+A server whose entry changed in servers.yaml (an env var) is restarted: the manager
+removed its service and added a new one with no catalog until it connected, so hosts
+got a ``list_changed`` without its tools and another with them, and a host listing
+meanwhile (2-5 s for an npx server) saw none.  Now the new service stands in with the
+catalog hosts saw; its first attempt's success replaces it (``list_changed`` only if it
+differs), its failure takes it away (the server is down: nothing listed as if served).
+A real stdio server (``servers/slow_start.py --per-process``: the Nth process waits
+for ``release.N``); every wait is on an event, the test's guard only bounds them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import Gateway, parse_config
+from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import FAST_RESTART
+from tests.test_startup import GUARD, Changes, slow_entry
+
+pytestmark = pytest.mark.anyio
+
+
+def _gateway(config: Path, entry: dict[str, Any]) -> Gateway:
+    config.write_text(json.dumps({"servers": {"slow": entry}}))
+    return Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
+                   GatewaySettings(db=None, startup_wait=600.0, config=config),
+                   restart=FAST_RESTART)
+
+
+async def _listed(client: Client[Any]) -> tuple[set[str], set[str], set[str]]:
+    return ({t.name for t in await client.list_tools()},
+            {str(r.uri) for r in await client.list_resources()},
+            {p.name for p in await client.list_prompts()})
+
+
+async def _restarting(gateway: Gateway, old: Service, client: Client[Any],
+                      listed: tuple[set[str], set[str], set[str]]) -> Service:
+    """The service that replaced ``old`` (stopped by now), its process started and
+    still warming up; ``listed`` all along."""
+    previous = old.replicas[0]
+    assert await previous.wait_until(lambda: previous.state is UpstreamState.STOPPED, GUARD)
+    assert await _listed(client) == listed  # the old process gone, the new one not up
+    new = gateway.manager.services.get("slow")
+    assert new is not None and new is not old
+    replica = new.replicas[0]
+    assert await replica.wait_until(
+        lambda: "still connecting" in (replica.last_error or ""), GUARD), replica.last_error
+    assert replica.state is UpstreamState.STARTING
+    return new
+
+
+async def test_a_restarted_server_stays_listed_until_its_new_session_is_up(
+        tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    (tmp_path / "release.1").touch()  # the first process starts at once
+    config = tmp_path / "servers.yaml"
+    entry = slow_entry(release, env={"SLOW_EDITION": "1"})
+    entry["args"].append("--per-process")
+    gateway = _gateway(config, entry)
+    changes = Changes()
+    answers: dict[str, Any] = {}
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
+            before = await _listed(client)
+            assert "slow_pid" in before[0] and "slow_greet" in before[2], before
+            old = gateway.manager.services["slow"]
+            first_pid = (await client.call_tool("slow_pid", {})).data
+            config.write_text(json.dumps({"servers": {"slow": {
+                **entry, "env": {"SLOW_EDITION": "2"}}}}))
+
+            async def call(name: str) -> None:
+                answers[name] = await client.call_tool(name, {}, raise_on_error=False)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config")
+                new = await _restarting(gateway, old, client, before)
+                # Its tools, resources and prompts, as hosts saw them, and no notice.
+                assert await _listed(client) == before
+                assert not any(e.is_set() for e in changes.seen.values())
+                tg.start_soon(call, "slow_pid")  # waits for the new session
+                (tmp_path / "release.2").touch()
+            report = answers["gateway_reload_config"].structured_content
+            assert report["restarted"] == ["slow"], report
+            assert new.replicas[0].state is UpstreamState.READY
+            pid = answers["slow_pid"].data
+            assert pid != first_pid and pid == new.replicas[0].pid, answers["slow_pid"]
+            # The new catalog is the old one: nothing to announce, nothing announced
+            # (a round trip after the session came up: a notice would be here by now).
+            assert await _listed(client) == before
+            assert not any(e.is_set() for e in changes.seen.values()), changes.seen
+
+
+async def test_a_restart_that_fails_takes_the_servers_tools_away(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    (tmp_path / "release.1").touch()
+    config = tmp_path / "servers.yaml"
+    entry = slow_entry(release)
+    entry["args"].append("--per-process")
+    gateway = _gateway(config, entry)
+    changes = Changes()
+    answers: dict[str, Any] = {}
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy", message_handler=changes) as client:
+            before = await _listed(client)
+            assert "slow_pid" in before[0], before
+            old = gateway.manager.services["slow"]
+            config.write_text(json.dumps({"servers": {"slow": {
+                **entry, "args": [*entry["args"], "--fail"]}}}))
+
+            async def reload() -> None:
+                answers["reload"] = await client.call_tool("gateway_reload_config", {})
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reload)
+                new = await _restarting(gateway, old, client, before)
+                assert await _listed(client) == before  # still listed while it starts
+                assert not changes.seen["tools"].is_set()
+                (tmp_path / "release.2").touch()  # ... and then its start fails
+                await changes.all()  # tools, resources and prompts all went
+            replica = new.replicas[0]
+            assert replica.state is not UpstreamState.READY and replica.attempts >= 1
+            assert "exited with code 3" in (replica.last_error or ""), replica.last_error
+            tools, resources, prompts = await _listed(client)
+            assert not {n for n in tools if n.startswith("slow_")}, tools
+            assert not resources and not prompts, (resources, prompts)

@@ -54,6 +54,29 @@ def test_interpolation_with_defaults_and_escapes() -> None:
     assert "s3cr3t-value" not in redacted
 
 
+def test_instances_are_interpolated_as_a_servers_own_fields() -> None:
+    """Each replica given under ``instances`` reaches a process or a connection too: its
+    ``${VAR}`` references were left as written (a URL of '${HOST}', a header of
+    'Bearer ${TOKEN}' sent as such)."""
+    config = parse_config({"servers": {"api": {"instances": [
+        {"url": "http://${HOST:-127.0.0.1}:9001/mcp",
+         "headers": {"Authorization": "Bearer ${TOKEN}"}},
+        {"command": "python", "args": ["server.py", "--key", "${TOKEN}"],
+         "env": {"MODE": "${MODE:-fast}"}, "weight": 2},
+    ]}}}, environ={"TOKEN": "s3cr3t-value"})
+    first, second = config.servers["api"].instances
+    assert first.url == "http://127.0.0.1:9001/mcp"
+    assert first.headers == {"Authorization": "Bearer s3cr3t-value"}
+    assert second.args == ("server.py", "--key", "s3cr3t-value")
+    assert second.env == {"MODE": "fast"}
+    assert "s3cr3t-value" not in json.dumps(config.servers["api"].redacted())
+    with pytest.raises(ConfigError, match=r"server 'api', field 'instances\[1\]\.env\.K': "
+                                          r"environment variable 'NOPE' is not set"):
+        parse_config({"servers": {"api": {"instances": [
+            {"url": "http://127.0.0.1:9001/mcp"},
+            {"command": "x", "env": {"K": "${NOPE}"}}]}}}, environ={})
+
+
 def test_missing_variable_names_server_field_and_fix() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"servers": {"gh": {"command": "x", "env": {"GITHUB_TOKEN": "${GH_TOKEN}"}}}},

@@ -389,6 +389,10 @@ class _Validation:
             if values.get(field) is not None:
                 values[field] = interpolate(values[field], field, self.env, self.env_allow,
                                             secrets, lambda f, m: self.fail(name, f, m))
+        if isinstance(instances := values.get("instances"), list):
+            # Each replica given explicitly reaches a process or a connection as well.
+            values["instances"] = [self.instance(name, i, item, secrets) if isinstance(
+                item, dict) else item for i, item in enumerate(instances)]
         if len(self.issues) > before:
             return None
         try:
@@ -403,6 +407,17 @@ class _Validation:
             self.fail(name, problem[0], problem[1])
             return None
         return server
+
+    def instance(self, name: str, index: int, entry: dict[str, Any],
+                 secrets: set[str]) -> dict[str, Any]:
+        """One of ``instances``, interpolated as a server's own fields are."""
+        values = dict(entry)
+        for field in INTERPOLATED_FIELDS:
+            if values.get(field) is not None:
+                values[field] = interpolate(
+                    values[field], field, self.env, self.env_allow, secrets,
+                    lambda f, m: self.fail(name, f"instances[{index}].{f}", m))
+        return values
 
     def check_namespaces(self, servers: dict[str, ServerConfig]) -> None:
         """A namespace too long is its server's own problem (confined); two servers with

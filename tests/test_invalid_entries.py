@@ -363,3 +363,19 @@ async def test_removing_a_stored_registration_that_does_not_validate_unlists_it(
         assert list(gateway.control.invalid_servers) == ["old"]
         await client.call_tool("gateway_remove_server", {"name": "old"})
         assert not gateway.control.invalid_servers
+
+
+@pytest.mark.anyio
+async def test_a_profile_gateway_shows_only_its_own_invalid_entries(tmp_path: Path) -> None:
+    """``serve --profile``: servers outside the profile are not this gateway's to run
+    (nor to list); an invalid one among them was still listed as ``invalid``."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "alpha": memory_entry("alpha"), "mine": {"comand": "x"}, "theirs": {"comand": "y"}}}))
+    gateway = _gateway(config, {"alpha": alpha_server()})
+    gateway.manager.restrict(["alpha", "mine"])
+    async with Client(gateway.server) as client:
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listed is not None
+        rows = {s["name"]: s["state"] for s in listed["servers"]}
+        assert rows == {"alpha": "ready", "mine": "invalid"}

@@ -121,8 +121,9 @@ class ControlPlane:
     def invalid_servers(self) -> Mapping[str, InvalidServer]:
         """The servers whose entries in the config file (as last read) or runtime
         registrations are invalid: not running, or running the last valid entry a reload
-        kept (or the file's entry, for a registration)."""
-        return {**self._invalid_registrations, **self.config.invalid}
+        kept (or the file's entry, for a registration); under ``serve --profile``, the
+        profile's only (the others are not this gateway's to run)."""
+        return self.manager.served({**self._invalid_registrations, **self.config.invalid})
 
     def _merge(self, config: GatewayConfig, registrations: list[Registration]
                ) -> dict[str, ServerConfig]:

@@ -306,11 +306,9 @@ async def test_a_reload_with_an_error_of_the_whole_file_keeps_everything(
 # -- runtime registrations -----------------------------------------------------------
 
 
-@pytest.mark.anyio
-async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
-        tmp_path: Path) -> None:
-    """A registration an older version stored (here: a field since removed) is skipped,
-    the other servers run, and it is listed as invalid with its error."""
+async def _stored_retired_registration(tmp_path: Path) -> Path:
+    """A store holding a registration ``old`` an older version wrote (a field since
+    removed): it no longer validates."""
     from fast_mcp_gateway.store import SQLiteStore
 
     db = tmp_path / "gateway.db"
@@ -319,6 +317,15 @@ async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
         await store.put_server("old", {"url": "http://127.0.0.1:9/mcp", "retired": 1}, True)
     finally:
         await store.close()
+    return db
+
+
+@pytest.mark.anyio
+async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
+        tmp_path: Path) -> None:
+    """A registration an older version stored (here: a field since removed) is skipped,
+    the other servers run, and it is listed as invalid with its error."""
+    db = await _stored_retired_registration(tmp_path)
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"beta": memory_entry("beta")}}))
     gateway = _gateway(config, {"beta": beta_server()}, db=db)
@@ -348,14 +355,7 @@ async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
 @pytest.mark.anyio
 async def test_removing_a_stored_registration_that_does_not_validate_unlists_it(
         tmp_path: Path) -> None:
-    from fast_mcp_gateway.store import SQLiteStore
-
-    db = tmp_path / "gateway.db"
-    store = await SQLiteStore.open(db)
-    try:
-        await store.put_server("old", {"url": "http://127.0.0.1:9/mcp", "retired": 1}, True)
-    finally:
-        await store.close()
+    db = await _stored_retired_registration(tmp_path)
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {}}))
     gateway = _gateway(config, {}, db=db)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,37 +49,68 @@ class HeldTransport(FastMCPTransport):
             yield session
 
 
-async def test_a_call_while_a_reload_restarts_its_server_waits_for_it(tmp_path: Path) -> None:
-    config = tmp_path / "servers.yaml"
-    entry = memory_entry("alpha")
-    config.write_text(json.dumps({"servers": {"alpha": entry}}))
-    server = alpha_server()
-    gate, asked = anyio.Event(), anyio.Event()
+class Restarting:
+    """A gateway of one in-memory server, ``alpha``, read from ``servers.yaml``; once the
+    file gives alpha a 29 s call timeout (the reloaded config), its new session connects
+    through ``held`` (held until ``gate`` is set; ``asked`` is set when it tries)."""
 
-    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
-        if server_config.timeouts.call == 29:  # the reloaded config
-            return HeldTransport(server, gate, asked)
-        return FastMCPTransport(server)
+    def __init__(self, tmp_path: Path, held: type[HeldTransport] = HeldTransport) -> None:
+        self.config = tmp_path / "servers.yaml"
+        self.entry = memory_entry("alpha")
+        self.config.write_text(json.dumps({"servers": {"alpha": self.entry}}))
+        server = alpha_server()
+        self.gate, self.asked = anyio.Event(), anyio.Event()
 
-    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
-                      GatewaySettings(db=None, startup_wait=600.0, config=config),
-                      transport_factory=factory, restart=FAST_RESTART)
-    async with Client(gateway.server, mode="legacy") as client:
-        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
-        config.write_text(json.dumps({"servers": {"alpha": {**entry, "timeouts": {"call": 29}}}}))
+        def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
+            if server_config.timeouts.call == 29:  # the reloaded config
+                return held(server, self.gate, self.asked)
+            return FastMCPTransport(server)
+
+        self.gateway = Gateway(
+            parse_config(json.loads(self.config.read_text()), source=str(self.config)),
+            GatewaySettings(db=None, startup_wait=600.0, config=self.config),
+            transport_factory=factory, restart=FAST_RESTART)
+
+    def edit(self, **changes: Any) -> None:
+        """Give alpha the 29 s call timeout (and ``changes``) in the file."""
+        self.config.write_text(json.dumps({"servers": {"alpha": {
+            **self.entry, "timeouts": {"call": 29}, **changes}}}))
+
+    async def call_while_restarting(
+            self, client: Client[Any], name: str, arguments: dict[str, Any],
+            meanwhile: Callable[[dict[str, Any]], Awaitable[None]], within: float = 60,
+    ) -> dict[str, Any]:
+        """Reload, call ``name`` while alpha's new session is held connecting, run
+        ``meanwhile`` (on the answers so far) once every task waits, then let it connect;
+        the answers of the reload and the call.  ``within``: a guard only, every wait is
+        on an event."""
         answers: dict[str, Any] = {}
 
-        async def call(name: str, arguments: dict[str, Any]) -> None:
-            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+        async def call(tool: str, args: dict[str, Any]) -> None:
+            answers[tool] = await client.call_tool(tool, args, raise_on_error=False)
 
-        with anyio.fail_after(60):  # a guard only: every wait is on an event
+        with anyio.fail_after(within):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, "gateway_reload_config", {})
-                await asked.wait()  # the restarted server is connecting, not offering yet
-                tg.start_soon(call, "alpha_add", {"a": 2, "b": 3})
+                await self.asked.wait()  # the restarted server is connecting, not offering
+                tg.start_soon(call, name, arguments)
                 await anyio.wait_all_tasks_blocked()
-                assert "alpha_add" not in answers, answers["alpha_add"]  # waiting, not refused
-                gate.set()
+                await meanwhile(answers)
+                self.gate.set()
+        return answers
+
+
+async def test_a_call_while_a_reload_restarts_its_server_waits_for_it(tmp_path: Path) -> None:
+    restarting = Restarting(tmp_path)
+    async with Client(restarting.gateway.server, mode="legacy") as client:
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        restarting.edit()
+
+        async def waiting(answers: dict[str, Any]) -> None:
+            assert "alpha_add" not in answers, answers["alpha_add"]  # waiting, not refused
+
+        answers = await restarting.call_while_restarting(
+            client, "alpha_add", {"a": 2, "b": 3}, waiting)
         report = answers["gateway_reload_config"].structured_content
         assert report["restarted"] == ["alpha"], report
         result = answers["alpha_add"]
@@ -90,39 +121,17 @@ async def test_a_rule_the_reload_adds_applies_while_its_server_restarts(
         tmp_path: Path) -> None:
     """The restarting server's stand-in catalog is curated by the new config: a tool its
     new ``tools.exclude`` hides is refused at once, with the rule, not after the wait."""
-    config = tmp_path / "servers.yaml"
-    entry = memory_entry("alpha")
-    config.write_text(json.dumps({"servers": {"alpha": entry}}))
-    server = alpha_server()
-    gate, asked = anyio.Event(), anyio.Event()
-
-    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
-        if server_config.timeouts.call == 29:
-            return HeldTransport(server, gate, asked)
-        return FastMCPTransport(server)
-
-    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
-                      GatewaySettings(db=None, startup_wait=600.0, config=config),
-                      transport_factory=factory, restart=FAST_RESTART)
-    async with Client(gateway.server, mode="legacy") as client:
+    restarting = Restarting(tmp_path)
+    async with Client(restarting.gateway.server, mode="legacy") as client:
         await client.list_tools()
-        config.write_text(json.dumps({"servers": {"alpha": {
-            **entry, "timeouts": {"call": 29}, "tools": {"exclude": ["wipe"]}}}}))
-        answers: dict[str, Any] = {}
+        restarting.edit(tools={"exclude": ["wipe"]})
 
-        async def call(name: str, arguments: dict[str, Any]) -> None:
-            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+        async def refused_at_once(answers: dict[str, Any]) -> None:
+            result = answers["alpha_wipe"]  # answered while the server still starts
+            assert result.is_error and "exclude" in result.content[0].text, result
+            assert "alpha_add" in {t.name for t in await client.list_tools()}
 
-        with anyio.fail_after(60):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call, "gateway_reload_config", {})
-                await asked.wait()
-                tg.start_soon(call, "alpha_wipe", {})
-                await anyio.wait_all_tasks_blocked()
-                result = answers["alpha_wipe"]  # answered while the server still starts
-                assert result.is_error and "exclude" in result.content[0].text, result
-                assert "alpha_add" in {t.name for t in await client.list_tools()}
-                gate.set()
+        await restarting.call_while_restarting(client, "alpha_wipe", {}, refused_at_once)
 
 
 class FailingTransport(HeldTransport):
@@ -139,36 +148,16 @@ class FailingTransport(HeldTransport):
 async def test_a_call_waiting_for_a_restart_that_fails_is_refused_with_the_state(
         tmp_path: Path) -> None:
     """The wait ends with the failed attempt, not at the call timeout (29 s here)."""
-    config = tmp_path / "servers.yaml"
-    entry = memory_entry("alpha")
-    config.write_text(json.dumps({"servers": {"alpha": entry}}))
-    server = alpha_server()
-    gate, asked = anyio.Event(), anyio.Event()
-
-    def factory(server_config: ServerConfig, stderr: TextIO | None) -> ClientTransport:
-        if server_config.timeouts.call == 29:
-            return FailingTransport(server, gate, asked)
-        return FastMCPTransport(server)
-
-    gateway = Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
-                      GatewaySettings(db=None, startup_wait=600.0, config=config),
-                      transport_factory=factory, restart=FAST_RESTART)
-    async with Client(gateway.server, mode="legacy") as client:
+    restarting = Restarting(tmp_path, FailingTransport)
+    async with Client(restarting.gateway.server, mode="legacy") as client:
         await client.list_tools()
-        config.write_text(json.dumps({"servers": {"alpha": {**entry, "timeouts": {"call": 29}}}}))
-        answers: dict[str, Any] = {}
+        restarting.edit()
 
-        async def call(name: str, arguments: dict[str, Any]) -> None:
-            answers[name] = await client.call_tool(name, arguments, raise_on_error=False)
+        async def waiting(answers: dict[str, Any]) -> None:
+            assert "alpha_add" not in answers
 
-        with anyio.fail_after(20):  # well before the 29 s call timeout
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call, "gateway_reload_config", {})
-                await asked.wait()
-                tg.start_soon(call, "alpha_add", {"a": 2, "b": 3})
-                await anyio.wait_all_tasks_blocked()
-                assert "alpha_add" not in answers
-                gate.set()
+        answers = await restarting.call_while_restarting(  # well before the 29 s timeout
+            client, "alpha_add", {"a": 2, "b": 3}, waiting, within=20)
         result = answers["alpha_add"]
         assert result.is_error, result
         # Refused with the server's state and why its start failed.

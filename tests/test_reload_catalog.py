@@ -60,14 +60,19 @@ async def _restarting(gateway: Gateway, old: Service, client: Client[Any],
     return new
 
 
+def _slow_gateway(tmp_path: Path, **extra: Any) -> tuple[Path, dict[str, Any], Gateway]:
+    """A gateway of ``slow_start.py --per-process``: its first process starts at once
+    (``release.1``), the next waits for ``release.2`` (the test creates it)."""
+    (tmp_path / "release.1").touch()
+    config = tmp_path / "servers.yaml"
+    entry = slow_entry(tmp_path / "release", **extra)
+    entry["args"].append("--per-process")
+    return config, entry, _gateway(config, entry)
+
+
 async def test_a_restarted_server_stays_listed_until_its_new_session_is_up(
         tmp_path: Path) -> None:
-    release = tmp_path / "release"
-    (tmp_path / "release.1").touch()  # the first process starts at once
-    config = tmp_path / "servers.yaml"
-    entry = slow_entry(release, env={"SLOW_EDITION": "1"})
-    entry["args"].append("--per-process")
-    gateway = _gateway(config, entry)
+    config, entry, gateway = _slow_gateway(tmp_path, env={"SLOW_EDITION": "1"})
     changes = Changes()
     answers: dict[str, Any] = {}
     with anyio.fail_after(GUARD):
@@ -102,12 +107,7 @@ async def test_a_restarted_server_stays_listed_until_its_new_session_is_up(
 
 
 async def test_a_restart_that_fails_takes_the_servers_tools_away(tmp_path: Path) -> None:
-    release = tmp_path / "release"
-    (tmp_path / "release.1").touch()
-    config = tmp_path / "servers.yaml"
-    entry = slow_entry(release)
-    entry["args"].append("--per-process")
-    gateway = _gateway(config, entry)
+    config, entry, gateway = _slow_gateway(tmp_path)
     changes = Changes()
     answers: dict[str, Any] = {}
     with anyio.fail_after(GUARD):

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -62,7 +62,6 @@ from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Task = Callable[..., Any]  # a background task: ``await task(task_status=...)``
 RESTART_ONLY = ("separator", "max_name_length", "timeouts", "protocol", "pinning",

@@ -383,16 +383,13 @@ class _Validation:
 
     def server(self, name: str, entry: dict[str, Any]) -> ServerConfig | None:
         before = len(self.issues)
-        values = dict(entry)
         secrets: set[str] = set()
-        for field in INTERPOLATED_FIELDS:
-            if values.get(field) is not None:
-                values[field] = interpolate(values[field], field, self.env, self.env_allow,
-                                            secrets, lambda f, m: self.fail(name, f, m))
+        values = self.interpolated(entry, secrets, name, "")
         if isinstance(instances := values.get("instances"), list):
             # Each replica given explicitly reaches a process or a connection as well.
-            values["instances"] = [self.instance(name, i, item, secrets) if isinstance(
-                item, dict) else item for i, item in enumerate(instances)]
+            values["instances"] = [
+                self.interpolated(item, secrets, name, f"instances[{i}].")
+                if isinstance(item, dict) else item for i, item in enumerate(instances)]
         if len(self.issues) > before:
             return None
         try:
@@ -408,15 +405,15 @@ class _Validation:
             return None
         return server
 
-    def instance(self, name: str, index: int, entry: dict[str, Any],
-                 secrets: set[str]) -> dict[str, Any]:
-        """One of ``instances``, interpolated as a server's own fields are."""
+    def interpolated(self, entry: dict[str, Any], secrets: set[str], name: str,
+                     where: str) -> dict[str, Any]:
+        """``entry`` (server ``name``'s, or one of its ``instances`` at ``where``) with
+        its ``INTERPOLATED_FIELDS`` expanded; each problem named at ``where`` + field."""
         values = dict(entry)
         for field in INTERPOLATED_FIELDS:
             if values.get(field) is not None:
-                values[field] = interpolate(
-                    values[field], field, self.env, self.env_allow, secrets,
-                    lambda f, m: self.fail(name, f"instances[{index}].{f}", m))
+                values[field] = interpolate(values[field], field, self.env, self.env_allow,
+                                            secrets, lambda f, m: self.fail(name, where + f, m))
         return values
 
     def check_namespaces(self, servers: dict[str, ServerConfig]) -> None:

@@ -214,8 +214,7 @@ class UpstreamManager:
             raise AdminError("the gateway is not running")
         service = self._make_service(server)
         self.services[server.name] = service
-        for upstream in service.replicas:
-            self._task_group.start_soon(upstream.run, name=f"upstream:{upstream.label}")
+        _run_replicas(self._task_group, service)
         return service
 
     async def remove_server(self, name: str, *, release: bool = True) -> None:
@@ -261,8 +260,7 @@ class UpstreamManager:
             await stop_or_retire(current, tg, self._retiring)
             if self.services.get(server.name) is not service or self._task_group is not tg:
                 return service  # removed or replaced meanwhile, or the gateway stopped
-            for upstream in service.replicas:
-                tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")
+            _run_replicas(tg, service)
         if wait:
             await first_attempts(service)
         return service
@@ -483,3 +481,9 @@ class UpstreamManager:
         if entry is None:
             return None
         return self.services[entry[0].server], entry[1]
+
+
+def _run_replicas(tg: anyio.abc.TaskGroup, service: Service) -> None:
+    """Run each replica of ``service`` (its session loop) in ``tg``."""
+    for upstream in service.replicas:
+        tg.start_soon(upstream.run, name=f"upstream:{upstream.label}")

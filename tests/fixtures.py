@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +27,16 @@ from fast_mcp_gateway.upstream.replica import RestartPolicy, default_transport
 
 SERVERS = Path(__file__).parent / "servers"
 PY = sys.executable
+WITHIN = 40.0  # generous bound for a loaded two-core machine; waits end on conditions
+
+
+async def until(condition: Callable[[], object], within: float = WITHIN) -> None:
+    """Wait (bounded) until ``condition()`` holds: state another process or task changes
+    with no event to wait on (a host's log and progress handlers run as their own tasks,
+    so a call's answer can reach the caller before its notifications are handled)."""
+    with anyio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - no event tells us
+            await anyio.sleep(0.02)
 
 
 class ToolsChanged(MessageHandler):

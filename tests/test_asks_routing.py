@@ -20,23 +20,15 @@ from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 from mcp_types import ElicitResult
 
-from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
+from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, stdio_entry, until
 
 pytestmark = pytest.mark.anyio
-WITHIN = 40.0  # generous bound for a loaded two-core machine; waits end on conditions
 
 
 def records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-async def until(predicate: Any, within: float = WITHIN) -> None:
-    """Wait (bounded) until ``predicate()`` holds; polls state another process writes."""
-    with anyio.fail_after(within):
-        while not predicate():  # noqa: ASYNC110 - the condition lives in another process
-            await anyio.sleep(0.02)
 
 
 def asker_http(tmp_path: Path, record: Path) -> contextlib.AbstractAsyncContextManager[str]:

@@ -13,7 +13,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from tests import procs
-from tests.fixtures import SERVERS
+from tests.fixtures import SERVERS, until
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "fast_mcp_gateway"]
@@ -189,6 +189,7 @@ async def test_serve_end_to_end_with_a_real_client(mode: str) -> None:
             progress.append(p)
 
         await client.call_tool("clock_countdown", {"steps": 3}, progress_handler=on_progress)
+        await until(lambda: len(progress) >= 3)  # the handler runs as its own task
         assert progress == [1, 2, 3]
 
 

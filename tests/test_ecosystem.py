@@ -20,7 +20,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from tests import npm_tools
-from tests.fixtures import make_gateway
+from tests.fixtures import make_gateway, until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,7 @@ async def _exercise_everything_tools(client: Client[Any]) -> None:
 
     await client.call_tool("everything_trigger-long-running-operation",
                            {"duration": 0.3, "steps": 3}, progress_handler=on_progress)
+    await until(lambda: len(steps) >= 3)  # the handler runs as its own task
     assert len(steps) == 3
     sampled = await client.call_tool("everything_trigger-sampling-request",
                                      {"prompt": "hi", "maxTokens": 20})

@@ -30,7 +30,7 @@ from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.store import EraNeed, open_store
 from fast_mcp_gateway.upstream.era_memory import start_of
 from fast_mcp_gateway.upstream.session import Era, needs_modern
-from tests.fixtures import PY, SERVERS, interactive_server, make_gateway, memory_entry
+from tests.fixtures import PY, SERVERS, interactive_server, make_gateway, memory_entry, until
 
 pytestmark = pytest.mark.anyio
 
@@ -138,6 +138,7 @@ async def _session_as_seen(host: str, upstream: str) -> tuple[dict[str, Any], st
                                     ("chatty", {}), ("greet", {})]
         }
         tools = await client.list_tools()
+        await until(lambda: len(logs) >= 2 and len(progress) >= 3)  # handlers' own tasks
         seen["tools"] = sorted(json.dumps(t.model_dump(mode="json", exclude_none=True),
                                           sort_keys=True) for t in tools
                                if t.name.startswith("dual_"))

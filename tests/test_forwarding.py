@@ -16,6 +16,7 @@ from tests.fixtures import (
     interactive_server,
     make_gateway,
     memory_entry,
+    until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -32,6 +33,7 @@ async def test_concurrent_callers_each_get_only_their_own_progress() -> None:
         async with Client(gateway.server, progress_handler=on_progress) as client:
             result = await client.call_tool("alpha_progress", {"steps": 10, "tag": tag})
             assert result.data == f"{tag} done"
+            await until(lambda: len(seen[tag]) >= 10)  # handlers run as their own tasks
 
     # One client keeps the gateway (and its upstream session) up across both callers.
     async with Client(gateway.server), anyio.create_task_group() as tg:
@@ -53,6 +55,7 @@ async def test_logs_reach_the_single_caller_and_never_a_stranger() -> None:
 
     async with Client(gateway.server, log_handler=handler("A")) as a:
         await a.call_tool("alpha_progress", {"steps": 3, "tag": "A"})
+        await until(lambda: len(logs["A"]) >= 3)  # handlers run as their own tasks
         assert logs["A"] == ["A log 1", "A log 2", "A log 3"]
         async with (Client(gateway.server, log_handler=handler("B")) as b,
                     anyio.create_task_group() as tg):

@@ -30,7 +30,7 @@ from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.http import lane as lane_module
 from fast_mcp_gateway.http.lane import HttpLane
 from fast_mcp_gateway.http.slow_clients import HeaderTimeoutHttpToolsProtocol, protocol_with_timeout
-from tests.fixtures import PY, SERVERS, alpha_server, make_gateway, memory_entry, serve_http
+from tests.fixtures import PY, SERVERS, alpha_server, make_gateway, memory_entry, serve_http, until
 from tests.servers.fidelity import URL_ERROR
 
 pytestmark = pytest.mark.anyio
@@ -184,6 +184,7 @@ async def test_progress_and_logs_stream_as_on_the_full_path() -> None:
         async with Client(StreamableHttpTransport(f"{lane.base}/mcp", auth=FULL),
                           mode=MODERN, progress_handler=on_progress) as client:
             assert (await client.call_tool(name, {"steps": 2})).data == " done"
+            await until(lambda: len(seen) >= 2)  # the handler runs as its own task
         assert lane.served == before + 1 and seen == [1, 2]
 
 

@@ -24,7 +24,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from fast_mcp_gateway.front.wire import encode_line
-from tests.fixtures import PY, SERVERS
+from tests.fixtures import PY, SERVERS, until
 
 pytestmark = pytest.mark.anyio
 
@@ -256,9 +256,10 @@ async def test_a_fastmcp_client_gets_progress_and_logs_through_the_lane(
 
             assert (await client.call_tool("up_count", {"steps": 3},
                                            progress_handler=on_progress)).data == 3
+            await until(lambda seen=seen: len(seen) >= 3)  # handlers run as their own tasks
             assert seen == [1, 2, 3]
             assert (await client.call_tool("up_chatty")).data == "done"
-            assert any("working on it" in line for line in logs), (mode, logs)
+            await until(lambda: any("working on it" in line for line in logs))
 
 
 async def test_a_legacy_host_answers_the_upstreams_sampling_request(tmp_path: Path) -> None:

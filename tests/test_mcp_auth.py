@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from fast_mcp_gateway.gateway import Gateway
-from tests.fixtures import make_gateway, stdio_entry
+from tests.fixtures import make_gateway, stdio_entry, until
 from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
 
 pytestmark = pytest.mark.anyio
@@ -78,13 +78,6 @@ async def serving(gateway_for: Any) -> AsyncIterator[tuple[Gateway, str]]:
         finally:
             server.should_exit = True
     sock.close()
-
-
-async def until(condition: Callable[[], bool], within: float) -> None:
-    """Wait (bounded) for ``condition``: other processes change it, no event tells us."""
-    with anyio.fail_after(within):
-        while not condition():  # noqa: ASYNC110 - another process makes it true
-            await anyio.sleep(0.05)
 
 
 async def ready(gateway: Gateway, *servers: str) -> None:

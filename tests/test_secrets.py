@@ -126,6 +126,27 @@ def test_keys_ending_in_key_pass_pwd_or_pat_hold_credentials() -> None:
     assert mask_text(leaked) == f"crashed; env: DB_PASS={MASK}"
 
 
+def test_a_header_of_any_name_is_masked_but_the_plain_ones() -> None:
+    """A header set for an upstream is most often its credential, whatever it is called
+    (``X-Custom``, ``X-Tenant``): it was shown as written by every view and echoed
+    unmasked in the upstream's errors.  Only headers known to carry none (``Accept``,
+    ``User-Agent``...) are shown; a short plain value is masked in views but not
+    registered (it would mask that word all over the logs)."""
+    custom, tenant = f"c{secrets.token_hex(8)}", "acme"
+    config = parse_config({"servers": {
+        "a": {"url": "http://127.0.0.1:9/mcp",
+              "headers": {"X-Custom": custom, "X-Tenant": tenant, "User-Agent": "probe/1",
+                          "accept-language": "fr"}},
+        "b": {"instances": [{"url": "http://127.0.0.1:8/mcp",
+                             "headers": {"X-Custom": custom}}]}}}, source="test")
+    shown = config.servers["a"].redacted()
+    assert shown["headers"] == {"X-Custom": MASK, "X-Tenant": MASK, "User-Agent": "probe/1",
+                                "accept-language": "fr"}
+    assert config.servers["b"].redacted()["instances"][0]["headers"] == {"X-Custom": MASK}
+    assert custom in SECRETS and tenant not in SECRETS
+    assert mask_text(f"upstream said: bad header {custom}") == f"upstream said: bad header {MASK}"
+
+
 def test_credentials_in_an_instances_args_are_masked_too() -> None:
     """An instance's args are shown with the server (the admin views, an export): a
     credential written there is masked as at the top level; and one instance's last

@@ -46,6 +46,9 @@ TOKENS = [
     ("github_pat_11ABCDEFG0" + "a1B2c3D4e5_" * 6 + "Zz9Yy8Xx7Ww6", "github_pat_"),
     ("xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-"),
     ("xoxp-1234567890-1234567890-1234567890-0123456789abcdef", "xoxp-"),
+    ("xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAtMTIzNDU2Nzg5MA", "xoxe.xoxp-"),  # rotation
+    ("xoxe-1-My0xLTEyMzQ1Njc4OTAtMTIzNDU2Nzg5MA", "xoxe-"),  # refresh
+    ("xapp-1-A0123456789-1234567890123-0123456789abcdef", "xapp-"),  # app-level
     ("sk-" + ALNUM + "0123456789abcd", "sk-"),
     ("sk-proj-" + ALNUM + "-" + ALNUM + "_" + ALNUM, "sk-"),
     ("sk-ant-api03-" + ALNUM * 3 + "-AAAA", "sk-"),

@@ -1,5 +1,6 @@
 """A stdio upstream that leaks its secret everywhere it can: stderr at start and per
-call, a tool error message, and an MCP error response (for the planted-secret test)."""
+call, a tool error message, and an MCP error response (for the planted-secret test);
+``login`` crashes printing the password it was given."""
 
 import os
 import sys
@@ -28,6 +29,13 @@ def fail(text: str) -> str:
 @mcp.tool
 def crash() -> str:
     raise RuntimeError(f"unexpected state, token {SECRET}")
+
+
+@mcp.tool
+def login(user: str, password: str) -> str:
+    """Crashes printing its input, as a server that dumps its state on a fatal error."""
+    print(f"fatal: login failed for {user}:{password}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,12 @@ from fast_mcp_gateway.config.curation import (
 from fast_mcp_gateway.config.names import shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.policies.balancing import Strategy
-from fast_mcp_gateway.telemetry.redaction import mask_text, redact_value, register_config_secrets
+from fast_mcp_gateway.telemetry.redaction import (
+    mask_text,
+    redact_header,
+    redact_value,
+    register_config_secrets,
+)
 
 NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]*$")
 _ENV_PATTERN = re.compile(r"^(\*|[A-Za-z_][A-Za-z0-9_]*\*?"
@@ -354,17 +359,17 @@ class ServerConfig(Target):
         """A JSON-able view with secrets and credential-like env/header values masked."""
         data = self.model_dump(mode="json", exclude_defaults=True)
         data["name"] = self.name
-        for key in ("env", "headers"):
+        for key, redact in (("env", redact_value), ("headers", redact_header)):
             if key in data:
-                data[key] = {k: redact_value(k, v, self.secrets) for k, v in data[key].items()}
+                data[key] = {k: redact(k, v, self.secrets) for k, v in data[key].items()}
         if "args" in data:
             data["args"] = [mask_text(a, self.secrets) for a in data["args"]]
         if "url" in data:
             data["url"] = mask_text(data["url"], self.secrets)
         for instance in data.get("instances", []):
-            for key in ("env", "headers"):
+            for key, redact in (("env", redact_value), ("headers", redact_header)):
                 if key in instance:
-                    instance[key] = {k: redact_value(k, v, self.secrets)
+                    instance[key] = {k: redact(k, v, self.secrets)
                                      for k, v in instance[key].items()}
             if "url" in instance:
                 instance["url"] = mask_text(instance["url"], self.secrets)

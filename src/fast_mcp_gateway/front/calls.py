@@ -53,6 +53,7 @@ from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.asks import bridge_asks, send_asking
 from fast_mcp_gateway.front.mrtr import Parking
@@ -72,12 +73,15 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
+    credential_values,
     current_trace_id,
     dumps_arguments,
     mask_argument_values,
+    names_credentials,
     new_traceparent,
     trace_id_of,
 )
+from fast_mcp_gateway.telemetry.redaction import RECENT
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 logger = logging.getLogger(__name__)
@@ -239,6 +243,8 @@ class CallPipeline:
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
         self._parking: Parking | None = None
+        # Per exposed tool: (its input schema, the keys, whether it names a credential).
+        self._credential_tools: dict[str, tuple[Any, tuple[str, ...], bool]] = {}
 
     @property
     def parking(self) -> Parking | None:
@@ -366,6 +372,27 @@ class CallPipeline:
             raise CallRefused(reason)
         if self.curator is not None and (reason := await self.curator(call)) is not None:
             raise CallRefused(reason)
+        if call.kind == "tool" and call.arguments:
+            keys = self.recorder.redact_keys if self.recorder is not None \
+                else DEFAULT_REDACT_KEYS
+            if self._names_credentials(call.exposed, keys):
+                # Masked from now on wherever the upstream may echo them first (its
+                # stderr as it crashes, last_error), not only in this call's error.
+                RECENT.add(credential_values(call.arguments, keys))
+
+    def _names_credentials(self, exposed: str, keys: tuple[str, ...]) -> bool:
+        """Whether tool ``exposed``'s input schema names a credential-like property
+        (remembered per schema: ~0.3 us a call for the others)."""
+        entry = self.manager.view.tools.get(exposed)
+        schema = entry[1].input_schema if entry is not None else None
+        cached = self._credential_tools.get(exposed)
+        if cached is not None and cached[0] is schema and cached[1] is keys:
+            return cached[2]
+        names = names_credentials(schema, keys)
+        if len(self._credential_tools) >= 4096:
+            self._credential_tools.clear()
+        self._credential_tools[exposed] = (schema, keys, names)
+        return names
 
     def _abandoned(self, call: Any, status: str, error: str) -> None:
         """A parked call that ended with no host round to answer: its one record."""

@@ -118,6 +118,18 @@ def mask_argument_values(text: str, arguments: Any,
     input in errors (pydantic's ``input_value={'password': '...'}``, a tool's own
     ``f"bad password {password}"``).  Called on the error path only.
     """
+    found = credential_values(arguments, keys)
+    if not (found and text):
+        return text
+    # pydantic shortens a long input_value to its first and last characters around
+    # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
+    text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
+    return mask_secrets(text, found | _cut_ends(text, found))
+
+
+def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
+    """The values under ``arguments``' credential-like keys (at any depth), each as
+    written, as Python's ``repr`` writes it and as JSON does: what an echo shows."""
     credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
     found: set[str] = set()
 
@@ -146,12 +158,27 @@ def mask_argument_values(text: str, arguments: Any,
                 walk(item)
 
     walk(arguments)
-    if not (found and text):
-        return text
-    # pydantic shortens a long input_value to its first and last characters around
-    # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
-    text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
-    return mask_secrets(text, found | _cut_ends(text, found))
+    return found
+
+
+def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> bool:
+    """Whether a JSON schema declares a property with a credential-like name anywhere
+    (nested objects, array items, ``$defs``...)."""
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+
+    def walk(node: Any, depth: int = 0) -> bool:
+        if depth > 32:  # a schema is the upstream's: no recursion without end
+            return False
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict) and any(credential(str(k)) for k in properties):
+                return True
+            return any(walk(v, depth + 1) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v, depth + 1) for v in node)
+        return False
+
+    return walk(schema)
 
 
 _INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")

@@ -31,6 +31,14 @@ MIN_SECRET_LENGTH = 4
 CREDENTIAL_KEY = re.compile(r"(?i)(token|secret|passw|passphrase|api[-_]?key|auth|credential"
                             r"|cookie|session|(?:^|[-_.])(?:key|pass|pat)(?=$|[-_.])"
                             r"|[-_.]pwd(?=$|[-_.]))")
+# Headers known to carry no credential: any other configured header's value is shown
+# masked, whatever its name (``X-Tenant-Key``, ``X-Custom``: a header set for an upstream
+# is most often how it is authenticated).
+PLAIN_HEADERS = frozenset({
+    "accept", "accept-charset", "accept-encoding", "accept-language", "cache-control",
+    "connection", "content-language", "content-type", "dnt", "from", "mcp-protocol-version",
+    "origin", "pragma", "referer", "traceparent", "tracestate", "user-agent",
+    "x-correlation-id", "x-request-id", "x-requested-with"})
 # Query parameter names whose values are credentials (signed URLs, API keys in the query).
 _CREDENTIAL_PARAM = (r"[A-Za-z0-9_.\-]*(?:token|secret|passw|pwd|api[-_]?key|apikey|key|sig"
                      r"|signature|auth|credential|session|code)[A-Za-z0-9_.\-]*")
@@ -57,7 +65,9 @@ _PEM_LINE = r"-----{} [A-Z0-9 ]{{0,40}}PRIVATE KEY[A-Z ]{{0,10}}-----"
 _TOKENS = re.compile("|".join([
     rf"g{_AFTER_FIRST}h[pousr]_[A-Za-z0-9]{{36,}}{_END}",  # GitHub
     rf"g{_AFTER_FIRST}ithub_pat_[A-Za-z0-9_]{{82,}}{_END}",
-    rf"x{_AFTER_FIRST}ox[abprs]-[A-Za-z0-9-]{{10,}}{_END}",  # Slack
+    # Slack: bot, user, legacy and refresh tokens (xoxe-, xoxe.xoxp-), app-level tokens
+    rf"x{_AFTER_FIRST}ox(?:[abprse]|e\.xox[abprs])-[A-Za-z0-9-]{{10,}}{_END}",
+    rf"x{_AFTER_FIRST}app-[A-Za-z0-9-]{{10,}}{_END}",
     # OpenAI, Anthropic (sk-proj-, sk-ant-...): 32+ characters, a digit among them
     rf"s{_AFTER_FIRST}k-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{{32,}}{_END}",
     rf"s{_AFTER_FIRST}k_(?:live|test)_[A-Za-z0-9]{{24,}}{_END}",  # Stripe secret keys
@@ -69,8 +79,9 @@ _TOKENS = re.compile("|".join([
     _PEM_LINE.format("BEGIN") + r"(?s:.*?)(?:" + _PEM_LINE.format("END") + r"|\Z)",
 ]))
 # What a masked token keeps: the part of its format that says what it was.
-_KEPT = re.compile(r"gh[pousr]_|github_pat_|xox[abprs]-|sk-|[sr]k_(?:live|test)_|glpat-"
-                   r"|A(?:KIA|SIA|Iza)|eyJ|" + _PEM_LINE.format("BEGIN"))
+_KEPT = re.compile(r"gh[pousr]_|github_pat_|xoxe\.xox[abprs]-|xox[abprse]-|xapp-|sk-"
+                   r"|[sr]k_(?:live|test)_|glpat-|A(?:KIA|SIA|Iza)|eyJ|"
+                   + _PEM_LINE.format("BEGIN"))
 
 
 class SecretRegistry:
@@ -110,6 +121,56 @@ class SecretRegistry:
 SECRETS = SecretRegistry()
 
 
+class RecentSecrets:
+    """Credential values of recent calls' arguments (a password a host passes to a tool),
+    masked as the registry's are while they may come back: an upstream that prints its
+    input to stderr as it crashes puts it in the stderr tail, ``last_error`` and the
+    log, made before the call's own error (which ``mask_argument_values`` masks).
+    Only the last ``limit`` values are kept (a host may send a new one per call: the
+    registry, add-only, would grow without bound), each at most ``MAX_LENGTH``
+    characters; ``mask`` is a substring check per value, no compiled pattern to rebuild
+    per call.  Filled only for tools whose schema names a credential-like property
+    (``front/calls.py``): empty, it costs nothing."""
+
+    MIN_LENGTH = 6  # shorter ones would mask common words in every log line for a while
+    MAX_LENGTH = 1024
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._values: dict[str, None] = {}  # oldest first
+        self._longest_first: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, values: Iterable[str]) -> None:
+        with self._lock:
+            changed = False
+            for value in values:
+                if not (self.MIN_LENGTH <= len(value) <= self.MAX_LENGTH):
+                    continue
+                if value in self._values:
+                    del self._values[value]  # seen again: the newest now
+                else:
+                    changed = True
+                self._values[value] = None
+            while len(self._values) > self.limit:
+                del self._values[next(iter(self._values))]
+                changed = True
+            if changed:
+                self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
+
+    def mask(self, text: str) -> str:
+        for value in self._longest_first:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+
+RECENT = RecentSecrets()
+
+
 def mask_urls(text: str) -> str:
     """URL userinfo, credential-like query parameters and bearer tokens as ``***``."""
     if "://" in text:
@@ -130,7 +191,7 @@ def _may_hold_token(t: str) -> bool:
     # Spelled out: ~0.4 us for a short text (any() over a tuple took ~1 us), the cost of
     # a string that holds no token (most of them, every call's arguments among them).
     return ("ghp_" in t or "gho_" in t or "ghu_" in t or "ghs_" in t or "ghr_" in t
-            or "github_pat_" in t or "xox" in t or "sk-" in t or "k_live_" in t
+            or "github_pat_" in t or "xox" in t or "xapp-" in t or "sk-" in t or "k_live_" in t
             or "k_test_" in t or "glpat-" in t or "AKIA" in t or "ASIA" in t
             or "AIza" in t or "eyJ" in t or "PRIVATE KEY" in t)
 
@@ -155,7 +216,7 @@ def mask_text(text: str, secrets: Collection[str] = ()) -> str:
         return text
     if secrets:
         text = mask_secrets(text, secrets)
-    return mask_urls(mask_tokens(SECRETS.mask(text)))
+    return mask_urls(mask_tokens(RECENT.mask(SECRETS.mask(text))))
 
 
 def url_credentials(url: str) -> list[str]:
@@ -217,9 +278,9 @@ def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
     """Feed ``SECRETS`` with what one server's config holds: interpolated values, values
     under credential-like env/header keys, URL credentials, credential arguments."""
     values = list(secrets) + credential_args(args)
-    for mapping in (env, headers):
+    for mapping, credential in ((env, CREDENTIAL_KEY.search), (headers, credential_header)):
         for key, value in mapping.items():
-            if not CREDENTIAL_KEY.search(key):
+            if not credential(key):
                 continue
             # "Bearer x" / "Basic x": the credential alone shows up in texts too.
             parts = value.split(None, 1)
@@ -234,6 +295,19 @@ def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
 def redact_value(key: str, value: str, secrets: Collection[str]) -> str:
     """Mask a value whose key looks like a credential, or that holds an interpolated secret."""
     if CREDENTIAL_KEY.search(key) and value:
+        return MASK
+    return mask_text(value, secrets)
+
+
+def credential_header(name: str) -> bool:
+    """Whether a configured header's value is shown masked: every header but the
+    ``PLAIN_HEADERS``."""
+    return name.strip().lower() not in PLAIN_HEADERS
+
+
+def redact_header(name: str, value: str, secrets: Collection[str]) -> str:
+    """``redact_value`` for a header: masked unless it is one of the ``PLAIN_HEADERS``."""
+    if credential_header(name) and value:
         return MASK
     return mask_text(value, secrets)
 

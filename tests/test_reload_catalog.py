@@ -134,3 +134,49 @@ async def test_a_restart_that_fails_takes_the_servers_tools_away(tmp_path: Path)
             tools, resources, prompts = await _listed(client)
             assert not {n for n in tools if n.startswith("slow_")}, tools
             assert not resources and not prompts, (resources, prompts)
+
+
+async def test_with_replicas_the_catalog_stays_while_one_may_yet_come_up(
+        tmp_path: Path) -> None:
+    """Two replicas restarted: the first one's new process fails (for good: every
+    restart fails), the second is still starting.  The catalog went as the first one
+    failed, though the second might come up; now it stays until the second's first
+    attempt ends (here: it comes up, and its catalog is the one listed)."""
+    for release in ("a.1", "b.1", *(f"a.{n}" for n in range(2, 12))):
+        (tmp_path / release).touch()  # process a.N (N >= 2) fails at once, b.2 waits
+
+    def instance(base: str, *extra: str) -> dict[str, Any]:
+        entry = slow_entry(tmp_path / base)
+        return {"command": entry["command"], "args": [*entry["args"], "--per-process", *extra]}
+
+    config = tmp_path / "servers.yaml"
+    entry = {"instances": [instance("a"), instance("b")], "timeouts": {"connect": 0.2}}
+    gateway = _gateway(config, entry)
+    answers: dict[str, Any] = {}
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy") as client:
+            before = await _listed(client)
+            assert "slow_pid" in before[0], before
+            old = gateway.manager.services["slow"]
+            config.write_text(json.dumps({"servers": {"slow": {
+                **entry, "instances": [instance("a", "--fail"), instance("b")]}}}))
+
+            async def reload() -> None:
+                answers["reload"] = await client.call_tool("gateway_reload_config", {})
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reload)
+                for replica in old.replicas:
+                    assert await replica.wait_until(
+                        lambda r=replica: r.state is UpstreamState.STOPPED, GUARD)
+                new = gateway.manager.services["slow"]
+                assert new is not old
+                failing, starting = new.replicas
+                assert await failing.wait_until(
+                    lambda: failing.state is UpstreamState.FAILED, GUARD), failing.last_error
+                assert starting.state is UpstreamState.STARTING
+                assert await _listed(client) == before  # the second may yet come up
+                (tmp_path / "b.2").touch()
+            assert starting.state is UpstreamState.READY
+            assert await _listed(client) == before
+            assert (await client.call_tool("slow_pid", {})).data == starting.pid

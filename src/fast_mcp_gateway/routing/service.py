@@ -47,7 +47,7 @@ from fast_mcp_gateway.policies import (
     make_balancer,
 )
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.waiting import all_starting, until_usable
+from fast_mcp_gateway.routing.waiting import still_first_starting, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -189,8 +189,8 @@ class Service:
 
     @property
     def catalog(self) -> Catalog:
-        if self.previous is not None and not all_starting(self.replicas):
-            self.previous = None  # its first attempt ended: its own catalog, or none
+        if self.previous is not None and not still_first_starting(self.replicas):
+            self.previous = None  # its first attempts ended: its own catalog, or none
         return self.previous or self.primary().catalog
 
     @property

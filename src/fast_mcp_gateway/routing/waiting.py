@@ -61,6 +61,14 @@ def all_starting(replicas: Sequence[Upstream]) -> bool:
     return bool(replicas) and all(r.state is UpstreamState.STARTING for r in replicas)
 
 
+def still_first_starting(replicas: Sequence[Upstream]) -> bool:
+    """No replica ready and one still starting: a restarted service keeps standing in
+    with its old catalog (one replica failing while another may yet come up is no
+    reason to take the tools away)."""
+    states = {r.state for r in replicas}
+    return UpstreamState.STARTING in states and UpstreamState.READY not in states
+
+
 def coming_back(replicas: Sequence[Upstream]) -> bool:
     """No replica usable, and every one on its way back (module docstring)."""
     if not replicas or replicas[0].session is not None:

@@ -180,3 +180,33 @@ async def test_with_replicas_the_catalog_stays_while_one_may_yet_come_up(
             assert starting.state is UpstreamState.READY
             assert await _listed(client) == before
             assert (await client.call_tool("slow_pid", {})).data == starting.pid
+
+
+async def test_a_call_to_a_tool_the_restarted_server_dropped_is_refused_by_the_gateway(
+        tmp_path: Path) -> None:
+    """A host calls a tool listed from the stand-in catalog while the server restarts,
+    and the new session no longer offers it: the gateway refuses it saying so, rather
+    than sending it to the server (which answered its own bare "Unknown tool")."""
+    config, entry, gateway = _slow_gateway(tmp_path)
+    answers: dict[str, Any] = {}
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy") as client:
+            before = await _listed(client)
+            old = gateway.manager.services["slow"]
+            config.write_text(json.dumps({"servers": {"slow": {
+                **entry, "env": {"SLOW_WITHOUT": "pid"}}}}))
+
+            async def call(name: str) -> None:
+                answers[name] = await client.call_tool(name, {}, raise_on_error=False)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "gateway_reload_config")
+                await _restarting(gateway, old, client, before)
+                assert "slow_pid" in (await _listed(client))[0]
+                tg.start_soon(call, "slow_pid")  # waits for the new session
+                (tmp_path / "release.2").touch()
+            assert "slow_pid" not in (await _listed(client))[0]
+    refused = answers["slow_pid"]
+    assert refused.is_error, refused
+    text = refused.content[0].text
+    assert "tool 'pid' is no longer offered: the server was restarted" in text, text

@@ -6,7 +6,8 @@ then it serves a tool, a resource and a prompt.  The test creates the file: no t
 ``--per-process``: the Nth process started (counted by the files
 ``RELEASE_FILE.started.N`` it creates) waits for ``RELEASE_FILE.N`` instead, so that a
 test releases each process on its own.  ``--fail``: once released, it exits (status 3)
-instead of serving, as a server whose start failed.
+instead of serving, as a server whose start failed.  ``SLOW_WITHOUT=pid`` in its
+environment: it serves no ``pid`` tool.
 """
 
 import os
@@ -37,9 +38,12 @@ from fastmcp import FastMCP  # noqa: E402 - the slow part comes first on purpose
 mcp = FastMCP("slow")
 
 
-@mcp.tool
 def pid() -> int:
     return os.getpid()
+
+
+if os.environ.get("SLOW_WITHOUT") != "pid":  # an edition that dropped the tool
+    mcp.tool(pid)
 
 
 @mcp.resource("slow://status")

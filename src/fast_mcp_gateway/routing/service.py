@@ -47,7 +47,7 @@ from fast_mcp_gateway.policies import (
     make_balancer,
 )
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.waiting import still_first_starting, until_usable
+from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -376,14 +376,14 @@ class Service:
         annotations: types.ToolAnnotations | None, path: CallPath,
         send: Callable[[Upstream], Awaitable[T]],
     ) -> T:
-        """A ``tools/call`` in either encoding (``send``): rate limits, then balancing,
-        retries and failover over the replicas."""
+        """A ``tools/call`` in either encoding (``send``): limits, balancing, failover."""
         self._check_rate(name)
-        result, _ = await self._route(
+        if self.previous is not None:  # made while a restart stood in with the old catalog
+            send = still_offered(self.name, name, send)
+        return (await self._route(
             f"tools/call '{name}'", send, idempotent=self._idempotent(name, annotations),
             key=self._hash_key(arguments, front), path=path, front=front,
-        )
-        return result
+        ))[0]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,

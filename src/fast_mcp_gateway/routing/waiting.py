@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import anyio
 
+from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+
+T = TypeVar("T")
 
 WaitUntil = Callable[[Callable[[], bool], float], Awaitable[bool]]
 """``Service.wait_until``: wait (bounded) until a predicate holds, checked at each change."""
@@ -59,6 +63,21 @@ async def until_offered(replicas: Sequence[Upstream], offered: Callable[[], bool
 
 def all_starting(replicas: Sequence[Upstream]) -> bool:
     return bool(replicas) and all(r.state is UpstreamState.STARTING for r in replicas)
+
+
+def still_offered(server: str, tool: str, send: Callable[[Upstream], Awaitable[T]]
+                  ) -> Callable[[Upstream], Awaitable[T]]:
+    """``send`` for a call made while a restarted server stood in with the catalog hosts
+    saw (``Service.previous``): a replica whose new session no longer lists ``tool`` has
+    it refused in the gateway's words, not sent (the server would answer its own
+    "Unknown tool", or run something else under the name)."""
+    async def checked(replica: Upstream) -> T:
+        if not any(t.name == tool for t in replica.catalog.tools):
+            raise UpstreamError(server, f"tool '{tool}' is no longer offered: the server was "
+                                "restarted (its configuration changed) and its new session "
+                                "does not list it; list the tools again")
+        return await send(replica)
+    return checked
 
 
 def still_first_starting(replicas: Sequence[Upstream]) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.telemetry.recorder import names_credentials
+from fast_mcp_gateway.telemetry.recorder import names_credentials, redact_arguments
 from fast_mcp_gateway.telemetry.redaction import MASK, RecentSecrets, mask_text
 from tests.fixtures import make_gateway, stdio_entry, until
 
@@ -69,3 +69,17 @@ def test_a_schema_names_a_credential_at_any_depth() -> None:
         "token": {}}}}}})
     assert not names_credentials({"properties": {"text": {}, "user": {}}})
     assert not names_credentials(None)
+
+
+def test_an_author_is_no_credential() -> None:
+    """"auth" in a key is a credential's (auth_token, oauth, Authorization), but an
+    ``author`` or an ``authority`` was recorded as *** and, through its tool's schema,
+    would have been masked in every log line for a while."""
+    shown = redact_arguments({"author": "Jane Austen", "authority": "example.test:443",
+                              "coauthors": ["Ada"], "auth": "s3cr3t-value",
+                              "oauth_token": "tok-123456", "Authorization": "Bearer x"})
+    assert shown == {"author": "Jane Austen", "authority": "example.test:443",
+                     "coauthors": ["Ada"], "auth": MASK, "oauth_token": MASK,
+                     "Authorization": MASK}
+    assert not names_credentials({"properties": {"author": {}, "title": {}}})
+    assert names_credentials({"properties": {"author": {}, "auth_header": {}}})

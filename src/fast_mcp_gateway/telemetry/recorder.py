@@ -68,6 +68,11 @@ def trace_id_of(traceparent: object) -> str | None:
     return match.group(1) if match else None
 
 
+# "auth" in a key (auth_token, oauth, authorization), but not in "author" or "authority":
+# a book's author is no credential, and masking it hid it in records and logs.
+_AUTH = r"auth(?!or(?!iz))"
+
+
 @functools.lru_cache(maxsize=8)
 def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether a (lower-cased) key contains one of ``keys``: one compiled alternation
@@ -75,7 +80,8 @@ def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
     per key name (argument names repeat call after call; at most 4,096 kept, and only
     names of up to 128 characters: the caller chooses them, and a long one kept would
     hold its memory from call to call)."""
-    pattern = re.compile("|".join(re.escape(k.lower()) for k in keys)) if keys else None
+    pattern = re.compile("|".join(_AUTH if k.lower() == "auth" else re.escape(k.lower())
+                                  for k in keys)) if keys else None
     seen: dict[str, bool] = {}
 
     def matches(key: str) -> bool:

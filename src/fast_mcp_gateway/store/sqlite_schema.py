@@ -16,6 +16,7 @@ import re
 
 import aiosqlite
 
+from fast_mcp_gateway.store import sqlite_connection
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
@@ -239,7 +240,7 @@ UPSERT_AGGREGATE = (
 async def prepare(db: aiosqlite.Connection, path: str) -> None:
     """Check, tune and migrate a freshly opened connection (see the module docstring).
     sqlite3 errors propagate for the caller to name the file."""
-    await db.execute("PRAGMA busy_timeout = 5000")
+    await db.execute(f"PRAGMA busy_timeout = {sqlite_connection.BUSY_TIMEOUT_MS}")
     (check,) = await (await db.execute("PRAGMA quick_check")).fetchone() or ("?",)
     if check != "ok":
         raise StorageError(f"{path}: integrity check failed: {check}; the file was "

@@ -1,7 +1,8 @@
 """One SQLite file, several connections: a gateway's writes wait for another connection's
 write lock (another gateway's, the CLI's) instead of failing with "database is locked",
-and a lock held too long is an error in words.  The other connection is a plain
-``sqlite3`` one the test drives step by step."""
+a lock held too long is an error in words, and stores opening a new file at once
+migrate it once.  The other connection is a plain ``sqlite3`` one the test drives step
+by step."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiosqlite
 import anyio
 import pytest
 
 from fast_mcp_gateway.store import Invocation, SQLiteStore, StoreUnavailable, sqlite_connection
+from fast_mcp_gateway.store import sqlite_schema as schema
 from fast_mcp_gateway.store.names import NameBinding
 
 pytestmark = pytest.mark.anyio
@@ -96,5 +99,47 @@ async def test_a_lock_held_past_the_busy_timeout_is_an_unavailable_store_in_word
                 assert "end what holds it" in message and "try again" in message
         assert await store.servers() == [] and await store.count("invocations") == 0
         await store.add_server("beta", {"url": "http://b"}, True)  # usable again
+    finally:
+        await store.close()
+
+
+async def test_stores_opening_a_new_file_at_once_migrate_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another gateway migrates the new file while this one, having read version 0,
+    waits for the write lock: this one must not run the migrations again ("table
+    invocations already exists", reported as a file to move away)."""
+    path = tmp_path / "g.db"
+    path.touch(mode=0o600)
+    read = anyio.Event()
+    read_version = schema.schema_version
+
+    async def version_read(db: aiosqlite.Connection) -> int:
+        version = await read_version(db)
+        read.set()
+        return version
+
+    monkeypatch.setattr(schema, "schema_version", version_read)
+    opened: list[SQLiteStore] = []
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("BEGIN IMMEDIATE")
+        for target, script in schema.MIGRATIONS:  # the other gateway's migrations
+            for statement in schema.statements(script):
+                other.execute(statement)
+            other.execute(f"PRAGMA user_version = {target}")
+
+        async def open_store() -> None:
+            opened.append(await SQLiteStore.open(path))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_store)
+            await read.wait()  # this one read version 0; the other commits now
+            other.execute("COMMIT")
+    finally:
+        other.close()
+    (store,) = opened
+    try:
+        assert await store.schema_version() == schema.SCHEMA_VERSION
     finally:
         await store.close()

@@ -103,6 +103,28 @@ async def test_a_lock_held_past_the_busy_timeout_is_an_unavailable_store_in_word
         await store.close()
 
 
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction_open(
+        tmp_path: Path) -> None:
+    """The worker runs the BEGIN it was handed all the same: a task cancelled meanwhile
+    left a transaction nobody ended, holding the file's write lock (the other gateway
+    locked out) and failing this store's next write ("within a transaction")."""
+    path = tmp_path / "g.db"
+    store = await SQLiteStore.open(path)
+    try:
+        with write_lock(path) as other:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.add_invocations, [_CALL])
+                await anyio.wait_all_tasks_blocked()  # its BEGIN waits for the lock
+                tg.cancel_scope.cancel()
+                other.execute("COMMIT")
+        await store.add_audit("admin", "after", None, None, None)
+        with write_lock(path) as other:  # the other connection gets the lock
+            other.execute("COMMIT")
+        assert await store.count("audit") == 3
+    finally:
+        await store.close()
+
+
 async def test_stores_opening_a_new_file_at_once_migrate_it_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another gateway migrates the new file while this one, having read version 0,

@@ -11,8 +11,9 @@ calls, and another task's write on this connection runs there.  Hence:
 
 - ``rows`` reads to the end in one worker call: no statement stays open between calls;
 - ``run``, ``returning`` (one statement) and ``write`` (batches in one ``BEGIN
-  IMMEDIATE`` transaction) take one lock, so a task's statement never lands inside
-  another task's transaction (nor is rolled back with it);
+  IMMEDIATE`` transaction, shielded from cancellation) take one lock, so a task's
+  statement never lands inside another task's transaction (nor is rolled back with it),
+  and no transaction is left open;
 - each ``sqlite3.Error`` becomes a ``StorageError`` naming the file, what is wrong and
   what to do.  SQLITE_BUSY, which now means another connection held the write lock for
   ``BUSY_TIMEOUT_MS``, is ``StoreUnavailable``: nothing was written, and what retries
@@ -26,8 +27,8 @@ gateway's short transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import aiosqlite
@@ -84,30 +85,27 @@ class StoreConnection:
 
     async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:
         """Each (statement, rows) batch, in one transaction; the rows each changed."""
-        async with self._transaction() as db:
-            return [(await db.executemany(statement, rows)).rowcount
-                    for statement, rows in batches]
+        db = self._db
+        async with self._lock:
+            # Shielded: the worker runs a BEGIN it was handed whether or not its task was
+            # cancelled meanwhile, and a transaction nobody ends holds the file's write
+            # lock (every other connection locked out) until the gateway stops.  A write
+            # ends within BUSY_TIMEOUT_MS and a few worker calls.
+            with anyio.CancelScope(shield=True), self._mapped("write"):
+                await db.execute("BEGIN IMMEDIATE")  # the write lock now, waited for
+                try:
+                    changed = [(await db.executemany(statement, rows)).rowcount
+                               for statement, rows in batches]
+                    await db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # SQLite may have rolled back (disk full)
+                        await db.execute("ROLLBACK")
+                    raise
+        return changed
 
     async def close(self) -> None:
         with self._mapped("close"):
             await self._db.close()
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        db = self._db
-        async with self._lock:
-            with self._mapped("write"):
-                await db.execute("BEGIN IMMEDIATE")  # the write lock now, waited for
-                try:
-                    yield db
-                    await db.execute("COMMIT")
-                except BaseException:
-                    # Shielded: a cancelled task must not leave the transaction open for
-                    # the next BEGIN.  SQLite may have rolled back already (disk full).
-                    with anyio.CancelScope(shield=True):
-                        if db.in_transaction:
-                            await db.execute("ROLLBACK")
-                    raise
 
     @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
@@ -126,6 +124,6 @@ def store_error(path: str, what: str, exc: sqlite3.Error) -> StorageError:
             f"write lock for more than {BUSY_TIMEOUT_MS / 1000:g} s ({exc}); end what "
             "holds it (an open transaction in a sqlite3 shell, a backup, a stuck "
             "process) and try again")
-    fix = _FIXES.get(code, "if it goes on, check the file with 'sqlite3 FILE \"PRAGMA "
-                           "integrity_check\"' or move it away")
+    fix = _FIXES.get(code) or (f"if it goes on, check the file (sqlite3 {path} 'PRAGMA "
+                               "integrity_check') or move it away")
     return StorageError(f"{path}: the {what} failed: {exc}; {fix}")

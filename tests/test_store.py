@@ -41,7 +41,7 @@ async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path:
     try:
         assert await store.schema_version() == store_module.SCHEMA_VERSION
         # A small page cache (SQLite's default is 2 MB, filled by call records).
-        (cache,) = await (await store._db.execute("PRAGMA cache_size")).fetchone() or (0,)
+        ((cache,),) = await store._db.rows("PRAGMA cache_size")
         assert cache == -store_module.CACHE_KIB and 0 < store_module.CACHE_KIB < 2000
     finally:
         await store.close()
@@ -157,7 +157,7 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(
     with monkeypatch.context() as patch:  # make a file exactly as version 1 left it
         as_schema_version(patch, 1)
         old = await SQLiteStore.open(path)
-        await old._db.execute(
+        await old._db.run(
             "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
             " started_at, duration_ms, status) VALUES ('v1', 't', 'c', 'tool', 'x', 's', 'x',"
             " 1.0, 2.0, 'success')")

@@ -14,7 +14,10 @@ registrations); ``routes``; ``health_records``; ``inspector_history``;
 Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
 
 The change feed reports the control-plane mutations made through this object (one
-gateway owns a file); another process writing the same file is not seen.
+gateway owns a file); another process writing the same file is not seen.  Every read and
+write goes through ``sqlite_connection.StoreConnection``: reads fetched whole, writes one
+at a time, SQLite's errors in words (so two gateways on one file wait for each other's
+writes rather than fail with "database is locked").
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from fast_mcp_gateway.store.records import (
     RouteRecord,
 )
 from fast_mcp_gateway.store.rows import aggregate_rows, columns, record_of, row_of
+from fast_mcp_gateway.store.sqlite_connection import StoreConnection
 from fast_mcp_gateway.store.stats import (
     HIST_COLUMNS,
     LatencyStats,
@@ -85,12 +89,9 @@ class SQLiteStore:
     shared = False  # one gateway owns a file
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
-        self._db = db
+        self._db = StoreConnection(db, path)
         self.path = path
         self._feed = LocalChangeFeed()
-        # One explicit transaction at a time on the one connection: a second BEGIN while
-        # another task's transaction awaits fails ("within a transaction").
-        self._tx = anyio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, *, allow_memory: bool = False) -> SQLiteStore:
@@ -128,13 +129,14 @@ class SQLiteStore:
         await self._db.close()
 
     async def schema_version(self) -> int:
-        return await schema.schema_version(self._db)
+        ((version,),) = await self._db.rows("PRAGMA user_version")
+        return int(version)
 
     async def count(self, table: str) -> int:
         """Rows in one table (for tests and benchmarks)."""
         if table not in schema.TABLES:
             raise StorageError(f"no table {table!r}")
-        (n,) = await (await self._db.execute(f"SELECT COUNT(*) FROM {table}")).fetchone() or (0,)
+        ((n,),) = await self._db.rows(f"SELECT COUNT(*) FROM {table}")
         return int(n)
 
     # -- invocations --------------------------------------------------------------------
@@ -144,7 +146,7 @@ class SQLiteStore:
         if not rows:
             return 0
         minutes, hours = aggregate_batch(rows)
-        await self._write(
+        await self._db.write(
             (f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
              f" ({_INVOCATION_PLACEHOLDERS})", [row_of(r) for r in rows]),
             *((schema.UPSERT_AGGREGATE.format(table=table), aggregate_rows(groups))
@@ -174,26 +176,23 @@ class SQLiteStore:
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {_INVOCATION_COLUMNS} FROM invocations" + _clause(where)
                + f" ORDER BY started_at {order}, id {order} LIMIT ?")
-        cur = await self._db.execute(sql, [*args, limit + 1])
-        rows = [record_of(Invocation, row) for row in await cur.fetchall()]
-        return invocation_page(rows, limit)
+        rows = await self._db.rows(sql, [*args, limit + 1])
+        return invocation_page([record_of(Invocation, row) for row in rows], limit)
 
     async def invocations_written(
         self, after: int | None, *, server: str | None = None, tool: str | None = None,
         status: str | None = None, limit: int = 1000,
     ) -> tuple[list[Invocation], int]:
         # The rowid: SQLite gives each insert the largest one so far plus one.
-        cur = await self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
-        (last,) = await cur.fetchone() or (0,)
+        ((last,),) = await self._db.rows("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
         if after is None:
             return [], int(last)
         where, args = _where((("rowid > ?", after if after <= last else 0),
                               ("server = ?", server), ("exposed = ?", tool),
                               ("status = ?", status)))
-        cur = await self._db.execute(
+        rows = await self._db.rows(
             f"SELECT rowid, {_INVOCATION_COLUMNS} FROM invocations" + _clause(where)
             + " ORDER BY rowid LIMIT ?", [*args, limit])
-        rows = list(await cur.fetchall())
         return ([record_of(Invocation, row[1:]) for row in rows],
                 written_position(rows[-1][0] if rows else None, int(last), len(rows), limit))
 
@@ -217,11 +216,11 @@ class SQLiteStore:
             sql = (f"SELECT {key}, SUM(count), SUM(errors), SUM(total_ms), MIN(min_ms),"
                    f" MAX(max_ms), SUM(cancelled), {sums} FROM {_TABLE_OF[resolution]}"
                    + _clause(where) + f" GROUP BY {key}")
-            async with self._db.execute(sql, args) as cur:
-                async for group, count, errors, total, lo_ms, hi_ms, cancelled, *hist in cur:
-                    if count:
-                        merge_into(out.setdefault(group, LatencyStats()), count, errors,
-                                   total, lo_ms, hi_ms, hist, cancelled)
+            for group, count, errors, total, lo_ms, hi_ms, cancelled, *hist in (
+                    await self._db.rows(sql, args)):
+                if count:
+                    merge_into(out.setdefault(group, LatencyStats()), count, errors,
+                               total, lo_ms, hi_ms, hist, cancelled)
         return finish(out)
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
@@ -230,17 +229,17 @@ class SQLiteStore:
         removed = 0
         db = self._db
         if max_age_seconds is not None:
-            cur = await db.execute("DELETE FROM invocations WHERE started_at < ?",
-                                   (now - max_age_seconds,))
+            cur = await db.run("DELETE FROM invocations WHERE started_at < ?",
+                               (now - max_age_seconds,))
             removed += cur.rowcount
-            await db.execute("DELETE FROM invocation_minutes WHERE period < ?",
-                             (int((now - max_age_seconds) // 60),))
-            await db.execute("DELETE FROM invocation_hours WHERE period < ?",
-                             (int((now - max_age_seconds) // 3600),))
+            await db.run("DELETE FROM invocation_minutes WHERE period < ?",
+                         (int((now - max_age_seconds) // 60),))
+            await db.run("DELETE FROM invocation_hours WHERE period < ?",
+                         (int((now - max_age_seconds) // 3600),))
             for table in ("audit", "health_records", "inspector_history", "alert_events"):
-                await db.execute(f"DELETE FROM {table} WHERE at < ?", (now - max_age_seconds,))
+                await db.run(f"DELETE FROM {table} WHERE at < ?", (now - max_age_seconds,))
         if max_rows is not None:
-            cur = await db.execute(
+            cur = await db.run(
                 "DELETE FROM invocations WHERE rowid IN (SELECT rowid FROM invocations"
                 " ORDER BY started_at DESC LIMIT -1 OFFSET ?)", (max_rows,))
             removed += cur.rowcount
@@ -249,7 +248,7 @@ class SQLiteStore:
     # -- control plane: runtime server registrations and route rules --------------------
 
     async def put_server(self, name: str, config: dict[str, Any] | None, enabled: bool) -> None:
-        await self._db.execute(
+        await self._db.run(
             "INSERT INTO servers (name, config, enabled, updated_at) VALUES (?,?,?,?)"
             " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
             " enabled = excluded.enabled, updated_at = excluded.updated_at",
@@ -259,32 +258,32 @@ class SQLiteStore:
 
     async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
         # One statement: SQLite's write lock decides between gateways on one file.
-        rows = await self._db.execute_fetchall(schema.ADD_SERVER, (
+        rows = await self._db.returning(schema.ADD_SERVER, (
             name, json.dumps(config), int(enabled), time.time(), *VACANT_CONFIGS))
         if rows:
             self._feed.note("server", name)
         return bool(rows)
 
     async def set_server_enabled(self, name: str, enabled: bool) -> None:
-        await self._db.execute(
+        await self._db.run(
             "INSERT INTO servers (name, config, enabled, updated_at) VALUES (?,'null',?,?)"
             " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled,"
             " updated_at = excluded.updated_at", (name, int(enabled), time.time()))
         self._feed.note("server", name)
 
     async def delete_server(self, name: str) -> None:
-        cur = await self._db.execute("DELETE FROM servers WHERE name = ?", (name,))
+        cur = await self._db.run("DELETE FROM servers WHERE name = ?", (name,))
         if cur.rowcount:
             self._feed.note("server", name)
 
     async def servers(self) -> list[Registration]:
-        cur = await self._db.execute(f"SELECT {columns(Registration)} FROM servers"
-                                     " ORDER BY name")
-        return [record_of(Registration, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(Registration)} FROM servers"
+                                   " ORDER BY name")
+        return [record_of(Registration, row) for row in rows]
 
     async def add_route(self, pattern: str, match: RouteMatch, target: str,
                         priority: int) -> int:
-        cur = await self._db.execute(
+        cur = await self._db.run(
             "INSERT INTO routes (pattern, match, priority, target, created_at)"
             " VALUES (?,?,?,?,?)", (pattern, match, priority, target, time.time()))
         route_id = int(cur.lastrowid or 0)
@@ -293,21 +292,21 @@ class SQLiteStore:
 
     async def update_route(self, route_id: int, pattern: str, match: RouteMatch,
                            target: str, priority: int) -> bool:
-        cur = await self._db.execute(
+        cur = await self._db.run(
             "UPDATE routes SET pattern=?, match=?, target=?, priority=? WHERE id=?",
             (pattern, match, target, priority, route_id))
         self._feed.note_each("route", (str(route_id),) if cur.rowcount > 0 else ())
         return cur.rowcount > 0
 
     async def delete_route(self, route_id: int) -> bool:
-        cur = await self._db.execute("DELETE FROM routes WHERE id=?", (route_id,))
+        cur = await self._db.run("DELETE FROM routes WHERE id=?", (route_id,))
         self._feed.note_each("route", (str(route_id),) if cur.rowcount > 0 else ())
         return cur.rowcount > 0
 
     async def routes(self) -> list[RouteRecord]:
-        cur = await self._db.execute(f"SELECT {columns(RouteRecord)} FROM routes"
-                                     " ORDER BY priority DESC, id")
-        return [record_of(RouteRecord, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(RouteRecord)} FROM routes"
+                                   " ORDER BY priority DESC, id")
+        return [record_of(RouteRecord, row) for row in rows]
 
     async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
         return await self._feed.changes(since, wait=wait)
@@ -315,9 +314,9 @@ class SQLiteStore:
     # -- histories: health, audit, inspector ---------------------------------------------
 
     async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
-        await self._db.executemany(
+        await self._db.write((
             f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
-            " VALUES (?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows])
+            " VALUES (?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows]))
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
@@ -325,7 +324,7 @@ class SQLiteStore:
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None) -> None:
-        await self._db.execute(
+        await self._db.run(
             "INSERT INTO audit (at, actor, action, target, arguments, result)"
             " VALUES (?,?,?,?,?,?)", (time.time(), actor, action, target, arguments, result))
 
@@ -336,7 +335,7 @@ class SQLiteStore:
     async def add_inspection(self, server: str, replica: str | None, operation: str,
                              target: str | None, arguments: str | None, status: str,
                              duration_ms: float, result: str | None) -> int:
-        cur = await self._db.execute(
+        cur = await self._db.run(
             "INSERT INTO inspector_history (at, server, replica, operation, target, arguments,"
             " status, duration_ms, result) VALUES (?,?,?,?,?,?,?,?,?)",
             (time.time(), server, replica, operation, target, arguments, status, duration_ms,
@@ -349,7 +348,7 @@ class SQLiteStore:
                                 before_id)
 
     async def clear_inspections(self, server: str | None = None) -> int:
-        cur = await self._db.execute(
+        cur = await self._db.run(
             "DELETE FROM inspector_history" + (" WHERE server = ?" if server else ""),
             [server] if server else [])
         return cur.rowcount
@@ -357,61 +356,61 @@ class SQLiteStore:
     # -- learned eras -------------------------------------------------------------------
 
     async def era_needs(self) -> list[EraNeed]:
-        cur = await self._db.execute(f"SELECT {columns(EraNeed)} FROM era_needs ORDER BY server")
-        return [record_of(EraNeed, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(EraNeed)} FROM era_needs ORDER BY server")
+        return [record_of(EraNeed, row) for row in rows]
 
     async def put_era_need(self, need: EraNeed) -> None:
-        await self._db.execute(f"INSERT OR REPLACE INTO era_needs ({columns(EraNeed)})"
-                               " VALUES (?,?,?,?,?)", row_of(need))
+        await self._db.run(f"INSERT OR REPLACE INTO era_needs ({columns(EraNeed)})"
+                           " VALUES (?,?,?,?,?)", row_of(need))
 
     async def name_bindings(self) -> list[NameBinding]:
-        cur = await self._db.execute(f"SELECT {columns(NameBinding)} FROM name_bindings"
-                                     " ORDER BY kind, exposed")
-        return [record_of(NameBinding, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(NameBinding)} FROM name_bindings"
+                                   " ORDER BY kind, exposed")
+        return [record_of(NameBinding, row) for row in rows]
 
     async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
-        await self._write((schema.CLAIM_NAMES[0], [(c.kind, c.server, c.original, c.base)
-                                                   for c in claims]),
-                          (schema.CLAIM_NAMES[1], [row_of(c) for c in claims]))
-        cur = await self._db.execute(  # the claimed components' and names' holders
+        await self._db.write((schema.CLAIM_NAMES[0], [(c.kind, c.server, c.original, c.base)
+                                                      for c in claims]),
+                             (schema.CLAIM_NAMES[1], [row_of(c) for c in claims]))
+        rows = await self._db.rows(  # the claimed components' and names' holders
             f"SELECT {columns(NameBinding)} FROM name_bindings WHERE server IN (SELECT value"
             " FROM json_each(?1)) OR exposed IN (SELECT value FROM json_each(?2))",
             (json.dumps(sorted({c.server for c in claims})),
              json.dumps(sorted({c.exposed for c in claims}))))
-        return claimed((record_of(NameBinding, r) for r in await cur.fetchall()), claims)
+        return claimed((record_of(NameBinding, r) for r in rows), claims)
 
     async def release_names(self, server: str) -> int:
-        cur = await self._db.execute("DELETE FROM name_bindings WHERE server = ?", (server,))
+        cur = await self._db.run("DELETE FROM name_bindings WHERE server = ?", (server,))
         self._feed.note_each("names", (server,) if cur.rowcount else ())
         return cur.rowcount
 
     async def forget_names(self, bindings: Sequence[NameBinding]) -> int:
         rows = [[b.kind, b.exposed, b.server, b.original] for b in bindings]
-        gone = list(await self._db.execute_fetchall(schema.FORGET_NAMES, (json.dumps(rows),)))
+        gone = list(await self._db.returning(schema.FORGET_NAMES, (json.dumps(rows),)))
         self._feed.note_each("names", (r[0] for r in gone))
         return len(gone)
 
     # -- alerts -----------------------------------------------------------------------
 
     async def alert_rules(self) -> list[AlertRuleRecord]:
-        cur = await self._db.execute(f"SELECT {columns(AlertRuleRecord)} FROM alert_rules"
-                                     " ORDER BY name")
-        return [record_of(AlertRuleRecord, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(AlertRuleRecord)} FROM alert_rules"
+                                   " ORDER BY name")
+        return [record_of(AlertRuleRecord, row) for row in rows]
 
     async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
-        await self._db.execute(
+        await self._db.run(
             "INSERT INTO alert_rules (name, config, updated_at) VALUES (?,?,?)"
             " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
             " updated_at = excluded.updated_at", (name, json.dumps(config), time.time()))
 
     async def delete_alert_rule(self, name: str) -> bool:
-        cur = await self._db.execute("DELETE FROM alert_rules WHERE name = ?", (name,))
+        cur = await self._db.run("DELETE FROM alert_rules WHERE name = ?", (name,))
         return cur.rowcount > 0
 
     async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
-        await self._db.executemany(
+        await self._db.write((
             f"INSERT INTO alert_events ({columns(AlertEvent, assigned_id=False)})"
-            " VALUES (?,?,?,?,?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows])
+            " VALUES (?,?,?,?,?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows]))
 
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None
@@ -421,17 +420,15 @@ class SQLiteStore:
 
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
-        # Read to the end: a RETURNING statement left unfinished keeps the connection's
-        # transaction open ("SQL statements in progress" at the next commit).
-        rows = await self._db.execute_fetchall(schema.LEASE, (name, holder, now + ttl, now))
+        rows = await self._db.returning(schema.LEASE, (name, holder, now + ttl, now))
         return any(row[0] == holder for row in rows)
 
     async def release_lease(self, name: str, holder: str) -> None:
-        await self._db.execute("DELETE FROM leases WHERE name = ? AND holder = ?",
-                               (name, holder))
+        await self._db.run("DELETE FROM leases WHERE name = ? AND holder = ?",
+                           (name, holder))
 
     async def lease(self, name: str) -> Lease | None:
-        rows = await self._db.execute_fetchall(
+        rows = await self._db.rows(
             "SELECT holder, expires_at FROM leases WHERE name = ?", (name,))
         return next((Lease(name, h, e) for h, e in rows), None)
 
@@ -440,9 +437,9 @@ class SQLiteStore:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""
         where, args = _where((("server = ?", server), ("rule = ?", rule),
                               ("id < ?", before_id)))
-        cur = await self._db.execute(f"SELECT {columns(record)} FROM {table}" + _clause(where)
-                                     + " ORDER BY id DESC LIMIT ?", [*args, limit])
-        return [record_of(record, row) for row in await cur.fetchall()]
+        rows = await self._db.rows(f"SELECT {columns(record)} FROM {table}" + _clause(where)
+                                   + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        return [record_of(record, row) for row in rows]
 
     # -- pins -----------------------------------------------------------------------------
 
@@ -451,37 +448,21 @@ class SQLiteStore:
         args: tuple[str, ...] = ()
         if server is not None:
             sql, args = sql + " WHERE server = ?", (server,)
-        cur = await self._db.execute(sql + " ORDER BY server, kind, name, status", args)
-        return [pin_record(row) for row in await cur.fetchall()]
+        rows = await self._db.rows(sql + " ORDER BY server, kind, name, status", args)
+        return [pin_record(row) for row in rows]
 
     async def put_pins(self, rows: Sequence[PinRecord]) -> None:
-        await self._write((f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES"
-                           " (?,?,?,?,?,?,?,?,?)", [pin_row(r) for r in rows]))
-
-    async def _write(self, *batches: tuple[str, list[Any]]) -> None:
-        """Each (statement, rows) batch, in one transaction."""
-        db = self._db
-        async with self._tx:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement, rows in batches:
-                    await db.executemany(statement, rows)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+        await self._db.write((f"INSERT OR REPLACE INTO pins ({PIN_COLUMNS}) VALUES"
+                              " (?,?,?,?,?,?,?,?,?)", [pin_row(r) for r in rows]))
 
     async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
                           ) -> int:
         if keys is None:
-            cur = await self._db.execute("DELETE FROM pins WHERE server = ?", (server,))
+            cur = await self._db.run("DELETE FROM pins WHERE server = ?", (server,))
             return cur.rowcount
-        removed = 0
-        for kind, name, status in keys:
-            cur = await self._db.execute(
-                "DELETE FROM pins WHERE server = ? AND kind = ? AND name = ? AND status = ?",
-                (server, kind, name, status))
-            removed += cur.rowcount
+        (removed,) = await self._db.write((
+            "DELETE FROM pins WHERE server = ? AND kind = ? AND name = ? AND status = ?",
+            [(server, kind, name, status) for kind, name, status in keys]))
         return removed
 
 

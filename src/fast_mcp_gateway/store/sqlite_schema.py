@@ -2,8 +2,10 @@
 
 ``prepare`` checks the file's integrity, switches it to WAL, applies the pending
 ``MIGRATIONS`` in order (each in one transaction, ``PRAGMA user_version`` recording the
-last), then checks that every table has the columns its version promises.  A file it
-cannot use is a ``StorageError`` naming the file and the reason -- never a silent reset.
+last; the version read again once the transaction holds the write lock, so gateways
+opening a new file at once migrate it once), then checks that every table has the
+columns its version promises.  A file it cannot use is a ``StorageError`` naming the
+file and the reason -- never a silent reset.
 
 The aggregate tables (``invocation_minutes``, ``invocation_hours``) hold one row per
 (period, server, exposed) with the latency histogram's buckets as columns ``h0..h48``,
@@ -13,9 +15,11 @@ so a statistics query sums a few thousand rows inside SQLite whatever the number
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import aiosqlite
 
+from fast_mcp_gateway.store import sqlite_connection
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
@@ -239,7 +243,7 @@ UPSERT_AGGREGATE = (
 async def prepare(db: aiosqlite.Connection, path: str) -> None:
     """Check, tune and migrate a freshly opened connection (see the module docstring).
     sqlite3 errors propagate for the caller to name the file."""
-    await db.execute("PRAGMA busy_timeout = 5000")
+    await db.execute(f"PRAGMA busy_timeout = {sqlite_connection.BUSY_TIMEOUT_MS}")
     (check,) = await (await db.execute("PRAGMA quick_check")).fetchone() or ("?",)
     if check != "ok":
         raise StorageError(f"{path}: integrity check failed: {check}; the file was "
@@ -263,8 +267,14 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
             continue
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await _run_script(db, script)
-            await db.execute(f"PRAGMA user_version = {target}")
+            # Another process opening the file at the same moment may have applied it
+            # while this one waited for the write lock ("table ... already exists").
+            version = await schema_version(db)
+            if target > version:
+                for statement in statements(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+                version = target
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -328,8 +338,8 @@ async def _check_columns(db: aiosqlite.Connection, path: str) -> None:
                 "build -- move it away or point MCP_GATEWAY_DB elsewhere")
 
 
-async def _run_script(db: aiosqlite.Connection, script: str) -> None:
-    """Run a migration's statements inside the caller's open transaction."""
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements, one by one (run inside the caller's transaction)."""
     for statement in (s.strip() for s in _aggregate_tables(script).split(";")):
         if statement:
-            await db.execute(statement)
+            yield statement

@@ -1,0 +1,129 @@
+"""The one aiosqlite connection of a ``SQLiteStore``: reads, writes and their errors.
+
+Two gateways (or a gateway and the CLI) may use one file.  SQLite makes a writer wait
+for another connection's write lock (``busy_timeout``) only when its statement starts
+the transaction.  A connection that is still reading -- a statement stepped but not
+finished -- has to upgrade its read to a write, and then SQLite answers SQLITE_BUSY at
+once ("database is locked"; SQLITE_BUSY_SNAPSHOT when another connection committed since
+the read began: no wait could help).  aiosqlite runs each call in its worker thread, so
+a read made as ``execute`` then ``fetchall`` keeps its statement open between the two
+calls, and another task's write on this connection runs there.  Hence:
+
+- ``rows`` reads to the end in one worker call: no statement stays open between calls;
+- ``run``, ``returning`` (one statement) and ``write`` (batches in one ``BEGIN
+  IMMEDIATE`` transaction, shielded from cancellation) take one lock, so a task's
+  statement never lands inside another task's transaction (nor is rolled back with it),
+  and no transaction is left open;
+- each ``sqlite3.Error`` becomes a ``StorageError`` naming the file, what is wrong and
+  what to do.  SQLITE_BUSY, which now means another connection held the write lock for
+  ``BUSY_TIMEOUT_MS``, is ``StoreUnavailable``: nothing was written, and what retries
+  an unreachable store (the call recorder, the change feed) tries again.
+
+No retry on top of SQLite's: its busy handler already retries for ``BUSY_TIMEOUT_MS``
+with growing waits, and a write that waited that long waits for something other than a
+gateway's short transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from fast_mcp_gateway.store.base import StorageError, StoreUnavailable
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for another connection's write lock (``PRAGMA busy_timeout``)."""
+
+# What to do, by SQLite's primary result code (the low byte of the extended one).
+_FIXES = {
+    sqlite3.SQLITE_FULL: "free space on its disk",
+    sqlite3.SQLITE_READONLY: "make the file, its -wal and -shm files and its folder "
+                             "writable by the gateway's user",
+    sqlite3.SQLITE_CANTOPEN: "make the file, its -wal and -shm files and its folder "
+                             "writable by the gateway's user",
+    sqlite3.SQLITE_CORRUPT: "restore it from a backup or move it away",
+    sqlite3.SQLITE_NOTADB: "restore it from a backup or move it away",
+    sqlite3.SQLITE_IOERR: "check its disk (dmesg) and the free space",
+}
+
+
+class StoreConnection:
+    """The store's reads and writes on ``db`` (see the module docstring); ``path``
+    names the file in errors."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self.path = path
+        # One writer at a time on the connection: a second BEGIN while another task's
+        # transaction awaits fails ("within a transaction"), and a single statement run
+        # meanwhile would join that transaction.
+        self._lock = anyio.Lock()
+
+    async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a read, fetched in one worker call."""
+        with self._mapped("read"):
+            return list(await self._db.execute_fetchall(sql, args))
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        """One writing statement (its own transaction); the cursor gives ``rowcount``
+        and ``lastrowid``."""
+        async with self._lock:
+            with self._mapped("write"):
+                return await self._db.execute(sql, args)
+
+    async def returning(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """One writing statement with ``RETURNING``, read to the end (a statement left
+        unfinished keeps the transaction open: "SQL statements in progress")."""
+        async with self._lock:
+            with self._mapped("write"):
+                return list(await self._db.execute_fetchall(sql, args))
+
+    async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:
+        """Each (statement, rows) batch, in one transaction; the rows each changed."""
+        db = self._db
+        async with self._lock:
+            # Shielded: the worker runs a BEGIN it was handed whether or not its task was
+            # cancelled meanwhile, and a transaction nobody ends holds the file's write
+            # lock (every other connection locked out) until the gateway stops.  A write
+            # ends within BUSY_TIMEOUT_MS and a few worker calls.
+            with anyio.CancelScope(shield=True), self._mapped("write"):
+                await db.execute("BEGIN IMMEDIATE")  # the write lock now, waited for
+                try:
+                    changed = [(await db.executemany(statement, rows)).rowcount
+                               for statement, rows in batches]
+                    await db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # SQLite may have rolled back (disk full)
+                        await db.execute("ROLLBACK")
+                    raise
+        return changed
+
+    async def close(self) -> None:
+        with self._mapped("close"):
+            await self._db.close()
+
+    @contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(self.path, what, exc) from exc
+
+
+def store_error(path: str, what: str, exc: sqlite3.Error) -> StorageError:
+    """The store's error for a failed ``what`` (read, write) on the file ``path``."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_BUSY:
+        return StoreUnavailable(
+            f"{path}: the {what} did not happen: another connection held the database's "
+            f"write lock for more than {BUSY_TIMEOUT_MS / 1000:g} s ({exc}); end what "
+            "holds it (an open transaction in a sqlite3 shell, a backup, a stuck "
+            "process) and try again")
+    fix = _FIXES.get(code) or (f"if it goes on, check the file (sqlite3 {path} 'PRAGMA "
+                               "integrity_check') or move it away")
+    return StorageError(f"{path}: the {what} failed: {exc}; {fix}")

@@ -17,6 +17,7 @@ import pytest
 
 from fast_mcp_gateway.store import Invocation, SQLiteStore, StoreUnavailable, sqlite_connection
 from fast_mcp_gateway.store import sqlite_schema as schema
+from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.names import NameBinding
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +166,46 @@ async def test_stores_opening_a_new_file_at_once_migrate_it_once(
         assert await store.schema_version() == schema.SCHEMA_VERSION
     finally:
         await store.close()
+
+
+async def test_a_file_a_newer_gateway_migrates_meanwhile_is_refused_in_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This gateway read version 0 and waits for the write lock while a newer gateway
+    migrates the file past what it understands: it must refuse the file as newer (the
+    check ran only before the migrations, so it went on with a schema it does not know)."""
+    path = tmp_path / "g.db"
+    path.touch(mode=0o600)
+    read = anyio.Event()
+    read_version = schema.schema_version
+
+    async def version_read(db: aiosqlite.Connection) -> int:
+        version = await read_version(db)
+        read.set()
+        return version
+
+    monkeypatch.setattr(schema, "schema_version", version_read)
+    other = sqlite3.connect(path, isolation_level=None)
+    refused: list[BaseException] = []
+    try:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("BEGIN IMMEDIATE")
+        for _, script in schema.MIGRATIONS:
+            for statement in schema.statements(script):
+                other.execute(statement)
+        other.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+
+        async def open_store() -> None:
+            try:
+                await SQLiteStore.open(path)
+            except StorageError as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_store)
+            await read.wait()
+            other.execute("COMMIT")
+    finally:
+        other.close()
+    assert len(refused) == 1, refused
+    assert f"schema version {schema.SCHEMA_VERSION + 1} is newer than this gateway" in str(
+        refused[0])

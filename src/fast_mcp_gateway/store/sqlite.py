@@ -120,8 +120,9 @@ class SQLiteStore:
             await db.close()
             raise StorageError(f"{path}: not a usable gateway database ({exc}); move it "
                                "away or point MCP_GATEWAY_DB elsewhere") from exc
-        except StorageError:
-            await db.close()
+        except BaseException:  # StorageError, or cancelled: the worker thread ends too
+            with anyio.CancelScope(shield=True):
+                await db.close()
             raise
         return cls(db, path)
 

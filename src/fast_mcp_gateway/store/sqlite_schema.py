@@ -259,9 +259,7 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
     # mark: 512 KiB cost ~0.4 MB of RSS more than 128 once full (issue 15).
     await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     version = await schema_version(db)
-    if version > SCHEMA_VERSION:
-        raise StorageError(f"{path}: schema version {version} is newer than this "
-                           f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
+    _refuse_newer(path, version)
     for target, script in MIGRATIONS:
         if target <= version:
             continue
@@ -270,6 +268,7 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
             # Another process opening the file at the same moment may have applied it
             # while this one waited for the write lock ("table ... already exists").
             version = await schema_version(db)
+            _refuse_newer(path, version)  # a newer gateway migrated it meanwhile
             if target > version:
                 for statement in statements(script):
                     await db.execute(statement)
@@ -280,6 +279,12 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
             await db.execute("ROLLBACK")
             raise
     await _check_columns(db, path)
+
+
+def _refuse_newer(path: str, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"{path}: schema version {version} is newer than this "
+                           f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
 
 
 async def schema_version(db: aiosqlite.Connection) -> int:

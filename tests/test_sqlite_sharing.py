@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import anyio
@@ -209,3 +210,44 @@ async def test_a_file_a_newer_gateway_migrates_meanwhile_is_refused_in_words(
     assert len(refused) == 1, refused
     assert f"schema version {schema.SCHEMA_VERSION + 1} is newer than this gateway" in str(
         refused[0])
+
+
+async def test_a_read_never_sees_another_tasks_uncommitted_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch write is several worker calls (BEGIN, the statements, COMMIT); a read on
+    the connection in between saw its rows before they were committed (invocations whose
+    aggregates were not written yet, or rows a rollback then took back).  The read now
+    waits for the batch to end."""
+    store = await SQLiteStore.open(tmp_path / "g.db")
+    conn = store._db
+    inserted, release = anyio.Event(), anyio.Event()
+    executemany = conn._db.executemany
+
+    async def paused(sql: str, rows: Any) -> Any:
+        cursor = await executemany(sql, rows)
+        if "INTO invocations " in sql:
+            inserted.set()
+            await release.wait()
+        return cursor
+
+    monkeypatch.setattr(conn._db, "executemany", paused)
+    seen: list[int] = []
+
+    async def read() -> None:
+        seen.append(await store.count("invocations"))
+
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.add_invocations, [_CALL])
+                await inserted.wait()  # the row is in, not committed
+                tg.start_soon(read)
+                try:  # the read waits for the batch's lock (or, wrongly, has read)
+                    while conn._lock.statistics().tasks_waiting == 0 and not seen:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                    assert seen == []
+                finally:
+                    release.set()
+        assert seen == [1]
+    finally:
+        await store.close()

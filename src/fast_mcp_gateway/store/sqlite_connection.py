@@ -10,6 +10,7 @@ a read made as ``execute`` then ``fetchall`` keeps its statement open between th
 calls, and another task's write on this connection runs there.  Hence:
 
 - ``rows`` reads to the end in one worker call: no statement stays open between calls;
+  it takes the lock below too, so it never reads another task's uncommitted rows;
 - ``run``, ``returning`` (one statement) and ``write`` (batches in one ``BEGIN
   IMMEDIATE`` transaction, shielded from cancellation) take one lock, so a task's
   statement never lands inside another task's transaction (nor is rolled back with it),
@@ -65,9 +66,12 @@ class StoreConnection:
         self._lock = anyio.Lock()
 
     async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        """Every row of a read, fetched in one worker call."""
-        with self._mapped("read"):
-            return list(await self._db.execute_fetchall(sql, args))
+        """Every row of a read, fetched in one worker call, never inside another task's
+        transaction (it would see rows not yet committed: invocations without their
+        aggregates, or a batch that is then rolled back)."""
+        async with self._lock:
+            with self._mapped("read"):
+                return list(await self._db.execute_fetchall(sql, args))
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Cursor:
         """One writing statement (its own transaction); the cursor gives ``rowcount``

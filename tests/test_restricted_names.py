@@ -1,0 +1,51 @@
+"""A token restricted to some servers learns no other server's name, on any surface
+(session 18, trial 4: the HTTP service walked as a team's new operator would).
+
+Each test reproduces one finding over real HTTP on 127.0.0.1, with the demo servers as
+real stdio subprocesses and a real SQLite store; each failed on the code it was written
+against.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+from tests.test_rest import ALICE, OPS, demo, serving
+
+pytestmark = pytest.mark.anyio
+
+SERVERS = {"notes": demo("notes"), "clock": demo("clock")}
+
+
+async def test_a_broken_route_rule_names_no_server_to_a_caller_outside_it(
+        tmp_path: Path) -> None:
+    """A rule sending a restricted caller's tool to a server lacking it answered "route
+    #1 (wildcard 'notes_*') sends 'notes_list_notes' to server 'clock', which has no tool
+    'list_notes'": the rule and a server outside the caller's set.  Now such a caller
+    gets the bare words it gets for a working rule to that server; an unrestricted
+    caller still gets the rule and how to fix it."""
+    async with serving(tmp_path, SERVERS) as (api, base):
+        made = await api("POST", "/routes", OPS, json={
+            "pattern": "notes_*", "match": "wildcard", "target": "clock"})
+        assert made.status_code == 201, made.text
+        unknown = "Unknown tool: 'notes_list_notes'"
+        for mode in ("auto", "2026-07-28"):  # the full path, and the HTTP express lane
+            async with Client(StreamableHttpTransport(f"{base}/mcp", auth=ALICE),
+                              mode=mode) as alice:
+                assert "notes_list_notes" in {t.name for t in await alice.list_tools()}
+                got = await alice.call_tool("notes_list_notes", {}, raise_on_error=False)
+                assert got.is_error and got.content[0].text == unknown, (mode, got.content)  # type: ignore[union-attr]
+        async with Client(f"{base}/mcp", auth=OPS) as ops:
+            got = await ops.call_tool("notes_list_notes", {}, raise_on_error=False)
+            assert got.is_error
+            assert "route #1 (wildcard 'notes_*') sends 'notes_list_notes' to server " \
+                   "'clock', which has no tool 'list_notes'" in got.content[0].text  # type: ignore[union-attr]
+        # A rule whose server was removed since: the same, whoever asks.
+        assert (await api("DELETE", "/servers/clock", OPS)).status_code == 200
+        async with Client(f"{base}/mcp", auth=ALICE) as alice:
+            got = await alice.call_tool("notes_list_notes", {}, raise_on_error=False)
+            assert got.is_error and got.content[0].text == unknown, got.content  # type: ignore[union-attr]

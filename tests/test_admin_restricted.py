@@ -95,12 +95,18 @@ async def test_a_restricted_admin_manages_alert_rules_on_its_own_servers_only(
                 ("gateway_add_alert_rule", {"rule": {**clock_rule, "name": "clock-2"}}),
                 ("gateway_update_alert_rule", {"name": "notes-down", "rule": {
                     **mine, "server": "clock"}}),
+            ]:
+                failed, text = await call(tool, arguments)
+                assert failed and refusal in text, (tool, text)
+            # Another server's rule is not listed to it: absent, as REST answers (it was
+            # refused "not on server 'clock'", naming the server).
+            for tool, arguments in [
                 ("gateway_update_alert_rule", {"name": "clock-down", "rule": {
                     **clock_rule, "server": "notes"}}),
                 ("gateway_delete_alert_rule", {"name": "clock-down"}),
             ]:
-                failed, text = await call(tool, arguments)
-                assert failed and refusal in text, (tool, text)
+                assert await call(tool, arguments) == (
+                    True, "no alert rule named 'clock-down'"), tool
             assert (await call("gateway_delete_alert_rule", {"name": "notes-down"}))[0] is False
 
         # REST: the same rule, the same words (another server's rule is not shown: 404).

@@ -14,6 +14,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
 
 pytestmark = pytest.mark.anyio
@@ -49,3 +50,34 @@ async def test_a_broken_route_rule_names_no_server_to_a_caller_outside_it(
         async with Client(f"{base}/mcp", auth=ALICE) as alice:
             got = await alice.call_tool("notes_list_notes", {}, raise_on_error=False)
             assert got.is_error and got.content[0].text == unknown, got.content  # type: ignore[union-attr]
+
+
+async def test_another_servers_alert_rule_is_absent_to_a_restricted_admin(
+        tmp_path: Path) -> None:
+    """Over MCP, updating or deleting an alert rule on a server outside the token's set
+    was refused "... not on server 'clock'", naming the server of a rule the token is
+    never shown (REST answered 404); adding one under its name was told "exists; update
+    it", which it cannot.  Now: absent, and "choose another name"."""
+    async with serving(tmp_path, SERVERS, auth=False, options={"auth": AUTH}) as (api, base):
+        hidden = {"name": "team-b", "server": "clock", "metric": "not_ready"}
+        assert (await api("POST", "/alerts/rules", OPS, json=hidden)).status_code == 201
+        mine = {**hidden, "server": "notes"}
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+            for tool, arguments in [
+                ("gateway_update_alert_rule", {"name": "team-b", "rule": mine}),
+                ("gateway_delete_alert_rule", {"name": "team-b"}),
+            ]:
+                got = await carol.call_tool(tool, arguments, raise_on_error=False)
+                assert got.is_error, tool
+                assert got.content[0].text == "no alert rule named 'team-b'", tool  # type: ignore[union-attr]
+            added = await carol.call_tool("gateway_add_alert_rule", {"rule": mine},
+                                          raise_on_error=False)
+            taken = ("an alert rule named 'team-b' exists, on a server this token does not "
+                     "manage; choose another name")
+            assert added.is_error and added.content[0].text == taken  # type: ignore[union-attr]
+        rest = await api("POST", "/alerts/rules", NOTES_ADMIN, json=mine)
+        assert rest.status_code == 409 and rest.json()["error"]["message"] == taken
+        ops = await api("POST", "/alerts/rules", OPS, json=mine)  # it may update it: told so
+        assert ops.status_code == 409
+        assert ops.json()["error"]["message"] == (
+            "an alert rule named 'team-b' exists; update it, or choose another name")

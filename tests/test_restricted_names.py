@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+import httpx2
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import WITHIN, make_gateway, serve_http
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
+from tests.test_rest import AUTH as REST_AUTH
+from tests.test_startup import slow_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +87,38 @@ async def test_another_servers_alert_rule_is_absent_to_a_restricted_admin(
         assert ops.status_code == 409
         assert ops.json()["error"]["message"] == (
             "an alert rule named 'team-b' exists; update it, or choose another name")
+
+
+async def test_ready_names_a_server_only_to_a_token_that_may_use_it(tmp_path: Path) -> None:
+    """``/ready`` takes no token (probes send none), and with ``gateway.auth`` it named
+    every server to anyone, a restricted token's holder included ("ready_servers":
+    ["clock", "notes"], and each starting one in its reason).  Now the status and the
+    counts are everyone's, and the names are those of the caller's token."""
+    release = tmp_path / "release"
+    gateway = make_gateway({"notes": demo("notes"), "slow": slow_entry(release)},
+                           options={"auth": REST_AUTH}, db=tmp_path / "gateway.db")
+    app = gateway.http_app()
+    with anyio.fail_after(WITHIN):
+        async with serve_http(app, startup=False) as base, \
+                httpx2.AsyncClient(base_url=base, timeout=30) as http:
+
+            async def ready(token: str | None = None) -> httpx2.Response:
+                return await http.get("/ready", headers={} if token is None else {
+                    "Authorization": f"Bearer {token}"})
+
+            starting = await ready(OPS)
+            assert starting.status_code == 503 and "slow" in starting.json()["reason"]
+            for token in (None, "mgw_not-a-token", ALICE):
+                probe = await ready(token)
+                assert probe.status_code == 503 and probe.json()["status"] == "starting"
+                assert "slow" not in probe.text, (token, probe.text)
+            release.touch()
+            await app.state.startup_gate.attempted.wait()
+            replica = gateway.manager.services["slow"].replicas[0]
+            await replica.wait_until(lambda: replica.state is UpstreamState.READY, WITHIN)
+            seen = {token: await ready(token) for token in (None, "mgw_not-a-token", ALICE,
+                                                             OPS)}
+            assert {t: (r.status_code, r.json()["ready"], r.json()["total"])
+                    for t, r in seen.items()} == dict.fromkeys(seen, (200, 2, 2))
+            assert {t: r.json()["ready_servers"] for t, r in seen.items()} == {
+                None: [], "mgw_not-a-token": [], ALICE: ["notes"], OPS: ["notes", "slow"]}

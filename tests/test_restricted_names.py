@@ -122,3 +122,27 @@ async def test_ready_names_a_server_only_to_a_token_that_may_use_it(tmp_path: Pa
                     for t, r in seen.items()} == dict.fromkeys(seen, (200, 2, 2))
             assert {t: r.json()["ready_servers"] for t, r in seen.items()} == {
                 None: [], "mgw_not-a-token": [], ALICE: ["notes"], OPS: ["notes", "slow"]}
+
+
+async def test_a_namespace_taken_by_another_server_is_not_named_to_a_restricted_admin(
+        tmp_path: Path) -> None:
+    """An admin restricted to 'notes' changing its namespace to one 'clock' uses was told
+    "namespace 'clock' is already used by server 'clock'": a way to find the servers a
+    token is not shown, one namespace at a time (and it said 'runtime registration' where
+    each other refusal names the request)."""
+    async with serving(tmp_path, SERVERS, auth=False, options={"auth": AUTH}) as (api, base):
+        taken = {"config": {**demo("notes"), "namespace": "clock"}}
+        got = await api("PUT", "/servers/notes", NOTES_ADMIN, json=taken)
+        assert got.status_code == 422, got.text
+        assert got.json()["error"]["message"] == (
+            "PUT /api/v1/servers/notes body 'config': server 'notes', field 'namespace': "
+            "namespace 'clock' is already used by another server; give 'notes' another "
+            "'namespace:'")
+        async with Client(f"{base}/mcp", auth=NOTES_ADMIN) as carol:
+            refused = await carol.call_tool("gateway_update_server", {
+                "name": "notes", "config": taken["config"]}, raise_on_error=False)
+            assert refused.is_error
+            assert "already used by another server" in refused.content[0].text  # type: ignore[union-attr]
+            assert "server 'clock'" not in refused.content[0].text  # type: ignore[union-attr]
+        ops = await api("PUT", "/servers/notes", OPS, json=taken)
+        assert "namespace 'clock' is already used by server 'clock'" in ops.text

@@ -344,7 +344,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_not_nested(ctx, parsed, source)
     check_no_new_command(ctx, actor, parsed)
-    check_namespace(parsed, _running_configs(ctx), source)
+    check_namespace(parsed, _running_configs(ctx), source, actor.servers)
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
         await store.put_server(name, raw, parsed.enabled)

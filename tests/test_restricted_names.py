@@ -17,7 +17,14 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway.upstream.model import UpstreamState
-from tests.fixtures import WITHIN, make_gateway, serve_http
+from tests.fixtures import (
+    WITHIN,
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    serve_http,
+)
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
 from tests.test_rest import AUTH as REST_AUTH
@@ -122,6 +129,43 @@ async def test_ready_names_a_server_only_to_a_token_that_may_use_it(tmp_path: Pa
                     for t, r in seen.items()} == dict.fromkeys(seen, (200, 2, 2))
             assert {t: r.json()["ready_servers"] for t, r in seen.items()} == {
                 None: [], "mgw_not-a-token": [], ALICE: ["notes"], OPS: ["notes", "slow"]}
+
+
+async def test_a_name_collision_names_no_server_outside_the_callers_set(
+        tmp_path: Path) -> None:
+    """Two servers without a namespace both offer 'add': the later one's is renamed, and
+    its server's detail said why: "collides with 'add' of server 'alpha'", to an admin
+    restricted to 'beta' too (REST, gateway_server_detail).  Now that admin reads that
+    it collides with a name of another server; an unrestricted one still reads which."""
+    beta_admin = "mgw_beta-admin-only-3e1a77c0"
+    auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                       {"name": "bea", "token": beta_admin, "scopes": ["admin"],
+                        "servers": ["beta"]}]}
+    gateway = make_gateway({"alpha": memory_entry("alpha", namespace=""),
+                            "beta": memory_entry("beta", namespace="")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           options={"auth": auth})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=30) as http:
+
+        async def reasons(token: str) -> dict[str, str | None]:
+            got = await http.get("/api/v1/servers/beta",
+                                 headers={"Authorization": f"Bearer {token}"})
+            assert got.status_code == 200, got.text
+            async with Client(f"{base}/mcp", auth=token) as client:
+                detail = await client.call_tool("gateway_server_detail", {"name": "beta"})
+            over_mcp = {e["exposed"]: e["renamed_because"]
+                        for e in detail.structured_content["exposed"]}  # type: ignore[index]
+            assert over_mcp == {e["exposed"]: e["renamed_because"]
+                                for e in got.json()["exposed"]}
+            return {e: r for e, r in over_mcp.items() if r is not None}
+
+        told = await reasons(beta_admin)
+        assert set(told.values()) == {"collides with a name of another server"}, told
+        assert len(told) == 3  # the tool 'add', the prompt 'greet', 'urn:alpha:settings'
+        full = await reasons(OPS)
+        assert set(full) == set(told)
+        assert all("of server 'alpha'" in reason for reason in full.values() if reason), full
 
 
 async def test_a_namespace_taken_by_another_server_is_not_named_to_a_restricted_admin(

@@ -80,7 +80,7 @@ async def get_server(call: Call) -> ServerView:
     q: s.DetailQuery = call.query
     name = call.path["name"]  # a server not started for its invalid entry is shown too
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
-    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica)
+    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica, call.may_use)
     if call.principal.has("admin"):
         return ServerView(detail)
     return ServerView(ServerStatus.model_validate(

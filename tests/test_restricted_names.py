@@ -8,6 +8,7 @@ against.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -190,3 +191,40 @@ async def test_a_namespace_taken_by_another_server_is_not_named_to_a_restricted_
             assert "server 'clock'" not in refused.content[0].text  # type: ignore[union-attr]
         ops = await api("PUT", "/servers/notes", OPS, json=taken)
         assert "namespace 'clock' is already used by server 'clock'" in ops.text
+
+
+async def test_the_instructions_name_only_the_callers_servers(tmp_path: Path) -> None:
+    """The gateway's ``instructions`` give each server's own under its namespace; a token
+    restricted to 'notes' was told "## clock\\nCurrent time in any time zone..." in its
+    ``initialize`` and ``server/discover`` answers.  Now only its servers'."""
+    envelope = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}}
+    openings = {
+        "initialize": ({"protocolVersion": "2025-11-25", "capabilities": {},
+                        "clientInfo": {"name": "raw", "version": "1"}}, {}),
+        "server/discover": ({"_meta": envelope}, {"mcp-protocol-version": "2026-07-28",
+                                                  "mcp-method": "server/discover"}),
+    }
+    async with serving(tmp_path, SERVERS) as (api, base):
+
+        async def told(token: str) -> list[str]:
+            texts = []
+            for method, (params, headers) in openings.items():
+                got = await api.http.post(f"{base}/mcp", json={
+                    "jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                    headers={"Authorization": f"Bearer {token}",
+                             "Accept": "application/json, text/event-stream", **headers})
+                assert got.status_code == 200, got.text
+                data = next(line for line in got.text.splitlines() if line.startswith("{")
+                            or line.startswith("data: "))
+                texts.append(json.loads(data.removeprefix("data: "))["result"]["instructions"])
+            return texts
+
+        for text in await told(ALICE):
+            assert "## notes" in text and "clock" not in text.lower(), text
+        for text in await told(OPS):
+            assert "## notes" in text and "## clock" in text, text
+        async with Client(f"{base}/mcp", auth=ALICE) as alice:
+            assert "## notes" in (alice.instructions or "")
+            assert "clock" not in (alice.instructions or "").lower()

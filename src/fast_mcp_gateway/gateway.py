@@ -46,6 +46,7 @@ from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.early import EarlyAnswer, Handover
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.front.instructions import CallerInstructions
 from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
@@ -169,6 +170,8 @@ class Gateway:
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
         self.manager.on_transition(lambda *_: self._refresh_instructions())
+        self.server.add_middleware(CallerInstructions(  # a restricted token: its servers'
+            self.manager, lambda: self.provider.pipeline.resolve_principal()))
         self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.

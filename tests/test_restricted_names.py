@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -25,6 +26,8 @@ from tests.fixtures import (
     make_gateway,
     memory_entry,
     serve_http,
+    stdio_entry,
+    until,
 )
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
@@ -228,3 +231,42 @@ async def test_the_instructions_name_only_the_callers_servers(tmp_path: Path) ->
         async with Client(f"{base}/mcp", auth=ALICE) as alice:
             assert "## notes" in (alice.instructions or "")
             assert "clock" not in (alice.instructions or "").lower()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server(
+        tmp_path: Path) -> None:
+    """An upstream's log sent while no call is in flight went to every handshake-era
+    host that set a level, a token restricted to other servers included: its logger
+    ("other.asker") and text.  Now only to hosts whose token may use that server.  Both
+    upstreams log on one hub in order: the restricted host, which gets its own server's
+    log, would have got the other's before it."""
+    record = tmp_path / "asker.jsonl"
+    asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+    mine = "mgw_mine-only-5b0c2e9d"
+    auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                       {"name": "mo", "token": mine, "scopes": ["tools"],
+                        "servers": ["mine"]}]}
+    gateway = make_gateway({"mine": asker, "other": asker}, options={"auth": auth})
+    logs: dict[str, list[str]] = {"ops": [], "mo": []}
+
+    def handler(who: str) -> Any:
+        async def on_log(message: Any) -> None:
+            logs[who].append(f"{message.logger}:{message.data}")
+        return on_log
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo")) as mo,
+    ):
+        for host in (ops, mo):
+            await host.list_tools()  # a host that lists is told of changes and logs
+            await host.set_logging_level("debug")
+        for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
+            await ops.call_tool(f"{server}_log_later", {"text": f"from {server}",
+                                                         "go": str(go)})
+            go.touch()  # it logs now, with no call in flight
+            await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
+        await until(lambda: len(logs["mo"]) >= 1)
+    assert logs["mo"] == ["mine.asker:from mine"]

@@ -198,6 +198,12 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
         bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")
         assert bad_id["details"]["in"] == "path"
+        # Names the parameter and where ids are found (it said "invalid path: must be a
+        # whole number (without quotes)", field "path").
+        assert bad_id["details"]["fields"][0]["field"] == "id"
+        assert bad_id["message"] == ("invalid path: id must be a whole number (without "
+                                     "quotes); GET /api/v1/routes lists the rules with "
+                                     "their ids")
         assert_error(await api("POST", "/routes", OPS, json={"pattern": "x", "target": "nope"}),
                      404, "not_found")
 

@@ -39,7 +39,7 @@ from fast_mcp_gateway.principal import Principal
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB: a server config or tool arguments, never bulk data
-_ROUTE_ID = TypeAdapter(s.BeforeId)
+_ROUTE_ID = TypeAdapter(s.RoutePath)
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,14 @@ class Call:
         return self.principal.may_use(name)
 
     def route_id(self) -> int:
+        """The ``{id}`` of a route rule's path, or a 422 naming ``id`` and where ids are
+        listed (it said "invalid path: must be a whole number", naming no parameter)."""
         try:
-            value = _ROUTE_ID.validate_python(self.path["id"], strict=False)
+            return _ROUTE_ID.validate_python({"id": self.path["id"]}, strict=False).id
         except ValidationError as exc:
-            raise validation_failed(exc, "path") from None
-        assert value is not None
-        return int(value)
+            error = validation_failed(exc, "path")
+            error.message += "; GET /api/v1/routes lists the rules with their ids"
+            raise error from None
 
 
 Handler = Callable[[Call], Awaitable[BaseModel]]

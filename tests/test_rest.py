@@ -230,6 +230,14 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         assert typo["details"]["fields"][0]["field"] == "sever"
         assert "did you mean 'server'" in typo["message"], typo["message"]
         busted = await api("GET", "/logs/invocations", BOB, params={"server": "notes", "_": "1"})
+        # A filter given twice is refused too (the last one was used, unsaid: clock's
+        # records for '?server=notes&server=clock').
+        twice = assert_error(await api("GET", "/logs/invocations", BOB, params=[
+            ("server", "notes"), ("server", "clock"), ("_", "1"), ("_", "2")]),
+            422, "validation_error")
+        assert twice["message"] == ("invalid query: server is given 2 times; give it once "
+                                    "(each parameter takes one value)")
+        assert twice["details"]["fields"][0]["field"] == "server"
         assert {c["server"] for c in busted.json()["calls"]} == {"notes"}
         health = (await api("GET", "/logs/health", BOB)).json()
         assert {r["server"] for r in health["records"]} >= {"notes", "clock"}

@@ -14,6 +14,7 @@ server), and every unknown-server error names only the principal's servers.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,15 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
 
 
 def _query(model: type[BaseModel], request: Request) -> BaseModel:
+    given = Counter(name for name, _ in request.query_params.multi_items()
+                    if not name.startswith("_"))
+    if twice := sorted(name for name, times in given.items() if times > 1):
+        # Starlette keeps the last value: '?server=a&server=b' read as b, unsaid.
+        fields = [{"field": name, "message": f"is given {given[name]} times; give it "
+                   "once (each parameter takes one value)", "type": "repeated"}
+                  for name in twice]
+        raise ApiError(422, "validation_error", "invalid query: " + "; ".join(
+            f"{f['field']} {f['message']}" for f in fields), {"in": "query", "fields": fields})
     try:
         return model.model_validate({name: value for name, value in request.query_params.items()
                                      if not name.startswith("_")})

@@ -62,6 +62,14 @@ async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> No
             "name": "t3", "confg": {}}), 422, "validation_error")
         assert extra["message"] == ("invalid body: config is required; confg is not accepted "
                                     "(did you mean 'config'?)"), extra
-        for error in (typo, again, bad_update, query, extra):
+        # An empty name or pattern: the house words, not pydantic's ("name String should
+        # have at least 1 character").
+        empty = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "", "config": demo("clock")}), 422, "validation_error")
+        assert empty["message"] == "invalid body: name must not be empty", empty
+        blank = assert_error(await api("POST", "/debug/call-tool", OPS, json={
+            "server": "", "tool": "now"}), 422, "validation_error")
+        assert blank["message"] == "invalid body: server must not be empty", blank
+        for error in (typo, again, bad_update, query, extra, empty, blank):
             assert "gateway_" not in error["message"]
             assert not any(word in error["message"] for word in PYDANTIC)

@@ -70,6 +70,15 @@ async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> No
         blank = assert_error(await api("POST", "/debug/call-tool", OPS, json={
             "server": "", "tool": "now"}), 422, "validation_error")
         assert blank["message"] == "invalid body: server must not be empty", blank
-        for error in (typo, again, bad_update, query, extra, empty, blank):
+        # A body over 1 MiB: a code the README lists, and what to send instead.
+        huge = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t4", "config": {"description": "x" * (1 << 20)}}), 413,
+            "body_too_large")
+        assert huge["message"] == (
+            "the request body is over 1 MiB (1048576 bytes), which no operation needs: send "
+            "a JSON object with this operation's fields (name, config), without bulk data")
+        readme = (Path(__file__).parents[1] / "README.md").read_text()
+        assert "`body_too_large` 413" in readme
+        for error in (typo, again, bad_update, query, extra, empty, blank, huge):
             assert "gateway_" not in error["message"]
             assert not any(word in error["message"] for word in PYDANTIC)

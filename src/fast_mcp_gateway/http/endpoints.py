@@ -127,13 +127,15 @@ def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope,
 
 
 async def _body(model: type[BaseModel], request: Request) -> BaseModel:
+    fields = ", ".join(field_names(model)) or "none"
+    send = f"send a JSON object with this operation's fields ({fields})"
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
-            raise ApiError(413, "body_too_large", f"the request body is over {MAX_BODY} bytes")
-    fields = ", ".join(field_names(model)) or "none"
-    send = f"send a JSON object with this operation's fields ({fields})"
+            raise ApiError(413, "body_too_large", f"the request body is over 1 MiB "
+                           f"({MAX_BODY} bytes), which no operation needs: {send}, "
+                           "without bulk data")
     try:
         data = parse_json(raw) if raw else None
     except ValueError as exc:

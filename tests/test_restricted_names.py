@@ -270,3 +270,39 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
             await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
         await until(lambda: len(logs["mo"]) >= 1)
     assert logs["mo"] == ["mine.asker:from mine"]
+
+
+async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> None:
+    """A host at /mcp/p/<profile> lists that profile's servers' tools only, but was told
+    every server's instructions: a model read "## notes ..." and had no notes tool.  Now
+    the profile's servers' alone, narrowed further by a restricted token."""
+    profiles = {"timey": {"servers": ["clock"]}}
+    async with serving(tmp_path, SERVERS, options={"profiles": profiles}) as (_api, base):
+        for mode in ("legacy", "2026-07-28"):
+            async with Client(StreamableHttpTransport(f"{base}/mcp/p/timey", auth=OPS),
+                              mode=mode) as ops:
+                tools = {t.name for t in await ops.list_tools()}
+                told = await _instructions(ops, base + "/mcp/p/timey", OPS)
+            assert "clock_now" in tools and "notes_add_note" not in tools
+            assert "## clock" in told and "notes" not in told, (mode, told)
+        async with Client(f"{base}/mcp/p/timey", auth=ALICE) as alice:  # notes only
+            told = await _instructions(alice, base + "/mcp/p/timey", ALICE)
+        assert "## " not in told, told
+
+
+async def _instructions(client: Client[Any], url: str, token: str) -> str:
+    """What the gateway told ``client`` (a 2026-07-28 one: its server/discover answer)."""
+    if client.instructions is not None:
+        return client.instructions
+    envelope = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        got = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                                         "params": {"_meta": envelope}},
+                              headers={"Authorization": f"Bearer {token}",
+                                       "Accept": "application/json, text/event-stream",
+                                       "mcp-protocol-version": "2026-07-28",
+                                       "mcp-method": "server/discover"})
+    data = next(line for line in got.text.splitlines() if line.startswith(("{", "data: ")))
+    return str(json.loads(data.removeprefix("data: "))["result"]["instructions"])

@@ -170,8 +170,9 @@ class Gateway:
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
         self.manager.on_transition(lambda *_: self._refresh_instructions())
-        self.server.add_middleware(CallerInstructions(  # a restricted token: its servers'
-            self.manager, lambda: self.provider.pipeline.resolve_principal()))
+        # A restricted token or a profile: the instructions of its servers alone.
+        self.server.add_middleware(CallerInstructions(self.manager,
+                                                      self.provider.caller_servers))
         self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.

@@ -14,7 +14,6 @@ from typing import Any
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
 from fast_mcp_gateway.front.early import instructions_head
-from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.upstream.model import UpstreamState
 
@@ -59,19 +58,21 @@ def gateway_instructions(manager: UpstreamManager,
 
 
 class CallerInstructions(Middleware):
-    """A caller restricted to some servers (a token's ``servers``) is told those servers'
-    instructions only, in its ``initialize`` or ``server/discover`` answer: the server's
-    one text (``FastMCP.instructions``) names every exposed server.  Everyone else gets
-    that text as it is."""
+    """A caller limited to some servers (a token's ``servers``, a profile's: ``visible()``
+    as ``GatewayProvider.caller_servers`` says) is told those servers' instructions only,
+    in its ``initialize`` or ``server/discover`` answer: the server's one text
+    (``FastMCP.instructions``) names every exposed server.  Everyone else gets that text
+    as it is."""
 
-    def __init__(self, manager: UpstreamManager, resolve: Callable[[], Principal]) -> None:
-        self.manager, self.resolve = manager, resolve
+    def __init__(self, manager: UpstreamManager,
+                 visible: Callable[[], frozenset[str] | None]) -> None:
+        self.manager, self.visible = manager, visible
 
     def _restricted(self) -> str | None:
-        principal = self.resolve()
-        if principal.servers is None:
+        servers = self.visible()
+        if servers is None:
             return None
-        return gateway_instructions(self.manager, principal.may_use)
+        return gateway_instructions(self.manager, servers.__contains__)
 
     async def on_initialize(self, context: MiddlewareContext[Any],
                             call_next: CallNext[Any, Any]) -> Any:

@@ -234,20 +234,22 @@ async def test_the_instructions_name_only_the_callers_servers(tmp_path: Path) ->
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+@pytest.mark.parametrize("limit", ["token", "profile"])
 async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server(
-        tmp_path: Path) -> None:
+        tmp_path: Path, limit: str) -> None:
     """An upstream's log sent while no call is in flight went to every handshake-era
-    host that set a level, a token restricted to other servers included: its logger
-    ("other.asker") and text.  Now only to hosts whose token may use that server.  Both
-    upstreams log on one hub in order: the restricted host, which gets its own server's
-    log, would have got the other's before it."""
+    host that set a level, a token restricted to other servers (or a profile's host)
+    included: its logger ("other.asker") and text.  Now only to hosts that may use that
+    server.  Both upstreams log on one hub in order: the limited host, which gets its
+    own server's log, would have got the other's before it."""
     record = tmp_path / "asker.jsonl"
     asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
     mine = "mgw_mine-only-5b0c2e9d"
     auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
                        {"name": "mo", "token": mine, "scopes": ["tools"],
                         "servers": ["mine"]}]}
-    gateway = make_gateway({"mine": asker, "other": asker}, options={"auth": auth})
+    gateway = make_gateway({"mine": asker, "other": asker}, options={
+        "auth": auth, "profiles": {"mine-only": {"servers": ["mine"]}}})
     logs: dict[str, list[str]] = {"ops": [], "mo": []}
 
     def handler(who: str) -> Any:
@@ -258,7 +260,9 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
-        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo")) as mo,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo"))
+        if limit == "token" else Client(f"{base}/mcp/p/mine-only", auth=OPS, mode="legacy",
+                                        log_handler=handler("mo")) as mo,
     ):
         for host in (ops, mo):
             await host.list_tools()  # a host that lists is told of changes and logs

@@ -52,7 +52,6 @@ from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.front.unknown import Kind
-from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -251,17 +250,16 @@ class GatewayServer(PreferredToolServer):
             raise ToolError(self._unknown("tool", name)) from None
 
 
-def track_current_host(hub: FrontHub, caller: Principal | None = None) -> None:
+def track_current_host(hub: FrontHub, servers: frozenset[str] | None = None) -> None:
     """Remember the connection of the host making the current request (if any), and
-    the servers its ``caller`` may use."""
+    the ``servers`` it may see (None: every one; a token's, a profile's)."""
     try:
         ctx = get_context()
     except RuntimeError:
         return
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
-                  may_use=None if caller is None or caller.servers is None
-                  else caller.may_use)
+                  may_use=None if servers is None else servers.__contains__)
 
 
 class Deferred:

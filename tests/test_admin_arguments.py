@@ -39,6 +39,12 @@ async def test_admin_tools_explain_wrong_arguments(tmp_path: Path) -> None:
         text = await _error(client, "gateway_server_detail",
                             {"name": "x", "stderr_line": 5})
         assert "'stderr_line' is not accepted (did you mean 'stderr_lines'?)" in text
+        # The list of its arguments once (it came twice: "accepted: name, config; its
+        # arguments: name, config").
+        text = await _error(client, "gateway_add_server",
+                            {"name": "x", "config": {"command": "x"}, "extra": 1})
+        assert text == ("invalid arguments for 'gateway_add_server': 'extra' is not accepted; "
+                        "accepted: name, config"), text
 
 
 async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> None:

@@ -195,7 +195,9 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
             "id": rid + 7}), 409, "conflict")
         assert f"/api/v1/routes/{rid + 7}" in moved["message"], moved
         assert (await api("DELETE", f"/routes/{rid}", OPS)).json() == {"deleted": rid}
-        assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
+        gone = assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
+        assert gone["message"] == f"no route #{rid}; GET /api/v1/routes lists the rules " \
+                                  "with their ids"  # it said "no route #1" alone
         bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")
         assert bad_id["details"]["in"] == "path"
         # Names the parameter and where ids are found (it said "invalid path: must be a

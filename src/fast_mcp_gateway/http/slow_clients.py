@@ -90,7 +90,7 @@ class _HeadDeadline:
         room = self.max_head_bytes - self._head_bytes
         if len(data) <= room:
             self._head_bytes += len(data)
-            self._head_tail = (self._head_tail + data)[-3:]
+            self._head_tail = data[-3:] if len(data) >= 3 else (self._head_tail + data)[-3:]
             return False
         window = self._head_tail + data[:max(room, 0)]
         if b"\r\n\r\n" in window or b"\n\n" in window:

@@ -310,3 +310,21 @@ async def _instructions(client: Client[Any], url: str, token: str) -> str:
                                        "mcp-method": "server/discover"})
     data = next(line for line in got.text.splitlines() if line.startswith(("{", "data: ")))
     return str(json.loads(data.removeprefix("data: "))["result"]["instructions"])
+
+
+async def test_ready_names_no_server_to_a_rebound_web_page(tmp_path: Path) -> None:
+    """Without ``gateway.auth`` the servers' health and the metrics are refused to a web
+    page on a DNS name rebound to 127.0.0.1 (a foreign Host or Origin), but /ready, which
+    a probe reaches with any Host, named every server to it.  Now it answers that page
+    with its status and counts alone."""
+    gateway = make_gateway({"clock": demo("clock")}, db=tmp_path / "gateway.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=30) as http:
+        local = await http.get("/ready")
+        assert local.status_code == 200 and local.json()["ready_servers"] == ["clock"]
+        for rebound in ({"Host": "evil.example"},
+                        {"Origin": "http://evil.example"}):
+            page = await http.get("/ready", headers=rebound)
+            assert page.status_code == 200, (rebound, page.text)
+            assert page.json()["ready"] == page.json()["total"] == 1
+            assert "clock" not in page.text, (rebound, page.text)

@@ -91,6 +91,7 @@ class GatewayApp(Starlette):
     mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it, guarded (explained)
     groups: tuple[RouteGroup, ...]
     mcp_paths: tuple[str, ...] = ()
+    hosts: tuple[list[str] | None, list[str] | None] = (None, None)  # the guard's lists
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.verifier is None \
@@ -481,6 +482,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
             lane(mcp_app, access), allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins)
     app.groups = all_groups
+    app.hosts = (allowed_hosts, allowed_origins)
     # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known
     # metadata, /messages/ of SSE) takes the router as before.
     app.mcp_paths = (mcp_path,)

@@ -9,7 +9,8 @@
   says which and why.  A gateway with no upstream
   server configured is ready (it is managed through the API until servers are added).
   With ``gateway.auth`` its body names only the servers of the caller's token (none
-  without one): the status and counts are the same for everyone.
+  without one); without it, none to a request the Host/Origin guard refuses (a web page
+  on a DNS name rebound to 127.0.0.1): the status and counts are the same for everyone.
 * ``GET /health/servers`` and ``/health/servers/{name}``: scope ``tools``, filtered to
   the servers the caller may use (404 for any other name, whether it exists or not);
   the same ``HealthReport`` / ``ServerStatus`` models as the ``gateway_health`` tool,
@@ -27,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -91,8 +93,8 @@ async def _shown(request: Request) -> Callable[[str], bool]:
     those of a valid token with scope ``tools``, and none to a probe without one (a
     name, which begins its tools' names, is for whoever may use it)."""
     access: Access = request.app.access
-    if access.verifier is None:
-        return lambda _name: True
+    if access.verifier is None:  # names for anyone on loopback, not a rebound web page
+        return (lambda _name: True) if await _host_checked(request) else NOBODY.may_use
     if request.headers.get("authorization") is None:
         return NOBODY.may_use
     try:
@@ -100,6 +102,24 @@ async def _shown(request: Request) -> Callable[[str], bool]:
     except ApiError:  # a probe is answered, whatever it sends; a bad token sees no name
         return NOBODY.may_use
     return principal.may_use if principal.has("tools") else NOBODY.may_use
+
+
+async def _host_checked(request: Request) -> bool:
+    """Whether ``request`` passes the Host/Origin guard (``/ready`` answers either way:
+    probes send any Host; the names are for a request the guard lets through)."""
+    passed = False
+
+    async def through(_scope: Any, _receive: Any, _send: Any) -> None:
+        nonlocal passed
+        passed = True
+
+    async def refusal(_message: Any) -> None:
+        return None  # the guard's answer is not sent: /ready answers
+
+    hosts, origins = request.app.hosts
+    await HostOriginGuardMiddleware(through, allowed_hosts=hosts, allowed_origins=origins,
+                                    mode="strict")(request.scope, request.receive, refusal)
+    return passed
 
 
 def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, RouteGroup]:

@@ -39,6 +39,12 @@ async def test_admin_tools_explain_wrong_arguments(tmp_path: Path) -> None:
         text = await _error(client, "gateway_server_detail",
                             {"name": "x", "stderr_line": 5})
         assert "'stderr_line' is not accepted (did you mean 'stderr_lines'?)" in text
+        # The list of its arguments once (it came twice: "accepted: name, config; its
+        # arguments: name, config").
+        text = await _error(client, "gateway_add_server",
+                            {"name": "x", "config": {"command": "x"}, "extra": 1})
+        assert text == ("invalid arguments for 'gateway_add_server': 'extra' is not accepted; "
+                        "accepted: name, config"), text
 
 
 async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> None:
@@ -62,6 +68,23 @@ async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> No
             "name": "t3", "confg": {}}), 422, "validation_error")
         assert extra["message"] == ("invalid body: config is required; confg is not accepted "
                                     "(did you mean 'config'?)"), extra
-        for error in (typo, again, bad_update, query, extra):
+        # An empty name or pattern: the house words, not pydantic's ("name String should
+        # have at least 1 character").
+        empty = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "", "config": demo("clock")}), 422, "validation_error")
+        assert empty["message"] == "invalid body: name must not be empty", empty
+        blank = assert_error(await api("POST", "/debug/call-tool", OPS, json={
+            "server": "", "tool": "now"}), 422, "validation_error")
+        assert blank["message"] == "invalid body: server must not be empty", blank
+        # A body over 1 MiB: a code the README lists, and what to send instead.
+        huge = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t4", "config": {"description": "x" * (1 << 20)}}), 413,
+            "body_too_large")
+        assert huge["message"] == (
+            "the request body is over 1 MiB (1048576 bytes), which no operation needs: send "
+            "a JSON object with this operation's fields (name, config), without bulk data")
+        readme = (Path(__file__).parents[1] / "README.md").read_text()
+        assert "`body_too_large` 413" in readme
+        for error in (typo, again, bad_update, query, extra, empty, blank, huge):
             assert "gateway_" not in error["message"]
             assert not any(word in error["message"] for word in PYDANTIC)

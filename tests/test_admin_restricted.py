@@ -49,8 +49,15 @@ async def test_a_restricted_admin_changes_only_its_own_servers(tmp_path: Path) -
                 assert await refused(tool, {"name": "nosuch"}) == gone.replace("clock", "nosuch")
             assert await refused(
                 "gateway_update_server", {"name": "clock", "config": demo("clock")}) == gone
-            assert "may only manage the servers notes" in await refused(
-                "gateway_add_server", {"name": "clock2", "config": demo("clock")})
+            # Told what would let it (it said only "may only manage the servers notes").
+            adding = ("the token 'carol' may only manage the servers notes: adding server "
+                      "'clock2' needs an admin token without a 'servers' list, or one whose "
+                      "list names it")
+            assert await refused(
+                "gateway_add_server", {"name": "clock2", "config": demo("clock")}) == adding
+            rest = await api("POST", "/servers", NOTES_ADMIN,
+                             json={"name": "clock2", "config": demo("clock")})
+            assert rest.status_code == 403 and rest.json()["error"]["message"] == adding
             # What reaches beyond one server needs an unrestricted token.
             for tool, arguments in [
                 ("gateway_import_servers", {"content": "servers:\n  zz:\n    command: x\n"}),
@@ -95,12 +102,18 @@ async def test_a_restricted_admin_manages_alert_rules_on_its_own_servers_only(
                 ("gateway_add_alert_rule", {"rule": {**clock_rule, "name": "clock-2"}}),
                 ("gateway_update_alert_rule", {"name": "notes-down", "rule": {
                     **mine, "server": "clock"}}),
+            ]:
+                failed, text = await call(tool, arguments)
+                assert failed and refusal in text, (tool, text)
+            # Another server's rule is not listed to it: absent, as REST answers (it was
+            # refused "not on server 'clock'", naming the server).
+            for tool, arguments in [
                 ("gateway_update_alert_rule", {"name": "clock-down", "rule": {
                     **clock_rule, "server": "notes"}}),
                 ("gateway_delete_alert_rule", {"name": "clock-down"}),
             ]:
-                failed, text = await call(tool, arguments)
-                assert failed and refusal in text, (tool, text)
+                assert await call(tool, arguments) == (
+                    True, "no alert rule named 'clock-down'"), tool
             assert (await call("gateway_delete_alert_rule", {"name": "notes-down"}))[0] is False
 
         # REST: the same rule, the same words (another server's rule is not shown: 404).

@@ -206,6 +206,27 @@ def test_token_new_prints_a_token_once_and_the_entry_that_accepts_it() -> None:
     assert bad.returncode == 2 and "--scopes: unknown scope 'root'" in bad.stderr
 
 
+def test_an_entry_pasted_at_the_margin_is_told_to_be_indented(tmp_path: Path) -> None:
+    """'token new' prints its entry at the margin; pasted so under 'tokens:' (as the
+    README says: "paste the printed entry under gateway.auth.tokens") the file was
+    refused with YAML's "expected <block end>, but found '-'" and nothing on what to do."""
+    done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "token", "new",
+                           "--name", "ops", "--scopes", "admin"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    entry = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    head = "gateway:\n  auth:\n    tokens:\n"
+    config = tmp_path / "servers.yaml"
+    config.write_text(head + "\n".join(entry) + "\nservers: {}\n")
+    with pytest.raises(ConfigError) as pasted:
+        load_config(config, environ={})
+    assert "line 4, column 1" in str(pasted.value)
+    assert "this list item ('- ...') is indented less than the key it belongs to: indent " \
+           "it, and the rest of its entry, at least as far as that key" in str(pasted.value)
+    config.write_text(head + "".join(f"      {line}\n" for line in entry) + "servers: {}\n")
+    auth = load_config(config, environ={}).options.auth
+    assert auth is not None and [t.name for t in auth.tokens] == ["ops"]
+
+
 def test_servers_yaml_takes_tokens_from_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
     config.write_text("gateway:\n  auth:\n    tokens:\n"

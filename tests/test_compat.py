@@ -390,7 +390,8 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
                                                                    "scopes": []}}))
     for transport, path in (("http", "/mcp"), ("sse", "/sse")):
         app = server.http_app(transport=transport)  # type: ignore[arg-type]
-        assert _compat.reword_auth_challenges(app, "no token here", "that one is bad") \
+        assert _compat.reword_auth_challenges(app, lambda: "no token here",
+                                              lambda: "that one is bad") \
             == (1 if transport == "http" else 2)  # SSE: the stream and the messages
         async with serve_http(app, startup=False) as base, \
                 httpx2.AsyncClient(base_url=base) as http:
@@ -404,4 +405,4 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
         assert bad.headers["www-authenticate"] == (
             'Bearer error="invalid_token", error_description="that one is bad"')
     with pytest.raises(ValueError, match="quoted-string"):
-        _compat.reword_auth_challenges(app, "no token", 'say "no"')
+        _compat.reword_auth_challenges(app, lambda: "no token", lambda: 'say "no"')

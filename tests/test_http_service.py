@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.config.auth import AuthConfig
-from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN
+from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN, bad_token, no_token
 from fast_mcp_gateway.http.auth import JWT_CACHE_SECONDS, GatewayVerifier, principal_of
 from tests.fixtures import (
     alpha_server,
@@ -327,7 +327,11 @@ async def test_rfc_9728_metadata_is_served_at_the_root_form_too() -> None:
             # OAuth advice to re-register, which a static token never does).
             sent = bad.get("Authorization", "").startswith("Bearer")
             assert mcp.json()["error"] == ("invalid_token" if sent else "unauthorized")
-            assert mcp.json()["error_description"] == (BAD_TOKEN if sent else NO_TOKEN)
+            # A gateway that takes JWTs names them (one of static tokens does not).
+            assert mcp.json()["error_description"] == (bad_token(True) if sent
+                                                       else no_token(True))
+            assert "a JWT from the issuer in gateway.auth.jwt" in mcp.json()[
+                "error_description"]
             if sent or not bad:  # REST also names a scheme other than Bearer as such
                 assert rest.json()["error"]["message"] == mcp.json()["error_description"]
             assert ('error="invalid_token"' in mcp.headers["www-authenticate"]) == sent
@@ -356,6 +360,10 @@ async def test_the_sse_front_takes_the_same_tokens_and_restrictions() -> None:
                 for answer in (refused, posted):
                     assert answer.json()["error_description"] == (
                         BAD_TOKEN if headers else NO_TOKEN)
+                    # No JWT is taken here: none is offered (it was, from no issuer).
+                    assert "JWT" not in answer.json()["error_description"]
+                rest = await http.get("/api/v1/servers", headers=headers)
+                assert rest.json()["error"]["message"] == (BAD_TOKEN if headers else NO_TOKEN)
         async with Client(f"{base}/sse", auth=alice) as client:
             names = {t.name for t in await client.list_tools()}
             assert "alpha_add" in names

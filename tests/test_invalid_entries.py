@@ -205,7 +205,7 @@ async def test_rest_ready_and_metrics_show_the_invalid_server(tmp_path: Path) ->
         assert one.status_code == 200, one.text
         assert one.json()["state"] == "invalid"
         assert "field 'timeouts.call'" in one.json()["config_error"]
-        ready = await http.get(f"{base}/ready")
+        ready = await http.get(f"{base}/ready", headers=headers)  # names: to a token
         assert ready.status_code == 200
         assert ready.json()["invalid_servers"] == ["bad"]
         assert "1 server(s) not started" in ready.json()["reason"]

@@ -121,6 +121,8 @@ async def test_a_restart_does_not_warn_about_a_token_naming_a_runtime_registrati
         async with Client(restarted.server):
             [warning] = said()
     assert "names servers that are not configured: 'gamma';" in warning, warning
+    # The servers it lists as configured are the runtime ones too (it said "alpha" alone).
+    assert "configured servers: alpha, beta." in warning, warning
 
     listed = await anyio.run_process([sys.executable, "-m", "fast_mcp_gateway", "servers",
                                       "--config", str(config), "--db", str(db)], check=False)

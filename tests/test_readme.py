@@ -108,3 +108,24 @@ def test_the_rest_table_names_every_operation() -> None:
     documented = _rest_table(readme)
     assert served - documented == set(), "README.md's REST API table lacks these"
     assert documented - served == set(), "README.md's REST API table names these in vain"
+
+
+def test_every_http_error_code_is_in_the_readme() -> None:
+    """The README's "Codes and statuses" lacked six codes the HTTP surfaces answer with
+    (body_too_large, admin_disabled, authentication_required, misdirected_request,
+    forbidden_origin, unknown_profile, internal_error): a client could not know them."""
+    src = Path(__file__).parents[1] / "src" / "fast_mcp_gateway"
+    answered: dict[str, str] = {}
+    for path in sorted((src / "http").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for status, code in re.findall(r'ApiError\(\s*(\d{3}|status), "([a-z_]+)"', text):
+            answered[code] = status
+        answered |= dict.fromkeys(re.findall(r'"code": "([a-z_]+)"', text), "")
+    assert len(answered) >= 20, answered  # the scan still finds them
+    codes = doc.README.read_text(encoding="utf-8").split("Codes and statuses:")[1]
+    codes = codes.split("\n\n")[0]
+    missing = {code for code in answered if f"`{code}`" not in codes}
+    assert missing == set(), f"README.md's codes and statuses lack {sorted(missing)}"
+    for code, status in answered.items():
+        if status.isdigit():
+            assert f"`{code}` {status}" in codes, (code, status)

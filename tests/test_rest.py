@@ -195,9 +195,17 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
             "id": rid + 7}), 409, "conflict")
         assert f"/api/v1/routes/{rid + 7}" in moved["message"], moved
         assert (await api("DELETE", f"/routes/{rid}", OPS)).json() == {"deleted": rid}
-        assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
+        gone = assert_error(await api("DELETE", f"/routes/{rid}", OPS), 404, "not_found")
+        assert gone["message"] == f"no route #{rid}; GET /api/v1/routes lists the rules " \
+                                  "with their ids"  # it said "no route #1" alone
         bad_id = assert_error(await api("DELETE", "/routes/zero", OPS), 422, "validation_error")
         assert bad_id["details"]["in"] == "path"
+        # Names the parameter and where ids are found (it said "invalid path: must be a
+        # whole number (without quotes)", field "path").
+        assert bad_id["details"]["fields"][0]["field"] == "id"
+        assert bad_id["message"] == ("invalid path: id must be a whole number (without "
+                                     "quotes); GET /api/v1/routes lists the rules with "
+                                     "their ids")
         assert_error(await api("POST", "/routes", OPS, json={"pattern": "x", "target": "nope"}),
                      404, "not_found")
 
@@ -224,6 +232,14 @@ async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
         assert typo["details"]["fields"][0]["field"] == "sever"
         assert "did you mean 'server'" in typo["message"], typo["message"]
         busted = await api("GET", "/logs/invocations", BOB, params={"server": "notes", "_": "1"})
+        # A filter given twice is refused too (the last one was used, unsaid: clock's
+        # records for '?server=notes&server=clock').
+        twice = assert_error(await api("GET", "/logs/invocations", BOB, params=[
+            ("server", "notes"), ("server", "clock"), ("_", "1"), ("_", "2")]),
+            422, "validation_error")
+        assert twice["message"] == ("invalid query: server is given 2 times; give it once "
+                                    "(each parameter takes one value)")
+        assert twice["details"]["fields"][0]["field"] == "server"
         assert {c["server"] for c in busted.json()["calls"]} == {"notes"}
         health = (await api("GET", "/logs/health", BOB)).json()
         assert {r["server"] for r in health["records"]} >= {"notes", "clock"}

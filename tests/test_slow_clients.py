@@ -171,6 +171,12 @@ async def test_an_oversized_head_is_refused_and_a_large_body_is_not(parser: str)
             await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + filler)  # never finished
             answer = await _read_until_closed(stream)
             assert answer.startswith(b"HTTP/1.1 400")
+        # The same head, finished, in one write: refused too (both parsers answered 200:
+        # a head that arrived whole in one read was not counted).
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + filler + b"\r\n")
+            answer = await _read_until_closed(stream)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
             head = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 100) for i in range(60))
             body = b"z" * 300_000  # far over the head bound: only the head counts

@@ -436,10 +436,12 @@ class PreferredToolServer(FastMCP[Any]):
 # -- FastMCP's bearer-token guard on the MCP endpoint (http/app.py) ----------------------
 
 
-def reword_auth_challenges(app: Any, missing: str, invalid: str) -> int:
+def reword_auth_challenges(app: Any, missing: Callable[[], str],
+                           invalid: Callable[[], str]) -> int:
     """FastMCP's ``RequireAuthMiddleware`` on ``app``'s routes, answering in the gateway's
-    words: ``missing`` (no bearer token) and ``invalid`` (one that did not verify) as the
-    JSON body's ``error_description`` (and ``invalid`` in the challenge's).  Its own words
+    words: ``missing()`` (no bearer token) and ``invalid()`` (one that did not verify),
+    read per answer, as the JSON body's ``error_description`` (and ``invalid()`` in the
+    challenge's).  Its own words
     tell the client to re-register with an OAuth server, which a gateway's static token
     never does.  The challenges are FastMCP's otherwise (RFC 6750: no ``error`` attribute
     when no token came; ``resource_metadata`` and ``scope``).  How many guards it found."""
@@ -447,7 +449,7 @@ def reword_auth_challenges(app: Any, missing: str, invalid: str) -> int:
 
     from fastmcp.server.auth.middleware import RequireAuthMiddleware
 
-    if any(c in invalid for c in '"\\') or not invalid.isprintable():
+    if any(c in invalid() for c in '"\\') or not invalid().isprintable():
         raise ValueError("an error_description is a quoted-string in the challenge: "
                          "no double quote, backslash or control character")
 
@@ -456,17 +458,18 @@ def reword_auth_challenges(app: Any, missing: str, invalid: str) -> int:
             parts = self._challenge_context()
             await _send_challenge(send, 401, ("Bearer " + ", ".join(parts)) if parts
                                   else "Bearer", {"error": "unauthorized",
-                                                  "error_description": missing})
+                                                  "error_description": missing()})
 
         async def _send_auth_error(self, send: Any, status_code: int, error: str,
                                    description: str) -> None:
             if not (error == "invalid_token" and status_code == 401):
                 await super()._send_auth_error(send, status_code, error, description)
                 return
-            parts = [f'error="{error}"', f'error_description="{invalid}"',
+            words = invalid()
+            parts = [f'error="{error}"', f'error_description="{words}"',
                      *self._challenge_context()]
             await _send_challenge(send, 401, "Bearer " + ", ".join(parts),
-                                  {"error": error, "error_description": invalid})
+                                  {"error": error, "error_description": words})
 
     async def _send_challenge(send: Any, status: int, challenge: str,
                               body: dict[str, str]) -> None:

@@ -46,6 +46,7 @@ from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.early import EarlyAnswer, Handover
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.front.instructions import CallerInstructions
 from fast_mcp_gateway.front.lane import StdioLane
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
@@ -103,8 +104,8 @@ class Gateway:
         )
         self.hub = FrontHub()
         # A host that lists the catalog is a host to tell when it changes.
-        self.provider = GatewayProvider(self.manager,
-                                        on_listed=lambda: track_current_host(self.hub))
+        self.provider = GatewayProvider(self.manager, on_listed=lambda: track_current_host(
+            self.hub, self.provider.caller_servers()))
         check_profile(self.settings.profile, config.options)
         self.provider.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
@@ -169,6 +170,9 @@ class Gateway:
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
         self.manager.on_transition(lambda *_: self._refresh_instructions())
+        # A restricted token or a profile: the instructions of its servers alone.
+        self.server.add_middleware(CallerInstructions(self.manager,
+                                                      self.provider.caller_servers))
         self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.

@@ -194,12 +194,12 @@ async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
 
 async def _existing(engine: AlertEngine, name: str, principal: Principal | None
                     ) -> AlertRule:
-    """Rule ``name`` in effect, if ``principal`` may change it (else ``Forbidden``)."""
+    """Rule ``name`` in effect, if ``principal`` may change it: one it may not is not
+    listed to it (``list_rules``), so it is answered as absent, naming no server."""
     await engine.load_rules()
     rule = next((r for r, _ in engine.rules() if r.name == name), None)
-    if rule is None:
+    if rule is None or not may_manage(principal, rule.server):
         raise NotFound(f"no alert rule named '{name}'")
-    _own(principal, rule.server)
     return rule
 
 
@@ -210,9 +210,13 @@ async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any], *,
     parsed = _validate(ctx, rule, "add_alert_rule", principal)
     require_store(ctx, "alert rules")
     await engine.load_rules()
-    if any(r.name == parsed.name for r, _ in engine.rules()):
+    taken = next((r for r, _ in engine.rules() if r.name == parsed.name), None)
+    if taken is not None:
+        # Names are one namespace; a caller that cannot see the rule cannot update it.
         raise Conflict(f"an alert rule named '{parsed.name}' exists; update it, or choose "
-                       "another name")
+                       "another name" if may_manage(principal, taken.server) else
+                       f"an alert rule named '{parsed.name}' exists, on a server this "
+                       "token does not manage; choose another name")
     return await _save(ctx, actor, "add_alert_rule", parsed)
 
 

@@ -74,6 +74,7 @@ class PlainArgumentsTool(FunctionTool):
             if not isinstance(cause, ValidationError):
                 raise
             known = list(self.parameters.get("properties") or {})
-            raise ToolError(f"invalid arguments for '{self.name}': "
-                            f"{describe(invalid_fields(cause, known=known))}; its arguments: "
-                            f"{', '.join(known) or 'none'}") from None
+            told = describe(invalid_fields(cause, known=known))
+            listed = f"accepted: {', '.join(known)}" in told  # an unknown one's answer
+            raise ToolError(f"invalid arguments for '{self.name}': {told}" + (
+                "" if listed else f"; its arguments: {', '.join(known) or 'none'}")) from None

@@ -47,7 +47,7 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
     if route_id is None:
         route_id = await store.add_route(pattern, match, target, priority)
     elif not await store.update_route(route_id, pattern, match, target, priority):
-        raise NotFound(f"no route #{route_id}")
+        raise NotFound(_no_route(actor, route_id))
     await ctx.load_routes()
     await ctx.audit(actor, action, pattern,
                     {"id": route_id, "match": match, "target": target, "priority": priority})
@@ -75,7 +75,7 @@ async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: 
 async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
     if not await require_store(ctx, "route rules").delete_route(route_id):
-        raise NotFound(f"no route #{route_id}")
+        raise NotFound(_no_route(actor, route_id))
     await ctx.load_routes()
     await ctx.audit(actor, "delete_route", str(route_id))
     return {"deleted": route_id}
@@ -84,3 +84,8 @@ async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[s
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
     """Every rule in decision order (priority, then age)."""
     return {"routes": [asdict(r) for r in await require_store(ctx, "route rules").routes()]}
+
+
+def _no_route(actor: Actor, route_id: int) -> str:
+    where = "GET /api/v1/routes" if actor.surface == "rest" else "gateway_list_routes"
+    return f"no route #{route_id}; {where} lists the rules with their ids"

@@ -119,8 +119,17 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     if principal.may_use(server):
         return None
     if what == "gateway_add_server":
-        return f"the token '{principal.name}' may only manage the servers {mine}"
+        return add_refusal(principal, server)
     return unknown(server)  # worded as for a server that does not exist
+
+
+def add_refusal(principal: Principal, name: str) -> str:
+    """Why an admin restricted to other servers may not add server ``name`` (every
+    surface's words), and what would let it."""
+    mine = ", ".join(sorted(principal.servers or ()))
+    return (f"the token '{principal.name}' may only manage the servers {mine}: adding "
+            f"server '{name}' needs an admin token without a 'servers' list, or one whose "
+            "list names it")
 
 
 def narrowed(principal: Principal, what: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fast_mcp_gateway.admin.models import (
     ServerList,
     ServerStatus,
 )
-from fast_mcp_gateway.admin.scope import actor
+from fast_mcp_gateway.admin.scope import CALLER, actor
 
 # Module level, as in mcp_tools: the tools' annotations are resolved in these globals.
 ServerName = Annotated[str, Field(description="the server's name in servers.yaml")]
@@ -44,7 +44,9 @@ async def server_detail(
         description="whose stderr to show (default: the first ready replica)")] = None,
 ) -> ServerDetail:
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config."""
-    return servers.server_detail(ctx, name, stderr_lines, replica)
+    caller = CALLER.get()
+    return servers.server_detail(ctx, name, stderr_lines, replica,
+                                 caller.may_use if caller is not None else lambda _name: True)
 
 
 async def reconnect_server(ctx: AdminContext, name: ServerName) -> ServerStatus:

@@ -13,7 +13,7 @@ Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Literal
 
 import anyio
@@ -137,16 +137,18 @@ def health(ctx: AdminContext) -> HealthReport:
 
 
 def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
-                  replica: int | None = None) -> ServerDetail:
+                  replica: int | None = None,
+                  may_use: Callable[[str], bool] = lambda _name: True) -> ServerDetail:
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config
     (secrets redacted); ``replica`` chooses whose session and stderr (default: the
-    first ready one)."""
+    first ready one).  A rename's reason names another server only if ``may_use`` (the
+    caller's servers) admits it."""
     if (invalid := invalid_detail(ctx, name)) is not None:
         return invalid
     service = ctx.manager.get(name)
     upstream = service.primary() if replica is None else service.replica(replica)
     view = ctx.manager.view
-    renames = {(r.server, r.original): r.reason for r in view.renames}
+    renames = {(r.server, r.original): r.reason_for(may_use) for r in view.renames}
     curated = view.curation.get(upstream.name)
     for kind, original, new in curated.renamed if curated else []:
         renames.setdefault((upstream.name, original), f"renamed to '{new}' by its "
@@ -344,7 +346,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     parsed = parse_server(name, raw, source, ctx.options.env_allow)
     check_not_nested(ctx, parsed, source)
     check_no_new_command(ctx, actor, parsed)
-    check_namespace(parsed, _running_configs(ctx), source)
+    check_namespace(parsed, _running_configs(ctx), source, actor.servers)
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     if exists:
         await store.put_server(name, raw, parsed.enabled)

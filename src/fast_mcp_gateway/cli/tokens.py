@@ -33,7 +33,8 @@ def new_token(args: argparse.Namespace) -> int:
     lines = [
         "# The token (shown once; give it to its holder, keep it in a secret store):",
         f"#   {token}",
-        "# Paste under gateway.auth.tokens in servers.yaml:",
+        "# Paste under gateway.auth.tokens in servers.yaml, indented as that list's "
+        "other entries:",
         f"- name: {entry.name}",
         f"  sha256: {entry.digest}",
         f"  scopes: [{', '.join(entry.scopes)}]",

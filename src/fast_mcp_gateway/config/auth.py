@@ -253,9 +253,10 @@ def warn_unknown_servers(auth: AuthConfig | None, servers: Collection[str],
             continue
         import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)
 
+        configured = sorted({*servers, *registered})  # the runtime ones are configured too
         hints = [f"'{s}' (did you mean '{m[0]}'?)" if m else f"'{s}'" for s in unknown
-                 for m in [difflib.get_close_matches(s, list(servers), n=1)]]
-        known = ", ".join(sorted(servers)) or "none"
+                 for m in [difflib.get_close_matches(s, configured, n=1)]]
+        known = ", ".join(configured) or "none"
         warnings.append(
             f"gateway.auth: token '{entry.name}' names servers that are not configured: "
             f"{', '.join(hints)}; configured servers: {known}. Fix the name, unless that "

@@ -362,6 +362,12 @@ def explain(err: Any, model: type[BaseModel]) -> str:
         limit = err.get("ctx", {}).get("max_length")
         return (f"is {len(value)} characters long; at most {limit} are accepted: "
                 "shorten it")
+    if kind in ("string_too_short", "too_short"):  # pydantic: "String should have at..."
+        least = err.get("ctx", {}).get("min_length", 1)
+        if not isinstance(value, str):
+            return f"must hold at least {least} item{'s' if least != 1 else ''}"
+        return "must not be empty" if least == 1 else (
+            f"must be at least {least} characters long")
     if kind == "literal_error" and isinstance(value, bool):
         return _bare_yaml_word(err, value)
     message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")

@@ -178,6 +178,11 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         problem += "; YAML tags (!!python/..., !custom) are not allowed in a config"
     if "recursive node" in problem:
         problem += "; an alias (*name) refers to the mapping or list that defines it"
+    if "expected <block end>, but found '-'" in problem:
+        # Typically an entry pasted at the margin, such as 'mcp-gateway token new' prints.
+        problem += ("; this list item ('- ...') is indented less than the key it belongs "
+                    "to: indent it, and the rest of its entry, at least as far as that key "
+                    "(e.g. under 'tokens:' of gateway.auth)")
     if "'\\t'" in problem:
         problem += "; indent with spaces, not tabs"
     return f"invalid YAML{where}: {_one_line(problem)}"

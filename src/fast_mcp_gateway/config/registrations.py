@@ -13,7 +13,7 @@ CLI's ``servers`` report all decide "what runs" through ``merge``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -89,16 +89,23 @@ def registered(registrations: Sequence[Registration]) -> frozenset[str]:
 
 
 def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig],
-                    source: str = "runtime registration") -> None:
+                    source: str = "runtime registration",
+                    visible: Collection[str] | None = None) -> None:
     """Reject ``server`` when its ``namespace:`` is too long (``MAX_SERVER_NAME``, as a
-    name) or another server already uses its namespace."""
+    name) or another server already uses its namespace; ``visible``: the servers the
+    caller may see (None: every one), the only ones the refusal names."""
     if server.namespace is not None and (long := overlong_name(server.namespace, "namespace")):
         raise ConfigError.single(source, server.name, "namespace", long)
     ns = server.effective_namespace
     for other in others.values():
         if other.name != server.name and ns and other.effective_namespace == ns:
+            if visible is not None and other.name not in visible:
+                raise ConfigError.single(
+                    source, server.name, "namespace",
+                    f"namespace '{ns}' is already used by another server; give "
+                    f"'{server.name}' another 'namespace:'")
             raise ConfigError.single(
-                "runtime registration", server.name, "namespace",
+                source, server.name, "namespace",
                 f"namespace '{ns}' is already used by server '{other.name}'; give one of "
                 "them another 'namespace:'")
 

@@ -8,7 +8,8 @@ check, a metric) holds for every call.  The stages, in order:
 
 1. **route rule** (tools): ``route`` picks the server a matching rule sends the
    call to; a rule naming a server without the tool refuses the call before it
-   starts (not observed, as no upstream was chosen);
+   starts (not observed, as no upstream was chosen; a caller restricted to other
+   servers is told only "Unknown tool", as in stage 2);
 2. **authorization**: a call of a server outside ``call.principal.servers`` is
    refused as if the component did not exist (no names leak); then
    ``authorizer(call)`` may refuse (None: no further check);
@@ -278,6 +279,10 @@ class CallPipeline:
             return owner, None
         target = self.manager.services.get(rule.target)
         if target is None or not any(t.name == original for t in target.catalog.tools):
+            if not self.resolve_principal().may_use(rule.target):
+                # A caller restricted to other servers learns neither the rule nor its
+                # server: the bare words, as ``_admit`` refuses a working such rule.
+                raise ToolError(f"{_UNKNOWN['tool']}: {exposed!r}")
             # A rule outlives its server (removed since, or renamed): only the rule can
             # be changed then.
             why = ("is not configured (removed since the rule was made?); change the "

@@ -32,6 +32,10 @@ loop (~20 a second) made hosts re-list as often; now they re-list twice a second
 most, and the last change is always announced."""
 
 
+def _every_server(_server: str) -> bool:
+    return True
+
+
 class FrontHub:
     """Connected hosts, and what to push to them when the catalog changes.
 
@@ -45,7 +49,8 @@ class FrontHub:
     Upstream logs sent while no call was in flight (``log``) go to the handshake-era
     hosts that set a level with ``logging/setLevel`` (at or above it), and to the
     one host of a stdio gateway whatever it set (2026-07-28 hosts take logs per
-    request only).  The logger names the server: ``<server>`` or ``<server>.<logger>``.
+    request only), if their caller may use the server (a token's ``servers``).  The
+    logger names the server: ``<server>`` or ``<server>.<logger>``.
     """
 
     def __init__(self) -> None:
@@ -58,23 +63,31 @@ class FrontHub:
         self.clock: Callable[[], float] = time.monotonic   # tests stop it
         self.pause: Callable[[float], Awaitable[None]] = anyio.sleep   # and hold this
         self._updated: list[str] = []
-        self._logs: list[tuple[types.LoggingMessageNotificationParams, Any]] = []
+        self._logs: list[tuple[str, types.LoggingMessageNotificationParams, Any]] = []
+        self._may_use: weakref.WeakKeyDictionary[Connection, Callable[[str], bool]] = \
+            weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
 
-    def track(self, connection: Connection | None, *, sole_host: bool = False) -> None:
-        """Remember a host's connection; ``sole_host``: the one host of a stdio gateway."""
+    def track(self, connection: Connection | None, *, sole_host: bool = False,
+              may_use: Callable[[str], bool] | None = None) -> None:
+        """Remember a host's connection; ``sole_host``: the one host of a stdio gateway;
+        ``may_use``: the servers its caller may use (None: every one), the only ones
+        whose logs it gets."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
+            if may_use is not None:
+                self._may_use[connection] = may_use
             if sole_host:
                 self._sole_host = weakref.ref(connection)
 
     def log(self, server: str, params: types.LoggingMessageNotificationParams,
             host: Any = None) -> None:
         """An upstream's log sent between calls, for the hosts that asked for logs
-        (``host``: only that host, the one a per_client session serves)."""
+        (``host``: only that host, the one a per_client session serves) and may use
+        ``server``."""
         name = f"{server}.{params.logger}" if params.logger else server
-        self._logs.append((params.model_copy(update={"logger": name}), host))
+        self._logs.append((server, params.model_copy(update={"logger": name}), host))
         del self._logs[:-_MAX_IDLE_LOGS]
         self._wake.set()
 
@@ -129,8 +142,8 @@ class FrontHub:
                 updated, self._updated = self._updated, []
                 logs, self._logs = self._logs, []
                 await self._broadcast(set(), updated)
-                for params, host in logs:
-                    await self._send_log(params, host)
+                for server, params, host in logs:
+                    await self._send_log(server, params, host)
 
     async def _announce_lists(self) -> None:
         """``list_changed`` at once when none went out in the last ``LIST_CHANGED_PAUSE``
@@ -147,7 +160,7 @@ class FrontHub:
             await self._broadcast(kinds, [])
             last = self.clock()
 
-    async def _send_log(self, params: types.LoggingMessageNotificationParams,
+    async def _send_log(self, server: str, params: types.LoggingMessageNotificationParams,
                         host: Any) -> None:
         sole = self._sole_host() if self._sole_host is not None else None
         if host is None:
@@ -162,6 +175,8 @@ class FrontHub:
                 continue  # this host never asked for logs
             if params.level not in log_levels_from(level):
                 continue
+            if not self._may_use.get(connection, _every_server)(server):
+                continue  # a token restricted to other servers: not even their names
             with contextlib.suppress(Exception):  # a gone host must not stop the others
                 await connection.notify("notifications/message", params.model_dump(
                     by_alias=True, mode="json", exclude_none=True))

@@ -250,14 +250,16 @@ class GatewayServer(PreferredToolServer):
             raise ToolError(self._unknown("tool", name)) from None
 
 
-def track_current_host(hub: FrontHub) -> None:
-    """Remember the connection of the host making the current request (if any)."""
+def track_current_host(hub: FrontHub, servers: frozenset[str] | None = None) -> None:
+    """Remember the connection of the host making the current request (if any), and
+    the ``servers`` it may see (None: every one; a token's, a profile's)."""
     try:
         ctx = get_context()
     except RuntimeError:
         return
     if ctx.request_context is not None:
-        hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio")
+        hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
+                  may_use=None if servers is None else servers.__contains__)
 
 
 class Deferred:

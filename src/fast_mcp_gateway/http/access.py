@@ -55,13 +55,23 @@ HOW_TO_ADD_A_TOKEN = (
     "--allow-unauthenticated-admin")
 
 
-# The refusals of every HTTP surface (REST, the MCP endpoint: http/app.py), one wording.
-NO_TOKEN = ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
-            "with one of its tokens ('mcp-gateway token new' makes one) or a JWT from the "
-            "issuer in gateway.auth.jwt")
-BAD_TOKEN = ("the bearer token is not valid (unknown, expired or not for this gateway): "
-             "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
-             "lists them by digest) or a JWT from the issuer in gateway.auth.jwt")
+# The refusals of every HTTP surface (REST, the MCP endpoint: http/app.py), one wording;
+# a JWT is named only where gateway.auth.jwt takes one.
+_JWT = " or a JWT from the issuer in gateway.auth.jwt"
+
+
+def no_token(jwt: bool) -> str:
+    return ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
+            "with one of its tokens ('mcp-gateway token new' makes one)" + (_JWT if jwt else ""))
+
+
+def bad_token(jwt: bool) -> str:
+    return ("the bearer token is not valid (unknown, expired or not for this gateway): "
+            "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
+            "lists them by digest)" + (_JWT if jwt else ""))
+
+
+NO_TOKEN, BAD_TOKEN = no_token(False), bad_token(False)  # a gateway of static tokens
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class Access:
         if self.verifier is None:
             return _ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else _ANONYMOUS
         if header is None:
-            raise unauthorized(NO_TOKEN, bad_token=False,
+            raise unauthorized(no_token(self.verifier.takes_jwt), bad_token=False,
                                resource_metadata=self.resource_metadata)
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -97,7 +107,7 @@ class Access:
                                bad_token=True, resource_metadata=self.resource_metadata)
         found = await self.verifier.caller(token)
         if found is None:  # the token itself never goes into the message
-            raise unauthorized(BAD_TOKEN, bad_token=True,
+            raise unauthorized(bad_token(self.verifier.takes_jwt), bad_token=True,
                                resource_metadata=self.resource_metadata)
         return found
 

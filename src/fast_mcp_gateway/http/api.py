@@ -39,6 +39,7 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
     StatsReport,
 )
+from fast_mcp_gateway.admin.scope import add_refusal
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
@@ -67,8 +68,7 @@ async def add_server(call: Call) -> ChangeReport:
     """Register a new server (settings as in servers.yaml); it starts now and after restarts."""
     body: s.ServerCreate = call.body
     if not call.may_use(body.name):
-        raise forbidden("admin", f"the token '{call.principal.name}' may only manage the "
-                                 f"servers {', '.join(sorted(call.principal.servers or ()))}")
+        raise forbidden("admin", add_refusal(call.principal, body.name))
     return await servers.add_server(call.ctx, call.actor, body.name, body.config)
 
 
@@ -80,7 +80,7 @@ async def get_server(call: Call) -> ServerView:
     q: s.DetailQuery = call.query
     name = call.path["name"]  # a server not started for its invalid entry is shown too
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
-    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica)
+    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica, call.may_use)
     if call.principal.has("admin"):
         return ServerView(detail)
     return ServerView(ServerStatus.model_validate(

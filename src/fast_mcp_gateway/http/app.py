@@ -46,7 +46,7 @@ from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import HOW_TO_ADD_A_TOKEN, GatewaySettings, Transport
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
-from fast_mcp_gateway.http.access import BAD_TOKEN, NO_TOKEN, Access
+from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 
@@ -91,6 +91,7 @@ class GatewayApp(Starlette):
     mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it, guarded (explained)
     groups: tuple[RouteGroup, ...]
     mcp_paths: tuple[str, ...] = ()
+    hosts: tuple[list[str] | None, list[str] | None] = (None, None)  # the guard's lists
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.verifier is None \
@@ -433,7 +434,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
-        reword_auth_challenges(mcp_app, NO_TOKEN, BAD_TOKEN)
+        assert verifier is not None  # server.auth is made from it
+        reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
+                               lambda: bad_token(verifier.takes_jwt))
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
@@ -479,6 +482,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
             lane(mcp_app, access), allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins)
     app.groups = all_groups
+    app.hosts = (allowed_hosts, allowed_origins)
     # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known
     # metadata, /messages/ of SSE) takes the router as before.
     app.mcp_paths = (mcp_path,)

@@ -109,6 +109,12 @@ class GatewayVerifier(TokenVerifier):
         self._apply(new)
 
     @property
+    def takes_jwt(self) -> bool:
+        """Whether the running ``gateway.auth`` takes JWTs (``jwt``), reloads followed."""
+        self._follow_reloads()
+        return self._jwt_config is not None
+
+    @property
     def jwt_cache_len(self) -> int:
         """JWTs remembered now (bounded by ``jwt_cache_size``)."""
         return len(self._jwt_cache)

@@ -14,6 +14,7 @@ server), and every unknown-server error names only the principal's servers.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from fast_mcp_gateway.principal import Principal
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB: a server config or tool arguments, never bulk data
-_ROUTE_ID = TypeAdapter(s.BeforeId)
+_ROUTE_ID = TypeAdapter(s.RoutePath)
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,14 @@ class Call:
         return self.principal.may_use(name)
 
     def route_id(self) -> int:
+        """The ``{id}`` of a route rule's path, or a 422 naming ``id`` and where ids are
+        listed (it said "invalid path: must be a whole number", naming no parameter)."""
         try:
-            value = _ROUTE_ID.validate_python(self.path["id"], strict=False)
+            return _ROUTE_ID.validate_python({"id": self.path["id"]}, strict=False).id
         except ValidationError as exc:
-            raise validation_failed(exc, "path") from None
-        assert value is not None
-        return int(value)
+            error = validation_failed(exc, "path")
+            error.message += "; GET /api/v1/routes lists the rules with their ids"
+            raise error from None
 
 
 Handler = Callable[[Call], Awaitable[BaseModel]]
@@ -124,13 +127,15 @@ def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope,
 
 
 async def _body(model: type[BaseModel], request: Request) -> BaseModel:
+    fields = ", ".join(field_names(model)) or "none"
+    send = f"send a JSON object with this operation's fields ({fields})"
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
-            raise ApiError(413, "body_too_large", f"the request body is over {MAX_BODY} bytes")
-    fields = ", ".join(field_names(model)) or "none"
-    send = f"send a JSON object with this operation's fields ({fields})"
+            raise ApiError(413, "body_too_large", f"the request body is over 1 MiB "
+                           f"({MAX_BODY} bytes), which no operation needs: {send}, "
+                           "without bulk data")
     try:
         data = parse_json(raw) if raw else None
     except ValueError as exc:
@@ -146,6 +151,15 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
 
 
 def _query(model: type[BaseModel], request: Request) -> BaseModel:
+    given = Counter(name for name, _ in request.query_params.multi_items()
+                    if not name.startswith("_"))
+    if twice := sorted(name for name, times in given.items() if times > 1):
+        # Starlette keeps the last value: '?server=a&server=b' read as b, unsaid.
+        fields = [{"field": name, "message": f"is given {given[name]} times; give it "
+                   "once (each parameter takes one value)", "type": "repeated"}
+                  for name in twice]
+        raise ApiError(422, "validation_error", "invalid query: " + "; ".join(
+            f"{f['field']} {f['message']}" for f in fields), {"in": "query", "fields": fields})
     try:
         return model.model_validate({name: value for name, value in request.query_params.items()
                                      if not name.startswith("_")})

@@ -8,6 +8,9 @@
   ``unavailable`` while no upstream server is ready, 200 ``ready`` otherwise; the body
   says which and why.  A gateway with no upstream
   server configured is ready (it is managed through the API until servers are added).
+  With ``gateway.auth`` its body names only the servers of the caller's token (none
+  without one); without it, none to a request the Host/Origin guard refuses (a web page
+  on a DNS name rebound to 127.0.0.1): the status and counts are the same for everyone.
 * ``GET /health/servers`` and ``/health/servers/{name}``: scope ``tools``, filtered to
   the servers the caller may use (404 for any other name, whether it exists or not);
   the same ``HealthReport`` / ``ServerStatus`` models as the ``gateway_health`` tool,
@@ -22,9 +25,10 @@ found by the app's ``Access`` (``request.app.access``), shared with every front.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
+from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,25 +39,30 @@ from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import HealthReport
 from fast_mcp_gateway.front.server import StartupGate
-from fast_mcp_gateway.http.access import Access, require
+from fast_mcp_gateway.http.access import NOBODY, Access, require
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, not_found
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 
-def readiness(wait: StartupGate, invalid: Collection[str] = ()) -> tuple[int, dict[str, Any]]:
+def readiness(wait: StartupGate, invalid: Collection[str] = (),
+              shown: Callable[[str], bool] = lambda _name: True) -> tuple[int, dict[str, Any]]:
     """The ``/ready`` answer: (HTTP status, body); ``invalid``: the servers not running
     because their config entries are invalid (``invalid_servers`` when there are any;
-    not counted in ``total``)."""
+    not counted in ``total``).  The status and counts cover every server; the body
+    names only the servers ``shown`` admits (the caller's, with ``gateway.auth``)."""
     services = wait.manager.services
     total = len(services)
     ready = sorted(n for n, s in services.items() if s.state is UpstreamState.READY)
-    body: dict[str, Any] = {"ready": len(ready), "total": total, "ready_servers": ready}
-    if broken := sorted(n for n in invalid if n not in services):
-        body["invalid_servers"] = broken
+    body: dict[str, Any] = {"ready": len(ready), "total": total,
+                            "ready_servers": [n for n in ready if shown(n)]}
+    broken = sorted(n for n in invalid if n not in services)
+    if named := [n for n in broken if shown(n)]:
+        body["invalid_servers"] = named
     if not wait.over:
-        pending = [u.label for u in wait.manager.replicas if u.state is UpstreamState.STARTING]
+        pending = [u.label for u in wait.manager.replicas
+                   if u.state is UpstreamState.STARTING and shown(u.name)]
         return 503, {"status": "starting", **body,
                      "reason": "waiting for the first connect attempt of "
                                f"{', '.join(pending) or 'the upstream servers'}"}
@@ -78,6 +87,41 @@ def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
                         healthy=sum(s.health == "HEALTHY" for s in mine))
 
 
+async def _shown(request: Request) -> Callable[[str], bool]:
+    """Which servers ``/ready`` names to ``request``'s caller: every one without
+    ``gateway.auth`` (anyone on loopback reads them, as ``/health/servers``); with it,
+    those of a valid token with scope ``tools``, and none to a probe without one (a
+    name, which begins its tools' names, is for whoever may use it)."""
+    access: Access = request.app.access
+    if access.verifier is None:  # names for anyone on loopback, not a rebound web page
+        return (lambda _name: True) if await _host_checked(request) else NOBODY.may_use
+    if request.headers.get("authorization") is None:
+        return NOBODY.may_use
+    try:
+        principal = await access.principal_for(request)
+    except ApiError:  # a probe is answered, whatever it sends; a bad token sees no name
+        return NOBODY.may_use
+    return principal.may_use if principal.has("tools") else NOBODY.may_use
+
+
+async def _host_checked(request: Request) -> bool:
+    """Whether ``request`` passes the Host/Origin guard (``/ready`` answers either way:
+    probes send any Host; the names are for a request the guard lets through)."""
+    passed = False
+
+    async def through(_scope: Any, _receive: Any, _send: Any) -> None:
+        nonlocal passed
+        passed = True
+
+    async def refusal(_message: Any) -> None:
+        return None  # the guard's answer is not sent: /ready answers
+
+    hosts, origins = request.app.hosts
+    await HostOriginGuardMiddleware(through, allowed_hosts=hosts, allowed_origins=origins,
+                                    mode="strict")(request.scope, request.receive, refusal)
+    return passed
+
+
 def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, RouteGroup]:
     """``/health`` and ``/ready``; ``/health/servers[/{name}]``, Host-checked without
     ``auth`` (see the module docstring)."""
@@ -85,8 +129,8 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, Rout
     async def live(_request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    async def ready(_request: Request) -> Response:
-        status, body = readiness(wait, invalid_of(ctx))
+    async def ready(request: Request) -> Response:
+        status, body = readiness(wait, invalid_of(ctx), await _shown(request))
         return JSONResponse(body, status_code=status)
 
     async def caller(request: Request) -> Principal:

@@ -158,6 +158,12 @@ class InvocationsQuery(_Query):
         return value
 
 
+class RoutePath(BaseModel):
+    """The ``{id}`` of ``/routes/{id}``."""
+
+    id: int = Field(ge=1, le=STORE_INT_MAX, description="the rule's id, as GET /routes lists it")
+
+
 class AuditQuery(_Query):
     limit: Limit = 50
     before_id: BeforeId = None

@@ -7,10 +7,11 @@ a connection whose request head has not fully arrived ``header_timeout`` seconds
 the connection opened or the previous response completed.
 
 ``protocol_with_timeout`` picks httptools (uvicorn's C parser: ~0.1 ms less per request
-than h11 on the benchmark) when it is importable, h11 otherwise.  h11 bounds a head
-itself (uvicorn's ``h11_max_incomplete_event_size``); llhttp, under httptools, has no
-such bound, so ``HeaderTimeoutHttpToolsProtocol`` answers 400 and closes once an
-unfinished head passes ``max_head_bytes``.  Always pass the class as ``http=``:
+than h11 on the benchmark) when it is importable, h11 otherwise.  h11 bounds an
+unfinished head itself (uvicorn's ``h11_max_incomplete_event_size``) and llhttp, under
+httptools, has no bound; neither bounds a head that arrives whole in one read, so both
+protocols answer 400 and close once a head passes ``max_head_bytes``, counted before
+the parser sees it.  Always pass the class as ``http=``:
 ``http="auto"`` would bypass both guards.
 
 The httptools class also tells a request's app when its host goes away (``HostGone``,
@@ -60,12 +61,43 @@ class HostGone:
 
 
 class _HeadDeadline:
-    """The deadline for a request head, as both protocols keep it (``loop`` and
-    ``_on_header_timeout`` are the protocol's)."""
+    """The deadline and the size bound for a request head, as both protocols keep them
+    (``loop``, ``transport``, ``send_400_response`` and ``_on_header_timeout`` are the
+    protocol's)."""
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_head_bytes: int = MAX_HEAD_BYTES
     _header_timer: asyncio.TimerHandle | None = None
+    _awaiting_head = True  # between a response (or the connection) and the next head
+    _head_bytes = 0  # bytes received towards that head
+    _head_tail = b""  # its last bytes: a blank line may straddle two reads
     loop: asyncio.AbstractEventLoop
+    transport: Any
+    send_400_response: Callable[[str], None]  # annotations only: the protocol's own
+
+    def _await_head(self) -> None:
+        self._awaiting_head, self._head_bytes, self._head_tail = True, 0, b""
+        self._arm()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether ``data`` takes the awaited head past ``max_head_bytes`` (then the
+        connection is answered 400 and closed): counted before the parser sees it, so
+        that a whole head in one read is bounded too (each parser accepted any head that
+        arrived complete, ~60 KB in one read).  A read past the bound is searched, within
+        the bound, for the blank line that ends the head (a body may follow it)."""
+        if not self._awaiting_head:
+            return False
+        room = self.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            self._head_tail = data[-3:] if len(data) >= 3 else (self._head_tail + data)[-3:]
+            return False
+        window = self._head_tail + data[:max(room, 0)]
+        if b"\r\n\r\n" in window or b"\n\n" in window:
+            return False
+        if not self.transport.is_closing():
+            self.send_400_response("Request head too large.")
+        return True
 
     def _arm(self) -> None:
         self._disarm()
@@ -85,20 +117,23 @@ class HeaderTimeoutH11Protocol(_HeadDeadline, H11Protocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._arm()
+        self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._head_too_large(data):
+            return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request head is parsed
+            self._awaiting_head = False
             self._disarm()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._arm()  # the next request's head must arrive in time too
+        self._await_head()  # the next request's head must arrive in time too
 
     def _on_header_timeout(self) -> None:
         self._header_timer = None
@@ -163,14 +198,6 @@ def _httptools_protocol() -> type[Any] | None:
         """``HttpToolsProtocol`` that closes a connection idle or mid-head past
         ``header_timeout``, and refuses (400, close) a head over ``max_head_bytes``."""
 
-        max_head_bytes: int = MAX_HEAD_BYTES
-        _awaiting_head = True  # between a response (or the connection) and the next head
-        _head_bytes = 0  # bytes received towards that head
-
-        def _await_head(self) -> None:
-            self._awaiting_head, self._head_bytes = True, 0
-            self._arm()
-
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._await_head()
@@ -185,13 +212,8 @@ def _httptools_protocol() -> type[Any] | None:
                     gone.fire()
 
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            # Counted after parsing: a chunk that completes the head may carry body bytes.
-            if self._awaiting_head and self.parser is not None:
-                self._head_bytes += len(data)
-                if self._head_bytes > self.max_head_bytes \
-                        and not self.transport.is_closing():
-                    self.send_400_response("Request head too large.")
+            if not self._head_too_large(data):
+                super().data_received(data)
 
         def on_headers_complete(self) -> None:
             self._awaiting_head = False

@@ -13,6 +13,7 @@ catalog, with ``list_changed``).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -436,7 +437,7 @@ class UpstreamManager:
         def upstream_rename(rename: Rename, kind: str) -> Rename:
             entry = index.get((rename.server, kind, rename.original))
             original = entry.original if entry is not None else rename.original
-            return Rename(rename.server, original, rename.exposed, rename.reason)
+            return dataclasses.replace(rename, original=original)
 
         view = CatalogView(
             tools=pick(tool_table, "tools"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fast_mcp_gateway.config.names import logged_name
@@ -41,12 +41,21 @@ class Origin:
 
 @dataclass(frozen=True)
 class Rename:
-    """An exposed name that differs from the plain ``namespace + sep + name``."""
+    """An exposed name that differs from the plain ``namespace + sep + name``.
+
+    ``rival``: the other server ``reason`` names (a collision with its component), and
+    ``private``: the reason without it, for a caller that may not use that server."""
 
     server: str
     original: str
     exposed: str
     reason: str
+    rival: str | None = None
+    private: str = ""
+
+    def reason_for(self, may_use: Callable[[str], bool]) -> str:
+        """``reason`` as told to a caller that may use the servers ``may_use`` admits."""
+        return self.reason if self.rival is None or may_use(self.rival) else self.private
 
 
 @dataclass
@@ -115,6 +124,7 @@ def allocate_names(
         natural = f"{namespace}{separator}{original}" if namespace else original
         exposed = _INVALID.sub("_", natural) or "_"
         reasons: list[str] = []
+        rival: Origin | None = None
         if exposed != natural:
             reasons.append("characters outside [A-Za-z0-9_-] replaced")
         if len(exposed) > max_length:
@@ -122,12 +132,13 @@ def allocate_names(
             reasons.append(f"longer than {max_length} characters, shortened")
         kept = held.get(Origin(server, original))
         if kept is not None and kept != exposed:
-            other = table.by_exposed.get(exposed)
-            reasons.append(_collision(other) if other is not None
+            rival = table.by_exposed.get(exposed)
+            reasons.append(_collision(rival) if rival is not None
                            else "keeps the name it was given when it collided")
             exposed = kept
         elif kept is None and exposed in table.by_exposed:
-            reasons.append(_collision(table.by_exposed[exposed]))
+            rival = table.by_exposed[exposed]
+            reasons.append(_collision(rival))
             exposed = _with_suffix(exposed, _digest(server, original), max_length)
             salt = 0
             while exposed in table.by_exposed:  # a hash collision: astronomically rare
@@ -135,13 +146,25 @@ def allocate_names(
                 exposed = _with_suffix(exposed, _digest(server, original, str(salt)), max_length)
         table.by_exposed[exposed] = Origin(server, original)
         if reasons:
-            table.renames.append(Rename(server, original, exposed, "; ".join(reasons)))
+            table.renames.append(_rename(server, original, exposed, reasons, rival))
     return table
 
 
 def _collision(other: Origin) -> str:
     owner = "the gateway" if other.server == RESERVED else f"server '{other.server}'"
     return f"collides with '{logged_name(other.original)}' of {owner}"
+
+
+_PRIVATE = "collides with a name of another server"
+
+
+def _rename(server: str, original: str, exposed: str, reasons: list[str],
+            rival: Origin | None) -> Rename:
+    if rival is None or rival.server == RESERVED:
+        return Rename(server, original, exposed, "; ".join(reasons))
+    private = [_PRIVATE if r == _collision(rival) else r for r in reasons]
+    return Rename(server, original, exposed, "; ".join(reasons), rival.server,
+                  "; ".join(private))
 
 
 def namespace_uri(uri: str, namespace: str) -> str:
@@ -173,7 +196,7 @@ def allocate_uris(entries: Iterable[tuple[str, str, str]]) -> NameTable:
                                     f"{fallback}-{_digest(server, original)}")
             table.renames.append(
                 Rename(server, original, exposed,
-                       f"collides with '{other.original}' of server '{other.server}'")
-            )
+                       f"collides with '{other.original}' of server '{other.server}'",
+                       other.server, _PRIVATE))
         table.by_exposed[exposed] = Origin(server, original)
     return table

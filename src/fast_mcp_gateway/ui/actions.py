@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.masked import keep_masked, stored_settings
+from fast_mcp_gateway.admin.scope import add_refusal
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import detail_context, server_name
@@ -226,8 +227,7 @@ async def save(page: Page) -> Response:
                 report = await servers.update_server(page.ctx, page.actor, name, raw)
             else:
                 if not page.viewer.may_use(name):
-                    errors["name"] = "your token may only manage the servers " + ", ".join(
-                        sorted(page.viewer.principal.servers or ()))
+                    errors["name"] = add_refusal(page.viewer.principal, name)
                     raise ConfigError([])
                 report = await servers.add_server(page.ctx, page.actor, name, raw)
         except ConfigError as exc:

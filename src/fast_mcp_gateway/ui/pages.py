@@ -141,7 +141,8 @@ async def cards(page: Page) -> Response:
 
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
-    detail = servers.server_detail(page.ctx, name, stderr_lines=40)
+    detail = servers.server_detail(page.ctx, name, stderr_lines=40,
+                                   may_use=page.viewer.may_use)
     window = window_of(page)
     status = page.query("status")
     cursor = page.query("cursor") or None
@@ -171,7 +172,8 @@ async def detail(page: Page) -> Response:
 
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
-    return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40))
+    return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40,
+                                                               may_use=page.viewer.may_use))
 
 
 def routes(ui: Ui) -> list[Route]:

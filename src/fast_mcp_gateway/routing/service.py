@@ -330,7 +330,7 @@ class Service:
         attempt = 0
         while True:  # until the retry policy says stop (read live: a reload may change it)
             attempt += 1
-            await until_usable(self.replicas, self.wait_until)  # a retry: crashed, restarting
+            await until_usable(self.replicas, self.wait_until)  # a retry's may be restarting
             replica = self.pick(tried, key) or self.pick(set(), key)
             if replica is None:
                 exc: UpstreamError = self._no_replica(path)

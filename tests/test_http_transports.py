@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastmcp import Client, FastMCP
 from mcp import ClientSession
 
 from fast_mcp_gateway.upstream.http_transports import FastHttpTransport, FastSseTransport
 from fast_mcp_gateway.upstream.session import RelaySession
 from fast_mcp_gateway.upstream.transports import relay_options
-from tests.fixtures import alpha_server, serve_http
+from tests.fixtures import alpha_server, make_gateway, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +86,24 @@ async def test_options_a_gateway_transport_cannot_honour_are_refused_by_name() -
     with pytest.raises(ValueError, match="does not forward a host's headers; fastmcp's"):
         async with transport.connect_session(transport_options=options):
             pass
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "2026-07-28"])
+async def test_a_result_over_one_mib_comes_back_from_an_http_upstream(protocol: str) -> None:
+    """A handshake-era streamable-HTTP session read each SSE event with the SDK's 1 MiB
+    bound, so a larger result (server-filesystem's read_media_file of a 1.5 MB image,
+    behind an HTTP server) ended the session: 'connection closed during tools/call';
+    the same result came through a stdio upstream, or the 2026-07-28 side door, whole
+    (both bounded by max_message_bytes, 32 MiB by default)."""
+    upstream = FastMCP("big")
+
+    @upstream.tool
+    def big(size: int) -> str:
+        return "x" * size
+
+    async with serve_http(upstream.http_app(path="/mcp"), startup=False) as base:
+        gateway = make_gateway({"big": {"url": f"{base}/mcp", "protocol": protocol}})
+        async with Client(gateway.server) as client:
+            result = await client.call_tool_mcp("big_big", {"size": 1_500_000})
+            assert not result.isError, result.content[0].text  # type: ignore[union-attr]
+            assert result.structuredContent == {"result": "x" * 1_500_000}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -210,17 +211,33 @@ class RootsHost(FrontCall):
         return types.ListRootsResult(roots=[types.Root(uri=uri) for uri in self.roots])
 
 
+class UpstreamSession:
+    """An upstream session's notifications, as sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send_notification(self, notification: Any) -> None:
+        self.sent.append(notification)
+
+
 async def test_roots_outside_a_call_come_from_the_sole_host_only() -> None:
     from fast_mcp_gateway.upstream.relay import HostRelay, InFlight, SoleHost
 
     inflight, sole = InFlight(), SoleHost()
     relay = HostRelay("up", inflight, sole=sole)
-    ctx: Any = None
-    # No sole host (HTTP, library use): the documented answer is no roots.
+    session = UpstreamSession()
+    ctx: Any = SimpleNamespace(session=session)
+    # No sole host (HTTP, library use, or before the stdio host's handshake): the
+    # documented answer is no roots; the session is told once a host can be asked.
     assert (await relay.on_list_roots(ctx)).roots == []
     sole.front = lambda: RootsHost(session=None, roots=("file:///stdio-host",))
     assert [str(r.uri) for r in (await relay.on_list_roots(ctx)).roots] == [
         "file:///stdio-host"]
+    await sole.arrived()
+    assert [type(n) for n in session.sent] == [types.RootsListChangedNotification]
+    await sole.arrived()  # told once
+    assert len(session.sent) == 1
     # Within a call, the caller's host is asked, never the sole host instead of it.
     caller = RootsHost(session=None, roots=("file:///caller",))
     with inflight.track(caller):

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.upstream.replica import UpstreamState
+from fast_mcp_gateway.upstream.replica import RestartPolicy, UpstreamState
 from tests.fixtures import make_gateway, replica_server, stdio_entry
 
 pytestmark = pytest.mark.anyio
@@ -190,6 +190,28 @@ async def test_idempotent_calls_keep_succeeding_while_a_replica_is_killed() -> N
         assert await first.wait_until(lambda: first.state is UpstreamState.READY
                                       and first.connects >= 2, 20)
         assert first.pid not in pids  # restarted as a new process
+
+
+async def test_a_retried_read_only_call_waits_for_its_crashed_server_to_restart(
+        tmp_path: Path) -> None:
+    """The server died during a read-only call: the retry policy sends it again, and the
+    retry waits for the restart under way (as a new call does), where it failed at once
+    with 'svc is reconnecting (...)' though the server was back a second later
+    (@modelcontextprotocol/server-sequential-thinking killed mid-session)."""
+    slow_restart = RestartPolicy(initial=1.0, maximum=1.0, jitter=0.0, crash_limit=3,
+                                 crash_window=30.0)  # later than every retry's backoff
+    gateway = make_gateway({"svc": stdio_entry("replica.py")}, restart=slow_restart,
+                           db=tmp_path / "gateway.db")
+    async with Client(gateway.server) as client:
+        first = gateway.manager.get("svc").replicas[0].pid
+        result = await client.call_tool_mcp("svc_crash_once",
+                                            {"marker": str(tmp_path / "crashed")})
+        assert not result.isError, result.content[0].text  # type: ignore[union-attr]
+        assert result.structuredContent == {"result": gateway.manager.get("svc").replicas[0].pid}
+        assert result.structuredContent["result"] != first
+        page = (await client.call_tool("gateway_calls", {"tool": "svc_crash_once"})).data
+        (record,) = page.calls
+        assert record.status == "success" and record.retries == 1
 
 
 async def test_drain_and_restart_replica_admin_tools() -> None:

@@ -124,7 +124,10 @@ async def test_a_mistyped_gateway_tool_is_not_suggested_to_a_caller_without_admi
 async def test_a_name_of_a_server_that_is_down_says_why_it_offers_nothing(mode: str) -> None:
     """A disabled server, or one whose command is missing, offers no tools: a host calling
     one of its names (from the server's docs, a previous config) was told only "server
-    'x' has no tool 'y', and no tools now", nothing of the state nor the fix."""
+    'x' has no tool 'y', and no tools now", nothing of the state nor the fix.  One that
+    is reconnecting or failed says why (its last error, as a call sent to it would):
+    "(gateway_list_servers says why)" left a host with the admin tools off no way to
+    learn that mcp-server-git's --repository was not a git repository."""
     gateway = make_gateway({"alpha": memory_entry("alpha"),
                             "off": {**memory_entry("off"), "enabled": False},
                             "gone": {"command": "no-such-mcp-server-x2"}},
@@ -136,7 +139,8 @@ async def test_a_name_of_a_server_that_is_down_says_why_it_offers_nothing(mode: 
                                    "(gateway_enable_server turns it back on)"), disabled
         down = await _tool_error(client, "gone_search")
         assert "server 'gone' has no tool 'search', and no tools now: it " in down, down
-        assert "(gateway_list_servers says why)" in down, down
+        assert "it is reconnecting (command not found: no-such-mcp-server-x2 is in no " \
+            "folder of the PATH" in down, down
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,4 +1,5 @@
-"""A stdio replica for failover tests: read-only and side-effecting tools, both slow-able."""
+"""A stdio replica for failover tests: read-only and side-effecting tools, both slow-able;
+one that crashes its process once."""
 
 import os
 import sys
@@ -15,6 +16,15 @@ async def read(delay: float = 0.0) -> int:
     """Idempotent: returns this replica's pid after an optional delay."""
     if delay:
         await anyio.sleep(delay)
+    return os.getpid()
+
+
+@mcp.tool(annotations={"readOnlyHint": True})
+def crash_once(marker: str) -> int:
+    """Read-only, yet its first call (no ``marker`` file yet) ends this process mid-call."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(3)
     return os.getpid()
 
 

@@ -204,8 +204,8 @@ class ServerConfig(Target):
     stderr_lines: StrictInt = Field(default=200, ge=1, le=100_000)
     max_message_bytes: StrictInt = Field(
         default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
-        description="largest message a stdio upstream may send (bytes); a larger one "
-        "fails the calls in flight and restarts the session",
+        description="largest message a stdio or streamable-HTTP upstream may send "
+        "(bytes); a larger one fails the calls in flight and restarts the session",
     )
     replicas: StrictInt = Field(default=1, ge=1, le=64)
     instances: tuple[Instance, ...] = ()

@@ -299,6 +299,9 @@ class StdioLane(StdioChannel):
             self.host_log_level = None
         elif message.get("method") == "notifications/initialized":
             self.handshake_done = True
+            if "roots" in self.host_capabilities and self._tg is not None:
+                # Upstreams that asked for roots before the host was there ask again.
+                self._tg.start_soon(self.provider.manager.sole_host.arrived)
 
     def _watch_level(self, line: bytes) -> None:
         # The SDK server answers it (a level it rejects is not kept); the lane relays

@@ -317,9 +317,8 @@ class GatewayProvider(Provider):
     _servers = caller_servers
 
     def unknown(self, kind: Kind | str, name: str) -> str:
-        """What a host is told for a ``kind`` named ``name`` it cannot reach: the name
-        it probably meant, or how names are formed here (``unknown.py``), naming only
-        servers the caller may use."""
+        """What a host is told for a ``kind`` named ``name`` it cannot reach (``unknown.py``):
+        the name it meant, or how names are formed here, naming only the caller's servers."""
         servers, services = self._servers(), self.manager.services
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
@@ -332,7 +331,9 @@ class GatewayProvider(Provider):
         active = self.active_profile()
         own = ([n for n in self.own_names if self.own_shown(n)]
                if kind == "tool" and self.own_names and self.caller_is_admin() else ())
-        states = {name: services[name].state.value for name in namespaces}
+        states = {n: services[n].state.value for n in namespaces}
+        why = {n: f"it {services[n].replicas[0].unavailable_reason()}" for n in states
+               if states[n] in ("reconnecting", "failed") and services[n].replicas}
         invalid = {n: e for n, e in self.invalid().items()  # not running: entry invalid
                    if n not in services and _visible(n, servers)}
         return unknown_name(kind, name, self.manager.view,
@@ -341,8 +342,8 @@ class GatewayProvider(Provider):
                             search=kind == "tool" and self.search_mode(),
                             shown=active.shows_tool if active is not None else None,
                             own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
-                            reasons={n: f"it is invalid, so it was not started: {e.error}"
-                                     for n, e in invalid.items()})
+                            reasons={**why, **{n: f"it is invalid, so it was not started: "
+                                               f"{e.error}" for n, e in invalid.items()}})
 
     def unknown_call(self, kind: Kind | str, name: str) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for

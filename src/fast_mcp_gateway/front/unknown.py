@@ -51,7 +51,8 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     may call (an admin's ``gateway_*``), the closest of which a tool name may mean;
     ``states``: server -> its state, to say why a server offers nothing now;
     ``reasons``: server -> why, where the state's own words are not enough (``invalid``:
-    the error of its entry in the config file)."""
+    the error of its entry in the config file; reconnecting or failed: its last error,
+    as a call sent to it would be told)."""
     head = f"Unknown {kind}: {name!r}"
     lists = "search_tools finds them" if kind == "tool" and search else _LISTS[kind]
     if kind == "tool" and own and (close := _closest(name, own)):

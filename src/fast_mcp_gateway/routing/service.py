@@ -326,11 +326,11 @@ class Service:
             async with self.clients.session(front) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
-        await until_usable(self.replicas, self.wait_until)
         tried: set[int] = set()
         attempt = 0
         while True:  # until the retry policy says stop (read live: a reload may change it)
             attempt += 1
+            await until_usable(self.replicas, self.wait_until)  # a retry's may be restarting
             replica = self.pick(tried, key) or self.pick(set(), key)
             if replica is None:
                 exc: UpstreamError = self._no_replica(path)

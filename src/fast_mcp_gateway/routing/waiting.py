@@ -7,7 +7,9 @@ as the Inspector CLI read or call right after it), or every one is on its way ba
 session just ended, or it reconnects with the next attempt under way or due within a call
 timeout, and its last attempt was not refused or timed out): a crashed stdio server is
 restarted at once, and a call right after the crash waited for nothing before, failing
-"is reconnecting".  The common case, a usable first replica, costs one property read.
+"is reconnecting".  So does each retry of a call (``Service._route``): a read-only call
+that broke because its server crashed is sent again once the restart under way is done.
+The common case, a usable first replica, costs one property read.
 """
 
 from __future__ import annotations

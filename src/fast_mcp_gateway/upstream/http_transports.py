@@ -87,8 +87,9 @@ class FastHttpTransport(_UrlTransport):
 
     legacy_only = False  # streamable HTTP carries either protocol era
     tap: HttpTap | None = None
+    # The bound of one message (an SSE event too: the SDK's own is 1 MiB), as the
+    # side door's and a stdio upstream's: a larger result ended the session.
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_sse_event_size: int | None = 1024 * 1024  # fastmcp's default
 
     @contextlib.asynccontextmanager
     async def connect_session(  # type: ignore[override]  # options read by duck typing
@@ -104,7 +105,7 @@ class FastHttpTransport(_UrlTransport):
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(client)
             read_stream, write_stream = await stack.enter_async_context(streamable_http_client(
-                self.url, http_client=client, max_sse_event_size=self.max_sse_event_size))
+                self.url, http_client=client, max_sse_event_size=self.max_message_bytes))
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,

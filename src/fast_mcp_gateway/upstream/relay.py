@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import logging
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -43,7 +44,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from fastmcp.server.dependencies import get_access_token
-from mcp.client.session import ClientRequestContext
+from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
@@ -72,6 +73,8 @@ _CONNECTION_META_KEYS = frozenset(
     }
 )
 
+
+_ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
 
 STDIO_HOST = "stdio"
 """The host key of the one host of a gateway serving stdio (full path and lane)."""
@@ -347,14 +350,26 @@ class SoleHost:
     call (``roots/list``: a filesystem server narrows itself to the host's roots).
 
     Unset (HTTP, library use), such a request is answered ``[]``: with several hosts
-    on one shared upstream session no answer can be attributed with certainty.
+    on one shared upstream session no answer can be attributed with certainty.  Before
+    the host's handshake (stdio upstreams start first) it is answered ``[]`` too, and
+    the session is kept in ``unasked``: ``arrived`` tells it the roots changed once a
+    host that declared roots can be asked, as it would have been asked directly.
     """
 
     def __init__(self) -> None:
         self.front: Callable[[], FrontCall | None] | None = None
+        self.unasked: weakref.WeakSet[ClientSession] = weakref.WeakSet()
 
     def get(self) -> FrontCall | None:
         return self.front() if self.front is not None else None
+
+    async def arrived(self) -> None:
+        """The host's handshake is done and it declared roots: each session answered
+        ``[]`` before gets ``roots/list_changed`` (and asks again)."""
+        sessions, self.unasked = list(self.unasked), weakref.WeakSet()
+        for session in sessions:  # a session that ended meanwhile has nobody to tell
+            with anyio.move_on_after(_ANNOUNCE_WITHIN), suppress(Exception):
+                await session.send_notification(types.RootsListChangedNotification())
 
 
 class HostRelay:
@@ -462,6 +477,8 @@ class HostRelay:
                 return owner  # never another host's roots
             # Outside any call: the stdio gateway's one host, else no roots (SoleHost).
             sole = self._sole.get() if self._sole is not None else None
+            if sole is None and self._sole is not None:
+                self._sole.unasked.add(ctx.session)  # no host yet: told when one comes
             if sole is None or not sole.can_ask("roots"):
                 return types.ListRootsResult(roots=[])
             try:

@@ -1,0 +1,70 @@
+"""Roots asked by an upstream before the stdio host's handshake (server-filesystem).
+
+``mcp-gateway serve`` starts its stdio upstreams before any host line is read, so a
+server that lists its client's roots once initialized (server-filesystem) may ask before
+the host has said what its roots are.  It got ``[]`` and kept its command-line
+directories, where the same host connected directly narrows it to the host's roots: the
+host's roots held only if the upstream happened to start after the host's handshake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from tests.fixtures import SERVERS, until
+
+pytestmark = pytest.mark.anyio
+PY = sys.executable
+
+
+def _gateway(tmp_path: Path, lane: bool) -> StdioTransport:
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"fs": {
+        "command": PY, "args": [str(SERVERS / "rooted.py"), "file:///from/args"],
+        "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}}}}), encoding="utf-8")
+    return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
+                               "--no-db"],
+                          env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()},
+                          keep_alive=False, log_file=tmp_path / "gateway.log")
+
+
+def _listings(tmp_path: Path) -> list[list[str]]:
+    log = tmp_path / "rooted.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_an_upstream_that_asked_before_the_host_gets_the_hosts_roots(
+        tmp_path: Path, lane: bool) -> None:
+    host_roots = ["file:///work/project"]
+    client: Client[Any] = Client(_gateway(tmp_path, lane), mode="legacy", roots=host_roots,
+                                 auto_initialize=False)
+    async with client:
+        # The upstream asks once initialized: no host yet, so it was answered [].
+        await until(lambda: _listings(tmp_path) == [[]])
+        await client.initialize()
+        # The host's handshake is done: the upstream is told the roots changed, asks
+        # again, and narrows itself to the host's roots, as it would connected directly.
+        listed = await client.call_tool("fs_listed", {"count": 2})
+        assert json.loads(listed.content[0].text) == ["file:///work/project"]
+        allowed = await client.call_tool("fs_allowed", {})
+        assert json.loads(allowed.content[0].text) == ["file:///work/project"]
+
+
+async def test_a_host_without_roots_leaves_the_upstream_as_it_started(tmp_path: Path) -> None:
+    """No roots declared: nothing is announced (the upstream keeps its own directories)."""
+    async with Client(_gateway(tmp_path, True), mode="legacy",
+                      auto_initialize=False) as client:
+        await until(lambda: _listings(tmp_path) == [[]])
+        await client.initialize()
+        allowed = await client.call_tool("fs_allowed", {})
+        assert json.loads(allowed.content[0].text) == ["file:///from/args"]
+        assert _listings(tmp_path) == [[]]

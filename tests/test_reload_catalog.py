@@ -31,8 +31,19 @@ from tests.test_startup import GUARD, Changes, slow_entry
 pytestmark = pytest.mark.anyio
 
 
-def _gateway(config: Path, entry: dict[str, Any]) -> Gateway:
+def _configure(config: Path, entry: dict[str, Any]) -> None:
     config.write_text(json.dumps({"servers": {"slow": entry}}))
+
+
+def _answering(client: Client[Any], answers: dict[str, Any]) -> Any:
+    """Calls a tool (no arguments) into ``answers[its name]``, an error result too."""
+    async def call(name: str) -> None:
+        answers[name] = await client.call_tool(name, {}, raise_on_error=False)
+    return call
+
+
+def _gateway(config: Path, entry: dict[str, Any]) -> Gateway:
+    _configure(config, entry)
     return Gateway(parse_config(json.loads(config.read_text()), source=str(config)),
                    GatewaySettings(db=None, startup_wait=600.0, config=config),
                    restart=FAST_RESTART)
@@ -81,12 +92,8 @@ async def test_a_restarted_server_stays_listed_until_its_new_session_is_up(
             assert "slow_pid" in before[0] and "slow_greet" in before[2], before
             old = gateway.manager.services["slow"]
             first_pid = (await client.call_tool("slow_pid", {})).data
-            config.write_text(json.dumps({"servers": {"slow": {
-                **entry, "env": {"SLOW_EDITION": "2"}}}}))
-
-            async def call(name: str) -> None:
-                answers[name] = await client.call_tool(name, {}, raise_on_error=False)
-
+            _configure(config, {**entry, "env": {"SLOW_EDITION": "2"}})
+            call = _answering(client, answers)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, "gateway_reload_config")
                 new = await _restarting(gateway, old, client, before)
@@ -115,14 +122,9 @@ async def test_a_restart_that_fails_takes_the_servers_tools_away(tmp_path: Path)
             before = await _listed(client)
             assert "slow_pid" in before[0], before
             old = gateway.manager.services["slow"]
-            config.write_text(json.dumps({"servers": {"slow": {
-                **entry, "args": [*entry["args"], "--fail"]}}}))
-
-            async def reload() -> None:
-                answers["reload"] = await client.call_tool("gateway_reload_config", {})
-
+            _configure(config, {**entry, "args": [*entry["args"], "--fail"]})
             async with anyio.create_task_group() as tg:
-                tg.start_soon(reload)
+                tg.start_soon(_answering(client, answers), "gateway_reload_config")
                 new = await _restarting(gateway, old, client, before)
                 assert await _listed(client) == before  # still listed while it starts
                 assert not changes.seen["tools"].is_set()
@@ -158,14 +160,9 @@ async def test_with_replicas_the_catalog_stays_while_one_may_yet_come_up(
             before = await _listed(client)
             assert "slow_pid" in before[0], before
             old = gateway.manager.services["slow"]
-            config.write_text(json.dumps({"servers": {"slow": {
-                **entry, "instances": [instance("a", "--fail"), instance("b")]}}}))
-
-            async def reload() -> None:
-                answers["reload"] = await client.call_tool("gateway_reload_config", {})
-
+            _configure(config, {**entry, "instances": [instance("a", "--fail"), instance("b")]})
             async with anyio.create_task_group() as tg:
-                tg.start_soon(reload)
+                tg.start_soon(_answering(client, answers), "gateway_reload_config")
                 for replica in old.replicas:
                     assert await replica.wait_until(
                         lambda r=replica: r.state is UpstreamState.STOPPED, GUARD)
@@ -193,12 +190,8 @@ async def test_a_call_to_a_tool_the_restarted_server_dropped_is_refused_by_the_g
         async with Client(gateway.server, mode="legacy") as client:
             before = await _listed(client)
             old = gateway.manager.services["slow"]
-            config.write_text(json.dumps({"servers": {"slow": {
-                **entry, "env": {"SLOW_WITHOUT": "pid"}}}}))
-
-            async def call(name: str) -> None:
-                answers[name] = await client.call_tool(name, {}, raise_on_error=False)
-
+            _configure(config, {**entry, "env": {"SLOW_WITHOUT": "pid"}})
+            call = _answering(client, answers)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, "gateway_reload_config")
                 await _restarting(gateway, old, client, before)

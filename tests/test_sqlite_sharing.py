@@ -127,34 +127,41 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transacti
         await store.close()
 
 
-async def test_stores_opening_a_new_file_at_once_migrate_it_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another gateway migrates the new file while this one, having read version 0,
-    waits for the write lock: this one must not run the migrations again ("table
-    invocations already exists", reported as a file to move away)."""
+def _new_file(tmp_path: Path) -> Path:
     path = tmp_path / "g.db"
     path.touch(mode=0o600)
+    return path
+
+
+async def _open_while_another_migrates(path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      version: int) -> SQLiteStore | StorageError:
+    """Open the new file ``path`` while another gateway migrates it (to ``version``):
+    this one reads version 0, then waits for the write lock the other holds until it
+    commits.  The store opened, or the ``StorageError`` the open raised."""
     read = anyio.Event()
     read_version = schema.schema_version
 
     async def version_read(db: aiosqlite.Connection) -> int:
-        version = await read_version(db)
+        found = await read_version(db)
         read.set()
-        return version
+        return found
 
     monkeypatch.setattr(schema, "schema_version", version_read)
-    opened: list[SQLiteStore] = []
+    outcome: list[SQLiteStore | StorageError] = []
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("PRAGMA journal_mode = WAL")
         other.execute("BEGIN IMMEDIATE")
-        for target, script in schema.MIGRATIONS:  # the other gateway's migrations
+        for _, script in schema.MIGRATIONS:  # the other gateway's migrations
             for statement in schema.statements(script):
                 other.execute(statement)
-            other.execute(f"PRAGMA user_version = {target}")
+        other.execute(f"PRAGMA user_version = {version}")
 
         async def open_store() -> None:
-            opened.append(await SQLiteStore.open(path))
+            try:
+                outcome.append(await SQLiteStore.open(path))
+            except StorageError as exc:
+                outcome.append(exc)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(open_store)
@@ -162,7 +169,18 @@ async def test_stores_opening_a_new_file_at_once_migrate_it_once(
             other.execute("COMMIT")
     finally:
         other.close()
-    (store,) = opened
+    (result,) = outcome
+    return result
+
+
+async def test_stores_opening_a_new_file_at_once_migrate_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another gateway migrates the new file while this one, having read version 0,
+    waits for the write lock: this one must not run the migrations again ("table
+    invocations already exists", reported as a file to move away)."""
+    store = await _open_while_another_migrates(_new_file(tmp_path), monkeypatch,
+                                               schema.SCHEMA_VERSION)
+    assert isinstance(store, SQLiteStore), store
     try:
         assert await store.schema_version() == schema.SCHEMA_VERSION
     finally:
@@ -174,42 +192,11 @@ async def test_a_file_a_newer_gateway_migrates_meanwhile_is_refused_in_words(
     """This gateway read version 0 and waits for the write lock while a newer gateway
     migrates the file past what it understands: it must refuse the file as newer (the
     check ran only before the migrations, so it went on with a schema it does not know)."""
-    path = tmp_path / "g.db"
-    path.touch(mode=0o600)
-    read = anyio.Event()
-    read_version = schema.schema_version
-
-    async def version_read(db: aiosqlite.Connection) -> int:
-        version = await read_version(db)
-        read.set()
-        return version
-
-    monkeypatch.setattr(schema, "schema_version", version_read)
-    other = sqlite3.connect(path, isolation_level=None)
-    refused: list[BaseException] = []
-    try:
-        other.execute("PRAGMA journal_mode = WAL")
-        other.execute("BEGIN IMMEDIATE")
-        for _, script in schema.MIGRATIONS:
-            for statement in schema.statements(script):
-                other.execute(statement)
-        other.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
-
-        async def open_store() -> None:
-            try:
-                await SQLiteStore.open(path)
-            except StorageError as exc:
-                refused.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(open_store)
-            await read.wait()
-            other.execute("COMMIT")
-    finally:
-        other.close()
-    assert len(refused) == 1, refused
+    refused = await _open_while_another_migrates(_new_file(tmp_path), monkeypatch,
+                                                 schema.SCHEMA_VERSION + 1)
+    assert isinstance(refused, StorageError), refused
     assert f"schema version {schema.SCHEMA_VERSION + 1} is newer than this gateway" in str(
-        refused[0])
+        refused)
 
 
 async def test_a_read_never_sees_another_tasks_uncommitted_batch(

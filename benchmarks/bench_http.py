@@ -23,7 +23,8 @@ itself) and against each other.
 
 The two auth rows share one gateway process, so their difference is the verification
 itself (the JWT is verified per request, or served from the verifier's cache).  Each
-round measures every target in a rotating order and notes the load average first.
+round measures every target in an order shuffled anew each round and notes the load
+average first.
 
 ``MCP_GATEWAY_BENCH_BASELINE=/path/to/other/venv/bin/python`` adds ``gateway@base``,
 ``gateway+jwt@base`` and ``gateway/stdio@base``: the same three gateways run by another

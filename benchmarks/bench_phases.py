@@ -1,6 +1,6 @@
 """The measurements: each phase runs its targets round by round and records every value.
 
-A round measures every target once, in an order that rotates each round, and starts
+A round measures every target once, in an order shuffled anew each round, and starts
 by noting the load average; a figure is the median over rounds, and every ratio is
 paired (a round's value over the same round's base value), so the spread of the
 ratios shows how much a shared machine moved the numbers.

@@ -6,7 +6,7 @@
 Serves ``upstream.py --http`` and one ``mcp-gateway serve --transport http`` per
 interpreter in front of it (by URL, as ``bench_http.py`` does), one persistent fastmcp
 client each, and one straight to the upstream (``direct``); then ``--calls`` sequential
-``echo`` calls per round on each in turn (order rotating), printing the gateway's and
+``echo`` calls per round on each in turn (order shuffled each round), printing the gateway's and
 the upstream's CPU per call (``/proc``) and the p50 latency per round, then their
 medians and the median of each round's p50 over that round's ``direct`` p50, with the
 load average.  ``--profile FILE`` runs this tree's gateway under

@@ -6,7 +6,7 @@
 
 Spawns one ``mcp-gateway serve`` per interpreter (this one, and ``--base``'s if given)
 in front of ``upstream.py``, warms each up, then runs ``--calls`` ``echo`` calls per
-round on each in turn (the order rotating each round), with ``--callers`` concurrent
+round on each in turn (the order shuffled each round), with ``--callers`` concurrent
 callers, and prints the gateway's user+system CPU per call (``/proc``, 10 ms ticks) per
 round and the median, with the load average.  CPU per call is far less sensitive to a
 busy machine than latency, so it is the figure to compare on a shared host.

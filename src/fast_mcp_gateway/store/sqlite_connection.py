@@ -69,9 +69,7 @@ class StoreConnection:
         """Every row of a read, fetched in one worker call, never inside another task's
         transaction (it would see rows not yet committed: invocations without their
         aggregates, or a batch that is then rolled back)."""
-        async with self._lock:
-            with self._mapped("read"):
-                return list(await self._db.execute_fetchall(sql, args))
+        return await self._fetched(sql, args, "read")
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Cursor:
         """One writing statement (its own transaction); the cursor gives ``rowcount``
@@ -83,8 +81,11 @@ class StoreConnection:
     async def returning(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """One writing statement with ``RETURNING``, read to the end (a statement left
         unfinished keeps the transaction open: "SQL statements in progress")."""
+        return await self._fetched(sql, args, "write")
+
+    async def _fetched(self, sql: str, args: Sequence[Any], what: str) -> list[Any]:
         async with self._lock:
-            with self._mapped("write"):
+            with self._mapped(what):
                 return list(await self._db.execute_fetchall(sql, args))
 
     async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:

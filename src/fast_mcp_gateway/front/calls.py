@@ -67,6 +67,7 @@ from fast_mcp_gateway.front.outcomes import (
     Status,
     failure_of,
 )
+from fast_mcp_gateway.front.remembered import Remembered
 from fast_mcp_gateway.principal import LOCAL, Principal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -244,8 +245,8 @@ class CallPipeline:
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
         self._parking: Parking | None = None
-        # Per exposed tool: (its input schema, the keys, whether it names a credential).
-        self._credential_tools: dict[str, tuple[Any, tuple[str, ...], bool]] = {}
+        # The redaction keys, and per exposed tool whether its schema names a credential.
+        self._credential_tools: tuple[tuple[str, ...], Remembered[Any, bool]] | None = None
 
     @property
     def parking(self) -> Parking | None:
@@ -390,14 +391,11 @@ class CallPipeline:
         (remembered per schema: ~0.3 us a call for the others)."""
         entry = self.manager.view.tools.get(exposed)
         schema = entry[1].input_schema if entry is not None else None
-        cached = self._credential_tools.get(exposed)
-        if cached is not None and cached[0] is schema and cached[1] is keys:
-            return cached[2]
-        names = names_credentials(schema, keys)
-        if len(self._credential_tools) >= 4096:
-            self._credential_tools.clear()
-        self._credential_tools[exposed] = (schema, keys, names)
-        return names
+        memo = self._credential_tools
+        if memo is None or memo[0] is not keys:  # other keys (a reload): start over
+            memo = self._credential_tools = (keys, Remembered[Any, bool](
+                lambda schema: names_credentials(schema, keys)))
+        return memo[1](exposed, schema)
 
     def _abandoned(self, call: Any, status: str, error: str) -> None:
         """A parked call that ended with no host round to answer: its one record."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -83,8 +84,22 @@ def result_fields(version: str) -> frozenset[str]:
 
 def tracing_configured() -> bool:
     """Whether an OpenTelemetry SDK is installed as the tracer provider (the full path
-    then emits spans, so the lanes step aside)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    then emits spans, so the lanes step aside).  Once one is, it stays: remembered
+    (asking OpenTelemetry looks ``OTEL_PYTHON_TRACER_PROVIDER`` up in the environment
+    every time, a ``KeyError`` raised and caught per call while none is set)."""
+    global _TRACING
+    if _TRACING:
+        return True
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN_PROVIDER)
+    if provider is None and not _PROVIDER_FROM_ENV:
+        return False  # none set, none to load: the proxy provider
+    _TRACING = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _TRACING
+
+
+_TRACING = False
+_UNKNOWN_PROVIDER = object()  # an OpenTelemetry without the module global: ask it
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def upstream_call(original: str, params: dict[str, Any],

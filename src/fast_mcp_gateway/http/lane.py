@@ -56,8 +56,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.lane_host import LaneFront, open_state
 from fast_mcp_gateway.front.mrtr import AnsweredEarly
+from fast_mcp_gateway.front.remembered import Remembered
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (
     encode_body,
@@ -117,7 +119,11 @@ class HttpLane:
         self._stamp: dict[str, Any] | None = None
         self.enabled = enabled
         self.served = 0  # calls the lane answered (tests and diagnostics)
-        self._header_tools: dict[str, tuple[Any, bool]] = {}
+        self._header_tools = Remembered[Any, bool](
+            lambda schema: "x-mcp-header" in json.dumps(schema))
+        # A server's headers taking the caller's token: a regex search (~3 us a call).
+        self._caller_credentials = Remembered[ServerConfig, bool](
+            lambda config: config.uses_caller_credentials)
         self._accepts: dict[str, tuple[bool, bool]] = {}  # Accept -> (JSON, SSE)
         self._loop: asyncio.AbstractEventLoop | None = None  # uvicorn's, one per app
 
@@ -226,7 +232,7 @@ class HttpLane:
         route = tool.serves_raw()
         if route is None or takes_tasks(meta, route[0]):
             return None  # a task the host may get is the full path's (front/tasks.py)
-        if route[0].config.uses_caller_credentials:
+        if self._caller_credentials(route[0].name, route[0].config):
             return None  # the caller's own token and claims: FastMCP's verified ones
         servers = principal.servers
         if servers is not None and not (tool.owner.name in servers
@@ -244,13 +250,7 @@ class HttpLane:
         """Whether tool ``name``'s schema declares ``Mcp-Param`` headers (the SDK then
         checks them against the arguments; the lane leaves that to it)."""
         entry = self.provider.manager.view.tools.get(name)
-        schema = entry[1].input_schema if entry is not None else None
-        cached = self._header_tools.get(name)
-        if cached is not None and cached[0] is schema:
-            return cached[1]
-        declares = "x-mcp-header" in json.dumps(schema)
-        self._header_tools[name] = (schema, declares)
-        return declares
+        return self._header_tools(name, entry[1].input_schema if entry is not None else None)
 
     # -- serving ------------------------------------------------------------------------
 

@@ -323,9 +323,8 @@ class GatewayProvider(Provider):
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
         bound = self.manager.names.binding(kind, name)
-        view = self.manager.view
-        if bound is not None and bound.server in namespaces and name not in (
-                view.tools if kind == "tool" else view.prompts):
+        if bound is not None and bound.server in namespaces \
+                and not self.manager.view.offers(kind, name):
             owner = self.manager.services[bound.server]
             return unoffered(kind, name, bound.server, bound.original, owner.state.value)
         active = self.active_profile()

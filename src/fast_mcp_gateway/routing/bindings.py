@@ -1,4 +1,4 @@
-"""NameBook: every exposed tool and prompt name stays bound to the component it was given.
+"""NameBook: every exposed tool and prompt name and resource URI stays bound to its component.
 
 Names are allocated over the catalogs the gateway knows now (``naming.py``); that alone
 let a name move: servers 'a_b' (tool 'c') and 'a' (tool 'b_c') both make 'a_b_c', and
@@ -9,6 +9,12 @@ The book remembers each name given (kind, exposed) -> (server, original, base) a
 catalog build allocates with it (``allocate``): a bound component keeps its name, a
 bound name is nobody else's, whether its server is ready, starting, failed, disabled or
 lacks the component now (a call of it is refused naming the server: ``front/unknown``).
+
+Resource URIs and URI templates are bound the same way (kinds ``resource`` and
+``template``; ``naming.allocate_uris``): they collide only between servers with
+``namespace: ""`` (any other namespace is put into the URI), where a later server's
+URI is namespaced with its own name.  Without the binding, a URI read as listed went
+to the other server's resource while its own server was slow to start.
 
 Names are bound once hosts can see them: a gateway's start-up gate defers binding
 (``deferred``) until it opens (every first connect made, or the start-up wait over),
@@ -56,15 +62,19 @@ from fast_mcp_gateway.routing.naming import (
     NameTable,
     Origin,
     allocate_names,
+    allocate_uris,
+    namespace_uri,
     natural_name,
     preferred_name,
 )
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.store.names import NameBinding, NameKind
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 KINDS: tuple[NameKind, NameKind] = ("tool", "prompt")
+URI_KINDS: tuple[NameKind, NameKind] = ("resource", "template")  # resource URIs, templates
 # Names a server offering a list keeps bound beyond those it offers now, per kind: past
 # this, the least recently offered that nothing asks for now are released (``_trim``).
 UNOFFERED_KEPT = 1000
@@ -101,16 +111,29 @@ class NameBook:
         return self.bound != before
 
     def binding(self, kind: str, exposed: str) -> NameBinding | None:
-        """The component ``exposed`` belongs to, if it was ever given."""
-        return self.bound.get((kind, exposed))
+        """The component ``exposed`` belongs to, if it was ever given (a resource URI
+        in any form that normalizes alike: hosts read the form the list shows)."""
+        found = self.bound.get((kind, exposed))
+        if found is None and kind == "resource":
+            uri = normalize_uri(exposed)
+            found = next((b for (k, e), b in self.bound.items()
+                          if k == kind and normalize_uri(e) == uri), None)
+        return found
 
     def allocate(self, kind: NameKind, entries: Iterable[tuple[str, str, str]], *,
                  namespaces: Mapping[str, str], separator: str, max_length: int,
                  reserved: Iterable[str] = ()) -> NameTable:
-        """``allocate_names`` over the bindings of ``kind``; binds (and queues) the names
-        it gave anew.  ``namespaces``: every server this gateway runs (a binding whose
-        base its server's namespace no longer makes is dropped, and replaced)."""
+        """``allocate_names`` (``allocate_uris`` for ``URI_KINDS``) over the bindings of
+        ``kind``; binds (and queues) the names it gave anew.  ``namespaces``: every server
+        this gateway runs (a binding whose base its server's namespace no longer makes is
+        dropped, and replaced)."""
         reserved, entries = frozenset(reserved), list(entries)
+        uris = kind in URI_KINDS
+
+        def base(namespace: str, original: str) -> str:  # its name with nothing colliding
+            return namespace_uri(original, namespace) if uris \
+                else natural_name(namespace, original, separator)
+
         self._trim(kind, entries, reserved, separator, max_length)
         bound: dict[str, Origin] = {}
         shadowed: set[Origin] = set()   # bound to a name the gateway now uses itself
@@ -118,23 +141,22 @@ class NameBook:
             if k != kind:
                 continue
             ns = namespaces.get(b.server)
-            if ns is not None and natural_name(ns, b.original, separator) != b.base:
+            if ns is not None and base(ns, b.original) != b.base:
                 del self.bound[(k, exposed)]   # its new name replaces it (claim_names)
             elif exposed in reserved:
                 shadowed.add(Origin(b.server, b.original))
             else:
                 bound[exposed] = Origin(b.server, b.original)
-        table = allocate_names(entries, separator=separator, max_length=max_length,
-                               reserved=reserved, bound=bound)
+        table = allocate_uris(entries, bound=bound) if uris else allocate_names(
+            entries, separator=separator, max_length=max_length, reserved=reserved, bound=bound)
         now = self.clock()
         for exposed, origin in table.by_exposed.items():
             if self.deferred or origin.server == RESERVED or exposed in bound \
                     or origin in shadowed:
                 continue
             made = NameBinding(kind=kind, exposed=exposed, server=origin.server,
-                               original=origin.original, at=now, base=natural_name(
-                                   namespaces.get(origin.server, ""), origin.original,
-                                   separator))
+                               original=origin.original, at=now,
+                               base=base(namespaces.get(origin.server, ""), origin.original))
             self.bound[(kind, exposed)] = made
             if self.persistent:
                 self._claims[(kind, exposed)] = made
@@ -163,7 +185,9 @@ class NameBook:
         over = [keys for keys in unoffered.values() if len(keys) > UNOFFERED_KEPT]
         if not over:
             return
-        asked = reserved | {preferred_name(server, namespace, original, separator, max_length)
+        asked = reserved | {namespace_uri(original, namespace) if kind in URI_KINDS
+                            else preferred_name(server, namespace, original, separator,
+                                                max_length)
                             for server, namespace, original in entries}
         for keys in over:
             free = sorted((k for k in keys if k[1] not in asked),

@@ -26,11 +26,11 @@ from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError, UnknownServer
-from fast_mcp_gateway.routing.bindings import KINDS, NameBook
+from fast_mcp_gateway.routing.bindings import KINDS, URI_KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.lifecycle import first_attempts, stop_or_retire, stop_service
-from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, allocate_uris, namespace_uri
+from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, namespace_uri
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
@@ -412,12 +412,10 @@ class UpstreamManager:
             kind, ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][i]),
             namespaces=namespaces, separator=sep, max_length=max_len,
             reserved=reserved if kind == "tool" else ()) for i, kind in enumerate(KINDS))
-        resource_table = allocate_uris(
-            (u.name, ns(u), e.name) for u in ordered for e in curated[u.name].resources
-        )
-        template_table = allocate_uris(
-            (u.name, ns(u), e.name) for u in ordered for e in curated[u.name].templates
-        )
+        resource_table, template_table = (self.names.allocate(
+            kind, ((u.name, ns(u), e.name) for u in ordered for e in entries(listed)(u)),
+            namespaces=namespaces, separator=sep, max_length=max_len)
+            for kind, listed in zip(URI_KINDS, ("resources", "templates"), strict=True))
         by_name = {u.name: u for u in ordered}
         # (server, name the table was given) -> entry: the table's "original" is the
         # curated name; the view's Origin carries the upstream's own.

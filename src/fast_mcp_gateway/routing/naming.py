@@ -180,23 +180,39 @@ def namespace_uri(uri: str, namespace: str) -> str:
     return f"{namespace}:{uri}"
 
 
-def allocate_uris(entries: Iterable[tuple[str, str, str]]) -> NameTable:
+def allocate_uris(entries: Iterable[tuple[str, str, str]], *,
+                  bound: Mapping[str, Origin] | None = None) -> NameTable:
     """Like ``allocate_names`` for resource URIs / templates of ``(server, ns, uri)``.
 
     A URI taken by an earlier server (possible only with ``namespace: ""``) is
-    namespaced with the later server's own name instead.
+    namespaced with the later server's own name instead.  ``bound`` URIs (exposed ->
+    origin: ``routing/bindings.py``) keep their origin, as ``allocate_names``' names do.
     """
     table = NameTable()
+    held = {origin: uri for uri, origin in (bound or {}).items()}
+    table.by_exposed.update((uri, origin) for origin, uri in held.items())
     for server, namespace, original in entries:
         exposed = namespace_uri(original, namespace)
-        if exposed in table.by_exposed:
-            other = table.by_exposed[exposed]
+        kept = held.get(Origin(server, original))
+        rival: Origin | None = None
+        if kept is not None:
+            if kept != exposed:
+                rival = table.by_exposed.get(exposed)
+                table.renames.append(_rename(
+                    server, original, kept, [_collision(rival) if rival is not None else
+                                             "keeps the URI it was given when it collided"],
+                    rival))
+            exposed = kept
+        elif exposed in table.by_exposed:
+            rival = table.by_exposed[exposed]
             fallback = _INVALID.sub("_", server)
             exposed = namespace_uri(original, fallback if fallback != namespace else
                                     f"{fallback}-{_digest(server, original)}")
-            table.renames.append(
-                Rename(server, original, exposed,
-                       f"collides with '{other.original}' of server '{other.server}'",
-                       other.server, _PRIVATE))
+            salt = 0
+            while exposed in table.by_exposed:  # bound to another server meanwhile
+                salt += 1
+                salted = _digest(server, original, str(salt))
+                exposed = namespace_uri(original, f"{fallback}-{salted}")
+            table.renames.append(_rename(server, original, exposed, [_collision(rival)], rival))
         table.by_exposed[exposed] = Origin(server, original)
     return table

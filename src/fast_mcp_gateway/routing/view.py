@@ -43,6 +43,13 @@ class CatalogView:
     upstream_annotations: dict[str, types.ToolAnnotations | None] = field(
         default_factory=dict)
 
+    def offers(self, kind: str, name: str) -> bool:
+        """Whether a ``kind`` (tool, prompt, resource) is exposed as ``name`` (a resource
+        URI in any form that normalizes alike: hosts read the form the list shows)."""
+        if kind in ("tool", "prompt"):
+            return name in (self.tools if kind == "tool" else self.prompts)
+        return name in self.resources or normalize_uri(name) in self.resources
+
     def hidden_as(self, kind: str, name: str) -> tuple[Hidden, Any] | None:
         """The hidden component a host names ``name`` (kind: tool, prompt, resource,
         resource_template), with its upstream item; None if nothing hidden is called so."""

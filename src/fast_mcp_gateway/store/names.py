@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-NameKind = Literal["tool", "prompt"]
+NameKind = Literal["tool", "prompt", "resource", "template"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,119 @@
+"""Resource URIs stay bound to the server that was first given them, as tool names do.
+
+Two servers with ``namespace: ""`` offering the same URI: the first in config order
+exposes it as is, the other under its own name (``urn:b/cfg``).  When the first was slow
+to start after a gateway restart, the URI went to the other server: a host reading
+``urn:cfg`` as it was listed got the other server's resource.  Now the URI is bound (in
+the store, across restarts) and a read while its server lacks it is refused, naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client, FastMCP
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.routing.naming import Origin, allocate_uris
+from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import make_gateway, memory_entry
+
+pytestmark = pytest.mark.anyio
+GUARD = 30  # seconds: a hang guard only
+
+
+def config_server(name: str, lifespan: Any = None) -> FastMCP[Any]:
+    """A resource ``urn:cfg`` and a template ``urn:cfg/{key}``, both saying whose they are."""
+    server: FastMCP[Any] = FastMCP(name, lifespan=lifespan)
+
+    @server.resource("urn:cfg")
+    def cfg() -> str:
+        return f"config of {name}"
+
+    @server.resource("urn:item/{key}")
+    def item(key: str) -> str:
+        return f"{key} of {name}"
+
+    return server
+
+
+def gated(name: str, gate: anyio.Event) -> FastMCP[Any]:
+    @asynccontextmanager
+    async def lifespan(_: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        await gate.wait()
+        yield {}
+
+    return config_server(name, lifespan)
+
+
+def servers(memory: dict[str, FastMCP[Any]], **settings: Any) -> Any:
+    return make_gateway({"a": memory_entry("a", namespace=""),
+                         "b": memory_entry("b", namespace="")}, memory, **settings)
+
+
+async def read(client: Client[Any], uri: str) -> str:
+    return str((await client.read_resource(uri))[0].text)  # type: ignore[union-attr]
+
+
+async def test_a_server_slow_to_start_after_a_restart_keeps_its_uris(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    first = servers({"a": config_server("a"), "b": config_server("b")}, db=db)
+    async with Client(first.server) as client:
+        assert await read(client, "urn:cfg") == "config of a"
+        assert await read(client, "urn:b/cfg") == "config of b"
+        templates = {str(t.uriTemplate) for t in await client.list_resource_templates()}
+        assert templates == {"urn:item/{key}", "urn:b/item/{key}"}, templates
+        assert await first.manager.names.flushed(GUARD)
+
+    gate = anyio.Event()
+    second = servers({"a": gated("a", gate), "b": config_server("b")}, db=db,
+                     startup_wait=0.0, connect_timeout=GUARD)
+    second.manager.startup_hold = 0   # serve at once, as HTTP does: a is still starting
+    second.startup.lookup_wait = 0
+    async with Client(second.server) as client:
+        manager = second.manager
+        assert await manager.changed.wait_until(lambda: any(
+            origin.server == "b" for origin, _ in manager.view.resources.values()), GUARD)
+        assert manager.get("a").state is UpstreamState.STARTING
+        # b keeps the URIs it had: a's are nobody else's while a starts.
+        assert {str(r.uri) for r in await client.list_resources()} == {"urn:b/cfg"}
+        templates = {str(t.uriTemplate) for t in await client.list_resource_templates()}
+        assert templates == {"urn:b/item/{key}"}, templates
+        with pytest.raises(MCPError) as refused:
+            await read(client, "urn:cfg")
+        text = str(refused.value)
+        assert "config of b" not in text
+        assert "server 'a'" in text and "it is still starting" in text, text
+        assert await read(client, "urn:b/cfg") == "config of b"
+        assert await read(client, "urn:b/item/k") == "k of b"
+        gate.set()
+        assert await manager.changed.wait_until(
+            lambda: any(origin.server == "a" for origin, _ in manager.view.resources.values()),
+            GUARD)
+        assert await read(client, "urn:cfg") == "config of a"
+        assert await read(client, "urn:item/k") == "k of a"
+        assert await read(client, "urn:b/cfg") == "config of b"
+
+
+def test_a_bound_uri_keeps_its_origin_and_is_nobody_elses() -> None:
+    # b was given urn:cfg (a was not there); a, back, does not take it.
+    table = allocate_uris([("a", "", "urn:cfg"), ("b", "", "urn:cfg")],
+                          bound={"urn:cfg": Origin("b", "urn:cfg")})
+    assert table.by_exposed["urn:cfg"] == Origin("b", "urn:cfg")
+    assert table.by_exposed["urn:a/cfg"] == Origin("a", "urn:cfg")
+    [rename] = table.renames
+    assert rename.server == "a" and "collides with" in rename.reason
+    # A bound URI whose server lists nothing now is still held.
+    held = allocate_uris([("b", "", "urn:cfg")], bound={"urn:cfg": Origin("a", "urn:cfg")})
+    assert held.by_exposed["urn:cfg"] == Origin("a", "urn:cfg")
+    assert held.by_exposed["urn:b/cfg"] == Origin("b", "urn:cfg")
+    # The fallback itself bound to another server: salted, never shared.
+    salted = allocate_uris([("a", "", "urn:cfg"), ("b", "", "urn:cfg")],
+                           bound={"urn:b/cfg": Origin("c", "urn:x")})
+    b_uri = next(uri for uri, origin in salted.by_exposed.items() if origin.server == "b")
+    assert b_uri.startswith("urn:b-") and b_uri.endswith("/cfg"), b_uri

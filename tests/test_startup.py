@@ -153,7 +153,8 @@ async def test_ready_says_starting_until_the_first_attempts_are_over(tmp_path: P
 
 
 def test_early_processes_get_the_sdks_environment() -> None:
-    assert processes.default_environment() == get_default_environment()
+    assert processes.sdk_environment() == get_default_environment()
+    assert get_default_environment().items() <= processes.default_environment().items()
 
 
 async def test_a_replica_adopts_the_process_started_early_for_it(tmp_path: Path) -> None:

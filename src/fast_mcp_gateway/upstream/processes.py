@@ -230,11 +230,28 @@ def cpu_ticks(pid: int) -> int | None:
 # ``get_default_environment``, which tests/test_startup.py holds this equal to).  Kept
 # here so that the CLI need not import the SDK before it spawns.
 INHERITED_ENV_VARS = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+# And how this machine reaches the network: without them a server started by ``npx`` or
+# ``uvx`` behind a proxy or a TLS-inspecting firewall fails (or hangs retrying) where the
+# same command typed in the user's shell works.  Certificate files and proxies, no keys.
+NETWORK_ENV_VARS = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "PIP_CERT", "UV_NATIVE_TLS",
+)
+
+
+def sdk_environment() -> dict[str, str]:
+    """The SDK's ``get_default_environment``, without importing the SDK."""
+    return {key: value for key in INHERITED_ENV_VARS
+            if (value := os.environ.get(key)) is not None and not value.startswith("()")}
 
 
 def default_environment() -> dict[str, str]:
-    return {key: value for key in INHERITED_ENV_VARS
-            if (value := os.environ.get(key)) is not None and not value.startswith("()")}
+    """What a stdio server gets from the gateway's environment (its ``env`` on top):
+    the SDK's safe default and the network settings (``NETWORK_ENV_VARS``)."""
+    return sdk_environment() | {key: value for key in NETWORK_ENV_VARS
+                                if (value := os.environ.get(key))}
 
 
 SpawnKey = tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | None]

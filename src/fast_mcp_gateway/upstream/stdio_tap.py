@@ -41,7 +41,7 @@ import anyio
 import anyio.lowlevel
 import mcp_types as types
 from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, get_default_environment
+from mcp.client.stdio import StdioServerParameters
 from mcp.os.win32.utilities import close_process_job
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
@@ -68,6 +68,7 @@ from fast_mcp_gateway.upstream.framing import (
 )
 from fast_mcp_gateway.upstream.launch import launch_failure
 from fast_mcp_gateway.upstream.lifting import LIFT_MIN, lifted_loads, lifting
+from fast_mcp_gateway.upstream.processes import default_environment
 from fast_mcp_gateway.upstream.stdout_lines import (
     excerpt,
     invalid_response,
@@ -255,7 +256,7 @@ async def tapped_stdio_client(
     ``process``: one already started the same way (spawn-first) to use instead."""
     if process is None:
         command = await executable_command(server.command)
-        env = get_default_environment() | (server.env or {})
+        env = default_environment() | (server.env or {})
         try:
             process = await create_process(
                 command=command, args=server.args, env=env, errlog=errlog, cwd=server.cwd)

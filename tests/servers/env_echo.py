@@ -1,0 +1,18 @@
+"""A stdio server with one tool: ``env(name)``, the value of its environment variable."""
+
+from __future__ import annotations
+
+import os
+
+from fastmcp import FastMCP
+
+server: FastMCP = FastMCP("env-echo")
+
+
+@server.tool
+def env(name: str) -> str:
+    return os.environ.get(name, "<unset>")
+
+
+if __name__ == "__main__":
+    server.run(show_banner=False)

@@ -328,3 +328,51 @@ async def test_ready_names_no_server_to_a_rebound_web_page(tmp_path: Path) -> No
             assert page.status_code == 200, (rebound, page.text)
             assert page.json()["ready"] == page.json()["total"] == 1
             assert "clock" not in page.text, (rebound, page.text)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_servers(
+        tmp_path: Path) -> None:
+    """The servers whose logs an open session gets were the token's as it was when the
+    host last listed: a reload that took 'other' from the token's ``servers`` left the
+    session getting 'other's logs until it listed again.  Now the running config's."""
+    record = tmp_path / "asker.jsonl"
+    asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+    entries = {"mine": asker, "other": asker}
+    mine = "mgw_mine-only-5b0c2e9d"
+    config = tmp_path / "servers.yaml"
+
+    def auth(servers: list[str]) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+
+    def write(servers: list[str]) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
+
+    write(["mine", "other"])
+    gateway = make_gateway(entries, options={"auth": auth(["mine", "other"])}, config=config)
+    logs: dict[str, list[str]] = {"ops": [], "mo": []}
+
+    def handler(who: str) -> Any:
+        async def on_log(message: Any) -> None:
+            logs[who].append(f"{message.logger}:{message.data}")
+        return on_log
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo")) as mo,
+    ):
+        for host in (ops, mo):
+            await host.list_tools()  # a host that lists is told of changes and logs
+            await host.set_logging_level("debug")
+        write(["mine"])
+        assert (await gateway.reload_config()).error is None
+        for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
+            await ops.call_tool(f"{server}_log_later", {"text": f"from {server}",
+                                                         "go": str(go)})
+            go.touch()  # it logs now, with no call in flight
+            await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
+        await until(lambda: len(logs["mo"]) >= 1)
+    assert logs["mo"] == ["mine.asker:from mine"]

@@ -49,7 +49,8 @@ class FrontHub:
     Upstream logs sent while no call was in flight (``log``) go to the handshake-era
     hosts that set a level with ``logging/setLevel`` (at or above it), and to the
     one host of a stdio gateway whatever it set (2026-07-28 hosts take logs per
-    request only), if their caller may use the server (a token's ``servers``).  The
+    request only), if their caller may use the server (a token's ``servers``, asked
+    at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
     """
 
@@ -72,8 +73,8 @@ class FrontHub:
     def track(self, connection: Connection | None, *, sole_host: bool = False,
               may_use: Callable[[str], bool] | None = None) -> None:
         """Remember a host's connection; ``sole_host``: the one host of a stdio gateway;
-        ``may_use``: the servers its caller may use (None: every one), the only ones
-        whose logs it gets."""
+        ``may_use``: whether its caller may use a server (None: every one), asked for
+        each log between calls (only those of its servers reach it)."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
             if may_use is not None:

@@ -49,6 +49,7 @@ from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_p
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
+from fast_mcp_gateway.http.routing_headers import name_missing_routing_headers
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
                                lambda: bad_token(verifier.takes_jwt))
+    if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch
+        name_missing_routing_headers(mcp_app, mcp_path)
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),

@@ -261,8 +261,8 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     return {"deleted": name}
 
 
-STORE_UNREADABLE = ("the store cannot be read now, so rules on calls are not evaluated; "
-                    "an admin token without a 'servers' list is shown why")
+STORE_UNREADABLE = ("the store cannot be read now (its own error is shown to an admin "
+                    "token without a 'servers' list)")
 
 
 def sees_whole_gateway(principal: Principal | None) -> bool:

@@ -16,6 +16,7 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -28,6 +29,7 @@ from tests.fixtures import (
     serve_http,
     stdio_entry,
     until,
+    watched_server,
 )
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
@@ -376,3 +378,53 @@ async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_server
             await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
         await until(lambda: len(logs["mo"]) >= 1)
     assert logs["mo"] == ["mine.asker:from mine"]
+
+
+async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
+        tmp_path: Path) -> None:
+    """A handshake-era host subscribed to a resource went on getting its updates (the
+    URI names the server) after a reload took that server from its token's ``servers``.
+    Now each update is sent only while the token may use the server.  Both hosts are
+    subscribed; the other server's update, sent after, is the one the narrowed host gets
+    first: the watched one would have come before it."""
+    entries = {"watch": memory_entry("watch", protocol="legacy"),
+               "tick": memory_entry("tick", protocol="legacy")}
+    mine = "mgw_mine-only-5b0c2e9d"
+    config = tmp_path / "servers.yaml"
+
+    def auth(servers: list[str]) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+
+    def write(servers: list[str]) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
+
+    write(["watch", "tick"])
+    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
+                           options={"auth": auth(["watch", "tick"])}, config=config)
+    got: dict[str, list[str]] = {"ops": [], "mo": []}
+
+    class Updates(MessageHandler):
+        def __init__(self, who: str) -> None:
+            self.who = who
+
+        async def on_resource_updated(self, message: Any) -> None:
+            got[self.who].append(str(message.params.uri))
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", message_handler=Updates("ops")) as ops,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", message_handler=Updates("mo")) as mo,
+    ):
+        for host in (ops, mo):
+            for server in ("watch", "tick"):
+                await host.session.subscribe_resource(f"watch://{server}/counter")
+        write(["tick"])
+        assert (await gateway.reload_config()).error is None
+        for server in ("watch", "tick"):
+            await ops.call_tool(f"{server}_bump", {})
+            await until(lambda server=server: f"watch://{server}/counter" in got["ops"])
+        await until(lambda: len(got["mo"]) >= 1)
+    # Each upstream tells each of its subscriptions (one per host): one or two of each.
+    assert set(got["mo"]) == {"watch://tick/counter"}, got

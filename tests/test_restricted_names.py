@@ -281,8 +281,9 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
 async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> None:
     """A host at /mcp/p/<profile> lists that profile's servers' tools only, but was told
     every server's instructions: a model read "## notes ..." and had no notes tool.  Now
-    the profile's servers' alone, narrowed further by a restricted token."""
-    profiles = {"timey": {"servers": ["clock"]}}
+    the profile's servers' alone, narrowed further by a restricted token (to which a
+    profile of none of its servers is unknown: http/profile_paths.py)."""
+    profiles = {"timey": {"servers": ["clock"]}, "both": {"servers": ["clock", "notes"]}}
     async with serving(tmp_path, SERVERS, options={"profiles": profiles}) as (_api, base):
         for mode in ("legacy", "2026-07-28"):
             async with Client(StreamableHttpTransport(f"{base}/mcp/p/timey", auth=OPS),
@@ -291,9 +292,17 @@ async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> 
                 told = await _instructions(ops, base + "/mcp/p/timey", OPS)
             assert "clock_now" in tools and "notes_add_note" not in tools
             assert "## clock" in told and "notes" not in told, (mode, told)
-        async with Client(f"{base}/mcp/p/timey", auth=ALICE) as alice:  # notes only
-            told = await _instructions(alice, base + "/mcp/p/timey", ALICE)
-        assert "## " not in told, told
+        async with Client(f"{base}/mcp/p/both", auth=ALICE) as alice:  # notes only
+            told = await _instructions(alice, base + "/mcp/p/both", ALICE)
+        assert "## notes" in told and "clock" not in told.lower(), told
+        async with httpx2.AsyncClient(timeout=30) as http:
+            unknown = await http.post(f"{base}/mcp/p/timey", json={
+                "jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={
+                "Authorization": f"Bearer {ALICE}",
+                "Accept": "application/json, text/event-stream"})
+        assert unknown.status_code == 404, unknown.text
+        assert unknown.json()["error"]["message"] == (
+            "unknown profile 'timey'; known profiles: both (gateway.profiles in servers.yaml)")
 
 
 async def _instructions(client: Client[Any], url: str, token: str) -> str:

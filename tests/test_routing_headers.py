@@ -48,3 +48,34 @@ async def test_a_missing_routing_header_is_named_with_the_value_to_send(lane: bo
                                 headers=headers_of("alpha_add", **{"mcp-method": "tools/list"}))
         assert got.status_code == 400
         assert "does not match the request body's method" in got.json()["error"]["message"]
+
+
+async def test_only_a_2026_post_missing_a_routing_header_is_watched() -> None:
+    """Every other request reaches the app with the server's own ``send`` (nothing
+    held or copied): a handshake-era session's, one with both headers, a GET."""
+    from fast_mcp_gateway.http.routing_headers import RoutingHeaders
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(send)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    watched = RoutingHeaders(app)
+    for method, headers in [
+        ("POST", [(b"mcp-protocol-version", b"2025-11-25")]),
+        ("POST", [(b"mcp-protocol-version", b"2026-07-28"), (b"mcp-method", b"tools/call"),
+                  (b"mcp-name", b"x")]),
+        ("GET", [(b"mcp-protocol-version", b"2026-07-28")]),
+        ("POST", []),
+    ]:
+        await watched({"type": "http", "method": method, "headers": headers}, receive, send)
+    assert seen == [send] * 4
+    await watched({"type": "http", "method": "POST",
+                   "headers": [(b"mcp-protocol-version", b"2026-07-28")]}, receive, send)
+    assert seen[-1] is not send

@@ -12,7 +12,8 @@ missing one of the two it keeps the body as the app reads it, and when the answe
 the SDK's rejection of that header it rewrites the message alone -- "the Mcp-Method
 header is missing: a 2026-07-28 request carries 'Mcp-Method: tools/call' ...".  The
 status (400), the JSON-RPC code (``HEADER_MISMATCH``), the id and every other answer
-stay the SDK's; a request with both headers is passed on untouched.
+stay the SDK's; a request with both headers, or of a handshake-era session (its
+``MCP-Protocol-Version`` a handshake one), is passed on untouched.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from mcp.shared.inbound import (
     encode_header_value,
 )
 from mcp_types import HEADER_MISMATCH
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _STATUS = ERROR_CODE_HTTP_STATUS[HEADER_MISMATCH]
 _METHOD, _NAME = MCP_METHOD_HEADER.lower().encode(), MCP_NAME_HEADER.lower().encode()
 _VERSION = b"mcp-protocol-version"  # the modern entry's only door (the SDK's dispatch)
+_HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
 _SDK_METHOD = f"{MCP_METHOD_HEADER} header does not match the request body's method"
 _SDK_NAME = f"{MCP_NAME_HEADER} header does not match the request body's "
 _LONGEST = 200  # a body value longer than this is not echoed back
@@ -49,9 +52,9 @@ class RoutingHeaders:
             await self.app(scope, receive, send)
             return
         modern = has_method = has_name = False
-        for key, _value in scope["headers"]:
-            if key == _VERSION:
-                modern = True
+        for key, value in scope["headers"]:
+            if key == _VERSION:  # the SDK's dispatch: any version but a handshake one
+                modern = value not in _HANDSHAKE
             elif key == _METHOD:
                 has_method = True
             elif key == _NAME:

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from fastmcp import Client
 
-from tests.alerting import alert_gateway, switch_server
+from tests.alerting import alert_gateway, switch_server, webhook_receiver
 from tests.fixtures import memory_entry, serve_http
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +122,46 @@ async def test_a_restricted_admins_alert_tools_show_its_servers_only(tmp_path: P
             assert (await http.get("/alerts/rules")).json()["rules"] == listed["rules"]
             assert (await http.get("/alerts")).json()["alerts"] == status["alerts"]
             assert (await http.get("/alerts/history")).json()["events"] == history["events"]
+
+
+async def test_the_webhook_and_gateway_wide_counts_are_an_unrestricted_admins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /alerts (scope tools) showed any token the webhook's target ("http://<host>
+    /***"), its deliveries and last error, the store's error text and the transitions of
+    every server waiting for the store.  Now those are shown to an admin token without a
+    ``servers`` list; anyone else gets its servers' alerts and the evaluator's state."""
+    viewer = "mgw_viewer-alerts-tools-91d2"
+    auth = {"tokens": [*AUTH["tokens"], {"name": "viewer", "token": viewer,
+                                         "scopes": ["tools"]}]}
+    with webhook_receiver() as receiver:
+        gateway, _ = alert_gateway(
+            tmp_path, {"svc": memory_entry("svc"), "other": memory_entry("other")},
+            {"evaluate_every": 60, "webhook": {"url": receiver.url}},
+            {"svc": switch_server({"fail": False}), "other": switch_server({"fail": False})},
+            options={"auth": auth})
+        async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+                base_url=f"{base}/api/v1", timeout=60) as http:
+            # The store's error as the engine reports it (an evaluation may clear the
+            # attribute itself at any time: the store here is readable).
+            engine_status = gateway.alerts.status
+            monkeypatch.setattr(gateway.alerts, "status", lambda: {
+                **engine_status(), "store_error": "connection to server at db.internal failed"})
+            for token in (viewer, ALICE):
+                got = await http.get("/alerts", headers={"Authorization": f"Bearer {token}"})
+                assert got.status_code == 200, got.text
+                status = got.json()
+                assert status["webhook"] is None and "127.0.0.1" not in got.text
+                assert status["history_unsaved"] is None and status["history_dropped"] is None
+                assert "db.internal" not in got.text
+                assert status["store_error"].startswith("the store cannot be read now")
+            full = (await http.get("/alerts", headers={"Authorization": f"Bearer {OPS}"})
+                    ).json()
+            assert full["webhook"]["url"] == receiver.url.rsplit("/", 1)[0] + "/***"
+            assert full["history_unsaved"] == 0
+            assert full["store_error"] == "connection to server at db.internal failed"
+            async with Client(f"{base}/mcp", auth=ALICE) as alice:  # admin, svc only
+                told = (await alice.call_tool("gateway_alerts", {})).structured_content
+            assert told is not None and told["webhook"] is None
 
 
 async def test_a_mistyped_rule_field_is_matched_to_the_field_as_written(

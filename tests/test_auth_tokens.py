@@ -90,6 +90,23 @@ async def test_static_tokens_map_to_principals() -> None:
     assert LOCAL.has("admin") and LOCAL.may_use("anything")
 
 
+async def test_a_tokens_standing_follows_reloads_of_its_scopes_servers_and_presence() -> None:
+    """What an open session is sent between its requests is filtered by its token as the
+    running config has it: narrowed by a reload, gone with the token (or its rotation)."""
+    running = [_config()]
+    verifier = GatewayVerifier(running[0], current=lambda: running[0])
+    alice, ops = verifier.standing(ALICE), verifier.standing(OPS)
+    assert alice() == Principal("alice", frozenset({"tools"}), frozenset({"notes"}), "token")
+    running[0] = AuthConfig.model_validate({"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["tools"], "servers": ["clock"]}]})
+    assert ops() == Principal("ops", frozenset({"tools"}), frozenset({"clock"}), "token")
+    assert alice() is None  # removed
+    running[0] = AuthConfig.model_validate({"tokens": [
+        {"name": "ops", "token": ALICE, "scopes": ["admin"]}]})
+    assert ops() is None  # rotated: the name stays, the old token is dead
+    assert verifier.standing("not-a-token")() is None
+
+
 @pytest.fixture
 def jwks() -> Iterator[tuple[RSAKeyPair, str]]:
     """An RSA key and a real JWKS endpoint for it on 127.0.0.1."""

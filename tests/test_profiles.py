@@ -109,6 +109,44 @@ async def test_profile_names_are_not_told_to_a_caller_without_a_token() -> None:
                 assert refused.headers["www-authenticate"] == plain.headers["www-authenticate"]
 
 
+async def test_an_unknown_profiles_404_names_only_the_profiles_the_token_may_see() -> None:
+    """The 404 of /mcp/p/<unknown> listed every profile to any valid token: alice, limited
+    to notes and beta, was told of 'alphas' (alpha's servers only).  Now a profile is
+    named only to a token that may use one of its servers (any, for one without a
+    ``servers`` list), and one it may not see is unknown to it, as a server would be."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    profiles = {**PROFILES, "alphas": {"servers": ["alpha"]}}
+
+    def gateway_for(base: str) -> Any:
+        from tests.fixtures import make_gateway
+
+        return make_gateway(
+            {"alpha": memory_entry("alpha"), "beta": memory_entry("beta"),
+             "notes": memory_entry("notes")},
+            {"alpha": alpha_server(), "beta": beta_server(), "notes": beta_server()},
+            options={"profiles": profiles, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
+
+    async with serving(gateway_for) as (_, base), httpx2.AsyncClient(timeout=30) as http:
+
+        async def refusal(path: str, token: str) -> str:
+            got = await http.post(base + path, json=ping, headers={
+                **accept, "Authorization": f"Bearer {token}"})
+            assert got.status_code == 404, got.text
+            return str(got.json()["error"]["message"])
+
+        assert await refusal("/mcp/p/nope", OPS) == (
+            "unknown profile 'nope'; known profiles: alphas, coding, finder "
+            "(gateway.profiles in servers.yaml)")
+        for path in ("/mcp/p/nope", "/mcp/p/alphas"):
+            told = await refusal(path, ALICE)
+            assert "alphas" not in told.split(";", 1)[1], told
+            assert "known profiles: coding, finder" in told, told
+        async with Client(f"{base}/mcp/p/coding", auth=ALICE) as alice:  # notes: hers
+            assert {n for n in await _names(alice)} and all(
+                n.startswith("notes_") for n in await _names(alice))
+
+
 def _stdio_config(tmp_path: Path) -> Path:
     path = tmp_path / "servers.yaml"
     path.write_text(

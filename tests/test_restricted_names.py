@@ -16,6 +16,7 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -28,6 +29,7 @@ from tests.fixtures import (
     serve_http,
     stdio_entry,
     until,
+    watched_server,
 )
 from tests.test_admin_restricted import AUTH, NOTES_ADMIN
 from tests.test_rest import ALICE, OPS, demo, serving
@@ -279,8 +281,9 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
 async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> None:
     """A host at /mcp/p/<profile> lists that profile's servers' tools only, but was told
     every server's instructions: a model read "## notes ..." and had no notes tool.  Now
-    the profile's servers' alone, narrowed further by a restricted token."""
-    profiles = {"timey": {"servers": ["clock"]}}
+    the profile's servers' alone, narrowed further by a restricted token (to which a
+    profile of none of its servers is unknown: http/profile_paths.py)."""
+    profiles = {"timey": {"servers": ["clock"]}, "both": {"servers": ["clock", "notes"]}}
     async with serving(tmp_path, SERVERS, options={"profiles": profiles}) as (_api, base):
         for mode in ("legacy", "2026-07-28"):
             async with Client(StreamableHttpTransport(f"{base}/mcp/p/timey", auth=OPS),
@@ -289,9 +292,17 @@ async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> 
                 told = await _instructions(ops, base + "/mcp/p/timey", OPS)
             assert "clock_now" in tools and "notes_add_note" not in tools
             assert "## clock" in told and "notes" not in told, (mode, told)
-        async with Client(f"{base}/mcp/p/timey", auth=ALICE) as alice:  # notes only
-            told = await _instructions(alice, base + "/mcp/p/timey", ALICE)
-        assert "## " not in told, told
+        async with Client(f"{base}/mcp/p/both", auth=ALICE) as alice:  # notes only
+            told = await _instructions(alice, base + "/mcp/p/both", ALICE)
+        assert "## notes" in told and "clock" not in told.lower(), told
+        async with httpx2.AsyncClient(timeout=30) as http:
+            unknown = await http.post(f"{base}/mcp/p/timey", json={
+                "jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={
+                "Authorization": f"Bearer {ALICE}",
+                "Accept": "application/json, text/event-stream"})
+        assert unknown.status_code == 404, unknown.text
+        assert unknown.json()["error"]["message"] == (
+            "unknown profile 'timey'; known profiles: both (gateway.profiles in servers.yaml)")
 
 
 async def _instructions(client: Client[Any], url: str, token: str) -> str:
@@ -328,3 +339,101 @@ async def test_ready_names_no_server_to_a_rebound_web_page(tmp_path: Path) -> No
             assert page.status_code == 200, (rebound, page.text)
             assert page.json()["ready"] == page.json()["total"] == 1
             assert "clock" not in page.text, (rebound, page.text)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_servers(
+        tmp_path: Path) -> None:
+    """The servers whose logs an open session gets were the token's as it was when the
+    host last listed: a reload that took 'other' from the token's ``servers`` left the
+    session getting 'other's logs until it listed again.  Now the running config's."""
+    record = tmp_path / "asker.jsonl"
+    asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+    entries = {"mine": asker, "other": asker}
+    mine = "mgw_mine-only-5b0c2e9d"
+    config = tmp_path / "servers.yaml"
+
+    def auth(servers: list[str]) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+
+    def write(servers: list[str]) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
+
+    write(["mine", "other"])
+    gateway = make_gateway(entries, options={"auth": auth(["mine", "other"])}, config=config)
+    logs: dict[str, list[str]] = {"ops": [], "mo": []}
+
+    def handler(who: str) -> Any:
+        async def on_log(message: Any) -> None:
+            logs[who].append(f"{message.logger}:{message.data}")
+        return on_log
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo")) as mo,
+    ):
+        for host in (ops, mo):
+            await host.list_tools()  # a host that lists is told of changes and logs
+            await host.set_logging_level("debug")
+        write(["mine"])
+        assert (await gateway.reload_config()).error is None
+        for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
+            await ops.call_tool(f"{server}_log_later", {"text": f"from {server}",
+                                                         "go": str(go)})
+            go.touch()  # it logs now, with no call in flight
+            await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
+        await until(lambda: len(logs["mo"]) >= 1)
+    assert logs["mo"] == ["mine.asker:from mine"]
+
+
+async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
+        tmp_path: Path) -> None:
+    """A handshake-era host subscribed to a resource went on getting its updates (the
+    URI names the server) after a reload took that server from its token's ``servers``.
+    Now each update is sent only while the token may use the server.  Both hosts are
+    subscribed; the other server's update, sent after, is the one the narrowed host gets
+    first: the watched one would have come before it."""
+    entries = {"watch": memory_entry("watch", protocol="legacy"),
+               "tick": memory_entry("tick", protocol="legacy")}
+    mine = "mgw_mine-only-5b0c2e9d"
+    config = tmp_path / "servers.yaml"
+
+    def auth(servers: list[str]) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+
+    def write(servers: list[str]) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
+
+    write(["watch", "tick"])
+    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
+                           options={"auth": auth(["watch", "tick"])}, config=config)
+    got: dict[str, list[str]] = {"ops": [], "mo": []}
+
+    class Updates(MessageHandler):
+        def __init__(self, who: str) -> None:
+            self.who = who
+
+        async def on_resource_updated(self, message: Any) -> None:
+            got[self.who].append(str(message.params.uri))
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", message_handler=Updates("ops")) as ops,
+        Client(f"{base}/mcp", auth=mine, mode="legacy", message_handler=Updates("mo")) as mo,
+    ):
+        for host in (ops, mo):
+            for server in ("watch", "tick"):
+                await host.session.subscribe_resource(f"watch://{server}/counter")
+        write(["tick"])
+        assert (await gateway.reload_config()).error is None
+        for server in ("watch", "tick"):
+            await ops.call_tool(f"{server}_bump", {})
+            await until(lambda server=server: f"watch://{server}/counter" in got["ops"])
+        await until(lambda: len(got["mo"]) >= 1)
+    # Each upstream tells each of its subscriptions (one per host): one or two of each.
+    assert set(got["mo"]) == {"watch://tick/counter"}, got

@@ -50,8 +50,19 @@ TOKENS = [
     ("xoxe-1-My0xLTEyMzQ1Njc4OTAtMTIzNDU2Nzg5MA", "xoxe-"),  # refresh
     ("xapp-1-A0123456789-1234567890123-0123456789abcdef", "xapp-"),  # app-level
     ("sk-" + ALNUM + "0123456789abcd", "sk-"),
-    ("sk-proj-" + ALNUM + "-" + ALNUM + "_" + ALNUM, "sk-"),
-    ("sk-ant-api03-" + ALNUM * 3 + "-AAAA", "sk-"),
+    ("sk-proj-" + ALNUM + "-" + ALNUM + "_" + ALNUM, "sk-proj-"),
+    ("sk-ant-api03-" + ALNUM * 3 + "-AAAA", "sk-ant-api03-"),
+    # Shorter than 32 after 'sk-': a LiteLLM virtual key (token_urlsafe(16)), keys cut
+    # short in an error or a log line, the newer formats' own prefixes.
+    ("sk-" + "PqaBKbnkL0xrQ9ExbzRfBw", "sk-"),
+    ("sk-" + "0123456789abcdef0123456789abcdef", "sk-"),  # DeepSeek: 32 hex digits
+    ("sk-proj-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-proj-"),
+    ("sk-svcacct-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-svcacct-"),
+    ("sk-admin-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-admin-"),
+    ("sk-None-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-None-"),
+    ("sk-ant-admin01-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-ant-admin01-"),
+    ("sk-ant-oat01-" + "Ab3dE5fG7hJ9kL1mN2pQ", "sk-ant-oat01-"),
+    ("sk-or-v1-" + "0123456789abcdef" * 4, "sk-or-v1-"),  # OpenRouter
     ("sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "sk_live_"),
     ("rk_live_" + "51H8xYzAbCdEfGhIjKlMnOpQr", "rk_live_"),
     ("glpat-" + "xYz12AbC3dEf4GhI5jKl", "glpat-"),
@@ -94,6 +105,9 @@ def test_a_private_key_cut_short_is_masked_to_the_end() -> None:
     "pk_live_4eC39HqLyjWDarjtT1zdp7dc is publishable, not secret",
     "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----",
     "ticket TASK-1234: sk-ant was mentioned, nothing else",
+    "locales: sk-SK, cs-CZ; the keys start sk-proj-, sk-svcacct- or sk-ant-api03-",
+    "the sk-hynix-2024-q3-results-summary slug and sk-CamelCaseWordsWithoutDigits",
+    "LiteLLM's example master key sk-1234 is a placeholder",
 ])
 def test_ordinary_text_is_left_as_written(text: str) -> None:
     assert mask_text(text) == text

@@ -105,7 +105,7 @@ class Gateway:
         self.hub = FrontHub()
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager, on_listed=lambda: track_current_host(
-            self.hub, self.provider.caller_servers()))
+            self.hub, self.provider))
         check_profile(self.settings.profile, config.options)
         self.provider.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
@@ -339,6 +339,7 @@ class Gateway:
                         lane=lane)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
+        self.provider.pipeline.standing = app.access.standing
         return app
 
     async def reload_config(self) -> ChangeReport:

@@ -57,7 +57,7 @@ RuleArg = Annotated[dict[str, Any], Field(description=(
 @_tool("gateway_alerts", "read")
 async def alert_status(ctx: AdminContext) -> AlertStatus:
     """Alerts firing and pending now, with the evaluator's and the webhook's state
-    (deliveries sent, failed, dropped, queued)."""
+    (deliveries sent, failed, dropped, queued; for a token without a servers list)."""
     return await alerts.status(ctx, principal=CALLER.get())
 
 

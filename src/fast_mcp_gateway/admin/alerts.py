@@ -14,6 +14,9 @@ manages the servers themselves; a rule on ``*`` (every server) or on another ser
 is for an admin without a ``servers`` list (``Forbidden``).  The reads are filtered
 here too, for every surface (MCP, REST, the dashboard): such a principal sees the rules
 it manages (``may_manage``: not ``*``), and the alerts and history of its servers.
+What is the whole gateway's in the status (the webhook's target and deliveries, the
+store's error, every server's transitions waiting for the store) is shown to an admin
+without a ``servers`` list only (``sees_whole_gateway``): the reads need scope ``tools``.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class WebhookStatus(BaseModel):
     last_error: str | None
 
 
+_WHOLE_GATEWAY = " (to an admin token without a 'servers' list; null to any other caller)"
+
+
 class AlertStatus(BaseModel):
     alerts: list[ActiveAlert] = Field(default_factory=list)
     firing: int
@@ -86,13 +92,18 @@ class AlertStatus(BaseModel):
     evaluations: int
     last_evaluated_at: float | None
     store_error: str | None = Field(description="why rules on calls cannot be evaluated "
-                                                "now (the store is unreadable), if so")
+                                                "now (the store is unreadable), if so; the "
+                                                "store's own error to an admin token without "
+                                                "a 'servers' list")
     leading: bool = Field(default=True, description="whether this gateway announces "
                           "(webhook, history) alerts on calls for the gateways sharing its "
                           "store; one of them does")
-    history_unsaved: int = Field(description="transitions waiting for the store")
-    history_dropped: int
-    webhook: WebhookStatus | None
+    history_unsaved: int | None = Field(description="transitions waiting for the store, "
+                                                    "of every server" + _WHOLE_GATEWAY)
+    history_dropped: int | None = Field(description="transitions dropped before they were "
+                                                    "stored, of every server" + _WHOLE_GATEWAY)
+    webhook: WebhookStatus | None = Field(description="the webhook's target and deliveries, "
+                                                      "if one is configured" + _WHOLE_GATEWAY)
 
 
 class AlertEventView(BaseModel):
@@ -250,14 +261,30 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     return {"deleted": name}
 
 
+STORE_UNREADABLE = ("the store cannot be read now (its own error is shown to an admin "
+                    "token without a 'servers' list)")
+
+
+def sees_whole_gateway(principal: Principal | None) -> bool:
+    """Whether ``principal`` is shown what is the whole gateway's (the webhook's target,
+    deliveries and errors, every server's transitions, the store's error): an admin
+    without a ``servers`` list, as for every change beyond one server."""
+    return principal is None or (principal.has("admin") and principal.servers is None)
+
+
 async def status(ctx: AdminContext, *, principal: Principal | None = None) -> AlertStatus:
     """The alerts pending and firing now (on ``principal``'s servers), and the engine's
-    and webhook's state."""
+    state; the webhook's and the store's, and the counts of every server's transitions,
+    only to a principal that ``sees_whole_gateway``."""
     engine = require_alerts(ctx)
     alerts = [ActiveAlert.model_validate(a.as_dict()) for a in engine.alerts.snapshot()]
     alerts = [a for a in alerts if _sees(principal, a.server)]
+    state = engine.status()
+    if not sees_whole_gateway(principal):
+        state.update(webhook=None, history_unsaved=None, history_dropped=None,
+                     store_error=STORE_UNREADABLE if state["store_error"] else None)
     return AlertStatus(alerts=alerts, firing=sum(a.state == "firing" for a in alerts),
-                       pending=sum(a.state == "pending" for a in alerts), **engine.status())
+                       pending=sum(a.state == "pending" for a in alerts), **state)
 
 
 async def history(ctx: AdminContext, *, server: str | None = None, rule: str | None = None,

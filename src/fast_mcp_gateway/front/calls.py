@@ -101,6 +101,13 @@ The gateway's assembly injects HTTP's (``http/access.py``: the verified token, o
 the anonymous policy); the default is ``LOCAL``, the stdio host."""
 
 
+PrincipalStanding = Callable[[], Callable[[], Principal | None]]
+"""The caller of the request being served as a lookup for later (``None``: it may use
+nothing now): what its session is sent between its requests is filtered by the caller
+as the running config has it then.  HTTP's (``Access.standing``) follows a static
+token through reloads; the default is the caller as resolved now."""
+
+
 def local_principal() -> Principal:
     return LOCAL
 
@@ -226,8 +233,8 @@ class RecordCalls:
 class CallPipeline:
     """The stages every call goes through (see the module docstring).
 
-    ``routes``, ``resolve_principal``, ``authorizer``, ``curator`` and
-    ``observers`` may be changed at any time; a call uses what is set when it
+    ``routes``, ``resolve_principal`` (and ``standing``), ``authorizer``, ``curator``
+    and ``observers`` may be changed at any time; a call uses what is set when it
     reaches each stage.
     """
 
@@ -235,6 +242,7 @@ class CallPipeline:
         self.manager = manager
         self.routes = RouteTable()
         self.resolve_principal: PrincipalResolver = local_principal
+        self.standing: PrincipalStanding = self._standing_now
         self.authorizer: Authorizer | None = None
         self.curator: Curator | None = None
         self.results: ResultStage | None = None
@@ -247,6 +255,10 @@ class CallPipeline:
         self._parking: Parking | None = None
         # The redaction keys, and per exposed tool whether its schema names a credential.
         self._credential_tools: tuple[tuple[str, ...], Remembered[Any, bool]] | None = None
+
+    def _standing_now(self) -> Callable[[], Principal | None]:
+        principal = self.resolve_principal()
+        return lambda: principal
 
     @property
     def parking(self) -> Parking | None:

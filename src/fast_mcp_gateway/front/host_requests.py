@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway._compat import connection_of, low_level_server
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.listen import SubscribingListen
+from fast_mcp_gateway.front.server import caller_may_use
 from fast_mcp_gateway.routing.view import normalize_uri
 
 if TYPE_CHECKING:
@@ -94,7 +95,8 @@ class HostRequests:
             await upstream.subscribe(original)
         except UpstreamError as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
-        self._hub.subscribe(uri, connection_of(ctx.session))
+        may_use, server = caller_may_use(self._provider), upstream.name
+        self._hub.subscribe(uri, connection_of(ctx.session), lambda: may_use(server))
         return types.EmptyResult()
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],

@@ -49,14 +49,17 @@ class FrontHub:
     Upstream logs sent while no call was in flight (``log``) go to the handshake-era
     hosts that set a level with ``logging/setLevel`` (at or above it), and to the
     one host of a stdio gateway whatever it set (2026-07-28 hosts take logs per
-    request only), if their caller may use the server (a token's ``servers``).  The
+    request only), if their caller may use the server (a token's ``servers``, asked
+    at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
     """
 
     def __init__(self) -> None:
         self.bus = InMemorySubscriptionBus()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+        # uri -> subscribed connection -> whether its caller may still see the resource
+        self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection,
+                                                                Callable[[], bool]]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
@@ -72,8 +75,8 @@ class FrontHub:
     def track(self, connection: Connection | None, *, sole_host: bool = False,
               may_use: Callable[[str], bool] | None = None) -> None:
         """Remember a host's connection; ``sole_host``: the one host of a stdio gateway;
-        ``may_use``: the servers its caller may use (None: every one), the only ones
-        whose logs it gets."""
+        ``may_use``: whether its caller may use a server (None: every one), asked for
+        each log between calls (only those of its servers reach it)."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
             if may_use is not None:
@@ -91,15 +94,18 @@ class FrontHub:
         del self._logs[:-_MAX_IDLE_LOGS]
         self._wake.set()
 
-    def subscribe(self, uri: str, connection: Connection | None) -> None:
+    def subscribe(self, uri: str, connection: Connection | None,
+                  allowed: Callable[[], bool] = lambda: True) -> None:
+        """``connection`` is told of updates to ``uri`` while ``allowed()`` (its caller
+        may still use the resource's server: a reload may narrow a token's)."""
         if connection is not None:
-            self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection)
+            self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = allowed
 
     def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
         """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
         subs = self._subscribers.get(uri)
         if subs is not None and connection is not None:
-            subs.discard(connection)
+            subs.pop(connection, None)
         if subs is not None and not subs:
             del self._subscribers[uri]
         return uri not in self._subscribers and uri not in self._listening
@@ -203,8 +209,13 @@ class FrontHub:
             except Exception:  # noqa: BLE001 - a gone host must not stop the others
                 self._connections.discard(connection)
         for uri in updated:
-            for connection in list(self._subscribers.get(uri, ())):
+            subs = self._subscribers.get(uri)
+            if subs is None:
+                continue
+            for connection, allowed in list(subs.items()):
+                if not allowed():
+                    continue  # a reload took the server from its caller
                 try:
                     await connection.send_resource_updated(uri)
                 except Exception:  # noqa: BLE001 - a gone host must not stop the others
-                    self._subscribers[uri].discard(connection)
+                    subs.pop(connection, None)

@@ -26,16 +26,31 @@ from fastmcp.server.dependencies import get_http_request
 from fast_mcp_gateway.config.curation import Exposure, Profile
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.principal import Principal
 
 SCOPE_KEY = "fast_mcp_gateway.profile"
 PROFILE_PREFIX = "/p/"
 
 
-def unknown_profile(name: str, options: GatewayOptions) -> str:
-    """The error for a profile that is not configured, listing the known ones."""
-    known = ", ".join(sorted(options.profiles)) or "none are configured"
+def unknown_profile(name: str, options: GatewayOptions,
+                    principal: Principal | None = None) -> str:
+    """The error for a profile that is not configured, listing the known ones (those
+    ``principal`` may see: ``sees_profile``; None: the operator, every one)."""
+    known = ", ".join(sorted(p for p, profile in options.profiles.items()
+                             if sees_profile(principal, profile))) or (
+        "none are configured" if principal is None or not options.profiles
+        else "none for this token")
     return (f"unknown profile '{name}'; known profiles: {known} (gateway.profiles in "
             "servers.yaml)")
+
+
+def sees_profile(principal: Principal | None, profile: Profile) -> bool:
+    """Whether ``principal`` is told of ``profile`` (None: the operator): a caller with
+    a ``servers`` list, of a profile showing one of them (any without ``servers``);
+    one it may not see is unknown to it, as a server outside its list is."""
+    if principal is None or principal.servers is None or profile.servers is None:
+        return True
+    return not principal.servers.isdisjoint(profile.servers)
 
 
 def check_profile(name: str | None, options: GatewayOptions) -> None:

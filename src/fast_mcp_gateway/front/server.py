@@ -250,16 +250,31 @@ class GatewayServer(PreferredToolServer):
             raise ToolError(self._unknown("tool", name)) from None
 
 
-def track_current_host(hub: FrontHub, servers: frozenset[str] | None = None) -> None:
+def caller_may_use(provider: GatewayProvider) -> Callable[[str], bool]:
+    """Whether the caller of the current request may use a server, asked whenever the
+    result is called (``CallPipeline.standing``: a reload that narrows a token's
+    ``servers`` narrows it at once), within the request's profile: what its session
+    is sent between its requests (logs, resource updates) is filtered by it."""
+    standing, active = provider.pipeline.standing(), provider.active_profile()
+
+    def may_use(server: str) -> bool:
+        principal = standing()
+        return (principal is not None and principal.has("tools") and principal.may_use(server)
+                and (active is None or active.shows_server(server)))
+
+    return may_use
+
+
+def track_current_host(hub: FrontHub, provider: GatewayProvider) -> None:
     """Remember the connection of the host making the current request (if any), and
-    the ``servers`` it may see (None: every one; a token's, a profile's)."""
+    which servers' logs it may be sent between its requests (``caller_may_use``)."""
     try:
         ctx = get_context()
     except RuntimeError:
         return
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
-                  may_use=None if servers is None else servers.__contains__)
+                  may_use=caller_may_use(provider))
 
 
 class Deferred:

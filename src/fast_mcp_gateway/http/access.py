@@ -19,6 +19,7 @@ tools get it injected as their principal resolver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -130,6 +131,17 @@ class Access:
         if self.verifier is None:
             return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
         return NOBODY
+
+    def standing(self) -> Callable[[], Principal | None]:
+        """``current`` as a lookup for later, looked up again whenever it is called: a
+        static token's principal as the running ``gateway.auth`` has it then (None once
+        a reload removed the token: ``GatewayVerifier.standing``); a JWT's (its claims
+        name its servers, not the config), the anonymous caller and ``LOCAL`` as now."""
+        principal = self.current()
+        token = get_access_token() if lane_principal.get() is None else None
+        if self.verifier is None or token is None or principal.kind != "token":
+            return lambda: principal
+        return self.verifier.standing(token.token)
 
 
 def require(principal: Principal, scope: Scope, what: str) -> None:

@@ -45,10 +45,12 @@ from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import HOW_TO_ADD_A_TOKEN, GatewaySettings, Transport
-from fast_mcp_gateway.front.profiles import PROFILE_PREFIX, SCOPE_KEY, unknown_profile
+from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
+from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
+from fast_mcp_gateway.http.routing_headers import name_missing_routing_headers
 
 
 @dataclass(frozen=True)
@@ -228,68 +230,6 @@ class RememberedGuard:
         await self.app(scope, receive, send)
 
 
-class ProfilePaths:
-    """Serves ``<path>/p/<profile>`` (``/mcp/p/coding``) with the one MCP endpoint, the
-    profile named in the ASGI scope for the provider (``front/profiles.py``); an
-    unknown profile is a 404 listing the known ones -- to a caller with a valid token
-    (``access``): without one, the request goes on to the MCP endpoint, whose 401 it
-    gets (the profile names are not told to anyone who asks).
-
-    SSE (``messages`` set): ``/sse/p/<profile>`` opens the stream with ``root_path``
-    set so that the SDK announces ``/sse/p/<profile>/messages/`` as the endpoint to
-    post to, and those posts reach ``/messages/`` with the profile in the scope (the
-    SDK hands each post's request to the session, which is where it is read)."""
-
-    def __init__(self, app: Any, *, path: str, options: GatewayOptions, access: Access,
-                 messages: str | None = None) -> None:
-        # The profiles the gateway started with, which the catalog serves: a reload
-        # that changes them takes a restart (``ChangeReport.restart_needed``).
-        self.app, self.path, self.options = app, path.rstrip("/") or "/", options
-        self.access = access
-        self.prefix = self.path.rstrip("/") + PROFILE_PREFIX
-        self.messages = messages
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            name, rest = scope["path"][len(self.prefix):].rstrip("/"), ""
-            if self.messages is not None:   # SSE: /sse/p/<name>[/messages/]
-                name, _, rest = name.partition("/")
-            target = self.path
-            if name not in self.options.profiles:
-                if not await known_caller(self.access, scope):  # /mcp's 401, as /mcp's
-                    await self.app({**scope, "path": target, "raw_path": target.encode()},
-                                   receive, send)
-                    return
-                message = unknown_profile(name, self.options)
-                response = JSONResponse({"error": {"code": "unknown_profile",
-                                                   "message": message, "details": None}},
-                                        status_code=404)
-                await response(scope, receive, send)
-                return
-            extra: dict[str, Any] = {}
-            if rest:   # SSE posts: /sse/p/<name>/messages/ -> /messages/
-                target = (self.messages if self.messages is not None
-                          and f"/{rest}" == self.messages.rstrip("/") else f"/{rest}")
-            elif self.messages is not None:   # the stream announces the profile's posts
-                extra["root_path"] = (scope.get("root_path", "").rstrip("/")
-                                      + self.prefix + name)
-            scope = {**scope, "path": target, "raw_path": target.encode(), SCOPE_KEY: name,
-                     **extra}
-        await self.app(scope, receive, send)
-
-
-async def known_caller(access: Access, scope: Scope) -> bool:
-    """Whether the request of ``scope`` comes with a valid token (any request, on a
-    gateway without ``gateway.auth``): who may be told what the gateway serves."""
-    header = next((v.decode("latin-1") for k, v in scope["headers"]
-                   if k == b"authorization"), None)
-    try:
-        await access.principal_of(header)
-    except ApiError:
-        return False
-    return True
-
-
 class LazyApp:
     """An ASGI app that builds its app (``build``) on its first request, once, and
     hands every request to it.  Building is synchronous (imports and route objects, no
@@ -437,6 +377,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
                                lambda: bad_token(verifier.takes_jwt))
+    if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch
+        name_missing_routing_headers(mcp_app, mcp_path)
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),

@@ -119,6 +119,24 @@ class GatewayVerifier(TokenVerifier):
         """JWTs remembered now (bounded by ``jwt_cache_size``)."""
         return len(self._jwt_cache)
 
+    def standing(self, token: str) -> Callable[[], Principal | None]:
+        """A lookup of static ``token``'s principal as the running ``gateway.auth`` has
+        it whenever the lookup is called: a reload that narrows the token's scopes or
+        servers narrows it, one that removes (rotates) the token makes it None.  Only
+        the token's digest is kept.  What a host's session is sent between its
+        requests (logs between calls) is filtered by it."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+        def lookup() -> Principal | None:
+            self._follow_reloads()
+            entry = self._tokens.get(digest)
+            if entry is None:
+                return None
+            return Principal(name=entry.name, scopes=_scopes(entry.scopes),
+                             servers=None if entry.servers is None else frozenset(entry.servers))
+
+        return lookup
+
     async def principal(self, token: str) -> Principal | None:
         """The ``Principal`` of ``token``, or None (a 401): ``verify_token`` and
         ``principal_of``, remembered per token digest (a static token until the config

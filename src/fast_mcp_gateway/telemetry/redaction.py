@@ -62,14 +62,22 @@ _QUERY_KEY = re.compile(rf"(?i)^{_CREDENTIAL_PARAM}$")
 _AFTER_FIRST = r"(?<![A-Za-z0-9_\-].)"
 _END = r"(?![A-Za-z0-9_\-])"
 _PEM_LINE = r"-----{} [A-Z0-9 ]{{0,40}}PRIVATE KEY[A-Z ]{{0,10}}-----"
+_SK_KINDS = r"(?:proj|svcacct|admin|None|ant-(?:api|admin|oat|sid)[0-9]{2}|or-v1)"
 _TOKENS = re.compile("|".join([
     rf"g{_AFTER_FIRST}h[pousr]_[A-Za-z0-9]{{36,}}{_END}",  # GitHub
     rf"g{_AFTER_FIRST}ithub_pat_[A-Za-z0-9_]{{82,}}{_END}",
     # Slack: bot, user, legacy and refresh tokens (xoxe-, xoxe.xoxp-), app-level tokens
     rf"x{_AFTER_FIRST}ox(?:[abprse]|e\.xox[abprs])-[A-Za-z0-9-]{{10,}}{_END}",
     rf"x{_AFTER_FIRST}app-[A-Za-z0-9-]{{10,}}{_END}",
-    # OpenAI, Anthropic (sk-proj-, sk-ant-...): 32+ characters, a digit among them
+    # OpenAI, Anthropic, OpenRouter by their own prefixes (sk-proj-, sk-svcacct-,
+    # sk-admin-, sk-None-, sk-ant-api03-, sk-ant-admin01-, sk-ant-oat01-, sk-or-v1-):
+    # 16+ characters after it.  Other sk- keys (OpenAI's first, DeepSeek's, LiteLLM's
+    # virtual keys, a key cut short): 32+ characters with a digit among them, or 20+
+    # with a digit, a capital and a small letter (random, not a slug or a word)
+    rf"s{_AFTER_FIRST}k-{_SK_KINDS}-[A-Za-z0-9_-]{{16,}}{_END}",
     rf"s{_AFTER_FIRST}k-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{{32,}}{_END}",
+    rf"s{_AFTER_FIRST}k-(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Z])"
+    rf"(?=[A-Za-z0-9_-]*[a-z])[A-Za-z0-9_-]{{20,31}}{_END}",
     rf"s{_AFTER_FIRST}k_(?:live|test)_[A-Za-z0-9]{{24,}}{_END}",  # Stripe secret keys
     rf"r{_AFTER_FIRST}k_(?:live|test)_[A-Za-z0-9]{{24,}}{_END}",  # and restricted ones
     rf"g{_AFTER_FIRST}lpat-[A-Za-z0-9_-]{{20,}}{_END}",  # GitLab
@@ -79,7 +87,8 @@ _TOKENS = re.compile("|".join([
     _PEM_LINE.format("BEGIN") + r"(?s:.*?)(?:" + _PEM_LINE.format("END") + r"|\Z)",
 ]))
 # What a masked token keeps: the part of its format that says what it was.
-_KEPT = re.compile(r"gh[pousr]_|github_pat_|xoxe\.xox[abprs]-|xox[abprse]-|xapp-|sk-"
+_KEPT = re.compile(rf"gh[pousr]_|github_pat_|xoxe\.xox[abprs]-|xox[abprse]-|xapp-"
+                   rf"|sk-{_SK_KINDS}-|sk-"
                    r"|[sr]k_(?:live|test)_|glpat-|A(?:KIA|SIA|Iza)|eyJ|"
                    + _PEM_LINE.format("BEGIN"))
 

@@ -12,8 +12,7 @@ A ``Service`` looks like one upstream to the rest of the gateway (same catalog, 
 4. optionally, a stale result: the last good answer of a read-only tool, marked in
    ``_meta``, when every attempt failed.
 
-Each call's path (replicas tried, retries, outcome) fills the caller's ``CallPath`` (for
-its record) and a retried result's ``_meta``.
+A call's path (replicas tried, retries) goes into its record and a retried ``_meta``.
 """
 
 from __future__ import annotations

@@ -437,3 +437,44 @@ async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
         await until(lambda: len(got["mo"]) >= 1)
     # Each upstream tells each of its subscriptions (one per host): one or two of each.
     assert set(got["mo"]) == {"watch://tick/counter"}, got
+
+
+async def test_a_2026_listen_stream_follows_a_reload_that_narrows_the_tokens_servers(
+        tmp_path: Path) -> None:
+    """The same for a 2026-07-28 host's ``subscriptions/listen`` stream, whose updates
+    came from the SDK's event bus, filtered only by the URIs the stream named: after the
+    reload it went on getting the server's updates.  The watched update is published
+    first; the narrowed stream's first event must be the other server's."""
+    from mcp.client.subscriptions import ResourceUpdated, listen
+
+    entries = {"watch": memory_entry("watch", protocol="legacy"),
+               "tick": memory_entry("tick", protocol="legacy")}
+    mine = "mgw_mine-only-7d41a9c3"
+    config = tmp_path / "servers.yaml"
+
+    def auth(servers: list[str]) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+
+    def write(servers: list[str]) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
+
+    write(["watch", "tick"])
+    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
+                           options={"auth": auth(["watch", "tick"])}, config=config)
+    uris = [f"watch://{server}/counter" for server in ("watch", "tick")]
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy") as ops,
+        Client(f"{base}/mcp", auth=mine) as mo,
+    ):
+        assert mo.protocol_version == "2026-07-28"
+        async with listen(mo.session, resource_subscriptions=uris) as stream:
+            write(["tick"])
+            assert (await gateway.reload_config()).error is None
+            for server in ("watch", "tick"):
+                await ops.call_tool(f"{server}_bump", {})
+            with anyio.fail_after(WITHIN):
+                event = await stream.__anext__()
+    assert isinstance(event, ResourceUpdated) and event.uri == "watch://tick/counter", event

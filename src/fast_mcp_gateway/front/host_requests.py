@@ -49,7 +49,8 @@ class HostRequests:
         low = low_level_server(server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            SubscribingListen(self._hub, self._resource_origin),
+            SubscribingListen(self._hub, self._resource_origin,
+                              lambda: caller_may_use(self._provider)),
         )
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)

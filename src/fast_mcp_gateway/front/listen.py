@@ -11,18 +11,31 @@ handshake-era ``resources/subscribe``) still holds the URI.
 A URI that cannot be subscribed (unknown, not visible to the caller, its upstream
 does not offer subscriptions, or the upstream refused) is left out of the ack's
 honored filter, so the host can tell, and the reason is logged.
+
+A stream's updates are sent only while its caller may use the URI's server as the
+running config has it (``may_use``, asked per event: a reload that narrows a token's
+``servers`` stops them at once, as for a handshake-era ``resources/subscribe``).  The
+SDK's handler registers each stream's listener on the bus from the stream's own task:
+``_StreamBus`` wraps that listener in the stream's filter (``_KEEP``), and the one
+handler keeps its limit on open streams.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.subscriptions import ListenHandler
+from mcp.server.subscriptions import (
+    ListenHandler,
+    ResourceUpdated,
+    ServerEvent,
+    SubscriptionBus,
+)
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
@@ -35,18 +48,46 @@ logger = logging.getLogger(__name__)
 UNSUBSCRIBE_BUDGET = 5.0
 """Seconds the unsubscriptions of an ended stream may take (it ends on a disconnect)."""
 
+_KEEP: ContextVar[Callable[[ServerEvent], bool] | None] = ContextVar("listen_keep",
+                                                                     default=None)
+
+
+class _StreamBus:
+    """``bus`` whose listeners, registered in a listen stream's task, are given only the
+    events that stream's filter (``_KEEP``) keeps."""
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self._bus = bus
+
+    async def publish(self, event: ServerEvent) -> None:
+        await self._bus.publish(event)
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        keep = _KEEP.get()
+        if keep is None:
+            return self._bus.subscribe(listener)
+
+        def deliver(event: ServerEvent) -> None:
+            if keep(event):
+                listener(event)
+
+        return self._bus.subscribe(deliver)
+
 
 class SubscribingListen:
     """The ``subscriptions/listen`` request handler (see the module docstring).
 
     ``origin(uri)`` maps an exposed URI to its service and the upstream's URI, raising
-    ``MCPError`` when the caller has no such resource.
+    ``MCPError`` when the caller has no such resource; ``may_use()``, asked in the
+    request, whether its caller may use a server when asked (``caller_may_use``).
     """
 
-    def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]]) -> None:
+    def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]],
+                 may_use: Callable[[], Callable[[str], bool]]) -> None:
         self._hub = hub
         self._origin = origin
-        self._handler = ListenHandler(hub.bus)
+        self._may_use = may_use
+        self._handler = ListenHandler(_StreamBus(hub.bus))
 
     async def __call__(self, ctx: ServerRequestContext[Any],
                        params: types.SubscriptionsListenRequestParams
@@ -63,7 +104,17 @@ class SubscribingListen:
                 params = params.model_copy(update={"notifications": params.notifications
                                                    .model_copy(update={
                                                        "resource_subscriptions": honored})})
-            return await self._handler(ctx, params)
+            may_use, servers = self._may_use(), {uri: s.name for uri, s, _ in held}
+
+            def keep(event: ServerEvent) -> bool:
+                server = servers.get(event.uri) if isinstance(event, ResourceUpdated) else None
+                return server is None or may_use(server)
+
+            token = _KEEP.set(keep)
+            try:
+                return await self._handler(ctx, params)
+            finally:
+                _KEEP.reset(token)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
                 for uri, service, original in held:

@@ -107,6 +107,27 @@ async def test_a_tokens_standing_follows_reloads_of_its_scopes_servers_and_prese
     assert verifier.standing("not-a-token")() is None
 
 
+def test_a_jwts_standing_ends_when_it_expires_or_jwts_are_no_longer_taken() -> None:
+    """A handshake-era session opened with a JWT kept getting logs and resource updates
+    of its claims' servers between its requests after the JWT expired (each request of
+    its own is verified again, but nothing between them was)."""
+    now = [1_000.0]
+    jwt = {"public_key": RSAKeyPair.generate().public_key, "issuer": "https://idp.test/",
+           "audience": "mcp-gateway"}
+    running = [_config(jwt=jwt)]
+    verifier = GatewayVerifier(running[0], current=lambda: running[0], clock=lambda: now[0])
+    ci = Principal("ci", frozenset({"tools"}), frozenset({"notes"}), "jwt")
+    standing = verifier.jwt_standing(ci, 1_060)
+    assert standing() == ci
+    now[0] = 1_060.0
+    assert standing() is None  # expired
+    now[0] = 1_000.0
+    assert standing() == ci
+    running[0] = _config()  # a reload that stops taking JWTs
+    assert standing() is None
+    assert verifier.jwt_standing(ci, None)() is None
+
+
 @pytest.fixture
 def jwks() -> Iterator[tuple[RSAKeyPair, str]]:
     """An RSA key and a real JWKS endpoint for it on 127.0.0.1."""

@@ -136,11 +136,14 @@ class Access:
         """``current`` as a lookup for later, looked up again whenever it is called: a
         static token's principal as the running ``gateway.auth`` has it then (None once
         a reload removed the token: ``GatewayVerifier.standing``); a JWT's (its claims
-        name its servers, not the config), the anonymous caller and ``LOCAL`` as now."""
+        name its servers, not the config) until it expires (``jwt_standing``), the
+        anonymous caller and ``LOCAL`` as now."""
         principal = self.current()
         token = get_access_token() if lane_principal.get() is None else None
-        if self.verifier is None or token is None or principal.kind != "token":
+        if self.verifier is None or token is None or principal.kind not in ("token", "jwt"):
             return lambda: principal
+        if principal.kind == "jwt":
+            return self.verifier.jwt_standing(principal, token.expires_at)
         return self.verifier.standing(token.token)
 
 

@@ -137,6 +137,18 @@ class GatewayVerifier(TokenVerifier):
 
         return lookup
 
+    def jwt_standing(self, principal: Principal, expires_at: float | None
+                     ) -> Callable[[], Principal | None]:
+        """``standing`` for a verified JWT's ``principal`` (its claims name its servers,
+        not the config): None once it expires by this gateway's clock, or a reload
+        stops taking JWTs (``jwt`` removed from ``gateway.auth``)."""
+        def lookup() -> Principal | None:
+            if not self.takes_jwt or (expires_at is not None and self._clock() >= expires_at):
+                return None
+            return principal
+
+        return lookup
+
     async def principal(self, token: str) -> Principal | None:
         """The ``Principal`` of ``token``, or None (a 401): ``verify_token`` and
         ``principal_of``, remembered per token digest (a static token until the config

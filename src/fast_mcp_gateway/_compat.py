@@ -489,3 +489,12 @@ def reword_auth_challenges(app: Any, missing: Callable[[], str],
             route.app = worded
             found += 1
     return found
+
+
+def tracer_provider_set() -> bool | None:
+    """Whether OpenTelemetry has a tracer provider set (its ``_TRACER_PROVIDER``), None
+    when this OpenTelemetry keeps it elsewhere: ``get_tracer_provider`` then says."""
+    from opentelemetry import trace
+
+    provider = getattr(trace, "_TRACER_PROVIDER", trace)
+    return None if provider is trace else provider is not None

@@ -19,7 +19,7 @@ import mcp_types as types
 from mcp_types import methods as _methods
 from opentelemetry import trace
 
-from fast_mcp_gateway._compat import wire_fields
+from fast_mcp_gateway._compat import tracer_provider_set, wire_fields
 from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
 from fast_mcp_gateway.upstream.lifting import splice
@@ -90,15 +90,13 @@ def tracing_configured() -> bool:
     global _TRACING
     if _TRACING:
         return True
-    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN_PROVIDER)
-    if provider is None and not _PROVIDER_FROM_ENV:
+    if tracer_provider_set() is False and not _PROVIDER_FROM_ENV:
         return False  # none set, none to load: the proxy provider
     _TRACING = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     return _TRACING
 
 
 _TRACING = False
-_UNKNOWN_PROVIDER = object()  # an OpenTelemetry without the module global: ask it
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 

@@ -63,7 +63,8 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
     def unknown(asked: str) -> Any:
         raise MCPError(code=-32002, message="Unknown resource")
 
-    listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown)
+    listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown,
+                               lambda: lambda server: True)
     assert await listen._subscribe(uri) is None
 
     class Refusing:

@@ -1,7 +1,7 @@
 """The HTTP express lane with a raw client: gateway and upstream CPU per call, A/B.
 
     python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
-                                  [--gap-us 300]
+                                  [--gap-us 300] [--relay]
 
 A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
 ``tools/call`` POST each time, the answer read by ``Content-Length``) calls
@@ -14,6 +14,10 @@ An SDK client spends ~0.5 ms of CPU per call itself, and on two shared cores the
 HTTP rows of ``run.py`` spread by 0.1 ms from run to run; without it, the gateway's
 CPU per call repeats to a few microseconds, which is what a change to the lane's
 code shows up in.
+
+``--relay`` adds ``relay``: the byte copier (``relay.py --tcp``) in front of the
+upstream, the floor of any middle process.  Each middle's CPU is also split into user
+and system time (``/proc/PID/stat``, clock ticks: +-1 tick over a round's calls).
 
 ``--gap-us N`` adds ``direct-gap``: direct calls with the client sleeping N us
 between a call's answer and the next call, roughly the time a middle process adds.
@@ -28,15 +32,17 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_harness import PY, Workspace, cpu_s, delta, load
+from bench_harness import PY, RELAY, Workspace, cpu_s, delta, load
 from bench_http import free_port, gateway_config, http_upstream, process, until_serving
 
+TICK = os.sysconf("SC_CLK_TCK")
 _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
          "io.modelcontextprotocol/clientCapabilities": {},
          "io.modelcontextprotocol/clientInfo": {"name": "http_raw", "version": "1"}}
@@ -81,6 +87,18 @@ async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
     return latencies
 
 
+def user_system(pid: int | None) -> tuple[float, float] | None:
+    """``pid``'s user and system CPU so far (seconds; ``/proc/PID/stat``'s ticks)."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
 async def main(args: argparse.Namespace) -> None:
     pythons = {"this": PY, **({"base": args.base} if args.base else {})}
     with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
@@ -91,6 +109,11 @@ async def main(args: argparse.Namespace) -> None:
             "direct": (up_port, "echo", None, 0.0)}
         if args.gap_us:
             targets["direct-gap"] = (up_port, "echo", None, args.gap_us / 1e6)
+        if args.relay:
+            port = free_port()
+            relay = ps.enter_context(process([str(RELAY), "--tcp", str(port), str(up_port)],
+                                             ws.logs / "relay.log"))
+            targets["relay"] = (port, "echo", relay.pid, 0.0)
         for label, python in pythons.items():
             port = free_port()
             argv = ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
@@ -105,28 +128,35 @@ async def main(args: argparse.Namespace) -> None:
             await calls(port, tool, 300)  # warm-up
         cpu: dict[str, list[float]] = {label: [] for label in targets}
         up_cpu: dict[str, list[float]] = {label: [] for label in targets}
+        split: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
         p50: dict[str, list[float]] = {label: [] for label in targets}
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for label in order:
                 port, tool, pid, gap = targets[label]
-                before, up_before = cpu_s(pid), cpu_s(upstream.pid)
+                before, up_before, ticks = cpu_s(pid), cpu_s(upstream.pid), user_system(pid)
                 latencies = await calls(port, tool, args.calls, gap)
                 used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
+                after = user_system(pid)
+                if ticks is not None and after is not None:
+                    split[label].append((1e6 * (after[0] - ticks[0]) / args.calls,
+                                         1e6 * (after[1] - ticks[1]) / args.calls))
                 if used is not None:
                     cpu[label].append(1e6 * used / args.calls)
                 if up_used is not None:
                     up_cpu[label].append(1e6 * up_used / args.calls)
                 p50[label].append(1e6 * statistics.median(latencies))
-                mid = f"gateway {cpu[label][-1]:.0f} us, " if used is not None else ""
+                mid = f"middle {cpu[label][-1]:.0f} us, " if used is not None else ""
                 print(f"  {label:10s} {mid}upstream {up_cpu[label][-1]:.0f} us, "
                       f"p50 {p50[label][-1]:.0f} us", file=sys.stderr)
         print("medians over rounds (CPU per call: the process's threads' run time, /proc)")
         for label in targets:
-            mid = (f"gateway CPU {statistics.median(cpu[label]):6.1f} us "
-                   f"({', '.join(f'{v:.0f}' for v in cpu[label])}), " if cpu[label]
-                   else " " * 10)
+            mid = (f"middle CPU {statistics.median(cpu[label]):6.1f} us "
+                   f"({', '.join(f'{v:.0f}' for v in cpu[label])}; user "
+                   f"{statistics.median(u for u, _ in split[label]):.0f} + system "
+                   f"{statistics.median(s for _, s in split[label]):.0f}), "
+                   if cpu[label] and split[label] else " " * 10)
             print(f"{label:10s} {mid}upstream CPU {statistics.median(up_cpu[label]):6.1f} us, "
                   f"p50 {statistics.median(p50[label]):6.0f} us")
         print(f"load at end: {load()}")
@@ -137,6 +167,8 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=lambda v: max(1, int(v)), default=3000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
+    parser.add_argument("--relay", action="store_true",
+                        help="also measure the byte relay (relay.py --tcp)")
     parser.add_argument("--gap-us", type=float, default=0.0,
                         help="also call direct with this pause between calls")
     asyncio.run(main(parser.parse_args()))

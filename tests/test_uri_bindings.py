@@ -19,7 +19,9 @@ import pytest
 from fastmcp import Client, FastMCP
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.routing.naming import Origin, allocate_uris
+from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import make_gateway, memory_entry
 
@@ -117,3 +119,32 @@ def test_a_bound_uri_keeps_its_origin_and_is_nobody_elses() -> None:
                            bound={"urn:b/cfg": Origin("c", "urn:x")})
     b_uri = next(uri for uri, origin in salted.by_exposed.items() if origin.server == "b")
     assert b_uri.startswith("urn:b-") and b_uri.endswith("/cfg"), b_uri
+
+
+async def test_a_uri_too_long_for_the_store_is_bound_in_this_process_only(pg_url: str) -> None:
+    """PostgreSQL indexes at most ~2.7 kB a row: one resource URI past that (a long file
+    path or query) failed the round's claims, retried for ever -- no name of any server
+    reached the store again.  Such a binding is kept in this process only, never claimed
+    (nor claimed again by ``sync``, as if another gateway had released it)."""
+    store = await open_store(pg_url)
+    try:
+        book = NameBook()
+        book.persistent = True
+        long_uri = "file:///" + "".join(f"{i:04x}" for i in range(1_000))  # 4 kB
+        book.allocate("tool", [("a", "a", "now")], namespaces={"a": "a"}, separator="_",
+                      max_length=64)
+        book.allocate("resource", [("a", "", long_uri), ("a", "", "urn:cfg")],
+                      namespaces={"a": ""}, separator="_", max_length=64)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(book.keep, lambda: store, lambda: None)
+            assert await book.flushed(GUARD), "the claims never reached the store"
+            tg.cancel_scope.cancel()
+        rows = await store.name_bindings()
+        assert {(b.kind, b.exposed) for b in rows} == {("tool", "a_now"),
+                                                       ("resource", "urn:cfg")}
+        found = book.binding("resource", long_uri)
+        assert found is not None and found.server == "a"   # bound here all the same
+        assert not book.sync(rows, running={"a"})
+        assert book.reclaimed == 0 and not book.pending
+    finally:
+        await store.close()

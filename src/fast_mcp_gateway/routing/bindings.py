@@ -45,7 +45,9 @@ meet them (a name it never gave it does not need), but their releases and forget
 they are made: each is a change in the shared feed, and ``sync`` (the control plane's,
 on such a change) claims again what this gateway still serves -- the store must hold
 a name its hosts see before any gateway gives it away -- and drops the rest.  Without
-one, bindings last for the process.
+one, bindings last for the process; so does a binding whose name or original is longer
+than ``STORED_BYTES`` (a resource URI, an upstream's own tool name: PostgreSQL indexes
+at most ~2.7 kB a row, and one such claim failed its whole round, retried for ever).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ URI_KINDS: tuple[NameKind, NameKind] = ("resource", "template")  # resource URIs
 # Names a server offering a list keeps bound beyond those it offers now, per kind: past
 # this, the least recently offered that nothing asks for now are released (``_trim``).
 UNOFFERED_KEPT = 1000
+STORED_BYTES = 2000
+"""The longest exposed name or original (UTF-8 bytes) of a binding the store keeps."""
+
+
+def _storable(binding: NameBinding) -> bool:
+    return all(len(text.encode("utf-8", "surrogatepass")) <= STORED_BYTES
+               for text in (binding.exposed, binding.original))
 
 
 class NameBook:
@@ -158,7 +167,7 @@ class NameBook:
                                original=origin.original, at=now,
                                base=base(namespaces.get(origin.server, ""), origin.original))
             self.bound[(kind, exposed)] = made
-            if self.persistent:
+            if self.persistent and _storable(made):
                 self._claims[(kind, exposed)] = made
                 self._wake.set()
         return table
@@ -212,8 +221,8 @@ class NameBook:
         dropped: set[str] = set()
         for key, b in list(self.bound.items()):
             if (b.kind, b.exposed, b.server, b.original) in stored or key in self._claims \
-                    or key in self._in_flight:
-                continue
+                    or key in self._in_flight or not _storable(b):
+                continue   # (one too long for the store is this process's alone)
             if b.server in running:
                 self._claims[key] = b
                 self.reclaimed += 1

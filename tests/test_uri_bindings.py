@@ -148,3 +148,22 @@ async def test_a_uri_too_long_for_the_store_is_bound_in_this_process_only(pg_url
         assert book.reclaimed == 0 and not book.pending
     finally:
         await store.close()
+
+
+async def test_a_renamed_templates_resources_keep_its_name() -> None:
+    """b's template ``urn:item/{key}`` is exposed as ``urn:b/item/{key}`` (a's has the
+    URI): a link b's result gave to its ``urn:item/k``, and b's update of it, were named
+    ``urn:item/k`` -- a's: a host reading the link got a's resource, and one subscribed
+    to ``urn:b/item/k`` was never told.  Both take the name b's template has."""
+    gateway = servers({"a": config_server("a"), "b": config_server("b")})
+    updated: list[str] = []
+    gateway.manager.on_resource_updated(updated.append)
+    async with Client(gateway.server) as client:
+        linked = gateway.provider.links.expose("b", "urn:item/k")
+        assert linked == "urn:b/item/k"
+        assert await read(client, linked) == "k of b"
+        assert gateway.provider.links.expose("a", "urn:item/k") == "urn:item/k"
+        assert gateway.provider.links.expose("b", "urn:cfg") == "urn:b/cfg"  # listed
+        b = gateway.manager.get("b")
+        gateway.manager.resource_updated(b, "urn:item/k?v=1")
+        assert updated == ["urn:b/item/k?v=1"]

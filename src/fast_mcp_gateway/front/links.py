@@ -3,10 +3,11 @@
 An upstream's results name its resources by its own URIs: ``resource_link`` blocks
 and embedded resources in tool results and prompt messages.  Relayed raw, a host's
 ``resources/read`` of such a link reaches no server.  ``LinkMap.expose`` writes each
-into the exposed form the lists use (``routing.naming.namespace_uri``, or the name
-the catalog gave a listed resource), and ``LinkMap.resolve`` takes an exposed URI
-that no list names back to its server and upstream URI, so that reading a link
-works (through the same pipeline, curation included, as any read).
+into the exposed form the lists use (``routing.naming.namespace_uri``, the name the
+catalog gave a listed resource, or its template's: ``CatalogView.templated_uri``),
+and ``LinkMap.resolve`` takes an exposed URI that no list names back to its server
+and upstream URI, so that reading a link works (through the same pipeline, curation
+included, as any read).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import mcp_types as types
 
 from fast_mcp_gateway.routing.manager import UpstreamManager
-from fast_mcp_gateway.routing.naming import namespace_uri
 
 _LINK_TYPES = frozenset({"resource_link", "resource"})
 
@@ -59,7 +59,8 @@ class LinkMap:
         if listed is not None:
             return listed
         service = self.manager.services.get(server)
-        return namespace_uri(uri, service.config.effective_namespace) if service else uri
+        return self.manager.view.templated_uri(
+            server, uri, service.config.effective_namespace) if service else uri
 
     def resolve(self, uri: str) -> tuple[str, str] | None:
         """(server, upstream URI) of an exposed ``uri`` (None: no server's namespace)."""

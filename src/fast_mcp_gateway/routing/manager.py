@@ -30,7 +30,7 @@ from fast_mcp_gateway.routing.bindings import KINDS, URI_KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.lifecycle import first_attempts, stop_or_retire, stop_service
-from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename, namespace_uri
+from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
@@ -379,8 +379,9 @@ class UpstreamManager:
                 for listener in self._resource_listeners:
                     listener(exposed)
                 return
-        # A resource from a template (not listed): namespace it the same way.
-        exposed = namespace_uri(uri, upstream.config.effective_namespace)
+        # A resource from a template (not listed): named as its template is.
+        exposed = self.view.templated_uri(upstream.name, uri,
+                                          upstream.config.effective_namespace)
         for listener in self._resource_listeners:
             listener(exposed)
 

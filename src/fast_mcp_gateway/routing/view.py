@@ -50,6 +50,20 @@ class CatalogView:
             return name in (self.tools if kind == "tool" else self.prompts)
         return name in self.resources or normalize_uri(name) in self.resources
 
+    def templated_uri(self, server: str, uri: str, namespace: str) -> str:
+        """How hosts name ``server``'s resource ``uri`` that no list names: as the
+        template it comes from is exposed, when that one was renamed on a collision
+        (``urn:item/k`` of b's ``urn:item/{key}``, exposed as ``urn:b/item/{key}``, is
+        ``urn:b/item/k``: ``urn:item/k`` is the other server's); else ``namespace_uri``."""
+        from fastmcp.resources.template import forward_uri, match_uri_template
+
+        for exposed, (origin, _) in self.templates.items():
+            if origin.server == server and exposed != namespace_uri(origin.original, namespace):
+                params = match_uri_template(uri, origin.original)
+                if params is not None:
+                    return forward_uri(exposed, params, uri)
+        return namespace_uri(uri, namespace)
+
     def hidden_as(self, kind: str, name: str) -> tuple[Hidden, Any] | None:
         """The hidden component a host names ``name`` (kind: tool, prompt, resource,
         resource_template), with its upstream item; None if nothing hidden is called so."""

@@ -478,3 +478,55 @@ async def test_a_2026_listen_stream_follows_a_reload_that_narrows_the_tokens_ser
             with anyio.fail_after(WITHIN):
                 event = await stream.__anext__()
     assert isinstance(event, ResourceUpdated) and event.uri == "watch://tick/counter", event
+
+
+async def test_a_session_whose_client_sends_a_new_token_keeps_its_updates(
+        tmp_path: Path) -> None:
+    """A session's updates between its requests were filtered by the token it subscribed
+    with, for good: a client that then sent another valid token (a refreshed JWT, or the
+    token a rotation put in place) lost them once the first expired or was removed.  Now
+    each request of the session makes its token of now the one that stands."""
+    entries = {"watch": memory_entry("watch", protocol="legacy")}
+    first, second = "mgw_first-token-4c1d7e20", "mgw_second-token-9a83b6f1"
+    config = tmp_path / "servers.yaml"
+
+    def auth(*tokens: str) -> dict[str, Any]:
+        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]}, *(
+            {"name": f"mo{n}", "token": t, "scopes": ["tools"], "servers": ["watch"]}
+            for n, t in enumerate(tokens))]}
+
+    def write(*tokens: str) -> None:
+        config.write_text(json.dumps({"gateway": {"auth": auth(*tokens)}, "servers": entries}))
+
+    write(first, second)
+    gateway = make_gateway(entries, {"watch": watched_server()},
+                           options={"auth": auth(first, second)}, config=config)
+    got: list[str] = []
+
+    class Updates(MessageHandler):
+        async def on_resource_updated(self, message: Any) -> None:
+            got.append(str(message.params.uri))
+
+    class Switching(httpx2.Auth):
+        token = first
+
+        def auth_flow(self, request: httpx2.Request) -> Any:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
+
+    switching = Switching()
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy") as ops,
+        Client(StreamableHttpTransport(f"{base}/mcp", auth=switching), mode="legacy",
+               message_handler=Updates()) as mo,
+    ):
+        await mo.session.subscribe_resource("watch://watch/counter")
+        await ops.call_tool("watch_bump", {})
+        await until(lambda: len(got) == 1)
+        write(second)   # the first token is rotated out
+        assert (await gateway.reload_config()).error is None
+        switching.token = second
+        await mo.call_tool("watch_bump", {})   # a request with the token of now
+        await until(lambda: len(got) == 2)
+        assert got == ["watch://watch/counter"] * 2

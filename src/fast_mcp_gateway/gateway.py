@@ -52,7 +52,13 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.server import Deferred, GatewayServer, StartupGate, track_current_host
+from fast_mcp_gateway.front.server import (
+    CallerStanding,
+    Deferred,
+    GatewayServer,
+    StartupGate,
+    track_current_host,
+)
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.routing.manager import UpstreamManager
@@ -173,6 +179,7 @@ class Gateway:
         # A restricted token or a profile: the instructions of its servers alone.
         self.server.add_middleware(CallerInstructions(self.manager,
                                                       self.provider.caller_servers))
+        self.server.add_middleware(CallerStanding(self.hub, self.provider))
         self._metrics: GatewayMetrics | None = None
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.

@@ -96,8 +96,8 @@ class HostRequests:
             await upstream.subscribe(original)
         except UpstreamError as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
-        may_use, server = caller_may_use(self._provider), upstream.name
-        self._hub.subscribe(uri, connection_of(ctx.session), lambda: may_use(server))
+        self._hub.subscribe(uri, connection_of(ctx.session), upstream.name,
+                            caller_may_use(self._provider))
         return types.EmptyResult()
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],

@@ -57,9 +57,8 @@ class FrontHub:
     def __init__(self) -> None:
         self.bus = InMemorySubscriptionBus()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-        # uri -> subscribed connection -> whether its caller may still see the resource
-        self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection,
-                                                                Callable[[], bool]]] = {}
+        # uri -> subscribed connection -> the resource's server (its caller may use it?)
+        self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
@@ -94,12 +93,25 @@ class FrontHub:
         del self._logs[:-_MAX_IDLE_LOGS]
         self._wake.set()
 
-    def subscribe(self, uri: str, connection: Connection | None,
-                  allowed: Callable[[], bool] = lambda: True) -> None:
-        """``connection`` is told of updates to ``uri`` while ``allowed()`` (its caller
-        may still use the resource's server: a reload may narrow a token's)."""
+    def subscribe(self, uri: str, connection: Connection | None, server: str,
+                  may_use: Callable[[str], bool] | None = None) -> None:
+        """``connection`` is told of updates to ``uri`` (of ``server``) while its caller
+        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's)."""
         if connection is not None:
-            self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = allowed
+            self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+            if may_use is not None:
+                self._may_use[connection] = may_use
+
+    def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
+        """A request of a host this hub sends to between its requests: its caller's
+        credential of now stands from now on (a session's client refreshes its JWT, or
+        sends the token a rotation put in place of the one it listed with)."""
+        if connection is not None and connection in self._may_use:
+            self._may_use[connection] = may_use
+
+    def knows(self, connection: Connection | None) -> bool:
+        """Whether ``connection``'s caller is asked before it is sent anything."""
+        return connection is not None and connection in self._may_use
 
     def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
         """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
@@ -212,8 +224,8 @@ class FrontHub:
             subs = self._subscribers.get(uri)
             if subs is None:
                 continue
-            for connection, allowed in list(subs.items()):
-                if not allowed():
+            for connection, server in list(subs.items()):
+                if not self._may_use.get(connection, _every_server)(server):
                     continue  # a reload took the server from its caller
                 try:
                     await connection.send_resource_updated(uri)

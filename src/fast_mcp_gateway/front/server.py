@@ -33,6 +33,7 @@ from fastmcp.prompts.base import PromptResult
 from fastmcp.resources import Resource, ResourceTemplate
 from fastmcp.resources.base import ResourceResult
 from fastmcp.server.dependencies import get_context
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import Tool
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.versions import VersionSpec
@@ -275,6 +276,29 @@ def track_current_host(hub: FrontHub, provider: GatewayProvider) -> None:
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
                   may_use=caller_may_use(provider))
+
+
+class CallerStanding(Middleware):
+    """Each request of a host the hub asks about before sending it anything between its
+    requests (logs, resource updates: ``FrontHub.knows``) makes its caller's credential
+    of now the one that stands (``FrontHub.refresh``): a client that refreshes its JWT,
+    or sends the token a rotation put in place of the one it listed with, keeps being
+    told; one whose token expired or was removed and that sends nothing is not."""
+
+    def __init__(self, hub: FrontHub, provider: GatewayProvider) -> None:
+        self.hub, self.provider = hub, provider
+
+    async def on_request(self, context: MiddlewareContext[Any],
+                         call_next: CallNext[Any, Any]) -> Any:
+        try:
+            ctx = get_context()
+        except RuntimeError:
+            ctx = None
+        if ctx is not None and ctx.request_context is not None:
+            connection = connection_of(ctx.session)
+            if self.hub.knows(connection):
+                self.hub.refresh(connection, caller_may_use(self.provider))
+        return await call_next(context)
 
 
 class Deferred:

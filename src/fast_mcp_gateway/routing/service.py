@@ -246,9 +246,9 @@ class Service:
         ready = [r for r in self.replicas
                  if r.replica not in exclude and r.replica not in self.draining
                  and r.state is UpstreamState.READY and r.would_admit(now)]
-        # One: healthy or not, the one there is (working its status out: ~8 us a call).
-        return ready if len(ready) < 2 else [
-            r for r in ready if r.status() is not HealthStatus.UNHEALTHY] or ready
+        # Asked of a lone replica too: its health transitions are noticed at its calls.
+        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY]
+        return healthy or ready
 
     def _hash_key(self, arguments: dict[str, Any] | None, front: FrontCall | None) -> str | None:
         key = self.config.hash_key

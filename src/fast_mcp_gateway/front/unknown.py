@@ -131,11 +131,13 @@ def unoffered(kind: Kind | str, name: str, server: str, original: str, state: st
     (``routing/bindings.py``), while that server does not offer it (``state``: the
     server's).  The name is never another server's, so the host is told to wait."""
     why = _WHY.get(state, f"its {kind} list lacks '{original}'")
-    lists = _LISTS[kind].split(" list")[0]
+    resource = kind == "resource"
+    lists = "resources/list shows" if resource else _LISTS[kind].split(" list")[0] + " shows"
     return (f"{kind.capitalize()} {name!r} belongs to server '{server}' (its {kind} "
-            f"'{original}'), which is not offering it now: {why}.  The name stays bound to "
-            f"that {kind}, never to another server's: call it again once '{server}' offers "
-            f"it ({lists} shows it then)")
+            f"'{original}'), which is not offering it now: {why}.  The "
+            f"{'URI' if resource else 'name'} stays bound to that {kind}, never to another "
+            f"server's: {'read' if resource else 'call'} it again once '{server}' offers "
+            f"it ({lists} it then)")
 
 
 def _named(server: str, namespace: str) -> str:

@@ -113,6 +113,11 @@ class ControlPlane:
         return self.config.options
 
     @property
+    def store_down(self) -> bool:
+        recorder = self.recorder
+        return self.store_lost or (recorder is not None and recorder.store_unavailable)
+
+    @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
         return self.config.servers
 

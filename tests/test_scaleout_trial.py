@@ -1,0 +1,60 @@
+"""Defects found trying the scale-out half as a team operator would (session 19).
+
+Several gateways on one PostgreSQL: each test reproduces one finding over real HTTP on
+127.0.0.1 with the demo upstreams as real stdio subprocesses and a real PostgreSQL of
+its own (the test stops and starts it); each failed on the code it was written against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import httpx2
+import pytest
+
+from tests.fixtures import make_gateway, serve_http, until
+from tests.pg import PgCluster, running_cluster
+from tests.test_rest import demo
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server of this test's own: the test stops it."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+async def test_ready_says_degraded_while_the_store_is_unreachable(
+        own_cluster: PgCluster) -> None:
+    """With PostgreSQL stopped, calls were served (good) and every store-backed REST
+    endpoint answered 503 store_unavailable, but /ready kept answering 200 "ready",
+    "2 of 2 upstream servers ready": a probe or an operator looking at it saw nothing
+    wrong.  It stays 200 (the gateway serves calls: a balancer must not drop every
+    instance because the shared database is away) and says "degraded", naming the store
+    -- not its address: /ready needs no token."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": demo("notes")}, db=url)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        ready = await http.get(f"{base}/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+        assert "store" not in ready.json()
+
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        await until(lambda: gateway.control.store_lost, 120)  # the feed's first failure
+        degraded = await http.get(f"{base}/ready")
+        assert degraded.status_code == 200, degraded.text
+        body = degraded.json()
+        assert (body["status"], body["store"]) == ("degraded", "unreachable"), body
+        assert "the store cannot be reached" in body["reason"]
+        assert "503" in body["reason"]  # what answers what, meanwhile
+        assert str(own_cluster.port) not in degraded.text  # no address to a probe
+
+        await anyio.to_thread.run_sync(own_cluster.start)
+        await until(lambda: not gateway.control.store_lost, 120)
+        back = await http.get(f"{base}/ready")
+        assert back.status_code == 200 and back.json()["status"] == "ready", back.text
+        assert "store" not in back.json()

@@ -13,6 +13,7 @@ import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.store import ChangeBatch, MemoryStore, StoreUnavailable
 from tests.fixtures import make_gateway, serve_http, until
 from tests.pg import PgCluster, running_cluster
 from tests.test_rest import demo
@@ -58,3 +59,40 @@ async def test_ready_says_degraded_while_the_store_is_unreachable(
         back = await http.get(f"{base}/ready")
         assert back.status_code == 200 and back.json()["status"] == "ready", back.text
         assert "store" not in back.json()
+
+
+class AwayOnce(MemoryStore):
+    """A store whose change feed is unreachable once, then answers (and notes how long
+    each long poll was asked to wait); shared, as PostgreSQL is."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = True
+        self.waits: list[float] = []
+
+    async def changes(self, since: int = 0, *, wait: float = 0.0) -> ChangeBatch:
+        if self.away:
+            self.away = False
+            raise StoreUnavailable("PostgreSQL at gw@127.0.0.1:5432/gw is unreachable")
+        self.waits.append(wait)
+        return await super().changes(since, wait=wait)
+
+
+async def test_the_change_feed_says_the_store_is_back_as_soon_as_it_answers() -> None:
+    """PostgreSQL back: the recorder wrote its held records at once, but every gateway's
+    change feed logged "the store is back; reconciling" 5-6 s later (and
+    `mcp_gateway_store_up` stayed 0, /ready degraded, meanwhile): its first read after
+    the outage was a long poll, which waits for a change -- or 5 s -- before the feed
+    counts the store as back and reconciles."""
+    gateway = make_gateway({})
+    control = gateway.control
+    store = AwayOnce()
+    control.store = store
+    async with anyio.create_task_group() as group:
+        await group.start(control.follow_changes)
+        await until(lambda: store.waits)
+        assert store.waits[0] == 0, store.waits  # a read, not a wait for a change
+        await until(lambda: not control.store_lost, 2)
+        group.cancel_scope.cancel()

@@ -264,7 +264,10 @@ class ControlPlane:
 
         async def step() -> None:
             nonlocal last_full, outage
-            batch = await store.changes(self._feed_cursor, wait=POLL_WAIT)
+            # Back from an outage: read, don't wait for a change (the store is back
+            # when it answers; the reconcile is due now).
+            batch = await store.changes(self._feed_cursor,
+                                        wait=0 if outage and store.shared else POLL_WAIT)
             self.store_lost = False
             remote = [c for c in batch.changes if not c.local]
             if store.shared and (not batch.complete or outage

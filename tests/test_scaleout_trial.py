@@ -8,14 +8,16 @@ its own (the test stops and starts it); each failed on the code it was written a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.store import ChangeBatch, MemoryStore, StoreUnavailable
 from tests.fixtures import make_gateway, serve_http, until
-from tests.pg import PgCluster, running_cluster
+from tests.pg import PgCluster, free_port, running_cluster
 from tests.test_rest import demo
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +98,53 @@ async def test_the_change_feed_says_the_store_is_back_as_soon_as_it_answers() ->
         assert store.waits[0] == 0, store.waits  # a read, not a wait for a change
         await until(lambda: not control.store_lost, 2)
         group.cancel_scope.cancel()
+
+
+def serve_with(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``mcp-gateway serve`` on ``db``, which must stop it: its stderr."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    code = main(["serve", "--config", str(config), "--transport", "http", "--port",
+                 str(free_port()), "--db", db, "--instance-id", "gw-1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "s3cret" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(("query", "said"), [
+    (":5432x/gateway", "the port in the URL is not a number ('5432x')"),
+    (":5432/gateway?sslmode=bogus", "`sslmode` parameter must be one of"),
+])
+def test_a_database_url_the_driver_cannot_use_is_named_as_such(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], query: str, said: str) -> None:
+    """A typo in the URL was "cannot connect: invalid literal for int() with base 10:
+    '5432x'" (no fix named), or, for a bad query option, "is unreachable (...); is the
+    server running and the address right?" -- about a server nobody tried to reach."""
+    err = serve_with(f"postgresql://gw:s3cret@127.0.0.1{query}", tmp_path, capsys)
+    assert said in err, err
+    assert "unreachable" not in err and "is the server running" not in err, err
+    assert "fix the URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB" in err, err
+
+
+def test_sslmode_require_against_a_server_without_ssl_says_so(
+        pg_cluster: PgCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``?sslmode=require`` on a server without SSL was "is unreachable (PostgreSQL server
+    at ... rejected SSL upgrade); is the server running and the address right?": it
+    runs, at that address; what to change is the sslmode or the server's ssl setting."""
+    url = pg_cluster.url().replace("postgres@", "postgres:s3cret@") + "?sslmode=require"
+    err = serve_with(url, tmp_path, capsys)
+    assert "does not accept SSL" in err and "sslmode" in err, err
+    assert "is the server running" not in err, err
+
+
+@pytest.mark.parametrize("password", ["s3c/ret9", "s3c#ret9", "s3c?ret9", "s3c@ret9"])
+def test_a_password_with_a_reserved_character_never_shows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], password: str) -> None:
+    """A generated password holding '/', '#', '?' or '@', pasted into the URL without
+    percent-encoding, split the URL elsewhere: "PostgreSQL at gw/ret9@127.0.0.1:5432/
+    gateway: cannot connect: invalid literal for int() with base 10: 's3c'" printed both
+    halves of it (for '@', asyncpg looked the half up in DNS as a host name)."""
+    err = serve_with(f"postgresql://gw:{password}@127.0.0.1:5432/gateway", tmp_path, capsys)
+    assert "s3c" not in err and "ret9" not in err, err
+    assert "percent-encode it" in err, err

@@ -40,6 +40,7 @@ from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
+    URL_FORM,
     PgChangeFeed,
     Query,
     application,
@@ -47,6 +48,7 @@ from fast_mcp_gateway.store.postgres_feed import (
     load_asyncpg,
     rowcount,
     store_error,
+    url_problem,
 )
 from fast_mcp_gateway.store.records import (
     AlertEvent,
@@ -90,6 +92,9 @@ class PostgresStore(PgCallLog):
         ``StorageError`` when it refuses (no such database, authentication...)."""
         asyncpg = load_asyncpg()
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        if (problem := url_problem(dsn)) is not None:
+            raise StorageError(f"the PostgreSQL URL cannot be used: {problem}; fix the "
+                               f"URL: {URL_FORM}")
         where = describe_url(dsn)
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,

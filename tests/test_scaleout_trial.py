@@ -13,10 +13,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from fastmcp import Client
 
 from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.store import ChangeBatch, MemoryStore, StoreUnavailable
-from tests.fixtures import make_gateway, serve_http, until
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http, until
 from tests.pg import PgCluster, free_port, running_cluster
 from tests.test_rest import demo
 
@@ -148,3 +149,30 @@ def test_a_password_with_a_reserved_character_never_shows(
     err = serve_with(f"postgresql://gw:{password}@127.0.0.1:5432/gateway", tmp_path, capsys)
     assert "s3c" not in err and "ret9" not in err, err
     assert "percent-encode it" in err, err
+
+
+async def test_health_history_and_audit_name_the_gateway_of_each_row(pg_url: str) -> None:
+    """Each gateway runs its own upstreams and writes their transitions into the shared
+    health history: gw-3 stopping (a restart, a test run against production's database)
+    read "alpha: ready -> stopped" on every gateway, with nothing saying whose alpha --
+    the operator could not tell one instance's trouble from the fleet's.  The audit log
+    alike: a reload by one gateway's file watcher or SIGHUP (actors ``config-file``,
+    ``signal:SIGHUP``) is that instance's own, and three identical rows said nothing of
+    which.  Call records name their instance; these now do too."""
+    one = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                       db=pg_url, instance_id="gw-1")
+    two = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                       db=pg_url, instance_id="gw-2")
+    async with Client(one.server) as host_one:
+        async with Client(two.server) as host_two:
+            await host_two.call_tool("gateway_reconnect_server", {"name": "alpha"})
+        assert two.control.store is None  # gw-2 stopped: its transitions are written
+        await host_one.call_tool("gateway_reconnect_server", {"name": "alpha"})
+        history = (await host_one.call_tool("gateway_health_history",
+                                            {"name": "alpha", "limit": 100})).data
+        stopped = [r for r in history["records"] if r["status"] == "stopped"]
+        assert stopped and {r["instance_id"] for r in stopped} == {"gw-2"}, history
+        assert {r["instance_id"] for r in history["records"]} == {"gw-1", "gw-2"}
+        audit = (await host_one.call_tool("gateway_audit", {"limit": 10})).data
+        assert sorted(e["instance_id"] for e in audit["entries"]
+                      if e["action"] == "reconnect_server") == ["gw-1", "gw-2"], audit

@@ -97,7 +97,7 @@ class ControlPlane:
         # The config file's (mtime, size) when last read (at start, or by any reload):
         # the watcher reloads only an edit nothing has read yet.
         self._read_stamp: tuple[int, int] | None = None
-        self.health_log = HealthLog(lambda: self.store)
+        self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
@@ -239,7 +239,7 @@ class ControlPlane:
         await self.store.add_audit(actor.id, action, target,
                                    None if arguments is None else dumps_arguments(
                                        arguments, frozenset(), self.settings.redact_keys),
-                                   result)
+                                   result, self.settings.instance_id)
 
     # -- following a shared store ----------------------------------------------------
 

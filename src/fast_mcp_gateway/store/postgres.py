@@ -265,19 +265,20 @@ class PostgresStore(PgCallLog):
         async with self._conn() as conn:
             await conn.executemany(
                 f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
-                " VALUES ($1,$2,$3,$4,$5)", [row_of(r, assigned_id=False) for r in rows])
+                " VALUES ($1,$2,$3,$4,$5,$6)", [row_of(r, assigned_id=False) for r in rows])
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
         return await self._page(HealthRecord, "health_records", server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
-                        arguments: str | None, result: str | None) -> None:
+                        arguments: str | None, result: str | None,
+                        instance_id: str | None = None) -> None:
         async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO audit (at, actor, action, target, arguments, result)"
-                " VALUES ($1,$2,$3,$4,$5,$6)", time.time(), actor, action, target, arguments,
-                result)
+                f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time(), actor, action, target,
+                arguments, result, instance_id)
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

@@ -17,7 +17,14 @@ from fastmcp import Client
 
 from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.store import ChangeBatch, MemoryStore, StoreUnavailable
-from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http, until
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    serve_http,
+    until,
+)
 from tests.pg import PgCluster, free_port, running_cluster
 from tests.test_rest import demo
 
@@ -176,3 +183,22 @@ async def test_health_history_and_audit_name_the_gateway_of_each_row(pg_url: str
         audit = (await host_one.call_tool("gateway_audit", {"limit": 10})).data
         assert sorted(e["instance_id"] for e in audit["entries"]
                       if e["action"] == "reconnect_server") == ["gw-1", "gw-2"], audit
+
+
+async def test_a_call_a_broken_route_refuses_is_recorded_as_rejected(tmp_path: Path) -> None:
+    """A rule sending a tool to a server without it (a rule made through one gateway,
+    checked by the hosts of another) answered the host "route #1 ... which has no tool
+    'wipe'", but the call left no record: gateway_calls, the statistics and the other
+    gateways' logs never showed that hosts were being refused.  README: `rejected` is a
+    call "never sent (refused by a rule ...)"."""
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as host:
+        await host.call_tool("gateway_add_route", {"pattern": "alpha_wipe", "target": "beta"})
+        refused = await host.call_tool_mcp("alpha_wipe", {})
+        assert refused.is_error and "has no tool 'wipe'" in str(refused.content)
+        assert gateway.recorder is not None and await gateway.recorder.flushed(20)
+        calls = (await host.call_tool("gateway_calls", {"tool": "alpha_wipe"})).data.calls
+        assert [(c.status, c.server) for c in calls] == [("rejected", "alpha")], calls
+        assert "has no tool 'wipe'" in (calls[0].error or "")

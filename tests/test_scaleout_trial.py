@@ -7,6 +7,7 @@ its own (the test stops and starts it); each failed on the code it was written a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,13 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.cli.main import main
-from fast_mcp_gateway.store import ChangeBatch, MemoryStore, StoreUnavailable
+from fast_mcp_gateway.store import (
+    ChangeBatch,
+    Invocation,
+    MemoryStore,
+    StoreUnavailable,
+    open_store,
+)
 from tests.fixtures import (
     alpha_server,
     beta_server,
@@ -202,3 +209,23 @@ async def test_a_call_a_broken_route_refuses_is_recorded_as_rejected(tmp_path: P
         calls = (await host.call_tool("gateway_calls", {"tool": "alpha_wipe"})).data.calls
         assert [(c.status, c.server) for c in calls] == [("rejected", "alpha")], calls
         assert "has no tool 'wipe'" in (calls[0].error or "")
+
+
+async def test_mcp_gateway_logs_names_the_instance_of_each_call_on_a_shared_store(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """README: "each record names its instance"; `mcp-gateway logs` on the shared
+    database printed every gateway's calls in one table with no column saying which
+    gateway served which (only --json had it): the first thing to ask of a failing call
+    when three gateways serve behind a balancer."""
+    store = await open_store(pg_url)
+    try:
+        await store.add_invocations([Invocation(
+            id=f"id-{n}", trace_id=f"t{n}", client="ops", kind="tool", exposed="clock_add",
+            server="clock", original="add", started_at=time.time() - 10 + n, duration_ms=1.0,
+            status="success", instance_id=f"gw-{n}") for n in (1, 2)])
+    finally:
+        await store.close()
+    assert await anyio.to_thread.run_sync(main, ["logs", "--db", pg_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "instance" in lines[0].split(), lines
+    assert ["gw-1" in lines[2], "gw-2" in lines[3]] == [True, True], lines  # oldest first

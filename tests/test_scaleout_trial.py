@@ -229,3 +229,24 @@ async def test_mcp_gateway_logs_names_the_instance_of_each_call_on_a_shared_stor
     lines = capsys.readouterr().out.splitlines()
     assert "instance" in lines[0].split(), lines
     assert ["gw-1" in lines[2], "gw-2" in lines[3]] == [True, True], lines  # oldest first
+
+
+async def test_a_stop_waiting_for_an_unreachable_store_says_so(
+        own_cluster: PgCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM with PostgreSQL down: "received SIGTERM: stopping", then nothing for 30 s
+    (the shutdown flush budget, spent waiting for the store to take the held records),
+    then "call log closed: ... 5 dropped": an operator (or an orchestrator's 30 s grace
+    period) saw a gateway hanging with no word of why, or of how to shorten it."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=url, shutdown_flush_timeout=0.5)
+    async with Client(gateway.server) as host:
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        await host.call_tool("alpha_add", {"a": 1, "b": 2})
+        recorder = gateway.recorder
+        assert recorder is not None
+        await until(lambda: recorder.store_unavailable, 120)
+    said = [r.getMessage() for r in caplog.records if "stopping:" in r.getMessage()]
+    assert said, [r.getMessage() for r in caplog.records]
+    assert "the store is unreachable" in said[0]
+    assert "1 call record(s)" in said[0] and "MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT" in said[0]

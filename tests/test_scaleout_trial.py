@@ -7,6 +7,7 @@ its own (the test stops and starts it); each failed on the code it was written a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,3 +251,29 @@ async def test_a_stop_waiting_for_an_unreachable_store_says_so(
     assert said, [r.getMessage() for r in caplog.records]
     assert "the store is unreachable" in said[0]
     assert "1 call record(s)" in said[0] and "MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT" in said[0]
+
+
+async def test_two_gateways_given_one_instance_id_are_told_and_released(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A copied unit file started a second gateway with --instance-id gw-B: nothing was
+    said, both held the alerts lease (it is held by instance id: both "leading", each
+    posting every webhook and history row), and their records could not be told apart."""
+    first = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                         db=pg_url, instance_id="gw-B")
+    second = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                          db=pg_url, instance_id="gw-B")
+    async with Client(first.server):
+        async with Client(second.server):
+            await until(lambda: any("--instance-id gw-B" in r.getMessage()
+                                    for r in caplog.records), 30)
+        said = next(r for r in caplog.records if "--instance-id gw-B" in r.getMessage())
+        assert said.levelname == "WARNING" and said.name.startswith("fast_mcp_gateway")
+        text = said.getMessage()
+        assert "another gateway runs with --instance-id gw-B" in text
+        assert f"pid {os.getpid()}" in text  # which process holds it
+        assert "give every gateway its own --instance-id" in text
+    store = await open_store(pg_url)
+    try:
+        assert await store.lease("instance:gw-B") is None  # released at a clean stop
+    finally:
+        await store.close()

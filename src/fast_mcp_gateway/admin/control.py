@@ -31,6 +31,7 @@ import anyio.abc
 
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
+from fast_mcp_gateway.admin.instance_lease import keep_instance_id
 from fast_mcp_gateway.admin.invalid import log_invalid
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
@@ -209,6 +210,8 @@ class ControlPlane:
         tasks: list[Task] = []
         if self.store is not None:
             tasks += [self.health_log.run, self.follow_changes,
+                      functools.partial(keep_instance_id, lambda: self.store,
+                                        self.settings.instance_id),
                       functools.partial(self.manager.eras.keep, lambda: self.store),
                       functools.partial(self.manager.names.keep, lambda: self.store,
                                         self.manager.refresh_catalog)]

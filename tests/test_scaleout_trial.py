@@ -277,3 +277,24 @@ async def test_two_gateways_given_one_instance_id_are_told_and_released(
         assert await store.lease("instance:gw-B") is None  # released at a clean stop
     finally:
         await store.close()
+
+
+async def test_a_database_out_of_connections_is_named_and_retried(
+        pg_cluster: PgCluster) -> None:
+    """Gateways on a role (or a server) out of connections: REST answered 503 "PostgreSQL
+    at ...: failed: too many connections for role ..." (no fix named, nor how many a
+    gateway takes), and the error was not one the recorder and the change feed wait out
+    as an outage: it is transient (another gateway's burst), so it is one now."""
+    pg_cluster.psql("CREATE ROLE tight LOGIN CONNECTION LIMIT 1")
+    pg_cluster.psql("CREATE DATABASE tight_db OWNER tight")
+    url = pg_cluster.url("tight_db").replace("postgres@", "tight@")
+    first = await open_store(url)  # its pool holds the role's one connection
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            await open_store(url)
+    finally:
+        await first.close()
+    said = str(refused.value)
+    assert "too many connections for role" in said, said
+    assert "CONNECTION LIMIT" in said and "max_connections" in said, said
+    assert "up to 6" in said, said  # what one gateway takes

@@ -40,6 +40,7 @@ from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
+    POOL_SIZE,
     URL_FORM,
     PgChangeFeed,
     Query,
@@ -86,8 +87,8 @@ class PostgresStore(PgCallLog):
         self._feed = PgChangeFeed(self._conn, url, timeout)
 
     @classmethod
-    async def open(cls, url: str, *, connect_timeout: float = 10.0, max_size: int = 5
-                   ) -> PostgresStore:
+    async def open(cls, url: str, *, connect_timeout: float = 10.0,
+                   max_size: int = POOL_SIZE) -> PostgresStore:
         """Connect and migrate; ``StoreUnavailable`` when the server cannot be reached,
         ``StorageError`` when it refuses (no such database, authentication...)."""
         asyncpg = load_asyncpg()

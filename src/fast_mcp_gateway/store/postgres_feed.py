@@ -29,6 +29,7 @@ from fast_mcp_gateway.store.records import Change, ChangeBatch, ChangeKind
 if TYPE_CHECKING:
     import asyncpg
 
+POOL_SIZE = 5  # pooled connections per gateway (``PostgresStore.open``), not the feed's
 POLL_SECONDS = 1.0  # long-poll granularity while LISTEN is unavailable
 KEEP_CHANGES = 10_000  # the feed reaches back this many changes (older: reload in full)
 
@@ -250,6 +251,11 @@ def store_error(exc: BaseException, where: str, what: str) -> StorageError:
     if is_unreachable(exc):
         return StoreUnavailable(f"PostgreSQL at {where} is unreachable ({reason}); is the "
                                 "server running and the address right?")
+    if isinstance(exc, asyncpg.TooManyConnectionsError):  # transient: another's burst
+        return StoreUnavailable(
+            f"PostgreSQL at {where} refuses more connections ({reason}); a gateway takes "
+            f"up to {POOL_SIZE + 1} (its pool and the change feed's): raise the role's "
+            "CONNECTION LIMIT or the server's max_connections, or run fewer gateways")
     if _ssl_refused(exc):
         return StorageError(f"PostgreSQL at {where} does not accept SSL, which the URL's "
                             "sslmode asks for: write sslmode=prefer (or disable) in the URL, "

@@ -7,7 +7,9 @@ its own (the test stops and starts it); each failed on the code it was written a
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,3 +300,28 @@ async def test_a_database_out_of_connections_is_named_and_retried(
     assert "too many connections for role" in said, said
     assert "CONNECTION LIMIT" in said and "max_connections" in said, said
     assert "up to 6" in said, said  # what one gateway takes
+
+
+async def test_the_dashboards_call_page_names_the_gateway_that_served_it(
+        tmp_path: Path) -> None:
+    """The dashboard's call page (linked from Logs) listed id, trace, client, replica,
+    route... but not which gateway served the call, the one thing a shared log needs to
+    send an operator to the right instance's own log and processes."""
+    from tests.test_ui import AUTH as UI_AUTH
+    from tests.test_ui import OPS as UI_OPS
+    from tests.test_ui import _login
+
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           options={"auth": UI_AUTH}, db=tmp_path / "g.db",
+                           instance_id="gw-7")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=60) as http:
+        async with Client(f"{base}/mcp", auth=UI_OPS) as host:
+            await host.call_tool("alpha_add", {"a": 1, "b": 2})
+        assert gateway.recorder is not None and await gateway.recorder.flushed(20)
+        await _login(http, base, UI_OPS)
+        logs = (await http.get(base + "/ui/logs?server=alpha")).text
+        link = re.search(r'href="(/ui/calls/[^"]+)"', logs)
+        assert link, logs[:2000]
+        page = (await http.get(base + html.unescape(link.group(1)))).text
+        assert re.search(r'<dd id="call-instance"><code>gw-7</code></dd>', page), page

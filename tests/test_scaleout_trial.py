@@ -306,7 +306,8 @@ async def test_the_dashboards_call_page_names_the_gateway_that_served_it(
         tmp_path: Path) -> None:
     """The dashboard's call page (linked from Logs) listed id, trace, client, replica,
     route... but not which gateway served the call, the one thing a shared log needs to
-    send an operator to the right instance's own log and processes."""
+    send an operator to the right instance's own log and processes; nor did the health
+    history and audit tables say whose row each was."""
     from tests.test_ui import AUTH as UI_AUTH
     from tests.test_ui import OPS as UI_OPS
     from tests.test_ui import _login
@@ -325,3 +326,10 @@ async def test_the_dashboards_call_page_names_the_gateway_that_served_it(
         assert link, logs[:2000]
         page = (await http.get(base + html.unescape(link.group(1)))).text
         assert re.search(r'<dd id="call-instance"><code>gw-7</code></dd>', page), page
+        # The health history and the audit log say whose row each is, as the API does.
+        health = (await http.get(base + "/ui/logs?tab=health")).text
+        assert "<th scope=\"col\">Gateway</th>" in health and "<td>gw-7</td>" in health
+        await http.post(base + "/api/v1/servers/alpha/restart",
+                        headers={"Authorization": f"Bearer {UI_OPS}"})
+        audit = (await http.get(base + "/ui/logs?tab=audit")).text
+        assert "<th scope=\"col\">Gateway</th>" in audit and "<td>gw-7</td>" in audit

@@ -24,6 +24,7 @@ from fast_mcp_gateway.store import (
     ChangeBatch,
     Invocation,
     MemoryStore,
+    StorageError,
     StoreUnavailable,
     open_store,
 )
@@ -333,3 +334,16 @@ async def test_the_dashboards_call_page_names_the_gateway_that_served_it(
                         headers={"Authorization": f"Bearer {UI_OPS}"})
         audit = (await http.get(base + "/ui/logs?tab=audit")).text
         assert "<th scope=\"col\">Gateway</th>" in audit and "<td>gw-7</td>" in audit
+
+
+async def test_a_role_without_rights_on_the_database_is_told_how_to_grant_them(
+        pg_cluster: PgCluster) -> None:
+    """A login role given a database it does not own (PostgreSQL 15: no CREATE on its
+    public schema): "cannot migrate: permission denied for schema public", no fix."""
+    pg_cluster.psql("CREATE ROLE visitor LOGIN")
+    url = pg_cluster.create_database("perm").replace("postgres@", "visitor@")
+    with pytest.raises(StorageError) as refused:
+        await open_store(url)
+    said = str(refused.value)
+    assert "permission denied for schema public" in said, said
+    assert "ALTER DATABASE" in said and "OWNER TO visitor" in said, said

@@ -268,4 +268,11 @@ def store_error(exc: BaseException, where: str, what: str) -> StorageError:
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         return StorageError(f"PostgreSQL at {where} refused the login: {reason}; check the "
                             "user and password in the URL (or PGPASSWORD / ~/.pgpass)")
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        user = where.split("@", 1)[0] if "@" in where else "the gateway's role"
+        db = where.rsplit("/", 1)[-1] or "the database"
+        return StorageError(
+            f"PostgreSQL at {where}: {what}: {reason}; the gateway creates and uses its own "
+            f"tables: as a superuser, ALTER DATABASE {db} OWNER TO {user} (or GRANT CREATE, "
+            f"USAGE ON SCHEMA public and ALL ON ALL TABLES IN SCHEMA public TO {user})")
     return StorageError(f"PostgreSQL at {where}: {what}: {reason}")

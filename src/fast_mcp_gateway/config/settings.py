@@ -82,7 +82,8 @@ class GatewaySettings(BaseSettings):
                                   "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1,
-        description="names this gateway in call records (default hostname-pid)")
+        description="names this gateway in call records, health history and audit rows "
+                    "(default hostname-pid; one per gateway on a shared store)")
     profile: str | None = Field(
         default=None, description="serve only this profile of gateway.profiles (stdio: "
                                   "one Claude Desktop entry per profile)")

@@ -44,9 +44,13 @@ async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: st
         while True:
             store = store_of()
             if store is not None and store.shared:
-                # The store's outage is said by the change feed and the recorder.
-                with contextlib.suppress(StorageError):
+                try:
                     clash = await _hold(store, name, holder, instance_id, clash)
+                except StorageError:
+                    pass  # the store's outage is said by the change feed and the recorder
+                except Exception:  # a check must not stop the gateway (background group)
+                    logger.exception("checking --instance-id %s failed; trying again",
+                                     instance_id)
             await anyio.sleep(RENEW_SECONDS)
     finally:
         store = store_of()

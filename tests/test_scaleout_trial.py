@@ -347,3 +347,23 @@ async def test_a_role_without_rights_on_the_database_is_told_how_to_grant_them(
     said = str(refused.value)
     assert "permission denied for schema public" in said, said
     assert "ALTER DATABASE" in said and "OWNER TO visitor" in said, said
+
+
+@pytest.mark.parametrize(("instance", "said"), [
+    ("", "is empty"),
+    ("gw-1\n2026-11-30 00:00:00 INFO forged line", "control character"),
+    ("g" * 300, "at most 128 characters"),
+])
+def test_an_unusable_instance_id_is_refused_saying_how_to_name_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], instance: str, said: str) -> None:
+    """``--instance-id ""`` said "String should have at least 1 character" (pydantic's
+    words, no fix); a newline was taken into every record, audit row and log line naming
+    the instance (a forged log line), and 300 characters were taken too."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    code = main(["serve", "--config", str(config), "--transport", "http", "--port",
+                 str(free_port()), "--db", str(tmp_path / "g.db"), "--instance-id", instance])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert said in err and "e.g. gw-1" in err and "leave --instance-id out" in err, err
+    assert "\n2026-11-30" not in err and "Value error" not in err, err  # one line, its words

@@ -83,6 +83,9 @@ if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is serve
     from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
+STOP_WAITS = ("stopping: the store is unreachable; waiting up to %g s for it to take %d "
+              "call record(s) held for it, then dropping them "
+              "(MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT)")
 
 
 class Gateway:
@@ -282,6 +285,9 @@ class Gateway:
                         # A clean stop loses nothing: wait for the writer (shielded, so a
                         # cancelled serve still flushes); stopping it then drains the rest.
                         started = time.monotonic()
+                        if recorder.store_unavailable and recorder.pending:
+                            logger.warning(STOP_WAITS, s.shutdown_flush_timeout,
+                                           recorder.pending)
                         with anyio.CancelScope(shield=True):
                             await recorder.flushed(within=s.shutdown_flush_timeout)
                         # One budget for the whole stop, not one per step.

@@ -125,6 +125,12 @@ class AdminContext(Protocol):
         """The alert engine (None in contexts built without one)."""
         ...
 
+    @property
+    def store_down(self) -> bool:
+        """The store cannot be reached now: the recorder holds a batch for it, or the
+        change feed lost it (``/ready`` says ``degraded``; ``mcp_gateway_store_up``)."""
+        ...
+
     async def health_flushed(self, within: float) -> bool:
         """Wait (bounded) until every queued health transition is in the store."""
         ...

@@ -31,6 +31,7 @@ import anyio.abc
 
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
+from fast_mcp_gateway.admin.instance_lease import keep_instance_id
 from fast_mcp_gateway.admin.invalid import log_invalid
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
@@ -97,7 +98,7 @@ class ControlPlane:
         # The config file's (mtime, size) when last read (at start, or by any reload):
         # the watcher reloads only an edit nothing has read yet.
         self._read_stamp: tuple[int, int] | None = None
-        self.health_log = HealthLog(lambda: self.store)
+        self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
@@ -111,6 +112,11 @@ class ControlPlane:
     @property
     def options(self) -> GatewayOptions:
         return self.config.options
+
+    @property
+    def store_down(self) -> bool:
+        recorder = self.recorder
+        return self.store_lost or (recorder is not None and recorder.store_unavailable)
 
     @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
@@ -204,6 +210,8 @@ class ControlPlane:
         tasks: list[Task] = []
         if self.store is not None:
             tasks += [self.health_log.run, self.follow_changes,
+                      functools.partial(keep_instance_id, lambda: self.store,
+                                        self.settings.instance_id),
                       functools.partial(self.manager.eras.keep, lambda: self.store),
                       functools.partial(self.manager.names.keep, lambda: self.store,
                                         self.manager.refresh_catalog)]
@@ -234,7 +242,7 @@ class ControlPlane:
         await self.store.add_audit(actor.id, action, target,
                                    None if arguments is None else dumps_arguments(
                                        arguments, frozenset(), self.settings.redact_keys),
-                                   result)
+                                   result, self.settings.instance_id)
 
     # -- following a shared store ----------------------------------------------------
 
@@ -259,7 +267,10 @@ class ControlPlane:
 
         async def step() -> None:
             nonlocal last_full, outage
-            batch = await store.changes(self._feed_cursor, wait=POLL_WAIT)
+            # Back from an outage: read, don't wait for a change (the store is back
+            # when it answers; the reconcile is due now).
+            batch = await store.changes(self._feed_cursor,
+                                        wait=0 if outage and store.shared else POLL_WAIT)
             self.store_lost = False
             remote = [c for c in batch.changes if not c.local]
             if store.shared and (not batch.complete or outage

@@ -24,8 +24,10 @@ logger = logging.getLogger(__name__)
 class HealthLog:
     """Queue of transitions for the store returned by ``store()`` (none: not recorded)."""
 
-    def __init__(self, store: Callable[[], Store | None], *, capacity: int = 1000) -> None:
+    def __init__(self, store: Callable[[], Store | None], *, capacity: int = 1000,
+                 instance_id: str | None = None) -> None:
         self._store = store
+        self.instance_id = instance_id  # each row's: every gateway runs its own replicas
         self._send, self._receive = anyio.create_memory_object_stream[HealthRecord](capacity)
         self._queued = self._done = 0
         self._progress = ChangeSignal()
@@ -36,7 +38,8 @@ class HealthLog:
             return
         with contextlib.suppress(anyio.WouldBlock):  # a burst beyond capacity: drop
             self._send.send_nowait(HealthRecord(at=time.time(), server=server, replica=replica,
-                                                status=status, detail=detail))
+                                                status=status, detail=detail,
+                                                instance_id=self.instance_id))
             self._queued += 1
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

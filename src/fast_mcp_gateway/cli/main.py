@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve one profile of gateway.profiles (a named subset of the "
                             "catalog); in HTTP mode every profile is also at /mcp/p/NAME")
     serve.add_argument("--instance-id", default=None,
-                       help="this gateway's name in call records (default: "
+                       help="this gateway's name in call records, health history and "
+                            "audit rows; one per gateway on a shared store (default: "
                             "$MCP_GATEWAY_INSTANCE_ID or HOSTNAME-PID)")
 
     check = sub.add_parser("check", help="validate the config, connect to every upstream, "

@@ -94,6 +94,8 @@ async def _run_report(args: argparse.Namespace) -> int:
 
 
 _LOG_COLUMNS = ("time", "status", "ms", "server", "exposed", "replica", "retries", "error")
+# On a store several gateways share, which of them served each call (after "ms").
+_SHARED_LOG_COLUMNS = (*_LOG_COLUMNS[:3], "instance", *_LOG_COLUMNS[3:])
 
 
 async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> None:
@@ -105,8 +107,10 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
     rows, _ = await store.invocations(since=since, server=args.server, tool=args.tool,
                                       status=args.status, limit=args.limit)
     rows.reverse()  # oldest first, like a log
-    widths = [len(c) for c in _LOG_COLUMNS]  # kept while following: the rows stay aligned
-    _print_rows(rows, args.json, header=True, widths=widths)
+    shared = store.shared
+    # Kept while following: the rows stay aligned.
+    widths = [len(c) for c in (_SHARED_LOG_COLUMNS if shared else _LOG_COLUMNS)]
+    _print_rows(rows, args.json, header=True, widths=widths, instance=shared)
     if not rows:
         await _say_unknown_names(store, args)
     shown = {r.id for r in rows}
@@ -133,7 +137,7 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
         new = [r for r in batch if r.id not in shown]
         shown.difference_update(r.id for r in batch)  # a first-page record comes once more
         if new:
-            _print_rows(new, args.json, header=False, widths=widths)
+            _print_rows(new, args.json, header=False, widths=widths, instance=shared)
 
 
 async def _say_unknown_names(store: Store, args: argparse.Namespace) -> None:
@@ -151,7 +155,7 @@ async def _say_unknown_names(store: Store, args: argparse.Namespace) -> None:
 
 
 def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
-                widths: list[int] | None = None) -> None:
+                widths: list[int] | None = None, instance: bool = False) -> None:
     if as_json:
         for r in rows:
             row = asdict(r)
@@ -166,7 +170,11 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
               r.status, f"{r.duration_ms:.1f}", r.server,
               f"{r.exposed} (task)" if r.kind == TASK_END else r.exposed,
               r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
-    print(_table(_LOG_COLUMNS, cells, header=header, widths=widths), flush=True)
+    if instance:
+        for cell, r in zip(cells, rows, strict=True):
+            cell.insert(3, r.instance_id or "")
+    print(_table(_SHARED_LOG_COLUMNS if instance else _LOG_COLUMNS, cells, header=header,
+                 widths=widths), flush=True)
 
 
 async def _stats(store: Store, args: argparse.Namespace, since: float | None) -> None:

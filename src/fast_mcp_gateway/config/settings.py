@@ -82,7 +82,8 @@ class GatewaySettings(BaseSettings):
                                   "$XDG_DATA_HOME/fast-mcp-gateway/gateway.db)")
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1,
-        description="names this gateway in call records (default hostname-pid)")
+        description="names this gateway in call records, health history and audit rows "
+                    "(default hostname-pid; one per gateway on a shared store)")
     profile: str | None = Field(
         default=None, description="serve only this profile of gateway.profiles (stdio: "
                                   "one Claude Desktop entry per profile)")
@@ -173,11 +174,31 @@ class GatewaySettings(BaseSettings):
     def _loop_any_case(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("instance_id", mode="before")
+    @classmethod
+    def _usable_instance_id(cls, value: Any) -> Any:
+        """It names the gateway in every record, row and log line about it."""
+        if not isinstance(value, str):
+            return value
+        fix = ("name this gateway, e.g. gw-1 (one name per gateway on a shared store), or "
+               "leave --instance-id out for HOSTNAME-PID")
+        if not value.strip():
+            raise ValueError(f"is empty: {fix}")
+        if any(not c.isprintable() for c in value):
+            raise ValueError(f"holds a control character (a line break, a tab...): {fix}")
+        if len(value) > MAX_INSTANCE_ID:
+            raise ValueError(f"has {len(value)} characters, at most "
+                             f"{MAX_INSTANCE_ID} characters: {fix}")
+        return value
+
     @field_validator("db", mode="before")
     @classmethod
     def _db_as_text(cls, value: Any) -> Any:
         # A path stays a path; a URL must not go through Path (it collapses "//").
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+MAX_INSTANCE_ID = 128
 
 
 def startup_limit(configured: int | None) -> int:
@@ -211,6 +232,7 @@ def settings_problem(exc: ValidationError, flags: Collection[str] = ()) -> str:
         source = (_FLAGS.get(name, "--" + name.replace("_", "-")) if name in flags
                   else f"MCP_GATEWAY_{name.upper()}")
         what = str(error["msg"]).replace("Input should be", "must be", 1)
+        what = what.removeprefix("Value error, ")  # a validator's own words
         lines.append(f"{source}: {what}{got}")
     return "; ".join(lines) or str(exc)
 

@@ -337,6 +337,11 @@ class CallPipeline:
             return self._failed(call, encoding, exc)
         return self._answered(call, answer, asking)
 
+    def refuse(self, call: Call, encoding: Encoding[Any, Out], reason: str) -> Out:
+        """``call`` refused before any stage (``route`` found its rule broken): answered
+        as a refusal and observed as ``rejected``, as ``run`` does a stage's refusal."""
+        return self._failed(call, encoding, CallRefused(reason))
+
     def conclude(self, call: Call, encoding: Encoding[Any, Out], result: Any) -> Out:
         """The tail of ``run`` for a result sent elsewhere (MRTR's first round of a
         lazily parked call): results stage, the encoding's answer, observers."""

@@ -145,8 +145,13 @@ class UpstreamTool:
 
     async def run(self, arguments: dict[str, Any], front: FrontCall) -> ToolResult:
         """The full path: typed arguments in, a ``ToolResult`` out (or ``ToolError``)."""
-        call = self._call(self.route(), arguments, front)
-        return await self.pipeline.run(call, TypedTool(self.annotations, self.links))
+        encoding = TypedTool(self.annotations, self.links)
+        try:
+            route = self.route()
+        except ToolError as exc:  # a broken rule: refused, and recorded so
+            return self.pipeline.refuse(self._call((self.owner, None), arguments, front),
+                                        encoding, str(exc))
+        return await self.pipeline.run(self._call(route, arguments, front), encoding)
 
     def serves_raw(self) -> tuple[Service, str | None] | None:
         """The route for ``call_raw``, or None when only ``run`` gives the right answer."""

@@ -8,6 +8,10 @@
   ``unavailable`` while no upstream server is ready, 200 ``ready`` otherwise; the body
   says which and why.  A gateway with no upstream
   server configured is ready (it is managed through the API until servers are added).
+  While the store cannot be reached the body has ``"store": "unreachable"`` and a 200
+  ``ready`` becomes 200 ``degraded``: calls are served (a balancer must not drop every
+  instance because their shared database is away), what needs the store answers 503.
+  The reason names no address (no token needed): the log and 503s name it.
   With ``gateway.auth`` its body names only the servers of the caller's token (none
   without one); without it, none to a request the Host/Origin guard refuses (a web page
   on a DNS name rebound to 127.0.0.1): the status and counts are the same for everyone.
@@ -45,13 +49,30 @@ from fast_mcp_gateway.http.errors import ApiError, not_found
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.model import UpstreamState
 
+STORE_DOWN = ("the store cannot be reached: calls are served and their records held until "
+              "it is back; changes, call logs and statistics answer 503 store_unavailable "
+              "meanwhile (the gateway's log says why)")
+
 
 def readiness(wait: StartupGate, invalid: Collection[str] = (),
-              shown: Callable[[str], bool] = lambda _name: True) -> tuple[int, dict[str, Any]]:
+              shown: Callable[[str], bool] = lambda _name: True, *,
+              store_down: bool = False) -> tuple[int, dict[str, Any]]:
     """The ``/ready`` answer: (HTTP status, body); ``invalid``: the servers not running
     because their config entries are invalid (``invalid_servers`` when there are any;
-    not counted in ``total``).  The status and counts cover every server; the body
-    names only the servers ``shown`` admits (the caller's, with ``gateway.auth``)."""
+    not counted in ``total``); ``store_down``: the store cannot be reached.  The status
+    and counts cover every server; the body names only the servers ``shown`` admits
+    (the caller's, with ``gateway.auth``)."""
+    status, body = _upstreams(wait, invalid, shown)
+    if not store_down:
+        return status, body
+    return status, body | {"status": "degraded" if body["status"] == "ready"
+                           else body["status"], "store": "unreachable",
+                           "reason": f"{body['reason']}; {STORE_DOWN}"}
+
+
+def _upstreams(wait: StartupGate, invalid: Collection[str],
+               shown: Callable[[str], bool]) -> tuple[int, dict[str, Any]]:
+    """``readiness`` as the upstream servers make it."""
     services = wait.manager.services
     total = len(services)
     ready = sorted(n for n, s in services.items() if s.state is UpstreamState.READY)
@@ -130,7 +151,8 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, Rout
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def ready(request: Request) -> Response:
-        status, body = readiness(wait, invalid_of(ctx), await _shown(request))
+        status, body = readiness(wait, invalid_of(ctx), await _shown(request),
+                                 store_down=ctx.store_down)
         return JSONResponse(body, status_code=status)
 
     async def caller(request: Request) -> Principal:

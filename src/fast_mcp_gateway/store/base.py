@@ -182,8 +182,9 @@ class InvocationStore(Protocol):
 
 class AuditStore(Protocol):
     async def add_audit(self, actor: str, action: str, target: str | None,
-                        arguments: str | None, result: str | None) -> None:
-        """Append an entry stamped now."""
+                        arguments: str | None, result: str | None,
+                        instance_id: str | None = None) -> None:
+        """Append an entry stamped now (``instance_id``: the gateway that applied it)."""
         ...
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None

@@ -258,10 +258,11 @@ class MemoryStore:
         return _page(self._health, server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
-                        arguments: str | None, result: str | None) -> None:
+                        arguments: str | None, result: str | None,
+                        instance_id: str | None = None) -> None:
         self._audit.append(AuditEntry(id=next(self._ids["audit"]), at=time.time(), actor=actor,
                                       action=action, target=target, arguments=arguments,
-                                      result=result))
+                                      result=result, instance_id=instance_id))
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

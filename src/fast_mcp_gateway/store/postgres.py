@@ -40,6 +40,8 @@ from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
+    POOL_SIZE,
+    URL_FORM,
     PgChangeFeed,
     Query,
     application,
@@ -47,6 +49,7 @@ from fast_mcp_gateway.store.postgres_feed import (
     load_asyncpg,
     rowcount,
     store_error,
+    url_problem,
 )
 from fast_mcp_gateway.store.records import (
     AlertEvent,
@@ -84,12 +87,15 @@ class PostgresStore(PgCallLog):
         self._feed = PgChangeFeed(self._conn, url, timeout)
 
     @classmethod
-    async def open(cls, url: str, *, connect_timeout: float = 10.0, max_size: int = 5
-                   ) -> PostgresStore:
+    async def open(cls, url: str, *, connect_timeout: float = 10.0,
+                   max_size: int = POOL_SIZE) -> PostgresStore:
         """Connect and migrate; ``StoreUnavailable`` when the server cannot be reached,
         ``StorageError`` when it refuses (no such database, authentication...)."""
         asyncpg = load_asyncpg()
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        if (problem := url_problem(dsn)) is not None:
+            raise StorageError(f"the PostgreSQL URL cannot be used: {problem}; fix the "
+                               f"URL: {URL_FORM}")
         where = describe_url(dsn)
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
@@ -260,19 +266,20 @@ class PostgresStore(PgCallLog):
         async with self._conn() as conn:
             await conn.executemany(
                 f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
-                " VALUES ($1,$2,$3,$4,$5)", [row_of(r, assigned_id=False) for r in rows])
+                " VALUES ($1,$2,$3,$4,$5,$6)", [row_of(r, assigned_id=False) for r in rows])
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
         return await self._page(HealthRecord, "health_records", server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
-                        arguments: str | None, result: str | None) -> None:
+                        arguments: str | None, result: str | None,
+                        instance_id: str | None = None) -> None:
         async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO audit (at, actor, action, target, arguments, result)"
-                " VALUES ($1,$2,$3,$4,$5,$6)", time.time(), actor, action, target, arguments,
-                result)
+                f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time(), actor, action, target,
+                arguments, result, instance_id)
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

@@ -29,6 +29,7 @@ from fast_mcp_gateway.store.records import Change, ChangeBatch, ChangeKind
 if TYPE_CHECKING:
     import asyncpg
 
+POOL_SIZE = 5  # pooled connections per gateway (``PostgresStore.open``), not the feed's
 POLL_SECONDS = 1.0  # long-poll granularity while LISTEN is unavailable
 KEEP_CHANGES = 10_000  # the feed reaches back this many changes (older: reload in full)
 
@@ -133,8 +134,34 @@ class PgChangeFeed:
 # -- asyncpg plumbing -----------------------------------------------------------------------
 
 
+URL_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+
+
+def url_problem(url: str) -> str | None:
+    """What makes a PostgreSQL URL unusable before any connection, in words that show
+    none of its user information: a password with an unescaped ``/``, ``?``, ``#`` or
+    ``@`` splits the URL elsewhere, and parts of it then read as the host, port or path
+    (asyncpg's error and ``describe_url`` would show them)."""
+    rest = url.split("://", 1)[-1]
+    authority = rest
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    if "@" in rest and "@" not in authority:
+        return ("its user or password holds a '/', '?' or '#', which ends the URL's "
+                "address part: percent-encode it (/ as %2F, ? as %3F, # as %23)")
+    if authority.count("@") > 1:
+        return "its user or password holds an '@': percent-encode it as %40"
+    for host in authority.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        port = port.rpartition(":")[2] if ":" in port else ""
+        if port and not port.isdigit():
+            return f"the port in the URL is not a number ({port!r})"
+    return None
+
+
 def describe_url(url: str) -> str:
-    """``user@host:port/db`` of a PostgreSQL URL: what error messages may show."""
+    """``user@host:port/db`` of a PostgreSQL URL (one ``url_problem`` passes): what
+    error messages may show."""
     parts = urlsplit(url)
     user = f"{parts.username}@" if parts.username else ""
     try:
@@ -164,10 +191,17 @@ def load_asyncpg() -> Any:
 def is_unreachable(exc: BaseException) -> bool:
     """The database cannot be reached (rather than refusing what was asked)."""
     asyncpg = load_asyncpg()
+    if isinstance(exc, asyncpg.ClientConfigurationError) or _ssl_refused(exc):
+        return False  # nothing to wait for: the URL must change
     return isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresConnectionError,
                             asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                             asyncpg.exceptions.OperatorInterventionError,
                             asyncpg.exceptions.InternalClientError))
+
+
+def _ssl_refused(exc: BaseException) -> bool:
+    """asyncpg's answer to ``sslmode=require`` (or ``verify-*``) from a server without SSL."""
+    return isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)
 
 
 def _reason(exc: BaseException) -> str:
@@ -217,10 +251,28 @@ def store_error(exc: BaseException, where: str, what: str) -> StorageError:
     if is_unreachable(exc):
         return StoreUnavailable(f"PostgreSQL at {where} is unreachable ({reason}); is the "
                                 "server running and the address right?")
+    if isinstance(exc, asyncpg.TooManyConnectionsError):  # transient: another's burst
+        return StoreUnavailable(
+            f"PostgreSQL at {where} refuses more connections ({reason}); a gateway takes "
+            f"up to {POOL_SIZE + 1} (its pool and the change feed's): raise the role's "
+            "CONNECTION LIMIT or the server's max_connections, or run fewer gateways")
+    if _ssl_refused(exc):
+        return StorageError(f"PostgreSQL at {where} does not accept SSL, which the URL's "
+                            "sslmode asks for: write sslmode=prefer (or disable) in the URL, "
+                            "or turn ssl on in the server's postgresql.conf")
+    if isinstance(exc, ValueError):  # asyncpg's ClientConfigurationError is one too
+        return StorageError(f"PostgreSQL URL {where}: {reason}; fix the URL: {URL_FORM}")
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StorageError(f"PostgreSQL at {where}: {reason}; create it (createdb) or "
                             "fix the URL")
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         return StorageError(f"PostgreSQL at {where} refused the login: {reason}; check the "
                             "user and password in the URL (or PGPASSWORD / ~/.pgpass)")
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        user = where.split("@", 1)[0] if "@" in where else "the gateway's role"
+        db = where.rsplit("/", 1)[-1] or "the database"
+        return StorageError(
+            f"PostgreSQL at {where}: {what}: {reason}; the gateway creates and uses its own "
+            f"tables: as a superuser, ALTER DATABASE {db} OWNER TO {user} (or GRANT CREATE, "
+            f"USAGE ON SCHEMA public and ALL ON ALL TABLES IN SCHEMA public TO {user})")
     return StorageError(f"PostgreSQL at {where}: {what}: {reason}")

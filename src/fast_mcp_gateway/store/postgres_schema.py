@@ -215,6 +215,11 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE UNIQUE INDEX name_bindings_origin ON name_bindings (kind, server, original);
     """),
+    (9, """
+    -- the gateway whose replica changed, and the one that applied an admin change
+    ALTER TABLE health_records ADD COLUMN instance_id TEXT;
+    ALTER TABLE audit ADD COLUMN instance_id TEXT;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -81,6 +81,7 @@ class AuditEntry:
     target: str | None
     arguments: str | None  # JSON, redacted
     result: str | None
+    instance_id: str | None = None  # the gateway instance that applied it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +94,7 @@ class HealthRecord:
     replica: str
     status: str
     detail: str | None = None
+    instance_id: str | None = None  # the gateway instance whose replica it is
 
 
 @dataclass(frozen=True, kw_only=True)

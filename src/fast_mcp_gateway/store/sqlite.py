@@ -317,17 +317,19 @@ class SQLiteStore:
     async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
         await self._db.write((
             f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
-            " VALUES (?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows]))
+            " VALUES (?,?,?,?,?,?)", [row_of(r, assigned_id=False) for r in rows]))
 
     async def health_records(self, *, server: str | None = None, limit: int = 50,
                              before_id: int | None = None) -> list[HealthRecord]:
         return await self._page(HealthRecord, "health_records", server, limit, before_id)
 
     async def add_audit(self, actor: str, action: str, target: str | None,
-                        arguments: str | None, result: str | None) -> None:
+                        arguments: str | None, result: str | None,
+                        instance_id: str | None = None) -> None:
         await self._db.run(
-            "INSERT INTO audit (at, actor, action, target, arguments, result)"
-            " VALUES (?,?,?,?,?,?)", (time.time(), actor, action, target, arguments, result))
+            f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
+            " VALUES (?,?,?,?,?,?,?)",
+            (time.time(), actor, action, target, arguments, result, instance_id))
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

@@ -189,6 +189,11 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE UNIQUE INDEX name_bindings_origin ON name_bindings (kind, server, original);
     """),
+    (10, """
+    -- the gateway whose replica changed, and the one that applied an admin change
+    ALTER TABLE health_records ADD COLUMN instance_id TEXT;
+    ALTER TABLE audit ADD COLUMN instance_id TEXT;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 CACHE_KIB = 128
@@ -301,10 +306,12 @@ COLUMNS: dict[str, frozenset[str]] = {
         "request_bytes", "response_bytes", "rule", "instance_id"}),
     "invocation_minutes": _AGGREGATE_COLUMNS,
     "invocation_hours": _AGGREGATE_COLUMNS,
-    "audit": frozenset({"id", "at", "actor", "action", "target", "arguments", "result"}),
+    "audit": frozenset({"id", "at", "actor", "action", "target", "arguments", "result",
+                        "instance_id"}),
     "servers": frozenset({"name", "config", "enabled", "updated_at"}),
     "routes": frozenset({"id", "pattern", "match", "target", "priority", "created_at"}),
-    "health_records": frozenset({"id", "at", "server", "replica", "status", "detail"}),
+    "health_records": frozenset({"id", "at", "server", "replica", "status", "detail",
+                                 "instance_id"}),
     "inspector_history": frozenset({
         "id", "at", "server", "replica", "operation", "target", "arguments", "status",
         "duration_ms", "result"}),

@@ -104,13 +104,9 @@ class Gateway:
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.manager = UpstreamManager(
-            config,
-            connect_timeout=self.settings.connect_timeout,
-            call_timeout=self.settings.call_timeout,
-            startup_concurrency=self.settings.startup_concurrency,
-            transport_factory=transport_factory,
-            restart=restart,
-        )
+            config, connect_timeout=self.settings.connect_timeout,
+            call_timeout=self.settings.call_timeout, transport_factory=transport_factory,
+            startup_concurrency=self.settings.startup_concurrency, restart=restart)
         self.hub = FrontHub()
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager, on_listed=lambda: track_current_host(

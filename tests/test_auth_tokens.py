@@ -123,6 +123,10 @@ def test_a_jwts_standing_ends_when_it_expires_or_jwts_are_no_longer_taken() -> N
     assert standing() is None  # expired
     now[0] = 1_000.0
     assert standing() == ci
+    running[0] = _config(jwt={**jwt, "issuer": "https://other-idp.test/"})
+    assert standing() is None  # a reload that takes JWTs of another issuer
+    running[0] = _config(jwt=jwt)
+    assert standing() == ci  # the same again (each reload builds a new config)
     running[0] = _config()  # a reload that stops taking JWTs
     assert standing() is None
     assert verifier.jwt_standing(ci, None)() is None

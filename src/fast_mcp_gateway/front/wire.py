@@ -90,14 +90,20 @@ def tracing_configured() -> bool:
     global _TRACING
     if _TRACING:
         return True
-    if tracer_provider_set() is False and not _PROVIDER_FROM_ENV:
+    if tracer_provider_set() is False and not _provider_from_env():
         return False  # none set, none to load: the proxy provider
     _TRACING = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     return _TRACING
 
 
 _TRACING = False
-_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+@functools.cache
+def _provider_from_env() -> bool:
+    """Whether OpenTelemetry would load a tracer provider named in the environment
+    (read at the first call, not at import)."""
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def upstream_call(original: str, params: dict[str, Any],

@@ -141,9 +141,14 @@ class GatewayVerifier(TokenVerifier):
                      ) -> Callable[[], Principal | None]:
         """``standing`` for a verified JWT's ``principal`` (its claims name its servers,
         not the config): None once it expires by this gateway's clock, or a reload
-        stops taking JWTs (``jwt`` removed from ``gateway.auth``)."""
+        changes how JWTs are taken (``jwt`` removed, or its key, issuer, audience...)."""
+        self._follow_reloads()
+        taken = self._jwt_config
+
         def lookup() -> Principal | None:
-            if not self.takes_jwt or (expires_at is not None and self._clock() >= expires_at):
+            self._follow_reloads()
+            if taken is None or self._jwt_config != taken or (
+                    expires_at is not None and self._clock() >= expires_at):
                 return None
             return principal
 

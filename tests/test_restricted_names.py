@@ -530,3 +530,34 @@ async def test_a_session_whose_client_sends_a_new_token_keeps_its_updates(
         await mo.call_tool("watch_bump", {})   # a request with the token of now
         await until(lambda: len(got) == 2)
         assert got == ["watch://watch/counter"] * 2
+
+
+async def test_a_host_lets_go_of_its_subscription_after_a_reload_narrowed_its_token(
+        tmp_path: Path) -> None:
+    """After a reload took the server from its token, the host's ``resources/unsubscribe``
+    was refused as "Unknown resource", so the gateway's subscription upstream stayed for
+    good.  Its own subscription is let go of (naming nothing it had not subscribed to)."""
+    entries = {"watch": memory_entry("watch", protocol="legacy"),
+               "tick": memory_entry("tick", protocol="legacy")}
+    mine = "mgw_mine-only-2e5f8a17"
+    config = tmp_path / "servers.yaml"
+
+    def write(servers: list[str]) -> dict[str, Any]:
+        auth = {"tokens": [{"name": "mo", "token": mine, "scopes": ["tools"],
+                            "servers": servers}]}
+        config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": entries}))
+        return auth
+
+    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
+                           options={"auth": write(["watch", "tick"])}, config=config)
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=mine, mode="legacy") as mo,
+    ):
+        await mo.session.subscribe_resource("watch://watch/counter")
+        write(["tick"])
+        assert (await gateway.reload_config()).error is None
+        await mo.session.unsubscribe_resource("watch://watch/counter")
+        assert "watch://watch/counter" not in gateway.hub._subscribers
+        with pytest.raises(Exception, match="Unknown resource"):  # not subscribed: unknown
+            await mo.session.unsubscribe_resource("watch://watch/counter")

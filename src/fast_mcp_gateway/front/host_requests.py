@@ -11,6 +11,7 @@ the answer is "Unknown ...", as for lists) and asks that server with its own nam
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
@@ -66,20 +67,22 @@ class HostRequests:
         return self._provider.pipeline.resolve_principal().may_use(server) and (
             active is None or active.shows_server(server))
 
-    def _resource_origin(self, uri: str) -> tuple[Service, str]:
+    def _resource_origin(self, uri: str, visible: Callable[[str], bool] | None = None
+                         ) -> tuple[Service, str]:
+        visible = visible or self._visible
         view = self._manager.view
         entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
-        if entry is not None and self._visible(entry[0].server):
+        if entry is not None and visible(entry[0].server):
             return self._manager.services[entry[0].server], entry[0].original
         from fastmcp.resources.template import forward_uri, match_uri_template
 
         for exposed, (origin, _) in view.templates.items():
             params = match_uri_template(uri, exposed)
-            if params is not None and self._visible(origin.server):
+            if params is not None and visible(origin.server):
                 service = self._manager.services[origin.server]
                 return service, forward_uri(origin.original, params, uri)
         linked = self._provider.links.resolve(uri)  # a link a result or prompt gave
-        if linked is not None and self._visible(linked[0]):
+        if linked is not None and visible(linked[0]):
             return self._manager.services[linked[0]], linked[1]
         raise MCPError(code=types.INVALID_PARAMS,
                        message=self._provider.unknown("resource", uri), data={"uri": uri})
@@ -102,9 +105,12 @@ class HostRequests:
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        uri = str(params.uri)
-        upstream, original = self._resource_origin(uri)
-        if self._hub.unsubscribe(uri, connection_of(ctx.session)):
+        uri, connection = str(params.uri), connection_of(ctx.session)
+        # Its own subscription is let go of even when a reload took the server from its
+        # caller since: the upstream's would stay subscribed otherwise.
+        mine = self._hub.subscribed(uri, connection)
+        upstream, original = self._resource_origin(uri, (lambda _: True) if mine else None)
+        if self._hub.unsubscribe(uri, connection):
             try:
                 await upstream.unsubscribe(original)
             except (UpstreamError, MCPError) as exc:

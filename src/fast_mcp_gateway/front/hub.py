@@ -113,6 +113,10 @@ class FrontHub:
         """Whether ``connection``'s caller is asked before it is sent anything."""
         return connection is not None and connection in self._may_use
 
+    def subscribed(self, uri: str, connection: Connection | None) -> bool:
+        """Whether ``connection`` is subscribed to ``uri``."""
+        return connection is not None and connection in self._subscribers.get(uri, {})
+
     def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
         """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
         subs = self._subscribers.get(uri)

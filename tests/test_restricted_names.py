@@ -9,6 +9,7 @@ against.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ from tests.test_rest import AUTH as REST_AUTH
 from tests.test_startup import slow_entry
 
 pytestmark = pytest.mark.anyio
+MINE = "mgw_mine-only-5b0c2e9d"  # a token of scope tools, restricted to some servers
+
+
+def narrowable(config: Path, entries: dict[str, Any]) -> Callable[[list[str]], dict[str, Any]]:
+    """``write(servers)``: ``config`` as a servers.yaml of ``entries`` whose auth has the
+    admin token ``OPS`` and ``MINE`` limited to ``servers``; the auth section written."""
+    def write(servers: list[str]) -> dict[str, Any]:
+        auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                           {"name": "mo", "token": MINE, "scopes": ["tools"],
+                            "servers": servers}]}
+        config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": entries}))
+        return auth
+
+    return write
 
 SERVERS = {"notes": demo("notes"), "clock": demo("clock")}
 
@@ -246,9 +261,8 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
     own server's log, would have got the other's before it."""
     record = tmp_path / "asker.jsonl"
     asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
-    mine = "mgw_mine-only-5b0c2e9d"
     auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
-                       {"name": "mo", "token": mine, "scopes": ["tools"],
+                       {"name": "mo", "token": MINE, "scopes": ["tools"],
                         "servers": ["mine"]}]}
     gateway = make_gateway({"mine": asker, "other": asker}, options={
         "auth": auth, "profiles": {"mine-only": {"servers": ["mine"]}}})
@@ -262,7 +276,7 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
-        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo"))
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=handler("mo"))
         if limit == "token" else Client(f"{base}/mcp/p/mine-only", auth=OPS, mode="legacy",
                                         log_handler=handler("mo")) as mo,
     ):
@@ -350,19 +364,9 @@ async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_server
     record = tmp_path / "asker.jsonl"
     asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
     entries = {"mine": asker, "other": asker}
-    mine = "mgw_mine-only-5b0c2e9d"
     config = tmp_path / "servers.yaml"
-
-    def auth(servers: list[str]) -> dict[str, Any]:
-        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
-                           {"name": "mo", "token": mine, "scopes": ["tools"],
-                            "servers": servers}]}
-
-    def write(servers: list[str]) -> None:
-        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
-
-    write(["mine", "other"])
-    gateway = make_gateway(entries, options={"auth": auth(["mine", "other"])}, config=config)
+    write = narrowable(config, entries)
+    gateway = make_gateway(entries, options={"auth": write(["mine", "other"])}, config=config)
     logs: dict[str, list[str]] = {"ops": [], "mo": []}
 
     def handler(who: str) -> Any:
@@ -373,7 +377,7 @@ async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_server
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
-        Client(f"{base}/mcp", auth=mine, mode="legacy", log_handler=handler("mo")) as mo,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=handler("mo")) as mo,
     ):
         for host in (ops, mo):
             await host.list_tools()  # a host that lists is told of changes and logs
@@ -398,20 +402,10 @@ async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
     first: the watched one would have come before it."""
     entries = {"watch": memory_entry("watch", protocol="legacy"),
                "tick": memory_entry("tick", protocol="legacy")}
-    mine = "mgw_mine-only-5b0c2e9d"
     config = tmp_path / "servers.yaml"
-
-    def auth(servers: list[str]) -> dict[str, Any]:
-        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
-                           {"name": "mo", "token": mine, "scopes": ["tools"],
-                            "servers": servers}]}
-
-    def write(servers: list[str]) -> None:
-        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
-
-    write(["watch", "tick"])
+    write = narrowable(config, entries)
     gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
-                           options={"auth": auth(["watch", "tick"])}, config=config)
+                           options={"auth": write(["watch", "tick"])}, config=config)
     got: dict[str, list[str]] = {"ops": [], "mo": []}
 
     class Updates(MessageHandler):
@@ -424,7 +418,7 @@ async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=OPS, mode="legacy", message_handler=Updates("ops")) as ops,
-        Client(f"{base}/mcp", auth=mine, mode="legacy", message_handler=Updates("mo")) as mo,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", message_handler=Updates("mo")) as mo,
     ):
         for host in (ops, mo):
             for server in ("watch", "tick"):
@@ -449,25 +443,15 @@ async def test_a_2026_listen_stream_follows_a_reload_that_narrows_the_tokens_ser
 
     entries = {"watch": memory_entry("watch", protocol="legacy"),
                "tick": memory_entry("tick", protocol="legacy")}
-    mine = "mgw_mine-only-7d41a9c3"
     config = tmp_path / "servers.yaml"
-
-    def auth(servers: list[str]) -> dict[str, Any]:
-        return {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
-                           {"name": "mo", "token": mine, "scopes": ["tools"],
-                            "servers": servers}]}
-
-    def write(servers: list[str]) -> None:
-        config.write_text(json.dumps({"gateway": {"auth": auth(servers)}, "servers": entries}))
-
-    write(["watch", "tick"])
+    write = narrowable(config, entries)
     gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
-                           options={"auth": auth(["watch", "tick"])}, config=config)
+                           options={"auth": write(["watch", "tick"])}, config=config)
     uris = [f"watch://{server}/counter" for server in ("watch", "tick")]
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=OPS, mode="legacy") as ops,
-        Client(f"{base}/mcp", auth=mine) as mo,
+        Client(f"{base}/mcp", auth=MINE) as mo,
     ):
         assert mo.protocol_version == "2026-07-28"
         async with listen(mo.session, resource_subscriptions=uris) as stream:
@@ -539,20 +523,13 @@ async def test_a_host_lets_go_of_its_subscription_after_a_reload_narrowed_its_to
     good.  Its own subscription is let go of (naming nothing it had not subscribed to)."""
     entries = {"watch": memory_entry("watch", protocol="legacy"),
                "tick": memory_entry("tick", protocol="legacy")}
-    mine = "mgw_mine-only-2e5f8a17"
     config = tmp_path / "servers.yaml"
-
-    def write(servers: list[str]) -> dict[str, Any]:
-        auth = {"tokens": [{"name": "mo", "token": mine, "scopes": ["tools"],
-                            "servers": servers}]}
-        config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": entries}))
-        return auth
-
+    write = narrowable(config, entries)
     gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
                            options={"auth": write(["watch", "tick"])}, config=config)
     async with (
         serve_http(gateway.http_app("http")) as base,
-        Client(f"{base}/mcp", auth=mine, mode="legacy") as mo,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo,
     ):
         await mo.session.subscribe_resource("watch://watch/counter")
         write(["tick"])

@@ -72,6 +72,17 @@ def memory_transports(servers: Mapping[str, FastMCP[Any]]):
     return factory
 
 
+def held_until(gate: anyio.Event) -> Any:
+    """A FastMCP ``lifespan`` that holds the server's sessions until ``gate`` is set (a
+    server slow to start, for as long as a test wants)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        await gate.wait()
+        yield {}
+
+    return lifespan
+
+
 def memory_entry(name: str, **extra: Any) -> dict[str, Any]:
     return {"url": f"http://127.0.0.1:9/in-memory/{name}", **extra}
 

@@ -9,8 +9,6 @@ store, across restarts) and a call while its owner lacks the tool is refused, na
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.store import MemoryStore, open_store
 from fast_mcp_gateway.store.names import NameBinding
 from fast_mcp_gateway.upstream.model import UpstreamState
-from tests.fixtures import make_gateway, memory_entry
+from tests.fixtures import held_until, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 GUARD = 30  # seconds: a hang guard only
@@ -53,13 +51,7 @@ def droppable(name: str, lifespan: Any = None) -> FastMCP[Any]:
 
 def gated(name: str, gate: anyio.Event) -> FastMCP[Any]:
     """``droppable(name)`` whose sessions start only once ``gate`` is set."""
-
-    @asynccontextmanager
-    async def lifespan(_: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        await gate.wait()
-        yield {}
-
-    return droppable(name, lifespan)
+    return droppable(name, held_until(gate))
 
 
 def servers(memory: dict[str, FastMCP[Any]], **settings: Any) -> Any:

@@ -9,8 +9,6 @@ the store, across restarts) and a read while its server lacks it is refused, nam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.routing.naming import Origin, allocate_uris
 from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.upstream.model import UpstreamState
-from tests.fixtures import make_gateway, memory_entry
+from tests.fixtures import held_until, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 GUARD = 30  # seconds: a hang guard only
@@ -42,15 +40,6 @@ def config_server(name: str, lifespan: Any = None) -> FastMCP[Any]:
         return f"{key} of {name}"
 
     return server
-
-
-def gated(name: str, gate: anyio.Event) -> FastMCP[Any]:
-    @asynccontextmanager
-    async def lifespan(_: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
-        await gate.wait()
-        yield {}
-
-    return config_server(name, lifespan)
 
 
 def servers(memory: dict[str, FastMCP[Any]], **settings: Any) -> Any:
@@ -73,7 +62,7 @@ async def test_a_server_slow_to_start_after_a_restart_keeps_its_uris(tmp_path: P
         assert await first.manager.names.flushed(GUARD)
 
     gate = anyio.Event()
-    second = servers({"a": gated("a", gate), "b": config_server("b")}, db=db,
+    second = servers({"a": config_server("a", held_until(gate)), "b": config_server("b")}, db=db,
                      startup_wait=0.0, connect_timeout=GUARD)
     second.manager.startup_hold = 0   # serve at once, as HTTP does: a is still starting
     second.startup.lookup_wait = 0

@@ -112,8 +112,8 @@ def _thread_runtimes(pid: int) -> dict[str, float] | None:
     return runtimes
 
 
-def cpu_s(pid: int | None) -> CpuReading | None:
-    """The CPU ``pid`` itself has used so far (``delta`` of two readings: seconds)."""
+def user_system(pid: int | None) -> tuple[float, float] | None:
+    """``pid``'s user and system CPU so far (seconds; ``/proc/PID/stat``'s ticks)."""
     if pid is None:
         return None
     try:
@@ -121,8 +121,15 @@ def cpu_s(pid: int | None) -> CpuReading | None:
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2:].split()
-    return CpuReading((int(fields[11]) + int(fields[12])) / TICK,  # utime, stime
-                      _thread_runtimes(pid))
+    return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
+
+
+def cpu_s(pid: int | None) -> CpuReading | None:
+    """The CPU ``pid`` itself has used so far (``delta`` of two readings: seconds)."""
+    times = user_system(pid)
+    if pid is None or times is None:
+        return None
+    return CpuReading(sum(times), _thread_runtimes(pid))
 
 
 def memory_mb(pid: int | None, key: str = "VmRSS") -> float | None:

@@ -32,17 +32,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_harness import PY, RELAY, Workspace, cpu_s, delta, load
+from bench_harness import PY, RELAY, Workspace, cpu_s, delta, load, user_system
 from bench_http import free_port, gateway_config, http_upstream, process, until_serving
 
-TICK = os.sysconf("SC_CLK_TCK")
 _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
          "io.modelcontextprotocol/clientCapabilities": {},
          "io.modelcontextprotocol/clientInfo": {"name": "http_raw", "version": "1"}}
@@ -85,18 +83,6 @@ async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
         writer.close()
         await writer.wait_closed()
     return latencies
-
-
-def user_system(pid: int | None) -> tuple[float, float] | None:
-    """``pid``'s user and system CPU so far (seconds; ``/proc/PID/stat``'s ticks)."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 async def main(args: argparse.Namespace) -> None:

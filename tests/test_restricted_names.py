@@ -56,6 +56,36 @@ def narrowable(config: Path, entries: dict[str, Any]) -> Callable[[list[str]], d
 SERVERS = {"notes": demo("notes"), "clock": demo("clock")}
 
 
+
+def asker_entry(tmp_path: Path) -> dict[str, Any]:
+    """``asker.py`` over stdio: its ``log_later`` tool logs once its ``go`` file exists."""
+    record = tmp_path / "asker.jsonl"
+    return stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+
+
+def logged(logs: dict[str, list[str]], who: str) -> Any:
+    """A log handler putting each log's ``logger:data`` into ``logs[who]``."""
+    async def on_log(message: Any) -> None:
+        logs[who].append(f"{message.logger}:{message.data}")
+    return on_log
+
+
+async def asking_for_logs(*hosts: Client[Any]) -> None:
+    for host in hosts:
+        await host.list_tools()  # a host that lists is told of changes and logs
+        await host.set_logging_level("debug")
+
+
+async def other_then_mine_log(ops: Client[Any], tmp_path: Path,
+                              logs: dict[str, list[str]]) -> None:
+    """Servers 'other', then 'mine' log with no call in flight (each seen by ``ops``, who
+    may use both); then wait for the first log host 'mo' gets: 'other's would come first."""
+    for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
+        await ops.call_tool(f"{server}_log_later", {"text": f"from {server}", "go": str(go)})
+        go.touch()  # it logs now, with no call in flight
+        await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
+    await until(lambda: len(logs["mo"]) >= 1)
+
 async def test_a_broken_route_rule_names_no_server_to_a_caller_outside_it(
         tmp_path: Path) -> None:
     """A rule sending a restricted caller's tool to a server lacking it answered "route
@@ -259,8 +289,7 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
     included: its logger ("other.asker") and text.  Now only to hosts that may use that
     server.  Both upstreams log on one hub in order: the limited host, which gets its
     own server's log, would have got the other's before it."""
-    record = tmp_path / "asker.jsonl"
-    asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+    asker = asker_entry(tmp_path)
     auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
                        {"name": "mo", "token": MINE, "scopes": ["tools"],
                         "servers": ["mine"]}]}
@@ -268,27 +297,15 @@ async def test_logs_between_calls_reach_only_the_hosts_that_may_use_their_server
         "auth": auth, "profiles": {"mine-only": {"servers": ["mine"]}}})
     logs: dict[str, list[str]] = {"ops": [], "mo": []}
 
-    def handler(who: str) -> Any:
-        async def on_log(message: Any) -> None:
-            logs[who].append(f"{message.logger}:{message.data}")
-        return on_log
-
     async with (
         serve_http(gateway.http_app("http")) as base,
-        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
-        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=handler("mo"))
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=logged(logs, "ops")) as ops,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=logged(logs, "mo"))
         if limit == "token" else Client(f"{base}/mcp/p/mine-only", auth=OPS, mode="legacy",
-                                        log_handler=handler("mo")) as mo,
+                                        log_handler=logged(logs, "mo")) as mo,
     ):
-        for host in (ops, mo):
-            await host.list_tools()  # a host that lists is told of changes and logs
-            await host.set_logging_level("debug")
-        for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
-            await ops.call_tool(f"{server}_log_later", {"text": f"from {server}",
-                                                         "go": str(go)})
-            go.touch()  # it logs now, with no call in flight
-            await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
-        await until(lambda: len(logs["mo"]) >= 1)
+        await asking_for_logs(ops, mo)
+        await other_then_mine_log(ops, tmp_path, logs)
     assert logs["mo"] == ["mine.asker:from mine"]
 
 
@@ -361,35 +378,22 @@ async def test_logs_between_calls_follow_a_reload_that_narrows_the_tokens_server
     """The servers whose logs an open session gets were the token's as it was when the
     host last listed: a reload that took 'other' from the token's ``servers`` left the
     session getting 'other's logs until it listed again.  Now the running config's."""
-    record = tmp_path / "asker.jsonl"
-    asker = stdio_entry("asker.py", "stdio", "--record", str(record), protocol="legacy")
+    asker = asker_entry(tmp_path)
     entries = {"mine": asker, "other": asker}
     config = tmp_path / "servers.yaml"
     write = narrowable(config, entries)
     gateway = make_gateway(entries, options={"auth": write(["mine", "other"])}, config=config)
     logs: dict[str, list[str]] = {"ops": [], "mo": []}
 
-    def handler(who: str) -> Any:
-        async def on_log(message: Any) -> None:
-            logs[who].append(f"{message.logger}:{message.data}")
-        return on_log
-
     async with (
         serve_http(gateway.http_app("http")) as base,
-        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=handler("ops")) as ops,
-        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=handler("mo")) as mo,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=logged(logs, "ops")) as ops,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=logged(logs, "mo")) as mo,
     ):
-        for host in (ops, mo):
-            await host.list_tools()  # a host that lists is told of changes and logs
-            await host.set_logging_level("debug")
+        await asking_for_logs(ops, mo)
         write(["mine"])
         assert (await gateway.reload_config()).error is None
-        for server, go in (("other", tmp_path / "go-other"), ("mine", tmp_path / "go-mine")):
-            await ops.call_tool(f"{server}_log_later", {"text": f"from {server}",
-                                                         "go": str(go)})
-            go.touch()  # it logs now, with no call in flight
-            await until(lambda server=server: f"{server}.asker:from {server}" in logs["ops"])
-        await until(lambda: len(logs["mo"]) >= 1)
+        await other_then_mine_log(ops, tmp_path, logs)
     assert logs["mo"] == ["mine.asker:from mine"]
 
 

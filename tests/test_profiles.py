@@ -27,14 +27,14 @@ PROFILES = {
 AUTH_TOKENS = [*TOKENS[:1], {**TOKENS[1], "servers": ["notes", "beta"]}]   # alice: notes, beta
 
 
-def _gateway(base: str) -> Any:
+def _gateway(base: str, profiles: dict[str, Any] = PROFILES) -> Any:
     from tests.fixtures import make_gateway
 
     return make_gateway(
         {"alpha": memory_entry("alpha"), "beta": memory_entry("beta"),
          "notes": memory_entry("notes")},
         {"alpha": alpha_server(), "beta": beta_server(), "notes": beta_server()},
-        options={"profiles": PROFILES, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
+        options={"profiles": profiles, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
 
 
 async def _names(client: Client) -> set[str]:
@@ -119,13 +119,7 @@ async def test_an_unknown_profiles_404_names_only_the_profiles_the_token_may_see
     profiles = {**PROFILES, "alphas": {"servers": ["alpha"]}}
 
     def gateway_for(base: str) -> Any:
-        from tests.fixtures import make_gateway
-
-        return make_gateway(
-            {"alpha": memory_entry("alpha"), "beta": memory_entry("beta"),
-             "notes": memory_entry("notes")},
-            {"alpha": alpha_server(), "beta": beta_server(), "notes": beta_server()},
-            options={"profiles": profiles, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
+        return _gateway(base, profiles)
 
     async with serving(gateway_for) as (_, base), httpx2.AsyncClient(timeout=30) as http:
 

@@ -167,7 +167,7 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
         return
     cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
               # A task's end has its call's tool, start and trace: marked, not a twin.
-              r.status, f"{r.duration_ms:.1f}", r.server,
+              r.status, f"{r.duration_ms:.1f}", r.server or "-",
               f"{r.exposed} (task)" if r.kind == TASK_END else r.exposed,
               r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
     if instance:

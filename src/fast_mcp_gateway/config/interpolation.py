@@ -1,10 +1,11 @@
 """``${VAR}`` interpolation in the fields that reach a process or a connection.
 
 ``${VAR}``, ``${VAR:-default}`` (the default when VAR is unset or empty, as in a shell) and
-VS Code's ``${env:VAR}``; ``$$`` is a literal ``$``.  A Claude-Desktop ``mcpServers``
-entry is read as its hosts read it (``from_claude_text``): ``$$`` there is two dollars (a
-password such as ``pa$$word`` reaches the server unchanged), only ``$${`` is a literal ``${``.  Anything else starting with ``${`` (an
+VS Code's ``${env:VAR}``; ``$$`` is a literal ``$``.  Anything else starting with ``${`` (an
 unclosed ``${VAR``, a bad name, a nested default) is an error, never left as literal text.
+A Claude-Desktop ``mcpServers`` entry is read as its hosts read it (``from_claude_text``):
+``$$`` there is two dollars (a password ``pa$$word`` reaches the server unchanged), only
+``$${`` is a literal ``${``.
 The values that came from the environment are collected as secrets, for redaction.
 
 ``allow`` is the interpolation policy: ``None`` for the operator's own file (every variable),

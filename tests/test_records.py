@@ -92,6 +92,22 @@ async def test_a_call_of_a_name_no_server_offers_is_in_the_call_log(tmp_path: Pa
     assert [(g["key"], g["count"]) for g in stats["groups"]] == [("alpha", 1)]
 
 
+async def test_the_call_log_of_one_gateway(tmp_path: Path) -> None:
+    """``gateway_calls(instance=...)``: the calls one gateway on a shared store served."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db", instance_id="gw-1")
+    async with Client(gateway.server) as client:
+        await client.call_tool("alpha_add", {"a": 1, "b": 2})
+        mine = (await client.call_tool("gateway_calls", {"instance": "gw-1"})
+                ).structured_content["calls"]
+        other = (await client.call_tool("gateway_calls", {"instance": "gw-2"})
+                 ).structured_content["calls"]
+        too_long = await client.call_tool_mcp("gateway_calls", {"instance": "g" * 129})
+    assert [(c["exposed"], c["instance_id"]) for c in mine] == [("alpha_add", "gw-1")]
+    assert other == []
+    assert too_long.is_error and "128" in str(too_long.content)
+
+
 async def _files(folder: Path) -> list[anyio.Path]:
     return [path async for path in anyio.Path(folder).iterdir()]
 

@@ -157,3 +157,23 @@ def test_a_server_or_tool_no_call_had_is_named_with_those_that_have(
     right = subprocess.run([*CLI, "logs", "--server", "clock", "--status", "timeout", "--db",
                             str(db)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert right.stderr == "", right.stderr  # a known server with no such call: no word
+
+
+def test_logs_of_one_gateway_on_a_shared_store(tmp_path: Path) -> None:
+    """``logs --instance`` prints the calls that gateway served; one no recent call names
+    is told, with the gateways that served them."""
+    db = tmp_path / "calls.db"
+    now = time.time()
+    for i, gateway in enumerate(("gw-a", "gw-b", "gw-a")):
+        anyio.run(_add, db, Invocation(
+            id=f"{i:032x}", trace_id=f"{i:032x}", client="t", kind="tool",
+            exposed=f"clock_{gateway[-1]}{i}", server="clock", original="add",
+            started_at=now + i, duration_ms=1.0, status="success", instance_id=gateway))
+    mine = subprocess.run([*CLI, "logs", "--json", "--instance", "gw-a", "--db", str(db)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert mine.returncode == 0, mine.stderr
+    assert [line.count('"instance_id": "gw-a"') for line in mine.stdout.splitlines()] == [1, 1]
+    typo = subprocess.run([*CLI, "logs", "--instance", "gw-c", "--db", str(db)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert "none of the latest 3 calls was served by gateway 'gw-c' (--instance)" in typo.stderr
+    assert "gateways in them: gw-a, gw-b" in typo.stderr

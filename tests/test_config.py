@@ -240,6 +240,38 @@ def test_interpolation_forms() -> None:
     assert config.servers["a"].args == ("fallback", "n", "${NAME}", "plain $NAME")
 
 
+def test_a_claude_file_passes_dollars_through_as_its_hosts_do() -> None:
+    # Claude Desktop and Claude Code hand "pa$$word" to the server as written; read as
+    # servers.yaml's escape it reached the server as "pa$word" (a wrong password).
+    text = json.dumps({"mcpServers": {"db": {
+        "command": "db-mcp", "args": ["--password=pa$$word", "cost $5", "$${LITERAL}",
+                                      "${NAME}"],
+        "env": {"SECRET": "x$$y$", "HOME_DIR": "${NAME:-none}"}},
+        "web": {"url": "http://127.0.0.1:9/mcp", "headers": {"X-Key": "k$$1"}}}})
+    config = parse_config_text(text, source="claude_desktop_config.json",
+                               environ={"NAME": "n"})
+    assert config.servers["db"].args == ("--password=pa$$word", "cost $5", "${LITERAL}",
+                                         "n")
+    assert config.servers["db"].env == {"SECRET": "x$$y$", "HOME_DIR": "n"}
+    assert config.servers["web"].headers == {"X-Key": "k$$1"}
+    # Imported, an entry is stored in servers.yaml's form: read back, the same text.
+    imported = parse_import(text, env_allow=["NAME"], environ={"NAME": "n"})
+    assert imported.entries["db"]["args"][0] == "--password=pa$$$$word"
+    again = parse_registration("db", imported.entries["db"], source="store",
+                               env_allow=["NAME"], environ={"NAME": "n"})
+    assert again.args == config.servers["db"].args and again.env == config.servers["db"].env
+    # servers.yaml keeps its escape.
+    assert parse_config_text("servers:\n  db: {command: db-mcp, args: ['pa$$word']}\n"
+                             ).servers["db"].args == ("pa$word",)
+
+
+def test_a_bad_reference_is_told_the_escape_that_works_in_both_formats() -> None:
+    for text in ("servers:\n  a: {command: echo, args: ['${oops']}\n",
+                 '{"mcpServers": {"a": {"command": "echo", "args": ["${oops"]}}}'):
+        with pytest.raises(ConfigError, match=r"or \$\$\{ for a literal \$\{"):
+            parse_config_text(text)
+
+
 def test_import_keeps_entries_unexpanded_and_converts_claude_entries() -> None:
     text = ('{\n\t"mcpServers": {\n\t\t"fs": {"command": "npx", "args": ["${MYAPP_DIR}"],'
             ' "disabled": true},\n\t\t"web": {"type": "sse", "url": "http://127.0.0.1:9/sse"}'

@@ -56,6 +56,58 @@ async def test_calls_are_recorded_with_trace_ids_and_redacted_arguments(tmp_path
         assert SECRET.encode() not in await path.read_bytes(), path
 
 
+async def test_a_call_of_a_name_no_server_offers_is_in_the_call_log(tmp_path: Path) -> None:
+    """A host calling a made-up name left no record (only a metric): the operator looking
+    at the call log for why a host's calls fail saw nothing.  Recorded as ``rejected``,
+    with no server, what the host was told and its redacted arguments; no statistics."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        refused = await client.call_tool_mcp(
+            "alpha_ad", {"a": 1, "password": SECRET},
+            meta={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+        assert refused.is_error
+        with pytest.raises(Exception, match="Unknown prompt"):
+            await client.get_prompt("alpha_nope", {"topic": "x"})
+        with pytest.raises(Exception, match="Unknown resource"):
+            await client.read_resource("nope://nowhere")
+        await client.call_tool("alpha_add", {"a": 1, "b": 2})
+        page = (await client.call_tool("gateway_calls", {"limit": 10})).structured_content
+        stats = (await client.call_tool("gateway_stats", {"group_by": "server"})
+                 ).structured_content
+        rejected = (await client.call_tool("gateway_calls", {"status": "rejected"})
+                    ).structured_content["calls"]
+    calls = {c["exposed"]: c for c in page["calls"]}
+    assert set(calls) == {"alpha_ad", "alpha_nope", "nope://nowhere", "alpha_add"}
+    tool = calls["alpha_ad"]
+    assert (tool["kind"], tool["status"], tool["server"], tool["original"]) == (
+        "tool", "rejected", "", "")
+    assert tool["trace_id"] == TRACE
+    assert "alpha_add" in tool["error"]  # what the host was told: the name it meant
+    assert '"password": "***"' in tool["arguments"] and SECRET not in tool["arguments"]
+    assert calls["alpha_nope"]["kind"] == "prompt" and calls["alpha_nope"]["status"] == "rejected"
+    assert calls["nope://nowhere"]["kind"] == "resource"
+    assert [c["exposed"] for c in rejected] == ["nope://nowhere", "alpha_nope", "alpha_ad"]
+    # Statistics are per server: the one call alpha took, no '' group.
+    assert [(g["key"], g["count"]) for g in stats["groups"]] == [("alpha", 1)]
+
+
+async def test_the_call_log_of_one_gateway(tmp_path: Path) -> None:
+    """``gateway_calls(instance=...)``: the calls one gateway on a shared store served."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db", instance_id="gw-1")
+    async with Client(gateway.server) as client:
+        await client.call_tool("alpha_add", {"a": 1, "b": 2})
+        mine = (await client.call_tool("gateway_calls", {"instance": "gw-1"})
+                ).structured_content["calls"]
+        other = (await client.call_tool("gateway_calls", {"instance": "gw-2"})
+                 ).structured_content["calls"]
+        too_long = await client.call_tool_mcp("gateway_calls", {"instance": "g" * 129})
+    assert [(c["exposed"], c["instance_id"]) for c in mine] == [("alpha_add", "gw-1")]
+    assert other == []
+    assert too_long.is_error and "128" in str(too_long.content)
+
+
 async def _files(folder: Path) -> list[anyio.Path]:
     return [path async for path in anyio.Path(folder).iterdir()]
 

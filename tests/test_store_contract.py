@@ -94,6 +94,18 @@ async def test_invocations_filter_page_and_order(store: Store) -> None:
         await store.invocations(cursor="soon|id-1")
 
 
+async def test_invocations_of_one_gateway_instance(store: Store) -> None:
+    """Gateways sharing a store: the call log of one of them (``instance_id``)."""
+    await store.add_invocations([replace(inv(i), instance_id=("gw-a", "gw-b", None)[i % 3])
+                                 for i in range(1, 10)])
+    mine, _ = await store.invocations(instance="gw-b", newest_first=False)
+    assert [r.id for r in mine] == ["id-0000001", "id-0000004", "id-0000007"]
+    assert {r.instance_id for r in mine} == {"gw-b"}
+    both, _ = await store.invocations(instance="gw-a", server="alpha", limit=2)
+    assert [r.id for r in both] == ["id-0000009", "id-0000006"]
+    assert (await store.invocations(instance="gw-c"))[0] == []
+
+
 async def test_oldest_first_paging_and_the_tool_filter(store: Store) -> None:
     await store.add_invocations(inv(i, tool="alpha_add" if i % 3 else "alpha_sub")
                                 for i in range(30))

@@ -15,7 +15,7 @@ import pytest
 from fastmcp import Client
 
 from tests.alerting import alert_gateway, switch_server
-from tests.fixtures import memory_entry, serve_http
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 from tests.test_ui import _login
 
 pytestmark = pytest.mark.anyio
@@ -203,3 +203,29 @@ async def test_trends_per_server_and_merged_percentiles() -> None:
     assert alone is not None and len(alone.counts) == 24 and alone.total == 4
     none = await views.trend(ctx, "hour", server="nobody")  # type: ignore[arg-type]
     assert none is not None and none.total == 0 and none.p95 == [None] * 12
+
+
+async def test_a_call_of_an_unknown_name_in_the_logs_and_its_record_page(
+        tmp_path: Path) -> None:
+    """A call of a name no server offers is recorded without a server: the logs show a
+    dash, its page says why there is no server (no broken link), and an admin limited
+    to some servers does not see it."""
+    gateway = make_gateway({"svc": memory_entry("svc")}, {"svc": alpha_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=60, follow_redirects=False) as http:
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            assert (await client.call_tool_mcp("svc_ad", {"a": 1})).is_error
+        await gateway.recorder.flushed()  # type: ignore[union-attr]
+        await _login(http, base, OPS)
+        logs = (await http.get(base + "/ui/logs")).text
+        row = re.search(r'<tr class="status-rejected">.*?</tr>', logs, re.S)
+        assert row and "svc_ad" in row.group(0) and "<td>\u2013</td>" in row.group(0), logs[:3000]
+        link = re.search(r'href="(/ui/calls/[^"]+)"', row.group(0))
+        assert link
+        record = (await http.get(base + html.unescape(link.group(1)))).text
+        assert 'id="call-no-server"' in record and "/ui/servers/\"" not in record
+        assert "svc_add" in record  # what the host was told: the name it meant
+        async with httpx2.AsyncClient(timeout=60, follow_redirects=False) as other:
+            await _login(other, base, ALICE)
+            assert "svc_ad" not in (await other.get(base + "/ui/logs")).text

@@ -58,8 +58,8 @@ def _next_id(rows: Sequence[Any], limit: int) -> int | None:
 
 async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | None = None,
                 status: CallStatus | None = None, since_minutes: float | None = None,
-                limit: int = 20, cursor: str | None = None, oldest_first: bool = False
-                ) -> CallPage:
+                limit: int = 20, cursor: str | None = None, oldest_first: bool = False,
+                instance: str | None = None) -> CallPage:
     """The latest calls through the gateway, filtered and paged (``AdminError`` for a
     cursor the gateway did not issue)."""
     if cursor and not ISSUED_CURSOR.fullmatch(cursor):
@@ -69,7 +69,7 @@ async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | Non
     await recorder.flushed(within=2)
     since = None if since_minutes is None else time.time() - since_minutes * 60
     rows, next_cursor = await store.invocations(
-        since=since, server=server, tool=tool, status=status, limit=limit,
+        since=since, server=server, tool=tool, status=status, instance=instance, limit=limit,
         cursor=cursor, newest_first=not oldest_first)
     await _check_server(ctx, server, bool(rows) or cursor is not None,
                         lambda: _any_call(store, server))

@@ -68,6 +68,7 @@ from fast_mcp_gateway.admin.scope import (
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.admin.views import restricted_view
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
+from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.principal import LOCAL
 
@@ -248,11 +249,15 @@ async def calls(
     limit: Annotated[int, Field(ge=1, le=500)] = 20,
     cursor: Annotated[str | None, Field(description="from a previous page")] = None,
     oldest_first: bool = False,
+    instance: Annotated[str | None, Field(
+        max_length=MAX_INSTANCE_ID,
+        description="only the calls this gateway served (its instance_id: gateways "
+                    "sharing a store)")] = None,
 ) -> CallPage:
     """The latest calls through the gateway (newest first), filtered and paged."""
     return await history.calls(ctx, server=server, tool=tool, status=status,
                                since_minutes=since_minutes, limit=limit, cursor=cursor,
-                               oldest_first=oldest_first)
+                               oldest_first=oldest_first, instance=instance)
 
 
 @admin_tool("gateway_stats", READ_ONLY)

@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=_at_least_one, default=50,
                       help="how many calls (default 50)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
+    logs.add_argument("--instance", default=None,
+                      help="only the calls this gateway served (its --instance-id: gateways "
+                           "sharing a store)")
 
     servers = sub.add_parser("servers", help="the configured servers: the config file merged "
                                              "with runtime registrations")

@@ -105,7 +105,8 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
     # the first page is read, so nothing written meanwhile is missed (nor shown twice).
     _, position = await store.invocations_written(None)
     rows, _ = await store.invocations(since=since, server=args.server, tool=args.tool,
-                                      status=args.status, limit=args.limit)
+                                      status=args.status, instance=args.instance,
+                                      limit=args.limit)
     rows.reverse()  # oldest first, like a log
     shared = store.shared
     # Kept while following: the rows stay aligned.
@@ -123,7 +124,8 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
         await anyio.sleep(1.0)
         try:
             batch, position = await store.invocations_written(
-                position, server=args.server, tool=args.tool, status=args.status)
+                position, server=args.server, tool=args.tool, status=args.status,
+                instance=args.instance)
         except StorageError as exc:  # a database restart: keep following, say so once
             if not down:
                 print(f"mcp-gateway: {exc}; still following, trying again every second",
@@ -140,9 +142,13 @@ async def _logs(store: Store, args: argparse.Namespace, since: float | None) -> 
             _print_rows(new, args.json, header=False, widths=widths, instance=shared)
 
 
+_RECENT = 1000  # records an unknown --instance is looked for in
+
+
 async def _say_unknown_names(store: Store, args: argparse.Namespace) -> None:
     """Nothing matched: a ``--server`` (or ``--tool``) no record ever had is named, with
-    the ones the store has (a typo printed an empty table, nothing more)."""
+    the ones the store has (a typo printed an empty table, nothing more); an
+    ``--instance`` the newest records do not name, with the ones they do."""
     for flag, value, group in (("--server", args.server, "server"),
                                ("--tool", getattr(args, "tool", None), "tool")):
         if value is None:
@@ -152,6 +158,14 @@ async def _say_unknown_names(store: Store, args: argparse.Namespace) -> None:
             print(f"mcp-gateway: no call of {group} {value!r} is recorded ({flag}); "
                   f"{group}s with calls: {', '.join(known[:20]) or 'none yet'}"
                   f"{', ...' if len(known) > 20 else ''}", file=sys.stderr)
+    if (instance := getattr(args, "instance", None)) is not None:
+        recent, _ = await store.invocations(limit=_RECENT)
+        named = sorted({r.instance_id for r in recent if r.instance_id})
+        if instance not in named:
+            print(f"mcp-gateway: none of the latest {len(recent)} calls was served by "
+                  f"gateway {instance!r} (--instance); gateways in them: "
+                  f"{', '.join(named[:20]) or 'none named'}"
+                  f"{', ...' if len(named) > 20 else ''}", file=sys.stderr)
 
 
 def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
@@ -167,7 +181,7 @@ def _print_rows(rows: list[Invocation], as_json: bool, *, header: bool,
         return
     cells = [[datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
               # A task's end has its call's tool, start and trace: marked, not a twin.
-              r.status, f"{r.duration_ms:.1f}", r.server,
+              r.status, f"{r.duration_ms:.1f}", r.server or "-",
               f"{r.exposed} (task)" if r.kind == TASK_END else r.exposed,
               r.replica or "", str(r.retries), mask_text(r.error or "")[:80]] for r in rows]
     if instance:

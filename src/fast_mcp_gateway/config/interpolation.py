@@ -3,6 +3,9 @@
 ``${VAR}``, ``${VAR:-default}`` (the default when VAR is unset or empty, as in a shell) and
 VS Code's ``${env:VAR}``; ``$$`` is a literal ``$``.  Anything else starting with ``${`` (an
 unclosed ``${VAR``, a bad name, a nested default) is an error, never left as literal text.
+A Claude-Desktop ``mcpServers`` entry is read as its hosts read it (``from_claude_text``):
+``$$`` there is two dollars (a password ``pa$$word`` reaches the server unchanged), only
+``$${`` is a literal ``${``.
 The values that came from the environment are collected as secrets, for redaction.
 
 ``allow`` is the interpolation policy: ``None`` for the operator's own file (every variable),
@@ -20,6 +23,7 @@ from fast_mcp_gateway.config.schema import env_allowed
 
 INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
 _VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_CLAUDE_DOLLAR = re.compile(r"\$\$\{|\$(?!\{)")
 _CALLER = re.compile(r"caller\.(token|claims\.[A-Za-z0-9_.:/-]+)\}")
 
 # (field, message) for one problem in the server being read.
@@ -39,6 +43,26 @@ def interpolate(value: Any, field: str, env: Mapping[str, str], allow: Sequence[
     if field in ("env", "headers") and isinstance(value, dict):
         return {key: _expand(item, f"{field}.{key}", env, allow, secrets, report)
                 if isinstance(item, str) else item for key, item in value.items()}
+    return value
+
+
+def from_claude_text(value: Any, field: str) -> Any:
+    """A Claude-Desktop entry's ``field`` written as servers.yaml writes the same text.
+
+    Claude Desktop and Claude Code pass ``$`` and ``$$`` through unchanged (Claude Code
+    expands ``${VAR}`` and ``${VAR:-default}`` only), so each ``$`` that does not start a
+    reference is doubled here; ``$${``, which such a host has no use for, stays the
+    escape of a literal ``${``.  The shapes ``interpolate`` expands, others unchanged."""
+    def double(text: str) -> str:
+        return _CLAUDE_DOLLAR.sub(lambda m: m[0] if m[0] == "$${" else "$$", text)
+
+    if isinstance(value, str):
+        return double(value)
+    if field == "args" and isinstance(value, list):
+        return [double(item) if isinstance(item, str) else item for item in value]
+    if field in ("env", "headers") and isinstance(value, dict):
+        return {key: double(item) if isinstance(item, str) else item
+                for key, item in value.items()}
     return value
 
 
@@ -107,7 +131,7 @@ def _bad_reference(text: str, start: int) -> str:
         return _bad_caller(rest)
     problem = "has no closing '}'" if "}" not in rest else "is not a valid variable reference"
     return (f"'${{' at character {start + 1} {problem}; write ${{VAR}} or ${{VAR:-default}} "
-            "(VAR: letters, digits and '_'), or $$ for a literal $")
+            "(VAR: letters, digits and '_'), or $${ for a literal ${")
 
 
 def _bad_caller(rest: str) -> str:

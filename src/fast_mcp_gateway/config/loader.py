@@ -50,7 +50,11 @@ from fast_mcp_gateway.config.checks import (
     suggest,
 )
 from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config, read_document
-from fast_mcp_gateway.config.interpolation import INTERPOLATED_FIELDS, interpolate
+from fast_mcp_gateway.config.interpolation import (
+    INTERPOLATED_FIELDS,
+    from_claude_text,
+    interpolate,
+)
 from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.schema import (
     INTERNAL_FIELDS,
@@ -360,7 +364,8 @@ class _Validation:
         unknown = [key for key in raw if key not in _CLAUDE_KEYS | _CLAUDE_IGNORED]
         for key in unknown:
             self.fail(name, key, "unknown mcpServers key" + suggest(key, sorted(_CLAUDE_KEYS)))
-        entry = {k: v for k, v in raw.items() if k in _CLAUDE_KEYS - {"type", "transport"}}
+        entry = {k: from_claude_text(v, k) for k, v in raw.items()
+                 if k in _CLAUDE_KEYS - {"type", "transport"}}
         kind = raw.get("type", raw.get("transport"))
         if kind is not None:
             mapped = _CLAUDE_TYPES.get(kind) if isinstance(kind, str) else None

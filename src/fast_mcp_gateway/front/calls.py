@@ -210,7 +210,7 @@ class RecordCalls:
         call, path = outcome.call, outcome.call.path
         route = [{"replica": r, "outcome": o} for r, o in path.attempts]
         self.recorder.record(Invocation(
-            id=f"{self._prefix}{next(self._serial) & 0xFFFFFFFFFFFF:012x}",
+            id=self._next_id(),
             trace_id=trace_id_of((call.front.meta or {}).get("traceparent")) or "",
             client=actor_name(call.principal, call.front), kind=call.kind, exposed=call.exposed,
             server=call.service.name, original=call.original,
@@ -228,6 +228,25 @@ class RecordCalls:
             # Stamped here, not by a copy of the record in the writer (per record).
             instance_id=self.recorder.instance_id,
         ))
+
+    def unknown(self, kind: str, name: str, arguments: Any, error: str,
+                principal: Principal, front: FrontCall) -> None:
+        """A call, read or get of a name no server the caller may use offers: recorded
+        ``rejected`` with no server (``server`` and ``original`` empty), so the call log
+        shows what a host asked for in vain.  Statistics leave it out (no server's
+        request: ``store/stats.aggregate_batch``); ``mcp_gateway_unknown_calls`` counts it."""
+        self.recorder.record(Invocation(
+            id=self._next_id(),
+            trace_id=trace_id_of((front.meta or {}).get("traceparent")) or "",
+            client=actor_name(principal, front), kind=kind, exposed=name, server="",
+            original="", started_at=time.time(), duration_ms=0.0, status="rejected",
+            error=mask_argument_values(error, arguments, self.recorder.redact_keys),
+            arguments=None if arguments is None else dumps_arguments(
+                arguments, frozenset(), self.recorder.redact_keys),
+            instance_id=self.recorder.instance_id))
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}{next(self._serial) & 0xFFFFFFFFFFFF:012x}"
 
 
 class CallPipeline:
@@ -283,6 +302,13 @@ class CallPipeline:
             self.observers.remove(self._recording)
         self._recording = recording = RecordCalls(recorder) if recorder is not None else None
         self.observers.extend([recording] if recording is not None else [])
+
+    def unknown_called(self, kind: str, name: str, arguments: Any, error: str) -> None:
+        """Record the current request's call of a name it cannot reach (``error``: what
+        its host is told), when calls are recorded (``RecordCalls.unknown``)."""
+        if self._recording is not None:
+            self._recording.unknown(kind, name, arguments, error, self.resolve_principal(),
+                                    front_of())
 
     def route(self, exposed: str, owner: Service, original: str) -> tuple[Service, str | None]:
         """The server a route rule sends tool ``exposed`` to (and the rule), or ``owner``;

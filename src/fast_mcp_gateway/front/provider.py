@@ -344,11 +344,14 @@ class GatewayProvider(Provider):
                             reasons={**why, **{n: f"it is invalid, so it was not started: "
                                                f"{e.error}" for n, e in invalid.items()}})
 
-    def unknown_call(self, kind: Kind | str, name: str) -> str:
+    def unknown_call(self, kind: Kind | str, name: str, arguments: Any = None) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` that is refused for
-        it, counted (``unknown_calls``): no server takes it, so no call metric does."""
+        it, counted (``unknown_calls``: no server takes it, so no call metric does) and
+        recorded (``CallPipeline.unknown_called``)."""
         self.unknown_calls[kind] = self.unknown_calls.get(kind, 0) + 1
-        return self.unknown(kind, name)
+        answer = self.unknown(kind, name)
+        self.pipeline.unknown_called(kind, name, arguments, answer)
+        return answer
 
     def callable_tool(self, name: str) -> GatewayTool | None:
         self._sync()

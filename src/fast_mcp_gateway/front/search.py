@@ -64,9 +64,9 @@ class SearchCatalog(Protocol):
         """The tool a direct ``tools/call`` of ``name`` would run (None: no such tool)."""
         ...
 
-    def unknown_call(self, kind: str, name: str) -> str:
+    def unknown_call(self, kind: str, name: str, arguments: Any = None) -> str:
         """What a host is told for a call of a name it cannot reach (``front/unknown.py``),
-        counted in the metrics."""
+        counted in the metrics and recorded."""
         ...
 
 
@@ -120,7 +120,7 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
         return await tool._upstream_tool.run(arguments, front_of(context))
     own = catalog.own.get(name)
     if own is None:
-        raise ToolError(catalog.unknown_call("tool", name))
+        raise ToolError(catalog.unknown_call("tool", name, arguments))
     try:   # its own checks (scope admin, restricted inspection) refuse as on a direct call
         return await own.run(arguments)
     except ToolError:

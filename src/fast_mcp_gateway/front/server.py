@@ -184,10 +184,10 @@ class GatewayServer(PreferredToolServer):
     # it says what is wrong and how to fix it (``_unknown``): FastMCP's handlers would
     # answer a ``NotFoundError`` with a bare "Resource not found" / "Unknown prompt".
 
-    def _unknown(self, kind: Kind, name: str) -> str:
+    def _unknown(self, kind: Kind, name: str, arguments: Any = None) -> str:
         if self.provider is None:
             return f"Unknown {kind}: {name!r}"
-        return self.provider.unknown_call(kind, name)
+        return self.provider.unknown_call(kind, name, arguments)
 
     def _settled(self) -> bool:
         return self.gate is None or self.gate.attempted.is_set()
@@ -227,14 +227,14 @@ class GatewayServer(PreferredToolServer):
         except NotFoundError:
             if settled:
                 raise MCPError(code=types.INVALID_PARAMS,
-                               message=self._unknown("prompt", name)) from None
+                               message=self._unknown("prompt", name, arguments)) from None
         await self._settle()
         try:
             return await super().render_prompt(name, arguments, version=version,
                                                run_middleware=run_middleware)
         except NotFoundError:
             raise MCPError(code=types.INVALID_PARAMS,
-                           message=self._unknown("prompt", name)) from None
+                           message=self._unknown("prompt", name, arguments)) from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
                         version: VersionSpec | None = None,
@@ -248,7 +248,7 @@ class GatewayServer(PreferredToolServer):
             raise exc.response from None
         except NotFoundError:
             # An error result, as FastMCP's handler makes of "Unknown tool".
-            raise ToolError(self._unknown("tool", name)) from None
+            raise ToolError(self._unknown("tool", name, arguments)) from None
 
 
 def caller_may_use(provider: GatewayProvider) -> Callable[[str], bool]:

@@ -261,7 +261,8 @@ async def invocations(call: Call) -> CallPage:
     q: s.InvocationsQuery = call.query
     page = await history.calls(call.ctx, server=_only(call, q.server), tool=q.tool,
                                status=q.status, since_minutes=q.since_minutes, limit=q.limit,
-                               cursor=q.cursor, oldest_first=q.oldest_first)
+                               cursor=q.cursor, oldest_first=q.oldest_first,
+                               instance=q.instance)
     return views.calls_only(page, call.may_use)
 
 

@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from fast_mcp_gateway.config.names import MAX_SERVER_NAME
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
+from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.store.base import ISSUED_CURSOR, NOT_ISSUED
 
 Limit = Annotated[int, Field(ge=1, le=500, description="page size")]
@@ -147,6 +148,10 @@ class InvocationsQuery(_Query):
         description="`next_cursor` of a previous page (empty: the first page)",
         json_schema_extra={"pattern": CURSOR.pattern})] = None
     oldest_first: bool = False
+    instance: Annotated[str | None, Field(
+        max_length=MAX_INSTANCE_ID,
+        description="only the calls this gateway served (its `instance_id`: gateways "
+                    "sharing a store)")] = None
 
     @field_validator("cursor")
     @classmethod

@@ -140,18 +140,20 @@ class InvocationStore(Protocol):
         server: str | None = None,
         tool: str | None = None,
         status: str | None = None,
+        instance: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
     ) -> tuple[list[Invocation], str | None]:
-        """A page of records (``since``/``until`` inclusive, ``tool`` = exposed name),
-        ordered by (started_at, id), and the opaque cursor of the next page (None at
-        the end).  A cursor that is not one is a ``StorageError`` ("invalid cursor")."""
+        """A page of records (``since``/``until`` inclusive, ``tool`` = exposed name,
+        ``instance`` = the gateway that served them: ``Invocation.instance_id``), ordered
+        by (started_at, id), and the opaque cursor of the next page (None at the end).
+        A cursor that is not one is a ``StorageError`` ("invalid cursor")."""
         ...
 
     async def invocations_written(
         self, after: int | None, *, server: str | None = None, tool: str | None = None,
-        status: str | None = None, limit: int = 1000,
+        status: str | None = None, instance: str | None = None, limit: int = 1000,
     ) -> tuple[list[Invocation], int]:
         """Records in the order they were written (a call's record is written when it
         ends, not in its start's order), after the position ``after`` an earlier answer

@@ -105,6 +105,7 @@ class MemoryStore:
         server: str | None = None,
         tool: str | None = None,
         status: str | None = None,
+        instance: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
@@ -119,7 +120,8 @@ class MemoryStore:
                     and (until is None or r.started_at <= until)
                     and (server is None or r.server == server)
                     and (tool is None or r.exposed == tool)
-                    and (status is None or r.status == status))
+                    and (status is None or r.status == status)
+                    and (instance is None or r.instance_id == instance))
 
         rows = sorted(filter(wanted, self._invocations.values()),
                       key=lambda r: (r.started_at, r.id), reverse=newest_first)
@@ -127,7 +129,7 @@ class MemoryStore:
 
     async def invocations_written(
         self, after: int | None, *, server: str | None = None, tool: str | None = None,
-        status: str | None = None, limit: int = 1000,
+        status: str | None = None, instance: str | None = None, limit: int = 1000,
     ) -> tuple[list[Invocation], int]:
         last = max(self._written.values(), default=0)
         if after is None:
@@ -136,7 +138,8 @@ class MemoryStore:
                        if seq > after and rid in self._invocations), key=lambda item: item[0])
         rows = [(seq, r) for seq, r in rows
                 if (server is None or r.server == server) and (tool is None or r.exposed == tool)
-                and (status is None or r.status == status)][:limit]
+                and (status is None or r.status == status)
+                and (instance is None or r.instance_id == instance)][:limit]
         return ([r for _, r in rows],
                 written_position(rows[-1][0] if rows else None, last, len(rows), limit))
 

@@ -80,6 +80,7 @@ class PgCallLog:
         server: str | None = None,
         tool: str | None = None,
         status: str | None = None,
+        instance: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
@@ -87,6 +88,7 @@ class PgCallLog:
         q = Query()
         q.where("started_at >= {}", since).where("started_at <= {}", until)
         q.where("server = {}", server).where("exposed = {}", tool).where("status = {}", status)
+        q.where("instance_id = {}", instance)
         if cursor:
             at, rid = parse_cursor(cursor)
             q.where("(started_at, id) " + ("<" if newest_first else ">") + " ({}, {})", at, rid)
@@ -99,7 +101,7 @@ class PgCallLog:
 
     async def invocations_written(
         self, after: int | None, *, server: str | None = None, tool: str | None = None,
-        status: str | None = None, limit: int = 1000,
+        status: str | None = None, instance: str | None = None, limit: int = 1000,
     ) -> tuple[list[Invocation], int]:
         # ``seq``: an identity handed out under RECORDS_LOCK, so in commit order.
         async with self._conn() as conn:
@@ -108,6 +110,7 @@ class PgCallLog:
                 return [], last
             q = Query().where("seq > {}", after if after <= last else 0)
             q.where("server = {}", server).where("exposed = {}", tool).where("status = {}", status)
+            q.where("instance_id = {}", instance)
             rows = await conn.fetch(f"SELECT seq, {', '.join(_FIELDS)} FROM invocations"
                                     f"{q.clause()} ORDER BY seq LIMIT {q.arg(limit)}", *q.args)
         return ([record_of(Invocation, tuple(row)[1:]) for row in rows],

@@ -163,13 +163,14 @@ class SQLiteStore:
         server: str | None = None,
         tool: str | None = None,
         status: str | None = None,
+        instance: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
     ) -> tuple[list[Invocation], str | None]:
         where, args = _where((("started_at >= ?", since), ("started_at <= ?", until),
                               ("server = ?", server), ("exposed = ?", tool),
-                              ("status = ?", status)))
+                              ("status = ?", status), ("instance_id = ?", instance)))
         if cursor:
             where.append("(started_at, id) < (?, ?)" if newest_first
                          else "(started_at, id) > (?, ?)")
@@ -182,7 +183,7 @@ class SQLiteStore:
 
     async def invocations_written(
         self, after: int | None, *, server: str | None = None, tool: str | None = None,
-        status: str | None = None, limit: int = 1000,
+        status: str | None = None, instance: str | None = None, limit: int = 1000,
     ) -> tuple[list[Invocation], int]:
         # The rowid: SQLite gives each insert the largest one so far plus one.
         ((last,),) = await self._db.rows("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
@@ -190,7 +191,7 @@ class SQLiteStore:
             return [], int(last)
         where, args = _where((("rowid > ?", after if after <= last else 0),
                               ("server = ?", server), ("exposed = ?", tool),
-                              ("status = ?", status)))
+                              ("status = ?", status), ("instance_id = ?", instance)))
         rows = await self._db.rows(
             f"SELECT rowid, {_INVOCATION_COLUMNS} FROM invocations" + _clause(where)
             + " ORDER BY rowid LIMIT ?", [*args, limit])

@@ -141,11 +141,13 @@ def aggregate_batch(rows: Iterable[_Call]
                     ) -> tuple[dict[AggregateKey, LatencyStats], dict[AggregateKey, LatencyStats]]:
     """A batch of calls as per-minute and per-hour aggregates, to add to the stored ones.
     A task's end (kind ``task``, ``front/tasks.py``) is left out: statistics count
-    requests, and the call that created the task was one."""
+    requests, and the call that created the task was one; so is a call of a name no
+    server offers (no ``server``: ``RecordCalls.unknown``), which no server's statistics
+    own (the metrics' ``mcp_gateway_unknown_calls`` count them)."""
     minutes: dict[AggregateKey, LatencyStats] = {}
     hours: dict[AggregateKey, LatencyStats] = {}
     for r in rows:
-        if r.kind == TASK_END:
+        if r.kind == TASK_END or not r.server:
             continue
         cancelled = r.status == CANCELLED
         error = not cancelled and r.status != "success"

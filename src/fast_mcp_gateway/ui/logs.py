@@ -2,10 +2,11 @@
 the Routes page.
 
 Calls come from ``admin.history.calls`` (the store, cursor-paged, filtered by time,
-server, tool and status); a restricted viewer sees its servers' calls only.  The audit
-log covers every server, so it needs an admin without a ``servers`` restriction (as on
-REST).  Route rules are ``admin.routes``'s; "which server does this name go to" is
-answered from the rules in decision order and the catalog view, as the call path does.
+server, tool, status and, on a store gateways share, the gateway that served them); a
+restricted viewer sees its servers' calls only.  The audit log covers every server, so
+it needs an admin without a ``servers`` restriction (as on REST).  Route rules are
+``admin.routes``'s; "which server does this name go to" is answered from the rules in
+decision order and the catalog view, as the call path does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fast_mcp_gateway.admin import history
 from fast_mcp_gateway.admin import routes as route_ops
 from fast_mcp_gateway.admin.context import require_store
 from fast_mcp_gateway.admin.models import CallRecord
+from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.rules import Route as Rule
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -60,10 +62,12 @@ async def logs(page: Page) -> Response:
             page.ctx, server=only, tool=page.query("tool") or None,
             status=status if status in STATUSES else None,  # type: ignore[arg-type]
             since_minutes=WINDOWS.get(page.query("since")), limit=limit_of(page),
-            cursor=page.query("cursor") or None)
+            cursor=page.query("cursor") or None,
+            instance=page.query("instance")[:MAX_INSTANCE_ID] or None)
         calls.calls = [c for c in calls.calls if page.viewer.may_use(c.server)]
         ctx["calls"] = calls
         ctx["status"] = status
+        ctx["shared"] = page.ctx.store.shared
     return page.render("logs.html", **ctx)
 
 

@@ -10,6 +10,7 @@ the answer is "Unknown ...", as for lists) and asks that server with its own nam
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, low_level_server
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.server import caller_may_use
@@ -100,8 +102,23 @@ class HostRequests:
         except UpstreamError as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         self._hub.subscribe(uri, connection_of(ctx.session), upstream.name,
-                            caller_may_use(self._provider))
+                            caller_may_use(self._provider),
+                            functools.partial(self._let_go, uri, upstream, original))
         return types.EmptyResult()
+
+    async def _let_go(self, uri: str, upstream: Service, original: str) -> None:
+        """Unsubscribe ``upstream`` from ``original``: the last host subscribed to ``uri``
+        left without unsubscribing.  Not if a reload removed or replaced the server (its
+        sessions, and their subscriptions, are gone); a failure is logged."""
+        if self._manager.services.get(upstream.name) is not upstream:
+            return
+        try:
+            await upstream.unsubscribe(original)
+        except (UpstreamError, MCPError) as exc:
+            logger.warning("could not unsubscribe upstream '%s' from %s after the last host "
+                           "subscribed to it left: %s (the upstream may go on sending its "
+                           "updates, which reach nobody)", upstream.name, logged_name(uri),
+                           exc)
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:

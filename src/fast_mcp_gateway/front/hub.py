@@ -32,6 +32,10 @@ loop (~20 a second) made hosts re-list as often; now they re-list twice a second
 most, and the last change is always announced."""
 
 
+Release = Callable[[], Awaitable[None]]
+"""Lets go of a URI's subscription upstream (logs, never raises, a failure)."""
+
+
 def _every_server(_server: str) -> bool:
     return True
 
@@ -60,6 +64,11 @@ class FrontHub:
         # uri -> subscribed connection -> the resource's server (its caller may use it?)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
+        # uri -> how to let go of its upstream subscription once its last host left
+        self._releases: dict[str, Release] = {}
+        # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
+        self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
+            weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
         self.clock: Callable[[], float] = time.monotonic   # tests stop it
@@ -94,13 +103,37 @@ class FrontHub:
         self._wake.set()
 
     def subscribe(self, uri: str, connection: Connection | None, server: str,
-                  may_use: Callable[[str], bool] | None = None) -> None:
+                  may_use: Callable[[str], bool] | None = None,
+                  release: Release | None = None) -> None:
         """``connection`` is told of updates to ``uri`` (of ``server``) while its caller
-        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's)."""
-        if connection is not None:
-            self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
-            if may_use is not None:
-                self._may_use[connection] = may_use
+        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's).
+
+        When the connection closes (a stdio host exits, an HTTP session is deleted or
+        expires, an SSE connection drops: the SDK unwinds its ``exit_stack``), it is
+        unsubscribed from each URI it still holds, and ``release`` (the latest given
+        for ``uri``) lets go of the upstream's subscription if nobody else holds it."""
+        if connection is None:
+            return
+        self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+        if may_use is not None:
+            self._may_use[connection] = may_use
+        if release is not None:
+            self._releases[uri] = release
+        held = self._held.get(connection)
+        if held is None:
+            held = self._held[connection] = set()
+            connection.exit_stack.push_async_callback(self._left, weakref.ref(connection))
+        held.add(uri)
+
+    async def _left(self, gone: weakref.ref[Connection]) -> None:
+        """A subscribed host's connection closed: let go of what it held."""
+        connection = gone()
+        if connection is None:
+            return
+        for uri in sorted(self._held.pop(connection, ())):
+            release = self._releases.get(uri)
+            if self.unsubscribe(uri, connection) and release is not None:
+                await release()
 
     def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
         """A request of a host this hub sends to between its requests: its caller's
@@ -122,9 +155,17 @@ class FrontHub:
         subs = self._subscribers.get(uri)
         if subs is not None and connection is not None:
             subs.pop(connection, None)
+            self._held.get(connection, set()).discard(uri)
         if subs is not None and not subs:
             del self._subscribers[uri]
-        return uri not in self._subscribers and uri not in self._listening
+        return self._vacated(uri)
+
+    def _vacated(self, uri: str) -> bool:
+        """Whether nobody holds ``uri`` now (its release is forgotten then)."""
+        if uri in self._subscribers or uri in self._listening:
+            return False
+        self._releases.pop(uri, None)
+        return True
 
     def listen(self, uri: str) -> None:
         """A 2026-07-28 listen stream covers ``uri`` (its events come from ``bus``)."""
@@ -137,7 +178,7 @@ class FrontHub:
             self._listening[uri] = left
         else:
             self._listening.pop(uri, None)
-        return uri not in self._subscribers and uri not in self._listening
+        return self._vacated(uri)
 
     def changed(self, kinds: set[str]) -> None:
         self._lists |= kinds

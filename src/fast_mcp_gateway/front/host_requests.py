@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.hub import FrontHub
     from fast_mcp_gateway.front.provider import GatewayProvider
     from fast_mcp_gateway.front.server import StartupGate
+    from fast_mcp_gateway.principal import Standing
     from fast_mcp_gateway.routing.manager import UpstreamManager
     from fast_mcp_gateway.routing.service import Service
 
@@ -52,15 +53,19 @@ class HostRequests:
         low = low_level_server(server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            SubscribingListen(self._hub, self._resource_origin,
-                              lambda: caller_may_use(self._provider)),
-        )
+            SubscribingListen(self._hub, self._resource_origin, self._caller))
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
         low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
                                 self._on_unsubscribe)
         low.add_request_handler("completion/complete", types.CompleteRequestParams,
                                 self._on_complete)
+
+    def _caller(self) -> tuple[Standing, Callable[[str], bool]]:
+        """The current request's caller for later: its standing, and whether it may use
+        a server (``caller_may_use``)."""
+        standing = self._provider.pipeline.standing()
+        return standing, caller_may_use(self._provider, standing)
 
     def _visible(self, server: str) -> bool:
         """Whether the caller reaches ``server``'s resources and completions: its own

@@ -23,6 +23,7 @@ from mcp.server.subscriptions import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
@@ -56,6 +57,11 @@ class FrontHub:
     request only), if their caller may use the server (a token's ``servers``, asked
     at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
+
+    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
+    connection closes (``subscribe``); a listen stream until its host leaves or its
+    caller's credential no longer stands (``standing_ended``).  Either way the upstream
+    is unsubscribed when nobody holds the URI any more.
     """
 
     def __init__(self) -> None:
@@ -64,6 +70,7 @@ class FrontHub:
         # uri -> subscribed connection -> the resource's server (its caller may use it?)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
+        self.streams = 0   # 2026-07-28 listen streams open now
         # uri -> how to let go of its upstream subscription once its last host left
         self._releases: dict[str, Release] = {}
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
@@ -79,6 +86,9 @@ class FrontHub:
             weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
+        self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
+        # waits out the rest of a credential's time (a JWT's): tests hold it
+        self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
     def track(self, connection: Connection | None, *, sole_host: bool = False,
               may_use: Callable[[str], bool] | None = None) -> None:
@@ -179,6 +189,29 @@ class FrontHub:
         else:
             self._listening.pop(uri, None)
         return self._vacated(uri)
+
+    def standings_changed(self) -> None:
+        """A reload changed ``gateway.auth``: whoever waits in ``standing_ended`` looks
+        at its caller's standing again."""
+        self._standings.set()
+        self._standings = anyio.Event()
+
+    async def standing_ended(self, standing: Standing) -> None:
+        """Return once ``standing`` ends (its credential was removed by a reload, or
+        expired), looked at again at each ``standings_changed`` and once its
+        ``remaining`` time is over (``expiry``)."""
+        while standing() is not None:
+            changed, remaining = self._standings, standing.remaining()
+            async with anyio.create_task_group() as tg:
+
+                async def expire(rest: float) -> None:
+                    await self.expiry(rest)
+                    tg.cancel_scope.cancel()
+
+                if remaining is not None:
+                    tg.start_soon(expire, max(remaining, 0.0))
+                await changed.wait()
+                tg.cancel_scope.cancel()
 
     def changed(self, kinds: set[str]) -> None:
         self._lists |= kinds

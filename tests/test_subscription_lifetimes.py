@@ -9,6 +9,7 @@ subscribe and unsubscribe requests it gets; hosts reach the gateway over real HT
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,22 @@ async def test_a_session_that_expires_after_its_connection_dropped_lets_go_upstr
             assert answer.get("result") == {}, answer
         # The host's connection is gone, and it sends nothing more.
         assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_an_upstream_refusing_the_unsubscribe_of_a_host_that_left_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The upstream's refusal is logged as a warning naming the server, the URI and what
+    it said; nothing is raised into the closing session's cleanup."""
+    caplog.set_level(logging.WARNING, logger="fast_mcp_gateway.front.host_requests")
+    gateway = make_gateway({"watched": stdio_entry("watched.py", "--refuse-unsubscribe",
+                                                   protocol="legacy")})
+    async with serve_http(gateway.http_app("http")) as base, Client(f"{base}/mcp") as ops:
+        async with Client(f"{base}/mcp", mode="legacy") as leaving:
+            await leaving.session.subscribe_resource(WATCHED)
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+        await until(lambda: "could not unsubscribe" in caplog.text)
+    assert (f"could not unsubscribe upstream 'watched' from {WATCHED} after the last host "
+            "subscribed to it left: unsubscribe refused on purpose") in caplog.text
 
 
 MINE = "mgw_listening-token-7e2c91d4"   # a token of scope tools

@@ -4,14 +4,17 @@
 ``watch://counter`` is updated by ``bump`` for its subscribers; ``seen(count)`` answers
 the ``resources/subscribe`` and ``resources/unsubscribe`` requests it got, in order
 (``subscribe <uri>``, ``unsubscribe <uri>``), once there are at least ``count``: it
-waits on an event, never on time.  Run with the gateway's ``protocol: legacy``.
+waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
+``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error.
 """
 
+import sys
 from typing import Any
 
 import anyio
 import mcp_types as types
 from fastmcp import FastMCP
+from mcp.shared.exceptions import MCPError
 
 mcp = FastMCP("watched")
 seen: list[str] = []
@@ -52,8 +55,10 @@ async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types
 
 
 async def _on_unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-    subscribers.clear()
     _saw(f"unsubscribe {params.uri}")
+    if "--refuse-unsubscribe" in sys.argv:
+        raise MCPError(code=types.INTERNAL_ERROR, message="unsubscribe refused on purpose")
+    subscribers.clear()
     return types.EmptyResult()
 
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import mcp_types as types
 from fastmcp import FastMCP
 from mcp.server.context import ServerRequestContext
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.routing.service import Service
 
 logger = logging.getLogger(__name__)
+
+LET_GO_BUDGET = 4.0
+"""Seconds the upstream unsubscriptions of a host that left may take: they run in the
+closing connection's cleanup, which the SDK bounds at 5 s."""
 
 
 class HostRequests:
@@ -117,13 +122,16 @@ class HostRequests:
         sessions, and their subscriptions, are gone); a failure is logged."""
         if self._manager.services.get(upstream.name) is not upstream:
             return
-        try:
-            await upstream.unsubscribe(original)
-        except (UpstreamError, MCPError) as exc:
-            logger.warning("could not unsubscribe upstream '%s' from %s after the last host "
-                           "subscribed to it left: %s (the upstream may go on sending its "
-                           "updates, which reach nobody)", upstream.name, logged_name(uri),
-                           exc)
+        failure = f"no answer within {LET_GO_BUDGET:g}s"
+        with anyio.move_on_after(LET_GO_BUDGET):
+            try:
+                await upstream.unsubscribe(original)
+                return
+            except (UpstreamError, MCPError) as exc:
+                failure = str(exc)
+        logger.warning("could not unsubscribe upstream '%s' from %s after the last host "
+                       "subscribed to it left: %s (it may go on sending updates, which "
+                       "reach nobody)", upstream.name, logged_name(uri), failure)
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:

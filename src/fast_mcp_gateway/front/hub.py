@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -33,7 +33,7 @@ loop (~20 a second) made hosts re-list as often; now they re-list twice a second
 most, and the last change is always announced."""
 
 
-Release = Callable[[], Awaitable[None]]
+Release = Callable[[], Coroutine[Any, Any, None]]
 """Lets go of a URI's subscription upstream (logs, never raises, a failure)."""
 
 
@@ -140,10 +140,14 @@ class FrontHub:
         connection = gone()
         if connection is None:
             return
+        releases: list[Release] = []
         for uri in sorted(self._held.pop(connection, ())):
             release = self._releases.get(uri)
             if self.unsubscribe(uri, connection) and release is not None:
-                await release()
+                releases.append(release)
+        async with anyio.create_task_group() as tg:   # side by side: one budget for all
+            for release in releases:
+                tg.start_soon(release)
 
     def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
         """A request of a host this hub sends to between its requests: its caller's

@@ -29,10 +29,11 @@ from tests.test_mcp_auth import ISSUER
 pytestmark = pytest.mark.anyio
 WATCHED = "watch://watched/counter"   # as hosts name it; the upstream's own is:
 SUBSCRIBE, UNSUBSCRIBE = "subscribe watch://counter", "unsubscribe watch://counter"
+WATCHED_ENTRY = {"watched": stdio_entry("watched.py", protocol="legacy")}
 
 
 def watched_gateway(**settings: Any) -> Gateway:
-    return make_gateway({"watched": stdio_entry("watched.py", protocol="legacy")}, **settings)
+    return make_gateway(WATCHED_ENTRY, **settings)
 
 
 async def seen(host: Client[Any], count: int = 0) -> list[str]:
@@ -115,9 +116,6 @@ def with_tokens(config: Path, *tokens: str) -> dict[str, Any]:
                          for n, token in enumerate(tokens))]}
     config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": WATCHED_ENTRY}))
     return auth
-
-
-WATCHED_ENTRY = {"watched": stdio_entry("watched.py", protocol="legacy")}
 
 
 async def ended(stream: Subscription) -> list[Any]:

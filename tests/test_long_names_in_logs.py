@@ -54,6 +54,7 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
     from mcp.shared.exceptions import MCPError
 
     from fast_mcp_gateway.front.listen import SubscribingListen
+    from fast_mcp_gateway.principal import Standing
     from fast_mcp_gateway.upstream.changes import ChangeTracker
     from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -64,7 +65,7 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
         raise MCPError(code=-32002, message="Unknown resource")
 
     listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown,
-                               lambda: lambda server: True)
+                               lambda: (Standing(lambda: None), lambda server: True))
     assert await listen._subscribe(uri) is None
 
     class Refusing:

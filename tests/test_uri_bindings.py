@@ -156,3 +156,51 @@ async def test_a_renamed_templates_resources_keep_its_name() -> None:
         b = gateway.manager.get("b")
         gateway.manager.resource_updated(b, "urn:item/k?v=1")
         assert updated == ["urn:b/item/k?v=1"]
+
+
+def many_resources(count: int) -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP("many")
+
+    def doc(n: int) -> Any:
+        return lambda: f"doc {n}"
+
+    for n in range(count):
+        server.resource(f"urn:doc/{n}", name=f"doc{n}")(doc(n))
+    return server
+
+
+async def test_an_unknown_uri_is_looked_up_without_normalizing_every_bound_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read of a URI nothing exposes looked for it among the bound URIs by normalizing
+    each (``NameBook.binding``), and for what was meant among the listed resources by
+    normalizing each one's upstream URI (``unknown._meant_uri``): two pydantic URL parses
+    per resource the gateway exposes, on every such read.  Both are index lookups now
+    (the view's index made once per catalog generation, on its first unknown read), with
+    the same answers: a bound URI in another form, and the URI meant."""
+    from fast_mcp_gateway.routing import bindings, view
+
+    gateway = make_gateway({"many": memory_entry("many")}, {"many": many_resources(300)})
+    parsed: list[str] = []
+    normalize = view.normalize_uri
+
+    def counted(uri: str) -> str:
+        parsed.append(uri)
+        return normalize(uri)
+
+    async with Client(gateway.server) as client:
+        assert len(await client.list_resources()) == 300
+        for module in (bindings, view):
+            monkeypatch.setattr(module, "normalize_uri", counted)
+        for _ in range(2):
+            parsed.clear()
+            with pytest.raises(MCPError) as refused:
+                await read(client, "urn:doc/7")   # its upstream URI: the namespace missing
+            assert "did you mean 'urn:many/doc/7'" in str(refused.value)
+        assert len(parsed) <= 4, len(parsed)
+        book = gateway.manager.names
+        parsed.clear()
+        assert book.binding("resource", "nowhere://x") is None
+        assert len(parsed) <= 1, len(parsed)
+        # A bound URI in a form that normalizes alike is still found.
+        found = book.binding("resource", "URN:many/doc/7")
+        assert found is not None and found.original == "urn:doc/7", found

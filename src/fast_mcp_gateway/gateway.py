@@ -202,9 +202,9 @@ class Gateway:
             self.server)
 
     def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
-        """A reload that changes ``gateway.admin`` changes which ``gateway_*`` tools are
-        listed and found: lists are rebuilt (the express lane's encoded ones too) and
-        hosts are told, as for any catalog change."""
+        """A changed ``gateway.admin`` changes which ``gateway_*`` tools are listed and
+        found (lists rebuilt, the lane's too; hosts told, as for any catalog change)."""
+        self.hub.standings_changed()   # listen streams of a token it removed are closed
         if old.admin != new.admin:
             self.provider.invalidate()
             self.hub.changed({"tools"})

@@ -7,11 +7,12 @@ tokens and JWTs; a stdio gateway's one host is ``LOCAL``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 
-__all__ = ["LOCAL", "Principal"]
+__all__ = ["LOCAL", "Principal", "Standing"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,21 @@ class Principal:
 
 LOCAL = Principal(name="local", scopes=frozenset(SCOPES), kind="local")
 """The host that launched a stdio gateway (trusted: it could run the command itself)."""
+
+
+def _never() -> float | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A caller as a lookup for later: ``standing()`` is its principal as the running
+    config has it then, ``None`` once its credential no longer stands (a static token a
+    reload removed, a JWT that expired).  ``remaining()``: the seconds until it ends by
+    itself (a JWT's expiry), ``None`` when only a reload can end it."""
+
+    lookup: Callable[[], Principal | None]
+    remaining: Callable[[], float | None] = _never
+
+    def __call__(self) -> Principal | None:
+        return self.lookup()

@@ -68,7 +68,7 @@ from fast_mcp_gateway.front.outcomes import (
     failure_of,
 )
 from fast_mcp_gateway.front.remembered import Remembered
-from fast_mcp_gateway.principal import LOCAL, Principal
+from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
@@ -101,7 +101,7 @@ The gateway's assembly injects HTTP's (``http/access.py``: the verified token, o
 the anonymous policy); the default is ``LOCAL``, the stdio host."""
 
 
-PrincipalStanding = Callable[[], Callable[[], Principal | None]]
+PrincipalStanding = Callable[[], Standing]
 """The caller of the request being served as a lookup for later (``None``: it may use
 nothing now): what its session is sent between its requests is filtered by the caller
 as the running config has it then.  HTTP's (``Access.standing``) follows a static
@@ -275,9 +275,9 @@ class CallPipeline:
         # The redaction keys, and per exposed tool whether its schema names a credential.
         self._credential_tools: tuple[tuple[str, ...], Remembered[Any, bool]] | None = None
 
-    def _standing_now(self) -> Callable[[], Principal | None]:
+    def _standing_now(self) -> Standing:
         principal = self.resolve_principal()
-        return lambda: principal
+        return Standing(lambda: principal)
 
     @property
     def parking(self) -> Parking | None:

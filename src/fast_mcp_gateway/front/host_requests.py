@@ -10,16 +10,19 @@ the answer is "Unknown ...", as for lists) and asks that server with its own nam
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import mcp_types as types
 from fastmcp import FastMCP
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import connection_of, low_level_server
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.server import caller_may_use
@@ -29,10 +32,15 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.hub import FrontHub
     from fast_mcp_gateway.front.provider import GatewayProvider
     from fast_mcp_gateway.front.server import StartupGate
+    from fast_mcp_gateway.principal import Standing
     from fast_mcp_gateway.routing.manager import UpstreamManager
     from fast_mcp_gateway.routing.service import Service
 
 logger = logging.getLogger(__name__)
+
+LET_GO_BUDGET = 4.0
+"""Seconds the upstream unsubscriptions of a host that left may take: they run in the
+closing connection's cleanup, which the SDK bounds at 5 s."""
 
 
 class HostRequests:
@@ -50,15 +58,19 @@ class HostRequests:
         low = low_level_server(server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            SubscribingListen(self._hub, self._resource_origin,
-                              lambda: caller_may_use(self._provider)),
-        )
+            SubscribingListen(self._hub, self._resource_origin, self._caller))
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
         low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
                                 self._on_unsubscribe)
         low.add_request_handler("completion/complete", types.CompleteRequestParams,
                                 self._on_complete)
+
+    def _caller(self) -> tuple[Standing, Callable[[str], bool]]:
+        """The current request's caller for later: its standing, and whether it may use
+        a server (``caller_may_use``)."""
+        standing = self._provider.pipeline.standing()
+        return standing, caller_may_use(self._provider, standing)
 
     def _visible(self, server: str) -> bool:
         """Whether the caller reaches ``server``'s resources and completions: its own
@@ -100,8 +112,26 @@ class HostRequests:
         except UpstreamError as exc:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         self._hub.subscribe(uri, connection_of(ctx.session), upstream.name,
-                            caller_may_use(self._provider))
+                            caller_may_use(self._provider),
+                            functools.partial(self._let_go, uri, upstream, original))
         return types.EmptyResult()
+
+    async def _let_go(self, uri: str, upstream: Service, original: str) -> None:
+        """Unsubscribe ``upstream`` from ``original``: the last host subscribed to ``uri``
+        left without unsubscribing.  Not if a reload removed or replaced the server (its
+        sessions, and their subscriptions, are gone); a failure is logged."""
+        if self._manager.services.get(upstream.name) is not upstream:
+            return
+        failure = f"no answer within {LET_GO_BUDGET:g}s"
+        with anyio.move_on_after(LET_GO_BUDGET):
+            try:
+                await upstream.unsubscribe(original)
+                return
+            except (UpstreamError, MCPError) as exc:
+                failure = str(exc)
+        logger.warning("could not unsubscribe upstream '%s' from %s after the last host "
+                       "subscribed to it left: %s (it may go on sending updates, which "
+                       "reach nobody)", upstream.name, logged_name(uri), failure)
 
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -23,6 +23,7 @@ from mcp.server.subscriptions import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
@@ -30,6 +31,10 @@ LIST_CHANGED_PAUSE = 0.5
 """Seconds between two ``list_changed`` announcements: a server changing its list in a
 loop (~20 a second) made hosts re-list as often; now they re-list twice a second at
 most, and the last change is always announced."""
+
+
+Release = Callable[[], Coroutine[Any, Any, None]]
+"""Lets go of a URI's subscription upstream (logs, never raises, a failure)."""
 
 
 def _every_server(_server: str) -> bool:
@@ -52,6 +57,11 @@ class FrontHub:
     request only), if their caller may use the server (a token's ``servers``, asked
     at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
+
+    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
+    connection closes (``subscribe``); a listen stream until its host leaves or its
+    caller's credential no longer stands (``standing_ended``).  Either way the upstream
+    is unsubscribed when nobody holds the URI any more.
     """
 
     def __init__(self) -> None:
@@ -60,6 +70,12 @@ class FrontHub:
         # uri -> subscribed connection -> the resource's server (its caller may use it?)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
+        self.streams = 0   # 2026-07-28 listen streams open now
+        # uri -> how to let go of its upstream subscription once its last host left
+        self._releases: dict[str, Release] = {}
+        # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
+        self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
+            weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
         self.clock: Callable[[], float] = time.monotonic   # tests stop it
@@ -70,6 +86,9 @@ class FrontHub:
             weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
+        self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
+        # waits out the rest of a credential's time (a JWT's): tests hold it
+        self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
     def track(self, connection: Connection | None, *, sole_host: bool = False,
               may_use: Callable[[str], bool] | None = None) -> None:
@@ -94,13 +113,41 @@ class FrontHub:
         self._wake.set()
 
     def subscribe(self, uri: str, connection: Connection | None, server: str,
-                  may_use: Callable[[str], bool] | None = None) -> None:
+                  may_use: Callable[[str], bool] | None = None,
+                  release: Release | None = None) -> None:
         """``connection`` is told of updates to ``uri`` (of ``server``) while its caller
-        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's)."""
-        if connection is not None:
-            self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
-            if may_use is not None:
-                self._may_use[connection] = may_use
+        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's).
+
+        When the connection closes (a stdio host exits, an HTTP session is deleted or
+        expires, an SSE connection drops: the SDK unwinds its ``exit_stack``), it is
+        unsubscribed from each URI it still holds, and ``release`` (the latest given
+        for ``uri``) lets go of the upstream's subscription if nobody else holds it."""
+        if connection is None:
+            return
+        self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+        if may_use is not None:
+            self._may_use[connection] = may_use
+        if release is not None:
+            self._releases[uri] = release
+        held = self._held.get(connection)
+        if held is None:
+            held = self._held[connection] = set()
+            connection.exit_stack.push_async_callback(self._left, weakref.ref(connection))
+        held.add(uri)
+
+    async def _left(self, gone: weakref.ref[Connection]) -> None:
+        """A subscribed host's connection closed: let go of what it held."""
+        connection = gone()
+        if connection is None:
+            return
+        releases: list[Release] = []
+        for uri in sorted(self._held.pop(connection, ())):
+            release = self._releases.get(uri)
+            if self.unsubscribe(uri, connection) and release is not None:
+                releases.append(release)
+        async with anyio.create_task_group() as tg:   # side by side: one budget for all
+            for release in releases:
+                tg.start_soon(release)
 
     def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
         """A request of a host this hub sends to between its requests: its caller's
@@ -122,9 +169,17 @@ class FrontHub:
         subs = self._subscribers.get(uri)
         if subs is not None and connection is not None:
             subs.pop(connection, None)
+            self._held.get(connection, set()).discard(uri)
         if subs is not None and not subs:
             del self._subscribers[uri]
-        return uri not in self._subscribers and uri not in self._listening
+        return self._vacated(uri)
+
+    def _vacated(self, uri: str) -> bool:
+        """Whether nobody holds ``uri`` now (its release is forgotten then)."""
+        if uri in self._subscribers or uri in self._listening:
+            return False
+        self._releases.pop(uri, None)
+        return True
 
     def listen(self, uri: str) -> None:
         """A 2026-07-28 listen stream covers ``uri`` (its events come from ``bus``)."""
@@ -137,7 +192,30 @@ class FrontHub:
             self._listening[uri] = left
         else:
             self._listening.pop(uri, None)
-        return uri not in self._subscribers and uri not in self._listening
+        return self._vacated(uri)
+
+    def standings_changed(self) -> None:
+        """A reload changed ``gateway.auth``: whoever waits in ``standing_ended`` looks
+        at its caller's standing again."""
+        self._standings.set()
+        self._standings = anyio.Event()
+
+    async def standing_ended(self, standing: Standing) -> None:
+        """Return once ``standing`` ends (its credential was removed by a reload, or
+        expired), looked at again at each ``standings_changed`` and once its
+        ``remaining`` time is over (``expiry``)."""
+        while standing() is not None:
+            changed, remaining = self._standings, standing.remaining()
+            async with anyio.create_task_group() as tg:
+
+                async def expire(rest: float) -> None:
+                    await self.expiry(rest)
+                    tg.cancel_scope.cancel()
+
+                if remaining is not None:
+                    tg.start_soon(expire, max(remaining, 0.0))
+                await changed.wait()
+                tg.cancel_scope.cancel()
 
     def changed(self, kinds: set[str]) -> None:
         self._lists |= kinds

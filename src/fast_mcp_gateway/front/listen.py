@@ -18,6 +18,12 @@ running config has it (``may_use``, asked per event: a reload that narrows a tok
 SDK's handler registers each stream's listener on the bus from the stream's own task:
 ``_StreamBus`` wraps that listener in the stream's filter (``_KEEP``), and the one
 handler keeps its limit on open streams.
+
+A stream ends when its caller's credential no longer stands (``FrontHub.standing_ended``:
+a reload removed the token from ``gateway.auth``, or its JWT expired): it would deliver
+nothing more, yet hold its slot and its upstream subscriptions until the host left.  The
+host is sent the stream's result, the spec's graceful close; a new request with that
+credential is refused (401) as any is.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import (
+    SUBSCRIPTION_ID_META_KEY,
     ListenHandler,
     ResourceUpdated,
     ServerEvent,
@@ -41,6 +48,7 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
 
 logger = logging.getLogger(__name__)
@@ -78,15 +86,16 @@ class SubscribingListen:
     """The ``subscriptions/listen`` request handler (see the module docstring).
 
     ``origin(uri)`` maps an exposed URI to its service and the upstream's URI, raising
-    ``MCPError`` when the caller has no such resource; ``may_use()``, asked in the
-    request, whether its caller may use a server when asked (``caller_may_use``).
+    ``MCPError`` when the caller has no such resource; ``caller()``, asked in the
+    request, its caller's standing and whether it may use a server when asked
+    (``caller_may_use``).
     """
 
     def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]],
-                 may_use: Callable[[], Callable[[str], bool]]) -> None:
+                 caller: Callable[[], tuple[Standing, Callable[[str], bool]]]) -> None:
         self._hub = hub
         self._origin = origin
-        self._may_use = may_use
+        self._caller = caller
         self._handler = ListenHandler(_StreamBus(hub.bus))
 
     async def __call__(self, ctx: ServerRequestContext[Any],
@@ -104,7 +113,8 @@ class SubscribingListen:
                 params = params.model_copy(update={"notifications": params.notifications
                                                    .model_copy(update={
                                                        "resource_subscriptions": honored})})
-            may_use, servers = self._may_use(), {uri: s.name for uri, s, _ in held}
+            standing, may_use = self._caller()
+            servers = {uri: s.name for uri, s, _ in held}
 
             def keep(event: ServerEvent) -> bool:
                 server = servers.get(event.uri) if isinstance(event, ResourceUpdated) else None
@@ -112,7 +122,7 @@ class SubscribingListen:
 
             token = _KEEP.set(keep)
             try:
-                return await self._handler(ctx, params)
+                return await self._while_standing(ctx, params, standing)
             finally:
                 _KEEP.reset(token)
         finally:
@@ -124,6 +134,39 @@ class SubscribingListen:
                         except (UpstreamError, MCPError) as exc:
                             logger.debug("unsubscribe %s upstream failed: %s",
                                          logged_name(uri), exc)
+
+    async def _while_standing(self, ctx: ServerRequestContext[Any],
+                              params: types.SubscriptionsListenRequestParams,
+                              standing: Standing) -> types.SubscriptionsListenResult:
+        """The SDK's stream, ended (with its result: a graceful close) once ``standing``
+        ends."""
+        principal = standing()
+        done: list[types.SubscriptionsListenResult] = []
+        failed: list[Exception] = []
+        self._hub.streams += 1
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def end_with_standing() -> None:
+                    await self._hub.standing_ended(standing)
+                    logger.info("subscriptions/listen: closed stream %r: the credential of "
+                                "its caller%s no longer stands (removed from gateway.auth "
+                                "by a reload, or expired)", ctx.request_id,
+                                f" '{principal.name}'" if principal is not None else "")
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(end_with_standing)
+                try:  # re-raised as is below, not wrapped in the task group's ExceptionGroup
+                    done.append(await self._handler(ctx, params))
+                except Exception as exc:  # noqa: BLE001 - handed on unchanged
+                    failed.append(exc)
+                tg.cancel_scope.cancel()
+        finally:
+            self._hub.streams -= 1
+        if failed:
+            raise failed[0]
+        return done[0] if done else types.SubscriptionsListenResult(
+            _meta={SUBSCRIPTION_ID_META_KEY: ctx.request_id})
 
     async def _subscribe(self, uri: str) -> tuple[Service, str] | None:
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines

@@ -53,6 +53,7 @@ from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.front.unknown import Kind
+from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -251,12 +252,16 @@ class GatewayServer(PreferredToolServer):
             raise ToolError(self._unknown("tool", name, arguments)) from None
 
 
-def caller_may_use(provider: GatewayProvider) -> Callable[[str], bool]:
+def caller_may_use(provider: GatewayProvider, standing: Standing | None = None
+                   ) -> Callable[[str], bool]:
     """Whether the caller of the current request may use a server, asked whenever the
-    result is called (``CallPipeline.standing``: a reload that narrows a token's
-    ``servers`` narrows it at once), within the request's profile: what its session
-    is sent between its requests (logs, resource updates) is filtered by it."""
-    standing, active = provider.pipeline.standing(), provider.active_profile()
+    result is called (``CallPipeline.standing``, or ``standing`` if given: a reload that
+    narrows a token's ``servers`` narrows it at once), within the request's profile:
+    what its session is sent between its requests (logs, resource updates) is filtered
+    by it."""
+    if standing is None:
+        standing = provider.pipeline.standing()
+    active = provider.active_profile()
 
     def may_use(server: str) -> bool:
         principal = standing()

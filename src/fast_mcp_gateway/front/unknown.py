@@ -28,7 +28,7 @@ from typing import Literal
 from fastmcp.resources.template import match_uri_template
 
 from fast_mcp_gateway.routing.naming import namespace_uri
-from fast_mcp_gateway.routing.view import CatalogView, normalize_uri
+from fast_mcp_gateway.routing.view import CatalogView
 
 Kind = Literal["tool", "prompt", "resource"]
 _LISTS: dict[str, str] = {"tool": "tools/list lists them", "prompt": "prompts/list lists them",
@@ -170,9 +170,8 @@ def _moved(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[s
 def _meant_uri(uri: str, view: CatalogView, namespaces: Mapping[str, str]) -> list[str]:
     """``uri`` with a usable server's namespace put in, where that names a resource or
     matches a template of that server."""
-    meant = [exposed for exposed, (origin, _) in view.resources.items()
-             if origin.server in namespaces
-             and uri in (origin.original, normalize_uri(origin.original))]
+    meant = [exposed for exposed in view.resources_at(uri)
+             if view.resources[exposed][0].server in namespaces]
     for server, namespace in namespaces.items():
         if len(meant) >= _MEANT:
             break

@@ -19,7 +19,6 @@ tools get it injected as their principal resolver.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
-from fast_mcp_gateway.principal import LOCAL, Principal
+from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 
 ANONYMOUS = Principal(name="anonymous", scopes=frozenset({"tools"}), kind="anonymous")
 """A caller of an HTTP gateway without ``gateway.auth``: may read and call, not manage."""
@@ -132,7 +131,7 @@ class Access:
             return ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else ANONYMOUS
         return NOBODY
 
-    def standing(self) -> Callable[[], Principal | None]:
+    def standing(self) -> Standing:
         """``current`` as a lookup for later, looked up again whenever it is called: a
         static token's principal as the running ``gateway.auth`` has it then (None once
         a reload removed the token: ``GatewayVerifier.standing``); a JWT's (its claims
@@ -141,7 +140,7 @@ class Access:
         principal = self.current()
         token = get_access_token() if lane_principal.get() is None else None
         if self.verifier is None or token is None or principal.kind not in ("token", "jwt"):
-            return lambda: principal
+            return Standing(lambda: principal)
         if principal.kind == "jwt":
             return self.verifier.jwt_standing(principal, token.expires_at)
         return self.verifier.standing(token.token)

@@ -29,7 +29,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, T
 
 from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
-from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.principal import Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
 
 if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and JWE)
@@ -119,7 +119,7 @@ class GatewayVerifier(TokenVerifier):
         """JWTs remembered now (bounded by ``jwt_cache_size``)."""
         return len(self._jwt_cache)
 
-    def standing(self, token: str) -> Callable[[], Principal | None]:
+    def standing(self, token: str) -> Standing:
         """A lookup of static ``token``'s principal as the running ``gateway.auth`` has
         it whenever the lookup is called: a reload that narrows the token's scopes or
         servers narrows it, one that removes (rotates) the token makes it None.  Only
@@ -135,13 +135,13 @@ class GatewayVerifier(TokenVerifier):
             return Principal(name=entry.name, scopes=_scopes(entry.scopes),
                              servers=None if entry.servers is None else frozenset(entry.servers))
 
-        return lookup
+        return Standing(lookup)
 
-    def jwt_standing(self, principal: Principal, expires_at: float | None
-                     ) -> Callable[[], Principal | None]:
+    def jwt_standing(self, principal: Principal, expires_at: float | None) -> Standing:
         """``standing`` for a verified JWT's ``principal`` (its claims name its servers,
-        not the config): None once it expires by this gateway's clock, or a reload
-        changes how JWTs are taken (``jwt`` removed, or its key, issuer, audience...)."""
+        not the config): None once it expires by this gateway's clock (``remaining``
+        says when), or a reload changes how JWTs are taken (``jwt`` removed, or its key,
+        issuer, audience...)."""
         self._follow_reloads()
         taken = self._jwt_config
 
@@ -152,7 +152,10 @@ class GatewayVerifier(TokenVerifier):
                 return None
             return principal
 
-        return lookup
+        def remaining() -> float | None:
+            return None if expires_at is None else expires_at - self._clock()
+
+        return Standing(lookup, remaining)
 
     async def principal(self, token: str) -> Principal | None:
         """The ``Principal`` of ``token``, or None (a 401): ``verify_token`` and

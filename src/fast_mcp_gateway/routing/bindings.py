@@ -54,7 +54,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import (
+    Callable,
+    Collection,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 
 import anyio
 import anyio.abc
@@ -89,12 +98,62 @@ def _storable(binding: NameBinding) -> bool:
                for text in (binding.exposed, binding.original))
 
 
+class Bindings(MutableMapping[tuple[str, str], NameBinding]):
+    """(kind, exposed) -> binding, in insertion order, with the resource URIs indexed by
+    their normalized form: a URI no binding has as written (a host's read of a URI
+    nothing exposes, in any form) is looked up without normalizing every bound one."""
+
+    def __init__(self, rows: Iterable[tuple[tuple[str, str], NameBinding]] = ()) -> None:
+        self._rows: dict[tuple[str, str], NameBinding] = {}
+        self._normal: dict[str, str] = {}   # a bound resource URI -> its normalized form
+        # normalized form -> the bound URIs of that form, in insertion order (a dict as
+        # an ordered set: the first is the one a scan of the rows would meet first)
+        self._by_normal: dict[str, dict[str, None]] = {}
+        self.update(rows)
+
+    def __getitem__(self, key: tuple[str, str]) -> NameBinding:
+        return self._rows[key]
+
+    def __setitem__(self, key: tuple[str, str], binding: NameBinding) -> None:
+        if key not in self._rows and key[0] == "resource":
+            normal = self._normal[key[1]] = normalize_uri(key[1])
+            self._by_normal.setdefault(normal, {})[key[1]] = None
+        self._rows[key] = binding
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        del self._rows[key]
+        if key[0] == "resource":
+            normal = self._normal.pop(key[1])
+            same = self._by_normal[normal]
+            del same[key[1]]
+            if not same:
+                del self._by_normal[normal]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def items(self) -> ItemsView[tuple[str, str], NameBinding]:
+        return self._rows.items()   # the dict's own (fast) views: every build walks them
+
+    def values(self) -> ValuesView[NameBinding]:
+        return self._rows.values()
+
+    def resource(self, normalized: str) -> NameBinding | None:
+        """The first bound resource URI (in insertion order) whose normalized form is
+        ``normalized``."""
+        same = self._by_normal.get(normalized)
+        return None if same is None else self._rows[("resource", next(iter(same)))]
+
+
 class NameBook:
     """The bindings (see the module docstring) and the writes queued for the store."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock   # unix seconds: when a name was bound, or last offered
-        self.bound: dict[tuple[str, str], NameBinding] = {}   # (kind, exposed) ->
+        self.bound = Bindings()   # (kind, exposed) -> its binding
         self.persistent = False   # a store is attached: ``keep`` writes the queue
         self.deferred = False   # names given now are not bound yet (start-up: module doc)
         self._claims: dict[tuple[str, str], NameBinding] = {}
@@ -112,21 +171,20 @@ class NameBook:
         """Take the store's bindings over the book's (the store's win a conflict; a
         binding the store lacks is kept); returns whether any binding changed."""
         rows = list(rows)
-        before = dict(self.bound)
+        before = dict(self.bound.items())
         taken = {(r.kind, r.server, r.original) for r in rows}
-        self.bound = {k: b for k, b in self.bound.items()
-                      if (b.kind, b.server, b.original) not in taken}
+        for key in [k for k, b in self.bound.items()
+                    if (b.kind, b.server, b.original) in taken]:
+            del self.bound[key]   # (its row is added again, at the end, as the others)
         self.bound.update(((r.kind, r.exposed), r) for r in rows)
-        return self.bound != before
+        return dict(self.bound.items()) != before
 
     def binding(self, kind: str, exposed: str) -> NameBinding | None:
         """The component ``exposed`` belongs to, if it was ever given (a resource URI
         in any form that normalizes alike: hosts read the form the list shows)."""
         found = self.bound.get((kind, exposed))
         if found is None and kind == "resource":
-            uri = normalize_uri(exposed)
-            found = next((b for (k, e), b in self.bound.items()
-                          if k == kind and normalize_uri(e) == uri), None)
+            found = self.bound.resource(normalize_uri(exposed))
         return found
 
     def allocate(self, kind: NameKind, entries: Iterable[tuple[str, str, str]], *,

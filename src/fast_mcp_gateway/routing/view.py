@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import mcp_types as types
@@ -49,6 +50,22 @@ class CatalogView:
         if kind in ("tool", "prompt"):
             return name in (self.tools if kind == "tool" else self.prompts)
         return name in self.resources or normalize_uri(name) in self.resources
+
+    @cached_property
+    def _by_original(self) -> dict[str, list[str]]:
+        """An upstream's own resource URI, as written and normalized -> the exposed URIs
+        of the resources it is the URI of, in list order (made on the first lookup: a
+        generation's resources do not change)."""
+        index: dict[str, list[str]] = {}
+        for exposed, (origin, _) in self.resources.items():
+            for form in dict.fromkeys((origin.original, normalize_uri(origin.original))):
+                index.setdefault(form, []).append(exposed)
+        return index
+
+    def resources_at(self, original: str) -> list[str]:
+        """The exposed URIs of the resources whose upstream URI is ``original`` (as their
+        server wrote it, or normalized), in list order."""
+        return self._by_original.get(original, [])
 
     def templated_uri(self, server: str, uri: str, namespace: str) -> str:
         """How hosts name ``server``'s resource ``uri`` that no list names: as the

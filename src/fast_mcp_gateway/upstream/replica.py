@@ -453,9 +453,13 @@ class Upstream:
             await session.send_notification(types.RootsListChangedNotification())
 
     async def unsubscribe(self, uri: str) -> None:
+        """No longer receive ``resource_updated`` for ``uri``; without a session now, the
+        subscription ended with the last one (and is not replayed on the next)."""
         self._changes.discard(uri)
         if self.is_modern:
             self._changes.relisten()
+            return
+        if self.session is None:
             return
 
         async def op(session: ClientSession) -> Any:

@@ -1,0 +1,72 @@
+"""A handshake-era upstream that records the resource subscriptions it is asked for
+(tests/test_subscription_lifetimes.py).
+
+``watch://counter`` is updated by ``bump`` for its subscribers; ``seen(count)`` answers
+the ``resources/subscribe`` and ``resources/unsubscribe`` requests it got, in order
+(``subscribe <uri>``, ``unsubscribe <uri>``), once there are at least ``count``: it
+waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
+``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error.
+"""
+
+import sys
+from typing import Any
+
+import anyio
+import mcp_types as types
+from fastmcp import FastMCP
+from mcp.shared.exceptions import MCPError
+
+mcp = FastMCP("watched")
+seen: list[str] = []
+more = {"event": anyio.Event()}
+subscribers: list[Any] = []
+
+
+@mcp.resource("watch://counter")
+def counter() -> str:
+    return str(len(seen))
+
+
+@mcp.tool
+async def bump() -> str:
+    for connection in subscribers:
+        await connection.send_resource_updated("watch://counter")
+    return "bumped"
+
+
+@mcp.tool(name="seen")
+async def seen_requests(count: int = 0) -> list[str]:
+    with anyio.fail_after(60):
+        while len(seen) < count:
+            await more["event"].wait()
+    return list(seen)
+
+
+def _saw(what: str) -> None:
+    seen.append(what)
+    more["event"].set()
+    more["event"] = anyio.Event()
+
+
+async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    subscribers.append(ctx.session._connection)
+    _saw(f"subscribe {params.uri}")
+    return types.EmptyResult()
+
+
+async def _on_unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    _saw(f"unsubscribe {params.uri}")
+    if "--refuse-unsubscribe" in sys.argv:
+        raise MCPError(code=types.INTERNAL_ERROR, message="unsubscribe refused on purpose")
+    subscribers.clear()
+    return types.EmptyResult()
+
+
+low = mcp._mcp_server
+low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _on_subscribe)
+low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                        _on_unsubscribe)
+
+
+if __name__ == "__main__":
+    mcp.run(show_banner=False, log_level="WARNING")

@@ -345,12 +345,10 @@ class GatewayProvider(Provider):
                                                f"{e.error}" for n, e in invalid.items()}})
 
     def unknown_call(self, kind: Kind | str, name: str, arguments: Any = None) -> str:
-        """``unknown``'s answer to a call, read or get of ``name`` that is refused for
-        it, counted (``unknown_calls``: no server takes it, so no call metric does) and
-        recorded (``CallPipeline.unknown_called``)."""
+        """``unknown``'s answer to a call, read or get of ``name`` refused for it,
+        counted (no call metric sees it) and recorded (``CallPipeline.unknown_called``)."""
         self.unknown_calls[kind] = self.unknown_calls.get(kind, 0) + 1
-        answer = self.unknown(kind, name)
-        self.pipeline.unknown_called(kind, name, arguments, answer)
+        self.pipeline.unknown_called(kind, name, arguments, answer := self.unknown(kind, name))
         return answer
 
     def callable_tool(self, name: str) -> GatewayTool | None:

@@ -26,7 +26,7 @@ from fastmcp.exceptions import ToolError
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.config.registrations import TOMBSTONE
-from fast_mcp_gateway.store import StoreUnavailable, open_store
+from fast_mcp_gateway.store import Invocation, StoreUnavailable, open_store
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.postgres import PostgresStore
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
@@ -180,6 +180,41 @@ async def test_a_newer_schema_is_refused_by_name(pg_url: str) -> None:
     await store.close()
     with pytest.raises(Exception, match="schema version 99 is newer than this gateway"):
         await open_store(pg_url)
+
+
+@pytest.mark.parametrize("claim", [True, False])
+async def test_a_rolling_upgrade_keeps_older_gateways_when_the_migration_says_so(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        claim: bool) -> None:
+    """A newer build's migration that only adds (a column, a table) marks the database
+    usable by this build's gateways: one restarted mid-upgrade comes back (with a
+    warning) and its records still read back; without the mark it is refused, saying
+    which gateways may use it."""
+    ours, future = schema.SCHEMA_VERSION, schema.SCHEMA_VERSION + 1
+    with monkeypatch.context() as newer:  # the next release, migrating first
+        newer.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, (future, """
+            ALTER TABLE invocations ADD COLUMN cost DOUBLE PRECISION;
+            CREATE TABLE budgets (server TEXT PRIMARY KEY, per_day DOUBLE PRECISION);
+            """)])
+        newer.setattr(schema, "SCHEMA_VERSION", future)
+        newer.setattr(schema, "READABLE_FROM", {future: ours} if claim else {})
+        await (await open_store(pg_url)).close()
+    if not claim:
+        with pytest.raises(Exception, match=rf"schema version {future} is newer than this "
+                                            rf"gateway understands \({ours}\) \(gateways "
+                                            rf"from schema {future} on may use it\)"):
+            await open_store(pg_url)
+        return
+    store = await open_store(pg_url)  # this build, restarted mid-upgrade
+    try:
+        assert f"marked it usable from version {ours}" in caplog.text
+        record = Invocation(id="r1", trace_id="t", client="c", kind="tool", exposed="a_x",
+                            server="a", original="x", started_at=1.0, duration_ms=2.0,
+                            status="success")
+        await store.add_invocations([record])
+        assert (await store.invocations())[0] == [record]
+    finally:
+        await store.close()
 
 
 def _gateway(url: str, instance: str) -> Gateway:

@@ -76,6 +76,36 @@ async def test_memory_is_refused_and_unusable_files_are_clear_errors(tmp_path: P
         await SQLiteStore.open(other)
 
 
+@pytest.mark.parametrize("claim", [True, False])
+async def test_a_rolling_upgrade_keeps_older_gateways_when_the_migration_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        claim: bool) -> None:
+    """As on PostgreSQL (tests/test_postgres.py): a newer build's adding migration
+    marks the file usable by this build, which then opens it and keeps its records."""
+    path = tmp_path / "gateway.db"
+    ours, future = store_module.SCHEMA_VERSION, store_module.SCHEMA_VERSION + 1
+    with monkeypatch.context() as newer:
+        newer.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, (future, """
+            ALTER TABLE invocations ADD COLUMN cost REAL;
+            CREATE TABLE budgets (server TEXT PRIMARY KEY, per_day REAL);
+            """)])
+        newer.setattr(store_module, "SCHEMA_VERSION", future)
+        newer.setattr(store_module, "READABLE_FROM", {future: ours} if claim else {})
+        await (await SQLiteStore.open(path)).close()
+    if not claim:
+        with pytest.raises(StorageError, match=rf"schema version {future} is newer than "
+                                               rf"this gateway understands \({ours}\)"):
+            await SQLiteStore.open(path)
+        return
+    store = await SQLiteStore.open(path)
+    try:
+        assert f"marked it usable from version {ours}" in caplog.text
+        await store.add_invocations([inv(1)])
+        assert [r.id for r in (await store.invocations())[0]] == [inv(1).id]
+    finally:
+        await store.close()
+
+
 def test_the_written_out_columns_are_what_the_migrations_build() -> None:
     """``COLUMNS`` (checked at each open) against ``MIGRATIONS`` run on an empty
     database: a migration that adds a table or a column must add it there too."""

@@ -21,6 +21,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from fast_mcp_gateway.store import schema_readers
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
@@ -222,6 +223,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+READABLE_FROM: dict[int, int] = {}
+"""Migrations that leave the database usable by older gateways: version -> the oldest
+schema version whose gateways may use it (``schema_readers``).  Only a migration that
+adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
@@ -250,10 +255,13 @@ async def migrate(conn: asyncpg.Connection, where: str) -> int:
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
         await conn.execute(_BOOKKEEPING)
+        await conn.execute(schema_readers.CREATE)
         version = await schema_version(conn)
-        if version > SCHEMA_VERSION:
-            raise StorageError(f"{where}: schema version {version} is newer than this "
-                               f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
+        readable_from = await conn.fetchval(
+            f"SELECT readable_from FROM {schema_readers.TABLE} WHERE version = $1", version)
+        problem = schema_readers.refusal(where, version, readable_from, SCHEMA_VERSION)
+        if problem is not None:
+            raise StorageError(problem)
         for target, script in MIGRATIONS:
             if target <= version:
                 continue
@@ -261,6 +269,8 @@ async def migrate(conn: asyncpg.Connection, where: str) -> int:
                 await conn.execute(_aggregate_tables(script))
                 await conn.execute("INSERT INTO gateway_schema (version, applied_at)"
                                    " VALUES ($1, $2)", target, time.time())
+                await conn.execute(f"INSERT INTO {schema_readers.TABLE} VALUES ($1, $2)",
+                                   target, READABLE_FROM.get(target, target))
             version = target
         return version
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import aiosqlite
 
-from fast_mcp_gateway.store import sqlite_connection
+from fast_mcp_gateway.store import schema_readers, sqlite_connection
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.stats import HIST_COLUMNS
 
@@ -196,6 +196,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+READABLE_FROM: dict[int, int] = {}
+"""Migrations that leave the store usable by older gateways: version -> the oldest schema
+version whose gateways may use it (``schema_readers``).  Only a migration that adds
+(nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it)."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
@@ -264,7 +268,7 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
     # mark: 512 KiB cost ~0.4 MB of RSS more than 128 once full (issue 15).
     await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     version = await schema_version(db)
-    _refuse_newer(path, version)
+    await _refuse_newer(db, path, version)
     for target, script in MIGRATIONS:
         if target <= version:
             continue
@@ -273,10 +277,13 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
             # Another process opening the file at the same moment may have applied it
             # while this one waited for the write lock ("table ... already exists").
             version = await schema_version(db)
-            _refuse_newer(path, version)  # a newer gateway migrated it meanwhile
+            await _refuse_newer(db, path, version)  # a newer gateway migrated it meanwhile
             if target > version:
                 for statement in statements(script):
                     await db.execute(statement)
+                await db.execute(schema_readers.CREATE)
+                await db.execute(f"INSERT OR REPLACE INTO {schema_readers.TABLE} VALUES (?, ?)",
+                                 (target, READABLE_FROM.get(target, target)))
                 await db.execute(f"PRAGMA user_version = {target}")
                 version = target
             await db.execute("COMMIT")
@@ -286,10 +293,18 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
     await _check_columns(db, path)
 
 
-def _refuse_newer(path: str, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise StorageError(f"{path}: schema version {version} is newer than this "
-                           f"gateway understands ({SCHEMA_VERSION}); upgrade the gateway")
+async def _refuse_newer(db: aiosqlite.Connection, path: str, version: int) -> None:
+    if version <= SCHEMA_VERSION:
+        return
+    readable_from = None
+    if await (await db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (schema_readers.TABLE,))).fetchone():
+        row = await (await db.execute(f"SELECT readable_from FROM {schema_readers.TABLE}"
+                                      " WHERE version = ?", (version,))).fetchone()
+        readable_from = None if row is None else int(row[0])
+    problem = schema_readers.refusal(path, version, readable_from, SCHEMA_VERSION)
+    if problem is not None:
+        raise StorageError(problem)
 
 
 async def schema_version(db: aiosqlite.Connection) -> int:

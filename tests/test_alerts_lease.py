@@ -33,6 +33,17 @@ async def test_a_released_lease_is_free_for_the_next_holder_at_once(store: Store
 
 
 @pytest.mark.anyio
+async def test_leases_by_prefix(store: Store) -> None:  # noqa: F811
+    for name in ("instance:gw_1", "instance:gw%2", "alerts", "instancex"):
+        assert await store.hold_lease(name, f"h-{name}", 60)
+    found = await store.leases("instance:")
+    assert [(lease.name, lease.holder) for lease in found] == [
+        ("instance:gw%2", "h-instance:gw%2"), ("instance:gw_1", "h-instance:gw_1")]
+    assert await store.leases("instance:gw_") == found[1:]  # no wildcards
+    assert await store.leases("none:") == []
+
+
+@pytest.mark.anyio
 async def test_the_log_names_the_holder_and_when_its_lease_ends(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = await open_store(str(tmp_path / "gateway.db"))  # noqa: F811

@@ -29,9 +29,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from fast_mcp_gateway.admin import instance_lease
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
-from fast_mcp_gateway.admin.instance_lease import keep_instance_id
 from fast_mcp_gateway.admin.invalid import log_invalid
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
@@ -98,6 +98,9 @@ class ControlPlane:
         # The config file's (mtime, size) when last read (at start, or by any reload):
         # the watcher reloads only an edit nothing has read yet.
         self._read_stamp: tuple[int, int] | None = None
+        # This gateway on the store: its instance lease's holder (``instance_lease``).
+        self.holder = instance_lease.holder_of(config.source)
+        self.lease_tried = anyio.Event()  # the first attempt to take it is over (tests)
         self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
         self._feed_cursor = 0
@@ -158,7 +161,10 @@ class ControlPlane:
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
-        self._release_unknown_names({*self.config.servers, *(r.name for r in registrations)})
+        if not await instance_lease.others_running(store, self.holder,
+                                                   mask_text(self.settings.db or "the store")):
+            self._release_unknown_names({*self.config.servers,
+                                         *(r.name for r in registrations)})
         desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
@@ -210,8 +216,9 @@ class ControlPlane:
         tasks: list[Task] = []
         if self.store is not None:
             tasks += [self.health_log.run, self.follow_changes,
-                      functools.partial(keep_instance_id, lambda: self.store,
-                                        self.settings.instance_id),
+                      functools.partial(instance_lease.keep_instance_id, lambda: self.store,
+                                        self.settings.instance_id, self.holder,
+                                        self.lease_tried),
                       functools.partial(self.manager.eras.keep, lambda: self.store),
                       functools.partial(self.manager.names.keep, lambda: self.store,
                                         self.manager.refresh_catalog)]

@@ -1,4 +1,4 @@
-"""One gateway per ``--instance-id`` on a shared store: the ``instance:<id>`` lease.
+"""One gateway per ``--instance-id`` on a store: the ``instance:<id>`` lease.
 
 Two gateways started with one ``--instance-id`` (a copied unit file) both lead alerts
 (the ``alerts`` lease is held by instance id: each posts every webhook and history
@@ -9,6 +9,13 @@ released at a clean stop.  One that finds the lease held by another process says
 at WARNING, once, naming that process and the fix, and again when the id is its own
 (the other stopped, or was a predecessor killed without a clean stop).  Store failures
 are left to the change feed and the recorder to report.
+
+A SQLite file is one gateway's, but nothing stops a second from opening it: the default
+file is every gateway's that is given no ``--db`` (Claude Desktop's, and one started in
+a terminal to try something).  So the lease is held on every store, and its holder
+names the gateway's config file: ``others`` lists the gateways running on the store now,
+and a gateway finding one with another config file says what they share
+(``ControlPlane.attach``), and frees no server's names for being unknown to it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -25,6 +33,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.store.records import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +41,62 @@ TTL_SECONDS = 30.0
 RENEW_SECONDS = 10.0
 
 
-async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: str, *,
+PREFIX = "instance:"
+_CONFIG = re.compile(r" config (.*) #[0-9a-f]{6}\Z", re.S)
+
+
+def holder_of(config_source: str) -> str:
+    """This process as a lease holder: its host, pid and config file, and a nonce."""
+    source = os.path.abspath(config_source) if os.path.exists(config_source) else config_source
+    return (f"host {socket.gethostname()} pid {os.getpid()} config {source} "
+            f"#{secrets.token_hex(3)}")
+
+
+def config_of(holder: str) -> str | None:
+    """The config file a holder names (None: a holder from before it was named)."""
+    found = _CONFIG.search(holder)
+    return found[1] if found else None
+
+
+async def others(store: Store, holder: str) -> list[Lease]:
+    """The other gateways running on ``store`` now: their unexpired instance leases."""
+    now = time.time()
+    return [lease for lease in await store.leases(PREFIX)
+            if lease.holder != holder and lease.expires_at > now]
+
+
+async def others_running(store: Store, holder: str, where: str) -> bool:
+    """Whether other gateways run on ``store`` (``where``, as shown) now, or that cannot
+    be told; one serving another config file is warned of, with what they share."""
+    try:
+        running = await others(store, holder)
+    except StorageError:
+        return True  # nothing is decided on a guess
+    mine = config_of(holder)
+    alien = [o for o in running if config_of(o.holder) not in (mine, None)]
+    if alien:
+        logger.warning(
+            "another gateway runs on %s with another config file (%s): gateways on one "
+            "store share its runtime registrations (each runs the other's), route rules, "
+            "exposed names, call log and alerts; if this one serves something else, give "
+            "it a store of its own with --db PATH (or MCP_GATEWAY_DB)", where,
+            "; ".join(o.holder for o in alien[:3]))
+    return bool(running)
+
+
+async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: str,
+                           holder: str, tried: anyio.Event | None = None, *,
                            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                            ) -> None:
-    """Hold ``instance:<instance_id>`` until cancelled (see the module docstring)."""
-    name = f"instance:{instance_id}"
-    holder = f"host {socket.gethostname()} pid {os.getpid()} #{secrets.token_hex(3)}"
+    """Hold ``instance:<instance_id>`` as ``holder`` until cancelled (see the module
+    docstring); ``tried`` is set once the first attempt to take it is over."""
+    name = f"{PREFIX}{instance_id}"
     clash = False
     task_status.started()
     try:
         while True:
             store = store_of()
-            if store is not None and store.shared:
+            if store is not None:
                 try:
                     clash = await _hold(store, name, holder, instance_id, clash)
                 except StorageError:
@@ -51,10 +104,12 @@ async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: st
                 except Exception:  # a check must not stop the gateway (background group)
                     logger.exception("checking --instance-id %s failed; trying again",
                                      instance_id)
+            if tried is not None:
+                tried.set()
             await anyio.sleep(RENEW_SECONDS)
     finally:
         store = store_of()
-        if store is not None and store.shared:
+        if store is not None:
             # A failure leaves it to run out by itself.
             with anyio.move_on_after(2, shield=True), contextlib.suppress(StorageError):
                 await store.release_lease(name, holder)

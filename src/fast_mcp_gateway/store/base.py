@@ -265,6 +265,10 @@ class AlertStore(Protocol):
         """Who holds the lease ``name`` and until when (expired or not); None if nobody."""
         ...
 
+    async def leases(self, prefix: str) -> list[Lease]:
+        """Every lease whose name starts with ``prefix`` (expired or not), by name."""
+        ...
+
 
 class PinStore(Protocol):
     async def pins(self, server: str | None = None) -> list[PinRecord]:

@@ -382,6 +382,10 @@ class MemoryStore:
         current = self._leases.get(name)
         return None if current is None else Lease(name, *current)
 
+    async def leases(self, prefix: str) -> list[Lease]:
+        return [Lease(n, *held) for n, held in sorted(self._leases.items())
+                if n.startswith(prefix)]
+
 
 _Entry = TypeVar("_Entry", AuditEntry, HealthRecord, InspectionRecord, AlertEvent)
 

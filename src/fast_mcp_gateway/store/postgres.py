@@ -409,6 +409,12 @@ class PostgresStore(PgCallLog):
                                       name)
         return None if row is None else Lease(name, row[0], float(row[1]))
 
+    async def leases(self, prefix: str) -> list[Lease]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT name, holder, expires_at FROM leases"
+                                    " WHERE left(name, char_length($1)) = $1 ORDER BY name", prefix)
+        return [Lease(r[0], r[1], float(r[2])) for r in rows]
+
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None
                            ) -> list[AlertEvent]:

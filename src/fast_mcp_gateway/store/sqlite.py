@@ -436,6 +436,11 @@ class SQLiteStore:
             "SELECT holder, expires_at FROM leases WHERE name = ?", (name,))
         return next((Lease(name, h, e) for h, e in rows), None)
 
+    async def leases(self, prefix: str) -> list[Lease]:
+        rows = await self._db.rows("SELECT name, holder, expires_at FROM leases WHERE"
+                                   " substr(name, 1, ?) = ? ORDER BY name", (len(prefix), prefix))
+        return [Lease(n, h, e) for n, h, e in rows]
+
     async def _page(self, record: type[R], table: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None) -> list[R]:
         """Newest first, optionally one server's, older than ``before_id`` (id paging)."""

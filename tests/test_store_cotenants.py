@@ -1,0 +1,79 @@
+"""Two gateways on one SQLite file: the default store is every gateway's given no
+``--db`` (Claude Desktop's, and one started in a terminal with another config file).
+
+The second one freed the first one's exposed names at its start, as names of servers
+"removed while no gateway ran", while the first served them; and nothing said that the
+two share runtime registrations, routes, names, the call log and alerts.  Now each
+gateway holds its instance lease on any store, naming its config file: one that finds
+another gateway running frees nothing, and warns when that one serves another file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.config.loader import parse_config
+from fast_mcp_gateway.store import open_store
+from tests.fixtures import alpha_server, beta_server, memory_entry, memory_transports
+
+pytestmark = pytest.mark.anyio
+
+
+def _gateway(db: Path, source: Path, name: str, instance: str) -> Gateway:
+    config = parse_config({"servers": {name: memory_entry(name)}}, source=str(source))
+    return Gateway(config, GatewaySettings(db=db, instance_id=instance, startup_wait=600.0),
+                   transport_factory=memory_transports({"alpha": alpha_server(),
+                                                        "beta": beta_server()}))
+
+
+async def _bound(db: Path) -> set[str]:
+    store = await open_store(str(db))
+    try:
+        return {binding.server for binding in await store.name_bindings()}
+    finally:
+        await store.close()
+
+
+async def test_a_second_gateway_on_the_file_frees_none_of_the_first_ones_names(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "gateway.db"
+    first = _gateway(db, tmp_path / "claude_desktop_config.json", "alpha", "desktop")
+    async with Client(first.server) as host:
+        await host.list_tools()
+        assert await first.manager.names.flushed(30)
+        await first.control.lease_tried.wait()
+        assert "alpha" in await _bound(db)
+        second = _gateway(db, tmp_path / "trial.yaml", "beta", "terminal")
+        with caplog.at_level(logging.INFO):
+            async with Client(second.server) as other:
+                await other.list_tools()
+                assert await second.manager.names.flushed(30)
+        assert "alpha" in await _bound(db), "the second gateway freed the first one's names"
+        assert "freed the exposed names" not in caplog.text
+        (warning,) = [r.getMessage() for r in caplog.records
+                      if "another gateway runs on" in r.getMessage()]
+        assert "claude_desktop_config.json" in warning and "--db PATH" in warning
+        assert "alpha_" in str([t.name for t in await host.list_tools()])
+
+
+async def test_a_gateway_alone_on_its_file_frees_the_names_of_servers_gone_from_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The release it does when no other gateway runs is kept (a server removed from the
+    file while no gateway ran), and a second one on the same file makes no warning."""
+    db = tmp_path / "gateway.db"
+    source = tmp_path / "servers.yaml"
+    one = _gateway(db, source, "alpha", "one")
+    async with Client(one.server) as host:
+        await host.list_tools()
+        assert await one.manager.names.flushed(30)
+    assert "alpha" in await _bound(db)
+    with caplog.at_level(logging.INFO):
+        async with Client(_gateway(db, source, "beta", "two").server) as host:
+            await host.list_tools()
+    assert "freed the exposed names of server(s) alpha" in caplog.text
+    assert "alpha" not in await _bound(db)
+    assert "another gateway runs on" not in caplog.text

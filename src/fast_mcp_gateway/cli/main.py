@@ -264,6 +264,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.command == "serve":
+        return _run(args)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # ``mcp-gateway pins | head``: the reader left
+        from fast_mcp_gateway.cli.reports import stdout_closed
+
+        return stdout_closed()
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "token":
         from fast_mcp_gateway.cli.tokens import new_token
 

@@ -52,7 +52,7 @@ async def _missing(path: str) -> bool:
     return not is_url(path) and not await anyio.Path(path).exists()
 
 
-def _stdout_closed() -> int:
+def stdout_closed() -> int:
     """The reader of stdout left (``| head -1``): stop quietly, as Unix tools do.
 
     Python's recipe: point stdout at devnull, so that the flush at exit cannot fail
@@ -68,7 +68,7 @@ async def run_report(args: argparse.Namespace) -> int:
     try:
         return await _run_report(args)
     except BrokenPipeError:
-        return _stdout_closed()
+        return stdout_closed()
 
 
 async def _run_report(args: argparse.Namespace) -> int:
@@ -272,7 +272,7 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     try:
         return await _run_servers(config, args)
     except BrokenPipeError:
-        return _stdout_closed()
+        return stdout_closed()
 
 
 async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ async def _store_with_calls(db: Path, count: int) -> None:
 
 @pytest.mark.parametrize("command", [["logs", "--json"], ["logs"], ["stats"],
                                      ["servers", "--config", "servers.yaml"],
-                                     ["check", "--config", "servers.yaml", "--log-level", "WARNING"],
+                                     ["check", "--config", "servers.yaml",
+                                      "--log-level", "WARNING"],
                                      ["token", "new", "--name", "ops"]])
 def test_a_closed_stdout_ends_the_command_without_a_traceback(
         tmp_path: Path, command: list[str]) -> None:

@@ -20,7 +20,9 @@ from fast_mcp_gateway.telemetry.redaction import escape_controls
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help: str) -> None:
     pins = sub.add_parser("pins", help="review and approve changed tool definitions "
                                        "(pinning)")
-    pins.add_argument("action", nargs="?", choices=["status", "approve"], default="status")
+    pins.add_argument("action", nargs="?", choices=["status", "approve"], default="status",
+                      help="status (default): the changed, new or flagged definitions, with "
+                           "diffs; approve: approve a server's (all, or the names given)")
     pins.add_argument("server", nargs="?", help="the server (required for approve)")
     pins.add_argument("names", nargs="*", help="upstream names to approve (default: all)")
     pins.add_argument("--db", default=None, help=db_help)

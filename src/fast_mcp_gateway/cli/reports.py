@@ -285,7 +285,7 @@ async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 
 async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
-    path = _db_path(args)
+    path = None if args.no_db else _db_path(args)
     merged = await merged_servers(config, path)
     servers, problems = merged.servers, merged.problems
     rows = []
@@ -302,7 +302,8 @@ async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
                      "replicas": None if server is None else len(server.replica_configs()),
                      "target": mask_text(target, server.secrets if server else ())})
     if args.json:
-        print(json.dumps({"config": config.source, "store": str(path), "servers": rows,
+        print(json.dumps({"config": config.source,
+                          "store": None if path is None else mask_text(path), "servers": rows,
                           "problems": [mask_text(p) for p in problems],
                           "invalid": {n: e.error for n, e in config.invalid.items()}},
                          indent=2))

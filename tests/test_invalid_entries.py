@@ -256,6 +256,13 @@ async def test_an_invalid_servers_page_and_history_answer_with_a_store(tmp_path:
         assert restart.status_code == 404
         assert "server 'bad' is not running: its entry is invalid" in restart.text
         assert "field 'comand'" in restart.text
+        # Replacing or removing it said "no server named 'bad'", as of a name never seen.
+        put = await http.put("/api/v1/servers/bad", json={"config": {"command": "x"}})
+        assert put.status_code == 404
+        assert "its entry is invalid" in put.text
+        assert "or register settings in its stead: POST /api/v1/servers" in put.text
+        delete = await http.delete("/api/v1/servers/bad")
+        assert delete.status_code == 404 and "its entry is invalid" in delete.text
         for path in ("/api/v1/logs/invocations?server=bad", "/api/v1/logs/health?server=bad",
                      "/api/v1/stats/servers/bad", "/api/v1/debug/history?server=bad",
                      "/api/v1/servers/bad/tools"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -262,6 +263,12 @@ async def test_a_command_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert relative.startswith(f"command not found: ./bin/server does not exist (a relative "
                                f"path, taken from 'cwd': {tmp_path / 'bin' / 'server'}); fix "
                                "the path in 'command'"), relative
+    # "~" is the shell's: it was taken as a folder named "~" under the working directory.
+    tilde = await failure({"command": "~/bin/no-such-mcp-server-x2"})
+    assert tilde.startswith("command not found: ~/bin/no-such-mcp-server-x2: '~' is not "
+                            f"expanded in 'command' (no shell starts the server); write the "
+                            f"absolute path ({os.environ['HOME']}/bin/no-such-mcp-server-x2)"
+                            " or start it with ${HOME}"), tilde
     shebang = await failure({"command": str(script)})
     assert shebang.startswith(f"command not found: {script} exists, but the interpreter its "
                               "first line names (/nonexistent/node) does not"), shebang

@@ -39,6 +39,12 @@ def _explain(exc: OSError, command: str, search_path: str | None,
                 f"('command -v {command}' in a terminal prints it: hosts such as Claude "
                 "Desktop start the gateway with a shorter PATH than a terminal has), or set "
                 "PATH in the server's 'env'")
+    if isinstance(exc, FileNotFoundError) and command.startswith("~") and not where.exists():
+        # Claude Desktop's own examples write "~/..." in args, which servers expand; a
+        # command is run as written, with no shell to expand it.
+        return (f"command not found: {command}: '~' is not expanded in 'command' (no shell "
+                f"starts the server); write the absolute path ({os.path.expanduser(command)}) "
+                "or start it with ${HOME}")
     if isinstance(exc, FileNotFoundError) and not where.exists():
         base = "'cwd'" if cwd else "the gateway's working directory"
         relative = "" if os.path.isabs(command) else (

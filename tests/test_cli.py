@@ -209,4 +209,26 @@ async def test_servers_shows_the_file_merged_with_runtime_registrations(tmp_path
     rows = {r["server"]: r for r in json.loads(result.stdout)["servers"]}
     assert rows["extra"]["source"] == "runtime" and rows["extra"]["transport"] == "http"
     assert rows["notes"]["source"] == "file, removed at runtime"
-    assert rows["clock"]["enabled"] == "no"
+    assert rows["clock"]["enabled"] is False
+
+
+@pytest.mark.anyio
+async def test_servers_json_is_typed_and_whole(tmp_path: Path) -> None:
+    """``servers --json`` said "enabled": "yes", "replicas": "1" and cut the target at 70
+    characters, as its table does: a program read a string for a flag and lost the end
+    of a long command or URL."""
+    from fast_mcp_gateway.store import open_store
+
+    url = "http://127.0.0.1:9000/" + "a-long-path/" * 10 + "mcp"
+    db = tmp_path / "g.db"
+    store = await open_store(db)
+    await store.put_server("extra", {"url": url, "replicas": 2}, True)
+    await store.close()
+    result = run_cli("servers", "--config", "servers.yaml", "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["server"]: r for r in json.loads(result.stdout)["servers"]}
+    assert rows["extra"]["enabled"] is True and rows["extra"]["replicas"] == 2
+    assert rows["extra"]["target"] == url
+    table = run_cli("servers", "--config", "servers.yaml", "--db", str(db)).stdout
+    line = next(x for x in table.splitlines() if x.startswith("extra "))
+    assert line.split()[3:5] == ["yes", "2"] and url[:70] in line and url not in line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -250,6 +251,20 @@ async def test_a_command_not_on_the_path_names_the_path_and_the_fix() -> None:
                             "in 'command'"), error
 
 
+async def test_a_typo_of_a_launcher_on_the_path_is_named(tmp_path: Path) -> None:
+    """``"command": "npz"`` (a Claude Desktop entry with a typo) was "not in any folder of
+    the PATH" only; the launcher meant is on that PATH."""
+    launcher = tmp_path / "npx"
+    launcher.write_text("#!/bin/sh\n")
+    launcher.chmod(0o755)
+    error = await failure({"command": "npz", "env": {"PATH": str(tmp_path)}})
+    assert error.startswith(f"command not found: npz is in no folder of the PATH it was "
+                            f"looked up in ({tmp_path}) (did you mean 'npx'?); write its "
+                            "absolute path in 'command'"), error
+    unlike = await failure({"command": "mcp-server-x3", "env": {"PATH": str(tmp_path)}})
+    assert "did you mean" not in unlike, unlike
+
+
 async def test_a_command_that_cannot_start_says_why(tmp_path: Path) -> None:
     """A missing relative path, a script whose #! interpreter is missing (the OS says "not
     found" of a file that is there), a file that is not executable, a directory."""
@@ -262,6 +277,12 @@ async def test_a_command_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert relative.startswith(f"command not found: ./bin/server does not exist (a relative "
                                f"path, taken from 'cwd': {tmp_path / 'bin' / 'server'}); fix "
                                "the path in 'command'"), relative
+    # "~" is the shell's: it was taken as a folder named "~" under the working directory.
+    tilde = await failure({"command": "~/bin/no-such-mcp-server-x2"})
+    assert tilde.startswith("command not found: ~/bin/no-such-mcp-server-x2: '~' is not "
+                            f"expanded in 'command' (no shell starts the server); write the "
+                            f"absolute path ({os.environ['HOME']}/bin/no-such-mcp-server-x2)"
+                            " or start it with ${HOME}"), tilde
     shebang = await failure({"command": str(script)})
     assert shebang.startswith(f"command not found: {script} exists, but the interpreter its "
                               "first line names (/nonexistent/node) does not"), shebang

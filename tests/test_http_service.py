@@ -81,6 +81,9 @@ async def test_a_call_the_host_cancels_is_recorded_cancelled_not_failed(
             assert record["exposed"] == "inter_wait_for_cancel"
             assert record["status"] == "cancelled"
             assert "cancelled" in record["error"]
+            # The replica it was on (most often, the one that hung) is named: it was not.
+            assert record["replica"] == "inter"
+            assert record["route"] == [{"replica": "inter", "outcome": "cancelled"}]
             stats = (await http.get("/api/v1/stats/overview")).json()
             groups = {g["key"]: g for g in stats["groups"]}
             assert groups["inter"]["count"] == 1

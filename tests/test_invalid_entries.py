@@ -33,6 +33,7 @@ from tests.fixtures import (
     serve_http,
     stdio_entry,
 )
+from tests.test_ui import _csrf, _login
 
 REPO = Path(__file__).resolve().parents[1]
 UNSET = "MCP_GATEWAY_TEST_SURELY_UNSET_TOKEN"
@@ -230,6 +231,52 @@ async def test_the_dashboard_shows_the_invalid_server_and_its_page(tmp_path: Pat
         page = await http.get(f"{base}/ui/servers/bad")
         assert page.status_code == 200, page.text
         assert "invalid" in page.text and "field &#39;comand&#39;" in page.text
+
+
+@pytest.mark.anyio
+async def test_an_invalid_servers_page_and_history_answer_with_a_store(tmp_path: Path) -> None:
+    """With a store, the dashboard's page of an invalid server (linked from its card)
+    was "Not found: no server named 'bad' (known: good)": its call history asked for a
+    server the store had no record of; REST's history reads said the same, and its
+    lifecycle actions named no reason.  Its page offered buttons that all answered "Not
+    found"; it says how to fix the entry, or links to registering settings in its stead."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"gateway": {"auth": AUTH},
+                                  "servers": {"bad": {"comand": "x"},
+                                              "good": memory_entry("good")}}))
+    gateway = _gateway(config, {"good": beta_server()}, db=str(tmp_path / "gw.db"))
+    headers = {"Authorization": f"Bearer {OPS}"}
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
+        await _login(http, base, OPS)
+        page = await http.get("/ui/servers/bad")
+        assert page.status_code == 200, page.text
+        assert "field &#39;comand&#39;" in page.text
+        restart = await http.post("/api/v1/servers/bad/restart")
+        assert restart.status_code == 404
+        assert "server 'bad' is not running: its entry is invalid" in restart.text
+        assert "field 'comand'" in restart.text
+        # Replacing or removing it said "no server named 'bad'", as of a name never seen.
+        put = await http.put("/api/v1/servers/bad", json={"config": {"command": "x"}})
+        assert put.status_code == 404
+        assert "its entry is invalid" in put.text
+        assert "or register settings in its stead: POST /api/v1/servers" in put.text
+        delete = await http.delete("/api/v1/servers/bad")
+        assert delete.status_code == 404 and "its entry is invalid" in delete.text
+        for path in ("/api/v1/logs/invocations?server=bad", "/api/v1/logs/health?server=bad",
+                     "/api/v1/stats/servers/bad", "/api/v1/debug/history?server=bad",
+                     "/api/v1/servers/bad/tools"):
+            answer = await http.get(path)
+            assert answer.status_code == 200, (path, answer.text)
+        # Its actions are what can fix it, not buttons that answer "Not found".
+        assert 'id="invalid-fix"' in page.text and "Reset breaker" not in page.text
+        form = await http.get("/ui/add?name=bad")
+        assert 'id="name" name="name" value="bad"' in form.text
+        saved = await http.post("/ui/add", data={
+            "csrf_token": _csrf(form.text), "name": "bad", "kind": "http",
+            "url": "http://127.0.0.1:9/in-memory/good", "replicas": "1", "enabled": "on"})
+        assert saved.status_code in (200, 303), saved.text
+        assert "bad" in gateway.manager.services
 
 
 # -- reloads -------------------------------------------------------------------------

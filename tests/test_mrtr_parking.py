@@ -23,7 +23,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.mrtr import TOKEN_PREFIX, AnsweredEarly, Parking
 from fast_mcp_gateway.principal import LOCAL, Principal
-from fast_mcp_gateway.routing.service import CallPath
+from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 pytestmark = pytest.mark.anyio

@@ -78,3 +78,20 @@ async def test_a_db_path_is_created_owner_only_and_a_shared_one_is_left_but_repo
         assert not caplog.records
     finally:
         os.umask(old)
+
+
+def test_a_db_naming_some_other_file_gets_no_chmod_advice(tmp_path: Path) -> None:
+    """``logs --db /etc/passwd`` (a mistyped --db): the gateway said to ``chmod 600`` the
+    file, as it says of a shared store, before finding it is no database at all."""
+    import subprocess
+    import sys
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n" * 100)
+    os.chmod(notes, 0o644)
+    done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "logs", "--db",
+                           str(notes)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "chmod" not in done.stderr, done.stderr
+    assert f"{notes}: not a usable gateway database" in done.stderr
+    assert mode(notes) == 0o644

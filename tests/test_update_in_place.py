@@ -17,7 +17,7 @@ from fastmcp import Client
 from fast_mcp_gateway import Gateway, GatewaySettings, load_config
 from fast_mcp_gateway.config.schema import IN_PLACE, ServerConfig
 from fast_mcp_gateway.errors import NoHealthyReplica
-from fast_mcp_gateway.routing.service import CallPath
+from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.replica import RestartPolicy, UpstreamState
 from tests.fixtures import (
     alpha_server,

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, HistoryPage, StatsReport
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.store import Store
@@ -40,7 +41,8 @@ async def _check_server(ctx: AdminContext, server: str | None, found: bool,
     """Raise the unknown-server error for ``server`` when it is not configured and the
     store keeps nothing of it.  ``found``: the answer already holds some of its records;
     ``recorded`` reads any one (asked only when neither says it exists)."""
-    if server is None or found or server in ctx.manager.services:
+    if server is None or found or server in ctx.manager.services \
+            or server in invalid_of(ctx):  # configured, not started: an empty history
         return
     if not await recorded():
         ctx.manager.get(server)  # raises AdminError: "no server named 'x' (known: ...)"

@@ -36,12 +36,22 @@ def invalid_of(ctx: AdminContext) -> Mapping[str, InvalidServer]:
 def service_of(ctx: AdminContext, name: str) -> Service:
     """The running server ``name``; one not running for its invalid entry is a
     ``NotFound`` saying so and how to fix it (else the manager's unknown-server error)."""
-    entry = invalid_of(ctx).get(name)
-    if entry is not None and name not in ctx.manager.services:
-        raise NotFound(f"server '{name}' is not running: its entry is invalid, so it was "
-                       f"not started ({entry.error}); correct the entry (a saved config "
-                       "file is reloaded)")
+    problem = not_started(ctx, name)
+    if problem is not None:
+        raise problem
     return ctx.manager.get(name)
+
+
+def not_started(ctx: AdminContext, name: str, instead: str = "") -> NotFound | None:
+    """The ``NotFound`` for ``name`` when it is a server not running for its invalid
+    entry, saying why and how to fix it (``instead``: what else the caller can do);
+    None for any other name."""
+    entry = invalid_of(ctx).get(name)
+    if entry is None or name in ctx.manager.services:
+        return None
+    return NotFound(f"server '{name}' is not running: its entry is invalid, so it was not "
+                    f"started ({entry.error}); correct the entry (a saved config file is "
+                    f"reloaded){instead}")
 
 
 def invalid_status(entry: InvalidServer) -> ServerStatus:

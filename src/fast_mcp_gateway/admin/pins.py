@@ -125,17 +125,25 @@ def stored_diff(pending: PinRecord, approved: PinRecord | None) -> str:
     return diff(old, json.loads(pending.definition))
 
 
+async def check_pinned(store: PinStore, server: str) -> None:
+    """Raise ``NotFound`` naming the store's servers when it holds no definition of
+    ``server`` (a typo), rather than answer as for a known server with nothing pending."""
+    if await store.pins(server):
+        return
+    known = sorted({r.server for r in await store.pins()})
+    raise NotFound(f"the store has no definitions of a server '{server}'"
+                   + (suggest(server, known) if known else "; it holds none yet")
+                   + " (a server's definitions are pinned when a gateway with pinning "
+                   "on first lists them)")
+
+
 async def approve_stored(store: PinStore, server: str, names: Sequence[str] | None,
                          actor: str) -> list[PinRecord]:
     """Approve pending definitions in the store (the CLI's approval); a running gateway
     releases them within ``pin_worker.RECHECK_SECONDS``.  Returns the new approved pins."""
     pending = [p for p, _ in await pending_in_store(store, server)]
-    if not pending and not await store.pins(server):
-        known = sorted({r.server for r in await store.pins()})
-        raise NotFound(f"the store has no definitions of a server '{server}'"
-                       + (suggest(server, known) if known else "; it holds none yet")
-                       + " (a server's definitions are pinned when a gateway with pinning "
-                       "on first lists them)")
+    if not pending:
+        await check_pinned(store, server)
     if names is not None:
         unknown = sorted(set(names) - {p.name for p in pending})
         if unknown:

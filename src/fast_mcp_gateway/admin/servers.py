@@ -19,7 +19,7 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
-from fast_mcp_gateway.admin.invalid import invalid_detail, service_of, with_invalid
+from fast_mcp_gateway.admin.invalid import invalid_detail, not_started, service_of, with_invalid
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
@@ -333,7 +333,8 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     add, update = _REGISTER[actor.surface]
     conflict = f"server '{name}' already exists; use {update.format(name=name)}"
     if must_exist is True and not exists:
-        raise NotFound(f"no server named '{name}'; use {add}")
+        raise not_started(ctx, name, f", or register settings in its stead: {add}") \
+            or NotFound(f"no server named '{name}'; use {add}")
     if must_exist is False and exists:
         raise Conflict(conflict)
     source = (update.format(name=name) if exists else add) + (
@@ -423,7 +424,7 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     store = require_store(ctx, "servers removed at runtime")
     if name not in ctx.manager.services:
         if not await _registered_elsewhere(store, name):
-            raise NotFound(f"no server named '{name}'")
+            raise not_started(ctx, name) or NotFound(f"no server named '{name}'")
         await store.delete_server(name)
         await ctx.audit(actor, "remove_server", name)
         return ChangeReport(removed=[name])

@@ -87,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
                             "share registrations, routes, logs and statistics between "
                             f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
-    serve.add_argument("--no-db", action="store_true", help="do not record calls")
+    serve.add_argument("--no-db", action="store_true",
+                       help="run without the store: no call records, and the config file's "
+                            "servers alone (those registered at runtime are not loaded, and "
+                            "adding one is refused)")
     serve.add_argument("--profile", default=None,
                        help="serve one profile of gateway.profiles (a named subset of the "
                             "catalog); in HTTP mode every profile is also at /mcp/p/NAME")
@@ -104,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the store whose runtime registrations serve would run too (the "
                             f"same default as serve: $MCP_GATEWAY_DB or {default_db_path()})")
     check.add_argument("--no-db", action="store_true",
-                       help="check the config file only, as 'serve --no-db' runs it (the "
-                            "store is not opened)")
+                       help="check the config file's servers only, as 'serve --no-db' runs "
+                            "them (the store is not opened)")
 
     def store_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None,
@@ -133,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     servers.add_argument("--db", default=None,
                          help=f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
                               f"{default_db_path()})")
+    servers.add_argument("--no-db", action="store_true",
+                         help="the config file's servers only, as 'serve --no-db' runs them "
+                              "(the store is not opened)")
     servers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     token = sub.add_parser("token", help="make bearer tokens for HTTP mode")
@@ -267,6 +273,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.command == "serve":
+        return _run(args)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # ``mcp-gateway pins | head``: the reader left
+        from fast_mcp_gateway.cli.reports import stdout_closed
+
+        return stdout_closed()
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "token":
         from fast_mcp_gateway.cli.tokens import new_token
 

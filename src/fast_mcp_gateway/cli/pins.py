@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.telemetry.redaction import escape_controls
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help: str) -> None:
     pins = sub.add_parser("pins", help="review and approve changed tool definitions "
                                        "(pinning)")
-    pins.add_argument("action", nargs="?", choices=["status", "approve"], default="status")
+    pins.add_argument("action", nargs="?", choices=["status", "approve"], default="status",
+                      help="status (default): the changed, new or flagged definitions, with "
+                           "diffs; approve: approve a server's (all, or the names given)")
     pins.add_argument("server", nargs="?", help="the server (required for approve)")
     pins.add_argument("names", nargs="*", help="upstream names to approve (default: all)")
     pins.add_argument("--db", default=None, help=db_help)
@@ -28,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help
 async def run_pins(args: argparse.Namespace) -> int:
     # Here, not at the top: ``add_parser`` is imported for every command, ``serve``
     # included, which must spawn its upstreams before the server stack is loaded.
-    from fast_mcp_gateway.admin.pins import approve_stored, pending_in_store, stored_diff
+    from fast_mcp_gateway.admin.pins import (
+        approve_stored,
+        check_pinned,
+        pending_in_store,
+        stored_diff,
+    )
     from fast_mcp_gateway.cli.reports import _db_path, _missing
     from fast_mcp_gateway.store import StorageError, open_store
 
@@ -39,7 +48,7 @@ async def run_pins(args: argparse.Namespace) -> int:
         return 2
     if args.action == "approve" and not args.server:
         print("mcp-gateway: pins approve needs a server: mcp-gateway pins approve SERVER "
-              "[NAME ...]")
+              "[NAME ...]", file=sys.stderr)
         return 2
     try:
         store = await open_store(path)
@@ -49,9 +58,12 @@ async def run_pins(args: argparse.Namespace) -> int:
                                             "cli")
                 for r in rows:
                     print(json.dumps({"approved": f"{r.kind}:{r.name}", "server": r.server})
-                          if args.json else f"approved {r.kind} '{r.name}' of {r.server}")
+                          if args.json else
+                          f"approved {r.kind} '{_shown(r.name)}' of {_shown(r.server)}")
                 return 0
             pending = await pending_in_store(store, args.server)
+            if not pending and args.server:
+                await check_pinned(store, args.server)
             if args.json:
                 print(json.dumps([{"server": p.server, "kind": p.kind, "name": p.name,
                                    "state": p.actor, "markers": p.markers,
@@ -59,13 +71,25 @@ async def run_pins(args: argparse.Namespace) -> int:
             elif not pending:
                 print("nothing to approve: every definition seen is the approved one")
             for p, a in [] if args.json else pending:
-                print(f"{p.server}: {p.kind} '{p.name}' is {p.actor}"
-                      + (f" (injection markers: {'; '.join(p.markers)})" if p.markers else ""))
-                print(stored_diff(p, a) or "(no approved definition)")
-                print(f"  approve: mcp-gateway pins approve {p.server} {p.name}\n")
+                markers = "; ".join(p.markers)
+                print(f"{_shown(p.server)}: {p.kind} '{_shown(p.name)}' is {p.actor}"
+                      + (f" (injection markers: {_shown(markers)})" if markers else ""))
+                print(escape_controls(stored_diff(p, a)) or "(no approved definition)")
+                print(f"  approve: mcp-gateway pins approve {_shell_word(p.server)} "
+                      f"{_shell_word(p.name)}\n")
         finally:
             await store.close()
     except (StorageError, AdminError) as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        print(f"mcp-gateway: {escape_controls(str(exc))}", file=sys.stderr)
         return 2
     return 0
+
+
+def _shown(text: str) -> str:
+    """A name an upstream chose, for the terminal: its escape sequences shown, not run."""
+    return escape_controls(text)
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one word of the command line to paste (a tool named 'get weather')."""
+    return escape_controls(shlex.quote(text))

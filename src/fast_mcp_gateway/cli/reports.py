@@ -52,7 +52,7 @@ async def _missing(path: str) -> bool:
     return not is_url(path) and not await anyio.Path(path).exists()
 
 
-def _stdout_closed() -> int:
+def stdout_closed() -> int:
     """The reader of stdout left (``| head -1``): stop quietly, as Unix tools do.
 
     Python's recipe: point stdout at devnull, so that the flush at exit cannot fail
@@ -68,7 +68,7 @@ async def run_report(args: argparse.Namespace) -> int:
     try:
         return await _run_report(args)
     except BrokenPipeError:
-        return _stdout_closed()
+        return stdout_closed()
 
 
 async def _run_report(args: argparse.Namespace) -> int:
@@ -281,16 +281,25 @@ async def merged_servers(config: GatewayConfig, path: str | None) -> Merged:
     return Merged(servers, sources, problems, path)
 
 
+def _cell(column: str, value: object) -> str:
+    """One value of ``mcp-gateway servers``' table as text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)[:70] if column == "target" else str(value)
+
+
 async def run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
     """``mcp-gateway servers``: what the gateway would run, and where each entry comes from."""
     try:
         return await _run_servers(config, args)
     except BrokenPipeError:
-        return _stdout_closed()
+        return stdout_closed()
 
 
 async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
-    path = _db_path(args)
+    path = None if args.no_db else _db_path(args)
     merged = await merged_servers(config, path)
     servers, problems = merged.servers, merged.problems
     rows = []
@@ -299,19 +308,23 @@ async def _run_servers(config: GatewayConfig, args: argparse.Namespace) -> int:
         target = "" if server is None else (
             f"{server.command} {' '.join(server.args)}".strip() if server.command
             else server.url or f"{len(server.instances)} instances")
+        # Typed and whole for --json (true, 2, the full target); the table says yes/no
+        # and cuts the target to its width.
         rows.append({"server": name, "source": source,
-                     "transport": server.kind if server else "",
-                     "enabled": "" if server is None else ("yes" if server.enabled else "no"),
-                     "replicas": "" if server is None else str(len(server.replica_configs())),
-                     "target": mask_text(target, server.secrets if server else ())[:70]})
+                     "transport": server.kind if server else None,
+                     "enabled": None if server is None else server.enabled,
+                     "replicas": None if server is None else len(server.replica_configs()),
+                     "target": mask_text(target, server.secrets if server else ())})
     if args.json:
-        print(json.dumps({"config": config.source, "store": str(path), "servers": rows,
+        print(json.dumps({"config": config.source,
+                          "store": None if path is None else mask_text(path), "servers": rows,
                           "problems": [mask_text(p) for p in problems],
                           "invalid": {n: e.error for n, e in config.invalid.items()}},
                          indent=2))
     else:
         columns = ("server", "source", "transport", "enabled", "replicas", "target")
-        print(_table(columns, [[r[c] for c in columns] for r in rows], header=True))
+        print(_table(columns, [[_cell(c, r[c]) for c in columns] for r in rows],
+                     header=True))
         for problem in problems:
             print(f"ignored registration: {mask_text(problem)}")
         for entry in config.invalid.values():  # serve leaves them out (state 'invalid')

@@ -56,7 +56,8 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.parked import ParkedCall, ParkedFront, parked_front
 from fast_mcp_gateway.principal import Principal
-from fast_mcp_gateway.routing.service import CallPath, Service
+from fast_mcp_gateway.routing.attempts import CallPath
+from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from fast_mcp_gateway.errors import (
 )
 from fast_mcp_gateway.policies.retry import FailureKind
 from fast_mcp_gateway.principal import Principal
-from fast_mcp_gateway.routing.service import CallPath, Service
+from fast_mcp_gateway.routing.attempts import CallPath
+from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 Kind = Literal["tool", "resource", "prompt"]

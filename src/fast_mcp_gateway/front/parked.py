@@ -14,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.routing.service import CallPath
+from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 

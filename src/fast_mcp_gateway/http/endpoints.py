@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
@@ -58,8 +59,9 @@ class Call:
         return Actor(self.principal.name, surface="rest", servers=self.principal.servers)
 
     def server(self, name: str) -> str:
-        """``name`` if it exists and the principal may use it, else 404 (alike)."""
-        if name in self.ctx.manager.services:
+        """``name`` if it exists (running, or not for its invalid config entry: the
+        operation words that) and the principal may use it, else 404 (alike)."""
+        if name in self.ctx.manager.services or name in invalid_of(self.ctx):
             return self.recorded_server(name)
         raise UnknownServer(name, self.ctx.manager.services)
 

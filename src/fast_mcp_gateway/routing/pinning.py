@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -176,10 +177,12 @@ class Finding:
     @property
     def message(self) -> str:
         """The refusal a host gets while it is held."""
+        # Written to be pasted: the server as a JSON string and as one shell word.
+        body = json.dumps({"server": self.server}, ensure_ascii=False)
         return (f"{self.summary()}. It is held until an operator reviews and approves it: "
-                f"admin tool gateway_approve_changes {{\"server\": \"{self.server}\"}}, "
-                f"`mcp-gateway pins approve {self.server}`, or "
-                f"POST /api/v1/pins/approve {{\"server\": \"{self.server}\"}}")
+                f"admin tool gateway_approve_changes {body}, "
+                f"`mcp-gateway pins approve {shlex.quote(self.server)}`, or "
+                f"POST /api/v1/pins/approve {body}")
 
     def diff(self) -> str:
         old = json.loads(self.approved.definition) if self.approved is not None else None

@@ -22,7 +22,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
@@ -45,6 +45,7 @@ from fast_mcp_gateway.policies import (
     TokenBucket,
     make_balancer,
 )
+from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -58,30 +59,6 @@ _STALE_ENTRIES = 1024
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
                 UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
-
-
-@dataclass
-class CallPath:
-    """What happened to one call: each attempt's replica and outcome."""
-
-    attempts: list[tuple[str, str]] = field(default_factory=list)
-    stale: bool = False
-
-    @property
-    def retries(self) -> int:
-        return max(0, len(self.attempts) - 1)
-
-    def route_meta(self) -> dict[str, Any]:
-        """The attempts, as a retried result's ``_meta`` reports them."""
-        return {"attempts": [{"replica": r, "outcome": o} for r, o in self.attempts]}
-
-
-def _kind(exc: BaseException) -> FailureKind:
-    if isinstance(exc, UpstreamUnavailable):
-        return FailureKind.NOT_SENT
-    if isinstance(exc, UpstreamTimeout):
-        return FailureKind.TIMEOUT
-    return FailureKind.TRANSPORT
 
 
 def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
@@ -340,13 +317,9 @@ class Service:
             else:
                 tried.add(replica.replica)
                 try:
-                    result = await op(replica)
+                    return await run_attempt(path, replica, op), path
                 except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
-                    exc, kind = error, _kind(error)
-                    path.attempts.append((replica.label, kind.value))
-                else:
-                    path.attempts.append((replica.label, "ok"))
-                    return result, path
+                    exc, kind = error, failure_kind(error)
             decision = self.retry.decide(attempt, kind, idempotent=idempotent)
             if not decision.retry:
                 raise exc
@@ -357,13 +330,7 @@ class Service:
         """A per_client host's call on its own session: no balancing, no failover."""
         if not own.admit(self._clock()):
             raise self._no_replica_of(own, path)
-        try:
-            result = await op(own)
-        except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
-            path.attempts.append((own.label, _kind(error).value))
-            raise
-        path.attempts.append((own.label, "ok"))
-        return result, path
+        return await run_attempt(path, own, op), path
 
     def _no_replica_of(self, own: Upstream, path: CallPath) -> NoHealthyReplica:
         stats = own.statistics()

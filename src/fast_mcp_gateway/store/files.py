@@ -25,11 +25,14 @@ def private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def private_file(path: Path, *, holds: str, companions: tuple[str, ...] = ()) -> bool:
+def private_file(path: Path, *, holds: str, companions: tuple[str, ...] = (),
+                 warn: bool = True) -> bool:
     """Create ``path`` empty and 0600 when missing (its folder by ``private_dir``);
     True when it was created.  An existing file, and each existing ``path + suffix``
     of ``companions``, keeps its mode; one readable by group or others gets a warning
-    naming it, what it ``holds`` and ``chmod 600``.  ``OSError`` when it cannot be created."""
+    naming it, what it ``holds`` and ``chmod 600`` (with ``warn=False`` the caller
+    warns, by ``shared_files`` and ``report_shared``, once it knows the file is what it
+    ``holds``).  ``OSError`` when it cannot be created."""
     private_dir(path.parent)
     try:
         # O_EXCL: never adopt a file (or a planted link) another process made meanwhile.
@@ -38,21 +41,29 @@ def private_file(path: Path, *, holds: str, companions: tuple[str, ...] = ()) ->
         if path.is_dir():
             raise IsADirectoryError(f"is a directory; give the path of a file in it, e.g. "
                                     f"{path / 'gateway.db'}") from None
-        for candidate in (path, *(Path(f"{path}{s}") for s in companions)):
-            warn_if_shared(candidate, holds)
+        if warn:
+            report_shared(shared_files(path, companions), holds)
         return False
     os.close(fd)
     return True
 
 
-def warn_if_shared(path: Path, holds: str) -> bool:
-    """Log a warning when ``path`` exists and group or others may read it; True then."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return False
-    if not mode & (stat.S_IRGRP | stat.S_IROTH):
-        return False
-    logger.warning("%s is readable by other users (mode %04o) and holds %s; unless it is "
-                   "shared on purpose, run: chmod 600 %s", path, mode, holds, path)
-    return True
+def shared_files(path: Path, companions: tuple[str, ...] = ()) -> list[tuple[Path, int]]:
+    """``path`` and each existing ``path + suffix`` of ``companions`` that group or
+    others may read, with its mode."""
+    found = []
+    for candidate in (path, *(Path(f"{path}{s}") for s in companions)):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+        except OSError:
+            continue
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            found.append((candidate, mode))
+    return found
+
+
+def report_shared(files: list[tuple[Path, int]], holds: str) -> None:
+    """A warning for each of ``shared_files``, naming what it ``holds`` and the fix."""
+    for path, mode in files:
+        logger.warning("%s is readable by other users (mode %04o) and holds %s; unless it "
+                       "is shared on purpose, run: chmod 600 %s", path, mode, holds, path)

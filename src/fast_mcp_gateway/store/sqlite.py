@@ -47,7 +47,12 @@ from fast_mcp_gateway.store.base import (
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
-from fast_mcp_gateway.store.files import SQLITE_COMPANIONS, private_file
+from fast_mcp_gateway.store.files import (
+    SQLITE_COMPANIONS,
+    private_file,
+    report_shared,
+    shared_files,
+)
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.records import (
     AlertEvent,
@@ -101,13 +106,18 @@ class SQLiteStore:
         if path == ":memory:" and not allow_memory:
             raise StorageError("the store needs a file: ':memory:' would lose every record "
                                "(for a throwaway store say memory:// or sqlite:///:memory:)")
+        shared: list[tuple[Path, int]] = []
         if path != ":memory:":
             # Created 0600 before SQLite opens it (SQLite would make it 0644): it holds
             # registrations' headers and env in clear.  SQLite gives its -wal, -shm and
             # -journal files the mode of the database file.
             try:
-                await anyio.to_thread.run_sync(functools.partial(
-                    private_file, Path(path), holds=HOLDS, companions=SQLITE_COMPANIONS))
+                created = await anyio.to_thread.run_sync(functools.partial(
+                    private_file, Path(path), holds=HOLDS, companions=SQLITE_COMPANIONS,
+                    warn=False))
+                if not created:  # its companions as they were before SQLite opens it
+                    shared = await anyio.to_thread.run_sync(
+                        shared_files, Path(path), SQLITE_COMPANIONS)
             except OSError as exc:
                 raise StorageError(f"{path}: cannot create it: {exc}") from exc
         try:
@@ -124,6 +134,9 @@ class SQLiteStore:
             with anyio.CancelScope(shield=True):
                 await db.close()
             raise
+        # Said once the file is known to be a gateway's store: "chmod 600" is no advice
+        # for a mistyped --db naming some other file (/etc/passwd).
+        report_shared(shared, HOLDS)
         return cls(db, path)
 
     async def close(self) -> None:

@@ -183,8 +183,9 @@ def _field_of(issue: ConfigIssue) -> str | None:
 
 
 async def new_form(page: Page) -> Response:
+    # ?name=: the page of a server whose file entry is invalid links here with its name.
     return page.render("server_form.html", editing=None, values=form_of({}), errors={},
-                       other=[], name="", paste="", paste_error=None)
+                       other=[], name=page.query("name")[:200], paste="", paste_error=None)
 
 
 async def edit_form(page: Page) -> Response:

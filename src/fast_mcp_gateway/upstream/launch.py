@@ -35,10 +35,17 @@ def _explain(exc: OSError, command: str, search_path: str | None,
     where = Path(cwd or os.getcwd()) / command
     if isinstance(exc, FileNotFoundError) and not named_path:
         return (f"command not found: {command} is in no folder of the PATH it was looked up "
-                f"in ({search_path or 'empty'}); write its absolute path in 'command' "
+                f"in ({search_path or 'empty'}){_meant(command, search_path)}; write its "
+                "absolute path in 'command' "
                 f"('command -v {command}' in a terminal prints it: hosts such as Claude "
                 "Desktop start the gateway with a shorter PATH than a terminal has), or set "
                 "PATH in the server's 'env'")
+    if isinstance(exc, FileNotFoundError) and command.startswith("~") and not where.exists():
+        # Claude Desktop's own examples write "~/..." in args, which servers expand; a
+        # command is run as written, with no shell to expand it.
+        return (f"command not found: {command}: '~' is not expanded in 'command' (no shell "
+                f"starts the server); write the absolute path ({os.path.expanduser(command)}) "
+                "or start it with ${HOME}")
     if isinstance(exc, FileNotFoundError) and not where.exists():
         base = "'cwd'" if cwd else "the gateway's working directory"
         relative = "" if os.path.isabs(command) else (
@@ -61,6 +68,22 @@ def _explain(exc: OSError, command: str, search_path: str | None,
         return (f"permission denied: {command} ({exc.strerror or exc}); check that the "
                 "gateway's user may run it")
     return f"cannot start {command}: {exc.strerror or exc}"
+
+
+# The programs MCP servers are most often started with: a typo of one ("npz") is named.
+_LAUNCHERS = ("npx", "uvx", "uv", "node", "python3", "python", "docker", "deno", "bunx",
+              "bun", "pipx", "java")
+
+
+def _meant(command: str, search_path: str | None) -> str:
+    """"; did you mean 'npx'?" when ``command`` is a typo of a launcher on the path."""
+    import difflib  # here, not at the top: only a failed start needs it
+    import shutil
+
+    close = difflib.get_close_matches(command, _LAUNCHERS, n=3, cutoff=0.6)
+    found = [name for name in close if name != command
+             and abs(len(name) - len(command)) <= 2 and shutil.which(name, path=search_path or "")]
+    return f" (did you mean '{found[0]}'?)" if found else ""
 
 
 def _interpreter(script: Path) -> str | None:

@@ -1,0 +1,63 @@
+"""What happened to one call: the replica each attempt went to and how it ended.
+
+``CallPath`` is kept on the call (its record's ``replica`` and ``route``, a retried
+result's ``_meta``); ``run_attempt`` runs one try on one replica and adds its outcome:
+``ok``, a ``FailureKind`` (``connect``, ``timeout``, ``error``), or ``cancelled`` when
+the host cancelled the call or went away while it ran there -- so a cancelled call's
+record still names the replica it was on, most often the one that hung.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.policies import FailureKind
+from fast_mcp_gateway.upstream.replica import Upstream
+
+T = TypeVar("T")
+CANCELLED = "cancelled"
+
+
+@dataclass
+class CallPath:
+    """What happened to one call: each attempt's replica and outcome."""
+
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+    stale: bool = False
+
+    @property
+    def retries(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+    def route_meta(self) -> dict[str, Any]:
+        """The attempts, as a retried result's ``_meta`` reports them."""
+        return {"attempts": [{"replica": r, "outcome": o} for r, o in self.attempts]}
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """How an upstream failure counts for the retry policy."""
+    if isinstance(exc, UpstreamUnavailable):
+        return FailureKind.NOT_SENT
+    if isinstance(exc, UpstreamTimeout):
+        return FailureKind.TIMEOUT
+    return FailureKind.TRANSPORT
+
+
+async def run_attempt(path: CallPath, upstream: Upstream,
+                  op: Callable[[Upstream], Awaitable[T]]) -> T:
+    """``op`` on ``upstream``, its outcome added to ``path``; exceptions propagate."""
+    try:
+        result = await op(upstream)
+    except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
+        path.attempts.append((upstream.label, failure_kind(error).value))
+        raise
+    except anyio.get_cancelled_exc_class():
+        path.attempts.append((upstream.label, CANCELLED))
+        raise
+    path.attempts.append((upstream.label, "ok"))
+    return result

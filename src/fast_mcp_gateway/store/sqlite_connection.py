@@ -28,7 +28,7 @@ gateway's short transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,6 +90,13 @@ class StoreConnection:
 
     async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:
         """Each (statement, rows) batch, in one transaction; the rows each changed."""
+        return await self.write_after(None, lambda _: batches)
+
+    async def write_after(self, read: tuple[str, Sequence[Any]] | None,
+                          then: Callable[[list[Any]], Iterable[tuple[str, Iterable[Sequence[Any]]]]]
+                          ) -> list[int]:
+        """``write`` of the batches ``then(rows)`` makes of what ``read`` reads, in the
+        same transaction (nothing another connection writes comes between the two)."""
         db = self._db
         async with self._lock:
             # Shielded: the worker runs a BEGIN it was handed whether or not its task was
@@ -99,8 +106,9 @@ class StoreConnection:
             with anyio.CancelScope(shield=True), self._mapped("write"):
                 await db.execute("BEGIN IMMEDIATE")  # the write lock now, waited for
                 try:
+                    rows_read = list(await db.execute_fetchall(*read)) if read else []
                     changed = [(await db.executemany(statement, rows)).rowcount
-                               for statement, rows in batches]
+                               for statement, rows in then(rows_read)]
                     await db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:  # SQLite may have rolled back (disk full)

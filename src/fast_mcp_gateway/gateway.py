@@ -33,7 +33,7 @@ from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs, mode_allows
-from fast_mcp_gateway.admin.pin_worker import follow_pins, load_pins
+from fast_mcp_gateway.admin.pin_worker import follow_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
@@ -64,7 +64,7 @@ from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
-from fast_mcp_gateway.store import Store, open_store
+from fast_mcp_gateway.store import Store, open_or_defer
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
@@ -179,7 +179,7 @@ class Gateway:
         self.server.add_middleware(CallerInstructions(self.manager,
                                                       self.provider.caller_servers))
         self.server.add_middleware(CallerStanding(self.hub, self.provider))
-        self._metrics: GatewayMetrics | None = None
+        self._metrics: GatewayMetrics | None = None  # made on first use (``metrics``)
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.
         self.startup = StartupGate(self.manager, self.settings.startup_wait,
@@ -261,7 +261,7 @@ class Gateway:
         store: Store | None = None
         recorder: Recorder | None = None
         if s.db is not None and s.record_calls:
-            store = await open_store(s.db)
+            store = await open_or_defer(s.db)  # unreachable: started without, opened later
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
                                 instance_id=s.instance_id,
@@ -269,8 +269,7 @@ class Gateway:
             self.provider.recorder = recorder
             self.provider.invalidate()
             tasks.append(recorder.run)
-            await self.control.attach(store, recorder)
-            await load_pins(self.control)
+            await self.control.attach(store, recorder)  # a store away: opened later
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks, failed=self._background_failed):

@@ -119,6 +119,23 @@ class NameBook:
         self.bound.update(((r.kind, r.exposed), r) for r in rows)
         return self.bound != before
 
+    def adopt(self, rows: Iterable[NameBinding], *, late: bool = False) -> bool:
+        """Attach to a store: ``load`` its bindings, and write to it from now on.
+        ``late``: the store opened after the upstreams were named (the gateway started
+        without it), and the names given meanwhile are claimed now.  Returns whether any
+        binding changed."""
+        rows = list(rows)
+        changed = self.load(rows)
+        self.persistent = True
+        if late:
+            stored = {(r.kind, r.exposed) for r in rows}
+            for key, b in self.bound.items():
+                if key not in stored and _storable(b):
+                    self._claims[key] = b
+            if self._claims:
+                self._wake.set()
+        return changed
+
     def binding(self, kind: str, exposed: str) -> NameBinding | None:
         """The component ``exposed`` belongs to, if it was ever given (a resource URI
         in any form that normalizes alike: hosts read the form the list shows)."""

@@ -29,6 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.base import InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
@@ -252,6 +253,8 @@ class BatchWriter(Generic[T]):
         self._progress = anyio.Event()
         self.drain_timeout = drain_timeout
         self.stopped = False
+        # The gateway's one reporter of store outages (else this writer says its own).
+        self.outage: StoreOutage | None = None
 
     def put(self, item: T) -> None:
         try:
@@ -340,7 +343,10 @@ class BatchWriter(Generic[T]):
             self.written += len(batch)
             if self.store_unavailable:
                 self.store_unavailable = False
-                logger.warning("the store is back: writing %s again", self.what)
+                if self.outage is not None:
+                    self.outage.back(f"writing the held {self.what}")
+                else:
+                    logger.warning("the store is back: writing %s again", self.what)
         except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
             self.failed_writes += len(batch)
             logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
@@ -361,9 +367,11 @@ class BatchWriter(Generic[T]):
         return False
 
     def _unavailable(self, error: StoreUnavailable, _failures: int) -> None:
-        if not self.store_unavailable:
-            self.store_unavailable = True
+        if self.outage is not None:
+            self.outage.lost(error)
+        elif not self.store_unavailable:
             logger.warning("%s held until the store is back: %s", self.what, error)
+        self.store_unavailable = True
 
     def stats(self) -> dict[str, Any]:
         # Queued: everything accepted and not yet written, the batch held for a store

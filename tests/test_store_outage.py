@@ -1,0 +1,150 @@
+"""A gateway and a store that is away: at start, while serving, and at stop.
+
+Each test runs a real ``mcp-gateway serve`` over HTTP on 127.0.0.1 (or the gateway in
+process) against a real PostgreSQL of its own, which the test stops and starts, or a
+real SQLite file; each failed on the code it was written against.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway.store import open_store
+from tests.fixtures import until
+from tests.pg import PgCluster, free_port, running_cluster
+from tests.test_rest import OPS, demo
+
+pytestmark = pytest.mark.anyio
+BEARER = {"Authorization": f"Bearer {OPS}"}
+CONFIG = ("gateway:\n  auth:\n    tokens:\n"
+          f"      - {{name: ops, token: {OPS}, scopes: [admin]}}\n"
+          "servers:\n  notes:\n    command: ${GATEWAY_PYTHON}\n"
+          "    args: [\"-m\", \"fast_mcp_gateway.demo.notes\"]\n")
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server of this test's own: the test stops it."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+class Serve:
+    """``mcp-gateway serve`` over HTTP in a process of its own, its stderr in a file."""
+
+    def __init__(self, tmp_path: Path, db: str) -> None:
+        config = tmp_path / "servers.yaml"
+        config.write_text(CONFIG)
+        self.data = tmp_path / "data"  # XDG_DATA_HOME: never the real one
+        self.log = tmp_path / f"gateway-{free_port()}.log"
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+                 "--transport", "http", "--port", str(port), "--db", db,
+                 "--instance-id", "gw-1"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                env={**os.environ, "XDG_DATA_HOME": str(self.data)})
+
+    @property
+    def text(self) -> str:
+        return self.log.read_text()
+
+    async def said(self, text: str, within: float = 60) -> None:
+        await until(lambda: text in self.text or self.proc.poll() is not None, within)
+        assert text in self.text, self.text
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def serving(tmp_path: Path, db: str) -> Iterator[Serve]:
+    gateway = Serve(tmp_path, db)
+    try:
+        yield gateway
+    finally:
+        gateway.kill()
+
+
+async def readiness(http: httpx2.AsyncClient, base: str, status: str) -> dict[str, Any]:
+    """/ready's body once its status is ``status``."""
+    body: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal body
+        body = (await http.get(f"{base}/ready")).json()
+        return body["status"] == status
+
+    with anyio.fail_after(120):
+        while not await reached():  # noqa: ASYNC110 - another process: no event tells us
+            await anyio.sleep(0.1)
+    return body
+
+
+async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it_is_back(
+        own_cluster: PgCluster, tmp_path: Path) -> None:
+    """A gateway started while PostgreSQL was down exited 2 ("cannot open the store:
+    ... unreachable") -- after a host reboot that brought it up before the database,
+    it never came up at all, while a running one serves through the same outage.  It
+    starts now, serving its file's upstreams; says so in one line (never the password);
+    is 'degraded' with the store 'unreachable'; answers store-backed requests 503
+    store_unavailable and holds the call records; and once the database answers, runs
+    its runtime registrations, writes the held records and is 'ready'."""
+    url = own_cluster.create_database()
+    store = await open_store(url)
+    try:  # a runtime registration, from before: it runs once the store is back
+        await store.put_server("clock", demo("clock"), True)
+    finally:
+        await store.close()
+    await anyio.to_thread.run_sync(own_cluster.stop)
+    with serving(tmp_path, url.replace("postgres@", "postgres:s3cret@")) as gateway:
+        await gateway.said("started without the store")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            body = await readiness(http, gateway.base, "degraded")
+            assert body["store"] == "unreachable", body
+            async with Client(f"{gateway.base}/mcp", auth=OPS) as host:
+                names = {t.name for t in await host.list_tools()}
+                assert "notes_add_note" in names and not any(
+                    n.startswith("clock_") for n in names), names
+                added = await host.call_tool("notes_add_note", {"title": "held"})
+                assert not added.is_error
+            calls = await http.get(f"{gateway.base}/api/v1/logs/invocations", headers=BEARER)
+            assert calls.status_code == 503, calls.text
+            assert calls.json()["error"]["code"] == "store_unavailable", calls.text
+            assert "unreachable" in calls.text and "s3cret" not in calls.text
+
+            await anyio.to_thread.run_sync(own_cluster.start)
+            await readiness(http, gateway.base, "ready")
+            async with Client(f"{gateway.base}/mcp", auth=OPS) as host:
+                await gateway.said("store back after")
+                assert "runtime registrations and route rules apply now" in gateway.text
+                names = {t.name for t in await host.list_tools()}
+                assert "clock_now" in names, names  # the runtime registration runs
+            calls = await http.get(f"{gateway.base}/api/v1/logs/invocations?tool=notes_add_note",
+                                   headers=BEARER)
+            assert calls.status_code == 200, calls.text
+            assert len(calls.json()["calls"]) == 1, calls.text  # the held record
+        assert gateway.stop() == 0, gateway.text
+    text = gateway.text
+    assert text.count("started without the store") == 1, text
+    assert "s3cret" not in text and "Traceback" not in text, text

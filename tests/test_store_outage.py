@@ -7,11 +7,14 @@ real SQLite file; each failed on the code it was written against.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,9 @@ import httpx2
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.store import open_store
-from tests.fixtures import until
+from fast_mcp_gateway.store import Invocation, open_store
+from fast_mcp_gateway.store.spool import BATCH, CallSpool, spool_target
+from tests.fixtures import alpha_server, make_gateway, memory_entry, until
 from tests.pg import PgCluster, free_port, running_cluster
 from tests.test_rest import OPS, demo
 
@@ -148,3 +152,98 @@ async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it
     text = gateway.text
     assert text.count("started without the store") == 1, text
     assert "s3cret" not in text and "Traceback" not in text, text
+
+
+def count_spilled(folder: Path) -> int:
+    """Records in the spool files of ``folder`` (their first lines say how many)."""
+    return sum(int(json.loads(p.open().readline())["records"])
+               for p in folder.glob("calls-*.jsonl"))
+
+
+async def stop_with_the_store_away(db: str, spool: Path, away: Callable[[], object],
+                                   caplog: pytest.LogCaptureFixture) -> float:
+    """A gateway on ``db`` takes two calls once ``away()`` made its store unreachable,
+    then stops (the default flush budget: 30 s); how long the stop took."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=db, spool_dir=spool, instance_id="gw-spill")
+    async with Client(gateway.server) as host:
+        await anyio.to_thread.run_sync(away)
+        for n in range(2):
+            await host.call_tool("alpha_add", {"a": n, "b": 1})
+        recorder = gateway.recorder
+        assert recorder is not None
+        await until(lambda: recorder.store_unavailable, 120)
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert recorder.spilled == 2 and recorder.dropped == 0, recorder.stats()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping:")]
+    assert len(said) == 1 and "spilled 2 call records to " in said[0], said
+    assert str(recorder.spilled_to) in said[0] and str(spool) in said[0]
+    assert count_spilled(spool) == 2
+    return took
+
+
+async def calls_after_replay(db: str, spool: Path) -> list[Any]:
+    """Start a gateway on ``db`` again: the spilled records are replayed (the spool
+    emptied); the calls the store then holds."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=db, spool_dir=spool, instance_id="gw-next")
+    async with Client(gateway.server) as host:
+        await until(lambda: not list(spool.glob("calls-*.jsonl")), 120)
+        return list((await host.call_tool("gateway_calls", {"tool": "alpha_add"})).data.calls)
+
+
+async def test_a_stop_with_postgresql_down_spills_the_held_records_and_the_next_start_writes_them(
+        own_cluster: PgCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM with PostgreSQL down spent the whole flush budget (30 s: an
+    orchestrator's whole grace period) waiting for the store, then dropped what it held
+    ("call log closed: ... 2 dropped").  It spills them to the spool folder at once,
+    says how many and where, and the next start writes them into the store."""
+    url = own_cluster.create_database()
+    spool = tmp_path / "spool"
+    took = await stop_with_the_store_away(url, spool, own_cluster.stop, caplog)
+    assert took < 15, took  # not the 30 s budget
+    assert os.stat(spool).st_mode & 0o077 == 0  # the records' folder is the owner's
+    await anyio.to_thread.run_sync(own_cluster.start)
+    calls = await calls_after_replay(url, spool)
+    assert sorted(c.instance_id for c in calls) == ["gw-spill", "gw-spill"], calls
+
+
+async def test_a_stop_with_the_sqlite_file_locked_spills_too(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The same with SQLite: a file whose write lock another process holds (a sqlite3
+    shell's open transaction, a backup) past the busy timeout."""
+    db = tmp_path / "g.db"
+    spool = tmp_path / "spool"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        took = await stop_with_the_store_away(
+            str(db), spool, lambda: other.execute("BEGIN IMMEDIATE"), caplog)
+        assert took < 15, took
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    calls = await calls_after_replay(str(db), spool)
+    assert len(calls) == 2, calls
+
+
+async def test_a_replay_cut_short_duplicates_nothing(tmp_path: Path) -> None:
+    """A gateway killed while it replayed (a batch committed, the file not yet removed)
+    replays the whole file again at its next start: no record and no count twice."""
+    db = tmp_path / "g.db"
+    spool = CallSpool(tmp_path / "spool", spool_target(db))
+    records = [Invocation(id=f"r{n}", trace_id="t", client="c", kind="tool",
+                          exposed="alpha_add", server="alpha", original="add",
+                          started_at=time.time() - 60 + n / 1000, duration_ms=2.0,
+                          status="success", instance_id="gw-1")
+               for n in range(1200)]
+    spool.spill(records)
+    store = await open_store(db)
+    try:
+        await store.add_invocations(records[:BATCH])  # the first batch, before the kill
+        assert await spool.replay(lambda: store) == len(records)
+        assert spool.files() == []
+        assert (await store.stats())[""].count == len(records)
+        assert await store.count("invocations") == len(records)  # type: ignore[attr-defined]
+    finally:
+        await store.close()

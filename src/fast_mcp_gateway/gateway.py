@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,7 +39,12 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
-from fast_mcp_gateway.config.settings import GatewaySettings, Transport, bind_refusal
+from fast_mcp_gateway.config.settings import (
+    GatewaySettings,
+    Transport,
+    bind_refusal,
+    default_spool_dir,
+)
 from fast_mcp_gateway.errors import BackgroundTaskFailed, ConfigError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.early import EarlyAnswer, Handover
@@ -65,6 +69,7 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.store import Store, open_or_defer
+from fast_mcp_gateway.store.spool import CallSpool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
@@ -83,9 +88,6 @@ if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is serve
     from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
-STOP_WAITS = ("stopping: the store is unreachable; waiting up to %g s for it to take %d "
-              "call record(s) held for it, then dropping them "
-              "(MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT)")
 
 
 class Gateway:
@@ -265,10 +267,12 @@ class Gateway:
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
                                 instance_id=s.instance_id,
-                                drain_timeout=s.shutdown_flush_timeout)
+                                drain_timeout=s.shutdown_flush_timeout,
+                                spool=CallSpool(s.spool_dir or default_spool_dir(),
+                                                spool_target(s.db)))
             self.provider.recorder = recorder
             self.provider.invalidate()
-            tasks.append(recorder.run)
+            tasks += [recorder.run, recorder.replay]  # what an earlier stop spilled
             await self.control.attach(store, recorder)  # a store away: opened later
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
@@ -278,22 +282,16 @@ class Gateway:
                 finally:
                     if recorder is not None:
                         # A clean stop loses nothing: wait for the writer (shielded, so a
-                        # cancelled serve still flushes); stopping it then drains the rest.
-                        started = time.monotonic()
-                        if recorder.store_unavailable and recorder.pending:
-                            logger.warning(STOP_WAITS, s.shutdown_flush_timeout,
-                                           recorder.pending)
-                        with anyio.CancelScope(shield=True):
-                            await recorder.flushed(within=s.shutdown_flush_timeout)
-                        # One budget for the whole stop, not one per step.
-                        recorder.drain_timeout = max(
-                            0.0, s.shutdown_flush_timeout - (time.monotonic() - started))
+                        # cancelled serve still flushes), or with the store away spill what
+                        # it holds; stopping it then drains the rest.  One budget for all.
+                        await recorder.stopping(s.shutdown_flush_timeout,
+                                                store_down=self.control.store_down)
         finally:
             if recorder is not None:
                 level = logging.WARNING if recorder.dropped else logging.INFO
-                logger.log(level, "call log closed: %d record(s) written, %d dropped, "
-                           "%d failed", recorder.written, recorder.dropped,
-                           recorder.failed_writes)
+                logger.log(level, "call log closed: %d record(s) written, %d spilled, %d "
+                           "dropped, %d failed", recorder.written, recorder.spilled,
+                           recorder.dropped, recorder.failed_writes)
             if store is not None:
                 self.control.detach()
                 self.provider.recorder = None

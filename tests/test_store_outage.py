@@ -8,6 +8,7 @@ real SQLite file; each failed on the code it was written against.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.store import Invocation, open_store
+from fast_mcp_gateway.store.outage import PoolFloor
 from fast_mcp_gateway.store.spool import BATCH, CallSpool, spool_target
 from tests.fixtures import alpha_server, make_gateway, memory_entry, until
 from tests.pg import PgCluster, free_port, running_cluster
@@ -247,3 +249,46 @@ async def test_a_replay_cut_short_duplicates_nothing(tmp_path: Path) -> None:
         assert await store.count("invocations") == len(records)  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+async def test_an_outage_is_two_lines_of_the_gateway_not_one_per_reconnect(
+        own_cluster: PgCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL down: asyncpg's pool logged "Failed to restore the pool connection
+    floor; retrying" with a traceback at every reconnect (1, 2, 4 ... 60 s: hundreds of
+    lines in a night's outage), in its own words, beside the recorder's and the change
+    feed's lines.  Now: one line when it goes (what, since when, what the gateway does
+    meanwhile), one when it is back, however many reconnects happen between."""
+    url = own_cluster.create_database()
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=url)
+
+    def gateway_says(start: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "fast_mcp_gateway.store" and r.getMessage().startswith(start)]
+
+    async with Client(gateway.server) as host:
+        floor = next(f for f in logging.getLogger("asyncpg.pool").filters
+                     if isinstance(f, PoolFloor))
+        before = floor.quieted
+        await anyio.to_thread.run_sync(own_cluster.stop)
+        await until(lambda: floor.quieted >= before + 2, 120)  # asyncpg retried twice
+        await host.call_tool("alpha_add", {"a": 1, "b": 2})  # a record held meanwhile
+        recorder = gateway.recorder
+        assert recorder is not None
+        await until(lambda: recorder.store_unavailable, 120)
+        # A transition meanwhile: the health history lost it ("could not write health
+        # records", a line per batch); it is held and written once the store is back.
+        gateway.control.health_log.record("alpha", "alpha", "failed", "ready -> failed")
+        await anyio.to_thread.run_sync(own_cluster.start)
+        await until(lambda: gateway_says("store back after"), 120)
+        assert await recorder.flushed(60)
+        assert await gateway.control.health_flushed(60)
+        assert gateway.store is not None
+        history = await gateway.store.health_records(server="alpha", limit=20)
+        assert [r.detail for r in history if r.status == "failed"] == ["ready -> failed"]
+    assert not [r for r in caplog.records if "pool connection floor" in r.getMessage()
+                or "could not write health records" in r.getMessage()]
+    went = gateway_says("store unreachable since")
+    assert len(went) == 1 and "UTC" in went[0] and "is unreachable" in went[0], went
+    assert "holds the call records" in went[0] and "503 store_unavailable" in went[0]
+    assert len(gateway_says("store back after")) == 1

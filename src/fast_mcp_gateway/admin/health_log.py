@@ -2,13 +2,16 @@
 
 The manager reports a transition synchronously from inside a replica's supervisor, which
 must never wait on disk; so ``record`` only queues (dropping beyond a burst of 1000) and
-``run`` writes whatever has queued in one batch.  ``flushed`` lets a reader (the
-``health_history`` operation) see the transitions that happened before it asked.
+``run`` writes whatever has queued in one batch -- holding it while the store is
+unreachable (newer transitions queue meanwhile), and writing it once the store is back.
+``flushed`` lets a reader (the ``health_history`` operation) see the transitions that
+happened before it asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +20,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.store import HealthRecord, Store
+from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
@@ -55,8 +59,9 @@ class HealthLog:
                     break
             store = self._store()
             if store is not None:
-                try:
-                    await store.add_health_records(batch)
+                try:  # held through an outage (said once, by the gateway), then written
+                    await while_unavailable(functools.partial(store.add_health_records, batch),
+                                            first=0.5, most=5.0)
                 except Exception as exc:  # noqa: BLE001 - history must not stop the gateway
                     logger.warning("could not write health records: %s", exc)
             self._done += len(batch)

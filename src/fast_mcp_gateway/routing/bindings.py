@@ -70,7 +70,7 @@ from fast_mcp_gateway.routing.naming import (
     preferred_name,
 )
 from fast_mcp_gateway.routing.view import normalize_uri
-from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store import Store, StoreUnavailable
 from fast_mcp_gateway.store.names import NameBinding, NameKind
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -311,8 +311,9 @@ class NameBook:
                     on_adopted()
                 delay = 0.2
             except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile
-                logger.warning("could not keep the exposed names' bindings in the store "
-                               "(%s); retrying", exc)
+                if not isinstance(exc, StoreUnavailable):  # an outage is said once, apart
+                    logger.warning("could not keep the exposed names' bindings in the store "
+                                   "(%s); retrying", exc)
                 for c in claims:
                     self._claims.setdefault((c.kind, c.exposed), c)
                 self._releases.update(releases)

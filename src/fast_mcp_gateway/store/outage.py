@@ -7,7 +7,8 @@ store the gateway started without), and asyncpg's pool logged each failed reconn
 operator needs two lines: when the store went (what, since when, what the gateway does
 meanwhile) and when it is back.  ``StoreOutage`` is the one place that says them: each
 part reports ``lost(error)`` and ``back()``; the first report of an outage logs, the
-rest only keep its reason current.  ``quiet_pool_floor`` drops asyncpg's line.
+rest only keep its reason current.  ``quiet_pool_floor`` (installed when a PostgreSQL
+store is opened) drops asyncpg's line.
 """
 
 from __future__ import annotations
@@ -75,17 +76,30 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-class _PoolFloor(logging.Filter):
+class PoolFloor(logging.Filter):
     """asyncpg's pool, reconnecting its idle connection while the database is away,
-    logs each failed attempt; the gateway's ``StoreOutage`` says it once instead."""
+    logs each failed attempt (every 1, 2, 4 ... 60 s, with a traceback); the gateway's
+    ``StoreOutage`` says the outage once instead.  ``quieted`` counts the lines dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quieted = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str)
-                    and record.msg.startswith("Failed to restore the pool connection floor"))
+        if isinstance(record.msg, str) and record.msg.startswith(
+                "Failed to restore the pool connection floor"):
+            self.quieted += 1
+            return False
+        return True
 
 
-def quiet_pool_floor() -> None:
-    """Drop asyncpg's "Failed to restore the pool connection floor" lines (idempotent)."""
+def quiet_pool_floor() -> PoolFloor:
+    """Drop asyncpg's "Failed to restore the pool connection floor" lines (once per
+    process: the filter installed, or the one installed before)."""
     pool = logging.getLogger("asyncpg.pool")
-    if not any(isinstance(f, _PoolFloor) for f in pool.filters):
-        pool.addFilter(_PoolFloor())
+    for installed in pool.filters:
+        if isinstance(installed, PoolFloor):
+            return installed
+    floor = PoolFloor()
+    pool.addFilter(floor)
+    return floor

@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=None,
                        help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
                             "share registrations, routes, logs and statistics between "
-                            f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
+                            "gateways; one that cannot be reached yet is taken once it "
+                            f"answers (default: $MCP_GATEWAY_DB or {default_db_path()})")
     serve.add_argument("--no-db", action="store_true", help="do not record calls")
     serve.add_argument("--profile", default=None,
                        help="serve one profile of gateway.profiles (a named subset of the "

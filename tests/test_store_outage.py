@@ -27,6 +27,7 @@ from fastmcp import Client
 
 from fast_mcp_gateway.store import Invocation, open_store
 from fast_mcp_gateway.store.outage import PoolFloor
+from fast_mcp_gateway.store.postgres_schema import SCHEMA_VERSION
 from fast_mcp_gateway.store.spool import BATCH, CallSpool, spool_target
 from tests.fixtures import alpha_server, make_gateway, memory_entry, until
 from tests.pg import PgCluster, free_port, running_cluster
@@ -292,3 +293,31 @@ async def test_an_outage_is_two_lines_of_the_gateway_not_one_per_reconnect(
     assert len(went) == 1 and "UTC" in went[0] and "is unreachable" in went[0], went
     assert "holds the call records" in went[0] and "503 store_unavailable" in went[0]
     assert len(gateway_says("store back after")) == 1
+
+
+async def test_a_gateway_started_before_its_new_database_migrates_it_when_it_answers(
+        own_cluster: PgCluster, tmp_path: Path) -> None:
+    """In process (library mode) too, and with a database nothing migrated yet: the
+    lifespan raised the store's StoreUnavailable and no host could connect.  It serves
+    meanwhile, and the store it opens once PostgreSQL answers is migrated and takes the
+    record of a call made before."""
+    url = own_cluster.create_database()  # empty: no gateway table yet
+    await anyio.to_thread.run_sync(own_cluster.stop)
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=url, spool_dir=tmp_path / "spool")
+    async with Client(gateway.server) as host:
+        assert gateway.control.store_down
+        refused = await host.call_tool_mcp("gateway_calls", {})
+        assert refused.isError and "is unreachable" in str(refused.content), refused
+        await host.call_tool("alpha_add", {"a": 1, "b": 2})
+        await anyio.to_thread.run_sync(own_cluster.start)
+        await until(lambda: not gateway.control.store_down, 120)
+        recorder = gateway.recorder
+        assert recorder is not None and await recorder.flushed(60)
+        calls = (await host.call_tool("gateway_calls", {"tool": "alpha_add"})).data.calls
+        assert len(calls) == 1, calls
+    store = await open_store(url)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
+    finally:
+        await store.close()

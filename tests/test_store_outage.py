@@ -25,10 +25,10 @@ import httpx2
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.store import Invocation, open_store
+from fast_mcp_gateway.store import HealthRecord, Invocation, open_store
 from fast_mcp_gateway.store.outage import PoolFloor
 from fast_mcp_gateway.store.postgres_schema import SCHEMA_VERSION
-from fast_mcp_gateway.store.spool import BATCH, CallSpool, spool_target
+from fast_mcp_gateway.store.spool import BATCH, Spool, spool_target
 from tests.fixtures import alpha_server, make_gateway, memory_entry, until
 from tests.pg import PgCluster, free_port, running_cluster
 from tests.test_rest import OPS, demo
@@ -157,16 +157,18 @@ async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it
     assert "s3cret" not in text and "Traceback" not in text, text
 
 
-def count_spilled(folder: Path) -> int:
-    """Records in the spool files of ``folder`` (their first lines say how many)."""
-    return sum(int(json.loads(p.open().readline())["records"])
-               for p in folder.glob("calls-*.jsonl"))
+def count_spilled(folder: Path) -> tuple[int, int]:
+    """Call records and health transitions in the spool files of ``folder`` (their first
+    lines say how many)."""
+    heads = [json.loads(p.open().readline()) for p in folder.glob("held-*.jsonl")]
+    return sum(h["calls"] for h in heads), sum(h["health"] for h in heads)
 
 
 async def stop_with_the_store_away(db: str, spool: Path, away: Callable[[], object],
                                    caplog: pytest.LogCaptureFixture) -> float:
-    """A gateway on ``db`` takes two calls once ``away()`` made its store unreachable,
-    then stops (the default flush budget: 30 s); how long the stop took."""
+    """A gateway on ``db`` takes two calls (and sees a transition) once ``away()`` made
+    its store unreachable, then stops (the default flush budget: 30 s); how long the
+    stop took."""
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=db, spool_dir=spool, instance_id="gw-spill")
     async with Client(gateway.server) as host:
@@ -176,13 +178,18 @@ async def stop_with_the_store_away(db: str, spool: Path, away: Callable[[], obje
         recorder = gateway.recorder
         assert recorder is not None
         await until(lambda: recorder.store_unavailable, 120)
+        gateway.control.health_log.record("alpha", "alpha", "failed", "ready -> failed")
         started = time.monotonic()
     took = time.monotonic() - started
     assert recorder.spilled == 2 and recorder.dropped == 0, recorder.stats()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping:")]
-    assert len(said) == 1 and "spilled 2 call records to " in said[0], said
-    assert str(recorder.spilled_to) in said[0] and str(spool) in said[0]
-    assert count_spilled(spool) == 2
+    assert len(said) == 1, said
+    # ... and its transitions: the one meanwhile, alpha's 'ready -> stopped' at stop
+    # (and its 'starting -> ready', if the store went before it was written).
+    calls, transitions = count_spilled(spool)
+    assert calls == 2 and transitions >= 2, (calls, transitions)
+    assert (f"spilled 2 call record(s) and {transitions} health transition(s) "
+            f"to {spool}/held-") in said[0], said
     return took
 
 
@@ -192,7 +199,10 @@ async def calls_after_replay(db: str, spool: Path) -> list[Any]:
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=db, spool_dir=spool, instance_id="gw-next")
     async with Client(gateway.server) as host:
-        await until(lambda: not list(spool.glob("calls-*.jsonl")), 120)
+        await until(lambda: not list(spool.glob("held-*.jsonl")), 120)
+        assert gateway.store is not None
+        history = await gateway.store.health_records(server="alpha", limit=50)
+        assert [r.detail for r in history if r.status == "failed"] == ["ready -> failed"]
         return list((await host.call_tool("gateway_calls", {"tool": "alpha_add"})).data.calls)
 
 
@@ -234,20 +244,29 @@ async def test_a_replay_cut_short_duplicates_nothing(tmp_path: Path) -> None:
     """A gateway killed while it replayed (a batch committed, the file not yet removed)
     replays the whole file again at its next start: no record and no count twice."""
     db = tmp_path / "g.db"
-    spool = CallSpool(tmp_path / "spool", spool_target(db))
+    spool = Spool(tmp_path / "spool", spool_target(db))
+    now = time.time()
     records = [Invocation(id=f"r{n}", trace_id="t", client="c", kind="tool",
                           exposed="alpha_add", server="alpha", original="add",
-                          started_at=time.time() - 60 + n / 1000, duration_ms=2.0,
+                          started_at=now - 60 + n / 1000, duration_ms=2.0,
                           status="success", instance_id="gw-1")
                for n in range(1200)]
-    spool.spill(records)
+    health = [HealthRecord(at=now - 30 + n, server="alpha", replica="alpha",
+                           status="failed" if n % 2 else "ready", detail=f"step {n}",
+                           instance_id="gw-1") for n in range(4)]
+    spool.hold_calls(records)
+    spool.hold_health(health)
+    assert spool.write() is not None and not spool.holding
     store = await open_store(db)
     try:
-        await store.add_invocations(records[:BATCH])  # the first batch, before the kill
-        assert await spool.replay(lambda: store) == len(records)
+        await store.add_invocations(records[:BATCH])  # written before the kill
+        await store.add_health_records(health[:3])
+        assert await spool.replay(lambda: store) == len(records) + len(health)
         assert spool.files() == []
         assert (await store.stats())[""].count == len(records)
         assert await store.count("invocations") == len(records)  # type: ignore[attr-defined]
+        stored = await store.health_records(server="alpha", limit=50)
+        assert sorted(r.detail or "" for r in stored) == [f"step {n}" for n in range(4)]
     finally:
         await store.close()
 
@@ -316,6 +335,11 @@ async def test_a_gateway_started_before_its_new_database_migrates_it_when_it_ans
         assert recorder is not None and await recorder.flushed(60)
         calls = (await host.call_tool("gateway_calls", {"tool": "alpha_add"})).data.calls
         assert len(calls) == 1, calls
+        # alpha's start, while the store was away, is in its history now.
+        assert await gateway.control.health_flushed(60)
+        assert gateway.store is not None
+        history = await gateway.store.health_records(server="alpha", limit=20)
+        assert "starting -> ready" in [r.detail for r in history], history
     store = await open_store(url)
     try:
         assert await store.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]

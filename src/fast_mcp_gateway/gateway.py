@@ -69,7 +69,7 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.store import Store, open_or_defer
-from fast_mcp_gateway.store.spool import CallSpool, spool_target
+from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
@@ -264,15 +264,15 @@ class Gateway:
         recorder: Recorder | None = None
         if s.db is not None and s.record_calls:
             store = await open_or_defer(s.db)  # unreachable: started without, opened later
+            spool = Spool(s.spool_dir or default_spool_dir(), spool_target(s.db))
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
-                                instance_id=s.instance_id,
-                                drain_timeout=s.shutdown_flush_timeout,
-                                spool=CallSpool(s.spool_dir or default_spool_dir(),
-                                                spool_target(s.db)))
+                                instance_id=s.instance_id, spool=spool,
+                                drain_timeout=s.shutdown_flush_timeout)
+            self.control.health_log.spill = spool.hold_health  # at a stop, with the store away
             self.provider.recorder = recorder
             self.provider.invalidate()
-            tasks += [recorder.run, recorder.replay]  # what an earlier stop spilled
+            tasks += [recorder.run, functools.partial(spool.run, store)]  # earlier spills
             await self.control.attach(store, recorder)  # a store away: opened later
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
@@ -288,6 +288,8 @@ class Gateway:
                                                 store_down=self.control.store_down)
         finally:
             if recorder is not None:
+                if recorder.spool is not None:  # what the stop spilled: one file, one line
+                    recorder.spool.write()
                 level = logging.WARNING if recorder.dropped else logging.INFO
                 logger.log(level, "call log closed: %d record(s) written, %d spilled, %d "
                            "dropped, %d failed", recorder.written, recorder.spilled,

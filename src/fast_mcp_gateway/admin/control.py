@@ -210,21 +210,22 @@ class ControlPlane:
 
     def tasks(self) -> list[Task]:
         """The background tasks to run while serving (after ``attach``, if at all); with
-        a store not open yet, the one opening it runs the store's tasks once it did."""
+        a store not open yet, the one opening it runs the store's tasks once it did (the
+        health history's writer holds its transitions for it meanwhile)."""
         if isinstance(self.store, DeferredStore):
-            tasks = [functools.partial(connect_later, self, self.store)]
+            tasks = [self.health_log.run, functools.partial(connect_later, self, self.store)]
         else:
-            tasks = self.store_tasks()
+            tasks = ([self.health_log.run] if self.store is not None else []) + self.store_tasks()
         interval = self.settings.reload_interval
         if self.settings.config is not None and interval > 0:
             tasks.append(functools.partial(self.watch_config, interval))
         return tasks
 
     def store_tasks(self) -> list[Task]:
-        """The background tasks that use the store (none without one)."""
+        """The background tasks that use the store (none without one) but the health log."""
         tasks: list[Task] = []
         if self.store is not None:
-            tasks += [self.health_log.run, self.follow_changes,
+            tasks += [self.follow_changes,
                       functools.partial(keep_instance_id, lambda: self.store,
                                         self.settings.instance_id),
                       functools.partial(self.manager.eras.keep, lambda: self.store),

@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -31,7 +30,7 @@ from fast_mcp_gateway.store.base import InvocationStore, StoreUnavailable
 from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
-from fast_mcp_gateway.store.spool import CallSpool
+from fast_mcp_gateway.store.spool import Spool
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
 
 logger = logging.getLogger(__name__)
@@ -225,10 +224,9 @@ class BatchWriter(Generic[T]):
         self.stopped = False
         # The gateway's one reporter of store outages (else this writer says its own).
         self.outage: StoreOutage | None = None
-        # Where what is held for an unreachable store goes at stop (its path), if anywhere.
-        self.spill: Callable[[list[T]], Path] | None = None
+        # Where what is held for an unreachable store goes at stop (the spool), if anywhere.
+        self.spill: Callable[[list[T]], None] | None = None
         self.spilled = 0
-        self.spilled_to: Path | None = None
 
     def put(self, item: T) -> None:
         try:
@@ -301,19 +299,10 @@ class BatchWriter(Generic[T]):
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
         self._receive.close()
-        if batch and self.spill is not None:
-            try:
-                self.spilled_to = self.spill(batch)
-            except OSError as exc:
-                logger.error("stopping: could not spill %d %s held for the store (%s); they "
-                             "are lost: make the spool folder writable (MCP_GATEWAY_SPOOL_DIR)",
-                             len(batch), self.what, exc)
-            else:
-                self.spilled += len(batch)
-                logger.warning("stopping: the store is unreachable; spilled %d %s to %s, "
-                               "written into the store at the next start with it",
-                               len(batch), self.what, self.spilled_to)
-                batch = []
+        if batch and self.spill is not None:  # the spool writes it, saying where
+            self.spill(batch)
+            self.spilled += len(batch)
+            batch = []
         self.dropped += len(batch)
         self.stopped = True
 
@@ -413,7 +402,7 @@ class Recorder(BatchWriter[Invocation]):
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         instance_id: str | None = None,
         drain_timeout: float = 60.0,
-        spool: CallSpool | None = None,
+        spool: Spool | None = None,
     ) -> None:
         super().__init__(self._store_batch, what="call records", capacity=capacity,
                          batch_size=batch_size, flush_interval=flush_interval,
@@ -426,7 +415,7 @@ class Recorder(BatchWriter[Invocation]):
         self.retention_rows = retention_rows
         self.spool = spool  # records held for an unreachable store go there at stop
         if spool is not None:
-            self.spill = lambda held: spool.spill(self._stamped(held))
+            self.spill = lambda held: spool.hold_calls(self._stamped(held))
 
     def record(self, invocation: Invocation) -> None:
         if invocation.error:  # an upstream's text may echo a secret (error path only)
@@ -444,15 +433,6 @@ class Recorder(BatchWriter[Invocation]):
 
     async def _store_batch(self, batch: list[Invocation]) -> None:
         await self.store.add_invocations(self._stamped(batch))
-
-    async def replay(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                     ) -> None:
-        """Write the records spilled at an earlier stop into the store (waiting for it,
-        while it is away) and say which spool files wait for another store."""
-        task_status.started()
-        if self.spool is not None:
-            self.spool.name_others()
-            await self.spool.replay(lambda: self.store)
 
     @property
     def recorded(self) -> int:

@@ -345,3 +345,31 @@ async def test_a_gateway_started_before_its_new_database_migrates_it_when_it_ans
         assert await store.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+async def test_sigterm_with_postgresql_down_stops_at_once_and_the_next_serve_writes_the_rest(
+        own_cluster: PgCluster, tmp_path: Path) -> None:
+    """A real `serve`, started and stopped (SIGTERM) while PostgreSQL is down: it exits
+    0 at once, its call record spilled to its data folder; the next `serve`, with the
+    database up, writes it and empties the spool."""
+    url = own_cluster.create_database()
+    await anyio.to_thread.run_sync(own_cluster.stop)
+    with serving(tmp_path, url) as gateway:
+        await gateway.said("started without the store")
+        async with Client(f"{gateway.base}/mcp", auth=OPS) as host:
+            await host.call_tool("notes_add_note", {"title": "spilled"})
+        started = time.monotonic()
+        assert gateway.stop() == 0, gateway.text
+        assert time.monotonic() - started < 15, gateway.text  # not the 30 s budget
+    spool = gateway.data / "fast-mcp-gateway" / "spool"
+    assert "spilled 1 call record(s)" in gateway.text and str(spool) in gateway.text
+    assert count_spilled(spool)[0] == 1
+    await anyio.to_thread.run_sync(own_cluster.start)
+    with serving(tmp_path, url) as again:
+        await again.said("removed the file")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            calls = await http.get(f"{again.base}/api/v1/logs/invocations?tool=notes_add_note",
+                                   headers=BEARER)
+        assert len(calls.json()["calls"]) == 1, calls.text
+        assert again.stop() == 0
+    assert not list(spool.glob("held-*"))

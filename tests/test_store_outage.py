@@ -64,7 +64,8 @@ class Serve:
                  "--transport", "http", "--port", str(port), "--db", db,
                  "--instance-id", "gw-1"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                env={**os.environ, "XDG_DATA_HOME": str(self.data)})
+                env={**{k: v for k, v in os.environ.items() if k != "MCP_GATEWAY_SPOOL_DIR"},
+                     "XDG_DATA_HOME": str(self.data)})  # the default spool folder, in it
 
     @property
     def text(self) -> str:

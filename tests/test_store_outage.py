@@ -374,3 +374,30 @@ async def test_sigterm_with_postgresql_down_stops_at_once_and_the_next_serve_wri
         assert len(calls.json()["calls"]) == 1, calls.text
         assert again.stop() == 0
     assert not list(spool.glob("held-*"))
+
+
+async def test_records_wait_for_a_full_sqlite_disk_instead_of_being_lost(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A SQLite file whose disk filled up (or that was made read-only) while the gateway
+    ran: each batch of call records was 'could not write N call records: database or
+    disk is full' and gone.  Freeing the space fixes the same write, so the records are
+    held meanwhile, as for a locked file or an unreachable database, and written then.
+    (A full disk is made here by capping the file's size: PRAGMA max_page_count.)"""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=str(tmp_path / "g.db"))
+    async with Client(gateway.server) as host:
+        store, recorder = gateway.store, gateway.recorder
+        assert store is not None and recorder is not None
+        db = store._db._db  # type: ignore[attr-defined]  # the aiosqlite connection
+        (pages,) = await (await db.execute("PRAGMA page_count")).fetchone()
+        await db.execute(f"PRAGMA max_page_count = {pages}")
+        for n in range(20):  # more than the free room in the last pages
+            await host.call_tool("alpha_fail", {"message": "x" * 2000 + str(n)},
+                                 raise_on_error=False)
+        await until(lambda: recorder.store_unavailable, 60)
+        assert gateway.control.store_down  # /ready: degraded
+        await db.execute("PRAGMA max_page_count = 1073741823")  # space freed
+        assert await recorder.flushed(60)
+        assert recorder.failed_writes == 0 and recorder.written == 20, recorder.stats()
+    said = [r.getMessage() for r in caplog.records if r.name == "fast_mcp_gateway.store"]
+    assert said and "database or disk is full" in said[0] and "free space" in said[0], said

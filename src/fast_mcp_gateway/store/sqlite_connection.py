@@ -18,7 +18,10 @@ calls, and another task's write on this connection runs there.  Hence:
 - each ``sqlite3.Error`` becomes a ``StorageError`` naming the file, what is wrong and
   what to do.  SQLITE_BUSY, which now means another connection held the write lock for
   ``BUSY_TIMEOUT_MS``, is ``StoreUnavailable``: nothing was written, and what retries
-  an unreachable store (the call recorder, the change feed) tries again.
+  an unreachable store (the call recorder, the change feed) tries again.  So is a write
+  refused for a full disk or a file (or folder) made read-only while the gateway runs:
+  fixed outside it, the same write succeeds, and the records are held meanwhile, not
+  lost.  (Opening a file that cannot be used fails the start, as before: ``open``.)
 
 No retry on top of SQLite's: its busy handler already retries for ``BUSY_TIMEOUT_MS``
 with growing waits, and a write that waited that long waits for something other than a
@@ -139,4 +142,12 @@ def store_error(path: str, what: str, exc: sqlite3.Error) -> StorageError:
             "process) and try again")
     fix = _FIXES.get(code) or (f"if it goes on, check the file (sqlite3 {path} 'PRAGMA "
                                "integrity_check') or move it away")
+    if what == "write" and code in _HELD:
+        # Fixed outside the gateway, then the same write succeeds: what retries an
+        # unreachable store holds its records meanwhile (and spills them at a stop).
+        return StoreUnavailable(f"{path}: the write did not happen: {exc}; {fix}")
     return StorageError(f"{path}: the {what} failed: {exc}; {fix}")
+
+
+# A full disk, a file or folder made read-only: a write fails until someone fixes it.
+_HELD = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})

@@ -22,6 +22,15 @@ def _no_leaked_processes():
     assert not leaked, f"processes left behind: {leaked}"
 
 
+@pytest.fixture(autouse=True)
+def _spool_of_the_test(tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway stopped while its store is away spills what it held to its spool folder
+    (``store/spool.py``), and every gateway started later names the files there that are
+    for another store: one folder per test, so that no test sees another's."""
+    monkeypatch.setenv("MCP_GATEWAY_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _store_in_a_temp_folder(tmp_path_factory: pytest.TempPathFactory):
     """Nothing the tests start touches the user's real home or data folder.

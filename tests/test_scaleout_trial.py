@@ -235,15 +235,17 @@ async def test_mcp_gateway_logs_names_the_instance_of_each_call_on_a_shared_stor
     assert ["gw-1" in lines[2], "gw-2" in lines[3]] == [True, True], lines  # oldest first
 
 
-async def test_a_stop_waiting_for_an_unreachable_store_says_so(
-        own_cluster: PgCluster, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_stop_with_an_unreachable_store_says_so(
+        own_cluster: PgCluster, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """SIGTERM with PostgreSQL down: "received SIGTERM: stopping", then nothing for 30 s
     (the shutdown flush budget, spent waiting for the store to take the held records),
     then "call log closed: ... 5 dropped": an operator (or an orchestrator's 30 s grace
-    period) saw a gateway hanging with no word of why, or of how to shorten it."""
+    period) saw a gateway hanging with no word of why, or of how to shorten it.  It
+    does not wait now: the held records are spilled (tests/test_store_outage.py), and
+    the one line says so, how many and where."""
     url = own_cluster.create_database()
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
-                           db=url, shutdown_flush_timeout=0.5)
+                           db=url, spool_dir=tmp_path / "spool")
     async with Client(gateway.server) as host:
         await anyio.to_thread.run_sync(own_cluster.stop)
         await host.call_tool("alpha_add", {"a": 1, "b": 2})
@@ -253,7 +255,8 @@ async def test_a_stop_waiting_for_an_unreachable_store_says_so(
     said = [r.getMessage() for r in caplog.records if "stopping:" in r.getMessage()]
     assert said, [r.getMessage() for r in caplog.records]
     assert "the store is unreachable" in said[0]
-    assert "1 call record(s)" in said[0] and "MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT" in said[0]
+    assert "spilled 1 call record(s) and " in said[0], said  # and alpha's transitions
+    assert f" to {tmp_path / 'spool'}" in said[0], said
 
 
 async def test_two_gateways_given_one_instance_id_are_told_and_released(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,14 +32,19 @@ from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.admin.context import LIBRARY, signal_actor
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.listed import add_listed_tools, load_specs, mode_allows
-from fast_mcp_gateway.admin.pin_worker import follow_pins, load_pins
+from fast_mcp_gateway.admin.pin_worker import follow_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
-from fast_mcp_gateway.config.settings import GatewaySettings, Transport, bind_refusal
+from fast_mcp_gateway.config.settings import (
+    GatewaySettings,
+    Transport,
+    bind_refusal,
+    default_spool_dir,
+)
 from fast_mcp_gateway.errors import BackgroundTaskFailed, ConfigError
 from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.early import EarlyAnswer, Handover
@@ -64,7 +68,8 @@ from fast_mcp_gateway.front.task_ids import TaskIds
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
-from fast_mcp_gateway.store import Store, open_store
+from fast_mcp_gateway.store import Store, open_or_defer
+from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
@@ -83,9 +88,6 @@ if TYPE_CHECKING:  # the HTTP stack and prometheus are loaded when HTTP is serve
     from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
-STOP_WAITS = ("stopping: the store is unreachable; waiting up to %g s for it to take %d "
-              "call record(s) held for it, then dropping them "
-              "(MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT)")
 
 
 class Gateway:
@@ -179,7 +181,7 @@ class Gateway:
         self.server.add_middleware(CallerInstructions(self.manager,
                                                       self.provider.caller_servers))
         self.server.add_middleware(CallerStanding(self.hub, self.provider))
-        self._metrics: GatewayMetrics | None = None
+        self._metrics: GatewayMetrics | None = None  # made on first use (``metrics``)
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.
         self.startup = StartupGate(self.manager, self.settings.startup_wait,
@@ -261,16 +263,17 @@ class Gateway:
         store: Store | None = None
         recorder: Recorder | None = None
         if s.db is not None and s.record_calls:
-            store = await open_store(s.db)
+            store = await open_or_defer(s.db)  # unreachable: started without, opened later
+            spool = Spool(s.spool_dir or default_spool_dir(), spool_target(s.db))
             recorder = Recorder(store, retention_seconds=s.retention_days * 86400,
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
-                                instance_id=s.instance_id,
+                                instance_id=s.instance_id, spool=spool,
                                 drain_timeout=s.shutdown_flush_timeout)
+            self.control.health_log.spill = spool.hold_health  # at a stop, with the store away
             self.provider.recorder = recorder
             self.provider.invalidate()
-            tasks.append(recorder.run)
-            await self.control.attach(store, recorder)
-            await load_pins(self.control)
+            tasks += [recorder.run, functools.partial(spool.run, store)]  # earlier spills
+            await self.control.attach(store, recorder)  # a store away: opened later
         tasks += [*self.control.tasks(), self.alerts.run]
         try:
             async with background(*tasks, failed=self._background_failed):
@@ -279,22 +282,18 @@ class Gateway:
                 finally:
                     if recorder is not None:
                         # A clean stop loses nothing: wait for the writer (shielded, so a
-                        # cancelled serve still flushes); stopping it then drains the rest.
-                        started = time.monotonic()
-                        if recorder.store_unavailable and recorder.pending:
-                            logger.warning(STOP_WAITS, s.shutdown_flush_timeout,
-                                           recorder.pending)
-                        with anyio.CancelScope(shield=True):
-                            await recorder.flushed(within=s.shutdown_flush_timeout)
-                        # One budget for the whole stop, not one per step.
-                        recorder.drain_timeout = max(
-                            0.0, s.shutdown_flush_timeout - (time.monotonic() - started))
+                        # cancelled serve still flushes), or with the store away spill what
+                        # it holds; stopping it then drains the rest.  One budget for all.
+                        await recorder.stopping(s.shutdown_flush_timeout,
+                                                store_down=self.control.store_down)
         finally:
             if recorder is not None:
+                if recorder.spool is not None:  # what the stop spilled: one file, one line
+                    recorder.spool.write()
                 level = logging.WARNING if recorder.dropped else logging.INFO
-                logger.log(level, "call log closed: %d record(s) written, %d dropped, "
-                           "%d failed", recorder.written, recorder.dropped,
-                           recorder.failed_writes)
+                logger.log(level, "call log closed: %d record(s) written, %d spilled, %d "
+                           "dropped, %d failed", recorder.written, recorder.spilled,
+                           recorder.dropped, recorder.failed_writes)
             if store is not None:
                 self.control.detach()
                 self.provider.recorder = None

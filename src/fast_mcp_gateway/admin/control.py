@@ -32,20 +32,20 @@ import anyio.abc
 from fast_mcp_gateway.admin import instance_lease
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
-from fast_mcp_gateway.admin.invalid import log_invalid
+from fast_mcp_gateway.admin.invalid import log_invalid, warn_overlong
+from fast_mcp_gateway.admin.late_store import connect_later
+from fast_mcp_gateway.admin.pin_worker import load_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config, read_stamp
-from fast_mcp_gateway.config.names import overlong_name, shown_name
+from fast_mcp_gateway.config.names import shown_name
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
     merge,
-    overlong_description,
     registered,
 )
 from fast_mcp_gateway.config.schema import (
-    MAX_DESCRIPTION,
     GatewayConfig,
     GatewayOptions,
     InvalidServer,
@@ -57,6 +57,8 @@ from fast_mcp_gateway.routing.converge import converge
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import Registration, StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store.deferred import DeferredStore
+from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -108,6 +110,7 @@ class ControlPlane:
         # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
         # gateway, which writes no call records, knows of an outage this way).
         self.store_lost = False
+        self.outage = StoreOutage()  # says once when the store goes and when it is back
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
         self._invalid_registrations: dict[str, InvalidServer] = {}  # by ``_merge``
         log_invalid(config, "is not started")
@@ -147,16 +150,24 @@ class ControlPlane:
 
     # -- the store's lifetime -------------------------------------------------------
 
-    async def attach(self, store: Store, recorder: Recorder) -> None:
-        """Take the opened store: its route rules and runtime registrations apply now."""
+    async def attach(self, store: Store, recorder: Recorder, *, late: bool = False) -> bool:
+        """Take the opened store: its route rules, runtime registrations and pins apply
+        now (``late``: to the upstreams running already).  A store not open yet
+        (``DeferredStore``: the gateway starts without it) is held: its users meet the
+        outage's ``StoreUnavailable`` until ``connect_later`` attaches it; False then."""
         self.store, self.recorder = store, recorder
+        recorder.outage = self.outage
+        if isinstance(store, DeferredStore):
+            self.store_lost = True
+            self.outage.lost(store.error, starting=True)
+            return False
         try:  # before the upstreams' first connects (upstream/era_memory.py)
             self.manager.eras.load(await store.era_needs())
         except Exception as exc:  # noqa: BLE001 - only a shortcut: each need is learned again
             logger.warning("could not read what servers were learned to need: %s", exc)
         # Before the upstreams' first lists too: a name stays whose it was (bindings.py).
-        self.manager.names.load(await store.name_bindings())
-        self.manager.names.persistent = True
+        if self.manager.names.adopt(await store.name_bindings(), late=late) and late:
+            self.manager.refresh_catalog()
         # The feed's position first: a change made while loading comes in the feed.
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
@@ -169,29 +180,21 @@ class ControlPlane:
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
                                  registered(registrations))
-        if registrations:
+        if registrations and late:
+            async with self._reload_lock:
+                await converge(self.manager, desired)
+        elif registrations:
             self.manager.configure(desired)
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
                    and desired.get(r.name) is not self.config.servers.get(r.name)]
-        for name in runtime:
-            if (too_long := overlong_name(name)) is not None:
-                logger.warning("server '%s', registered at runtime in %s before names were "
-                               "limited, runs as before, but %s: remove it "
-                               "(gateway_remove_server) and add it again under the new name",
-                               shown_name(name), mask_text(self.settings.db or "the store"),
-                               too_long)
-        for row in registrations:
-            if row.name in runtime and (length := overlong_description(row.config)):
-                logger.warning("server '%s', registered at runtime in %s before descriptions "
-                               "were limited, runs with the first %d of its description's "
-                               "%d characters: give it a shorter one (gateway_update_server)",
-                               shown_name(row.name), mask_text(self.settings.db or "the store"),
-                               MAX_DESCRIPTION, length)
+        warn_overlong(registrations, runtime, mask_text(self.settings.db or "the store"))
         logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                     len(desired), len(desired) - len(runtime), self.config.source,
                     len(runtime), mask_text(self.settings.db or "the store"),
                     f" ({', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
                     if runtime else "")
+        await load_pins(self)
+        return True
 
     def _release_unknown_names(self, known: set[str]) -> None:
         """Free the names of servers in neither the config (all of it: another profile's
@@ -212,19 +215,29 @@ class ControlPlane:
         self.manager.names.persistent = False
 
     def tasks(self) -> list[Task]:
-        """The background tasks to run while serving (after ``attach``, if at all)."""
+        """The background tasks to run while serving (after ``attach``, if at all); with
+        a store not open yet, the one opening it runs the store's tasks once it did (the
+        health history's writer holds its transitions for it meanwhile)."""
+        if isinstance(self.store, DeferredStore):
+            tasks = [self.health_log.run, functools.partial(connect_later, self, self.store)]
+        else:
+            tasks = ([self.health_log.run] if self.store is not None else []) + self.store_tasks()
+        interval = self.settings.reload_interval
+        if self.settings.config is not None and interval > 0:
+            tasks.append(functools.partial(self.watch_config, interval))
+        return tasks
+
+    def store_tasks(self) -> list[Task]:
+        """The background tasks that use the store (none without one) but the health log."""
         tasks: list[Task] = []
         if self.store is not None:
-            tasks += [self.health_log.run, self.follow_changes,
+            tasks += [self.follow_changes,
                       functools.partial(instance_lease.keep_instance_id, lambda: self.store,
                                         self.settings.instance_id, self.holder,
                                         self.lease_tried),
                       functools.partial(self.manager.eras.keep, lambda: self.store),
                       functools.partial(self.manager.names.keep, lambda: self.store,
                                         self.manager.refresh_catalog)]
-        interval = self.settings.reload_interval
-        if self.settings.config is not None and interval > 0:
-            tasks.append(functools.partial(self.watch_config, interval))
         return tasks
 
     async def health_flushed(self, within: float = 5.0) -> bool:
@@ -266,11 +279,8 @@ class ControlPlane:
 
         def lost(error: StoreUnavailable, _failures: int) -> None:
             nonlocal outage
-            self.store_lost = True
-            if not outage:
-                outage = True
-                logger.warning("change feed: lost the store, reconnecting until it is back: %s",
-                               error)
+            self.store_lost = outage = True
+            self.outage.lost(error)  # said once, whoever meets it first
 
         async def step() -> None:
             nonlocal last_full, outage
@@ -280,10 +290,11 @@ class ControlPlane:
                                         wait=0 if outage and store.shared else POLL_WAIT)
             self.store_lost = False
             remote = [c for c in batch.changes if not c.local]
+            if outage:
+                self.outage.back("writing what was held" + (
+                    "; reconciling with the other gateways' changes" if store.shared else ""))
             if store.shared and (not batch.complete or outage
                                  or time.monotonic() - last_full >= reconcile_every):
-                if outage:
-                    logger.warning("change feed: the store is back; reconciling")
                 await self.apply_shared(servers=True, routes=True, names=True)
                 last_full, outage = time.monotonic(), False
             elif remote:

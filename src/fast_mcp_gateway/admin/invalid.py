@@ -12,14 +12,21 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from fast_mcp_gateway.config.names import shown_name
-from fast_mcp_gateway.config.schema import GatewayConfig, InvalidServer, ServerConfig
+from fast_mcp_gateway.config.names import overlong_name, shown_name
+from fast_mcp_gateway.config.registrations import overlong_description
+from fast_mcp_gateway.config.schema import (
+    MAX_DESCRIPTION,
+    GatewayConfig,
+    InvalidServer,
+    ServerConfig,
+)
 from fast_mcp_gateway.errors import NotFound
 
 if TYPE_CHECKING:  # the models load with the admin operations, on first use (listed.py)
     from fast_mcp_gateway.admin.context import AdminContext
     from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
     from fast_mcp_gateway.routing.service import Service
+    from fast_mcp_gateway.store import Registration
 
 logger = logging.getLogger("fast_mcp_gateway.admin.control")  # the control plane's words
 
@@ -102,3 +109,20 @@ def log_invalid(config: GatewayConfig, fate: str,
         logger.error("none of the %d server entries in %s is valid: the gateway serves its "
                      "own tools (gateway_list_servers shows each error) and runs no server "
                      "from the file until it is fixed", len(config.invalid), config.source)
+
+
+def warn_overlong(registrations: list[Registration], runtime: list[str], where: str) -> None:
+    """Warn of each ``runtime`` server registered in ``where`` before names and
+    descriptions were limited: it runs as before, and is told how to fix it."""
+    for name in runtime:
+        if (too_long := overlong_name(name)) is not None:
+            logger.warning("server '%s', registered at runtime in %s before names were "
+                           "limited, runs as before, but %s: remove it "
+                           "(gateway_remove_server) and add it again under the new name",
+                           shown_name(name), where, too_long)
+    for row in registrations:
+        if row.name in runtime and (length := overlong_description(row.config)):
+            logger.warning("server '%s', registered at runtime in %s before descriptions "
+                           "were limited, runs with the first %d of its description's "
+                           "%d characters: give it a shorter one (gateway_update_server)",
+                           shown_name(row.name), where, MAX_DESCRIPTION, length)

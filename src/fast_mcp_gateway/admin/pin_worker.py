@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
-from fast_mcp_gateway.store.base import StorageError
+from fast_mcp_gateway.store.base import StorageError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ async def follow_pins(ctx: AdminContext, *, task_status: anyio.abc.TaskStatus[No
                 book.written.notify()
             except StorageError as exc:
                 book.requeue(writes)
-                logger.warning("pinning: store unavailable (%s); retrying", exc)
+                if not isinstance(exc, StoreUnavailable):  # an outage is said once, apart
+                    logger.warning("pinning: could not write to the store (%s); retrying",
+                                   exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
     finally:

@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=None,
                        help="the store: a SQLite file, or postgresql://USER@HOST:PORT/DB to "
                             "share registrations, routes, logs and statistics between "
-                            f"gateways (default: $MCP_GATEWAY_DB or {default_db_path()})")
+                            "gateways; one that cannot be reached yet is taken once it "
+                            f"answers (default: $MCP_GATEWAY_DB or {default_db_path()})")
     serve.add_argument("--no-db", action="store_true",
                        help="run without the store: no call records, and the config file's "
                             "servers alone (those registered at runtime are not loaded, and "
@@ -320,7 +321,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     if args.command in ("servers", "check"):
-        from fast_mcp_gateway.store import StorageError
+        from fast_mcp_gateway.store import StorageError, StoreUnavailable
 
         try:
             if args.command == "servers":
@@ -332,7 +333,12 @@ def _run(args: argparse.Namespace) -> int:
             db = None if args.no_db else settings.db
             return anyio.run(run_check, config, settings, bool(args.json), db)
         except StorageError as exc:  # the store of runtime registrations: one clear line
-            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            then = ""
+            if isinstance(exc, StoreUnavailable):  # serve waits it out; check cannot
+                then = ("; 'serve' would start without it, serving the file's servers and "
+                        "taking its runtime registrations once it answers (check the file "
+                        "alone with --no-db)")
+            print(f"mcp-gateway: {exc}{then}", file=sys.stderr)
             return 2
     dashboard_at = None
     if settings.dashboard is not None:
@@ -417,12 +423,16 @@ def _is_shared(db: str) -> bool:
 
 
 async def _check_store(db: str) -> str | None:
-    """Open (and migrate) a shared store before serving: a database that cannot be
-    reached is one clear line, not a traceback from inside the server's start-up."""
-    from fast_mcp_gateway.store import StorageError, open_store
+    """Open (and migrate) a shared store before serving: a store that cannot be used
+    (a bad URL, password, database, role) is one clear line, not a traceback from inside
+    the server's start-up.  One that cannot be reached now is no problem: the gateway
+    starts without it, says so, and opens it once it answers (``store/deferred.py``)."""
+    from fast_mcp_gateway.store import StorageError, StoreUnavailable, open_store
 
     try:
         store = await open_store(db)
+    except StoreUnavailable:
+        return None
     except StorageError as exc:
         return _store_problem(exc)
     await store.close()

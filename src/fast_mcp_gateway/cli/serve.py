@@ -352,14 +352,17 @@ _HTTP_EXIT_GRACE = 15.0
 
 
 def _hard_exit(gateway: Any) -> None:
-    """The backstop for a stop that hangs; it never cuts the call log's final flush
-    short (that is bounded by ``shutdown_flush_timeout`` itself)."""
+    """The backstop for a stop that hangs; it never cuts the call log's final flush, or
+    the spill of what is held for an unreachable store, short (that is bounded by
+    ``shutdown_flush_timeout`` itself)."""
     from fast_mcp_gateway.front.stdio import restore_blocking
 
     recorder = gateway.recorder
+    spool = getattr(recorder, "spool", None)
     deadline = time.monotonic() + gateway.settings.shutdown_flush_timeout
-    while (recorder is not None and not recorder.stopped and recorder.pending
-           and time.monotonic() < deadline):
-        time.sleep(0.05)  # a daemon thread: the event loop may still be writing
+    while (recorder is not None and time.monotonic() < deadline
+           and ((not recorder.stopped and recorder.pending)
+                or (spool is not None and spool.holding))):
+        time.sleep(0.05)  # a daemon thread: the event loop may still be writing or spilling
     restore_blocking()
     os._exit(0)

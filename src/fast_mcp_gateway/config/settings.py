@@ -100,6 +100,12 @@ class GatewaySettings(BaseSettings):
     shutdown_flush_timeout: float = Field(
         default=30.0, gt=0, le=3600,
         description="seconds a graceful stop may spend writing queued call records")
+    spool_dir: Path | None = Field(
+        default=None,
+        description="folder where a stop with the store unreachable spills the call "
+                    "records held for it, written into the store at the next start "
+                    "(default: the spool folder beside the default store, "
+                    "$XDG_DATA_HOME/fast-mcp-gateway/spool)")
     session_idle_timeout: float = Field(
         default=1800.0, gt=0, le=86_400 * 7,
         description="HTTP: seconds an MCP session may stay idle (no request in flight, no "
@@ -206,6 +212,11 @@ def startup_limit(configured: int | None) -> int:
     Starting servers costs CPU (an interpreter, imports): too many at once on a small
     machine starve each other past their connect timeout, then crash-loop."""
     return configured or max(4, 4 * (os.cpu_count() or 1))
+
+
+def default_spool_dir() -> Path:
+    """Where a stop with the store away spills call records (``spool_dir``'s default)."""
+    return default_db_path().parent / "spool"
 
 
 def default_db_path() -> Path:

@@ -76,14 +76,12 @@ from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.telemetry.recorder import (
     Recorder,
     credential_values,
-    current_trace_id,
     dumps_arguments,
     mask_argument_values,
     names_credentials,
-    new_traceparent,
-    trace_id_of,
 )
 from fast_mcp_gateway.telemetry.redaction import RECENT
+from fast_mcp_gateway.telemetry.tracing import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 logger = logging.getLogger(__name__)

@@ -71,8 +71,8 @@ from fast_mcp_gateway.store.stats import TASK_END
 from fast_mcp_gateway.telemetry.recorder import (
     mask_argument_values,
     redact_arguments,
-    trace_id_of,
 )
+from fast_mcp_gateway.telemetry.tracing import trace_id_of
 from fast_mcp_gateway.upstream.lifting import unlifted
 from fast_mcp_gateway.upstream.replica import Upstream
 

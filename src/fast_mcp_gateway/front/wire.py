@@ -20,7 +20,7 @@ from mcp_types import methods as _methods
 from opentelemetry import trace
 
 from fast_mcp_gateway._compat import tracer_provider_set, wire_fields
-from fast_mcp_gateway.telemetry.recorder import current_trace_id, new_traceparent, trace_id_of
+from fast_mcp_gateway.telemetry.tracing import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
 from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS

@@ -79,7 +79,7 @@ from fast_mcp_gateway.routing.naming import (
     preferred_name,
 )
 from fast_mcp_gateway.routing.view import normalize_uri
-from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store import Store, StoreUnavailable
 from fast_mcp_gateway.store.names import NameBinding, NameKind
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -178,6 +178,23 @@ class NameBook:
             del self.bound[key]   # (its row is added again, at the end, as the others)
         self.bound.update(((r.kind, r.exposed), r) for r in rows)
         return dict(self.bound.items()) != before
+
+    def adopt(self, rows: Iterable[NameBinding], *, late: bool = False) -> bool:
+        """Attach to a store: ``load`` its bindings, and write to it from now on.
+        ``late``: the store opened after the upstreams were named (the gateway started
+        without it), and the names given meanwhile are claimed now.  Returns whether any
+        binding changed."""
+        rows = list(rows)
+        changed = self.load(rows)
+        self.persistent = True
+        if late:
+            stored = {(r.kind, r.exposed) for r in rows}
+            for key, b in self.bound.items():
+                if key not in stored and _storable(b):
+                    self._claims[key] = b
+            if self._claims:
+                self._wake.set()
+        return changed
 
     def binding(self, kind: str, exposed: str) -> NameBinding | None:
         """The component ``exposed`` belongs to, if it was ever given (a resource URI
@@ -352,8 +369,9 @@ class NameBook:
                     on_adopted()
                 delay = 0.2
             except Exception as exc:  # noqa: BLE001 - the bindings hold in memory meanwhile
-                logger.warning("could not keep the exposed names' bindings in the store "
-                               "(%s); retrying", exc)
+                if not isinstance(exc, StoreUnavailable):  # an outage is said once, apart
+                    logger.warning("could not keep the exposed names' bindings in the store "
+                                   "(%s); retrying", exc)
                 for c in claims:
                     self._claims.setdefault((c.kind, c.exposed), c)
                 self._releases.update(releases)

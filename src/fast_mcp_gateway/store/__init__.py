@@ -11,12 +11,16 @@ per backend.
 - ``postgresql://user[:password]@host[:port]/db`` (also ``postgres://``): the shared
   PostgreSQL backend (postgres.py; needs the ``postgres`` extra, asyncpg), for several
   gateways on one state.
+
+``open_or_defer(url)`` is ``open_store`` for a gateway starting: a store that cannot be
+reached now is a ``DeferredStore`` (deferred.py), opened once it answers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import cast
 
 from fast_mcp_gateway.store.base import (
     AlertStore,
@@ -29,6 +33,7 @@ from fast_mcp_gateway.store.base import (
     Store,
     StoreUnavailable,
 )
+from fast_mcp_gateway.store.deferred import DeferredStore
 from fast_mcp_gateway.store.eras import EraName, EraNeed, EraStore
 from fast_mcp_gateway.store.memory import MemoryStore
 from fast_mcp_gateway.store.records import (
@@ -58,6 +63,7 @@ __all__ = [
     "Change",
     "ChangeBatch",
     "ControlPlaneStore",
+    "DeferredStore",
     "EraName",
     "EraNeed",
     "EraStore",
@@ -78,6 +84,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "is_url",
+    "open_or_defer",
     "open_store",
 ]
 
@@ -111,6 +118,16 @@ async def open_store(url: str | os.PathLike[str]) -> Store:
     raise StorageError(f"store URL {_without_password(text)!r}: unknown scheme "
                        f"{match['scheme']!r}; use {SUPPORTED} (a file whose name has a "
                        "colon: write it as ./NAME)")
+
+
+async def open_or_defer(url: str) -> Store:
+    """``open_store(url)``; a store that cannot be reached now is a ``DeferredStore``
+    (the caller starts without it; ``DeferredStore.connect`` opens it later).  Any other
+    failure is raised: a bad URL, password, database or role is not waited out."""
+    try:
+        return await open_store(url)
+    except StoreUnavailable as exc:
+        return cast(Store, DeferredStore(url, exc, lambda: open_store(url)))
 
 
 def _sqlite_path(url: str, rest: str) -> str:

@@ -79,14 +79,17 @@ class MemoryStore:
 
     async def add_invocations(self, rows: Iterable[Invocation]) -> int:
         rows = list(rows)
+        fresh: list[Invocation] = []
         for r in rows:
             # As stored by SQLite: an empty route reads back as None, a duplicate id is
-            # ignored; copies keep a caller's later mutation of its lists out of the store.
+            # ignored (and not counted again: a replayed or retried batch adds nothing);
+            # copies keep a caller's later mutation of its lists out of the store.
             if r.id not in self._invocations:
                 self._invocations[r.id] = replace(
                     r, route=[dict(step) for step in r.route] if r.route else None)
                 self._written[r.id] = next(self._writes)
-        minutes, hours = aggregate_batch(rows)
+                fresh.append(r)
+        minutes, hours = aggregate_batch(fresh)
         batches: tuple[tuple[Resolution, dict[AggregateKey, LatencyStats]], ...] = (
             ("minute", minutes), ("hour", hours))
         for resolution, groups in batches:

@@ -38,6 +38,7 @@ from fast_mcp_gateway.store.base import (
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
+from fast_mcp_gateway.store.outage import quiet_pool_floor
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
     POOL_SIZE,
@@ -92,6 +93,7 @@ class PostgresStore(PgCallLog):
         """Connect and migrate; ``StoreUnavailable`` when the server cannot be reached,
         ``StorageError`` when it refuses (no such database, authentication...)."""
         asyncpg = load_asyncpg()
+        quiet_pool_floor()  # an outage is said once, by the gateway (store/outage.py)
         dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         if (problem := url_problem(dsn)) is not None:
             raise StorageError(f"the PostgreSQL URL cannot be used: {problem}; fix the "

@@ -1,14 +1,16 @@
 """The PostgreSQL backend's call log: ``PgCallLog``, the base of ``PostgresStore``.
 
 ``add_invocations`` writes a batch in one transaction: the records in one ``unnest``
-insert (a record whose id is stored already is skipped; its latency still counts) and
-each aggregate table (minute, hour) in one upsert, under ``RECORDS_LOCK``, so ``seq``
-is handed out in commit order across gateways: the order ``invocations_written``
-reads.  ``invocations`` pages by (started_at, id) cursors; ``stats`` sums the
-aggregates of the minute and hour periods covering a window (store/stats.py).  The
-semantics are the SQLite backend's (the contract suite runs against both).  Retention
-(``prune``) stays in postgres.py: it spans every table and the change feed.  The
-subclass provides ``_conn``: a pooled connection with asyncpg's failures translated.
+insert (a record whose id is stored already is skipped, and not counted again: a batch
+written twice -- retried after a COMMIT whose answer was lost, replayed from the spool
+-- adds nothing) and each aggregate table (minute, hour) in one upsert, under
+``RECORDS_LOCK``, so ``seq`` is handed out in commit order across gateways: the order
+``invocations_written`` reads. ``invocations`` pages by (started_at, id) cursors;
+``stats`` sums the aggregates of the minute and hour periods covering a window
+(store/stats.py). The semantics are the SQLite backend's (the contract suite runs
+against both). Retention (``prune``) stays in postgres.py: it spans every table and the
+change feed. The subclass provides ``_conn``: a pooled connection with asyncpg's
+failures translated.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ _TYPES = {"retries": "int4", "started_at": "float8", "duration_ms": "float8",
 _INSERT_INVOCATIONS = (
     f"INSERT INTO invocations ({', '.join(_FIELDS)}) SELECT * FROM unnest("
     + ", ".join(f"${i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(_FIELDS, 1))
-    + ") ON CONFLICT (id) DO NOTHING")
+    + ") ON CONFLICT (id) DO NOTHING RETURNING id")
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
 
 
@@ -59,11 +61,13 @@ class PgCallLog:
         for r in rows:
             for column, value in zip(by_column, row_of(r), strict=True):
                 column.append(value)
-        minutes, hours = aggregate_batch(rows)
         async with self._conn() as conn, conn.transaction():
             # Records' seq in commit order, across gateways (``invocations_written``).
             await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.RECORDS_LOCK)
-            await conn.execute(_INSERT_INVOCATIONS, *by_column)
+            # Only the records inserted now are counted: a batch written again (a retry
+            # whose COMMIT went through unanswered, a spool replayed) adds nothing.
+            inserted = {r[0] for r in await conn.fetch(_INSERT_INVOCATIONS, *by_column)}
+            minutes, hours = aggregate_batch(_first_of(rows, inserted))
             for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)):
                 arrays: list[list[Any]] = [[] for _ in range(9 + len(HIST_COLUMNS))]
                 for row in aggregate_rows(groups):
@@ -144,3 +148,13 @@ class PgCallLog:
                         merge_into(out.setdefault(group, LatencyStats()), count, errors,
                                    total, lo_ms, hi_ms, hist, cancelled)
         return finish(out)
+
+
+def _first_of(rows: list[Invocation], inserted: set[str]) -> list[Invocation]:
+    """The rows whose ids were ``inserted`` (of a repeated id, the first: as stored)."""
+    fresh = []
+    for r in rows:
+        if r.id in inserted:
+            inserted.discard(r.id)
+            fresh.append(r)
+    return fresh

@@ -27,6 +27,8 @@ async def while_unavailable(action: Callable[[], Awaitable[T]], *, first: float,
                             before_wait: Callable[[StoreUnavailable, int], object] | None = None
                             ) -> T:
     """``await action()`` until it ends without ``StoreUnavailable``; its result.
+    ``action`` must be a coroutine function (or a partial of one): tenacity calls
+    anything else without awaiting what it returns.
 
     After the n-th ``StoreUnavailable`` (n = 1, 2, ...) ``before_wait(error, n)`` is
     called, then the loop waits ``min(first * 2 ** (n - 1), most)`` seconds and tries

@@ -83,6 +83,7 @@ __all__ = ["SQLiteStore", "StorageError"]
 
 _INVOCATION_COLUMNS = columns(Invocation)
 _INVOCATION_PLACEHOLDERS = ", ".join("?" for _ in fields(Invocation))
+_CHUNK = 500  # records per transaction (their ids are bound variables of one query)
 _TABLE_OF = {"minute": "invocation_minutes", "hour": "invocation_hours"}
 R = TypeVar("R")
 HOLDS = "registered servers' headers and environment in clear"
@@ -159,13 +160,12 @@ class SQLiteStore:
         rows = list(rows)
         if not rows:
             return 0
-        minutes, hours = aggregate_batch(rows)
-        await self._db.write(
-            (f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
-             f" ({_INVOCATION_PLACEHOLDERS})", [row_of(r) for r in rows]),
-            *((schema.UPSERT_AGGREGATE.format(table=table), aggregate_rows(groups))
-              for table, groups in (("invocation_minutes", minutes),
-                                    ("invocation_hours", hours))))
+        for start in range(0, len(rows), _CHUNK):  # SQLite's limit on bound variables
+            chunk = rows[start:start + _CHUNK]
+            ids = [r.id for r in chunk]
+            await self._db.write_after(
+                (f"SELECT id FROM invocations WHERE id IN ({', '.join('?' for _ in ids)})",
+                 ids), functools.partial(_invocation_batches, chunk))
         return len(rows)
 
     async def invocations(
@@ -490,14 +490,27 @@ class SQLiteStore:
 
 def _where(conditions: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
     """The clauses whose value is given, and their arguments."""
-    where: list[str] = []
-    args: list[Any] = []
-    for clause, value in conditions:
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    return where, args
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    return [clause for clause, _ in given], [value for _, value in given]
 
 
 def _clause(where: list[str]) -> str:
     return " WHERE " + " AND ".join(where) if where else ""
+
+
+def _invocation_batches(rows: list[Invocation], stored: list[Any]
+                        ) -> list[tuple[str, Iterable[Sequence[Any]]]]:
+    """The inserts of ``rows`` whose ids are not ``stored`` yet, and their aggregates:
+    a batch written again (a retry, a spool replayed) adds nothing.  Of a repeated id,
+    the first, as stored."""
+    seen = {row[0] for row in stored}
+    fresh = []
+    for r in rows:
+        if r.id not in seen:
+            seen.add(r.id)
+            fresh.append(r)
+    minutes, hours = aggregate_batch(fresh)
+    return [(f"INSERT OR IGNORE INTO invocations ({_INVOCATION_COLUMNS}) VALUES"
+             f" ({_INVOCATION_PLACEHOLDERS})", [row_of(r) for r in fresh]),
+            *((schema.UPSERT_AGGREGATE.format(table=table), aggregate_rows(groups))
+              for table, groups in (("invocation_minutes", minutes), ("invocation_hours", hours)))]

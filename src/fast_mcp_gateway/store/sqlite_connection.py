@@ -18,7 +18,10 @@ calls, and another task's write on this connection runs there.  Hence:
 - each ``sqlite3.Error`` becomes a ``StorageError`` naming the file, what is wrong and
   what to do.  SQLITE_BUSY, which now means another connection held the write lock for
   ``BUSY_TIMEOUT_MS``, is ``StoreUnavailable``: nothing was written, and what retries
-  an unreachable store (the call recorder, the change feed) tries again.
+  an unreachable store (the call recorder, the change feed) tries again.  So is a write
+  refused for a full disk or a file (or folder) made read-only while the gateway runs:
+  fixed outside it, the same write succeeds, and the records are held meanwhile, not
+  lost.  (Opening a file that cannot be used fails the start, as before: ``open``.)
 
 No retry on top of SQLite's: its busy handler already retries for ``BUSY_TIMEOUT_MS``
 with growing waits, and a write that waited that long waits for something other than a
@@ -28,7 +31,7 @@ gateway's short transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,6 +93,13 @@ class StoreConnection:
 
     async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:
         """Each (statement, rows) batch, in one transaction; the rows each changed."""
+        return await self.write_after(None, lambda _: batches)
+
+    async def write_after(self, read: tuple[str, Sequence[Any]] | None,
+                          then: Callable[[list[Any]], Iterable[tuple[str, Iterable[Sequence[Any]]]]]
+                          ) -> list[int]:
+        """``write`` of the batches ``then(rows)`` makes of what ``read`` reads, in the
+        same transaction (nothing another connection writes comes between the two)."""
         db = self._db
         async with self._lock:
             # Shielded: the worker runs a BEGIN it was handed whether or not its task was
@@ -99,8 +109,9 @@ class StoreConnection:
             with anyio.CancelScope(shield=True), self._mapped("write"):
                 await db.execute("BEGIN IMMEDIATE")  # the write lock now, waited for
                 try:
+                    rows_read = list(await db.execute_fetchall(*read)) if read else []
                     changed = [(await db.executemany(statement, rows)).rowcount
-                               for statement, rows in batches]
+                               for statement, rows in then(rows_read)]
                     await db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:  # SQLite may have rolled back (disk full)
@@ -131,4 +142,12 @@ def store_error(path: str, what: str, exc: sqlite3.Error) -> StorageError:
             "process) and try again")
     fix = _FIXES.get(code) or (f"if it goes on, check the file (sqlite3 {path} 'PRAGMA "
                                "integrity_check') or move it away")
+    if what == "write" and code in _HELD:
+        # Fixed outside the gateway, then the same write succeeds: what retries an
+        # unreachable store holds its records meanwhile (and spills them at a stop).
+        return StoreUnavailable(f"{path}: the write did not happen: {exc}; {fix}")
     return StorageError(f"{path}: the {what} failed: {exc}; {fix}")
+
+
+# A full disk, a file or folder made read-only: a write fails until someone fixes it.
+_HELD = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})

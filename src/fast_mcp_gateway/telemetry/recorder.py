@@ -16,9 +16,7 @@ import dataclasses
 import functools
 import json
 import logging
-import random
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
@@ -29,44 +27,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.store.base import InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
+from fast_mcp_gateway.store.spool import Spool
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_ids = random.Random(secrets.randbits(128))  # trace and span ids (new_traceparent)
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
-
-
-def new_traceparent(trace_id: str | None = None) -> str:
-    """A W3C ``traceparent`` (new span), continuing ``trace_id`` when given.
-
-    Ids are random as W3C Trace Context asks, but not secrets: drawn from a generator
-    seeded once from the OS (``secrets`` read the OS's random source twice per call,
-    which is on every call's path); never all zeros (an invalid id).
-    """
-    span = _ids.getrandbits(64) or 1
-    if trace_id is None:
-        trace_id = f"{_ids.getrandbits(128) or 1:032x}"
-    return f"00-{trace_id}-{span:016x}-01"
-
-
-def current_trace_id() -> str | None:
-    """The trace id of the active OpenTelemetry span, if the API is there and one is."""
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - fastmcp ships the API
-        return None
-    context = trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
-
-
-def trace_id_of(traceparent: object) -> str | None:
-    match = _TRACEPARENT.match(traceparent) if isinstance(traceparent, str) else None
-    return match.group(1) if match else None
-
+STOP_WAITS = ("stopping: the store is unreachable; waiting up to %g s for it to take %d %s "
+              "held for it, then dropping them (MCP_GATEWAY_SHUTDOWN_FLUSH_TIMEOUT)")
 
 # "auth" in a key (auth_token, oauth, authorization), but not in "author" or "authority":
 # a book's author is no credential, and masking it hid it in records and logs.
@@ -252,6 +222,11 @@ class BatchWriter(Generic[T]):
         self._progress = anyio.Event()
         self.drain_timeout = drain_timeout
         self.stopped = False
+        # The gateway's one reporter of store outages (else this writer says its own).
+        self.outage: StoreOutage | None = None
+        # Where what is held for an unreachable store goes at stop (the spool), if anywhere.
+        self.spill: Callable[[list[T]], None] | None = None
+        self.spilled = 0
 
     def put(self, item: T) -> None:
         try:
@@ -303,7 +278,9 @@ class BatchWriter(Generic[T]):
 
     async def _drain(self, batch: list[T]) -> None:
         """Write ``batch`` (the one being collected) and the rest of the queue; items
-        still queued after ``drain_timeout`` are counted as dropped."""
+        still queued after ``drain_timeout`` are counted as dropped -- or, with
+        ``spill``, spilled, as is all of it at once when the store is unreachable (it is
+        not waited for: one attempt per batch, no retry)."""
         with anyio.move_on_after(self.drain_timeout):
             while True:
                 self._take_nowait(batch)
@@ -311,12 +288,37 @@ class BatchWriter(Generic[T]):
                     break
                 # A write cut at the deadline commits its transaction or not at all
                 # (the store stays consistent); its items then count as dropped.
-                await self._write(batch)
+                if self.spill is None:
+                    await self._write(batch)
+                elif self.store_unavailable or not await self._write_once(batch):
+                    break
                 batch = []
+        while True:  # everything still queued
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
         self._receive.close()
-        left = len(batch) + self._pending_in_queue()
-        self.dropped += left
+        if batch and self.spill is not None:  # the spool writes it, saying where
+            self.spill(batch)
+            self.spilled += len(batch)
+            batch = []
+        self.dropped += len(batch)
         self.stopped = True
+
+    async def _write_once(self, batch: list[T]) -> bool:
+        """One attempt to write ``batch`` (at stop); False when the store is unreachable."""
+        try:
+            await self._write_batch(batch)
+        except StoreUnavailable as exc:
+            self._unavailable(exc, 1)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
+            self.failed_writes += len(batch)
+            logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
+            return True
+        self.written += len(batch)
+        return True
 
     def _take_nowait(self, batch: list[T]) -> None:
         """Fill ``batch`` up to ``batch_size`` with what is queued now."""
@@ -327,12 +329,6 @@ class BatchWriter(Generic[T]):
                 break
             self._taken += 1
 
-    def _pending_in_queue(self) -> int:
-        try:
-            return self._receive.statistics().current_buffer_used
-        except anyio.ClosedResourceError:  # pragma: no cover - defensive
-            return 0
-
     async def _write(self, batch: list[T]) -> None:
         try:
             await while_unavailable(functools.partial(self._write_batch, batch), first=0.1,
@@ -340,7 +336,10 @@ class BatchWriter(Generic[T]):
             self.written += len(batch)
             if self.store_unavailable:
                 self.store_unavailable = False
-                logger.warning("the store is back: writing %s again", self.what)
+                if self.outage is not None:
+                    self.outage.back(f"writing the held {self.what}")
+                else:
+                    logger.warning("the store is back: writing %s again", self.what)
         except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
             self.failed_writes += len(batch)
             logger.warning("could not write %d %s: %s", len(batch), self.what, exc)
@@ -349,8 +348,8 @@ class BatchWriter(Generic[T]):
 
     @property
     def pending(self) -> int:
-        """Items accepted and not yet written or failed."""
-        return self._accepted - self.written - self.failed_writes
+        """Items accepted and not yet written, failed or spilled."""
+        return self._accepted - self.written - self.failed_writes - self.spilled
 
     async def flushed(self, within: float = 10.0) -> bool:
         """Wait until every item queued so far is written (for tests and shutdown)."""
@@ -360,10 +359,25 @@ class BatchWriter(Generic[T]):
             return True
         return False
 
+    async def stopping(self, within: float, *, store_down: bool = False) -> None:
+        """Before the writer is stopped: wait (shielded, at most ``within`` s) until what
+        is queued is written -- unless the store is unreachable (``store_down``, or this
+        writer holds a batch for it) and ``spill`` is set: then the stop does not wait,
+        the drain spills it.  What is left of ``within`` is the drain's budget."""
+        started = time.monotonic()
+        if not ((store_down or self.store_unavailable) and self.spill is not None):
+            if self.store_unavailable and self.pending:
+                logger.warning(STOP_WAITS, within, self.pending, self.what)
+            with anyio.CancelScope(shield=True):
+                await self.flushed(within=within)
+        self.drain_timeout = max(0.0, within - (time.monotonic() - started))
+
     def _unavailable(self, error: StoreUnavailable, _failures: int) -> None:
-        if not self.store_unavailable:
-            self.store_unavailable = True
+        if self.outage is not None:
+            self.outage.lost(error)
+        elif not self.store_unavailable:
             logger.warning("%s held until the store is back: %s", self.what, error)
+        self.store_unavailable = True
 
     def stats(self) -> dict[str, Any]:
         # Queued: everything accepted and not yet written, the batch held for a store
@@ -388,6 +402,7 @@ class Recorder(BatchWriter[Invocation]):
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         instance_id: str | None = None,
         drain_timeout: float = 60.0,
+        spool: Spool | None = None,
     ) -> None:
         super().__init__(self._store_batch, what="call records", capacity=capacity,
                          batch_size=batch_size, flush_interval=flush_interval,
@@ -398,6 +413,9 @@ class Recorder(BatchWriter[Invocation]):
         self.redact_keys = tuple(redact_keys)
         self.retention_seconds = retention_seconds
         self.retention_rows = retention_rows
+        self.spool = spool  # records held for an unreachable store go there at stop
+        if spool is not None:
+            self.spill = lambda held: spool.hold_calls(self._stamped(held))
 
     def record(self, invocation: Invocation) -> None:
         if invocation.error:  # an upstream's text may echo a secret (error path only)
@@ -406,12 +424,15 @@ class Recorder(BatchWriter[Invocation]):
                 invocation = dataclasses.replace(invocation, error=masked)
         self.put(invocation)
 
-    async def _store_batch(self, batch: list[Invocation]) -> None:
+    def _stamped(self, batch: list[Invocation]) -> list[Invocation]:
         # Stamped here, off the call path: every record names the gateway that served it.
-        if self.instance_id is not None:
-            batch = [r if r.instance_id else replace(r, instance_id=self.instance_id)
-                     for r in batch]
-        await self.store.add_invocations(batch)
+        if self.instance_id is None:
+            return batch
+        return [r if r.instance_id else replace(r, instance_id=self.instance_id)
+                for r in batch]
+
+    async def _store_batch(self, batch: list[Invocation]) -> None:
+        await self.store.add_invocations(self._stamped(batch))
 
     @property
     def recorded(self) -> int:

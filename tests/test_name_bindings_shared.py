@@ -60,7 +60,7 @@ def _holder(gateway: Gateway) -> str | None:
 async def test_a_release_by_another_gateway_is_reclaimed_by_those_running_the_server(
         pg_url: str) -> None:
     """Another gateway released 'a_b''s names (as one does at its start when 'a_b' is in
-    neither its config nor the registrations: ``ControlPlane._release_unknown_names``);
+    neither its config nor the registrations: ``instance_lease.release_unknown_names``);
     A and B run 'a_b' and serve 'a_b_c' to their hosts.  They write the bindings back
     at once, not at their next restart: meanwhile any gateway could have given
     'a_b_c' to another component, and A's and B's hosts would call another tool."""

@@ -39,7 +39,6 @@ from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.loader import load_config, read_stamp
-from fast_mcp_gateway.config.names import shown_name
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
     merge,
@@ -172,10 +171,10 @@ class ControlPlane:
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
-        if not await instance_lease.others_running(store, self.holder,
-                                                   mask_text(self.settings.db or "the store")):
-            self._release_unknown_names({*self.config.servers,
-                                         *(r.name for r in registrations)})
+        await instance_lease.release_unknown_names(
+            store, self.holder, self.manager.names,
+            {*self.config.servers, *(r.name for r in registrations)}, self.config.source,
+            mask_text(self.settings.db or "the store"))
         desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
@@ -195,19 +194,6 @@ class ControlPlane:
                     if runtime else "")
         await load_pins(self)
         return True
-
-    def _release_unknown_names(self, known: set[str]) -> None:
-        """Free the names of servers in neither the config (all of it: another profile's
-        servers keep theirs) nor the store's registrations (another gateway's keep
-        theirs): removed from the file while no gateway ran, nothing released them."""
-        gone = sorted(self.manager.names.servers() - known)
-        for server in gone:
-            self.manager.names.release(server)
-        if gone:
-            logger.info("freed the exposed names of server(s) %s: in neither %s nor the "
-                        "servers registered in %s (removed while no gateway ran)",
-                        ", ".join(shown_name(s) for s in gone), self.config.source,
-                        mask_text(self.settings.db or "the store"))
 
     def detach(self) -> None:
         """Forget the store (it is about to close); history and audit stop recording."""

@@ -32,6 +32,8 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
+from fast_mcp_gateway.config.names import shown_name
+from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.store.records import Lease
 
@@ -82,6 +84,24 @@ async def others_running(store: Store, holder: str, where: str) -> bool:
             "it a store of its own with --db PATH (or MCP_GATEWAY_DB)", where,
             "; ".join(o.holder for o in alien[:3]))
     return bool(running)
+
+
+async def release_unknown_names(store: Store, holder: str, names: NameBook,
+                                known: set[str], source: str, where: str) -> None:
+    """At a start on ``store`` (``where``, as shown), free the names of servers in
+    neither the config file ``source`` (all of it: another profile's servers keep
+    theirs) nor the store's registrations (``known``): removed from the file while no
+    gateway ran, nothing released them.  Not while another gateway runs on the store
+    (``others_running``): they may be its servers."""
+    if await others_running(store, holder, where):
+        return
+    gone = sorted(names.servers() - known)
+    for server in gone:
+        names.release(server)
+    if gone:
+        logger.info("freed the exposed names of server(s) %s: in neither %s nor the servers "
+                    "registered in %s (removed while no gateway ran)",
+                    ", ".join(shown_name(s) for s in gone), source, where)
 
 
 async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,26 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fast_mcp_gateway.front import wire
 from tests.fixtures import alpha_server, make_gateway, memory_entry
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
+def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # once per process: OpenTelemetry allows no reset
-    return exporter
+    yield exporter
+    # ... so it is undone by hand: a provider left set made every later test's HTTP and
+    # stdio lanes step aside (tracing configured), testing the full path in their place.
+    provider.shutdown()
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE._done = False
+    wire._TRACING = False
+    assert not wire.tracing_configured()
 
 
 async def test_spans_and_records_share_one_trace(spans: InMemorySpanExporter,

@@ -92,10 +92,12 @@ class SubscribingListen:
     """
 
     def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]],
-                 caller: Callable[[], tuple[Standing, Callable[[str], bool]]]) -> None:
+                 caller: Callable[[], tuple[Standing, Callable[[str], bool]]],
+                 current: Callable[[str], Service | None]) -> None:
         self._hub = hub
         self._origin = origin
         self._caller = caller
+        self._current = current
         self._handler = ListenHandler(_StreamBus(hub.bus))
 
     async def __call__(self, ctx: ServerRequestContext[Any],
@@ -128,12 +130,7 @@ class SubscribingListen:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
                 for uri, service, original in held:
-                    if self._hub.unlisten(uri):
-                        try:
-                            await service.unsubscribe(original)
-                        except (UpstreamError, MCPError) as exc:
-                            logger.debug("unsubscribe %s upstream failed: %s",
-                                         logged_name(uri), exc)
+                    await self._let_go(uri, service.name, original)
 
     async def _while_standing(self, ctx: ServerRequestContext[Any],
                               params: types.SubscriptionsListenRequestParams,
@@ -167,6 +164,17 @@ class SubscribingListen:
             raise failed[0]
         return done[0] if done else types.SubscriptionsListenResult(
             _meta={SUBSCRIPTION_ID_META_KEY: ctx.request_id})
+
+    async def _let_go(self, uri: str, server: str, original: str) -> None:
+        """The stream no longer holds ``uri``: unsubscribe ``server`` (as it runs now: a
+        restart carried the subscription; none if a reload removed it) from ``original``
+        if nobody else holds it."""
+        service = self._current(server)
+        if self._hub.unlisten(uri) and service is not None:
+            try:
+                await service.unsubscribe(original)
+            except (UpstreamError, MCPError) as exc:
+                logger.debug("unsubscribe %s upstream failed: %s", logged_name(uri), exc)
 
     async def _subscribe(self, uri: str) -> tuple[Service, str] | None:
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines

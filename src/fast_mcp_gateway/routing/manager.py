@@ -255,6 +255,7 @@ class UpstreamManager:
             service = self._make_service(server)
             if current.state in _EXPOSED_STATES:
                 service.previous = current.catalog
+            service.carry(current)  # hosts' subscriptions: replayed on its first session
             self.services[server.name] = service
             self._rebuild()
             # Stopped first: a server may hold something exclusive (a port, a lock).

@@ -427,6 +427,16 @@ class Service:
     async def subscribe(self, uri: str) -> None:
         await self.primary().subscribe(uri)
 
+    def subscriptions(self) -> frozenset[str]:
+        """The URIs hosts hold subscribed on any replica."""
+        return frozenset().union(*(r.subscriptions() for r in self.replicas))
+
+    def carry(self, previous: Service) -> None:
+        """Take over ``previous``'s subscriptions (this restarts it): its first replica
+        is subscribed to each from its first session on, as hosts still hold them."""
+        for uri in sorted(previous.subscriptions()):
+            self.replicas[0].keep_subscribed(uri)
+
     async def unsubscribe(self, uri: str) -> None:
         for replica in self.replicas:
             if replica.is_subscribed(uri):

@@ -1,0 +1,145 @@
+"""Hosts' resource subscriptions across what replaces an upstream's session: a reload
+that restarts the server, a crash of its process, a reload that removes it, and a reload
+that narrows what a listening token may reach.
+
+The upstream is ``tests/servers/watched.py`` (a stdio subprocess that records the
+subscribe and unsubscribe requests it gets); hosts reach the gateway over real HTTP on
+127.0.0.1.  Each test failed on the code it was written against, unless it says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
+from mcp.client.subscriptions import ResourceUpdated, listen
+
+from fast_mcp_gateway.upstream.replica import UpstreamState
+from tests.fixtures import WITHIN, make_gateway, serve_http, stdio_entry, until
+from tests.test_subscription_lifetimes import (
+    MINE,
+    OPS,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    WATCHED,
+    seen,
+)
+
+pytestmark = pytest.mark.anyio
+OTHER = "watch://other/counter"
+
+
+def entries(*names: str, edition: int = 1) -> dict[str, Any]:
+    """Watched servers named ``names``; another ``edition`` is a restart of each."""
+    return {name: stdio_entry("watched.py", protocol="legacy",
+                              env={"WATCHED_EDITION": str(edition)}) for name in names}
+
+
+def writer(config: Path) -> Any:
+    """``write(servers, mine=...)``: ``config`` as a servers.yaml of ``servers`` whose
+    auth has the admin token ``OPS`` and ``MINE`` (scope tools, limited to the servers
+    ``mine`` if given); returns the auth section written."""
+    def write(servers: dict[str, Any], mine: list[str] | None = None) -> dict[str, Any]:
+        token: dict[str, Any] = {"name": "mo", "token": MINE, "scopes": ["tools"]}
+        if mine is not None:
+            token["servers"] = mine
+        auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]}, token]}
+        config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": servers}))
+        return auth
+
+    return write
+
+
+class Updates(MessageHandler):
+    """A handshake-era host's ``resources/updated`` notices, in order."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+
+    async def on_resource_updated(self, message: Any) -> None:
+        self.uris.append(str(message.params.uri))
+
+
+async def reload(gateway: Any) -> dict[str, Any]:
+    report = await gateway.reload_config()
+    assert report.error is None, report
+    return dict(report.model_dump())
+
+
+async def next_update(stream: Any) -> Any:
+    with anyio.fail_after(WITHIN):
+        return await stream.__anext__()
+
+
+async def test_a_restart_keeps_a_handshake_hosts_subscription(tmp_path: Path) -> None:
+    """A reload that restarted the server made a new session that was never subscribed:
+    the subscribed host silently got no more updates.  The new process is subscribed to
+    what the old one was; the host gets its updates, and its leaving unsubscribes the
+    new process."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    gateway = make_gateway(entries("watched"), options={"auth": write(entries("watched"))},
+                           config=config)
+    updates = Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops:
+        async with Client(f"{base}/mcp", auth=MINE, mode="legacy",
+                          message_handler=updates) as mo:
+            await mo.session.subscribe_resource(WATCHED)
+            write(entries("watched", edition=2))
+            assert (await reload(gateway))["restarted"] == ["watched"]
+            assert await seen(ops, 1) == [SUBSCRIBE]   # the new process's
+            await ops.call_tool("watched_bump", {})
+            await until(lambda: updates.uris == [WATCHED])
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_a_restart_keeps_a_listen_streams_subscription(tmp_path: Path) -> None:
+    """The same for a 2026-07-28 host's listen stream; when the stream ends, the new
+    process (the server's session now) is unsubscribed."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    gateway = make_gateway(entries("watched"), options={"auth": write(entries("watched"))},
+                           config=config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with listen(mo.session, resource_subscriptions=[WATCHED]) as stream:
+            assert stream.honored.resource_subscriptions == [WATCHED]
+            write(entries("watched", edition=2))
+            assert (await reload(gateway))["restarted"] == ["watched"]
+            assert await seen(ops, 1) == [SUBSCRIBE]
+            await ops.call_tool("watched_bump", {})
+            event = await next_update(stream)
+            assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+        assert gateway.hub.streams == 0
+
+
+async def test_a_crashed_upstream_is_subscribed_again() -> None:
+    """A server whose process was killed (-9) is restarted by its supervisor: the new
+    session is subscribed to what the old one was (passed before the change too: the
+    replica's change tracker replays its subscriptions on each session)."""
+    gateway = make_gateway(entries("watched"))
+    updates = Updates()
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp") as ops,
+        Client(f"{base}/mcp", mode="legacy", message_handler=updates) as host,
+    ):
+        await host.session.subscribe_resource(WATCHED)
+        replica = gateway.manager.services["watched"].replicas[0]
+        crashed = replica.pid
+        assert crashed is not None
+        os.kill(crashed, signal.SIGKILL)
+        assert await replica.wait_until(
+            lambda: replica.state is UpstreamState.READY and replica.pid != crashed, WITHIN)
+        assert await seen(ops, 1) == [SUBSCRIBE]
+        await ops.call_tool("watched_bump", {})
+        await until(lambda: updates.uris == [WATCHED])

@@ -10,6 +10,7 @@ subscribe and unsubscribe requests it gets); hosts reach the gateway over real H
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.test_subscription_lifetimes import (
     SUBSCRIBE,
     UNSUBSCRIBE,
     WATCHED,
+    ended,
     seen,
 )
 
@@ -143,3 +145,83 @@ async def test_a_crashed_upstream_is_subscribed_again() -> None:
         assert await seen(ops, 1) == [SUBSCRIBE]
         await ops.call_tool("watched_bump", {})
         await until(lambda: updates.uris == [WATCHED])
+
+
+async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that removed a server left hosts' subscriptions to its URIs held in the
+    gateway (a handshake-era host's until it left; a listen stream open, delivering
+    nothing, until its host left).  They are dropped at the removal: the stream is
+    ended gracefully, nothing is held, nothing is logged as a failure."""
+    caplog.set_level(logging.WARNING)
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    hub = gateway.hub
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=MINE) as mo:
+        async with Client(f"{base}/mcp", auth=OPS, mode="legacy") as ops:
+            await ops.session.subscribe_resource(WATCHED)
+            await ops.session.subscribe_resource(OTHER)
+            async with listen(mo.session, resource_subscriptions=[WATCHED]) as stream:
+                assert stream.honored.resource_subscriptions == [WATCHED]
+                write(entries("other"))
+                assert (await reload(gateway))["removed"] == ["watched"]
+                assert await ended(stream) == []
+            assert hub.streams == 0
+            assert set(hub._subscribers) == {OTHER}
+            assert set(hub._releases) == {OTHER} and not hub._listening
+        # The host left: 'other', which it still held, is let go of as before.
+        assert (await mo.call_tool("other_seen", {"count": 2})).data == [SUBSCRIBE,
+                                                                         UNSUBSCRIBE]
+    assert not hub._subscribers and not hub._releases
+    failures = [r for r in caplog.records if r.name.startswith(
+        ("fast_mcp_gateway.front", "fast_mcp_gateway.routing", "fast_mcp_gateway.upstream"))]
+    assert not failures, caplog.text
+
+
+async def test_a_listen_stream_whose_token_lost_every_server_is_closed(
+        tmp_path: Path) -> None:
+    """A 2026-07-28 listen stream whose token a reload narrowed to servers none of its
+    URIs is of stayed open delivering nothing, holding its slot and the upstream's
+    subscription.  It is ended gracefully, as a removed token's stream is, and the
+    upstream unsubscribed."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    gateway = make_gateway(servers, options={"auth": write(servers, ["watched"])},
+                           config=config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with listen(mo.session, resource_subscriptions=[WATCHED]) as stream:
+            assert stream.honored.resource_subscriptions == [WATCHED]
+            write(servers, ["other"])
+            await reload(gateway)
+            assert await ended(stream) == []
+        assert gateway.hub.streams == 0
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_a_narrowed_listen_stream_lets_go_of_the_uris_it_lost(tmp_path: Path) -> None:
+    """A stream that keeps a URI it may still reach stays open; the upstream of a URI
+    its token lost is unsubscribed at the reload (nobody else holds it), not when the
+    stream ends."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with listen(mo.session, resource_subscriptions=[WATCHED, OTHER]) as stream:
+            assert stream.honored.resource_subscriptions == [WATCHED, OTHER]
+            write(servers, ["other"])
+            await reload(gateway)
+            assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+            await ops.call_tool("other_bump", {})
+            event = await next_update(stream)
+            assert isinstance(event, ResourceUpdated) and event.uri == OTHER, event
+            assert gateway.hub.streams == 1
+        result = await ops.call_tool("other_seen", {"count": 2})
+        assert result.data == [SUBSCRIBE, UNSUBSCRIBE]
+        assert await seen(ops) == [SUBSCRIBE, UNSUBSCRIBE]   # nothing more

@@ -181,6 +181,47 @@ async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
     assert not failures, caplog.text
 
 
+async def test_a_host_unsubscribing_from_a_removed_servers_uri_is_answered(
+        tmp_path: Path) -> None:
+    """A handshake-era host that unsubscribes from a URI of a server a reload removed,
+    as it had subscribed, was told "Unknown resource".  Its unsubscription is answered
+    (nothing to let go of upstream); one more is unknown, as for any URI it does not
+    hold."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
+        await mo.session.subscribe_resource(WATCHED)
+        write(entries("other"))
+        assert (await reload(gateway))["removed"] == ["watched"]
+        await mo.session.unsubscribe_resource(WATCHED)
+        with pytest.raises(Exception, match="Unknown resource"):
+            await mo.session.unsubscribe_resource(WATCHED)
+        assert not gateway.hub._subscribers and not gateway.hub._releases
+
+
+async def test_a_uri_subscribed_again_after_its_server_came_back_is_let_go_of(
+        tmp_path: Path) -> None:
+    """A guard for the answer above: a host that subscribes again once a reload gave the
+    server back holds a real subscription, which its unsubscription lets go of."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
+        await mo.session.subscribe_resource(WATCHED)
+        write(entries("other"))
+        assert (await reload(gateway))["removed"] == ["watched"]
+        write(servers)
+        assert (await reload(gateway))["added"] == ["watched"]
+        await mo.session.subscribe_resource(WATCHED)
+        await mo.session.unsubscribe_resource(WATCHED)
+        assert await seen(mo, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+
+
 async def test_a_listen_stream_whose_token_lost_every_server_is_closed(
         tmp_path: Path) -> None:
     """A 2026-07-28 listen stream whose token a reload narrowed to servers none of its

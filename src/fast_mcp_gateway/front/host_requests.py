@@ -139,6 +139,8 @@ class HostRequests:
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         uri, connection = str(params.uri), connection_of(ctx.session)
+        if self._hub.orphaned(uri, connection):
+            return types.EmptyResult()  # its server was removed: nothing held upstream
         # Its own subscription is let go of even when a reload took the server from its
         # caller since: the upstream's would stay subscribed otherwise.
         mine = self._hub.subscribed(uri, connection)

@@ -77,6 +77,10 @@ class FrontHub:
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
+        # a connection -> URIs it held of a server since removed (its unsubscribe is
+        # answered: ``orphaned``)
+        self._orphans: weakref.WeakKeyDictionary[Connection, set[str]] = \
+            weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
         self.clock: Callable[[], float] = time.monotonic   # tests stop it
@@ -126,6 +130,7 @@ class FrontHub:
         if connection is None:
             return
         self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+        self._orphans.get(connection, set()).discard(uri)   # held again: not an orphan
         if may_use is not None:
             self._may_use[connection] = may_use
         if release is not None:
@@ -208,7 +213,17 @@ class FrontHub:
         for uri, subs in list(self._subscribers.items()):
             for connection in [c for c, of in subs.items() if of == server]:
                 self.unsubscribe(uri, connection)
+                self._orphans.setdefault(connection, set()).add(uri)
         self.standings_changed()
+
+    def orphaned(self, uri: str, connection: Connection | None) -> bool:
+        """Whether ``connection`` held ``uri`` until its server was removed (once: a
+        host's unsubscription is answered, and forgets it)."""
+        orphans = self._orphans.get(connection) if connection is not None else None
+        if orphans is None or uri not in orphans:
+            return False
+        orphans.discard(uri)
+        return True
 
     async def reach_changed(self, standing: Standing) -> None:
         """Return at the next ``standings_changed`` or ``server_removed``, or once

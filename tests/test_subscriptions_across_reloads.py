@@ -124,6 +124,32 @@ async def test_a_restart_keeps_a_listen_streams_subscription(tmp_path: Path) -> 
         assert gateway.hub.streams == 0
 
 
+async def test_a_restart_keeps_a_2026_upstreams_listen_subscription(tmp_path: Path) -> None:
+    """The same for an upstream of the 2026-07-28 era (``tests/servers/pusher.py``),
+    which gets no ``resources/subscribe``: the new session's listen stream names the
+    URI from its first opening."""
+    def pusher(edition: int) -> dict[str, Any]:
+        return {"pusher": stdio_entry("pusher.py", protocol="2026-07-28",
+                                      env={"PUSHER_EDITION": str(edition)})}
+
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    gateway = make_gateway(pusher(1), options={"auth": write(pusher(1))}, config=config)
+    uri = "pusher://pusher/counter"
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        assert gateway.manager.services["pusher"].is_modern
+        async with listen(mo.session, resource_subscriptions=[uri]) as stream:
+            assert stream.honored.resource_subscriptions == [uri]
+            write(pusher(2))
+            assert (await reload(gateway))["restarted"] == ["pusher"]
+            new = gateway.manager.services["pusher"].replicas[0]
+            assert await new.wait_until(lambda: new.listening("pusher://counter"), WITHIN)
+            await ops.call_tool("pusher_bump", {})
+            event = await next_update(stream)
+            assert isinstance(event, ResourceUpdated) and event.uri == uri, event
+
+
 async def test_a_crashed_upstream_is_subscribed_again() -> None:
     """A server whose process was killed (-9) is restarted by its supervisor: the new
     session is subscribed to what the old one was (passed before the change too: the
@@ -145,6 +171,30 @@ async def test_a_crashed_upstream_is_subscribed_again() -> None:
         assert await seen(ops, 1) == [SUBSCRIBE]
         await ops.call_tool("watched_bump", {})
         await until(lambda: updates.uris == [WATCHED])
+
+
+async def test_a_crashed_2026_upstream_listens_again() -> None:
+    """The same for a 2026-07-28 upstream: the new session's listen stream names the
+    URI (passed before the change too)."""
+    gateway = make_gateway({"pusher": stdio_entry("pusher.py", protocol="2026-07-28")})
+    uri = "pusher://pusher/counter"
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp") as ops,
+        Client(f"{base}/mcp") as host,
+        listen(host.session, resource_subscriptions=[uri]) as stream,
+    ):
+        assert stream.honored.resource_subscriptions == [uri]
+        replica = gateway.manager.services["pusher"].replicas[0]
+        crashed = replica.pid
+        assert crashed is not None
+        os.kill(crashed, signal.SIGKILL)
+        assert await replica.wait_until(
+            lambda: replica.pid not in (None, crashed) and replica.listening("pusher://counter"),
+            WITHIN)
+        await ops.call_tool("pusher_bump", {})
+        event = await next_update(stream)
+        assert isinstance(event, ResourceUpdated) and event.uri == uri, event
 
 
 async def test_a_reload_that_removes_the_server_drops_its_subscriptions(

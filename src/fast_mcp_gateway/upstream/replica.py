@@ -226,6 +226,10 @@ class Upstream:
         """Whether a host subscribed to ``uri`` on this replica."""
         return self._changes.is_subscribed(uri)
 
+    def listening(self, uri: str) -> bool:
+        """Whether this 2026-07-28 session's listen stream covers ``uri`` now."""
+        return self._changes.listening(uri)
+
     def subscriptions(self) -> frozenset[str]:
         """The URIs hosts subscribed to on this replica (replayed on each session)."""
         return self._subscriptions.held()

@@ -159,21 +159,22 @@ class SubscribingListen:
         lists = wanted.tools_list_changed or wanted.prompts_list_changed \
             or wanted.resources_list_changed
         while standing() is not None:
-            await self._hub.reach_changed(standing)
-            if standing() is None:
-                break
             lost = [h for h in held
                     if self._current(h[1].name) is None or not may_use(h[1].name)]
+            if not lost:
+                await self._hub.reach_changed(standing)
+                continue
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
                 for uri, service, original in lost:
                     held.remove((uri, service, original))
                     released.add(uri)
                     await self._let_go(uri, service.name, original)
-            if lost and not held and not lists:
+            if not held and not lists:
                 logger.info("subscriptions/listen: closed stream %r: its caller%s may reach "
                             "none of its resources any more (a reload narrowed its token's "
                             "servers, or removed theirs)", ctx.request_id, caller)
                 return
+            # Looked at again at once: what changed while those were let go of is seen.
         logger.info("subscriptions/listen: closed stream %r: the credential of its caller%s "
                     "no longer stands (removed from gateway.auth by a reload, or expired)",
                     ctx.request_id, caller)

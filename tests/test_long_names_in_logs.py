@@ -65,7 +65,8 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
         raise MCPError(code=-32002, message="Unknown resource")
 
     listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown,
-                               lambda: (Standing(lambda: None), lambda server: True))
+                               lambda: (Standing(lambda: None), lambda server: True),
+                               lambda server: None)
     assert await listen._subscribe(uri) is None
 
     class Refusing:

@@ -199,6 +199,7 @@ class Gateway:
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
+        self.manager.on_removed(self.hub.server_removed)
         self.manager.on_log(self.hub.log)
         HostRequests(self.manager, self.provider, self.hub, self.startup).install(
             self.server)
@@ -206,7 +207,7 @@ class Gateway:
     def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
         """A changed ``gateway.admin`` changes which ``gateway_*`` tools are listed and
         found (lists rebuilt, the lane's too; hosts told, as for any catalog change)."""
-        self.hub.standings_changed()   # listen streams of a token it removed are closed
+        self.hub.standings_changed()   # listen streams look at their caller again
         if old.admin != new.admin:
             self.provider.invalidate()
             self.hub.changed({"tools"})

@@ -58,7 +58,8 @@ class HostRequests:
         low = low_level_server(server)
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
-            SubscribingListen(self._hub, self._resource_origin, self._caller))
+            SubscribingListen(self._hub, self._resource_origin, self._caller,
+                              self._manager.services.get))
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
         low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
@@ -113,14 +114,16 @@ class HostRequests:
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         self._hub.subscribe(uri, connection_of(ctx.session), upstream.name,
                             caller_may_use(self._provider),
-                            functools.partial(self._let_go, uri, upstream, original))
+                            functools.partial(self._let_go, uri, upstream.name, original))
         return types.EmptyResult()
 
-    async def _let_go(self, uri: str, upstream: Service, original: str) -> None:
-        """Unsubscribe ``upstream`` from ``original``: the last host subscribed to ``uri``
-        left without unsubscribing.  Not if a reload removed or replaced the server (its
-        sessions, and their subscriptions, are gone); a failure is logged."""
-        if self._manager.services.get(upstream.name) is not upstream:
+    async def _let_go(self, uri: str, server: str, original: str) -> None:
+        """Unsubscribe ``server`` from ``original``: the last host subscribed to ``uri``
+        left without unsubscribing.  The server as it runs now (a restart carried the
+        subscription to its new session); not if a reload removed it (its sessions, and
+        their subscriptions, are gone); a failure is logged."""
+        upstream = self._manager.services.get(server)
+        if upstream is None:
             return
         failure = f"no answer within {LET_GO_BUDGET:g}s"
         with anyio.move_on_after(LET_GO_BUDGET):
@@ -136,6 +139,8 @@ class HostRequests:
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         uri, connection = str(params.uri), connection_of(ctx.session)
+        if self._hub.orphaned(uri, connection):
+            return types.EmptyResult()  # its server was removed: nothing held upstream
         # Its own subscription is let go of even when a reload took the server from its
         # caller since: the upstream's would stay subscribed otherwise.
         mine = self._hub.subscribed(uri, connection)

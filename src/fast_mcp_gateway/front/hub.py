@@ -58,10 +58,11 @@ class FrontHub:
     at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
 
-    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
-    connection closes (``subscribe``); a listen stream until its host leaves or its
-    caller's credential no longer stands (``standing_ended``).  Either way the upstream
-    is unsubscribed when nobody holds the URI any more.
+    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes, its
+    connection closes (``subscribe``) or its server is removed (``server_removed``); a
+    listen stream until its host leaves, its caller's credential no longer stands, or
+    it may reach none of its URIs (``reach_changed``: ``front/listen.py``).  Either way
+    the upstream is unsubscribed when nobody holds the URI any more.
     """
 
     def __init__(self) -> None:
@@ -75,6 +76,10 @@ class FrontHub:
         self._releases: dict[str, Release] = {}
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
+            weakref.WeakKeyDictionary()
+        # a connection -> URIs it held of a server since removed (its unsubscribe is
+        # answered: ``orphaned``)
+        self._orphans: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
@@ -125,6 +130,7 @@ class FrontHub:
         if connection is None:
             return
         self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+        self._orphans.get(connection, set()).discard(uri)   # held again: not an orphan
         if may_use is not None:
             self._may_use[connection] = may_use
         if release is not None:
@@ -195,27 +201,44 @@ class FrontHub:
         return self._vacated(uri)
 
     def standings_changed(self) -> None:
-        """A reload changed ``gateway.auth``: whoever waits in ``standing_ended`` looks
-        at its caller's standing again."""
+        """A reload ran (``gateway.auth`` may have changed): whoever waits in
+        ``reach_changed`` looks at its caller's standing, and what it may reach, again."""
         self._standings.set()
         self._standings = anyio.Event()
 
-    async def standing_ended(self, standing: Standing) -> None:
-        """Return once ``standing`` ends (its credential was removed by a reload, or
-        expired), looked at again at each ``standings_changed`` and once its
-        ``remaining`` time is over (``expiry``)."""
-        while standing() is not None:
-            changed, remaining = self._standings, standing.remaining()
-            async with anyio.create_task_group() as tg:
+    def server_removed(self, server: str) -> None:
+        """``server`` was removed (a reload, an admin removal): the connections subscribed
+        to its URIs are forgotten (there is nothing to let go of: its sessions, and their
+        subscriptions, ended with it), and listen streams look at what they hold again."""
+        for uri, subs in list(self._subscribers.items()):
+            for connection in [c for c, of in subs.items() if of == server]:
+                self.unsubscribe(uri, connection)
+                self._orphans.setdefault(connection, set()).add(uri)
+        self.standings_changed()
 
-                async def expire(rest: float) -> None:
-                    await self.expiry(rest)
-                    tg.cancel_scope.cancel()
+    def orphaned(self, uri: str, connection: Connection | None) -> bool:
+        """Whether ``connection`` held ``uri`` until its server was removed (once: a
+        host's unsubscription is answered, and forgets it)."""
+        orphans = self._orphans.get(connection) if connection is not None else None
+        if orphans is None or uri not in orphans:
+            return False
+        orphans.discard(uri)
+        return True
 
-                if remaining is not None:
-                    tg.start_soon(expire, max(remaining, 0.0))
-                await changed.wait()
+    async def reach_changed(self, standing: Standing) -> None:
+        """Return at the next ``standings_changed`` or ``server_removed``, or once
+        ``standing``'s ``remaining`` time is over (``expiry``)."""
+        changed, remaining = self._standings, standing.remaining()
+        async with anyio.create_task_group() as tg:
+
+            async def expire(rest: float) -> None:
+                await self.expiry(rest)
                 tg.cancel_scope.cancel()
+
+            if remaining is not None:
+                tg.start_soon(expire, max(remaining, 0.0))
+            await changed.wait()
+            tg.cancel_scope.cancel()
 
     def changed(self, kinds: set[str]) -> None:
         self._lists |= kinds

@@ -19,17 +19,22 @@ SDK's handler registers each stream's listener on the bus from the stream's own 
 ``_StreamBus`` wraps that listener in the stream's filter (``_KEEP``), and the one
 handler keeps its limit on open streams.
 
-A stream ends when its caller's credential no longer stands (``FrontHub.standing_ended``:
-a reload removed the token from ``gateway.auth``, or its JWT expired): it would deliver
-nothing more, yet hold its slot and its upstream subscriptions until the host left.  The
-host is sent the stream's result, the spec's graceful close; a new request with that
-credential is refused (401) as any is.
+A stream ends when its caller's credential no longer stands (a reload removed the token
+from ``gateway.auth``, or its JWT expired), or when it may reach none of its URIs any
+more and asked for no list changes (a reload narrowed the token's ``servers``, or
+removed their server): it would deliver nothing more, yet hold its slot and its
+upstream subscriptions until the host left.  The host is sent the stream's result, the
+spec's graceful close; a new request with a removed credential is refused (401) as any
+is.  Each is looked at again at ``FrontHub.reach_changed``.  A stream that still
+reaches a URI stays open, and lets go of the URIs it lost at once (the upstream is
+unsubscribed unless another host holds them); they are not taken up again if a later
+reload gives them back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -92,10 +97,12 @@ class SubscribingListen:
     """
 
     def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]],
-                 caller: Callable[[], tuple[Standing, Callable[[str], bool]]]) -> None:
+                 caller: Callable[[], tuple[Standing, Callable[[str], bool]]],
+                 current: Callable[[str], Service | None]) -> None:
         self._hub = hub
         self._origin = origin
         self._caller = caller
+        self._current = current
         self._handler = ListenHandler(_StreamBus(hub.bus))
 
     async def __call__(self, ctx: ServerRequestContext[Any],
@@ -115,47 +122,80 @@ class SubscribingListen:
                                                        "resource_subscriptions": honored})})
             standing, may_use = self._caller()
             servers = {uri: s.name for uri, s, _ in held}
+            released: set[str] = set()   # lost at a reload (let go of: see _until_unusable)
 
             def keep(event: ServerEvent) -> bool:
-                server = servers.get(event.uri) if isinstance(event, ResourceUpdated) else None
-                return server is None or may_use(server)
+                if not isinstance(event, ResourceUpdated):
+                    return True
+                server = servers.get(event.uri)
+                return server is None or (event.uri not in released and may_use(server))
+
+            async def until_unusable() -> None:
+                await self._until_unusable(ctx, params.notifications, standing, may_use,
+                                           held, released)
 
             token = _KEEP.set(keep)
             try:
-                return await self._while_standing(ctx, params, standing)
+                return await self._while_usable(ctx, params, until_unusable)
             finally:
                 _KEEP.reset(token)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
                 for uri, service, original in held:
-                    if self._hub.unlisten(uri):
-                        try:
-                            await service.unsubscribe(original)
-                        except (UpstreamError, MCPError) as exc:
-                            logger.debug("unsubscribe %s upstream failed: %s",
-                                         logged_name(uri), exc)
+                    await self._let_go(uri, service.name, original)
 
-    async def _while_standing(self, ctx: ServerRequestContext[Any],
-                              params: types.SubscriptionsListenRequestParams,
-                              standing: Standing) -> types.SubscriptionsListenResult:
-        """The SDK's stream, ended (with its result: a graceful close) once ``standing``
-        ends."""
+    async def _until_unusable(self, ctx: ServerRequestContext[Any],
+                              wanted: types.SubscriptionFilter, standing: Standing,
+                              may_use: Callable[[str], bool],
+                              held: list[tuple[str, Service, str]],
+                              released: set[str]) -> None:
+        """Return once the stream can deliver nothing more: its caller's credential no
+        longer stands, or it lost every URI it held (a reload narrowed the token's
+        ``servers``, or removed their server) and asked for no list changes.  Looked at
+        again at each ``FrontHub.reach_changed``; a URI lost meanwhile is let go of then
+        (moved from ``held`` to ``released``), whether the stream ends or not."""
         principal = standing()
+        caller = f" '{principal.name}'" if principal is not None else ""
+        lists = wanted.tools_list_changed or wanted.prompts_list_changed \
+            or wanted.resources_list_changed
+        while standing() is not None:
+            lost = [h for h in held
+                    if self._current(h[1].name) is None or not may_use(h[1].name)]
+            if not lost:
+                await self._hub.reach_changed(standing)
+                continue
+            with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
+                for uri, service, original in lost:
+                    held.remove((uri, service, original))
+                    released.add(uri)
+                    await self._let_go(uri, service.name, original)
+            if not held and not lists:
+                logger.info("subscriptions/listen: closed stream %r: its caller%s may reach "
+                            "none of its resources any more (a reload narrowed its token's "
+                            "servers, or removed theirs)", ctx.request_id, caller)
+                return
+            # Looked at again at once: what changed while those were let go of is seen.
+        logger.info("subscriptions/listen: closed stream %r: the credential of its caller%s "
+                    "no longer stands (removed from gateway.auth by a reload, or expired)",
+                    ctx.request_id, caller)
+
+    async def _while_usable(self, ctx: ServerRequestContext[Any],
+                            params: types.SubscriptionsListenRequestParams,
+                            until_unusable: Callable[[], Awaitable[None]]
+                            ) -> types.SubscriptionsListenResult:
+        """The SDK's stream, ended (with its result: a graceful close) once
+        ``until_unusable`` returns."""
         done: list[types.SubscriptionsListenResult] = []
         failed: list[Exception] = []
         self._hub.streams += 1
         try:
             async with anyio.create_task_group() as tg:
 
-                async def end_with_standing() -> None:
-                    await self._hub.standing_ended(standing)
-                    logger.info("subscriptions/listen: closed stream %r: the credential of "
-                                "its caller%s no longer stands (removed from gateway.auth "
-                                "by a reload, or expired)", ctx.request_id,
-                                f" '{principal.name}'" if principal is not None else "")
+                async def end_when_unusable() -> None:
+                    await until_unusable()
                     tg.cancel_scope.cancel()
 
-                tg.start_soon(end_with_standing)
+                tg.start_soon(end_when_unusable)
                 try:  # re-raised as is below, not wrapped in the task group's ExceptionGroup
                     done.append(await self._handler(ctx, params))
                 except Exception as exc:  # noqa: BLE001 - handed on unchanged
@@ -167,6 +207,17 @@ class SubscribingListen:
             raise failed[0]
         return done[0] if done else types.SubscriptionsListenResult(
             _meta={SUBSCRIPTION_ID_META_KEY: ctx.request_id})
+
+    async def _let_go(self, uri: str, server: str, original: str) -> None:
+        """The stream no longer holds ``uri``: unsubscribe ``server`` (as it runs now: a
+        restart carried the subscription; none if a reload removed it) from ``original``
+        if nobody else holds it."""
+        service = self._current(server)
+        if self._hub.unlisten(uri) and service is not None:
+            try:
+                await service.unsubscribe(original)
+            except (UpstreamError, MCPError) as exc:
+                logger.debug("unsubscribe %s upstream failed: %s", logged_name(uri), exc)
 
     async def _subscribe(self, uri: str) -> tuple[Service, str] | None:
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines

@@ -85,6 +85,7 @@ class UpstreamManager:
         self._resource_listeners: list[Callable[[str], None]] = []
         self._log_listeners: list[LogListener] = []
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
+        self._removed_listeners: list[Callable[[str], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._reserved: frozenset[str] = frozenset()
         self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
@@ -227,6 +228,8 @@ class UpstreamManager:
         if release:
             self.names.release(name)
         self._rebuild()
+        for listener in self._removed_listeners:
+            listener(name)
         await stop_or_retire(service, self._task_group, self._retiring)
 
     async def replace_server(self, server: ServerConfig, *, wait: bool = True) -> Service:
@@ -255,6 +258,7 @@ class UpstreamManager:
             service = self._make_service(server)
             if current.state in _EXPOSED_STATES:
                 service.previous = current.catalog
+            service.carry(current)  # hosts' subscriptions: replayed on its first session
             self.services[server.name] = service
             self._rebuild()
             # Stopped first: a server may hold something exclusive (a port, a lock).
@@ -339,6 +343,10 @@ class UpstreamManager:
     def on_resource_updated(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
         self._resource_listeners.append(listener)
+
+    def on_removed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(server)`` (must not block) when a server was removed."""
+        self._removed_listeners.append(listener)
 
     def on_log(self, listener: LogListener) -> None:
         """Call ``listener(server, params, host)`` (must not block) for a log an upstream

@@ -22,17 +22,15 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.config.schema import RateLimit, RateLimitConfig, ServerConfig
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
-    RateLimited,
     UpstreamError,
     UpstreamRequestFailed,
     UpstreamTimeout,
@@ -42,11 +40,11 @@ from fast_mcp_gateway.policies import (
     FailureKind,
     HealthStatus,
     RetryPolicy,
-    TokenBucket,
     make_balancer,
 )
 from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
+from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
@@ -61,14 +59,6 @@ _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.S
                 UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
 
 
-def _bucket(spec: RateLimit, held: TokenBucket | None) -> TokenBucket:
-    """A token bucket for ``spec``; one that was counting (``held``) keeps its tokens
-    and clock (a lower burst caps them at the next call), so an edit lets no burst
-    through that the limit would not have."""
-    burst = spec.burst or max(1, int(spec.per_second))
-    if held is None:
-        return TokenBucket(spec.per_second, burst)
-    return replace(held, per_second=spec.per_second, burst=burst)
 
 
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
@@ -106,16 +96,7 @@ class Service:
         self.previous: Catalog | None = None  # a restart's stand-in (manager.replace_server)
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
-        self._bucket: TokenBucket | None = None
-        self._tool_buckets: dict[str, TokenBucket] = {}
-        self._limit(config.rate_limit)
-
-    def _limit(self, limit: RateLimitConfig | None) -> None:
-        self._bucket = _bucket(limit, self._bucket) if limit else None
-        self._tool_buckets = {
-            tool: _bucket(spec, self._tool_buckets.get(tool))
-            for tool, spec in (limit.tools.items() if limit else ())
-        }
+        self._limits = RateLimits(self.name, config.rate_limit, clock)
 
     def reconfigure(self, config: ServerConfig, replica_configs: list[ServerConfig]) -> bool:
         """Take ``config`` as it runs when it differs from the current one only in
@@ -141,7 +122,7 @@ class Service:
             self.balancer = make_balancer(config.balance, len(self.replicas), self._rng)
         self.retry = _retry_policy(config)
         if config.rate_limit != old.rate_limit:
-            self._limit(config.rate_limit)
+            self._limits.configure(config.rate_limit)
         return True
 
     def runs_as(self, config: ServerConfig) -> bool:
@@ -273,21 +254,6 @@ class Service:
 
     # -- calling ----------------------------------------------------------------------
 
-    def _check_rate(self, tool: str | None) -> None:
-        if self._bucket is None and not self._tool_buckets:
-            return  # no limits configured (the common case: nothing to format)
-        now = self._clock()
-        for bucket, what in ((self._bucket, f"server '{self.name}'"),
-                             (self._tool_buckets.get(tool or ""), f"tool '{tool}'")):
-            if bucket is None:
-                continue
-            wait = bucket.try_take(now)
-            if wait > 0:
-                raise RateLimited(self.name, f"rate limited: {what} allows "
-                                             f"{bucket.per_second:g} calls/s (burst "
-                                             f"{bucket.burst}); retry after "
-                                             f"{wait * 1000:.0f} ms", wait)
-
     async def _route(
         self,
         what: str,
@@ -344,7 +310,7 @@ class Service:
         send: Callable[[Upstream], Awaitable[T]],
     ) -> T:
         """A ``tools/call`` in either encoding (``send``): limits, balancing, failover."""
-        self._check_rate(name)
+        self._limits.check(name)
         if self.previous is not None:  # made while a restart stood in with the old catalog
             send = still_offered(self.name, name, send)
         return (await self._route(
@@ -431,7 +397,7 @@ class Service:
     async def read_resource(
         self, uri: str, front: FrontCall | None, path: CallPath | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        self._check_rate(None)
+        self._limits.check(None)
         result, _ = await self._route(f"resources/read '{uri}'",
                                       lambda r: r.read_resource(uri, front), idempotent=True,
                                       path=path, front=front)
@@ -441,7 +407,7 @@ class Service:
         self, name: str, arguments: dict[str, str] | None, front: FrontCall | None,
         path: CallPath | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        self._check_rate(None)
+        self._limits.check(None)
         result, _ = await self._route(f"prompts/get '{name}'",
                                       lambda r: r.get_prompt(name, arguments, front),
                                       idempotent=True, path=path, front=front)
@@ -460,6 +426,16 @@ class Service:
 
     async def subscribe(self, uri: str) -> None:
         await self.primary().subscribe(uri)
+
+    def subscriptions(self) -> frozenset[str]:
+        """The URIs hosts hold subscribed on any replica."""
+        return frozenset().union(*(r.subscriptions() for r in self.replicas))
+
+    def carry(self, previous: Service) -> None:
+        """Take over ``previous``'s subscriptions (this restarts it): its first replica
+        is subscribed to each from its first session on, as hosts still hold them."""
+        for uri in sorted(previous.subscriptions()):
+            self.replicas[0].keep_subscribed(uri)
 
     async def unsubscribe(self, uri: str) -> None:
         for replica in self.replicas:

@@ -70,6 +70,10 @@ class ChangeTracker:
     def discard(self, uri: str) -> None:
         self._subscriptions.discard(uri)
 
+    def listening(self, uri: str) -> bool:
+        """Whether the session's listen stream covers ``uri`` now (2026-07-28)."""
+        return self._listen_acked is not None and uri in self._listen_acked
+
     def relisten(self) -> None:
         """Reopen the listen stream with the current subscriptions (2026-07-28)."""
         self._relisten.set()
@@ -125,12 +129,19 @@ class ChangeTracker:
             self._notify()
 
     async def _listen_for_changes(self, session: ClientSession) -> None:
-        from mcp.client.subscriptions import ResourceUpdated, listen
-
         caps = session.server_capabilities or types.ServerCapabilities()
         tools = bool(caps.tools and caps.tools.list_changed)
         prompts = bool(caps.prompts and caps.prompts.list_changed)
         resources = bool(caps.resources and caps.resources.list_changed)
+        try:
+            await self._listen(session, tools, prompts, resources)
+        finally:
+            self._listen_acked = None   # the session ended: its stream covers nothing
+
+    async def _listen(self, session: ClientSession, tools: bool, prompts: bool,
+                      resources: bool) -> None:
+        from mcp.client.subscriptions import ResourceUpdated, listen
+
         while True:
             self._relisten = anyio.Event()
             uris = frozenset(self._subscriptions)

@@ -6,8 +6,9 @@
   health probe, states;
 * ``requests.Requests``: ``tools/call`` (typed and raw), ``resources/read``,
   ``prompts/get``, completions, listings; deadlines and one accounting wrapper;
-* ``changes.ChangeTracker``: ``list_changed``, catalog refresh, resource
-  subscriptions and the 2026-07-28 listen stream;
+* ``changes.ChangeTracker``: ``list_changed``, catalog refresh, the resource
+  subscriptions kept (replayed on each session) and the 2026-07-28 listen stream;
+* ``subscribing.ResourceSubscriptions``: subscribe and unsubscribe on the session;
 * ``relay.HostRelay``: logs and asks (sampling, elicitation, roots) relayed to the
   host of the call in flight;
 * ``stats.ReplicaAccounting``: health window, breaker, EWMA, in-flight, counters,
@@ -31,7 +32,6 @@ from mcp import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 
 from fast_mcp_gateway.config.schema import ProtocolMode, ServerConfig
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
@@ -49,6 +49,7 @@ from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
+from fast_mcp_gateway.upstream.subscribing import ResourceSubscriptions
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
 
@@ -170,6 +171,8 @@ class Upstream:
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
             changed=self._changed, notify=self._notify_change,
         )
+        self._subscriptions = ResourceSubscriptions(self.label, self._sup, self._changes,
+                                                    self._requests, self.call_timeout)
 
     # -- what the rest of the gateway reads --------------------------------------------
 
@@ -222,6 +225,14 @@ class Upstream:
     def is_subscribed(self, uri: str) -> bool:
         """Whether a host subscribed to ``uri`` on this replica."""
         return self._changes.is_subscribed(uri)
+
+    def listening(self, uri: str) -> bool:
+        """Whether this 2026-07-28 session's listen stream covers ``uri`` now."""
+        return self._changes.listening(uri)
+
+    def subscriptions(self) -> frozenset[str]:
+        """The URIs hosts subscribed to on this replica (replayed on each session)."""
+        return self._subscriptions.held()
 
     @property
     def state(self) -> UpstreamState:
@@ -420,27 +431,12 @@ class Upstream:
 
     async def subscribe(self, uri: str) -> None:
         """Receive ``resource_updated`` for ``uri`` (now, and after every reconnect)."""
-        if self.session is None:
-            raise UpstreamUnavailable(self.label, self.unavailable_reason())
-        changes = self._changes
-        changes.add(uri)
-        if self.is_modern:
-            changes.relisten()
-            refused = await changes.wait_listening(uri, within=self.call_timeout)
-            if refused is not None:
-                changes.discard(uri)
-                raise UpstreamRequestFailed(
-                    self.label, f"did not accept a subscription to '{uri}': {refused}")
-            return
+        await self._subscriptions.subscribe(uri)
 
-        async def op(session: ClientSession) -> Any:
-            return await session.subscribe_resource(uri)
-
-        try:
-            await self._requests.bounded(f"resources/subscribe '{uri}'", None, op)
-        except BaseException:
-            changes.discard(uri)
-            raise
+    def keep_subscribed(self, uri: str) -> None:
+        """Subscribe to ``uri`` from the next session on: one a replica of a restarted
+        server takes over before its first (``Service.carry``)."""
+        self._subscriptions.keep(uri)
 
     async def roots_changed(self) -> None:
         """Tell a handshake-era session that its client's roots changed (the host's did);
@@ -455,17 +451,7 @@ class Upstream:
     async def unsubscribe(self, uri: str) -> None:
         """No longer receive ``resource_updated`` for ``uri``; without a session now, the
         subscription ended with the last one (and is not replayed on the next)."""
-        self._changes.discard(uri)
-        if self.is_modern:
-            self._changes.relisten()
-            return
-        if self.session is None:
-            return
-
-        async def op(session: ClientSession) -> Any:
-            return await session.unsubscribe_resource(uri)
-
-        await self._requests.bounded(f"resources/unsubscribe '{uri}'", None, op)
+        await self._subscriptions.unsubscribe(uri)
 
     # -- wiring -----------------------------------------------------------------------
 

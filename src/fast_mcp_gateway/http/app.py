@@ -48,10 +48,11 @@ from fast_mcp_gateway.config.settings import HOW_TO_ADD_A_TOKEN, GatewaySettings
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
-from fast_mcp_gateway.http.batches import refuse_batches
+from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
-from fast_mcp_gateway.http.routing_headers import name_missing_routing_headers
+from fast_mcp_gateway.http.reworded import wrap_routes
+from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 
 
 @dataclass(frozen=True)
@@ -379,10 +380,10 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
                                lambda: bad_token(verifier.takes_jwt))
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch
-        name_missing_routing_headers(mcp_app, mcp_path)
+        wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message").
-    refuse_batches(mcp_app, (mcp_path,) if transport == "http"
-                   else (fastmcp.settings.message_path.rstrip("/"),))
+    wrap_routes(mcp_app, (mcp_path,) if transport == "http"
+                else (fastmcp.settings.message_path.rstrip("/"),), BatchRefusal)
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),

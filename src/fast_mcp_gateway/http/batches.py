@@ -18,10 +18,11 @@ an answer to a body that is no array) is passed on untouched.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import mcp_types as types
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fast_mcp_gateway.http.reworded import send_with_body
 
 BATCH = ("JSON-RPC batches are not supported (MCP removed them in protocol 2025-06-18): "
          "send each message in a POST of its own")
@@ -74,18 +75,4 @@ async def _refuse(start: Message, send: Send) -> None:
             separators=(",", ":")).encode()
     else:
         body = BATCH.encode()
-    headers = [(k, str(len(body)).encode() if k == b"content-length" else v)
-               for k, v in start["headers"]]
-    await send({**start, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def refuse_batches(app: Any, paths: tuple[str, ...]) -> int:
-    """Wrap the routes of ``paths`` in FastMCP's ``app`` (the MCP endpoint, SSE's
-    message path) with ``BatchRefusal``; how many routes it wrapped."""
-    found = 0
-    for route in getattr(app, "routes", ()):
-        if getattr(route, "path", None) in paths and hasattr(route, "app"):
-            route.app = BatchRefusal(route.app)
-            found += 1
-    return found
+    await send_with_body(start, body, send)

@@ -32,6 +32,8 @@ from mcp_types import HEADER_MISMATCH
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fast_mcp_gateway.http.reworded import send_with_body
+
 _STATUS = ERROR_CODE_HTTP_STATUS[HEADER_MISMATCH]
 _METHOD, _NAME = MCP_METHOD_HEADER.lower().encode(), MCP_NAME_HEADER.lower().encode()
 _VERSION = b"mcp-protocol-version"  # the modern entry's only door (the SDK's dispatch)
@@ -84,12 +86,9 @@ class RoutingHeaders:
             start, *parts = held
             held.clear()
             answer = b"".join(part.get("body", b"") for part in parts)
-            body = _reworded(answer, b"".join(read), method=not has_method,
-                             name=not has_name)
-            headers = [(k, str(len(body)).encode() if k == b"content-length" else v)
-                       for k, v in start["headers"]]
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_with_body(start, _reworded(answer, b"".join(read),
+                                                  method=not has_method, name=not has_name),
+                                 send)
 
         await self.app(scope, keep, reword)
 
@@ -126,13 +125,3 @@ def _reworded(answer: bytes, request: bytes, *, method: bool, name: bool) -> byt
         return answer
     return json.dumps(reply, separators=(",", ":")).encode()
 
-
-def name_missing_routing_headers(app: Any, path: str) -> int:
-    """Wrap the route of ``path`` (the MCP endpoint) in FastMCP's ``app`` with
-    ``RoutingHeaders``; how many routes it wrapped."""
-    found = 0
-    for route in getattr(app, "routes", ()):
-        if getattr(route, "path", None) == path and hasattr(route, "app"):
-            route.app = RoutingHeaders(route.app)
-            found += 1
-    return found

@@ -1,0 +1,30 @@
+"""What the MCP endpoint's wrappers share when they put the SDK's answers in words of
+their own (``batches.BatchRefusal``, ``routing_headers.RoutingHeaders``): wrapping the
+routes of FastMCP's app, and sending a held answer's status and headers with a new body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Send
+
+
+def wrap_routes(app: Any, paths: tuple[str, ...], wrapper: Callable[[ASGIApp], ASGIApp]
+                ) -> int:
+    """Wrap the routes of ``paths`` in FastMCP's ``app`` with ``wrapper``; how many."""
+    found = 0
+    for route in getattr(app, "routes", ()):
+        if getattr(route, "path", None) in paths and hasattr(route, "app"):
+            route.app = wrapper(route.app)
+            found += 1
+    return found
+
+
+async def send_with_body(start: Message, body: bytes, send: Send) -> None:
+    """The answer ``start`` (an ``http.response.start`` held back) began, with ``body``
+    as its whole body (its ``content-length`` made to match)."""
+    headers = [(k, str(len(body)).encode() if k == b"content-length" else v)
+               for k, v in start["headers"]]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

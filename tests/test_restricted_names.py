@@ -20,6 +20,7 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StreamableHttpTransport
 
+from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import (
     WITHIN,
@@ -52,6 +53,18 @@ def narrowable(config: Path, entries: dict[str, Any]) -> Callable[[list[str]], d
         return auth
 
     return write
+
+
+def watch_and_tick(tmp_path: Path) -> tuple[Gateway, Callable[[list[str]], dict[str, Any]]]:
+    """A gateway of two watched servers, 'watch' and 'tick' (handshake era), whose
+    servers.yaml ``write`` narrows ``MINE`` to some of them (both, to start with)."""
+    entries = {"watch": memory_entry("watch", protocol="legacy"),
+               "tick": memory_entry("tick", protocol="legacy")}
+    config = tmp_path / "servers.yaml"
+    write = narrowable(config, entries)
+    return make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
+                        options={"auth": write(["watch", "tick"])}, config=config), write
+
 
 SERVERS = {"notes": demo("notes"), "clock": demo("clock")}
 
@@ -404,12 +417,7 @@ async def test_resource_updates_follow_a_reload_that_narrows_the_tokens_servers(
     Now each update is sent only while the token may use the server.  Both hosts are
     subscribed; the other server's update, sent after, is the one the narrowed host gets
     first: the watched one would have come before it."""
-    entries = {"watch": memory_entry("watch", protocol="legacy"),
-               "tick": memory_entry("tick", protocol="legacy")}
-    config = tmp_path / "servers.yaml"
-    write = narrowable(config, entries)
-    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
-                           options={"auth": write(["watch", "tick"])}, config=config)
+    gateway, write = watch_and_tick(tmp_path)
     got: dict[str, list[str]] = {"ops": [], "mo": []}
 
     class Updates(MessageHandler):
@@ -445,12 +453,7 @@ async def test_a_2026_listen_stream_follows_a_reload_that_narrows_the_tokens_ser
     first; the narrowed stream's first event must be the other server's."""
     from mcp.client.subscriptions import ResourceUpdated, listen
 
-    entries = {"watch": memory_entry("watch", protocol="legacy"),
-               "tick": memory_entry("tick", protocol="legacy")}
-    config = tmp_path / "servers.yaml"
-    write = narrowable(config, entries)
-    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
-                           options={"auth": write(["watch", "tick"])}, config=config)
+    gateway, write = watch_and_tick(tmp_path)
     uris = [f"watch://{server}/counter" for server in ("watch", "tick")]
     async with (
         serve_http(gateway.http_app("http")) as base,
@@ -525,12 +528,7 @@ async def test_a_host_lets_go_of_its_subscription_after_a_reload_narrowed_its_to
     """After a reload took the server from its token, the host's ``resources/unsubscribe``
     was refused as "Unknown resource", so the gateway's subscription upstream stayed for
     good.  Its own subscription is let go of (naming nothing it had not subscribed to)."""
-    entries = {"watch": memory_entry("watch", protocol="legacy"),
-               "tick": memory_entry("tick", protocol="legacy")}
-    config = tmp_path / "servers.yaml"
-    write = narrowable(config, entries)
-    gateway = make_gateway(entries, {"watch": watched_server(), "tick": watched_server()},
-                           options={"auth": write(["watch", "tick"])}, config=config)
+    gateway, write = watch_and_tick(tmp_path)
     async with (
         serve_http(gateway.http_app("http")) as base,
         Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo,

@@ -174,7 +174,7 @@ class ControlPlane:
         await instance_lease.release_unknown_names(
             store, self.holder, self.manager.names,
             {*self.config.servers, *(r.name for r in registrations)}, self.config.source,
-            mask_text(self.settings.db or "the store"))
+            mask_text(self.settings.db or "the store"), self.settings.instance_id)
         desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,

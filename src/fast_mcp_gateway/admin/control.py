@@ -180,7 +180,8 @@ class ControlPlane:
             warn_unknown_servers(self.config.options.auth, self.config.servers,
                                  registered(registrations))
         if registrations and late:
-            async with self._reload_lock:
+            async with self._reload_lock:  # merged with the file as a reload left it
+                desired = self._merge(self.config, registrations)
                 await converge(self.manager, desired)
         elif registrations:
             self.manager.configure(desired)

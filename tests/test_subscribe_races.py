@@ -45,3 +45,19 @@ async def test_a_subscribe_in_flight_keeps_the_upstream_subscribed() -> None:
         await ops.call_tool("watched_bump", {})
         with anyio.fail_after(WITHIN):
             await updated.wait()
+
+
+async def test_a_refused_subscribe_keeps_what_other_hosts_hold() -> None:
+    """A host's subscribe the upstream refused took the URI out of what the replica
+    holds subscribed (replayed on its next session: a reconnect, a restart), while
+    another host held it: after the next reconnect that host got no update."""
+    gateway = make_gateway({"watched": stdio_entry(
+        "watched.py", "--refuse-second-subscribe", protocol="legacy")})
+    async with serve_http(gateway.http_app("http")) as base, Client(f"{base}/mcp") as ops, \
+            Client(f"{base}/mcp", mode="legacy") as holding, \
+            Client(f"{base}/mcp", mode="legacy") as refused:
+        await holding.session.subscribe_resource(WATCHED)
+        with pytest.raises(Exception, match="refused on purpose"):
+            await refused.session.subscribe_resource(WATCHED)
+        assert await seen(ops) == [SUBSCRIBE, SUBSCRIBE]
+        assert gateway.manager.services["watched"].subscriptions() == {"watch://counter"}

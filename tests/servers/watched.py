@@ -7,7 +7,8 @@ the ``resources/subscribe`` and ``resources/unsubscribe`` requests it got, in or
 waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
 ``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error;
 ``--hold-second-subscribe``: the second subscribe is recorded, then answered only once
-the tool ``let_subscribe`` is called.
+the tool ``let_subscribe`` is called; ``--refuse-second-subscribe``: the second
+subscribe is recorded, then refused with an error.
 """
 
 import sys
@@ -58,6 +59,8 @@ async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types
     _saw(f"subscribe {params.uri}")
     if "--hold-second-subscribe" in sys.argv and len(seen) == 2:
         await held.wait()
+    if "--refuse-second-subscribe" in sys.argv and len(seen) == 2:
+        raise MCPError(code=types.INTERNAL_ERROR, message="subscribe refused on purpose")
     return types.EmptyResult()
 
 

@@ -7,7 +7,9 @@ task's failure stops the gateway); each also wrote the health transitions the ot
 had not stored yet, twice.  And a PostgreSQL URL holding its password as a query
 parameter (``?password=...``, which asyncpg and libpq read) kept it in clear in each
 spool file's first line and in the start's warning about another store's files.
-Real SQLite files; the spool files as a stop writes them.
+And a spilled record the store refuses for good (PostgreSQL takes no NUL character,
+which an upstream's error text may hold) failed the replay, and so the gateway, at
+every start.  Real SQLite files and PostgreSQL; the spool files as a stop writes them.
 """
 
 from __future__ import annotations
@@ -77,3 +79,22 @@ def test_a_password_in_the_query_stays_out_of_spool_files_and_logs(
     said = [r.getMessage() for r in caplog.records]
     assert any("db.example/gateway" in line for line in said), said
     assert not [line for line in said if "s3cret" in line]
+
+
+async def test_a_record_the_store_refuses_fails_no_start(
+        tmp_path: Path, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path / "spool", spool_target(pg_url))
+    spool.hold_calls([Invocation(id="nul", trace_id="t", client="c", kind="tool",
+                                 exposed="alpha_add", server="alpha", original="add",
+                                 started_at=time.time(), duration_ms=2.0, status="error",
+                                 error="upstream said \x00", instance_id="gw-1")])
+    kept = spool.write()
+    assert kept is not None
+    store = await open_store(pg_url)
+    try:
+        assert await spool.replay(lambda: store) == 0  # raised: the gateway stopped
+    finally:
+        await store.close()
+    assert spool.files() == [kept]  # kept for the operator, who is told
+    (said,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(kept) in said and "move the file away" in said, said

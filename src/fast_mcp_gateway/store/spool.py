@@ -151,8 +151,8 @@ class Spool:
 
     async def replay(self, store: Callable[[], Store]) -> int:
         """Write every spool file of this store into ``store()`` and remove it (waiting
-        out an outage); the number of records written.  A file that cannot be read is
-        left where it is, logged with what to do."""
+        out an outage); the number of records written.  A file that cannot be read, or
+        whose records the store refuses, is left where it is, logged with what to do."""
         written = 0
         for path in self.files():
             with _claimed(path) as claim:
@@ -169,18 +169,13 @@ class Spool:
                          "away to stop this message (its records are not in the store)",
                          path, exc)
             return 0
-        for start in range(0, len(calls), BATCH):
-            chunk = calls[start:start + BATCH]
-
-            async def write(chunk: list[Invocation] = chunk) -> None:
-                await store().add_invocations(chunk)
-
-            await while_unavailable(write, first=0.5, most=5.0)
-
-        async def write_health(health: list[HealthRecord] = health) -> None:
-            await store().add_health_records(await _not_stored(store(), health))
-
-        await while_unavailable(write_health, first=0.5, most=5.0)
+        try:
+            await _write(store, calls, health)
+        except Exception as exc:  # noqa: BLE001 - a refused record must not stop the start
+            logger.error("cannot write the spilled records in %s into the store (%s); the "
+                         "file is kept: move the file away to stop this message (the "
+                         "records not written are not in the store)", path, exc)
+            return 0
         if sys.platform == "win32":  # an open file cannot be removed there
             claim.close()
         with contextlib.suppress(FileNotFoundError):
@@ -235,6 +230,24 @@ def _locked(claim: IO[str], path: Path) -> bool:
         return os.path.samestat(os.fstat(claim.fileno()), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+async def _write(store: Callable[[], Store], calls: list[Invocation],
+                 health: list[HealthRecord]) -> None:
+    """Write ``calls`` (in batches) and the ``health`` transitions not stored yet into
+    ``store()``, waiting out an outage; the store's refusal is raised."""
+    for start in range(0, len(calls), BATCH):
+        chunk = calls[start:start + BATCH]
+
+        async def write(chunk: list[Invocation] = chunk) -> None:
+            await store().add_invocations(chunk)
+
+        await while_unavailable(write, first=0.5, most=5.0)
+
+    async def write_health() -> None:
+        await store().add_health_records(await _not_stored(store(), health))
+
+    await while_unavailable(write_health, first=0.5, most=5.0)
 
 
 def _read(path: Path, lines: IO[str]) -> tuple[list[Invocation], list[HealthRecord]]:

@@ -18,6 +18,7 @@ from fastmcp import Client
 from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.store import open_store
+from fast_mcp_gateway.telemetry.recorder import Recorder
 from tests.fixtures import alpha_server, beta_server, memory_entry, memory_transports
 
 pytestmark = pytest.mark.anyio
@@ -77,3 +78,31 @@ async def test_a_gateway_alone_on_its_file_frees_the_names_of_servers_gone_from_
     assert "freed the exposed names of server(s) alpha" in caplog.text
     assert "alpha" not in await _bound(db)
     assert "another gateway runs on" not in caplog.text
+
+
+async def test_two_gateways_starting_together_on_the_file_free_none_of_each_others_names(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Claude Desktop starts every server of its config at once: two gateways on the
+    default file.  The first had taken the store (its attach: names adopted, routes and
+    registrations read) but not yet its instance lease (a background task, started
+    after): the second found no other gateway and freed the first one's names."""
+    db = tmp_path / "gateway.db"
+    desktop = tmp_path / "claude_desktop_config.json"
+    earlier = _gateway(db, desktop, "alpha", "desktop")
+    async with Client(earlier.server) as host:
+        await host.list_tools()  # an earlier run bound alpha's names
+        assert await earlier.manager.names.flushed(30)
+    assert "alpha" in await _bound(db)
+    first = _gateway(db, desktop, "alpha", "desktop")
+    store = await open_store(str(db))
+    try:
+        await first.control.attach(store, Recorder(store))  # its start, up to its tasks
+        with caplog.at_level(logging.INFO):
+            async with Client(_gateway(db, tmp_path / "trial.yaml", "beta",
+                                       "terminal").server) as other:
+                await other.list_tools()
+        assert "alpha" in await _bound(db), "the second gateway freed the first one's names"
+        assert "freed the exposed names" not in caplog.text
+    finally:
+        first.control.detach()
+        await store.close()

@@ -5,7 +5,10 @@
 the ``resources/subscribe`` and ``resources/unsubscribe`` requests it got, in order
 (``subscribe <uri>``, ``unsubscribe <uri>``), once there are at least ``count``: it
 waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
-``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error.
+``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error;
+``--hold-second-subscribe``: the second subscribe is recorded, then answered only once
+the tool ``let_subscribe`` is called; ``--refuse-second-subscribe``: the second
+subscribe is recorded, then refused with an error.
 """
 
 import sys
@@ -48,10 +51,24 @@ def _saw(what: str) -> None:
     more["event"] = anyio.Event()
 
 
+held = anyio.Event()
+
+
 async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
     subscribers.append(ctx.session._connection)
     _saw(f"subscribe {params.uri}")
+    if "--hold-second-subscribe" in sys.argv and len(seen) == 2:
+        await held.wait()
+    if "--refuse-second-subscribe" in sys.argv and len(seen) == 2:
+        raise MCPError(code=types.INTERNAL_ERROR, message="subscribe refused on purpose")
     return types.EmptyResult()
+
+
+if "--hold-second-subscribe" in sys.argv:
+    @mcp.tool
+    def let_subscribe() -> str:
+        held.set()
+        return "answered"
 
 
 async def _on_unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:

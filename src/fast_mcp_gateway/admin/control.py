@@ -174,13 +174,14 @@ class ControlPlane:
         await instance_lease.release_unknown_names(
             store, self.holder, self.manager.names,
             {*self.config.servers, *(r.name for r in registrations)}, self.config.source,
-            mask_text(self.settings.db or "the store"))
+            mask_text(self.settings.db or "the store"), self.settings.instance_id)
         desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
                                  registered(registrations))
         if registrations and late:
-            async with self._reload_lock:
+            async with self._reload_lock:  # merged with the file as a reload left it
+                desired = self._merge(self.config, registrations)
                 await converge(self.manager, desired)
         elif registrations:
             self.manager.configure(desired)

@@ -87,12 +87,17 @@ async def others_running(store: Store, holder: str, where: str) -> bool:
 
 
 async def release_unknown_names(store: Store, holder: str, names: NameBook,
-                                known: set[str], source: str, where: str) -> None:
+                                known: set[str], source: str, where: str,
+                                instance_id: str) -> None:
     """At a start on ``store`` (``where``, as shown), free the names of servers in
     neither the config file ``source`` (all of it: another profile's servers keep
     theirs) nor the store's registrations (``known``): removed from the file while no
     gateway ran, nothing released them.  Not while another gateway runs on the store
-    (``others_running``): they may be its servers."""
+    (``others_running``): they may be its servers.  This gateway's lease is taken first
+    (``keep_instance_id`` renews it): of two starting together, each started before the
+    other looked, so at least one sees the other."""
+    with contextlib.suppress(StorageError):
+        await store.hold_lease(f"{PREFIX}{instance_id}", holder, TTL_SECONDS)
     if await others_running(store, holder, where):
         return
     gone = sorted(names.servers() - known)

@@ -108,13 +108,19 @@ class HostRequests:
         if caps is None or caps.resources is None or not caps.resources.subscribe:
             raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
                            "does not support resource subscriptions")
+        connection = connection_of(ctx.session)
+        release = functools.partial(self._let_go, uri, upstream.name, original)
+        again = self._hub.subscribed(uri, connection)
+        # Held from now on: a host letting go of the URI while the upstream is asked
+        # leaves it subscribed (it unsubscribed it, after this request, before).
+        self._hub.subscribe(uri, connection, upstream.name, caller_may_use(self._provider),
+                            release)
         try:
             await upstream.subscribe(original)
         except UpstreamError as exc:
+            if not again and self._hub.unsubscribe(uri, connection):
+                await release()  # another host's, let go of meanwhile (none: nothing sent)
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
-        self._hub.subscribe(uri, connection_of(ctx.session), upstream.name,
-                            caller_may_use(self._provider),
-                            functools.partial(self._let_go, uri, upstream.name, original))
         return types.EmptyResult()
 
     async def _let_go(self, uri: str, server: str, original: str) -> None:

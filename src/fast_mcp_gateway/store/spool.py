@@ -9,7 +9,7 @@ gateway's stop writes it (``write``): one JSON-lines file per stop, in the spool
 folder (``settings.spool_dir``, default ``$XDG_DATA_HOME/fast-mcp-gateway/spool``),
 owner-only, written to a ``.part`` file, fsynced and renamed, so a file under its final
 name is whole; one line says how many and where.  Its first line names the store it is
-for (the URL without its password, or the SQLite file) and how many of each kind
+for (the URL without its credentials, or the SQLite file) and how many of each kind
 follow; the records are as the store would have them (arguments and errors already
 masked, each stamped with the gateway that served it).
 
@@ -18,21 +18,27 @@ for it is written and then removed: call records in batches (one transaction eac
 record whose id is stored already is neither stored nor counted again,
 ``add_invocations``), health transitions once those already stored are left out (same
 time, server, replica, status and gateway).  So a replay cut short by a crash or an
-outage is simply run again: nothing is duplicated.  Files for another store stay, and
-are named at start (with what waits in them and for which store).
+outage is simply run again: nothing is duplicated.  A file is replayed under an
+exclusive lock (``flock``, released by a crash): of two gateways of the store on one
+host starting together, one replays it and the other leaves it.  Files for another
+store stay, and are named at start (with what waits in them and for which store).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import anyio
 import anyio.abc
@@ -41,6 +47,10 @@ from fast_mcp_gateway.store.base import Store
 from fast_mcp_gateway.store.files import private_dir
 from fast_mcp_gateway.store.records import HealthRecord, Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
+from fast_mcp_gateway.telemetry.redaction import mask_urls
+
+if sys.platform != "win32":
+    import fcntl
 
 logger = logging.getLogger(__name__)
 
@@ -141,34 +151,38 @@ class Spool:
 
     async def replay(self, store: Callable[[], Store]) -> int:
         """Write every spool file of this store into ``store()`` and remove it (waiting
-        out an outage); the number of records written.  A file that cannot be read is
-        left where it is, logged with what to do."""
+        out an outage); the number of records written.  A file that cannot be read, or
+        whose records the store refuses, is left where it is, logged with what to do."""
         written = 0
         for path in self.files():
-            try:
-                calls, health = await anyio.to_thread.run_sync(_read, path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                logger.error("cannot replay the spilled records in %s (%s); move the file "
-                             "away to stop this message (its records are not in the store)",
-                             path, exc)
-                continue
-            for start in range(0, len(calls), BATCH):
-                chunk = calls[start:start + BATCH]
-
-                async def write(chunk: list[Invocation] = chunk) -> None:
-                    await store().add_invocations(chunk)
-
-                await while_unavailable(write, first=0.5, most=5.0)
-
-            async def write_health(health: list[HealthRecord] = health) -> None:
-                await store().add_health_records(await _not_stored(store(), health))
-
-            await while_unavailable(write_health, first=0.5, most=5.0)
-            path.unlink()
-            written += len(calls) + len(health)
-            logger.info("wrote %s spilled at an earlier stop from %s into the store; removed "
-                        "the file", _counted(len(calls), len(health)), path)
+            with _claimed(path) as claim:
+                if claim is not None:  # else replayed, or being replayed, by another
+                    written += await self._replay(path, claim, store)
         return written
+
+    async def _replay(self, path: Path, claim: IO[str], store: Callable[[], Store]) -> int:
+        """Write the claimed file ``path`` into ``store()`` and remove it."""
+        try:
+            calls, health = await anyio.to_thread.run_sync(_read, path, claim)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.error("cannot replay the spilled records in %s (%s); move the file "
+                         "away to stop this message (its records are not in the store)",
+                         path, exc)
+            return 0
+        try:
+            await _write(store, calls, health)
+        except Exception as exc:  # noqa: BLE001 - a refused record must not stop the start
+            logger.error("cannot write the spilled records in %s into the store (%s); the "
+                         "file is kept: move the file away to stop this message (the "
+                         "records not written are not in the store)", path, exc)
+            return 0
+        if sys.platform == "win32":  # an open file cannot be removed there
+            claim.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        logger.info("wrote %s spilled at an earlier stop from %s into the store; removed "
+                    "the file", _counted(len(calls), len(health)), path)
+        return len(calls) + len(health)
 
     def name_others(self) -> None:
         """Say which spool files wait for another store (a gateway started with
@@ -180,28 +194,75 @@ class Spool:
 
 
 def spool_target(db: str | os.PathLike[str]) -> str:
-    """What names a store in its spool files: its URL without the password, or its file."""
+    """What names a store in its spool files: its URL without credentials, or its file."""
     text = os.fspath(db)
     if re.match(r"[A-Za-z][A-Za-z0-9+.\-]+:", text) and not text.lower().startswith("sqlite:"):
-        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", text)
+        return mask_urls(text)  # its user and password, a ?password=... too
     path = text.split(":", 1)[1].lstrip("/") if text.lower().startswith("sqlite:") else text
     return str(Path(("/" + path) if text.lower().startswith("sqlite:") else path).resolve())
 
 
-def _read(path: Path) -> tuple[list[Invocation], list[HealthRecord]]:
+@contextmanager
+def _claimed(path: Path) -> Iterator[IO[str] | None]:
+    """``path`` opened and locked for this process to replay; None when another
+    process holds it (replaying it) or removed it (replayed it)."""
+    try:
+        claim = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        claim = None
+    if claim is None:
+        yield None
+        return
+    with claim:
+        yield claim if _locked(claim, path) else None
+
+
+def _locked(claim: IO[str], path: Path) -> bool:
+    """Whether this process now holds ``claim``'s lock, and it is still the file under
+    ``path`` (not replayed and removed meanwhile).  The lock goes with the process."""
+    if sys.platform == "win32":
+        return True
+    try:
+        fcntl.flock(claim.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        return os.path.samestat(os.fstat(claim.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+async def _write(store: Callable[[], Store], calls: list[Invocation],
+                 health: list[HealthRecord]) -> None:
+    """Write ``calls`` (in batches) and the ``health`` transitions not stored yet into
+    ``store()``, waiting out an outage; the store's refusal is raised."""
+    for start in range(0, len(calls), BATCH):
+        chunk = calls[start:start + BATCH]
+
+        async def write(chunk: list[Invocation] = chunk) -> None:
+            await store().add_invocations(chunk)
+
+        await while_unavailable(write, first=0.5, most=5.0)
+
+    async def write_health() -> None:
+        await store().add_health_records(await _not_stored(store(), health))
+
+    await while_unavailable(write_health, first=0.5, most=5.0)
+
+
+def _read(path: Path, lines: IO[str]) -> tuple[list[Invocation], list[HealthRecord]]:
     calls: list[Invocation] = []
     health: list[HealthRecord] = []
-    with path.open(encoding="utf-8") as lines:
-        head = json.loads(lines.readline())
-        if head.get("spool") != FORMAT:
-            raise ValueError(f"spool format {head.get('spool')!r}, this gateway reads {FORMAT}")
-        for line in lines:
-            if line.strip():
-                entry = json.loads(line)
-                if "call" in entry:
-                    calls.append(Invocation(**entry["call"]))
-                else:
-                    health.append(HealthRecord(**entry["health"]))
+    head = json.loads(lines.readline())
+    if head.get("spool") != FORMAT:
+        raise ValueError(f"spool format {head.get('spool')!r}, this gateway reads {FORMAT}")
+    for line in lines:
+        if line.strip():
+            entry = json.loads(line)
+            if "call" in entry:
+                calls.append(Invocation(**entry["call"]))
+            else:
+                health.append(HealthRecord(**entry["health"]))
     if (len(calls), len(health)) != (head["calls"], head["health"]):
         raise ValueError(f"{len(calls)} call record(s) and {len(health)} health transition(s) "
                          f"where its first line says {head['calls']} and {head['health']}")

@@ -422,6 +422,10 @@ class Recorder(BatchWriter[Invocation]):
             masked = mask_text(invocation.error)
             if masked != invocation.error:
                 invocation = dataclasses.replace(invocation, error=masked)
+        if ("\x00" in invocation.exposed or "\x00" in invocation.client
+                or "\x00" in invocation.original
+                or (invocation.error is not None and "\x00" in invocation.error)):
+            invocation = _without_nul(invocation)
         self.put(invocation)
 
     def _stamped(self, batch: list[Invocation]) -> list[Invocation]:
@@ -451,6 +455,18 @@ class Recorder(BatchWriter[Invocation]):
 
 
 _ARGUMENTS_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str), built once
+
+
+def _without_nul(invocation: Invocation) -> Invocation:
+    """``invocation`` with each NUL of the texts a host or an upstream chose (a tool or
+    client name, an error) as U+FFFD: PostgreSQL stores no NUL in text, and refused the
+    whole batch holding one (every record in it lost)."""
+    def clean(text: str) -> str:
+        return text.replace("\x00", "\ufffd")
+
+    return replace(invocation, exposed=clean(invocation.exposed),
+                   client=clean(invocation.client), original=clean(invocation.original),
+                   error=None if invocation.error is None else clean(invocation.error))
 
 
 def dumps_arguments(arguments: Any, secret_values: frozenset[str],

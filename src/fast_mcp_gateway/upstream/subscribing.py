@@ -44,12 +44,14 @@ class ResourceSubscriptions:
         sup, changes = self._sup, self._changes
         if sup.session is None:
             raise UpstreamUnavailable(self._label, sup.unavailable_reason())
+        held = uri in changes.subscriptions()  # for another host: kept if this fails
         changes.add(uri)
         if sup.is_modern:
             changes.relisten()
             refused = await changes.wait_listening(uri, within=self._timeout)
             if refused is not None:
-                changes.discard(uri)
+                if not held:
+                    changes.discard(uri)
                 raise UpstreamRequestFailed(
                     self._label, f"did not accept a subscription to '{uri}': {refused}")
             return
@@ -60,7 +62,8 @@ class ResourceSubscriptions:
         try:
             await self._requests.bounded(f"resources/subscribe '{uri}'", None, op)
         except BaseException:
-            changes.discard(uri)
+            if not held:
+                changes.discard(uri)
             raise
 
     async def unsubscribe(self, uri: str) -> None:

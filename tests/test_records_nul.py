@@ -1,0 +1,49 @@
+"""A NUL character in a call record: a host's tool name or client name, an upstream's
+error text.
+
+PostgreSQL stores no NUL in text: the batch holding such a record was refused whole
+("invalid byte sequence for encoding UTF8: 0x00"), so one host calling a tool named
+with a NUL (recorded as an unknown call) erased the records of every call written with
+it, other hosts' among them.  Now the NUL is stored as U+FFFD.  Real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from fast_mcp_gateway.store import Invocation, open_store
+from fast_mcp_gateway.telemetry.recorder import Recorder
+
+pytestmark = pytest.mark.anyio
+
+
+def call(id: str, **fields: str) -> Invocation:
+    return Invocation(**{"id": id, "trace_id": "", "client": "host", "kind": "tool",
+                         "exposed": "alpha_add", "server": "alpha", "original": "add",
+                         "started_at": time.time(), "duration_ms": 1.0, "status": "success",
+                         **fields})
+
+
+async def test_a_nul_in_a_record_loses_no_record(pg_url: str) -> None:
+    store = await open_store(pg_url)
+    recorder = Recorder(store)
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(recorder.run)
+            recorder.record(call("fine"))
+            recorder.record(call("named", exposed="no\x00such", server="", original="",
+                                 status="rejected", error="Unknown tool 'no\x00such'"))
+            recorder.record(call("client", client="evil\x00host"))
+            assert await recorder.flushed(30)
+            group.cancel_scope.cancel()
+        assert recorder.failed_writes == 0
+        stored = {r.id: r for r in (await store.invocations(limit=10))[0]}
+        assert set(stored) == {"fine", "named", "client"}
+        assert stored["named"].exposed == "no\ufffdsuch"
+        assert stored["named"].error == "Unknown tool 'no\ufffdsuch'"
+        assert stored["client"].client == "evil\ufffdhost"
+    finally:
+        await store.close()

@@ -92,6 +92,20 @@ async def test_a_call_of_a_name_no_server_offers_is_in_the_call_log(tmp_path: Pa
     assert [(g["key"], g["count"]) for g in stats["groups"]] == [("alpha", 1)]
 
 
+async def test_an_unknown_name_of_any_length_is_recorded_cut(tmp_path: Path) -> None:
+    """The name of an unknown call is the host's to make up: a megabyte of it was stored
+    whole (twice: the name and the answer quoting it) and shown on the dashboard."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db")
+    name = "alpha_" + "x" * 100_000
+    async with Client(gateway.server) as client:
+        assert (await client.call_tool_mcp(name, {})).is_error
+        (record,) = (await client.call_tool("gateway_calls", {"status": "rejected"})
+                     ).structured_content["calls"]
+    assert record["exposed"] == f"{name[:256]}... ({len(name)} characters)"
+    assert record["error"].startswith("Unknown tool") and len(record["error"]) < 2100
+
+
 async def test_the_call_log_of_one_gateway(tmp_path: Path) -> None:
     """``gateway_calls(instance=...)``: the calls one gateway on a shared store served."""
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},

@@ -14,6 +14,7 @@ import time
 import anyio
 import pytest
 
+from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.store import Invocation, open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
@@ -45,5 +46,23 @@ async def test_a_nul_in_a_record_loses_no_record(pg_url: str) -> None:
         assert stored["named"].exposed == "no\ufffdsuch"
         assert stored["named"].error == "Unknown tool 'no\ufffdsuch'"
         assert stored["client"].client == "evil\ufffdhost"
+    finally:
+        await store.close()
+
+
+async def test_a_nul_in_a_health_transition_loses_no_transition(pg_url: str) -> None:
+    """The same for the health history: an upstream's words (a failure's detail) with a
+    NUL made PostgreSQL refuse the batch, and its other transitions with it."""
+    store = await open_store(pg_url)
+    log = HealthLog(lambda: store, instance_id="gw")
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(log.run)
+            log.record("alpha", "alpha", "ready", None)
+            log.record("alpha", "alpha", "failed", "exited: bad\x00byte")
+            assert await log.flushed(30)
+            group.cancel_scope.cancel()
+        details = [r.detail for r in await store.health_records(limit=10)]
+        assert details == ["exited: bad\ufffdbyte", None]
     finally:
         await store.close()

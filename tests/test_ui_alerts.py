@@ -184,7 +184,7 @@ async def test_trends_per_server_and_merged_percentiles() -> None:
 
     store = MemoryStore()
     now = time.time()
-    rows = [Invocation(id=f"{server}-{i}", trace_id="t", client="c", kind="tool",
+    rows = [Invocation(id=f"{server}-{status}-{i}", trace_id="t", client="c", kind="tool",
                        exposed=f"{server}_x", server=server, original="x",
                        started_at=now - 30, duration_ms=ms, status=status)
             for server, ms, status, n in (("a", 10.0, "success", 9), ("a", 900.0, "error", 1),

@@ -43,6 +43,10 @@ class HealthLog:
         if self._store() is None:
             return
         with contextlib.suppress(anyio.WouldBlock):  # a burst beyond capacity: drop
+            # PostgreSQL stores no NUL in text: one in an upstream's words (an error
+            # text) made it refuse the whole batch.
+            if detail is not None and "\x00" in detail:
+                detail = detail.replace("\x00", "\ufffd")
             self._send.send_nowait(HealthRecord(at=time.time(), server=server, replica=replica,
                                                 status=status, detail=detail,
                                                 instance_id=self.instance_id))

@@ -54,6 +54,7 @@ from fastmcp.server.context import Context
 from fastmcp.server.dependencies import get_context
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.config.names import shown_name
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.asks import bridge_asks, send_asking
@@ -89,6 +90,9 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 Out = TypeVar("Out")
 
+UNKNOWN_NAME = 512
+"""The longest name of an unknown call a record keeps whole (a resource URI may be long;
+a host may send any name: one over it is cut to its head and its length)."""
 _CANCELLED = "cancelled before it finished (the host cancelled it or went away)"
 _UNKNOWN: dict[str, str] = {"tool": "Unknown tool", "resource": "Unknown resource",
                             "prompt": "Unknown prompt"}
@@ -233,10 +237,14 @@ class RecordCalls:
         ``rejected`` with no server (``server`` and ``original`` empty), so the call log
         shows what a host asked for in vain.  Statistics leave it out (no server's
         request: ``store/stats.aggregate_batch``); ``mcp_gateway_unknown_calls`` counts it."""
+        # The name is the host's to make up (any length): it, and the answer quoting it,
+        # cut as logs cut a name.
+        shown = shown_name(name, UNKNOWN_NAME, UNKNOWN_NAME // 2)
+        error = shown_name(error, 4 * UNKNOWN_NAME, 4 * UNKNOWN_NAME)
         self.recorder.record(Invocation(
             id=self._next_id(),
             trace_id=trace_id_of((front.meta or {}).get("traceparent")) or "",
-            client=actor_name(principal, front), kind=kind, exposed=name, server="",
+            client=actor_name(principal, front), kind=kind, exposed=shown, server="",
             original="", started_at=time.time(), duration_ms=0.0, status="rejected",
             error=mask_argument_values(error, arguments, self.recorder.redact_keys),
             arguments=None if arguments is None else dumps_arguments(

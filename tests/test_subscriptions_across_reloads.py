@@ -22,6 +22,7 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 from mcp.client.subscriptions import ResourceUpdated, listen
 
+from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import WITHIN, make_gateway, serve_http, stdio_entry, until
 from tests.test_subscription_lifetimes import (
@@ -42,6 +43,16 @@ def entries(*names: str, edition: int = 1) -> dict[str, Any]:
     """Watched servers named ``names``; another ``edition`` is a restart of each."""
     return {name: stdio_entry("watched.py", protocol="legacy",
                               env={"WATCHED_EDITION": str(edition)}) for name in names}
+
+
+def watched_and_other(tmp_path: Path) -> tuple[Gateway, Any, dict[str, Any]]:
+    """A gateway of the watched servers 'watched' and 'other', its servers.yaml's
+    ``writer`` and those two entries."""
+    config = tmp_path / "servers.yaml"
+    write = writer(config)
+    servers = entries("watched", "other")
+    return (make_gateway(servers, options={"auth": write(servers)}, config=config), write,
+            servers)
 
 
 def writer(config: Path) -> Any:
@@ -204,10 +215,7 @@ async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
     nothing, until its host left).  They are dropped at the removal: the stream is
     ended gracefully, nothing is held, nothing is logged as a failure."""
     caplog.set_level(logging.WARNING)
-    config = tmp_path / "servers.yaml"
-    write = writer(config)
-    servers = entries("watched", "other")
-    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    gateway, write, _ = watched_and_other(tmp_path)
     hub = gateway.hub
     async with serve_http(gateway.http_app("http")) as base, \
             Client(f"{base}/mcp", auth=MINE) as mo:
@@ -237,10 +245,7 @@ async def test_a_host_unsubscribing_from_a_removed_servers_uri_is_answered(
     as it had subscribed, was told "Unknown resource".  Its unsubscription is answered
     (nothing to let go of upstream); one more is unknown, as for any URI it does not
     hold."""
-    config = tmp_path / "servers.yaml"
-    write = writer(config)
-    servers = entries("watched", "other")
-    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    gateway, write, _ = watched_and_other(tmp_path)
     async with serve_http(gateway.http_app("http")) as base, \
             Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
         await mo.session.subscribe_resource(WATCHED)
@@ -256,10 +261,7 @@ async def test_a_uri_subscribed_again_after_its_server_came_back_is_let_go_of(
         tmp_path: Path) -> None:
     """A guard for the answer above: a host that subscribes again once a reload gave the
     server back holds a real subscription, which its unsubscription lets go of."""
-    config = tmp_path / "servers.yaml"
-    write = writer(config)
-    servers = entries("watched", "other")
-    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    gateway, write, servers = watched_and_other(tmp_path)
     async with serve_http(gateway.http_app("http")) as base, \
             Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
         await mo.session.subscribe_resource(WATCHED)
@@ -298,10 +300,7 @@ async def test_a_narrowed_listen_stream_lets_go_of_the_uris_it_lost(tmp_path: Pa
     """A stream that keeps a URI it may still reach stays open; the upstream of a URI
     its token lost is unsubscribed at the reload (nobody else holds it), not when the
     stream ends."""
-    config = tmp_path / "servers.yaml"
-    write = writer(config)
-    servers = entries("watched", "other")
-    gateway = make_gateway(servers, options={"auth": write(servers)}, config=config)
+    gateway, write, servers = watched_and_other(tmp_path)
     async with serve_http(gateway.http_app("http")) as base, \
             Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
         async with listen(mo.session, resource_subscriptions=[WATCHED, OTHER]) as stream:

@@ -3,8 +3,8 @@
 Two gateways started with one ``--instance-id`` (a copied unit file) both lead alerts
 (the ``alerts`` lease is held by instance id: each posts every webhook and history
 row), and their call records, health history and audit rows cannot be told apart.  So
-each gateway on a shared store holds the lease ``instance:<id>`` for its process (the
-holder names its host and pid), renewed every ``RENEW_SECONDS`` for ``TTL_SECONDS`` and
+each gateway holds the lease ``instance:<id>`` for its process (the holder names its
+host, pid and config file), renewed every ``RENEW_SECONDS`` for ``TTL_SECONDS`` and
 released at a clean stop.  One that finds the lease held by another process says so
 at WARNING, once, naming that process and the fix, and again when the id is its own
 (the other stopped, or was a predecessor killed without a clean stop).  Store failures
@@ -14,8 +14,9 @@ A SQLite file is one gateway's, but nothing stops a second from opening it: the 
 file is every gateway's that is given no ``--db`` (Claude Desktop's, and one started in
 a terminal to try something).  So the lease is held on every store, and its holder
 names the gateway's config file: ``others`` lists the gateways running on the store now,
-and a gateway finding one with another config file says what they share
-(``ControlPlane.attach``), and frees no server's names for being unknown to it.
+and at its start (``release_unknown_names``, from ``ControlPlane.attach``) a gateway
+finding one with another config file says what they share, and while any runs it frees
+no server's names for being unknown to it.
 """
 
 from __future__ import annotations

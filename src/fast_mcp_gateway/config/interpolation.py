@@ -32,17 +32,24 @@ Report = Callable[[str, str], None]
 
 def interpolate(value: Any, field: str, env: Mapping[str, str], allow: Sequence[str] | None,
                 secrets: set[str], report: Report) -> Any:
-    """``value`` with every reference expanded (strings, the strings of ``args``, and the
-    values of ``env``/``headers``); other shapes are returned as they are, for the schema to
-    reject with a clear message."""
+    """``value`` with every reference expanded (``each_text``); other shapes are returned
+    as they are, for the schema to reject with a clear message."""
+    return each_text(value, field, lambda text, where: _expand(text, where, env, allow,
+                                                               secrets, report))
+
+
+def each_text(value: Any, field: str, change: Callable[[str, str], str]) -> Any:
+    """``value`` of ``field`` with ``change(text, where)`` applied to each string that
+    reaches a process or a connection: the value itself, the strings of ``args``, the
+    values of ``env``/``headers`` (``where``: ``args[0]``, ``env.KEY``...)."""
     if isinstance(value, str):
-        return _expand(value, field, env, allow, secrets, report)
+        return change(value, field)
     if field == "args" and isinstance(value, list):
-        return [_expand(item, f"args[{i}]", env, allow, secrets, report)
-                if isinstance(item, str) else item for i, item in enumerate(value)]
+        return [change(item, f"args[{i}]") if isinstance(item, str) else item
+                for i, item in enumerate(value)]
     if field in ("env", "headers") and isinstance(value, dict):
-        return {key: _expand(item, f"{field}.{key}", env, allow, secrets, report)
-                if isinstance(item, str) else item for key, item in value.items()}
+        return {key: change(item, f"{field}.{key}") if isinstance(item, str) else item
+                for key, item in value.items()}
     return value
 
 
@@ -52,18 +59,9 @@ def from_claude_text(value: Any, field: str) -> Any:
     Claude Desktop and Claude Code pass ``$`` and ``$$`` through unchanged (Claude Code
     expands ``${VAR}`` and ``${VAR:-default}`` only), so each ``$`` that does not start a
     reference is doubled here; ``$${``, which such a host has no use for, stays the
-    escape of a literal ``${``.  The shapes ``interpolate`` expands, others unchanged."""
-    def double(text: str) -> str:
-        return _CLAUDE_DOLLAR.sub(lambda m: m[0] if m[0] == "$${" else "$$", text)
-
-    if isinstance(value, str):
-        return double(value)
-    if field == "args" and isinstance(value, list):
-        return [double(item) if isinstance(item, str) else item for item in value]
-    if field in ("env", "headers") and isinstance(value, dict):
-        return {key: double(item) if isinstance(item, str) else item
-                for key, item in value.items()}
-    return value
+    escape of a literal ``${``.  The strings ``interpolate`` expands, others unchanged."""
+    return each_text(value, field, lambda text, _where: _CLAUDE_DOLLAR.sub(
+        lambda m: m[0] if m[0] == "$${" else "$$", text))
 
 
 def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] | None,

@@ -257,7 +257,7 @@ async def migrate(conn: asyncpg.Connection, where: str) -> int:
         await conn.execute(_BOOKKEEPING)
         await conn.execute(schema_readers.CREATE)
         version = await schema_version(conn)
-        readable_from = await conn.fetchval(
+        readable_from = None if version <= SCHEMA_VERSION else await conn.fetchval(
             f"SELECT readable_from FROM {schema_readers.TABLE} WHERE version = $1", version)
         problem = schema_readers.refusal(where, version, readable_from, SCHEMA_VERSION)
         if problem is not None:

@@ -3,15 +3,18 @@ process, its login link from stderr, ``mcp-gateway dashboard`` for fresh ones.""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import httpx2
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from fast_mcp_gateway.ui.standalone import token_file
 
@@ -85,3 +88,78 @@ def test_serve_dashboard_links_are_one_time_and_stdout_stays_clean(tmp_path: Pat
     assert not token_file().exists()
     gone = subprocess.run([*CLI, "dashboard"], capture_output=True, text=True, timeout=120)
     assert gone.returncode == 1 and "no dashboard is running" in gone.stderr
+
+
+def test_a_second_gateway_on_the_dashboard_port_keeps_its_tools(tmp_path: Path) -> None:
+    """Two hosts starting the same ``serve --dashboard`` (Claude Desktop and Claude
+    Code): the second found the port taken by the first's dashboard and exited, and its
+    host lost every tool.  Now it serves its tools without a dashboard and says whose
+    dashboard that is; the first one's stays (its ``dashboard.json`` too)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    first = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
+                              str(tmp_path / "gw.db"), "--dashboard", "127.0.0.1:0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    second = None
+    assert first.stderr is not None and first.stdin is not None
+    try:
+        stderr = _lines(first.stderr)
+        while not (found := LINK.search(line := stderr.get(timeout=120))):
+            assert line, "the first gateway stopped before serving its dashboard"
+        base = found.group(1).split("/ui/")[0]
+        port = int(base.rsplit(":", 1)[1])
+        second = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
+                                   str(tmp_path / "gw.db"), "--dashboard", f"127.0.0.1:{port}"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=(tmp_path / "second.err").open("w"), text=True)
+        assert second.stdin is not None and second.stdout is not None
+        for message in ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                            "protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {},
+                            "clientInfo": {"name": "test", "version": "1"}}},
+                        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}):
+            second.stdin.write(json.dumps(message) + "\n")
+        second.stdin.flush()
+        answers = _lines(second.stdout)
+        while (line := answers.get(timeout=120)) and json.loads(line).get("id") != 2:
+            pass
+        assert line, "the second gateway stopped instead of serving its tools"
+        names = {tool["name"] for tool in json.loads(line)["result"]["tools"]}
+        assert "gateway_list_servers" in names
+        second.stdin.close()  # its host goes: it stops
+        second.wait(timeout=120)
+        said = (tmp_path / "second.err").read_text()
+        assert f"the dashboard's address 127.0.0.1:{port} is served by another gateway " \
+               f"(pid {first.pid}: {base}/ui)" in said, said
+        assert "one-time login link" not in said
+        assert json.loads(token_file().read_text())["pid"] == first.pid
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+
+
+def test_a_dashboard_port_held_by_another_program_still_stops_serve(tmp_path: Path) -> None:
+    """A ``dashboard.json`` naming the port, but its gateway gone (a crash left the
+    file) and another program on the port: ``--dashboard`` cannot be honoured, exit 2."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        path = token_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"version": 2, "base": f"http://127.0.0.1:{port}/ui",
+                                    "key": "00" * 32, "pid": int(dead)}))
+        path.chmod(0o600)
+        done = subprocess.run([*CLI, "serve", "--config", str(config), "--db",
+                               str(tmp_path / "gw.db"), "--dashboard", f"127.0.0.1:{port}"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "for the dashboard: the port is in use" in done.stderr

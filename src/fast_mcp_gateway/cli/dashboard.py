@@ -15,6 +15,8 @@ import os
 import stat
 import sys
 import webbrowser
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from fast_mcp_gateway.ui.login_links import login_url
 from fast_mcp_gateway.ui.standalone import token_file
@@ -49,3 +51,40 @@ def show_dashboard(open_browser: bool) -> int:
             print("mcp-gateway: could not open a browser; open the link above (it logs "
                   "in one browser once)", file=sys.stderr)
     return 0
+
+
+def held_by_a_gateway(host: str, port: int) -> tuple[str, int] | None:
+    """Whether ``host:port``, found in use by ``serve --dashboard``, is another running
+    gateway's stdio dashboard (this user's ``dashboard.json``: its ``base`` on that
+    address, its pid alive and a gateway's): its base URL and pid, else None (a file
+    that is not the user's own and private is not trusted)."""
+    path = token_file()
+    try:
+        info = path.stat()
+        data = json.loads(path.read_text())
+        base, pid = str(data["base"]), int(data["pid"])
+        os.kill(pid, 0)  # still running? (raises if not)
+        at = urlsplit(base)
+        other_port, other_host = at.port, at.hostname
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if pid == os.getpid() or info.st_uid != os.getuid() \
+            or stat.S_IMODE(info.st_mode) & 0o077:
+        return None
+    if other_port != port or _host(other_host) != _host(host) or not _a_gateway(pid):
+        return None
+    return base, pid
+
+
+def _host(name: str | None) -> str:
+    return "127.0.0.1" if name in (None, "", "localhost") else str(name).strip("[]")
+
+
+def _a_gateway(pid: int) -> bool:
+    """Whether process ``pid`` runs this program (its command line names it), so that a
+    file left by a gateway that crashed is not believed when its pid was reused."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc to ask: the live pid decides
+    return any(b"fast_mcp_gateway" in part or part.endswith(b"mcp-gateway") for part in argv)

@@ -353,7 +353,13 @@ def _run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
-    from fast_mcp_gateway.cli.serve import _spawn_first, bind_refusal, listen, listen_dashboard
+    from fast_mcp_gateway.cli.serve import (
+        DashboardPortInUse,
+        _spawn_first,
+        bind_refusal,
+        listen,
+        listen_dashboard,
+    )
 
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
@@ -365,6 +371,24 @@ def _run(args: argparse.Namespace) -> int:
             sockets = listen(settings)
         elif dashboard_at is not None:
             dashboard = listen_dashboard(*dashboard_at)
+    except DashboardPortInUse as exc:
+        from fast_mcp_gateway.cli.dashboard import held_by_a_gateway
+
+        assert dashboard_at is not None  # only the dashboard's listen raises it
+        other = held_by_a_gateway(*dashboard_at)
+        host, port = dashboard_at
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if other is None:  # another program: the flag cannot be honoured
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 2
+        # Two hosts starting the same gateway command (Claude Desktop and Claude Code):
+        # the second keeps its tools; the first's dashboard stays the user's.
+        print(f"mcp-gateway: the dashboard's address {address} is served by "
+              f"another gateway (pid {other[1]}: {other[0]}), so this one serves its tools "
+              "without a dashboard of its own; that one shows its own store, the same as "
+              "this gateway's when both use the same --db ('mcp-gateway dashboard' prints a "
+              "login link to it).  For a dashboard of this gateway's, pass --dashboard "
+              "127.0.0.1:PORT with a free port", file=sys.stderr)
     except OSError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2

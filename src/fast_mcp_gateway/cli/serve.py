@@ -226,13 +226,19 @@ def listen_problem(settings: GatewaySettings, exc: OSError) -> str:
                          other_host="use --host 127.0.0.1")
 
 
+class DashboardPortInUse(OSError):
+    """``listen_dashboard``'s port is taken (``cli/main.py`` asks whether by another
+    gateway's dashboard: ``cli/dashboard.held_by_a_gateway``)."""
+
+
 def listen_dashboard(host: str, port: int) -> socket.socket:
     """The stdio dashboard's listening socket (``serve --dashboard HOST:PORT``, checked
     by ``ui.standalone.parse_address``), bound before anything starts as ``listen`` binds
     the HTTP port, and handed to ``serve_dashboard``.  Bound there instead, a port in
     use was found after the upstreams had started, and the gateway went on without it.
 
-    Raises ``OSError`` with a message for a person."""
+    Raises ``OSError`` with a message for a person (``DashboardPortInUse`` for a port
+    in use)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                          socket.SOCK_STREAM)
     try:
@@ -242,7 +248,8 @@ def listen_dashboard(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         shown = f"[{host}]" if ":" in host else host
-        raise OSError(_bind_problem(
+        kind = DashboardPortInUse if exc.errno == errno.EADDRINUSE else OSError
+        raise kind(_bind_problem(
             f"{shown}:{port} for the dashboard", host, port, exc,
             port_flag="--dashboard HOST:PORT (or MCP_GATEWAY_DASHBOARD)",
             other_host="use --dashboard 127.0.0.1:PORT")) from None

@@ -7,11 +7,12 @@ and then dropped them.  Now the call recorder and the health history's writer ha
 what they hold to the ``Spool`` (``hold_calls``, ``hold_health``) at once, and the
 gateway's stop writes it (``write``): one JSON-lines file per stop, in the spool
 folder (``settings.spool_dir``, default ``$XDG_DATA_HOME/fast-mcp-gateway/spool``),
-owner-only, written to a ``.part`` file, fsynced and renamed, so a file under its final
-name is whole; one line says how many and where.  Its first line names the store it is
-for (the URL without its credentials, or the SQLite file) and how many of each kind
-follow; the records are as the store would have them (arguments and errors already
-masked, each stamped with the gateway that served it).
+owner-only, written to a ``.part`` file (locked while it is written), fsynced and
+renamed, so a file under its final name is whole; one line says how many and where.
+Its first line names the store it is for (the URL without its credentials, or the
+SQLite file) and how many of each kind follow; the records are as the store would have
+them (arguments and errors already masked, each stamped with the gateway that served
+it).
 
 At the next start with the same store (``replay``, once the store answers) every file
 for it is written and then removed: call records in batches (one transaction each; a
@@ -22,6 +23,14 @@ outage is simply run again: nothing is duplicated.  A file is replayed under an
 exclusive lock (``flock``, released by a crash): of two gateways of the store on one
 host starting together, one replays it and the other leaves it.  Files for another
 store stay, and are named at start (with what waits in them and for which store).
+
+A stop killed while it wrote (SIGKILL at the end of a grace period, an OOM kill) left
+a ``.part`` file nothing read nor named, for ever.  Before replaying, ``recover`` takes
+each ``.part`` of the store whose lock no process holds (its writer died; one being
+written is locked and left), keeps the records whole in it -- a record is a line, and
+only a line that parses is whole: the last one is torn by the kill -- into a complete
+spool file, replayed with the others, and removes the ``.part``; one WARNING names it,
+what was recovered and what was lost (its first line says how many it was to hold).
 """
 
 from __future__ import annotations
@@ -103,10 +112,9 @@ class Spool:
 
     def _write(self, calls: list[Invocation], health: list[HealthRecord]) -> Path:
         private_dir(self.folder)
-        path = self.folder / f"held-{self.key}-{time.time_ns()}-{os.getpid()}.jsonl"
-        part = path.with_name(path.name + ".part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path, part, fd = self._created()
         try:
+            # Locked until renamed (``recover`` leaves a ``.part`` being written).
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(json.dumps({"spool": FORMAT, "store": self.target,
                                       "calls": len(calls), "health": len(health)}) + "\n")
@@ -115,30 +123,52 @@ class Spool:
                         out.write(json.dumps({kind: dataclasses.asdict(record)}) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(part, path)
+                os.replace(part, path)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         _sync_folder(self.folder)
         return path
 
+    def _created(self) -> tuple[Path, Path, int]:
+        """A new spool file's final name, its ``.part`` (created, owner-only) and the
+        ``.part``'s descriptor, locked."""
+        while True:
+            path = self.folder / f"held-{self.key}-{time.time_ns()}-{os.getpid()}.jsonl"
+            part = path.with_name(path.name + ".part")
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if sys.platform == "win32":
+                return path, part, fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # a start's ``recover`` took it between the two (empty) and removed it
+                if os.path.samestat(os.fstat(fd), os.stat(part)):
+                    return path, part, fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
     def files(self) -> list[Path]:
         """This store's spool files, oldest first."""
         return sorted(self.folder.glob(f"held-{self.key}-*.jsonl"))
 
     def others(self) -> list[tuple[Path, str, str]]:
-        """Other stores' spool files: (path, store, what it holds)."""
+        """Other stores' spool files, and ``.part`` files no process writes (a stop
+        killed while it spilled): (path, store, what it holds)."""
         found = []
-        for path in sorted(self.folder.glob("held-*.jsonl")):
+        for path in sorted([*self.folder.glob("held-*.jsonl"),
+                            *self.folder.glob("held-*.jsonl.part")]):
             if path.name.startswith(f"held-{self.key}-"):
                 continue
-            try:
-                with path.open(encoding="utf-8") as lines:
-                    head = json.loads(lines.readline())
-                found.append((path, str(head["store"]),
-                              _counted(int(head["calls"]), int(head["health"]))))
-            except (OSError, ValueError, KeyError, TypeError):
-                found.append((path, "an unknown store", "records"))
+            with _claimed(path) as claim:
+                if claim is None:  # being written (a ``.part``), or replayed
+                    continue
+                cut = " (some of them: a spill cut short at a stop)" * (path.suffix == ".part")
+                try:
+                    head = json.loads(claim.readline())
+                    found.append((path, str(head["store"]), _counted(
+                        int(head["calls"]), int(head["health"])) + cut))
+                except (OSError, ValueError, KeyError, TypeError):
+                    found.append((path, "an unknown store", "records" + cut))
         return found
 
     async def run(self, store: Store, *,
@@ -153,6 +183,7 @@ class Spool:
         """Write every spool file of this store into ``store()`` and remove it (waiting
         out an outage); the number of records written.  A file that cannot be read, or
         whose records the store refuses, is left where it is, logged with what to do."""
+        await anyio.to_thread.run_sync(self.recover)
         written = 0
         for path in self.files():
             with _claimed(path) as claim:
@@ -183,6 +214,59 @@ class Spool:
         logger.info("wrote %s spilled at an earlier stop from %s into the store; removed "
                     "the file", _counted(len(calls), len(health)), path)
         return len(calls) + len(health)
+
+    def parts(self) -> list[Path]:
+        """This store's ``.part`` files: being written, or left by a stop killed then."""
+        return sorted(self.folder.glob(f"held-{self.key}-*.jsonl.part"))
+
+    def recover(self) -> list[Path]:
+        """Make a complete spool file of the whole records of each ``.part`` file of
+        this store no process writes, and remove it (module docstring); the files made."""
+        made = []
+        for part in self.parts():
+            with _claimed(part) as claim:
+                if claim is not None:  # else being written, or recovered by another
+                    path = self._recover(part, claim)
+                    made += [path] if path is not None else []
+        return made
+
+    def _recover(self, part: Path, claim: IO[str]) -> Path | None:
+        with open(claim.fileno(), "rb", closefd=False) as raw:
+            data = raw.read()
+        try:
+            head, calls, health, bad = _salvage(data)
+        except ValueError as exc:
+            logger.error("cannot recover the records of %s, a spill cut short at a stop "
+                         "(%s); move the file away to stop this message (its records are "
+                         "not in the store)", part, exc)
+            return None
+        got = _counted(len(calls), len(health))
+        if head is None:
+            meant, lost = "an unknown number (its first line is torn)", "unknown"
+        else:
+            meant = "the " + _counted(head["calls"], head["health"])
+            missing = (max(0, head["calls"] - len(calls)), max(0, head["health"] - len(health)))
+            lost = _counted(*missing) if any(missing) else "nothing"
+        path = None
+        if calls or health:
+            try:
+                path = self._write(calls, health)
+            except OSError as exc:
+                logger.error("cannot recover the records of %s, a spill cut short at a "
+                             "stop: writing them to %s failed (%s); make the folder "
+                             "writable (the file is kept)", part, self.folder, exc)
+                return None
+        if sys.platform == "win32":  # an open file cannot be removed there
+            claim.close()
+        with contextlib.suppress(OSError):  # else recovered again: replays add nothing
+            os.unlink(part)
+        _sync_folder(self.folder)
+        logger.warning("%s: a spill cut short at a stop (the gateway was killed while it "
+                       "wrote it): recovered %s of %s it was to hold%s; %slost: %s; "
+                       "removed the file", part, got if calls or health else "none", meant,
+                       f", to be written into the store from {path}" if path else "",
+                       f"{bad} torn or unreadable line(s) skipped, " if bad else "", lost)
+        return path
 
     def name_others(self) -> None:
         """Say which spool files wait for another store (a gateway started with
@@ -267,6 +351,38 @@ def _read(path: Path, lines: IO[str]) -> tuple[list[Invocation], list[HealthReco
         raise ValueError(f"{len(calls)} call record(s) and {len(health)} health transition(s) "
                          f"where its first line says {head['calls']} and {head['health']}")
     return calls, health
+
+
+def _salvage(data: bytes) -> tuple[dict[str, int] | None, list[Invocation],
+                                  list[HealthRecord], int]:
+    """What a ``.part`` file holds whole: its first line's counts (None: torn), its
+    records, and how many lines are torn or unreadable.  A spool format it does not
+    know is raised (a newer gateway's file: left to it)."""
+    head: dict[str, int] | None = None
+    calls: list[Invocation] = []
+    health: list[HealthRecord] = []
+    bad = 0
+    for number, line in enumerate(data.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)  # a line cut short never parses: a JSON object
+        except ValueError:
+            bad += 1
+            continue
+        if number == 0 and isinstance(entry, dict) and entry.get("spool") != FORMAT:
+            raise ValueError(f"spool format {entry.get('spool')!r}, this gateway reads "
+                             f"{FORMAT}")
+        try:
+            if number == 0:
+                head = {"calls": int(entry["calls"]), "health": int(entry["health"])}
+            elif "call" in entry:
+                calls.append(Invocation(**entry["call"]))
+            else:
+                health.append(HealthRecord(**entry["health"]))
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    return head, calls, health, bad
 
 
 async def _not_stored(store: Store, health: list[HealthRecord]) -> list[HealthRecord]:

@@ -158,6 +158,9 @@ class ControlPlane:
         outage's ``StoreUnavailable`` until ``connect_later`` attaches it; False then."""
         self.store, self.recorder = store, recorder
         recorder.outage = self.outage
+        if recorder.spool is not None:  # what is held goes there at a stop, the store away
+            self.health_log.spill = recorder.spool.hold_health
+            self.held_audit.spill = recorder.spool.hold_audit
         if isinstance(store, DeferredStore):
             self.store_lost = True
             self.outage.lost(store.error, starting=True)

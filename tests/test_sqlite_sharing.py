@@ -127,6 +127,44 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transacti
         await store.close()
 
 
+SINGLE: dict[str, Callable[[SQLiteStore], Awaitable[object]]] = {
+    "put_server": lambda store: store.put_server("beta", {"url": "http://b"}, True),  # run
+    "add_server": lambda store: store.add_server("beta", {"url": "http://b"}, True),  # returning
+}
+
+
+@pytest.mark.parametrize("write", sorted(SINGLE))
+async def test_a_single_write_cancelled_while_the_worker_runs_it_is_done_before_the_cancel(
+        tmp_path: Path, write: str) -> None:
+    """A single statement (a registration, a route, an audit entry) whose task was
+    cancelled while aiosqlite's worker ran it -- waiting for another connection's write
+    lock -- still ran afterwards: the caller was told it was cancelled, yet the server
+    was registered, and not in the change feed (the gateway never applied it).  Now a
+    write handed to the worker ends before the cancellation is delivered, and its
+    caller returns what it did."""
+    path = tmp_path / "g.db"
+    store = await SQLiteStore.open(path)
+    returned = False
+    try:
+        with write_lock(path) as other:
+            async with anyio.create_task_group() as tg:
+
+                async def register() -> None:
+                    nonlocal returned
+                    await SINGLE[write](store)
+                    returned = True
+
+                tg.start_soon(register)
+                await anyio.wait_all_tasks_blocked()  # handed over: waits for the lock
+                tg.cancel_scope.cancel()
+                other.execute("COMMIT")
+        registered = [r.name for r in await store.servers()]
+        noted = [c.key for c in (await store.changes()).changes if c.kind == "server"]
+        assert (registered, noted, returned) == (["beta"], ["beta"], True)
+    finally:
+        await store.close()
+
+
 def _new_file(tmp_path: Path) -> Path:
     path = tmp_path / "g.db"
     path.touch(mode=0o600)

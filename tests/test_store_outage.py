@@ -25,7 +25,7 @@ import httpx2
 import pytest
 from fastmcp import Client
 
-from fast_mcp_gateway.store import HealthRecord, Invocation, open_store
+from fast_mcp_gateway.store import AuditEntry, HealthRecord, Invocation, open_store
 from fast_mcp_gateway.store.outage import PoolFloor
 from fast_mcp_gateway.store.postgres_schema import SCHEMA_VERSION
 from fast_mcp_gateway.store.spool import BATCH, Spool, spool_target
@@ -255,19 +255,27 @@ async def test_a_replay_cut_short_duplicates_nothing(tmp_path: Path) -> None:
     health = [HealthRecord(at=now - 30 + n, server="alpha", replica="alpha",
                            status="failed" if n % 2 else "ready", detail=f"step {n}",
                            instance_id="gw-1") for n in range(4)]
+    audit = [AuditEntry(id=0, at=now - 20 + n, actor="config-file", action="reload_config",
+                        target="servers.yaml", arguments=None, result=f"reload {n}",
+                        instance_id="gw-1") for n in range(3)]
     spool.hold_calls(records)
     spool.hold_health(health)
+    spool.hold_audit(audit)
     assert spool.write() is not None and not spool.holding
     store = await open_store(db)
     try:
         await store.add_invocations(records[:BATCH])  # written before the kill
         await store.add_health_records(health[:3])
-        assert await spool.replay(lambda: store) == len(records) + len(health)
+        await store.add_audit("config-file", "reload_config", "servers.yaml", None,
+                              "reload 0", "gw-1", at=audit[0].at)
+        assert await spool.replay(lambda: store) == len(records) + len(health) + len(audit)
         assert spool.files() == []
         assert (await store.stats())[""].count == len(records)
         assert await store.count("invocations") == len(records)  # type: ignore[attr-defined]
         stored = await store.health_records(server="alpha", limit=50)
         assert sorted(r.detail or "" for r in stored) == [f"step {n}" for n in range(4)]
+        assert sorted((e.at, e.result) for e in await store.audit()) == [
+            (e.at, e.result) for e in audit]  # the reloads' times, each once
     finally:
         await store.close()
 

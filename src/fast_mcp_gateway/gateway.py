@@ -270,7 +270,6 @@ class Gateway:
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
                                 instance_id=s.instance_id, spool=spool,
                                 drain_timeout=s.shutdown_flush_timeout)
-            self.control.health_log.spill = spool.hold_health  # at a stop, with the store away
             self.provider.recorder = recorder
             self.provider.invalidate()
             tasks += [recorder.run, functools.partial(spool.run, store)]  # earlier spills

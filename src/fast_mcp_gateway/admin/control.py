@@ -32,6 +32,7 @@ import anyio.abc
 from fast_mcp_gateway.admin import instance_lease
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
+from fast_mcp_gateway.admin.held_audit import HeldAudit
 from fast_mcp_gateway.admin.invalid import log_invalid, warn_overlong
 from fast_mcp_gateway.admin.late_store import connect_later
 from fast_mcp_gateway.admin.pin_worker import load_pins
@@ -55,7 +56,7 @@ from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.routing.converge import converge
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
-from fast_mcp_gateway.store import Registration, StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store import AuditEntry, Registration, StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.deferred import DeferredStore
 from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.retry import while_unavailable
@@ -104,6 +105,7 @@ class ControlPlane:
         self.lease_tried = anyio.Event()  # the first attempt to take it is over (tests)
         self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
+        self.held_audit = HeldAudit(lambda: self.store)  # a reload's, the store away
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
         # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
@@ -156,6 +158,9 @@ class ControlPlane:
         outage's ``StoreUnavailable`` until ``connect_later`` attaches it; False then."""
         self.store, self.recorder = store, recorder
         recorder.outage = self.outage
+        if recorder.spool is not None:  # what is held goes there at a stop, the store away
+            self.health_log.spill = recorder.spool.hold_health
+            self.held_audit.spill = recorder.spool.hold_audit
         if isinstance(store, DeferredStore):
             self.store_lost = True
             self.outage.lost(store.error, starting=True)
@@ -205,10 +210,11 @@ class ControlPlane:
         """The background tasks to run while serving (after ``attach``, if at all); with
         a store not open yet, the one opening it runs the store's tasks once it did (the
         health history's writer holds its transitions for it meanwhile)."""
+        held = [self.health_log.run, self.held_audit.run] if self.store is not None else []
         if isinstance(self.store, DeferredStore):
-            tasks = [self.health_log.run, functools.partial(connect_later, self, self.store)]
+            tasks = [*held, functools.partial(connect_later, self, self.store)]
         else:
-            tasks = ([self.health_log.run] if self.store is not None else []) + self.store_tasks()
+            tasks = held + self.store_tasks()
         interval = self.settings.reload_interval
         if self.settings.config is not None and interval > 0:
             tasks.append(functools.partial(self.watch_config, interval))
@@ -401,13 +407,11 @@ class ControlPlane:
                 "unchanged": [n for n, s in desired.items() if before.get(n) == s]}
 
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
-        """Audit a reload that happened (or was rejected): a store lost meanwhile costs
-        the entry, logged, never the reload's report."""
-        try:
-            await self.audit(actor, "reload_config", path, None, result)
-        except StorageError as exc:
-            logger.warning("config reload (%s): not audited, the store is unreachable: %s",
-                           actor.id, exc)
+        """Audit a reload that happened (or was rejected): a store lost meanwhile holds
+        the entry until it is back (``held_audit``), never the reload's report."""
+        await self.held_audit.add(AuditEntry(
+            id=0, at=time.time(), actor=actor.id, action="reload_config", target=path,
+            arguments=None, result=result, instance_id=self.settings.instance_id))
 
     def _restart_needed(self, new: GatewayOptions) -> list[str]:
         """The ``RESTART_ONLY`` options ``new`` sets otherwise than the running gateway

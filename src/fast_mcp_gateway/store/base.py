@@ -185,8 +185,10 @@ class InvocationStore(Protocol):
 class AuditStore(Protocol):
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None) -> None:
-        """Append an entry stamped now (``instance_id``: the gateway that applied it)."""
+                        instance_id: str | None = None, *, at: float | None = None
+                        ) -> None:
+        """Append an entry stamped ``at``, now if None (``instance_id``: the gateway
+        that applied it; ``at``: an entry held through an outage keeps its time)."""
         ...
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None

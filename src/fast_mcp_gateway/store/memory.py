@@ -265,8 +265,10 @@ class MemoryStore:
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None) -> None:
-        self._audit.append(AuditEntry(id=next(self._ids["audit"]), at=time.time(), actor=actor,
+                        instance_id: str | None = None, *, at: float | None = None
+                        ) -> None:
+        at = time.time() if at is None else at
+        self._audit.append(AuditEntry(id=next(self._ids["audit"]), at=at, actor=actor,
                                       action=action, target=target, arguments=arguments,
                                       result=result, instance_id=instance_id))
 

@@ -276,12 +276,13 @@ class PostgresStore(PgCallLog):
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None) -> None:
+                        instance_id: str | None = None, *, at: float | None = None
+                        ) -> None:
         async with self._conn() as conn:
             await conn.execute(
                 f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time(), actor, action, target,
-                arguments, result, instance_id)
+                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time() if at is None else at,
+                actor, action, target, arguments, result, instance_id)
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

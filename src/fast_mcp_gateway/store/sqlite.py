@@ -239,11 +239,12 @@ class SQLiteStore(SQLiteCallLog):
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None) -> None:
+                        instance_id: str | None = None, *, at: float | None = None
+                        ) -> None:
         await self._db.run(
             f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
-            " VALUES (?,?,?,?,?,?,?)",
-            (time.time(), actor, action, target, arguments, result, instance_id))
+            " VALUES (?,?,?,?,?,?,?)", (time.time() if at is None else at, actor, action,
+                                       target, arguments, result, instance_id))
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

@@ -12,9 +12,17 @@ calls, and another task's write on this connection runs there.  Hence:
 - ``rows`` reads to the end in one worker call: no statement stays open between calls;
   it takes the lock below too, so it never reads another task's uncommitted rows;
 - ``run``, ``returning`` (one statement) and ``write`` (batches in one ``BEGIN
-  IMMEDIATE`` transaction, shielded from cancellation) take one lock, so a task's
-  statement never lands inside another task's transaction (nor is rolled back with it),
-  and no transaction is left open;
+  IMMEDIATE`` transaction) take one lock, so a task's statement never lands inside
+  another task's transaction (nor is rolled back with it), and no transaction is left
+  open;
+- a write handed to the worker is shielded from cancellation: the worker runs what it
+  was handed whether or not its task was cancelled meanwhile, so a write cancelled then
+  ran after its caller was told it was cancelled (a registration made, but never noted
+  in the change feed nor applied, an admin operation "cancelled" that changed the
+  store).  Now it ends (within ``BUSY_TIMEOUT_MS``) and returns what it did, and the
+  cancellation is delivered at the caller's next checkpoint; a write cancelled while it
+  waits for the lock, before it is handed over, never runs.  What the caller is told is
+  what happened: nothing, or the write and its result;
 - each ``sqlite3.Error`` becomes a ``StorageError`` naming the file, what is wrong and
   what to do.  SQLITE_BUSY, which now means another connection held the write lock for
   ``BUSY_TIMEOUT_MS``, is ``StoreUnavailable``: nothing was written, and what retries
@@ -78,8 +86,9 @@ class StoreConnection:
         """One writing statement (its own transaction); the cursor gives ``rowcount``
         and ``lastrowid``."""
         async with self._lock:
-            with self._mapped("write"):
-                return await self._db.execute(sql, args)
+            with anyio.CancelScope(shield=True), self._mapped("write"):  # handed over: ends
+                cursor = await self._db.execute(sql, args)
+        return cursor
 
     async def returning(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """One writing statement with ``RETURNING``, read to the end (a statement left
@@ -88,8 +97,10 @@ class StoreConnection:
 
     async def _fetched(self, sql: str, args: Sequence[Any], what: str) -> list[Any]:
         async with self._lock:
-            with self._mapped(what):
-                return list(await self._db.execute_fetchall(sql, args))
+            # A write handed over ends (module docstring); a read cancelled is dropped.
+            with anyio.CancelScope(shield=what == "write"), self._mapped(what):
+                rows = list(await self._db.execute_fetchall(sql, args))
+        return rows
 
     async def write(self, *batches: tuple[str, Iterable[Sequence[Any]]]) -> list[int]:
         """Each (statement, rows) batch, in one transaction; the rows each changed."""
@@ -102,8 +113,8 @@ class StoreConnection:
         same transaction (nothing another connection writes comes between the two)."""
         db = self._db
         async with self._lock:
-            # Shielded: the worker runs a BEGIN it was handed whether or not its task was
-            # cancelled meanwhile, and a transaction nobody ends holds the file's write
+            # Shielded (module docstring), and more: a BEGIN the worker ran for a task
+            # cancelled meanwhile left a transaction nobody ends, holding the file's write
             # lock (every other connection locked out) until the gateway stops.  A write
             # ends within BUSY_TIMEOUT_MS and a few worker calls.
             with anyio.CancelScope(shield=True), self._mapped("write"):

@@ -1,0 +1,161 @@
+"""A config reload made while the store cannot take its audit entry.
+
+The reload reads the runtime registrations, reads the file and converges the servers;
+then the store must take the entry.  A SQLite file another process keeps write-locked
+(reads go on: WAL), or a PostgreSQL lost between the two, did not: the reload was done
+and logged "not audited, the store is unreachable" -- its entry lost, in a log meant to
+say who changed what.  Now the entry is held, stamped when the reload was made, written
+once the store is back, and spilled with the call records by a stop before that (the
+next start with the store writes it).  Real SQLite files and a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway.gateway import Gateway
+from fast_mcp_gateway.store import AuditEntry, Store, open_store, sqlite_connection
+from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, until
+from tests.pg import PgCluster
+from tests.test_store_outage import own_cluster
+
+pytestmark = pytest.mark.anyio
+__all__ = ["own_cluster"]  # the fixture, used by name
+
+
+def reloadable(tmp_path: Path, db: str, **settings: Any) -> Gateway:
+    """A gateway on ``db`` serving alpha from its config file, which the test then
+    edits to add beta (reloaded when asked: no watcher)."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha")}}))
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           config=config, db=db, reload_interval=0, instance_id="gw-1",
+                           **settings)
+    config.write_text(json.dumps({"servers": {"alpha": memory_entry("alpha"),
+                                              "beta": memory_entry("beta")}}))
+    return gateway
+
+
+class WriteLock:
+    """Another process's connection holding the file's write lock (a ``sqlite3``
+    shell's open transaction): the gateway reads, its writes wait past the timeout."""
+
+    def __init__(self, db: Path) -> None:
+        self.other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    async def take(self) -> None:  # in a thread: the gateway's transaction ends meanwhile
+        await anyio.to_thread.run_sync(self.other.execute, "BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.other.in_transaction:
+            self.other.execute("ROLLBACK")
+        self.other.close()
+
+
+@asynccontextmanager
+async def locked(db: Path) -> AsyncIterator[WriteLock]:
+    lock = WriteLock(db)
+    try:
+        await lock.take()
+        yield lock
+    finally:
+        lock.release()
+
+
+async def reloads(store: Store) -> list[AuditEntry]:
+    return [e for e in await store.audit(limit=50) if e.action == "reload_config"]
+
+
+async def test_a_reload_while_the_store_refuses_writes_is_audited_once_it_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    gateway = reloadable(tmp_path, str(db))
+    async with Client(gateway.server) as host:
+        store = gateway.store
+        assert store is not None
+        async with locked(db):
+            made = time.time()
+            answer = await host.call_tool("gateway_reload_config", {})
+            assert answer.structured_content["added"] == ["beta"], answer
+            assert len(gateway.control.held_audit.entries) == 1
+            back = time.time()
+        assert await gateway.control.held_audit.flushed(60)
+        [entry] = await reloads(store)
+        assert made <= entry.at <= back, (made, entry.at, back)  # when it was made
+        assert (entry.actor, entry.target, entry.instance_id) == (
+            "stdio", str(tmp_path / "servers.yaml"), "gw-1")
+        assert json.loads(entry.result or "")["added"] == ["beta"]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+            and "reload_config" in r.getMessage()]
+    assert len(said) == 1 and "held and written once the store is back" in said[0], said
+    assert "database's write lock" in said[0], said
+
+
+async def test_a_reload_audit_held_at_a_stop_is_spilled_and_written_at_the_next_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    spool = tmp_path / "spool"
+    gateway = reloadable(tmp_path, str(db), spool_dir=spool)
+    lock = WriteLock(db)
+    try:
+        async with Client(gateway.server):
+            await lock.take()
+            made = time.time()
+            assert (await gateway.control.reload_config()).added == ["beta"]
+        # Stopped with the file still locked: the entry is spilled.
+        [path] = spool.glob("held-*.jsonl")
+        head = json.loads(path.open().readline())
+        assert (head["spool"], head["audit"]) == (2, 1), head  # format 2: audit entries
+    finally:
+        lock.release()
+    again = reloadable(tmp_path, str(db), spool_dir=spool)
+    async with Client(again.server):
+        await until(lambda: not list(spool.glob("held-*")), 60)
+        assert again.store is not None
+        [entry] = await reloads(again.store)
+        assert entry.actor == "library" and made <= entry.at < made + 60
+        assert await again.control.reload_config() is not None  # a second, now stored
+        assert len(await reloads(again.store)) == 2
+
+
+async def test_a_reload_as_postgresql_goes_away_is_audited_when_it_is_back(
+        own_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registrations read, PostgreSQL stops while the servers converge: the entry
+    waits for it and is written once it answers again."""
+    url = own_cluster.create_database()
+    gateway = reloadable(tmp_path, url)
+    async with Client(gateway.server):
+        manager = gateway.control.manager
+        reconcile = manager.reconcile
+
+        async def database_stops_meanwhile(desired: Any) -> Any:
+            await anyio.to_thread.run_sync(own_cluster.stop)
+            return await reconcile(desired)
+
+        monkeypatch.setattr(manager, "reconcile", database_stops_meanwhile)
+        assert (await gateway.control.reload_config()).added == ["beta"]
+        assert len(gateway.control.held_audit.entries) == 1
+        await anyio.to_thread.run_sync(own_cluster.start)
+        assert await gateway.control.held_audit.flushed(120)
+        assert gateway.store is not None
+        assert [e.actor for e in await reloads(gateway.store)] == ["library"]
+    store = await open_store(url)
+    try:
+        assert len(await reloads(store)) == 1
+    finally:
+        await store.close()

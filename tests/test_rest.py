@@ -41,6 +41,8 @@ class Api:
     async def __call__(self, method: str, path: str, token: str | None = None,
                        **kw: Any) -> httpx2.Response:
         headers = dict(kw.pop("headers", {}))
+        if "content" in kw:  # raw JSON text (json= sets the type itself)
+            headers.setdefault("Content-Type", "application/json")
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         response = await self.http.request(method, f"{self.base}/api/v1{path}",

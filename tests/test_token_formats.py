@@ -114,7 +114,9 @@ def test_ordinary_text_is_left_as_written(text: str) -> None:
 
 
 @pytest.mark.parametrize("unit, expected", [
-    ("ghp_", None), ("sk-", None), ("eyJa.", None), ("AKIA", None), ("sk-" + "a" * 38 + " ", None),
+    ("ghp_", None), ("sk-", None), ("eyJa.", None), ("AKIA", None), ("sk-" + "a" * 19 + " ", None),
+    ("sk-admin-dashboard-settings ", None),
+    ("sk-Ab3dE5fG7hJ9kL1mN2pQ ", "sk-*** " * (1_000_000 // 24)),
     ("xoxb-", "xoxb-***"), ("github_pat_", "github_pat_***"), ("sk-a1", "sk-***"),
     ("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----***"),  # no END: to the end
     ("eyJaaaaaaaa.", "eyJ***." * 27_777 + "eyJaaaaaaaa." * 2),

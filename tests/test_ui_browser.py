@@ -61,11 +61,13 @@ def _demo(name: str) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def gateway(tmp_path: Path) -> Iterator[str]:
+def gateway(tmp_path: Path, servers: dict[str, Any] | None = None) -> Iterator[str]:
+    if servers is None:
+        servers = {"notes": _demo("notes"), "clock": {**_demo("clock"), "replicas": 2}}
     config = {"gateway": {"auth": {"tokens": [
         {"name": "ops", "token": OPS, "scopes": ["admin"]},
         {"name": "bob", "token": BOB, "scopes": ["tools"]}]}},
-        "servers": {"notes": _demo("notes"), "clock": {**_demo("clock"), "replicas": 2}},
+        "servers": servers,
         "alerts": {"evaluate_every": "200ms"}}
     path = tmp_path / "servers.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -6,8 +6,8 @@ text ``Not Found`` from under the MCP endpoint, naming neither the path nor wher
 MCP endpoint is.  Now the dashboard answers a browser with its HTML 404 page, and every
 other unknown path (or method) answers ``{"error": {"code", "message", "details"}}``
 naming the path and -- to a caller the gateway lets in -- what it serves.  The MCP
-endpoint's own paths (its slash redirect, ``/sse``, ``/messages/``,
-``/.well-known/...``) answer exactly as before: FastMCP's app answers them."""
+endpoint's own paths (its slash redirect, ``/sse``, ``/messages/``, the
+``/.well-known/...`` documents it serves) answer as before: FastMCP's app answers them."""
 
 from __future__ import annotations
 
@@ -99,15 +99,21 @@ async def test_the_mcp_endpoints_own_paths_answer_as_before() -> None:
         ("GET", "/mcp/", 307, None, ""),
         ("GET", "/mcp", 400, "application/json", "Missing session ID"),
         ("PUT", "/mcp", 405, "application/json", "Method Not Allowed"),
-        ("GET", "/.well-known/oauth-authorization-server", 404, "text/plain", "Not Found"),
-        ("GET", "/.well-known/oauth-protected-resource/mcp", 404, "text/plain", "Not Found"),
+        # OAuth discovery, which this gateway does not serve, says why (test_http_
+        # transport_refusals.py); SSE's POST not sent as JSON, what to send.
+        ("GET", "/.well-known/oauth-authorization-server", 404, "application/json",
+         "this gateway has no OAuth discovery and needs none"),
+        ("GET", "/.well-known/oauth-protected-resource/mcp", 404, "application/json",
+         "this gateway has no OAuth discovery and needs none"),
     ]
     sse_paths = [
         ("POST", "/sse", 405, "text/plain", "Method Not Allowed"),
         ("GET", "/messages", 307, None, ""),
-        ("POST", "/messages/", 400, None, "Invalid Content-Type header"),
+        ("POST", "/messages/", 400, "text/plain",
+         "send the request with that header"),
         ("GET", "/messages/x", 405, None, ""),
-        ("GET", "/.well-known/openid-configuration", 404, "text/plain", "Not Found"),
+        ("GET", "/.well-known/openid-configuration", 404, "application/json",
+         "this gateway has no OAuth discovery and needs none"),
     ]
     for transport, paths in (("http", http_paths), ("sse", sse_paths)):
         gateway = make_gateway({})

@@ -49,10 +49,12 @@ from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.batches import BatchRefusal
+from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
+from fast_mcp_gateway.http.transport_refusals import TransportRefusals
 
 
 @dataclass(frozen=True)
@@ -381,9 +383,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                                lambda: bad_token(verifier.takes_jwt))
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)
-    # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message").
-    wrap_routes(mcp_app, (mcp_path,) if transport == "http"
-                else (fastmcp.settings.message_path.rstrip("/"),), BatchRefusal)
+    # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
+    # body over its limit or not sent as JSON in a few words naming neither.
+    posted = ((mcp_path,) if transport == "http"
+              else (fastmcp.settings.message_path.rstrip("/"),))
+    wrap_routes(mcp_app, posted, BatchRefusal)
+    wrap_routes(mcp_app, posted, TransportRefusals)
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
@@ -405,8 +410,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     guarded_mcp = RememberedGuard(mcp_app, allowed_hosts=allowed_hosts,
                                   allowed_origins=allowed_origins)
     # Any other path: FastMCP's answer where its router has one, else the gateway's.
-    unknown = UnknownPaths(mcp_app, routes=tuple(mounts), may_see=functools.partial(
-        known_caller, access), served=_served(all_groups, mcp_path, transport, ctx.options))
+    unknown = UnknownPaths(
+        mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
+        served=_served(all_groups, mcp_path, transport, ctx.options),
+        discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
+                                                  auth=ctx.options.auth, metadata=metadata))
     mounts.append(_whole(Mount("/", app=RememberedGuard(
         unknown, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins))))
 

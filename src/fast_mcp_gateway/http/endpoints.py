@@ -128,9 +128,29 @@ def endpoint(method: str, path: str, response: type[BaseModel], *, scope: Scope,
 # -- serving the table ----------------------------------------------------------------
 
 
+def json_media_type(content_type: str) -> bool:
+    """Whether a ``Content-Type`` value is JSON (``application/json``, with parameters
+    or not, or a ``+json`` type such as ``application/merge-patch+json``)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                             and media.endswith("+json"))
+
+
+def _not_json(content_type: str | None, send: str) -> ApiError:
+    """415: a body sent as another type (``text/plain``, a form) was read as JSON all the
+    same; a web page can send those types cross-site without asking first."""
+    sent = f"is sent as '{content_type}'" if content_type else "has no Content-Type"
+    return ApiError(415, "unsupported_media_type", f"the request body {sent}, and this "
+                    f"API reads JSON only: {send}, with 'Content-Type: application/json'",
+                    {"content_type": content_type, "expected": "application/json"})
+
+
 async def _body(model: type[BaseModel], request: Request) -> BaseModel:
     fields = ", ".join(field_names(model)) or "none"
     send = f"send a JSON object with this operation's fields ({fields})"
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not json_media_type(content_type):
+        raise _not_json(content_type, send)
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -138,6 +158,8 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
             raise ApiError(413, "body_too_large", f"the request body is over 1 MiB "
                            f"({MAX_BODY} bytes), which no operation needs: {send}, "
                            "without bulk data")
+    if raw and content_type is None:
+        raise _not_json(None, send)
     try:
         data = parse_json(raw) if raw else None
     except ValueError as exc:

@@ -173,18 +173,22 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 class UnknownPaths:
     """FastMCP's app (``app``) for every path its router answers -- the MCP endpoint
-    and its slash redirect, SSE's stream and messages, the ``/.well-known/`` documents:
-    those answers stay FastMCP's, exactly -- and the gateway's JSON shape for any other
-    path: a 405 naming the methods where one of the app's own ``routes`` (``/health``,
-    ``/metrics``...) takes the path, else a 404 naming the path and, to a caller
-    ``may_see`` lets in (a valid token; anyone on a gateway without ``auth``), what the
-    gateway ``served`` (path -> what).  Without a token, the answer names only the path
-    asked for: FastMCP's bare 404 told nothing, and the MCP path may be a custom one."""
+    and its slash redirect, SSE's stream and messages, the ``/.well-known/`` documents
+    it serves: those answers stay FastMCP's, exactly -- and the gateway's JSON shape for
+    any other path: a 405 naming the methods where one of the app's own ``routes``
+    (``/health``, ``/metrics``...) takes the path; the 404 ``discovery`` words for an
+    OAuth discovery path (``discovery.py``: how this gateway authenticates); else a 404
+    naming the path and, to a caller ``may_see`` lets in (a valid token; anyone on a
+    gateway without ``auth``), what the gateway ``served`` (path -> what).  Without a
+    token, the answer names only the path asked for: FastMCP's bare 404 told nothing,
+    and the MCP path may be a custom one."""
 
     def __init__(self, app: Starlette, *, routes: Sequence[BaseRoute],
-                 served: Mapping[str, str], may_see: Callable[[Scope], Awaitable[bool]]
+                 served: Mapping[str, str], may_see: Callable[[Scope], Awaitable[bool]],
+                 discovery: Callable[[Scope], ApiError | None] = lambda _scope: None
                  ) -> None:
         self.app, self.routes, self.served, self.may_see = app, routes, served, may_see
+        self.discovery = discovery
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._fastmcps(scope):
@@ -195,8 +199,6 @@ class UnknownPaths:
     def _fastmcps(self, scope: Scope) -> bool:
         """Whether FastMCP's router answers ``scope`` (a route, or its slash redirect)."""
         path, root = scope["path"], str(scope.get("root_path", ""))
-        if path.removeprefix(root).startswith("/.well-known/"):  # OAuth discovery's
-            return True
         router = self.app.router
         if any(r.matches(scope)[0] is not Match.NONE for r in router.routes):
             return True
@@ -212,6 +214,8 @@ class UnknownPaths:
             if isinstance(route, Route) and route.methods and \
                     route.matches(scope)[0] is Match.PARTIAL:
                 return _wrong_method(method, path, ", ".join(sorted(route.methods)))
+        if (discovery := self.discovery(scope)) is not None:
+            return discovery
         if not await self.may_see(scope):
             return ApiError(404, "not_found", f"{method} {path}: no such path on this "
                             "gateway; send 'Authorization: Bearer <token>' with one of its "

@@ -34,7 +34,6 @@ keys; a state that does not open goes to the full path, which refuses it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -53,7 +52,7 @@ from mcp.shared.inbound import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import RoundStates
 from fast_mcp_gateway.config.schema import ServerConfig
@@ -72,6 +71,7 @@ from fast_mcp_gateway.front.wire import (
 from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
+from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS
 
 if TYPE_CHECKING:
@@ -131,15 +131,16 @@ class HttpLane:
         if not self.enabled or not self._may_take(scope) or tracing_configured():
             await self.app(scope, receive, send)
             return
-        body, complete = await _read_body(receive)
+        # Read up to the SDK's limit: a longer body goes on, to be refused there (413).
+        body, end = await read_body(receive, MAX_MESSAGE)
         plan = None
-        if complete:
+        if end == "whole" and len(body) <= MAX_MESSAGE:
             try:
                 plan = await self._plan(scope, body)
             except Exception:  # a lane bug must not cost the host its answer
                 logger.exception("http express lane: passing a request on after an error")
         if plan is None:
-            await self.app(scope, _replay(body, complete, receive), send)
+            await self.app(scope, replay(body, end, receive), send)
             return
         self.served += 1
         await self._serve(plan, scope, receive, send)
@@ -466,28 +467,3 @@ class _Reply:
 
 def _sse_event(data: bytes) -> bytes:
     return b"event: message\r\ndata: %b\r\n\r\n" % data
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The request body, and whether it arrived whole (not cut by a disconnect)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
-    """``receive`` with the body already read handed out again first."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}
-                              if complete else {"type": "http.disconnect"}]
-
-    async def replayed() -> Message:
-        with contextlib.suppress(IndexError):
-            return pending.pop()
-        return await receive()
-
-    return replayed

@@ -29,6 +29,7 @@ _REASONS = {400: "malformed request (not a JSON object)", 401: "no bearer token,
             403: "the token lacks the scope (named in details)",
             404: "no such server, route, tool or alert rule (or not visible to this token)",
             409: "the name is taken", 413: "the body is over 1 MiB",
+            415: "the body is not sent as 'Content-Type: application/json'",
             422: "validation failed (details name the fields)",
             429: "a rate limit is exhausted (see Retry-After)",
             503: "an upstream or the store is unavailable"}
@@ -54,7 +55,7 @@ def _statuses(ep: Endpoint) -> list[int]:
     if ep.query is not None or ep.body is not None or "{id}" in ep.path:
         statuses.add(422)
     if ep.body is not None:
-        statuses |= {400, 413}
+        statuses |= {400, 413, 415}
     if "{" in ep.path:
         statuses.add(404)
     return sorted(statuses)
@@ -90,7 +91,10 @@ def openapi_document(endpoints: list[Endpoint], *, bearer: bool) -> dict[str, An
             "responses": responses,
         }
         if ep.body is not None:
-            operation["requestBody"] = {"required": True, **ref(ep.body, "validation")}
+            operation["requestBody"] = {
+                "required": True, **ref(ep.body, "validation"),
+                "description": "a JSON object, sent with 'Content-Type: application/json' "
+                               "(another type, or none, is refused with 415)"}
         paths.setdefault(ep.path, {})[ep.method.lower()] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",

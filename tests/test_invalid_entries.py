@@ -218,6 +218,43 @@ async def test_rest_ready_and_metrics_show_the_invalid_server(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
+async def test_an_invalid_entry_is_not_reported_disabled(tmp_path: Path) -> None:
+    """An invalid entry was reported ``enabled: false`` (REST, gateway_list_servers,
+    gateway_server_detail): it is not disabled.  ``enabled`` is what its entry says
+    (true unless ``enabled: false``), on every surface and in the dashboard's note."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("gateway:\n  auth:\n    tokens:\n      - {name: ops, token: " + OPS
+                      + ", scopes: [admin]}\nservers:\n  bad: {comand: x}\n"
+                      "  off: {comand: x, enabled: false}\n")
+    gateway = _gateway(config, {})
+    headers = {"Authorization": f"Bearer {OPS}"}
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        for name, enabled in [("bad", True), ("off", False)]:
+            one = await http.get(f"{base}/api/v1/servers/{name}", headers=headers)
+            assert one.status_code == 200, one.text
+            assert (one.json()["state"], one.json()["enabled"]) == ("invalid", enabled)
+        listed = (await http.get(f"{base}/api/v1/servers", headers=headers)).json()
+        assert {s["name"]: s["enabled"] for s in listed["servers"]} == {
+            "bad": True, "off": False}
+        schema = (await http.get(f"{base}/api/v1/openapi.json")).json()
+        described = schema["components"]["schemas"]["ServerStatus"]["properties"]["enabled"]
+        assert "'invalid' is not started either way" in described["description"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            rows = (await client.call_tool("gateway_list_servers", {})).structured_content
+            assert rows is not None
+            assert {s["name"]: s["enabled"] for s in rows["servers"]} == {
+                "bad": True, "off": False}
+            detail = (await client.call_tool("gateway_server_detail",
+                                             {"name": "bad"})).structured_content
+            assert detail is not None and detail["enabled"] is True
+        await _login(http, base, OPS)
+        for name, note in [("bad", "invalid (not disabled)"), ("off", "invalid, and disabled")]:
+            page = (await http.get(f"{base}/ui/servers/{name}")).text
+            assert note in page, page
+            assert '<span class="badge">disabled</span>' not in page
+
+
+@pytest.mark.anyio
 async def test_the_dashboard_shows_the_invalid_server_and_its_page(tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"bad": {"comand": "x"},

@@ -75,6 +75,23 @@ def test_a_partial_load_leaves_out_only_the_servers_whose_entries_are_invalid() 
         parse_config(data, source="claude.json", environ={})
 
 
+def test_an_invalid_entry_is_enabled_unless_it_says_otherwise() -> None:
+    from fast_mcp_gateway.config.registrations import merge
+    from fast_mcp_gateway.store.records import Registration
+
+    data = {"mcpServers": {"on": {"comand": "x"}, "off": {"comand": "x", "disabled": True}}}
+    config = parse_config(data, source="claude.json", environ={}, partial=True)
+    assert {n: e.enabled for n, e in config.invalid.items()} == {"on": True, "off": False}
+    data = {"servers": {"on": {"comand": "x"}, "off": {"comand": "x", "enabled": False}}}
+    config = parse_config(data, source="servers.yaml", environ={}, partial=True)
+    assert {n: e.enabled for n, e in config.invalid.items()} == {"on": True, "off": False}
+    invalid: dict[str, Any] = {}  # a stored registration's own flag
+    merge({}, [Registration(name=name, config={"url": "http://127.0.0.1:9/mcp", "retired": 1},
+                            enabled=flag, updated_at=0.0)
+               for name, flag in [("on", True), ("off", False)]], invalid=invalid)
+    assert {n: e.enabled for n, e in invalid.items()} == {"on": True, "off": False}
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ({"gateway": {"auth": {"tokens": 5}}}, "field 'gateway.auth.tokens'"),
     ({"gateway": {"auth": {"tokens": [{"name": "a", "token": f"${{{UNSET}}}"}]}}},

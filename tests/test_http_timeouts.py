@@ -143,7 +143,12 @@ def test_an_idle_session_expires(gateway: int) -> None:
         assert reply.status_code == 200, reply.text
         assert time.monotonic() < deadline, "the idle session never expired"
         quiet *= 1.5
-    assert "Session not found" in reply.text
+    # The host is told why, with the setting and its value, and what to do.
+    said = reply.json()["error"]["message"]
+    assert said.startswith("Session not found: ") and "it expired after 1 s without a " \
+        "request (session_idle_timeout, MCP_GATEWAY_SESSION_IDLE_TIMEOUT)" in said \
+        and said.endswith("send 'initialize' again (without Mcp-Session-Id) to open a new "
+                          "session"), said
     # A new session is unaffected.
     again = _post(gateway, {"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},

@@ -75,6 +75,23 @@ def test_a_partial_load_leaves_out_only_the_servers_whose_entries_are_invalid() 
         parse_config(data, source="claude.json", environ={})
 
 
+def test_an_invalid_entry_is_enabled_unless_it_says_otherwise() -> None:
+    from fast_mcp_gateway.config.registrations import merge
+    from fast_mcp_gateway.store.records import Registration
+
+    data = {"mcpServers": {"on": {"comand": "x"}, "off": {"comand": "x", "disabled": True}}}
+    config = parse_config(data, source="claude.json", environ={}, partial=True)
+    assert {n: e.enabled for n, e in config.invalid.items()} == {"on": True, "off": False}
+    data = {"servers": {"on": {"comand": "x"}, "off": {"comand": "x", "enabled": False}}}
+    config = parse_config(data, source="servers.yaml", environ={}, partial=True)
+    assert {n: e.enabled for n, e in config.invalid.items()} == {"on": True, "off": False}
+    invalid: dict[str, Any] = {}  # a stored registration's own flag
+    merge({}, [Registration(name=name, config={"url": "http://127.0.0.1:9/mcp", "retired": 1},
+                            enabled=flag, updated_at=0.0)
+               for name, flag in [("on", True), ("off", False)]], invalid=invalid)
+    assert {n: e.enabled for n, e in invalid.items()} == {"on": True, "off": False}
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ({"gateway": {"auth": {"tokens": 5}}}, "field 'gateway.auth.tokens'"),
     ({"gateway": {"auth": {"tokens": [{"name": "a", "token": f"${{{UNSET}}}"}]}}},
@@ -215,6 +232,43 @@ async def test_rest_ready_and_metrics_show_the_invalid_server(tmp_path: Path) ->
                   for family in text_string_to_metric_families(metrics)
                   if family.name == "mcp_gateway_upstream_state" for s in family.samples}
         assert states[("bad", "invalid")] == 1 and states[("good", "invalid")] == 0
+
+
+@pytest.mark.anyio
+async def test_an_invalid_entry_is_not_reported_disabled(tmp_path: Path) -> None:
+    """An invalid entry was reported ``enabled: false`` (REST, gateway_list_servers,
+    gateway_server_detail): it is not disabled.  ``enabled`` is what its entry says
+    (true unless ``enabled: false``), on every surface and in the dashboard's note."""
+    config = tmp_path / "servers.yaml"
+    config.write_text("gateway:\n  auth:\n    tokens:\n      - {name: ops, token: " + OPS
+                      + ", scopes: [admin]}\nservers:\n  bad: {comand: x}\n"
+                      "  off: {comand: x, enabled: false}\n")
+    gateway = _gateway(config, {})
+    headers = {"Authorization": f"Bearer {OPS}"}
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        for name, enabled in [("bad", True), ("off", False)]:
+            one = await http.get(f"{base}/api/v1/servers/{name}", headers=headers)
+            assert one.status_code == 200, one.text
+            assert (one.json()["state"], one.json()["enabled"]) == ("invalid", enabled)
+        listed = (await http.get(f"{base}/api/v1/servers", headers=headers)).json()
+        assert {s["name"]: s["enabled"] for s in listed["servers"]} == {
+            "bad": True, "off": False}
+        schema = (await http.get(f"{base}/api/v1/openapi.json")).json()
+        described = schema["components"]["schemas"]["ServerStatus"]["properties"]["enabled"]
+        assert "'invalid' is not started either way" in described["description"]
+        async with Client(f"{base}/mcp", auth=OPS) as client:
+            rows = (await client.call_tool("gateway_list_servers", {})).structured_content
+            assert rows is not None
+            assert {s["name"]: s["enabled"] for s in rows["servers"]} == {
+                "bad": True, "off": False}
+            detail = (await client.call_tool("gateway_server_detail",
+                                             {"name": "bad"})).structured_content
+            assert detail is not None and detail["enabled"] is True
+        await _login(http, base, OPS)
+        for name, note in [("bad", "invalid (not disabled)"), ("off", "invalid, and disabled")]:
+            page = (await http.get(f"{base}/ui/servers/{name}")).text
+            assert note in page, page
+            assert '<span class="badge">disabled</span>' not in page
 
 
 @pytest.mark.anyio

@@ -67,7 +67,7 @@ def invalid_status(entry: InvalidServer) -> ServerStatus:
 
     return ServerStatus(
         name=entry.name, namespace=entry.namespace, transport=entry.transport,
-        state=INVALID, enabled=False, protocol_version=None, tools=0, resources=0,
+        state=INVALID, enabled=entry.enabled, protocol_version=None, tools=0, resources=0,
         resource_templates=0, prompts=0, last_error=entry.error, uptime_seconds=None,
         connect_seconds=None, restarts=0, health="UNKNOWN", config_error=entry.error)
 

@@ -57,7 +57,9 @@ class ServerStatus(BaseModel):
     namespace: str
     transport: str
     state: str
-    enabled: bool
+    enabled: bool = Field(description="whether it is to run: false once disabled "
+                                      "(gateway_disable_server, 'enabled: false'); state "
+                                      "'invalid' is not started either way")
     protocol_version: str | None
     protocol: str = Field(default="auto", description="the configured era: auto, legacy "
                                                       "or 2026-07-28")

@@ -454,10 +454,16 @@ def _server_names(data: dict[Any, Any]) -> frozenset[str]:
         frozenset()
 
 
-def invalid_entry(name: str, raw: Any, claude: bool, error: str) -> InvalidServer:
-    """What the operator is shown of a server left out: its namespace and transport as far
-    as its entry tells (a host's tool call is answered with its error)."""
+def invalid_entry(name: str, raw: Any, claude: bool, error: str,
+                  enabled: bool | None = None) -> InvalidServer:
+    """What the operator is shown of a server left out: its namespace, transport and
+    ``enabled`` (unless given: a stored registration's) as far as its entry tells (a
+    host's tool call is answered with its error).  An invalid entry is not disabled:
+    only an entry saying ``enabled: false`` (Claude's ``disabled: true``) is."""
     entry = raw if isinstance(raw, dict) else {}
+    if enabled is None:
+        enabled = (entry.get("disabled") is not True if claude
+                   else entry.get("enabled") is not False)
     namespace = entry.get("namespace")
     if claude or not isinstance(namespace, str) or not NAME_CHARS.match(namespace):
         namespace = re.sub(r"[^A-Za-z0-9_-]", "_", name)
@@ -466,7 +472,8 @@ def invalid_entry(name: str, raw: Any, claude: bool, error: str) -> InvalidServe
                  else "stdio" if "command" in entry
                  else ("sse" if str(entry["url"]).rstrip("/").endswith("/sse") else "http")
                  if "url" in entry else "unknown")
-    return InvalidServer(name=name, namespace=namespace, transport=transport, error=error)
+    return InvalidServer(name=name, namespace=namespace, transport=transport, error=error,
+                         enabled=enabled)
 
 
 def _kind(value: Any) -> str:

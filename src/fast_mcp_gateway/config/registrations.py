@@ -66,7 +66,7 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
             problems.append(problem := f"{exc} (so it does not run; correct it with "
                             "gateway_update_server, or remove it with gateway_remove_server)")
             if invalid is not None:
-                invalid[name] = invalid_entry(name, raw, False, problem)
+                invalid[name] = invalid_entry(name, raw, False, problem, enabled)
             continue
         if server is None:
             continue

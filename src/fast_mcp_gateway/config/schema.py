@@ -460,6 +460,8 @@ class InvalidServer(_Strict):
     transport: str = Field(description="stdio, http or sse as far as the entry tells, "
                                        "else 'unknown'")
     error: str = Field(description="the loader's message: file, server, field and fix")
+    enabled: bool = Field(default=True, description="whether it is to run once valid: "
+                          "false only when its entry (a registration: the store) says so")
 
 
 class GatewayConfig(_Strict):

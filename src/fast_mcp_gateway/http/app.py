@@ -54,6 +54,7 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
+from fast_mcp_gateway.http.session_refusals import SessionRefusals
 from fast_mcp_gateway.http.transport_refusals import TransportRefusals
 
 
@@ -381,8 +382,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
                                lambda: bad_token(verifier.takes_jwt))
-    if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch
-        wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)
+    if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
+        wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(
+            SessionRefusals, idle_timeout=settings.session_idle_timeout,
+            tokens=verifier is not None))  # in words naming neither cause nor fix
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

@@ -145,7 +145,17 @@ class AdminContext(Protocol):
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:
-        """Record that ``actor`` did ``action`` (secrets redacted; a no-op without a store)."""
+        """Record that ``actor`` did ``action`` (secrets redacted; a no-op without a
+        store).  The action was done: a store that cannot take the entry now holds it
+        until it can (``held_audit``), and this never raises for the store -- the
+        operation answers what it did, not an error."""
+        ...
+
+    async def audit_first(self, actor: Actor, action: str, target: str | None,
+                          arguments: Any = None) -> None:
+        """Record that ``actor`` is about to do ``action``, before doing it: raises the
+        store's ``StorageError`` when it cannot take the entry, and the operation is
+        refused (one that must not happen unaudited: ``inspect_call_tool``)."""
         ...
 
 

@@ -1,0 +1,109 @@
+"""Admin operations that act first and audit after, while the store cannot take the entry.
+
+A reconnect, a breaker reset, a replica restarted or drained, a registration saved and
+applied: each acted, and then its audit entry met a SQLite file another process keeps
+write-locked.  They answered "the write did not happen ... try again" (503 over REST)
+although they had acted -- a reconnect's caller told to try again reconnected twice.
+Now they answer what they did and the entry is held (``admin/held_audit.py``), written
+once the store answers.  ``inspect_call_tool`` audits before it calls: it is still
+refused, and the tool is not called.  Real SQLite files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway.store import sqlite_connection
+from tests.fixtures import alpha_server, make_gateway, memory_entry, replica_server
+from tests.test_held_audit import WriteLock, locked
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_operations_that_acted_answer_so_and_their_entries_are_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=str(db), instance_id="gw-1")
+    async with Client(gateway.server) as host:
+        store, held = gateway.store, gateway.control.held_audit
+        assert store is not None
+        service = gateway.control.manager.get("alpha")
+        before = service.attempts
+        async with locked(db):
+            answer = await host.call_tool("gateway_reconnect_server", {"name": "alpha"})
+            assert answer.structured_content["state"] == "ready", answer
+            assert service.attempts == before + 1  # reconnected once, and said so
+            await host.call_tool("gateway_reset_breaker", {"name": "alpha"})
+            await host.call_tool("gateway_restart_replica", {"name": "alpha", "replica": 0})
+            await host.call_tool("gateway_drain_replica", {"name": "alpha", "replica": 0})
+            assert service.draining == {0}
+            assert [e.action for e in held.entries] == [
+                "reconnect_server", "reset_breaker", "restart_replica", "drain_replica"]
+        assert await held.flushed(60)
+        entries = list(reversed(await store.audit()))
+        assert [(e.action, e.target, e.actor, e.instance_id) for e in entries] == [
+            ("reconnect_server", "alpha", "stdio", "gw-1"),
+            ("reset_breaker", "alpha", "stdio", "gw-1"),
+            ("restart_replica", "alpha", "stdio", "gw-1"),
+            ("drain_replica", "alpha", "stdio", "gw-1")]
+        assert entries[0].result == "ready"
+
+
+async def test_a_registration_saved_before_the_store_locked_is_applied_and_audited(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registration is written; another process takes the file's write lock while
+    the server starts: the add answers 'added' and its entry is written later."""
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": replica_server("b")},
+                           db=str(db))
+    lock = WriteLock(db)
+    try:
+        async with Client(gateway.server) as host:
+            manager = gateway.control.manager
+            replace = manager.replace_server
+
+            async def locked_meanwhile(server: Any, **kwargs: Any) -> Any:
+                await lock.take()
+                return await replace(server, **kwargs)
+
+            monkeypatch.setattr(manager, "replace_server", locked_meanwhile)
+            answer = await host.call_tool("gateway_add_server", {
+                "name": "beta", "config": memory_entry("beta")})
+            assert answer.structured_content["added"] == ["beta"], answer
+            assert "beta" in manager.services
+            assert [e.action for e in gateway.control.held_audit.entries] == ["add_server"]
+            lock.other.execute("ROLLBACK")
+            assert await gateway.control.held_audit.flushed(60)
+            assert gateway.store is not None
+            [entry] = await gateway.store.audit()
+            assert (entry.action, entry.target) == ("add_server", "beta")
+    finally:
+        lock.release()
+
+
+async def test_a_tool_call_by_the_inspector_is_refused_while_it_cannot_be_audited(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    calls: list[str] = []
+    gateway = make_gateway({"svc": memory_entry("a")}, {"a": replica_server("a", calls)},
+                           db=str(db))
+    async with Client(gateway.server) as host:
+        async with locked(db):
+            with pytest.raises(ToolError, match="write lock"):
+                await host.call_tool("gateway_inspect_call_tool",
+                                     {"name": "svc", "tool": "write",
+                                      "arguments": {"value": "x"}})
+        assert calls == [] and gateway.control.held_audit.entries == []
+        await host.call_tool("gateway_inspect_call_tool", {
+            "name": "svc", "tool": "write", "arguments": {"value": "y"}})
+        assert calls == ["a:y"]

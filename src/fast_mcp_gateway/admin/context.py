@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import anyio
+
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, ServerConfig
@@ -168,3 +170,15 @@ def require_store(ctx: AdminContext, what: str = "call records") -> Store:
                          "with a store (--db PATH or MCP_GATEWAY_DB; the CLI uses the "
                          "user's data folder by default)")
     return ctx.store
+
+
+def finishing() -> anyio.CancelScope:
+    """The scope an admin operation runs in from its store write through its audit:
+    not cut by its caller's cancellation (a host cancelling the ``tools/call``, an HTTP
+    client gone), which lands at the caller's next checkpoint after it.  Cut there, a
+    registration was stored but neither running nor audited (and this gateway skips its
+    own changes in the change feed: applied only at a reload or a restart).  Bounded by
+    its steps' own bounds: the store's (``BUSY_TIMEOUT_MS``, PostgreSQL's timeouts), a
+    server's stop (15 s) and first connect attempt (``longest_attempt``, which a
+    gateway's stop ends), the audit's one write before it is held."""
+    return anyio.CancelScope(shield=True)

@@ -21,6 +21,7 @@ from fastmcp.exceptions import ToolError
 from fast_mcp_gateway.store import sqlite_connection
 from tests.fixtures import alpha_server, make_gateway, memory_entry, replica_server
 from tests.test_held_audit import WriteLock, locked
+from tests.test_pinning import ListChanges, shifty_server
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +108,27 @@ async def test_a_tool_call_by_the_inspector_is_refused_while_it_cannot_be_audite
         await host.call_tool("gateway_inspect_call_tool", {
             "name": "svc", "tool": "write", "arguments": {"value": "y"}})
         assert calls == ["a:y"]
+
+
+async def test_an_approval_made_while_the_store_is_locked_is_answered_and_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The approval is made here at once (the held tool released); its pins were
+    requeued for the pin worker, and the approval answered an error."""
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"sh": memory_entry("sh", pinning="enforce")},
+                           {"sh": shifty_server()}, db=str(db))
+    changes = ListChanges()
+    async with Client(gateway.server, mode="legacy", message_handler=changes) as host:
+        await host.call_tool("sh_shift", {"description": "Look a word up, now."})
+        await changes.after(1)
+        assert "sh_lookup" not in {t.name for t in await host.list_tools()}  # held
+        async with locked(db):
+            approved = (await host.call_tool("gateway_approve_changes", {"server": "sh"})
+                        ).structured_content
+            assert [a["name"] for a in approved["approved"]] == ["lookup"], approved
+            assert "sh_lookup" in {t.name for t in await host.list_tools()}
+        held = gateway.control.held_audit
+        assert await held.flushed(60)
+        assert gateway.store is not None
+        assert "approve_changes" in [e.action for e in await gateway.store.audit()]

@@ -20,7 +20,7 @@ from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing
 from fast_mcp_gateway.config.checks import suggest
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
-from fast_mcp_gateway.store.base import PinStore, StorageError
+from fast_mcp_gateway.store.base import PinStore, StorageError, StoreUnavailable
 from fast_mcp_gateway.store.records import PinRecord
 
 
@@ -93,8 +93,10 @@ async def approve_changes(ctx: AdminContext, actor: Actor, server: str,
             records = [book.pins[f.key] for f in done]
             try:
                 await _persist_approval(ctx.store, server, records)
+            except StoreUnavailable:
+                book.requeue(records)  # the pin worker writes them once the store is back
             except StorageError:
-                book.requeue(records)  # the pin worker writes them when the store is back
+                book.requeue(records)
                 raise
             finally:
                 book.saved(f.key for f in done)

@@ -132,3 +132,43 @@ async def test_an_approval_made_while_the_store_is_locked_is_answered_and_kept(
         assert await held.flushed(60)
         assert gateway.store is not None
         assert "approve_changes" in [e.action for e in await gateway.store.audit()]
+
+
+async def test_an_add_that_did_not_start_and_cannot_be_taken_back_says_it_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An add is taken back when its server does not start; the store locked between the
+    two writes left it stored and running, unaudited, the caller told only 'the write
+    did not happen ... try again'."""
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=str(db))
+    lock = WriteLock(db)
+    try:
+        async with Client(gateway.server) as host:
+            manager = gateway.control.manager
+            replace = manager.replace_server
+
+            async def then_locked(server: Any, **kwargs: Any) -> Any:
+                service = await replace(server, **kwargs)
+                await lock.take()
+                return service
+
+            monkeypatch.setattr(manager, "replace_server", then_locked)
+            with pytest.raises(ToolError, match=(
+                    r"did not start \(.*\) and could not be taken back, so it stays added: "
+                    r".*write lock.*; once the store answers, remove it "
+                    r"\(gateway_remove_server\) or fix its settings "
+                    r"\(gateway_update_server\)")):
+                await host.call_tool("gateway_add_server", {
+                    "name": "dead", "config": {"url": "http://127.0.0.1:9/mcp"}})
+            lock.other.execute("ROLLBACK")
+            assert "dead" in manager.services  # kept running, as stored
+            assert gateway.store is not None
+            assert "dead" in [r.name for r in await gateway.store.servers()]
+            assert await gateway.control.held_audit.flushed(60)
+            [entry] = await gateway.store.audit()
+            assert entry.action == "add_server"
+            assert (entry.result or "").startswith("added, not taken back: "), entry.result
+    finally:
+        lock.release()

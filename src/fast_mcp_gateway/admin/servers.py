@@ -51,7 +51,7 @@ from fast_mcp_gateway.config.schema import (
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
-from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.upstream.replica import UpstreamState
 
 
@@ -249,6 +249,7 @@ def _running_configs(ctx: AdminContext) -> dict[str, ServerConfig]:
 
 
 # (add, update) as each surface names them, for error texts.
+_REMOVE = {"mcp": "gateway_remove_server", "rest": "DELETE /api/v1/servers/{name}"}
 _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
              "rest": ("POST /api/v1/servers", "PUT /api/v1/servers/{name}")}
 
@@ -312,10 +313,21 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
         if failure is not None:
             # An add is kept only if its server starts: taken back as it was (a tombstone
             # of a removed file server stays one), the answer says why and how to keep it.
-            if prior is None:
-                await store.delete_server(name)
-            else:
-                await store.put_server(name, prior.config, prior.enabled)
+            try:
+                if prior is None:
+                    await store.delete_server(name)
+                else:
+                    await store.put_server(name, prior.config, prior.enabled)
+            except StorageError as exc:
+                # Stored and running (its attempts go on), as every gateway on the
+                # store will run it: kept, audited, and the caller told how to undo it.
+                await ctx.audit(actor, "add_server", name, raw,
+                                f"added, not taken back: {failure}; {exc}")
+                remove = _REMOVE[actor.surface].format(name=name)
+                raise ConfigError.single(source, name, None, (
+                    f"did not start ({failure}) and could not be taken back, so it stays "
+                    f"added: {exc}; once the store answers, remove it ({remove}) or fix "
+                    f"its settings ({update.format(name=name)})")) from exc
             await ctx.manager.remove_server(name)
             await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
             raise ConfigError.single(source, name, None, (

@@ -4,7 +4,10 @@ Mutating operations wait, bounded by the connect timeout, for the change to take
 and return the resulting status, so a caller sees the outcome, not a promise.  Runtime
 registrations follow ``config/registrations.py``: validated like ``servers.yaml``
 (errors name the field), persisted, audited, and live at once (only the servers that
-changed restart; the catalog change reaches hosts as ``list_changed``).
+changed restart; the catalog change reaches hosts as ``list_changed``).  From its store
+write on an operation ends, applied and audited, whatever its caller does
+(``context.finishing``); one that acts first is audited even if its caller stops
+waiting for the outcome (with the state then).
 
 Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 ``ConfigError`` (invalid settings), ``UpstreamError`` (no such replica).

@@ -172,7 +172,9 @@ class PostgresStore(PgCallLog):
                     now: float | None = None) -> int:
         now = time.time() if now is None else now
         removed = 0
-        async with self._written() as conn:
+        # Cancellable (not ``_written``): retention may take long, nobody acts on its
+        # count, and a stop must not wait for it; a cancelled DELETE that ran is harmless.
+        async with self._conn() as conn:
             if max_age_seconds is not None:
                 cutoff = now - max_age_seconds
                 removed += rowcount(await conn.execute(

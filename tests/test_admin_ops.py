@@ -104,6 +104,10 @@ class FakeContext:
                     arguments: Any = None, result: str | None = None) -> None:
         self.audits.append((actor.id, action, target))
 
+    async def audit_first(self, actor: Actor, action: str, target: str | None,
+                          arguments: Any = None) -> None:
+        self.audits.append((actor.id, action, target))
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import loads_value
 from fast_mcp_gateway.config.alerts import AlertRule
@@ -197,8 +197,10 @@ async def list_rules(ctx: AdminContext, *, principal: Principal | None = None
 async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
                 ) -> AlertRuleView:
     engine = require_alerts(ctx)
-    await require_store(ctx, "alert rules").put_alert_rule(rule.name, rule.stored())
-    await ctx.audit(actor, action, rule.name, rule.stored())
+    store = require_store(ctx, "alert rules")
+    with finishing():  # once written, audited whatever the caller does
+        await store.put_alert_rule(rule.name, rule.stored())
+        await ctx.audit(actor, action, rule.name, rule.stored())
     await engine.evaluate()
     return next(v for v in _views(engine) if v.rule["name"] == rule.name)
 
@@ -252,11 +254,12 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     engine = require_alerts(ctx)
     store = require_store(ctx, "alert rules")
     await _existing(engine, name, principal)
-    if engine.file_rule(name) is not None:
-        await store.put_alert_rule(name, None)
-    else:
-        await store.delete_alert_rule(name)
-    await ctx.audit(actor, "delete_alert_rule", name)
+    with finishing():
+        if engine.file_rule(name) is not None:
+            await store.put_alert_rule(name, None)
+        else:
+            await store.delete_alert_rule(name)
+        await ctx.audit(actor, "delete_alert_rule", name)
     await engine.evaluate()
     return {"deleted": name}
 

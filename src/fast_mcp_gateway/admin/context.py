@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import anyio
+
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, ServerConfig
@@ -145,7 +147,17 @@ class AdminContext(Protocol):
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:
-        """Record that ``actor`` did ``action`` (secrets redacted; a no-op without a store)."""
+        """Record that ``actor`` did ``action`` (secrets redacted; a no-op without a
+        store).  The action was done: a store that cannot take the entry now holds it
+        until it can (``held_audit``), and this never raises for the store -- the
+        operation answers what it did, not an error."""
+        ...
+
+    async def audit_first(self, actor: Actor, action: str, target: str | None,
+                          arguments: Any = None) -> None:
+        """Record that ``actor`` is about to do ``action``, before doing it: raises the
+        store's ``StorageError`` when it cannot take the entry, and the operation is
+        refused (one that must not happen unaudited: ``inspect_call_tool``)."""
         ...
 
 
@@ -158,3 +170,15 @@ def require_store(ctx: AdminContext, what: str = "call records") -> Store:
                          "with a store (--db PATH or MCP_GATEWAY_DB; the CLI uses the "
                          "user's data folder by default)")
     return ctx.store
+
+
+def finishing() -> anyio.CancelScope:
+    """The scope an admin operation runs in from its store write through its audit:
+    not cut by its caller's cancellation (a host cancelling the ``tools/call``, an HTTP
+    client gone), which lands at the caller's next checkpoint after it.  Cut there, a
+    registration was stored but neither running nor audited (and this gateway skips its
+    own changes in the change feed: applied only at a reload or a restart).  Bounded by
+    its steps' own bounds: the store's (``BUSY_TIMEOUT_MS``, PostgreSQL's timeouts), a
+    server's stop (15 s) and first connect attempt (``longest_attempt``, which a
+    gateway's stop ends), the audit's one write before it is held."""
+    return anyio.CancelScope(shield=True)

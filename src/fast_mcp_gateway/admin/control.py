@@ -23,7 +23,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,13 +31,14 @@ import anyio.abc
 from fast_mcp_gateway.admin import instance_lease
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
-from fast_mcp_gateway.admin.held_audit import HeldAudit
+from fast_mcp_gateway.admin.held_audit import HeldAudit, write_entry
 from fast_mcp_gateway.admin.invalid import log_invalid, warn_overlong
 from fast_mcp_gateway.admin.late_store import connect_later
 from fast_mcp_gateway.admin.pin_worker import load_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
+from fast_mcp_gateway.config.document import blank_file, file_stamp
 from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
@@ -105,7 +105,7 @@ class ControlPlane:
         self.lease_tried = anyio.Event()  # the first attempt to take it is over (tests)
         self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
-        self.held_audit = HeldAudit(lambda: self.store)  # a reload's, the store away
+        self.held_audit = HeldAudit(lambda: self.store)  # what was done, the store away
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
         # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
@@ -246,16 +246,27 @@ class ControlPlane:
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:
+        """What was done: written, or held while the store cannot take it (``held_audit``)
+        -- never the operation's outcome."""
+        await self.held_audit.add(self._audit_entry(actor, action, target, arguments, result))
+
+    async def audit_first(self, actor: Actor, action: str, target: str | None,
+                          arguments: Any = None) -> None:
+        """What is about to be done, written before it is: ``StorageError`` when the
+        store cannot take it (the operation is then refused, not made unaudited)."""
+        if self.store is not None:
+            await write_entry(self.store, self._audit_entry(actor, action, target, arguments))
+
+    def _audit_entry(self, actor: Actor, action: str, target: str | None,
+                     arguments: Any = None, result: str | None = None) -> AuditEntry:
         if action in _REGISTERS and target is not None:
             # Every change of a registration is audited: one that did not validate was
             # replaced or removed, and is no longer shown invalid (``invalid_servers``).
             self._invalid_registrations.pop(target, None)
-        if self.store is None:
-            return
-        await self.store.add_audit(actor.id, action, target,
-                                   None if arguments is None else dumps_arguments(
-                                       arguments, frozenset(), self.settings.redact_keys),
-                                   result, self.settings.instance_id)
+        return AuditEntry(id=0, at=time.time(), actor=actor.id, action=action, target=target,
+                          arguments=None if arguments is None else dumps_arguments(
+                              arguments, frozenset(), self.settings.redact_keys),
+                          result=result, instance_id=self.settings.instance_id)
 
     # -- following a shared store ----------------------------------------------------
 
@@ -336,7 +347,7 @@ class ControlPlane:
             path = self.settings.config
             if path is None:
                 return ChangeReport(error="the gateway was not started from a config file")
-            previous, self._read_stamp = self._read_stamp, await _stamp(path)
+            previous, self._read_stamp = self._read_stamp, await file_stamp(path)
             try:
                 registrations = await self.store.servers() if self.store is not None else []
             except StorageError:
@@ -353,7 +364,7 @@ class ControlPlane:
                 RUNTIME_SERVERS.reset(known)
             # As the file was opened (a save since the stat above was read: not unread).
             self._read_stamp = read_stamp(new, path) or self._read_stamp
-            if not new.servers and self.config.servers and await _blank(path):
+            if not new.servers and self.config.servers and await blank_file(path):
                 # Truncated by a save in progress (an editor writing in place, `cat >`):
                 # read as "no servers", it stopped every server until the save ended.
                 error = (f"{path}: the file is empty (a save in progress?); keeping the "
@@ -409,9 +420,7 @@ class ControlPlane:
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
         """Audit a reload that happened (or was rejected): a store lost meanwhile holds
         the entry until it is back (``held_audit``), never the reload's report."""
-        await self.held_audit.add(AuditEntry(
-            id=0, at=time.time(), actor=actor.id, action="reload_config", target=path,
-            arguments=None, result=result, instance_id=self.settings.instance_id))
+        await self.audit(actor, "reload_config", path, None, result)
 
     def _restart_needed(self, new: GatewayOptions) -> list[str]:
         """The ``RESTART_ONLY`` options ``new`` sets otherwise than the running gateway
@@ -462,7 +471,7 @@ class ControlPlane:
         # as a reload before this read it (a SIGHUP during start-up: once is enough),
         # else (a config not read from the file: ``parse_config``'s) as it is now.
         self._read_stamp = self._read_stamp or (
-            read_stamp(self.config, path) if path is not None else None) or await _stamp(path)
+            read_stamp(self.config, path) if path is not None else None) or await file_stamp(path)
         task_status.started()
         if path is None or interval <= 0:
             return
@@ -474,24 +483,6 @@ class ControlPlane:
     async def config_edited(self) -> bool:
         """Whether the config file changed since it was last read: an edit a reload (by
         the watcher, a signal, ``gateway_reload_config``) has not taken in yet."""
-        now = await _stamp(self.settings.config)
+        now = await file_stamp(self.settings.config)
         return now is not None and now != self._read_stamp
 
-
-async def _stamp(path: Path | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = await anyio.Path(path).stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-async def _blank(path: Path) -> bool:
-    """Whether the config file holds no YAML at all: nothing, blanks, comments."""
-    try:
-        text = (await anyio.Path(path).read_bytes()).decode("utf-8-sig", errors="replace")
-    except OSError:
-        return False
-    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())

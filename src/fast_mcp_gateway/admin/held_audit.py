@@ -4,13 +4,17 @@ A config reload is made whatever the store answers once it has read the runtime
 registrations: the file is read and the servers converge, and then the store must take
 its audit entry -- which it may not: a SQLite file another process keeps locked (reads
 go on, a write waits past the busy timeout), a full disk, a PostgreSQL lost between the
-two.  The reload was done and its entry lost ("not audited, the store is unreachable").
-Now ``add`` writes it or, the store being unreachable, holds it (stamped when the
-reload was made; said in one line), and ``run`` writes what is held,
+two.  So is every admin operation that acts first and audits after (a reconnect, a
+breaker reset, a registration saved and applied: ``ControlPlane.audit``); those
+answered "the write did not happen ... try again" (503 over REST) although they had
+acted.  Now ``add`` writes the entry or, the store being unreachable, holds it (stamped
+when the action was made; said in one line), and ``run`` writes what is held,
 in order, waiting out the outage (``while_unavailable``; the gateway says the outage
 once), as the call records and health transitions are held.  At stop what is still
 held gets one bounded attempt and then goes to ``spill`` (the spool: written into the
-store at the next start with it).  ``flushed`` lets a reader see them written.
+store at the next start with it).  ``flushed`` lets a reader see them written.  (An
+entry that must precede its action, ``inspect_call_tool``'s, is ``write_entry``'d:
+refused with the store, never held.)
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class HeldAudit:
                               "written yet")
             return
         try:
-            await _write(store, entry)
+            await write_entry(store, entry)
         except StoreUnavailable as exc:
             self._hold(entry, f"the store is unreachable: {exc}")
         except StorageError as exc:
@@ -94,7 +98,7 @@ class HeldAudit:
             self.entries.clear()  # detached: nothing records any more
             return
         entry = self.entries[0]
-        await _write(store, entry)
+        await write_entry(store, entry)
         self.entries.pop(0)
         logger.info("wrote the audit entry of %s by %s, held while the store was "
                     "unreachable", entry.action, entry.actor)
@@ -116,6 +120,7 @@ class HeldAudit:
         return await self._changed.wait_until(lambda: not self.entries, within)
 
 
-async def _write(store: Store, entry: AuditEntry) -> None:
+async def write_entry(store: Store, entry: AuditEntry) -> None:
+    """Write ``entry`` now (the store's errors raised)."""
     await store.add_audit(entry.actor, entry.action, entry.target, entry.arguments,
                           entry.result, entry.instance_id, at=entry.at)

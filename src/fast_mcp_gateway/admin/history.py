@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import CallPage, CallRecord, GroupStats, HistoryPage, StatsReport
 from fast_mcp_gateway.errors import AdminError
@@ -156,8 +156,9 @@ async def inspector_clear(ctx: AdminContext, actor: Actor, server: str | None = 
                           ) -> dict[str, int]:
     """Delete the inspector history (of one server, or all); audited."""
     store = require_store(ctx, "inspector history")
-    removed = await store.clear_inspections(server)
-    await _check_server(ctx, server or None, removed > 0, lambda: store.inspections(
-        server=server, limit=1))
-    await ctx.audit(actor, "inspector_clear", server, None, f"{removed} entries removed")
+    with finishing():  # once cleared, audited whatever the caller does
+        removed = await store.clear_inspections(server)
+        await _check_server(ctx, server or None, removed > 0, lambda: store.inspections(
+            server=server, limit=1))
+        await ctx.audit(actor, "inspector_clear", server, None, f"{removed} entries removed")
     return {"removed": removed}

@@ -91,8 +91,9 @@ async def inspect_server(ctx: AdminContext, name: str, replica: int | None = Non
 async def call_tool(ctx: AdminContext, actor: Actor, name: str, tool: str,
                     arguments: dict[str, Any] | None = None, replica: int | None = None
                     ) -> Inspection:
-    """Call one tool on one replica directly (audited: it can do anything that tool does)."""
-    await ctx.audit(actor, "inspect_call_tool", f"{name}/{tool}", arguments)
+    """Call one tool on one replica directly (audited first: it can do anything that
+    tool does, so it is refused, not made, while the store cannot take its entry)."""
+    await ctx.audit_first(actor, "inspect_call_tool", f"{name}/{tool}", arguments)
     return await _run(ctx, name, replica, "tools/call", tool, arguments,
                       lambda u: u.call_tool(tool, arguments or {}, None))
 

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing
 from fast_mcp_gateway.config.checks import suggest
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
-from fast_mcp_gateway.store.base import PinStore, StorageError
+from fast_mcp_gateway.store.base import PinStore, StorageError, StoreUnavailable
 from fast_mcp_gateway.store.records import PinRecord
 
 
@@ -87,21 +87,24 @@ async def approve_changes(ctx: AdminContext, actor: Actor, server: str,
         if unknown:
             raise NotFound(f"nothing to approve for {', '.join(map(repr, unknown))} on server "
                            f"'{server}'; open findings: {', '.join(sorted(open_names)) or 'none'}")
-    done = book.approve(server, names, actor.id)
-    if ctx.store is not None and done:
-        records = [book.pins[f.key] for f in done]
-        try:
-            await _persist_approval(ctx.store, server, records)
-        except StorageError:
-            book.requeue(records)          # the pin worker writes them when the store is back
-            raise
-        finally:
-            book.saved(f.key for f in done)
-    ctx.manager.refresh_catalog()
+    done = book.approve(server, names, actor.id)  # approved here from now on
+    with finishing():  # and so released and audited whatever the caller does
+        if ctx.store is not None and done:
+            records = [book.pins[f.key] for f in done]
+            try:
+                await _persist_approval(ctx.store, server, records)
+            except StoreUnavailable:
+                book.requeue(records)  # the pin worker writes them once the store is back
+            except StorageError:
+                book.requeue(records)
+                raise
+            finally:
+                book.saved(f.key for f in done)
+        ctx.manager.refresh_catalog()
+        await ctx.audit(actor, "approve_changes", server,
+                        {"names": [f"{f.kind}:{f.name}" for f in done]},
+                        f"{len(done)} approved")
     approved = [finding_model(f) for f in done]
-    await ctx.audit(actor, "approve_changes", server,
-                    {"names": [f"{f.kind}:{f.name}" for f in done]},
-                    f"{len(done)} approved")
     return ApprovalReport(server=server, approved=approved,
                           remaining=[finding_model(f) for f in book.open_findings(server)])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Literal
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.principal import Principal
 
@@ -44,13 +44,14 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
             f"the pattern '{pattern}' holds a wildcard ('*' or '?'), but 'match' is "
             f"'exact' (the default), which compares names as written: set 'match' to "
             f"'wildcard' (or to 'prefix' with the pattern '{pattern.split('*')[0]}')")
-    if route_id is None:
-        route_id = await store.add_route(pattern, match, target, priority)
-    elif not await store.update_route(route_id, pattern, match, target, priority):
-        raise NotFound(_no_route(actor, route_id))
-    await ctx.load_routes()
-    await ctx.audit(actor, action, pattern,
-                    {"id": route_id, "match": match, "target": target, "priority": priority})
+    with finishing():  # once written, in the call path and audited whatever the caller does
+        if route_id is None:
+            route_id = await store.add_route(pattern, match, target, priority)
+        elif not await store.update_route(route_id, pattern, match, target, priority):
+            raise NotFound(_no_route(actor, route_id))
+        await ctx.load_routes()
+        await ctx.audit(actor, action, pattern, {"id": route_id, "match": match,
+                                                 "target": target, "priority": priority})
     # The rule as stored (its creation time included), as the list shows it.
     stored = next((r for r in await store.routes() if r.id == route_id), None)
     if stored is not None:
@@ -74,10 +75,12 @@ async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: 
 
 async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
-    if not await require_store(ctx, "route rules").delete_route(route_id):
-        raise NotFound(_no_route(actor, route_id))
-    await ctx.load_routes()
-    await ctx.audit(actor, "delete_route", str(route_id))
+    store = require_store(ctx, "route rules")
+    with finishing():
+        if not await store.delete_route(route_id):
+            raise NotFound(_no_route(actor, route_id))
+        await ctx.load_routes()
+        await ctx.audit(actor, "delete_route", str(route_id))
     return {"deleted": route_id}
 
 

@@ -4,7 +4,10 @@ Mutating operations wait, bounded by the connect timeout, for the change to take
 and return the resulting status, so a caller sees the outcome, not a promise.  Runtime
 registrations follow ``config/registrations.py``: validated like ``servers.yaml``
 (errors name the field), persisted, audited, and live at once (only the servers that
-changed restart; the catalog change reaches hosts as ``list_changed``).
+changed restart; the catalog change reaches hosts as ``list_changed``).  From its store
+write on an operation ends, applied and audited, whatever its caller does
+(``context.finishing``); one that acts first is audited even if its caller stops
+waiting for the outcome (with the state then).
 
 Errors are the gateway's own: ``NotFound`` / ``Conflict`` (both ``AdminError``),
 ``ConfigError`` (invalid settings), ``UpstreamError`` (no such replica).
@@ -18,12 +21,11 @@ from typing import Any, Literal
 
 import anyio
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext, require_store
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.admin.invalid import invalid_detail, not_started, service_of, with_invalid
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
-    ClientSessionsStatus,
     Curation,
     ExposedName,
     HealthReport,
@@ -38,6 +40,7 @@ from fast_mcp_gateway.admin.registering import (
     check_no_new_command,
     check_not_nested,
 )
+from fast_mcp_gateway.admin.status import replica_status, status_of
 from fast_mcp_gateway.config.loader import parse_import
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
@@ -51,74 +54,8 @@ from fast_mcp_gateway.config.schema import (
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
-from fast_mcp_gateway.store import Store
-from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
-
-_HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
-
-
-# -- status snapshots ---------------------------------------------------------------
-
-
-def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
-    """One replica now, from its statistics snapshot (admin never reads internals)."""
-    st = upstream.statistics()
-
-    def r(value: float | None, digits: int = 3) -> float | None:
-        return None if value is None else round(value, digits)
-
-    return ReplicaStatus(
-        replica=st.label, index=st.replica, state=str(st.state), health=str(st.health),
-        breaker=str(st.breaker), breaker_retry_in_seconds=r(st.breaker_retry_in_seconds),
-        inflight=st.inflight, ewma_latency_ms=r(st.ewma_latency_ms),
-        success_rate=r(st.success_rate, 4), median_latency_ms=r(st.median_latency_ms),
-        weight=st.weight, draining=st.replica in service.draining, restarts=st.restarts,
-        pid=st.pid, uptime_seconds=r(st.uptime_seconds), last_error=st.last_error,
-    )
-
-
-def status_of(service: Service) -> ServerStatus:
-    """One server now, with each of its replicas."""
-    primary = service.primary().statistics()
-    config = service.config
-    replicas = [replica_status(service, r) for r in service.replicas]
-    errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
-              for r in replicas if r.last_error]
-    return ServerStatus(
-        name=service.name,
-        namespace=config.effective_namespace,
-        transport=config.kind,
-        state=str(service.state),
-        enabled=service.state is not UpstreamState.DISABLED,
-        protocol_version=primary.protocol_version,
-        protocol=service.primary().protocol_mode,
-        protocol_reason=primary.protocol_reason,
-        last_error="; ".join(e for e in errors if e) or None,
-        uptime_seconds=None if primary.uptime_seconds is None
-        else round(primary.uptime_seconds, 3),
-        connect_seconds=None if primary.connect_seconds is None
-        else round(primary.connect_seconds, 3),
-        restarts=sum(r.restarts for r in replicas),
-        pid=primary.pid,
-        description=config.description,
-        health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
-        balance=config.balance,
-        replicas=replicas,
-        isolation="per_client" if config.per_client else "shared",
-        client_sessions=_clients_of(service), config_error=None,
-        **service.catalog.counts(),
-    )
-
-
-def _clients_of(service: Service) -> ClientSessionsStatus | None:
-    sessions = service.clients
-    if sessions is None:
-        return None
-    return ClientSessionsStatus(
-        active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
-        idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
-        ended=sessions.reaped,
-        sessions=[replica_status(service, u) for u in sessions.upstreams])
+from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.upstream.replica import UpstreamState
 
 
 def list_servers(ctx: AdminContext) -> ServerList:
@@ -213,9 +150,18 @@ async def reconnect_server(ctx: AdminContext, actor: Actor, name: str) -> Server
     service = service_of(ctx, name)
     before = service.attempts
     service.reconnect()
-    status = await _settle(service, since_attempts=before)
-    await ctx.audit(actor, "reconnect_server", name, None, status.state)
-    return status
+    try:
+        return await _settle(service, since_attempts=before)
+    finally:  # done, so audited: also when its caller stops waiting for the outcome
+        await _audit_done(ctx, actor, "reconnect_server", name, str(service.state))
+
+
+async def _audit_done(ctx: AdminContext, actor: Actor, action: str, target: str,
+                      result: str | None, arguments: Any = None) -> None:
+    """Audit what was done, with the state it reached (a caller cancelled while it
+    waited for the outcome: the state then); the cancellation lands after."""
+    with finishing():
+        await ctx.audit(actor, action, target, arguments, result)
 
 
 async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
@@ -223,27 +169,29 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
     service = service_of(ctx, name)
     # Saved first: a store that is down fails the operation before anything changes
     # (and a retry after such a failure still saves, even if the server is running).
-    await _persist_enabled(ctx, name, True)
-    if service.state is not UpstreamState.DISABLED:
-        # Still audited: the request was made (and persisted), even if nothing moved.
-        status = status_of(service)
-        await ctx.audit(actor, "enable_server", name, None, status.state)
-        return status
-    before = service.attempts
-    service.set_enabled(True)
-    status = await _settle(service, since_attempts=before)
-    await ctx.audit(actor, "enable_server", name, None, status.state)
-    return status
+    # Once saved, it is applied whatever the caller does (``finishing``).
+    with finishing():
+        await _persist_enabled(ctx, name, True)
+        before = service.attempts
+        # Still audited when nothing moves: the request was made (and persisted).
+        if moves := service.state is UpstreamState.DISABLED:
+            service.set_enabled(True)
+    try:
+        return await _settle(service, since_attempts=before) if moves else status_of(service)
+    finally:
+        await _audit_done(ctx, actor, "enable_server", name, str(service.state))
 
 
 async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
     """Stop a server and hide its components until enabled; persisted across restarts."""
     service = service_of(ctx, name)
-    await _persist_enabled(ctx, name, False)  # saved first, as in enable_server
-    service.set_enabled(False)
-    status = await _settle(service, since_attempts=None)
-    await ctx.audit(actor, "disable_server", name, None, status.state)
-    return status
+    with finishing():  # saved first, then applied, as in enable_server
+        await _persist_enabled(ctx, name, False)
+        service.set_enabled(False)
+    try:
+        return await _settle(service, since_attempts=None)
+    finally:
+        await _audit_done(ctx, actor, "disable_server", name, str(service.state))
 
 
 async def _persist_enabled(ctx: AdminContext, name: str, enabled: bool) -> None:
@@ -259,7 +207,7 @@ async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
     targets = service.replicas if replica is None else [service.replica(replica)]
     for upstream in targets:
         upstream.reset_breaker()
-    await ctx.audit(actor, "reset_breaker", name, {"replica": replica})
+    await _audit_done(ctx, actor, "reset_breaker", name, None, {"replica": replica})
     return status_of(service)
 
 
@@ -270,9 +218,11 @@ async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
     upstream = service.replica(replica)
     before = upstream.attempts
     upstream.reconnect()
-    await upstream.wait_until(lambda: upstream.attempts > before,
-                              within=upstream.longest_attempt)
-    await ctx.audit(actor, "restart_replica", upstream.label, None, str(upstream.state))
+    try:
+        await upstream.wait_until(lambda: upstream.attempts > before,
+                                  within=upstream.longest_attempt)
+    finally:
+        await _audit_done(ctx, actor, "restart_replica", upstream.label, str(upstream.state))
     return replica_status(service, upstream)
 
 
@@ -282,13 +232,15 @@ async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int
     flight), or put it back with ``drain=False``."""
     service = service_of(ctx, name)
     upstream = service.replica(replica)
-    if drain:
-        service.draining.add(replica)
-        await upstream.wait_until(lambda: upstream.statistics().inflight == 0,
-                                  within=upstream.call_timeout)
-    else:
-        service.draining.discard(replica)
-    await ctx.audit(actor, "drain_replica", upstream.label, {"drain": drain})
+    try:
+        if drain:
+            service.draining.add(replica)
+            await upstream.wait_until(lambda: upstream.statistics().inflight == 0,
+                                      within=upstream.call_timeout)
+        else:
+            service.draining.discard(replica)
+    finally:
+        await _audit_done(ctx, actor, "drain_replica", upstream.label, None, {"drain": drain})
     return replica_status(service, upstream)
 
 
@@ -300,6 +252,7 @@ def _running_configs(ctx: AdminContext) -> dict[str, ServerConfig]:
 
 
 # (add, update) as each surface names them, for error texts.
+_REMOVE = {"mcp": "gateway_remove_server", "rest": "DELETE /api/v1/servers/{name}"}
 _REGISTER = {"mcp": ("gateway_add_server", "gateway_update_server"),
              "rest": ("POST /api/v1/servers", "PUT /api/v1/servers/{name}")}
 
@@ -349,27 +302,41 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     check_no_new_command(ctx, actor, parsed)
     check_namespace(parsed, _running_configs(ctx), source, actor.servers)
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
-    if exists:
-        await store.put_server(name, raw, parsed.enabled)
-    elif not await store.add_server(name, raw, parsed.enabled):
-        raise Conflict(conflict)  # another gateway on this store registered it just now
-    before = ctx.manager.services.get(name)
-    same = before is not None and before.runs_as(parsed)  # left running as it is
-    service = await ctx.manager.replace_server(parsed)
-    failure = None if exists else _start_failure(service)
-    if failure is not None:
-        # An add is kept only if its server starts: taken back as it was (a tombstone of
-        # a removed file server stays one), the answer says why and how to keep it anyway.
-        if prior is None:
-            await store.delete_server(name)
-        else:
-            await store.put_server(name, prior.config, prior.enabled)
-        await ctx.manager.remove_server(name)
-        await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
-        raise ConfigError.single(source, name, None, (
-            f"did not start, so it was not added: {failure}; fix its settings and add it "
-            "again (or add it with 'enabled: false': kept, stopped until enabled)"))
-    await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
+    # From the store write on, it ends applied and audited (or taken back), even if its
+    # caller is cancelled meanwhile (``finishing``).
+    with finishing():
+        if exists:
+            await store.put_server(name, raw, parsed.enabled)
+        elif not await store.add_server(name, raw, parsed.enabled):
+            raise Conflict(conflict)  # another gateway on this store registered it just now
+        before = ctx.manager.services.get(name)
+        same = before is not None and before.runs_as(parsed)  # left running as it is
+        service = await ctx.manager.replace_server(parsed)
+        failure = None if exists else _start_failure(service)
+        if failure is not None:
+            # An add is kept only if its server starts: taken back as it was (a tombstone
+            # of a removed file server stays one), the answer says why and how to keep it.
+            try:
+                if prior is None:
+                    await store.delete_server(name)
+                else:
+                    await store.put_server(name, prior.config, prior.enabled)
+            except StorageError as exc:
+                # Stored and running (its attempts go on), as every gateway on the
+                # store will run it: kept, audited, and the caller told how to undo it.
+                await ctx.audit(actor, "add_server", name, raw,
+                                f"added, not taken back: {failure}; {exc}")
+                remove = _REMOVE[actor.surface].format(name=name)
+                raise ConfigError.single(source, name, None, (
+                    f"did not start ({failure}) and could not be taken back, so it stays "
+                    f"added: {exc}; once the store answers, remove it ({remove}) or fix "
+                    f"its settings ({update.format(name=name)})")) from exc
+            await ctx.manager.remove_server(name)
+            await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
+            raise ConfigError.single(source, name, None, (
+                f"did not start, so it was not added: {failure}; fix its settings and add "
+                "it again (or add it with 'enabled: false': kept, stopped until enabled)"))
+        await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
     report = (ChangeReport(added=[name]) if not running else ChangeReport(unchanged=[name])
               if same else ChangeReport(updated=[name]) if service is before
               else ChangeReport(restarted=[name]))
@@ -425,15 +392,17 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     if name not in ctx.manager.services:
         if not await _registered_elsewhere(store, name):
             raise not_started(ctx, name) or NotFound(f"no server named '{name}'")
-        await store.delete_server(name)
-        await ctx.audit(actor, "remove_server", name)
+        with finishing():
+            await store.delete_server(name)
+            await ctx.audit(actor, "remove_server", name)
         return ChangeReport(removed=[name])
-    if name in ctx.file_servers:
-        await store.put_server(name, TOMBSTONE, False)
-    else:
-        await store.delete_server(name)
-    await ctx.manager.remove_server(name)
-    await ctx.audit(actor, "remove_server", name)
+    with finishing():  # once written, stopped and audited whatever the caller does
+        if name in ctx.file_servers:
+            await store.put_server(name, TOMBSTONE, False)
+        else:
+            await store.delete_server(name)
+        await ctx.manager.remove_server(name)
+        await ctx.audit(actor, "remove_server", name)
     return ChangeReport(removed=[name])
 
 

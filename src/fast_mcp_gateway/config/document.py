@@ -13,8 +13,10 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
+import anyio
 import yaml
 
 from fast_mcp_gateway.config.checks import MAX_DEPTH, short
@@ -190,3 +192,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------
+# The file as the config watcher sees it
+# ---------------------------------------------------------------------------
+
+
+async def file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """(mtime in ns, size) of the file at ``path`` (None: no path, or unreadable)."""
+    if path is None:
+        return None
+    try:
+        st = await anyio.Path(path).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+async def blank_file(path: Path) -> bool:
+    """Whether the config file holds no YAML at all: nothing, blanks, comments."""
+    try:
+        text = (await anyio.Path(path).read_bytes()).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())

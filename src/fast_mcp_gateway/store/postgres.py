@@ -15,7 +15,9 @@ writer's changes (``shared = True``).
 Failures.  asyncpg is imported on first use (SQLite needs nothing installed).  A
 database that cannot be reached is ``StoreUnavailable`` -- the call did not happen; the
 pool reconnects by itself once the server is back -- and any other PostgreSQL error is a
-``StorageError``; messages name ``user@host:port/db``, never the password.
+``StorageError``; messages name ``user@host:port/db``, never the password.  A write
+cancelled once it has its connection ends and returns what it did (``_written``), as a
+SQLite write handed to its worker does: the caller learns what happened.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -136,6 +138,23 @@ class PostgresStore(PgCallLog):
                 asyncpg.exceptions.InternalClientError) as exc:
             raise store_error(exc, self.where, "failed") from exc
 
+    @asynccontextmanager
+    async def _written(self) -> AsyncIterator[asyncpg.Connection]:
+        """``_conn`` for a write: a write cancelled while it waits for a connection never
+        runs; once it has one it is shielded, so it ends and returns what it did, and the
+        cancellation lands at the caller's next checkpoint.  (asyncpg answers a cancelled
+        query at once and asks the server, on another connection, to cancel it: a
+        statement or COMMIT the server finished first was done, its caller told
+        "cancelled" -- a registration never applied here, as the feed skips this
+        gateway's own changes.)  The connection's release is shielded too: it is a
+        checkpoint the cancellation would land at, inside the write.  Bounded by
+        ``command_timeout``."""
+        stack = AsyncExitStack()
+        conn = await stack.enter_async_context(self._conn())
+        with anyio.CancelScope(shield=True):
+            async with stack:
+                yield conn
+
     async def schema_version(self) -> int:
         async with self._conn() as conn:
             return await schema.schema_version(conn)
@@ -153,6 +172,8 @@ class PostgresStore(PgCallLog):
                     now: float | None = None) -> int:
         now = time.time() if now is None else now
         removed = 0
+        # Cancellable (not ``_written``): retention may take long, nobody acts on its
+        # count, and a stop must not wait for it; a cancelled DELETE that ran is harmless.
         async with self._conn() as conn:
             if max_age_seconds is not None:
                 cutoff = now - max_age_seconds
@@ -177,7 +198,7 @@ class PostgresStore(PgCallLog):
     async def _mutation(self) -> AsyncIterator[asyncpg.Connection]:
         """A transaction holding the feed lock: its change rows get sequence numbers in
         commit order (see the module docstring)."""
-        async with self._conn() as conn, conn.transaction():
+        async with self._written() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.FEED_LOCK)
             yield conn
         self._feed.wake()
@@ -265,7 +286,7 @@ class PostgresStore(PgCallLog):
     async def add_health_records(self, rows: Sequence[HealthRecord]) -> None:
         if not rows:
             return
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.executemany(
                 f"INSERT INTO health_records ({columns(HealthRecord, assigned_id=False)})"
                 " VALUES ($1,$2,$3,$4,$5,$6)", [row_of(r, assigned_id=False) for r in rows])
@@ -278,7 +299,7 @@ class PostgresStore(PgCallLog):
                         arguments: str | None, result: str | None,
                         instance_id: str | None = None, *, at: float | None = None
                         ) -> None:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.execute(
                 f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
                 " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time() if at is None else at,
@@ -291,7 +312,7 @@ class PostgresStore(PgCallLog):
     async def add_inspection(self, server: str, replica: str | None, operation: str,
                              target: str | None, arguments: str | None, status: str,
                              duration_ms: float, result: str | None) -> int:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             return int(await conn.fetchval(
                 "INSERT INTO inspector_history (at, server, replica, operation, target,"
                 " arguments, status, duration_ms, result) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
@@ -304,7 +325,7 @@ class PostgresStore(PgCallLog):
                                 before_id)
 
     async def clear_inspections(self, server: str | None = None) -> int:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             return rowcount(await conn.execute(
                 "DELETE FROM inspector_history" + (" WHERE server = $1" if server else ""),
                 *([server] if server else [])))
@@ -317,7 +338,7 @@ class PostgresStore(PgCallLog):
         return [record_of(EraNeed, row) for row in rows]
 
     async def put_era_need(self, need: EraNeed) -> None:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.execute(
                 f"INSERT INTO era_needs ({columns(EraNeed)}) VALUES ($1,$2,$3,$4,$5)"
                 " ON CONFLICT (server) DO UPDATE SET start = excluded.start,"
@@ -331,7 +352,7 @@ class PostgresStore(PgCallLog):
         return [record_of(NameBinding, row) for row in rows]
 
     async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
-        async with self._conn() as conn, conn.transaction():
+        async with self._written() as conn, conn.transaction():
             await conn.executemany(
                 "DELETE FROM name_bindings WHERE kind = $1 AND server = $2 AND original = $3"
                 " AND base <> $4", [(c.kind, c.server, c.original, c.base) for c in claims])
@@ -376,33 +397,33 @@ class PostgresStore(PgCallLog):
         return [record_of(AlertRuleRecord, row) for row in rows]
 
     async def put_alert_rule(self, name: str, config: dict[str, Any] | None) -> None:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.execute(
                 "INSERT INTO alert_rules (name, config, updated_at) VALUES ($1,$2,$3)"
                 " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
                 " updated_at = excluded.updated_at", name, json.dumps(config), time.time())
 
     async def delete_alert_rule(self, name: str) -> bool:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             return rowcount(await conn.execute("DELETE FROM alert_rules WHERE name = $1",
                                                name)) > 0
 
     async def add_alert_events(self, rows: Sequence[AlertEvent]) -> None:
         if not rows:
             return
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.executemany(
                 f"INSERT INTO alert_events ({columns(AlertEvent, assigned_id=False)}) VALUES"
                 " ($1,$2,$3,$4,$5,$6,$7,$8,$9)", [row_of(r, assigned_id=False) for r in rows])
 
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
-        async with self._conn() as conn:
+        async with self._written() as conn:
             holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now)
         return bool(holder_now == holder)
 
     async def release_lease(self, name: str, holder: str) -> None:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             await conn.execute("DELETE FROM leases WHERE name = $1 AND holder = $2",
                                name, holder)
 
@@ -445,7 +466,7 @@ class PostgresStore(PgCallLog):
         return [pin_record(tuple(row)) for row in rows]
 
     async def put_pins(self, rows: Sequence[PinRecord]) -> None:
-        async with self._conn() as conn, conn.transaction():
+        async with self._written() as conn, conn.transaction():
             await conn.executemany(
                 f"INSERT INTO pins ({PIN_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
                 " ON CONFLICT (server, kind, name, status) DO UPDATE SET"
@@ -455,7 +476,7 @@ class PostgresStore(PgCallLog):
 
     async def delete_pins(self, server: str, keys: Sequence[tuple[str, str, str]] | None = None
                           ) -> int:
-        async with self._conn() as conn:
+        async with self._written() as conn:
             if keys is None:
                 return rowcount(await conn.execute("DELETE FROM pins WHERE server = $1",
                                                    server))

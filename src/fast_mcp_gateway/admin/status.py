@@ -1,0 +1,75 @@
+"""One server or replica now, as admin operations show it: from statistics snapshots.
+
+Every read of a running server's state (its list entry, detail, a mutating operation's
+answer) is built here from ``Upstream.statistics()`` and the service's own counters;
+admin never reads a replica's internals.
+"""
+
+from __future__ import annotations
+
+from fast_mcp_gateway.admin.models import ClientSessionsStatus, ReplicaStatus, ServerStatus
+from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+
+_HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
+
+
+def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
+    """One replica now, from its statistics snapshot (admin never reads internals)."""
+    st = upstream.statistics()
+
+    def r(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return ReplicaStatus(
+        replica=st.label, index=st.replica, state=str(st.state), health=str(st.health),
+        breaker=str(st.breaker), breaker_retry_in_seconds=r(st.breaker_retry_in_seconds),
+        inflight=st.inflight, ewma_latency_ms=r(st.ewma_latency_ms),
+        success_rate=r(st.success_rate, 4), median_latency_ms=r(st.median_latency_ms),
+        weight=st.weight, draining=st.replica in service.draining, restarts=st.restarts,
+        pid=st.pid, uptime_seconds=r(st.uptime_seconds), last_error=st.last_error,
+    )
+
+
+def status_of(service: Service) -> ServerStatus:
+    """One server now, with each of its replicas."""
+    primary = service.primary().statistics()
+    config = service.config
+    replicas = [replica_status(service, r) for r in service.replicas]
+    errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
+              for r in replicas if r.last_error]
+    return ServerStatus(
+        name=service.name,
+        namespace=config.effective_namespace,
+        transport=config.kind,
+        state=str(service.state),
+        enabled=service.state is not UpstreamState.DISABLED,
+        protocol_version=primary.protocol_version,
+        protocol=service.primary().protocol_mode,
+        protocol_reason=primary.protocol_reason,
+        last_error="; ".join(e for e in errors if e) or None,
+        uptime_seconds=None if primary.uptime_seconds is None
+        else round(primary.uptime_seconds, 3),
+        connect_seconds=None if primary.connect_seconds is None
+        else round(primary.connect_seconds, 3),
+        restarts=sum(r.restarts for r in replicas),
+        pid=primary.pid,
+        description=config.description,
+        health=min((r.health for r in replicas), key=_HEALTH_ORDER.index),
+        balance=config.balance,
+        replicas=replicas,
+        isolation="per_client" if config.per_client else "shared",
+        client_sessions=_clients_of(service), config_error=None,
+        **service.catalog.counts(),
+    )
+
+
+def _clients_of(service: Service) -> ClientSessionsStatus | None:
+    sessions = service.clients
+    if sessions is None:
+        return None
+    return ClientSessionsStatus(
+        active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
+        idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
+        ended=sessions.reaped,
+        sessions=[replica_status(service, u) for u in sessions.upstreams])

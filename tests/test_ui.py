@@ -80,6 +80,12 @@ async def test_login_cookie_csrf_scopes_and_escaping(tmp_path: Path) -> None:
         assert bad.status_code == 401 and "set-cookie" not in bad.headers
         no_csrf = await http.post(base + "/ui/login", data={"token": OPS})
         assert no_csrf.status_code == 403 and "set-cookie" not in no_csrf.headers
+        # A token in the address is for the stdio dashboard's one-time links only: a
+        # link on any site would log a browser in as the token's owner (the CSRF check
+        # of the form bypassed), and the bearer token would stay in its history.
+        linked = await http.get(base + "/ui/login", params={"token": OPS})
+        assert linked.status_code == 400 and "set-cookie" not in linked.headers
+        assert "paste it into this form" in linked.text and OPS not in linked.text
         good = await http.post(base + "/ui/login", data={"token": OPS, "csrf_token":
                                                          _csrf(page.text), "next":
                                                          "https://evil.example/"})

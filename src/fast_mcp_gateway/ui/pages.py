@@ -79,6 +79,12 @@ async def login(ui: Ui, request: Request) -> Response:
         token = request.query_params.get("token")
         if not token:
             return form()
+        if ui.auth.links is None:
+            # A gateway token in the address: a link on any page would log a browser in
+            # as the token's owner (no CSRF check on a GET), and the bearer token would
+            # stay in its history.  Only a one-time link's token is taken from there.
+            return form(400, "A token in the address is not taken: paste it into this "
+                             "form instead.")
         token = token.strip()
     else:
         data = await request.form(max_part_size=1 << 16)

@@ -3,6 +3,7 @@ caller, on that caller's own session, and nowhere else (logs, store, errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -102,3 +103,51 @@ def test_caller_references_are_filled_per_caller_and_registered_as_secrets() -> 
     assert "tok-" not in str(missing.value)
 
 
+
+
+async def test_a_cached_or_stale_answer_goes_to_its_own_caller_only(tmp_path: Path) -> None:
+    """A per_client server's answer is its caller's (here: what the upstream does with
+    that caller's token): the result cache and the stale fallback keep it for that
+    caller.  Before, both were keyed by tool and arguments alone, and a second caller
+    was served the first one's answer without its own credential reaching the upstream."""
+    alice, alice_sha = token()
+    bob, bob_sha = token()
+    record = tmp_path / "asker.jsonl"
+    header = {"Authorization": "Bearer ${caller.token}"}
+
+    def digest(value: str) -> str:
+        return hashlib.sha256(f"Bearer {value}".encode()).hexdigest()
+
+    async with contextlib.AsyncExitStack() as upstream:
+        url = await upstream.enter_async_context(asker_http(tmp_path, record))
+        gateway = make_gateway(
+            {"cached": {"url": url, "protocol": "legacy", "headers": header,
+                        "idempotent_tools": ["whoami"], "cache": {"ttl": 600}},
+             "stale": {"url": url, "protocol": "legacy", "headers": header,
+                       "retry": {"attempts": 1}, "fallback": {"stale_cache_ttl": 600}}},
+            options={"auth": {"tokens": [
+                {"name": "alice", "sha256": alice_sha, "scopes": ["tools"]},
+                {"name": "bob", "sha256": bob_sha, "scopes": ["tools"]}]}})
+        async with serve_http(gateway.http_app("http")) as base:
+            async with Client(f"{base}/mcp", mode="legacy", auth=alice) as host:
+                for hit in (False, True):
+                    answer = await host.call_tool_mcp("cached_whoami", {})
+                    assert answer.content[0].text == digest(alice)  # type: ignore[union-attr]
+                    assert ("io.github.fast-mcp-gateway/cache" in (answer.meta or {})) is hit
+                fresh = await host.call_tool_mcp("stale_my_digest", {})
+                assert fresh.content[0].text == digest(alice)  # type: ignore[union-attr]
+            async with Client(f"{base}/mcp", mode="legacy", auth=bob) as host:
+                answer = await host.call_tool_mcp("cached_whoami", {})
+                assert answer.content[0].text == digest(bob)  # type: ignore[union-attr]
+                assert "io.github.fast-mcp-gateway/cache" not in (answer.meta or {})
+            # alice's whoami once (then the cache), her my_digest, bob's whoami.
+            seen = [r["authorization"] for r in records(record) if r["event"] == "whoami"]
+            assert seen == [f"Bearer {alice}", f"Bearer {alice}", f"Bearer {bob}"]
+            await upstream.aclose()  # the upstream is gone: what is left is the fallback
+            async with Client(f"{base}/mcp", mode="legacy", auth=bob) as host:
+                refused = await host.call_tool_mcp("stale_my_digest", {})
+                assert refused.is_error and digest(alice) not in str(refused.content)
+            async with Client(f"{base}/mcp", mode="legacy", auth=alice) as host:
+                stale = await host.call_tool_mcp("stale_my_digest", {})
+                assert stale.content[0].text == digest(alice)  # type: ignore[union-attr]
+                assert "io.github.fast-mcp-gateway/stale" in (stale.meta or {})

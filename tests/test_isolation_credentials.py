@@ -15,7 +15,7 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.errors import UpstreamUnavailable
-from fast_mcp_gateway.telemetry.redaction import SECRETS, mask_text
+from fast_mcp_gateway.telemetry.redaction import CALLERS, SECRETS, RecentSecrets, mask_text
 from fast_mcp_gateway.upstream.credentials import Caller, for_caller, without_caller_headers
 from tests.fixtures import make_gateway, serve_http
 from tests.test_asks_routing import asker_http, records, until
@@ -66,7 +66,10 @@ async def test_each_caller_token_reaches_the_upstream_on_its_own_session_only(
             assert len(service.clients.upstreams) == 2
     seen = [r["authorization"] for r in records(record) if r["event"] == "whoami"]
     assert seen == [f"Bearer {alice}", f"Bearer {bob}", f"Bearer {alice}"]
-    assert alice in SECRETS and bob in SECRETS
+    # Masked while their sessions may echo them, in the bounded registry (a refreshed
+    # JWT is a new value each time), not the add-only one.
+    assert alice in CALLERS and bob in CALLERS
+    assert alice not in SECRETS and bob not in SECRETS
     logged = "\n".join(r.getMessage() for r in caplog.records)
     stored = stored_bytes(tmp_path)
     for value in (alice, bob):
@@ -101,6 +104,28 @@ def test_caller_references_are_filled_per_caller_and_registered_as_secrets() -> 
     with pytest.raises(UpstreamUnavailable, match="no 'sub' claim") as missing:
         for_caller(config, Caller("dave", "tok-" + secrets.token_hex(8), {}))
     assert "tok-" not in str(missing.value)
+
+
+def test_callers_credentials_are_masked_in_a_bounded_registry() -> None:
+    """Each caller's token (a JWT: a new one at every refresh) went into the add-only
+    ``SECRETS``, which compiles one pattern of every value at each new one: the 201st
+    distinct JWT took 1.4 s, on the event loop, in that caller's first call, and the
+    registry grew for as long as the gateway ran.  They go to ``CALLERS`` now, bounded
+    (the oldest dropped), long JWTs included."""
+    config = parse_config({"servers": {"u": {"url": "http://127.0.0.1:9/mcp", "headers": {
+        "Authorization": "Bearer ${caller.token}"}}}}, source="t").servers["u"]
+    known = len(SECRETS)
+    tokens = ["tok-" + secrets.token_hex(16) for _ in range(50)]
+    for value in tokens:
+        for_caller(config, Caller("carol", value))
+    assert len(SECRETS) == known
+    assert all(mask_text(f"echoed {value}") == "echoed ***" for value in tokens)
+    bounded = RecentSecrets(limit=2, longest=16 * 1024)
+    jwt = "eyJ" + "a" * 9000  # longer than a call argument's credential (RECENT's limit)
+    bounded.add([jwt, "second-token", "third-token"])
+    assert jwt not in bounded and bounded.mask("second-token third-token") == "*** ***"
+    bounded.add([jwt])
+    assert bounded.mask(f"<{jwt}>") == "<***>" and "second-token" not in bounded
 
 
 

@@ -589,3 +589,31 @@ async def test_form_bodies_are_bounded_as_they_arrive(tmp_path: Path) -> None:
         assert page.status_code == 413 and "The form is too large." in page.text
         out = await http.post(base + "/ui/logout", data={"csrf_token": csrf})
         assert out.status_code == 303
+
+
+@pytest.mark.anyio
+async def test_one_tokens_logins_do_not_end_other_viewers_sessions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logins beyond the table's cap ended the oldest session, whoever's: a tools token
+    logged in again and again ended an admin's.  A token's logins past its own cap end
+    its own oldest session (here: a table of 6, 2 per token)."""
+    from fast_mcp_gateway.ui import session
+
+    monkeypatch.setattr(session, "MAX_TOKEN_SESSIONS", 6)
+    monkeypatch.setattr(session, "SESSIONS_PER_TOKEN", 2)
+    gateway = make_gateway({}, options={"auth": AUTH}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as ops:
+        await _login(ops, base, OPS)
+        bobs = []
+        for _ in range(8):
+            bob = httpx2.AsyncClient(timeout=30, follow_redirects=False)
+            bobs.append(bob)
+            await _login(bob, base, BOB)
+        try:
+            assert (await ops.get(base + "/ui/")).status_code == 200  # still logged in
+            still = [(await bob.get(base + "/ui/")).status_code for bob in bobs]
+            assert still == [303] * 6 + [200] * 2  # bob's newest two
+        finally:
+            for bob in bobs:
+                await bob.aclose()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -344,6 +345,33 @@ async def test_allow_unauthenticated_admin_lets_anonymous_manage(tmp_path: Path)
         assert (await api("PUT", "/servers/notes/disable")).json()["state"] == "disabled"
         audit = (await api("GET", "/logs/audit")).json()["entries"]
         assert [(e["actor"], e["action"]) for e in audit] == [("anonymous", "disable_server")]
+
+
+async def test_without_auth_a_change_from_another_pages_origin_is_refused(
+        tmp_path: Path) -> None:
+    """The Host/Origin guard lets every loopback origin through: a page on any port of
+    this machine (http://localhost:3000) could POST ``text/plain`` (no CORS preflight)
+    to a gateway run with --allow-unauthenticated-admin and register a command.  A
+    change from a web page needs this gateway's own origin there; a program sends none."""
+    leaked = tmp_path / "ran"
+    grab = json.dumps({"name": "grab", "config": {"command": "${GATEWAY_PYTHON}", "args": [
+        "-c", f"open({str(leaked)!r}, 'w')"]}})
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
+                       allow_unauthenticated_admin=True) as (api, base):
+        page = {"Origin": "http://localhost:3000", "Content-Type": "text/plain"}
+        refused = assert_error(await api("POST", "/servers", headers=page, content=grab),
+                               403, "forbidden_origin")
+        assert "'http://localhost:3000'" in refused["message"]
+        assert "gateway.auth.tokens" in refused["message"]
+        assert_error(await api("POST", "/servers/notes/restart", headers=page), 403,
+                     "forbidden_origin")
+        assert not leaked.exists()
+        assert (await api("GET", "/servers", headers=page)).status_code == 200  # reads
+        own = {"Origin": base}  # the gateway's own pages, and programs (no Origin)
+        assert (await api("PUT", "/servers/notes/disable", headers=own)).status_code == 200
+        assert (await api("PUT", "/servers/notes/enable")).status_code == 200
+        audit = (await api("GET", "/logs/audit")).json()["entries"]
+        assert [e["action"] for e in audit] == ["enable_server", "disable_server"]
 
 
 async def test_gateway_admin_read_only_refuses_rest_mutations(tmp_path: Path) -> None:

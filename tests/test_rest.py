@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.store import SQLiteStore
-from tests.fixtures import make_gateway, serve_http
+from tests.fixtures import WITHIN, make_gateway, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -165,6 +166,27 @@ async def test_a_call_record_names_the_gateway_that_served_it(tmp_path: Path) ->
         (record,) = (await api("GET", "/logs/invocations", OPS)).json()["calls"]
         assert record["instance_id"] == "gw-7"
         assert [c["instance_id"] for c in tool.structured_content["calls"]] == ["gw-7"]  # type: ignore[index]
+
+
+async def test_a_records_arguments_are_kept_up_to_a_bound(tmp_path: Path) -> None:
+    """A call's arguments were stored whole in its record: a ``tools`` token's megabytes
+    per call, each page of records read back whole (500 of them: gigabytes)."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, base):
+        async with Client(f"{base}/mcp", auth=ALICE) as client:
+            await client.call_tool("notes_search_notes", {"query": "Z" * 200_000})
+            await client.call_tool("notes_search_notes", {"query": "small"})
+
+        calls: list[dict[str, Any]] = []
+        with anyio.fail_after(WITHIN):
+            while len(calls) < 2:  # written off the call path: wait for both
+                page = await api("GET", "/logs/invocations", ALICE,
+                                 params={"oldest_first": "true"})
+                calls = page.json()["calls"]
+        big, small = calls
+        assert len(big["arguments"]) < 32 * 1024 + 100  # MAX_ARGUMENTS, and the note
+        assert big["arguments"].startswith('{"query": "ZZZ')
+        assert big["arguments"].endswith("[cut by the gateway: 200013 characters in all]")
+        assert small["arguments"] == '{"query": "small"}'
 
 
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:

@@ -393,3 +393,23 @@ def test_yaml_11_boolean_words_as_keys_are_names() -> None:
     assert server.env == {"NO": "1", "Off": "2"}
     with pytest.raises(ConfigError, match="put the key in quotes"):
         parse_config_text("servers:\n  a: {command: echo, env: {true: x}}\n")
+
+
+def test_a_caller_reference_however_written_is_checked_against_env_allow() -> None:
+    """What the gateway fills in per call is the expanded header: ``$${caller.token}``
+    and an allowed variable's default ending in ``$`` before ``{caller.token}`` expand
+    to the reference, and are refused as it is (they passed unchecked)."""
+    for header, allow in (("Bearer $${caller.token}", ()),
+                          ("Bearer ${EMPTY:-$}{caller.token}", ("EMPTY",)),
+                          ("$${caller.claims.email}", ("caller.token",))):
+        entry = {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": header}}
+        with pytest.raises(ConfigError, match="may not be used by a runtime registration"):
+            parse_registration("grab", entry, source="add", env_allow=allow, environ={})
+    allowed = parse_registration(
+        "ok", {"url": "http://127.0.0.1:9/mcp", "headers": {"A": "Bearer $${caller.token}"}},
+        source="add", env_allow=("caller.token",), environ={})
+    assert allowed.uses_caller_credentials
+    plain = parse_registration(  # an escaped ${ that names no caller stays literal text
+        "ok", {"url": "http://127.0.0.1:9/mcp", "headers": {"A": "$${HOME}"}},
+        source="add", environ={"HOME": "/root"})
+    assert plain.headers == {"A": "${HOME}"} and not plain.uses_caller_credentials

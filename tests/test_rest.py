@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.store import SQLiteStore
-from tests.fixtures import make_gateway, serve_http
+from tests.fixtures import WITHIN, make_gateway, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -166,6 +168,27 @@ async def test_a_call_record_names_the_gateway_that_served_it(tmp_path: Path) ->
         (record,) = (await api("GET", "/logs/invocations", OPS)).json()["calls"]
         assert record["instance_id"] == "gw-7"
         assert [c["instance_id"] for c in tool.structured_content["calls"]] == ["gw-7"]  # type: ignore[index]
+
+
+async def test_a_records_arguments_are_kept_up_to_a_bound(tmp_path: Path) -> None:
+    """A call's arguments were stored whole in its record: a ``tools`` token's megabytes
+    per call, each page of records read back whole (500 of them: gigabytes)."""
+    async with serving(tmp_path, {"notes": demo("notes")}) as (api, base):
+        async with Client(f"{base}/mcp", auth=ALICE) as client:
+            await client.call_tool("notes_search_notes", {"query": "Z" * 200_000})
+            await client.call_tool("notes_search_notes", {"query": "small"})
+
+        calls: list[dict[str, Any]] = []
+        with anyio.fail_after(WITHIN):
+            while len(calls) < 2:  # written off the call path: wait for both
+                page = await api("GET", "/logs/invocations", ALICE,
+                                 params={"oldest_first": "true"})
+                calls = page.json()["calls"]
+        big, small = calls
+        assert len(big["arguments"]) < 32 * 1024 + 100  # MAX_ARGUMENTS, and the note
+        assert big["arguments"].startswith('{"query": "ZZZ')
+        assert big["arguments"].endswith("[cut by the gateway: 200013 characters in all]")
+        assert small["arguments"] == '{"query": "small"}'
 
 
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
@@ -346,6 +369,33 @@ async def test_allow_unauthenticated_admin_lets_anonymous_manage(tmp_path: Path)
         assert (await api("PUT", "/servers/notes/disable")).json()["state"] == "disabled"
         audit = (await api("GET", "/logs/audit")).json()["entries"]
         assert [(e["actor"], e["action"]) for e in audit] == [("anonymous", "disable_server")]
+
+
+async def test_without_auth_a_change_from_another_pages_origin_is_refused(
+        tmp_path: Path) -> None:
+    """The Host/Origin guard lets every loopback origin through: a page on any port of
+    this machine (http://localhost:3000) could POST ``text/plain`` (no CORS preflight)
+    to a gateway run with --allow-unauthenticated-admin and register a command.  A
+    change from a web page needs this gateway's own origin there; a program sends none."""
+    leaked = tmp_path / "ran"
+    grab = json.dumps({"name": "grab", "config": {"command": "${GATEWAY_PYTHON}", "args": [
+        "-c", f"open({str(leaked)!r}, 'w')"]}})
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
+                       allow_unauthenticated_admin=True) as (api, base):
+        page = {"Origin": "http://localhost:3000", "Content-Type": "text/plain"}
+        refused = assert_error(await api("POST", "/servers", headers=page, content=grab),
+                               403, "forbidden_origin")
+        assert "'http://localhost:3000'" in refused["message"]
+        assert "gateway.auth.tokens" in refused["message"]
+        assert_error(await api("POST", "/servers/notes/restart", headers=page), 403,
+                     "forbidden_origin")
+        assert not leaked.exists()
+        assert (await api("GET", "/servers", headers=page)).status_code == 200  # reads
+        own = {"Origin": base}  # the gateway's own pages, and programs (no Origin)
+        assert (await api("PUT", "/servers/notes/disable", headers=own)).status_code == 200
+        assert (await api("PUT", "/servers/notes/enable")).status_code == 200
+        audit = (await api("GET", "/logs/audit")).json()["entries"]
+        assert [e["action"] for e in audit] == ["enable_server", "disable_server"]
 
 
 async def test_gateway_admin_read_only_refuses_rest_mutations(tmp_path: Path) -> None:

@@ -80,6 +80,12 @@ async def test_login_cookie_csrf_scopes_and_escaping(tmp_path: Path) -> None:
         assert bad.status_code == 401 and "set-cookie" not in bad.headers
         no_csrf = await http.post(base + "/ui/login", data={"token": OPS})
         assert no_csrf.status_code == 403 and "set-cookie" not in no_csrf.headers
+        # A token in the address is for the stdio dashboard's one-time links only: a
+        # link on any site would log a browser in as the token's owner (the CSRF check
+        # of the form bypassed), and the bearer token would stay in its history.
+        linked = await http.get(base + "/ui/login", params={"token": OPS})
+        assert linked.status_code == 400 and "set-cookie" not in linked.headers
+        assert "paste it into this form" in linked.text and OPS not in linked.text
         good = await http.post(base + "/ui/login", data={"token": OPS, "csrf_token":
                                                          _csrf(page.text), "next":
                                                          "https://evil.example/"})
@@ -553,3 +559,61 @@ async def test_an_unknown_server_page_names_the_servers_the_viewer_may_see(
             page = await http.get(base + "/ui/servers/beta")
             assert page.status_code == 404
             assert "no server named &#39;beta&#39; (known: other)" in page.text
+
+
+@pytest.mark.anyio
+async def test_form_bodies_are_bounded_as_they_arrive(tmp_path: Path) -> None:
+    """The login form, which anyone may post, reads at most 64 KiB; a logged-in page's
+    form 1 MiB, a chunked body (no Content-Length) too.  Before, starlette's parser held
+    up to 1000 fields of 64 KiB of a login post whole (eight posts without a token took
+    430 MB), and a chunked form passed the Content-Length check."""
+    gateway = make_gateway({}, options={"auth": AUTH}, db=tmp_path / "gw.db")
+
+    def chunked(fields: int, size: int) -> Any:
+        async def body() -> Any:
+            for i in range(fields):
+                yield f"f{i}={'A' * size}&".encode()
+            yield b"csrf_token=x&token=y"
+        return body()
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        login = await http.post(base + "/ui/login", headers=form,
+                                content=chunked(fields=100, size=1024))
+        assert login.status_code == 413 and "set-cookie" not in login.headers
+        assert "The form is too large." in login.text
+        csrf = await _login(http, base, OPS)  # a small form is taken as before
+        page = await http.post(base + "/ui/logout", headers=form,
+                               content=chunked(fields=1100, size=1024))
+        assert page.status_code == 413 and "The form is too large." in page.text
+        out = await http.post(base + "/ui/logout", data={"csrf_token": csrf})
+        assert out.status_code == 303
+
+
+@pytest.mark.anyio
+async def test_one_tokens_logins_do_not_end_other_viewers_sessions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logins beyond the table's cap ended the oldest session, whoever's: a tools token
+    logged in again and again ended an admin's.  A token's logins past its own cap end
+    its own oldest session (here: a table of 6, 2 per token)."""
+    from fast_mcp_gateway.ui import session
+
+    monkeypatch.setattr(session, "MAX_TOKEN_SESSIONS", 6)
+    monkeypatch.setattr(session, "SESSIONS_PER_TOKEN", 2)
+    gateway = make_gateway({}, options={"auth": AUTH}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as ops:
+        await _login(ops, base, OPS)
+        bobs = []
+        for _ in range(8):
+            bob = httpx2.AsyncClient(timeout=30, follow_redirects=False)
+            bobs.append(bob)
+            await _login(bob, base, BOB)
+        try:
+            assert (await ops.get(base + "/ui/")).status_code == 200  # still logged in
+            still = [(await bob.get(base + "/ui/")).status_code for bob in bobs]
+            assert still == [303] * 6 + [200] * 2  # bob's newest two
+        finally:
+            for bob in bobs:
+                await bob.aclose()

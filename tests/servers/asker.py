@@ -87,6 +87,12 @@ def whoami() -> str:
     return hashlib.sha256(auth.encode()).hexdigest()
 
 
+@mcp.tool(annotations={"readOnlyHint": True})
+def my_digest() -> str:
+    """``whoami``, annotated read-only (its answer may be served stale)."""
+    return whoami()
+
+
 @mcp.tool
 async def log_later(ctx: Context, text: str, go: str, level: str = "info") -> str:
     """Return at once; log ``text`` from the background once the file ``go`` exists."""

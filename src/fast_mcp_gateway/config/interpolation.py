@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fast_mcp_gateway.config.schema import env_allowed
+from fast_mcp_gateway.config.schema import CALLER_REFERENCE, env_allowed
 
 INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
 _VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
@@ -71,22 +71,13 @@ def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] 
             return "$"
         var, default = match.group(1), match.group(2)
         if var is None:
-            if (caller := _CALLER.match(text, match.end())) is not None:
+            if _CALLER.match(text, match.end()) is not None:
                 # The caller's credential, filled in per call; only an HTTP header may
                 # carry it (the schema checks the server is HTTP).
                 if not field.startswith("headers."):
                     report(field, "${caller.token} and ${caller.claims.<name>} may only be "
                                   "used in 'headers' (of an HTTP upstream)")
-                elif allow is not None and not env_allowed(ref := f"caller.{caller[1]}",
-                                                           allow):
-                    # A registration naming its own URL would collect the token (or
-                    # claim) of everyone who calls its tools, admins included.
-                    report(field, f"${{{ref}}} may not be used by a runtime registration: "
-                                  "it would send every caller's credential to the URL it "
-                                  "names; write the server in servers.yaml, or the "
-                                  "operator can allow it there with 'gateway: {env_allow: "
-                                  f"[{ref}]}}'")
-                return "${"
+                return "${"  # checked against ``allow`` in the expanded text, below
             report(field, _bad_reference(text, match.start()))
             return ""
         if default is not None and "${" in default:
@@ -117,7 +108,20 @@ def _expand(text: str, field: str, env: Mapping[str, str], allow: Sequence[str] 
                       "fallback")
         return ""
 
-    return _VAR.sub(replace, text)
+    expanded = _VAR.sub(replace, text)
+    if allow is not None and field.startswith("headers."):
+        # Checked on the text as expanded, since that is what ``for_caller`` fills in
+        # per call: ``$${caller.token}`` (an escaped ``${``) or a default ending in ``$``
+        # before ``{caller.token}`` expands to the same reference as writing it.
+        for ref in dict.fromkeys(f"caller.{m[1]}" for m in CALLER_REFERENCE.finditer(expanded)):
+            if not env_allowed(ref, allow):
+                # A registration naming its own URL would collect the token (or claim)
+                # of everyone who calls its tools, admins included.
+                report(field, f"${{{ref}}} may not be used by a runtime registration: it "
+                              "would send every caller's credential to the URL it names; "
+                              "write the server in servers.yaml, or the operator can allow "
+                              f"it there with 'gateway: {{env_allow: [{ref}]}}'")
+    return expanded
 
 
 def _bad_reference(text: str, start: int) -> str:

@@ -10,7 +10,9 @@ the full path and the express lane answer alike:
 * **caching** (``cache: {ttl}`` per server, or ``tools.cache`` per tool): a successful
   result of a tool the upstream annotates ``readOnlyHint`` or ``idempotentHint`` (or
   listed in ``idempotent_tools``) is served again for the same arguments until the
-  ttl passes; a hit carries ``_meta["io.github.fast-mcp-gateway/cache"]``.  Entries
+  ttl passes; a hit carries ``_meta["io.github.fast-mcp-gateway/cache"]``.  On a
+  per_client server (its own session per host, or per caller credential) a result is
+  served again to the same caller only (``Service.host_of``).  Entries
   are bounded per server (least recently used go first).  A cache rule on any other
   tool is reported (``problems``) and never applied.
 
@@ -25,6 +27,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 import mcp_types as types
@@ -72,16 +75,21 @@ def cacheable(call: Call, annotations: types.ToolAnnotations | None) -> bool:
                                             or annotations.idempotent_hint)
 
 
+CacheKey = tuple[Hashable, str, str]
+"""(whose: ``Service.host_of``, the tool's original name, its arguments as JSON)."""
+
+
 class _Lru:
-    """Cached results by (tool, arguments): each with when it was stored and its size,
-    judged by the rule and limit *now* (a reload may have lowered either since)."""
+    """Cached results by ``CacheKey`` (whose, tool, arguments): each with when it was
+    stored and its size, judged by the rule and limit *now* (a reload may have lowered
+    either since)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.items: OrderedDict[tuple[str, str], tuple[float, int, dict[str, Any]]] = \
+        self.items: OrderedDict[CacheKey, tuple[float, int, dict[str, Any]]] = \
             OrderedDict()
 
-    def get(self, key: tuple[str, str], now: float, ttl: float, max_bytes: int | None
+    def get(self, key: CacheKey, now: float, ttl: float, max_bytes: int | None
             ) -> tuple[float, dict[str, Any]] | None:
         """(age in seconds, result) of a hit: stored less than ``ttl`` ago and within
         ``max_bytes``; anything else is dropped."""
@@ -95,7 +103,7 @@ class _Lru:
         self.items.move_to_end(key)
         return now - stored, data
 
-    def put(self, key: tuple[str, str], now: float, data: dict[str, Any],
+    def put(self, key: CacheKey, now: float, data: dict[str, Any],
             size: int | None = None) -> None:
         """Store ``data`` (``size``: its ``size_of`` when the caller measured it)."""
         self.items[key] = (now, size_of(data) if size is None else size, data)
@@ -123,12 +131,14 @@ class ResultLimits:
             return None
         return rule
 
-    def _key(self, call: Call) -> tuple[str, str] | None:
+    def _key(self, call: Call) -> CacheKey | None:
         try:
             arguments = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError):
             return None
-        return (call.original, arguments)
+        # A per_client server's answer is its caller's (their own credential or session):
+        # kept apart per caller, never served to another.
+        return (call.service.host_of(call.front), call.original, arguments)
 
     def cached(self, call: Call, encoding: Any) -> Any | None:
         """A cached result for ``call`` in ``encoding``'s form, or None."""

@@ -191,6 +191,23 @@ def _query(model: type[BaseModel], request: Request) -> BaseModel:
         raise validation_failed(exc, "query", model) from None
 
 
+def refuse_other_pages(request: Request, what: str) -> None:
+    """Refuse (403 ``forbidden_origin``) a change asked by a web page of another origin
+    than this gateway's, on a gateway without ``gateway.auth``: nothing but the network
+    vouches for the caller there, and the Host/Origin guard lets every loopback origin
+    through (a page on any port of this machine).  Such a page could POST ``text/plain``
+    without a CORS preflight, and register a command (``--allow-unauthenticated-admin``).
+    A program sends no ``Origin``; with a token, a page cannot send it for you."""
+    origin = request.headers.get("origin")
+    if origin is None or origin.lower() == f"{request.url.scheme}://{request.url.netloc}".lower():
+        return
+    raise ApiError(403, "forbidden_origin", (
+        f"{what} from a web page at Origin '{origin}' is refused: this gateway has no "
+        "authentication, so a change may come only from a program (no Origin) or from "
+        "the gateway's own pages; add a token under gateway.auth.tokens and send it as "
+        "'Authorization: Bearer <token>'"), {"origin": origin})
+
+
 def _serve(ep: Endpoint, access: Access, ctx: AdminContext
            ) -> Callable[[Request], Awaitable[Response]]:
     what = f"{ep.method} /api/v1{ep.path}"
@@ -201,6 +218,8 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
         try:
             principal = await access.principal_for(request)
             require(principal, ep.scope, what)
+            if ep.mutates and principal.kind == "anonymous":
+                refuse_other_pages(request, what)
             off = turned_off(ctx.options, kind, what) if ep.scope == "admin" else None
             if off is not None:
                 raise ApiError(403, "admin_disabled", off, {"admin": ctx.options.admin})

@@ -21,7 +21,7 @@ import json
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 import anyio
@@ -95,7 +95,9 @@ class Service:
         self.clients: ClientSessions | None = None
         self.previous: Catalog | None = None  # a restart's stand-in (manager.replace_server)
         self._changed = ChangeSignal()
-        self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
+        # (whose, name and arguments) -> (when, result): ``host_of`` keeps callers apart.
+        self._stale: OrderedDict[tuple[Hashable, str], tuple[float, types.CallToolResult]] = \
+            OrderedDict()
         self._limits = RateLimits(self.name, config.rate_limit, clock)
 
     def reconfigure(self, config: ServerConfig, replica_configs: list[ServerConfig]) -> bool:
@@ -326,7 +328,8 @@ class Service:
         """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
         path = path if path is not None else CallPath()
         read_only = bool(annotations and annotations.read_only_hint)
-        stale_key = json.dumps([name, arguments], sort_keys=True, default=str)
+        stale_key = (self.host_of(front),
+                     json.dumps([name, arguments], sort_keys=True, default=str))
         ttl = self.config.fallback.stale_cache_ttl
         try:
             result = await self._call_tool(
@@ -351,6 +354,13 @@ class Service:
             meta = {**(result.meta or {}), ROUTE_META_KEY: path.route_meta()}
             result = result.model_copy(update={"meta": meta})
         return result
+
+    def host_of(self, front: FrontCall | None) -> Hashable | None:
+        """Whose answers a call's are, for the result caches (``front/results.py``, the
+        stale fallback): on a per_client server the host key of the session it goes to
+        (``ClientSessions.key_of``: a caller's own credential or session, so one caller's
+        cached answer is never another's), None on a shared server (one for all)."""
+        return None if self.clients is None else self.clients.key_of(front)
 
     def _idempotent(self, name: str, annotations: types.ToolAnnotations | None) -> bool:
         return bool(annotations and (annotations.read_only_hint or annotations.idempotent_hint)) \

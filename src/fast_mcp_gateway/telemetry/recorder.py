@@ -469,8 +469,17 @@ def _without_nul(invocation: Invocation) -> Invocation:
                    error=None if invocation.error is None else clean(invocation.error))
 
 
+MAX_ARGUMENTS = 32 * 1024  # characters of a record's arguments kept (its JSON, cut)
+
+
 def dumps_arguments(arguments: Any, secret_values: frozenset[str],
                     keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str | None:
+    """``arguments`` as a record keeps them: redacted JSON, cut past ``MAX_ARGUMENTS``
+    (a caller's megabytes were stored whole in each record, and a page of records
+    read back whole by any ``tools`` token: 500 of them, gigabytes)."""
     if arguments is None:
         return None
-    return _ARGUMENTS_JSON.encode(redact_arguments(arguments, keys, secret_values))
+    text = _ARGUMENTS_JSON.encode(redact_arguments(arguments, keys, secret_values))
+    if len(text) <= MAX_ARGUMENTS:
+        return text
+    return f"{text[:MAX_ARGUMENTS]}... [cut by the gateway: {len(text)} characters in all]"

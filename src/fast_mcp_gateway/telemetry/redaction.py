@@ -142,8 +142,8 @@ class RecentSecrets:
     MIN_LENGTH = 6  # shorter ones would mask common words in every log line for a while
     MAX_LENGTH = 1024
 
-    def __init__(self, limit: int = 256) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = 256, longest: int = MAX_LENGTH) -> None:
+        self.limit, self.longest = limit, longest
         self._values: dict[str, None] = {}  # oldest first
         self._longest_first: tuple[str, ...] = ()
         self._lock = threading.Lock()
@@ -152,7 +152,7 @@ class RecentSecrets:
         with self._lock:
             changed = False
             for value in values:
-                if not (self.MIN_LENGTH <= len(value) <= self.MAX_LENGTH):
+                if not (self.MIN_LENGTH <= len(value) <= self.longest):
                     continue
                 if value in self._values:
                     del self._values[value]  # seen again: the newest now
@@ -176,6 +176,14 @@ class RecentSecrets:
 
 
 RECENT = RecentSecrets()
+
+CALLERS = RecentSecrets(limit=1024, longest=16 * 1024)
+"""The callers' own credentials a ``${caller.*}`` server is sent (``upstream/
+credentials.for_caller``: the bearer token, the filled headers), masked while their
+sessions may echo them.  Bounded, not in ``SECRETS``: each JWT a caller refreshes is a
+new value, and ``SECRETS`` recompiles one pattern of every value at each new one (the
+201st distinct JWT took 1.4 s, on the event loop, in that caller's first call).  A
+JWT that old has expired; the limit is ten times ``max_clients``' default."""
 
 
 def mask_urls(text: str) -> str:
@@ -243,7 +251,7 @@ def mask_text(text: str, secrets: Collection[str] = ()) -> str:
         return text
     if secrets:
         text = mask_secrets(text, secrets)
-    return mask_urls(mask_tokens(RECENT.mask(SECRETS.mask(text))))
+    return mask_urls(mask_tokens(RECENT.mask(CALLERS.mask(SECRETS.mask(text)))))
 
 
 def url_credentials(url: str) -> list[str]:
@@ -302,8 +310,14 @@ def credential_args(args: Sequence[str]) -> list[str]:
 def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
                             headers: dict[str, str], urls: Iterable[str],
                             args: Sequence[str] = ()) -> None:
-    """Feed ``SECRETS`` with what one server's config holds: interpolated values, values
-    under credential-like env/header keys, URL credentials, credential arguments."""
+    """Feed ``SECRETS`` with what one server's config holds (``config_secrets``)."""
+    SECRETS.add(config_secrets(secrets, env, headers, urls, args))
+
+
+def config_secrets(secrets: Iterable[str], env: dict[str, str], headers: dict[str, str],
+                   urls: Iterable[str], args: Sequence[str] = ()) -> list[str]:
+    """What one server's config holds that is secret: interpolated values, values under
+    credential-like env/header keys, URL credentials, credential arguments."""
     values = list(secrets) + credential_args(args)
     for mapping, credential in ((env, CREDENTIAL_KEY.search), (headers, credential_header)):
         for key, value in mapping.items():
@@ -316,7 +330,7 @@ def register_config_secrets(secrets: Iterable[str], env: dict[str, str],
                     values.append(candidate)
     for url in urls:
         values += [v for v in url_credentials(url) if _looks_like_credential(v)]
-    SECRETS.add(values)
+    return values
 
 
 def redact_value(key: str, value: str, secrets: Collection[str]) -> str:

@@ -60,18 +60,26 @@ def login_url(base: str, key: bytes) -> str:
 class Sessions(Generic[T]):
     """Server-side dashboard sessions: a random id (256 bits; the only thing the cookie
     holds) for what a login proved (``T``).  A session ends at ``close`` (log out),
-    ``ttl`` seconds after it opened, or when ``cap`` newer ones exist (the oldest goes).
+    ``ttl`` seconds after it opened, or when ``cap`` newer ones exist (the oldest goes),
+    or ``per_value`` newer ones of the same value (one token's logins end its own oldest
+    session first, so that one token cannot log every other viewer out).
     Ids are kept as digests: the table's timing says nothing about the ids it holds."""
 
     def __init__(self, *, ttl: float = SESSION_TTL, cap: int = MAX_SESSIONS,
+                 per_value: int | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.ttl = ttl
         self.cap = cap
+        self.per_value = per_value
         self._clock = clock
         self._open: dict[bytes, tuple[float, T]] = {}  # sha256(id) -> (opened, value)
 
     def open(self, value: T) -> str:
         """A new session for ``value``; returns its id (for the cookie)."""
+        if self.per_value is not None:
+            same = [key for key, (_, held) in self._open.items() if held == value]
+            for key in same[:max(0, len(same) - self.per_value + 1)]:  # oldest first
+                del self._open[key]
         session = secrets.token_urlsafe(32)
         self._open[_digest(session)] = (self._clock(), value)
         while len(self._open) > self.cap:

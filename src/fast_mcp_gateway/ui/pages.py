@@ -21,7 +21,7 @@ from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
-from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.ui.core import Page, Ui, bounded_form
 from fast_mcp_gateway.ui.session import CSRF_FIELD, csrf_ok
 
 STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
@@ -79,9 +79,17 @@ async def login(ui: Ui, request: Request) -> Response:
         token = request.query_params.get("token")
         if not token:
             return form()
+        if ui.auth.links is None:
+            # A gateway token in the address: a link on any page would log a browser in
+            # as the token's owner (no CSRF check on a GET), and the bearer token would
+            # stay in its history.  Only a one-time link's token is taken from there.
+            return form(400, "A token in the address is not taken: paste it into this "
+                             "form instead.")
         token = token.strip()
     else:
-        data = await request.form(max_part_size=1 << 16)
+        data = await bounded_form(request, 1 << 16)  # three short fields; anyone may post
+        if data is None:
+            return form(413, "The form is too large.")
         if not csrf_ok(ui.auth.login_csrf, request, str(data.get(CSRF_FIELD) or "")):
             return form(403, "The form's security token is stale: try again.")
         token = _token_of(str(data.get("token") or ""))

@@ -48,6 +48,9 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_TOKEN = 8192  # a JWT can be long; anything longer is not a token
 MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends beyond this
+# One token's browsers: its own oldest ends beyond this.  Without it, a token of any
+# scope logged in 1024 times ended every other viewer's session (an admin's too).
+SESSIONS_PER_TOKEN = 32
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
@@ -82,7 +85,8 @@ class DashboardAuth:
         self.secure_cookies = secure_cookies
         self.links = links
         # One session table: the links' own, else one of token logins (value: the token).
-        self._sessions: Sessions[str] = Sessions(cap=MAX_TOKEN_SESSIONS)
+        self._sessions: Sessions[str] = Sessions(cap=MAX_TOKEN_SESSIONS,
+                                                 per_value=SESSIONS_PER_TOKEN)
         self._secret = secrets.token_bytes(32)
 
     @classmethod

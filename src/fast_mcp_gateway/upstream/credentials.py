@@ -8,8 +8,9 @@ that caller's headers (``routing/isolation.py``).
 
 Trust: the gateway forwards a token it has verified to an upstream the operator named
 in ``servers.yaml``; the upstream must accept the gateway's tokens (same issuer or
-audience).  The token is registered with the redaction registry before it is used, so
-it is masked in every log, record and error text, and it is never stored.
+audience).  The token is registered for redaction before it is used (``redaction.
+CALLERS``, bounded: a refreshed JWT is a new value), so it is masked in every log,
+record and error text, and it is never stored.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from fast_mcp_gateway.config.schema import CALLER_REFERENCE, ServerConfig
 from fast_mcp_gateway.errors import UpstreamUnavailable
-from fast_mcp_gateway.telemetry.redaction import SECRETS, register_config_secrets
+from fast_mcp_gateway.telemetry.redaction import CALLERS, config_secrets
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def for_caller(config: ServerConfig, caller: Caller | None) -> ServerConfig:
             "and this call has none: serve the gateway over HTTP with 'gateway: auth' and "
             "call it with a bearer token")
     # Registered before any use: whatever echoes it (an upstream's error, a log line)
-    # is masked from here on.
-    SECRETS.add([caller.token])
+    # is masked from here on (bounded: a caller's refreshed JWT is a new value).
+    CALLERS.add([caller.token])
 
     def fill(match: Any) -> str:
         ref = match.group(1)
@@ -74,5 +75,5 @@ def for_caller(config: ServerConfig, caller: Caller | None) -> ServerConfig:
         return str(value)
 
     headers = {k: CALLER_REFERENCE.sub(fill, v) for k, v in config.headers.items()}
-    register_config_secrets([], {}, headers, [])
+    CALLERS.add(config_secrets([], {}, headers, []))
     return config.model_copy(update={"headers": headers})

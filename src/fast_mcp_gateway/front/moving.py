@@ -11,6 +11,10 @@ catalog it had while it starts), and unsubscribes the old one (if it still runs)
 A URI nobody serves now stays where it is (its server may list it again), unless its
 server was removed (``FrontHub.server_removed``).
 
+Within a server, a subscription follows a replica that is up (``Service.follow_ready``):
+one a replica held that went down, or that a restart carried to a replica that did not
+come up (``Service.carry``), is moved to a ready one.
+
 Then listen streams look at what they may reach again (``FrontHub.standings_changed``):
 a URI a stream lost is taken up again once it is back (``front/listen.py``).
 """
@@ -70,7 +74,8 @@ class SubscriptionMover:
             self._hub.standings_changed()
 
     async def follow(self) -> None:
-        """Move each held URI served by another server now."""
+        """Move each held URI served by another server now, then each subscription of a
+        replica that is down to one that is up."""
         for uri, home in self._hub.homes():
             now = self._served(uri)
             if now is None or now == home or self._hub.home(uri) != home:
@@ -78,6 +83,8 @@ class SubscriptionMover:
             service = self._manager.services.get(now.server)
             if service is not None and service.state is UpstreamState.READY:
                 await self._move(uri, home, now, service)
+        for service in list(self._manager.services.values()):
+            await service.follow_ready()
 
     async def _move(self, uri: str, home: Home, now: Home, service: Service) -> None:
         shown = logged_name(uri)

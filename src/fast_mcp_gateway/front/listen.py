@@ -58,6 +58,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.hub import FrontHub, Home
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +158,14 @@ class SubscribingListen:
             and may_use(home.server)
 
     def _back(self, uri: str, may_use: Callable[[str], bool]) -> bool:
-        """Whether ``uri``, lost, is served again by a server the caller may use."""
+        """Whether ``uri``, lost, is served again by a server the caller may use, ready
+        (a URI in a server's namespace resolves, as a link, while it starts, before it
+        has capabilities to ask)."""
         try:
-            self._origin(uri, may_use)
+            service, _ = self._origin(uri, may_use)
         except MCPError:
             return False
-        return True
+        return service.state is UpstreamState.READY
 
     async def _until_unusable(self, ctx: ServerRequestContext[Any],
                               wanted: types.SubscriptionFilter, standing: Standing,
@@ -173,22 +176,24 @@ class SubscribingListen:
         ``servers``, or removed their server) and asked for no list changes.  Looked at
         again at each ``FrontHub.reach_changed``; a URI lost meanwhile is let go of then
         (moved from ``held`` to ``released``), whether the stream ends or not, and one
-        lost that is back is subscribed again (tried once per change: a refusal waits
-        for the next)."""
+        lost that is back is subscribed again (one refused is tried again once it was
+        gone and came back, not at each catalog build meanwhile)."""
         principal = standing()
         caller = f" '{principal.name}'" if principal is not None else ""
         lists = wanted.tools_list_changed or wanted.prompts_list_changed \
             or wanted.resources_list_changed
-        look_back = True
+        refused: set[str] = set()   # back, but refused: tried again once it came back
         while standing() is not None:
             lost = [uri for uri in held if not self._reaches(uri, may_use)]
-            back = [uri for uri in sorted(released) if self._back(uri, may_use)] \
-                if look_back else []
+            back = []
+            for uri in sorted(released):
+                if not self._back(uri, may_use):
+                    refused.discard(uri)
+                elif uri not in refused:
+                    back.append(uri)
             if not lost and not back:
                 await self._hub.reach_changed(standing)
-                look_back = True
                 continue
-            look_back = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
                 for uri in lost:
                     held.remove(uri)
@@ -198,6 +203,8 @@ class SubscribingListen:
                 if await self._subscribe(uri, may_use):
                     released.discard(uri)
                     held.append(uri)
+                else:
+                    refused.add(uri)
             if not held and not lists:
                 logger.info("subscriptions/listen: closed stream %r: its caller%s may reach "
                             "none of its resources any more (a reload narrowed its token's "

@@ -75,16 +75,28 @@ class SubscriptionMover:
 
     async def follow(self) -> None:
         """Move each held URI served by another server now, then each subscription of a
-        replica that is down to one that is up."""
+        replica that is down to one that is up.  A failure is logged: it must stop
+        neither the other moves nor the gateway (this is one of its root tasks)."""
         for uri, home in self._hub.homes():
-            now = self._served(uri)
-            if now is None or now == home or self._hub.home(uri) != home:
-                continue
-            service = self._manager.services.get(now.server)
-            if service is not None and service.state is UpstreamState.READY:
-                await self._move(uri, home, now, service)
+            try:
+                await self._follow(uri, home)
+            except Exception:   # logged; the next URI is moved all the same
+                logger.exception("could not move hosts' subscription to %s (held at "
+                                 "upstream '%s')", logged_name(uri), home.server)
         for service in list(self._manager.services.values()):
-            await service.follow_ready()
+            try:
+                await service.follow_ready()
+            except Exception:   # logged; the next server's all the same
+                logger.exception("server %s: could not move its subscriptions to a "
+                                 "replica that is up", service.name)
+
+    async def _follow(self, uri: str, home: Home) -> None:
+        now = self._served(uri)
+        if now is None or now == home or self._hub.home(uri) != home:
+            return
+        service = self._manager.services.get(now.server)
+        if service is not None and service.state is UpstreamState.READY:
+            await self._move(uri, home, now, service)
 
     async def _move(self, uri: str, home: Home, now: Home, service: Service) -> None:
         shown = logged_name(uri)

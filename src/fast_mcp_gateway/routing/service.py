@@ -101,6 +101,7 @@ class Service:
         self._changed = ChangeSignal()
         self._stale: OrderedDict[str, tuple[float, types.CallToolResult]] = OrderedDict()
         self._limits = RateLimits(self.name, config.rate_limit, clock)
+        self._unmoved: set[tuple[int, str]] = set()   # (replica, uri) follow_ready failed
 
     def reconfigure(self, config: ServerConfig, replica_configs: list[ServerConfig]) -> bool:
         """Take ``config`` as it runs when it differs from the current one only in
@@ -439,24 +440,31 @@ class Service:
         """Move each subscription that only replicas not ready hold (down, or not up
         after a restart carried it to them) to the primary, if it is ready, and let
         go of it there (without a session: not replayed on the next).  A failure is
-        logged; the subscription stays where it was until the next try."""
+        logged, once: the subscription stays where it was (tried again once its replica
+        was up again)."""
         ready = self.primary()
         if ready.state is not UpstreamState.READY:
             return
-        for replica in self.replicas:
+        for at, replica in enumerate(self.replicas):
             if replica.state is UpstreamState.READY:
+                if self._unmoved:
+                    self._unmoved = {(i, uri) for i, uri in self._unmoved if i != at}
                 continue
             for uri in sorted(replica.subscriptions()):
+                if (at, uri) in self._unmoved:
+                    continue
                 try:
                     if not any(r.state is UpstreamState.READY and r.is_subscribed(uri)
                                for r in self.replicas):
                         await ready.subscribe(uri)
                     await replica.unsubscribe(uri)
                 except (UpstreamError, MCPError) as exc:
+                    self._unmoved.add((at, uri))
                     logger.warning("server %s: could not move the subscription to %s of "
-                                   "replica %s (%s) to replica %s: %s", self.name,
+                                   "replica %s (%s) to replica %s: %s (its hosts get its "
+                                   "updates again once %s is back)", self.name,
                                    logged_name(uri), replica.label, replica.state,
-                                   ready.label, exc)
+                                   ready.label, exc, replica.label)
 
     def subscriptions(self) -> frozenset[str]:
         """The URIs hosts hold subscribed on any replica."""

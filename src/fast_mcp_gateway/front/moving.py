@@ -112,7 +112,7 @@ class SubscriptionMover:
         if failure is not None:
             logger.warning("hosts subscribed to %s, which upstream '%s' serves now (no "
                            "longer '%s'), get no updates of it: subscribing it there "
-                           "failed: %s (a host subscribing again retries)", shown,
+                           "failed: %s (a host subscribing or listening again retries)", shown,
                            now.server, home.server, failure)
         gone = self._hub.rehome(uri, now)
         if gone == now:   # every host let go of it meanwhile

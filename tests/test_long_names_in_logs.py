@@ -61,13 +61,16 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
     uri = "res://" + LONG
     caplog.set_level(logging.DEBUG)
 
-    def unknown(asked: str) -> Any:
+    def unknown(asked: str, visible: Any) -> Any:
         raise MCPError(code=-32002, message="Unknown resource")
+
+    async def unsubscribe_old(asked: str, home: Any) -> None:
+        raise AssertionError("nothing held")
 
     listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown,
                                lambda: (Standing(lambda: None), lambda server: True),
-                               lambda server: None)
-    assert await listen._subscribe(uri) is None
+                               lambda server: None, unsubscribe_old)
+    assert await listen._subscribe(uri) is False
 
     class Refusing:
         async def subscribe_resource(self, asked: str) -> None:

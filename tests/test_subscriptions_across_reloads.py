@@ -229,11 +229,11 @@ async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
                 assert await ended(stream) == []
             assert hub.streams == 0
             assert set(hub._subscribers) == {OTHER}
-            assert set(hub._releases) == {OTHER} and not hub._listening
+            assert set(hub._homes) == {OTHER} and not hub._listening
         # The host left: 'other', which it still held, is let go of as before.
         assert (await mo.call_tool("other_seen", {"count": 2})).data == [SUBSCRIBE,
                                                                          UNSUBSCRIBE]
-    assert not hub._subscribers and not hub._releases
+    assert not hub._subscribers and not hub._homes
     failures = [r for r in caplog.records if r.name.startswith(
         ("fast_mcp_gateway.front", "fast_mcp_gateway.routing", "fast_mcp_gateway.upstream"))]
     assert not failures, caplog.text
@@ -254,7 +254,7 @@ async def test_a_host_unsubscribing_from_a_removed_servers_uri_is_answered(
         await mo.session.unsubscribe_resource(WATCHED)
         with pytest.raises(Exception, match="Unknown resource"):
             await mo.session.unsubscribe_resource(WATCHED)
-        assert not gateway.hub._subscribers and not gateway.hub._releases
+        assert not gateway.hub._subscribers and not gateway.hub._homes
 
 
 async def test_a_uri_subscribed_again_after_its_server_came_back_is_let_go_of(
@@ -315,3 +315,87 @@ async def test_a_narrowed_listen_stream_lets_go_of_the_uris_it_lost(tmp_path: Pa
         result = await ops.call_tool("other_seen", {"count": 2})
         assert result.data == [SUBSCRIBE, UNSUBSCRIBE]
         assert await seen(ops) == [SUBSCRIBE, UNSUBSCRIBE]   # nothing more
+
+
+def swapped(servers: dict[str, Any]) -> dict[str, Any]:
+    """``servers`` with 'other' in the namespace 'watched' had, and 'watched' in 'was':
+    ``WATCHED`` is other's, and the tools ``watched_*`` too (``was_*`` are watched's)."""
+    return {"watched": {**servers["watched"], "namespace": "was"},
+            "other": {**servers["other"], "namespace": "watched"}}
+
+
+async def test_a_uri_a_reload_gives_to_another_server_is_subscribed_there(
+        tmp_path: Path) -> None:
+    """A reload that gave an exposed URI to another server while hosts held it left the
+    old server subscribed upstream (sending updates the gateway dropped) and never
+    subscribed the new one: hosts of both eras got no more updates.  The new server is
+    subscribed once for both, the old one unsubscribed; its updates reach both hosts,
+    and their leaving unsubscribes it."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    updates = Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with Client(f"{base}/mcp", auth=MINE, mode="legacy",
+                          message_handler=updates) as old:
+            await old.session.subscribe_resource(WATCHED)
+            async with listen(mo.session, resource_subscriptions=[WATCHED]) as stream:
+                assert stream.honored.resource_subscriptions == [WATCHED]
+                write(swapped(servers))
+                assert sorted((await reload(gateway))["restarted"]) == ["other", "watched"]
+                # 'watched' restarted: the subscription it carried is let go of.
+                result = await ops.call_tool("was_seen", {"count": 2})
+                assert result.data == [SUBSCRIBE, UNSUBSCRIBE]
+                assert await seen(ops, 1) == [SUBSCRIBE]   # 'other', serving WATCHED
+                await ops.call_tool("watched_bump", {})
+                event = await next_update(stream)
+                assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
+                await until(lambda: updates.uris == [WATCHED])
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+    assert not gateway.hub._homes
+
+
+async def test_a_uri_a_listen_stream_lost_is_taken_up_again_when_it_is_back(
+        tmp_path: Path) -> None:
+    """A 2026-07-28 listen stream that lost a URI at a reload (its server removed) and
+    kept another never got the first again when a later reload gave the server back:
+    the host's acknowledged filter still named it, and nothing told it otherwise.  The
+    URI is subscribed again while the stream is open, its updates delivered, and let
+    go of when the stream ends."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with listen(mo.session, resource_subscriptions=[WATCHED, OTHER]) as stream:
+            assert stream.honored.resource_subscriptions == [WATCHED, OTHER]
+            write(entries("other"))
+            assert (await reload(gateway))["removed"] == ["watched"]
+            await until(lambda: WATCHED not in gateway.hub._listening)   # let go of
+            write(servers)
+            assert (await reload(gateway))["added"] == ["watched"]
+            assert await seen(ops, 1) == [SUBSCRIBE]   # the new process
+            await ops.call_tool("watched_bump", {})
+            event = await next_update(stream)
+            assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
+            assert gateway.hub.streams == 1
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+        result = await ops.call_tool("other_seen", {"count": 2})
+        assert result.data == [SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_a_uri_a_narrowed_token_gets_back_is_taken_up_again(tmp_path: Path) -> None:
+    """The same for a URI lost because a reload narrowed the token's ``servers``: a
+    later reload that gives the server back to the token gives the stream its URI."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
+        async with listen(mo.session, resource_subscriptions=[WATCHED, OTHER]) as stream:
+            assert stream.honored.resource_subscriptions == [WATCHED, OTHER]
+            write(servers, ["other"])
+            await reload(gateway)
+            assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+            write(servers, ["other", "watched"])
+            await reload(gateway)
+            assert await seen(ops, 3) == [SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE]
+            await ops.call_tool("watched_bump", {})
+            event = await next_update(stream)
+            assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
+        assert await seen(ops, 4) == [SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE, UNSUBSCRIBE]

@@ -201,8 +201,9 @@ class Gateway:
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_removed(self.hub.server_removed)
         self.manager.on_log(self.hub.log)
-        HostRequests(self.manager, self.provider, self.hub, self.startup).install(
-            self.server)
+        self.host_requests = HostRequests(self.manager, self.provider, self.hub,
+                                          self.startup)
+        self.host_requests.install(self.server)
 
     def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
         """A changed ``gateway.admin`` changes which ``gateway_*`` tools are listed and
@@ -258,8 +259,8 @@ class Gateway:
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         if not self._answer_first:
             await self.started.run()
-        tasks: list[Any] = [self.hub.run, self.startup.run, self.parking.run,
-                            functools.partial(follow_pins, self.control)]
+        tasks: list[Any] = [self.hub.run, self.host_requests.mover.run, self.startup.run,
+                            self.parking.run, functools.partial(follow_pins, self.control)]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None

@@ -10,7 +10,6 @@ the answer is "Unknown ...", as for lists) and asks that server with its own nam
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,9 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway._compat import connection_of, low_level_server
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.hub import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
+from fast_mcp_gateway.front.moving import SubscriptionMover
 from fast_mcp_gateway.front.server import caller_may_use
 from fast_mcp_gateway.routing.view import normalize_uri
 
@@ -43,6 +44,10 @@ LET_GO_BUDGET = 4.0
 closing connection's cleanup, which the SDK bounds at 5 s."""
 
 
+def _anyone(_server: str) -> bool:
+    return True
+
+
 class HostRequests:
     """Subscribe, unsubscribe, listen and complete, routed to the owning upstream."""
 
@@ -52,6 +57,9 @@ class HostRequests:
         self._provider = provider
         self._hub = hub
         self._startup = startup
+        hub.release = self._let_go
+        # Run by the gateway's root task group (``Gateway``).
+        self.mover = SubscriptionMover(manager, hub, self._served)
 
     def install(self, server: FastMCP[Any]) -> None:
         """Register the handlers on ``server``'s low-level server."""
@@ -59,7 +67,7 @@ class HostRequests:
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
             SubscribingListen(self._hub, self._resource_origin, self._caller,
-                              self._manager.services.get))
+                              self._manager.services.get, self.mover.unsubscribe_old))
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
         low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
@@ -100,6 +108,14 @@ class HostRequests:
         raise MCPError(code=types.INVALID_PARAMS,
                        message=self._provider.unknown("resource", uri), data={"uri": uri})
 
+    def _served(self, uri: str) -> Home | None:
+        """Where the exposed ``uri`` is served now, whoever asks (None: nowhere)."""
+        try:
+            service, original = self._resource_origin(uri, _anyone)
+        except MCPError:
+            return None
+        return Home(service.name, original)
+
     async def _on_subscribe(self, ctx: ServerRequestContext[Any],
                             params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
@@ -109,32 +125,37 @@ class HostRequests:
             raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
                            "does not support resource subscriptions")
         connection = connection_of(ctx.session)
-        release = functools.partial(self._let_go, uri, upstream.name, original)
+        home = Home(upstream.name, original)
         again = self._hub.subscribed(uri, connection)
         # Held from now on: a host letting go of the URI while the upstream is asked
-        # leaves it subscribed (it unsubscribed it, after this request, before).
-        self._hub.subscribe(uri, connection, upstream.name, caller_may_use(self._provider),
-                            release)
+        # leaves it subscribed (it unsubscribed it, after this request, before).  Where
+        # it was held until now, if elsewhere (moved by a reload), is let go of.
+        moved = self._hub.subscribe(uri, connection, home, caller_may_use(self._provider))
         try:
             await upstream.subscribe(original)
         except UpstreamError as exc:
-            if not again and self._hub.unsubscribe(uri, connection):
-                await release()  # another host's, let go of meanwhile (none: nothing sent)
+            left = None if again else self._hub.unsubscribe(uri, connection)
+            if left is not None:
+                await self._let_go(uri, left)  # another host's, let go of meanwhile
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
+        finally:
+            if moved is not None:
+                await self.mover.unsubscribe_old(uri, moved)
         return types.EmptyResult()
 
-    async def _let_go(self, uri: str, server: str, original: str) -> None:
-        """Unsubscribe ``server`` from ``original``: the last host subscribed to ``uri``
-        left without unsubscribing.  The server as it runs now (a restart carried the
-        subscription to its new session); not if a reload removed it (its sessions, and
-        their subscriptions, are gone); a failure is logged."""
-        upstream = self._manager.services.get(server)
+    async def _let_go(self, uri: str, home: Home) -> None:
+        """Unsubscribe ``home``'s server from its URI: the last host subscribed to
+        ``uri`` left without unsubscribing (``FrontHub.release``).  The server as it
+        runs now (a restart carried the subscription to its new session); not if a
+        reload removed it (its sessions, and their subscriptions, are gone); a failure
+        is logged."""
+        upstream = self._manager.services.get(home.server)
         if upstream is None:
             return
         failure = f"no answer within {LET_GO_BUDGET:g}s"
         with anyio.move_on_after(LET_GO_BUDGET):
             try:
-                await upstream.unsubscribe(original)
+                await upstream.unsubscribe(home.original)
                 return
             except (UpstreamError, MCPError) as exc:
                 failure = str(exc)
@@ -147,15 +168,19 @@ class HostRequests:
         uri, connection = str(params.uri), connection_of(ctx.session)
         if self._hub.orphaned(uri, connection):
             return types.EmptyResult()  # its server was removed: nothing held upstream
-        # Its own subscription is let go of even when a reload took the server from its
-        # caller since: the upstream's would stay subscribed otherwise.
-        mine = self._hub.subscribed(uri, connection)
-        upstream, original = self._resource_origin(uri, (lambda _: True) if mine else None)
-        if self._hub.unsubscribe(uri, connection):
+        if not self._hub.subscribed(uri, connection):
+            self._resource_origin(uri)   # an unknown URI is refused as unknown
+            return types.EmptyResult()
+        # Its own subscription is let go of where it is held (``FrontHub.home``), even
+        # when a reload took the server from its caller since: the upstream's would stay
+        # subscribed otherwise.
+        home = self._hub.unsubscribe(uri, connection)
+        upstream = self._manager.services.get(home.server) if home is not None else None
+        if home is not None and upstream is not None:
             try:
-                await upstream.unsubscribe(original)
+                await upstream.unsubscribe(home.original)
             except (UpstreamError, MCPError) as exc:
-                logger.debug("unsubscribe %s upstream failed: %s", uri, exc)
+                logger.debug("unsubscribe %s upstream failed: %s", logged_name(uri), exc)
         return types.EmptyResult()
 
     async def _on_complete(self, ctx: ServerRequestContext[Any],

@@ -7,7 +7,7 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -33,8 +33,20 @@ loop (~20 a second) made hosts re-list as often; now they re-list twice a second
 most, and the last change is always announced."""
 
 
-Release = Callable[[], Coroutine[Any, Any, None]]
-"""Lets go of a URI's subscription upstream (logs, never raises, a failure)."""
+class Home(NamedTuple):
+    """Where an exposed URI hosts hold is subscribed upstream: its server, by name, and
+    the server's own URI."""
+
+    server: str
+    original: str
+
+
+Release = Callable[[str, Home], Coroutine[Any, Any, None]]
+"""Lets go of an exposed URI's subscription at ``Home`` (logs, never raises, a failure)."""
+
+
+async def _release_nothing(_uri: str, _home: Home) -> None:
+    return None
 
 
 def _every_server(_server: str) -> bool:
@@ -62,7 +74,11 @@ class FrontHub:
     connection closes (``subscribe``) or its server is removed (``server_removed``); a
     listen stream until its host leaves, its caller's credential no longer stands, or
     it may reach none of its URIs (``reach_changed``: ``front/listen.py``).  Either way
-    the upstream is unsubscribed when nobody holds the URI any more.
+    the upstream is unsubscribed (``release``) when nobody holds the URI any more.
+
+    Each URI held has one ``Home``, the upstream subscription all its hosts share: the
+    latest a host subscribed at, or the one ``rehome`` moved it to (a reload gave the
+    URI to another server: ``front/moving.py``).
     """
 
     def __init__(self) -> None:
@@ -72,8 +88,10 @@ class FrontHub:
         self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
         self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
         self.streams = 0   # 2026-07-28 listen streams open now
-        # uri -> how to let go of its upstream subscription once its last host left
-        self._releases: dict[str, Release] = {}
+        # uri -> where it is subscribed upstream, while anyone holds it
+        self._homes: dict[str, Home] = {}
+        # lets go of a home nobody holds any more (``HostRequests`` sets it)
+        self.release: Release = _release_nothing
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
@@ -117,43 +135,73 @@ class FrontHub:
         del self._logs[:-_MAX_IDLE_LOGS]
         self._wake.set()
 
-    def subscribe(self, uri: str, connection: Connection | None, server: str,
-                  may_use: Callable[[str], bool] | None = None,
-                  release: Release | None = None) -> None:
-        """``connection`` is told of updates to ``uri`` (of ``server``) while its caller
-        may use ``server`` (``may_use``, as ``track``'s: a reload may narrow a token's).
+    def subscribe(self, uri: str, connection: Connection | None, home: Home,
+                  may_use: Callable[[str], bool] | None = None) -> Home | None:
+        """``connection`` is told of updates to ``uri`` (subscribed at ``home``) while
+        its caller may use its server (``may_use``, as ``track``'s: a reload may narrow
+        a token's).  Returns the home ``uri`` had until now if another (to let go of).
 
         When the connection closes (a stdio host exits, an HTTP session is deleted or
         expires, an SSE connection drops: the SDK unwinds its ``exit_stack``), it is
-        unsubscribed from each URI it still holds, and ``release`` (the latest given
-        for ``uri``) lets go of the upstream's subscription if nobody else holds it."""
+        unsubscribed from each URI it still holds, and ``release`` lets go of the
+        upstream's subscription if nobody else holds it."""
         if connection is None:
-            return
-        self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = server
+            return None
+        displaced = self._settle(uri, home)
+        self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = \
+            home.server
         self._orphans.get(connection, set()).discard(uri)   # held again: not an orphan
         if may_use is not None:
             self._may_use[connection] = may_use
-        if release is not None:
-            self._releases[uri] = release
         held = self._held.get(connection)
         if held is None:
             held = self._held[connection] = set()
             connection.exit_stack.push_async_callback(self._left, weakref.ref(connection))
         held.add(uri)
+        return displaced
+
+    def _settle(self, uri: str, home: Home) -> Home | None:
+        """``uri``'s home is ``home`` from now on (its subscribers' server too); the one
+        it had if another."""
+        before = self._homes.get(uri)
+        self._homes[uri] = home
+        if before is None or before == home:
+            return None
+        subs = self._subscribers.get(uri)
+        if subs is not None:
+            for connection in list(subs):
+                subs[connection] = home.server
+        return before
+
+    def home(self, uri: str) -> Home | None:
+        """Where ``uri`` is subscribed upstream (None: nobody holds it)."""
+        return self._homes.get(uri)
+
+    def homes(self) -> list[tuple[str, Home]]:
+        """Each URI held, and its home."""
+        return list(self._homes.items())
+
+    def rehome(self, uri: str, home: Home) -> Home | None:
+        """``uri`` was subscribed at ``home``, which serves it now: the subscription to
+        let go of -- the home it had, or ``home`` itself if nobody holds ``uri`` any
+        more; None if it was there already."""
+        if uri not in self._homes:
+            return home
+        return self._settle(uri, home)
 
     async def _left(self, gone: weakref.ref[Connection]) -> None:
         """A subscribed host's connection closed: let go of what it held."""
         connection = gone()
         if connection is None:
             return
-        releases: list[Release] = []
+        releases: list[tuple[str, Home]] = []
         for uri in sorted(self._held.pop(connection, ())):
-            release = self._releases.get(uri)
-            if self.unsubscribe(uri, connection) and release is not None:
-                releases.append(release)
+            home = self.unsubscribe(uri, connection)
+            if home is not None:
+                releases.append((uri, home))
         async with anyio.create_task_group() as tg:   # side by side: one budget for all
-            for release in releases:
-                tg.start_soon(release)
+            for uri, home in releases:
+                tg.start_soon(self.release, uri, home)
 
     def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
         """A request of a host this hub sends to between its requests: its caller's
@@ -170,8 +218,9 @@ class FrontHub:
         """Whether ``connection`` is subscribed to ``uri``."""
         return connection is not None and connection in self._subscribers.get(uri, {})
 
-    def unsubscribe(self, uri: str, connection: Connection | None) -> bool:
-        """Drop one subscriber; True when nobody is subscribed to ``uri`` any more."""
+    def unsubscribe(self, uri: str, connection: Connection | None) -> Home | None:
+        """Drop one subscriber; ``uri``'s home when nobody holds it any more (to let go
+        of)."""
         subs = self._subscribers.get(uri)
         if subs is not None and connection is not None:
             subs.pop(connection, None)
@@ -180,19 +229,20 @@ class FrontHub:
             del self._subscribers[uri]
         return self._vacated(uri)
 
-    def _vacated(self, uri: str) -> bool:
-        """Whether nobody holds ``uri`` now (its release is forgotten then)."""
+    def _vacated(self, uri: str) -> Home | None:
+        """``uri``'s home if nobody holds ``uri`` now (forgotten then)."""
         if uri in self._subscribers or uri in self._listening:
-            return False
-        self._releases.pop(uri, None)
-        return True
+            return None
+        return self._homes.pop(uri, None)
 
-    def listen(self, uri: str) -> None:
-        """A 2026-07-28 listen stream covers ``uri`` (its events come from ``bus``)."""
+    def listen(self, uri: str, home: Home) -> Home | None:
+        """A 2026-07-28 listen stream covers ``uri``, subscribed at ``home`` (its events
+        come from ``bus``); the home ``uri`` had until now if another (to let go of)."""
         self._listening[uri] = self._listening.get(uri, 0) + 1
+        return self._settle(uri, home)
 
-    def unlisten(self, uri: str) -> bool:
-        """A listen stream ended; True when nobody is subscribed to ``uri`` any more."""
+    def unlisten(self, uri: str) -> Home | None:
+        """A listen stream let go of ``uri``; its home when nobody holds it any more."""
         left = self._listening.get(uri, 0) - 1
         if left > 0:
             self._listening[uri] = left
@@ -201,8 +251,9 @@ class FrontHub:
         return self._vacated(uri)
 
     def standings_changed(self) -> None:
-        """A reload ran (``gateway.auth`` may have changed): whoever waits in
-        ``reach_changed`` looks at its caller's standing, and what it may reach, again."""
+        """A reload ran (``gateway.auth`` may have changed), or the catalog was rebuilt
+        (a URI came back, or moved): whoever waits in ``reach_changed`` looks at its
+        caller's standing, and what it may reach, again."""
         self._standings.set()
         self._standings = anyio.Event()
 
@@ -214,6 +265,8 @@ class FrontHub:
             for connection in [c for c, of in subs.items() if of == server]:
                 self.unsubscribe(uri, connection)
                 self._orphans.setdefault(connection, set()).add(uri)
+        for uri in [u for u, home in self._homes.items() if home.server == server]:
+            del self._homes[uri]   # streams holding it let go of it (nothing is held)
         self.standings_changed()
 
     def orphaned(self, uri: str, connection: Connection | None) -> bool:

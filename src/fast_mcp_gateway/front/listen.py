@@ -27,8 +27,11 @@ upstream subscriptions until the host left.  The host is sent the stream's resul
 spec's graceful close; a new request with a removed credential is refused (401) as any
 is.  Each is looked at again at ``FrontHub.reach_changed``.  A stream that still
 reaches a URI stays open, and lets go of the URIs it lost at once (the upstream is
-unsubscribed unless another host holds them); they are not taken up again if a later
-reload gives them back.
+unsubscribed unless another host holds them); one that comes back while the stream is
+open (a later reload gives the server back, or the token's ``servers`` again) is taken
+up again: the host's filter, acknowledged, still names it, and nothing told the host
+it was lost.  A URI a reload gave to another server follows it (``front/moving.py``):
+a stream's URIs are subscribed where the hub has them (``FrontHub.home``).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import FrontHub
+from fast_mcp_gateway.front.hub import FrontHub, Home
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
 
@@ -90,45 +94,48 @@ class _StreamBus:
 class SubscribingListen:
     """The ``subscriptions/listen`` request handler (see the module docstring).
 
-    ``origin(uri)`` maps an exposed URI to its service and the upstream's URI, raising
-    ``MCPError`` when the caller has no such resource; ``caller()``, asked in the
-    request, its caller's standing and whether it may use a server when asked
-    (``caller_may_use``).
+    ``origin(uri, visible)`` maps an exposed URI to its service and the upstream's URI,
+    raising ``MCPError`` when the caller has no such resource (of a server ``visible``
+    says it may use, if given); ``caller()``, asked in the request, its caller's
+    standing and whether it may use a server when asked (``caller_may_use``);
+    ``current(server)`` the server as it runs now; ``unsubscribe_old(uri, home)`` lets go
+    of a URI's subscription where it was held before another server served it.
     """
 
-    def __init__(self, hub: FrontHub, origin: Callable[[str], tuple[Service, str]],
+    def __init__(self, hub: FrontHub,
+                 origin: Callable[[str, Callable[[str], bool] | None], tuple[Service, str]],
                  caller: Callable[[], tuple[Standing, Callable[[str], bool]]],
-                 current: Callable[[str], Service | None]) -> None:
+                 current: Callable[[str], Service | None],
+                 unsubscribe_old: Callable[[str, Home], Awaitable[None]]) -> None:
         self._hub = hub
         self._origin = origin
         self._caller = caller
         self._current = current
+        self._unsubscribe_old = unsubscribe_old
         self._handler = ListenHandler(_StreamBus(hub.bus))
 
     async def __call__(self, ctx: ServerRequestContext[Any],
                        params: types.SubscriptionsListenRequestParams
                        ) -> types.SubscriptionsListenResult:
         wanted = list(params.notifications.resource_subscriptions or ())
-        held: list[tuple[str, Service, str]] = []
+        held: list[str] = []
         try:
             for uri in wanted:
-                subscribed = await self._subscribe(uri)
-                if subscribed is not None:
-                    held.append((uri, *subscribed))
+                if await self._subscribe(uri):
+                    held.append(uri)
             if len(held) != len(wanted):
-                honored = [uri for uri, _, _ in held] or None
+                honored = list(held) or None
                 params = params.model_copy(update={"notifications": params.notifications
                                                    .model_copy(update={
                                                        "resource_subscriptions": honored})})
             standing, may_use = self._caller()
-            servers = {uri: s.name for uri, s, _ in held}
             released: set[str] = set()   # lost at a reload (let go of: see _until_unusable)
 
             def keep(event: ServerEvent) -> bool:
                 if not isinstance(event, ResourceUpdated):
                     return True
-                server = servers.get(event.uri)
-                return server is None or (event.uri not in released and may_use(server))
+                home = self._hub.home(event.uri)
+                return event.uri not in released and (home is None or may_use(home.server))
 
             async def until_unusable() -> None:
                 await self._until_unusable(ctx, params.notifications, standing, may_use,
@@ -141,34 +148,63 @@ class SubscribingListen:
                 _KEEP.reset(token)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
-                for uri, service, original in held:
-                    await self._let_go(uri, service.name, original)
+                for uri in held:
+                    await self._let_go(uri)
+
+    def _reaches(self, uri: str, may_use: Callable[[str], bool]) -> bool:
+        """Whether the stream's caller may still reach ``uri`` where it is held."""
+        home = self._hub.home(uri)
+        return home is not None and self._current(home.server) is not None \
+            and may_use(home.server)
+
+    def _back(self, uri: str, may_use: Callable[[str], bool]) -> bool:
+        """Whether ``uri``, lost, is served again by a server the caller may use, ready
+        (a URI in a server's namespace resolves, as a link, while it starts, before it
+        has capabilities to ask)."""
+        try:
+            service, _ = self._origin(uri, may_use)
+        except MCPError:
+            return False
+        return service.state is UpstreamState.READY
 
     async def _until_unusable(self, ctx: ServerRequestContext[Any],
                               wanted: types.SubscriptionFilter, standing: Standing,
-                              may_use: Callable[[str], bool],
-                              held: list[tuple[str, Service, str]],
+                              may_use: Callable[[str], bool], held: list[str],
                               released: set[str]) -> None:
         """Return once the stream can deliver nothing more: its caller's credential no
         longer stands, or it lost every URI it held (a reload narrowed the token's
         ``servers``, or removed their server) and asked for no list changes.  Looked at
         again at each ``FrontHub.reach_changed``; a URI lost meanwhile is let go of then
-        (moved from ``held`` to ``released``), whether the stream ends or not."""
+        (moved from ``held`` to ``released``), whether the stream ends or not, and one
+        lost that is back is subscribed again (one refused is tried again once it was
+        gone and came back, not at each catalog build meanwhile)."""
         principal = standing()
         caller = f" '{principal.name}'" if principal is not None else ""
         lists = wanted.tools_list_changed or wanted.prompts_list_changed \
             or wanted.resources_list_changed
+        refused: set[str] = set()   # back, but refused: tried again once it came back
         while standing() is not None:
-            lost = [h for h in held
-                    if self._current(h[1].name) is None or not may_use(h[1].name)]
-            if not lost:
+            lost = [uri for uri in held if not self._reaches(uri, may_use)]
+            back = []
+            for uri in sorted(released):
+                if not self._back(uri, may_use):
+                    refused.discard(uri)
+                elif uri not in refused:
+                    back.append(uri)
+            if not lost and not back:
                 await self._hub.reach_changed(standing)
                 continue
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
-                for uri, service, original in lost:
-                    held.remove((uri, service, original))
+                for uri in lost:
+                    held.remove(uri)
                     released.add(uri)
-                    await self._let_go(uri, service.name, original)
+                    await self._let_go(uri)
+            for uri in back:
+                if await self._subscribe(uri, may_use):
+                    released.discard(uri)
+                    held.append(uri)
+                else:
+                    refused.add(uri)
             if not held and not lists:
                 logger.info("subscriptions/listen: closed stream %r: its caller%s may reach "
                             "none of its resources any more (a reload narrowed its token's "
@@ -208,35 +244,37 @@ class SubscribingListen:
         return done[0] if done else types.SubscriptionsListenResult(
             _meta={SUBSCRIPTION_ID_META_KEY: ctx.request_id})
 
-    async def _let_go(self, uri: str, server: str, original: str) -> None:
-        """The stream no longer holds ``uri``: unsubscribe ``server`` (as it runs now: a
-        restart carried the subscription; none if a reload removed it) from ``original``
-        if nobody else holds it."""
-        service = self._current(server)
-        if self._hub.unlisten(uri) and service is not None:
-            try:
-                await service.unsubscribe(original)
-            except (UpstreamError, MCPError) as exc:
-                logger.debug("unsubscribe %s upstream failed: %s", logged_name(uri), exc)
+    async def _let_go(self, uri: str) -> None:
+        """The stream no longer holds ``uri``: unsubscribe its home (the server as it
+        runs now: a restart carried the subscription; none if a reload removed it) if
+        nobody else holds it (``FrontHub.release``)."""
+        home = self._hub.unlisten(uri)
+        if home is not None:
+            await self._hub.release(uri, home)
 
-    async def _subscribe(self, uri: str) -> tuple[Service, str] | None:
+    async def _subscribe(self, uri: str, visible: Callable[[str], bool] | None = None
+                         ) -> bool:
+        """Subscribe ``uri`` where it is served (of a server ``visible`` says the caller
+        may use, if given); whether it is held now (else logged)."""
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines
         try:
-            service, original = self._origin(uri)
+            service, original = self._origin(uri, visible)
         except MCPError as exc:
             logger.info("subscriptions/listen: not subscribing %s: %s", shown,
                         exc.error.message)
-            return None
+            return False
         caps = service.capabilities
         if caps is None or caps.resources is None or not caps.resources.subscribe:
             logger.info("subscriptions/listen: not subscribing %s: upstream '%s' does not "
                         "support resource subscriptions", shown, service.name)
-            return None
+            return False
         try:
             await service.subscribe(original)
         except (UpstreamError, MCPError) as exc:
             logger.warning("subscriptions/listen: not subscribing %s: upstream '%s' refused: "
                            "%s", shown, service.name, exc)
-            return None
-        self._hub.listen(uri)
-        return service, original
+            return False
+        moved = self._hub.listen(uri, Home(service.name, original))
+        if moved is not None:
+            await self._unsubscribe_old(uri, moved)
+        return True

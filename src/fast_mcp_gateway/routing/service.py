@@ -18,6 +18,7 @@ A call's path (replicas tried, retries) goes into its record and a retried ``_me
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections import OrderedDict
@@ -27,7 +28,9 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import (
     NoHealthyReplica,
@@ -51,6 +54,7 @@ from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 STALE_META_KEY = "io.github.fast-mcp-gateway/stale"
 ROUTE_META_KEY = "io.github.fast-mcp-gateway/route"
 _STALE_ENTRIES = 1024
@@ -99,6 +103,7 @@ class Service:
         self._stale: OrderedDict[tuple[Hashable, str], tuple[float, types.CallToolResult]] = \
             OrderedDict()
         self._limits = RateLimits(self.name, config.rate_limit, clock)
+        self._unmoved: set[tuple[int, str]] = set()   # (replica, uri) follow_ready failed
 
     def reconfigure(self, config: ServerConfig, replica_configs: list[ServerConfig]) -> bool:
         """Take ``config`` as it runs when it differs from the current one only in
@@ -435,7 +440,41 @@ class Service:
         return result
 
     async def subscribe(self, uri: str) -> None:
-        await self.primary().subscribe(uri)
+        """Subscribe to ``uri`` on the ready replica holding it already, else on the
+        primary: one replica is subscribed (each would send hosts every update)."""
+        holder = next((r for r in self.replicas
+                       if r.state is UpstreamState.READY and r.is_subscribed(uri)), None)
+        await (holder or self.primary()).subscribe(uri)
+
+    async def follow_ready(self) -> None:
+        """Move each subscription that only replicas not ready hold (down, or not up
+        after a restart carried it to them) to the primary, if it is ready, and let
+        go of it there (without a session: not replayed on the next).  A failure is
+        logged, once: the subscription stays where it was (tried again once its replica
+        was up again)."""
+        ready = self.primary()
+        if ready.state is not UpstreamState.READY:
+            return
+        for at, replica in enumerate(self.replicas):
+            if replica.state is UpstreamState.READY:
+                if self._unmoved:
+                    self._unmoved = {(i, uri) for i, uri in self._unmoved if i != at}
+                continue
+            for uri in sorted(replica.subscriptions()):
+                if (at, uri) in self._unmoved:
+                    continue
+                try:
+                    if not any(r.state is UpstreamState.READY and r.is_subscribed(uri)
+                               for r in self.replicas):
+                        await ready.subscribe(uri)
+                    await replica.unsubscribe(uri)
+                except (UpstreamError, MCPError) as exc:
+                    self._unmoved.add((at, uri))
+                    logger.warning("server %s: could not move the subscription to %s of "
+                                   "replica %s (%s) to replica %s: %s (its hosts get its "
+                                   "updates again once %s is back)", self.name,
+                                   logged_name(uri), replica.label, replica.state,
+                                   ready.label, exc, replica.label)
 
     def subscriptions(self) -> frozenset[str]:
         """The URIs hosts hold subscribed on any replica."""
@@ -443,7 +482,8 @@ class Service:
 
     def carry(self, previous: Service) -> None:
         """Take over ``previous``'s subscriptions (this restarts it): its first replica
-        is subscribed to each from its first session on, as hosts still hold them."""
+        is subscribed to each from its first session on, as hosts still hold them (if
+        it does not come up, ``follow_ready`` moves them to one that did)."""
         for uri in sorted(previous.subscriptions()):
             self.replicas[0].keep_subscribed(uri)
 

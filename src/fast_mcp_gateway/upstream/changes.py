@@ -176,8 +176,11 @@ class ChangeTracker:
                 await self._relisten.wait()
 
     async def _resubscribe(self, session: ClientSession) -> None:
-        """Replay hosts' resource subscriptions on a new handshake-era session."""
+        """Replay hosts' resource subscriptions on a new handshake-era session (one let
+        go of meanwhile is not: its unsubscription may have gone first)."""
         for uri in sorted(self._subscriptions):
+            if uri not in self._subscriptions:
+                continue
             try:
                 with anyio.fail_after(self._timeout):
                     await session.subscribe_resource(uri)

@@ -1,0 +1,138 @@
+"""Hosts' resource subscriptions follow what serves their URIs now.
+
+A URI hosts hold (``FrontHub``: handshake-era ``resources/subscribe`` and 2026-07-28
+listen streams alike) is subscribed once upstream, at its ``Home``.  A reload can give
+an exposed URI to another server (two servers' namespaces swapped, say): the old server
+stayed subscribed -- sending updates the gateway dropped, as it no longer serves the
+URI -- and the new one was never asked, so its hosts got no updates.  After each
+catalog build (``UpstreamManager.changed``) ``SubscriptionMover`` subscribes the
+server that serves each held URI now, once it is ready (a restarted one lists the
+catalog it had while it starts), and unsubscribes the old one (if it still runs).
+A URI nobody serves now stays where it is (its server may list it again), unless its
+server was removed (``FrontHub.server_removed``).
+
+Within a server, a subscription follows a replica that is up (``Service.follow_ready``):
+one a replica held that went down, or that a restart carried to a replica that did not
+come up (``Service.carry``), is moved to a ready one.
+
+Then listen streams look at what they may reach again (``FrontHub.standings_changed``):
+a URI a stream lost is taken up again once it is back (``front/listen.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.config.names import logged_name
+from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.hub import FrontHub, Home
+from fast_mcp_gateway.upstream.model import UpstreamState
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.routing.manager import UpstreamManager
+    from fast_mcp_gateway.routing.service import Service
+
+logger = logging.getLogger(__name__)
+
+MOVE_BUDGET = 10.0
+"""Seconds the unsubscription of a URI's old server may take (the next waits)."""
+
+
+class SubscriptionMover:
+    """Moves hosts' subscriptions to where their URIs are served now (module docstring).
+
+    ``served(uri)`` is the home serving an exposed URI now, whoever asks (None: no
+    server does)."""
+
+    def __init__(self, manager: UpstreamManager, hub: FrontHub,
+                 served: Callable[[str], Home | None]) -> None:
+        self._manager = manager
+        self._hub = hub
+        self._served = served
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """``follow`` after each catalog build, until cancelled."""
+        task_status.started()
+        built = -1
+        manager = self._manager
+
+        def rebuilt(since: int) -> Callable[[], bool]:
+            return lambda: manager.view.generation != since
+
+        while True:
+            await manager.changed.wait_until(rebuilt(built), within=math.inf)
+            built = manager.view.generation
+            await self.follow()
+            self._hub.standings_changed()
+
+    async def follow(self) -> None:
+        """Move each held URI served by another server now, then each subscription of a
+        replica that is down to one that is up.  A failure is logged: it must stop
+        neither the other moves nor the gateway (this is one of its root tasks)."""
+        for uri, home in self._hub.homes():
+            try:
+                await self._follow(uri, home)
+            except Exception:   # logged; the next URI is moved all the same
+                logger.exception("could not move hosts' subscription to %s (held at "
+                                 "upstream '%s')", logged_name(uri), home.server)
+        for service in list(self._manager.services.values()):
+            try:
+                await service.follow_ready()
+            except Exception:   # logged; the next server's all the same
+                logger.exception("server %s: could not move its subscriptions to a "
+                                 "replica that is up", service.name)
+
+    async def _follow(self, uri: str, home: Home) -> None:
+        now = self._served(uri)
+        if now is None or now == home or self._hub.home(uri) != home:
+            return
+        service = self._manager.services.get(now.server)
+        if service is not None and service.state is UpstreamState.READY:
+            await self._move(uri, home, now, service)
+
+    async def _move(self, uri: str, home: Home, now: Home, service: Service) -> None:
+        shown = logged_name(uri)
+        caps = service.capabilities
+        failure = None
+        if caps is None or caps.resources is None or not caps.resources.subscribe:
+            failure = "it does not support resource subscriptions"
+        else:
+            try:
+                await service.subscribe(now.original)
+            except (UpstreamError, MCPError) as exc:
+                failure = str(exc)
+        if failure is not None:
+            logger.warning("hosts subscribed to %s, which upstream '%s' serves now (no "
+                           "longer '%s'), get no updates of it: subscribing it there "
+                           "failed: %s (a host subscribing or listening again retries)", shown,
+                           now.server, home.server, failure)
+        gone = self._hub.rehome(uri, now)
+        if gone == now:   # every host let go of it meanwhile
+            await self._hub.release(uri, now)
+        elif gone is not None:
+            await self.unsubscribe_old(uri, gone)
+
+    async def unsubscribe_old(self, uri: str, old: Home) -> None:
+        """Unsubscribe ``old`` (if its server still runs): ``uri`` is held elsewhere now;
+        a failure is logged."""
+        service = self._manager.services.get(old.server)
+        if service is None:
+            return   # removed: its subscriptions ended with its sessions
+        failure = f"no answer within {MOVE_BUDGET:g}s"
+        with anyio.move_on_after(MOVE_BUDGET):
+            try:
+                await service.unsubscribe(old.original)
+                return
+            except (UpstreamError, MCPError) as exc:
+                failure = str(exc)
+        logger.warning("could not unsubscribe upstream '%s' from %s, which another server "
+                       "serves now: %s (it may go on sending updates, which reach nobody)",
+                       old.server, logged_name(uri), failure)

@@ -13,6 +13,7 @@ SQLite files.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,28 @@ async def test_an_operation_cancelled_after_its_store_write_is_applied_and_audit
             control, LIBRARY, "beta"), monkeypatch)
         assert sorted(manager.services) == ["alpha"]
         assert (await audited(store))[-1] == ("remove_server", "beta")
+
+
+async def test_an_import_cancelled_after_its_first_store_write_imports_every_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``gateway_import_servers`` cut by a cancel after its first server was stored left
+    that one imported and the others not (each consistent, the import not all or
+    nothing): once begun, an import now finishes -- every server stored, running and
+    audited -- and the cancellation lands after it."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server(),
+                            "gamma": beta_server(), "delta": beta_server()},
+                           db=str(tmp_path / "g.db"))
+    names = ["beta", "gamma", "delta"]
+    content = json.dumps({"servers": {name: memory_entry(name) for name in names}})
+    async with Client(gateway.server):
+        control, store = gateway.control, gateway.store
+        assert store is not None
+        await cancelled_after(store, "add_server", lambda: servers.import_servers(
+            control, LIBRARY, content), monkeypatch)
+        assert sorted(r.name for r in await store.servers()) == sorted(names)
+        assert sorted(control.manager.services) == sorted(["alpha", *names])
+        assert await audited(store) == [("add_server", name) for name in names]
 
 
 async def test_a_drain_cancelled_while_it_waits_for_calls_in_flight_is_audited(

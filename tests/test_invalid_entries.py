@@ -480,3 +480,31 @@ async def test_a_profile_gateway_shows_only_its_own_invalid_entries(tmp_path: Pa
         assert listed is not None
         rows = {s["name"]: s["state"] for s in listed["servers"]}
         assert rows == {"alpha": "ready", "mine": "invalid"}
+
+
+@pytest.mark.anyio
+async def test_an_invalid_entry_shows_the_enabled_flag_the_store_keeps(tmp_path: Path) -> None:
+    """A server disabled at runtime whose file entry became invalid was listed ``enabled:
+    true`` (the stored flag was ignored while the entry was invalid), yet started disabled
+    once corrected: the flag shown is the one that will apply.  One the store removed
+    (a tombstone) will not run, corrected or not, and is not listed."""
+    from fast_mcp_gateway.store import SQLiteStore
+    from fast_mcp_gateway.store.records import TOMBSTONE
+
+    db = tmp_path / "gateway.db"
+    store = await SQLiteStore.open(db)
+    try:
+        await store.put_server("bad", None, False)
+        await store.put_server("gone", TOMBSTONE, True)
+    finally:
+        await store.close()
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"bad": {"comand": "x"},
+                                              "gone": {"comand": "x"},
+                                              "plain": {"comand": "x"}}}))
+    gateway = _gateway(config, {}, db=db)
+    async with Client(gateway.server) as client:
+        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert listed is not None
+        assert [(s["name"], s["state"], s["enabled"]) for s in listed["servers"]] == [
+            ("bad", "invalid", False), ("plain", "invalid", True)]

@@ -108,6 +108,89 @@ async def test_each_http_host_gets_its_own_process_reaped_when_it_leaves_or_idle
     await gone(catalog_pid, *pids.values())
 
 
+ALICE, BOB = "mgw_alice-7d0c5e2b9a41f3c8", "mgw_bob-1e6f0a9d4c27b583"
+
+
+async def test_one_token_cannot_hold_every_slot_against_another(tmp_path: Path) -> None:
+    """A handshake-era host is a connection, so one token opening two MCP sessions took
+    both of ``max_clients: 2`` and bob was refused.  Now the caller holding the most
+    (two more than bob) gives back its least recently used idle session; once they
+    hold one each, neither takes the other's, and the refusal says why and what to do."""
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway(
+        {"asker": asker(record, max_clients=2, idle_timeout=600.0)},
+        options={"auth": {"tokens": [{"name": "alice", "token": ALICE, "scopes": ["tools"]},
+                                     {"name": "bob", "token": BOB, "scopes": ["tools"]}]}})
+    service = gateway.manager.get("asker")
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", mode="legacy", auth=ALICE) as first,
+        Client(f"{base}/mcp", mode="legacy", auth=ALICE) as second,
+        Client(f"{base}/mcp", mode="legacy", auth=BOB) as bob,
+    ):
+        older = (await first.call_tool("asker_pid", {})).data
+        newer = (await second.call_tool("asker_pid", {})).data
+        assert (await second.call_tool("asker_pid", {})).data == newer
+        # Full, both alice's: bob gets one, alice's least recently used goes.
+        mine = (await bob.call_tool("asker_pid", {})).data
+        assert mine not in (older, newer)
+        await gone(older)
+        assert is_alive(newer)
+        assert service.clients is not None and service.clients.reclaimed == 1
+        # One each now: alice's first session back gets none of bob's...
+        with pytest.raises(ToolError) as refused:
+            await first.call_tool("asker_pid", {})
+        message = str(refused.value)
+        assert "already serves 2 host sessions (max_clients: 2), 1 of them held by " \
+            "caller 'alice'; no other caller holds two more than that" in message
+        assert "close another MCP session of caller 'alice'" in message
+        assert "raise max_clients for server 'asker'" in message and "bob" not in message
+        # ...nor does bob's second session get alice's.
+        async with Client(f"{base}/mcp", mode="legacy", auth=BOB) as again:
+            with pytest.raises(ToolError, match=r"1 of them held by caller 'bob'"):
+                await again.call_tool("asker_pid", {})
+        assert (await bob.call_tool("asker_pid", {})).data == mine
+        assert (await second.call_tool("asker_pid", {})).data == newer
+    await gone(newer, mine)
+
+
+async def test_a_session_with_a_call_in_flight_is_never_given_back(tmp_path: Path) -> None:
+    """Only an idle session is given back: while each of alice's has a call in flight
+    (a question she has not answered), bob is refused, told to retry when one is idle;
+    once her calls ended, his next call gets one."""
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway(
+        {"asker": asker(record, max_clients=2, idle_timeout=600.0)},
+        options={"auth": {"tokens": [{"name": "alice", "token": ALICE, "scopes": ["tools"]},
+                                     {"name": "bob", "token": BOB, "scopes": ["tools"]}]}})
+    seen: dict[str, list[str]] = {}
+    answer = anyio.Event()
+    answered: list[str] = []
+
+    async def ask(client: Client[Any], tag: str) -> None:
+        answered.append((await client.call_tool("asker_ask", {"tag": tag})).data)
+
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", mode="legacy", auth=ALICE,
+               elicitation_handler=answering("A1", seen, answer.is_set)) as first,
+        Client(f"{base}/mcp", mode="legacy", auth=ALICE,
+               elicitation_handler=answering("A2", seen, answer.is_set)) as second,
+        Client(f"{base}/mcp", mode="legacy", auth=BOB) as bob,
+    ):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, first, "A1")
+            tg.start_soon(ask, second, "A2")
+            await until(lambda: len(seen) == 2)  # both asking: each session has a call
+            with pytest.raises(ToolError, match=r"0 of them held by caller 'bob'; another "
+                               r"caller holds more, but each of its sessions has a call in "
+                               r"flight: retry when one is idle"):
+                await bob.call_tool("asker_pid", {})
+            answer.set()
+        assert sorted(answered) == ["A1:accept:answer-from-A1", "A2:accept:answer-from-A2"]
+        assert isinstance((await bob.call_tool("asker_pid", {})).data, int)
+
+
 async def test_an_idle_host_session_is_reaped_and_reopened_on_its_next_call(
         tmp_path: Path) -> None:
     record = tmp_path / "asker.jsonl"

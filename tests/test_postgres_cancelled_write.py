@@ -111,3 +111,59 @@ async def test_a_cancelled_write_that_committed_returns(
         assert "gamma" in [r.name for r in await store.servers()]
     finally:
         await store.close()
+
+
+async def test_a_write_waiting_on_a_held_lock_gives_up_and_says_who_holds_it(
+        pg_cluster: PgCluster) -> None:
+    """A write that has its connection is shielded from a cancel, and was bounded only by
+    asyncpg's ``command_timeout`` (60 s): with another session holding the change feed's
+    lock, ``put_server`` waited a minute, and so did a gateway's stop that cancelled it.
+    Now each write gives up after ``WRITE_TIMEOUT``, is not made, and says the store is
+    busy and who holds the lock; cancelled, it ends within that bound too."""
+    from fast_mcp_gateway.store import StoreUnavailable
+    from fast_mcp_gateway.store.postgres_busy import WRITE_TIMEOUT
+    from fast_mcp_gateway.store.postgres_schema import FEED_LOCK
+
+    asyncpg = pytest.importorskip("asyncpg")
+    url = pg_cluster.create_database()
+    store = await PostgresStore.open(url)
+    holder = await asyncpg.connect(url, server_settings={"application_name": "ops-psql"})
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", FEED_LOCK)
+        waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                   " AND NOT granted AND pid <> pg_backend_pid()")
+        with anyio.fail_after(WRITE_TIMEOUT + 30), \
+                pytest.raises(StoreUnavailable) as raised:
+            await store.put_server("beta", {"url": "http://127.0.0.1:9/b"}, True)
+        message = str(raised.value)
+        assert "the store is busy (locked by pid " in message, message
+        assert "application 'ops-psql'" in message and "waited 5s for a lock" in message
+        assert "pg_terminate_backend" in message, message
+
+        # A stop cancels a write waiting so: it ends within the bound, not a minute.
+        stopping = anyio.CancelScope()
+        outcome: list[BaseException | None] = []
+
+        async def writing() -> None:
+            with stopping:
+                try:
+                    await store.put_server("gamma", {"url": "http://127.0.0.1:9/g"}, True)
+                except StoreUnavailable as exc:
+                    outcome.append(exc)
+                else:
+                    outcome.append(None)
+
+        with anyio.fail_after(WRITE_TIMEOUT + 30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writing)
+                while not await holder.fetchval(waiting):  # noqa: ASYNC110 - no event
+                    await anyio.sleep(0.02)
+                stopping.cancel()
+        assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailable), outcome
+        await holder.execute("SELECT pg_advisory_unlock($1)", FEED_LOCK)
+        assert [r.name for r in await store.servers()] == []  # neither was made
+        await store.put_server("delta", {"url": "http://127.0.0.1:9/d"}, True)  # free again
+        assert [r.name for r in await store.servers()] == ["delta"]
+    finally:
+        await holder.close()
+        await store.close()

@@ -178,7 +178,8 @@ def finishing() -> anyio.CancelScope:
     client gone), which lands at the caller's next checkpoint after it.  Cut there, a
     registration was stored but neither running nor audited (and this gateway skips its
     own changes in the change feed: applied only at a reload or a restart).  Bounded by
-    its steps' own bounds: the store's (``BUSY_TIMEOUT_MS``, PostgreSQL's timeouts), a
-    server's stop (15 s) and first connect attempt (``longest_attempt``, which a
-    gateway's stop ends), the audit's one write before it is held."""
+    its steps' own bounds: the store's (``BUSY_TIMEOUT_MS``, PostgreSQL's
+    ``WRITE_TIMEOUT``), a server's stop (15 s) and first connect attempt
+    (``longest_attempt``, which a gateway's stop ends), the audit's one write before it
+    is held.  An import runs its adds in one such scope (``servers.import_servers``)."""
     return anyio.CancelScope(shield=True)

@@ -42,6 +42,7 @@ from fast_mcp_gateway.config.document import blank_file, file_stamp
 from fast_mcp_gateway.config.loader import load_config, read_stamp
 from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
+    as_stored,
     merge,
     registered,
 )
@@ -114,6 +115,7 @@ class ControlPlane:
         self.outage = StoreOutage()  # says once when the store goes and when it is back
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
         self._invalid_registrations: dict[str, InvalidServer] = {}  # by ``_merge``
+        self._stored_flags: list[Registration] = []  # its rows without a config (``_merge``)
         log_invalid(config, "is not started")
 
     @property
@@ -134,8 +136,10 @@ class ControlPlane:
         """The servers whose entries in the config file (as last read) or runtime
         registrations are invalid: not running, or running the last valid entry a reload
         kept (or the file's entry, for a registration); under ``serve --profile``, the
-        profile's only (the others are not this gateway's to run)."""
-        return self.manager.served({**self._invalid_registrations, **self.config.invalid})
+        profile's only (the others are not this gateway's to run).  An invalid file
+        entry shows the enabled flag the store keeps for it (``as_stored``)."""
+        return self.manager.served({**self._invalid_registrations,
+                                    **as_stored(self.config.invalid, self._stored_flags)})
 
     def _merge(self, config: GatewayConfig, registrations: list[Registration]
                ) -> dict[str, ServerConfig]:
@@ -147,6 +151,7 @@ class ControlPlane:
         for problem in problems:
             logger.warning("ignoring a runtime registration: %s", problem)
         self._invalid_registrations = invalid
+        self._stored_flags = [r for r in registrations if r.config is None or r.config == TOMBSTONE]
         return desired
 
     # -- the store's lifetime -------------------------------------------------------

@@ -417,7 +417,8 @@ def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",
 async def import_servers(ctx: AdminContext, actor: Actor, content: str,
                          replace_existing: bool = False) -> ChangeReport:
     """Register every server of a config text (ours or Claude Desktop's); running names
-    are left unchanged unless ``replace_existing``."""
+    are left unchanged unless ``replace_existing``.  Checked whole before anything is
+    stored; once begun it finishes, a cancel landing after it (``finishing``)."""
     imported = parse_import(content, env_allow=ctx.options.env_allow)
     # All or nothing: every namespace is checked against what would run afterwards
     # before the first server is saved or started.
@@ -436,25 +437,29 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         after[name] = server
     report = ChangeReport()
     failed: list[str] = []
-    for name in imported.config.servers:
-        if name not in entries:
-            report.unchanged.append(name)
-            continue
-        # Stored as written (ours, or converted from Claude's shape), ${VAR} unexpanded.
-        try:
-            outcome = await _register(ctx, actor, name, entries[name],
-                                      must_exist=None if replace_existing else False)
-        except Conflict:  # registered by another gateway on this store meanwhile
-            report.unchanged.append(name)
-            continue
-        except ConfigError as exc:  # validated above: its server did not start
-            failed.append(str(exc))
-            continue
-        report.added += outcome.added
-        report.restarted += outcome.restarted
-        report.updated += outcome.updated
-        report.unchanged += outcome.unchanged
-        report.connect_failed |= outcome.connect_failed
+    # Once validated, the import finishes whatever its caller does (``finishing``), as
+    # each add or update in it does from its store write: cut by a cancel, the servers
+    # done so far stayed imported, the rest not, and the caller was answered nothing.
+    with finishing():
+        for name in imported.config.servers:
+            if name not in entries:
+                report.unchanged.append(name)
+                continue
+            # Stored as written (ours, or converted from Claude's), ${VAR} unexpanded.
+            try:
+                outcome = await _register(ctx, actor, name, entries[name],
+                                          must_exist=None if replace_existing else False)
+            except Conflict:  # registered by another gateway on this store meanwhile
+                report.unchanged.append(name)
+                continue
+            except ConfigError as exc:  # validated above: its server did not start
+                failed.append(str(exc))
+                continue
+            report.added += outcome.added
+            report.restarted += outcome.restarted
+            report.updated += outcome.updated
+            report.unchanged += outcome.unchanged
+            report.connect_failed |= outcome.connect_failed
     report.error = "; ".join(failed) or None
     return report
 

@@ -74,6 +74,24 @@ def merge(file_servers: dict[str, ServerConfig], registrations: Sequence[Registr
     return servers, problems
 
 
+def as_stored(invalid: Mapping[str, InvalidServer], registrations: Sequence[Registration]
+              ) -> dict[str, InvalidServer]:
+    """The config file's ``invalid`` entries as the store has them: a stored enabled flag
+    (a registration without a config) is the one that applies once the entry is
+    corrected, so it is the one shown; one a ``TOMBSTONE`` removed is left out (it will
+    not run, corrected or not).  A registration with a config runs in its place and is
+    not looked at here (``merge``)."""
+    rows = {r.name: r for r in registrations if r.config is None or r.config == TOMBSTONE}
+    shown: dict[str, InvalidServer] = {}
+    for name, entry in invalid.items():
+        row = rows.get(name)
+        if row is not None and row.config == TOMBSTONE:
+            continue
+        shown[name] = entry if row is None or row.enabled == entry.enabled \
+            else entry.model_copy(update={"enabled": row.enabled})
+    return shown
+
+
 def overlong_description(raw: dict[str, Any] | None) -> int | None:
     """The length of the description of ``raw`` (a stored registration's settings) when
     it is over ``MAX_DESCRIPTION`` (None: it is not).  Only a gateway before the limit

@@ -13,7 +13,8 @@ it belongs to that host.
   always (its sessions carry that caller's credential).  A call with no host at all
   (the in-process library, admin inspection) uses the server's catalog session.
 * **Lifetime**: created on the host's first call (``max_clients`` at most: beyond,
-  a clear refusal); reaped when the host's connection closes (the SDK unwinds its
+  a clear refusal, unless one is given back -- *fairness* below); reaped when the
+  host's connection closes (the SDK unwinds its
   ``exit_stack``), or after ``idle_timeout`` without a call; stopped with the
   gateway.  Reaping stops the replica's supervisor, which ends the session and
   terminates its process group: no process outlives its host.
@@ -23,6 +24,16 @@ it belongs to that host.
   Each client session has its own breaker and health window (a host's failures do
   not open another's breaker); balancing and failover do not apply (a host has one
   session; a failed call is not re-sent to another host's).
+* **Fairness**: a handshake-era host is a connection, so one token opening many MCP
+  sessions took every slot and locked every other caller out.  Each session counts for
+  its *owner*, the verified caller (its principal: a token's name, a JWT's subject;
+  every unauthenticated host is one owner).  When all ``max_clients`` are taken and a
+  caller needs one, the owner holding the most -- at least two more than that caller,
+  so giving one back never just swaps who holds more -- gives back its least recently
+  used idle session (no call in flight; its host gets a new one at its next call, if
+  there is room then).  Otherwise the refusal says how many this caller holds and what
+  to do; it never names another caller.  So slots end shared as evenly as the callers
+  need them, and one caller alone may still use them all.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -59,6 +71,7 @@ class _Client:
     last_used: float = 0.0
     ready: anyio.Event = field(default_factory=anyio.Event)
     host: Hashable = None  # the host key of its calls: where its idle logs go
+    owner: str | None = None  # the caller it counts for (module doc: fairness)
 
 
 class ClientSessions:
@@ -78,6 +91,7 @@ class ClientSessions:
         self._reaping = False
         self.created = 0
         self.reaped = 0
+        self.reclaimed = 0  # given back for another caller (counted in ``reaped`` too)
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -131,17 +145,14 @@ class ClientSessions:
 
     def _open(self, key: Hashable, front: FrontCall | None) -> _Client:
         name, limit = self.config.name, self.config.max_clients
+        owner = front.caller.name if front is not None and front.caller is not None else None
         if len(self._clients) >= limit:
-            raise NoHealthyReplica(
-                name, f"has isolation: per_client and already serves {limit} host sessions "
-                f"(max_clients: {limit}); raise max_clients for server '{name}' in "
-                f"servers.yaml, or wait until an idle one is reaped (idle_timeout: "
-                f"{self.config.idle_timeout:g}s)")
+            self._make_room(owner)
         config = self.config
         if config.uses_caller_credentials:
             config = for_caller(config, front.caller if front is not None else None)
         upstream = self._make(config, f"{name}~{next(self._seq)}")
-        client = _Client(key, upstream, last_used=self._clock())
+        client = _Client(key, upstream, last_used=self._clock(), owner=owner)
         log = self._log
         if log is not None:
             async def idle_log(params: types.LoggingMessageNotificationParams) -> None:
@@ -160,6 +171,35 @@ class ClientSessions:
         logger.info("upstream %s: new per-client session %s (%d of at most %d)", name,
                     upstream.label, len(self._clients), limit)
         return client
+
+    def _make_room(self, owner: str | None) -> None:
+        """Give back the least recently used idle session of the owner holding the most,
+        at least two more than ``owner`` (module doc: fairness); else the refusal."""
+        name, limit = self.config.name, self.config.max_clients
+        held = Counter(c.owner for c in self._clients.values())
+        mine = held[owner]
+        over = [c for c in self._clients.values() if held[c.owner] >= mine + 2]
+        idle = [c for c in over if not c.calls]
+        if idle:
+            given = min(idle, key=lambda c: (-held[c.owner], c.last_used))
+            logger.warning(
+                "upstream %s: all %d per-client sessions taken; session %s of caller %s "
+                "(holding %d) given back for caller %s (holding %d)", name, limit,
+                given.upstream.label, _shown(given.owner), held[given.owner],
+                _shown(owner), mine)
+            self.reclaimed += 1
+            self.release(given.key)
+            return
+        who = f"caller '{owner}'" if owner is not None else "unauthenticated callers"
+        why = ("another caller holds more, but each of its sessions has a call in "
+               "flight: retry when one is idle, " if over else
+               "no other caller holds two more than that, so none is given back for it: "
+               f"close another MCP session of {who}, ")
+        raise NoHealthyReplica(
+            name, f"has isolation: per_client and already serves {limit} host sessions "
+            f"(max_clients: {limit}), {mine} of them held by {who}; {why}wait until an idle "
+            f"one is reaped (idle_timeout: {self.config.idle_timeout:g}s), or raise "
+            f"max_clients for server '{name}' in servers.yaml")
 
     def release(self, key: Hashable) -> None:
         """Stop the session of ``key``'s host (it left, or went idle)."""
@@ -200,3 +240,7 @@ class ClientSessions:
             self._reaping = False
             with suppress(Exception):
                 self.stop_all()
+
+
+def _shown(owner: str | None) -> str:
+    return f"'{owner}'" if owner is not None else "(unauthenticated)"

@@ -17,7 +17,9 @@ database that cannot be reached is ``StoreUnavailable`` -- the call did not happ
 pool reconnects by itself once the server is back -- and any other PostgreSQL error is a
 ``StorageError``; messages name ``user@host:port/db``, never the password.  A write
 cancelled once it has its connection ends and returns what it did (``_written``), as a
-SQLite write handed to its worker does: the caller learns what happened.
+SQLite write handed to its worker does: the caller learns what happened.  Each write is
+one transaction bounded by ``WRITE_TIMEOUT`` (postgres_busy.py): a lock another session
+holds makes it "the store is busy", after seconds, not a minute.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from fast_mcp_gateway.store.base import (
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.outage import quiet_pool_floor
+from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
     POOL_SIZE,
@@ -147,13 +150,22 @@ class PostgresStore(PgCallLog):
         statement or COMMIT the server finished first was done, its caller told
         "cancelled" -- a registration never applied here, as the feed skips this
         gateway's own changes.)  The connection's release is shielded too: it is a
-        checkpoint the cancellation would land at, inside the write.  Bounded by
-        ``command_timeout``."""
+        checkpoint the cancellation would land at, inside the write.  It is one
+        transaction, bounded by ``WRITE_TIMEOUT`` (its lock waits and each statement:
+        ``postgres_busy``), so a stop waits no longer for it; a write that hits the bound
+        was not made, and raises the store-is-busy ``StoreUnavailable``."""
         stack = AsyncExitStack()
         conn = await stack.enter_async_context(self._conn())
         with anyio.CancelScope(shield=True):
             async with stack:
-                yield conn
+                try:
+                    async with conn.transaction():
+                        await conn.execute(WRITE_LIMITS)
+                        yield conn
+                except Exception as exc:
+                    if is_busy(exc):
+                        raise await busy_error(conn, exc, self.where) from exc
+                    raise
 
     async def schema_version(self) -> int:
         async with self._conn() as conn:
@@ -198,7 +210,7 @@ class PostgresStore(PgCallLog):
     async def _mutation(self) -> AsyncIterator[asyncpg.Connection]:
         """A transaction holding the feed lock: its change rows get sequence numbers in
         commit order (see the module docstring)."""
-        async with self._written() as conn, conn.transaction():
+        async with self._written() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.FEED_LOCK)
             yield conn
         self._feed.wake()
@@ -352,7 +364,7 @@ class PostgresStore(PgCallLog):
         return [record_of(NameBinding, row) for row in rows]
 
     async def claim_names(self, claims: Sequence[NameBinding]) -> list[NameBinding]:
-        async with self._written() as conn, conn.transaction():
+        async with self._written() as conn:
             await conn.executemany(
                 "DELETE FROM name_bindings WHERE kind = $1 AND server = $2 AND original = $3"
                 " AND base <> $4", [(c.kind, c.server, c.original, c.base) for c in claims])
@@ -466,7 +478,7 @@ class PostgresStore(PgCallLog):
         return [pin_record(tuple(row)) for row in rows]
 
     async def put_pins(self, rows: Sequence[PinRecord]) -> None:
-        async with self._written() as conn, conn.transaction():
+        async with self._written() as conn:
             await conn.executemany(
                 f"INSERT INTO pins ({PIN_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
                 " ON CONFLICT (server, kind, name, status) DO UPDATE SET"

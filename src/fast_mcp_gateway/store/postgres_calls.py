@@ -10,8 +10,8 @@ written twice -- retried after a COMMIT whose answer was lost, replayed from the
 (store/stats.py). The semantics are the SQLite backend's (the contract suite runs
 against both). Retention (``prune``) stays in postgres.py: it spans every table and the
 change feed. The subclass provides ``_conn``: a pooled connection with asyncpg's
-failures translated, and ``_written``: one for a write, which a cancellation does not
-cut once it has it.
+failures translated, and ``_written``: one for a write, in one transaction bounded by
+``WRITE_TIMEOUT`` (postgres_busy.py), which a cancellation does not cut once it has it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class PgCallLog:
         for r in rows:
             for column, value in zip(by_column, row_of(r), strict=True):
                 column.append(value)
-        async with self._written() as conn, conn.transaction():
+        async with self._written() as conn:  # one transaction
             # Records' seq in commit order, across gateways (``invocations_written``).
             await conn.execute("SELECT pg_advisory_xact_lock($1)", schema.RECORDS_LOCK)
             # Only the records inserted now are counted: a batch written again (a retry

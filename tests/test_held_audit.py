@@ -159,3 +159,34 @@ async def test_a_reload_as_postgresql_goes_away_is_audited_when_it_is_back(
         assert len(await reloads(store)) == 1
     finally:
         await store.close()
+
+
+class _Away:
+    """A store that cannot take an audit entry (unreachable)."""
+
+    async def add_audit(self, *args: Any, **kwargs: Any) -> None:
+        from fast_mcp_gateway.store import StoreUnavailable
+
+        raise StoreUnavailable("the store is away (test)")
+
+
+async def test_an_entry_held_after_the_writer_stopped_is_spilled_not_left(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An operation that outlives the stop's cancellation (``finishing``; a REST change
+    uvicorn cancels past its grace, ``admin.context.shieldable``) audits after the held
+    entries' writer ended: held then, it was never written nor spilled -- lost, while
+    the log said it would be written once the store was back.  Now it goes to the spill
+    (the spool, written once the stop's tasks ended) at once."""
+    from fast_mcp_gateway.admin.held_audit import HeldAudit
+
+    store: Any = _Away()
+    held = HeldAudit(lambda: store)
+    spilled: list[AuditEntry] = []
+    held.spill = spilled.extend
+    async with anyio.create_task_group() as tg:
+        await tg.start(held.run)
+        tg.cancel_scope.cancel()  # the stop: nothing held, nothing spilled
+    entry = AuditEntry(id=0, at=time.time(), actor="ops", action="add_server",
+                       target="late", arguments=None, result=None, instance_id=None)
+    await held.add(entry)
+    assert spilled == [entry] and held.entries == []

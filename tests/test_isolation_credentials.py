@@ -128,6 +128,32 @@ def test_callers_credentials_are_masked_in_a_bounded_registry() -> None:
     assert bounded.mask(f"<{jwt}>") == "<***>" and "second-token" not in bounded
 
 
+class _Counted(str):
+    """A text that counts the substring checks made on it."""
+
+    checks = 0
+
+    def __contains__(self, value: object) -> bool:
+        _Counted.checks += 1
+        return super().__contains__(value)  # type: ignore[operator]
+
+
+def test_a_text_is_checked_only_for_callers_credentials_it_is_long_enough_to_hold() -> None:
+    """``CALLERS`` holds up to 1024 JWTs (hundreds of characters each), and ``mask_text``
+    runs on every string of every call's arguments: one substring check per value, even
+    for a text shorter than every value, cost ~0.2 ms per string once the registry was
+    full (a call's whole CPU is ~0.7 ms).  A value longer than the text is not looked
+    for now; those it may hold still are, and are masked."""
+    registry = RecentSecrets(limit=1024, longest=16 * 1024)
+    jwts = ["eyJ" + secrets.token_urlsafe(600) for _ in range(1000)]
+    registry.add([*jwts, "short-token-1234"])
+    _Counted.checks = 0
+    assert registry.mask(_Counted("an argument: short-token-1234")) == "an argument: ***"
+    assert _Counted.checks == 1
+    text = _Counted(f"echoed {jwts[7]} and short-token-1234")
+    assert registry.mask(text) == "echoed *** and ***"
+
+
 
 
 async def test_a_cached_or_stale_answer_goes_to_its_own_caller_only(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ asking by passing an ``Actor``, and maps the gateway's errors to its own once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -25,6 +25,8 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -181,5 +183,31 @@ def finishing() -> anyio.CancelScope:
     its steps' own bounds: the store's (``BUSY_TIMEOUT_MS``, PostgreSQL's
     ``WRITE_TIMEOUT``), a server's stop (15 s) and first connect attempt
     (``longest_attempt``, which a gateway's stop ends), the audit's one write before it
-    is held.  An import runs its adds in one such scope (``servers.import_servers``)."""
+    is held.  An import runs its adds in one such scope (``servers.import_servers``).
+
+    It holds against a cancel scope's cancellation, never asyncio's ``Task.cancel()``
+    (uvicorn's, of a request still running past ``timeout_graceful_shutdown`` at a stop):
+    a caller that task may cancel runs the operation through ``shieldable``."""
     return anyio.CancelScope(shield=True)
+
+
+async def shieldable(operation: Callable[[], Awaitable[T]]) -> T:
+    """``operation()`` in a child task, so that the caller's task cancelled by asyncio's
+    ``Task.cancel()`` (uvicorn does so to a request still running past its stop's grace,
+    and nothing holds against it) reaches it as a cancel scope's cancellation, which
+    ``finishing`` holds against: the operation ends what it stored, and then the caller
+    is cancelled.  Its exceptions are raised as they are (no exception group)."""
+    outcome: list[T] = []
+    failure: list[Exception] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await operation())
+        except Exception as exc:  # noqa: BLE001 - raised in the caller below, as it is
+            failure.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+    if failure:
+        raise failure[0]
+    return outcome[0]

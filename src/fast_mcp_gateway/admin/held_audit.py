@@ -12,9 +12,10 @@ when the action was made; said in one line), and ``run`` writes what is held,
 in order, waiting out the outage (``while_unavailable``; the gateway says the outage
 once), as the call records and health transitions are held.  At stop what is still
 held gets one bounded attempt and then goes to ``spill`` (the spool: written into the
-store at the next start with it).  ``flushed`` lets a reader see them written.  (An
-entry that must precede its action, ``inspect_call_tool``'s, is ``write_entry``'d:
-refused with the store, never held.)
+store at the next start with it); so does, at once, an entry held after that (an
+operation outliving the stop's cancellation: ``admin.context.finishing``).
+``flushed`` lets a reader see them written.  (An entry that must precede its action,
+``inspect_call_tool``'s, is ``write_entry``'d: refused with the store, never held.)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class HeldAudit:
         self._changed = ChangeSignal()  # an entry held, or written
         # Where the entries still held at stop go (the spool), if anywhere.
         self.spill: Callable[[list[AuditEntry]], None] | None = None
+        self._stopped = False  # ``run`` ended: nothing writes what is held any more
 
     async def add(self, entry: AuditEntry) -> None:
         """Write ``entry`` (its ``at``: when the audited action was done; none without
@@ -65,6 +67,14 @@ class HeldAudit:
                            entry.action, entry.actor, exc)
 
     def _hold(self, entry: AuditEntry, why: str) -> None:
+        if self._stopped:  # an operation that outlived the stop's cancellation (finishing)
+            if self.spill is not None:
+                self.spill([entry])
+            logger.warning("%s by %s: the gateway is stopping and %s: its audit entry is %s",
+                           entry.action, entry.actor, why,
+                           "spilled with the call records" if self.spill is not None
+                           else "lost")
+            return
         self.entries.append(entry)
         self._changed.notify()
         logger.warning("%s by %s: its audit entry is held and written once the store is "
@@ -75,6 +85,7 @@ class HeldAudit:
                   ) -> None:
         """Write what is held until cancelled; then what is left gets one attempt, or,
         the store being unreachable, is handed to ``spill``."""
+        self._stopped = False
         task_status.started()
         try:
             while True:
@@ -114,6 +125,7 @@ class HeldAudit:
         if self.entries and self.spill is not None:
             self.spill(self.entries)
         self.entries = []
+        self._stopped = True  # an entry held from now on goes to ``spill`` at once
 
     async def flushed(self, within: float = 5.0) -> bool:
         """Wait until nothing is held (``False`` after ``within``)."""

@@ -13,6 +13,7 @@ server), and every unknown-server error names only the principal's servers.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
@@ -226,7 +227,10 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
             call = Call(ctx, principal, dict(request.path_params),
                         _query(ep.query, request) if ep.query else None,
                         await _body(ep.body, request) if ep.body else None)
-            result = await ep.handler(call)
+            # A change ends what it stored even when uvicorn cancels the request's task
+            # at a stop (``shieldable``); a read needs no child task.
+            result = await (shieldable(functools.partial(ep.handler, call)) if ep.mutates
+                            else ep.handler(call))
         except ApiError as exc:
             return exc.response()
         except UnknownServer as exc:  # a restricted caller is told of its servers only

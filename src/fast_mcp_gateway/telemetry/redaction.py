@@ -16,6 +16,7 @@ per log call of traffic; ``SecretLogFilter`` is the last line for log records.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import threading
@@ -135,9 +136,9 @@ class RecentSecrets:
     log, made before the call's own error (which ``mask_argument_values`` masks).
     Only the last ``limit`` values are kept (a host may send a new one per call: the
     registry, add-only, would grow without bound), each at most ``MAX_LENGTH``
-    characters; ``mask`` is a substring check per value, no compiled pattern to rebuild
-    per call.  Filled only for tools whose schema names a credential-like property
-    (``front/calls.py``): empty, it costs nothing."""
+    characters; ``mask`` is a substring check per value no longer than the text, no
+    compiled pattern to rebuild per call.  Filled only for tools whose schema names a
+    credential-like property (``front/calls.py``): empty, it costs nothing."""
 
     MIN_LENGTH = 6  # shorter ones would mask common words in every log line for a while
     MAX_LENGTH = 1024
@@ -145,7 +146,9 @@ class RecentSecrets:
     def __init__(self, limit: int = 256, longest: int = MAX_LENGTH) -> None:
         self.limit, self.longest = limit, longest
         self._values: dict[str, None] = {}  # oldest first
-        self._longest_first: tuple[str, ...] = ()
+        # Longest first (one containing another is masked whole), with their lengths
+        # negated (ascending, for ``bisect``): one tuple, swapped whole by ``add``.
+        self._by_length: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
@@ -163,10 +166,14 @@ class RecentSecrets:
                 del self._values[next(iter(self._values))]
                 changed = True
             if changed:
-                self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
+                values = tuple(sorted(self._values, key=len, reverse=True))
+                self._by_length = values, tuple(-len(v) for v in values)
 
     def mask(self, text: str) -> str:
-        for value in self._longest_first:
+        values, lengths = self._by_length
+        # Only values the text is long enough to hold: a full CALLERS holds a thousand
+        # JWTs, and most texts (a call's argument strings) are shorter than any.
+        for value in values[bisect.bisect_left(lengths, -len(text)):]:
             if value in text:
                 text = text.replace(value, MASK)
         return text

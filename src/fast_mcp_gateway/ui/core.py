@@ -14,6 +14,7 @@ modes apply as on REST; a mutation must be a POST carrying the viewer's CSRF tok
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext
+from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
@@ -137,8 +138,10 @@ class Ui:
                     "mutate" if mutate else "read"):
                 return self.error(request, viewer, 403, "This is turned off by 'gateway.admin: "
                                   f"{self.ctx.options.admin}' in the config file.")
-            try:
-                return await handler(Page(self, request, viewer, form))
+            page = Page(self, request, viewer, form)
+            try:  # a change ends what it stored even when uvicorn cancels the request
+                return await (shieldable(functools.partial(handler, page)) if mutate
+                              else handler(page))
             except GatewayError as exc:
                 if isinstance(exc, UnknownServer):  # the viewer is told of its servers only
                     exc = exc.seen_by(viewer.may_use)

@@ -260,6 +260,11 @@ async def prepare(db: aiosqlite.Connection, path: str) -> None:
     if path != ":memory:":
         await db.execute("PRAGMA journal_mode = WAL")
     await db.execute("PRAGMA synchronous = NORMAL")
+    # Deleted content zeroed, not left in free space: a registration taken back (an add
+    # whose server did not start, a removal, a rotated key) held secrets in clear.  Its
+    # cost is on deletions only (retention's prune: unchanged at 100k rows, and the
+    # batch inserts of call records alike, benchmarks/store.py's fill).
+    await db.execute("PRAGMA secure_delete = ON")
     # SQLite's default page cache is 2 MB per connection, and call records fill it: the
     # writes are small appends, and statistics read the minute and hour aggregates,
     # which the OS caches anyway (benchmarks/store.py: the queries' times unchanged at

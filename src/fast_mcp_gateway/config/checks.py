@@ -84,11 +84,10 @@ def _check_target(server: ServerConfig, source: str) -> Problem:
             return (f"headers.{name}", "is not a valid header name (letters, digits, '-')")
         if any(c in value for c in "\r\n\x00"):
             return (f"headers.{name}", "must be a single line (no line breaks)")
-        control = next((c for c in value if c != "\t" and unicodedata.category(c) == "Cc"),
-                       None)
-        if control is not None:  # refused by the HTTP client at connect otherwise
-            return (f"headers.{name}", f"holds the control character {control!r} "
-                                       f"(U+{ord(control):04X}); remove it")
+        bad = next((c for c in value if c != "\t" and unicodedata.category(c) == "Cc"), None)
+        if bad is not None:  # refused by the HTTP client at connect otherwise
+            return (f"headers.{name}", f"holds the control character {bad!r} "
+                                       f"(U+{ord(bad):04X}); remove it")
     return None
 
 

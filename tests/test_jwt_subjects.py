@@ -1,0 +1,59 @@
+"""A JWT's subject names its caller in call records, the audit log and the dashboard: one
+that is no plain name (control characters, 5,000 characters) is refused with a 401 and
+a log line saying why, never stored cut or rewritten (two subjects cut alike would be
+one caller).  A 255-character subject (OpenID Connect's bound) still works."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+from fast_mcp_gateway.http.auth import MAX_SUBJECT, principal_of
+from tests.fixtures import make_gateway, serve_http
+from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
+from tests.test_http_service import ISSUER, jwt_verifier, signed
+
+pytestmark = pytest.mark.anyio
+BAD = {"escape": ("\x1b[31mroot", "holds the control character U+001B (at position 0)"),
+       "newline": ("bob\nadmin", "holds the control character U+000A (at position 3)"),
+       "bidi": ("bob\u202e", "holds the control character U+202E (at position 3)"),
+       "long": ("s" * 5000, "has 5000 characters (at most 255)")}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+async def test_a_jwt_whose_subject_is_no_plain_name_is_refused_saying_why(
+        jwks: tuple[RSAKeyPair, str], caplog: pytest.LogCaptureFixture,  # noqa: F811
+        kind: str) -> None:
+    pair, uri = jwks
+    subject, why = BAD[kind]
+    verifier, _ = jwt_verifier(uri, time.time)
+    assert await verifier.verify_token(signed(pair, subject, expires_in_seconds=600)) is None
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"refused a JWT whose 'sub' {why}" in line and subject not in line
+
+
+async def test_a_subject_of_the_bound_still_names_its_caller(
+        jwks: tuple[RSAKeyPair, str]) -> None:  # noqa: F811
+    pair, uri = jwks
+    verifier, _ = jwt_verifier(uri, time.time)
+    subject = "ü" * MAX_SUBJECT
+    access = await verifier.verify_token(signed(pair, subject, expires_in_seconds=600))
+    assert access is not None and principal_of(access).name == subject
+
+
+async def test_over_http_such_a_jwt_gets_a_401(
+        jwks: tuple[RSAKeyPair, str], tmp_path: Path) -> None:  # noqa: F811
+    pair, uri = jwks
+    gateway = make_gateway({}, db=tmp_path / "g.db", options={"auth": {"jwt": {
+        "jwks_uri": uri, "issuer": ISSUER, "audience": "mcp-gateway"}}})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        for subject, status in (("bob\r\nadmin", 401), ("bob", 200)):
+            token = signed(pair, subject, expires_in_seconds=600)
+            answer = await http.get(f"{base}/api/v1/logs/invocations",
+                                    headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == status, (subject, answer.text)

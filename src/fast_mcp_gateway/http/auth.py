@@ -230,6 +230,14 @@ class GatewayVerifier(TokenVerifier):
         verified = await self._jwt.verify_token(token)
         if verified is None:
             return None
+        subject = (verified.claims or {}).get(self._jwt_config.subject_claim)
+        problem = None if subject is None else subject_problem(str(subject))
+        if problem is not None:  # checked first: the refusals below log the subject
+            # Its subject names the caller in the records, the audit log and the dashboard.
+            logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
+                           "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
+                           "does", self._jwt_config.subject_claim, problem)
+            return None
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
@@ -244,13 +252,6 @@ class GatewayVerifier(TokenVerifier):
             logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
                            "subject); have the issuer set it, or set gateway.auth.jwt."
                            "subject_claim", self._jwt_config.subject_claim)
-            return None
-        problem = subject_problem(str(verified.claims[self._jwt_config.subject_claim]))
-        if problem is not None:
-            # Its subject names the caller in the records, the audit log and the dashboard.
-            logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
-                           "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
-                           "does", self._jwt_config.subject_claim, problem)
             return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:

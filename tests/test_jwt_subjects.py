@@ -13,7 +13,8 @@ import httpx2
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
-from fast_mcp_gateway.http.auth import MAX_SUBJECT, principal_of
+from fast_mcp_gateway.config.auth import AuthConfig
+from fast_mcp_gateway.http.auth import MAX_SUBJECT, GatewayVerifier, principal_of
 from tests.fixtures import make_gateway, serve_http
 from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
 from tests.test_http_service import ISSUER, jwt_verifier, signed
@@ -57,3 +58,24 @@ async def test_over_http_such_a_jwt_gets_a_401(
             answer = await http.get(f"{base}/api/v1/logs/invocations",
                                     headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == status, (subject, answer.text)
+
+
+async def test_a_refusal_that_names_the_subject_names_only_a_checked_one(
+        jwks: tuple[RSAKeyPair, str], caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """A JWT without 'exp' is refused naming its subject: that was the 'sub' claim as
+    sent, also where gateway.auth.jwt.subject_claim names another claim (unchecked)."""
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    pair, uri = jwks
+    config = AuthConfig.model_validate({"jwt": {"jwks_uri": uri, "issuer": ISSUER,
+                                                "audience": "mcp-gateway",
+                                                "subject_claim": "email"}})
+    verifier = GatewayVerifier(config)
+    claims = {"sub": "\x1b[2J" + "s" * 5000, "email": "bob@example.test", "iss": ISSUER,
+              "aud": "mcp-gateway", "scope": "tools"}
+    key = RSAKey.import_key(pair.private_key.get_secret_value())
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+    assert await verifier.verify_token(token) is None
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert line.startswith("refused a JWT without 'exp' (subject 'bob@example.test')"), line

@@ -242,7 +242,7 @@ class GatewayVerifier(TokenVerifier):
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
             logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
-                           "expire; have the issuer set one", verified.subject)
+                           "expire; have the issuer set one", subject)  # checked above
             return None
         if verified.expires_at <= now:
             return None  # expired by this gateway's clock (the verifier allows some skew)

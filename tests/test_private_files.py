@@ -29,8 +29,11 @@ def test_a_gateway_creates_its_default_store_and_data_folder_owner_only(tmp_path
     # No --db and no MCP_GATEWAY_DB: the default file in the user's data folder.
     env: dict[str, str | None] = {"XDG_DATA_HOME": str(data), "MCP_GATEWAY_DB": None}
     with stdio_gateway("--config", str(config), env=env, umask=0o022) as gateway:
+        # Kept stopped (an add whose server does not start is taken back, and its
+        # secret with it: tests/test_deleted_secrets.py).
         gateway.call("gateway_add_server", name="secret", config={
-            "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": SECRET}})
+            "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": SECRET},
+            "enabled": False})
         folder = data / "fast-mcp-gateway"
         db = folder / "gateway.db"
         assert mode(folder) == 0o700

@@ -153,12 +153,17 @@ def keep_masked(raw: dict[str, Any], stored: dict[str, Any], shown: dict[str, An
         for i, arg in enumerate(args):
             if MASK not in arg:
                 continue
-            if (arg in was_shown and len(was_shown) == len(was_stored) and same_place
-                    and not env_secret(was_stored[was_shown.index(arg)])):
-                args[i] = was_stored[was_shown.index(arg)]
+            if arg not in was_shown or len(was_shown) != len(was_stored):
+                errors["args"] = (f"'{arg}' holds a hidden part (***) that matches no "
+                                  f"argument the server was shown with; send the arguments "
+                                  f"as shown, or {retype}")
+            elif env_secret(was_stored[was_shown.index(arg)]):
+                errors["args"] = f"'{arg}': {from_file} {retype}"
+            elif not same_place:
+                errors["args"] = (f"'{arg}': {moved}, so the hidden part (***) is not "
+                                  f"sent there; {retype}")
             else:
-                errors["args"] = (f"'{arg}' holds a hidden part (***) that cannot be kept "
-                                  f"here; {retype}")
+                args[i] = was_stored[was_shown.index(arg)]
     if MASK in json.dumps(raw.get("instances")):
         # Not kept per instance: stored as sent, a replica would start with '***'.
         errors["instances"] = (f"an instance holds a hidden value (***), which is not kept "

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import types
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -62,6 +63,13 @@ def _check_target(server: ServerConfig, source: str) -> Problem:
     assert server.url is not None
     if server.transport == "stdio":
         return ("transport", "'stdio' needs a 'command', not a 'url'")
+    control = next((i for i, c in enumerate(server.url) if unicodedata.category(c) == "Cc"),
+                   None)
+    if control is not None:  # CR/LF would split a request line: httpx refuses at connect
+        char = server.url[control]
+        return ("url", f"holds the control character {char!r} (U+{ord(char):04X}) at "
+                       f"position {control}, which no URL may hold; remove it (or "
+                       f"percent-encode it, e.g. %{ord(char):02X}, if the server expects it)")
     if not _URL.match(server.url):
         return ("url", f"{_show(server.url, server)!r} is not an http(s) URL; write e.g. "
                        "http://127.0.0.1:9000/mcp")
@@ -76,6 +84,10 @@ def _check_target(server: ServerConfig, source: str) -> Problem:
             return (f"headers.{name}", "is not a valid header name (letters, digits, '-')")
         if any(c in value for c in "\r\n\x00"):
             return (f"headers.{name}", "must be a single line (no line breaks)")
+        bad = next((c for c in value if c != "\t" and unicodedata.category(c) == "Cc"), None)
+        if bad is not None:  # refused by the HTTP client at connect otherwise
+            return (f"headers.{name}", f"holds the control character {bad!r} "
+                                       f"(U+{ord(bad):04X}); remove it")
     return None
 
 

@@ -14,7 +14,11 @@ and never past its ``exp``, in a bounded cache (``JWT_CACHE_SIZE`` entries, olde
 dropped first).  A refused token is never cached.
 
 ``Principal`` is what the rest of the gateway sees of a caller: a name for audit and
-call records, its scopes and the servers it may see.
+call records, its scopes and the servers it may see.  A JWT's subject becomes that name
+as it is, so one that is no plain name is refused (``subject_problem``: more than
+``MAX_SUBJECT`` characters, or a control, format or line-separator character), never
+cut or rewritten: two subjects cut or escaped alike would be one caller, sharing its
+tasks, asking rounds and cached answers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +42,7 @@ if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and J
 
 JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
 JWT_CACHE_SIZE = 4096
+MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 'sub')
 
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
@@ -224,11 +230,19 @@ class GatewayVerifier(TokenVerifier):
         verified = await self._jwt.verify_token(token)
         if verified is None:
             return None
+        subject = (verified.claims or {}).get(self._jwt_config.subject_claim)
+        problem = None if subject is None else subject_problem(str(subject))
+        if problem is not None:  # checked first: the refusals below log the subject
+            # Its subject names the caller in the records, the audit log and the dashboard.
+            logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
+                           "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
+                           "does", self._jwt_config.subject_claim, problem)
+            return None
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
             logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
-                           "expire; have the issuer set one", verified.subject)
+                           "expire; have the issuer set one", subject)  # checked above
             return None
         if verified.expires_at <= now:
             return None  # expired by this gateway's clock (the verifier allows some skew)
@@ -248,6 +262,19 @@ class GatewayVerifier(TokenVerifier):
                 del self._jwt_cache[next(iter(self._jwt_cache))]  # the oldest entry
             self._jwt_cache[digest] = (access, until)
         return access
+
+
+def subject_problem(subject: str) -> str | None:
+    """Why ``subject`` cannot name a caller (in words for the log, never the subject
+    itself in full), or None."""
+    if len(subject) > MAX_SUBJECT:
+        return f"has {len(subject)} characters (at most {MAX_SUBJECT})"
+    bad = next((c for c in subject if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl",
+                                                                  "Zp")), None)
+    if bad is not None:
+        return (f"holds the control character U+{ord(bad):04X} (at position "
+                f"{subject.index(bad)})")
+    return None
 
 
 def mcp_auth(verifier: GatewayVerifier, config: AuthConfig, base_url: str) -> AuthProvider:

@@ -13,6 +13,10 @@ registrations); ``routes``; ``health_records``; ``inspector_history``;
 ``alert_rules`` (runtime alert rules) and ``alert_events`` (alert history).
 Reads are safe while the gateway writes (WAL), e.g. from ``mcp-gateway logs``.
 
+A registration's settings may hold secrets in clear, so none is left behind when they
+change or go: deleted content is zeroed (``PRAGMA secure_delete``), and each change of a
+registration empties the WAL, which holds the pages' old images (``_forget_old_pages``).
+
 The change feed reports the control-plane mutations made through this object (one
 gateway owns a file); another process writing the same file is not seen.  Every read and
 write goes through ``sqlite_connection.StoreConnection``: reads fetched whole, writes one
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -70,6 +75,7 @@ from fast_mcp_gateway.store.sqlite_connection import StoreConnection
 __all__ = ["SQLiteStore", "StorageError"]
 
 R = TypeVar("R")
+logger = logging.getLogger(__name__)
 HOLDS = "registered servers' headers and environment in clear"
 
 
@@ -170,6 +176,7 @@ class SQLiteStore(SQLiteCallLog):
             (name, json.dumps(config) if config is not None else "null", int(enabled),
              time.time()))
         self._feed.note("server", name)
+        await self._forget_old_pages()
 
     async def add_server(self, name: str, config: dict[str, Any], enabled: bool) -> bool:
         # One statement: SQLite's write lock decides between gateways on one file.
@@ -190,6 +197,31 @@ class SQLiteStore(SQLiteCallLog):
         cur = await self._db.run("DELETE FROM servers WHERE name = ?", (name,))
         if cur.rowcount:
             self._feed.note("server", name)
+            await self._forget_old_pages()
+
+    async def _forget_old_pages(self) -> None:
+        """Empty the WAL after a registration changed or went: it holds the old images of
+        the pages written since the last checkpoint, secrets included (the file itself
+        gets the zeroed pages: ``secure_delete``).  ``TRUNCATE`` waits ``busy_timeout``
+        for other connections' reads; one still reading then (another gateway, the CLI)
+        leaves the WAL as it is until the next change or the last connection closes.
+        Shielded and never raising: the change it follows is made, and its caller is
+        told so (``sqlite_connection``: a write handed over ends and returns)."""
+        if self.path == ":memory:":
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                rows = await self._db.returning("PRAGMA wal_checkpoint(TRUNCATE)")
+        except StorageError as exc:
+            logger.warning("%s: the store's WAL could not be emptied after a change of a "
+                           "registration, so it may hold the old settings until the next "
+                           "one: %s", self.path, exc)
+            return
+        if rows and rows[0][0]:
+            logger.warning("%s: another connection was reading, so the store's WAL still "
+                           "holds the registration's old settings until the next change "
+                           "of a registration or until every gateway and CLI using the "
+                           "file stops", self.path)
 
     async def servers(self) -> list[Registration]:
         rows = await self._db.rows(f"SELECT {columns(Registration)} FROM servers"

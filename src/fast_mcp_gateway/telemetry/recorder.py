@@ -419,7 +419,7 @@ class Recorder(BatchWriter[Invocation]):
 
     def record(self, invocation: Invocation) -> None:
         if invocation.error:  # an upstream's text may echo a secret (error path only)
-            masked = mask_text(invocation.error)
+            masked = cut(mask_text(invocation.error), MAX_ERROR)
             if masked != invocation.error:
                 invocation = dataclasses.replace(invocation, error=masked)
         if ("\x00" in invocation.exposed or "\x00" in invocation.client
@@ -470,6 +470,15 @@ def _without_nul(invocation: Invocation) -> Invocation:
 
 
 MAX_ARGUMENTS = 32 * 1024  # characters of a record's arguments kept (its JSON, cut)
+MAX_ERROR = 32 * 1024  # characters of a record's error text kept (an upstream chose it)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, with a note saying it was cut and how long
+    it was (masked first: a cut never leaves half a secret unmasked)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut by the gateway: {len(text)} characters in all]"
 
 
 def dumps_arguments(arguments: Any, secret_values: frozenset[str],
@@ -479,7 +488,5 @@ def dumps_arguments(arguments: Any, secret_values: frozenset[str],
     read back whole by any ``tools`` token: 500 of them, gigabytes)."""
     if arguments is None:
         return None
-    text = _ARGUMENTS_JSON.encode(redact_arguments(arguments, keys, secret_values))
-    if len(text) <= MAX_ARGUMENTS:
-        return text
-    return f"{text[:MAX_ARGUMENTS]}... [cut by the gateway: {len(text)} characters in all]"
+    return cut(_ARGUMENTS_JSON.encode(redact_arguments(arguments, keys, secret_values)),
+               MAX_ARGUMENTS)

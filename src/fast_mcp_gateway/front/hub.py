@@ -70,11 +70,13 @@ class FrontHub:
     at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
 
-    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes, its
-    connection closes (``subscribe``) or its server is removed (``server_removed``); a
-    listen stream until its host leaves, its caller's credential no longer stands, or
-    it may reach none of its URIs (``reach_changed``: ``front/listen.py``).  Either way
-    the upstream is unsubscribed (``release``) when nobody holds the URI any more.
+    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
+    connection closes (``subscribe``): one whose server is removed is held with no home
+    (``server_removed``; ``lost``) until the URI is served again (``resume``: the host was
+    never told it ended, there is no such notice in the handshake era); a listen stream
+    until its host leaves, its caller's credential no longer stands, or it may reach
+    none of its URIs (``reach_changed``: ``front/listen.py``).  Either way the upstream
+    is unsubscribed (``release``) when nobody holds the URI any more.
 
     Each URI held has one ``Home``, the upstream subscription all its hosts share: the
     latest a host subscribed at, or the one ``rehome`` moved it to (a reload gave the
@@ -94,10 +96,6 @@ class FrontHub:
         self.release: Release = _release_nothing
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
-            weakref.WeakKeyDictionary()
-        # a connection -> URIs it held of a server since removed (its unsubscribe is
-        # answered: ``orphaned``)
-        self._orphans: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
@@ -150,7 +148,6 @@ class FrontHub:
         displaced = self._settle(uri, home)
         self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = \
             home.server
-        self._orphans.get(connection, set()).discard(uri)   # held again: not an orphan
         if may_use is not None:
             self._may_use[connection] = may_use
         held = self._held.get(connection)
@@ -258,25 +255,35 @@ class FrontHub:
         self._standings = anyio.Event()
 
     def server_removed(self, server: str) -> None:
-        """``server`` was removed (a reload, an admin removal): the connections subscribed
-        to its URIs are forgotten (there is nothing to let go of: its sessions, and their
-        subscriptions, ended with it), and listen streams look at what they hold again."""
-        for uri, subs in list(self._subscribers.items()):
-            for connection in [c for c, of in subs.items() if of == server]:
-                self.unsubscribe(uri, connection)
-                self._orphans.setdefault(connection, set()).add(uri)
+        """``server`` was removed (a reload, an admin removal): its URIs lose their home
+        (there is nothing to let go of: its sessions, and their subscriptions, ended with
+        it).  Handshake-era hosts still hold them (``lost``: taken up again where they are
+        served next, ``resume``), and listen streams look at what they hold again."""
         for uri in [u for u, home in self._homes.items() if home.server == server]:
-            del self._homes[uri]   # streams holding it let go of it (nothing is held)
+            del self._homes[uri]
         self.standings_changed()
 
-    def orphaned(self, uri: str, connection: Connection | None) -> bool:
-        """Whether ``connection`` held ``uri`` until its server was removed (once: a
-        host's unsubscription is answered, and forgets it)."""
-        orphans = self._orphans.get(connection) if connection is not None else None
-        if orphans is None or uri not in orphans:
-            return False
-        orphans.discard(uri)
-        return True
+    def held(self) -> set[str]:
+        """Each URI a host holds (with a home or not)."""
+        return set(self._subscribers) | set(self._listening)
+
+    def lost(self) -> list[tuple[str, list[Callable[[str], bool]]]]:
+        """Each URI handshake-era hosts hold with no home (its server was removed), with
+        whether each of their callers may use a server (``may_use``)."""
+        return [(uri, [self._may_use.get(c, _every_server) for c in list(subs)])
+                for uri, subs in self._subscribers.items() if uri not in self._homes]
+
+    def resume(self, uri: str, home: Home) -> Home | None:
+        """``uri`` (``lost``) was subscribed at ``home``, which serves it now: None, or
+        the subscription to let go of -- ``home`` itself when nobody holds ``uri`` any
+        more, or a host took it up elsewhere meanwhile."""
+        now = self._homes.get(uri)
+        if now == home:
+            return None
+        if now is not None or uri not in self.held():
+            return home
+        self._settle(uri, home)
+        return None
 
     async def reach_changed(self, standing: Standing) -> None:
         """Return at the next ``standings_changed`` or ``server_removed``, or once

@@ -9,7 +9,12 @@ catalog build (``UpstreamManager.changed``) ``SubscriptionMover`` subscribes the
 server that serves each held URI now, once it is ready (a restarted one lists the
 catalog it had while it starts), and unsubscribes the old one (if it still runs).
 A URI nobody serves now stays where it is (its server may list it again), unless its
-server was removed (``FrontHub.server_removed``).
+server was removed (``FrontHub.server_removed``): handshake-era hosts still hold it,
+with no home (``FrontHub.lost``), and it is subscribed again where it is served next
+for one of their callers (a later reload gives the server back, or gave its namespace
+to another server), once that server is ready (``FrontHub.resume``).  Before, such a
+host got no more updates, never told its subscription had ended (the handshake era has
+no such notice), while a listen stream took the URI up again.
 
 Within a server, a subscription follows a replica that is up (``Service.follow_ready``):
 one a replica held that went down, or that a restart carried to a replica that did not
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+def _anyone(_server: str) -> bool:
+    return True
+
+
 MOVE_BUDGET = 10.0
 """Seconds the unsubscription of a URI's old server may take (the next waits)."""
 
@@ -48,14 +57,17 @@ MOVE_BUDGET = 10.0
 class SubscriptionMover:
     """Moves hosts' subscriptions to where their URIs are served now (module docstring).
 
-    ``served(uri)`` is the home serving an exposed URI now, whoever asks (None: no
-    server does)."""
+    ``origin(uri, visible)`` maps an exposed URI to its service and the upstream's URI
+    (of a server ``visible`` says the caller may use), raising ``MCPError`` when none
+    serves it (``HostRequests._resource_origin``)."""
 
     def __init__(self, manager: UpstreamManager, hub: FrontHub,
-                 served: Callable[[str], Home | None]) -> None:
+                 origin: Callable[[str, Callable[[str], bool]], tuple[Service, str]]
+                 ) -> None:
         self._manager = manager
         self._hub = hub
-        self._served = served
+        self._origin = origin
+        self.followed = -1   # the catalog generation last looked at (tests wait on it)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -72,6 +84,7 @@ class SubscriptionMover:
             built = manager.view.generation
             await self.follow()
             self._hub.standings_changed()
+            self.followed = built
 
     async def follow(self) -> None:
         """Move each held URI served by another server now, then each subscription of a
@@ -83,12 +96,54 @@ class SubscriptionMover:
             except Exception:   # logged; the next URI is moved all the same
                 logger.exception("could not move hosts' subscription to %s (held at "
                                  "upstream '%s')", logged_name(uri), home.server)
+        for uri, callers in self._hub.lost():
+            try:
+                await self._resume(uri, callers)
+            except Exception:   # logged; the next URI is taken up all the same
+                logger.exception("could not subscribe %s again for the hosts that held it "
+                                 "when its server was removed", logged_name(uri))
         for service in list(self._manager.services.values()):
             try:
                 await service.follow_ready()
             except Exception:   # logged; the next server's all the same
                 logger.exception("server %s: could not move its subscriptions to a "
                                  "replica that is up", service.name)
+
+    def _served(self, uri: str, visible: Callable[[str], bool] = _anyone) -> Home | None:
+        """Where the exposed ``uri`` is served now (by a server ``visible``); None:
+        nowhere."""
+        try:
+            service, original = self._origin(uri, visible)
+        except MCPError:
+            return None
+        return Home(service.name, original)
+
+    async def _resume(self, uri: str, callers: list[Callable[[str], bool]]) -> None:
+        """Subscribe ``uri``, which handshake-era hosts held when its server was removed,
+        where it is served now for the first of their ``callers`` that may reach it, once
+        that server is ready (a later catalog build tries again until then)."""
+        now = next((home for home in (self._served(uri, visible) for visible in callers)
+                    if home is not None), None)
+        service = self._manager.services.get(now.server) if now is not None else None
+        if now is None or service is None or service.state is not UpstreamState.READY:
+            return
+        caps = service.capabilities
+        if caps is None or caps.resources is None or not caps.resources.subscribe:
+            logger.warning("hosts subscribed to %s, which upstream '%s' serves now, get no "
+                           "updates of it: it does not support resource subscriptions",
+                           logged_name(uri), now.server)
+            return
+        try:
+            await service.subscribe(now.original)
+        except (UpstreamError, MCPError) as exc:
+            logger.warning("hosts subscribed to %s get no updates of it: subscribing it "
+                           "again at upstream '%s', which serves it now, failed: %s (tried "
+                           "again at the next catalog change)", logged_name(uri), now.server,
+                           exc)
+            return
+        gone = self._hub.resume(uri, now)
+        if gone is not None:   # every host let go of it meanwhile, or one took it up
+            await self._hub.release(uri, gone)
 
     async def _follow(self, uri: str, home: Home) -> None:
         now = self._served(uri)

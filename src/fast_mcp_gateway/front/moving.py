@@ -22,6 +22,11 @@ come up (``Service.carry``), is moved to a ready one.
 
 Then listen streams look at what they may reach again (``FrontHub.standings_changed``):
 a URI a stream lost is taken up again once it is back (``front/listen.py``).
+
+All this is done only after a build that changed what it depends on (``_Routes``: the
+held URIs' listed entries, the templates, each server's replicas' states): a server
+changing its lists in a loop (a tool's description, say) made every held URI be
+resolved, and every listen stream woken, at each of its builds.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import anyio.abc
@@ -38,6 +43,8 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.hub import FrontHub, Home
+from fast_mcp_gateway.routing.naming import Origin
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 if TYPE_CHECKING:
@@ -45,6 +52,21 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.routing.service import Service
 
 logger = logging.getLogger(__name__)
+
+class _Routes(NamedTuple):
+    """What ``SubscriptionMover`` acts on, as of one catalog build (``_routes``)."""
+
+    listed: dict[str, Origin | None]
+    templates: dict[str, Origin]
+    states: dict[str, tuple[int, tuple[UpstreamState, ...]]]
+
+    def changed_from(self, before: _Routes) -> bool:
+        """Whether a URI held then and now may be served elsewhere, or a server's
+        readiness changed (a URI held since was subscribed where it was served then)."""
+        return self.templates != before.templates or self.states != before.states or any(
+            uri in before.listed and before.listed[uri] != origin
+            for uri, origin in self.listed.items())
+
 
 def _anyone(_server: str) -> bool:
     return True
@@ -73,7 +95,7 @@ class SubscriptionMover:
                   ) -> None:
         """``follow`` after each catalog build, until cancelled."""
         task_status.started()
-        built = -1
+        built, routes = -1, None
         manager = self._manager
 
         def rebuilt(since: int) -> Callable[[], bool]:
@@ -82,9 +104,26 @@ class SubscriptionMover:
         while True:
             await manager.changed.wait_until(rebuilt(built), within=math.inf)
             built = manager.view.generation
-            await self.follow()
-            self._hub.standings_changed()
+            before, routes = routes, self._routes()
+            if before is None or routes.changed_from(before):
+                await self.follow()
+                self._hub.standings_changed()
             self.followed = built
+
+    def _routes(self) -> _Routes:
+        """What where a held URI is served, and whether its server is ready, depend on:
+        each held URI's listed entry (by server and its own URI), the templates (a URI
+        no list names matches one), and each server's replicas' states (a ready one is
+        subscribed; a restart makes another ``Service``).  A URI a link names is
+        resolved by what the link gave, which no build changes."""
+        view = self._manager.view
+        listed = {}
+        for uri in self._hub.held():
+            entry = view.resources.get(uri) or view.resources.get(normalize_uri(uri))
+            listed[uri] = entry[0] if entry is not None else None
+        return _Routes(listed, {exposed: origin for exposed, (origin, _) in view.templates.items()},
+                       {name: (id(service), tuple(r.state for r in service.replicas))
+                        for name, service in self._manager.services.items()})
 
     async def follow(self) -> None:
         """Move each held URI served by another server now, then each subscription of a
@@ -138,8 +177,8 @@ class SubscriptionMover:
         except (UpstreamError, MCPError) as exc:
             logger.warning("hosts subscribed to %s get no updates of it: subscribing it "
                            "again at upstream '%s', which serves it now, failed: %s (tried "
-                           "again at the next catalog change)", logged_name(uri), now.server,
-                           exc)
+                           "again when where it is served, or a server's readiness, changes)",
+                           logged_name(uri), now.server, exc)
             return
         gone = self._hub.resume(uri, now)
         if gone is not None:   # every host let go of it meanwhile, or one took it up

@@ -17,7 +17,8 @@ from mcp.client.subscriptions import listen
 
 from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import make_gateway, serve_http, stdio_entry, until
-from tests.test_subscription_lifetimes import SUBSCRIBE, WATCHED, seen
+from tests.test_subscription_lifetimes import OPS, SUBSCRIBE, UNSUBSCRIBE, WATCHED, seen
+from tests.test_subscriptions_across_reloads import Updates
 
 pytestmark = pytest.mark.anyio
 
@@ -62,3 +63,51 @@ async def test_builds_that_change_no_held_uris_route_resolve_nothing(tmp_path: P
             await until(lambda: mover.followed == manager.view.generation)
             assert resolved == [] and wakes == []
             assert await seen(ops) == [SUBSCRIBE, SUBSCRIBE]   # nothing moved
+
+
+SHARED = "watch://watched/counter"   # root's own URI, and watched's (its namespace's)
+ROOT_SAW = f"subscribe {SHARED}"
+A, B = "a-token-of-root-only-0123", "b-token-of-watched-only-0123"
+
+
+def two_homes() -> Any:
+    """'root' (``namespace: ""``) lists ``SHARED``; 'watched' (namespace 'watched') is
+    what ``SHARED`` names as a link.  Token A may use root only, B watched only, OPS
+    either."""
+    servers = {"root": stdio_entry("watched.py", protocol="legacy", namespace="",
+                                   env={"WATCHED_URI": SHARED}),
+               "watched": stdio_entry("watched.py", protocol="legacy")}
+    auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                       {"name": "a", "token": A, "scopes": ["tools"], "servers": ["root"]},
+                       {"name": "b", "token": B, "scopes": ["tools"], "servers": ["watched"]}]}
+    return make_gateway(servers, options={"auth": auth})
+
+
+async def test_callers_a_uri_resolves_differently_for_are_subscribed_apart() -> None:
+    """``SHARED`` is root's for token A and, as a link, watched's for token B: the URI
+    had one home, so B's subscription displaced A's (root unsubscribed: A got no more
+    updates) and the mover moved B's to root (B may not use it: B got none).  Each
+    caller's subscription lives where it resolves for that caller; both get their
+    server's updates, and each host's leaving lets go of its own."""
+    gateway = two_homes()
+    a_updates, b_updates = Updates(), Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops:
+        async with Client(f"{base}/mcp", auth=A, mode="legacy",
+                          message_handler=a_updates) as a, \
+                Client(f"{base}/mcp", auth=B, mode="legacy",
+                       message_handler=b_updates) as b:
+            await a.session.subscribe_resource(SHARED)
+            await b.session.subscribe_resource(SHARED)
+            assert (await ops.call_tool("seen", {"count": 1})).data == [ROOT_SAW]
+            assert await seen(ops, 1) == [SUBSCRIBE]
+            await ops.call_tool("bump", {})
+            await until(lambda: a_updates.uris == [SHARED])
+            await ops.call_tool("watched_bump", {})
+            await until(lambda: b_updates.uris == [SHARED])
+            assert a_updates.uris == [SHARED]
+            assert (await ops.call_tool("seen", {"count": 1})).data == [ROOT_SAW]
+        assert (await ops.call_tool("seen", {"count": 2})).data == [
+            ROOT_SAW, f"unsubscribe {SHARED}"]
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+    assert not gateway.hub._homes

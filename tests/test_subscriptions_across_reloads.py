@@ -230,7 +230,7 @@ async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
                 assert await ended(stream) == []
             assert hub.streams == 0
             assert set(hub._subscribers) == {WATCHED, OTHER}
-            assert set(hub._homes) == {OTHER} and not hub._listening
+            assert [uri for uri, _ in hub._homes] == [OTHER] and not hub._holdings
         # The host left: 'other', which it still held, is let go of as before.
         assert (await mo.call_tool("other_seen", {"count": 2})).data == [SUBSCRIBE,
                                                                          UNSUBSCRIBE]
@@ -421,7 +421,7 @@ async def test_a_uri_a_listen_stream_lost_is_taken_up_again_when_it_is_back(
             assert stream.honored.resource_subscriptions == [WATCHED, OTHER]
             write(entries("other"))
             assert (await reload(gateway))["removed"] == ["watched"]
-            await until(lambda: WATCHED not in gateway.hub._listening)   # let go of
+            await until(lambda: WATCHED not in gateway.hub._holdings)   # let go of
             write(servers)
             assert (await reload(gateway))["added"] == ["watched"]
             assert await seen(ops, 1) == [SUBSCRIBE]   # the new process

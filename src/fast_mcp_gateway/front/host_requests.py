@@ -127,8 +127,8 @@ class HostRequests:
                 await self._let_go(uri, left)  # another host's, let go of meanwhile
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         finally:
-            if moved is not None:
-                await self.mover.unsubscribe_old(uri, moved)
+            for old in moved:
+                await self.mover.unsubscribe_old(uri, old)
         return types.EmptyResult()
 
     async def _let_go(self, uri: str, home: Home) -> None:

@@ -68,10 +68,6 @@ class _Routes(NamedTuple):
             for uri, origin in self.listed.items())
 
 
-def _anyone(_server: str) -> bool:
-    return True
-
-
 MOVE_BUDGET = 10.0
 """Seconds the unsubscription of a URI's old server may take (the next waits)."""
 
@@ -135,9 +131,9 @@ class SubscriptionMover:
             except Exception:   # logged; the next URI is moved all the same
                 logger.exception("could not move hosts' subscription to %s (held at "
                                  "upstream '%s')", logged_name(uri), home.server)
-        for uri, callers in self._hub.lost():
+        for uri, lost, callers in self._hub.lost():
             try:
-                await self._resume(uri, callers)
+                await self._resume(uri, lost, callers)
             except Exception:   # logged; the next URI is taken up all the same
                 logger.exception("could not subscribe %s again for the hosts that held it "
                                  "when its server was removed", logged_name(uri))
@@ -148,7 +144,7 @@ class SubscriptionMover:
                 logger.exception("server %s: could not move its subscriptions to a "
                                  "replica that is up", service.name)
 
-    def _served(self, uri: str, visible: Callable[[str], bool] = _anyone) -> Home | None:
+    def _served(self, uri: str, visible: Callable[[str], bool]) -> Home | None:
         """Where the exposed ``uri`` is served now (by a server ``visible``); None:
         nowhere."""
         try:
@@ -157,7 +153,8 @@ class SubscriptionMover:
             return None
         return Home(service.name, original)
 
-    async def _resume(self, uri: str, callers: list[Callable[[str], bool]]) -> None:
+    async def _resume(self, uri: str, lost: str, callers: list[Callable[[str], bool]]
+                      ) -> None:
         """Subscribe ``uri``, which handshake-era hosts held when its server was removed,
         where it is served now for the first of their ``callers`` that may reach it, once
         that server is ready (a later catalog build tries again until then)."""
@@ -180,13 +177,16 @@ class SubscriptionMover:
                            "again when where it is served, or a server's readiness, changes)",
                            logged_name(uri), now.server, exc)
             return
-        gone = self._hub.resume(uri, now)
-        if gone is not None:   # every host let go of it meanwhile, or one took it up
-            await self._hub.release(uri, gone)
+        # ``now`` itself if every host let go of it meanwhile
+        for gone in self._hub.resume(uri, lost, now):
+            await self.unsubscribe_old(uri, gone)
 
     async def _follow(self, uri: str, home: Home) -> None:
-        now = self._served(uri)
-        if now is None or now == home or self._hub.home(uri) != home:
+        """Move the hosts holding ``uri`` at ``home`` to where it is served for them now
+        (by a server one of them may use)."""
+        callers = self._hub.callers(uri, home.server)
+        now = self._served(uri, lambda server: any(may(server) for may in callers))
+        if now is None or now == home or self._hub.home(uri, home.server) != home:
             return
         service = self._manager.services.get(now.server)
         if service is not None and service.state is UpstreamState.READY:
@@ -208,10 +208,8 @@ class SubscriptionMover:
                            "longer '%s'), get no updates of it: subscribing it there "
                            "failed: %s (a host subscribing or listening again retries)", shown,
                            now.server, home.server, failure)
-        gone = self._hub.rehome(uri, now)
-        if gone == now:   # every host let go of it meanwhile
-            await self._hub.release(uri, now)
-        elif gone is not None:
+        # the old home, or ``now`` itself if every host let go of it meanwhile
+        for gone in self._hub.rehome(uri, home, now):
             await self.unsubscribe_old(uri, gone)
 
     async def unsubscribe_old(self, uri: str, old: Home) -> None:

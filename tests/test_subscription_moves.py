@@ -8,17 +8,25 @@ real HTTP on 127.0.0.1.  Each test failed on the code it was written against.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastmcp import Client
-from mcp.client.subscriptions import listen
+from mcp.client.subscriptions import ResourceUpdated, listen
 
 from fast_mcp_gateway.upstream.replica import UpstreamState
 from tests.fixtures import make_gateway, serve_http, stdio_entry, until
-from tests.test_subscription_lifetimes import OPS, SUBSCRIBE, UNSUBSCRIBE, WATCHED, seen
-from tests.test_subscriptions_across_reloads import Updates
+from tests.test_subscription_lifetimes import (
+    OPS,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    WATCHED,
+    ended,
+    seen,
+)
+from tests.test_subscriptions_across_reloads import Updates, next_update
 
 pytestmark = pytest.mark.anyio
 
@@ -70,17 +78,20 @@ ROOT_SAW = f"subscribe {SHARED}"
 A, B = "a-token-of-root-only-0123", "b-token-of-watched-only-0123"
 
 
-def two_homes() -> Any:
+def two_homes(config: Path | None = None) -> Any:
     """'root' (``namespace: ""``) lists ``SHARED``; 'watched' (namespace 'watched') is
     what ``SHARED`` names as a link.  Token A may use root only, B watched only, OPS
-    either."""
+    either.  ``config``: written as its servers.yaml (to reload)."""
     servers = {"root": stdio_entry("watched.py", protocol="legacy", namespace="",
                                    env={"WATCHED_URI": SHARED}),
                "watched": stdio_entry("watched.py", protocol="legacy")}
     auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
                        {"name": "a", "token": A, "scopes": ["tools"], "servers": ["root"]},
                        {"name": "b", "token": B, "scopes": ["tools"], "servers": ["watched"]}]}
-    return make_gateway(servers, options={"auth": auth})
+    if config is None:
+        return make_gateway(servers, options={"auth": auth})
+    config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": servers}))
+    return make_gateway(servers, options={"auth": auth}, config=config)
 
 
 async def test_callers_a_uri_resolves_differently_for_are_subscribed_apart() -> None:
@@ -111,3 +122,30 @@ async def test_callers_a_uri_resolves_differently_for_are_subscribed_apart() -> 
             ROOT_SAW, f"unsubscribe {SHARED}"]
         assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
     assert not gateway.hub._homes
+
+
+async def test_listen_streams_a_uri_resolves_differently_for_get_their_servers_updates(
+        tmp_path: Path) -> None:
+    """The same for 2026-07-28 listen streams: neither displaces the other's, and each
+    is sent the updates of the server it holds the URI at only (an update is a
+    ``ServedUpdate`` of its server)."""
+    config = tmp_path / "servers.yaml"
+    gateway = two_homes(config)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=A) as a, \
+            Client(f"{base}/mcp", auth=B) as b, \
+            listen(a.session, resource_subscriptions=[SHARED]) as a_stream:
+        assert a_stream.honored.resource_subscriptions == [SHARED]
+        async with listen(b.session, resource_subscriptions=[SHARED]) as b_stream:
+            assert b_stream.honored.resource_subscriptions == [SHARED]
+            await ops.call_tool("bump", {})
+            assert isinstance(await next_update(a_stream), ResourceUpdated)
+            await ops.call_tool("watched_bump", {})
+            assert isinstance(await next_update(b_stream), ResourceUpdated)
+            # b's stream ends once 'watched' is removed: root's update is not left in it
+            saved = json.loads(config.read_text())
+            del saved["servers"]["watched"]
+            config.write_text(json.dumps(saved))
+            assert (await gateway.reload_config()).removed == ["watched"]
+            assert await ended(b_stream) == []
+        assert (await ops.call_tool("seen", {"count": 1})).data == [ROOT_SAW]

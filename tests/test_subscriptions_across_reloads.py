@@ -452,3 +452,29 @@ async def test_a_uri_a_narrowed_token_gets_back_is_taken_up_again(tmp_path: Path
             event = await next_update(stream)
             assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
         assert await seen(ops, 4) == [SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_a_handshake_hosts_uri_is_taken_up_again_when_its_token_gets_it_back(
+        tmp_path: Path) -> None:
+    """A URI whose server a reload removed and whose caller's token a reload narrowed
+    is not taken up again when the server is back (its caller may not use it); a later
+    reload that gives the token the server back, and changes no server, takes it up."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    updates = Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, \
+            Client(f"{base}/mcp", auth=MINE, mode="legacy", message_handler=updates) as mo:
+        await mo.session.subscribe_resource(WATCHED)
+        write(entries("other"), ["other"])
+        assert (await reload(gateway))["removed"] == ["watched"]
+        write(servers, ["other"])
+        assert (await reload(gateway))["added"] == ["watched"]
+        service, mover = gateway.manager.services["watched"], gateway.host_requests.mover
+        await until(lambda: service.state is UpstreamState.READY
+                    and mover.followed == gateway.manager.view.generation)
+        assert await seen(ops) == []
+        write(servers, ["other", "watched"])
+        await reload(gateway)
+        assert await seen(ops, 1) == [SUBSCRIBE]
+        await ops.call_tool("watched_bump", {})
+        await until(lambda: updates.uris == [WATCHED])

@@ -132,6 +132,7 @@ class FrontHub:
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
         self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
+        self.reload = anyio.Event()   # set (and replaced) at each reload: ``reloaded``
         # waits out the rest of a credential's time (a JWT's): tests hold it
         self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
@@ -300,6 +301,14 @@ class FrontHub:
         if not held:
             self._holdings.pop(holding.uri, None)
         return self._vacated(holding.uri, holding.home.server)
+
+    def reloaded(self) -> None:
+        """A reload ran (``gateway.auth`` may have changed): ``standings_changed``, and
+        ``SubscriptionMover`` looks at where a lost URI is served for its hosts' callers
+        (one a token got back is taken up, as a listen stream's is)."""
+        self.reload.set()
+        self.reload = anyio.Event()
+        self.standings_changed()
 
     def standings_changed(self) -> None:
         """A reload ran (``gateway.auth`` may have changed), or the catalog was rebuilt

@@ -12,7 +12,8 @@ A URI nobody serves now stays where it is (its server may list it again), unless
 server was removed (``FrontHub.server_removed``): handshake-era hosts still hold it,
 with no home (``FrontHub.lost``), and it is subscribed again where it is served next
 for one of their callers (a later reload gives the server back, or gave its namespace
-to another server), once that server is ready (``FrontHub.resume``).  Before, such a
+to another server, or gives a token the server back: looked at after each reload too,
+``FrontHub.reloaded``), once that server is ready (``FrontHub.resume``).  Before, such a
 host got no more updates, never told its subscription had ended (the handshake era has
 no such notice), while a listen stream took the URI up again.
 
@@ -89,19 +90,29 @@ class SubscriptionMover:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
-        """``follow`` after each catalog build, until cancelled."""
+        """``follow`` after each catalog build that changed what it depends on, and
+        after each reload (a token's servers may have changed), until cancelled."""
         task_status.started()
-        built, routes = -1, None
+        built, routes, reload = -1, None, self._hub.reload
         manager = self._manager
 
         def rebuilt(since: int) -> Callable[[], bool]:
             return lambda: manager.view.generation != since
 
         while True:
-            await manager.changed.wait_until(rebuilt(built), within=math.inf)
+            async with anyio.create_task_group() as tg:
+
+                async def after_build(since: int) -> None:
+                    await manager.changed.wait_until(rebuilt(since), within=math.inf)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(after_build, built)
+                await reload.wait()
+                tg.cancel_scope.cancel()
+            reloaded, reload = reload.is_set(), self._hub.reload
             built = manager.view.generation
             before, routes = routes, self._routes()
-            if before is None or routes.changed_from(before):
+            if reloaded or before is None or routes.changed_from(before):
                 await self.follow()
                 self._hub.standings_changed()
             self.followed = built

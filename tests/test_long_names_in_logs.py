@@ -70,7 +70,7 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
     listen = SubscribingListen(cast(Any, SimpleNamespace(bus=None)), unknown,
                                lambda: (Standing(lambda: None), lambda server: True),
                                lambda server: None, unsubscribe_old)
-    assert await listen._subscribe(uri) is False
+    assert await listen._subscribe(uri, lambda server: True) is None
 
     class Refusing:
         async def subscribe_resource(self, asked: str) -> None:

@@ -210,10 +210,11 @@ async def test_a_crashed_2026_upstream_listens_again() -> None:
 
 async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A reload that removed a server left hosts' subscriptions to its URIs held in the
-    gateway (a handshake-era host's until it left; a listen stream open, delivering
-    nothing, until its host left).  They are dropped at the removal: the stream is
-    ended gracefully, nothing is held, nothing is logged as a failure."""
+    """A reload that removed a server left a listen stream of its URIs open, delivering
+    nothing, until its host left.  The stream is ended gracefully at the removal; a
+    handshake-era host, never told (no such notice in that era), still holds the URI,
+    with no home (nothing held upstream: taken up again if it is served again), and
+    nothing is logged as a failure."""
     caplog.set_level(logging.WARNING)
     gateway, write, _ = watched_and_other(tmp_path)
     hub = gateway.hub
@@ -228,8 +229,8 @@ async def test_a_reload_that_removes_the_server_drops_its_subscriptions(
                 assert (await reload(gateway))["removed"] == ["watched"]
                 assert await ended(stream) == []
             assert hub.streams == 0
-            assert set(hub._subscribers) == {OTHER}
-            assert set(hub._homes) == {OTHER} and not hub._listening
+            assert set(hub._subscribers) == {WATCHED, OTHER}
+            assert [uri for uri, _ in hub._homes] == [OTHER] and not hub._holdings
         # The host left: 'other', which it still held, is let go of as before.
         assert (await mo.call_tool("other_seen", {"count": 2})).data == [SUBSCRIBE,
                                                                          UNSUBSCRIBE]
@@ -257,21 +258,73 @@ async def test_a_host_unsubscribing_from_a_removed_servers_uri_is_answered(
         assert not gateway.hub._subscribers and not gateway.hub._homes
 
 
-async def test_a_uri_subscribed_again_after_its_server_came_back_is_let_go_of(
+async def test_a_handshake_hosts_uri_is_taken_up_again_when_its_server_is_back(
         tmp_path: Path) -> None:
-    """A guard for the answer above: a host that subscribes again once a reload gave the
-    server back holds a real subscription, which its unsubscription lets go of."""
+    """A handshake-era host subscribed to a URI whose server a reload removed got no
+    more updates when a later reload gave the server back (its subscription had been
+    forgotten, and the host was never told: the era has no such notice), while a listen
+    stream took the URI up again.  The new process is subscribed, its updates reach the
+    host, and the host's unsubscription lets go of it there (no leak: it was written,
+    as ``..._is_let_go_of``, for a host subscribing again by itself)."""
     gateway, write, servers = watched_and_other(tmp_path)
+    updates = Updates()
     async with serve_http(gateway.http_app("http")) as base, \
-            Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
+            Client(f"{base}/mcp", auth=MINE, mode="legacy", message_handler=updates) as mo:
         await mo.session.subscribe_resource(WATCHED)
         write(entries("other"))
         assert (await reload(gateway))["removed"] == ["watched"]
         write(servers)
         assert (await reload(gateway))["added"] == ["watched"]
-        await mo.session.subscribe_resource(WATCHED)
+        assert await seen(mo, 1) == [SUBSCRIBE]   # the new process
+        await mo.call_tool("watched_bump", {})
+        await until(lambda: updates.uris == [WATCHED])
+        await mo.session.subscribe_resource(WATCHED)   # again: one subscription
         await mo.session.unsubscribe_resource(WATCHED)
-        assert await seen(mo, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+        assert await seen(mo, 3) == [SUBSCRIBE, SUBSCRIBE, UNSUBSCRIBE]
+        assert not gateway.hub._subscribers and not gateway.hub._homes
+
+
+async def test_a_handshake_hosts_uri_follows_to_the_server_given_its_namespace(
+        tmp_path: Path) -> None:
+    """The same when one reload removes the server and gives its namespace to another
+    (which serves the URI from then on): that one is subscribed, its updates reach the
+    host, and the host's leaving lets go of it."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    updates = Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops:
+        async with Client(f"{base}/mcp", auth=MINE, mode="legacy",
+                          message_handler=updates) as mo:
+            await mo.session.subscribe_resource(WATCHED)
+            write({"other": {**servers["other"], "namespace": "watched"}})
+            report = await reload(gateway)
+            assert report["removed"] == ["watched"] and report["restarted"] == ["other"]
+            assert await seen(ops, 1) == [SUBSCRIBE]   # 'other', serving WATCHED now
+            await ops.call_tool("watched_bump", {})
+            await until(lambda: updates.uris == [WATCHED])
+        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+    assert not gateway.hub._subscribers and not gateway.hub._homes
+
+
+async def test_a_uri_whose_host_left_while_its_server_was_gone_is_not_taken_up(
+        tmp_path: Path) -> None:
+    """A handshake-era host that leaves while its URI's server is removed holds nothing
+    any more: when a reload gives the server back, its process is not subscribed."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops:
+        async with Client(f"{base}/mcp", auth=MINE, mode="legacy") as mo:
+            await mo.session.subscribe_resource(WATCHED)
+            write(entries("other"))
+            assert (await reload(gateway))["removed"] == ["watched"]
+        await until(lambda: not gateway.hub._subscribers)
+        write(servers)
+        assert (await reload(gateway))["added"] == ["watched"]
+        service, mover = gateway.manager.services["watched"], gateway.host_requests.mover
+        await until(lambda: service.state is UpstreamState.READY
+                    and mover.followed == gateway.manager.view.generation)
+        assert await seen(ops) == []
+    assert not gateway.hub._homes
 
 
 async def test_a_listen_stream_whose_token_lost_every_server_is_closed(
@@ -368,7 +421,7 @@ async def test_a_uri_a_listen_stream_lost_is_taken_up_again_when_it_is_back(
             assert stream.honored.resource_subscriptions == [WATCHED, OTHER]
             write(entries("other"))
             assert (await reload(gateway))["removed"] == ["watched"]
-            await until(lambda: WATCHED not in gateway.hub._listening)   # let go of
+            await until(lambda: WATCHED not in gateway.hub._holdings)   # let go of
             write(servers)
             assert (await reload(gateway))["added"] == ["watched"]
             assert await seen(ops, 1) == [SUBSCRIBE]   # the new process
@@ -399,3 +452,29 @@ async def test_a_uri_a_narrowed_token_gets_back_is_taken_up_again(tmp_path: Path
             event = await next_update(stream)
             assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
         assert await seen(ops, 4) == [SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE, UNSUBSCRIBE]
+
+
+async def test_a_handshake_hosts_uri_is_taken_up_again_when_its_token_gets_it_back(
+        tmp_path: Path) -> None:
+    """A URI whose server a reload removed and whose caller's token a reload narrowed
+    is not taken up again when the server is back (its caller may not use it); a later
+    reload that gives the token the server back, and changes no server, takes it up."""
+    gateway, write, servers = watched_and_other(tmp_path)
+    updates = Updates()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", auth=OPS) as ops, \
+            Client(f"{base}/mcp", auth=MINE, mode="legacy", message_handler=updates) as mo:
+        await mo.session.subscribe_resource(WATCHED)
+        write(entries("other"), ["other"])
+        assert (await reload(gateway))["removed"] == ["watched"]
+        write(servers, ["other"])
+        assert (await reload(gateway))["added"] == ["watched"]
+        service, mover = gateway.manager.services["watched"], gateway.host_requests.mover
+        await until(lambda: service.state is UpstreamState.READY
+                    and mover.followed == gateway.manager.view.generation)
+        assert await seen(ops) == []
+        write(servers, ["other", "watched"])
+        await reload(gateway)
+        assert await seen(ops, 1) == [SUBSCRIBE]
+        await ops.call_tool("watched_bump", {})
+        await until(lambda: updates.uris == [WATCHED])

@@ -146,7 +146,7 @@ async def test_a_renamed_templates_resources_keep_its_name() -> None:
     to ``urn:b/item/k`` was never told.  Both take the name b's template has."""
     gateway = servers({"a": config_server("a"), "b": config_server("b")})
     updated: list[str] = []
-    gateway.manager.on_resource_updated(updated.append)
+    gateway.manager.on_resource_updated(lambda exposed, *_: updated.append(exposed))
     async with Client(gateway.server) as client:
         linked = gateway.provider.links.expose("b", "urn:item/k")
         assert linked == "urn:b/item/k"

@@ -208,7 +208,7 @@ class Gateway:
     def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
         """A changed ``gateway.admin`` changes which ``gateway_*`` tools are listed and
         found (lists rebuilt, the lane's too; hosts told, as for any catalog change)."""
-        self.hub.standings_changed()   # listen streams look at their caller again
+        self.hub.reloaded()   # listen streams look at their caller again, and the mover
         if old.admin != new.admin:
             self.provider.invalidate()
             self.hub.changed({"tools"})

@@ -8,9 +8,11 @@ waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
 ``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error;
 ``--hold-second-subscribe``: the second subscribe is recorded, then answered only once
 the tool ``let_subscribe`` is called; ``--refuse-second-subscribe``: the second
-subscribe is recorded, then refused with an error.
+subscribe is recorded, then refused with an error.  ``WATCHED_URI`` (environment):
+the resource's URI, if not ``watch://counter``.
 """
 
+import os
 import sys
 from typing import Any
 
@@ -23,9 +25,10 @@ mcp = FastMCP("watched")
 seen: list[str] = []
 more = {"event": anyio.Event()}
 subscribers: list[Any] = []
+URI = os.environ.get("WATCHED_URI", "watch://counter")
 
 
-@mcp.resource("watch://counter")
+@mcp.resource(URI)
 def counter() -> str:
     return str(len(seen))
 
@@ -33,7 +36,7 @@ def counter() -> str:
 @mcp.tool
 async def bump() -> str:
     for connection in subscribers:
-        await connection.send_resource_updated("watch://counter")
+        await connection.send_resource_updated(URI)
     return "bumped"
 
 

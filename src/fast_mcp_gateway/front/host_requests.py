@@ -44,10 +44,6 @@ LET_GO_BUDGET = 4.0
 closing connection's cleanup, which the SDK bounds at 5 s."""
 
 
-def _anyone(_server: str) -> bool:
-    return True
-
-
 class HostRequests:
     """Subscribe, unsubscribe, listen and complete, routed to the owning upstream."""
 
@@ -59,7 +55,7 @@ class HostRequests:
         self._startup = startup
         hub.release = self._let_go
         # Run by the gateway's root task group (``Gateway``).
-        self.mover = SubscriptionMover(manager, hub, self._served)
+        self.mover = SubscriptionMover(manager, hub, self._resource_origin)
 
     def install(self, server: FastMCP[Any]) -> None:
         """Register the handlers on ``server``'s low-level server."""
@@ -108,14 +104,6 @@ class HostRequests:
         raise MCPError(code=types.INVALID_PARAMS,
                        message=self._provider.unknown("resource", uri), data={"uri": uri})
 
-    def _served(self, uri: str) -> Home | None:
-        """Where the exposed ``uri`` is served now, whoever asks (None: nowhere)."""
-        try:
-            service, original = self._resource_origin(uri, _anyone)
-        except MCPError:
-            return None
-        return Home(service.name, original)
-
     async def _on_subscribe(self, ctx: ServerRequestContext[Any],
                             params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
@@ -139,8 +127,8 @@ class HostRequests:
                 await self._let_go(uri, left)  # another host's, let go of meanwhile
             raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from exc
         finally:
-            if moved is not None:
-                await self.mover.unsubscribe_old(uri, moved)
+            for old in moved:
+                await self.mover.unsubscribe_old(uri, old)
         return types.EmptyResult()
 
     async def _let_go(self, uri: str, home: Home) -> None:
@@ -166,14 +154,13 @@ class HostRequests:
     async def _on_unsubscribe(self, ctx: ServerRequestContext[Any],
                               params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         uri, connection = str(params.uri), connection_of(ctx.session)
-        if self._hub.orphaned(uri, connection):
-            return types.EmptyResult()  # its server was removed: nothing held upstream
         if not self._hub.subscribed(uri, connection):
             self._resource_origin(uri)   # an unknown URI is refused as unknown
             return types.EmptyResult()
         # Its own subscription is let go of where it is held (``FrontHub.home``), even
         # when a reload took the server from its caller since: the upstream's would stay
-        # subscribed otherwise.
+        # subscribed otherwise.  One whose server was removed is held nowhere (answered,
+        # not refused as unknown: it was the host's to let go of).
         home = self._hub.unsubscribe(uri, connection)
         upstream = self._manager.services.get(home.server) if home is not None else None
         if home is not None and upstream is not None:

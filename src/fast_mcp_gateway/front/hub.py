@@ -7,6 +7,7 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import anyio
@@ -24,6 +25,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway.principal import Standing
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
@@ -39,6 +41,24 @@ class Home(NamedTuple):
 
     server: str
     original: str
+
+
+@dataclass(frozen=True)
+class ServedUpdate(ResourceUpdated):
+    """A ``ResourceUpdated`` of the server it came from: a listen stream keeps those of
+    the server it holds the URI at."""
+
+    server: str = ""
+
+
+@dataclass(eq=False)
+class Holding:
+    """A listen stream's hold of an exposed URI: where it is subscribed (``home``: moved
+    by ``FrontHub.rehome``) and whether its caller may use a server (``may_use``)."""
+
+    uri: str
+    home: Home
+    may_use: Callable[[str], bool]
 
 
 Release = Callable[[str, Home], Coroutine[Any, Any, None]]
@@ -70,15 +90,21 @@ class FrontHub:
     at each send: a reload that narrows them narrows what an open session gets).  The
     logger names the server: ``<server>`` or ``<server>.<logger>``.
 
-    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes, its
-    connection closes (``subscribe``) or its server is removed (``server_removed``); a
-    listen stream until its host leaves, its caller's credential no longer stands, or
-    it may reach none of its URIs (``reach_changed``: ``front/listen.py``).  Either way
-    the upstream is unsubscribed (``release``) when nobody holds the URI any more.
+    Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
+    connection closes (``subscribe``): one whose server is removed is held with no home
+    (``server_removed``; ``lost``) until the URI is served again (``resume``: the host was
+    never told it ended, there is no such notice in the handshake era); a listen stream
+    until its host leaves, its caller's credential no longer stands, or it may reach
+    none of its URIs (``reach_changed``: ``front/listen.py``).  Either way the upstream
+    is unsubscribed (``release``) when nobody holds the URI any more.
 
-    Each URI held has one ``Home``, the upstream subscription all its hosts share: the
-    latest a host subscribed at, or the one ``rehome`` moved it to (a reload gave the
-    URI to another server: ``front/moving.py``).
+    A URI held has one ``Home`` per server it is held at (an upstream subscription its
+    hosts there share): callers that may use different servers can resolve one URI to
+    different servers (a ``namespace: ""`` server listing a URI in another's namespace,
+    which a caller of that one only reaches as a link), and neither displaces the
+    other's.  A home is where hosts subscribed, or where ``rehome`` moved them (a reload
+    gave the URI to another server: ``front/moving.py``); an upstream's update reaches
+    the hosts holding the URI at its server.
     """
 
     def __init__(self) -> None:
@@ -86,30 +112,27 @@ class FrontHub:
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         # uri -> subscribed connection -> the resource's server (its caller may use it?)
         self._subscribers: dict[str, weakref.WeakKeyDictionary[Connection, str]] = {}
-        self._listening: dict[str, int] = {}  # 2026-07-28 listen streams per URI
+        self._holdings: dict[str, list[Holding]] = {}  # 2026-07-28 listen streams'
         self.streams = 0   # 2026-07-28 listen streams open now
-        # uri -> where it is subscribed upstream, while anyone holds it
-        self._homes: dict[str, Home] = {}
+        # (uri, server) -> where it is subscribed upstream, while anyone holds it there
+        self._homes: dict[tuple[str, str], Home] = {}
         # lets go of a home nobody holds any more (``HostRequests`` sets it)
         self.release: Release = _release_nothing
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
-        # a connection -> URIs it held of a server since removed (its unsubscribe is
-        # answered: ``orphaned``)
-        self._orphans: weakref.WeakKeyDictionary[Connection, set[str]] = \
-            weakref.WeakKeyDictionary()
         self._lists: set[str] = set()   # kinds changed and not announced yet
         self._lists_wake = anyio.Event()
         self.clock: Callable[[], float] = time.monotonic   # tests stop it
         self.pause: Callable[[float], Awaitable[None]] = anyio.sleep   # and hold this
-        self._updated: list[str] = []
+        self._updated: list[tuple[str, str]] = []   # (uri, server)
         self._logs: list[tuple[str, types.LoggingMessageNotificationParams, Any]] = []
         self._may_use: weakref.WeakKeyDictionary[Connection, Callable[[str], bool]] = \
             weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
         self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
+        self.reload = anyio.Event()   # set (and replaced) at each reload: ``reloaded``
         # waits out the rest of a credential's time (a JWT's): tests hold it
         self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
@@ -136,21 +159,23 @@ class FrontHub:
         self._wake.set()
 
     def subscribe(self, uri: str, connection: Connection | None, home: Home,
-                  may_use: Callable[[str], bool] | None = None) -> Home | None:
+                  may_use: Callable[[str], bool] | None = None) -> list[Home]:
         """``connection`` is told of updates to ``uri`` (subscribed at ``home``) while
         its caller may use its server (``may_use``, as ``track``'s: a reload may narrow
-        a token's).  Returns the home ``uri`` had until now if another (to let go of).
+        a token's).  Returns the homes to let go of: the one ``uri`` had at that server
+        if another, the one the connection held it at if elsewhere and nobody else
+        holds it there.
 
         When the connection closes (a stdio host exits, an HTTP session is deleted or
         expires, an SSE connection drops: the SDK unwinds its ``exit_stack``), it is
         unsubscribed from each URI it still holds, and ``release`` lets go of the
         upstream's subscription if nobody else holds it."""
         if connection is None:
-            return None
-        displaced = self._settle(uri, home)
-        self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())[connection] = \
-            home.server
-        self._orphans.get(connection, set()).discard(uri)   # held again: not an orphan
+            return []
+        subs = self._subscribers.setdefault(uri, weakref.WeakKeyDictionary())
+        before, subs[connection] = subs.get(connection), home.server
+        displaced = self._place(uri, home)
+        left = self._vacated(uri, before) if before not in (None, home.server) else None
         if may_use is not None:
             self._may_use[connection] = may_use
         held = self._held.get(connection)
@@ -158,36 +183,59 @@ class FrontHub:
             held = self._held[connection] = set()
             connection.exit_stack.push_async_callback(self._left, weakref.ref(connection))
         held.add(uri)
-        return displaced
+        return displaced + ([left] if left is not None else [])
 
-    def _settle(self, uri: str, home: Home) -> Home | None:
-        """``uri``'s home is ``home`` from now on (its subscribers' server too); the one
-        it had if another."""
-        before = self._homes.get(uri)
-        self._homes[uri] = home
-        if before is None or before == home:
-            return None
-        subs = self._subscribers.get(uri)
-        if subs is not None:
-            for connection in list(subs):
-                subs[connection] = home.server
-        return before
+    def _place(self, uri: str, home: Home) -> list[Home]:
+        """``uri``'s home at ``home.server`` is ``home`` from now on; the one it had
+        there if another (to let go of)."""
+        before = self._homes.get((uri, home.server))
+        self._homes[(uri, home.server)] = home
+        return [before] if before is not None and before != home else []
 
-    def home(self, uri: str) -> Home | None:
-        """Where ``uri`` is subscribed upstream (None: nobody holds it)."""
-        return self._homes.get(uri)
+    def _holds(self, uri: str, server: str) -> bool:
+        """Whether a host holds ``uri`` at ``server``."""
+        return server in self._subscribers.get(uri, {}).values() or any(
+            h.home.server == server for h in self._holdings.get(uri, ()))
+
+    def _unshared(self, uri: str, home: Home) -> list[Home]:
+        """``home``, to let go of, unless hosts hold ``uri`` there."""
+        return [] if self._homes.get((uri, home.server)) == home else [home]
+
+    def home(self, uri: str, server: str) -> Home | None:
+        """Where ``uri`` is subscribed upstream at ``server`` (None: nobody holds it
+        there)."""
+        return self._homes.get((uri, server))
 
     def homes(self) -> list[tuple[str, Home]]:
-        """Each URI held, and its home."""
-        return list(self._homes.items())
+        """Each URI held, and each of its homes."""
+        return [(uri, home) for (uri, _), home in self._homes.items()]
 
-    def rehome(self, uri: str, home: Home) -> Home | None:
-        """``uri`` was subscribed at ``home``, which serves it now: the subscription to
-        let go of -- the home it had, or ``home`` itself if nobody holds ``uri`` any
-        more; None if it was there already."""
-        if uri not in self._homes:
-            return home
-        return self._settle(uri, home)
+    def held(self) -> set[str]:
+        """Each URI a host holds (with a home or not)."""
+        return set(self._subscribers) | set(self._holdings)
+
+    def callers(self, uri: str, server: str) -> list[Callable[[str], bool]]:
+        """Whether each host holding ``uri`` at ``server`` may use a server."""
+        subs = self._subscribers.get(uri)
+        return [self._may_use.get(c, _every_server) for c, at in list((subs or {}).items())
+                if at == server] + [h.may_use for h in self._holdings.get(uri, ())
+                                    if h.home.server == server]
+
+    def rehome(self, uri: str, old: Home, new: Home) -> list[Home]:
+        """The hosts holding ``uri`` at ``old`` were subscribed at ``new``, which serves
+        it for them now: the subscriptions to let go of -- ``old`` (and what ``uri`` had
+        at ``new.server`` if another), or ``new`` itself if nobody holds ``uri`` at
+        ``old`` any more (and nobody at ``new``)."""
+        if self._homes.get((uri, old.server)) != old:
+            return self._unshared(uri, new)
+        for connection, at in list(self._subscribers.get(uri, {}).items()):
+            if at == old.server:
+                self._subscribers[uri][connection] = new.server
+        for holding in self._holdings.get(uri, ()):
+            if holding.home.server == old.server:
+                holding.home = new
+        del self._homes[(uri, old.server)]
+        return [old, *self._place(uri, new)]
 
     async def _left(self, gone: weakref.ref[Connection]) -> None:
         """A subscribed host's connection closed: let go of what it held."""
@@ -219,36 +267,48 @@ class FrontHub:
         return connection is not None and connection in self._subscribers.get(uri, {})
 
     def unsubscribe(self, uri: str, connection: Connection | None) -> Home | None:
-        """Drop one subscriber; ``uri``'s home when nobody holds it any more (to let go
-        of)."""
+        """Drop one subscriber; ``uri``'s home where it held it when nobody holds it
+        there any more (to let go of)."""
         subs = self._subscribers.get(uri)
+        server = None
         if subs is not None and connection is not None:
-            subs.pop(connection, None)
+            server = subs.pop(connection, None)
             self._held.get(connection, set()).discard(uri)
         if subs is not None and not subs:
             del self._subscribers[uri]
-        return self._vacated(uri)
+        return self._vacated(uri, server) if server is not None else None
 
-    def _vacated(self, uri: str) -> Home | None:
-        """``uri``'s home if nobody holds ``uri`` now (forgotten then)."""
-        if uri in self._subscribers or uri in self._listening:
-            return None
-        return self._homes.pop(uri, None)
+    def _vacated(self, uri: str, server: str) -> Home | None:
+        """``uri``'s home at ``server`` if nobody holds ``uri`` there now (forgotten
+        then)."""
+        return None if self._holds(uri, server) else self._homes.pop((uri, server), None)
 
-    def listen(self, uri: str, home: Home) -> Home | None:
-        """A 2026-07-28 listen stream covers ``uri``, subscribed at ``home`` (its events
-        come from ``bus``); the home ``uri`` had until now if another (to let go of)."""
-        self._listening[uri] = self._listening.get(uri, 0) + 1
-        return self._settle(uri, home)
+    def listen(self, uri: str, home: Home, may_use: Callable[[str], bool]
+               ) -> tuple[Holding, list[Home]]:
+        """A 2026-07-28 listen stream (of a caller that may use a server if ``may_use``
+        says so) covers ``uri``, subscribed at ``home`` (its events come from ``bus``):
+        its hold, and the home ``uri`` had at that server if another (to let go of)."""
+        holding = Holding(uri, home, may_use)
+        self._holdings.setdefault(uri, []).append(holding)
+        return holding, self._place(uri, home)
 
-    def unlisten(self, uri: str) -> Home | None:
-        """A listen stream let go of ``uri``; its home when nobody holds it any more."""
-        left = self._listening.get(uri, 0) - 1
-        if left > 0:
-            self._listening[uri] = left
-        else:
-            self._listening.pop(uri, None)
-        return self._vacated(uri)
+    def unlisten(self, holding: Holding) -> Home | None:
+        """A listen stream let go of its ``holding``; its home when nobody holds the URI
+        there any more."""
+        held = self._holdings.get(holding.uri, [])
+        if holding in held:
+            held.remove(holding)
+        if not held:
+            self._holdings.pop(holding.uri, None)
+        return self._vacated(holding.uri, holding.home.server)
+
+    def reloaded(self) -> None:
+        """A reload ran (``gateway.auth`` may have changed): ``standings_changed``, and
+        ``SubscriptionMover`` looks at where a lost URI is served for its hosts' callers
+        (one a token got back is taken up, as a listen stream's is)."""
+        self.reload.set()
+        self.reload = anyio.Event()
+        self.standings_changed()
 
     def standings_changed(self) -> None:
         """A reload ran (``gateway.auth`` may have changed), or the catalog was rebuilt
@@ -258,25 +318,38 @@ class FrontHub:
         self._standings = anyio.Event()
 
     def server_removed(self, server: str) -> None:
-        """``server`` was removed (a reload, an admin removal): the connections subscribed
-        to its URIs are forgotten (there is nothing to let go of: its sessions, and their
-        subscriptions, ended with it), and listen streams look at what they hold again."""
-        for uri, subs in list(self._subscribers.items()):
-            for connection in [c for c, of in subs.items() if of == server]:
-                self.unsubscribe(uri, connection)
-                self._orphans.setdefault(connection, set()).add(uri)
-        for uri in [u for u, home in self._homes.items() if home.server == server]:
-            del self._homes[uri]   # streams holding it let go of it (nothing is held)
+        """``server`` was removed (a reload, an admin removal): its URIs lose their home
+        (there is nothing to let go of: its sessions, and their subscriptions, ended with
+        it).  Handshake-era hosts still hold them (``lost``: taken up again where they are
+        served next, ``resume``), and listen streams look at what they hold again."""
+        for key in [k for k, home in self._homes.items() if home.server == server]:
+            del self._homes[key]
         self.standings_changed()
 
-    def orphaned(self, uri: str, connection: Connection | None) -> bool:
-        """Whether ``connection`` held ``uri`` until its server was removed (once: a
-        host's unsubscription is answered, and forgets it)."""
-        orphans = self._orphans.get(connection) if connection is not None else None
-        if orphans is None or uri not in orphans:
-            return False
-        orphans.discard(uri)
-        return True
+    def lost(self) -> list[tuple[str, str, list[Callable[[str], bool]]]]:
+        """Each URI handshake-era hosts hold at a server with no home there (it was
+        removed): the URI, that server, and whether each of their callers may use a
+        server (``may_use``)."""
+        found: dict[tuple[str, str], list[Callable[[str], bool]]] = {}
+        for uri, subs in self._subscribers.items():
+            for connection, at in list(subs.items()):
+                if (uri, at) not in self._homes:
+                    found.setdefault((uri, at), []).append(
+                        self._may_use.get(connection, _every_server))
+        return [(uri, at, callers) for (uri, at), callers in found.items()]
+
+    def resume(self, uri: str, lost: str, home: Home) -> list[Home]:
+        """The hosts holding ``uri`` at ``lost`` with no home (``lost``) were subscribed
+        at ``home``, which serves it for them now: the subscriptions to let go of --
+        ``home`` itself when none of them is left (and nobody else holds it there)."""
+        subs = self._subscribers.get(uri)
+        moved = [c for c, at in list((subs or {}).items())
+                 if at == lost and (uri, at) not in self._homes]
+        if subs is None or not moved:
+            return self._unshared(uri, home)
+        for connection in moved:
+            subs[connection] = home.server
+        return self._place(uri, home)
 
     async def reach_changed(self, standing: Standing) -> None:
         """Return at the next ``standings_changed`` or ``server_removed``, or once
@@ -302,8 +375,15 @@ class FrontHub:
         """A list change waits to be announced (the pause after the last one runs)."""
         return bool(self._lists)
 
-    def resource_updated(self, uri: str) -> None:
-        self._updated.append(uri)
+    def resource_updated(self, exposed: str, server: str, original: str) -> None:
+        """Upstream ``server`` updated its ``original`` (``exposed``, as its lists name
+        it): for the hosts holding it there, by any URI it is subscribed as."""
+        forms = {original, normalize_uri(original)}
+        uris = {uri for (uri, at), home in self._homes.items()
+                if at == server and home.original in forms}
+        if (exposed, server) in self._homes:
+            uris.add(exposed)
+        self._updated += [(uri, server) for uri in sorted(uris)]
         self._wake.set()
 
     async def run(
@@ -357,7 +437,7 @@ class FrontHub:
                 await connection.notify("notifications/message", params.model_dump(
                     by_alias=True, mode="json", exclude_none=True))
 
-    async def _broadcast(self, kinds: set[str], updated: list[str]) -> None:
+    async def _broadcast(self, kinds: set[str], updated: list[tuple[str, str]]) -> None:
         events: list[Any] = []
         if "tools" in kinds:
             events.append(ToolsListChanged())
@@ -365,7 +445,7 @@ class FrontHub:
             events.append(PromptsListChanged())
         if "resources" in kinds:
             events.append(ResourcesListChanged())
-        events += [ResourceUpdated(uri=uri) for uri in updated]
+        events += [ServedUpdate(uri=uri, server=server) for uri, server in updated]
         for event in events:
             await self.bus.publish(event)
         for connection in list(self._connections):
@@ -378,12 +458,12 @@ class FrontHub:
                     await connection.send_resource_list_changed()
             except Exception:  # noqa: BLE001 - a gone host must not stop the others
                 self._connections.discard(connection)
-        for uri in updated:
+        for uri, server in updated:
             subs = self._subscribers.get(uri)
             if subs is None:
                 continue
-            for connection, server in list(subs.items()):
-                if not self._may_use.get(connection, _every_server)(server):
+            for connection, at in list(subs.items()):
+                if at != server or not self._may_use.get(connection, _every_server)(at):
                     continue  # a reload took the server from its caller
                 try:
                     await connection.send_resource_updated(uri)

@@ -31,7 +31,9 @@ unsubscribed unless another host holds them); one that comes back while the stre
 open (a later reload gives the server back, or the token's ``servers`` again) is taken
 up again: the host's filter, acknowledged, still names it, and nothing told the host
 it was lost.  A URI a reload gave to another server follows it (``front/moving.py``):
-a stream's URIs are subscribed where the hub has them (``FrontHub.home``).
+each of a stream's URIs is held where it resolves for its caller (a ``Holding``, which
+``FrontHub.rehome`` moves), and the stream keeps the updates of that server only
+(``ServedUpdate``: another caller may hold the URI at another server).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import FrontHub, Home
+from fast_mcp_gateway.front.hub import FrontHub, Holding, Home, ServedUpdate
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -118,24 +120,27 @@ class SubscribingListen:
                        params: types.SubscriptionsListenRequestParams
                        ) -> types.SubscriptionsListenResult:
         wanted = list(params.notifications.resource_subscriptions or ())
-        held: list[str] = []
+        standing, may_use = self._caller()
+        held: dict[str, Holding] = {}   # by URI, where each is subscribed for this caller
         try:
             for uri in wanted:
-                if await self._subscribe(uri):
-                    held.append(uri)
-            if len(held) != len(wanted):
-                honored = list(held) or None
+                holding = None if uri in held else await self._subscribe(uri, may_use)
+                if holding is not None:
+                    held[uri] = holding
+            if any(uri not in held for uri in wanted):
+                honored = [uri for uri in wanted if uri in held] or None
                 params = params.model_copy(update={"notifications": params.notifications
                                                    .model_copy(update={
                                                        "resource_subscriptions": honored})})
-            standing, may_use = self._caller()
             released: set[str] = set()   # lost at a reload (let go of: see _until_unusable)
 
             def keep(event: ServerEvent) -> bool:
                 if not isinstance(event, ResourceUpdated):
                     return True
-                home = self._hub.home(event.uri)
-                return event.uri not in released and (home is None or may_use(home.server))
+                holding = held.get(event.uri)   # only its server's (another caller's)
+                server = event.server if isinstance(event, ServedUpdate) else None
+                return holding is not None and server in (None, holding.home.server) \
+                    and may_use(holding.home.server)
 
             async def until_unusable() -> None:
                 await self._until_unusable(ctx, params.notifications, standing, may_use,
@@ -148,14 +153,14 @@ class SubscribingListen:
                 _KEEP.reset(token)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
-                for uri in held:
-                    await self._let_go(uri)
+                for holding in list(held.values()):
+                    await self._let_go(holding)
 
-    def _reaches(self, uri: str, may_use: Callable[[str], bool]) -> bool:
-        """Whether the stream's caller may still reach ``uri`` where it is held."""
-        home = self._hub.home(uri)
-        return home is not None and self._current(home.server) is not None \
-            and may_use(home.server)
+    def _reaches(self, holding: Holding, may_use: Callable[[str], bool]) -> bool:
+        """Whether the stream's caller may still reach its URI where it is held."""
+        server = holding.home.server
+        return self._hub.home(holding.uri, server) is not None \
+            and self._current(server) is not None and may_use(server)
 
     def _back(self, uri: str, may_use: Callable[[str], bool]) -> bool:
         """Whether ``uri``, lost, is served again by a server the caller may use, ready
@@ -169,7 +174,7 @@ class SubscribingListen:
 
     async def _until_unusable(self, ctx: ServerRequestContext[Any],
                               wanted: types.SubscriptionFilter, standing: Standing,
-                              may_use: Callable[[str], bool], held: list[str],
+                              may_use: Callable[[str], bool], held: dict[str, Holding],
                               released: set[str]) -> None:
         """Return once the stream can deliver nothing more: its caller's credential no
         longer stands, or it lost every URI it held (a reload narrowed the token's
@@ -184,7 +189,7 @@ class SubscribingListen:
             or wanted.resources_list_changed
         refused: set[str] = set()   # back, but refused: tried again once it came back
         while standing() is not None:
-            lost = [uri for uri in held if not self._reaches(uri, may_use)]
+            lost = [h for h in held.values() if not self._reaches(h, may_use)]
             back = []
             for uri in sorted(released):
                 if not self._back(uri, may_use):
@@ -195,14 +200,15 @@ class SubscribingListen:
                 await self._hub.reach_changed(standing)
                 continue
             with anyio.CancelScope(shield=True), anyio.move_on_after(UNSUBSCRIBE_BUDGET):
-                for uri in lost:
-                    held.remove(uri)
-                    released.add(uri)
-                    await self._let_go(uri)
+                for holding in lost:
+                    del held[holding.uri]
+                    released.add(holding.uri)
+                    await self._let_go(holding)
             for uri in back:
-                if await self._subscribe(uri, may_use):
+                taken = await self._subscribe(uri, may_use, may_use)
+                if taken is not None:
                     released.discard(uri)
-                    held.append(uri)
+                    held[uri] = taken
                 else:
                     refused.add(uri)
             if not held and not lists:
@@ -244,37 +250,38 @@ class SubscribingListen:
         return done[0] if done else types.SubscriptionsListenResult(
             _meta={SUBSCRIPTION_ID_META_KEY: ctx.request_id})
 
-    async def _let_go(self, uri: str) -> None:
-        """The stream no longer holds ``uri``: unsubscribe its home (the server as it
+    async def _let_go(self, holding: Holding) -> None:
+        """The stream no longer holds its URI: unsubscribe its home (the server as it
         runs now: a restart carried the subscription; none if a reload removed it) if
-        nobody else holds it (``FrontHub.release``)."""
-        home = self._hub.unlisten(uri)
+        nobody else holds it there (``FrontHub.release``)."""
+        home = self._hub.unlisten(holding)
         if home is not None:
-            await self._hub.release(uri, home)
+            await self._hub.release(holding.uri, home)
 
-    async def _subscribe(self, uri: str, visible: Callable[[str], bool] | None = None
-                         ) -> bool:
+    async def _subscribe(self, uri: str, may_use: Callable[[str], bool],
+                         visible: Callable[[str], bool] | None = None) -> Holding | None:
         """Subscribe ``uri`` where it is served (of a server ``visible`` says the caller
-        may use, if given); whether it is held now (else logged)."""
+        may use, if given: else the request's caller's), for a caller that may use a
+        server if ``may_use`` says so; its hold (None: not held, logged)."""
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines
         try:
             service, original = self._origin(uri, visible)
         except MCPError as exc:
             logger.info("subscriptions/listen: not subscribing %s: %s", shown,
                         exc.error.message)
-            return False
+            return None
         caps = service.capabilities
         if caps is None or caps.resources is None or not caps.resources.subscribe:
             logger.info("subscriptions/listen: not subscribing %s: upstream '%s' does not "
                         "support resource subscriptions", shown, service.name)
-            return False
+            return None
         try:
             await service.subscribe(original)
         except (UpstreamError, MCPError) as exc:
             logger.warning("subscriptions/listen: not subscribing %s: upstream '%s' refused: "
                            "%s", shown, service.name, exc)
-            return False
-        moved = self._hub.listen(uri, Home(service.name, original))
-        if moved is not None:
-            await self._unsubscribe_old(uri, moved)
-        return True
+            return None
+        holding, moved = self._hub.listen(uri, Home(service.name, original), may_use)
+        for old in moved:
+            await self._unsubscribe_old(uri, old)
+        return holding

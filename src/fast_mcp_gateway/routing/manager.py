@@ -82,7 +82,7 @@ class UpstreamManager:
         self.view = CatalogView()
         self.changed = ChangeSignal()  # notified after every catalog build
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
-        self._resource_listeners: list[Callable[[str], None]] = []
+        self._resource_listeners: list[Callable[[str, str, str], None]] = []
         self._log_listeners: list[LogListener] = []
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._removed_listeners: list[Callable[[str], None]] = []
@@ -340,8 +340,9 @@ class UpstreamManager:
         """Call ``listener(kinds)`` (must not block) when exposed lists change."""
         self._listeners.append(listener)
 
-    def on_resource_updated(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(exposed_uri)`` (must not block) on upstream resource updates."""
+    def on_resource_updated(self, listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(exposed_uri, server, uri)`` (must not block) on upstream
+        resource updates (``uri``: the server's own)."""
         self._resource_listeners.append(listener)
 
     def on_removed(self, listener: Callable[[str], None]) -> None:
@@ -385,13 +386,13 @@ class UpstreamManager:
         for exposed, (origin, _) in self.view.resources.items():
             if origin.server == upstream.name and origin.original == uri:
                 for listener in self._resource_listeners:
-                    listener(exposed)
+                    listener(exposed, upstream.name, uri)
                 return
         # A resource from a template (not listed): named as its template is.
         exposed = self.view.templated_uri(upstream.name, uri,
                                           upstream.config.effective_namespace)
         for listener in self._resource_listeners:
-            listener(exposed)
+            listener(exposed, upstream.name, uri)
 
     def _rebuild(self) -> None:
         # A name once given stays its component's (bindings.py): were it given to another

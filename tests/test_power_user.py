@@ -345,7 +345,7 @@ async def test_an_edit_saved_as_a_reload_opens_the_file_is_reloaded_once(
                       GatewaySettings(config=path, db=None, reload_interval=600),
                       transport_factory=memory_transports(
                           {"alpha": alpha_server(), "beta": beta_server()}))
-    real, saves = control_module._stamp, [f"  beta:\n    url: {memory_entry('beta')['url']}\n"]
+    real, saves = control_module.file_stamp, [f"  beta:\n    url: {memory_entry('beta')['url']}\n"]
 
     async def stamp_then_save(at: Path | None) -> tuple[int, int] | None:
         stamp = await real(at)
@@ -355,7 +355,7 @@ async def test_an_edit_saved_as_a_reload_opens_the_file_is_reloaded_once(
 
     async with Client(gateway.server):
         control = gateway.control
-        monkeypatch.setattr(control_module, "_stamp", stamp_then_save)
+        monkeypatch.setattr(control_module, "file_stamp", stamp_then_save)
         report = await gateway.reload_config()
         assert report.added == ["beta"], report      # the save was read
         assert not await control.config_edited()      # ... so nothing is left to reload

@@ -20,25 +20,19 @@ from __future__ import annotations
 import json
 
 import mcp_types as types
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from fast_mcp_gateway.http.reworded import send_with_body
+from fast_mcp_gateway.http.reworded import PostsOnly, send_with_body
 
 BATCH = ("JSON-RPC batches are not supported (MCP removed them in protocol 2025-06-18): "
          "send each message in a POST of its own")
 _JSON_WHITESPACE = b" \t\r\n"
 
 
-class BatchRefusal:
+class BatchRefusal(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+    async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         first: list[bytes] = []  # the body's first byte that is not whitespace, once read
         held: list[Message] = []
 

@@ -30,9 +30,9 @@ from mcp.shared.inbound import (
 )
 from mcp_types import HEADER_MISMATCH
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from fast_mcp_gateway.http.reworded import send_with_body
+from fast_mcp_gateway.http.reworded import PostsOnly, send_with_body
 
 _STATUS = ERROR_CODE_HTTP_STATUS[HEADER_MISMATCH]
 _METHOD, _NAME = MCP_METHOD_HEADER.lower().encode(), MCP_NAME_HEADER.lower().encode()
@@ -43,16 +43,10 @@ _SDK_NAME = f"{MCP_NAME_HEADER} header does not match the request body's "
 _LONGEST = 200  # a body value longer than this is not echoed back
 
 
-class RoutingHeaders:
+class RoutingHeaders(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+    async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         modern = has_method = has_name = False
         for key, value in scope["headers"]:
             if key == _VERSION:  # the SDK's dispatch: any version but a handshake one

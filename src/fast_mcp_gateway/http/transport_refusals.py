@@ -24,7 +24,9 @@ import contextlib
 from typing import Literal
 
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from fast_mcp_gateway.http.reworded import PostsOnly
 
 MAX_MESSAGE = DEFAULT_MAX_REQUEST_BODY_SIZE
 """The most the MCP endpoint reads for one message (bytes): the SDK's limit, which
@@ -57,16 +59,10 @@ def _json_type(value: bytes) -> bool:
     return value.lower().startswith(b"application/json")
 
 
-class TransportRefusals:
+class TransportRefusals(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+    async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = length = None
         for key, value in scope["headers"]:  # the first of each, as the SDK reads them
             if key == b"content-type" and content_type is None:

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import mcp_types as types
 from fastmcp import FastMCP
 from mcp.server.context import ServerRequestContext
@@ -25,7 +24,7 @@ from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.hub import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
-from fast_mcp_gateway.front.moving import SubscriptionMover
+from fast_mcp_gateway.front.moving import SubscriptionMover, unsubscribe_within
 from fast_mcp_gateway.front.server import caller_may_use
 from fast_mcp_gateway.routing.view import normalize_uri
 
@@ -140,13 +139,9 @@ class HostRequests:
         upstream = self._manager.services.get(home.server)
         if upstream is None:
             return
-        failure = f"no answer within {LET_GO_BUDGET:g}s"
-        with anyio.move_on_after(LET_GO_BUDGET):
-            try:
-                await upstream.unsubscribe(home.original)
-                return
-            except (UpstreamError, MCPError) as exc:
-                failure = str(exc)
+        failure = await unsubscribe_within(upstream, home.original, LET_GO_BUDGET)
+        if failure is None:
+            return
         logger.warning("could not unsubscribe upstream '%s' from %s after the last host "
                        "subscribed to it left: %s (it may go on sending updates, which "
                        "reach nobody)", upstream.name, logged_name(uri), failure)

@@ -229,13 +229,22 @@ class SubscriptionMover:
         service = self._manager.services.get(old.server)
         if service is None:
             return   # removed: its subscriptions ended with its sessions
-        failure = f"no answer within {MOVE_BUDGET:g}s"
-        with anyio.move_on_after(MOVE_BUDGET):
-            try:
-                await service.unsubscribe(old.original)
-                return
-            except (UpstreamError, MCPError) as exc:
-                failure = str(exc)
+        failure = await unsubscribe_within(service, old.original, MOVE_BUDGET)
+        if failure is None:
+            return
         logger.warning("could not unsubscribe upstream '%s' from %s, which another server "
                        "serves now: %s (it may go on sending updates, which reach nobody)",
                        old.server, logged_name(uri), failure)
+
+
+async def unsubscribe_within(service: Service, original: str, budget: float) -> str | None:
+    """Unsubscribe ``service`` from its URI ``original`` within ``budget`` seconds:
+    None once done, else why not (for the caller's warning)."""
+    failure = f"no answer within {budget:g}s"
+    with anyio.move_on_after(budget):
+        try:
+            await service.unsubscribe(original)
+            return None
+        except (UpstreamError, MCPError) as exc:
+            failure = str(exc)
+    return failure

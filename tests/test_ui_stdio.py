@@ -34,21 +34,30 @@ def _lines(stream: object) -> queue.Queue[str]:
     return lines
 
 
-def test_serve_dashboard_links_are_one_time_and_stdout_stays_clean(tmp_path: Path) -> None:
+def _dashboard_serve(tmp_path: Path) -> subprocess.Popen[str]:
+    """``serve --dashboard 127.0.0.1:0`` over pipes, with an empty config."""
     config = tmp_path / "servers.yaml"
     config.write_text("servers: {}\n")
-    proc = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
+    return subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
                              str(tmp_path / "gw.db"), "--dashboard", "127.0.0.1:0"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    stderr = _lines(proc.stderr)
+
+
+def _login_link(stderr: queue.Queue[str]) -> str:
+    """The one-time login link the gateway prints on ``stderr`` once it serves."""
     seen: list[str] = []
+    while not (found := LINK.search(line := stderr.get(timeout=120))):
+        assert line, f"the gateway stopped before serving the dashboard: {seen}"
+        seen.append(line)
+    return found.group(1)
+
+
+def test_serve_dashboard_links_are_one_time_and_stdout_stays_clean(tmp_path: Path) -> None:
+    proc = _dashboard_serve(tmp_path)
+    assert proc.stderr is not None
     try:
-        while not (found := LINK.search(line := stderr.get(timeout=120))):
-            assert line, f"the gateway stopped before serving the dashboard: {seen}"
-            seen.append(line)
-        link = found.group(1)
+        link = _login_link(_lines(proc.stderr))
         base = link.split("/ui/")[0]
         path = token_file()
         assert path.stat().st_mode & 0o777 == 0o600
@@ -96,18 +105,11 @@ def test_a_second_gateway_on_the_dashboard_port_keeps_its_tools(tmp_path: Path) 
     host lost every tool.  Now it serves its tools without a dashboard and says whose
     dashboard that is; the first one's stays (its ``dashboard.json`` too)."""
     config = tmp_path / "servers.yaml"
-    config.write_text("servers: {}\n")
-    first = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
-                              str(tmp_path / "gw.db"), "--dashboard", "127.0.0.1:0"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = _dashboard_serve(tmp_path)
     second = None
     assert first.stderr is not None and first.stdin is not None
     try:
-        stderr = _lines(first.stderr)
-        while not (found := LINK.search(line := stderr.get(timeout=120))):
-            assert line, "the first gateway stopped before serving its dashboard"
-        base = found.group(1).split("/ui/")[0]
+        base = _login_link(_lines(first.stderr)).split("/ui/")[0]
         port = int(base.rsplit(":", 1)[1])
         second = subprocess.Popen([*CLI, "serve", "--config", str(config), "--db",
                                    str(tmp_path / "gw.db"), "--dashboard", f"127.0.0.1:{port}"],

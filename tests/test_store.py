@@ -203,6 +203,39 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(
         await store.close()
 
 
+async def test_a_version_10_file_with_audit_entries_gets_their_unique_ids(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Migration 11 adds ``audit.uid`` (unique): the entries a version-10 gateway wrote
+    stay, without one; an entry written twice with its uid is stored once; and a
+    gateway of version 10 may still use the file (the migration only adds)."""
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:  # a file exactly as version 10 left it
+        as_schema_version(patch, 10)
+        old = await SQLiteStore.open(path)
+        for _ in range(2):  # two alike: no uid, so never taken for each other
+            await old._db.run(
+                "INSERT INTO audit (at, actor, action, target, arguments, result,"
+                " instance_id) VALUES (1.0, 'ada', 'reconnect_server', 'alpha', NULL,"
+                " 'ready', 'gw-1')")
+        await old.close()
+    store = await SQLiteStore.open(path)
+    try:
+        assert await store.schema_version() == store_module.SCHEMA_VERSION == 11
+        kept = await store.audit()
+        assert [(e.at, e.actor, e.action, e.result, e.instance_id, e.uid) for e in kept] == [
+            (1.0, "ada", "reconnect_server", "ready", "gw-1", None)] * 2
+        for _ in range(2):
+            await store.add_audit("ada", "reload_config", None, None, None, uid="u-1")
+        assert [e.uid for e in await store.audit()] == ["u-1", None, None]
+    finally:
+        await store.close()
+    with monkeypatch.context() as patch:  # a gateway of version 10, after the upgrade
+        as_schema_version(patch, 10)
+        await (await SQLiteStore.open(path)).close()
+    assert "marked it usable from version 10" in caplog.text
+
+
 async def test_open_store_chooses_the_backend_by_url(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "a.db"

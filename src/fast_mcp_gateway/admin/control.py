@@ -60,6 +60,7 @@ from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import AuditEntry, Registration, StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.deferred import DeferredStore
 from fast_mcp_gateway.store.outage import StoreOutage
+from fast_mcp_gateway.store.records import new_uid
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -271,7 +272,8 @@ class ControlPlane:
         return AuditEntry(id=0, at=time.time(), actor=actor.id, action=action, target=target,
                           arguments=None if arguments is None else dumps_arguments(
                               arguments, frozenset(), self.settings.redact_keys),
-                          result=result, instance_id=self.settings.instance_id)
+                          result=result, instance_id=self.settings.instance_id,
+                          uid=new_uid())
 
     # -- following a shared store ----------------------------------------------------
 

@@ -135,4 +135,4 @@ class HeldAudit:
 async def write_entry(store: Store, entry: AuditEntry) -> None:
     """Write ``entry`` now (the store's errors raised)."""
     await store.add_audit(entry.actor, entry.action, entry.target, entry.arguments,
-                          entry.result, entry.instance_id, at=entry.at)
+                          entry.result, entry.instance_id, at=entry.at, uid=entry.uid)

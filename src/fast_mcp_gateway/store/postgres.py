@@ -309,13 +309,14 @@ class PostgresStore(PgCallLog):
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None, *, at: float | None = None
-                        ) -> None:
+                        instance_id: str | None = None, *, at: float | None = None,
+                        uid: str | None = None) -> None:
         async with self._written() as conn:
             await conn.execute(
                 f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time() if at is None else at,
-                actor, action, target, arguments, result, instance_id)
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (uid) DO NOTHING",
+                time.time() if at is None else at, actor, action, target, arguments,
+                result, instance_id, uid)
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

@@ -271,12 +271,13 @@ class SQLiteStore(SQLiteCallLog):
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None, *, at: float | None = None
-                        ) -> None:
+                        instance_id: str | None = None, *, at: float | None = None,
+                        uid: str | None = None) -> None:
         await self._db.run(
             f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
-            " VALUES (?,?,?,?,?,?,?)", (time.time() if at is None else at, actor, action,
-                                       target, arguments, result, instance_id))
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (uid) DO NOTHING",
+            (time.time() if at is None else at, actor, action, target, arguments, result,
+             instance_id, uid))
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

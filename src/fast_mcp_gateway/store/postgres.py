@@ -5,7 +5,8 @@
 semantics (the contract suite, tests/test_store_contract.py, runs against both):
 the same ordering, cursors, aggregates (histogram buckets as columns, store/stats.py)
 and retention.  The call log's queries (records, pages, statistics) are those of its
-base class, ``PgCallLog`` (postgres_calls.py); retention is here (it spans every table).
+base class, ``PgCallLog`` (postgres_calls.py); retention, in bounded batches, is
+postgres_retention.py's.
 
 Shared state.  ``servers`` and ``routes`` (and the releases and forgets of
 ``name_bindings``) are written together with a row of the change feed (postgres_feed.py)
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from fast_mcp_gateway.store import postgres_retention as retention
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.base import (
     PIN_COLUMNS,
@@ -178,31 +180,15 @@ class PostgresStore(PgCallLog):
         async with self._conn() as conn:
             return int(await conn.fetchval(f"SELECT COUNT(*) FROM {table}"))
 
-    # -- retention (the call log's queries: postgres_calls.py) ----------------------------
+    # -- retention (postgres_retention.py; the call log's queries: postgres_calls.py) ------
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
                     now: float | None = None) -> int:
-        now = time.time() if now is None else now
-        removed = 0
-        # Cancellable (not ``_written``): retention may take long, nobody acts on its
-        # count, and a stop must not wait for it; a cancelled DELETE that ran is harmless.
-        async with self._conn() as conn:
-            if max_age_seconds is not None:
-                cutoff = now - max_age_seconds
-                removed += rowcount(await conn.execute(
-                    "DELETE FROM invocations WHERE started_at < $1", cutoff))
-                await conn.execute("DELETE FROM invocation_minutes WHERE period < $1",
-                                   int(cutoff // 60))
-                await conn.execute("DELETE FROM invocation_hours WHERE period < $1",
-                                   int(cutoff // 3600))
-                for table in ("audit", "health_records", "inspector_history", "alert_events"):
-                    await conn.execute(f"DELETE FROM {table} WHERE at < $1", cutoff)
-            if max_rows is not None:
-                removed += rowcount(await conn.execute(
-                    "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations"
-                    " ORDER BY started_at DESC, id DESC OFFSET $1)", max_rows))
-            await self._feed.prune(conn)
-        return removed
+        # In batches, each a short transaction bounded as a write is, and cancellable (a
+        # stop does not wait for it): postgres_retention.py.
+        return await retention.prune(
+            self._conn, self.where, max_age_seconds=max_age_seconds, max_rows=max_rows,
+            now=time.time() if now is None else now, prune_feed=self._feed.prune)
 
     # -- control plane ----------------------------------------------------------------
 

@@ -83,13 +83,13 @@ class PgChangeFeed:
             for r in rows])
 
     async def prune(self, conn: asyncpg.Connection) -> None:
-        """Keep the last ``KEEP_CHANGES`` rows; remember how far the feed was cut."""
-        async with conn.transaction():
-            cut = await conn.fetchval("SELECT MAX(seq) - $1 FROM changes", KEEP_CHANGES)
-            if cut is not None and cut > 0:
-                await conn.execute("DELETE FROM changes WHERE seq <= $1", cut)
-                await conn.execute("UPDATE gateway_meta SET value = GREATEST(value, $1)"
-                                   " WHERE key = 'changes_pruned_through'", cut)
+        """Keep the last ``KEEP_CHANGES`` rows; remember how far the feed was cut (in
+        the caller's transaction: ``postgres_retention``)."""
+        cut = await conn.fetchval("SELECT MAX(seq) - $1 FROM changes", KEEP_CHANGES)
+        if cut is not None and cut > 0:
+            await conn.execute("DELETE FROM changes WHERE seq <= $1", cut)
+            await conn.execute("UPDATE gateway_meta SET value = GREATEST(value, $1)"
+                               " WHERE key = 'changes_pruned_through'", cut)
 
     async def _listen(self) -> bool:
         """Have a ``LISTEN`` connection (connecting one if needed); False when the

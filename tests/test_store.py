@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -286,6 +287,24 @@ async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) ->
     with pytest.raises(StorageError, match="takes nothing after it"):
         await open_store("memory://somewhere")
     assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
+
+
+def test_a_resolver_that_cannot_answer_now_is_waited_out_a_name_that_is_not_is_a_mistake(
+        ) -> None:
+    """PostgreSQL hosts: DNS saying the name does not exist (or has no address) fails
+    the open at once, naming the host (tests/test_cli_messages.py runs it for real); a
+    resolver that cannot answer now (no DNS server reachable) is an outage, retried."""
+    pytest.importorskip("asyncpg")
+    from fast_mcp_gateway.store.postgres_feed import store_error, unknown_host
+
+    dsn, where = "postgresql://gw:pw@db.example:5432/g", "gw@db.example:5432/g"
+    for code in (socket.EAI_NONAME, socket.EAI_NODATA):
+        mistake = unknown_host(socket.gaierror(code, "Name or service not known"), dsn, where)
+        assert isinstance(mistake, StorageError) and not isinstance(mistake, StoreUnavailable)
+        assert "host 'db.example' does not exist" in str(mistake) and "pw" not in str(mistake)
+    busy_resolver = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert unknown_host(busy_resolver, dsn, where) is None
+    assert isinstance(store_error(busy_resolver, where, "cannot connect"), StoreUnavailable)
 
 
 async def test_concurrent_transactions_on_one_file_do_not_collide(tmp_path: Path) -> None:

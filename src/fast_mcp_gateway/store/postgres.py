@@ -57,6 +57,7 @@ from fast_mcp_gateway.store.postgres_feed import (
     load_asyncpg,
     rowcount,
     store_error,
+    unknown_host,
     url_problem,
 )
 from fast_mcp_gateway.store.records import (
@@ -111,7 +112,8 @@ class PostgresStore(PgCallLog):
                                              timeout=connect_timeout, command_timeout=60,
                                              server_settings=application(dsn))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
-            raise store_error(exc, where, "cannot connect") from None
+            raise unknown_host(exc, dsn, where) or store_error(exc, where,
+                                                               "cannot connect") from None
         try:
             async with pool.acquire() as conn:
                 await schema.migrate(conn, where)

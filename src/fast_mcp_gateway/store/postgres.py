@@ -44,7 +44,7 @@ from fast_mcp_gateway.store.base import (
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
-from fast_mcp_gateway.store.outage import quiet_pool_floor
+from fast_mcp_gateway.store.outage import pool_connect, quiet_pool_floor
 from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
@@ -110,7 +110,8 @@ class PostgresStore(PgCallLog):
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
                                              timeout=connect_timeout, command_timeout=60,
-                                             server_settings=application(dsn))
+                                             server_settings=application(dsn),
+                                             connect=pool_connect(asyncpg.connect))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
             raise unknown_host(exc, dsn, where) or store_error(exc, where,
                                                                "cannot connect") from None

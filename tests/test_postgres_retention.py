@@ -60,11 +60,15 @@ def record(rid: str, started_at: float) -> Invocation:
 
 
 def fill(cluster: PgCluster, database: str) -> None:
-    """``OLD`` call records and audit entries from 1970 (``old-000001`` the oldest)."""
+    """``OLD`` call records, their minutes, and audit entries from 1970 (``old-000001``
+    the oldest)."""
     cluster.psql(
         "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
         " started_at, duration_ms, status) SELECT 'old-' || lpad(g::text, 6, '0'), 't',"
         " 'c', 'tool', 'alpha_add', 'alpha', 'add', 1000 + g, 1.0, 'success'"
+        f" FROM generate_series(1, {OLD}) g;"
+        "INSERT INTO invocation_minutes (period, server, exposed, count, errors, total_ms,"
+        " min_ms, max_ms) SELECT g, 'alpha', 'alpha_add', 1, 0, 1.0, 1.0, 1.0"
         f" FROM generate_series(1, {OLD}) g;"
         "INSERT INTO audit (at, actor, action) SELECT 1000 + g, 'ops', 'reconnect_server'"
         f" FROM generate_series(1, {OLD}) g", database)
@@ -90,17 +94,19 @@ async def test_writes_go_on_while_a_large_prune_runs_and_a_prune_can_be_cut(
                 await gate.reached.wait()
             assert await store.count("invocations") == OLD - BATCH  # one batch, committed
             # What would wait for the pruned rows' locks: records written again, one of
-            # them pruned already (stored again: old, it goes with the next batch), one
-            # not yet (left out); and writes of today.
+            # them pruned already (stored again: behind the prune, left to its next
+            # run), one not yet (left out); and writes of today.
             fresh = record("fresh", 2_000_000_000.0)
             assert await store.add_invocations([
                 record("old-000001", 1001.0), record(f"old-{OLD:06d}", 1000.0 + OLD),
                 fresh]) == 3
             await store.add_audit("ops", "reload_config", None, None, None, uid=new_uid())
             gate.opened.set()
-        assert removed == [OLD + 1]  # and old-000001 once more
-        assert [r.id for r in (await store.invocations())[0]] == ["fresh"]
+        assert removed == [OLD]
+        assert [r.id for r in (await store.invocations())[0]] == ["fresh", "old-000001"]
+        assert await store.prune(max_age_seconds=3600, max_rows=None) == 1  # the next run
         assert [e.action for e in await store.audit()] == ["reload_config"]
+        assert await store.count("invocation_minutes") == 1  # the fresh record's
 
         fill(pg_cluster, database)  # a prune cut short (a stop) between two batches
         gate = Gate(gate._connect, at=3)
@@ -119,6 +125,7 @@ async def test_writes_go_on_while_a_large_prune_runs_and_a_prune_can_be_cut(
         assert await store.prune(max_age_seconds=3600, max_rows=None) == OLD - 2 * BATCH
         assert await store.count("invocations") == 1
         assert await store.count("audit") == 1
+        assert await store.count("invocation_minutes") == 1
     finally:
         await store.close()
 

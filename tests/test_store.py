@@ -237,6 +237,61 @@ async def test_a_version_10_file_with_audit_entries_gets_their_unique_ids(
     assert "marked it usable from version 10" in caplog.text
 
 
+async def test_a_large_prune_leaves_the_file_to_other_writers_between_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention deleted every old record in one statement, holding the file's write
+    lock for its length (0.83-1.56 s per 100k records): another gateway on the file
+    waited past its busy timeout.  Now ``PRUNE_BATCH`` rows per statement: the prune is
+    held between two batches, and another process's connection takes the write lock at
+    once (``timeout=0``: a lock still held would be "database is locked")."""
+    from fast_mcp_gateway.store.base import PRUNE_BATCH
+
+    path = tmp_path / "g.db"
+    old = 2 * PRUNE_BATCH + 5
+    store = await SQLiteStore.open(path)
+    try:
+        await store._db.write((
+            "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
+            " started_at, duration_ms, status) VALUES (?, 't', 'c', 'tool', 'x', 's', 'x',"
+            " ?, 1.0, 'success')", [(f"old-{n:06d}", 1000.0 + n) for n in range(old)]))
+        run, calls = store._db.run, 0
+        reached, go = anyio.Event(), anyio.Event()
+
+        async def gated(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the prune's second batch
+                reached.set()
+                await go.wait()
+            return await run(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store._db, "run", gated)
+        removed: list[int] = []
+
+        async def prune() -> None:
+            removed.append(await store.prune(max_age_seconds=3600, max_rows=None))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(prune)
+            with anyio.fail_after(60):
+                await reached.wait()
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("INSERT INTO audit (at, actor, action) VALUES (1.0, 'o', 'x')")
+                other.execute("COMMIT")
+            finally:
+                other.close()
+            assert await store.count("invocations") == old - PRUNE_BATCH  # one batch
+            await store.add_invocations([inv(1, at=2_000_000_000.0)])  # and this process
+            go.set()
+        assert removed == [old]
+        assert [r.id for r in (await store.invocations())[0]] == [inv(1).id]
+        assert await store.count("audit") == 0  # the other's entry, old, pruned too
+    finally:
+        await store.close()
+
+
 async def test_open_store_chooses_the_backend_by_url(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "a.db"

@@ -347,6 +347,11 @@ none (only the enabled flag), or the tombstone -- both written with ``json.dumps
 
 PIN_COLUMNS = "server, kind, name, status, digest, definition, actor, at, markers"
 
+PRUNE_BATCH = 5000
+"""Rows one transaction of retention (``prune``) deletes at most, in the SQL backends: a
+write waiting for the rows' locks (PostgreSQL) or the file's (SQLite) waits one batch,
+not the whole prune (postgres_retention.py)."""
+
 
 def pin_row(r: PinRecord) -> tuple[Any, ...]:
     """A pin as stored, in ``PIN_COLUMNS`` order (markers as JSON)."""

@@ -132,5 +132,7 @@ def quiet_pool_floor() -> PoolFloor:
         if isinstance(installed, PoolFloor):
             return installed
     floor = PoolFloor()
-    pool.addFilter(floor)
+    # First among the logger's filters: it needs the record's error, which another
+    # filter may fold into its text (the CLI's ``OneLineErrors``, installed before).
+    pool.filters.insert(0, floor)
     return floor

@@ -14,7 +14,10 @@ once), as the call records and health transitions are held.  At stop what is sti
 held gets one bounded attempt and then goes to ``spill`` (the spool: written into the
 store at the next start with it); so does, at once, an entry held after that (an
 operation outliving the stop's cancellation: ``admin.context.finishing``).
-``flushed`` lets a reader see them written.  (An entry that must precede its action,
+``flushed`` lets a reader see them written.  A write may have been made and its
+answer lost (PostgreSQL's COMMIT done, the connection cut before it answered): the
+entry, held and written again, is stored once, by the ``uid`` it was made with (the
+store's unique key; SQLite 11, PostgreSQL 10).  (An entry that must precede its action,
 ``inspect_call_tool``'s, is ``write_entry``'d: refused with the store, never held.)
 """
 

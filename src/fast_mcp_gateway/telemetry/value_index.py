@@ -134,9 +134,9 @@ class ValueIndex:
         self.replacement = replacement
         self._all = _Sorted()
         self._classes: dict[int, _Class] = {}
-        # For readers, each swapped whole: every value sorted (``_Sorted.snapshot``),
-        # and the classes with values.
-        self._by_length: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
+        # For readers, each swapped whole: every value sorted (``_Sorted.snapshot``)
+        # and where the last ``FEW`` start, and the classes with values.
+        self._by_length: tuple[tuple[str, ...], tuple[int, ...], int] = ((), (), 0)
         self._reading: tuple[_Reading, ...] = ()
         self._completable = 0   # values holding a character of ``replacement``
 
@@ -157,7 +157,8 @@ class ValueIndex:
             self._all.remove(value)
             self._completable -= self._completes(value)
             gone.append((cls, value))
-        self._by_length = self._all.snapshot()
+        values, lengths = self._all.snapshot()
+        self._by_length = values, lengths, len(values) - FEW
         self._reading = tuple(c.reading() for _, c in sorted(self._classes.items())
                               if c.members)
         for cls, value in gone:   # no longer listed: its keys go
@@ -170,19 +171,16 @@ class ValueIndex:
         """``text`` with each value it holds as ``replacement`` (``masked``).  Readers
         never lock: a value added before ``mask`` starts is masked, one added or
         dropped meanwhile may be or not."""
-        values, lengths = self._by_length
-        fitting = values[bisect.bisect_left(lengths, -len(text)):]
-        if len(fitting) <= FEW or self._searched(len(fitting), len(text)):
-            for value in fitting:   # the usual case, as cheap as it was
+        values, lengths, few = self._by_length
+        fits = bisect.bisect_left(lengths, -len(text))   # the first no longer than it
+        if fits >= few:   # the usual case, as cheap as it was
+            for value in values[fits:]:
                 if value in text:
-                    break
-            else:
-                return text
-            at = fitting.index(value) + 1
-            found = [value, *(v for v in fitting[at:] if v in text)] if at < len(fitting) \
-                else [value]
-        else:
-            found = self._indexed(text)
+                    return self._masked(text, _held(text, values, values.index(value, fits)))
+            return text
+        return self._masked(text, self.found(text))
+
+    def _masked(self, text: str, found: list[str]) -> str:
         while found:
             text = masked(text, found, self.replacement)
             # A value holding a character of the replacement may appear across one
@@ -193,10 +191,10 @@ class ValueIndex:
 
     def found(self, text: str) -> list[str]:
         """The values ``text`` holds, each once (none: an empty list)."""
-        values, lengths = self._by_length
-        fitting = values[bisect.bisect_left(lengths, -len(text)):]
-        if len(fitting) <= FEW or self._searched(len(fitting), len(text)):
-            return [value for value in fitting if value in text]
+        values, lengths, few = self._by_length
+        fits = bisect.bisect_left(lengths, -len(text))
+        if fits >= few or self._searched(len(values) - fits, len(text)):
+            return [value for value in values[fits:] if value in text]
         return self._indexed(text)
 
     def _searched(self, count: int, size: int) -> bool:
@@ -228,6 +226,12 @@ class ValueIndex:
             if hits:
                 found += _confirmed(text, hits)
         return found
+
+
+def _held(text: str, values: tuple[str, ...], first: int) -> list[str]:
+    """``values[first]``, which ``text`` holds, and those after it it holds (each
+    searched once)."""
+    return [values[first], *(v for v in values[first + 1:] if v in text)]
 
 
 def _confirmed(text: str, hits: list[str | tuple[str, ...]]) -> list[str]:

@@ -20,7 +20,7 @@ their ends are their signatures.
 
 A few values, or a text shorter than most, are cheaper searched value by value: ``mask``
 does so for up to ``FEW`` values no longer than the text, or while that costs less
-than reading it (``_searched``), and else weighs both class by class (``_indexed``).
+than reading it (``_index_pays``), and else weighs both class by class (``_indexed``).
 Every character of every occurrence is masked, overlapping ones as one replacement
 (``masked``).  Adding or dropping a value costs ``stride`` dict operations and a copy
 of the sorted values (~30-45 us into 1,024; a sort of them all before, ~50-75 us).
@@ -47,12 +47,13 @@ were: cheaper than reading even a long text at ``MAX_STRIDE``."""
 # shorter values are searched slower (CPython 3.11, base64 values in log-like text: 6
 # characters ~0.35 ns per character of text, 13-20 ~0.16, 37-64 ~0.09, JWTs ~0.06).
 # Reading a slice of the text at a stride and looking it up: ~78 ns; ~150 ns more per
-# class read; ~200 ns per class looked at, either way.
+# class read; ~150 ns per class looked at, either way (500 counted: the choice per class
+# is rough near where both cost the same).
 _SEARCH = 15
 _CHARS_PER_NS = {1: 3, 2: 3, 4: 4, 8: 6, 16: 8, 32: 12}
 _READ = 78
 _READ_SETUP = 150
-_PER_CLASS = 200
+_PER_CLASS = 500
 
 
 def stride_of(length: int) -> int:
@@ -135,9 +136,11 @@ class ValueIndex:
         self._all = _Sorted()
         self._classes: dict[int, _Class] = {}
         # For readers, each swapped whole: every value sorted (``_Sorted.snapshot``)
-        # and where the last ``FEW`` start, and the classes with values.
+        # and where the last ``FEW`` start; the classes with values; the ns per
+        # character of text a search of a value costs on average (``_index_pays``).
         self._by_length: tuple[tuple[str, ...], tuple[int, ...], int] = ((), (), 0)
         self._reading: tuple[_Reading, ...] = ()
+        self._per_char = 0.0
         self._completable = 0   # values holding a character of ``replacement``
 
     def update(self, added: Iterable[str], dropped: Iterable[str]) -> None:
@@ -158,9 +161,11 @@ class ValueIndex:
             self._completable -= self._completes(value)
             gone.append((cls, value))
         values, lengths = self._all.snapshot()
-        self._by_length = values, lengths, len(values) - FEW
         self._reading = tuple(c.reading() for _, c in sorted(self._classes.items())
                               if c.members)
+        self._per_char = sum(len(c.members) / _CHARS_PER_NS[c.stride]
+                             for c in self._classes.values()) / max(1, len(values))
+        self._by_length = values, lengths, len(values) - FEW
         for cls, value in gone:   # no longer listed: its keys go
             cls.remove(value)
 
@@ -173,12 +178,13 @@ class ValueIndex:
         dropped meanwhile may be or not."""
         values, lengths, few = self._by_length
         fits = bisect.bisect_left(lengths, -len(text))   # the first no longer than it
-        if fits >= few:   # the usual case, as cheap as it was
-            for value in values[fits:]:
-                if value in text:
-                    return self._masked(text, _held(text, values, values.index(value, fits)))
-            return text
-        return self._masked(text, self.found(text))
+        if fits < few and self._index_pays(len(values) - fits, len(text)):
+            found = self._indexed(text)
+            return self._masked(text, found) if found else text
+        for value in values[fits:]:   # the usual case, as cheap as it was
+            if value in text:
+                return self._masked(text, _held(text, values, values.index(value, fits)))
+        return text
 
     def _masked(self, text: str, found: list[str]) -> str:
         while found:
@@ -193,14 +199,14 @@ class ValueIndex:
         """The values ``text`` holds, each once (none: an empty list)."""
         values, lengths, few = self._by_length
         fits = bisect.bisect_left(lengths, -len(text))
-        if fits >= few or self._searched(len(values) - fits, len(text)):
-            return [value for value in values[fits:] if value in text]
-        return self._indexed(text)
+        if fits < few and self._index_pays(len(values) - fits, len(text)):
+            return self._indexed(text)
+        return [value for value in values[fits:] if value in text]
 
-    def _searched(self, count: int, size: int) -> bool:
-        """Whether ``count`` values are cheaper searched one by one in a text of
-        ``size`` characters than looked for class by class."""
-        return count * (_SEARCH + size // 3) <= (
+    def _index_pays(self, count: int, size: int) -> bool:
+        """Whether looking class by class is cheaper than searching a text of ``size``
+        characters for ``count`` values one by one."""
+        return count * (_SEARCH + size * self._per_char) > (
             _PER_CLASS * len(self._reading) + _READ * ((size - GRAM) // MAX_STRIDE + 1))
 
     def _indexed(self, text: str) -> list[str]:
@@ -231,7 +237,8 @@ class ValueIndex:
 def _held(text: str, values: tuple[str, ...], first: int) -> list[str]:
     """``values[first]``, which ``text`` holds, and those after it it holds (each
     searched once)."""
-    return [values[first], *(v for v in values[first + 1:] if v in text)]
+    rest = values[first + 1:]
+    return [values[first], *(v for v in rest if v in text)] if rest else [values[first]]
 
 
 def _confirmed(text: str, hits: list[str | tuple[str, ...]]) -> list[str]:

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway._compat import connection_of, low_level_server
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import Home
+from fast_mcp_gateway.front.homes import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.moving import SubscriptionMover, unsubscribe_within
 from fast_mcp_gateway.front.server import caller_may_use

@@ -57,7 +57,8 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import FrontHub, Holding, Home, ServedUpdate
+from fast_mcp_gateway.front.homes import Home
+from fast_mcp_gateway.front.hub import FrontHub, Holding, ServedUpdate
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.model import UpstreamState

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+from mcp.shared.dispatcher import ProgressFnT
 
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.policies import FailureKind
@@ -61,3 +62,20 @@ async def run_attempt(path: CallPath, upstream: Upstream,
         raise
     path.attempts.append((upstream.label, "ok"))
     return result
+
+
+def rising(report: ProgressFnT | None) -> ProgressFnT | None:
+    """``report`` for every attempt of one call, passing on only progress above the last
+    passed on: a retry's attempt reports from the start again, and the host's token must
+    see its progress increase with each notification (the specification's MUST)."""
+    if report is None:
+        return None
+    last: list[float] = []
+
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        if last and progress <= last[0]:
+            return
+        last[:] = [progress]
+        await report(progress, total, message)
+
+    return relay

@@ -1,4 +1,5 @@
-"""A retried call's progress, as the host sees it, only ever increases.
+"""A retried call's progress, as the host sees it, only ever increases; a retried call
+that fails says it was the last of several attempts.
 
 A read-only call that timed out is retried (README "Retries and failover"); the next
 attempt reports its progress from the start again.  Relayed as it came, the host got
@@ -68,3 +69,19 @@ async def test_so_does_it_on_the_stdio_express_lane(tmp_path: Path) -> None:
     assert result.data == "answered at call 2"
     assert seen == [1, 2], seen
     assert "express lane: tools/call slow_again " in (tmp_path / "gateway.log").read_text()
+
+
+async def test_a_call_that_timed_out_at_each_attempt_says_how_many_there_were(
+        tmp_path: Path) -> None:
+    """Its host was told "did not answer within 1s", having waited for two attempts,
+    with nothing saying the tool ran twice."""
+    entry = stdio_entry("slow.py", str(tmp_path / "events"), timeouts={"call": 1},
+                        retry={"attempts": 2, "backoff": {"initial": 0.01, "max": 0.01}})
+    gateway = make_gateway({"slow": entry})
+    with anyio.fail_after(WITHIN):
+        async with Client(gateway.server) as client:
+            result = await client.call_tool_mcp("slow_hang", {})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "did not answer within 1s" in text, text
+    assert text.endswith("(the last of 2 attempts: timeout, timeout)"), text

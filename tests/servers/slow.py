@@ -4,7 +4,7 @@
 line appended to EVENTS, so a test can wait for it from outside the process.
 ``again`` (read-only, so a gateway retries it when it times out): its first call reports
 progress 1 and 2, then runs until cancelled; each later call reports progress 1 and
-answers.
+answers.  ``hang`` (read-only too) runs until cancelled, every time.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ async def again(ctx: Context) -> str:
         await anyio.sleep_forever()
     await ctx.report_progress(1, 2)
     return f"answered at call {calls['again']}"
+
+
+@mcp.tool(annotations={"readOnlyHint": True})
+async def hang() -> str:
+    """Never answers: only a cancellation ends it."""
+    await anyio.sleep_forever()
+    return "unreachable"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 import anyio
 from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.errors import (
+    UpstreamError,
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from fast_mcp_gateway.policies import FailureKind
 from fast_mcp_gateway.upstream.replica import Upstream
 
@@ -79,3 +84,13 @@ def rising(report: ProgressFnT | None) -> ProgressFnT | None:
         await report(progress, total, message)
 
     return relay
+
+
+def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:
+    """``exc``, ending a call sent more than once, saying so: a timed-out read-only call
+    retried twice told its host "did not answer within 2s" after some 6 s and three runs."""
+    if len(path.attempts) < 2 or not isinstance(exc, (UpstreamTimeout, UpstreamRequestFailed)):
+        return exc
+    outcomes = ", ".join(outcome for _, outcome in path.attempts)
+    return type(exc)(exc.server, f"{exc.detail} (the last of {len(path.attempts)} attempts: "
+                                 f"{outcomes})")

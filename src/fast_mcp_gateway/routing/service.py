@@ -45,7 +45,7 @@ from fast_mcp_gateway.policies import (
     RetryPolicy,
     make_balancer,
 )
-from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, rising, run_attempt
+from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, last_of, rising, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
@@ -295,7 +295,7 @@ class Service:
                     exc, kind = error, failure_kind(error)
             decision = self.retry.decide(attempt, kind, idempotent=idempotent)
             if not decision.retry:
-                raise exc
+                raise last_of(exc, path) from exc.__cause__
             await self._sleep(self.retry.delay(attempt, self._rng))
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],

@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.errors import (
+    UpstreamError,
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from fast_mcp_gateway.policies import FailureKind
 from fast_mcp_gateway.upstream.replica import Upstream
 
@@ -61,3 +67,30 @@ async def run_attempt(path: CallPath, upstream: Upstream,
         raise
     path.attempts.append((upstream.label, "ok"))
     return result
+
+
+def rising(report: ProgressFnT | None) -> ProgressFnT | None:
+    """``report`` for every attempt of one call, passing on only progress above the last
+    passed on: a retry's attempt reports from the start again, and the host's token must
+    see its progress increase with each notification (the specification's MUST)."""
+    if report is None:
+        return None
+    last: list[float] = []
+
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        if last and progress <= last[0]:
+            return
+        last[:] = [progress]
+        await report(progress, total, message)
+
+    return relay
+
+
+def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:
+    """``exc``, ending a call sent more than once, saying so: a timed-out read-only call
+    retried twice told its host "did not answer within 2s" after some 6 s and three runs."""
+    if len(path.attempts) < 2 or not isinstance(exc, (UpstreamTimeout, UpstreamRequestFailed)):
+        return exc
+    outcomes = ", ".join(outcome for _, outcome in path.attempts)
+    return type(exc)(exc.server, f"{exc.detail} (the last of {len(path.attempts)} attempts: "
+                                 f"{outcomes})")

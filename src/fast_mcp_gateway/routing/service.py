@@ -45,7 +45,7 @@ from fast_mcp_gateway.policies import (
     RetryPolicy,
     make_balancer,
 )
-from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, run_attempt
+from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, last_of, rising, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
@@ -295,7 +295,7 @@ class Service:
                     exc, kind = error, failure_kind(error)
             decision = self.retry.decide(attempt, kind, idempotent=idempotent)
             if not decision.retry:
-                raise exc
+                raise last_of(exc, path) from exc.__cause__
             await self._sleep(self.retry.delay(attempt, self._rng))
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
@@ -332,6 +332,8 @@ class Service:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
         path = path if path is not None else CallPath()
+        report = rising(front.progress if front is not None and front.session is not None
+                        else None)   # one for every attempt
         read_only = bool(annotations and annotations.read_only_hint)
         stale_key = (self.host_of(front),
                      json.dumps([name, arguments], sort_keys=True, default=str))
@@ -339,7 +341,7 @@ class Service:
         try:
             result = await self._call_tool(
                 name, arguments, front, annotations, path,
-                lambda replica: replica.call_tool(name, arguments, front),
+                lambda replica: replica.call_tool(name, arguments, front, report),
             )
         except UpstreamError:
             cached = self._stale.get(stale_key) if read_only and ttl else None
@@ -394,7 +396,7 @@ class Service:
         rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools.
         ``served`` (if given) receives each replica the call was sent to, the one that
         answered last (where a task it created lives)."""
-        path = path if path is not None else CallPath()
+        path, on_progress = path if path is not None else CallPath(), rising(on_progress)
 
         async def recorded(replica: Upstream) -> dict[str, Any]:
             assert served is not None

@@ -170,7 +170,9 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
     return {"d": detail, "components": views.components(page.ctx, name), "calls": calls,
             "health_log": health_log, "trend": trend, "window": window, "status": status,
             "statuses": STATUSES, "views": views, "cursor": cursor,
-            "store_problem": store_problem}
+            "store_problem": store_problem,
+            # An invalid entry's enabled flag can be recorded (``admin/invalid.py``).
+            "keeps_flags": page.ctx.store is not None}
 
 
 async def detail(page: Page) -> Response:
@@ -181,7 +183,8 @@ async def detail(page: Page) -> Response:
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
     return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40,
-                                                               may_use=page.viewer.may_use))
+                                                               may_use=page.viewer.may_use),
+                       keeps_flags=page.ctx.store is not None)
 
 
 def routes(ui: Ui) -> list[Route]:

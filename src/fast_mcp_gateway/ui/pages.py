@@ -18,6 +18,7 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.errors import UnknownServer
+from fast_mcp_gateway.http.auth import quotable
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
@@ -96,7 +97,11 @@ async def login(ui: Ui, request: Request) -> Response:
         next_ = _safe_next(base, str(data.get("next") or next_))
     cookie, problem = await ui.auth.redeem(token)
     if cookie is None:
-        return form(401, problem)
+        refused = form(401, problem)
+        if ui.auth.links is None and token:  # a bearer token was refused: RFC 6750's words
+            refused.headers["www-authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{quotable(problem or "")}"')
+        return refused
     response = RedirectResponse(next_, 303)
     ui.auth.login(response, request, cookie)
     return response

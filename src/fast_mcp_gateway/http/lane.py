@@ -113,8 +113,9 @@ class HttpLane:
 
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True,
-                 states: RoundStates | None = None) -> None:
+                 states: RoundStates | None = None, max_body: int = MAX_MESSAGE) -> None:
         self.app, self.access, self.provider = app, access, provider
+        self.max_body = max_body  # the endpoint's (``http_max_body_bytes``): past it, the SDK's
         # The full path's requestState seal (the server's keys): every round is portable.
         self.states = states if states is not None else RoundStates.ephemeral(None)
         self._server_info = server_info
@@ -134,9 +135,9 @@ class HttpLane:
             await self.app(scope, receive, send)
             return
         # Read up to the SDK's limit: a longer body goes on, to be refused there (413).
-        body, end = await read_body(receive, MAX_MESSAGE)
+        body, end = await read_body(receive, self.max_body)
         plan = None
-        if end == "whole" and len(body) <= MAX_MESSAGE:
+        if end == "whole" and len(body) <= self.max_body:
             try:
                 plan = await self._plan(scope, body)
             except Exception:  # a lane bug must not cost the host its answer

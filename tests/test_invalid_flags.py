@@ -19,7 +19,7 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.store import SQLiteStore
 from tests.fixtures import beta_server, memory_entry, serve_http
-from tests.test_invalid_entries import AUTH, OPS, _gateway
+from tests.test_invalid_entries import AUTH, OPS, _gateway, _stored_retired_registration
 from tests.test_ui import _csrf, _login
 
 pytestmark = pytest.mark.anyio
@@ -119,3 +119,29 @@ async def test_without_a_store_the_refusal_says_how_to_set_the_flag_in_the_entry
         assert 'id="invalid-flag"' not in page
         assert "and disabled by it (enabled: false)" in page
         assert "remove its 'enabled: false'" in page
+
+
+async def test_a_stored_registrations_flag_is_kept_on_its_row_and_said_so(
+        tmp_path: Path) -> None:
+    """A registration whose stored settings no longer validate keeps its settings when
+    disabled (the flag on its row); the note says that correcting it with
+    gateway_update_server sets the flag from the settings sent."""
+    db = await _stored_retired_registration(tmp_path)
+    config = tmp_path / "servers.yaml"
+    _write(config, memory_entry("bad"))
+    gateway = _gateway(config, {"bad": beta_server()}, db=str(db))
+    async with Client(gateway.server) as client:
+        off = (await client.call_tool("gateway_disable_server",
+                                      {"name": "old"})).structured_content
+        assert off is not None and (off["state"], off["enabled"]) == ("invalid", False)
+        assert off["note"].startswith("recorded: server 'old' is disabled, but its stored "
+                                      "settings are invalid (")
+        assert off["note"].endswith("correcting them with gateway_update_server sets the "
+                                    "flag from the settings sent (send 'enabled: false' to "
+                                    "keep this one)")
+    store = await SQLiteStore.open(db)
+    try:
+        [row] = [r for r in await store.servers() if r.name == "old"]
+    finally:
+        await store.close()
+    assert row.enabled is False and row.config is not None and row.config["retired"] == 1

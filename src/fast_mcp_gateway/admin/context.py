@@ -108,8 +108,9 @@ class AdminContext(Protocol):
         """The config file's servers whose entries are invalid (``admin/invalid.py``)."""
         ...
 
-    def flag_invalid(self, name: str, enabled: bool) -> None:
-        """Show ``enabled``, just stored, for ``name`` among ``invalid_servers``."""
+    def flag_invalid(self, name: str, enabled: bool) -> bool:
+        """Show ``enabled``, just stored, for ``name`` among ``invalid_servers``; True
+        when ``name`` is a stored registration (its own settings are invalid)."""
         ...
 
     @property

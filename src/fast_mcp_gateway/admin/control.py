@@ -136,13 +136,15 @@ class ControlPlane:
         return self.manager.served({**self._invalid_registrations,
                                     **as_stored(self.config.invalid, self._stored_flags)})
 
-    def flag_invalid(self, name: str, enabled: bool) -> None:
+    def flag_invalid(self, name: str, enabled: bool) -> bool:
         if (entry := self._invalid_registrations.get(name)) is not None:  # its own row's
             self._invalid_registrations[name] = entry.model_copy(update={"enabled": enabled})
-        else:  # a row with only the flag, as the store has it now (``as_stored``)
-            self._stored_flags = [*(r for r in self._stored_flags if r.name != name),
-                                  Registration(name=name, config=None, enabled=enabled,
-                                               updated_at=time.time())]
+            return True
+        # A row with only the flag, as the store has it now (``as_stored``).
+        self._stored_flags = [*(r for r in self._stored_flags if r.name != name),
+                              Registration(name=name, config=None, enabled=enabled,
+                                           updated_at=time.time())]
+        return False
 
     def _merge(self, config: GatewayConfig, registrations: list[Registration]
                ) -> dict[str, ServerConfig]:

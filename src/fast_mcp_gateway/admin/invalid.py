@@ -108,10 +108,15 @@ async def flag_invalid(ctx: AdminContext, actor: Actor, name: str,
             "file (the gateway reloads it)")
     with finishing():  # saved first, then shown and audited, as for a running server
         await ctx.store.set_server_enabled(name, enabled)
-        ctx.flag_invalid(name, enabled)
+        registered = ctx.flag_invalid(name, enabled)
         await ctx.audit(actor, action, name, None, INVALID)
     shown = invalid_of(ctx).get(name, entry.model_copy(update={"enabled": enabled}))
-    if enabled:
+    if registered:  # corrected by gateway_update_server, whose settings carry the flag
+        note = (f"recorded: server '{name}' is {'enabled' if enabled else 'disabled'}, but "
+                f"its stored settings are invalid ({entry.error}); correcting them with "
+                "gateway_update_server sets the flag from the settings sent (send "
+                f"'enabled: {flag}' to keep this one)")
+    elif enabled:
         note = (f"recorded: server '{name}' is enabled, but it is not started while its "
                 f"entry is invalid ({entry.error}); it starts once the entry is corrected "
                 "(save the file: the gateway reloads it)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 from mcp.shared.dispatcher import ProgressFnT
@@ -35,6 +35,9 @@ class CallPath:
 
     attempts: list[tuple[str, str]] = field(default_factory=list)
     stale: bool = False
+    # What the result's ``_meta`` should tell the host besides (``SESSION_META``: its
+    # per_client session was given back, ``routing/isolation.py``); None: nothing.
+    notes: dict[str, Any] | None = None
 
     @property
     def retries(self) -> int:
@@ -94,3 +97,18 @@ def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:
     outcomes = ", ".join(outcome for _, outcome in path.attempts)
     return type(exc)(exc.server, f"{exc.detail} (the last of {len(path.attempts)} attempts: "
                                  f"{outcomes})")
+
+
+def noted(result: T, path: CallPath) -> T:
+    """``result`` with ``path.notes`` added to its ``_meta`` (a JSON result or a typed
+    one); unchanged when there are none."""
+    notes = path.notes
+    if not notes:
+        return result
+    if isinstance(result, dict):
+        result["_meta"] = {**(result.get("_meta") or {}), **notes}
+        return result
+    if hasattr(result, "meta") and hasattr(result, "model_copy"):
+        return cast(T, result.model_copy(update={"meta": {**(result.meta or {}),
+                                                                 **notes}}))
+    return result

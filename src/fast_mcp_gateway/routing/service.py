@@ -39,13 +39,15 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.policies import (
-    FailureKind,
-    HealthStatus,
-    RetryPolicy,
-    make_balancer,
+from fast_mcp_gateway.policies import FailureKind, HealthStatus, RetryPolicy, make_balancer
+from fast_mcp_gateway.routing.attempts import (
+    CallPath,
+    failure_kind,
+    last_of,
+    noted,
+    rising,
+    run_attempt,
 )
-from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, last_of, rising, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
@@ -61,8 +63,6 @@ _STALE_ENTRIES = 1024
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
                 UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
-
-
 
 
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
@@ -273,7 +273,7 @@ class Service:
     ) -> tuple[T, CallPath]:
         path = path if path is not None else CallPath()
         if self.clients is not None:
-            async with self.clients.session(front) as own:
+            async with self.clients.session(front, path) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
         tried: set[int] = set()
@@ -349,7 +349,8 @@ class Service:
                 raise
             path.stale = True
             age = self._clock() - cached[0]
-            meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)}}
+            meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)},
+                    **(path.notes or {})}
             return cached[1].model_copy(update={"meta": meta})
         if (read_only and ttl and isinstance(result, types.CallToolResult)
                 and not result.is_error):
@@ -360,7 +361,7 @@ class Service:
         if path.retries and isinstance(result, types.CallToolResult):
             meta = {**(result.meta or {}), ROUTE_META_KEY: path.route_meta()}
             result = result.model_copy(update={"meta": meta})
-        return result
+        return noted(result, path)
 
     def host_of(self, front: FrontCall | None) -> Hashable | None:
         """Whose answers a call's are, for the result caches (``front/results.py``, the
@@ -409,26 +410,28 @@ class Service:
             else lambda replica: replica.call_tool_raw(params, front, on_progress))
         if path.retries:
             result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: path.route_meta()}
-        return result
+        return noted(result, path)
 
     async def read_resource(
         self, uri: str, front: FrontCall | None, path: CallPath | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         self._limits.check(None)
+        path = path if path is not None else CallPath()
         result, _ = await self._route(f"resources/read '{uri}'",
                                       lambda r: r.read_resource(uri, front), idempotent=True,
                                       path=path, front=front)
-        return result
+        return noted(result, path)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, front: FrontCall | None,
         path: CallPath | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
         self._limits.check(None)
+        path = path if path is not None else CallPath()
         result, _ = await self._route(f"prompts/get '{name}'",
                                       lambda r: r.get_prompt(name, arguments, front),
                                       idempotent=True, path=path, front=front)
-        return result
+        return noted(result, path)
 
     async def complete(
         self,

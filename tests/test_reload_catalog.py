@@ -76,6 +76,12 @@ def _slow_gateway(tmp_path: Path, **extra: Any) -> tuple[Path, dict[str, Any], G
     (``release.1``), the next waits for ``release.2`` (the test creates it)."""
     (tmp_path / "release.1").touch()
     config = tmp_path / "servers.yaml"
+    # A 1 s window, not slow_entry's 0.2 s: the process's activity is its stderr lines,
+    # and a gateway loop held up for most of a 0.2 s window on a loaded machine (load
+    # 10; less late than the half window ConnectWatch counts as a stall) read them only
+    # after the window's check, which ended the attempt as idle, and the stand-in
+    # catalog with it (seen once in a full run).
+    extra.setdefault("timeouts", {"connect": 1.0})
     entry = slow_entry(tmp_path / "release", **extra)
     entry["args"].append("--per-process")
     return config, entry, _gateway(config, entry)

@@ -14,7 +14,9 @@ uvicorn as it is): it says in one line what was cut and why, and ends the answer
 ``gateway_stopping`` when none was started: the request may have done what it asked,
 an admin change finishes, ``admin/in_flight.py``; an answer under way, a stream, is
 ended).  uvicorn's own count line is left out (``_CutCount``): each request cut is
-named instead.
+named instead.  A stream a stop ended without its last chunk (sse-starlette ends every
+stream once uvicorn exits) is completed too: uvicorn said "ASGI callable returned
+without completing response" at ERROR for each host's open stream.
 """
 
 from __future__ import annotations
@@ -97,15 +99,24 @@ class CutAtStop:
 
         try:
             await self.app(scope, receive, sending)
+            if answer["started"] and not answer["ended"] and self.stopping():
+                # A stream the stop ended (sse-starlette ends them when uvicorn exits)
+                # without its last chunk: uvicorn said "ASGI callable returned without
+                # completing response" at ERROR for each host's open stream.
+                with contextlib.suppress(Exception):
+                    await _end(send, started=True)
         except asyncio.CancelledError:
             if not self.stopping():
                 raise
             if answer["ended"]:
                 return  # answered: cut while it tidied up after
-            logger.warning("stopping: cut %s %s, still running %d s after the stop began "
-                           "(the grace for requests in flight); %s", scope.get("method"),
-                           scope.get("path"), REQUEST_GRACE,
-                           "its stream is ended" if answer["started"] else "answered 503")
+            # A stream (an answer under way) is ended, as at any stop; a request not
+            # answered yet is news: what it asked for may or may not be done.
+            logger.log(logging.INFO if answer["started"] else logging.WARNING,
+                       "stopping: cut %s %s, still running %d s after the stop began (the "
+                       "grace for requests in flight); %s", scope.get("method"),
+                       scope.get("path"), REQUEST_GRACE,
+                       "its stream is ended" if answer["started"] else "answered 503")
             with contextlib.suppress(Exception):  # the host may be gone: nothing to say
                 await _end(send, started=answer["started"])
 

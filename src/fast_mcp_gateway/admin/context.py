@@ -10,13 +10,12 @@ asking by passing an ``Actor``, and maps the gateway's errors to its own once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 
-from fast_mcp_gateway.admin.in_flight import InFlight
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, ServerConfig
@@ -58,6 +57,15 @@ CONFIG_FILE = Actor("config-file")
 def signal_actor(name: str) -> Actor:
     """The actor of what a signal (``"SIGHUP"``) made the gateway do."""
     return Actor(f"signal:{name}")
+
+
+class Operations(Protocol):
+    """The admin operations in flight, as ``finishing`` counts them (``in_flight.py``)."""
+
+    def running(self, actor: Actor, action: str, target: str | None,
+                arguments: Any = None) -> AbstractContextManager[None]:
+        """Count the block as the operation ``action`` of ``actor`` on ``target``."""
+        ...
 
 
 class Fleet(Protocol):
@@ -132,7 +140,7 @@ class AdminContext(Protocol):
         ...
 
     @property
-    def in_flight(self) -> InFlight:
+    def in_flight(self) -> Operations:
         """The operations running in ``finishing`` now (a stop waits for them)."""
         ...
 

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable
 
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
@@ -88,48 +88,53 @@ class CutAtStop:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        answer = {"started": False, "ended": False}
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                answer["started"] = True
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                answer["ended"] = True
-            await send(message)
-
+        # ``send`` is not wrapped (a call per message on every request): what the
+        # answer had reached is learned from what uvicorn accepts at the end.
         try:
-            await self.app(scope, receive, sending)
-            if answer["started"] and not answer["ended"] and self.stopping():
-                # A stream the stop ended (sse-starlette ends them when uvicorn exits)
-                # without its last chunk: uvicorn said "ASGI callable returned without
-                # completing response" at ERROR for each host's open stream.
-                with contextlib.suppress(Exception):
-                    await _end(send, started=True)
+            await self.app(scope, receive, send)
         except asyncio.CancelledError:
             if not self.stopping():
                 raise
-            if answer["ended"]:
+            ended = await _end(send)
+            if ended is None:
                 return  # answered: cut while it tidied up after
             # A stream (an answer under way) is ended, as at any stop; a request not
             # answered yet is news: what it asked for may or may not be done.
-            logger.log(logging.INFO if answer["started"] else logging.WARNING,
+            logger.log(logging.INFO if ended == "its stream is ended" else logging.WARNING,
                        "stopping: cut %s %s, still running %d s after the stop began (the "
                        "grace for requests in flight); %s", scope.get("method"),
-                       scope.get("path"), REQUEST_GRACE,
-                       "its stream is ended" if answer["started"] else "answered 503")
-            with contextlib.suppress(Exception):  # the host may be gone: nothing to say
-                await _end(send, started=answer["started"])
+                       scope.get("path"), REQUEST_GRACE, ended)
+            return
+        if self.stopping():
+            # A stream the stop ended (sse-starlette ends them when uvicorn exits)
+            # without its last chunk: uvicorn said "ASGI callable returned without
+            # completing response" at ERROR for each host's open stream.
+            await _end(send, streams_only=True)
 
 
-async def _end(send: Send, *, started: bool) -> None:
-    if started:
+async def _end(send: Send, *, streams_only: bool = False) -> str | None:
+    """End an answer cut short: 503 if none was started, else its last (empty) chunk;
+    what was done (None: it was complete, or the host is gone).  uvicorn refuses, with a
+    ``RuntimeError``, a message that does not follow the answer's state."""
+    if not streams_only:
+        body = json.dumps(_STOPPING).encode()
+        try:
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        except RuntimeError:
+            pass  # started already
+        except OSError:
+            return None
+        else:
+            with contextlib.suppress(RuntimeError, OSError):
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            return "answered 503"
+    try:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return
-    body = json.dumps(_STOPPING).encode()
-    await send({"type": "http.response.start", "status": 503, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    except (RuntimeError, OSError):
+        return None  # complete already (or not started: uvicorn says so itself)
+    return "its stream is ended"
 
 
 class _CutCount(logging.Filter):

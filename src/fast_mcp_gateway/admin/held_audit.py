@@ -96,13 +96,12 @@ class HeldAudit:
 
     def _spill_late(self, entry: AuditEntry) -> None:
         spool = self.late
-        if spool is not None:
+        if spool is not None:  # the spool says where, or why it could not
             spool.hold_audit([entry], "an admin operation ended after the store closed")
-            if spool.write() is not None:
-                return  # said by the spool, with where
-        logger.warning("%s by %s ended after the gateway closed its store, and its audit "
-                       "entry could not be spilled: it is lost (%s)", entry.action,
-                       entry.actor, "spill failed" if spool is not None else "no spool")
+            spool.write()
+            return
+        logger.warning("%s by %s ended after the gateway closed its store, which has no "
+                       "spool folder: its audit entry is lost", entry.action, entry.actor)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:

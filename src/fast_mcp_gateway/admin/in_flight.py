@@ -15,11 +15,11 @@ audit entry will say), and the stop, before it stops the servers:
   written and audited as at any other time;
 * for those still running it logs one line naming them; once the servers are
   stopped (their waits end with them) most end before the store closes;
-* ``unfinished()`` gives the audit entries of those still running when the store is
-  about to close, which the stop spills with what else it holds (``result``:
+* the audit entries of those still running as the store is about to close (``now()``;
+  ``ControlPlane.unfinished``) are spilled with what else the stop holds (``result``:
   ``UNFINISHED``): the next start with the store writes them.  An operation that ends
-  after that is spilled at once (``HeldAudit.add`` after ``close``): nothing is
-  dropped, nothing is written to a closed store.
+  after that has its own entry spilled at once (``HeldAudit.add`` after ``close``):
+  nothing is dropped, nothing is written to a closed store.
 """
 
 from __future__ import annotations

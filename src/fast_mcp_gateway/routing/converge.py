@@ -1,4 +1,5 @@
-"""Converging the running servers on a shared store's (``ControlPlane.apply_shared``)."""
+"""Converging the running servers on a shared store's (``ControlPlane.apply_shared``),
+and a reload's servers before they run (``configure_before_run``)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,6 @@ def test_a_rest_change_cut_by_a_stop_is_audited_and_said_in_one_line(tmp_path: P
     assert "Traceback" not in said and " ERROR " not in said, said
     cut = [line for line in said.splitlines() if "cut POST /api/v1/servers" in line]
     assert len(cut) == 1 and "still running 5 s after the stop began" in cut[0], said
-    assert "still running after" not in said, said  # it ended within the stop's wait
     assert answer and answer[0][0] == 503, answer
     assert answer[0][1]["error"]["code"] == "gateway_stopping"
     # The change ended (taken back: its server did not start) and is audited.

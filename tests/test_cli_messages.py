@@ -293,6 +293,36 @@ def test_a_store_that_cannot_be_opened_is_one_line(tmp_path: Path, transport: st
         f"directory; give the path of a file in it, e.g. {tmp_path / 'gateway.db'}")
 
 
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_store_host_dns_says_does_not_exist_fails_at_once_naming_it(
+        tmp_path: Path, command: str) -> None:
+    """A PostgreSQL host that does not resolve was waited out as a database restarting
+    (serve started without its store and retried for ever).  A name DNS says does not
+    exist is a mistake in the URL: one line naming the host and the fix, status 2.
+    ``.invalid`` never resolves (RFC 6761); no network is needed for the answer."""
+    try:
+        socket.getaddrinfo("db.invalid", 5432)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:  # a resolver that cannot answer: retried
+            pytest.skip(f"this machine's resolver cannot tell: {exc}")
+    config = tmp_path / "servers.yaml"
+    config.write_text("servers: {}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "fast_mcp_gateway", command, "--config", str(config),
+         "--db", "postgresql://gw:s3cret@db.invalid:5432/gateway",
+         *(["--transport", "http", "--port", "0"] if command == "serve" else [])],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path)}, cwd=REPO)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("mcp-gateway: " + (
+        "cannot open the store: " if command == "serve" else "") + "PostgreSQL at "
+        "gw@db.invalid:5432/gateway: host 'db.invalid' does not exist"), last
+    assert "fix the host in the store's URL (--db or MCP_GATEWAY_DB" in last, last
+    assert "s3cret" not in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert "started without" not in run.stderr and "would start without" not in last
+
+
 @pytest.mark.parametrize(("argv", "env", "said"), [
     (["--port", "99999"], {}, "--port: must be less than or equal to 65535 (got 99999)"),
     (["--connect-timeout", "-5"], {}, "--connect-timeout: must be greater than 0 (got -5.0)"),

@@ -33,19 +33,22 @@ KEYS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "res
         "resources/templates/list": "resourceTemplates"}
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, *args: str) -> Path:
     path = tmp_path / "servers.yaml"
     path.write_text("servers:\n  fid:\n"
                     f"    command: {json.dumps(PY)}\n"
-                    f"    args: [{json.dumps(str(SERVERS / 'fidelity.py'))}]\n")
+                    f"    args: {json.dumps([str(SERVERS / 'fidelity.py'), *args])}\n")
     return path
 
 
 @asynccontextmanager
-async def fidelity_host(tmp_path: Path, era: str, *, lane: bool) -> AsyncIterator[RawHost]:
-    """``mcp-gateway serve`` in front of the fidelity upstream, ``fid`` listed."""
+async def fidelity_host(tmp_path: Path, era: str, *, lane: bool,
+                        args: tuple[str, ...] = ()) -> AsyncIterator[RawHost]:
+    """``mcp-gateway serve`` in front of the fidelity upstream (run with ``args``),
+    ``fid`` listed."""
     environ = {**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()}
-    argv = [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(write_config(tmp_path)),
+    argv = [PY, "-m", "fast_mcp_gateway", "serve", "--config",
+            str(write_config(tmp_path, *args)),
             "--log-level", "WARNING"]
     process = await anyio.open_process(argv, env=environ, stderr=None)
     async with process, anyio.create_task_group() as tg:
@@ -157,6 +160,24 @@ async def test_links_in_results_and_prompts_resolve_through_the_gateway(
             unknown = await host.request("resources/read", {"uri": "file://nobody//x"})
             assert "error" in unknown
     assert results[True] == results[False]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_links_of_a_server_without_resources_are_relayed_as_they_came(
+        tmp_path: Path, era: str) -> None:
+    """A server that serves no resources (server-filesystem: ``read_media_file`` embeds
+    ``file:///...``) had its results' URIs namespaced into ``file://fid//srv/...``:
+    a link no read could follow (the server has no ``resources/read``), in place of the
+    host's own file URI, and unlike the same URI in ``structuredContent``.  They are
+    relayed as they came."""
+    for lane in (True, False):
+        async with fidelity_host(tmp_path, era, lane=lane, args=("--no-resources",)) as host:
+            blocks = (await host.call("fid_link", {}))["content"]
+            assert blocks[1]["uri"] == README and blocks[2]["resource"]["uri"] == README
+            prompt = (await host.request("prompts/get", {"name": "fid_linked",
+                                                         "arguments": {"topic": "t"}}))["result"]
+            contents = [m["content"] for m in prompt["messages"]]
+            assert contents[1]["uri"] == README and contents[2]["resource"]["uri"] == README
 
 
 async def test_instructions_are_composed_from_the_servers(tmp_path: Path) -> None:

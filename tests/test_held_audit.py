@@ -25,7 +25,14 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.gateway import Gateway
-from fast_mcp_gateway.store import AuditEntry, Store, open_store, sqlite_connection
+from fast_mcp_gateway.store import (
+    AuditEntry,
+    Store,
+    StoreUnavailable,
+    open_store,
+    sqlite_connection,
+)
+from fast_mcp_gateway.store.records import new_uid
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, until
 from tests.pg import PgCluster
 from tests.test_store_outage import own_cluster
@@ -119,8 +126,11 @@ async def test_a_reload_audit_held_at_a_stop_is_spilled_and_written_at_the_next_
             assert (await gateway.control.reload_config()).added == ["beta"]
         # Stopped with the file still locked: the entry is spilled.
         [path] = spool.glob("held-*.jsonl")
-        head = json.loads(path.open().readline())
-        assert (head["spool"], head["audit"]) == (2, 1), head  # format 2: audit entries
+        head, *lines = (json.loads(text) for text in path.read_text().splitlines())
+        assert (head["spool"], head["audit"]) == (3, 1), head  # format 3: audit entries
+        [line] = [line for line in lines if "audit" in line]
+        uid = line["audit"]["uid"]  # with the id it was made with
+        assert isinstance(uid, str) and len(uid) == 32, line
     finally:
         lock.release()
     again = reloadable(tmp_path, str(db), spool_dir=spool)
@@ -129,6 +139,7 @@ async def test_a_reload_audit_held_at_a_stop_is_spilled_and_written_at_the_next_
         assert again.store is not None
         [entry] = await reloads(again.store)
         assert entry.actor == "library" and made <= entry.at < made + 60
+        assert entry.uid == uid
         assert await again.control.reload_config() is not None  # a second, now stored
         assert len(await reloads(again.store)) == 2
 
@@ -190,3 +201,78 @@ async def test_an_entry_held_after_the_writer_stopped_is_spilled_not_left(
                        target="late", arguments=None, result=None, instance_id=None)
     await held.add(entry)
     assert spilled == [entry] and held.entries == []
+
+
+class AnswerLost:
+    """A real store whose first audit write is made and then answered with an outage,
+    as when PostgreSQL's COMMIT succeeds and the connection is lost before its answer."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def add_audit(self, *args: Any, **kwargs: Any) -> None:
+        await self.store.add_audit(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise StoreUnavailable("the server closed the connection (test: after COMMIT)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_an_entry_whose_answer_was_lost_is_stored_once(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The write was made, its answer lost: the entry is held and written again once
+    the store answers -- twice in the audit log, the admin change seemingly made twice.
+    Now the entry's uid (given when it is made) is the store's unique key: once."""
+    from fast_mcp_gateway.admin.held_audit import HeldAudit
+
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else str(
+        tmp_path / "g.db")
+    store = await open_store(url)
+    try:
+        lossy = AnswerLost(store)
+        held = HeldAudit(lambda: lossy)  # type: ignore[arg-type, return-value]
+        entry = AuditEntry(id=0, at=time.time(), actor="ops", action="reconnect_server",
+                           target="alpha", arguments=None, result="ready",
+                           instance_id="gw-1", uid=new_uid())
+        async with anyio.create_task_group() as tg:
+            await tg.start(held.run)
+            await held.add(entry)
+            assert lossy.lost and held.entries == [entry]  # held: the store "went away"
+            assert await held.flushed(60)
+            tg.cancel_scope.cancel()
+        [stored] = await store.audit()
+        assert (stored.uid, stored.action, stored.at) == (entry.uid, entry.action, entry.at)
+    finally:
+        await store.close()
+
+
+async def test_a_format_2_spool_file_is_still_written_into_the_store(tmp_path: Path) -> None:
+    """Audit entries spilled by a gateway before uids (spool format 2, no ``uid``) are
+    replayed as before: those the store holds already (same time, actor, action, target
+    and gateway) are left out."""
+    from fast_mcp_gateway.store.spool import Spool, spool_target
+
+    db = tmp_path / "g.db"
+    spool = Spool(tmp_path / "spool", spool_target(db))
+    entries = [{"id": 0, "at": 1000.0 + n, "actor": "config-file",
+                "action": "reload_config", "target": "servers.yaml", "arguments": None,
+                "result": f"reload {n}", "instance_id": "gw-1"} for n in range(2)]
+    spool.folder.mkdir(mode=0o700)
+    (spool.folder / f"held-{spool.key}-1-1.jsonl").write_text("".join(
+        json.dumps(line) + "\n" for line in [
+            {"spool": 2, "store": spool.target, "calls": 0, "health": 0, "audit": 2},
+            *({"audit": e} for e in entries)]))
+    store = await open_store(str(db))
+    try:
+        await store.add_audit("config-file", "reload_config", "servers.yaml", None,
+                              "reload 0", "gw-1", at=1000.0)  # written before a crash
+        assert await spool.replay(lambda: store) == 2
+        assert spool.files() == []
+        assert sorted((e.at, e.result, e.uid) for e in await store.audit()) == [
+            (1000.0, "reload 0", None), (1001.0, "reload 1", None)]
+    finally:
+        await store.close()

@@ -4,8 +4,8 @@ Over real HTTP on 127.0.0.1, a new user met three answers naming no fix: a body 
 the SDK's 4 MiB limit was "Request body too large" (413), a POST not sent as JSON
 "Invalid Content-Type header" (400, SSE's ``/messages/`` too), and OAuth discovery
 (``/.well-known/oauth-authorization-server``...) FastMCP's bare "Not Found", read as a
-broken OAuth setup.  Now the first two keep their status and say the limit (and that
-no setting changes it) or the type sent and the one to send
+broken OAuth setup.  Now the first two keep their status and say the limit (and the
+setting that sets it, ``tests/test_http_body_limit.py``) or the type sent and the one to send
 (``http/transport_refusals.py``); discovery answers 404 saying how this gateway
 authenticates (``http/discovery.py``).  The HTTP express lane took a 2026-07-28 call
 over the limit the full path refuses (reading any body whole before checking the
@@ -36,9 +36,14 @@ ACCEPT = {"Accept": "application/json, text/event-stream"}
 INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {},
     "clientInfo": {"name": "raw", "version": "1"}}})
-TOO_LARGE = ("the request body is over 4 MiB (4194304 bytes), the most the MCP endpoint "
-             "reads for one JSON-RPC message (the MCP SDK's limit; no gateway setting "
-             "changes it): send less in one message")
+TOO_LARGE = {
+    "http": ("the request body is over 4 MiB (4194304 bytes), the most the MCP endpoint "
+             "reads for one JSON-RPC message (MCP_GATEWAY_HTTP_MAX_BODY_BYTES, which the "
+             "gateway's operator may raise up to 64 MiB): send less in one message"),
+    "sse": ("the request body is over 4 MiB (4194304 bytes), the most the MCP endpoint "
+            "reads for one JSON-RPC message (the MCP SDK's limit for SSE, which no setting "
+            "changes; streamable HTTP's is MCP_GATEWAY_HTTP_MAX_BODY_BYTES): send less in "
+            "one message")}
 
 
 def _text(reply: httpx2.Response, status: int) -> str:
@@ -75,9 +80,9 @@ async def test_a_body_too_large_or_not_json_is_told_what_to_send(transport: str)
         json_type = {**token, "Content-Type": "application/json"}
         big = b"{" + b" " * MAX_MESSAGE + b"}"
         assert _text(await http.post(url, content=big, headers=json_type), 413).startswith(
-            TOO_LARGE)
+            TOO_LARGE[transport])
         assert _text(await http.post(url, content=_chunks(MAX_MESSAGE + 10),
-                                     headers=json_type), 413).startswith(TOO_LARGE)
+                                     headers=json_type), 413).startswith(TOO_LARGE[transport])
         for sent, said in [("text/plain", "is sent as 'text/plain'"),
                            ("application/x-www-form-urlencoded; charset=utf-8",
                             "is sent as 'application/x-www-form-urlencoded; charset=utf-8'"),
@@ -105,10 +110,10 @@ async def test_the_express_lane_passes_a_body_over_the_limit_on_to_its_413() -> 
         assert small.status_code == 200 and lane.served == 1, small.text
         huge = json.dumps(body_of(name, {"message": "x" * MAX_MESSAGE}))
         answer = await lane.http.post("/mcp", content=huge, headers=headers_of(name))
-        assert _text(answer, 413).startswith(TOO_LARGE)
+        assert _text(answer, 413).startswith(TOO_LARGE["http"])
         chunked = await lane.http.post("/mcp", content=_chunks(3 * MAX_MESSAGE),
                                        headers=headers_of(name))
-        assert _text(chunked, 413).startswith(TOO_LARGE)
+        assert _text(chunked, 413).startswith(TOO_LARGE["http"])
         assert lane.served == 1  # neither was the lane's
 
 

@@ -142,7 +142,9 @@ async def test_one_token_cannot_hold_every_slot_against_another(tmp_path: Path) 
             await first.call_tool("asker_pid", {})
         message = str(refused.value)
         assert "already serves 2 host sessions (max_clients: 2), 1 of them held by " \
-            "caller 'alice'; no other caller holds two more than that" in message
+            "caller 'alice' (this host's previous session was given back for another " \
+            "caller: its next session is a new one); no other caller holds two more " \
+            "than that" in message
         assert "close another MCP session of caller 'alice'" in message
         assert "raise max_clients for server 'asker'" in message and "bob" not in message
         # ...nor does bob's second session get alice's.

@@ -217,6 +217,41 @@ async def test_a_rolling_upgrade_keeps_older_gateways_when_the_migration_says_so
         await store.close()
 
 
+async def test_a_version_9_database_with_audit_entries_gets_their_unique_ids(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Migration 10 adds ``audit.uid`` (unique): the entries a version-9 gateway wrote
+    stay, without one; an entry written twice with its uid is stored once; and a
+    gateway of version 9 may still use the database (the migration only adds)."""
+    with monkeypatch.context() as old:  # a database exactly as version 9 left it
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:9])
+        old.setattr(schema, "SCHEMA_VERSION", 9)
+        store = await PostgresStore.open(pg_url)
+        async with store._conn() as conn:
+            await conn.executemany(
+                "INSERT INTO audit (at, actor, action, target, arguments, result,"
+                " instance_id) VALUES ($1, 'ada', 'reconnect_server', 'alpha', NULL,"
+                " 'ready', 'gw-1')", [(1.0,), (1.0,)])  # alike: no uid, both kept
+        assert await store.schema_version() == 9
+        await store.close()
+    store = await PostgresStore.open(pg_url)
+    try:
+        assert await store.schema_version() == schema.SCHEMA_VERSION == 10
+        kept = await store.audit()
+        assert [(e.at, e.actor, e.action, e.result, e.instance_id, e.uid) for e in kept] == [
+            (1.0, "ada", "reconnect_server", "ready", "gw-1", None)] * 2
+        for _ in range(2):
+            await store.add_audit("ada", "reload_config", None, None, None, uid="u-1")
+        assert [e.uid for e in await store.audit()] == ["u-1", None, None]
+    finally:
+        await store.close()
+    with monkeypatch.context() as old:  # a gateway of version 9, after the upgrade
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:9])
+        old.setattr(schema, "SCHEMA_VERSION", 9)
+        await (await PostgresStore.open(pg_url)).close()
+    assert "marked it usable from version 9" in caplog.text
+
+
 def _gateway(url: str, instance: str) -> Gateway:
     # Each gateway has its own upstream objects, as separate machines would.
     return make_gateway({"alpha": memory_entry("alpha")},

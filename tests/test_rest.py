@@ -312,7 +312,10 @@ async def test_tokens_scopes_and_server_restrictions(tmp_path: Path) -> None:
         assert (await api("GET", "/servers")).headers["www-authenticate"] == "Bearer"
         bad = await api("GET", "/servers", "mgw_wrong-token-0000000000")
         assert_error(bad, 401, "unauthorized")
-        assert bad.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert bad.headers["www-authenticate"] == (
+            'Bearer error="invalid_token", error_description="the bearer token is not valid '
+            "(unknown, expired or not for this gateway): send one of its tokens ('mcp-gateway "
+            "token new' makes one, gateway.auth.tokens lists them by digest)\"")
         basic = await api("GET", "/servers", headers={"Authorization": f"Basic {OPS}"})
         assert_error(basic, 401, "unauthorized")
 

@@ -22,6 +22,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.client.stdio import get_default_environment
+from mcp.client.subscriptions import listen
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.routing.naming import namespace_uri
@@ -270,6 +271,42 @@ async def test_a_read_of_a_server_still_connecting_waits_for_it(tmp_path: Path) 
                 release.touch()
     assert results["read"][0].text == "warm"
     assert isinstance(results["call"], int)
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+async def test_a_subscribe_to_a_server_still_connecting_waits_for_it(
+        tmp_path: Path, era: str) -> None:
+    """A host subscribing to a URI it knows before its server connected (a host that
+    subscribes again after the gateway restarted) was refused "upstream 'watched' does
+    not support resource subscriptions" (``resources/subscribe``), or had the URI left
+    out of its listen stream's honored filter (``subscriptions/listen``) -- the server's
+    capabilities were not known yet.  Both wait for the first attempts, as a read does,
+    and reach the server."""
+    release = tmp_path / "release"
+    entry = stdio_entry("watched.py", protocol="legacy", timeouts={"connect": 0.2},
+                        env={"WATCHED_RELEASE": str(release)})
+    gateway = make_gateway({"watched": entry}, startup_wait=0.0)
+    uri = "watch://watched/counter"
+    honored: list[list[str] | None] = []
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode=era) as client:
+            watched = gateway.manager.get("watched").replicas[0]
+            assert await watched.wait_until(
+                lambda: "still connecting" in (watched.last_error or ""), GUARD)
+
+            async def subscribe() -> None:
+                if era == "legacy":
+                    await client.session.subscribe_resource(uri)
+                    return
+                async with listen(client.session, resource_subscriptions=[uri]) as stream:
+                    honored.append(stream.honored.resource_subscriptions)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(subscribe)
+                release.touch()
+            assert honored == ([] if era == "legacy" else [[uri]])
+            seen = await client.call_tool("watched_seen", {"count": 1})
+    assert seen.data[0] == "subscribe watch://counter"
 
 
 async def test_a_stalled_gateway_does_not_judge_its_upstream_idle() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -203,6 +204,94 @@ async def test_a_version_1_file_is_migrated_to_the_current_schema(
         await store.close()
 
 
+async def test_a_version_10_file_with_audit_entries_gets_their_unique_ids(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Migration 11 adds ``audit.uid`` (unique): the entries a version-10 gateway wrote
+    stay, without one; an entry written twice with its uid is stored once; and a
+    gateway of version 10 may still use the file (the migration only adds)."""
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:  # a file exactly as version 10 left it
+        as_schema_version(patch, 10)
+        old = await SQLiteStore.open(path)
+        for _ in range(2):  # two alike: no uid, so never taken for each other
+            await old._db.run(
+                "INSERT INTO audit (at, actor, action, target, arguments, result,"
+                " instance_id) VALUES (1.0, 'ada', 'reconnect_server', 'alpha', NULL,"
+                " 'ready', 'gw-1')")
+        await old.close()
+    store = await SQLiteStore.open(path)
+    try:
+        assert await store.schema_version() == store_module.SCHEMA_VERSION == 11
+        kept = await store.audit()
+        assert [(e.at, e.actor, e.action, e.result, e.instance_id, e.uid) for e in kept] == [
+            (1.0, "ada", "reconnect_server", "ready", "gw-1", None)] * 2
+        for _ in range(2):
+            await store.add_audit("ada", "reload_config", None, None, None, uid="u-1")
+        assert [e.uid for e in await store.audit()] == ["u-1", None, None]
+    finally:
+        await store.close()
+    with monkeypatch.context() as patch:  # a gateway of version 10, after the upgrade
+        as_schema_version(patch, 10)
+        await (await SQLiteStore.open(path)).close()
+    assert "marked it usable from version 10" in caplog.text
+
+
+async def test_a_large_prune_leaves_the_file_to_other_writers_between_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention deleted every old record in one statement, holding the file's write
+    lock for its length (0.83-1.56 s per 100k records): another gateway on the file
+    waited past its busy timeout.  Now ``PRUNE_BATCH`` rows per statement: the prune is
+    held between two batches, and another process's connection takes the write lock at
+    once (``timeout=0``: a lock still held would be "database is locked")."""
+    from fast_mcp_gateway.store.base import PRUNE_BATCH
+
+    path = tmp_path / "g.db"
+    old = 2 * PRUNE_BATCH + 5
+    store = await SQLiteStore.open(path)
+    try:
+        await store._db.write((
+            "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
+            " started_at, duration_ms, status) VALUES (?, 't', 'c', 'tool', 'x', 's', 'x',"
+            " ?, 1.0, 'success')", [(f"old-{n:06d}", 1000.0 + n) for n in range(old)]))
+        run, calls = store._db.run, 0
+        reached, go = anyio.Event(), anyio.Event()
+
+        async def gated(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the prune's second batch
+                reached.set()
+                await go.wait()
+            return await run(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store._db, "run", gated)
+        removed: list[int] = []
+
+        async def prune() -> None:
+            removed.append(await store.prune(max_age_seconds=3600, max_rows=None))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(prune)
+            with anyio.fail_after(60):
+                await reached.wait()
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("INSERT INTO audit (at, actor, action) VALUES (1.0, 'o', 'x')")
+                other.execute("COMMIT")
+            finally:
+                other.close()
+            assert await store.count("invocations") == old - PRUNE_BATCH  # one batch
+            await store.add_invocations([inv(1, at=2_000_000_000.0)])  # and this process
+            go.set()
+        assert removed == [old]
+        assert [r.id for r in (await store.invocations())[0]] == [inv(1).id]
+        assert await store.count("audit") == 0  # the other's entry, old, pruned too
+    finally:
+        await store.close()
+
+
 async def test_open_store_chooses_the_backend_by_url(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "a.db"
@@ -253,6 +342,24 @@ async def test_open_store_refuses_what_it_cannot_open_by_name(tmp_path: Path) ->
     with pytest.raises(StorageError, match="takes nothing after it"):
         await open_store("memory://somewhere")
     assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
+
+
+def test_a_resolver_that_cannot_answer_now_is_waited_out_a_name_that_is_not_is_a_mistake(
+        ) -> None:
+    """PostgreSQL hosts: DNS saying the name does not exist (or has no address) fails
+    the open at once, naming the host (tests/test_cli_messages.py runs it for real); a
+    resolver that cannot answer now (no DNS server reachable) is an outage, retried."""
+    pytest.importorskip("asyncpg")
+    from fast_mcp_gateway.store.postgres_feed import store_error, unknown_host
+
+    dsn, where = "postgresql://gw:pw@db.example:5432/g", "gw@db.example:5432/g"
+    for code in (socket.EAI_NONAME, socket.EAI_NODATA):
+        mistake = unknown_host(socket.gaierror(code, "Name or service not known"), dsn, where)
+        assert isinstance(mistake, StorageError) and not isinstance(mistake, StoreUnavailable)
+        assert "host 'db.example' does not exist" in str(mistake) and "pw" not in str(mistake)
+    busy_resolver = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert unknown_host(busy_resolver, dsn, where) is None
+    assert isinstance(store_error(busy_resolver, where, "cannot connect"), StoreUnavailable)
 
 
 async def test_concurrent_transactions_on_one_file_do_not_collide(tmp_path: Path) -> None:

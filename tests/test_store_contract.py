@@ -23,7 +23,7 @@ from fast_mcp_gateway.store import (
 )
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.names import NameBinding
-from fast_mcp_gateway.store.records import TOMBSTONE
+from fast_mcp_gateway.store.records import TOMBSTONE, new_uid
 from fast_mcp_gateway.store.stats import BUCKETS_MS, bucket_of, percentile_from
 
 pytestmark = pytest.mark.anyio
@@ -437,6 +437,25 @@ async def test_audit_pages_newest_first(store: Store) -> None:
         "stdio", "target3", '{"x": 1}', "result3")
     assert before <= entry.at <= time.time()
     assert [e.action for e in await store.audit(before_id=older[-1].id)] == ["action0"]
+
+
+async def test_an_audit_entry_written_twice_is_stored_once(store: Store) -> None:
+    """An entry's ``uid`` is given when it is made: written again (a retry after a
+    COMMIT whose answer was lost, a spool replayed), it is stored once.  Entries without
+    one (stored before uids) are never taken for each other."""
+    uid = new_uid()
+    for _ in range(2):
+        await store.add_audit("ada", "reconnect_server", "alpha", None, "ready", "gw-1",
+                              at=1000.0, uid=uid)
+    await store.add_audit("ada", "reconnect_server", "alpha", None, "ready", "gw-1",
+                          at=1000.0, uid=new_uid())  # the same operation done again
+    for _ in range(2):
+        await store.add_audit("ada", "reconnect_server", "alpha", None, "ready", "gw-1",
+                              at=1000.0)
+    entries = await store.audit()
+    assert len(entries) == 4, entries
+    assert entries[-1].uid == uid and entries[-1].at == 1000.0
+    assert [e.uid for e in entries[:2]] == [None, None]
 
 
 async def test_health_records_page_per_server(store: Store) -> None:

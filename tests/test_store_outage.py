@@ -26,7 +26,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.store import AuditEntry, HealthRecord, Invocation, open_store
-from fast_mcp_gateway.store.outage import PoolFloor
+from fast_mcp_gateway.store.outage import PoolFloor, from_gateway_pool
 from fast_mcp_gateway.store.postgres_schema import SCHEMA_VERSION
 from fast_mcp_gateway.store.spool import BATCH, Spool, spool_target
 from tests.fixtures import alpha_server, make_gateway, memory_entry, until
@@ -295,12 +295,22 @@ async def test_an_outage_is_two_lines_of_the_gateway_not_one_per_reconnect(
         return [r.getMessage() for r in caplog.records
                 if r.name == "fast_mcp_gateway.store" and r.getMessage().startswith(start)]
 
+    def floor_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "pool connection floor" in r.getMessage()]
+
+    asyncpg = pytest.importorskip("asyncpg")
+    # An application's own pool beside the gateway's: its lines are its own business.
+    theirs = await asyncpg.create_pool(url, min_size=1, max_size=1)
     async with Client(gateway.server) as host:
         floor = next(f for f in logging.getLogger("asyncpg.pool").filters
                      if isinstance(f, PoolFloor))
         before = floor.quieted
         await anyio.to_thread.run_sync(own_cluster.stop)
         await until(lambda: floor.quieted >= before + 2, 120)  # asyncpg retried twice
+        await until(floor_lines, 120)  # the other pool's retry, said
+        theirs.terminate()
+        assert not any(from_gateway_pool(r.exc_info[1]) for r in floor_lines()
+                       if r.exc_info), "a line of the gateway's own pool"
         await host.call_tool("alpha_add", {"a": 1, "b": 2})  # a record held meanwhile
         recorder = gateway.recorder
         assert recorder is not None
@@ -315,8 +325,9 @@ async def test_an_outage_is_two_lines_of_the_gateway_not_one_per_reconnect(
         assert gateway.store is not None
         history = await gateway.store.health_records(server="alpha", limit=20)
         assert [r.detail for r in history if r.status == "failed"] == ["ready -> failed"]
-    assert not [r for r in caplog.records if "pool connection floor" in r.getMessage()
-                or "could not write health records" in r.getMessage()]
+    assert not [r for r in caplog.records if "could not write health records" in r.getMessage()
+                or ("pool connection floor" in r.getMessage() and r.exc_info
+                    and from_gateway_pool(r.exc_info[1]))]
     went = gateway_says("store unreachable since")
     assert len(went) == 1 and "UTC" in went[0] and "is unreachable" in went[0], went
     assert "holds the call records" in went[0] and "503 store_unavailable" in went[0]

@@ -13,7 +13,7 @@ import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.fixtures import alpha_server, make_gateway, memory_entry
+from tests.fixtures import alpha_server, make_gateway, memory_entry, stdio_entry, until
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +154,18 @@ async def test_a_name_under_an_old_namespace_names_the_tool_under_its_new_one(mo
         with pytest.raises(MCPError) as prompt:
             await client.get_prompt("calc_greet", {"name": "x"})
         assert "did you mean 'alpha_greet'?" in str(prompt.value), prompt.value
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_servers_tools_named_in_an_answer_are_the_ones_it_exposes(mode: str) -> None:
+    """A tool that runs only as a task, on a handshake-era session to its server, is
+    not exposed (tools/list lacks it; a call is refused saying why): the answer to a
+    wrong name of that server offered it among "its tools" all the same (seen with
+    server-everything's simulate-research-query)."""
+    gateway = make_gateway({"fid": stdio_entry("fidelity.py")})
+    async with Client(gateway.server, mode=mode) as client:
+        await until(lambda: gateway.manager.get("fid").state.value == "ready")
+        assert "fid_task_only" not in {t.name for t in await client.list_tools()}
+        text = await _tool_error(client, "fid_nope")
+        assert text.startswith("Unknown tool: 'fid_nope': server 'fid' has no tool 'nope'; "
+                               "its tools: fid_link, fid_needs_url, fid_plain, fid_titled;"), text

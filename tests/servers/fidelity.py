@@ -11,6 +11,9 @@ relay tends to get wrong:
 * a listed resource without ``mimeType``; ``resources/read`` echoes the URI it got;
 * ``instructions``.
 
+``--no-resources``: it declares no ``resources`` capability and answers no resource
+request (as server-filesystem, whose results embed ``file://`` resources all the same).
+
 ``LISTS`` below is what it answers to each list; tests import it to compare.
 """
 
@@ -92,6 +95,8 @@ def call(request_id: object, name: str, args: dict) -> None:
 
 
 def main() -> None:
+    serves_resources = "--no-resources" not in sys.argv[1:]
+    capabilities = {"tools": {}, "prompts": {}, **({"resources": {}} if serves_resources else {})}
     for raw in sys.stdin:
         message = json.loads(raw)
         method, request_id = message.get("method"), message.get("id")
@@ -101,12 +106,14 @@ def main() -> None:
         if method == "initialize":
             result(request_id, {
                 "protocolVersion": params["protocolVersion"],
-                "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
+                "capabilities": capabilities,
                 "serverInfo": {"name": "fidelity", "version": "1"},
                 "instructions": INSTRUCTIONS,
             })
         elif method == "ping":
             result(request_id, {})
+        elif method.startswith("resources/") and not serves_resources:
+            error(request_id, {"code": -32601, "message": "Method not found"})
         elif method in LISTS:
             result(request_id, LISTS[method])
         elif method == "tools/call":

@@ -9,14 +9,21 @@ waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
 ``--hold-second-subscribe``: the second subscribe is recorded, then answered only once
 the tool ``let_subscribe`` is called; ``--refuse-second-subscribe``: the second
 subscribe is recorded, then refused with an error.  ``WATCHED_URI`` (environment):
-the resource's URI, if not ``watch://counter``.
+the resource's URI, if not ``watch://counter``; ``WATCHED_RELEASE``: a file it waits
+for before it serves (a server slow to start until the test creates it: no timing).
 """
 
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
-import anyio
+if release := os.environ.get("WATCHED_RELEASE"):
+    while not Path(release).exists():
+        time.sleep(0.05)
+
+import anyio  # after the wait for the release file, as a slow import
 import mcp_types as types
 from fastmcp import FastMCP
 from mcp.shared.exceptions import MCPError

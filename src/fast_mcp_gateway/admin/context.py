@@ -118,6 +118,11 @@ class AdminContext(Protocol):
         """The config file's servers whose entries are invalid (``admin/invalid.py``)."""
         ...
 
+    def flag_invalid(self, name: str, enabled: bool) -> bool:
+        """Show ``enabled``, just stored, for ``name`` among ``invalid_servers``; True
+        when ``name`` is a stored registration (its own settings are invalid)."""
+        ...
+
     @property
     def store(self) -> Store | None:
         """The open store, or ``None`` while serving without one (call logging off)."""

@@ -41,12 +41,7 @@ from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.config.auth import RUNTIME_SERVERS, warn_unknown_servers
 from fast_mcp_gateway.config.document import blank_file, file_stamp
 from fast_mcp_gateway.config.loader import load_config, read_stamp
-from fast_mcp_gateway.config.registrations import (
-    TOMBSTONE,
-    as_stored,
-    merge,
-    registered,
-)
+from fast_mcp_gateway.config.registrations import TOMBSTONE, as_stored, merge, registered
 from fast_mcp_gateway.config.schema import (
     GatewayConfig,
     GatewayOptions,
@@ -61,6 +56,7 @@ from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import AuditEntry, Registration, StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.deferred import DeferredStore
 from fast_mcp_gateway.store.outage import StoreOutage
+from fast_mcp_gateway.store.records import new_uid
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
@@ -142,6 +138,16 @@ class ControlPlane:
         entry shows the enabled flag the store keeps for it (``as_stored``)."""
         return self.manager.served({**self._invalid_registrations,
                                     **as_stored(self.config.invalid, self._stored_flags)})
+
+    def flag_invalid(self, name: str, enabled: bool) -> bool:
+        if (entry := self._invalid_registrations.get(name)) is not None:  # its own row's
+            self._invalid_registrations[name] = entry.model_copy(update={"enabled": enabled})
+            return True
+        # A row with only the flag, as the store has it now (``as_stored``).
+        self._stored_flags = [*(r for r in self._stored_flags if r.name != name),
+                              Registration(name=name, config=None, enabled=enabled,
+                                           updated_at=time.time())]
+        return False
 
     def _merge(self, config: GatewayConfig, registrations: list[Registration]
                ) -> dict[str, ServerConfig]:
@@ -281,7 +287,8 @@ class ControlPlane:
         return AuditEntry(id=0, at=time.time(), actor=actor.id, action=action, target=target,
                           arguments=None if arguments is None else dumps_arguments(
                               arguments, frozenset(), self.settings.redact_keys),
-                          result=result, instance_id=self.settings.instance_id)
+                          result=result, instance_id=self.settings.instance_id,
+                          uid=new_uid())
 
     # -- following a shared store ----------------------------------------------------
 

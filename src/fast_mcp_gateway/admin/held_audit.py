@@ -17,7 +17,10 @@ operation outliving the stop's cancellation: ``admin.context.finishing``).  Once
 store is closed (``close``), an entry of an operation that ended only then is spilled
 to a spool file of its own at once (``late``), in one line: it was dropped without a
 word (``admin/in_flight.py``).
-``flushed`` lets a reader see them written.  (An entry that must precede its action,
+``flushed`` lets a reader see them written.  A write may have been made and its
+answer lost (PostgreSQL's COMMIT done, the connection cut before it answered): the
+entry, held and written again, is stored once, by the ``uid`` it was made with (the
+store's unique key; SQLite 11, PostgreSQL 10).  (An entry that must precede its action,
 ``inspect_call_tool``'s, is ``write_entry``'d: refused with the store, never held.)
 """
 
@@ -157,4 +160,4 @@ class HeldAudit:
 async def write_entry(store: Store, entry: AuditEntry) -> None:
     """Write ``entry`` now (the store's errors raised)."""
     await store.add_audit(entry.actor, entry.action, entry.target, entry.arguments,
-                          entry.result, entry.instance_id, at=entry.at)
+                          entry.result, entry.instance_id, at=entry.at, uid=entry.uid)

@@ -4,6 +4,12 @@ A partial load (``config/loader.py``) leaves such a server out instead of refusi
 file; operators still see it, in state ``INVALID``, with the loader's message (file,
 server, field, fix) as its ``last_error`` and ``config_error``.  A server a reload kept
 running on its last valid entry is shown as it runs, with ``config_error`` set.
+
+Enabling or disabling one not running (``flag_invalid``) records the flag in the store,
+where it applies once the entry is corrected (a registration carrying only the flag,
+as for any file server: ``registrations.as_stored``); the answer is its status with a
+``note`` saying so.  Without a store nothing could keep the flag until then: refused,
+naming the entry's error and how to choose the flag in the entry itself.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from fast_mcp_gateway.config.schema import (
 from fast_mcp_gateway.errors import NotFound
 
 if TYPE_CHECKING:  # the models load with the admin operations, on first use (listed.py)
-    from fast_mcp_gateway.admin.context import AdminContext
+    from fast_mcp_gateway.admin.context import Actor, AdminContext
     from fast_mcp_gateway.admin.models import ServerDetail, ServerStatus
     from fast_mcp_gateway.routing.service import Service
     from fast_mcp_gateway.store import Registration
@@ -82,6 +88,43 @@ def with_invalid(ctx: AdminContext, running: list[ServerStatus]) -> list[ServerS
              if s.name in invalid else s for s in running]
     names = {s.name for s in running}
     return shown + [invalid_status(e) for n, e in invalid.items() if n not in names]
+
+
+async def flag_invalid(ctx: AdminContext, actor: Actor, name: str,
+                       enabled: bool) -> ServerStatus | None:
+    """``gateway_enable_server`` / ``gateway_disable_server`` of ``name`` when it is a
+    server not running for its invalid entry (module doc); None for any other name."""
+    from fast_mcp_gateway.admin.context import finishing
+
+    entry = invalid_of(ctx).get(name)
+    if entry is None or name in ctx.manager.services:
+        return None
+    action, flag = ("enable_server", "true") if enabled else ("disable_server", "false")
+    if ctx.store is None:
+        raise NotFound(
+            f"server '{name}' is not running: its entry is invalid ({entry.error}); this "
+            "gateway has no store to keep an enabled flag in until the entry is "
+            f"corrected: correct the entry, with 'enabled: {flag}' in it, and save the "
+            "file (the gateway reloads it)")
+    with finishing():  # saved first, then shown and audited, as for a running server
+        await ctx.store.set_server_enabled(name, enabled)
+        registered = ctx.flag_invalid(name, enabled)
+        await ctx.audit(actor, action, name, None, INVALID)
+    shown = invalid_of(ctx).get(name, entry.model_copy(update={"enabled": enabled}))
+    if registered:  # corrected by gateway_update_server, whose settings carry the flag
+        note = (f"recorded: server '{name}' is {'enabled' if enabled else 'disabled'}, but "
+                f"its stored settings are invalid ({entry.error}); correcting them with "
+                "gateway_update_server sets the flag from the settings sent (send "
+                f"'enabled: {flag}' to keep this one)")
+    elif enabled:
+        note = (f"recorded: server '{name}' is enabled, but it is not started while its "
+                f"entry is invalid ({entry.error}); it starts once the entry is corrected "
+                "(save the file: the gateway reloads it)")
+    else:
+        note = (f"recorded: server '{name}' is disabled; it stays stopped once its entry "
+                "is corrected, until it is enabled (gateway_enable_server); its entry is "
+                f"invalid: {entry.error}")
+    return invalid_status(shown).model_copy(update={"note": note})
 
 
 def invalid_detail(ctx: AdminContext, name: str) -> ServerDetail | None:

@@ -84,6 +84,10 @@ class ServerStatus(BaseModel):
     config_error: str | None = Field(
         default=None, description="its entry in the config file is invalid (file, field, "
         "fix): state 'invalid' (not started), or it runs its last valid entry")
+    note: str | None = Field(
+        default=None, description="what the operation that answered with this status did "
+        "that its state does not show yet, e.g. an enabled flag recorded for a server "
+        "whose entry is invalid, which applies once the entry is corrected")
 
 
 class ServerList(BaseModel):

@@ -22,7 +22,13 @@ from typing import Any, Literal
 import anyio
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
-from fast_mcp_gateway.admin.invalid import invalid_detail, not_started, service_of, with_invalid
+from fast_mcp_gateway.admin.invalid import (
+    flag_invalid,
+    invalid_detail,
+    not_started,
+    service_of,
+    with_invalid,
+)
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
@@ -165,7 +171,10 @@ async def _audit_done(ctx: AdminContext, actor: Actor, action: str, target: str,
 
 
 async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
-    """Connect a disabled server and expose it again; persisted across restarts."""
+    """Connect a disabled server and expose it again; persisted across restarts (one not
+    running for its invalid entry: recorded, applied once it is corrected)."""
+    if (flagged := await flag_invalid(ctx, actor, name, True)) is not None:
+        return flagged
     service = service_of(ctx, name)
     # Saved first: a store that is down fails the operation before anything changes
     # (and a retry after such a failure still saves, even if the server is running).
@@ -183,7 +192,10 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
 
 
 async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerStatus:
-    """Stop a server and hide its components until enabled; persisted across restarts."""
+    """Stop a server and hide its components until enabled; persisted across restarts
+    (one not running for its invalid entry: recorded, it stays stopped once corrected)."""
+    if (flagged := await flag_invalid(ctx, actor, name, False)) is not None:
+        return flagged
     service = service_of(ctx, name)
     with finishing(ctx, actor, "disable_server", name):  # saved first, then applied
         await _persist_enabled(ctx, name, False)

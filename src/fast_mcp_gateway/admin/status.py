@@ -59,7 +59,7 @@ def status_of(service: Service) -> ServerStatus:
         balance=config.balance,
         replicas=replicas,
         isolation="per_client" if config.per_client else "shared",
-        client_sessions=_clients_of(service), config_error=None,
+        client_sessions=_clients_of(service), config_error=None, note=None,
         **service.catalog.counts(),
     )
 

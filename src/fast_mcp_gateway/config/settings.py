@@ -18,6 +18,9 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "http", "sse"]
+SDK_MAX_BODY = 4 * 1024 * 1024
+"""The MCP SDK's request-body limit (``transport_security.DEFAULT_MAX_REQUEST_BODY_SIZE``;
+a test holds them equal): ``http_max_body_bytes``'s default, and SSE's fixed limit."""
 DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey",
                        "authorization", "auth", "cookie", "credential", "private_key")
 
@@ -114,6 +117,13 @@ class GatewaySettings(BaseSettings):
         default=30.0, gt=0, le=3600,
         description="HTTP: seconds a connection may take to send a request's headers (also "
                     "the idle limit between requests) before it is closed")
+    http_max_body_bytes: int = Field(
+        default=SDK_MAX_BODY, ge=4096, le=64 * 1024 * 1024,
+        description="HTTP (streamable): the largest request body, in bytes, the MCP endpoint "
+                    "reads for one JSON-RPC message, on the express lane and the full path "
+                    "alike; a larger one is refused with 413 saying so (default 4 MiB, the MCP "
+                    "SDK's; at most 64 MiB: each request in flight may hold its body in "
+                    "memory; SSE keeps the SDK's 4 MiB)")
     retention_days: float = Field(default=7.0, gt=0)
     retention_rows: int = Field(default=1_000_000, ge=1000)
     redact_keys: Annotated[list[str], NoDecode] = Field(
@@ -168,6 +178,13 @@ class GatewaySettings(BaseSettings):
                 raise ValueError(f"key {number} repeats an earlier key")
             seen.add(value)
         return keys
+
+    @field_validator("http_max_body_bytes")
+    @classmethod
+    def _sse_keeps_the_sdk_limit(cls, value: int, info: ValidationInfo) -> int:
+        if value != SDK_MAX_BODY and info.data.get("transport") == "sse":
+            raise ValueError(SSE_BODY_LIMIT)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -228,6 +245,10 @@ def default_db_path() -> Path:
 _SECRET_SETTINGS = frozenset({"db", "request_state_keys"})
 
 
+SSE_BODY_LIMIT = (
+    "the SSE transport reads at most 4 MiB per message, a limit of the MCP SDK that "
+    "FastMCP gives no way to change; leave MCP_GATEWAY_HTTP_MAX_BODY_BYTES unset with "
+    "--transport sse, or serve streamable HTTP (--transport http), which honours it")
 _FLAGS = {"allowed_hosts": "--allowed-host"}  # where a flag's name is not the field's
 
 

@@ -22,11 +22,12 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway._compat import connection_of, low_level_server
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import Home
+from fast_mcp_gateway.front.homes import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.moving import SubscriptionMover, unsubscribe_within
 from fast_mcp_gateway.front.server import caller_may_use
 from fast_mcp_gateway.routing.view import normalize_uri
+from fast_mcp_gateway.routing.waiting import until_usable
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.front.hub import FrontHub
@@ -107,10 +108,14 @@ class HostRequests:
                             params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
         upstream, original = self._resource_origin(uri)
+        # A server still making its first connect (or coming back) has no capabilities
+        # yet: wait for it as a read does, rather than refuse what it may well support.
+        await until_usable(upstream.replicas, upstream.wait_until)
         caps = upstream.capabilities
-        if caps is None or caps.resources is None or not caps.resources.subscribe:
+        if caps is not None and (caps.resources is None or not caps.resources.subscribe):
             raise MCPError(code=types.INVALID_PARAMS, message=f"upstream '{upstream.name}' "
                            "does not support resource subscriptions")
+        # No capabilities: not connected (``upstream.subscribe`` says why).
         connection = connection_of(ctx.session)
         home = Home(upstream.name, original)
         again = self._hub.subscribed(uri, connection)

@@ -8,7 +8,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -24,6 +24,7 @@ from mcp.server.subscriptions import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway.front.homes import Home, Homes
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
@@ -33,14 +34,6 @@ LIST_CHANGED_PAUSE = 0.5
 """Seconds between two ``list_changed`` announcements: a server changing its list in a
 loop (~20 a second) made hosts re-list as often; now they re-list twice a second at
 most, and the last change is always announced."""
-
-
-class Home(NamedTuple):
-    """Where an exposed URI hosts hold is subscribed upstream: its server, by name, and
-    the server's own URI."""
-
-    server: str
-    original: str
 
 
 @dataclass(frozen=True)
@@ -115,7 +108,7 @@ class FrontHub:
         self._holdings: dict[str, list[Holding]] = {}  # 2026-07-28 listen streams'
         self.streams = 0   # 2026-07-28 listen streams open now
         # (uri, server) -> where it is subscribed upstream, while anyone holds it there
-        self._homes: dict[tuple[str, str], Home] = {}
+        self._homes = Homes()
         # lets go of a home nobody holds any more (``HostRequests`` sets it)
         self.release: Release = _release_nothing
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
@@ -188,8 +181,7 @@ class FrontHub:
     def _place(self, uri: str, home: Home) -> list[Home]:
         """``uri``'s home at ``home.server`` is ``home`` from now on; the one it had
         there if another (to let go of)."""
-        before = self._homes.get((uri, home.server))
-        self._homes[(uri, home.server)] = home
+        before = self._homes.place(uri, home)
         return [before] if before is not None and before != home else []
 
     def _holds(self, uri: str, server: str) -> bool:
@@ -234,7 +226,7 @@ class FrontHub:
         for holding in self._holdings.get(uri, ()):
             if holding.home.server == old.server:
                 holding.home = new
-        del self._homes[(uri, old.server)]
+        self._homes.pop(uri, old.server)
         return [old, *self._place(uri, new)]
 
     async def _left(self, gone: weakref.ref[Connection]) -> None:
@@ -281,7 +273,7 @@ class FrontHub:
     def _vacated(self, uri: str, server: str) -> Home | None:
         """``uri``'s home at ``server`` if nobody holds ``uri`` there now (forgotten
         then)."""
-        return None if self._holds(uri, server) else self._homes.pop((uri, server), None)
+        return None if self._holds(uri, server) else self._homes.pop(uri, server)
 
     def listen(self, uri: str, home: Home, may_use: Callable[[str], bool]
                ) -> tuple[Holding, list[Home]]:
@@ -322,8 +314,7 @@ class FrontHub:
         (there is nothing to let go of: its sessions, and their subscriptions, ended with
         it).  Handshake-era hosts still hold them (``lost``: taken up again where they are
         served next, ``resume``), and listen streams look at what they hold again."""
-        for key in [k for k, home in self._homes.items() if home.server == server]:
-            del self._homes[key]
+        self._homes.drop_server(server)
         self.standings_changed()
 
     def lost(self) -> list[tuple[str, str, list[Callable[[str], bool]]]]:
@@ -377,10 +368,9 @@ class FrontHub:
 
     def resource_updated(self, exposed: str, server: str, original: str) -> None:
         """Upstream ``server`` updated its ``original`` (``exposed``, as its lists name
-        it): for the hosts holding it there, by any URI it is subscribed as."""
-        forms = {original, normalize_uri(original)}
-        uris = {uri for (uri, at), home in self._homes.items()
-                if at == server and home.original in forms}
+        it): for the hosts holding it there, by any URI it is subscribed as (looked up
+        by server and URI: ``Homes.holding``)."""
+        uris = self._homes.holding(server, {original, normalize_uri(original)})
         if (exposed, server) in self._homes:
             uris.add(exposed)
         self._updated += [(uri, server) for uri in sorted(uris)]

@@ -7,7 +7,8 @@ into the exposed form the lists use (``routing.naming.namespace_uri``, the name 
 catalog gave a listed resource, or its template's: ``CatalogView.templated_uri``),
 and ``LinkMap.resolve`` takes an exposed URI that no list names back to its server
 and upstream URI, so that reading a link works (through the same pipeline, curation
-included, as any read).
+included, as any read).  A server that serves no resources has its URIs relayed as they
+came: no read through the gateway could follow them, and the host may (``file://``).
 """
 
 from __future__ import annotations
@@ -54,13 +55,20 @@ class LinkMap:
         return self._listed
 
     def expose(self, server: str, uri: str) -> str:
-        """How hosts name ``server``'s resource ``uri``."""
+        """How hosts name ``server``'s resource ``uri``: as it came from a server that
+        serves no resources (no ``resources`` capability), as server-filesystem's
+        ``file:///...``: namespaced, it named nothing a read could reach."""
         listed = self._index().get((server, uri))
         if listed is not None:
             return listed
         service = self.manager.services.get(server)
-        return self.manager.view.templated_uri(
-            server, uri, service.config.effective_namespace) if service else uri
+        if service is None:
+            return uri
+        capabilities = service.capabilities
+        if capabilities is not None and capabilities.resources is None:
+            return uri
+        return self.manager.view.templated_uri(server, uri,
+                                               service.config.effective_namespace)
 
     def resolve(self, uri: str) -> tuple[str, str] | None:
         """(server, upstream URI) of an exposed ``uri`` (None: no server's namespace)."""

@@ -57,9 +57,11 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import FrontHub, Holding, Home, ServedUpdate
+from fast_mcp_gateway.front.homes import Home
+from fast_mcp_gateway.front.hub import FrontHub, Holding, ServedUpdate
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.waiting import until_usable
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -270,8 +272,11 @@ class SubscribingListen:
             logger.info("subscriptions/listen: not subscribing %s: %s", shown,
                         exc.error.message)
             return None
+        # Not connected yet (its first attempts, or coming back): no capabilities to
+        # ask; waited for, as a read is (``service.subscribe`` says why it is not up).
+        await until_usable(service.replicas, service.wait_until)
         caps = service.capabilities
-        if caps is None or caps.resources is None or not caps.resources.subscribe:
+        if caps is not None and (caps.resources is None or not caps.resources.subscribe):
             logger.info("subscriptions/listen: not subscribing %s: upstream '%s' does not "
                         "support resource subscriptions", shown, service.name)
             return None

@@ -43,7 +43,8 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.hub import FrontHub, Home
+from fast_mcp_gateway.front.homes import Home
+from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.model import UpstreamState

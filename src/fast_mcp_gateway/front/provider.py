@@ -317,8 +317,8 @@ class GatewayProvider(Provider):
 
     def unknown(self, kind: Kind | str, name: str) -> str:
         """What a host is told for a ``kind`` named ``name`` it cannot reach (``unknown.py``):
-        the name it meant, or how names are formed here, naming only the caller's servers."""
-        servers, services = self._servers(), self.manager.services
+        the name it meant, or how names are formed, naming only the caller's listed tools."""
+        servers, services, active = self._servers(), self.manager.services, self.active_profile()
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
         bound = self.manager.names.binding(kind, name)
@@ -326,7 +326,6 @@ class GatewayProvider(Provider):
                 and not self.manager.view.offers(kind, name):
             owner = self.manager.services[bound.server]
             return unoffered(kind, name, bound.server, bound.original, owner.state.value)
-        active = self.active_profile()
         own = ([n for n in self.own_names if self.own_shown(n)]
                if kind == "tool" and self.own_names and self.caller_is_admin() else ())
         states = {n: services[n].state.value for n in namespaces}
@@ -338,7 +337,8 @@ class GatewayProvider(Provider):
                             {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
                             self.manager.config.options.separator,
                             search=kind == "tool" and self.search_mode(),
-                            shown=active.shows_tool if active is not None else None,
+                            shown=lambda exposed, server: exposed not in self._task_required
+                            and (active is None or active.shows_tool(exposed, server)),
                             own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
                             reasons={**why, **{n: f"it is invalid, so it was not started: "
                                                f"{e.error}" for n, e in invalid.items()}})

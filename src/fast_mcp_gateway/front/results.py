@@ -167,7 +167,14 @@ class ResultLimits:
         cache = self._caches.get(call.service.name)
         if cache is None or cache.limit != rule.max_entries:
             cache = self._caches[call.service.name] = _Lru(rule.max_entries)
-        cache.put(key, time.monotonic(), copy.deepcopy(data), size)
+        kept = copy.deepcopy(data)
+        if call.path.notes:  # said once, to this call (a renewed session): not kept
+            meta = {k: v for k, v in (kept.get("_meta") or {}).items()
+                    if k not in call.path.notes}
+            kept.pop("_meta", None)
+            kept.update({"_meta": meta} if meta else {})
+            size = None
+        cache.put(key, time.monotonic(), kept, size)
 
     def forget(self, server: str | None = None) -> None:
         """Drop cached results (of one server, or all)."""

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
-from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
+from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of, refusal
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
 from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 
@@ -107,8 +107,8 @@ class Access:
                                bad_token=True, resource_metadata=self.resource_metadata)
         found = await self.verifier.caller(token)
         if found is None:  # the token itself never goes into the message
-            raise unauthorized(bad_token(self.verifier.takes_jwt), bad_token=True,
-                               resource_metadata=self.resource_metadata)
+            raise unauthorized(refusal() or bad_token(self.verifier.takes_jwt),
+                               bad_token=True, resource_metadata=self.resource_metadata)
         return found
 
     def current(self) -> Principal:

@@ -44,10 +44,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
-from fast_mcp_gateway.config.settings import HOW_TO_ADD_A_TOKEN, GatewaySettings, Transport
+from fast_mcp_gateway.config.settings import (
+    HOW_TO_ADD_A_TOKEN,
+    SDK_MAX_BODY,
+    SSE_BODY_LIMIT,
+    GatewaySettings,
+    Transport,
+)
+from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
-from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
+from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, refusal
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
@@ -55,7 +62,7 @@ from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_refusals import SessionRefusals
-from fast_mcp_gateway.http.transport_refusals import TransportRefusals
+from fast_mcp_gateway.http.transport_refusals import TransportRefusals, body_limit_setter
 
 
 @dataclass(frozen=True)
@@ -344,11 +351,12 @@ def _served(groups: Sequence[RouteGroup], mcp_path: str, transport: Transport,
 
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[GroupSource] = (),
-              lane: Callable[[ASGIApp, Access], ASGIApp] | None = None) -> GatewayApp:
+              lane: Callable[..., ASGIApp] | None = None) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan.
-    ``lane`` (streamable HTTP only) wraps FastMCP's app for the MCP endpoint's exact
-    path, behind the same Host/Origin guard (the HTTP express lane)."""
+    ``lane`` (streamable HTTP only; called ``lane(app, access, max_body=...)``) wraps
+    FastMCP's app for the MCP endpoint's exact path, behind the same Host/Origin guard
+    (the HTTP express lane)."""
     auth = ctx.options.auth
     # Follows reloads of gateway.auth (token rotation); adding or removing the whole
     # section changes what FastMCP's app is built with, which takes a restart.
@@ -378,10 +386,14 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         allowed_origins=allowed_origins,
         session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
+    max_body = settings.http_max_body_bytes  # the SDK's, set as the lifespan starts
+    if transport == "sse" and max_body != SDK_MAX_BODY:
+        raise ConfigError.single("MCP_GATEWAY_HTTP_MAX_BODY_BYTES", None, None, SSE_BODY_LIMIT)
+    set_body_limit = body_limit_setter(mcp_app, mcp_path) if transport == "http" else None
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
-        reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),
-                               lambda: bad_token(verifier.takes_jwt))
+        reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),  # and a
+                               lambda: refusal() or bad_token(verifier.takes_jwt))  # reason
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
@@ -392,7 +404,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     posted = ((mcp_path,) if transport == "http"
               else (fastmcp.settings.message_path.rstrip("/"),))
     wrap_routes(mcp_app, posted, BatchRefusal)
-    wrap_routes(mcp_app, posted, TransportRefusals)
+    wrap_routes(mcp_app, posted, functools.partial(TransportRefusals, limit=max_body,
+                                                   settable=transport == "http"))
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
@@ -426,6 +439,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The MCP app's lifespan starts its session manager and the gateway itself.
         async with mcp_app.router.lifespan_context(app):
+            if set_body_limit is not None:  # on the session manager it made just now
+                set_body_limit(max_body)
             yield
 
     middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options, access=access,
@@ -438,7 +453,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app.mcp_entry = guarded_mcp
     if lane is not None and transport == "http":
         app.mcp_entry = RememberedGuard(
-            lane(mcp_app, access), allowed_hosts=allowed_hosts,
+            lane(mcp_app, access, max_body=max_body), allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins)
     app.groups = all_groups
     app.hosts = (allowed_hosts, allowed_origins)

@@ -19,6 +19,14 @@ as it is, so one that is no plain name is refused (``subject_problem``: more tha
 ``MAX_SUBJECT`` characters, or a control, format or line-separator character), never
 cut or rewritten: two subjects cut or escaped alike would be one caller, sharing its
 tasks, asking rounds and cached answers.
+
+Why such a JWT -- one whose signature, issuer and audience verified, refused by the
+gateway's own policy (its subject, no 'exp', no subject) -- was refused is told to its
+holder too (``refusal``: the RFC 6750 ``error_description`` of the 401 on the MCP
+endpoint, REST and the dashboard's login), never the token nor its subject's content;
+any other refusal (unknown, bad signature, expired) keeps the generic words, so a probe
+learns nothing.  The verifier's callers (FastMCP's auth backend, ``Access``, the
+dashboard) read it in the same task right after ``verify_token`` returned None.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import logging
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
@@ -48,6 +57,22 @@ _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
 logger = logging.getLogger(__name__)
+
+_REFUSED: ContextVar[str | None] = ContextVar("gateway_bearer_refused", default=None)
+_VERIFIED_JWT = "the bearer token is a JWT this gateway verified, but "
+
+
+def refusal() -> str | None:
+    """Why the bearer token this task last had verified was refused, in words its holder
+    may read (module doc), as an RFC 6750 quoted-string; None when it verified, or was
+    refused for a reason not told."""
+    return _REFUSED.get()
+
+
+def quotable(text: str) -> str:
+    """``text`` as an RFC 6750 ``error_description`` may carry it (%x20-21 / %x23-5B /
+    %x5D-7E): any other character, a double quote or a backslash becomes '?'."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 def _scopes(values: Iterable[Any]) -> frozenset[Scope]:
     return frozenset(s for s in SCOPES if s in {str(v) for v in values})
 
@@ -202,6 +227,7 @@ class GatewayVerifier(TokenVerifier):
         """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a
         verifier's exception into a bare 500 without ``WWW-Authenticate``, so a failing
         JWKS fetch or a malformed JWT is logged (never the token) and refused."""
+        _REFUSED.set(None)  # this verification's reason only (``refusal``)
         try:
             return await self._verify(token)
         except Exception as exc:  # noqa: BLE001 - any failure is a refusal, never a 500
@@ -234,15 +260,24 @@ class GatewayVerifier(TokenVerifier):
         problem = None if subject is None else subject_problem(str(subject))
         if problem is not None:  # checked first: the refusals below log the subject
             # Its subject names the caller in the records, the audit log and the dashboard.
+            claim = self._jwt_config.subject_claim
             logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
                            "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
-                           "does", self._jwt_config.subject_claim, problem)
+                           "does", claim, problem)
+            _REFUSED.set(quotable(
+                f"{_VERIFIED_JWT}its '{claim}' claim {problem}: it names the caller in call "
+                f"records, the audit log and the dashboard, so it must be a plain name (at "
+                f"most {MAX_SUBJECT} characters, no control characters); have the issuer "
+                "name the subject plainly, or set gateway.auth.jwt.subject_claim to a claim "
+                "that does"))
             return None
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
             logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
                            "expire; have the issuer set one", subject)  # checked above
+            _REFUSED.set(f"{_VERIFIED_JWT}it has no 'exp' claim: access tokens must expire "
+                         "(RFC 9068); have the issuer set one")
             return None
         if verified.expires_at <= now:
             return None  # expired by this gateway's clock (the verifier allows some skew)
@@ -252,6 +287,10 @@ class GatewayVerifier(TokenVerifier):
             logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
                            "subject); have the issuer set it, or set gateway.auth.jwt."
                            "subject_claim", self._jwt_config.subject_claim)
+            _REFUSED.set(quotable(
+                f"{_VERIFIED_JWT}it has no '{self._jwt_config.subject_claim}' claim naming "
+                "its caller (RFC 9068 access tokens name their subject); have the issuer "
+                "set it, or set gateway.auth.jwt.subject_claim"))
             return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:

@@ -42,6 +42,7 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from fast_mcp_gateway.http.auth import quotable
 from fast_mcp_gateway.store.base import StorageError
 
 API_PREFIX = "/api/v1"
@@ -81,9 +82,11 @@ class ApiError(Exception):
 
 def unauthorized(message: str, *, bad_token: bool, resource_metadata: str | None = None
                  ) -> ApiError:
-    """401 with the RFC 6750 challenge (``invalid_token`` when one was sent), naming the
-    RFC 9728 metadata when it is served, as the MCP endpoint's challenge does."""
-    params = ['error="invalid_token"'] if bad_token else []
+    """401 with the RFC 6750 challenge (``invalid_token`` when one was sent, with
+    ``message`` as its ``error_description``), naming the RFC 9728 metadata when it is
+    served, as the MCP endpoint's challenge does."""
+    params = (['error="invalid_token"', f'error_description="{quotable(message)}"']
+              if bad_token else [])
     if resource_metadata is not None:
         params.append(f'resource_metadata="{resource_metadata}"')
     challenge = "Bearer " + ", ".join(params) if params else "Bearer"

@@ -72,6 +72,7 @@ from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
+from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS
 
 if TYPE_CHECKING:
@@ -95,15 +96,16 @@ _PARAM_HEADER = b"mcp-param-"
 class _Plan:
     """A call the lane takes: everything decided before anything is sent upstream."""
 
-    __slots__ = ("binding", "meta", "modern_version", "params", "principal", "request_id",
-                 "route", "tool")
+    __slots__ = ("binding", "caller", "meta", "modern_version", "params", "principal",
+                 "request_id", "route", "tool")
 
     def __init__(self, tool: UpstreamTool, route: tuple[Service, str | None],
                  request_id: str | int, params: dict[str, Any], meta: dict[str, Any],
-                 version: str, principal: Principal, binding: str | None) -> None:
+                 version: str, principal: Principal, binding: str | None,
+                 caller: Caller | None = None) -> None:
         self.tool, self.route, self.request_id = tool, route, request_id
         self.params, self.meta, self.modern_version = params, meta, version
-        self.principal, self.binding = principal, binding
+        self.principal, self.binding, self.caller = principal, binding, caller
 
 
 class HttpLane:
@@ -111,8 +113,9 @@ class HttpLane:
 
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True,
-                 states: RoundStates | None = None) -> None:
+                 states: RoundStates | None = None, max_body: int = MAX_MESSAGE) -> None:
         self.app, self.access, self.provider = app, access, provider
+        self.max_body = max_body  # the endpoint's (``http_max_body_bytes``): past it, the SDK's
         # The full path's requestState seal (the server's keys): every round is portable.
         self.states = states if states is not None else RoundStates.ephemeral(None)
         self._server_info = server_info
@@ -132,9 +135,9 @@ class HttpLane:
             await self.app(scope, receive, send)
             return
         # Read up to the SDK's limit: a longer body goes on, to be refused there (413).
-        body, end = await read_body(receive, MAX_MESSAGE)
+        body, end = await read_body(receive, self.max_body)
         plan = None
-        if end == "whole" and len(body) <= MAX_MESSAGE:
+        if end == "whole" and len(body) <= self.max_body:
             try:
                 plan = await self._plan(scope, body)
             except Exception:  # a lane bug must not cost the host its answer
@@ -244,8 +247,13 @@ class HttpLane:
             if opened is None:
                 return None
             params = opened
+        caller, header = None, headers.get("authorization")
+        if route[0].config.per_client and header is not None and self.access.verifier:
+            # Its own session is its token's, as on the full path (``FrontCall.caller``;
+            # ``ClientSessions.key_of``): not one session for every 2026-07-28 caller.
+            caller = Caller(name=principal.name, token=header.partition(" ")[2].strip())
         return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal,
-                     binding)
+                     binding, caller)
 
     def _declares_headers(self, name: str) -> bool:
         """Whether tool ``name``'s schema declares ``Mcp-Param`` headers (the SDK then
@@ -273,7 +281,8 @@ class HttpLane:
             client_id=client_id if isinstance(client_id, str) and client_id else "http",
             protocol_version=version, lane=stream, progress_token=token,
             log_levels=allowed_log_levels(version, meta),
-            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY), reply=early)
+            capabilities=meta.get(types.CLIENT_CAPABILITIES_META_KEY), reply=early,
+            caller=plan.caller)
 
         def encode(result: dict[str, Any]) -> bytes:
             result = shape_result(result, fields, True, self.server_info)

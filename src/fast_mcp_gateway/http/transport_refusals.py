@@ -1,19 +1,29 @@
-"""The MCP SDK's transport refusals on the MCP endpoint, in words saying what to do.
+"""The MCP SDK's transport refusals on the MCP endpoint, in words saying what to do, and
+the endpoint's body limit.
 
 The SDK refuses a POST before reading it as JSON-RPC in two ways, with plain text that
-names neither the rule nor the fix: a body over its limit (``RequestBodyLimitMiddleware``,
-4 MiB) is a 413 "Request body too large", and a ``Content-Type`` other than JSON
+names neither the rule nor the fix: a body over its limit (``RequestBodyLimitMiddleware``)
+is a 413 "Request body too large", and a ``Content-Type`` other than JSON
 (``TransportSecurityMiddleware``, also SSE's ``/messages/``) a 400 "Invalid Content-Type
 header".  ``TransportRefusals`` wraps the MCP endpoint's route in FastMCP's app (as
 ``batches.BatchRefusal`` does) and rewrites those two answers alone: the status stays
-the SDK's, the body (plain text, as the SDK's) says the limit and that no setting
-changes it, or the type sent and the one to send.
+the SDK's, the body (plain text, as the SDK's) says the limit and the setting that sets
+it, or the type sent and the one to send.
+
+**The limit** is ``MCP_GATEWAY_HTTP_MAX_BODY_BYTES`` (``settings.http_max_body_bytes``,
+default the SDK's 4 MiB).  FastMCP's ``http_app`` passes none to the SDK, but the SDK's
+session manager keeps its limit in public attributes (``asgi_app``, a
+``RequestBodyLimitMiddleware``, and its ``max_body_size``), and FastMCP's endpoint keeps
+the manager it makes at each lifespan in ``session_manager``: ``body_limit_setter``
+finds that endpoint once and sets the limit as the lifespan starts, so the SDK itself
+enforces it, raised or lowered, declared or chunked.  SSE's transport keeps its limit in
+a private attribute: it stays 4 MiB (the settings refuse another value with SSE).
 
 A POST the SDK cannot refuse so -- a JSON ``Content-Type`` and a ``Content-Length``
 within the limit: every client's POST -- goes to the app as it came, its ``send``
 untouched; only a POST with another type, a declared length past the limit, or no
 length (chunked) is watched.  The HTTP express lane (``lane.py``) reads a body up to
-``MAX_MESSAGE`` and passes a longer one on (``read_body``), so the SDK refuses it here
+the same limit and passes a longer one on (``read_body``), so the SDK refuses it here
 too: the lane does not take what the full path refuses, nor buffer a body without end
 before the token is checked.
 """
@@ -21,26 +31,61 @@ before the token is checked.
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
-from starlette.types import Message, Receive, Scope, Send
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    RequestBodyLimitMiddleware,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway.http.reworded import PostsOnly
 
 MAX_MESSAGE = DEFAULT_MAX_REQUEST_BODY_SIZE
-"""The most the MCP endpoint reads for one message (bytes): the SDK's limit, which
-FastMCP's app does not expose (so neither can the gateway)."""
+"""The SDK's own limit (bytes): the default of ``http_max_body_bytes``, SSE's always."""
 
 _SDK_TOO_LARGE = b"Request body too large"
 _SDK_CONTENT_TYPE = b"Invalid Content-Type header"
 _LONGEST_TYPE = 100  # a Content-Type longer than this is not echoed whole
 
-TOO_LARGE = (
-    f"the request body is over {MAX_MESSAGE // (1 << 20)} MiB ({MAX_MESSAGE} bytes), the "
-    "most the MCP endpoint reads for one JSON-RPC message (the MCP SDK's limit; no "
-    "gateway setting changes it): send less in one message, and pass large data by "
-    "reference (a resource URI or a URL) rather than inline")
+
+def too_large(limit: int = MAX_MESSAGE, *, settable: bool = True) -> str:
+    """The refusal of a body over ``limit`` bytes (``settable``: streamable HTTP's, which
+    ``MCP_GATEWAY_HTTP_MAX_BODY_BYTES`` sets; SSE's is the SDK's alone)."""
+    size = (f"{limit >> 20} MiB" if not limit & ((1 << 20) - 1) else
+            f"{limit >> 10} KiB" if not limit & ((1 << 10) - 1) else f"{limit} bytes")
+    where = ("MCP_GATEWAY_HTTP_MAX_BODY_BYTES, which the gateway's operator may raise "
+             "up to 64 MiB" if settable else
+             "the MCP SDK's limit for SSE, which no setting changes; streamable HTTP's is "
+             "MCP_GATEWAY_HTTP_MAX_BODY_BYTES")
+    return (f"the request body is over {size} ({limit} bytes), the most the MCP endpoint "
+            f"reads for one JSON-RPC message ({where}): send less in one message, and pass "
+            "large data by reference (a resource URI or a URL) rather than inline")
+
+
+def body_limit_setter(mcp_app: Any, path: str) -> Callable[[int], None]:
+    """How to set the SDK's body limit of FastMCP's streamable-HTTP endpoint ``path`` in
+    ``mcp_app`` (module doc): call it with the limit each time FastMCP's lifespan has
+    made its session manager.  A FastMCP or SDK that keeps the limit elsewhere is a
+    ``RuntimeError`` naming what changed, at build or as the lifespan starts."""
+    endpoint = next((getattr(r, "app", None) for r in getattr(mcp_app, "routes", ())
+                     if getattr(r, "path", None) == path), None)
+    while endpoint is not None and not hasattr(endpoint, "session_manager"):
+        endpoint = getattr(endpoint, "app", None)  # past FastMCP's auth guard
+    if endpoint is None:
+        raise RuntimeError(f"FastMCP's streamable-HTTP endpoint {path} has no session_manager "
+                           "here: this FastMCP cannot take MCP_GATEWAY_HTTP_MAX_BODY_BYTES")
+
+    def set_limit(limit: int) -> None:
+        manager = endpoint.session_manager
+        guard = getattr(manager, "asgi_app", None)
+        if not isinstance(guard, RequestBodyLimitMiddleware):
+            raise RuntimeError("the MCP SDK's session manager keeps no RequestBodyLimitMiddleware "
+                               "in asgi_app: this SDK cannot take MCP_GATEWAY_HTTP_MAX_BODY_BYTES")
+        guard.max_body_size = manager.max_request_body_size = limit
+
+    return set_limit
 
 
 def wrong_content_type(sent: str | None) -> str:
@@ -62,6 +107,12 @@ def _json_type(value: bytes) -> bool:
 class TransportRefusals(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
+    def __init__(self, app: ASGIApp, limit: int = MAX_MESSAGE, *, settable: bool = True
+                 ) -> None:
+        super().__init__(app)
+        self.limit = limit
+        self.too_large = too_large(limit, settable=settable)
+
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = length = None
         for key, value in scope["headers"]:  # the first of each, as the SDK reads them
@@ -70,7 +121,7 @@ class TransportRefusals(PostsOnly):
             elif key == b"content-length" and length is None:
                 length = value
         typed = content_type is not None and _json_type(content_type)
-        if typed and length is not None and length.isdigit() and int(length) <= MAX_MESSAGE:
+        if typed and length is not None and length.isdigit() and int(length) <= self.limit:
             await self.app(scope, receive, send)
             return
         sent = None if content_type is None else content_type.decode("latin-1")
@@ -87,7 +138,7 @@ class TransportRefusals(PostsOnly):
             start, *parts = held
             held.clear()
             body = b"".join(part.get("body", b"") for part in parts)
-            words = _reworded(start["status"], body, typed, sent)
+            words = self._reworded(start["status"], body, typed, sent)
             if words is None:
                 await send(start)
                 for part in parts:
@@ -97,13 +148,13 @@ class TransportRefusals(PostsOnly):
 
         await self.app(scope, receive, reword)
 
-
-def _reworded(status: int, body: bytes, typed: bool, sent: str | None) -> str | None:
-    if status == 413 and body == _SDK_TOO_LARGE:
-        return TOO_LARGE
-    if status == 400 and body == _SDK_CONTENT_TYPE and not typed:
-        return wrong_content_type(sent)
-    return None
+    def _reworded(self, status: int, body: bytes, typed: bool, sent: str | None
+                  ) -> str | None:
+        if status == 413 and body == _SDK_TOO_LARGE:
+            return self.too_large
+        if status == 400 and body == _SDK_CONTENT_TYPE and not typed:
+            return wrong_content_type(sent)
+        return None
 
 
 async def _send_text(start: Message, text: str, send: Send) -> None:

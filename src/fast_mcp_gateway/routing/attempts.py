@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
+from mcp.shared.dispatcher import ProgressFnT
 
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.errors import (
+    UpstreamError,
+    UpstreamRequestFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from fast_mcp_gateway.policies import FailureKind
 from fast_mcp_gateway.upstream.replica import Upstream
 
@@ -29,6 +35,9 @@ class CallPath:
 
     attempts: list[tuple[str, str]] = field(default_factory=list)
     stale: bool = False
+    # What the result's ``_meta`` should tell the host besides (``SESSION_META``: its
+    # per_client session was given back, ``routing/isolation.py``); None: nothing.
+    notes: dict[str, Any] | None = None
 
     @property
     def retries(self) -> int:
@@ -60,4 +69,46 @@ async def run_attempt(path: CallPath, upstream: Upstream,
         path.attempts.append((upstream.label, CANCELLED))
         raise
     path.attempts.append((upstream.label, "ok"))
+    return result
+
+
+def rising(report: ProgressFnT | None) -> ProgressFnT | None:
+    """``report`` for every attempt of one call, passing on only progress above the last
+    passed on: a retry's attempt reports from the start again, and the host's token must
+    see its progress increase with each notification (the specification's MUST)."""
+    if report is None:
+        return None
+    last: list[float] = []
+
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        if last and progress <= last[0]:
+            return
+        last[:] = [progress]
+        await report(progress, total, message)
+
+    return relay
+
+
+def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:
+    """``exc``, ending a call sent more than once, saying so: a timed-out read-only call
+    retried twice told its host "did not answer within 2s" after some 6 s and three runs."""
+    if len(path.attempts) < 2 or not isinstance(exc, (UpstreamTimeout, UpstreamRequestFailed)):
+        return exc
+    outcomes = ", ".join(outcome for _, outcome in path.attempts)
+    return type(exc)(exc.server, f"{exc.detail} (the last of {len(path.attempts)} attempts: "
+                                 f"{outcomes})")
+
+
+def noted(result: T, path: CallPath) -> T:
+    """``result`` with ``path.notes`` added to its ``_meta`` (a JSON result or a typed
+    one); unchanged when there are none."""
+    notes = path.notes
+    if not notes:
+        return result
+    if isinstance(result, dict):
+        result["_meta"] = {**(result.get("_meta") or {}), **notes}
+        return result
+    if hasattr(result, "meta") and hasattr(result, "model_copy"):
+        return cast(T, result.model_copy(update={"meta": {**(result.meta or {}),
+                                                                 **notes}}))
     return result

@@ -34,6 +34,14 @@ it belongs to that host.
   there is room then).  Otherwise the refusal says how many this caller holds and what
   to do; it never names another caller.  So slots end shared as evenly as the callers
   need them, and one caller alone may still use them all.
+* **Telling the host whose session was given back**: its next call that gets a session
+  (a new one: what a stateful server kept for the old one is gone) carries a notice, a
+  ``notifications/message`` at level ``warning`` related to that call (at the levels
+  the host asked for) and ``_meta["io.github.fast-mcp-gateway/session"]`` on its
+  result (``Service`` adds it from ``CallPath.notes``): which server, why (another
+  caller needed the slot, ``max_clients=N``) and what to do (keep the session busy, or
+  raise ``max_clients``).  Until then a refusal for want of room says so too.  Kept per
+  host key until told, forgotten when the host leaves (``_NOTICES`` at most).
 """
 
 from __future__ import annotations
@@ -45,12 +53,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import mcp_types as types
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import NoHealthyReplica, UpstreamUnavailable
+from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.credentials import for_caller
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
@@ -61,6 +71,13 @@ MakeUpstream = Callable[[ServerConfig, str], Upstream]
 Spawn = Callable[[Callable[[], object], str], None]
 # (server, params, host key): a log one host's session sent between its calls.
 HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None]
+
+SESSION_META = "io.github.fast-mcp-gateway/session"
+"""The ``_meta`` key of a result whose call runs on a new session because the host's
+previous one was given back for another caller (module doc)."""
+NOTICE_LOGGER = "fast-mcp-gateway"
+"""The ``logger`` of the gateway's own ``notifications/message`` to a host."""
+_NOTICES = 1024  # host keys told at their next call at most (the oldest go first)
 
 
 @dataclass(eq=False)
@@ -92,6 +109,8 @@ class ClientSessions:
         self.created = 0
         self.reaped = 0
         self.reclaimed = 0  # given back for another caller (counted in ``reaped`` too)
+        # Host key -> the notice its next call carries (module doc: telling the host).
+        self._notices: dict[Hashable, dict[str, Any]] = {}
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -111,9 +130,11 @@ class ClientSessions:
         return host
 
     @asynccontextmanager
-    async def session(self, front: FrontCall | None) -> AsyncIterator[Upstream | None]:
+    async def session(self, front: FrontCall | None,
+                      path: CallPath | None = None) -> AsyncIterator[Upstream | None]:
         """The session of ``front``'s host for the duration of one request (None: the
-        call has no host; use the catalog session)."""
+        call has no host; use the catalog session).  A host whose previous session was
+        given back is told (module doc), its notice put in ``path.notes`` too."""
         key = self.key_of(front)
         if key is None:
             yield None
@@ -123,6 +144,8 @@ class ClientSessions:
         client.host = front.host if front is not None else None
         try:
             await self._ready(client)
+            if self._notices and (notice := self._notices.pop(key, None)) is not None:
+                await _tell(front, path, notice)
             yield client.upstream
         finally:
             client.calls -= 1
@@ -147,7 +170,7 @@ class ClientSessions:
         name, limit = self.config.name, self.config.max_clients
         owner = front.caller.name if front is not None and front.caller is not None else None
         if len(self._clients) >= limit:
-            self._make_room(owner)
+            self._make_room(owner, key)
         config = self.config
         if config.uses_caller_credentials:
             config = for_caller(config, front.caller if front is not None else None)
@@ -164,7 +187,7 @@ class ClientSessions:
         self._spawn(upstream.run, f"upstream:{upstream.label}")
         exit_stack = getattr(key, "exit_stack", None)
         if exit_stack is not None:  # an SDK connection: reap when the host leaves
-            exit_stack.callback(self.release, key)
+            exit_stack.callback(self._left, key)
         if not self._reaping:
             self._reaping = True
             self._spawn(self._reap_idle, f"per-client reaper:{name}")
@@ -172,9 +195,10 @@ class ClientSessions:
                     upstream.label, len(self._clients), limit)
         return client
 
-    def _make_room(self, owner: str | None) -> None:
+    def _make_room(self, owner: str | None, key: Hashable) -> None:
         """Give back the least recently used idle session of the owner holding the most,
-        at least two more than ``owner`` (module doc: fairness); else the refusal."""
+        at least two more than ``owner`` (module doc: fairness); else the refusal (for
+        the host of ``key``)."""
         name, limit = self.config.name, self.config.max_clients
         held = Counter(c.owner for c in self._clients.values())
         mine = held[owner]
@@ -189,15 +213,18 @@ class ClientSessions:
                 _shown(owner), mine)
             self.reclaimed += 1
             self.release(given.key)
+            self._keep_notice(given.key, _reclaimed_notice(name, limit, held[given.owner]))
             return
         who = f"caller '{owner}'" if owner is not None else "unauthenticated callers"
+        lost = (" (this host's previous session was given back for another caller: its "
+                "next session is a new one)" if key in self._notices else "")
         why = ("another caller holds more, but each of its sessions has a call in "
                "flight: retry when one is idle, " if over else
                "no other caller holds two more than that, so none is given back for it: "
                f"close another MCP session of {who}, ")
         raise NoHealthyReplica(
             name, f"has isolation: per_client and already serves {limit} host sessions "
-            f"(max_clients: {limit}), {mine} of them held by {who}; {why}wait until an idle "
+            f"(max_clients: {limit}), {mine} of them held by {who}{lost}; {why}wait until an idle "
             f"one is reaped (idle_timeout: {self.config.idle_timeout:g}s), or raise "
             f"max_clients for server '{name}' in servers.yaml")
 
@@ -210,6 +237,17 @@ class ClientSessions:
         logger.info("upstream %s: per-client session %s ended", self.config.name,
                     client.upstream.label)
         client.upstream.stop()
+
+    def _left(self, key: Hashable) -> None:
+        """``key``'s host left: its session ends and nothing is kept to tell it."""
+        self._notices.pop(key, None)
+        self.release(key)
+
+    def _keep_notice(self, key: Hashable, notice: dict[str, Any]) -> None:
+        self._notices.pop(key, None)
+        self._notices[key] = notice
+        while len(self._notices) > _NOTICES:
+            del self._notices[next(iter(self._notices))]
 
     def stop_all(self) -> None:
         for key in list(self._clients):
@@ -244,3 +282,31 @@ class ClientSessions:
 
 def _shown(owner: str | None) -> str:
     return f"'{owner}'" if owner is not None else "(unauthenticated)"
+
+
+def _reclaimed_notice(name: str, limit: int, held: int) -> dict[str, Any]:
+    """What a host whose session was given back is told (as ``SESSION_META``)."""
+    message = (
+        f"server '{name}': this call runs on a new upstream session; the previous session "
+        f"of this host was given back for another caller, as all max_clients={limit} "
+        f"per-client sessions were taken and this host's caller held {held} of them "
+        "(the least recently used idle session of the caller holding the most goes "
+        "first).  Anything the server kept for the previous session (a login, open "
+        "handles, a working state) is gone: set it up again if needed.  To keep a "
+        "session, keep it busy (an idle one is given back first), use fewer sessions "
+        f"per caller, or raise max_clients for server '{name}' in servers.yaml")
+    return {"renewed": True, "server": name, "reason": "given_back",
+            "max_clients": limit, "message": message}
+
+
+async def _tell(front: FrontCall | None, path: CallPath | None,
+                notice: dict[str, Any]) -> None:
+    """Tell the host of ``front`` (a log related to its call) and its result (``path``)."""
+    if path is not None:
+        path.notes = {**(path.notes or {}), SESSION_META: notice}
+    if front is None or not front.reachable:
+        return
+    params = types.LoggingMessageNotificationParams(
+        level="warning", logger=NOTICE_LOGGER, data=notice["message"])
+    with suppress(Exception):  # a host gone or not asking for logs: the result says it
+        await front.log(params)

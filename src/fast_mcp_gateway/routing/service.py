@@ -39,13 +39,15 @@ from fast_mcp_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from fast_mcp_gateway.policies import (
-    FailureKind,
-    HealthStatus,
-    RetryPolicy,
-    make_balancer,
+from fast_mcp_gateway.policies import FailureKind, HealthStatus, RetryPolicy, make_balancer
+from fast_mcp_gateway.routing.attempts import (
+    CallPath,
+    failure_kind,
+    last_of,
+    noted,
+    rising,
+    run_attempt,
 )
-from fast_mcp_gateway.routing.attempts import CallPath, failure_kind, run_attempt
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
@@ -61,8 +63,6 @@ _STALE_ENTRIES = 1024
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
                 UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
-
-
 
 
 def _retry_policy(config: ServerConfig) -> RetryPolicy:
@@ -273,7 +273,7 @@ class Service:
     ) -> tuple[T, CallPath]:
         path = path if path is not None else CallPath()
         if self.clients is not None:
-            async with self.clients.session(front) as own:
+            async with self.clients.session(front, path) as own:
                 if own is not None:
                     return await self._on_own_session(own, op, path)
         tried: set[int] = set()
@@ -295,7 +295,7 @@ class Service:
                     exc, kind = error, failure_kind(error)
             decision = self.retry.decide(attempt, kind, idempotent=idempotent)
             if not decision.retry:
-                raise exc
+                raise last_of(exc, path) from exc.__cause__
             await self._sleep(self.retry.delay(attempt, self._rng))
 
     async def _on_own_session(self, own: Upstream, op: Callable[[Upstream], Awaitable[T]],
@@ -332,6 +332,8 @@ class Service:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
         path = path if path is not None else CallPath()
+        report = rising(front.progress if front is not None and front.session is not None
+                        else None)   # one for every attempt
         read_only = bool(annotations and annotations.read_only_hint)
         stale_key = (self.host_of(front),
                      json.dumps([name, arguments], sort_keys=True, default=str))
@@ -339,7 +341,7 @@ class Service:
         try:
             result = await self._call_tool(
                 name, arguments, front, annotations, path,
-                lambda replica: replica.call_tool(name, arguments, front),
+                lambda replica: replica.call_tool(name, arguments, front, report),
             )
         except UpstreamError:
             cached = self._stale.get(stale_key) if read_only and ttl else None
@@ -347,7 +349,8 @@ class Service:
                 raise
             path.stale = True
             age = self._clock() - cached[0]
-            meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)}}
+            meta = {**(cached[1].meta or {}), STALE_META_KEY: {"age_seconds": round(age, 3)},
+                    **(path.notes or {})}
             return cached[1].model_copy(update={"meta": meta})
         if (read_only and ttl and isinstance(result, types.CallToolResult)
                 and not result.is_error):
@@ -358,7 +361,7 @@ class Service:
         if path.retries and isinstance(result, types.CallToolResult):
             meta = {**(result.meta or {}), ROUTE_META_KEY: path.route_meta()}
             result = result.model_copy(update={"meta": meta})
-        return result
+        return noted(result, path)
 
     def host_of(self, front: FrontCall | None) -> Hashable | None:
         """Whose answers a call's are, for the result caches (``front/results.py``, the
@@ -394,7 +397,7 @@ class Service:
         rate limits, balancing, retries and failover.  Only for ``serves_raw`` tools.
         ``served`` (if given) receives each replica the call was sent to, the one that
         answered last (where a task it created lives)."""
-        path = path if path is not None else CallPath()
+        path, on_progress = path if path is not None else CallPath(), rising(on_progress)
 
         async def recorded(replica: Upstream) -> dict[str, Any]:
             assert served is not None
@@ -407,26 +410,28 @@ class Service:
             else lambda replica: replica.call_tool_raw(params, front, on_progress))
         if path.retries:
             result["_meta"] = {**(result.get("_meta") or {}), ROUTE_META_KEY: path.route_meta()}
-        return result
+        return noted(result, path)
 
     async def read_resource(
         self, uri: str, front: FrontCall | None, path: CallPath | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         self._limits.check(None)
+        path = path if path is not None else CallPath()
         result, _ = await self._route(f"resources/read '{uri}'",
                                       lambda r: r.read_resource(uri, front), idempotent=True,
                                       path=path, front=front)
-        return result
+        return noted(result, path)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, front: FrontCall | None,
         path: CallPath | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
         self._limits.check(None)
+        path = path if path is not None else CallPath()
         result, _ = await self._route(f"prompts/get '{name}'",
                                       lambda r: r.get_prompt(name, arguments, front),
                                       idempotent=True, path=path, front=front)
-        return result
+        return noted(result, path)
 
     async def complete(
         self,

@@ -185,10 +185,12 @@ class InvocationStore(Protocol):
 class AuditStore(Protocol):
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None, *, at: float | None = None
-                        ) -> None:
+                        instance_id: str | None = None, *, at: float | None = None,
+                        uid: str | None = None) -> None:
         """Append an entry stamped ``at``, now if None (``instance_id``: the gateway
-        that applied it; ``at``: an entry held through an outage keeps its time)."""
+        that applied it; ``at``: an entry held through an outage keeps its time).  An
+        entry whose ``uid`` is stored already is not stored again (written twice: a
+        retry after a lost answer, a spool replayed); None: no such check."""
         ...
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
@@ -344,6 +346,11 @@ none (only the enabled flag), or the tombstone -- both written with ``json.dumps
 
 
 PIN_COLUMNS = "server, kind, name, status, digest, definition, actor, at, markers"
+
+PRUNE_BATCH = 5000
+"""Rows one transaction of retention (``prune``) deletes at most, in the SQL backends: a
+write waiting for the rows' locks (PostgreSQL) or the file's (SQLite) waits one batch,
+not the whole prune (postgres_retention.py)."""
 
 
 def pin_row(r: PinRecord) -> tuple[Any, ...]:

@@ -265,12 +265,14 @@ class MemoryStore:
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None, *, at: float | None = None
-                        ) -> None:
+                        instance_id: str | None = None, *, at: float | None = None,
+                        uid: str | None = None) -> None:
+        if uid is not None and any(e.uid == uid for e in self._audit):
+            return  # written again (the SQL backends' unique key)
         at = time.time() if at is None else at
         self._audit.append(AuditEntry(id=next(self._ids["audit"]), at=at, actor=actor,
                                       action=action, target=target, arguments=arguments,
-                                      result=result, instance_id=instance_id))
+                                      result=result, instance_id=instance_id, uid=uid))
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

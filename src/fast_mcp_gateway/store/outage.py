@@ -8,14 +8,21 @@ operator needs two lines: when the store went (what, since when, what the gatewa
 meanwhile) and when it is back.  ``StoreOutage`` is the one place that says them: each
 part reports ``lost(error)`` and ``back()``; the first report of an outage logs, the
 rest only keep its reason current.  ``quiet_pool_floor`` (installed when a PostgreSQL
-store is opened) drops asyncpg's line.
+store is opened) drops asyncpg's line -- for the gateway's own pools only: asyncpg logs
+it on its one ``asyncpg.pool`` logger, shared by every pool of the process (an
+application embedding the gateway may have its own, whose lines are its own business),
+and names no pool in it; so the gateway's pools connect through ``pool_connect``, which
+marks the errors of their connection attempts, and the filter drops only the lines
+whose error is marked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 logger = logging.getLogger("fast_mcp_gateway.store")
 
@@ -76,30 +83,56 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+_MARK = "_fast_mcp_gateway_pool"  # on the errors of the gateway's pools' connects
+
+
+def pool_connect(connect: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``connect`` (``asyncpg.connect``) for a gateway pool (``create_pool(connect=)``):
+    its failures are marked as this pool's, so that ``PoolFloor`` knows its lines."""
+    async def connecting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await connect(*args, **kwargs)
+        except Exception as exc:
+            with contextlib.suppress(AttributeError, TypeError):  # a slotted exception
+                setattr(exc, _MARK, True)
+            raise
+
+    return connecting
+
+
+def from_gateway_pool(error: BaseException | None) -> bool:
+    """Whether ``error`` came from a connection attempt of a gateway pool."""
+    return bool(getattr(error, _MARK, False))
+
+
 class PoolFloor(logging.Filter):
     """asyncpg's pool, reconnecting its idle connection while the database is away,
     logs each failed attempt (every 1, 2, 4 ... 60 s, with a traceback); the gateway's
-    ``StoreOutage`` says the outage once instead.  ``quieted`` counts the lines dropped."""
+    ``StoreOutage`` says the outage once instead.  Only the gateway's pools' lines are
+    dropped (their errors marked: ``pool_connect``); ``quieted`` counts them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.quieted = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith(
-                "Failed to restore the pool connection floor"):
+        if (isinstance(record.msg, str) and record.msg.startswith(
+                "Failed to restore the pool connection floor")
+                and record.exc_info and from_gateway_pool(record.exc_info[1])):
             self.quieted += 1
             return False
         return True
 
 
 def quiet_pool_floor() -> PoolFloor:
-    """Drop asyncpg's "Failed to restore the pool connection floor" lines (once per
-    process: the filter installed, or the one installed before)."""
+    """Drop the gateway's pools' "Failed to restore the pool connection floor" lines
+    (installed once per process: the filter installed, or the one installed before)."""
     pool = logging.getLogger("asyncpg.pool")
     for installed in pool.filters:
         if isinstance(installed, PoolFloor):
             return installed
     floor = PoolFloor()
-    pool.addFilter(floor)
+    # First among the logger's filters: it needs the record's error, which another
+    # filter may fold into its text (the CLI's ``OneLineErrors``, installed before).
+    pool.filters.insert(0, floor)
     return floor

@@ -5,7 +5,8 @@
 semantics (the contract suite, tests/test_store_contract.py, runs against both):
 the same ordering, cursors, aggregates (histogram buckets as columns, store/stats.py)
 and retention.  The call log's queries (records, pages, statistics) are those of its
-base class, ``PgCallLog`` (postgres_calls.py); retention is here (it spans every table).
+base class, ``PgCallLog`` (postgres_calls.py); retention, in bounded batches, is
+postgres_retention.py's.
 
 Shared state.  ``servers`` and ``routes`` (and the releases and forgets of
 ``name_bindings``) are written together with a row of the change feed (postgres_feed.py)
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from fast_mcp_gateway.store import postgres_retention as retention
 from fast_mcp_gateway.store import postgres_schema as schema
 from fast_mcp_gateway.store.base import (
     PIN_COLUMNS,
@@ -42,7 +44,7 @@ from fast_mcp_gateway.store.base import (
 )
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
-from fast_mcp_gateway.store.outage import quiet_pool_floor
+from fast_mcp_gateway.store.outage import pool_connect, quiet_pool_floor
 from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
@@ -55,6 +57,7 @@ from fast_mcp_gateway.store.postgres_feed import (
     load_asyncpg,
     rowcount,
     store_error,
+    unknown_host,
     url_problem,
 )
 from fast_mcp_gateway.store.records import (
@@ -107,9 +110,11 @@ class PostgresStore(PgCallLog):
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
                                              timeout=connect_timeout, command_timeout=60,
-                                             server_settings=application(dsn))
+                                             server_settings=application(dsn),
+                                             connect=pool_connect(asyncpg.connect))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
-            raise store_error(exc, where, "cannot connect") from None
+            raise unknown_host(exc, dsn, where) or store_error(exc, where,
+                                                               "cannot connect") from None
         try:
             async with pool.acquire() as conn:
                 await schema.migrate(conn, where)
@@ -178,31 +183,15 @@ class PostgresStore(PgCallLog):
         async with self._conn() as conn:
             return int(await conn.fetchval(f"SELECT COUNT(*) FROM {table}"))
 
-    # -- retention (the call log's queries: postgres_calls.py) ----------------------------
+    # -- retention (postgres_retention.py; the call log's queries: postgres_calls.py) ------
 
     async def prune(self, *, max_age_seconds: float | None, max_rows: int | None,
                     now: float | None = None) -> int:
-        now = time.time() if now is None else now
-        removed = 0
-        # Cancellable (not ``_written``): retention may take long, nobody acts on its
-        # count, and a stop must not wait for it; a cancelled DELETE that ran is harmless.
-        async with self._conn() as conn:
-            if max_age_seconds is not None:
-                cutoff = now - max_age_seconds
-                removed += rowcount(await conn.execute(
-                    "DELETE FROM invocations WHERE started_at < $1", cutoff))
-                await conn.execute("DELETE FROM invocation_minutes WHERE period < $1",
-                                   int(cutoff // 60))
-                await conn.execute("DELETE FROM invocation_hours WHERE period < $1",
-                                   int(cutoff // 3600))
-                for table in ("audit", "health_records", "inspector_history", "alert_events"):
-                    await conn.execute(f"DELETE FROM {table} WHERE at < $1", cutoff)
-            if max_rows is not None:
-                removed += rowcount(await conn.execute(
-                    "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations"
-                    " ORDER BY started_at DESC, id DESC OFFSET $1)", max_rows))
-            await self._feed.prune(conn)
-        return removed
+        # In batches, each a short transaction bounded as a write is, and cancellable (a
+        # stop does not wait for it): postgres_retention.py.
+        return await retention.prune(
+            self._conn, self.where, max_age_seconds=max_age_seconds, max_rows=max_rows,
+            now=time.time() if now is None else now, prune_feed=self._feed.prune)
 
     # -- control plane ----------------------------------------------------------------
 
@@ -309,13 +298,14 @@ class PostgresStore(PgCallLog):
 
     async def add_audit(self, actor: str, action: str, target: str | None,
                         arguments: str | None, result: str | None,
-                        instance_id: str | None = None, *, at: float | None = None
-                        ) -> None:
+                        instance_id: str | None = None, *, at: float | None = None,
+                        uid: str | None = None) -> None:
         async with self._written() as conn:
             await conn.execute(
                 f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7)", time.time() if at is None else at,
-                actor, action, target, arguments, result, instance_id)
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (uid) DO NOTHING",
+                time.time() if at is None else at, actor, action, target, arguments,
+                result, instance_id, uid)
 
     async def audit(self, *, limit: int = 50, before_id: int | None = None
                     ) -> list[AuditEntry]:

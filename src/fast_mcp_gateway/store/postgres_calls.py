@@ -8,8 +8,8 @@ written twice -- retried after a COMMIT whose answer was lost, replayed from the
 ``invocations_written`` reads. ``invocations`` pages by (started_at, id) cursors;
 ``stats`` sums the aggregates of the minute and hour periods covering a window
 (store/stats.py). The semantics are the SQLite backend's (the contract suite runs
-against both). Retention (``prune``) stays in postgres.py: it spans every table and the
-change feed. The subclass provides ``_conn``: a pooled connection with asyncpg's
+against both). Retention (``prune``) is postgres_retention.py's: it spans every table and
+the change feed. The subclass provides ``_conn``: a pooled connection with asyncpg's
 failures translated, and ``_written``: one for a write, in one transaction bounded by
 ``WRITE_TIMEOUT`` (postgres_busy.py), which a cancellation does not cut once it has it.
 """

@@ -14,6 +14,7 @@ after the last one: another database's) answers ``complete=False``.
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
@@ -83,13 +84,13 @@ class PgChangeFeed:
             for r in rows])
 
     async def prune(self, conn: asyncpg.Connection) -> None:
-        """Keep the last ``KEEP_CHANGES`` rows; remember how far the feed was cut."""
-        async with conn.transaction():
-            cut = await conn.fetchval("SELECT MAX(seq) - $1 FROM changes", KEEP_CHANGES)
-            if cut is not None and cut > 0:
-                await conn.execute("DELETE FROM changes WHERE seq <= $1", cut)
-                await conn.execute("UPDATE gateway_meta SET value = GREATEST(value, $1)"
-                                   " WHERE key = 'changes_pruned_through'", cut)
+        """Keep the last ``KEEP_CHANGES`` rows; remember how far the feed was cut (in
+        the caller's transaction: ``postgres_retention``)."""
+        cut = await conn.fetchval("SELECT MAX(seq) - $1 FROM changes", KEEP_CHANGES)
+        if cut is not None and cut > 0:
+            await conn.execute("DELETE FROM changes WHERE seq <= $1", cut)
+            await conn.execute("UPDATE gateway_meta SET value = GREATEST(value, $1)"
+                               " WHERE key = 'changes_pruned_through'", cut)
 
     async def _listen(self) -> bool:
         """Have a ``LISTEN`` connection (connecting one if needed); False when the
@@ -242,6 +243,30 @@ def rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
 
 
+
+
+def unknown_host(exc: BaseException, dsn: str, where: str) -> StorageError | None:
+    """The error of a connection whose host DNS says does not exist (or has no address),
+    or None.  At open that is a misconfiguration, not an outage to wait out: a gateway
+    started on a mistyped host retried it for ever.  A resolver that cannot answer now
+    (``EAI_AGAIN``: no DNS server reachable) stays ``StoreUnavailable``, retried; a
+    name gone while the gateway runs too (``store_error``: a DNS record being replaced)."""
+    if not (isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_NAME):
+        return None
+    try:
+        hosts = urlsplit(dsn).hostname
+    except ValueError:
+        hosts = None
+    host = f"host {hosts!r}" if hosts else "its host"
+    return StorageError(
+        f"PostgreSQL at {where}: {host} does not exist: DNS has no address for it "
+        f"({exc.strerror or _reason(exc)}); fix the host in the store's URL (--db or "
+        f"MCP_GATEWAY_DB: {URL_FORM}), or add the name to DNS or /etc/hosts")
+
+
+_NO_SUCH_NAME = frozenset(code for code in (getattr(socket, "EAI_NONAME", None),
+                                            getattr(socket, "EAI_NODATA", None))
+                          if code is not None)
 
 
 def store_error(exc: BaseException, where: str, what: str) -> StorageError:

@@ -221,12 +221,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE health_records ADD COLUMN instance_id TEXT;
     ALTER TABLE audit ADD COLUMN instance_id TEXT;
     """),
+    (10, """
+    -- an audit entry's id, given when it is made: written twice, stored once
+    ALTER TABLE audit ADD COLUMN uid TEXT COLLATE "C";
+    CREATE UNIQUE INDEX audit_uid ON audit (uid);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {}
+READABLE_FROM: dict[int, int] = {10: 9}
 """Migrations that leave the database usable by older gateways: version -> the oldest
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
-adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it)."""
+adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
+10 does: a gateway of 9 writes its audit entries without a uid (NULL: never a conflict
+under the unique index)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",

@@ -4,11 +4,12 @@ Times are unix seconds.  An ``id`` the backend assigns is None until stored
 (``HealthRecord``, ``AlertEvent``).  The SQL backends read and write most records field
 by field (``rows.py``: a record's columns are its fields, by name and in field order),
 so a field added here is a column each backend's migrations must add.  Pure data: no
-I/O, nothing imported beyond the standard library.
+I/O, nothing imported beyond the standard library (``new_uid``: random bits).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,7 +73,10 @@ class RouteRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEntry:
-    """Who changed what through the admin operations."""
+    """Who changed what through the admin operations.  ``uid`` is given when the entry is
+    made (``new_uid``): the store keeps one entry per uid, so an entry written again (a
+    retry after a COMMIT whose answer was lost, a spool replayed) is stored once.  None
+    in entries stored before it existed (SQLite 11, PostgreSQL 10)."""
 
     id: int
     at: float
@@ -82,6 +86,12 @@ class AuditEntry:
     arguments: str | None  # JSON, redacted
     result: str | None
     instance_id: str | None = None  # the gateway instance that applied it
+    uid: str | None = None
+
+
+def new_uid() -> str:
+    """A fresh ``AuditEntry.uid`` (random, 128 bits)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, kw_only=True)

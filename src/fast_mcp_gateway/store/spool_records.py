@@ -3,18 +3,21 @@ a ``.part`` file a kill cut short, and written into the store.
 
 A spool file is JSON lines.  The first names the store and how many records of each
 kind follow (``{"spool": 1, "store": ..., "calls": n, "health": m}``, and ``"audit": k``
-in format 2); then one line per record, ``{"call": {...}}``, ``{"health": {...}}`` or
-``{"audit": {...}}``.  A file holding audit entries is format 2, so that a gateway
-reading format 1 only refuses it in words (it would misread the audit lines as health
-transitions and keep failing); one without is format 1, readable by such a gateway (a
-downgrade between a stop and a start).
+in formats 2 and 3); then one line per record, ``{"call": {...}}``, ``{"health": {...}}``
+or ``{"audit": {...}}``.  A file holding audit entries is format 3 (its entries carry
+their ``uid``; format 2's did not, and are still read), so that a gateway reading only
+format 1 (it would misread the audit lines as health transitions) or 1 and 2 (it would
+fail on the ``uid``) refuses it in words; one without is format 1, readable by such a
+gateway (a downgrade between a stop and a start).
 
 Written into the store: call records in batches (one transaction each; a record whose
 id is stored already is neither stored nor counted again, ``add_invocations``), then
-the health transitions and the audit entries the store does not hold yet -- the same
-time, server, replica, status and gateway; the same time, actor, action, target and
-gateway -- the store's history read back, newest first, to the oldest one spilled.  So
-a replay cut short by a crash or an outage is simply run again: nothing is duplicated.
+the health transitions and the audit entries the store does not hold yet -- an audit
+entry with a ``uid`` is written as it is (the store keeps one entry per uid); for the
+others, the same time, server, replica, status and gateway; the same time, actor,
+action, target and gateway -- the store's history read back, newest first, to the
+oldest one spilled.  So a replay cut short by a crash or an outage is simply run again:
+nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from fast_mcp_gateway.store.records import AuditEntry, HealthRecord, Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
 
 FORMAT = 1  # call records and health transitions
-FORMAT_AUDIT = 2  # ... and audit entries
+FORMAT_AUDIT_V2 = 2  # ... and audit entries without their uid (read, no longer written)
+FORMAT_AUDIT = 3  # ... and audit entries with their uid
+FORMATS = (FORMAT, FORMAT_AUDIT_V2, FORMAT_AUDIT)  # those read
 BATCH = 500  # call records per transaction when replaying
 PAGE = 500  # history rows read back per query when leaving out those stored
 
@@ -79,9 +84,9 @@ def head_counts(head: Any) -> tuple[int, int, int]:
     its format is checked."""
     if not isinstance(head, dict):
         raise ValueError("its first line is not a spool file's")
-    if head.get("spool") not in (FORMAT, FORMAT_AUDIT):
+    if head.get("spool") not in FORMATS:
         raise ValueError(f"spool format {head.get('spool')!r}, this gateway reads "
-                         f"{FORMAT} and {FORMAT_AUDIT}")
+                         f"{', '.join(map(str, FORMATS[:-1]))} and {FORMATS[-1]}")
     try:
         return int(head["calls"]), int(head["health"]), int(head.get("audit", 0))
     except (KeyError, TypeError) as exc:
@@ -153,12 +158,14 @@ async def write_into(store: Callable[[], Store], held: Held) -> None:
                 server=server, limit=PAGE, before_id=before), lambda r: r.server))
 
     async def write_audit() -> None:
-        for entry in await _not_stored(
-                held.audit, _audit_key, lambda _, before: store().audit(
-                    limit=PAGE, before_id=before), lambda _: ""):
-            await store().add_audit(entry.actor, entry.action, entry.target,
-                                    entry.arguments, entry.result, entry.instance_id,
-                                    at=entry.at)
+        unkeyed = [e for e in held.audit if e.uid is None]  # format 2's
+        left = await _not_stored(unkeyed, _audit_key, lambda _, before: store().audit(
+            limit=PAGE, before_id=before), lambda _: "") if unkeyed else []
+        for entry in held.audit:
+            if entry.uid is not None or entry in left:
+                await store().add_audit(entry.actor, entry.action, entry.target,
+                                        entry.arguments, entry.result, entry.instance_id,
+                                        at=entry.at, uid=entry.uid)
 
     await while_unavailable(write_health, first=0.5, most=5.0)
     await while_unavailable(write_audit, first=0.5, most=5.0)

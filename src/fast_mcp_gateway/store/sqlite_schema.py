@@ -194,12 +194,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE health_records ADD COLUMN instance_id TEXT;
     ALTER TABLE audit ADD COLUMN instance_id TEXT;
     """),
+    (11, """
+    -- an audit entry's id, given when it is made: written twice, stored once
+    ALTER TABLE audit ADD COLUMN uid TEXT;
+    CREATE UNIQUE INDEX audit_uid ON audit (uid);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {}
+READABLE_FROM: dict[int, int] = {11: 10}
 """Migrations that leave the store usable by older gateways: version -> the oldest schema
 version whose gateways may use it (``schema_readers``).  Only a migration that adds
-(nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it)."""
+(nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it).
+11 does: a gateway of 10 writes its audit entries without a uid (NULL: never a conflict
+under the unique index)."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
@@ -328,7 +335,7 @@ COLUMNS: dict[str, frozenset[str]] = {
     "invocation_minutes": _AGGREGATE_COLUMNS,
     "invocation_hours": _AGGREGATE_COLUMNS,
     "audit": frozenset({"id", "at", "actor", "action", "target", "arguments", "result",
-                        "instance_id"}),
+                        "instance_id", "uid"}),
     "servers": frozenset({"name", "config", "enabled", "updated_at"}),
     "routes": frozenset({"id", "pattern", "match", "target", "priority", "created_at"}),
     "health_records": frozenset({"id", "at", "server", "replica", "status", "detail",

@@ -1,10 +1,11 @@
 """Masking secrets in what the gateway shows, stores and logs.
 
-A leaf: imports nothing of the gateway, so config, upstream, store and admin can all use it.
-A *secret* is a value that came from ``${VAR}`` interpolation (the config remembers them), a
-value under a credential-like key (``token``, ``Authorization``, ``api_key``, ...), the
-credentials in a URL (userinfo, credential-like query parameters), or a credential in an
-issuer's well-known format anywhere (``ghp_...``, ``sk-...``, ``AKIA...``, a JWT, a
+A leaf: imports nothing of the gateway but ``value_index`` (a leaf too), so config,
+upstream, store and admin can all use it.  A *secret* is a value that came from
+``${VAR}`` interpolation (the config remembers them), a value under a credential-like
+key (``token``, ``Authorization``, ``api_key``, ...), the credentials in a URL
+(userinfo, credential-like query parameters), or a credential in an issuer's
+well-known format anywhere (``ghp_...``, ``sk-...``, ``AKIA...``, a JWT, a
 private-key PEM block: ``mask_tokens``).
 
 ``SECRETS`` is the process-wide registry every loaded server config feeds (values only,
@@ -16,12 +17,13 @@ per log call of traffic; ``SecretLogFilter`` is the last line for log records.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
+
+from fast_mcp_gateway.telemetry.value_index import GRAM, ValueIndex
 
 MASK = "***"
 # Shorter values would mask common substrings ("1", "on") all over the text.
@@ -129,54 +131,51 @@ class SecretRegistry:
 SECRETS = SecretRegistry()
 
 
-class RecentSecrets:
+class RecentSecrets(ValueIndex):
     """Credential values of recent calls' arguments (a password a host passes to a tool),
     masked as the registry's are while they may come back: an upstream that prints its
     input to stderr as it crashes puts it in the stderr tail, ``last_error`` and the
     log, made before the call's own error (which ``mask_argument_values`` masks).
     Only the last ``limit`` values are kept (a host may send a new one per call: the
     registry, add-only, would grow without bound), each at most ``MAX_LENGTH``
-    characters; ``mask`` is a substring check per value no longer than the text, no
-    compiled pattern to rebuild per call.  Filled only for tools whose schema names a
-    credential-like property (``front/calls.py``): empty, it costs nothing."""
+    characters.  ``mask`` (``ValueIndex``) finds those a text holds value by value when
+    few are no longer than the text, else in an index (a dict lookup per up to 32
+    characters of text, however many values), no compiled pattern to rebuild per
+    value; it masks every character of each occurrence (overlapping ones as one
+    ``***``).  Filled only for tools whose schema names a credential-like property
+    (``front/calls.py``): empty, it costs nothing.  ``add`` may run in another thread
+    than ``mask``."""
 
-    MIN_LENGTH = 6  # shorter ones would mask common words in every log line for a while
+    MIN_LENGTH = GRAM  # shorter ones would mask common words in every log line for a while
     MAX_LENGTH = 1024
 
     def __init__(self, limit: int = 256, longest: int = MAX_LENGTH) -> None:
+        super().__init__(MASK)
         self.limit, self.longest = limit, longest
         self._values: dict[str, None] = {}  # oldest first
-        # Longest first (one containing another is masked whole), with their lengths
-        # negated (ascending, for ``bisect``): one tuple, swapped whole by ``add``.
-        self._by_length: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
         with self._lock:
-            changed = False
+            added: dict[str, None] = {}
             for value in values:
                 if not (self.MIN_LENGTH <= len(value) <= self.longest):
                     continue
                 if value in self._values:
                     del self._values[value]  # seen again: the newest now
                 else:
-                    changed = True
+                    added[value] = None
                 self._values[value] = None
+            dropped = []
             while len(self._values) > self.limit:
-                del self._values[next(iter(self._values))]
-                changed = True
-            if changed:
-                values = tuple(sorted(self._values, key=len, reverse=True))
-                self._by_length = values, tuple(-len(v) for v in values)
-
-    def mask(self, text: str) -> str:
-        values, lengths = self._by_length
-        # Only values the text is long enough to hold: a full CALLERS holds a thousand
-        # JWTs, and most texts (a call's argument strings) are shorter than any.
-        for value in values[bisect.bisect_left(lengths, -len(text)):]:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+                oldest = next(iter(self._values))
+                del self._values[oldest]
+                if oldest in added:
+                    del added[oldest]   # added and dropped at once: never indexed
+                else:
+                    dropped.append(oldest)
+            if added or dropped:
+                self.update(added, dropped)
 
     def __contains__(self, value: object) -> bool:
         return value in self._values

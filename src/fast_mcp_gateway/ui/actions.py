@@ -85,6 +85,8 @@ async def act(page: Page) -> Response:
                            report=report, back=base + "/")
     state = getattr(result, "state", None)
     message = f"{label}: done" + (f"; the server is now {state}." if state else ".")
+    if (note := getattr(result, "note", None)) is not None:  # what its state does not show
+        message = f"{note[:1].upper()}{note[1:]}."
     return page.render("server.html", flash=message, **await detail_context(page, name))
 
 

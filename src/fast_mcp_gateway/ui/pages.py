@@ -18,6 +18,7 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.errors import UnknownServer
+from fast_mcp_gateway.http.auth import quotable
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
@@ -96,7 +97,11 @@ async def login(ui: Ui, request: Request) -> Response:
         next_ = _safe_next(base, str(data.get("next") or next_))
     cookie, problem = await ui.auth.redeem(token)
     if cookie is None:
-        return form(401, problem)
+        refused = form(401, problem)
+        if ui.auth.links is None and token:  # a bearer token was refused: RFC 6750's words
+            refused.headers["www-authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{quotable(problem or "")}"')
+        return refused
     response = RedirectResponse(next_, 303)
     ui.auth.login(response, request, cookie)
     return response
@@ -170,7 +175,9 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
     return {"d": detail, "components": views.components(page.ctx, name), "calls": calls,
             "health_log": health_log, "trend": trend, "window": window, "status": status,
             "statuses": STATUSES, "views": views, "cursor": cursor,
-            "store_problem": store_problem}
+            "store_problem": store_problem,
+            # An invalid entry's enabled flag can be recorded (``admin/invalid.py``).
+            "keeps_flags": page.ctx.store is not None}
 
 
 async def detail(page: Page) -> Response:
@@ -181,7 +188,8 @@ async def detail(page: Page) -> Response:
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
     return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40,
-                                                               may_use=page.viewer.may_use))
+                                                               may_use=page.viewer.may_use),
+                       keeps_flags=page.ctx.store is not None)
 
 
 def routes(ui: Ui) -> list[Route]:

@@ -39,7 +39,7 @@ from starlette.responses import Response
 
 from fast_mcp_gateway.config.auth import SCOPES
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
-from fast_mcp_gateway.http.auth import principal_of
+from fast_mcp_gateway.http.auth import principal_of, refusal
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks, Sessions
 
@@ -154,6 +154,8 @@ class DashboardAuth:
         if self.links is None:
             if (self._verify is None or not token or len(token) > MAX_TOKEN
                     or await self._verify(token) is None):
+                if (reason := refusal()) is not None:  # a verified JWT the policy refuses
+                    return None, f"That token is not valid for this gateway: {reason}."
                 return None, ("That token is not valid for this gateway (unknown, expired "
                               "or mistyped).")
             return self._sessions.open(token), None

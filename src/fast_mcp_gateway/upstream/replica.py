@@ -386,10 +386,11 @@ class Upstream:
     # -- requests -------------------------------------------------------------------
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         return await self._era_switch.send(
-            name, lambda: self._requests.call_tool(name, arguments, front),
+            name, lambda: self._requests.call_tool(name, arguments, front, on_progress),
             front is not None and front.is_modern)
 
     async def call_tool_raw(

@@ -149,9 +149,13 @@ class Requests:
         return await self.request(what, front, within)
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None
+        self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        progress = front.progress if front is not None and front.session is not None else None
+        """``on_progress``: where its progress goes, if not to ``front`` (a retried
+        call's, passing on only progress that rises: ``routing.attempts.rising``)."""
+        progress = on_progress or (
+            front.progress if front is not None and front.session is not None else None)
         sup = self._sup
 
         async def op(session: ClientSession) -> Any:

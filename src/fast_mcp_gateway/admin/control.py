@@ -216,14 +216,13 @@ class ControlPlane:
         return True
 
     def detach(self) -> None:
-        """Forget the store (it is about to close); history stops recording, and an
-        operation still running spills its audit entry (``HeldAudit.close``)."""
+        """Forget the store (it is about to close); history stops recording; an audit
+        entry made from now on is spilled (``HeldAudit.close``)."""
         self.store = self.recorder = None
         self.manager.names.persistent = False
         self.held_audit.close()
 
-    def unfinished(self) -> list[AuditEntry]:
-        """The audit entries of the operations still running as the store closes."""
+    def unfinished(self) -> list[AuditEntry]:  # of the operations running as it closes
         return [self._audit_entry(r.actor, r.action, r.target, r.arguments, UNFINISHED)
                 for r in self.in_flight.now()]
 
@@ -364,8 +363,7 @@ class ControlPlane:
 
         Runtime registrations still override the file (``merge``); the report is kept
         in ``last_reload`` and ``reloads`` is notified after every attempt.  A stop
-        waits for it as for any admin operation in flight (a SIGHUP's is not cancelled).
-        """
+        waits for it as for any admin operation in flight (a SIGHUP's is not cancelled)."""
         with self.in_flight.running(actor, "reload_config", str(self.settings.config)):
             return await self._reload(actor)
 

@@ -20,6 +20,7 @@ import yaml
 from fast_mcp_gateway.admin import history, routes, servers
 from fast_mcp_gateway.admin.context import Actor
 from fast_mcp_gateway.admin.control import ControlPlane
+from fast_mcp_gateway.admin.in_flight import InFlight
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE
@@ -88,6 +89,7 @@ class FakeContext:
         self.audits: list[tuple[str, str, str | None]] = []
         self.routes_loaded = 0
         self.health_waits = 0
+        self.in_flight = InFlight()
 
     async def health_flushed(self, within: float) -> bool:
         self.health_waits += 1

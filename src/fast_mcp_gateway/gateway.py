@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -116,6 +115,8 @@ class Gateway:
         check_profile(self.settings.profile, config.options)
         self.provider.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
+        # A stop waits (bounded) for admin operations in flight before the servers stop.
+        self.provider.before_stop = lambda: self.control.in_flight.ended()
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._stop_stdio: anyio.CancelScope | None = None  # while serving stdio
         # A failed background task: serving stops, ``run_async`` raises it.
@@ -271,7 +272,7 @@ class Gateway:
                                 retention_rows=s.retention_rows, redact_keys=s.redact_keys,
                                 instance_id=s.instance_id, spool=spool,
                                 drain_timeout=s.shutdown_flush_timeout)
-            self.provider.recorder = recorder
+            self.provider.pipeline.recorder = recorder  # calls recorded
             self.provider.invalidate()
             tasks += [recorder.run, functools.partial(spool.run, store)]  # earlier spills
             await self.control.attach(store, recorder)  # a store away: opened later
@@ -288,6 +289,13 @@ class Gateway:
                         await recorder.stopping(s.shutdown_flush_timeout,
                                                 store_down=self.control.store_down)
         finally:
+            if store is not None:  # from now on an operation's audit is spilled at once
+                unfinished = self.control.unfinished()  # still running: spilled as such
+                self.control.detach()
+                self.provider.pipeline.recorder = None
+                if recorder is not None and recorder.spool is not None and unfinished:
+                    recorder.spool.hold_audit(unfinished, f"{len(unfinished)} admin "
+                                              "operation(s) still running as it closed")
             if recorder is not None:
                 if recorder.spool is not None:  # what the stop spilled: one file, one line
                     recorder.spool.write()
@@ -296,8 +304,6 @@ class Gateway:
                            "dropped, %d failed", recorder.written, recorder.spilled,
                            recorder.dropped, recorder.failed_writes)
             if store is not None:
-                self.control.detach()
-                self.provider.recorder = None
                 await store.close()
 
     def _background_failed(self, task: str, error: Exception) -> None:
@@ -462,31 +468,11 @@ class Gateway:
                                authenticated=self.config.options.auth is not None)
         if refusal is not None:  # library mode: no CLI refused it first
             raise ConfigError.single("GatewaySettings", None, "host", refusal)
-        import uvicorn
+        from fast_mcp_gateway.http.serving import uvicorn_server
 
-        from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
-        from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
-
-        config = uvicorn.Config(
-            self.http_app(transport), host=self.settings.host, port=self.settings.port,
-            log_level="warning", lifespan="on", log_config=None, access_log=False,
-            # A client that never finishes its headers is closed (uvicorn has no such
-            # timeout of its own): httptools when installed, else h11, both guarded.
-            http=protocol_with_timeout(self.settings.header_timeout),
-            # The idle limit between requests is that timeout too: uvicorn's own (5 s)
-            # equals httpx's pool expiry, so a host's next request could be written into
-            # a connection the gateway was closing, and fail with a read error.
-            timeout_keep_alive=max(1, math.ceil(self.settings.header_timeout)),
-            h11_max_incomplete_event_size=16384,
-            # Nothing here is a WebSocket: upgrades are refused without loading the
-            # websockets library (~0.65 MB of RSS).
-            ws=RefusedWebSocket,
-            # A host holding a stream open must not keep a stopping gateway alive.
-            timeout_graceful_shutdown=5,
-        )
         # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
         # cancelling it from outside instead logs an ERROR traceback from its lifespan.
-        self._http_server = uvicorn.Server(config)
+        self._http_server = uvicorn_server(self.http_app(transport), self.settings)
         try:
             await self._http_server.serve(sockets=sockets)
         finally:

@@ -198,7 +198,8 @@ async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
                 ) -> AlertRuleView:
     engine = require_alerts(ctx)
     store = require_store(ctx, "alert rules")
-    with finishing():  # once written, audited whatever the caller does
+    # Once written, audited whatever the caller does.
+    with finishing(ctx, actor, action, rule.name, rule.stored()):
         await store.put_alert_rule(rule.name, rule.stored())
         await ctx.audit(actor, action, rule.name, rule.stored())
     await engine.evaluate()
@@ -254,7 +255,7 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     engine = require_alerts(ctx)
     store = require_store(ctx, "alert rules")
     await _existing(engine, name, principal)
-    with finishing():
+    with finishing(ctx, actor, "delete_alert_rule", name):
         if engine.file_rule(name) is not None:
             await store.put_alert_rule(name, None)
         else:

@@ -9,7 +9,8 @@ asking by passing an ``Actor``, and maps the gateway's errors to its own once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -56,6 +57,15 @@ CONFIG_FILE = Actor("config-file")
 def signal_actor(name: str) -> Actor:
     """The actor of what a signal (``"SIGHUP"``) made the gateway do."""
     return Actor(f"signal:{name}")
+
+
+class Operations(Protocol):
+    """The admin operations in flight, as ``finishing`` counts them (``in_flight.py``)."""
+
+    def running(self, actor: Actor, action: str, target: str | None,
+                arguments: Any = None) -> AbstractContextManager[None]:
+        """Count the block as the operation ``action`` of ``actor`` on ``target``."""
+        ...
 
 
 class Fleet(Protocol):
@@ -135,6 +145,11 @@ class AdminContext(Protocol):
         ...
 
     @property
+    def in_flight(self) -> Operations:
+        """The operations running in ``finishing`` now (a stop waits for them)."""
+        ...
+
+    @property
     def store_down(self) -> bool:
         """The store cannot be reached now: the recorder holds a batch for it, or the
         change feed lost it (``/ready`` says ``degraded``; ``mcp_gateway_store_up``)."""
@@ -179,7 +194,9 @@ def require_store(ctx: AdminContext, what: str = "call records") -> Store:
     return ctx.store
 
 
-def finishing() -> anyio.CancelScope:
+@contextmanager
+def finishing(ctx: AdminContext, actor: Actor, action: str, target: str | None,
+              arguments: Any = None) -> Iterator[None]:
     """The scope an admin operation runs in from its store write through its audit:
     not cut by its caller's cancellation (a host cancelling the ``tools/call``, an HTTP
     client gone), which lands at the caller's next checkpoint after it.  Cut there, a
@@ -190,10 +207,17 @@ def finishing() -> anyio.CancelScope:
     (``longest_attempt``, which a gateway's stop ends), the audit's one write before it
     is held.  An import runs its adds in one such scope (``servers.import_servers``).
 
+    It counts as ``ctx.in_flight``'s operation ``action`` of ``actor`` on ``target``
+    (what its audit entry says): a gateway's stop waits for it, bounded, before it stops
+    the servers and closes the store, and spills that entry as unfinished if it is
+    still running then (``in_flight``).
+
     It holds against a cancel scope's cancellation, never asyncio's ``Task.cancel()``
     (uvicorn's, of a request still running past ``timeout_graceful_shutdown`` at a stop):
     a caller that task may cancel runs the operation through ``shieldable``."""
-    return anyio.CancelScope(shield=True)
+    with ctx.in_flight.running(actor, action, target, arguments), \
+            anyio.CancelScope(shield=True):
+        yield
 
 
 async def shieldable(operation: Callable[[], Awaitable[T]]) -> T:

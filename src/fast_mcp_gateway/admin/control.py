@@ -32,6 +32,7 @@ from fast_mcp_gateway.admin import instance_lease
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.held_audit import HeldAudit, write_entry
+from fast_mcp_gateway.admin.in_flight import UNFINISHED, InFlight
 from fast_mcp_gateway.admin.invalid import log_invalid, warn_overlong
 from fast_mcp_gateway.admin.late_store import connect_later
 from fast_mcp_gateway.admin.pin_worker import load_pins
@@ -49,7 +50,7 @@ from fast_mcp_gateway.config.schema import (
 )
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.routing.converge import converge
+from fast_mcp_gateway.routing.converge import configure_before_run, converge
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.store import AuditEntry, Registration, StorageError, Store, StoreUnavailable
@@ -103,6 +104,7 @@ class ControlPlane:
         self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
         self.held_audit = HeldAudit(lambda: self.store)  # what was done, the store away
+        self.in_flight = InFlight()  # admin operations a stop waits for (in_flight.py)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
         # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
@@ -172,6 +174,7 @@ class ControlPlane:
         if recorder.spool is not None:  # what is held goes there at a stop, the store away
             self.health_log.spill = recorder.spool.hold_health
             self.held_audit.spill = recorder.spool.hold_audit
+            self.held_audit.late = recorder.spool
         if isinstance(store, DeferredStore):
             self.store_lost = True
             self.outage.lost(store.error, starting=True)
@@ -213,9 +216,15 @@ class ControlPlane:
         return True
 
     def detach(self) -> None:
-        """Forget the store (it is about to close); history and audit stop recording."""
+        """Forget the store (it is about to close); history stops recording; an audit
+        entry made from now on is spilled (``HeldAudit.close``)."""
         self.store = self.recorder = None
         self.manager.names.persistent = False
+        self.held_audit.close()
+
+    def unfinished(self) -> list[AuditEntry]:  # of the operations running as it closes
+        return [self._audit_entry(r.actor, r.action, r.target, r.arguments, UNFINISHED)
+                for r in self.in_flight.now()]
 
     def tasks(self) -> list[Task]:
         """The background tasks to run while serving (after ``attach``, if at all); with
@@ -353,8 +362,12 @@ class ControlPlane:
         """Re-read the config file; restart only what changed; keep everything on error.
 
         Runtime registrations still override the file (``merge``); the report is kept
-        in ``last_reload`` and ``reloads`` is notified after every attempt.
-        """
+        in ``last_reload`` and ``reloads`` is notified after every attempt.  A stop
+        waits for it as for any admin operation in flight (a SIGHUP's is not cancelled)."""
+        with self.in_flight.running(actor, "reload_config", str(self.settings.config)):
+            return await self._reload(actor)
+
+    async def _reload(self, actor: Actor) -> ChangeReport:
         async with self._reload_lock:
             path = self.settings.config
             if path is None:
@@ -396,7 +409,7 @@ class ControlPlane:
                 hook(old.options, new.options)
             report = ChangeReport.model_validate(
                 await self.manager.reconcile(desired) if self.manager.running
-                else self._configure(desired))
+                else configure_before_run(self.manager, desired))
             report.restart_needed = self._restart_needed(new.options)
             report.invalid = {name: entry.error for name, entry in new.invalid.items()}
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
@@ -415,19 +428,6 @@ class ControlPlane:
         for name, server in kept.items():
             servers[name] = server
         return new.model_copy(update={"servers": servers})
-
-    def _configure(self, desired: dict[str, ServerConfig]) -> dict[str, list[str]]:
-        """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a
-        library reload before ``run``): nothing runs to stop or restart yet, so the
-        servers are made from ``desired`` and start with the others."""
-        manager = self.manager
-        desired = manager.served(desired)
-        before = {name: service.config for name, service in manager.services.items()}
-        manager.configure(desired)
-        return {"added": [n for n in desired if n not in before],
-                "removed": [n for n in before if n not in desired],
-                "restarted": [n for n, s in desired.items() if before.get(n, s) != s],
-                "unchanged": [n for n, s in desired.items() if before.get(n) == s]}
 
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
         """Audit a reload that happened (or was rejected): a store lost meanwhile holds

@@ -13,7 +13,10 @@ in order, waiting out the outage (``while_unavailable``; the gateway says the ou
 once), as the call records and health transitions are held.  At stop what is still
 held gets one bounded attempt and then goes to ``spill`` (the spool: written into the
 store at the next start with it); so does, at once, an entry held after that (an
-operation outliving the stop's cancellation: ``admin.context.finishing``).
+operation outliving the stop's cancellation: ``admin.context.finishing``).  Once the
+store is closed (``close``), an entry of an operation that ended only then is spilled
+to a spool file of its own at once (``late``), in one line: it was dropped without a
+word (``admin/in_flight.py``).
 ``flushed`` lets a reader see them written.  A write may have been made and its
 answer lost (PostgreSQL's COMMIT done, the connection cut before it answered): the
 entry, held and written again, is stored once, by the ``uid`` it was made with (the
@@ -32,6 +35,7 @@ import anyio.abc
 from fast_mcp_gateway.store import StorageError, Store, StoreUnavailable
 from fast_mcp_gateway.store.records import AuditEntry
 from fast_mcp_gateway.store.retry import while_unavailable
+from fast_mcp_gateway.store.spool import Spool
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,13 @@ class HeldAudit:
         # Where the entries still held at stop go (the spool), if anywhere.
         self.spill: Callable[[list[AuditEntry]], None] | None = None
         self._stopped = False  # ``run`` ended: nothing writes what is held any more
+        self._closed = False  # the store was closed at a stop (``close``)
+        self.late: Spool | None = None  # where an entry made after that is spilled
+
+    def close(self) -> None:
+        """The store is closing (the gateway stops): an entry added from now on is
+        spilled at once, with a line of its own, to ``late``."""
+        self._closed = True
 
     async def add(self, entry: AuditEntry) -> None:
         """Write ``entry`` (its ``at``: when the audited action was done; none without
@@ -56,6 +67,8 @@ class HeldAudit:
         refuses it costs the entry, logged -- never the audited action's outcome."""
         store = self._store()
         if store is None:
+            if self._closed:
+                self._spill_late(entry)
             return
         if self.entries:  # written after those held before it
             self._hold(entry, f"{len(self.entries)} audit entries held before it are not "
@@ -83,6 +96,15 @@ class HeldAudit:
         logger.warning("%s by %s: its audit entry is held and written once the store is "
                        "back (spilled with the call records if the gateway stops first); "
                        "%s", entry.action, entry.actor, why)
+
+    def _spill_late(self, entry: AuditEntry) -> None:
+        spool = self.late
+        if spool is not None:  # the spool says where, or why it could not
+            spool.hold_audit([entry], "an admin operation ended after the store closed")
+            spool.write()
+            return
+        logger.warning("%s by %s ended after the gateway closed its store, which has no "
+                       "spool folder: its audit entry is lost", entry.action, entry.actor)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:

@@ -156,7 +156,8 @@ async def inspector_clear(ctx: AdminContext, actor: Actor, server: str | None = 
                           ) -> dict[str, int]:
     """Delete the inspector history (of one server, or all); audited."""
     store = require_store(ctx, "inspector history")
-    with finishing():  # once cleared, audited whatever the caller does
+    # Once cleared, audited whatever the caller does.
+    with finishing(ctx, actor, "inspector_clear", server):
         removed = await store.clear_inspections(server)
         await _check_server(ctx, server or None, removed > 0, lambda: store.inspections(
             server=server, limit=1))

@@ -106,7 +106,8 @@ async def flag_invalid(ctx: AdminContext, actor: Actor, name: str,
             "gateway has no store to keep an enabled flag in until the entry is "
             f"corrected: correct the entry, with 'enabled: {flag}' in it, and save the "
             "file (the gateway reloads it)")
-    with finishing():  # saved first, then shown and audited, as for a running server
+    # Saved first, then shown and audited, as for a running server.
+    with finishing(ctx, actor, action, name):
         await ctx.store.set_server_enabled(name, enabled)
         registered = ctx.flag_invalid(name, enabled)
         await ctx.audit(actor, action, name, None, INVALID)

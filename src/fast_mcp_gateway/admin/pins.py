@@ -88,7 +88,9 @@ async def approve_changes(ctx: AdminContext, actor: Actor, server: str,
             raise NotFound(f"nothing to approve for {', '.join(map(repr, unknown))} on server "
                            f"'{server}'; open findings: {', '.join(sorted(open_names)) or 'none'}")
     done = book.approve(server, names, actor.id)  # approved here from now on
-    with finishing():  # and so released and audited whatever the caller does
+    approving = {"names": [f"{f.kind}:{f.name}" for f in done]}
+    # And so released and audited whatever the caller does.
+    with finishing(ctx, actor, "approve_changes", server, approving):
         if ctx.store is not None and done:
             records = [book.pins[f.key] for f in done]
             try:
@@ -101,8 +103,7 @@ async def approve_changes(ctx: AdminContext, actor: Actor, server: str,
             finally:
                 book.saved(f.key for f in done)
         ctx.manager.refresh_catalog()
-        await ctx.audit(actor, "approve_changes", server,
-                        {"names": [f"{f.kind}:{f.name}" for f in done]},
+        await ctx.audit(actor, "approve_changes", server, approving,
                         f"{len(done)} approved")
     approved = [finding_model(f) for f in done]
     return ApprovalReport(server=server, approved=approved,

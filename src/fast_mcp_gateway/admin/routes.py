@@ -44,7 +44,9 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
             f"the pattern '{pattern}' holds a wildcard ('*' or '?'), but 'match' is "
             f"'exact' (the default), which compares names as written: set 'match' to "
             f"'wildcard' (or to 'prefix' with the pattern '{pattern.split('*')[0]}')")
-    with finishing():  # once written, in the call path and audited whatever the caller does
+    planned = {"id": route_id, "match": match, "target": target, "priority": priority}
+    with finishing(ctx, actor, action, pattern, planned):  # once written, in the call
+        # path and audited whatever the caller does
         if route_id is None:
             route_id = await store.add_route(pattern, match, target, priority)
         elif not await store.update_route(route_id, pattern, match, target, priority):
@@ -76,7 +78,7 @@ async def update_route(ctx: AdminContext, actor: Actor, route_id: int, pattern: 
 async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[str, Any]:
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
     store = require_store(ctx, "route rules")
-    with finishing():
+    with finishing(ctx, actor, "delete_route", str(route_id)):
         if not await store.delete_route(route_id):
             raise NotFound(_no_route(actor, route_id))
         await ctx.load_routes()

@@ -166,7 +166,7 @@ async def _audit_done(ctx: AdminContext, actor: Actor, action: str, target: str,
                       result: str | None, arguments: Any = None) -> None:
     """Audit what was done, with the state it reached (a caller cancelled while it
     waited for the outcome: the state then); the cancellation lands after."""
-    with finishing():
+    with finishing(ctx, actor, action, target, arguments):
         await ctx.audit(actor, action, target, arguments, result)
 
 
@@ -179,7 +179,7 @@ async def enable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSta
     # Saved first: a store that is down fails the operation before anything changes
     # (and a retry after such a failure still saves, even if the server is running).
     # Once saved, it is applied whatever the caller does (``finishing``).
-    with finishing():
+    with finishing(ctx, actor, "enable_server", name):
         await _persist_enabled(ctx, name, True)
         before = service.attempts
         # Still audited when nothing moves: the request was made (and persisted).
@@ -197,7 +197,7 @@ async def disable_server(ctx: AdminContext, actor: Actor, name: str) -> ServerSt
     if (flagged := await flag_invalid(ctx, actor, name, False)) is not None:
         return flagged
     service = service_of(ctx, name)
-    with finishing():  # saved first, then applied, as in enable_server
+    with finishing(ctx, actor, "disable_server", name):  # saved first, then applied
         await _persist_enabled(ctx, name, False)
         service.set_enabled(False)
     try:
@@ -316,7 +316,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     prior = None if exists else next((r for r in await store.servers() if r.name == name), None)
     # From the store write on, it ends applied and audited (or taken back), even if its
     # caller is cancelled meanwhile (``finishing``).
-    with finishing():
+    with finishing(ctx, actor, "update_server" if exists else "add_server", name, raw):
         if exists:
             await store.put_server(name, raw, parsed.enabled)
         elif not await store.add_server(name, raw, parsed.enabled):
@@ -404,11 +404,12 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     if name not in ctx.manager.services:
         if not await _registered_elsewhere(store, name):
             raise not_started(ctx, name) or NotFound(f"no server named '{name}'")
-        with finishing():
+        with finishing(ctx, actor, "remove_server", name):
             await store.delete_server(name)
             await ctx.audit(actor, "remove_server", name)
         return ChangeReport(removed=[name])
-    with finishing():  # once written, stopped and audited whatever the caller does
+    # Once written, stopped and audited whatever the caller does.
+    with finishing(ctx, actor, "remove_server", name):
         if name in ctx.file_servers:
             await store.put_server(name, TOMBSTONE, False)
         else:
@@ -452,7 +453,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
     # Once validated, the import finishes whatever its caller does (``finishing``), as
     # each add or update in it does from its store write: cut by a cancel, the servers
     # done so far stayed imported, the rest not, and the caller was answered nothing.
-    with finishing():
+    with finishing(ctx, actor, "import_servers", None):
         for name in imported.config.servers:
             if name not in entries:
                 report.unchanged.append(name)

@@ -361,11 +361,24 @@ _HTTP_EXIT_GRACE = 15.0
 def _hard_exit(gateway: Any) -> None:
     """The backstop for a stop that hangs; it never cuts the call log's final flush, or
     the spill of what is held for an unreachable store, short (that is bounded by
-    ``shutdown_flush_timeout`` itself)."""
+    ``shutdown_flush_timeout`` itself), nor an admin operation in flight within the
+    stop's wait for it (``admin/in_flight.py``): one still running then, before the
+    orderly stop spilled it, is named and spilled as unfinished here."""
     from fast_mcp_gateway.front.stdio import restore_blocking
 
     recorder = gateway.recorder
     spool = getattr(recorder, "spool", None)
+    control = gateway.control
+    until = time.monotonic() + control.in_flight.grace
+    while len(control.in_flight) and time.monotonic() < until:
+        time.sleep(0.05)  # a daemon thread: the event loop may still be finishing them
+    if len(control.in_flight) and control.store is not None and spool is not None:
+        unfinished = control.unfinished()
+        logging.getLogger("fast_mcp_gateway").warning(
+            "exiting with %d admin operation(s) still running: %s", len(unfinished),
+            "; ".join(f"{e.action} {e.target or ''} by {e.actor}" for e in unfinished))
+        spool.hold_audit(unfinished, "admin operations still running at the hard exit")
+        spool.write()
     deadline = time.monotonic() + gateway.settings.shutdown_flush_timeout
     while (recorder is not None and time.monotonic() < deadline
            and ((not recorder.stopped and recorder.pending)

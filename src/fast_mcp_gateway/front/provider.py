@@ -6,7 +6,8 @@ themselves through the provider's ``CallPipeline`` (``calls.py``), the one the
 stdio express lane uses too.
 
 The provider's ``lifespan`` runs the ``UpstreamManager``, so upstreams start and
-stop with the FastMCP server, whichever transport serves it.  Components are made
+stop with the FastMCP server, whichever transport serves it (after ``before_stop``:
+the gateway's bounded wait for admin operations in flight).  Components are made
 (``factory.py``) once per catalog generation and looked up by exposed name in O(1),
 except tools: their FastMCP components (~2 KB each) are made when FastMCP needs one
 (a lookup keeps it; a list through FastMCP makes them for that list only), while the
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -59,15 +60,14 @@ from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.routing.waiting import until_offered
-from fast_mcp_gateway.telemetry.recorder import Recorder
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
 logger = logging.getLogger(__name__)
 
 _TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway's "
                 "session to its server uses the handshake era, which has no tasks (the tasks "
-                "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for the "
-                "server to relay its tasks to 2026-07-28 hosts")
+                "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for "
+                "the server to relay its tasks to 2026-07-28 hosts")
 
 
 def _task_required(tool: types.Tool) -> bool:
@@ -75,9 +75,13 @@ def _task_required(tool: types.Tool) -> bool:
 
 
 def _first(item: tuple[str, Any]) -> str:
-    # Lists in name order: the same bytes whatever order upstreams connected in, or
-    # were configured or added in (hosts' prompt caches key on them).
+    # Lists in name order: the same bytes whatever order upstreams connected (or were
+    # configured, or added) in: hosts' prompt caches key on them.
     return item[0]
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _visible(server: str, servers: frozenset[str] | None) -> bool:
@@ -113,6 +117,7 @@ class GatewayProvider(Provider):
         # Told when the manager's task fails (every upstream stopped with it): the
         # ``Gateway`` stops serving, as for its own background tasks; unset, it is logged.
         self.failed: Failed | None = None
+        self.before_stop: Callable[[], Awaitable[object]] = _nothing  # awaited at the stop
         self._indexes: dict[str | None, SearchIndex] = {}   # per profile (None: no profile)
         self._generation = -1
         self._view = manager.view
@@ -136,15 +141,6 @@ class GatewayProvider(Provider):
         return f"GatewayProvider({len(self.manager.services)} servers)"
 
     @property
-    def recorder(self) -> Recorder | None:
-        """Where calls are recorded (set by the gateway when calls are logged)."""
-        return self.pipeline.recorder
-
-    @recorder.setter
-    def recorder(self, recorder: Recorder | None) -> None:
-        self.pipeline.recorder = recorder
-
-    @property
     def routes(self) -> RouteTable:
         """The route rules (set by the gateway from the store)."""
         return self.pipeline.routes
@@ -156,7 +152,10 @@ class GatewayProvider(Provider):
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         async with background(self.manager.run, failed=self.failed):
-            yield
+            try:
+                yield
+            finally:  # FastMCP closes lifespans shielded
+                await self.before_stop()
 
     def invalidate(self) -> None:
         """Rebuild the components at the next lookup."""

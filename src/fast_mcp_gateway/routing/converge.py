@@ -1,4 +1,5 @@
-"""Converging the running servers on a shared store's (``ControlPlane.apply_shared``)."""
+"""Converging the running servers on a shared store's (``ControlPlane.apply_shared``),
+and a reload's servers before they run (``configure_before_run``)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,17 @@ async def _applied(name: str, step: Awaitable[T]) -> T | None:
     except Exception as exc:  # noqa: BLE001 - the next reconcile tries again
         logger.warning("could not apply the shared state of server '%s': %s", name, exc)
         return None
+
+
+def configure_before_run(manager: UpstreamManager, desired: dict[str, ServerConfig]
+                         ) -> dict[str, list[str]]:
+    """``reconcile`` before the upstreams run (a SIGHUP while ``serve`` starts, a
+    library reload before ``run``): nothing runs to stop or restart yet, so the
+    servers are made from ``desired`` and start with the others."""
+    desired = manager.served(desired)
+    before = {name: service.config for name, service in manager.services.items()}
+    manager.configure(desired)
+    return {"added": [n for n in desired if n not in before],
+            "removed": [n for n in before if n not in desired],
+            "restarted": [n for n, s in desired.items() if before.get(n, s) != s],
+            "unchanged": [n for n, s in desired.items() if before.get(n) == s]}

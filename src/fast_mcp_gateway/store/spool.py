@@ -70,6 +70,7 @@ if sys.platform != "win32":
 logger = logging.getLogger(__name__)
 
 __all__ = ["BATCH", "Spool", "spool_target"]
+UNREACHABLE = "the store is unreachable"
 
 
 class Spool:
@@ -81,33 +82,44 @@ class Spool:
         self.target = target
         self.key = hashlib.sha256(target.encode()).hexdigest()[:16]
         self.held = Held()
+        self._why: list[str] = []  # why what is held was not written (``write``'s line)
 
     def hold_calls(self, records: Sequence[Invocation]) -> None:
         self.held.calls.extend(records)
+        self._because(UNREACHABLE)
 
     def hold_health(self, records: Sequence[HealthRecord]) -> None:
         self.held.health.extend(records)
+        self._because(UNREACHABLE)
 
-    def hold_audit(self, entries: Sequence[AuditEntry]) -> None:
+    def hold_audit(self, entries: Sequence[AuditEntry], why: str = "") -> None:
+        """Hold audit entries: the store was unreachable, or ``why`` they were not
+        written (an admin operation still running as the store closed)."""
         self.held.audit.extend(entries)
+        self._because(why or UNREACHABLE)
+
+    def _because(self, why: str) -> None:
+        if why not in self._why:
+            self._why.append(why)
 
     def write(self) -> Path | None:
         """Write what is held to a new spool file (module docstring) and say so in one
         line; its path (None: nothing held, or it could not be written: logged, with
         what was lost and the fix)."""
         held, self.held = self.held, Held()
+        why, self._why = "; ".join(self._why) or UNREACHABLE, []
         if not held:
             return None
         try:
             path = self._write(held)
         except OSError as exc:
-            logger.error("stopping: the store is unreachable, and %s held for it could not "
-                         "be spilled to %s (%s): they are lost; make the folder writable "
-                         "(or set MCP_GATEWAY_SPOOL_DIR)", counted(*held.counts()),
+            logger.error("stopping: %s, and %s held for it could not be spilled to %s "
+                         "(%s): they are lost; make the folder writable (or set "
+                         "MCP_GATEWAY_SPOOL_DIR)", why, counted(*held.counts()),
                          self.folder, exc)
             return None
-        logger.warning("stopping: the store is unreachable; spilled %s to %s, written into "
-                       "the store at the next start with it", counted(*held.counts()), path)
+        logger.warning("stopping: %s; spilled %s to %s, written into the store at the next "
+                       "start with it", why, counted(*held.counts()), path)
         return path
 
     @property

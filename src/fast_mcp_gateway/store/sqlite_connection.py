@@ -75,6 +75,7 @@ class StoreConnection:
         # transaction awaits fails ("within a transaction"), and a single statement run
         # meanwhile would join that transaction.
         self._lock = anyio.Lock()
+        self._closed = False
 
     async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Every row of a read, fetched in one worker call, never inside another task's
@@ -132,10 +133,14 @@ class StoreConnection:
 
     async def close(self) -> None:
         with self._mapped("close"):
+            self._closed = True
             await self._db.close()
 
     @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
+        if self._closed:  # aiosqlite's ValueError: an operation outliving a stop
+            raise StoreUnavailable(f"{self.path}: the {what} did not happen: the gateway "
+                                   "is stopping and has closed the store")
         try:
             yield
         except sqlite3.Error as exc:

@@ -1,0 +1,111 @@
+"""Admin operations in flight, which a stop waits for (bounded) before the store closes.
+
+An admin operation runs from its store write through its audit in ``context.
+finishing`` (shielded: a caller's cancellation lands after it), and uvicorn does not
+wait for a request it cancelled at a stop (``Task.cancel()`` past
+``timeout_graceful_shutdown``): such an operation went on while the gateway stopped
+its servers, detached the control plane and closed the store under it -- its audit
+entry dropped without a word (``ControlPlane.audit`` with no store), or its write
+sent to a closed store.  A SIGHUP reload, which the stop never cancels, did the same.
+
+Now each such operation is ``running`` here (its actor, action and target: what its
+audit entry will say), and the stop, before it stops the servers:
+
+* ``ended(within)`` waits up to ``GRACE`` seconds for them; those that end are
+  written and audited as at any other time;
+* for those still running it logs one line naming them; once the servers are
+  stopped (their waits end with them) most end before the store closes;
+* the audit entries of those still running as the store is about to close (``now()``;
+  ``ControlPlane.unfinished``) are spilled with what else the stop holds (``result``:
+  ``UNFINISHED``): the next start with the store writes them.  An operation that ends
+  after that has its own entry spilled at once (``HeldAudit.add`` after ``close``):
+  nothing is dropped, nothing is written to a closed store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fast_mcp_gateway.upstream.signals import ChangeSignal
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.admin.context import Actor
+
+logger = logging.getLogger(__name__)
+
+GRACE = 5.0
+"""Seconds a stop waits for admin operations in flight before it stops the servers."""
+UNFINISHED = ("unfinished: still running when the gateway stopped and closed its store; "
+              "what it did is not known here (check the target's state now)")
+"""The ``result`` of the audit entry spilled for an operation the stop did not see end."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """One operation in flight: what its audit entry will say, and since when."""
+
+    actor: Actor
+    action: str
+    target: str | None
+    arguments: Any = None
+    since: float = field(default_factory=time.monotonic)
+
+    def describe(self, now: float) -> str:
+        target = f" {self.target!r}" if self.target is not None else ""
+        return f"{self.action}{target} by {self.actor.id} (for {now - self.since:.0f} s)"
+
+
+class InFlight:
+    """The admin operations running now (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, Running] = {}
+        self._ids = itertools.count()
+        self._changed = ChangeSignal()
+        self.grace = GRACE  # tests shorten it
+
+    @contextmanager
+    def running(self, actor: Actor, action: str, target: str | None,
+                arguments: Any = None) -> Iterator[None]:
+        """Count the block as the operation ``action`` of ``actor`` on ``target``."""
+        key = next(self._ids)
+        self._running[key] = Running(actor, action, target, arguments)
+        try:
+            yield
+        finally:
+            del self._running[key]
+            self._changed.notify()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def now(self) -> list[Running]:
+        """The operations running now, oldest first."""
+        return list(self._running.values())
+
+    async def ended(self, within: float | None = None) -> list[Running]:
+        """Wait up to ``within`` (``grace``) seconds for every operation to end; those
+        still running then, named in one line (none: nothing said)."""
+        bound = self.grace if within is None else within
+        if not self._running:
+            return []
+        logger.info("stopping: waiting up to %g s for %d admin operation(s) in flight: %s",
+                    bound, len(self._running), self._named())
+        if await self._changed.wait_until(lambda: not self._running, bound):
+            return []
+        still = self.now()
+        logger.warning("stopping: %d admin operation(s) still running after %g s, stopping "
+                       "the servers under them: %s; each is audited when it ends, or, still "
+                       "running when the store closes, spilled as unfinished (written at "
+                       "the next start)", len(still), bound, self._named())
+        return still
+
+    def _named(self) -> str:
+        now = time.monotonic()
+        return "; ".join(r.describe(now) for r in self._running.values())

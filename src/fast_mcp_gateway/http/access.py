@@ -27,6 +27,7 @@ from starlette.requests import HTTPConnection
 
 from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
+from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
 from fast_mcp_gateway.principal import LOCAL, Principal, Standing
@@ -66,6 +67,13 @@ def no_token(jwt: bool) -> str:
 
 
 def bad_token(jwt: bool) -> str:
+    """The words of a 401 for a token that did not verify: why, for a JWT the verifier
+    could explain (``jwt_refusals``, read from the request's context), else the causes."""
+    reason = jwt_refusals.refusal.get() if jwt else None
+    if reason is not None:
+        # A quoted-string in WWW-Authenticate: no double quote, backslash or control.
+        reason = "".join(c for c in reason if " " <= c <= "~" and c not in '"\\')
+        return f"the bearer token is not valid: {reason}"
     return ("the bearer token is not valid (unknown, expired or not for this gateway): "
             "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
             "lists them by digest)" + (_JWT if jwt else ""))

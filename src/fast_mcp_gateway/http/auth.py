@@ -34,6 +34,8 @@ from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, T
 
 from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
+from fast_mcp_gateway.http import jwt_refusals
+from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
 from fast_mcp_gateway.principal import Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
 
@@ -79,6 +81,8 @@ class GatewayVerifier(TokenVerifier):
         self._cache_size = jwt_cache_size
         self._current = current
         self._removed_warned = False
+        self._refusals = RefusalLog()
+        self._probe: JwksProbe | None = None
         self._jwt_config: JwtConfig | None = None
         self._jwt: JWTVerifier | None = None
         self._apply(config, first=True)
@@ -91,6 +95,8 @@ class GatewayVerifier(TokenVerifier):
         self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
         if first or config.jwt != self._jwt_config:  # else keep its fetched JWKS
             self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
+            self._probe = (JwksProbe(config.jwt.jwks_uri) if config.jwt is not None
+                           and config.jwt.jwks_uri else None)
         self._jwt_config = config.jwt
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
@@ -201,7 +207,10 @@ class GatewayVerifier(TokenVerifier):
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a
         verifier's exception into a bare 500 without ``WWW-Authenticate``, so a failing
-        JWKS fetch or a malformed JWT is logged (never the token) and refused."""
+        JWKS fetch or a malformed JWT is logged (never the token) and refused.  A refused
+        JWT's reason is left in ``jwt_refusals.refusal`` for the 401's words, and
+        logged (``jwt_refusals``)."""
+        jwt_refusals.refusal.set(None)
         try:
             return await self._verify(token)
         except Exception as exc:  # noqa: BLE001 - any failure is a refusal, never a 500
@@ -229,29 +238,38 @@ class GatewayVerifier(TokenVerifier):
             del self._jwt_cache[digest]
         verified = await self._jwt.verify_token(token)
         if verified is None:
+            await self._refused(token, self._jwt_config, now)
             return None
-        subject = (verified.claims or {}).get(self._jwt_config.subject_claim)
+        claim = self._jwt_config.subject_claim
+        subject = (verified.claims or {}).get(claim)
         problem = None if subject is None else subject_problem(str(subject))
         if problem is not None:  # checked first: the refusals below log the subject
             # Its subject names the caller in the records, the audit log and the dashboard.
+            jwt_refusals.refusal.set(f"the JWT's '{claim}' {problem}: it names the caller, "
+                                     "so it must be a plain name")
             logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
                            "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
-                           "does", self._jwt_config.subject_claim, problem)
+                           "does", claim, problem)
             return None
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
+            jwt_refusals.refusal.set("the JWT has no 'exp': access tokens must expire")
             logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
                            "expire; have the issuer set one", subject)  # checked above
             return None
         if verified.expires_at <= now:
-            return None  # expired by this gateway's clock (the verifier allows some skew)
-        if not (verified.claims or {}).get(self._jwt_config.subject_claim):
+            # Expired by this gateway's clock (the verifier allows some skew).
+            await self._refused(token, self._jwt_config, now)
+            return None
+        if not (verified.claims or {}).get(claim):
             # Who calls names the records, the audit log and the binding of asking rounds
             # and tasks: tokens without it would all be one caller ("unknown").
+            jwt_refusals.refusal.set(f"the JWT has no '{claim}' (its subject names the "
+                                     "caller)")
             logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
                            "subject); have the issuer set it, or set gateway.auth.jwt."
-                           "subject_claim", self._jwt_config.subject_claim)
+                           "subject_claim", claim)
             return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:
@@ -262,6 +280,18 @@ class GatewayVerifier(TokenVerifier):
                 del self._jwt_cache[next(iter(self._jwt_cache))]  # the oldest entry
             self._jwt_cache[digest] = (access, until)
         return access
+
+    async def _refused(self, token: str, config: JwtConfig, now: float) -> None:
+        """Word why FastMCP's verifier refused ``token`` (``jwt_refusals``): for its
+        holder's 401, and once a minute per cause in the log."""
+        found = jwt_refusals.diagnose(token, config, now)
+        jwt_refusals.refusal.set(found.caller)
+        if not self._refusals.due(found.cause):
+            return
+        probe = self._probe
+        detail = (await probe.explain(found.kid)
+                  if probe is not None and found.cause == "signature" else None)
+        self._refusals.write(found, detail)
 
 
 def subject_problem(subject: str) -> str | None:

@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fast_mcp_gateway.config.auth import SCOPES
+from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
 from fast_mcp_gateway.http.auth import principal_of
 from fast_mcp_gateway.principal import Principal
@@ -51,6 +52,8 @@ MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends bey
 # One token's browsers: its own oldest ends beyond this.  Without it, a token of any
 # scope logged in 1024 times ended every other viewer's session (an admin's too).
 SESSIONS_PER_TOKEN = 32
+
+NOT_VALID = "That token is not valid for this gateway (unknown, expired or mistyped)."
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
@@ -152,10 +155,12 @@ class DashboardAuth:
         A gateway token is verified; a one-time link's token is spent (a second use
         is refused).  Either opens a server-side session."""
         if self.links is None:
-            if (self._verify is None or not token or len(token) > MAX_TOKEN
-                    or await self._verify(token) is None):
-                return None, ("That token is not valid for this gateway (unknown, expired "
-                              "or mistyped).")
+            if self._verify is None or not token or len(token) > MAX_TOKEN:
+                return None, NOT_VALID
+            if await self._verify(token) is None:
+                reason = jwt_refusals.refusal.get()  # why a JWT was refused, if known
+                return None, (NOT_VALID if reason is None
+                              else f"That token is not valid for this gateway: {reason}.")
             return self._sessions.open(token), None
         outcome = self.links.redeem(token)
         if outcome != "ok":

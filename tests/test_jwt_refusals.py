@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -177,3 +178,28 @@ async def test_the_dashboard_login_says_a_jwt_expired(
             await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         finally:
             await browser.close()
+
+
+async def test_a_dashboard_session_whose_jwt_expired_says_so_once() -> None:
+    """The viewer sent to the login page when the JWT it logged in with expired was
+    shown the form and no reason (cheapest level: the verifier's clock is advanced)."""
+    from fast_mcp_gateway.config.auth import AuthConfig
+    from fast_mcp_gateway.http.access import Access
+    from fast_mcp_gateway.http.auth import GatewayVerifier
+    from fast_mcp_gateway.ui.session import DashboardAuth
+
+    pair = RSAKeyPair.generate()
+    now = [time.time()]
+    verifier = GatewayVerifier(AuthConfig.model_validate({"jwt": {
+        "public_key": pair.public_key, "issuer": ISSUER, "audience": AUDIENCE}}),
+        clock=lambda: now[0], jwt_cache_size=0)
+    auth = DashboardAuth.of(Access(verifier))
+    session, problem = await auth.redeem(_jwt(pair, expires_in_seconds=600))
+    assert session is not None and problem is None
+    assert await auth.session_principal(session) is not None
+    assert auth.ended_because(session) is None
+    now[0] += 601  # past its exp by this gateway's clock
+    assert await auth.session_principal(session) is None
+    ended = auth.ended_because(session)
+    assert ended is not None and ended.startswith("the JWT expired at "), ended
+    assert auth.ended_because(session) is None  # said once

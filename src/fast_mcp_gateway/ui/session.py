@@ -90,6 +90,7 @@ class DashboardAuth:
         # One session table: the links' own, else one of token logins (value: the token).
         self._sessions: Sessions[str] = Sessions(cap=MAX_TOKEN_SESSIONS,
                                                  per_value=SESSIONS_PER_TOKEN)
+        self._ended: dict[str, str] = {}  # session -> why its token stopped verifying
         self._secret = secrets.token_bytes(32)
 
     @classmethod
@@ -147,7 +148,19 @@ class DashboardAuth:
         principal = await self._verify(token)
         if principal is None:
             self._sessions.close(session)  # its token was removed (a reload) or expired
+            # Said once on the login page it is sent to (``ended_because``): without it
+            # the viewer found the login form and no reason.
+            self._ended[session] = jwt_refusals.refusal.get() or (
+                "the gateway no longer takes the token you logged in with (a reload "
+                "removed or changed it in gateway.auth)")
+            while len(self._ended) > MAX_TOKEN_SESSIONS:
+                del self._ended[next(iter(self._ended))]  # the oldest
         return principal
+
+    def ended_because(self, session: str) -> str | None:
+        """Why the session ``session`` (the cookie's value) ended, once: its token was
+        refused (a JWT expired, a reload removed a token)."""
+        return self._ended.pop(session, None) if session else None
 
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
         """A login with ``token``: the new session's id (for the cookie), or why not.

@@ -1,0 +1,79 @@
+"""A dashboard session that ends stops its Live stream, and the login page says why
+(session 22, the operator's trial), in a real browser (Debian's chromium, Playwright).
+
+README: a session ends "when you log out, after 12 hours, ..., or when a reload removes
+its token from the config; the token's scopes and servers apply to it throughout".  The
+Live stream (`/ui/events`) checked the session once, when the page opened: a browser
+left on any page went on receiving every call, state change and alert after the session
+had ended; and the viewer sent to the login page was not told why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.gateway import Gateway
+from tests.fixtures import serve_http
+from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_ops-session-end-3c9a71d0e5b2"
+BOB = "mgw_bob-session-end-8f04e6a2d1c7"
+NOTES = {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.notes"]}
+
+
+def _write(path: Path, *tokens: tuple[str, str, str]) -> None:
+    entries = [{"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(),
+                "scopes": [scope]} for name, token, scope in tokens]
+    path.write_text(json.dumps({"gateway": {"auth": {"tokens": entries}},
+                                "servers": {"notes": NOTES}}))
+
+
+@pytest.mark.timeout(240)
+async def test_a_session_ended_by_a_reload_stops_its_live_stream_and_says_why(
+        tmp_path: Path) -> None:
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    path = tmp_path / "servers.yaml"
+    _write(path, ("ops", OPS, "admin"), ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw, \
+            httpx2.AsyncClient(timeout=30) as http:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/live")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#live-status")).to_have_text("live")
+
+            async def lifecycle(action: str) -> None:
+                answer = await http.put(f"{base}/api/v1/servers/notes/{action}",
+                                        headers={"Authorization": f"Bearer {OPS}"})
+                assert answer.status_code == 200, answer.text
+
+            # While the session lives, the page gets the server's state changes.
+            await lifecycle("disable")
+            await expect(page.locator("#live-feed")).to_contain_text("notes")
+
+            # A reload removes bob's token: the next event ends the stream instead of
+            # reaching bob, and the page goes to the login page, which says why.
+            _write(path, ("ops", OPS, "admin"))
+            assert (await gateway.reload_config()).error is None
+            await lifecycle("enable")
+            await expect(page).to_have_url(re.compile(r"/ui/login"))
+            await expect(page.get_by_role("alert")).to_contain_text(
+                "Your session ended: the gateway no longer takes the token you logged in "
+                "with")
+        finally:
+            await browser.close()

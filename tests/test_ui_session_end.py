@@ -1,5 +1,6 @@
-"""A dashboard session that ends stops its Live stream, and the login page says why
-(session 22, the operator's trial), in a real browser (Debian's chromium, Playwright).
+"""A dashboard session that ends stops its Live stream, and the login page says why;
+an add sent while PostgreSQL is down keeps its form (session 22, the operator's trial),
+in a real browser (Debian's chromium, Playwright).
 
 README: a session ends "when you log out, after 12 hours, ..., or when a reload removes
 its token from the config; the token's scopes and servers apply to it throughout".  The
@@ -14,14 +15,17 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.gateway import Gateway
-from tests.fixtures import serve_http
+from tests.fixtures import make_gateway, serve_http
+from tests.pg import PgCluster, running_cluster
 from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
 
 pytestmark = pytest.mark.anyio
@@ -75,5 +79,49 @@ async def test_a_session_ended_by_a_reload_stops_its_live_stream_and_says_why(
             await expect(page.get_by_role("alert")).to_contain_text(
                 "Your session ended: the gateway no longer takes the token you logged in "
                 "with")
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server of this test's own: the test stops and starts it."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.timeout(240)
+async def test_an_add_while_postgresql_is_down_keeps_the_form(own_cluster: PgCluster) -> None:
+    """The dashboard's add form sent while the store cannot be reached answered a bare
+    "Unavailable" page (the store's error and "Back to the overview"): what the operator
+    typed was gone, and nothing said the server was not added.  The form comes back as
+    typed, saying nothing was saved and to save again once the database is back."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": NOTES}, db=url, options={"auth": {"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["admin"]}]}})
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/add")
+            await page.get_by_label("Token").fill(OPS)
+            await page.get_by_role("button", name="Log in").click()
+            await page.locator("#name").fill("memo")
+            await page.locator("#command").fill(sys.executable)
+            await page.locator("#args").fill("-m\nfast_mcp_gateway.demo.notes")
+            await anyio.to_thread.run_sync(own_cluster.stop)
+            await page.get_by_role("button", name="Add server").click()
+            alert = page.get_by_role("alert")
+            await expect(alert).to_contain_text("was not saved")
+            await expect(alert).to_contain_text("unreachable")
+            await expect(page.locator("#name")).to_have_value("memo")
+            await expect(page.locator("#command")).to_have_value(sys.executable)
+
+            await anyio.to_thread.run_sync(own_cluster.start)
+            await page.get_by_role("button", name="Add server").click()
+            await expect(page.locator("main")).to_contain_text("Saved server 'memo'.")
         finally:
             await browser.close()

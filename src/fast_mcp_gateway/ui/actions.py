@@ -29,6 +29,7 @@ from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.masked import keep_masked, stored_settings
 from fast_mcp_gateway.admin.scope import add_refusal
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
+from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import detail_context, server_name
 
@@ -207,8 +208,21 @@ async def save(page: Page) -> Response:
     if not name:
         errors["name"] = "give the server a name (letters, digits, '-' and '_')"
     raw = config_from_form(page, errors)
+    values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
+    values["enabled"] = "off" if raw.get("enabled") is False else "on"
+
+    def unsaved(exc: StoreUnavailable) -> Response:
+        # The form as typed, not a bare error page: the store is away for a while.
+        return page.render("server_form.html", 503, editing=editing, values=values,
+                           errors={}, other=[], name=name, paste="", paste_error=None,
+                           unsaved=f"The server was not saved: {exc}. The form keeps what "
+                                   "you typed: save again once the database is back.")
+
     if editing is not None:
-        stored, from_env = await stored_settings(page.ctx, name)
+        try:
+            stored, from_env = await stored_settings(page.ctx, name)
+        except StoreUnavailable as exc:
+            return unsaved(exc)
         keep_masked(raw, stored, page.ctx.manager.get(name).config.redacted(), errors,
                     from_env)
         carried = {k: v for k, v in stored.items() if k not in FORM_KEYS}
@@ -219,8 +233,6 @@ async def save(page: Page) -> Response:
         raw = carried | raw
     else:
         keep_masked(raw, {}, None, errors)
-    values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
-    values["enabled"] = "off" if raw.get("enabled") is False else "on"
     other: list[str] = []
     if not errors:
         try:
@@ -234,6 +246,8 @@ async def save(page: Page) -> Response:
         except ConfigError as exc:
             fields, other = issues_by_field(exc)
             errors |= fields
+        except StoreUnavailable as exc:
+            return unsaved(exc)
         else:
             base = str(page.request.scope.get("root_path", ""))
             return page.render("done.html", report=report, back=f"{base}/servers/{name}",

@@ -125,3 +125,31 @@ async def test_an_add_while_postgresql_is_down_keeps_the_form(own_cluster: PgClu
             await expect(page.locator("main")).to_contain_text("Saved server 'memo'.")
         finally:
             await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_refused_edit_keeps_the_form_and_names_the_token(tmp_path: Path) -> None:
+    """A restricted admin changing its server's command on the edit form got a bare "Not
+    allowed" page (what it typed gone) naming "the token 'dashboard:bob'", a token that
+    does not exist ('dashboard:' is the audit log's actor prefix)."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    gateway = make_gateway({"notes": NOTES}, db=tmp_path / "gw.db", options={"auth": {
+        "tokens": [{"name": "bob", "token": BOB, "scopes": ["admin"], "servers": ["notes"]}]}})
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/servers/notes/edit")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await page.locator("#command").fill("/bin/sh")
+            await page.get_by_role("button", name=re.compile("Save")).click()
+            alert = page.locator("#unsaved")
+            await expect(alert).to_contain_text("needs an admin token without a 'servers' list")
+            await expect(alert).to_contain_text("the token 'bob'")
+            await expect(alert).not_to_contain_text("dashboard:")
+            await expect(page.locator("#command")).to_have_value("/bin/sh")
+        finally:
+            await browser.close()

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.masked import keep_masked, stored_settings
 from fast_mcp_gateway.admin.scope import add_refusal
-from fast_mcp_gateway.errors import ConfigError, ConfigIssue
+from fast_mcp_gateway.errors import ConfigError, ConfigIssue, Forbidden
 from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import detail_context, server_name
@@ -211,18 +211,19 @@ async def save(page: Page) -> Response:
     values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
     values["enabled"] = "off" if raw.get("enabled") is False else "on"
 
-    def unsaved(exc: StoreUnavailable) -> Response:
-        # The form as typed, not a bare error page: the store is away for a while.
-        return page.render("server_form.html", 503, editing=editing, values=values,
+    def unsaved(status: int, why: str) -> Response:
+        # The form as typed, not a bare error page: the store is away for a while, or
+        # the change needs another token (the operator may change the form and retry).
+        return page.render("server_form.html", status, editing=editing, values=values,
                            errors={}, other=[], name=name, paste="", paste_error=None,
-                           unsaved=f"The server was not saved: {exc}. The form keeps what "
-                                   "you typed: save again once the database is back.")
+                           unsaved=f"The server was not saved: {why}")
 
     if editing is not None:
         try:
             stored, from_env = await stored_settings(page.ctx, name)
         except StoreUnavailable as exc:
-            return unsaved(exc)
+            return unsaved(503, f"{exc}. The form keeps what you typed: save again once "
+                                "the database is back.")
         keep_masked(raw, stored, page.ctx.manager.get(name).config.redacted(), errors,
                     from_env)
         carried = {k: v for k, v in stored.items() if k not in FORM_KEYS}
@@ -247,7 +248,10 @@ async def save(page: Page) -> Response:
             fields, other = issues_by_field(exc)
             errors |= fields
         except StoreUnavailable as exc:
-            return unsaved(exc)
+            return unsaved(503, f"{exc}. The form keeps what you typed: save again once "
+                                "the database is back.")
+        except Forbidden as exc:
+            return unsaved(403, f"{exc}.")
         else:
             base = str(page.request.scope.get("root_path", ""))
             return page.render("done.html", report=report, back=f"{base}/servers/{name}",

@@ -203,3 +203,24 @@ async def test_a_dashboard_session_whose_jwt_expired_says_so_once() -> None:
     ended = auth.ended_because(session)
     assert ended is not None and ended.startswith("the JWT expired at "), ended
     assert auth.ended_because(session) is None  # said once
+
+
+async def test_a_jwt_granting_no_scope_of_the_gateway_is_told_which_claim_to_fix(
+        tmp_path: Path, idp: tuple[RSAKeyPair, str]) -> None:
+    """A JWT whose scopes claim names none of the gateway's scopes ("read write", as an
+    identity provider's defaults) got "the token 'carol' has no scopes" over REST and
+    "Unknown tool: ...: this caller may use no server's tools" over MCP: nothing said
+    that the claim, or which one, had to name tools or admin."""
+    from fastmcp import Client
+
+    pair, base = idp
+    token = _jwt(pair, scopes=["read", "write"])
+    async with serving(tmp_path, {"notes": demo("notes")}, auth=False,
+                       options={"auth": _auth(base + "/jwks.json")}) as (api, gateway):
+        said = assert_error(await api("GET", "/servers", token), 403, "forbidden")["message"]
+        assert "gateway.auth.jwt.scopes_claim" in said and "'scope'" in said, said
+        async with Client(f"{gateway}/mcp", auth=token) as client:
+            refused = await client.call_tool("notes_list_notes", {}, raise_on_error=False)
+        text = refused.content[0].text  # type: ignore[union-attr]
+        assert refused.is_error and "needs scope 'tools'" in text, text
+        assert "gateway.auth.jwt.scopes_claim" in text, text

@@ -319,6 +319,10 @@ class GatewayProvider(Provider):
     def unknown(self, kind: Kind | str, name: str) -> str:
         """What a host is told for a ``kind`` named ``name`` it cannot reach (``unknown.py``):
         the name it meant, or how names are formed here, naming only the caller's servers."""
+        principal = self.pipeline.resolve_principal()
+        if not principal.has("tools"):  # why it may use no server's, not what they offer
+            return (f"Unknown {kind}: {name!r}: this caller may use no server's {kind}s: "
+                    f"that needs scope 'tools'; {principal.holds}")
         servers, services = self._servers(), self.manager.services
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}

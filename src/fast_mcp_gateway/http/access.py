@@ -161,8 +161,7 @@ def require(principal: Principal, scope: Scope, what: str) -> None:
     if principal.kind == "anonymous":
         raise forbidden(scope, f"{what} needs scope '{scope}', and this gateway has no "
                                f"authentication configured: {HOW_TO_ADD_A_TOKEN}")
-    raise forbidden(scope, f"{what} needs scope '{scope}'; the token '{principal.name}' "
-                           f"has {', '.join(sorted(principal.scopes)) or 'no scopes'}")
+    raise forbidden(scope, f"{what} needs scope '{scope}'; {principal.holds}")
 
 
 __all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "lane_principal",

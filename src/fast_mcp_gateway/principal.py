@@ -31,6 +31,19 @@ class Principal:
     def may_use(self, server: str) -> bool:
         return self.servers is None or server in self.servers
 
+    @property
+    def holds(self) -> str:
+        """What its credential grants, in words for a refusal: a JWT granting no scope
+        of the gateway's says which claim must name one (an identity provider's default
+        scopes, "openid profile", are no scope here)."""
+        names = ", ".join(sorted(self.scopes))
+        if self.kind == "jwt":
+            return (f"the JWT of '{self.name}' grants {names}" if names else
+                    f"the JWT of '{self.name}' grants no scope of this gateway: its scopes "
+                    "claim (gateway.auth.jwt.scopes_claim, 'scope' unless set) must name "
+                    "tools or admin")
+        return f"the token '{self.name}' has {names or 'no scopes'}"
+
 
 LOCAL = Principal(name="local", scopes=frozenset(SCOPES), kind="local")
 """The host that launched a stdio gateway (trusted: it could run the command itself)."""

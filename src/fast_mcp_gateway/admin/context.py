@@ -49,6 +49,12 @@ class Actor:
     surface: Literal["mcp", "rest"] = "mcp"
     servers: frozenset[str] | None = None
 
+    @property
+    def token(self) -> str:
+        """The caller's token (or JWT subject) as ``gateway.auth`` names it: ``id``
+        without the dashboard's ``dashboard:`` prefix (no token is named that)."""
+        return self.id.removeprefix("dashboard:")
+
 
 LIBRARY = Actor("library")
 CONFIG_FILE = Actor("config-file")

@@ -52,4 +52,4 @@ def check_no_new_command(ctx: AdminContext, actor: Actor, server: ServerConfig) 
         f"server '{server.name}' would run a command on the gateway's machine, which can "
         "read the gateway's own tokens and files: adding or changing a command (command, "
         "args, env, cwd) needs an admin token without a 'servers' list; the token "
-        f"'{actor.id}' may register HTTP servers (url) among its servers")
+        f"'{actor.token}' may register HTTP servers (url) among its servers")

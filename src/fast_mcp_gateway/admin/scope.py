@@ -55,8 +55,7 @@ def refusal(principal: Principal, what: str) -> str | None:
         return None
     if principal.kind == "anonymous":
         return f"tool '{what}' requires scope 'admin'; {HOW_TO_ADD_A_TOKEN}"
-    return (f"tool '{what}' requires scope 'admin'; the token '{principal.name}' has "
-            f"{', '.join(sorted(principal.scopes)) or 'no scopes'}")
+    return f"tool '{what}' requires scope 'admin'; {principal.holds}"
 
 
 # The argument naming the one server each server-scoped admin tool acts on (the alert

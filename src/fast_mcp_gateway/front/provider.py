@@ -52,7 +52,7 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
-from fast_mcp_gateway.front.unknown import Kind, unknown_name, unoffered
+from fast_mcp_gateway.front.unknown import Kind, unknown_name, unoffered, without_tools
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -316,8 +316,9 @@ class GatewayProvider(Provider):
     _servers = caller_servers
 
     def unknown(self, kind: Kind | str, name: str) -> str:
-        """What a host is told for a ``kind`` named ``name`` it cannot reach (``unknown.py``):
-        the name it meant, or how names are formed, naming only the caller's listed tools."""
+        """What a host is told for a name it cannot reach (``unknown.py``): the name it
+        meant, or how names are formed, naming only its listed tools (none: why,
+        ``without_tools``)."""
         servers, services, active = self._servers(), self.manager.services, self.active_profile()
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
@@ -333,15 +334,15 @@ class GatewayProvider(Provider):
                if states[n] in ("reconnecting", "failed") and services[n].replicas}
         invalid = {n: e for n, e in self.invalid().items()  # not running: entry invalid
                    if n not in services and _visible(n, servers)}
-        return unknown_name(kind, name, self.manager.view,
-                            {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
-                            self.manager.config.options.separator,
-                            search=kind == "tool" and self.search_mode(),
-                            shown=lambda exposed, server: exposed not in self._task_required
-                            and (active is None or active.shows_tool(exposed, server)),
-                            own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
-                            reasons={**why, **{n: f"it is invalid, so it was not started: "
-                                               f"{e.error}" for n, e in invalid.items()}})
+        return without_tools(kind, name, self.pipeline.resolve_principal()) or unknown_name(
+            kind, name, self.manager.view,
+            {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
+            self.manager.config.options.separator, search=kind == "tool" and self.search_mode(),
+            shown=lambda exposed, server: exposed not in self._task_required
+            and (active is None or active.shows_tool(exposed, server)),
+            own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
+            reasons={**why, **{n: f"it is invalid, so it was not started: {e.error}"
+                               for n, e in invalid.items()}})
 
     def unknown_call(self, kind: Kind | str, name: str, arguments: Any = None) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` refused for it,

@@ -27,6 +27,7 @@ from typing import Literal
 
 from fastmcp.resources.template import match_uri_template
 
+from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.naming import namespace_uri
 from fast_mcp_gateway.routing.view import CatalogView
 
@@ -124,6 +125,15 @@ _WHY = {"starting": "it is still starting",
         "stopped": "it is stopped",
         "invalid": "it is invalid: its entry in the config file does not validate, so it "
                    "was not started (gateway_list_servers shows the error)"}
+
+
+def without_tools(kind: Kind | str, name: str, principal: Principal) -> str | None:
+    """Why a caller without scope ``tools`` may use no server's ``kind``, naming what its
+    credential grants (a JWT's scopes claim to fix); None for a caller with it."""
+    if principal.has("tools"):
+        return None
+    return (f"Unknown {kind}: {name!r}: this caller may use no server's {kind}s: that "
+            f"needs scope 'tools'; {principal.holds}")
 
 
 def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str) -> str:

@@ -27,7 +27,8 @@ from starlette.requests import HTTPConnection
 
 from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
-from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of, refusal
+from fast_mcp_gateway.http import jwt_refusals
+from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
 from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 
@@ -66,6 +67,13 @@ def no_token(jwt: bool) -> str:
 
 
 def bad_token(jwt: bool) -> str:
+    """The words of a 401 for a token that did not verify: why, for a JWT the verifier
+    could explain (``jwt_refusals``, read from the request's context), else the causes."""
+    reason = jwt_refusals.refusal.get() if jwt else None
+    if reason is not None:
+        # A quoted-string in WWW-Authenticate: no double quote, backslash or control.
+        reason = "".join(c for c in reason if " " <= c <= "~" and c not in '"\\')
+        return f"the bearer token is not valid: {reason}"
     return ("the bearer token is not valid (unknown, expired or not for this gateway): "
             "send one of its tokens ('mcp-gateway token new' makes one, gateway.auth.tokens "
             "lists them by digest)" + (_JWT if jwt else ""))
@@ -107,7 +115,7 @@ class Access:
                                bad_token=True, resource_metadata=self.resource_metadata)
         found = await self.verifier.caller(token)
         if found is None:  # the token itself never goes into the message
-            raise unauthorized(refusal() or bad_token(self.verifier.takes_jwt),
+            raise unauthorized(bad_token(self.verifier.takes_jwt),
                                bad_token=True, resource_metadata=self.resource_metadata)
         return found
 
@@ -153,8 +161,7 @@ def require(principal: Principal, scope: Scope, what: str) -> None:
     if principal.kind == "anonymous":
         raise forbidden(scope, f"{what} needs scope '{scope}', and this gateway has no "
                                f"authentication configured: {HOW_TO_ADD_A_TOKEN}")
-    raise forbidden(scope, f"{what} needs scope '{scope}'; the token '{principal.name}' "
-                           f"has {', '.join(sorted(principal.scopes)) or 'no scopes'}")
+    raise forbidden(scope, f"{what} needs scope '{scope}'; {principal.holds}")
 
 
 __all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "lane_principal",

@@ -54,7 +54,7 @@ from fast_mcp_gateway.config.settings import (
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
-from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, refusal
+from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
@@ -393,7 +393,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),  # and a
-                               lambda: refusal() or bad_token(verifier.takes_jwt))  # reason
+                               lambda: bad_token(verifier.takes_jwt))  # reason
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
         wrap_routes(mcp_app, (mcp_path,), functools.partial(

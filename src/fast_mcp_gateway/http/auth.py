@@ -36,13 +36,14 @@ import logging
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
 
 from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
+from fast_mcp_gateway.http import jwt_refusals
+from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
 from fast_mcp_gateway.principal import Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
 
@@ -58,21 +59,15 @@ _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
 logger = logging.getLogger(__name__)
 
-_REFUSED: ContextVar[str | None] = ContextVar("gateway_bearer_refused", default=None)
-_VERIFIED_JWT = "the bearer token is a JWT this gateway verified, but "
-
-
-def refusal() -> str | None:
-    """Why the bearer token this task last had verified was refused, in words its holder
-    may read (module doc), as an RFC 6750 quoted-string; None when it verified, or was
-    refused for a reason not told."""
-    return _REFUSED.get()
+_VERIFIED_JWT = "it is a JWT this gateway verified, but "
 
 
 def quotable(text: str) -> str:
     """``text`` as an RFC 6750 ``error_description`` may carry it (%x20-21 / %x23-5B /
     %x5D-7E): any other character, a double quote or a backslash becomes '?'."""
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+
 def _scopes(values: Iterable[Any]) -> frozenset[Scope]:
     return frozenset(s for s in SCOPES if s in {str(v) for v in values})
 
@@ -104,6 +99,8 @@ class GatewayVerifier(TokenVerifier):
         self._cache_size = jwt_cache_size
         self._current = current
         self._removed_warned = False
+        self._refusals = RefusalLog()
+        self._probe: JwksProbe | None = None
         self._jwt_config: JwtConfig | None = None
         self._jwt: JWTVerifier | None = None
         self._apply(config, first=True)
@@ -116,6 +113,8 @@ class GatewayVerifier(TokenVerifier):
         self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
         if first or config.jwt != self._jwt_config:  # else keep its fetched JWKS
             self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
+            self._probe = (JwksProbe(config.jwt.jwks_uri) if config.jwt is not None
+                           and config.jwt.jwks_uri else None)
         self._jwt_config = config.jwt
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
@@ -226,8 +225,10 @@ class GatewayVerifier(TokenVerifier):
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None (a 401).  Never raises: FastMCP turns a
         verifier's exception into a bare 500 without ``WWW-Authenticate``, so a failing
-        JWKS fetch or a malformed JWT is logged (never the token) and refused."""
-        _REFUSED.set(None)  # this verification's reason only (``refusal``)
+        JWKS fetch or a malformed JWT is logged (never the token) and refused.  A refused
+        JWT's reason is left in ``jwt_refusals.refusal`` for the 401's words, and
+        logged (``jwt_refusals``)."""
+        jwt_refusals.refusal.set(None)
         try:
             return await self._verify(token)
         except Exception as exc:  # noqa: BLE001 - any failure is a refusal, never a 500
@@ -255,42 +256,45 @@ class GatewayVerifier(TokenVerifier):
             del self._jwt_cache[digest]
         verified = await self._jwt.verify_token(token)
         if verified is None:
+            await self._refused(token, self._jwt_config, now)
             return None
-        subject = (verified.claims or {}).get(self._jwt_config.subject_claim)
+        claim = self._jwt_config.subject_claim
+        subject = (verified.claims or {}).get(claim)
         problem = None if subject is None else subject_problem(str(subject))
         if problem is not None:  # checked first: the refusals below log the subject
             # Its subject names the caller in the records, the audit log and the dashboard.
-            claim = self._jwt_config.subject_claim
             logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
                            "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
                            "does", claim, problem)
-            _REFUSED.set(quotable(
+            jwt_refusals.refusal.set(
                 f"{_VERIFIED_JWT}its '{claim}' claim {problem}: it names the caller in call "
                 f"records, the audit log and the dashboard, so it must be a plain name (at "
                 f"most {MAX_SUBJECT} characters, no control characters); have the issuer "
                 "name the subject plainly, or set gateway.auth.jwt.subject_claim to a claim "
-                "that does"))
+                "that does")
             return None
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
             logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
                            "expire; have the issuer set one", subject)  # checked above
-            _REFUSED.set(f"{_VERIFIED_JWT}it has no 'exp' claim: access tokens must expire "
-                         "(RFC 9068); have the issuer set one")
+            jwt_refusals.refusal.set(f"{_VERIFIED_JWT}it has no 'exp' claim: access tokens "
+                                     "must expire (RFC 9068); have the issuer set one")
             return None
         if verified.expires_at <= now:
-            return None  # expired by this gateway's clock (the verifier allows some skew)
-        if not (verified.claims or {}).get(self._jwt_config.subject_claim):
+            # Expired by this gateway's clock (the verifier allows some skew).
+            await self._refused(token, self._jwt_config, now)
+            return None
+        if not (verified.claims or {}).get(claim):
             # Who calls names the records, the audit log and the binding of asking rounds
             # and tasks: tokens without it would all be one caller ("unknown").
+            jwt_refusals.refusal.set(
+                f"{_VERIFIED_JWT}it has no '{claim}' claim naming its caller (RFC 9068 "
+                "access tokens name their subject); have the issuer set it, or set "
+                "gateway.auth.jwt.subject_claim")
             logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
                            "subject); have the issuer set it, or set gateway.auth.jwt."
-                           "subject_claim", self._jwt_config.subject_claim)
-            _REFUSED.set(quotable(
-                f"{_VERIFIED_JWT}it has no '{self._jwt_config.subject_claim}' claim naming "
-                "its caller (RFC 9068 access tokens name their subject); have the issuer "
-                "set it, or set gateway.auth.jwt.subject_claim"))
+                           "subject_claim", claim)
             return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:
@@ -301,6 +305,18 @@ class GatewayVerifier(TokenVerifier):
                 del self._jwt_cache[next(iter(self._jwt_cache))]  # the oldest entry
             self._jwt_cache[digest] = (access, until)
         return access
+
+    async def _refused(self, token: str, config: JwtConfig, now: float) -> None:
+        """Word why FastMCP's verifier refused ``token`` (``jwt_refusals``): for its
+        holder's 401, and once a minute per cause in the log."""
+        found = jwt_refusals.diagnose(token, config, now)
+        jwt_refusals.refusal.set(found.caller)
+        if not self._refusals.due(found.cause):
+            return
+        probe = self._probe
+        detail = (await probe.explain(found.kid)
+                  if probe is not None and found.cause == "signature" else None)
+        self._refusals.write(found, detail)
 
 
 def subject_problem(subject: str) -> str | None:

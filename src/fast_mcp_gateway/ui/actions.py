@@ -28,7 +28,8 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.masked import keep_masked, stored_settings
 from fast_mcp_gateway.admin.scope import add_refusal
-from fast_mcp_gateway.errors import ConfigError, ConfigIssue
+from fast_mcp_gateway.errors import ConfigError, ConfigIssue, Forbidden
+from fast_mcp_gateway.store import StoreUnavailable
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import detail_context, server_name
 
@@ -209,8 +210,22 @@ async def save(page: Page) -> Response:
     if not name:
         errors["name"] = "give the server a name (letters, digits, '-' and '_')"
     raw = config_from_form(page, errors)
+    values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
+    values["enabled"] = "off" if raw.get("enabled") is False else "on"
+
+    def unsaved(status: int, why: str) -> Response:
+        # The form as typed, not a bare error page: the store is away for a while, or
+        # the change needs another token (the operator may change the form and retry).
+        return page.render("server_form.html", status, editing=editing, values=values,
+                           errors={}, other=[], name=name, paste="", paste_error=None,
+                           unsaved=f"The server was not saved: {why}")
+
     if editing is not None:
-        stored, from_env = await stored_settings(page.ctx, name)
+        try:
+            stored, from_env = await stored_settings(page.ctx, name)
+        except StoreUnavailable as exc:
+            return unsaved(503, f"{exc}. The form keeps what you typed: save again once "
+                                "the database is back.")
         keep_masked(raw, stored, page.ctx.manager.get(name).config.redacted(), errors,
                     from_env)
         carried = {k: v for k, v in stored.items() if k not in FORM_KEYS}
@@ -221,8 +236,6 @@ async def save(page: Page) -> Response:
         raw = carried | raw
     else:
         keep_masked(raw, {}, None, errors)
-    values = {k: page.field(k) for k in form_of({})} | {"kind": page.field("kind", "stdio")}
-    values["enabled"] = "off" if raw.get("enabled") is False else "on"
     other: list[str] = []
     if not errors:
         try:
@@ -236,6 +249,11 @@ async def save(page: Page) -> Response:
         except ConfigError as exc:
             fields, other = issues_by_field(exc)
             errors |= fields
+        except StoreUnavailable as exc:
+            return unsaved(503, f"{exc}. The form keeps what you typed: save again once "
+                                "the database is back.")
+        except Forbidden as exc:
+            return unsaved(403, f"{exc}.")
         else:
             base = str(page.request.scope.get("root_path", ""))
             return page.render("done.html", report=report, back=f"{base}/servers/{name}",

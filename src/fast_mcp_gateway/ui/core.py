@@ -131,9 +131,11 @@ class Ui:
                                       "missing or stale (CSRF check): reload the page and "
                                       "try again.")
             if not viewer.principal.has(scope):
-                return self.error(request, viewer, 403, f"This needs scope '{scope}'; you are "
-                                  f"'{viewer.principal.name}' with "
-                                  f"{', '.join(sorted(viewer.principal.scopes)) or 'no scopes'}.")
+                principal = viewer.principal
+                held = (f"{principal.holds}." if principal.kind == "jwt" else
+                        f"you are '{principal.name}' with "
+                        f"{', '.join(sorted(principal.scopes)) or 'no scopes'}.")
+                return self.error(request, viewer, 403, f"This needs scope '{scope}'; {held}")
             if scope == "admin" and not self.ctx.options.allows_admin(
                     "mutate" if mutate else "read"):
                 return self.error(request, viewer, 403, "This is turned off by 'gateway.admin: "

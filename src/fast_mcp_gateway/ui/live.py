@@ -3,6 +3,11 @@
 ``GET /events`` subscribes to ``telemetry.events.EventBus`` for as long as the browser
 listens and writes each event as ``event: <kind>`` / ``data: <json>``; a viewer
 restricted to some servers gets only events about those (and events naming no server).
+The stream follows the session: an event is sent under a check of it at most
+``RECHECK`` seconds old (and every heartbeat checks it), so a log out elsewhere, a JWT
+that expired or a token a reload removed ends the stream (``event: ended``: the page
+reloads, and the login page says why), and a reload narrowing the token's servers
+narrows what it is sent.
 A slow browser loses its oldest events (the bus's bounded queue) and is told how many
 (``event: dropped``).  The page script (``static/app.js``) appends events to the Live
 page and fires ``gw-live`` on the page so htmx parts (server cards, a server's status)
@@ -12,6 +17,7 @@ refresh themselves.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -20,8 +26,10 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.telemetry.events import Event
 from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.ui.session import Viewer
 
 HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
+RECHECK = 1.0  # seconds: how old the session check an event is sent under may be
 
 
 def frame(event: Event) -> str:
@@ -31,13 +39,15 @@ def frame(event: Event) -> str:
 
 
 async def events(page: Page) -> Response:
-    viewer = page.viewer
+    viewer: Viewer | None = page.viewer
+    checked = time.monotonic()
 
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
-        return server is None or viewer.may_use(str(server))
+        return viewer is not None and (server is None or viewer.may_use(str(server)))
 
     async def stream() -> AsyncIterator[str]:
+        nonlocal viewer, checked
         with page.ui.bus.subscribe() as sub:
             yield ": connected\nretry: 2000\n\n"
             seen_drops = 0
@@ -46,6 +56,13 @@ async def events(page: Page) -> Response:
                 with anyio.move_on_after(HEARTBEAT):
                     event = await sub.get()
                     if event is None:  # the bus closed: the gateway is stopping
+                        return
+                if time.monotonic() - checked >= RECHECK or event is None:
+                    # The session as it is now: logged out, its JWT expired or its token
+                    # removed by a reload ends the stream; narrowed servers narrow it.
+                    viewer, checked = await page.ui.auth.viewer(page.request), time.monotonic()
+                    if viewer is None:
+                        yield "event: ended\ndata: {}\n\n"
                         return
                 if sub.dropped > seen_drops:
                     yield f"event: dropped\ndata: {sub.dropped - seen_drops}\n\n"

@@ -38,8 +38,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fast_mcp_gateway.config.auth import SCOPES
+from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
-from fast_mcp_gateway.http.auth import principal_of, refusal
+from fast_mcp_gateway.http.auth import principal_of
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks, Sessions
 
@@ -51,6 +52,8 @@ MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends bey
 # One token's browsers: its own oldest ends beyond this.  Without it, a token of any
 # scope logged in 1024 times ended every other viewer's session (an admin's too).
 SESSIONS_PER_TOKEN = 32
+
+NOT_VALID = "That token is not valid for this gateway (unknown, expired or mistyped)."
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
@@ -87,6 +90,7 @@ class DashboardAuth:
         # One session table: the links' own, else one of token logins (value: the token).
         self._sessions: Sessions[str] = Sessions(cap=MAX_TOKEN_SESSIONS,
                                                  per_value=SESSIONS_PER_TOKEN)
+        self._ended: dict[str, str] = {}  # session -> why its token stopped verifying
         self._secret = secrets.token_bytes(32)
 
     @classmethod
@@ -144,7 +148,19 @@ class DashboardAuth:
         principal = await self._verify(token)
         if principal is None:
             self._sessions.close(session)  # its token was removed (a reload) or expired
+            # Said once on the login page it is sent to (``ended_because``): without it
+            # the viewer found the login form and no reason.
+            self._ended[session] = jwt_refusals.refusal.get() or (
+                "the gateway no longer takes the token you logged in with (a reload "
+                "removed or changed it in gateway.auth)")
+            while len(self._ended) > MAX_TOKEN_SESSIONS:
+                del self._ended[next(iter(self._ended))]  # the oldest
         return principal
+
+    def ended_because(self, session: str) -> str | None:
+        """Why the session ``session`` (the cookie's value) ended, once: its token was
+        refused (a JWT expired, a reload removed a token)."""
+        return self._ended.pop(session, None) if session else None
 
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
         """A login with ``token``: the new session's id (for the cookie), or why not.
@@ -152,12 +168,12 @@ class DashboardAuth:
         A gateway token is verified; a one-time link's token is spent (a second use
         is refused).  Either opens a server-side session."""
         if self.links is None:
-            if (self._verify is None or not token or len(token) > MAX_TOKEN
-                    or await self._verify(token) is None):
-                if (reason := refusal()) is not None:  # a verified JWT the policy refuses
-                    return None, f"That token is not valid for this gateway: {reason}."
-                return None, ("That token is not valid for this gateway (unknown, expired "
-                              "or mistyped).")
+            if self._verify is None or not token or len(token) > MAX_TOKEN:
+                return None, NOT_VALID
+            if await self._verify(token) is None:
+                reason = jwt_refusals.refusal.get()  # why a JWT was refused, if known
+                return None, (NOT_VALID if reason is None
+                              else f"That token is not valid for this gateway: {reason}.")
             return self._sessions.open(token), None
         outcome = self.links.redeem(token)
         if outcome != "ok":

@@ -79,6 +79,12 @@
       }
     });
   });
+  // The session ended (logged out elsewhere, its token expired or removed): the page
+  // reloads, which leads to the login page saying why.
+  source.addEventListener("ended", function () {
+    source.close();
+    window.location.reload();
+  });
   window.addEventListener("pagehide", function () { source.close(); });
 
   // The alert rule form: not_ready takes no threshold, so its fields hide (and, being

@@ -1,0 +1,155 @@
+"""A dashboard session that ends stops its Live stream, and the login page says why;
+an add sent while PostgreSQL is down keeps its form (session 22, the operator's trial),
+in a real browser (Debian's chromium, Playwright).
+
+README: a session ends "when you log out, after 12 hours, ..., or when a reload removes
+its token from the config; the token's scopes and servers apply to it throughout".  The
+Live stream (`/ui/events`) checked the session once, when the page opened: a browser
+left on any page went on receiving every call, state change and alert after the session
+had ended; and the viewer sent to the login page was not told why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from fast_mcp_gateway.config.settings import GatewaySettings
+from fast_mcp_gateway.gateway import Gateway
+from tests.fixtures import make_gateway, serve_http
+from tests.pg import PgCluster, running_cluster
+from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_ops-session-end-3c9a71d0e5b2"
+BOB = "mgw_bob-session-end-8f04e6a2d1c7"
+NOTES = {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.notes"]}
+
+
+def _write(path: Path, *tokens: tuple[str, str, str]) -> None:
+    entries = [{"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(),
+                "scopes": [scope]} for name, token, scope in tokens]
+    path.write_text(json.dumps({"gateway": {"auth": {"tokens": entries}},
+                                "servers": {"notes": NOTES}}))
+
+
+@pytest.mark.timeout(240)
+async def test_a_session_ended_by_a_reload_stops_its_live_stream_and_says_why(
+        tmp_path: Path) -> None:
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    path = tmp_path / "servers.yaml"
+    _write(path, ("ops", OPS, "admin"), ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw, \
+            httpx2.AsyncClient(timeout=30) as http:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/live")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#live-status")).to_have_text("live")
+
+            async def lifecycle(action: str) -> None:
+                answer = await http.put(f"{base}/api/v1/servers/notes/{action}",
+                                        headers={"Authorization": f"Bearer {OPS}"})
+                assert answer.status_code == 200, answer.text
+
+            # While the session lives, the page gets the server's state changes.
+            await lifecycle("disable")
+            await expect(page.locator("#live-feed")).to_contain_text("notes")
+
+            # A reload removes bob's token: the next event ends the stream instead of
+            # reaching bob, and the page goes to the login page, which says why.
+            _write(path, ("ops", OPS, "admin"))
+            assert (await gateway.reload_config()).error is None
+            await lifecycle("enable")
+            await expect(page).to_have_url(re.compile(r"/ui/login"))
+            await expect(page.get_by_role("alert")).to_contain_text(
+                "Your session ended: the gateway no longer takes the token you logged in "
+                "with")
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server of this test's own: the test stops and starts it."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.timeout(240)
+async def test_an_add_while_postgresql_is_down_keeps_the_form(own_cluster: PgCluster) -> None:
+    """The dashboard's add form sent while the store cannot be reached answered a bare
+    "Unavailable" page (the store's error and "Back to the overview"): what the operator
+    typed was gone, and nothing said the server was not added.  The form comes back as
+    typed, saying nothing was saved and to save again once the database is back."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    url = own_cluster.create_database()
+    gateway = make_gateway({"notes": NOTES}, db=url, options={"auth": {"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["admin"]}]}})
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/add")
+            await page.get_by_label("Token").fill(OPS)
+            await page.get_by_role("button", name="Log in").click()
+            await page.locator("#name").fill("memo")
+            await page.locator("#command").fill(sys.executable)
+            await page.locator("#args").fill("-m\nfast_mcp_gateway.demo.notes")
+            await anyio.to_thread.run_sync(own_cluster.stop)
+            await page.get_by_role("button", name="Add server").click()
+            alert = page.get_by_role("alert")
+            await expect(alert).to_contain_text("was not saved")
+            await expect(alert).to_contain_text("unreachable")
+            await expect(page.locator("#name")).to_have_value("memo")
+            await expect(page.locator("#command")).to_have_value(sys.executable)
+
+            await anyio.to_thread.run_sync(own_cluster.start)
+            await page.get_by_role("button", name="Add server").click()
+            await expect(page.locator("main")).to_contain_text("Saved server 'memo'.")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_refused_edit_keeps_the_form_and_names_the_token(tmp_path: Path) -> None:
+    """A restricted admin changing its server's command on the edit form got a bare "Not
+    allowed" page (what it typed gone) naming "the token 'dashboard:bob'", a token that
+    does not exist ('dashboard:' is the audit log's actor prefix)."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    gateway = make_gateway({"notes": NOTES}, db=tmp_path / "gw.db", options={"auth": {
+        "tokens": [{"name": "bob", "token": BOB, "scopes": ["admin"], "servers": ["notes"]}]}})
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/servers/notes/edit")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await page.locator("#command").fill("/bin/sh")
+            await page.get_by_role("button", name=re.compile("Save")).click()
+            alert = page.locator("#unsaved")
+            await expect(alert).to_contain_text("needs an admin token without a 'servers' list")
+            await expect(alert).to_contain_text("the token 'bob'")
+            await expect(alert).not_to_contain_text("dashboard:")
+            await expect(page.locator("#command")).to_have_value("/bin/sh")
+        finally:
+            await browser.close()

@@ -5,7 +5,8 @@
 ``seen`` answers the capabilities the request it serves declared (JSON, keys
 sorted); ``ask`` asks for a name the 2026-07-28 way (``input_required``, answered
 when the client retries), as a careful server does: only if the request declared
-``elicitation``, else it refuses.  Over ``http`` it serves
+``elicitation``, else it refuses; ``push`` the same, the handshake way (pushed, on a
+handshake-era session: what its ``initialize`` declared).  Over ``http`` it serves
 streamable HTTP on 127.0.0.1 (a free port, written to PORTFILE).
 """
 
@@ -47,6 +48,17 @@ def ask(ctx: Context) -> Any:
             message="Your name?", requested_schema={
                 "type": "object", "properties": {"name": {"type": "string"}},
                 "required": ["name"]}))}))
+
+
+@mcp.tool
+async def push(ctx: Context) -> str:
+    """Ask for a name the handshake way (a pushed ``elicitation/create``), only if the
+    session declared elicitation at its ``initialize``, else refuse (a careful server)."""
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.elicitation is None:
+        raise ToolError("the client declared no elicitation: not asking")
+    result = await ctx.elicit("Your name?", response_type=str)
+    return f"{result.action}:{getattr(result, 'data', None)}"
 
 
 async def main() -> None:

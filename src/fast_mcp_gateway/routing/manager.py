@@ -125,7 +125,8 @@ class UpstreamManager:
                                              self._host_log)
         return service
 
-    def _make_client(self, config: ServerConfig, label: str) -> Upstream:
+    def _make_client(self, config: ServerConfig, label: str,
+                     declares: dict[str, Any] | None) -> Upstream:
         """A per_client host's own session (no listener: it feeds no catalog or state;
         its logs between calls stay with it)."""
         return Upstream(config, connect_timeout=self._connect_timeout,
@@ -134,7 +135,7 @@ class UpstreamManager:
                         startup_limiter=self._limiter, label=label,
                         default_protocol=self.config.options.protocol,
                         # The calls run here, so here is where a need is learned.
-                        era_memory=self.eras.bind(config))
+                        era_memory=self.eras.bind(config), declares=declares)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

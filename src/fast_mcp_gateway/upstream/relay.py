@@ -428,12 +428,12 @@ class HostRelay:
                 message=f"server '{self._name}' asked for {capability} after the call it "
                 "belongs to ended (the host cancelled it or went away)",
             )
-        if not caller.can_ask(capability):
-            return types.ErrorData(
-                code=types.INVALID_REQUEST,
-                message=f"the gateway has no connected host that supports {capability} "
-                "for this request (the host of the call did not declare the capability)",
-            )
+        if not caller.can_ask(capability):  # -32601: what a host without it answers
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"the gateway has no "
+                f"connected host that supports {capability} for this request (the host of "
+                "the call did not declare it; a session several hosts share declares what "
+                f"any may answer: 'isolation: per_client' for server '{self._name}' in "
+                "servers.yaml gives the server its host's own capabilities)")
         return caller, exact
 
     async def _put(self, owner: tuple[FrontCall, bool], capability: str,

@@ -142,6 +142,7 @@ class Upstream:
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
         era_memory: EraMemory | None = None,
+        declares: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -162,6 +163,7 @@ class Upstream:
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
         )
+        self._sup.declares = declares   # a per_client session's one host's capabilities
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
                                   self._changed.notify)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,

@@ -37,7 +37,6 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView, changed_kinds, index_hidden, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
-from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -46,6 +45,7 @@ from fast_mcp_gateway.upstream.replica import (
     UpstreamState,
     default_transport,
 )
+from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)

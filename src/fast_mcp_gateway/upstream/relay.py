@@ -34,17 +34,16 @@ import contextlib
 import itertools
 import logging
 import typing
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
 from fastmcp.server.dependencies import get_access_token
-from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
@@ -52,6 +51,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.roots import SoleHost
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,6 @@ _CONNECTION_META_KEYS = frozenset(
     }
 )
 
-
-_ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
 
 STDIO_HOST = "stdio"
 """The host key of the one host of a gateway serving stdio (full path and lane)."""
@@ -345,33 +345,6 @@ class InFlight:
         return next((c for c in calls if not c.between_rounds), first)
 
 
-class SoleHost:
-    """The one host of a stdio gateway, asked for what an upstream requests outside any
-    call (``roots/list``: a filesystem server narrows itself to the host's roots).
-
-    Unset (HTTP, library use), such a request is answered ``[]``: with several hosts
-    on one shared upstream session no answer can be attributed with certainty.  Before
-    the host's handshake (stdio upstreams start first) it is answered ``[]`` too, and
-    the session is kept in ``unasked``: ``arrived`` tells it the roots changed once a
-    host that declared roots can be asked, as it would have been asked directly.
-    """
-
-    def __init__(self) -> None:
-        self.front: Callable[[], FrontCall | None] | None = None
-        self.unasked: weakref.WeakSet[ClientSession] = weakref.WeakSet()
-
-    def get(self) -> FrontCall | None:
-        return self.front() if self.front is not None else None
-
-    async def arrived(self) -> None:
-        """The host's handshake is done and it declared roots: each session answered
-        ``[]`` before gets ``roots/list_changed`` (and asks again)."""
-        sessions, self.unasked = list(self.unasked), weakref.WeakSet()
-        for session in sessions:  # a session that ended meanwhile has nobody to tell
-            with anyio.move_on_after(_ANNOUNCE_WITHIN), suppress(Exception):
-                await session.send_notification(types.RootsListChangedNotification())
-
-
 class HostRelay:
     """The callbacks an upstream session makes to its client, relayed to the host of
     the call they belong to (see the module docstring for attribution).  They run in
@@ -475,16 +448,9 @@ class HostRelay:
         if isinstance(owner, types.ErrorData):
             if self._inflight:
                 return owner  # never another host's roots
-            # Outside any call: the stdio gateway's one host, else no roots (SoleHost).
-            sole = self._sole.get() if self._sole is not None else None
-            if sole is None and self._sole is not None:
-                self._sole.unasked.add(ctx.session)  # no host yet: told when one comes
-            if sole is None or not sole.can_ask("roots"):
+            if self._sole is None:   # a replica built outside a manager: no roots
                 return types.ListRootsResult(roots=[])
-            try:
-                return await sole.list_roots()
-            except MCPError as exc:
-                return exc.error
+            return await self._sole.answer(self._name, ctx.session)   # upstream/roots.py
         return await self._put(owner, "roots", lambda c: c.list_roots())
 
     def session_callbacks(self) -> dict[str, Any]:

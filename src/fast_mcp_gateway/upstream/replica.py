@@ -44,8 +44,9 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight
 from fast_mcp_gateway.upstream.requests import Requests
+from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics

@@ -20,6 +20,7 @@ the code they were written against.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from fastmcp import Client
 from fastmcp.client.elicitation import ElicitResult
 
 from tests.fixtures import make_gateway, serve_http, stdio_entry
+from tests.test_lane import raw_host
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +82,27 @@ async def test_a_shared_session_refuses_an_ask_its_host_cannot_answer_clearly() 
         assert "supports elicitation" in text and "did not declare it" in text, text
         assert "'isolation: per_client' for server 'caps'" in text, text
         assert (await asked.call_tool("caps_push", {})).content[0].text == "accept:Ada"
+
+
+async def test_a_url_elicitation_a_form_only_host_cannot_answer_is_refused(
+        tmp_path: Path) -> None:
+    """The shared session declares elicitation in both modes; a stdio host that declared
+    it in form mode only (``elicitation: {}``) was sent the server's URL-mode
+    elicitation as is.  It is refused upstream, -32601, naming the mode; the host's
+    form-mode elicitations still reach it."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"caps": stdio_entry("caps.py",
+                                                                  protocol="legacy")}}))
+    asked: list[str] = []
+
+    async def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params.get("mode", "form"))
+        return {"action": "accept", "content": {"value": "Ada"}}
+
+    async with raw_host(config, "legacy", listed=("caps_seen",),
+                        capabilities={"elicitation": {}}, on_request=answer) as host:
+        refused = await host.call("caps_push_url")
+        assert refused["isError"], refused
+        assert "elicitation in URL mode" in refused["content"][0]["text"], refused
+        assert (await host.call("caps_push"))["content"][0]["text"] == "accept:Ada"
+        assert asked == ["form"]

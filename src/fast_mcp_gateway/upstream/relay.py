@@ -441,6 +441,12 @@ class HostRelay:
         owner = self._asker("elicitation")
         if isinstance(owner, types.ErrorData):
             return owner
+        declared = (owner[0].declared_capabilities() or {}).get("elicitation")
+        if isinstance(params, types.ElicitRequestURLParams) and not (
+                isinstance(declared, dict) and "url" in declared):
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"server "
+                f"'{self._name}' asked for elicitation in URL mode, which the host of the "
+                "call did not declare (its elicitation is form mode only)")
         return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:

@@ -5,9 +5,9 @@ A handshake-era session declares its client capabilities once, at ``initialize``
 Every session declared every ask the gateway relays, whatever its hosts could answer:
 a careful server asked a host that had declared nothing, and got an error it had been
 told it would not meet.  A ``per_client`` session of a handshake-era host serves that
-host only: it declares no more than the host declared (``RelaySession.declares``, the
-rule a 2026-07-28 request follows: ``tests/test_declared_capabilities.py``), so the
-server sees what it would connected directly.  A shared session serves hosts that
+host only: it declares only the asks the host declared (as a 2026-07-28 request does:
+``tests/test_declared_capabilities.py``), so the server sees what it would connected
+directly.  A shared session serves hosts that
 come later and cannot declare again: it still declares every ask, and an ask whose
 host did not declare it is answered -32601 naming the capability and the fix.
 

@@ -230,7 +230,8 @@ class SubscriptionMover:
 
     async def _follow(self, uri: str, home: Home) -> None:
         """Move the hosts holding ``uri`` at ``home`` to where it is served for them now
-        (by a server one of them may use)."""
+        (by a server one of them may use); let go of it if none may use its server and
+        it is served nowhere else for them."""
         callers = self._hub.callers(uri, home.server)
         now = self._served(uri, lambda server: any(may(server) for may in callers))
         if self._hub.home(uri, home.server) != home:

@@ -459,11 +459,14 @@ class HostRelay:
             return await self._sole.answer(self._name, ctx.session)   # upstream/roots.py
         return await self._put(owner, "roots", lambda c: c.list_roots())
 
-    def session_callbacks(self) -> dict[str, Any]:
-        """The ``ClientSession`` keyword arguments that route to these callbacks."""
-        return {
-            "sampling_callback": self.on_sampling,
-            "elicitation_callback": self.on_elicitation,
-            "list_roots_callback": self.on_list_roots,
-            "logging_callback": self.on_log,
-        }
+    def session_callbacks(self, declares: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``ClientSession`` keyword arguments that route to these callbacks: of the
+        asks ``declares`` names only, if given (the SDK declares an ask it has a callback
+        for: a ``per_client`` session declares no more than its one host did; one asked
+        anyway is refused by the SDK, as by a host without it)."""
+        asks = {"sampling_callback": ("sampling", self.on_sampling),
+                "elicitation_callback": ("elicitation", self.on_elicitation),
+                "list_roots_callback": ("roots", self.on_list_roots)}
+        return {"logging_callback": self.on_log, **{
+            key: callback for key, (capability, callback) in asks.items()
+            if declares is None or capability in declares}}

@@ -101,7 +101,8 @@ class _Hooks:
 
     def session_kwargs(self) -> dict[str, Any]:
         up = self._up
-        return {**up._relay.session_callbacks(), "message_handler": up._changes.on_message,
+        return {**up._relay.session_callbacks(up._declares),
+                "message_handler": up._changes.on_message,
                 "client_info": CLIENT_INFO, "log_level": "debug"}
 
     def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:
@@ -158,13 +159,13 @@ class Upstream:
         self.inflight = InFlight()
         self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
         self._relay = HostRelay(self.name, self.inflight, self._idle_log, sole_host)
+        self._declares = declares   # a per_client session's one host's capabilities
         self._sup = Supervisor(
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
         )
-        self._sup.declares = declares   # a per_client session's one host's capabilities
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
                                   self._changed.notify)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,

@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from fast_mcp_gateway._compat import narrow_capabilities, negotiate_auto
+from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
@@ -47,21 +47,8 @@ class RelaySession(ClientSession):
     gateway error and hide the real response.
     """
 
-    declares: dict[str, Any] | None = None
-    """The client capabilities of the one host this session serves (a ``per_client``
-    session of a handshake-era host): it declares no more than those, as a 2026-07-28
-    request declares its host's (``_compat.narrow_capabilities``).  None: all it can
-    relay (a shared session serves hosts that come later; its ad is fixed at connect)."""
-
     async def validate_tool_result(self, name: str, result: types.CallToolResult) -> None:
         return None
-
-    def _build_capabilities(self, version: str) -> types.ClientCapabilities:
-        ad = super()._build_capabilities(version)
-        if self.declares is None:
-            return ad
-        ours = ad.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return types.ClientCapabilities.model_validate(narrow_capabilities(ours, self.declares))
 
 
 

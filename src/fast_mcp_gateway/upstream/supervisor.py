@@ -52,7 +52,6 @@ from fast_mcp_gateway.upstream.session import (
     CatalogFetcher,
     ConnectFailed,
     Era,
-    RelaySession,
     StepFailed,
     negotiate,
 )
@@ -123,7 +122,6 @@ class Supervisor:
         self.catalog = Catalog()
         self.stderr = StderrTail(config.stderr_lines)
         self.next_retry_at: float | None = None  # wall clock
-        self.declares: dict[str, Any] | None = None   # its one host's (RelaySession)
         self.pid: int | None = None  # the stdio server's process, when known
         self.protocol_version: str | None = None
         self.server_info: types.Implementation | None = None
@@ -378,8 +376,6 @@ class Supervisor:
                     async with transport.connect_session(
                         transport_options=relay_options(transport), **self._hooks.session_kwargs()
                     ) as session:
-                        if isinstance(session, RelaySession):   # before its negotiation
-                            session.declares = self.declares
                         self.tap = getattr(transport, "tap", None)
                         if stderr_inode is not None:
                             self.pid = child_with_stderr(stderr_inode)

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
@@ -51,9 +51,6 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
-
-if TYPE_CHECKING:
-    from fast_mcp_gateway.upstream.roots import SoleHost
 
 logger = logging.getLogger(__name__)
 
@@ -345,13 +342,19 @@ class InFlight:
         return next((c for c in calls if not c.between_rounds), first)
 
 
+class OutsideCalls(Protocol):
+    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``)."""
+
+    async def answer(self, server: str, session: Any) -> Any: ...
+
+
 class HostRelay:
     """The callbacks an upstream session makes to its client, relayed to the host of
     the call they belong to (see the module docstring for attribution).  They run in
     the session's receive loop, so they only forward; they never wait on the upstream."""
 
     def __init__(self, name: str, inflight: InFlight, on_idle_log: IdleLog | None = None,
-                 sole: SoleHost | None = None) -> None:
+                 sole: OutsideCalls | None = None) -> None:
         self._name = name
         self._inflight = inflight
         self.on_idle_log = on_idle_log

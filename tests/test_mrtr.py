@@ -1,5 +1,5 @@
 """2026-07-28 hosts in front of handshake-era upstreams (front/mrtr.py, front/listen.py),
-and roots outside calls (upstream/relay.SoleHost).
+and roots outside calls (upstream/roots.SoleHost).
 
 Every test runs ``mcp-gateway serve`` as a subprocess (stdio with and without the
 express lane, or streamable HTTP) in front of ``tests/servers/pusher.py``, a real

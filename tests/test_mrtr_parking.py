@@ -191,7 +191,7 @@ async def test_parked_calls_are_capped() -> None:
         tg.cancel_scope.cancel()
 
 
-# -- roots outside a call (upstream/relay.SoleHost) -------------------------------------
+# -- roots outside a call (upstream/roots.SoleHost) -------------------------------------
 
 
 @dataclass(eq=False)
@@ -222,7 +222,8 @@ class UpstreamSession:
 
 
 async def test_roots_outside_a_call_come_from_the_sole_host_only() -> None:
-    from fast_mcp_gateway.upstream.relay import HostRelay, InFlight, SoleHost
+    from fast_mcp_gateway.upstream.relay import HostRelay, InFlight
+    from fast_mcp_gateway.upstream.roots import SoleHost
 
     inflight, sole = InFlight(), SoleHost()
     relay = HostRelay("up", inflight, sole=sole)

@@ -518,7 +518,13 @@ async def test_a_session_whose_client_sends_a_new_token_keeps_its_updates(
         write(second)   # the first token is rotated out
         assert (await gateway.reload_config()).error is None
         switching.token = second
-        await mo.call_tool("watch_bump", {})   # a request with the token of now
+        # A request with the token of now: the upstream, let go of once the mover saw
+        # no holder's credential standing, is subscribed again (or never let go of).
+        await mo.list_tools()
+        mover = gateway.host_requests.mover
+        await until(lambda: mover.followed == gateway.manager.view.generation
+                    and gateway.hub.home("watch://watch/counter", "watch") is not None)
+        await mo.call_tool("watch_bump", {})
         await until(lambda: len(got) == 2)
         assert got == ["watch://watch/counter"] * 2
 

@@ -1,4 +1,5 @@
-"""Roots asked by an upstream before the stdio host's handshake (server-filesystem).
+"""Roots asked by an upstream outside any call (``upstream/roots.py``): before the stdio
+host's handshake (server-filesystem), and of a 2026-07-28 host, which is never asked then.
 
 ``mcp-gateway serve`` starts its stdio upstreams before any host line is read, so a
 server that lists its client's roots once initialized (server-filesystem) may ask before
@@ -68,3 +69,70 @@ async def test_a_host_without_roots_leaves_the_upstream_as_it_started(tmp_path: 
         allowed = await client.call_tool("fs_allowed", {})
         assert json.loads(allowed.content[0].text) == ["file:///from/args"]
         assert _listings(tmp_path) == [[]]
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_a_2026_hosts_roots_reach_an_upstream_asking_outside_a_call(
+        tmp_path: Path, lane: bool) -> None:
+    """A 2026-07-28 host is never asked outside a call (no session to ask on): an
+    upstream asking then got ``[]`` for good, whatever roots the host gave.  Once the
+    host gives its roots in a call (answering ``pusher``'s ``roots/list`` in an MRTR
+    round), the upstream that asked outside a call is told its roots changed, asks
+    again, and gets them."""
+    from tests.test_mrtr import Host
+
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "fs": {"command": PY, "args": [str(SERVERS / "rooted.py"), "file:///from/args"],
+               "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}, "protocol": "legacy"},
+        "pusher": {"command": PY, "args": [str(SERVERS / "pusher.py")],
+                   "protocol": "legacy"}}}), encoding="utf-8")
+    transport = StdioTransport(
+        PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config), "--no-db"],
+        env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()},
+        keep_alive=False, log_file=tmp_path / "gateway.log")
+    host = Host()
+    async with Client(transport, **host.handlers()) as client:
+        assert client.protocol_version == "2026-07-28"
+        await until(lambda: _listings(tmp_path) == [[]])   # asked at once: nobody to ask
+        result = await client.call_tool("pusher_both", {})
+        assert result.data.endswith("|file:///work/project")   # given within the call
+        listed = await client.call_tool("fs_listed", {"count": 2})
+        assert json.loads(listed.content[0].text) == ["file:///work/project"]
+        allowed = await client.call_tool("fs_allowed", {})
+        assert json.loads(allowed.content[0].text) == ["file:///work/project"]
+
+
+def test_roots_outside_calls_are_the_roots_every_host_using_the_server_gave() -> None:
+    """The rule for several hosts (``HostRoots``): over HTTP the callers that gave their
+    roots in a call of the server count; they agree: those; they differ: an error, never
+    one host's roots for another; the stdio gateway's one host counts for every server;
+    each host's latest roots count."""
+    import mcp_types as types
+
+    from fast_mcp_gateway.upstream.relay import STDIO_HOST
+    from fast_mcp_gateway.upstream.roots import HostRoots
+
+    def roots(*uris: str) -> list[types.Root]:
+        return [types.Root(uri=uri) for uri in uris]
+
+    def of(book: HostRoots, server: str) -> Any:
+        given = book.of(server)
+        if isinstance(given, types.ListRootsResult):
+            return [str(root.uri) for root in given.roots]
+        return given if given is None else given.message
+
+    book = HostRoots()
+    assert of(book, "fs") is None   # nobody gave any: the caller answers []
+    assert book.learned(("caller", "a"), "fs", roots("file:///a"))
+    assert not book.learned(("caller", "a"), "fs", roots("file:///a"))   # no change
+    assert book.learned(("caller", "b"), "other", roots("file:///b"))
+    assert of(book, "fs") == ["file:///a"] and of(book, "other") == ["file:///b"]
+    assert book.learned(("caller", "b"), "fs", roots("file:///b"))
+    assert "2 hosts that gave their roots in its calls gave different ones" in of(book, "fs")
+    assert book.learned(("caller", "b"), "fs", roots("file:///a"))   # b's latest
+    assert of(book, "fs") == ["file:///a"]
+
+    stdio = HostRoots()
+    assert stdio.learned(STDIO_HOST, "pusher", roots("file:///work"))
+    assert of(stdio, "fs") == ["file:///work"]   # the one host: every server's

@@ -5,8 +5,9 @@
 ``seen`` answers the capabilities the request it serves declared (JSON, keys
 sorted); ``ask`` asks for a name the 2026-07-28 way (``input_required``, answered
 when the client retries), as a careful server does: only if the request declared
-``elicitation``, else it refuses.  Over ``http`` it serves
-streamable HTTP on 127.0.0.1 (a free port, written to PORTFILE).
+``elicitation``, else it refuses; ``push`` the same, the handshake way (pushed, on a
+handshake-era session: what its ``initialize`` declared; ``push_url`` by URL).  Over
+``http`` it serves streamable HTTP on 127.0.0.1 (a free port, written to PORTFILE).
 """
 
 from __future__ import annotations
@@ -47,6 +48,28 @@ def ask(ctx: Context) -> Any:
             message="Your name?", requested_schema={
                 "type": "object", "properties": {"name": {"type": "string"}},
                 "required": ["name"]}))}))
+
+
+@mcp.tool
+async def push(ctx: Context) -> str:
+    """Ask for a name the handshake way (a pushed ``elicitation/create``), only if the
+    session declared elicitation at its ``initialize``, else refuse (a careful server)."""
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.elicitation is None:
+        raise ToolError("the client declared no elicitation: not asking")
+    result = await ctx.elicit("Your name?", response_type=str)
+    return f"{result.action}:{getattr(result, 'data', None)}"
+
+
+@mcp.tool
+async def push_url(ctx: Context) -> str:
+    """Ask the client to open a URL (a pushed URL-mode ``elicitation/create``), only if
+    the session declared elicitation by URL."""
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.elicitation is None or caps.elicitation.url is None:
+        raise ToolError("the client declared no URL elicitation: not asking")
+    result = await ctx.session.elicit_url("Sign in", "https://example.test/in", "e-1")
+    return result.action
 
 
 async def main() -> None:

@@ -7,7 +7,8 @@ the ``resources/subscribe`` and ``resources/unsubscribe`` requests it got, in or
 waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
 ``--refuse-unsubscribe``: each unsubscribe is recorded, then refused with an error;
 ``--hold-second-subscribe``: the second subscribe is recorded, then answered only once
-the tool ``let_subscribe`` is called; ``--refuse-second-subscribe``: the second
+the tool ``let_subscribe`` is called (``--hold-first-subscribe``: the first);
+``--refuse-second-subscribe``: the second
 subscribe is recorded, then refused with an error.  ``WATCHED_URI`` (environment):
 the resource's URI, if not ``watch://counter``; ``WATCHED_RELEASE``: a file it waits
 for before it serves (a server slow to start until the test creates it: no timing).
@@ -62,19 +63,21 @@ def _saw(what: str) -> None:
 
 
 held = anyio.Event()
+HELD = 1 if "--hold-first-subscribe" in sys.argv else \
+    2 if "--hold-second-subscribe" in sys.argv else 0   # the subscribe held, by number
 
 
 async def _on_subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
     subscribers.append(ctx.session._connection)
     _saw(f"subscribe {params.uri}")
-    if "--hold-second-subscribe" in sys.argv and len(seen) == 2:
+    if len(seen) == HELD:
         await held.wait()
     if "--refuse-second-subscribe" in sys.argv and len(seen) == 2:
         raise MCPError(code=types.INTERNAL_ERROR, message="subscribe refused on purpose")
     return types.EmptyResult()
 
 
-if "--hold-second-subscribe" in sys.argv:
+if HELD:
     @mcp.tool
     def let_subscribe() -> str:
         held.set()

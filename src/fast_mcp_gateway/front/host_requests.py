@@ -63,7 +63,8 @@ class HostRequests:
         low.add_request_handler(
             "subscriptions/listen", types.SubscriptionsListenRequestParams,
             SubscribingListen(self._hub, self._resource_origin, self._caller,
-                              self._manager.services.get, self.mover.unsubscribe_old))
+                              self._manager.services.get, self.mover.unsubscribe_old,
+                              placing=self.mover.placing))
         low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
                                 self._on_subscribe)
         low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
@@ -107,6 +108,7 @@ class HostRequests:
     async def _on_subscribe(self, ctx: ServerRequestContext[Any],
                             params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
+        placed = self.mover.placing()
         upstream, original = self._resource_origin(uri)
         # A server still making its first connect (or coming back) has no capabilities
         # yet: wait for it as a read does, rather than refuse what it may well support.
@@ -123,6 +125,7 @@ class HostRequests:
         # leaves it subscribed (it unsubscribed it, after this request, before).  Where
         # it was held until now, if elsewhere (moved by a reload), is let go of.
         moved = self._hub.subscribe(uri, connection, home, caller_may_use(self._provider))
+        placed()
         try:
             await upstream.subscribe(original)
         except UpstreamError as exc:

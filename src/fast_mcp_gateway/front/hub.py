@@ -84,9 +84,10 @@ class FrontHub:
     logger names the server: ``<server>`` or ``<server>.<logger>``.
 
     Lifetimes: a ``resources/subscribe`` lasts until the host unsubscribes or its
-    connection closes (``subscribe``): one whose server is removed is held with no home
-    (``server_removed``; ``lost``) until the URI is served again (``resume``: the host was
-    never told it ended, there is no such notice in the handshake era); a listen stream
+    connection closes (``subscribe``): one whose server is removed (``server_removed``)
+    or that no holder may use any more (``unreached``) is held with no home (``lost``)
+    until the URI is served again for one of them (``resume``: the host was never told
+    it ended, there is no such notice in the handshake era); a listen stream
     until its host leaves, its caller's credential no longer stands, or it may reach
     none of its URIs (``reach_changed``: ``front/listen.py``).  Either way the upstream
     is unsubscribed (``release``) when nobody holds the URI any more.
@@ -125,7 +126,7 @@ class FrontHub:
         self._sole_host: weakref.ref[Connection] | None = None
         self._wake = anyio.Event()
         self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
-        self.reload = anyio.Event()   # set (and replaced) at each reload: ``reloaded``
+        self.reload = anyio.Event()   # set (and replaced) at each reload, and ``refresh``
         # waits out the rest of a credential's time (a JWT's): tests hold it
         self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
@@ -185,9 +186,12 @@ class FrontHub:
         return [before] if before is not None and before != home else []
 
     def _holds(self, uri: str, server: str) -> bool:
-        """Whether a host holds ``uri`` at ``server``."""
-        return server in self._subscribers.get(uri, {}).values() or any(
-            h.home.server == server for h in self._holdings.get(uri, ()))
+        """Whether a host whose caller may use ``server`` holds ``uri`` there (one a
+        reload narrowed holds it with no home once nobody else does: ``unreached``)."""
+        return any(at == server and self._may_use.get(c, _every_server)(server)
+                   for c, at in list(self._subscribers.get(uri, {}).items())) or any(
+            h.home.server == server and h.may_use(server)
+            for h in self._holdings.get(uri, ()))
 
     def _unshared(self, uri: str, home: Home) -> list[Home]:
         """``home``, to let go of, unless hosts hold ``uri`` there."""
@@ -246,9 +250,18 @@ class FrontHub:
     def refresh(self, connection: Connection | None, may_use: Callable[[str], bool]) -> None:
         """A request of a host this hub sends to between its requests: its caller's
         credential of now stands from now on (a session's client refreshes its JWT, or
-        sends the token a rotation put in place of the one it listed with)."""
+        sends the token a rotation put in place of the one it listed with); a URI it holds
+        with no home that this gives back (``unreached``) is taken up again (``reload``)."""
         if connection is not None and connection in self._may_use:
-            self._may_use[connection] = may_use
+            before, self._may_use[connection] = self._may_use[connection], may_use
+            for uri in self._held.get(connection, ()):
+                subs = self._subscribers.get(uri)
+                at = subs.get(connection) if subs is not None else None
+                if at is not None and (uri, at) not in self._homes and may_use(at) \
+                        and not before(at):
+                    self.reload.set()   # the mover takes it up
+                    self.reload = anyio.Event()
+                    return
 
     def knows(self, connection: Connection | None) -> bool:
         """Whether ``connection``'s caller is asked before it is sent anything."""
@@ -317,10 +330,20 @@ class FrontHub:
         self._homes.drop_server(server)
         self.standings_changed()
 
+    def unreached(self, uri: str, home: Home) -> bool:
+        """No host holding ``uri`` at ``home`` may use its server any more (a reload
+        narrowed their tokens): forget the home, as a removed server's (True: the caller
+        lets go of it upstream; False: ``uri`` has another home there by now).  Its
+        handshake-era hosts still hold it (``lost``, ``resume``); listen streams let go."""
+        if self._homes.get((uri, home.server)) != home:
+            return False
+        del self._homes[(uri, home.server)]
+        return True
+
     def lost(self) -> list[tuple[str, str, list[Callable[[str], bool]]]]:
         """Each URI handshake-era hosts hold at a server with no home there (it was
-        removed): the URI, that server, and whether each of their callers may use a
-        server (``may_use``)."""
+        removed, or ``unreached``): the URI, that server, and whether each of their
+        callers may use a server (``may_use``)."""
         found: dict[tuple[str, str], list[Callable[[str], bool]]] = {}
         for uri, subs in self._subscribers.items():
             for connection, at in list(subs.items()):

@@ -69,6 +69,10 @@ logger = logging.getLogger(__name__)
 UNSUBSCRIBE_BUDGET = 5.0
 """Seconds the unsubscriptions of an ended stream may take (it ends on a disconnect)."""
 
+def _held() -> None:
+    return None
+
+
 _KEEP: ContextVar[Callable[[ServerEvent], bool] | None] = ContextVar("listen_keep",
                                                                      default=None)
 
@@ -103,15 +107,19 @@ class SubscribingListen:
     says it may use, if given); ``caller()``, asked in the request, its caller's
     standing and whether it may use a server when asked (``caller_may_use``);
     ``current(server)`` the server as it runs now; ``unsubscribe_old(uri, home)`` lets go
-    of a URI's subscription where it was held before another server served it.
+    of a URI's subscription where it was held before another server served it;
+    ``placing()``, called as a URI is resolved, what to call once the hub holds it
+    (``SubscriptionMover.placing``: a catalog build in between may have moved it).
     """
 
     def __init__(self, hub: FrontHub,
                  origin: Callable[[str, Callable[[str], bool] | None], tuple[Service, str]],
                  caller: Callable[[], tuple[Standing, Callable[[str], bool]]],
                  current: Callable[[str], Service | None],
-                 unsubscribe_old: Callable[[str, Home], Awaitable[None]]) -> None:
+                 unsubscribe_old: Callable[[str, Home], Awaitable[None]], *,
+                 placing: Callable[[], Callable[[], None]] = lambda: _held) -> None:
         self._hub = hub
+        self._placing = placing
         self._origin = origin
         self._caller = caller
         self._current = current
@@ -266,6 +274,7 @@ class SubscribingListen:
         may use, if given: else the request's caller's), for a caller that may use a
         server if ``may_use`` says so; its hold (None: not held, logged)."""
         shown = logged_name(uri)  # a host's to choose: a long one is cut in log lines
+        placed = self._placing()
         try:
             service, original = self._origin(uri, visible)
         except MCPError as exc:
@@ -287,6 +296,7 @@ class SubscribingListen:
                            "%s", shown, service.name, exc)
             return None
         holding, moved = self._hub.listen(uri, Home(service.name, original), may_use)
+        placed()
         for old in moved:
             await self._unsubscribe_old(uri, old)
         return holding

@@ -9,9 +9,12 @@ catalog build (``UpstreamManager.changed``) ``SubscriptionMover`` subscribes the
 server that serves each held URI now, once it is ready (a restarted one lists the
 catalog it had while it starts), and unsubscribes the old one (if it still runs).
 A URI nobody serves now stays where it is (its server may list it again), unless its
-server was removed (``FrontHub.server_removed``): handshake-era hosts still hold it,
-with no home (``FrontHub.lost``), and it is subscribed again where it is served next
-for one of their callers (a later reload gives the server back, or gave its namespace
+server was removed (``FrontHub.server_removed``), or none of the hosts holding it there
+may use that server any more (a reload narrowed their tokens' ``servers``:
+``FrontHub.unreached``, and the server is unsubscribed; before, it stayed subscribed,
+sending updates the gateway filtered out): handshake-era hosts still hold it, with no
+home (``FrontHub.lost``), and it is subscribed again where it is served next for one
+of their callers (a later reload gives the server back, or gave its namespace
 to another server, or gives a token the server back: looked at after each reload too,
 ``FrontHub.reloaded``), once that server is ready (``FrontHub.resume``).  Before, such a
 host got no more updates, never told its subscription had ended (the handshake era has
@@ -24,6 +27,11 @@ come up (``Service.carry``), is moved to a ready one.
 Then listen streams look at what they may reach again (``FrontHub.standings_changed``):
 a URI a stream lost is taken up again once it is back (``front/listen.py``).
 
+A host subscribing while a build moves its URI (resolved before the build, held by
+the hub after it: a listen stream's URI once its upstream answered) is looked at
+again (``SubscriptionMover.placing``): before, it stayed at the old home until the
+next build that changed a held URI's route.
+
 All this is done only after a build that changed what it depends on (``_Routes``: the
 held URIs' listed entries, the templates, each server's replicas' states): a server
 changing its lists in a loop (a tool's description, say) made every held URI be
@@ -32,10 +40,11 @@ resolved, and every listen stream woken, at each of its builds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -88,13 +97,16 @@ class SubscriptionMover:
         self._hub = hub
         self._origin = origin
         self.followed = -1   # the catalog generation last looked at (tests wait on it)
+        self._seen: _Routes | None = None   # what the next build is compared with
+        self._seen_at = -1   # ... as of this catalog generation
+        self._recheck = anyio.Event()   # set: ``follow`` now (``placed``)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
         """``follow`` after each catalog build that changed what it depends on, and
         after each reload (a token's servers may have changed), until cancelled."""
         task_status.started()
-        built, routes, reload = -1, None, self._hub.reload
+        built, reload = -1, self._hub.reload
         manager = self._manager
 
         def rebuilt(since: int) -> Callable[[], bool]:
@@ -103,20 +115,44 @@ class SubscriptionMover:
         while True:
             async with anyio.create_task_group() as tg:
 
-                async def after_build(since: int) -> None:
-                    await manager.changed.wait_until(rebuilt(since), within=math.inf)
+                async def after(event: Callable[[], Awaitable[Any]]) -> None:
+                    await event()
                     tg.cancel_scope.cancel()
 
-                tg.start_soon(after_build, built)
+                tg.start_soon(after, functools.partial(
+                    manager.changed.wait_until, rebuilt(built), within=math.inf))
+                tg.start_soon(after, self._recheck.wait)
                 await reload.wait()
                 tg.cancel_scope.cancel()
             reloaded, reload = reload.is_set(), self._hub.reload
+            rechecked = self._recheck.is_set()
+            if rechecked:
+                self._recheck = anyio.Event()
             built = manager.view.generation
-            before, routes = routes, self._routes()
-            if reloaded or before is None or routes.changed_from(before):
+            before, self._seen, self._seen_at = self._seen, self._routes(), built
+            if reloaded or rechecked or before is None or self._seen.changed_from(before):
                 await self.follow()
                 self._hub.standings_changed()
             self.followed = built
+
+    def placing(self) -> Callable[[], None]:
+        """Called as a host's URI is resolved to subscribe it; what it returns, once the
+        hub holds the URI (``FrontHub.subscribe``, ``listen``).  A catalog build that
+        ran in between (a listen stream's URI is held once its upstream answered) may
+        have moved the URI where the mover, which looked at what was held then, never
+        moved it: then every held URI is looked at again (``follow``).  Else the URI is
+        made part of what the next build is compared with (it was not held when this
+        build was looked at: a build moving it next would be taken for one changing no
+        held URI's route)."""
+        generation = self._manager.view.generation
+
+        def placed() -> None:
+            if self._manager.view.generation != generation:
+                self._recheck.set()
+            elif self._seen_at == generation:
+                self._seen = self._routes()
+
+        return placed
 
     def _routes(self) -> _Routes:
         """What where a held URI is served, and whether its server is ready, depend on:
@@ -195,14 +231,32 @@ class SubscriptionMover:
 
     async def _follow(self, uri: str, home: Home) -> None:
         """Move the hosts holding ``uri`` at ``home`` to where it is served for them now
-        (by a server one of them may use)."""
+        (by a server one of them may use); let go of it if none may use its server and
+        it is served nowhere else for them."""
         callers = self._hub.callers(uri, home.server)
         now = self._served(uri, lambda server: any(may(server) for may in callers))
-        if now is None or now == home or self._hub.home(uri, home.server) != home:
+        if self._hub.home(uri, home.server) != home:
+            return
+        if now is None and not any(may(home.server) for may in callers):
+            await self._let_go(uri, home)
+            return
+        if now is None or now == home:
             return
         service = self._manager.services.get(now.server)
         if service is not None and service.state is UpstreamState.READY:
             await self._move(uri, home, now, service)
+
+    async def _let_go(self, uri: str, home: Home) -> None:
+        """Unsubscribe ``home``, which none of the hosts holding ``uri`` there may use
+        any more (``FrontHub.unreached``: taken up again when one may)."""
+        service = self._manager.services.get(home.server)
+        if not self._hub.unreached(uri, home) or service is None:
+            return
+        failure = await unsubscribe_within(service, home.original, MOVE_BUDGET)
+        if failure is not None:
+            logger.warning("could not unsubscribe upstream '%s' from %s, which no host "
+                           "holding it may use any more: %s (it may go on sending updates, "
+                           "which reach nobody)", home.server, logged_name(uri), failure)
 
     async def _move(self, uri: str, home: Home, now: Home, service: Service) -> None:
         shown = logged_name(uri)

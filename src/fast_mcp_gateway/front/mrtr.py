@@ -126,6 +126,9 @@ class Parking:
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
         self.abandoned: Abandoned | None = None
+        # Told the roots a host gave in a round (``SoleHost.learned``; the gateway sets it).
+        self.on_roots: Callable[[str, FrontCall, types.ListRootsResult],
+                                Awaitable[None]] | None = None
 
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -219,7 +222,7 @@ class Parking:
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
         parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
                             self.ask_timeout, timer)
-        parked.call = call
+        parked.call, parked.on_roots = call, self.on_roots
         self._calls[token] = parked
         return parked
 

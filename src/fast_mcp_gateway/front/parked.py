@@ -133,6 +133,9 @@ class ParkedFront(FrontCall):
     async def list_roots(self) -> types.ListRootsResult:
         result: types.ListRootsResult = await self._ask(types.ListRootsRequest(),
                                                         types.ListRootsResult)
+        parked, host = self.parked, self._host()
+        if parked is not None and parked.on_roots is not None and host is not None:
+            await parked.on_roots(parked.server, host, result)   # upstream/roots.py
         return result
 
 
@@ -158,6 +161,9 @@ class ParkedCall:
         self.first_round: Callable[[], Awaitable[None]] | None = None
         self.outcome: tuple[Any, BaseException | None] | None = None
         self.collected = anyio.Event()
+        # Told the roots the host gave (``SoleHost.learned``: roots outside calls).
+        self.on_roots: Callable[[str, FrontCall, types.ListRootsResult],
+                                Awaitable[None]] | None = None
         self.cancelled_by_host = False
         self.waiting_on: list[str] = []  # the methods the host was last shown
 

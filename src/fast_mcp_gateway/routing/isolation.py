@@ -67,7 +67,9 @@ from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 logger = logging.getLogger(__name__)
 
-MakeUpstream = Callable[[ServerConfig, str], Upstream]
+MakeUpstream = Callable[[ServerConfig, str, dict[str, Any] | None], Upstream]
+"""A client session of a server (its config, label, and the client capabilities of
+the one host it serves, which it declares no more than: None, all it can relay)."""
 Spawn = Callable[[Callable[[], object], str], None]
 # (server, params, host key): a log one host's session sent between its calls.
 HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None]
@@ -174,7 +176,7 @@ class ClientSessions:
         config = self.config
         if config.uses_caller_credentials:
             config = for_caller(config, front.caller if front is not None else None)
-        upstream = self._make(config, f"{name}~{next(self._seq)}")
+        upstream = self._make(config, f"{name}~{next(self._seq)}", declares_of(key, front))
         client = _Client(key, upstream, last_used=self._clock(), owner=owner)
         log = self._log
         if log is not None:
@@ -278,6 +280,16 @@ class ClientSessions:
             self._reaping = False
             with suppress(Exception):
                 self.stop_all()
+
+
+def declares_of(key: Hashable, front: FrontCall | None) -> dict[str, Any] | None:
+    """The client capabilities a session for ``key`` declares no more than: those of
+    its one handshake-era host (its ``initialize``'s, as fixed as the session's own
+    ad); None (all the gateway relays) for a session keyed by a caller, whose hosts
+    (2026-07-28 ones declare per request: narrowed there) may differ."""
+    if front is None or front.is_modern or key != front.host:
+        return None
+    return front.declared_capabilities()
 
 
 def _shown(owner: str | None) -> str:

@@ -37,7 +37,6 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView, changed_kinds, index_hidden, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
-from fast_mcp_gateway.upstream.relay import SoleHost
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -46,6 +45,7 @@ from fast_mcp_gateway.upstream.replica import (
     UpstreamState,
     default_transport,
 )
+from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class UpstreamManager:
                                              self._host_log)
         return service
 
-    def _make_client(self, config: ServerConfig, label: str) -> Upstream:
+    def _make_client(self, config: ServerConfig, label: str,
+                     declares: dict[str, Any] | None) -> Upstream:
         """A per_client host's own session (no listener: it feeds no catalog or state;
         its logs between calls stay with it)."""
         return Upstream(config, connect_timeout=self._connect_timeout,
@@ -134,7 +135,7 @@ class UpstreamManager:
                         startup_limiter=self._limiter, label=label,
                         default_protocol=self.config.options.protocol,
                         # The calls run here, so here is where a need is learned.
-                        era_memory=self.eras.bind(config))
+                        era_memory=self.eras.bind(config), declares=declares)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

@@ -34,17 +34,16 @@ import contextlib
 import itertools
 import logging
 import typing
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
 from fastmcp.server.dependencies import get_access_token
-from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
@@ -73,8 +72,6 @@ _CONNECTION_META_KEYS = frozenset(
     }
 )
 
-
-_ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
 
 STDIO_HOST = "stdio"
 """The host key of the one host of a gateway serving stdio (full path and lane)."""
@@ -345,31 +342,10 @@ class InFlight:
         return next((c for c in calls if not c.between_rounds), first)
 
 
-class SoleHost:
-    """The one host of a stdio gateway, asked for what an upstream requests outside any
-    call (``roots/list``: a filesystem server narrows itself to the host's roots).
+class OutsideCalls(Protocol):
+    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``)."""
 
-    Unset (HTTP, library use), such a request is answered ``[]``: with several hosts
-    on one shared upstream session no answer can be attributed with certainty.  Before
-    the host's handshake (stdio upstreams start first) it is answered ``[]`` too, and
-    the session is kept in ``unasked``: ``arrived`` tells it the roots changed once a
-    host that declared roots can be asked, as it would have been asked directly.
-    """
-
-    def __init__(self) -> None:
-        self.front: Callable[[], FrontCall | None] | None = None
-        self.unasked: weakref.WeakSet[ClientSession] = weakref.WeakSet()
-
-    def get(self) -> FrontCall | None:
-        return self.front() if self.front is not None else None
-
-    async def arrived(self) -> None:
-        """The host's handshake is done and it declared roots: each session answered
-        ``[]`` before gets ``roots/list_changed`` (and asks again)."""
-        sessions, self.unasked = list(self.unasked), weakref.WeakSet()
-        for session in sessions:  # a session that ended meanwhile has nobody to tell
-            with anyio.move_on_after(_ANNOUNCE_WITHIN), suppress(Exception):
-                await session.send_notification(types.RootsListChangedNotification())
+    async def answer(self, server: str, session: Any) -> Any: ...
 
 
 class HostRelay:
@@ -378,7 +354,7 @@ class HostRelay:
     the session's receive loop, so they only forward; they never wait on the upstream."""
 
     def __init__(self, name: str, inflight: InFlight, on_idle_log: IdleLog | None = None,
-                 sole: SoleHost | None = None) -> None:
+                 sole: OutsideCalls | None = None) -> None:
         self._name = name
         self._inflight = inflight
         self.on_idle_log = on_idle_log
@@ -428,12 +404,12 @@ class HostRelay:
                 message=f"server '{self._name}' asked for {capability} after the call it "
                 "belongs to ended (the host cancelled it or went away)",
             )
-        if not caller.can_ask(capability):
-            return types.ErrorData(
-                code=types.INVALID_REQUEST,
-                message=f"the gateway has no connected host that supports {capability} "
-                "for this request (the host of the call did not declare the capability)",
-            )
+        if not caller.can_ask(capability):  # -32601: what a host without it answers
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"the gateway has no "
+                f"connected host that supports {capability} for this request (the host of "
+                "the call did not declare it; a session several hosts share declares what "
+                f"any may answer: 'isolation: per_client' for server '{self._name}' in "
+                "servers.yaml gives the server its host's own capabilities)")
         return caller, exact
 
     async def _put(self, owner: tuple[FrontCall, bool], capability: str,
@@ -468,6 +444,12 @@ class HostRelay:
         owner = self._asker("elicitation")
         if isinstance(owner, types.ErrorData):
             return owner
+        declared = (owner[0].declared_capabilities() or {}).get("elicitation")
+        if isinstance(params, types.ElicitRequestURLParams) and not (
+                isinstance(declared, dict) and "url" in declared):
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"server "
+                f"'{self._name}' asked for elicitation in URL mode, which the host of the "
+                "call did not declare (its elicitation is form mode only)")
         return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
@@ -475,23 +457,19 @@ class HostRelay:
         if isinstance(owner, types.ErrorData):
             if self._inflight:
                 return owner  # never another host's roots
-            # Outside any call: the stdio gateway's one host, else no roots (SoleHost).
-            sole = self._sole.get() if self._sole is not None else None
-            if sole is None and self._sole is not None:
-                self._sole.unasked.add(ctx.session)  # no host yet: told when one comes
-            if sole is None or not sole.can_ask("roots"):
+            if self._sole is None:   # a replica built outside a manager: no roots
                 return types.ListRootsResult(roots=[])
-            try:
-                return await sole.list_roots()
-            except MCPError as exc:
-                return exc.error
+            return await self._sole.answer(self._name, ctx.session)   # upstream/roots.py
         return await self._put(owner, "roots", lambda c: c.list_roots())
 
-    def session_callbacks(self) -> dict[str, Any]:
-        """The ``ClientSession`` keyword arguments that route to these callbacks."""
-        return {
-            "sampling_callback": self.on_sampling,
-            "elicitation_callback": self.on_elicitation,
-            "list_roots_callback": self.on_list_roots,
-            "logging_callback": self.on_log,
-        }
+    def session_callbacks(self, declares: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``ClientSession`` keyword arguments that route to these callbacks: of the
+        asks ``declares`` names only, if given (the SDK declares an ask it has a callback
+        for: a ``per_client`` session declares no more than its one host did; one asked
+        anyway is refused by the SDK, as by a host without it)."""
+        asks = {"sampling_callback": ("sampling", self.on_sampling),
+                "elicitation_callback": ("elicitation", self.on_elicitation),
+                "list_roots_callback": ("roots", self.on_list_roots)}
+        return {"logging_callback": self.on_log, **{
+            key: callback for key, (capability, callback) in asks.items()
+            if declares is None or capability in declares}}

@@ -44,8 +44,9 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight, SoleHost
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight
 from fast_mcp_gateway.upstream.requests import Requests
+from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
@@ -100,7 +101,8 @@ class _Hooks:
 
     def session_kwargs(self) -> dict[str, Any]:
         up = self._up
-        return {**up._relay.session_callbacks(), "message_handler": up._changes.on_message,
+        return {**up._relay.session_callbacks(up._declares),
+                "message_handler": up._changes.on_message,
                 "client_info": CLIENT_INFO, "log_level": "debug"}
 
     def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:
@@ -142,6 +144,7 @@ class Upstream:
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
         era_memory: EraMemory | None = None,
+        declares: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -156,6 +159,7 @@ class Upstream:
         self.inflight = InFlight()
         self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
         self._relay = HostRelay(self.name, self.inflight, self._idle_log, sole_host)
+        self._declares = declares   # a per_client session's one host's capabilities
         self._sup = Supervisor(
             config, label=self.label, connect_timeout=self.connect_timeout,
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,

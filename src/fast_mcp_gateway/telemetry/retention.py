@@ -68,10 +68,10 @@ class Retention:
                 self._scope.cancel()
             task_status.started()
             while True:
+                self._wake = anyio.Event()  # a now() from here on asks for the next run
                 await self._prune()
                 with anyio.move_on_after(self.every):
                     await self._wake.wait()
-                self._wake = anyio.Event()
 
     def now(self) -> None:
         """Prune now (or, while a prune runs, once more right after it)."""

@@ -86,7 +86,7 @@ async def records_go_on_and_a_stop_cuts_the_prune(
     with ``held_open`` of the store's transactions open there."""
     recorder, retention = recorder_of(store)
     gate = hold()
-    with anyio.fail_after(120):  # a hang guard only
+    with anyio.fail_after(50):  # a hang guard only (under the per-test timeout)
         async with anyio.create_task_group() as tg:
             await tg.start(recorder.run)  # the first prune starts with it
             await gate.reached.wait()

@@ -440,7 +440,7 @@ class Recorder(BatchWriter[Invocation]):
                   ) -> None:
         """The writer (``BatchWriter.run``) and, beside it, the retention task: both end
         when this is cancelled (a prune running is cut between its batches; the writer
-        drains first, as ever)."""
+        drains what it holds, shielded, as ever)."""
         retention = self.retention
         if retention is None:
             await super().run(task_status=task_status)

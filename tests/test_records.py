@@ -211,16 +211,23 @@ async def test_the_recorder_writes_batches_and_applies_retention() -> None:
     store = MemoryStore()
     await store.add_invocations([call(i, at=1.0) for i in range(5)])  # long expired
     recorder = Recorder(store, batch_size=3, retention_seconds=3600, retention_rows=None,
-                        prune_every=0)
+                        prune_every=3600)
+    retention = recorder.retention
+    assert retention is not None
     async with anyio.create_task_group() as tg:
         await tg.start(recorder.run)
+        assert await retention.ended(1)  # the first prune, at the start
+        assert (await store.invocations())[0] == []
         for i in range(10, 17):
             recorder.record(call(i))
         assert await recorder.flushed(within=10)
-        # Retention runs after a batch; the next batch is written after it.
+        await store.add_invocations([call(i, at=1.0) for i in range(5)])
+        retention.now()  # the next prune, asked for (else after prune_every)
+        assert await retention.ended(2)
         recorder.record(call(17))
         assert await recorder.flushed(within=10)
         tg.cancel_scope.cancel()
+    assert (retention.runs, retention.failures, retention.removed) == (2, 0, 10)
     rows, _ = await store.invocations(limit=100)
     assert sorted(r.id for r in rows) == [f"c{i}" for i in range(10, 18)]
     assert recorder.stats() == {"recorded": 8, "dropped": 0, "failed_writes": 0, "queued": 0}

@@ -4,7 +4,9 @@
 caller -- when the queue is full the item is dropped and counted (``dropped``) -- and
 ``run()`` hands batches of up to ``batch_size`` to one write call (one transaction).
 ``Recorder`` is the call log built on it: ``record(invocation)`` (stamped with the
-gateway's ``instance_id`` when written), retention applied every ``prune_every`` seconds.
+gateway's ``instance_id`` when written); its retention (every ``prune_every`` seconds)
+runs in a task of its own beside the writer (telemetry/retention.py), so records are
+written while a prune runs.
 
 ``redact_arguments`` is what goes into a record: values under credential-like keys, and
 any known secret value or well-known token format inside a string, become ``***``.
@@ -32,6 +34,7 @@ from fast_mcp_gateway.store.records import Invocation
 from fast_mcp_gateway.store.retry import while_unavailable
 from fast_mcp_gateway.store.spool import Spool
 from fast_mcp_gateway.telemetry.redaction import mask_secrets, mask_text
+from fast_mcp_gateway.telemetry.retention import Retention
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,8 +190,7 @@ class BatchWriter(Generic[T]):
     logged and counted, never raised -- except when the store is unreachable
     (``StoreUnavailable``, a shared database restarting): then the batch is kept and
     written again, with backoff, once the store is back, while newer items wait in the
-    bounded queue (and beyond it are dropped and counted).  ``maintain`` (if given) runs
-    after a batch at most every ``maintain_every`` seconds (e.g. retention)."""
+    bounded queue (and beyond it are dropped and counted)."""
 
     def __init__(
         self,
@@ -198,16 +200,12 @@ class BatchWriter(Generic[T]):
         capacity: int = 10_000,
         batch_size: int = 500,
         flush_interval: float = 0.2,
-        maintain: Callable[[], Awaitable[None]] | None = None,
-        maintain_every: float = 300.0,
         drain_timeout: float = 60.0,
     ) -> None:
         self.what = what
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self._write_batch = write
-        self._maintain = maintain
-        self.maintain_every = maintain_every
         self._send: MemoryObjectSendStream[T]
         self._receive: MemoryObjectReceiveStream[T]
         self._send, self._receive = anyio.create_memory_object_stream[T](capacity)
@@ -249,7 +247,6 @@ class BatchWriter(Generic[T]):
         still queued (shielded, at most ``drain_timeout`` seconds) before returning: a
         graceful stop loses nothing that was accepted."""
         task_status.started()
-        last_maintained = 0.0
         batch: list[T] = []
         try:
             while True:
@@ -266,10 +263,6 @@ class BatchWriter(Generic[T]):
                 self._take_nowait(batch)
                 await self._write(batch)
                 batch = []
-                if (self._maintain is not None
-                        and time.monotonic() - last_maintained > self.maintain_every):
-                    last_maintained = time.monotonic()
-                    await self._maintain()
         except anyio.EndOfStream:
             pass
         finally:
@@ -406,13 +399,14 @@ class Recorder(BatchWriter[Invocation]):
     ) -> None:
         super().__init__(self._store_batch, what="call records", capacity=capacity,
                          batch_size=batch_size, flush_interval=flush_interval,
-                         drain_timeout=drain_timeout,
-                         maintain=self._prune, maintain_every=prune_every)
+                         drain_timeout=drain_timeout)
         self.store = store
         self.instance_id = instance_id
         self.redact_keys = tuple(redact_keys)
-        self.retention_seconds = retention_seconds
-        self.retention_rows = retention_rows
+        # None: no retention (neither an age nor a row count bounds the call log).
+        self.retention = (None if retention_seconds is None and retention_rows is None else
+                          Retention(store, max_age_seconds=retention_seconds,
+                                    max_rows=retention_rows, every=prune_every))
         self.spool = spool  # records held for an unreachable store go there at stop
         if spool is not None:
             self.spill = lambda held: spool.hold_calls(self._stamped(held))
@@ -442,12 +436,26 @@ class Recorder(BatchWriter[Invocation]):
     def recorded(self) -> int:
         return self.written
 
-    async def _prune(self) -> None:
-        try:
-            await self.store.prune(max_age_seconds=self.retention_seconds,
-                                   max_rows=self.retention_rows)
-        except Exception as exc:  # noqa: BLE001 - retention retries at the next interval
-            logger.warning("retention failed: %s", exc)
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """The writer (``BatchWriter.run``) and, beside it, the retention task: both end
+        when this is cancelled (a prune running is cut between its batches; the writer
+        drains what it holds, shielded, as ever)."""
+        retention = self.retention
+        if retention is None:
+            await super().run(task_status=task_status)
+            return
+        retention.outage = self.outage  # the control plane attached it before the start
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(retention.run)
+            await super().run(task_status=task_status)
+            retention.stop()  # the writer ended (its queue closed): retention ends too
+
+    async def stopping(self, within: float, *, store_down: bool = False) -> None:
+        # A prune running is stopped first: the flush then has the store to itself.
+        if self.retention is not None:
+            self.retention.stop()
+        await super().stopping(within, store_down=store_down)
 
     def stats(self) -> dict[str, Any]:
         stats = super().stats()

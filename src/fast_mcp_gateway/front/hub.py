@@ -337,7 +337,7 @@ class FrontHub:
         handshake-era hosts still hold it (``lost``, ``resume``); listen streams let go."""
         if self._homes.get((uri, home.server)) != home:
             return False
-        del self._homes[(uri, home.server)]
+        self._homes.pop(uri, home.server)
         return True
 
     def lost(self) -> list[tuple[str, str, list[Callable[[str], bool]]]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx2
 from mcp import ClientSession
@@ -24,6 +25,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
+from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 from fast_mcp_gateway.upstream.http_tap import HttpTap, tap_for
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class _UrlTransport(_TransportBase):
     caller's ``transport_options`` name one)."""
 
     what = "HTTP"
+    label: str | None = None  # the replica's name in log lines (the supervisor sets it)
 
     def __init__(self, url: str, headers: dict[str, str] | None = None,
                  httpx_client_factory: ClientFactory | None = None,
@@ -83,7 +86,12 @@ class _UrlTransport(_TransportBase):
 
 class FastHttpTransport(_UrlTransport):
     """A streamable-HTTP upstream, plus an ``HttpTap`` while a session lives (``tap``,
-    ``None`` between sessions and where the tap does not apply: ``http_tap.py``)."""
+    ``None`` between sessions and where the tap does not apply: ``http_tap.py``).
+
+    A handshake-era session is ended by the gateway, not the SDK: a shielded, bounded
+    ``DELETE`` once its streams closed, before its client is (``http_session_end.py``:
+    the SDK's is cancelled before it is sent when a stop or a restart ends the
+    session)."""
 
     legacy_only = False  # streamable HTTP carries either protocol era
     tap: HttpTap | None = None
@@ -102,10 +110,14 @@ class FastHttpTransport(_UrlTransport):
         read = session_kwargs.get("read_timeout_seconds")
         client = self._client(**({} if read is None else {
             "timeout": httpx2.Timeout(30.0, read=max(300.0, read))}))
+        end = SessionEnd(self.label or _where(self.url))
+        end.watch(client)
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(client)
+            stack.push_async_callback(end.end, client)  # after the streams, before the client
             read_stream, write_stream = await stack.enter_async_context(streamable_http_client(
-                self.url, http_client=client, max_sse_event_size=self.max_message_bytes))
+                self.url, http_client=client, max_sse_event_size=self.max_message_bytes,
+                terminate_on_close=False))
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
@@ -113,9 +125,16 @@ class FastHttpTransport(_UrlTransport):
             try:
                 yield session
             finally:
+                end.version = session.protocol_version
                 self.tap = None
                 if tap is not None:
                     await tap.aclose()
+
+
+def _where(url: str) -> str:
+    """``url`` without its credentials and query (either may hold a secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class FastSseTransport(_UrlTransport):

@@ -366,6 +366,8 @@ class Supervisor:
                 transport.max_message_bytes = self.config.max_message_bytes
                 transport.protocol_listener = self.protocol_error
                 transport.adopt = early.process if early is not None else None
+            elif hasattr(transport, "label"):  # the HTTP ones: their log lines name us
+                transport.label = self.label
             started = anyio.current_time()
             try:
                 with anyio.CancelScope() as scope:

@@ -107,6 +107,7 @@ class UpstreamManager:
                 without_caller_headers(replica_config),
                 connect_timeout=self._connect_timeout,
                 call_timeout=self._call_timeout,
+                max_total=self.config.options.timeouts.max_total,
                 listener=self,
                 transport_factory=self._transport_factory,
                 restart=self._restart,
@@ -130,6 +131,7 @@ class UpstreamManager:
         its logs between calls stay with it)."""
         return Upstream(config, connect_timeout=self._connect_timeout,
                         call_timeout=self._call_timeout,
+                        max_total=self.config.options.timeouts.max_total,
                         transport_factory=self._transport_factory, restart=self._restart,
                         startup_limiter=self._limiter, label=label,
                         default_protocol=self.config.options.protocol,

@@ -76,6 +76,10 @@ def test_a_duplicate_id_in_flight_is_refused_and_never_runs(tmp_path: Path, lane
         again = gateway.send({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
         assert again is not None and "result" in again, again
         assert events.read_text().splitlines() == ["started"]
+        # So is the opening request's (answered before the server stack was loaded:
+        # the SDK's own answer is dropped, not written).
+        opening = gateway.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert opening is not None and "result" in opening, opening
 
 
 def test_a_cancelled_request_frees_its_id_and_only_answers_free_ids() -> None:

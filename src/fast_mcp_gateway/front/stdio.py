@@ -374,6 +374,11 @@ class LineWriter:
         if self._writer.transport.is_closing():
             raise BrokenPipeError("the host closed the gateway's stdout")
 
+    def answered(self, text: str) -> None:
+        """``text``, an answer, went to the host another way (``early.py``)."""
+        if self._ids is not None:
+            self._ids.written(text)
+
     async def write(self, text: str) -> None:
         self._check_open()
         if self._ids is not None:

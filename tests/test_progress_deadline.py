@@ -31,8 +31,10 @@ from fastmcp.client.transports import StdioTransport
 
 from fast_mcp_gateway.http.lane import HttpLane
 from fast_mcp_gateway.upstream.http_tap import HttpTap
+from tests import npm_tools
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, stdio_entry, until
 from tests.test_asks_routing import http_process
+from tests.test_ecosystem import everything_entry
 from tests.test_http_lane import body_of, headers_of
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +237,33 @@ def test_a_max_total_below_call_is_refused_naming_both(tmp_path: Path) -> None:
     # Equal turns the extension off; the default is ten calls.
     parse_config({"servers": {"s": {"command": "x", "timeouts": {"call": 5,
                                                                  "max_total": 5}}}})
+
+
+@pytest.fixture(scope="module")
+def npm_folder() -> Path:
+    folder = npm_tools.ensure()
+    if folder is None:
+        pytest.skip("npm is not installed: cannot fetch the ecosystem's reference servers")
+    return folder
+
+
+async def test_server_everythings_long_running_operation_runs_to_its_end(
+        npm_folder: Path) -> None:
+    """The trial's case: 4 s in 8 steps of progress behind ``timeouts.call: 2`` (each step
+    well inside it), read-only, so it used to be killed at 2 s and run again, 3 times."""
+    entry = {**everything_entry(npm_folder), "timeouts": {"call": 2}}
+    gateway = make_gateway({"everything": entry})
+    steps: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append(progress)
+
+    with anyio.fail_after(WITHIN):
+        async with Client(gateway.server, mode="legacy") as client:
+            result = await client.call_tool_mcp(
+                "everything_trigger-long-running-operation", {"duration": 4, "steps": 8},
+                progress_handler=on_progress)
+            await until(lambda: len(steps) >= 8)  # the handler runs as its own task
+    assert not result.is_error, result.content
+    assert "Duration: 4 seconds, Steps: 8" in result.content[0].text  # type: ignore[union-attr]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]

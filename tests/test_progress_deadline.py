@@ -29,7 +29,9 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from fast_mcp_gateway.config.timeouts import max_total_for
 from fast_mcp_gateway.http.lane import HttpLane
+from fast_mcp_gateway.policies.retry import FailureKind, RetryPolicy
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from tests import npm_tools
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, stdio_entry, until
@@ -237,6 +239,17 @@ def test_a_max_total_below_call_is_refused_naming_both(tmp_path: Path) -> None:
     # Equal turns the extension off; the default is ten calls.
     parse_config({"servers": {"s": {"command": "x", "timeouts": {"call": 5,
                                                                  "max_total": 5}}}})
+    assert max_total_for(30, None, None) == 300
+    assert max_total_for(30, None, 60) == 60      # gateway.timeouts.max_total
+    assert max_total_for(30, 45, 60) == 45        # the server's own first
+    assert max_total_for(90, None, 60) == 90      # never below the call timeout
+
+
+def test_a_call_still_reporting_progress_is_never_retried() -> None:
+    policy = RetryPolicy(attempts=3)
+    assert policy.decide(1, FailureKind.TIMEOUT, idempotent=True).retry
+    stopped = policy.decide(1, FailureKind.TIMEOUT, idempotent=True, still_running=True)
+    assert not stopped.retry and "timeouts.max_total" in stopped.reason
 
 
 @pytest.fixture(scope="module")

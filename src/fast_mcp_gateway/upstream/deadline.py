@@ -130,7 +130,8 @@ async def progress_bounded(call: float, max_total: float | None,
         try:
             return await send(relay, max_total)
         except MCPError as exc:
-            if exc.error.code == types.REQUEST_TIMEOUT and not isinstance(exc, DeadlineReached):
+            if exc.error.code == types.REQUEST_TIMEOUT and not isinstance(exc, DeadlineReached) \
+                    and anyio.current_time() - start >= max_total:  # not the upstream's own
                 raise DeadlineReached("max_total", max_total, seen) from None
             raise
     if scope.deadline >= start + max_total:

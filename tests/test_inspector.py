@@ -10,7 +10,14 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, replica_server
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    replica_server,
+    stdio_entry,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -57,6 +64,7 @@ async def test_inspector_operations_on_a_chosen_replica_are_kept_in_history(
         missing = (await client.call_tool("gateway_inspect_read_resource", {
             "name": "alpha", "uri": "data://nope"})).data
         assert missing.status == "failed" and missing.error
+        assert "declares no" not in missing.error  # it declares resources: its own words
 
         history = (await client.call_tool("gateway_inspector_history",
                                           {"limit": 4})).structured_content
@@ -169,3 +177,18 @@ async def test_the_history_masks_secrets_a_successful_answer_echoes(
     assert planted not in stored and json.dumps(planted)[1:-1] not in stored
     assert "hunter2-arg" not in stored and planted[:8] not in stored
     assert '\\"env\\":\\"***\\",\\"echo\\":\\"***\\"' in stored  # the text block
+
+
+async def test_an_operation_the_server_declares_no_capability_for_says_so() -> None:
+    """server-filesystem-like: no resources capability.  The inspector answered only the
+    server's "Method not found", which read like a gateway fault."""
+    gateway = make_gateway({"fid": stdio_entry("fidelity.py", "--no-resources")})
+    async with Client(gateway.server) as client:
+        read = (await client.call_tool("gateway_inspect_read_resource", {
+            "name": "fid", "uri": "file:///srv/readme.txt"})).data
+    assert read.status == "failed"
+    assert read.error == (
+        "fid declares no resources capability (its initialize answer lists none), so it "
+        "cannot read resource 'file:///srv/readme.txt'; it answered 'Method not found'.  "
+        "Use gateway_inspect_server to see what it offers, or inspect a server that "
+        "declares resources")

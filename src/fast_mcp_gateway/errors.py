@@ -88,7 +88,13 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """A request to the upstream did not answer before its deadline."""
+    """A request to the upstream did not answer before its deadline; ``still_running``:
+    it was still reporting progress when ``timeouts.max_total`` ended it (never retried:
+    a retry would start the whole run over)."""
+
+    def __init__(self, server: str, message: str, *, still_running: bool = False) -> None:
+        super().__init__(server, message)
+        self.still_running = still_running
 
 
 class UpstreamRequestFailed(UpstreamError):

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
@@ -53,7 +54,8 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
         status = "error" if getattr(raw, "is_error", False) else "success"
     except (UpstreamError, MCPError) as exc:
         status = "failed"
-        error = exc.error.message if isinstance(exc, MCPError) else str(exc)
+        error = (_undeclared(upstream, operation, what, exc) if isinstance(exc, MCPError)
+                 else str(exc))
     duration = (time.perf_counter() - started) * 1000
     entry_id = None
     if ctx.store is not None:
@@ -72,6 +74,26 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
     return Inspection(id=entry_id, server=name, replica=upstream.label, operation=operation,
                       target=what, status=status, duration_ms=round(duration, 3),
                       result=result, error=error)
+
+
+# What a server declares in its capabilities to answer each operation.
+_CAPABILITY = {"tools/call": "tools", "resources/read": "resources", "prompts/get": "prompts"}
+_NOUN = {"tools/call": "call tool", "resources/read": "read resource",
+         "prompts/get": "get prompt"}
+
+
+def _undeclared(upstream: Upstream, operation: str, what: str, exc: MCPError) -> str:
+    """The upstream's error message; a bare "Method not found" from a server that does
+    not declare the capability the operation needs says so, and what to do instead."""
+    capability = _CAPABILITY.get(operation)
+    declared = upstream.capabilities
+    if exc.error.code != types.METHOD_NOT_FOUND or capability is None or declared is None \
+            or getattr(declared, capability, None) is not None:
+        return exc.error.message
+    return (f"{upstream.label} declares no {capability} capability (its initialize answer "
+            f"lists none), so it cannot {_NOUN[operation]} '{what}'; it answered "
+            f"'{exc.error.message}'.  Use gateway_inspect_server to see what it offers, or "
+            f"inspect a server that declares {capability}")
 
 
 async def inspect_server(ctx: AdminContext, name: str, replica: int | None = None) -> Listing:

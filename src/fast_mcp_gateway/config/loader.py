@@ -64,6 +64,7 @@ from fast_mcp_gateway.config.schema import (
     InvalidServer,
     ServerConfig,
 )
+from fast_mcp_gateway.config.timeouts import Timeouts, timeouts_problem
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 
 # Beyond this, more lines hide the first problems instead of helping.
@@ -232,6 +233,7 @@ class _Validation:
         self.issues: list[ConfigIssue] = []
         # Server name -> the issues confined to its entry (a subset of ``issues``).
         self.bad: dict[str, list[ConfigIssue]] = {}
+        self.gateway_timeouts = Timeouts()  # the file's gateway.timeouts, once read
 
     def fail(self, server: str | None, field: str | None, message: str) -> None:
         self.issues.append(ConfigIssue(self.source, server, field, message))
@@ -289,6 +291,7 @@ class _Validation:
                           + suggest(key, [*_TOP_KEYS, "mcpServers"]))
             raw_servers = data.get("servers")
         options = self.options(data.get("gateway"))
+        self.gateway_timeouts = options.timeouts
 
         if raw_servers is None:
             raw_servers = {}
@@ -407,6 +410,11 @@ class _Validation:
         problem = check_server(server, self.source)
         if problem:
             self.fail(name, problem[0], problem[1])
+            return None
+        own, shared = server.timeouts, self.gateway_timeouts
+        if (wrong := timeouts_problem(own.call, own.max_total, shared.call,
+                                      shared.max_total)) is not None:
+            self.fail(name, "timeouts.max_total", wrong)
             return None
         return server
 

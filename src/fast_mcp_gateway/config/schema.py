@@ -48,6 +48,7 @@ from fast_mcp_gateway.config.curation import (
 )
 from fast_mcp_gateway.config.names import shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
+from fast_mcp_gateway.config.timeouts import Seconds, Timeouts
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import (
     mask_text,
@@ -92,20 +93,10 @@ RowId = Annotated[StrictInt, Field(ge=1, le=STORE_INT_MAX, description="a row id
 RoutePriority = Annotated[StrictInt, Field(
     ge=-1_000_000, le=1_000_000, description="higher wins; -1000000..1000000"),
     BeforeValidator(whole_number)]
-# Finite and at most a year: a timer never overflows, a typo like 1e30 is caught.
-Seconds = Annotated[StrictFloat, Field(gt=0, le=86_400 * 365)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Timeouts(_Strict):
-    """Per-server deadlines in seconds; ``None`` falls back to the gateway default."""
-
-    connect: Seconds | None = None
-    call: Seconds | None = None
-    health: Seconds | None = None
 
 
 class Target(_Strict):

@@ -438,6 +438,9 @@ class AnswerFirst:
 
     async def write(self, text: str) -> None:
         if self._early is not None and self._answered_early(text):
+            answered = getattr(self._output, "answered", None)  # LineWriter: frees the id
+            if answered is not None:
+                answered(text)
             return
         await self._output.write(text)
 

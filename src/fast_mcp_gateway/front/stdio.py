@@ -38,13 +38,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import mcp_types as types
 from pydantic import ValidationError
 
 from fast_mcp_gateway.config.json_text import json_kind, no_constant
 from fast_mcp_gateway.front.early import served_threadless, valid_unicode
+from fast_mcp_gateway.front.request_ids import RequestIds
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -190,13 +191,20 @@ def screen(line: bytes) -> Refusal | None:
     one the host can match the answer to; the rest (notifications, responses, ids
     such as null or an object, batches' members without an id) are dropped.
     """
+    return screened(line)[0]
+
+
+def screened(line: bytes) -> tuple[Refusal | None, types.JSONRPCMessage | None]:
+    """``screen``, and the message when it is taken."""
     try:
         parsed = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValidationError as exc:
-        return _diagnose(line, exc)
+        return _diagnose(line, exc), None
     if isinstance(parsed, types.JSONRPCNotification) and b'"id"' in line:
-        return _diagnose(line, None)  # perhaps an id the SDK's request model refused
-    return None
+        refusal = _diagnose(line, None)  # perhaps an id the SDK's request model refused
+        if refusal is not None:
+            return refusal, None
+    return None, parsed
 
 
 def _diagnose(line: bytes, error: ValidationError | None) -> Refusal | None:
@@ -270,14 +278,17 @@ class LineReader:
 
     ``intercept``, when set, then sees each accepted raw line (without its line
     ending); a line it returns True for was taken (by the express lane) and is not
-    yielded.
+    yielded.  ``ids``: a request under an id still in flight is answered with an error
+    before either sees it (``request_ids.py``).
     """
 
     def __init__(self, reader: asyncio.StreamReader,
                  answer: Callable[[bytes], Awaitable[None]] | None = None, *,
                  max_line_bytes: int = MAX_LINE_BYTES,
-                 clock: Callable[[], float] = time.monotonic, preread: bytes = b"") -> None:
+                 clock: Callable[[], float] = time.monotonic, preread: bytes = b"",
+                 ids: RequestIds | None = None) -> None:
         self._reader = reader
+        self._ids = ids
         self._answer = answer
         self._max = max_line_bytes
         self._buffer = bytearray(preread)  # read before the reader existed (early.py)
@@ -299,7 +310,12 @@ class LineReader:
             line = read[len(_BOM):] if read.startswith(_BOM) else read
             if not line or line.isspace():
                 continue
-            refusal = screen(line)
+            refusal, message = screened(line)
+            if refusal is None and self._ids is not None and message is not None \
+                    and (duplicate := self._ids.enter(message)) is not None:
+                request_id = cast(types.JSONRPCRequest, message).id
+                refusal = Refusal(duplicate, (_error_line(request_id, types.INVALID_REQUEST,
+                                                          duplicate),))
             if refusal is not None:
                 await self._refuse(refusal, len(line))
             elif self.intercept is None or not self.intercept(line):
@@ -347,8 +363,9 @@ class LineReader:
 class LineWriter:
     """``await write(text)`` then ``await flush()`` (which waits for the pipe to drain)."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, ids: RequestIds | None = None) -> None:
         self._writer = writer
+        self._ids = ids  # told of each line written: answers free their ids
 
     def _check_open(self) -> None:
         # Once a write failed (the host closed our stdout) the transport is closing:
@@ -357,19 +374,30 @@ class LineWriter:
         if self._writer.transport.is_closing():
             raise BrokenPipeError("the host closed the gateway's stdout")
 
+    def answered(self, text: str) -> None:
+        """``text``, an answer, went to the host another way (``early.py``)."""
+        if self._ids is not None:
+            self._ids.written(text)
+
     async def write(self, text: str) -> None:
         self._check_open()
+        if self._ids is not None:
+            self._ids.written(text)
         self._writer.write(text.encode("utf-8"))
 
     def write_nowait(self, line: bytes) -> None:
         """Queue one whole line on the pipe without waiting for it to drain (dropped
         once the host closed the pipe, as asyncio does: the next awaited write says so)."""
         if not self._writer.transport.is_closing():
+            if self._ids is not None:
+                self._ids.written(line)
             self._writer.write(line)
 
     async def write_bytes(self, line: bytes) -> None:
         """Write one whole line and wait for the pipe to take it."""
         self._check_open()
+        if self._ids is not None:
+            self._ids.written(line)
         self._writer.write(line)
         await self._writer.drain()
 
@@ -431,8 +459,9 @@ async def stdio_streams(preread: bytes = b""
             _restore.append(lambda: _set_blocking({stdin.private: blocking[0],
                                                    stdout.private: blocking[1]}))
             try:
-                lines = LineWriter(writer)
-                yield LineReader(reader, lines.write_bytes, preread=preread), lines
+                ids = RequestIds()
+                lines = LineWriter(writer, ids)
+                yield LineReader(reader, lines.write_bytes, preread=preread, ids=ids), lines
             finally:
                 rtransport.close()
                 wtransport.close()

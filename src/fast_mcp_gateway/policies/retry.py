@@ -41,8 +41,10 @@ class RetryPolicy:
         """Exponential backoff with full jitter before attempt ``attempt + 1``."""
         return rng.uniform(0, min(self.maximum, self.initial * 2 ** (attempt - 1)))
 
-    def decide(self, attempt: int, kind: FailureKind, *, idempotent: bool) -> RetryDecision:
-        """Whether attempt number ``attempt`` (1-based) may be followed by another."""
+    def decide(self, attempt: int, kind: FailureKind, *, idempotent: bool,
+               still_running: bool = False) -> RetryDecision:
+        """Whether attempt number ``attempt`` (1-based) may be followed by another;
+        ``still_running``: a timeout ended a call still reporting progress."""
         if attempt >= self.attempts:
             return RetryDecision(False, f"no attempts left ({self.attempts})")
         if kind is FailureKind.ERROR_RESULT:
@@ -51,6 +53,10 @@ class RetryPolicy:
             return RetryDecision(False, f"retry on '{kind.value}' is not enabled")
         if kind is FailureKind.NOT_SENT:
             return RetryDecision(True, "the request never reached the upstream")
+        if still_running:
+            return RetryDecision(False, "the call was still reporting progress when "
+                                        "timeouts.max_total ended it; a retry would start "
+                                        "it over")
         if not idempotent:
             return RetryDecision(False, "the tool is not read-only or idempotent, and the "
                                         "request may have run")

@@ -95,8 +95,10 @@ def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:
     if len(path.attempts) < 2 or not isinstance(exc, (UpstreamTimeout, UpstreamRequestFailed)):
         return exc
     outcomes = ", ".join(outcome for _, outcome in path.attempts)
-    return type(exc)(exc.server, f"{exc.detail} (the last of {len(path.attempts)} attempts: "
-                                 f"{outcomes})")
+    detail = f"{exc.detail} (the last of {len(path.attempts)} attempts: {outcomes})"
+    if isinstance(exc, UpstreamTimeout):
+        return UpstreamTimeout(exc.server, detail, still_running=exc.still_running)
+    return type(exc)(exc.server, detail)
 
 
 def noted(result: T, path: CallPath) -> T:

@@ -33,11 +33,12 @@ async def stop_or_retire(service: Service, tg: anyio.abc.TaskGroup | None,
     upstreams = upstreams_of(service)
     if tg is not None and any(u.active for u in upstreams):
         # A reload or a removal does not cut off the calls in flight: each still
-        # ends within its call timeout, and a restarted server takes the new calls.
+        # ends within its max_total (its call timeout, pushed out by its progress),
+        # and a restarted server takes the new calls.
         calls = sum(u.active for u in upstreams)
         logger.info("upstream %s: its previous session stops once its %d call(s) in "
                     "flight end (within %gs)", service.name, calls,
-                    max(u.call_timeout for u in upstreams))
+                    max(u.max_total for u in upstreams))
         retiring.add(service)
         tg.start_soon(_retire, service, retiring, name=f"retire:{service.name}")
         return
@@ -56,9 +57,9 @@ async def _retire(service: Service, retiring: set[Service]) -> None:
 
 
 async def idle(upstream: Upstream) -> bool:
-    """Wait until no request is in flight on ``upstream`` (each ends within its call
-    timeout: the bound)."""
-    return await upstream.wait_until(lambda: not upstream.active, upstream.call_timeout + 5)
+    """Wait until no request is in flight on ``upstream`` (each ends within its
+    ``max_total``, a call timeout pushed out by progress: the bound)."""
+    return await upstream.wait_until(lambda: not upstream.active, upstream.max_total + 5)
 
 
 async def stopped(upstream: Upstream, within: float = 15.0) -> bool:

@@ -105,11 +105,9 @@ class UpstreamManager:
                 # A per-caller server's catalog session has no caller: it lists without
                 # the caller's headers (routing/isolation.py).
                 without_caller_headers(replica_config),
-                connect_timeout=self._connect_timeout,
-                call_timeout=self._call_timeout,
-                listener=self,
-                transport_factory=self._transport_factory,
-                restart=self._restart,
+                connect_timeout=self._connect_timeout, call_timeout=self._call_timeout,
+                max_total=self.config.options.timeouts.max_total, listener=self,
+                transport_factory=self._transport_factory, restart=self._restart,
                 startup_limiter=self._limiter,
                 replica=index,
                 replicas=len(replicas),
@@ -131,6 +129,7 @@ class UpstreamManager:
         its logs between calls stay with it)."""
         return Upstream(config, connect_timeout=self._connect_timeout,
                         call_timeout=self._call_timeout,
+                        max_total=self.config.options.timeouts.max_total,
                         transport_factory=self._transport_factory, restart=self._restart,
                         startup_limiter=self._limiter, label=label,
                         default_protocol=self.config.options.protocol,

@@ -293,7 +293,9 @@ class Service:
                     return await run_attempt(path, replica, op), path
                 except (UpstreamUnavailable, UpstreamTimeout, UpstreamRequestFailed) as error:
                     exc, kind = error, failure_kind(error)
-            decision = self.retry.decide(attempt, kind, idempotent=idempotent)
+            decision = self.retry.decide(
+                attempt, kind, idempotent=idempotent,
+                still_running=isinstance(exc, UpstreamTimeout) and exc.still_running)
             if not decision.retry:
                 raise last_of(exc, path) from exc.__cause__
             await self._sleep(self.retry.delay(attempt, self._rng))

@@ -1,29 +1,89 @@
-"""A deadline for one request of an express lane's tap (``http_tap``, ``stdio_tap``)."""
+"""A request's deadline: ``timeouts.call``, pushed out by the request's progress.
+
+A request that reports progress is alive: each ``notifications/progress`` for it moves
+its deadline to ``timeouts.call`` from then, never past ``timeouts.max_total`` from its
+start (the TypeScript SDK's ``resetTimeoutOnProgress`` with ``maxTotalTimeout``).  One
+that stops reporting times out ``timeouts.call`` after its last progress.  A
+``max_total`` not above ``call`` turns the extension off.
+
+``Deadline`` is the express lanes' taps' (``http_tap``, ``stdio_tap``): one timer per
+request.  ``progress_bounded`` is the same rule around a request the SDK's session sends
+(the full path, and the SDK fallbacks of the lanes).  Either ends a request that ran out
+with ``DeadlineReached``, which says which limit it hit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+T = TypeVar("T")
+Limit = Literal["call", "max_total"]
+
+
+class DeadlineReached(MCPError):
+    """``REQUEST_TIMEOUT`` (as the SDK's session raises it), saying which limit ended the
+    request: ``call`` (no answer, or no progress, for ``seconds``) or ``max_total``
+    (still reporting progress at ``seconds`` in all)."""
+
+    def __init__(self, limit: Limit, seconds: float, progress: int) -> None:
+        super().__init__(code=types.REQUEST_TIMEOUT, message=f"Timed out after {seconds:g}s")
+        self.limit, self.seconds, self.progress = limit, seconds, progress
+
+
+def extends(call: float, max_total: float | None) -> bool:
+    """Whether progress pushes a request's deadline out at all."""
+    return max_total is not None and max_total > call and math.isfinite(call)
 
 
 class Deadline:
     """Cancels the calling task once ``seconds`` pass, as ``asyncio.timeout`` does, with
     one timer and no lookups of the running loop (each is a getpid() on 3.11: anyio's
     ``fail_after``, then ``asyncio.timeout``, cost ~4 % and ~2 % of the gateway's CPU
-    per relayed call)."""
+    per relayed call).  ``progressed()`` moves the deadline (module docstring); the
+    timer is moved lazily, when it fires early, so progress costs no timer."""
 
-    __slots__ = ("cancelling", "expired", "handle", "task")
+    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "progress",
+                 "seconds", "task", "total")
+    end: float | None  # when max_total is reached; None: progress does not extend
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
+                 max_total: float | None = None) -> None:
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a tap request runs in an asyncio task")
-        self.task, self.expired = task, False
+        self.task, self.expired, self.loop, self.seconds = task, False, loop, seconds
         self.cancelling = task.cancelling()
-        self.handle = (loop.call_at(loop.time() + seconds, self._expire)
-                       if math.isfinite(seconds) else None)
+        self.progress = 0
+        self.total = max_total if max_total is not None else seconds
+        if not math.isfinite(seconds):
+            self.handle: asyncio.TimerHandle | None = None
+            self.end = None
+            return
+        now = loop.time()
+        self.at = self.due = now + seconds
+        self.end = now + max_total if max_total is not None and extends(seconds, max_total) \
+            else None
+        self.handle = loop.call_at(self.at, self._expire)
+
+    def progressed(self) -> None:
+        """A progress notification of the request came: it is alive."""
+        if self.handle is not None and self.end is not None:
+            self.progress += 1
+            self.due = min(self.loop.time() + self.seconds, self.end)
 
     def _expire(self) -> None:
+        if self.due > self.at:  # progress came meanwhile: wait for the new deadline
+            self.at = self.due
+            self.handle = self.loop.call_at(self.at, self._expire)
+            return
         self.expired = True
         self.task.cancel()
 
@@ -33,7 +93,47 @@ class Deadline:
         self.stop()
         return self.expired and self.task.uncancel() <= self.cancelling
 
+    def error(self) -> DeadlineReached:
+        """What the request raises once ``reached()``."""
+        if self.end is not None and self.due >= self.end:
+            return DeadlineReached("max_total", self.total, self.progress)
+        return DeadlineReached("call", self.seconds, self.progress)
+
     def stop(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+
+
+async def progress_bounded(call: float, max_total: float | None,
+                           on_progress: ProgressFnT | None,
+                           send: Callable[[ProgressFnT | None, float], Awaitable[T]]) -> T:
+    """``send(progress callback, SDK timeout)`` -- a request the SDK's session sends --
+    under the module's rule.  The SDK's own timeout bounds the whole run (``max_total``,
+    on its clock, which stops while it waits on a person); a cancel scope here ends the
+    request ``call`` seconds after its start or its last progress (the SDK then cancels
+    it upstream, as for any caller's cancellation).  The callback is always given when
+    progress extends the deadline: the request then carries a progress token, or the
+    upstream would report none."""
+    if max_total is None or not extends(call, max_total):
+        return await send(on_progress, call)
+    start = anyio.current_time()
+    seen = 0
+    with anyio.CancelScope(deadline=start + call) as scope:
+        async def relay(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal seen
+            seen += 1
+            scope.deadline = min(anyio.current_time() + call, start + max_total)
+            if on_progress is not None:
+                await on_progress(progress, total, message)
+
+        try:
+            return await send(relay, max_total)
+        except MCPError as exc:
+            if exc.error.code == types.REQUEST_TIMEOUT and not isinstance(exc, DeadlineReached) \
+                    and anyio.current_time() - start >= max_total:  # not the upstream's own
+                raise DeadlineReached("max_total", max_total, seen) from None
+            raise
+    if scope.deadline >= start + max_total:
+        raise DeadlineReached("max_total", max_total, seen)
+    raise DeadlineReached("call", call, seen)

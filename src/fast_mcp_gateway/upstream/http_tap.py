@@ -57,7 +57,7 @@ from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
-from fast_mcp_gateway.upstream.deadline import Deadline
+from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import (
     ASCII_JSON,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -178,19 +178,23 @@ class HttpTap:
     # -- the contract ---------------------------------------------------------------
 
     async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
-                      on_progress: Progress | None = None) -> dict[str, Any]:
+                      on_progress: Progress | None = None,
+                      max_total: float | None = None) -> dict[str, Any]:
         """Send one stamped request; its ``result`` as JSON, or ``MCPError``."""
         data: dict[str, Any] = {"method": method, "params": params}
         opts: CallOptions = {"timeout": timeout}
         stamp_request(self.session, data, opts)  # the headers the session would send
-        return await self.send_stamped(method, params, opts, on_progress)
+        return await self.send_stamped(method, params, opts, on_progress, max_total)
 
     async def send_stamped(self, method: str, params: dict[str, Any], opts: CallOptions,
-                           on_progress: Progress | None = None) -> dict[str, Any]:
+                           on_progress: Progress | None = None,
+                           max_total: float | None = None) -> dict[str, Any]:
         """``request`` for ``params`` and ``opts`` this tap's session has just stamped
         (``stamp_request``: the envelope in ``params``, the headers and timeout in
         ``opts``): the caller stamped them already, and a second stamp (the session's
-        ``Mcp-Param`` resolution included) would only make the same headers again."""
+        ``Mcp-Param`` resolution included) would only make the same headers again.
+        ``opts["timeout"]`` runs from the request's start or its last progress, up to
+        ``max_total`` in all (``upstream/deadline.py``)."""
         session = self.session
         if self._closed:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
@@ -198,7 +202,7 @@ class HttpTap:
         if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
             try:
                 result = await self._post(method, params, opts.get("headers") or {},
-                                          timeout, on_progress)
+                                          timeout, on_progress, max_total)
             except _Declined:
                 pass
             else:
@@ -207,9 +211,14 @@ class HttpTap:
         headers = opts.setdefault("headers", {})
         if isinstance(name := params.get("name"), str):
             headers.setdefault(MCP_NAME_HEADER, encode_header_value(name))
-        if on_progress is not None:
-            opts["on_progress"] = on_progress
-        return await send_raw_request(session, method, params, opts)
+
+        async def send(progress: Progress | None, within: float) -> dict[str, Any]:
+            opts["timeout"] = within
+            if progress is not None:
+                opts["on_progress"] = progress
+            return await send_raw_request(session, method, params, opts)
+
+        return await progress_bounded(timeout, max_total, on_progress, send)
 
     async def aclose(self) -> None:
         """The session ended: idle connections are closed, calls in flight fail."""
@@ -221,9 +230,11 @@ class HttpTap:
     # -- one POST -------------------------------------------------------------------
 
     async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str],
-                    timeout: float, on_progress: Progress | None) -> dict[str, Any]:  # noqa: ASYNC109
+                    timeout: float, on_progress: Progress | None,  # noqa: ASYNC109
+                    max_total: float | None) -> dict[str, Any]:
         request_id = next(self._ids)
-        if on_progress is not None:
+        alive = extends(timeout, max_total)  # its progress keeps it alive: always asked for
+        if on_progress is not None or alive:
             params = {**params, "_meta": {**(params.get("_meta") or {}),
                                           "progressToken": request_id}}
         message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
@@ -235,15 +246,16 @@ class HttpTap:
             self._head, self._extra_lines(headers), len(body), body)
         conn: _Connection | None = None
         done = False
-        deadline = Deadline(self._loop, timeout)
+        deadline = Deadline(self._loop, timeout, max_total)
+        if alive:
+            on_progress = _alive(deadline, on_progress)
         try:
             conn, response = await self._exchange(wire)
             result, done = await self._answer(conn, response, request_id, on_progress)
             return result
         except asyncio.CancelledError:
             if deadline.reached():
-                raise MCPError(code=types.REQUEST_TIMEOUT,
-                               message=f"Timed out after {timeout}s") from None
+                raise deadline.error() from None
             raise
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError) as exc:
@@ -393,6 +405,16 @@ def _json_error(data: bytes) -> types.ErrorData | None:
         if isinstance(message, dict) and isinstance(message.get("error"), dict):
             return types.ErrorData.model_validate(message["error"])
     return None
+
+
+def _alive(deadline: Deadline, on_progress: Progress | None) -> Progress:
+    """``on_progress`` (if any), after pushing ``deadline`` out."""
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        deadline.progressed()
+        if on_progress is not None:
+            await on_progress(progress, total, message)
+
+    return relay
 
 
 async def _progress(params: Any, request_id: int, on_progress: Progress | None) -> None:

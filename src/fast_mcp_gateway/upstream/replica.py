@@ -32,6 +32,7 @@ from mcp import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 
 from fast_mcp_gateway.config.schema import ProtocolMode, ServerConfig
+from fast_mcp_gateway.config.timeouts import max_total_for
 from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.upstream.changes import ChangeTracker
@@ -131,6 +132,7 @@ class Upstream:
         *,
         connect_timeout: float = 10.0,
         call_timeout: float = 30.0,
+        max_total: float | None = None,
         listener: UpstreamListener | None = None,
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy | None = None,
@@ -153,6 +155,9 @@ class Upstream:
         self.weight = weight
         self.connect_timeout = config.timeouts.connect or connect_timeout
         self.call_timeout = config.timeouts.call or call_timeout
+        # A call that keeps reporting progress runs up to this (config/timeouts.py);
+        # ``max_total``: gateway.timeouts', the server's own comes first.
+        self.max_total = max_total_for(self.call_timeout, config.timeouts.max_total, max_total)
         self._clock = clock
         self._listener = listener
         self._changed = ChangeSignal()
@@ -167,7 +172,7 @@ class Upstream:
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
-                                  self._changed.notify)
+                                  self._changed.notify, self.max_total)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
                                      self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(

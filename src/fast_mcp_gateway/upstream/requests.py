@@ -29,6 +29,7 @@ from fast_mcp_gateway._compat import (
 )
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.deadline import DeadlineReached, progress_bounded
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
@@ -49,11 +50,14 @@ class Requests:
 
     def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
                  inflight: InFlight, call_timeout: float,
-                 on_idle: Callable[[], None] | None = None) -> None:
+                 on_idle: Callable[[], None] | None = None,
+                 max_total: float | None = None) -> None:
         self._sup = supervisor
         self._stats = accounting
         self._inflight = inflight
         self.call_timeout = call_timeout
+        # A tools/call that reports progress lives up to this long (upstream/deadline.py)
+        self.max_total = max_total
         self._on_idle = on_idle  # the last request in flight ended (drains wait on it)
 
     async def request(
@@ -100,11 +104,7 @@ class Requests:
                         sup.label, f"{reason}{sup.stderr_hint()}"
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
-                    raise UpstreamTimeout(
-                        sup.label, f"{what} did not answer within {self.call_timeout:g}s "
-                        "(the request was cancelled upstream); if it is only slow, raise "
-                        "the server's timeouts.call"
-                    ) from exc
+                    raise timed_out(sup.label, what, self.call_timeout, exc) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
                                                 f"{what}: {exc.error.message}") from exc
@@ -159,16 +159,20 @@ class Requests:
         sup = self._sup
 
         async def op(session: ClientSession) -> Any:
-            return await session.call_tool(  # type: ignore[misc]
-                name,
-                arguments,
-                read_timeout_seconds=self.call_timeout,
-                progress_callback=progress,
-                meta=front.meta if front else None,  # type: ignore[arg-type]
-                input_responses=front.input_responses if front and sup.is_modern else None,
-                request_state=front.request_state if front and sup.is_modern else None,
-                allow_input_required=True,
-            )
+            async def send(report: ProgressFnT | None, within: float) -> Any:
+                return await session.call_tool(  # type: ignore[misc]
+                    name,
+                    arguments,
+                    read_timeout_seconds=within,
+                    progress_callback=report,
+                    meta=front.meta if front else None,  # type: ignore[arg-type]
+                    input_responses=front.input_responses if front and sup.is_modern
+                    else None,
+                    request_state=front.request_state if front and sup.is_modern else None,
+                    allow_input_required=True,
+                )
+
+            return await progress_bounded(self.call_timeout, self.max_total, progress, send)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
             f"tools/call '{name}'", front, op)
@@ -233,16 +237,23 @@ class Requests:
             if asked is None and getattr(tap, "stamped", False):
                 http = cast("HttpTap", tap)
                 if http.session is session:
-                    return await http.send_stamped(method, data["params"], opts, on_progress)
+                    return await http.send_stamped(method, data["params"], opts, on_progress,
+                                                   self.max_total)
             if tap is not None and asked is None:
                 return await tap.request(method, data["params"], self.call_timeout,
-                                         on_progress)
+                                         on_progress, self.max_total)
             if name is not None:
                 opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER,
                                                           encode_header_value(name))
-            if on_progress is not None:
-                opts["on_progress"] = on_progress
-            return await send_raw_request(session, method, data["params"], opts)
+
+            async def send(report: ProgressFnT | None, within: float) -> dict[str, Any]:
+                opts["timeout"] = within
+                if report is not None:
+                    opts["on_progress"] = report
+                return await send_raw_request(session, method, data["params"], opts)
+
+            return await progress_bounded(self.call_timeout, self.max_total, on_progress,
+                                          send)
 
         return op
 
@@ -296,6 +307,27 @@ class Requests:
             return await session.complete(ref, argument, context_arguments=context_arguments)
 
         return await self.bounded("completion/complete", None, op)
+
+
+def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTimeout:
+    """The timeout ``exc`` of request ``what``, saying which limit ended it and what to
+    raise (``DeadlineReached`` says; the SDK's own timeouts are ``timeouts.call``)."""
+    limit, seconds, progress = (
+        (exc.limit, exc.seconds, exc.progress) if isinstance(exc, DeadlineReached)
+        else ("call", call, 0))
+    if limit == "max_total":
+        return UpstreamTimeout(
+            label, f"{what} was still reporting progress when it reached the server's "
+            f"timeouts.max_total of {seconds:g}s (the request was cancelled upstream); if "
+            "it needs longer, raise timeouts.max_total", still_running=True)
+    if progress:
+        return UpstreamTimeout(
+            label, f"{what} reported progress {progress} time{'s' if progress > 1 else ''}, "
+            f"then nothing for {seconds:g}s (timeouts.call; the request was cancelled "
+            "upstream); if its steps are only slow, raise the server's timeouts.call")
+    return UpstreamTimeout(
+        label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
+        "upstream); if it is only slow, raise the server's timeouts.call")
 
 
 def _add_extensions(meta: dict[str, Any], asked: Any) -> None:

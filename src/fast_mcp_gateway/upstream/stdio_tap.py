@@ -58,7 +58,7 @@ from fast_mcp_gateway._compat import (
     terminate_process_tree,
     wait_for_process_exit,
 )
-from fast_mcp_gateway.upstream.deadline import Deadline
+from fast_mcp_gateway.upstream.deadline import Deadline, extends
 from fast_mcp_gateway.upstream.framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
     UTF8_JSON,
@@ -112,14 +112,15 @@ class _Reply:
     receive costs an extra turn of the event loop per call, a checkpoint; an anyio
     ``Event`` a lookup of the running backend)."""
 
-    __slots__ = ("done", "lifts", "progress")
+    __slots__ = ("deadline", "done", "lifts", "progress")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, progress: Progress | None,
-                 lifts: bool) -> None:
+                 lifts: bool, deadline: Deadline) -> None:
         # The response; None: the connection closed first.
         self.done: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         self.progress = progress
         self.lifts = lifts  # an express lane's call: long strings may be lifted
+        self.deadline = deadline  # the request's; its progress pushes it out
 
     def deliver(self, message: dict[str, Any] | None) -> None:
         if not self.done.done():
@@ -151,27 +152,30 @@ class RawTap:
             logger.warning("%s", reason)
 
     async def request(self, method: str, params: dict[str, Any], timeout: float,  # noqa: ASYNC109 - also goes upstream
-                      on_progress: Progress | None = None) -> dict[str, Any]:
-        """Send one request; its ``result`` as JSON, or ``MCPError`` as the session would."""
+                      on_progress: Progress | None = None,
+                      max_total: float | None = None) -> dict[str, Any]:
+        """Send one request; its ``result`` as JSON, or ``MCPError`` as the session would
+        (``DeadlineReached`` for a timeout: ``timeout`` after the request or its last
+        progress, ``max_total`` in all; see ``upstream/deadline.py``)."""
         loop = self._loop
         if self._closed or self._write is None or loop is None:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
         request_id = f"{_ID_PREFIX}{next(self._ids)}"
-        if on_progress is not None:
+        if on_progress is not None or extends(timeout, max_total):
             params = {**params, "_meta": {**(params.get("_meta") or {}),
                                           "progressToken": request_id}}
         line = UTF8_JSON.encode({"jsonrpc": "2.0", "id": request_id, "method": method,
                                  "params": params})
-        reply = self._pending[request_id] = _Reply(loop, on_progress, lifting.get())
-        deadline = Deadline(loop, timeout)
+        deadline = Deadline(loop, timeout, max_total)
+        reply = self._pending[request_id] = _Reply(loop, on_progress, lifting.get(), deadline)
         try:  # once the write starts, the server may have the request: cancelled then
             await self._write((line + "\n").encode())
             message = await reply.done
         except asyncio.CancelledError:
             if deadline.reached():
-                await self._cancel(request_id, f"timed out after {timeout}s")
-                raise MCPError(code=types.REQUEST_TIMEOUT,
-                               message=f"Timed out after {timeout}s") from None
+                reached = deadline.error()
+                await self._cancel(request_id, f"timed out ({reached.limit} limit)")
+                raise reached from None
             with anyio.CancelScope(shield=True):
                 await self._cancel(request_id, "cancelled by the caller")
             raise
@@ -222,13 +226,16 @@ class RawTap:
             params = message.get("params") or {}
             token = params.get("progressToken") if isinstance(params, dict) else None
             entry = self._pending.get(token) if isinstance(token, str) else None
-            if entry is None or entry.progress is None:
+            if entry is None:
                 return False
             progress, total, text = (params.get("progress"), params.get("total"),
                                      params.get("message"))
             if not (is_number(progress) and (total is None or is_number(total))
                     and (text is None or isinstance(text, str))):
                 return True  # malformed: dropped, as the SDK's session drops it
+            entry.deadline.progressed()
+            if entry.progress is None:  # asked only to keep the call alive
+                return True
             try:
                 await entry.progress(float(cast(float, progress)),
                                None if total is None else float(total), text)

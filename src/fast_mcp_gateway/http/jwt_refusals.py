@@ -52,7 +52,13 @@ class Refusal:
 
 
 def utc(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    """``at`` as a UTC time; one no clock shows (a forged token's ``exp`` of -1e300:
+    ``gmtime`` raised, and the refusal went unworded and logged on every request) in
+    words, never its value."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    except (OverflowError, OSError, ValueError):
+        return "a time out of any clock's range"
 
 
 def _segment(text: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""A refused JWT whose 'exp' or 'nbf' is a time no clock can show (found in review).
+"""A refused JWT whose times no clock can show, or nested too deep to read (review).
 
 ``jwt_refusals.diagnose`` words the refusal with the time the token names; a forged
 token's ``exp`` of -1e300 (or ``nbf`` of 1e300) made ``time.gmtime`` raise
@@ -10,6 +10,7 @@ issuer's real public key; the token is signed by another one.
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -41,3 +42,23 @@ async def test_a_jwt_naming_a_time_out_of_range_is_refused_saying_why_once(
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]
     assert len(lines) == 1, lines   # one line of this cause, not one per request
     assert "OverflowError" not in lines[0] and token not in lines[0], lines
+
+
+async def test_a_jwt_nested_too_deep_to_read_is_refused_as_no_jwt_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Claims nested deeper than ``json`` reads (``RecursionError``, no ``ValueError``)
+    went the same way: no reason, a WARNING per request."""
+    issuer = RSAKeyPair.generate()
+    config = AuthConfig.model_validate({"jwt": {
+        "public_key": issuer.public_key, "issuer": ISSUER, "audience": "mcp-gateway"}})
+    verifier = GatewayVerifier(config, jwt_cache_size=0)
+    head = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').rstrip(b"=").decode()
+    deep = base64.urlsafe_b64encode(b"[" * 6000 + b"]" * 6000).rstrip(b"=").decode()
+    token = f"{head}.{deep}.c2lnbmF0dXJl"
+    with caplog.at_level(logging.INFO, logger="fast_mcp_gateway"):
+        for _ in range(3):
+            assert await verifier.verify_token(token) is None
+            said = jwt_refusals.refusal.get()
+            assert said is not None and said.startswith("it is not a JWT"), said
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]
+    assert len(lines) == 1 and "RecursionError" not in lines[0], lines

@@ -64,7 +64,7 @@ def utc(at: float) -> str:
 def _segment(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # nested deeper than json reads: no JWT either
         return None
     return value if isinstance(value, dict) else None
 

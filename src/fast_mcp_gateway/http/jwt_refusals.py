@@ -84,7 +84,8 @@ def diagnose(token: str, config: JwtConfig, now: float) -> Refusal:
                        "base64url JSON")
     alg = header.get("alg")
     if alg != config.algorithm:
-        named = f" {alg}" if alg in _ALGORITHMS else " another algorithm"
+        named = f" {alg}" if isinstance(alg, str) and alg in _ALGORITHMS \
+            else " another algorithm"  # a list or object is no algorithm (unhashable)
         return Refusal(
             "algorithm", f"the JWT is signed with{named}; this gateway takes "
             f"{config.algorithm} (gateway.auth.jwt.algorithm)",
@@ -111,7 +112,8 @@ def diagnose(token: str, config: JwtConfig, now: float) -> Refusal:
     expected = {config.audience} if isinstance(config.audience, str) \
         else set(config.audience or ())
     aud = claims.get("aud")
-    given = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+    given = {aud} if isinstance(aud, str) else {a for a in aud if isinstance(a, str)} \
+        if isinstance(aud, list) else set()   # a list in the list is no audience
     if not given & expected:
         return Refusal(
             "audience", "the JWT was not issued for this gateway: its 'aud' does not name "

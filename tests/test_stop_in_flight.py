@@ -11,6 +11,7 @@ the next start with the store writes both.  In process, on a real SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -161,3 +162,48 @@ async def test_an_operation_that_ends_within_the_grace_is_written_before_the_sto
         await check.close()
     assert [(e.action, e.actor, e.result) for e in entries] == [
         ("inspector_clear", "ops", "0 entries removed")]
+
+
+async def test_an_operation_spilled_by_the_hard_exit_is_not_spilled_again_by_the_stop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's hard-exit backstop (a thread, at ``_HTTP_EXIT_GRACE``) spills an operation
+    still running as unfinished while the event loop may still be stopping: the stop's
+    own spill, when the store closed next, held the same operation again (a new uid),
+    and the next start wrote two 'unfinished' entries of one operation (found in
+    review).  Whoever spills it first spills it; the other does not."""
+    from fast_mcp_gateway.cli.serve import _spill_in_flight
+
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("MCP_GATEWAY_SPOOL_DIR", str(spool))
+    gateway = _gateway(tmp_path / "g.db")
+    gateway.control.in_flight.grace = 0  # neither waits: the test holds the operation
+    written, go_on, done = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def clear() -> None:
+        with contextlib.suppress(Exception):
+            await history.inspector_clear(gateway.control, OPS)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        async with gateway.server._lifespan_manager():
+            store = gateway.store
+            assert store is not None
+            clear_inspections = store.clear_inspections
+
+            async def then_held(server: str | None) -> int:
+                removed = await clear_inspections(server)
+                written.set()
+                await go_on.wait()
+                return removed
+
+            monkeypatch.setattr(store, "clear_inspections", then_held)
+            tg.start_soon(clear)
+            await written.wait()
+            # The backstop's thread spills it while the loop has not stopped yet.
+            assert await anyio.to_thread.run_sync(_spill_in_flight, gateway) == 1
+            assert [e["result"] for e in _spilled(spool)] == [UNFINISHED]
+        try:
+            assert [e["result"] for e in _spilled(spool)] == [UNFINISHED]  # once
+        finally:
+            go_on.set()
+        await done.wait()

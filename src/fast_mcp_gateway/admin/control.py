@@ -224,7 +224,7 @@ class ControlPlane:
 
     def unfinished(self) -> list[AuditEntry]:  # of the operations running as it closes
         return [self._audit_entry(r.actor, r.action, r.target, r.arguments, UNFINISHED)
-                for r in self.in_flight.now()]
+                for r in self.in_flight.unspilled()]
 
     def tasks(self) -> list[Task]:
         """The background tasks to run while serving (after ``attach``, if at all); with

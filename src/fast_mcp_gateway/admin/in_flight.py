@@ -15,17 +15,20 @@ audit entry will say), and the stop, before it stops the servers:
   written and audited as at any other time;
 * for those still running it logs one line naming them; once the servers are
   stopped (their waits end with them) most end before the store closes;
-* the audit entries of those still running as the store is about to close (``now()``;
-  ``ControlPlane.unfinished``) are spilled with what else the stop holds (``result``:
-  ``UNFINISHED``): the next start with the store writes them.  An operation that ends
-  after that has its own entry spilled at once (``HeldAudit.add`` after ``close``):
-  nothing is dropped, nothing is written to a closed store.
+* the audit entries of those still running as the store is about to close
+  (``unspilled()``; ``ControlPlane.unfinished``) are spilled with what else the stop
+  holds (``result``: ``UNFINISHED``): the next start with the store writes them.  Each
+  is handed out once: serve's hard-exit backstop (a thread) may spill it first while
+  the loop is still stopping, and the stop's spill then leaves it.  An operation that
+  ends after that has its own entry spilled at once (``HeldAudit.add`` after
+  ``close``): nothing is dropped, nothing is written to a closed store.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +71,8 @@ class InFlight:
         self._running: dict[int, Running] = {}
         self._ids = itertools.count()
         self._changed = ChangeSignal()
+        self._spilled: set[int] = set()  # keys spilled as unfinished (``unspilled``)
+        self._lock = threading.Lock()  # ``unspilled`` runs in the hard exit's thread too
         self.grace = GRACE  # tests shorten it
 
     @contextmanager
@@ -80,6 +85,7 @@ class InFlight:
             yield
         finally:
             del self._running[key]
+            self._spilled.discard(key)
             self._changed.notify()
 
     def __len__(self) -> int:
@@ -88,6 +94,15 @@ class InFlight:
     def now(self) -> list[Running]:
         """The operations running now, oldest first."""
         return list(self._running.values())
+
+    def unspilled(self) -> list[Running]:
+        """The operations running now that were not handed out before (each is spilled
+        as unfinished once, by whichever of the stop and the hard exit comes first);
+        from now on they are not handed out again."""
+        with self._lock:
+            fresh = [(k, r) for k, r in list(self._running.items()) if k not in self._spilled]
+            self._spilled.update(k for k, _ in fresh)
+        return [r for _, r in fresh]
 
     async def ended(self, within: float | None = None) -> list[Running]:
         """Wait up to ``within`` (``grace``) seconds for every operation to end; those

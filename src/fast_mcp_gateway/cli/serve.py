@@ -358,6 +358,29 @@ _EXIT_GRACE = 2.0
 _HTTP_EXIT_GRACE = 15.0
 
 
+def _spill_in_flight(gateway: Any) -> int:
+    """The hard exit's part for admin operations in flight (in its thread): wait up to
+    their grace, then spill those still running as unfinished, unless the orderly stop
+    spilled them already (``ControlPlane.unfinished`` hands each out once).  How many."""
+    recorder = gateway.recorder
+    spool = getattr(recorder, "spool", None)
+    control = gateway.control
+    until = time.monotonic() + control.in_flight.grace
+    while len(control.in_flight) and time.monotonic() < until:
+        time.sleep(0.05)  # a daemon thread: the event loop may still be finishing them
+    if not (len(control.in_flight) and control.store is not None and spool is not None):
+        return 0
+    unfinished = control.unfinished()
+    if not unfinished:
+        return 0
+    logging.getLogger("fast_mcp_gateway").warning(
+        "exiting with %d admin operation(s) still running: %s", len(unfinished),
+        "; ".join(f"{e.action} {e.target or ''} by {e.actor}" for e in unfinished))
+    spool.hold_audit(unfinished, "admin operations still running at the hard exit")
+    spool.write()
+    return len(unfinished)
+
+
 def _hard_exit(gateway: Any) -> None:
     """The backstop for a stop that hangs; it never cuts the call log's final flush, or
     the spill of what is held for an unreachable store, short (that is bounded by
@@ -368,17 +391,7 @@ def _hard_exit(gateway: Any) -> None:
 
     recorder = gateway.recorder
     spool = getattr(recorder, "spool", None)
-    control = gateway.control
-    until = time.monotonic() + control.in_flight.grace
-    while len(control.in_flight) and time.monotonic() < until:
-        time.sleep(0.05)  # a daemon thread: the event loop may still be finishing them
-    if len(control.in_flight) and control.store is not None and spool is not None:
-        unfinished = control.unfinished()
-        logging.getLogger("fast_mcp_gateway").warning(
-            "exiting with %d admin operation(s) still running: %s", len(unfinished),
-            "; ".join(f"{e.action} {e.target or ''} by {e.actor}" for e in unfinished))
-        spool.hold_audit(unfinished, "admin operations still running at the hard exit")
-        spool.write()
+    _spill_in_flight(gateway)
     deadline = time.monotonic() + gateway.settings.shutdown_flush_timeout
     while (recorder is not None and time.monotonic() < deadline
            and ((not recorder.stopped and recorder.pending)

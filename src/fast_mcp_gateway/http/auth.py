@@ -24,9 +24,12 @@ Why such a JWT -- one whose signature, issuer and audience verified, refused by 
 gateway's own policy (its subject, no 'exp', no subject) -- was refused is told to its
 holder too (``refusal``: the RFC 6750 ``error_description`` of the 401 on the MCP
 endpoint, REST and the dashboard's login), never the token nor its subject's content;
-any other refusal (unknown, bad signature, expired) keeps the generic words, so a probe
-learns nothing.  The verifier's callers (FastMCP's auth backend, ``Access``, the
-dashboard) read it in the same task right after ``verify_token`` returned None.
+a JWT FastMCP's verifier refused (its algorithm, expiry, 'nbf', issuer, audience or
+signature) is worded by ``jwt_refusals.diagnose`` in the same variable, naming only
+the gateway's settings and the token's times; an unknown gateway token, or one that is
+no JWT, keeps the generic words.  The verifier's callers (FastMCP's auth backend,
+``Access``, the dashboard) read it in the same task right after ``verify_token``
+returned None (it is reset at each call: another request's reason is never read).
 """
 
 from __future__ import annotations

@@ -52,13 +52,19 @@ class Refusal:
 
 
 def utc(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    """``at`` as a UTC time; one no clock shows (a forged token's ``exp`` of -1e300:
+    ``gmtime`` raised, and the refusal went unworded and logged on every request) in
+    words, never its value."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    except (OverflowError, OSError, ValueError):
+        return "a time out of any clock's range"
 
 
 def _segment(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # nested deeper than json reads: no JWT either
         return None
     return value if isinstance(value, dict) else None
 
@@ -78,7 +84,8 @@ def diagnose(token: str, config: JwtConfig, now: float) -> Refusal:
                        "base64url JSON")
     alg = header.get("alg")
     if alg != config.algorithm:
-        named = f" {alg}" if alg in _ALGORITHMS else " another algorithm"
+        named = f" {alg}" if isinstance(alg, str) and alg in _ALGORITHMS \
+            else " another algorithm"  # a list or object is no algorithm (unhashable)
         return Refusal(
             "algorithm", f"the JWT is signed with{named}; this gateway takes "
             f"{config.algorithm} (gateway.auth.jwt.algorithm)",
@@ -105,7 +112,8 @@ def diagnose(token: str, config: JwtConfig, now: float) -> Refusal:
     expected = {config.audience} if isinstance(config.audience, str) \
         else set(config.audience or ())
     aud = claims.get("aud")
-    given = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+    given = {aud} if isinstance(aud, str) else {a for a in aud if isinstance(a, str)} \
+        if isinstance(aud, list) else set()   # a list in the list is no audience
     if not given & expected:
         return Refusal(
             "audience", "the JWT was not issued for this gateway: its 'aud' does not name "

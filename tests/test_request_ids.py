@@ -94,3 +94,12 @@ def test_a_cancelled_request_frees_its_id_and_only_answers_free_ids() -> None:
     assert ids.enter(request) is None
     ids.written(b'{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"x"}}\n')
     assert ids.enter(request) is None
+
+
+@pytest.mark.parametrize("request_id", [7, "7", "07", " 7", "7.0", "x", "", -3, "-3", 2**70,
+                                        str(2**70), "1_000"])
+def test_ids_are_keyed_as_the_sdk_correlates_them(request_id: int | str) -> None:
+    from mcp.shared.dispatcher import coerce_request_id
+
+    from fast_mcp_gateway.front.request_ids import _key
+    assert _key(request_id) == coerce_request_id(request_id)

@@ -20,7 +20,6 @@ import json
 from typing import Any
 
 import mcp_types as types
-from mcp.shared.dispatcher import coerce_request_id
 
 _PREFIX = '{"jsonrpc":"2.0","id":'
 _ANSWER = _PREFIX.encode()
@@ -85,6 +84,15 @@ class RequestIds:
 
 
 def _key(request_id: Any) -> Any:
+    """``request_id`` as the SDK's ``coerce_request_id`` correlates it (a string of an
+    int is that int; ``tests/test_request_ids.py`` holds the two equal), written here:
+    importing ``mcp.shared.dispatcher`` loads the SDK's package, which the stdio front
+    must not before its upstreams are spawned (``tests/test_import_budget.py``)."""
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         return None
-    return coerce_request_id(request_id)
+    if isinstance(request_id, str):
+        try:
+            return int(request_id)
+        except ValueError:
+            return request_id
+    return request_id

@@ -103,36 +103,25 @@ async def test_a_2026_hosts_roots_reach_an_upstream_asking_outside_a_call(
         assert json.loads(allowed.content[0].text) == ["file:///work/project"]
 
 
-def test_roots_outside_calls_are_the_roots_every_host_using_the_server_gave() -> None:
-    """The rule for several hosts (``HostRoots``): over HTTP the callers that gave their
-    roots in a call of the server count; they agree: those; they differ: an error, never
-    one host's roots for another; the stdio gateway's one host counts for every server;
-    each host's latest roots count."""
+def test_each_hosts_latest_roots_are_kept_by_host() -> None:
+    """``HostRoots``: a host's latest roots, by host key; whether they changed."""
     import mcp_types as types
 
-    from fast_mcp_gateway.upstream.relay import STDIO_HOST
     from fast_mcp_gateway.upstream.roots import HostRoots
 
     def roots(*uris: str) -> list[types.Root]:
         return [types.Root(uri=uri) for uri in uris]
 
-    def of(book: HostRoots, server: str) -> Any:
-        given = book.of(server)
-        if isinstance(given, types.ListRootsResult):
-            return [str(root.uri) for root in given.roots]
-        return given if given is None else given.message
+    def of(book: HostRoots, host: Any) -> Any:
+        given = book.of(host)
+        return None if given is None else [str(root.uri) for root in given]
 
     book = HostRoots()
-    assert of(book, "fs") is None   # nobody gave any: the caller answers []
-    assert book.learned(("caller", "a"), "fs", roots("file:///a"))
-    assert not book.learned(("caller", "a"), "fs", roots("file:///a"))   # no change
-    assert book.learned(("caller", "b"), "other", roots("file:///b"))
-    assert of(book, "fs") == ["file:///a"] and of(book, "other") == ["file:///b"]
-    assert book.learned(("caller", "b"), "fs", roots("file:///b"))
-    assert "2 hosts that gave their roots in its calls gave different ones" in of(book, "fs")
-    assert book.learned(("caller", "b"), "fs", roots("file:///a"))   # b's latest
-    assert of(book, "fs") == ["file:///a"]
-
-    stdio = HostRoots()
-    assert stdio.learned(STDIO_HOST, "pusher", roots("file:///work"))
-    assert of(stdio, "fs") == ["file:///work"]   # the one host: every server's
+    assert of(book, ("caller", "a")) is None   # gave none: the answer is []
+    assert book.learned(("caller", "a"), roots("file:///a"))
+    assert not book.learned(("caller", "a"), roots("file:///a"))   # no change
+    assert book.learned(("caller", "b"), roots("file:///b"))
+    assert of(book, ("caller", "a")) == ["file:///a"]
+    assert of(book, ("caller", "b")) == ["file:///b"]
+    assert book.learned(("caller", "a"), roots("file:///a2"))   # a's latest
+    assert of(book, ("caller", "a")) == ["file:///a2"]

@@ -74,13 +74,13 @@ async def test_a_shared_session_never_gets_one_callers_roots(
         # fs asks again outside a call (as at a stdio host's roots/list_changed): still
         # none -- not alice's, which were all it knew of.
         await gateway.manager.roots_changed()
-        await until(lambda: len(_listings(tmp_path)) == 2)
+        await until(lambda: len(_listings(tmp_path)) >= 2)
         assert _listings(tmp_path) == [[], []]
         async with Client(f"{base}/mcp", auth=BOB, **bob.handlers()) as host:
             assert await _text(host, "fs_allowed") == FROM_ARGS   # never alice's
             await _give_roots(host, bob)
         await gateway.manager.roots_changed()
-        await until(lambda: len(_listings(tmp_path)) == 3)
+        await until(lambda: len(_listings(tmp_path)) >= 3)
         assert _listings(tmp_path) == [[], [], []]
     said = [r.getMessage() for r in caplog.records if "upstream fs asked" in r.getMessage()]
     assert len(said) == 1   # once per server, saying why and what to do

@@ -26,11 +26,11 @@ pytestmark = pytest.mark.anyio
 PY = sys.executable
 
 
-def _gateway(tmp_path: Path, lane: bool) -> StdioTransport:
+def _gateway(tmp_path: Path, lane: bool, **fs: Any) -> StdioTransport:
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"fs": {
         "command": PY, "args": [str(SERVERS / "rooted.py"), "file:///from/args"],
-        "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}}}}), encoding="utf-8")
+        "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}, **fs}}}), encoding="utf-8")
     return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
                                "--no-db"],
                           env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()},
@@ -58,6 +58,30 @@ async def test_an_upstream_that_asked_before_the_host_gets_the_hosts_roots(
         assert json.loads(listed.content[0].text) == ["file:///work/project"]
         allowed = await client.call_tool("fs_allowed", {})
         assert json.loads(allowed.content[0].text) == ["file:///work/project"]
+
+
+async def test_a_per_client_session_of_the_stdio_host_is_told_its_roots_changed(
+        tmp_path: Path) -> None:
+    """A per_client session over stdio is the one host's: answered by the same rule, and
+    the host's ``notifications/roots/list_changed`` reaches it too (it reached the
+    shared sessions only)."""
+    roots = ["file:///work/one"]
+    client: Client[Any] = Client(_gateway(tmp_path, True, isolation="per_client"),
+                                 mode="legacy", roots=lambda context: list(roots))
+    async with client:
+        listed = await client.call_tool("fs_listed", {"count": 1})   # its own session
+        assert json.loads(listed.content[0].text) == ["file:///work/one"]
+        # The catalog session's answers are done too (it may have asked before the
+        # host's handshake: [], then the host's roots).
+        await until(lambda: _listings(tmp_path).count(["file:///work/one"]) == 2)
+        roots[:] = ["file:///work/two"]
+        await client.send_roots_list_changed()
+        # Both sessions ask again, outside any call.
+        await until(lambda: _listings(tmp_path).count(["file:///work/two"]) == 2)
+        listed = await client.call_tool("fs_listed", {"count": 2})
+        assert json.loads(listed.content[0].text) == ["file:///work/two"]
+        allowed = await client.call_tool("fs_allowed", {})
+        assert json.loads(allowed.content[0].text) == ["file:///work/two"]
 
 
 async def test_a_host_without_roots_leaves_the_upstream_as_it_started(tmp_path: Path) -> None:

@@ -70,7 +70,9 @@ async def test_a_shared_session_never_gets_one_callers_roots(
         await until(lambda: _listings(tmp_path) == [[]])   # asked at once: none
         async with Client(f"{base}/mcp", auth=ALICE, **alice.handlers()) as host:
             assert host.protocol_version == "2026-07-28"
-            await _give_roots(host, alice)   # alice alone gave roots
+            # Alice alone gives roots, in a call of fs itself (it asks within the call).
+            assert await _text(host, "fs_roots") == ["file:///alice"]
+            await _give_roots(host, alice)   # and of another server
         # fs asks again outside a call (as at a stdio host's roots/list_changed): still
         # none -- not alice's, which were all it knew of.
         await gateway.manager.roots_changed()

@@ -26,11 +26,11 @@ pytestmark = pytest.mark.anyio
 PY = sys.executable
 
 
-def _gateway(tmp_path: Path, lane: bool) -> StdioTransport:
+def _gateway(tmp_path: Path, lane: bool, **fs: Any) -> StdioTransport:
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"fs": {
         "command": PY, "args": [str(SERVERS / "rooted.py"), "file:///from/args"],
-        "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}}}}), encoding="utf-8")
+        "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}, **fs}}}), encoding="utf-8")
     return StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config),
                                "--no-db"],
                           env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": str(lane).lower()},
@@ -58,6 +58,30 @@ async def test_an_upstream_that_asked_before_the_host_gets_the_hosts_roots(
         assert json.loads(listed.content[0].text) == ["file:///work/project"]
         allowed = await client.call_tool("fs_allowed", {})
         assert json.loads(allowed.content[0].text) == ["file:///work/project"]
+
+
+async def test_a_per_client_session_of_the_stdio_host_is_told_its_roots_changed(
+        tmp_path: Path) -> None:
+    """A per_client session over stdio is the one host's: answered by the same rule, and
+    the host's ``notifications/roots/list_changed`` reaches it too (it reached the
+    shared sessions only)."""
+    roots = ["file:///work/one"]
+    client: Client[Any] = Client(_gateway(tmp_path, True, isolation="per_client"),
+                                 mode="legacy", roots=lambda context: list(roots))
+    async with client:
+        listed = await client.call_tool("fs_listed", {"count": 1})   # its own session
+        assert json.loads(listed.content[0].text) == ["file:///work/one"]
+        # The catalog session's answers are done too (it may have asked before the
+        # host's handshake: [], then the host's roots).
+        await until(lambda: _listings(tmp_path).count(["file:///work/one"]) == 2)
+        roots[:] = ["file:///work/two"]
+        await client.send_roots_list_changed()
+        # Both sessions ask again, outside any call.
+        await until(lambda: _listings(tmp_path).count(["file:///work/two"]) == 2)
+        listed = await client.call_tool("fs_listed", {"count": 2})
+        assert json.loads(listed.content[0].text) == ["file:///work/two"]
+        allowed = await client.call_tool("fs_allowed", {})
+        assert json.loads(allowed.content[0].text) == ["file:///work/two"]
 
 
 async def test_a_host_without_roots_leaves_the_upstream_as_it_started(tmp_path: Path) -> None:
@@ -103,36 +127,25 @@ async def test_a_2026_hosts_roots_reach_an_upstream_asking_outside_a_call(
         assert json.loads(allowed.content[0].text) == ["file:///work/project"]
 
 
-def test_roots_outside_calls_are_the_roots_every_host_using_the_server_gave() -> None:
-    """The rule for several hosts (``HostRoots``): over HTTP the callers that gave their
-    roots in a call of the server count; they agree: those; they differ: an error, never
-    one host's roots for another; the stdio gateway's one host counts for every server;
-    each host's latest roots count."""
+def test_each_hosts_latest_roots_are_kept_by_host() -> None:
+    """``HostRoots``: a host's latest roots, by host key; whether they changed."""
     import mcp_types as types
 
-    from fast_mcp_gateway.upstream.relay import STDIO_HOST
     from fast_mcp_gateway.upstream.roots import HostRoots
 
     def roots(*uris: str) -> list[types.Root]:
         return [types.Root(uri=uri) for uri in uris]
 
-    def of(book: HostRoots, server: str) -> Any:
-        given = book.of(server)
-        if isinstance(given, types.ListRootsResult):
-            return [str(root.uri) for root in given.roots]
-        return given if given is None else given.message
+    def of(book: HostRoots, host: Any) -> Any:
+        given = book.of(host)
+        return None if given is None else [str(root.uri) for root in given]
 
     book = HostRoots()
-    assert of(book, "fs") is None   # nobody gave any: the caller answers []
-    assert book.learned(("caller", "a"), "fs", roots("file:///a"))
-    assert not book.learned(("caller", "a"), "fs", roots("file:///a"))   # no change
-    assert book.learned(("caller", "b"), "other", roots("file:///b"))
-    assert of(book, "fs") == ["file:///a"] and of(book, "other") == ["file:///b"]
-    assert book.learned(("caller", "b"), "fs", roots("file:///b"))
-    assert "2 hosts that gave their roots in its calls gave different ones" in of(book, "fs")
-    assert book.learned(("caller", "b"), "fs", roots("file:///a"))   # b's latest
-    assert of(book, "fs") == ["file:///a"]
-
-    stdio = HostRoots()
-    assert stdio.learned(STDIO_HOST, "pusher", roots("file:///work"))
-    assert of(stdio, "fs") == ["file:///work"]   # the one host: every server's
+    assert of(book, ("caller", "a")) is None   # gave none: the answer is []
+    assert book.learned(("caller", "a"), roots("file:///a"))
+    assert not book.learned(("caller", "a"), roots("file:///a"))   # no change
+    assert book.learned(("caller", "b"), roots("file:///b"))
+    assert of(book, ("caller", "a")) == ["file:///a"]
+    assert of(book, ("caller", "b")) == ["file:///b"]
+    assert book.learned(("caller", "a"), roots("file:///a2"))   # a's latest
+    assert of(book, ("caller", "a")) == ["file:///a2"]

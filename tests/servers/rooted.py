@@ -8,7 +8,9 @@ keeps them.  Each answer it gets is appended as a JSON line to the file named by
 ``ROOTED_LOG`` (so a test can wait until it was answered, on a condition).
 
 Tool ``allowed``: the allowed directories now.  Tool ``listed(count)``: the roots of the
-``count``-th answer, answered once there are that many (parked until then).
+``count``-th answer, answered once there are that many (parked until then).  Tool
+``roots``: asks ``roots/list`` within the call and answers with them (neither logged nor
+allowed: only the asks outside calls narrow it).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ allowed: list[str] = sys.argv[1:]
 listings: list[list[str]] = []
 parked: list[tuple[object, int]] = []  # (request id, count) of listed calls waiting
 asked = 0
+within: dict[str, object] = {}  # id of a roots/list asked within a call -> the call's id
 client_roots = False
 
 TOOLS = [
     {"name": "allowed", "inputSchema": {"type": "object"}},
+    {"name": "roots", "inputSchema": {"type": "object"}},
     {"name": "listed", "inputSchema": {"type": "object",
                                        "properties": {"count": {"type": "integer"}},
                                        "required": ["count"]}},
@@ -71,7 +75,12 @@ def main() -> None:
         method, request_id = message.get("method"), message.get("id")
         params = message.get("params") or {}
         if method is None:  # an answer to one of our roots/list requests
-            got_roots((message.get("result") or {}).get("roots") or [])
+            roots = (message.get("result") or {}).get("roots") or []
+            call = within.pop(str(request_id), None)
+            if call is not None:
+                text(call, json.dumps([str(root.get("uri")) for root in roots]))
+            else:
+                got_roots(roots)
         elif method == "notifications/initialized":
             if client_roots:
                 ask_roots()
@@ -88,6 +97,10 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
         elif method == "tools/call" and params.get("name") == "allowed":
             text(request_id, json.dumps(allowed))
+        elif method == "tools/call" and params.get("name") == "roots":
+            key = f"within-{len(within)}-{request_id}"
+            within[key] = request_id
+            send({"jsonrpc": "2.0", "id": key, "method": "roots/list"})
         elif method == "tools/call" and params.get("name") == "listed":
             parked.append((request_id, int((params.get("arguments") or {})["count"])))
             answer_parked()

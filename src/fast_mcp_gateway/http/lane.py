@@ -248,9 +248,10 @@ class HttpLane:
                 return None
             params = opened
         caller, header = None, headers.get("authorization")
-        if route[0].config.per_client and header is not None and self.access.verifier:
-            # Its own session is its token's, as on the full path (``FrontCall.caller``;
-            # ``ClientSessions.key_of``): not one session for every 2026-07-28 caller.
+        if header is not None and self.access.verifier:
+            # As on the full path (``FrontCall.caller``): a per_client server's session is
+            # its token's (``ClientSessions.key_of``), not one for every 2026-07-28 caller,
+            # and so are the roots it gives (``upstream/roots.py``), of any server's call.
             caller = Caller(name=principal.name, token=header.partition(" ")[2].strip())
         return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal,
                      binding, caller)

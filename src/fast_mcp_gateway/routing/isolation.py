@@ -67,9 +67,10 @@ from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 logger = logging.getLogger(__name__)
 
-MakeUpstream = Callable[[ServerConfig, str, dict[str, Any] | None], Upstream]
-"""A client session of a server (its config, label, and the client capabilities of
-the one host it serves, which it declares no more than: None, all it can relay)."""
+MakeUpstream = Callable[[ServerConfig, str, dict[str, Any] | None, Hashable], Upstream]
+"""A client session of a server (its config, label, the client capabilities of the one
+host it serves, which it declares no more than: None, all it can relay, and that host's
+key: whose roots it is answered outside calls, ``upstream/roots.py``)."""
 Spawn = Callable[[Callable[[], object], str], None]
 # (server, params, host key): a log one host's session sent between its calls.
 HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None]
@@ -176,7 +177,8 @@ class ClientSessions:
         config = self.config
         if config.uses_caller_credentials:
             config = for_caller(config, front.caller if front is not None else None)
-        upstream = self._make(config, f"{name}~{next(self._seq)}", declares_of(key, front))
+        upstream = self._make(config, f"{name}~{next(self._seq)}", declares_of(key, front),
+                              key)
         client = _Client(key, upstream, last_used=self._clock(), owner=owner)
         log = self._log
         if log is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import anyio
 
@@ -16,6 +17,17 @@ def upstreams_of(service: Service) -> list[Upstream]:
     """Every session of ``service``: its replicas and its hosts' own (per_client)."""
     own = service.clients.upstreams if service.clients is not None else []
     return [*service.replicas, *own]
+
+
+async def tell_roots_changed(services: Iterable[Service]) -> None:
+    """Tell every live handshake-era session of ``services`` that its client's roots
+    changed (``UpstreamManager.roots_changed``)."""
+    for upstream in [u for service in services for u in upstreams_of(service)]:
+        try:
+            await upstream.roots_changed()
+        except Exception as exc:  # noqa: BLE001 - one dead session must not stop the rest
+            logger.debug("upstream %s: roots/list_changed not forwarded: %s",
+                         upstream.label, exc)
 
 
 def stop_service(service: Service) -> None:

@@ -16,7 +16,7 @@ import contextvars
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -29,7 +29,12 @@ from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.bindings import KINDS, URI_KINDS, NameBook
 from fast_mcp_gateway.routing.curation import Entry, curate
 from fast_mcp_gateway.routing.isolation import ClientSessions
-from fast_mcp_gateway.routing.lifecycle import first_attempts, stop_or_retire, stop_service
+from fast_mcp_gateway.routing.lifecycle import (
+    first_attempts,
+    stop_or_retire,
+    stop_service,
+    tell_roots_changed,
+)
 from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
@@ -124,10 +129,11 @@ class UpstreamManager:
         return service
 
     def _make_client(self, config: ServerConfig, label: str,
-                     declares: dict[str, Any] | None) -> Upstream:
+                     declares: dict[str, Any] | None, host: Hashable) -> Upstream:
         """A per_client host's own session (no listener: it feeds no catalog or state;
-        its logs between calls stay with it)."""
+        its logs between calls stay with it; roots outside calls are its host's)."""
         return Upstream(config, connect_timeout=self._connect_timeout,
+                        sole_host=self.sole_host.owned_by(host),
                         call_timeout=self._call_timeout,
                         max_total=self.config.options.timeouts.max_total,
                         transport_factory=self._transport_factory, restart=self._restart,
@@ -157,13 +163,8 @@ class UpstreamManager:
 
     async def roots_changed(self) -> None:
         """The stdio host's roots changed: tell every live handshake-era upstream session
-        (each then asks ``roots/list``, answered by ``sole_host``)."""
-        for replica in self.replicas:
-            try:
-                await replica.roots_changed()
-            except Exception as exc:  # noqa: BLE001 - one dead session must not stop the rest
-                logger.debug("upstream %s: roots/list_changed not forwarded: %s",
-                             replica.label, exc)
+        (each then asks ``roots/list``, answered by ``sole_host``), per_client ones too."""
+        await tell_roots_changed(self.services.values())
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -343,7 +343,8 @@ class InFlight:
 
 
 class OutsideCalls(Protocol):
-    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``)."""
+    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``; for
+    a per_client session, ``roots.OwnerRoots``: its one host's)."""
 
     async def answer(self, server: str, session: Any) -> Any: ...
 

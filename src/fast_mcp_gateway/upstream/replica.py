@@ -45,9 +45,14 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight
+from fast_mcp_gateway.upstream.relay import (
+    FrontCall,
+    HostRelay,
+    IdleLog,
+    InFlight,
+    OutsideCalls,
+)
 from fast_mcp_gateway.upstream.requests import Requests
-from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, UpstreamStatistics
@@ -142,7 +147,7 @@ class Upstream:
         replicas: int = 1,
         weight: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        sole_host: SoleHost | None = None,
+        sole_host: OutsideCalls | None = None,
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
         era_memory: EraMemory | None = None,

@@ -3,32 +3,40 @@
 A handshake-era upstream may ask for its client's roots when no call is in flight
 (server-filesystem asks once initialized, and again at each
 ``notifications/roots/list_changed``).  Within a call the call's host is asked
-(``relay.HostRelay``); outside one ``SoleHost.answer`` answers, by this rule:
+(``relay.HostRelay``); outside one ``SoleHost.answer`` answers, by whom the session
+belongs to:
 
-1. the stdio gateway's one host, if it is a handshake-era host that declared roots:
-   asked (through the express lane's request channel), as connected directly;
-2. else the roots 2026-07-28 hosts gave (``HostRoots``).  Such a host is never asked
-   outside a call (its era has no session to ask on); it gives its roots when it
-   answers an upstream's ``roots/list`` within a call (an MRTR round:
-   ``front/parked.py``), and each host's latest are kept.  Counted: the hosts that use
-   the server -- the stdio gateway's one host (whichever server it answered), or over
-   HTTP each caller (by its verified credential: unauthenticated hosts are one caller)
-   that gave its roots in a call of this server.  The same roots from all of them:
-   those; different ones: an error saying so (-32600): the gateway never answers with
-   one host's roots for another (a server asking outside calls serves them all on one
-   session);
-3. none known: no roots (``[]``: the upstream keeps its own directories).
+* **a stdio gateway** (one host, so every session is that host's):
 
-A session answered by rule 2 or 3 is told ``notifications/roots/list_changed`` once
-the answer may differ -- a handshake-era stdio host's handshake (``arrived``), a
-2026-07-28 host giving roots, or other roots (``learned``) -- and asks again, as it
-would of a host connected directly that changed its roots.  HTTP hosts of the
-handshake era are never asked outside a call (an answer for a shared session could
-come from the wrong host): rule 2 counts 2026-07-28 hosts only.
+  1. the host, if it is a handshake-era host that declared roots: asked (through the
+     express lane's request channel), as connected directly;
+  2. else the roots it gave as a 2026-07-28 host (``HostRoots``).  Such a host is never
+     asked outside a call (its era has no session to ask on); it gives its roots when it
+     answers an upstream's ``roots/list`` within a call (an MRTR round:
+     ``front/parked.py``), of whichever server, and its latest are kept;
+  3. none known: no roots (``[]``: the upstream keeps its own directories).
+
+* **a shared session over HTTP** (or in library use): always ``[]``.  It serves every
+  caller of the server, and servers such as server-filesystem *replace* their allowed
+  directories with the client's roots: one caller's roots there would let every other
+  caller reach that caller's directories.  Logged once per server at INFO, saying that
+  ``isolation: per_client`` gives each caller its own session with its own roots.
+* **a per_client session over HTTP** (``OwnerRoots``): it serves one caller, so it gets
+  that caller's roots as rule 2 keeps them (by verified credential: unauthenticated
+  2026-07-28 hosts are one caller), never another's; ``[]`` until that caller gave
+  some (a session keyed by a handshake-era connection: always, as its host is never
+  asked outside a call).
+
+A session answered by rule 2 or 3, or for its owner, is told
+``notifications/roots/list_changed`` once its answer may differ -- a handshake-era
+stdio host's handshake (``arrived``), or its host giving roots or other roots
+(``learned``) -- and asks again, as it would of a host connected directly that changed
+its roots.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -42,6 +50,8 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
 
+logger = logging.getLogger(__name__)
+
 _ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
 MAX_HOSTS = 256
 """Hosts whose roots are kept (the least recently answered are forgotten first)."""
@@ -52,45 +62,31 @@ def _shown(roots: list[types.Root]) -> tuple[tuple[str, str | None], ...]:
 
 
 class HostRoots:
-    """The roots 2026-07-28 hosts gave, by host, and the servers they gave them in
-    calls of (the module docstring's rule 2)."""
+    """The latest roots each 2026-07-28 host gave within a call, by host key
+    (``host_key``)."""
 
     def __init__(self) -> None:
-        self._hosts: OrderedDict[Hashable, tuple[list[types.Root], set[str]]] = \
-            OrderedDict()
+        self._hosts: OrderedDict[Hashable, list[types.Root]] = OrderedDict()
 
-    def learned(self, host: Hashable, server: str, roots: list[types.Root]) -> bool:
-        """``host`` answered ``server``'s ``roots/list`` within a call with ``roots``;
-        whether that may change what a server is answered outside calls."""
+    def learned(self, host: Hashable, roots: list[types.Root]) -> bool:
+        """``host`` answered a ``roots/list`` within a call with ``roots``; whether they
+        differ from what it gave before (or it gave none)."""
         before = self._hosts.pop(host, None)
-        servers = before[1] if before is not None else set()
-        changed = before is None or _shown(before[0]) != _shown(roots) \
-            or server not in servers
-        self._hosts[host] = (list(roots), servers | {server})
+        self._hosts[host] = list(roots)
         while len(self._hosts) > MAX_HOSTS:
             self._hosts.popitem(last=False)
-        return changed
+        return before is None or _shown(before) != _shown(roots)
 
-    def of(self, server: str) -> types.ListRootsResult | types.ErrorData | None:
-        """What ``server`` is answered outside calls: the roots every host using it
-        gave, an error when they differ, None when no host gave any."""
-        given = [roots for host, (roots, servers) in self._hosts.items()
-                 if host == STDIO_HOST or server in servers]
-        if not given:
-            return None
-        if len({_shown(roots) for roots in given}) > 1:
-            return types.ErrorData(
-                code=types.INVALID_REQUEST,
-                message=f"server '{server}' asked for roots outside any call, and the "
-                f"{len(given)} hosts that gave their roots in its calls gave different ones: "
-                "the gateway answers none rather than one host's roots for another (ask "
-                "for roots within a call, where the call's own host answers)")
-        return types.ListRootsResult(roots=given[-1])
+    def of(self, host: Hashable) -> list[types.Root] | None:
+        """The roots ``host`` gave last; None when it gave none."""
+        roots = self._hosts.get(host)
+        return list(roots) if roots is not None else None
 
 
 def host_key(front: FrontCall) -> Hashable:
     """Who ``front``'s host is, for ``HostRoots``: the stdio gateway's one host, else
-    its caller (a 2026-07-28 host has no session; by its verified credential)."""
+    its caller (a 2026-07-28 host has no session; by its verified credential), the key
+    of its ``per_client`` session too (``routing/isolation.py``)."""
     if front.host == STDIO_HOST:
         return STDIO_HOST
     return ("caller", front.caller.identity if front.caller is not None else None)
@@ -109,38 +105,84 @@ class SoleHost:
         self.front: Callable[[], FrontCall | None] | None = None
         self.unasked: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.roots = HostRoots()
-        self._told: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # answered by 2, 3
+        self._told: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # stdio: 2, 3
+        # per_client sessions over HTTP answered for their owner (its host key).
+        self._owned: weakref.WeakKeyDictionary[ClientSession, Hashable] = \
+            weakref.WeakKeyDictionary()
+        self._explained: set[str] = set()   # servers whose shared session got [] (logged)
 
     def get(self) -> FrontCall | None:
         return self.front() if self.front is not None else None
 
-    async def answer(self, server: str, session: Any) -> Any:
-        """``server``'s ``roots/list`` outside any call, on ``session``."""
+    async def answer(self, server: str, session: Any, owner: Hashable | None = None) -> Any:
+        """``server``'s ``roots/list`` outside any call, on ``session`` (of a
+        ``per_client`` session: ``owner`` is its host key)."""
+        if self.front is None:   # not a stdio gateway: several callers may use the server
+            if owner is not None:
+                self._owned[session] = owner
+                return types.ListRootsResult(roots=self.roots.of(owner) or [])
+            self.unasked.add(session)   # told if a stdio host ever comes (tests, library)
+            self._explain(server)
+            return types.ListRootsResult(roots=[])
         sole = self.get()
         if sole is not None and sole.can_ask("roots"):
             try:
                 return await sole.list_roots()
             except MCPError as exc:
                 return exc.error
-        given = self.roots.of(server)
+        given = self.roots.of(STDIO_HOST)
         self._told.add(session)
         if sole is None and given is None:
             self.unasked.add(session)  # no host yet: told when one comes
-        return given if given is not None else types.ListRootsResult(roots=[])
+        return types.ListRootsResult(roots=given or [])
+
+    def _explain(self, server: str) -> None:
+        if server in self._explained:
+            return
+        self._explained.add(server)
+        logger.info(
+            "upstream %s asked for its client's roots outside any call on its shared "
+            "session: answered with none (it keeps its own directories), as that session "
+            "serves every caller of the server and one caller's roots would become every "
+            "caller's; 'isolation: per_client' for server '%s' in servers.yaml gives each "
+            "caller its own session, answered with that caller's roots", server, server)
 
     async def learned(self, server: str, front: FrontCall,
                       result: types.ListRootsResult) -> None:
         """A 2026-07-28 host (of ``front``) answered ``server``'s ``roots/list`` within a
-        call: kept, and each session answered outside calls is told if that may change
-        its answer."""
-        if front.is_modern and self.roots.learned(host_key(front), server, result.roots):
+        call: kept, and each session answered for that host outside calls (the stdio
+        host's, or that caller's own ``per_client`` ones) is told if they changed."""
+        if not front.is_modern:
+            return
+        key = host_key(front)
+        if not self.roots.learned(key, result.roots):
+            return
+        if key == STDIO_HOST:
             await _tell(list(self._told))
+        else:
+            await _tell([session for session, owner in list(self._owned.items())
+                         if owner == key])
 
     async def arrived(self) -> None:
         """The host's handshake is done and it declared roots: each session answered
         ``[]`` before gets ``roots/list_changed`` (and asks again)."""
         sessions, self.unasked = list(self.unasked), weakref.WeakSet()
         await _tell(sessions)
+
+    def owned_by(self, owner: Hashable) -> OwnerRoots:
+        """What a ``per_client`` session of ``owner``'s (its host key) is answered."""
+        return OwnerRoots(self, owner)
+
+
+class OwnerRoots:
+    """Roots outside calls for one ``per_client`` session: its owner's (module doc)."""
+
+    def __init__(self, sole: SoleHost, owner: Hashable) -> None:
+        self._sole = sole
+        self._owner = owner
+
+    async def answer(self, server: str, session: Any) -> Any:
+        return await self._sole.answer(server, session, self._owner)
 
 
 async def _tell(sessions: list[ClientSession]) -> None:

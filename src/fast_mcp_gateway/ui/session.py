@@ -40,7 +40,7 @@ from starlette.responses import Response
 from fast_mcp_gateway.config.auth import SCOPES
 from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
-from fast_mcp_gateway.http.auth import principal_of
+from fast_mcp_gateway.http.auth import REMOVED, principal_of
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks, Sessions
 
@@ -150,7 +150,8 @@ class DashboardAuth:
             self._sessions.close(session)  # its token was removed (a reload) or expired
             # Said once on the login page it is sent to (``ended_because``): without it
             # the viewer found the login form and no reason.
-            self._ended[session] = jwt_refusals.refusal.get() or (
+            reason = jwt_refusals.refusal.get()
+            self._ended[session] = reason if reason not in (None, REMOVED) else (
                 "the gateway no longer takes the token you logged in with (a reload "
                 "removed or changed it in gateway.auth)")
             while len(self._ended) > MAX_TOKEN_SESSIONS:

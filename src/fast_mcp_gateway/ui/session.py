@@ -55,6 +55,10 @@ SESSIONS_PER_TOKEN = 32
 
 NOT_VALID = "That token is not valid for this gateway (unknown, expired or mistyped)."
 
+NO_ACCESS = "That token opens no page of this dashboard: "
+"""How a login with a token granting no scope of the gateway (a JWT whose scopes claim
+names neither tools nor admin) is refused, before the REST 403's words for it."""
+
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
 
@@ -166,15 +170,20 @@ class DashboardAuth:
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
         """A login with ``token``: the new session's id (for the cookie), or why not.
 
-        A gateway token is verified; a one-time link's token is spent (a second use
-        is refused).  Either opens a server-side session."""
+        A gateway token is verified, and refused (``NO_ACCESS``) if it grants no scope
+        of the gateway: every page needs one, so its session would only show "Not
+        allowed"; a one-time link's token is spent (a second use is refused).  Either
+        opens a server-side session."""
         if self.links is None:
             if self._verify is None or not token or len(token) > MAX_TOKEN:
                 return None, NOT_VALID
-            if await self._verify(token) is None:
+            principal = await self._verify(token)
+            if principal is None:
                 reason = jwt_refusals.refusal.get()  # why a JWT was refused, if known
                 return None, (NOT_VALID if reason is None
                               else f"That token is not valid for this gateway: {reason}.")
+            if not principal.has("tools"):  # every page needs it: refused here, once
+                return None, f"{NO_ACCESS}{principal.holds}."
             return self._sessions.open(token), None
         outcome = self.links.redeem(token)
         if outcome != "ok":

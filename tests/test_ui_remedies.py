@@ -84,3 +84,25 @@ async def test_under_read_only_admin_the_remedy_says_changes_are_off() -> None:
         assert not any(w in said for w in TOOL_WORDS), said
         assert ("restart it: the Restart / reconnect button on its page (/ui/servers/bad), "
                 "once 'gateway.admin' in the config file allows changes") in said, said
+
+
+@pytest.mark.timeout(120)
+async def test_the_live_streams_state_changes_word_the_remedy_for_the_dashboard() -> None:
+    gateway = await _crash_looped({"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as ops:
+        bad = gateway.manager.get("bad").replicas[0]
+        assert await bad.wait_until(lambda: bad.state is UpstreamState.FAILED, 60)
+        await _login(ops, OPS)
+        async with ops.stream("GET", "/ui/events") as stream:
+            lines = stream.aiter_lines()
+            assert await anext(lines) == ": connected"
+            restarted = await ops.post("/api/v1/servers/bad/restart",
+                                       headers={"Authorization": f"Bearer {OPS}"})
+            assert restarted.status_code == 200, restarted.text
+            async for line in lines:  # until it gives up again
+                if line.startswith("data:") and "gave up after" in line:
+                    assert not any(w in line for w in TOOL_WORDS), line
+                    assert ("the Restart / reconnect button under Actions on its page "
+                            "(/ui/servers/bad)") in line, line
+                    break

@@ -38,9 +38,9 @@ from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
 from fast_mcp_gateway.telemetry.events import EventBus
-from fast_mcp_gateway.upstream.failures import reword_remedies
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
+from fast_mcp_gateway.upstream.failures import reword_remedies
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ refresh themselves.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -77,7 +78,8 @@ async def events(page: Page) -> Response:
                 if event is None:
                     yield ": heartbeat\n\n"
                 elif shown(event):
-                    yield frame(event, lambda text: page.ui.for_dashboard(text, base, viewer))
+                    yield frame(event, functools.partial(page.ui.for_dashboard, base=base,
+                                                         viewer=viewer))
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -129,6 +129,40 @@ async def test_a_jwt_granting_no_scope_is_refused_at_login_in_the_restss_words()
             await browser.close()
 
 
+@pytest.mark.timeout(240)
+async def test_a_live_stream_the_gateway_refuses_is_not_shown_as_reconnecting(
+        tmp_path: Path) -> None:
+    """A refused Live stream (any answer but the event stream: a 403, a redirect to the
+    login page) is never retried by the browser, yet the status said "reconnecting"
+    for good.  It says the updates stopped, and how to get them back."""
+    _need_chromium()
+    from playwright.async_api import Route, async_playwright, expect
+
+    path = tmp_path / "servers.yaml"
+    _write(path, ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#live-status")).to_have_text("live")
+
+            async def refuse(route: Route) -> None:
+                await route.fulfill(status=403, content_type="text/html", body="Not allowed")
+
+            await page.route("**/ui/events", refuse)
+            await page.reload()
+            status = page.locator("#live-status")
+            await expect(status).to_have_text("stopped")
+            await expect(status).to_have_attribute(
+                "title", "live updates stopped: the gateway refused them; reload the page")
+        finally:
+            await browser.close()
+
+
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:
     """A PostgreSQL server of this test's own: the test stops and starts it."""

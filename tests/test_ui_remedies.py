@@ -71,6 +71,15 @@ async def test_a_last_errors_remedy_points_at_the_dashboards_button() -> None:
                 assert ("restart it: ask an admin (the Restart / reconnect button on its "
                         "page, /ui/servers/bad)") in said, (path, said)
             assert "Restart / reconnect" in (await ops.get("/ui/servers/bad")).text
+            # The inspector's refusal to read from the failed server says it too.
+            form = await ops.get("/ui/inspector?server=bad")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert csrf
+            read = await ops.post("/ui/inspector/read", data={
+                "csrf_token": csrf.group(1), "server": "bad", "uri": "notes://x"})
+            said = html.unescape(" ".join(re.findall(r'role="alert">(.*?)</p>', read.text)))
+            assert "has failed" in said and not any(w in said for w in TOOL_WORDS), said
+            assert "the Restart / reconnect button under Actions on its page" in said, said
 
 
 @pytest.mark.timeout(120)

@@ -184,8 +184,6 @@ class Ui:
 
     def error(self, request: Request, viewer: Viewer | None, status: int, message: str
               ) -> HTMLResponse:
-        message = self.for_dashboard(message, str(request.scope.get("root_path", "")),
-                                     viewer)
         return self.render(request, "error.html", viewer, status, status=status,
                            message=message)
 

@@ -115,3 +115,13 @@ async def test_the_live_streams_state_changes_word_the_remedy_for_the_dashboard(
                     assert ("the Restart / reconnect button under Actions on its page "
                             "(/ui/servers/bad)") in line, line
                     break
+
+
+def test_each_remedy_is_found_with_its_server_and_the_rest_left_as_it_was() -> None:
+    from fast_mcp_gateway.upstream.failures import remedy, reword_remedies
+
+    text = (f"is disabled; enable it: {remedy('enable', 'a-b_1')}; or "
+            f"restart it: {remedy('restart', 'bad')}.")
+    assert reword_remedies(text, lambda action, server: f"<{action} {server}>") == (
+        "is disabled; enable it: <enable a-b_1>; or restart it: <restart bad>.")
+    assert reword_remedies("no remedy here", lambda a, s: "x") == "no remedy here"

@@ -284,3 +284,26 @@ def test_servers_yaml_takes_tokens_from_the_environment(tmp_path: Path) -> None:
     assert loaded.options.auth is not None
     assert [t.name for t in loaded.options.auth.tokens] == ["ops", "bob"]
     assert OPS not in repr(loaded.options) and ALICE not in repr(loaded)
+
+
+async def test_removed_tokens_are_remembered_by_digest_and_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.http import auth, jwt_refusals
+    monkeypatch.setattr(auth, "REMOVED_TOKENS", 1)
+    running = [_config()]
+    verifier = GatewayVerifier(running[0], current=lambda: running[0])
+    running[0] = AuthConfig.model_validate({"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["admin"]}]})
+    assert await verifier.verify_token(ALICE) is None
+    assert jwt_refusals.refusal.get() == auth.REMOVED
+    assert ALICE not in repr(verifier._removed)  # digests only
+    running[0] = AuthConfig.model_validate({"tokens": [
+        {"name": "alice", "token": ALICE, "scopes": ["tools"]}]})  # OPS out, ALICE back
+    assert await verifier.verify_token(ALICE) is not None
+    assert await verifier.verify_token(OPS) is None
+    assert jwt_refusals.refusal.get() == auth.REMOVED
+    running[0] = AuthConfig.model_validate({"tokens": [
+        {"name": "x", "token": "x" * 20, "scopes": ["tools"]}]})  # ALICE out: OPS forgotten
+    assert await verifier.verify_token(OPS) is None
+    assert jwt_refusals.refusal.get() is None
+    assert len(verifier._removed) == 1

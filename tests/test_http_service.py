@@ -260,6 +260,55 @@ async def test_a_reload_rotates_the_tokens_without_a_restart(tmp_path: Path) -> 
         assert await mcp(new) and not await mcp(old)
 
 
+async def test_a_token_a_reload_removed_is_told_so_mid_session(tmp_path: Path) -> None:
+    """An MCP session open under a token a reload then removes: its next request's 401
+    says the token was removed by a reload (REST's too); a token never held keeps the
+    generic words, so a caller learns nothing of tokens it never had."""
+    old, kept = "mgw_" + "o" * 40, "mgw_" + "k" * 40
+
+    def write(*tokens: str) -> None:
+        entries = "".join(f"""
+              - name: t{i}
+                sha256: {hashlib.sha256(t.encode()).hexdigest()}
+                scopes: [admin]""" for i, t in enumerate(tokens))
+        path.write_text(f"gateway:\n  auth:\n    tokens:{entries}\nservers: {{}}\n")
+
+    path = tmp_path / "servers.yaml"
+    write(old, kept)
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    headers = {"Accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}
+    async with serve_http(gateway.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base) as http:
+        opened = await http.post("/mcp", json=init,
+                                 headers=headers | {"Authorization": f"Bearer {old}"})
+        assert opened.status_code == 200
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"],
+                   "Mcp-Protocol-Version": "2025-06-18"}
+        write(kept)
+        assert (await gateway.reload_config()).error is None
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        removed_words = "a config reload removed it from gateway.auth.tokens"
+        for token, told in ((old, True), ("mgw_" + "x" * 40, False)):
+            sent = headers | session | {"Authorization": f"Bearer {token}"}
+            refused = await http.post("/mcp", json=ping, headers=sent)
+            assert refused.status_code == 401
+            challenge = refused.headers["www-authenticate"]
+            assert (removed_words in challenge) is told, challenge
+            assert (removed_words in refused.text) is told, refused.text
+            rest = await http.get("/api/v1/servers",
+                                  headers={"Authorization": f"Bearer {token}"})
+            assert rest.status_code == 401
+            assert (removed_words in rest.text) is told, rest.text
+            assert token not in challenge + refused.text + rest.text
+        write(kept, old)  # taken again: no longer "removed"
+        assert (await gateway.reload_config()).error is None
+        assert (await http.get("/api/v1/servers",
+                               headers={"Authorization": f"Bearer {old}"})).status_code == 200
+
+
 async def test_adding_or_removing_auth_by_reload_says_it_takes_a_restart(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     token = "mgw_" + "a" * 40

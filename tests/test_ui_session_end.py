@@ -21,6 +21,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.gateway import Gateway
@@ -79,6 +80,85 @@ async def test_a_session_ended_by_a_reload_stops_its_live_stream_and_says_why(
             await expect(page.get_by_role("alert")).to_contain_text(
                 "Your session ended: the gateway no longer takes the token you logged in "
                 "with")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_jwt_granting_no_scope_is_refused_at_login_in_the_restss_words() -> None:
+    """A JWT whose scopes claim names neither tools nor admin logged in: every page then
+    said "Not allowed" and the live status stayed "reconnecting".  The login refuses it,
+    saying what the REST API's 403 says (the claim must name tools or admin), and opens
+    no session; a JWT that grants tools logs in as before."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    pair, issuer = RSAKeyPair.generate(), "https://idp.test/"
+    gateway = make_gateway({"notes": NOTES}, options={"auth": {"jwt": {
+        "public_key": pair.public_key, "issuer": issuer, "audience": "mcp-gateway"}}})
+
+    def jwt(subject: str, scopes: list[str]) -> str:
+        return pair.create_token(subject=subject, issuer=issuer, audience="mcp-gateway",
+                                 scopes=scopes)
+
+    carol, dan = jwt("carol@idp", ["openid", "profile"]), jwt("dan@idp", ["tools"])
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw, \
+            httpx2.AsyncClient(timeout=30) as http:
+        rest = await http.get(f"{base}/api/v1/servers",
+                              headers={"Authorization": f"Bearer {carol}"})
+        assert rest.status_code == 403
+        lacks = ("the JWT of 'carol@idp' grants no scope of this gateway: its scopes claim "
+                 "(gateway.auth.jwt.scopes_claim, 'scope' unless set) must name tools or "
+                 "admin")
+        assert lacks in rest.json()["error"]["message"]
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/")
+            await page.get_by_label("Token").fill(carol)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.get_by_role("alert")).to_contain_text(lacks)
+            await expect(page).to_have_url(re.compile(r"/ui/login"))
+            assert await page.context.cookies() == []  # no session was opened
+            await expect(page.locator("#live-status")).to_have_count(0)
+            await page.get_by_label("Token").fill(dan)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#live-status")).to_have_text("live")
+            await expect(page.locator("main")).to_contain_text("notes")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_live_stream_the_gateway_refuses_is_not_shown_as_reconnecting(
+        tmp_path: Path) -> None:
+    """A refused Live stream (any answer but the event stream: a 403, a redirect to the
+    login page) is never retried by the browser, yet the status said "reconnecting"
+    for good.  It says the updates stopped, and how to get them back."""
+    _need_chromium()
+    from playwright.async_api import Route, async_playwright, expect
+
+    path = tmp_path / "servers.yaml"
+    _write(path, ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/ui/")
+            await page.get_by_label("Token").fill(BOB)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#live-status")).to_have_text("live")
+
+            async def refuse(route: Route) -> None:
+                await route.fulfill(status=403, content_type="text/html", body="Not allowed")
+
+            await page.route("**/ui/events", refuse)
+            await page.reload()
+            status = page.locator("#live-status")
+            await expect(status).to_have_text("stopped")
+            await expect(status).to_have_attribute(
+                "title", "live updates stopped: the gateway refused them; reload the page")
         finally:
             await browser.close()
 

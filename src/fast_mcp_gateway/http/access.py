@@ -68,8 +68,9 @@ def no_token(jwt: bool) -> str:
 
 def bad_token(jwt: bool) -> str:
     """The words of a 401 for a token that did not verify: why, for a JWT the verifier
-    could explain (``jwt_refusals``, read from the request's context), else the causes."""
-    reason = jwt_refusals.refusal.get() if jwt else None
+    could explain (``jwt_refusals``, read from the request's context) or a static token
+    a reload removed (``auth.REMOVED``), else the causes."""
+    reason = jwt_refusals.refusal.get()
     if reason is not None:
         # A quoted-string in WWW-Authenticate: no double quote, backslash or control.
         reason = "".join(c for c in reason if " " <= c <= "~" and c not in '"\\')

@@ -26,8 +26,10 @@ holder too (``refusal``: the RFC 6750 ``error_description`` of the 401 on the MC
 endpoint, REST and the dashboard's login), never the token nor its subject's content;
 a JWT FastMCP's verifier refused (its algorithm, expiry, 'nbf', issuer, audience or
 signature) is worded by ``jwt_refusals.diagnose`` in the same variable, naming only
-the gateway's settings and the token's times; an unknown gateway token, or one that is
-no JWT, keeps the generic words.  The verifier's callers (FastMCP's auth backend,
+the gateway's settings and the token's times; a static token a reload removed is told so
+(``REMOVED``: the digests of the last ``REMOVED_TOKENS`` removed are remembered, and
+only a holder of one can present it); an unknown gateway token, or one that is no JWT,
+keeps the generic words.  The verifier's callers (FastMCP's auth backend,
 ``Access``, the dashboard) read it in the same task right after ``verify_token``
 returned None (it is reset at each call: another request's reason is never read).
 """
@@ -55,12 +57,16 @@ if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and J
 
 JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
 JWT_CACHE_SIZE = 4096
+REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
 MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 'sub')
 
 _KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
 logger = logging.getLogger(__name__)
+
+REMOVED = ("this gateway no longer accepts the token: a config reload removed it from "
+           "gateway.auth.tokens; use a token gateway.auth lists now")
 
 _VERIFIED_JWT = "it is a JWT this gateway verified, but "
 
@@ -112,8 +118,19 @@ class GatewayVerifier(TokenVerifier):
         # Clear tokens from the environment are secrets like any ${VAR}: masked wherever
         # a text could echo one (a log line, an upstream's error).
         SECRETS.add(t.token for t in config.tokens if t.token is not None)
+        old = getattr(self, "_tokens", {})
         self._config = config
         self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
+        # The digests of the tokens this reload removed, newest last, bounded: their
+        # holders are told why they are refused now.  Only a holder can present one.
+        self._removed: dict[bytes, None] = getattr(self, "_removed", {})
+        for digest in old.keys() - self._tokens.keys():
+            self._removed.pop(digest, None)
+            self._removed[digest] = None
+        for digest in self._tokens.keys() & self._removed.keys():
+            del self._removed[digest]  # taken again
+        while len(self._removed) > REMOVED_TOKENS:
+            del self._removed[next(iter(self._removed))]  # the oldest
         if first or config.jwt != self._jwt_config:  # else keep its fetched JWKS
             self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
             self._probe = (JwksProbe(config.jwt.jwks_uri) if config.jwt is not None
@@ -249,6 +266,9 @@ class GatewayVerifier(TokenVerifier):
                 claims={_KIND_CLAIM: "token",
                         _SERVERS_CLAIM: None if match.servers is None else list(match.servers)},
             )
+        if digest in self._removed:
+            jwt_refusals.refusal.set(REMOVED)
+            return None
         if self._jwt is None or self._jwt_config is None or token.count(".") != 2:
             return None
         now = self._clock()

@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,6 +40,7 @@ from fast_mcp_gateway.http.errors import api_error
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
+from fast_mcp_gateway.upstream.failures import reword_remedies
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +94,32 @@ class Ui:
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(ms=_ms, pct=_pct, ago=_ago, secs=_secs, when=_when,
                                 tojson_pretty=_pretty,
-                                with_param=_with_param)
+                                with_param=_with_param, for_dashboard=self._for_dashboard)
         self.env.globals.update(urlencode=urlencode, views=views)
+
+    def for_dashboard(self, text: str, base: str, viewer: Viewer | None) -> str:
+        """``text`` (a server's last error, a refusal) with its remedies -- the admin
+        tool and REST call that enable or restart a server -- pointing at the button
+        on the server's page instead; a viewer without the button is told who has it,
+        and under ``gateway.admin: read_only`` that changes are off."""
+        read_only = not self.ctx.options.allows_admin("mutate")
+
+        def words(action: str, server: str) -> str:
+            button = _BUTTONS[action]
+            at = f"{base}/servers/{quote(server, safe='')}"
+            if read_only:
+                return (f"the {button} button on its page ({at}), once 'gateway.admin' in "
+                        "the config file allows changes")
+            if viewer is not None and viewer.admin:
+                return f"the {button} button under Actions on its page ({at})"
+            return f"ask an admin (the {button} button on its page, {at})"
+
+        return reword_remedies(text, words)
+
+    @pass_context
+    def _for_dashboard(self, context: Context, text: str | None) -> str | None:
+        return None if text is None else self.for_dashboard(text, context.get("base", ""),
+                                                            context.get("viewer"))
 
     def render(self, request: Request, template: str, viewer: Viewer | None,
                status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -208,6 +234,9 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+_BUTTONS = {"enable": "Enable", "restart": "Restart / reconnect"}  # server.html's labels
 
 
 def _ms(value: float | None) -> str:

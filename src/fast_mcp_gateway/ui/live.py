@@ -7,7 +7,8 @@ The stream follows the session: an event is sent under a check of it at most
 ``RECHECK`` seconds old (and every heartbeat checks it), so a log out elsewhere, a JWT
 that expired or a token a reload removed ends the stream (``event: ended``: the page
 reloads, and the login page says why), and a reload narrowing the token's servers
-narrows what it is sent.
+narrows what it is sent.  A state change's detail (a server's last error) points at the
+dashboard's buttons (``Ui.for_dashboard``), as the pages do.
 A slow browser loses its oldest events (the bus's bounded queue) and is told how many
 (``event: dropped``).  The page script (``static/app.js``) appends events to the Live
 page and fires ``gw-live`` on the page so htmx parts (server cards, a server's status)
@@ -16,9 +17,10 @@ refresh themselves.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.responses import Response, StreamingResponse
@@ -32,15 +34,21 @@ HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
 RECHECK = 1.0  # seconds: how old the session check an event is sent under may be
 
 
-def frame(event: Event) -> str:
+def frame(event: Event, reword: Callable[[str], str] | None = None) -> str:
+    """``event`` as an SSE frame; ``reword`` (``Ui.for_dashboard``) words the remedies
+    in a transition's detail (a server's last error) for the dashboard."""
+    payload = event.payload
+    if reword is not None and isinstance(detail := payload.get("detail"), str):
+        payload = {**payload, "detail": reword(detail)}
     data = json.dumps({"seq": event.seq, "at": event.at, "kind": event.kind,
-                       **event.payload}, separators=(",", ":"))
+                       **payload}, separators=(",", ":"))
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
 async def events(page: Page) -> Response:
     viewer: Viewer | None = page.viewer
     checked = time.monotonic()
+    base = str(page.request.scope.get("root_path", ""))
 
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
@@ -70,7 +78,8 @@ async def events(page: Page) -> Response:
                 if event is None:
                     yield ": heartbeat\n\n"
                 elif shown(event):
-                    yield frame(event)
+                    yield frame(event, functools.partial(page.ui.for_dashboard, base=base,
+                                                         viewer=viewer))
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

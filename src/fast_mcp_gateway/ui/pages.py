@@ -23,7 +23,7 @@ from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui, bounded_form
-from fast_mcp_gateway.ui.session import COOKIE, CSRF_FIELD, csrf_ok
+from fast_mcp_gateway.ui.session import COOKIE, CSRF_FIELD, NO_ACCESS, csrf_ok
 
 STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
@@ -99,10 +99,13 @@ async def login(ui: Ui, request: Request) -> Response:
         next_ = _safe_next(base, str(data.get("next") or next_))
     cookie, problem = await ui.auth.redeem(token)
     if cookie is None:
-        refused = form(401, problem)
+        # A valid token granting no scope is a 403 (RFC 6750's insufficient_scope).
+        scopeless = (problem or "").startswith(NO_ACCESS)
+        refused = form(403 if scopeless else 401, problem)
         if ui.auth.links is None and token:  # a bearer token was refused: RFC 6750's words
+            error = "insufficient_scope" if scopeless else "invalid_token"
             refused.headers["www-authenticate"] = (
-                f'Bearer error="invalid_token", error_description="{quotable(problem or "")}"')
+                f'Bearer error="{error}", error_description="{quotable(problem or "")}"')
         return refused
     response = RedirectResponse(next_, 303)
     ui.auth.login(response, request, cookie)

@@ -40,7 +40,7 @@ from starlette.responses import Response
 from fast_mcp_gateway.config.auth import SCOPES
 from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.access import ANONYMOUS, ANONYMOUS_ADMIN, Access
-from fast_mcp_gateway.http.auth import principal_of
+from fast_mcp_gateway.http.auth import REMOVED, principal_of
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.ui.login_links import PROBLEMS, LoginLinks, Sessions
 
@@ -54,6 +54,10 @@ MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends bey
 SESSIONS_PER_TOKEN = 32
 
 NOT_VALID = "That token is not valid for this gateway (unknown, expired or mistyped)."
+
+NO_ACCESS = "That token opens no page of this dashboard: "
+"""How a login with a token granting no scope of the gateway (a JWT whose scopes claim
+names neither tools nor admin) is refused, before the REST 403's words for it."""
 
 DASHBOARD_OWNER = Principal(name="dashboard", scopes=frozenset(SCOPES), kind="local")
 """Whoever opened a stdio gateway's one-time login link (the user who started it)."""
@@ -150,7 +154,8 @@ class DashboardAuth:
             self._sessions.close(session)  # its token was removed (a reload) or expired
             # Said once on the login page it is sent to (``ended_because``): without it
             # the viewer found the login form and no reason.
-            self._ended[session] = jwt_refusals.refusal.get() or (
+            reason = jwt_refusals.refusal.get()
+            self._ended[session] = reason if reason not in (None, REMOVED) else (
                 "the gateway no longer takes the token you logged in with (a reload "
                 "removed or changed it in gateway.auth)")
             while len(self._ended) > MAX_TOKEN_SESSIONS:
@@ -165,15 +170,20 @@ class DashboardAuth:
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
         """A login with ``token``: the new session's id (for the cookie), or why not.
 
-        A gateway token is verified; a one-time link's token is spent (a second use
-        is refused).  Either opens a server-side session."""
+        A gateway token is verified, and refused (``NO_ACCESS``) if it grants no scope
+        of the gateway: every page needs one, so its session would only show "Not
+        allowed"; a one-time link's token is spent (a second use is refused).  Either
+        opens a server-side session."""
         if self.links is None:
             if self._verify is None or not token or len(token) > MAX_TOKEN:
                 return None, NOT_VALID
-            if await self._verify(token) is None:
+            principal = await self._verify(token)
+            if principal is None:
                 reason = jwt_refusals.refusal.get()  # why a JWT was refused, if known
                 return None, (NOT_VALID if reason is None
                               else f"That token is not valid for this gateway: {reason}.")
+            if not principal.has("tools"):  # every page needs it: refused here, once
+                return None, f"{NO_ACCESS}{principal.holds}."
             return self._sessions.open(token), None
         outcome = self.links.redeem(token)
         if outcome != "ok":

@@ -11,7 +11,8 @@ no MCP answer (an HTML page).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import mcp_types as types
@@ -224,6 +225,24 @@ _REMEDIES = {"enable": "admin tool gateway_enable_server (HTTP mode: PUT "
 
 
 def remedy(action: str, server: str) -> str:
-    """How to ``enable`` or ``restart`` a server, on every surface an operator may use
-    (a REST or dashboard operator has no ``gateway_*`` tools)."""
+    """How to ``enable`` or ``restart`` a server, on the surfaces with no button for it
+    (the admin tools, REST); a dashboard page words it for itself (``reword_remedies``)."""
     return _REMEDIES[action].format(server)
+
+
+# Each remedy as written into a text (group: its action), its server's name captured.
+_NAME = r"([^/()\s]+)"
+_REMEDY_IN_TEXT = re.compile("|".join(
+    "(?P<" + action + ">" + re.escape(words).replace(re.escape("{}"), _NAME) + ")"
+    for action, words in _REMEDIES.items()))
+
+
+def reword_remedies(text: str, words: Callable[[str, str], str]) -> str:
+    """``text`` (a last error, a refusal) with each ``remedy`` in it replaced by
+    ``words(action, server)``: how the surface showing it says the same."""
+    def reworded(found: re.Match[str]) -> str:
+        action = found.lastgroup or ""
+        server = next(g for g in found.groups()[found.re.groupindex[action]:] if g)
+        return words(action, server)
+
+    return _REMEDY_IN_TEXT.sub(reworded, text)

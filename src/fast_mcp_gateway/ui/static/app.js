@@ -65,8 +65,17 @@
     if (status) { status.textContent = "live"; status.classList.add("on"); }
     body.dataset.liveConnected = "true";
   };
+  // A lost stream is retried by the browser (CONNECTING); a refused one (a 403, a
+  // redirect to the login page: anything but an event stream) never is (CLOSED).
   source.onerror = function () {
-    if (status) { status.textContent = "reconnecting"; status.classList.remove("on"); }
+    if (!status) { return; }
+    status.classList.remove("on");
+    if (source.readyState === EventSource.CLOSED) {
+      status.textContent = "stopped";
+      status.title = "live updates stopped: the gateway refused them; reload the page";
+    } else {
+      status.textContent = "reconnecting";
+    }
   };
   ["call", "transition", "catalog", "alert"].forEach(function (kind) {
     source.addEventListener(kind, function (e) {

@@ -6,7 +6,9 @@ two tokens and alerts evaluated every 200 ms, shared by every step below (one te
 the gateway and browser start once; each step is a function).  Real MCP calls go
 through the gateway's /mcp with a fastmcp Client, so charts, cards and alerts show real
 traffic.  Every step waits on a page condition (Playwright's ``expect``), never on
-time.  The screenshots it takes are the ones in docs/screenshots/ and the README.
+time.  The screenshots it takes are the ones in docs/screenshots/ and the README when
+``MCP_GATEWAY_SCREENSHOTS=docs`` is set, else they go to a temporary folder (each run
+rewrote the PNGs in the work tree, and a ``git add -A`` committed them).
 
 Without /usr/bin/chromium the test skips, except under ``CI=true`` where it fails
 (``.ci/run`` installs it with apt).
@@ -18,9 +20,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +41,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 OPS = "mgw_ui-ops-7d3f0b9e2c41a8f6"
 BOB = "mgw_ui-bob-tools-1e5a9c7d"
-SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+DOCS_SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+SHOTS = (DOCS_SHOTS if os.environ.get("MCP_GATEWAY_SCREENSHOTS") == "docs"
+         else Path(tempfile.gettempdir()) / f"mcp-gw-screenshots-{os.getpid()}")
 
 
 def _need_chromium() -> None:
@@ -129,11 +135,13 @@ FOCUS_RING = """() => { const s = getComputedStyle(document.activeElement);
 
 
 @pytest.mark.timeout(600)
-def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
+def test_the_dashboard_in_a_browser(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     _need_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
+    if SHOTS != DOCS_SHOTS:
+        request.addfinalizer(lambda: shutil.rmtree(SHOTS, ignore_errors=True))
     with gateway(tmp_path) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:

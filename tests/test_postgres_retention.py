@@ -81,7 +81,9 @@ async def test_writes_go_on_while_a_large_prune_runs_and_a_prune_can_be_cut(
     database = pg_url.rsplit("/", 1)[-1]
     try:
         fill(pg_cluster, database)
-        gate = Gate(store._conn, at=2)  # after the first batch of call records
+        # After the first batch of call records (the first connection holds the
+        # retention lock, postgres_retention.py).
+        gate = Gate(store._conn, at=3)
         store._conn = gate  # type: ignore[method-assign]
         removed: list[int] = []
 
@@ -109,7 +111,7 @@ async def test_writes_go_on_while_a_large_prune_runs_and_a_prune_can_be_cut(
         assert await store.count("invocation_minutes") == 1  # the fresh record's
 
         fill(pg_cluster, database)  # a prune cut short (a stop) between two batches
-        gate = Gate(gate._connect, at=3)
+        gate = Gate(gate._connect, at=4)
         store._conn = gate  # type: ignore[method-assign]
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:

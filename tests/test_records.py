@@ -230,7 +230,9 @@ async def test_the_recorder_writes_batches_and_applies_retention() -> None:
     assert (retention.runs, retention.failures, retention.removed) == (2, 0, 10)
     rows, _ = await store.invocations(limit=100)
     assert sorted(r.id for r in rows) == [f"c{i}" for i in range(10, 18)]
-    assert recorder.stats() == {"recorded": 8, "dropped": 0, "failed_writes": 0, "queued": 0}
+    assert recorder.stats() == {"recorded": 8, "dropped": 0, "failed_writes": 0, "queued": 0,
+                                "retention_runs": 2, "retention_failures": 0,
+                                "retention_skipped": 0, "retention_removed": 10}
 
 
 async def test_a_full_queue_drops_and_a_failed_write_is_counted(
@@ -238,7 +240,9 @@ async def test_a_full_queue_drops_and_a_failed_write_is_counted(
     recorder = Recorder(MemoryStore(), capacity=2)
     for i in range(5):
         recorder.record(call(i))  # never blocks: nothing drains the queue yet
-    assert recorder.stats() == {"recorded": 0, "dropped": 3, "failed_writes": 0, "queued": 2}
+    assert recorder.stats() == {"recorded": 0, "dropped": 3, "failed_writes": 0, "queued": 2,
+                                "retention_runs": 0, "retention_failures": 0,
+                                "retention_skipped": 0, "retention_removed": 0}
     assert "queue full: 1 records dropped" in caplog.text
 
     async def broken(batch: list[int]) -> None:

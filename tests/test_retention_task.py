@@ -29,6 +29,7 @@ from fast_mcp_gateway.store.base import PRUNE_BATCH, StorageError, StoreUnavaila
 from fast_mcp_gateway.store.memory import MemoryStore
 from fast_mcp_gateway.store.outage import StoreOutage
 from fast_mcp_gateway.store.postgres import PostgresStore
+from fast_mcp_gateway.store.postgres_schema import RETENTION_LOCK
 from fast_mcp_gateway.store.sqlite import SQLiteStore
 from fast_mcp_gateway.telemetry.recorder import Recorder
 from fast_mcp_gateway.telemetry.retention import Retention
@@ -110,7 +111,9 @@ async def records_go_on_and_a_stop_cuts_the_prune(
     assert not gate.opened.is_set() and not retention.running
     assert (retention.runs, retention.failures) == (2, 0)
     assert recorder.stats() == {"recorded": 6 * CAPACITY + 1, "dropped": 0,
-                                "failed_writes": 0, "queued": 0}
+                                "failed_writes": 0, "queued": 0, "retention_runs": 2,
+                                "retention_failures": 0, "retention_skipped": 0,
+                                "retention_removed": old}
     # One batch of the second prune committed, the next never made.
     assert await store.count("invocations") == old - batch + 6 * CAPACITY + 1
     assert open_transactions() == 0
@@ -255,3 +258,75 @@ async def test_a_failing_prune_is_said_once_and_never_stops_the_records(
         tg.cancel_scope.cancel()
     assert [r for r in caplog.records if "retention" in r.getMessage()] == []
     assert (retention.runs, retention.failures) == (2, 1)
+
+
+async def test_gateways_sharing_postgres_prune_it_one_at_a_time(
+        pg_cluster: PgCluster, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two gateways' retention on one database: the first is held between two batches
+    (holding the retention lock), the second's run is skipped (at DEBUG, counted, no
+    row touched, no warning); once the first has ended, the second prunes.  A prune
+    cut short by a stop leaves the lock free."""
+    caplog.set_level(logging.DEBUG, "fast_mcp_gateway.telemetry.retention")
+    first, second = await open_store(pg_url), await open_store(pg_url)
+    assert isinstance(first, PostgresStore) and isinstance(second, PostgresStore)
+    database = pg_url.rsplit("/", 1)[-1]
+    gate = Hold()
+    short = pg_retention._short
+
+    @asynccontextmanager
+    async def gated(connect: Callable[[], AbstractAsyncContextManager[Any]], where: str
+                    ) -> AsyncIterator[Any]:
+        async with short(connect, where) as conn:
+            await gate()
+            yield conn
+
+    def advisory_locks() -> str:
+        return pg_cluster.psql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+            f" (classid::bigint << 32 | objid::bigint) = {RETENTION_LOCK}", database)
+
+    monkeypatch.setattr(pg_retention, "_short", gated)
+    one = Retention(first, max_age_seconds=3600, max_rows=None, every=3600)
+    two = Retention(second, max_age_seconds=3600, max_rows=None, every=3600)
+    try:
+        await anyio.to_thread.run_sync(fill, pg_cluster, database)
+        with anyio.fail_after(50):  # a hang guard only
+            async with anyio.create_task_group() as tg:
+                await tg.start(one.run)
+                await gate.reached.wait()  # the first prune, between two batches
+                assert advisory_locks() == "1"
+                await tg.start(two.run)
+                assert await two.ended(1)
+                assert two.stats() == {"retention_runs": 1, "retention_failures": 0,
+                                       "retention_skipped": 1, "retention_removed": 0}
+                assert await second.count("invocations") == OLD - pg_retention.BATCH
+                gate.opened.set()
+                assert await one.ended(1)
+                assert (one.removed, one.skipped, one.failures) == (OLD, 0, 0)
+                assert advisory_locks() == "0"
+
+                await anyio.to_thread.run_sync(fill, pg_cluster, database)
+                two.now()  # the first is idle now: the second prunes
+                assert await two.ended(2)
+                assert two.stats() == {"retention_runs": 2, "retention_failures": 0,
+                                       "retention_skipped": 1, "retention_removed": OLD}
+                assert await first.count("invocations") == 0
+
+                await anyio.to_thread.run_sync(fill, pg_cluster, database)
+                gate = Hold()
+                one.now()
+                await gate.reached.wait()
+                one.stop()  # cut short while it holds the lock
+                assert await one.ended(2)
+                two.now()
+                assert await two.ended(3)
+                assert two.stats()["retention_removed"] == 2 * OLD - pg_retention.BATCH
+                assert advisory_locks() == "0"
+                tg.cancel_scope.cancel()
+    finally:
+        await first.close()
+        await second.close()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [("DEBUG", "retention skipped this run: another gateway is pruning this"
+                              " database; trying again in 3600 s")]

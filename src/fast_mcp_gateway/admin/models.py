@@ -192,7 +192,9 @@ class StatsReport(BaseModel):
     window_minutes: float
     groups: list[GroupStats]
     inflight: dict[str, int] = Field(description="calls in flight now, per server")
-    recorder: dict[str, int] = Field(description="records written, dropped, queued")
+    recorder: dict[str, int] = Field(description="records written, dropped, queued; with"
+                                     " retention, its runs, failures, skipped runs and"
+                                     " records removed (retention_*)")
 
 
 # -- inspector -----------------------------------------------------------------------

@@ -83,7 +83,8 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
             return Snapshot(replicas, catalog, clients=clients, unknown_calls=dict(unknown))
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
-                        clients=clients,
+                        clients=clients, retention=None if rec.retention is None
+                        else rec.retention.stats(),
                         store_up=not (rec.store_unavailable or store_lost()),
                         unknown_calls=dict(unknown))
 

@@ -59,6 +59,11 @@ class StoreUnavailable(StorageError):
     operation did not happen and may be retried later."""
 
 
+class PruneSkipped(Exception):
+    """``prune`` did not run: another gateway is pruning the same store now (PostgreSQL's
+    retention lock, postgres_retention.py); the next retention run tries again."""
+
+
 # -- protocols -----------------------------------------------------------------------------
 
 
@@ -178,7 +183,8 @@ class InvocationStore(Protocol):
                     now: float | None = None) -> int:
         """Retention: drop records older than ``max_age_seconds`` (with their minute and
         hour aggregates, and audit, health, inspector and alert entries of that age), then the
-        oldest records beyond ``max_rows``.  Returns the call records removed."""
+        oldest records beyond ``max_rows``.  Returns the call records removed;
+        ``PruneSkipped`` when another gateway is pruning the same store (PostgreSQL)."""
         ...
 
 

@@ -17,6 +17,17 @@ index's), and a row written meanwhile behind it (a record replayed with an old t
 is left to the next run.  A prune is cancellable (a gateway's stop does not
 wait for it): the batches committed stay pruned, a batch cut short is rolled back, and
 the next run prunes the rest.
+
+One gateway prunes a database at a time: gateways sharing it each run retention, and
+at once they deleted the same rows in competing batches (each waiting on the other's
+row locks, then giving up busy).  A prune first takes the session-level advisory lock
+``RETENTION_LOCK`` (postgres_schema.py: ``0x6D63_7067_0004``, "mcpg" 4, one key per
+database as the gateway's tables are) with ``pg_try_advisory_lock`` on a pooled
+connection of its own, held (idle) while its batches run on others, and unlocked when
+it ends -- failed or cancelled too; a connection lost takes the lock with it, and a
+connection given back to asyncpg's pool is reset (``pg_advisory_unlock_all``).  A
+gateway that does not get it does not wait: ``PruneSkipped``, and its retention tries
+again at its next run.
 """
 
 from __future__ import annotations
@@ -25,8 +36,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fast_mcp_gateway.store.base import PRUNE_BATCH
+import anyio
+
+from fast_mcp_gateway.store.base import PRUNE_BATCH, PruneSkipped
 from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
+from fast_mcp_gateway.store.postgres_schema import RETENTION_LOCK
 
 if TYPE_CHECKING:
     import asyncpg
@@ -71,7 +85,29 @@ async def prune(connect: Connect, where: str, *, max_age_seconds: float | None,
                 max_rows: int | None, now: float,
                 prune_feed: Callable[[asyncpg.Connection], Awaitable[None]]) -> int:
     """``PostgresStore.prune`` (the module docstring) on connections from ``connect``;
-    ``where`` names the database in errors.  Returns the call records removed."""
+    ``where`` names the database in errors.  Returns the call records removed;
+    ``PruneSkipped`` when another gateway holds ``RETENTION_LOCK``."""
+    async with _sole(connect):
+        return await _prune(connect, where, max_age_seconds=max_age_seconds,
+                            max_rows=max_rows, now=now, prune_feed=prune_feed)
+
+
+@asynccontextmanager
+async def _sole(connect: Connect) -> AsyncIterator[None]:
+    """Holds ``RETENTION_LOCK`` (the module docstring), or raises ``PruneSkipped``."""
+    async with connect() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK):
+            raise PruneSkipped("another gateway is pruning this database")
+        try:
+            yield
+        finally:  # shielded: a cancelled prune unlocks too (else the pool's reset does)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK)
+
+
+async def _prune(connect: Connect, where: str, *, max_age_seconds: float | None,
+                 max_rows: int | None, now: float,
+                 prune_feed: Callable[[asyncpg.Connection], Awaitable[None]]) -> int:
     removed = 0
     if max_age_seconds is not None:
         cutoff = now - max_age_seconds

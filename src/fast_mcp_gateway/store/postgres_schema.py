@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 MIGRATION_LOCK = 0x6D63_7067_0001  # "mcpg" 1
 FEED_LOCK = 0x6D63_7067_0002  # serialises control-plane writes: feed order = commit order
 RECORDS_LOCK = 0x6D63_7067_0003  # serialises call-record batches: seq order = commit order
+RETENTION_LOCK = 0x6D63_7067_0004  # one gateway prunes the database at a time (session lock)
 CHANNEL = "mcp_gateway_changes"
 
 

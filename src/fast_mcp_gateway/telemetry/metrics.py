@@ -11,7 +11,8 @@ Two sources, each at its own cost:
   metric families when scraped: ``prometheus_client`` (~1 MB resident) is imported
   by the first scrape, never by a gateway nobody scrapes;
 * **per scrape** (``snapshot_metrics``): upstream state, health, in-flight calls,
-  restarts, breaker state and trips, recorder queue and drops, catalog size, calls of
+  restarts, breaker state and trips, recorder queue and drops, retention's runs,
+  failures, skipped runs and records removed, catalog size, calls of
   unknown names (by kind only: a host makes names up, a label per name would be
   unbounded; they reach no server, so no call metric counts them), read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
@@ -90,6 +91,7 @@ class Snapshot:
     clients: Sequence[ClientSample] = ()  # isolation: per_client servers
     store_up: bool | None = None  # None: no store; False: unreachable
     unknown_calls: Mapping[str, int] = field(default_factory=dict)  # kind -> calls
+    retention: Mapping[str, int] | None = None  # Retention.stats(); None: no retention
 
 
 def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -166,6 +168,10 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
         yield CounterMetricFamily("mcp_gateway_recorder_dropped",
                                   "Call records dropped because the queue was full",
                                   value=float(snap.recorder_dropped))
+    if snap.retention is not None:
+        for name, text in _RETENTION:
+            yield CounterMetricFamily(f"mcp_gateway_recorder_retention_{name}", text,
+                                      value=float(snap.retention[f"retention_{name}"]))
     if snap.store_up is not None:
         yield GaugeMetricFamily("mcp_gateway_store_up",
                                 "1 while the store is reachable, 0 while it is not (call "
@@ -173,8 +179,14 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
                                 value=float(snap.store_up))
 
 
-
 _Tally = list[float]  # [sum, bucket counts (not cumulative)...] of one combination
+
+
+_RETENTION = (("runs", "Retention runs ended (pruned, failed or skipped)"),
+              ("failures", "Retention runs that failed (tried again at the next run)"),
+              ("skipped", "Retention runs skipped: another gateway was pruning the "
+                          "shared PostgreSQL store"),
+              ("removed", "Call records removed by retention"))
 
 
 class GatewayMetrics:

@@ -458,8 +458,8 @@ class Recorder(BatchWriter[Invocation]):
         await super().stopping(within, store_down=store_down)
 
     def stats(self) -> dict[str, Any]:
-        stats = super().stats()
-        return {"recorded": stats.pop("written"), **stats}
+        stats, more = super().stats(), {} if self.retention is None else self.retention.stats()
+        return {"recorded": stats.pop("written"), **stats, **more}
 
 
 _ARGUMENTS_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str), built once

@@ -17,6 +17,9 @@ cancels it): records are written while a prune runs.
 - A failed prune never ends the task nor the recorder: it is logged once, in words,
   until a prune succeeds again (then one line says so); an unreachable store the
   gateway's ``StoreOutage`` has said already is not said again.
+- Gateways sharing a PostgreSQL store prune it one at a time (its retention lock,
+  store/postgres_retention.py): a run that finds another gateway pruning is skipped
+  (``PruneSkipped``; said at DEBUG, counted in ``skipped``) and the next run tries again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 import anyio
 import anyio.abc
 
-from fast_mcp_gateway.store.base import InvocationStore, StoreUnavailable
+from fast_mcp_gateway.store.base import InvocationStore, PruneSkipped, StoreUnavailable
 from fast_mcp_gateway.store.outage import StoreOutage
 
 __all__ = ["Retention"]
@@ -38,9 +41,9 @@ logger = logging.getLogger(__name__)
 class Retention:
     """Prunes ``store`` at start and every ``every`` seconds (see the module docstring).
 
-    ``runs`` counts the prunes that ended (succeeded or failed), ``failures`` the
-    failed ones, ``removed`` the call records removed; ``running`` says whether one is
-    running now."""
+    ``runs`` counts the prunes that ended (succeeded, failed or skipped), ``failures``
+    the failed ones, ``skipped`` those another gateway's prune stood in for, ``removed``
+    the call records removed; ``running`` says whether one is running now."""
 
     def __init__(self, store: InvocationStore, *, max_age_seconds: float | None,
                  max_rows: int | None, every: float = 300.0) -> None:
@@ -51,6 +54,7 @@ class Retention:
         self.outage: StoreOutage | None = None  # the gateway's reporter of store outages
         self.runs = 0
         self.failures = 0
+        self.skipped = 0
         self.removed = 0
         self.running = False
         self._failing_since: float | None = None  # the first failure of the current streak
@@ -97,6 +101,10 @@ class Retention:
         try:
             removed = await self.store.prune(max_age_seconds=self.max_age_seconds,
                                              max_rows=self.max_rows)
+        except PruneSkipped as skipped:  # neither a success nor a failure: streaks go on
+            self.skipped += 1
+            logger.debug("retention skipped this run: %s; trying again in %g s", skipped,
+                         self.every)
         except Exception as exc:  # noqa: BLE001 - retention tries again at the next run
             self.failures += 1
             self._failed(exc)
@@ -108,6 +116,11 @@ class Retention:
             self.runs += 1
             ended, self._ended = self._ended, anyio.Event()
             ended.set()
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as ``Recorder.stats`` gives them (and the metrics)."""
+        return {"retention_runs": self.runs, "retention_failures": self.failures,
+                "retention_skipped": self.skipped, "retention_removed": self.removed}
 
     def _failed(self, error: Exception) -> None:
         if self._failing_since is None:

@@ -14,6 +14,7 @@ import pytest
 from fastmcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from fast_mcp_gateway.store import Invocation
 from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -123,6 +124,17 @@ async def test_failed_and_rate_limited_calls_are_counted(tmp_path: Path) -> None
             limited = await client.call_tool("clock_add", {"a": 1, "b": 2},
                                              raise_on_error=False)
             assert limited.is_error
+        # A record past retention's age, then a prune (after the one at start): its
+        # counters are scraped.
+        assert gateway.recorder is not None and gateway.recorder.retention is not None
+        retention = gateway.recorder.retention
+        assert await retention.ended(1)
+        assert await retention.store.add_invocations([Invocation(
+            id="ancient", trace_id="t", client="c", kind="tool", exposed="clock_add",
+            server="clock", original="add", started_at=1000.0, duration_ms=1.0,
+            status="success")]) == 1
+        retention.now()
+        assert await retention.ended(2)
         seen = await scrape(http, base)
     assert value(seen, "mcp_gateway_calls_total", **ADD, status="success") == 1
     assert value(seen, "mcp_gateway_calls_total", **ADD, status="rejected") == 1
@@ -131,6 +143,10 @@ async def test_failed_and_rate_limited_calls_are_counted(tmp_path: Path) -> None
     # Calls are recorded (a store is open): the recorder's gauges are there.
     assert value(seen, "mcp_gateway_recorder_dropped_total") == 0
     assert value(seen, "mcp_gateway_recorder_queue_depth") is not None
+    assert value(seen, "mcp_gateway_recorder_retention_runs_total") == 2
+    assert value(seen, "mcp_gateway_recorder_retention_removed_total") == 1
+    assert value(seen, "mcp_gateway_recorder_retention_failures_total") == 0
+    assert value(seen, "mcp_gateway_recorder_retention_skipped_total") == 0
 
 
 async def test_metrics_need_a_token_unless_public(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ again at its next run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 import anyio
@@ -100,8 +100,11 @@ async def _sole(connect: Connect) -> AsyncIterator[None]:
             raise PruneSkipped("another gateway is pruning this database")
         try:
             yield
-        finally:  # shielded: a cancelled prune unlocks too (else the pool's reset does)
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        finally:  # shielded: a cancelled prune unlocks too.  A failed unlock is no failed
+            # prune: the connection is broken (its lock ended with it) or given back to
+            # the pool, whose reset unlocks (``pg_advisory_unlock_all``).
+            with (anyio.CancelScope(shield=True), anyio.move_on_after(5),
+                  suppress(Exception)):
                 await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK)
 
 

@@ -16,12 +16,14 @@ from typing import Any
 import anyio
 import pytest
 from fastmcp import Client
+from fastmcp.exceptions import ToolError
 from mcp_types import ElicitResult
 
 from fast_mcp_gateway.front.results import CACHE_META
 from fast_mcp_gateway.routing.isolation import NOTICE_LOGGER, SESSION_META
 from tests.fixtures import make_gateway, serve_http, until
-from tests.test_isolation import ALICE, asker, gone
+from tests.test_asks_routing import records
+from tests.test_isolation import ALICE, BOB, asker, gone
 from tests.test_isolation_given_back import TOKENS, Logs
 
 pytestmark = pytest.mark.anyio
@@ -44,6 +46,18 @@ def told(meta: dict[str, Any] | None) -> str:
     return message
 
 
+def late(answer: anyio.Event) -> Any:
+    """An elicitation handler answering ``late`` once ``answer`` is set."""
+
+    async def answering(message: str, response_type: Any, params: Any,
+                        context: Any) -> ElicitResult:
+        await answer.wait()
+        (name,) = params.requested_schema["properties"]
+        return ElicitResult(action="accept", content={name: "late"})
+
+    return answering
+
+
 async def test_a_host_whose_session_was_reaped_idle_is_told_at_its_next_call(
         tmp_path: Path) -> None:
     """alice's session is reaped idle; her next call (a question she answers late, so
@@ -59,12 +73,7 @@ async def test_a_host_whose_session_was_reaped_idle_is_told_at_its_next_call(
     assert clients is not None
     logs = Logs()
     answer = anyio.Event()
-
-    async def answering(message: str, response_type: Any, params: Any,
-                        context: Any) -> ElicitResult:
-        await answer.wait()
-        (name,) = params.requested_schema["properties"]
-        return ElicitResult(action="accept", content={name: "late"})
+    answering = late(answer)
 
     async with (
         serve_http(gateway.http_app("http")) as base,
@@ -105,3 +114,36 @@ async def test_a_host_whose_session_was_reaped_idle_is_told_at_its_next_call(
         assert told(third.meta) == message
         await until(lambda: len(logs.got) == 2)
         assert logs.got[1].data == message
+
+
+async def test_a_refusal_for_want_of_room_says_the_idle_session_is_gone(
+        tmp_path: Path) -> None:
+    """``max_clients: 1``: alice's session is reaped idle and bob's question in flight
+    holds the one slot, so alice is refused, told her previous session was closed after
+    idle_timeout; once bob left, her next call is told as above."""
+    record = tmp_path / "asker.jsonl"
+    gateway = make_gateway(
+        {"asker": asker(record, idle_timeout=IDLE, max_clients=1)},
+        options=TOKENS)
+    clients = gateway.manager.get("asker").clients
+    assert clients is not None
+    answer = anyio.Event()
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", mode="legacy", auth=ALICE) as alice:
+        first = (await alice.call_tool("asker_pid", {})).data
+        await until(lambda: clients.reaped == 1)
+        await gone(first)
+        async with Client(f"{base}/mcp", mode="legacy", auth=BOB,
+                          elicitation_handler=late(answer)) as bob:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bob.call_tool, "asker_ask", {"tag": "B"})
+                await until(lambda: any(r["event"] == "ask" for r in records(record)))
+                with pytest.raises(ToolError) as refused:
+                    await alice.call_tool("asker_pid", {})
+                answer.set()
+            assert f"(this host's previous session was closed after idle_timeout " \
+                f"({IDLE:g}s): its next session is a new one)" in str(refused.value)
+        await until(lambda: not clients.upstreams)  # bob left: the slot is free
+        again = await alice.call_tool("asker_pid", {})
+        assert again.data != first
+        told(again.meta)

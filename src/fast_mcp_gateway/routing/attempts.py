@@ -36,7 +36,8 @@ class CallPath:
     attempts: list[tuple[str, str]] = field(default_factory=list)
     stale: bool = False
     # What the result's ``_meta`` should tell the host besides (``SESSION_META``: its
-    # per_client session was given back, ``routing/isolation.py``); None: nothing.
+    # per_client session was given back or reaped idle, ``routing/isolation.py``); None:
+    # nothing.
     notes: dict[str, Any] | None = None
 
     @property

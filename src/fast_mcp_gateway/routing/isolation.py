@@ -42,6 +42,11 @@ it belongs to that host.
   caller needed the slot, ``max_clients=N``) and what to do (keep the session busy, or
   raise ``max_clients``).  Until then a refusal for want of room says so too.  Kept per
   host key until told, forgotten when the host leaves (``_NOTICES`` at most).
+* **Telling the host whose session was reaped idle**: the same notice, ``reason``
+  ``idle`` with ``idle_timeout`` (seconds): its session sat idle for more than
+  ``idle_timeout`` and was closed; to keep one, raise ``idle_timeout`` or keep the
+  session busy.  Only reaping for idleness is told: a host that left is not there to
+  tell, and a gateway stopping tells no one.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ HostLog = Callable[[str, types.LoggingMessageNotificationParams, Hashable], None
 
 SESSION_META = "io.github.fast-mcp-gateway/session"
 """The ``_meta`` key of a result whose call runs on a new session because the host's
-previous one was given back for another caller (module doc)."""
+previous one was given back for another caller or reaped idle (module doc)."""
 NOTICE_LOGGER = "fast-mcp-gateway"
 """The ``logger`` of the gateway's own ``notifications/message`` to a host."""
 _NOTICES = 1024  # host keys told at their next call at most (the oldest go first)
@@ -220,8 +225,7 @@ class ClientSessions:
             self._keep_notice(given.key, _reclaimed_notice(name, limit, held[given.owner]))
             return
         who = f"caller '{owner}'" if owner is not None else "unauthenticated callers"
-        lost = (" (this host's previous session was given back for another caller: its "
-                "next session is a new one)" if key in self._notices else "")
+        lost = _lost(self._notices.get(key))
         why = ("another caller holds more, but each of its sessions has a call in "
                "flight: retry when one is idle, " if over else
                "no other caller holds two more than that, so none is given back for it: "
@@ -274,6 +278,7 @@ class ClientSessions:
                     expires = client.last_used + idle
                     if expires <= now:
                         self.release(key)
+                        self._keep_notice(key, _idle_notice(self.config.name, idle))
                     else:
                         due = expires if due is None else min(due, expires)
                 with anyio.move_on_after(idle if due is None else due - now):
@@ -311,6 +316,28 @@ def _reclaimed_notice(name: str, limit: int, held: int) -> dict[str, Any]:
         f"per caller, or raise max_clients for server '{name}' in servers.yaml")
     return {"renewed": True, "server": name, "reason": "given_back",
             "max_clients": limit, "message": message}
+
+
+def _idle_notice(name: str, idle: float) -> dict[str, Any]:
+    """What a host whose session was reaped idle is told (as ``SESSION_META``)."""
+    message = (
+        f"server '{name}': this call runs on a new upstream session; the previous session "
+        f"of this host was closed because it was idle for more than {idle:g}s (no call "
+        f"within idle_timeout: {idle:g}s).  Anything the server kept for the previous "
+        "session (a login, open handles, a working state) is gone: set it up again if "
+        f"needed.  To keep a session, raise idle_timeout for server '{name}' in "
+        f"servers.yaml, or keep the session busy (a call at least every {idle:g}s)")
+    return {"renewed": True, "server": name, "reason": "idle", "idle_timeout": idle,
+            "message": message}
+
+
+def _lost(notice: dict[str, Any] | None) -> str:
+    """What a refusal adds for a host whose previous session is gone (none: nothing)."""
+    if notice is None:
+        return ""
+    why = ("was given back for another caller" if notice["reason"] == "given_back" else
+           f"was closed after idle_timeout ({notice['idle_timeout']:g}s)")
+    return f" (this host's previous session {why}: its next session is a new one)"
 
 
 async def _tell(front: FrontCall | None, path: CallPath | None,

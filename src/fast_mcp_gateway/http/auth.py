@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
 
 from fast_mcp_gateway._compat import principal_binding
-from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope
+from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope, TokenEntry
 from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
 from fast_mcp_gateway.principal import Principal, Standing
@@ -112,18 +112,19 @@ class GatewayVerifier(TokenVerifier):
         self._probe: JwksProbe | None = None
         self._jwt_config: JwtConfig | None = None
         self._jwt: JWTVerifier | None = None
+        self._tokens: dict[bytes, TokenEntry] = {}
+        # The digests of the tokens reloads removed, newest last, bounded: their holders
+        # are told why they are refused now.  Only a holder can present one.
+        self._removed: dict[bytes, None] = {}
         self._apply(config, first=True)
 
     def _apply(self, config: AuthConfig, *, first: bool = False) -> None:
         # Clear tokens from the environment are secrets like any ${VAR}: masked wherever
         # a text could echo one (a log line, an upstream's error).
         SECRETS.add(t.token for t in config.tokens if t.token is not None)
-        old = getattr(self, "_tokens", {})
+        old = self._tokens
         self._config = config
         self._tokens = {bytes.fromhex(t.digest): t for t in config.tokens}
-        # The digests of the tokens this reload removed, newest last, bounded: their
-        # holders are told why they are refused now.  Only a holder can present one.
-        self._removed: dict[bytes, None] = getattr(self, "_removed", {})
         for digest in old.keys() - self._tokens.keys():
             self._removed.pop(digest, None)
             self._removed[digest] = None

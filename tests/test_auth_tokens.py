@@ -302,8 +302,10 @@ async def test_removed_tokens_are_remembered_by_digest_and_bounded(
     assert await verifier.verify_token(ALICE) is not None
     assert await verifier.verify_token(OPS) is None
     assert jwt_refusals.refusal.get() == auth.REMOVED
+    # ALICE out: OPS forgotten.  (Not a token of x's: a config token is a secret masked
+    # in every text for the rest of the process, and other tests log runs of x's.)
     running[0] = AuthConfig.model_validate({"tokens": [
-        {"name": "x", "token": "x" * 20, "scopes": ["tools"]}]})  # ALICE out: OPS forgotten
+        {"name": "x", "token": "mgw_removal-3c9a7e51d2", "scopes": ["tools"]}]})
     assert await verifier.verify_token(OPS) is None
     assert jwt_refusals.refusal.get() is None
     assert len(verifier._removed) == 1

@@ -45,7 +45,7 @@ from fast_mcp_gateway.store.base import (
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.outage import pool_connect, quiet_pool_floor
-from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
+from fast_mcp_gateway.store.postgres_busy import bounded_transaction
 from fast_mcp_gateway.store.postgres_calls import PgCallLog
 from fast_mcp_gateway.store.postgres_feed import (
     POOL_SIZE,
@@ -162,15 +162,8 @@ class PostgresStore(PgCallLog):
         stack = AsyncExitStack()
         conn = await stack.enter_async_context(self._conn())
         with anyio.CancelScope(shield=True):
-            async with stack:
-                try:
-                    async with conn.transaction():
-                        await conn.execute(WRITE_LIMITS)
-                        yield conn
-                except Exception as exc:
-                    if is_busy(exc):
-                        raise await busy_error(conn, exc, self.where) from exc
-                    raise
+            async with stack, bounded_transaction(conn, self.where):
+                yield conn
 
     async def schema_version(self) -> int:
         async with self._conn() as conn:

@@ -14,6 +14,8 @@ call recorder, the change feed) holds its records and tries again.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fast_mcp_gateway.store.base import StoreUnavailable
@@ -21,7 +23,7 @@ from fast_mcp_gateway.store.base import StoreUnavailable
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["WRITE_LIMITS", "WRITE_TIMEOUT", "busy_error", "is_busy"]
+__all__ = ["WRITE_LIMITS", "WRITE_TIMEOUT", "bounded_transaction", "busy_error", "is_busy"]
 
 WRITE_TIMEOUT = 5.0
 """Seconds a write may wait for a lock (SQLite's busy timeout); one of its statements
@@ -40,6 +42,21 @@ WHERE a.pid <> pg_backend_pid() AND a.datname = current_database()
   AND (l.pid IS NOT NULL OR a.xact_start < now() - make_interval(secs => $1))
 ORDER BY seconds DESC NULLS LAST LIMIT 3
 """
+
+
+@asynccontextmanager
+async def bounded_transaction(conn: asyncpg.Connection, where: str
+                              ) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction on ``conn`` bounded as a write is (``WRITE_LIMITS``); a lock it
+    waited on past them is the store-is-busy ``StoreUnavailable`` (``busy_error``)."""
+    try:
+        async with conn.transaction():
+            await conn.execute(WRITE_LIMITS)
+            yield conn
+    except Exception as exc:
+        if is_busy(exc):
+            raise await busy_error(conn, exc, where) from exc
+        raise
 
 
 def is_busy(exc: BaseException) -> bool:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from fast_mcp_gateway.store.base import PRUNE_BATCH, PruneSkipped
-from fast_mcp_gateway.store.postgres_busy import WRITE_LIMITS, busy_error, is_busy
+from fast_mcp_gateway.store.postgres_busy import bounded_transaction
 from fast_mcp_gateway.store.postgres_schema import RETENTION_LOCK
 
 if TYPE_CHECKING:
@@ -155,12 +155,5 @@ async def _batches(connect: Connect, where: str, sql: str, args: tuple[object, .
 async def _short(connect: Connect, where: str) -> AsyncIterator[asyncpg.Connection]:
     """One transaction bounded as a write is (``WRITE_LIMITS``); a lock it waited on past
     them is the store-is-busy ``StoreUnavailable``.  Not shielded: cancellable."""
-    async with connect() as conn:
-        try:
-            async with conn.transaction():
-                await conn.execute(WRITE_LIMITS)
-                yield conn
-        except Exception as exc:
-            if is_busy(exc):
-                raise await busy_error(conn, exc, where) from exc
-            raise
+    async with connect() as conn, bounded_transaction(conn, where):
+        yield conn

@@ -101,14 +101,18 @@ def wrapped_serve(tmp_path: Path, *args: str, gateway: str = "",
                   env: dict[str, str] | None = None) -> StdioTransport:
     """``serve`` of one stdio upstream (``well``) under ``WRAPPER``, which records in
     ``tmp_path`` what is loaded at each milestone (``recorded``); ``gateway``: the
-    config's ``gateway:`` line, if any."""
+    config's ``gateway:`` line, if any.  ``--startup-wait 600``: the first list waits for
+    ``well``'s first connect (the transport passes the SDK's scrubbed environment, so
+    conftest's ``MCP_GATEWAY_STARTUP_WAIT`` does not reach the gateway; with the default
+    2 s a loaded machine listed the tools before ``well`` was up)."""
     wrapper = tmp_path / "serve.py"
     wrapper.write_text(WRAPPER)
     config = tmp_path / "servers.yaml"
     config.write_text(gateway + f"servers:\n  well: {{command: {PY}, args: [{WELL}]}}\n")
     return StdioTransport(
         PY, [str(wrapper), str(tmp_path), "serve", "--config", str(config),
-             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING", *args],
+             "--db", str(tmp_path / "store.db"), "--log-level", "WARNING",
+             "--startup-wait", "600", *args],
         env=env, keep_alive=False, log_file=tmp_path / "gateway.log")
 
 
@@ -127,8 +131,7 @@ def recorded(tmp_path: Path, name: str) -> list[str]:
 
 @pytest.mark.timeout(240)  # two processes start; on a loaded machine that takes a while
 async def test_stdio_serve_loads_only_what_answering_needs(tmp_path: Path) -> None:
-    transport = wrapped_serve(tmp_path, "--startup-wait", "600",
-                              env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
+    transport = wrapped_serve(tmp_path, env={**os.environ, "MCP_GATEWAY_EXPRESS_LANE": "true"})
     with anyio.fail_after(200):
         async with Client(transport, mode="legacy") as client:
             names = {tool.name for tool in await client.list_tools()}

@@ -14,7 +14,7 @@ they find the call they belong to as follows (``HostRelay``):
   sees the call's ``FrontCall``.  The same holds for in-memory transports;
 * **timing**: stdio, SSE and the standalone HTTP stream carry no relation, so the
   handler sees no call.  When every call in flight on that upstream session comes
-  from one host (always so in stdio mode: there is one host), it is that host's;
+  from one host (``FrontCall.asked_as``; always so in stdio mode), it is that host's;
 * otherwise (calls of several hosts in flight on one shared session) the owner is
   unknowable: an ask is refused with an error naming the server and suggesting
   ``isolation: per_client``, and a log is kept from every host.  Nothing is ever
@@ -135,6 +135,17 @@ class FrontCall:
     def is_modern(self) -> bool:
         """A 2026-07-28 host: it answers asks itself (``InputRequiredResult``)."""
         return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    @property
+    def asked_as(self) -> Any:
+        """Who a question attributed by timing may be put to (``InFlight.of_one_host``):
+        the host connection, or a 2026-07-28 host's verified credential -- it has no
+        connection, each request counting as a host of its own refused every question
+        while two of its calls were in flight.  Its roots and ``per_client`` session go
+        by the same key; an unauthenticated 2026-07-28 request stays its own host."""
+        if self.caller is not None and self.is_modern and self.host != STDIO_HOST:
+            return ("caller", self.caller.identity)
+        return self.host
 
     @classmethod
     def from_context(cls, ctx: Any) -> FrontCall:
@@ -297,9 +308,9 @@ class InFlight:
         try:
             call.served()
         finally:
-            if self._host_asks and not any(c.host == call.host
+            if self._host_asks and not any(c.asked_as == call.asked_as
                                            for c in self._calls.values()):
-                for scope in self._host_asks.pop(call.host, ()):
+                for scope in self._host_asks.pop(call.asked_as, ()):
                     scope.cancel()
 
     @contextmanager
@@ -319,6 +330,12 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def anonymous_modern(self) -> bool:
+        """Whether a 2026-07-28 call without a verified caller is in flight (``asked_as``:
+        each such request is a host of its own)."""
+        return any(c.is_modern and c.caller is None and c.host != STDIO_HOST
+                   for c in self._calls.values())
+
     def sole(self) -> FrontCall | None:
         """The caller, when exactly one is in flight."""
         if len(self._calls) == 1:
@@ -336,8 +353,9 @@ class InFlight:
         first = calls[0]
         if len(calls) == 1:
             return first
-        if first.host is None or any(c.host is not first.host and c.host != first.host
-                                     for c in calls[1:]):
+        host = first.asked_as
+        if host is None or any(c.asked_as is not host and c.asked_as != host
+                               for c in calls[1:]):
             return None
         return next((c for c in calls if not c.between_rounds), first)
 
@@ -385,14 +403,18 @@ class HostRelay:
         caller, exact = self._owner()
         if caller is None:
             if len(self._inflight) > 1:
+                fix = (f"set 'isolation: per_client' for server '{self._name}' in "
+                       "servers.yaml to give each host its own session")
+                if self._inflight.anonymous_modern():
+                    fix = ("2026-07-28 hosts without a token have no session to tell their "
+                           "calls apart by: give each host a token (gateway.auth), or "
+                           + fix.replace("set", "with tokens, set", 1))
                 return types.ErrorData(
                     code=types.INVALID_REQUEST,
                     message=f"server '{self._name}' asked for {capability} while "
                     f"{len(self._inflight)} calls from more than one host were in flight on "
-                    "its shared session, and the gateway cannot tell which call asked (it "
-                    "never puts a question to another host); set 'isolation: per_client' "
-                    f"for server '{self._name}' in servers.yaml to give each host its own "
-                    "session",
+                    "one session, and the gateway cannot tell which call asked (it never "
+                    f"puts a question to another host); {fix}",
                 )
             return types.ErrorData(
                 code=types.INVALID_REQUEST,
@@ -418,7 +440,7 @@ class HostRelay:
         """Ask the owner's host; withdrawn (an error upstream) when the call it belongs
         to ends first (attributed by timing: when none of the host's calls is left)."""
         caller, exact = owner
-        pending = caller.asking() if exact else self._inflight.asking_host(caller.host)
+        pending = caller.asking() if exact else self._inflight.asking_host(caller.asked_as)
         with pending as scope:
             try:
                 return await question(caller)

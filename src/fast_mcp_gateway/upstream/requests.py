@@ -89,11 +89,19 @@ class Requests:
             narrowing_stamp(session)
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
+        given_up = False
         try:
             try:
                 result = await op(session)
                 ok = True
                 return result
+            except anyio.get_cancelled_exc_class():
+                # The caller gave up (a host's cancel, a host gone, an ask left
+                # unanswered, the gateway stopping): it says nothing of the upstream.
+                # Counted as a failure, five cancels by one impatient host opened the
+                # breaker for every caller.  The call timeout is an exception, not this.
+                given_up = True
+                raise
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
                     cause = sup.closed_by_protocol_error()
@@ -129,7 +137,8 @@ class Requests:
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 stats.active -= 1
-                stats.record(ok, started)
+                if not given_up:
+                    stats.record(ok, started)
                 if not stats.active and self._on_idle is not None:
                     self._on_idle()
         finally:

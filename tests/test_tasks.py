@@ -261,6 +261,25 @@ def test_the_task_book_is_bounded_and_forgets_expired_tasks() -> None:
     assert book.expiry(10**12) - now[0] == 86_400.0  # at most a day
 
 
+def test_one_callers_tasks_do_not_push_out_another_callers() -> None:
+    """Past the bound, the caller holding the most tasks forgets its oldest: the oldest
+    of all went, so a caller that made ``limit`` tasks ended every other caller's."""
+    book = TaskBook(limit=4, clock=lambda: 0.0)
+
+    def record(task_id: str, owner: str) -> TaskRecord:
+        return TaskRecord(task_id, "up", "s", "s_t", None, 1,  # type: ignore[arg-type]
+                          ("token", owner), book.expiry(None), "")
+
+    book.add(record("alice-1", "alice"))
+    for i in range(10):
+        book.add(record(f"mallory-{i}", "mallory"))
+    assert book.get("alice-1") is not None and len(book) == 4
+    assert [book.get(f"mallory-{i}") is not None for i in range(10)] == [False] * 7 + [True] * 3
+    book.add(record("bob-1", "bob"))  # the most held gives up its oldest: mallory's
+    assert book.get("bob-1") is not None and book.get("alice-1") is not None
+    assert book.get("mallory-7") is None and book.get("mallory-9") is not None
+
+
 def _token() -> tuple[str, str]:
     token = "mgw_" + secrets.token_urlsafe(32)
     return token, hashlib.sha256(token.encode()).hexdigest()

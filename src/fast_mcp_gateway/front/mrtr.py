@@ -33,7 +33,8 @@ Bounds and endings:
 * a host that cancels a round (or whose HTTP request ends) cancels the upstream call;
 * a token is bound to the caller (principal) and the component it called, and a
   round is served to one host request at a time;
-* at most ``max_parked`` calls are held; beyond that a call fails with a clear error.
+* at most ``max_parked`` calls are held, a quarter of them one caller's; beyond that a
+  call fails with a clear error.
 
 A parked call lives in this process: behind several gateway instances a
 2026-07-28 host's continuation must reach the instance that answered its first
@@ -68,6 +69,7 @@ TOKEN_PREFIX = "gw-mrtr."
 """How the gateway's own ``requestState`` starts (anything else is an upstream's)."""
 DEFAULT_ASK_TIMEOUT = 120.0
 DEFAULT_MAX_PARKED = 1024
+PER_CALLER_SHARE = 4  # one caller (principal) may hold a quarter of the places
 _TOMBSTONES = 1024  # ended tokens remembered, to tell a late host what happened
 
 
@@ -219,6 +221,13 @@ class Parking:
         if len(self._calls) >= self.max_parked:
             raise UpstreamError(server, f"{what}: {self.max_parked} calls are already waiting "
                                         "for their hosts' answers; try again later")
+        # One caller that never answers would otherwise hold every place for
+        # ``ask_timeout``, and every other caller's asking calls fail meanwhile.
+        who, per_caller = self._owner(call)[0], max(1, self.max_parked // PER_CALLER_SHARE)
+        if sum(parked.owner[0] == who for parked in self._calls.values()) >= per_caller:
+            raise UpstreamError(server, f"{what}: {per_caller} calls of this caller are "
+                                        "already waiting for its answers (the most one "
+                                        "caller may have); answer or cancel them first")
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
         parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
                             self.ask_timeout, timer)

@@ -7,7 +7,7 @@ instance that did not create it first serves a ``tasks/*`` for it (``task_ids.ad
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,8 @@ from fast_mcp_gateway.upstream.replica import Upstream
 
 TASK_PREFIX = "gwt-"
 MAX_TASKS = 10_000
-"""Tasks remembered at once; the oldest is forgotten first."""
+"""Tasks remembered at once; beyond, the oldest of the caller holding the most is
+forgotten first."""
 DEFAULT_KEEP = 3600.0
 """Seconds a task is remembered when its upstream gave no ``ttlMs``."""
 MAX_KEEP = 86_400.0
@@ -80,12 +81,20 @@ class TaskBook:
         return self._clock() + seconds
 
     def add(self, record: TaskRecord) -> None:
+        """Remember ``record``; past ``limit`` the caller holding the most tasks forgets
+        its oldest: forgetting the oldest of all let one caller that made ``limit``
+        tasks end every other caller's (their ``tasks/result`` then "Unknown task")."""
         tasks = self._tasks
         tasks[record.task_id] = record
         now = self._clock()
-        while tasks and (len(tasks) > self.limit
-                         or next(iter(tasks.values())).expires <= now):
+        while tasks and next(iter(tasks.values())).expires <= now:
             tasks.popitem(last=False)
+        if len(tasks) > self.limit:
+            held = Counter(r.owner for r in tasks.values())
+            while len(tasks) > self.limit:
+                most = max(held.values())
+                oldest = next(t for t, r in tasks.items() if held[r.owner] == most)
+                held[tasks.pop(oldest).owner] -= 1
 
     def get(self, task_id: str) -> TaskRecord | None:
         record = self._tasks.get(task_id)

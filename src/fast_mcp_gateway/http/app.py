@@ -61,6 +61,7 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
+from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of
 from fast_mcp_gateway.http.session_refusals import SessionRefusals
 from fast_mcp_gateway.http.transport_refusals import TransportRefusals, body_limit_setter
 
@@ -399,6 +400,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             SessionRefusals, idle_timeout=settings.session_idle_timeout,
             tokens=verifier is not None))  # in words naming neither cause nor fix
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(  # one caller, not all of them
+            SessionQuota, manager=session_manager_of(mcp_app, mcp_path),
+            tokens=verifier is not None))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

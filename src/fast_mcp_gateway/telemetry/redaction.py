@@ -53,6 +53,7 @@ _BEARER = re.compile(r"\b((?i:bearer))\s+[A-Za-z0-9._~+/=\-]{8,}"
                      r"|\b(Basic)\s+(?=[A-Za-z0-9+/]*(?:[0-9+/=]|[a-z][A-Z]|[A-Z]{2}))"
                      r"[A-Za-z0-9+/]{8,}={0,2}")
 _QUERY_KEY = re.compile(rf"(?i)^{_CREDENTIAL_PARAM}$")
+_URL_PART = re.compile(r"[A-Za-z0-9._~%+=\-]+")
 # Credentials in an issuer's well-known format, whatever key they are under or none (a
 # token a host passes as a tool's ``text`` and its upstream echoes in an error): the
 # issuer's prefix, then at least the format's length, between word boundaries, so that
@@ -261,14 +262,30 @@ def mask_text(text: str, secrets: Collection[str] = ()) -> str:
 
 
 def url_credentials(url: str) -> list[str]:
-    """The credentials inside ``url`` (userinfo, credential-like query values), to register."""
+    """The credentials inside ``url``, to register: userinfo, credential-like query
+    values, and path segments or query values that look like keys (``_keylike``): many
+    services' MCP URL is the credential (``/api/mcp/s/<key>/mcp``, ``/<uuid>/github``),
+    and an error naming the URL showed it to every token that may read a server's
+    last error."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     found = [v for v in (parts.username, parts.password) if v]
-    found += [v for k, v in parse_qsl(parts.query) if _QUERY_KEY.match(k)]
+    found += [v for k, v in parse_qsl(parts.query) if _QUERY_KEY.match(k) or _keylike(v)]
+    found += [segment for segment in parts.path.split("/") if _keylike(segment)]
     return found
+
+
+_URL_WORDS = re.compile(r"[-_.~]")
+
+
+def _keylike(part: str) -> bool:
+    """Whether a URL's path segment or query value looks like a key: 16+ characters a
+    URL carries unencoded, not words joined by ``-``, ``_``, ``.`` or ``~``
+    (``release-notes-2024``, ``openapi.v1.json`` are kept)."""
+    return (len(part) >= 16 and _URL_PART.fullmatch(part) is not None
+            and not all(w and _WORD.fullmatch(w) for w in _URL_WORDS.split(part.strip("-_.~"))))
 
 
 def _looks_like_credential(value: str) -> bool:

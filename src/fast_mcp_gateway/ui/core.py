@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,8 @@ class Ui:
     def __init__(self, ctx: AdminContext, auth: DashboardAuth, bus: EventBus, *,
                  mode: str = "http") -> None:
         self.ctx, self.auth, self.bus, self.mode = ctx, auth, bus, mode
+        # Live streams open per caller (``ui/live.py`` bounds them).
+        self.live_streams: Counter[tuple[str, str]] = Counter()
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)

@@ -9,6 +9,8 @@ that expired or a token a reload removed ends the stream (``event: ended``: the 
 reloads, and the login page says why), and a reload narrowing the token's servers
 narrows what it is sent.  A state change's detail (a server's last error) points at the
 dashboard's buttons (``Ui.for_dashboard``), as the pages do.
+One caller may keep ``MAX_STREAMS`` streams open (a 429 past that): each one costs every
+published event a queue append and a wake-up on the event loop.
 A slow browser loses its oldest events (the bus's bounded queue) and is told how many
 (``event: dropped``).  The page script (``static/app.js``) appends events to the Live
 page and fires ``gw-live`` on the page so htmx parts (server cards, a server's status)
@@ -17,10 +19,12 @@ refresh themselves.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 from starlette.responses import Response, StreamingResponse
@@ -32,6 +36,10 @@ from fast_mcp_gateway.ui.session import Viewer
 
 HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
 RECHECK = 1.0  # seconds: how old the session check an event is sent under may be
+# Streams one caller may have open (one per dashboard tab).  Each is fed every event on
+# the event loop, in the call path's own observer: a token that opened thousands made
+# every call of every caller pay for each of them.
+MAX_STREAMS = 32
 
 
 def frame(event: Event, reword: Callable[[str], str] | None = None) -> str:
@@ -49,6 +57,12 @@ async def events(page: Page) -> Response:
     viewer: Viewer | None = page.viewer
     checked = time.monotonic()
     base = str(page.request.scope.get("root_path", ""))
+    open_streams = page.ui.live_streams
+    who = (page.viewer.principal.kind, page.viewer.principal.name)
+    if open_streams[who] >= MAX_STREAMS:
+        return page.ui.error(page.request, page.viewer, 429, (
+            f"{MAX_STREAMS} live streams of '{who[1]}' are open already (one per dashboard "
+            "tab): close some tabs, then reload this one"))
 
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
@@ -56,7 +70,9 @@ async def events(page: Page) -> Response:
 
     async def stream() -> AsyncIterator[str]:
         nonlocal viewer, checked
-        with page.ui.bus.subscribe() as sub:
+        if open_streams[who] >= MAX_STREAMS:  # others started since the check above
+            return
+        with page.ui.bus.subscribe() as sub, _counted(open_streams, who):
             yield ": connected\nretry: 2000\n\n"
             seen_drops = 0
             while True:
@@ -83,6 +99,17 @@ async def events(page: Page) -> Response:
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@contextlib.contextmanager
+def _counted(streams: Counter[tuple[str, str]], who: tuple[str, str]) -> Iterator[None]:
+    streams[who] += 1
+    try:
+        yield
+    finally:
+        streams[who] -= 1
+        if not streams[who]:
+            del streams[who]
 
 
 async def live_page(page: Page) -> Response:

@@ -27,7 +27,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Hashable
 from typing import Generic, Literal, TypeVar
 
 LINK_TTL = 600.0  # seconds a login link stays usable if nobody opens it
@@ -60,9 +61,11 @@ def login_url(base: str, key: bytes) -> str:
 class Sessions(Generic[T]):
     """Server-side dashboard sessions: a random id (256 bits; the only thing the cookie
     holds) for what a login proved (``T``).  A session ends at ``close`` (log out),
-    ``ttl`` seconds after it opened, or when ``cap`` newer ones exist (the oldest goes),
-    or ``per_value`` newer ones of the same value (one token's logins end its own oldest
-    session first, so that one token cannot log every other viewer out).
+    ``ttl`` seconds after it opened, or when newer ones push it out: past ``per_value``
+    sessions of one *owner* (``open``'s ``owner``: who logged in, else the value) its
+    own oldest ends, and past ``cap`` the oldest session of the owner holding the most
+    ends, so that one caller cannot log every other viewer out (a JWT holder brings a
+    new value at every refresh: counted by value, 1024 logins ended an admin's session).
     Ids are kept as digests: the table's timing says nothing about the ids it holds."""
 
     def __init__(self, *, ttl: float = SESSION_TTL, cap: int = MAX_SESSIONS,
@@ -72,18 +75,27 @@ class Sessions(Generic[T]):
         self.cap = cap
         self.per_value = per_value
         self._clock = clock
-        self._open: dict[bytes, tuple[float, T]] = {}  # sha256(id) -> (opened, value)
+        # sha256(id) -> (opened, value, owner); oldest first
+        self._open: dict[bytes, tuple[float, T, Hashable]] = {}
 
-    def open(self, value: T) -> str:
-        """A new session for ``value``; returns its id (for the cookie)."""
+    def open(self, value: T, owner: Hashable | None = None) -> str:
+        """A new session for ``value`` opened by ``owner`` (None: the value itself);
+        returns its id (for the cookie)."""
+        owner = value if owner is None else owner
+        now = self._clock()
+        if len(self._open) >= self.cap:  # expired sessions go before any live one
+            self._open = {k: v for k, v in self._open.items() if now - v[0] <= self.ttl}
         if self.per_value is not None:
-            same = [key for key, (_, held) in self._open.items() if held == value]
+            same = [key for key, (_, _, held) in self._open.items() if held == owner]
             for key in same[:max(0, len(same) - self.per_value + 1)]:  # oldest first
                 del self._open[key]
         session = secrets.token_urlsafe(32)
-        self._open[_digest(session)] = (self._clock(), value)
+        self._open[_digest(session)] = (now, value, owner)
         while len(self._open) > self.cap:
-            del self._open[next(iter(self._open))]
+            held = Counter(owner for _, _, owner in self._open.values())
+            most = max(held.values())
+            del self._open[next(k for k, (_, _, owner) in self._open.items()
+                                if held[owner] == most)]  # the oldest of the most held
         return session
 
     def get(self, session: str) -> T | None:

@@ -49,8 +49,9 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_TOKEN = 8192  # a JWT can be long; anything longer is not a token
 MAX_TOKEN_SESSIONS = 1024  # browsers logged in with tokens; the oldest ends beyond this
-# One token's browsers: its own oldest ends beyond this.  Without it, a token of any
-# scope logged in 1024 times ended every other viewer's session (an admin's too).
+# One caller's browsers (a token's, or a JWT subject's whatever JWTs it brings): its own
+# oldest ends beyond this.  Without it, a token of any scope logged in 1024 times ended
+# every other viewer's session (an admin's too).
 SESSIONS_PER_TOKEN = 32
 
 NOT_VALID = "That token is not valid for this gateway (unknown, expired or mistyped)."
@@ -184,7 +185,9 @@ class DashboardAuth:
                               else f"That token is not valid for this gateway: {reason}.")
             if not principal.has("tools"):  # every page needs it: refused here, once
                 return None, f"{NO_ACCESS}{principal.holds}."
-            return self._sessions.open(token), None
+            # Counted per caller, not per token: a JWT holder brings a new token at
+            # every refresh, and 1024 of them ended every other viewer's session.
+            return self._sessions.open(token, owner=(principal.kind, principal.name)), None
         outcome = self.links.redeem(token)
         if outcome != "ok":
             return None, PROBLEMS[outcome]

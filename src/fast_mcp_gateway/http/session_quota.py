@@ -1,0 +1,137 @@
+"""Handshake-era MCP sessions, bounded per caller.
+
+The MCP SDK's session manager opens a session for each ``initialize`` POST without
+``Mcp-Session-Id`` and keeps it until the host ends it or it has been idle for
+``session_idle_timeout`` (30 minutes by default); past ``max_sessions`` (10,000) open at
+once it answers every new one 503 "Too many open sessions".  One caller -- a token of
+any scope, or anyone on loopback without ``auth`` -- that opened 10,000 sessions and
+left them locked every other host out of the gateway for half an hour.
+
+``SessionQuota`` wraps the MCP endpoint's route in FastMCP's app (after FastMCP's auth
+guard: ``scope["user"]`` is the verified caller) and lets one caller (a token's name, a
+JWT's subject, whatever JWTs it brings; the anonymous caller) hold at most
+``max_sessions // PER_CALLER_SHARE`` of the sessions open: its next ``initialize`` is a
+429 saying so, and other callers still open theirs.  It remembers which caller opened
+each session from the ``Mcp-Session-Id`` of the answer, and forgets the sessions the
+manager no longer holds (ended, expired).  A 2026-07-28 request (sessionless) and a
+request naming a session pass untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fast_mcp_gateway.http.auth import principal_of
+
+PER_CALLER_SHARE = 8  # one caller may hold an eighth of the sessions open at once
+_SESSION = b"mcp-session-id"
+_VERSION = b"mcp-protocol-version"
+_HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
+ANONYMOUS = ("anonymous", "anonymous")
+
+
+def session_manager_of(mcp_app: Any, path: str) -> Callable[[], Any]:
+    """How to reach the SDK's session manager behind FastMCP's streamable-HTTP endpoint
+    ``path`` (made anew by each run of FastMCP's lifespan); a ``RuntimeError`` naming
+    what changed when this FastMCP keeps it elsewhere."""
+    endpoint = next((getattr(r, "app", None) for r in getattr(mcp_app, "routes", ())
+                     if getattr(r, "path", None) == path), None)
+    while endpoint is not None and not hasattr(endpoint, "session_manager"):
+        endpoint = getattr(endpoint, "app", None)  # past FastMCP's auth guard
+    if endpoint is None:
+        raise RuntimeError(f"FastMCP's streamable-HTTP endpoint {path} has no "
+                           "session_manager here: sessions cannot be counted per caller")
+    return lambda: endpoint.session_manager
+
+
+def caller_of(scope: Scope) -> tuple[str, str] | None:
+    """Who sends the request: the verified token's principal, else None."""
+    token = getattr(scope.get("user"), "access_token", None)
+    if token is None:
+        return None
+    principal = principal_of(token)
+    return principal.kind, principal.name
+
+
+class SessionQuota:
+    """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, manager: Callable[[], Any], tokens: bool) -> None:
+        """``tokens``: the gateway has ``auth`` (a request without a verified token is
+        then FastMCP's 401, not a session of the anonymous caller)."""
+        self.app = app
+        self.manager = manager
+        self.tokens = tokens
+        self._opened: dict[str, tuple[str, str]] = {}  # session id -> its caller
+        self._pending: dict[tuple[str, str], int] = {}  # callers' opening requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == _SESSION or (key == _VERSION and value not in _HANDSHAKE):
+                await self.app(scope, receive, send)  # a session's, or sessionless
+                return
+        manager = self.manager()
+        if manager.max_sessions is None or manager.stateless:
+            await self.app(scope, receive, send)
+            return
+        live: dict[str, Any] = manager._server_instances
+        limit = max(1, manager.max_sessions // PER_CALLER_SHARE)
+        if len(self._opened) > len(live):  # ended and expired sessions are forgotten
+            self._opened = {s: who for s, who in self._opened.items() if s in live}
+        who = caller_of(scope) or ANONYMOUS
+        if who == ANONYMOUS and self.tokens:  # refused by FastMCP's guard: no session
+            await self.app(scope, receive, send)
+            return
+        # Requests still being answered count too: many sent at once all passed before.
+        held = self._pending.get(who, 0) + sum(
+            owner == who and session in live for session, owner in self._opened.items())
+        if held >= limit:
+            await _too_many(send, who[1], limit, manager.session_idle_timeout)
+            return
+
+        pending = True
+
+        def settled() -> None:  # counted from now by its session, if it opened one
+            nonlocal pending
+            if pending:
+                pending = False
+                self._pending[who] -= 1
+                if not self._pending[who]:
+                    del self._pending[who]
+
+        async def noted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for key, value in message.get("headers", ()):
+                    if key == _SESSION:
+                        self._opened[value.decode("latin-1")] = who
+                settled()  # the answer's stream may outlast it: the host goes on
+            await send(message)
+
+        self._pending[who] = self._pending.get(who, 0) + 1
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            settled()
+
+
+async def _too_many(send: Send, name: str, limit: int, idle: float | None) -> None:
+    expiry = (f"; an unused one ends after {idle:g} s without a request "
+              "(MCP_GATEWAY_SESSION_IDLE_TIMEOUT)" if idle is not None else "")
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+        "code": -32000, "message": (
+            f"Too many open sessions: '{name}' holds {limit} MCP sessions of this gateway "
+            "already (the most one caller may hold); end the ones it no longer uses "
+            f"(an HTTP DELETE with their Mcp-Session-Id){expiry}, or send requests "
+            "sessionless in protocol 2026-07-28")}}, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

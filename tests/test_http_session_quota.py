@@ -1,0 +1,64 @@
+"""Handshake-era MCP sessions are bounded per caller (``http/session_quota.py``): the
+SDK's session manager answers every new session 503 once ``max_sessions`` are open, so
+one token of any scope that opened that many and left them (half an hour each) locked
+every other host out.  Past its share the caller's next ``initialize`` is a 429 saying
+why; another caller still opens sessions, and one ended gives its place back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from fast_mcp_gateway.http.session_quota import session_manager_of
+from tests.fixtures import make_gateway, serve_http, until
+
+pytestmark = pytest.mark.anyio
+
+OPS = "mgw_quota-ops-4c9e1a7b2d"
+BOB = "mgw_quota-bob-8f3d6b0e5a"
+AUTH = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                   {"name": "bob", "token": BOB, "scopes": ["tools"]}]}
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {},
+    "clientInfo": {"name": "quota-test", "version": "1"}}}
+
+
+def _headers(token: str, session: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+    if session is not None:
+        headers |= {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+    return headers
+
+
+async def test_one_caller_holds_a_bounded_share_of_the_sessions(tmp_path: Path) -> None:
+    gateway = make_gateway({}, options={"auth": AUTH}, db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
+        manager = session_manager_of(app.mcp_app, "/mcp")()
+        manager.max_sessions = 16  # an eighth of them: 2 per caller
+
+        async def initialize(token: str) -> httpx2.Response:
+            return await http.post(f"{base}/mcp", json=INITIALIZE, headers=_headers(token))
+
+        opened = [await initialize(BOB) for _ in range(2)]
+        assert [r.status_code for r in opened] == [200, 200]
+        refused = await initialize(BOB)
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert error["message"].startswith("Too many open sessions: 'bob' holds 2 MCP "
+                                           "sessions of this gateway already"), error
+        assert "mcp-session-id" not in refused.headers
+        assert (await initialize(OPS)).status_code == 200  # another caller
+        assert len(manager._server_instances) == 3
+        ended = await http.delete(f"{base}/mcp", headers=_headers(
+            BOB, opened[0].headers["mcp-session-id"]))
+        assert ended.status_code == 200, ended.text
+        await until(lambda: len(manager._server_instances) == 2)
+        assert (await initialize(BOB)).status_code == 200  # its place was given back
+        assert (await initialize(BOB)).status_code == 429
+        # A request without a valid token is FastMCP's 401, as before.
+        assert (await http.post(f"{base}/mcp", json=INITIALIZE,
+                                headers=_headers("mgw_nobody"))).status_code == 401

@@ -59,6 +59,7 @@ from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
+from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_refusals import SessionRefusals
@@ -399,6 +400,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             SessionRefusals, idle_timeout=settings.session_idle_timeout,
             tokens=verifier is not None))  # in words naming neither cause nor fix
+        # A request under an id in flight in its session overwrote the first's stream
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(InFlightIds, limit=max_body))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

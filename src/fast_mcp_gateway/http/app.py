@@ -24,7 +24,7 @@ import functools
 import ipaddress
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -352,12 +352,14 @@ def _served(groups: Sequence[RouteGroup], mcp_path: str, transport: Transport,
 
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[GroupSource] = (),
-              lane: Callable[..., ASGIApp] | None = None) -> GatewayApp:
+              lane: Callable[..., ASGIApp] | None = None,
+              before_sessions_end: Callable[[], Awaitable[object]] | None = None) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan.
     ``lane`` (streamable HTTP only; called ``lane(app, access, max_body=...)``) wraps
     FastMCP's app for the MCP endpoint's exact path, behind the same Host/Origin guard
-    (the HTTP express lane)."""
+    (the HTTP express lane).  ``before_sessions_end`` is awaited as the lifespan
+    begins to end, before the MCP sessions end (``Gateway._admin_ops_ended``)."""
     auth = ctx.options.auth
     # Follows reloads of gateway.auth (token rotation); adding or removing the whole
     # section changes what FastMCP's app is built with, which takes a restart.
@@ -444,7 +446,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             if set_body_limit is not None:  # on the session manager it made just now
                 set_body_limit(max_body)
-            yield
+            try:
+                yield
+            finally:
+                if before_sessions_end is not None:
+                    await before_sessions_end()
 
     middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options, access=access,
                              messages=fastmcp.settings.message_path if transport == "sse"

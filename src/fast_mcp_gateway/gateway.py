@@ -64,6 +64,7 @@ from fast_mcp_gateway.front.server import (
 )
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.front.task_ids import TaskIds
+from fast_mcp_gateway.routing.lifecycle import stop_service
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -116,7 +117,7 @@ class Gateway:
         self.provider.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
         # A stop waits (bounded) for admin operations in flight before the servers stop.
-        self.provider.before_stop = lambda: self.control.in_flight.ended()
+        self.provider.before_stop = self._admin_ops_ended
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._stop_stdio: anyio.CancelScope | None = None  # while serving stdio
         # A failed background task: serving stops, ``run_async`` raises it.
@@ -352,7 +353,7 @@ class Gateway:
             HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
             enabled=self.settings.http_express_lane, states=RoundStates.of(self.server))
         app = build_app(self.server, self.control, self.settings, transport, groups=groups,
-                        lane=lane)
+                        lane=lane, before_sessions_end=self._admin_ops_ended)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
         self.provider.pipeline.standing = app.access.standing
@@ -371,6 +372,16 @@ class Gateway:
         """Wait (at most ``within`` s) for every upstream's first connect attempt; say
         which servers are ready, failed (why), still starting, disabled (readiness.py)."""
         return await wait_ready(self.manager, within)
+
+    async def _admin_ops_ended(self) -> None:
+        """A stop's bounded wait for admin operations in flight (``admin/in_flight.py``);
+        the servers are stopped after it, which ends what those still running wait on (a
+        first connect).  Over HTTP/SSE it runs as the app's lifespan begins to end, before
+        the MCP sessions do: an admin tool's operation (shielded) held the session
+        manager's exit, and the stop reached this wait only at the hard exit, 15 s on."""
+        if await self.control.in_flight.ended():
+            for service in list(self.manager.services.values()):
+                stop_service(service)
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
@@ -413,6 +424,7 @@ class Gateway:
             reader, writer = streams
             self._answer_first = True  # started: after the answer, before the next line
             front = self.started.hold(reader, writer, early.answered)
+            front.on_end = self._admin_ops_ended  # the host left: as at a stop
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane, states=RoundStates.of(self.server),

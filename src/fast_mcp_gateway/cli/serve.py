@@ -332,7 +332,8 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
                         tg.start_soon(gateway.reload_on_signal, "SIGHUP")
                         continue
                     log.info("received %s: stopping", signal.Signals(received).name)
-                    timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,
+                    timer = threading.Timer(_HTTP_EXIT_GRACES * gateway.settings.stop_grace
+                                            if http else _EXIT_GRACE,
                                             _hard_exit, args=(gateway,))
                     timer.daemon = True
                     timer.start()
@@ -355,7 +356,7 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
 
 
 _EXIT_GRACE = 2.0
-_HTTP_EXIT_GRACE = 15.0
+_HTTP_EXIT_GRACES = 3  # stop_grace for requests, then for admin operations, then the rest
 
 
 def _spill_in_flight(gateway: Any) -> int:

@@ -103,6 +103,11 @@ class GatewaySettings(BaseSettings):
     shutdown_flush_timeout: float = Field(
         default=30.0, gt=0, le=3600,
         description="seconds a graceful stop may spend writing queued call records")
+    stop_grace: float = Field(
+        default=5.0, gt=0, le=600,
+        description="seconds a stop gives HTTP requests in flight, then admin operations "
+                    "in flight, before it cuts them and stops the servers (over HTTP the "
+                    "hard exit comes at three times this)")
     spool_dir: Path | None = Field(
         default=None,
         description="folder where a stop with the store unreachable spills the call "

@@ -68,10 +68,20 @@ async def _retire(service: Service, retiring: set[Service]) -> None:
         retiring.discard(service)
 
 
+REQUEST_END_SLACK = 5.0
+"""Past a request's own bound: for its cancellation to reach the upstream and end here."""
+
+
+def longest_request(upstream: Upstream) -> float:
+    """The longest a request in flight on ``upstream`` may still take: ``max_total`` (its
+    call timeout, pushed out by progress, ``upstream/deadline.py``) and the slack.  What
+    waiting for its requests to end waits at most: retiring it, draining it."""
+    return upstream.max_total + REQUEST_END_SLACK
+
+
 async def idle(upstream: Upstream) -> bool:
-    """Wait until no request is in flight on ``upstream`` (each ends within its
-    ``max_total``, a call timeout pushed out by progress: the bound)."""
-    return await upstream.wait_until(lambda: not upstream.active, upstream.max_total + 5)
+    """Wait until no request is in flight on ``upstream`` (``longest_request``)."""
+    return await upstream.wait_until(lambda: not upstream.active, longest_request(upstream))
 
 
 async def stopped(upstream: Upstream, within: float = 15.0) -> bool:

@@ -427,14 +427,14 @@ class Upstream:
         return await self._requests.list_catalog()
 
     async def read_resource(
-        self, uri: str, front: FrontCall | None
+        self, uri: str, front: FrontCall | None, on_progress: ProgressFnT | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        return await self._requests.read_resource(uri, front)
+        return await self._requests.read_resource(uri, front, on_progress)
 
-    async def get_prompt(
-        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
-    ) -> types.GetPromptResult | types.InputRequiredResult:
-        return await self._requests.get_prompt(name, arguments, front)
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None,
+                         front: FrontCall | None, on_progress: ProgressFnT | None = None,
+                         ) -> types.GetPromptResult | types.InputRequiredResult:
+        return await self._requests.get_prompt(name, arguments, front, on_progress)
 
     async def complete(
         self,

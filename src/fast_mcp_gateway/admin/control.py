@@ -104,8 +104,7 @@ class ControlPlane:
         self.health_log = HealthLog(lambda: self.store, instance_id=settings.instance_id)
         manager.on_transition(self.health_log.record)
         self.held_audit = HeldAudit(lambda: self.store)  # what was done, the store away
-        # Admin operations a stop waits for (in_flight.py), up to ``stop_grace``.
-        self.in_flight = InFlight(settings.stop_grace)
+        self.in_flight = InFlight(settings.stop_grace)  # what a stop waits for (in_flight.py)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
         # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle

@@ -464,8 +464,8 @@ class ControlPlane:
             logger.error("config reload (%s) rejected, keeping the running config: %s",
                          actor.id, report.error)
         else:
-            logger.info("config reloaded (%s): %s", actor.id,
-                        report.model_dump(exclude={"error"}))
+            logger.log(logging.WARNING if report.troubled else logging.INFO,
+                       "config reloaded (%s): %s", actor.id, report.summary())
         return report
 
     def _reloaded(self, report: ChangeReport) -> ChangeReport:

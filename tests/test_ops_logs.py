@@ -1,0 +1,129 @@
+"""The log as an operator reads it (a team's HTTP gateway): a replica is named as
+``gateway_health`` names it, a crash is one WARNING line, a breaker's trips and
+recoveries are said once each, a fresh session's health does not start with
+"UNHEALTHY -> UNKNOWN", and a reload is one readable line (not a dict's repr)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.config.loader import load_config
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.policies import HealthStatus
+from fast_mcp_gateway.upstream.stats import ReplicaAccounting
+from tests.fixtures import FAST_RESTART, PY, SERVERS, make_gateway, stdio_entry, until
+
+pytestmark = pytest.mark.anyio
+
+
+def lines(caplog: pytest.LogCaptureFixture, name: str) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == name]
+
+
+def accounting(**breaker: float) -> tuple[ReplicaAccounting, list[float]]:
+    now = [1000.0]
+    config = ServerConfig(name="rep", command="x", circuit_breaker=breaker)
+    return ReplicaAccounting(config, "rep#1", clock=lambda: now[0]), now
+
+
+def test_a_breaker_trip_and_its_recovery_are_logged_once_each(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The breaker opened and closed in silence (the style: breaker transitions at
+    INFO/WARNING): an operator saw calls refused "circuit open" with no line saying
+    when or why it opened."""
+    caplog.set_level(logging.DEBUG, logger="fast_mcp_gateway.upstream.stats")
+    stats, now = accounting(failure_threshold=2, window=30, open_for=5)
+    for _ in range(5):  # two open it; the rest, still ending after, say nothing more
+        stats.record(False, now[0])
+    now[0] += 6
+    assert stats.breaker.allow(now[0])  # half-open: one probe
+    stats.record(False, now[0])  # the probe failed: open again
+    now[0] += 6
+    assert stats.breaker.allow(now[0])
+    stats.record(True, now[0])  # closed
+    said = lines(caplog, "fast_mcp_gateway.upstream.stats")
+    assert [level for level, _ in said] == [logging.WARNING, logging.WARNING, logging.INFO]
+    assert said[0][1] == ("upstream rep#1: circuit breaker open (2 failed call(s) within "
+                          "30s): calls skip it for 5s, then a probe call tests it "
+                          "(gateway_reset_breaker closes it now)")
+    assert "circuit breaker open (its probe call failed)" in said[1][1]
+    assert said[2][1] == "upstream rep#1: circuit breaker closed: its probe call succeeded"
+
+
+def test_a_new_sessions_health_starts_unknown_in_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each start and restart logged "health UNHEALTHY -> UNKNOWN" (a replica without a
+    session is UNHEALTHY in silence), and a later "UNHEALTHY -> HEALTHY" for a replica
+    no line had called unhealthy."""
+    caplog.set_level(logging.DEBUG, logger="fast_mcp_gateway.upstream.stats")
+    stats, now = accounting()
+    assert stats.status(ready=False) is HealthStatus.UNHEALTHY  # starting
+    assert stats.status(ready=True) is HealthStatus.UNKNOWN  # ready, no call yet
+    for _ in range(3):
+        stats.record(True, now[0])
+    assert stats.status(ready=True) is HealthStatus.HEALTHY
+    assert stats.status(ready=False) is HealthStatus.UNHEALTHY  # crashed: restarting
+    stats.new_session(0.1)
+    assert stats.status(ready=True) is HealthStatus.UNKNOWN
+    assert lines(caplog, "fast_mcp_gateway.upstream.stats") == [
+        (logging.INFO, "upstream rep#1: health UNKNOWN -> HEALTHY")]
+
+
+async def test_a_replica_crash_is_one_warning_naming_the_replica(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With ``replicas: 2`` every state line said "upstream rep: ..." (which one?), and a
+    crash was two lines: "process exited" (WARNING) and "ready -> reconnecting (the
+    server process exited with code 3 ...)" at INFO."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.supervisor")
+    gateway = make_gateway({"rep": stdio_entry("well.py", replicas=2)})
+    async with Client(gateway.server) as client:
+        replicas = gateway.manager.services["rep"].replicas
+        await until(lambda: all(str(r.statistics().state) == "ready" for r in replicas))
+        assert (await client.call_tool("rep_crash", {}, raise_on_error=False)).is_error
+        await until(lambda: sum(
+            "reconnecting -> ready" in m for _, m in
+            lines(caplog, "fast_mcp_gateway.upstream.supervisor")) == 1)
+    said = lines(caplog, "fast_mcp_gateway.upstream.supervisor")
+    assert sorted(m for _, m in said if "starting -> ready" in m) == [
+        "upstream rep#0: starting -> ready", "upstream rep#1: starting -> ready"]
+    crashed = [(level, m) for level, m in said if "ready -> reconnecting" in m]
+    assert len(crashed) == 1 and crashed[0][0] == logging.WARNING, said
+    assert crashed[0][1].startswith(("upstream rep#0: ready -> reconnecting (",
+                                     "upstream rep#1: ready -> reconnecting (")), said
+    assert "exited with code 3" in crashed[0][1]
+    assert not [m for _, m in said if m.endswith("process exited")], said
+
+
+async def test_a_reload_is_one_line_naming_what_changed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload logged ``ChangeReport``'s dict (every unchanged server by name, empty
+    fields, a quoted copy of the invalid entry's error) at INFO, even when an entry was
+    invalid."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.admin.control")
+    path = tmp_path / "servers.yaml"
+    well = f"    command: {PY}\n    args: ['{SERVERS / 'well.py'}']\n"
+    path.write_text(f"servers:\n  a:\n{well}  b:\n{well}  c:\n{well}")
+    gateway = Gateway(load_config(path), GatewaySettings(config=path, db=None,
+                                                         reload_interval=0),
+                      restart=FAST_RESTART)
+    async with Client(gateway.server):
+        path.write_text(f"servers:\n  a:\n{well}  b:\n{well}    replicas: two\n"
+                        f"  c:\n{well}    description: C\n  d:\n{well}")
+        report = await gateway.reload_on_signal("SIGHUP")
+        assert report.invalid and report.added == ["d"]
+        path.write_text(f"servers:\n  a:\n{well}  b:\n{well}  c:\n{well}"
+                        "    description: C\n  d:\n{well}".replace("{well}", well))
+        await gateway.reload_on_signal("SIGHUP")
+    reloads = [(level, m) for level, m in lines(caplog, "fast_mcp_gateway.admin.control")
+               if m.startswith("config reloaded")]
+    assert reloads == [
+        (logging.WARNING, "config reloaded (signal:SIGHUP): added d; updated in place c; "
+                          "invalid entries (logged above; fix and save): b; 2 server(s) "
+                          "unchanged"),
+        (logging.INFO, "config reloaded (signal:SIGHUP): no change (4 server(s) unchanged)"),
+    ], reloads

@@ -78,6 +78,10 @@ class GatewaySettings(BaseSettings):
         description="the event loop serve runs on: uvloop (cheaper per loop turn, so less "
                     "gateway CPU per call), asyncio, or auto (uvloop when installed)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="stderr's log lines: text, or json (one object per "
+                                    "line: time, level, logger, message, pid, instance, "
+                                    "exception) for a log shipper")
     db: str | None = Field(
         default=None, description="the store: a SQLite file path or a URL, e.g. "
                                   "postgresql://user@host/db to share one state between "
@@ -192,7 +196,7 @@ class GatewaySettings(BaseSettings):
         """``debug`` is ``DEBUG``: a level is a word, not a spelling."""
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("event_loop", mode="before")
+    @field_validator("event_loop", "log_format", mode="before")
     @classmethod
     def _loop_any_case(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

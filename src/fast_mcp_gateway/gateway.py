@@ -250,9 +250,16 @@ class Gateway:
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
-                self.provider.unknown_calls, lambda: self.control.invalid_servers))
+                self.provider.unknown_calls, lambda: self.control.invalid_servers,
+                self._webhook_counts))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
+
+    def _webhook_counts(self) -> dict[str, int] | None:
+        sink = self.alerts.webhook
+        return None if sink.config is None else {
+            name: getattr(sink.stats, name)
+            for name in ("sent", "failed", "dropped", "retries", "queued")}
 
     def _apply_routes(self, table: RouteTable) -> None:
         self.provider.routes = table

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import anyio
+import httpx2
 import pytest
 from fastmcp import Client
 
@@ -16,7 +18,17 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.policies import HealthStatus
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from tests.fixtures import FAST_RESTART, PY, SERVERS, make_gateway, stdio_entry, until
+from tests.fixtures import (
+    FAST_RESTART,
+    PY,
+    SERVERS,
+    interactive_server,
+    make_gateway,
+    memory_entry,
+    serve_http,
+    stdio_entry,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +139,29 @@ async def test_a_reload_is_one_line_naming_what_changed(
                           "unchanged"),
         (logging.INFO, "config reloaded (signal:SIGHUP): no change (4 server(s) unchanged)"),
     ], reloads
+
+
+async def test_a_call_cut_by_the_stop_is_recorded_as_the_stops(tmp_path: Path) -> None:
+    """SIGTERM with a call in flight: its record said "the host cancelled it or went
+    away", sending the operator to look at the host."""
+    events = {"started": anyio.Event(), "cancelled": anyio.Event()}
+    gateway = make_gateway({"inter": memory_entry("inter")},
+                           {"inter": interactive_server(events)},
+                           db=str(tmp_path / "store.db"))
+    async with serve_http(gateway.http_app("http")) as base:
+        async with Client(f"{base}/mcp") as client, anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
+            with anyio.fail_after(30):
+                await events["started"].wait()
+            gateway.request_stop()  # what SIGTERM does; uvicorn then cuts the call
+            tg.cancel_scope.cancel()
+        async with httpx2.AsyncClient(base_url=base) as http:
+            with anyio.fail_after(30):
+                # Queued as the cancellation passes the pipeline: polled over REST.
+                while not (calls := (await http.get(  # noqa: ASYNC110
+                        "/api/v1/logs/invocations", params={"status": "cancelled"})
+                        ).json()["calls"]):
+                    await anyio.sleep(0.05)
+    assert calls[0]["error"] == (
+        "cancelled before it finished: the gateway was stopping (a restart or a deploy), "
+        "not the host; it may have run upstream")

@@ -381,6 +381,7 @@ class Gateway:
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         for service in self.manager.services.values():
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
@@ -488,6 +489,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         if self._http_server is not None:
             self._http_server.should_exit = True
             self.events.close()  # live streams end now rather than hold the stop

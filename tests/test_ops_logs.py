@@ -135,7 +135,7 @@ async def test_a_reload_is_one_line_naming_what_changed(
                if m.startswith("config reloaded")]
     assert reloads == [
         (logging.WARNING, "config reloaded (signal:SIGHUP): added d; updated in place c; "
-                          "invalid entries (logged above; fix and save): b; 2 server(s) "
+                          "invalid entries (logged above; fix and save): b; 1 server(s) "
                           "unchanged"),
         (logging.INFO, "config reloaded (signal:SIGHUP): no change (4 server(s) unchanged)"),
     ], reloads

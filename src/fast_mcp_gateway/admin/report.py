@@ -49,7 +49,9 @@ class ChangeReport(BaseModel):
                          f"{', '.join(self.invalid)}")
         if self.restart_needed:
             parts.append(f"needing a gateway restart: {', '.join(self.restart_needed)}")
-        unchanged = f"{len(self.unchanged)} server(s) unchanged"
+        # An invalid entry's server runs on as it was: said as invalid, not counted twice.
+        same = [name for name in self.unchanged if name not in self.invalid]
+        unchanged = f"{len(same)} server(s) unchanged"
         return "; ".join([*parts, unchanged]) if parts else f"no change ({unchanged})"
 
     @property

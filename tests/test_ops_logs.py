@@ -165,3 +165,19 @@ async def test_a_call_cut_by_the_stop_is_recorded_as_the_stops(tmp_path: Path) -
     assert calls[0]["error"] == (
         "cancelled before it finished: the gateway was stopping (a restart or a deploy), "
         "not the host; it may have run upstream")
+
+
+def test_a_connection_lost_under_a_write_is_said_in_words() -> None:
+    """PostgreSQL restarted mid-traffic: the outage line said "(cannot call
+    Transaction.__aexit__(): the underlying connection is closed)", asyncpg's words."""
+    import asyncpg
+
+    from fast_mcp_gateway.store.postgres_feed import _reason
+
+    lost = asyncpg.InterfaceError(
+        "cannot call Transaction.__aexit__(): the underlying connection is closed")
+    assert _reason(lost) == ("the server closed the connection: it stopped, restarted or "
+                             "ended the session")
+    other = asyncpg.InterfaceError("cannot perform operation: another operation is in "
+                                   "progress")
+    assert _reason(other) == str(other)

@@ -7,6 +7,8 @@ public URL that is none) is refused at once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fast_mcp_gateway.cli.main import main
@@ -44,3 +46,13 @@ def test_a_bad_setting_names_the_variable_and_what_it_takes(
     monkeypatch.setenv(f"MCP_GATEWAY_{name}", value)
     assert main(["serve", "--transport", "http", "--config", "/nonexistent.yaml"]) == 2
     assert capsys.readouterr().err == f"mcp-gateway: MCP_GATEWAY_{name}: {said}\n"
+
+
+@pytest.mark.parametrize("command", ["logs", "stats"])
+def test_a_bad_since_is_said_before_the_store_is_looked_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """``mcp-gateway logs --since 5x`` on a machine without the default store said "no
+    store at ..." and nothing of the typo."""
+    assert main([command, "--since", "5x", "--db", str(tmp_path / "none.db")]) == 2
+    assert capsys.readouterr().err == (
+        "mcp-gateway: --since '5x': use a number and s, m, h or d (e.g. 10m)\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from fast_mcp_gateway import __version__
 from fast_mcp_gateway.alerts import WebhookSink
 from fast_mcp_gateway.alerts.engine import _Reader
 from fast_mcp_gateway.config.alerts import AlertRule, WebhookConfig
@@ -49,6 +50,9 @@ async def test_a_receiver_down_through_several_alerts_is_said_once_and_its_retur
         receiver.status = 200
         await deliver(sink, 4, 5)
     assert len(receiver.requests) == 3 * 3 + 2
+    # The receiver's log names the sender (it said python-httpx2/...).
+    assert {r["headers"]["User-Agent"] for r in receiver.requests} == {
+        f"fast-mcp-gateway/{__version__}"}
     lines = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO], lines
     assert "could not deliver alert 'r1' firing on 'svc': HTTP 500 after 3 attempt(s)" \

@@ -35,6 +35,7 @@ import httpx2
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
+from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.config.alerts import WebhookConfig
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
@@ -74,7 +75,10 @@ ClientFactory = Callable[[WebhookConfig], httpx2.AsyncClient]
 
 
 def _client(config: WebhookConfig) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=config.timeout, follow_redirects=False)
+    # Named as itself (a receiver's log showed "python-httpx2/..."); a configured
+    # User-Agent header still wins (sent per request).
+    return httpx2.AsyncClient(timeout=config.timeout, follow_redirects=False,
+                              headers={"User-Agent": f"fast-mcp-gateway/{__version__}"})
 
 
 class WebhookSink:

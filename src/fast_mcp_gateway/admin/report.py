@@ -42,7 +42,7 @@ class ChangeReport(BaseModel):
             ("added", self.added), ("removed", self.removed), ("restarted", self.restarted),
             ("updated in place", self.updated)) if names]
         if self.connect_failed:
-            parts.append("first connect failed (retrying): " + "; ".join(
+            parts.append("first connect failed: " + "; ".join(
                 f"{name}: {why}" for name, why in self.connect_failed.items()))
         if self.invalid:
             parts.append(f"invalid entries (logged above; fix and save): "

@@ -61,6 +61,19 @@ async def test_a_receiver_down_through_several_alerts_is_said_once_and_its_retur
         in lines[1][1]
 
 
+async def test_a_receiver_gone_is_said_in_words() -> None:
+    """A receiver not running was "ConnectError" (an httpx class name) in the log and in
+    gateway_alerts' webhook.last_error."""
+    with webhook_receiver() as receiver:
+        url = receiver.url
+    sink = WebhookSink(WebhookConfig(url=url, attempts=2, backoff_initial=0.05,
+                                     backoff_max=0.05))
+    await deliver(sink, 1)
+    assert sink.stats.last_error == (
+        "cannot connect (is the receiver running, and the URL's host and port right?) "
+        "after 2 attempt(s)")
+
+
 async def test_a_redirect_is_no_delivery() -> None:
     """A 3xx (an http:// URL the receiver moved to https://) was counted as sent: the
     redirect is not followed, so the receiver never got the alert."""

@@ -236,7 +236,11 @@ def _reason(error: BaseException | None) -> str:
                     "to the address it redirects to)")
         return f"HTTP {code} (not retried)"
     if isinstance(error, httpx2.TimeoutException):
-        return "timed out"
+        return "timed out (alerts.webhook.timeout)"
+    if isinstance(error, httpx2.ConnectError):
+        return "cannot connect (is the receiver running, and the URL's host and port right?)"
+    if isinstance(error, httpx2.RemoteProtocolError):
+        return "the receiver closed the connection without an answer"
     if isinstance(error, httpx2.TransportError):
         return f"{type(error).__name__}"
     return str(error) or type(error).__name__

@@ -251,9 +251,16 @@ class Gateway:
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
-                self.provider.unknown_calls, lambda: self.control.invalid_servers))
+                self.provider.unknown_calls, lambda: self.control.invalid_servers,
+                self._webhook_counts))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
+
+    def _webhook_counts(self) -> dict[str, int] | None:
+        sink = self.alerts.webhook
+        return None if sink.config is None else {
+            name: getattr(sink.stats, name)
+            for name in ("sent", "failed", "dropped", "retries", "queued")}
 
     def _apply_routes(self, table: RouteTable) -> None:
         self.provider.routes = table
@@ -385,6 +392,7 @@ class Gateway:
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         for service in self.manager.services.values():
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
@@ -493,6 +501,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         if self._http_server is not None:
             self._http_server.should_exit = True
             self.events.close()  # live streams end now rather than hold the stop

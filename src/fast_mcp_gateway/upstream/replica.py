@@ -181,7 +181,7 @@ class Upstream:
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
                                      self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(
-            self.name, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
+            self.label, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
             changed=self._changed, notify=self._notify_change,
         )

@@ -252,15 +252,9 @@ class Gateway:
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
                 self.provider.unknown_calls, lambda: self.control.invalid_servers,
-                self._webhook_counts))
+                self.alerts.webhook.counts))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
-
-    def _webhook_counts(self) -> dict[str, int] | None:
-        sink = self.alerts.webhook
-        return None if sink.config is None else {
-            name: getattr(sink.stats, name)
-            for name in ("sent", "failed", "dropped", "retries", "queued")}
 
     def _apply_routes(self, table: RouteTable) -> None:
         self.provider.routes = table
@@ -491,8 +485,7 @@ class Gateway:
             raise ConfigError.single("GatewaySettings", None, "host", refusal)
         from fast_mcp_gateway.http.serving import uvicorn_server
 
-        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
-        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        # uvicorn handles SIGINT/SIGTERM itself (cancelled, its lifespan logs a traceback)
         self._http_server = uvicorn_server(self.http_app(transport), self.settings)
         try:
             await self._http_server.serve(sockets=sockets)

@@ -108,6 +108,12 @@ class WebhookSink:
                 self._drop()
         self.stats.queued = len(self._queue)
 
+    def counts(self) -> dict[str, int] | None:
+        """What ``/metrics`` shows of the deliveries, or None without a webhook."""
+        return None if self.config is None else {
+            name: getattr(self.stats, name)
+            for name in ("sent", "failed", "dropped", "retries", "queued")}
+
     def submit(self, payload: dict[str, Any]) -> None:
         """Queue one event for delivery (never blocks; see the module docstring)."""
         config = self.config

@@ -33,18 +33,22 @@ FROM_ARGS = ["file:///from/args"]
 
 
 class Host:
-    """A handshake-era host's roots; ``silent``: it stops answering ``roots/list``."""
+    """A handshake-era host's roots; ``silent``: it stops answering ``roots/list``;
+    ``refusing``: it answers with an error."""
 
     def __init__(self, *roots: str) -> None:
         self.roots = list(roots)
         self.asked = 0
         self.silent = False
+        self.refusing = False
         self.released = anyio.Event()
 
     async def list_roots(self, context: Any) -> list[str]:
         self.asked += 1
         if self.silent:
             await self.released.wait()   # never answers while the test runs
+        if self.refusing:
+            raise RuntimeError("no roots for you")
         return self.roots
 
 
@@ -136,3 +140,19 @@ async def test_a_host_that_does_not_answer_gets_its_latest_roots_else_none(
     assert sum("the latest roots it gave" in line for line in said) == 1, said
     assert any("with none" in line for line in said), said
     assert not any(token in line for line in said for token in (ALICE, BOB))
+
+
+async def test_a_host_that_refuses_gets_its_latest_roots(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.roots")
+    gateway = make_gateway(_servers(tmp_path), options=TOKENS)
+    alice = Host("file:///alice")
+    async with (serve_http(gateway.http_app("http")) as base,
+                _client(base, ALICE, alice) as alice_host):
+        assert await _text(alice_host, "fs_listed", count=1) == ["file:///alice"]
+        alice.refusing, alice.roots = True, ["file:///alice/unsaid"]
+        await alice_host.send_roots_list_changed()
+        await until(lambda: alice.asked == 2)
+        assert await _text(alice_host, "fs_listed", count=2) == ["file:///alice"]
+    said = [r.getMessage() for r in caplog.records if "refused it" in r.getMessage()]
+    assert len(said) == 1 and "the latest roots it gave" in said[0], said

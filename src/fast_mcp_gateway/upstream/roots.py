@@ -173,7 +173,9 @@ class SoleHost:
             try:
                 result = await host.send_request(types.ListRootsRequest())
             except MCPError as exc:
-                why = f"refused it ({exc.error.message})"
+                why = ("is gone (its connection closed)"
+                       if exc.error.code == types.CONNECTION_CLOSED
+                       else f"refused it ({exc.error.message})")
             except (NoBackChannelError, anyio.BrokenResourceError,
                     anyio.ClosedResourceError) as exc:
                 why = f"could not be asked ({type(exc).__name__}: it has no stream open)"

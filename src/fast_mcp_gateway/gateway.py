@@ -200,6 +200,7 @@ class Gateway:
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.parking.on_roots = self.manager.sole_host.learned   # roots outside calls
+        self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_removed(self.hub.server_removed)

@@ -332,8 +332,7 @@ class Gateway:
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
-        # /health answers at once and /ready says "starting": the lifespan holds nothing
-        # (MCP lists wait at the start-up gate instead).
+        # /health answers at once, /ready says "starting" (lists wait at the start-up gate)
         self.manager.startup_hold = 0
         from fast_mcp_gateway.http.app import build_app
         from fast_mcp_gateway.http.health import health_group

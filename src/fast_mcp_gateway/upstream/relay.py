@@ -20,12 +20,10 @@ they find the call they belong to as follows (``HostRelay``):
   ``isolation: per_client``, and a log is kept from every host.  Nothing is ever
   sent to a host whose call did not cause it.
 
-A question put to a host belongs to the upstream request it was correlated with
-(exactly), or to the host (by timing: any of its calls in flight may be the one):
-when that request ends, or the host's last call in flight on that session ends
-(answered, cancelled because the host left, timed out), the questions still pending
-are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no
-call is in flight go to ``on_idle_log`` (the hosts that asked for logs).
+A question put to a host belongs to the upstream request it was correlated with, or
+to the host (by timing): when that request, or the host's last call on that session,
+ends, the questions still pending are withdrawn (cancelled towards the host, refused
+upstream).  Logs sent while no call is in flight go to ``on_idle_log``.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
@@ -51,9 +49,6 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
-
-if TYPE_CHECKING:
-    from fast_mcp_gateway.upstream.roots import OutsideCalls
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +124,8 @@ class FrontCall:
 
     @property
     def between_rounds(self) -> bool:
-        """Whether the host was shown questions for this call and has not come back
-        with its next request (a parked 2026-07-28 call): a question put to it now is
-        shown only then, and never if the host sits on the round or left it."""
+        """Whether the host was shown questions for this call and has not come back with
+        its next request (a parked 2026-07-28 call: a question now waits for that)."""
         return False
 
     @property
@@ -361,6 +355,15 @@ class InFlight:
                                for c in calls[1:]):
             return None
         return next((c for c in calls if not c.between_rounds), first)
+
+
+class OutsideCalls(Protocol):
+    """Who answers an upstream's ``roots/list`` outside a call (``roots.SoleHost``, and
+    ``roots.OwnerRoots`` for a per_client session); ``saw``: a host's answer in a call."""
+
+    async def answer(self, server: str, session: Any) -> Any: ...
+
+    def saw(self, front: FrontCall, result: Any) -> None: ...
 
 
 class HostRelay:

@@ -55,7 +55,7 @@ from fast_mcp_gateway.upstream.supervisor import Supervisor
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
 
 if TYPE_CHECKING:
-    from fast_mcp_gateway.upstream.roots import OutsideCalls
+    from fast_mcp_gateway.upstream.relay import OutsideCalls
 
 __all__ = [
     "CLIENT_INFO",

@@ -49,7 +49,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import suppress
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -64,16 +64,6 @@ logger = logging.getLogger(__name__)
 _ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
 MAX_HOSTS = 256
 """Hosts whose roots are kept (the least recently answered are forgotten first)."""
-
-
-class OutsideCalls(Protocol):
-    """Who answers an upstream's ``roots/list`` outside any call (``SoleHost``; for a
-    per_client session, ``OwnerRoots``: its one host's)."""
-
-    async def answer(self, server: str, session: Any) -> Any: ...
-
-    def saw(self, front: FrontCall, result: Any) -> None:
-        """``front``'s host answered a ``roots/list`` within a call with ``result``."""
 
 
 def _shown(roots: list[types.Root]) -> tuple[tuple[str, str | None], ...]:

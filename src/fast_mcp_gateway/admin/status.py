@@ -7,7 +7,12 @@ admin never reads a replica's internals.
 
 from __future__ import annotations
 
-from fast_mcp_gateway.admin.models import ClientSessionsStatus, ReplicaStatus, ServerStatus
+from fast_mcp_gateway.admin.models import (
+    ClientSession,
+    ClientSessionsStatus,
+    ReplicaStatus,
+    ServerStatus,
+)
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
@@ -72,4 +77,5 @@ def _clients_of(service: Service) -> ClientSessionsStatus | None:
         active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
         idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
         ended=sessions.reaped,
-        sessions=[replica_status(service, u) for u in sessions.upstreams])
+        sessions=[ClientSession(**replica_status(service, u).model_dump(), owner=owner)
+                  for owner, u in sessions.owned])

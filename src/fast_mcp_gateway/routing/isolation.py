@@ -125,6 +125,12 @@ class ClientSessions:
         """The live client sessions (status reports, shutdown)."""
         return [c.upstream for c in self._clients.values()]
 
+    @property
+    def owned(self) -> list[tuple[str | None, Upstream]]:
+        """The live client sessions, each with the caller it counts for (its owner:
+        None for unauthenticated hosts): a status shows a caller its own only."""
+        return [(c.owner, c.upstream) for c in self._clients.values()]
+
     def key_of(self, front: FrontCall | None) -> Hashable | None:
         """The host a call belongs to, for choosing its session (None: no host)."""
         if self.config.uses_caller_credentials:

@@ -143,3 +143,9 @@ async def test_a_tools_token_is_shown_its_own_per_client_sessions_only(tmp_path:
         assert sorted(both[0]) == sorted(both[1]) == ["alice", "bob"]
         one = (await http.get(f"{base}/api/v1/servers/alpha", headers=_bearer(BOB))).json()
         assert one["client_sessions"]["active"] == 2  # the counts stay the server's
+        for path in ("/health/servers/alpha", "/health/servers"):  # the same status
+            health = (await http.get(base + path, headers=_bearer(BOB))).json()
+            status = health if path.endswith("alpha") else health["servers"][0]
+            assert [s["owner"] for s in status["client_sessions"]["sessions"]] == ["bob"]
+        health = (await http.get(f"{base}/health/servers/alpha", headers=_bearer(OPS))).json()
+        assert len(health["client_sessions"]["sessions"]) == 2

@@ -12,7 +12,7 @@ nothing here does I/O, and an unrestricted principal's answer is returned as it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import (
@@ -20,13 +20,11 @@ from fast_mcp_gateway.admin.models import (
     HealthReport,
     HistoryPage,
     ServerList,
-    ServerStatus,
     StatsReport,
 )
 from fast_mcp_gateway.admin.pins import PinReport
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.principal import Principal
-
-S = TypeVar("S", bound=ServerStatus)
 
 Keep = Callable[[str], bool]
 """Whether the principal may see the server of this name."""
@@ -40,18 +38,6 @@ def servers_only(listed: ServerList, keep: Keep, principal: Principal | None = N
             for s in listed.servers if keep(s.name)]
     return ServerList(servers=mine, ready=sum(s.state == "ready" for s in mine),
                       total=len(mine))
-
-
-def own_sessions(status: S, principal: Principal) -> S:
-    """``status`` (a server's, or its detail) listing only ``principal``'s own per-client
-    sessions unless it is an admin (``Principal.own_records``): another caller's entry
-    holds its upstream's last error, which may quote what that caller sent."""
-    clients = status.client_sessions
-    if clients is None or principal.own_records is None:
-        return status
-    mine = [c for c in clients.sessions if principal.sees_records_of(c.owner)]
-    return status.model_copy(update={"client_sessions": clients.model_copy(
-        update={"sessions": mine})})
 
 
 def health_only(report: HealthReport, keep: Keep) -> HealthReport:

@@ -40,6 +40,7 @@ from fast_mcp_gateway.admin.models import (
     StatsReport,
 )
 from fast_mcp_gateway.admin.scope import add_refusal
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
@@ -80,7 +81,7 @@ async def get_server(call: Call) -> ServerView:
     q: s.DetailQuery = call.query
     name = call.path["name"]  # a server not started for its invalid entry is shown too
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
-    detail = views.own_sessions(servers.server_detail(
+    detail = own_sessions(servers.server_detail(
         call.ctx, name, q.stderr_lines, q.replica, call.may_use), call.principal)
     if call.principal.has("admin"):
         return ServerView(detail)

@@ -16,8 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
-from fast_mcp_gateway.admin import views as views_of
 from fast_mcp_gateway.admin.invalid import invalid_of
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.http.auth import quotable
 from fast_mcp_gateway.store import StorageError
@@ -160,7 +160,7 @@ async def cards(page: Page) -> Response:
 
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
-    detail = views_of.own_sessions(servers.server_detail(
+    detail = own_sessions(servers.server_detail(
         page.ctx, name, stderr_lines=40, may_use=page.viewer.may_use), page.viewer.principal)
     window = window_of(page)
     status = page.query("status")
@@ -195,7 +195,7 @@ async def detail(page: Page) -> Response:
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
     detail = servers.server_detail(page.ctx, name, 40, may_use=page.viewer.may_use)
-    return page.render("_status.html", d=views_of.own_sessions(detail, page.viewer.principal),
+    return page.render("_status.html", d=own_sessions(detail, page.viewer.principal),
                        keeps_flags=page.ctx.store is not None)
 
 

@@ -101,5 +101,5 @@ def test_a_cancelled_request_frees_its_id_and_only_answers_free_ids() -> None:
 def test_ids_are_keyed_as_the_sdk_correlates_them(request_id: int | str) -> None:
     from mcp.shared.dispatcher import coerce_request_id
 
-    from fast_mcp_gateway.front.request_ids import _key
-    assert _key(request_id) == coerce_request_id(request_id)
+    from fast_mcp_gateway.front.request_ids import id_key
+    assert id_key(request_id) == coerce_request_id(request_id)

@@ -166,7 +166,7 @@ async def test_an_operation_that_ends_within_the_grace_is_written_before_the_sto
 
 async def test_an_operation_spilled_by_the_hard_exit_is_not_spilled_again_by_the_stop(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """serve's hard-exit backstop (a thread, at ``_HTTP_EXIT_GRACE``) spills an operation
+    """serve's hard-exit backstop (a thread, at three ``stop_grace``) spills an operation
     still running as unfinished while the event loop may still be stopping: the stop's
     own spill, when the store closed next, held the same operation again (a new uid),
     and the next start wrote two 'unfinished' entries of one operation (found in
@@ -207,3 +207,21 @@ async def test_an_operation_spilled_by_the_hard_exit_is_not_spilled_again_by_the
         finally:
             go_on.set()
         await done.wait()
+
+
+def test_one_setting_sets_every_grace_of_a_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stop_grace`` (``MCP_GATEWAY_STOP_GRACE``) is the wait for admin operations in
+    flight and uvicorn's for HTTP requests; the hard exit comes after three of them.
+    They were two constants of 5 s and one of 15 s, set apart."""
+    from fast_mcp_gateway.cli import serve
+    from fast_mcp_gateway.config.settings import GatewaySettings
+    from fast_mcp_gateway.http.serving import uvicorn_server
+
+    monkeypatch.setenv("MCP_GATEWAY_STOP_GRACE", "2")
+    assert GatewaySettings().stop_grace == 2
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           stop_grace=2.0)
+    assert gateway.control.in_flight.grace == 2
+    server = uvicorn_server(gateway.http_app(), gateway.settings)
+    assert server.config.timeout_graceful_shutdown == 2
+    assert serve._HTTP_EXIT_GRACES * gateway.settings.stop_grace == 6

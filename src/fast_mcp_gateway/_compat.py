@@ -252,12 +252,8 @@ async def deliver_notification(session: ClientSession, method: str,
 
 
 def session_closed(session: ClientSession) -> bool:
-    """True once the session's connection is gone.
-
-    The SDK has no public "closed" event; its dispatcher's flag is the authoritative
-    sign for HTTP, SSE and in-memory sessions.  Raises ``AttributeError`` if the SDK
-    changed it -- never a silent "still open".
-    """
+    """True once the session's connection is gone (the dispatcher's flag: the SDK has no
+    public event; ``AttributeError`` if it changed, never a silent "still open")."""
     return bool(cast(Any, session._dispatcher)._closed)
 
 
@@ -265,8 +261,7 @@ def session_closed(session: ClientSession) -> bool:
 
 
 def current_transport() -> str | None:
-    """The transport serving the current request (``stdio``, ``streamable-http``, ``sse``),
-    or ``None`` outside one: FastMCP keeps it in a private ContextVar."""
+    """The current request's transport (FastMCP's private ContextVar), None outside one."""
     return _current_transport.get()
 
 
@@ -280,6 +275,11 @@ def client_log_level(connection: Any) -> str | None:
     ``connection`` (FastMCP keeps it in the connection's state), or ``None``."""
     state = getattr(connection, "state", None)
     return None if state is None else cast("str | None", state.get(_CONNECTION_LOG_LEVEL_KEY))
+
+
+def open_http_sessions(manager: Any) -> dict[str, Any]:
+    """A streamable HTTP session manager's open sessions by id (it has no public view)."""
+    return cast("dict[str, Any]", manager._server_instances)
 
 
 def low_level_server(server: FastMCP[Any]) -> Server[Any]:

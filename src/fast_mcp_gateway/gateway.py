@@ -64,6 +64,7 @@ from fast_mcp_gateway.front.server import (
 )
 from fast_mcp_gateway.front.stdio import stdio_streams
 from fast_mcp_gateway.front.task_ids import TaskIds
+from fast_mcp_gateway.routing.lifecycle import stop_service
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -116,7 +117,7 @@ class Gateway:
         self.provider.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
         # A stop waits (bounded) for admin operations in flight before the servers stop.
-        self.provider.before_stop = lambda: self.control.in_flight.ended()
+        self.provider.before_stop = self._admin_ops_ended
         self._http_server: Any = None  # uvicorn.Server while serving HTTP/SSE
         self._stop_stdio: anyio.CancelScope | None = None  # while serving stdio
         # A failed background task: serving stops, ``run_async`` raises it.
@@ -199,6 +200,7 @@ class Gateway:
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.parking.on_roots = self.manager.sole_host.learned   # roots outside calls
+        self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_removed(self.hub.server_removed)
@@ -250,7 +252,8 @@ class Gateway:
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
-                self.provider.unknown_calls, lambda: self.control.invalid_servers))
+                self.provider.unknown_calls, lambda: self.control.invalid_servers,
+                self.alerts.webhook.counts))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 
@@ -329,8 +332,7 @@ class Gateway:
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
-        # /health answers at once and /ready says "starting": the lifespan holds nothing
-        # (MCP lists wait at the start-up gate instead).
+        # /health answers at once, /ready says "starting" (lists wait at the start-up gate)
         self.manager.startup_hold = 0
         from fast_mcp_gateway.http.app import build_app
         from fast_mcp_gateway.http.health import health_group
@@ -352,7 +354,7 @@ class Gateway:
             HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
             enabled=self.settings.http_express_lane, states=RoundStates.of(self.server))
         app = build_app(self.server, self.control, self.settings, transport, groups=groups,
-                        lane=lane)
+                        lane=lane, before_sessions_end=self._admin_ops_ended)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects
         self.provider.pipeline.resolve_principal = app.access.current
         self.provider.pipeline.standing = app.access.standing
@@ -372,8 +374,19 @@ class Gateway:
         which servers are ready, failed (why), still starting, disabled (readiness.py)."""
         return await wait_ready(self.manager, within)
 
+    async def _admin_ops_ended(self) -> None:
+        """A stop's bounded wait for admin operations in flight (``admin/in_flight.py``);
+        the servers are stopped after it, which ends what those still running wait on (a
+        first connect).  Over HTTP/SSE it runs as the app's lifespan begins to end, before
+        the MCP sessions do: an admin tool's operation (shielded) held the session
+        manager's exit, and the stop reached this wait only at the hard exit, 15 s on."""
+        if await self.control.in_flight.ended():
+            for service in list(self.manager.services.values()):
+                stop_service(service)
+
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         for service in self.manager.services.values():
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
@@ -413,6 +426,7 @@ class Gateway:
             reader, writer = streams
             self._answer_first = True  # started: after the answer, before the next line
             front = self.started.hold(reader, writer, early.answered)
+            front.on_end = self._admin_ops_ended  # the host left: as at a stop
             low = low_level_server(self.server)
             lane = StdioLane(self.provider, lambda: low.server_info_stamp,
                              enabled=self.settings.express_lane, states=RoundStates.of(self.server),
@@ -471,8 +485,7 @@ class Gateway:
             raise ConfigError.single("GatewaySettings", None, "host", refusal)
         from fast_mcp_gateway.http.serving import uvicorn_server
 
-        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
-        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        # uvicorn handles SIGINT/SIGTERM itself (cancelled, its lifespan logs a traceback)
         self._http_server = uvicorn_server(self.http_app(transport), self.settings)
         try:
             await self._http_server.serve(sockets=sockets)
@@ -481,6 +494,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         if self._http_server is not None:
             self._http_server.should_exit = True
             self.events.close()  # live streams end now rather than hold the stop

@@ -7,8 +7,9 @@ appended to ``DIR/events``, one line each, so a test can wait for it from outsid
 ``work`` (read-only, so a gateway may retry it): notes ``started``, then for n = 1, 2,
 ...: once the file ``DIR/tick-n`` exists it reports progress n; once ``DIR/finish``
 exists it answers ``finished after <n-1> ticks``.  Without a file it reports nothing
-and runs on until cancelled (noting ``cancelled``).  ``hang`` (read-only) notes
-``hang started`` and runs until cancelled.
+and runs on until cancelled (noting ``cancelled``).  The resource ``ticker://work`` and
+the prompt ``work`` do the same (a resource read and a prompt get that report
+progress).  ``hang`` (read-only) notes ``hang started`` and runs until cancelled.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ async def next_file(*names: str) -> str:
 @mcp.tool(annotations={"readOnlyHint": True})
 async def work(ctx: Context) -> str:
     """Reports progress n when the test writes tick-n; answers when it writes finish."""
+    return await ticking(ctx)
+
+
+@mcp.resource("ticker://work")
+async def work_resource(ctx: Context) -> str:
+    """``work`` as a resource read."""
+    return await ticking(ctx)
+
+
+@mcp.prompt(name="work")
+async def work_prompt(ctx: Context) -> str:
+    """``work`` as a prompt get."""
+    return await ticking(ctx)
+
+
+async def ticking(ctx: Context) -> str:
     note("started")
     n = 1
     try:

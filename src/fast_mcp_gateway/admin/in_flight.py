@@ -11,8 +11,8 @@ sent to a closed store.  A SIGHUP reload, which the stop never cancels, did the 
 Now each such operation is ``running`` here (its actor, action and target: what its
 audit entry will say), and the stop, before it stops the servers:
 
-* ``ended(within)`` waits up to ``GRACE`` seconds for them; those that end are
-  written and audited as at any other time;
+* ``ended(within)`` waits up to ``grace`` seconds (``stop_grace``, default 5) for them;
+  those that end are written and audited as at any other time;
 * for those still running it logs one line naming them; once the servers are
   stopped (their waits end with them) most end before the store closes;
 * the audit entries of those still running as the store is about to close
@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GRACE = 5.0
-"""Seconds a stop waits for admin operations in flight before it stops the servers."""
+"""Seconds a stop waits for admin operations in flight before it stops the servers: the
+default of the ``stop_grace`` setting (``MCP_GATEWAY_STOP_GRACE``), which also bounds
+uvicorn's wait for HTTP requests in flight (``http/serving.py``) and sets serve's hard
+exit (``cli/serve.py``: three of them over HTTP)."""
 UNFINISHED = ("unfinished: still running when the gateway stopped and closed its store; "
               "what it did is not known here (check the target's state now)")
 """The ``result`` of the audit entry spilled for an operation the stop did not see end."""
@@ -67,13 +70,13 @@ class Running:
 class InFlight:
     """The admin operations running now (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = GRACE) -> None:
         self._running: dict[int, Running] = {}
         self._ids = itertools.count()
         self._changed = ChangeSignal()
         self._spilled: set[int] = set()  # keys spilled as unfinished (``unspilled``)
         self._lock = threading.Lock()  # ``unspilled`` runs in the hard exit's thread too
-        self.grace = GRACE  # tests shorten it
+        self.grace = grace  # tests shorten it
 
     @contextmanager
     def running(self, actor: Actor, action: str, target: str | None,

@@ -58,6 +58,7 @@ from fast_mcp_gateway.config.schema import (
     ServerConfig,
 )
 from fast_mcp_gateway.errors import ConfigError, Conflict, NotFound
+from fast_mcp_gateway.routing.lifecycle import longest_request
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
@@ -240,15 +241,16 @@ async def restart_replica(ctx: AdminContext, actor: Actor, name: str,
 
 async def drain_replica(ctx: AdminContext, actor: Actor, name: str, replica: int,
                         drain: bool = True) -> ReplicaStatus:
-    """Take a replica out of the balancing pool (waiting, bounded, for its calls in
-    flight), or put it back with ``drain=False``."""
+    """Take a replica out of the balancing pool (waiting for its calls in flight, at
+    most as long as one may still take: ``lifecycle.longest_request``, as a call that
+    reports progress outlives its call timeout), or put it back with ``drain=False``."""
     service = service_of(ctx, name)
     upstream = service.replica(replica)
     try:
         if drain:
             service.draining.add(replica)
             await upstream.wait_until(lambda: upstream.statistics().inflight == 0,
-                                      within=upstream.call_timeout)
+                                      within=longest_request(upstream))
         else:
             service.draining.discard(replica)
     finally:

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 
+from fast_mcp_gateway.cli.log_format import say
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
     HOW_TO_ADD_A_TOKEN,
@@ -114,7 +115,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
         for line in announcement(settings, len(config.servers),
                                  interactive=sys.stdin.isatty(),
                                  authenticated=config.options.auth is not None):
-            print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
+            print(say(line, as_json=settings.log_format == "json",
+                      instance=settings.instance_id), file=sys.stderr, flush=True)
         async with anyio.create_task_group() as tg:
 
             async def discard_unadopted() -> None:
@@ -332,7 +334,8 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
                         tg.start_soon(gateway.reload_on_signal, "SIGHUP")
                         continue
                     log.info("received %s: stopping", signal.Signals(received).name)
-                    timer = threading.Timer(_HTTP_EXIT_GRACE if http else _EXIT_GRACE,
+                    timer = threading.Timer(_HTTP_EXIT_GRACES * gateway.settings.stop_grace
+                                            if http else _EXIT_GRACE,
                                             _hard_exit, args=(gateway,))
                     timer.daemon = True
                     timer.start()
@@ -355,7 +358,7 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
 
 
 _EXIT_GRACE = 2.0
-_HTTP_EXIT_GRACE = 15.0
+_HTTP_EXIT_GRACES = 3  # stop_grace for requests, then for admin operations, then the rest
 
 
 def _spill_in_flight(gateway: Any) -> int:

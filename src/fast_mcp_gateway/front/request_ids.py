@@ -1,4 +1,5 @@
-"""The stdio host's requests in flight, by id: a duplicate is answered with an error.
+"""The stdio host's requests in flight, by id: a duplicate is answered with an error
+(over stateful streamable HTTP: ``http/request_ids.py``).
 
 JSON-RPC 2.0 lets a client match each response to its request by id, and MCP says a
 request id "MUST NOT have been previously used by the requestor within the same
@@ -46,7 +47,7 @@ class RequestIds:
         """``message`` was read: None, or (a request under an id in flight) the error
         to answer it with instead of running it."""
         if isinstance(message, types.JSONRPCRequest):
-            key = _key(message.id)
+            key = id_key(message.id)
             if key is None:
                 return None
             if key in self._open:
@@ -55,7 +56,7 @@ class RequestIds:
         elif isinstance(message, types.JSONRPCNotification) \
                 and message.method == "notifications/cancelled" \
                 and isinstance(message.params, dict):
-            key = _key(message.params.get("requestId"))
+            key = id_key(message.params.get("requestId"))
             if key is not None:  # no answer will come: the id may be used again
                 self._open.discard(key)
         return None
@@ -78,12 +79,12 @@ class RequestIds:
         except ValueError:
             return
         if text.startswith((',"result"', ',"error"'), end):
-            key = _key(request_id)
+            key = id_key(request_id)
             if key is not None:
                 self._open.discard(key)
 
 
-def _key(request_id: Any) -> Any:
+def id_key(request_id: Any) -> Any:
     """``request_id`` as the SDK's ``coerce_request_id`` correlates it (a string of an
     int is that int; ``tests/test_request_ids.py`` holds the two equal), written here:
     importing ``mcp.shared.dispatcher`` loads the SDK's package, which the stdio front

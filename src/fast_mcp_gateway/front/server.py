@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -420,6 +420,10 @@ class AnswerFirst:
         self._first = True
         self._answered = anyio.Event()
         self._early = answered
+        # Awaited at the end of the host's lines, before the SDK sees it and waits for
+        # the requests in flight (``Gateway._admin_ops_ended``: an admin tool's
+        # operation, shielded, held the exit of a gateway whose host had left).
+        self.on_end: Callable[[], Awaitable[object]] | None = None
 
     def __aiter__(self) -> AnswerFirst:
         return self
@@ -427,14 +431,22 @@ class AnswerFirst:
     async def __anext__(self) -> str:
         if self._first:
             self._first = False
-            line = await self._lines.__anext__()
+            line = await self._next()
             if not is_opening(line):
                 await self._after.run()
             return line
         if not self._after.done.is_set():
             await _first_of(self._answered, self._after.done)
             await self._after.run()
-        return await self._lines.__anext__()
+        return await self._next()
+
+    async def _next(self) -> str:
+        try:
+            return await self._lines.__anext__()
+        except StopAsyncIteration:
+            if self.on_end is not None:
+                await self.on_end()
+            raise
 
     async def write(self, text: str) -> None:
         if self._early is not None and self._answered_early(text):

@@ -24,7 +24,7 @@ import functools
 import ipaddress
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +60,7 @@ from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
+from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of
@@ -360,12 +361,14 @@ def _served(groups: Sequence[RouteGroup], mcp_path: str, transport: Transport,
 
 def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings,
               transport: Transport = "http", *, groups: Sequence[GroupSource] = (),
-              lane: Callable[..., ASGIApp] | None = None) -> GatewayApp:
+              lane: Callable[..., ASGIApp] | None = None,
+              before_sessions_end: Callable[[], Awaitable[object]] | None = None) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan.
     ``lane`` (streamable HTTP only; called ``lane(app, access, max_body=...)``) wraps
     FastMCP's app for the MCP endpoint's exact path, behind the same Host/Origin guard
-    (the HTTP express lane)."""
+    (the HTTP express lane).  ``before_sessions_end`` is awaited as the lifespan
+    begins to end, before the MCP sessions end (``Gateway._admin_ops_ended``)."""
     auth = ctx.options.auth
     # Follows reloads of gateway.auth (token rotation); adding or removing the whole
     # section changes what FastMCP's app is built with, which takes a restart.
@@ -411,6 +414,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         wrap_routes(mcp_app, (mcp_path,), functools.partial(  # one caller, not all of them
             SessionQuota, manager=session_manager_of(mcp_app, mcp_path),
             tokens=verifier is not None))
+        # A request under an id in flight in its session overwrote the first's stream
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(InFlightIds, limit=max_body))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"
@@ -455,7 +460,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         async with mcp_app.router.lifespan_context(app):
             if set_body_limit is not None:  # on the session manager it made just now
                 set_body_limit(max_body)
-            yield
+            try:
+                yield
+            finally:
+                if before_sessions_end is not None:
+                    await before_sessions_end()
 
     middleware = [Middleware(ProfilePaths, path=mcp_path, options=ctx.options, access=access,
                              messages=fastmcp.settings.message_path if transport == "sse"

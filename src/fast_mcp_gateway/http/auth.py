@@ -253,8 +253,8 @@ class GatewayVerifier(TokenVerifier):
         try:
             return await self._verify(token)
         except Exception as exc:  # noqa: BLE001 - any failure is a refusal, never a 500
-            logger.warning("bearer token refused: verification failed (%s)",
-                           type(exc).__name__)
+            self._refusals.warn("failed", "bearer token refused: verification failed (%s)",
+                                type(exc).__name__)
             return None
 
     async def _verify(self, token: str) -> AccessToken | None:
@@ -287,9 +287,9 @@ class GatewayVerifier(TokenVerifier):
         problem = None if subject is None else subject_problem(str(subject))
         if problem is not None:  # checked first: the refusals below log the subject
             # Its subject names the caller in the records, the audit log and the dashboard.
-            logger.warning("refused a JWT whose '%s' %s; have the issuer name the subject "
-                           "plainly, or set gateway.auth.jwt.subject_claim to a claim that "
-                           "does", claim, problem)
+            self._refusals.warn("subject", "refused a JWT whose '%s' %s; have the issuer "
+                                "name the subject plainly, or set gateway.auth.jwt."
+                                "subject_claim to a claim that does", claim, problem)
             jwt_refusals.refusal.set(
                 f"{_VERIFIED_JWT}its '{claim}' claim {problem}: it names the caller in call "
                 f"records, the audit log and the dashboard, so it must be a plain name (at "
@@ -300,8 +300,9 @@ class GatewayVerifier(TokenVerifier):
         if verified.expires_at is None:
             # An access token must expire (RFC 9068, 2.2): one without 'exp', lifted once
             # from a log or a proxy, would be valid until the issuer's key is rotated.
-            logger.warning("refused a JWT without 'exp' (subject %r): access tokens must "
-                           "expire; have the issuer set one", subject)  # checked above
+            self._refusals.warn("no exp", "refused a JWT without 'exp' (subject %r): access "
+                                "tokens must expire; have the issuer set one",
+                                subject)  # checked above
             jwt_refusals.refusal.set(f"{_VERIFIED_JWT}it has no 'exp' claim: access tokens "
                                      "must expire (RFC 9068); have the issuer set one")
             return None
@@ -316,9 +317,9 @@ class GatewayVerifier(TokenVerifier):
                 f"{_VERIFIED_JWT}it has no '{claim}' claim naming its caller (RFC 9068 "
                 "access tokens name their subject); have the issuer set it, or set "
                 "gateway.auth.jwt.subject_claim")
-            logger.warning("refused a JWT without '%s' (RFC 9068 access tokens name their "
-                           "subject); have the issuer set it, or set gateway.auth.jwt."
-                           "subject_claim", claim)
+            self._refusals.warn("no subject", "refused a JWT without '%s' (RFC 9068 access "
+                                "tokens name their subject); have the issuer set it, or set "
+                                "gateway.auth.jwt.subject_claim", claim)
             return None
         access = _from_jwt(verified, self._jwt_config)
         if access is not None and self._cache_size > 0:

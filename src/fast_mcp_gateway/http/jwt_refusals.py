@@ -12,7 +12,8 @@ leave the signature.  The holder's words (``Refusal.caller``) never repeat a val
 token chose (a forged token could put anything there, and the words go into a
 ``WWW-Authenticate`` quoted-string); they name the configured issuer, the expiry as a
 time, and the setting involved.  The operator's words (``Refusal.log``) are logged by
-``RefusalLog``: one line per cause a minute, whatever the request rate.  For a
+``RefusalLog``: one line per cause a minute, whatever the request rate (and however
+many times a request's token is verified: the HTTP express lane, then the full path).  For a
 signature, ``JwksProbe`` fetches ``jwks_uri`` (at most once a minute) to say whether it
 answered, and whether it has the token's key id.
 """
@@ -191,6 +192,15 @@ class RefusalLog:
             return False
         self._last[cause] = now
         return True
+
+    def warn(self, cause: str, message: str, *args: Any) -> None:
+        """Log ``message`` % ``args`` at WARNING if ``cause`` is ``due``: the refusals
+        ``diagnose`` does not word (after the signature verified, or a verifier that
+        raised), each logged on every request before (twice on the HTTP express lane,
+        which verifies the token, then the full path it passes it to again)."""
+        if self.due(cause):
+            logger.warning(message + " (repeats of this cause are not logged for %d s)",
+                           *args, int(LOG_EVERY))
 
     def write(self, found: Refusal, detail: str | None = None) -> None:
         level = logging.INFO if found.cause == "expired" else logging.WARNING

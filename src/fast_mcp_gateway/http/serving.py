@@ -1,7 +1,7 @@
 """The uvicorn server under HTTP/SSE mode, and what it says of requests a stop cuts.
 
 ``uvicorn_server`` builds it as ``Gateway`` serves it (the guarded protocols of
-``slow_clients``, no WebSockets, a 5 s grace for requests in flight at a stop).
+``slow_clients``, no WebSockets, ``stop_grace`` (5 s) for requests in flight at a stop).
 
 At a stop uvicorn gives requests in flight ``timeout_graceful_shutdown`` seconds, logs
 "Cancel N running task(s), timeout graceful shutdown exceeded" at ERROR and cancels
@@ -37,9 +37,6 @@ from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 
 logger = logging.getLogger(__name__)
 
-REQUEST_GRACE = 5
-"""uvicorn's ``timeout_graceful_shutdown``: a host holding a stream open must not keep
-a stopping gateway alive."""
 _STOPPING = {"error": {"code": "gateway_stopping", "message": (
     "the gateway stopped before this request ended; what it asked for may have been "
     "done (an admin change is finished and audited): check, then retry once the "
@@ -54,7 +51,7 @@ def uvicorn_server(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Server:
         return server is not None and (server.should_exit or server.force_exit)
 
     config = uvicorn.Config(
-        CutAtStop(app, stopping), host=settings.host, port=settings.port,
+        CutAtStop(app, stopping, settings.stop_grace), host=settings.host, port=settings.port,
         log_level="warning", lifespan="on", log_config=None, access_log=False,
         # A client that never finishes its headers is closed (uvicorn has no such
         # timeout of its own): httptools when installed, else h11, both guarded.
@@ -67,7 +64,8 @@ def uvicorn_server(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Server:
         # Nothing here is a WebSocket: upgrades are refused without loading the
         # websockets library (~0.65 MB of RSS).
         ws=RefusedWebSocket,
-        timeout_graceful_shutdown=REQUEST_GRACE,
+        # A host holding a stream open must not keep a stopping gateway alive.
+        timeout_graceful_shutdown=math.ceil(settings.stop_grace),
     )
     server = uvicorn.Server(config)
     errors = logging.getLogger("uvicorn.error")
@@ -80,9 +78,11 @@ class CutAtStop:
     """``app``, whose requests cut by a stop (``stopping()``) end in one line, not a
     traceback (module docstring)."""
 
-    def __init__(self, app: ASGIApp, stopping: Callable[[], bool]) -> None:
+    def __init__(self, app: ASGIApp, stopping: Callable[[], bool], grace: float = 5.0
+                 ) -> None:
         self.app = app
         self.stopping = stopping
+        self.grace = grace  # uvicorn's timeout_graceful_shutdown, for the words
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,9 +101,9 @@ class CutAtStop:
             # A stream (an answer under way) is ended, as at any stop; a request not
             # answered yet is news: what it asked for may or may not be done.
             logger.log(logging.INFO if ended == "its stream is ended" else logging.WARNING,
-                       "stopping: cut %s %s, still running %d s after the stop began (the "
+                       "stopping: cut %s %s, still running %g s after the stop began (the "
                        "grace for requests in flight); %s", scope.get("method"),
-                       scope.get("path"), REQUEST_GRACE, ended)
+                       scope.get("path"), math.ceil(self.grace), ended)
             return
         if self.stopping():
             # A stream the stop ended (sse-starlette ends them when uvicorn exits)

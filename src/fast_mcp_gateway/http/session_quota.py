@@ -26,6 +26,7 @@ from typing import Any
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fast_mcp_gateway._compat import open_http_sessions
 from fast_mcp_gateway.http.auth import principal_of
 
 PER_CALLER_SHARE = 8  # one caller may hold an eighth of the sessions open at once
@@ -82,7 +83,7 @@ class SessionQuota:
         if manager.max_sessions is None or manager.stateless:
             await self.app(scope, receive, send)
             return
-        live: dict[str, Any] = manager._server_instances
+        live = open_http_sessions(manager)
         limit = max(1, manager.max_sessions // PER_CALLER_SHARE)
         if len(self._opened) > len(live):  # ended and expired sessions are forgotten
             self._opened = {s: who for s, who in self._opened.items() if s in live}

@@ -23,6 +23,7 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.policies import FailureKind
+from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Upstream
 
 T = TypeVar("T")
@@ -88,6 +89,11 @@ def rising(report: ProgressFnT | None) -> ProgressFnT | None:
         await report(progress, total, message)
 
     return relay
+
+
+def host_progress(front: FrontCall | None) -> ProgressFnT | None:
+    """Where the progress of every attempt of ``front``'s request goes (``rising``)."""
+    return rising(front.progress if front is not None and front.session is not None else None)
 
 
 def last_of(exc: UpstreamError, path: CallPath) -> UpstreamError:

@@ -43,6 +43,7 @@ from fast_mcp_gateway.policies import FailureKind, HealthStatus, RetryPolicy, ma
 from fast_mcp_gateway.routing.attempts import (
     CallPath,
     failure_kind,
+    host_progress,
     last_of,
     noted,
     rising,
@@ -334,8 +335,7 @@ class Service:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call ``name`` on a replica; ``path`` (if given) receives the attempts made."""
         path = path if path is not None else CallPath()
-        report = rising(front.progress if front is not None and front.session is not None
-                        else None)   # one for every attempt
+        report = host_progress(front)  # one for every attempt
         read_only = bool(annotations and annotations.read_only_hint)
         stale_key = (self.host_of(front),
                      json.dumps([name, arguments], sort_keys=True, default=str))
@@ -418,10 +418,10 @@ class Service:
         self, uri: str, front: FrontCall | None, path: CallPath | None = None
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         self._limits.check(None)
-        path = path if path is not None else CallPath()
+        path, report = path if path is not None else CallPath(), host_progress(front)
         result, _ = await self._route(f"resources/read '{uri}'",
-                                      lambda r: r.read_resource(uri, front), idempotent=True,
-                                      path=path, front=front)
+                                      lambda r: r.read_resource(uri, front, report),
+                                      idempotent=True, path=path, front=front)
         return noted(result, path)
 
     async def get_prompt(
@@ -429,9 +429,9 @@ class Service:
         path: CallPath | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
         self._limits.check(None)
-        path = path if path is not None else CallPath()
+        path, report = path if path is not None else CallPath(), host_progress(front)
         result, _ = await self._route(f"prompts/get '{name}'",
-                                      lambda r: r.get_prompt(name, arguments, front),
+                                      lambda r: r.get_prompt(name, arguments, front, report),
                                       idempotent=True, path=path, front=front)
         return noted(result, path)
 

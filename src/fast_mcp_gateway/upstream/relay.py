@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -51,6 +51,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.roots import OutsideCalls
 
 logger = logging.getLogger(__name__)
 
@@ -360,13 +363,6 @@ class InFlight:
         return next((c for c in calls if not c.between_rounds), first)
 
 
-class OutsideCalls(Protocol):
-    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``; for
-    a per_client session, ``roots.OwnerRoots``: its one host's)."""
-
-    async def answer(self, server: str, session: Any) -> Any: ...
-
-
 class HostRelay:
     """The callbacks an upstream session makes to its client, relayed to the host of
     the call they belong to (see the module docstring for attribution).  They run in
@@ -483,7 +479,10 @@ class HostRelay:
             if self._sole is None:   # a replica built outside a manager: no roots
                 return types.ListRootsResult(roots=[])
             return await self._sole.answer(self._name, ctx.session)   # upstream/roots.py
-        return await self._put(owner, "roots", lambda c: c.list_roots())
+        result = await self._put(owner, "roots", lambda c: c.list_roots())
+        if self._sole is not None:
+            self._sole.saw(owner[0], result)
+        return result
 
     def session_callbacks(self, declares: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``ClientSession`` keyword arguments that route to these callbacks: of the

@@ -18,7 +18,7 @@ from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from fast_mcp_gateway._compat import (
     DECLARING,
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.http_tap import HttpTap
 
 T = TypeVar("T")
+_READ_RESULT: TypeAdapter[types.ReadResourceResult | types.InputRequiredResult] = TypeAdapter(
+    types.ReadResourceResult | types.InputRequiredResult)
+_PROMPT_RESULT: TypeAdapter[types.GetPromptResult | types.InputRequiredResult] = TypeAdapter(
+    types.GetPromptResult | types.InputRequiredResult)
 
 
 class Requests:
@@ -270,41 +274,51 @@ class Requests:
         return await self.bounded("catalog listing", None, self._sup.fetch_catalog)
 
     async def read_resource(
-        self, uri: str, front: FrontCall | None
+        self, uri: str, front: FrontCall | None, on_progress: ProgressFnT | None = None,
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        sup = self._sup
-
-        async def op(session: ClientSession) -> Any:
-            if sup.is_modern and front is not None:
-                return await session.read_resource(
-                    uri,
-                    meta=front.meta,  # type: ignore[arg-type]
-                    input_responses=front.input_responses,
-                    request_state=front.request_state,
-                    allow_input_required=True,
-                )
-            return await session.read_resource(uri, meta=front.meta if front else None)  # type: ignore[arg-type]
-
-        return await self.bounded(f"resources/read '{uri}'", front, op)
+        """Under the progress rule of ``call_tool`` (``progress_bounded``), as ``get_prompt``:
+        a read that reports progress is alive; ``on_progress`` as in ``call_tool``."""
+        asked = front if front is not None and self._sup.is_modern else None
+        params = types.ReadResourceRequestParams(
+            uri=uri, _meta=front.meta if front else None,  # type: ignore[arg-type]
+            input_responses=asked.input_responses if asked else None,
+            request_state=asked.request_state if asked else None)
+        return await self.request(f"resources/read '{uri}'", front, self._progressing(
+            types.ReadResourceRequest(params=params), _READ_RESULT, front, on_progress))
 
     async def get_prompt(
-        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None
+        self, name: str, arguments: dict[str, str] | None, front: FrontCall | None,
+        on_progress: ProgressFnT | None = None,
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        sup = self._sup
+        asked = front if front is not None and self._sup.is_modern else None
+        params = types.GetPromptRequestParams(
+            name=name, arguments=arguments, _meta=front.meta if front else None,  # type: ignore[arg-type]
+            input_responses=asked.input_responses if asked else None,
+            request_state=asked.request_state if asked else None)
+        return await self.request(f"prompts/get '{name}'", front, self._progressing(
+            types.GetPromptRequest(params=params), _PROMPT_RESULT, front, on_progress))
+
+    def _progressing(self, request: Any, result: TypeAdapter[Any], front: FrontCall | None,
+                     on_progress: ProgressFnT | None) -> Callable[[ClientSession], Awaitable[Any]]:
+        """``request`` sent by the session (as its ``read_resource``/``get_prompt`` do)
+        under the progress rule; an ``InputRequiredResult`` only for a 2026-07-28 host."""
+        progress = on_progress or (
+            front.progress if front is not None and front.session is not None else None)
+        asking = self._sup.is_modern and front is not None
 
         async def op(session: ClientSession) -> Any:
-            if sup.is_modern and front is not None:
-                return await session.get_prompt(
-                    name,
-                    arguments,
-                    meta=front.meta,  # type: ignore[arg-type]
-                    input_responses=front.input_responses,
-                    request_state=front.request_state,
-                    allow_input_required=True,
-                )
-            return await session.get_prompt(name, arguments, meta=front.meta if front else None)  # type: ignore[arg-type]
+            async def send(report: ProgressFnT | None, within: float) -> Any:
+                return await session.send_request(request, result,
+                                                  request_read_timeout_seconds=within,
+                                                  progress_callback=report)
 
-        return await self.bounded(f"prompts/get '{name}'", front, op)
+            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send)
+            if isinstance(answer, types.InputRequiredResult) and not asking:
+                raise UpstreamRequestFailed(self._sup.label, f"{request.method} asked for "
+                                            "input without a 2026-07-28 host to answer it")
+            return answer
+
+        return op
 
     async def complete(
         self,

@@ -1,0 +1,96 @@
+"""Over stateful streamable HTTP, a request under an id still in flight in its MCP
+session is answered -32600 and never runs (``http/request_ids.py``).
+
+The SDK keys each POST's answer stream by the request's id: a second POST under id 5
+took the first's stream, got the first request's answer, and the first POST got none.
+A real gateway on 127.0.0.1 (uvicorn) and a real upstream (``tests/servers/ticker.py``:
+``work`` answers once the test writes ``finish``; ``hang`` never does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+
+from tests.fixtures import WITHIN, make_gateway, serve_http, stdio_entry, until
+from tests.test_progress_deadline import events
+
+pytestmark = pytest.mark.anyio
+
+ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+async def open_session(http: httpx2.AsyncClient) -> dict[str, str]:
+    """A handshake-era (stateful) session; the headers its requests carry."""
+    opened = await http.post("/mcp", headers=ACCEPT, content=json.dumps({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}))
+    assert opened.status_code == 200, opened.text
+    headers = {**ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"],
+               "mcp-protocol-version": "2025-11-25"}
+    await http.post("/mcp", headers=headers, content=json.dumps(
+        {"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    return headers
+
+
+def call(request_id: Any, name: str) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                       "params": {"name": name, "arguments": {}}})
+
+
+async def answer_of(http: httpx2.AsyncClient, headers: dict[str, str], body: str
+                    ) -> tuple[int, dict[str, Any]]:
+    """The POST's status and its JSON-RPC answer (read off the SSE stream, or the body)."""
+    async with http.stream("POST", "/mcp", headers=headers, content=body) as response:
+        if not response.headers["content-type"].startswith("text/event-stream"):
+            return response.status_code, json.loads(await response.aread())
+        async for line in response.aiter_lines():
+            if line.startswith("data: {") and "method" not in (message := json.loads(line[6:])):
+                return response.status_code, message
+    raise AssertionError("the stream ended with no answer")
+
+
+async def test_a_duplicate_id_in_flight_in_a_session_is_refused_and_never_runs(
+        tmp_path: Path) -> None:
+    gateway = make_gateway({"t": stdio_entry("ticker.py", str(tmp_path))})
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}
+    async with serve_http(gateway.http_app("http")) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=WITHIN) as http:
+        one, other = await open_session(http), await open_session(http)
+
+        async def post(tag: str, headers: dict[str, str], body: str) -> None:
+            answers[tag] = await answer_of(http, headers, body)
+
+        with anyio.fail_after(WITHIN):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post, "first", one, call(5, "t_work"))
+                await until(lambda: "started" in events(tmp_path))
+                for request_id in (5, "5"):  # "5": the same id as the SDK keys it
+                    status, refused = await answer_of(http, one, call(request_id, "t_hang"))
+                    assert status == 400
+                    assert refused == {"jsonrpc": "2.0", "id": request_id, "error": {
+                        "code": types.INVALID_REQUEST, "message":
+                        f"Invalid request: id {json.dumps(request_id)} is already used by a "
+                        "request of this session still in flight; each request needs an id "
+                        "of its own (MCP: a request id MUST NOT be reused within a session). "
+                        "Send it again under a new id"}}, refused
+                # Another session's ids are its own.
+                tg.start_soon(post, "other", other, call(5, "t_work"))
+                await until(lambda: events(tmp_path).count("started") == 2)
+                (tmp_path / "finish").touch()
+        for tag in ("first", "other"):
+            status, answered = answers[tag]
+            assert status == 200 and answered["id"] == 5, answered
+            assert answered["result"]["content"][0]["text"] == "finished after 0 ticks"
+        assert "hang started" not in events(tmp_path)  # the duplicates never ran
+        # Answered, the id is free again.
+        status, again = await answer_of(http, one, json.dumps(
+            {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+        assert status == 200 and "result" in again, again

@@ -140,9 +140,12 @@ class GatewayServer(PreferredToolServer):
         async def prefer(name: str) -> Tool | None:
             tool = await lookup(name)
             gate = self.gate
-            if tool is None and gate is not None and not gate.attempted.is_set():
+            if tool is None and gate is not None and not gate.attempted.is_set() \
+                    and name not in provider.own_names:
                 # A host may call a tool it knows from an earlier session before its
                 # server has connected: wait (bounded) rather than answer "unknown".
+                # Not for the gateway's own tools (no upstream may take their names):
+                # gateway_server_detail of a server still starting waited call_timeout.
                 await gate.settled()
                 tool = await lookup(name)
             if tool is None and await provider.until_offered(

@@ -45,7 +45,8 @@ def test_check_reports_a_broken_server_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     report = json.loads(result.stdout)
     rows = {row["server"]: row for row in report["servers"]}
-    assert rows["broken"]["status"] == "FAILED"
+    # The table's words (lower case; README: "check"), not "FAILED".
+    assert rows["broken"]["status"] == rows["missing"]["status"] == "failed"
     assert "WEATHER_API_KEY is not set" in rows["broken"]["error"]
     assert "command not found" in rows["missing"]["error"]
 

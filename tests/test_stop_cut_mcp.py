@@ -95,6 +95,10 @@ def test_mcp_calls_cut_by_a_stop_get_json_rpc_errors_and_few_lines(tmp_path: Pat
         message = body["error"]["message"]
         assert "the gateway stopped" in message and "1 s after the stop began" in message
         assert "retry on another instance of the gateway" in message, message
+    # Start-up says the server count in one line (the banner, with the event loop).
+    counts = [line for line in said.splitlines() if "1 server(s)" in line
+              or "1 upstream(s)" in line]
+    assert len(counts) == 1 and "(http; event loop: " in counts[0], said
     # Three named, the rest counted in one line; no traceback, no ERROR.
     assert "Traceback" not in said and " ERROR " not in said, said
     named = [line for line in said.splitlines() if "stopping: cut POST /mcp," in line]

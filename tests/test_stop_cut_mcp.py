@@ -32,12 +32,13 @@ MODERN = "2026-07-28"
 CALLS = 5
 
 
-def _call(url: str, request_id: int, answers: dict[int, tuple[int, str, Any]]) -> None:
+def _call(url: str, request_id: int, answers: dict[int, tuple[int, str, Any]],
+          **extra: Any) -> None:
     body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
         "name": "slow_wait", "arguments": {"seconds": 600}, "_meta": {
             types.PROTOCOL_VERSION_META_KEY: MODERN,
             types.CLIENT_INFO_META_KEY: {"name": "raw-http", "version": "1"},
-            types.CLIENT_CAPABILITIES_META_KEY: {}}}}
+            types.CLIENT_CAPABILITIES_META_KEY: {}}}, **extra}
     request = urllib.request.Request(url, json.dumps(body).encode(), method="POST", headers={
         "Content-Type": "application/json", "MCP-Protocol-Version": MODERN,
         "Accept": "application/json, text/event-stream", "Mcp-Method": "tools/call",
@@ -69,7 +70,11 @@ def test_mcp_calls_cut_by_a_stop_get_json_rpc_errors_and_few_lines(tmp_path: Pat
         log.wait_for("upstream slow: starting -> ready")
         calls = [threading.Thread(target=_call, args=(f"http://127.0.0.1:{port}/mcp",
                                                       100 + n, answers))
-                 for n in range(CALLS)]
+                 for n in range(CALLS - 1)]
+        # One the lane passes on (it reads the body; a member it does not know goes to
+        # the full path): its id is the body's, parsed as the stop cuts it.
+        calls.append(threading.Thread(target=_call, args=(
+            f"http://127.0.0.1:{port}/mcp", 100 + CALLS - 1, answers), kwargs={"x-note": 1}))
         for call in calls:
             call.start()
         deadline = time.monotonic() + WITHIN  # every call runs upstream: "started"

@@ -16,7 +16,8 @@ that knows the id says so only as the cancellation passes it (``note_id``, from 
 serves (its plan's id) and for a request it passes on (the body it read, parsed then).
 It is noted in the request's ``scope["state"]`` (uvicorn's per-request dict, shared by
 every copy of the scope), else in the scope.  A request whose id nobody noted (the lane
-off or tracing on, a profile's path) is answered with id null, as JSON-RPC has it when
+off or tracing on, a profile's path, ``Mcp-Param-*`` headers: the lane reads no body) is
+answered with id null, as JSON-RPC has it when
 the id cannot be told (the SDK's client puts its own request's id back).  A
 handshake-era POST is not among them: its answer is an SSE stream started at once,
 which the stop ends.

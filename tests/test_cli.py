@@ -45,7 +45,8 @@ def test_check_reports_a_broken_server_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     report = json.loads(result.stdout)
     rows = {row["server"]: row for row in report["servers"]}
-    assert rows["broken"]["status"] == "FAILED"
+    # The table's words (lower case; README: "check"), not "FAILED".
+    assert rows["broken"]["status"] == rows["missing"]["status"] == "failed"
     assert "WEATHER_API_KEY is not set" in rows["broken"]["error"]
     assert "command not found" in rows["missing"]["error"]
 
@@ -95,7 +96,9 @@ def test_stdout_carries_only_protocol() -> None:
     names = {t["name"] for t in replies[1]["result"]["tools"]}
     assert {"notes_add_note", "clock_now", "gateway_list_servers"} <= names
     assert replies[2]["result"]["structuredContent"] == {"result": 3.0}
-    assert "serving 2 upstream(s)" in err
+    # The server count in one line (no runtime registrations: the store adds none).
+    assert "starting 2 upstream(s) from servers.yaml over stdio (event loop: " in err, err
+    assert "serving 2 upstream(s)" not in err, err
 
 
 def test_sigterm_stops_the_gateway_and_every_upstream_process() -> None:

@@ -211,7 +211,7 @@ def _assert_clean_stop(proc: subprocess.Popen[bytes], log: Path, marker: str,
                        loop: str) -> str:
     assert proc.wait(timeout=WITHIN) == 0
     text = log.read_text()
-    assert f"(event loop: {loop}" in text, text
+    assert f"event loop: {loop}" in text, text
     assert "Traceback" not in text and " ERROR " not in text, text
     assert not procs.wait_gone_pids(_marked(marker), timeout=10), "upstreams outlived it"
     return text

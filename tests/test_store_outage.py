@@ -287,6 +287,7 @@ async def test_an_outage_is_two_lines_of_the_gateway_not_one_per_reconnect(
     lines in a night's outage), in its own words, beside the recorder's and the change
     feed's lines.  Now: one line when it goes (what, since when, what the gateway does
     meanwhile), one when it is back, however many reconnects happen between."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway")  # "store back" is INFO
     url = own_cluster.create_database()
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=url)

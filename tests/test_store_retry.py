@@ -4,6 +4,7 @@ Waits are recorded by a stand-in ``anyio.sleep`` (no time is measured)."""
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -75,6 +76,7 @@ async def test_a_long_outage_never_overflows_the_wait(waits: list[float]) -> Non
 
 async def test_the_writer_holds_a_batch_through_an_outage(
         waits: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway")
     written: list[list[int]] = []
     outage = 3
 
@@ -89,15 +91,20 @@ async def test_the_writer_holds_a_batch_through_an_outage(
     await write_through(writer, 1, 2)
     assert written == [[1, 2]] and writer.written == 2 and writer.failed_writes == 0
     assert len(waits) == 3 and not writer.store_unavailable
-    # One warning for the outage (not one per attempt), one when the store is back.
-    assert caplog.text.count("numbers held until the store is back") == 1
-    assert "the store is back: writing numbers again" in caplog.text
+    # One warning for the outage (not one per attempt), one line (INFO: a recovery is
+    # no problem) when the store is back.
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [m for m in said if "numbers held until the store is back" in m[1]] == [
+        (logging.WARNING, "numbers held until the store is back: database at test is "
+         "unreachable")], said
+    assert (logging.INFO, "the store is back: writing numbers again") in said, said
 
 
 async def test_the_change_feed_says_once_that_it_lost_the_store_and_reconnects(
         waits: list[float], caplog: pytest.LogCaptureFixture) -> None:
     """A database going away: one line saying what (the store's own words) and that the
     feed reconnects, then one when it is back; the feed keeps following."""
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway")
     import anyio
 
     from fast_mcp_gateway.store.records import ChangeBatch
@@ -138,6 +145,8 @@ async def test_the_change_feed_says_once_that_it_lost_the_store_and_reconnects(
         assert await control.remote_applied.wait_until(
             lambda: "store back after" in caplog.text, 30)
         tg.cancel_scope.cancel()
+    levels = [r.levelno for r in caplog.records if r.name == "fast_mcp_gateway.store"]
+    assert levels == [logging.WARNING, logging.INFO], levels  # a recovery is no problem
     said = [r.getMessage() for r in caplog.records if r.name == "fast_mcp_gateway.store"]
     assert len(said) == 2, said  # the gateway's one line each way, not the feed's own
     assert said[0].startswith("store unreachable since ") and lost in said[0], said

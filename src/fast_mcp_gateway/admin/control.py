@@ -163,10 +163,9 @@ class ControlPlane:
     # -- the store's lifetime -------------------------------------------------------
 
     async def attach(self, store: Store, recorder: Recorder, *, late: bool = False) -> bool:
-        """Take the opened store: its route rules, runtime registrations and pins apply
-        now (``late``: to the upstreams running already).  A store not open yet
-        (``DeferredStore``: the gateway starts without it) is held: its users meet the
-        outage's ``StoreUnavailable`` until ``connect_later`` attaches it; False then."""
+        """Take the opened store: its route rules, registrations and pins apply now (``late``:
+        to the upstreams running already); a ``DeferredStore`` (started without it) is held
+        (its users meet ``StoreUnavailable``) until ``connect_later`` attaches it: False."""
         self.store, self.recorder = store, recorder
         recorder.outage = self.outage
         if recorder.spool is not None:  # what is held goes there at a stop, the store away
@@ -205,11 +204,12 @@ class ControlPlane:
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
                    and desired.get(r.name) is not self.config.servers.get(r.name)]
         warn_overlong(registrations, runtime, mask_text(self.settings.db or "the store"))
-        logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
-                    len(desired), len(desired) - len(runtime), self.config.source,
-                    len(runtime), mask_text(self.settings.db or "the store"),
-                    f" ({', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
-                    if runtime else "")
+        if runtime or late:  # else serve's one start-up line said it all (cli/serve.py)
+            logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
+                        len(desired), len(desired) - len(runtime), self.config.source,
+                        len(runtime), mask_text(self.settings.db or "the store"), f" ("
+                        f"{', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
+                        if runtime else "")
         await load_pins(self)
         return True
 

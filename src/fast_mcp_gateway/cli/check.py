@@ -5,7 +5,11 @@ servers merged with the store's runtime registrations (``reports.merged_servers`
 ``mcp-gateway servers`` lists them), each row saying where it comes from.  With
 ``--no-db`` (``db`` None), as ``serve --no-db``, the file's servers alone: the store is
 not opened.  A server whose entry is invalid (``serve`` does not start it) is a row in
-status ``invalid`` with the loader's message, and fails the check as a failed connect does."""
+status ``invalid`` with the loader's message, and fails the check as a failed connect does.
+
+A row's ``status`` is one word, the same in the table and in ``--json``: ``ok`` (it
+connected and listed), ``failed`` (it did not: ``error`` says why), ``invalid`` (its
+entry), ``disabled`` (``enabled: false``: not connected)."""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             try:
                 await upstream.probe()
             except Exception:  # noqa: BLE001 - reported in the row
-                row.update(status="FAILED", error=upstream.last_error)
+                row.update(status="failed", error=upstream.last_error)
             else:
                 counts = upstream.catalog.counts()
                 row.update(status="ok", tools=counts["tools"], resources=counts["resources"],
@@ -69,7 +73,7 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
     ordered += [{"server": name, "transport": entry.transport, "status": "invalid",
                  "source": "file", "error": entry.error}
                 for name, entry in config.invalid.items() if name not in merged.servers]
-    failed = [r for r in ordered if r.get("status") in ("FAILED", "invalid")]
+    failed = [r for r in ordered if r.get("status") in ("failed", "invalid")]
     origin = config.source + (f" + {len(runtime)} registered at runtime in {mask_text(db)}"
                               if runtime and db is not None else
                               ", no store (--no-db)" if db is None else "")

@@ -106,15 +106,17 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             settings = settings.model_copy(update={"port": sockets[0].getsockname()[1]})
         gateway = Gateway(config, settings, answer_first=settings.transport == "stdio",
                           early=early)
-        logging.getLogger("fast_mcp_gateway").info(
-            "starting %d upstream(s) from %s over %s (event loop: %s)%s", len(config.servers),
-            settings.config, settings.transport, loop,
+        detail = f"event loop: {loop}" + (
             f"; {len(config.invalid)} left out, their entries are invalid (logged above)"
-            if config.invalid else "",
-        )
-        for line in announcement(settings, len(config.servers),
-                                 interactive=sys.stdin.isatty(),
-                                 authenticated=config.options.auth is not None):
+            if config.invalid else "")
+        # The server count once: the banner, or (none: a host launched it) this line.
+        banner = announcement(settings, len(config.servers), interactive=sys.stdin.isatty(),
+                              authenticated=config.options.auth is not None, detail=detail)
+        if not banner:
+            logging.getLogger("fast_mcp_gateway").info(
+                "starting %d upstream(s) from %s over %s (%s)", len(config.servers),
+                settings.config, settings.transport, detail)
+        for line in banner:
             print(say(line, as_json=settings.log_format == "json",
                       instance=settings.instance_id), file=sys.stderr, flush=True)
         async with anyio.create_task_group() as tg:
@@ -274,18 +276,20 @@ def _bind_problem(where: str, host: str, port: int, exc: OSError, *, port_flag: 
 
 
 def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
-                 authenticated: bool | None = None) -> list[str]:
+                 authenticated: bool | None = None, detail: str = "") -> list[str]:
     """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
 
     Over stdio the host normally launched the gateway and nobody reads stderr live, so
     only a terminal user (stdin is a TTY) gets the explanation.  ``authenticated``:
-    ``gateway.auth`` is configured (``None``: not known, no line about access).
+    ``gateway.auth`` is configured (``None``: not known, no line about access);
+    ``detail``: said with the server count (the event loop, entries left out).
     """
     lines: list[str] = []
     if settings.transport == "stdio":
         if interactive:
             lines += [
-                f"serving {servers} server(s) from {settings.config} over stdio.",
+                f"serving {servers} server(s) from {settings.config} over stdio"
+                f"{f' ({detail})' if detail else ''}.",
                 "this terminal is now the MCP host: the gateway expects JSON-RPC on stdin.",
                 "to use it, add this command to an MCP host (README: 'Claude Desktop'), or try "
                 "it with 'mcp-gateway check' or the MCP Inspector.",
@@ -295,7 +299,8 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     path = settings.path if settings.transport == "http" else "/sse"
     lines.append(f"serving {servers} server(s) from {settings.config} at "
-                 f"http://{host}:{settings.port}{path} ({settings.transport}); stop with Ctrl-C.")
+                 f"http://{host}:{settings.port}{path} ({settings.transport}"
+                 f"{f'; {detail}' if detail else ''}); stop with Ctrl-C.")
     if authenticated:
         lines.append("every request needs a bearer token (gateway.auth).")
     elif not is_loopback(settings.host):

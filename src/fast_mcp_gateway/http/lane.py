@@ -71,6 +71,7 @@ from fast_mcp_gateway.front.wire import (
 from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
+from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS
@@ -143,7 +144,11 @@ class HttpLane:
             except Exception:  # a lane bug must not cost the host its answer
                 logger.exception("http express lane: passing a request on after an error")
         if plan is None:
-            await self.app(scope, replay(body, end, receive), send)
+            try:
+                await self.app(scope, replay(body, end, receive), send)
+            except asyncio.CancelledError:  # no cost on the way: a stop names its id
+                note_body(scope, body)
+                raise
             return
         self.served += 1
         await self._serve(plan, scope, receive, send)
@@ -354,6 +359,7 @@ class HttpLane:
             answer = await self._answer(plan, reply, early)
         except asyncio.CancelledError:
             if not left.cancelled or left.task.uncancel() > left.base:
+                note_id(scope, plan.request_id)  # a stop's answer names it (stop_answers)
                 raise  # not (only) the host's leaving (the server is stopping): it goes on
             return  # the host left: the call was cancelled, nobody to answer
         finally:

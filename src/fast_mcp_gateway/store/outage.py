@@ -65,7 +65,8 @@ class StoreOutage:
         if self.since is None:
             return
         since, self.since = self.since, None
-        logger.warning("store back after %s (unreachable since %s): %s",
+        # A recovery is news, not a problem: INFO (the outage itself was a WARNING).
+        logger.info("store back after %s (unreachable since %s): %s",
                        _duration(self.clock() - since), _utc(since), then)
 
 

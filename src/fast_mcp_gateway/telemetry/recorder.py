@@ -332,7 +332,7 @@ class BatchWriter(Generic[T]):
                 if self.outage is not None:
                     self.outage.back(f"writing the held {self.what}")
                 else:
-                    logger.warning("the store is back: writing %s again", self.what)
+                    logger.info("the store is back: writing %s again", self.what)
         except Exception as exc:  # noqa: BLE001 - a failed write must never fail callers
             self.failed_writes += len(batch)
             logger.warning("could not write %d %s: %s", len(batch), self.what, exc)

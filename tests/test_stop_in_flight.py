@@ -224,4 +224,19 @@ def test_one_setting_sets_every_grace_of_a_stop(monkeypatch: pytest.MonkeyPatch)
     assert gateway.control.in_flight.grace == 2
     server = uvicorn_server(gateway.http_app(), gateway.settings)
     assert server.config.timeout_graceful_shutdown == 2
-    assert serve._HTTP_EXIT_GRACES * gateway.settings.stop_grace == 6
+    assert serve.hard_exit_after(gateway.settings) == 6
+
+
+@pytest.mark.parametrize("grace", [0.2, 0.5, 1.0, 2.5, 5.0])
+def test_the_hard_exit_comes_after_both_graces_of_a_stop(grace: float) -> None:
+    """The hard exit leaves the rest of the stop time after uvicorn's grace (whole
+    seconds) and the wait for admin operations: at ``3 * stop_grace`` a value under a
+    second (0.2) made it the stop itself, cutting requests uvicorn still waited for."""
+    from fast_mcp_gateway.cli import serve
+    from fast_mcp_gateway.http.serving import uvicorn_server
+
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           stop_grace=grace)
+    requests = uvicorn_server(gateway.http_app(), gateway.settings).config
+    waited = requests.timeout_graceful_shutdown + gateway.control.in_flight.grace
+    assert serve.hard_exit_after(gateway.settings) >= waited + grace

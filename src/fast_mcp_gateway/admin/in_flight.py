@@ -46,7 +46,7 @@ GRACE = 5.0
 """Seconds a stop waits for admin operations in flight before it stops the servers: the
 default of the ``stop_grace`` setting (``MCP_GATEWAY_STOP_GRACE``), which also bounds
 uvicorn's wait for HTTP requests in flight (``http/serving.py``) and sets serve's hard
-exit (``cli/serve.py``: three of them over HTTP)."""
+exit (``cli/serve.hard_exit_after``: three of them over HTTP)."""
 UNFINISHED = ("unfinished: still running when the gateway stopped and closed its store; "
               "what it did is not known here (check the target's state now)")
 """The ``result`` of the audit entry spilled for an operation the stop did not see end."""

@@ -407,7 +407,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
             wrap_routes(mcp_app, (mcp_path,), functools.partial(
                 SessionQuota, manager=session_manager_of(mcp_app, mcp_path)))
         # A request under an id in flight in its session overwrote the first's stream
-        wrap_routes(mcp_app, (mcp_path,), functools.partial(InFlightIds, limit=max_body))
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(
+            InFlightIds, limit=max_body, tokens=verifier is not None))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

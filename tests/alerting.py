@@ -62,6 +62,7 @@ class Receiver:
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_first: int = 0  # answer 503 to this many requests first
     status: int = 200  # then answer this
+    location: str | None = None  # a Location header to send with it (a redirect)
     release: threading.Event = field(default_factory=threading.Event)  # stall until set
     stall: bool = False
     stalled: threading.Event = field(default_factory=threading.Event)  # one is stalled
@@ -90,6 +91,8 @@ def webhook_receiver(path: str = "/hook") -> Iterator[Receiver]:
                 n = len(receiver.requests)
             code = 503 if n <= receiver.fail_first else receiver.status
             self.send_response(code)
+            if receiver.location is not None:
+                self.send_header("Location", receiver.location)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

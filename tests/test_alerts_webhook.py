@@ -87,8 +87,11 @@ async def test_a_refusal_is_not_retried_and_the_next_event_still_goes(
     assert receiver.bodies() == [payload(1), payload(2)]  # one attempt each
     assert (sink.stats.sent, sink.stats.failed, sink.stats.retries) == (0, 2, 0)
     assert sink.stats.last_error == "HTTP 400 (not retried)"
-    assert any("could not deliver alert 'r2' firing on 'svc': HTTP 400" in r.getMessage()
-               for r in caplog.records)
+    # The first failure is news (WARNING); the next is counted, not logged again.
+    assert [r.getMessage()[:r.getMessage().index("; check")] for r in caplog.records
+            if "could not deliver" in r.getMessage() and r.levelno >= logging.INFO] == [
+        f"alert webhook {receiver.url.removesuffix('/hook')}/***: could not deliver "
+        "alert 'r1' firing on 'svc': HTTP 400 (not retried)"]
 
 
 async def test_an_unreachable_receiver_gives_up_after_its_attempts() -> None:
@@ -139,7 +142,10 @@ async def test_a_stalled_receiver_bounds_the_queue_and_never_slows_the_gateway(
             # What got through is the newest: the resolutions.
             assert receiver.bodies()[-1]["state"] == "resolved"
     drops = [r for r in caplog.records if "alert webhook queue full" in r.getMessage()]
-    assert len(drops) == stats.dropped and {r.levelno for r in drops} == {logging.WARNING}
+    # Every drop is counted; the log says so when the queue fills, not at each drop
+    # (it had room once, at most: when the delivery that stalled was taken from it).
+    warned = [r for r in drops if r.levelno == logging.WARNING]
+    assert 1 <= len(warned) <= 2, drops
 
 
 def test_the_webhooks_url_is_shown_without_its_path_or_query() -> None:

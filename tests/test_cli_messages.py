@@ -324,12 +324,14 @@ def test_a_store_host_dns_says_does_not_exist_fails_at_once_naming_it(
 
 
 @pytest.mark.parametrize(("argv", "env", "said"), [
-    (["--port", "99999"], {}, "--port: must be less than or equal to 65535 (got 99999)"),
-    (["--connect-timeout", "-5"], {}, "--connect-timeout: must be greater than 0 (got -5.0)"),
+    (["--port", "99999"], {},
+     "--port: must be a whole number at least 0 and at most 65535 (got 99999)"),
+    (["--connect-timeout", "-5"], {},
+     "--connect-timeout: must be a number greater than 0 (got -5.0)"),
     (["--startup-wait", "-1"], {},
-     "--startup-wait: must be greater than or equal to 0 (got -1.0)"),
+     "--startup-wait: must be a number at least 0 and at most 3600 (got -1.0)"),
     ([], {"MCP_GATEWAY_PORT": "99999"},
-     "MCP_GATEWAY_PORT: must be less than or equal to 65535 (got '99999')"),
+     "MCP_GATEWAY_PORT: must be a whole number at least 0 and at most 65535 (got '99999')"),
 ])
 def test_a_flag_out_of_range_is_named_as_typed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

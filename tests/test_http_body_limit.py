@@ -95,7 +95,8 @@ def test_the_default_is_the_sdks_and_sse_keeps_it() -> None:
     with pytest.raises(ValidationError) as bounds:
         GatewaySettings(http_max_body_bytes=100 * MIB)
     assert settings_problem(bounds.value).startswith(
-        "MCP_GATEWAY_HTTP_MAX_BODY_BYTES: must be less than or equal to 67108864")
+        "MCP_GATEWAY_HTTP_MAX_BODY_BYTES: must be a whole number at least 4096 and at most "
+        "67108864")
     with pytest.raises(ValidationError) as sse:
         GatewaySettings(transport="sse", http_max_body_bytes=8 * MIB)
     assert settings_problem(sse.value).startswith(

@@ -193,7 +193,7 @@ async def test_a_records_arguments_are_kept_up_to_a_bound(tmp_path: Path) -> Non
 
 async def test_routes_logs_stats_and_inspector(tmp_path: Path) -> None:
     async with serving(tmp_path, {"notes": demo("notes"), "clock": demo("clock")}) as (api, base):
-        async with Client(f"{base}/mcp", auth=OPS) as client:
+        async with Client(f"{base}/mcp", auth=BOB) as client:  # bob reads his calls below
             for title in ("a", "b", "c"):
                 await client.call_tool("notes_add_note", {"title": title})
             await client.call_tool("clock_add", {"a": 1, "b": 2})
@@ -342,8 +342,17 @@ async def test_tokens_scopes_and_server_restrictions(tmp_path: Path) -> None:
         async with Client(f"{base}/mcp", auth=OPS) as client:
             await client.call_tool("clock_add", {"a": 1, "b": 1})
             await client.call_tool("notes_list_notes", {})
-        calls = (await api("GET", "/logs/invocations", ALICE)).json()["calls"]
-        assert [c["server"] for c in calls] == ["notes"]
+        async with Client(f"{base}/mcp", auth=BOB) as client:
+            await client.call_tool("clock_add", {"a": 2, "b": 2})
+            await client.call_tool("notes_list_notes", {})
+        # A token without scope admin reads its own calls only (ops's and bob's on her
+        # server are theirs), and bob his own on every server; ops, an admin, all.
+        assert (await api("GET", "/logs/invocations", ALICE)).json()["calls"] == []
+        calls = (await api("GET", "/logs/invocations", BOB)).json()["calls"]
+        assert [(c["client"], c["server"]) for c in calls] == [("bob", "notes"),
+                                                               ("bob", "clock")]
+        calls = (await api("GET", "/logs/invocations", OPS)).json()["calls"]
+        assert [c["client"] for c in calls] == ["bob", "bob", "ops", "ops"]
         overview = (await api("GET", "/stats/overview", ALICE)).json()
         assert [g["key"] for g in overview["groups"]] == ["notes"]
         assert set(overview["inflight"]) == {"notes"}

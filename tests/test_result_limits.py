@@ -12,21 +12,33 @@ import pytest
 from fast_mcp_gateway.config.loader import parse_config_text
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.results import CACHE_META, TRUNCATED_META, size_of, truncate
-from tests.test_lane import lane_id, raw_host, write_config
+from tests.fixtures import PY, SERVERS
+from tests.test_lane import lane_id, raw_host
 
 pytestmark = pytest.mark.anyio
 
 BIG = {"text": "0123456789" * 50, "times": 10}          # 5000 characters of text
 
 
+def _limited(tmp_path: Path) -> Path:
+    """Two servers of the same program behind one gateway, both limited to 2000 bytes:
+    ``up`` caches ``whoami`` and ``echo`` and refuses an oversize result, ``cut``
+    truncates one and caches nothing."""
+    lane = {"command": PY, "args": [str(SERVERS / "lane.py")],
+            "env": {"LANE_MARKS": str(tmp_path)}, "max_result_bytes": 2000}
+    path = tmp_path / "servers.yaml"
+    path.write_text(json.dumps({"servers": {
+        "up": {**lane, "tools": {"cache": {"whoami": {"ttl": 600}, "echo": {"ttl": 600}}}},
+        "cut": {**lane, "oversize": "truncate"}}}))
+    return path
+
+
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 async def test_limits_and_cache_answer_alike_on_both_paths(tmp_path: Path, era: str) -> None:
-    config = write_config(tmp_path, max_result_bytes=2000,
-                          tools={"cache": {"whoami": {"ttl": 600}, "echo": {"ttl": 600}}})
-    truncating = write_config(tmp_path, max_result_bytes=2000, oversize="truncate")
+    config = _limited(tmp_path)
     answers: dict[bool, list[Any]] = {}
     for lane in (True, False):
-        async with raw_host(config, era, lane=lane) as host:
+        async with raw_host(config, era, lane=lane, listed=("up_whoami", "cut_whoami")) as host:
             first, again = await host.call("up_whoami"), await host.call("up_whoami")
             assert lane_id(first).startswith("gw-") is lane
             assert lane_id(again) == lane_id(first)              # served from the cache
@@ -37,11 +49,10 @@ async def test_limits_and_cache_answer_alike_on_both_paths(tmp_path: Path, era: 
             refused = await host.call("up_echo", BIG)
             detail = await host.call("gateway_server_detail", {"name": "up"})
             answers[lane] = [small, refused, detail["structuredContent"]["curation"]["problems"]]
-        async with raw_host(truncating, era, lane=lane) as host:
-            cut = await host.call("up_echo", BIG)
+            cut = await host.call("cut_echo", BIG)
             answers[lane].append(cut)
-            assert lane_id(await host.call("up_whoami")) != lane_id(
-                await host.call("up_whoami"))                   # no cache rule: not cached
+            assert lane_id(await host.call("cut_whoami")) != lane_id(
+                await host.call("cut_whoami"))                  # no cache rule: not cached
     assert answers[True] == answers[False]
     small, refused, problems, cut = answers[True]
     assert small["content"] == [{"type": "text", "text": "abab"}] and not small["isError"]

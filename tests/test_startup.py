@@ -273,6 +273,24 @@ async def test_a_read_of_a_server_still_connecting_waits_for_it(tmp_path: Path) 
     assert isinstance(results["call"], int)
 
 
+async def test_the_gateways_own_tools_answer_while_a_server_is_still_connecting(
+        tmp_path: Path) -> None:
+    """What a host asks while a server starts (gateway_server_detail) waited, as an
+    unknown name does, for every first attempt: up to call_timeout (30 s by default)."""
+    release = tmp_path / "release"
+    gateway = make_gateway({"slow": slow_entry(release)}, startup_wait=0.0,
+                           call_timeout=600.0)
+    with anyio.fail_after(GUARD):
+        async with Client(gateway.server, mode="legacy") as client:
+            slow = gateway.manager.get("slow").replicas[0]
+            assert await slow.wait_until(
+                lambda: "still connecting" in (slow.last_error or ""), GUARD)
+            detail = await client.call_tool("gateway_server_detail", {"name": "slow"})
+            assert detail.structured_content is not None
+            assert detail.structured_content["state"] == "starting"
+            release.touch()
+
+
 @pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
 async def test_a_subscribe_to_a_server_still_connecting_waits_for_it(
         tmp_path: Path, era: str) -> None:

@@ -106,6 +106,18 @@ async def test_invocations_of_one_gateway_instance(store: Store) -> None:
     assert (await store.invocations(instance="gw-c"))[0] == []
 
 
+async def test_invocations_of_one_caller_page_as_its_own(store: Store) -> None:
+    """A caller without scope admin reads its own records (``client``), in full pages."""
+    await store.add_invocations([replace(inv(i), client=("alice", "bob", "bob")[i % 3])
+                                 for i in range(1, 10)])
+    page, cursor = await store.invocations(client="alice", limit=2)
+    assert [r.id for r in page] == ["id-0000009", "id-0000006"] and cursor is not None
+    page, cursor = await store.invocations(client="alice", limit=2, cursor=cursor)
+    assert [r.id for r in page] == ["id-0000003"] and cursor is None
+    assert {r.client for r in (await store.invocations(client="bob"))[0]} == {"bob"}
+    assert (await store.invocations(client="carol", server="alpha"))[0] == []
+
+
 async def test_oldest_first_paging_and_the_tool_filter(store: Store) -> None:
     await store.add_invocations(inv(i, tool="alpha_add" if i % 3 else "alpha_sub")
                                 for i in range(30))

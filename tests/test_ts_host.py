@@ -5,7 +5,9 @@ stdio.  Each scenario failed before its fix:
 * ``asks``: one 2026-07-28 host's three concurrent calls that ask were all refused as
   "calls from more than one host" (``tests/test_modern_asks.py``);
 * ``aborts``: a host aborting calls (``AbortSignal``) opened the server's breaker for
-  every caller (``tests/test_cancel_health.py``).
+  every caller (``tests/test_cancel_health.py``);
+* ``roots``: a handshake-era host's ``notifications/roots/list_changed`` never reached
+  its ``per_client`` session, which kept the old roots (``tests/test_roots_http_hosts.py``).
 """
 
 from __future__ import annotations
@@ -61,3 +63,12 @@ async def test_a_host_aborting_calls_leaves_the_server_usable(tools: Path) -> No
     seen = await _run(tools, "aborts", circuit_breaker={"failure_threshold": 2})
     assert seen["aborted"] == ["the host gave up"] * 3, seen
     assert seen["after"] == "Echo: still there", seen
+
+
+async def test_a_handshake_era_hosts_new_roots_reach_its_per_client_session(
+        tools: Path) -> None:
+    seen = await _run(tools, "roots", isolation="per_client")
+    assert "file:///work/old" in seen["before"], seen
+    assert seen["asked"] == 2, seen   # within the first call, then at the notification
+    assert "file:///work/new" in seen["after"] and "file:///work/old" not in seen["after"], \
+        seen

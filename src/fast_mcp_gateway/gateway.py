@@ -200,6 +200,7 @@ class Gateway:
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.parking.on_roots = self.manager.sole_host.learned   # roots outside calls
+        self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)
         self.manager.on_removed(self.hub.server_removed)
@@ -251,7 +252,8 @@ class Gateway:
             self._metrics = GatewayMetrics()
             self._metrics.collect_snapshots(snapshot_of(
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
-                self.provider.unknown_calls, lambda: self.control.invalid_servers))
+                self.provider.unknown_calls, lambda: self.control.invalid_servers,
+                self.alerts.webhook.counts))
             self.provider.pipeline.observers.append(call_observer(self._metrics))
         return self._metrics
 
@@ -330,8 +332,7 @@ class Gateway:
         ``/api/v1``, ``/health``, ``/ready`` and ``/metrics``, with one lifespan; see
         ``http/app.py``.  From now on every call, list and admin tool is for the principal
         of its HTTP request (``app.access``)."""
-        # /health answers at once and /ready says "starting": the lifespan holds nothing
-        # (MCP lists wait at the start-up gate instead).
+        # /health answers at once, /ready says "starting" (lists wait at the start-up gate)
         self.manager.startup_hold = 0
         from fast_mcp_gateway.http.app import build_app
         from fast_mcp_gateway.http.health import health_group
@@ -385,6 +386,7 @@ class Gateway:
 
     def kill_upstreams(self) -> None:
         """Terminate every stdio upstream's process group now (for signal handlers)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         for service in self.manager.services.values():
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
@@ -483,8 +485,7 @@ class Gateway:
             raise ConfigError.single("GatewaySettings", None, "host", refusal)
         from fast_mcp_gateway.http.serving import uvicorn_server
 
-        # uvicorn handles SIGINT/SIGTERM itself (graceful: connections, then lifespan);
-        # cancelling it from outside instead logs an ERROR traceback from its lifespan.
+        # uvicorn handles SIGINT/SIGTERM itself (cancelled, its lifespan logs a traceback)
         self._http_server = uvicorn_server(self.http_app(transport), self.settings)
         try:
             await self._http_server.serve(sockets=sockets)
@@ -493,6 +494,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         """Ask an HTTP/SSE gateway to stop gracefully (as SIGTERM does)."""
+        self.provider.pipeline.stopping = True  # calls cut now: the stop's, not the host's
         if self._http_server is not None:
             self._http_server.should_exit = True
             self.events.close()  # live streams end now rather than hold the stop

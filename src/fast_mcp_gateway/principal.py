@@ -32,6 +32,23 @@ class Principal:
         return self.servers is None or server in self.servers
 
     @property
+    def own_records(self) -> str | None:
+        """Whose call records, live call events and per-client sessions this caller sees:
+        its own name (a record's ``client``: the token's name, the JWT's subject) when it
+        is a token or JWT without scope ``admin``; ``None`` (everyone's, on the servers it
+        may use) for an admin, the anonymous caller of a gateway without ``auth`` and the
+        local host.  A team's callers share servers, and a record holds what its caller
+        sent (arguments, secrets masked) and was told (error texts)."""
+        if self.kind in ("token", "jwt") and "admin" not in self.scopes:
+            return self.name
+        return None
+
+    def sees_records_of(self, client: str | None) -> bool:
+        """Whether a record (or event, or session) of ``client`` is this caller's to see."""
+        own = self.own_records
+        return own is None or client == own
+
+    @property
     def holds(self) -> str:
         """What its credential grants, in words for a refusal: a JWT granting no scope
         of the gateway's says which claim must name one (an identity provider's default

@@ -15,4 +15,5 @@ def env(name: str) -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     server.run(show_banner=False)

@@ -81,4 +81,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     anyio.run(main)

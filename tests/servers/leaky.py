@@ -39,4 +39,5 @@ def login(user: str, password: str) -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False)

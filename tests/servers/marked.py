@@ -19,4 +19,5 @@ def hello() -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False)

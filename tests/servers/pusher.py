@@ -174,4 +174,5 @@ low.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequest
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False, log_level="WARNING")

@@ -180,4 +180,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     main()

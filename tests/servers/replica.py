@@ -40,4 +40,5 @@ async def append(path: str, delay: float = 0.0) -> int:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False, log_level="WARNING")

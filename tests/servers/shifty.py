@@ -46,4 +46,5 @@ async def shift(ctx: Context, description: str, add_extra: bool = False) -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False)

@@ -59,4 +59,5 @@ async def hang() -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False)

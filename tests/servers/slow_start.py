@@ -57,4 +57,5 @@ def greet() -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False, log_level="WARNING")

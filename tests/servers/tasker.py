@@ -190,6 +190,7 @@ def pid() -> int:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     if sys.argv[1:2] == ["http"]:  # streamable HTTP on 127.0.0.1; its port to argv[2]
         from loopback_http import serve
 

@@ -99,4 +99,5 @@ low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False, log_level="WARNING")

@@ -33,4 +33,5 @@ async def slow(seconds: float) -> str:
 
 
 if __name__ == "__main__":
+    import quick_exit  # noqa: F401 - exits without the final GC pass (see there)
     mcp.run(show_banner=False, log_level="WARNING")

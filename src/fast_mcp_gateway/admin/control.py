@@ -82,9 +82,7 @@ class ControlPlane:
     def __init__(self, config: GatewayConfig, settings: GatewaySettings,
                  manager: UpstreamManager, *,
                  apply_routes: Callable[[RouteTable], None]) -> None:
-        self.config = config
-        self.settings = settings
-        self.manager = manager
+        self.config, self.settings, self.manager = config, settings, manager
         self.store: Store | None = None  # open while serving, when call logging is on
         self.recorder: Recorder | None = None
         self.alerts: AlertEngine | None = None  # set by the gateway
@@ -446,10 +444,9 @@ class ControlPlane:
         return changed
 
     async def reload_logged(self, actor: Actor) -> ChangeReport:
-        """``reload_config`` for a caller nobody answers (the watcher, a signal): the
-        outcome goes to the log.  One that cannot read the runtime registrations (the
-        store is unreachable) keeps the running config and is tried again by the watcher
-        until the store is back (said once)."""
+        """``reload_config`` for a caller nobody answers (the watcher, a signal), logged.
+        One that cannot read the runtime registrations (the store is unreachable) keeps
+        the running config; the watcher tries again once the store is back (said once)."""
         try:
             report = await self.reload_config(actor)
         except StorageError as exc:
@@ -463,9 +460,12 @@ class ControlPlane:
         if report.error:
             logger.error("config reload (%s) rejected, keeping the running config: %s",
                          actor.id, report.error)
-        else:
-            logger.info("config reloaded (%s): %s", actor.id,
-                        report.model_dump(exclude={"error"}))
+        else:  # an added or restarted server whose first connect failed is named too
+            from fast_mcp_gateway.admin.servers import with_outcome  # (on first use)
+
+            report = with_outcome(self, report)
+            logger.log(logging.WARNING if report.troubled else logging.INFO,
+                       "config reloaded (%s): %s", actor.id, report.summary())
         return report
 
     def _reloaded(self, report: ChangeReport) -> ChangeReport:

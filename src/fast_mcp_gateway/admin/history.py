@@ -61,9 +61,10 @@ def _next_id(rows: Sequence[Any], limit: int) -> int | None:
 async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | None = None,
                 status: CallStatus | None = None, since_minutes: float | None = None,
                 limit: int = 20, cursor: str | None = None, oldest_first: bool = False,
-                instance: str | None = None) -> CallPage:
+                instance: str | None = None, client: str | None = None) -> CallPage:
     """The latest calls through the gateway, filtered and paged (``AdminError`` for a
-    cursor the gateway did not issue)."""
+    cursor the gateway did not issue); ``client``: one caller's only (a caller without
+    scope ``admin`` sees its own: ``Principal.own_records``)."""
     if cursor and not ISSUED_CURSOR.fullmatch(cursor):
         # The caller's mistake, not the store's (a StorageError reads as "unavailable").
         raise AdminError(f"invalid cursor {cursor!r}: {NOT_ISSUED} (or none for the first)")
@@ -72,7 +73,7 @@ async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | Non
     since = None if since_minutes is None else time.time() - since_minutes * 60
     rows, next_cursor = await store.invocations(
         since=since, server=server, tool=tool, status=status, instance=instance, limit=limit,
-        cursor=cursor, newest_first=not oldest_first)
+        cursor=cursor, newest_first=not oldest_first, client=client)
     await _check_server(ctx, server, bool(rows) or cursor is not None,
                         lambda: _any_call(store, server))
     return CallPage(calls=[CallRecord(**{k: getattr(r, k) for k in CallRecord.model_fields})

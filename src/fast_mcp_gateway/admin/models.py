@@ -39,15 +39,24 @@ class ReplicaStatus(BaseModel):
     last_error: str | None
 
 
+class ClientSession(ReplicaStatus):
+    """One host's upstream session of an ``isolation: per_client`` server."""
+
+    owner: str | None = Field(default=None, description=(
+        "the caller it serves (a token's name, a JWT's subject; null: unauthenticated "
+        "hosts); a caller without scope admin is shown its own sessions only"))
+
+
 class ClientSessionsStatus(BaseModel):
-    """The per-host upstream sessions of an ``isolation: per_client`` server."""
+    """The per-host upstream sessions of an ``isolation: per_client`` server (the counts
+    cover every caller's; ``sessions`` lists a caller without scope admin its own)."""
 
     active: int = Field(description="sessions open now (one per host session or caller)")
     max_clients: int
     idle_timeout_seconds: float
     created: int = Field(description="sessions opened since the server started")
     ended: int = Field(description="sessions ended: host left, idle, or first connect failed")
-    sessions: list[ReplicaStatus] = Field(default_factory=list)
+    sessions: list[ClientSession] = Field(default_factory=list)
 
 
 class ServerStatus(BaseModel):

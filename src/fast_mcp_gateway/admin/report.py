@@ -34,3 +34,27 @@ class ChangeReport(BaseModel):
         "(file, field, fix); such a server keeps running its last valid entry, or, new, is "
         "not started (state 'invalid') -- every other change applied")
     error: str | None = None
+
+    def summary(self) -> str:
+        """The report as one log line an operator reads: what changed, by name; the
+        servers left as they were only counted (a team's file lists dozens)."""
+        parts = [f"{what} {', '.join(names)}" for what, names in (
+            ("added", self.added), ("removed", self.removed), ("restarted", self.restarted),
+            ("updated in place", self.updated)) if names]
+        if self.connect_failed:
+            parts.append("first connect failed: " + "; ".join(
+                f"{name}: {why}" for name, why in self.connect_failed.items()))
+        if self.invalid:
+            parts.append(f"invalid entries (logged above; fix and save): "
+                         f"{', '.join(self.invalid)}")
+        if self.restart_needed:
+            parts.append(f"needing a gateway restart: {', '.join(self.restart_needed)}")
+        # An invalid entry's server runs on as it was: said as invalid, not counted twice.
+        same = [name for name in self.unchanged if name not in self.invalid]
+        unchanged = f"{len(same)} server(s) unchanged"
+        return "; ".join([*parts, unchanged]) if parts else f"no change ({unchanged})"
+
+    @property
+    def troubled(self) -> bool:
+        """Whether the reload left something for the operator to fix."""
+        return bool(self.connect_failed or self.invalid or self.restart_needed)

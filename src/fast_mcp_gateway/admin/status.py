@@ -7,11 +7,21 @@ admin never reads a replica's internals.
 
 from __future__ import annotations
 
-from fast_mcp_gateway.admin.models import ClientSessionsStatus, ReplicaStatus, ServerStatus
+from typing import TypeVar
+
+from fast_mcp_gateway.admin.models import (
+    ClientSession,
+    ClientSessionsStatus,
+    ReplicaStatus,
+    ServerStatus,
+)
+from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
+
+S = TypeVar("S", bound=ServerStatus)
 
 
 def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
@@ -72,4 +82,17 @@ def _clients_of(service: Service) -> ClientSessionsStatus | None:
         active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
         idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
         ended=sessions.reaped,
-        sessions=[replica_status(service, u) for u in sessions.upstreams])
+        sessions=[ClientSession(**replica_status(service, u).model_dump(), owner=owner)
+                  for owner, u in sessions.owned])
+
+
+def own_sessions(status: S, principal: Principal) -> S:
+    """``status`` (a server's, or its detail) listing only ``principal``'s own per-client
+    sessions unless it is an admin (``Principal.own_records``): another caller's entry
+    holds its upstream's last error, which may quote what that caller sent."""
+    clients = status.client_sessions
+    if clients is None or principal.own_records is None:
+        return status
+    mine = [c for c in clients.sessions if principal.sees_records_of(c.owner)]
+    return status.model_copy(update={"client_sessions": clients.model_copy(
+        update={"sessions": mine})})

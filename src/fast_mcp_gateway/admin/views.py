@@ -23,14 +23,19 @@ from fast_mcp_gateway.admin.models import (
     StatsReport,
 )
 from fast_mcp_gateway.admin.pins import PinReport
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.principal import Principal
 
 Keep = Callable[[str], bool]
 """Whether the principal may see the server of this name."""
 
 
-def servers_only(listed: ServerList, keep: Keep) -> ServerList:
-    mine = [s for s in listed.servers if keep(s.name)]
+def servers_only(listed: ServerList, keep: Keep, principal: Principal | None = None
+                 ) -> ServerList:
+    """The servers ``keep`` allows; with ``principal``, each listing only its own
+    per-client sessions (``own_sessions``)."""
+    mine = [s if principal is None else own_sessions(s, principal)
+            for s in listed.servers if keep(s.name)]
     return ServerList(servers=mine, ready=sum(s.state == "ready" for s in mine),
                       total=len(mine))
 
@@ -98,7 +103,10 @@ _VIEWS: dict[str, Callable[[Any, Principal, AdminContext], Any]] = {
 
 def restricted_view(what: str, answer: Any, principal: Principal,
                     ctx: AdminContext) -> Any:
-    """``answer`` of admin tool ``what`` as ``principal`` may see it (only its servers)."""
+    """``answer`` of admin tool ``what`` as ``principal`` may see it (only its servers;
+    of the call log, only its own calls unless it is an admin: ``own_records``)."""
+    if what == "gateway_calls" and principal.own_records is not None:
+        answer.calls = [c for c in answer.calls if principal.sees_records_of(c.client)]
     view = _VIEWS.get(what)
     if principal.servers is None or view is None:
         return answer

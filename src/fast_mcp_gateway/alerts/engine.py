@@ -11,7 +11,8 @@ Inputs, never an upstream call:
   histogram's bucket bounds, at most 25 % high; a window is rounded out to whole
   minutes);
 - ``consecutive_failures``: the server's newest calls in the window (at most
-  ``threshold + 1`` rows): how many in a row did not succeed (error, timeout, rejected);
+  ``threshold + 1`` rows): how many in a row did not succeed (error, timeout, rejected;
+  a cancelled call is skipped: it neither failed nor succeeded);
 - ``not_ready``: the servers' states from the supervisors' snapshots (``states``):
   ``reconnecting`` or ``failed`` breach, ``ready`` and ``disabled`` do not (an operator's
   choice is no incident); ``starting`` and ``stopped`` are unknown (the gateway starting
@@ -348,15 +349,18 @@ class _Reader:
         self._windows: dict[float, dict[str, LatencyStats]] = {}
 
     async def _requests(self, server: str, since: float, limit: int) -> list[Invocation]:
-        """``server``'s newest ``limit`` requests since ``since``: a task's end (kind
-        ``task``, ``front/tasks.py``) is no request (its creating call was one)."""
+        """``server``'s newest ``limit`` finished requests since ``since``: a task's end
+        (kind ``task``, ``front/tasks.py``) is no request (its creating call was one),
+        and a cancelled call neither failed nor succeeded (as for ``success_rate``: a
+        host cancelling, or a gateway's stop cutting its calls in flight, is no
+        upstream failing)."""
         assert self.store is not None
         rows: list[Invocation] = []
         cursor = None
         while len(rows) < limit:
             page, cursor = await self.store.invocations(server=server, since=since,
                                                         limit=limit, cursor=cursor)
-            rows += [r for r in page if r.kind != TASK_END]
+            rows += [r for r in page if r.kind != TASK_END and r.status != "cancelled"]
             if cursor is None:
                 break
         return rows[:limit]

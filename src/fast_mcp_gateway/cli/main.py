@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                        type=str.upper,
                        help="what the gateway logs to stderr (default: $MCP_GATEWAY_LOG_LEVEL "
                             "or INFO)")
+        p.add_argument("--log-format", choices=["text", "json"], type=str.lower,
+                       help="stderr's lines: text (default), or json, one object per line "
+                            "for a log shipper ($MCP_GATEWAY_LOG_FORMAT)")
 
     serve = sub.add_parser("serve", help="run the gateway (stdio by default)")
     common(serve)
@@ -181,7 +184,8 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-_FLAG_SETTINGS = ("config", "connect_timeout", "log_level", "transport", "host", "port",
+_FLAG_SETTINGS = ("config", "connect_timeout", "log_level", "log_format", "transport", "host",
+                  "port",
                   "allowed_hosts", "db", "allow_unauthenticated_admin", "instance_id",
                   "dashboard", "profile", "startup_wait", "event_loop")
 
@@ -203,11 +207,16 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     return settings
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, form: str = "text", instance: str | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if form == "json":
+        from fast_mcp_gateway.cli.log_format import JsonLines
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines(instance))
     # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
     install_log_filter()
     # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
@@ -311,14 +320,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: {settings_problem(exc, _flags(args))}", file=sys.stderr)
         return 2
     try:
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format, settings.instance_id)
         config = _load(settings, args.command)
         if settings.profile is not None:
             from fast_mcp_gateway.front.profiles import check_profile
 
             check_profile(settings.profile, config.options)
     except ConfigError as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        _say(settings, str(exc))
         return 2
     if args.command in ("servers", "check"):
         from fast_mcp_gateway.store import StorageError, StoreUnavailable
@@ -338,20 +347,20 @@ def _run(args: argparse.Namespace) -> int:
                 then = ("; 'serve' would start without it, serving the file's servers and "
                         "taking its runtime registrations once it answers (check the file "
                         "alone with --no-db)")
-            print(f"mcp-gateway: {exc}{then}", file=sys.stderr)
+            _say(settings, f"{exc}{then}")
             return 2
     dashboard_at = None
     if settings.dashboard is not None:
         from fast_mcp_gateway.ui.standalone import parse_address
 
         if settings.transport != "stdio":
-            print("mcp-gateway: --dashboard is for stdio mode; over http/sse the dashboard "
-                  "is served at /ui", file=sys.stderr)
+            _say(settings, "--dashboard is for stdio mode; over http/sse the dashboard is "
+                           "served at /ui")
             return 2
         try:
             dashboard_at = parse_address(settings.dashboard)
         except ConfigError as exc:
-            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            _say(settings, str(exc))
             return 2
     from fast_mcp_gateway.cli.serve import (
         DashboardPortInUse,
@@ -363,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
 
     refusal = bind_refusal(settings, authenticated=config.options.auth is not None)
     if refusal is not None:
-        print(f"mcp-gateway: {refusal}", file=sys.stderr)
+        _say(settings, str(refusal))
         return 2
     sockets = dashboard = None
     try:
@@ -379,18 +388,18 @@ def _run(args: argparse.Namespace) -> int:
         host, port = dashboard_at
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if other is None:  # another program: the flag cannot be honoured
-            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            _say(settings, str(exc))
             return 2
         # Two hosts starting the same gateway command (Claude Desktop and Claude Code):
         # the second keeps its tools; the first's dashboard stays the user's.
-        print(f"mcp-gateway: the dashboard's address {address} is served by "
+        _say(settings, f"the dashboard's address {address} is served by "
               f"another gateway (pid {other[1]}: {other[0]}), so this one serves its tools "
               "without a dashboard of its own; that one shows its own store, the same as "
               "this gateway's when both use the same --db ('mcp-gateway dashboard' prints a "
               "login link to it).  For a dashboard of this gateway's, pass --dashboard "
-              "127.0.0.1:PORT with a free port", file=sys.stderr)
+              "127.0.0.1:PORT with a free port", level="WARNING")
     except OSError as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        _say(settings, str(exc))
         return 2
     # Opened before serving where a traceback from inside the start-up would follow
     # (uvicorn's lifespan); over stdio a failure to open it is caught below instead
@@ -399,12 +408,12 @@ def _run(args: argparse.Namespace) -> int:
             _is_shared(settings.db) or settings.transport != "stdio"):
         problem = anyio.run(_check_store, settings.db)
         if problem is not None:
-            print(f"mcp-gateway: {problem}", file=sys.stderr)
+            _say(settings, str(problem))
             return 2
     try:
         loop = choose_loop(settings.event_loop)
     except ConfigError as exc:
-        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        _say(settings, str(exc))
         return 2
     started = time.monotonic()
     failure = None
@@ -416,7 +425,7 @@ def _run(args: argparse.Namespace) -> int:
             problem = _store_problem(exc)
             if problem is None:
                 raise
-            print(f"mcp-gateway: {problem}", file=sys.stderr)
+            _say(settings, str(problem))
             return 2
     log = logging.getLogger("fast_mcp_gateway")
     if failure is not None:
@@ -426,6 +435,14 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def _say(settings: GatewaySettings, text: str, *, level: str = "ERROR") -> None:
+    """A line of the CLI's own on stderr, in the log's format (``--log-format``)."""
+    from fast_mcp_gateway.cli.log_format import say
+
+    print(say(text, as_json=settings.log_format == "json", level=level,
+              instance=settings.instance_id), file=sys.stderr)
 
 
 def _store_problem(exc: BaseException) -> str | None:

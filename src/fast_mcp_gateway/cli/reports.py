@@ -72,6 +72,11 @@ async def run_report(args: argparse.Namespace) -> int:
 
 
 async def _run_report(args: argparse.Namespace) -> int:
+    try:  # a typo in the command line is said first, before what the store says
+        since = parse_since(args.since)
+    except StorageError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 2
     path = _db_path(args)
     if await _missing(path):
         print(f"mcp-gateway: no store at {path} (has the gateway run with call logging?)",
@@ -80,7 +85,6 @@ async def _run_report(args: argparse.Namespace) -> int:
     try:
         store = await open_store(path)
         try:
-            since = parse_since(args.since)
             if args.command == "logs":
                 await _logs(store, args, since)
             else:

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 
+from fast_mcp_gateway.cli.log_format import say
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
     HOW_TO_ADD_A_TOKEN,
@@ -115,7 +116,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
         for line in announcement(settings, len(config.servers),
                                  interactive=sys.stdin.isatty(),
                                  authenticated=config.options.auth is not None):
-            print(f"mcp-gateway: {line}", file=sys.stderr, flush=True)
+            print(say(line, as_json=settings.log_format == "json",
+                      instance=settings.instance_id), file=sys.stderr, flush=True)
         async with anyio.create_task_group() as tg:
 
             async def discard_unadopted() -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,6 +79,10 @@ class GatewaySettings(BaseSettings):
         description="the event loop serve runs on: uvloop (cheaper per loop turn, so less "
                     "gateway CPU per call), asyncio, or auto (uvloop when installed)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="stderr's log lines: text, or json (one object per "
+                                    "line: time, level, logger, message, pid, instance, "
+                                    "exception) for a log shipper")
     db: str | None = Field(
         default=None, description="the store: a SQLite file path or a URL, e.g. "
                                   "postgresql://user@host/db to share one state between "
@@ -156,7 +161,11 @@ class GatewaySettings(BaseSettings):
         if not isinstance(value, str):
             return value
         if value.lstrip().startswith("["):
-            parts = json.loads(value)  # a ValueError names the variable (settings_problem)
+            try:
+                parts = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"is neither comma-separated names nor a JSON list of "
+                                 f"strings ({exc})") from None
         else:
             parts = [part.strip() for part in value.split(",") if part.strip()]
         if info.field_name == "request_state_keys" and not parts:
@@ -197,7 +206,7 @@ class GatewaySettings(BaseSettings):
         """``debug`` is ``DEBUG``: a level is a word, not a spelling."""
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("event_loop", mode="before")
+    @field_validator("event_loop", "log_format", mode="before")
     @classmethod
     def _loop_any_case(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -224,6 +233,38 @@ class GatewaySettings(BaseSettings):
     def _db_as_text(cls, value: Any) -> Any:
         # A path stays a path; a URL must not go through Path (it collapses "//").
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("db", "host", "spool_dir", "config", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any, info: ValidationInfo) -> Any:
+        """A variable set but empty (a deployment's ${VAR} left unset) is no value: ``""``
+        became the current folder as a store or spool path, and a bind to every address."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"is empty; {_BLANK_FIX[info.field_name or '']}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError("must be a URL path starting with /, e.g. /mcp")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError("must be the http:// or https:// URL hosts reach the gateway "
+                             "at, e.g. https://mcp.example.com")
+        return value
+
+
+_BLANK_FIX = {
+    "db": "give a SQLite file path or a postgresql:// URL, or unset it for the default "
+          "store (or serve --no-db for none)",
+    "host": "give the address to listen on, e.g. 127.0.0.1, or unset it",
+    "spool_dir": "give a folder, or unset it for the default",
+    "config": "give the path of servers.yaml, or unset it for ./servers.yaml"}
 
 
 MAX_INSTANCE_ID = 128
@@ -270,8 +311,34 @@ def settings_problem(exc: ValidationError, flags: Collection[str] = ()) -> str:
                   else f"MCP_GATEWAY_{name.upper()}")
         what = str(error["msg"]).replace("Input should be", "must be", 1)
         what = what.removeprefix("Value error, ")  # a validator's own words
+        allowed = _allowed(name)
+        if allowed is not None and error["type"] in _TYPE_OR_RANGE:
+            what = f"must be {allowed}"  # the whole range, not pydantic's one bound
         lines.append(f"{source}: {what}{got}")
     return "; ".join(lines) or str(exc)
+
+
+_TYPE_OR_RANGE = frozenset({
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "float_parsing",
+    "int_parsing", "int_from_float", "float_type", "int_type", "bool_parsing", "bool_type",
+    "finite_number"})
+
+
+def _allowed(name: str) -> str | None:
+    """What setting ``name`` takes, in words: a number's whole range, a boolean's
+    spellings; ``None`` for the others (their errors say it themselves)."""
+    field = GatewaySettings.model_fields.get(name)
+    if field is None:
+        return None
+    if field.annotation is bool:
+        return "true or false (also 1/0, yes/no, on/off)"
+    bounds = [words.format(getattr(m, attr)) for m in field.metadata for attr, words in (
+        ("gt", "greater than {}"), ("ge", "at least {}"), ("lt", "less than {}"),
+        ("le", "at most {}")) if getattr(m, attr, None) is not None]
+    whole = field.annotation is int or int in get_args(field.annotation)
+    kind = "a whole number" if whole else "a number"
+    return f"{kind} {' and '.join(bounds)}" if bounds else (
+        kind if field.annotation in (int, float) or whole else None)
 
 
 def is_loopback(host: str) -> bool:

@@ -94,6 +94,8 @@ UNKNOWN_NAME = 512
 """The longest name of an unknown call a record keeps whole (a resource URI may be long;
 a host may send any name: one over it is cut to its head and its length)."""
 _CANCELLED = "cancelled before it finished (the host cancelled it or went away)"
+_CUT_AT_STOP = ("cancelled before it finished: the gateway was stopping (a restart or a "
+                "deploy), not the host; it may have run upstream")
 _UNKNOWN: dict[str, str] = {"tool": "Unknown tool", "resource": "Unknown resource",
                             "prompt": "Unknown prompt"}
 
@@ -275,6 +277,7 @@ class CallPipeline:
         self.unknown: Callable[[str, str], str] = lambda kind, name: (
             f"{_UNKNOWN[kind]}: {name!r}")
         self.observers: list[CallObserver] = []
+        self.stopping = False  # set as the gateway stops: what a cancellation then means
         self._recording: RecordCalls | None = None
         # MRTR: 2026-07-28 hosts' calls that may meet pushed requests (front/mrtr.py).
         self._parking: Parking | None = None
@@ -363,7 +366,8 @@ class CallPipeline:
             # as an error, and the cancellation goes on.  (A parked call whose host
             # request was answered early was recorded then.)
             if not getattr(call.front, "answered", False):
-                self._observe(call, Answer("cancelled", _CANCELLED))
+                self._observe(call, Answer("cancelled", _CUT_AT_STOP if self.stopping
+                                           else _CANCELLED))
             raise
         except (CallRefused, UpstreamError, MCPError) as exc:
             return self._failed(call, encoding, exc)

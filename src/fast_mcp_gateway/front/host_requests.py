@@ -1,5 +1,10 @@
 """The host's resource and completion requests the gateway answers itself.
 
+A handshake-era HTTP host's ``notifications/roots/list_changed`` is forwarded to its
+own ``per_client`` sessions (keyed by its connection), which then ask it again
+(``upstream/roots.py``); no other session is told.  The stdio host's goes through the
+lane (``front/lane.py``): its sessions are keyed ``STDIO_HOST``, never a connection.
+
 ``resources/subscribe`` and ``resources/unsubscribe`` (the front hub fans an upstream's
 ``resources/updated`` out to the subscribed host connections), ``subscriptions/listen``
 (2026-07-28) and ``completion/complete``: each finds the upstream behind an exposed
@@ -26,6 +31,7 @@ from fast_mcp_gateway.front.homes import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.moving import SubscriptionMover, unsubscribe_within
 from fast_mcp_gateway.front.server import caller_may_use
+from fast_mcp_gateway.routing.lifecycle import tell_host_roots_changed
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.routing.waiting import until_usable
 
@@ -71,6 +77,14 @@ class HostRequests:
                                 self._on_unsubscribe)
         low.add_request_handler("completion/complete", types.CompleteRequestParams,
                                 self._on_complete)
+        low.add_notification_handler("notifications/roots/list_changed",
+                                     types.NotificationParams, self._on_roots_changed)
+
+    async def _on_roots_changed(self, ctx: ServerRequestContext[Any],
+                                params: types.NotificationParams) -> None:
+        host = connection_of(ctx.session)
+        if host is not None:
+            await tell_host_roots_changed(self._manager.services.values(), host)
 
     def _caller(self) -> tuple[Standing, Callable[[str], bool]]:
         """The current request's caller for later: its standing, and whether it may use

@@ -141,10 +141,16 @@ class GatewayServer(PreferredToolServer):
             tool = await lookup(name)
             gate = self.gate
             if tool is None and gate is not None and not gate.attempted.is_set():
-                # A host may call a tool it knows from an earlier session before its
-                # server has connected: wait (bounded) rather than answer "unknown".
-                await gate.settled()
-                tool = await lookup(name)
+                if name in provider.own_names:
+                    # The gateway's own (no upstream may take their names) wait as a
+                    # list does, at most startup_wait: gateway_server_detail of a server
+                    # still starting waited call_timeout for every first attempt.
+                    await gate.passed()
+                else:
+                    # A host may call a tool it knows from an earlier session before its
+                    # server has connected: wait (bounded) rather than answer "unknown".
+                    await gate.settled()
+                    tool = await lookup(name)
             if tool is None and await provider.until_offered(
                     name, gate.lookup_wait if gate is not None else 0.0):
                 # Its server is (re)starting: a reload restarted it (tests/test_reload_calls).

@@ -40,6 +40,7 @@ from fast_mcp_gateway.admin.models import (
     StatsReport,
 )
 from fast_mcp_gateway.admin.scope import add_refusal
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
 from fast_mcp_gateway.http.endpoints import ENDPOINTS, Call, endpoint
@@ -59,7 +60,7 @@ class ServerView(RootModel[ServerDetail | ServerStatus]):
 @endpoint("GET", "/servers", ServerList, scope="tools", tag="servers")
 async def list_servers(call: Call) -> ServerList:
     """Every server you may use: state, transport, component counts, health."""
-    return views.servers_only(servers.list_servers(call.ctx), call.may_use)
+    return views.servers_only(servers.list_servers(call.ctx), call.may_use, call.principal)
 
 
 @endpoint("POST", "/servers", ChangeReport, scope="admin", tag="servers", body=s.ServerCreate,
@@ -80,7 +81,8 @@ async def get_server(call: Call) -> ServerView:
     q: s.DetailQuery = call.query
     name = call.path["name"]  # a server not started for its invalid entry is shown too
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
-    detail = servers.server_detail(call.ctx, name, q.stderr_lines, q.replica, call.may_use)
+    detail = own_sessions(servers.server_detail(
+        call.ctx, name, q.stderr_lines, q.replica, call.may_use), call.principal)
     if call.principal.has("admin"):
         return ServerView(detail)
     return ServerView(ServerStatus.model_validate(
@@ -257,12 +259,13 @@ def _only(call: Call, server: str | None) -> str | None:
           query=s.InvocationsQuery, errors=(404,))
 async def invocations(call: Call) -> CallPage:
     """The latest calls (newest first), filtered and paged like gateway_calls; a
-    restricted token sees its servers' calls only (a page may then hold fewer rows)."""
+    restricted token sees its servers' calls only (a page may then hold fewer rows), a
+    token without scope admin its own calls only."""
     q: s.InvocationsQuery = call.query
     page = await history.calls(call.ctx, server=_only(call, q.server), tool=q.tool,
                                status=q.status, since_minutes=q.since_minutes, limit=q.limit,
                                cursor=q.cursor, oldest_first=q.oldest_first,
-                               instance=q.instance)
+                               instance=q.instance, client=call.principal.own_records)
     return views.calls_only(page, call.may_use)
 
 

@@ -58,6 +58,7 @@ from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
+from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
@@ -156,13 +157,15 @@ class ExplainedGuard:
     """FastMCP's Host/Origin guard (strict) in front of ``app``, its refusals explained:
     its own answers say only "Misdirected Request" (421) or "Forbidden Origin" (403),
     leaving a user behind a proxy to guess at ``--allowed-host``.  A refusal becomes
-    the REST error shape naming the header's value and the setting that allows it."""
+    the REST error shape naming the header's value and the setting that allows it.
+    A request a page of another site made is refused first (``fetch_site``)."""
 
     def __init__(self, app: ASGIApp, *, allowed_hosts: list[str] | None,
-                 allowed_origins: list[str] | None) -> None:
+                 allowed_origins: list[str] | None, navigable: bool = False) -> None:
         self.app = app
         self.guard = HostOriginGuardMiddleware(self._passed, allowed_hosts=allowed_hosts,
                                                allowed_origins=allowed_origins, mode="strict")
+        self.sites = FetchSiteGuard(allowed_origins, navigable=navigable)
 
     async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_PASSED] = True
@@ -171,6 +174,9 @@ class ExplainedGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.guard(scope, receive, send)
+            return
+        if (other_site := self.sites.refusal(scope)) is not None:
+            await other_site.response()(scope, receive, send)
             return
         status = 0
 
@@ -204,8 +210,8 @@ def _refusal(scope: Scope, status: int) -> ApiError:
 
 class RememberedGuard:
     """FastMCP's Host/Origin guard (strict) in front of ``app``, remembering what it let
-    through.  Its verdict depends only on the scheme, the server address and the Host
-    and Origin headers, and working it out (host patterns, origin URL parsing and
+    through.  Its verdict depends only on the scheme, the server address and the Host,
+    Origin and Sec-Fetch-Site headers, and working it out (host patterns, origin URL parsing and
     normalising, IP address checks) cost ~30 us per request; a request whose four
     match one the guard passed before goes straight on.  Refusals are never remembered
     (the guard answers each one), and the memory is bounded (``MAX_REMEMBERED``: past
@@ -222,13 +228,15 @@ class RememberedGuard:
 
     @staticmethod
     def _key(scope: Scope) -> tuple[Any, ...]:
-        host = origin = None
+        host = origin = site = None
         for name, value in scope["headers"]:  # the first copy of each, as the guard reads
             if name == b"host" and host is None:
                 host = value
             elif name == b"origin" and origin is None:
                 origin = value
-        return scope.get("scheme"), scope.get("server"), host, origin
+            elif name == b"sec-fetch-site" and site is None:
+                site = value
+        return scope.get("scheme"), scope.get("server"), host, origin, site
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._key(scope) in self.passed:
@@ -418,6 +426,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                                                    settable=transport == "http"))
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
                        allowed_origins=allowed_origins)
+    pages = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,  # links to them
+                       allowed_origins=allowed_origins, navigable=True)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
                   api_group(access, ctx))
     mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
@@ -427,7 +437,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                        if group.host_checked and isinstance(r, Route) else r
                        for r in group.routes]
             continue
-        middleware = [guard] if group.guarded else []
+        middleware = [pages if group.name == "dashboard" else guard] if group.guarded else []
         sub = Starlette(routes=list(group.routes), middleware=[*middleware, *group.middleware],
                         exception_handlers={HTTPException: http_error})
         mounts.append(_whole(Mount(group.prefix, app=sub)))

@@ -42,6 +42,7 @@ from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.invalid import invalid_of
 from fast_mcp_gateway.admin.models import HealthReport
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.front.server import StartupGate
 from fast_mcp_gateway.http.access import NOBODY, Access, require
 from fast_mcp_gateway.http.app import RouteGroup
@@ -99,11 +100,13 @@ def _upstreams(wait: StartupGate, invalid: Collection[str],
 
 
 def health_for(ctx: AdminContext, principal: Principal) -> HealthReport:
-    """The ``gateway_health`` report, limited to the servers ``principal`` may use."""
+    """The ``gateway_health`` report, limited to the servers ``principal`` may use, each
+    listing only its own per-client sessions unless it is an admin (``own_sessions``)."""
     report = servers.health(ctx)
-    if principal.servers is None:
+    if principal.servers is None and principal.own_records is None:
         return report
-    mine = [s for s in report.servers if principal.may_use(s.name)]
+    mine = [own_sessions(s, principal) for s in report.servers
+            if principal.may_use(s.name)]
     return HealthReport(servers=mine, total=len(mine),
                         healthy=sum(s.health == "HEALTHY" for s in mine))
 

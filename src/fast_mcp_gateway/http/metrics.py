@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.errors import RateLimited
 from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.http.access import Access, require
@@ -50,12 +51,15 @@ def call_observer(metrics: GatewayMetrics) -> CallObserver:
 def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None],
                 store_lost: Callable[[], bool] = lambda: False,
                 unknown_calls: Mapping[str, int] | None = None,
-                invalid: Callable[[], Collection[str]] = tuple) -> Callable[[], Snapshot]:
+                invalid: Callable[[], Collection[str]] = tuple,
+                webhook: Callable[[], Mapping[str, int] | None] = lambda: None
+                ) -> Callable[[], Snapshot]:
     """What a scrape reports, read when scraped; the store is down while the recorder
     holds its writes or ``store_lost()`` (the change feed cannot reach it);
     ``unknown_calls``: the provider's live tally (``GatewayProvider.unknown_calls``);
     ``invalid()``: the servers whose config entries are invalid (state ``invalid`` when
-    not running: one sample, replica 0)."""
+    not running: one sample, replica 0); ``webhook()``: the alert webhook's counters,
+    ``None`` without one."""
     unknown = unknown_calls if unknown_calls is not None else {}
 
     def snapshot() -> Snapshot:
@@ -78,15 +82,16 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
         view = manager.view
         catalog = {"tools": len(view.tools), "resources": len(view.resources),
                    "resource_templates": len(view.templates), "prompts": len(view.prompts)}
-        rec = recorder()
+        rec, hook = recorder(), webhook()
         if rec is None:
-            return Snapshot(replicas, catalog, clients=clients, unknown_calls=dict(unknown))
+            return Snapshot(replicas, catalog, clients=clients, unknown_calls=dict(unknown),
+                            webhook=hook, version=__version__)
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
                         clients=clients, retention=None if rec.retention is None
                         else rec.retention.stats(),
                         store_up=not (rec.store_unavailable or store_lost()),
-                        unknown_calls=dict(unknown))
+                        unknown_calls=dict(unknown), webhook=hook, version=__version__)
 
     return snapshot
 

@@ -125,6 +125,17 @@ class ClientSessions:
         """The live client sessions (status reports, shutdown)."""
         return [c.upstream for c in self._clients.values()]
 
+    @property
+    def owned(self) -> list[tuple[str | None, Upstream]]:
+        """The live client sessions, each with the caller it counts for (its owner:
+        None for unauthenticated hosts): a status shows a caller its own only."""
+        return [(c.owner, c.upstream) for c in self._clients.values()]
+
+    def of_host(self, key: Hashable) -> Upstream | None:
+        """The live session keyed by ``key`` (a host's connection, a caller), if any."""
+        client = self._clients.get(key)
+        return client.upstream if client is not None else None
+
     def key_of(self, front: FrontCall | None) -> Hashable | None:
         """The host a call belongs to, for choosing its session (None: no host)."""
         if self.config.uses_caller_credentials:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 import anyio
 
@@ -22,12 +22,24 @@ def upstreams_of(service: Service) -> list[Upstream]:
 async def tell_roots_changed(services: Iterable[Service]) -> None:
     """Tell every live handshake-era session of ``services`` that its client's roots
     changed (``UpstreamManager.roots_changed``)."""
-    for upstream in [u for service in services for u in upstreams_of(service)]:
+    await tell_roots_changed_of([u for service in services for u in upstreams_of(service)])
+
+
+async def tell_roots_changed_of(upstreams: list[Upstream]) -> None:
+    for upstream in upstreams:
         try:
             await upstream.roots_changed()
         except Exception as exc:  # noqa: BLE001 - one dead session must not stop the rest
             logger.debug("upstream %s: roots/list_changed not forwarded: %s",
                          upstream.label, exc)
+
+
+async def tell_host_roots_changed(services: Iterable[Service], host: Hashable) -> None:
+    """A handshake-era HTTP host (its connection: ``host``) said its roots changed:
+    tell its own per_client sessions, keyed by that connection, and no other (each then
+    asks ``roots/list``, answered by asking that host: ``upstream/roots.py``)."""
+    own = [s.clients.of_host(host) for s in services if s.clients is not None]
+    await tell_roots_changed_of([u for u in own if u is not None])
 
 
 def stop_service(service: Service) -> None:

@@ -208,10 +208,13 @@ def _ssl_refused(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """What went wrong, on one line, in words for a person."""
     asyncpg = load_asyncpg()
-    if isinstance(exc, asyncpg.exceptions.InternalClientError):
-        # asyncpg's own state error ("cannot switch to state 12; another operation (2)
-        # is in progress"): a pooled connection read the server's "terminating
-        # connection" while idle, before the close; the server is going or gone.
+    if isinstance(exc, asyncpg.exceptions.InternalClientError) or (
+            isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)):
+        # asyncpg's own state errors: "cannot switch to state 12; another operation (2)
+        # is in progress" (a pooled connection read the server's "terminating
+        # connection" while idle, before the close), "cannot call Transaction.__aexit__
+        # (): the underlying connection is closed" (a write's connection lost under it,
+        # a PostgreSQL restarted mid-traffic): the server is going or gone.
         return "the server closed the connection: it stopped, restarted or ended the session"
     return " ".join(str(exc).split()) or type(exc).__name__  # DETAIL lines joined
 

@@ -12,7 +12,10 @@ Two sources, each at its own cost:
   by the first scrape, never by a gateway nobody scrapes;
 * **per scrape** (``snapshot_metrics``): upstream state, health, in-flight calls,
   restarts, breaker state and trips, recorder queue and drops, retention's runs,
-  failures, skipped runs and records removed, catalog size, calls of
+  failures, skipped runs and records removed, the alert webhook's deliveries (sent,
+  failed, dropped), retries and queue (an operator's Prometheus is what notices the
+  webhook failing: the webhook cannot say so itself), the version
+  (``mcp_gateway_build_info``), catalog size, calls of
   unknown names (by kind only: a host makes names up, a label per name would be
   unbounded; they reach no server, so no call metric counts them), read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
@@ -92,6 +95,8 @@ class Snapshot:
     store_up: bool | None = None  # None: no store; False: unreachable
     unknown_calls: Mapping[str, int] = field(default_factory=dict)  # kind -> calls
     retention: Mapping[str, int] | None = None  # Retention.stats(); None: no retention
+    webhook: Mapping[str, int] | None = None  # sent/failed/dropped/retries/queued; None: none
+    version: str | None = None  # the gateway's, as mcp_gateway_build_info
 
 
 def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -172,6 +177,26 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
         for name, text in _RETENTION:
             yield CounterMetricFamily(f"mcp_gateway_recorder_retention_{name}", text,
                                       value=float(snap.retention[f"retention_{name}"]))
+    if snap.webhook is not None:
+        hook = snap.webhook
+        deliveries = CounterMetricFamily(
+            "mcp_gateway_alert_webhook_deliveries", "Alert transitions posted to the "
+            "webhook, by outcome: sent, failed (after its attempts), dropped (queue full)",
+            labels=["outcome"])
+        for outcome in ("sent", "failed", "dropped"):
+            deliveries.add_metric([outcome], float(hook[outcome]))
+        yield deliveries
+        yield CounterMetricFamily("mcp_gateway_alert_webhook_retries",
+                                  "Webhook attempts beyond each delivery's first",
+                                  value=float(hook["retries"]))
+        yield GaugeMetricFamily("mcp_gateway_alert_webhook_queue_depth",
+                                "Alert transitions waiting to be posted",
+                                value=float(hook["queued"]))
+    if snap.version is not None:
+        info = GaugeMetricFamily("mcp_gateway_build_info", "The gateway's version (always 1)",
+                                 labels=["version"])
+        info.add_metric([snap.version], 1.0)
+        yield info
     if snap.store_up is not None:
         yield GaugeMetricFamily("mcp_gateway_store_up",
                                 "1 while the store is reachable, 0 while it is not (call "

@@ -8,13 +8,15 @@ Both are existing listener seams, so the hot paths gain one function call each:
 * ``catalog_publisher``: the manager's change listener (event ``catalog``);
 * ``call_publisher``: a call-pipeline observer (full path and stdio express lane
   alike, as the recorder and metrics): event ``call`` per finished call, without
-  arguments or error texts (those stay in the store, redacted).
+  arguments or error texts (those stay in the store, redacted), naming its caller as
+  its record does (``client``: a viewer without scope admin is sent its own only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from fast_mcp_gateway.front.calls import actor_name
 from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.telemetry.events import EventBus
 
@@ -41,7 +43,9 @@ def call_publisher(bus: EventBus) -> CallObserver:
         if not bus.listening:  # every call comes here: nothing built for nobody
             return
         call = outcome.call
-        bus.publish("call", {"server": call.service.name, "kind": call.kind,
+        bus.publish("call", {"server": call.service.name,
+                             "client": actor_name(call.principal, call.front),
+                             "kind": call.kind,
                              "name": call.exposed, "status": outcome.status,
                              "duration_ms": round(outcome.duration_ms, 3),
                              "retries": call.path.retries})

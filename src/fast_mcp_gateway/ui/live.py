@@ -2,7 +2,8 @@
 
 ``GET /events`` subscribes to ``telemetry.events.EventBus`` for as long as the browser
 listens and writes each event as ``event: <kind>`` / ``data: <json>``; a viewer
-restricted to some servers gets only events about those (and events naming no server).
+restricted to some servers gets only events about those (and events naming no server),
+and a viewer without scope admin only its own calls' events (``Principal.own_records``).
 The stream follows the session: an event is sent under a check of it at most
 ``RECHECK`` seconds old (and every heartbeat checks it), so a log out elsewhere, a JWT
 that expired or a token a reload removed ends the stream (``event: ended``: the page
@@ -66,6 +67,9 @@ async def events(page: Page) -> Response:
 
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
+        if event.kind == "call" and viewer is not None \
+                and not viewer.principal.sees_records_of(event.payload.get("client")):
+            return False
         return viewer is not None and (server is None or viewer.may_use(str(server)))
 
     async def stream() -> AsyncIterator[str]:

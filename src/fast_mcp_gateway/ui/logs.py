@@ -3,7 +3,8 @@ the Routes page.
 
 Calls come from ``admin.history.calls`` (the store, cursor-paged, filtered by time,
 server, tool, status and, on a store gateways share, the gateway that served them); a
-restricted viewer sees its servers' calls only.  The audit log covers every server, so
+restricted viewer sees its servers' calls only, a viewer without scope admin its own
+calls only (``Principal.own_records``).  The audit log covers every server, so
 it needs an admin without a ``servers`` restriction (as on REST).  Route rules are
 ``admin.routes``'s; "which server does this name go to" is answered from the rules in
 decision order and the catalog view, as the call path does.
@@ -63,7 +64,8 @@ async def logs(page: Page) -> Response:
             status=status if status in STATUSES else None,  # type: ignore[arg-type]
             since_minutes=WINDOWS.get(page.query("since")), limit=limit_of(page),
             cursor=page.query("cursor") or None,
-            instance=page.query("instance")[:MAX_INSTANCE_ID] or None)
+            instance=page.query("instance")[:MAX_INSTANCE_ID] or None,
+            client=page.viewer.principal.own_records)
         calls.calls = [c for c in calls.calls if page.viewer.may_use(c.server)]
         ctx["calls"] = calls
         ctx["status"] = status
@@ -80,6 +82,7 @@ async def find_call(page: Page, call_id: str, at: float | None) -> CallRecord | 
     """The record ``call_id``: read at its start time ``at`` (the links carry it: one
     indexed query), else looked for among the newest ``SCAN_LIMIT`` records."""
     store = require_store(page.ctx)
+    mine = page.viewer.principal.own_records  # another caller's record is not found
     if page.ctx.recorder is not None:
         await page.ctx.recorder.flushed(within=2)
     cursor: str | None = None
@@ -87,9 +90,9 @@ async def find_call(page: Page, call_id: str, at: float | None) -> CallRecord | 
     while seen < SCAN_LIMIT:
         if at is not None:
             rows, cursor = await store.invocations(since=at - 0.001, until=at + 0.001,
-                                                   limit=200, cursor=cursor)
+                                                   limit=200, cursor=cursor, client=mine)
         else:
-            rows, cursor = await store.invocations(limit=200, cursor=cursor)
+            rows, cursor = await store.invocations(limit=200, cursor=cursor, client=mine)
         for row in rows:
             if row.id == call_id:
                 return CallRecord(**{k: getattr(row, k) for k in CallRecord.model_fields})
@@ -106,7 +109,8 @@ async def call_detail(page: Page) -> Response:
     except ValueError:
         at = None
     record = await find_call(page, call_id, at)
-    if record is None or not page.viewer.may_use(record.server):
+    if record is None or not page.viewer.may_use(record.server) \
+            or not page.viewer.principal.sees_records_of(record.client):
         raise NotFound(f"no call record with id '{call_id}' (records older than the "
                        "store's retention are gone)")
     return page.render("call.html", c=record)

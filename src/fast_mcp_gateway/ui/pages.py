@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.invalid import invalid_of
+from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.errors import UnknownServer
 from fast_mcp_gateway.http.auth import quotable
 from fast_mcp_gateway.store import StorageError
@@ -159,8 +160,8 @@ async def cards(page: Page) -> Response:
 
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
-    detail = servers.server_detail(page.ctx, name, stderr_lines=40,
-                                   may_use=page.viewer.may_use)
+    detail = own_sessions(servers.server_detail(
+        page.ctx, name, stderr_lines=40, may_use=page.viewer.may_use), page.viewer.principal)
     window = window_of(page)
     status = page.query("status")
     cursor = page.query("cursor") or None
@@ -172,7 +173,8 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
         try:  # an unreachable store costs the history, not the server's state and actions
             calls = await history.calls(page.ctx, server=name,
                                         status=status if status in STATUSES else None,  # type: ignore[arg-type]
-                                        limit=limit_of(page), cursor=cursor)
+                                        limit=limit_of(page), cursor=cursor,
+                                        client=page.viewer.principal.own_records)
             health_log = await history.health_history(page.ctx, server=name, limit=20)
             trend = await views.trend(page.ctx, window, server=name)
         except StorageError as exc:
@@ -192,8 +194,8 @@ async def detail(page: Page) -> Response:
 
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
-    return page.render("_status.html", d=servers.server_detail(page.ctx, name, 40,
-                                                               may_use=page.viewer.may_use),
+    detail = servers.server_detail(page.ctx, name, 40, may_use=page.viewer.may_use)
+    return page.render("_status.html", d=own_sessions(detail, page.viewer.principal),
                        keeps_flags=page.ctx.store is not None)
 
 

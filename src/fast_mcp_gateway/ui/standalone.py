@@ -34,6 +34,7 @@ from starlette.middleware import Middleware
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.errors import ConfigError
+from fast_mcp_gateway.http.fetch_site import FetchSiteMiddleware
 from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
 from fast_mcp_gateway.store.files import private_dir
 from fast_mcp_gateway.telemetry.events import EventBus
@@ -132,6 +133,7 @@ async def serve_dashboard(ctx: AdminContext, bus: EventBus, address: str, *,
     base = f"http://{shown}:{port}{PREFIX}"
     url = login_url(base, links.key)
     app = dashboard_app(ctx, DashboardAuth.one_time(links), bus, [
+        Middleware(FetchSiteMiddleware, navigable=True),  # as the HTTP app's guard
         Middleware(HostOriginGuardMiddleware, allowed_hosts=None, allowed_origins=None,
                    mode="strict")])
     # ws: upgrades refused without loading the websockets library (as HTTP mode does).

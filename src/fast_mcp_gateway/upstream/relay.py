@@ -20,12 +20,10 @@ they find the call they belong to as follows (``HostRelay``):
   ``isolation: per_client``, and a log is kept from every host.  Nothing is ever
   sent to a host whose call did not cause it.
 
-A question put to a host belongs to the upstream request it was correlated with
-(exactly), or to the host (by timing: any of its calls in flight may be the one):
-when that request ends, or the host's last call in flight on that session ends
-(answered, cancelled because the host left, timed out), the questions still pending
-are withdrawn (cancelled towards the host, refused upstream).  Logs sent while no
-call is in flight go to ``on_idle_log`` (the hosts that asked for logs).
+A question put to a host belongs to the upstream request it was correlated with, or
+to the host (by timing): when that request, or the host's last call on that session,
+ends, the questions still pending are withdrawn (cancelled towards the host, refused
+upstream).  Logs sent while no call is in flight go to ``on_idle_log``.
 """
 
 from __future__ import annotations
@@ -126,9 +124,8 @@ class FrontCall:
 
     @property
     def between_rounds(self) -> bool:
-        """Whether the host was shown questions for this call and has not come back
-        with its next request (a parked 2026-07-28 call): a question put to it now is
-        shown only then, and never if the host sits on the round or left it."""
+        """Whether the host was shown questions for this call and has not come back with
+        its next request (a parked 2026-07-28 call: a question now waits for that)."""
         return False
 
     @property
@@ -361,10 +358,12 @@ class InFlight:
 
 
 class OutsideCalls(Protocol):
-    """Who answers an upstream's ``roots/list`` outside any call (``roots.SoleHost``; for
-    a per_client session, ``roots.OwnerRoots``: its one host's)."""
+    """Who answers an upstream's ``roots/list`` outside a call (``roots.SoleHost``, and
+    ``roots.OwnerRoots`` for a per_client session); ``saw``: a host's answer in a call."""
 
     async def answer(self, server: str, session: Any) -> Any: ...
+
+    def saw(self, front: FrontCall, result: Any) -> None: ...
 
 
 class HostRelay:
@@ -483,7 +482,10 @@ class HostRelay:
             if self._sole is None:   # a replica built outside a manager: no roots
                 return types.ListRootsResult(roots=[])
             return await self._sole.answer(self._name, ctx.session)   # upstream/roots.py
-        return await self._put(owner, "roots", lambda c: c.list_roots())
+        result = await self._put(owner, "roots", lambda c: c.list_roots())
+        if self._sole is not None:
+            self._sole.saw(owner[0], result)
+        return result
 
     def session_callbacks(self, declares: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``ClientSession`` keyword arguments that route to these callbacks: of the

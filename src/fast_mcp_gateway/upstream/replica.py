@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -45,13 +45,7 @@ from fast_mcp_gateway.upstream.model import (
     UpstreamState,
     describe_error,
 )
-from fast_mcp_gateway.upstream.relay import (
-    FrontCall,
-    HostRelay,
-    IdleLog,
-    InFlight,
-    OutsideCalls,
-)
+from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, IdleLog, InFlight
 from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.session import CLIENT_INFO, Era, EraMemory
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -59,6 +53,9 @@ from fast_mcp_gateway.upstream.stats import EWMA_ALPHA, ReplicaAccounting, Upstr
 from fast_mcp_gateway.upstream.subscribing import ResourceSubscriptions
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.relay import OutsideCalls
 
 __all__ = [
     "CLIENT_INFO",
@@ -181,7 +178,7 @@ class Upstream:
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
                                      self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(
-            self.name, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
+            self.label, timeout=self.call_timeout, fetch=self._sup.fetch_catalog,
             on_catalog=self._catalog_refreshed, on_resource_updated=self._resource_updated,
             changed=self._changed, notify=self._notify_change,
         )

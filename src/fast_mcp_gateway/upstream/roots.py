@@ -21,11 +21,19 @@ belongs to:
   directories with the client's roots: one caller's roots there would let every other
   caller reach that caller's directories.  Logged once per server at INFO, saying that
   ``isolation: per_client`` gives each caller its own session with its own roots.
-* **a per_client session over HTTP** (``OwnerRoots``): it serves one caller, so it gets
-  that caller's roots as rule 2 keeps them (by verified credential: unauthenticated
-  2026-07-28 hosts are one caller), never another's; ``[]`` until that caller gave
-  some (a session keyed by a handshake-era connection: always, as its host is never
-  asked outside a call).
+* **a per_client session over HTTP** (``OwnerRoots``): it serves one host, so it gets
+  that host's roots, never another's:
+
+  - keyed by a handshake-era host's connection (its MCP session): that host is asked
+    on its standalone stream, as connected directly, for at most ``ask_within``
+    seconds (the gateway's ``ask_timeout``); if it has no stream, is gone, refuses or
+    does not answer in time, the latest roots the gateway saw from it (answering such
+    an ask, or within a call), else ``[]``, with one INFO line.  Its
+    ``notifications/roots/list_changed`` is forwarded to its own sessions only
+    (``front/host_requests.py``);
+  - keyed by a caller (2026-07-28 hosts; servers with ``${caller.*}`` headers): that
+    caller's roots as rule 2 keeps them (by verified credential: unauthenticated
+    2026-07-28 hosts are one caller); ``[]`` until that caller gave some.
 
 A session answered by rule 2 or 3, or for its owner, is told
 ``notifications/roots/list_changed`` once its answer may differ -- a handshake-era
@@ -46,7 +54,8 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
-from mcp.shared.exceptions import MCPError
+from mcp.server.connection import Connection
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
 
@@ -110,6 +119,11 @@ class SoleHost:
         self._owned: weakref.WeakKeyDictionary[ClientSession, Hashable] = \
             weakref.WeakKeyDictionary()
         self._explained: set[str] = set()   # servers whose shared session got [] (logged)
+        # Handshake-era HTTP hosts: the latest roots each gave (by connection), and how
+        # long one is asked outside a call (the gateway sets its ask_timeout).
+        self._seen: weakref.WeakKeyDictionary[Connection, list[types.Root]] = \
+            weakref.WeakKeyDictionary()
+        self.ask_within = 120.0
 
     def get(self) -> FrontCall | None:
         return self.front() if self.front is not None else None
@@ -118,6 +132,8 @@ class SoleHost:
         """``server``'s ``roots/list`` outside any call, on ``session`` (of a
         ``per_client`` session: ``owner`` is its host key)."""
         if self.front is None:   # not a stdio gateway: several callers may use the server
+            if isinstance(owner, Connection):
+                return await self._ask_owner(server, owner)
             if owner is not None:
                 self._owned[session] = owner
                 return types.ListRootsResult(roots=self.roots.of(owner) or [])
@@ -135,6 +151,41 @@ class SoleHost:
         if sole is None and given is None:
             self.unasked.add(session)  # no host yet: told when one comes
         return types.ListRootsResult(roots=given or [])
+
+    async def _ask_owner(self, server: str, host: Connection) -> types.ListRootsResult:
+        """Ask the handshake-era HTTP host owning a per_client session of ``server``
+        for its roots (bounded); not answered: the latest it gave, else none."""
+        caps = host.client_capabilities
+        if caps is None or caps.roots is None:   # nothing to ask (nor declared upstream)
+            return types.ListRootsResult(roots=self._seen.get(host) or [])
+        why = f"did not answer within {self.ask_within:g}s (ask_timeout)"
+        with anyio.move_on_after(self.ask_within):
+            try:
+                result = await host.send_request(types.ListRootsRequest())
+            except MCPError as exc:
+                why = ("is gone (its connection closed)"
+                       if exc.error.code == types.CONNECTION_CLOSED
+                       else f"refused it ({exc.error.message})")
+            except (NoBackChannelError, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError) as exc:
+                why = f"could not be asked ({type(exc).__name__}: it has no stream open)"
+            else:
+                self._seen[host] = list(result.roots)
+                return result
+        given = self._seen.get(host)
+        logger.info(
+            "upstream %s asked for its client's roots outside any call on the per-client "
+            "session of an HTTP host, which was asked and %s: answered with %s", server,
+            why, "the latest roots it gave" if given is not None else "none (it keeps its "
+            "own directories)")
+        return types.ListRootsResult(roots=given or [])
+
+    def saw(self, front: FrontCall, result: Any) -> None:
+        """The host of ``front`` answered a ``roots/list`` within a call with
+        ``result``: kept for its per_client sessions, should it not answer outside one."""
+        if isinstance(front.host, Connection) and not front.is_modern and \
+                isinstance(result, types.ListRootsResult):
+            self._seen[front.host] = list(result.roots)
 
     def _explain(self, server: str) -> None:
         if server in self._explained:
@@ -183,6 +234,9 @@ class OwnerRoots:
 
     async def answer(self, server: str, session: Any) -> Any:
         return await self._sole.answer(server, session, self._owner)
+
+    def saw(self, front: FrontCall, result: Any) -> None:
+        self._sole.saw(front, result)
 
 
 async def _tell(sessions: list[ClientSession]) -> None:

@@ -76,6 +76,7 @@ class ReplicaAccounting:
         self.ewma_ms: float | None = None
         self.active = 0  # requests in flight on this replica (all callers)
         self.last_status = HealthStatus.UNKNOWN
+        self._quiet = False  # UNHEALTHY for want of a session, not logged (``status``)
         self.restarts = 0
         self.connects = 0
         self.attempts = 0
@@ -89,12 +90,27 @@ class ReplicaAccounting:
         now = self.clock()
         latency_ms = (now - started) * 1000
         self.health.record(now, ok, latency_ms)
+        before = self.breaker.state
         if ok:
             self.breaker.record_success(now)
             self.ewma_ms = latency_ms if self.ewma_ms is None else (
                 EWMA_ALPHA * latency_ms + (1 - EWMA_ALPHA) * self.ewma_ms)
+            if before is BreakerState.HALF_OPEN and self.breaker.state is BreakerState.CLOSED:
+                logger.info("upstream %s: circuit breaker closed: its probe call succeeded",
+                            self.label)
         else:
             self.breaker.record_failure(now)
+            if self.breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
+                self._breaker_opened(before)
+
+    def _breaker_opened(self, before: BreakerState) -> None:
+        """One line per trip (a state change), never one per call refused meanwhile."""
+        b = self.breaker
+        why = ("its probe call failed" if before is BreakerState.HALF_OPEN else
+               f"{b.failure_threshold} failed call(s) within {b.window:g}s")
+        logger.warning("upstream %s: circuit breaker open (%s): calls skip it for "
+                       "%gs, then a probe call tests it (gateway_reset_breaker closes it "
+                       "now)", self.label, why, b.open_for)
 
     def new_session(self, connect_seconds: float) -> None:
         """A new session is a new process or connection: what the breaker and the health
@@ -116,12 +132,17 @@ class ReplicaAccounting:
         status = self.health.classify(self.clock()) if ready else HealthStatus.UNHEALTHY
         if status is not self.last_status:
             level = logging.WARNING if status is HealthStatus.UNHEALTHY else logging.INFO
-            if ready or status is not HealthStatus.UNHEALTHY:
-                logger.log(level, "upstream %s: health %s -> %s", self.label,
-                           self.last_status, status)
-                if self._on_transition is not None:
-                    self._on_transition(str(status), f"health {self.last_status} -> {status}")
+            # Without a session it is UNHEALTHY in silence (its state lines say why); a
+            # new session's health starts UNKNOWN: the log goes on from there, never
+            # "UNHEALTHY -> UNKNOWN" at every start and restart.
+            said = HealthStatus.UNKNOWN if self._quiet else self.last_status
+            if ready and status is not said:
+                logger.log(level, "upstream %s: health %s -> %s", self.label, said, status)
+            if (ready or status is not HealthStatus.UNHEALTHY) \
+                    and self._on_transition is not None:
+                self._on_transition(str(status), f"health {self.last_status} -> {status}")
             self.last_status = status
+        self._quiet = not ready
         return status
 
     def view(self, index: int, weight: int) -> ReplicaView:

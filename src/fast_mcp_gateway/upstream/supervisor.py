@@ -462,7 +462,9 @@ class Supervisor:
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
         if self._broken and not (self._stopping or self._restart_requested):
-            logger.warning("upstream %s: %s", self.name, self._broken)
+            # Said once, at WARNING, by the state change that follows (ready ->
+            # reconnecting, with the exit code and stderr): not here as well.
+            logger.debug("upstream %s: %s", self.label, self._broken)
 
     def _set_state(self, state: UpstreamState) -> None:
         if state is self.state:
@@ -470,8 +472,11 @@ class Supervisor:
         previous, self.state = self.state, state
         if state is not UpstreamState.READY and state is not UpstreamState.STOPPED:
             self._stats.ready_since = None
-        level = logging.WARNING if state in (UpstreamState.FAILED,) else logging.INFO
-        logger.log(level, "upstream %s: %s -> %s%s", self.name, previous, state,
+        # A session lost (a crash: ready -> reconnecting) or given up on is a warning; a
+        # replica is named as the balancer and gateway_health name it (rep#1).
+        lost = previous is UpstreamState.READY and state is UpstreamState.RECONNECTING
+        level = logging.WARNING if lost or state is UpstreamState.FAILED else logging.INFO
+        logger.log(level, "upstream %s: %s -> %s%s", self.label, previous, state,
                    f" ({self.last_error})" if self.last_error and state != "ready" else "")
         self._hooks.state_changed(str(state), f"{previous} -> {state}" + (
             f": {self.last_error}" if self.last_error and state is not UpstreamState.READY

@@ -1,0 +1,58 @@
+"""Every ``MCP_GATEWAY_*`` setting given a bad value, as an operator's environment or
+a deployment's empty ``${VAR}`` gives it: the one line names the variable and what it
+takes -- a number's whole range (pydantic's words gave one bound, or none: "unable to
+parse string as a number"), a boolean's spellings, a list's two forms -- and a value
+that was taken and went wrong later (an empty store path, a path without its slash, a
+public URL that is none) is refused at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fast_mcp_gateway.cli.main import main
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("STARTUP_WAIT", "x", "must be a number at least 0 and at most 3600 (got 'x')"),
+    ("SESSION_IDLE_TIMEOUT", "0",
+     "must be a number greater than 0 and at most 604800 (got '0')"),
+    ("PORT", "abc", "must be a whole number at least 0 and at most 65535 (got 'abc')"),
+    ("STARTUP_CONCURRENCY", "0",
+     "must be a whole number at least 1 and at most 256 (got '0')"),
+    ("RETENTION_ROWS", "5", "must be a whole number at least 1000 (got '5')"),
+    ("RECORD_CALLS", "maybe", "must be true or false (also 1/0, yes/no, on/off) "
+                              "(got 'maybe')"),
+    ("HTTP_EXPRESS_LANE", "2", "must be true or false (also 1/0, yes/no, on/off) "
+                               "(got '2')"),
+    ("ALLOWED_HOSTS", "[a.example", "is neither comma-separated names nor a JSON list of "
+                                    "strings (Expecting value: line 1 column 2 (char 1)) "
+                                    "(got '[a.example')"),
+    ("PATH", "mcp", "must be a URL path starting with /, e.g. /mcp (got 'mcp')"),
+    ("PUBLIC_URL", "mcp.example.com", "must be the http:// or https:// URL hosts reach the "
+                                      "gateway at, e.g. https://mcp.example.com (got "
+                                      "'mcp.example.com')"),
+    ("DB", "", "is empty; give a SQLite file path or a postgresql:// URL, or unset it for "
+               "the default store (or serve --no-db for none)"),
+    ("HOST", "", "is empty; give the address to listen on, e.g. 127.0.0.1, or unset it "
+                 "(got '')"),
+    ("SPOOL_DIR", " ", "is empty; give a folder, or unset it for the default (got ' ')"),
+    ("LOG_FORMAT", "xml", "must be 'text' or 'json' (got 'xml')"),
+])
+def test_a_bad_setting_names_the_variable_and_what_it_takes(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        name: str, value: str, said: str) -> None:
+    monkeypatch.setenv(f"MCP_GATEWAY_{name}", value)
+    assert main(["serve", "--transport", "http", "--config", "/nonexistent.yaml"]) == 2
+    assert capsys.readouterr().err == f"mcp-gateway: MCP_GATEWAY_{name}: {said}\n"
+
+
+@pytest.mark.parametrize("command", ["logs", "stats"])
+def test_a_bad_since_is_said_before_the_store_is_looked_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """``mcp-gateway logs --since 5x`` on a machine without the default store said "no
+    store at ..." and nothing of the typo."""
+    assert main([command, "--since", "5x", "--db", str(tmp_path / "none.db")]) == 2
+    assert capsys.readouterr().err == (
+        "mcp-gateway: --since '5x': use a number and s, m, h or d (e.g. 10m)\n")

@@ -57,12 +57,19 @@ async def answer_of(http: httpx2.AsyncClient, headers: dict[str, str], body: str
     raise AssertionError("the stream ended with no answer")
 
 
+TOKEN = "mgw_ids-ops-7b1e4c9a2f"
+AUTH = {"auth": {"tokens": [{"name": "ops", "token": TOKEN, "scopes": ["tools"]}]}}
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["no auth", "auth"])
 async def test_a_duplicate_id_in_flight_in_a_session_is_refused_and_never_runs(
-        tmp_path: Path) -> None:
-    gateway = make_gateway({"t": stdio_entry("ticker.py", str(tmp_path))})
+        tmp_path: Path, auth: bool) -> None:
+    gateway = make_gateway({"t": stdio_entry("ticker.py", str(tmp_path))},
+                           options=AUTH if auth else None)
     answers: dict[str, tuple[int, dict[str, Any]]] = {}
-    async with serve_http(gateway.http_app("http")) as base, \
-            httpx2.AsyncClient(base_url=base, timeout=WITHIN) as http:
+    async with serve_http(gateway.http_app("http")) as base, httpx2.AsyncClient(
+            base_url=base, timeout=WITHIN,
+            headers={"authorization": f"Bearer {TOKEN}"} if auth else None) as http:
         one, other = await open_session(http), await open_session(http)
 
         async def post(tag: str, headers: dict[str, str], body: str) -> None:
@@ -94,3 +101,26 @@ async def test_a_duplicate_id_in_flight_in_a_session_is_refused_and_never_runs(
         status, again = await answer_of(http, one, json.dumps(
             {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
         assert status == 200 and "result" in again, again
+
+
+async def test_a_post_without_a_valid_token_is_refused_before_its_body_is_read(
+        tmp_path: Path) -> None:
+    """``InFlightIds`` wraps the route outside FastMCP's auth guard: it read (up to the
+    body limit) and parsed the body of any POST naming a session, a credential or not,
+    before the guard's 401 -- which never reads it.  A body that never completes shows
+    it: the 401 came only once the body was whole."""
+    gateway = make_gateway({}, options=AUTH, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base:
+        host, port = base.removeprefix("http://").split(":")
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send((
+                f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Type: application/json\r\nAccept: application/json, "
+                "text/event-stream\r\nMcp-Session-Id: 0123456789abcdef\r\n"
+                "Authorization: Bearer mgw_not-a-token\r\nContent-Length: 1000\r\n\r\n"
+                '{"jsonrpc": "2.0", "id": 1, ').encode())  # and no more
+            head = b""
+            with anyio.fail_after(WITHIN):
+                while b"\r\n\r\n" not in head:
+                    head += await stream.receive()
+    assert head.startswith(b"HTTP/1.1 401"), head

@@ -62,3 +62,20 @@ async def test_one_caller_holds_a_bounded_share_of_the_sessions(tmp_path: Path) 
         # A request without a valid token is FastMCP's 401, as before.
         assert (await http.post(f"{base}/mcp", json=INITIALIZE,
                                 headers=_headers("mgw_nobody"))).status_code == 401
+
+
+async def test_without_auth_the_one_caller_is_not_held_to_a_share(tmp_path: Path) -> None:
+    """Without ``auth`` every host is the anonymous caller: a share of the sessions would
+    protect no other caller (there is none) and only cut every host on the machine, all
+    together, to an eighth of the SDK's bound (a host opening sessions it never ends,
+    a dashboard, an IDE and a script alongside: 429 at 1,250 instead of 10,000)."""
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    plain = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
+        manager = session_manager_of(app.mcp_app, "/mcp")()
+        manager.max_sessions = 16  # an eighth would be 2
+        opened = [await http.post(f"{base}/mcp", json=INITIALIZE, headers=plain)
+                  for _ in range(3)]
+        assert [r.status_code for r in opened] == [200, 200, 200], opened[-1].text
+        assert len(manager._server_instances) == 3

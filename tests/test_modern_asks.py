@@ -124,3 +124,38 @@ async def test_an_unauthenticated_2026_host_is_told_to_use_a_token(tmp_path: Pat
             tg.cancel_scope.cancel()
     assert seen == {}
     assert "give each host a token (gateway.auth)" in outcome["A"], outcome["A"]
+
+
+async def test_two_processes_sharing_a_token_are_one_host_for_questions(
+        tmp_path: Path) -> None:
+    """What "hosts sharing one token count as one host" means (README, Isolation): a
+    question one process's call caused may be put to the other process, on its call
+    in flight, and that process's answer is what the first call gets -- its user's
+    consent to an elicitation, its model's sampling, its roots.  Pinned here so that a
+    change to it is deliberate; the fix for a host that must not be asked another's
+    questions is a token of its own (the test above)."""
+    record = tmp_path / "asker.jsonl"
+    go = tmp_path / "go"
+    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
+                                                 protocol="legacy")}, options=TOKENS)
+    seen: dict[str, list[str]] = {}
+    outcome: dict[str, str] = {}
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=ALICE, elicitation_handler=answering("one", seen)) as one,
+        Client(f"{base}/mcp", auth=ALICE, elicitation_handler=answering("two", seen)) as two,
+    ):
+        async def asking() -> None:
+            outcome["A"] = (await one.call_tool(
+                "asker_hold_then_ask", {"tag": "A", "go": str(go)})).data
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(two.call_tool, "asker_hold", {"tag": "B"})  # the earlier call
+            await until(lambda: any(r["event"] == "hold" for r in records(record)))
+            tg.start_soon(asking)
+            await until(lambda: any(r["event"] == "hold_then_ask" for r in records(record)))
+            go.touch()  # process one's call asks while process two's is in flight
+            await until(lambda: "A" in outcome)
+            tg.cancel_scope.cancel()
+    assert seen == {"two": ["late question for A"]}  # shown to the other process
+    assert outcome["A"] == "A:accept:answer-from-two"  # and its answer taken

@@ -224,4 +224,48 @@ def test_one_setting_sets_every_grace_of_a_stop(monkeypatch: pytest.MonkeyPatch)
     assert gateway.control.in_flight.grace == 2
     server = uvicorn_server(gateway.http_app(), gateway.settings)
     assert server.config.timeout_graceful_shutdown == 2
-    assert serve._HTTP_EXIT_GRACES * gateway.settings.stop_grace == 6
+    assert serve.hard_exit_after(gateway.settings) == 6
+
+
+@pytest.mark.parametrize("grace", [0.2, 0.5, 1.0, 2.5, 5.0])
+def test_the_hard_exit_comes_after_both_graces_of_a_stop(grace: float) -> None:
+    """The hard exit leaves the rest of the stop time after uvicorn's grace (whole
+    seconds) and the wait for admin operations: at ``3 * stop_grace`` a value under a
+    second (0.2) made it the stop itself, cutting requests uvicorn still waited for."""
+    from fast_mcp_gateway.cli import serve
+    from fast_mcp_gateway.http.serving import uvicorn_server
+
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           stop_grace=grace)
+    requests = uvicorn_server(gateway.http_app(), gateway.settings).config
+    waited = requests.timeout_graceful_shutdown + gateway.control.in_flight.grace
+    assert serve.hard_exit_after(gateway.settings) >= waited + grace
+
+
+async def test_one_stop_waits_one_grace_for_admin_operations(tmp_path: Path) -> None:
+    """A stop asks twice (over HTTP as the MCP sessions end, then the provider's
+    ``before_stop``; over stdio at the host's EOF, then ``before_stop``): the second
+    waited ``grace`` again, so an operation outliving the servers' stop held the stop
+    for two graces after uvicorn's, and the hard exit came as the second ended.  Here
+    the grace is raised after the first wait: the second takes only what is left of
+    the first's bound (none), where it waited 600 s."""
+    gateway = _gateway(tmp_path / "g.db")
+    in_flight = gateway.control.in_flight
+    in_flight.grace = 0.01
+    with in_flight.running(OPS, "add_server", "slow"):  # never ends within the stop
+        with anyio.fail_after(WITHIN):
+            assert [r.action for r in await in_flight.ended()] == ["add_server"]
+            in_flight.grace = 600
+            assert [r.action for r in await in_flight.ended()] == ["add_server"]
+    # Once none is running, a later stop waits its own grace again: it sees one end.
+    left: list[list[Any]] = []
+
+    async def stop() -> None:
+        left.append(await in_flight.ended())
+
+    with anyio.fail_after(WITHIN):
+        async with anyio.create_task_group() as tg:
+            with in_flight.running(OPS, "remove_server", "slow"):
+                tg.start_soon(stop)
+                await anyio.wait_all_tasks_blocked()  # the stop is waiting
+    assert left == [[]]

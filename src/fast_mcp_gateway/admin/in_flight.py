@@ -12,7 +12,11 @@ Now each such operation is ``running`` here (its actor, action and target: what 
 audit entry will say), and the stop, before it stops the servers:
 
 * ``ended(within)`` waits up to ``grace`` seconds (``stop_grace``, default 5) for them;
-  those that end are written and audited as at any other time;
+  those that end are written and audited as at any other time.  One stop asks twice
+  over HTTP (as the MCP sessions end, then the provider's ``before_stop``) and over
+  stdio (the host's EOF, then ``before_stop``): the second waits only what is left of
+  the first's bound, not ``grace`` again (the stop took up to three graces, and its
+  hard exit came as the second wait ended);
 * for those still running it logs one line naming them; once the servers are
   stopped (their waits end with them) most end before the store closes;
 * the audit entries of those still running as the store is about to close
@@ -46,7 +50,7 @@ GRACE = 5.0
 """Seconds a stop waits for admin operations in flight before it stops the servers: the
 default of the ``stop_grace`` setting (``MCP_GATEWAY_STOP_GRACE``), which also bounds
 uvicorn's wait for HTTP requests in flight (``http/serving.py``) and sets serve's hard
-exit (``cli/serve.py``: three of them over HTTP)."""
+exit (``cli/serve.hard_exit_after``: three of them over HTTP)."""
 UNFINISHED = ("unfinished: still running when the gateway stopped and closed its store; "
               "what it did is not known here (check the target's state now)")
 """The ``result`` of the audit entry spilled for an operation the stop did not see end."""
@@ -77,6 +81,7 @@ class InFlight:
         self._spilled: set[int] = set()  # keys spilled as unfinished (``unspilled``)
         self._lock = threading.Lock()  # ``unspilled`` runs in the hard exit's thread too
         self.grace = grace  # tests shorten it
+        self._until: float | None = None  # the bound of this stop's wait, once begun
 
     @contextmanager
     def running(self, actor: Actor, action: str, target: str | None,
@@ -89,6 +94,8 @@ class InFlight:
         finally:
             del self._running[key]
             self._spilled.discard(key)
+            if not self._running:
+                self._until = None  # a later stop waits anew
             self._changed.notify()
 
     def __len__(self) -> int:
@@ -110,9 +117,17 @@ class InFlight:
     async def ended(self, within: float | None = None) -> list[Running]:
         """Wait up to ``within`` (``grace``) seconds for every operation to end; those
         still running then, named in one line (none: nothing said)."""
-        bound = self.grace if within is None else within
         if not self._running:
             return []
+        if within is None:  # ``grace`` from this stop's first wait (module docstring)
+            now = time.monotonic()
+            if self._until is None:
+                self._until, within = now + self.grace, self.grace
+            elif now >= self._until:
+                return self.now()  # this stop's wait is over; the first said so
+            else:
+                within = self._until - now
+        bound = within
         logger.info("stopping: waiting up to %g s for %d admin operation(s) in flight: %s",
                     bound, len(self._running), self._named())
         if await self._changed.wait_until(lambda: not self._running, bound):

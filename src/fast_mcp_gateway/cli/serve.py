@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -339,7 +340,7 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
                         tg.start_soon(gateway.reload_on_signal, "SIGHUP")
                         continue
                     log.info("received %s: stopping", signal.Signals(received).name)
-                    timer = threading.Timer(_HTTP_EXIT_GRACES * gateway.settings.stop_grace
+                    timer = threading.Timer(hard_exit_after(gateway.settings)
                                             if http else _EXIT_GRACE,
                                             _hard_exit, args=(gateway,))
                     timer.daemon = True
@@ -363,7 +364,15 @@ async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,
 
 
 _EXIT_GRACE = 2.0
-_HTTP_EXIT_GRACES = 3  # stop_grace for requests, then for admin operations, then the rest
+
+
+def hard_exit_after(settings: Any) -> float:
+    """Seconds from a signal to an HTTP/SSE gateway's hard exit: uvicorn's grace for
+    requests (``stop_grace`` in whole seconds: ``http/serving.py``), then ``stop_grace``
+    for admin operations, then as long again for the rest.  Three times ``stop_grace``
+    came before uvicorn's grace had ended for a value under a second (0.2: 0.6 s)."""
+    grace = float(settings.stop_grace)
+    return math.ceil(grace) + 2 * grace
 
 
 def _spill_in_flight(gateway: Any) -> int:

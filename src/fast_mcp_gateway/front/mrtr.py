@@ -33,8 +33,9 @@ Bounds and endings:
 * a host that cancels a round (or whose HTTP request ends) cancels the upstream call;
 * a token is bound to the caller (principal) and the component it called, and a
   round is served to one host request at a time;
-* at most ``max_parked`` calls are held, a quarter of them one caller's; beyond that a
-  call fails with a clear error.
+* at most ``max_parked`` calls are held, a quarter of them one caller's (with
+  ``auth``: stdio's host and the anonymous caller are a gateway's only caller); beyond
+  that a call fails with a clear error.
 
 A parked call lives in this process: behind several gateway instances a
 2026-07-28 host's continuation must reach the instance that answered its first
@@ -70,6 +71,7 @@ TOKEN_PREFIX = "gw-mrtr."
 DEFAULT_ASK_TIMEOUT = 120.0
 DEFAULT_MAX_PARKED = 1024
 PER_CALLER_SHARE = 4  # one caller (principal) may hold a quarter of the places
+_SOLE_CALLERS = frozenset({"local", "anonymous"})  # kinds of a gateway's only caller
 _TOMBSTONES = 1024  # ended tokens remembered, to tell a late host what happened
 
 
@@ -222,9 +224,12 @@ class Parking:
             raise UpstreamError(server, f"{what}: {self.max_parked} calls are already waiting "
                                         "for their hosts' answers; try again later")
         # One caller that never answers would otherwise hold every place for
-        # ``ask_timeout``, and every other caller's asking calls fail meanwhile.
+        # ``ask_timeout``, and every other caller's asking calls fail meanwhile.  Not
+        # the one caller there is (stdio's host, anonymous without auth): its share
+        # would only cut it to a quarter, and protect nobody.
         who, per_caller = self._owner(call)[0], max(1, self.max_parked // PER_CALLER_SHARE)
-        if sum(parked.owner[0] == who for parked in self._calls.values()) >= per_caller:
+        if call.principal.kind not in _SOLE_CALLERS \
+                and sum(parked.owner[0] == who for parked in self._calls.values()) >= per_caller:
             raise UpstreamError(server, f"{what}: {per_caller} calls of this caller are "
                                         "already waiting for its answers (the most one "
                                         "caller may have); answer or cancel them first")

@@ -411,11 +411,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             SessionRefusals, idle_timeout=settings.session_idle_timeout,
             tokens=verifier is not None))  # in words naming neither cause nor fix
-        wrap_routes(mcp_app, (mcp_path,), functools.partial(  # one caller, not all of them
-            SessionQuota, manager=session_manager_of(mcp_app, mcp_path),
-            tokens=verifier is not None))
+        if verifier is not None:  # one caller, not all (without auth all are one)
+            wrap_routes(mcp_app, (mcp_path,), functools.partial(
+                SessionQuota, manager=session_manager_of(mcp_app, mcp_path)))
         # A request under an id in flight in its session overwrote the first's stream
-        wrap_routes(mcp_app, (mcp_path,), functools.partial(InFlightIds, limit=max_body))
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(
+            InFlightIds, limit=max_body, tokens=verifier is not None))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

@@ -18,7 +18,9 @@ answered 400 with a JSON-RPC error (-32600, the request's id, the stdio front's 
 and never reaches the app.  Ids are compared as the stdio front compares them
 (``request_ids.id_key``: ``7`` and ``"7"`` are one; the SDK's own key is ``str(id)``).
 A POST without a session (the handshake's, a sessionless 2026-07-28 request, which the
-express lane may serve) has no id space to collide in and passes untouched.
+express lane may serve) has no id space to collide in and passes untouched, and so,
+with ``auth``, does one without a verified token: the route's wrappers run outside
+FastMCP's auth guard, whose 401 never reads the body (this read and parsed it first).
 """
 
 from __future__ import annotations
@@ -31,20 +33,25 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.front.request_ids import duplicate_message, id_key
 from fast_mcp_gateway.http.reworded import PostsOnly
+from fast_mcp_gateway.http.session_quota import caller_of
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 
 
 class InFlightIds(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_MESSAGE) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_MESSAGE, *, tokens: bool = False
+                 ) -> None:
+        """``tokens``: the gateway has ``auth`` (a POST without a verified token is
+        passed to the guard untouched)."""
         super().__init__(app)
         self.limit = limit
+        self.tokens = tokens
         self._open: set[tuple[bytes, Any]] = set()  # (session id, request id key)
 
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = next((v for k, v in scope["headers"] if k == b"mcp-session-id"), None)
-        if session is None:
+        if session is None or (self.tokens and caller_of(scope) is None):
             await self.app(scope, receive, send)
             return
         body, end = await read_body(receive, self.limit)

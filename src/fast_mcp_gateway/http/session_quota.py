@@ -9,9 +9,11 @@ left them locked every other host out of the gateway for half an hour.
 
 ``SessionQuota`` wraps the MCP endpoint's route in FastMCP's app (after FastMCP's auth
 guard: ``scope["user"]`` is the verified caller) and lets one caller (a token's name, a
-JWT's subject, whatever JWTs it brings; the anonymous caller) hold at most
-``max_sessions // PER_CALLER_SHARE`` of the sessions open: its next ``initialize`` is a
-429 saying so, and other callers still open theirs.  It remembers which caller opened
+JWT's subject, whatever JWTs it brings) hold at most ``max_sessions // PER_CALLER_SHARE``
+of the sessions open: its next ``initialize`` is a 429 saying so, and other callers
+still open theirs.  Only with ``auth``: without it every host is the one anonymous
+caller, whom a share would protect from nobody -- it only cut every host of the
+machine, all together, to an eighth of the SDK's bound.  It remembers which caller opened
 each session from the ``Mcp-Session-Id`` of the answer, and forgets the sessions the
 manager no longer holds (ended, expired).  A 2026-07-28 request (sessionless) and a
 request naming a session pass untouched.
@@ -33,7 +35,6 @@ PER_CALLER_SHARE = 8  # one caller may hold an eighth of the sessions open at on
 _SESSION = b"mcp-session-id"
 _VERSION = b"mcp-protocol-version"
 _HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
-ANONYMOUS = ("anonymous", "anonymous")
 
 
 def session_manager_of(mcp_app: Any, path: str) -> Callable[[], Any]:
@@ -62,12 +63,11 @@ def caller_of(scope: Scope) -> tuple[str, str] | None:
 class SessionQuota:
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, manager: Callable[[], Any], tokens: bool) -> None:
-        """``tokens``: the gateway has ``auth`` (a request without a verified token is
-        then FastMCP's 401, not a session of the anonymous caller)."""
+    def __init__(self, app: ASGIApp, *, manager: Callable[[], Any]) -> None:
+        """For a gateway with ``auth`` (a request without a verified token is FastMCP's
+        401, not a session)."""
         self.app = app
         self.manager = manager
-        self.tokens = tokens
         self._opened: dict[str, tuple[str, str]] = {}  # session id -> its caller
         self._pending: dict[tuple[str, str], int] = {}  # callers' opening requests
 
@@ -87,8 +87,8 @@ class SessionQuota:
         limit = max(1, manager.max_sessions // PER_CALLER_SHARE)
         if len(self._opened) > len(live):  # ended and expired sessions are forgotten
             self._opened = {s: who for s, who in self._opened.items() if s in live}
-        who = caller_of(scope) or ANONYMOUS
-        if who == ANONYMOUS and self.tokens:  # refused by FastMCP's guard: no session
+        who = caller_of(scope)
+        if who is None:  # refused by FastMCP's guard: no session
             await self.app(scope, receive, send)
             return
         # Requests still being answered count too: many sent at once all passed before.

@@ -199,14 +199,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE audit ADD COLUMN uid TEXT;
     CREATE UNIQUE INDEX audit_uid ON audit (uid);
     """),
+    (12, """
+    -- a caller's own page of records (invocations(client=...): a caller without admin)
+    -- without scanning everyone's newer records first
+    CREATE INDEX invocations_client ON invocations (client, started_at, id);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {11: 10}
+READABLE_FROM: dict[int, int] = {11: 10, 12: 10}
 """Migrations that leave the store usable by older gateways: version -> the oldest schema
 version whose gateways may use it (``schema_readers``).  Only a migration that adds
 (nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it).
 11 does: a gateway of 10 writes its audit entries without a uid (NULL: never a conflict
-under the unique index)."""
+under the unique index).  12 does: an index only."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 

@@ -228,9 +228,11 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE UNIQUE INDEX audit_uid ON audit (uid);
     """),
     (11, """
-    -- a caller's own page of records (invocations(client=...): a caller without admin)
+    -- what client names (token | jwt | host: names of each kind may be alike), and a
+    -- caller's own page of records (invocations(client=...): a caller without admin)
     -- without scanning everyone's newer records first.  Not CONCURRENTLY: see migrate()
-    CREATE INDEX invocations_client ON invocations (client, started_at, id);
+    ALTER TABLE invocations ADD COLUMN client_kind TEXT;
+    CREATE INDEX invocations_client ON invocations (client, client_kind, started_at, id);
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -239,7 +241,8 @@ READABLE_FROM: dict[int, int] = {10: 9, 11: 9}
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
 adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
 10 does: a gateway of 9 writes its audit entries without a uid (NULL: never a conflict
-under the unique index).  11 does: an index only."""
+under the unique index).  11 does: a gateway of 9 or 10 writes its records without
+a client_kind (NULL: an admin's only)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",

@@ -18,7 +18,7 @@ from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
-from tests.test_call_privacy import _calls, _fail
+from tests.test_call_privacy import _calls, _fail, _next_call
 from tests.test_http_service import ISSUER, signed
 from tests.test_ui import _login
 
@@ -78,3 +78,37 @@ async def test_a_jwt_and_a_token_of_one_name_read_their_own_records_only(
         record = await ui.get(f"{base}/ui/calls/{theirs['id']}",
                               params={"at": theirs["started_at"]})
         assert record.status_code == 404 and TOKEN_MARK not in record.text
+
+
+async def test_a_jwt_of_a_tokens_name_gets_neither_its_call_events_nor_its_sessions(
+        jwks: tuple[RSAKeyPair, str], tmp_path: Path) -> None:  # noqa: F811
+    pair, uri = jwks
+    jwt_alice = signed(pair, "alice", expires_in_seconds=600)
+    gateway = make_gateway({"alpha": memory_entry("alpha", isolation="per_client")},
+                           {"alpha": alpha_server()}, options={"auth": _auth(uri)},
+                           db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http, \
+            httpx2.AsyncClient(timeout=30) as ui:
+        await _login(ui, base, jwt_alice)
+        async with ui.stream("GET", base + "/ui/events") as stream, \
+                Client(f"{base}/mcp", auth=ALICE) as token, \
+                Client(f"{base}/mcp", auth=jwt_alice) as by_jwt:
+            lines = stream.aiter_lines()
+            assert await anext(lines) == ": connected"  # subscribed by now
+            await token.call_tool("alpha_fail", {"message": TOKEN_MARK},
+                                  raise_on_error=False)  # first: the JWT's stream skips it
+            await by_jwt.call_tool("alpha_add", {"a": 1, "b": 2})
+            mine = await _next_call(lines)
+            assert mine["name"] == "alpha_add"
+            assert (mine["client"], mine["client_kind"]) == ("alice", "jwt")
+
+            async def owners(bearer: str) -> list[tuple[str, str]]:
+                one = (await http.get(f"{base}/api/v1/servers/alpha",
+                                      headers={"Authorization": f"Bearer {bearer}"})).json()
+                return sorted((s["owner"], s["owner_kind"])
+                              for s in one["client_sessions"]["sessions"])
+
+            assert await owners(jwt_alice) == [("alice", "jwt")]
+            assert await owners(ALICE) == [("alice", "token")]
+            assert await owners(OPS) == [("alice", "jwt"), ("alice", "token")]

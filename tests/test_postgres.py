@@ -236,7 +236,7 @@ async def test_a_version_9_database_with_audit_entries_gets_their_unique_ids(
         await store.close()
     store = await PostgresStore.open(pg_url)
     try:
-        assert await store.schema_version() == schema.SCHEMA_VERSION == 10
+        assert await store.schema_version() == schema.SCHEMA_VERSION
         kept = await store.audit()
         assert [(e.at, e.actor, e.action, e.result, e.instance_id, e.uid) for e in kept] == [
             (1.0, "ada", "reconnect_server", "ready", "gw-1", None)] * 2
@@ -250,6 +250,51 @@ async def test_a_version_9_database_with_audit_entries_gets_their_unique_ids(
         old.setattr(schema, "SCHEMA_VERSION", 9)
         await (await PostgresStore.open(pg_url)).close()
     assert "marked it usable from version 9" in caplog.text
+
+
+
+async def test_a_callers_own_page_of_records_reads_the_client_index(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Migration 11 adds ``client_kind`` and indexes ``(client, client_kind, started_at,
+    id)``: a caller without admin reads its page (``invocations(client=...)``) by the
+    index instead of scanning everyone's newer records; a version-10 database's records
+    stay (without a kind: an admin's only), and gateways of 9 and 10 may still use it."""
+    with monkeypatch.context() as old:  # a database as version 10 left it
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:10])
+        old.setattr(schema, "SCHEMA_VERSION", 10)
+        store = await PostgresStore.open(pg_url)
+        async with store._conn() as conn:  # as a gateway of 10 writes them: no client_kind
+            await conn.execute(
+                "INSERT INTO invocations (id, trace_id, client, kind, exposed, server,"
+                " original, started_at, duration_ms, status) SELECT 'r' || lpad(n::text, 5,"
+                " '0'), 't', CASE WHEN n < 2000 THEN 'bob' ELSE 'alice' END, 'tool', 'a_x',"
+                " 'a', 'x', n, 1.0, 'success' FROM generate_series(0, 2002) AS n")
+        await store.close()
+    store = await PostgresStore.open(pg_url)
+    try:
+        assert await store.schema_version() == 11
+        async with store._conn() as conn:
+            await conn.execute("ANALYZE invocations")
+            plan = "\n".join(r[0] for r in await conn.fetch(
+                "EXPLAIN SELECT * FROM invocations WHERE client = 'alice' AND client_kind ="
+                " 'token' AND (started_at, id) < (1e12, 'z') ORDER BY started_at DESC,"
+                " id DESC LIMIT 51"))
+        assert "invocations_client" in plan and "Sort" not in plan, plan
+        assert (await store.invocations(client=("token", "alice")))[0] == []  # no kind
+        async with store._conn() as conn:
+            await conn.execute("UPDATE invocations SET client_kind = 'token'")
+        page, _ = await store.invocations(client=("token", "alice"))
+        assert [r.id for r in page] == ["r02002", "r02001", "r02000"]
+        assert (await store.invocations(client=("jwt", "alice")))[0] == []
+    finally:
+        await store.close()
+    for version in (9, 10):
+        with monkeypatch.context() as old:  # a gateway of that version, after it
+            old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+            old.setattr(schema, "SCHEMA_VERSION", version)
+            await (await PostgresStore.open(pg_url)).close()
+        assert "marked it usable from version 9" in caplog.text
 
 
 def _gateway(url: str, instance: str) -> Gateway:

@@ -222,7 +222,7 @@ async def test_a_version_10_file_with_audit_entries_gets_their_unique_ids(
         await old.close()
     store = await SQLiteStore.open(path)
     try:
-        assert await store.schema_version() == store_module.SCHEMA_VERSION == 11
+        assert await store.schema_version() == store_module.SCHEMA_VERSION
         kept = await store.audit()
         assert [(e.at, e.actor, e.action, e.result, e.instance_id, e.uid) for e in kept] == [
             (1.0, "ada", "reconnect_server", "ready", "gw-1", None)] * 2
@@ -235,6 +235,41 @@ async def test_a_version_10_file_with_audit_entries_gets_their_unique_ids(
         as_schema_version(patch, 10)
         await (await SQLiteStore.open(path)).close()
     assert "marked it usable from version 10" in caplog.text
+
+
+async def test_a_callers_own_page_of_records_reads_the_client_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Migration 12 adds ``client_kind`` and indexes ``(client, client_kind, started_at,
+    id)``: a caller without admin reads its page (``invocations(client=...)``) by the
+    index instead of scanning everyone's newer records; a version-11 file's records stay
+    (without a kind: an admin's only), and gateways of 10 and 11 may still use the file."""
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:  # a file as version 11 left it
+        as_schema_version(patch, 11)
+        old = await SQLiteStore.open(path)
+        await old._db.write((  # as a gateway of 11 writes them: no client_kind
+            "INSERT INTO invocations (id, trace_id, client, kind, exposed, server, original,"
+            " started_at, duration_ms, status) VALUES (?, 't', 'alice', 'tool', 'x', 's',"
+            " 'x', ?, 1.0, 'success')", [(f"old-{n}", 1000.0 + n) for n in range(3)]))
+        await old.close()
+    store = await SQLiteStore.open(path)
+    try:
+        assert await store.schema_version() == 12
+        sql = ("EXPLAIN QUERY PLAN SELECT * FROM invocations WHERE client = ? AND client_kind"
+               " = ? AND (started_at, id) < (?, ?) ORDER BY started_at DESC, id DESC LIMIT 51")
+        plan = " ".join(str(r[-1]) for r in await store._db.rows(sql, ["c", "jwt", 2e9, "z"]))
+        assert "USING INDEX invocations_client (client=? AND client_kind=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+        assert [r.client_kind for r in (await store.invocations())[0]] == [None] * 3
+        assert (await store.invocations(client=("token", "alice")))[0] == []
+    finally:
+        await store.close()
+    for version in (10, 11):
+        with monkeypatch.context() as patch:  # a gateway of that version, after it
+            as_schema_version(patch, version)
+            await (await SQLiteStore.open(path)).close()
+        assert "marked it usable from version 10" in caplog.text
 
 
 async def test_a_large_prune_leaves_the_file_to_other_writers_between_batches(

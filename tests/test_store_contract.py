@@ -107,15 +107,22 @@ async def test_invocations_of_one_gateway_instance(store: Store) -> None:
 
 
 async def test_invocations_of_one_caller_page_as_its_own(store: Store) -> None:
-    """A caller without scope admin reads its own records (``client``), in full pages."""
-    await store.add_invocations([replace(inv(i), client=("alice", "bob", "bob")[i % 3])
-                                 for i in range(1, 10)])
-    page, cursor = await store.invocations(client="alice", limit=2)
+    """A caller without scope admin reads its own records (``client`` of its kind), in
+    full pages; a name of another kind (a JWT's subject alike a token's name, a host's
+    client id) or without one (an older gateway's record) is not its."""
+    await store.add_invocations([replace(inv(i), client=("alice", "bob", "bob")[i % 3],
+                                         client_kind="token") for i in range(1, 10)])
+    await store.add_invocations([replace(inv(i), client="alice", client_kind=kind)
+                                 for i, kind in ((10, "jwt"), (11, "host"), (12, None))])
+    page, cursor = await store.invocations(client=("token", "alice"), limit=2)
     assert [r.id for r in page] == ["id-0000009", "id-0000006"] and cursor is not None
-    page, cursor = await store.invocations(client="alice", limit=2, cursor=cursor)
+    page, cursor = await store.invocations(client=("token", "alice"), limit=2, cursor=cursor)
     assert [r.id for r in page] == ["id-0000003"] and cursor is None
-    assert {r.client for r in (await store.invocations(client="bob"))[0]} == {"bob"}
-    assert (await store.invocations(client="carol", server="alpha"))[0] == []
+    assert [r.id for r in (await store.invocations(client=("jwt", "alice")))[0]] == [
+        "id-0000010"]
+    assert {r.client for r in (await store.invocations(client=("token", "bob")))[0]} == {"bob"}
+    assert (await store.invocations(client=("token", "carol"), server="alpha"))[0] == []
+    assert len((await store.invocations())[0]) == 12  # an admin's: every kind
 
 
 async def test_oldest_first_paging_and_the_tool_filter(store: Store) -> None:

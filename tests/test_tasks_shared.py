@@ -334,3 +334,6 @@ async def test_with_a_shared_store_a_tasks_end_is_recorded_once(
         assert all(key not in (r.error or "") + (r.arguments or "") for r in rows)
         calls = {r.exposed: r for r in rows if r.kind == "tool"}
         assert ends["tasker_crunch"].trace_id == calls["tasker_crunch"].trace_id
+        # The end gw-b recorded (it did not create the task) keeps whose kind it is.
+        kind = calls["tasker_sign_in"].client_kind
+        assert kind is not None and ends["tasker_sign_in"].client_kind == kind

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 
-__all__ = ["LOCAL", "Principal", "Standing"]
+__all__ = ["KIND_CLAIM", "LOCAL", "Principal", "Standing"]
+
+KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
+"""The claim of a verified ``AccessToken`` saying what it is: token (static) or jwt."""
 
 
 @dataclass(frozen=True)
@@ -32,21 +35,31 @@ class Principal:
         return self.servers is None or server in self.servers
 
     @property
-    def own_records(self) -> str | None:
+    def record_kind(self) -> str:
+        """What its calls' records say it is (``Invocation.client_kind``): ``token`` or
+        ``jwt`` (``client``: the token's name, the JWT's subject), else ``host`` (the
+        host's client id: stdio, http, ...).  Names alone collide: a JWT whose subject
+        is a static token's name, a token named ``stdio``."""
+        return self.kind if self.kind in ("token", "jwt") else "host"
+
+    @property
+    def own_records(self) -> tuple[str, str] | None:
         """Whose call records, live call events and per-client sessions this caller sees:
-        its own name (a record's ``client``: the token's name, the JWT's subject) when it
-        is a token or JWT without scope ``admin``; ``None`` (everyone's, on the servers it
-        may use) for an admin, the anonymous caller of a gateway without ``auth`` and the
-        local host.  A team's callers share servers, and a record holds what its caller
-        sent (arguments, secrets masked) and was told (error texts)."""
+        its own, ``(client_kind, client)`` = ``(record_kind, name)``, when it is a token
+        or JWT without scope ``admin``; ``None`` (everyone's, on the servers it may use)
+        for an admin, the anonymous caller of a gateway without ``auth`` and the local
+        host.  A team's callers share servers, and a record holds what its caller sent
+        (arguments, secrets masked) and was told (error texts).  A record without a kind
+        (written before gateways recorded one) is an admin's only."""
         if self.kind in ("token", "jwt") and "admin" not in self.scopes:
-            return self.name
+            return (self.kind, self.name)
         return None
 
-    def sees_records_of(self, client: str | None) -> bool:
-        """Whether a record (or event, or session) of ``client`` is this caller's to see."""
+    def sees_records_of(self, client: str | None, client_kind: str | None) -> bool:
+        """Whether a record (or event, or session) of ``client`` of ``client_kind`` is
+        this caller's to see."""
         own = self.own_records
-        return own is None or client == own
+        return own is None or (client_kind, client) == own
 
     @property
     def holds(self) -> str:

@@ -61,7 +61,7 @@ def _next_id(rows: Sequence[Any], limit: int) -> int | None:
 async def calls(ctx: AdminContext, *, server: str | None = None, tool: str | None = None,
                 status: CallStatus | None = None, since_minutes: float | None = None,
                 limit: int = 20, cursor: str | None = None, oldest_first: bool = False,
-                instance: str | None = None, client: str | None = None) -> CallPage:
+                instance: str | None = None, client: tuple[str, str] | None = None) -> CallPage:
     """The latest calls through the gateway, filtered and paged (``AdminError`` for a
     cursor the gateway did not issue); ``client``: one caller's only (a caller without
     scope ``admin`` sees its own: ``Principal.own_records``)."""

@@ -45,6 +45,8 @@ class ClientSession(ReplicaStatus):
     owner: str | None = Field(default=None, description=(
         "the caller it serves (a token's name, a JWT's subject; null: unauthenticated "
         "hosts); a caller without scope admin is shown its own sessions only"))
+    owner_kind: str | None = Field(default=None, description=(
+        "what owner names: token or jwt (null: unauthenticated hosts)"))
 
 
 class ClientSessionsStatus(BaseModel):
@@ -156,7 +158,11 @@ class HealthReport(BaseModel):
 class CallRecord(BaseModel):
     id: str
     trace_id: str
-    client: str
+    client: str = Field(description="who called: see client_kind")
+    client_kind: str | None = Field(default=None, description=(
+        "what client names: token (a static token's name), jwt (a JWT's subject) or "
+        "host (a host's client id: stdio, http, sse or the id it sent); null: recorded "
+        "before gateways said (shown to admins only)"))
     kind: str
     exposed: str
     server: str

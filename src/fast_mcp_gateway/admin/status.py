@@ -82,8 +82,8 @@ def _clients_of(service: Service) -> ClientSessionsStatus | None:
         active=len(sessions.upstreams), max_clients=sessions.config.max_clients,
         idle_timeout_seconds=sessions.config.idle_timeout, created=sessions.created,
         ended=sessions.reaped,
-        sessions=[ClientSession(**replica_status(service, u).model_dump(), owner=owner)
-                  for owner, u in sessions.owned])
+        sessions=[ClientSession(**replica_status(service, u).model_dump(), owner=owner,
+                                owner_kind=kind) for (kind, owner), u in sessions.owned])
 
 
 def own_sessions(status: S, principal: Principal) -> S:
@@ -93,6 +93,6 @@ def own_sessions(status: S, principal: Principal) -> S:
     clients = status.client_sessions
     if clients is None or principal.own_records is None:
         return status
-    mine = [c for c in clients.sessions if principal.sees_records_of(c.owner)]
+    mine = [c for c in clients.sessions if principal.sees_records_of(c.owner, c.owner_kind)]
     return status.model_copy(update={"client_sessions": clients.model_copy(
         update={"sessions": mine})})

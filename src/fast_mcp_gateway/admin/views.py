@@ -106,7 +106,8 @@ def restricted_view(what: str, answer: Any, principal: Principal,
     """``answer`` of admin tool ``what`` as ``principal`` may see it (only its servers;
     of the call log, only its own calls unless it is an admin: ``own_records``)."""
     if what == "gateway_calls" and principal.own_records is not None:
-        answer.calls = [c for c in answer.calls if principal.sees_records_of(c.client)]
+        answer.calls = [c for c in answer.calls
+                        if principal.sees_records_of(c.client, c.client_kind)]
     view = _VIEWS.get(what)
     if principal.servers is None or view is None:
         return answer

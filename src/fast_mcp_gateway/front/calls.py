@@ -184,7 +184,8 @@ class ResultStage(Protocol):
 
 
 def actor_name(principal: Principal, front: FrontCall) -> str:
-    """Who a record names: a token's or JWT's name, else the host's client id."""
+    """Who a record names: a token's or JWT's name, else the host's client id (which
+    of them: ``Principal.record_kind``)."""
     return principal.name if principal.kind in ("token", "jwt") else front.client_id
 
 
@@ -216,7 +217,8 @@ class RecordCalls:
         self.recorder.record(Invocation(
             id=self._next_id(),
             trace_id=trace_id_of((call.front.meta or {}).get("traceparent")) or "",
-            client=actor_name(call.principal, call.front), kind=call.kind, exposed=call.exposed,
+            client=actor_name(call.principal, call.front),
+            client_kind=call.principal.record_kind, kind=call.kind, exposed=call.exposed,
             server=call.service.name, original=call.original,
             replica=path.attempts[-1][0] if path.attempts else None,
             route=route or None, retries=path.retries,
@@ -246,7 +248,8 @@ class RecordCalls:
         self.recorder.record(Invocation(
             id=self._next_id(),
             trace_id=trace_id_of((front.meta or {}).get("traceparent")) or "",
-            client=actor_name(principal, front), kind=kind, exposed=shown, server="",
+            client=actor_name(principal, front), client_kind=principal.record_kind,
+            kind=kind, exposed=shown, server="",
             original="", started_at=time.time(), duration_ms=0.0, status="rejected",
             error=mask_argument_values(error, arguments, self.recorder.redact_keys),
             arguments=None if arguments is None else dumps_arguments(

@@ -197,6 +197,7 @@ async def adopt(task_id: str, claims: TaskClaims, service: Service | None, book:
     start = claims.start
     started = None if start is None else Invocation(
         id=start.id, trace_id=start.trace_id, client=start.client, kind=TASK_END,
+        client_kind=claims.owner[0] if claims.owner[0] in ("token", "jwt") else "host",
         exposed=claims.exposed, server=claims.server, original=start.original,
         replica=start.replica, started_at=start.started_at, duration_ms=0.0,
         status="success", rule=start.rule)

@@ -191,6 +191,7 @@ def task_start(call: Call, replica: str) -> Invocation:
     return Invocation(
         id=secrets.token_hex(16), trace_id=trace_id_of((call.front.meta or {}).get(
             "traceparent")) or "", client=actor_name(call.principal, call.front),
+        client_kind=call.principal.record_kind,
         kind=TASK_END, exposed=call.exposed, server=call.service.name, original=call.original,
         replica=replica, started_at=call.started_at, duration_ms=0.0, status="success",
         rule=call.rule)

@@ -49,7 +49,7 @@ from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope, TokenEntry
 from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
-from fast_mcp_gateway.principal import Principal, Standing
+from fast_mcp_gateway.principal import KIND_CLAIM, Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
 
 if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and JWE)
@@ -60,7 +60,7 @@ JWT_CACHE_SIZE = 4096
 REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
 MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 'sub')
 
-_KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
+_KIND_CLAIM = KIND_CLAIM
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 
 logger = logging.getLogger(__name__)

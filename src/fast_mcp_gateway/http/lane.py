@@ -73,6 +73,7 @@ from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
+from fast_mcp_gateway.principal import KIND_CLAIM
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS
 
@@ -257,7 +258,8 @@ class HttpLane:
             # As on the full path (``FrontCall.caller``): a per_client server's session is
             # its token's (``ClientSessions.key_of``), not one for every 2026-07-28 caller,
             # and so are the roots it gives (``upstream/roots.py``), of any server's call.
-            caller = Caller(name=principal.name, token=header.partition(" ")[2].strip())
+            caller = Caller(name=principal.name, token=header.partition(" ")[2].strip(),
+                            claims={KIND_CLAIM: principal.kind})  # Caller.kind
         return _Plan(tool, route, request_id, params, meta, verdict.protocol_version, principal,
                      binding, caller)
 

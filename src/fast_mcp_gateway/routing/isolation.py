@@ -97,6 +97,7 @@ class _Client:
     ready: anyio.Event = field(default_factory=anyio.Event)
     host: Hashable = None  # the host key of its calls: where its idle logs go
     owner: str | None = None  # the caller it counts for (module doc: fairness)
+    owner_kind: str | None = None  # what owner names: token | jwt
 
 
 class ClientSessions:
@@ -126,10 +127,11 @@ class ClientSessions:
         return [c.upstream for c in self._clients.values()]
 
     @property
-    def owned(self) -> list[tuple[str | None, Upstream]]:
-        """The live client sessions, each with the caller it counts for (its owner:
-        None for unauthenticated hosts): a status shows a caller its own only."""
-        return [(c.owner, c.upstream) for c in self._clients.values()]
+    def owned(self) -> list[tuple[tuple[str | None, str | None], Upstream]]:
+        """The live client sessions, each with the caller it counts for (its owner's
+        kind, token or jwt, and name: None for unauthenticated hosts): a status shows a
+        caller its own only."""
+        return [((c.owner_kind, c.owner), c.upstream) for c in self._clients.values()]
 
     def of_host(self, key: Hashable) -> Upstream | None:
         """The live session keyed by ``key`` (a host's connection, a caller), if any."""
@@ -187,7 +189,8 @@ class ClientSessions:
 
     def _open(self, key: Hashable, front: FrontCall | None) -> _Client:
         name, limit = self.config.name, self.config.max_clients
-        owner = front.caller.name if front is not None and front.caller is not None else None
+        caller = front.caller if front is not None else None
+        owner = caller.name if caller is not None else None
         if len(self._clients) >= limit:
             self._make_room(owner, key)
         config = self.config
@@ -195,7 +198,8 @@ class ClientSessions:
             config = for_caller(config, front.caller if front is not None else None)
         upstream = self._make(config, f"{name}~{next(self._seq)}", declares_of(key, front),
                               key)
-        client = _Client(key, upstream, last_used=self._clock(), owner=owner)
+        client = _Client(key, upstream, last_used=self._clock(), owner=owner,
+                         owner_kind=caller.kind if caller is not None else None)
         log = self._log
         if log is not None:
             async def idle_log(params: types.LoggingMessageNotificationParams) -> None:

@@ -149,11 +149,11 @@ class InvocationStore(Protocol):
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
-        client: str | None = None,
+        client: tuple[str, str] | None = None,
     ) -> tuple[list[Invocation], str | None]:
         """A page of records (``since``/``until`` inclusive, ``tool`` = exposed name,
         ``instance`` = the gateway that served them: ``Invocation.instance_id``,
-        ``client`` = whose calls: ``Invocation.client``), ordered
+        ``client`` = whose calls: ``(Invocation.client_kind, Invocation.client)``), ordered
         by (started_at, id), and the opaque cursor of the next page (None at the end).
         A cursor that is not one is a ``StorageError`` ("invalid cursor")."""
         ...

@@ -112,7 +112,7 @@ class MemoryStore:
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
-        client: str | None = None,
+        client: tuple[str, str] | None = None,
     ) -> tuple[list[Invocation], str | None]:
         after = parse_cursor(cursor) if cursor else None
 
@@ -126,7 +126,7 @@ class MemoryStore:
                     and (tool is None or r.exposed == tool)
                     and (status is None or r.status == status)
                     and (instance is None or r.instance_id == instance)
-                    and (client is None or r.client == client))
+                    and (client is None or (r.client_kind, r.client) == client))
 
         rows = sorted(filter(wanted, self._invocations.values()),
                       key=lambda r: (r.started_at, r.id), reverse=newest_first)

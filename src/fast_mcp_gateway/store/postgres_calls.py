@@ -90,12 +90,14 @@ class PgCallLog:
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
-        client: str | None = None,
+        client: tuple[str, str] | None = None,
     ) -> tuple[list[Invocation], str | None]:
+        kind, name = client or (None, None)
         q = Query()
         q.where("started_at >= {}", since).where("started_at <= {}", until)
         q.where("server = {}", server).where("exposed = {}", tool).where("status = {}", status)
-        q.where("instance_id = {}", instance).where("client = {}", client)
+        q.where("instance_id = {}", instance).where("client = {}", name)
+        q.where("client_kind = {}", kind)
         if cursor:
             at, rid = parse_cursor(cursor)
             q.where("(started_at, id) " + ("<" if newest_first else ">") + " ({}, {})", at, rid)

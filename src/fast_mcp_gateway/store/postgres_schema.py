@@ -227,14 +227,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE audit ADD COLUMN uid TEXT COLLATE "C";
     CREATE UNIQUE INDEX audit_uid ON audit (uid);
     """),
+    (11, """
+    -- what client names (token | jwt | host: names of each kind may be alike), and a
+    -- caller's own page of records (invocations(client=...): a caller without admin)
+    -- without scanning everyone's newer records first.  Not CONCURRENTLY: see migrate()
+    ALTER TABLE invocations ADD COLUMN client_kind TEXT;
+    CREATE INDEX invocations_client ON invocations (client, client_kind, started_at, id);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {10: 9}
+READABLE_FROM: dict[int, int] = {10: 9, 11: 9}
 """Migrations that leave the database usable by older gateways: version -> the oldest
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
 adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
 10 does: a gateway of 9 writes its audit entries without a uid (NULL: never a conflict
-under the unique index)."""
+under the unique index).  11 does: a gateway of 9 or 10 writes its records without
+a client_kind (NULL: an admin's only)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
@@ -259,7 +267,12 @@ CREATE TABLE IF NOT EXISTS gateway_schema (
 
 async def migrate(conn: asyncpg.Connection, where: str) -> int:
     """Apply the pending migrations under the migration lock (see the module
-    docstring); returns the schema version.  asyncpg errors propagate."""
+    docstring); returns the schema version.  asyncpg errors propagate.
+
+    No ``CREATE INDEX CONCURRENTLY`` in a migration: it cannot run inside the
+    migration's transaction, and it waits for every older snapshot -- the other
+    gateways' ``pg_advisory_lock`` calls waiting on this one among them (a deadlock).
+    A plain build blocks writers to its table while it runs (docs/ARCHITECTURE.md)."""
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
         await conn.execute(_BOOKKEEPING)

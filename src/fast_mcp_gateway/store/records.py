@@ -37,6 +37,9 @@ class Invocation:
     response_bytes: int | None = None
     rule: str | None = None  # the route rule that chose the server
     instance_id: str | None = None  # the gateway instance that served the call
+    # What ``client`` names: token | jwt | host (a host's client id); None: written
+    # before gateways recorded it (a caller without admin never sees it: principal.py)
+    client_kind: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,12 +67,13 @@ class SQLiteCallLog:
         limit: int = 50,
         cursor: str | None = None,
         newest_first: bool = True,
-        client: str | None = None,
+        client: tuple[str, str] | None = None,
     ) -> tuple[list[Invocation], str | None]:
+        kind, name = client or (None, None)
         where, args = where_given((("started_at >= ?", since), ("started_at <= ?", until),
                               ("server = ?", server), ("exposed = ?", tool),
                               ("status = ?", status), ("instance_id = ?", instance),
-                              ("client = ?", client)))
+                              ("client = ?", name), ("client_kind = ?", kind)))
         if cursor:
             where.append("(started_at, id) < (?, ?)" if newest_first
                          else "(started_at, id) > (?, ?)")

@@ -199,14 +199,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE audit ADD COLUMN uid TEXT;
     CREATE UNIQUE INDEX audit_uid ON audit (uid);
     """),
+    (12, """
+    -- what client names (token | jwt | host: names of each kind may be alike), and a
+    -- caller's own page of records (invocations(client=...): a caller without admin)
+    -- without scanning everyone's newer records first
+    ALTER TABLE invocations ADD COLUMN client_kind TEXT;
+    CREATE INDEX invocations_client ON invocations (client, client_kind, started_at, id);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {11: 10}
+READABLE_FROM: dict[int, int] = {11: 10, 12: 10}
 """Migrations that leave the store usable by older gateways: version -> the oldest schema
 version whose gateways may use it (``schema_readers``).  Only a migration that adds
 (nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it).
 11 does: a gateway of 10 writes its audit entries without a uid (NULL: never a conflict
-under the unique index)."""
+under the unique index).  12 does: a gateway of 10 or 11 writes its records without
+a client_kind (NULL: an admin's only)."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
@@ -331,7 +339,7 @@ COLUMNS: dict[str, frozenset[str]] = {
     "invocations": frozenset({
         "id", "trace_id", "client", "kind", "exposed", "server", "original", "replica",
         "route", "retries", "started_at", "duration_ms", "status", "error", "arguments",
-        "request_bytes", "response_bytes", "rule", "instance_id"}),
+        "request_bytes", "response_bytes", "rule", "instance_id", "client_kind"}),
     "invocation_minutes": _AGGREGATE_COLUMNS,
     "invocation_hours": _AGGREGATE_COLUMNS,
     "audit": frozenset({"id", "at", "actor", "action", "target", "arguments", "result",

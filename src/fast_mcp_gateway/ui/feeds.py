@@ -45,6 +45,7 @@ def call_publisher(bus: EventBus) -> CallObserver:
         call = outcome.call
         bus.publish("call", {"server": call.service.name,
                              "client": actor_name(call.principal, call.front),
+                             "client_kind": call.principal.record_kind,
                              "kind": call.kind,
                              "name": call.exposed, "status": outcome.status,
                              "duration_ms": round(outcome.duration_ms, 3),

@@ -68,7 +68,8 @@ async def events(page: Page) -> Response:
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
         if event.kind == "call" and viewer is not None \
-                and not viewer.principal.sees_records_of(event.payload.get("client")):
+                and not viewer.principal.sees_records_of(
+                    event.payload.get("client"), event.payload.get("client_kind")):
             return False
         return viewer is not None and (server is None or viewer.may_use(str(server)))
 

@@ -110,7 +110,7 @@ async def call_detail(page: Page) -> Response:
         at = None
     record = await find_call(page, call_id, at)
     if record is None or not page.viewer.may_use(record.server) \
-            or not page.viewer.principal.sees_records_of(record.client):
+            or not page.viewer.principal.sees_records_of(record.client, record.client_kind):
         raise NotFound(f"no call record with id '{call_id}' (records older than the "
                        "store's retention are gone)")
     return page.render("call.html", c=record)

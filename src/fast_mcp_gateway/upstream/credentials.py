@@ -21,6 +21,7 @@ from typing import Any
 
 from fast_mcp_gateway.config.schema import CALLER_REFERENCE, ServerConfig
 from fast_mcp_gateway.errors import UpstreamUnavailable
+from fast_mcp_gateway.principal import KIND_CLAIM
 from fast_mcp_gateway.telemetry.redaction import CALLERS, config_secrets
 
 
@@ -32,6 +33,11 @@ class Caller:
     token: str = field(repr=False)
     claims: dict[str, Any] = field(default_factory=dict, repr=False, hash=False,
                                    compare=False)
+
+    @property
+    def kind(self) -> str:
+        """What its credential is: token (static) or jwt (``Principal.kind``)."""
+        return str(self.claims.get(KIND_CLAIM, "token"))
 
     @property
     def identity(self) -> str:

@@ -20,7 +20,9 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.front.calls import local_principal
 from fast_mcp_gateway.front.outcomes import Call, CallOutcome
+from fast_mcp_gateway.upstream.relay import FrontCall
 from tests.fixtures import PY, SERVERS, alpha_server, make_gateway, memory_entry
 from tests.test_lane import lane_id, raw_host, write_config
 
@@ -81,7 +83,8 @@ async def test_the_event_bus_hears_of_lane_and_full_path_calls_alike(tmp_path: P
         heard[lane] = [{k: v for k, v in e["payload"].items() if k != "duration_ms"}
                        for e in observed(sink) if e["kind"] == "call"]
     assert heard[True] == heard[False] == [
-        {"server": "up", "kind": "tool", "name": name, "status": "success", "retries": 0}
+        {"server": "up", "client": "stdio", "client_kind": "host", "kind": "tool",
+         "name": name, "status": "success", "retries": 0}
         for name in ("up_whoami", "up_echo")]
 
 
@@ -101,10 +104,12 @@ def test_the_call_publisher_builds_nothing_while_nobody_listens() -> None:
         assert bus.listening
         gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
         service = gateway.manager.services["alpha"]
-        call = Call("tool", "alpha_add", service, "add", {}, None, None, service)  # type: ignore[arg-type]
+        call = Call("tool", "alpha_add", service, "add", {}, FrontCall(session=None),
+                    local_principal(), service)
         observe(CallOutcome(call, "success", None, 1.0, None, 10))
         event = stream.get_nowait()
     assert event is not None and event.payload["name"] == "alpha_add"
+    assert (event.payload["client"], event.payload["client_kind"]) == ("stdio", "host")
     assert not bus.listening
 
 

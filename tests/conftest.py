@@ -2,6 +2,13 @@ from __future__ import annotations
 
 import os
 
+# FastMCP's rich console handler renders each logged error's traceback with syntax
+# highlighting in the gateway's event loop: 0.1-0.2 s each, the first ~2 s (its lazy
+# imports) on a loaded two-core machine, long enough to run out a call's window while a
+# test's gateway (in this process) logged another call's error.  Plain logging: ~1 ms.
+# Before FastMCP's import, which reads it; `serve` processes reclaim the logger anyway.
+os.environ.setdefault("FASTMCP_ENABLE_RICH_LOGGING", "false")
+
 import pytest
 
 from tests import procs

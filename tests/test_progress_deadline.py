@@ -8,10 +8,13 @@ express lane (``serve``; the stdio tap) and the HTTP lane (the HTTP tap to a 202
 upstream).  The upstream is ``tests/servers/ticker.py`` (a real process): its ``work``
 reports progress n only once the test writes ``tick-n``.
 
-No sleeps and no measured times: a call of the ``clock`` server (``hang``, its
-``timeouts.call`` 1 s) ending in its timeout is the test's proof that 1 s passed.  Three
-of them pass while ``work`` (``timeouts.call`` 2.5 s) runs, one after each of its
-progress reports: it outlives its call timeout only if progress extended it.
+No sleeps and no measured times, and no window that must hold against the machine's
+speed but one each step of progress must arrive within (2 s or more for a round trip of
+a few ms): the test writes each tick as soon as the last was reported, so the upstream
+progresses as fast as the machine lets it.  The only proof that time passed is a window
+that expires: ``work`` runs beside a twin, ``stall``, with the same ``timeouts.call``,
+which reports once and then nothing, so it times out; ``work`` is still running when
+the twin's two attempts have timed out (twice its call timeout), so progress extended it.
 """
 
 from __future__ import annotations
@@ -47,21 +50,21 @@ NO_RETRY = {"attempts": 1}
 
 
 def entries(tmp: Path, target: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """The four servers, each a ticker with its own folder (``folders``): ``work``
-    (call 2.5 s), ``clock`` (call 1 s), ``stall`` (call 1 s, two attempts), ``total``
-    (call 1 s, max_total 2 s, the default three attempts)."""
+    """The three servers, each a ticker with its own folder (``folders``): ``work``
+    (call 2.5 s), its twin ``stall`` (call 2.5 s, two attempts), ``total`` (call 2 s,
+    max_total 2.5 s, the default three attempts).  A window that must not expire (a
+    step of progress) is 2 s or more: a loaded machine's hiccups stay inside it."""
     return {
         "work": {**target(tmp / "work"), "timeouts": {"call": 2.5}, "retry": NO_RETRY},
-        "clock": {**target(tmp / "clock"), "timeouts": {"call": 1}, "retry": NO_RETRY},
-        "stall": {**target(tmp / "stall"), "timeouts": {"call": 1},
+        "stall": {**target(tmp / "stall"), "timeouts": {"call": 2.5},
                   "retry": {"attempts": 2, "backoff": {"initial": 0.01, "max": 0.01}}},
-        "total": {**target(tmp / "total"), "timeouts": {"call": 1, "max_total": 2},
+        "total": {**target(tmp / "total"), "timeouts": {"call": 2, "max_total": 2.5},
                   "retry": {"backoff": {"initial": 0.01, "max": 0.01}}},
     }
 
 
 def folders(tmp: Path) -> list[Path]:
-    made = [tmp / name for name in ("work", "clock", "stall", "total")]
+    made = [tmp / name for name in ("work", "stall", "total")]
     for folder in made:
         folder.mkdir()
     return made
@@ -74,38 +77,43 @@ def events(folder: Path) -> list[str]:
 
 async def exercise(call: Call, tmp: Path) -> None:
     """The three rules, through ``call`` (one host on one path)."""
-    # 1. Progress keeps a call alive past its timeouts.call.
+    # 1. Progress keeps a call alive past its timeouts.call: ``work`` reports a step as
+    # soon as the last was relayed, and runs on while its twin ``stall`` (same
+    # timeouts.call, started after it) reports once, then nothing, and times out twice.
+    # 2. That is the stalled call's end: timeouts.call after its last progress, saying
+    # so, and retried like any timed-out read-only call.
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
     answer: list[tuple[bool, str]] = []
+    stalled: list[tuple[bool, str]] = []
 
     async def work() -> None:
         answer.append(await call("work_work", on_progress))
 
+    async def stall() -> None:
+        stalled.append(await call("stall_work", None))
+
+    (tmp / "stall" / "tick-1").touch()  # each attempt reports once, then nothing
+    n = 0
     with anyio.fail_after(WITHIN):
         async with anyio.create_task_group() as tg:
             tg.start_soon(work)
-            await until(lambda: "started" in events(tmp / "work"))
-            for n in (1, 2, 3):
+            await until(lambda: "started" in events(tmp / "work"))  # its deadline runs
+            tg.start_soon(stall)
+            while not stalled:  # the next step once the last was relayed
+                n += 1
                 (tmp / "work" / f"tick-{n}").touch()
-                await until(lambda n=n: n in seen)  # the gateway had it: the deadline moved
-                is_error, text = await call("clock_hang", None)  # 1 s passes
-                assert is_error and "did not answer within 1s" in text, text
+                await until(lambda n=n: n in seen or answer)
+                assert not answer, answer  # ended before its twin: progress did not count
             (tmp / "work" / "finish").touch()
-    assert answer == [(False, "finished after 3 ticks")], answer
-    assert events(tmp / "work") == ["started", "progressed 1", "progressed 2",
-                                    "progressed 3"]
-
-    # 2. A call that stops reporting times out timeouts.call after its last progress,
-    # saying so; a stalled call is retried like any timed-out read-only call.
-    (tmp / "stall" / "tick-1").touch()  # each attempt reports once, then nothing
-    with anyio.fail_after(WITHIN):
-        is_error, text = await call("stall_work", None)
+    assert answer == [(False, f"finished after {n} ticks")], answer
+    assert events(tmp / "work") == ["started", *(f"progressed {i}" for i in range(1, n + 1))]
+    ((is_error, text),) = stalled
     assert is_error, text
-    assert "tools/call 'work' reported progress 1 time, then nothing for 1s " \
+    assert "tools/call 'work' reported progress 1 time, then nothing for 2.5s " \
            "(timeouts.call;" in text, text
     assert text.endswith("(the last of 2 attempts: timeout, timeout)"), text
     await until(lambda: events(tmp / "stall").count("cancelled") == 2)
@@ -121,8 +129,8 @@ async def exercise(call: Call, tmp: Path) -> None:
 
     with anyio.fail_after(WITHIN):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(total)
             (tmp / "total" / "tick-1").touch()
+            tg.start_soon(total)
             n = 1
             while True:  # the next tick once the last was reported
                 await until(lambda n=n: f"progressed {n}" in events(tmp / "total"))
@@ -131,7 +139,7 @@ async def exercise(call: Call, tmp: Path) -> None:
     ((is_error, text),) = outcome
     assert is_error, text
     assert "tools/call 'work' was still reporting progress when it reached the server's " \
-           "timeouts.max_total of 2s (the request was cancelled upstream); if it needs " \
+           "timeouts.max_total of 2.5s (the request was cancelled upstream); if it needs " \
            "longer, raise timeouts.max_total" in text, text
     assert "attempts" not in text, text
     await until(lambda: "cancelled" in events(tmp / "total"))
@@ -176,6 +184,9 @@ async def test_on_the_stdio_express_lane(tmp_path: Path) -> None:
     assert "express lane: tools/call work_work " in log, log[-2000:]
 
 
+# Three upstream processes start one after the other, then a gateway: on a loaded
+# two-core machine that alone took most of the default 60 s.
+@pytest.mark.timeout(180)
 async def test_on_the_http_lane(tmp_path: Path) -> None:
     urls: dict[Path, str] = {}
     async with contextlib.AsyncExitStack() as stack:

@@ -158,7 +158,8 @@ async def test_with_replicas_the_catalog_stays_while_one_may_yet_come_up(
         return {"command": entry["command"], "args": [*entry["args"], "--per-process", *extra]}
 
     config = tmp_path / "servers.yaml"
-    entry = {"instances": [instance("a"), instance("b")], "timeouts": {"connect": 0.2}}
+    # 1 s, not 0.2 s: see ``_slow_gateway`` (a late read of its stderr ended an attempt).
+    entry = {"instances": [instance("a"), instance("b")], "timeouts": {"connect": 1.0}}
     gateway = _gateway(config, entry)
     answers: dict[str, Any] = {}
     with anyio.fail_after(GUARD):

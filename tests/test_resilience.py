@@ -70,14 +70,16 @@ async def test_a_down_replica_leaves_the_pool() -> None:
 async def test_an_open_breaker_fails_fast_and_says_when() -> None:
     memory = {"a": replica_server("a")}
     gateway = make_gateway({"svc": {
-        "instances": instances("a"), "timeouts": {"call": 0.2},
+        # 1.5 s: the two slow calls run it out; the whoami after the reset must answer
+        # inside it on a loaded machine (0.2 s left a hiccup's worth).
+        "instances": instances("a"), "timeouts": {"call": 1.5},
         "circuit_breaker": {"failure_threshold": 2, "open_for": 60},
         "retry": {"attempts": 1},
     }}, memory)
     async with Client(gateway.server) as client:
         for _ in range(2):
-            timed_out = await client.call_tool_mcp("svc_slow", {"seconds": 5})
-            assert "did not answer within 0.2s" in timed_out.content[0].text
+            timed_out = await client.call_tool_mcp("svc_slow", {"seconds": 60})
+            assert "did not answer within 1.5s" in timed_out.content[0].text
         fast = await client.call_tool_mcp("svc_whoami", {})
         assert fast.is_error
         assert "circuit open for" in fast.content[0].text
@@ -251,8 +253,10 @@ async def test_a_reconnected_replica_starts_with_a_closed_breaker_and_fresh_heal
 
 async def test_a_hung_replica_is_probed_unhealthy_leaves_the_pool_and_comes_back() -> None:
     gateway = make_gateway({"svc": stdio_entry(
+        # The frozen replica's probe runs out its 2 s; the healthy one's (and the
+        # thawed one's) must answer inside it, on a loaded machine too.
         "replica.py", replicas=2, health={"interval": 0.2, "min_samples": 1},
-        timeouts={"health": 0.3},
+        timeouts={"health": 2},
     )})
     async with Client(gateway.server) as client:
         service = gateway.manager.get("svc")

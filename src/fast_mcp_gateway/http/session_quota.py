@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import open_http_sessions
 from fast_mcp_gateway.http.auth import principal_of
+from fast_mcp_gateway.http.transport_refusals import endpoint_manager
 
 PER_CALLER_SHARE = 8  # one caller may hold an eighth of the sessions open at once
 _SESSION = b"mcp-session-id"
@@ -38,17 +39,8 @@ _HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
 
 
 def session_manager_of(mcp_app: Any, path: str) -> Callable[[], Any]:
-    """How to reach the SDK's session manager behind FastMCP's streamable-HTTP endpoint
-    ``path`` (made anew by each run of FastMCP's lifespan); a ``RuntimeError`` naming
-    what changed when this FastMCP keeps it elsewhere."""
-    endpoint = next((getattr(r, "app", None) for r in getattr(mcp_app, "routes", ())
-                     if getattr(r, "path", None) == path), None)
-    while endpoint is not None and not hasattr(endpoint, "session_manager"):
-        endpoint = getattr(endpoint, "app", None)  # past FastMCP's auth guard
-    if endpoint is None:
-        raise RuntimeError(f"FastMCP's streamable-HTTP endpoint {path} has no "
-                           "session_manager here: sessions cannot be counted per caller")
-    return lambda: endpoint.session_manager
+    """The SDK's session manager behind the endpoint ``path`` (``endpoint_manager``)."""
+    return endpoint_manager(mcp_app, path, "sessions cannot be counted per caller")
 
 
 def caller_of(scope: Scope) -> tuple[str, str] | None:

@@ -64,21 +64,31 @@ def too_large(limit: int = MAX_MESSAGE, *, settable: bool = True) -> str:
             "large data by reference (a resource URI or a URL) rather than inline")
 
 
-def body_limit_setter(mcp_app: Any, path: str) -> Callable[[int], None]:
-    """How to set the SDK's body limit of FastMCP's streamable-HTTP endpoint ``path`` in
-    ``mcp_app`` (module doc): call it with the limit each time FastMCP's lifespan has
-    made its session manager.  A FastMCP or SDK that keeps the limit elsewhere is a
-    ``RuntimeError`` naming what changed, at build or as the lifespan starts."""
+def endpoint_manager(mcp_app: Any, path: str, unable: str) -> Callable[[], Any]:
+    """How to reach the SDK's session manager behind FastMCP's streamable-HTTP endpoint
+    ``path`` in ``mcp_app`` (made anew by each run of FastMCP's lifespan).  A FastMCP
+    that keeps it elsewhere is a ``RuntimeError`` naming what changed and what then
+    cannot be done (``unable``)."""
     endpoint = next((getattr(r, "app", None) for r in getattr(mcp_app, "routes", ())
                      if getattr(r, "path", None) == path), None)
     while endpoint is not None and not hasattr(endpoint, "session_manager"):
         endpoint = getattr(endpoint, "app", None)  # past FastMCP's auth guard
     if endpoint is None:
-        raise RuntimeError(f"FastMCP's streamable-HTTP endpoint {path} has no session_manager "
-                           "here: this FastMCP cannot take MCP_GATEWAY_HTTP_MAX_BODY_BYTES")
+        raise RuntimeError(f"FastMCP's streamable-HTTP endpoint {path} has no "
+                           f"session_manager here: {unable}")
+    return lambda: endpoint.session_manager
+
+
+def body_limit_setter(mcp_app: Any, path: str) -> Callable[[int], None]:
+    """How to set the SDK's body limit of FastMCP's streamable-HTTP endpoint ``path`` in
+    ``mcp_app`` (module doc): call it with the limit each time FastMCP's lifespan has
+    made its session manager.  A FastMCP or SDK that keeps the limit elsewhere is a
+    ``RuntimeError`` naming what changed, at build or as the lifespan starts."""
+    manager_of = endpoint_manager(mcp_app, path,
+                                  "this FastMCP cannot take MCP_GATEWAY_HTTP_MAX_BODY_BYTES")
 
     def set_limit(limit: int) -> None:
-        manager = endpoint.session_manager
+        manager = manager_of()
         guard = getattr(manager, "asgi_app", None)
         if not isinstance(guard, RequestBodyLimitMiddleware):
             raise RuntimeError("the MCP SDK's session manager keeps no RequestBodyLimitMiddleware "

@@ -39,7 +39,9 @@ GUARD = 50  # seconds: a hang guard only, never a measurement (pytest-timeout is
 
 def slow_entry(release: Path, **extra: Any) -> dict[str, Any]:
     # A small connect timeout: the deadline passes (several times) while it warms up.
-    extra.setdefault("timeouts", {"connect": 0.2})
+    # Its activity is its stderr lines (every 0.05 s): with 0.2 s, a loaded loop that
+    # read them late judged it idle (as test_isolation's did at load 12).
+    extra.setdefault("timeouts", {"connect": 1.0})
     return stdio_entry("slow_start.py", str(release), **extra)
 
 
@@ -76,7 +78,7 @@ async def test_hosts_get_the_ready_servers_and_the_late_one_is_announced(
             assert await well.wait_until(lambda: well.state is UpstreamState.READY, GUARD)
             names = {t.name for t in await client.list_tools()}
             assert "well_echo" in names and not any(n.startswith("slow_") for n in names)
-            # Its 0.2 s deadline passed while it worked: more time, same process.
+            # Its 1 s deadline passed while it worked: more time, same process.
             assert await slow.wait_until(
                 lambda: "still connecting" in (slow.last_error or ""), GUARD), slow.last_error
             assert slow.state is UpstreamState.STARTING
@@ -208,7 +210,7 @@ async def test_serve_answers_with_what_is_ready_and_announces_the_late_server(
         "servers:\n"
         f"  well: {{command: {PY}, args: [{SERVERS_WELL}]}}\n"
         f"  slow: {{command: {PY}, args: [{SERVERS_SLOW}, {release}],"
-        " timeouts: {connect: 0.2}}\n")
+        " timeouts: {connect: 1.0}}\n")
     changes = Changes()
     try:
         await drive_cli(config, changes, release)
@@ -301,7 +303,7 @@ async def test_a_subscribe_to_a_server_still_connecting_waits_for_it(
     capabilities were not known yet.  Both wait for the first attempts, as a read does,
     and reach the server."""
     release = tmp_path / "release"
-    entry = stdio_entry("watched.py", protocol="legacy", timeouts={"connect": 0.2},
+    entry = stdio_entry("watched.py", protocol="legacy", timeouts={"connect": 1.0},
                         env={"WATCHED_RELEASE": str(release)})
     gateway = make_gateway({"watched": entry}, startup_wait=0.0)
     uri = "watch://watched/counter"

@@ -36,7 +36,7 @@ class _Lane(HttpLane):
         return 200, b"{}"
 
 
-_PLAN: Any = SimpleNamespace(binding=None)  # what ``_serve`` reads of its plan
+_PLAN: Any = SimpleNamespace(binding=None, request_id=7)  # what ``_serve`` reads of it
 
 
 def _scope(gone: HostGone) -> dict[str, Any]:

@@ -89,12 +89,10 @@ class ControlPlane:
         self._apply_routes = apply_routes
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
-        # Called (old, new) as soon as a reload replaced the options, before the servers
-        # are reconciled: what reads them live (the admin tools' lists) follows at once.
+        # Called (old, new) once a reload replaced the options, before servers reconcile.
         self.on_options: list[Callable[[GatewayOptions, GatewayOptions], None]] = []
         self.last_reload: ChangeReport | None = None
-        # The config file's (mtime, size) when last read (at start, or by any reload):
-        # the watcher reloads only an edit nothing has read yet.
+        # The file's (mtime, size) when last read: the watcher reloads only unread edits.
         self._read_stamp: tuple[int, int] | None = None
         # This gateway on the store: its instance lease's holder (``instance_lease``).
         self.holder = instance_lease.holder_of(config.source)
@@ -203,13 +201,15 @@ class ControlPlane:
             self.manager.configure(desired)
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
                    and desired.get(r.name) is not self.config.servers.get(r.name)]
-        warn_overlong(registrations, runtime, mask_text(self.settings.db or "the store"))
-        if runtime or late:  # else serve's one start-up line said it all (cli/serve.py)
+        where = mask_text(self.settings.db or "the store")
+        warn_overlong(registrations, runtime, where)
+        if runtime or late:  # else serve's start-up line has the count (cli/serve.py)
             logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                         len(desired), len(desired) - len(runtime), self.config.source,
-                        len(runtime), mask_text(self.settings.db or "the store"), f" ("
-                        f"{', '.join(sorted(runtime))}; 'mcp-gateway servers' lists them)"
-                        if runtime else "")
+                        len(runtime), where, f" ({', '.join(sorted(runtime))}; 'mcp-gateway "
+                        "servers' lists them)" if runtime else "")
+        else:  # ... and this line names the store it opened
+            logger.info("store open: no server registered at runtime in %s", where)
         await load_pins(self)
         return True
 

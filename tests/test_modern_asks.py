@@ -15,12 +15,14 @@ HTTP on 127.0.0.1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from fast_mcp_gateway.gateway import Gateway
 from tests.fixtures import make_gateway, serve_http, stdio_entry, until
 from tests.test_asks_routing import answering, records
 
@@ -28,6 +30,12 @@ pytestmark = pytest.mark.anyio
 ALICE, BOB = "mgw_alice-5d0c2e7a91b34f68", "mgw_bob-0e6f93b2c17a4d85"
 TOKENS = {"auth": {"tokens": [{"name": "alice", "token": ALICE, "scopes": ["tools"]},
                               {"name": "bob", "token": BOB, "scopes": ["tools"]}]}}
+
+
+def _asker(record: Path, options: dict[str, Any] | None = TOKENS, **entry: Any) -> Gateway:
+    """A gateway of the handshake-era stdio ``asker``, recording to ``record``."""
+    return make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
+                                              protocol="legacy", **entry)}, options=options)
 
 
 def _asked(record: Path, *tags: str) -> bool:
@@ -39,9 +47,7 @@ def _asked(record: Path, *tags: str) -> bool:
 async def test_one_2026_host_is_asked_everything_its_concurrent_calls_cause(
         tmp_path: Path, isolation: str) -> None:
     record = tmp_path / "asker.jsonl"
-    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
-                                                 protocol="legacy", isolation=isolation)},
-                           options=TOKENS)
+    gateway = _asker(record, isolation=isolation)
     seen: dict[str, list[str]] = {}
     results: dict[str, str] = {}
     # The host answers only once both upstream calls have asked: both questions are
@@ -67,8 +73,7 @@ async def test_two_2026_hosts_with_other_credentials_are_not_asked_each_others_q
     could be either's), naming the fix."""
     record = tmp_path / "asker.jsonl"
     go = tmp_path / "go"
-    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
-                                                 protocol="legacy")}, options=TOKENS)
+    gateway = _asker(record)
     seen: dict[str, list[str]] = {}
     outcome: dict[str, str] = {}
     async with (
@@ -100,8 +105,7 @@ async def test_an_unauthenticated_2026_host_is_told_to_use_a_token(tmp_path: Pat
     still refused, and the error says what would let the gateway tell them apart."""
     record = tmp_path / "asker.jsonl"
     go = tmp_path / "go"
-    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
-                                                 protocol="legacy")})
+    gateway = _asker(record, options=None)
     seen: dict[str, list[str]] = {}
     outcome: dict[str, str] = {}
     async with serve_http(gateway.http_app("http")) as base, \
@@ -136,8 +140,7 @@ async def test_two_processes_sharing_a_token_are_one_host_for_questions(
     questions is a token of its own (the test above)."""
     record = tmp_path / "asker.jsonl"
     go = tmp_path / "go"
-    gateway = make_gateway({"asker": stdio_entry("asker.py", "stdio", "--record", str(record),
-                                                 protocol="legacy")}, options=TOKENS)
+    gateway = _asker(record)
     seen: dict[str, list[str]] = {}
     outcome: dict[str, str] = {}
     async with (

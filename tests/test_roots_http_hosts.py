@@ -23,13 +23,10 @@ import pytest
 from fastmcp import Client
 
 from tests.fixtures import SERVERS, make_gateway, serve_http, until
+from tests.test_roots_callers import ALICE, BOB, FROM_ARGS, TOKENS
 
 pytestmark = pytest.mark.anyio
 PY = sys.executable
-ALICE, BOB = "mgw_alice-3b9e61c07d2a45f8", "mgw_bob-8c1d5a70e94f2b36"
-TOKENS = {"auth": {"tokens": [{"name": "alice", "token": ALICE, "scopes": ["tools"]},
-                              {"name": "bob", "token": BOB, "scopes": ["tools"]}]}}
-FROM_ARGS = ["file:///from/args"]
 
 
 class Host:

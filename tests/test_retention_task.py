@@ -221,7 +221,7 @@ class FailingPrunes(MemoryStore):
 
 async def test_a_failing_prune_is_said_once_and_never_stops_the_records(
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "fast_mcp_gateway")
+    caplog.set_level(logging.INFO, "fast_mcp_gateway")
     store = FailingPrunes(StorageError("SQLite file /x/g.db: disk I/O error"),
                           StorageError("SQLite file /x/g.db: disk I/O error"))
     recorder, retention = recorder_of(store)
@@ -234,13 +234,16 @@ async def test_a_failing_prune_is_said_once_and_never_stops_the_records(
             if runs < 3:
                 retention.now()
         tg.cancel_scope.cancel()
-    said = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
+    lines = [r for r in caplog.records if "retention" in r.getMessage()]
+    said = [r.getMessage() for r in lines]
     assert said == [
         "retention could not prune the call log, audit and statistics: SQLite file "
         "/x/g.db: disk I/O error; trying again every 3600 s (what it would remove is kept"
         " until then; calls and their records go on)",
         said[1]]
     assert said[1].startswith("retention prunes again (failing since ")
+    # The failure is a problem (WARNING); its end is news, not a problem (INFO).
+    assert [r.levelname for r in lines] == ["WARNING", "INFO"]
     assert (retention.runs, retention.failures, recorder.written) == (3, 2, 3)
 
     # An unreachable store the gateway's outage line said already: not said again.

@@ -16,6 +16,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings
+from fast_mcp_gateway.admin.instance_lease import TTL_SECONDS, _hold
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -106,3 +107,29 @@ async def test_two_gateways_starting_together_on_the_file_free_none_of_each_othe
     finally:
         first.control.detach()
         await store.close()
+
+
+async def test_an_instance_id_held_elsewhere_is_a_warning_and_its_return_news(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another process holding this gateway's --instance-id is a problem, said once at
+    WARNING however many renewals find it; the id being this gateway's again is a
+    recovery, said once at INFO (it was a WARNING, as 'store back' was)."""
+    caplog.set_level(logging.INFO, "fast_mcp_gateway")
+    other, mine, name = "host h pid 1 config /a.yaml #abcdef", "host h pid 2", "instance:gw-1"
+    store = await open_store(str(tmp_path / "gateway.db"))
+    try:
+        assert await store.hold_lease(name, other, TTL_SECONDS)
+        clash = False
+        for _ in range(3):  # three renewals while the other holds it
+            clash = await _hold(store, name, mine, "gw-1", clash)
+            assert clash
+        await store.release_lease(name, other)
+        for _ in range(2):
+            clash = await _hold(store, name, mine, "gw-1", clash)
+            assert not clash
+    finally:
+        await store.close()
+    said = [r for r in caplog.records if "--instance-id gw-1" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING", "INFO"], [r.getMessage() for r in said]
+    assert said[0].getMessage().startswith("another gateway runs with --instance-id gw-1 (")
+    assert said[1].getMessage() == "--instance-id gw-1 is this gateway's alone again"

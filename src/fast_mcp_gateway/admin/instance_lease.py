@@ -6,8 +6,8 @@ row), and their call records, health history and audit rows cannot be told apart
 each gateway holds the lease ``instance:<id>`` for its process (the holder names its
 host, pid and config file), renewed every ``RENEW_SECONDS`` for ``TTL_SECONDS`` and
 released at a clean stop.  One that finds the lease held by another process says so
-at WARNING, once, naming that process and the fix, and again when the id is its own
-(the other stopped, or was a predecessor killed without a clean stop).  Store failures
+at WARNING, once, naming that process and the fix, and at INFO when the id is its own
+again (the other stopped, or was a predecessor killed without a clean stop).  Store failures
 are left to the change feed and the recorder to report.
 
 A SQLite file is one gateway's, but nothing stops a second from opening it: the default
@@ -144,8 +144,8 @@ async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: st
 async def _hold(store: Store, name: str, holder: str, instance_id: str, clash: bool) -> bool:
     """Take or renew the lease; whether another process holds it (said when it changes)."""
     if await store.hold_lease(name, holder, TTL_SECONDS):
-        if clash:
-            logger.warning("--instance-id %s is this gateway's alone again", instance_id)
+        if clash:  # news, not a problem: INFO (the clash was a WARNING)
+            logger.info("--instance-id %s is this gateway's alone again", instance_id)
         return False
     if not clash:
         other = await store.lease(name)

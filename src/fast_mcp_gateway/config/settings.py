@@ -112,7 +112,9 @@ class GatewaySettings(BaseSettings):
         default=5.0, gt=0, le=600,
         description="seconds a stop gives HTTP requests in flight, then admin operations "
                     "in flight, before it cuts them and stops the servers (over HTTP the "
-                    "hard exit comes after three of them, the first in whole seconds)")
+                    "hard exit comes after three of them, the first in whole seconds); "
+                    "rolling restarts with calls longer than it: README, 'Rolling "
+                    "restarts'")
     spool_dir: Path | None = Field(
         default=None,
         description="folder where a stop with the store unreachable spills the call "

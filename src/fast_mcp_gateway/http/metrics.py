@@ -2,8 +2,9 @@
 
 This module adapts the gateway to the metrics: ``call_observer`` turns each
 ``CallOutcome`` of the call pipeline (full path and express lane alike) into one
-observation, and ``snapshot_of`` reads every replica's ``statistics()``, the catalog and
-the recorder at scrape time.
+observation, and ``snapshot_of`` reads every replica's ``statistics()``, the catalog,
+the recorder and the stdio servers' processes (their memory from ``/proc``) at scrape
+time.
 
 Access: with ``gateway.auth`` set, a scrape needs a bearer token with scope ``tools``
 and no ``servers`` restriction (the metrics name every server), unless
@@ -25,6 +26,7 @@ from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.http.access import Access, require
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, forbidden
+from fast_mcp_gateway.routing.lifecycle import upstreams_of
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.telemetry.metrics import (
     ClientSample,
@@ -32,6 +34,7 @@ from fast_mcp_gateway.telemetry.metrics import (
     ReplicaSample,
     Snapshot,
 )
+from fast_mcp_gateway.telemetry.processes import resident_bytes
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 
@@ -64,7 +67,12 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
 
     def snapshot() -> Snapshot:
         replicas, clients = [], []
+        processes: dict[str, tuple[int, int | None]] = {}
         for name, service in manager.services.items():
+            stdio = [u for u in upstreams_of(service) if u.config.kind == "stdio"]
+            if stdio or service.config.kind == "stdio":
+                pids = [u.pid for u in stdio if u.pid is not None]
+                processes[name] = (len(pids), resident_bytes(pids))
             sessions = service.clients
             if sessions is not None:
                 clients.append(ClientSample(name, len(sessions.upstreams),
@@ -85,13 +93,14 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
         rec, hook = recorder(), webhook()
         if rec is None:
             return Snapshot(replicas, catalog, clients=clients, unknown_calls=dict(unknown),
-                            webhook=hook, version=__version__)
+                            webhook=hook, version=__version__, processes=processes)
         stats = rec.stats()
         return Snapshot(replicas, catalog, int(stats["queued"]), int(stats["dropped"]),
                         clients=clients, retention=None if rec.retention is None
                         else rec.retention.stats(),
                         store_up=not (rec.store_unavailable or store_lost()),
-                        unknown_calls=dict(unknown), webhook=hook, version=__version__)
+                        unknown_calls=dict(unknown), webhook=hook, version=__version__,
+                        processes=processes)
 
     return snapshot
 

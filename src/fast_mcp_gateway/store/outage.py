@@ -67,7 +67,7 @@ class StoreOutage:
         since, self.since = self.since, None
         # A recovery is news, not a problem: INFO (the outage itself was a WARNING).
         logger.info("store back after %s (unreachable since %s): %s",
-                       _duration(self.clock() - since), _utc(since), then)
+                    _duration(self.clock() - since), _utc(since), then)
 
 
 def _utc(at: float) -> str:

@@ -10,6 +10,18 @@ format 1 (it would misread the audit lines as health transitions) or 1 and 2 (it
 fail on the ``uid``) refuses it in words; one without is format 1, readable by such a
 gateway (a downgrade between a stop and a start).
 
+A field a record gained since (``LATER``: a call's ``client_kind``) is written apart, in
+the line's ``"extra"`` object: ``{"call": {...}, "extra": {"client_kind": "token"}}``.
+An older gateway builds each record from its ``"call"`` object alone, refusing a field it
+does not know (0.1.0 as of 0ee0d11: the whole file unreadable at every start, and the
+call lines of a ``.part`` dropped as unreadable -- lost); it never reads ``"extra"``,
+so it replays the file, without the fields it has no column for (a call record without
+``client_kind`` is an admin's only, as the ones it records itself).  In turn this reader
+takes from ``"extra"`` the fields it knows and leaves the others (a newer gateway's): a
+field goes there only if a gateway may drop it; one that changes what a record means
+takes a new format number, which an older gateway refuses in words and leaves to a
+newer one.  A ``client_kind`` inside ``"call"`` (files of the versions before) is read.
+
 Written into the store: call records in batches (one transaction each; a record whose
 id is stored already is neither stored nor counted again, ``add_invocations``), then
 the health transitions and the audit entries the store does not hold yet -- an audit
@@ -35,6 +47,8 @@ FORMAT = 1  # call records and health transitions
 FORMAT_AUDIT_V2 = 2  # ... and audit entries without their uid (read, no longer written)
 FORMAT_AUDIT = 3  # ... and audit entries with their uid
 FORMATS = (FORMAT, FORMAT_AUDIT_V2, FORMAT_AUDIT)  # those read
+# The fields each record kind gained after its format, written in the line's "extra".
+LATER: dict[str, tuple[str, ...]] = {"call": ("client_kind",), "health": (), "audit": ()}
 BATCH = 500  # call records per transaction when replaying
 PAGE = 500  # history rows read back per query when leaving out those stored
 
@@ -66,7 +80,13 @@ class Held:
         for kind, records in (("call", self.calls), ("health", self.health),
                               ("audit", self.audit)):
             for record in records:
-                yield json.dumps({kind: dataclasses.asdict(record)}) + "\n"
+                fields = dataclasses.asdict(record)
+                later = {name: fields.pop(name) for name in LATER[kind]}
+                line: dict[str, Any] = {kind: fields}
+                extra = {name: value for name, value in later.items() if value is not None}
+                if extra:
+                    line["extra"] = extra
+                yield json.dumps(line) + "\n"
 
 
 def counted(calls: int, health: int, audit: int = 0) -> str:
@@ -134,11 +154,25 @@ def salvage(data: bytes) -> tuple[tuple[int, int, int] | None, Held, int]:
 
 def _add(held: Held, entry: Any) -> None:
     if "call" in entry:
-        held.calls.append(Invocation(**entry["call"]))
+        held.calls.append(Invocation(**_fields(entry, "call", Invocation)))
     elif "health" in entry:
-        held.health.append(HealthRecord(**entry["health"]))
+        held.health.append(HealthRecord(**_fields(entry, "health", HealthRecord)))
     else:
-        held.audit.append(AuditEntry(**entry["audit"]))
+        held.audit.append(AuditEntry(**_fields(entry, "audit", AuditEntry)))
+
+
+def _fields(entry: Any, kind: str, record: type[Any]) -> dict[str, Any]:
+    """A line's record fields: its ``kind`` object's, and those of its ``"extra"`` this
+    gateway knows (module docstring)."""
+    if not isinstance(entry[kind], dict):
+        raise TypeError(f"a {kind} line holds no object")
+    fields = dict(entry[kind])
+    extra = entry.get("extra")
+    if isinstance(extra, dict):
+        known = {f.name for f in dataclasses.fields(record)}
+        fields.update({name: value for name, value in extra.items()
+                       if name in known and name not in fields})
+    return fields
 
 
 async def write_into(store: Callable[[], Store], held: Held) -> None:

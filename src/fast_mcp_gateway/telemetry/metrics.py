@@ -1,6 +1,6 @@
 """Prometheus metrics of one gateway, rendered on its own ``CollectorRegistry``.
 
-Two sources, each at its own cost:
+Three sources, each at its own cost:
 
 * **per call** (``GatewayMetrics.observe``, fed by a call-pipeline observer so that the
   full path and the stdio express lane count alike): the call counter (by ``status``:
@@ -17,9 +17,13 @@ Two sources, each at its own cost:
   webhook failing: the webhook cannot say so itself), the version
   (``mcp_gateway_build_info``), catalog size, calls of
   unknown names (by kind only: a host makes names up, a label per name would be
-  unbounded; they reach no server, so no call metric counts them), read from
+  unbounded; they reach no server, so no call metric counts them), each stdio
+  server's processes and their resident memory (``telemetry/processes.py``), read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
-  cost on the call path.
+  cost on the call path;
+* **the process** (prometheus_client's own collectors, as any Python exporter has):
+  ``process_*`` (CPU seconds, resident and virtual memory, open and max file
+  descriptors, start time), ``python_info`` and ``python_gc_*``.
 
 Names follow the OpenTelemetry MCP semantic conventions where they exist
 (``mcp.server.operation.duration`` -> ``mcp_server_operation_duration_seconds``,
@@ -97,6 +101,9 @@ class Snapshot:
     retention: Mapping[str, int] | None = None  # Retention.stats(); None: no retention
     webhook: Mapping[str, int] | None = None  # sent/failed/dropped/retries/queued; None: none
     version: str | None = None  # the gateway's, as mcp_gateway_build_info
+    # stdio server -> (its processes running now, their resident bytes with their
+    # children's: telemetry/processes.py; None where unknown)
+    processes: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
 def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -153,6 +160,21 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
             created.add_metric([c.server], float(c.created))
             reaped.add_metric([c.server], float(c.reaped))
         yield from (active, limit, created, reaped)
+
+    if snap.processes:
+        running = GaugeMetricFamily("mcp_gateway_upstream_processes",
+                                    "Processes of a stdio server running now (its replicas' "
+                                    "and per-client sessions')", labels=[SERVER])
+        resident = GaugeMetricFamily("mcp_gateway_upstream_resident_memory_bytes",
+                                     "Resident memory of a stdio server's processes and "
+                                     "their children (Linux)", labels=[SERVER])
+        for server, (count, rss) in sorted(snap.processes.items()):
+            running.add_metric([server], float(count))
+            if rss is not None:
+                resident.add_metric([server], float(rss))
+        yield running
+        if resident.samples:
+            yield resident
 
     catalog = GaugeMetricFamily("mcp_gateway_catalog_items",
                                 "Items the gateway exposes, by kind", labels=["kind"])
@@ -298,9 +320,23 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric now."""
-        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client import (
+            CollectorRegistry,
+            GCCollector,
+            PlatformCollector,
+            ProcessCollector,
+            generate_latest,
+        )
 
         if self._registry is None:
-            self._registry = CollectorRegistry(auto_describe=False)
-            self._registry.register(self)  # type: ignore[arg-type]
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(self)  # type: ignore[arg-type]
+            # What every Python exporter's default registry has: process_* (CPU, memory,
+            # file descriptors, start time: read from /proc, Linux only), python_info
+            # and python_gc_*.  They describe the process, so several gateways in one
+            # process (tests) report the same values.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+            self._registry = registry
         return generate_latest(self._registry)

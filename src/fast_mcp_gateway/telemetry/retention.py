@@ -138,6 +138,7 @@ class Retention:
     def _succeeded(self) -> None:
         since, self._failing_since = self._failing_since, None
         if since is not None and self._said:
-            logger.warning("retention prunes again (failing since %s)",
+            # A recovery is news, not a problem: INFO (the failure was a WARNING).
+            logger.info("retention prunes again (failing since %s)",
                            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since)))
         self._said = False

@@ -86,9 +86,12 @@ class DashboardAuth:
     """How the dashboard decides who a request is (see the module docstring)."""
 
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
-                 secure_cookies: bool = False, links: LoginLinks | None = None) -> None:
-        """``verify`` maps a gateway token to its principal (``None``: no login)."""
+                 secure_cookies: bool = False, links: LoginLinks | None = None,
+                 reloads: Callable[[], int] | None = None) -> None:
+        """``verify`` maps a gateway token to its principal (``None``: no login);
+        ``reloads`` counts the reloads that changed what it takes (``generation``)."""
         self._verify = verify
+        self._reloads = reloads
         self.anonymous = anonymous
         self.secure_cookies = secure_cookies
         self.links = links
@@ -110,7 +113,8 @@ class DashboardAuth:
             verified = await verifier.verify_token(token)
             return None if verified is None else principal_of(verified)
 
-        return cls(verify, None, secure_cookies=secure_cookies)
+        return cls(verify, None, secure_cookies=secure_cookies,
+                   reloads=lambda: verifier.changes)
 
     @classmethod
     def one_time(cls, links: LoginLinks) -> DashboardAuth:
@@ -124,6 +128,16 @@ class DashboardAuth:
     @property
     def needs_login(self) -> bool:
         return self._verify is not None
+
+    @property
+    def generation(self) -> int:
+        """A number that moves whenever a session may have ended or lost rights: a log
+        out, a session pushed out (the per-caller cap, the table's), a token refused, a
+        reload changing ``gateway.auth``.  A check of a session made while it stayed
+        the same still holds, but for time (an expiry): what ``ui/live.py`` compares
+        before each event, instead of verifying the token for each."""
+        table = self.links.sessions if self.links is not None else self._sessions
+        return table.generation + (self._reloads() if self._reloads is not None else 0)
 
     @property
     def session_ttl(self) -> float:

@@ -86,3 +86,23 @@ async def test_an_origin_allowed_by_name_may_call_from_another_site(tmp_path: Pa
         stranger = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example.com"}
         assert_error(await http.get("/api/v1/servers", headers=stranger), 403,
                      "forbidden_origin")
+
+
+@pytest.mark.parametrize(("listed", "sent"), [
+    ("https://app.example.com:443", "https://app.example.com"),  # browsers omit it
+    ("HTTP://LocalHost:80/", "http://localhost"),
+    ("https://app.example.com", "https://app.example.com:443"),  # a client writing it out
+    ("http://localhost:*", "http://localhost"),  # a pattern matches the default port too
+])
+async def test_a_listed_origin_is_the_same_with_or_without_its_default_port(
+        tmp_path: Path, listed: str, sent: str) -> None:
+    """``MCP_GATEWAY_ALLOWED_ORIGINS=https://app.example.com:443`` names the page whose
+    browser sends ``Origin: https://app.example.com``; it was compared as text and
+    refused (and the other way round)."""
+    async with serve_http(_gateway(tmp_path, allowed_origins=[listed]).http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        allowed = {"Sec-Fetch-Site": "cross-site", "Origin": sent}
+        answer = await http.get("/api/v1/servers", headers=allowed)
+        assert answer.status_code == 200, answer.text
+        other = {"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com:8443"}
+        assert_error(await http.get("/api/v1/servers", headers=other), 403, "forbidden_origin")

@@ -27,13 +27,10 @@ from fnmatch import fnmatchcase
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fast_mcp_gateway.config.origins import origin_forms
 from fast_mcp_gateway.http.errors import ApiError
 
 _OTHER_SITES = ("cross-site", "same-site")
-
-
-def _normal(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
 
 
 class FetchSiteGuard:
@@ -41,14 +38,17 @@ class FetchSiteGuard:
 
     def __init__(self, allowed_origins: Sequence[str] | None, *,
                  navigable: bool = False) -> None:
-        self.allowed = tuple(_normal(o) for o in allowed_origins or ())
+        # Settings hold them in one form already (``config/origins.py``); a list given
+        # in code is brought to it here, as far as it goes.
+        self.allowed = tuple(origin_forms(o)[0] for o in allowed_origins or ())
         self.navigable = navigable
 
     def listed(self, origin: str) -> bool:
         """Whether ``MCP_GATEWAY_ALLOWED_ORIGINS`` names ``origin`` (patterns as the
-        Origin guard's: ``*`` wildcards)."""
-        origin = _normal(origin)
-        return any(pattern == "*" or fnmatchcase(origin, pattern) for pattern in self.allowed)
+        Origin guard's: ``*`` wildcards; a default port written or not, either side)."""
+        forms = origin_forms(origin)
+        return any(pattern == "*" or fnmatchcase(form, pattern)
+                   for pattern in self.allowed for form in forms)
 
     def refusal(self, scope: Scope) -> ApiError | None:
         """Why the HTTP request ``scope`` is refused (None: it goes on to the Origin

@@ -41,7 +41,8 @@ def test_the_dashboard_runs_when_stdout_is_a_file(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as answer:
             opener.open(url, timeout=60)
         assert answer.value.code == 303          # logged in: on to the overview
-        assert "mgw_dashboard=" in answer.value.headers["set-cookie"]
+        port = urllib.parse.urlsplit(url).port
+        assert answer.value.headers["set-cookie"].startswith(f"mgw_dashboard_{port}=")
         # A WebSocket upgrade is refused as HTTP mode refuses it (http/no_websockets.py),
         # without uvicorn loading a WebSocket library for the app to refuse it.
         where = urllib.parse.urlsplit(url)

@@ -67,12 +67,35 @@ async def test_a_page_of_another_site_cannot_make_the_browser_read_or_call(
         # Programs (no header), the gateway's own pages and a typed address pass.
         for site in ({}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}):
             assert (await http.get("/api/v1/servers", headers=site)).status_code == 200
-        # A same-site page with an Origin goes on to the Origin guard (loopback: allowed).
+        # A page of another port of this host, with an Origin (a fetch): the Origin guard
+        # lets every loopback origin through, so it is refused unless listed, as another
+        # site's, REST, MCP and the dashboard alike.
         near = {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:3000"}
-        assert (await http.get("/api/v1/servers", headers=near)).status_code == 200
+        said = assert_error(await http.get(READ, params=WHAT, headers=near), 403,
+                            "forbidden_origin")["message"]
+        assert said == (
+            "requests from a web page at Origin 'http://localhost:3000' are refused "
+            "(cross-site request protection, Sec-Fetch-Site: same-site: another port or "
+            "subdomain of this site is another origin); to allow that page, start the "
+            "gateway with MCP_GATEWAY_ALLOWED_ORIGINS=http://localhost:3000")
+        for path in ("/api/v1/servers", "/ui/", "/ui/events"):
+            assert_error(await http.get(path, headers=near), 403, "forbidden_origin")
+        assert_error(await http.post("/mcp", json=ping, headers={**mcp, **near}), 403,
+                     "forbidden_origin")
         assert (await http.get(READ, params=WHAT)).status_code == 200
         history = (await http.get("/api/v1/debug/history")).json()["entries"]
-        assert len(history) == 1
+        assert len(history) == 1  # the program's read only
+
+
+async def test_a_page_of_another_local_port_listed_by_name_may_call(tmp_path: Path) -> None:
+    near = "http://localhost:3000"
+    async with serve_http(_gateway(tmp_path, allowed_origins=[near]).http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        listed = {"Sec-Fetch-Site": "same-site", "Origin": near}
+        assert (await http.get("/api/v1/servers", headers=listed)).status_code == 200
+        other = {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:3001"}
+        assert_error(await http.get("/api/v1/servers", headers=other), 403,
+                     "forbidden_origin")
 
 
 async def test_an_origin_allowed_by_name_may_call_from_another_site(tmp_path: Path) -> None:
@@ -86,3 +109,23 @@ async def test_an_origin_allowed_by_name_may_call_from_another_site(tmp_path: Pa
         stranger = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example.com"}
         assert_error(await http.get("/api/v1/servers", headers=stranger), 403,
                      "forbidden_origin")
+
+
+@pytest.mark.parametrize(("listed", "sent"), [
+    ("https://app.example.com:443", "https://app.example.com"),  # browsers omit it
+    ("HTTP://LocalHost:80/", "http://localhost"),
+    ("https://app.example.com", "https://app.example.com:443"),  # a client writing it out
+    ("http://localhost:*", "http://localhost"),  # a pattern matches the default port too
+])
+async def test_a_listed_origin_is_the_same_with_or_without_its_default_port(
+        tmp_path: Path, listed: str, sent: str) -> None:
+    """``MCP_GATEWAY_ALLOWED_ORIGINS=https://app.example.com:443`` names the page whose
+    browser sends ``Origin: https://app.example.com``; it was compared as text and
+    refused (and the other way round)."""
+    async with serve_http(_gateway(tmp_path, allowed_origins=[listed]).http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        allowed = {"Sec-Fetch-Site": "cross-site", "Origin": sent}
+        answer = await http.get("/api/v1/servers", headers=allowed)
+        assert answer.status_code == 200, answer.text
+        other = {"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com:8443"}
+        assert_error(await http.get("/api/v1/servers", headers=other), 403, "forbidden_origin")

@@ -29,6 +29,17 @@ from fast_mcp_gateway.cli.main import main
     ("ALLOWED_HOSTS", "[a.example", "is neither comma-separated names nor a JSON list of "
                                     "strings (Expecting value: line 1 column 2 (char 1)) "
                                     "(got '[a.example')"),
+    ("ALLOWED_ORIGINS", "https://app.example.com/app",
+     "'https://app.example.com/app' has a path, query or fragment ('/app'): an origin is "
+     "scheme://host[:port] only, as browsers send it in the Origin header; write "
+     "'https://app.example.com' (got 'https://app.example.com/app')"),
+    ("ALLOWED_ORIGINS", "localhost:3000",
+     "'localhost:3000' is not an origin: write scheme://host[:port], e.g. "
+     "https://app.example.com or http://localhost:3000 (got 'localhost:3000')"),
+    ("ALLOWED_ORIGINS", "null",
+     "'null' is the Origin of sandboxed frames and local files, which any page can send: "
+     "it cannot be allowed; list the origins of the pages that call the gateway (e.g. "
+     "https://app.example.com or http://localhost:3000) (got 'null')"),
     ("PATH", "mcp", "must be a URL path starting with /, e.g. /mcp (got 'mcp')"),
     ("PUBLIC_URL", "mcp.example.com", "must be the http:// or https:// URL hosts reach the "
                                       "gateway at, e.g. https://mcp.example.com (got "
@@ -56,3 +67,17 @@ def test_a_bad_since_is_said_before_the_store_is_looked_for(
     assert main([command, "--since", "5x", "--db", str(tmp_path / "none.db")]) == 2
     assert capsys.readouterr().err == (
         "mcp-gateway: --since '5x': use a number and s, m, h or d (e.g. 10m)\n")
+
+
+def test_allowed_origins_are_kept_as_browsers_send_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scheme and host in lower case, a default port and a trailing slash left out, as in
+    a browser's ``Origin`` header; an origin written twice is kept once."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", "HTTPS://App.Example.com:443/, "
+                       "http://localhost:80, http://[::1]:3000/, https://app.example.com, "
+                       "https://*.example.com, http://127.0.0.1:*")
+    assert GatewaySettings().allowed_origins == [
+        "https://app.example.com", "http://localhost", "http://[::1]:3000",
+        "https://*.example.com", "http://127.0.0.1:*"]

@@ -17,6 +17,7 @@ from fastmcp import Client, FastMCP
 
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.schema_form import arguments_of, fields_of
+from fast_mcp_gateway.ui.session import COOKIE
 from fast_mcp_gateway.ui.vendor import MANIFEST, PERMISSIVE, VENDOR
 from tests.fixtures import make_gateway, memory_entry, serve_http
 
@@ -44,6 +45,11 @@ def _csrf(html: str) -> str:
     found = re.search(r'(?:name="csrf_token" value=|"X-CSRF-Token": )"([^"]+)"', html)
     assert found, html[:500]
     return found.group(1)
+
+
+def _cookie(base: str) -> str:
+    """The login cookie's name at ``base`` (http://127.0.0.1:PORT): it names the port."""
+    return f"{COOKIE}_{base.rsplit(':', 1)[1]}"
 
 
 async def _login(http: httpx2.AsyncClient, base: str, token: str) -> str:
@@ -117,7 +123,8 @@ async def test_login_cookie_csrf_scopes_and_escaping(tmp_path: Path) -> None:
 
         # Logging out clears the cookie.
         out = await http.post(base + "/ui/logout", data={"csrf_token": csrf})
-        assert out.status_code == 303 and 'mgw_dashboard=""' in out.headers["set-cookie"]
+        assert out.status_code == 303
+        assert f'{_cookie(base)}=""' in out.headers["set-cookie"]
 
     # a fresh client per token (cookies are per client)
     async with serve_http(gateway.http_app()) as base:
@@ -152,7 +159,7 @@ async def test_the_cookie_is_a_server_side_session_ended_by_logout_and_by_a_relo
     gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
     async with serve_http(gateway.http_app()) as base:
         async def sees_overview(cookie: str) -> bool:
-            async with httpx2.AsyncClient(timeout=30, cookies={"mgw_dashboard": cookie}
+            async with httpx2.AsyncClient(timeout=30, cookies={_cookie(base): cookie}
                                           ) as raw:
                 answer = await raw.get(base + "/ui/")
             assert answer.status_code in (200, 303), answer.text
@@ -168,10 +175,10 @@ async def test_the_cookie_is_a_server_side_session_ended_by_logout_and_by_a_relo
             assert login.status_code == 303 and OPS not in header
             assert "Secure" in header and "HttpOnly" in header and "SameSite=strict" in header
             assert "Max-Age=43200" in header  # a bounded lifetime: 12 hours
-            session = login.cookies["mgw_dashboard"]
+            session = login.cookies[_cookie(base)]
             assert len(session) >= 40 and session != OPS
             await _login(bob, base, BOB)
-            bob_session = bob.cookies["mgw_dashboard"]
+            bob_session = bob.cookies[_cookie(base)]
 
             # The session id is the key; the raw token (the old cookie) or a guess is not.
             assert await sees_overview(session)
@@ -188,7 +195,7 @@ async def test_the_cookie_is_a_server_side_session_ended_by_logout_and_by_a_relo
 
             # Logging out ends the session on the server: a copy of the cookie is dead.
             # (The cookie is Secure: this client sends it over http only when told to.)
-            async with httpx2.AsyncClient(timeout=30, cookies={"mgw_dashboard": session}
+            async with httpx2.AsyncClient(timeout=30, cookies={_cookie(base): session}
                                           ) as browser:
                 csrf = _csrf((await browser.get(base + "/ui/")).text)
                 out = await browser.post(base + "/ui/logout", data={"csrf_token": csrf},
@@ -259,17 +266,19 @@ async def test_the_stdio_dashboard_logs_in_once_per_link(tmp_path: Path) -> None
             cookie = entered.headers["set-cookie"]
             # The cookie holds a session id, not the link's token; the redirect drops it.
             assert entered.status_code == 303 and entered.headers["location"] == "/ui/logs"
-            assert "mgw_dashboard=" in cookie and url.split("token=")[1] not in cookie
+            assert cookie.startswith(f"{_cookie(base)}=")
+            assert url.split("token=")[1] not in cookie
             assert "HttpOnly" in cookie and "SameSite=strict" in cookie
             overview = await http.get(base + "/ui/")
             assert overview.status_code == 200
 
             # Logging out ends the session on the server too: the old cookie is dead.
-            session = http.cookies.get("mgw_dashboard")
+            session = http.cookies.get(_cookie(base))
+            assert session
             out = await http.post(base + "/ui/logout", data={"csrf_token": _csrf(overview.text)})
             assert out.status_code == 303
             async with httpx2.AsyncClient(timeout=30, follow_redirects=False,
-                                          cookies={"mgw_dashboard": session or ""}) as old:
+                                          cookies={_cookie(base): session}) as old:
                 assert (await old.get(base + "/ui/")).status_code == 303
 
         async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as other:

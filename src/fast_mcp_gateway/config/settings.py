@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fast_mcp_gateway.config.origins import allowed_origin
+
 Transport = Literal["stdio", "http", "sse"]
 SDK_MAX_BODY = 4 * 1024 * 1024
 """The MCP SDK's request-body limit (``transport_security.DEFAULT_MAX_REQUEST_BODY_SIZE``;
@@ -178,6 +180,13 @@ class GatewaySettings(BaseSettings):
                 "set but holds no key; give the keys every gateway shares (comma-"
                 "separated), or unset it for a key of this process's own")
         return parts
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """Each in the form browsers send (``config/origins.py``): ``http://localhost:80``
+        is the ``http://localhost`` a browser's Origin says; no origin is refused."""
+        return list(dict.fromkeys(allowed_origin(origin) for origin in origins))
 
     @field_validator("request_state_keys")
     @classmethod

@@ -116,6 +116,7 @@ class GatewayVerifier(TokenVerifier):
         # The digests of the tokens reloads removed, newest last, bounded: their holders
         # are told why they are refused now.  Only a holder can present one.
         self._removed: dict[bytes, None] = {}
+        self._changes = 0  # reloads that changed gateway.auth (``changes``)
         self._apply(config, first=True)
 
     def _apply(self, config: AuthConfig, *, first: bool = False) -> None:
@@ -157,7 +158,15 @@ class GatewayVerifier(TokenVerifier):
         if new != self._config:
             logger.info("gateway.auth changed: %d token(s)%s", len(new.tokens),
                         ", JWT" if new.jwt is not None else "")
+            self._changes += 1
         self._apply(new)
+
+    @property
+    def changes(self) -> int:
+        """How many reloads changed ``gateway.auth`` (each may have removed or narrowed a
+        token): a dashboard's live stream verifies its session again when this moves."""
+        self._follow_reloads()  # an identity check unless the config was reloaded
+        return self._changes
 
     @property
     def takes_jwt(self) -> bool:

@@ -8,11 +8,18 @@ and is recorded) although it cannot read the answer.  Browsers say where every r
 comes from, GET included, in ``Sec-Fetch-Site`` (Fetch Metadata):
 
 * no header (a program), ``same-origin``, ``none`` (typed, a bookmark): as before;
-* ``same-site`` (another port or subdomain of the same site): only with an ``Origin``,
-  which the Origin guard judges next (it lets loopback origins through);
-* ``cross-site``: only with an ``Origin`` that ``MCP_GATEWAY_ALLOWED_ORIGINS`` lists
-  (a web app allowed to use the gateway), never for the loopback origins the Origin
-  guard lets through by default.
+* ``cross-site`` and ``same-site`` (another port or subdomain of the same site): only
+  with an ``Origin`` that ``MCP_GATEWAY_ALLOWED_ORIGINS`` lists (a web app allowed to
+  use the gateway), never for the loopback origins the Origin guard lets through by
+  default.  A page of another local web app (``http://127.0.0.1:3000``) is same-site
+  with a gateway on ``127.0.0.1:8765``, and its ``fetch`` carries an ``Origin``: it
+  went on to the Origin guard, which lets every loopback origin through.  It could not
+  read the answer (the gateway sends no CORS headers), but the request ran: a REST read
+  of a gateway without ``auth`` (``debug/get-resource``: an upstream's read, recorded),
+  a dashboard page with the viewer's login cookie (``SameSite=Strict`` goes with
+  same-site requests).  No page of another origin can use the gateway without CORS
+  anyway (a bearer token or a JSON body needs a preflight it never answers), so
+  refusing it unless listed stops no working use.
 
 A refusal is the Origin guard's: 403 ``forbidden_origin``, worded alike.  The
 dashboard (``navigable``) also takes a top-level navigation to one of its pages (a
@@ -27,13 +34,10 @@ from fnmatch import fnmatchcase
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fast_mcp_gateway.config.origins import origin_forms
 from fast_mcp_gateway.http.errors import ApiError
 
 _OTHER_SITES = ("cross-site", "same-site")
-
-
-def _normal(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
 
 
 class FetchSiteGuard:
@@ -41,14 +45,17 @@ class FetchSiteGuard:
 
     def __init__(self, allowed_origins: Sequence[str] | None, *,
                  navigable: bool = False) -> None:
-        self.allowed = tuple(_normal(o) for o in allowed_origins or ())
+        # Settings hold them in one form already (``config/origins.py``); a list given
+        # in code is brought to it here, as far as it goes.
+        self.allowed = tuple(origin_forms(o)[0] for o in allowed_origins or ())
         self.navigable = navigable
 
     def listed(self, origin: str) -> bool:
         """Whether ``MCP_GATEWAY_ALLOWED_ORIGINS`` names ``origin`` (patterns as the
-        Origin guard's: ``*`` wildcards)."""
-        origin = _normal(origin)
-        return any(pattern == "*" or fnmatchcase(origin, pattern) for pattern in self.allowed)
+        Origin guard's: ``*`` wildcards; a default port written or not, either side)."""
+        forms = origin_forms(origin)
+        return any(pattern == "*" or fnmatchcase(form, pattern)
+                   for pattern in self.allowed for form in forms)
 
     def refusal(self, scope: Scope) -> ApiError | None:
         """Why the HTTP request ``scope`` is refused (None: it goes on to the Origin
@@ -64,7 +71,7 @@ class FetchSiteGuard:
         if site not in _OTHER_SITES:
             return None
         if origin is not None and origin.strip().lower() != "null":
-            if site == "same-site" or self.listed(origin):
+            if self.listed(origin):
                 return None
         elif self.navigable and mode == "navigate" and scope.get("method") in ("GET", "HEAD"):
             return None
@@ -79,10 +86,12 @@ def refused(site: str, origin: str | None) -> ApiError:
             f"requests from a web page of another site (Sec-Fetch-Site: {site}, no Origin) "
             "are refused (cross-site request protection): open the gateway's own address "
             "in the browser, or call it from a program"), details)
+    near = (": another port or subdomain of this site is another origin"
+            if site == "same-site" else "")
     return ApiError(403, "forbidden_origin", (
         f"requests from a web page at Origin '{origin}' are refused (cross-site request "
-        f"protection, Sec-Fetch-Site: {site}); to allow that page, start the gateway with "
-        f"MCP_GATEWAY_ALLOWED_ORIGINS={origin}"), details)
+        f"protection, Sec-Fetch-Site: {site}{near}); to allow that page, start the gateway "
+        f"with MCP_GATEWAY_ALLOWED_ORIGINS={origin}"), details)
 
 
 class FetchSiteMiddleware:

@@ -4,11 +4,15 @@
 listens and writes each event as ``event: <kind>`` / ``data: <json>``; a viewer
 restricted to some servers gets only events about those (and events naming no server),
 and a viewer without scope admin only its own calls' events (``Principal.own_records``).
-The stream follows the session: an event is sent under a check of it at most
-``RECHECK`` seconds old (and every heartbeat checks it), so a log out elsewhere, a JWT
-that expired or a token a reload removed ends the stream (``event: ended``: the page
-reloads, and the login page says why), and a reload narrowing the token's servers
-narrows what it is sent.  A state change's detail (a server's last error) points at the
+The stream follows the session: an event is sent only under a check of it made since
+the last thing that could end or narrow a session (``DashboardAuth.generation``: a log
+out, a session pushed out by the per-caller cap, a token refused, a reload changing
+``gateway.auth``) and at most ``RECHECK`` seconds ago (for what time ends: a JWT's
+expiry, the session's lifetime); every heartbeat checks it too.  So a log out elsewhere
+or a token a reload removed ends the stream at the next event, which is not sent
+(``event: ended``: the page reloads, and the login page says why), an expired JWT
+within ``RECHECK``, and a reload narrowing the token's servers narrows what it is sent
+from the next event on.  A state change's detail (a server's last error) points at the
 dashboard's buttons (``Ui.for_dashboard``), as the pages do.
 One caller may keep ``MAX_STREAMS`` streams open (a 429 past that): each one costs every
 published event a queue append and a wake-up on the event loop.
@@ -36,7 +40,9 @@ from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.session import Viewer
 
 HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
-RECHECK = 1.0  # seconds: how old the session check an event is sent under may be
+RECHECK = 1.0  # seconds: how old the session check an event is sent under may be, for
+# what time alone ends (a JWT's expiry); whatever ends a session at once (a log out, a
+# reload) moves ``DashboardAuth.generation``, compared before every event
 # Streams one caller may have open (one per dashboard tab).  Each is fed every event on
 # the event loop, in the call path's own observer: a token that opened thousands made
 # every call of every caller pay for each of them.
@@ -77,6 +83,11 @@ async def events(page: Page) -> Response:
         nonlocal viewer, checked
         if open_streams[who] >= MAX_STREAMS:  # others started since the check above
             return
+        auth = page.ui.auth
+        # The generation the last check was made at; None: the page's own check, made
+        # before this was read (a reload during it would go unseen), so the first event
+        # checks again.
+        seen: int | None = None
         with page.ui.bus.subscribe() as sub, _counted(open_streams, who):
             yield ": connected\nretry: 2000\n\n"
             seen_drops = 0
@@ -86,10 +97,14 @@ async def events(page: Page) -> Response:
                     event = await sub.get()
                     if event is None:  # the bus closed: the gateway is stopping
                         return
-                if time.monotonic() - checked >= RECHECK or event is None:
-                    # The session as it is now: logged out, its JWT expired or its token
-                    # removed by a reload ends the stream; narrowed servers narrow it.
-                    viewer, checked = await page.ui.auth.viewer(page.request), time.monotonic()
+                generation = auth.generation  # an int compare per event, no verify
+                if generation != seen or time.monotonic() - checked >= RECHECK \
+                        or event is None:
+                    # The session as it is now: logged out, pushed out, its JWT expired or
+                    # its token removed by a reload ends the stream before this event is
+                    # sent; narrowed servers narrow it.
+                    viewer, checked = await auth.viewer(page.request), time.monotonic()
+                    seen = generation  # read before the check: a change during it recurs
                     if viewer is None:
                         yield "event: ended\ndata: {}\n\n"
                         return

@@ -66,7 +66,9 @@ class Sessions(Generic[T]):
     own oldest ends, and past ``cap`` the oldest session of the owner holding the most
     ends, so that one caller cannot log every other viewer out (a JWT holder brings a
     new value at every refresh: counted by value, 1024 logins ended an admin's session).
-    Ids are kept as digests: the table's timing says nothing about the ids it holds."""
+    Ids are kept as digests: the table's timing says nothing about the ids it holds.
+    ``generation`` grows whenever a session leaves the table (closed, pushed out,
+    expired): a live stream compares it before each event (``ui/live.py``)."""
 
     def __init__(self, *, ttl: float = SESSION_TTL, cap: int = MAX_SESSIONS,
                  per_value: int | None = None,
@@ -75,6 +77,7 @@ class Sessions(Generic[T]):
         self.cap = cap
         self.per_value = per_value
         self._clock = clock
+        self.generation = 0
         # sha256(id) -> (opened, value, owner); oldest first
         self._open: dict[bytes, tuple[float, T, Hashable]] = {}
 
@@ -85,10 +88,12 @@ class Sessions(Generic[T]):
         now = self._clock()
         if len(self._open) >= self.cap:  # expired sessions go before any live one
             self._open = {k: v for k, v in self._open.items() if now - v[0] <= self.ttl}
+            self.generation += 1
         if self.per_value is not None:
             same = [key for key, (_, _, held) in self._open.items() if held == owner]
             for key in same[:max(0, len(same) - self.per_value + 1)]:  # oldest first
                 del self._open[key]
+                self.generation += 1
         session = secrets.token_urlsafe(32)
         self._open[_digest(session)] = (now, value, owner)
         while len(self._open) > self.cap:
@@ -96,6 +101,7 @@ class Sessions(Generic[T]):
             most = max(held.values())
             del self._open[next(k for k, (_, _, owner) in self._open.items()
                                 if held[owner] == most)]  # the oldest of the most held
+            self.generation += 1
         return session
 
     def get(self, session: str) -> T | None:
@@ -108,11 +114,13 @@ class Sessions(Generic[T]):
             return None
         if self._clock() - found[0] > self.ttl:
             del self._open[key]
+            self.generation += 1
             return None
         return found[1]
 
     def close(self, session: str) -> None:
-        self._open.pop(_digest(session), None)
+        if self._open.pop(_digest(session), None) is not None:
+            self.generation += 1
 
     def __len__(self) -> int:
         return len(self._open)

@@ -19,7 +19,12 @@ table of both) and the cookie holds only that session's random id, never a token
   ``--allow-unauthenticated-admin``, exactly as the REST API.
 
 The cookie is HttpOnly, ``SameSite=Strict``, ``Secure`` over https (or with an https
-``public_url``), limited to the dashboard's path and to the session's lifetime.
+``public_url``), limited to the dashboard's path and to the session's lifetime.  Its name
+carries the port of the address the browser used (``cookie_name``: ``mgw_dashboard_8765``
+for ``127.0.0.1:8765``): browsers keep cookies per host, not per port, so two gateways
+on one machine shared one ``mgw_dashboard`` cookie, and logging in to one logged the
+other out (sending it the first one's session id).  ``__Host-`` would not help: it
+needs ``Secure``, which loopback http has not, and the path ``/``.
 Every mutation carries a CSRF token (form field ``csrf_token`` or header
 ``X-CSRF-Token``) checked in constant time: for a session a digest of its id (it never
 reveals it); for the anonymous viewer and the login form an HMAC under a per-process
@@ -34,7 +39,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from fast_mcp_gateway.config.auth import SCOPES
@@ -86,9 +91,12 @@ class DashboardAuth:
     """How the dashboard decides who a request is (see the module docstring)."""
 
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
-                 secure_cookies: bool = False, links: LoginLinks | None = None) -> None:
-        """``verify`` maps a gateway token to its principal (``None``: no login)."""
+                 secure_cookies: bool = False, links: LoginLinks | None = None,
+                 reloads: Callable[[], int] | None = None) -> None:
+        """``verify`` maps a gateway token to its principal (``None``: no login);
+        ``reloads`` counts the reloads that changed what it takes (``generation``)."""
         self._verify = verify
+        self._reloads = reloads
         self.anonymous = anonymous
         self.secure_cookies = secure_cookies
         self.links = links
@@ -110,7 +118,8 @@ class DashboardAuth:
             verified = await verifier.verify_token(token)
             return None if verified is None else principal_of(verified)
 
-        return cls(verify, None, secure_cookies=secure_cookies)
+        return cls(verify, None, secure_cookies=secure_cookies,
+                   reloads=lambda: verifier.changes)
 
     @classmethod
     def one_time(cls, links: LoginLinks) -> DashboardAuth:
@@ -124,6 +133,16 @@ class DashboardAuth:
     @property
     def needs_login(self) -> bool:
         return self._verify is not None
+
+    @property
+    def generation(self) -> int:
+        """A number that moves whenever a session may have ended or lost rights: a log
+        out, a session pushed out (the per-caller cap, the table's), a token refused, a
+        reload changing ``gateway.auth``.  A check of a session made while it stayed
+        the same still holds, but for time (an expiry): what ``ui/live.py`` compares
+        before each event, instead of verifying the token for each."""
+        table = self.links.sessions if self.links is not None else self._sessions
+        return table.generation + (self._reloads() if self._reloads is not None else 0)
 
     @property
     def session_ttl(self) -> float:
@@ -198,7 +217,7 @@ class DashboardAuth:
         if self._verify is None:
             assert self.anonymous is not None
             return Viewer(self.anonymous, self._mac(b"anonymous"), logged_in=False)
-        session = request.cookies.get(COOKIE, "")
+        session = request.cookies.get(cookie_name(request), "")
         principal = await self.session_principal(session)
         if principal is None:
             return None
@@ -206,22 +225,35 @@ class DashboardAuth:
 
     def login(self, response: Response, request: Request, session: str) -> None:
         """Put ``session`` (what ``redeem`` returned) in the cookie, for its lifetime."""
-        response.set_cookie(COOKIE, session, max_age=int(self.session_ttl), httponly=True,
+        response.set_cookie(cookie_name(request), session, max_age=int(self.session_ttl),
+                            httponly=True,
                             samesite="strict", secure=self._secure(request),
                             path=_cookie_path(request))
 
     def logout(self, response: Response, request: Request) -> None:
         """End the request's session on the server, and clear the cookie."""
-        session = request.cookies.get(COOKIE, "")
+        name = cookie_name(request)
+        session = request.cookies.get(name, "")
         if self.links is not None:
             self.links.close_session(session)
         else:
             self._sessions.close(session)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict",
+        response.delete_cookie(name, httponly=True, samesite="strict",
                                secure=self._secure(request), path=_cookie_path(request))
 
     def _secure(self, request: Request) -> bool:
         return self.secure_cookies or request.url.scheme == "https"
+
+
+def cookie_name(request: HTTPConnection) -> str:
+    """The login cookie's name for ``request``: ``COOKIE`` and the port of its ``Host``
+    (the address the browser used, which its cookies are not kept apart by), else
+    ``COOKIE`` alone (a default port, which browsers leave out of ``Host``)."""
+    host = request.headers.get("host", "")
+    port = host.rpartition(":")[2] if ":" in host else ""
+    if port.isascii() and port.isdigit() and len(port) <= 5:
+        return f"{COOKIE}_{int(port)}"
+    return COOKIE  # no port, or none a cookie name may carry ("[::1]": "1]")
 
 
 def csrf_ok(expected: str, request: Request, form_value: str | None) -> bool:

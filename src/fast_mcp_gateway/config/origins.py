@@ -1,0 +1,85 @@
+"""Web origins as ``MCP_GATEWAY_ALLOWED_ORIGINS`` lists them and as browsers send them.
+
+An origin is ``scheme://host[:port]`` (RFC 6454).  Browsers send it in one form: the
+scheme and host in lower case, a scheme's default port left out (``http://localhost``,
+never ``http://localhost:80``), no path and no trailing slash.  A listed origin written
+otherwise (``https://App.example.com:443/``) named the same page, yet the gateway's
+check of pages of other sites (``http/fetch_site.py``) compared the text and refused it.
+So each entry is brought to that form once, at start-up (``allowed_origin``), and an
+entry that is no origin (a path, a query, ``null``, a bad port) is refused there,
+saying what to write.  ``*`` wildcards (``https://*.example.com``,
+``http://localhost:*``) stay patterns, as the Host/Origin guard reads them.
+
+Standard library only: settings import it.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+_ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+                     r"(?P<host>\[[^\]/?#]*\]|[^:/?#\[\]]*)"
+                     r"(?::(?P<port>[^/?#]*))?(?P<rest>.*)", re.DOTALL)
+_EXAMPLE = "e.g. https://app.example.com or http://localhost:3000"
+
+
+def allowed_origin(text: str) -> str:
+    """``text``, an entry of ``MCP_GATEWAY_ALLOWED_ORIGINS``, in the form browsers send
+    (lower case, no default port, no trailing slash); ``ValueError`` naming what is
+    wrong and what to write when it is no origin."""
+    value = text.strip()
+    if value == "*":
+        return value
+    if value.lower() == "null":
+        raise ValueError("'null' is the Origin of sandboxed frames and local files, which "
+                         "any page can send: it cannot be allowed; list the origins of the "
+                         f"pages that call the gateway ({_EXAMPLE})")
+    match = _ORIGIN.fullmatch(value)
+    if match is None or not match["host"]:
+        raise ValueError(f"'{text}' is not an origin: write scheme://host[:port], {_EXAMPLE}")
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    if "@" in host:
+        raise ValueError(f"'{text}' has a user name: an origin is scheme://host[:port] "
+                         f"only, {_EXAMPLE}")
+    port = _port(text, scheme, match["port"] or "")
+    written = f"{scheme}://{host}{':' + port if port else ''}"
+    if match["rest"] not in ("", "/"):  # one trailing slash is the same origin
+        raise ValueError(
+            f"'{text}' has a path, query or fragment ('{match['rest']}'): an origin is "
+            f"scheme://host[:port] only, as browsers send it in the Origin header; write "
+            f"'{written}'")
+    return written
+
+
+def _port(text: str, scheme: str, port: str) -> str:
+    """The port to write ('' for none or the scheme's default)."""
+    if not port:  # "http://x:" is http://x, as a browser's URL parser has it
+        return ""
+    if "*" in port and re.fullmatch(r"[0-9*]+", port):
+        return port  # a pattern: http://localhost:*
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
+        raise ValueError(f"'{text}' has no valid port ('{port}'): write a number from 1 to "
+                         f"65535 after the host, or none for the scheme's default, "
+                         f"{_EXAMPLE}")
+    return "" if str(int(port)) == DEFAULT_PORTS.get(scheme) else str(int(port))
+
+
+def origin_forms(origin: str) -> tuple[str, ...]:
+    """The forms of a request's ``Origin`` a listed entry may match: as browsers send it
+    and, for a default port, with it written out (``http://localhost:*`` matches
+    ``http://localhost``, as the Host/Origin guard has it).  A value that is no origin
+    is compared as sent, in lower case."""
+    try:
+        short = allowed_origin(origin)
+    except ValueError:
+        return (origin.strip().lower(),)
+    scheme, _, host = short.partition("://")
+    if short == "*" or scheme not in DEFAULT_PORTS or _has_port(host):
+        return (short,)
+    return short, f"{short}:{DEFAULT_PORTS[scheme]}"
+
+
+def _has_port(host: str) -> bool:
+    return ":" in host.rpartition("]")[2]

@@ -9,7 +9,7 @@ feeds the health window, breaker and EWMA, and maps transport faults.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -94,6 +94,11 @@ class Requests:
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
         given_up = False
+        unanswered: str | None = None  # how a host's request went without an answer
+        # A host's request may be a suspect replica's trial call (policies/stalls.py);
+        # what the replica was heard to say since it started tells a stall.
+        heard, stalls = stats.heard, stats.stalls
+        trial = front is not None and stalls.trial_at is not None and stalls.start(started)
         try:
             try:
                 result = await op(session)
@@ -104,7 +109,8 @@ class Requests:
                 # unanswered, the gateway stopping): it says nothing of the upstream.
                 # Counted as a failure, five cancels by one impatient host opened the
                 # breaker for every caller.  The call timeout is an exception, not this.
-                given_up = True
+                # Only a long wait with nothing heard from the replica is a stall.
+                given_up, unanswered = True, "cancelled"
                 raise
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
@@ -116,6 +122,7 @@ class Requests:
                         sup.label, f"{reason}{sup.stderr_hint()}"
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
+                    unanswered = "timed out"
                     raise timed_out(sup.label, what, self.call_timeout, exc) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
@@ -141,8 +148,13 @@ class Requests:
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 stats.active -= 1
-                if not given_up:
-                    stats.record(ok, started)
+                if given_up:
+                    stats.given_up()
+                else:
+                    stats.record(ok, started, front is not None)
+                if not ok and front is not None:
+                    stats.unanswered(started, heard, _host_key(front), unanswered, trial,
+                                     self.call_timeout)
                 if not stats.active and self._on_idle is not None:
                     self._on_idle()
         finally:
@@ -185,7 +197,8 @@ class Requests:
                     allow_input_required=True,
                 )
 
-            return await progress_bounded(self.call_timeout, self.max_total, progress, send)
+            return await progress_bounded(self.call_timeout, self.max_total, progress, send,
+                                          self._stats.progressed)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
             f"tools/call '{name}'", front, op)
@@ -266,7 +279,7 @@ class Requests:
                 return await send_raw_request(session, method, data["params"], opts)
 
             return await progress_bounded(self.call_timeout, self.max_total, on_progress,
-                                          send)
+                                          send, self._stats.progressed)
 
         return op
 
@@ -312,7 +325,8 @@ class Requests:
                                                   request_read_timeout_seconds=within,
                                                   progress_callback=report)
 
-            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send)
+            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send,
+                                            self._stats.progressed)
             if isinstance(answer, types.InputRequiredResult) and not asking:
                 raise UpstreamRequestFailed(self._sup.label, f"{request.method} asked for "
                                             "input without a 2026-07-28 host to answer it")
@@ -351,6 +365,17 @@ def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTime
     return UpstreamTimeout(
         label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
         "upstream); if it is only slow, raise the server's timeouts.call")
+
+
+def _host_key(front: FrontCall) -> Hashable:
+    """Who made a request, as the stall count tells hosts apart (a host connection's
+    object may not be hashable: its identity then)."""
+    host = front.asked_as
+    try:
+        hash(host)
+    except TypeError:
+        return id(host)
+    return cast("Hashable", host)
 
 
 def _add_extensions(meta: dict[str, Any], asked: Any) -> None:

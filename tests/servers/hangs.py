@@ -4,7 +4,8 @@
 ``DIR/hang-<pid>`` exists: then the call is taken and never answered (only a
 cancellation ends it) -- a tool stuck on a lock or a dead connection of its own, while
 the server's loop, and so its answers to health pings, go on.  ``wait`` is a slow tool
-of a healthy server: it runs until cancelled, every time.
+of a healthy server: it runs until cancelled, every time.  Each call that will not
+answer adds a line to ``DIR/stuck`` first (a test waits for it from outside).
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ mcp = FastMCP("hangs")
 async def work() -> int:
     """This replica's pid; never answered while ``DIR/hang-<pid>`` exists."""
     if (DIR / f"hang-{os.getpid()}").exists():
-        await anyio.sleep_forever()
+        await stuck()
     return os.getpid()
 
 
 @mcp.tool()
 async def wait() -> str:
     """Runs until cancelled (a slow tool: its replica is healthy)."""
-    await anyio.sleep_forever()
+    await stuck()
     return "unreachable"
+
+
+async def stuck() -> None:
+    with (DIR / "stuck").open("a") as sink:
+        sink.write(f"{os.getpid()}\n")
+    await anyio.sleep_forever()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ call hangs (``policies/stalls.py``: a stall is a wait of 5 s or more here).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from fastmcp import Client
 from fast_mcp_gateway.policies import BreakerState, HealthStatus
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.replica import Upstream
+from fast_mcp_gateway.upstream.stdio_tap import RawTap
 from tests.fixtures import make_gateway, stdio_entry, until
 
 pytestmark = pytest.mark.anyio
@@ -174,3 +177,57 @@ async def test_a_host_cancelling_the_half_open_probe_gives_its_slot_back(
         assert lone.breaker.state is BreakerState.HALF_OPEN
         assert await call(client, lone, now, 0) == [lone.pid]
         assert lone.breaker.state is BreakerState.CLOSED
+
+
+async def test_a_call_that_reported_progress_is_no_stall(tmp_path: Path) -> None:
+    gateway = make_gateway({"slow": stdio_entry("slow.py", str(tmp_path / "events"))})
+    async with Client(gateway.server) as client:
+        service = gateway.manager.get("slow")
+        now = fake_clock(service)
+        lone = service.replicas[0]
+        stats = lone._stats
+
+        async def given_up(tool: str, when: Callable[[], bool]) -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, tool, {})
+                await until(when)
+                now[0] += 20
+                tg.cancel_scope.cancel()
+            await until(lambda: not lone.active)
+
+        # Progress 1 and 2, then nothing: the replica was working on it.
+        heard = stats.heard
+        await given_up("slow_again", lambda: stats.heard >= heard + 2)
+        assert stats.stalls.total == 0
+        # No word at all for as long: a stall.
+        await given_up("slow_hang", lambda: lone.active == 1)
+        assert stats.stalls.total == 1 and stats.stalls.counted == 1
+
+
+async def test_the_stdio_taps_tell_of_progress() -> None:
+    tap = RawTap()
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    heard: list[int] = []
+    tap.heard = lambda: heard.append(1)
+    tap.open(write)
+    answer: dict[str, Any] = {}
+
+    async def request() -> None:
+        answer.update(await tap.request("tools/call", {"name": "x"}, 30, None, 300))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(request)
+        await until(lambda: written)
+        sent = json.loads(written[0])
+        token = sent["params"]["_meta"]["progressToken"]  # asked: progress keeps it alive
+        progress = {"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 1}}
+        assert await tap.take(json.dumps(progress))
+        assert heard == [1]
+        assert await tap.take(json.dumps({"jsonrpc": "2.0", "id": sent["id"],
+                                          "result": {"content": []}}))
+    assert answer == {"content": []}

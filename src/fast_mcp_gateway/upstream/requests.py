@@ -9,7 +9,7 @@ feeds the health window, breaker and EWMA, and maps transport faults.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -367,15 +367,14 @@ def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTime
         "upstream); if it is only slow, raise the server's timeouts.call")
 
 
-def _host_key(front: FrontCall) -> Hashable:
-    """Who made a request, as the stall count tells hosts apart (a host connection's
-    object may not be hashable: its identity then)."""
+def _host_key(front: FrontCall) -> int:
+    """Who made a request, as the stall count tells hosts apart: a number, so that the
+    count keeps no host connection alive (one that is not hashable: its identity)."""
     host = front.asked_as
     try:
-        hash(host)
+        return hash(host)
     except TypeError:
         return id(host)
-    return cast("Hashable", host)
 
 
 def _add_extensions(meta: dict[str, Any], asked: Any) -> None:

@@ -156,7 +156,8 @@ class ReplicaAccounting:
             return
         if trial:
             logger.warning("upstream %s: its trial call got no answer either (%s after "
-                           "%s s): still suspect, the next trial in %s s", self.label, how,
+                           "%s s): still suspect, the next trial in %s s", self.label,
+                           "cancelled by its host" if how == "cancelled" else how,
                            seconds_text(now - started), seconds_text(wait))
             return
         where = ("it is the server's only replica, so calls still go to it" if self.alone

@@ -65,12 +65,14 @@ class Requests:
         self._on_idle = on_idle  # the last request in flight ended (drains wait on it)
 
     async def request(
-        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
+        watched: bool = True,
     ) -> T:
         """Run ``op`` on the live session, mapping transport faults into ``UpstreamError``.
 
         Error *responses* from the upstream (``MCPError`` with the upstream's code and
-        message) propagate unchanged, so the host sees what the upstream said.
+        message) propagate unchanged, so the host sees what the upstream said.  A host's
+        request (with a ``front``) is ``watched`` for stalls unless told otherwise.
         """
         sup = self._sup
         session = sup.session
@@ -98,7 +100,8 @@ class Requests:
         # A host's request may be a suspect replica's trial call (policies/stalls.py);
         # what the replica was heard to say since it started tells a stall.
         heard, stalls = stats.heard, stats.stalls
-        trial = front is not None and stalls.trial_at is not None and stalls.start(started)
+        watched = watched and front is not None
+        trial = watched and stalls.trial_at is not None and stalls.start(started)
         try:
             try:
                 result = await op(session)
@@ -151,8 +154,9 @@ class Requests:
                 if given_up:
                     stats.given_up()
                 else:
-                    stats.record(ok, started, front is not None)
-                if not ok and front is not None:
+                    stats.record(ok, started, watched)
+                if not ok and watched:
+                    assert front is not None
                     stats.unanswered(started, heard, _host_key(front), unanswered, trial,
                                      self.call_timeout)
                 if not stats.active and self._on_idle is not None:
@@ -241,7 +245,9 @@ class Requests:
         session's own capabilities on a 2026-07-28 session, where extensions are
         negotiated per request; a handshake-era session never sends them.
         """
-        return await self.request(method, front, self._raw_op(method, params, on_progress))
+        # Not watched for stalls: a task's requests may wait on its long run by design.
+        return await self.request(method, front, self._raw_op(method, params, on_progress),
+                                  watched=False)
 
     def _raw_op(self, method: str, params: dict[str, Any], on_progress: ProgressFnT | None,
                 name: str | None = None) -> Callable[[ClientSession], Awaitable[dict[str, Any]]]:

@@ -27,6 +27,10 @@ class ReplicaStatus(BaseModel):
                                     "disabled server)")
     breaker: str = Field(description="closed, open or half_open")
     breaker_retry_in_seconds: float | None = None
+    stalled: str | None = Field(default=None, description=(
+        "why it is suspected of hanging calls (then its health is UNHEALTHY and other "
+        "replicas are preferred): 'stalled: 3 calls cancelled by their hosts after 12 s "
+        "with no answer', how long, and when a call goes to it as a trial"))
     inflight: int
     ewma_latency_ms: float | None
     success_rate: float | None = Field(description="over the health window")

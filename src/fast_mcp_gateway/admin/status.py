@@ -34,6 +34,7 @@ def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
     return ReplicaStatus(
         replica=st.label, index=st.replica, state=str(st.state), health=str(st.health),
         breaker=str(st.breaker), breaker_retry_in_seconds=r(st.breaker_retry_in_seconds),
+        stalled=st.stalled,
         inflight=st.inflight, ewma_latency_ms=r(st.ewma_latency_ms),
         success_rate=r(st.success_rate, 4), median_latency_ms=r(st.median_latency_ms),
         weight=st.weight, draining=st.replica in service.draining, restarts=st.restarts,

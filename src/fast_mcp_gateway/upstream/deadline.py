@@ -73,9 +73,12 @@ class Deadline:
             else None
         self.handle = loop.call_at(self.at, self._expire)
 
-    def progressed(self) -> None:
-        """A progress notification of the request came: it is alive."""
+    def progressed(self, heard: Callable[[], None] | None = None) -> None:
+        """A progress notification of the request came: it is alive (``heard``, the
+        tap's, is told when that keeps it going)."""
         if self.handle is not None and self.end is not None:
+            if heard is not None:
+                heard()
             self.progress += 1
             self.due = min(self.loop.time() + self.seconds, self.end)
 
@@ -107,14 +110,16 @@ class Deadline:
 
 async def progress_bounded(call: float, max_total: float | None,
                            on_progress: ProgressFnT | None,
-                           send: Callable[[ProgressFnT | None, float], Awaitable[T]]) -> T:
+                           send: Callable[[ProgressFnT | None, float], Awaitable[T]],
+                           heard: Callable[[], None] | None = None) -> T:
     """``send(progress callback, SDK timeout)`` -- a request the SDK's session sends --
     under the module's rule.  The SDK's own timeout bounds the whole run (``max_total``,
     on its clock, which stops while it waits on a person); a cancel scope here ends the
     request ``call`` seconds after its start or its last progress (the SDK then cancels
     it upstream, as for any caller's cancellation).  The callback is always given when
     progress extends the deadline: the request then carries a progress token, or the
-    upstream would report none."""
+    upstream would report none.  ``heard`` is told of each progress (the replica is
+    working: ``policies/stalls.py``)."""
     if max_total is None or not extends(call, max_total):
         return await send(on_progress, call)
     start = anyio.current_time()
@@ -124,6 +129,8 @@ async def progress_bounded(call: float, max_total: float | None,
             nonlocal seen
             seen += 1
             scope.deadline = min(anyio.current_time() + call, start + max_total)
+            if heard is not None:
+                heard()
             if on_progress is not None:
                 await on_progress(progress, total, message)
 

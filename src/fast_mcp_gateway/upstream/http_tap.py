@@ -44,7 +44,7 @@ import logging
 import math
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -174,6 +174,7 @@ class HttpTap:
         self._busy: set[_Connection] = set()
         self._closed = False
         self.served = 0  # requests the tap answered itself (tests and diagnostics)
+        self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
 
     # -- the contract ---------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class HttpTap:
                 opts["on_progress"] = progress
             return await send_raw_request(session, method, params, opts)
 
-        return await progress_bounded(timeout, max_total, on_progress, send)
+        return await progress_bounded(timeout, max_total, on_progress, send, self.heard)
 
     async def aclose(self) -> None:
         """The session ended: idle connections are closed, calls in flight fail."""
@@ -248,7 +249,7 @@ class HttpTap:
         done = False
         deadline = Deadline(self._loop, timeout, max_total)
         if alive:
-            on_progress = _alive(deadline, on_progress)
+            on_progress = _alive(deadline, on_progress, self.heard)
         try:
             conn, response = await self._exchange(wire)
             result, done = await self._answer(conn, response, request_id, on_progress)
@@ -407,10 +408,11 @@ def _json_error(data: bytes) -> types.ErrorData | None:
     return None
 
 
-def _alive(deadline: Deadline, on_progress: Progress | None) -> Progress:
+def _alive(deadline: Deadline, on_progress: Progress | None,
+           heard: Callable[[], None] | None) -> Progress:
     """``on_progress`` (if any), after pushing ``deadline`` out."""
     async def relay(progress: float, total: float | None, message: str | None) -> None:
-        deadline.progressed()
+        deadline.progressed(heard)
         if on_progress is not None:
             await on_progress(progress, total, message)
 

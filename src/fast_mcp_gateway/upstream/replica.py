@@ -104,7 +104,7 @@ class _Hooks:
 
     def session_kwargs(self) -> dict[str, Any]:
         up = self._up
-        return {**up._relay.session_callbacks(up._declares),
+        return {**up._stats.hearing(up._relay.session_callbacks(up._declares)),
                 "message_handler": up._changes.on_message,
                 "client_info": CLIENT_INFO, "log_level": "debug"}
 
@@ -164,7 +164,8 @@ class Upstream:
         self._listener = listener
         self._changed = ChangeSignal()
         self.inflight = InFlight()
-        self._stats = ReplicaAccounting(config, self.label, clock, self._transition)
+        self._stats = ReplicaAccounting(config, self.label, clock, self._transition,
+                                        alone=replicas == 1)
         self._relay = HostRelay(self.name, self.inflight, self._idle_log, sole_host)
         self._declares = declares   # a per_client session's one host's capabilities
         self._sup = Supervisor(
@@ -207,7 +208,7 @@ class Upstream:
             else max(0.0, sup.next_retry_at - time.time()),
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
             protocol_reason=sup.era.reason,
-            breaker_trips=stats.breaker.trips,
+            breaker_trips=stats.breaker.trips, stalled=stats.stalls.describe(now),
         )
 
     def status(self) -> HealthStatus:
@@ -228,7 +229,9 @@ class Upstream:
         return self._stats.breaker.allow(now)
 
     def reset_breaker(self) -> None:
+        """Close the breaker and drop a suspicion of stalling: an operator's word."""
         self._stats.breaker.reset()
+        self._stats.stalls.reset()
 
     def balancer_view(self) -> ReplicaView:
         return self._stats.view(self.replica, self.weight)

@@ -65,12 +65,14 @@ class Requests:
         self._on_idle = on_idle  # the last request in flight ended (drains wait on it)
 
     async def request(
-        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]]
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
+        watched: bool = True,
     ) -> T:
         """Run ``op`` on the live session, mapping transport faults into ``UpstreamError``.
 
         Error *responses* from the upstream (``MCPError`` with the upstream's code and
-        message) propagate unchanged, so the host sees what the upstream said.
+        message) propagate unchanged, so the host sees what the upstream said.  A host's
+        request (with a ``front``) is ``watched`` for stalls unless told otherwise.
         """
         sup = self._sup
         session = sup.session
@@ -94,6 +96,12 @@ class Requests:
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
         given_up = False
+        unanswered: str | None = None  # how a host's request went without an answer
+        # A host's request may be a suspect replica's trial call (policies/stalls.py);
+        # what the replica was heard to say since it started tells a stall.
+        heard, stalls = stats.heard, stats.stalls
+        watched = watched and front is not None
+        trial = watched and stalls.trial_at is not None and stalls.start(started)
         try:
             try:
                 result = await op(session)
@@ -104,7 +112,8 @@ class Requests:
                 # unanswered, the gateway stopping): it says nothing of the upstream.
                 # Counted as a failure, five cancels by one impatient host opened the
                 # breaker for every caller.  The call timeout is an exception, not this.
-                given_up = True
+                # Only a long wait with nothing heard from the replica is a stall.
+                given_up, unanswered = True, "cancelled"
                 raise
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
@@ -116,6 +125,7 @@ class Requests:
                         sup.label, f"{reason}{sup.stderr_hint()}"
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
+                    unanswered = "timed out"
                     raise timed_out(sup.label, what, self.call_timeout, exc) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
@@ -141,8 +151,14 @@ class Requests:
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 stats.active -= 1
-                if not given_up:
-                    stats.record(ok, started)
+                if given_up:
+                    stats.given_up()
+                else:
+                    stats.record(ok, started, watched)
+                if not ok and watched:
+                    assert front is not None
+                    stats.unanswered(started, heard, _host_key(front), unanswered, trial,
+                                     self.call_timeout)
                 if not stats.active and self._on_idle is not None:
                     self._on_idle()
         finally:
@@ -185,7 +201,8 @@ class Requests:
                     allow_input_required=True,
                 )
 
-            return await progress_bounded(self.call_timeout, self.max_total, progress, send)
+            return await progress_bounded(self.call_timeout, self.max_total, progress, send,
+                                          self._stats.progressed)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
             f"tools/call '{name}'", front, op)
@@ -228,7 +245,9 @@ class Requests:
         session's own capabilities on a 2026-07-28 session, where extensions are
         negotiated per request; a handshake-era session never sends them.
         """
-        return await self.request(method, front, self._raw_op(method, params, on_progress))
+        # Not watched for stalls: a task's requests may wait on its long run by design.
+        return await self.request(method, front, self._raw_op(method, params, on_progress),
+                                  watched=False)
 
     def _raw_op(self, method: str, params: dict[str, Any], on_progress: ProgressFnT | None,
                 name: str | None = None) -> Callable[[ClientSession], Awaitable[dict[str, Any]]]:
@@ -266,7 +285,7 @@ class Requests:
                 return await send_raw_request(session, method, data["params"], opts)
 
             return await progress_bounded(self.call_timeout, self.max_total, on_progress,
-                                          send)
+                                          send, self._stats.progressed)
 
         return op
 
@@ -312,7 +331,8 @@ class Requests:
                                                   request_read_timeout_seconds=within,
                                                   progress_callback=report)
 
-            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send)
+            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send,
+                                            self._stats.progressed)
             if isinstance(answer, types.InputRequiredResult) and not asking:
                 raise UpstreamRequestFailed(self._sup.label, f"{request.method} asked for "
                                             "input without a 2026-07-28 host to answer it")
@@ -351,6 +371,16 @@ def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTime
     return UpstreamTimeout(
         label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
         "upstream); if it is only slow, raise the server's timeouts.call")
+
+
+def _host_key(front: FrontCall) -> int:
+    """Who made a request, as the stall count tells hosts apart: a number, so that the
+    count keeps no host connection alive (one that is not hashable: its identity)."""
+    host = front.asked_as
+    try:
+        return hash(host)
+    except TypeError:
+        return id(host)
 
 
 def _add_extensions(meta: dict[str, Any], asked: Any) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.policies import (
@@ -19,6 +20,7 @@ from fast_mcp_gateway.policies import (
     HealthWindow,
     ReplicaView,
 )
+from fast_mcp_gateway.policies.stalls import StallWatch, seconds_text, stall_after
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class UpstreamStatistics:
     protocol_version: str | None
     breaker_trips: int = 0  # times its breaker opened since the replica was made
     protocol_reason: str | None = None  # why its session is in its era (config/session)
+    # Why it is suspect of stalling calls (policies/stalls.py), None when it is not.
+    stalled: str | None = None
 
 
 class ReplicaAccounting:
@@ -62,7 +66,8 @@ class ReplicaAccounting:
 
     def __init__(self, config: ServerConfig, label: str,
                  clock: Callable[[], float] = time.monotonic,
-                 on_transition: Callable[[str, str], None] | None = None) -> None:
+                 on_transition: Callable[[str, str], None] | None = None,
+                 alone: bool = True) -> None:
         h, b = config.health, config.circuit_breaker
         self.label = label
         self.clock = clock
@@ -73,6 +78,11 @@ class ReplicaAccounting:
         ))
         self.breaker = CircuitBreaker(b.failure_threshold, b.window, b.open_for,
                                       b.half_open_probes)
+        self.stalls = StallWatch(base=b.open_for)
+        self.alone = alone  # no other replica to prefer (the stall lines say so)
+        # Answers to hosts' requests and progress reports, counted: a request ended
+        # with the count unchanged heard nothing from the replica while it waited.
+        self.heard = 0
         self.ewma_ms: float | None = None
         self.active = 0  # requests in flight on this replica (all callers)
         self.last_status = HealthStatus.UNKNOWN
@@ -85,9 +95,14 @@ class ReplicaAccounting:
         self.ready_since: float | None = None  # wall clock
         self._on_transition = on_transition
 
-    def record(self, ok: bool, started: float) -> None:
-        """One request ended (``started`` from ``clock``): feed health, breaker, EWMA."""
+    def record(self, ok: bool, started: float, by_host: bool = False) -> None:
+        """One request ended (``started`` from ``clock``): feed health, breaker, EWMA;
+        ``by_host``: a host's request (not the gateway's own), whose answer is heard."""
         now = self.clock()
+        if ok and by_host:
+            self.heard += 1
+            if self.stalls.counted:
+                self._answered(now)
         latency_ms = (now - started) * 1000
         self.health.record(now, ok, latency_ms)
         before = self.breaker.state
@@ -102,6 +117,62 @@ class ReplicaAccounting:
             self.breaker.record_failure(now)
             if self.breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
                 self._breaker_opened(before)
+
+    def progressed(self) -> None:
+        """A progress report of a request came: the replica is working on it."""
+        self.heard += 1
+
+    def hearing(self, callbacks: dict[str, Any]) -> dict[str, Any]:
+        """``callbacks`` (a session's: asks, logs) each telling ``progressed`` first: an
+        upstream that asks or logs is working (a call waiting on a person's answer to
+        its ask is no stall)."""
+        def heard(callback: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def told(*args: Any, **kwargs: Any) -> Any:
+                self.heard += 1
+                return await callback(*args, **kwargs)
+            return told
+
+        return {key: heard(callback) for key, callback in callbacks.items()}
+
+    def given_up(self) -> None:
+        """A request's caller gave up (not recorded: see ``upstream/requests.py``).  A
+        half-open probe slot it took is given back: kept, one host's stop left the
+        breaker half-open with no slot, the replica out of every balance until a restart."""
+        if self.breaker.state is BreakerState.HALF_OPEN:
+            self.breaker.release_probe()
+
+    def unanswered(self, started: float, heard: int, host: Hashable, how: str | None,
+                   trial: bool, call_timeout: float) -> None:
+        """A host's request ended with no answer: ``how`` "cancelled" (its host gave up),
+        "timed out", or None (it failed).  ``heard``: the count when it started.  A stall
+        (policies/stalls.py) counts towards suspecting the replica of hanging calls."""
+        stalls, now = self.stalls, self.clock()
+        if how is None or heard != self.heard \
+                or now - started < stall_after(call_timeout, self.ewma_ms):
+            stalls.unanswered(trial)
+            return
+        wait = stalls.stalled(now, started, host, how == "cancelled", trial)
+        if wait is None:
+            return
+        if trial:
+            logger.warning("upstream %s: its trial call got no answer either (%s after "
+                           "%s s): still suspect, the next trial in %s s", self.label,
+                           "cancelled by its host" if how == "cancelled" else how,
+                           seconds_text(now - started), seconds_text(wait))
+            return
+        where = ("it is the server's only replica, so calls still go to it" if self.alone
+                 else "calls go to the other replicas")
+        logger.warning("upstream %s: %s (its health probes may still pass): health "
+                       "UNHEALTHY, %s; a call goes as a trial in %s s "
+                       "(gateway_restart_replica restarts it)", self.label,
+                       stalls.reason(), where, seconds_text(wait))
+
+    def _answered(self, now: float) -> None:
+        stalls = self.stalls
+        since, reason = stalls.suspect_since, stalls.reason()
+        if stalls.answered() and since is not None:
+            logger.info("upstream %s: answered a call again after %s s suspect (%s): no "
+                        "longer suspect", self.label, seconds_text(now - since), reason)
 
     def _breaker_opened(self, before: BreakerState) -> None:
         """One line per trip (a state change), never one per call refused meanwhile."""
@@ -118,6 +189,7 @@ class ReplicaAccounting:
         says nothing about this one.  The breaker guards a live replica that keeps
         failing; a dead one is the supervisor's business."""
         self.breaker.reset()
+        self.stalls.reset()  # a new process or connection: none of its calls stalled
         self.health = HealthWindow(self.health.thresholds)
         self.connects += 1
         self.connect_seconds = connect_seconds
@@ -129,18 +201,28 @@ class ReplicaAccounting:
     def status(self, ready: bool) -> HealthStatus:
         """Health now; a replica without a live session is UNHEALTHY.  Transitions are
         logged once."""
-        status = self.health.classify(self.clock()) if ready else HealthStatus.UNHEALTHY
+        now = self.clock()
+        status = self.health.classify(now) if ready else HealthStatus.UNHEALTHY
+        stalls = self.stalls
+        stalled = ready and stalls.trial_at is not None and stalls.suspect(now)
+        if stalled:
+            status = HealthStatus.UNHEALTHY
         if status is not self.last_status:
             level = logging.WARNING if status is HealthStatus.UNHEALTHY else logging.INFO
             # Without a session it is UNHEALTHY in silence (its state lines say why); a
             # new session's health starts UNKNOWN: the log goes on from there, never
             # "UNHEALTHY -> UNKNOWN" at every start and restart.
             said = HealthStatus.UNKNOWN if self._quiet else self.last_status
+            why = (f" ({stalls.reason()})" if stalled else
+                   " (stalled: its next call goes as a trial)"
+                   if ready and stalls.trial_at is not None else "")
             if ready and status is not said:
-                logger.log(level, "upstream %s: health %s -> %s", self.label, said, status)
+                logger.log(level, "upstream %s: health %s -> %s%s", self.label, said, status,
+                           why)
             if (ready or status is not HealthStatus.UNHEALTHY) \
                     and self._on_transition is not None:
-                self._on_transition(str(status), f"health {self.last_status} -> {status}")
+                self._on_transition(str(status),
+                                    f"health {self.last_status} -> {status}{why}")
             self.last_status = status
         self._quiet = not ready
         return status

@@ -141,6 +141,7 @@ class RawTap:
         self.fatal: str | None = None  # why the connection was ended, if it was
         self.exit_code: int | None = None  # the server's, once stopped (< 0: a signal)
         self._listener = protocol_listener
+        self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
 
     def violation(self, reason: str, *, fatal: bool) -> None:
         """The server broke the stdio framing or encoding (see the module docstring)."""
@@ -233,7 +234,7 @@ class RawTap:
             if not (is_number(progress) and (total is None or is_number(total))
                     and (text is None or isinstance(text, str))):
                 return True  # malformed: dropped, as the SDK's session drops it
-            entry.deadline.progressed()
+            entry.deadline.progressed(self.heard)
             if entry.progress is None:  # asked only to keep the call alive
                 return True
             try:

@@ -379,6 +379,8 @@ class Supervisor:
                         transport_options=relay_options(transport), **self._hooks.session_kwargs()
                     ) as session:
                         self.tap = getattr(transport, "tap", None)
+                        if self.tap is not None:  # its requests' progress is heard
+                            self.tap.heard = self._stats.progressed
                         if stderr_inode is not None:
                             self.pid = child_with_stderr(stderr_inode)
                         if stderr_writer is not None:

@@ -1,0 +1,143 @@
+"""Stalled calls: a replica that takes calls and never answers them while its pings pass.
+
+A host's cancellation alone says nothing of the upstream (hosts give up for their own
+reasons: a short timeout of their own, a user's stop), so it feeds neither the health
+window nor the breaker.  It says something when the call had waited far longer than
+the replica usually takes (``stall_after``: ``FACTOR`` times its latency EWMA, at least
+``FLOOR`` seconds, at most ``SHARE`` of the call timeout) and the replica said nothing
+meanwhile -- no answer and no progress, to any host's call.  Such a call is a *stall*;
+so is a call that timed out with nothing heard.
+
+``THRESHOLD`` stalls in a row (no answer in between) make the replica *suspect*: its
+health reads UNHEALTHY, so balancers prefer the other replicas, and a lone replica keeps
+its calls (nothing better is there).  The calls one host gave up on together (its stop,
+its connection gone) count once: a stall of a host whose earlier stall in the run ended
+after this call began adds nothing.  After ``base`` seconds (the breaker's
+``open_for``) one call is let through as a trial: any answer clears the suspicion; a
+trial that stalls too doubles the wait, up to ``MAX_FACTOR`` times ``base`` (Envoy's
+outlier ejection, with a half-open trial instead of a return to the pool).  Pure:
+``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+THRESHOLD = 3  # stalls in a row that make a replica suspect
+FLOOR = 5.0  # seconds: a call waited at least this long
+FACTOR = 10.0  # ... and this many times the replica's latency EWMA
+SHARE = 0.5  # ... but never longer than this share of the call timeout
+MAX_FACTOR = 10  # the wait before a trial grows up to this many times ``base``
+_HOSTS = 1024  # hosts remembered per run (more only undercounts)
+
+
+def stall_after(call_timeout: float, ewma_ms: float | None) -> float:
+    """Seconds a call must have waited, with nothing heard, to count as a stall."""
+    typical = 0.0 if ewma_ms is None else FACTOR * ewma_ms / 1000
+    return min(call_timeout * SHARE, max(FLOOR, typical))
+
+
+def seconds_text(value: float) -> str:
+    """``value`` seconds as the stall lines say it: 12, 5.5, 5."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".removesuffix(".0")
+
+
+@dataclass
+class StallWatch:
+    """One replica's run of stalls and its suspicion (see the module docstring)."""
+
+    base: float = 30.0
+    threshold: int = THRESHOLD
+    counted: int = 0  # stalls in the current run
+    cancelled: int = 0  # ... of which their hosts gave up on (the rest timed out)
+    shortest: float = 0.0  # the waits of the run's stalls, seconds
+    longest: float = 0.0
+    suspect_since: float | None = None
+    trial_at: float | None = None  # when a call may go as a trial
+    on_trial: bool = False  # a trial call is in flight
+    ejections: int = 0  # suspicions in a row (trials that stalled too), for the backoff
+    total: int = 0  # stalls since the replica was made (kept across ``reset``)
+    _hosts: dict[Hashable, float] = field(default_factory=dict)  # host -> its last given up
+
+    def suspect(self, now: float) -> bool:
+        """Whether other replicas are to be preferred now (not while a trial is due)."""
+        return self.trial_at is not None and (self.on_trial or now < self.trial_at)
+
+    def start(self, now: float) -> bool:
+        """A host's call starts on the replica: whether it goes as the trial."""
+        if self.trial_at is None or self.on_trial or now < self.trial_at:
+            return False
+        self.on_trial = True
+        return True
+
+    def answered(self) -> bool:
+        """The replica answered a host's call: the run ends; True if it was suspect.
+        (Callers skip it while ``counted`` is 0: it runs at every answer.)"""
+        was = self.suspect_since is not None
+        self.reset()
+        return was
+
+    def unanswered(self, trial: bool) -> None:
+        """A call ended with no answer that is no stall (a quick cancel, a failure): a
+        trial that ended so proved nothing, and the next call may go as the trial."""
+        if trial:
+            self.on_trial = False
+
+    def stalled(self, now: float, started: float, host: Hashable, cancelled: bool,
+                trial: bool) -> float | None:
+        """A stall (its call ``started``, ended ``now``).  When it made the replica
+        suspect, or kept it so (a trial): the seconds until the next trial; else None."""
+        self.total += 1
+        before = self._hosts.get(host)
+        if before is None or before <= started:
+            self.counted += 1
+            self.cancelled += cancelled
+            waited = now - started
+            self.shortest = waited if self.counted == 1 else min(self.shortest, waited)
+            self.longest = max(self.longest, waited)
+        if before is not None or len(self._hosts) < _HOSTS:
+            self._hosts[host] = now
+        if trial:
+            self.on_trial = False
+            return self._eject(now)
+        if self.suspect_since is None and self.counted >= self.threshold:
+            self.suspect_since = now
+            return self._eject(now)
+        return None
+
+    def _eject(self, now: float) -> float:
+        wait = min(self.base * 2.0 ** self.ejections, self.base * MAX_FACTOR)
+        self.ejections += 1
+        self.trial_at = now + wait
+        return wait
+
+    def reason(self) -> str:
+        """The run in words: 'stalled: 3 calls cancelled by their hosts after 12 s with no
+        answer'."""
+        n, timed_out = self.counted, self.counted - self.cancelled
+        how = ("cancelled by their hosts" if not timed_out else "timed out"
+               if not self.cancelled else "cancelled by their hosts or timed out")
+        if n == 1:
+            how = how.replace("their hosts", "its host")
+        waits = seconds_text(self.shortest) if round(self.shortest) == round(self.longest) \
+            else f"{seconds_text(self.shortest)}-{seconds_text(self.longest)}"
+        return f"stalled: {n} call{'s' if n != 1 else ''} {how} after {waits} s with no answer"
+
+    def describe(self, now: float) -> str | None:
+        """The suspicion now, for a status (None: not suspect)."""
+        if self.trial_at is None:
+            return None
+        since = seconds_text(now - (self.suspect_since or now))
+        then = ("its trial call is in flight" if self.on_trial
+                else f"a trial call in {seconds_text(self.trial_at - now)} s"
+                if now < self.trial_at else "the next call goes as a trial")
+        return f"{self.reason()} (suspect for {since} s; {then})"
+
+    def reset(self) -> None:
+        """Forget the run and any suspicion (an answer, a new session, an operator)."""
+        self.counted = self.cancelled = self.ejections = 0
+        self.shortest = self.longest = 0.0
+        self.suspect_since = self.trial_at = None
+        self.on_trial = False
+        self._hosts.clear()

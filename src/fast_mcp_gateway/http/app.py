@@ -65,6 +65,7 @@ from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of
 from fast_mcp_gateway.http.session_refusals import SessionRefusals
+from fast_mcp_gateway.http.stream_quota import StreamQuota
 from fast_mcp_gateway.http.transport_refusals import TransportRefusals, body_limit_setter
 
 
@@ -417,6 +418,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         # A request under an id in flight in its session overwrote the first's stream
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             InFlightIds, limit=max_body, tokens=verifier is not None))
+    if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(
+            StreamQuota, sse=transport == "sse", max_body=max_body))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

@@ -106,7 +106,7 @@ class CutAtStop:
         except asyncio.CancelledError:
             if not self.stopping():
                 raise
-            ended = await _end(send, self.answers(scope))
+            ended = await _end(send, self.answers(scope), self.answers.stream_tail(scope))
             if ended is None:
                 return  # answered: cut while it tidied up after
             self._said(scope, ended)
@@ -168,13 +168,15 @@ class _Server(uvicorn.Server):
 
 
 _STREAM_ENDED = "its stream is ended"
+_STREAM_ANSWERED = "its stream is ended with a JSON-RPC error under its id"
 
 
-async def _end(send: Send, body: bytes | None) -> str | None:
+async def _end(send: Send, body: bytes | None, tail: bytes = b"") -> str | None:
     """End an answer cut short: 503 with ``body`` if none was started, else its last
-    (empty) chunk (``body`` None: a stream only); what was done (None: it was complete,
-    or the host is gone).  uvicorn refuses, with a ``RuntimeError``, a message that does
-    not follow the answer's state."""
+    chunk, ``tail`` (an SSE event with the request's error, or nothing; ``body`` None:
+    a stream only); what was done (None: it was complete, or the host is gone).
+    uvicorn refuses, with a ``RuntimeError``, a message that does not follow the
+    answer's state."""
     if body is not None:
         try:
             await send({"type": "http.response.start", "status": 503, "headers": [
@@ -189,10 +191,10 @@ async def _end(send: Send, body: bytes | None) -> str | None:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             return "answered 503"
     try:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
     except (RuntimeError, OSError):
         return None  # complete already (or not started: uvicorn says so itself)
-    return _STREAM_ENDED
+    return _STREAM_ANSWERED if tail else _STREAM_ENDED
 
 
 class _CutCount(logging.Filter):

@@ -15,7 +15,9 @@ uvicorn as it is): it says in one line what was cut and why, and ends the answer
 an admin change finishes, ``admin/in_flight.py``; an answer under way, a stream, is
 ended).  The 503 is in the words of where the request came (``stop_answers``): a
 JSON-RPC error with the request's id on the MCP endpoint, the REST error shape
-elsewhere.  uvicorn's own count line is left out (``_CutCount``); the first ``NAMED``
+elsewhere; an MCP POST whose stream is under way (every handshake-era call) gets that
+error as its stream's last event, when its id is known (``StopAnswers.stream_tail``).
+uvicorn's own count line is left out (``_CutCount``); the first ``NAMED``
 requests cut are named, each in its line, and the rest counted in one line as the stop
 ends (``_Server.shutdown``): 100 calls in flight were 100 lines.  A stream a stop ended
 without its last chunk (sse-starlette ends every stream once uvicorn exits) is

@@ -164,12 +164,13 @@ async def test_a_refused_listen_request_is_answered_under_its_id(tmp_path: Path)
                                "Mcp-Method": "subscriptions/listen"})
     async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http, \
             contextlib.AsyncExitStack() as streams:
+        readers = []  # kept: a line iterator collected closes its stream (httpx)
         for n in range(LIMIT):
             opened = await streams.enter_async_context(http.stream(
                 "POST", f"{base}/mcp", headers=headers, json=body(n)))
             assert opened.status_code == 200
-            lines = opened.aiter_lines()
-            while "notifications/subscriptions/acknowledged" not in await anext(lines):
+            readers.append(opened.aiter_lines())
+            while "notifications/subscriptions/acknowledged" not in await anext(readers[-1]):
                 pass
         refused = await http.post(f"{base}/mcp", headers=headers, json=body(77))
         assert refused.status_code == 429 and refused.json()["id"] == 77, refused.text

@@ -33,6 +33,7 @@ from tests.fixtures import PY, SERVERS, WITHIN
 from tests.test_stop_cut_request import CLI, Lines
 
 HANDSHAKE = "2025-11-25"
+MODERN = "2026-07-28"
 
 
 @contextlib.contextmanager
@@ -149,4 +150,35 @@ async def test_the_sdk_client_s_call_cut_by_a_stop_fails_in_the_stop_s_words(
         said = log.wait_ended()
     assert str(cut.value).startswith("the gateway stopped (a restart or a deploy) before "
                                      "this request ended"), cut.value
+    assert "Traceback" not in said and " ERROR " not in said, said
+
+
+def test_a_2026_call_whose_answer_became_a_stream_ends_with_its_json_rpc_error(
+        tmp_path: Path) -> None:
+    """A sessionless 2026-07-28 call the express lane turned into a stream (its first
+    progress event) is cut the same way: the lane noted its id as the cut passed."""
+    with _gateway(tmp_path) as (url, _, proc, log), \
+            httpx2.Client(timeout=WITHIN) as http:
+        with http.stream("POST", url, headers={
+                "Content-Type": "application/json", "MCP-Protocol-Version": MODERN,
+                "Accept": "application/json, text/event-stream", "Mcp-Method": "tools/call",
+                "Mcp-Name": "slow_again"}, json={
+                "jsonrpc": "2.0", "id": "call-9", "method": "tools/call", "params": {
+                    "name": "slow_again", "arguments": {}, "_meta": {
+                        "progressToken": "p9", types.PROTOCOL_VERSION_META_KEY: MODERN,
+                        types.CLIENT_INFO_META_KEY: {"name": "raw-http", "version": "1"},
+                        types.CLIENT_CAPABILITIES_META_KEY: {}}}}) as answer:
+            assert answer.status_code == 200
+            lines = answer.iter_lines()  # the second progress: the call hangs from there
+            while '"progress":2' not in next(lines):
+                pass
+            proc.send_signal(signal.SIGTERM)
+            stream = "\n".join(lines)
+        said = log.wait_ended()
+        assert proc.wait(timeout=WITHIN) == 0, said
+    sent = _events(stream)  # after the progress events: before, the stream just ended
+    assert sent, (stream, said)
+    last = sent[-1]
+    assert last["id"] == "call-9" and last["error"]["code"] == types.INTERNAL_ERROR, stream
+    assert last["error"]["message"].startswith("the gateway stopped"), last
     assert "Traceback" not in said and " ERROR " not in said, said

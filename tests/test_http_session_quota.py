@@ -87,3 +87,17 @@ async def test_without_auth_the_one_caller_is_not_held_to_a_share(tmp_path: Path
                   for _ in range(3)]
         assert [r.status_code for r in opened] == [200, 200, 200], opened[-1].text
         assert len(manager._server_instances) == 3
+
+
+async def test_with_one_token_its_hosts_are_held_to_no_share(tmp_path: Path) -> None:
+    """One token and no JWT: every host shares that one caller, whom a share would only
+    cut, as the anonymous caller without ``auth``."""
+    gateway = make_gateway({}, options={"auth": {"tokens": AUTH["tokens"][1:]}},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
+        manager = session_manager_of(app.mcp_app, "/mcp")()
+        manager.max_sessions = 16  # an eighth would be 2
+        opened = [await http.post(f"{base}/mcp", json=INITIALIZE, headers=_headers(BOB))
+                  for _ in range(3)]
+        assert [r.status_code for r in opened] == [200, 200, 200], opened[-1].text

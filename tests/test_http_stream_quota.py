@@ -4,7 +4,8 @@ a session's event stream (GET), a 2026-07-28 ``subscriptions/listen`` stream, an
 serves (1,024, all callers together) or the gateway's file descriptors from every other
 host.  Past its share a caller's next stream is a 429 in the endpoint's JSON-RPC shape
 saying why and what to do; another caller still opens its own, and one closed gives its
-place back.  Without ``auth`` the one anonymous caller is held to no share.  Real
+place back.  Without ``auth`` the one anonymous caller is held to no share, nor is the
+one token every host shares.  Real
 uvicorn on 127.0.0.1, real clients (httpx streams, the SDK's listen)."""
 
 from __future__ import annotations
@@ -190,6 +191,18 @@ async def test_without_auth_the_one_caller_is_held_to_no_share(tmp_path: Path) -
                 http, f"{base}/mcp", _headers(None, **{
                     "Mcp-Session-Id": session, "MCP-Protocol-Version": HANDSHAKE})))
             assert opened.status_code == 200
+
+
+async def test_with_one_token_its_hosts_are_held_to_no_share(tmp_path: Path) -> None:
+    """One token and no JWT: every host shares that one caller, as without ``auth``."""
+    gateway = make_gateway({}, options={"auth": {"tokens": AUTH["tokens"][1:]}},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    async with serve_http(app) as base, Client(f"{base}/mcp", auth=BOB) as bob, \
+            contextlib.AsyncExitStack() as streams:
+        for _ in range(LIMIT + 1):
+            await streams.enter_async_context(listen(bob.session, tools_list_changed=True))
+        assert _quota(app, "/mcp").open[("listen", ("token", "bob"))] == LIMIT + 1
 
 
 async def test_sse_streams_are_bounded_per_caller(tmp_path: Path) -> None:

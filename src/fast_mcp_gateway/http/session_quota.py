@@ -11,9 +11,11 @@ left them locked every other host out of the gateway for half an hour.
 guard: ``scope["user"]`` is the verified caller) and lets one caller (a token's name, a
 JWT's subject, whatever JWTs it brings) hold at most ``max_sessions // PER_CALLER_SHARE``
 of the sessions open: its next ``initialize`` is a 429 saying so, and other callers
-still open theirs.  Only with ``auth``: without it every host is the one anonymous
-caller, whom a share would protect from nobody -- it only cut every host of the
-machine, all together, to an eighth of the SDK's bound.  It remembers which caller opened
+still open theirs.  Only with ``auth``, and only while it can name more than one
+caller (``several_callers``: two tokens, or JWTs): without it every host is the one
+anonymous caller, whom a share would protect from nobody -- it only cut every host of
+the machine, all together, to an eighth of the SDK's bound; so with one token, which
+every host then shares.  It remembers which caller opened
 each session from the ``Mcp-Session-Id`` of the answer, and forgets the sessions the
 manager no longer holds (ended, expired).  A 2026-07-28 request (sessionless) and a
 request naming a session pass untouched.  A refusal is logged at WARNING, once a minute
@@ -32,6 +34,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import open_http_sessions
+from fast_mcp_gateway.config.auth import AuthConfig
 from fast_mcp_gateway.http.auth import principal_of
 from fast_mcp_gateway.http.transport_refusals import endpoint_manager
 
@@ -48,6 +51,12 @@ def session_manager_of(mcp_app: Any, path: str) -> Callable[[], Any]:
     return endpoint_manager(mcp_app, path, "sessions cannot be counted per caller")
 
 
+def several_callers(auth: AuthConfig | None) -> bool:
+    """Whether ``auth`` (the running ``gateway.auth``) can name more than one caller:
+    a per-caller share protects the others, where there are others."""
+    return auth is not None and (len(auth.tokens) > 1 or auth.jwt is not None)
+
+
 def caller_of(scope: Scope) -> tuple[str, str] | None:
     """Who sends the request: the verified token's principal, else None."""
     token = getattr(scope.get("user"), "access_token", None)
@@ -60,11 +69,14 @@ def caller_of(scope: Scope) -> tuple[str, str] | None:
 class SessionQuota:
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, manager: Callable[[], Any]) -> None:
+    def __init__(self, app: ASGIApp, *, manager: Callable[[], Any],
+                 several: Callable[[], bool] = lambda: True) -> None:
         """For a gateway with ``auth`` (a request without a verified token is FastMCP's
-        401, not a session)."""
+        401, not a session); ``several()``: whether it can name more than one caller
+        now (``several_callers``; asked at a refusal only)."""
         self.app = app
         self.manager = manager
+        self.several = several
         self._opened: dict[str, tuple[str, str]] = {}  # session id -> its caller
         self._pending: dict[tuple[str, str], int] = {}  # callers' opening requests
         self._log = QuotaLog()
@@ -92,7 +104,7 @@ class SessionQuota:
         # Requests still being answered count too: many sent at once all passed before.
         held = self._pending.get(who, 0) + sum(
             owner == who and session in live for session, owner in self._opened.items())
-        if held >= limit:
+        if held >= limit and self.several():
             self._log.warn(who, "MCP endpoint: refused a session of '%s' (429): it holds "
                            "%d open already, the most one caller may hold", who[1], limit)
             await send_too_many(send, too_many_sessions(who[1], limit,

@@ -20,8 +20,10 @@ streams it no longer reads, or give its hosts tokens of their own.  The refusal 
 logged at WARNING, once a minute per caller and kind at most (``QuotaLog``, as
 ``SessionQuota``'s).  A stream counts from its request until its answer ends (the host
 left, the session ended, the stream was closed), so one the SDK refuses passes by in
-no time.  Only with ``auth``: without it every host is the one anonymous caller, whom a
-share would protect from nobody (``session_quota``'s rule).
+no time.  Only with ``auth``, and only while it can name more than one caller
+(``session_quota.several_callers``): without it every host is the one anonymous caller,
+and with one token every host shares it, whom a share would protect from nobody
+(``session_quota``'s rule).
 
 What is counted is told by the request alone, never its body: a GET naming a session;
 a POST of a 2026-07-28 request (``MCP-Protocol-Version`` not a handshake one) whose
@@ -35,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Literal
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -98,8 +101,12 @@ class StreamQuota:
     in front of SSE's ``/sse``.  For a gateway with ``auth``."""
 
     def __init__(self, app: ASGIApp, *, sse: bool = False, limit: int | None = None,
-                 max_body: int = MAX_MESSAGE) -> None:
+                 max_body: int = MAX_MESSAGE, several: Callable[[], bool] = lambda: True
+                 ) -> None:
+        """``several()``: whether the gateway can name more than one caller now
+        (``session_quota.several_callers``; asked at a refusal only)."""
         self.app = app
+        self.several = several
         self.sse = sse
         self.limit = STREAMS_PER_CALLER if limit is None else limit
         self.max_body = max_body
@@ -113,7 +120,7 @@ class StreamQuota:
             await self.app(scope, receive, send)
             return
         held = (kind, who)
-        if self.open[held] >= self.limit:
+        if self.open[held] >= self.limit and self.several():
             await self._refuse(kind, who, receive, send)
             return
         self.open[held] += 1

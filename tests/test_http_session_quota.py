@@ -6,6 +6,7 @@ why; another caller still opens sessions, and one ended gives its place back."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx2
@@ -33,7 +34,8 @@ def _headers(token: str, session: str | None = None) -> dict[str, str]:
     return headers
 
 
-async def test_one_caller_holds_a_bounded_share_of_the_sessions(tmp_path: Path) -> None:
+async def test_one_caller_holds_a_bounded_share_of_the_sessions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     gateway = make_gateway({}, options={"auth": AUTH}, db=tmp_path / "gw.db")
     app = gateway.http_app()
     async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
@@ -45,8 +47,14 @@ async def test_one_caller_holds_a_bounded_share_of_the_sessions(tmp_path: Path) 
 
         opened = [await initialize(BOB) for _ in range(2)]
         assert [r.status_code for r in opened] == [200, 200]
-        refused = await initialize(BOB)
+        with caplog.at_level(logging.WARNING, "fast_mcp_gateway.http.session_quota"):
+            refused = await initialize(BOB)
+            assert (await initialize(BOB)).status_code == 429  # logged once a minute
         assert refused.status_code == 429, refused.text
+        lines = [r.getMessage() for r in caplog.records if "refused a session" in r.message]
+        assert lines == ["MCP endpoint: refused a session of 'bob' (429): it holds 2 open "
+                         "already, the most one caller may hold (repeats for this caller "
+                         "are not logged for 60 s)"], lines
         error = refused.json()["error"]
         assert error["message"].startswith("Too many open sessions: 'bob' holds 2 MCP "
                                            "sessions of this gateway already"), error
@@ -79,3 +87,17 @@ async def test_without_auth_the_one_caller_is_not_held_to_a_share(tmp_path: Path
                   for _ in range(3)]
         assert [r.status_code for r in opened] == [200, 200, 200], opened[-1].text
         assert len(manager._server_instances) == 3
+
+
+async def test_with_one_token_its_hosts_are_held_to_no_share(tmp_path: Path) -> None:
+    """One token and no JWT: every host shares that one caller, whom a share would only
+    cut, as the anonymous caller without ``auth``."""
+    gateway = make_gateway({}, options={"auth": {"tokens": AUTH["tokens"][1:]}},
+                           db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
+        manager = session_manager_of(app.mcp_app, "/mcp")()
+        manager.max_sessions = 16  # an eighth would be 2
+        opened = [await http.post(f"{base}/mcp", json=INITIALIZE, headers=_headers(BOB))
+                  for _ in range(3)]
+        assert [r.status_code for r in opened] == [200, 200, 200], opened[-1].text

@@ -63,8 +63,9 @@ from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
-from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of
+from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of, several_callers
 from fast_mcp_gateway.http.session_refusals import SessionRefusals
+from fast_mcp_gateway.http.stream_quota import StreamQuota
 from fast_mcp_gateway.http.transport_refusals import TransportRefusals, body_limit_setter
 
 
@@ -398,6 +399,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         allowed_origins=allowed_origins,
         session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
+    def several() -> bool:  # callers held to a share only where there are others
+        return several_callers(ctx.options.auth)
+
     max_body = settings.http_max_body_bytes  # the SDK's, set as the lifespan starts
     if transport == "sse" and max_body != SDK_MAX_BODY:
         raise ConfigError.single("MCP_GATEWAY_HTTP_MAX_BODY_BYTES", None, None, SSE_BODY_LIMIT)
@@ -413,10 +417,14 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
             tokens=verifier is not None))  # in words naming neither cause nor fix
         if verifier is not None:  # one caller, not all (without auth all are one)
             wrap_routes(mcp_app, (mcp_path,), functools.partial(
-                SessionQuota, manager=session_manager_of(mcp_app, mcp_path)))
+                SessionQuota, manager=session_manager_of(mcp_app, mcp_path),
+                several=several))
         # A request under an id in flight in its session overwrote the first's stream
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             InFlightIds, limit=max_body, tokens=verifier is not None))
+    if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
+        wrap_routes(mcp_app, (mcp_path,), functools.partial(
+            StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

@@ -21,10 +21,13 @@ A POST without a session (the handshake's, a sessionless 2026-07-28 request, whi
 express lane may serve) has no id space to collide in and passes untouched, and so,
 with ``auth``, does one without a verified token: the route's wrappers run outside
 FastMCP's auth guard, whose 401 never reads the body (this read and parsed it first).
+A held request a stop cuts has its id noted as the cancellation passes
+(``stop_answers.note_id``): its answer, an SSE stream, ends with the stop's error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -34,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fast_mcp_gateway.front.request_ids import duplicate_message, id_key
 from fast_mcp_gateway.http.reworded import PostsOnly
 from fast_mcp_gateway.http.session_quota import caller_of
+from fast_mcp_gateway.http.stop_answers import note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 
 
@@ -67,6 +71,9 @@ class InFlightIds(PostsOnly):
         self._open.add(held)
         try:
             await self.app(scope, replayed, send)
+        except asyncio.CancelledError:  # no cost on the way: a stop's answer names it
+            note_id(scope, key[0])
+            raise
         finally:
             self._open.discard(held)
 

@@ -15,7 +15,9 @@ uvicorn as it is): it says in one line what was cut and why, and ends the answer
 an admin change finishes, ``admin/in_flight.py``; an answer under way, a stream, is
 ended).  The 503 is in the words of where the request came (``stop_answers``): a
 JSON-RPC error with the request's id on the MCP endpoint, the REST error shape
-elsewhere.  uvicorn's own count line is left out (``_CutCount``); the first ``NAMED``
+elsewhere; an MCP POST whose stream is under way (every handshake-era call) gets that
+error as its stream's last event, when its id is known (``StopAnswers.stream_tail``).
+uvicorn's own count line is left out (``_CutCount``); the first ``NAMED``
 requests cut are named, each in its line, and the rest counted in one line as the stop
 ends (``_Server.shutdown``): 100 calls in flight were 100 lines.  A stream a stop ended
 without its last chunk (sse-starlette ends every stream once uvicorn exits) is
@@ -106,7 +108,7 @@ class CutAtStop:
         except asyncio.CancelledError:
             if not self.stopping():
                 raise
-            ended = await _end(send, self.answers(scope))
+            ended = await _end(send, self.answers(scope), self.answers.stream_tail(scope))
             if ended is None:
                 return  # answered: cut while it tidied up after
             self._said(scope, ended)
@@ -168,13 +170,15 @@ class _Server(uvicorn.Server):
 
 
 _STREAM_ENDED = "its stream is ended"
+_STREAM_ANSWERED = "its stream is ended with a JSON-RPC error under its id"
 
 
-async def _end(send: Send, body: bytes | None) -> str | None:
+async def _end(send: Send, body: bytes | None, tail: bytes = b"") -> str | None:
     """End an answer cut short: 503 with ``body`` if none was started, else its last
-    (empty) chunk (``body`` None: a stream only); what was done (None: it was complete,
-    or the host is gone).  uvicorn refuses, with a ``RuntimeError``, a message that does
-    not follow the answer's state."""
+    chunk, ``tail`` (an SSE event with the request's error, or nothing; ``body`` None:
+    a stream only); what was done (None: it was complete, or the host is gone).
+    uvicorn refuses, with a ``RuntimeError``, a message that does not follow the
+    answer's state."""
     if body is not None:
         try:
             await send({"type": "http.response.start", "status": 503, "headers": [
@@ -189,10 +193,10 @@ async def _end(send: Send, body: bytes | None) -> str | None:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             return "answered 503"
     try:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
     except (RuntimeError, OSError):
         return None  # complete already (or not started: uvicorn says so itself)
-    return _STREAM_ENDED
+    return _STREAM_ANSWERED if tail else _STREAM_ENDED
 
 
 class _CutCount(logging.Filter):

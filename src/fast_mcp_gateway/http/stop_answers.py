@@ -18,9 +18,15 @@ It is noted in the request's ``scope["state"]`` (uvicorn's per-request dict, sha
 every copy of the scope), else in the scope.  A request whose id nobody noted (the lane
 off or tracing on, a profile's path, ``Mcp-Param-*`` headers: the lane reads no body) is
 answered with id null, as JSON-RPC has it when
-the id cannot be told (the SDK's client puts its own request's id back).  A
-handshake-era POST is not among them: its answer is an SSE stream started at once,
-which the stop ends.
+the id cannot be told (the SDK's client puts its own request's id back).
+
+**A stream under way.**  A POST whose answer is an SSE stream already started (every
+handshake-era POST: the SDK starts it at once; a 2026-07-28 call the lane or the SDK
+turned into a stream) cannot be answered 503: its stream's last event is the same
+JSON-RPC error instead (``stream_tail``), when its id was noted -- by
+``request_ids.InFlightIds`` for a handshake-era POST (it parsed the body, to hold the
+id), by the lane for a 2026-07-28 one.  Without an id there is nothing a host could
+match it to: the stream just ends, as before.
 """
 
 from __future__ import annotations
@@ -98,6 +104,18 @@ class StopAnswers:
     def __call__(self, scope: Scope) -> bytes:
         if not self.is_mcp(scope):
             return self.rest
-        return json.dumps({"jsonrpc": "2.0", "id": noted_id(scope), "error": {
+        return self._error(noted_id(scope))
+
+    def stream_tail(self, scope: Scope) -> bytes:
+        """The last event of a stream under way the stop cut: the JSON-RPC error under
+        the request's id, as an SSE ``message`` event (empty: not an MCP POST, or no id
+        was noted)."""
+        request_id = noted_id(scope) if self.is_mcp(scope) else None
+        if request_id is None:
+            return b""
+        return b"event: message\r\ndata: %b\r\n\r\n" % self._error(request_id)
+
+    def _error(self, request_id: Any) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {
             "code": types.INTERNAL_ERROR, "message": self.words}},
             separators=(",", ":")).encode()

@@ -221,6 +221,12 @@ CASES = [
     Case("nul-in-arg", server('command: echo, args: ["a\\0b"]'), "a", "args[0]", "remove it"),
     Case("command-with-args", server("command: 'npx -y some-server'"), "a", "command",
          "put the arguments in 'args'"),
+    # A '/' in a later word (a scoped npm package, a folder) made the line a "path".
+    Case("command-line-scoped", server("command: 'npx -y @modelcontextprotocol/server-memory'"),
+         "a", "command", "args: ['-y', '@modelcontextprotocol/server-memory']"),
+    Case("claude-command-line", claude({"command": "npx -y @scope/server-filesystem /tmp"}),
+         "a", "command", "command: npx, args: ['-y', '@scope/server-filesystem', '/tmp']",
+         ".json"),
     Case("stderr-lines-huge", server(f"command: echo, stderr_lines: {10**20}"), "a",
          "stderr_lines", "less than or equal to"),
     Case("deep-in-server", DEEP_IN_SERVER, "a", "x", "no setting is that deep"),
@@ -244,6 +250,17 @@ CASES = [
     Case("claude-entry-list", '{"mcpServers": {"a": ["echo"]}}', "a", None,
          "mapping of settings", ".json"),
 ]
+
+
+def test_a_path_with_a_space_is_a_program(tmp_path: Path) -> None:
+    """Only a command line is refused: a path with a space, there or not (the start says
+    what is missing), is a program."""
+    folder = tmp_path / "My Servers"
+    folder.mkdir()
+    (folder / "srv").write_text("#!/bin/sh\n")
+    for command in (str(folder / "srv"), "/opt/My Servers/x5", "My Servers/x6",
+                    "Servers of mine/x7"):
+        parse_config({"servers": {"a": {"command": command}}}, source="t")
 
 
 def test_the_corpus_is_large_and_unique() -> None:

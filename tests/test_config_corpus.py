@@ -70,8 +70,17 @@ CASES = [
     Case("top-level-text", "just some words\n", None, None, "must be a mapping"),
     Case("unclosed-flow", "servers: [unclosed\n", None, None, "expected ',' or ']'"),
     Case("tab-indent", "servers:\n\ta: {command: echo}\n", None, None, "indent with spaces"),
-    Case("json-trailing-comma", '{"mcpServers": {},}', None, None, "invalid JSON at line 1",
-         ".json"),
+    # Python's parser says "Expecting property name enclosed in double quotes" of all three.
+    Case("json-trailing-comma", '{"mcpServers": {},}', None, None,
+         "invalid JSON at line 1, column 18: a comma before '}' (JSON allows no trailing "
+         "comma); remove it", ".json"),
+    Case("json-trailing-comma-lines", '{\n  "mcpServers": {\n    "a": {"command": "x",\n'
+         '      "args": ["y"],\n    },\n  }\n}\n', None, None,
+         "invalid JSON at line 4, column 20: a comma before '}'", ".json"),
+    Case("json-comment", '{\n  // my servers\n  "mcpServers": {}\n}\n', None, None,
+         "JSON has no comments: remove it", ".json"),
+    Case("json-single-quotes", "{'mcpServers': {}}", None, None,
+         "JSON strings and keys take double quotes", ".json"),
     Case("duplicate-yaml-key", "servers:\n  a: {command: x}\n  a: {command: y}\n", None, None,
          "keep only one"),
     Case("duplicate-json-key", '{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y"}}}',

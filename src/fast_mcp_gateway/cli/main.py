@@ -234,7 +234,7 @@ def _configure_logging(level: str, form: str = "text", instance: str | None = No
         logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
-def _load(settings: GatewaySettings, command: str, *, defaulted: bool) -> GatewayConfig:
+def _load(settings: GatewaySettings, command: str, *, defaulted: bool = False) -> GatewayConfig:
     """The config file; tokens' servers are checked once the store's runtime
     registrations are read (``config/auth.TOKEN_SERVERS_LATER``) where it is read:
     ``servers`` and ``check`` always, ``serve`` when it has a store.  ``defaulted``: no

@@ -252,6 +252,15 @@ CASES = [
          "unknown mcpServers key", ".json"),
     Case("claude-args-string", claude({"command": "npx", "args": "-y x"}), "a", "args",
          "not split into words", ".json"),
+    # A per-server setting of ours was "unknown mcpServers key; known: args, command, ...":
+    # no way to set it was named.
+    Case("claude-timeouts", claude({"command": "echo", "timeouts": {"call": 60}}), "a",
+         "timeouts", "is a servers.yaml setting, not an mcpServers key: to use it, put the "
+         "servers under 'servers:' instead of 'mcpServers:' (command, args, env, url as "
+         "written; 'type' becomes 'transport', 'disabled: true' 'enabled: false'); or set "
+         "gateway.timeouts, for every server", ".json"),
+    Case("claude-isolation", claude({"command": "echo", "isolation": "per_client"}), "a",
+         "isolation", "is a servers.yaml setting, not an mcpServers key", ".json"),
     Case("claude-env-number", claude({"command": "echo", "env": {"PORT": 8080}}), "a",
          "env.PORT", "in quotes", ".json"),
     Case("claude-url-scheme", claude({"url": "localhost:8080/mcp"}), "a", "url",

@@ -28,6 +28,7 @@ problem found listed.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -394,6 +395,11 @@ class _Validation:
             entry["enabled"] = False
         if isinstance(raw.get("description"), str):
             entry["description"] = raw["description"]
+        if "envFile" in raw:  # ignored like the other hosts' keys, but the server needs it
+            logging.getLogger(__name__).warning(
+                "%s: server %r: 'envFile' is not read (a VS Code / Cursor key): the server "
+                "starts without the variables of that file; put them in 'env' (as ${VAR} to "
+                "take each from the gateway's environment)", self.source, name)
         return None if unknown else entry
 
     def server(self, name: str, entry: dict[str, Any]) -> ServerConfig | None:

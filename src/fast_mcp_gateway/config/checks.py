@@ -452,6 +452,17 @@ def field_names(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
+def claude_key_problem(key: str, known: list[str]) -> str:
+    """What an mcpServers entry's unknown ``key`` is: a setting of ours (said with how to
+    use it: no mcpServers entry takes one), else a typo of one of ``known``."""
+    if key not in set(ServerConfig.model_fields) - INTERNAL_FIELDS:
+        return "unknown mcpServers key" + suggest(key, known)
+    return ("is a servers.yaml setting, not an mcpServers key: to use it, put the servers "
+            "under 'servers:' instead of 'mcpServers:' (command, args, env, url as written; "
+            "'type' becomes 'transport', 'disabled: true' 'enabled: false')"
+            + ("; or set gateway.timeouts, for every server" if key == "timeouts" else ""))
+
+
 def suggest(word: str, choices: list[str]) -> str:
     """``; did you mean 'x'?`` or the list of known keys (internal fields never shown)."""
     import difflib  # here, not at the top: only a typo needs it (~0.15 MB of RSS)

@@ -45,6 +45,7 @@ from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
     check_document,
     check_server,
+    claude_key_problem,
     explain,
     field_path,
     short,
@@ -366,15 +367,8 @@ class _Validation:
 
     def from_claude(self, name: str, raw: dict[str, Any]) -> dict[str, Any] | None:
         unknown = [key for key in raw if key not in _CLAUDE_KEYS | _CLAUDE_IGNORED]
-        ours = set(ServerConfig.model_fields) - INTERNAL_FIELDS
         for key in unknown:
-            self.fail(name, key, (
-                "is a servers.yaml setting, not an mcpServers key: to use it, put the "
-                "servers under 'servers:' instead of 'mcpServers:' (command, args, env, url "
-                "as written; 'type' becomes 'transport', 'disabled: true' 'enabled: false')"
-                + ("; or set gateway.timeouts, for every server" if key == "timeouts"
-                   else "")) if key in ours
-                else "unknown mcpServers key" + suggest(key, sorted(_CLAUDE_KEYS)))
+            self.fail(name, key, claude_key_problem(key, sorted(_CLAUDE_KEYS)))
         entry = {k: from_claude_text(v, k) for k, v in raw.items()
                  if k in _CLAUDE_KEYS - {"type", "transport"}}
         kind = raw.get("type", raw.get("transport"))

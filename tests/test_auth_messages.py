@@ -79,7 +79,10 @@ def test_a_server_name_rest_cannot_address_is_warned_about(
     assert set(config.servers) == {"team/notes", "clock"}
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                  and r.name == "fast_mcp_gateway.config.schema"]
-    assert "server 'team/notes': a server name may not contain '/'" in warning
+    # Said as what it is, a warning: the server runs; "may not contain" alone read as
+    # a refusal of a server that was started.
+    assert ("server 'team/notes' runs (over MCP), but the REST API and the dashboard "
+            "cannot address it: a server name may not contain '/'") in warning, warning
     assert "choose another name, e.g. 'team-notes'" in warning
 
 

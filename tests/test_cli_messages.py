@@ -52,6 +52,9 @@ def test_every_subcommand_and_option_is_described() -> None:
      "--conifg x.yaml; did you mean --config? ('mcp-gateway serve --help' lists its options)"),
     (["check", "--jsn"], "mcp-gateway check: error: unrecognized arguments: --jsn; did you "
                          "mean --json?"),
+    # argparse listed the choices only: "invalid choice: 'chek' (choose from 'serve', ...".
+    (["chek"], "mcp-gateway: error: unknown command 'chek'; did you mean 'check'? (the "
+               "commands: serve, check, logs"),
     (["token", "new", "--name", "a", "--servrs=x"], "mcp-gateway token new: error: "
      "unrecognized arguments: --servrs=x; did you mean --servers?"),
 ])
@@ -61,6 +64,22 @@ def test_a_command_line_mistake_is_named_with_the_fix(
         main(argv)
     assert exited.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_no_config_anywhere_says_none_was_given(tmp_path: Path) -> None:
+    """Run without --config where there is no servers.yaml (as a host starting the
+    gateway in its own working directory): the error said "check the path given with
+    --config" of a path nobody gave."""
+    env = {k: v for k, v in os.environ.items() if k != "MCP_GATEWAY_CONFIG"}
+    done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "check", "--no-db"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert (f"servers.yaml: not found in the working directory ({tmp_path}), and no --config "
+            "was given: name the config file with --config PATH") in done.stderr, done.stderr
+    given = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "check", "--no-db",
+                            "--config", "servers.yaml"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert "file not found; check the path given with --config" in given.stderr, given.stderr
 
 
 @pytest.mark.parametrize(("host", "loopback"), [

@@ -357,6 +357,20 @@ def test_upper_case_url_scheme_and_claude_extras() -> None:
     assert config.options.admin == "read_only"
 
 
+def test_an_env_file_the_gateway_does_not_read_is_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """VS Code's and Cursor's ``envFile`` was ignored in silence: the server started
+    without its keys and failed at its first call, for a reason nothing named."""
+    text = json.dumps({"mcpServers": {"gh": {"command": "echo", "envFile": "${workspaceFolder}"
+                                                                          "/.env"}}})
+    config = parse_config_text(text, source="mcp.json")
+    assert "gh" in config.servers
+    [warning] = [r.getMessage() for r in caplog.records if "envFile" in r.getMessage()]
+    assert warning.startswith("mcp.json: server 'gh': 'envFile' is not read (a VS Code / "
+                              "Cursor key): the server starts without the variables of that "
+                              "file; put them in 'env'"), warning
+
+
 def test_a_chained_gateway_with_its_own_config_is_allowed(tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
     config = parse_config({"servers": {"inner": {

@@ -70,8 +70,17 @@ CASES = [
     Case("top-level-text", "just some words\n", None, None, "must be a mapping"),
     Case("unclosed-flow", "servers: [unclosed\n", None, None, "expected ',' or ']'"),
     Case("tab-indent", "servers:\n\ta: {command: echo}\n", None, None, "indent with spaces"),
-    Case("json-trailing-comma", '{"mcpServers": {},}', None, None, "invalid JSON at line 1",
-         ".json"),
+    # Python's parser says "Expecting property name enclosed in double quotes" of all three.
+    Case("json-trailing-comma", '{"mcpServers": {},}', None, None,
+         "invalid JSON at line 1, column 18: a comma before '}' (JSON allows no trailing "
+         "comma); remove it", ".json"),
+    Case("json-trailing-comma-lines", '{\n  "mcpServers": {\n    "a": {"command": "x",\n'
+         '      "args": ["y"],\n    },\n  }\n}\n', None, None,
+         "invalid JSON at line 4, column 20: a comma before '}'", ".json"),
+    Case("json-comment", '{\n  // my servers\n  "mcpServers": {}\n}\n', None, None,
+         "JSON has no comments: remove it", ".json"),
+    Case("json-single-quotes", "{'mcpServers': {}}", None, None,
+         "JSON strings and keys take double quotes", ".json"),
     Case("duplicate-yaml-key", "servers:\n  a: {command: x}\n  a: {command: y}\n", None, None,
          "keep only one"),
     Case("duplicate-json-key", '{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y"}}}',
@@ -221,6 +230,12 @@ CASES = [
     Case("nul-in-arg", server('command: echo, args: ["a\\0b"]'), "a", "args[0]", "remove it"),
     Case("command-with-args", server("command: 'npx -y some-server'"), "a", "command",
          "put the arguments in 'args'"),
+    # A '/' in a later word (a scoped npm package, a folder) made the line a "path".
+    Case("command-line-scoped", server("command: 'npx -y @modelcontextprotocol/server-memory'"),
+         "a", "command", "args: ['-y', '@modelcontextprotocol/server-memory']"),
+    Case("claude-command-line", claude({"command": "npx -y @scope/server-filesystem /tmp"}),
+         "a", "command", "command: npx, args: ['-y', '@scope/server-filesystem', '/tmp']",
+         ".json"),
     Case("stderr-lines-huge", server(f"command: echo, stderr_lines: {10**20}"), "a",
          "stderr_lines", "less than or equal to"),
     Case("deep-in-server", DEEP_IN_SERVER, "a", "x", "no setting is that deep"),
@@ -237,6 +252,15 @@ CASES = [
          "unknown mcpServers key", ".json"),
     Case("claude-args-string", claude({"command": "npx", "args": "-y x"}), "a", "args",
          "not split into words", ".json"),
+    # A per-server setting of ours was "unknown mcpServers key; known: args, command, ...":
+    # no way to set it was named.
+    Case("claude-timeouts", claude({"command": "echo", "timeouts": {"call": 60}}), "a",
+         "timeouts", "is a servers.yaml setting, not an mcpServers key: to use it, put the "
+         "servers under 'servers:' instead of 'mcpServers:' (command, args, env, url as "
+         "written; 'type' becomes 'transport', 'disabled: true' 'enabled: false'); or set "
+         "gateway.timeouts, for every server", ".json"),
+    Case("claude-isolation", claude({"command": "echo", "isolation": "per_client"}), "a",
+         "isolation", "is a servers.yaml setting, not an mcpServers key", ".json"),
     Case("claude-env-number", claude({"command": "echo", "env": {"PORT": 8080}}), "a",
          "env.PORT", "in quotes", ".json"),
     Case("claude-url-scheme", claude({"url": "localhost:8080/mcp"}), "a", "url",
@@ -244,6 +268,17 @@ CASES = [
     Case("claude-entry-list", '{"mcpServers": {"a": ["echo"]}}', "a", None,
          "mapping of settings", ".json"),
 ]
+
+
+def test_a_path_with_a_space_is_a_program(tmp_path: Path) -> None:
+    """Only a command line is refused: a path with a space, there or not (the start says
+    what is missing), is a program."""
+    folder = tmp_path / "My Servers"
+    folder.mkdir()
+    (folder / "srv").write_text("#!/bin/sh\n")
+    for command in (str(folder / "srv"), "/opt/My Servers/x5", "My Servers/x6",
+                    "Servers of mine/x7"):
+        parse_config({"servers": {"a": {"command": command}}}, source="t")
 
 
 def test_the_corpus_is_large_and_unique() -> None:

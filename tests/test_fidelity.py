@@ -148,6 +148,11 @@ async def test_links_in_results_and_prompts_resolve_through_the_gateway(
             # The upstream was asked for its own URI; the host sees the link it followed.
             assert contents[0]["text"] == f"content of {README}"
             assert contents[0]["uri"] == link
+            # The link as URL parsers write it (``file://fid/srv/...``: pydantic, so a
+            # FastMCP host, and the lists' own form): the same file, not the file
+            # ``/readme.txt`` of a host named "srv".
+            parsed = await host.request("resources/read", {"uri": normalize_uri(link)})
+            assert parsed["result"]["contents"][0]["text"] == f"content of {README}", parsed
             listed = await host.request("resources/read", {
                 "uri": normalize_uri(exposed_uri("file:///srv/listed.txt"))})
             assert listed["result"]["contents"][0]["text"] == "content of file:///srv/listed.txt"

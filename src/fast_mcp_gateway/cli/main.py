@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -233,11 +234,17 @@ def _configure_logging(level: str, form: str = "text", instance: str | None = No
         logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
-def _load(settings: GatewaySettings, command: str) -> GatewayConfig:
+def _load(settings: GatewaySettings, command: str, *, defaulted: bool = False) -> GatewayConfig:
     """The config file; tokens' servers are checked once the store's runtime
     registrations are read (``config/auth.TOKEN_SERVERS_LATER``) where it is read:
-    ``servers`` and ``check`` always, ``serve`` when it has a store."""
+    ``servers`` and ``check`` always, ``serve`` when it has a store.  ``defaulted``: no
+    --config nor $MCP_GATEWAY_CONFIG named it ("check the path given" named none)."""
     assert settings.config is not None
+    if defaulted and not settings.config.exists():
+        raise ConfigError.single(str(settings.config), None, None, (
+            f"not found in the working directory ({os.getcwd()}), and no --config was "
+            "given: name the config file with --config PATH (a servers.yaml, or an existing "
+            "Claude Desktop claude_desktop_config.json), or set $MCP_GATEWAY_CONFIG"))
     later = command in ("servers", "check") or (settings.db is not None
                                                 and settings.record_calls)
     token = TOKEN_SERVERS_LATER.set(later)
@@ -258,8 +265,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     command does not take by that command (with its usage, not the top level's) and the
     closest option it has (``serve --conifg`` was "unrecognized arguments" only)."""
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
     commands = _commands(parser)
+    words = sys.argv[1:] if argv is None else argv
+    if words and not words[0].startswith("-") and words[0] not in commands:
+        import difflib  # here, not at the top: only a mistyped command needs it
+
+        close = difflib.get_close_matches(words[0], list(commands), n=1)
+        parser.error(f"unknown command {words[0]!r}" + (f"; did you mean {close[0]!r}?" if close
+                     else "") + f" (the commands: {', '.join(commands)})")
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.error(f"choose a command: {', '.join(commands)} ('mcp-gateway serve --config "
                      "servers.yaml' runs the gateway; 'mcp-gateway COMMAND --help' says more)")
@@ -321,7 +335,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         _configure_logging(settings.log_level, settings.log_format, settings.instance_id)
-        config = _load(settings, args.command)
+        config = _load(settings, args.command, defaulted=args.config is None
+                       and not os.environ.get("MCP_GATEWAY_CONFIG"))
         if settings.profile is not None:
             from fast_mcp_gateway.front.profiles import check_profile
 

@@ -108,8 +108,7 @@ def _check_stdio(server: ServerConfig, source: str) -> Problem:
     for key in server.env:
         if not key or "=" in key or "\x00" in key:
             return (f"env.{key}", "is not a valid variable name (no '=', not empty)")
-    if (not server.args and any(c.isspace() for c in command.strip())
-            and not any(sep in command for sep in "/\\") and shutil.which(command) is None):
+    if not server.args and _command_line(command, server.cwd):
         words = _split(command.strip())
         return ("command", f"'{_show(command, server)}' is not a program; put the arguments "
                            f"in 'args': command: {words[0]}, args: {words[1:]}")
@@ -245,6 +244,31 @@ def _option(argv: list[str], long: str, short: str) -> str | None:
         if arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
             return arg[len(short):]
     return None
+
+
+def _command_line(command: str, cwd: str | None) -> bool:
+    """Whether ``command`` is a whole command line (``npx -y @scope/server``) rather
+    than a program: it has words, is no program or file as a whole, and its first word
+    is a program name (a path only if that file is there: ``/opt/My Servers/x`` is a path
+    with a space)."""
+    command = command.strip()
+    if not any(c.isspace() for c in command) or shutil.which(command) is not None:
+        return False
+    words = _split(command)
+    first = words[0] if words else ""
+    if any(sep in first for sep in "/\\"):
+        return os.path.isfile(os.path.join(cwd or "", first))
+    if not any(sep in command for sep in "/\\"):
+        return True  # no path at all: words
+    # A '/' further on: a program and its arguments (``npx -y @scope/server``) when the
+    # first word is one, else perhaps a relative path with a space (``My Servers/x``).
+    return not os.path.exists(os.path.join(cwd or "", command)) and (
+        first in _LAUNCHERS or shutil.which(first) is not None)
+
+
+# What MCP servers are most often started with (upstream/launch.py names typos of them).
+_LAUNCHERS = frozenset({"npx", "uvx", "uv", "node", "python3", "python", "docker", "deno",
+                        "bunx", "bun", "pipx", "java"})
 
 
 def _split(command: str) -> list[str]:
@@ -426,6 +450,17 @@ def _alternatives(annotation: Any) -> list[Any]:
 def field_names(model: type[BaseModel]) -> list[str]:
     """``model``'s fields as they are written (an alert rule's ``for``, not ``for_``)."""
     return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def claude_key_problem(key: str, known: list[str]) -> str:
+    """What an mcpServers entry's unknown ``key`` is: a setting of ours (said with how to
+    use it: no mcpServers entry takes one), else a typo of one of ``known``."""
+    if key not in set(ServerConfig.model_fields) - INTERNAL_FIELDS:
+        return "unknown mcpServers key" + suggest(key, known)
+    return ("is a servers.yaml setting, not an mcpServers key: to use it, put the servers "
+            "under 'servers:' instead of 'mcpServers:' (command, args, env, url as written; "
+            "'type' becomes 'transport', 'disabled: true' 'enabled: false')"
+            + ("; or set gateway.timeouts, for every server" if key == "timeouts" else ""))
 
 
 def suggest(word: str, choices: list[str]) -> str:

@@ -153,7 +153,7 @@ def read_document(text: str, source: str = "<config>") -> Any:
             return json.loads(text, object_pairs_hook=_unique_pairs)
         return yaml.load(text, Loader=_ConfigYamlLoader)
     except json.JSONDecodeError as exc:
-        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        message = _json_problem(exc)
     except _DuplicateJsonKey as exc:
         message = f"duplicate key {short(exc.key)} in a JSON object; keep only one of them"
     except yaml.YAMLError as exc:
@@ -166,6 +166,27 @@ def read_document(text: str, source: str = "<config>") -> Any:
             problem = "a number has thousands of digits; no setting needs more than a few"
         message = f"invalid {'JSON' if is_json else 'YAML'}: {problem}"
     raise ConfigError.single(source, None, None, message)
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """The parser's words, and for what hand-edited files (a Claude Desktop config) most
+    often hold, what it is: the parser says only "Expecting property name enclosed in
+    double quotes" of a trailing comma, a comment or a single-quoted string."""
+    text, at = exc.doc, exc.pos
+    message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    before = text[:at].rstrip()
+    if before.endswith(",") and text[at:at + 1] in ("}", "]"):
+        comma = len(before) - 1
+        line = text.count("\n", 0, comma) + 1
+        column = comma - (text.rfind("\n", 0, comma) + 1) + 1
+        return (f"invalid JSON at line {line}, column {column}: a comma before "
+                f"'{text[at]}' (JSON allows no trailing comma); remove it")
+    if text.startswith(("//", "/*", "#"), at):
+        return (f"{message}; JSON has no comments: remove it (or write the config "
+                "as YAML, where '#' starts a comment)")
+    if text.startswith("'", at):
+        return f"{message}; JSON strings and keys take double quotes (\"), not single ones"
+    return message
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -28,6 +28,7 @@ problem found listed.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -44,6 +45,7 @@ from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
     check_document,
     check_server,
+    claude_key_problem,
     explain,
     field_path,
     short,
@@ -366,7 +368,7 @@ class _Validation:
     def from_claude(self, name: str, raw: dict[str, Any]) -> dict[str, Any] | None:
         unknown = [key for key in raw if key not in _CLAUDE_KEYS | _CLAUDE_IGNORED]
         for key in unknown:
-            self.fail(name, key, "unknown mcpServers key" + suggest(key, sorted(_CLAUDE_KEYS)))
+            self.fail(name, key, claude_key_problem(key, sorted(_CLAUDE_KEYS)))
         entry = {k: from_claude_text(v, k) for k, v in raw.items()
                  if k in _CLAUDE_KEYS - {"type", "transport"}}
         kind = raw.get("type", raw.get("transport"))
@@ -387,6 +389,11 @@ class _Validation:
             entry["enabled"] = False
         if isinstance(raw.get("description"), str):
             entry["description"] = raw["description"]
+        if "envFile" in raw:  # ignored like the other hosts' keys, but the server needs it
+            logging.getLogger(__name__).warning(
+                "%s: server %r: 'envFile' is not read (a VS Code / Cursor key): the server "
+                "starts without the variables of that file; put them in 'env' (as ${VAR} to "
+                "take each from the gateway's environment)", self.source, name)
         return None if unknown else entry
 
     def server(self, name: str, entry: dict[str, Any]) -> ServerConfig | None:

@@ -481,6 +481,7 @@ class GatewayConfig(_Strict):
         for name in self.servers:
             if (problem := unaddressable_name(name)) is not None:
                 logging.getLogger(__name__).warning(
-                    "%s: server %r: %s (its tools are then named after the new name)",
+                    "%s: server %r runs (over MCP), but the REST API and the dashboard "
+                    "cannot address it: %s (its tools are then named after the new name)",
                     self.source, name, problem)
         return self

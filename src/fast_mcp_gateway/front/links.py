@@ -29,7 +29,15 @@ def strip_namespace(uri: str, namespace: str) -> str | None:
     prefix = namespace + "/"
     scheme, sep, rest = uri.partition("://")
     if sep:
-        return f"{scheme}://{rest[len(prefix):]}" if rest.startswith(prefix) else None
+        if not rest.startswith(prefix):
+            return None
+        rest = rest[len(prefix):]
+        if scheme.lower() == "file" and not rest.startswith("/"):
+            # ``file:///srv/a.txt`` is exposed as ``file://fs//srv/a.txt``, which URL
+            # parsers (pydantic's, so FastMCP's lists) write ``file://fs/srv/a.txt``: its
+            # path, not ``file://srv/a.txt`` (a file on a host named "srv").
+            rest = "/" + rest
+        return f"{scheme}://{rest}"
     scheme, sep, rest = uri.partition(":")
     if sep and scheme and rest.startswith(prefix):
         return f"{scheme}:{rest[len(prefix):]}"

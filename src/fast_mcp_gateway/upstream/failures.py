@@ -95,10 +95,35 @@ def explain_connect_failure(
         # The server went away by itself (we stop it with a signal or EOF only later).
         text = (f"the server process exited with code {exit_code}" if text == "process exited"
                 else f"{text}: the server process exited with code {exit_code}")
-    lines = [line.strip() for line in stderr if line.strip()]
+    lines = stderr_excerpt(stderr)
     if lines and not answered:  # an error *response* is the whole story
         text += " | stderr: " + " / ".join(lines)
     return text
+
+
+# The line that says what went wrong, as runtimes print it: Node and Python
+# (``Error: Cannot find module '...'``, ``Error [ERR_MODULE_NOT_FOUND]: ...``,
+# ``ModuleNotFoundError: No module named 'x'``), Rust, Go, uv, git (``error: ...``,
+# ``panic: ...``, ``fatal: ...``).
+_HEADLINE = re.compile(r"(?:[A-Za-z_][\w.]*)?(?:Error|Exception)(?: \[[\w-]+\])?: \S"
+                       r"|(?i:error|fatal|panic)(?:\[\w+\])?: \S")
+# Python's markers under a traceback's code line (``^^^^``, ``~~~^^^``): nothing on one line.
+_MARKERS = re.compile(r"[~^\s]+")
+STDERR_LINES = 5  # how many of the last lines an error text carries
+
+
+def stderr_excerpt(stderr: Sequence[str], keep: int = STDERR_LINES) -> list[str]:
+    """The last ``keep`` lines of ``stderr`` worth reading, and, when none of them says
+    what went wrong, the latest earlier line that does, then ``...``: Node prints its
+    error *above* a stack trace and a footer (``code: 'MODULE_NOT_FOUND'`` ... ``Node.js
+    v22``), which alone name no cause."""
+    lines = [line.strip() for line in stderr
+             if line.strip() and not _MARKERS.fullmatch(line.strip())]
+    tail, earlier = lines[-keep:], lines[:-keep]
+    if any(_HEADLINE.match(line) for line in tail):
+        return tail
+    headline = next((line for line in reversed(earlier) if _HEADLINE.match(line)), None)
+    return tail if headline is None else [headline, "...", *tail]
 
 
 def _junk(notice: str | None, violations: int) -> str:

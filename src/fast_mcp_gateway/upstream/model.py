@@ -73,6 +73,7 @@ class StderrTail:
         self._skipping = False  # dropping the rest of a runaway line, up to its newline
         self.total_lines = 0
         self._in_key = False  # after a private key's first line: its body is masked too
+        self._begun_at = 0  # ``total_lines`` when the latest process began writing
 
     def feed(self, data: bytes) -> None:
         if self._skipping:
@@ -112,6 +113,18 @@ class StderrTail:
 
     def tail(self, n: int = 20) -> list[str]:
         return list(self.lines)[-n:] if n > 0 else []
+
+    def begin(self) -> None:
+        """A new process writes from here on (each connect attempt starts one): what
+        ``current`` returns starts here; the ring keeps the earlier lines for ``tail``."""
+        self.flush()
+        self._skipping = self._in_key = False
+        self._begun_at = self.total_lines
+
+    def current(self, n: int = 20) -> list[str]:
+        """The last ``n`` lines of the latest process only: why *this* attempt failed,
+        not the same words of every earlier one of a crash loop."""
+        return self.tail(min(n, self.total_lines - self._begun_at))
 
 
 @dataclass(frozen=True)

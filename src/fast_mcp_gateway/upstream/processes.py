@@ -137,6 +137,8 @@ class _Sink(Protocol):
 
     def flush(self) -> None: ...
 
+    def begin(self) -> None: ...
+
 
 class CountingSink:
     """A sink that counts what passes (progress while a server starts)."""
@@ -151,6 +153,9 @@ class CountingSink:
 
     def flush(self) -> None:
         self.sink.flush()
+
+    def begin(self) -> None:
+        self.sink.begin()
 
 
 async def pump_stderr(fd: int, sink: _Sink, done: anyio.Event) -> None:
@@ -175,7 +180,9 @@ async def pump_stderr(fd: int, sink: _Sink, done: anyio.Event) -> None:
 def open_stderr(tg: anyio.abc.TaskGroup, early_fd: int | None, sink: _Sink,
                 done: anyio.Event) -> tuple[int | None, TextIO | None]:
     """Pump a stdio server's stderr into ``sink``: the pipe of a process started early,
-    or a new pipe, whose inode and write end (for the transport) are returned."""
+    or a new pipe, whose inode and write end (for the transport) are returned.  A new
+    process: ``sink`` is told it begins (``StderrTail.current``)."""
+    sink.begin()
     if early_fd is not None:
         tg.start_soon(pump_stderr, early_fd, sink, done)
         return None, None

@@ -333,7 +333,7 @@ class Supervisor:
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
         self._unreachable = unreachable(exc)
         return explain_connect_failure(
-            exc, text, kind=self.config.kind, stderr=self.stderr.tail(5), step=self._step,
+            exc, text, kind=self.config.kind, stderr=self.stderr.current(40), step=self._step,
             notice=self._notice, violations=self._violations, transport=self._transport)
 
     async def _attempt(self, *, hold: bool) -> None:

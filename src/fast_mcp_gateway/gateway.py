@@ -199,7 +199,7 @@ class Gateway:
         self.alerts.on_transition.append(self._publish_alert)
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
-        self.parking.on_roots = self.manager.sole_host.learned   # roots outside calls
+        self.parking.roots = self.manager.sole_host   # roots outside calls, and first
         self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking
         self.manager.on_resource_updated(self.hub.resource_updated)

@@ -100,6 +100,16 @@ class Sending(Protocol[R_co]):
     def shows(self, asked: types.InputRequiredResult) -> R_co: ...
 
 
+class HostRootsKeeper(Protocol):
+    """Roots outside calls (``upstream/roots.SoleHost``): told the roots a host gave in
+    a round, and asked first, before a call goes upstream, whether to ask for them."""
+
+    async def learned(self, server: str, front: FrontCall,
+                      result: types.ListRootsResult) -> None: ...
+
+    async def before_call(self, server: str, front: FrontCall, per_client: bool) -> None: ...
+
+
 class AnsweredEarly(Exception):
     """The caller's request was already answered (``Answering.reply``) by a lazily
     parked call's first question; the caller must not answer it again."""
@@ -130,9 +140,9 @@ class Parking:
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
         self.abandoned: Abandoned | None = None
-        # Told the roots a host gave in a round (``SoleHost.learned``; the gateway sets it).
-        self.on_roots: Callable[[str, FrontCall, types.ListRootsResult],
-                                Awaitable[None]] | None = None
+        # Told the roots a host gave in a round, and asks for them before a call that
+        # needs them (``SoleHost``: roots outside calls; the gateway sets it).
+        self.roots: HostRootsKeeper | None = None
 
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -236,7 +246,8 @@ class Parking:
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
         parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
                             self.ask_timeout, timer)
-        parked.call, parked.on_roots = call, self.on_roots
+        parked.call = call
+        parked.on_roots = self.roots.learned if self.roots is not None else None
         self._calls[token] = parked
         return parked
 
@@ -251,8 +262,16 @@ class Parking:
             # The express lane's progress callback: to the round being served, too.
             sending.on_progress = front.progress  # type: ignore[attr-defined]
         # The task copies this request's context (tracing, FastMCP's request state).
-        self._tg.start_soon(self._hold, parked, lambda: sending.send(call))
+        self._tg.start_soon(self._hold, parked, lambda: self._send(call, sending))
         return parked
+
+    async def _send(self, call: Parkable, sending: Sending[R]) -> R:
+        """Send ``call`` upstream; first, the host's roots if the server needs them and
+        the gateway has none of that host's (a round of the gateway's own: roots.py)."""
+        if self.roots is not None:
+            await self.roots.before_call(call.service.name, call.front,
+                                         call.service.config.per_client)
+        return await sending.send(call)
 
     async def _send_lazily(self, call: Parkable, sending: Sending[R],
                            reply: Callable[[Any], Awaitable[None]], conclude: Conclude) -> R:
@@ -267,7 +286,7 @@ class Parking:
         try:
             with lazy.timer:
                 try:
-                    result = await sending.send(call)
+                    result = await self._send(call, sending)
                 except Exception as exc:
                     if lazy.parked is None:
                         raise

@@ -40,6 +40,22 @@ A session answered by rule 2 or 3, or for its owner, is told
 stdio host's handshake (``arrived``), or its host giving roots or other roots
 (``learned``) -- and asks again, as it would of a host connected directly that changed
 its roots.
+
+**Roots first** (``before_call``): a 2026-07-28 host declaring ``roots`` is asked for
+them within its call (an MRTR round of the gateway's own, before the call goes
+upstream) when it calls a server that asked for roots outside a call (``asking``), the
+roots it would get are that host's (stdio; a ``per_client`` session over HTTP), and the
+gateway has none of that host's (or it said they changed: ``HostRoots.changed``).  Its
+answer is kept (``learned``: the sessions that host's roots apply to are told), and the
+call waits (bounded) until that server's told sessions asked again and were answered,
+so the first call already sees them -- as a host connected directly gets them before
+its first call.  One round per host (a call meanwhile waits for it), none for hosts
+without ``roots``, shared HTTP sessions, or servers that never asked.
+
+**A new session's first ask** (``expect`` / ``first_answer``): a ``per_client`` session
+opens at its host's first call; a server known to ask once initialized (``asking``) is
+waited for (bounded) until its first ``roots/list`` was answered, or that call raced it.
+A wait that runs out is logged once and the server is not waited for again.
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -62,6 +79,9 @@ from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
 logger = logging.getLogger(__name__)
 
 _ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_changed
+SETTLE_WITHIN = 10.0
+"""Seconds a server known to ask for roots may take to ask (once initialized, or told
+they changed) before a call waiting for its answer goes on without (``Settling``)."""
 MAX_HOSTS = 256
 """Hosts whose roots are kept (the least recently answered are forgotten first)."""
 
@@ -76,15 +96,27 @@ class HostRoots:
 
     def __init__(self) -> None:
         self._hosts: OrderedDict[Hashable, list[types.Root]] = OrderedDict()
+        self._stale: set[Hashable] = set()   # said their roots changed since
 
     def learned(self, host: Hashable, roots: list[types.Root]) -> bool:
         """``host`` answered a ``roots/list`` within a call with ``roots``; whether they
         differ from what it gave before (or it gave none)."""
         before = self._hosts.pop(host, None)
         self._hosts[host] = list(roots)
+        self._stale.discard(host)
         while len(self._hosts) > MAX_HOSTS:
-            self._hosts.popitem(last=False)
+            self._stale.discard(self._hosts.popitem(last=False)[0])
         return before is None or _shown(before) != _shown(roots)
+
+    def changed(self, host: Hashable) -> None:
+        """``host`` said its roots changed: the ones kept are still answered until it
+        gives others, but it is asked again (``wanted``)."""
+        if host in self._hosts:
+            self._stale.add(host)
+
+    def wanted(self, host: Hashable) -> bool:
+        """Whether ``host`` should be asked for its roots: none kept, or stale."""
+        return host not in self._hosts or host in self._stale
 
     def of(self, host: Hashable) -> list[types.Root] | None:
         """The roots ``host`` gave last; None when it gave none."""
@@ -114,10 +146,21 @@ class SoleHost:
         self.front: Callable[[], FrontCall | None] | None = None
         self.unasked: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.roots = HostRoots()
-        self._told: weakref.WeakSet[ClientSession] = weakref.WeakSet()  # stdio: 2, 3
-        # per_client sessions over HTTP answered for their owner (its host key).
-        self._owned: weakref.WeakKeyDictionary[ClientSession, Hashable] = \
+        self.asking: set[str] = set()   # servers that asked for roots outside a call
+        # Sessions answered by rule 2 or 3 in stdio mode: their server.
+        self._told: weakref.WeakKeyDictionary[ClientSession, str] = \
             weakref.WeakKeyDictionary()
+        # per_client sessions over HTTP answered for their owner: (its host key, server).
+        self._owned: weakref.WeakKeyDictionary[ClientSession, tuple[Hashable, str]] = \
+            weakref.WeakKeyDictionary()
+        # Roots first (module doc): told sessions' next asks, new sessions' first ones,
+        # hosts being asked, hosts that refused, servers whose wait ran out once.
+        self._settling: weakref.WeakKeyDictionary[ClientSession, Settling] = \
+            weakref.WeakKeyDictionary()
+        self._expected: dict[tuple[str, Hashable], Settling] = {}
+        self._rounds: dict[Hashable, anyio.Event] = {}
+        self._declined: OrderedDict[Hashable, None] = OrderedDict()
+        self._unwaited: set[str] = set()
         self._explained: set[str] = set()   # servers whose shared session got [] (logged)
         # Handshake-era HTTP hosts: the latest roots each gave (by connection), and how
         # long one is asked outside a call (the gateway sets its ask_timeout).
@@ -131,11 +174,26 @@ class SoleHost:
     async def answer(self, server: str, session: Any, owner: Hashable | None = None) -> Any:
         """``server``'s ``roots/list`` outside any call, on ``session`` (of a
         ``per_client`` session: ``owner`` is its host key)."""
+        self.asking.add(server)
+        settling = self._settling.get(session)
+        if settling is None and owner is not None:
+            settling = self._expected.get((server, owner))
+        if settling is None:
+            return await self._answer(server, session, owner)
+        if settling.session is None:
+            settling.session = session
+        settling.asked.set()
+        try:
+            return await self._answer(server, session, owner)
+        finally:
+            settling.answered.set()
+
+    async def _answer(self, server: str, session: Any, owner: Hashable | None) -> Any:
         if self.front is None:   # not a stdio gateway: several callers may use the server
             if isinstance(owner, Connection):
                 return await self._ask_owner(server, owner)
             if owner is not None:
-                self._owned[session] = owner
+                self._owned[session] = (owner, server)
                 return types.ListRootsResult(roots=self.roots.of(owner) or [])
             self.unasked.add(session)   # told if a stdio host ever comes (tests, library)
             self._explain(server)
@@ -147,7 +205,7 @@ class SoleHost:
             except MCPError as exc:
                 return exc.error
         given = self.roots.of(STDIO_HOST)
-        self._told.add(session)
+        self._told[session] = server
         if sole is None and given is None:
             self.unasked.add(session)  # no host yet: told when one comes
         return types.ListRootsResult(roots=given or [])
@@ -208,11 +266,96 @@ class SoleHost:
         key = host_key(front)
         if not self.roots.learned(key, result.roots):
             return
+        sessions = [session for session, _ in self._sessions_of(key)]
+        for session in sessions:   # awaited by a call that asked for them (before_call)
+            self._settling[session] = Settling()
+        await _tell(sessions)
+
+    def _sessions_of(self, key: Hashable) -> list[tuple[ClientSession, str]]:
+        """The sessions answered outside calls with ``key``'s roots, and their servers."""
         if key == STDIO_HOST:
-            await _tell(list(self._told))
+            return list(self._told.items())
+        return [(session, server) for session, (owner, server) in list(self._owned.items())
+                if owner == key]
+
+    # -- roots first (module doc) -------------------------------------------------------
+
+    async def before_call(self, server: str, front: FrontCall, per_client: bool) -> None:
+        """Before ``front``'s call of ``server`` goes upstream (a 2026-07-28 host's,
+        through parking: ``front`` asks it in a round): ask the host for its roots if
+        ``server`` needs them and the gateway has none of that host's, then wait
+        (bounded) until ``server``'s sessions that host's roots apply to got them."""
+        if server not in self.asking or not front.is_modern or not front.can_ask("roots"):
+            return
+        if self.front is None and not per_client:
+            return   # a shared session over HTTP is answered none whatever a host gives
+        key = host_key(front)
+        if not self.roots.wanted(key) or key in self._declined:
+            return
+        asking = self._rounds.get(key)
+        if asking is not None:   # another call of this host asks it: one round per host
+            await asking.wait()
         else:
-            await _tell([session for session, owner in list(self._owned.items())
-                         if owner == key])
+            self._rounds[key] = asking = anyio.Event()
+            try:
+                await front.list_roots()   # kept and told by ``learned``
+            except MCPError as exc:   # it refused: not asked again, the call goes on
+                logger.debug("upstream %s: the host refused roots/list: %s", server,
+                             exc.error.message)
+                self._declined[key] = None
+                while len(self._declined) > MAX_HOSTS:
+                    self._declined.popitem(last=False)
+                return
+            finally:
+                del self._rounds[key]
+                asking.set()
+        for session, of in self._sessions_of(key):
+            settling = self._settling.get(session) if of == server else None
+            if settling is not None and not await self._settled(server, settling):
+                return
+
+    def expect(self, server: str, owner: Hashable) -> Settling | None:
+        """A ``per_client`` session of ``server`` for ``owner`` (its host key) opens: its
+        first ``roots/list`` to wait for (``first_answer``), if ``server`` asks once
+        initialized (it did on an earlier session); call before it starts."""
+        if server not in self.asking or server in self._unwaited:
+            return None
+        settling = self._expected[(server, owner)] = Settling()
+        return settling
+
+    async def first_answer(self, server: str, owner: Hashable, settling: Settling) -> None:
+        """Wait (bounded) until the session ``expect`` gave ``settling`` for got its
+        first roots (before its first call goes to it)."""
+        try:
+            await self._settled(server, settling)
+        finally:
+            if self._expected.get((server, owner)) is settling:
+                del self._expected[(server, owner)]
+
+    async def _settled(self, server: str, settling: Settling) -> bool:
+        """Wait for a session's ask and its answer; False when the server did not ask
+        within ``SETTLE_WITHIN`` or was not answered (then it is not waited for again)."""
+        if server in self._unwaited:
+            return False
+        with anyio.move_on_after(SETTLE_WITHIN):
+            await settling.asked.wait()
+        if settling.asked.is_set():
+            with anyio.move_on_after(self.ask_within + SETTLE_WITHIN):
+                await settling.answered.wait()
+        if not settling.answered.is_set():
+            if server not in self._unwaited:
+                self._unwaited.add(server)
+                logger.info(
+                    "upstream %s asked for its client's roots outside a call before, but "
+                    "did not ask again within %gs (once initialized, or told they "
+                    "changed); its calls no longer wait for it", server, SETTLE_WITHIN)
+            return False
+        # The answer is on the session's write stream, ahead of this ping: once the ping
+        # is answered the server has read it (a call the express lane writes to its stdin
+        # directly could overtake it otherwise).
+        with anyio.move_on_after(SETTLE_WITHIN), suppress(Exception):
+            await settling.session.send_ping()
+        return True
 
     async def arrived(self) -> None:
         """The host's handshake is done and it declared roots: each session answered
@@ -223,6 +366,15 @@ class SoleHost:
     def owned_by(self, owner: Hashable) -> OwnerRoots:
         """What a ``per_client`` session of ``owner``'s (its host key) is answered."""
         return OwnerRoots(self, owner)
+
+
+@dataclass(eq=False)
+class Settling:
+    """One session's next ``roots/list`` outside a call, awaited (roots first)."""
+
+    asked: anyio.Event = field(default_factory=anyio.Event)
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    session: Any = None   # the session that asked
 
 
 class OwnerRoots:

@@ -12,6 +12,11 @@ it belongs to that host.
   session; a server with ``${caller.*}`` headers is keyed by caller identity
   always (its sessions carry that caller's credential).  A call with no host at all
   (the in-process library, admin inspection) uses the server's catalog session.
+* **Roots**: a server known to ask for its client's roots once initialized (it asked
+  outside a call before: ``upstream/roots.py``) is waited for, at most about
+  ``SETTLE_WITHIN`` seconds for its ask (plus the ask timeout for its answer), before a
+  new session's first call goes to it: that call raced the server's ``roots/list`` and
+  saw the server's own directories, the next ones the host's roots.
 * **Lifetime**: created on the host's first call (``max_clients`` at most: beyond,
   a clear refusal, unless one is given back -- *fairness* below); reaped when the
   host's connection closes (the SDK unwinds its
@@ -69,6 +74,7 @@ from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.credentials import for_caller
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+from fast_mcp_gateway.upstream.roots import Settling, SoleHost
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +104,17 @@ class _Client:
     host: Hashable = None  # the host key of its calls: where its idle logs go
     owner: str | None = None  # the caller it counts for (module doc: fairness)
     owner_kind: str | None = None  # what owner names: token | jwt
+    roots: Settling | None = None  # its first roots/list, awaited before its first call
 
 
 class ClientSessions:
     """The per-host upstream sessions of one ``per_client`` server (module doc)."""
 
     def __init__(self, config: ServerConfig, make: MakeUpstream, spawn: Spawn,
-                 log: HostLog | None = None,
+                 log: HostLog | None = None, roots: SoleHost | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self._roots = roots
         self._make = make
         self._spawn = spawn
         self._log = log
@@ -181,11 +189,16 @@ class ClientSessions:
         # npx download) is given more than timeouts.connect, and so is its first caller.
         with anyio.move_on_after(upstream.longest_attempt):
             await upstream.wait_first_attempt()
-        client.ready.set()
         if upstream.state is not UpstreamState.READY:
+            client.ready.set()
             reason = upstream.unavailable_reason()
             self.release(client.key)  # a failed first connect is not kept retrying
             raise UpstreamUnavailable(upstream.label, reason)
+        if client.roots is not None and self._roots is not None:  # module doc: roots
+            # Each first call waits for the same answer (one may be cancelled meanwhile).
+            await self._roots.first_answer(self.config.name, client.key, client.roots)
+        client.roots = None
+        client.ready.set()
 
     def _open(self, key: Hashable, front: FrontCall | None) -> _Client:
         name, limit = self.config.name, self.config.max_clients
@@ -196,10 +209,12 @@ class ClientSessions:
         config = self.config
         if config.uses_caller_credentials:
             config = for_caller(config, front.caller if front is not None else None)
-        upstream = self._make(config, f"{name}~{next(self._seq)}", declares_of(key, front),
-                              key)
+        declares = declares_of(key, front)
+        upstream = self._make(config, f"{name}~{next(self._seq)}", declares, key)
         client = _Client(key, upstream, last_used=self._clock(), owner=owner,
                          owner_kind=caller.kind if caller is not None else None)
+        if self._roots is not None and (declares is None or "roots" in declares):
+            client.roots = self._roots.expect(name, key)   # before it can ask
         log = self._log
         if log is not None:
             async def idle_log(params: types.LoggingMessageNotificationParams) -> None:

@@ -125,7 +125,7 @@ class UpstreamManager:
         ])
         if server.per_client:
             service.clients = ClientSessions(server, self._make_client, self._spawn,
-                                             self._host_log)
+                                             self._host_log, self.sole_host)
         return service
 
     def _make_client(self, config: ServerConfig, label: str,

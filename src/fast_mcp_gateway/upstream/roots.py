@@ -326,11 +326,9 @@ class SoleHost:
     async def first_answer(self, server: str, owner: Hashable, settling: Settling) -> None:
         """Wait (bounded) until the session ``expect`` gave ``settling`` for got its
         first roots (before its first call goes to it)."""
-        try:
-            await self._settled(server, settling)
-        finally:
-            if self._expected.get((server, owner)) is settling:
-                del self._expected[(server, owner)]
+        await self._settled(server, settling)   # cancelled: still awaited by others
+        if self._expected.get((server, owner)) is settling:
+            del self._expected[(server, owner)]
 
     async def _settled(self, server: str, settling: Settling) -> bool:
         """Wait for a session's ask and its answer; False when the server did not ask

@@ -151,3 +151,120 @@ async def test_a_shared_session_over_http_costs_no_round(tmp_path: Path) -> None
         await _until_asked_at_start(tmp_path, client)
         assert await _allowed(client) == FROM_ARGS
         assert roots.asked == 0
+
+
+# -- SoleHost.before_call in-process: one round per host, refusals, a server that does
+# not ask again ------------------------------------------------------------------------
+
+
+class _Session:
+    """An upstream session: told its roots changed, it asks again (unless ``deaf``)."""
+
+    def __init__(self, sole: Any, tg: Any, deaf: bool = False) -> None:
+        self.sole, self.tg, self.deaf = sole, tg, deaf
+        self.told = 0
+        self.got: list[Any] = []
+
+    async def ask(self) -> None:
+        result = await self.sole.answer("fs", self)
+        self.got.append([str(root.uri) for root in result.roots])
+
+    async def send_notification(self, notification: Any) -> None:
+        self.told += 1
+        if not self.deaf:
+            self.tg.start_soon(self.ask)
+
+    async def send_ping(self) -> None:
+        return None
+
+
+def _front(sole: Any, gate: anyio.Event, refuse: bool = False) -> Any:
+    """A 2026-07-28 stdio host's call as parking sends it: its round gives its roots."""
+    import mcp_types as types
+    from mcp.shared.exceptions import MCPError
+
+    from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
+
+    class Front(FrontCall):
+        rounds = 0
+
+        def can_ask(self, capability: str) -> bool:
+            return capability == "roots"
+
+        async def list_roots(self) -> types.ListRootsResult:
+            Front.rounds += 1
+            await gate.wait()
+            if refuse:
+                raise MCPError(types.INVALID_REQUEST, "no")
+            result = types.ListRootsResult(roots=[types.Root(uri="file:///a")])
+            await sole.learned("fs", self, result)   # as ParkedFront.list_roots does
+            return result
+
+    return Front(session=None, protocol_version="2026-07-28", host=STDIO_HOST)
+
+
+async def test_concurrent_first_calls_of_a_host_share_one_round() -> None:
+    from fast_mcp_gateway.upstream.roots import SoleHost
+
+    sole = SoleHost()
+    sole.front = lambda: None   # a stdio gateway whose host cannot be asked outside calls
+    gate = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        session = _Session(sole, tg)
+        await session.ask()   # at start: nothing known
+        first, second = _front(sole, gate), _front(sole, gate)
+        done: list[str] = []
+
+        async def call(front: Any, name: str) -> None:
+            await sole.before_call("fs", front, per_client=False)
+            done.append(name)
+            assert session.got[-1] == ["file:///a"]   # answered before the call goes on
+
+        tg.start_soon(call, first, "first")
+        tg.start_soon(call, second, "second")
+        await until(lambda: type(first).rounds + type(second).rounds == 1)
+        gate.set()
+    assert sorted(done) == ["first", "second"]
+    assert type(first).rounds + type(second).rounds == 1
+    assert session.told == 1 and session.got == [[], ["file:///a"]]
+    await sole.before_call("fs", _front(sole, gate), per_client=False)   # known: no round
+    assert session.told == 1
+
+
+async def test_a_refused_round_is_not_asked_again() -> None:
+    from fast_mcp_gateway.upstream.roots import SoleHost
+
+    sole = SoleHost()
+    sole.front = lambda: None
+    gate = anyio.Event()
+    gate.set()
+    async with anyio.create_task_group() as tg:
+        await _Session(sole, tg).ask()
+        refusing = _front(sole, gate, refuse=True)
+        await sole.before_call("fs", refusing, per_client=False)
+        await sole.before_call("fs", refusing, per_client=False)
+    assert type(refusing).rounds == 1
+
+
+async def test_a_server_that_does_not_ask_again_is_waited_for_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fast_mcp_gateway.upstream import roots
+    from fast_mcp_gateway.upstream.relay import STDIO_HOST
+
+    caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.roots")
+    monkeypatch.setattr(roots, "SETTLE_WITHIN", 0.01)
+    sole = roots.SoleHost()
+    sole.front = lambda: None
+    gate = anyio.Event()
+    gate.set()
+    async with anyio.create_task_group() as tg:
+        session = _Session(sole, tg, deaf=True)
+        await session.ask()
+        await sole.before_call("fs", _front(sole, gate), per_client=False)  # goes on
+        sole.roots.changed(STDIO_HOST)
+        await sole.before_call("fs", _front(sole, gate), per_client=False)
+    said = [r.getMessage() for r in caplog.records if "did not ask again" in r.getMessage()]
+    assert len(said) == 1 and "upstream fs" in said[0]
+    assert session.told == 1   # the second round's roots were the same: nothing to tell

@@ -177,7 +177,7 @@ class SoleHost:
         self.asking.add(server)
         settling = self._settling.get(session)
         if settling is None and owner is not None:
-            settling = self._expected.get((server, owner))
+            settling = self._expected.pop((server, owner), None)   # its first ask
         if settling is None:
             return await self._answer(server, session, owner)
         if settling.session is None:
@@ -290,12 +290,11 @@ class SoleHost:
         if self.front is None and not per_client:
             return   # a shared session over HTTP is answered none whatever a host gives
         key = host_key(front)
-        if not self.roots.wanted(key) or key in self._declined:
-            return
-        asking = self._rounds.get(key)
-        if asking is not None:   # another call of this host asks it: one round per host
-            await asking.wait()
-        else:
+        while self.roots.wanted(key) and key not in self._declined:
+            asking = self._rounds.get(key)
+            if asking is not None:   # another call of this host asks it: one round per
+                await asking.wait()  # host (ended unanswered: this call asks)
+                continue
             self._rounds[key] = asking = anyio.Event()
             try:
                 await front.list_roots()   # kept and told by ``learned``
@@ -309,6 +308,7 @@ class SoleHost:
             finally:
                 del self._rounds[key]
                 asking.set()
+            break
         for session, of in self._sessions_of(key):
             settling = self._settling.get(session) if of == server else None
             if settling is not None and not await self._settled(server, settling):

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "node": "22",
     "@modelcontextprotocol/server-everything": "2026.8.31",
+    "@modelcontextprotocol/server-filesystem": "2026.8.31",
     "@modelcontextprotocol/inspector": "2.12.0",
     "@modelcontextprotocol/conformance": "0.1.16",
 }

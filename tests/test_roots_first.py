@@ -29,6 +29,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
+from tests import npm_tools
 from tests.fixtures import PY, SERVERS, until
 from tests.test_mrtr import _free_port, _until_serving
 
@@ -118,6 +119,36 @@ async def test_a_2026_hosts_first_call_sees_its_roots(tmp_path: Path, lane: bool
         await client.send_roots_list_changed()
         assert await _allowed(client) == ["file:///work/two"]
         assert roots.asked == 2
+
+
+async def test_server_filesystem_sees_a_2026_hosts_roots_at_its_first_call(
+        tmp_path: Path) -> None:
+    """The trial's steps, with the real server-filesystem from npm: it showed the
+    directory it was started with, connected directly the host's roots."""
+    tools = npm_tools.ensure()
+    if tools is None:
+        pytest.skip("npm is not installed: cannot fetch server-filesystem")
+    start, mine = tmp_path / "start", tmp_path / "mine"
+    start.mkdir()
+    mine.mkdir()
+    script = npm_tools.package_path(tools, "@modelcontextprotocol/server-filesystem")
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"filesystem": {
+        "command": str(npm_tools.node(tools)),
+        "args": [str(script / "dist/index.js"), str(start)]}}}), encoding="utf-8")
+    transport = StdioTransport(
+        PY, ["-m", "fast_mcp_gateway", "serve", "--config", str(config), "--no-db"],
+        env=dict(os.environ), keep_alive=False, log_file=tmp_path / "gateway.log")
+    async with Client(transport, roots=[mine.as_uri()]) as client:
+        assert client.protocol_version == "2026-07-28"
+        # It asks once initialized (answered none: it says so on stderr), as long before
+        # a host's first call as a person takes to type it.
+        with anyio.fail_after(60):
+            while "No valid root directories" not in (await client.call_tool(  # noqa: ASYNC110 - another process's state
+                    "gateway_server_detail", {"name": "filesystem"})).content[0].text:
+                await anyio.sleep(0.05)
+        shown = await client.call_tool("filesystem_list_allowed_directories", {})
+        assert shown.content[0].text.split("\n")[1:] == [str(mine.resolve())]
 
 
 async def test_a_host_without_roots_is_not_asked(tmp_path: Path) -> None:

@@ -82,6 +82,10 @@ _ANNOUNCE_WITHIN = 10.0  # seconds a session may take to read a roots/list_chang
 SETTLE_WITHIN = 10.0
 """Seconds a server known to ask for roots may take to ask (once initialized, or told
 they changed) before a call waiting for its answer goes on without (``Settling``)."""
+APPLY_GRACE = 0.1
+"""Seconds a call waits after a server read its roots before going to it: servers apply
+them asynchronously (server-filesystem resolves each root first: 3-10 ms after its
+answer, measured; a call meanwhile sees its old directories, connected directly too)."""
 MAX_HOSTS = 256
 """Hosts whose roots are kept (the least recently answered are forgotten first)."""
 
@@ -350,9 +354,10 @@ class SoleHost:
             return False
         # The answer is on the session's write stream, ahead of this ping: once the ping
         # is answered the server has read it (a call the express lane writes to its stdin
-        # directly could overtake it otherwise).
+        # directly could overtake it otherwise); then it has APPLY_GRACE to apply it.
         with anyio.move_on_after(SETTLE_WITHIN), suppress(Exception):
             await settling.session.send_ping()
+        await anyio.sleep(APPLY_GRACE)
         return True
 
     async def arrived(self) -> None:

@@ -113,7 +113,7 @@ async def test_a_suspect_replica_is_counted_shown_and_streamed(tmp_path: Path) -
         assert scrape[_key("mcp_gateway_upstream_suspect")] == 0.0
         assert scrape[_key("mcp_gateway_upstream_stalls_total")] == 3.0
         page = (await http.get("/ui/servers/svc")).text
-        assert "stalled" not in page
+        assert 'class="error small stalled"' not in page
 
 
 async def test_a_call_refused_while_the_half_open_trial_runs_is_told_so(

@@ -161,6 +161,7 @@ class ReplicaAccounting:
                            "%s s): still suspect, the next trial in %s s", self.label,
                            "cancelled by its host" if how == "cancelled" else how,
                            seconds_text(now - started), seconds_text(wait))
+            self._told()
             return
         where = ("it is the server's only replica, so calls still go to it" if self.alone
                  else "calls go to the other replicas")
@@ -179,9 +180,10 @@ class ReplicaAccounting:
             self._told(" (answered a call again: no longer suspect of stalling)")
 
     def _told(self, why: str | None = None) -> None:
-        """A suspicion of stalling began or ended: its health transition now, not at the
-        next probe or pick (the dashboard's live stream, the health history, alerts).
-        Ready as at the last reading: the request that told it ran on the session."""
+        """A suspicion of stalling began, ended, or held (its trial stalled too): its
+        health transition now, not at the next probe or pick (the dashboard's live
+        stream, the health history, alerts).  Ready as at the last reading: the request
+        that told it ran on the session."""
         self._why = why
         try:
             self.status(not self._quiet)

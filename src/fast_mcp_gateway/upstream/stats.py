@@ -136,12 +136,16 @@ class ReplicaAccounting:
 
         return {key: heard(callback) for key, callback in callbacks.items()}
 
-    def given_up(self) -> None:
+    def given_up(self, probe: int = -1) -> None:
         """A request's caller gave up (not recorded: see ``upstream/requests.py``).  A
         half-open probe slot it took is given back: kept, one host's stop left the
-        breaker half-open with no slot, the replica out of every balance until a restart."""
-        if self.breaker.state is BreakerState.HALF_OPEN:
-            self.breaker.release_probe()
+        breaker half-open with no slot, the replica out of every balance until a restart.
+        ``probe``: the breaker's ``trips`` when the request started half-open (it took a
+        slot of that half-open spell), else -1: a call taken while the breaker was closed
+        gives back no slot, or a second probe went while the first was in flight."""
+        breaker = self.breaker
+        if probe == breaker.trips and breaker.state is BreakerState.HALF_OPEN:
+            breaker.release_probe()
 
     def unanswered(self, started: float, heard: int, host: Hashable, how: str | None,
                    trial: bool, call_timeout: float) -> None:

@@ -26,7 +26,7 @@ from fastmcp import Client
 from mcp.client.subscriptions import ResourceUpdated, listen
 
 from fast_mcp_gateway import Gateway
-from tests.fixtures import serve_http, until
+from tests.fixtures import WITHIN, serve_http, until
 from tests.test_subscriptions_across_reloads import (
     MINE,
     OPS,
@@ -46,11 +46,12 @@ pytestmark = pytest.mark.anyio
 def swapped(servers: dict[str, Any], held: str, release: Path) -> dict[str, Any]:
     """``servers`` with 'other' in the namespace 'watched' had, and 'watched' in 'was':
     ``WATCHED`` is other's, and the tools ``watched_*`` too (``was_*`` are watched's);
-    the server ``held`` serves once ``release`` exists."""
+    the server ``held`` serves once ``release`` exists (its connect window, 10 s in
+    tests, is as long as the other's start may take: an idle process is not given more)."""
     swapped = {"watched": {**servers["watched"], "namespace": "was"},
                "other": {**servers["other"], "namespace": "watched"}}
-    swapped[held] = {**swapped[held], "env": {**swapped[held]["env"],
-                                               "WATCHED_RELEASE": str(release)}}
+    swapped[held] = {**swapped[held], "timeouts": {"connect": WITHIN},
+                     "env": {**swapped[held]["env"], "WATCHED_RELEASE": str(release)}}
     return swapped
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.upstream.replica import RestartPolicy, UpstreamState
-from tests.fixtures import make_gateway, replica_server, stdio_entry
+from tests.fixtures import WITHIN, make_gateway, replica_server, stdio_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -143,7 +143,7 @@ async def test_non_idempotent_calls_never_run_twice_when_a_replica_dies(tmp_path
                     "svc_append", {"path": str(ledger), "delay": 30}))
 
             tg.start_soon(call)
-            with anyio.fail_after(10):
+            with anyio.fail_after(WITHIN):   # a call through a stdio replica's process
                 while not _append_lines(ledger):  # noqa: ASYNC110 - file written by another process
                     await anyio.sleep(0.02)
             victim = int(_append_lines(ledger)[0])

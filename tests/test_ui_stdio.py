@@ -173,3 +173,15 @@ def test_a_dashboard_port_held_by_another_program_still_stops_serve(tmp_path: Pa
                               timeout=120)
     assert done.returncode == 2, done.stderr
     assert "for the dashboard: the port is in use" in done.stderr
+
+
+def test_the_dashboard_command_loads_no_server_stack() -> None:
+    """``mcp-gateway dashboard`` reads a file and prints a link: importing the standalone
+    dashboard server for its file's path (uvicorn, FastMCP's HTTP app, the admin
+    context) made each run a process start of 8-13 s under load."""
+    probe = ("import sys; import fast_mcp_gateway.cli.dashboard; "
+             "print(sorted(m for m in ('uvicorn', 'fast_mcp_gateway.ui.standalone', "
+             "'fastmcp.server.http', 'fast_mcp_gateway.admin.context') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

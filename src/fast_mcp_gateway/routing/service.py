@@ -214,7 +214,10 @@ class Service:
                  if r.replica not in exclude and r.replica not in self.draining
                  and r.state is UpstreamState.READY and r.would_admit(now)]
         # Asked of a lone replica too: its health transitions are noticed at its calls.
-        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY]
+        # A replica suspect of stalling stays UNHEALTHY while its trial call is due:
+        # admitted for it, as a half-open breaker admits its probe.
+        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY
+                   or r.trial_due()]
         return healthy or ready
 
     def _hash_key(self, arguments: dict[str, Any] | None, front: FrontCall | None) -> str | None:

@@ -224,7 +224,10 @@ class ReplicaAccounting:
         now = self.clock()
         status = self.health.classify(now) if ready else HealthStatus.UNHEALTHY
         stalls = self.stalls
-        stalled = ready and stalls.trial_at is not None and stalls.suspect(now)
+        # Suspect until an answer clears it, its trial's turn included: a due trial
+        # read as healthy logged two transitions per trial (out of UNHEALTHY and back)
+        # for a replica still hung; ``Service.eligible`` admits a due trial instead.
+        stalled = ready and stalls.trial_at is not None
         if stalled:
             status = HealthStatus.UNHEALTHY
         if status is not self.last_status:
@@ -233,9 +236,7 @@ class ReplicaAccounting:
             # new session's health starts UNKNOWN: the log goes on from there, never
             # "UNHEALTHY -> UNKNOWN" at every start and restart.
             said = HealthStatus.UNKNOWN if self._quiet else self.last_status
-            why = (f" ({stalls.reason()})" if stalled else
-                   " (stalled: its next call goes as a trial)"
-                   if ready and stalls.trial_at is not None else self._why or "")
+            why = f" ({stalls.reason()})" if stalled else self._why or ""
             if ready and status is not said:
                 logger.log(level, "upstream %s: health %s -> %s%s", self.label, said, status,
                            why)

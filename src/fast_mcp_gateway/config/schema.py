@@ -236,6 +236,7 @@ class ServerConfig(Target):
         "upstream session is kept")
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
+    _mcp_servers_entry: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _register_secrets(self) -> ServerConfig:
@@ -285,6 +286,17 @@ class ServerConfig(Target):
                 "'replicas' and 'instances' do not apply; remove them or use "
                 "isolation: shared")
         return self
+
+    def read_from(self, mcp_servers: bool) -> ServerConfig:
+        """Marked as read from an ``mcpServers`` entry, which takes no setting of ours:
+        a message names ``gateway.timeouts.call``, not the server's (``failures``)."""
+        self._mcp_servers_entry = mcp_servers
+        return self
+
+    @property
+    def mcp_servers_entry(self) -> bool:
+        """Whether it was read from an ``mcpServers`` (Claude-Desktop) entry."""
+        return self._mcp_servers_entry
 
     @property
     def uses_caller_credentials(self) -> bool:

@@ -46,7 +46,7 @@ from fast_mcp_gateway.config.curation import (
     SearchOptions,
     ToolCuration,
 )
-from fast_mcp_gateway.config.names import shown_name, unaddressable_name
+from fast_mcp_gateway.config.names import host_safe, shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.config.timeouts import Seconds, Timeouts
 from fast_mcp_gateway.policies.balancing import Strategy
@@ -353,10 +353,10 @@ class ServerConfig(Target):
 
     @property
     def effective_namespace(self) -> str:
-        """The prefix for this server's names: ``namespace`` if set, else its sanitized name."""
+        """The prefix for its names: ``namespace`` if set, else ``host_safe(name)``."""
         if self.namespace is not None:
             return self.namespace
-        return re.sub(r"[^A-Za-z0-9_-]", "_", self.name)
+        return host_safe(self.name)
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-able view with secrets and credential-like env/header values masked."""

@@ -83,7 +83,8 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
                 replicas.append(ReplicaSample(
                     server=name, replica=s.replica, state=str(s.state), health=str(s.health),
                     breaker=str(s.breaker), inflight=s.inflight, restarts=s.restarts,
-                    breaker_trips=s.breaker_trips))
+                    breaker_trips=s.breaker_trips, stalls=s.stalls,
+                    suspect=s.stalled is not None))
         replicas += [ReplicaSample(server=name, replica=0, state="invalid", health="UNKNOWN",
                                    breaker="closed", inflight=0, restarts=0, breaker_trips=0)
                      for name in invalid() if name not in manager.services]

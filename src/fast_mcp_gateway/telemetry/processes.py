@@ -16,7 +16,10 @@ from collections.abc import Iterable
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # A server forking without bound must not make a scrape slow: past this many processes
-# under one server, the rest are not counted.
+# under one replica's (or per_client session's) process, the rest are not counted.  Per
+# tree, not per server: a per_client server has a tree per host session.  The walk runs
+# on the event loop at each scrape (~0.4 ms for a process of 11 threads, one read of
+# ``children`` per thread, measured under load).
 MAX_TREE = 256
 
 

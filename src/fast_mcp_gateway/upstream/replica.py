@@ -209,6 +209,7 @@ class Upstream:
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
             protocol_reason=sup.era.reason,
             breaker_trips=stats.breaker.trips, stalled=stats.stalls.describe(now),
+            stalls=stats.stalls.total,
         )
 
     def status(self) -> HealthStatus:

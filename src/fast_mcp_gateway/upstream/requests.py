@@ -28,12 +28,13 @@ from fast_mcp_gateway._compat import (
     stamp_request,
 )
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
+from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import progress_bounded
 from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
-from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
+from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
@@ -103,6 +104,10 @@ class Requests:
         heard, stalls = stats.heard, stats.stalls
         watched = watched and front is not None
         trial = watched and stalls.trial_at is not None and stalls.start(started)
+        # A call started while the breaker is half-open took a probe slot (the service's
+        # ``admit``): the one kind that gives a slot back when its host gives up.
+        breaker = stats.breaker
+        probe = breaker.trips if breaker.state is BreakerState.HALF_OPEN else -1
         try:
             try:
                 result = await op(session)
@@ -154,7 +159,7 @@ class Requests:
                     DECLARING.reset(declaring)
                 stats.active -= 1
                 if given_up:
-                    stats.given_up()
+                    stats.given_up(probe)
                 else:
                     stats.record(ok, started, watched)
                 if not ok and watched:
@@ -356,8 +361,14 @@ class Requests:
 
 def _host_key(front: FrontCall) -> int:
     """Who made a request, as the stall count tells hosts apart: a number, so that the
-    count keeps no host connection alive (one that is not hashable: its identity)."""
+    count keeps no host connection alive (one that is not hashable: its identity).
+    A 2026-07-28 host without credentials has no connection: its full-path requests
+    are each a host of their own (``FrontCall.asked_as``), so they are one host here,
+    as on the express lane (``host`` None) -- else its one stop of three stuck calls
+    counted three stalls, and made the replica suspect at once."""
     host = front.asked_as
+    if front.caller is None and host != STDIO_HOST and front.is_modern:
+        host = None
     try:
         return hash(host)
     except TypeError:

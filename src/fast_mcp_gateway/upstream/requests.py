@@ -27,10 +27,11 @@ from fast_mcp_gateway._compat import (
     send_raw_request,
     stamp_request,
 )
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.deadline import DeadlineReached, progress_bounded
+from fast_mcp_gateway.upstream.deadline import progress_bounded
+from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
@@ -131,7 +132,8 @@ class Requests:
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     unanswered = "timed out"
-                    raise timed_out(sup.label, what, self.call_timeout, exc) from exc
+                    raise timed_out(sup.label, what, self.call_timeout, exc,
+                                    sup.config) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
                                                 f"{what}: {exc.error.message}") from exc
@@ -355,27 +357,6 @@ class Requests:
             return await session.complete(ref, argument, context_arguments=context_arguments)
 
         return await self.bounded("completion/complete", None, op)
-
-
-def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTimeout:
-    """The timeout ``exc`` of request ``what``, saying which limit ended it and what to
-    raise (``DeadlineReached`` says; the SDK's own timeouts are ``timeouts.call``)."""
-    limit, seconds, progress = (
-        (exc.limit, exc.seconds, exc.progress) if isinstance(exc, DeadlineReached)
-        else ("call", call, 0))
-    if limit == "max_total":
-        return UpstreamTimeout(
-            label, f"{what} was still reporting progress when it reached the server's "
-            f"timeouts.max_total of {seconds:g}s (the request was cancelled upstream); if "
-            "it needs longer, raise timeouts.max_total", still_running=True)
-    if progress:
-        return UpstreamTimeout(
-            label, f"{what} reported progress {progress} time{'s' if progress > 1 else ''}, "
-            f"then nothing for {seconds:g}s (timeouts.call; the request was cancelled "
-            "upstream); if its steps are only slow, raise the server's timeouts.call")
-    return UpstreamTimeout(
-        label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
-        "upstream); if it is only slow, raise the server's timeouts.call")
 
 
 def _host_key(front: FrontCall) -> int:

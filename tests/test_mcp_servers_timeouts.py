@@ -9,6 +9,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings, parse_config
+from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.deadline import DeadlineReached
 from fast_mcp_gateway.upstream.failures import timed_out
 from tests.fixtures import FAST_RESTART, memory_entry, memory_transports
@@ -60,3 +61,13 @@ def test_each_timeout_names_the_setting_its_entry_takes() -> None:
     assert str(timed_out("slow", "tools/call 'x'", 2, total, ours)).endswith(
         "when it reached the server's timeouts.max_total of 20s (the request was cancelled "
         "upstream); if it needs longer, raise timeouts.max_total")
+
+
+def test_the_mark_is_no_setting_an_update_would_apply() -> None:
+    """The same settings are the same config, wherever they were read: an update with a
+    Claude-file server's own settings is 'unchanged', not a restart."""
+    claude = ServerConfig(name="s", command="npx", args=["-y", "pkg"]).read_from(True)
+    same = ServerConfig(name="s", command="npx", args=["-y", "pkg"])
+    assert claude == same and not claude.differs_only_in_place(same)
+    assert claude.mcp_servers_entry and not same.mcp_servers_entry
+    assert claude != ServerConfig(name="s", command="npx", args=["-y", "other"])

@@ -288,10 +288,12 @@ class ServerConfig(Target):
         return self
 
     def read_from(self, mcp_servers: bool) -> ServerConfig:
-        """Marked as read from an ``mcpServers`` entry, which takes no setting of ours:
-        a message names ``gateway.timeouts.call``, not the server's (``failures``)."""
+        """Marked as read from an ``mcpServers`` entry (``failures`` words its timeouts)."""
         self._mcp_servers_entry = mcp_servers
         return self
+
+    def __eq__(self, other: object) -> bool:  # the mcpServers mark is no setting
+        return isinstance(other, ServerConfig) and self.__dict__ == other.__dict__
 
     @property
     def mcp_servers_entry(self) -> bool:
@@ -311,8 +313,7 @@ class ServerConfig(Target):
 
     @property
     def per_client(self) -> bool:
-        """One upstream session per host (``isolation: per_client``, implied by
-        ``${caller.*}`` headers)."""
+        """One upstream session per host (``isolation: per_client``, or ``${caller.*}``)."""
         return self.isolation == "per_client" or self.uses_caller_credentials
 
     @field_validator("namespace")

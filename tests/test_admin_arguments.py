@@ -88,3 +88,73 @@ async def test_rest_errors_name_rest_operations_and_fields(tmp_path: Path) -> No
         for error in (typo, again, bad_update, query, extra, empty, blank, huge):
             assert "gateway_" not in error["message"]
             assert not any(word in error["message"] for word in PYDANTIC)
+
+
+async def test_settings_given_beside_their_object_argument_are_said_to_go_inside_it(
+        tmp_path: Path) -> None:
+    """Models often call gateway_add_server flat: {"name", "command", "args"}.  That read
+    "'config' is required; 'command' is not accepted; accepted: name, config; 'args' is
+    not accepted; accepted: name, config" (the list once per name, and never that the
+    settings go inside 'config')."""
+    gateway = make_gateway({}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        text = await _error(client, "gateway_add_server", {
+            "name": "x", "command": "npx", "args": ["-y", "pkg"], "env": {"KEY": "s3cret"}})
+        assert text == (
+            "invalid arguments for 'gateway_add_server': 'command', 'args' and 'env' are "
+            "server settings, which go inside 'config', not beside it: {\"name\": \"…\", "
+            "\"config\": {\"command\": \"…\", \"args\": […], \"env\": {…}}}; its arguments: "
+            "name, config"), text
+        # One of them beside a 'config' given: moved into it, after what it holds.
+        text = await _error(client, "gateway_update_server", {
+            "name": "x", "config": {"command": "npx"}, "args": ["pkg"]})
+        assert ("'args' is a server setting, which goes inside 'config', not beside it: "
+                "{\"name\": \"…\", \"config\": {\"command\": \"…\", \"args\": […]}}") in text
+        # Unknown names that are no setting: together, the accepted names once.
+        text = await _error(client, "gateway_add_server", {
+            "name": "x", "command": "npx", "bogus": 1, "zzz": 2})
+        assert text.endswith("; 'bogus' and 'zzz' are not accepted; accepted: name, config")
+        assert text.count("accepted: name, config") == 1, text
+        # The other object arguments: an alert rule's fields, an upstream tool's arguments
+        # (a typo of the tool's own argument stays one).
+        text = await _error(client, "gateway_update_alert_rule", {
+            "name": "slow", "metric": "p95_ms", "threshold": 500})
+        assert ("'metric' and 'threshold' are fields of the alert rule, which go inside "
+                "'rule', not beside it: {\"name\": \"…\", \"rule\": {\"metric\": \"…\", "
+                "\"threshold\": …}}") in text, text
+        text = await _error(client, "gateway_inspect_call_tool", {
+            "name": "s", "tool": "t", "query": "x", "replca": 1})
+        assert ("'query' is an argument for the upstream tool or prompt, which goes inside "
+                "'arguments', not beside it: {\"name\": \"…\", \"tool\": \"…\", "
+                "\"arguments\": {\"query\": \"…\"}}; 'replca' is not accepted (did you mean "
+                "'replica'?)") in text, text
+        # 'rule' of gateway_alert_history is a rule's name (a string): nothing goes in it.
+        text = await _error(client, "gateway_alert_history", {"metric": "p95_ms"})
+        assert text.startswith("invalid arguments for 'gateway_alert_history': 'metric' is "
+                               "not accepted; accepted: "), text
+
+
+async def test_rest_bodies_with_config_fields_beside_config_are_said_so(
+        tmp_path: Path) -> None:
+    async with serving(tmp_path, {"clock": demo("clock")}) as (api, _base):
+        flat = assert_error(await api("POST", "/servers", OPS, json={
+            "name": "t2", "command": "npx", "args": ["-y", "pkg"]}), 422, "validation_error")
+        assert flat["message"] == (
+            "invalid body: command and args are server settings, which go inside config, "
+            "not beside it: {\"name\": \"…\", \"config\": {\"command\": \"…\", "
+            "\"args\": […]}}"), flat
+        assert {f["field"]: f["message"] for f in flat["details"]["fields"]}["args"] == (
+            "is a server setting: it goes inside 'config'")
+        put = assert_error(await api("PUT", "/servers/clock", OPS, json={
+            "url": "http://127.0.0.1:9/mcp"}), 422, "validation_error")
+        assert put["message"] == (
+            "invalid body: url is a server setting, which goes inside config, not beside "
+            "it: {\"config\": {\"url\": \"…\"}}"), put
+        call = assert_error(await api("POST", "/debug/call-tool", OPS, json={
+            "server": "clock", "tool": "now", "tz": "UTC"}), 422, "validation_error")
+        assert call["message"] == (
+            "invalid body: tz is an argument for the upstream tool or prompt, which goes "
+            "inside arguments, not beside it: {\"server\": \"…\", \"tool\": \"…\", "
+            "\"arguments\": {\"tz\": \"…\"}}"), call
+        for error in (flat, put, call):
+            assert not any(word in error["message"] for word in PYDANTIC)

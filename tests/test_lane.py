@@ -24,7 +24,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from fast_mcp_gateway.front.wire import encode_line
-from tests.fixtures import PY, SERVERS, until
+from tests.fixtures import PY, SERVERS, WITHIN, until
 
 pytestmark = pytest.mark.anyio
 
@@ -151,7 +151,7 @@ async def raw_host(config: Path, era: str, *, lane: bool = True,
 
 async def wait_ready(host: RawHost, listed: tuple[str, ...] = ("up_whoami",)) -> None:
     """Until the upstreams' ``listed`` tools are (start-up connects in the background)."""
-    with anyio.fail_after(30):
+    with anyio.fail_after(WITHIN):   # a gateway's and its upstream's process start
         while True:
             tools = (await host.request("tools/list"))["result"]["tools"]
             if set(listed) <= {t["name"] for t in tools}:
@@ -164,6 +164,23 @@ async def file_appears(path: Path) -> None:
     with anyio.fail_after(15):
         while not await anyio.Path(path).exists():  # noqa: ASYNC110 - another process writes it
             await anyio.sleep(0.05)
+
+
+async def both_paths(tmp_path: Path, each: Callable[[bool, dict[str, str]], Awaitable[Any]]
+                     ) -> dict[bool, Any]:
+    """``each(lane, env)`` on the lane (True) and on the full path, side by side, each a
+    gateway process with its own store (``env``): their starts (a gateway's and its
+    upstream's process) are most of these tests' time, and two in turn took up to 52 s
+    of the 60 s per-test timeout on a loaded machine."""
+    results: dict[bool, Any] = {}
+
+    async def one(lane: bool) -> None:
+        results[lane] = await each(lane, {"MCP_GATEWAY_DB": str(tmp_path / f"{lane}.db")})
+
+    async with anyio.create_task_group() as tg:
+        for lane in (True, False):
+            tg.start_soon(one, lane)
+    return results
 
 
 def lane_id(result: dict[str, Any]) -> str:
@@ -191,13 +208,16 @@ PARITY_CALLS: list[tuple[str, dict[str, Any]]] = [
 async def test_the_lane_answers_exactly_as_the_full_path(tmp_path: Path, era: str,
                                                          upstream: str) -> None:
     config = write_config(tmp_path, protocol=upstream)
-    answers: dict[bool, list[dict[str, Any]]] = {}
-    for lane in (True, False):
-        async with raw_host(config, era, lane=lane) as host:
+
+    async def answers_of(lane: bool, env: dict[str, str]) -> list[dict[str, Any]]:
+        async with raw_host(config, era, lane=lane, env=env) as host:
             who = lane_id(await host.call("up_whoami"))
             assert who.startswith("gw-") is lane, who
-            answers[lane] = [await host.call(name, args) for name, args in PARITY_CALLS]
+            answers = [await host.call(name, args) for name, args in PARITY_CALLS]
             assert host.unanswered == []
+        return answers
+
+    answers = await both_paths(tmp_path, answers_of)
     assert answers[True] == answers[False]
     echo, profile, picture, refused, wrong, missing, _, big, big_refusal = answers[True]
     assert big["content"] == [{"type": "text", "text": BIG * 2}]
@@ -296,11 +316,14 @@ async def test_a_2026_upstreams_ask_is_put_to_a_handshake_era_host(tmp_path: Pat
         asked.append(method)
         return {"action": "accept", "content": {"name": "Ada"}}
 
-    results = {}
-    for lane in (True, False):
-        async with raw_host(write_config(tmp_path), "legacy", lane=lane,
+    config = write_config(tmp_path)
+
+    async def guarded(lane: bool, env: dict[str, str]) -> dict[str, Any]:
+        async with raw_host(config, "legacy", lane=lane, env=env,
                             capabilities={"elicitation": {}}, on_request=answer) as host:
-            results[lane] = await host.call("up_guard")
+            return await host.call("up_guard")
+
+    results = await both_paths(tmp_path, guarded)
     assert results[True] == results[False]
     assert results[True]["content"][0]["text"] == "hello Ada (accept)"
     assert "resultType" not in results[True]  # a 2026 field a 2025 host must not get
@@ -367,40 +390,55 @@ async def test_an_upstream_dying_mid_call_fails_that_call_and_the_gateway_recove
 
 async def test_rate_limits_apply_on_the_lane_as_on_the_full_path(tmp_path: Path) -> None:
     config = write_config(tmp_path, rate_limit={"per_second": 0.01, "burst": 1})
-    texts = {}
-    for lane in (True, False):
-        async with raw_host(config, "legacy", lane=lane) as host:
+
+    async def refusal(lane: bool, env: dict[str, str]) -> str:
+        async with raw_host(config, "legacy", lane=lane, env=env) as host:
             assert not (await host.call("up_echo", {"text": "ok"})).get("isError")
             refused = await host.call("up_echo", {"text": "again"})
             assert refused["isError"] is True
-            texts[lane] = refused["content"][0]["text"].split("; retry after")[0]
+            text: str = refused["content"][0]["text"]
+            return text.split("; retry after")[0]
+
+    texts = await both_paths(tmp_path, refusal)
     assert texts[True] == texts[False]
     assert "rate limited: server 'up' allows 0.01 calls/s (burst 1)" in texts[True]
 
 
 async def test_a_2026_host_cannot_answer_a_handshake_era_push_on_either_path(
         tmp_path: Path) -> None:
-    results = {}
-    for lane in (True, False):
-        async with raw_host(write_config(tmp_path, protocol="legacy"), "modern",
-                            lane=lane) as host:
+    config = write_config(tmp_path, protocol="legacy")
+
+    async def asked(lane: bool, env: dict[str, str]) -> dict[str, Any]:
+        async with raw_host(config, "modern", lane=lane, env=env) as host:
             assert lane_id(await host.call("up_whoami")).startswith("gw-") is lane
-            results[lane] = await host.call("up_ask_model", {"question": "?"})
+            return await host.call("up_ask_model", {"question": "?"})
+
+    results = await both_paths(tmp_path, asked)
     assert results[True] == results[False]
     assert results[True]["isError"] is True
     assert "no connected host that supports sampling" in results[True]["content"][0]["text"]
 
 
 async def test_calls_the_lane_cannot_answer_exactly_take_the_full_path(tmp_path: Path) -> None:
-    async with raw_host(write_config(tmp_path), "modern") as host:
-        # The admin tools are the gateway's own.
-        servers = await host.call("gateway_list_servers")
-        assert servers["structuredContent"]["servers"][0]["name"] == "up"
-    # A read-only tool with a stale-result fallback keeps typed results.
-    stale = write_config(tmp_path, fallback={"stale_cache_ttl": 60})
-    async with raw_host(stale, "legacy") as host:
-        assert not lane_id(await host.call("up_whoami")).startswith("gw-")
-        assert (await host.call("up_echo", {"text": "x"}))["content"][0]["text"] == "x"
+    """(Two gateways, side by side: as ``both_paths``, for the time.)"""
+    config, stale = write_config(tmp_path), write_config(
+        tmp_path, fallback={"stale_cache_ttl": 60})
+
+    async def own_tools() -> None:   # the admin tools are the gateway's own
+        async with raw_host(config, "modern",
+                            env={"MCP_GATEWAY_DB": str(tmp_path / "own.db")}) as host:
+            servers = await host.call("gateway_list_servers")
+            assert servers["structuredContent"]["servers"][0]["name"] == "up"
+
+    async def stale_fallback() -> None:   # a read-only tool with one keeps typed results
+        async with raw_host(stale, "legacy",
+                            env={"MCP_GATEWAY_DB": str(tmp_path / "stale.db")}) as host:
+            assert not lane_id(await host.call("up_whoami")).startswith("gw-")
+            assert (await host.call("up_echo", {"text": "x"}))["content"][0]["text"] == "x"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(own_tools)
+        tg.start_soon(stale_fallback)
 
 
 async def test_lane_calls_are_recorded_like_any_other(tmp_path: Path) -> None:

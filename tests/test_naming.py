@@ -42,11 +42,15 @@ def test_configurable_max_length() -> None:
 
 
 def test_unicode_and_dots_become_host_safe() -> None:
-    table = allocate_names([("s", "ns", "café.lookup"), ("s", "ns", "caf_.lookup")])
+    table = allocate_names([("s", "ns", "café.lookup"), ("s", "ns", "cafe_lookup"),
+                            ("s", "ns", "grüße")])
     names = list(table.by_exposed)
-    assert names[0] == "ns_caf__lookup"
-    assert all(HOST_SAFE.match(n) for n in names) and len(set(names)) == 2
+    # The accent is dropped, not the letter (it was "ns_caf__lookup").
+    assert names[0] == "ns_cafe_lookup" and names[2] == "ns_grusse"
+    assert all(HOST_SAFE.match(n) for n in names) and len(set(names)) == 3
     assert "replaced" in table.renames[0].reason
+    assert "collides with 'café.lookup'" in table.renames[1].reason
+    assert table.renames[2].reason == "accented letters written without their accents"
 
 
 def test_empty_namespace_passes_names_through_but_checks_collisions() -> None:
@@ -77,3 +81,4 @@ def test_uri_collisions_fall_back_to_the_server_name() -> None:
     assert table.by_exposed["urn:cfg"].server == "a"
     assert table.by_exposed["urn:b/cfg"].server == "b"
     assert table.renames[0].server == "b"
+

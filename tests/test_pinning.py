@@ -19,7 +19,14 @@ from fast_mcp_gateway.routing.pinning import PinBook, definition, digest, inject
 from fast_mcp_gateway.store import Store, open_store
 from fast_mcp_gateway.store.records import PinRecord
 from fast_mcp_gateway.upstream.model import Catalog
-from tests.fixtures import PY, SERVERS, as_schema_version, make_gateway, memory_entry
+from tests.fixtures import (
+    PY,
+    SERVERS,
+    WITHIN,
+    as_schema_version,
+    make_gateway,
+    memory_entry,
+)
 from tests.test_curation import _server
 from tests.test_lane import RawHost, raw_host
 from tests.test_store_contract import store  # noqa: F401 - the three-backend fixture
@@ -384,8 +391,9 @@ def _config(tmp_path: Path) -> Path:
 
 
 async def _notified(host: RawHost, method: str, seen: int) -> None:
-    """Until the host got more than ``seen`` notifications named ``method``."""
-    with anyio.fail_after(15):
+    """Until the host got more than ``seen`` notifications named ``method`` (a gateway
+    process's, after another process's change: the store's, a server's)."""
+    with anyio.fail_after(WITHIN):
         while sum(n["method"] == method for n in host.notifications) <= seen:
             await host._got.wait()
 
@@ -420,7 +428,28 @@ async def test_enforce_holds_a_changed_tool_on_every_path_across_restarts(
         marks = {m["name"]: m for m in detail["structuredContent"]["curation"]["pinning"]}
         assert marks["lookup"]["held"] and marks["lookup"]["state"] == "changed"
         assert marks["extra"]["state"] == "new"
-        # The CLI approves on the store; the running gateway releases it.
+    for refusal in refusals[::2]:
+        assert refusal["isError"] is True
+        assert refusal["content"][0]["text"].startswith(
+            "tool 'lookup' of server 'up' changed since it was approved (description); its "
+            "text has injection markers: hidden-instruction tag")
+        assert "mcp-gateway pins approve up" in refusal["content"][0]["text"]
+    assert refusals[0] == refusals[2]                    # lane and full path alike
+    assert refusals[1] == refusals[3]
+    assert "tool 'extra' of server 'up' is new" in refusals[1]["content"][0]["text"]
+
+
+async def test_the_cli_approves_on_the_store_and_the_running_gateway_releases(
+        tmp_path: Path) -> None:
+    """(Apart from the test above, whose two gateways and two CLI runs in turn, each a
+    process start, took it past the 60 s per-test timeout on a loaded machine.)"""
+    config, db = _config(tmp_path), tmp_path / "g.db"
+    async with _raw(config, db, lane=False) as host:
+        seen = sum(n["method"] == "notifications/tools/list_changed"
+                   for n in host.notifications)
+        await host.call("up_shift", {"description": POISON, "add_extra": True})
+        await _notified(host, "notifications/tools/list_changed", seen)
+        assert {"up_lookup", "up_extra"}.isdisjoint(await _tools(host))
         listing = (await anyio.run_process(
             [PY, "-m", "fast_mcp_gateway", "pins", "--db", str(db)])).stdout.decode()
         assert "up: tool 'lookup' is changed (injection markers: hidden-instruction" in listing
@@ -435,15 +464,6 @@ async def test_enforce_holds_a_changed_tool_on_every_path_across_restarts(
         assert "up_lookup" in await _tools(host) and "up_extra" not in await _tools(host)
         assert (await host.call("up_lookup", {"word": "b"}))["content"][0]["text"] == \
             "b: found"
-    for refusal in refusals[::2]:
-        assert refusal["isError"] is True
-        assert refusal["content"][0]["text"].startswith(
-            "tool 'lookup' of server 'up' changed since it was approved (description); its "
-            "text has injection markers: hidden-instruction tag")
-        assert "mcp-gateway pins approve up" in refusal["content"][0]["text"]
-    assert refusals[0] == refusals[2]                    # lane and full path alike
-    assert refusals[1] == refusals[3]
-    assert "tool 'extra' of server 'up' is new" in refusals[1]["content"][0]["text"]
 
 
 async def test_approving_for_a_server_the_store_never_pinned_says_so(tmp_path: Path) -> None:

@@ -127,8 +127,8 @@ async def test_a_replica_that_hangs_calls_is_found_and_routed_around(
 
 async def test_impatient_hosts_do_not_eject_a_replica_that_answers(tmp_path: Path) -> None:
     gateway = make_gateway({"svc": stdio_entry("hangs.py", str(tmp_path))})
-    # Handshake-era hosts: each has a connection (a 2026-07-28 host without credentials
-    # has none, so each of its requests is a host of its own, as for asks).
+    # Handshake-era hosts: each has a connection (2026-07-28 hosts without credentials
+    # have none: all of them are one host to the count, ``requests._host_key``).
     async with Client(gateway.server, mode="legacy") as impatient, \
             Client(gateway.server, mode="legacy") as other:
         service = gateway.manager.get("svc")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from fastmcp import Client
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from mcp.client.subscriptions import Subscription, listen
 
+from fast_mcp_gateway._compat import open_http_sessions
 from fast_mcp_gateway.gateway import Gateway
+from fast_mcp_gateway.http.session_quota import session_manager_of
 from tests.fixtures import WITHIN, make_gateway, serve_http, stdio_entry, until
 from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
 from tests.test_mcp_auth import ISSUER
@@ -63,11 +66,18 @@ async def test_the_last_host_leaving_without_unsubscribing_lets_go_upstream() ->
 
 async def test_a_session_that_expires_after_its_connection_dropped_lets_go_upstream() -> None:
     """The same for a host whose connection dropped, never to come back: its session
-    expires (``session_idle_timeout``), and with it the upstream's subscription."""
-    gateway = watched_gateway(session_idle_timeout=1.0)
+    expires (``session_idle_timeout``), and with it the upstream's subscription.
+
+    The SDK ends a session whose ``idle_scope`` deadline passes, set to the timeout
+    from when its last request ended: the test moves that deadline to now instead of
+    waiting for it.  (A timeout of 1 s, waited for, was also the longest the host's
+    three POSTs could be apart: a loaded machine could expire the session before its
+    subscription.)"""
+    gateway = watched_gateway(session_idle_timeout=3600.0)
+    app = gateway.http_app("http")
     headers = {"Accept": "application/json, text/event-stream",
                "MCP-Protocol-Version": "2025-11-25"}
-    async with serve_http(gateway.http_app("http")) as base, Client(f"{base}/mcp") as ops:
+    async with serve_http(app) as base, Client(f"{base}/mcp") as ops:
         assert ops.protocol_version == "2026-07-28"   # sessionless: it never expires
         async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=WITHIN) as host:
             opened = await host.post("/mcp", json={
@@ -84,8 +94,15 @@ async def test_a_session_that_expires_after_its_connection_dropped_lets_go_upstr
             assert subscribed.status_code == 200, subscribed.text
             answer = json.loads(subscribed.text.split("data: ", 1)[1].splitlines()[0])
             assert answer.get("result") == {}, answer
-        # The host's connection is gone, and it sends nothing more.
+        # The host's connection is gone, and it sends nothing more: once its session's
+        # countdown started (no request in flight), the timeout runs out now.
+        sessions = open_http_sessions(session_manager_of(app.mcp_app, "/mcp")())
+        session = opened.headers["mcp-session-id"]
+        idle = sessions[session].idle_scope
+        await until(lambda: idle.deadline < math.inf)
+        idle.deadline = anyio.current_time()
         assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
+        await until(lambda: session not in sessions)
 
 
 async def test_an_upstream_refusing_the_unsubscribe_of_a_host_that_left_is_logged(

@@ -370,43 +370,6 @@ async def test_a_narrowed_listen_stream_lets_go_of_the_uris_it_lost(tmp_path: Pa
         assert await seen(ops) == [SUBSCRIBE, UNSUBSCRIBE]   # nothing more
 
 
-def swapped(servers: dict[str, Any]) -> dict[str, Any]:
-    """``servers`` with 'other' in the namespace 'watched' had, and 'watched' in 'was':
-    ``WATCHED`` is other's, and the tools ``watched_*`` too (``was_*`` are watched's)."""
-    return {"watched": {**servers["watched"], "namespace": "was"},
-            "other": {**servers["other"], "namespace": "watched"}}
-
-
-async def test_a_uri_a_reload_gives_to_another_server_is_subscribed_there(
-        tmp_path: Path) -> None:
-    """A reload that gave an exposed URI to another server while hosts held it left the
-    old server subscribed upstream (sending updates the gateway dropped) and never
-    subscribed the new one: hosts of both eras got no more updates.  The new server is
-    subscribed once for both, the old one unsubscribed; its updates reach both hosts,
-    and their leaving unsubscribes it."""
-    gateway, write, servers = watched_and_other(tmp_path)
-    updates = Updates()
-    async with serve_http(gateway.http_app("http")) as base, \
-            Client(f"{base}/mcp", auth=OPS) as ops, Client(f"{base}/mcp", auth=MINE) as mo:
-        async with Client(f"{base}/mcp", auth=MINE, mode="legacy",
-                          message_handler=updates) as old:
-            await old.session.subscribe_resource(WATCHED)
-            async with listen(mo.session, resource_subscriptions=[WATCHED]) as stream:
-                assert stream.honored.resource_subscriptions == [WATCHED]
-                write(swapped(servers))
-                assert sorted((await reload(gateway))["restarted"]) == ["other", "watched"]
-                # 'watched' restarted: the subscription it carried is let go of.
-                result = await ops.call_tool("was_seen", {"count": 2})
-                assert result.data == [SUBSCRIBE, UNSUBSCRIBE]
-                assert await seen(ops, 1) == [SUBSCRIBE]   # 'other', serving WATCHED
-                await ops.call_tool("watched_bump", {})
-                event = await next_update(stream)
-                assert isinstance(event, ResourceUpdated) and event.uri == WATCHED, event
-                await until(lambda: updates.uris == [WATCHED])
-        assert await seen(ops, 2) == [SUBSCRIBE, UNSUBSCRIBE]
-    assert not gateway.hub._homes
-
-
 async def test_a_uri_a_listen_stream_lost_is_taken_up_again_when_it_is_back(
         tmp_path: Path) -> None:
     """A 2026-07-28 listen stream that lost a URI at a reload (its server removed) and

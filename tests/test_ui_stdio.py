@@ -80,14 +80,6 @@ def test_serve_dashboard_links_are_one_time_and_stdout_stays_clean(tmp_path: Pat
             assert third.get(fresh).status_code == 303
             assert third.get(base + "/ui/").status_code == 200
             assert third.get(fresh).status_code == 401  # spent
-
-        # A key file others could read is refused, not used.
-        os.chmod(path, 0o644)
-        loose = subprocess.run([*CLI, "dashboard"], capture_output=True, text=True,
-                               timeout=120)
-        assert loose.returncode == 1 and "readable by you only" in loose.stderr
-        assert loose.stdout == ""
-        os.chmod(path, 0o600)
     finally:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close()  # the host leaves: the gateway then exits
@@ -95,6 +87,22 @@ def test_serve_dashboard_links_are_one_time_and_stdout_stays_clean(tmp_path: Pat
         proc.wait(timeout=60)
     assert rest == "", f"stray stdout: {rest!r}"
     assert not token_file().exists()
+
+
+def test_dashboard_refuses_a_key_file_others_could_read() -> None:
+    """A key file others could read is refused, not used; without one, no dashboard is
+    running.  (Apart from the test above, where a running ``serve`` wrote the file:
+    each ``mcp-gateway dashboard`` is a process start, 8-13 s on a loaded machine, and
+    three took that test past the 60 s per-test timeout.)"""
+    path = token_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": 2, "base": "http://127.0.0.1:9/ui",
+                                "key": "00" * 32, "pid": os.getpid()}))
+    path.chmod(0o644)
+    loose = subprocess.run([*CLI, "dashboard"], capture_output=True, text=True, timeout=120)
+    assert loose.returncode == 1 and "readable by you only" in loose.stderr
+    assert loose.stdout == ""
+    path.unlink()
     gone = subprocess.run([*CLI, "dashboard"], capture_output=True, text=True, timeout=120)
     assert gone.returncode == 1 and "no dashboard is running" in gone.stderr
 
@@ -165,3 +173,15 @@ def test_a_dashboard_port_held_by_another_program_still_stops_serve(tmp_path: Pa
                               timeout=120)
     assert done.returncode == 2, done.stderr
     assert "for the dashboard: the port is in use" in done.stderr
+
+
+def test_the_dashboard_command_loads_no_server_stack() -> None:
+    """``mcp-gateway dashboard`` reads a file and prints a link: importing the standalone
+    dashboard server for its file's path (uvicorn, FastMCP's HTTP app, the admin
+    context) made each run a process start of 8-13 s under load."""
+    probe = ("import sys; import fast_mcp_gateway.cli.dashboard; "
+             "print(sorted(m for m in ('uvicorn', 'fast_mcp_gateway.ui.standalone', "
+             "'fastmcp.server.http', 'fast_mcp_gateway.admin.context') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

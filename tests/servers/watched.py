@@ -10,8 +10,10 @@ waits on an event, never on time.  Run with the gateway's ``protocol: legacy``;
 the tool ``let_subscribe`` is called (``--hold-first-subscribe``: the first);
 ``--refuse-second-subscribe``: the second
 subscribe is recorded, then refused with an error.  ``WATCHED_URI`` (environment):
-the resource's URI, if not ``watch://counter``; ``WATCHED_RELEASE``: a file it waits
-for before it serves (a server slow to start until the test creates it: no timing).
+the resource's URI, if not ``watch://counter``; ``WATCHED_TEMPLATE``: a resource
+template it serves too (``file:///notes/{name}``), whose resources ``bump(uri=...)``
+updates; ``WATCHED_RELEASE``: a file it waits for before it serves (a server slow to
+start until the test creates it: no timing).
 """
 
 import os
@@ -41,10 +43,16 @@ def counter() -> str:
     return str(len(seen))
 
 
+if TEMPLATE := os.environ.get("WATCHED_TEMPLATE"):
+    @mcp.resource(TEMPLATE)
+    def templated(name: str) -> str:
+        return f"note {name}"
+
+
 @mcp.tool
-async def bump() -> str:
+async def bump(uri: str = URI) -> str:
     for connection in subscribers:
-        await connection.send_resource_updated(URI)
+        await connection.send_resource_updated(uri)
     return "bumped"
 
 

@@ -115,6 +115,12 @@ class AdminContext(Protocol):
         ...
 
     @property
+    def reload_vetoes(self) -> list[Callable[[GatewayOptions, GatewayOptions], str | None]]:
+        """Asked ``(running, new)`` options before a config reload applies anything: a
+        text refuses the whole reload with it (the running config is kept)."""
+        ...
+
+    @property
     def file_servers(self) -> Mapping[str, ServerConfig]:
         """The servers of the config file as last (re)loaded, before registrations."""
         ...

@@ -91,6 +91,8 @@ class ControlPlane:
         self.reloads = ChangeSignal()  # notified after every reload attempt
         # Called (old, new) once a reload replaced the options, before servers reconcile.
         self.on_options: list[Callable[[GatewayOptions, GatewayOptions], None]] = []
+        # Asked (old, new) before: a text refuses the reload (``AdminContext``).
+        self.reload_vetoes: list[Callable[[GatewayOptions, GatewayOptions], str | None]] = []
         self.last_reload: ChangeReport | None = None
         # The file's (mtime, size) when last read: the watcher reloads only unread edits.
         self._read_stamp: tuple[int, int] | None = None
@@ -396,12 +398,10 @@ class ControlPlane:
                 return self._reloaded(ChangeReport(error=error))
             new = self._keep_running(new)
             desired = self._merge(new, registrations)
-            if self.config.options.auth is None and new.options.auth is not None:
-                # FastMCP's HTTP app takes its verifier when built: tokens added to a
-                # running gateway would protect nothing until the restart.
-                logger.warning("gateway.auth was added to the config: it takes effect when "
-                               "the gateway is restarted; until then HTTP mode serves "
-                               "without authentication, as it started")
+            for veto in self.reload_vetoes:  # e.g. gateway.auth added or removed (HTTP)
+                if (refused := veto(self.config.options, new.options)) is not None:
+                    await self._audit_reload(actor, str(path), f"rejected: {refused}")
+                    return self._reloaded(ChangeReport(error=refused))
             old, self.config = self.config, new
             for hook in self.on_options:
                 hook(old.options, new.options)

@@ -18,8 +18,7 @@ import webbrowser
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fast_mcp_gateway.ui.login_links import login_url
-from fast_mcp_gateway.ui.standalone import token_file
+from fast_mcp_gateway.ui.login_links import login_url, token_file
 
 NOT_RUNNING = ("mcp-gateway: no dashboard is running: start the gateway with "
                "'mcp-gateway serve --dashboard' (the host's config can pass that flag)")

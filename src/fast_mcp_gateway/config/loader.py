@@ -308,7 +308,7 @@ class _Validation:
                 continue
             since = len(self.issues)
             entry = self.entry(name, raw, claude)
-            server = self.server(name, entry) if entry is not None else None
+            server = self.server(name, entry, claude) if entry is not None else None
             if self.confine(name, since) or server is None or entry is None:
                 continue
             servers[name] = server
@@ -396,7 +396,8 @@ class _Validation:
                 "take each from the gateway's environment)", self.source, name)
         return None if unknown else entry
 
-    def server(self, name: str, entry: dict[str, Any]) -> ServerConfig | None:
+    def server(self, name: str, entry: dict[str, Any], claude: bool = False
+               ) -> ServerConfig | None:
         before = len(self.issues)
         secrets: set[str] = set()
         values = self.interpolated(entry, secrets, name, "")
@@ -423,7 +424,7 @@ class _Validation:
                                       shared.max_total)) is not None:
             self.fail(name, "timeouts.max_total", wrong)
             return None
-        return server
+        return server.read_from(claude)
 
     def interpolated(self, entry: dict[str, Any], secrets: set[str], name: str,
                      where: str) -> dict[str, Any]:

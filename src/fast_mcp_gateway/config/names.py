@@ -1,8 +1,30 @@
 """Server names as the gateway accepts and quotes them: addressable (a path segment of
 the REST API and the dashboard), at most ``MAX_SERVER_NAME`` characters, and cut to
-their head where errors and logs quote a long one."""
+their head where errors and logs quote a long one; ``host_safe``: a name as hosts take
+it in a tool's name."""
 
 from __future__ import annotations
+
+import re
+import unicodedata
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Letters that NFKD does not take apart, in their usual ASCII spelling.
+_SPELLED = str.maketrans({"ß": "ss", "ẞ": "SS", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe",
+                          "Ø": "O", "ø": "o", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d",
+                          "Ð": "D", "ð": "d", "Þ": "Th", "þ": "th", "\u0131": "i"})
+
+
+def host_safe(text: str) -> str:
+    """``text`` in the characters hosts accept in a tool's name (``[A-Za-z0-9_-]``:
+    Claude Desktop's; MCP's SEP-986 adds ``.``): a letter with an accent is written
+    without it (``Ümlaut`` -> ``Umlaut``, ``ß`` -> ``ss``; NFKD, marks dropped), any
+    other character becomes ``_``.  An ASCII ``text`` gets only the replacement (as
+    before transliteration: its namespace and names do not change)."""
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text.translate(_SPELLED))
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _UNSAFE.sub("_", text)
 
 
 def unaddressable_name(name: str) -> str | None:

@@ -46,7 +46,7 @@ from fast_mcp_gateway.config.curation import (
     SearchOptions,
     ToolCuration,
 )
-from fast_mcp_gateway.config.names import shown_name, unaddressable_name
+from fast_mcp_gateway.config.names import host_safe, shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.config.timeouts import Seconds, Timeouts
 from fast_mcp_gateway.policies.balancing import Strategy
@@ -236,6 +236,7 @@ class ServerConfig(Target):
         "upstream session is kept")
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
+    _mcp_servers_entry: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _register_secrets(self) -> ServerConfig:
@@ -286,6 +287,19 @@ class ServerConfig(Target):
                 "isolation: shared")
         return self
 
+    def read_from(self, mcp_servers: bool) -> ServerConfig:
+        """Marked as read from an ``mcpServers`` entry (``failures`` words its timeouts)."""
+        self._mcp_servers_entry = mcp_servers
+        return self
+
+    def __eq__(self, other: object) -> bool:  # the mcpServers mark is no setting
+        return isinstance(other, ServerConfig) and self.__dict__ == other.__dict__
+
+    @property
+    def mcp_servers_entry(self) -> bool:
+        """Whether it was read from an ``mcpServers`` (Claude-Desktop) entry."""
+        return self._mcp_servers_entry
+
     @property
     def uses_caller_credentials(self) -> bool:
         """Whether a header takes the calling host's credential (``${caller.*}``)."""
@@ -299,8 +313,7 @@ class ServerConfig(Target):
 
     @property
     def per_client(self) -> bool:
-        """One upstream session per host (``isolation: per_client``, implied by
-        ``${caller.*}`` headers)."""
+        """One upstream session per host (``isolation: per_client``, or ``${caller.*}``)."""
         return self.isolation == "per_client" or self.uses_caller_credentials
 
     @field_validator("namespace")
@@ -341,10 +354,10 @@ class ServerConfig(Target):
 
     @property
     def effective_namespace(self) -> str:
-        """The prefix for this server's names: ``namespace`` if set, else its sanitized name."""
+        """The prefix for its names: ``namespace`` if set, else ``host_safe(name)``."""
         if self.namespace is not None:
             return self.namespace
-        return re.sub(r"[^A-Za-z0-9_-]", "_", self.name)
+        return host_safe(self.name)
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-able view with secrets and credential-like env/header values masked."""

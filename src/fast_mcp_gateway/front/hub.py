@@ -183,7 +183,14 @@ class FrontHub:
         """``uri``'s home at ``home.server`` is ``home`` from now on; the one it had
         there if another (to let go of)."""
         before = self._homes.place(uri, home)
-        return [before] if before is not None and before != home else []
+        return [before] if before not in (None, home) and not self._shared(before) else []
+
+    def _shared(self, home: Home) -> bool:
+        """Whether another held URI is subscribed at ``home`` (its upstream URI in another
+        form: ``file://ns//a``, as a template expands, and ``file://ns/a``, as URL parsers
+        and the lists write it): not to let go of while it is (its hosts got no more
+        updates once the other form's last host let go)."""
+        return bool(self._homes.holding(home.server, (home.original,)))
 
     def _holds(self, uri: str, server: str) -> bool:
         """Whether a host whose caller may use ``server`` holds ``uri`` there (one a
@@ -195,7 +202,8 @@ class FrontHub:
 
     def _unshared(self, uri: str, home: Home) -> list[Home]:
         """``home``, to let go of, unless hosts hold ``uri`` there."""
-        return [] if self._homes.get((uri, home.server)) == home else [home]
+        return [] if self._homes.get((uri, home.server)) == home or self._shared(home) \
+            else [home]
 
     def home(self, uri: str, server: str) -> Home | None:
         """Where ``uri`` is subscribed upstream at ``server`` (None: nobody holds it
@@ -231,7 +239,7 @@ class FrontHub:
             if holding.home.server == old.server:
                 holding.home = new
         self._homes.pop(uri, old.server)
-        return [old, *self._place(uri, new)]
+        return [*([] if self._shared(old) else [old]), *self._place(uri, new)]
 
     async def _left(self, gone: weakref.ref[Connection]) -> None:
         """A subscribed host's connection closed: let go of what it held."""
@@ -286,7 +294,8 @@ class FrontHub:
     def _vacated(self, uri: str, server: str) -> Home | None:
         """``uri``'s home at ``server`` if nobody holds ``uri`` there now (forgotten
         then)."""
-        return None if self._holds(uri, server) else self._homes.pop(uri, server)
+        home = None if self._holds(uri, server) else self._homes.pop(uri, server)
+        return None if home is None or self._shared(home) else home
 
     def listen(self, uri: str, home: Home, may_use: Callable[[str], bool]
                ) -> tuple[Holding, list[Home]]:
@@ -333,12 +342,13 @@ class FrontHub:
     def unreached(self, uri: str, home: Home) -> bool:
         """No host holding ``uri`` at ``home`` may use its server any more (a reload
         narrowed their tokens): forget the home, as a removed server's (True: the caller
-        lets go of it upstream; False: ``uri`` has another home there by now).  Its
+        lets go of it upstream; False: ``uri`` has another home there by now, or another
+        form of it is held at this one: ``_shared``).  Its
         handshake-era hosts still hold it (``lost``, ``resume``); listen streams let go."""
         if self._homes.get((uri, home.server)) != home:
             return False
         self._homes.pop(uri, home.server)
-        return True
+        return not self._shared(home)
 
     def lost(self) -> list[tuple[str, str, list[Callable[[str], bool]]]]:
         """Each URI handshake-era hosts hold at a server with no home there (it was

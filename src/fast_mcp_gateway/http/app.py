@@ -54,7 +54,7 @@ from fast_mcp_gateway.config.settings import (
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
-from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth
+from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, presence_refusal
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
@@ -372,9 +372,10 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     begins to end, before the MCP sessions end (``Gateway._admin_ops_ended``)."""
     auth = ctx.options.auth
     # Follows reloads of gateway.auth (token rotation); adding or removing the whole
-    # section changes what FastMCP's app is built with, which takes a restart.
+    # section changes what FastMCP's app is built with: such a reload is refused.
     verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
                 if auth is not None else None)
+    ctx.reload_vetoes.append(lambda running, new: presence_refusal(running.auth, new.auth))
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = list(settings.allowed_origins) or None
     mcp_path = settings.path if transport == "http" else "/sse"
@@ -400,7 +401,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         session_idle_timeout=settings.session_idle_timeout if transport == "http" else None,
     )
     def several() -> bool:  # callers held to a share only where there are others
-        return several_callers(ctx.options.auth)
+        return verifier is not None and several_callers(verifier.config)
 
     max_body = settings.http_max_body_bytes  # the SDK's, set as the lifespan starts
     if transport == "sse" and max_body != SDK_MAX_BODY:

@@ -32,6 +32,12 @@ only a holder of one can present it); an unknown gateway token, or one that is n
 keeps the generic words.  The verifier's callers (FastMCP's auth backend,
 ``Access``, the dashboard) read it in the same task right after ``verify_token``
 returned None (it is reset at each call: another request's reason is never read).
+
+A reload follows ``gateway.auth``'s tokens and JWT settings, never its presence:
+FastMCP's app takes its verifier when built, so the HTTP app refuses a reload that adds
+or removes the whole section (``presence_refusal``): applied, one that removed it left
+the tokens in force while the per-caller shares (``session_quota.several_callers``)
+read the config and stopped, and one that added it protected nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +64,20 @@ if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and J
 JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
 JWT_CACHE_SIZE = 4096
 REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
+
+
+def presence_refusal(running: AuthConfig | None, new: AuthConfig | None) -> str | None:
+    """Why a reload from ``running`` to ``new`` (``gateway.auth``) is refused in HTTP
+    mode (see the module docstring), or None: it adds or removes the section."""
+    if running is not None and new is None:
+        return ("gateway.auth cannot be turned off by a reload: this gateway keeps "
+                "requiring its tokens, as it started; restart it to serve without "
+                "gateway.auth, or put the section back")
+    if running is None and new is not None:
+        return ("gateway.auth cannot be turned on by a reload: this gateway serves "
+                "without authentication (on loopback), as it started; restart it to "
+                "require tokens, or take the section out")
+    return None
 MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 'sub')
 
 _KIND_CLAIM = KIND_CLAIM
@@ -160,6 +180,13 @@ class GatewayVerifier(TokenVerifier):
                         ", JWT" if new.jwt is not None else "")
             self._changes += 1
         self._apply(new)
+
+    @property
+    def config(self) -> AuthConfig:
+        """The ``gateway.auth`` enforced now (reloads followed): what rules that depend
+        on it (the per-caller shares) read, so they never disagree with the tokens."""
+        self._follow_reloads()
+        return self._config
 
     @property
     def changes(self) -> int:

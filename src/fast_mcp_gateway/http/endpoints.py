@@ -172,7 +172,7 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_failed(exc, "body", model) from None
+        raise validation_failed(exc, "body", model, data) from None
 
 
 def _query(model: type[BaseModel], request: Request) -> BaseModel:

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
-from fast_mcp_gateway.admin.arguments import invalid_fields
+from fast_mcp_gateway.admin.arguments import invalid_fields, summary
 from fast_mcp_gateway.errors import (
     AdminError,
     ConfigError,
@@ -102,16 +102,18 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-def validation_failed(exc: ValidationError, where: str,
-                      model: type[BaseModel] = BaseModel) -> ApiError:
+def validation_failed(exc: ValidationError, where: str, model: type[BaseModel] = BaseModel,
+                      given: Mapping[str, Any] | None = None) -> ApiError:
     """422 naming every failing field (``where``: body, query or path; ``model``: the
-    model validated, to match an unknown field to the one meant)."""
+    model validated, to match an unknown field to the one meant; ``given``: the body, to
+    show it corrected when its fields belong inside its ``config``)."""
     # Worded as the gateway_* tools word it (admin/arguments.py), never echoing values.
     plain = invalid_fields(exc, model)
     fields = [{"field": name or where, "message": message, "type": e["type"]}
               for (name, message), e in zip(plain, exc.errors(include_url=False), strict=True)]
-    # A problem of the whole body (a model's own check) names its field itself.
-    named = "; ".join(f"{name} {message}" if name else message for name, message in plain)
+    # Said once (unknown fields together; fields of 'config' beside it said so); a problem
+    # of the whole body (a model's own check) names its field itself.
+    named = summary(exc, model, given=given, quote=lambda name: name)
     return ApiError(422, "validation_error", f"invalid {where}: {named}",
                     {"in": where, "fields": fields})
 

@@ -3,8 +3,8 @@
 This module adapts the gateway to the metrics: ``call_observer`` turns each
 ``CallOutcome`` of the call pipeline (full path and express lane alike) into one
 observation, and ``snapshot_of`` reads every replica's ``statistics()``, the catalog,
-the recorder and the stdio servers' processes (their memory from ``/proc``) at scrape
-time.
+the recorder and the stdio servers' processes (their memory from ``/proc``, each
+server's walk reused for a few seconds: ``ResidentMemory``) at scrape time.
 
 Access: with ``gateway.auth`` set, a scrape needs a bearer token with scope ``tools``
 and no ``servers`` restriction (the metrics name every server), unless
@@ -34,7 +34,7 @@ from fast_mcp_gateway.telemetry.metrics import (
     ReplicaSample,
     Snapshot,
 )
-from fast_mcp_gateway.telemetry.processes import resident_bytes
+from fast_mcp_gateway.telemetry.processes import ResidentMemory
 from fast_mcp_gateway.telemetry.recorder import Recorder
 
 
@@ -55,15 +55,17 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
                 store_lost: Callable[[], bool] = lambda: False,
                 unknown_calls: Mapping[str, int] | None = None,
                 invalid: Callable[[], Collection[str]] = tuple,
-                webhook: Callable[[], Mapping[str, int] | None] = lambda: None
-                ) -> Callable[[], Snapshot]:
+                webhook: Callable[[], Mapping[str, int] | None] = lambda: None,
+                memory: ResidentMemory | None = None) -> Callable[[], Snapshot]:
     """What a scrape reports, read when scraped; the store is down while the recorder
     holds its writes or ``store_lost()`` (the change feed cannot reach it);
     ``unknown_calls``: the provider's live tally (``GatewayProvider.unknown_calls``);
     ``invalid()``: the servers whose config entries are invalid (state ``invalid`` when
     not running: one sample, replica 0); ``webhook()``: the alert webhook's counters,
-    ``None`` without one."""
+    ``None`` without one; ``memory``: how the stdio servers' memory is read (a fresh
+    ``ResidentMemory`` by default)."""
     unknown = unknown_calls if unknown_calls is not None else {}
+    resident = memory if memory is not None else ResidentMemory()
 
     def snapshot() -> Snapshot:
         replicas, clients = [], []
@@ -72,7 +74,7 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
             stdio = [u for u in upstreams_of(service) if u.config.kind == "stdio"]
             if stdio or service.config.kind == "stdio":
                 pids = [u.pid for u in stdio if u.pid is not None]
-                processes[name] = (len(pids), resident_bytes(pids))
+                processes[name] = (len(pids), resident(name, pids))
             sessions = service.clients
             if sessions is not None:
                 clients.append(ClientSample(name, len(sessions.upstreams),
@@ -83,7 +85,8 @@ def snapshot_of(manager: UpstreamManager, recorder: Callable[[], Recorder | None
                 replicas.append(ReplicaSample(
                     server=name, replica=s.replica, state=str(s.state), health=str(s.health),
                     breaker=str(s.breaker), inflight=s.inflight, restarts=s.restarts,
-                    breaker_trips=s.breaker_trips))
+                    breaker_trips=s.breaker_trips, stalls=s.stalls,
+                    suspect=s.stalled is not None))
         replicas += [ReplicaSample(server=name, replica=0, state="invalid", health="UNKNOWN",
                                    breaker="closed", inflight=0, restarts=0, breaker_trips=0)
                      for name in invalid() if name not in manager.services]

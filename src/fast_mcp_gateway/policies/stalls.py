@@ -13,7 +13,8 @@ health reads UNHEALTHY, so balancers prefer the other replicas, and a lone repli
 its calls (nothing better is there).  The calls one host gave up on together (its stop,
 its connection gone) count once: a stall of a host whose earlier stall in the run ended
 after this call began adds nothing.  After ``base`` seconds (the breaker's
-``open_for``) one call is let through as a trial: any answer clears the suspicion; a
+``open_for``) one call is let through as a trial (``due``: still suspect, its health
+still UNHEALTHY, a balancer admits it): any answer clears the suspicion; a
 trial that stalls too doubles the wait, up to ``MAX_FACTOR`` times ``base`` (Envoy's
 outlier ejection, with a half-open trial instead of a return to the pool).  Pure:
 ``now`` is passed in.
@@ -63,6 +64,12 @@ class StallWatch:
     def suspect(self, now: float) -> bool:
         """Whether other replicas are to be preferred now (not while a trial is due)."""
         return self.trial_at is not None and (self.on_trial or now < self.trial_at)
+
+    def due(self, now: float) -> bool:
+        """Whether a trial call may go now: the replica stays suspect (its health reads
+        UNHEALTHY throughout), and a balancer admits it for this call, as a half-open
+        breaker admits its probe."""
+        return self.trial_at is not None and not self.suspect(now)
 
     def start(self, now: float) -> bool:
         """A host's call starts on the replica: whether it goes as the trial."""

@@ -2,7 +2,8 @@
 
 Tool and prompt names become ``<namespace><sep><name>``, then
 
-1. characters outside ``[A-Za-z0-9_-]`` become ``_`` (hosts reject them),
+1. characters outside ``[A-Za-z0-9_-]`` become ``_`` (hosts reject them), a letter with
+   an accent the letter without it (``grüße`` -> ``grusse``: ``config.names.host_safe``),
 2. a name longer than ``max_length`` keeps its head and gains ``_<8 hex>`` of a hash
    of (server, original name), so it stays unique and stable across restarts,
 3. a name already taken by an earlier server (config order), or bound to another
@@ -21,13 +22,11 @@ back to (server, original name).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fast_mcp_gateway.config.names import logged_name
+from fast_mcp_gateway.config.names import host_safe, logged_name
 
-_INVALID = re.compile(r"[^A-Za-z0-9_-]")
 HASH_LEN = 8
 
 
@@ -84,7 +83,7 @@ RESERVED = "(gateway)"
 def natural_name(namespace: str, original: str, separator: str = "_") -> str:
     """The exposed name ``original`` gets when nothing collides (host-safe characters)."""
     natural = f"{namespace}{separator}{original}" if namespace else original
-    return _INVALID.sub("_", natural) or "_"
+    return host_safe(natural) or "_"
 
 
 def preferred_name(server: str, namespace: str, original: str, separator: str = "_",
@@ -122,11 +121,13 @@ def allocate_names(
     table.by_exposed.update((name, origin) for origin, name in held.items())
     for server, namespace, original in entries:
         natural = f"{namespace}{separator}{original}" if namespace else original
-        exposed = _INVALID.sub("_", natural) or "_"
+        exposed = host_safe(natural) or "_"
         reasons: list[str] = []
         rival: Origin | None = None
         if exposed != natural:
-            reasons.append("characters outside [A-Za-z0-9_-] replaced")
+            reasons.append("characters outside [A-Za-z0-9_-] replaced" if exposed.count("_")
+                           > natural.count("_") else "accented letters written without "
+                           "their accents")
         if len(exposed) > max_length:
             exposed = _with_suffix(exposed, _digest(server, original), max_length)
             reasons.append(f"longer than {max_length} characters, shortened")
@@ -205,7 +206,7 @@ def allocate_uris(entries: Iterable[tuple[str, str, str]], *,
             exposed = kept
         elif exposed in table.by_exposed:
             rival = table.by_exposed[exposed]
-            fallback = _INVALID.sub("_", server)
+            fallback = host_safe(server)
             exposed = namespace_uri(original, fallback if fallback != namespace else
                                     f"{fallback}-{_digest(server, original)}")
             salt = 0

@@ -51,6 +51,7 @@ from fast_mcp_gateway.routing.attempts import (
 )
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
+from fast_mcp_gateway.routing.refusals import breaker_refusal, no_replica
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
@@ -213,7 +214,10 @@ class Service:
                  if r.replica not in exclude and r.replica not in self.draining
                  and r.state is UpstreamState.READY and r.would_admit(now)]
         # Asked of a lone replica too: its health transitions are noticed at its calls.
-        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY]
+        # A replica suspect of stalling stays UNHEALTHY while its trial call is due:
+        # admitted for it, as a half-open breaker admits its probe.
+        healthy = [r for r in ready if r.status() is not HealthStatus.UNHEALTHY
+                   or r.trial_due()]
         return healthy or ready
 
     def _hash_key(self, arguments: dict[str, Any] | None, front: FrontCall | None) -> str | None:
@@ -244,21 +248,7 @@ class Service:
         return None if choice is None else self.replicas[choice.index]
 
     def _no_replica(self, tried: CallPath) -> NoHealthyReplica:
-        now = self._clock()
-        reasons = []
-        for r in self.replicas:
-            if r.replica in self.draining:
-                reasons.append(f"{r.label} is draining")
-            elif r.state is not UpstreamState.READY:
-                reasons.append(f"{r.label} {r.unavailable_reason()}")
-            elif not r.would_admit(now):
-                stats = r.statistics()
-                reasons.append(f"{r.label} circuit open for "
-                               f"{stats.breaker_open_seconds or 0.0:.0f}s, next probe in "
-                               f"{stats.breaker_retry_in_seconds or 0.0:.1f}s")
-        done = ", ".join(f"{label}: {outcome}" for label, outcome in tried.attempts)
-        detail = "; ".join(reasons) or "no replica could take the call"
-        return NoHealthyReplica(self.name, detail + (f" (tried {done})" if done else ""))
+        return no_replica(self.name, self.replicas, self.draining, self._clock(), tried)
 
     # -- calling ----------------------------------------------------------------------
 
@@ -305,14 +295,8 @@ class Service:
                               path: CallPath) -> tuple[T, CallPath]:
         """A per_client host's call on its own session: no balancing, no failover."""
         if not own.admit(self._clock()):
-            raise self._no_replica_of(own, path)
+            raise NoHealthyReplica(self.name, breaker_refusal(own))
         return await run_attempt(path, own, op), path
-
-    def _no_replica_of(self, own: Upstream, path: CallPath) -> NoHealthyReplica:
-        stats = own.statistics()
-        return NoHealthyReplica(self.name, f"{own.label} circuit open for "
-                                f"{stats.breaker_open_seconds or 0.0:.0f}s, next probe in "
-                                f"{stats.breaker_retry_in_seconds or 0.0:.1f}s")
 
     async def _call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,

@@ -11,12 +11,12 @@ Three sources, each at its own cost:
   metric families when scraped: ``prometheus_client`` (~1 MB resident) is imported
   by the first scrape, never by a gateway nobody scrapes;
 * **per scrape** (``snapshot_metrics``): upstream state, health, in-flight calls,
-  restarts, breaker state and trips, recorder queue and drops, retention's runs,
-  failures, skipped runs and records removed, the alert webhook's deliveries (sent,
-  failed, dropped), retries and queue (an operator's Prometheus is what notices the
-  webhook failing: the webhook cannot say so itself), the version
-  (``mcp_gateway_build_info``), catalog size, calls of
-  unknown names (by kind only: a host makes names up, a label per name would be
+  restarts, breaker state and trips, stalled calls and suspicion (``policies/stalls.py``),
+  recorder queue and drops, retention's runs, failures, skipped runs and records
+  removed, the alert webhook's deliveries (sent, failed, dropped), retries and queue (an
+  operator's Prometheus is what notices the webhook failing: the webhook cannot say so
+  itself), the version (``mcp_gateway_build_info``), catalog size, calls of unknown
+  names (by kind only: a host makes names up, a label per name would be
   unbounded; they reach no server, so no call metric counts them), each stdio
   server's processes and their resident memory (``telemetry/processes.py``), read from
   a ``Snapshot`` the caller builds (from ``Upstream.statistics()``) when scraped: no
@@ -74,6 +74,8 @@ class ReplicaSample:
     inflight: int
     restarts: int
     breaker_trips: int
+    stalls: int = 0  # stalled calls (policies/stalls.py) since the replica was made
+    suspect: bool = False  # suspect of stalling calls now (``stalled`` in its status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,13 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
                                    "Restarts of the replica's session", labels=labels)
     trips = CounterMetricFamily("mcp_gateway_breaker_trips",
                                 "Times the replica's circuit breaker opened", labels=labels)
+    stalls = CounterMetricFamily("mcp_gateway_upstream_stalls",
+                                 "Calls the replica stalled: given up on by their hosts, "
+                                 "or timed out, after a long wait with nothing heard from "
+                                 "it", labels=labels)
+    suspect = GaugeMetricFamily("mcp_gateway_upstream_suspect",
+                                "1 while the replica is suspect of stalling calls (other "
+                                "replicas preferred, trial calls), else 0", labels=labels)
     for r in snap.replicas:
         key = [r.server, str(r.replica)]
         up.add_metric(key, 1.0 if r.state == "ready" else 0.0)
@@ -140,7 +149,9 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
         inflight.add_metric(key, float(r.inflight))
         restarts.add_metric(key, float(r.restarts))
         trips.add_metric(key, float(r.breaker_trips))
-    yield from (up, state, health, breaker, inflight, restarts, trips)
+        stalls.add_metric(key, float(r.stalls))
+        suspect.add_metric(key, 1.0 if r.suspect else 0.0)
+    yield from (up, state, health, breaker, inflight, restarts, trips, stalls, suspect)
 
     if snap.clients:
         active = GaugeMetricFamily("mcp_gateway_client_sessions",

@@ -84,7 +84,8 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             from fast_mcp_gateway.ui.core import Ui
             from fast_mcp_gateway.ui.session import DashboardAuth
 
-            auth = DashboardAuth.of(access, secure_cookies=secure_cookies)
+            auth = DashboardAuth.of(access, secure_cookies=secure_cookies,
+                                    public_url=ctx.settings.public_url)
             ui = Ui(ctx, auth, bus)
             return Router(routes=dashboard_routes(ui), default=ui.unknown_page)
 

@@ -29,6 +29,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 LINK_TTL = 600.0  # seconds a login link stays usable if nobody opens it
@@ -187,3 +188,13 @@ PROBLEMS: dict[Outcome, str] = {
 }
 """What the login page says for each refused outcome; it always adds how to get a new
 link (``mcp-gateway dashboard``)."""
+
+
+def token_file() -> Path:
+    """Where a running stdio dashboard leaves its address and link key (the user's data
+    folder): ``{"version": 2, "base": ".../ui", "key": hex, "pid": int}``.  Here, not in
+    ``ui.standalone``: ``mcp-gateway dashboard`` reads it, and importing the standalone
+    server (uvicorn, FastMCP's HTTP app) cost that command seconds under load."""
+    from fast_mcp_gateway.config.settings import default_db_path
+
+    return default_db_path().parent / "dashboard.json"

@@ -24,7 +24,7 @@ from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui, bounded_form
-from fast_mcp_gateway.ui.session import CSRF_FIELD, NO_ACCESS, cookie_name, csrf_ok
+from fast_mcp_gateway.ui.session import CSRF_FIELD, NO_ACCESS, csrf_ok
 
 STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
@@ -80,7 +80,8 @@ async def login(ui: Ui, request: Request) -> Response:
         # cookie and go on to an address without it, so history keeps no live token.
         token = request.query_params.get("token")
         if not token:
-            ended = ui.auth.ended_because(request.cookies.get(cookie_name(request), ""))
+            ended = ui.auth.ended_because(
+                request.cookies.get(ui.auth.cookie_name(request), ""))
             return form(error=None if ended is None
                         else f"Your session ended: {ended}. Log in again.")
         if ui.auth.links is None:

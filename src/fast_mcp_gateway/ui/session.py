@@ -23,8 +23,12 @@ The cookie is HttpOnly, ``SameSite=Strict``, ``Secure`` over https (or with an h
 carries the port of the address the browser used (``cookie_name``: ``mgw_dashboard_8765``
 for ``127.0.0.1:8765``): browsers keep cookies per host, not per port, so two gateways
 on one machine shared one ``mgw_dashboard`` cookie, and logging in to one logged the
-other out (sending it the first one's session id).  ``__Host-`` would not help: it
-needs ``Secure``, which loopback http has not, and the path ``/``.
+other out (sending it the first one's session id).  Behind a reverse proxy the ``Host``
+the gateway sees is the proxy's (nginx's usual ``proxy_set_header Host $host`` has no
+port), so with ``public_url`` set the name comes from it instead (``cookie_for``:
+``mgw_dashboard_`` and a digest of the URL): gateways with different public URLs keep
+their logins apart, whatever ``Host`` says.  ``__Host-`` would not help: it needs
+``Secure``, which loopback http has not, and the path ``/``.
 Every mutation carries a CSRF token (form field ``csrf_token`` or header
 ``X-CSRF-Token``) checked in constant time: for a session a digest of its id (it never
 reveals it); for the anonymous viewer and the login form an HMAC under a per-process
@@ -92,10 +96,13 @@ class DashboardAuth:
 
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
                  secure_cookies: bool = False, links: LoginLinks | None = None,
-                 reloads: Callable[[], int] | None = None) -> None:
+                 reloads: Callable[[], int] | None = None,
+                 public_url: str | None = None) -> None:
         """``verify`` maps a gateway token to its principal (``None``: no login);
-        ``reloads`` counts the reloads that changed what it takes (``generation``)."""
+        ``reloads`` counts the reloads that changed what it takes (``generation``);
+        ``public_url``: the gateway's (settings), which names its cookie when set."""
         self._verify = verify
+        self._cookie = None if public_url is None else cookie_for(public_url)
         self._reloads = reloads
         self.anonymous = anonymous
         self.secure_cookies = secure_cookies
@@ -107,19 +114,21 @@ class DashboardAuth:
         self._secret = secrets.token_bytes(32)
 
     @classmethod
-    def of(cls, access: Access, *, secure_cookies: bool = False) -> DashboardAuth:
+    def of(cls, access: Access, *, secure_cookies: bool = False,
+           public_url: str | None = None) -> DashboardAuth:
         """The HTTP app's policy: its verifier's tokens, else its anonymous caller."""
         verifier = access.verifier
         if verifier is None:
             anonymous = ANONYMOUS_ADMIN if access.allow_unauthenticated_admin else ANONYMOUS
-            return cls(None, anonymous, secure_cookies=secure_cookies)
+            return cls(None, anonymous, secure_cookies=secure_cookies,
+                       public_url=public_url)
 
         async def verify(token: str) -> Principal | None:
             verified = await verifier.verify_token(token)
             return None if verified is None else principal_of(verified)
 
         return cls(verify, None, secure_cookies=secure_cookies,
-                   reloads=lambda: verifier.changes)
+                   reloads=lambda: verifier.changes, public_url=public_url)
 
     @classmethod
     def one_time(cls, links: LoginLinks) -> DashboardAuth:
@@ -217,7 +226,7 @@ class DashboardAuth:
         if self._verify is None:
             assert self.anonymous is not None
             return Viewer(self.anonymous, self._mac(b"anonymous"), logged_in=False)
-        session = request.cookies.get(cookie_name(request), "")
+        session = request.cookies.get(self.cookie_name(request), "")
         principal = await self.session_principal(session)
         if principal is None:
             return None
@@ -225,14 +234,14 @@ class DashboardAuth:
 
     def login(self, response: Response, request: Request, session: str) -> None:
         """Put ``session`` (what ``redeem`` returned) in the cookie, for its lifetime."""
-        response.set_cookie(cookie_name(request), session, max_age=int(self.session_ttl),
+        response.set_cookie(self.cookie_name(request), session, max_age=int(self.session_ttl),
                             httponly=True,
                             samesite="strict", secure=self._secure(request),
                             path=_cookie_path(request))
 
     def logout(self, response: Response, request: Request) -> None:
         """End the request's session on the server, and clear the cookie."""
-        name = cookie_name(request)
+        name = self.cookie_name(request)
         session = request.cookies.get(name, "")
         if self.links is not None:
             self.links.close_session(session)
@@ -244,6 +253,11 @@ class DashboardAuth:
     def _secure(self, request: Request) -> bool:
         return self.secure_cookies or request.url.scheme == "https"
 
+    def cookie_name(self, request: HTTPConnection) -> str:
+        """The login cookie's name: ``public_url``'s (``cookie_for``) when it is set,
+        else from the request's ``Host`` (``cookie_name``)."""
+        return self._cookie or cookie_name(request)
+
 
 def cookie_name(request: HTTPConnection) -> str:
     """The login cookie's name for ``request``: ``COOKIE`` and the port of its ``Host``
@@ -254,6 +268,16 @@ def cookie_name(request: HTTPConnection) -> str:
     if port.isascii() and port.isdigit() and len(port) <= 5:
         return f"{COOKIE}_{int(port)}"
     return COOKIE  # no port, or none a cookie name may carry ("[::1]": "1]")
+
+
+def cookie_for(public_url: str) -> str:
+    """The login cookie's name for a gateway reached at ``public_url``: ``COOKIE`` and
+    8 hex digits of a digest of the URL (scheme and host in lower case, no trailing
+    slash), stable across restarts; two URLs differing in host, port or path differ."""
+    scheme, _, rest = public_url.rstrip("/").partition("://")
+    origin, slash, path = rest.partition("/")
+    key = f"{scheme.lower()}://{origin.lower()}{slash}{path}"
+    return f"{COOKIE}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def csrf_ok(expected: str, request: Request, form_value: str | None) -> bool:

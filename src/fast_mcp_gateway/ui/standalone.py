@@ -32,25 +32,18 @@ from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.middleware import Middleware
 
 from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.http.fetch_site import FetchSiteMiddleware
 from fast_mcp_gateway.http.no_websockets import RefusedWebSocket
 from fast_mcp_gateway.store.files import private_dir
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui.app import PREFIX, dashboard_app
-from fast_mcp_gateway.ui.login_links import LoginLinks, login_url
+from fast_mcp_gateway.ui.login_links import LoginLinks, login_url, token_file
 from fast_mcp_gateway.ui.session import DashboardAuth
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:8766"
-
-
-def token_file() -> Path:
-    """Where a running stdio dashboard leaves its address and link key (the user's data
-    folder): ``{"version": 2, "base": ".../ui", "key": hex, "pid": int}``."""
-    return default_db_path().parent / "dashboard.json"
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -75,10 +75,11 @@ class Deadline:
 
     def progressed(self, heard: Callable[[], None] | None = None) -> None:
         """A progress notification of the request came: it is alive (``heard``, the
-        tap's, is told when that keeps it going)."""
+        tap's, is told of it, whether or not it moves the deadline: the replica is
+        working either way, ``policies/stalls.py``)."""
+        if heard is not None:
+            heard()
         if self.handle is not None and self.end is not None:
-            if heard is not None:
-                heard()
             self.progress += 1
             self.due = min(self.loop.time() + self.seconds, self.end)
 
@@ -119,9 +120,11 @@ async def progress_bounded(call: float, max_total: float | None,
     it upstream, as for any caller's cancellation).  The callback is always given when
     progress extends the deadline: the request then carries a progress token, or the
     upstream would report none.  ``heard`` is told of each progress (the replica is
-    working: ``policies/stalls.py``)."""
+    working: ``policies/stalls.py``), whether or not progress extends the deadline."""
     if max_total is None or not extends(call, max_total):
-        return await send(on_progress, call)
+        if heard is None or on_progress is None:
+            return await send(on_progress, call)
+        return await send(_telling(heard, on_progress), call)
     start = anyio.current_time()
     seen = 0
     with anyio.CancelScope(deadline=start + call) as scope:
@@ -144,3 +147,12 @@ async def progress_bounded(call: float, max_total: float | None,
     if scope.deadline >= start + max_total:
         raise DeadlineReached("max_total", max_total, seen)
     raise DeadlineReached("call", call, seen)
+
+
+def _telling(heard: Callable[[], None], on_progress: ProgressFnT) -> ProgressFnT:
+    """``on_progress``, telling ``heard`` of each report first."""
+    async def told(progress: float, total: float | None, message: str | None) -> None:
+        heard()
+        await on_progress(progress, total, message)
+
+    return told

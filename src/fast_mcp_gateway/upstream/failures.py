@@ -6,7 +6,9 @@ transport: a stdio server's exit code, an HTTP endpoint's last status); the firs
 that explains the failure wins over the generic text of the exception.  An HTTP or
 SSE endpoint's facts (``transports.HttpFacts``: connected or not, the last status and
 content type) also word a connect timeout (``http_timeout_text``) and an answer that is
-no MCP answer (an HTML page).
+no MCP answer (an HTML page).  ``timed_out`` words a request's timeout: which limit
+ended it, and the setting that gives more time where the server was configured (an
+``mcpServers`` entry takes none of its own: ``gateway.timeouts``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.deadline import DeadlineReached
 from fast_mcp_gateway.upstream.model import describe_error, http_status_text
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
 
+    from fast_mcp_gateway.config.schema import ServerConfig
     from fast_mcp_gateway.upstream.processes import ConnectWatch
     from fast_mcp_gateway.upstream.transports import HttpFacts
 
@@ -271,3 +275,34 @@ def reword_remedies(text: str, words: Callable[[str, str], str]) -> str:
         return words(action, server)
 
     return _REMEDY_IN_TEXT.sub(reworded, text)
+
+
+def timed_out(label: str, what: str, call: float, exc: MCPError,
+              config: ServerConfig | None = None) -> UpstreamTimeout:
+    """The timeout ``exc`` of request ``what`` (on a server configured as ``config``),
+    saying which limit ended it and what to raise (``DeadlineReached`` says; the SDK's
+    own timeouts are ``timeouts.call``)."""
+    limit, seconds, progress = (
+        (exc.limit, exc.seconds, exc.progress) if isinstance(exc, DeadlineReached)
+        else ("call", call, 0))
+    # An mcpServers entry (Claude Desktop's shape) cannot take a 'timeouts' of its own.
+    shared = config is not None and config.mcp_servers_entry
+    own = (" (an mcpServers entry takes no timeouts of its own: to give this server its "
+           "own, move the servers under 'servers:')") if shared else ""
+    if limit == "max_total":
+        setting = "gateway.timeouts.max_total" if shared else "timeouts.max_total"
+        whose = "" if shared else "the server's "
+        return UpstreamTimeout(
+            label, f"{what} was still reporting progress when it reached {whose}{setting} "
+            f"of {seconds:g}s (the request was cancelled upstream); if it needs longer, "
+            f"raise {setting}{own}", still_running=True)
+    setting = "gateway.timeouts.call" if shared else "the server's timeouts.call"
+    if progress:
+        return UpstreamTimeout(
+            label, f"{what} reported progress {progress} time{'s' if progress > 1 else ''}, "
+            f"then nothing for {seconds:g}s ({'gateway.' if shared else ''}timeouts.call; "
+            "the request was cancelled "
+            f"upstream); if its steps are only slow, raise {setting}{own}")
+    return UpstreamTimeout(
+        label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
+        f"upstream); if it is only slow, raise {setting}{own}")

@@ -248,7 +248,8 @@ class HttpTap:
         conn: _Connection | None = None
         done = False
         deadline = Deadline(self._loop, timeout, max_total)
-        if alive:
+        if alive or (on_progress is not None and self.heard is not None):
+            # (not alive: progress the host asked for still tells the replica works)
             on_progress = _alive(deadline, on_progress, self.heard)
         try:
             conn, response = await self._exchange(wire)

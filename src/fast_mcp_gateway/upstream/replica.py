@@ -209,6 +209,7 @@ class Upstream:
             last_error=sup.last_error, pid=sup.pid, protocol_version=sup.protocol_version,
             protocol_reason=sup.era.reason,
             breaker_trips=stats.breaker.trips, stalled=stats.stalls.describe(now),
+            stalls=stats.stalls.total,
         )
 
     def status(self) -> HealthStatus:
@@ -223,6 +224,10 @@ class Upstream:
     def would_admit(self, now: float) -> bool:
         """Whether the breaker would let a call through at ``now`` (takes no probe slot)."""
         return self._stats.breaker.would_allow(now)
+
+    def trial_due(self) -> bool:
+        """Whether a suspect replica's trial call may go now (``StallWatch.due``)."""
+        return self._stats.stalls.due(self._stats.clock())
 
     def admit(self, now: float) -> bool:
         """Whether a call may go through now (takes a half-open probe slot if it may)."""
@@ -304,10 +309,6 @@ class Upstream:
     @property
     def down(self) -> bool:
         return self._sup.down
-
-    @property
-    def health_timeout(self) -> float:
-        return self._sup.health_timeout
 
     # Live accounting, kept for callers not yet on ``statistics()``.
     @property

@@ -27,12 +27,14 @@ from fast_mcp_gateway._compat import (
     send_raw_request,
     stamp_request,
 )
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
+from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
+from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.deadline import DeadlineReached, progress_bounded
+from fast_mcp_gateway.upstream.deadline import progress_bounded
+from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
-from fast_mcp_gateway.upstream.relay import CURRENT_CALL, FrontCall, InFlight
+from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
@@ -102,6 +104,10 @@ class Requests:
         heard, stalls = stats.heard, stats.stalls
         watched = watched and front is not None
         trial = watched and stalls.trial_at is not None and stalls.start(started)
+        # A call started while the breaker is half-open took a probe slot (the service's
+        # ``admit``): the one kind that gives a slot back when its host gives up.
+        breaker = stats.breaker
+        probe = breaker.trips if breaker.state is BreakerState.HALF_OPEN else -1
         try:
             try:
                 result = await op(session)
@@ -126,7 +132,8 @@ class Requests:
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     unanswered = "timed out"
-                    raise timed_out(sup.label, what, self.call_timeout, exc) from exc
+                    raise timed_out(sup.label, what, self.call_timeout, exc,
+                                    sup.config) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
                                                 f"{what}: {exc.error.message}") from exc
@@ -152,7 +159,7 @@ class Requests:
                     DECLARING.reset(declaring)
                 stats.active -= 1
                 if given_up:
-                    stats.given_up()
+                    stats.given_up(probe)
                 else:
                     stats.record(ok, started, watched)
                 if not ok and watched:
@@ -352,31 +359,16 @@ class Requests:
         return await self.bounded("completion/complete", None, op)
 
 
-def timed_out(label: str, what: str, call: float, exc: MCPError) -> UpstreamTimeout:
-    """The timeout ``exc`` of request ``what``, saying which limit ended it and what to
-    raise (``DeadlineReached`` says; the SDK's own timeouts are ``timeouts.call``)."""
-    limit, seconds, progress = (
-        (exc.limit, exc.seconds, exc.progress) if isinstance(exc, DeadlineReached)
-        else ("call", call, 0))
-    if limit == "max_total":
-        return UpstreamTimeout(
-            label, f"{what} was still reporting progress when it reached the server's "
-            f"timeouts.max_total of {seconds:g}s (the request was cancelled upstream); if "
-            "it needs longer, raise timeouts.max_total", still_running=True)
-    if progress:
-        return UpstreamTimeout(
-            label, f"{what} reported progress {progress} time{'s' if progress > 1 else ''}, "
-            f"then nothing for {seconds:g}s (timeouts.call; the request was cancelled "
-            "upstream); if its steps are only slow, raise the server's timeouts.call")
-    return UpstreamTimeout(
-        label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
-        "upstream); if it is only slow, raise the server's timeouts.call")
-
-
 def _host_key(front: FrontCall) -> int:
     """Who made a request, as the stall count tells hosts apart: a number, so that the
-    count keeps no host connection alive (one that is not hashable: its identity)."""
+    count keeps no host connection alive (one that is not hashable: its identity).
+    A 2026-07-28 host without credentials has no connection: its full-path requests
+    are each a host of their own (``FrontCall.asked_as``), so they are one host here,
+    as on the express lane (``host`` None) -- else its one stop of three stuck calls
+    counted three stalls, and made the replica suspect at once."""
     host = front.asked_as
+    if front.caller is None and host != STDIO_HOST and front.is_modern:
+        host = None
     try:
         return hash(host)
     except TypeError:

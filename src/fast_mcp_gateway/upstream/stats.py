@@ -59,6 +59,7 @@ class UpstreamStatistics:
     protocol_reason: str | None = None  # why its session is in its era (config/session)
     # Why it is suspect of stalling calls (policies/stalls.py), None when it is not.
     stalled: str | None = None
+    stalls: int = 0  # stalled calls since the replica was made (``StallWatch.total``)
 
 
 class ReplicaAccounting:
@@ -87,6 +88,7 @@ class ReplicaAccounting:
         self.active = 0  # requests in flight on this replica (all callers)
         self.last_status = HealthStatus.UNKNOWN
         self._quiet = False  # UNHEALTHY for want of a session, not logged (``status``)
+        self._why: str | None = None  # what a transition read now says changed (``_told``)
         self.restarts = 0
         self.connects = 0
         self.attempts = 0
@@ -134,12 +136,16 @@ class ReplicaAccounting:
 
         return {key: heard(callback) for key, callback in callbacks.items()}
 
-    def given_up(self) -> None:
+    def given_up(self, probe: int = -1) -> None:
         """A request's caller gave up (not recorded: see ``upstream/requests.py``).  A
         half-open probe slot it took is given back: kept, one host's stop left the
-        breaker half-open with no slot, the replica out of every balance until a restart."""
-        if self.breaker.state is BreakerState.HALF_OPEN:
-            self.breaker.release_probe()
+        breaker half-open with no slot, the replica out of every balance until a restart.
+        ``probe``: the breaker's ``trips`` when the request started half-open (it took a
+        slot of that half-open spell), else -1: a call taken while the breaker was closed
+        gives back no slot, or a second probe went while the first was in flight."""
+        breaker = self.breaker
+        if probe == breaker.trips and breaker.state is BreakerState.HALF_OPEN:
+            breaker.release_probe()
 
     def unanswered(self, started: float, heard: int, host: Hashable, how: str | None,
                    trial: bool, call_timeout: float) -> None:
@@ -159,6 +165,7 @@ class ReplicaAccounting:
                            "%s s): still suspect, the next trial in %s s", self.label,
                            "cancelled by its host" if how == "cancelled" else how,
                            seconds_text(now - started), seconds_text(wait))
+            self._told()
             return
         where = ("it is the server's only replica, so calls still go to it" if self.alone
                  else "calls go to the other replicas")
@@ -166,6 +173,7 @@ class ReplicaAccounting:
                        "UNHEALTHY, %s; a call goes as a trial in %s s "
                        "(gateway_restart_replica restarts it)", self.label,
                        stalls.reason(), where, seconds_text(wait))
+        self._told()
 
     def _answered(self, now: float) -> None:
         stalls = self.stalls
@@ -173,6 +181,18 @@ class ReplicaAccounting:
         if stalls.answered() and since is not None:
             logger.info("upstream %s: answered a call again after %s s suspect (%s): no "
                         "longer suspect", self.label, seconds_text(now - since), reason)
+            self._told(" (answered a call again: no longer suspect of stalling)")
+
+    def _told(self, why: str | None = None) -> None:
+        """A suspicion of stalling began, ended, or held (its trial stalled too): its
+        health transition now, not at the next probe or pick (the dashboard's live
+        stream, the health history, alerts).  Ready as at the last reading: the request
+        that told it ran on the session."""
+        self._why = why
+        try:
+            self.status(not self._quiet)
+        finally:
+            self._why = None
 
     def _breaker_opened(self, before: BreakerState) -> None:
         """One line per trip (a state change), never one per call refused meanwhile."""
@@ -204,7 +224,10 @@ class ReplicaAccounting:
         now = self.clock()
         status = self.health.classify(now) if ready else HealthStatus.UNHEALTHY
         stalls = self.stalls
-        stalled = ready and stalls.trial_at is not None and stalls.suspect(now)
+        # Suspect until an answer clears it, its trial's turn included: a due trial
+        # read as healthy logged two transitions per trial (out of UNHEALTHY and back)
+        # for a replica still hung; ``Service.eligible`` admits a due trial instead.
+        stalled = ready and stalls.trial_at is not None
         if stalled:
             status = HealthStatus.UNHEALTHY
         if status is not self.last_status:
@@ -213,9 +236,7 @@ class ReplicaAccounting:
             # new session's health starts UNKNOWN: the log goes on from there, never
             # "UNHEALTHY -> UNKNOWN" at every start and restart.
             said = HealthStatus.UNKNOWN if self._quiet else self.last_status
-            why = (f" ({stalls.reason()})" if stalled else
-                   " (stalled: its next call goes as a trial)"
-                   if ready and stalls.trial_at is not None else "")
+            why = f" ({stalls.reason()})" if stalled else self._why or ""
             if ready and status is not said:
                 logger.log(level, "upstream %s: health %s -> %s%s", self.label, said, status,
                            why)

@@ -14,9 +14,10 @@ it belongs to that host.
   (the in-process library, admin inspection) uses the server's catalog session.
 * **Roots**: a server known to ask for its client's roots once initialized (it asked
   outside a call before: ``upstream/roots.py``) is waited for, at most about
-  ``SETTLE_WITHIN`` seconds for its ask (plus the ask timeout for its answer), before a
-  new session's first call goes to it: that call raced the server's ``roots/list`` and
-  saw the server's own directories, the next ones the host's roots.
+  ``SETTLE_WITHIN`` seconds for its ask (plus the ask timeout for its answer, and
+  ``APPLY_GRACE`` for the server to apply it), before a new session's first call goes
+  to it: that call raced the server's ``roots/list`` and saw the server's own
+  directories, the next ones the host's roots.
 * **Lifetime**: created on the host's first call (``max_clients`` at most: beyond,
   a clear refusal, unless one is given back -- *fairness* below); reaped when the
   host's connection closes (the SDK unwinds its

@@ -28,7 +28,7 @@ from fast_mcp_gateway.policies import BreakerState, HealthStatus
 from fast_mcp_gateway.upstream.deadline import Deadline
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
 from tests.fixtures import make_gateway, stdio_entry, until
-from tests.test_stalled_replicas import call, fake_clock, stuck
+from tests.test_stalled_replicas import call, fake_clock, lone_hanging, stuck
 
 pytestmark = pytest.mark.anyio
 
@@ -114,13 +114,9 @@ async def test_the_stdio_tap_tells_of_progress_that_does_not_extend() -> None:
 
 
 async def test_a_cancelled_call_that_took_no_probe_gives_no_slot_back(tmp_path: Path) -> None:
-    gateway = make_gateway({"svc": stdio_entry("hangs.py", str(tmp_path),
-                                                circuit_breaker={"failure_threshold": 1})})
+    gateway, parts = lone_hanging(tmp_path, circuit_breaker={"failure_threshold": 1})
     async with Client(gateway.server) as client:
-        service = gateway.manager.get("svc")
-        now = fake_clock(service)
-        service._clock = lambda: now[0]
-        lone = service.replicas[0]
+        _, lone, now = parts(gateway)
         early, probe = anyio.CancelScope(), anyio.CancelScope()
 
         async def held(scope: anyio.CancelScope) -> None:

@@ -26,7 +26,7 @@ from fastmcp import Client
 from fast_mcp_gateway.policies import BreakerState
 from tests.fixtures import make_gateway, serve_http, stdio_entry, until
 from tests.test_ops_metrics import samples
-from tests.test_stalled_replicas import call, fake_clock, stuck
+from tests.test_stalled_replicas import call, fake_clock, lone_hanging, stuck
 
 pytestmark = pytest.mark.anyio
 SUSPECT = "stalled: 3 calls cancelled by their hosts after 20 s with no answer"
@@ -118,14 +118,10 @@ async def test_a_suspect_replica_is_counted_shown_and_streamed(tmp_path: Path) -
 
 async def test_a_call_refused_while_the_half_open_trial_runs_is_told_so(
         tmp_path: Path) -> None:
-    gateway = make_gateway({"svc": stdio_entry(
-        "hangs.py", str(tmp_path), circuit_breaker={"failure_threshold": 1, "open_for": 30},
-        retry={"attempts": 1})})
+    gateway, parts = lone_hanging(tmp_path, retry={"attempts": 1},
+                                  circuit_breaker={"failure_threshold": 1, "open_for": 30})
     async with Client(gateway.server) as client:
-        service = gateway.manager.get("svc")
-        now = fake_clock(service)
-        service._clock = lambda: now[0]
-        lone = service.replicas[0]
+        _, lone, now = parts(gateway)
         lone.breaker.record_failure(now[0])  # opened (as by a failed call)
         now[0] += 31  # past open_for: one trial call may go
         async with anyio.create_task_group() as tg:

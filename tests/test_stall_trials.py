@@ -20,7 +20,7 @@ from fastmcp import Client
 
 from fast_mcp_gateway.policies import HealthStatus
 from tests.fixtures import make_gateway, stdio_entry
-from tests.test_stalled_replicas import call, fake_clock
+from tests.test_stalled_replicas import call, fake_clock, hang_until_suspect
 
 pytestmark = pytest.mark.anyio
 UNHEALTHY = HealthStatus.UNHEALTHY
@@ -38,12 +38,7 @@ async def test_trials_of_a_hung_replica_record_no_transition(
         gateway.manager.on_transition(
             lambda _server, replica, _status, detail:
             told.append(detail or "") if replica == hung.label else None)
-        marker = tmp_path / f"hang-{hung.pid}"
-        marker.touch()
-        for _ in range(8):
-            if hung.status() is UNHEALTHY:
-                break
-            await call(client, hung, now, 20)
+        await hang_until_suspect(client, hung, now, tmp_path)
         assert hung.status() is UNHEALTHY and told[-1].endswith(
             "-> UNHEALTHY (stalled: 3 calls cancelled by their hosts after 20 s with no "
             "answer)"), told
@@ -69,7 +64,7 @@ async def test_trials_of_a_hung_replica_record_no_transition(
                    for r in caplog.records) == 2
 
         # It answers again: its next trial clears it, told once.
-        marker.unlink()
+        (tmp_path / f"hang-{hung.pid}").unlink()
         now[0] += 121
         pids: set[int] = set()
         for _ in range(4):

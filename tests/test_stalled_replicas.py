@@ -68,6 +68,30 @@ async def call(client: Client[Any], watched: Upstream, now: list[float], waited:
     return answers
 
 
+async def hang_until_suspect(client: Client[Any], hung: Upstream, now: list[float],
+                             directory: Path) -> None:
+    """``hung`` hangs every call from now on; calls go round robin (every other one to
+    it), each given up on after 20 s, until three stalls made it suspect."""
+    (directory / f"hang-{hung.pid}").touch()
+    for _ in range(8):
+        if hung.status() is HealthStatus.UNHEALTHY:
+            return
+        await call(client, hung, now, 20)
+
+
+def lone_hanging(tmp_path: Path, **entry: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """A gateway with one ``hangs.py`` replica, and what gives its service, replica and
+    a fake clock (the service's own too) once the gateway runs."""
+    gateway = make_gateway({"svc": stdio_entry("hangs.py", str(tmp_path), **entry)})
+
+    def parts(gw: Any) -> tuple[Service, Upstream, list[float]]:
+        service = gw.manager.get("svc")
+        now = fake_clock(service)
+        service._clock = lambda: now[0]
+        return service, service.replicas[0], now
+    return gateway, parts
+
+
 async def test_a_replica_that_hangs_calls_is_found_and_routed_around(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream")
@@ -76,12 +100,7 @@ async def test_a_replica_that_hangs_calls_is_found_and_routed_around(
         service = gateway.manager.get("svc")
         now = fake_clock(service)
         hung, healthy = service.replicas
-        marker = tmp_path / f"hang-{hung.pid}"
-        marker.touch()
-        for _ in range(8):  # round robin: every other call goes to the hung one
-            if hung.status() is UNHEALTHY:
-                break
-            await call(client, hung, now, 20)
+        await hang_until_suspect(client, hung, now, tmp_path)
         stats = hung.statistics()
         assert stats.health is UNHEALTHY, "three stalled calls did not make it suspect"
         assert stats.stalled == ("stalled: 3 calls cancelled by their hosts after 20 s "
@@ -114,7 +133,7 @@ async def test_a_replica_that_hangs_calls_is_found_and_routed_around(
                    for r in caplog.records)
 
         # It answers again: its next trial clears it, and it takes its share again.
-        marker.unlink()
+        (tmp_path / f"hang-{hung.pid}").unlink()
         now[0] += 61
         pids: set[int] = set()
         for _ in range(4):
@@ -163,13 +182,9 @@ async def test_impatient_hosts_do_not_eject_a_replica_that_answers(tmp_path: Pat
 
 async def test_a_host_cancelling_the_half_open_probe_gives_its_slot_back(
         tmp_path: Path) -> None:
-    gateway = make_gateway({"svc": stdio_entry("hangs.py", str(tmp_path),
-                                                circuit_breaker={"failure_threshold": 1})})
+    gateway, parts = lone_hanging(tmp_path, circuit_breaker={"failure_threshold": 1})
     async with Client(gateway.server) as client:
-        service = gateway.manager.get("svc")
-        now = fake_clock(service)
-        service._clock = lambda: now[0]
-        lone = service.replicas[0]
+        _, lone, now = parts(gateway)
         lone.breaker.record_failure(now[0])        # opened (as by a failed call)
         now[0] += 31                               # past open_for: one probe may go
         assert await call(client, lone, now, 1, "svc_wait") == []  # its host gave up

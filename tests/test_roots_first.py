@@ -31,15 +31,16 @@ from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from tests import npm_tools
 from tests.fixtures import PY, SERVERS, until
+from tests.test_roots_callers import ALICE, TOKENS
 from tests.test_mrtr import _free_port, _until_serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 FROM_ARGS = ["file:///from/args"]
 
 
-def _config(tmp_path: Path, **fs: Any) -> Path:
+def _config(tmp_path: Path, gateway: dict[str, Any] | None = None, **fs: Any) -> Path:
     path = tmp_path / "servers.yaml"
-    path.write_text(json.dumps({"servers": {"fs": {
+    path.write_text(json.dumps({"gateway": gateway or {}, "servers": {"fs": {
         "command": PY, "args": [str(SERVERS / "rooted.py"), *FROM_ARGS],
         "env": {"ROOTED_LOG": str(tmp_path / "rooted.log")}, **fs}}}), encoding="utf-8")
     return path
@@ -79,12 +80,14 @@ async def _stdio(tmp_path: Path, lane: bool, **client: Any) -> AsyncIterator[Cli
 
 
 @asynccontextmanager
-async def _http(tmp_path: Path, **fs: Any) -> AsyncIterator[str]:
-    """The URL of a gateway subprocess serving fs over streamable HTTP."""
+async def _http(tmp_path: Path, gateway: dict[str, Any] | None = None,
+                **fs: Any) -> AsyncIterator[str]:
+    """The URL of a gateway subprocess serving fs over streamable HTTP (``gateway``: its
+    options, as ``servers.yaml`` gives them)."""
     port = _free_port()
     with (tmp_path / "gateway.log").open("w") as stderr:
         process = await anyio.open_process(
-            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(_config(tmp_path, **fs)),
+            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(_config(tmp_path, gateway, **fs)),
              "--transport", "http", "--port", str(port), "--no-db"],
             stdout=stderr, stderr=stderr)
         async with process:
@@ -172,6 +175,29 @@ async def test_a_per_client_sessions_first_call_sees_its_hosts_roots(
             assert await _allowed(client) == ["file:///work/mine"]
             assert roots.asked == 1
         assert _listings(tmp_path) == [[], ["file:///work/mine"]]
+
+
+@pytest.mark.parametrize("token", [ALICE, None])
+async def test_a_2026_http_hosts_list_changed_asks_it_again(
+        tmp_path: Path, token: str | None) -> None:
+    """Over HTTP a 2026-07-28 host's ``notifications/roots/list_changed`` is a POST of
+    its own (no session): it marks that caller's roots stale, so its next call asks it
+    again in a round and its per_client session gets the new roots (the SDK's modern
+    entry acknowledged it and dropped it: the session kept the old roots)."""
+    roots = Roots("file:///work/one")
+    async with _http(tmp_path, TOKENS if token else None, isolation="per_client") as url:
+        async with Client(StreamableHttpTransport(url, auth=token), roots=roots) as client:
+            assert client.protocol_version == "2026-07-28"
+            await _until_asked_at_start(tmp_path, client)   # the catalog session
+            assert await _allowed(client) == ["file:///work/one"]
+            assert roots.asked == 1
+            roots.uris = ["file:///work/two"]
+            await client.send_roots_list_changed()
+            assert await _allowed(client) == ["file:///work/two"]
+            assert roots.asked == 2
+            assert await _allowed(client) == ["file:///work/two"]
+            assert roots.asked == 2   # asked once per change, not per call
+        assert _listings(tmp_path) == [[], ["file:///work/one"], ["file:///work/two"]]
 
 
 async def test_a_shared_session_over_http_costs_no_round(tmp_path: Path) -> None:

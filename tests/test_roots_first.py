@@ -31,8 +31,8 @@ from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from tests import npm_tools
 from tests.fixtures import PY, SERVERS, until
-from tests.test_roots_callers import ALICE, TOKENS
 from tests.test_mrtr import _free_port, _until_serving
+from tests.test_roots_callers import ALICE, BOB, TOKENS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 FROM_ARGS = ["file:///from/args"]
@@ -81,15 +81,16 @@ async def _stdio(tmp_path: Path, lane: bool, **client: Any) -> AsyncIterator[Cli
 
 @asynccontextmanager
 async def _http(tmp_path: Path, gateway: dict[str, Any] | None = None,
-                **fs: Any) -> AsyncIterator[str]:
+                env: dict[str, str] | None = None, **fs: Any) -> AsyncIterator[str]:
     """The URL of a gateway subprocess serving fs over streamable HTTP (``gateway``: its
-    options, as ``servers.yaml`` gives them)."""
+    options, as ``servers.yaml`` gives them; ``env``: more of its environment)."""
     port = _free_port()
     with (tmp_path / "gateway.log").open("w") as stderr:
         process = await anyio.open_process(
-            [PY, "-m", "fast_mcp_gateway", "serve", "--config", str(_config(tmp_path, gateway, **fs)),
+            [PY, "-m", "fast_mcp_gateway", "serve",
+             "--config", str(_config(tmp_path, gateway, **fs)),
              "--transport", "http", "--port", str(port), "--no-db"],
-            stdout=stderr, stderr=stderr)
+            stdout=stderr, stderr=stderr, env={**os.environ, **(env or {})})
         async with process:
             try:
                 await _until_serving(f"http://127.0.0.1:{port}/health", process)
@@ -177,27 +178,47 @@ async def test_a_per_client_sessions_first_call_sees_its_hosts_roots(
         assert _listings(tmp_path) == [[], ["file:///work/mine"]]
 
 
-@pytest.mark.parametrize("token", [ALICE, None])
+@pytest.mark.parametrize("lane", [True, False])
 async def test_a_2026_http_hosts_list_changed_asks_it_again(
-        tmp_path: Path, token: str | None) -> None:
+        tmp_path: Path, lane: bool) -> None:
     """Over HTTP a 2026-07-28 host's ``notifications/roots/list_changed`` is a POST of
     its own (no session): it marks that caller's roots stale, so its next call asks it
-    again in a round and its per_client session gets the new roots (the SDK's modern
-    entry acknowledged it and dropped it: the session kept the old roots)."""
+    again in a round and its per_client session gets the new roots; another caller's
+    are not asked again.  (The SDK's modern entry answered it 202 and dropped it: the
+    session kept the old roots.)  With the HTTP express lane and without."""
+    alice, bob = Roots("file:///alice/one"), Roots("file:///bob/one")
+    async with _http(tmp_path, TOKENS, env={"MCP_GATEWAY_HTTP_EXPRESS_LANE": str(lane).lower()},
+                     isolation="per_client") as url, \
+            Client(StreamableHttpTransport(url, auth=ALICE), roots=alice) as alice_host, \
+            Client(StreamableHttpTransport(url, auth=BOB), roots=bob) as bob_host:
+        assert alice_host.protocol_version == "2026-07-28"
+        await _until_asked_at_start(tmp_path, alice_host)   # the catalog session
+        assert await _allowed(alice_host) == ["file:///alice/one"]
+        assert await _allowed(bob_host) == ["file:///bob/one"]
+        alice.uris = ["file:///alice/two"]
+        await alice_host.send_roots_list_changed()
+        assert await _allowed(alice_host) == ["file:///alice/two"]
+        assert await _allowed(alice_host) == ["file:///alice/two"]
+        assert await _allowed(bob_host) == ["file:///bob/one"]
+        assert (alice.asked, bob.asked) == (2, 1)   # once per change; only who said so
+    assert sorted(map(tuple, _listings(tmp_path))) == sorted([
+        (), ("file:///alice/one",), ("file:///bob/one",), ("file:///alice/two",)])
+
+
+async def test_an_unauthenticated_2026_http_hosts_list_changed_asks_it_again(
+        tmp_path: Path) -> None:
+    """Without ``gateway.auth`` 2026-07-28 hosts are one caller: its notification marks
+    that caller's roots stale."""
     roots = Roots("file:///work/one")
-    async with _http(tmp_path, TOKENS if token else None, isolation="per_client") as url:
-        async with Client(StreamableHttpTransport(url, auth=token), roots=roots) as client:
-            assert client.protocol_version == "2026-07-28"
-            await _until_asked_at_start(tmp_path, client)   # the catalog session
-            assert await _allowed(client) == ["file:///work/one"]
-            assert roots.asked == 1
-            roots.uris = ["file:///work/two"]
-            await client.send_roots_list_changed()
-            assert await _allowed(client) == ["file:///work/two"]
-            assert roots.asked == 2
-            assert await _allowed(client) == ["file:///work/two"]
-            assert roots.asked == 2   # asked once per change, not per call
-        assert _listings(tmp_path) == [[], ["file:///work/one"], ["file:///work/two"]]
+    async with _http(tmp_path, isolation="per_client") as url, \
+            Client(StreamableHttpTransport(url), roots=roots) as client:
+        await _until_asked_at_start(tmp_path, client)
+        assert await _allowed(client) == ["file:///work/one"]
+        roots.uris = ["file:///work/two"]
+        await client.send_roots_list_changed()
+        assert await _allowed(client) == ["file:///work/two"]
+        assert roots.asked == 2
+    assert _listings(tmp_path) == [[], ["file:///work/one"], ["file:///work/two"]]
 
 
 async def test_a_shared_session_over_http_costs_no_round(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ from fast_mcp_gateway.front.wire import (
 )
 from fast_mcp_gateway.http.access import Access, lane_principal
 from fast_mcp_gateway.http.errors import ApiError
+from fast_mcp_gateway.http.roots_changed import RootsChangedNote
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
@@ -116,7 +117,9 @@ class HttpLane:
     def __init__(self, app: ASGIApp, access: Access, provider: GatewayProvider,
                  server_info: Callable[[], dict[str, Any]], *, enabled: bool = True,
                  states: RoundStates | None = None, max_body: int = MAX_MESSAGE) -> None:
-        self.app, self.access, self.provider = app, access, provider
+        # What it passes on goes through RootsChangedNote: the SDK drops that notification.
+        self.app = RootsChangedNote(app, access, provider.manager.sole_host.roots)
+        self.access, self.provider = access, provider
         self.max_body = max_body  # the endpoint's (``http_max_body_bytes``): past it, the SDK's
         # The full path's requestState seal (the server's keys): every round is portable.
         self.states = states if states is not None else RoundStates.ephemeral(None)

@@ -74,6 +74,7 @@ from mcp.client.session import ClientSession
 from mcp.server.connection import Connection
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
+from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, FrontCall
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,13 @@ def host_key(front: FrontCall) -> Hashable:
     of its ``per_client`` session too (``routing/isolation.py``)."""
     if front.host == STDIO_HOST:
         return STDIO_HOST
-    return ("caller", front.caller.identity if front.caller is not None else None)
+    return caller_key(front.caller)
+
+
+def caller_key(caller: Caller | None) -> Hashable:
+    """The host key of an HTTP caller (its verified credential; None: unauthenticated,
+    one caller), as ``host_key`` gives it for its calls (``http/roots_changed.py``)."""
+    return ("caller", caller.identity if caller is not None else None)
 
 
 class SoleHost:

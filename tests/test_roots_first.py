@@ -346,3 +346,33 @@ async def test_a_server_that_does_not_ask_again_is_waited_for_once(
     said = [r.getMessage() for r in caplog.records if "did not ask again" in r.getMessage()]
     assert len(said) == 1 and "upstream fs" in said[0]
     assert session.told == 1   # the second round's roots were the same: nothing to tell
+
+
+async def test_only_a_verified_callers_list_changed_marks_its_roots() -> None:
+    """``http/roots_changed.py`` by raw POSTs: a token that does not verify marks nothing
+    (answered 401 by the full path), a verified one marks its own caller's roots only,
+    answered 202 as the SDK answers it."""
+    import httpx2
+
+    from fast_mcp_gateway.upstream.credentials import Caller
+    from fast_mcp_gateway.upstream.roots import caller_key
+    from tests.fixtures import make_gateway, serve_http
+
+    gateway = make_gateway({}, options=TOKENS)
+    kept = gateway.provider.manager.sole_host.roots
+    alice, bob = caller_key(Caller("alice", ALICE)), caller_key(Caller("bob", BOB))
+    for key in (alice, bob):
+        kept.learned(key, [])
+    body = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
+    headers = {"mcp-protocol-version": "2026-07-28", "accept":
+               "application/json, text/event-stream"}
+    async with serve_http(gateway.http_app("http")) as base, httpx2.AsyncClient() as http:
+        refused = await http.post(f"{base}/mcp", json=body, headers={
+            **headers, "authorization": "Bearer mgw_nobody-0000000000000000"})
+        assert refused.status_code == 401
+        assert not kept.wanted(alice) and not kept.wanted(bob)
+        said = await http.post(f"{base}/mcp", json=body, headers={
+            **headers, "authorization": f"Bearer {ALICE}",
+            "mcp-method": "notifications/roots/list_changed"})
+        assert said.status_code == 202
+        assert kept.wanted(alice) and not kept.wanted(bob)

@@ -3,7 +3,9 @@
 A handshake-era HTTP host's ``notifications/roots/list_changed`` is forwarded to its
 own ``per_client`` sessions (keyed by its connection), which then ask it again
 (``upstream/roots.py``); no other session is told.  The stdio host's goes through the
-lane (``front/lane.py``): its sessions are keyed ``STDIO_HOST``, never a connection.
+lane (``front/lane.py``): its sessions are keyed ``STDIO_HOST``, never a connection.  A
+2026-07-28 HTTP host's never reaches this handler (the SDK's modern entry answers it 202
+and drops it): ``http/roots_changed.py`` notes it in front of the SDK.
 
 ``resources/subscribe`` and ``resources/unsubscribe`` (the front hub fans an upstream's
 ``resources/updated`` out to the subscribed host connections), ``subscriptions/listen``

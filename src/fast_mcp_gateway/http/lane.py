@@ -23,11 +23,13 @@ Anything it does not fully understand goes to FastMCP's app unchanged (the body
 replayed): other methods and eras, a session, an ``Accept`` without both JSON and
 SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that does
 not verify or lacks access to the tool's server (the full path words those refusals),
-tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever OpenTelemetry
-tracing is configured (the full path emits the spans).  MRTR rounds are the full
-path's too: an asking round's ``requestState`` is sealed and a continuation's opened
-as FastMCP's ``RequestStateBoundary`` does (``_compat.RoundStates``, the server's keys,
-bound to the caller), so a round goes on on either path of any gateway sharing the
+tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever
+OpenTelemetry tracing is configured (the full path emits the spans); through
+``http/roots_changed.py`` first, which notes a 2026-07-28 host's ``roots/list_changed``
+(the SDK drops it).  MRTR rounds are the full path's too: an asking round's
+``requestState`` is sealed and a continuation's opened as FastMCP's
+``RequestStateBoundary`` does (``_compat.RoundStates``, the server's keys, bound to the
+caller), so a round goes on on either path of any gateway sharing the
 keys; a state that does not open goes to the full path, which refuses it.
 """
 

@@ -45,7 +45,8 @@ its roots.
 them within its call (an MRTR round of the gateway's own, before the call goes
 upstream) when it calls a server that asked for roots outside a call (``asking``), the
 roots it would get are that host's (stdio; a ``per_client`` session over HTTP), and the
-gateway has none of that host's (or it said they changed: ``HostRoots.changed``).  Its
+gateway has none of that host's (or it said they changed: ``HostRoots.changed``, from
+``front/lane.py`` for a stdio host, ``http/roots_changed.py`` over HTTP).  Its
 answer is kept (``learned``: the sessions that host's roots apply to are told), and the
 call waits (bounded) until that server's told sessions asked again and were answered,
 so the first call already sees them -- as a host connected directly gets them before

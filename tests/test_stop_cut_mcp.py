@@ -11,6 +11,7 @@ until cancelled (``servers/slow.py``), real HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,10 @@ def _call(url: str, request_id: int, answers: dict[int, tuple[int, str, Any]],
         answers[request_id] = (exc.code, exc.headers["content-type"], json.loads(exc.read()))
 
 
-def test_mcp_calls_cut_by_a_stop_get_json_rpc_errors_and_few_lines(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def stopping_gateway(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str], Lines]]:
+    """A gateway serving the slow upstream over HTTP (``MCP_GATEWAY_STOP_GRACE=1``):
+    its MCP URL, the upstream's events file, the process and its stderr lines."""
     events = tmp_path / "events"
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"slow": {
@@ -64,32 +69,41 @@ def test_mcp_calls_cut_by_a_stop_get_json_rpc_errors_and_few_lines(tmp_path: Pat
          "--no-db"], env={**os.environ, "MCP_GATEWAY_STOP_GRACE": "1", "HOME": str(tmp_path)},
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    answers: dict[int, tuple[int, str, Any]] = {}
     try:
         log = Lines(proc.stderr)
         log.wait_for("upstream slow: starting -> ready")
-        calls = [threading.Thread(target=_call, args=(f"http://127.0.0.1:{port}/mcp",
-                                                      100 + n, answers))
+        yield f"http://127.0.0.1:{port}/mcp", events, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def until_started(events: Path, calls: int = 1) -> None:
+    """Until the slow upstream has started ``calls`` calls (its events file says so)."""
+    deadline = time.monotonic() + WITHIN
+    while not (events.exists() and events.read_text().count("started") == calls):
+        assert time.monotonic() < deadline, events.read_text() if events.exists() else ""
+        time.sleep(0.02)  # a condition polled: nothing the gateway logs says it
+
+
+def test_mcp_calls_cut_by_a_stop_get_json_rpc_errors_and_few_lines(tmp_path: Path) -> None:
+    answers: dict[int, tuple[int, str, Any]] = {}
+    with stopping_gateway(tmp_path) as (url, events, proc, log):
+        calls = [threading.Thread(target=_call, args=(url, 100 + n, answers))
                  for n in range(CALLS - 1)]
         # One the lane passes on (it reads the body; a member it does not know goes to
         # the full path): its id is the body's, parsed as the stop cuts it.
-        calls.append(threading.Thread(target=_call, args=(
-            f"http://127.0.0.1:{port}/mcp", 100 + CALLS - 1, answers), kwargs={"x-note": 1}))
+        calls.append(threading.Thread(target=_call, args=(url, 100 + CALLS - 1, answers),
+                                      kwargs={"x-note": 1}))
         for call in calls:
             call.start()
-        deadline = time.monotonic() + WITHIN  # every call runs upstream: "started"
-        while not (events.exists() and events.read_text().count("started") == CALLS):
-            assert time.monotonic() < deadline, events.read_text() if events.exists() else ""
-            time.sleep(0.02)  # a condition polled: nothing the gateway logs says it
+        until_started(events, CALLS)  # every call runs upstream
         proc.send_signal(signal.SIGTERM)
         said = log.wait_ended()
         assert proc.wait(timeout=WITHIN) == 0, said
         for call in calls:
             call.join(timeout=WITHIN)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     # Each host is answered as the MCP endpoint answers: its id, in words saying what
     # happened and what to do.
     assert sorted(answers) == [100 + n for n in range(CALLS)], answers

@@ -11,14 +11,8 @@ real HTTP on 127.0.0.1, read as a host reads it (an httpx stream; the SDK's clie
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,44 +23,12 @@ import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.fixtures import PY, SERVERS, WITHIN
-from tests.test_stop_cut_request import CLI, Lines
+from tests.fixtures import WITHIN
+from tests.test_stop_cut_mcp import stopping_gateway, until_started
 
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
 
-
-@contextlib.contextmanager
-def _gateway(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str], Lines]]:
-    """A gateway serving the slow upstream over HTTP (``MCP_GATEWAY_STOP_GRACE=1``):
-    its MCP URL, the upstream's events file, the process and its stderr lines."""
-    events = tmp_path / "events"
-    config = tmp_path / "servers.yaml"
-    config.write_text(json.dumps({"servers": {"slow": {
-        "command": PY, "args": [str(SERVERS / "slow.py"), str(events)]}}}))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [*CLI, "--config", str(config), "--transport", "http", "--port", str(port),
-         "--no-db"], env={**os.environ, "MCP_GATEWAY_STOP_GRACE": "1", "HOME": str(tmp_path)},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    try:
-        log = Lines(proc.stderr)
-        log.wait_for("upstream slow: starting -> ready")
-        yield f"http://127.0.0.1:{port}/mcp", events, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def _until_started(events: Path, calls: int = 1) -> None:
-    deadline = time.monotonic() + WITHIN
-    while not (events.exists() and events.read_text().count("started") == calls):
-        assert time.monotonic() < deadline, events.read_text() if events.exists() else ""
-        time.sleep(0.02)  # a condition polled: nothing the gateway logs says it
 
 
 def _session(http: httpx2.Client, url: str) -> dict[str, str]:
@@ -98,7 +60,7 @@ def _events(stream: str) -> list[dict[str, Any]]:
 
 def test_a_handshake_era_call_cut_by_a_stop_ends_with_its_json_rpc_error(
         tmp_path: Path) -> None:
-    with _gateway(tmp_path) as (url, events, proc, log), \
+    with stopping_gateway(tmp_path) as (url, events, proc, log), \
             httpx2.Client(timeout=WITHIN) as http:
         headers = _session(http, url)
         with http.stream("POST", url, headers=headers, json={
@@ -106,7 +68,7 @@ def test_a_handshake_era_call_cut_by_a_stop_ends_with_its_json_rpc_error(
                 "params": {"name": "slow_wait", "arguments": {"seconds": 600}}}) as answer:
             assert answer.status_code == 200
             assert answer.headers["content-type"].startswith("text/event-stream")
-            _until_started(events)
+            until_started(events)
             proc.send_signal(signal.SIGTERM)
             stream = answer.read().decode()
         said = log.wait_ended()
@@ -134,12 +96,12 @@ async def test_the_sdk_client_s_call_cut_by_a_stop_fails_in_the_stop_s_words(
         tmp_path: Path) -> None:
     """The SDK's client (handshake era) matches the event to its call: the call fails
     with the gateway's words, not a bare disconnect."""
-    with _gateway(tmp_path) as (url, events, proc, log):
+    with stopping_gateway(tmp_path) as (url, events, proc, log):
         async with Client(url, mode="legacy") as client:
             assert client.protocol_version == HANDSHAKE
 
             async def stop_once_started() -> None:
-                await anyio.to_thread.run_sync(_until_started, events)
+                await anyio.to_thread.run_sync(until_started, events)
                 proc.send_signal(signal.SIGTERM)
 
             async with anyio.create_task_group() as tg:
@@ -157,7 +119,7 @@ def test_a_2026_call_whose_answer_became_a_stream_ends_with_its_json_rpc_error(
         tmp_path: Path) -> None:
     """A sessionless 2026-07-28 call the express lane turned into a stream (its first
     progress event) is cut the same way: the lane noted its id as the cut passed."""
-    with _gateway(tmp_path) as (url, _, proc, log), \
+    with stopping_gateway(tmp_path) as (url, _, proc, log), \
             httpx2.Client(timeout=WITHIN) as http:
         with http.stream("POST", url, headers={
                 "Content-Type": "application/json", "MCP-Protocol-Version": MODERN,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from fastmcp.server.dependencies import get_access_token, get_http_request
 from starlette.requests import HTTPConnection
+from starlette.types import Scope as ASGIScope
 
 from fast_mcp_gateway._compat import current_transport
 from fast_mcp_gateway.config.auth import SCOPES, Scope
@@ -119,6 +120,19 @@ class Access:
             raise unauthorized(bad_token(self.verifier.takes_jwt),
                                bad_token=True, resource_metadata=self.resource_metadata)
         return found
+
+    async def verified(self, scope: ASGIScope) -> tuple[Principal, str | None] | None:
+        """``caller_of`` the ASGI request ``scope`` (its first ``Authorization`` header,
+        as starlette reads it), or None when its token does not verify: what must be
+        known before anything reads a request's body ahead of FastMCP's auth guard,
+        whose 401 never reads it (an unverified client could otherwise make the gateway
+        hold a body of up to the endpoint's limit for as long as it takes to send)."""
+        header = next((value.decode("latin-1") for key, value in scope["headers"]
+                       if key == b"authorization"), None)
+        try:
+            return await self.caller_of(header)
+        except ApiError:
+            return None
 
     def current(self) -> Principal:
         """The caller of the MCP request being served: its verified token's principal,

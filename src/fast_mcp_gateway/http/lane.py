@@ -6,9 +6,12 @@ FastMCP's middleware and telemetry spans, typed models parsed and re-encoded).  
 2026-07-28 request is self-contained (no session: its envelope says who the host
 is), so the gateway can answer the commonest one itself, in front of FastMCP's app:
 
+* the host's token is verified first, by the app's one ``Access`` (the principal the
+  full path would resolve): one that does not verify goes to FastMCP's 401 with its
+  body unread, as the full path's guard answers it (read first, a client without a
+  token held up to 4 MiB per connection for as long as it sent no more);
 * the body is parsed once; the SDK's own inbound ladder (``classify_inbound_request``)
-  judges the envelope and routing headers, and the host's token is verified by the
-  app's one ``Access`` (the principal the full path would resolve);
+  judges the envelope and routing headers;
 * ``UpstreamTool.call_raw`` runs the call through the same ``CallPipeline`` as any
   call (route rule, servers check, authorizer, curator, results stage, rate limits,
   balancing, retries, observers, error mapping), with the JSON encoding the stdio
@@ -21,8 +24,8 @@ is), so the gateway can answer the commonest one itself, in front of FastMCP's a
 
 Anything it does not fully understand goes to FastMCP's app unchanged (the body
 replayed): other methods and eras, a session, an ``Accept`` without both JSON and
-SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that does
-not verify or lacks access to the tool's server (the full path words those refusals),
+SSE, ``Mcp-Param-*`` headers or a tool whose schema declares them, a token that lacks
+access to the tool's server (the full path words those refusals),
 tools the stdio lane would not take either (``UpstreamTool.serves_raw``), and whenever
 OpenTelemetry tracing is configured (the full path emits the spans); through
 ``http/roots_changed.py`` first, which notes a 2026-07-28 host's ``roots/list_changed``
@@ -71,7 +74,6 @@ from fast_mcp_gateway.front.wire import (
     upstream_call,
 )
 from fast_mcp_gateway.http.access import Access, lane_principal
-from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.roots_changed import RootsChangedNote
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
@@ -121,6 +123,7 @@ class HttpLane:
                  states: RoundStates | None = None, max_body: int = MAX_MESSAGE) -> None:
         # What it passes on goes through RootsChangedNote: the SDK drops that notification.
         self.app = RootsChangedNote(app, access, provider.manager.sole_host.roots)
+        self.full = app  # FastMCP's app: a token that did not verify goes to its 401
         self.access, self.provider = access, provider
         self.max_body = max_body  # the endpoint's (``http_max_body_bytes``): past it, the SDK's
         # The full path's requestState seal (the server's keys): every round is portable.
@@ -141,12 +144,16 @@ class HttpLane:
         if not self.enabled or not self._may_take(scope) or tracing_configured():
             await self.app(scope, receive, send)
             return
+        found = await self.access.verified(scope)
+        if found is None:  # FastMCP's 401, the body unread (it is read for a caller only)
+            await self.full(scope, receive, send)
+            return
         # Read up to the SDK's limit: a longer body goes on, to be refused there (413).
         body, end = await read_body(receive, self.max_body)
         plan = None
         if end == "whole" and len(body) <= self.max_body:
             try:
-                plan = await self._plan(scope, body)
+                plan = await self._plan(scope, body, found)
             except Exception:  # a lane bug must not cost the host its answer
                 logger.exception("http express lane: passing a request on after an error")
         if plan is None:
@@ -185,7 +192,8 @@ class HttpLane:
                 and content_type is not None
                 and content_type.split(b";")[0].strip().lower() == b"application/json")
 
-    async def _plan(self, scope: Scope, body: bytes) -> _Plan | None:
+    async def _plan(self, scope: Scope, body: bytes,
+                    found: tuple[Principal, str | None]) -> _Plan | None:
         # Decoded once (starlette's Headers would scan its list per name: ~13 scans).
         pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         headers: dict[str, str] = {}
@@ -238,10 +246,7 @@ class HttpLane:
         tool = self.provider.lane_tool(name)
         if tool is None or self._declares_headers(name):
             return None
-        try:
-            principal, binding = await self.access.caller_of(headers.get("authorization"))
-        except ApiError:
-            return None  # FastMCP answers 401 with its challenge
+        principal, binding = found  # its token verified before the body was read
         if not principal.has("tools"):
             return None
         route = tool.serves_raw()

@@ -16,7 +16,6 @@ from fast_mcp_gateway.front.profiles import (
     unknown_profile,
 )
 from fast_mcp_gateway.http.access import Access
-from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.principal import Principal
 
 
@@ -81,9 +80,5 @@ async def known_caller(access: Access, scope: Scope) -> bool:
 
 async def caller_of(access: Access, scope: Scope) -> Principal | None:
     """The caller of the request of ``scope``; None without a valid token."""
-    header = next((v.decode("latin-1") for k, v in scope["headers"]
-                   if k == b"authorization"), None)
-    try:
-        return await access.principal_of(header)
-    except ApiError:
-        return None
+    found = await access.verified(scope)
+    return None if found is None else found[0]

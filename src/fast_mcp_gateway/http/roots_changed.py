@@ -12,10 +12,11 @@ until it answered some server's ``roots/list`` within a call.
 ``RootsChangedNote`` wraps FastMCP's app inside the HTTP express lane (``http/lane.py``),
 so it sees every request the lane passes on, whether the lane is enabled or not.  A
 sessionless 2026-07-28 POST whose ``Mcp-Method`` header names the notification or is
-absent (a request carries its own method's: any other goes on unread) is read; when its
-body is that notification and its token verifies (``Access.caller_of``: without
-``gateway.auth`` every host is the one unauthenticated caller), that caller's roots are
-marked stale (``HostRoots.changed``) before the request goes on to be answered ``202``.
+absent (a request carries its own method's: any other goes on unread) and whose token
+verifies (``Access.verified``, before its body is read, which FastMCP's 401 never reads:
+without ``gateway.auth`` every host is the one unauthenticated caller) is read; when its
+body is that notification, that caller's roots are marked stale (``HostRoots.changed``)
+before the request goes on to be answered ``202``.
 The host's next call of a server that asks for roots then asks it again in a round
 (roots first, ``SoleHost.before_call``) and its sessions are told if they changed -- as
 a 2026-07-28 stdio host's notification does (``front/lane.py``).  A host sends its next
@@ -32,13 +33,13 @@ from mcp.shared.inbound import MCP_METHOD_HEADER
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fast_mcp_gateway.http.errors import ApiError
 from fast_mcp_gateway.http.transport_refusals import read_body, replay
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.roots import caller_key
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.http.access import Access
+    from fast_mcp_gateway.principal import Principal
     from fast_mcp_gateway.upstream.roots import HostRoots
 
 logger = logging.getLogger(__name__)
@@ -59,18 +60,19 @@ class RootsChangedNote:
         self.app, self.access, self.roots = app, access, roots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _may_say(scope):
+        found = await self.access.verified(scope) if _may_say(scope) else None
+        if found is None:  # FastMCP's 401 reads no body: an unknown caller's is not read
             await self.app(scope, receive, send)
             return
         body, end = await read_body(receive, NOTE_MAX)
         if end == "whole" and len(body) <= NOTE_MAX:
             try:
-                await self._note(scope, body)
+                await self._note(scope, body, found[0])
             except Exception:  # a bug here must not cost the host its answer
                 logger.exception("roots/list_changed of a 2026-07-28 HTTP host: not noted")
         await self.app(scope, replay(body, end, receive), send)
 
-    async def _note(self, scope: Scope, body: bytes) -> None:
+    async def _note(self, scope: Scope, body: bytes, principal: Principal) -> None:
         try:
             message = json.loads(body)
         except (ValueError, RecursionError):
@@ -80,10 +82,6 @@ class RootsChangedNote:
             return
         header = next((value.decode("latin-1") for key, value in scope["headers"]
                        if key == b"authorization"), None)
-        try:
-            principal, _ = await self.access.caller_of(header)
-        except ApiError:
-            return  # not a caller the gateway knows: nothing of its is kept
         caller = None
         if header is not None and self.access.verifier:   # as the lane's FrontCall.caller
             caller = Caller(name=principal.name, token=header.partition(" ")[2].strip())

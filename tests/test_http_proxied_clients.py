@@ -1,0 +1,75 @@
+"""A gateway without ``gateway.auth`` answers this machine only, also behind a proxy.
+
+Without ``auth`` the gateway serves loopback only (``bind_refusal``, and
+``arrived_locally`` for an app a library serves).  A reverse proxy on the same machine
+(nginx, Caddy: TLS in front of ``127.0.0.1:8765``) connects from loopback, so every
+request from the network arrived locally; the Host guard's 421 then told its user to
+start the gateway with ``--allowed-host <name>``, and doing so served anyone the proxy
+served, with no credential: tools called, call records read, and under
+``--allow-unauthenticated-admin`` commands registered.  The proxy says whom it forwards
+for (``X-Forwarded-For``, ``X-Real-IP``, ``Forwarded``; uvicorn puts the first into the
+ASGI ``client``): a request forwarded for a client that is not on this machine is
+refused, 403 ``authentication_required``, naming it and how to add a token.  Real HTTP
+on 127.0.0.1 (uvicorn's own proxy-header handling, as ``serve`` runs it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+from tests.test_rest import assert_error
+
+pytestmark = pytest.mark.anyio
+
+REMOTE = [{"X-Forwarded-For": "203.0.113.5"}, {"X-Forwarded-For": "127.0.0.1, 203.0.113.5"},
+          {"X-Real-IP": "198.51.100.2"}, {"Forwarded": 'for="[2001:db8::1]:4711"'},
+          {"Forwarded": "for=unknown"}, {"X-Forwarded-For": "::ffff:192.0.2.9"}]
+LOCAL = [{}, {"X-Forwarded-For": "127.0.0.1"}, {"X-Real-IP": "::1"},
+         {"Forwarded": 'for="[::1]";proto=https'}, {"X-Forwarded-For": "::ffff:127.0.0.1"}]
+MCP = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+
+
+def _gateway(**options: Any) -> Any:
+    return make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                        options=options, allowed_hosts=["gw.example"],
+                        allow_unauthenticated_admin=not options)
+
+
+async def test_a_request_a_proxy_forwards_for_another_machine_needs_a_token() -> None:
+    async with serve_http(_gateway().http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base,
+                               headers={"Host": "gw.example"}) as http:
+        for proxy in REMOTE:
+            for method, path, body in [("GET", "/api/v1/servers", None),
+                                       ("POST", "/mcp", PING), ("GET", "/ui/", None),
+                                       ("GET", "/health", None)]:
+                got = await http.request(method, path, json=body, headers={**proxy, **MCP})
+                error = assert_error(got, 403, "authentication_required")
+                assert "through a proxy" in error["message"], error
+                assert "gateway.auth.tokens" in error["message"], error
+                assert error["details"]["client"], error
+        said = assert_error(await http.get("/api/v1/servers",
+                                           headers={"X-Forwarded-For": "203.0.113.5"}),
+                            403, "authentication_required")["message"]
+        assert said.startswith("this gateway has no gateway.auth, so it answers this machine "
+                               "only, and this request came through a proxy for 203.0.113.5")
+        for proxy in LOCAL:  # a proxy for a program of this machine: served
+            assert (await http.get("/api/v1/servers", headers=proxy)).status_code == 200
+            mcp = await http.post("/mcp", json=PING, headers={**proxy, **MCP})
+            assert mcp.status_code != 403, mcp.text  # the MCP endpoint's own answer
+
+
+async def test_with_a_token_a_proxied_client_is_served_as_any() -> None:
+    token = "mgw_proxied-client-5c1d2e3f4a5b"
+    auth = {"tokens": [{"name": "ops", "token": token, "scopes": ["admin"]}]}
+    async with serve_http(_gateway(auth=auth).http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base, headers={
+                "Host": "gw.example", "X-Forwarded-For": "203.0.113.5"}) as http:
+        assert (await http.get("/api/v1/servers")).status_code == 401
+        ok = await http.get("/api/v1/servers", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200, ok.text

@@ -21,7 +21,6 @@ without it, a web page could reach a loopback gateway through DNS rebinding.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -45,7 +44,6 @@ from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import (
-    HOW_TO_ADD_A_TOKEN,
     SDK_MAX_BODY,
     SSE_BODY_LIMIT,
     GatewaySettings,
@@ -59,6 +57,7 @@ from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
+from fast_mcp_gateway.http.loopback import arrived_locally, off_this_machine  # noqa: F401 - arrived_locally: its old home
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
@@ -97,10 +96,11 @@ class GatewayApp(Starlette):
     error handling and routing): the outer router, its two middlewares and the mount
     would cost every MCP request some 50-100 us for nothing.
 
-    Without ``gateway.auth`` (``verifier`` None) it answers only requests that came in
-    on a loopback address: ``serve`` and ``run_async`` refuse to listen elsewhere, and
-    this holds the app mounted by a library in a server of its own to the same rule
-    (``arrived_locally``: a 403 naming the address and the two ways out).
+    Without ``gateway.auth`` (``verifier`` None) it answers only requests of this
+    machine: ``serve`` and ``run_async`` refuse to listen elsewhere, and this holds the
+    app mounted by a library in a server of its own, and a proxy forwarding for other
+    machines, to the same rule (``loopback.off_this_machine``: a 403 naming the address
+    or the client and the ways out).
     """
 
     verifier: GatewayVerifier | None
@@ -113,42 +113,14 @@ class GatewayApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.verifier is None \
-                and not arrived_locally(scope.get("server")):
-            await _not_local(scope).response()(scope, receive, send)
+                and (refused := off_this_machine(scope)) is not None:
+            await refused.response()(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"] in self.mcp_paths:
             scope["app"] = self
             await self.mcp_entry(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
-
-
-def arrived_locally(server: Any) -> bool:
-    """Whether a request whose ASGI ``server`` (the address it came in on) is ``server``
-    reached a loopback address.  A Unix socket (no port), an unknown address and a
-    name rather than an address (an in-process test transport's ``testserver``) count
-    as local: only a server listening on a network address reports one."""
-    if not isinstance(server, tuple | list) or len(server) != 2 or server[1] is None:
-        return True
-    return _local_address(str(server[0]))
-
-
-@functools.lru_cache(maxsize=64)
-def _local_address(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.strip("[]").partition("%")[0])
-    except ValueError:
-        return True  # a name: not a listening socket's address
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual stack
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
-def _not_local(scope: Scope) -> ApiError:
-    address = str(scope["server"][0])
-    return ApiError(403, "authentication_required", (
-        f"this gateway has no gateway.auth, so it answers on loopback addresses only, and "
-        f"this request came in on {address}: {HOW_TO_ADD_A_TOKEN} (then every request "
-        "needs a bearer token), or serve the app on 127.0.0.1 only"), {"address": address})
 
 
 _PASSED = "fast_mcp_gateway.guard_passed"  # a scope key: the guard let it through

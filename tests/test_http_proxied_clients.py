@@ -73,3 +73,39 @@ async def test_with_a_token_a_proxied_client_is_served_as_any() -> None:
         assert (await http.get("/api/v1/servers")).status_code == 401
         ok = await http.get("/api/v1/servers", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200, ok.text
+
+
+async def test_a_host_only_a_wildcard_takes_is_refused_without_a_token() -> None:
+    """``--allowed-host '*'`` lets every ``Host`` through the DNS-rebinding guard: a page
+    on any DNS name rebound to 127.0.0.1 (its own origin, so no Origin refuses it) used a
+    gateway without ``auth`` as its owner would -- under ``--allow-unauthenticated-admin``
+    registering a command.  A Host that only a wildcard takes is refused without a
+    token; loopback names and the hosts named are served, and with a token any."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           allowed_hosts=["*", "gw.example"], allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        port = base.rsplit(":", 1)[1]
+        rebound = {"Host": f"rebind.attacker.example:{port}",
+                   "Origin": f"http://rebind.attacker.example:{port}",
+                   "Sec-Fetch-Site": "same-origin"}
+        for method, path, body in [("GET", "/api/v1/servers", None), ("POST", "/mcp", PING),
+                                   ("GET", "/ui/", None)]:
+            got = await http.request(method, path, json=body, headers={**rebound, **MCP})
+            error = assert_error(got, 403, "authentication_required")
+            assert error["message"].startswith(
+                "this gateway has no gateway.auth, so it answers this machine only, and "
+                f"Host 'rebind.attacker.example:{port}' is let in only by "
+                "--allowed-host '*'"), error
+            assert error["details"] == {"host": f"rebind.attacker.example:{port}"}
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "gw.example"):
+            assert (await http.get("/api/v1/servers", headers={"Host": host})).status_code == 200
+    token = "mgw_wildcard-host-5c1d2e3f4a5b"
+    secured = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           allowed_hosts=["*"], options={"auth": {"tokens": [
+                               {"name": "ops", "token": token, "scopes": ["admin"]}]}})
+    async with serve_http(secured.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        ok = await http.get("/api/v1/servers", headers={"Host": "any.example",
+                                                        "Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200, ok.text

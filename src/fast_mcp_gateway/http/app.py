@@ -113,7 +113,7 @@ class GatewayApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.verifier is None \
-                and (refused := off_this_machine(scope)) is not None:
+                and (refused := off_this_machine(scope, self.hosts[0] or ())) is not None:
             await refused.response()(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"] in self.mcp_paths:

@@ -14,13 +14,19 @@ naming why and the two ways out:
   anyone the proxy served without a credential.  The proxy says whom it forwards for:
   ``X-Forwarded-For`` (uvicorn puts it into the ASGI ``client`` when the proxy is on
   loopback), ``X-Real-IP``, ``Forwarded: for=``; any address there that is not a
-  loopback one (an obfuscated ``unknown`` or ``_name`` too) is a client elsewhere.
+  loopback one (an obfuscated ``unknown`` or ``_name`` too) is a client elsewhere;
+* its ``Host`` is let in only by a wildcard ``--allowed-host`` (``*``): a web page on
+  a DNS name rebound to 127.0.0.1 is its own origin, so no Origin check refuses it, and
+  it used the gateway as its owner would (``only_a_wildcard_takes``; loopback names and
+  the hosts named are served as before).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from starlette.types import Scope
@@ -90,9 +96,41 @@ def forwarded_client(scope: Scope) -> str | None:
     return None
 
 
-def off_this_machine(scope: Scope) -> ApiError | None:
+@functools.lru_cache(maxsize=64)
+def _host_part(value: str) -> str:
+    """A Host value or pattern without its port, as the Host guard compares them."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def wildcard_host(pattern: str) -> bool:
+    """Whether ``--allowed-host`` ``pattern`` is wildcards only (``*``, ``*:8765``):
+    the Host guard then takes any name, one anyone can point at this machine too."""
+    host = _host_part(pattern)
+    return bool(host) and set(host) <= set("*?.")
+
+
+def only_a_wildcard_takes(scope: Scope, allowed_hosts: Sequence[str]) -> tuple[str, str] | None:
+    """The request's ``Host`` and the wildcard ``--allowed-host`` that alone lets it
+    through the Host guard (None: a loopback name or address, a host named, or no
+    wildcard)."""
+    wild = next((p for p in allowed_hosts if wildcard_host(p)), None)
+    if wild is None:
+        return None
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    name = _host_part(host)
+    if name == "localhost" or (name and _loopback_client(name)) or any(
+            fnmatchcase(name, _host_part(p)) for p in allowed_hosts if not wildcard_host(p)):
+        return None
+    return host, wild
+
+
+def off_this_machine(scope: Scope, allowed_hosts: Sequence[str] = ()) -> ApiError | None:
     """The refusal of an HTTP request to a gateway without ``auth`` that did not come
-    from this machine (module docstring), or None."""
+    from this machine, or came under a name only a wildcard ``allowed_hosts`` entry
+    takes (module docstring), or None."""
     if not arrived_locally(scope.get("server")):
         address = str(scope["server"][0])
         return ApiError(403, "authentication_required", (
@@ -100,6 +138,15 @@ def off_this_machine(scope: Scope) -> ApiError | None:
             f"and this request came in on {address}: {HOW_TO_ADD_A_TOKEN} (then every "
             "request needs a bearer token), or serve the app on 127.0.0.1 only"),
             {"address": address})
+    if (rebound := only_a_wildcard_takes(scope, allowed_hosts)) is not None:
+        host, wild = rebound
+        return ApiError(403, "authentication_required", (
+            f"this gateway has no gateway.auth, so it answers this machine only, and Host "
+            f"'{host}' is let in only by --allowed-host '{wild}': a web page on any DNS name "
+            "rebound to this machine would be let in alike (DNS rebinding); name the hosts "
+            f"it is reached by (--allowed-host {_host_part(host) or 'NAME'}), or "
+            f"{HOW_TO_ADD_A_TOKEN} (then every request needs a bearer token)"),
+            {"host": host})
     if (client := forwarded_client(scope)) is None:
         return None
     return ApiError(403, "authentication_required", (

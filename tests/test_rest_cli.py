@@ -88,7 +88,7 @@ def test_an_app_mounted_by_a_library_answers_off_loopback_only_with_auth() -> No
     came in on; nothing binds.)"""
     import anyio
 
-    from fast_mcp_gateway.http.app import arrived_locally
+    from fast_mcp_gateway.http.loopback import arrived_locally
     from tests.fixtures import make_gateway
 
     assert arrived_locally(("127.0.0.1", 8000)) and arrived_locally(("::1", 8000))

@@ -57,7 +57,7 @@ from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
-from fast_mcp_gateway.http.loopback import arrived_locally, off_this_machine  # noqa: F401 - arrived_locally: its old home
+from fast_mcp_gateway.http.loopback import off_this_machine
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes

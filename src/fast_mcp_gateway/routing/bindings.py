@@ -34,8 +34,9 @@ component ask for it later, it is that one's.  A server listing none of a kind
 (starting, failed, or just none) releases none of it.  A binding whose ``base`` (the
 name with nothing colliding) no longer matches its server's namespace or the separator
 is replaced at the next build; not one bound before transliteration (``base`` in
-``naming.legacy_bases``: hosts know it by its old spelling).  Bindings of servers this gateway does not run (another
-profile, another gateway's registrations) are kept as they are.
+``naming.legacy_bases``: hosts know it by its old spelling).  Bindings of servers this
+gateway does not run (another profile, another gateway's registrations) are kept as
+they are.
 
 With a store, ``load`` reads the bindings at start (before the upstreams' first lists)
 and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first

@@ -22,7 +22,7 @@ from fastmcp import Client
 
 from fast_mcp_gateway.policies import HealthStatus
 from fast_mcp_gateway.upstream.requests import _complete
-from tests.fixtures import make_gateway, stdio_entry
+from tests.fixtures import make_gateway, serve_http, stdio_entry
 from tests.test_stalled_replicas import call, fake_clock
 
 pytestmark = pytest.mark.anyio
@@ -85,3 +85,23 @@ async def test_a_tool_seen_to_answer_quickly_that_hangs_is_found(tmp_path: Path)
         assert lone.statistics().stalled == (
             "stalled: 3 calls cancelled by their hosts after 8 s with no answer (suspect "
             "for 0 s; a trial call in 30 s)")
+
+
+async def test_a_per_client_servers_sessions_learn_from_each_other(tmp_path: Path) -> None:
+    gateway = make_gateway({"svc": stdio_entry("hangs.py", str(tmp_path), protocol="legacy",
+                                               isolation="per_client")})
+    service = gateway.manager.get("svc")
+    async with serve_http(gateway.http_app("http")) as base, \
+            Client(f"{base}/mcp", mode="legacy") as a, \
+            Client(f"{base}/mcp", mode="legacy") as b:
+        assert (await a.call_tool("svc_work", {})).data  # a's session: ``work`` is quick
+        pid = (await b.call_tool("svc_pid", {})).data      # b's own session, not called it
+        assert service.clients is not None
+        mine = next(u for u in service.clients.upstreams if u.pid == pid)
+        now = [1000.0]
+        mine._stats.clock = mine._clock = lambda: now[0]
+        (tmp_path / f"hang-{pid}").touch()
+        for _ in range(3):
+            assert await call(b, mine, now, 8) == []
+        assert mine._stats.stalls.total == 3, "b's session judged by no time of ``work``"
+        assert mine.status() is UNHEALTHY

@@ -93,6 +93,8 @@ def test_a_calls_wait_is_judged_by_its_tools_own_time() -> None:
     for _ in range(20):                       # its EWMA goes down; its slowest stays
         t.answered("tools/call 'export'", 0.1)
     assert t.stall_after("tools/call 'export'", 60) == 40.0
+    t.answered("tools/call 'export'", 90.0)   # with progress, past the call timeout:
+    assert t.stall_after("tools/call 'export'", 60) == 60.0  # a timeout still counts
 
 
 def test_the_tools_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,9 +5,10 @@ reasons: a short timeout of their own, a user's stop), so it feeds neither the h
 window nor the breaker.  It says something when the call had waited far longer than
 *that tool* takes to answer (``ToolTimes``: ``FACTOR`` times its latency EWMA, at least
 ``FLOOR`` seconds, at most ``SHARE`` of the call timeout, and never less than the
-slowest answer it was seen to give) and the replica said nothing meanwhile -- no answer
-and no progress, to any host's call.  Such a call is a *stall*; so is a call that timed
-out with nothing heard.  A tool never seen to answer is no evidence: a 20 s report tool
+slowest answer it was seen to give, up to the call timeout) and the replica said
+nothing meanwhile -- no answer and no progress, to any host's call.  Such a call is a
+*stall*; so is a call that timed out with nothing heard.  A tool never seen to answer
+is no evidence: a 20 s report tool
 stopped at 8 s each time by an impatient user looks exactly like a hung one, and judged
 against the replica's latency (its fast tools') it made a working replica suspect.
 
@@ -73,11 +74,13 @@ class ToolTimes:
 
     def stall_after(self, what: str, call_timeout: float) -> float | None:
         """Seconds a call of ``what`` must have waited, with nothing heard, to count as
-        a stall; None when it was never seen to answer (no wait is evidence then)."""
+        a stall; None when it was never seen to answer (no wait is evidence then).  Its
+        slowest answer counts up to the call timeout: one that took longer reported
+        progress meanwhile, and a timeout with nothing heard is a stall still."""
         seen = self._seen.get(what)
         if seen is None:
             return None
-        return max(stall_after(call_timeout, seen[0] * 1000), seen[1])
+        return max(stall_after(call_timeout, seen[0] * 1000), min(seen[1], call_timeout))
 
 
 def seconds_text(value: float) -> str:

@@ -60,9 +60,9 @@ async def test_a_name_bound_before_transliteration_keeps_its_spelling(tmp_path: 
         assert detail is not None
         why = {e["exposed"]: e["renamed_because"] for e in detail["exposed"]}
         assert why["caf__lookup"] == (
-            "keeps the name it was given before accented letters were transliterated "
-            "(each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
-            "would be 'cafe_lookup')"), why
+            "keeps the name it was given before accented letters were transliterated: "
+            "each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
+            "would be 'cafe_lookup'"), why
         assert why["cafe_order"] is None, why
 
 
@@ -76,8 +76,8 @@ def test_a_name_kept_from_a_longer_limit_says_so() -> None:
                           separator="_", max_length=48)
     assert list(later.by_exposed) == [kept] and len(kept) == 64
     assert [r.reason for r in later.renames] == [
-        "keeps the name it was given when names were shortened past 64 characters "
-        "(max_name_length is 48 now)"]
+        "keeps the name it was given when names were shortened past 64 characters; "
+        "max_name_length is 48 now"]
 
 
 def test_a_name_kept_after_its_rival_left_says_it_collided() -> None:

@@ -173,16 +173,16 @@ def _kept(server: str, namespace: str, original: str, separator: str, safe: str,
           exposed: str, kept: str, max_length: int) -> str:
     """Why a bound name ``kept`` stays, though the rules of now make ``exposed``."""
     if kept in legacy_bases(server, namespace, original, separator):
-        return ("keeps the name it was given before accented letters were transliterated "
-                "(each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
-                f"would be '{exposed}')")
+        return ("keeps the name it was given before accented letters were transliterated: "
+                "each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
+                f"would be '{exposed}'")
     suffix = _digest(server, original)
     if len(kept) > max_length and kept == _with_suffix(safe, suffix, len(kept)):
         return (f"keeps the name it was given when names were shortened past {len(kept)} "
-                f"characters (max_name_length is {max_length} now)")
+                f"characters; max_name_length is {max_length} now")
     if kept.startswith(safe[: max_length - HASH_LEN - 1]):
         return _COLLIDED
-    return f"keeps the name it was first given (by the rules of now it would be '{exposed}')"
+    return f"keeps the name it was first given; by the rules of now it would be '{exposed}'"
 
 
 def _collision(other: Origin) -> str:
@@ -234,8 +234,8 @@ def allocate_uris(entries: Iterable[tuple[str, str, str]], *,
             if kept != exposed:
                 rival = table.by_exposed.get(exposed)
                 why = ("keeps the URI it was given before accented letters were "
-                       "transliterated (each character outside [A-Za-z0-9_-] became '_'; by "
-                       f"the rules of now it would be '{exposed}')"
+                       "transliterated: each character outside [A-Za-z0-9_-] became '_'; by "
+                       f"the rules of now it would be '{exposed}'"
                        if kept in legacy_bases(server, namespace, original, "", uris=True)
                        else "keeps the URI it was given when it collided")
                 table.renames.append(_rename(

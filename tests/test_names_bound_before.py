@@ -93,3 +93,16 @@ def test_a_name_kept_after_its_rival_left_says_it_collided() -> None:
     table = allocate("a")
     assert list(table.by_exposed) == [suffixed]
     assert [r.reason for r in table.renames] == ["keeps the name it was given when it collided"]
+
+
+def test_a_uri_bound_before_transliteration_keeps_its_spelling() -> None:
+    book = NameBook()
+    book.load([NameBinding(kind="resource", exposed="notes://caf_/menu", server="café",
+                           original="notes://menu", base="notes://caf_/menu", at=1.0)])
+    table = book.allocate("resource", [("café", "cafe", "notes://menu")],
+                          namespaces={"café": "cafe"}, separator="_", max_length=64)
+    assert list(table.by_exposed) == ["notes://caf_/menu"]
+    assert [r.reason for r in table.renames] == [
+        "keeps the URI it was given before accented letters were transliterated: each "
+        "character outside [A-Za-z0-9_-] became '_'; by the rules of now it would be "
+        "'notes://cafe/menu'"]

@@ -12,6 +12,7 @@ it never did.  A real SQLite store file, the gateway's own tools.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,26 @@ def test_a_uri_bound_before_transliteration_keeps_its_spelling() -> None:
         "keeps the URI it was given before accented letters were transliterated: each "
         "character outside [A-Za-z0-9_-] became '_'; by the rules of now it would be "
         "'notes://cafe/menu'"]
+
+
+async def test_a_registration_whose_namespace_now_clashes_is_warned_of(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """'café' (namespaced 'caf_' when it was registered) and the file's 'cafe' share the
+    namespace 'cafe' now: the check that refuses two such servers ran when it was added,
+    and at start nothing said so (their new tools and resources collide)."""
+    caplog.set_level(logging.WARNING, logger="fast_mcp_gateway")
+    db = tmp_path / "g.db"
+    store = await open_store(db)
+    try:
+        await store.put_server("café", memory_entry("café"), True)
+    finally:
+        await store.close()
+    gateway = make_gateway({"cafe": memory_entry("cafe")}, {"café": cafe(), "cafe": cafe()},
+                           db=db)
+    async with Client(gateway.server):
+        said = [r.getMessage() for r in caplog.records if "namespace 'cafe'" in r.getMessage()]
+    assert said == [
+        "server 'café', registered at runtime in " + str(db) + ", now has the namespace "
+        "'cafe' (accented letters are written without their accents), which server 'cafe' "
+        "has too: components of both named alike collide (the later gets a hash suffix); "
+        "give one of them a 'namespace:' (gateway_update_server)"], said

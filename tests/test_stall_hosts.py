@@ -40,7 +40,9 @@ async def test_a_sessionless_hosts_stop_of_calls_together_is_one_stall(tmp_path:
         now = fake_clock(service)
         lone = service.replicas[0]
         watch = lone._stats.stalls
-        assert await call(host, lone, now, 20, "svc_wait", sent=3) == []
+        assert await call(host, lone, now, 0) == [lone.pid]  # ``work``'s time is known
+        (tmp_path / f"hang-{lone.pid}").touch()
+        assert await call(host, lone, now, 20, sent=3) == []
         assert watch.total == 3
         assert watch.counted == 1, "one host's stop of three calls counted as three stalls"
         assert lone.status() is not HealthStatus.UNHEALTHY
@@ -59,6 +61,7 @@ async def test_progress_is_heard_when_it_does_not_extend_the_call(tmp_path: Path
         now = fake_clock(service)
         lone = service.replicas[0]
         stats = lone._stats
+        stats.tools.answered("tools/call 'again'", 0.1)  # known to answer at once
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.call_tool, "slow_again", {})
             await until(lambda: len(told) == 2)  # progress 1 and 2, then it hangs

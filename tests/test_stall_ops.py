@@ -44,6 +44,7 @@ async def test_a_suspect_replica_is_counted_shown_and_streamed(tmp_path: Path) -
             Client(gateway.server) as client:
         now = fake_clock(gateway.manager.get("svc"))
         lone = gateway.manager.get("svc").replicas[0]
+        assert await call(client, lone, now, 0) == [lone.pid]  # it answered, then hangs
         marker = tmp_path / f"hang-{lone.pid}"
         marker.touch()
         transitions: list[dict[str, Any]] = []

@@ -154,29 +154,32 @@ async def test_impatient_hosts_do_not_eject_a_replica_that_answers(tmp_path: Pat
         now = fake_clock(service)
         lone = service.replicas[0]
         watch = lone._stats.stalls
-        # Quick cancellations of a slow tool (1 s, under the 5 s floor): no stall.
+        # ``work`` answers at once (its time is known), then hangs its calls while
+        # ``pid`` goes on answering.
+        assert await call(impatient, lone, now, 0) == [lone.pid]
+        (tmp_path / f"hang-{lone.pid}").touch()
+        # Quick cancellations (1 s, under the 5 s floor): no stall.
         for _ in range(5):
-            assert await call(impatient, lone, now, 1, "svc_wait") == []
+            assert await call(impatient, lone, now, 1) == []
         assert watch.counted == 0 and lone.status() is not UNHEALTHY
         # Long ones, with another host's calls answered in between: the run restarts.
         for _ in range(4):
-            assert await call(impatient, lone, now, 20, "svc_wait") == []
-            assert await call(other, lone, now, 0) == [lone.pid]
-        assert watch.counted == 0 and lone.status() is not UNHEALTHY
+            assert await call(impatient, lone, now, 20) == []
+            assert await call(other, lone, now, 0, "svc_pid") == [lone.pid]
+        assert watch.counted == 0 and watch.total == 4 and lone.status() is not UNHEALTHY
         # One host giving up on three stuck calls at once is one stall, not three.
-        stalls = watch.total
-        assert await call(impatient, lone, now, 20, "svc_wait", sent=3) == []
-        assert watch.counted == 1 and watch.total == stalls + 3
+        assert await call(impatient, lone, now, 20, sent=3) == []
+        assert watch.counted == 1 and watch.total == 4 + 3
         assert lone.status() is not UNHEALTHY
 
         # Two more, nothing answered: suspect.  Its only replica still takes the calls
         # (nothing better is there), and the first answer clears it.
         for _ in range(2):
-            await call(impatient, lone, now, 20, "svc_wait")
+            await call(impatient, lone, now, 20)
         assert lone.status() is UNHEALTHY
         assert (lone.statistics().stalled or "").startswith(
             "stalled: 3 calls cancelled by their hosts after 20 s with no answer")
-        assert await call(other, lone, now, 0) == [lone.pid]
+        assert await call(other, lone, now, 0, "svc_pid") == [lone.pid]
         assert lone.statistics().stalled is None and lone.status() is not UNHEALTHY
 
 
@@ -210,6 +213,10 @@ async def test_a_call_that_reported_progress_is_no_stall(tmp_path: Path) -> None
                 tg.cancel_scope.cancel()
             await until(lambda: not lone.active)
 
+        # Both tools are known to answer at once (``policies/stalls.ToolTimes``): a
+        # wait of 20 s is far past their time.
+        stats.tools.answered("tools/call 'again'", 0.1)
+        stats.tools.answered("tools/call 'hang'", 0.1)
         # Progress 1 and 2, then nothing: the replica was working on it.
         heard = stats.heard
         await given_up("slow_again", lambda: stats.heard >= heard + 2)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fast_mcp_gateway.policies.stalls import StallWatch, stall_after
+from fast_mcp_gateway.policies import stalls
+from fast_mcp_gateway.policies.stalls import StallWatch, ToolTimes, stall_after
 
 
 @pytest.mark.parametrize(("call_timeout", "ewma_ms", "after"), [
@@ -75,3 +76,30 @@ def test_calls_of_a_lone_suspect_replica_before_the_trial_do_not_delay_it() -> N
     assert not w.start(20)                                # a call it takes anyway
     assert w.stalled(35, 20, "a", True, False) is None    # another stall: no new wait
     assert w.trial_at == 40 and w.counted == 2
+
+
+def test_a_calls_wait_is_judged_by_its_tools_own_time() -> None:
+    t = ToolTimes()
+    assert t.stall_after("tools/call 'report'", 30) is None  # never answered: no evidence
+    t.answered("tools/call 'lookup'", 0.05)
+    assert t.stall_after("tools/call 'lookup'", 30) == 5.0     # the floor
+    assert t.stall_after("tools/call 'report'", 30) is None    # another tool's time: none
+    t.answered("tools/call 'report'", 1.2)
+    assert t.stall_after("tools/call 'report'", 30) == pytest.approx(12.0)  # 10x its time
+    t.answered("tools/call 'report'", 20.0)  # once slow: a wait shorter proves nothing
+    assert t.stall_after("tools/call 'report'", 30) == 20.0
+    t.answered("tools/call 'export'", 40.0)  # slower than half the call timeout
+    assert t.stall_after("tools/call 'export'", 60) == 40.0
+    for _ in range(20):                       # its EWMA goes down; its slowest stays
+        t.answered("tools/call 'export'", 0.1)
+    assert t.stall_after("tools/call 'export'", 60) == 40.0
+    t.answered("tools/call 'export'", 90.0)   # with progress, past the call timeout:
+    assert t.stall_after("tools/call 'export'", 60) == 60.0  # a timeout still counts
+
+
+def test_the_tools_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stalls, "_TOOLS", 3)
+    t = ToolTimes()
+    for name in "abcd":
+        t.answered(name, 0.1)
+    assert t.stall_after("a", 30) is None and t.stall_after("d", 30) == 5.0

@@ -3,8 +3,9 @@
 ``python hangs.py DIR``: ``work`` answers this process's pid at once, unless the file
 ``DIR/hang-<pid>`` exists: then the call is taken and never answered (only a
 cancellation ends it) -- a tool stuck on a lock or a dead connection of its own, while
-the server's loop, and so its answers to health pings, go on.  ``wait`` is a slow tool
-of a healthy server: it runs until cancelled, every time.  Each call that will not
+the server's loop, and so its answers to health pings, go on.  ``pid`` answers the
+pid at once, always (another tool of the server, working).  ``wait`` is a slow tool of
+a healthy server: it runs until cancelled, every time.  Each call that will not
 answer adds a line to ``DIR/stuck`` first (a test waits for it from outside).
 """
 
@@ -26,6 +27,12 @@ async def work() -> int:
     """This replica's pid; never answered while ``DIR/hang-<pid>`` exists."""
     if (DIR / f"hang-{os.getpid()}").exists():
         await stuck()
+    return os.getpid()
+
+
+@mcp.tool()
+async def pid() -> int:
+    """This replica's pid, at once, always (while ``work`` hangs too)."""
     return os.getpid()
 
 

@@ -204,7 +204,7 @@ class ControlPlane:
         runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
                    and desired.get(r.name) is not self.config.servers.get(r.name)]
         where = mask_text(self.settings.db or "the store")
-        warn_overlong(registrations, runtime, where)
+        warn_overlong(registrations, runtime, where, desired)
         if runtime or late:  # else serve's start-up line has the count (cli/serve.py)
             logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                         len(desired), len(desired) - len(runtime), self.config.source,

@@ -27,6 +27,12 @@ def host_safe(text: str) -> str:
     return _UNSAFE.sub("_", text)
 
 
+def ascii_replaced(text: str) -> str:
+    """``text`` host-safe by the rule before transliteration: each character outside
+    ``[A-Za-z0-9_-]`` a ``_`` (``café`` -> ``caf_``); names bound then keep it."""
+    return _UNSAFE.sub("_", text)
+
+
 def unaddressable_name(name: str) -> str | None:
     """Why the REST API and the dashboard cannot address a server named ``name`` (None:
     they can): the name is a path segment of their URLs.  Runtime registrations refuse

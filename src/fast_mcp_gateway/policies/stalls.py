@@ -3,10 +3,14 @@
 A host's cancellation alone says nothing of the upstream (hosts give up for their own
 reasons: a short timeout of their own, a user's stop), so it feeds neither the health
 window nor the breaker.  It says something when the call had waited far longer than
-the replica usually takes (``stall_after``: ``FACTOR`` times its latency EWMA, at least
-``FLOOR`` seconds, at most ``SHARE`` of the call timeout) and the replica said nothing
-meanwhile -- no answer and no progress, to any host's call.  Such a call is a *stall*;
-so is a call that timed out with nothing heard.
+*that tool* takes to answer (``ToolTimes``: ``FACTOR`` times its latency EWMA, at least
+``FLOOR`` seconds, at most ``SHARE`` of the call timeout, and never less than the
+slowest answer it was seen to give, up to the call timeout) and the replica said
+nothing meanwhile -- no answer and no progress, to any host's call.  Such a call is a
+*stall*; so is a call that timed out with nothing heard.  A tool never seen to answer
+is no evidence: a 20 s report tool
+stopped at 8 s each time by an impatient user looks exactly like a hung one, and judged
+against the replica's latency (its fast tools') it made a working replica suspect.
 
 ``THRESHOLD`` stalls in a row (no answer in between) make the replica *suspect*: its
 health reads UNHEALTHY, so balancers prefer the other replicas, and a lone replica keeps
@@ -30,13 +34,53 @@ FLOOR = 5.0  # seconds: a call waited at least this long
 FACTOR = 10.0  # ... and this many times the replica's latency EWMA
 SHARE = 0.5  # ... but never longer than this share of the call timeout
 MAX_FACTOR = 10  # the wait before a trial grows up to this many times ``base``
+ALPHA = 0.3  # weight of a tool's newest answer in its latency EWMA
 _HOSTS = 1024  # hosts remembered per run (more only undercounts)
+_TOOLS = 1024  # tools (and resources, prompts) remembered per server; the oldest go
 
 
 def stall_after(call_timeout: float, ewma_ms: float | None) -> float:
     """Seconds a call must have waited, with nothing heard, to count as a stall."""
     typical = 0.0 if ewma_ms is None else FACTOR * ewma_ms / 1000
     return min(call_timeout * SHARE, max(FLOOR, typical))
+
+
+class ToolTimes:
+    """How long each tool of a server took to answer, what its stalls are judged by.
+
+    Keyed by the request as the gateway names it (``tools/call 'report'``; reads and
+    prompts alike), shared by the server's replicas: a tool's time is its code's, so a
+    replica hung since it started is judged by what its siblings' answers taught.
+    Only complete answers teach (not errors, nor a 2026-07-28 ``input_required``
+    round): a quick refusal of bad arguments says nothing of how long the tool works.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}  # what -> [EWMA, slowest], seconds
+
+    def answered(self, what: str, seconds: float) -> None:
+        """``what`` answered in ``seconds`` (on the call path: a lookup and two sums)."""
+        seen = self._seen.get(what)
+        if seen is not None:
+            seen[0] += ALPHA * (seconds - seen[0])
+            if seconds > seen[1]:
+                seen[1] = seconds
+            return
+        if len(self._seen) >= _TOOLS:
+            del self._seen[next(iter(self._seen))]
+        self._seen[what] = [seconds, seconds]
+
+    def stall_after(self, what: str, call_timeout: float) -> float | None:
+        """Seconds a call of ``what`` must have waited, with nothing heard, to count as
+        a stall; None when it was never seen to answer (no wait is evidence then).  Its
+        slowest answer counts up to the call timeout: one that took longer reported
+        progress meanwhile, and a timeout with nothing heard is a stall still."""
+        seen = self._seen.get(what)
+        if seen is None:
+            return None
+        return max(stall_after(call_timeout, seen[0] * 1000), min(seen[1], call_timeout))
 
 
 def seconds_text(value: float) -> str:

@@ -33,8 +33,10 @@ release changes no name given now; a name released is unbound: should a collidin
 component ask for it later, it is that one's.  A server listing none of a kind
 (starting, failed, or just none) releases none of it.  A binding whose ``base`` (the
 name with nothing colliding) no longer matches its server's namespace or the separator
-is replaced at the next build.  Bindings of servers this gateway does not run (another
-profile, another gateway's registrations) are kept as they are.
+is replaced at the next build; not one bound before transliteration (``base`` in
+``naming.legacy_bases``: hosts know it by its old spelling).  Bindings of servers this
+gateway does not run (another profile, another gateway's registrations) are kept as
+they are.
 
 With a store, ``load`` reads the bindings at start (before the upstreams' first lists)
 and ``keep`` writes new ones (insert-if-absent: on a shared PostgreSQL the first
@@ -74,6 +76,7 @@ from fast_mcp_gateway.routing.naming import (
     Origin,
     allocate_names,
     allocate_uris,
+    legacy_bases,
     namespace_uri,
     natural_name,
     preferred_name,
@@ -225,7 +228,10 @@ class NameBook:
             if k != kind:
                 continue
             ns = namespaces.get(b.server)
-            if ns is not None and base(ns, b.original) != b.base:
+            # A name bound before transliteration keeps its spelling: no namespace of an
+            # operator's changed, and hosts know it by it.
+            if ns is not None and base(ns, b.original) != b.base and b.base not in \
+                    legacy_bases(b.server, ns, b.original, separator, uris):
                 del self.bound[(k, exposed)]   # its new name replaces it (claim_names)
             elif exposed in reserved:
                 shadowed.add(Origin(b.server, b.original))

@@ -71,6 +71,7 @@ import mcp_types as types
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import NoHealthyReplica, UpstreamUnavailable
+from fast_mcp_gateway.policies.stalls import ToolTimes
 from fast_mcp_gateway.routing.attempts import CallPath
 from fast_mcp_gateway.upstream.credentials import for_caller
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -129,6 +130,7 @@ class ClientSessions:
         self.reclaimed = 0  # given back for another caller (counted in ``reaped`` too)
         # Host key -> the notice its next call carries (module doc: telling the host).
         self._notices: dict[Hashable, dict[str, Any]] = {}
+        self._times = ToolTimes()   # its tools' times, over its hosts' sessions (stalls)
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -212,6 +214,7 @@ class ClientSessions:
             config = for_caller(config, front.caller if front is not None else None)
         declares = declares_of(key, front)
         upstream = self._make(config, f"{name}~{next(self._seq)}", declares, key)
+        upstream.share_tool_times(self._times)
         client = _Client(key, upstream, last_used=self._clock(), owner=owner,
                          owner_kind=caller.kind if caller is not None else None)
         if self._roots is not None and (declares is None or "roots" in declares):

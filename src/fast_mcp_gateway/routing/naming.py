@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fast_mcp_gateway.config.names import host_safe, logged_name
+from fast_mcp_gateway.config.names import ascii_replaced, host_safe, logged_name
 
 HASH_LEN = 8
 
@@ -121,7 +121,7 @@ def allocate_names(
     table.by_exposed.update((name, origin) for origin, name in held.items())
     for server, namespace, original in entries:
         natural = f"{namespace}{separator}{original}" if namespace else original
-        exposed = host_safe(natural) or "_"
+        exposed = safe = host_safe(natural) or "_"
         reasons: list[str] = []
         rival: Origin | None = None
         if exposed != natural:
@@ -134,8 +134,11 @@ def allocate_names(
         kept = held.get(Origin(server, original))
         if kept is not None and kept != exposed:
             rival = table.by_exposed.get(exposed)
-            reasons.append(_collision(rival) if rival is not None
-                           else "keeps the name it was given when it collided")
+            why = _kept(server, namespace, original, separator, safe, exposed, kept,
+                        max_length)
+            # What made the name of now says nothing of the kept one, but a collision.
+            reasons = [*(reasons if why == _COLLIDED else []), why,
+                       *([_collision(rival)] if rival is not None else [])]
             exposed = kept
         elif kept is None and exposed in table.by_exposed:
             rival = table.by_exposed[exposed]
@@ -149,6 +152,37 @@ def allocate_names(
         if reasons:
             table.renames.append(_rename(server, original, exposed, reasons, rival))
     return table
+
+
+_COLLIDED = "keeps the name it was given when it collided"
+
+
+def legacy_bases(server: str, namespace: str, original: str, separator: str,
+                 uris: bool = False) -> set[str]:
+    """The names (URIs) with nothing colliding that the rule before transliteration
+    gave (``config.names.ascii_replaced``): of ``namespace`` as configured, or of the
+    server's name it was made of.  A binding made then is no other rule's change."""
+    raws = {namespace, *([server] if host_safe(server) == namespace else [])}
+    if uris:
+        return {namespace_uri(original, ascii_replaced(raw)) for raw in raws}
+    return {ascii_replaced(f"{raw}{separator}{original}" if raw else original) or "_"
+            for raw in raws}
+
+
+def _kept(server: str, namespace: str, original: str, separator: str, safe: str,
+          exposed: str, kept: str, max_length: int) -> str:
+    """Why a bound name ``kept`` stays, though the rules of now make ``exposed``."""
+    if kept in legacy_bases(server, namespace, original, separator):
+        return ("keeps the name it was given before accented letters were transliterated: "
+                "each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
+                f"would be '{exposed}'")
+    suffix = _digest(server, original)
+    if len(kept) > max_length and kept == _with_suffix(safe, suffix, len(kept)):
+        return (f"keeps the name it was given when names were shortened past {len(kept)} "
+                f"characters; max_name_length is {max_length} now")
+    if kept.startswith(safe[: max_length - HASH_LEN - 1]):
+        return _COLLIDED
+    return f"keeps the name it was first given; by the rules of now it would be '{exposed}'"
 
 
 def _collision(other: Origin) -> str:
@@ -199,10 +233,14 @@ def allocate_uris(entries: Iterable[tuple[str, str, str]], *,
         if kept is not None:
             if kept != exposed:
                 rival = table.by_exposed.get(exposed)
+                why = ("keeps the URI it was given before accented letters were "
+                       "transliterated: each character outside [A-Za-z0-9_-] became '_'; by "
+                       f"the rules of now it would be '{exposed}'"
+                       if kept in legacy_bases(server, namespace, original, "", uris=True)
+                       else "keeps the URI it was given when it collided")
                 table.renames.append(_rename(
-                    server, original, kept, [_collision(rival) if rival is not None else
-                                             "keeps the URI it was given when it collided"],
-                    rival))
+                    server, original, kept,
+                    [why, *([_collision(rival)] if rival is not None else [])], rival))
             exposed = kept
         elif exposed in table.by_exposed:
             rival = table.by_exposed[exposed]

@@ -40,6 +40,7 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.policies import FailureKind, HealthStatus, RetryPolicy, make_balancer
+from fast_mcp_gateway.policies.stalls import ToolTimes
 from fast_mcp_gateway.routing.attempts import (
     CallPath,
     failure_kind,
@@ -88,6 +89,10 @@ class Service:
         self.config = config
         self.name = config.name
         self.replicas = replicas
+        # A tool's time is its code's: one memory for all replicas (policies/stalls.py).
+        times = ToolTimes()
+        for replica in replicas:
+            replica.share_tool_times(times)
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep

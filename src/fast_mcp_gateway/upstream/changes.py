@@ -52,6 +52,10 @@ class ChangeTracker:
         self._notify = notify
         self._dirty = anyio.Event()
         self._subscriptions: set[str] = set()
+        # What was asked of the handshake-era session ``_asked_of`` (a host's subscribe,
+        # the replay): all an unsubscribe there has to undo.
+        self._asked_of: ClientSession | None = None
+        self._asked: set[str] = set()
         self._listen_acked: frozenset[str] | None = None  # what the listen stream covers
         self._listen_error: str | None = None
         self._relisten = anyio.Event()
@@ -69,6 +73,21 @@ class ChangeTracker:
 
     def discard(self, uri: str) -> None:
         self._subscriptions.discard(uri)
+
+    def asking(self, session: ClientSession, uri: str) -> None:
+        """``session`` is being asked to subscribe to ``uri`` (before the request goes:
+        an unsubscribe that follows it must go too)."""
+        if session is not self._asked_of:
+            self._asked_of, self._asked = session, set()
+        self._asked.add(uri)
+
+    def was_asked(self, session: ClientSession, uri: str) -> bool:
+        """Whether ``session`` was asked to subscribe to ``uri`` (forgotten now): a URI
+        its replay had not reached when a host let go of it was never subscribed there."""
+        if session is not self._asked_of or uri not in self._asked:
+            return False
+        self._asked.discard(uri)
+        return True
 
     def listening(self, uri: str) -> bool:
         """Whether the session's listen stream covers ``uri`` now (2026-07-28)."""
@@ -182,6 +201,7 @@ class ChangeTracker:
             if uri not in self._subscriptions:
                 continue
             try:
+                self.asking(session, uri)
                 with anyio.fail_after(self._timeout):
                     await session.subscribe_resource(uri)
             except Exception as exc:  # noqa: BLE001 - one URI must not stop the others

@@ -33,8 +33,9 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from fast_mcp_gateway.config.schema import ProtocolMode, ServerConfig
 from fast_mcp_gateway.config.timeouts import max_total_for
-from fast_mcp_gateway.policies import BreakerState, CircuitBreaker, HealthStatus, HealthWindow
+from fast_mcp_gateway.policies import CircuitBreaker, HealthStatus, HealthWindow
 from fast_mcp_gateway.policies.balancing import ReplicaView
+from fast_mcp_gateway.policies.stalls import ToolTimes
 from fast_mcp_gateway.upstream.changes import ChangeTracker
 from fast_mcp_gateway.upstream.era_switch import EraSwitch
 from fast_mcp_gateway.upstream.model import (
@@ -238,6 +239,10 @@ class Upstream:
         self._stats.breaker.reset()
         self._stats.stalls.reset()
 
+    def share_tool_times(self, times: ToolTimes) -> None:
+        """Judge stalls by ``times``, which the server's other replicas feed too."""
+        self._stats.tools = times
+
     def balancer_view(self) -> ReplicaView:
         return self._stats.view(self.replica, self.weight)
 
@@ -320,10 +325,6 @@ class Upstream:
         return self._stats.breaker
 
     @property
-    def breaker_state(self) -> BreakerState:
-        return self._stats.breaker.state
-
-    @property
     def ewma_ms(self) -> float | None:
         return self._stats.ewma_ms
 
@@ -350,10 +351,6 @@ class Upstream:
     @property
     def connect_seconds(self) -> float | None:
         return self._stats.connect_seconds
-
-    @property
-    def ready_since(self) -> float | None:
-        return self._stats.ready_since
 
     @property
     def last_status(self) -> HealthStatus:

@@ -108,10 +108,13 @@ class Requests:
         # ``admit``): the one kind that gives a slot back when its host gives up.
         breaker = stats.breaker
         probe = breaker.trips if breaker.state is BreakerState.HALF_OPEN else -1
+        learned: str | None = None  # what a complete answer teaches its tool's time of
         try:
             try:
                 result = await op(session)
                 ok = True
+                if watched and _complete(result):
+                    learned = what
                 return result
             except anyio.get_cancelled_exc_class():
                 # The caller gave up (a host's cancel, a host gone, an ask left
@@ -161,11 +164,11 @@ class Requests:
                 if given_up:
                     stats.given_up(probe)
                 else:
-                    stats.record(ok, started, watched)
+                    stats.record(ok, started, watched, learned)
                 if not ok and watched:
                     assert front is not None
-                    stats.unanswered(started, heard, _host_key(front), unanswered, trial,
-                                     self.call_timeout)
+                    stats.unanswered(what, started, heard, _host_key(front), unanswered,
+                                     trial, self.call_timeout)
                 if not stats.active and self._on_idle is not None:
                     self._on_idle()
         finally:
@@ -357,6 +360,15 @@ class Requests:
             return await session.complete(ref, argument, context_arguments=context_arguments)
 
         return await self.bounded("completion/complete", None, op)
+
+
+def _complete(result: Any) -> bool:
+    """Whether ``result`` (typed or raw JSON) is a complete answer: not an error, nor a
+    2026-07-28 ``input_required`` round (neither tells how long the tool works)."""
+    if isinstance(result, dict):
+        return not result.get("isError") and result.get("resultType") != "input_required"
+    return not getattr(result, "is_error", False) \
+        and not isinstance(result, types.InputRequiredResult)
 
 
 def _host_key(front: FrontCall) -> int:

@@ -20,7 +20,7 @@ from fast_mcp_gateway.policies import (
     HealthWindow,
     ReplicaView,
 )
-from fast_mcp_gateway.policies.stalls import StallWatch, seconds_text, stall_after
+from fast_mcp_gateway.policies.stalls import StallWatch, ToolTimes, seconds_text
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ class ReplicaAccounting:
         self.breaker = CircuitBreaker(b.failure_threshold, b.window, b.open_for,
                                       b.half_open_probes)
         self.stalls = StallWatch(base=b.open_for)
+        # What each tool took to answer, its calls' stalls judged by (the server's
+        # replicas share one: ``Service``).
+        self.tools = ToolTimes()
         self.alone = alone  # no other replica to prefer (the stall lines say so)
         # Answers to hosts' requests and progress reports, counted: a request ended
         # with the count unchanged heard nothing from the replica while it waited.
@@ -97,14 +100,19 @@ class ReplicaAccounting:
         self.ready_since: float | None = None  # wall clock
         self._on_transition = on_transition
 
-    def record(self, ok: bool, started: float, by_host: bool = False) -> None:
+    def record(self, ok: bool, started: float, by_host: bool = False,
+               learned: str | None = None) -> None:
         """One request ended (``started`` from ``clock``): feed health, breaker, EWMA;
-        ``by_host``: a host's request (not the gateway's own), whose answer is heard."""
+        ``by_host``: a host's request (not the gateway's own), whose answer is heard;
+        ``learned``: what it was (``tools/call 'x'``) when it answered complete, so that
+        its tool's time is learned (``ToolTimes``)."""
         now = self.clock()
         if ok and by_host:
             self.heard += 1
             if self.stalls.counted:
                 self._answered(now)
+        if learned is not None:
+            self.tools.answered(learned, now - started)
         latency_ms = (now - started) * 1000
         self.health.record(now, ok, latency_ms)
         before = self.breaker.state
@@ -147,14 +155,16 @@ class ReplicaAccounting:
         if probe == breaker.trips and breaker.state is BreakerState.HALF_OPEN:
             breaker.release_probe()
 
-    def unanswered(self, started: float, heard: int, host: Hashable, how: str | None,
-                   trial: bool, call_timeout: float) -> None:
-        """A host's request ended with no answer: ``how`` "cancelled" (its host gave up),
-        "timed out", or None (it failed).  ``heard``: the count when it started.  A stall
-        (policies/stalls.py) counts towards suspecting the replica of hanging calls."""
+    def unanswered(self, what: str, started: float, heard: int, host: Hashable,
+                   how: str | None, trial: bool, call_timeout: float) -> None:
+        """A host's request (``what``) ended with no answer: ``how`` "cancelled" (its
+        host gave up), "timed out", or None (it failed).  ``heard``: the count when it
+        started.  A stall (policies/stalls.py) counts towards suspecting the replica of
+        hanging calls: a wait far past what that tool takes, with nothing heard."""
         stalls, now = self.stalls, self.clock()
-        if how is None or heard != self.heard \
-                or now - started < stall_after(call_timeout, self.ewma_ms):
+        after = None if how is None or heard != self.heard \
+            else self.tools.stall_after(what, call_timeout)
+        if after is None or now - started < after:
             stalls.unanswered(trial)
             return
         wait = stalls.stalled(now, started, host, how == "cancelled", trial)

@@ -6,7 +6,8 @@ A handshake-era session is sent ``resources/subscribe`` / ``resources/unsubscrib
 Either way the URIs are kept by the ``ChangeTracker``, which replays them on each new
 session of the replica (a reconnect, a restart after a crash), and ``keep`` seeds it
 with the subscriptions a replica takes over before its first session (a restart with a
-new config: ``Service.carry``).
+new config: ``Service.carry``).  An unsubscribe goes to a handshake-era session only
+when that session was asked to subscribe (``ChangeTracker.was_asked``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class ResourceSubscriptions:
             return
 
         async def op(session: ClientSession) -> Any:
+            changes.asking(session, uri)
             return await session.subscribe_resource(uri)
 
         try:
@@ -71,7 +73,11 @@ class ResourceSubscriptions:
         if self._sup.is_modern:
             self._changes.relisten()
             return
-        if self._sup.session is None:
+        session = self._sup.session
+        # Not asked of this session (none now, or a new one whose replay of the kept
+        # subscriptions had not reached it): nothing to undo there, and the replay
+        # skips it.  Sent anyway, a server was told to let go of what it never held.
+        if session is None or not self._changes.was_asked(session, uri):
             return
 
         async def op(session: ClientSession) -> Any:

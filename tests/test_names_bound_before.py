@@ -1,0 +1,132 @@
+"""Names bound before a naming rule changed keep their spelling, and say why truly.
+
+Accented names are transliterated (``café`` -> ``cafe``, session 24); before, each
+character outside ``[A-Za-z0-9_-]`` became ``_``.  A runtime registration ``café``
+saved with its tools' names bound as ``caf__lookup`` lost them at the next start: the
+binding's base (its old spelling) no longer matched, so the tool became ``cafe_lookup``
+and hosts calling the name they knew got "Unknown tool" -- though the design (and its
+docs) keep a name once given.  And a name kept against the rules of now (a shorter
+``max_name_length``) was said to keep "the name it was given when it collided", which
+it never did.  A real SQLite store file, the gateway's own tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client, FastMCP
+
+from fast_mcp_gateway.routing.bindings import NameBook
+from fast_mcp_gateway.store import open_store
+from fast_mcp_gateway.store.names import NameBinding
+from tests.fixtures import make_gateway, memory_entry
+
+pytestmark = pytest.mark.anyio
+
+
+def cafe() -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP("café")
+
+    @server.tool
+    def lookup() -> str:
+        return "found"
+
+    @server.tool
+    def order() -> str:   # new since the upgrade: named by the rule of now
+        return "ordered"
+
+    return server
+
+
+async def test_a_name_bound_before_transliteration_keeps_its_spelling(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    store = await open_store(db)
+    try:   # as the gateway before transliteration left them
+        await store.put_server("café", memory_entry("café"), True)
+        await store.claim_names([NameBinding(kind="tool", exposed="caf__lookup", server="café",
+                                             original="lookup", base="caf__lookup", at=1.0)])
+    finally:
+        await store.close()
+    gateway = make_gateway({}, {"café": cafe()}, db=db)
+    async with Client(gateway.server) as client:
+        names = {t.name for t in await client.list_tools()} - set(gateway.manager.meta_names)
+        assert {n for n in names if not n.startswith("gateway_")} == {
+            "caf__lookup", "cafe_order"}, names
+        assert (await client.call_tool("caf__lookup", {})).data == "found"
+        detail = (await client.call_tool("gateway_server_detail", {"name": "café"})
+                  ).structured_content
+        assert detail is not None
+        why = {e["exposed"]: e["renamed_because"] for e in detail["exposed"]}
+        assert why["caf__lookup"] == (
+            "keeps the name it was given before accented letters were transliterated: "
+            "each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
+            "would be 'cafe_lookup'"), why
+        assert why["cafe_order"] is None, why
+
+
+def test_a_name_kept_from_a_longer_limit_says_so() -> None:
+    original = "a_really_long_tool_name_that_goes_on_and_on_for_quite_a_while_x"
+    book = NameBook()
+    first = book.allocate("tool", [("srv", "srv", original)], namespaces={"srv": "srv"},
+                          separator="_", max_length=64)
+    kept = next(iter(first.by_exposed))
+    later = book.allocate("tool", [("srv", "srv", original)], namespaces={"srv": "srv"},
+                          separator="_", max_length=48)
+    assert list(later.by_exposed) == [kept] and len(kept) == 64
+    assert [r.reason for r in later.renames] == [
+        "keeps the name it was given when names were shortened past 64 characters; "
+        "max_name_length is 48 now"]
+
+
+def test_a_name_kept_after_its_rival_left_says_it_collided() -> None:
+    book = NameBook()
+
+    def allocate(*servers: str) -> Any:
+        entries = [(s, s, t) for s, t in (("a_b", "c"), ("a", "b_c")) if s in servers]
+        return book.allocate("tool", entries, namespaces={s: s for s in servers},
+                             separator="_", max_length=64)
+
+    suffixed = next(n for n in allocate("a_b", "a").by_exposed if n != "a_b_c")
+    book.release("a_b")   # removed: its name is free, a's stays
+    table = allocate("a")
+    assert list(table.by_exposed) == [suffixed]
+    assert [r.reason for r in table.renames] == ["keeps the name it was given when it collided"]
+
+
+def test_a_uri_bound_before_transliteration_keeps_its_spelling() -> None:
+    book = NameBook()
+    book.load([NameBinding(kind="resource", exposed="notes://caf_/menu", server="café",
+                           original="notes://menu", base="notes://caf_/menu", at=1.0)])
+    table = book.allocate("resource", [("café", "cafe", "notes://menu")],
+                          namespaces={"café": "cafe"}, separator="_", max_length=64)
+    assert list(table.by_exposed) == ["notes://caf_/menu"]
+    assert [r.reason for r in table.renames] == [
+        "keeps the URI it was given before accented letters were transliterated: each "
+        "character outside [A-Za-z0-9_-] became '_'; by the rules of now it would be "
+        "'notes://cafe/menu'"]
+
+
+async def test_a_registration_whose_namespace_now_clashes_is_warned_of(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """'café' (namespaced 'caf_' when it was registered) and the file's 'cafe' share the
+    namespace 'cafe' now: the check that refuses two such servers ran when it was added,
+    and at start nothing said so (their new tools and resources collide)."""
+    caplog.set_level(logging.WARNING, logger="fast_mcp_gateway")
+    db = tmp_path / "g.db"
+    store = await open_store(db)
+    try:
+        await store.put_server("café", memory_entry("café"), True)
+    finally:
+        await store.close()
+    gateway = make_gateway({"cafe": memory_entry("cafe")}, {"café": cafe(), "cafe": cafe()},
+                           db=db)
+    async with Client(gateway.server):
+        said = [r.getMessage() for r in caplog.records if "namespace 'cafe'" in r.getMessage()]
+    assert said == [
+        "server 'café', registered at runtime in " + str(db) + ", now has the namespace "
+        "'cafe' (accented letters are written without their accents), which server 'cafe' "
+        "has too: components of both named alike collide (the later gets a hash suffix); "
+        "give one of them a 'namespace:' (gateway_update_server)"], said

@@ -113,6 +113,7 @@ async def test_an_origin_allowed_by_name_may_call_from_another_site(tmp_path: Pa
 
 @pytest.mark.parametrize(("listed", "sent"), [
     ("https://app.example.com:443", "https://app.example.com"),  # browsers omit it
+    ("https://bücher.example", "https://xn--bcher-kva.example"),  # browsers send IDNA
     ("HTTP://LocalHost:80/", "http://localhost"),
     ("https://app.example.com", "https://app.example.com:443"),  # a client writing it out
     ("http://localhost:*", "http://localhost"),  # a pattern matches the default port too

@@ -2,7 +2,9 @@
 is fed every event on the event loop, from the call path's own observer, so a token of
 any scope that opened thousands of them made every call of every caller pay for each
 one.  Past the bound a new stream is a 429 saying why; another caller's still opens, and
-a stream that ends gives its place back."""
+a stream that ends gives its place back.  A browser's tabs share one stream (its
+SharedWorker, ``static/live-worker.js``): a stream per tab took the 6 connections a
+browser opens to a host, and the 7th tab of the dashboard never loaded."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from tests.fixtures import make_gateway, serve_http, until
 from tests.test_ui import AUTH, BOB, OPS, _login
+from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +58,36 @@ async def test_one_caller_opens_a_bounded_number_of_live_streams(
             await until(lambda: gateway.events.subscribers == 2)
             assert (await _opened(stack, bob, base)).status_code == 200
             assert (await _opened(stack, bob, base)).status_code == 429
+
+
+@pytest.mark.timeout(240)
+async def test_a_browser_s_tabs_share_one_live_stream(tmp_path: Path) -> None:
+    """Eight tabs of the dashboard in one browser (without auth, as on a laptop): each
+    page's own stream held one of the 6 connections Chromium opens to a host over
+    HTTP/1.1, and the 7th tab hung loading (as did every other request of that browser
+    to the gateway) until a tab was closed.  Shared, every tab loads, goes live and gets
+    every event, over one stream, closed when the last tab goes."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = await browser.new_context()
+            tabs = []
+            for _ in range(8):
+                tab = await context.new_page()
+                await tab.goto(base + "/ui/live")
+                await expect(tab.locator("#live-status")).to_have_text("live")
+                tabs.append(tab)
+            assert gateway.events.subscribers == 1
+            gateway.events.publish("catalog", {"kinds": ["tools"]})
+            for tab in tabs:
+                await expect(tab.locator("#live-feed")).to_contain_text(
+                    "catalog changed: tools")
+            for tab in tabs:
+                await tab.close()
+            await until(lambda: gateway.events.subscribers == 0)
+        finally:
+            await browser.close()

@@ -15,7 +15,10 @@ within ``RECHECK``, and a reload narrowing the token's servers narrows what it i
 from the next event on.  A state change's detail (a server's last error) points at the
 dashboard's buttons (``Ui.for_dashboard``), as the pages do.
 One caller may keep ``MAX_STREAMS`` streams open (a 429 past that): each one costs every
-published event a queue append and a wake-up on the event loop.
+published event a queue append and a wake-up on the event loop.  A browser opens one
+for all its tabs (``static/live-worker.js``, a SharedWorker: a stream per tab took the 6
+connections a browser opens to a host, and its 7th tab never loaded), so the bound is
+met by programs only.
 A slow browser loses its oldest events (the bus's bounded queue) and is told how many
 (``event: dropped``).  The page script (``static/app.js``) appends events to the Live
 page and fires ``gw-live`` on the page so htmx parts (server cards, a server's status)

@@ -18,11 +18,10 @@ import functools
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
@@ -42,6 +41,9 @@ from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
 from fast_mcp_gateway.upstream.failures import reword_remedies
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.ui.live import Held
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +92,8 @@ class Ui:
     def __init__(self, ctx: AdminContext, auth: DashboardAuth, bus: EventBus, *,
                  mode: str = "http") -> None:
         self.ctx, self.auth, self.bus, self.mode = ctx, auth, bus, mode
-        # Live streams open per caller (``ui/live.py`` bounds them).
-        self.live_streams: Counter[tuple[str, str]] = Counter()
+        # Live streams open per caller, oldest first (``ui/live.py`` bounds them).
+        self.live_streams: dict[tuple[str, str], list[Held]] = {}
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)

@@ -60,7 +60,7 @@
     toastTimer = setTimeout(function () { toastBox.hidden = true; }, 8000);
   }
 
-  function state(value) {
+  function state(value, title) {
     if (value === "live") { body.dataset.liveConnected = "true"; }
     if (!status) { return; }
     status.classList.toggle("on", value === "live");
@@ -68,7 +68,8 @@
       status.textContent = "live";
     } else if (value === "stopped") {
       status.textContent = "stopped";
-      status.title = "live updates stopped: the gateway refused them; reload the page";
+      status.title = title ||
+        "live updates stopped: the gateway refused them; reload the page";
     } else if (value === "reconnecting") {
       status.textContent = "reconnecting";
     }
@@ -101,7 +102,7 @@
     };
     worker.port.onmessage = function (m) {
       var message = m.data;
-      if (message.type === "state") { state(message.state); }
+      if (message.type === "state") { state(message.state, message.title); }
       else if (message.type === "event") { event(message.kind, JSON.parse(message.data)); }
       else if (message.type === "ended") { ended(); }
     };
@@ -126,6 +127,10 @@
     };
     ["call", "transition", "catalog", "alert"].forEach(function (kind) {
       source.addEventListener(kind, function (e) { event(kind, JSON.parse(e.data)); });
+    });
+    source.addEventListener("displaced", function (e) {  // see live-worker.js
+      source.close();
+      state("stopped", JSON.parse(e.data).message);
     });
     source.addEventListener("ended", function () {
       source.close();

@@ -17,9 +17,9 @@ function open(id, url) {
   function send(message) {
     stream.ports.forEach(function (port) { port.postMessage(message); });
   }
-  function state(value) {
+  function state(value, title) {
     stream.state = value;
-    send({ type: "state", state: value });
+    send({ type: "state", state: value, title: title });
   }
   source.onopen = function () { state("live"); };
   // A lost stream is retried by the browser (CONNECTING); a refused one (a 403, a
@@ -36,6 +36,13 @@ function open(id, url) {
     source.addEventListener(kind, function (e) {
       send({ type: "event", kind: kind, data: e.data });
     });
+  });
+  // A newer stream of the same caller ended this one (the gateway's per-caller bound):
+  // reconnecting would end another, so it stops, saying why.
+  source.addEventListener("displaced", function (e) {
+    source.close();
+    delete streams[id];
+    state("stopped", JSON.parse(e.data).message);
   });
   source.addEventListener("ended", function () {
     source.close();

@@ -21,6 +21,7 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPError
 
@@ -274,3 +275,37 @@ async def test_sse_streams_are_bounded_per_caller(tmp_path: Path) -> None:
             async with _get_stream(http, f"{base}/sse",
                                    {**sse, "Authorization": f"Bearer {BOB}"}) as again:
                 assert again.status_code == 200
+
+
+async def test_jwt_callers_are_told_apart_by_their_subject(tmp_path: Path) -> None:
+    """Two clients of one identity provider (client-credentials tokens name the client
+    in 'sub', RFC 9068 2.2) hold a share each; a new token of the same subject is the
+    same caller; a token naming no subject is refused (401 naming the claim) rather than
+    counted as one nameless caller every such token would share."""
+    pair, issuer = RSAKeyPair.generate(), "https://idp.test/"
+    gateway = make_gateway({}, db=tmp_path / "gw.db", options={"auth": {"jwt": {
+        "public_key": pair.public_key, "issuer": issuer, "audience": "mcp-gateway"}}})
+
+    def jwt(**claims: Any) -> str:
+        return pair.create_token(issuer=issuer, audience="mcp-gateway", scopes=["tools"],
+                                 **claims)
+
+    svc_a, svc_b = jwt(subject="svc-a@clients"), jwt(subject="svc-b@clients")
+    svc_a_again = jwt(subject="svc-a@clients", expires_in_seconds=1800)
+    nameless = jwt(additional_claims={"sub": None, "client_id": "svc-c"})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http, \
+            contextlib.AsyncExitStack() as streams:
+        async def stream(token: str) -> int:
+            session = await _session(http, base, token)
+            opened = await streams.enter_async_context(_get_stream(http, f"{base}/mcp", _headers(
+                token, **{"Mcp-Session-Id": session, "MCP-Protocol-Version": HANDSHAKE})))
+            return opened.status_code
+
+        assert [await stream(svc_a) for _ in range(LIMIT)] == [200] * LIMIT
+        assert await stream(svc_a_again) == 405  # the same caller, another token
+        assert await stream(svc_b) == 200  # another client of the same provider
+        refused = await http.post(f"{base}/mcp", headers=_headers(nameless), json={
+            "jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert refused.status_code == 401
+        assert "it has no 'sub' claim naming its caller" in \
+            refused.json()["error_description"], refused.text

@@ -101,3 +101,13 @@ def test_unicode_origins_are_kept_in_the_ascii_form_browsers_send(
     assert GatewaySettings().allowed_origins == [
         "https://xn--bcher-kva.example", "http://xn--r8jz45g.jp:3000",
         "https://*.xn--bcher-kva.example"]
+
+
+def test_unicode_hosts_are_kept_in_the_ascii_form_browsers_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", "bücher.example:8443, *.Bücher.example, "
+                       "gw.example, localhost:*")
+    assert GatewaySettings().allowed_hosts == [
+        "xn--bcher-kva.example:8443", "*.xn--bcher-kva.example", "gw.example", "localhost:*"]

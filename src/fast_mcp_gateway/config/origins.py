@@ -18,7 +18,8 @@ right.  So it is brought to that form too, label by label with the standard libr
 "deviation" characters (``ß``, ``ς``, zero-width joiner and non-joiner: IDNA 2003 maps
 ``ß`` to ``ss``, a browser encodes it), so a label holding one, or a ``*`` with Unicode,
 is refused, saying to write the ``xn--`` form the browser sends (``location.origin`` in
-its console shows it).
+its console shows it).  ``MCP_GATEWAY_ALLOWED_HOSTS`` gets the same (``allowed_host``):
+browsers send ``Host`` in that form too.
 
 Standard library only: settings import it.
 """
@@ -67,7 +68,19 @@ def allowed_origin(text: str) -> str:
     return written
 
 
-def _ascii_host(text: str, host: str) -> str:
+def allowed_host(text: str) -> str:
+    """``text``, an entry of ``MCP_GATEWAY_ALLOWED_HOSTS`` (``host[:port]``, ``*``
+    patterns), with a Unicode host in the ASCII form browsers send in ``Host`` (as
+    ``allowed_origin``'s): kept as written it never matched.  An ASCII entry is kept as
+    it is (the Host guard compares without case)."""
+    value = text.strip()
+    if value.isascii():
+        return value
+    host, colon, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    return _ascii_host(text, host.lower(), header="Host") + colon + port
+
+
+def _ascii_host(text: str, host: str, *, header: str = "Origin") -> str:
     """``host`` (with Unicode) in the ASCII form browsers send (see the module
     docstring); ``ValueError`` saying to write that form where it cannot be told."""
     labels = []
@@ -86,8 +99,8 @@ def _ascii_host(text: str, host: str) -> str:
                    f"has the label '{label}', which cannot be IDNA-encoded")
             raise ValueError(
                 f"'{text}' {why}: write its host in the ASCII (xn--) form browsers send in "
-                "the Origin header (location.origin in the browser's console on that page "
-                "shows it)") from None
+                f"the {header} header (location.{header.lower()} in the browser's console "
+                "on that page shows it)") from None
     return ".".join(labels)
 
 

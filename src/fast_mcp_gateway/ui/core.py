@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
@@ -37,13 +37,10 @@ from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
-from fast_mcp_gateway.telemetry.events import EventBus
+from fast_mcp_gateway.telemetry.events import EventBus, Subscription
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
 from fast_mcp_gateway.upstream.failures import reword_remedies
-
-if TYPE_CHECKING:
-    from fast_mcp_gateway.ui.live import Held
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +81,15 @@ class Page:
     def servers(self) -> list[str]:
         """The server names this viewer may see, in the gateway's order."""
         return [n for n in self.ctx.manager.services if self.viewer.may_use(n)]
+
+
+@dataclass(eq=False)
+class Held:
+    """One open live stream of a caller (``ui/live.py``): its subscription;
+    ``displaced``: ended by a newer stream of the caller."""
+
+    sub: Subscription
+    displaced: bool = False
 
 
 class Ui:

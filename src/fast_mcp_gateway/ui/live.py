@@ -36,14 +36,13 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 
 import anyio
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from fast_mcp_gateway.telemetry.events import Event, Subscription
-from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.ui.core import Held, Page, Ui
 from fast_mcp_gateway.ui.session import Viewer
 
 HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
@@ -131,14 +130,6 @@ def displaced(name: str) -> str:
     return (f"live updates stopped: {MAX_STREAMS} newer live streams of '{name}' were "
             "opened (by other browsers, or programs), the most one caller may hold; "
             "reload the page to get them back")
-
-
-@dataclass(eq=False)
-class Held:
-    """One open stream of a caller: its subscription; ``displaced``: ended by a newer."""
-
-    sub: Subscription
-    displaced: bool = False
 
 
 @contextlib.contextmanager

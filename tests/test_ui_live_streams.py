@@ -134,3 +134,34 @@ async def test_a_program_holding_the_bound_does_not_shut_the_dashboard_out(
             await expect(status).to_have_text("live")
         finally:
             await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_page_whose_worker_does_not_load_opens_a_stream_of_its_own(
+        tmp_path: Path) -> None:
+    """The shared worker's script refused (a proxy that passes the pages but not that
+    file): the page stayed "offline" with no updates; it opens its own stream."""
+    _need_chromium()
+    from playwright.async_api import Route, async_playwright, expect
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = await browser.new_context()
+            asked: list[str] = []
+
+            async def missing(route: Route) -> None:
+                asked.append(route.request.url)
+                await route.fulfill(status=404, body="Not Found")
+
+            await context.route("**/live-worker.js", missing)
+            page = await context.new_page()
+            await page.goto(base + "/ui/live")
+            await expect(page.locator("#live-status")).to_have_text("live")
+            assert asked == [base + "/ui/static/live-worker.js"]
+            gateway.events.publish("catalog", {"kinds": ["prompts"]})
+            await expect(page.locator("#live-feed")).to_contain_text(
+                "catalog changed: prompts")
+        finally:
+            await browser.close()

@@ -100,7 +100,12 @@
       type: "join", url: new URL(url, window.location.href).href,
       key: body.dataset.liveKey || ""
     };
+    var heard = false;
+    worker.onerror = function () {  // its script did not load: a stream of the tab's own
+      if (!heard) { heard = true; own(); }
+    };
     worker.port.onmessage = function (m) {
+      heard = true;
       var message = m.data;
       if (message.type === "state") { state(message.state, message.title); }
       else if (message.type === "event") { event(message.kind, JSON.parse(message.data)); }

@@ -95,12 +95,12 @@ async def events(page: Page) -> Response:
                 event = None
                 with anyio.move_on_after(HEARTBEAT):
                     event = await sub.get()
-                    if event is None and mine.displaced:
-                        said = json.dumps({"message": displaced(who[1])})
-                        yield f"event: displaced\ndata: {said}\n\n"
-                        return
-                    if event is None:  # the bus closed: the gateway is stopping
-                        return
+                    if event is None and not mine.displaced:  # the bus closed: the
+                        return  # gateway is stopping
+                if mine.displaced:  # before any event still queued for it
+                    said = json.dumps({"message": displaced(who[1])})
+                    yield f"event: displaced\ndata: {said}\n\n"
+                    return
                 generation = auth.generation  # an int compare per event, no verify
                 if generation != seen or time.monotonic() - checked >= RECHECK \
                         or event is None:

@@ -113,6 +113,7 @@ async def test_an_origin_allowed_by_name_may_call_from_another_site(tmp_path: Pa
 
 @pytest.mark.parametrize(("listed", "sent"), [
     ("https://app.example.com:443", "https://app.example.com"),  # browsers omit it
+    ("https://bücher.example", "https://xn--bcher-kva.example"),  # browsers send IDNA
     ("HTTP://LocalHost:80/", "http://localhost"),
     ("https://app.example.com", "https://app.example.com:443"),  # a client writing it out
     ("http://localhost:*", "http://localhost"),  # a pattern matches the default port too
@@ -129,3 +130,21 @@ async def test_a_listed_origin_is_the_same_with_or_without_its_default_port(
         assert answer.status_code == 200, answer.text
         other = {"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com:8443"}
         assert_error(await http.get("/api/v1/servers", headers=other), 403, "forbidden_origin")
+
+
+async def test_a_unicode_host_listed_is_matched_in_the_form_browsers_send(
+        tmp_path: Path) -> None:
+    """A browser on ``https://bücher.example`` (a proxy in front of the gateway) sends
+    ``Host: xn--bcher-kva.example``; ``MCP_GATEWAY_ALLOWED_HOSTS=bücher.example`` was
+    kept as written and the guard refused every request (421)."""
+    gateway = _gateway(tmp_path, allowed_hosts=["bücher.example"],
+                       allowed_origins=["https://bücher.example"])
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base) as http:
+        sent = {"Host": "xn--bcher-kva.example", "Sec-Fetch-Site": "same-origin",
+                "Origin": "https://xn--bcher-kva.example"}
+        answer = await http.get("/api/v1/servers", headers=sent)
+        assert answer.status_code == 200, answer.text
+        other = {**sent, "Host": "xn--other-kva.example"}
+        refused = await http.get("/api/v1/servers", headers=other)
+        assert refused.status_code == 421, refused.text

@@ -21,12 +21,14 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.http import stream_quota
 from fast_mcp_gateway.http.stream_quota import StreamQuota
-from tests.fixtures import make_gateway, serve_http, until
+from tests import npm_tools
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http, until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +39,14 @@ AUTH = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
 LIMIT = 2
+
+
+@pytest.fixture(scope="module")
+def tools() -> Path:
+    folder = npm_tools.ensure()
+    if folder is None:
+        pytest.skip("npm is not installed: cannot fetch the pinned Inspector")
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +113,9 @@ async def test_a_caller_holds_a_bounded_share_of_session_event_streams(
         with caplog.at_level(logging.WARNING, "fast_mcp_gateway.http.stream_quota"):
             for _ in range(2):  # refused twice, logged once
                 async with get(BOB, sessions[LIMIT]) as refused:
-                    assert refused.status_code == 429
+                    # The transport's "no stream here", which hosts go on without.
+                    assert refused.status_code == 405
+                    assert refused.headers["allow"] == "POST, DELETE"
                     answer = json.loads(await refused.aread())
         assert answer["jsonrpc"] == "2.0" and answer["id"] is None, answer
         message = answer["error"]["message"]
@@ -111,8 +123,11 @@ async def test_a_caller_holds_a_bounded_share_of_session_event_streams(
                                   "of MCP sessions (a GET with Mcp-Session-Id, one per "
                                   "session) of this gateway open already"), message
         assert "close the ones it no longer reads" in message, message
+        assert message.endswith("this session's requests work without it, but what the "
+                                "gateway sends between them (list changes, logs) does not "
+                                "reach its host"), message
         lines = [r.getMessage() for r in caplog.records if "refused a stream" in r.message]
-        assert len(lines) == 1 and "'bob' (429): it holds 2 event streams" in lines[0], lines
+        assert len(lines) == 1 and "'bob' (405): it holds 2 event streams" in lines[0], lines
         # Another caller opens its own.
         ops = await _session(http, base, OPS)
         other = await streams.enter_async_context(get(OPS, ops))
@@ -123,6 +138,33 @@ async def test_a_caller_holds_a_bounded_share_of_session_event_streams(
         await until(lambda: quota.open[("session", ("token", "bob"))] < LIMIT)
         async with get(BOB, sessions[LIMIT]) as again:
             assert again.status_code == 200
+
+
+async def test_a_host_whose_event_stream_is_refused_goes_on_without_it(
+        tmp_path: Path, tools: Path) -> None:
+    """The Inspector (its CLI, on the TypeScript SDK's client v2) took the 429 for a
+    failed transport: it marked its connection failed and printed ``{"tools": []}``,
+    exit 0, for a gateway of six tools.  A 405 it takes as "no stream here"."""
+    inspector = npm_tools.package_path(tools, "@modelcontextprotocol/inspector")
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           options={"auth": AUTH}, db=tmp_path / "gw.db")
+    app = gateway.http_app()
+    async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http, \
+            contextlib.AsyncExitStack() as streams:
+        for _ in range(LIMIT):  # bob's share of event streams, held
+            session = await _session(http, base, BOB)
+            held = await streams.enter_async_context(_get_stream(http, f"{base}/mcp", _headers(
+                BOB, **{"Mcp-Session-Id": session, "MCP-Protocol-Version": HANDSHAKE})))
+            assert held.status_code == 200
+        done = await anyio.run_process(
+            [str(npm_tools.node(tools)), str(inspector / "clients/launcher/build/index.js"),
+             "--cli", "--protocol-era", "legacy", f"{base}/mcp", "--transport", "http",
+             "--header", f"Authorization: Bearer {BOB}", "--method", "tools/list"],
+            check=False)
+        assert _quota(app, "/mcp").open[("session", ("token", "bob"))] == LIMIT
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    listed = {t["name"] for t in json.loads(done.stdout)["tools"]}
+    assert {"alpha_add", "alpha_wipe"} <= listed, done.stdout.decode()[-2000:]
 
 
 async def test_a_caller_holds_a_bounded_share_of_listen_streams(tmp_path: Path) -> None:
@@ -233,3 +275,37 @@ async def test_sse_streams_are_bounded_per_caller(tmp_path: Path) -> None:
             async with _get_stream(http, f"{base}/sse",
                                    {**sse, "Authorization": f"Bearer {BOB}"}) as again:
                 assert again.status_code == 200
+
+
+async def test_jwt_callers_are_told_apart_by_their_subject(tmp_path: Path) -> None:
+    """Two clients of one identity provider (client-credentials tokens name the client
+    in 'sub', RFC 9068 2.2) hold a share each; a new token of the same subject is the
+    same caller; a token naming no subject is refused (401 naming the claim) rather than
+    counted as one nameless caller every such token would share."""
+    pair, issuer = RSAKeyPair.generate(), "https://idp.test/"
+    gateway = make_gateway({}, db=tmp_path / "gw.db", options={"auth": {"jwt": {
+        "public_key": pair.public_key, "issuer": issuer, "audience": "mcp-gateway"}}})
+
+    def jwt(**claims: Any) -> str:
+        return pair.create_token(issuer=issuer, audience="mcp-gateway", scopes=["tools"],
+                                 **claims)
+
+    svc_a, svc_b = jwt(subject="svc-a@clients"), jwt(subject="svc-b@clients")
+    svc_a_again = jwt(subject="svc-a@clients", expires_in_seconds=1800)
+    nameless = jwt(additional_claims={"sub": None, "client_id": "svc-c"})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http, \
+            contextlib.AsyncExitStack() as streams:
+        async def stream(token: str) -> int:
+            session = await _session(http, base, token)
+            opened = await streams.enter_async_context(_get_stream(http, f"{base}/mcp", _headers(
+                token, **{"Mcp-Session-Id": session, "MCP-Protocol-Version": HANDSHAKE})))
+            return opened.status_code
+
+        assert [await stream(svc_a) for _ in range(LIMIT)] == [200] * LIMIT
+        assert await stream(svc_a_again) == 405  # the same caller, another token
+        assert await stream(svc_b) == 200  # another client of the same provider
+        refused = await http.post(f"{base}/mcp", headers=_headers(nameless), json={
+            "jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert refused.status_code == 401
+        assert "it has no 'sub' claim naming its caller" in \
+            refused.json()["error_description"], refused.text

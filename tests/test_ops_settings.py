@@ -40,6 +40,11 @@ from fast_mcp_gateway.cli.main import main
      "'null' is the Origin of sandboxed frames and local files, which any page can send: "
      "it cannot be allowed; list the origins of the pages that call the gateway (e.g. "
      "https://app.example.com or http://localhost:3000) (got 'null')"),
+    ("ALLOWED_ORIGINS", "https://straße.example",
+     "'https://straße.example' holds U+00DF, which browsers and Python's IDNA encode "
+     "differently: write its host in the ASCII (xn--) form browsers send in the Origin "
+     "header (location.origin in the browser's console on that page shows it) (got "
+     "'https://straße.example')"),
     ("PATH", "mcp", "must be a URL path starting with /, e.g. /mcp (got 'mcp')"),
     ("PUBLIC_URL", "mcp.example.com", "must be the http:// or https:// URL hosts reach the "
                                       "gateway at, e.g. https://mcp.example.com (got "
@@ -81,3 +86,28 @@ def test_allowed_origins_are_kept_as_browsers_send_them(
     assert GatewaySettings().allowed_origins == [
         "https://app.example.com", "http://localhost", "http://[::1]:3000",
         "https://*.example.com", "http://127.0.0.1:*"]
+
+
+def test_unicode_origins_are_kept_in_the_ascii_form_browsers_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A browser on ``https://bücher.example`` sends ``Origin:
+    https://xn--bcher-kva.example`` (IDNA): the entry was kept in Unicode and never
+    matched it."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", "https://Bücher.example:443/, "
+                       "http://例え.jp:3000, https://*.bücher.example, "
+                       "https://xn--bcher-kva.example, https://ｂüｃｈｅｒ。example")
+    assert GatewaySettings().allowed_origins == [
+        "https://xn--bcher-kva.example", "http://xn--r8jz45g.jp:3000",
+        "https://*.xn--bcher-kva.example"]
+
+
+def test_unicode_hosts_are_kept_in_the_ascii_form_browsers_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", "bücher.example:8443, *.Bücher.example, "
+                       "gw.example, localhost:*")
+    assert GatewaySettings().allowed_hosts == [
+        "xn--bcher-kva.example:8443", "*.xn--bcher-kva.example", "gw.example", "localhost:*"]

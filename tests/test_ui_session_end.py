@@ -22,10 +22,12 @@ import anyio
 import httpx2
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
+from starlette.responses import Response
 
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.gateway import Gateway
 from fast_mcp_gateway.ui import live
+from fast_mcp_gateway.ui.core import Page
 from tests.fixtures import make_gateway, serve_http
 from tests.pg import PgCluster, running_cluster
 from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
@@ -138,13 +140,21 @@ async def test_a_jwt_granting_no_scope_is_refused_at_login_in_the_restss_words()
 
 @pytest.mark.timeout(240)
 async def test_a_live_stream_the_gateway_refuses_is_not_shown_as_reconnecting(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refused Live stream (any answer but the event stream: a 403, a redirect to the
-    login page) is never retried by the browser, yet the status said "reconnecting"
-    for good.  It says the updates stopped, and how to get them back."""
+    login page) is never retried by the browser, yet the status said
+    "reconnecting" for good.  It says the updates stopped, and how to get them back."""
     _need_chromium()
-    from playwright.async_api import Route, async_playwright, expect
+    from playwright.async_api import async_playwright, expect
 
+    refusing, served = anyio.Event(), live.events
+
+    async def events(page: Page) -> Response:
+        if refusing.is_set():
+            return page.ui.error(page.request, page.viewer, 403, "Not allowed")
+        return await served(page)
+
+    monkeypatch.setattr(live, "events", events)  # the dashboard's routes are made later
     path = tmp_path / "servers.yaml"
     _write(path, ("bob", BOB, "tools"))
     gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
@@ -157,10 +167,9 @@ async def test_a_live_stream_the_gateway_refuses_is_not_shown_as_reconnecting(
             await page.get_by_role("button", name="Log in").click()
             await expect(page.locator("#live-status")).to_have_text("live")
 
-            async def refuse(route: Route) -> None:
-                await route.fulfill(status=403, content_type="text/html", body="Not allowed")
-
-            await page.route("**/ui/events", refuse)
+            # Refused by the gateway: the stream is opened by the browser's shared worker
+            # (static/live-worker.js), whose requests Playwright's routes do not see.
+            refusing.set()
             await page.reload()
             status = page.locator("#live-status")
             await expect(status).to_have_text("stopped")

@@ -10,6 +10,17 @@ entry that is no origin (a path, a query, ``null``, a bad port) is refused there
 saying what to write.  ``*`` wildcards (``https://*.example.com``,
 ``http://localhost:*``) stay patterns, as the Host/Origin guard reads them.
 
+A host in Unicode (an internationalised domain name, ``https://bücher.example``) is sent
+by browsers in its ASCII form (``Origin: https://xn--bcher-kva.example``, IDNA): listed
+as written, it never matched, and the page was refused (403) with the entry looking
+right.  So it is brought to that form too, label by label with the standard library's
+``idna`` codec (IDNA 2003).  Browsers follow UTS #46, which differs from it only on four
+"deviation" characters (``ß``, ``ς``, zero-width joiner and non-joiner: IDNA 2003 maps
+``ß`` to ``ss``, a browser encodes it), so a label holding one, or a ``*`` with Unicode,
+is refused, saying to write the ``xn--`` form the browser sends (``location.origin`` in
+its console shows it).  ``MCP_GATEWAY_ALLOWED_HOSTS`` gets the same (``allowed_host``):
+browsers send ``Host`` in that form too.
+
 Standard library only: settings import it.
 """
 
@@ -23,6 +34,8 @@ _ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
                      r"(?P<host>\[[^\]/?#]*\]|[^:/?#\[\]]*)"
                      r"(?::(?P<port>[^/?#]*))?(?P<rest>.*)", re.DOTALL)
 _EXAMPLE = "e.g. https://app.example.com or http://localhost:3000"
+_DOTS = re.compile("[.\u3002\uff0e\uff61]")  # the label separators IDNA reads as '.'
+_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")  # UTS 46's, see the docstring
 
 
 def allowed_origin(text: str) -> str:
@@ -43,6 +56,8 @@ def allowed_origin(text: str) -> str:
     if "@" in host:
         raise ValueError(f"'{text}' has a user name: an origin is scheme://host[:port] "
                          f"only, {_EXAMPLE}")
+    if not host.isascii():
+        host = _ascii_host(text, host)
     port = _port(text, scheme, match["port"] or "")
     written = f"{scheme}://{host}{':' + port if port else ''}"
     if match["rest"] not in ("", "/"):  # one trailing slash is the same origin
@@ -51,6 +66,42 @@ def allowed_origin(text: str) -> str:
             f"scheme://host[:port] only, as browsers send it in the Origin header; write "
             f"'{written}'")
     return written
+
+
+def allowed_host(text: str) -> str:
+    """``text``, an entry of ``MCP_GATEWAY_ALLOWED_HOSTS`` (``host[:port]``, ``*``
+    patterns), with a Unicode host in the ASCII form browsers send in ``Host`` (as
+    ``allowed_origin``'s): kept as written it never matched.  An ASCII entry is kept as
+    it is (the Host guard compares without case)."""
+    value = text.strip()
+    if value.isascii():
+        return value
+    host, colon, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    return _ascii_host(text, host.lower(), header="Host") + colon + port
+
+
+def _ascii_host(text: str, host: str, *, header: str = "Origin") -> str:
+    """``host`` (with Unicode) in the ASCII form browsers send (see the module
+    docstring); ``ValueError`` saying to write that form where it cannot be told."""
+    labels = []
+    for label in _DOTS.split(host):
+        if label.isascii():
+            labels.append(label)
+            continue
+        deviation = next((c for c in label if c in _DEVIATIONS), None)
+        try:
+            if deviation is not None or "*" in label:
+                raise UnicodeError
+            labels.append(label.encode("idna").decode("ascii"))
+        except UnicodeError:
+            why = (f"holds U+{ord(deviation):04X}, which browsers and Python's IDNA encode "
+                   "differently" if deviation is not None else
+                   f"has the label '{label}', which cannot be IDNA-encoded")
+            raise ValueError(
+                f"'{text}' {why}: write its host in the ASCII (xn--) form browsers send in "
+                f"the {header} header (location.{header.lower()} in the browser's console "
+                "on that page shows it)") from None
+    return ".".join(labels)
 
 
 def _port(text: str, scheme: str, port: str) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from fast_mcp_gateway.config.origins import allowed_origin
+from fast_mcp_gateway.config.origins import allowed_host, allowed_origin
 
 Transport = Literal["stdio", "http", "sse"]
 SDK_MAX_BODY = 4 * 1024 * 1024
@@ -180,6 +180,12 @@ class GatewaySettings(BaseSettings):
                 "set but holds no key; give the keys every gateway shares (comma-"
                 "separated), or unset it for a key of this process's own")
         return parts
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        """A Unicode host in the IDNA form browsers send (``config/origins.py``)."""
+        return [allowed_host(host) for host in hosts]
 
     @field_validator("allowed_origins")
     @classmethod

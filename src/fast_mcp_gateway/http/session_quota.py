@@ -147,14 +147,18 @@ def too_many_sessions(name: str, limit: int, idle: float | None) -> str:
             "sessionless in protocol 2026-07-28")
 
 
-async def send_too_many(send: Send, message: str, request_id: Any = None) -> None:
-    """A quota's refusal: 429 with a JSON-RPC error (-32000, ``message``) under
-    ``request_id`` (None when it cannot be told), as the MCP endpoint's refusals are."""
+async def send_too_many(send: Send, message: str, request_id: Any = None, *,
+                        status: int = 429, allow: bytes | None = None) -> None:
+    """A quota's refusal: ``status`` (429) with a JSON-RPC error (-32000, ``message``)
+    under ``request_id`` (None when it cannot be told), as the MCP endpoint's refusals
+    are; ``allow``: the ``Allow`` header of a 405."""
     body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {
         "code": -32000, "message": message}}, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": 429,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if allow is not None:
+        headers.append((b"allow", allow))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -16,7 +16,13 @@ does: ``scope["user"]`` is the verified caller, ``session_quota.caller_of``) and
 one caller hold at most ``STREAMS_PER_CALLER`` streams of each kind open at once; its
 next is a 429 in the endpoint's refusal shape (a JSON-RPC error, under the listen
 request's id when it has one) naming the kind, the number, and what to do: close the
-streams it no longer reads, or give its hosts tokens of their own.  The refusal is
+streams it no longer reads, or give its hosts tokens of their own.  A session's event
+stream is refused 405 instead (``Allow: POST, DELETE``, the same body): the one answer
+the MCP transport has for "no stream here", which hosts take as such and go on without
+it.  The TypeScript SDK's client (v2, the Inspector's) takes any other status as a
+failed transport: its connection is marked failed, and the Inspector CLI printed
+``{"tools": []}`` (exit 0) for a gateway of many tools; the Python SDK's retries once,
+a second later, either way.  The refusal is
 logged at WARNING, once a minute per caller and kind at most (``QuotaLog``, as
 ``SessionQuota``'s).  A stream counts from its request until its answer ends (the host
 left, the session ended, the stream was closed), so one the SDK refuses passes by in
@@ -72,9 +78,12 @@ _HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
 def too_many_streams(kind: StreamKind, name: str, limit: int) -> str:
     """The refusal of ``name``'s next stream of ``kind`` past ``limit``."""
     what, remedy = _WHAT[kind]
+    without = ("; this session's requests work without it, but what the gateway sends "
+               "between them (list changes, logs) does not reach its host"
+               if kind == "session" else "")
     return (f"Too many open streams: '{name}' holds {limit} {what} of this gateway open "
             f"already (the most one caller may hold): {remedy}, then open it again; hosts "
-            "that need more streams between them need tokens of their own")
+            f"that need more streams between them need tokens of their own{without}")
 
 
 def stream_kind(scope: Scope, *, sse: bool) -> StreamKind | None:
@@ -137,10 +146,14 @@ class StreamQuota:
         if kind == "listen":  # the id its host waits on: read only now, when refused
             body, end = await read_body(receive, self.max_body)
             request_id = _request_id(body) if end == "whole" else None
-        self._log.warn((kind, *who), "MCP endpoint: refused a stream of '%s' (429): it "
+        self._log.warn((kind, *who), "MCP endpoint: refused a stream of '%s' (%d): it "
                        "holds %d %s open already, the most one caller may hold", who[1],
-                       self.limit, _WHAT[kind][0])
-        await send_too_many(send, too_many_streams(kind, who[1], self.limit), request_id)
+                       405 if kind == "session" else 429, self.limit, _WHAT[kind][0])
+        message = too_many_streams(kind, who[1], self.limit)
+        if kind == "session":  # the transport's "no stream here" (see the docstring)
+            await send_too_many(send, message, status=405, allow=b"POST, DELETE")
+            return
+        await send_too_many(send, message, request_id)
 
 
 def _request_id(body: bytes) -> Any:

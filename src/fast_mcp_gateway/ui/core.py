@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
-from fast_mcp_gateway.telemetry.events import EventBus
+from fast_mcp_gateway.telemetry.events import EventBus, Subscription
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.session import CSRF_FIELD, DashboardAuth, Viewer, csrf_ok
 from fast_mcp_gateway.upstream.failures import reword_remedies
@@ -84,14 +83,23 @@ class Page:
         return [n for n in self.ctx.manager.services if self.viewer.may_use(n)]
 
 
+@dataclass(eq=False)
+class Held:
+    """One open live stream of a caller (``ui/live.py``): its subscription;
+    ``displaced``: ended by a newer stream of the caller."""
+
+    sub: Subscription
+    displaced: bool = False
+
+
 class Ui:
     """The dashboard's shared state (one per served dashboard)."""
 
     def __init__(self, ctx: AdminContext, auth: DashboardAuth, bus: EventBus, *,
                  mode: str = "http") -> None:
         self.ctx, self.auth, self.bus, self.mode = ctx, auth, bus, mode
-        # Live streams open per caller (``ui/live.py`` bounds them).
-        self.live_streams: Counter[tuple[str, str]] = Counter()
+        # Live streams open per caller, oldest first (``ui/live.py`` bounds them).
+        self.live_streams: dict[tuple[str, str], list[Held]] = {}
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)

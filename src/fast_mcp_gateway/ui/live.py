@@ -14,8 +14,15 @@ or a token a reload removed ends the stream at the next event, which is not sent
 within ``RECHECK``, and a reload narrowing the token's servers narrows what it is sent
 from the next event on.  A state change's detail (a server's last error) points at the
 dashboard's buttons (``Ui.for_dashboard``), as the pages do.
-One caller may keep ``MAX_STREAMS`` streams open (a 429 past that): each one costs every
-published event a queue append and a wake-up on the event loop.
+One caller may keep ``MAX_STREAMS`` streams open: each one costs every published event a
+queue append and a wake-up on the event loop.  A browser opens one for all its tabs
+(``static/live-worker.js``, a SharedWorker: a stream per tab took the 6 connections a
+browser opens to a host, and its 7th tab never loaded), so the bound is met by programs
+only.  Past it a caller's newest stream ends its oldest (``event: displaced``, saying
+why; the page stops, and does not reconnect), as its 33rd login ends its oldest
+session: refused instead (a 429), a program holding 32 streams -- without ``auth``, any
+local one: every viewer is the one anonymous caller -- kept the operator's dashboard
+from live updates, and reloading the page, which the page advised, changed nothing.
 A slow browser loses its oldest events (the bus's bounded queue) and is told how many
 (``event: dropped``).  The page script (``static/app.js``) appends events to the Live
 page and fires ``gw-live`` on the page so htmx parts (server cards, a server's status)
@@ -28,15 +35,14 @@ import contextlib
 import functools
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from fast_mcp_gateway.telemetry.events import Event
-from fast_mcp_gateway.ui.core import Page, Ui
+from fast_mcp_gateway.telemetry.events import Event, Subscription
+from fast_mcp_gateway.ui.core import Held, Page, Ui
 from fast_mcp_gateway.ui.session import Viewer
 
 HEARTBEAT = 15.0  # seconds: keeps proxies from closing an idle stream
@@ -66,10 +72,6 @@ async def events(page: Page) -> Response:
     base = str(page.request.scope.get("root_path", ""))
     open_streams = page.ui.live_streams
     who = (page.viewer.principal.kind, page.viewer.principal.name)
-    if open_streams[who] >= MAX_STREAMS:
-        return page.ui.error(page.request, page.viewer, 429, (
-            f"{MAX_STREAMS} live streams of '{who[1]}' are open already (one per dashboard "
-            "tab): close some tabs, then reload this one"))
 
     def shown(event: Event) -> bool:
         server = event.payload.get("server")
@@ -81,22 +83,24 @@ async def events(page: Page) -> Response:
 
     async def stream() -> AsyncIterator[str]:
         nonlocal viewer, checked
-        if open_streams[who] >= MAX_STREAMS:  # others started since the check above
-            return
         auth = page.ui.auth
         # The generation the last check was made at; None: the page's own check, made
         # before this was read (a reload during it would go unseen), so the first event
         # checks again.
         seen: int | None = None
-        with page.ui.bus.subscribe() as sub, _counted(open_streams, who):
+        with page.ui.bus.subscribe() as sub, _held(open_streams, who, sub) as mine:
             yield ": connected\nretry: 2000\n\n"
             seen_drops = 0
             while True:
                 event = None
                 with anyio.move_on_after(HEARTBEAT):
                     event = await sub.get()
-                    if event is None:  # the bus closed: the gateway is stopping
-                        return
+                    if event is None and not mine.displaced:  # the bus closed: the
+                        return  # gateway is stopping
+                if mine.displaced:  # before any event still queued for it
+                    said = json.dumps({"message": displaced(who[1])})
+                    yield f"event: displaced\ndata: {said}\n\n"
+                    return
                 generation = auth.generation  # an int compare per event, no verify
                 if generation != seen or time.monotonic() - checked >= RECHECK \
                         or event is None:
@@ -121,14 +125,30 @@ async def events(page: Page) -> Response:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+def displaced(name: str) -> str:
+    """Why a stream of ``name`` was ended by a newer one (``event: displaced``)."""
+    return (f"live updates stopped: {MAX_STREAMS} newer live streams of '{name}' were "
+            "opened (by other browsers, or programs), the most one caller may hold; "
+            "reload the page to get them back")
+
+
 @contextlib.contextmanager
-def _counted(streams: Counter[tuple[str, str]], who: tuple[str, str]) -> Iterator[None]:
-    streams[who] += 1
+def _held(streams: dict[tuple[str, str], list[Held]], who: tuple[str, str],
+          sub: Subscription) -> Iterator[Held]:
+    """``sub`` held by ``who``, oldest first; past ``MAX_STREAMS`` the oldest is ended."""
+    mine = Held(sub)
+    held = streams.setdefault(who, [])
+    held.append(mine)
+    while len(held) > max(1, MAX_STREAMS):
+        oldest = held.pop(0)
+        oldest.displaced = True
+        oldest.sub.close()  # its ``get`` returns None: it says why and ends
     try:
-        yield
+        yield mine
     finally:
-        streams[who] -= 1
-        if not streams[who]:
+        if mine in held:
+            held.remove(mine)
+        if not held and streams.get(who) is held:
             del streams[who]
 
 

@@ -60,41 +60,91 @@
     toastTimer = setTimeout(function () { toastBox.hidden = true; }, 8000);
   }
 
-  var source = new EventSource(url);
-  source.onopen = function () {
-    if (status) { status.textContent = "live"; status.classList.add("on"); }
-    body.dataset.liveConnected = "true";
-  };
-  // A lost stream is retried by the browser (CONNECTING); a refused one (a 403, a
-  // redirect to the login page: anything but an event stream) never is (CLOSED).
-  source.onerror = function () {
+  function state(value, title) {
+    if (value === "live") { body.dataset.liveConnected = "true"; }
     if (!status) { return; }
-    status.classList.remove("on");
-    if (source.readyState === EventSource.CLOSED) {
+    status.classList.toggle("on", value === "live");
+    if (value === "live") {
+      status.textContent = "live";
+    } else if (value === "stopped") {
       status.textContent = "stopped";
-      status.title = "live updates stopped: the gateway refused them; reload the page";
-    } else {
+      status.title = title ||
+        "live updates stopped: the gateway refused them; reload the page";
+    } else if (value === "reconnecting") {
       status.textContent = "reconnecting";
     }
-  };
-  ["call", "transition", "catalog", "alert"].forEach(function (kind) {
-    source.addEventListener(kind, function (e) {
-      var data = JSON.parse(e.data);
-      show(kind, data);
-      if (kind === "alert") { toast(data); }
-      body.dispatchEvent(new CustomEvent("gw-live", { detail: { kind: kind } }));
-      if (kind === "alert") {
-        body.dispatchEvent(new CustomEvent("gw-alert", { detail: data }));
-      }
-    });
-  });
+  }
+  function event(kind, data) {
+    show(kind, data);
+    if (kind === "alert") { toast(data); }
+    body.dispatchEvent(new CustomEvent("gw-live", { detail: { kind: kind } }));
+    if (kind === "alert") {
+      body.dispatchEvent(new CustomEvent("gw-alert", { detail: data }));
+    }
+  }
   // The session ended (logged out elsewhere, its token expired or removed): the page
   // reloads, which leads to the login page saying why.
-  source.addEventListener("ended", function () {
-    source.close();
-    window.location.reload();
-  });
-  window.addEventListener("pagehide", function () { source.close(); });
+  function ended() { window.location.reload(); }
+
+  // One stream per browser, shared by its tabs (static/live-worker.js): a browser opens
+  // 6 connections to a host at most, and a stream per tab left a 7th tab unable to load.
+  function shared() {
+    var worker;
+    try {
+      worker = new SharedWorker(body.dataset.base + "/static/live-worker.js",
+                                { name: "mgw-live" });
+    } catch (e) {
+      return false;  // no SharedWorker here (or refused): a stream of the tab's own
+    }
+    var join = {
+      type: "join", url: new URL(url, window.location.href).href,
+      key: body.dataset.liveKey || ""
+    };
+    var heard = false;
+    worker.onerror = function () {  // its script did not load: a stream of the tab's own
+      if (!heard) { heard = true; own(); }
+    };
+    worker.port.onmessage = function (m) {
+      heard = true;
+      var message = m.data;
+      if (message.type === "state") { state(message.state, message.title); }
+      else if (message.type === "event") { event(message.kind, JSON.parse(message.data)); }
+      else if (message.type === "ended") { ended(); }
+    };
+    worker.port.start();
+    worker.port.postMessage(join);
+    window.addEventListener("pagehide", function () {
+      worker.port.postMessage({ type: "leave" });
+    });
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted) { worker.port.postMessage(join); }  // back from the page cache
+    });
+    return true;
+  }
+
+  function own() {
+    var source = new EventSource(url);
+    source.onopen = function () { state("live"); };
+    // A lost stream is retried by the browser (CONNECTING); a refused one (a 403, a
+    // redirect to the login page: anything but an event stream) never is (CLOSED).
+    source.onerror = function () {
+      state(source.readyState === EventSource.CLOSED ? "stopped" : "reconnecting");
+    };
+    ["call", "transition", "catalog", "alert"].forEach(function (kind) {
+      source.addEventListener(kind, function (e) { event(kind, JSON.parse(e.data)); });
+    });
+    source.addEventListener("displaced", function (e) {  // see live-worker.js
+      source.close();
+      state("stopped", JSON.parse(e.data).message);
+    });
+    source.addEventListener("ended", function () {
+      source.close();
+      ended();
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  if (!(window.SharedWorker && shared())) { own(); }
 
   // The alert rule form: not_ready takes no threshold, so its fields hide (and, being
   // disabled, are not sent).

@@ -183,6 +183,17 @@ class AuthConfig(_Strict):
         return self
 
 
+def reach_changed(old: AuthConfig | None, new: AuthConfig | None) -> bool:
+    """Whether a reload from ``old`` to ``new`` changes what an open session's credential
+    may list: a token kept (by its digest) with other ``scopes`` or ``servers``, or
+    another ``jwt`` section (how a JWT's scopes and servers are read).  A removed token's
+    sessions are refused instead, an added one has none, a renamed one lists the same."""
+    if old is None or new is None:
+        return old is not new
+    after = {t.digest: (t.scopes, t.servers) for t in new.tokens}
+    return old.jwt != new.jwt or any(
+        t.digest in after and after[t.digest] != (t.scopes, t.servers) for t in old.tokens)
+
 def expand_auth(raw: dict[str, Any], expand: Callable[[str, str], Any]) -> dict[str, Any]:
     """``raw`` (the ``auth:`` mapping as read) with ``expand(value, field)`` applied to the
     secrets and settings that may come from the environment: each token's ``token`` and

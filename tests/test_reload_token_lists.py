@@ -6,12 +6,14 @@ handshake-era sessions got no ``list_changed``, so a host that keeps its lists (
 Desktop, the Inspector) went on offering tools the token could no longer call, and never
 learnt of the ones it was given.  Hosts reach the gateway over real HTTP on 127.0.0.1;
 the upstreams are ``tests/servers/watched.py`` (stdio).  The first two tests failed on
-the code they were written against.
+the code they were written against; the last one's log too (a reload editing tokens
+alone was logged "no change").
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ async def _tools(client: Client) -> set[str]:
 
 
 async def test_a_reload_narrowing_then_widening_a_token_tells_its_sessions(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = tmp_path / "servers.yaml"
     write = writer(config)
     servers = entries("watched", "other")
@@ -44,7 +46,9 @@ async def test_a_reload_narrowing_then_widening_a_token_tells_its_sessions(
                           message_handler=narrowed) as mo:
             assert {n.split("_")[0] for n in await _tools(mo)} == {"watched", "other"}
             write(servers, ["other"])
-            await reload(gateway)
+            with caplog.at_level(logging.INFO, "fast_mcp_gateway.front.reloaded"):
+                await reload(gateway)
+            assert "gateway.auth reloaded: given other scopes or servers: mo" in caplog.text
             with anyio.fail_after(WITHIN):
                 await narrowed.all()   # tools, resources and prompts
             assert {n.split("_")[0] for n in await _tools(mo)} == {"other"}
@@ -79,8 +83,10 @@ async def test_a_reload_taking_a_tokens_admin_tells_its_sessions(tmp_path: Path)
         assert not any(name.startswith("gateway_") for name in await _tools(ops))
 
 
-async def test_a_reload_leaving_every_tokens_reach_announces_nothing(tmp_path: Path) -> None:
-    """A token added, or one renamed, changes no open session's lists: no notice."""
+async def test_a_reload_leaving_every_tokens_reach_announces_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A token added, or one renamed, changes no open session's lists: no notice.  The
+    log says what changed (the reload's own line said "no change": it counts servers)."""
     config = tmp_path / "servers.yaml"
     servers = entries("watched")
     auth: dict[str, Any] = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]}]}
@@ -92,5 +98,9 @@ async def test_a_reload_leaving_every_tokens_reach_announces_nothing(tmp_path: P
         auth = {"tokens": [{"name": "operator", "token": OPS, "scopes": ["admin"]},
                            {"name": "mo", "token": MINE, "scopes": ["tools"]}]}
         config.write_text(json.dumps({"gateway": {"auth": auth}, "servers": servers}))
-        await reload(gateway)
+        with caplog.at_level(logging.INFO, "fast_mcp_gateway.front.reloaded"):
+            await reload(gateway)
         assert not gateway.hub.lists_pending
+    assert ("gateway.auth reloaded: token(s) added: mo; renamed: ops -> operator"
+            in caplog.text), caplog.text
+    assert OPS not in caplog.text and MINE not in caplog.text

@@ -70,6 +70,7 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.store import Store, open_or_defer
+from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
 from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -127,6 +128,9 @@ class Gateway:
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
         self.provider.invalid = lambda: self.control.invalid_servers
+        # Started without its store: a runtime registration's name is unknown so far.
+        self.provider.pipeline.unread = lambda: (
+            UNREAD if isinstance(self.control.store, DeferredStore) else "")
         # Alerts read the store and the supervisors' states; a state change is evaluated
         # at once.  ``alerts.on_transition`` is where in-process subscribers hook in.
         self.alerts = AlertEngine(

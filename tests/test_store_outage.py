@@ -144,6 +144,9 @@ async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it
                 with pytest.raises(ToolError, match="has not read the servers registered "
                                                     "at runtime yet"):
                     await host.call_tool("clock_now", {})
+            unread = await http.get(f"{gateway.base}/api/v1/servers/clock", headers=BEARER)
+            assert unread.status_code == 404, unread.text  # and why (was "no server ...")
+            assert "has not read the servers registered at runtime yet" in unread.text
             calls = await http.get(f"{gateway.base}/api/v1/logs/invocations", headers=BEARER)
             assert calls.status_code == 503, calls.text
             assert calls.json()["error"]["code"] == "store_unavailable", calls.text

@@ -157,13 +157,16 @@ def test_sslmode_require_against_a_server_without_ssl_says_so(
     assert "is the server running" not in err, err
 
 
-@pytest.mark.parametrize("password", ["s3c/ret9", "s3c#ret9", "s3c?ret9", "s3c@ret9"])
+@pytest.mark.parametrize("password", ["s3c/ret9", "s3c#ret9", "s3c?ret9", "s3c@ret9",
+                                      "s3c@ret/9", "s3c@ret?9", "s3c@ret#9"])
 def test_a_password_with_a_reserved_character_never_shows(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], password: str) -> None:
     """A generated password holding '/', '#', '?' or '@', pasted into the URL without
     percent-encoding, split the URL elsewhere: "PostgreSQL at gw/ret9@127.0.0.1:5432/
     gateway: cannot connect: invalid literal for int() with base 10: 's3c'" printed both
-    halves of it (for '@', asyncpg looked the half up in DNS as a host name)."""
+    halves of it (for '@', asyncpg looked the half up in DNS as a host name).  One holding
+    an '@' and then a '/', '?' or '#' still did ("PostgreSQL at gw@ret/9@127.0.0.1...:
+    host 'ret' does not exist"): its '@' made the address part look whole."""
     err = serve_with(f"postgresql://gw:{password}@127.0.0.1:5432/gateway", tmp_path, capsys)
     assert "s3c" not in err and "ret9" not in err, err
     assert "percent-encode it" in err, err

@@ -24,6 +24,7 @@ import anyio
 import httpx2
 import pytest
 from fastmcp import Client
+from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.store import AuditEntry, HealthRecord, Invocation, open_store
 from fast_mcp_gateway.store.outage import PoolFloor, from_gateway_pool
@@ -117,7 +118,9 @@ async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it
     starts now, serving its file's upstreams; says so in one line (never the password);
     is 'degraded' with the store 'unreachable'; answers store-backed requests 503
     store_unavailable and holds the call records; and once the database answers, runs
-    its runtime registrations, writes the held records and is 'ready'."""
+    its runtime registrations, writes the held records and is 'ready'.  Meanwhile a call
+    of a runtime server's tool says the registrations are unread (it was "Unknown tool",
+    offering a file server's name if one was close)."""
     url = own_cluster.create_database()
     store = await open_store(url)
     try:  # a runtime registration, from before: it runs once the store is back
@@ -136,6 +139,14 @@ async def test_serve_starts_while_postgresql_is_down_and_takes_the_store_when_it
                     n.startswith("clock_") for n in names), names
                 added = await host.call_tool("notes_add_note", {"title": "held"})
                 assert not added.is_error
+                # The runtime server's tool is unknown here so far, and the answer says
+                # why (it offered only another name: "did you mean ...?").
+                with pytest.raises(ToolError, match="has not read the servers registered "
+                                                    "at runtime yet"):
+                    await host.call_tool("clock_now", {})
+            unread = await http.get(f"{gateway.base}/api/v1/servers/clock", headers=BEARER)
+            assert unread.status_code == 404, unread.text  # and why (was "no server ...")
+            assert "has not read the servers registered at runtime yet" in unread.text
             calls = await http.get(f"{gateway.base}/api/v1/logs/invocations", headers=BEARER)
             assert calls.status_code == 503, calls.text
             assert calls.json()["error"]["code"] == "store_unavailable", calls.text

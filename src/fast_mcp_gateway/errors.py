@@ -129,12 +129,15 @@ class UnknownServer(NotFound):
     """No server has that name; ``known`` are the ones that do.  An adapter serving a
     caller restricted to some servers words it with ``seen_by`` (its servers only)."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
+    def __init__(self, name: str, known: Iterable[str], note: str = "") -> None:
         self.name, self.known = name, tuple(known)
-        super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})")
+        super().__init__(f"no server named '{name}' (known: "
+                         f"{', '.join(self.known) or 'none'}){note}")
 
-    def seen_by(self, may_use: Callable[[str], bool]) -> UnknownServer:
-        return UnknownServer(self.name, [n for n in self.known if may_use(n)])
+    def seen_by(self, may_use: Callable[[str], bool], note: str = "") -> UnknownServer:
+        """As told to a caller who may use ``may_use``'s servers; ``note`` added (the
+        runtime registrations are unread: ``admin.invalid.unread``)."""
+        return UnknownServer(self.name, [n for n in self.known if may_use(n)], note)
 
 
 class Conflict(AdminError):

@@ -37,7 +37,7 @@ from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.config.loader import load_config
-from fast_mcp_gateway.config.schema import GatewayConfig, GatewayOptions
+from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
     GatewaySettings,
     Transport,
@@ -55,6 +55,7 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
+from fast_mcp_gateway.front.reloaded import options_reloaded
 from fast_mcp_gateway.front.server import (
     CallerStanding,
     Deferred,
@@ -69,6 +70,7 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.readiness import Readiness, wait_ready
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.store import Store, open_or_defer
+from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
 from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -126,6 +128,9 @@ class Gateway:
         self.control = ControlPlane(config, self.settings, self.manager,
                                     apply_routes=self._apply_routes)
         self.provider.invalid = lambda: self.control.invalid_servers
+        # Started without its store: a runtime registration's name is unknown so far.
+        self.provider.pipeline.unread = lambda: (
+            UNREAD if isinstance(self.control.store, DeferredStore) else "")
         # Alerts read the store and the supervisors' states; a state change is evaluated
         # at once.  ``alerts.on_transition`` is where in-process subscribers hook in.
         self.alerts = AlertEngine(
@@ -163,7 +168,9 @@ class Gateway:
             lambda: self.provider.pipeline.resolve_principal(), self.provider.lists_own_tool,
             allowed)
         self.provider.own_names = self.admin_tool_names  # an admin's typo is told the closest
-        self.control.on_options.append(self._options_reloaded)
+        # A reload's gateway.admin or auth: what hosts may list (front/reloaded.py).
+        self.control.on_options.append(functools.partial(options_reloaded, self.hub,
+                                                         self.provider))
         self.manager.reserve_names(self.admin_tool_names)
         self.started = Deferred(add_listed_tools(
             self.server, self.control, lambda: self.provider.pipeline.resolve_principal(),
@@ -208,14 +215,6 @@ class Gateway:
         self.host_requests = HostRequests(self.manager, self.provider, self.hub,
                                           self.startup)
         self.host_requests.install(self.server)
-
-    def _options_reloaded(self, old: GatewayOptions, new: GatewayOptions) -> None:
-        """A changed ``gateway.admin`` changes which ``gateway_*`` tools are listed and
-        found (lists rebuilt, the lane's too; hosts told, as for any catalog change)."""
-        self.hub.reloaded()   # listen streams look at their caller again, and the mover
-        if old.admin != new.admin:
-            self.provider.invalidate()
-            self.hub.changed({"tools"})
 
     def _refresh_instructions(self) -> None:
         self.server.instructions = text = self.provider.instructions()

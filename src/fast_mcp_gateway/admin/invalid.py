@@ -67,6 +67,14 @@ def not_started(ctx: AdminContext, name: str, instead: str = "") -> NotFound | N
                     f"reloaded){instead}")
 
 
+def unread(ctx: AdminContext) -> str:
+    """What an unknown server's answer adds while this gateway, started without its store,
+    has not read the runtime registrations (``store.deferred.UNREAD``): "" once read."""
+    from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
+
+    return UNREAD if isinstance(ctx.store, DeferredStore) else ""
+
+
 def invalid_status(entry: InvalidServer) -> ServerStatus:
     """A server left out for its invalid entry, as a status row."""
     from fast_mcp_gateway.admin.models import ServerStatus

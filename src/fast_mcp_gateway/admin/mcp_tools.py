@@ -46,6 +46,7 @@ from fast_mcp_gateway.admin import (
 )
 from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.admin.invalid import unread
 from fast_mcp_gateway.admin.lean import lean_output_schema, lean_schema
 from fast_mcp_gateway.admin.models import (
     CallPage,
@@ -187,7 +188,7 @@ def _bind(tool: AdminTool, ctx: AdminContext,
         try:
             return restricted_view(tool.name, await tool.fn(ctx, **arguments), caller, ctx)
         except UnknownServer as exc:  # a restricted caller is told of its servers only
-            raise ToolError(str(exc.seen_by(caller.may_use))) from exc
+            raise ToolError(str(exc.seen_by(caller.may_use, unread(ctx)))) from exc
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

@@ -183,6 +183,41 @@ class AuthConfig(_Strict):
         return self
 
 
+def reach_changed(old: AuthConfig | None, new: AuthConfig | None) -> bool:
+    """Whether a reload from ``old`` to ``new`` changes what an open session's credential
+    may list: a token kept (by its digest) with other ``scopes`` or ``servers``, or
+    another ``jwt`` section (how a JWT's scopes and servers are read).  A removed token's
+    sessions are refused instead, an added one has none, a renamed one lists the same."""
+    if old is None or new is None:
+        return old is not new
+    after = {t.digest: (t.scopes, t.servers) for t in new.tokens}
+    return old.jwt != new.jwt or any(
+        t.digest in after and after[t.digest] != (t.scopes, t.servers) for t in old.tokens)
+
+def auth_changes(old: AuthConfig | None, new: AuthConfig | None) -> str | None:
+    """What a reload changed in ``gateway.auth``, by token name (never a token or a
+    digest), for the log: the reload's own line counts servers only, and said "no
+    change" after an edit of the tokens alone.  None if nothing changed."""
+    if old == new:
+        return None
+    if old is None or new is None:
+        return "the section was added" if old is None else "the section was removed"
+    before = {t.digest: t for t in old.tokens}
+    after = {t.digest: t for t in new.tokens}
+    parts = [f"{what}: {', '.join(names)}" for what, names in (
+        ("token(s) added", [t.name for d, t in after.items() if d not in before]),
+        ("token(s) removed", [t.name for d, t in before.items() if d not in after]),
+        ("given other scopes or servers", [
+            t.name for d, t in after.items()
+            if d in before and (t.scopes, t.servers) != (before[d].scopes, before[d].servers)]),
+        ("renamed", [f"{before[d].name} -> {t.name}" for d, t in after.items()
+                     if d in before and before[d].name != t.name])) if names]
+    if old.jwt != new.jwt:
+        parts.append("jwt settings changed")
+    if old.metrics_public != new.metrics_public:
+        parts.append(f"metrics_public: {new.metrics_public}".lower())
+    return "; ".join(parts) or "token entries rewritten (same tokens, same reach)"
+
 def expand_auth(raw: dict[str, Any], expand: Callable[[str, str], Any]) -> dict[str, Any]:
     """``raw`` (the ``auth:`` mapping as read) with ``expand(value, field)`` applied to the
     secrets and settings that may come from the environment: each token's ``token`` and

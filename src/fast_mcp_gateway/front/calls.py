@@ -279,6 +279,9 @@ class CallPipeline:
         # How a name the caller cannot reach is answered (the provider's: front/unknown.py).
         self.unknown: Callable[[str, str], str] = lambda kind, name: (
             f"{_UNKNOWN[kind]}: {name!r}")
+        # What that answer adds while the runtime registrations are unread ("" if read):
+        # a gateway started without its store does not know their names yet.
+        self.unread: Callable[[], str] = lambda: ""
         self.observers: list[CallObserver] = []
         self.stopping = False  # set as the gateway stops: what a cancellation then means
         self._recording: RecordCalls | None = None

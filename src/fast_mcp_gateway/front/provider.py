@@ -318,7 +318,7 @@ class GatewayProvider(Provider):
     def unknown(self, kind: Kind | str, name: str) -> str:
         """What a host is told for a name it cannot reach (``unknown.py``): the name it
         meant, or how names are formed, naming only its listed tools (none: why,
-        ``without_tools``)."""
+        ``without_tools``); then ``pipeline.unread`` (runtime registrations unread)."""
         servers, services, active = self._servers(), self.manager.services, self.active_profile()
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
@@ -342,7 +342,7 @@ class GatewayProvider(Provider):
             and (active is None or active.shows_tool(exposed, server)),
             own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
             reasons={**why, **{n: f"it is invalid, so it was not started: {e.error}"
-                               for n, e in invalid.items()}})
+                               for n, e in invalid.items()}}) + self.pipeline.unread()
 
     def unknown_call(self, kind: Kind | str, name: str, arguments: Any = None) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` refused for it,

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
-from fast_mcp_gateway.admin.invalid import invalid_of
+from fast_mcp_gateway.admin.invalid import invalid_of, unread
 from fast_mcp_gateway.admin.json_input import parse_json
 from fast_mcp_gateway.admin.scope import turned_off
 from fast_mcp_gateway.config.auth import Scope
@@ -234,7 +234,8 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
         except ApiError as exc:
             return exc.response()
         except UnknownServer as exc:  # a restricted caller is told of its servers only
-            seen = exc if principal is None else exc.seen_by(principal.may_use)
+            seen = exc.seen_by(principal.may_use if principal is not None
+                               else lambda _: True, unread(ctx))
             return api_error(seen).response()
         except GatewayError as exc:
             return api_error(exc).response()

@@ -28,6 +28,12 @@ from fast_mcp_gateway.store.retry import while_unavailable
 # that raise while the store is not open.
 _OPERATIONS = frozenset(name for name, member in inspect.getmembers(MemoryStore)
                         if not name.startswith("_") and inspect.iscoroutinefunction(member))
+UNREAD = ("; this gateway started without its store (unreachable; /ready says 'degraded') "
+          "and has not read the servers registered at runtime yet: a name of theirs is "
+          "served here once the store answers (other gateways on the store may serve it "
+          "now)")
+"""Added to an unknown name's answer while the runtime registrations are unread (a
+host called a runtime server's tool, and was offered a file server's name instead)."""
 RETRY_FIRST = 0.5  # seconds before the second attempt to open; doubling up to
 RETRY_MOST = 5.0  # between two attempts at most (an attempt may itself wait 10 s)
 

@@ -147,9 +147,10 @@ def url_problem(url: str) -> str | None:
     authority = rest
     for end in "/?#":
         authority = authority.split(end, 1)[0]
-    if "@" in rest and "@" not in authority:
+    if "@" in rest[len(authority):]:  # an '@' past the address part: split before it
         return ("its user or password holds a '/', '?' or '#', which ends the URL's "
-                "address part: percent-encode it (/ as %2F, ? as %3F, # as %23)")
+                "address part: percent-encode it (/ as %2F, ? as %3F, # as %23, and an "
+                "@ as %40)")
     if authority.count("@") > 1:
         return "its user or password holds an '@': percent-encode it as %40"
     for host in authority.rpartition("@")[2].split(","):

@@ -34,6 +34,7 @@ from starlette.types import Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, shieldable
+from fast_mcp_gateway.admin.invalid import unread
 from fast_mcp_gateway.config.auth import Scope
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
 from fast_mcp_gateway.http.errors import api_error
@@ -183,7 +184,7 @@ class Ui:
                               else handler(page))
             except GatewayError as exc:
                 if isinstance(exc, UnknownServer):  # the viewer is told of its servers only
-                    exc = exc.seen_by(viewer.may_use)
+                    exc = exc.seen_by(viewer.may_use, unread(self.ctx))
                 err = api_error(exc)
                 return self.error(request, viewer, err.status, err.message)
             except Exception:  # a bug: logged in full here, never detailed on the page

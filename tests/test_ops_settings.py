@@ -45,6 +45,15 @@ from fast_mcp_gateway.cli.main import main
      "differently: write its host in the ASCII (xn--) form browsers send in the Origin "
      "header (location.origin in the browser's console on that page shows it) (got "
      "'https://straße.example')"),
+    ("ALLOWED_ORIGINS", "https://ᏣᎳᎩ.example",
+     "'https://ᏣᎳᎩ.example' has the label 'ꮳꮃꭹ', whose IDNA (ASCII) form cannot be told "
+     "here as browsers tell it: write its host in the ASCII (xn--) form browsers send in "
+     "the Origin header (location.origin in the browser's console on that page shows it) "
+     "(got 'https://ᏣᎳᎩ.example')"),
+    ("ALLOWED_HOSTS", "https://gw.example.com:8443/",
+     "'https://gw.example.com:8443/' is not a host: an allowed host is host[:port] as "
+     "browsers send it in the Host header, e.g. gw.example.com or localhost:8765; write "
+     "'gw.example.com:8443' (got 'https://gw.example.com:8443/')"),
     ("PATH", "mcp", "must be a URL path starting with /, e.g. /mcp (got 'mcp')"),
     ("PUBLIC_URL", "mcp.example.com", "must be the http:// or https:// URL hosts reach the "
                                       "gateway at, e.g. https://mcp.example.com (got "
@@ -111,3 +120,43 @@ def test_unicode_hosts_are_kept_in_the_ascii_form_browsers_send(
                        "gw.example, localhost:*")
     assert GatewaySettings().allowed_hosts == [
         "xn--bcher-kva.example:8443", "*.xn--bcher-kva.example", "gw.example", "localhost:*"]
+
+
+@pytest.mark.parametrize("entry", ["https://ᏣᎳᎩ.example", "https://\u13a0.example",
+                                   "https://⒈.example", "https://bü cher.example"])
+def test_a_unicode_host_python_cannot_encode_as_browsers_do_is_refused(
+        monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    """Python's IDNA codec maps with Unicode 3.2's tables but today's lower case: for
+    Cherokee (lower case since Unicode 8, which browsers fold to upper case) it gave
+    another name than the browser's (``ᏣᎳᎩ``: ``xn--tz9ata7l``, Chromium's
+    ``xn--f9dt7l``), an entry that never matched; ``⒈`` maps to ``1.`` (``1..example``),
+    a space stayed in the name.  Each is refused at start, saying to write the xn--
+    form, for origins and hosts alike."""
+    from pydantic import ValidationError
+
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", entry)
+    with pytest.raises(ValidationError, match="write its host in the ASCII"):
+        GatewaySettings()
+    monkeypatch.delenv("MCP_GATEWAY_ALLOWED_ORIGINS")
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_HOSTS", entry.removeprefix("https://"))
+    with pytest.raises(ValidationError, match="write its host in the ASCII"):
+        GatewaySettings()
+
+
+def test_unicode_origins_are_encoded_as_chromium_encodes_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Chromium 1xx's ``new URL(u).origin`` gives for each (UTS #46): scripts whose
+    case maps alike in Unicode 3.2 and today (Georgian Mtavruli, dotted I, a titlecase
+    digraph, fullwidth forms, symbols) are kept as the browser sends them."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    monkeypatch.setenv("MCP_GATEWAY_ALLOWED_ORIGINS", ", ".join([
+        "https://ᲠᲔᲡᲞᲣᲑᲚᲘᲙᲐ.ge", "https://İstanbul.example", "https://ǅemal.example",
+        "https://\uff21\uff22\uff23\u3002\uff43\uff4f\uff4d", "https://❤.ws", "https://exa\u00admple.com",
+        "https://Ελληνικά.gr", "https://℡.example"]))
+    assert GatewaySettings().allowed_origins == [
+        "https://xn--lodbirfe0aokv.ge", "https://xn--istanbul-o0e.example",
+        "https://xn--demal-uib.example", "https://abc.com", "https://xn--qei.ws",
+        "https://example.com", "https://xn--hxargifdar.gr", "https://tel.example"]

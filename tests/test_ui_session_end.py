@@ -28,7 +28,7 @@ from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.gateway import Gateway
 from fast_mcp_gateway.ui import live
 from fast_mcp_gateway.ui.core import Page
-from tests.fixtures import make_gateway, serve_http
+from tests.fixtures import make_gateway, serve_http, until
 from tests.pg import PgCluster, running_cluster
 from tests.test_ui_browser import ARGS, CHROMIUM, _need_chromium
 
@@ -89,6 +89,40 @@ async def test_a_session_ended_by_a_reload_stops_its_live_stream_and_says_why(
             await expect(page.get_by_role("alert")).to_contain_text(
                 "Your session ended: the gateway no longer takes the token you logged in "
                 "with")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_log_out_in_one_tab_ends_the_other_tabs_live_stream_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two tabs of one login share a live stream (the browser's shared worker); a log
+    out in one left the other "live", its stream open, until the next event or
+    heartbeat (15 s; here it is never).  It goes to the login page at once."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    monkeypatch.setattr(live, "HEARTBEAT", 3600.0)  # no heartbeat during the test
+    path = tmp_path / "servers.yaml"
+    _write(path, ("bob", BOB, "tools"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = await browser.new_context()
+            one = await context.new_page()
+            await one.goto(base + "/ui/live")
+            await one.get_by_label("Token").fill(BOB)
+            await one.get_by_role("button", name="Log in").click()
+            two = await context.new_page()
+            await two.goto(base + "/ui/live")
+            for tab in (one, two):
+                await expect(tab.locator("#live-status")).to_have_text("live")
+            assert gateway.events.subscribers == 1
+            await one.get_by_role("button", name="Log out").click()
+            await expect(one).to_have_url(re.compile(r"/ui/login"))
+            await expect(two).to_have_url(re.compile(r"/ui/login"))
+            await until(lambda: gateway.events.subscribers == 0)
         finally:
             await browser.close()
 

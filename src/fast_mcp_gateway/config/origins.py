@@ -18,8 +18,9 @@ right.  So it is brought to that form too, label by label with the standard libr
 "deviation" characters (``ß``, ``ς``, zero-width joiner and non-joiner: IDNA 2003 maps
 ``ß`` to ``ss``, a browser encodes it), so a label holding one, or a ``*`` with Unicode,
 is refused, saying to write the ``xn--`` form the browser sends (``location.origin`` in
-its console shows it).  ``MCP_GATEWAY_ALLOWED_HOSTS`` gets the same (``allowed_host``):
-browsers send ``Host`` in that form too.
+its console shows it); so is a label the codec encodes otherwise than today's case
+folding would (``_idna``: Cherokee).  ``MCP_GATEWAY_ALLOWED_HOSTS`` gets the same
+(``allowed_host``): browsers send ``Host`` in that form too.
 
 Standard library only: settings import it.
 """
@@ -27,6 +28,8 @@ Standard library only: settings import it.
 from __future__ import annotations
 
 import re
+import stringprep
+import unicodedata
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
@@ -36,6 +39,7 @@ _ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
 _EXAMPLE = "e.g. https://app.example.com or http://localhost:3000"
 _DOTS = re.compile("[.\u3002\uff0e\uff61]")  # the label separators IDNA reads as '.'
 _DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")  # UTS 46's, see the docstring
+_NO_HOST = re.compile(r"[\x00-\x20.#%/:<>?@\[\\\]^|\x7f]")  # the URL standard's forbidden
 
 
 def allowed_origin(text: str) -> str:
@@ -72,8 +76,15 @@ def allowed_host(text: str) -> str:
     """``text``, an entry of ``MCP_GATEWAY_ALLOWED_HOSTS`` (``host[:port]``, ``*``
     patterns), with a Unicode host in the ASCII form browsers send in ``Host`` (as
     ``allowed_origin``'s): kept as written it never matched.  An ASCII entry is kept as
-    it is (the Host guard compares without case)."""
+    it is (the Host guard compares without case).  A URL (``https://gw.example.com``)
+    is refused, naming the host to write: the guard read it as the host ``https``, and
+    the gateway answered 421 to the host listed."""
     value = text.strip()
+    if "/" in value or "@" in value:
+        host = value.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+        raise ValueError(f"'{text}' is not a host: an allowed host is host[:port] as "
+                         f"browsers send it in the Host header, e.g. gw.example.com or "
+                         f"localhost:8765; write '{host or 'gw.example.com'}'")
     if value.isascii():
         return value
     host, colon, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
@@ -92,16 +103,34 @@ def _ascii_host(text: str, host: str, *, header: str = "Origin") -> str:
         try:
             if deviation is not None or "*" in label:
                 raise UnicodeError
-            labels.append(label.encode("idna").decode("ascii"))
+            labels.append(_idna(label))
         except UnicodeError:
             why = (f"holds U+{ord(deviation):04X}, which browsers and Python's IDNA encode "
                    "differently" if deviation is not None else
-                   f"has the label '{label}', which cannot be IDNA-encoded")
+                   f"has the label '{label}', whose IDNA (ASCII) form cannot be told "
+                   "here as browsers tell it")
             raise ValueError(
                 f"'{text}' {why}: write its host in the ASCII (xn--) form browsers send in "
                 f"the {header} header (location.{header.lower()} in the browser's console "
                 "on that page shows it)") from None
     return ".".join(labels)
+
+
+def _idna(label: str) -> str:
+    """``label`` (Unicode, no deviation) IDNA-encoded, as browsers do; ``UnicodeError``
+    where IDNA 2003 and UTS #46 part.  Python's codec maps with Unicode 3.2's tables but
+    today's lower case: Cherokee, given lower case letters in Unicode 8, which case
+    folding (and so UTS #46) maps to upper case, came out as another name than the
+    browser's (``ᏣᎳᎩ``: ``xn--tz9ata7l``, the browser's ``xn--f9dt7l``), silently never
+    matched.  So the codec's answer must agree with today's NFKC case folding, and a
+    mapping may not make a dot or a character no host holds (``⒈`` is ``1.``)."""
+    encoded = label.encode("idna").decode("ascii")
+    kept = "".join(c for c in label if not stringprep.in_table_b1(c))  # IDNA's removals
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", kept).casefold())
+    told = folded if folded.isascii() else "xn--" + folded.encode("punycode").decode("ascii")
+    if told != encoded or _NO_HOST.search(folded):
+        raise UnicodeError(label)
+    return encoded
 
 
 def _port(text: str, scheme: str, port: str) -> str:

@@ -50,6 +50,7 @@ class Subscription:
     capacity: int
     dropped: int = 0
     closed: bool = False
+    woken: bool = False
     _queue: deque[Event] = field(default_factory=deque)
     _wake: anyio.Event | None = None
 
@@ -68,14 +69,23 @@ class Subscription:
         return self._queue.popleft() if self._queue else None
 
     async def get(self) -> Event | None:
-        """The next event, waiting for one; ``None`` once the subscription is closed."""
+        """The next event, waiting for one; ``None`` once the subscription is closed,
+        or once after ``wake`` (``closed`` tells them apart)."""
         while not self._queue:
-            if self.closed:
+            if self.closed or self.woken:
+                self.woken = False
                 return None
             self._wake = anyio.Event()
             await self._wake.wait()
             self._wake = None
         return self._queue.popleft()
+
+    def wake(self) -> None:
+        """Have a waiting ``get`` return ``None`` (once) without an event: its reader
+        has something else to look at (``ui/live.py``: a session ended)."""
+        self.woken = True
+        if self._wake is not None:
+            self._wake.set()
 
     def close(self) -> None:
         self.closed = True

@@ -109,6 +109,15 @@ class Ui:
                                 with_param=_with_param, for_dashboard=self._for_dashboard)
         self.env.globals.update(urlencode=urlencode, views=views)
 
+    def sessions_changed(self, since: int) -> None:
+        """Sessions may have ended since ``auth.generation`` was ``since`` (a log out, a
+        login pushing out an older session): every live stream checks its own at once,
+        as it would at its next event or heartbeat (up to 15 s later: the other tabs
+        of a browser that logged out stayed "live", and their stream open)."""
+        if self.auth.generation != since:
+            for held in [h for streams in self.live_streams.values() for h in streams]:
+                held.sub.wake()
+
     def for_dashboard(self, text: str, base: str, viewer: Viewer | None) -> str:
         """``text`` (a server's last error, a refusal) with its remedies -- the admin
         tool and REST call that enable or restart a server -- pointing at the button

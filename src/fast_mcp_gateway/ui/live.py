@@ -8,8 +8,11 @@ The stream follows the session: an event is sent only under a check of it made s
 the last thing that could end or narrow a session (``DashboardAuth.generation``: a log
 out, a session pushed out by the per-caller cap, a token refused, a reload changing
 ``gateway.auth``) and at most ``RECHECK`` seconds ago (for what time ends: a JWT's
-expiry, the session's lifetime); every heartbeat checks it too.  So a log out elsewhere
-or a token a reload removed ends the stream at the next event, which is not sent
+expiry, the session's lifetime); every heartbeat checks it too.  A log out, or a login
+pushing out an older session, wakes every stream to check at once
+(``Ui.sessions_changed``): the other tabs of a browser that logged out go to the login
+page then, not at the next heartbeat.  A token a reload removed ends the stream at the
+next event, which is not sent
 (``event: ended``: the page reloads, and the login page says why), an expired JWT
 within ``RECHECK``, and a reload narrowing the token's servers narrows what it is sent
 from the next event on.  A state change's detail (a server's last error) points at the
@@ -94,9 +97,9 @@ async def events(page: Page) -> Response:
             while True:
                 event = None
                 with anyio.move_on_after(HEARTBEAT):
-                    event = await sub.get()
-                    if event is None and not mine.displaced:  # the bus closed: the
-                        return  # gateway is stopping
+                    event = await sub.get()  # None: closed, or woken (a session ended)
+                    if sub.closed and event is None and not mine.displaced:  # the bus
+                        return  # closed: the gateway is stopping
                 if mine.displaced:  # before any event still queued for it
                     said = json.dumps({"message": displaced(who[1])})
                     yield f"event: displaced\ndata: {said}\n\n"

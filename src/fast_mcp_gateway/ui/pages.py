@@ -99,7 +99,9 @@ async def login(ui: Ui, request: Request) -> Response:
             return form(403, "The form's security token is stale: try again.")
         token = _token_of(str(data.get("token") or ""))
         next_ = _safe_next(base, str(data.get("next") or next_))
+    generation = ui.auth.generation
     cookie, problem = await ui.auth.redeem(token)
+    ui.sessions_changed(generation)  # a login may push out an older session
     if cookie is None:
         # A valid token granting no scope is a 403 (RFC 6750's insufficient_scope).
         scopeless = (problem or "").startswith(NO_ACCESS)
@@ -125,7 +127,9 @@ def _token_of(text: str) -> str:
 async def logout(page: Page) -> Response:
     base = str(page.request.scope.get("root_path", ""))
     response = RedirectResponse(base + "/login", 303)
+    generation = page.ui.auth.generation
     page.ui.auth.logout(response, page.request)
+    page.ui.sessions_changed(generation)  # the other tabs' streams end now
     return response
 
 

@@ -129,12 +129,16 @@ class UnknownServer(NotFound):
     """No server has that name; ``known`` are the ones that do.  An adapter serving a
     caller restricted to some servers words it with ``seen_by`` (its servers only)."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
+    def __init__(self, name: str, known: Iterable[str], why: str | None = None) -> None:
         self.name, self.known = name, tuple(known)
-        super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})")
+        super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})"
+                         + (f": {why}" if why else ""))
 
-    def seen_by(self, may_use: Callable[[str], bool]) -> UnknownServer:
-        return UnknownServer(self.name, [n for n in self.known if may_use(n)])
+    def seen_by(self, may_use: Callable[[str], bool],
+                why: str | None = None) -> UnknownServer:
+        """As a caller that may use only what ``may_use`` allows is told; ``why``: why
+        it may use no server (``Principal.no_server``), said after."""
+        return UnknownServer(self.name, [n for n in self.known if may_use(n)], why)
 
 
 class Conflict(AdminError):

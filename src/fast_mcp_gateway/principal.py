@@ -8,7 +8,7 @@ tokens and JWTs; a stdio gateway's one host is ``LOCAL``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 
@@ -20,12 +20,16 @@ KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller.  ``servers`` is ``None`` for "every server"."""
+    """A verified caller.  ``servers`` is ``None`` for "every server"; ``no_server``
+    says why a caller whose credential should name its servers may use none (a JWT
+    without ``gateway.auth.jwt.servers_claim``: ``http/jwt_claims.py``), for every
+    refusal of a server to it."""
 
     name: str
     scopes: frozenset[Scope]
     servers: frozenset[str] | None = None
     kind: str = "token"  # token | jwt | local
+    no_server: str | None = field(default=None, compare=False)
 
     def has(self, scope: Scope) -> bool:
         """``admin`` implies ``tools``."""

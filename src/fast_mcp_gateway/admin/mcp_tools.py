@@ -187,7 +187,7 @@ def _bind(tool: AdminTool, ctx: AdminContext,
         try:
             return restricted_view(tool.name, await tool.fn(ctx, **arguments), caller, ctx)
         except UnknownServer as exc:  # a restricted caller is told of its servers only
-            raise ToolError(str(exc.seen_by(caller.may_use))) from exc
+            raise ToolError(str(exc.seen_by(caller.may_use, caller.no_server))) from exc
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

@@ -95,7 +95,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
         return None
 
     def unknown(name: str) -> str:
-        return str(UnknownServer(name, known).seen_by(principal.may_use))
+        return str(UnknownServer(name, known).seen_by(principal.may_use, principal.no_server))
 
     mine = ", ".join(sorted(principal.servers))
     if what in EVERY_SERVER:

@@ -234,7 +234,8 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
         except ApiError as exc:
             return exc.response()
         except UnknownServer as exc:  # a restricted caller is told of its servers only
-            seen = exc if principal is None else exc.seen_by(principal.may_use)
+            seen = exc if principal is None else exc.seen_by(principal.may_use,
+                                                                 principal.no_server)
             return api_error(seen).response()
         except GatewayError as exc:
             return api_error(exc).response()

@@ -81,6 +81,17 @@ async def test_a_jwt_without_the_servers_claim_gets_no_server_and_is_told_why(
             assert one.status_code == 404
             assert f"'{CLAIM}' claim" in one.json()["error"]["message"], one.text
             assert '"*"' in one.json()["error"]["message"]
+        # An admin's JWT without the claim (the upgrade's case) is told what to fix on
+        # what covers every server, not "may only see the servers " naming none.
+        async with Client(f"{base}/mcp", auth=admin) as client:
+            with pytest.raises(ToolError) as audit:
+                await client.call_tool("gateway_audit", {})
+        assert f"'{CLAIM}' claim" in str(audit.value) and '"*"' in str(audit.value)
+        for method, path in (("GET", "/api/v1/logs/audit"), ("POST", "/api/v1/routes")):
+            refused = await http.request(method, path, headers=_auth(admin), json={
+                "pattern": "clock_*", "target": "clock"})
+            assert refused.status_code == 403, refused.text
+            assert f"'{CLAIM}' claim" in refused.json()["error"]["message"], refused.text
         # The dashboard says it too, on the page of a server it may not see.
         login = await http.get("/ui/login")
         done = await http.post("/ui/login", data={"token": user,

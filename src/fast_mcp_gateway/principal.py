@@ -65,6 +65,18 @@ class Principal:
         own = self.own_records
         return own is None or (client_kind, client) == own
 
+    def only(self, verb: str) -> str:
+        """Whose servers this restricted caller may ``verb`` ("see", "manage"), for a
+        refusal of something beyond them; a JWT granting none says why instead."""
+        if self.no_server is not None:
+            return self.no_server
+        mine = ", ".join(sorted(self.servers or ()))
+        if self.kind == "jwt":  # it has no 'servers' list: its claim names them
+            return (f"the JWT of '{self.name}' may only {verb} the servers {mine} (its "
+                    "servers claim, gateway.auth.jwt.servers_claim; \"*\" there grants "
+                    "every server)")
+        return f"the token '{self.name}' may only {verb} the servers {mine}"
+
     @property
     def holds(self) -> str:
         """What its credential grants, in words for a refusal: a JWT granting no scope

@@ -189,9 +189,16 @@ async def test_jwts_from_a_jwks_endpoint_map_scopes_and_servers(
     stranger = RSAKeyPair.generate().create_token(subject="eve", issuer="https://idp.test/",
                                                   audience="mcp-gateway", kid="k1")
     assert await verifier.verify_token(stranger) is None
+    # Fail closed: a JWT without the servers claim may use no server (identity providers
+    # leave out a claim whose list would be empty), an admin's too; "*" is every server.
     admin = await verifier.verify_token(token(additional_claims={"roles": "admin"}))
-    assert admin is not None and principal_of(admin).servers is None
+    assert admin is not None and principal_of(admin).servers == frozenset()
     assert principal_of(admin).has("admin")
+    assert "its 'mcp_servers' claim" in str(principal_of(admin).no_server)
+    every = await verifier.verify_token(token(additional_claims={"roles": "admin",
+                                                                 "mcp_servers": "*"}))
+    assert every is not None and principal_of(every).servers is None
+    assert principal_of(every).no_server is None
 
 
 async def test_jwts_need_an_audience_and_forged_headers_get_nowhere() -> None:

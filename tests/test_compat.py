@@ -406,3 +406,30 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
             'Bearer error="invalid_token", error_description="that one is bad"')
     with pytest.raises(ValueError, match="quoted-string"):
         _compat.reword_auth_challenges(app, lambda: "no token", lambda: 'say "no"')
+
+
+async def test_an_http_sessions_opener_is_looked_up() -> None:
+    """``http_session_owner``: the SDK's open sessions and the credential of each (a
+    session used with another is told so: ``http/session_refusals.py``)."""
+    import httpx2
+    from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
+
+    from fast_mcp_gateway.http.session_quota import session_manager_of
+    from tests.fixtures import serve_http
+
+    server = FastMCP("owned", auth=StaticTokenVerifier({"good": {"client_id": "c",
+                                                                 "scopes": []}}))
+    app = server.http_app(transport="http")
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}
+    async with serve_http(app, startup=False) as base, \
+            httpx2.AsyncClient(base_url=base) as http:
+        opened = await http.post("/mcp", json=init, headers={
+            "Authorization": "Bearer good",
+            "Accept": "application/json, text/event-stream"})
+        assert opened.status_code == 200, opened.text
+        manager = session_manager_of(app, "/mcp")()
+        held, owner = _compat.http_session_owner(manager, opened.headers["mcp-session-id"])
+        assert held and owner is not None and owner["client_id"] == "c"
+        assert _compat.http_session_owner(manager, "nope") == (False, None)

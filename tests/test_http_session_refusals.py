@@ -11,6 +11,7 @@ re-``initialize`` on the 404), JSON-RPC shape and code, and now say the causes (
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx2
@@ -35,15 +36,17 @@ MISSING = ("Bad Request: Missing session ID: this request is of the handshake er
            "params._meta)")
 
 
-def unknown(tokens: bool) -> str:
-    return ("Session not found: this gateway holds no session with the Mcp-Session-Id "
-            "sent: the host ended it (DELETE), or it expired after 90 s without a request "
-            "(session_idle_timeout, MCP_GATEWAY_SESSION_IDLE_TIMEOUT), or the gateway "
-            "restarted since it was opened, or another gateway instance holds it (behind "
-            "a load balancer, send a session's requests to one instance)"
-            + (", or it was opened with another token (a session answers only the "
-               "credential that opened it)" if tokens else "")
-            + "; send 'initialize' again (without Mcp-Session-Id) to open a new session")
+UNKNOWN = ("Session not found: this gateway holds no session with the Mcp-Session-Id "
+           "sent: the host ended it (DELETE), or it expired after 90 s without a request "
+           "(session_idle_timeout, MCP_GATEWAY_SESSION_IDLE_TIMEOUT), or the gateway "
+           "restarted since it was opened, or another gateway instance holds it (behind "
+           "a load balancer, send a session's requests to one instance); send "
+           "'initialize' again (without Mcp-Session-Id) to open a new session")
+"""With tokens too: a session another credential opened is told so (``OTHERS``)."""
+OTHERS = ("Session not found: the session this Mcp-Session-Id names was opened with "
+          "another credential, and a session answers only the token or JWT that opened "
+          "it; send this session's requests with the credential that opened it, or send "
+          "'initialize' (without Mcp-Session-Id) to open a session of your own")
 
 
 def _error(reply: httpx2.Response, status: int) -> str:
@@ -79,12 +82,12 @@ async def test_a_missing_or_unknown_session_is_told_why_and_what_to_do(auth: boo
                 assert "mcp-session-id" not in reply.headers
                 reply = await http.post(url, content=_rpc(method),
                                          headers={**headers, **extra, "Mcp-Session-Id": "nope"})
-                assert _error(reply, 404) == unknown(auth)
+                assert _error(reply, 404) == UNKNOWN
         stream = await http.get(url, headers={**headers, "Accept": "text/event-stream"})
         assert _error(stream, 400).startswith(
             "Bad Request: Missing session ID: a GET opens the event stream of a session")
         ended = await http.delete(url, headers={**headers, "Mcp-Session-Id": "nope"})
-        assert _error(ended, 404) == unknown(auth)
+        assert _error(ended, 404) == UNKNOWN
         # A session opened with initialize is served as before, its id kept.
         opened = await http.post(url, content=json.dumps(INIT), headers=headers)
         assert opened.status_code == 200, opened.text
@@ -95,4 +98,44 @@ async def test_a_missing_or_unknown_session_is_told_why_and_what_to_do(auth: boo
         # ... and once the host ends it, its id is unknown, in the same words.
         assert (await http.delete(url, headers=session)).status_code == 200
         gone = await http.post(url, content=_rpc("ping"), headers=session)
-        assert _error(gone, 404) == unknown(auth)
+        assert _error(gone, 404) == UNKNOWN
+
+
+async def test_a_session_used_with_another_credential_is_told_so_and_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK answered its generic 404, whose words listed causes that were not the
+    host's, and logged a WARNING naming the session id on every such request."""
+    caplog.set_level(logging.INFO)
+    bob = "mgw_session-refusals-bob-77d0b2e4"
+    gateway = make_gateway({}, options={"auth": {"tokens": [
+        *AUTH["tokens"], {"name": "bob", "token": bob, "scopes": ["tools"]}]}},
+        session_idle_timeout=90.0)
+    async with serve_http(gateway.http_app("http"), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        url = f"{base}/mcp"
+        opened = await http.post(url, content=json.dumps(INIT),
+                                 headers={**POST, "Authorization": f"Bearer {OPS}"})
+        assert opened.status_code == 200, opened.text
+        sid = opened.headers["mcp-session-id"]
+        borrowed = {**POST, "Authorization": f"Bearer {bob}", "Mcp-Session-Id": sid,
+                    "MCP-Protocol-Version": "2025-06-18"}
+        for _ in range(3):
+            said = _error(await http.post(url, content=_rpc("ping"), headers=borrowed), 404)
+            assert said == OTHERS and "ops" not in said
+        stream = await http.get(url, headers={**borrowed, "Accept": "text/event-stream"})
+        assert _error(stream, 404) == OTHERS
+        assert _error(await http.delete(url, headers=borrowed), 404) == OTHERS
+        # Not ended by it: its owner goes on; a session nobody holds keeps its words.
+        own = {**borrowed, "Authorization": f"Bearer {OPS}"}
+        pong = await http.post(url, content=_rpc("ping"), headers=own)
+        assert pong.status_code == 200 and '"result":{}' in pong.text, pong.text
+        gone = await http.post(url, content=_rpc("ping"),
+                               headers={**borrowed, "Mcp-Session-Id": "nope"})
+        assert _error(gone, 404) == UNKNOWN
+        unauthenticated = {k: v for k, v in borrowed.items() if k != "Authorization"}
+        assert (await http.post(url, content=_rpc("ping"),
+                                headers=unauthenticated)).status_code == 401
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    mine = [line for line in lines if "another credential" in line]
+    assert len(mine) == 1 and "token 'bob'" in mine[0], lines
+    assert not any(sid in line or sid[:16] in line for line in lines), lines

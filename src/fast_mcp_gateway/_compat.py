@@ -56,36 +56,14 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = [
-    "DECLARING",
-    "NO_HOST",
-    "PreferredToolServer",
-    "RoundStates",
-    "TransportStreams",
-    "aclose_all",
-    "client_log_level",
-    "close_pipe",
-    "close_subprocess_transport",
-    "connection_of",
-    "create_process",
-    "current_transport",
-    "deliver_notification",
-    "drain_stdout",
-    "executable_command",
-    "lifespan",
-    "low_level_server",
-    "narrow_capabilities",
-    "narrowing_stamp",
-    "negotiate_auto",
-    "parse_line",
-    "pipe_writer",
-    "principal_binding",
-    "reword_auth_challenges",
-    "send_raw_request",
-    "session_closed",
-    "stamp_request",
-    "terminate_process_tree",
-    "wait_for_process_exit",
-    "wire_fields",
+    "DECLARING", "NO_HOST", "PreferredToolServer", "RoundStates", "TransportStreams",
+    "aclose_all", "client_log_level", "close_pipe", "close_subprocess_transport",
+    "connection_of", "create_process", "current_transport", "deliver_notification",
+    "drain_stdout", "executable_command", "lifespan", "low_level_server",
+    "narrow_capabilities", "narrowing_stamp", "negotiate_auto", "parse_line",
+    "pipe_writer", "principal_binding", "reword_auth_challenges", "send_raw_request",
+    "session_closed", "stamp_request", "terminate_process_tree",
+    "wait_for_process_exit", "wire_fields",
 ]
 
 # -- the SDK's stdio client helpers (upstream/stdio_tap.py reuses its spawn and stop) --
@@ -280,6 +258,12 @@ def client_log_level(connection: Any) -> str | None:
 def open_http_sessions(manager: Any) -> dict[str, Any]:
     """A streamable HTTP session manager's open sessions by id (it has no public view)."""
     return cast("dict[str, Any]", manager._server_instances)
+
+
+def http_session_owner(manager: Any, session_id: str) -> tuple[bool, Any]:
+    """Whether a streamable HTTP session manager holds ``session_id``, and the caller
+    that opened it (the SDK's ``AuthorizationContext``; None without auth)."""
+    return session_id in manager._server_instances, manager._session_owners.get(session_id)
 
 
 def low_level_server(server: FastMCP[Any]) -> Server[Any]:

@@ -129,15 +129,18 @@ class UnknownServer(NotFound):
     """No server has that name; ``known`` are the ones that do.  An adapter serving a
     caller restricted to some servers words it with ``seen_by`` (its servers only)."""
 
-    def __init__(self, name: str, known: Iterable[str], note: str = "") -> None:
+    def __init__(self, name: str, known: Iterable[str], why: str | None = None,
+                 note: str = "") -> None:
         self.name, self.known = name, tuple(known)
-        super().__init__(f"no server named '{name}' (known: "
-                         f"{', '.join(self.known) or 'none'}){note}")
+        super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})"
+                         + (f": {why}" if why else "") + note)
 
-    def seen_by(self, may_use: Callable[[str], bool], note: str = "") -> UnknownServer:
-        """As told to a caller who may use ``may_use``'s servers; ``note`` added (the
+    def seen_by(self, may_use: Callable[[str], bool], why: str | None = None,
+                note: str = "") -> UnknownServer:
+        """As a caller that may use only what ``may_use`` allows is told; ``why``: why
+        it may use no server (``Principal.no_server``), said after; ``note`` added (the
         runtime registrations are unread: ``admin.invalid.unread``)."""
-        return UnknownServer(self.name, [n for n in self.known if may_use(n)], note)
+        return UnknownServer(self.name, [n for n in self.known if may_use(n)], why, note)
 
 
 class Conflict(AdminError):

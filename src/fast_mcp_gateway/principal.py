@@ -8,7 +8,7 @@ tokens and JWTs; a stdio gateway's one host is ``LOCAL``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fast_mcp_gateway.config.auth import SCOPES, Scope
 
@@ -20,12 +20,16 @@ KIND_CLAIM = "io.github.fast-mcp-gateway/kind"
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller.  ``servers`` is ``None`` for "every server"."""
+    """A verified caller.  ``servers`` is ``None`` for "every server"; ``no_server``
+    says why a caller whose credential should name its servers may use none (a JWT
+    without ``gateway.auth.jwt.servers_claim``: ``http/jwt_claims.py``), for every
+    refusal of a server to it."""
 
     name: str
     scopes: frozenset[Scope]
     servers: frozenset[str] | None = None
     kind: str = "token"  # token | jwt | local
+    no_server: str | None = field(default=None, compare=False)
 
     def has(self, scope: Scope) -> bool:
         """``admin`` implies ``tools``."""
@@ -60,6 +64,18 @@ class Principal:
         this caller's to see."""
         own = self.own_records
         return own is None or (client_kind, client) == own
+
+    def only(self, verb: str) -> str:
+        """Whose servers this restricted caller may ``verb`` ("see", "manage"), for a
+        refusal of something beyond them; a JWT granting none says why instead."""
+        if self.no_server is not None:
+            return self.no_server
+        mine = ", ".join(sorted(self.servers or ()))
+        if self.kind == "jwt":  # it has no 'servers' list: its claim names them
+            return (f"the JWT of '{self.name}' may only {verb} the servers {mine} (its "
+                    "servers claim, gateway.auth.jwt.servers_claim; \"*\" there grants "
+                    "every server)")
+        return f"the token '{self.name}' may only {verb} the servers {mine}"
 
     @property
     def holds(self) -> str:

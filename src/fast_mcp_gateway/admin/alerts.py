@@ -152,6 +152,8 @@ def restricted_refusal(principal: Principal | None, server: str) -> str | None:
         return None
     assert principal is not None and principal.servers is not None
     target = "every server ('*')" if server == "*" else f"server '{server}'"
+    if principal.no_server is not None:
+        return f"no alert rule on {target}: {principal.no_server}"
     return (f"the token '{principal.name}' may manage alert rules on its own servers only "
             f"({', '.join(sorted(principal.servers))}), not on {target}; that needs an "
             "admin token without a 'servers' list")

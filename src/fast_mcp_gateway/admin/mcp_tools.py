@@ -188,7 +188,8 @@ def _bind(tool: AdminTool, ctx: AdminContext,
         try:
             return restricted_view(tool.name, await tool.fn(ctx, **arguments), caller, ctx)
         except UnknownServer as exc:  # a restricted caller is told of its servers only
-            raise ToolError(str(exc.seen_by(caller.may_use, unread(ctx)))) from exc
+            raise ToolError(str(exc.seen_by(caller.may_use, caller.no_server,
+                                            unread(ctx)))) from exc
         except GatewayError as exc:
             raise ToolError(str(exc)) from exc
         finally:

@@ -26,9 +26,8 @@ def restricted_refusal(principal: Principal) -> str | None:
     if principal.servers is None:
         return None
     return (f"route rules act beyond one server (a pattern may match any server's tools): "
-            f"they need an admin token without a 'servers' list; the token "
-            f"'{principal.name}' may only manage the servers "
-            f"{', '.join(sorted(principal.servers))}")
+            f"they need an admin token without a 'servers' list; "
+            f"{principal.only('manage')}")
 
 
 async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: str,

@@ -95,13 +95,12 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
         return None
 
     def unknown(name: str) -> str:
-        return str(UnknownServer(name, known).seen_by(principal.may_use))
+        return str(UnknownServer(name, known).seen_by(principal.may_use, principal.no_server))
 
     mine = ", ".join(sorted(principal.servers))
     if what in EVERY_SERVER:
         return (f"'{what}': {EVERY_SERVER[what]}: it needs an admin token without a "
-                f"'servers' list; the token '{principal.name}' may only see the servers "
-                f"{mine}")
+                f"'servers' list; {principal.only('see')}")
     if (one := ONE_SERVER_ARGUMENT.get(what)) is not None:
         named = arguments.get(one)
         if named is not None:
@@ -111,7 +110,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
     if key is None:
         return None if read_only else (
             f"'{what}' acts beyond one server: it needs an admin token without a 'servers' "
-            f"list; the token '{principal.name}' may only manage the servers {mine}")
+            f"list; {principal.only('manage')}")
     server = arguments.get(key)
     if server is None:
         return f"'{what}' needs '{key}': this token may only manage its own servers ({mine})"
@@ -125,8 +124,7 @@ def beyond_servers(principal: Principal, what: str, read_only: bool,
 def add_refusal(principal: Principal, name: str) -> str:
     """Why an admin restricted to other servers may not add server ``name`` (every
     surface's words), and what would let it."""
-    mine = ", ".join(sorted(principal.servers or ()))
-    return (f"the token '{principal.name}' may only manage the servers {mine}: adding "
+    return (f"{principal.only('manage')}: adding "
             f"server '{name}' needs an admin token without a 'servers' list, or one whose "
             "list names it")
 

@@ -47,6 +47,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def printable_ascii(token: str) -> bool:
+    """Whether ``token`` can arrive in an ``Authorization`` header as it is: printable
+    ASCII, no space at either end (HTTP strips it)."""
+    return all(" " <= c <= "~" for c in token) and token == token.strip(" ")
+
+
 def token_digest(token: str) -> str:
     """The hex SHA-256 of a token, as written in ``sha256:`` entries."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -115,6 +121,14 @@ class TokenEntry(_Strict):
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"token is shorter than {MIN_TOKEN_LENGTH} characters; make one "
                              "with 'mcp-gateway token new'")
+        if self.token is not None and not printable_ascii(self.token):
+            # An HTTP header is read as latin-1 and the digest is of UTF-8: such a token
+            # could never authenticate (a line break from a file read into ${VAR} too).
+            raise ValueError(
+                f"the token of '{self.name}' holds a character that is not printable ASCII "
+                "(a letter with an accent, a line break, a tab, a space at either end), so "
+                "no request could send it: tokens must be printable ASCII; make one with "
+                "'mcp-gateway token new'")
         if self.sha256 is not None and not _HEX64.match(self.sha256.lower()):
             raise ValueError("sha256 must be 64 hexadecimal digits (the line "
                              "'mcp-gateway token new' prints)")
@@ -246,7 +260,8 @@ def warn_clear_token(entry: object, where: str) -> bool:
     digest; True if it did.  Only the file's text can tell: once expanded, a variable's
     value looks the same."""
     token = entry.get("token") if isinstance(entry, dict) else None
-    if not isinstance(token, str) or token.startswith(_SHA_PREFIX) or "${" in token:
+    if not isinstance(token, str) or token.startswith(_SHA_PREFIX) or "${" in token \
+            or not printable_ascii(token):  # refused by validation: no digest to offer
         return False
     name = entry.get("name") if isinstance(entry, dict) else None
     label = f"{where} ('{name}')" if isinstance(name, str) else where

@@ -129,9 +129,12 @@ _WHY = {"starting": "it is still starting",
 
 def without_tools(kind: Kind | str, name: str, principal: Principal) -> str | None:
     """Why a caller without scope ``tools`` may use no server's ``kind``, naming what its
-    credential grants (a JWT's scopes claim to fix); None for a caller with it."""
+    credential grants (a JWT's scopes claim to fix), or one whose JWT grants no server
+    (its servers claim to fix: ``Principal.no_server``); None for another caller."""
     if principal.has("tools"):
-        return None
+        return (None if principal.no_server is None else
+                f"Unknown {kind}: {name!r}: this caller may use no server's {kind}s: "
+                f"{principal.no_server}")
     return (f"Unknown {kind}: {name!r}: this caller may use no server's {kind}s: that "
             f"needs scope 'tools'; {principal.holds}")
 

@@ -274,7 +274,8 @@ async def audit(call: Call) -> s.AuditPage:
     """Who changed what through the admin operations (newest first)."""
     if call.principal.servers is not None:
         raise forbidden("admin", "the audit log covers every server: it needs a token "
-                                 "without a 'servers' restriction")
+                                 "without a 'servers' restriction; "
+                                 + call.principal.only("see"))
     q: s.AuditQuery = call.query
     return s.AuditPage.model_validate(
         await history.audit_log(call.ctx, limit=q.limit, before_id=q.before_id))

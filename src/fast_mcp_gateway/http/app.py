@@ -387,7 +387,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             SessionRefusals, idle_timeout=settings.session_idle_timeout,
-            tokens=verifier is not None))  # in words naming neither cause nor fix
+            tokens=verifier is not None,  # in words naming neither cause nor fix
+            manager=session_manager_of(mcp_app, mcp_path)))
         if verifier is not None:  # one caller, not all (without auth all are one)
             wrap_routes(mcp_app, (mcp_path,), functools.partial(
                 SessionQuota, manager=session_manager_of(mcp_app, mcp_path),

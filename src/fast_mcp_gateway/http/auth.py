@@ -6,7 +6,9 @@ and the REST API and the dashboard call the same ``verify_token``.  Static token
 kept only as SHA-256 digests, looked up by the presented token's digest (one dict
 lookup: what is compared is a hash an attacker cannot steer, so the lookup's timing
 says nothing about a token); JWTs are checked by FastMCP's ``JWTVerifier`` (signature,
-issuer, audience, expiry) and mapped to scopes and servers by the configured claims.
+issuer, audience, expiry) and mapped to scopes and servers by the configured claims
+(``jwt_claims``: a claim of another type refuses the JWT; a missing servers claim
+grants no server).
 
 A JWT's signature check costs ~0.3-1 ms of CPU and FastMCP runs the verifier on every
 MCP request, so a verified JWT is remembered by its digest, at most ``JWT_CACHE_SECONDS``
@@ -53,7 +55,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, T
 
 from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope, TokenEntry
-from fast_mcp_gateway.http import jwt_refusals
+from fast_mcp_gateway.http import jwt_claims, jwt_refusals
 from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
 from fast_mcp_gateway.principal import KIND_CLAIM, Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
@@ -82,6 +84,7 @@ MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 
 
 _KIND_CLAIM = KIND_CLAIM
 _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
+_NO_SERVER_CLAIM = "io.github.fast-mcp-gateway/no-server"  # why a JWT may use none
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +108,13 @@ def principal_of(token: AccessToken) -> Principal:
     """The ``Principal`` behind an ``AccessToken`` this module's verifier produced."""
     claims = token.claims or {}
     servers = claims.get(_SERVERS_CLAIM)
+    no_server = claims.get(_NO_SERVER_CLAIM)
     return Principal(
         name=token.client_id,
         scopes=_scopes(token.scopes),
         servers=None if servers is None else frozenset(str(s) for s in servers),
         kind=str(claims.get(_KIND_CLAIM, "token")),
+        no_server=no_server if isinstance(no_server, str) else None,
     )
 
 
@@ -357,7 +362,18 @@ class GatewayVerifier(TokenVerifier):
                                 "tokens name their subject); have the issuer set it, or set "
                                 "gateway.auth.jwt.subject_claim", claim)
             return None
+        if (wrong := self._claim_types(verified.claims or {}, self._jwt_config)) is not None:
+            self._refusals.warn(f"type {wrong[1]}", "%s (subject %r)", wrong[1], subject)
+            jwt_refusals.refusal.set(_VERIFIED_JWT + wrong[0])
+            return None
         access = _from_jwt(verified, self._jwt_config)
+        if access is not None and (access.claims or {}).get(_NO_SERVER_CLAIM) and (
+                self._jwt_config.servers_claim not in (verified.claims or {})):
+            self._refusals.warn(
+                "no servers claim", "a JWT without '%s' (gateway.auth.jwt.servers_claim; "
+                "subject %r) may use no server: have the identity provider list the "
+                "servers its user may use in it, or \"*\" for every server",
+                self._jwt_config.servers_claim, subject)
         if access is not None and self._cache_size > 0:
             until = now + JWT_CACHE_SECONDS
             if verified.expires_at is not None:
@@ -366,6 +382,16 @@ class GatewayVerifier(TokenVerifier):
                 del self._jwt_cache[next(iter(self._jwt_cache))]  # the oldest entry
             self._jwt_cache[digest] = (access, until)
         return access
+
+    @staticmethod
+    def _claim_types(claims: dict[str, Any], config: JwtConfig) -> tuple[str, str] | None:
+        """The holder's and the operator's words for a JWT whose scopes or servers
+        claim is neither a string nor a list of strings (``jwt_claims``), or None."""
+        for setting, claim in (("scopes_claim", config.scopes_claim),
+                               ("servers_claim", config.servers_claim)):
+            if claim is not None and jwt_claims.claim_values(claims, claim) is None:
+                return jwt_claims.type_refusal(claim, setting)
+        return None
 
     async def _refused(self, token: str, config: JwtConfig, now: float) -> None:
         """Word why FastMCP's verifier refused ``token`` (``jwt_refusals``): for its
@@ -416,15 +442,15 @@ def _jwt_verifier(config: JwtConfig) -> JWTVerifier:
 
 
 def _from_jwt(token: AccessToken, config: JwtConfig) -> AccessToken | None:
+    """``token`` (verified, its claims' types checked: ``_claim_types``) with the
+    gateway's scopes and servers (``jwt_claims.servers``: fail closed)."""
     claims = dict(token.claims or {})
-    raw_scopes = claims.get(config.scopes_claim, ())
-    scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes or ())
-    servers: list[str] | None = None
-    if config.servers_claim is not None and config.servers_claim in claims:
-        raw = claims[config.servers_claim]
-        servers = raw.split() if isinstance(raw, str) else [str(s) for s in raw or ()]
-    subject = claims.get(config.subject_claim) or token.subject or token.client_id
-    claims.update({_KIND_CLAIM: "jwt", _SERVERS_CLAIM: servers})
-    return AccessToken(token=token.token, client_id=str(subject), scopes=[
+    scopes = jwt_claims.claim_values(claims, config.scopes_claim) or []
+    subject = str(claims.get(config.subject_claim) or token.subject or token.client_id)
+    servers = jwt_claims.servers(claims, config.servers_claim)
+    claims.update({_KIND_CLAIM: "jwt", _SERVERS_CLAIM: servers, _NO_SERVER_CLAIM: (
+        jwt_claims.no_server(subject, config.servers_claim)
+        if servers == [] and config.servers_claim is not None else None)})
+    return AccessToken(token=token.token, client_id=subject, scopes=[
         s for s in scopes if s in SCOPES], expires_at=token.expires_at, subject=token.subject,
         claims=claims)

@@ -235,7 +235,9 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
             return exc.response()
         except UnknownServer as exc:  # a restricted caller is told of its servers only
             seen = exc.seen_by(principal.may_use if principal is not None
-                               else lambda _: True, unread(ctx))
+                               else lambda _: True,
+                               principal.no_server if principal is not None else None,
+                               unread(ctx))
             return api_error(seen).response()
         except GatewayError as exc:
             return api_error(exc).response()

@@ -7,9 +7,10 @@ while every JWT was refused because ``jwks_uri`` answered 404.
 
 ``diagnose`` reads the refused token's header and claims (unverified: only to word the
 refusal, never to accept anything) and names the first rule it breaks, as FastMCP
-checks them: the algorithm, ``exp``, ``nbf``, ``iss``, ``aud``; claims that pass them
-leave the signature.  The holder's words (``Refusal.caller``) never repeat a value the
-token chose (a forged token could put anything there, and the words go into a
+checks them: the algorithm, ``exp``, ``nbf``, ``iss``, ``aud``, a ``scope`` (or
+``scp``) list holding anything but strings (its ``AccessToken`` cannot hold it); claims
+that pass them leave the signature.  The holder's words (``Refusal.caller``) never
+repeat a value the token chose (a forged token could put anything there, and the words go into a
 ``WWW-Authenticate`` quoted-string); they name the configured issuer, the expiry as a
 time, and the setting involved.  The operator's words (``Refusal.log``) are logged by
 ``RefusalLog``: one line per cause a minute, whatever the request rate (and however
@@ -122,6 +123,17 @@ def diagnose(token: str, config: JwtConfig, now: float) -> Refusal:
             "refused a JWT whose 'aud' does not name gateway.auth.jwt.audience "
             f"({', '.join(sorted(expected))}): the identity provider issued it for another "
             "application, or the audience configured is not the one it issues")
+    for name in ("scope", "scp"):  # as FastMCP's verifier reads them, whatever the
+        value = claims.get(name)    # gateway's scopes_claim: the first string or list
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            return Refusal(
+                "claim type", f"its '{name}' claim is a list holding something other than "
+                "strings: it must be a space-separated string or a list of strings; have "
+                "the identity provider issue it as one",
+                f"refused a JWT whose '{name}' claim is a list holding something other than "
+                "strings (it must be a space-separated string or a list of strings)")
+        if isinstance(value, str | list):
+            break
     kid = header.get("kid")
     source = "gateway.auth.jwt.jwks_uri" if config.jwks_uri else "gateway.auth.jwt.public_key"
     return Refusal(

@@ -21,12 +21,19 @@ the refusal's status.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fast_mcp_gateway._compat import http_session_owner
 from fast_mcp_gateway.http.reworded import send_with_body
+from fast_mcp_gateway.http.session_quota import QuotaLog, caller_of
+
+logger = logging.getLogger(__name__)
 
 _SESSION = b"mcp-session-id"
 _VERSION = b"mcp-protocol-version"
@@ -63,7 +70,7 @@ def unknown_session(idle_timeout: float | None, *, tokens: bool) -> str:
     causes += ["the gateway restarted since it was opened",
                "another gateway instance holds it (behind a load balancer, send a "
                "session's requests to one instance)"]
-    if tokens:
+    if tokens:  # only where the session's owner cannot be looked up (``others``)
         causes.append("it was opened with another token (a session answers only the "
                       "credential that opened it)")
     return ("Session not found: this gateway holds no session with the Mcp-Session-Id "
@@ -71,25 +78,63 @@ def unknown_session(idle_timeout: float | None, *, tokens: bool) -> str:
             "Mcp-Session-Id) to open a new session")
 
 
+OTHER_CREDENTIAL = (
+    "Session not found: the session this Mcp-Session-Id names was opened with another "
+    "credential, and a session answers only the token or JWT that opened it; send this "
+    "session's requests with the credential that opened it, or send 'initialize' "
+    "(without Mcp-Session-Id) to open a session of your own")
+
+
 class SessionRefusals:
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, idle_timeout: float | None, tokens: bool) -> None:
+    def __init__(self, app: ASGIApp, *, idle_timeout: float | None, tokens: bool,
+                 manager: Callable[[], Any] | None = None) -> None:
+        """``manager`` (with ``tokens``): the SDK's session manager, where a session's
+        opener is looked up (``others``)."""
         self.app = app
-        self.unknown = unknown_session(idle_timeout, tokens=tokens)
+        self.manager = manager if tokens else None
+        self.unknown = unknown_session(idle_timeout, tokens=tokens and manager is None)
+        self._log = QuotaLog(logger)
+
+    async def others(self, scope: Scope, session: str, send: Send) -> bool:
+        """Answer a request naming a session another credential opened, and True.
+
+        The SDK answers it as a session it does not hold (its 404 "Session not found",
+        so a host is told causes that are not its own) and logs a WARNING naming the
+        session on every request.  Here it is told the cause, never whose the session
+        is (the id was the other credential's to give), and logged once a minute per
+        caller.  A request without a verified caller is left to FastMCP's 401."""
+        user = scope.get("user")
+        if self.manager is None or not isinstance(user, AuthenticatedUser):
+            return False
+        held, owner = http_session_owner(self.manager(), session)
+        if not held or owner == authorization_context(user):
+            return False
+        caller = caller_of(scope)
+        self._log.warn(caller, "refused a request of %s for a session another credential "
+                       "opened (a session answers only the credential that opened it)",
+                       f"{caller[0]} '{caller[1]}'" if caller else "a caller")
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32600, "message": OTHER_CREDENTIAL}}, separators=(",", ":")).encode()
+        await send_with_body({"type": "http.response.start", "status": 404, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", b"")]}, body, send)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        named = False
+        named: bytes | None = None
         for key, value in scope["headers"]:
             if key == _VERSION and value not in _HANDSHAKE:  # the SDK's modern entry
                 await self.app(scope, receive, send)
                 return
             if key == _SESSION:
-                named = True
-        refusal = 404 if named else 400
+                named = value
+        if named is not None and await self.others(scope, named.decode("latin-1"), send):
+            return
+        refusal = 404 if named is not None else 400
         held: list[Message] = []
         watching = True
 
@@ -110,14 +155,15 @@ class SessionRefusals:
             start, *parts = held
             held.clear()
             answer = b"".join(part.get("body", b"") for part in parts)
-            words = (self.unknown if named else missing_session(scope["method"]))
-            body = _reworded(answer, _SDK_UNKNOWN if named else (_SDK_MISSING,), words)
+            words = self.unknown if named is not None else missing_session(scope["method"])
+            body = _reworded(answer, _SDK_UNKNOWN if named is not None else (_SDK_MISSING,),
+                             words)
             if body is None:
                 await send(start)
                 for part in parts:
                     await send(part)
                 return
-            if not named:  # the session the SDK opened for it is gone already
+            if named is None:  # the session the SDK opened for it is gone already
                 start = {**start, "headers": [(k, v) for k, v in start["headers"]
                                               if k != _SESSION]}
             await send_with_body(start, body, send)

@@ -193,7 +193,8 @@ class Ui:
                               else handler(page))
             except GatewayError as exc:
                 if isinstance(exc, UnknownServer):  # the viewer is told of its servers only
-                    exc = exc.seen_by(viewer.may_use, unread(self.ctx))
+                    exc = exc.seen_by(viewer.may_use, viewer.principal.no_server,
+                                      unread(self.ctx))
                 err = api_error(exc)
                 return self.error(request, viewer, err.status, err.message)
             except Exception:  # a bug: logged in full here, never detailed on the page

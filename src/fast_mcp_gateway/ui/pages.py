@@ -42,7 +42,8 @@ def server_name(page: Page, name: str) -> str:
     known = name in page.ctx.manager.services or name in invalid_of(page.ctx)
     if known and page.viewer.may_use(name):
         return name
-    raise UnknownServer(name, page.ctx.manager.services).seen_by(page.viewer.may_use)
+    raise UnknownServer(name, page.ctx.manager.services).seen_by(page.viewer.may_use,
+                                                               page.viewer.principal.no_server)
 
 
 def limit_of(page: Page) -> int:

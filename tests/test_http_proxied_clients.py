@@ -109,3 +109,30 @@ async def test_a_host_only_a_wildcard_takes_is_refused_without_a_token() -> None
         ok = await http.get("/api/v1/servers", headers={"Host": "any.example",
                                                         "Authorization": f"Bearer {token}"})
         assert ok.status_code == 200, ok.text
+
+
+async def test_the_misdirected_host_answer_says_a_proxy_needs_a_token_first() -> None:
+    """A proxy that names no client (nginx's ``proxy_pass`` with only ``Host`` set sends
+    no ``X-Forwarded-For``) is this machine to a gateway without ``auth``.  Its 421 told
+    its user to start the gateway with ``--allowed-host <name>``, and nothing more: doing
+    so served whoever the proxy served, with no credential.  Without ``auth`` the 421
+    says a proxy's name needs a token first; with one it is as before."""
+    async with serve_http(_gateway().http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base,
+                               headers={"Host": "mcp.example.org"}) as http:
+        for method, path, body in [("GET", "/api/v1/servers", None), ("POST", "/mcp", PING),
+                                   ("GET", "/ui/", None), ("GET", "/nowhere", None)]:
+            got = await http.request(method, path, json=body, headers=MCP)
+            said = assert_error(got, 421, "misdirected_request")["message"]
+            assert "--allowed-host mcp.example.org" in said, said
+            assert "if 'mcp.example.org' is a reverse proxy's name that other machines " \
+                   "reach, make a token with 'mcp-gateway token new" in said, said
+            assert "X-Forwarded-For" in said, said
+    token = "mgw_misdirected-host-5c1d2e3f4a5b"
+    auth = {"tokens": [{"name": "ops", "token": token, "scopes": ["admin"]}]}
+    async with serve_http(_gateway(auth=auth).http_app()) as base, \
+            httpx2.AsyncClient(timeout=30, base_url=base,
+                               headers={"Host": "mcp.example.org"}) as http:
+        said = assert_error(await http.get("/api/v1/servers"), 421,
+                            "misdirected_request")["message"]
+        assert said.endswith("--allowed-host mcp.example.org (MCP_GATEWAY_ALLOWED_HOSTS)")

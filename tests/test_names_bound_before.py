@@ -130,3 +130,31 @@ async def test_a_registration_whose_namespace_now_clashes_is_warned_of(
         "'cafe' (accented letters are written without their accents), which server 'cafe' "
         "has too: components of both named alike collide (the later gets a hash suffix); "
         "give one of them a 'namespace:' (gateway_update_server)"], said
+
+
+def test_the_namespace_check_at_start_reads_each_servers_namespace_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The start-up check compared each runtime registration with every server, working
+    out each one's namespace again (transliterating its name): 1,000 registrations took
+    a million, seconds of a start with the event loop held.  Now once a server."""
+    from fast_mcp_gateway.admin import invalid
+    from fast_mcp_gateway.config.schema import ServerConfig
+
+    caplog.set_level(logging.WARNING, logger="fast_mcp_gateway")
+    servers = {f"svc-{n}": ServerConfig(name=f"svc-{n}", command="x") for n in range(300)}
+    servers["café"] = ServerConfig(name="café", command="x")
+    servers["cafe"] = ServerConfig(name="cafe", command="x")
+    counted = {"n": 0}
+    real = ServerConfig.effective_namespace
+
+    def counting(self: ServerConfig) -> str:
+        counted["n"] += 1
+        return real.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(ServerConfig, "effective_namespace", property(counting))
+    runtime = [name for name in servers if name != "cafe"]
+    invalid.warn_overlong([], runtime, "the store", servers)
+    assert counted["n"] <= 2 * len(servers) + len(runtime), counted
+    said = [r.getMessage() for r in caplog.records if "now has the namespace" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("server 'café', registered at runtime in "
+                                                 "the store, now has the namespace 'cafe'")

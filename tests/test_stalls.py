@@ -103,3 +103,19 @@ def test_the_tools_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     for name in "abcd":
         t.answered(name, 0.1)
     assert t.stall_after("a", 30) is None and t.stall_after("d", 30) == 5.0
+
+
+def test_reads_of_many_uris_do_not_make_the_tools_times_forgotten() -> None:
+    # A server's URIs are as many as its files: read 1,024 of them after a tool's call,
+    # and its time was forgotten (its hung calls never stalls again, until it answered).
+    t = ToolTimes()
+    t.answered("tools/call 'report'", 1.2)
+    t.answered("prompts/get 'brief'", 0.1)
+    for n in range(3 * stalls._TOOLS):
+        t.answered(f"resources/read 'file:///srv/data/{n}.txt'", 0.01)
+    assert t.stall_after("tools/call 'report'", 30) == pytest.approx(12.0)
+    assert t.stall_after("prompts/get 'brief'", 30) == 5.0
+    # The reads are bounded alike, the oldest forgotten.
+    assert t.stall_after("resources/read 'file:///srv/data/0.txt'", 30) is None
+    assert t.stall_after(f"resources/read 'file:///srv/data/{3 * stalls._TOOLS - 1}.txt'",
+                         30) == 5.0

@@ -170,11 +170,15 @@ def warn_overlong(registrations: list[Registration], runtime: list[str], where: 
     whose namespace another of ``servers`` (all that run) has now (checked when it was
     registered: since, the other was added to the file, or its accented name
     transliterated)."""
+    servers = servers or {}
+    by_namespace: dict[str, list[ServerConfig]] = {}  # once: not every server per runtime one
+    if runtime:
+        for each in servers.values():
+            by_namespace.setdefault(each.effective_namespace, []).append(each)
     for name in runtime:
-        server = (servers or {}).get(name)
+        server = servers.get(name)
         ns = server.effective_namespace if server is not None else ""
-        other = next((o for o in (servers or {}).values()
-                      if ns and o.name != name and o.effective_namespace == ns), None)
+        other = next((o for o in by_namespace.get(ns, ()) if ns and o.name != name), None)
         if server is not None and other is not None:
             why = (" (accented letters are written without their accents)"
                    if server.namespace is None and ascii_replaced(name) != ns else "")

@@ -110,10 +110,13 @@ class Access:
         if header is None:
             raise unauthorized(no_token(self.verifier.takes_jwt), bad_token=False,
                                resource_metadata=self.resource_metadata)
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise unauthorized("the Authorization header must be 'Bearer <token>'",
+        # Read as FastMCP's guard reads it (the SDK's BearerAuthBackend: "bearer " in any
+        # case, the rest the token as it is), so that the express lane, the roots note
+        # and the REST API never take a header the MCP endpoint refuses.
+        token = header[7:] if header[:7].lower() == "bearer " else ""
+        if not token or token != token.strip():
+            raise unauthorized("the Authorization header must be 'Bearer <token>', one "
+                               "space between them and none around the token",
                                bad_token=True, resource_metadata=self.resource_metadata)
         found = await self.verifier.caller(token)
         if found is None:  # the token itself never goes into the message

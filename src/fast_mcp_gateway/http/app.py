@@ -44,6 +44,7 @@ from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import (
+    HOW_TO_ADD_A_TOKEN,
     SDK_MAX_BODY,
     SSE_BODY_LIMIT,
     GatewaySettings,
@@ -134,8 +135,10 @@ class ExplainedGuard:
     A request a page of another site made is refused first (``fetch_site``)."""
 
     def __init__(self, app: ASGIApp, *, allowed_hosts: list[str] | None,
-                 allowed_origins: list[str] | None, navigable: bool = False) -> None:
+                 allowed_origins: list[str] | None, navigable: bool = False,
+                 tokenless: bool = False) -> None:
         self.app = app
+        self.tokenless = tokenless  # no gateway.auth: a 421 says what a proxy needs first
         self.guard = HostOriginGuardMiddleware(self._passed, allowed_hosts=allowed_hosts,
                                                allowed_origins=allowed_origins, mode="strict")
         self.sites = FetchSiteGuard(allowed_origins, navigable=navigable)
@@ -160,20 +163,28 @@ class ExplainedGuard:
             elif message["type"] == "http.response.start":
                 status = message["status"]
             elif not message.get("more_body"):
-                await _refusal(scope, status).response()(scope, receive, send)
+                await _refusal(scope, status, self.tokenless).response()(scope, receive, send)
 
         await self.guard(scope, receive, explained)
 
 
-def _refusal(scope: Scope, status: int) -> ApiError:
+def _refusal(scope: Scope, status: int, tokenless: bool = False) -> ApiError:
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
                if k in (b"host", b"origin")}
     if status == 421:
         host = headers.get("host", "")
+        # Without auth, a proxy that names no client (nginx sends no X-Forwarded-For
+        # unless told to) is this machine to the gateway: the allowed host alone would
+        # serve whoever the proxy serves (http/loopback.py).
+        proxied = (f"; if '{host}' is a reverse proxy's name that other machines reach, "
+                   f"{HOW_TO_ADD_A_TOKEN} first: without gateway.auth this gateway answers "
+                   "this machine only, and refuses a proxy's request only when the proxy "
+                   "names its client (X-Forwarded-For, X-Real-IP or Forwarded)"
+                   if tokenless else "")
         return ApiError(421, "misdirected_request", (
             f"this gateway does not answer to Host '{host}' (DNS-rebinding protection): "
             f"use the address it listens on, or start it with --allowed-host {host} "
-            "(MCP_GATEWAY_ALLOWED_HOSTS)"), {"host": host})
+            f"(MCP_GATEWAY_ALLOWED_HOSTS){proxied}"), {"host": host})
     origin = headers.get("origin", "")
     return ApiError(status, "forbidden_origin", (
         f"requests from a web page at Origin '{origin}' are refused (DNS-rebinding "
@@ -193,10 +204,10 @@ class RememberedGuard:
     MAX_REMEMBERED = 256
 
     def __init__(self, app: ASGIApp, *, allowed_hosts: list[str] | None,
-                 allowed_origins: list[str] | None) -> None:
+                 allowed_origins: list[str] | None, tokenless: bool = False) -> None:
         self.app = app
         self.guard = ExplainedGuard(self._passed, allowed_hosts=allowed_hosts,
-                                    allowed_origins=allowed_origins)
+                                    allowed_origins=allowed_origins, tokenless=tokenless)
         self.passed: set[tuple[Any, ...]] = set()
 
     @staticmethod
@@ -406,10 +417,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     wrap_routes(mcp_app, posted, BatchRefusal)
     wrap_routes(mcp_app, posted, functools.partial(TransportRefusals, limit=max_body,
                                                    settable=transport == "http"))
+    tokenless = verifier is None
     guard = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,
-                       allowed_origins=allowed_origins)
+                       allowed_origins=allowed_origins, tokenless=tokenless)
     pages = Middleware(ExplainedGuard, allowed_hosts=allowed_hosts,  # links to them
-                       allowed_origins=allowed_origins, navigable=True)
+                       allowed_origins=allowed_origins, navigable=True, tokenless=tokenless)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
                   api_group(access, ctx))
     mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
@@ -427,7 +439,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # explained guard first gives each refusal its reason (SSE's /sse and /messages/,
     # /mcp/ with a slash, its well-known paths), not FastMCP's bare text.
     guarded_mcp = RememberedGuard(mcp_app, allowed_hosts=allowed_hosts,
-                                  allowed_origins=allowed_origins)
+                                  allowed_origins=allowed_origins, tokenless=tokenless)
     # Any other path: FastMCP's answer where its router has one, else the gateway's.
     unknown = UnknownPaths(
         mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
@@ -435,7 +447,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
                                                   auth=ctx.options.auth, metadata=metadata))
     mounts.append(_whole(Mount("/", app=RememberedGuard(
-        unknown, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins))))
+        unknown, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+        tokenless=tokenless))))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -460,7 +473,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if lane is not None and transport == "http":
         app.mcp_entry = RememberedGuard(
             lane(mcp_app, access, max_body=max_body), allowed_hosts=allowed_hosts,
-            allowed_origins=allowed_origins)
+            allowed_origins=allowed_origins, tokenless=tokenless)
     app.groups = all_groups
     app.hosts = (allowed_hosts, allowed_origins)
     # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known

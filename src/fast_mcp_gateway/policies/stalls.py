@@ -36,7 +36,7 @@ SHARE = 0.5  # ... but never longer than this share of the call timeout
 MAX_FACTOR = 10  # the wait before a trial grows up to this many times ``base``
 ALPHA = 0.3  # weight of a tool's newest answer in its latency EWMA
 _HOSTS = 1024  # hosts remembered per run (more only undercounts)
-_TOOLS = 1024  # tools (and resources, prompts) remembered per server; the oldest go
+_TOOLS = 1024  # tools and prompts remembered per server, and reads apart; the oldest go
 
 
 def stall_after(call_timeout: float, ewma_ms: float | None) -> float:
@@ -53,31 +53,38 @@ class ToolTimes:
     replica hung since it started is judged by what its siblings' answers taught.
     Only complete answers teach (not errors, nor a 2026-07-28 ``input_required``
     round): a quick refusal of bad arguments says nothing of how long the tool works.
+    Reads are remembered apart (``resources/read '<uri>'``): their URIs are as many as
+    a server serves (a file each), and in one memory 1,024 reads of new files made it
+    forget every tool's time, and so stop judging its calls' stalls.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_reads", "_seen")
 
     def __init__(self) -> None:
         self._seen: dict[str, list[float]] = {}  # what -> [EWMA, slowest], seconds
+        self._reads: dict[str, list[float]] = {}  # the same, of resources/read
 
     def answered(self, what: str, seconds: float) -> None:
         """``what`` answered in ``seconds`` (on the call path: a lookup and two sums)."""
-        seen = self._seen.get(what)
+        # A read is the one request named with an "r" first (``upstream/requests.py``:
+        # ``resources/read '<uri>'``; ``tools/call``, ``prompts/get``): cheaper to tell.
+        memory = self._reads if what[0] == "r" else self._seen
+        seen = memory.get(what)
         if seen is not None:
             seen[0] += ALPHA * (seconds - seen[0])
             if seconds > seen[1]:
                 seen[1] = seconds
             return
-        if len(self._seen) >= _TOOLS:
-            del self._seen[next(iter(self._seen))]
-        self._seen[what] = [seconds, seconds]
+        if len(memory) >= _TOOLS:
+            del memory[next(iter(memory))]
+        memory[what] = [seconds, seconds]
 
     def stall_after(self, what: str, call_timeout: float) -> float | None:
         """Seconds a call of ``what`` must have waited, with nothing heard, to count as
         a stall; None when it was never seen to answer (no wait is evidence then).  Its
         slowest answer counts up to the call timeout: one that took longer reported
         progress meanwhile, and a timeout with nothing heard is a stall still."""
-        seen = self._seen.get(what)
+        seen = (self._reads if what[0] == "r" else self._seen).get(what)
         if seen is None:
             return None
         return max(stall_after(call_timeout, seen[0] * 1000), min(seen[1], call_timeout))

@@ -84,7 +84,7 @@ async def test_an_operation_cancelled_after_its_store_write_is_applied_and_audit
 
         await cancelled_after(store, "add_route", lambda: routes.add_route(
             control, LIBRARY, "alpha_add", "beta"), monkeypatch)
-        rule = gateway.provider.routes.rule_for("alpha_add")
+        rule = gateway.provider.pipeline.routes.rule_for("alpha_add")
         assert rule is not None and rule.target == "beta"  # in the call path
         assert (await audited(store))[-1] == ("add_route", "alpha_add")
 

@@ -55,7 +55,7 @@ from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
 from fast_mcp_gateway.front.provider import GatewayProvider
-from fast_mcp_gateway.front.reloaded import options_reloaded
+from fast_mcp_gateway.front.reloaded import options_reloaded, routes_applied
 from fast_mcp_gateway.front.server import (
     CallerStanding,
     Deferred,
@@ -257,7 +257,7 @@ class Gateway:
         return self._metrics
 
     def _apply_routes(self, table: RouteTable) -> None:
-        self.provider.routes = table
+        routes_applied(self.hub, self.provider, table)
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:

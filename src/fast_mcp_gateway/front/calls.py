@@ -9,10 +9,12 @@ check, a metric) holds for every call.  The stages, in order:
 1. **route rule** (tools): ``route`` picks the server a matching rule sends the
    call to; a rule naming a server without the tool refuses the call before it
    starts (not observed, as no upstream was chosen; a caller restricted to other
-   servers is told only "Unknown tool", as in stage 2);
+   servers is told ``routed_away``'s words, as in stage 2);
 2. **authorization**: a call of a server outside ``call.principal.servers`` is
-   refused as if the component did not exist (no names leak); then
-   ``authorizer(call)`` may refuse (None: no further check);
+   refused as if the component did not exist (no names leak); one of its own tools
+   that a rule sends to another server (left out of its lists: a host with an older
+   list) is refused with ``routed_away``'s reason, naming neither rule nor server;
+   then ``authorizer(call)`` may refuse (None: no further check);
 3. **curation**: ``curator(call)`` may refuse or rewrite ``call.arguments``
    (None: nothing curated); then ``results.cached`` may answer from the cache;
 4. **service call**: the encoding sends it through ``Service`` (rate limits,
@@ -114,6 +116,15 @@ token through reloads; the default is the caller as resolved now."""
 
 def local_principal() -> Principal:
     return LOCAL
+
+
+def routed_away(exposed: str) -> str:
+    """The refusal of a call of tool ``exposed`` that a route rule sends to a server
+    outside its caller's ``servers`` (its host listed it before the rule came): why, and
+    who can change it, naming neither the rule nor its server."""
+    return (f"tool {exposed!r} is not available to this credential: the gateway routes "
+            "it to a server outside the token's `servers`; ask the gateway's operator to "
+            "add that server to the token or change the route")
 
 
 @dataclass(slots=True)
@@ -333,10 +344,11 @@ class CallPipeline:
             return owner, None
         target = self.manager.services.get(rule.target)
         if target is None or not any(t.name == original for t in target.catalog.tools):
-            if not self.resolve_principal().may_use(rule.target):
+            if not (principal := self.resolve_principal()).may_use(rule.target):
                 # A caller restricted to other servers learns neither the rule nor its
-                # server: the bare words, as ``_admit`` refuses a working such rule.
-                raise ToolError(f"{_UNKNOWN['tool']}: {exposed!r}")
+                # server: as ``_admit`` refuses a working such rule.
+                raise ToolError(routed_away(exposed) if principal.may_use(owner.name)
+                                else self.unknown("tool", exposed))
             # A rule outlives its server (removed since, or renamed): only the rule can
             # be changed then.
             why = ("is not configured (removed since the rule was made?); change the "
@@ -428,11 +440,12 @@ class CallPipeline:
             call.owner.name in principal.servers and call.service.name in principal.servers
         ):
             # Worded as for a component that does not exist: a restricted caller
-            # must not learn which servers the gateway fronts.  (One of its own routed
-            # to another server by a rule: the bare words, nothing to suggest.)
+            # must not learn which servers the gateway fronts.  (One of its own that a
+            # rule routes to another server: why, naming neither; its lists leave it
+            # out, so only a host with an older list calls it.)
             raise CallRefused(self.unknown(call.kind, call.exposed)
                               if call.owner.name not in principal.servers
-                              else f"{_UNKNOWN[call.kind]}: {call.exposed!r}")
+                              else routed_away(call.exposed))
         if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
             raise CallRefused(reason)
         if self.curator is not None and (reason := await self.curator(call)) is not None:

@@ -56,7 +56,6 @@ from fast_mcp_gateway.front.unknown import Kind, unknown_name, unoffered, withou
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
-from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.routing.waiting import until_offered
@@ -140,15 +139,6 @@ class GatewayProvider(Provider):
     def __repr__(self) -> str:
         return f"GatewayProvider({len(self.manager.services)} servers)"
 
-    @property
-    def routes(self) -> RouteTable:
-        """The route rules (set by the gateway from the store)."""
-        return self.pipeline.routes
-
-    @routes.setter
-    def routes(self, routes: RouteTable) -> None:
-        self.pipeline.routes = routes
-
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         async with background(self.manager.run, failed=self.failed):
@@ -168,10 +158,11 @@ class GatewayProvider(Provider):
 
     def list_key(self) -> tuple[Any, ...]:
         """What every list a caller sees depends on: equal keys, equal lists (the
-        express lane serves lists pre-encoded under this key)."""
+        express lane serves lists pre-encoded under this key; the route rules, a new
+        table per change, decide which tools a restricted caller may call)."""
         # Compared by identity first (tuple equality): cheap while nothing changed.
         return (self.manager.view.generation, self.revision, self.manager.config,
-                self.pipeline.resolve_principal())
+                self.pipeline.resolve_principal(), self.pipeline.routes)
 
     def _sync(self) -> None:
         view = self.manager.view
@@ -315,11 +306,17 @@ class GatewayProvider(Provider):
 
     _servers = caller_servers
 
+    def routed_away(self) -> Callable[[str], bool] | None:
+        """Which tools a rule routes outside the caller's ``servers`` (None: none is)."""
+        routes = self.pipeline.routes
+        return routes.outside(self.pipeline.resolve_principal().servers) if routes.routes else None
+
     def unknown(self, kind: Kind | str, name: str) -> str:
         """What a host is told for a name it cannot reach (``unknown.py``): the name it
         meant, or how names are formed, naming only its listed tools (none: why,
         ``without_tools``); then ``pipeline.unread`` (runtime registrations unread)."""
         servers, services, active = self._servers(), self.manager.services, self.active_profile()
+        away = self.routed_away()   # nor a tool a rule routes where the caller may not go
         namespaces = {name: service.config.effective_namespace
                       for name, service in services.items() if _visible(name, servers)}
         bound = self.manager.names.binding(kind, name)
@@ -339,7 +336,8 @@ class GatewayProvider(Provider):
             {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
             self.manager.config.options.separator, search=kind == "tool" and self.search_mode(),
             shown=lambda exposed, server: exposed not in self._task_required
-            and (active is None or active.shows_tool(exposed, server)),
+            and (active is None or active.shows_tool(exposed, server))
+            and (away is None or not away(exposed)),
             own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
             reasons={**why, **{n: f"it is invalid, so it was not started: {e.error}"
                                for n, e in invalid.items()}}) + self.pipeline.unread()
@@ -378,6 +376,8 @@ class GatewayProvider(Provider):
         servers = self._servers()
         if servers is not None:
             names = [n for n in names if lane[n].owner.name in servers]
+        if (away := self.routed_away()) is not None:
+            names = [n for n in names if not away(n)]   # a call would be refused
         if (active := self.active_profile()) is not None:
             names = [n for n in names if active.shows_tool(n, lane[n].owner.name)]
         # Made for this list and dropped after it (the express lane lists from its

@@ -8,6 +8,11 @@ its lists went on offering tools its token could no longer call, and never learn
 those it was given (``tests/test_reload_token_lists.py``).  What changed in
 ``gateway.auth`` is logged by token name (``config.auth.auth_changes``): the reload's
 own line counts servers only.
+
+New route rules (added, changed or deleted: ``routes_applied``) change which tools a
+credential limited to some servers may call, and so its tool list
+(``GatewayProvider.routed_away``): hosts are told ``tools/list_changed`` when the gateway
+has such a credential.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.config.schema import GatewayOptions
     from fast_mcp_gateway.front.hub import FrontHub
     from fast_mcp_gateway.front.provider import GatewayProvider
+    from fast_mcp_gateway.routing.rules import RouteTable
 
 logger = logging.getLogger(__name__)
 
@@ -38,4 +44,17 @@ def options_reloaded(hub: FrontHub, provider: GatewayProvider, old: GatewayOptio
     if reach_changed(old.auth, new.auth):
         hub.changed({"tools", "resources", "prompts"})
     elif old.admin != new.admin:
+        hub.changed({"tools"})
+
+
+def routes_applied(hub: FrontHub, provider: GatewayProvider, table: RouteTable) -> None:
+    """Put ``table`` in the call path (the store's rules, after a change or at start);
+    hosts are told ``tools/list_changed`` if the rules differ and a token (or JWT claim)
+    limits some caller's servers: only such a caller's list depends on them."""
+    pipeline = provider.pipeline
+    before, pipeline.routes = pipeline.routes, table
+    auth = provider.manager.config.options.auth
+    if before.routes != table.routes and auth is not None and (
+            any(t.servers is not None for t in auth.tokens)
+            or (auth.jwt is not None and auth.jwt.servers_claim is not None)):
         hub.changed({"tools"})

@@ -15,6 +15,7 @@ run by ``call_tool`` as FastMCP would run them, so their own checks (the scope,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -56,6 +57,10 @@ class SearchCatalog(Protocol):
         """The servers the current caller may see (None: every one)."""
         ...
 
+    def routed_away(self) -> Callable[[str], bool] | None:
+        """Whether a rule routes a tool outside the caller's servers (None: none is)."""
+        ...
+
     def caller_is_admin(self) -> bool:
         """Whether the current caller has scope ``admin`` (finds the gateway's own tools)."""
         ...
@@ -91,7 +96,7 @@ class SearchTools(_MetaTool):
         catalog = self._catalog
         index, visible, own = (catalog.search_index(), catalog.caller_servers(),
                                catalog.caller_is_admin())
-        hits = index.search(query, k, server, visible, own=own)
+        hits = index.search(query, k, server, visible, own=own, skip=catalog.routed_away())
         if server not in (None, OWN_SERVER) and not hits and server not in (
                 known := index.servers(visible, own=own)):
             # A typo found nothing, as a query without a match does: say which it was.

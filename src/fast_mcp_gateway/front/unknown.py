@@ -48,7 +48,8 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
     ``namespaces``: server -> namespace, of the servers the caller may use only;
     ``search``: tools are found with ``search_tools`` (search exposure), not listed;
     ``shown(exposed, server)``: whether a tool of a usable server is the caller's (a
-    profile's tool rules), default all; ``own``: the gateway's own tools the caller
+    profile's tool rules; not one a route rule sends outside its servers), default all,
+    and no other is suggested; ``own``: the gateway's own tools the caller
     may call (an admin's ``gateway_*``), the closest of which a tool name may mean;
     ``states``: server -> its state, to say why a server offers nothing now;
     ``reasons``: server -> why, where the state's own words are not enough (``invalid``:
@@ -60,7 +61,7 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
         return (f"{head}; did you mean {' or '.join(map(repr, close))}? (the gateway's "
                 f"own tools; {lists})")
     meant = (_meant_uri(name, view, namespaces) if kind == "resource"
-             else _meant_name(kind, name, view, namespaces))
+             else _meant_name(kind, name, view, namespaces, shown))
     if meant:
         return f"{head}; did you mean {' or '.join(map(repr, meant))}? ({lists})"
     if not namespaces:
@@ -69,7 +70,8 @@ def unknown_name(kind: Kind | str, name: str, view: CatalogView,
                                                         separator, shown, states,
                                                         reasons)) is not None:
         return f"{head}: {owned}; {lists}"
-    if kind != "resource" and (moved := _moved(kind, name, view, namespaces, separator)):
+    if kind != "resource" and (moved := _moved(kind, name, view, namespaces, separator,
+                                                 shown)):
         # An old namespace (a server renamed in servers.yaml, a name from another config).
         return (f"{head}; did you mean {' or '.join(map(repr, moved))}? (the same {kind} "
                 f"name under its server's namespace; {lists})")
@@ -102,7 +104,7 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
     server, namespace = max(fits, key=lambda fit: len(fit[1]))
     table = view.tools if kind == "tool" else view.prompts
     names = sorted(exposed for exposed, (origin, _) in table.items() if origin.server == server
-                   and (shown is None or kind != "tool" or shown(exposed, server)))
+                   and _shows(shown, kind, exposed, server))
     missing = name[len(namespace + separator):]
     if not names:
         # A server that is down offers nothing: say why, not only that (issue: a failed
@@ -159,16 +161,22 @@ def _named(server: str, namespace: str) -> str:
     return f"{server} as '{namespace}'" if namespace else f"{server} (no namespace)"
 
 
-def _meant_name(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str]
-                ) -> list[str]:
-    """Exposed names of a component whose own name on a usable server is ``name``."""
+def _meant_name(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str],
+                shown: Shown | None = None) -> list[str]:
+    """Exposed names of a component whose own name on a usable server is ``name`` (of a
+    tool, one ``shown`` to the caller)."""
     table = view.tools if kind == "tool" else view.prompts
     return [exposed for exposed, (origin, _) in table.items()
-            if origin.original == name and origin.server in namespaces][:_MEANT]
+            if origin.original == name and origin.server in namespaces
+            and _shows(shown, kind, exposed, origin.server)][:_MEANT]
+
+
+def _shows(shown: Shown | None, kind: Kind | str, exposed: str, server: str) -> bool:
+    return shown is None or kind != "tool" or shown(exposed, server)
 
 
 def _moved(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[str, str],
-           separator: str) -> list[str]:
+           separator: str, shown: Shown | None = None) -> list[str]:
     """Exposed names of a usable server's component whose own name is what follows a
     prefix of ``name`` ending in ``separator`` (``clock_now`` -> ``timer_now``)."""
     if not separator:
@@ -177,7 +185,8 @@ def _moved(kind: Kind | str, name: str, view: CatalogView, namespaces: Mapping[s
              if name.startswith(separator, at)}
     table = view.tools if kind == "tool" else view.prompts
     return [exposed for exposed, (origin, _) in table.items()
-            if origin.original in rests and origin.server in namespaces][:_MEANT]
+            if origin.original in rests and origin.server in namespaces
+            and _shows(shown, kind, exposed, origin.server)][:_MEANT]
 
 
 def _meant_uri(uri: str, view: CatalogView, namespaces: Mapping[str, str]) -> list[str]:

@@ -5,11 +5,15 @@ or ``wildcard`` (``fnmatch``: ``*``, ``?``, ``[...]``) -- a ``priority`` (higher
 then the older rule) and a ``target`` server.  The called tool keeps its original name:
 a rule ``search_*`` -> ``search-v2`` makes ``search_web`` call ``web`` on ``search-v2``.
 Without a matching rule, the default route is the tool's own namespace.
+
+A caller limited to some servers (a token's ``servers``) may call a tool only where its
+call goes: a tool a rule sends elsewhere is left out of its lists and
+search results (``outside``), and a call of it is refused saying so (``front/calls.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -41,3 +45,11 @@ class RouteTable:
 
     def rule_for(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.matches(name)), None)
+
+    def outside(self, servers: frozenset[str] | None) -> Callable[[str], bool] | None:
+        """Whether a rule sends a tool (by exposed name) to a server not in ``servers``;
+        None when no rule can: no rules, or ``servers`` None (every server)."""
+        if not self.routes or servers is None:
+            return None
+        return lambda name: (rule := self.rule_for(name)) is not None \
+            and rule.target not in servers

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,16 +166,18 @@ class SearchIndex:
         self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
     def search(self, query: str, k: int = 5, server: str | None = None,
-               servers: frozenset[str] | None = None, *,
-               own: bool = False) -> list[tuple[SearchDoc, float]]:
+               servers: frozenset[str] | None = None, *, own: bool = False,
+               skip: Callable[[str], bool] | None = None) -> list[tuple[SearchDoc, float]]:
         """The ``k`` best matches (score > 0) for ``query``, best first; only of ``server``,
         and only of the ``servers`` the caller may see (None: every one); the gateway's
-        own tools only if ``own`` (the caller has scope ``admin``)."""
+        own tools only if ``own`` (the caller has scope ``admin``); none whose name
+        ``skip`` picks (routed to a server outside ``servers``)."""
         terms = set(tokenize(query))
         scored: list[tuple[float, int]] = []
         for i, (doc, tf) in enumerate(zip(self.docs, self._tf, strict=True)):
             if (server is not None and doc.server != server) or (
-                    not own if doc.own else servers is not None and doc.server not in servers):
+                    not own if doc.own else servers is not None and doc.server not in servers
+            ) or (skip is not None and not doc.own and skip(doc.name)):
                 continue
             score = 0.0
             norm = self._k1 * (1 - self._b + self._b * self._len[i] / (self._avg or 1))

@@ -9,7 +9,7 @@ component's ``to_mcp_*``, the legacy wrapping of non-object output schemas, the 
 server's cache hints, surface serialisation, ``resultType`` and ``serverInfo``
 stamp -- and keeps the encoded bytes under everything the list depends on
 (``GatewayProvider.list_key``: catalog generation, provider revision, config,
-principal) and the protocol revision.  ``tests/test_fidelity_lists.py`` holds the
+principal, route rules) and the protocol revision.  ``tests/test_fidelity_lists.py`` holds the
 lane's bytes equal to the full path's for both eras.
 """
 

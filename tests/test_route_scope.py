@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.fixtures import WITHIN
-from tests.test_rest import BOB, OPS, demo, serving
+from tests.fixtures import WITHIN, make_gateway, serve_http
+from tests.test_rest import BOB, OPS, Api, demo, serving
 from tests.test_startup import Changes
 
 pytestmark = pytest.mark.anyio
@@ -105,3 +106,27 @@ async def test_search_shows_a_token_no_tool_routed_outside_its_servers(
         async with Client(f"{base}/mcp", auth=BOB) as bob:
             found = (await bob.call_tool("search_tools", query)).structured_content
             assert "clock_now" in {card["name"] for card in (found or {})["tools"]}
+
+
+async def test_a_rule_another_gateway_adds_reaches_this_ones_restricted_hosts(
+        pg_url: str) -> None:
+    """Two gateways on one PostgreSQL store: a rule added through A's REST API takes
+    ``clock_now`` out of alice's list on B (told ``list_changed``), and B refuses her
+    call saying why."""
+    gateways = [make_gateway(CLOCKS, options={"auth": AUTH}, db=pg_url, instance_id=name)
+                for name in ("A", "B")]
+    async with serve_http(gateways[0].http_app()) as base_a, \
+            serve_http(gateways[1].http_app()) as base_b, \
+            httpx2.AsyncClient(timeout=30) as http:
+        changes = Changes()
+        async with Client(f"{base_b}/mcp", auth=ALICE, mode="legacy",
+                          message_handler=changes) as alice:
+            assert "clock_now" in await _names(alice)
+            made = await Api(http, base_a)("POST", "/routes", OPS, json={
+                "pattern": "clock_now", "match": "exact", "target": "clock2"})
+            assert made.status_code == 201, made.text
+            with anyio.fail_after(WITHIN):
+                await changes.seen["tools"].wait()
+            assert "clock_now" not in await _names(alice)
+            got = await alice.call_tool("clock_now", {}, raise_on_error=False)
+            assert got.is_error and _text(got) == REFUSED, got.content

@@ -22,6 +22,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.front.calls import routed_away
+from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import (
     WITHIN,
@@ -112,7 +113,8 @@ async def test_a_broken_route_rule_names_no_server_to_a_caller_outside_it(
         made = await api("POST", "/routes", OPS, json={
             "pattern": "notes_*", "match": "wildcard", "target": "clock"})
         assert made.status_code == 201, made.text
-        unknown = routed_away("notes_list_notes")
+        unknown = routed_away("notes_list_notes", Principal("alice", frozenset({"tools"}),
+                                                            frozenset({"notes"})))
         for mode in ("auto", "2026-07-28"):  # the full path, and the HTTP express lane
             async with Client(StreamableHttpTransport(f"{base}/mcp", auth=ALICE),
                               mode=mode) as alice:

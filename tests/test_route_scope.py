@@ -22,8 +22,11 @@ import httpx2
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from tests.fixtures import WITHIN, make_gateway, serve_http
+from tests.test_auth_tokens import jwks  # noqa: F401 - the JWKS endpoint fixture
+from tests.test_jwt_claims import CLAIM, ISSUER, _jwt
 from tests.test_rest import BOB, OPS, Api, demo, serving
 from tests.test_startup import Changes
 
@@ -130,3 +133,32 @@ async def test_a_rule_another_gateway_adds_reaches_this_ones_restricted_hosts(
             assert "clock_now" not in await _names(alice)
             got = await alice.call_tool("clock_now", {}, raise_on_error=False)
             assert got.is_error and _text(got) == REFUSED, got.content
+
+
+async def test_a_jwt_is_told_of_its_servers_claim(
+        jwks: tuple[RSAKeyPair, str], tmp_path: Path) -> None:  # noqa: F811
+    """A JWT has no ``servers`` list: its refusal names the claim that grants servers."""
+    pair, uri = jwks
+    user, root = (_jwt(pair, scope="tools", **{CLAIM: ["clock"]}),
+                  _jwt(pair, "root", scope="admin", **{CLAIM: "*"}))
+    gateway = make_gateway(CLOCKS, db=tmp_path / "g.db", options={"auth": {"jwt": {
+        "jwks_uri": uri, "issuer": ISSUER, "audience": "mcp-gateway",
+        "servers_claim": CLAIM}}})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(timeout=30) as http:
+        changes = Changes()
+        async with Client(f"{base}/mcp", auth=user, mode="legacy",
+                          message_handler=changes) as dana:
+            assert "clock_now" in await _names(dana)
+            made = await Api(http, base)("POST", "/routes", root, json={
+                "pattern": "clock_now", "target": "clock2"})
+            assert made.status_code == 201, made.text
+            with anyio.fail_after(WITHIN):
+                await changes.seen["tools"].wait()
+            assert "clock_now" not in await _names(dana)
+            got = await dana.call_tool("clock_now", {}, raise_on_error=False)
+            assert got.is_error and _text(got) == (
+                "tool 'clock_now' is not available to this credential: the gateway routes "
+                "it to a server outside those the JWT's servers claim grants "
+                "(gateway.auth.jwt.servers_claim); ask for that server in the claim, or ask "
+                "the gateway's operator to change the route"), got.content

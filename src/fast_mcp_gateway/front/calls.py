@@ -118,13 +118,17 @@ def local_principal() -> Principal:
     return LOCAL
 
 
-def routed_away(exposed: str) -> str:
+def routed_away(exposed: str, principal: Principal) -> str:
     """The refusal of a call of tool ``exposed`` that a route rule sends to a server
     outside its caller's ``servers`` (its host listed it before the rule came): why, and
     who can change it, naming neither the rule nor its server."""
-    return (f"tool {exposed!r} is not available to this credential: the gateway routes "
-            "it to a server outside the token's `servers`; ask the gateway's operator to "
-            "add that server to the token or change the route")
+    head = f"tool {exposed!r} is not available to this credential: the gateway routes it"
+    if principal.kind == "jwt":  # no 'servers' list: its claim names them
+        return (f"{head} to a server outside those the JWT's servers claim grants "
+                "(gateway.auth.jwt.servers_claim); ask for that server in the claim, or "
+                "ask the gateway's operator to change the route")
+    return (f"{head} to a server outside the token's `servers`; ask the gateway's "
+            "operator to add that server to the token or change the route")
 
 
 @dataclass(slots=True)
@@ -347,7 +351,7 @@ class CallPipeline:
             if not (principal := self.resolve_principal()).may_use(rule.target):
                 # A caller restricted to other servers learns neither the rule nor its
                 # server: as ``_admit`` refuses a working such rule.
-                raise ToolError(routed_away(exposed) if principal.may_use(owner.name)
+                raise ToolError(routed_away(exposed, principal) if principal.may_use(owner.name)
                                 else self.unknown("tool", exposed))
             # A rule outlives its server (removed since, or renamed): only the rule can
             # be changed then.
@@ -445,7 +449,7 @@ class CallPipeline:
             # out, so only a host with an older list calls it.)
             raise CallRefused(self.unknown(call.kind, call.exposed)
                               if call.owner.name not in principal.servers
-                              else routed_away(call.exposed))
+                              else routed_away(call.exposed, principal))
         if self.authorizer is not None and (reason := await self.authorizer(call)) is not None:
             raise CallRefused(reason)
         if self.curator is not None and (reason := await self.curator(call)) is not None:

@@ -139,8 +139,10 @@ async def test_a_name_of_a_server_that_is_down_says_why_it_offers_nothing(mode: 
                                    "(gateway_enable_server turns it back on)"), disabled
         down = await _tool_error(client, "gone_search")
         assert "server 'gone' has no tool 'search', and no tools now: it " in down, down
-        assert "it is reconnecting (command not found: no-such-mcp-server-x2 is in no " \
-            "folder of the PATH" in down, down
+        # Reconnecting, or already failed (3 failures within 30 s: a loaded machine
+        # gets there before the call): either state says why, in the same words.
+        why = "command not found: no-such-mcp-server-x2 is in no folder of the PATH"
+        assert f"it is reconnecting ({why}" in down or f"it has failed: {why}" in down, down
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import anyio
@@ -26,6 +28,21 @@ from mcp.shared.exceptions import MCPError
 
 T = TypeVar("T")
 Limit = Literal["call", "max_total"]
+
+
+@dataclass
+class Pace:
+    """What one upstream request's time says of its replica's speed
+    (``ReplicaAccounting.record``): whether it reported progress (long by design), and
+    how long it waited on its host's answers (``Requests.request`` sets it)."""
+
+    progressed: bool = False
+    waited: float = 0.0
+
+
+PACE: ContextVar[Pace | None] = ContextVar("gateway_request_pace", default=None)
+"""The ``Pace`` of the upstream request the current task sends (``Requests.request``):
+the deadlines made in that task (``Deadline``, ``progress_bounded``) mark its progress."""
 
 
 class DeadlineReached(MCPError):
@@ -50,8 +67,8 @@ class Deadline:
     per relayed call).  ``progressed()`` moves the deadline (module docstring); the
     timer is moved lazily, when it fires early, so progress costs no timer."""
 
-    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "progress",
-                 "seconds", "task", "total")
+    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "pace",
+                 "progress", "seconds", "task", "total")
     end: float | None  # when max_total is reached; None: progress does not extend
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
@@ -60,6 +77,7 @@ class Deadline:
         if task is None:
             raise RuntimeError("a tap request runs in an asyncio task")
         self.task, self.expired, self.loop, self.seconds = task, False, loop, seconds
+        self.pace = PACE.get()
         self.cancelling = task.cancelling()
         self.progress = 0
         self.total = max_total if max_total is not None else seconds
@@ -79,6 +97,8 @@ class Deadline:
         working either way, ``policies/stalls.py``)."""
         if heard is not None:
             heard()
+        if self.pace is not None:
+            self.pace.progressed = True
         if self.handle is not None and self.end is not None:
             self.progress += 1
             self.due = min(self.loop.time() + self.seconds, self.end)
@@ -120,7 +140,11 @@ async def progress_bounded(call: float, max_total: float | None,
     it upstream, as for any caller's cancellation).  The callback is always given when
     progress extends the deadline: the request then carries a progress token, or the
     upstream would report none.  ``heard`` is told of each progress (the replica is
-    working: ``policies/stalls.py``), whether or not progress extends the deadline."""
+    working: ``policies/stalls.py``), whether or not progress extends the deadline, and
+    so is the request's ``PACE``."""
+    pace = PACE.get()
+    if pace is not None:
+        heard = _pacing(pace, heard)
     if max_total is None or not extends(call, max_total):
         if heard is None or on_progress is None:
             return await send(on_progress, call)
@@ -154,5 +178,15 @@ def _telling(heard: Callable[[], None], on_progress: ProgressFnT) -> ProgressFnT
     async def told(progress: float, total: float | None, message: str | None) -> None:
         heard()
         await on_progress(progress, total, message)
+
+    return told
+
+
+def _pacing(pace: Pace, heard: Callable[[], None] | None) -> Callable[[], None]:
+    """``heard``, marking ``pace`` progressed first."""
+    def told() -> None:
+        pace.progressed = True
+        if heard is not None:
+            heard()
 
     return told

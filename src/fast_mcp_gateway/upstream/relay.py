@@ -55,20 +55,14 @@ logger = logging.getLogger(__name__)
 # The SDK marks server logging deprecated as of 2026-07-28 (SEP-2577), yet it still
 # delivers per-request logs to hosts that opted in, and older hosts rely on them.
 # Relaying an upstream's log is exactly that use, so call the undecorated method.
-_send_log_message = getattr(
-    ServerSession.send_log_message, "__wrapped__", ServerSession.send_log_message
-)
+_send_log_message = getattr(ServerSession.send_log_message, "__wrapped__",
+                            ServerSession.send_log_message)
 
 # Request `_meta` keys that belong to one negotiated connection; never forwarded.
 _TRANSPORT_CLIENT = {"stdio": "stdio", "streamable-http": "http", "sse": "sse"}
-_CONNECTION_META_KEYS = frozenset(
-    {
-        types.PROTOCOL_VERSION_META_KEY,
-        types.CLIENT_INFO_META_KEY,
-        types.CLIENT_CAPABILITIES_META_KEY,
-        "progressToken",
-    }
-)
+_CONNECTION_META_KEYS = frozenset({
+    types.PROTOCOL_VERSION_META_KEY, types.CLIENT_INFO_META_KEY,
+    types.CLIENT_CAPABILITIES_META_KEY, "progressToken"})
 
 
 STDIO_HOST = "stdio"
@@ -107,9 +101,11 @@ class FrontCall:
     protocol_version: str | None = None
     host: Any = None
     caller: Caller | None = field(default=None, repr=False)  # the verified HTTP caller
-    # Upstream requests in flight for this call, and the questions pending for them.
+    # Upstream requests in flight for this call, and the questions pending for them;
+    # seconds its upstream requests waited on the host's answers (``Pace.waited``).
     _active: int = field(default=0, init=False, repr=False)
     _asks: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
+    waited: float = field(default=0.0, init=False, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -440,11 +436,14 @@ class HostRelay:
         to ends first (attributed by timing: when none of the host's calls is left)."""
         caller, exact = owner
         pending = caller.asking() if exact else self._inflight.asking_host(caller.asked_as)
+        start = anyio.current_time()
         with pending as scope:
             try:
                 return await question(caller)
             except MCPError as exc:
                 return exc.error
+            finally:
+                caller.waited += anyio.current_time() - start
         assert scope.cancel_called
         return types.ErrorData(
             code=types.INVALID_REQUEST,

@@ -18,7 +18,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import anyio
@@ -34,10 +34,22 @@ Limit = Literal["call", "max_total"]
 class Pace:
     """What one upstream request's time says of its replica's speed
     (``ReplicaAccounting.record``): whether it reported progress (long by design), and
-    how long it waited on its host's answers (``Requests.request`` sets it)."""
+    how long it waited on its host's answers.  A question the request put to its host
+    (``HostRelay._put``: ``asked``) holds its deadline, within ``timeouts.max_total``
+    from its start: a person filling an elicitation form is not a server that does not
+    answer; the answer gives it ``timeouts.call`` again, as a progress report does."""
 
     progressed: bool = False
     waited: float = 0.0
+    asking: int = 0  # questions pending
+    moved: list[Callable[[], None]] = field(default_factory=list)  # deadlines to tell
+
+    def asked(self, pending: bool, waited: float = 0.0) -> None:
+        """A question was put (``pending``) or answered after ``waited`` seconds."""
+        self.asking += 1 if pending else -1
+        self.waited += waited
+        for tell in self.moved:
+            tell()
 
 
 PACE: ContextVar[Pace | None] = ContextVar("gateway_request_pace", default=None)
@@ -78,6 +90,8 @@ class Deadline:
             raise RuntimeError("a tap request runs in an asyncio task")
         self.task, self.expired, self.loop, self.seconds = task, False, loop, seconds
         self.pace = PACE.get()
+        if self.pace is not None:
+            self.pace.moved.append(self._asked)
         self.cancelling = task.cancelling()
         self.progress = 0
         self.total = max_total if max_total is not None else seconds
@@ -103,7 +117,15 @@ class Deadline:
             self.progress += 1
             self.due = min(self.loop.time() + self.seconds, self.end)
 
+    def _asked(self) -> None:
+        """A question was put (``_expire`` waits while one is pending, up to ``end``) or
+        answered: ``seconds`` from now, as a progress report (never past ``end``)."""
+        if self.handle is not None and self.end is not None:
+            self.due = min(self.loop.time() + self.seconds, self.end)
+
     def _expire(self) -> None:
+        if self.pace is not None and self.pace.asking and self.end is not None:
+            self.due = min(self.loop.time() + self.seconds, self.end)  # the host is asked
         if self.due > self.at:  # progress came meanwhile: wait for the new deadline
             self.at = self.due
             self.handle = self.loop.call_at(self.at, self._expire)
@@ -150,12 +172,18 @@ async def progress_bounded(call: float, max_total: float | None,
             return await send(on_progress, call)
         return await send(_telling(heard, on_progress), call)
     start = anyio.current_time()
-    seen = 0
+    seen, end = 0, start + max_total
     with anyio.CancelScope(deadline=start + call) as scope:
+        if pace is not None:   # a question pending holds the deadline; its answer moves it
+            def asked() -> None:
+                scope.deadline = end if pace.asking else min(anyio.current_time() + call, end)
+
+            pace.moved.append(asked)
+
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             nonlocal seen
             seen += 1
-            scope.deadline = min(anyio.current_time() + call, start + max_total)
+            scope.deadline = min(anyio.current_time() + call, end)
             if heard is not None:
                 heard()
             if on_progress is not None:
@@ -168,7 +196,7 @@ async def progress_bounded(call: float, max_total: float | None,
                     and anyio.current_time() - start >= max_total:  # not the upstream's own
                 raise DeadlineReached("max_total", max_total, seen) from None
             raise
-    if scope.deadline >= start + max_total:
+    if scope.deadline >= end:
         raise DeadlineReached("max_total", max_total, seen)
     raise DeadlineReached("call", call, seen)
 

@@ -97,8 +97,10 @@ class Requests:
             narrowing_stamp(session)
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
-        pace, waited = Pace(), front.waited if front is not None else 0.0
+        pace = Pace()
         pacing = PACE.set(pace)
+        if front is not None:
+            front.paces.append(pace)
         given_up = False
         unanswered: str | None = None  # how a host's request went without an answer
         # A host's request may be a suspect replica's trial call (policies/stalls.py);
@@ -163,12 +165,12 @@ class Requests:
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 PACE.reset(pacing)
+                if front is not None:
+                    front.paces.remove(pace)
                 stats.active -= 1
                 if given_up:
                     stats.given_up(probe)
                 else:
-                    if front is not None:
-                        pace.waited = front.waited - waited
                     stats.record(ok, started, watched, learned, pace)
                 if not ok and watched:
                     assert front is not None

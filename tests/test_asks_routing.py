@@ -275,11 +275,13 @@ async def test_upstream_logs_between_calls_reach_the_stdio_host(tmp_path: Path) 
 async def test_a_question_outliving_its_call_is_withdrawn_from_the_host(
         tmp_path: Path) -> None:
     """The call times out while its host still has the question open: the host is told
-    (``notifications/cancelled``), and the call fails with the timeout."""
+    (``notifications/cancelled``), and the call fails with the timeout.  A pending
+    question holds the call's deadline within ``timeouts.max_total`` only
+    (``tests/test_ask_deadline.py``): a host that never answers still ends it there."""
     record = tmp_path / "asker.jsonl"
     async with asker_http(tmp_path, record) as url:
         gateway = make_gateway({"asker": {"url": url, "protocol": "legacy",
-                                          "timeouts": {"call": 5.0}}})
+                                          "timeouts": {"call": 5.0, "max_total": 6.0}}})
         asked, withdrawn = anyio.Event(), anyio.Event()
 
         async def never_answers(message: str, response_type: Any, params: Any,
@@ -294,7 +296,7 @@ async def test_a_question_outliving_its_call_is_withdrawn_from_the_host(
             serve_http(gateway.http_app("http")) as base,
             Client(f"{base}/mcp", mode="legacy", elicitation_handler=never_answers) as host,
         ):
-            with pytest.raises(ToolError, match="did not answer within 5s"):
+            with pytest.raises(ToolError, match=r"timeouts\.max_total of 6s"):
                 await host.call_tool("asker_ask", {"tag": "late"})
             assert asked.is_set()
             with anyio.fail_after(WITHIN):

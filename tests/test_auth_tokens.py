@@ -276,6 +276,28 @@ def test_an_entry_pasted_at_the_margin_is_told_to_be_indented(tmp_path: Path) ->
     assert auth is not None and [t.name for t in auth.tokens] == ["ops"]
 
 
+def test_token_new_prints_the_entry_a_json_config_takes(tmp_path: Path) -> None:
+    """A Claude-Desktop config is JSON, and 'token new' printed its entry as YAML lines
+    alone: pasted into the file they broke it.  Its JSON form, pasted under
+    gateway.auth.tokens next to mcpServers, accepts the token."""
+    done = subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "token", "new",
+                           "--name", "ops", "--scopes", "admin", "--servers", "time"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    token = done.stdout.splitlines()[1].split()[-1]
+    marker = '"gateway": {"auth": {"tokens": [...]}}: '
+    json_line = next(line for line in done.stdout.splitlines() if marker in line)
+    entry = json.loads(json_line.split(marker, 1)[1])
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text(json.dumps({"gateway": {"auth": {"tokens": [entry]}}, "mcpServers": {
+        "time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}}}))
+    auth = load_config(config, environ={}).options.auth
+    assert auth is not None
+    (accepted,) = auth.tokens
+    assert (accepted.name, list(accepted.scopes), list(accepted.servers or ())) == (
+        "ops", ["admin"], ["time"])
+    assert accepted.digest == hashlib.sha256(token.encode()).hexdigest()
+
+
 def test_servers_yaml_takes_tokens_from_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "servers.yaml"
     config.write_text("gateway:\n  auth:\n    tokens:\n"

@@ -130,7 +130,11 @@ async def test_an_upstream_error_response_reaches_the_host_as_it_was(
             # A failure the gateway detects itself is still a tool error result.
             refused = await host.call("fid_task_only", {})
             assert refused["isError"] is True
-            assert "runs only as a task" in refused["content"][0]["text"]
+            # One sentence, whose fix does not break a server that has no such era.
+            assert refused["content"][0]["text"].startswith(
+                "tool 'fid_task_only' of server 'fid' is not exposed: it runs only as a task")
+            assert "if the server also speaks 2026-07-28, set `protocol: 2026-07-28`" in \
+                refused["content"][0]["text"]
 
 
 @pytest.mark.parametrize("era", ERAS)

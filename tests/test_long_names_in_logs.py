@@ -73,7 +73,7 @@ async def test_a_long_resource_uri_is_cut_in_log_lines(caplog: pytest.LogCapture
     assert await listen._subscribe(uri, lambda server: True) is None
 
     class Refusing:
-        async def subscribe_resource(self, asked: str) -> None:
+        async def send_request(self, request: Any, result_type: Any) -> None:
             raise RuntimeError("no subscriptions here")
 
     async def fetch(session: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 
@@ -41,6 +42,11 @@ def new_token(args: argparse.Namespace) -> int:
     ]
     if entry.servers is not None:
         lines.append(f"  servers: [{', '.join(entry.servers)}]")
+    # A Claude-Desktop config is JSON: the YAML lines pasted into it broke the file.
+    same = {"name": entry.name, "sha256": entry.digest, "scopes": list(entry.scopes),
+            **({"servers": list(entry.servers)} if entry.servers is not None else {})}
+    lines.append("# In a JSON config (an mcpServers file), the same entry in "
+                 f'"gateway": {{"auth": {{"tokens": [...]}}}}: {json.dumps(same)}')
     print("\n".join(lines))
     return 0
 

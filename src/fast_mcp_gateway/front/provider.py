@@ -52,7 +52,14 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
-from fast_mcp_gateway.front.unknown import Kind, unknown_name, unoffered, without_tools
+from fast_mcp_gateway.front.unknown import (
+    TASK_REASON,
+    Kind,
+    task_required,
+    unknown_name,
+    unoffered,
+    without_tools,
+)
 from fast_mcp_gateway.routing.curation import read_refusal
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -62,16 +69,6 @@ from fast_mcp_gateway.routing.waiting import until_offered
 
 C = TypeVar("C", GatewayPrompt, GatewayResource, GatewayTemplate)
 logger = logging.getLogger(__name__)
-
-_TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway's "
-                "session to its server uses the handshake era, which has no tasks (the tasks "
-                "extension exists at MCP 2026-07-28 only); set `protocol: 2026-07-28` for "
-                "the server to relay its tasks to 2026-07-28 hosts")
-
-
-def _task_required(tool: types.Tool) -> bool:
-    return tool.execution is not None and tool.execution.task_support == "required"
-
 
 def _first(item: tuple[str, Any]) -> str:
     # Lists in name order: the same bytes whatever order upstreams connected (or were
@@ -172,7 +169,7 @@ class GatewayProvider(Provider):
         self._task_required = {}
         lane: dict[str, UpstreamTool] = {}
         for name, (origin, t) in sorted(view.tools.items(), key=_first):
-            if _task_required(t) and not ups[origin.server].is_modern:
+            if task_required(t) and not ups[origin.server].is_modern:
                 self._hide_task_tool(name, origin, t)
                 continue
             lane[name] = UpstreamTool(
@@ -215,7 +212,8 @@ class GatewayProvider(Provider):
         """The pipeline's curation stage: hidden components are refused by name (a
         lookup of a hidden name resolves to a component whose call ends here)."""
         if call.kind == "tool" and call.exposed in self._task_required:
-            return (f"tool '{call.exposed}' of server '{call.owner.name}' {_TASK_REASON}")
+            return (f"tool '{call.exposed}' of server '{call.owner.name}' is not exposed: "
+                    f"{TASK_REASON}")
         active = self.active_profile()
         if active is not None and not (
                 active.shows_server(call.owner.name) and active.shows_server(call.service.name)
@@ -234,7 +232,7 @@ class GatewayProvider(Provider):
         if (origin.server, origin.original) not in self._task_logged:
             self._task_logged.add((origin.server, origin.original))
             logger.warning("server %s: tool '%s' is not exposed: %s", origin.server,
-                           logged_name(origin.original), _TASK_REASON)
+                           logged_name(origin.original), TASK_REASON)
 
     def _task_tool(self, name: str) -> GatewayTool | None:
         """A task-only tool by its would-be name: a tool whose call is refused."""

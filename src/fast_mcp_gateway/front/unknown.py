@@ -25,11 +25,29 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
+import mcp_types as types
 from fastmcp.resources.template import match_uri_template
 
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.naming import namespace_uri
 from fast_mcp_gateway.routing.view import CatalogView
+
+# The fix is conditional: server-everything (TypeScript SDK) has a task-only tool and
+# speaks no 2026-07-28, and the plain advice to set the era made it fail to connect.
+TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and the gateway's "
+               "session to its server uses the handshake era, which has no tasks (the tasks "
+               "extension exists at MCP 2026-07-28 only); if the server also speaks "
+               "2026-07-28, set `protocol: 2026-07-28` for it to relay its tasks to "
+               "2026-07-28 hosts (a server that knows only the initialize handshake, as "
+               "TypeScript-SDK 1.x servers do, would then fail to connect: its task-only "
+               "tools cannot be relayed)")
+
+
+def task_required(tool: types.Tool) -> bool:
+    """Whether ``tool`` runs only as a task (not exposed from a handshake-era session:
+    ``TASK_REASON`` says why, in the log and to a host calling it by name)."""
+    return tool.execution is not None and tool.execution.task_support == "required"
+
 
 Kind = Literal["tool", "prompt", "resource"]
 _LISTS: dict[str, str] = {"tool": "tools/list lists them", "prompt": "prompts/list lists them",

@@ -66,16 +66,22 @@ class HealthWindow:
     last_heartbeat: float | None = None
     probe_ok: bool | None = None
     _ok: int = 0
+    _timed: int = 0  # successes with a latency (``record``'s ``latency_ms`` not None)
     # Successful calls' latencies: bucket -> [count, sum of ms].
     _latency: dict[int, list[float]] = field(default_factory=dict)
 
-    def record(self, now: float, ok: bool, latency_ms: float) -> None:
+    def record(self, now: float, ok: bool, latency_ms: float | None) -> None:
+        """One call's outcome; ``latency_ms`` None: a success that says nothing of the
+        replica's speed (a call that reported progress: long by design), counted in the
+        success rate and not in the median latency."""
         self._at.append(now)
         self._oks.append(ok)
-        self._ms.append(latency_ms)
+        self._ms.append(math.nan if latency_ms is None else latency_ms)
         if ok:
             self.last_heartbeat = now
             self._ok += 1
+        if ok and latency_ms is not None:
+            self._timed += 1
             cell = self._latency.setdefault(_bucket(latency_ms), [0, 0.0])
             cell[0] += 1
             cell[1] += latency_ms
@@ -93,6 +99,8 @@ class HealthWindow:
             head += 1
             if ok:
                 self._ok -= 1
+            if ok and not math.isnan(latency_ms):
+                self._timed -= 1
                 key = _bucket(latency_ms)
                 cell = self._latency[key]
                 cell[0] -= 1
@@ -112,16 +120,16 @@ class HealthWindow:
         return len(self._at) - self._head
 
     def _median(self) -> float | None:
-        if not self._ok:
+        if not self._timed:
             return None
         # The lower median's rank, as statistics.median_low would pick it.
-        rank, seen = (self._ok + 1) // 2, 0
+        rank, seen = (self._timed + 1) // 2, 0
         for key in sorted(self._latency):
             count, total = self._latency[key]
             seen += int(count)
             if seen >= rank:
                 return total / count
-        return None  # pragma: no cover - counts always add up to _ok
+        return None  # pragma: no cover - counts always add up to _timed
 
     def stats(self, now: float) -> tuple[int, float | None, float | None]:
         """(samples, success rate, median latency ms) over the window."""

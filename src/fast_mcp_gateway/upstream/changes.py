@@ -203,7 +203,23 @@ class ChangeTracker:
             try:
                 self.asking(session, uri)
                 with anyio.fail_after(self._timeout):
-                    await session.subscribe_resource(uri)
+                    await subscribe_on(session, uri)
             except Exception as exc:  # noqa: BLE001 - one URI must not stop the others
                 logger.warning("upstream %s: could not resubscribe to %s: %s", self._name,
                                logged_name(uri), describe_error(exc))
+
+
+async def subscribe_on(session: ClientSession, uri: str) -> None:
+    """``resources/subscribe`` on a handshake-era session, sent as the typed request:
+    the SDK's ``subscribe_resource`` is marked deprecated (the method does not exist at
+    2026-07-28) and its warning reached ``serve``'s stderr, advice for no user."""
+    await session.send_request(
+        types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
+        types.EmptyResult)
+
+
+async def unsubscribe_on(session: ClientSession, uri: str) -> None:
+    """``resources/unsubscribe`` on a handshake-era session (as ``subscribe_on``)."""
+    await session.send_request(
+        types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)),
+        types.EmptyResult)

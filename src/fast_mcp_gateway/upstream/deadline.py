@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import anyio
@@ -26,6 +28,33 @@ from mcp.shared.exceptions import MCPError
 
 T = TypeVar("T")
 Limit = Literal["call", "max_total"]
+
+
+@dataclass
+class Pace:
+    """What one upstream request's time says of its replica's speed
+    (``ReplicaAccounting.record``): whether it reported progress (long by design), and
+    how long it waited on its host's answers.  A question the request put to its host
+    (``HostRelay._put``: ``asked``) holds its deadline, within ``timeouts.max_total``
+    from its start: a person filling an elicitation form is not a server that does not
+    answer; the answer gives it ``timeouts.call`` again, as a progress report does."""
+
+    progressed: bool = False
+    waited: float = 0.0
+    asking: int = 0  # questions pending
+    moved: list[Callable[[], None]] = field(default_factory=list)  # deadlines to tell
+
+    def asked(self, pending: bool, waited: float = 0.0) -> None:
+        """A question was put (``pending``) or answered after ``waited`` seconds."""
+        self.asking += 1 if pending else -1
+        self.waited += waited
+        for tell in self.moved:
+            tell()
+
+
+PACE: ContextVar[Pace | None] = ContextVar("gateway_request_pace", default=None)
+"""The ``Pace`` of the upstream request the current task sends (``Requests.request``):
+the deadlines made in that task (``Deadline``, ``progress_bounded``) mark its progress."""
 
 
 class DeadlineReached(MCPError):
@@ -50,8 +79,8 @@ class Deadline:
     per relayed call).  ``progressed()`` moves the deadline (module docstring); the
     timer is moved lazily, when it fires early, so progress costs no timer."""
 
-    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "progress",
-                 "seconds", "task", "total")
+    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "pace",
+                 "progress", "seconds", "task", "total")
     end: float | None  # when max_total is reached; None: progress does not extend
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
@@ -60,6 +89,9 @@ class Deadline:
         if task is None:
             raise RuntimeError("a tap request runs in an asyncio task")
         self.task, self.expired, self.loop, self.seconds = task, False, loop, seconds
+        self.pace = PACE.get()
+        if self.pace is not None:
+            self.pace.moved.append(self._asked)
         self.cancelling = task.cancelling()
         self.progress = 0
         self.total = max_total if max_total is not None else seconds
@@ -79,11 +111,21 @@ class Deadline:
         working either way, ``policies/stalls.py``)."""
         if heard is not None:
             heard()
+        if self.pace is not None:
+            self.pace.progressed = True
         if self.handle is not None and self.end is not None:
             self.progress += 1
             self.due = min(self.loop.time() + self.seconds, self.end)
 
+    def _asked(self) -> None:
+        """A question was put (``_expire`` waits while one is pending, up to ``end``) or
+        answered: ``seconds`` from now, as a progress report (never past ``end``)."""
+        if self.handle is not None and self.end is not None:
+            self.due = min(self.loop.time() + self.seconds, self.end)
+
     def _expire(self) -> None:
+        if self.pace is not None and self.pace.asking and self.end is not None:
+            self.due = min(self.loop.time() + self.seconds, self.end)  # the host is asked
         if self.due > self.at:  # progress came meanwhile: wait for the new deadline
             self.at = self.due
             self.handle = self.loop.call_at(self.at, self._expire)
@@ -120,18 +162,28 @@ async def progress_bounded(call: float, max_total: float | None,
     it upstream, as for any caller's cancellation).  The callback is always given when
     progress extends the deadline: the request then carries a progress token, or the
     upstream would report none.  ``heard`` is told of each progress (the replica is
-    working: ``policies/stalls.py``), whether or not progress extends the deadline."""
+    working: ``policies/stalls.py``), whether or not progress extends the deadline, and
+    so is the request's ``PACE``."""
+    pace = PACE.get()
+    if pace is not None:
+        heard = _pacing(pace, heard)
     if max_total is None or not extends(call, max_total):
         if heard is None or on_progress is None:
             return await send(on_progress, call)
         return await send(_telling(heard, on_progress), call)
     start = anyio.current_time()
-    seen = 0
+    seen, end = 0, start + max_total
     with anyio.CancelScope(deadline=start + call) as scope:
+        if pace is not None:   # a question pending holds the deadline; its answer moves it
+            def asked() -> None:
+                scope.deadline = end if pace.asking else min(anyio.current_time() + call, end)
+
+            pace.moved.append(asked)
+
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             nonlocal seen
             seen += 1
-            scope.deadline = min(anyio.current_time() + call, start + max_total)
+            scope.deadline = min(anyio.current_time() + call, end)
             if heard is not None:
                 heard()
             if on_progress is not None:
@@ -144,7 +196,7 @@ async def progress_bounded(call: float, max_total: float | None,
                     and anyio.current_time() - start >= max_total:  # not the upstream's own
                 raise DeadlineReached("max_total", max_total, seen) from None
             raise
-    if scope.deadline >= start + max_total:
+    if scope.deadline >= end:
         raise DeadlineReached("max_total", max_total, seen)
     raise DeadlineReached("call", call, seen)
 
@@ -154,5 +206,15 @@ def _telling(heard: Callable[[], None], on_progress: ProgressFnT) -> ProgressFnT
     async def told(progress: float, total: float | None, message: str | None) -> None:
         heard()
         await on_progress(progress, total, message)
+
+    return told
+
+
+def _pacing(pace: Pace, heard: Callable[[], None] | None) -> Callable[[], None]:
+    """``heard``, marking ``pace`` progressed first."""
+    def told() -> None:
+        pace.progressed = True
+        if heard is not None:
+            heard()
 
     return told

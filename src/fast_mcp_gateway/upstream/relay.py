@@ -49,26 +49,21 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
+from fast_mcp_gateway.upstream.deadline import Pace
 
 logger = logging.getLogger(__name__)
 
 # The SDK marks server logging deprecated as of 2026-07-28 (SEP-2577), yet it still
 # delivers per-request logs to hosts that opted in, and older hosts rely on them.
 # Relaying an upstream's log is exactly that use, so call the undecorated method.
-_send_log_message = getattr(
-    ServerSession.send_log_message, "__wrapped__", ServerSession.send_log_message
-)
+_send_log_message = getattr(ServerSession.send_log_message, "__wrapped__",
+                            ServerSession.send_log_message)
 
 # Request `_meta` keys that belong to one negotiated connection; never forwarded.
 _TRANSPORT_CLIENT = {"stdio": "stdio", "streamable-http": "http", "sse": "sse"}
-_CONNECTION_META_KEYS = frozenset(
-    {
-        types.PROTOCOL_VERSION_META_KEY,
-        types.CLIENT_INFO_META_KEY,
-        types.CLIENT_CAPABILITIES_META_KEY,
-        "progressToken",
-    }
-)
+_CONNECTION_META_KEYS = frozenset({
+    types.PROTOCOL_VERSION_META_KEY, types.CLIENT_INFO_META_KEY,
+    types.CLIENT_CAPABILITIES_META_KEY, "progressToken"})
 
 
 STDIO_HOST = "stdio"
@@ -107,9 +102,11 @@ class FrontCall:
     protocol_version: str | None = None
     host: Any = None
     caller: Caller | None = field(default=None, repr=False)  # the verified HTTP caller
-    # Upstream requests in flight for this call, and the questions pending for them.
+    # Upstream requests in flight for this call (their ``Pace``s: a question to the host
+    # holds their deadlines), and the questions pending for them.
     _active: int = field(default=0, init=False, repr=False)
     _asks: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
+    paces: list[Pace] = field(default_factory=list, init=False, repr=False)
 
     @property
     def reachable(self) -> bool:
@@ -183,13 +180,11 @@ class FrontCall:
         return self._active > 0
 
     def serving(self) -> None:
-        """One more upstream request for this call (``InFlight.enter``); ``served``
-        ends it."""
+        """One more upstream request for this call (``InFlight.enter``; ``served``)."""
         self._active += 1
 
     def served(self) -> None:
-        """The end of one upstream request: when it was the last, withdraw the call's
-        pending asks."""
+        """One upstream request ended: the last withdraws the call's pending asks."""
         self._active -= 1
         if not self._active:
             for scope in self._asks:
@@ -206,9 +201,8 @@ class FrontCall:
                 self._asks.discard(scope)
 
     def _related(self) -> ServerMessageMetadata | None:
-        if self.request_id is None:
-            return None
-        return ServerMessageMetadata(related_request_id=self.request_id)
+        return None if self.request_id is None else ServerMessageMetadata(
+            related_request_id=self.request_id)
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         if self.session is not None:
@@ -440,11 +434,17 @@ class HostRelay:
         to ends first (attributed by timing: when none of the host's calls is left)."""
         caller, exact = owner
         pending = caller.asking() if exact else self._inflight.asking_host(caller.asked_as)
+        start, paces = anyio.current_time(), list(caller.paces)
+        for pace in paces:
+            pace.asked(True)
         with pending as scope:
             try:
                 return await question(caller)
             except MCPError as exc:
                 return exc.error
+            finally:
+                for pace in paces:
+                    pace.asked(False, anyio.current_time() - start)
         assert scope.cancel_called
         return types.ErrorData(
             code=types.INVALID_REQUEST,

@@ -30,7 +30,7 @@ from fast_mcp_gateway._compat import (
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.deadline import progress_bounded
+from fast_mcp_gateway.upstream.deadline import PACE, Pace, progress_bounded
 from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, describe_error
@@ -97,6 +97,10 @@ class Requests:
             narrowing_stamp(session)
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
+        pace = Pace()
+        pacing = PACE.set(pace)
+        if front is not None:
+            front.paces.append(pace)
         given_up = False
         unanswered: str | None = None  # how a host's request went without an answer
         # A host's request may be a suspect replica's trial call (policies/stalls.py);
@@ -160,11 +164,14 @@ class Requests:
                     CURRENT_CALL.reset(current)
                 if declaring is not None:
                     DECLARING.reset(declaring)
+                PACE.reset(pacing)
+                if front is not None:
+                    front.paces.remove(pace)
                 stats.active -= 1
                 if given_up:
                     stats.given_up(probe)
                 else:
-                    stats.record(ok, started, watched, learned)
+                    stats.record(ok, started, watched, learned, pace)
                 if not ok and watched:
                     assert front is not None
                     stats.unanswered(what, started, heard, _host_key(front), unanswered,

@@ -21,6 +21,7 @@ from fast_mcp_gateway.policies import (
     ReplicaView,
 )
 from fast_mcp_gateway.policies.stalls import StallWatch, ToolTimes, seconds_text
+from fast_mcp_gateway.upstream.deadline import Pace
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -101,25 +102,33 @@ class ReplicaAccounting:
         self._on_transition = on_transition
 
     def record(self, ok: bool, started: float, by_host: bool = False,
-               learned: str | None = None) -> None:
+               learned: str | None = None, pace: Pace | None = None) -> None:
         """One request ended (``started`` from ``clock``): feed health, breaker, EWMA;
         ``by_host``: a host's request (not the gateway's own), whose answer is heard;
         ``learned``: what it was (``tools/call 'x'``) when it answered complete, so that
-        its tool's time is learned (``ToolTimes``)."""
+        its tool's time is learned (``ToolTimes``).  ``pace``: what the request's time
+        says of the replica's speed: the time it waited on the host's answers to its
+        questions (sampling, elicitation, roots: a person filling a form) is not the
+        replica's, and a request that reported progress is long by design: its success
+        counts, its time does not (a one-second tool reporting progress made its server
+        UNHEALTHY, > 500 ms)."""
         now = self.clock()
         if ok and by_host:
             self.heard += 1
             if self.stalls.counted:
                 self._answered(now)
+        own = max(0.0, now - started - (pace.waited if pace else 0.0))
         if learned is not None:
-            self.tools.answered(learned, now - started)
-        latency_ms = (now - started) * 1000
-        self.health.record(now, ok, latency_ms)
+            self.tools.answered(learned, own)
+        latency_ms = own * 1000
+        timed = pace is None or not pace.progressed
+        self.health.record(now, ok, latency_ms if timed else None)
         before = self.breaker.state
         if ok:
             self.breaker.record_success(now)
-            self.ewma_ms = latency_ms if self.ewma_ms is None else (
-                EWMA_ALPHA * latency_ms + (1 - EWMA_ALPHA) * self.ewma_ms)
+            if timed:
+                self.ewma_ms = latency_ms if self.ewma_ms is None else (
+                    EWMA_ALPHA * latency_ms + (1 - EWMA_ALPHA) * self.ewma_ms)
             if before is BreakerState.HALF_OPEN and self.breaker.state is BreakerState.CLOSED:
                 logger.info("upstream %s: circuit breaker closed: its probe call succeeded",
                             self.label)

@@ -17,7 +17,7 @@ from typing import Any
 from mcp import ClientSession
 
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
-from fast_mcp_gateway.upstream.changes import ChangeTracker
+from fast_mcp_gateway.upstream.changes import ChangeTracker, subscribe_on, unsubscribe_on
 from fast_mcp_gateway.upstream.requests import Requests
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
@@ -59,7 +59,7 @@ class ResourceSubscriptions:
 
         async def op(session: ClientSession) -> Any:
             changes.asking(session, uri)
-            return await session.subscribe_resource(uri)
+            return await subscribe_on(session, uri)
 
         try:
             await self._requests.bounded(f"resources/subscribe '{uri}'", None, op)
@@ -81,6 +81,6 @@ class ResourceSubscriptions:
             return
 
         async def op(session: ClientSession) -> Any:
-            return await session.unsubscribe_resource(uri)
+            return await unsubscribe_on(session, uri)
 
         await self._requests.bounded(f"resources/unsubscribe '{uri}'", None, op)

@@ -42,11 +42,17 @@ UNKNOWN = ("Session not found: this gateway holds no session with the Mcp-Sessio
            "restarted since it was opened, or another gateway instance holds it (behind "
            "a load balancer, send a session's requests to one instance); send "
            "'initialize' again (without Mcp-Session-Id) to open a new session")
-"""With tokens too: a session another credential opened is told so (``OTHERS``)."""
-OTHERS = ("Session not found: the session this Mcp-Session-Id names was opened with "
-          "another credential, and a session answers only the token or JWT that opened "
-          "it; send this session's requests with the credential that opened it, or send "
-          "'initialize' (without Mcp-Session-Id) to open a session of your own")
+"""With tokens, a session nobody holds and one another credential opened are told the
+same words (``OTHERS``): different answers told any token holder whether a session id
+it holds is live."""
+OTHERS = ("Session not found: this gateway holds no session of this credential with the "
+          "Mcp-Session-Id sent: the host ended it (DELETE), or it expired after 90 s "
+          "without a request (session_idle_timeout, MCP_GATEWAY_SESSION_IDLE_TIMEOUT), or "
+          "the gateway restarted since it was opened, or another gateway instance holds it "
+          "(behind a load balancer, send a session's requests to one instance), or it was "
+          "opened with another credential (a session answers only the token or JWT that "
+          "opened it: send its requests with that one); send 'initialize' again (without "
+          "Mcp-Session-Id) to open a new session")
 
 
 def _error(reply: httpx2.Response, status: int) -> str:
@@ -82,12 +88,12 @@ async def test_a_missing_or_unknown_session_is_told_why_and_what_to_do(auth: boo
                 assert "mcp-session-id" not in reply.headers
                 reply = await http.post(url, content=_rpc(method),
                                          headers={**headers, **extra, "Mcp-Session-Id": "nope"})
-                assert _error(reply, 404) == UNKNOWN
+                assert _error(reply, 404) == (OTHERS if auth else UNKNOWN)
         stream = await http.get(url, headers={**headers, "Accept": "text/event-stream"})
         assert _error(stream, 400).startswith(
             "Bad Request: Missing session ID: a GET opens the event stream of a session")
         ended = await http.delete(url, headers={**headers, "Mcp-Session-Id": "nope"})
-        assert _error(ended, 404) == UNKNOWN
+        assert _error(ended, 404) == (OTHERS if auth else UNKNOWN)
         # A session opened with initialize is served as before, its id kept.
         opened = await http.post(url, content=json.dumps(INIT), headers=headers)
         assert opened.status_code == 200, opened.text
@@ -98,10 +104,10 @@ async def test_a_missing_or_unknown_session_is_told_why_and_what_to_do(auth: boo
         # ... and once the host ends it, its id is unknown, in the same words.
         assert (await http.delete(url, headers=session)).status_code == 200
         gone = await http.post(url, content=_rpc("ping"), headers=session)
-        assert _error(gone, 404) == UNKNOWN
+        assert _error(gone, 404) == (OTHERS if auth else UNKNOWN)
 
 
-async def test_a_session_used_with_another_credential_is_told_so_and_logged_once(
+async def test_a_session_used_with_another_credential_is_answered_as_one_nobody_holds(
         caplog: pytest.LogCaptureFixture) -> None:
     """The SDK answered its generic 404, whose words listed causes that were not the
     host's, and logged a WARNING naming the session id on every such request."""
@@ -129,9 +135,14 @@ async def test_a_session_used_with_another_credential_is_told_so_and_logged_once
         own = {**borrowed, "Authorization": f"Bearer {OPS}"}
         pong = await http.post(url, content=_rpc("ping"), headers=own)
         assert pong.status_code == 200 and '"result":{}' in pong.text, pong.text
+        # No session-id oracle: a live session of another credential and one nobody
+        # holds get the same answer, byte for byte (status, headers, body).
         gone = await http.post(url, content=_rpc("ping"),
                                headers={**borrowed, "Mcp-Session-Id": "nope"})
-        assert _error(gone, 404) == UNKNOWN
+        live = await http.post(url, content=_rpc("ping"), headers=borrowed)
+        assert _error(gone, 404) == OTHERS and live.content == gone.content
+        assert sorted(k for k in live.headers if k != "date") == sorted(
+            k for k in gone.headers if k != "date")
         unauthenticated = {k: v for k, v in borrowed.items() if k != "Authorization"}
         assert (await http.post(url, content=_rpc("ping"),
                                 headers=unauthenticated)).status_code == 401

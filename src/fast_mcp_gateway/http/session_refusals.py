@@ -70,19 +70,13 @@ def unknown_session(idle_timeout: float | None, *, tokens: bool) -> str:
     causes += ["the gateway restarted since it was opened",
                "another gateway instance holds it (behind a load balancer, send a "
                "session's requests to one instance)"]
-    if tokens:  # only where the session's owner cannot be looked up (``others``)
-        causes.append("it was opened with another token (a session answers only the "
-                      "credential that opened it)")
-    return ("Session not found: this gateway holds no session with the Mcp-Session-Id "
-            f"sent: {', or '.join(causes)}; send 'initialize' again (without "
+    if tokens:  # a session another credential opened is answered in these words too
+        causes.append("it was opened with another credential (a session answers only the "
+                      "token or JWT that opened it: send its requests with that one)")
+    whose = " of this credential" if tokens else ""
+    return (f"Session not found: this gateway holds no session{whose} with the "
+            f"Mcp-Session-Id sent: {', or '.join(causes)}; send 'initialize' again (without "
             "Mcp-Session-Id) to open a new session")
-
-
-OTHER_CREDENTIAL = (
-    "Session not found: the session this Mcp-Session-Id names was opened with another "
-    "credential, and a session answers only the token or JWT that opened it; send this "
-    "session's requests with the credential that opened it, or send 'initialize' "
-    "(without Mcp-Session-Id) to open a session of your own")
 
 
 class SessionRefusals:
@@ -94,31 +88,38 @@ class SessionRefusals:
         opener is looked up (``others``)."""
         self.app = app
         self.manager = manager if tokens else None
-        self.unknown = unknown_session(idle_timeout, tokens=tokens and manager is None)
+        self.unknown = unknown_session(idle_timeout, tokens=tokens)
         self._log = QuotaLog(logger)
+        self._unknown_body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32600, "message": self.unknown}}, separators=(",", ":")).encode()
 
     async def others(self, scope: Scope, session: str, send: Send) -> bool:
-        """Answer a request naming a session another credential opened, and True.
+        """Answer a request of a verified caller naming a session it did not open, and
+        True.
 
-        The SDK answers it as a session it does not hold (its 404 "Session not found",
-        so a host is told causes that are not its own) and logs a WARNING naming the
-        session on every request.  Here it is told the cause, never whose the session
-        is (the id was the other credential's to give), and logged once a minute per
-        caller.  A request without a verified caller is left to FastMCP's 401."""
+        The SDK answers one naming another credential's session "exactly as if the
+        session did not exist" (its 404 "Session not found") and logs a WARNING naming
+        the session on every request.  Here both are answered alike, the same 404 in the
+        same words (``unknown_session``, which names that cause too) on the same path:
+        an answer telling them apart told any token holder whether a session id it
+        holds is live (a session-id oracle).  A held session another credential
+        opened is logged once a minute per caller, never the id or whose it is.  A
+        request without a verified caller is left to FastMCP's 401."""
         user = scope.get("user")
         if self.manager is None or not isinstance(user, AuthenticatedUser):
             return False
         held, owner = http_session_owner(self.manager(), session)
-        if not held or owner == authorization_context(user):
+        if held and owner == authorization_context(user):
             return False
-        caller = caller_of(scope)
-        self._log.warn(caller, "refused a request of %s for a session another credential "
-                       "opened (a session answers only the credential that opened it)",
-                       f"{caller[0]} '{caller[1]}'" if caller else "a caller")
-        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
-            "code": -32600, "message": OTHER_CREDENTIAL}}, separators=(",", ":")).encode()
+        if held:
+            caller = caller_of(scope)
+            self._log.warn(caller, "refused a request of %s for a session another "
+                           "credential opened (a session answers only the credential "
+                           "that opened it)",
+                           f"{caller[0]} '{caller[1]}'" if caller else "a caller")
         await send_with_body({"type": "http.response.start", "status": 404, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", b"")]}, body, send)
+            (b"content-type", b"application/json"), (b"content-length", b"")]},
+            self._unknown_body, send)
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

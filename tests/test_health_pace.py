@@ -70,6 +70,37 @@ def test_progress_and_time_spent_on_the_hosts_answers_are_no_slowness() -> None:
     assert stats.status(now[0]) is HealthStatus.UNHEALTHY
 
 
+async def test_questions_pending_at_once_are_the_hosts_time_once() -> None:
+    """A tool that put two questions to its host at once (sampling and an elicitation,
+    answered together) had both waits taken off its time: twice the time it waited,
+    so a slow call's latency read 0 ms (health, EWMA and its tool's learned time)."""
+    from fast_mcp_gateway.upstream.relay import FrontCall, HostRelay, InFlight
+
+    relay, front, pace = HostRelay("up", InFlight()), FrontCall(session=None), Pace()
+    front.paces.append(pace)
+    answered, both, put = anyio.Event(), anyio.Event(), 0
+
+    async def question(_: FrontCall) -> str:
+        nonlocal put
+        put += 1
+        if put == 2:
+            both.set()
+        await answered.wait()
+        return "answer"
+
+    begun = anyio.current_time()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(2):
+            tasks.start_soon(relay._put, (front, True), "sampling", question)
+        await both.wait()
+        assert pace.asking == 2
+        await anyio.sleep(0.01)    # some time passes with both pending
+        answered.set()
+    ended = anyio.current_time()
+    assert pace.asking == 0
+    assert 0 < pace.waited <= ended - begun   # the time any was pending, not the sum
+
+
 @pytest.fixture(scope="module")
 def tools() -> Path:
     folder = npm_tools.ensure()

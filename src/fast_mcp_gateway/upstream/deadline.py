@@ -40,14 +40,24 @@ class Pace:
     answer; the answer gives it ``timeouts.call`` again, as a progress report does."""
 
     progressed: bool = False
-    waited: float = 0.0
+    waited: float = 0.0  # seconds with a question pending (several at once count once)
     asking: int = 0  # questions pending
     moved: list[Callable[[], None]] = field(default_factory=list)  # deadlines to tell
+    since: float = 0.0  # when the questions pending began (while ``asking``)
 
-    def asked(self, pending: bool, waited: float = 0.0) -> None:
-        """A question was put (``pending``) or answered after ``waited`` seconds."""
-        self.asking += 1 if pending else -1
-        self.waited += waited
+    def asked(self, pending: bool, now: float) -> None:
+        """A question was put (``pending``) or answered, at ``now`` (anyio's clock).
+        The time waited is that with any question pending: two put at once and answered
+        ten seconds later are ten seconds of the host's, not twenty (which, taken off
+        the request's time, made a slow call's latency 0 ms)."""
+        if pending:
+            if not self.asking:
+                self.since = now
+            self.asking += 1
+        else:
+            self.asking -= 1
+            if not self.asking:
+                self.waited += now - self.since
         for tell in self.moved:
             tell()
 

@@ -436,15 +436,16 @@ class HostRelay:
         pending = caller.asking() if exact else self._inflight.asking_host(caller.asked_as)
         start, paces = anyio.current_time(), list(caller.paces)
         for pace in paces:
-            pace.asked(True)
+            pace.asked(True, start)
         with pending as scope:
             try:
                 return await question(caller)
             except MCPError as exc:
                 return exc.error
             finally:
+                now = anyio.current_time()
                 for pace in paces:
-                    pace.asked(False, anyio.current_time() - start)
+                    pace.asked(False, now)
         assert scope.cancel_called
         return types.ErrorData(
             code=types.INVALID_REQUEST,

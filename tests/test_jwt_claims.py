@@ -81,6 +81,12 @@ async def test_a_jwt_without_the_servers_claim_gets_no_server_and_is_told_why(
             assert one.status_code == 404
             assert f"'{CLAIM}' claim" in one.json()["error"]["message"], one.text
             assert '"*"' in one.json()["error"]["message"]
+            # /metrics (every server's) says the claim too, not "use a token without a
+            # servers list" (a JWT has none, and lacks only the claim).
+            scraped = await http.get("/metrics", headers=_auth(token))
+            assert scraped.status_code == 403, scraped.text
+            said = scraped.json()["error"]["message"]
+            assert f"'{CLAIM}' claim" in said and "servers list" not in said, said
         # An admin's JWT without the claim (the upgrade's case) is told what to fix on
         # what covers every server, not "may only see the servers " naming none.
         async with Client(f"{base}/mcp", auth=admin) as client:
@@ -110,9 +116,17 @@ async def test_a_jwt_without_the_servers_claim_gets_no_server_and_is_told_why(
                     assert (await client.call_tool("clock_add", {"a": 1, "b": 2})).data == 3
                     names = {t.name for t in await client.list_tools()}
                     assert {"notes_list_notes", "clock_add"} <= names, (grant, scope)
+        # "*" inside a longer value grants nothing of it.
+        for grant in ("x*", "**", ["*notes"], "notes,*"):
+            token = _jwt(pair, "odd", scope="tools", **{CLAIM: grant})
+            listed = await http.get("/api/v1/servers", headers=_auth(token))
+            assert listed.json()["servers"] == [], grant
         named = _jwt(pair, "erin", scope="tools", **{CLAIM: ["clock"]})
         servers = (await http.get("/api/v1/servers", headers=_auth(named))).json()["servers"]
         assert [s["name"] for s in servers] == ["clock"]
+        scraped = (await http.get("/metrics", headers=_auth(named))).json()["error"]["message"]
+        assert "the JWT of 'erin' may only see the servers clock (its servers claim" \
+            in scraped and "servers list" not in scraped, scraped
     logged = [r.getMessage() for r in caplog.records if CLAIM in r.getMessage()]
     assert len(logged) == 1, logged  # once a minute per cause, not per request
     assert "may use no server" in logged[0] and '"*"' in logged[0]

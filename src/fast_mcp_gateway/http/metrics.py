@@ -121,9 +121,9 @@ def metrics_group(metrics: GatewayMetrics, *, public: bool,
                 principal = await access.principal_for(request)
                 require(principal, "tools", "reading the metrics")
                 if principal.servers is not None:
-                    raise forbidden("tools", f"the metrics cover every server; the token "
-                                             f"'{principal.name}' is limited to some: use "
-                                             "a token without a servers list, or set "
+                    raise forbidden("tools", "the metrics cover every server; "
+                                             f"{principal.only('see')}: use a credential "
+                                             "that may see every server, or set "
                                              "gateway.auth.metrics_public: true")
             except ApiError as exc:
                 return exc.response()

@@ -373,3 +373,11 @@ def test_an_unusable_instance_id_is_refused_saying_how_to_name_one(
     assert code == 2, err
     assert said in err and "e.g. gw-1" in err and "leave --instance-id out" in err, err
     assert "\n2026-11-30" not in err and "Value error" not in err, err  # one line, its words
+
+
+def test_a_url_whose_password_reads_as_its_port_is_refused_without_showing_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``postgresql://gw:s3cret/gateway`` (its '@HOST' left out) reads the password as
+    the port: "the port in the URL is not a number ('s3cret')" showed it."""
+    err = serve_with("postgresql://gw:s3cret/gateway", tmp_path, capsys)
+    assert "not a port number" in err and "USER:PASSWORD@HOST" in err, err

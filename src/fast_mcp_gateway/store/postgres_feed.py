@@ -157,6 +157,10 @@ def url_problem(url: str) -> str | None:
         port = host.rpartition("]")[2] if host.startswith("[") else host
         port = port.rpartition(":")[2] if ":" in port else ""
         if port and not port.isdigit():
+            if "@" not in authority:  # 'USER:PASSWORD' without '@HOST': never shown
+                return ("the part after ':' in its address is not a port number (a "
+                        "password there means the URL lacks its '@HOST': "
+                        "USER:PASSWORD@HOST)")
             return f"the port in the URL is not a number ({port!r})"
     return None
 

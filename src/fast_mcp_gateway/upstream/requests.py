@@ -165,6 +165,7 @@ class Requests:
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 PACE.reset(pacing)
+                pace.moved.clear()  # its deadlines are over (each holds it: a cycle)
                 if front is not None:
                     front.paces.remove(pace)
                 stats.active -= 1

@@ -125,6 +125,15 @@ async def test_a_jwt_without_the_servers_claim_gets_no_server_and_is_told_why(
         servers = (await http.get("/api/v1/servers", headers=_auth(named))).json()["servers"]
         assert [s["name"] for s in servers] == ["clock"]
         scraped = (await http.get("/metrics", headers=_auth(named))).json()["error"]["message"]
+        # An alert rule beyond its servers: its claim, not "an admin token without a
+        # 'servers' list" (a JWT has none).
+        ops = _jwt(pair, "frank", scope="admin", **{CLAIM: ["clock"]})
+        rule = await http.post("/api/v1/alerts/rules", headers=_auth(ops), json={
+            "name": "every-down", "server": "*", "metric": "not_ready"})
+        assert rule.status_code == 403, rule.text
+        said = rule.json()["error"]["message"]
+        assert "the JWT of 'frank' may only manage the servers clock (its servers claim" \
+            in said and "'servers' list" not in said, said
         assert "the JWT of 'erin' may only see the servers clock (its servers claim" \
             in scraped and "servers list" not in scraped, scraped
     logged = [r.getMessage() for r in caplog.records if CLAIM in r.getMessage()]

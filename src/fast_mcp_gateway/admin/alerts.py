@@ -154,6 +154,9 @@ def restricted_refusal(principal: Principal | None, server: str) -> str | None:
     target = "every server ('*')" if server == "*" else f"server '{server}'"
     if principal.no_server is not None:
         return f"no alert rule on {target}: {principal.no_server}"
+    if principal.kind == "jwt":  # it has no 'servers' list: its claim names them
+        return (f"no alert rule on {target}: {principal.only('manage')}; a rule beyond "
+                "them needs an admin JWT whose servers claim holds \"*\"")
     return (f"the token '{principal.name}' may manage alert rules on its own servers only "
             f"({', '.join(sorted(principal.servers))}), not on {target}; that needs an "
             "admin token without a 'servers' list")

@@ -108,7 +108,10 @@ class SessionRefusals:
         user = scope.get("user")
         if self.manager is None or not isinstance(user, AuthenticatedUser):
             return False
-        held, owner = http_session_owner(self.manager(), session)
+        manager = self.manager()
+        if manager.stateless:  # no sessions held: the SDK serves the request
+            return False
+        held, owner = http_session_owner(manager, session)
         if held and owner == authorization_context(user):
             return False
         if held:

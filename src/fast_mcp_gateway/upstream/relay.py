@@ -443,9 +443,8 @@ class HostRelay:
             except MCPError as exc:
                 return exc.error
             finally:
-                now = anyio.current_time()
                 for pace in paces:
-                    pace.asked(False, now)
+                    pace.asked(False, anyio.current_time())
         assert scope.cancel_called
         return types.ErrorData(
             code=types.INVALID_REQUEST,

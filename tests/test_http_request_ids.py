@@ -103,6 +103,39 @@ async def test_a_duplicate_id_in_flight_in_a_session_is_refused_and_never_runs(
         assert status == 200 and "result" in again, again
 
 
+async def test_another_credential_naming_a_session_sees_none_of_its_ids_in_flight(
+        tmp_path: Path) -> None:
+    """The ids in flight were held per session alone, ahead of the session's owner
+    check: another token's POST naming the session under an id in flight there got the
+    duplicate-id 400 (telling it the session is live and which ids it runs, where a
+    session it does not hold is a 404), and held that id from the owner meanwhile."""
+    bob = "mgw_ids-bob-5d2a7c1e9b"
+    gateway = make_gateway({"t": stdio_entry("ticker.py", str(tmp_path))}, options={
+        "auth": {"tokens": [*AUTH["auth"]["tokens"],
+                            {"name": "bob", "token": bob, "scopes": ["tools"]}]}})
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}
+    async with serve_http(gateway.http_app("http")) as base, httpx2.AsyncClient(
+            base_url=base, timeout=WITHIN,
+            headers={"authorization": f"Bearer {TOKEN}"}) as http:
+        mine = await open_session(http)
+        theirs = {**mine, "authorization": f"Bearer {bob}"}
+
+        async def post(tag: str, headers: dict[str, str], body: str) -> None:
+            answers[tag] = await answer_of(http, headers, body)
+
+        with anyio.fail_after(WITHIN):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post, "first", mine, call(5, "t_work"))
+                await until(lambda: "started" in events(tmp_path))
+                status, refused = await answer_of(http, theirs, call(5, "t_hang"))
+                assert status == 404, refused
+                assert refused["error"]["message"].startswith("Session not found"), refused
+                (tmp_path / "finish").touch()
+        status, answered = answers["first"]
+        assert status == 200 and answered["id"] == 5, answered
+        assert "hang started" not in events(tmp_path)
+
+
 async def test_a_post_without_a_valid_token_is_refused_before_its_body_is_read(
         tmp_path: Path) -> None:
     """``InFlightIds`` wraps the route outside FastMCP's auth guard: it read (up to the

@@ -51,11 +51,12 @@ class InFlightIds(PostsOnly):
         super().__init__(app)
         self.limit = limit
         self.tokens = tokens
-        self._open: set[tuple[bytes, Any]] = set()  # (session id, request id key)
+        self._open: set[tuple[bytes, Any, Any]] = set()  # (session, caller, request id key)
 
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = next((v for k, v in scope["headers"] if k == b"mcp-session-id"), None)
-        if session is None or (self.tokens and caller_of(scope) is None):
+        caller = caller_of(scope) if self.tokens and session is not None else None
+        if session is None or (self.tokens and caller is None):
             await self.app(scope, receive, send)
             return
         body, end = await read_body(receive, self.limit)
@@ -64,7 +65,10 @@ class InFlightIds(PostsOnly):
         if key is None:
             await self.app(scope, replayed, send)
             return
-        held = (session, key[1])
+        # Per caller too: another credential's POST naming this session (refused by
+        # ``session_refusals`` as a session it does not hold) neither sees the owner's
+        # ids in flight (a 400 here told it a session and its live ids) nor blocks one.
+        held = (session, caller, key[1])
         if held in self._open:
             await _refuse(key[0], send)
             return

@@ -292,8 +292,11 @@ def timed_out(label: str, what: str, call: float, exc: MCPError,
     if limit == "max_total":
         setting = "gateway.timeouts.max_total" if shared else "timeouts.max_total"
         whose = "" if shared else "the server's "
+        # No progress: a question it put to its host held it there (``deadline.Pace``).
+        doing = ("was still reporting progress" if progress else "was still waiting on "
+                 "its host's answer to a question it asked (elicitation, sampling or roots)")
         return UpstreamTimeout(
-            label, f"{what} was still reporting progress when it reached {whose}{setting} "
+            label, f"{what} {doing} when it reached {whose}{setting} "
             f"of {seconds:g}s (the request was cancelled upstream); if it needs longer, "
             f"raise {setting}{own}", still_running=True)
     setting = "gateway.timeouts.call" if shared else "the server's timeouts.call"

@@ -135,13 +135,14 @@ async def http_upstream(ws: Workspace, stack: contextlib.ExitStack) -> tuple[int
     return port, url, proc
 
 
-def gateway_config(ws: Workspace, tag: str, upstream_url: str | None, auth: str | None
-                   ) -> Path:
-    """A servers.yaml with the one upstream: by URL, or (``None``) spawned over stdio."""
+def gateway_config(ws: Workspace, tag: str, upstream_url: str | None, auth: str | None,
+                   protocol: str | None = None) -> Path:
+    """A servers.yaml with the one upstream: by URL, or (``None``) spawned over stdio;
+    ``protocol`` (the gateway -> upstream mode) defaults to the run's."""
     config = ws.root / f"servers-{tag}.yaml"
     where = ([f"    url: {upstream_url}"] if upstream_url is not None else
              [f"    command: {json.dumps(PY)}", f"    args: {json.dumps([str(UPSTREAM)])}"])
-    lines = ["servers:", "  up:", *where, f"    protocol: {ws.protocol}"]
+    lines = ["servers:", "  up:", *where, f"    protocol: {protocol or ws.protocol}"]
     if auth:
         lines = ["gateway:", "  auth:", *auth.splitlines(), *lines]
     config.write_text("\n".join(lines) + "\n")
@@ -167,8 +168,11 @@ def auth_section(public_key: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict[str, Running]]:
-    """Start the upstream, both gateways and the proxy; connect one client to each."""
+async def http_targets(ws: Workspace, plan: Any, log: Log, protocol: str, tag: str = "http"
+                       ) -> AsyncIterator[dict[str, Running]]:
+    """Start the upstream, both gateways and the proxy; connect one client to each, in
+    ``protocol`` mode (clients, gateways and proxies to the upstream alike); ``tag``
+    names the phase's configs, stores and logs."""
     from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
     keys = RSAKeyPair.generate()
@@ -181,47 +185,47 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
     up_url = f"http://127.0.0.1:{ports['up']}/mcp"
     settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
 
-    def serve(tag: str, port: int, auth: str | None, url: str | None = up_url) -> list[str]:
-        config = gateway_config(ws, tag, url, auth)
+    def serve(name: str, port: int, auth: str | None, url: str | None = up_url) -> list[str]:
+        config = gateway_config(ws, name, url, auth, protocol)
         return ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
                 "127.0.0.1", "--port", str(port), "--config", str(config), "--log-level",
                 "WARNING", "--connect-timeout", f"{ws.connect_timeout:g}",
-                "--db", str(ws.root / f"store-{tag}.db")]
+                "--db", str(ws.root / f"store-{name}.db")]
 
     spawned: list[int] = []  # the /stdio rows' own upstreams
     with contextlib.ExitStack() as procs:
         log("  starting the HTTP upstream")
         upstream = procs.enter_context(process([str(UPSTREAM), "--http", str(ports["up"])],
-                                               ws.logs / "http-upstream.log"))
-        await until_serving(up_url, ws.protocol, None, "echo", plan.ready_within)
+                                               ws.logs / f"{tag}-upstream.log"))
+        await until_serving(up_url, protocol, None, "echo", plan.ready_within)
         log("  starting the relay, the gateways and FastMCP's proxy")
         relay = procs.enter_context(process([str(RELAY), "--tcp", str(ports["relay"]),
-                                             str(ports["up"])], ws.logs / "http-relay.log"))
-        gw = procs.enter_context(process(serve("http", ports["gw"], None),
-                                         ws.logs / "http-gateway.log", settings))
-        gwa = procs.enter_context(process(serve("http-auth", ports["gwa"],
+                                             str(ports["up"])], ws.logs / f"{tag}-relay.log"))
+        gw = procs.enter_context(process(serve(tag, ports["gw"], None),
+                                         ws.logs / f"{tag}-gateway.log", settings))
+        gwa = procs.enter_context(process(serve(f"{tag}-auth", ports["gwa"],
                                                 auth_section(keys.public_key)),
-                                          ws.logs / "http-gateway-auth.log", settings))
+                                          ws.logs / f"{tag}-gateway-auth.log", settings))
         proxy = procs.enter_context(process(
-            [str(FASTMCP_PROXY), "--http", str(ports["proxy"]), "--mode", ws.protocol, up_url],
-            ws.logs / "http-fastmcp.log"))
-        gws = procs.enter_context(process(serve("http-stdio", ports["gws"], None, None),
-                                          ws.logs / "http-gateway-stdio.log", settings))
+            [str(FASTMCP_PROXY), "--http", str(ports["proxy"]), "--mode", protocol, up_url],
+            ws.logs / f"{tag}-fastmcp.log"))
+        gws = procs.enter_context(process(serve(f"{tag}-stdio", ports["gws"], None, None),
+                                          ws.logs / f"{tag}-gateway-stdio.log", settings))
         proxys = procs.enter_context(process(
-            [str(FASTMCP_PROXY), "--http", str(ports["proxys"]), "--mode", ws.protocol, PY,
-             str(UPSTREAM)], ws.logs / "http-fastmcp-stdio.log"))
+            [str(FASTMCP_PROXY), "--http", str(ports["proxys"]), "--mode", protocol, PY,
+             str(UPSTREAM)], ws.logs / f"{tag}-fastmcp-stdio.log"))
         extra = {}
         if baseline:
-            gwb = procs.enter_context(process(serve("http-base", ports["gwb"], None),
-                                              ws.logs / "http-gateway-base.log", settings,
+            gwb = procs.enter_context(process(serve(f"{tag}-base", ports["gwb"], None),
+                                              ws.logs / f"{tag}-gateway-base.log", settings,
                                               baseline))
-            gwab = procs.enter_context(process(serve("http-auth-base", ports["gwab"],
+            gwab = procs.enter_context(process(serve(f"{tag}-auth-base", ports["gwab"],
                                                      auth_section(keys.public_key)),
-                                               ws.logs / "http-gateway-auth-base.log",
+                                               ws.logs / f"{tag}-gateway-auth-base.log",
                                                settings, baseline))
-            gwsb = procs.enter_context(process(serve("http-stdio-base", ports["gwsb"], None,
+            gwsb = procs.enter_context(process(serve(f"{tag}-stdio-base", ports["gwsb"], None,
                                                      None),
-                                               ws.logs / "http-gateway-stdio-base.log",
+                                               ws.logs / f"{tag}-gateway-stdio-base.log",
                                                settings, baseline))
             extra = {f"{GATEWAY}@base": (f"http://127.0.0.1:{ports['gwb']}/mcp", None,
                                          gwb.pid, "up_"),
@@ -243,8 +247,8 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
         async with contextlib.AsyncExitStack() as clients:
             runs: dict[str, Running] = {}
             for label, (url, auth, pid, prefix) in urls.items():
-                await until_serving(url, ws.protocol, auth, prefix + "echo", plan.ready_within)
-                client = await clients.enter_async_context(http_client(url, ws.protocol, auth))
+                await until_serving(url, protocol, auth, prefix + "echo", plan.ready_within)
+                client = await clients.enter_async_context(http_client(url, protocol, auth))
                 ep = Endpoint(label, (), prefix, frozenset(prefix + t for t in UPSTREAM_TOOLS))
                 own = _own_upstream(pid) if label.endswith("/stdio") or "/stdio@" in label \
                     else None
@@ -257,18 +261,22 @@ async def http_targets(ws: Workspace, plan: Any, log: Log) -> AsyncIterator[dict
     await wait_no_children(within=30, adopted=spawned)
 
 
-async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
-    """Latency, throughput and CPU per call of each HTTP front, round by round."""
+async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log, name: str = "http",
+                     protocol: str | None = None) -> None:
+    """Latency, throughput and CPU per call of each HTTP front, round by round; ``name``
+    is the phase (``http-legacy``: every client, gateway and proxy in the handshake
+    era, whatever the run's ``--protocol``)."""
     from bench_phases import Phase
 
-    async with http_targets(ws, plan, log) as runs:
+    async with http_targets(ws, plan, log, protocol or ws.protocol, name) as runs:
         for label, run in runs.items():
-            res.negotiated[f"http {label}"] = run.protocol
+            res.negotiated[f"{name} {label}"] = run.protocol
         for run in runs.values():  # warm-up: every code path once, nothing timed
             await sequential_latency(run, plan.warmup_calls)
             await throughput(run, plan.callers, 3)
-        ph = res.phases["http"] = Phase(
-            "HTTP front (streamable HTTP on 127.0.0.1, one persistent client each)",
+        era = " in the handshake era" if name != "http" else ""
+        ph = res.phases[name] = Phase(
+            f"HTTP front{era} (streamable HTTP on 127.0.0.1, one persistent client each)",
             list(runs))
         ph.define("p50", "per-call latency p50 (ms)")
         ph.define("p95", "per-call latency p95 (ms)")
@@ -278,7 +286,7 @@ async def http_phase(ws: Workspace, plan: Any, res: Any, log: Log) -> None:
         ph.define("cpu_up", "CPU per call, upstream (ms)")
         ph.define("rss_mid", "RSS, middle process (MB)", "{:.0f}", paired=False)
         for r in range(plan.rounds):
-            ph.start_round(r, plan.rounds, "HTTP front", log)
+            ph.start_round(r, plan.rounds, f"HTTP front{era}", log)
             order = [runs[label] for label in rotated(list(runs), r)]
             for label, got in (await interleaved_latency(order, plan.latency_calls)).items():
                 if got.failed is not None:  # one target failing is a note, not the end

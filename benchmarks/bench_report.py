@@ -141,29 +141,9 @@ def checks(res: Results, plan: Plan) -> list[Check]:
                          "-" if diff is None else f"{diff:+.1f} ms",
                          f"<= +{TARGET_BURST_DELTA_MS:g} ms",
                          None if diff is None else diff <= TARGET_BURST_DELTA_MS))
-    if "http" in ph:
-        http = ph["http"].metrics
-        for who in ("gateway", "gateway+token", "gateway+jwt", "gateway/stdio"):
-            p50 = median(http["p50"].ratios(who, DIRECT))
-            out.append(Check(f"http: {who} p50 / direct (paired)", show(p50) + "x",
-                             f"<= {TARGET_HTTP_P50_RATIO}x",
-                             None if p50 is None else p50 <= TARGET_HTTP_P50_RATIO))
-        floor = median(http["p50"].ratios("relay", DIRECT))
-        if floor is not None:  # what any middle process costs here: bytes copied, no parse
-            out.append(Check("http: relay p50 / direct (the floor of a middle process)",
-                             show(floor) + "x", "(reported)", None))
-            over = median(http["p50"].ratios("gateway", "relay"))
-            out.append(Check("http: gateway p50 / relay (paired)", show(over) + "x",
-                             "(reported)", None))
-        for who, peer in (("gateway", "fastmcp"), ("gateway/stdio", "fastmcp/stdio")):
-            p50 = median(http["p50"].ratios(who, peer))
-            out.append(Check(f"http: {who} p50 / {peer} (paired)", show(p50) + "x", "< 1x",
-                             None if p50 is None else p50 < 1))
-        for who in ("gateway+token", "gateway+jwt"):
-            mine, bare = http["cpu_mid"].median(who), http["cpu_mid"].median("gateway")
-            out.append(Check(f"http: auth cost, {who} - gateway CPU per call",
-                             "-" if mine is None or bare is None else f"{mine - bare:+.2f} ms",
-                             "(reported)", None))
+    for name in ("http", "http-legacy"):
+        if name in ph:
+            out += http_checks(name, ph[name])
     if "large" in ph:
         growth = ph["large"].metrics["growth"].median(GATEWAY)
         out.append(Check(f"large: gateway CPU per MiB, {plan.sizes_mib[-1]:g} vs "
@@ -211,6 +191,34 @@ def checks(res: Results, plan: Plan) -> list[Check]:
     return out
 
 
+def http_checks(name: str, phase: Phase) -> list[Check]:
+    """The HTTP front's targets in one era's phase (``http``, ``http-legacy``)."""
+    out: list[Check] = []
+    http = phase.metrics
+    for who in ("gateway", "gateway+token", "gateway+jwt", "gateway/stdio"):
+        p50 = median(http["p50"].ratios(who, DIRECT))
+        out.append(Check(f"{name}: {who} p50 / direct (paired)", show(p50) + "x",
+                         f"<= {TARGET_HTTP_P50_RATIO}x",
+                         None if p50 is None else p50 <= TARGET_HTTP_P50_RATIO))
+    floor = median(http["p50"].ratios("relay", DIRECT))
+    if floor is not None:  # what any middle process costs here: bytes copied, no parse
+        out.append(Check(f"{name}: relay p50 / direct (the floor of a middle process)",
+                         show(floor) + "x", "(reported)", None))
+        over = median(http["p50"].ratios("gateway", "relay"))
+        out.append(Check(f"{name}: gateway p50 / relay (paired)", show(over) + "x",
+                         "(reported)", None))
+    for who, peer in (("gateway", "fastmcp"), ("gateway/stdio", "fastmcp/stdio")):
+        p50 = median(http["p50"].ratios(who, peer))
+        out.append(Check(f"{name}: {who} p50 / {peer} (paired)", show(p50) + "x", "< 1x",
+                         None if p50 is None else p50 < 1))
+    for who in ("gateway+token", "gateway+jwt"):
+        mine, bare = http["cpu_mid"].median(who), http["cpu_mid"].median("gateway")
+        out.append(Check(f"{name}: auth cost, {who} - gateway CPU per call",
+                         "-" if mine is None or bare is None else f"{mine - bare:+.2f} ms",
+                         "(reported)", None))
+    return out
+
+
 def phase_base(phase: Phase, case: str) -> str:
     return phase.base_of(case) or phase.base
 
@@ -218,7 +226,7 @@ def phase_base(phase: Phase, case: str) -> str:
 def peer_table(res: Results) -> list[str]:
     """Gateway against FastMCP's proxy on every comparable row (paired per round)."""
     rows, behind = [], []
-    for name in ("hot", "http", "large", "lists", "cold"):
+    for name in ("hot", "http", "http-legacy", "large", "lists", "cold"):
         phase = res.phases.get(name)
         if phase is None:
             continue
@@ -293,7 +301,7 @@ def report(res: Results, plan: Plan) -> tuple[str, bool]:
         "of any stdio gateway); gateway = mcp-gateway serve; fastmcp = FastMCP's proxy "
         "with a persistent session per upstream",
     ]
-    for name in ("hot", "http", "large", "lists"):
+    for name in ("hot", "http", "http-legacy", "large", "lists"):
         if name in res.phases:
             out += ["", *metric_tables(res.phases[name])]
     if "cold" in res.phases:

@@ -2,7 +2,7 @@
 
 One command, one run, interleaved round by round::
 
-    python benchmarks/run.py [--quick] [--rounds 4] [--only hot,large,lists,cold]
+    python benchmarks/run.py [--quick] [--rounds 4] [--only hot,http,http-legacy,large,lists,cold]
                              [--connect-timeout 10] [--protocol auto|legacy] [--json out.json]
 
 Every target is stdio end to end and uses the same client (a fastmcp ``Client`` over
@@ -17,7 +17,10 @@ Every target is stdio end to end and uses the same client (a fastmcp ``Client`` 
 
 Phases: ``hot`` (latency, throughput, burst, CPU per call, RSS), ``http`` (the same
 upstream over streamable HTTP: direct, the gateway without auth, with a static token and
-with a JWT, FastMCP's proxy over HTTP; see ``bench_http.py``), ``large`` (1, 5,
+with a JWT, FastMCP's proxy over HTTP; see ``bench_http.py``), ``http-legacy`` (the
+same in the handshake era, whatever ``--protocol`` says: hosts with ``initialize`` and
+``Mcp-Session-Id``, as Claude Desktop, the Inspector and mcp 1.x clients speak over
+HTTP, and the gateways and the proxy reaching the upstream the same way), ``large`` (1, 5,
 20 MiB results: CPU per MiB), ``lists`` (warm tools/list of 20 x 50 tools against one
 upstream with all 1,000; RSS with twenty upstreams) and ``cold`` (start-up, including
 20 FastMCP upstreams against the same 20 started directly).  ``benchmarks/README.md``
@@ -56,7 +59,7 @@ from bench_phases import (
 )
 from bench_report import report
 
-PHASES = ("hot", "http", "large", "lists", "cold")
+PHASES = ("hot", "http", "http-legacy", "large", "lists", "cold")
 
 
 def machine_info() -> dict[str, Any]:
@@ -100,6 +103,9 @@ async def main_async(plan: Plan, protocol: str, phases: Sequence[str]) -> Result
             if "http" in phases:
                 log(" HTTP front")
                 await http_phase(ws, plan, res, log)
+            if "http-legacy" in phases:
+                log(" HTTP front, handshake era")
+                await http_phase(ws, plan, res, log, "http-legacy", "legacy")
             if "lists" in phases:
                 log(" aggregated tools/list")
                 await lists_phase(ws, plan, res, log)

@@ -80,10 +80,16 @@ class ServerStatus(BaseModel):
                                                       "or 2026-07-28")
     protocol_reason: str | None = Field(
         default=None, description="why its session is in its era (what auto decided)")
-    tools: int
+    tools: int = Field(description="the tools hosts see of it (tools_not_exposed: the "
+                                   "others it lists)")
     resources: int
     resource_templates: int
     prompts: int
+    tools_not_exposed: dict[str, int] = Field(
+        default_factory=dict, description="tools it lists that hosts do not see, by why: "
+        "'task-only' (runs only as a task, and its session is handshake-era, which has no "
+        "tasks), a rule ('tools.exclude', 'tools.include') or 'pinning' (held until "
+        "approved)")
     last_error: str | None
     uptime_seconds: float | None
     connect_seconds: float | None

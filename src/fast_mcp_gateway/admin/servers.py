@@ -67,7 +67,8 @@ from fast_mcp_gateway.upstream.replica import UpstreamState
 
 def list_servers(ctx: AdminContext) -> ServerList:
     """Every upstream server's status, and how many are ready."""
-    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
+    view = ctx.manager.view
+    servers = with_invalid(ctx, [status_of(s, view) for s in ctx.manager.services.values()])
     return ServerList(
         servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
     )
@@ -75,7 +76,8 @@ def list_servers(ctx: AdminContext) -> ServerList:
 
 def health(ctx: AdminContext) -> HealthReport:
     """Every server's and replica's health, and how many servers are healthy."""
-    servers = with_invalid(ctx, [status_of(s) for s in ctx.manager.services.values()])
+    view = ctx.manager.view
+    servers = with_invalid(ctx, [status_of(s, view) for s in ctx.manager.services.values()])
     return HealthReport(servers=servers, total=len(servers),
                         healthy=sum(s.health == "HEALTHY" for s in servers))
 
@@ -105,7 +107,7 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
         for exp, (origin, _) in table.items()
         if origin.server == upstream.name
     ]
-    base = with_invalid(ctx, [status_of(service)])[0].model_dump()
+    base = with_invalid(ctx, [status_of(service, view)])[0].model_dump()
     return ServerDetail(
         **base,
         server_info=upstream.server_info.model_dump(mode="json", exclude_none=True)
@@ -221,7 +223,7 @@ async def reset_breaker(ctx: AdminContext, actor: Actor, name: str,
     for upstream in targets:
         upstream.reset_breaker()
     await _audit_done(ctx, actor, "reset_breaker", name, None, {"replica": replica})
-    return status_of(service)
+    return status_of(service, ctx.manager.view)
 
 
 async def restart_replica(ctx: AdminContext, actor: Actor, name: str,

@@ -7,6 +7,7 @@ admin never reads a replica's internals.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TypeVar
 
 from fast_mcp_gateway.admin.models import (
@@ -16,7 +17,9 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
 )
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.routing.curation import Curated, curate, task_required
 from fast_mcp_gateway.routing.service import Service
+from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
@@ -42,13 +45,36 @@ def replica_status(service: Service, upstream: Upstream) -> ReplicaStatus:
     )
 
 
-def status_of(service: Service) -> ServerStatus:
-    """One server now, with each of its replicas."""
+# Why a tool its server lists is not one hosts see, as the log and a call by name say it:
+# a curation rule's name ("tools.exclude"), "pinning" (held until approved), or this.
+TASK_ONLY = "task-only"
+
+
+def exposed_counts(curated: Curated, modern: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """The components hosts see of a server whose rules made ``curated`` of its catalog
+    (``modern``: its session is 2026-07-28), and the tools it lists that they do not, by
+    why (``TASK_ONLY``: runs only as a task, on a handshake-era session: ``provider.py``
+    leaves it out of every list)."""
+    task_only = 0 if modern else sum(task_required(e.item) for e in curated.tools)
+    why = Counter(h.rule for h in curated.hidden if h.kind == "tool")
+    if task_only:
+        why[TASK_ONLY] = task_only
+    return ({"tools": len(curated.tools) - task_only, "resources": len(curated.resources),
+             "resource_templates": len(curated.templates), "prompts": len(curated.prompts)},
+            dict(sorted(why.items())))
+
+
+def status_of(service: Service, view: CatalogView | None = None) -> ServerStatus:
+    """One server now, with each of its replicas; its counts are what hosts see of it
+    (``view``'s curation, pinning's holds included; without one, its rules applied)."""
     primary = service.primary().statistics()
     config = service.config
     replicas = [replica_status(service, r) for r in service.replicas]
     errors = [f"{r.replica}: {r.last_error}" if len(replicas) > 1 else r.last_error
               for r in replicas if r.last_error]
+    curated = view.curation.get(service.name) if view is not None else None
+    counts, not_exposed = exposed_counts(
+        curated or curate(config, service.catalog), service.is_modern)
     return ServerStatus(
         name=service.name,
         namespace=config.effective_namespace,
@@ -71,7 +97,7 @@ def status_of(service: Service) -> ServerStatus:
         replicas=replicas,
         isolation="per_client" if config.per_client else "shared",
         client_sessions=_clients_of(service), config_error=None, note=None,
-        **service.catalog.counts(),
+        tools_not_exposed=not_exposed, **counts,
     )
 
 

@@ -9,7 +9,10 @@ status ``invalid`` with the loader's message, and fails the check as a failed co
 
 A row's ``status`` is one word, the same in the table and in ``--json``: ``ok`` (it
 connected and listed), ``failed`` (it did not: ``error`` says why), ``invalid`` (its
-entry), ``disabled`` (``enabled: false``: not connected)."""
+entry), ``disabled`` (``enabled: false``: not connected).  Its counts are what hosts
+see of the server (its rules applied, no task-only tool on a handshake-era session:
+``admin.status.exposed_counts``, as ``gateway_list_servers`` counts); the tools it lists
+that hosts do not see are ``tools_not_exposed`` (by why), and a line under the table."""
 
 from __future__ import annotations
 
@@ -18,9 +21,11 @@ import sys
 
 import anyio
 
+from fast_mcp_gateway.admin.status import TASK_ONLY, exposed_counts
 from fast_mcp_gateway.cli.reports import merged_servers
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
+from fast_mcp_gateway.routing.curation import curate
 from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 from fast_mcp_gateway.upstream.replica import Upstream
 
@@ -51,9 +56,11 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             except Exception:  # noqa: BLE001 - reported in the row
                 row.update(status="failed", error=upstream.last_error)
             else:
-                counts = upstream.catalog.counts()
+                counts, why = exposed_counts(curate(upstream.config, upstream.catalog),
+                                             upstream.is_modern)
                 row.update(status="ok", tools=counts["tools"], resources=counts["resources"],
-                           templates=counts["resource_templates"], prompts=counts["prompts"])
+                           templates=counts["resource_templates"], prompts=counts["prompts"],
+                           tools_not_exposed=why)
             row["startup_s"] = round(anyio.current_time() - started, 2)
         rows[upstream.label] = row
 
@@ -86,6 +93,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         print(_table(ordered))
         for problem in merged.problems:
             print(f"ignored registration: {mask_text(problem)}")
+        for row in ordered:
+            if isinstance(why := row.get("tools_not_exposed"), dict) and why:
+                print(_not_exposed(str(row["server"]), why))
         disabled = sum(1 for r in ordered if r.get("status") == "disabled")
         probed = len(ordered) - disabled
         print(f"\n{probed - len(failed)}/{probed} servers ok"
@@ -95,6 +105,18 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
               "'servers.yaml'), or with 'gateway_add_server' while serving",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _not_exposed(server: str, why: dict[str, int]) -> str:
+    """The line saying which of ``server``'s tools hosts do not see, and why."""
+    parts = [f"{n} {'runs' if n == 1 else 'run'} only as a task (its session is "
+             "handshake-era, which has no tasks; 'protocol: 2026-07-28' relays them if the "
+             "server speaks it)" if rule == TASK_ONLY else
+             f"{n} held by pinning until approved" if rule == "pinning" else
+             f"{n} hidden by its '{rule}' rule" for rule, n in why.items()]
+    total = sum(why.values())
+    return (f"{server}: {total} tool{'s' if total > 1 else ''} not exposed to hosts: "
+            + "; ".join(parts))
 
 
 def _table(rows: list[dict[str, object]]) -> str:

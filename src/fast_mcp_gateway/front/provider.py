@@ -55,12 +55,11 @@ from fast_mcp_gateway.front.results import ResultLimits
 from fast_mcp_gateway.front.unknown import (
     TASK_REASON,
     Kind,
-    task_required,
     unknown_name,
     unoffered,
     without_tools,
 )
-from fast_mcp_gateway.routing.curation import read_refusal
+from fast_mcp_gateway.routing.curation import read_refusal, task_required
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES, OWN_SERVER, SearchDoc, SearchIndex

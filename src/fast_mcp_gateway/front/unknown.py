@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
-import mcp_types as types
 from fastmcp.resources.template import match_uri_template
 
 from fast_mcp_gateway.principal import Principal
@@ -41,12 +40,6 @@ TASK_REASON = ("it runs only as a task (execution.taskSupport 'required'), and t
                "2026-07-28 hosts (a server that knows only the initialize handshake, as "
                "TypeScript-SDK 1.x servers do, would then fail to connect: its task-only "
                "tools cannot be relayed)")
-
-
-def task_required(tool: types.Tool) -> bool:
-    """Whether ``tool`` runs only as a task (not exposed from a handshake-era session:
-    ``TASK_REASON`` says why, in the log and to a host calling it by name)."""
-    return tool.execution is not None and tool.execution.task_support == "required"
 
 
 Kind = Literal["tool", "prompt", "resource"]

@@ -77,6 +77,13 @@ class Curated:
     problems: list[str] = field(default_factory=list)     # rules that did nothing, and why
 
 
+def task_required(tool: types.Tool) -> bool:
+    """Whether ``tool`` runs only as a task (not exposed from a handshake-era session:
+    ``front/unknown.TASK_REASON`` says why, in the log and to a host calling it by name;
+    ``admin/status.exposed_counts`` does not count it)."""
+    return tool.execution is not None and tool.execution.task_support == "required"
+
+
 def hidden_by(rules: Filter, original: str, section: str) -> str | None:
     """The rule (``tools.include`` / ``tools.exclude``) that hides ``original``, if any."""
     if rules.include is not None and not any(

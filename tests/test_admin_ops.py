@@ -88,6 +88,7 @@ class FakeContext:
         self.recorder = None if store is None else Recorder(store)
         self.audits: list[tuple[str, str, str | None]] = []
         self.routes_loaded = 0
+        self.routes = RouteTable()
         self.health_waits = 0
         self.in_flight = InFlight()
 

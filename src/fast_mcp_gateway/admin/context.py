@@ -22,6 +22,7 @@ from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, Server
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.pinning import PinBook
+from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
@@ -173,6 +174,11 @@ class AdminContext(Protocol):
 
     async def load_routes(self) -> None:
         """Re-read the route rules from the store into the call path."""
+        ...
+
+    @property
+    def routes(self) -> RouteTable:
+        """The route rules in force (as last loaded: ``load_routes``)."""
         ...
 
     async def reload_config(self, actor: Actor) -> ChangeReport:

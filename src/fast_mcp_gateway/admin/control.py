@@ -86,7 +86,7 @@ class ControlPlane:
         self.store: Store | None = None  # open while serving, when call logging is on
         self.recorder: Recorder | None = None
         self.alerts: AlertEngine | None = None  # set by the gateway
-        self._apply_routes = apply_routes
+        self._apply_routes, self.routes = apply_routes, RouteTable()  # rules in force
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
         # Called (old, new) once a reload replaced the options, before servers reconcile.
@@ -260,9 +260,9 @@ class ControlPlane:
 
     async def load_routes(self) -> None:
         rows = await require_store(self, "route rules").routes()
-        self._apply_routes(RouteTable(
-            Route(id=r.id, pattern=r.pattern, match=r.match, target=r.target,
-                  priority=r.priority) for r in rows))
+        self.routes = RouteTable(Route(id=r.id, pattern=r.pattern, match=r.match,
+                                       target=r.target, priority=r.priority) for r in rows)
+        self._apply_routes(self.routes)
 
     async def audit(self, actor: Actor, action: str, target: str | None,
                     arguments: Any = None, result: str | None = None) -> None:

@@ -122,6 +122,9 @@ class ExposedName(BaseModel):
     exposed: str
     original: str
     renamed_because: str | None = None
+    routed_to: str | None = Field(
+        default=None, description="a tool a route rule sends to another server: that "
+        "server (a caller not allowed it is not shown the tool)")
 
 
 class HiddenComponent(BaseModel):

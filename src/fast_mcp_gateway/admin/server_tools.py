@@ -45,8 +45,10 @@ async def server_detail(
 ) -> ServerDetail:
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config."""
     caller = CALLER.get()
-    return servers.server_detail(ctx, name, stderr_lines, replica,
-                                 caller.may_use if caller is not None else lambda _name: True)
+    if caller is None:
+        return servers.server_detail(ctx, name, stderr_lines, replica)
+    return servers.server_detail(ctx, name, stderr_lines, replica, caller.may_use,
+                                 caller.servers)
 
 
 async def reconnect_server(ctx: AdminContext, name: ServerName) -> ServerStatus:

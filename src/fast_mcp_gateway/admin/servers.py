@@ -46,6 +46,7 @@ from fast_mcp_gateway.admin.registering import (
     check_no_new_command,
     check_not_nested,
 )
+from fast_mcp_gateway.admin.shown import shown_to
 from fast_mcp_gateway.admin.status import replica_status, status_of
 from fast_mcp_gateway.config.loader import parse_import
 from fast_mcp_gateway.config.registrations import (
@@ -84,11 +85,13 @@ def health(ctx: AdminContext) -> HealthReport:
 
 def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
                   replica: int | None = None,
-                  may_use: Callable[[str], bool] = lambda _name: True) -> ServerDetail:
+                  may_use: Callable[[str], bool] = lambda _name: True,
+                  servers: frozenset[str] | None = None) -> ServerDetail:
     """One server in depth: capabilities, instructions, exposed names, stderr tail, config
     (secrets redacted); ``replica`` chooses whose session and stderr (default: the
     first ready one).  A rename's reason names another server only if ``may_use`` (the
-    caller's servers) admits it."""
+    caller's servers) admits it; the exposed names are those a caller limited to
+    ``servers`` (None: every server) is listed (``shown.py``)."""
     if (invalid := invalid_detail(ctx, name)) is not None:
         return invalid
     service = ctx.manager.get(name)
@@ -99,13 +102,16 @@ def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
     for kind, original, new in curated.renamed if curated else []:
         renames.setdefault((upstream.name, original), f"renamed to '{new}' by its "
                                                       f"'{kind}s.rename' rule")
+    shown, rule_for = shown_to(ctx, servers), ctx.routes.rule_for
     exposed = [
         ExposedName(kind=kind, exposed=exp, original=origin.original,
-                    renamed_because=renames.get((origin.server, origin.original)))
+                    renamed_because=renames.get((origin.server, origin.original)),
+                    routed_to=rule.target if kind == "tool" and (rule := rule_for(exp))
+                    and rule.target != origin.server else None)
         for kind, table in (("tool", view.tools), ("prompt", view.prompts),
                             ("resource", view.resources), ("resource_template", view.templates))
-        for exp, (origin, _) in table.items()
-        if origin.server == upstream.name
+        for exp, (origin, item) in table.items()
+        if origin.server == upstream.name and shown(kind, exp, origin, item)
     ]
     base = with_invalid(ctx, [status_of(service, view)])[0].model_dump()
     return ServerDetail(

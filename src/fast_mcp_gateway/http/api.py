@@ -40,6 +40,7 @@ from fast_mcp_gateway.admin.models import (
     StatsReport,
 )
 from fast_mcp_gateway.admin.scope import add_refusal
+from fast_mcp_gateway.admin.shown import shown_to
 from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.config.alerts import AlertRule
 from fast_mcp_gateway.http import schemas as s
@@ -82,7 +83,8 @@ async def get_server(call: Call) -> ServerView:
     name = call.path["name"]  # a server not started for its invalid entry is shown too
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
     detail = own_sessions(servers.server_detail(
-        call.ctx, name, q.stderr_lines, q.replica, call.may_use), call.principal)
+        call.ctx, name, q.stderr_lines, q.replica, call.may_use, call.principal.servers),
+        call.principal)
     if call.principal.has("admin"):
         return ServerView(detail)
     return ServerView(ServerStatus.model_validate(
@@ -142,11 +144,12 @@ def _components(call: Call, kinds: tuple[str, ...]) -> s.ComponentList:
     tables: dict[str, dict[str, Any]] = {"tool": view.tools, "resource": view.resources,
                                          "resource_template": view.templates,
                                          "prompt": view.prompts}
+    shown = shown_to(call.ctx, call.principal.servers)   # what its lists list
     items = [s.Component(kind=kind, exposed=exposed, original=origin.original,
                          definition=item.model_dump(mode="json", by_alias=True,
                                                     exclude_none=True))
              for kind in kinds for exposed, (origin, item) in tables[kind].items()
-             if origin.server == name]
+             if origin.server == name and shown(kind, exposed, origin, item)]
     return s.ComponentList(server=name, items=items)
 
 

@@ -166,8 +166,10 @@ async def cards(page: Page) -> Response:
 
 async def detail_context(page: Page, name: str) -> dict[str, Any]:
     name = server_name(page, name)
+    caller = page.viewer.principal
     detail = own_sessions(servers.server_detail(
-        page.ctx, name, stderr_lines=40, may_use=page.viewer.may_use), page.viewer.principal)
+        page.ctx, name, stderr_lines=40, may_use=page.viewer.may_use,
+        servers=caller.servers), caller)
     window = window_of(page)
     status = page.query("status")
     cursor = page.query("cursor") or None
@@ -185,7 +187,8 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
             trend = await views.trend(page.ctx, window, server=name)
         except StorageError as exc:
             store_problem = str(exc)
-    return {"d": detail, "components": views.components(page.ctx, name), "calls": calls,
+    return {"d": detail, "components": views.components(page.ctx, name, caller.servers),
+            "calls": calls,
             "health_log": health_log, "trend": trend, "window": window, "status": status,
             "statuses": STATUSES, "views": views, "cursor": cursor,
             "store_problem": store_problem,
@@ -200,7 +203,8 @@ async def detail(page: Page) -> Response:
 
 async def status_partial(page: Page) -> Response:
     name = server_name(page, page.request.path_params["name"])
-    detail = servers.server_detail(page.ctx, name, 40, may_use=page.viewer.may_use)
+    detail = servers.server_detail(page.ctx, name, 40, may_use=page.viewer.may_use,
+                                   servers=page.viewer.principal.servers)
     return page.render("_status.html", d=own_sessions(detail, page.viewer.principal),
                        keeps_flags=page.ctx.store is not None)
 

@@ -15,6 +15,7 @@ from typing import Any
 from fast_mcp_gateway.admin import history, servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import GroupStats, ServerStatus
+from fast_mcp_gateway.admin.shown import shown_to
 from fast_mcp_gateway.config.alerts import DEFAULT_OP as DEFAULT_OP
 from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.store.stats import LatencyStats, merged
@@ -180,10 +181,15 @@ def bars(values: list[int] | list[float | None], width: int = 600, height: int =
              "y": height - (v / top) * (height - 4), "v": v} for i, v in enumerate(nums)]
 
 
-def components(ctx: AdminContext, server: str) -> dict[str, list[dict[str, Any]]]:
-    """The server's tools, resources, templates and prompts as hosts see them now
-    (the catalog view: no upstream round trip)."""
+def components(ctx: AdminContext, server: str, servers: frozenset[str] | None = None
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The server's tools, resources, templates and prompts as a caller limited to
+    ``servers`` (None: every server) is listed them now (the catalog view: no upstream
+    round trip; ``admin/shown.py``)."""
     view = ctx.manager.view
+    shown = shown_to(ctx, servers)
+    kinds = {"tools": "tool", "resources": "resource", "templates": "resource_template",
+             "prompts": "prompt"}
     tables: dict[str, dict[str, Any]] = {"tools": view.tools, "resources": view.resources,
                                          "templates": view.templates, "prompts": view.prompts}
     out: dict[str, list[dict[str, Any]]] = {}
@@ -191,5 +197,6 @@ def components(ctx: AdminContext, server: str) -> dict[str, list[dict[str, Any]]
         out[kind] = [{"exposed": exposed, "original": origin.original,
                       "definition": item.model_dump(mode="json", by_alias=True,
                                                     exclude_none=True)}
-                     for exposed, (origin, item) in table.items() if origin.server == server]
+                     for exposed, (origin, item) in table.items()
+                     if origin.server == server and shown(kinds[kind], exposed, origin, item)]
     return out

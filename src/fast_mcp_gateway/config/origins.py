@@ -20,7 +20,11 @@ right.  So it is brought to that form too, label by label with the standard libr
 is refused, saying to write the ``xn--`` form the browser sends (``location.origin`` in
 its console shows it); so is a label the codec encodes otherwise than today's case
 folding would (``_idna``: Cherokee).  ``MCP_GATEWAY_ALLOWED_HOSTS`` gets the same
-(``allowed_host``): browsers send ``Host`` in that form too.
+(``allowed_host``): browsers send ``Host`` in that form too.  So does
+``MCP_GATEWAY_PUBLIC_URL`` (``public_url``): the protected-resource metadata, its link
+in ``WWW-Authenticate`` and the discovery answers name it, and FastMCP's URL type wrote
+the host in ASCII in some of them and the gateway in Unicode in others, one resource
+under two names (a non-ASCII path is percent-encoded, as browsers and that type do).
 
 Standard library only: settings import it.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import re
 import stringprep
 import unicodedata
+from urllib.parse import quote
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
@@ -39,6 +44,7 @@ _ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
 _EXAMPLE = "e.g. https://app.example.com or http://localhost:3000"
 _DOTS = re.compile("[.\u3002\uff0e\uff61]")  # the label separators IDNA reads as '.'
 _DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")  # UTS 46's, see the docstring
+_PATH_KEPT = "/%:@!$&'()*+,;=~?#[]"  # a path's, query's and fragment's own characters
 _NO_HOST = re.compile(r"[\x00-\x20.#%/:<>?@\[\\\]^|\x7f]")  # the URL standard's forbidden
 
 
@@ -89,6 +95,39 @@ def allowed_host(text: str) -> str:
         return value
     host, colon, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
     return _ascii_host(text, host.lower(), header="Host") + colon + port
+
+
+def public_url(text: str) -> str:
+    """``text``, ``MCP_GATEWAY_PUBLIC_URL`` (an http(s) URL), with a Unicode host in the
+    ASCII form browsers and OAuth clients use (as ``allowed_host``'s; refused, naming
+    that form, where it cannot be told) and a non-ASCII path percent-encoded; an ASCII
+    URL is kept as written."""
+    if text.isascii():
+        return text
+    scheme, _, rest = text.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not authority.isascii():
+        host, colon, port = (authority.rpartition(":") if authority.count(":") == 1
+                             else (authority, "", ""))
+        try:
+            authority = _ascii_host(text, host.lower(), header="Host") + colon + port
+        except ValueError as exc:
+            raise ValueError(f"{exc}{_url_standard_form(text)}") from None
+    return f"{scheme}://{authority}{slash}{quote(path, safe=_PATH_KEPT)}"
+
+
+def _url_standard_form(text: str) -> str:
+    """The words naming ``text`` as the URL standard (UTS #46, browsers) writes it,
+    '' if it has none: pydantic's URL type, which FastMCP's metadata uses, parses so."""
+    from pydantic_core import Url  # loaded with pydantic anyway; only for a refusal
+
+    try:
+        form = str(Url(text))
+    except ValueError:
+        return ""
+    if form.count("/") == 3 and form.endswith("/") and not text.endswith("/"):
+        form = form[:-1]   # the root path it adds
+    return f"; by the URL standard, as browsers and OAuth clients write it: '{form}'"
 
 
 def _ascii_host(text: str, host: str, *, header: str = "Origin") -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from fast_mcp_gateway.config.origins import allowed_host, allowed_origin
+from fast_mcp_gateway.config.origins import allowed_host, allowed_origin, public_url
 
 Transport = Literal["stdio", "http", "sse"]
 SDK_MAX_BODY = 4 * 1024 * 1024
@@ -273,7 +273,7 @@ class GatewaySettings(BaseSettings):
         if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
             raise ValueError("must be the http:// or https:// URL hosts reach the gateway "
                              "at, e.g. https://mcp.example.com")
-        return value
+        return None if value is None else public_url(value)  # a Unicode host: its xn-- form
 
 
 _BLANK_FIX = {

@@ -12,6 +12,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -61,7 +62,8 @@ async def test_one_caller_opens_a_bounded_number_of_live_streams(
             assert said[2:4] == ["event: displaced", 'data: {"message": "live updates '
                                 "stopped: 2 newer live streams of 'bob' were opened (by "
                                 "other browsers, or programs), the most one caller may "
-                                'hold; reload the page to get them back"}'], said
+                                "hold; they resume when this page is used again (or click "
+                                'here), ending the oldest of those"}'], said
             await until(lambda: gateway.events.subscribers == 3)  # bob's 2, ops' 1
             assert (await _opened(stack, bob, base)).status_code == 200
             await until(lambda: gateway.events.subscribers == 3)
@@ -107,7 +109,7 @@ async def test_a_program_holding_the_bound_does_not_shut_the_dashboard_out(
     its 32 streams had the dashboard's stream refused (a 429: "stopped", "reload the
     page", which changed nothing).  Now the page's stream goes live, ending the
     program's oldest; and a page whose stream newer ones ended says so and stops (no
-    reconnect: it would end another), until it is reloaded."""
+    reconnect by itself: it would end another), until it is used again or reloaded."""
     _need_chromium()
     from playwright.async_api import async_playwright, expect
 
@@ -160,6 +162,78 @@ async def test_a_page_whose_worker_does_not_load_opens_a_stream_of_its_own(
             await page.goto(base + "/ui/live")
             await expect(page.locator("#live-status")).to_have_text("live")
             assert asked == [base + "/ui/static/live-worker.js"]
+            gateway.events.publish("catalog", {"kinds": ["prompts"]})
+            await expect(page.locator("#live-feed")).to_contain_text(
+                "catalog changed: prompts")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_displaced_page_resumes_when_it_is_used_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A browser's stream that newer ones ended left every tab of it "stopped" until
+    each was reloaded.  Now its tabs wait (never reconnecting by themselves, which would
+    end another stream, whose page would do the same), and come back together when one
+    is used again: its status clicked (the shared stream), or the page shown again (a
+    page's own stream, the worker's script refused)."""
+    _need_chromium()
+    from playwright.async_api import Route, async_playwright, expect
+
+    from fast_mcp_gateway.ui import live
+
+    monkeypatch.setattr(live, "MAX_STREAMS", 2)
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw, \
+            httpx2.AsyncClient(timeout=30) as program, contextlib.AsyncExitStack() as stack:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            shared = await browser.new_context()
+            opened: list[object] = []   # streams the gateway served (a worker's requests
+            subscribe = gateway.events.subscribe   # are not the page's to see)
+
+            def counted() -> Any:
+                opened.append(None)
+                return subscribe()
+
+            monkeypatch.setattr(gateway.events, "subscribe", counted)
+            tabs = [await shared.new_page() for _ in range(2)]
+            for tab in tabs:
+                await tab.goto(base + "/ui/live")
+                await expect(tab.locator("#live-status")).to_have_text("live")
+            for _ in range(2):  # the program's two newer streams end the browser's
+                assert (await _opened(stack, program, base)).status_code == 200
+            for tab in tabs:
+                status = tab.locator("#live-status")
+                await expect(status).to_have_text("stopped")
+                await expect(status).to_have_attribute("title", re.compile(
+                    "they resume when this page is used again"))
+            before = len(opened)
+            await tabs[1].locator("#live-status").click()  # one tab used: both come back
+            for tab in tabs:
+                await expect(tab.locator("#live-status")).to_have_text("live")
+            gateway.events.publish("catalog", {"kinds": ["tools"]})
+            for tab in tabs:
+                await expect(tab.locator("#live-feed")).to_contain_text(
+                    "catalog changed: tools")
+            assert len(opened) == before + 1  # one stream for both tabs, once
+
+            # A page with a stream of its own (no worker script): shown again, it resumes.
+            alone = await browser.new_context()
+
+            async def missing(route: Route) -> None:
+                await route.fulfill(status=404, body="Not Found")
+
+            await alone.route("**/live-worker.js", missing)
+            page = await alone.new_page()
+            await page.goto(base + "/ui/live")
+            status = page.locator("#live-status")
+            await expect(status).to_have_text("live")
+            for _ in range(2):
+                assert (await _opened(stack, program, base)).status_code == 200
+            await expect(status).to_have_text("stopped")
+            await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+            await expect(status).to_have_text("live")
             gateway.events.publish("catalog", {"kinds": ["prompts"]})
             await expect(page.locator("#live-feed")).to_contain_text(
                 "catalog changed: prompts")

@@ -22,7 +22,9 @@ queue append and a wake-up on the event loop.  A browser opens one for all its t
 (``static/live-worker.js``, a SharedWorker: a stream per tab took the 6 connections a
 browser opens to a host, and its 7th tab never loaded), so the bound is met by programs
 only.  Past it a caller's newest stream ends its oldest (``event: displaced``, saying
-why; the page stops, and does not reconnect), as its 33rd login ends its oldest
+why; the page stops, and reconnects only when it is used again -- shown, focused,
+clicked -- never by itself, which would have two pages end each other's stream for
+ever), as its 33rd login ends its oldest
 session: refused instead (a 429), a program holding 32 streams -- without ``auth``, any
 local one: every viewer is the one anonymous caller -- kept the operator's dashboard
 from live updates, and reloading the page, which the page advised, changed nothing.
@@ -132,7 +134,8 @@ def displaced(name: str) -> str:
     """Why a stream of ``name`` was ended by a newer one (``event: displaced``)."""
     return (f"live updates stopped: {MAX_STREAMS} newer live streams of '{name}' were "
             "opened (by other browsers, or programs), the most one caller may hold; "
-            "reload the page to get them back")
+            "they resume when this page is used again (or click here), ending the "
+            "oldest of those")
 
 
 @contextlib.contextmanager

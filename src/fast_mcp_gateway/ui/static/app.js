@@ -60,20 +60,49 @@
     toastTimer = setTimeout(function () { toastBox.hidden = true; }, 8000);
   }
 
+  // How a stream newer ones displaced connects again (the tab's own, or the shared one).
+  var reconnect = null;
+  var displaced = false;
   function state(value, title) {
     if (value === "live") { body.dataset.liveConnected = "true"; }
+    displaced = value === "displaced";
     if (!status) { return; }
     status.classList.toggle("on", value === "live");
+    status.classList.toggle("resumable", displaced);
+    if (displaced) {
+      status.tabIndex = 0;
+      status.setAttribute("role", "button");
+    } else {
+      status.removeAttribute("tabindex");
+      status.setAttribute("role", "status");
+    }
     if (value === "live") {
       status.textContent = "live";
-    } else if (value === "stopped") {
+      status.title = "live updates";
+    } else if (value === "stopped" || displaced) {
       status.textContent = "stopped";
-      status.title = title ||
-        "live updates stopped: the gateway refused them; reload the page";
+      status.title = title || (displaced ? "live updates stopped: newer live streams " +
+        "of yours ended this one; use this page (or click here) to resume them" :
+        "live updates stopped: the gateway refused them; reload the page");
     } else if (value === "reconnecting") {
       status.textContent = "reconnecting";
     }
   }
+  // A displaced stream comes back when its page is used again: shown, focused, clicked
+  // or typed in.  Never by itself: it would end the caller's oldest stream, whose page
+  // would do the same, two pages taking one place from each other for ever.
+  function resume() {
+    if (displaced && reconnect) {
+      displaced = false;
+      reconnect();
+    }
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") { resume(); }
+  });
+  window.addEventListener("focus", resume);
+  document.addEventListener("pointerdown", resume, true);
+  document.addEventListener("keydown", resume, true);
   function event(kind, data) {
     show(kind, data);
     if (kind === "alert") { toast(data); }
@@ -113,6 +142,7 @@
     };
     worker.port.start();
     worker.port.postMessage(join);
+    reconnect = function () { worker.port.postMessage({ type: "resume" }); };
     window.addEventListener("pagehide", function () {
       worker.port.postMessage({ type: "leave" });
     });
@@ -124,6 +154,7 @@
 
   function own() {
     var source = new EventSource(url);
+    reconnect = own;
     source.onopen = function () { state("live"); };
     // A lost stream is retried by the browser (CONNECTING); a refused one (a 403, a
     // redirect to the login page: anything but an event stream) never is (CLOSED).
@@ -135,13 +166,13 @@
     });
     source.addEventListener("displaced", function (e) {  // see live-worker.js
       source.close();
-      state("stopped", JSON.parse(e.data).message);
+      state("displaced", JSON.parse(e.data).message);
     });
     source.addEventListener("ended", function () {
       source.close();
       ended();
     });
-    window.addEventListener("pagehide", function () { source.close(); });
+    window.addEventListener("pagehide", function () { source.close(); }, { once: true });
   }
 
   if (!(window.SharedWorker && shared())) { own(); }

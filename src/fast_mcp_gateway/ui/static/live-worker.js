@@ -5,19 +5,28 @@
 // gateway in that browser, until a tab was closed.
 // Tabs join with the stream's URL and their session's key (its CSRF token): tabs of one
 // session share a stream; a tab of another login gets its own.  A stream whose last tab
-// left is closed.
+// left is closed.  One a newer stream of the caller displaced waits until a tab of it
+// is used again (app.js sends "resume": shown, focused, clicked), then reconnects.
 "use strict";
 
 var streams = {};
 var KINDS = ["call", "transition", "catalog", "alert"];
 
 function open(id, url) {
-  var stream = { ports: [], state: "connecting", source: new EventSource(url) };
-  var source = stream.source;
+  var stream = { ports: [], state: "connecting", url: url, source: null };
+  streams[id] = stream;
+  connect(id, stream);
+  return stream;
+}
+
+function connect(id, stream) {
+  var source = new EventSource(stream.url);
+  stream.source = source;
   function send(message) {
     stream.ports.forEach(function (port) { port.postMessage(message); });
   }
   function state(value, title) {
+    if (stream.source !== source) { return; }  // a source this stream has replaced
     stream.state = value;
     send({ type: "state", state: value, title: title });
   }
@@ -26,7 +35,7 @@ function open(id, url) {
   // redirect to the login page: anything but an event stream) never is (CLOSED).
   source.onerror = function () {
     if (source.readyState === EventSource.CLOSED) {
-      delete streams[id];  // a tab that reloads opens it again
+      if (stream.source === source) { delete streams[id]; }  // a tab that reloads opens it again
       state("stopped");
     } else {
       state("reconnecting");
@@ -34,23 +43,32 @@ function open(id, url) {
   };
   KINDS.forEach(function (kind) {
     source.addEventListener(kind, function (e) {
-      send({ type: "event", kind: kind, data: e.data });
+      if (stream.source === source) { send({ type: "event", kind: kind, data: e.data }); }
     });
   });
   // A newer stream of the same caller ended this one (the gateway's per-caller bound):
-  // reconnecting would end another, so it stops, saying why.
+  // reconnecting at once would end another, which would do the same, so it waits,
+  // saying why, for one of its tabs to be used again ("resume") or a tab to join.
   source.addEventListener("displaced", function (e) {
     source.close();
-    delete streams[id];
-    state("stopped", JSON.parse(e.data).message);
+    state("displaced", JSON.parse(e.data).message);
   });
   source.addEventListener("ended", function () {
     source.close();
-    delete streams[id];
+    if (stream.source === source) { delete streams[id]; }
     send({ type: "ended" });
   });
-  streams[id] = stream;
-  return stream;
+}
+
+// A displaced stream connects again for all its tabs when one of them is used.
+function resume(id) {
+  var stream = streams[id];
+  if (!stream || stream.state !== "displaced") { return; }
+  stream.state = "reconnecting";
+  stream.ports.forEach(function (port) {
+    port.postMessage({ type: "state", state: "reconnecting" });
+  });
+  connect(id, stream);
 }
 
 function leave(port, id) {
@@ -68,12 +86,17 @@ self.onconnect = function (e) {
   var joined = null;
   port.onmessage = function (m) {
     var message = m.data || {};
+    if (message.type === "resume") {
+      if (joined !== null) { resume(joined); }
+      return;
+    }
     if (joined !== null) { leave(port, joined); joined = null; }
     if (message.type === "join") {
       joined = message.url + "\n" + message.key;
       var stream = streams[joined] || open(joined, message.url);
       stream.ports.push(port);
       port.postMessage({ type: "state", state: stream.state });
+      resume(joined);  // a tab (re)loading is one used again
     }
   };
   port.start();

@@ -137,8 +137,9 @@ def test_the_namespace_check_at_start_reads_each_servers_namespace_once(
     """The start-up check compared each runtime registration with every server, working
     out each one's namespace again (transliterating its name): 1,000 registrations took
     a million, seconds of a start with the event loop held.  Now once a server."""
-    from fast_mcp_gateway.admin import invalid
+    from fast_mcp_gateway.admin.clashes import NamespaceClashes
     from fast_mcp_gateway.config.schema import ServerConfig
+    from fast_mcp_gateway.store import Registration
 
     caplog.set_level(logging.WARNING, logger="fast_mcp_gateway")
     servers = {f"svc-{n}": ServerConfig(name=f"svc-{n}", command="x") for n in range(300)}
@@ -153,7 +154,9 @@ def test_the_namespace_check_at_start_reads_each_servers_namespace_once(
 
     monkeypatch.setattr(ServerConfig, "effective_namespace", property(counting))
     runtime = [name for name in servers if name != "cafe"]
-    invalid.warn_overlong([], runtime, "the store", servers)
+    rows = [Registration(name=name, config={"command": "x"}, enabled=True, updated_at=0.0)
+            for name in runtime]
+    NamespaceClashes().check({"cafe": servers["cafe"]}, rows, servers, None)
     assert counted["n"] <= 2 * len(servers) + len(runtime), counted
     said = [r.getMessage() for r in caplog.records if "now has the namespace" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("server 'café', registered at runtime in "

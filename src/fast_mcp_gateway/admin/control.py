@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway.admin import instance_lease
+from fast_mcp_gateway.admin.clashes import NamespaceClashes, runtime_servers
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.held_audit import HeldAudit, write_entry
@@ -87,6 +88,7 @@ class ControlPlane:
         self.recorder: Recorder | None = None
         self.alerts: AlertEngine | None = None  # set by the gateway
         self._apply_routes, self.routes = apply_routes, RouteTable()  # rules in force
+        self.clashes = NamespaceClashes()  # runtime registrations sharing a namespace
         self._reload_lock = anyio.Lock()
         self.reloads = ChangeSignal()  # notified after every reload attempt
         # Called (old, new) once a reload replaced the options, before servers reconcile.
@@ -158,6 +160,7 @@ class ControlPlane:
             logger.warning("ignoring a runtime registration: %s", problem)
         self._invalid_registrations = invalid
         self._stored_flags = [r for r in registrations if r.config is None or r.config == TOMBSTONE]
+        self.clashes.check(config.servers, registrations, desired, self.settings.db)
         return desired
 
     # -- the store's lifetime -------------------------------------------------------
@@ -201,10 +204,9 @@ class ControlPlane:
                 await converge(self.manager, desired)
         elif registrations:
             self.manager.configure(desired)
-        runtime = [r.name for r in registrations if r.config not in (None, TOMBSTONE)
-                   and desired.get(r.name) is not self.config.servers.get(r.name)]
+        runtime = runtime_servers(self.config.servers, registrations, desired)
         where = mask_text(self.settings.db or "the store")
-        warn_overlong(registrations, runtime, where, desired)
+        warn_overlong(registrations, runtime, where)
         if runtime or late:  # else serve's start-up line has the count (cli/serve.py)
             logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
                         len(desired), len(desired) - len(runtime), self.config.source,
@@ -422,10 +424,7 @@ class ControlPlane:
         log_invalid(new, "is not started", kept)
         if not kept:
             return new
-        servers = dict(new.servers)
-        for name, server in kept.items():
-            servers[name] = server
-        return new.model_copy(update={"servers": servers})
+        return new.model_copy(update={"servers": {**new.servers, **kept}})
 
     async def _audit_reload(self, actor: Actor, path: str, result: str) -> None:
         """Audit a reload that happened (or was rejected): a store lost meanwhile holds

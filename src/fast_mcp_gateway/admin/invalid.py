@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from fast_mcp_gateway.config.names import ascii_replaced, overlong_name, shown_name
+from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.registrations import overlong_description
 from fast_mcp_gateway.config.schema import (
     MAX_DESCRIPTION,
@@ -163,30 +163,10 @@ def log_invalid(config: GatewayConfig, fate: str,
                      "from the file until it is fixed", len(config.invalid), config.source)
 
 
-def warn_overlong(registrations: list[Registration], runtime: list[str], where: str,
-                  servers: Mapping[str, ServerConfig] | None = None) -> None:
+def warn_overlong(registrations: list[Registration], runtime: list[str], where: str) -> None:
     """Warn of each ``runtime`` server registered in ``where`` before names and
-    descriptions were limited: it runs as before, and is told how to fix it; and of one
-    whose namespace another of ``servers`` (all that run) has now (checked when it was
-    registered: since, the other was added to the file, or its accented name
-    transliterated)."""
-    servers = servers or {}
-    by_namespace: dict[str, list[ServerConfig]] = {}  # once: not every server per runtime one
-    if runtime:
-        for each in servers.values():
-            by_namespace.setdefault(each.effective_namespace, []).append(each)
-    for name in runtime:
-        server = servers.get(name)
-        ns = server.effective_namespace if server is not None else ""
-        other = next((o for o in by_namespace.get(ns, ()) if ns and o.name != name), None)
-        if server is not None and other is not None:
-            why = (" (accented letters are written without their accents)"
-                   if server.namespace is None and ascii_replaced(name) != ns else "")
-            logger.warning("server '%s', registered at runtime in %s, now has the namespace "
-                           "'%s'%s, which server '%s' has too: components of both named "
-                           "alike collide (the later gets a hash suffix); give one of them "
-                           "a 'namespace:' (gateway_update_server)", shown_name(name), where,
-                           ns, why, shown_name(other.name))
+    descriptions were limited: it runs as before, and is told how to fix it (a namespace
+    another server has now: ``clashes.py``)."""
     for name in runtime:
         if (too_long := overlong_name(name)) is not None:
             logger.warning("server '%s', registered at runtime in %s before names were "

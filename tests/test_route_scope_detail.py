@@ -2,7 +2,8 @@
 server list for that caller what its ``tools/list`` lists (``admin/shown.py``).
 
 REST ``GET /servers/{name}/tools`` and ``GET /servers/{name}``, the admin tool
-``gateway_server_detail`` and the dashboard's server page listed ``clock_now`` to a
+``gateway_server_detail`` and the dashboard's server page listed ``clock_now`` (and
+REST's statistics of a mistyped tool name suggested it) to a
 token limited to ``servers: [clock]`` after a rule sent ``clock_*`` to ``clock2``,
 while its tools/list, search and "did you mean" left it out: a tool offered, then
 refused.  An unrestricted caller still sees it, and where the rule sends it.  Real HTTP
@@ -53,6 +54,8 @@ async def test_a_servers_detail_offers_no_caller_a_tool_routed_outside_its_serve
         for token in (ALICE, CAROL):   # REST: the tools list, and an admin's detail
             tools = (await api("GET", "/servers/clock/tools", token)).json()["items"]
             assert not _clock_tools(i["exposed"] for i in tools), tools
+        typo = await api("GET", "/stats/tools/clock_nowx", ALICE)   # no "did you mean" it
+        assert typo.status_code == 404 and "'clock_now'" not in typo.text, typo.text
         exposed = (await api("GET", "/servers/clock", CAROL)).json()["exposed"]
         assert not _clock_tools(e["exposed"] for e in exposed if e["kind"] == "tool")
         async with Client(f"{base}/mcp", auth=CAROL) as carol:   # the admin tool
@@ -67,6 +70,7 @@ async def test_a_servers_detail_offers_no_caller_a_tool_routed_outside_its_serve
         # A caller that may use clock2 still sees the tool, and where the rule sends it.
         tools = (await api("GET", "/servers/clock/tools", OPS)).json()["items"]
         assert "clock_now" in {i["exposed"] for i in tools}
+        assert "'clock_now'" in (await api("GET", "/stats/tools/clock_nowx", OPS)).text
         exposed = (await api("GET", "/servers/clock", OPS)).json()["exposed"]
         now = next(e for e in exposed if e["exposed"] == "clock_now")
         assert now["routed_to"] == "clock2", now

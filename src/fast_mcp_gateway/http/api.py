@@ -332,7 +332,9 @@ async def stats_tool(call: Call) -> StatsReport:
     if entry is None or not call.may_use(entry[0].server):
         import difflib  # here, not at the top: only a wrong name needs it
 
-        mine = [name for name, (origin, _) in tools.items() if call.may_use(origin.server)]
+        shown = shown_to(call.ctx, call.principal.servers)   # as its lists list them
+        mine = [name for name, (origin, item) in tools.items()
+                if call.may_use(origin.server) and shown("tool", name, origin, item)]
         close = difflib.get_close_matches(tool, mine, n=3, cutoff=0.8)
         meant = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise not_found(f"no tool named '{tool}': {meant}a tool is named by its exposed "

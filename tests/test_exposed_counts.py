@@ -9,9 +9,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
-from tests.fixtures import PY, SERVERS
+from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
 from tests.stdio_gateway import CLI, stdio_gateway
 
 # The fidelity upstream lists five tools: one runs only as a task (its session is
@@ -59,3 +60,20 @@ def test_check_counts_the_tools_hosts_see_and_says_why_others_are_not(
     assert ("fid: 2 tools not exposed to hosts: 1 runs only as a task (its session is "
             "handshake-era, which has no tasks; 'protocol: 2026-07-28' relays them if the "
             "server speaks it); 1 hidden by its 'tools.exclude' rule") in table.stdout
+
+
+@pytest.mark.anyio
+async def test_the_dashboards_server_page_counts_and_lists_what_hosts_see(
+        tmp_path: Path) -> None:
+    """Its status part (the admin detail's counts) and its list of tools, over HTTP."""
+    gateway = make_gateway({"fid": stdio_entry("fidelity.py", tools={"exclude": ["needs_url"]})},
+                           db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        service = gateway.manager.services["fid"]
+        await service.wait_until(lambda: str(service.state) == "ready", within=60)
+        page = (await http.get(base + "/ui/servers/fid")).text
+    assert "<dd>3 tools, 1 resources" in page and "<h3>Tools (3)</h3>" in page, page
+    assert ("<dt>Tools not exposed</dt><dd>1 run only as tasks (its session is "
+            "handshake-era, which has no tasks); 1 hidden by its <code>tools.exclude</code> "
+            "rule</dd>") in page
+    assert "fid_task_only" not in page

@@ -1,6 +1,7 @@
 """Gateway CPU per HTTP-front call, this tree against another install, interleaved.
 
     python benchmarks/http_cpu.py [--calls 1000] [--rounds 4] [--auth none|token|jwt] [--stdio]
+                                  [--protocol auto|legacy]
                                   [--base /work/main/.venv/bin/python] [--profile out.prof]
 
 Serves ``upstream.py --http`` and one ``mcp-gateway serve --transport http`` per
@@ -10,7 +11,9 @@ client each, and one straight to the upstream (``direct``); then ``--calls`` seq
 the upstream's CPU per call (``/proc``) and the p50 latency per round, then their
 medians and the median of each round's p50 over that round's ``direct`` p50, with the
 load average.  ``--profile FILE`` runs this tree's gateway under
-``profiled_gateway.py`` and writes a ``cProfile`` of its last round.
+``profiled_gateway.py`` and writes a ``cProfile`` of its last round.  ``--protocol
+legacy``: the clients and the gateways' upstream sessions use the initialize handshake
+(a handshake-era host on its session: the session lane, ``http/session_lane.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ async def main(args: argparse.Namespace) -> None:
         scopes=["tools"], expires_in_seconds=24 * 3600)}[args.auth]
     auth = None if args.auth == "none" else auth_section(keys.public_key)
     with tempfile.TemporaryDirectory(prefix="http-cpu-") as root, contextlib.ExitStack() as ps:
-        ws = Workspace(Path(root), "auto", 10.0)
+        ws = Workspace(Path(root), args.protocol, 10.0)
         _, up_url, upstream = await http_upstream(ws, ps)
         settings = {k: v for k, v in os.environ.items() if k.startswith("MCP_GATEWAY_")}
         urls: dict[str, tuple[str, int]] = {}
@@ -134,6 +137,8 @@ if __name__ == "__main__":
     parser.add_argument("--auth", default="none", choices=("none", "token", "jwt"))
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--profile", help="write a cProfile of this tree's last round")
+    parser.add_argument("--protocol", default="auto", choices=("auto", "legacy"),
+                        help="client and gateway-to-upstream protocol mode (as run.py's)")
     parser.add_argument("--stdio", action="store_true",
                         help="the gateways spawn their own upstream.py over stdio "
                              "(bench_http's gateway/stdio row) instead of the HTTP one")

@@ -42,7 +42,8 @@ PROVIDER_HOOKS = frozenset({
 
 
 def _sources() -> list[Path]:
-    return [p for p in PACKAGE.rglob("*.py") if p.name != "_compat.py"]
+    # _compat.py, and _compat_sessions.py beside it (the session lane's, at the size limit)
+    return [p for p in PACKAGE.rglob("*.py") if not p.name.startswith("_compat")]
 
 
 def _library_private_names() -> set[str]:
@@ -433,3 +434,26 @@ async def test_an_http_sessions_opener_is_looked_up() -> None:
         held, owner = _compat.http_session_owner(manager, opened.headers["mcp-session-id"])
         assert held and owner is not None and owner["client_id"] == "c"
         assert _compat.http_session_owner(manager, "nope") == (False, None)
+
+
+async def test_a_held_sessions_idle_countdown_waits_for_the_request() -> None:
+    """``HeldSession``: a request the session lane serves holds the session's idle
+    countdown as the SDK's transport holds it around each request it serves."""
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+
+    from fast_mcp_gateway._compat_sessions import HeldSession
+
+    transport = StreamableHTTPServerTransport("s1", idle_timeout=60)
+    async with transport.connect():
+        assert transport.idle_scope is not None
+        held = HeldSession(transport)
+        assert not held.expired
+        with held:
+            assert transport.idle_scope.deadline == float("inf")
+            with held:
+                assert transport._requests_in_flight == 2
+            assert transport.idle_scope.deadline == float("inf")
+        assert anyio.current_time() < transport.idle_scope.deadline <= anyio.current_time() + 60
+        transport.idle_scope.cancel()
+        assert held.expired
+        await transport.terminate()

@@ -16,6 +16,7 @@ MAX_LINES = 500
 RANKS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "config": 1, "policies": 1, "principal": 1, "store": 1, "telemetry": 1, "_compat": 1,
+    "_compat_sessions": 1,  # _compat's SDK session internals (the session lane's)
     "spawn": 1,  # how a stdio server's process starts: for _compat and upstream alike
     "upstream": 2,
     "routing": 3, "alerts": 3,
@@ -29,7 +30,8 @@ RANKS: dict[str, int] = {
 }
 # Leaves of rank 1 that other rank-1 packages may use (identity, records, redaction,
 # process starts).
-LEAVES = {"config", "store", "telemetry", "principal", "_compat", "policies", "spawn"}
+LEAVES = {"config", "store", "telemetry", "principal", "_compat", "_compat_sessions",
+          "policies", "spawn"}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

@@ -346,12 +346,11 @@ class Gateway:
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:")),
             favicon_group()]
-        from fast_mcp_gateway.http.lane import HttpLane
+        from fast_mcp_gateway.http.session_lane import express_lanes
 
         low = low_level_server(self.server)
-        lane = functools.partial(
-            HttpLane, provider=self.provider, server_info=lambda: low.server_info_stamp,
-            enabled=self.settings.http_express_lane, states=RoundStates.of(self.server))
+        lane = express_lanes(self.server, self.provider, lambda: low.server_info_stamp,
+                             RoundStates.of(self.server), self.settings.http_express_lane)
         app = build_app(self.server, self.control, self.settings, transport, groups=groups,
                         lane=lane, before_sessions_end=self._admin_ops_ended)
         app.state.startup_gate = self.startup  # for embedders that wait for first connects

@@ -349,7 +349,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
               before_sessions_end: Callable[[], Awaitable[object]] | None = None) -> GatewayApp:
     """The gateway's Starlette app for ``transport`` (http or sse): ``groups`` (health,
     metrics, dashboard) and the REST API ahead of the MCP endpoint, one lifespan.
-    ``lane`` (streamable HTTP only; called ``lane(app, access, max_body=...)``) wraps
+    ``lane`` (streamable HTTP only; called ``lane(app, access, max_body=..., manager=...,
+    held=...)``: the SDK's session manager, and the request ids in flight on its
+    sessions that ``request_ids.InFlightIds`` holds) wraps
     FastMCP's app for the MCP endpoint's exact path, behind the same Host/Origin guard
     (the HTTP express lane).  ``before_sessions_end`` is awaited as the lifespan
     begins to end, before the MCP sessions end (``Gateway._admin_ops_ended``)."""
@@ -390,6 +392,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if transport == "sse" and max_body != SDK_MAX_BODY:
         raise ConfigError.single("MCP_GATEWAY_HTTP_MAX_BODY_BYTES", None, None, SSE_BODY_LIMIT)
     set_body_limit = body_limit_setter(mcp_app, mcp_path) if transport == "http" else None
+    held: set[tuple[bytes, Any, Any]] = set()  # ids in flight on sessions (request_ids)
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),  # and a
@@ -406,7 +409,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                 several=several))
         # A request under an id in flight in its session overwrote the first's stream
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
-            InFlightIds, limit=max_body, tokens=verifier is not None))
+            InFlightIds, limit=max_body, tokens=verifier is not None, held=held))
     if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
@@ -472,7 +475,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app.mcp_entry = guarded_mcp
     if lane is not None and transport == "http":
         app.mcp_entry = RememberedGuard(
-            lane(mcp_app, access, max_body=max_body), allowed_hosts=allowed_hosts,
+            lane(mcp_app, access, max_body=max_body, held=held,
+                 manager=session_manager_of(mcp_app, mcp_path)), allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins, tokenless=tokenless)
     app.groups = all_groups
     app.hosts = (allowed_hosts, allowed_origins)

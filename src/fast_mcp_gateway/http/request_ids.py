@@ -44,14 +44,16 @@ from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, rep
 class InFlightIds(PostsOnly):
     """ASGI app in front of the MCP endpoint's own (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_MESSAGE, *, tokens: bool = False
-                 ) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_MESSAGE, *, tokens: bool = False,
+                 held: set[tuple[bytes, Any, Any]] | None = None) -> None:
         """``tokens``: the gateway has ``auth`` (a POST without a verified token is
         passed to the guard untouched)."""
         super().__init__(app)
         self.limit = limit
         self.tokens = tokens
-        self._open: set[tuple[bytes, Any, Any]] = set()  # (session, caller, request id key)
+        # (session, caller, request id key); shared with the session lane (``held``),
+        # which holds the ids of the calls it serves in it.
+        self._open: set[tuple[bytes, Any, Any]] = held if held is not None else set()
 
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = next((v for k, v in scope["headers"] if k == b"mcp-session-id"), None)

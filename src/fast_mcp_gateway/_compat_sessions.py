@@ -1,0 +1,48 @@
+"""The SDK's streamable-HTTP session internals the session lane needs (``_compat``'s rule).
+
+``_compat.py`` holds every other use of a FastMCP or SDK private name; this one, of the
+SDK's ``StreamableHTTPServerTransport`` idle bookkeeping, sits beside it (``_compat.py``
+is at the module size limit).  ``tests/test_compat.py`` exercises it against the
+installed SDK and allows private names in ``_compat*.py`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+
+__all__ = ["HeldSession"]
+
+
+class HeldSession:
+    """A streamable HTTP session's idle countdown held while a request the gateway
+    serves itself (``http/session_lane.py``) is in flight, as the SDK's transport holds
+    it around each request it serves (``StreamableHTTPServerTransport.handle_request``:
+    its ``_requests_in_flight`` count and ``idle_scope`` deadline).  ``expired``: the
+    idle period already ran out or the session was terminated (the SDK would answer
+    the request as terminated)."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    @property
+    def expired(self) -> bool:
+        scope = self.transport.idle_scope
+        return bool(self.transport.is_terminated or (scope is not None and scope.cancel_called))
+
+    def __enter__(self) -> None:
+        transport = self.transport
+        if transport.idle_scope is not None and transport._idle_timeout is not None:
+            transport._requests_in_flight += 1
+            transport.idle_scope.deadline = math.inf
+
+    def __exit__(self, *exc: object) -> None:
+        transport = self.transport
+        if transport.idle_scope is not None and transport._idle_timeout is not None:
+            transport._requests_in_flight -= 1
+            if not transport._requests_in_flight:
+                transport.idle_scope.deadline = anyio.current_time() + transport._idle_timeout

@@ -1,0 +1,172 @@
+"""The host's side of one call the session lane serves (``session_lane.py``): its SSE
+stream, written as the SDK's stateful streamable-HTTP transport writes a POST's answer.
+
+The SDK (``StreamableHTTPServerTransport`` with ``json_response=False``, no event store)
+answers every handshake-era request POST with an ``EventSourceResponse`` started at
+once: status 200, the headers below in that order, then one ``event: message`` per
+message related to the request (progress, logs, the server's own requests), the
+answer last, and the body's end; a ping comment every 15 s (sse-starlette's default)
+while it runs.  Messages are pydantic's JSON (UTF-8 as is).  A request the host
+cancelled is answered ``REQUEST_CANCELLED`` (-32800, "Request cancelled"); a session
+that ended (DELETE, expiry) ends its streams without an answer.
+
+``SessionReply`` is also the call's ``wire.HostChannel``: a question to the host goes
+on the call's stream under the lane's own id (``gw-ask-N``), as the SDK puts it there
+under its own, and the host's answer (a POST of a JSON-RPC response on the session)
+is handed to it by the lane (``answer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.streamable_http import REQUEST_CANCELLED
+from mcp.shared.dispatcher import Outbound
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.front.wire import progress_params
+from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
+from fast_mcp_gateway.upstream.lifting import splice
+
+PING_EVERY = 15.0
+"""Seconds between the ping comments of a running call's stream (sse-starlette's)."""
+
+ASK_PREFIX = "gw-ask-"
+"""The start of the ids of the requests the session lane sends its hosts."""
+
+_ask_ids = itertools.count(1)
+
+
+def sse_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
+    """The SDK's SSE answer headers for a session's POST, in its order."""
+    return [(b"cache-control", b"no-cache, no-transform"), (b"connection", b"keep-alive"),
+            (b"content-type", b"text/event-stream"), (b"mcp-session-id", session_id),
+            (b"x-accel-buffering", b"no")]
+
+
+def accepted_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
+    """The SDK's 202 for a notification or response POSTed on a session."""
+    return [(b"content-type", b"application/json"), (b"mcp-session-id", session_id),
+            (b"content-length", b"0")]
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """``message`` as the SDK's transport writes it (pydantic's JSON: UTF-8 as is)."""
+    try:
+        return splice(UTF8_JSON.encode(message))
+    except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
+        return splice(ASCII_JSON.encode(message))
+
+
+def sse_event(data: bytes) -> bytes:
+    return b"event: message\r\ndata: %b\r\n\r\n" % data
+
+
+def cancelled_body(request_id: Any) -> bytes:
+    """The SDK's answer to a request its host cancelled (this era's wire)."""
+    return encode_message({"jsonrpc": "2.0", "id": request_id, "error": {
+        "code": REQUEST_CANCELLED, "message": "Request cancelled"}})
+
+
+class SessionReply:
+    """One lane call's SSE stream, and its host as a ``wire.HostChannel``."""
+
+    def __init__(self, send: Any, session_id: bytes, host_capabilities: dict[str, Any],
+                 asks: dict[tuple[str, str], asyncio.Future[dict[str, Any]]],
+                 outbound: Outbound) -> None:
+        self.send = send
+        self.outbound = outbound  # the session's standalone channel (its GET stream)
+        self.session_id = session_id
+        self.session = session_id.decode("latin-1")
+        # What the host declared in its handshake (the full path's ``can_ask`` reads it).
+        self.host_capabilities = host_capabilities
+        self.asks = asks  # the lane's: (session, ask id) -> the answer awaited
+        self.finished = False
+        self.lock = asyncio.Lock()  # the call's task and a ping both write
+        self._pinger: asyncio.TimerHandle | None = None
+        self._pings: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        await self.send({"type": "http.response.start", "status": 200,
+                         "headers": sse_headers(self.session_id)})
+        self._loop = loop
+        self._pinger = loop.call_later(PING_EVERY, self._ping)
+
+    def _ping(self) -> None:
+        assert self._loop is not None
+        comment = b": ping - %b\r\n\r\n" % str(datetime.now(UTC)).encode()
+        task = self._loop.create_task(self._write(comment))
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
+        self._pinger = self._loop.call_later(PING_EVERY, self._ping)
+
+    def stop_pings(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._pinger = None
+        for task in self._pings:
+            task.cancel()
+
+    async def _write(self, data: bytes) -> None:
+        async with self.lock:
+            if not self.finished:
+                await self.send({"type": "http.response.body", "body": data,
+                                 "more_body": True})
+
+    async def finish(self, body: bytes | None) -> None:
+        """The answer's event (``body``; None: none) and the stream's end."""
+        self.stop_pings()
+        async with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+            await self.send({"type": "http.response.body", "more_body": False,
+                             "body": b"" if body is None else sse_event(body)})
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        await self._write(sse_event(encode_message(
+            {"jsonrpc": "2.0", "method": method, "params": params})))
+
+    async def progress(self, token: Any, progress: float, total: float | None,
+                       message: str | None) -> None:
+        await self.notify("notifications/progress",
+                          progress_params(token, float(progress),
+                                          None if total is None else float(total), message))
+
+    async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Send the host a request on this call's stream under a lane id and wait for
+        its answer (a POST on the session, ``SessionLane``)."""
+        ask_id = f"{ASK_PREFIX}{next(_ask_ids)}"
+        key = (self.session, ask_id)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.asks[key] = answer
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        written = False
+        try:
+            await self._write(sse_event(encode_message(request)))
+            written = True
+            message = await answer
+        except asyncio.CancelledError:
+            if written:  # withdrawn, as the SDK's session does: on the call's stream,
+                # or, once it ended (the call was answered first), the session's own
+                withdrawn = {"requestId": ask_id, "reason": "the call was cancelled"}
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    if self.finished:
+                        await self.outbound.notify("notifications/cancelled", withdrawn)
+                    else:
+                        await self.notify("notifications/cancelled", withdrawn)
+            raise
+        finally:
+            del self.asks[key]
+        if "error" in message:
+            raise MCPError.from_error_data(types.ErrorData.model_validate(message["error"]))
+        result = message.get("result")
+        return result if isinstance(result, dict) else {}

@@ -308,7 +308,7 @@ async def test_real_hosts_of_the_handshake_era_with_asks() -> None:
         progress: list[float] = []
 
         async def elicit(context: Any, params: Any) -> types.ElicitResult:
-            return types.ElicitResult(action="accept", content={"value": "Ann"})
+            return types.ElicitResult(action="accept", content={"value": "Ann", "name": "Ann"})
 
         async def sample(context: Any, params: Any) -> types.CreateMessageResult:
             return types.CreateMessageResult(
@@ -317,6 +317,9 @@ async def test_real_hosts_of_the_handshake_era_with_asks() -> None:
         async def on_progress(progress_value: float, total: float | None,
                               message: str | None) -> None:
             progress.append(progress_value)
+
+        async def roots(context: Any) -> types.ListRootsResult:
+            return types.ListRootsResult(roots=[types.Root(uri="file:///work/ann")])
 
         logs: list[Any] = []
 
@@ -327,6 +330,7 @@ async def test_real_hosts_of_the_handshake_era_with_asks() -> None:
         async with http, streamable_http_client(f"{lane.base}/mcp", http_client=http) as (
                 read, write), ClientSession(read, write, elicitation_callback=elicit,
                                             sampling_callback=sample,
+                                            list_roots_callback=roots,
                                             logging_callback=on_log) as session:
             init = await session.initialize()
             assert init.protocol_version == "2025-11-25"
@@ -334,19 +338,25 @@ async def test_real_hosts_of_the_handshake_era_with_asks() -> None:
             assert asked.content[0].text == "accept:Ann"  # type: ignore[union-attr]
             sampled = await session.call_tool("inter_sample", {})
             assert sampled.content[0].text == "m:hi"  # type: ignore[union-attr]
+            listed = await session.call_tool("inter_roots", {})
+            assert listed.structured_content == {"result": ["file:///work/ann"]}
             await session.set_logging_level("warning")
             done = await session.call_tool("alpha_progress", {"steps": 2},
                                            progress_callback=on_progress)
             assert done.content[0].text == " done"  # type: ignore[union-attr]
-        assert lane.served == 3 and progress == [1.0, 2.0] and logs == []
+        assert lane.served == 4 and progress == [1.0, 2.0] and logs == []
         async def answer(*_: Any) -> dict[str, str]:
-            return {"value": "Bob"}
+            return {"value": "Bob", "name": "Bob"}
 
         async with Client(StreamableHttpTransport(f"{lane.base}/mcp", auth=BOB),
                           mode="legacy", elicitation_handler=answer) as client:
             assert (await client.call_tool("inter_ask", {})).data == "accept:Bob"
             assert (await client.call_tool("alpha_add", {"a": 2, "b": 2})).data == 4
-        assert lane.served >= 4
+            # A 2026-07-28 upstream's input_required, put to this host as a question
+            # (the gateway's session to it moves to 2026-07-28 for it: last).
+            guarded = await client.call_tool("inter_ask_guard", {})
+            assert guarded.content[0].text == "guard:accept:Bob"  # type: ignore[union-attr]
+        assert lane.served == 7
 
 
 @pytest.fixture(scope="module")

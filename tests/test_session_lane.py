@@ -378,3 +378,24 @@ async def test_the_inspector_cli_is_served_by_the_lane(tools: Path) -> None:
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         assert json.loads(done.stdout)["structuredContent"] == {"result": 5}
         assert lane.served == 1
+
+
+async def test_a_running_call_is_pinged_as_sse_starlette_pings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.http import session_reply
+
+    monkeypatch.setattr(session_reply, "PING_EVERY", 0.01)
+    async with front(True) as lane:
+        session = await open_session(lane)
+        seen = b""
+        async with lane.http.stream("POST", "/mcp", json=call("inter_wait_for_cancel", {}, 3),
+                                    headers=headers(ANN, session)) as got:
+            assert got.headers["content-type"] == "text/event-stream"
+            async for chunk in got.aiter_raw():
+                seen += chunk
+                if seen.count(b"\r\n\r\n") >= 2:
+                    break
+        assert lane.served == 1
+        pings = seen.split(b"\r\n\r\n")[:2]
+        assert all(p.startswith(b": ping - ") and p.endswith(b"+00:00") for p in pings), seen
+        await lane.events["cancelled"].wait()  # the host left: the call was cancelled

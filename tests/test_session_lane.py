@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,3 +400,13 @@ async def test_a_running_call_is_pinged_as_sse_starlette_pings(
         pings = seen.split(b"\r\n\r\n")[:2]
         assert all(p.startswith(b": ping - ") and p.endswith(b"+00:00") for p in pings), seen
         await lane.events["cancelled"].wait()  # the host left: the call was cancelled
+
+
+@pytest.mark.parametrize("era", ["2024-11-05", "2025-03-26", "2025-11-25"])
+async def test_each_handshake_era_gets_its_own_result_fields(
+        era: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "ERA", era)
+    async with both() as (lane, full, sessions):
+        for n, (name, arguments) in enumerate([("alpha_media", {}), ("fid_link", {}),
+                                               ("alpha_add", {"a": 1, "b": 2})]):
+            await same_answer(lane, full, sessions, call(name, arguments, n), taken=True)

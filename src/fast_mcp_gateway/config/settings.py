@@ -103,7 +103,8 @@ class GatewaySettings(BaseSettings):
                                   "stack (see lane.py); false sends every call the full path")
     http_express_lane: bool = Field(
         default=True, description="HTTP: serve 2026-07-28 tools/call POSTs of upstream tools "
-                                  "as JSON in front of the server stack (see http/lane.py); "
+                                  "as JSON in front of the server stack (see http/lane.py), "
+                                  "and a handshake-era session's (http/session_lane.py); "
                                   "false sends every request the full path")
     reload_interval: float = Field(
         default=2.0, ge=0, description="seconds between checks of the config file; 0: off")

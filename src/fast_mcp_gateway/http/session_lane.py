@@ -409,12 +409,14 @@ class SessionLane:
             caps = self._capabilities[plan.connection] = {} if declared is None else \
                 declared.model_dump(by_alias=True, mode="json", exclude_none=True)
         reply = SessionReply(send, plan.session, caps, self.asks, plan.connection.outbound)
-        self.held.add(plan.held)
-        self.calls[call_key] = stop
+        self.held.add(plan.held)  # before any await: a second POST of the id is refused
         watcher = None
         try:
             with HeldSession(plan.transport):
                 await reply.start(loop)
+                self.calls[call_key] = stop  # a stop may cancel it from now on
+                if HeldSession(plan.transport).expired:  # ended (DELETE) as it began
+                    stop.stop(_ENDED)
                 if isinstance(gone, HostGone):  # our httptools protocol: no task per call
                     gone.watch(stop)
                 else:

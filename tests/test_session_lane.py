@@ -174,8 +174,20 @@ async def both(auth: bool = True) -> AsyncIterator[tuple[Front, Front, tuple[str
         yield lane, full, sessions
 
 
+def summary(outcome: CallOutcome) -> tuple[Any, ...]:
+    """What a call's record says of it that both paths must say alike."""
+    call = outcome.call
+    caller = call.front.caller
+    return (outcome.status, outcome.error, call.exposed, call.service.name, call.principal.name,
+            call.front.client_id, call.front.protocol_version, str(call.front.request_id),
+            None if caller is None else (caller.name, caller.token))
+
+
 async def test_answers_are_the_full_paths() -> None:
     async with both() as (lane, full, sessions):
+        outcomes: tuple[list[CallOutcome], list[CallOutcome]] = ([], [])
+        for f, seen in zip((lane, full), outcomes, strict=True):
+            f.gateway.provider.pipeline.observers.append(seen.append)
         for n, (name, arguments) in enumerate([
                 ("alpha_add", {"a": 2, "b": 3}), ("alpha_media", {}),
                 ("alpha_fail", {"message": "no: ✗"}), ("fid_plain", None),
@@ -197,6 +209,9 @@ async def test_answers_are_the_full_paths() -> None:
         got = await same_answer(lane, full, sessions, {**progress, "id": "p-2"}, taken=True)
         assert b"notifications/message" not in got.content
         assert got.content.count(b"notifications/progress") == 2
+        # The calls' records say the same on both paths.
+        await until(lambda: len(outcomes[0]) == len(outcomes[1]) == 8)
+        assert [summary(o) for o in outcomes[0]] == [summary(o) for o in outcomes[1]]
 
 
 async def test_what_the_lane_does_not_take_goes_the_full_path() -> None:

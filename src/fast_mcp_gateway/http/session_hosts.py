@@ -36,7 +36,7 @@ class SessionHosts(Middleware):
     def __init__(self) -> None:
         # session id -> (its connection, the bearer token its last full-path request had)
         self._sessions: dict[str, tuple[weakref.ref[Connection], str | None]] = {}
-        self.on_end: Callable[[str], None] | None = None  # the lane's: a session ended
+        self.on_end: list[Callable[[str], None]] = []  # the lanes': a session ended
 
     def get(self, session_id: str) -> tuple[Connection, str | None] | None:
         """The session's connection and the token the full path last saw it with."""
@@ -74,8 +74,8 @@ class SessionHosts(Middleware):
         entry = self._sessions.get(session_id)
         if entry is not None and entry[0]() in (None, connection()):
             del self._sessions[session_id]
-        if self.on_end is not None:
-            self.on_end(session_id)
+        for ended in self.on_end:
+            ended(session_id)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -176,7 +176,7 @@ class SessionLane:
         self._accepts: dict[bytes, bool] = {}  # Accept -> both JSON and SSE
         self._capabilities: weakref.WeakKeyDictionary[Connection, dict[str, Any]] = \
             weakref.WeakKeyDictionary()  # a host's handshake capabilities, as JSON
-        hosts.on_end = self.session_ended
+        hosts.on_end.append(self.session_ended)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = self._may_take(scope) if self.enabled else None

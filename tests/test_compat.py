@@ -42,7 +42,8 @@ PROVIDER_HOOKS = frozenset({
 
 
 def _sources() -> list[Path]:
-    # _compat.py, and _compat_sessions.py beside it (the session lane's, at the size limit)
+    # _compat.py, and beside it _compat_sessions.py (the session lane's) and
+    # _compat_server.py (the server side's, re-exported by _compat)
     return [p for p in PACKAGE.rglob("*.py") if not p.name.startswith("_compat")]
 
 
@@ -101,13 +102,14 @@ def test_no_module_but_compat_reaches_a_private_name_of_fastmcp_or_the_sdk() -> 
                 str(node.args[1].value).startswith("_")
             ) and not str(node.args[1].value).startswith("__"):
                 found.append(f"{where}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
-    assert not found, "private FastMCP/SDK names outside _compat.py:\n" + "\n".join(found)
+    assert not found, "private FastMCP/SDK names outside the compat modules:\n" + "\n".join(found)
 
 
 def test_no_class_overrides_a_private_method_of_fastmcp_or_the_sdk() -> None:
     found: list[str] = []
     for info in pkgutil.walk_packages([str(PACKAGE)], "fast_mcp_gateway."):
-        if info.name.endswith(("_compat", "__main__")):
+        if info.name.rpartition(".")[2].startswith("_compat") or info.name.endswith(
+                "__main__"):
             continue
         module = importlib.import_module(info.name)
         for cls in vars(module).values():

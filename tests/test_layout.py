@@ -17,6 +17,7 @@ RANKS: dict[str, int] = {
     "_version": 0, "errors": 0,
     "config": 1, "policies": 1, "principal": 1, "store": 1, "telemetry": 1, "_compat": 1,
     "_compat_sessions": 1,  # _compat's SDK session internals (the session lane's)
+    "_compat_server": 1,  # _compat's server side (re-exported by _compat)
     "spawn": 1,  # how a stdio server's process starts: for _compat and upstream alike
     "upstream": 2,
     "routing": 3, "alerts": 3,
@@ -31,7 +32,7 @@ RANKS: dict[str, int] = {
 # Leaves of rank 1 that other rank-1 packages may use (identity, records, redaction,
 # process starts).
 LEAVES = {"config", "store", "telemetry", "principal", "_compat", "_compat_sessions",
-          "policies", "spawn"}
+          "_compat_server", "policies", "spawn"}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

@@ -210,6 +210,57 @@ async def test_stamped_raw_requests_and_the_closed_flag_on_a_live_session() -> N
     assert _compat.session_closed(session) is True
 
 
+async def test_a_server_request_read_beside_the_session_is_answered_by_it() -> None:
+    """``deliver_message``: the session's own callback answers, in the caller's context,
+    and the answer goes out on the session's write stream (its transport POSTs it); a
+    ``notifications/cancelled`` stops a handler (no answer); a closed session drops."""
+    from contextvars import ContextVar
+
+    from mcp import ClientSession
+    from mcp.shared.message import SessionMessage
+    from pydantic import ValidationError
+
+    caller: ContextVar[str] = ContextVar("caller", default="nobody")
+    release = anyio.Event()
+
+    async def sampling(ctx: Any, params: Any) -> types.CreateMessageResult:
+        if params.messages[0].content.text == "hold":
+            await release.wait()
+        return types.CreateMessageResult(role="assistant", model=caller.get(),
+                                         content=types.TextContent(type="text", text="ok"))
+
+    to_client, from_server = anyio.create_memory_object_stream[Any](8)
+    to_server, from_client = anyio.create_memory_object_stream[SessionMessage](8)
+
+    def asking(request_id: str, text: str) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": request_id, "method": "sampling/createMessage",
+                "params": {"messages": [{"role": "user", "content": {
+                    "type": "text", "text": text}}], "maxTokens": 5}}
+
+    async with to_client, from_server, to_server, from_client:
+        session = ClientSession(from_server, to_server, sampling_callback=sampling)
+        async with session:
+            caller.set("host-1")
+            await _compat.deliver_message(session, asking("gw-s1", "hi"))
+            with anyio.fail_after(10):
+                answer = (await from_client.receive()).message
+            assert isinstance(answer, types.JSONRPCResponse) and answer.id == "gw-s1"
+            assert answer.result["model"] == "host-1"  # the caller's context
+            await _compat.deliver_message(session, asking("gw-s2", "hold"))
+            await _compat.deliver_message(session, {
+                "jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": "gw-s2"}})
+            await _compat.deliver_message(session, {"jsonrpc": "2.0", "id": 3,
+                                                    "method": "ping"})
+            with anyio.fail_after(10):
+                ping = (await from_client.receive()).message
+            assert isinstance(ping, types.JSONRPCResponse) and ping.id == 3  # not gw-s2
+            with pytest.raises(ValidationError):
+                await _compat.deliver_message(session, {"jsonrpc": "2.0", "id": {}})
+        await _compat.deliver_message(session, asking("gw-s3", "late"))  # dropped
+        assert from_client.statistics().current_buffer_used == 0
+
+
 async def test_the_low_level_server_and_the_lifespan_of_a_fastmcp_server() -> None:
     from contextlib import asynccontextmanager
 

@@ -31,15 +31,10 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.telemetry.redaction import MASK, SECRETS
-from fast_mcp_gateway.upstream import http_tap
+from fast_mcp_gateway.upstream import http_pool
 from fast_mcp_gateway.upstream.deadline import Deadline
-from fast_mcp_gateway.upstream.http_tap import (
-    HttpTap,
-    _Declined,
-    _header_lines,
-    proxied,
-    tap_applies,
-)
+from fast_mcp_gateway.upstream.http_pool import Declined, header_lines, proxied, tap_applies
+from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.http_wire import sse_messages
 from fast_mcp_gateway.upstream.lifting import lifted_loads
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -151,7 +146,7 @@ async def test_calls_through_the_tap_answer_as_through_the_sdk_client(
         lifted.append(len(json.dumps(message)) < len(data) // 2)
         return message
 
-    monkeypatch.setattr(http_tap, "lifted_loads", counted)
+    monkeypatch.setattr(http_pool, "lifted_loads", counted)
     async with upstream() as up, front(gateway(up.url, tap=True)) as fast, \
             front(gateway(up.url, tap=False)) as sdk:
         assert fast.tap is not None and sdk.tap is None
@@ -289,12 +284,15 @@ async def test_a_call_timeout_closes_the_upstream_request() -> None:
             "structuredContent"] == {"result": 3}
 
 
-async def test_a_handshake_era_session_keeps_the_sdk_path() -> None:
+async def test_a_handshake_era_session_without_its_id_keeps_the_sdk_path() -> None:
+    """(A handshake-era session the tap knows the id of: ``test_http_tap_handshake.py``.)"""
     async with upstream() as up, front(gateway(up.url, tap=True, protocol="legacy")) as fast:
+        tap = fast.tap
+        assert tap is not None and tap.end is not None
+        tap.end = None  # where the session's id was never learned
         got = await fast.post("alpha_add", {"a": 5, "b": 6})
         assert got.json()["result"]["structuredContent"] == {"result": 11}
-        tap = fast.tap
-        assert tap is not None and tap.served == 0 and not tap._idle
+        assert tap.served == 0 and not tap._idle
 
 
 async def test_a_refused_connection_is_a_transport_failure_and_the_replica_recovers() -> None:
@@ -370,12 +368,12 @@ def test_the_tap_applies_to_plain_http_without_proxy_or_auth(
 
 
 def test_headers_that_could_smuggle_lines_are_left_to_the_sdk() -> None:
-    assert _header_lines({"x-a": "1", "authorization": "Bearer t"}) == (
+    assert header_lines({"x-a": "1", "authorization": "Bearer t"}) == (
         b"x-a: 1\r\nauthorization: Bearer t\r\n")
     for bad in ({"x-a": "1\r\nx-b: 2"}, {"x-a": "1\n"}, {"x-a": "\0"}, {"x-a:": "1"},
                 {"x-a": "✗"}, {" ": "1"}):
-        with pytest.raises(_Declined):
-            _header_lines(bad)
+        with pytest.raises(Declined):
+            header_lines(bad)
 
 
 async def test_the_deadline_cancels_once_and_tells_its_own_cancellation_apart() -> None:

@@ -19,6 +19,7 @@ Moving the version pins (pyproject.toml) means running that test first.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -38,6 +39,8 @@ from mcp.client.stdio import (
     _terminate_process_tree,
     _wait_for_process_exit,
 )
+from mcp.shared.message import SessionMessage
+from mcp_types import jsonrpc_message_adapter
 
 from fast_mcp_gateway import spawn
 from fast_mcp_gateway._compat_server import (
@@ -66,7 +69,7 @@ __all__ = [
     "DECLARING", "NO_HOST", "PreferredToolServer", "RoundStates", "StateOnWrite",
     "TransportStreams", "aclose_all", "client_log_level", "close_pipe",
     "close_subprocess_transport", "connection_of", "create_process", "current_transport",
-    "deliver_notification", "drain_stdout", "executable_command",
+    "deliver_message", "deliver_notification", "drain_stdout", "executable_command",
     "http_session_owner", "lifespan", "low_level_server", "narrow_capabilities",
     "narrowing_stamp", "negotiate_auto", "open_http_sessions", "parse_line",
     "pipe_writer", "principal_binding", "reword_auth_challenges", "send_raw_request",
@@ -231,10 +234,29 @@ async def send_raw_request(
 async def deliver_notification(session: ClientSession, method: str,
                                params: dict[str, Any] | None) -> None:
     """Hand ``session`` a server notification the gateway read itself (a log on a
-    2026-07-28 call's stream, ``upstream/http_tap.py``): validated for the
+    call's stream, ``upstream/http_tap.py``): validated for the
     negotiated era and run through the session's callbacks, in the caller's context,
     as if the SDK's transport had read it.  Never raises (the SDK contains it)."""
     await session._on_notify(cast(Any, None), method, params)
+
+
+async def deliver_message(session: ClientSession, message: dict[str, Any]) -> None:
+    """Hand ``session``'s dispatcher a message the gateway read itself on a
+    handshake-era call's stream (``upstream/http_tap.py``): a server request, or a
+    ``notifications/cancelled``, as if the SDK's transport had read it.  A request is
+    answered by the session's own handling (``ClientSession._on_request``: its sampling,
+    elicitation and roots callbacks, ``ping``) in a copy of the caller's context, and
+    its answer (result or error) is POSTed back by the SDK's transport, with the
+    session's id and version, as every answer of the session is; a cancellation stops
+    the handler of the request it names.  Dropped once the session is closed (its
+    dispatcher reads nothing more either); ``pydantic.ValidationError`` for a message
+    that is not JSON-RPC."""
+    dispatcher = cast(Any, session._dispatcher)
+    if dispatcher._closed or dispatcher._tg is None:
+        return
+    item = SessionMessage(jsonrpc_message_adapter.validate_python(message, by_name=False))
+    await dispatcher._dispatch(item, session._on_request, session._on_notify,
+                               contextvars.copy_context())
 
 
 def session_closed(session: ClientSession) -> bool:

@@ -4,34 +4,56 @@ Relaying a ``tools/call`` through the SDK's streamable-HTTP client cost more gat
 CPU than anything else on the HTTP path: the request is written into an anyio memory
 stream, a post-writer task spawns a task per request, httpx builds a request model,
 parses the URL, runs its event hooks and its connection pool, the response is
-validated into JSON-RPC models and handed back through another memory stream.  A
-2026-07-28 request needs none of that: it is sessionless and self-contained, one
-POST whose answer (JSON, or an SSE stream of notifications ending in the answer)
-belongs to it alone.
+validated into JSON-RPC models and handed back through another memory stream; and a
+handshake-era answer (an SSE stream the SDK leaves unread past the answer) cost a new
+TCP connection per call.
 
 ``HttpTap`` is the ``RawTap`` of an HTTP upstream (``stdio_tap.py`` is the stdio
 one): while the SDK session (``http_transports.FastHttpTransport``) stays the one
-owner of the connection's era, catalog, probes and every other request, a raw
-``tools/call`` on a 2026-07-28 session is POSTed by the tap itself on a persistent
-HTTP/1.1 keep-alive connection of its own, with the envelope, headers
-(``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, the configured ones) and timeout the
-session would use, and its answer read as JSON:
+owner of the connection's era, catalog, probes and every other request, a raw request
+(``tools/call``, ``request_raw``'s) is POSTed by the tap itself on a persistent
+HTTP/1.1 keep-alive connection of its own (``http_pool.py``), with the envelope,
+headers (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, the
+configured ones) and timeout the session would use, and its answer read as JSON:
 
 * progress for the call's token goes to the caller's callback; any other
   notification on the call's stream (logs) is handed to the session, in the
   caller's context, as if the SDK had read it (``CURRENT_CALL`` finds the call);
-* a timeout or the caller's cancellation closes the connection (the 2026-07-28
-  cancellation signal), then ``REQUEST_TIMEOUT`` / the cancellation;
 * error statuses and bodies map to the errors the SDK's transport makes of them;
-  a connection that fails is an ``httpx2.TransportError`` (a transport fault, as on
-  the SDK's path).
+  a connection that fails before the answer's head is an ``httpx2.TransportError``
+  (a transport fault, as on the SDK's path).
+
+On a 2026-07-28 session the request is self-contained; a timeout or the caller's
+cancellation closes the connection (that era's cancellation signal).  On a
+handshake-era session (one with an ``Mcp-Session-Id``, learned from the session's
+answers by ``http_session_end.SessionEnd``) the POST also carries the session's id,
+under a request id of the tap's own (``gw-N``: the SDK session's are integers, and the
+server keys requests in flight by id per session), and:
+
+* a server request on the call's stream (sampling, elicitation, ``roots/list``,
+  ``ping``) and a ``notifications/cancelled`` are handed to the session's dispatcher
+  (``_compat.deliver_message``), in the caller's context: the session answers the
+  request with its own callbacks and the SDK's transport POSTs the answer back, as
+  for any server request;
+* an SSE answer is read to the stream's end (the server ends it after the answer),
+  so that its connection is kept for the next call; a stream still open
+  ``DRAIN_WITHIN`` after its answer is closed instead, and the tap stops waiting for
+  that server's (``lingers``);
+* a timeout or the caller's cancellation POSTs ``notifications/cancelled`` for the
+  request id (as the SDK client does, with its reason), then closes the connection;
+* a 404 is ``Session terminated`` (``INVALID_REQUEST``), as the SDK's transport says
+  it for a session the server no longer knows; a stream that breaks before the answer
+  is ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
+  for one without event ids.  For one with event ids the SDK would resume the stream
+  (a GET with ``Last-Event-ID``); the tap does not: the call fails the same way, and
+  the replica reconnects, as after any closed connection.
 
 It steps aside -- the session sends the request as before -- on a handshake-era
-session (a session id, server requests on the stream), for ``https`` URLs and URLs
-with credentials, when an HTTP proxy applies to the URL (``HTTP_PROXY``/``ALL_PROXY``
-without ``NO_PROXY``), for a configured ``auth``, for a header httpx would refuse to
-send (CR, LF, NUL, not latin-1), and for a redirect (the request was not served; the
-SDK follows same-origin ones).
+session without an id (or one learned at another URL: a redirect), for ``https`` URLs
+and URLs with credentials, when an HTTP proxy applies to the URL
+(``HTTP_PROXY``/``ALL_PROXY`` without ``NO_PROXY``), for a configured ``auth``, for a
+header httpx would refuse to send (CR, LF, NUL, not latin-1), and for a redirect (the
+request was not served; the SDK follows same-origin ones).
 """
 
 from __future__ import annotations
@@ -43,26 +65,42 @@ import json
 import logging
 import math
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+import anyio
 import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
+from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
-from fast_mcp_gateway._compat import deliver_notification, send_raw_request, stamp_request
+from fast_mcp_gateway._compat import (
+    deliver_message,
+    deliver_notification,
+    send_raw_request,
+    stamp_request,
+)
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
-from fast_mcp_gateway.upstream.framing import (
-    ASCII_JSON,
-    DEFAULT_MAX_MESSAGE_BYTES,
-    UTF8_JSON,
-    is_number,
+from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
+from fast_mcp_gateway.upstream.http_pool import (
+    HEAD_LIMIT,
+    MAX_IDLE,
+    Connection,
+    Declined,
+    alive,
+    cancel_reason,
+    describe,
+    header_lines,
+    json_error,
+    outcome,
+    parse,
+    progress,
+    tap_applies,
 )
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
@@ -71,109 +109,63 @@ from fast_mcp_gateway.upstream.http_wire import (
     read_head,
     sse_messages,
 )
-from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting, unlifted
+from fast_mcp_gateway.upstream.lifting import lifting, unlifted
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 
 logger = logging.getLogger(__name__)
 
 Progress = ProgressFnT
 
-IDLE_SECONDS = 2.0
-"""A pooled connection idle longer is closed, not reused: servers close idle
-keep-alive connections (uvicorn, hypercorn and Node after 5 s), and a request written
-into one the server is closing fails (it is never sent again: the server may have run
-it, as httpx never resends one either)."""
-MAX_IDLE = 32
 MAX_HEADER_SETS = 256  # distinct stamped header sets remembered (tool names, mostly)
-_HEAD_LIMIT = 64 * 1024
 _USER_AGENT = b"fast-mcp-gateway"
-
-
-class _Declined(Exception):
-    """Not for the tap (a redirect: the POST was not served; a header it cannot write
-    as is): the session sends the request."""
-
-
-def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through an HTTP proxy (httpx would)."""
-    proxies = urllib.request.getproxies_environment()
-    host = urlsplit(url).hostname or ""
-    if not ({"http", "all"} & set(proxies)):
-        return False
-    return not urllib.request.proxy_bypass(host)
-
-
-def tap_applies(url: str, auth: Any) -> bool:
-    """Whether an upstream at ``url`` can get an ``HttpTap`` (see the module doc); a
-    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
-    parts = urlsplit(url)
-    return (parts.scheme == "http" and parts.username is None and parts.password is None
-            and auth is None and not proxied(url))
-
-
-def _header_lines(headers: dict[str, str]) -> bytes:
-    """``headers`` as HTTP/1.1 lines; ``_Declined`` for a name or value httpx would
-    refuse to send (CR, LF, NUL, not latin-1): no header is ever smuggled in."""
-    lines = []
-    for key, value in headers.items():
-        line = f"{key}: {value}"
-        if any(c in line for c in "\r\n\0") or ":" in key or not key.strip():
-            raise _Declined
-        try:
-            lines.append(line.encode("latin-1") + b"\r\n")
-        except UnicodeEncodeError:
-            raise _Declined from None
-    return b"".join(lines)
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection to the upstream."""
-
-    __slots__ = ("idle_since", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.idle_since = 0.0
-
-    def usable(self, now: float) -> bool:
-        return (now - self.idle_since < IDLE_SECONDS and not self.reader.at_eof()
-                and not self.writer.is_closing())
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+_ID_PREFIX = "gw-"  # a handshake-era session's tap ids: the SDK session's are integers
+DRAIN_WITHIN = 0.5
+"""How long a handshake-era SSE answer's stream may take to end after the answer
+before its connection is closed instead of kept (servers end it with the answer; one
+that does not is not waited for again, ``HttpTap.lingers``)."""
+CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio tap's)
 
 
 class HttpTap:
-    """Raw ``tools/call`` requests of one HTTP upstream session (see the module doc).
+    """Raw requests of one HTTP upstream session (see the module doc).
 
     ``request`` has ``RawTap.request``'s contract: the ``result`` as JSON, or
-    ``MCPError`` as the session would raise it.
+    ``MCPError`` as the session would raise it.  ``end``: the session's
+    ``SessionEnd`` (where a handshake-era session's id is learned; ``None``: the tap
+    serves 2026-07-28 sessions only).
     """
 
     fatal: str | None = None  # never set: an HTTP connection has no framing to break
     stamped = True  # takes requests already stamped (send_stamped): Requests looks for it
 
     def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 end: SessionEnd | None = None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.session = session
+        self.end = end
         self.max_message_bytes = max_message_bytes
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         fixed = {"host": parts.netloc.rpartition("@")[2], "user-agent": _USER_AGENT.decode(),
                  "accept": "application/json, text/event-stream",
                  "content-type": "application/json",
                  **{k.lower(): v for k, v in headers.items()}}
-        self._head = f"POST {target} HTTP/1.1\r\n".encode() + _header_lines(fixed)
+        self._head = f"POST {self._target} HTTP/1.1\r\n".encode() + header_lines(fixed)
         self._fixed = frozenset(fixed)
         self._extra: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
-        self._idle: list[_Connection] = []
-        self._busy: set[_Connection] = set()
+        self._idle: list[Connection] = []
+        self._busy: set[Connection] = set()
         self._closed = False
+        self._sid: tuple[str | None, bool] = (None, False)  # an id seen, and if it is here
         self.served = 0  # requests the tap answered itself (tests and diagnostics)
+        self.opened = 0  # connections it opened (tests and diagnostics)
+        self.lingers = False  # the server keeps answered streams open: not waited for
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
 
     # -- the contract ---------------------------------------------------------------
@@ -200,11 +192,18 @@ class HttpTap:
         if self._closed:
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed")
         timeout = opts.get("timeout", math.inf)  # no deadline unless one is given
-        if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
+        session_id = None if modern else self._session_id()
+        if modern or session_id is not None:
+            headers = opts.get("headers") or {}
+            if session_id is not None:  # what the SDK's path adds (below, its transport)
+                headers = {**headers, "mcp-session-id": session_id}
+                if isinstance(name := params.get("name"), str):
+                    headers.setdefault(MCP_NAME_HEADER, encode_header_value(name))
             try:
-                result = await self._post(method, params, opts.get("headers") or {},
-                                          timeout, on_progress, max_total)
-            except _Declined:
+                result = await self._post(method, params, headers, timeout, on_progress,
+                                          max_total, session_id)
+            except Declined:
                 pass
             else:
                 self.served += 1
@@ -228,14 +227,31 @@ class HttpTap:
             conn.close()
         self._idle.clear()
 
+    def _session_id(self) -> str | None:
+        """A handshake-era session's id, where the tap may send it: learned from the
+        session's answers at the URL the tap posts to (not at a redirect's)."""
+        end = self.end
+        given = None if end is None else end.session_id
+        if given is None:
+            return None
+        seen, here = self._sid
+        if given != seen:
+            url = cast("SessionEnd", end).url
+            here = (url is not None and url.scheme == "http" and url.host == self.host
+                    and (url.port or 80) == self.port
+                    and url.raw_path == self._target.encode())
+            self._sid = (given, here)
+        return given if here else None
+
     # -- one POST -------------------------------------------------------------------
 
     async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str],
                     timeout: float, on_progress: Progress | None,  # noqa: ASYNC109
-                    max_total: float | None) -> dict[str, Any]:
-        request_id = next(self._ids)
-        alive = extends(timeout, max_total)  # its progress keeps it alive: always asked for
-        if on_progress is not None or alive:
+                    max_total: float | None, session_id: str | None) -> dict[str, Any]:
+        number = next(self._ids)
+        request_id: int | str = number if session_id is None else f"{_ID_PREFIX}{number}"
+        extended = extends(timeout, max_total)  # progress keeps it alive: always asked for
+        if on_progress is not None or extended:
             params = {**params, "_meta": {**(params.get("_meta") or {}),
                                           "progressToken": request_id}}
         message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
@@ -245,18 +261,34 @@ class HttpTap:
             body = ASCII_JSON.encode(message).encode()
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
             self._head, self._extra_lines(headers), len(body), body)
-        conn: _Connection | None = None
-        done = False
+        conn: Connection | None = None
+        done = answered = False
         deadline = Deadline(self._loop, timeout, max_total)
-        if alive or (on_progress is not None and self.heard is not None):
+        if extended or (on_progress is not None and self.heard is not None):
             # (not alive: progress the host asked for still tells the replica works)
-            on_progress = _alive(deadline, on_progress, self.heard)
+            on_progress = alive(deadline, on_progress, self.heard)
         try:
-            conn, response = await self._exchange(wire)
-            result, done = await self._answer(conn, response, request_id, on_progress)
+            conn = await self._connection()
+            self._busy.add(conn)
+            conn.writer.write(wire)  # from here on, the server may have the request
+            response = await read_head(conn.reader)
+            result, reusable = await self._answer(conn, response, request_id, on_progress,
+                                                  session_id is not None)
+            answered = True
+            if reusable is None:  # a handshake-era stream: read to its end, if it ends
+                deadline.stop()
+                reusable = await self._drained(conn, response)
+            done = reusable
             return result
         except asyncio.CancelledError:
-            if deadline.reached():
+            reached = deadline.reached()
+            if session_id is not None and conn is not None and not answered:
+                # The handshake era's signal (the SDK's own words), then the close.
+                why = cancel_reason(deadline.error() if reached else None, timeout,
+                                     max_total)
+                with anyio.CancelScope(shield=True):
+                    await self._cancel(request_id, session_id, why)
+            if reached:
                 raise deadline.error() from None
             raise
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
@@ -264,17 +296,12 @@ class HttpTap:
             if self._closed:
                 raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
             what = ("closed the connection before answering"
-                    if isinstance(exc, asyncio.IncompleteReadError) else _describe(exc))
+                    if isinstance(exc, asyncio.IncompleteReadError) else describe(exc))
             raise httpx2.ReadError(f"HTTP upstream {self.host}:{self.port} {what}") from exc
         finally:
             deadline.stop()
-            if conn is not None:
-                self._busy.discard(conn)
-                if done and not self._closed and len(self._idle) < MAX_IDLE:
-                    conn.idle_since = time.monotonic()
-                    self._idle.append(conn)
-                else:  # cancelled, timed out, failed or not keep-alive: closing it
-                    conn.close()  # is also the 2026-07-28 cancellation signal
+            if conn is not None:  # cancelled, timed out, failed or not keep-alive: closing
+                self._release(conn, done)  # it is also the 2026-07-28 cancellation signal
 
     def _extra_lines(self, headers: dict[str, str]) -> bytes:
         """The stamp's own header lines (version, method, name...), made once per set;
@@ -282,8 +309,8 @@ class HttpTap:
         key = tuple(headers.items())
         lines = self._extra.get(key)
         if lines is None:
-            lines = _header_lines({k: v for k, v in headers.items()
-                                   if k.lower() not in self._fixed})
+            lines = header_lines({k: v for k, v in headers.items()
+                                  if k.lower() not in self._fixed})
             if any(k[:10].lower() == "mcp-param-" for k in headers):
                 return lines
             if len(self._extra) >= MAX_HEADER_SETS:
@@ -291,57 +318,68 @@ class HttpTap:
             self._extra[key] = lines
         return lines
 
-    async def _exchange(self, wire: bytes) -> tuple[_Connection, Response]:
-        """Write the request on a pooled connection that is still open (else a new
-        one) and read the response head.  Never written twice: a connection that fails
-        after the write fails the call (the server may have started it)."""
+    async def _connection(self) -> Connection:
+        """A pooled connection that is still open, else a new one.  A request is never
+        written twice: a connection that fails after the write fails the call (the
+        server may have started it)."""
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
             if conn.usable(now):
-                return conn, await self._send(conn, wire)
+                return conn
             conn.close()  # closed by the server meanwhile, or idle too long
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port,
-                                                           limit=_HEAD_LIMIT)
+                                                           limit=HEAD_LIMIT)
         except OSError as exc:
             # described as "cannot connect: <this>" (upstream/model.describe_error)
-            raise httpx2.ConnectError(f"{self.host}:{self.port}: {_describe(exc)}") from exc
-        conn = _Connection(reader, writer)
-        return conn, await self._send(conn, wire)
+            raise httpx2.ConnectError(f"{self.host}:{self.port}: {describe(exc)}") from exc
+        self.opened += 1
+        return Connection(reader, writer)
 
-    async def _send(self, conn: _Connection, wire: bytes) -> Response:
-        """Write on ``conn`` and read the answer's head; ``conn`` is closed if that
-        fails or is cancelled (closing is the 2026-07-28 cancellation signal)."""
-        self._busy.add(conn)
-        try:
-            conn.writer.write(wire)
-            return await read_head(conn.reader)
-        except BaseException:
-            self._busy.discard(conn)
+    def _release(self, conn: Connection, reusable: bool) -> None:
+        self._busy.discard(conn)
+        if reusable and not self._closed and len(self._idle) < MAX_IDLE:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
             conn.close()
-            raise
 
-    async def _answer(self, conn: _Connection, response: Response, request_id: int,
-                      on_progress: Progress | None) -> tuple[dict[str, Any], bool]:
-        """The call's result (or ``MCPError``), and whether ``conn`` may be reused."""
+    async def _answer(self, conn: Connection, response: Response, request_id: int | str,
+                      on_progress: Progress | None,
+                      handshake: bool) -> tuple[dict[str, Any], bool | None]:
+        """The call's result (or ``MCPError``), and whether ``conn`` may be reused
+        (``None``: a handshake-era stream whose rest is still to be read)."""
         status, kind = response.status, response.content_type
         if 300 <= status < 400 and "location" in response.headers:
-            raise _Declined
+            raise Declined
         if status == 202:
             raise MCPError(code=types.INVALID_REQUEST,
                            message="server answered a request with 202 Accepted")
         if kind == "text/event-stream" and status < 300:
-            async with contextlib.aclosing(
-                    body_chunks(conn.reader, response, self.max_message_bytes)) as body:
-                result = await self._events(body, request_id, on_progress)
-            return result, False  # the stream is left unread past the answer
+            try:
+                async with contextlib.aclosing(
+                        body_chunks(conn.reader, response, self.max_message_bytes)) as body:
+                    result = await self._events(body, request_id, on_progress, handshake)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                    ValueError) as exc:
+                if not handshake or self._closed:
+                    raise
+                raise MCPError(code=types.CONNECTION_CLOSED,
+                               message="SSE stream ended without a response") from exc
+            if not handshake:
+                return result, False  # the stream is left unread past the answer
+            if response.headers.get("transfer-encoding", "").lower() == "chunked":
+                return result, None  # (read whole chunks so far: the rest follows)
+            return result, response.keep_alive and "content-length" in response.headers
         data = await read_body(conn.reader, response, self.max_message_bytes)
         reusable = response.keep_alive
         if status >= 400:
-            error = _json_error(data) if kind == "application/json" else None
+            error = json_error(data) if kind == "application/json" else None
             if error is not None:
                 raise MCPError.from_error_data(error)
+            if status == 404 and handshake:  # the server no longer knows the session
+                raise MCPError(code=types.INVALID_REQUEST, message="Session terminated")
             if status == 404:
                 raise MCPError(code=types.METHOD_NOT_FOUND, message="Not Found")
             raise MCPError(code=types.INTERNAL_ERROR,
@@ -349,98 +387,101 @@ class HttpTap:
         if kind != "application/json":
             raise MCPError(code=types.INVALID_REQUEST,
                            message=f"Unexpected content type: {kind}")
-        return _outcome(_parse(data)), reusable
+        return outcome(parse(data)), reusable
 
-    async def _events(self, body: AsyncIterator[bytes], request_id: int,
-                      on_progress: Progress | None) -> dict[str, Any]:
-        """Read an SSE answer: notifications until the response."""
+    async def _events(self, body: AsyncIterator[bytes], request_id: int | str,
+                      on_progress: Progress | None, handshake: bool) -> dict[str, Any]:
+        """Read an SSE answer: notifications (and, in the handshake era, server
+        requests) until the response."""
         async for data in sse_messages(body, self.max_message_bytes):
-            message = _parse(data)
+            message = parse(data)
             method = message.get("method")
             if method is None:
                 if message.get("id") == request_id:
-                    return _outcome(message)
+                    return outcome(message)
                 continue  # another request's answer cannot be on this stream
             if lifting.get():
                 message = unlifted(message)  # a notification goes on as it came
+            if handshake and ("id" in message or method == "notifications/cancelled"):
+                try:  # the session answers it, as if its transport had read it
+                    await deliver_message(self.session, message)
+                except ValidationError as exc:
+                    raise MCPError(code=types.PARSE_ERROR,
+                                   message=f"Failed to parse SSE message: {exc}") from None
+                continue
             if "id" in message:
                 logger.warning("HTTP upstream %s:%s sent a %s request on a 2026-07-28 "
                                "call's stream; ignored", self.host, self.port, method)
                 continue
             params = message.get("params")
             if method == "notifications/progress":
-                await _progress(params, request_id, on_progress)
+                await progress(params, request_id, on_progress)
             else:  # logs and the rest: as if the SDK had read them, in this context
                 await deliver_notification(self.session, method, params)
         raise MCPError(code=types.CONNECTION_CLOSED,
                        message="SSE stream ended without a response")
 
+    async def _drained(self, conn: Connection, response: Response) -> bool:
+        """Read an answered handshake-era stream to its end (the server ends it after
+        the answer); whether ``conn`` may be reused.  What comes after the answer was
+        never read by the SDK either: it is dropped."""
+        if self.lingers:
+            return False
+        drain = Deadline(self._loop, DRAIN_WITHIN)
+        try:
+            async with contextlib.aclosing(
+                    body_chunks(conn.reader, response, self.max_message_bytes)) as rest:
+                async for _ in rest:
+                    pass
+        except asyncio.CancelledError:
+            if not drain.reached():
+                raise
+            self.lingers = True
+            logger.info("HTTP upstream %s:%s keeps a stream open after its answer: its "
+                        "connections are closed after each answer, not reused",
+                        self.host, self.port)
+            return False
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError):
+            return False
+        finally:
+            drain.stop()
+        return response.keep_alive
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _parse(data: bytes) -> dict[str, Any]:
-    """One message; an express lane's answer with its long strings lifted (lifting.py)."""
-    try:
-        message = lifted_loads(data) if lifting.get() else json.loads(data)
-    except ValueError as exc:
-        raise MCPError(code=types.PARSE_ERROR,
-                       message=f"Failed to parse the upstream's JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise MCPError(code=types.PARSE_ERROR,
-                       message="Failed to parse the upstream's JSON: not a JSON-RPC message")
-    return message
-
-
-def _outcome(message: dict[str, Any]) -> dict[str, Any]:
-    error = message.get("error")
-    if error is not None:
-        raise MCPError.from_error_data(types.ErrorData.model_validate(error))
-    result = message.get("result")
-    return result if isinstance(result, dict) else {}
-
-
-def _json_error(data: bytes) -> types.ErrorData | None:
-    with contextlib.suppress(ValueError, TypeError):
-        message = json.loads(data)
-        if isinstance(message, dict) and isinstance(message.get("error"), dict):
-            return types.ErrorData.model_validate(message["error"])
-    return None
-
-
-def _alive(deadline: Deadline, on_progress: Progress | None,
-           heard: Callable[[], None] | None) -> Progress:
-    """``on_progress`` (if any), after pushing ``deadline`` out."""
-    async def relay(progress: float, total: float | None, message: str | None) -> None:
-        deadline.progressed(heard)
-        if on_progress is not None:
-            await on_progress(progress, total, message)
-
-    return relay
-
-
-async def _progress(params: Any, request_id: int, on_progress: Progress | None) -> None:
-    if on_progress is None or not isinstance(params, dict) \
-            or params.get("progressToken") != request_id:
-        return
-    progress, total, text = params.get("progress"), params.get("total"), params.get("message")
-    if not (is_number(progress) and (total is None or is_number(total))
-            and (text is None or isinstance(text, str))):
-        return  # malformed: dropped, as the SDK's session drops it
-    try:
-        await on_progress(float(cast(float, progress)),
-                          None if total is None else float(total), text)
-    except Exception:
-        logger.exception("progress callback raised")
+    async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
+        """POST ``notifications/cancelled`` for ``request_id`` on the session, as the
+        SDK's client does (bounded by ``CANCEL_WITHIN``; a failure is only logged)."""
+        body = json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                           "params": {"requestId": request_id, "reason": reason}}).encode()
+        version = self.session.protocol_version
+        with anyio.move_on_after(CANCEL_WITHIN):
+            conn: Connection | None = None
+            reusable = False
+            try:
+                extra = header_lines({"mcp-session-id": session_id, **(
+                    {MCP_PROTOCOL_VERSION_HEADER: version} if version else {})})
+                conn = await self._connection()
+                self._busy.add(conn)
+                conn.writer.write(b"%b%bcontent-length: %d\r\n\r\n%b" % (
+                    self._head, extra, len(body), body))
+                response = await read_head(conn.reader)
+                await read_body(conn.reader, response, self.max_message_bytes)
+                reusable = response.keep_alive
+            except Exception as exc:  # noqa: BLE001 - the call ends either way
+                logger.debug("HTTP upstream %s:%s: cancelling %s failed: %s", self.host,
+                             self.port, request_id, describe(exc))
+            finally:
+                if conn is not None:
+                    self._release(conn, reusable)
 
 
 def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession,
-            max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> HttpTap | None:
+            max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+            end: SessionEnd | None = None) -> HttpTap | None:
     """The ``HttpTap`` of a new session of the upstream at ``url``, or ``None`` where it
     does not apply (``tap_applies``; configured headers only the SDK may refuse)."""
     if not tap_applies(url, auth):
         return None
-    with contextlib.suppress(_Declined):
-        return HttpTap(url, headers, session, max_message_bytes)
+    with contextlib.suppress(Declined):
+        return HttpTap(url, headers, session, max_message_bytes, end)
     return None

@@ -86,7 +86,8 @@ class _UrlTransport(_TransportBase):
 
 class FastHttpTransport(_UrlTransport):
     """A streamable-HTTP upstream, plus an ``HttpTap`` while a session lives (``tap``,
-    ``None`` between sessions and where the tap does not apply: ``http_tap.py``).
+    ``None`` between sessions and where the tap does not apply: ``http_tap.py``; it
+    learns a handshake-era session's id from the session's ``SessionEnd``).
 
     A handshake-era session is ended by the gateway, not the SDK: a shielded, bounded
     ``DELETE`` once its streams closed, before its client is (``http_session_end.py``:
@@ -121,7 +122,7 @@ class FastHttpTransport(_UrlTransport):
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
-                                     self.max_message_bytes)
+                                     self.max_message_bytes, end)
             try:
                 yield session
             finally:

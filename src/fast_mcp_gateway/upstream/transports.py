@@ -139,7 +139,7 @@ def _sse_transport() -> Callable[..., Any]:
 @functools.cache
 def _http_transport() -> Callable[..., Any]:
     """``HttpTransport``, defined on first use (``http_transports`` loads httpx)."""
-    from fast_mcp_gateway.upstream.http_tap import tap_applies
+    from fast_mcp_gateway.upstream.http_pool import tap_applies
     from fast_mcp_gateway.upstream.http_transports import FastHttpTransport
 
     class HttpTransport(FastHttpTransport):

@@ -1,0 +1,169 @@
+"""The HTTP side door's connections, and the parts of its exchanges both eras share.
+
+For ``http_tap.py``: where the tap applies at all (plain ``http``, no proxy, no
+credentials, no ``auth``), the header lines it writes (never one httpx would refuse),
+its keep-alive connections to the upstream, the reading of an answer's messages
+(lifted for an express lane, ``lifting.py``), progress for a call's token, and the
+words of a handshake-era cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.request
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+from fast_mcp_gateway.upstream.deadline import Deadline, DeadlineReached, extends
+from fast_mcp_gateway.upstream.framing import is_number
+from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting
+
+logger = logging.getLogger(__name__)
+
+Progress = ProgressFnT
+
+IDLE_SECONDS = 2.0
+"""A pooled connection idle longer is closed, not reused: servers close idle
+keep-alive connections (uvicorn, hypercorn and Node after 5 s), and a request written
+into one the server is closing fails (it is never sent again: the server may have run
+it, as httpx never resends one either)."""
+MAX_IDLE = 32
+HEAD_LIMIT = 64 * 1024
+
+
+class Declined(Exception):
+    """Not for the tap (a redirect: the POST was not served; a header it cannot write
+    as is): the session sends the request."""
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through an HTTP proxy (httpx would)."""
+    proxies = urllib.request.getproxies_environment()
+    host = urlsplit(url).hostname or ""
+    if not ({"http", "all"} & set(proxies)):
+        return False
+    return not urllib.request.proxy_bypass(host)
+
+
+def tap_applies(url: str, auth: Any) -> bool:
+    """Whether an upstream at ``url`` can get an ``HttpTap`` (see its module doc); a
+    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
+    parts = urlsplit(url)
+    return (parts.scheme == "http" and parts.username is None and parts.password is None
+            and auth is None and not proxied(url))
+
+
+def header_lines(headers: dict[str, str]) -> bytes:
+    """``headers`` as HTTP/1.1 lines; ``Declined`` for a name or value httpx would
+    refuse to send (CR, LF, NUL, not latin-1): no header is ever smuggled in."""
+    lines = []
+    for key, value in headers.items():
+        line = f"{key}: {value}"
+        if any(c in line for c in "\r\n\0") or ":" in key or not key.strip():
+            raise Declined
+        try:
+            lines.append(line.encode("latin-1") + b"\r\n")
+        except UnicodeEncodeError:
+            raise Declined from None
+    return b"".join(lines)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the upstream."""
+
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.idle_since = 0.0
+
+    def usable(self, now: float) -> bool:
+        return (now - self.idle_since < IDLE_SECONDS and not self.reader.at_eof()
+                and not self.writer.is_closing())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def outcome(message: dict[str, Any]) -> dict[str, Any]:
+    """A response's ``result``, or its error as ``MCPError``."""
+    error = message.get("error")
+    if error is not None:
+        raise MCPError.from_error_data(types.ErrorData.model_validate(error))
+    result = message.get("result")
+    return result if isinstance(result, dict) else {}
+
+
+def json_error(data: bytes) -> types.ErrorData | None:
+    """The JSON-RPC error in an error status's JSON body, if it is one."""
+    with contextlib.suppress(ValueError, TypeError):
+        message = json.loads(data)
+        if isinstance(message, dict) and isinstance(message.get("error"), dict):
+            return types.ErrorData.model_validate(message["error"])
+    return None
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """One message; an express lane's answer with its long strings lifted (lifting.py)."""
+    try:
+        message = lifted_loads(data) if lifting.get() else json.loads(data)
+    except ValueError as exc:
+        raise MCPError(code=types.PARSE_ERROR,
+                       message=f"Failed to parse the upstream's JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MCPError(code=types.PARSE_ERROR,
+                       message="Failed to parse the upstream's JSON: not a JSON-RPC message")
+    return message
+
+
+def cancel_reason(reached: DeadlineReached | None, timeout: float,
+                   max_total: float | None) -> str:
+    """The reason the SDK's session gives with the cancellation of such a request
+    (``Requests``' path: ``progress_bounded`` around ``send_raw_request``): its own
+    timeout's words, or a caller's cancellation (progress_bounded's scope included)."""
+    if reached is None:
+        return "caller cancelled"
+    if not extends(timeout, max_total):
+        return f"timed out after {timeout}s"
+    if reached.limit == "max_total":
+        return f"timed out after {max_total}s"
+    return "caller cancelled"
+
+
+def alive(deadline: Deadline, on_progress: Progress | None,
+           heard: Callable[[], None] | None) -> Progress:
+    """``on_progress`` (if any), after pushing ``deadline`` out."""
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        deadline.progressed(heard)
+        if on_progress is not None:
+            await on_progress(progress, total, message)
+
+    return relay
+
+
+async def progress(params: Any, request_id: int | str, on_progress: Progress | None) -> None:
+    if on_progress is None or not isinstance(params, dict) \
+            or params.get("progressToken") != request_id:
+        return
+    progress, total, text = params.get("progress"), params.get("total"), params.get("message")
+    if not (is_number(progress) and (total is None or is_number(total))
+            and (text is None or isinstance(text, str))):
+        return  # malformed: dropped, as the SDK's session drops it
+    try:
+        await on_progress(float(cast(float, progress)),
+                          None if total is None else float(total), text)
+    except Exception:
+        logger.exception("progress callback raised")

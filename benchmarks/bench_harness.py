@@ -214,6 +214,18 @@ async def reap(adopted: Sequence[int], within: float) -> list[int]:
     return sorted(pending)
 
 
+def tcp_opens() -> int | None:
+    """TCP connections opened so far by this network namespace's processes (``/proc/net
+    /snmp``'s ``ActiveOpens``): the difference of two readings counts a run's connects,
+    plus whatever else runs on the machine meanwhile (a direct run's shows how much)."""
+    try:
+        lines = Path("/proc/net/snmp").read_text().splitlines()
+    except OSError:
+        return None
+    names, values = [line.split() for line in lines if line.startswith("Tcp:")][:2]
+    return int(values[names.index("ActiveOpens")])
+
+
 def load() -> tuple[float, float, float]:
     """The 1, 5 and 15 minute load averages."""
     one, five, fifteen = os.getloadavg()

@@ -1,7 +1,7 @@
 """The HTTP express lane with a raw client: gateway and upstream CPU per call, A/B.
 
     python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
-                                  [--gap-us 300] [--relay]
+                                  [--gap-us 300] [--relay] [--upstream auto|legacy]
 
 A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
 ``tools/call`` POST each time, the answer read by ``Content-Length``) calls
@@ -18,6 +18,13 @@ code shows up in.
 ``--relay`` adds ``relay``: the byte copier (``relay.py --tcp``) in front of the
 upstream, the floor of any middle process.  Each middle's CPU is also split into user
 and system time (``/proc/PID/stat``, clock ticks: +-1 tick over a round's calls).
+
+``--upstream legacy`` has the gateways open a handshake-era session with the upstream
+(``protocol: legacy``: an ``Mcp-Session-Id``, SSE answers): the lane's calls then go
+through ``HttpTap``'s handshake-era path (or, before it, the SDK's client).  Printed
+too: the TCP connections opened per call while each target ran (``ActiveOpens`` of
+the network namespace, ``bench_harness.tcp_opens``: ``direct``'s figure is what the
+rest of the machine opened meanwhile).
 
 ``--gap-us N`` adds ``direct-gap``: direct calls with the client sleeping N us
 between a call's answer and the next call, roughly the time a middle process adds.
@@ -38,7 +45,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_harness import PY, RELAY, Workspace, cpu_s, delta, load, user_system
+from bench_harness import (
+    PY,
+    RELAY,
+    Workspace,
+    cpu_s,
+    delta,
+    load,
+    tcp_opens,
+    user_system,
+)
 from bench_http import free_port, gateway_config, http_upstream, process, until_serving
 
 _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -88,7 +104,7 @@ async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
 async def main(args: argparse.Namespace) -> None:
     pythons = {"this": PY, **({"base": args.base} if args.base else {})}
     with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
-        ws = Workspace(Path(root), "auto", 10.0)
+        ws = Workspace(Path(root), args.upstream, 10.0)
         up_port, up_url, upstream = await http_upstream(ws, ps)
         # label -> (port, tool, gateway pid or None, gap in seconds)
         targets: dict[str, tuple[int, str, int | None, float]] = {
@@ -107,8 +123,7 @@ async def main(args: argparse.Namespace) -> None:
                     str(gateway_config(ws, label, up_url, None)), "--log-level", "WARNING",
                     "--db", str(ws.root / f"store-{label}.db")]
             proc = ps.enter_context(process(argv, ws.logs / f"gw-{label}.log", None, python))
-            await until_serving(f"http://127.0.0.1:{port}/mcp", ws.protocol, None, "up_echo",
-                                120)
+            await until_serving(f"http://127.0.0.1:{port}/mcp", "auto", None, "up_echo", 120)
             targets[label] = (port, "up_echo", proc.pid, 0.0)
         for port, tool, _, _ in targets.values():
             await calls(port, tool, 300)  # warm-up
@@ -116,13 +131,16 @@ async def main(args: argparse.Namespace) -> None:
         up_cpu: dict[str, list[float]] = {label: [] for label in targets}
         split: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
         p50: dict[str, list[float]] = {label: [] for label in targets}
+        conns: dict[str, list[float]] = {label: [] for label in targets}
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}: load {load()}", file=sys.stderr)
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for label in order:
                 port, tool, pid, gap = targets[label]
                 before, up_before, ticks = cpu_s(pid), cpu_s(upstream.pid), user_system(pid)
+                opens = tcp_opens()
                 latencies = await calls(port, tool, args.calls, gap)
+                conns[label].append(((tcp_opens() or 0) - (opens or 0)) / args.calls)
                 used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
                 after = user_system(pid)
                 if ticks is not None and after is not None:
@@ -135,7 +153,8 @@ async def main(args: argparse.Namespace) -> None:
                 p50[label].append(1e6 * statistics.median(latencies))
                 mid = f"middle {cpu[label][-1]:.0f} us, " if used is not None else ""
                 print(f"  {label:10s} {mid}upstream {up_cpu[label][-1]:.0f} us, "
-                      f"p50 {p50[label][-1]:.0f} us", file=sys.stderr)
+                      f"p50 {p50[label][-1]:.0f} us, {conns[label][-1]:.2f} connections "
+                      "per call", file=sys.stderr)
         print("medians over rounds (CPU per call: the process's threads' run time, /proc)")
         for label in targets:
             mid = (f"middle CPU {statistics.median(cpu[label]):6.1f} us "
@@ -144,7 +163,8 @@ async def main(args: argparse.Namespace) -> None:
                    f"{statistics.median(s for _, s in split[label]):.0f}), "
                    if cpu[label] and split[label] else " " * 10)
             print(f"{label:10s} {mid}upstream CPU {statistics.median(up_cpu[label]):6.1f} us, "
-                  f"p50 {statistics.median(p50[label]):6.0f} us")
+                  f"p50 {statistics.median(p50[label]):6.0f} us, "
+                  f"{statistics.median(conns[label]):.2f} connections per call")
         print(f"load at end: {load()}")
 
 
@@ -155,6 +175,8 @@ if __name__ == "__main__":
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--relay", action="store_true",
                         help="also measure the byte relay (relay.py --tcp)")
+    parser.add_argument("--upstream", default="auto", choices=("auto", "legacy"),
+                        help="the era of the gateways' session with the upstream")
     parser.add_argument("--gap-us", type=float, default=0.0,
                         help="also call direct with this pause between calls")
     asyncio.run(main(parser.parse_args()))

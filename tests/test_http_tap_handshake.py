@@ -74,6 +74,14 @@ def handshake_upstream(up: Upstream) -> Any:
         """The request id this call arrived under (the tap's are ``gw-N``)."""
         return str(ctx.request_id)
 
+    @mcp.tool
+    async def ask_model(question: str, ctx: Context) -> str:
+        """A pushed sampling request (the handshake era's server request)."""
+        answer = await ctx.session.create_message(messages=[types.SamplingMessage(
+            role="user", content=types.TextContent(type="text", text=question))],
+            max_tokens=50)
+        return f"model said: {answer.content.text}"  # type: ignore[union-attr]
+
     return mcp
 
 
@@ -137,6 +145,7 @@ CASES: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [
      {"progressToken": "tok", types.LOG_LEVEL_META_KEY: "info"}),
     ("alpha_progress", {"steps": 2}, {"progressToken": 9}),
     ("alpha_nope", {}, None),                           # no such tool upstream
+    ("alpha_ask_model", {"question": "?"}, None),       # a push a 2026 host cannot answer
 ]
 
 
@@ -163,7 +172,10 @@ async def test_handshake_era_calls_go_through_the_tap_on_kept_connections() -> N
                 assert got.status_code == want.status_code, name
                 assert got.headers["content-type"] == want.headers["content-type"], name
                 assert canonical(got.content) == canonical(want.content), (name, got.text)
-            assert "alpha_nope" in got.text  # (the gateway's own refusal: no upstream call)
+                if name == "alpha_nope":  # the gateway's own refusal: no upstream call
+                    assert "alpha_nope" in got.text
+                if name == "alpha_ask_model":  # the SDK session asked: its error, as before
+                    assert "sampling" in got.text, got.text
             # Each SSE answer was read to its end: its connection is kept, and twenty
             # calls open none (the SDK's client opens one per call).
             opened, accepted = tap.opened, relay.accepted

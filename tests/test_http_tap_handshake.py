@@ -17,7 +17,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -270,3 +270,102 @@ async def test_an_upstream_that_restarted_answers_as_to_the_sdk_client() -> None
 
 def _port(url: str) -> int:
     return int(urlsplit(url).port or 80)
+
+
+# -- the wire's odd cases, against a scripted server ---------------------------------
+
+
+class Scripted:
+    """An HTTP/1.1 server on 127.0.0.1 that answers each POST with the next of
+    ``answers`` (raw bytes; a tuple: the bytes, then the connection closed) and keeps
+    what it was sent; once the script is over, the connection stays open."""
+
+    def __init__(self, *answers: bytes | tuple[bytes, str]) -> None:
+        self.answers, self.requests, self.port = list(answers), [], 0
+        self.held: list[asyncio.StreamWriter] = []
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers.pop(0)
+                writer.write(answer if isinstance(answer, bytes) else answer[0])
+                if not isinstance(answer, bytes):
+                    writer.close()
+                    return
+            self.held.append(writer)  # the script is over: the connection stays open
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Scripted]:
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            for writer in self.held:
+                writer.close()
+            server.close()
+
+
+def sse(*messages: dict[str, Any], end: bool = True) -> bytes:
+    """A chunked SSE answer of ``messages``; ``end``: with the body's last chunk."""
+    chunks = b""
+    for message in messages:
+        event = b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
+        chunks += b"%x\r\n%b\r\n" % (len(event), event)
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n" + chunks + (b"0\r\n\r\n" if end else b""))
+
+
+class _Session:
+    protocol_version = "2025-11-25"
+
+
+class _End:
+    def __init__(self, port: int) -> None:
+        import httpx2
+
+        self.session_id, self.url = "sid-1", httpx2.URL(f"http://127.0.0.1:{port}/mcp")
+
+
+def _tap(port: int) -> Any:
+    from fast_mcp_gateway.upstream.http_tap import HttpTap
+
+    return HttpTap(f"http://127.0.0.1:{port}/mcp", {"x-key": "k"}, cast(Any, _Session()),
+                   end=cast(Any, _End(port)))
+
+
+async def test_a_stream_kept_open_after_its_answer_is_not_waited_for_again() -> None:
+    answer = {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}
+    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
+    async with Scripted(sse(answer, end=False)).serving() as first, \
+            Scripted(sse(again, end=False)).serving() as second:
+        tap = _tap(first.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert tap.lingers and not tap._idle  # closed, not kept
+        head = first.requests[0].split(b"\r\n\r\n")[0].lower()
+        assert b"mcp-session-id: sid-1" in head and b"mcp-name: t" in head
+        assert b"x-key: k" in head and b"accept: application/json, text/event-stream" in head
+        tap.port, tap.end = second.port, _End(second.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.served == 2 and tap.opened == 2 and not tap._idle
+
+
+async def test_the_sdks_words_for_a_lost_session_and_a_broken_stream() -> None:
+    from mcp.shared.exceptions import MCPError
+
+    gone = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+    broken = (sse(end=False) + b"9\r\nevent", "closed")  # a chunk cut short, then EOF
+    async with Scripted(gone, broken).serving() as server:
+        tap = _tap(server.port)
+        with pytest.raises(MCPError) as lost:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
+        assert (lost.value.error.code, lost.value.error.message) == (
+            types.INVALID_REQUEST, "Session terminated")
+        with pytest.raises(MCPError) as ended:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
+        assert (ended.value.error.code, ended.value.error.message) == (
+            types.CONNECTION_CLOSED, "SSE stream ended without a response")

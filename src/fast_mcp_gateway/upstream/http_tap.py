@@ -451,6 +451,8 @@ class HttpTap:
     async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
         """POST ``notifications/cancelled`` for ``request_id`` on the session, as the
         SDK's client does (bounded by ``CANCEL_WITHIN``; a failure is only logged)."""
+        if self._closed:  # the session is over: nothing runs there any more
+            return
         body = json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
                            "params": {"requestId": request_id, "reason": reason}}).encode()
         version = self.session.protocol_version

@@ -272,14 +272,14 @@ class HttpTap:
             self._busy.add(conn)
             conn.writer.write(wire)  # from here on, the server may have the request
             response = await read_head(conn.reader)
-            result, reusable = await self._answer(conn, response, request_id, on_progress,
+            answer, reusable = await self._answer(conn, response, request_id, on_progress,
                                                   session_id is not None)
             answered = True
             if reusable is None:  # a handshake-era stream: read to its end, if it ends
                 deadline.stop()
                 reusable = await self._drained(conn, response)
             done = reusable
-            return result
+            return outcome(answer)  # (an error answer's connection is kept as well)
         except asyncio.CancelledError:
             reached = deadline.reached()
             if session_id is not None and conn is not None and not answered:
@@ -348,8 +348,9 @@ class HttpTap:
     async def _answer(self, conn: Connection, response: Response, request_id: int | str,
                       on_progress: Progress | None,
                       handshake: bool) -> tuple[dict[str, Any], bool | None]:
-        """The call's result (or ``MCPError``), and whether ``conn`` may be reused
-        (``None``: a handshake-era stream whose rest is still to be read)."""
+        """The call's response (its ``result`` or ``error``; ``MCPError`` for what is
+        not one), and whether ``conn`` may be reused (``None``: a handshake-era stream
+        whose rest is still to be read)."""
         status, kind = response.status, response.content_type
         if 300 <= status < 400 and "location" in response.headers:
             raise Declined
@@ -387,18 +388,18 @@ class HttpTap:
         if kind != "application/json":
             raise MCPError(code=types.INVALID_REQUEST,
                            message=f"Unexpected content type: {kind}")
-        return outcome(parse(data)), reusable
+        return parse(data), reusable
 
     async def _events(self, body: AsyncIterator[bytes], request_id: int | str,
                       on_progress: Progress | None, handshake: bool) -> dict[str, Any]:
         """Read an SSE answer: notifications (and, in the handshake era, server
-        requests) until the response."""
+        requests) until the response, which is returned."""
         async for data in sse_messages(body, self.max_message_bytes):
             message = parse(data)
             method = message.get("method")
             if method is None:
                 if message.get("id") == request_id:
-                    return outcome(message)
+                    return message
                 continue  # another request's answer cannot be on this stream
             if lifting.get():
                 message = unlifted(message)  # a notification goes on as it came

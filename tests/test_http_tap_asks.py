@@ -21,9 +21,10 @@ from typing import Any
 
 import anyio
 import pytest
+from fastmcp import Context
 
 from tests import npm_tools
-from tests.fixtures import SERVERS, serve_http
+from tests.fixtures import SERVERS, serve_http, until
 from tests.test_http_tap_handshake import Relay, _port
 from tests.test_lane import PARITY_CALLS, both_paths, file_appears, lane_id, raw_host
 
@@ -46,6 +47,12 @@ async def lane_upstream(tmp_path: Path) -> AsyncIterator[str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.MARKS = tmp_path
+
+    @module.mcp.tool
+    async def roots(ctx: Context) -> list[str]:
+        """A pushed roots/list (the handshake era's server request)."""
+        return [str(root.uri) for root in (await ctx.session.list_roots()).roots]
+
     async with serve_http(module.mcp.http_app(path="/mcp")) as base:
         yield f"{base}/mcp"
 
@@ -74,16 +81,25 @@ async def test_a_legacy_host_answers_the_http_upstreams_sampling_request(
 
     async def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
         asked.append({"method": method, **params})
+        if method == "roots/list":
+            return {"roots": [{"uri": "file:///work/project", "name": "project"}]}
         return {"role": "assistant", "model": "test-model",
                 "content": {"type": "text", "text": "forty-two"}}
 
     async with lane_upstream(tmp_path) as url, \
-            raw_host(http_config(tmp_path, url), "legacy", capabilities={"sampling": {}},
-                     on_request=answer) as host:
+            raw_host(http_config(tmp_path, url), "legacy",
+                     capabilities={"sampling": {}, "roots": {}}, on_request=answer) as host:
         assert lane_id(await host.call("up_whoami")).startswith("gw-")
         result = await host.call("up_ask_model", {"question": "meaning of life?"})
         assert result["content"][0]["text"] == "model said: forty-two"
         assert [a["method"] for a in asked] == ["sampling/createMessage"]
+        listed = await host.call("up_roots")
+        assert listed["structuredContent"]["result"] == ["file:///work/project"], listed
+        assert [a["method"] for a in asked] == ["sampling/createMessage", "roots/list"]
+        # Logs of the call reach its host (handed to the session in its context).
+        assert (await host.call("up_chatty"))["content"][0]["text"] == "done"
+        await until(lambda: any("working on it" in str(n.get("params"))  # it may trail
+                                for n in host.notifications))             # the answer
         # A host cancellation reaches the upstream tool (notifications/cancelled).
         call = {"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call", "params": {
             "name": "up_slow", "arguments": {"seconds": 30, "tag": "c1"}}}

@@ -231,40 +231,30 @@ async def test_a_call_timeout_cancels_the_upstream_request() -> None:
         assert tap is not None and tap.served == 1
 
 
-async def test_an_upstream_that_restarted_answers_as_to_the_sdk_client() -> None:
+async def test_an_upstream_that_restarted_is_answered_on_a_new_session() -> None:
+    """The restarted upstream answers the old session's requests 404: the call that met
+    it is sent again on a new session, through the tap and through the SDK's client
+    alike (tests/test_session_renewal.py: real processes, every front)."""
+    from tests.test_session_renewal import make_gateway
+
     async with contextlib.AsyncExitStack() as stack:
         up, first = await stack.enter_async_context(legacy_upstream())
         url = up.url
         fast = await stack.enter_async_context(front(gateway(url, tap=True,
                                                              protocol="legacy")))
-        sdk = await stack.enter_async_context(front(gateway(url, tap=False,
-                                                            protocol="legacy")))
+        sdk = await stack.enter_async_context(front(make_gateway(url, lanes=True, tap=False,
+                                                                 name="alpha")))
         for each in (fast, sdk):
             assert (await each.post("alpha_add", {"a": 1, "b": 1})).status_code == 200
         tap = fast.tap
-        assert tap is not None and tap.served == 1
+        assert tap is not None and tap.served == 1 and sdk.tap is None
         await first.stop()  # the upstream stops, and starts again at the same URL
         await stack.enter_async_context(legacy_upstream(_port(url)))
-        got, want = await fast.post("alpha_add", {"a": 2, "b": 2}), \
-            await sdk.post("alpha_add", {"a": 2, "b": 2})
-        assert canonical(got.content) == canonical(want.content), got.text
-        assert got.json()["error"] == {"code": types.INVALID_REQUEST,
-                                       "message": "Session not found"}  # FastMCP's 404
-        assert tap.served == 1  # the SDK's words for the session's 404, not the tap's
-        # Neither path notices that the session is gone (both answer that error until
-        # the replica reconnects: here, as an admin's reconnect does it).
-        for each in (sdk, fast):
+        for each in (fast, sdk):
+            got = await each.post("alpha_add", {"a": 2, "b": 2})
+            assert got.json()["result"]["structuredContent"] == {"result": 4}, got.text
             replica = each.gateway.manager.services["alpha"].replicas[0]
-            replica.reconnect()
-
-            async def answered(each: Any = each) -> bool:
-                got = (await each.post("alpha_add", {"a": 3, "b": 3})).json()
-                return bool((got.get("result") or {}).get("structuredContent") == {"result": 6})
-
-            with anyio.fail_after(60):
-                while not await answered():  # noqa: ASYNC110 - the supervisor's reconnect
-                    await anyio.sleep(0.1)
-            assert replica.state is UpstreamState.READY
+            assert replica.state is UpstreamState.READY and replica.connects == 2
         assert fast.tap is not None and fast.tap is not tap and fast.tap.served >= 1
 
 
@@ -324,11 +314,14 @@ class _Session:
     protocol_version = "2025-11-25"
 
 
-class _End:
-    def __init__(self, port: int) -> None:
-        import httpx2
+def _End(port: int) -> Any:  # a session's end, as learned from its answers
+    import httpx2
 
-        self.session_id, self.url = "sid-1", httpx2.URL(f"http://127.0.0.1:{port}/mcp")
+    from fast_mcp_gateway.upstream.http_session_end import SessionEnd
+
+    end = SessionEnd("scripted")
+    end.session_id, end.url = "sid-1", httpx2.URL(f"http://127.0.0.1:{port}/mcp")
+    return end
 
 
 def _tap(port: int) -> Any:
@@ -365,6 +358,7 @@ async def test_the_sdks_words_for_a_lost_session_and_a_broken_stream() -> None:
             await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
         assert (lost.value.error.code, lost.value.error.message) == (
             types.INVALID_REQUEST, "Session terminated")
+        assert tap.end.lost is not None and tap.end.refused(lost.value)  # to be renewed
         with pytest.raises(MCPError) as ended:
             await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
         assert (ended.value.error.code, ended.value.error.message) == (

@@ -14,6 +14,7 @@ ended it, and the setting that gives more time where the server was configured (
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import DeadlineReached
-from fast_mcp_gateway.upstream.model import describe_error, http_status_text
+from fast_mcp_gateway.upstream.model import UpstreamState, describe_error, http_status_text
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
 if TYPE_CHECKING:
@@ -275,6 +276,26 @@ def reword_remedies(text: str, words: Callable[[str, str], str]) -> str:
         return words(action, server)
 
     return _REMEDY_IN_TEXT.sub(reworded, text)
+
+
+def unavailable_text(state: UpstreamState, name: str, last_error: str | None,
+                     next_retry_at: float | None, ended: str | None) -> str:
+    """Why a replica in ``state`` takes no request now (its ``unavailable_reason``);
+    ``ended``: why its session ended, while the supervisor has yet to notice."""
+    if state is UpstreamState.DISABLED:
+        return f"is disabled; enable it: {remedy('enable', name)}"
+    if state is UpstreamState.STARTING:
+        return "is still starting"
+    if state is UpstreamState.RECONNECTING:
+        retry = ""
+        if next_retry_at is not None:
+            retry = f", next attempt in {max(0.0, next_retry_at - time.time()):.1f}s"
+        return f"is reconnecting ({last_error or 'connection lost'}{retry})"
+    if state is UpstreamState.FAILED:
+        return f"has failed: {last_error}"
+    if state is UpstreamState.READY and ended is not None:
+        return f"is restarting ({ended})"
+    return f"is {state}"
 
 
 def timed_out(label: str, what: str, call: float, exc: MCPError,

@@ -68,6 +68,19 @@ class HealthProbe:
             self.notify()
 
 
+SETTLE_WITHIN = 2.0
+"""How long a session the server forgot is kept for the requests in flight on it."""
+
+
+async def settle(busy: Callable[[], bool], within: float = SETTLE_WITHIN) -> None:
+    """Before a session the server forgot is closed, let the requests in flight on it
+    end (each is answered 404 at once, and sent again on the next session): closing
+    the session under them failed them as a broken connection (which may have run)."""
+    with anyio.move_on_after(within):
+        while busy():  # noqa: ASYNC110 - the count has no event; each ends at once
+            await anyio.sleep(0.02)
+
+
 async def hold(
     session: ClientSession,
     *,

@@ -16,15 +16,34 @@ negotiated version) shielded from the cancellation and bounded by ``END_WITHIN``
 Each replica's session ends in its own supervisor's task, so at a stop all of them end
 side by side and the stop waits at most ``END_WITHIN`` for them.  A ``DELETE`` that
 fails is said once at INFO (the session then ends when it expires), never raised.
+
+It also tells when the server no longer knows the session (``forgotten``): the spec's
+answer to a request carrying an ``Mcp-Session-Id`` the server does not know (it
+restarted, or it ended or expired the session) is HTTP 404, after which the client
+MUST open a new session with a new ``initialize``.  Every answer of the session's HTTP
+client (the SDK's POSTs, its GET stream, the health probes) is looked at by the same
+hook, and ``HttpTap`` reports its own; the first such answer calls ``on_lost`` (the
+supervisor ends the held session and opens a new one).  A 400 whose JSON-RPC error
+names the session counts too: the TypeScript SDK's example servers (server-everything
+among them) answer an unknown id "Bad Request: No valid session ID provided".  The
+request so answered was never run (the server did not get as far as a session to run
+it in): ``refused`` tells a request's error that is such an answer, and the replica
+sends the request again on the new session (``upstream/requests.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 from mcp.client.streamable_http import MCP_SESSION_ID
+from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 
 from fast_mcp_gateway.upstream.model import describe_error
@@ -37,16 +56,50 @@ END_WITHIN = 2.0
 # An answer that means the session is over (or never will be by a DELETE): 404 it was
 # gone already, 405 the server does not let clients end sessions (the spec's MAY).
 _ENDED = frozenset({200, 202, 204, 404, 405})
+# What the SDK's transport makes of a 404 with no JSON-RPC error in its body.
+TERMINATED = (types.INVALID_REQUEST, "Session terminated")
+_STAND_IN = (types.INTERNAL_ERROR, "Server returned an error response")  # (another status)
+
+
+def refusal(status: int, content_type: str | None, body: bytes) -> tuple[int, str] | None:
+    """The error an answer (``status``, its ``body``) to a request carrying the
+    session's id is said as, when it means the server does not know the session: a
+    404 (its JSON-RPC error, else the SDK's stand-in), or a 400 whose JSON-RPC error is
+    the TypeScript SDK's transport-level -32000 naming the session (its example
+    servers); else ``None``.  An error that answers the request itself (it carries an
+    id, or says the method is unknown: a 2026-style status for a JSON-RPC error) is no
+    refusal of the session."""
+    if status not in (400, 404):
+        return None
+    message: Any = None
+    if (content_type or "").lower().startswith("application/json"):
+        with contextlib.suppress(ValueError):
+            message = json.loads(body)
+    error = message.get("error") if isinstance(message, dict) else None
+    words: tuple[int, str] | None = None
+    if isinstance(error, dict):
+        code, text = error.get("code"), error.get("message")
+        if message.get("id") is not None or code == types.METHOD_NOT_FOUND:
+            return None  # the request's own answer: it was read
+        if isinstance(code, int) and isinstance(text, str):
+            words = (code, text)
+    if status == 404:
+        return words or TERMINATED
+    return words if words is not None and words[0] == -32000 \
+        and "session" in words[1].lower() else None
 
 
 class SessionEnd:
     """The end of one streamable-HTTP session: ``watch`` its client, then ``end`` it."""
 
-    def __init__(self, who: str) -> None:
+    def __init__(self, who: str, on_lost: Callable[[str], None] | None = None) -> None:
         self.who = who  # names the upstream in the log line (no URL: it may hold a token)
         self.session_id: str | None = None
         self.url: httpx2.URL | None = None  # where the session lives (after a redirect)
         self.version: str | None = None  # the negotiated protocol version
+        self.on_lost = on_lost  # told once, why, when the server forgot the session
+        self.lost: str | None = None  # why the server no longer knows the session
+        self._words: set[tuple[int, str]] = set()  # the errors its refusals were said as
 
     def watch(self, client: httpx2.AsyncClient) -> None:
         """Learn the session id from ``client``'s answers, as the SDK does."""
@@ -58,6 +111,38 @@ class SessionEnd:
         given = response.headers.get(MCP_SESSION_ID)
         if given:
             self.session_id, self.url = given, response.request.url
+        request = response.request
+        if response.status_code not in (400, 404) or request.method == "DELETE" \
+                or self.session_id is None \
+                or request.headers.get(MCP_SESSION_ID) != self.session_id:
+            return
+        kind = response.headers.get("content-type")
+        body = b""
+        if (kind or "").lower().startswith("application/json"):
+            with contextlib.suppress(httpx2.HTTPError):  # (kept for the SDK to read)
+                body = await response.aread()
+        words = refusal(response.status_code, kind, body)
+        if words is not None:
+            self.forgotten(words, response.status_code, request.method)
+
+    def forgotten(self, words: tuple[int, str], status: int, method: str) -> None:
+        """The server answered ``status`` to a ``method`` request carrying the session's
+        id, said as ``words``: it no longer knows the session (``on_lost``, once)."""
+        # ... and as the SDK's transport says it when it cannot read the error's body
+        self._words.update((words, TERMINATED if status == 404 else _STAND_IN))
+        if self.lost is not None:
+            return
+        self.lost = (f"the server no longer knows the gateway's session (HTTP {status} to "
+                     f"a {method}: {words[1]}): it restarted, or ended the session; a new "
+                     "session is opened")
+        if self.on_lost is not None:
+            self.on_lost(self.lost)
+
+    def refused(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (a request's error on this session) is the server's refusal of
+        a session it no longer knows: the request was not run."""
+        return self.lost is not None and isinstance(exc, MCPError) \
+            and (exc.error.code, exc.error.message) in self._words
 
     async def end(self, client: httpx2.AsyncClient) -> None:
         """``DELETE`` the session (if it has an id), shielded, within ``END_WITHIN``."""

@@ -41,8 +41,10 @@ server keys requests in flight by id per session), and:
   that server's (``lingers``);
 * a timeout or the caller's cancellation POSTs ``notifications/cancelled`` for the
   request id (as the SDK client does, with its reason), then closes the connection;
-* a 404 is ``Session terminated`` (``INVALID_REQUEST``), as the SDK's transport says
-  it for a session the server no longer knows; a stream that breaks before the answer
+* a 404 is the server's JSON-RPC error, or ``Session terminated``
+  (``INVALID_REQUEST``), as the SDK's transport says it for a session the server no
+  longer knows, and the session's ``SessionEnd`` is told (``forgotten``: the replica
+  opens a new session and sends the call again there); a stream that breaks before the answer
   is ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
   for one without event ids.  For one with event ids the SDK would resume the stream
   (a GET with ``Last-Event-ID``); the tap does not: the call fails the same way, and
@@ -102,6 +104,7 @@ from fast_mcp_gateway.upstream.http_pool import (
     progress,
     tap_applies,
 )
+from fast_mcp_gateway.upstream.http_session_end import refusal
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
     body_chunks,
@@ -376,11 +379,13 @@ class HttpTap:
         data = await read_body(conn.reader, response, self.max_message_bytes)
         reusable = response.keep_alive
         if status >= 400:
+            words = refusal(status, kind, data) if handshake and self.end else None
+            if words is not None:  # the server no longer knows the session: it is renewed
+                cast("SessionEnd", self.end).forgotten(words, status, "POST")
+                raise MCPError(code=words[0], message=words[1])
             error = json_error(data) if kind == "application/json" else None
             if error is not None:
                 raise MCPError.from_error_data(error)
-            if status == 404 and handshake:  # the server no longer knows the session
-                raise MCPError(code=types.INVALID_REQUEST, message="Session terminated")
             if status == 404:
                 raise MCPError(code=types.METHOD_NOT_FOUND, message="Not Found")
             raise MCPError(code=types.INTERNAL_ERROR,

@@ -46,6 +46,8 @@ class _UrlTransport(_TransportBase):
 
     what = "HTTP"
     label: str | None = None  # the replica's name in log lines (the supervisor sets it)
+    # Told why, when the server no longer knows a session (the supervisor sets it).
+    on_lost: Callable[[str], None] | None = None
 
     def __init__(self, url: str, headers: dict[str, str] | None = None,
                  httpx_client_factory: ClientFactory | None = None,
@@ -92,10 +94,12 @@ class FastHttpTransport(_UrlTransport):
     A handshake-era session is ended by the gateway, not the SDK: a shielded, bounded
     ``DELETE`` once its streams closed, before its client is (``http_session_end.py``:
     the SDK's is cancelled before it is sent when a stop or a restart ends the
-    session)."""
+    session); ``end``, while a session lives, is its ``SessionEnd``, which also tells
+    ``on_lost`` when the server no longer knows the session (HTTP 404)."""
 
     legacy_only = False  # streamable HTTP carries either protocol era
     tap: HttpTap | None = None
+    end: SessionEnd | None = None
     # The bound of one message (an SSE event too: the SDK's own is 1 MiB), as the
     # side door's and a stdio upstream's: a larger result ended the session.
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -111,7 +115,7 @@ class FastHttpTransport(_UrlTransport):
         read = session_kwargs.get("read_timeout_seconds")
         client = self._client(**({} if read is None else {
             "timeout": httpx2.Timeout(30.0, read=max(300.0, read))}))
-        end = SessionEnd(self.label or _where(self.url))
+        end = SessionEnd(self.label or _where(self.url), self.on_lost)
         end.watch(client)
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(client)
@@ -123,11 +127,12 @@ class FastHttpTransport(_UrlTransport):
                 session_class(read_stream, write_stream, **session_kwargs))
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
                                      self.max_message_bytes, end)
+            self.end = end
             try:
                 yield session
             finally:
                 end.version = session.protocol_version
-                self.tap = None
+                self.tap = self.end = None
                 if tap is not None:
                     await tap.aclose()
 

@@ -144,6 +144,15 @@ class RestartPolicy:
         base = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
         return base * (1 + self.jitter * (2 * rng.random() - 1))
 
+    def renewal_delay(self, renewals: deque[float], now: float, rng: random.Random) -> float:
+        """Before a new session for one the server forgot (``renewals``: when the last
+        ones were, ``now`` added): none for the first within ``crash_window``, then the
+        backoff of ``delay`` (a server that forgets every session is not hammered)."""
+        while renewals and now - renewals[0] > self.crash_window:
+            renewals.popleft()
+        renewals.append(now)
+        return 0.0 if len(renewals) == 1 else self.delay(len(renewals) - 2, rng)
+
     def is_crash_loop(self, failures: deque[float], now: float) -> bool:
         while failures and now - failures[0] > self.crash_window:
             failures.popleft()

@@ -176,7 +176,7 @@ class Upstream:
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
         )
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
-                                  self._changed.notify, self.max_total)
+                                  self._changed.notify, self.max_total, self._changed)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
                                      self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(

@@ -5,6 +5,16 @@ Every request goes through the one persistent session (never a reconnect per cal
 models for the full path, JSON for the stdio express lane); both, and every other
 request, go through ``Requests.request``, the one place that counts calls in flight,
 feeds the health window, breaker and EWMA, and maps transport faults.
+
+A request the server refused because it no longer knows the session (HTTP 404 on a
+streamable-HTTP session: ``http_session_end.SessionEnd.refused``) was not run there:
+the server answers so before any session could run it.  The supervisor opens a new
+session at once; the request waits for it (up to the call timeout, or until an
+attempt at it failed) and is sent there, once, whatever the tool's idempotency.  It
+counts neither as a success nor as a failure (one restart of the server is not one
+failure per call that met it); without a new session, or refused on the new one as
+well, it fails as ``UpstreamUnavailable`` saying so (never run: the service may send
+it to another replica).
 """
 
 from __future__ import annotations
@@ -33,15 +43,17 @@ from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import PACE, Pace, progress_bounded
 from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
-from fast_mcp_gateway.upstream.model import Catalog, describe_error
+from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
 from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
 from fast_mcp_gateway.upstream.stdout_lines import INVALID_RESPONSE
 from fast_mcp_gateway.upstream.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.http_session_end import SessionEnd
     from fast_mcp_gateway.upstream.http_tap import HttpTap
 
 T = TypeVar("T")
@@ -51,13 +63,22 @@ _PROMPT_RESULT: TypeAdapter[types.GetPromptResult | types.InputRequiredResult] =
     types.GetPromptResult | types.InputRequiredResult)
 
 
+class _Forgotten(Exception):
+    """A request met the server's refusal of a session it no longer knows."""
+
+    def __init__(self, session: ClientSession, end: SessionEnd) -> None:
+        self.session, self.why = session, end.lost or "the server forgot the session"
+
+
 class Requests:
     """The requests a replica forwards, over ``supervisor``'s live session."""
 
     def __init__(self, supervisor: Supervisor, accounting: ReplicaAccounting,
                  inflight: InFlight, call_timeout: float,
                  on_idle: Callable[[], None] | None = None,
-                 max_total: float | None = None) -> None:
+                 max_total: float | None = None,
+                 changed: ChangeSignal | None = None) -> None:
+        self._changed = changed or ChangeSignal()  # told of the supervisor's changes
         self._sup = supervisor
         self._stats = accounting
         self._inflight = inflight
@@ -74,10 +95,34 @@ class Requests:
 
         Error *responses* from the upstream (``MCPError`` with the upstream's code and
         message) propagate unchanged, so the host sees what the upstream said.  A host's
-        request (with a ``front``) is ``watched`` for stalls unless told otherwise.
+        request (with a ``front``) is ``watched`` for stalls unless told otherwise.  One
+        refused for a session the server forgot goes again on the next session (the
+        module docstring).
         """
+        try:
+            return await self._once(what, front, op, watched)
+        except _Forgotten as lost:
+            sup, first, tried = self._sup, lost, self._stats.attempts
+        # Until the new session, or an attempt at one ended (a failed one: its reason).
+        if not await self._changed.wait_until(
+                lambda: sup.session not in (None, first.session)
+                or self._stats.attempts > tried or sup.state in _NO_SESSION_COMING,
+                self.call_timeout) or sup.session is None:
+            raise UpstreamUnavailable(sup.label, f"{what} was not run: {first.why}; no new "
+                                      f"session yet: it {sup.unavailable_reason()}")
+        try:
+            return await self._once(what, front, op, watched)
+        except _Forgotten as again:
+            raise UpstreamUnavailable(sup.label, f"{what} was not run: {again.why} (its "
+                                      "new session was refused too)") from None
+
+    async def _once(
+        self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
+        watched: bool,
+    ) -> T:
+        """``request`` on the session live now; ``_Forgotten`` if the server forgot it."""
         sup = self._sup
-        session = sup.session
+        session, end = sup.session, sup.end
         if session is None:
             raise UpstreamUnavailable(sup.label, sup.unavailable_reason())
         stats = self._stats
@@ -101,7 +146,7 @@ class Requests:
         pacing = PACE.set(pace)
         if front is not None:
             front.paces.append(pace)
-        given_up = False
+        given_up = forgotten = False
         unanswered: str | None = None  # how a host's request went without an answer
         # A host's request may be a suspect replica's trial call (policies/stalls.py);
         # what the replica was heard to say since it started tells a stall.
@@ -129,6 +174,9 @@ class Requests:
                 given_up, unanswered = True, "cancelled"
                 raise
             except MCPError as exc:
+                if end is not None and end.refused(exc):  # not run: sent again (above)
+                    forgotten = True
+                    raise _Forgotten(session, end) from exc
                 if exc.error.code == types.CONNECTION_CLOSED:
                     cause = sup.closed_by_protocol_error()
                     reason = f"connection closed during {what}" + (
@@ -169,11 +217,11 @@ class Requests:
                 if front is not None:
                     front.paces.remove(pace)
                 stats.active -= 1
-                if given_up:
+                if given_up or forgotten:
                     stats.given_up(probe)
                 else:
                     stats.record(ok, started, watched, learned, pace)
-                if not ok and watched:
+                if not ok and watched and not forgotten:
                     assert front is not None
                     stats.unanswered(what, started, heard, _host_key(front), unanswered,
                                      trial, self.call_timeout)
@@ -368,6 +416,11 @@ class Requests:
             return await session.complete(ref, argument, context_arguments=context_arguments)
 
         return await self.bounded("completion/complete", None, op)
+
+
+# States in which no new session is coming (a forgotten one's request stops waiting).
+_NO_SESSION_COMING = frozenset({UpstreamState.FAILED, UpstreamState.DISABLED,
+                                UpstreamState.STOPPED})
 
 
 def _complete(result: Any) -> bool:

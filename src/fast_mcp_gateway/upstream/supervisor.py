@@ -6,7 +6,10 @@ exit, transport error, reconnect/disable/stop request; holding.py: the watchers 
 health probe that run meanwhile).  An unexpected close or a failed connect is retried
 with exponential backoff and jitter; ``crash_limit`` failures within ``crash_window``
 seconds park the replica as ``failed`` until ``reconnect()``.  A timeout or an
-``unreachable`` remote is no crash (never parked).
+``unreachable`` remote is no crash (never parked); nor is a session the server no
+longer knows (HTTP 404: ``http_session_end.SessionEnd.forgotten``), which is renewed
+at once (``RestartPolicy.renewal_delay``: backing off only when it happens again and
+again).
 
 The supervisor knows nothing of requests, asks or subscriptions: the replica that
 owns it passes them in through ``SupervisorHooks``.
@@ -29,8 +32,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
-from fast_mcp_gateway.upstream.failures import connect_timeout_text, explain_connect_failure, remedy
-from fast_mcp_gateway.upstream.holding import HealthProbe, hold
+from fast_mcp_gateway.upstream.failures import (
+    connect_timeout_text,
+    explain_connect_failure,
+    remedy,
+    unavailable_text,
+)
+from fast_mcp_gateway.upstream.holding import HealthProbe, hold, settle
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -62,6 +70,7 @@ from fast_mcp_gateway.upstream.transports import TransportFactory, default_trans
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
 
+    from fast_mcp_gateway.upstream.http_session_end import SessionEnd
     from fast_mcp_gateway.upstream.transports import SideDoor
 
 logger = logging.getLogger(__name__)
@@ -130,6 +139,8 @@ class Supervisor:
         self._session: ClientSession | None = None
         self._transport: ClientTransport | None = None  # the latest attempt's (its facts)
         self.tap: SideDoor | None = None  # the session's raw side door (express lanes)
+        self.end: SessionEnd | None = None  # a streamable-HTTP session's (its 404s)
+        self._lost: str | None = None  # why the server forgot the held session
         self._enabled = config.enabled
         self._stopping = self._restart_requested = False
         self._wake = anyio.Event()
@@ -183,21 +194,9 @@ class Supervisor:
         self._last_error = None if text is None else mask_text(text)
 
     def unavailable_reason(self) -> str:
-        state = self.state
-        if state is UpstreamState.DISABLED:
-            return f"is disabled; enable it: {remedy('enable', self.name)}"
-        if state is UpstreamState.STARTING:
-            return "is still starting"
-        if state is UpstreamState.RECONNECTING:
-            retry = ""
-            if self.next_retry_at is not None:
-                retry = f", next attempt in {max(0.0, self.next_retry_at - time.time()):.1f}s"
-            return f"is reconnecting ({self.last_error or 'connection lost'}{retry})"
-        if state is UpstreamState.FAILED:
-            return f"has failed: {self.last_error}"
-        if state is UpstreamState.READY and self._closed.is_set():
-            return f"is restarting ({self._broken or 'connection lost'})"
-        return f"is {state}"
+        ended = (self._broken or "connection lost") if self._closed.is_set() else None
+        return unavailable_text(self.state, self.name, self.last_error, self.next_retry_at,
+                                ended)
 
     def stderr_hint(self) -> str:
         tail = [line for line in self.stderr.tail(3) if line.strip()]
@@ -224,6 +223,11 @@ class Supervisor:
         """Why the stdio reader ended the current session, if it did."""
         tap = self.tap
         return tap.fatal if tap is not None else None
+
+    def session_lost(self, reason: str) -> None:
+        """The server no longer knows the held session: end it (a new one follows)."""
+        self._lost = self._lost or reason
+        self.mark_broken(reason)
 
     def mark_broken(self, reason: str) -> None:
         """End the held session (the supervisor reconnects); the first reason wins."""
@@ -263,6 +267,7 @@ class Supervisor:
 
     async def run(self) -> None:
         failures: deque[float] = deque()
+        renewals: deque[float] = deque()  # sessions the server forgot, lately
         attempt = 0
         try:
             while not self._stopping:
@@ -277,6 +282,7 @@ class Supervisor:
                     continue
                 self._restart_requested, connects = False, self._stats.connects
                 error: str | None = None
+                lost = False  # the server forgot the session: renewed, no crash
                 try:
                     await self._attempt(hold=True)
                 except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
@@ -288,6 +294,7 @@ class Supervisor:
                 else:
                     if not (self._stopping or self._restart_requested):
                         error = self._explain_failure(None, self._broken or "connection closed")
+                        lost = self._lost is not None
                 finally:
                     self._first_attempt.set()
                 if self._stopping:
@@ -295,7 +302,7 @@ class Supervisor:
                 if self._restart_requested:
                     continue
                 self.last_error = error
-                if not (self._timed_out or self._unreachable):  # no crash: never parked
+                if not (self._timed_out or self._unreachable or lost):  # no crash
                     failures.append(time.monotonic())
                 if self._restart.is_crash_loop(failures, time.monotonic()):
                     self.last_error = (f"{error} (gave up after {len(failures)} failures "
@@ -308,8 +315,11 @@ class Supervisor:
                     continue
                 if self._stats.connects != connects:  # it was up: back off from the start
                     attempt = 0
-                delay = self._restart.delay(attempt, self._rng)
-                attempt += 1
+                if lost:
+                    delay = self._restart.renewal_delay(renewals, time.monotonic(), self._rng)
+                else:
+                    delay = self._restart.delay(attempt, self._rng)
+                    attempt += 1
                 self.next_retry_at = time.time() + delay
                 self._set_state(UpstreamState.RECONNECTING)
                 with anyio.move_on_after(delay):
@@ -340,7 +350,7 @@ class Supervisor:
         if self.state is not UpstreamState.READY:
             self._set_state(UpstreamState.STARTING if self._stats.attempts == 0
                             else UpstreamState.RECONNECTING)  # (no flip per retry)
-        self._broken = None
+        self._broken = self._lost = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations = None, None, 0
         # Spawn-first: ``serve`` may have started this replica's process already.
@@ -368,6 +378,7 @@ class Supervisor:
                 transport.adopt = early.process if early is not None else None
             elif hasattr(transport, "label"):  # the HTTP ones: their log lines name us
                 transport.label = self.label
+                transport.on_lost = self.session_lost  # type: ignore[attr-defined]
             started = anyio.current_time()
             try:
                 with anyio.CancelScope() as scope:
@@ -379,6 +390,7 @@ class Supervisor:
                         transport_options=relay_options(transport), **self._hooks.session_kwargs()
                     ) as session:
                         self.tap = getattr(transport, "tap", None)
+                        self.end = getattr(transport, "end", None)
                         if self.tap is not None:  # its requests' progress is heard
                             self.tap.heard = self._stats.progressed
                         if stderr_inode is not None:
@@ -400,7 +412,7 @@ class Supervisor:
                 self._release_limiter()
                 self._attempt_scope = None
                 self._session = None
-                self.tap = None
+                self.tap = self.end = None
                 if stderr_writer is not None:
                     stderr_writer.close()
                 await close_finally(transport.close, self.pid, STOP_GRACE)
@@ -463,6 +475,8 @@ class Supervisor:
             ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify)
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
+        if self._lost is not None:  # its requests in flight are refused: let them end
+            await settle(lambda: self._stats.active > 0)
         if self._broken and not (self._stopping or self._restart_requested):
             # Said once, at WARNING, by the state change that follows (ready ->
             # reconnecting, with the exit code and stderr): not here as well.

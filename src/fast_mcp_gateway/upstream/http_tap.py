@@ -23,6 +23,12 @@ configured ones) and timeout the session would use, and its answer read as JSON:
   a connection that fails before the answer's head is an ``httpx2.TransportError``
   (a transport fault, as on the SDK's path).
 
+An SSE answer (a call that reports progress or logs) is read to the stream's end (the
+server ends it after the answer), so that its connection is kept for the next call; a
+stream still open ``DRAIN_WITHIN`` after its answer is closed instead, and the tap
+stops waiting for that server's (``lingers``).  A call cancelled or timed out before
+its answer never has its connection kept.
+
 On a 2026-07-28 session the request is self-contained; a timeout or the caller's
 cancellation closes the connection (that era's cancellation signal).  On a
 handshake-era session (one with an ``Mcp-Session-Id``, learned from the session's
@@ -35,10 +41,6 @@ server keys requests in flight by id per session), and:
   (``_compat.deliver_message``), in the caller's context: the session answers the
   request with its own callbacks and the SDK's transport POSTs the answer back, as
   for any server request;
-* an SSE answer is read to the stream's end (the server ends it after the answer),
-  so that its connection is kept for the next call; a stream still open
-  ``DRAIN_WITHIN`` after its answer is closed instead, and the tap stops waiting for
-  that server's (``lingers``);
 * a timeout or the caller's cancellation POSTs ``notifications/cancelled`` for the
   request id (as the SDK client does, with its reason), then closes the connection;
 * a 404 is the server's JSON-RPC error, or ``Session terminated``
@@ -125,7 +127,7 @@ MAX_HEADER_SETS = 256  # distinct stamped header sets remembered (tool names, mo
 _USER_AGENT = b"fast-mcp-gateway"
 _ID_PREFIX = "gw-"  # a handshake-era session's tap ids: the SDK session's are integers
 DRAIN_WITHIN = 0.5
-"""How long a handshake-era SSE answer's stream may take to end after the answer
+"""How long an SSE answer's stream may take to end after the answer
 before its connection is closed instead of kept (servers end it with the answer; one
 that does not is not waited for again, ``HttpTap.lingers``)."""
 CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio tap's)
@@ -278,7 +280,7 @@ class HttpTap:
             answer, reusable = await self._answer(conn, response, request_id, on_progress,
                                                   session_id is not None)
             answered = True
-            if reusable is None:  # a handshake-era stream: read to its end, if it ends
+            if reusable is None:  # a stream, answered: read to its end, if it ends
                 deadline.stop()
                 reusable = await self._drained(conn, response)
             done = reusable
@@ -352,7 +354,7 @@ class HttpTap:
                       on_progress: Progress | None,
                       handshake: bool) -> tuple[dict[str, Any], bool | None]:
         """The call's response (its ``result`` or ``error``; ``MCPError`` for what is
-        not one), and whether ``conn`` may be reused (``None``: a handshake-era stream
+        not one), and whether ``conn`` may be reused (``None``: an answered stream
         whose rest is still to be read)."""
         status, kind = response.status, response.content_type
         if 300 <= status < 400 and "location" in response.headers:
@@ -371,8 +373,6 @@ class HttpTap:
                     raise
                 raise MCPError(code=types.CONNECTION_CLOSED,
                                message="SSE stream ended without a response") from exc
-            if not handshake:
-                return result, False  # the stream is left unread past the answer
             if response.headers.get("transfer-encoding", "").lower() == "chunked":
                 return result, None  # (read whole chunks so far: the rest follows)
             return result, response.keep_alive and "content-length" in response.headers
@@ -428,7 +428,7 @@ class HttpTap:
                        message="SSE stream ended without a response")
 
     async def _drained(self, conn: Connection, response: Response) -> bool:
-        """Read an answered handshake-era stream to its end (the server ends it after
+        """Read an answered stream to its end (the server ends it after
         the answer); whether ``conn`` may be reused.  What comes after the answer was
         never read by the SDK either: it is dropped."""
         if self.lingers:

@@ -235,6 +235,26 @@ async def test_what_the_lane_does_not_take_goes_the_full_path() -> None:
             assert got.status_code in (401, 404) and lane.served == before
 
 
+async def test_json_the_sdks_parser_reads_otherwise_goes_the_full_path() -> None:
+    """Python's parser reads lone surrogates, NaN and ~1,000 levels of nesting; the
+    SDK's (pydantic-core) refuses the first and the last (400, parse error) and reads
+    NaN as a number that reaches the tool as null."""
+    async with both() as (lane, full, sessions):
+        for n, raw in enumerate([b'"\\ud800"', b'"a\\udc00"', b"NaN",
+                                 b"[" * 210 + b"]" * 210]):
+            body = (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":'
+                    b'"alpha_fail","arguments":{"message":%b}}}' % (n, raw))
+            before = lane.served
+            got = await lane.http.post("/mcp", content=body, headers=headers(ANN, sessions[0]))
+            want = await full.http.post("/mcp", content=body,
+                                        headers=headers(ANN, sessions[1]))
+            assert lane.served == before, raw
+            assert shape(got, sessions[0]) == shape(want, sessions[1])
+        # A surrogate pair, escaped, is plain Unicode: the lane's.
+        await same_answer(lane, full, sessions, call("alpha_fail", {"message": "\U0001f600"}),
+                          taken=True)
+
+
 async def test_without_auth_too() -> None:
     async with both(auth=False) as (lane, full, sessions):
         await same_answer(lane, full, sessions, call("alpha_add", {"a": 1, "b": 2}),

@@ -62,6 +62,7 @@ from fast_mcp_gateway._compat import (
 )
 from fast_mcp_gateway._compat_sessions import HeldSession
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.front.early import parse_line
 from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.remembered import Remembered
 from fast_mcp_gateway.front.request_ids import id_key
@@ -262,10 +263,9 @@ class SessionLane:
                     transport: Any) -> bool | _Plan:
         """The call to serve, True for a POST answered here (a cancellation, an answer
         to a question), False for one to pass on."""
-        try:  # a body that is not plain UTF-8 JSON is the SDK's to judge
-            message = json.loads(body.decode())
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            return False
+        # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
+        # nesting): the SDK's to judge.
+        message = parse_line(body)
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return False
         method = message.get("method")

@@ -218,6 +218,7 @@ async def test_what_the_lane_does_not_take_goes_the_full_path() -> None:
     async with both() as (lane, full, sessions):
         cases = [call("alpha_nope", {}), call("gateway_list_servers", {}),
                  call("alpha_add", {"a": 1, "b": 2}, meta={"progressToken": True}),
+                 call("alpha_add", {"a": 1, "b": 2}, meta={"progressToken": None}),
                  {**call("alpha_add", {"a": 1, "b": 2}), "extra": 1},
                  {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}]
         for body in cases:

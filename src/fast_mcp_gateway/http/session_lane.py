@@ -332,8 +332,8 @@ class SessionLane:
             return None
         token = meta.get("progressToken")
         if types.PROTOCOL_VERSION_META_KEY in meta or types.LOG_LEVEL_META_KEY in meta or (
-                token is not None and (not isinstance(token, str | int)
-                                       or isinstance(token, bool))):
+                "progressToken" in meta and (not isinstance(token, str | int)
+                                             or isinstance(token, bool))):
             return None  # a 2026-07-28 envelope, or invalid: the SDK judges it
         principal, _binding = found
         key = id_key(request_id)

@@ -256,6 +256,31 @@ async def test_json_the_sdks_parser_reads_otherwise_goes_the_full_path() -> None
                           taken=True)
 
 
+async def test_a_bad_token_costs_as_much_on_a_live_session_as_on_none() -> None:
+    """A caller without a valid token learns nothing of which sessions exist: its POST
+    is verified as often (and so takes as long) on a live session as on a made-up one,
+    and gets FastMCP's 401 either way."""
+    async with front(True) as lane:
+        session = await open_session(lane)
+        verifier = lane.lane.access.verifier  # the one FastMCP's guard asks too
+        assert verifier is not None
+        counted: list[str] = []
+        verify = verifier.verify_token
+
+        async def counting(token: str) -> Any:
+            counted.append(token)
+            return await verify(token)
+
+        verifier.verify_token = counting  # type: ignore[method-assign]
+        seen = []
+        for target in (session, "f" * 32):
+            counted.clear()
+            got = await lane.http.post("/mcp", json=call("alpha_add", {"a": 1, "b": 2}),
+                                       headers=headers("mgw_nope", target))
+            seen.append((got.status_code, len(counted)))
+        assert seen[0] == seen[1] and seen[0][0] == 401, seen
+
+
 async def test_without_auth_too() -> None:
     async with both(auth=False) as (lane, full, sessions):
         await same_answer(lane, full, sessions, call("alpha_add", {"a": 1, "b": 2}),

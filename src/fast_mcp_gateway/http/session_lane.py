@@ -184,15 +184,15 @@ class SessionLane:
         if session is None or tracing_configured():
             await self.app(scope, receive, send)
             return
+        # Verified before the session is looked at: a bad token costs the same on a
+        # live session as on a made-up one (no timing tells it which exist).
+        found = await self.access.verified(scope)
         manager = self.manager()
         transport = open_http_sessions(manager).get(session.decode("latin-1"))
         known = self.hosts.get(session.decode("latin-1")) if transport is not None else None
-        if known is None or manager.json_response or manager.event_store is not None \
-                or not known[0].initialized.is_set() or HeldSession(transport).expired:
-            await self.app(scope, receive, send)
-            return
-        found = await self.access.verified(scope)
-        if found is None:  # FastMCP's 401, the body unread
+        if found is None or known is None or manager.json_response \
+                or manager.event_store is not None or not known[0].initialized.is_set() \
+                or HeldSession(transport).expired:  # found None: FastMCP's 401, body unread
             await self.app(scope, receive, send)
             return
         body, end = await read_body(receive, self.max_body)

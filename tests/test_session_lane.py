@@ -76,13 +76,14 @@ class Front:
 
 
 @contextlib.asynccontextmanager
-async def front(lane: bool, auth: bool = True) -> AsyncIterator[Front]:
+async def front(lane: bool, auth: bool = True,
+                options: dict[str, Any] | None = None) -> AsyncIterator[Front]:
     events: dict[str, Any] = {"started": anyio.Event(), "cancelled": anyio.Event()}
     gateway = make_gateway(
         {"alpha": memory_entry("alpha"), "inter": memory_entry("inter"),
          "fid": {"command": PY, "args": [str(SERVERS / "fidelity.py")]}},
         {"alpha": alpha_server(), "inter": interactive_server(events)},
-        options={"auth": {"tokens": TOKENS}} if auth else None,
+        options=options or ({"auth": {"tokens": TOKENS}} if auth else None),
         http_express_lane=lane, call_timeout=60)
     app = gateway.http_app("http")
     async with serve_http(app) as base, \

@@ -25,8 +25,9 @@ SDK made:
 * the answer is the SDK's SSE stream (``session_reply.py``), the session's idle
   countdown held meanwhile as the SDK holds it (``_compat_sessions.HeldSession``);
 * the host's ``notifications/cancelled`` for a call of the lane (a POST on the
-  session) cancels it (answered 202, the stream ends with ``REQUEST_CANCELLED``), and
-  its answer to a question the lane put on a call's stream is taken here (202); a
+  session, with any credential of the session's owner) cancels it (answered 202, the
+  stream ends with ``REQUEST_CANCELLED``), and its answer to a question the lane put on
+  a call's stream is taken here (202); a
   host that goes away cancels the call; a session that ends (DELETE, expiry) ends
   its lane calls and their streams.
 
@@ -78,9 +79,9 @@ from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
     ASK_PREFIX,
     SessionReply,
-    accepted_headers,
     cancelled_body,
     encode_message,
+    send_accepted,
 )
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
@@ -197,11 +198,12 @@ class SessionLane:
             return
         body, end = await read_body(receive, self.max_body)
         taken: bool | _Plan = False
-        if end == "whole" and len(body) <= self.max_body and self._same_caller(
-                scope, manager, session, found, known[1]):
+        seen = self._same_caller(scope, manager, session, found, known[1]) \
+            if end == "whole" and len(body) <= self.max_body else None
+        if seen is not None:
             try:
                 taken = await self._take(scope, send, body, session, found, known[0],
-                                         transport)
+                                         transport, seen)
             except Exception:  # a lane bug must not cost the host its answer
                 logger.exception("session lane: passing a request on after an error")
         if isinstance(taken, _Plan):
@@ -244,15 +246,16 @@ class SessionLane:
         return session if accepts else None
 
     def _same_caller(self, scope: Scope, manager: Any, session: bytes,
-                     found: tuple[Principal, str | None], seen: str | None) -> bool:
-        """Whether the request's credential opened the session (the SDK's check) and is
-        the one the full path last saw on it (``session_hosts``)."""
+                     found: tuple[Principal, str | None], seen: str | None) -> bool | None:
+        """None unless the request's caller opened the session (the SDK's check: all a
+        cancellation or an answer needs), else whether its credential is the one the full
+        path last saw on it (``session_hosts``: what a call needs)."""
         held, owner = http_session_owner(manager, session.decode("latin-1"))
         binding = found[1]
         opened_by = None if owner is None else json.dumps(
             [owner["client_id"], owner["issuer"], owner["subject"]], separators=(",", ":"))
         if not held or opened_by != binding:
-            return False
+            return None
         if self.access.verifier is None:
             return seen is None
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
@@ -260,9 +263,9 @@ class SessionLane:
 
     async def _take(self, scope: Scope, send: Send, body: bytes, session: bytes,
                     found: tuple[Principal, str | None], connection: Connection,
-                    transport: Any) -> bool | _Plan:
+                    transport: Any, seen: bool) -> bool | _Plan:
         """The call to serve, True for a POST answered here (a cancellation, an answer
-        to a question), False for one to pass on."""
+        to a question: a refreshed JWT's too), False for one to pass on."""
         # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
         # nesting): the SDK's to judge.
         message = parse_line(body)
@@ -273,7 +276,7 @@ class SessionLane:
             return await self._take_answer(message, session, send)
         if method == "notifications/cancelled":
             return await self._take_cancel(message, session, send)
-        if method != "tools/call":
+        if method != "tools/call" or not seen:
             return False
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         plan = self._plan(message, session, found, connection, transport,
@@ -294,7 +297,7 @@ class SessionLane:
             and isinstance(error.get("message"), str))
         if answer is None or not shaped:
             return False
-        await _accepted(send, session)
+        await send_accepted(send, session)
         if not answer.done():
             answer.set_result(message)
         return True
@@ -312,7 +315,7 @@ class SessionLane:
         stop = self.calls.get((session.decode("latin-1"), id_key(request_id)))
         if stop is None:
             return False
-        await _accepted(send, session)
+        await send_accepted(send, session)
         stop.stop(_CANCELLED)
         return True
 
@@ -465,12 +468,6 @@ async def _call(tool: UpstreamTool, route: tuple[Service, str | None],
     # host (``reply.ask``), as the stdio lane bridges them.
     return await tool.call_raw(route, params, front, encode,
                                front.progress if token is not None else None, reply.ask)
-
-
-async def _accepted(send: Send, session: bytes) -> None:
-    await send({"type": "http.response.start", "status": 202,
-                "headers": accepted_headers(session)})
-    await send({"type": "http.response.body", "body": b""})
 
 
 def express_lanes(server: FastMCP[Any], provider: GatewayProvider,

@@ -55,6 +55,13 @@ def accepted_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
             (b"content-length", b"0")]
 
 
+async def send_accepted(send: Any, session_id: bytes) -> None:
+    """The SDK's 202 (a notification or a response POSTed on the session), sent."""
+    await send({"type": "http.response.start", "status": 202,
+                "headers": accepted_headers(session_id)})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def encode_message(message: dict[str, Any]) -> bytes:
     """``message`` as the SDK's transport writes it (pydantic's JSON: UTF-8 as is)."""
     try:

@@ -338,6 +338,34 @@ async def test_the_hosts_cancellation_cancels_a_lane_call() -> None:
         assert [o.status for o in outcomes] == ["cancelled"]
 
 
+async def test_a_question_pending_when_its_call_is_cancelled_is_withdrawn_first() -> None:
+    """The host cancels a call while its question (elicitation) is unanswered: on the
+    call's stream, the question's withdrawal comes before the answer, as the SDK
+    writes them (question ids aside: the SDK's own, the lane's ``gw-ask-N``)."""
+    streams: list[list[Any]] = []
+    async with both() as (lane, full, _):
+        for f in (lane, full):
+            session = await open_session(f, ANN, capabilities={"elicitation": {}})
+            seen: list[Any] = []
+            async with f.http.stream("POST", "/mcp", json=call("inter_ask", {}, 6),
+                                     headers=headers(ANN, session)) as got:
+                async for line in got.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    message = json.loads(line[6:])
+                    seen.append(message)
+                    if message.get("method") == "elicitation/create":
+                        await f.http.post("/mcp", headers=headers(ANN, session), json={
+                            "jsonrpc": "2.0", "method": "notifications/cancelled",
+                            "params": {"requestId": 6}})
+            asked = seen[0]["id"]
+            streams.append([json.dumps(m, sort_keys=True).replace(json.dumps(asked), "<ask>")
+                            for m in seen[1:]])
+        assert lane.served == 1
+    assert streams[0] == streams[1], streams
+    assert len(streams[0]) == 2 and '"caller cancelled"' in streams[0][0]
+
+
 async def test_a_host_that_goes_away_and_a_deleted_session_end_lane_calls() -> None:
     async with front(True) as lane:
         outcomes: list[CallOutcome] = []

@@ -447,6 +447,8 @@ class SessionLane:
                     return  # nobody to answer
                 if reason == _CANCELLED and body is None:
                     body = cancelled_body(plan.request_id)
+                if reason != _ENDED:
+                    await reply.withdrawn()
                 await reply.finish(body if reason != _ENDED else None)
         finally:
             reply.stop_pings()

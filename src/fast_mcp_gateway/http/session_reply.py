@@ -98,6 +98,8 @@ class SessionReply:
         self._pinger: asyncio.TimerHandle | None = None
         self._pings: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The tasks waiting for the host's answers, each with its end (``withdrawn``).
+        self._asking: dict[asyncio.Task[Any] | None, asyncio.Future[None]] = {}
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.send({"type": "http.response.start", "status": 200,
@@ -146,13 +148,25 @@ class SessionReply:
                           progress_params(token, float(progress),
                                           None if total is None else float(total), message))
 
+    async def withdrawn(self) -> None:
+        """Wait (1 s at most) until the questions of the call being withdrawn (the call
+        ended: ``relay``'s ``FrontCall.served`` cancels them) have said so on its stream:
+        the SDK writes each withdrawal before the call's answer."""
+        ending = [ended for task, ended in self._asking.items()
+                  if task is not None and task.cancelling()]
+        if ending:
+            await asyncio.wait(ending, timeout=1)
+
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Send the host a request on this call's stream under a lane id and wait for
         its answer (a POST on the session, ``SessionLane``)."""
         ask_id = f"{ASK_PREFIX}{next(_ask_ids)}"
         key = (self.session, ask_id)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.asks[key] = answer
+        task, ended = asyncio.current_task(), loop.create_future()
+        self._asking[task] = ended
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
         if params is not None:
             request["params"] = params
@@ -164,7 +178,7 @@ class SessionReply:
         except asyncio.CancelledError:
             if written:  # withdrawn, as the SDK's session does: on the call's stream,
                 # or, once it ended (the call was answered first), the session's own
-                withdrawn = {"requestId": ask_id, "reason": "the call was cancelled"}
+                withdrawn = {"requestId": ask_id, "reason": "caller cancelled"}
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                     if self.finished:
                         await self.outbound.notify("notifications/cancelled", withdrawn)
@@ -173,6 +187,8 @@ class SessionReply:
             raise
         finally:
             del self.asks[key]
+            del self._asking[task]
+            ended.set_result(None)
         if "error" in message:
             raise MCPError.from_error_data(types.ErrorData.model_validate(message["error"]))
         result = message.get("result")

@@ -38,6 +38,7 @@ from tests import npm_tools
 from tests.fixtures import (
     PY,
     SERVERS,
+    WITHIN,
     alpha_server,
     interactive_server,
     make_gateway,
@@ -364,6 +365,32 @@ async def test_a_question_pending_when_its_call_is_cancelled_is_withdrawn_first(
         assert lane.served == 1
     assert streams[0] == streams[1], streams
     assert len(streams[0]) == 2 and '"caller cancelled"' in streams[0][0]
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_an_answer_the_sdk_reads_answers_the_question(lane: bool) -> None:
+    """Members JSON-RPC does not define beside ``result`` (the SDK reads past them; with
+    ``result`` and ``error`` both, the error): the lane took only the exact shapes and
+    left the rest to the full path, whose session knew no such question, and the call
+    waited for ever."""
+    async with front(lane) as f:
+        session = await open_session(f, ANN, capabilities={"elicitation": {}})
+        for n, extra in enumerate([{"_meta": {"k": 1}}, {"error": {"code": 7, "message": "no"}}]):
+            answered: list[Any] = []
+            with anyio.fail_after(WITHIN):  # a bound only: the answer ends the call
+                async with f.http.stream("POST", "/mcp", json=call("inter_ask", {}, n),
+                                         headers=headers(ANN, session)) as got:
+                    async for line in got.aiter_lines():
+                        message = json.loads(line[6:]) if line.startswith("data: ") else {}
+                        if message.get("method") == "elicitation/create":
+                            ack = await f.http.post("/mcp", headers=headers(ANN, session), json={
+                                "jsonrpc": "2.0", "id": message["id"], **extra,
+                                "result": {"action": "accept", "content": {"value": "Ann"}}})
+                            assert ack.status_code == 202
+                        elif message.get("id") == n:
+                            answered.append(message["result"]["content"][0]["text"])
+            assert answered == ["accept:Ann" if n == 0 else "Error calling tool 'ask': no"]
+        assert f.served == (2 if lane else 0)
 
 
 async def test_a_host_that_goes_away_and_a_deleted_session_end_lane_calls() -> None:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import mcp_types as types
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.exceptions import MCPError
+from mcp_types import JSONRPCError, JSONRPCResponse, jsonrpc_message_adapter
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -290,16 +291,15 @@ class SessionLane:
         if not isinstance(ask_id, str) or not ask_id.startswith(ASK_PREFIX):
             return False
         answer = self.asks.get((session.decode("latin-1"), ask_id))
-        result, error = message.get("result"), message.get("error")
-        shaped = (set(message) == {"jsonrpc", "id", "result"} and isinstance(result, dict)) or (
-            set(message) == {"jsonrpc", "id", "error"} and isinstance(error, dict)
-            and isinstance(error.get("code"), int) and not isinstance(error["code"], bool)
-            and isinstance(error.get("message"), str))
-        if answer is None or not shaped:
+        try:  # read as the SDK reads it (other members ignored; an error over a result)
+            read = jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValueError:  # pydantic's ValidationError: the SDK's 400
+            return False
+        if answer is None or not isinstance(read, JSONRPCError | JSONRPCResponse):
             return False
         await send_accepted(send, session)
         if not answer.done():
-            answer.set_result(message)
+            answer.set_result(read.model_dump(by_alias=True, exclude_unset=True))
         return True
 
     async def _take_cancel(self, message: dict[str, Any], session: bytes, send: Send

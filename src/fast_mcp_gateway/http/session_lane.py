@@ -51,7 +51,12 @@ from typing import TYPE_CHECKING, Any
 import mcp_types as types
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.exceptions import MCPError
-from mcp_types import JSONRPCError, JSONRPCResponse, jsonrpc_message_adapter
+from mcp_types import (
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -304,15 +309,13 @@ class SessionLane:
 
     async def _take_cancel(self, message: dict[str, Any], session: bytes, send: Send
                            ) -> bool:
-        params = message.get("params")
-        if "id" in message or not set(message) <= _CALL_KEYS or not isinstance(params, dict):
+        try:  # read as the SDK reads it: a notification, whose requestId alone counts
+            read = jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValueError:  # pydantic's ValidationError: the SDK's 400
             return False
-        request_id = params.get("requestId")
-        reason = params.get("reason")
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool) \
-                or not (reason is None or isinstance(reason, str)):
-            return False
-        stop = self.calls.get((session.decode("latin-1"), id_key(request_id)))
+        params = read.params if isinstance(read, JSONRPCNotification) else None
+        stop = self.calls.get((session.decode("latin-1"), id_key((params or {}).get(
+            "requestId"))))
         if stop is None:
             return False
         await send_accepted(send, session)

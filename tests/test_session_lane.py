@@ -396,12 +396,14 @@ async def test_an_answer_the_sdk_reads_answers_the_question(lane: bool) -> None:
 @pytest.mark.parametrize("lane", [True, False])
 async def test_a_cancellation_the_sdk_reads_cancels(lane: bool) -> None:
     """The SDK cancels on a notification's ``requestId`` alone (a ``reason`` that is no
-    string, a member JSON-RPC does not define: read past); the lane passed those on, and
-    the call ran on."""
+    string, a member JSON-RPC does not define: read past), sent as any content type its
+    checks take; the lane passed those on, and the call ran on."""
     async with front(lane) as f:
         session = await open_session(f)
-        for n, cancel in enumerate([{"params": {"requestId": 0, "reason": 5}},
-                                    {"params": {"requestId": "1"}, "x": 1}]):
+        for n, (cancel, sent_as) in enumerate([
+                ({"params": {"requestId": 0, "reason": 5}}, "application/json"),
+                ({"params": {"requestId": "1"}, "x": 1}, "application/json"),
+                ({"params": {"requestId": 2}}, "application/json, text/plain")]):
             f.events["started"], stream = anyio.Event(), []
             with anyio.fail_after(WITHIN):  # a bound only: the cancellation ends it
                 async with anyio.create_task_group() as tg:
@@ -412,12 +414,13 @@ async def test_a_cancellation_the_sdk_reads_cancels(lane: bool) -> None:
 
                     tg.start_soon(post)
                     await f.events["started"].wait()
-                    ack = await f.http.post("/mcp", headers=headers(ANN, session), json={
+                    ack = await f.http.post("/mcp", headers={
+                        **headers(ANN, session), "content-type": sent_as}, json={
                         "jsonrpc": "2.0", "method": "notifications/cancelled", **cancel})
                     assert ack.status_code == 202
             assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":%d,"error":'
                               b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n' % n]
-        assert f.served == (2 if lane else 0)
+        assert f.served == (3 if lane else 0)
 
 
 async def test_a_host_that_goes_away_and_a_deleted_session_end_lane_calls() -> None:

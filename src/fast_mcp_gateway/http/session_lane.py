@@ -63,7 +63,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import (
     RoundStates,
-    client_log_level,
     http_session_owner,
     open_http_sessions,
 )
@@ -84,6 +83,7 @@ from fast_mcp_gateway.http.lane import HttpLane, _HostLeft, _watch
 from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
     ASK_PREFIX,
+    SessionLevels,
     SessionReply,
     cancelled_body,
     encode_message,
@@ -94,7 +94,6 @@ from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.principal import KIND_CLAIM
 from fast_mcp_gateway.upstream.credentials import Caller
-from fast_mcp_gateway.upstream.relay import log_levels_from
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
@@ -113,19 +112,6 @@ _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
 _HOST = "host"  # why a call was stopped: its host went away,
 _CANCELLED = "cancelled"  # the host cancelled it,
 _ENDED = "ended"  # its session ended
-
-
-class SessionLevels:
-    """The log levels a handshake-era session's host gets, read at each log from the
-    level it set (``logging/setLevel``), as the full path's ``FrontCall.log`` reads it."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def __contains__(self, level: object) -> bool:
-        return level in log_levels_from(client_log_level(self.connection))
 
 
 @dataclass(slots=True)
@@ -239,8 +225,7 @@ class SessionLane:
             elif key == b"accept":
                 accept = accept or value
         if session is None or (version is not None and version not in _HANDSHAKE) \
-                or content_type is None \
-                or content_type.split(b";")[0].strip() != b"application/json":
+                or content_type is None or not _json_content(content_type):
             return None
         accepts = self._accepts.get(accept or b"")
         if accepts is None:  # the SDK's own check, remembered per Accept value
@@ -466,6 +451,13 @@ class SessionLane:
                 stop.stop(_ENDED)
 
 
+def _json_content(value: bytes) -> bool:
+    """The SDK's two checks of a POST's ``Content-Type`` (its transport security's and
+    its transport's): a JSON-RPC message, as an answer or cancellation may be sent."""
+    return value.lower().startswith(b"application/json") and any(
+        part.strip() == b"application/json" for part in value.split(b";")[0].split(b","))
+
+
 async def _call(tool: UpstreamTool, route: tuple[Service, str | None],
                 params: dict[str, Any], front: LaneFront, encode: Callable[..., bytes],
                 token: Any, reply: SessionReply) -> bytes:
@@ -496,4 +488,4 @@ def express_lanes(server: FastMCP[Any], provider: GatewayProvider,
     return lanes
 
 
-__all__ = ["SessionLane", "SessionLevels", "express_lanes"]
+__all__ = ["SessionLane", "express_lanes"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -29,9 +29,14 @@ from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.shared.dispatcher import Outbound
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway.front.wire import progress_params
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
 from fast_mcp_gateway.upstream.lifting import splice
+from fast_mcp_gateway.upstream.relay import log_levels_from
+
+if TYPE_CHECKING:
+    from mcp.server.connection import Connection
 
 PING_EVERY = 15.0
 """Seconds between the ping comments of a running call's stream (sse-starlette's)."""
@@ -78,6 +83,19 @@ def cancelled_body(request_id: Any) -> bytes:
     """The SDK's answer to a request its host cancelled (this era's wire)."""
     return encode_message({"jsonrpc": "2.0", "id": request_id, "error": {
         "code": REQUEST_CANCELLED, "message": "Request cancelled"}})
+
+
+class SessionLevels:
+    """The log levels a handshake-era session's host gets, read at each log from the
+    level it set (``logging/setLevel``), as the full path's ``FrontCall.log`` reads it."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def __contains__(self, level: object) -> bool:
+        return level in log_levels_from(client_log_level(self.connection))
 
 
 class SessionReply:

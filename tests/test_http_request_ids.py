@@ -157,3 +157,19 @@ async def test_a_post_without_a_valid_token_is_refused_before_its_body_is_read(
                 while b"\r\n\r\n" not in head:
                     head += await stream.receive()
     assert head.startswith(b"HTTP/1.1 401"), head
+
+
+async def test_json_nested_past_pythons_parser_gets_the_sdks_parse_error(
+        tmp_path: Path) -> None:
+    """A body nested deeper than Python's parser goes (~1,000 levels) raised out of the
+    id check: a bare 500 and a traceback.  The SDK's parse error instead."""
+    gateway = make_gateway({"t": stdio_entry("ticker.py", str(tmp_path))})
+    async with serve_http(gateway.http_app("http")) as base, httpx2.AsyncClient(
+            base_url=base, timeout=WITHIN) as http:
+        headers = await open_session(http)
+        deep = "[" * 5000 + "]" * 5000
+        got = await http.post("/mcp", headers=headers, content=(
+            '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t_work",'
+            f'"arguments":{{"x":{deep}}}}}}}'))
+        assert got.status_code == 400, got.text
+        assert got.json()["error"]["code"] == types.PARSE_ERROR

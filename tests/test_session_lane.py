@@ -38,6 +38,7 @@ from tests import npm_tools
 from tests.fixtures import (
     PY,
     SERVERS,
+    WITHIN,
     alpha_server,
     interactive_server,
     make_gateway,
@@ -76,13 +77,14 @@ class Front:
 
 
 @contextlib.asynccontextmanager
-async def front(lane: bool, auth: bool = True) -> AsyncIterator[Front]:
+async def front(lane: bool, auth: bool = True,
+                options: dict[str, Any] | None = None) -> AsyncIterator[Front]:
     events: dict[str, Any] = {"started": anyio.Event(), "cancelled": anyio.Event()}
     gateway = make_gateway(
         {"alpha": memory_entry("alpha"), "inter": memory_entry("inter"),
          "fid": {"command": PY, "args": [str(SERVERS / "fidelity.py")]}},
         {"alpha": alpha_server(), "inter": interactive_server(events)},
-        options={"auth": {"tokens": TOKENS}} if auth else None,
+        options=options or ({"auth": {"tokens": TOKENS}} if auth else None),
         http_express_lane=lane, call_timeout=60)
     app = gateway.http_app("http")
     async with serve_http(app) as base, \
@@ -218,6 +220,7 @@ async def test_what_the_lane_does_not_take_goes_the_full_path() -> None:
     async with both() as (lane, full, sessions):
         cases = [call("alpha_nope", {}), call("gateway_list_servers", {}),
                  call("alpha_add", {"a": 1, "b": 2}, meta={"progressToken": True}),
+                 call("alpha_add", {"a": 1, "b": 2}, meta={"progressToken": None}),
                  {**call("alpha_add", {"a": 1, "b": 2}), "extra": 1},
                  {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}]
         for body in cases:
@@ -233,6 +236,51 @@ async def test_what_the_lane_does_not_take_goes_the_full_path() -> None:
             got = await lane.http.post("/mcp", json=call("alpha_add", {"a": 1, "b": 2}),
                                        headers=headers(token, session))
             assert got.status_code in (401, 404) and lane.served == before
+
+
+async def test_json_the_sdks_parser_reads_otherwise_goes_the_full_path() -> None:
+    """Python's parser reads lone surrogates, NaN and ~1,000 levels of nesting; the
+    SDK's (pydantic-core) refuses the first and the last (400, parse error) and reads
+    NaN as a number that reaches the tool as null."""
+    async with both() as (lane, full, sessions):
+        for n, raw in enumerate([b'"\\ud800"', b'"a\\udc00"', b"NaN",
+                                 b"[" * 210 + b"]" * 210]):
+            body = (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":'
+                    b'"alpha_fail","arguments":{"message":%b}}}' % (n, raw))
+            before = lane.served
+            got = await lane.http.post("/mcp", content=body, headers=headers(ANN, sessions[0]))
+            want = await full.http.post("/mcp", content=body,
+                                        headers=headers(ANN, sessions[1]))
+            assert lane.served == before, raw
+            assert shape(got, sessions[0]) == shape(want, sessions[1])
+        # A surrogate pair, escaped, is plain Unicode: the lane's.
+        await same_answer(lane, full, sessions, call("alpha_fail", {"message": "\U0001f600"}),
+                          taken=True)
+
+
+async def test_a_bad_token_costs_as_much_on_a_live_session_as_on_none() -> None:
+    """A caller without a valid token learns nothing of which sessions exist: its POST
+    is verified as often (and so takes as long) on a live session as on a made-up one,
+    and gets FastMCP's 401 either way."""
+    async with front(True) as lane:
+        session = await open_session(lane)
+        verifier = lane.lane.access.verifier  # the one FastMCP's guard asks too
+        assert verifier is not None
+        counted: list[str] = []
+        verify = verifier.verify_token
+
+        async def counting(token: str) -> Any:
+            counted.append(token)
+            return await verify(token)
+
+        verifier.verify_token = counting  # type: ignore[method-assign]
+        seen = []
+        for target in (session, "f" * 32):
+            counted.clear()
+            got = await lane.http.post("/mcp", json=call("alpha_add", {"a": 1, "b": 2}),
+                                       headers=headers("mgw_nope", target))
+            seen.append((got.status_code, len(counted)))
+        assert seen[0] == seen[1] and seen[0][0] == 401, seen
 
 
 async def test_without_auth_too() -> None:
@@ -289,6 +337,90 @@ async def test_the_hosts_cancellation_cancels_a_lane_call() -> None:
         assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":5,"error":'
                           b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n']
         assert [o.status for o in outcomes] == ["cancelled"]
+
+
+async def test_a_question_pending_when_its_call_is_cancelled_is_withdrawn_first() -> None:
+    """The host cancels a call while its question (elicitation) is unanswered: on the
+    call's stream, the question's withdrawal comes before the answer, as the SDK
+    writes them (question ids aside: the SDK's own, the lane's ``gw-ask-N``)."""
+    streams: list[list[Any]] = []
+    async with both() as (lane, full, _):
+        for f in (lane, full):
+            session = await open_session(f, ANN, capabilities={"elicitation": {}})
+            seen: list[Any] = []
+            async with f.http.stream("POST", "/mcp", json=call("inter_ask", {}, 6),
+                                     headers=headers(ANN, session)) as got:
+                async for line in got.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    message = json.loads(line[6:])
+                    seen.append(message)
+                    if message.get("method") == "elicitation/create":
+                        await f.http.post("/mcp", headers=headers(ANN, session), json={
+                            "jsonrpc": "2.0", "method": "notifications/cancelled",
+                            "params": {"requestId": 6}})
+            asked = seen[0]["id"]
+            streams.append([json.dumps(m, sort_keys=True).replace(json.dumps(asked), "<ask>")
+                            for m in seen[1:]])
+        assert lane.served == 1
+    assert streams[0] == streams[1], streams
+    assert len(streams[0]) == 2 and '"caller cancelled"' in streams[0][0]
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_an_answer_the_sdk_reads_answers_the_question(lane: bool) -> None:
+    """Members JSON-RPC does not define beside ``result`` (the SDK reads past them; with
+    ``result`` and ``error`` both, the error): the lane took only the exact shapes and
+    left the rest to the full path, whose session knew no such question, and the call
+    waited for ever."""
+    async with front(lane) as f:
+        session = await open_session(f, ANN, capabilities={"elicitation": {}})
+        for n, extra in enumerate([{"_meta": {"k": 1}}, {"error": {"code": 7, "message": "no"}}]):
+            answered: list[Any] = []
+            with anyio.fail_after(WITHIN):  # a bound only: the answer ends the call
+                async with f.http.stream("POST", "/mcp", json=call("inter_ask", {}, n),
+                                         headers=headers(ANN, session)) as got:
+                    async for line in got.aiter_lines():
+                        message = json.loads(line[6:]) if line.startswith("data: ") else {}
+                        if message.get("method") == "elicitation/create":
+                            ack = await f.http.post("/mcp", headers=headers(ANN, session), json={
+                                "jsonrpc": "2.0", "id": message["id"], **extra,
+                                "result": {"action": "accept", "content": {"value": "Ann"}}})
+                            assert ack.status_code == 202
+                        elif message.get("id") == n:
+                            answered.append(message["result"]["content"][0]["text"])
+            assert answered == ["accept:Ann" if n == 0 else "Error calling tool 'ask': no"]
+        assert f.served == (2 if lane else 0)
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_a_cancellation_the_sdk_reads_cancels(lane: bool) -> None:
+    """The SDK cancels on a notification's ``requestId`` alone (a ``reason`` that is no
+    string, a member JSON-RPC does not define: read past), sent as any content type its
+    checks take; the lane passed those on, and the call ran on."""
+    async with front(lane) as f:
+        session = await open_session(f)
+        for n, (cancel, sent_as) in enumerate([
+                ({"params": {"requestId": 0, "reason": 5}}, "application/json"),
+                ({"params": {"requestId": "1"}, "x": 1}, "application/json"),
+                ({"params": {"requestId": 2}}, "application/json, text/plain")]):
+            f.events["started"], stream = anyio.Event(), []
+            with anyio.fail_after(WITHIN):  # a bound only: the cancellation ends it
+                async with anyio.create_task_group() as tg:
+                    async def post(n: int = n, stream: list[bytes] = stream) -> None:
+                        got = await f.http.post("/mcp", json=call("inter_wait_for_cancel", {}, n),
+                                                headers=headers(ANN, session))
+                        stream.append(got.content)
+
+                    tg.start_soon(post)
+                    await f.events["started"].wait()
+                    ack = await f.http.post("/mcp", headers={
+                        **headers(ANN, session), "content-type": sent_as}, json={
+                        "jsonrpc": "2.0", "method": "notifications/cancelled", **cancel})
+                    assert ack.status_code == 202
+            assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":%d,"error":'
+                              b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n' % n]
+        assert f.served == (3 if lane else 0)
 
 
 async def test_a_host_that_goes_away_and_a_deleted_session_end_lane_calls() -> None:

@@ -258,9 +258,11 @@ def parse_line(line: bytes) -> Any:
         message = json.loads(line.decode("utf-8"), parse_constant=no_constant)
     except (ValueError, RecursionError):
         return None
-    if nesting(message, MAX_NESTING) > MAX_NESTING:
+    # Cheap bounds first: nesting needs as many brackets, a lone surrogate an escape.
+    if line.count(b"[") + line.count(b"{") > MAX_NESTING \
+            and nesting(message, MAX_NESTING) > MAX_NESTING:
         return None
-    return message if valid_unicode(message) else None
+    return message if b"\\u" not in line or valid_unicode(message) else None
 
 
 OPENING_RESULT_KEYS = frozenset({"protocolVersion", "supportedVersions"})

@@ -89,7 +89,7 @@ def _request_key(body: bytes) -> tuple[Any, Any] | None:
     (a notification, a response, a batch, no JSON: the app answers those)."""
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # the app answers those (a parse error)
         return None
     if not isinstance(message, dict) or not isinstance(message.get("method"), str) \
             or "id" not in message:

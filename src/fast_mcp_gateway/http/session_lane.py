@@ -25,8 +25,9 @@ SDK made:
 * the answer is the SDK's SSE stream (``session_reply.py``), the session's idle
   countdown held meanwhile as the SDK holds it (``_compat_sessions.HeldSession``);
 * the host's ``notifications/cancelled`` for a call of the lane (a POST on the
-  session) cancels it (answered 202, the stream ends with ``REQUEST_CANCELLED``), and
-  its answer to a question the lane put on a call's stream is taken here (202); a
+  session, with any credential of the session's owner) cancels it (answered 202, the
+  stream ends with ``REQUEST_CANCELLED``), and its answer to a question the lane put on
+  a call's stream is taken here (202); a
   host that goes away cancels the call; a session that ends (DELETE, expiry) ends
   its lane calls and their streams.
 
@@ -50,18 +51,24 @@ from typing import TYPE_CHECKING, Any
 import mcp_types as types
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import (
     RoundStates,
-    client_log_level,
     http_session_owner,
     open_http_sessions,
 )
 from fast_mcp_gateway._compat_sessions import HeldSession
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.front.early import parse_line
 from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.remembered import Remembered
 from fast_mcp_gateway.front.request_ids import id_key
@@ -76,17 +83,17 @@ from fast_mcp_gateway.http.lane import HttpLane, _HostLeft, _watch
 from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
     ASK_PREFIX,
+    SessionLevels,
     SessionReply,
-    accepted_headers,
     cancelled_body,
     encode_message,
+    send_accepted,
 )
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.principal import KIND_CLAIM
 from fast_mcp_gateway.upstream.credentials import Caller
-from fast_mcp_gateway.upstream.relay import log_levels_from
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
@@ -105,19 +112,6 @@ _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
 _HOST = "host"  # why a call was stopped: its host went away,
 _CANCELLED = "cancelled"  # the host cancelled it,
 _ENDED = "ended"  # its session ended
-
-
-class SessionLevels:
-    """The log levels a handshake-era session's host gets, read at each log from the
-    level it set (``logging/setLevel``), as the full path's ``FrontCall.log`` reads it."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def __contains__(self, level: object) -> bool:
-        return level in log_levels_from(client_log_level(self.connection))
 
 
 @dataclass(slots=True)
@@ -183,24 +177,25 @@ class SessionLane:
         if session is None or tracing_configured():
             await self.app(scope, receive, send)
             return
+        # Verified before the session is looked at: a bad token costs the same on a
+        # live session as on a made-up one (no timing tells it which exist).
+        found = await self.access.verified(scope)
         manager = self.manager()
         transport = open_http_sessions(manager).get(session.decode("latin-1"))
         known = self.hosts.get(session.decode("latin-1")) if transport is not None else None
-        if known is None or manager.json_response or manager.event_store is not None \
-                or not known[0].initialized.is_set() or HeldSession(transport).expired:
-            await self.app(scope, receive, send)
-            return
-        found = await self.access.verified(scope)
-        if found is None:  # FastMCP's 401, the body unread
+        if found is None or known is None or manager.json_response \
+                or manager.event_store is not None or not known[0].initialized.is_set() \
+                or HeldSession(transport).expired:  # found None: FastMCP's 401, body unread
             await self.app(scope, receive, send)
             return
         body, end = await read_body(receive, self.max_body)
         taken: bool | _Plan = False
-        if end == "whole" and len(body) <= self.max_body and self._same_caller(
-                scope, manager, session, found, known[1]):
+        seen = self._same_caller(scope, manager, session, found, known[1]) \
+            if end == "whole" and len(body) <= self.max_body else None
+        if seen is not None:
             try:
                 taken = await self._take(scope, send, body, session, found, known[0],
-                                         transport)
+                                         transport, seen)
             except Exception:  # a lane bug must not cost the host its answer
                 logger.exception("session lane: passing a request on after an error")
         if isinstance(taken, _Plan):
@@ -230,8 +225,7 @@ class SessionLane:
             elif key == b"accept":
                 accept = accept or value
         if session is None or (version is not None and version not in _HANDSHAKE) \
-                or content_type is None \
-                or content_type.split(b";")[0].strip() != b"application/json":
+                or content_type is None or not _json_content(content_type):
             return None
         accepts = self._accepts.get(accept or b"")
         if accepts is None:  # the SDK's own check, remembered per Accept value
@@ -243,15 +237,16 @@ class SessionLane:
         return session if accepts else None
 
     def _same_caller(self, scope: Scope, manager: Any, session: bytes,
-                     found: tuple[Principal, str | None], seen: str | None) -> bool:
-        """Whether the request's credential opened the session (the SDK's check) and is
-        the one the full path last saw on it (``session_hosts``)."""
+                     found: tuple[Principal, str | None], seen: str | None) -> bool | None:
+        """None unless the request's caller opened the session (the SDK's check: all a
+        cancellation or an answer needs), else whether its credential is the one the full
+        path last saw on it (``session_hosts``: what a call needs)."""
         held, owner = http_session_owner(manager, session.decode("latin-1"))
         binding = found[1]
         opened_by = None if owner is None else json.dumps(
             [owner["client_id"], owner["issuer"], owner["subject"]], separators=(",", ":"))
         if not held or opened_by != binding:
-            return False
+            return None
         if self.access.verifier is None:
             return seen is None
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
@@ -259,13 +254,12 @@ class SessionLane:
 
     async def _take(self, scope: Scope, send: Send, body: bytes, session: bytes,
                     found: tuple[Principal, str | None], connection: Connection,
-                    transport: Any) -> bool | _Plan:
+                    transport: Any, seen: bool) -> bool | _Plan:
         """The call to serve, True for a POST answered here (a cancellation, an answer
-        to a question), False for one to pass on."""
-        try:  # a body that is not plain UTF-8 JSON is the SDK's to judge
-            message = json.loads(body.decode())
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            return False
+        to a question: a refreshed JWT's too), False for one to pass on."""
+        # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
+        # nesting): the SDK's to judge.
+        message = parse_line(body)
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return False
         method = message.get("method")
@@ -273,7 +267,7 @@ class SessionLane:
             return await self._take_answer(message, session, send)
         if method == "notifications/cancelled":
             return await self._take_cancel(message, session, send)
-        if method != "tools/call":
+        if method != "tools/call" or not seen:
             return False
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         plan = self._plan(message, session, found, connection, transport,
@@ -287,32 +281,29 @@ class SessionLane:
         if not isinstance(ask_id, str) or not ask_id.startswith(ASK_PREFIX):
             return False
         answer = self.asks.get((session.decode("latin-1"), ask_id))
-        result, error = message.get("result"), message.get("error")
-        shaped = (set(message) == {"jsonrpc", "id", "result"} and isinstance(result, dict)) or (
-            set(message) == {"jsonrpc", "id", "error"} and isinstance(error, dict)
-            and isinstance(error.get("code"), int) and not isinstance(error["code"], bool)
-            and isinstance(error.get("message"), str))
-        if answer is None or not shaped:
+        try:  # read as the SDK reads it (other members ignored; an error over a result)
+            read = jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValueError:  # pydantic's ValidationError: the SDK's 400
             return False
-        await _accepted(send, session)
+        if answer is None or not isinstance(read, JSONRPCError | JSONRPCResponse):
+            return False
+        await send_accepted(send, session)
         if not answer.done():
-            answer.set_result(message)
+            answer.set_result(read.model_dump(by_alias=True, exclude_unset=True))
         return True
 
     async def _take_cancel(self, message: dict[str, Any], session: bytes, send: Send
                            ) -> bool:
-        params = message.get("params")
-        if "id" in message or not set(message) <= _CALL_KEYS or not isinstance(params, dict):
+        try:  # read as the SDK reads it: a notification, whose requestId alone counts
+            read = jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValueError:  # pydantic's ValidationError: the SDK's 400
             return False
-        request_id = params.get("requestId")
-        reason = params.get("reason")
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool) \
-                or not (reason is None or isinstance(reason, str)):
-            return False
-        stop = self.calls.get((session.decode("latin-1"), id_key(request_id)))
+        params = read.params if isinstance(read, JSONRPCNotification) else None
+        stop = self.calls.get((session.decode("latin-1"), id_key((params or {}).get(
+            "requestId"))))
         if stop is None:
             return False
-        await _accepted(send, session)
+        await send_accepted(send, session)
         stop.stop(_CANCELLED)
         return True
 
@@ -332,8 +323,8 @@ class SessionLane:
             return None
         token = meta.get("progressToken")
         if types.PROTOCOL_VERSION_META_KEY in meta or types.LOG_LEVEL_META_KEY in meta or (
-                token is not None and (not isinstance(token, str | int)
-                                       or isinstance(token, bool))):
+                "progressToken" in meta and (not isinstance(token, str | int)
+                                             or isinstance(token, bool))):
             return None  # a 2026-07-28 envelope, or invalid: the SDK judges it
         principal, _binding = found
         key = id_key(request_id)
@@ -444,6 +435,8 @@ class SessionLane:
                     return  # nobody to answer
                 if reason == _CANCELLED and body is None:
                     body = cancelled_body(plan.request_id)
+                if reason != _ENDED:
+                    await reply.withdrawn()
                 await reply.finish(body if reason != _ENDED else None)
         finally:
             reply.stop_pings()
@@ -458,6 +451,13 @@ class SessionLane:
                 stop.stop(_ENDED)
 
 
+def _json_content(value: bytes) -> bool:
+    """The SDK's two checks of a POST's ``Content-Type`` (its transport security's and
+    its transport's): a JSON-RPC message, as an answer or cancellation may be sent."""
+    return value.lower().startswith(b"application/json") and any(
+        part.strip() == b"application/json" for part in value.split(b";")[0].split(b","))
+
+
 async def _call(tool: UpstreamTool, route: tuple[Service, str | None],
                 params: dict[str, Any], front: LaneFront, encode: Callable[..., bytes],
                 token: Any, reply: SessionReply) -> bytes:
@@ -465,12 +465,6 @@ async def _call(tool: UpstreamTool, route: tuple[Service, str | None],
     # host (``reply.ask``), as the stdio lane bridges them.
     return await tool.call_raw(route, params, front, encode,
                                front.progress if token is not None else None, reply.ask)
-
-
-async def _accepted(send: Send, session: bytes) -> None:
-    await send({"type": "http.response.start", "status": 202,
-                "headers": accepted_headers(session)})
-    await send({"type": "http.response.body", "body": b""})
 
 
 def express_lanes(server: FastMCP[Any], provider: GatewayProvider,
@@ -494,4 +488,4 @@ def express_lanes(server: FastMCP[Any], provider: GatewayProvider,
     return lanes
 
 
-__all__ = ["SessionLane", "SessionLevels", "express_lanes"]
+__all__ = ["SessionLane", "express_lanes"]

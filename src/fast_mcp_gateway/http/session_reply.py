@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -29,9 +29,14 @@ from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.shared.dispatcher import Outbound
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway.front.wire import progress_params
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
 from fast_mcp_gateway.upstream.lifting import splice
+from fast_mcp_gateway.upstream.relay import log_levels_from
+
+if TYPE_CHECKING:
+    from mcp.server.connection import Connection
 
 PING_EVERY = 15.0
 """Seconds between the ping comments of a running call's stream (sse-starlette's)."""
@@ -55,6 +60,13 @@ def accepted_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
             (b"content-length", b"0")]
 
 
+async def send_accepted(send: Any, session_id: bytes) -> None:
+    """The SDK's 202 (a notification or a response POSTed on the session), sent."""
+    await send({"type": "http.response.start", "status": 202,
+                "headers": accepted_headers(session_id)})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def encode_message(message: dict[str, Any]) -> bytes:
     """``message`` as the SDK's transport writes it (pydantic's JSON: UTF-8 as is)."""
     try:
@@ -71,6 +83,19 @@ def cancelled_body(request_id: Any) -> bytes:
     """The SDK's answer to a request its host cancelled (this era's wire)."""
     return encode_message({"jsonrpc": "2.0", "id": request_id, "error": {
         "code": REQUEST_CANCELLED, "message": "Request cancelled"}})
+
+
+class SessionLevels:
+    """The log levels a handshake-era session's host gets, read at each log from the
+    level it set (``logging/setLevel``), as the full path's ``FrontCall.log`` reads it."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def __contains__(self, level: object) -> bool:
+        return level in log_levels_from(client_log_level(self.connection))
 
 
 class SessionReply:
@@ -91,6 +116,8 @@ class SessionReply:
         self._pinger: asyncio.TimerHandle | None = None
         self._pings: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The tasks waiting for the host's answers, each with its end (``withdrawn``).
+        self._asking: dict[asyncio.Task[Any] | None, asyncio.Future[None]] = {}
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.send({"type": "http.response.start", "status": 200,
@@ -139,13 +166,25 @@ class SessionReply:
                           progress_params(token, float(progress),
                                           None if total is None else float(total), message))
 
+    async def withdrawn(self) -> None:
+        """Wait (1 s at most) until the questions of the call being withdrawn (the call
+        ended: ``relay``'s ``FrontCall.served`` cancels them) have said so on its stream:
+        the SDK writes each withdrawal before the call's answer."""
+        ending = [ended for task, ended in self._asking.items()
+                  if task is not None and task.cancelling()]
+        if ending:
+            await asyncio.wait(ending, timeout=1)
+
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Send the host a request on this call's stream under a lane id and wait for
         its answer (a POST on the session, ``SessionLane``)."""
         ask_id = f"{ASK_PREFIX}{next(_ask_ids)}"
         key = (self.session, ask_id)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.asks[key] = answer
+        task, ended = asyncio.current_task(), loop.create_future()
+        self._asking[task] = ended
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
         if params is not None:
             request["params"] = params
@@ -157,7 +196,7 @@ class SessionReply:
         except asyncio.CancelledError:
             if written:  # withdrawn, as the SDK's session does: on the call's stream,
                 # or, once it ended (the call was answered first), the session's own
-                withdrawn = {"requestId": ask_id, "reason": "the call was cancelled"}
+                withdrawn = {"requestId": ask_id, "reason": "caller cancelled"}
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                     if self.finished:
                         await self.outbound.notify("notifications/cancelled", withdrawn)
@@ -166,6 +205,8 @@ class SessionReply:
             raise
         finally:
             del self.asks[key]
+            del self._asking[task]
+            ended.set_result(None)
         if "error" in message:
             raise MCPError.from_error_data(types.ErrorData.model_validate(message["error"]))
         result = message.get("result")

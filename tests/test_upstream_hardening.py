@@ -220,10 +220,10 @@ async def test_a_connect_failure_names_the_step_and_the_method() -> None:
 # -- through a real gateway, express lane and full path ------------------------------
 
 
-def gateway_config(tmp_path: Path) -> Path:
+def gateway_config(tmp_path: Path, *flags: str) -> Path:
     path = tmp_path / "servers.yaml"
     path.write_text(json.dumps({"servers": {"up": {
-        "command": PY, "args": [RAW, "--no-templates"],
+        "command": PY, "args": [RAW, "--no-templates", *flags],
         "timeouts": {"call": 120},
     }}}))
     return path
@@ -301,3 +301,23 @@ async def test_hostile_output_through_the_gateway(tmp_path: Path, lane: bool) ->
         assert replica_status["state"] == "ready"
         assert "not JSON-RPC: 'this is not json'" in replica_status["last_error"]
         assert host.unanswered == []
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full"])
+async def test_an_upstreams_own_minus_32000_answer_is_an_answer_not_a_lost_connection(
+        tmp_path: Path, lane: bool) -> None:
+    """-32000 is the SDK's CONNECTION_CLOSED and the first code of JSON-RPC's server-error
+    range upstreams answer with: "-32000 nope" reaches the host as the upstream said it,
+    and the session goes on (it was ended and the server restarted, failing every call
+    in flight)."""
+    async with gateway(gateway_config(tmp_path, "--server-error"), lane) as host:
+        await until_answered(host)
+        before = (await host.call("up_pid"))["content"][0]["text"]
+        reply = await host.request("tools/call", {"name": "up_server_error", "arguments": {
+            "code": -32000, "message": "nope: the quota of this key is spent"}})
+        assert "nope: the quota of this key is spent" in failure(reply), reply
+        assert "connection closed" not in failure(reply), reply
+        assert (await host.call("up_pid"))["content"][0]["text"] == before  # not restarted
+        health = (await host.call("gateway_health"))["structuredContent"]
+        replica_status = health["servers"][0]["replicas"][0]
+        assert (replica_status["state"], replica_status["restarts"]) == ("ready", 0), health

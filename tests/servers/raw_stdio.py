@@ -15,6 +15,7 @@ answers to lists.  Flags (argv):
   --twice               list each tool twice (the copy described "a copy")
   --endless-pages       every tools/list page names the same next cursor
   --bad-schema          list a tool without an inputSchema and one whose schema is a string
+  --server-error        list ``server_error(code, message)`` too (a JSON-RPC error answer)
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
@@ -75,6 +76,9 @@ TOOLS = [
         ("null_result", {}),
     ]
 ]
+if "--server-error" in FLAGS:
+    TOOLS.append({"name": "server_error", "inputSchema": {"type": "object", "properties": {
+        "code": {"type": "integer"}, "message": {"type": "string"}}}})
 
 
 def call(request_id: object, name: str, args: dict) -> None:
@@ -107,6 +111,8 @@ def call(request_id: object, name: str, args: dict) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": None})
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
+    elif name == "server_error":  # a JSON-RPC error answer of the code it is given
+        error(request_id, int(args["code"]), str(args["message"]))
     elif name == "block":
         Path(args["path"] + ".tmp").write_text(str(os.getpid()))
         os.replace(args["path"] + ".tmp", args["path"])  # whole, for a reader polling it

@@ -45,7 +45,7 @@ from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
-from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS
+from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS, connection_lost
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
@@ -177,8 +177,8 @@ class Requests:
                 if end is not None and end.refused(exc):  # not run: sent again (above)
                     forgotten = True
                     raise _Forgotten(session, end) from exc
-                if exc.error.code == types.CONNECTION_CLOSED:
-                    cause = sup.closed_by_protocol_error()
+                cause = sup.closed_by_protocol_error()
+                if connection_lost(exc, cause):  # not an upstream's own -32000 answer
                     reason = f"connection closed during {what}" + (
                         f": {cause}" if cause else "")
                     sup.mark_broken(reason)

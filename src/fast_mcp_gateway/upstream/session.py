@@ -52,14 +52,33 @@ class RelaySession(ClientSession):
 
 
 
+# What the MCP SDK's transports and dispatcher, and the gateway's taps, end a request
+# with when its connection (or, over streamable HTTP, its answer's stream) is gone, under
+# CONNECTION_CLOSED (-32000): the first code of JSON-RPC's "server error" range too, which
+# upstreams answer with of their own ("-32000 nope" is an answer: the server is alive).
+_LOST = frozenset({"Connection closed", "SSE stream ended without a response",
+                   "server answered a request with 202 Accepted"})
+
+
+def connection_lost(exc: MCPError, fatal: str | None = None) -> bool:
+    """Whether ``exc`` says the connection went away, not the server's own error answer;
+    ``fatal``: why the stdio reader ended the session, if it did (its error's message)."""
+    error = exc.error
+    if error.code != types.CONNECTION_CLOSED:
+        return False
+    message = error.message
+    return (message in _LOST or message.startswith("SSE stream failed: ")
+            or (fatal is not None and message == fatal))
+
+
 class StepFailed(Exception):
     """One request of the connect sequence (or of a catalog listing) failed; the
     message names the method and what happened."""
 
     def __init__(self, method: str, cause: BaseException) -> None:
         self.method = method
-        self.answered = isinstance(cause, MCPError) and cause.error.code not in (
-            types.CONNECTION_CLOSED, types.REQUEST_TIMEOUT)
+        self.answered = isinstance(cause, MCPError) and not (
+            cause.error.code == types.REQUEST_TIMEOUT or connection_lost(cause))
         if self.answered:
             assert isinstance(cause, MCPError)
             error = cause.error

@@ -85,3 +85,37 @@ def test_an_ascii_public_url_is_kept_as_written() -> None:
 
     assert public_url("https://GW.example:8443/base/") == "https://GW.example:8443/base/"
     assert public_url("http://例え.jp/büro") == "http://xn--r8jz45g.jp/b%C3%BCro"
+
+
+@pytest.mark.timeout(120)
+def test_a_public_url_with_a_path_is_one_metadata_url_on_every_refusal(tmp_path: Path) -> None:
+    """RFC 9728 puts the well-known part between the host and the resource's path:
+    FastMCP's 401 and its metadata route said .../oauth-protected-resource/gw/mcp while
+    the refusals the gateway writes itself (REST, the lanes, discovery) said
+    https://x/gw/.well-known/oauth-protected-resource/mcp, where nothing is served."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(tmp_path, "https://gw.example/team", port)
+    try:
+        _wait_for_api(f"{base}/health", proc)  # type: ignore[arg-type]
+        link = "https://gw.example/.well-known/oauth-protected-resource/team/mcp"
+        document = httpx2.get(f"{base}/.well-known/oauth-protected-resource/team/mcp")
+        root = httpx2.get(f"{base}/.well-known/oauth-protected-resource")
+        full = httpx2.post(f"{base}/mcp", json={})  # FastMCP's guard
+        lane = httpx2.post(f"{base}/mcp", headers={  # the express lane's refusal
+            "Authorization": "Bearer not-a-jwt", "MCP-Protocol-Version": "2026-07-28",
+            "Accept": "application/json, text/event-stream"}, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}})
+        rest = httpx2.get(f"{base}/api/v1/servers")
+        probe = httpx2.get(f"{base}/.well-known/oauth-authorization-server")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert document.json()["resource"] == "https://gw.example/team/mcp", document.text
+    assert root.json() == document.json(), root.text  # the root form too
+    for refused in (full, lane, rest):
+        assert refused.status_code == 401, refused.text
+        assert f'resource_metadata="{link}"' in refused.headers["www-authenticate"], (
+            refused.headers)
+    assert probe.json()["error"]["details"]["resource_metadata"] == link, probe.text
+    assert "Traceback" not in err

@@ -32,6 +32,8 @@ import fastmcp
 from fastmcp import FastMCP
 from fastmcp.server.auth import AuthProvider, RemoteAuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -304,8 +306,8 @@ def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
         return []
     root = "/.well-known/oauth-protected-resource"
     return [Route(root, route.app, methods=list(route.methods or ["GET"]))
-            for route in auth.get_routes(mcp_path)
-            if isinstance(route, Route) and route.path == root + mcp_path]
+            for route in auth.get_routes(mcp_path)  # (a PUBLIC_URL's path is in it too)
+            if isinstance(route, Route) and route.path.startswith(root + "/")]
 
 
 def _whole(mount: Mount) -> Mount:
@@ -370,8 +372,12 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # ``server.auth`` when it builds the app, so it is set just before.
     server.auth = (mcp_auth(verifier, auth, public_base_url(settings))
                    if verifier is not None and auth is not None else None)
-    metadata = (f"{public_base_url(settings)}/.well-known/oauth-protected-resource{mcp_path}"
-                if isinstance(server.auth, RemoteAuthProvider) else None)
+    # RFC 9728's form, as FastMCP makes and serves it: the well-known path between the
+    # host and the resource's path (a PUBLIC_URL with a path puts it after the well-known
+    # part: https://x/.well-known/oauth-protected-resource/gw/mcp).
+    metadata = (str(build_resource_metadata_url(AnyHttpUrl(
+        public_base_url(settings).rstrip("/") + "/" + mcp_path.lstrip("/"))))
+        if isinstance(server.auth, RemoteAuthProvider) else None)
     access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin,
                     resource_metadata=metadata)
     mcp_app = server.http_app(

@@ -60,6 +60,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.config.json_text import no_constant
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.lane_host import LaneFront, open_state
 from fast_mcp_gateway.front.mrtr import AnsweredEarly
@@ -98,6 +99,7 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"),
                 (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no")]
 _PING = b": ping\r\n\r\n"
 _PARAM_HEADER = b"mcp-param-"
+_JSON = json.JSONDecoder(parse_constant=no_constant)  # NaN / Infinity: not the lane's
 
 
 class _Plan:
@@ -213,7 +215,7 @@ class HttpLane:
             # Decoded first: json.loads of bytes detects the encoding and decodes with
             # surrogatepass (~2 us more).  A body that is not plain UTF-8 (a BOM, UTF-16,
             # encoded surrogates) goes to the full path, which judges it.
-            message = json.loads(body.decode())
+            message = _JSON.decode(body.decode())  # NaN: the full path's (null to the tool)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if not isinstance(message, dict) or message.get("method") != "tools/call" \

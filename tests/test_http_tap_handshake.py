@@ -363,3 +363,42 @@ async def test_the_sdks_words_for_a_lost_session_and_a_broken_stream() -> None:
             await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
         assert (ended.value.error.code, ended.value.error.message) == (
             types.CONNECTION_CLOSED, "SSE stream ended without a response")
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def test_a_chunk_larger_than_max_message_bytes_is_not_read_whole() -> None:
+    """A chunk's size is the server's to say: one declared at 64 MiB whose event passes
+    max_message_bytes fails as too large as soon as the event does (the whole chunk
+    was waited for and held in memory first: here, until the call's timeout)."""
+    from mcp.shared.exceptions import MCPError
+
+    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+    huge = head + b"%x\r\n" % (64 << 20) + b"event: message\r\ndata: " + b"x" * 300_000
+    async with Scripted(huge).serving() as server:
+        tap = _tap(server.port)
+        tap.max_message_bytes = 65_536
+        with pytest.raises(MCPError) as too_large:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 20})
+        assert "larger than max_message_bytes (65536)" in too_large.value.error.message
+
+
+async def test_an_answer_inside_a_long_chunk_keeps_its_connection() -> None:
+    """An answer found inside a chunk read in pieces: the rest of the chunk and of the
+    stream is drained from where the reading stopped, and the connection serves the
+    next call."""
+    answer = b"event: message\r\ndata: " + json.dumps(
+        {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}).encode() + b"\r\n\r\n"
+    after = b": keep-alive\r\n\r\n" * 20_000  # past the answer, in the same chunk
+    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+    first = head + _chunk(answer + after) + _chunk(after) + b"0\r\n\r\n"
+    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
+    async with Scripted(first, sse(again)).serving() as server:
+        tap = _tap(server.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.opened == 1 and not tap.lingers

@@ -14,14 +14,17 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+PIECE = 64 * 1024  # the most of a chunk read at once
+
 
 class Response:
     """A response's status line and headers; the body is read by the caller."""
 
-    __slots__ = ("headers", "keep_alive", "status")
+    __slots__ = ("chunk_left", "headers", "keep_alive", "status")
 
     def __init__(self, status: int, headers: dict[str, str], keep_alive: bool) -> None:
         self.status, self.headers, self.keep_alive = status, headers, keep_alive
+        self.chunk_left = 0  # bytes of the current chunk still unread (chunked bodies)
 
     @property
     def content_type(self) -> str:
@@ -86,17 +89,28 @@ async def read_body(reader: asyncio.StreamReader, response: Response, limit: int
 
 async def body_chunks(reader: asyncio.StreamReader, response: Response,
                       limit: int) -> AsyncGenerator[bytes, None]:
-    """The body as it arrives (Content-Length, chunked, or until the connection ends)."""
+    """The body as it arrives (Content-Length, chunked, or until the connection ends).
+
+    A chunk is read in pieces of at most ``PIECE`` bytes: its size is the server's to
+    say (a chunk of gigabytes was read whole before any limit was looked at).  Where
+    the reading stopped is kept on ``response`` (``chunk_left``): a body left between
+    pieces (an answer found) is read on from there by the next ``body_chunks``."""
     if response.headers.get("transfer-encoding", "").lower() == "chunked":
         while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return
-            chunk = await reader.readexactly(size + 2)
-            yield chunk[:-2]
+            left = response.chunk_left
+            if not left:
+                size_line = await reader.readuntil(b"\r\n")
+                left = int(size_line.split(b";")[0].strip(), 16)
+                if left == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
+                    return
+            piece = await reader.readexactly(min(left, PIECE))
+            left -= len(piece)
+            if not left and await reader.readexactly(2) != b"\r\n":
+                raise ValueError("a chunk of the upstream's answer is longer than its size")
+            response.chunk_left = left
+            yield piece
     declared = _declared_size(response, limit)
     if declared is not None:
         if declared:

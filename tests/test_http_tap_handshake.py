@@ -402,3 +402,21 @@ async def test_an_answer_inside_a_long_chunk_keeps_its_connection() -> None:
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
         assert tap.opened == 1 and not tap.lingers
+
+
+async def test_a_call_that_failed_after_a_refusal_elsewhere_is_not_taken_for_refused() -> None:
+    """Once the session is known forgotten (a 400 naming it, to the SDK's GET stream or
+    probe: said as the SDK's stand-in), a tap call the server answered 500 (it ran, and
+    failed) says the same words: it was taken for refused and sent again (run twice)."""
+    from mcp.shared.exceptions import MCPError
+
+    failed = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n"
+              b"content-length: 21\r\n\r\nInternal Server Error")
+    async with Scripted(failed).serving() as server:
+        tap = _tap(server.port)
+        tap.end.forgotten((-32000, "Bad Request: No valid session ID provided"), 400, "GET")
+        with pytest.raises(MCPError) as ran:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
+        assert (ran.value.error.code, ran.value.error.message) == (
+            types.INTERNAL_ERROR, "Server returned an error response")
+        assert not tap.end.refused(ran.value)  # an answer: never sent again

@@ -106,7 +106,7 @@ from fast_mcp_gateway.upstream.http_pool import (
     progress,
     tap_applies,
 )
-from fast_mcp_gateway.upstream.http_session_end import refusal
+from fast_mcp_gateway.upstream.http_session_end import refusal, refusal_error
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
     body_chunks,
@@ -210,6 +210,9 @@ class HttpTap:
                                           max_total, session_id)
             except Declined:
                 pass
+            except MCPError as exc:  # its own answer: a refusal is known, not guessed
+                exc.tapped = True  # type: ignore[attr-defined]
+                raise
             else:
                 self.served += 1
                 return result
@@ -382,7 +385,7 @@ class HttpTap:
             words = refusal(status, kind, data) if handshake and self.end else None
             if words is not None:  # the server no longer knows the session: it is renewed
                 cast("SessionEnd", self.end).forgotten(words, status, "POST")
-                raise MCPError(code=words[0], message=words[1])
+                raise refusal_error(words)
             error = json_error(data) if kind == "application/json" else None
             if error is not None:
                 raise MCPError.from_error_data(error)

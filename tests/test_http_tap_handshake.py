@@ -420,3 +420,21 @@ async def test_a_call_that_failed_after_a_refusal_elsewhere_is_not_taken_for_ref
         assert (ran.value.error.code, ran.value.error.message) == (
             types.INTERNAL_ERROR, "Server returned an error response")
         assert not tap.end.refused(ran.value)  # an answer: never sent again
+
+
+async def test_an_sse_answer_longer_than_max_message_bytes_in_all_is_read() -> None:
+    """An SSE answer of a declared length is bounded event by event, as the SDK bounds
+    it (its events small, longer than max_message_bytes in all: refused as too large);
+    the rest after the answer is read on, and the connection kept."""
+    answer = b"event: message\r\ndata: " + json.dumps(
+        {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}).encode() + b"\r\n\r\n"
+    body = answer + b": keep-alive\r\n\r\n" * 10_000  # 160 kB in all
+    first = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+             b"content-length: %d\r\n\r\n%b" % (len(body), body))
+    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
+    async with Scripted(first, sse(again)).serving() as server:
+        tap = _tap(server.port)
+        tap.max_message_bytes = 65_536
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.opened == 1 and not tap.lingers

@@ -376,7 +376,8 @@ class HttpTap:
                     raise
                 raise MCPError(code=types.CONNECTION_CLOSED,
                                message="SSE stream ended without a response") from exc
-            if response.headers.get("transfer-encoding", "").lower() == "chunked":
+            if response.chunk_left or response.body_left \
+                    or response.headers.get("transfer-encoding", "").lower() == "chunked":
                 return result, None  # (read up to the answer: the rest follows)
             return result, response.keep_alive and "content-length" in response.headers
         data = await read_body(conn.reader, response, self.max_message_bytes)

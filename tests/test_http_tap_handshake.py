@@ -363,3 +363,78 @@ async def test_the_sdks_words_for_a_lost_session_and_a_broken_stream() -> None:
             await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
         assert (ended.value.error.code, ended.value.error.message) == (
             types.CONNECTION_CLOSED, "SSE stream ended without a response")
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def test_a_chunk_larger_than_max_message_bytes_is_not_read_whole() -> None:
+    """A chunk's size is the server's to say: one declared at 64 MiB whose event passes
+    max_message_bytes fails as too large as soon as the event does (the whole chunk
+    was waited for and held in memory first: here, until the call's timeout)."""
+    from mcp.shared.exceptions import MCPError
+
+    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+    huge = head + b"%x\r\n" % (64 << 20) + b"event: message\r\ndata: " + b"x" * 300_000
+    async with Scripted(huge).serving() as server:
+        tap = _tap(server.port)
+        tap.max_message_bytes = 65_536
+        with pytest.raises(MCPError) as too_large:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 20})
+        assert "larger than max_message_bytes (65536)" in too_large.value.error.message
+
+
+async def test_an_answer_inside_a_long_chunk_keeps_its_connection() -> None:
+    """An answer found inside a chunk read in pieces: the rest of the chunk and of the
+    stream is drained from where the reading stopped, and the connection serves the
+    next call."""
+    answer = b"event: message\r\ndata: " + json.dumps(
+        {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}).encode() + b"\r\n\r\n"
+    after = b": keep-alive\r\n\r\n" * 20_000  # past the answer, in the same chunk
+    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+    first = head + _chunk(answer + after) + _chunk(after) + b"0\r\n\r\n"
+    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
+    async with Scripted(first, sse(again)).serving() as server:
+        tap = _tap(server.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.opened == 1 and not tap.lingers
+
+
+async def test_a_call_that_failed_after_a_refusal_elsewhere_is_not_taken_for_refused() -> None:
+    """Once the session is known forgotten (a 400 naming it, to the SDK's GET stream or
+    probe: said as the SDK's stand-in), a tap call the server answered 500 (it ran, and
+    failed) says the same words: it was taken for refused and sent again (run twice)."""
+    from mcp.shared.exceptions import MCPError
+
+    failed = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n"
+              b"content-length: 21\r\n\r\nInternal Server Error")
+    async with Scripted(failed).serving() as server:
+        tap = _tap(server.port)
+        tap.end.forgotten((-32000, "Bad Request: No valid session ID provided"), 400, "GET")
+        with pytest.raises(MCPError) as ran:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
+        assert (ran.value.error.code, ran.value.error.message) == (
+            types.INTERNAL_ERROR, "Server returned an error response")
+        assert not tap.end.refused(ran.value)  # an answer: never sent again
+
+
+async def test_an_sse_answer_longer_than_max_message_bytes_in_all_is_read() -> None:
+    """An SSE answer of a declared length is bounded event by event, as the SDK bounds
+    it (its events small, longer than max_message_bytes in all: refused as too large);
+    the rest after the answer is read on, and the connection kept."""
+    answer = b"event: message\r\ndata: " + json.dumps(
+        {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}).encode() + b"\r\n\r\n"
+    body = answer + b": keep-alive\r\n\r\n" * 10_000  # 160 kB in all
+    first = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+             b"content-length: %d\r\n\r\n%b" % (len(body), body))
+    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
+    async with Scripted(first, sse(again)).serving() as server:
+        tap = _tap(server.port)
+        tap.max_message_bytes = 65_536
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.opened == 1 and not tap.lingers

@@ -321,3 +321,44 @@ async def test_an_upstreams_own_minus_32000_answer_is_an_answer_not_a_lost_conne
         health = (await host.call("gateway_health"))["structuredContent"]
         replica_status = health["servers"][0]["replicas"][0]
         assert (replica_status["state"], replica_status["restarts"]) == ("ready", 0), health
+
+
+def _sdk_lost_words() -> list[str]:
+    """The words the SDK's streamable-HTTP client ends a request with when its answer
+    can never come (``_resolve_abandoned_request`` under its default CONNECTION_CLOSED),
+    read from the installed source: an f-string by its constant head."""
+    import ast
+    import inspect
+
+    from mcp.client import streamable_http
+
+    words = []
+    for node in ast.walk(ast.parse(inspect.getsource(streamable_http))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") \
+                == "_resolve_abandoned_request" and len(node.args) == 3 \
+                and not any(k.arg == "code" for k in node.keywords):
+            text = node.args[2]
+            if isinstance(text, ast.JoinedStr):
+                head = text.values[0]
+                assert isinstance(head, ast.Constant)
+                words.append(f"{head.value}boom")
+            else:
+                assert isinstance(text, ast.Constant)
+                words.append(text.value)
+    return words
+
+
+def test_every_lost_stream_the_sdk_says_is_a_lost_connection() -> None:
+    """A request the SDK's client gives up on for its stream (a resumable one it could
+    not resume included) is a lost connection (the server may have run it), never the
+    upstream's own -32000 answer: that counted it a success, kept the session, and gave
+    the host the SDK's words as the server's."""
+    from mcp_types import CONNECTION_CLOSED
+
+    from fast_mcp_gateway.upstream.session import connection_lost
+
+    words = _sdk_lost_words()
+    assert "SSE stream ended and reconnection attempts were exhausted" in words, words
+    for text in words:
+        assert connection_lost(MCPError(code=CONNECTION_CLOSED, message=text)), text
+    assert not connection_lost(MCPError(code=CONNECTION_CLOSED, message="nope"))

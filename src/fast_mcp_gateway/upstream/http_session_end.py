@@ -89,6 +89,14 @@ def refusal(status: int, content_type: str | None, body: bytes) -> tuple[int, st
         and "session" in words[1].lower() else None
 
 
+def refusal_error(words: tuple[int, str]) -> MCPError:
+    """The error of a request ``HttpTap`` saw refused for the session (``words``),
+    marked so (``SessionEnd.refused`` need not go by its words)."""
+    error = MCPError(code=words[0], message=words[1])
+    error.refusal = True  # type: ignore[attr-defined]
+    return error
+
+
 class SessionEnd:
     """The end of one streamable-HTTP session: ``watch`` its client, then ``end`` it."""
 
@@ -140,9 +148,15 @@ class SessionEnd:
 
     def refused(self, exc: BaseException) -> bool:
         """Whether ``exc`` (a request's error on this session) is the server's refusal of
-        a session it no longer knows: the request was not run."""
-        return self.lost is not None and isinstance(exc, MCPError) \
-            and (exc.error.code, exc.error.message) in self._words
+        a session it no longer knows: the request was not run.  One ``HttpTap`` answered
+        (``tapped``) is known to be (``refusal``); the SDK's path is told by the words
+        of the refusals (the same as the stand-in for any other failed status: a call
+        that ran and failed with it after a refusal is taken for refused)."""
+        if not (self.lost is not None and isinstance(exc, MCPError)):
+            return False
+        if getattr(exc, "tapped", False):
+            return bool(getattr(exc, "refusal", False))
+        return (exc.error.code, exc.error.message) in self._words
 
     async def end(self, client: httpx2.AsyncClient) -> None:
         """``DELETE`` the session (if it has an id), shielded, within ``END_WITHIN``."""

@@ -106,7 +106,7 @@ from fast_mcp_gateway.upstream.http_pool import (
     progress,
     tap_applies,
 )
-from fast_mcp_gateway.upstream.http_session_end import refusal
+from fast_mcp_gateway.upstream.http_session_end import refusal, refusal_error
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
     body_chunks,
@@ -210,6 +210,9 @@ class HttpTap:
                                           max_total, session_id)
             except Declined:
                 pass
+            except MCPError as exc:  # its own answer: a refusal is known, not guessed
+                exc.tapped = True  # type: ignore[attr-defined]
+                raise
             else:
                 self.served += 1
                 return result
@@ -373,8 +376,9 @@ class HttpTap:
                     raise
                 raise MCPError(code=types.CONNECTION_CLOSED,
                                message="SSE stream ended without a response") from exc
-            if response.headers.get("transfer-encoding", "").lower() == "chunked":
-                return result, None  # (read whole chunks so far: the rest follows)
+            if response.chunk_left or response.body_left \
+                    or response.headers.get("transfer-encoding", "").lower() == "chunked":
+                return result, None  # (read up to the answer: the rest follows)
             return result, response.keep_alive and "content-length" in response.headers
         data = await read_body(conn.reader, response, self.max_message_bytes)
         reusable = response.keep_alive
@@ -382,7 +386,7 @@ class HttpTap:
             words = refusal(status, kind, data) if handshake and self.end else None
             if words is not None:  # the server no longer knows the session: it is renewed
                 cast("SessionEnd", self.end).forgotten(words, status, "POST")
-                raise MCPError(code=words[0], message=words[1])
+                raise refusal_error(words)
             error = json_error(data) if kind == "application/json" else None
             if error is not None:
                 raise MCPError.from_error_data(error)

@@ -14,14 +14,18 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+PIECE = 64 * 1024  # the most of a chunk read at once
+
 
 class Response:
     """A response's status line and headers; the body is read by the caller."""
 
-    __slots__ = ("headers", "keep_alive", "status")
+    __slots__ = ("body_left", "chunk_left", "headers", "keep_alive", "status")
 
     def __init__(self, status: int, headers: dict[str, str], keep_alive: bool) -> None:
         self.status, self.headers, self.keep_alive = status, headers, keep_alive
+        self.chunk_left = 0  # bytes of the current chunk still unread (chunked bodies)
+        self.body_left: int | None = None  # of a Content-Length body read as a stream
 
     @property
     def content_type(self) -> str:
@@ -86,21 +90,38 @@ async def read_body(reader: asyncio.StreamReader, response: Response, limit: int
 
 async def body_chunks(reader: asyncio.StreamReader, response: Response,
                       limit: int) -> AsyncGenerator[bytes, None]:
-    """The body as it arrives (Content-Length, chunked, or until the connection ends)."""
+    """The body as it arrives (Content-Length, chunked, or until the connection ends).
+
+    A chunk, or a body of a declared length, is read in pieces of at most ``PIECE``
+    bytes: its size is the server's to say (a chunk of gigabytes was read whole before
+    any limit was looked at; an SSE answer longer than ``max_message_bytes`` in all was
+    refused, though the SDK bounds its events one by one).  Where the reading stopped is
+    kept on ``response`` (``chunk_left``, ``body_left``): a body left between pieces (an
+    answer found) is read on from there by the next ``body_chunks``."""
     if response.headers.get("transfer-encoding", "").lower() == "chunked":
         while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return
-            chunk = await reader.readexactly(size + 2)
-            yield chunk[:-2]
-    declared = _declared_size(response, limit)
-    if declared is not None:
-        if declared:
-            yield await reader.readexactly(declared)
+            left = response.chunk_left
+            if not left:
+                size_line = await reader.readuntil(b"\r\n")
+                left = int(size_line.split(b";")[0].strip(), 16)
+                if left == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
+                    return
+            piece = await reader.readexactly(min(left, PIECE))
+            left -= len(piece)
+            if not left and await reader.readexactly(2) != b"\r\n":
+                raise ValueError("a chunk of the upstream's answer is longer than its size")
+            response.chunk_left = left
+            yield piece
+    length = response.headers.get("content-length")
+    if length is not None:  # (a stream's events are bounded one by one, by the reader)
+        if response.body_left is None:
+            response.body_left = int(length)
+        while response.body_left:
+            piece = await reader.readexactly(min(response.body_left, PIECE))
+            response.body_left -= len(piece)
+            yield piece
         return
     response.keep_alive = False
     while chunk := await reader.read(65536):

@@ -56,7 +56,10 @@ class RelaySession(ClientSession):
 # with when its connection (or, over streamable HTTP, its answer's stream) is gone, under
 # CONNECTION_CLOSED (-32000): the first code of JSON-RPC's "server error" range too, which
 # upstreams answer with of their own ("-32000 nope" is an answer: the server is alive).
+# A resumable answer's stream (events with ids) the SDK failed to resume ends with
+# "... reconnection attempts were exhausted": the server may have run the request.
 _LOST = frozenset({"Connection closed", "SSE stream ended without a response",
+                   "SSE stream ended and reconnection attempts were exhausted",
                    "server answered a request with 202 Accepted"})
 
 

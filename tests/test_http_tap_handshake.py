@@ -26,6 +26,7 @@ import pytest
 from fastmcp import Context
 
 from fast_mcp_gateway.front.outcomes import CallOutcome
+from fast_mcp_gateway.upstream.http_tap import LINGER_LIMIT
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.test_http_lane import canonical
 from tests.test_http_tap import BIG, Upstream, front, gateway, upstream_server
@@ -331,20 +332,50 @@ def _tap(port: int) -> Any:
                    end=cast(Any, _End(port)))
 
 
+async def settled(tap: Any) -> None:
+    """Until the tap's answered streams, read off the calls' path, have ended."""
+    while tap._draining:
+        await asyncio.wait(set(tap._draining))
+
+
 async def test_a_stream_kept_open_after_its_answer_is_not_waited_for_again() -> None:
-    answer = {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}
-    again = {"jsonrpc": "2.0", "id": "gw-2", "result": {"n": 2}}
-    async with Scripted(sse(answer, end=False)).serving() as first, \
+    open_ = [sse({"jsonrpc": "2.0", "id": f"gw-{n}", "result": {"n": n}}, end=False)
+             for n in (1, 2, 3)]
+    again = {"jsonrpc": "2.0", "id": "gw-4", "result": {"n": 4}}
+    async with Scripted(*open_).serving() as first, \
             Scripted(sse(again, end=False)).serving() as second:
         tap = _tap(first.port)
-        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
-        assert tap.lingers and not tap._idle  # closed, not kept
+        for n in (1, 2, 3):  # one slow end (a loaded machine) is not the server's way
+            assert tap.lingers is (n > LINGER_LIMIT)
+            got = await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30})
+            assert got == {"n": n}
+            await settled(tap)
+            assert not tap._idle  # closed, not kept
+        assert tap.lingers
         head = first.requests[0].split(b"\r\n\r\n")[0].lower()
         assert b"mcp-session-id: sid-1" in head and b"mcp-name: t" in head
         assert b"x-key: k" in head and b"accept: application/json, text/event-stream" in head
         tap.port, tap.end = second.port, _End(second.port)
-        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
-        assert tap.served == 2 and tap.opened == 2 and not tap._idle
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 4}
+        assert tap.served == 4 and tap.opened == 4 and not tap._idle and not tap._draining
+
+
+async def test_an_answer_goes_back_before_its_stream_ends(monkeypatch: Any) -> None:
+    """The rest of an answered stream is read off the call's path: a server slow to end
+    it (up to DRAIN_WITHIN) delayed every call by as much."""
+    from fast_mcp_gateway.upstream import http_tap
+
+    monkeypatch.setattr(http_tap, "DRAIN_WITHIN", 3600.0)
+    answer = {"jsonrpc": "2.0", "id": "gw-1", "result": {"n": 1}}
+    async with Scripted(sse(answer, end=False)).serving() as server:
+        tap = _tap(server.port)
+        with anyio.fail_after(30):
+            assert await tap.send_stamped("tools/call", {"name": "t"},
+                                          {"timeout": 30}) == {"n": 1}
+        assert len(tap._draining) == 1 and not tap._idle  # the stream still open
+        await tap.aclose()  # the session ends: its streams' reading with it
+        await settled(tap)
+        assert tap._busy and all(conn.writer.is_closing() for conn in tap._busy)
 
 
 async def test_the_sdks_words_for_a_lost_session_and_a_broken_stream() -> None:
@@ -400,6 +431,7 @@ async def test_an_answer_inside_a_long_chunk_keeps_its_connection() -> None:
     async with Scripted(first, sse(again)).serving() as server:
         tap = _tap(server.port)
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        await settled(tap)
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
         assert tap.opened == 1 and not tap.lingers
 
@@ -436,5 +468,6 @@ async def test_an_sse_answer_longer_than_max_message_bytes_in_all_is_read() -> N
         tap = _tap(server.port)
         tap.max_message_bytes = 65_536
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        await settled(tap)
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
         assert tap.opened == 1 and not tap.lingers

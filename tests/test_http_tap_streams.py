@@ -18,7 +18,7 @@ from fastmcp import Context
 from fast_mcp_gateway.front.outcomes import CallOutcome
 from tests.test_http_lane import canonical
 from tests.test_http_tap import Upstream, front, gateway, upstream_server
-from tests.test_http_tap_handshake import Relay, Served, _port
+from tests.test_http_tap_handshake import Relay, Served, _port, settled
 
 pytestmark = pytest.mark.anyio
 
@@ -58,11 +58,13 @@ async def test_sse_answers_keep_their_connection_a_cancelled_call_does_not() -> 
                 assert [e.get("method") for e in events[:-1]] == [
                     "notifications/progress"] * 2, events
                 assert events[-1]["result"]["content"][0]["text"] == f"{n} done"
+                await settled(tap)  # (read off the calls' path: counted once ended)
                 logged = await fast.post("alpha_chatty", {"text": str(n)},
                                          {types.LOG_LEVEL_META_KEY: "info"})
                 log, result = (json.loads(e) for e in canonical(logged.content))
                 assert log["params"]["data"]["msg"] == f"about {n}"
                 assert result["result"]["structuredContent"]["echo"] == str(n)
+                await settled(tap)  # (read off the calls' path: counted once ended)
             # Twenty streamed answers, each read to its end: no connection opened.
             assert tap.served == 21 and not tap.lingers
             assert (tap.opened, relay.accepted) == (opened, accepted)

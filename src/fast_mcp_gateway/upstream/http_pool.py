@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream.deadline import Deadline, DeadlineReached, extends
 from fast_mcp_gateway.upstream.framing import is_number
+from fast_mcp_gateway.upstream.http_wire import Response, body_chunks
 from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting
 
 logger = logging.getLogger(__name__)
@@ -167,3 +168,20 @@ async def progress(params: Any, request_id: int | str, on_progress: Progress | N
                           None if total is None else float(total), text)
     except Exception:
         logger.exception("progress callback raised")
+
+
+async def drained(conn: Connection, response: Response, limit: int, within: float
+                  ) -> bool | None:
+    """Read an answered stream's rest to its end (the server ends it after the answer;
+    what follows the answer the SDK never reads either: dropped); whether ``conn`` may be
+    reused, ``None`` if the stream was still open ``within`` seconds on."""
+    try:
+        async with asyncio.timeout(within), contextlib.aclosing(
+                body_chunks(conn.reader, response, limit)) as rest:
+            async for _ in rest:
+                pass
+    except TimeoutError:
+        return None
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        return False
+    return response.keep_alive

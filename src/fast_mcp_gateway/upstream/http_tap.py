@@ -24,10 +24,10 @@ configured ones) and timeout the session would use, and its answer read as JSON:
   (a transport fault, as on the SDK's path).
 
 An SSE answer (a call that reports progress or logs) is read to the stream's end (the
-server ends it after the answer), so that its connection is kept for the next call; a
-stream still open ``DRAIN_WITHIN`` after its answer is closed instead, and the tap
-stops waiting for that server's (``lingers``).  A call cancelled or timed out before
-its answer never has its connection kept.
+server ends it after the answer) off the call's path, the answer already returned, so
+that its connection is kept; one still open ``DRAIN_WITHIN`` on is closed instead, and
+after ``LINGER_LIMIT`` in a row the tap stops waiting for that server's (``lingers``).
+A call cancelled or timed out before its answer never has its connection kept.
 
 On a 2026-07-28 session the request is self-contained; a timeout or the caller's
 cancellation closes the connection (that era's cancellation signal).  On a
@@ -99,6 +99,7 @@ from fast_mcp_gateway.upstream.http_pool import (
     alive,
     cancel_reason,
     describe,
+    drained,
     header_lines,
     json_error,
     outcome,
@@ -126,10 +127,8 @@ Progress = ProgressFnT
 MAX_HEADER_SETS = 256  # distinct stamped header sets remembered (tool names, mostly)
 _USER_AGENT = b"fast-mcp-gateway"
 _ID_PREFIX = "gw-"  # a handshake-era session's tap ids: the SDK session's are integers
-DRAIN_WITHIN = 0.5
-"""How long an SSE answer's stream may take to end after the answer
-before its connection is closed instead of kept (servers end it with the answer; one
-that does not is not waited for again, ``HttpTap.lingers``)."""
+DRAIN_WITHIN = 0.5  # an answered stream still open then is closed, not pooled; after
+LINGER_LIMIT = 3  # so many in a row, the server's are not waited for (``lingers``)
 CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio tap's)
 
 
@@ -171,6 +170,8 @@ class HttpTap:
         self.served = 0  # requests the tap answered itself (tests and diagnostics)
         self.opened = 0  # connections it opened (tests and diagnostics)
         self.lingers = False  # the server keeps answered streams open: not waited for
+        self._lingered = 0  # answered streams in a row still open DRAIN_WITHIN on
+        self._draining: set[asyncio.Task[None]] = set()  # answered streams being read
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
 
     # -- the contract ---------------------------------------------------------------
@@ -234,6 +235,8 @@ class HttpTap:
         for conn in (*self._idle, *self._busy):
             conn.close()
         self._idle.clear()
+        for task in list(self._draining):
+            task.cancel()
 
     def _session_id(self) -> str | None:
         """A handshake-era session's id, where the tap may send it: learned from the
@@ -284,9 +287,12 @@ class HttpTap:
                                                   session_id is not None)
             answered = True
             if reusable is None:  # a stream, answered: read to its end, if it ends
-                deadline.stop()
-                reusable = await self._drained(conn, response)
-            done = reusable
+                if self.lingers:
+                    reusable = False
+                else:  # ... off the call's path: the connection goes with it
+                    self._drain(conn, response)
+                    conn = None
+            done = bool(reusable)
             return outcome(answer)  # (an error answer's connection is kept as well)
         except asyncio.CancelledError:
             reached = deadline.reached()
@@ -431,32 +437,26 @@ class HttpTap:
         raise MCPError(code=types.CONNECTION_CLOSED,
                        message="SSE stream ended without a response")
 
-    async def _drained(self, conn: Connection, response: Response) -> bool:
-        """Read an answered stream to its end (the server ends it after
-        the answer); whether ``conn`` may be reused.  What comes after the answer was
-        never read by the SDK either: it is dropped."""
-        if self.lingers:
-            return False
-        drain = Deadline(self._loop, DRAIN_WITHIN)
-        try:
-            async with contextlib.aclosing(
-                    body_chunks(conn.reader, response, self.max_message_bytes)) as rest:
-                async for _ in rest:
-                    pass
-        except asyncio.CancelledError:
-            if not drain.reached():
-                raise
-            self.lingers = True
-            logger.info("HTTP upstream %s:%s keeps a stream open after its answer: its "
-                        "connections are closed after each answer, not reused",
-                        self.host, self.port)
-            return False
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError):
-            return False
-        finally:
-            drain.stop()
-        return response.keep_alive
+    def _drain(self, conn: Connection, response: Response) -> None:
+        """Read an answered stream to its end off the call's path (its answer is on its
+        way to the host meanwhile), then pool ``conn`` or close it (``lingers``)."""
+        async def drain() -> None:
+            reusable: bool | None = False
+            try:
+                reusable = await drained(conn, response, self.max_message_bytes,
+                                         DRAIN_WITHIN)
+            finally:
+                self._lingered = self._lingered + 1 if reusable is None else 0
+                if self._lingered >= LINGER_LIMIT and not self.lingers:
+                    self.lingers = True  # this server's way, not one slow end
+                    logger.info("HTTP upstream %s:%s keeps streams open after their "
+                                "answers: its connections are closed after each answer, "
+                                "not reused", self.host, self.port)
+                self._release(conn, bool(reusable))
+
+        task = self._loop.create_task(drain())
+        self._draining.add(task)  # (cancelled before it ran, ``aclose`` closed ``conn``)
+        task.add_done_callback(self._draining.discard)
 
     async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
         """POST ``notifications/cancelled`` for ``request_id`` on the session, as the

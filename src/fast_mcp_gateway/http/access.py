@@ -184,3 +184,11 @@ def require(principal: Principal, scope: Scope, what: str) -> None:
 
 __all__ = ["ANONYMOUS", "ANONYMOUS_ADMIN", "NOBODY", "Access", "ApiError", "lane_principal",
            "require"]
+
+
+def outside_servers(principal: Principal, owner: str, server: str) -> bool:
+    """Whether ``principal`` may not call a tool of ``owner`` routed to ``server`` (a
+    token's ``servers``, a JWT's claim): the express lanes leave such a call to the full
+    path, which words it ("Unknown tool"); one test for both lanes."""
+    servers = principal.servers
+    return servers is not None and not (owner in servers and server in servers)

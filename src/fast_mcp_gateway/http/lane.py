@@ -74,7 +74,7 @@ from fast_mcp_gateway.front.wire import (
     tracing_configured,
     upstream_call,
 )
-from fast_mcp_gateway.http.access import Access, lane_principal
+from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
 from fast_mcp_gateway.http.roots_changed import RootsChangedNote
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
@@ -256,9 +256,7 @@ class HttpLane:
             return None  # a task the host may get is the full path's (front/tasks.py)
         if self._caller_credentials(route[0].name, route[0].config):
             return None  # the caller's own token and claims: FastMCP's verified ones
-        servers = principal.servers
-        if servers is not None and not (tool.owner.name in servers
-                                        and route[0].name in servers):
+        if outside_servers(principal, tool.owner.name, route[0].name):
             return None  # "Unknown tool", as the full path words it
         if params.get("requestState") is not None:  # a continuation (MRTR)
             opened = open_state(self.states, params, binding)

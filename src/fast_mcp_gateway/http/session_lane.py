@@ -78,7 +78,7 @@ from fast_mcp_gateway.front.wire import (
     tracing_configured,
     upstream_call,
 )
-from fast_mcp_gateway.http.access import Access, lane_principal
+from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
 from fast_mcp_gateway.http.lane import HttpLane, _HostLeft, _watch
 from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
@@ -338,9 +338,7 @@ class SessionLane:
             return None
         if self._caller_credentials(route[0].name, route[0].config):
             return None  # the caller's own token and claims: FastMCP's verified ones
-        servers = principal.servers
-        if servers is not None and not (tool.owner.name in servers
-                                        and route[0].name in servers):
+        if outside_servers(principal, tool.owner.name, route[0].name):
             return None  # "Unknown tool", as the full path words it
         caller = None
         if self.access.verifier is not None:

@@ -161,3 +161,25 @@ def test_the_namespace_check_at_start_reads_each_servers_namespace_once(
     said = [r.getMessage() for r in caplog.records if "now has the namespace" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("server 'café', registered at runtime in "
                                                  "the store, now has the namespace 'cafe'")
+
+
+async def test_a_collision_is_logged_once_however_its_reason_is_said_later(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two servers whose tools join to one name ('a' + 'b_c', 'a_b' + 'c'): the later
+    is renamed and said once.  The next rebuild says the same rename as "keeps the name
+    it was given when it collided" (bound now): it was logged a second time."""
+    def one(name: str, tool: str) -> FastMCP[Any]:
+        server: FastMCP[Any] = FastMCP(name)
+        server.tool(name=tool)(lambda: "x")
+        return server
+
+    gateway = make_gateway({"a": memory_entry("a"), "a_b": memory_entry("a_b")},
+                           {"a": one("a", "b_c"), "a_b": one("a_b", "c")})
+    with caplog.at_level(logging.WARNING, "fast_mcp_gateway.routing.manager"):
+        async with Client(gateway.server) as client:
+            names = {t.name for t in await client.list_tools()}
+            gateway.manager.refresh_catalog()   # another rebuild: nothing new to say
+    renamed = [n for n in names if n.startswith("a_b_c_")]
+    assert len(renamed) == 1 and "a_b_c" in names, names
+    said = [r.getMessage() for r in caplog.records if renamed[0] in r.getMessage()]
+    assert len(said) == 1 and "collides with 'b_c' of server 'a'" in said[0], said

@@ -23,15 +23,16 @@ CLOCK = {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.clock"
 SAID = "now has the namespace 'cafe'"
 
 
-def register(db: Path) -> None:
-    async def put() -> None:
-        store = await SQLiteStore.open(db)
-        try:  # registered before names were transliterated: 'caf_' then
-            await store.put_server("café", CLOCK, True)
-        finally:
-            await store.close()
+async def put(db: Path) -> None:
+    store = await SQLiteStore.open(db)
+    try:  # registered before names were transliterated: 'caf_' then
+        await store.put_server("café", CLOCK, True)
+    finally:
+        await store.close()
 
-    anyio.run(put)
+
+def register(db: Path) -> None:
+    anyio.run(put, db)
 
 
 def write(config: Path, cafe: dict[str, Any]) -> None:
@@ -60,3 +61,30 @@ def test_a_clash_a_reload_makes_is_said_once_and_a_disabled_server_makes_none(
     assert len(said) == 1, err
     assert "server 'café', registered at runtime in " in said[0]
     assert "which server 'cafe' has too" in said[0]
+
+
+@pytest.mark.anyio
+async def test_a_refused_reload_warns_of_no_clash_in_the_config_it_never_applied(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload a veto refuses (HTTP: ``gateway.auth`` added or removed) keeps the running
+    config: merged before the veto, it warned of a clash the refused file made."""
+    from fastmcp import Client
+
+    from fast_mcp_gateway import Gateway, GatewaySettings, load_config
+    from tests.fixtures import alpha_server, memory_entry, memory_transports
+
+    db, config = tmp_path / "gateway.db", tmp_path / "servers.yaml"
+    await put(db)
+    write(config, {**memory_entry("alpha"), "enabled": False})
+    gateway = Gateway(load_config(config), GatewaySettings(config=config, db=db,
+                                                           reload_interval=0),
+                      transport_factory=memory_transports({"alpha": alpha_server()}))
+    async with Client(gateway.server):
+        gateway.control.reload_vetoes.append(lambda running, new: "refused for the test")
+        write(config, memory_entry("alpha"))   # enabled: it would clash with 'café'
+        caplog.clear()
+        assert (await gateway.reload_config()).error == "refused for the test"
+        assert SAID not in caplog.text
+        gateway.control.reload_vetoes.clear()   # the same file applied: said
+        assert not (await gateway.reload_config()).error
+        assert SAID in caplog.text

@@ -399,11 +399,11 @@ class ControlPlane:
                 await self._audit_reload(actor, str(path), f"rejected: {error}")
                 return self._reloaded(ChangeReport(error=error))
             new = self._keep_running(new)
-            desired = self._merge(new, registrations)
             for veto in self.reload_vetoes:  # e.g. gateway.auth added or removed (HTTP)
                 if (refused := veto(self.config.options, new.options)) is not None:
                     await self._audit_reload(actor, str(path), f"rejected: {refused}")
                     return self._reloaded(ChangeReport(error=refused))
+            desired = self._merge(new, registrations)  # (not for a refused one: it warns)
             old, self.config = self.config, new
             for hook in self.on_options:
                 hook(old.options, new.options)

@@ -467,8 +467,9 @@ class UpstreamManager:
                 view.upstream_annotations[name] = next(
                     t.annotations for t in by_name[origin.server].catalog.tools
                     if t.name == origin.original)
-        for rename in view.renames:
-            if rename not in self.view.renames:
+        said = {(r.server, r.original, r.exposed) for r in self.view.renames}
+        for rename in view.renames:  # once: a later reason ("keeps the name...") is no news
+            if (rename.server, rename.original, rename.exposed) not in said:
                 logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
                                logged_name(rename.original), rename.exposed, rename.reason)
         changed = changed_kinds(self.view, view)

@@ -510,3 +510,20 @@ async def test_a_held_sessions_idle_countdown_waits_for_the_request() -> None:
         transport.idle_scope.cancel()
         assert held.expired
         await transport.terminate()
+
+
+async def test_a_sessions_request_ids_come_from_its_dispatchers_counter() -> None:
+    """``next_request_id``: the session lane's questions are numbered as the SDK's own
+    requests to the host (``JSONRPCDispatcher.send_raw_request``), from its counter,
+    past any id a request in flight holds."""
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+    from fast_mcp_gateway._compat_sessions import next_request_id
+
+    send, receive = anyio.create_memory_object_stream[Any](1)
+    with send, receive:
+        dispatcher: Any = JSONRPCDispatcher(receive, send)
+        assert next_request_id(dispatcher) == 1
+        assert dispatcher._allocate_id() == 2  # the SDK's next one is past it
+        dispatcher._pending[3] = object()  # a request in flight under a chosen id
+        assert next_request_id(dispatcher) == 4

@@ -1,8 +1,9 @@
 """The SDK's streamable-HTTP session internals the session lane needs (``_compat``'s rule).
 
-``_compat.py`` holds every other use of a FastMCP or SDK private name; this one, of the
-SDK's ``StreamableHTTPServerTransport`` idle bookkeeping, sits beside it (``_compat.py``
-is at the module size limit).  ``tests/test_compat.py`` exercises it against the
+``_compat.py`` holds every other use of a FastMCP or SDK private name; these, of the
+SDK's ``StreamableHTTPServerTransport`` idle bookkeeping and of the request ids its
+``JSONRPCDispatcher`` mints for a session, sit beside it (``_compat.py`` is at the
+module size limit).  ``tests/test_compat.py`` exercises it against the
 installed SDK and allows private names in ``_compat*.py`` only.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["HeldSession"]
+__all__ = ["HeldSession", "next_request_id"]
 
 
 class HeldSession:
@@ -46,3 +47,17 @@ class HeldSession:
             transport._requests_in_flight -= 1
             if not transport._requests_in_flight:
                 transport.idle_scope.deadline = anyio.current_time() + transport._idle_timeout
+
+
+def next_request_id(outbound: Any) -> int:
+    """The id of a request to a handshake-era HTTP session's host, minted from the
+    session's own id space: ``outbound`` is its ``Connection.outbound``, the SDK's
+    ``JSONRPCDispatcher``, which numbers the server's requests to the host 1, 2, ...
+    (``send_raw_request``: past any id a request in flight holds).  The session lane's
+    questions take their ids from the same counter, so that they look as the SDK's
+    and never share an id with one the SDK sends on the session."""
+    pending = outbound._pending
+    request_id: int = outbound._allocate_id()
+    while request_id in pending:
+        request_id = outbound._allocate_id()
+    return request_id

@@ -346,7 +346,7 @@ class Gateway:
             dashboard_group(self.control, self.events,
                             secure_cookies=(self.settings.public_url or "").startswith("https:")),
             favicon_group()]
-        from fast_mcp_gateway.http.session_lane import express_lanes
+        from fast_mcp_gateway.http.express_lanes import express_lanes
 
         low = low_level_server(self.server)
         lane = express_lanes(self.server, self.provider, lambda: low.server_info_stamp,

@@ -129,12 +129,18 @@ class Access:
         as starlette reads it), or None when its token does not verify: what must be
         known before anything reads a request's body ahead of FastMCP's auth guard,
         whose 401 never reads it (an unverified client could otherwise make the gateway
-        hold a body of up to the endpoint's limit for as long as it takes to send)."""
+        hold a body of up to the endpoint's limit for as long as it takes to send).
+        A token that did not verify is not verified again by that guard."""
         header = next((value.decode("latin-1") for key, value in scope["headers"]
                        if key == b"authorization"), None)
         try:
             return await self.caller_of(header)
         except ApiError:
+            token = header[7:] if header and header[:7].lower() == "bearer " else ""
+            if self.verifier is not None and token and token == token.strip():
+                # Refused by the verifier (not for its form): FastMCP's guard, which
+                # answers next, refuses it as this did, unverified.
+                self.verifier.refused_for_request(token)
             return None
 
     def current(self) -> Principal:

@@ -49,6 +49,7 @@ import logging
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, TokenVerifier
@@ -87,6 +88,10 @@ _SERVERS_CLAIM = "io.github.fast-mcp-gateway/servers"
 _NO_SERVER_CLAIM = "io.github.fast-mcp-gateway/no-server"  # why a JWT may use none
 
 logger = logging.getLogger(__name__)
+
+# (the config, a token, its refusal's words): a token the request's lane refused.
+_refused: ContextVar[tuple[AuthConfig, str, str | None] | None] = ContextVar(
+    "gateway_refused_token", default=None)
 
 REMOVED = ("this gateway no longer accepts the token: a config reload removed it from "
            "gateway.auth.tokens; use a token gateway.auth lists now")
@@ -289,7 +294,14 @@ class GatewayVerifier(TokenVerifier):
         verifier's exception into a bare 500 without ``WWW-Authenticate``, so a failing
         JWKS fetch or a malformed JWT is logged (never the token) and refused.  A refused
         JWT's reason is left in ``jwt_refusals.refusal`` for the 401's words, and
-        logged (``jwt_refusals``)."""
+        logged (``jwt_refusals``).  A token an express lane refused for this request
+        (``refused_for_request``) is refused again as it was, unverified."""
+        refused = _refused.get()
+        if refused is not None:
+            _refused.set(None)  # one use: the full path's guard, after the lane
+            if refused[0] is self._config and refused[1] == token:
+                jwt_refusals.refusal.set(refused[2])  # the same words in its 401
+                return None
         jwt_refusals.refusal.set(None)
         try:
             return await self._verify(token)
@@ -297,6 +309,13 @@ class GatewayVerifier(TokenVerifier):
             self._refusals.warn("failed", "bearer token refused: verification failed (%s)",
                                 type(exc).__name__)
             return None
+
+    def refused_for_request(self, token: str) -> None:
+        """``token`` was just refused (``verify_token``) ahead of FastMCP's guard, which
+        the request goes to next (``Access.verified``): its ``verify_token`` there, in
+        this task, refuses it at once in the same words, so that a bad token is verified
+        (a JWT's signature checked, its refusal logged) once per request, not twice."""
+        _refused.set((self._config, token, jwt_refusals.refusal.get()))
 
     async def _verify(self, token: str) -> AccessToken | None:
         self._follow_reloads()  # an identity check unless the config was reloaded

@@ -42,6 +42,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
@@ -75,6 +76,7 @@ from fast_mcp_gateway.front.wire import (
     upstream_call,
 )
 from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
+from fast_mcp_gateway.http.pings import Pinger
 from fast_mcp_gateway.http.roots_changed import RootsChangedNote
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
@@ -351,7 +353,7 @@ class HttpLane:
             gone.watch(left)
         else:
             watcher = loop.create_task(_watch(receive, left))
-        pinger = _Pinger(loop, reply)
+        pinger = Pinger(loop, SSE_DEFER, partial(reply.event, _PING))
 
         def unwatch() -> None:  # the host's leaving or quiet is no longer this call's
             left.done = True
@@ -411,31 +413,6 @@ async def _watch(receive: Receive, call: Callable[[], None]) -> None:
     except Exception:  # a task nobody awaits: its failure would go unseen
         logger.exception("http express lane: watching the host's connection failed")
     call()  # the host is gone: the call is cancelled (upstream too)
-
-
-class _Pinger:
-    """Every ``SSE_DEFER`` seconds of a running call: make the answer a stream (if it
-    is not yet) and ping it."""
-
-    __slots__ = ("handle", "loop", "reply", "tasks")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, reply: _Reply) -> None:
-        self.loop, self.reply = loop, reply
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.handle: asyncio.TimerHandle | None = loop.call_later(SSE_DEFER, self._tick)
-
-    def _tick(self) -> None:
-        task = self.loop.create_task(self.reply.event(_PING))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        self.handle = self.loop.call_later(SSE_DEFER, self._tick)
-
-    def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-        for task in self.tasks:
-            task.cancel()
 
 
 _JSON_TYPE = (b"content-type", b"application/json")

@@ -14,13 +14,16 @@ credential it last saw there: the full path's ``CallerStanding`` makes each requ
 credential the one its session is judged by between requests (``FrontHub.refresh``);
 a request with another one goes the full path, which does that, and notes it here.
 A session's entry goes when its connection closes (the host's DELETE, expiry, a stop:
-the connection's ``exit_stack``), which also ends its lane calls (``on_end``).
+the connection's ``exit_stack``), which also ends its lane calls (``on_end``), or when
+the connection is collected (closed without that cleanup: the entry held only a weak
+reference, and stayed for good).
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastmcp.server.dependencies import get_access_token, get_context
@@ -64,11 +67,24 @@ class SessionHosts(Middleware):
         if connection is None or not isinstance(session_id, str):
             return  # a 2026-07-28 request: no session
         token = get_access_token()
+        self.note(session_id, connection, None if token is None else token.token)
+
+    def note(self, session_id: str, connection: Connection, token: str | None) -> None:
+        """The full path served a request of ``session_id`` on ``connection`` with
+        ``token``.  The entry goes when the connection closes, or, closed without its
+        cleanup (a serving task that died), when it is collected: none outlives it."""
         entry = self._sessions.get(session_id)
         if entry is None or entry[0]() is not connection:
             connection.exit_stack.callback(self._ended, session_id, weakref.ref(connection))
-        self._sessions[session_id] = (weakref.ref(connection),
-                                      None if token is None else token.token)
+            ref = weakref.ref(connection, partial(self._collected, session_id))
+        else:
+            ref = entry[0]
+        self._sessions[session_id] = (ref, token)
+
+    def _collected(self, session_id: str, ref: weakref.ref[Connection]) -> None:
+        entry = self._sessions.get(session_id)
+        if entry is not None and entry[0] is ref:
+            del self._sessions[session_id]
 
     def _ended(self, session_id: str, connection: weakref.ref[Connection]) -> None:
         entry = self._sessions.get(session_id)

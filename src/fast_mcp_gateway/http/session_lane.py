@@ -49,7 +49,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
+import pydantic_core
 from mcp.server.streamable_http import check_accept_headers
+from mcp.shared.dispatcher import as_request_id, coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     JSONRPCError,
@@ -61,11 +63,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fast_mcp_gateway._compat import (
-    RoundStates,
-    http_session_owner,
-    open_http_sessions,
-)
+from fast_mcp_gateway._compat import http_session_owner, open_http_sessions
 from fast_mcp_gateway._compat_sessions import HeldSession
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.early import parse_line
@@ -79,10 +77,9 @@ from fast_mcp_gateway.front.wire import (
     upstream_call,
 )
 from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
-from fast_mcp_gateway.http.lane import HttpLane, _HostLeft, _watch
+from fast_mcp_gateway.http.lane import _HostLeft, _watch
 from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
-    ASK_PREFIX,
     SessionLevels,
     SessionReply,
     cancelled_body,
@@ -96,7 +93,6 @@ from fast_mcp_gateway.principal import KIND_CLAIM
 from fast_mcp_gateway.upstream.credentials import Caller
 
 if TYPE_CHECKING:
-    from fastmcp import FastMCP
     from mcp.server.connection import Connection
 
     from fast_mcp_gateway.front.components import UpstreamTool
@@ -109,6 +105,7 @@ logger = logging.getLogger(__name__)
 _HANDSHAKE = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
 _CALL_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
+_CANCEL = "notifications/cancelled"
 _HOST = "host"  # why a call was stopped: its host went away,
 _CANCELLED = "cancelled"  # the host cancelled it,
 _ENDED = "ended"  # its session ended
@@ -164,7 +161,7 @@ class SessionLane:
         self.held = held if held is not None else set()
         self.served = 0  # calls the lane answered (tests and diagnostics)
         self.calls: dict[tuple[str, Any], _Stop] = {}  # (session, id key) -> its stop
-        self.asks: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self.asks: dict[tuple[str, Any], asyncio.Future[dict[str, Any]]] = {}
         self._caller_credentials = Remembered[ServerConfig, bool](
             lambda config: config.uses_caller_credentials)
         self._accepts: dict[bytes, bool] = {}  # Accept -> both JSON and SSE
@@ -260,12 +257,16 @@ class SessionLane:
         # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
         # nesting): the SDK's to judge.
         message = parse_line(body)
+        if message is None:  # but a cancellation is read as the SDK reads it, to be taken
+            message = _sdk_read(body)
+            if not isinstance(message, dict) or message.get("method") != _CANCEL:
+                return False
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return False
         method = message.get("method")
         if method is None:
             return await self._take_answer(message, session, send)
-        if method == "notifications/cancelled":
+        if method == _CANCEL:
             return await self._take_cancel(message, session, send)
         if method != "tools/call" or not seen:
             return False
@@ -277,15 +278,16 @@ class SessionLane:
     async def _take_answer(self, message: dict[str, Any], session: bytes, send: Send
                            ) -> bool:
         """The host's answer to a question of a lane call: handed to it, answered 202."""
-        ask_id = message.get("id")
-        if not isinstance(ask_id, str) or not ask_id.startswith(ASK_PREFIX):
-            return False
-        answer = self.asks.get((session.decode("latin-1"), ask_id))
+        ask_id = as_request_id(message.get("id"))  # matched as the SDK matches it ("7": 7)
+        answer = None if ask_id is None else self.asks.get(
+            (session.decode("latin-1"), coerce_request_id(ask_id)))
+        if answer is None:
+            return False  # the answer to one of the SDK's own requests, or to none
         try:  # read as the SDK reads it (other members ignored; an error over a result)
             read = jsonrpc_message_adapter.validate_python(message, by_name=False)
         except ValueError:  # pydantic's ValidationError: the SDK's 400
             return False
-        if answer is None or not isinstance(read, JSONRPCError | JSONRPCResponse):
+        if not isinstance(read, JSONRPCError | JSONRPCResponse):
             return False
         await send_accepted(send, session)
         if not answer.done():
@@ -449,6 +451,15 @@ class SessionLane:
                 stop.stop(_ENDED)
 
 
+def _sdk_read(body: bytes) -> Any:
+    """``body`` as the SDK's transport parses it (pydantic-core: NaN a number, nesting to
+    200 levels), None where it refuses it (its 400, which the full path answers)."""
+    try:
+        return pydantic_core.from_json(body)
+    except ValueError:
+        return None
+
+
 def _json_content(value: bytes) -> bool:
     """The SDK's two checks of a POST's ``Content-Type`` (its transport security's and
     its transport's): a JSON-RPC message, as an answer or cancellation may be sent."""
@@ -465,25 +476,4 @@ async def _call(tool: UpstreamTool, route: tuple[Service, str | None],
                                front.progress if token is not None else None, reply.ask)
 
 
-def express_lanes(server: FastMCP[Any], provider: GatewayProvider,
-                  server_info: Callable[[], dict[str, Any]], states: RoundStates,
-                  enabled: bool) -> Callable[..., ASGIApp]:
-    """``build_app``'s ``lane`` for ``server``: the 2026-07-28 lane (``lane.HttpLane``:
-    sessionless POSTs) in front of this one (a session's POST) in front of FastMCP's
-    app.  Notes the sessions' connections from then on (``SessionHosts``, once)."""
-    hosts = next((m for m in server.middleware if isinstance(m, SessionHosts)), None)
-    if hosts is None:
-        hosts = SessionHosts()
-        server.add_middleware(hosts)
-
-    def lanes(app: ASGIApp, access: Access, *, max_body: int,
-              held: set[tuple[bytes, Any, Any]], manager: Callable[[], Any]) -> ASGIApp:
-        sessions = SessionLane(app, access, provider, hosts, manager, enabled=enabled,
-                               held=held, max_body=max_body)
-        return HttpLane(sessions, access, provider, server_info=server_info,
-                        enabled=enabled, states=states, max_body=max_body)
-
-    return lanes
-
-
-__all__ = ["SessionLane", "express_lanes"]
+__all__ = ["SessionLane"]

@@ -11,15 +11,17 @@ cancelled is answered ``REQUEST_CANCELLED`` (-32800, "Request cancelled"); a ses
 that ended (DELETE, expiry) ends its streams without an answer.
 
 ``SessionReply`` is also the call's ``wire.HostChannel``: a question to the host goes
-on the call's stream under the lane's own id (``gw-ask-N``), as the SDK puts it there
-under its own, and the host's answer (a POST of a JSON-RPC response on the session)
-is handed to it by the lane (``answer``).
+on the call's stream as the SDK puts it there, under an id the session's SDK
+dispatcher mints (``_compat_sessions.next_request_id``: 1, 2, ..., shared with the
+SDK's own requests on the session), and the host's answer (a POST of a JSON-RPC
+response on the session) is handed to it by the lane.  A question withdrawn once the
+call was answered is dropped, as the SDK's transport drops a message for a request
+whose stream has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,9 @@ from mcp.shared.dispatcher import Outbound
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway._compat import client_log_level
+from fast_mcp_gateway._compat_sessions import next_request_id
 from fast_mcp_gateway.front.wire import progress_params
+from fast_mcp_gateway.http.pings import Pinger
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
 from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import log_levels_from
@@ -40,11 +44,6 @@ if TYPE_CHECKING:
 
 PING_EVERY = 15.0
 """Seconds between the ping comments of a running call's stream (sse-starlette's)."""
-
-ASK_PREFIX = "gw-ask-"
-"""The start of the ids of the requests the session lane sends its hosts."""
-
-_ask_ids = itertools.count(1)
 
 
 def sse_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
@@ -102,10 +101,10 @@ class SessionReply:
     """One lane call's SSE stream, and its host as a ``wire.HostChannel``."""
 
     def __init__(self, send: Any, session_id: bytes, host_capabilities: dict[str, Any],
-                 asks: dict[tuple[str, str], asyncio.Future[dict[str, Any]]],
+                 asks: dict[tuple[str, int], asyncio.Future[dict[str, Any]]],
                  outbound: Outbound) -> None:
         self.send = send
-        self.outbound = outbound  # the session's standalone channel (its GET stream)
+        self.outbound = outbound  # the session's SDK dispatcher: its request ids
         self.session_id = session_id
         self.session = session_id.decode("latin-1")
         # What the host declared in its handshake (the full path's ``can_ask`` reads it).
@@ -113,32 +112,21 @@ class SessionReply:
         self.asks = asks  # the lane's: (session, ask id) -> the answer awaited
         self.finished = False
         self.lock = asyncio.Lock()  # the call's task and a ping both write
-        self._pinger: asyncio.TimerHandle | None = None
-        self._pings: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pinger: Pinger | None = None
         # The tasks waiting for the host's answers, each with its end (``withdrawn``).
         self._asking: dict[asyncio.Task[Any] | None, asyncio.Future[None]] = {}
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.send({"type": "http.response.start", "status": 200,
                          "headers": sse_headers(self.session_id)})
-        self._loop = loop
-        self._pinger = loop.call_later(PING_EVERY, self._ping)
+        self._pinger = Pinger(loop, PING_EVERY, self._ping)
 
-    def _ping(self) -> None:
-        assert self._loop is not None
-        comment = b": ping - %b\r\n\r\n" % str(datetime.now(UTC)).encode()
-        task = self._loop.create_task(self._write(comment))
-        self._pings.add(task)
-        task.add_done_callback(self._pings.discard)
-        self._pinger = self._loop.call_later(PING_EVERY, self._ping)
+    async def _ping(self) -> None:
+        await self._write(b": ping - %b\r\n\r\n" % str(datetime.now(UTC)).encode())
 
     def stop_pings(self) -> None:
         if self._pinger is not None:
-            self._pinger.cancel()
-            self._pinger = None
-        for task in self._pings:
-            task.cancel()
+            self._pinger.stop()
 
     async def _write(self, data: bytes) -> None:
         async with self.lock:
@@ -176,9 +164,10 @@ class SessionReply:
             await asyncio.wait(ending, timeout=1)
 
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Send the host a request on this call's stream under a lane id and wait for
-        its answer (a POST on the session, ``SessionLane``)."""
-        ask_id = f"{ASK_PREFIX}{next(_ask_ids)}"
+        """Send the host a request on this call's stream under an id of the session's
+        (``next_request_id``) and wait for its answer (a POST on the session,
+        ``SessionLane``)."""
+        ask_id = next_request_id(self.outbound)
         key = (self.session, ask_id)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -194,14 +183,12 @@ class SessionReply:
             written = True
             message = await answer
         except asyncio.CancelledError:
-            if written:  # withdrawn, as the SDK's session does: on the call's stream,
-                # or, once it ended (the call was answered first), the session's own
+            if written and not self.finished:  # withdrawn on the call's stream, as the
+                # SDK's session does; once the stream ended (the call was answered
+                # first), the SDK's transport drops it (no stream for the request)
                 withdrawn = {"requestId": ask_id, "reason": "caller cancelled"}
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    if self.finished:
-                        await self.outbound.notify("notifications/cancelled", withdrawn)
-                    else:
-                        await self.notify("notifications/cancelled", withdrawn)
+                    await self.notify("notifications/cancelled", withdrawn)
             raise
         finally:
             del self.asks[key]

@@ -135,7 +135,8 @@ async def forgetful_upstream(*, tap: bool, **entry: Any) -> AsyncIterator[
                 upstream.stop()
 
 
-async def test_a_call_that_ran_and_failed_after_a_refusal_is_not_run_again() -> None:
+@pytest.mark.parametrize("raw", [True, False])  # the lanes' call, and the full path's
+async def test_a_call_that_ran_and_failed_after_a_refusal_is_not_run_again(raw: bool) -> None:
     """On the SDK's client (the tap steps aside): ``boom`` runs, the server then forgets
     the session and refuses ``gone``, and ``boom`` fails with a bare 500, which the SDK
     says in the same words as the refusal.  ``boom`` ran: its error is the caller's,
@@ -146,13 +147,21 @@ async def test_a_call_that_ran_and_failed_after_a_refusal_is_not_run_again() -> 
 
         async def boom() -> None:
             try:
-                await upstream.call_tool_raw({"name": "boom", "arguments": {}}, None)
+                if raw:
+                    await upstream.call_tool_raw({"name": "boom", "arguments": {}}, None)
+                else:
+                    await upstream.call_tool("boom", {}, None)
             except Exception as exc:  # noqa: BLE001 - the error is what is checked
                 failed.append(exc)
 
         async def gone() -> None:
-            answered.append(await upstream.call_tool_raw(
-                {"name": "gone", "arguments": {}}, None))
+            if raw:
+                answered.append(await upstream.call_tool_raw(
+                    {"name": "gone", "arguments": {}}, None))
+            else:
+                result = await upstream.call_tool("gone", {}, None)
+                answered.append(result.model_dump(exclude_none=True,  # type: ignore[union-attr]
+                                                  include={"content"}))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(boom)

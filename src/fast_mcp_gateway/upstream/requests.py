@@ -9,9 +9,9 @@ feeds the health window, breaker and EWMA, and maps transport faults.
 A request the server refused because it no longer knows the session (HTTP 404 on a
 streamable-HTTP session: ``http_session_end.SessionEnd.refused``) was not run there:
 the server answers so before any session could run it.  The supervisor opens a new
-session at once; the request waits for it (up to the call timeout, or until an
+session at once; the request waits for it (within its call timeout, or until an
 attempt at it failed) and is sent there, once, whatever the tool's idempotency, with
-the time left of its call timeout (not a new one: a slow renewal and a slow call took
+what is left of its call timeout (not a new one: a slow renewal and a slow call took
 up to twice it; late, it fails saying both).  It
 counts neither as a success nor as a failure (one restart of the server is not one
 failure per call that met it); without a new session, or refused on the new one as

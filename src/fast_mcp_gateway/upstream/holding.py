@@ -7,15 +7,16 @@ reconnect, a fatal protocol error).  Meanwhile ``HealthProbe`` checks the server
 ``health.interval`` and records each answer in the replica's health window, and the
 owner's per-session tasks (``serve``) run in the same task group.  Every task started
 here is cancelled before ``hold`` returns.  Nothing here restarts anything: the
-supervisor (supervisor.py) decides what follows the end.
+supervisor (supervisor.py) decides what follows the end; ``SupervisorHooks`` is what its
+owner (the replica) gives it for each session.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -31,12 +32,40 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class SupervisorHooks(Protocol):
+    """What the replica owning a ``Supervisor`` adds to each session (must not block)."""
+
+    def session_kwargs(self) -> dict[str, Any]:
+        """Callbacks and options for each new ``ClientSession``."""
+        ...
+
+    def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:
+        """Start the tasks that live as long as ``session`` is held."""
+        ...
+
+    def state_changed(self, status: str, detail: str) -> None: ...
+
+    def catalog_changed(self) -> None: ...
+
+    def notify(self) -> None:
+        """Anything changed (state, attempt, catalog, health): wake waiters."""
+        ...
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
+        """Wait until ``predicate()`` holds, re-checked at each ``notify`` and at the
+        end of the replica's last request in flight; False if not within ``within``."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class HealthProbe:
     """The health probe of one held session: ``ping``, or ``server/discover`` with
     ``discover`` (the session's 2026-07-28 version; None for ping) every ``interval``
     seconds.  A failed or late probe is a health fact (logged at INFO), never an error;
-    after each probe the replica's status is set (``ready``) and its waiters woken."""
+    after each probe the replica's status is set (``ready``) and its waiters woken.  A
+    probe the server refused for a session it no longer knows is never recorded: the
+    refusal ends the session (``SessionEnd.forgotten``, before the SDK's client says
+    it), and ``hold`` cancels the probe with it."""
 
     label: str
     interval: float
@@ -72,13 +101,14 @@ SETTLE_WITHIN = 2.0
 """How long a session the server forgot is kept for the requests in flight on it."""
 
 
-async def settle(busy: Callable[[], bool], within: float = SETTLE_WITHIN) -> None:
+async def settle(busy: Callable[[], bool],
+                 wait_until: Callable[[Callable[[], bool], float], Awaitable[bool]],
+                 within: float = SETTLE_WITHIN) -> None:
     """Before a session the server forgot is closed, let the requests in flight on it
     end (each is answered 404 at once, and sent again on the next session): closing
-    the session under them failed them as a broken connection (which may have run)."""
-    with anyio.move_on_after(within):
-        while busy():  # noqa: ASYNC110 - the count has no event; each ends at once
-            await anyio.sleep(0.02)
+    the session under them failed them as a broken connection (which may have run).
+    Woken when the last of them ends (``SupervisorHooks.wait_until``), not polled."""
+    await wait_until(lambda: not busy(), within)
 
 
 async def hold(

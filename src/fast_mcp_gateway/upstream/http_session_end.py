@@ -28,7 +28,9 @@ names the session counts too: the TypeScript SDK's example servers (server-every
 among them) answer an unknown id "Bad Request: No valid session ID provided".  The
 request so answered was never run (the server did not get as far as a session to run
 it in): ``refused`` tells a request's error that is such an answer, and the replica
-sends the request again on the new session (``upstream/requests.py``).
+sends the request again on the new session (``upstream/requests.py``).  It goes by the
+request, not by the words of its error (``upstream/asking.py``): the hook marks the
+request it saw refused.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from mcp.client.streamable_http import MCP_SESSION_ID
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 
+from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.model import describe_error
 
 logger = logging.getLogger(__name__)
@@ -87,6 +90,15 @@ def refusal(status: int, content_type: str | None, body: bytes) -> tuple[int, st
         return words or TERMINATED
     return words if words is not None and words[0] == -32000 \
         and "session" in words[1].lower() else None
+
+
+def _a_request(request: httpx2.Request) -> bool:
+    """Whether ``request`` POSTs a JSON-RPC request (not a notification, not an answer
+    to the server's own request: those may share the context of a call)."""
+    with contextlib.suppress(httpx2.RequestNotRead, ValueError):
+        message = json.loads(request.content)
+        return isinstance(message, dict) and "method" in message and "id" in message
+    return False
 
 
 def refusal_error(words: tuple[int, str]) -> MCPError:
@@ -131,6 +143,9 @@ class SessionEnd:
                 body = await response.aread()
         words = refusal(response.status_code, kind, body)
         if words is not None:
+            asked = ASKED.get()
+            if asked is not None and request.method == "POST" and _a_request(request):
+                asked.refused = True  # this request, and no other of the session
             self.forgotten(words, response.status_code, request.method)
 
     def forgotten(self, words: tuple[int, str], status: int, method: str) -> None:
@@ -146,17 +161,18 @@ class SessionEnd:
         if self.on_lost is not None:
             self.on_lost(self.lost)
 
-    def refused(self, exc: BaseException) -> bool:
-        """Whether ``exc`` (a request's error on this session) is the server's refusal of
-        a session it no longer knows: the request was not run.  One ``HttpTap`` answered
-        (``tapped``) is known to be (``refusal``); the SDK's path is told by the words
-        of the refusals (the same as the stand-in for any other failed status: a call
-        that ran and failed with it after a refusal is taken for refused)."""
+    def refused(self, exc: BaseException, asked: Asked | None = None) -> bool:
+        """Whether ``exc`` (the error of a request sent in ``asking()``, ``asked``) is
+        the server's refusal of a session it no longer knows: the request was not run.
+        One ``HttpTap`` answered (``tapped``) is known to be (``refusal``); one the
+        SDK's client sent, when its own POST was answered so (``asked.refused``: the
+        SDK says a refusal with the same words as any other failed status)."""
         if not (self.lost is not None and isinstance(exc, MCPError)):
             return False
         if getattr(exc, "tapped", False):
             return bool(getattr(exc, "refusal", False))
-        return (exc.error.code, exc.error.message) in self._words
+        return asked is not None and asked.refused \
+            and (exc.error.code, exc.error.message) in self._words
 
     async def end(self, client: httpx2.AsyncClient) -> None:
         """``DELETE`` the session (if it has an id), shielded, within ``END_WITHIN``."""

@@ -125,6 +125,9 @@ class _Hooks:
     def notify(self) -> None:
         self._up._notify_change()
 
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> bool:
+        return await self._up._changed.wait_until(predicate, within)
+
 
 class Upstream:
     """A supervised, persistent MCP session to one configured server (one replica)."""

@@ -9,8 +9,10 @@ feeds the health window, breaker and EWMA, and maps transport faults.
 A request the server refused because it no longer knows the session (HTTP 404 on a
 streamable-HTTP session: ``http_session_end.SessionEnd.refused``) was not run there:
 the server answers so before any session could run it.  The supervisor opens a new
-session at once; the request waits for it (up to the call timeout, or until an
-attempt at it failed) and is sent there, once, whatever the tool's idempotency.  It
+session at once; the request waits for it (within its call timeout, or until an
+attempt at it failed) and is sent there, once, whatever the tool's idempotency, with
+what is left of its call timeout (not a new one: a slow renewal and a slow call took
+up to twice it; late, it fails saying both).  It
 counts neither as a success nor as a failure (one restart of the server is not one
 failure per call that met it); without a new session, or refused on the new one as
 well, it fails as ``UpstreamUnavailable`` saying so (never run: the service may send
@@ -19,7 +21,9 @@ it to another replica).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -37,9 +41,10 @@ from fast_mcp_gateway._compat import (
     send_raw_request,
     stamp_request,
 )
-from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamUnavailable
+from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
+from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, Pace, progress_bounded
 from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
@@ -57,6 +62,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.http_tap import HttpTap
 
 T = TypeVar("T")
+# The time left of a request's call timeout, when it is sent again (``Requests.request``).
+_LEFT: ContextVar[float] = ContextVar("left", default=math.inf)
 _READ_RESULT: TypeAdapter[types.ReadResourceResult | types.InputRequiredResult] = TypeAdapter(
     types.ReadResourceResult | types.InputRequiredResult)
 _PROMPT_RESULT: TypeAdapter[types.GetPromptResult | types.InputRequiredResult] = TypeAdapter(
@@ -99,22 +106,47 @@ class Requests:
         refused for a session the server forgot goes again on the next session (the
         module docstring).
         """
+        begun = anyio.current_time()
         try:
             return await self._once(what, front, op, watched)
         except _Forgotten as lost:
             sup, first, tried = self._sup, lost, self._stats.attempts
+
+        def left() -> float:  # of the call timeout, which the renewal does not restart
+            return self.call_timeout - (anyio.current_time() - begun)
+
         # Until the new session, or an attempt at one ended (a failed one: its reason).
-        if not await self._changed.wait_until(
-                lambda: sup.session not in (None, first.session)
-                or self._stats.attempts > tried or sup.state in _NO_SESSION_COMING,
-                self.call_timeout) or sup.session is None:
+        came = await self._changed.wait_until(
+            lambda: sup.session not in (None, first.session)
+            or self._stats.attempts > tried or sup.state in _NO_SESSION_COMING,
+            max(left(), 0.0))
+        if not came or left() <= 0:
+            now = f": it {sup.unavailable_reason()}" if sup.session is None else ""
+            raise UpstreamUnavailable(sup.label, f"{what} was not run: {first.why}; its call "
+                                      f"timeout ({self.call_timeout:g}s) ran out before a "
+                                      f"new session was ready{now}")
+        if sup.session is None:
             raise UpstreamUnavailable(sup.label, f"{what} was not run: {first.why}; no new "
                                       f"session yet: it {sup.unavailable_reason()}")
+        within = left()
+        leaving = _LEFT.set(within)
         try:
             return await self._once(what, front, op, watched)
         except _Forgotten as again:
             raise UpstreamUnavailable(sup.label, f"{what} was not run: {again.why} (its "
                                       "new session was refused too)") from None
+        except UpstreamTimeout as exc:  # both reasons: the refusal, then the time left
+            raise UpstreamTimeout(
+                sup.label, f"{exc.detail}; it was sent again on a new session with the "
+                f"{within:.3g}s left of its call timeout ({self.call_timeout:g}s), the first "
+                f"having been refused: {first.why}", still_running=exc.still_running,
+            ) from exc
+        finally:
+            _LEFT.reset(leaving)
+
+    def _budget(self) -> float:
+        """The call timeout of a request now (what is left of it, when sent again)."""
+        return min(self.call_timeout, _LEFT.get())
 
     async def _once(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
@@ -142,6 +174,9 @@ class Requests:
             narrowing_stamp(session)
             declaring = DECLARING.set(front if front is not None else NO_HOST)
         tracked = self._inflight.enter(front)
+        # What the server made of it (a streamable-HTTP session: ``upstream/asking.py``)
+        asked = Asked() if end is not None else None
+        sending = ASKED.set(asked) if asked is not None else None
         pace = Pace()
         pacing = PACE.set(pace)
         if front is not None:
@@ -174,7 +209,7 @@ class Requests:
                 given_up, unanswered = True, "cancelled"
                 raise
             except MCPError as exc:
-                if end is not None and end.refused(exc):  # not run: sent again (above)
+                if end is not None and end.refused(exc, asked):  # not run: sent again (above)
                     forgotten = True
                     raise _Forgotten(session, end) from exc
                 cause = sup.closed_by_protocol_error()
@@ -187,7 +222,7 @@ class Requests:
                     ) from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     unanswered = "timed out"
-                    raise timed_out(sup.label, what, self.call_timeout, exc,
+                    raise timed_out(sup.label, what, self._budget(), exc,
                                     sup.config) from exc
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
@@ -210,6 +245,8 @@ class Requests:
             finally:
                 if current is not None:
                     CURRENT_CALL.reset(current)
+                if sending is not None:
+                    ASKED.reset(sending)
                 if declaring is not None:
                     DECLARING.reset(declaring)
                 PACE.reset(pacing)
@@ -236,7 +273,7 @@ class Requests:
         """``request`` with the call timeout applied here (for SDK calls that take none)."""
         async def within(session: ClientSession) -> T:
             try:
-                with anyio.fail_after(self.call_timeout):
+                with anyio.fail_after(self._budget()):
                     return await op(session)
             except TimeoutError:
                 raise MCPError(code=types.REQUEST_TIMEOUT, message="timed out") from None
@@ -267,7 +304,7 @@ class Requests:
                     allow_input_required=True,
                 )
 
-            return await progress_bounded(self.call_timeout, self.max_total, progress, send,
+            return await progress_bounded(self._budget(), self.max_total, progress, send,
                                           self._stats.progressed)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
@@ -323,7 +360,8 @@ class Requests:
             meta = dict(params.get("_meta") or {})
             asked = meta.pop(types.CLIENT_CAPABILITIES_META_KEY, None)
             data: dict[str, Any] = {"method": method, "params": {**params, "_meta": meta}}
-            opts: CallOptions = {"timeout": self.call_timeout}
+            budget = self._budget()
+            opts: CallOptions = {"timeout": budget}
             stamp_request(session, data, opts)
             if asked is not None:
                 _add_extensions(data["params"]["_meta"], asked)
@@ -338,7 +376,7 @@ class Requests:
                     return await http.send_stamped(method, data["params"], opts, on_progress,
                                                    self.max_total)
             if tap is not None and asked is None:
-                return await tap.request(method, data["params"], self.call_timeout,
+                return await tap.request(method, data["params"], budget,
                                          on_progress, self.max_total)
             if name is not None:
                 opts.setdefault("headers", {}).setdefault(MCP_NAME_HEADER,
@@ -350,7 +388,7 @@ class Requests:
                     opts["on_progress"] = report
                 return await send_raw_request(session, method, data["params"], opts)
 
-            return await progress_bounded(self.call_timeout, self.max_total, on_progress,
+            return await progress_bounded(budget, self.max_total, on_progress,
                                           send, self._stats.progressed)
 
         return op
@@ -397,7 +435,7 @@ class Requests:
                                                   request_read_timeout_seconds=within,
                                                   progress_callback=report)
 
-            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send,
+            answer = await progress_bounded(self._budget(), self.max_total, progress, send,
                                             self._stats.progressed)
             if isinstance(answer, types.InputRequiredResult) and not asking:
                 raise UpstreamRequestFailed(self._sup.label, f"{request.method} asked for "

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import anyio.abc
@@ -38,7 +38,7 @@ from fast_mcp_gateway.upstream.failures import (
     remedy,
     unavailable_text,
 )
-from fast_mcp_gateway.upstream.holding import HealthProbe, hold, settle
+from fast_mcp_gateway.upstream.holding import HealthProbe, SupervisorHooks, hold, settle
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -76,26 +76,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _LAST_WORDS = 1.0  # how long a dying stdio server's stderr is read after its session
-
-
-class SupervisorHooks(Protocol):
-    """What the replica owning a ``Supervisor`` adds to each session (must not block)."""
-
-    def session_kwargs(self) -> dict[str, Any]:
-        """Callbacks and options for each new ``ClientSession``."""
-        ...
-
-    def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:
-        """Start the tasks that live as long as ``session`` is held."""
-        ...
-
-    def state_changed(self, status: str, detail: str) -> None: ...
-
-    def catalog_changed(self) -> None: ...
-
-    def notify(self) -> None:
-        """Anything changed (state, attempt, catalog, health): wake waiters."""
-        ...
 
 
 class Supervisor:
@@ -476,7 +456,7 @@ class Supervisor:
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
         if self._lost is not None:  # its requests in flight are refused: let them end
-            await settle(lambda: self._stats.active > 0)
+            await settle(lambda: self._stats.active > 0, self._hooks.wait_until)
         if self._broken and not (self._stopping or self._restart_requested):
             # Said once, at WARNING, by the state change that follows (ready ->
             # reconnecting, with the exit code and stderr): not here as well.

@@ -22,6 +22,7 @@ it to another replica).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -106,14 +107,14 @@ class Requests:
         refused for a session the server forgot goes again on the next session (the
         module docstring).
         """
-        begun = anyio.current_time()
+        begun = time.monotonic()  # (anyio's clock looks the loop up: a getpid on 3.11)
         try:
             return await self._once(what, front, op, watched)
         except _Forgotten as lost:
             sup, first, tried = self._sup, lost, self._stats.attempts
 
         def left() -> float:  # of the call timeout, which the renewal does not restart
-            return self.call_timeout - (anyio.current_time() - begun)
+            return self.call_timeout - (time.monotonic() - begun)
 
         # Until the new session, or an attempt at one ended (a failed one: its reason).
         came = await self._changed.wait_until(

@@ -29,6 +29,9 @@ def check_new_name(name: str, source: str) -> None:
 def check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> None:
     problem = nested_gateway_problem(server, ctx.settings.config, ctx.settings.db)
     if problem is not None:
+        if source == "gateway_import_servers":  # a Claude Desktop file lists this gateway
+            problem += ("; or leave this entry out of the text imported: it runs this "
+                        "gateway, and the file's other servers import without it")
         raise ConfigError.single(source, server.name, "command", problem)
 
 

@@ -484,6 +484,14 @@ async def test_a_url_of_this_gateways_own_address_is_refused(store: Store) -> No
         assert await servers.add_server(ctx, ADA, "other", {"url": url, "enabled": False}) \
             == ChangeReport(added=["other"])
         await servers.remove_server(ctx, ADA, "other")
+    # Bound to every address: another machine's gateway on the same port is a chain.
+    ctx.settings = GatewaySettings(transport="http", host="0.0.0.0", port=8765)
+    with pytest.raises(ConfigError, match="is this gateway's own address"):
+        await servers.add_server(ctx, ADA, "self", {"url": "http://127.0.0.1:8765/mcp",
+                                                    "enabled": False})
+    assert await servers.add_server(ctx, ADA, "other", {
+        "url": "http://10.0.0.5:8765/mcp", "enabled": False}) == ChangeReport(added=["other"])
+    await servers.remove_server(ctx, ADA, "other")
     ctx.settings = GatewaySettings(transport="stdio", port=8765)
     assert await servers.add_server(ctx, ADA, "other", {
         "url": "http://127.0.0.1:8765/mcp", "enabled": False}) == ChangeReport(added=["other"])

@@ -7,6 +7,7 @@ limited to some servers may not make the gateway run a program it did not run be
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,9 +43,10 @@ def _serves_itself(url: str, settings: GatewaySettings) -> bool:
             return True
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = (parts.hostname or "").lower()
+    # Another machine's gateway on the same port is a chain, also from a wildcard bind.
     return settings.port != 0 and port == settings.port and (
-        is_loopback(host) or host == settings.host.lower().strip("[]")
-        or settings.host in ("0.0.0.0", "::"))
+        is_loopback(host) or host in (settings.host.lower().strip("[]"),
+                                      socket.gethostname().lower()))
 
 
 def check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> None:

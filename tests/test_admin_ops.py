@@ -420,7 +420,10 @@ async def test_a_registration_that_would_run_this_gateway_again_is_refused(
             await servers.add_server(ctx, ADA, "nest", {"command": gateway[0], "args": args})
     claude = json.dumps({"mcpServers": {"gateway": {
         "command": gateway[0], "args": [*gateway[1:], "--config", str(config)]}}})
-    with pytest.raises(ConfigError, match="runs this gateway itself"):
+    # An import says to leave the entry out: the file's other servers import without it.
+    with pytest.raises(ConfigError, match=r"runs this gateway itself.*; or leave this entry "
+                       r"out of the text imported: it runs this gateway, and the file's "
+                       r"other servers import without it"):
         await servers.import_servers(ctx, ADA, claude)
     assert await store.servers() == []
     # Without --db a nested gateway uses the default store: not this one (set above).
@@ -462,3 +465,33 @@ async def test_a_shown_secret_of_an_instance_is_never_stored_as_the_mask(store: 
         await servers.update_server(ctx, ADA, "k", sent)
     stored = {row.name: row.config for row in await store.servers()}["k"]
     assert stored["instances"][0]["headers"] == {"Authorization": "Bearer sk-h-1"}
+
+
+async def test_a_url_of_this_gateways_own_address_is_refused(store: Store) -> None:
+    """An HTTP gateway given its own MCP endpoint as a server listed its own tools under
+    that server's name, then those again (chain_chain_..., thousands within seconds,
+    without end); the address is refused, and another port or a stdio gateway is not."""
+    ctx = FakeContext({}, store)
+    ctx.settings = GatewaySettings(transport="http", port=8765,
+                                   public_url="https://mcp.example.com/team")
+    for url in ("http://127.0.0.1:8765/mcp", "http://localhost:8765/mcp",
+                "http://[::1]:8765/sse", "https://mcp.example.com/team/mcp"):
+        with pytest.raises(ConfigError, match=r"server 'self', field 'url': .* is this "
+                           r"gateway's own address: it would list its own tools again under "
+                           r"this server's name, and those again, without end"):
+            await servers.add_server(ctx, ADA, "self", {"url": url, "enabled": False})
+    for url in ("http://127.0.0.1:8766/mcp", "https://mcp.example.com/other/mcp"):
+        assert await servers.add_server(ctx, ADA, "other", {"url": url, "enabled": False}) \
+            == ChangeReport(added=["other"])
+        await servers.remove_server(ctx, ADA, "other")
+    # Bound to every address: another machine's gateway on the same port is a chain.
+    ctx.settings = GatewaySettings(transport="http", host="0.0.0.0", port=8765)
+    with pytest.raises(ConfigError, match="is this gateway's own address"):
+        await servers.add_server(ctx, ADA, "self", {"url": "http://127.0.0.1:8765/mcp",
+                                                    "enabled": False})
+    assert await servers.add_server(ctx, ADA, "other", {
+        "url": "http://10.0.0.5:8765/mcp", "enabled": False}) == ChangeReport(added=["other"])
+    await servers.remove_server(ctx, ADA, "other")
+    ctx.settings = GatewaySettings(transport="stdio", port=8765)
+    assert await servers.add_server(ctx, ADA, "other", {
+        "url": "http://127.0.0.1:8765/mcp", "enabled": False}) == ChangeReport(added=["other"])

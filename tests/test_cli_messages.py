@@ -351,6 +351,18 @@ def test_a_store_host_dns_says_does_not_exist_fails_at_once_naming_it(
      "--startup-wait: must be a number at least 0 and at most 3600 (got -1.0)"),
     ([], {"MCP_GATEWAY_PORT": "99999"},
      "MCP_GATEWAY_PORT: must be a whole number at least 0 and at most 65535 (got '99999')"),
+    # Was "refusing to listen on 127.0.0.1:8080 without authentication ... or serve on
+    # loopback (--host 127.0.0.1 ...)", and with a token "the name does not resolve".
+    (["--host", "127.0.0.1:8080"], {},
+     "--host: names a port: give the address alone (127.0.0.1) and the port as the port "
+     "setting (--port 8080, MCP_GATEWAY_PORT) (got '127.0.0.1:8080')"),
+    (["--host", "[::1]:8080"], {},
+     "--host: names a port: give the address alone (::1) and the port as the port "
+     "setting (--port 8080, MCP_GATEWAY_PORT) (got '[::1]:8080')"),
+    ([], {"MCP_GATEWAY_HOST": "http://localhost:8765"},
+     "MCP_GATEWAY_HOST: is a URL, not an address: give the address alone, e.g. 127.0.0.1, "
+     "and the port as the port setting (--port, MCP_GATEWAY_PORT) "
+     "(got 'http://localhost:8765')"),
 ])
 def test_a_flag_out_of_range_is_named_as_typed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -364,3 +376,12 @@ def test_a_flag_out_of_range_is_named_as_typed(
     assert main(["serve", "--transport", "http", "--no-db",
                  "--config", str(tmp_path / "servers.yaml"), *argv]) == 2
     assert capsys.readouterr().err == f"mcp-gateway: {said}\n"
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]", "fe80::1:8080", "localhost", "0.0.0.0",
+                                  "gw.example.com"])
+def test_an_address_alone_is_a_host(host: str) -> None:
+    """IPv6 addresses hold colons: only ``host:port`` and ``[v6]:port`` name a port."""
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    assert GatewaySettings(host=host).host == host

@@ -1,19 +1,23 @@
 """Checks of a runtime registration before it is applied (``servers._register_now``).
 
 A new server's name must be addressable and short enough; it must not be the gateway
-itself; a token limited to some servers may not make the gateway run a program it did
-not run before.
+itself (a command running it on its store, or a URL of its own address); a token
+limited to some servers may not make the gateway run a program it did not run before.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.config.checks import nested_gateway_problem
 from fast_mcp_gateway.config.names import overlong_name, shown_name, unaddressable_name
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.settings import GatewaySettings, is_loopback
 from fast_mcp_gateway.errors import ConfigError, Forbidden
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 
 def check_new_name(name: str, source: str) -> None:
@@ -26,9 +30,38 @@ def check_new_name(name: str, source: str) -> None:
         raise ConfigError.single(source, name, None, problem)
 
 
+def _serves_itself(url: str, settings: GatewaySettings) -> bool:
+    """Whether ``url`` is this HTTP/SSE gateway's own address (any path of its port:
+    the MCP endpoint, or something it answers 404 to), as served or as published."""
+    if settings.transport == "stdio":
+        return False
+    parts = urlsplit(url)
+    if settings.public_url is not None:
+        public = urlsplit(settings.public_url)
+        if (parts.scheme, parts.netloc.lower()) == (public.scheme, public.netloc.lower()) \
+                and parts.path.startswith(public.path.rstrip("/")):
+            return True
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    # Another machine's gateway on the same port is a chain, also from a wildcard bind.
+    return settings.port != 0 and port == settings.port and (
+        is_loopback(host) or host in (settings.host.lower().strip("[]"),
+                                      socket.gethostname().lower()))
+
+
 def check_not_nested(ctx: AdminContext, server: ServerConfig, source: str) -> None:
+    own = next((u for u in (server.url, *(i.url for i in server.instances))
+                if u is not None and _serves_itself(u, ctx.settings)), None)
+    if own is not None:
+        raise ConfigError.single(source, server.name, "url", (
+            f"{mask_text(own)} is this gateway's own address: it would list its own tools "
+            "again under this server's name, and those again, without end; give the URL of "
+            "another MCP server"))
     problem = nested_gateway_problem(server, ctx.settings.config, ctx.settings.db)
     if problem is not None:
+        if source == "gateway_import_servers":  # a Claude Desktop file lists this gateway
+            problem += ("; or leave this entry out of the text imported: it runs this "
+                        "gateway, and the file's other servers import without it")
         raise ConfigError.single(source, server.name, "command", problem)
 
 

@@ -64,9 +64,12 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             row["startup_s"] = round(anyio.current_time() - started, 2)
         rows[upstream.label] = row
 
+    # The timeouts serve gives them (routing/manager.py): gateway.timeouts over the flags.
+    timeouts = config.options.timeouts
     upstreams = [
-        (Upstream(replica, connect_timeout=settings.connect_timeout,
-                  call_timeout=settings.call_timeout, replica=index, replicas=len(replicas),
+        (Upstream(replica, connect_timeout=timeouts.connect or settings.connect_timeout,
+                  call_timeout=timeouts.call or settings.call_timeout,
+                  max_total=timeouts.max_total, replica=index, replicas=len(replicas),
                   default_protocol=config.options.protocol),
          "runtime" if server.name in runtime else "file")
         for server in merged.servers.values()
@@ -77,6 +80,7 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         for upstream, source in upstreams:
             tg.start_soon(probe, upstream, source)
     ordered = [rows[u.label] for u, _ in upstreams]
+    servers = {u.label: u.config.name for u, _ in upstreams}  # a replica's row: its server
     ordered += [{"server": name, "transport": entry.transport, "status": "invalid",
                  "source": "file", "error": entry.error}
                 for name, entry in config.invalid.items() if name not in merged.servers]
@@ -96,15 +100,27 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         for row in ordered:
             if isinstance(why := row.get("tools_not_exposed"), dict) and why:
                 print(_not_exposed(str(row["server"]), why))
-        disabled = sum(1 for r in ordered if r.get("status") == "disabled")
-        probed = len(ordered) - disabled
-        print(f"\n{probed - len(failed)}/{probed} servers ok"
-              + (f", {disabled} disabled" if disabled else "") + f" ({origin})")
+        print(f"\n{_summary(ordered, servers)} ({origin})")
     if not ordered:
         print("no servers configured: add one under 'servers:' in the config (README: "
               "'servers.yaml'), or with 'gateway_add_server' while serving",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _summary(rows: list[dict[str, object]], servers: dict[str, str]) -> str:
+    """``2/3 servers ok, 1 disabled``: servers, not rows (a server of replicas has a row
+    per replica, ``notes#0``), one counted ok when every replica is."""
+    status: dict[str, set[object]] = {}
+    for row in rows:
+        status.setdefault(servers.get(str(row["server"]), str(row["server"])),
+                          set()).add(row.get("status"))
+    disabled = sum(1 for seen in status.values() if seen == {"disabled"})
+    probed = len(status) - disabled
+    ok = sum(1 for seen in status.values() if seen <= {"ok", "disabled"} and "ok" in seen)
+    replicas = len(rows) - len(status)
+    return (f"{ok}/{probed} servers ok" + (f", {disabled} disabled" if disabled else "")
+            + (f", {len(rows)} replicas in all" if replicas else ""))
 
 
 def _not_exposed(server: str, why: dict[str, int]) -> str:

@@ -261,6 +261,21 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"is empty; {_BLANK_FIX[info.field_name or '']}")
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _bind_address(cls, value: str) -> str:
+        """An address alone: ``127.0.0.1:8080`` or ``http://127.0.0.1`` was refused as a
+        name that does not resolve, or (not loopback) as a bind without authentication."""
+        address, port = _split_port(value)
+        if "/" in value:
+            raise ValueError("is a URL, not an address: give the address alone, e.g. "
+                             "127.0.0.1, and the port as the port setting (--port, "
+                             "MCP_GATEWAY_PORT)")
+        if port is not None:
+            raise ValueError(f"names a port: give the address alone ({address}) and the "
+                             f"port as the port setting (--port {port}, MCP_GATEWAY_PORT)")
+        return value
+
     @field_validator("path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
@@ -357,6 +372,19 @@ def _allowed(name: str) -> str | None:
     kind = "a whole number" if whole else "a number"
     return f"{kind} {' and '.join(bounds)}" if bounds else (
         kind if field.annotation in (int, float) or whole else None)
+
+
+def _split_port(host: str) -> tuple[str, str | None]:
+    """``(address, port)`` of ``host:port`` or ``[v6]:port``; an IPv6 address is no port."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host, None
+    except ValueError:
+        pass
+    address, sep, port = host.rpartition(":")
+    if not sep or not port.isdigit() or (":" in address and not address.startswith("[")):
+        return host, None
+    return address.strip("[]"), port
 
 
 def is_loopback(host: str) -> bool:

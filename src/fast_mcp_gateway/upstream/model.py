@@ -186,6 +186,8 @@ def _describe(exc: BaseException) -> str:
                                 str(exc.request.url))
     if isinstance(exc, httpx2.ConnectError):
         return _connect_error(exc)
+    if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and not str(exc):
+        return _closed_without_answer(exc)
     if isinstance(exc, httpx2.TimeoutException):
         return (f"no answer from {_request_url(exc)} in time ({exc or type(exc).__name__}); "
                 "check that the server is up and reachable from this machine")
@@ -248,6 +250,16 @@ def unreachable(exc: BaseException | None) -> bool:
     return found
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes and contexts, each once."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
 def _request_url(exc: httpx2.RequestError) -> str:
     try:
         return str(exc.request.url)
@@ -255,8 +267,35 @@ def _request_url(exc: httpx2.RequestError) -> str:
         return "the server's url"
 
 
+def _closed_without_answer(exc: httpx2.RequestError) -> str:
+    """httpx says only ``ReadError``: the server hung up.  A TLS server hangs up on a
+    plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word."""
+    url = _request_url(exc)
+    tls = (" (a TLS server does so to a plain-HTTP request: if it serves https, write "
+           "https:// in 'url')" if url.startswith("http://") else "")
+    return (f"{url} closed the connection without an answer{tls}; check that 'url' is "
+            "the server's MCP endpoint, and the server's own logs")
+
+
+def _tls_text(url: str, error: ssl.SSLError) -> str | None:
+    """What a TLS failure at ``url`` means, and what to change; None: no advice."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"cannot connect to {url}: its TLS certificate does not verify "
+                f"({(error.verify_message or error.reason or '').rstrip('.')}): if a private "
+                "CA signed it, give the gateway that CA's certificate (SSL_CERT_FILE="
+                "/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment); if the name "
+                "does not match, write in 'url' a host name the certificate is for")
+    if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
+        return (f"cannot connect to {url}: the server does not speak TLS there (plain "
+                "HTTP?): write http:// in 'url', or the port of its https endpoint")
+    return None
+
+
 def _connect_error(exc: httpx2.ConnectError) -> str:
     url = _request_url(exc)
+    for error in _chain(exc):
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(url, error)):
+            return said
     root: BaseException | None = exc
     while root is not None and not (isinstance(root, OSError) and root.errno is not None):
         root = root.__cause__ or root.__context__

@@ -9,8 +9,10 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
+from fastmcp.tools import Tool
 
+from fast_mcp_gateway.front import listing
 from fast_mcp_gateway.front.instructions import compose_instructions
 from fast_mcp_gateway.front.links import strip_namespace
 from fast_mcp_gateway.front.listing import ListCache, wire_output_schema
@@ -100,3 +102,46 @@ def test_instructions_are_bounded_and_name_each_server() -> None:
     assert "## git\nUse git_status first." in text
     assert "## big\n" in text and text.endswith("[...truncated]")
     assert "## " not in compose_instructions([], "_")
+
+
+def many_tools_server(count: int) -> FastMCP[Any]:
+    """``count`` tools of one schema (``many_tools.py`` in small)."""
+    mcp = FastMCP("many")
+
+    def search(query: str, limit: int = 10) -> str:
+        """Search for ``query``, at most ``limit`` matches (é, ✓)."""
+        return query
+
+    template = Tool.from_function(search)
+    for n in range(count):
+        mcp.add_tool(template.model_copy(update={"name": f"t{n:03d}"}))
+    return mcp
+
+
+async def test_a_long_list_is_encoded_a_chunk_at_a_time_with_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thousand tools converted, validated and dumped at once held ~9 MB of transient
+    copies; ``ListCache`` does it ``CHUNK`` items at a time and splices the pieces into
+    the envelope: the list is what the full path lists, in its order, one JSON text."""
+    gateway = make_gateway({"many": memory_entry("many")}, {"many": many_tools_server(250)})
+    sizes: list[int] = []
+    whole = listing.wire_result
+
+    def counted(server: Any, method: str, version: str, result: Any) -> dict[str, Any]:
+        sizes.append(len(result.tools))
+        return whole(server, method, version, result)
+
+    monkeypatch.setattr(listing, "wire_result", counted)
+    async with Client(gateway.server) as client:
+        full = (await client.list_tools_mcp()).model_dump(by_alias=True, mode="json",
+                                                         exclude_none=True)
+        assert len(full["tools"]) > 250
+        cache = ListCache(gateway.server, gateway.provider)
+        for version in (LEGACY, MODERN):
+            sizes.clear()
+            body = await cache.encoded("tools/list", version)
+            assert 0 < max(sizes) <= 100 and sum(sizes) == len(full["tools"])
+            got = json.loads(body)
+            assert got["tools"] == full["tools"]
+            assert body == json.dumps(got, ensure_ascii=False, separators=(",", ":")).encode()
+            assert (got.get("resultType") == "complete") is (version == MODERN)

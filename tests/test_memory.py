@@ -7,7 +7,8 @@
 * FastMCP's session-state store (``key_value`` + ``beartype``: ~4.6 MB) is made on its
   first write; reads before that (every list reads the session's visibility rules)
   answer "nothing stored", and state and session visibility still work.
-* Equal upstream schemas (and equal parts of them) are one object (``SchemaPool``).
+* Equal upstream schemas and ``_meta`` (and equal parts of them) are one object
+  (``SchemaPool``).
 """
 
 from __future__ import annotations
@@ -156,4 +157,5 @@ async def test_equal_schemas_of_one_server_are_one_object() -> None:
         one, two = tools["tw_first"][1], tools["tw_second"][1]
         assert one.input_schema is two.input_schema
         assert one.input_schema["properties"]["text"] == {"type": "string"}
+        assert one.meta is two.meta and one.meta == {"fastmcp": {"tags": []}}  # _meta too
         assert (await client.call_tool("tw_second", {"text": "hi"})).data == "HI"

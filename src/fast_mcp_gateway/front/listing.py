@@ -10,12 +10,15 @@ server's cache hints, surface serialisation, ``resultType`` and ``serverInfo``
 stamp -- and keeps the encoded bytes under everything the list depends on
 (``GatewayProvider.list_key``: catalog generation, provider revision, config,
 principal, route rules) and the protocol revision.  ``tests/test_fidelity_lists.py`` holds the
-lane's bytes equal to the full path's for both eras.
+lane's bytes equal to the full path's for both eras.  A build goes ``CHUNK`` items at
+a time (``ListCache._build``): all of a thousand tools' copies at once left their
+pages in the process.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
@@ -53,25 +56,39 @@ def wire_output_schema(schema: dict[str, Any] | None, version: str) -> dict[str,
     return wrapped
 
 
-async def list_result(server: FastMCP[Any], method: str, version: str) -> types.Result:
-    """The result model FastMCP's handler of ``method`` answers (first page, no cursor)."""
+# The wire key of each list's items.
+_ITEMS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
+          "resources/templates/list": "resourceTemplates"}
+# Items converted, validated and encoded at a time (see ``ListCache``).
+CHUNK = 100
+
+
+async def listed_components(server: FastMCP[Any], method: str) -> list[Any]:
+    """The FastMCP components FastMCP's handler of ``method`` lists (first page)."""
     if method == "tools/list":
-        tools = dedupe_with_versions(list(await server.list_tools()), lambda t: t.name)
+        return dedupe_with_versions(list(await server.list_tools()), lambda t: t.name)
+    if method == "prompts/list":
+        return dedupe_with_versions(list(await server.list_prompts()), lambda p: p.name)
+    if method == "resources/list":
+        return dedupe_with_versions(list(await server.list_resources()), lambda r: str(r.uri))
+    return dedupe_with_versions(list(await server.list_resource_templates()),
+                                lambda t: t.uri_template)
+
+
+def list_result(method: str, version: str, components: list[Any]) -> types.Result:
+    """The result model FastMCP's handler of ``method`` answers with ``components``."""
+    if method == "tools/list":
         return types.ListToolsResult(tools=[
             t.to_mcp_tool(name=t.name, outputSchema=wire_output_schema(t.output_schema, version))
-            for t in tools])
+            for t in components])
     if method == "prompts/list":
-        prompts = dedupe_with_versions(list(await server.list_prompts()), lambda p: p.name)
-        return types.ListPromptsResult(prompts=[p.to_mcp_prompt(name=p.name) for p in prompts])
+        return types.ListPromptsResult(prompts=[
+            p.to_mcp_prompt(name=p.name) for p in components])
     if method == "resources/list":
-        resources = dedupe_with_versions(list(await server.list_resources()),
-                                         lambda r: str(r.uri))
         return types.ListResourcesResult(resources=[
-            r.to_mcp_resource(uri=str(r.uri)) for r in resources])
-    templates = dedupe_with_versions(list(await server.list_resource_templates()),
-                                     lambda t: t.uri_template)
+            r.to_mcp_resource(uri=str(r.uri)) for r in components])
     return types.ListResourceTemplatesResult(resource_templates=[
-        t.to_mcp_template(uri_template=t.uri_template) for t in templates])
+        t.to_mcp_template(uri_template=t.uri_template) for t in components])
 
 
 def wire_result(server: FastMCP[Any], method: str, version: str,
@@ -101,6 +118,10 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 class ListCache:
     """Each list's encoded result, built once per change (see the module doc)."""
 
@@ -115,11 +136,37 @@ class ListCache:
         hit = self._cache.get((method, version))
         if hit is not None and hit[0] == key:
             return hit[1]
-        result = apply_list_hint(self.provider, method,
-                                 await list_result(self.server, method, version))
-        body = encode_json(wire_result(self.server, method, version, result))
+        body = self._build(method, version, await listed_components(self.server, method))
         self.builds += 1
         # Keyed by what was current when the build began: a change during it makes
         # the next request build again rather than serve a list older than it.
         self._cache[(method, version)] = (key, body)
         return body
+
+    def _build(self, method: str, version: str, components: list[Any]) -> bytes:
+        """The list's JSON, ``CHUNK`` items at a time: the items converted to SDK models,
+        dumped, validated against the surface, dumped again and encoded, one chunk alive
+        at a time (the whole list at once held ~9 MB of transient copies for a thousand
+        tools, whose pages stayed in the process).  ``components`` is emptied as it is
+        encoded.  The bytes are those of the whole list at once: the surface validates
+        each item alone and the envelope (hints, ``resultType``, ``serverInfo``) does
+        not depend on the items."""
+        key = _ITEMS[method]
+        pieces: list[str] = []
+        while components:
+            chunk = components[:CHUNK]
+            del components[:CHUNK]
+            dumped = wire_result(self.server, method, version,
+                                 list_result(method, version, chunk))
+            del chunk
+            pieces.append(_text(dumped[key])[1:-1])
+            del dumped
+        envelope = wire_result(self.server, method, version, apply_list_hint(
+            self.provider, method, list_result(method, version, [])))
+        marker = secrets.token_hex(16)   # unguessable: no upstream text holds it
+        envelope[key] = [marker]
+        text = _text(envelope).replace(f'["{marker}"]', f"[{','.join(pieces)}]", 1)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped
+            return encode_json(json.loads(text))

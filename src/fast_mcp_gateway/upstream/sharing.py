@@ -77,10 +77,12 @@ class SchemaPool:
 
 
 def share_tool_schemas(tools: list[Any]) -> None:
-    """Each tool's ``input_schema`` and ``output_schema`` as one pool's shared copies
-    (in place: the tool objects are the caller's, fresh from one ``tools/list``)."""
+    """Each tool's ``input_schema``, ``output_schema`` and ``_meta`` as one pool's shared
+    copies (in place: the tool objects are the caller's, fresh from one ``tools/list``)."""
     pool = SchemaPool()
     for tool in tools:
         tool.input_schema = pool.share(tool.input_schema)
         if tool.output_schema is not None:
             tool.output_schema = pool.share(tool.output_schema)
+        if tool.meta is not None:   # FastMCP servers send {"fastmcp": {"tags": []}} each
+            tool.meta = pool.share(tool.meta)

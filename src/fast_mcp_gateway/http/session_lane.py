@@ -257,9 +257,9 @@ class SessionLane:
         # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
         # nesting): the SDK's to judge.
         message = parse_line(body)
-        if message is None:  # but a cancellation is read as the SDK reads it, to be taken
-            message = _sdk_read(body)
-            if not isinstance(message, dict) or message.get("method") != _CANCEL:
+        if message is None:  # but a cancellation or an answer is read as the SDK reads
+            message = _sdk_read(body)  # it, to be taken (the SDK's session knows neither)
+            if not isinstance(message, dict) or message.get("method", _CANCEL) != _CANCEL:
                 return False
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return False

@@ -3,14 +3,20 @@ and the SDK's read it as infinity, and the full path's SDK session sends it on a
 both HTTP express lanes passed infinity on to the upstream (``Infinity``, which no JSON
 parser must read).  Now neither takes such a body (``json_text.finite_float``): the full
 path's answer on both.  Over real HTTP on 127.0.0.1, to a real stdio upstream
-(``tests/servers/raw_stdio.py``, whose ``echo`` says what it got), lanes on and off."""
+(``tests/servers/raw_stdio.py``, whose ``echo`` says what it got), lanes on and off.
+The stdio express lane (``front/lane.py``) passed NaN and Infinity on as well (the HTTP
+2026-07-28 lane stopped taking NaN in 12506c1): ``mcp-gateway serve`` on stdio, its
+lane on and off (``tests.test_lane``'s raw host)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -18,6 +24,7 @@ from fast_mcp_gateway.config.json_text import finite_float
 from fast_mcp_gateway.http.session_lane import SessionLane
 from tests.fixtures import make_gateway, serve_http, stdio_entry
 from tests.test_http_lane import body_of, headers_of
+from tests.test_lane import both_paths, raw_host, write_config
 from tests.test_session_lane import ANN, TOKENS, call, headers, session_lane_of
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +83,28 @@ def test_finite_float_refuses_infinity_only() -> None:
     for text in ("1e400", "-1E999"):
         with pytest.raises(ValueError, match="beyond a 64-bit float's range"):
             finite_float(text)
+
+
+async def test_the_stdio_lane_leaves_nan_and_infinity_to_the_full_path(tmp_path: Path) -> None:
+    """``up_echo(text: str)`` given NaN, ``1e400``, ``-Infinity``: the upstream's
+    validation error names what it got (None on the full path; nan, inf on the lane)."""
+    config = write_config(tmp_path)
+    numbers = [b"NaN", b"1e400", b"-Infinity", b"2.5"]
+
+    async def each(lane: bool, env: dict[str, str]) -> list[Any]:
+        answers = []
+        async with raw_host(config, "legacy", lane=lane, env=env) as host:
+            assert host.process.stdin is not None
+            for n, number in enumerate(numbers, start=100):
+                send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
+                host._waiting[n] = send
+                await host.process.stdin.send(
+                    b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":'
+                    b'"up_echo","arguments":{"text":%b}}}\n' % (n, number))
+                with anyio.fail_after(30), receive:
+                    answers.append((await receive.receive())["result"]["content"][0]["text"])
+        return answers
+
+    got = await both_paths(tmp_path, each)
+    assert got[True] == got[False], got
+    assert ["input_value=None" in text for text in got[True]] == [True, True, True, False]

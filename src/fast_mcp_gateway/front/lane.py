@@ -63,6 +63,7 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway._compat import RoundStates
+from fast_mcp_gateway.config.json_text import finite_float, no_constant
 from fast_mcp_gateway.front.lane_host import LaneFront, StdioChannel, open_state
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
 from fast_mcp_gateway.front.mrtr import AnsweredEarly
@@ -84,7 +85,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.stdio import LineWriter
 
 logger = logging.getLogger(__name__)
-
+# NaN / Infinity, 1e400 (read as infinity): the SDK's session sends those on as null
+_JSON = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float)
 
 
 _encode = encode_line
@@ -174,8 +176,8 @@ class StdioLane(StdioChannel):
         if not self.enabled or tracing_configured():
             return False
         try:
-            message = json.loads(line)
-        except ValueError:
+            message = _JSON.decode(line.decode("utf-8"))  # (the SDK reads UTF-8 lines)
+        except ValueError:  # not JSON, or a number the full path sends on as null
             return False
         if not isinstance(message, dict) or message.get("method") != "tools/call":
             return False

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -270,6 +272,23 @@ async def test_a_head_held_within_seconds_waits_for_its_body_that_long_at_most()
     held2.write(b"HEAD")
     await asyncio.wait_for(written.wait(), WITHIN)
     assert raw2.writes == [b"HEAD"]
+
+
+async def test_a_held_head_closed_leaves_no_timer_behind() -> None:
+    """A held head whose answer closes before any body (the host gone, the app ending
+    without one) is written and its timer cancelled: the timer kept the transport and
+    its protocol alive ``within`` seconds (the session lane's 1 s) after the close."""
+    loop = asyncio.get_running_loop()
+    raw = _Recorder()
+    gone = weakref.ref(raw)
+    held = HeadWithBody(raw, loop)  # type: ignore[arg-type]
+    held.within = 600.0
+    held.write(b"HEAD")
+    held.close()
+    assert raw.writes == [b"HEAD"] and raw.closed
+    del held, raw
+    gc.collect()
+    assert gone() is None
 
 
 @pytest.mark.skipif(slow_clients.HeaderTimeoutHttpToolsProtocol is None,

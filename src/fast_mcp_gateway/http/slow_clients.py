@@ -177,6 +177,8 @@ class HeadWithBody:
         self.transport.write(data)
 
     def flush(self) -> None:
+        if self._flush is not None:  # a close: the timer would keep this (and the
+            self._flush.cancel()     # transport) alive for ``within`` seconds
         if self._held is not None:
             held, self._held = self._held, None
             if not self.transport.is_closing():

@@ -224,7 +224,11 @@ def _httptools_protocol() -> type[Any] | None:
             super().connection_lost(exc)
             cycle = self.cycle
             if cycle is not None and cycle.disconnected:  # the answer did not complete
-                gone: object = cycle.scope.get("extensions", {}).get(HOST_GONE)
+                extensions = cycle.scope.get("extensions", {})
+                held = extensions.get(HEAD_WITH_BODY)
+                if isinstance(held, HeadWithBody):
+                    held.flush()  # nothing to write to: its timer cancelled
+                gone: object = extensions.get(HOST_GONE)
                 if isinstance(gone, HostGone):
                     gone.fire()
 

@@ -378,10 +378,28 @@ def test_a_flag_out_of_range_is_named_as_typed(
     assert capsys.readouterr().err == f"mcp-gateway: {said}\n"
 
 
-@pytest.mark.parametrize("host", ["::1", "[::1]", "fe80::1:8080", "localhost", "0.0.0.0",
+@pytest.mark.parametrize("host", ["::1", "fe80::1:8080", "localhost", "0.0.0.0",
                                   "gw.example.com"])
 def test_an_address_alone_is_a_host(host: str) -> None:
     """IPv6 addresses hold colons: only ``host:port`` and ``[v6]:port`` name a port."""
     from fast_mcp_gateway.config.settings import GatewaySettings
 
     assert GatewaySettings(host=host).host == host
+
+
+def test_a_bracketed_ipv6_address_is_listened_on() -> None:
+    """``--host [::1]`` passed the check (no port) and then 'cannot listen on [::1]: the
+    name does not resolve': the brackets are a URL's, taken off."""
+    from fast_mcp_gateway.cli.serve import listen
+    from fast_mcp_gateway.config.settings import GatewaySettings, bind_refusal
+
+    settings = GatewaySettings(transport="http", host="[::1]", port=0)
+    assert settings.host == "::1" and bind_refusal(settings, authenticated=False) is None
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sockets = listen(settings)
+    try:
+        assert sockets and all(s.getsockname()[0] == "::1" for s in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()

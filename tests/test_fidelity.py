@@ -121,6 +121,23 @@ async def test_lists_are_the_upstreams_own_on_the_lane_and_the_full_path(
 
 
 @pytest.mark.parametrize("era", ERAS)
+async def test_a_list_on_the_lane_is_the_full_paths_bytes(tmp_path: Path, era: str) -> None:
+    """The lane's encoded lists are the bytes the SDK's transport writes (pydantic-core),
+    not only the same JSON: ``json.dumps`` wrote the upstream's ``0.00001`` as ``1e-05``."""
+    lines: dict[bool, list[bytes]] = {}
+    for lane in (True, False):
+        async with fidelity_host(tmp_path, era, lane=lane) as host:
+            lines[lane] = []
+            for method in LIST_METHODS:
+                for _ in range(2):  # a handshake-era host's first list goes the full path
+                    reply = await host.request(method, request_id=f"{method}-{_}")
+                    assert "result" in reply, reply
+                    lines[lane].append(host.answers[f"{method}-{_}"])
+    assert b'"minimum":0.00001' in lines[True][1]
+    assert lines[True] == lines[False]
+
+
+@pytest.mark.parametrize("era", ERAS)
 async def test_an_upstream_error_response_reaches_the_host_as_it_was(
         tmp_path: Path, era: str) -> None:
     for lane in (True, False):

@@ -54,6 +54,7 @@ class RawHost:
         self._waiting: dict[Any, anyio.abc.ObjectSendStream[dict[str, Any]]] = {}
         self._ids = iter(range(1, 10**9))
         self._got = anyio.Event()
+        self.answers: dict[Any, bytes] = {}  # each response's line as it came, by id
 
     async def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -95,7 +96,10 @@ class RawHost:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 self.lines.append(line)
-                await self._dispatch(json.loads(line))
+                message = json.loads(line)
+                if "method" not in message:
+                    self.answers[message.get("id")] = line
+                await self._dispatch(message)
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         if "method" in message and "id" in message:  # the gateway asks us

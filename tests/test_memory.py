@@ -139,6 +139,15 @@ def test_schema_pool_shares_equal_json_only() -> None:
     assert isinstance(pool.share({"x": [1.0]})["x"][0], float)
 
 
+def test_schema_pool_keeps_a_negative_zero() -> None:
+    """``0.0 == -0.0`` (and their hashes): one tool's ``"minimum": -0.0`` was listed
+    as another's ``0.0``, the bytes of the upstream's schema changed."""
+    pool = SchemaPool()
+    assert pool.share({"minimum": 0.0}) == {"minimum": 0.0}
+    assert json.dumps(pool.share({"minimum": -0.0})) == '{"minimum": -0.0}'
+    assert json.dumps(pool.share({"enum": [0.0, -0.0]})) == '{"enum": [0.0, -0.0]}'
+
+
 async def test_equal_schemas_of_one_server_are_one_object() -> None:
     twins = FastMCP("twins")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,16 +40,24 @@ PARSERS = ["h11", pytest.param("httptools", marks=pytest.mark.skipif(
 
 RELEASE: dict[str, anyio.Event] = {}  # /stream waits on RELEASE["stream"] after its head
 GONE: dict[str, Any] = {}  # each request's HostGone, by path
+HELD: dict[str, Any] = {}  # each request's HeadWithBody, by path
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes the body's length once the whole body is in (/hold: once released)."""
     if scope["type"] == "http":
         GONE[scope["path"]] = scope.get("extensions", {}).get(HOST_GONE)
+        HELD[scope["path"]] = scope.get("extensions", {}).get(slow_clients.HEAD_WITH_BODY)
     if scope["type"] == "http" and scope["path"] == "/hold":
         if (entered := RELEASE.get("hold-entered")) is not None:
             entered.set()
         await RELEASE["hold"].wait()
+    if scope["type"] == "http" and scope["path"] == "/held":  # a head held, then no body
+        slow_clients.hold_head(scope, 600.0)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        RELEASE["held-entered"].set()
+        await RELEASE["held"].wait()
+        return
     if scope["type"] == "http" and scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await RELEASE["stream"].wait()
@@ -272,6 +282,23 @@ async def test_a_head_held_within_seconds_waits_for_its_body_that_long_at_most()
     assert raw2.writes == [b"HEAD"]
 
 
+async def test_a_held_head_closed_leaves_no_timer_behind() -> None:
+    """A held head whose answer closes before any body (the host gone, the app ending
+    without one) is written and its timer cancelled: the timer kept the transport and
+    its protocol alive ``within`` seconds (the session lane's 1 s) after the close."""
+    loop = asyncio.get_running_loop()
+    raw = _Recorder()
+    gone = weakref.ref(raw)
+    held = HeadWithBody(raw, loop)  # type: ignore[arg-type]
+    held.within = 600.0
+    held.write(b"HEAD")
+    held.close()
+    assert raw.writes == [b"HEAD"] and raw.closed
+    del held, raw
+    gc.collect()
+    assert gone() is None
+
+
 @pytest.mark.skipif(slow_clients.HeaderTimeoutHttpToolsProtocol is None,
                     reason="httptools not installed")
 async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:
@@ -303,6 +330,32 @@ async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:
     late: list[str] = []
     hold.watch(lambda: late.append("now"))  # watching a host already gone: told at once
     assert late == ["now"]
+
+
+@pytest.mark.skipif(slow_clients.HeaderTimeoutHttpToolsProtocol is None,
+                    reason="httptools not installed")
+async def test_a_host_going_away_while_its_head_is_held_leaves_no_timer() -> None:
+    """The session lane's head held (``hold_head``), its host gone before any event: the
+    head's timer is cancelled with the connection, not left to fire ``within`` later
+    (1 s in the lane) holding the transport and the request's objects till then."""
+    GONE.clear()
+    RELEASE["held"], RELEASE["held-entered"] = anyio.Event(), anyio.Event()
+    left = anyio.Event()
+    async with _server("httptools") as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(WITHIN):
+            await RELEASE["held-entered"].wait()
+        gone = GONE["/held"]
+        assert isinstance(gone, HostGone)
+        held = HELD["/held"]
+        assert isinstance(held, HeadWithBody) and held.within == 600.0
+        gone.watch(left.set)
+        await stream.aclose()
+        with anyio.fail_after(WITHIN):
+            await left.wait()
+        assert held._flush is not None and held._flush.cancelled()
+        RELEASE["held"].set()
 
 
 async def test_the_h11_protocol_offers_no_host_gone() -> None:

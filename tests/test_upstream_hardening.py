@@ -389,3 +389,27 @@ async def test_a_lone_surrogate_in_an_in_process_servers_catalog_stops_nothing()
         servers = (await client.call_tool("gateway_list_servers", {})).structured_content
         assert {s["name"]: s["state"] for s in servers["servers"]} == {
             "odd": "ready", "alpha": "ready"}
+
+
+def test_a_value_changed_as_json_sees_it_is_a_list_change() -> None:
+    """The list-changed check compared the models with Python's ``==`` (947e490), for
+    which ``1`` is ``True`` is ``1.0`` and ``0.0`` is ``-0.0``: an upstream whose tool
+    went from ``{"const": 1}`` to ``{"const": true}`` listed it so, and its hosts were not
+    told.  A dict's order, which the list shows, is a change too; an equal copy is not."""
+    from mcp_types import Tool
+
+    from fast_mcp_gateway.routing.naming import Origin
+    from fast_mcp_gateway.routing.view import CatalogView, changed_kinds
+
+    def view(schema: dict[str, Any]) -> CatalogView:
+        tool = Tool(name="t", inputSchema={"type": "object", "properties": {"x": schema}})
+        return CatalogView(tools={"a_t": (Origin("a", "t"), tool)})
+
+    base = view({"const": 1})
+    assert changed_kinds(base, view({"const": 1})) == set()
+    for other in ({"const": True}, {"const": 1.0}, {"const": 1, "title": "x"}):
+        assert changed_kinds(base, view(other)) == {"tools"}, other
+    assert changed_kinds(view({"minimum": 0.0}), view({"minimum": -0.0})) == {"tools"}
+    assert changed_kinds(view({"a": 1, "b": 2}), view({"b": 2, "a": 1})) == {"tools"}
+    assert changed_kinds(view({"minimum": float("nan")}),
+                         view({"minimum": float("nan")})) == set()

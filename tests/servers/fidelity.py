@@ -36,7 +36,10 @@ LISTS: dict[str, dict] = {
     "tools/list": {"tools": [
         {"name": "plain", "inputSchema": {"type": "object"}},
         {"name": "titled", "title": "A Titled Tool", "description": "Has everything.",
-         "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}},
+         "inputSchema": {"type": "object", "properties": {
+             "x": {"type": "integer"},
+             "rate": {"type": "number", "minimum": 0.00001, "maximum": 1e20,
+                      "description": "é ✓ \u2028 漢字"}},
                          "required": ["x"]},
          "outputSchema": {"type": "object", "properties": {"y": {"type": "integer"}}},
          "annotations": {"readOnlyHint": True}, "_meta": {"team": "fidelity"}},

@@ -7,6 +7,7 @@ limited to some servers may not make the gateway run a program it did not run be
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,19 +31,42 @@ def check_new_name(name: str, source: str) -> None:
         raise ConfigError.single(source, name, None, problem)
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """``url``'s scheme, host (lower case, no trailing dot, an IPv4-mapped address as
+    IPv4) and port (the scheme's default when none is written): the forms of one
+    address compare equal (``https://Host.:443`` and ``https://host``)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    try:
+        mapped = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+            host = str(mapped.ipv4_mapped)
+    try:
+        port = parts.port
+    except ValueError:   # not a port number: no address of this gateway's
+        port = -1
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it (``/team/mcp`` under ``/team``, not
+    ``/teamwork/mcp``)."""
+    prefix = prefix.rstrip("/")
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
 def _serves_itself(url: str, settings: GatewaySettings) -> bool:
     """Whether ``url`` is this HTTP/SSE gateway's own address (any path of its port:
     the MCP endpoint, or something it answers 404 to), as served or as published."""
     if settings.transport == "stdio":
         return False
-    parts = urlsplit(url)
-    if settings.public_url is not None:
-        public = urlsplit(settings.public_url)
-        if (parts.scheme, parts.netloc.lower()) == (public.scheme, public.netloc.lower()) \
-                and parts.path.startswith(public.path.rstrip("/")):
-            return True
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = (parts.hostname or "").lower()
+    scheme, host, port = _origin(url)
+    if settings.public_url is not None and (scheme, host, port) == _origin(
+            settings.public_url) and _under(urlsplit(url).path, urlsplit(settings.public_url).path):
+        return True
     # Another machine's gateway on the same port is a chain, also from a wildcard bind.
     return settings.port != 0 and port == settings.port and (
         is_loopback(host) or host in (settings.host.lower().strip("[]"),

@@ -265,7 +265,8 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _bind_address(cls, value: str) -> str:
         """An address alone: ``127.0.0.1:8080`` or ``http://127.0.0.1`` was refused as a
-        name that does not resolve, or (not loopback) as a bind without authentication."""
+        name that does not resolve, or (not loopback) as a bind without authentication.
+        ``[::1]`` (as a URL writes it) is ``::1``: bracketed, it did not resolve."""
         address, port = _split_port(value)
         if "/" in value:
             raise ValueError("is a URL, not an address: give the address alone, e.g. "
@@ -274,6 +275,8 @@ class GatewaySettings(BaseSettings):
         if port is not None:
             raise ValueError(f"names a port: give the address alone ({address}) and the "
                              f"port as the port setting (--port {port}, MCP_GATEWAY_PORT)")
+        if value.startswith("[") and value.endswith("]"):  # as in a URL: bound without
+            return value[1:-1]
         return value
 
     @field_validator("path")

@@ -22,6 +22,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
+import pydantic_core
 from fastmcp import FastMCP
 from fastmcp.utilities.json_schema import is_object_schema
 from fastmcp.utilities.versions import dedupe_with_versions
@@ -112,14 +113,12 @@ def wire_result(server: FastMCP[Any], method: str, version: str,
 
 
 def encode_json(value: Any) -> bytes:
+    """``value`` as the SDK's transports encode a message (pydantic-core: ``0.00001``
+    where ``json.dumps`` writes ``1e-05``; non-ASCII as is, compact)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
-        return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate (an upstream's):
+        return json.dumps(value, separators=(",", ":")).encode()  # escaped, valid JSON
 
 
 class ListCache:
@@ -152,21 +151,18 @@ class ListCache:
         each item alone and the envelope (hints, ``resultType``, ``serverInfo``) does
         not depend on the items."""
         key = _ITEMS[method]
-        pieces: list[str] = []
+        pieces: list[bytes] = []
         while components:
             chunk = components[:CHUNK]
             del components[:CHUNK]
             dumped = wire_result(self.server, method, version,
                                  list_result(method, version, chunk))
             del chunk
-            pieces.append(_text(dumped[key])[1:-1])
+            pieces.append(encode_json(dumped[key])[1:-1])
             del dumped
         envelope = wire_result(self.server, method, version, apply_list_hint(
             self.provider, method, list_result(method, version, [])))
         marker = secrets.token_hex(16)   # unguessable: no upstream text holds it
         envelope[key] = [marker]
-        text = _text(envelope).replace(f'["{marker}"]', f"[{','.join(pieces)}]", 1)
-        try:
-            return text.encode()
-        except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped
-            return encode_json(json.loads(text))
+        return encode_json(envelope).replace(f'["{marker}"]'.encode(),
+                                             b"[" + b",".join(pieces) + b"]", 1)

@@ -177,6 +177,8 @@ class HeadWithBody:
         self.transport.write(data)
 
     def flush(self) -> None:
+        if self._flush is not None:  # a close: the timer would keep this (and the
+            self._flush.cancel()     # transport) alive for ``within`` seconds
         if self._held is not None:
             held, self._held = self._held, None
             if not self.transport.is_closing():
@@ -222,7 +224,11 @@ def _httptools_protocol() -> type[Any] | None:
             super().connection_lost(exc)
             cycle = self.cycle
             if cycle is not None and cycle.disconnected:  # the answer did not complete
-                gone: object = cycle.scope.get("extensions", {}).get(HOST_GONE)
+                extensions = cycle.scope.get("extensions", {})
+                held = extensions.get(HEAD_WITH_BODY)
+                if isinstance(held, HeadWithBody):
+                    held.flush()  # nothing to write to: its timer cancelled
+                gone: object = extensions.get(HOST_GONE)
                 if isinstance(gone, HostGone):
                     gone.fire()
 

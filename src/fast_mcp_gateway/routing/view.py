@@ -11,6 +11,7 @@ from typing import Any
 
 import mcp_types as types
 from pydantic import AnyUrl, BaseModel
+from pydantic_core import PydanticSerializationError
 
 from fast_mcp_gateway.routing.curation import Curated, Hidden
 from fast_mcp_gateway.routing.naming import Origin, Rename, namespace_uri, natural_name
@@ -125,18 +126,30 @@ def changed_kinds(old: CatalogView, new: CatalogView) -> set[str]:
     """The kinds ("tools", "prompts", "resources") whose lists differ between two
     generations (what ``list_changed`` announces)."""
     kinds: set[str] = set()
-    if _fingerprint(old.tools) != _fingerprint(new.tools):
+    if not _same_items(old.tools, new.tools):
         kinds.add("tools")
-    if _fingerprint(old.prompts) != _fingerprint(new.prompts):
+    if not _same_items(old.prompts, new.prompts):
         kinds.add("prompts")
-    if (_fingerprint(old.resources) != _fingerprint(new.resources)
-            or _fingerprint(old.templates) != _fingerprint(new.templates)):
+    if not (_same_items(old.resources, new.resources)
+            and _same_items(old.templates, new.templates)):
         kinds.add("resources")
     return kinds
 
 
-def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, BaseModel]:
-    # The models compared as they are (field by field): encoding each as JSON cost more,
-    # and raised out of the rebuild (stopping the gateway) on a lone surrogate in a string
-    # of an in-process server's component.
-    return {name: item for name, (_, item) in items.items()}
+def _same_items(old: Mapping[str, tuple[Origin, BaseModel]],
+                new: Mapping[str, tuple[Origin, BaseModel]]) -> bool:
+    return old.keys() == new.keys() and all(
+        item is new[name][1] or _json(item) == _json(new[name][1])  # an unchanged
+        for name, (_, item) in old.items())                        # server's: the same
+
+
+def _json(item: BaseModel) -> str:
+    """``item`` as a list shows it.  Python's ``==`` takes ``1``, ``1.0`` and ``True``
+    for one value (an upstream's ``{"const": 1}`` become ``{"const": true}`` was no
+    change) and ignores a dict's order; a lone surrogate (an in-process server's
+    string) is no JSON, and raised out of the rebuild: its ``repr``, which tells those
+    apart too."""
+    try:
+        return item.model_dump_json()
+    except PydanticSerializationError:
+        return repr(item)

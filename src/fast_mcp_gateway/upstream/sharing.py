@@ -12,14 +12,23 @@ schema (lists relay them, FastMCP components take a shallow copy of the top leve
 search and pinning read them); a writer must copy first.  Equality is exact JSON
 equality, key order included (``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}`` stay two
 objects: lists relay the upstream's order), and ``True``/``1``/``1.0`` are different
-values.
+values, as are ``0.0`` and ``-0.0``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 _Key = tuple[Any, ...]
+
+
+def _leaf(value: Any) -> tuple[Any, ...]:
+    """A scalar's part of its container's key: its type and value, a float's sign too
+    (``0.0 == -0.0``: a schema's ``-0.0`` was listed as another tool's ``0.0``)."""
+    if type(value) is float:
+        return (float, value, math.copysign(1.0, value))
+    return (type(value), value)
 
 
 class SchemaPool:
@@ -48,7 +57,7 @@ class SchemaPool:
             for k, v in value.items():
                 child, key = self._share(v)
                 parts.append(k)
-                parts.append(key if key is not None else (type(v), v))
+                parts.append(key if key is not None else _leaf(v))
                 if child is not v:
                     if fresh is None:
                         fresh = dict(value)
@@ -60,7 +69,7 @@ class SchemaPool:
             for v in value:
                 child, key = self._share(v)
                 items.append(child)
-                parts.append(key if key is not None else (type(v), v))
+                parts.append(key if key is not None else _leaf(v))
             return self._canonical(tuple(parts), items)
         return value, None
 

@@ -25,6 +25,7 @@ import pytest
 from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream import framing
 from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry, until
+from tests.test_asks_routing import http_process
 from tests.test_http_lane import MODERN, body_of, headers_of
 from tests.test_lane import both_paths, raw_host
 from tests.test_session_lane import ERA, headers
@@ -110,10 +111,38 @@ async def test_the_stdio_lane_writes_what_the_full_path_writes(tmp_path: Path, e
     assert any('"progress": null' in m for m in got[True]["progress"]), got[True]["progress"]
 
 
+async def test_a_2026_upstreams_question_reaches_the_host_as_on_the_full_path(
+        tmp_path: Path) -> None:
+    """An ``input_required`` whose ``elicitation/create`` schema's default is NaN, put by
+    the stdio lane's asks bridge to a handshake-era host (the full path's SDK session
+    writes it null)."""
+    port_file = tmp_path / "port"
+    async with http_process(port_file, SERVERS / "non_finite_http.py", port_file) as url:
+        config = tmp_path / "servers.yaml"
+        config.write_text(json.dumps({"servers": {"raw": {"url": url,
+                                                          "protocol": MODERN}}}))
+
+        async def asked(lane: bool, env: dict[str, str]) -> list[str]:
+            async def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
+                return {"action": "accept", "content": {"n": 1}}
+
+            async with raw_host(config, "legacy", lane=lane, env=env,
+                                listed=("raw_non_finite",), capabilities={"elicitation": {}},
+                                on_request=answer) as host:
+                start = len(host.lines)
+                result = await host.call("raw_non_finite", {"where": "ask"})
+                return [canonical(strict(line)) for line in host.lines[start:]
+                        if b'"elicitation/create"' in line] + [canonical(result)]
+
+        got = await both_paths(tmp_path, asked)
+    assert got[True] == got[False]
+    assert '"default": null' in got[True][0], got[True]
+
+
 @contextlib.asynccontextmanager
-async def http_front(lane: bool, outcomes: list[CallOutcome]
-                     ) -> AsyncIterator[httpx2.AsyncClient]:
-    gateway = make_gateway({"raw": {"command": PY, "args": [
+async def http_front(lane: bool, outcomes: list[CallOutcome],
+                     entry: dict[str, Any] | None = None) -> AsyncIterator[httpx2.AsyncClient]:
+    gateway = make_gateway({"raw": entry or {"command": PY, "args": [
         str(SERVERS / "raw_stdio.py"), "--non-finite"]}}, http_express_lane=lane,
         call_timeout=60)
     gateway.provider.pipeline.observers.append(outcomes.append)
@@ -187,3 +216,31 @@ async def test_both_http_lanes_write_what_the_full_path_writes() -> None:
         assert seen[True][key] == want, key
     assert REFUSED in seen[True][f"{MODERN} structured"][1]
     assert REFUSED in seen[True][f"{ERA} structured"][1]
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"])
+async def test_an_http_upstreams_tokens_are_answered_as_on_the_full_path(
+        tmp_path: Path, era: str) -> None:
+    """The same through ``HttpTap`` (a 2026-07-28 session, or a handshake-era one)."""
+    port_file = tmp_path / "port"
+    async with http_process(port_file, SERVERS / "non_finite_http.py", port_file) as url:
+        seen: dict[bool, list[list[str]]] = {}
+        for lane in (True, False):
+            outcomes: list[CallOutcome] = []
+            async with http_front(lane, outcomes, {"url": url, "protocol": era}) as http:
+                found = seen[lane] = []
+                session = await session_of(http)
+                for i, where in enumerate(("structured", "meta", "resource", "progress")):
+                    modern = await http.post("/mcp", content=json.dumps(body_of(
+                        "raw_non_finite", {"where": where}, {"progressToken": f"t{i}"},
+                        request_id=10 + i)), headers=headers_of("raw_non_finite", None))
+                    legacy = await http.post("/mcp", headers=headers(None, session), json={
+                        "jsonrpc": "2.0", "id": 20 + i, "method": "tools/call", "params": {
+                            "name": "raw_non_finite", "arguments": {"where": where},
+                            "_meta": {"progressToken": f"t{i}"}}})
+                    found.append([str(modern.status_code), *messages(modern),
+                                  str(legacy.status_code), *messages(legacy)])
+                await until(lambda seen=outcomes: len(seen) == 8)
+                found.append(sorted(f"{o.status} {o.error}" for o in outcomes))
+    assert seen[True] == seen[False]
+    assert REFUSED in seen[True][0][1] and REFUSED in seen[True][0][3]

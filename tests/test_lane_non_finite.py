@@ -32,7 +32,7 @@ from tests.test_session_lane import ERA, headers
 
 pytestmark = pytest.mark.anyio
 
-WHERES = ("structured", "meta", "resource", "progress", "log", "error")
+WHERES = ("structured", "meta", "lifted", "resource", "progress", "log", "error")
 CALLS = 2 * len(WHERES) - 1 + 2  # per HTTP gateway: one log call left out, two whoami
 REFUSED = ("Tool result contains a non-finite float (nan) at $.x; "
            "JSON cannot represent NaN or Infinity")

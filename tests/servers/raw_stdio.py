@@ -18,8 +18,9 @@ answers to lists.  Flags (argv):
   --server-error        list ``server_error(code, message)`` too (a JSON-RPC error answer)
   --non-finite          list ``non_finite(where)`` too: an answer with bare ``NaN`` /
                         ``Infinity`` tokens (as Python's json.dumps writes them) in its
-                        ``structuredContent``, ``_meta``, an embedded resource's ``_meta``,
-                        a progress or log notification before it, or its error's ``data``
+                        ``structuredContent``, ``_meta`` (``lifted``: beside a ~400 KiB
+                        text), an embedded resource's ``_meta``, a progress or log
+                        notification before it, or its error's ``data``
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
@@ -100,6 +101,8 @@ def non_finite(request_id: object, where: str, token: object) -> None:
     elif where == "resource":
         answer["content"].append({"type": "resource", "resource": {
             "uri": "raw://n", "text": "t", "_meta": {"n": -INF}}})
+    elif where == "lifted":  # a long text the lane relays undecoded (upstream/lifting.py)
+        answer = {**text("a \\ \"long\" text ✓ " * 20000), "_meta": {"n": NAN}}
     elif where == "progress" and token is not None:
         send({"jsonrpc": "2.0", "method": "notifications/progress",
               "params": {"progressToken": token, "progress": NAN, "total": INF}})

@@ -16,6 +16,11 @@ answers to lists.  Flags (argv):
   --endless-pages       every tools/list page names the same next cursor
   --bad-schema          list a tool without an inputSchema and one whose schema is a string
   --server-error        list ``server_error(code, message)`` too (a JSON-RPC error answer)
+  --non-finite          list ``non_finite(where)`` too: an answer with bare ``NaN`` /
+                        ``Infinity`` tokens (as Python's json.dumps writes them) in its
+                        ``structuredContent``, ``_meta`` (``lifted``: beside a ~400 KiB
+                        text), an embedded resource's ``_meta``, a progress or log
+                        notification before it, or its error's ``data``
 
 Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``flood(size)`` (``size`` bytes with no newline, then nothing), ``junk()`` and
@@ -79,9 +84,39 @@ TOOLS = [
 if "--server-error" in FLAGS:
     TOOLS.append({"name": "server_error", "inputSchema": {"type": "object", "properties": {
         "code": {"type": "integer"}, "message": {"type": "string"}}}})
+if "--non-finite" in FLAGS:
+    TOOLS.append({"name": "non_finite", "inputSchema": {"type": "object", "properties": {
+        "where": {"type": "string"}}}})
+
+NAN, INF = float("nan"), float("inf")
 
 
-def call(request_id: object, name: str, args: dict) -> None:
+def non_finite(request_id: object, where: str, token: object) -> None:
+    """An answer carrying NaN / Infinity at ``where`` (json.dumps writes them bare)."""
+    answer = text("finite text")
+    if where == "structured":
+        answer["structuredContent"] = {"x": NAN, "y": INF, "z": [1, -INF]}
+    elif where == "meta":
+        answer["_meta"] = {"score": NAN, "range": [-INF, INF]}
+    elif where == "resource":
+        answer["content"].append({"type": "resource", "resource": {
+            "uri": "raw://n", "text": "t", "_meta": {"n": -INF}}})
+    elif where == "lifted":  # a long text the lane relays undecoded (upstream/lifting.py)
+        answer = {**text("a \\ \"long\" text ✓ " * 20000), "_meta": {"n": NAN}}
+    elif where == "progress" and token is not None:
+        send({"jsonrpc": "2.0", "method": "notifications/progress",
+              "params": {"progressToken": token, "progress": NAN, "total": INF}})
+    elif where == "log":
+        send({"jsonrpc": "2.0", "method": "notifications/message",
+              "params": {"level": "error", "data": {"v": NAN}}})
+    elif where == "error":
+        send({"jsonrpc": "2.0", "id": request_id,
+              "error": {"code": -32000, "message": "no", "data": {"v": INF}}})
+        return
+    result(request_id, answer)
+
+
+def call(request_id: object, name: str, args: dict, token: object = None) -> None:
     if name == "echo":
         result(request_id, text(str(args.get("text", ""))))
     elif name == "big":
@@ -111,6 +146,8 @@ def call(request_id: object, name: str, args: dict) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": None})
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
+    elif name == "non_finite":
+        non_finite(request_id, str(args.get("where")), token)
     elif name == "server_error":  # a JSON-RPC error answer of the code it is given
         error(request_id, int(args["code"]), str(args["message"]))
     elif name == "block":
@@ -180,7 +217,8 @@ def main() -> None:
                 result(request_id, {"prompts": []})
         elif method == "tools/call":
             params = message.get("params") or {}
-            call(request_id, params.get("name", ""), params.get("arguments") or {})
+            call(request_id, params.get("name", ""), params.get("arguments") or {},
+                 (params.get("_meta") or {}).get("progressToken"))
         else:
             error(request_id, -32601, "Method not found")
 

@@ -33,6 +33,7 @@ from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call, Failure
 from fast_mcp_gateway.front.parked import ParkedFront
+from fast_mcp_gateway.upstream.framing import StructuredNotFinite, finite
 from fast_mcp_gateway.upstream.lifting import lifting, text_of, unlifted
 from fast_mcp_gateway.upstream.model import describe_error
 from fast_mcp_gateway.upstream.relay import FrontCall
@@ -126,13 +127,16 @@ class TypedTool(_TypedAsks):
                           response=result)
         if self.links is not None:
             self.links.typed_blocks(call.service.name, result.content)
+        try:
+            output = ToolResult(content=result.content,
+                                structured_content=result.structured_content,
+                                meta=_result_meta(result.meta), is_error=bool(result.is_error))
+        except ToolError as exc:  # FastMCP's refusal (NaN in structuredContent): recorded
+            return Answer("error", str(exc)[:2000], raises=exc, response=result)
         return Answer(
             "error" if result.is_error else "success",
             _first_text(result.content) if result.is_error else None,
-            output=ToolResult(content=result.content,
-                              structured_content=result.structured_content,
-                              meta=_result_meta(result.meta), is_error=bool(result.is_error)),
-            response=result,
+            output=output, response=result,
         )
 
     def fail(self, call: Call, failure: Failure) -> Answer[ToolResult]:
@@ -320,7 +324,14 @@ class JsonTool:
                 result["_meta"] = stripped
             else:
                 del result["_meta"]
-        line = self.encode(result)
+        try:
+            line = self.encode(result)
+        except StructuredNotFinite:  # NaN or an infinity (an upstream's bare token)
+            refusal = _fastmcp_refusal(result["structuredContent"])
+            if refusal is not None:
+                line = self.encode(_error_result(refusal))
+                return Answer("error", refusal[:2000], output=line, size=len(line))
+            line = self.encode(result := finite(result))
         if result.get("isError"):
             content = result.get("content") or ()
             text = next((text_of(c.get("text")) for c in content
@@ -376,6 +387,17 @@ def _malformed_tool_result(result: Any) -> str | None:
         return describe_error(exc)
     except ValueError as exc:
         return "; ".join(line.strip() for line in str(exc).splitlines()[:3]) or repr(exc)
+    return None
+
+
+def _fastmcp_refusal(structured: Any) -> str | None:
+    """What FastMCP answers for the full path's ``ToolResult`` of a ``structuredContent``
+    holding NaN or an infinity (its ``ToolError``, an ``isError`` result; recorded as
+    ``TypedTool.finish`` records it); None if it takes it (then written null)."""
+    try:
+        ToolResult(content=[], structured_content=structured)
+    except ToolError as exc:
+        return str(exc)
     return None
 
 

@@ -385,7 +385,7 @@ class StdioLane(StdioChannel):
 
         def encode(result: dict[str, Any]) -> bytes:
             result = shape_result(result, fields, modern, self.server_stamp)
-            return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+            return _encode({"jsonrpc": "2.0", "id": request_id, "result": result}, modern)
 
         with scope:
             try:

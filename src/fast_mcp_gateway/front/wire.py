@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from fast_mcp_gateway._compat import tracer_provider_set, wire_fields
 from fast_mcp_gateway.telemetry.tracing import current_trace_id, new_traceparent, trace_id_of
-from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
+from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON, finite_message
 from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import _CONNECTION_META_KEYS
 
@@ -56,9 +56,20 @@ RELAYED_PARAMS = ("inputResponses", "requestState")
 
 
 
-def encode_line(message: dict[str, Any]) -> bytes:
-    """``message`` as one stdio line (UTF-8 as is, like the SDK's stdio writer)."""
-    text = UTF8_JSON.encode(message)
+def encode_line(message: dict[str, Any], modern: bool = False) -> bytes:
+    """``message`` as one stdio line (UTF-8 as is, like the SDK's stdio writer).
+
+    NaN and infinities (an upstream's bare ``NaN`` / ``Infinity``) are written null, as
+    the full path's SDK models write them (for a ``modern`` host's result an object's
+    member holding one is left out, as there); ``framing.StructuredNotFinite`` for a
+    result whose ``structuredContent`` holds one (``JsonTool.finish`` answers FastMCP's
+    error).
+    """
+    try:
+        text = UTF8_JSON.encode(message)
+    except ValueError:
+        message = finite_message(message, modern)
+        text = UTF8_JSON.encode(message)
     try:
         return splice(text, b"\n")
     except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
@@ -66,8 +77,13 @@ def encode_line(message: dict[str, Any]) -> bytes:
 
 
 def encode_body(message: dict[str, Any]) -> bytes:
-    """``message`` as the SDK's streamable-HTTP transport writes a body (ASCII-escaped)."""
-    return splice(ASCII_JSON.encode(message))
+    """``message`` as the SDK's streamable-HTTP transport writes a 2026-07-28 body
+    (ASCII-escaped; NaN and infinities as ``encode_line`` writes them a modern host's
+    result, and null in a notification, as the SDK's transport writes them)."""
+    try:
+        return splice(ASCII_JSON.encode(message))
+    except ValueError:
+        return splice(ASCII_JSON.encode(finite_message(message, "result" in message)))
 
 
 def encode_id(request_id: str | int) -> bytes:

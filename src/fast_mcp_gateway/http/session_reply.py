@@ -35,7 +35,7 @@ from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway._compat_sessions import next_request_id
 from fast_mcp_gateway.front.wire import progress_params
 from fast_mcp_gateway.http.pings import Pinger
-from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON
+from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON, finite_message
 from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import log_levels_from
 
@@ -72,11 +72,14 @@ async def send_accepted(send: Any, session_id: bytes) -> None:
 
 
 def encode_message(message: dict[str, Any]) -> bytes:
-    """``message`` as the SDK's transport writes it (pydantic's JSON: UTF-8 as is)."""
+    """``message`` as the SDK's transport writes it (pydantic's JSON: UTF-8 as is; NaN
+    and infinities as ``wire.encode_line`` writes them)."""
     try:
         return splice(UTF8_JSON.encode(message))
     except UnicodeEncodeError:  # a lone surrogate (from an upstream): escaped, valid JSON
         return splice(ASCII_JSON.encode(message))
+    except ValueError:  # NaN or an infinity (an upstream's): null, as the SDK writes it
+        return encode_message(finite_message(message))
 
 
 def sse_event(data: bytes) -> bytes:

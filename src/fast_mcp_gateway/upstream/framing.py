@@ -8,15 +8,55 @@ gateway writes itself.
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, cast
 
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 # Built once: ``json.dumps`` with any option builds an encoder per call (~0.6 us);
 # these give the same text as ``json.dumps(..., separators=(",", ":"))``.  Every JSON
 # message the gateway writes itself (the express lanes, the HTTP tap) goes through them.
-UTF8_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
+# They refuse NaN and infinities (``ValueError``; Python's own ``NaN`` is no JSON, and
+# a strict reader such as ``JSON.parse`` cannot read the line): an upstream's answer
+# holds one only where its bytes had a bare ``NaN`` / ``Infinity`` token, so the check
+# the encoder makes of each float anyway is the only cost on other answers, and the
+# writer that catches it encodes ``finite_message(message)`` instead.
+UTF8_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+ASCII_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+class StructuredNotFinite(ValueError):
+    """A ``tools/call`` result whose ``structuredContent`` holds NaN or an infinity:
+    FastMCP refuses such a result on the full path (``ToolResult`` raises ``ToolError``,
+    answered as an ``isError`` result), so the lane's ``JsonTool.finish`` answers it so."""
+
+
+def finite(value: Any, drop: bool = False) -> Any:
+    """``value`` with each NaN and infinity as ``None``: as the full path's SDK models
+    write them (pydantic's JSON); with ``drop`` an object's member holding one is left
+    out (a 2026-07-28 stdio host's lines are dumped ``exclude_none``), a list's item is
+    None all the same.  Anything else (a lifted string too) is kept as it is."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        if drop:
+            return {key: finite(item, drop) for key, item in value.items()
+                    if not isinstance(item, float) or math.isfinite(item)}
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item, drop) for item in value]
+    return value
+
+
+def finite_message(message: dict[str, Any], drop: bool = False) -> dict[str, Any]:
+    """``finite(message, drop)`` for a writer whose encoder refused ``message``;
+    ``StructuredNotFinite`` for a result whose ``structuredContent`` held the value."""
+    result = message.get("result")
+    if isinstance(result, dict) and "structuredContent" in result:
+        structured = result["structuredContent"]
+        if finite(structured) != structured:  # NaN equals nothing; None is no float
+            raise StructuredNotFinite("structuredContent holds NaN or an infinity")
+    return cast(dict[str, Any], finite(message, drop))
 
 
 class MessageTooLarge(Exception):

@@ -89,6 +89,7 @@ from fast_mcp_gateway._compat import (
     send_raw_request,
     stamp_request,
 )
+from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
 from fast_mcp_gateway.upstream.http_pool import (
@@ -268,8 +269,8 @@ class HttpTap:
         message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         try:
             body = UTF8_JSON.encode(message).encode()
-        except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
-            body = ASCII_JSON.encode(message).encode()
+        except ValueError:  # a lone surrogate, NaN (SDK: null): escaped, still valid JSON
+            body = ASCII_JSON.encode(framing.finite(message)).encode()
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
             self._head, self._extra_lines(headers), len(body), body)
         conn: Connection | None = None

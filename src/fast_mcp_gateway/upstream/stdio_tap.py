@@ -64,6 +64,7 @@ from fast_mcp_gateway.upstream.framing import (
     UTF8_JSON,
     LineFramer,
     MessageTooLarge,
+    finite,
     is_number,
 )
 from fast_mcp_gateway.upstream.launch import launch_failure
@@ -165,8 +166,11 @@ class RawTap:
         if on_progress is not None or extends(timeout, max_total):
             params = {**params, "_meta": {**(params.get("_meta") or {}),
                                           "progressToken": request_id}}
-        line = UTF8_JSON.encode({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                 "params": params})
+        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        try:
+            line = UTF8_JSON.encode(request)
+        except ValueError:  # NaN or an infinity: null, as the SDK's session writes it
+            line = UTF8_JSON.encode(finite(request))
         deadline = Deadline(loop, timeout, max_total)
         reply = self._pending[request_id] = _Reply(loop, on_progress, lifting.get(), deadline)
         try:  # once the write starts, the server may have the request: cancelled then

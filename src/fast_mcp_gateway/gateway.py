@@ -51,6 +51,7 @@ from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.instructions import CallerInstructions
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.lineage import tell_lineage
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
@@ -190,6 +191,7 @@ class Gateway:
         self.server.add_middleware(CallerInstructions(self.manager,
                                                       self.provider.caller_servers))
         self.server.add_middleware(CallerStanding(self.hub, self.provider))
+        tell_lineage(self.server, self.manager.lineage, early)  # never itself (loops.py)
         self._metrics: GatewayMetrics | None = None  # made on first use (``metrics``)
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan
         # in library mode); whatever connects later is announced with list_changed.

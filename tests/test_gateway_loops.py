@@ -72,6 +72,9 @@ class Served:
         except TimeoutError:
             raise AssertionError(f"never said {texts}:\n" + "\n".join(self.lines)) from None
 
+    def said_already(self) -> str:
+        return "\n".join(self.lines)
+
     async def read(self, stream: TextReceiveStream) -> None:
         pending = ""
         async for chunk in stream:
@@ -190,17 +193,20 @@ async def test_two_gateways_aggregating_each_other_do_not_loop(tmp_path: Path) -
         with anyio.fail_after(WITHIN):
             async with anyio.create_task_group() as tg:
                 async def first(side: Served) -> None:
-                    await side.said("upstream peer: ", "-> failed")
+                    # (Not any failure: one started first may find the other still
+                    # starting, and give up on it after a few attempts.)
+                    await side.said("upstream peer: ", "-> failed (" + AGGREGATES.format(
+                        url=f"{(b if side is a else a).base}/mcp"))
                     tg.cancel_scope.cancel()
                 tg.start_soon(first, a)
                 tg.start_soon(first, b)
-        refused = [side for side in (a, b)
-                   if (await side.servers())["peer"]["state"] == "failed"]
+        refused = [side for side in (a, b) if (await side.servers())["peer"]["state"]
+                   == "failed" and "aggregates this gateway" in side.said_already()]
         assert refused
         for side in refused:
-            other = b if side is a else a
             error = (await side.servers())["peer"]["last_error"]
-            assert error.startswith(AGGREGATES.format(url=f"{other.base}/mcp")), error
+            assert error.startswith(AGGREGATES.format(
+                url=f"{(b if side is a else a).base}/mcp")), error
             assert error.endswith("without end; remove it here or there")
         # Bounded: neither lists the other's listing of itself (once told of the change).
         for side in (a, b):
@@ -213,32 +219,50 @@ async def test_two_gateways_aggregating_each_other_do_not_loop(tmp_path: Path) -
 
 async def test_a_stdio_child_gateway_aggregating_its_parent_refuses_it(
         tmp_path: Path) -> None:
+    """Which side refuses depends on which answer came first: the parent (its replica
+    of the child fails) or the child (its replica of the parent fails).  Spawned before
+    the parent's stack is up (``spawn_early``), the child may reach the parent while
+    the parent's handshake with it is under way: both answers then name no other
+    gateway, and the child's probe of its 2026-07-28 session to the parent ends it."""
     port = free_port()
     parent_url = f"http://127.0.0.1:{port}/mcp"
     # Another store: not the command of this gateway on its own store (that one is
     # refused before it runs: config/checks.nested_gateway_problem).
     child_config = write_config(tmp_path / "child.yaml", {
-        "clock": CLOCK, "parent": {"url": parent_url}})
+        "clock": CLOCK, "parent": {"url": parent_url, "health": {"interval": 1}}})
     child = {"command": sys.executable, "args": [
         "-m", "fast_mcp_gateway", "serve", "--config", str(child_config),
         "--db", str(tmp_path / "child.db")]}
-    async with serve(tmp_path, "p", port, {"child": child}) as p:
-        await p.said("upstream child: starting -> ready")
-        # The child's own admin tool, through its parent (a stdio gateway shows them).
-        async with Client(f"{p.base}/mcp") as client:
-            async def parent_seen_by_child() -> dict[str, Any]:
-                listed = await client.call_tool("child_gateway_list_servers", {})
-                servers = listed.structured_content["servers"]  # type: ignore[index]
-                return next(s for s in servers if s["name"] == "parent")
+    async with serve(tmp_path, "p", port, {"child": child}) as p, \
+            Client(f"{p.base}/mcp") as client:
+        refusal = ("-> failed (this server is a gateway that aggregates this gateway "
+                   "(through the command ")
 
-            with anyio.fail_after(WITHIN):
-                # The child connects on its own time: no event tells us.
-                while (parent := await parent_seen_by_child())["state"] != "failed":  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-        assert parent["last_error"].startswith(AGGREGATES.format(url=parent_url)), parent
-        names = await p.tool_names()
-        assert any(n.startswith("child_clock_") for n in names), names
-        assert not any(n.startswith("child_parent_") for n in names), names
+        async def refused() -> dict[str, Any] | None:
+            """The refused side's server as its gateway lists it; None: not yet."""
+            if any("upstream child: " in line and refusal in line for line in p.lines):
+                return (await p.servers())["child"]
+            if "upstream child: starting -> ready" not in p.said_already():
+                return None
+            # The child's own admin tool, through its parent (a stdio gateway shows them).
+            listed = await client.call_tool("child_gateway_list_servers", {})
+            servers = listed.structured_content["servers"]  # type: ignore[index]
+            parent = next(s for s in servers if s["name"] == "parent")
+            return parent if parent["state"] == "failed" else None
+
+        with anyio.fail_after(WITHIN):
+            while (server := await refused()) is None:  # noqa: ASYNC110 - no event tells us
+                await anyio.sleep(0.05)
+        assert server["state"] == "failed"
+        assert server["last_error"].startswith("this server is a gateway that aggregates "
+                                               "this gateway (through "), server
+        assert server["last_error"].endswith("without end; remove it here or there")
+        # Bounded: the parent never lists the child's listing of itself (once told).
+        with anyio.fail_after(WITHIN):
+            while any(n.startswith("child_parent_")  # noqa: ASYNC110 - no event tells us
+                      for n in await p.tool_names()):
+                await anyio.sleep(0.05)
+        assert len(await p.tool_names()) < 100
 
 
 # -- in process: what the answers tell, and a loop made after the sessions opened ------

@@ -2,6 +2,7 @@
 
     python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
                                   [--gap-us 300] [--relay] [--upstream auto|legacy]
+                                  [--host auto|legacy]
 
 A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
 ``tools/call`` POST each time, the answer read by ``Content-Length``) calls
@@ -25,6 +26,12 @@ through ``HttpTap``'s handshake-era path (or, before it, the SDK's client).  Pri
 too: the TCP connections opened per call while each target ran (``ActiveOpens`` of
 the network namespace, ``bench_harness.tcp_opens``: ``direct``'s figure is what the
 rest of the machine opened meanwhile).
+
+``--host legacy``: the client is a handshake-era host instead (the session lane,
+``http/session_lane.py``): a session opened on each target (``initialize``,
+``notifications/initialized``), then each call's POST under its ``Mcp-Session-Id`` on a
+new connection, as the SDK's client sends it (it leaves each SSE answer's connection
+unread to the end, so none is pooled), the SSE answer read to its end.
 
 ``--gap-us N`` adds ``direct-gap``: direct calls with the client sleeping N us
 between a call's answer and the next call, roughly the time a middle process adds.
@@ -57,9 +64,63 @@ from bench_harness import (
 )
 from bench_http import free_port, gateway_config, http_upstream, process, until_serving
 
+_ERA = "2025-06-18"  # --host legacy's
 _META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
          "io.modelcontextprotocol/clientCapabilities": {},
          "io.modelcontextprotocol/clientInfo": {"name": "http_raw", "version": "1"}}
+
+
+def session_request(port: int, tool: str, session: str) -> bytes:
+    """One handshake-era ``tools/call`` POST on ``session``."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": {"text": "hello"}}}, separators=(",", ":")).encode()
+    head = (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+            "accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n"
+            f"mcp-session-id: {session}\r\nmcp-protocol-version: {_ERA}\r\n"
+            f"user-agent: http_raw\r\ncontent-length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def open_session(port: int) -> str:
+    """A handshake-era session on ``port``'s ``/mcp`` (``initialize``, ``initialized``)."""
+    import httpx2
+
+    accept = {"accept": "application/json, text/event-stream"}
+    async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        opened = await http.post("/mcp", headers=accept, json={
+            "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": _ERA, "capabilities": {},
+                "clientInfo": {"name": "http_raw", "version": "1"}}})
+        session = opened.headers["mcp-session-id"]
+        done = await http.post("/mcp", headers={**accept, "mcp-session-id": session,
+                                                "mcp-protocol-version": _ERA},
+                               json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        if done.status_code != 202:
+            raise RuntimeError(f"port {port} refused the session's initialized: {done}")
+    return session
+
+
+async def session_calls(port: int, tool: str, n: int, session: str) -> list[float]:
+    """``n`` sequential calls on ``session``, each on a new connection; latencies (s)."""
+    data, latencies = session_request(port, tool, session), []
+    for _ in range(n):
+        started = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(data)
+            got = b""
+            while not got.endswith(b"\r\n0\r\n\r\n"):  # the chunked body's end
+                more = await reader.read(65536)
+                if not more:
+                    raise RuntimeError(f"port {port} ended its answer early: {got[:300]!r}")
+                got += more
+            latencies.append(time.perf_counter() - started)
+        finally:
+            writer.close()
+        if not got.startswith(b"HTTP/1.1 200 ") or b'"hello"' not in got \
+                or b'"isError":true' in got:
+            raise RuntimeError(f"unexpected answer from port {port}: {got[:400]!r}")
+    return latencies
 
 
 def request(port: int, tool: str) -> bytes:
@@ -75,8 +136,12 @@ def request(port: int, tool: str) -> bytes:
     return head.encode() + body
 
 
-async def calls(port: int, tool: str, n: int, gap: float = 0.0) -> list[float]:
-    """``n`` sequential calls on one connection; their latencies (s)."""
+async def calls(port: int, tool: str, n: int, gap: float = 0.0,
+                session: str | None = None) -> list[float]:
+    """``n`` sequential calls on one connection (on ``session``: each on its own);
+    their latencies (s)."""
+    if session is not None:
+        return await session_calls(port, tool, n, session)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     data, latencies = request(port, tool), []
     try:
@@ -125,8 +190,10 @@ async def main(args: argparse.Namespace) -> None:
             proc = ps.enter_context(process(argv, ws.logs / f"gw-{label}.log", None, python))
             await until_serving(f"http://127.0.0.1:{port}/mcp", "auto", None, "up_echo", 120)
             targets[label] = (port, "up_echo", proc.pid, 0.0)
-        for port, tool, _, _ in targets.values():
-            await calls(port, tool, 300)  # warm-up
+        sessions = {label: await open_session(port) if args.host == "legacy" else None
+                    for label, (port, _, _, _) in targets.items()}
+        for label, (port, tool, _, _) in targets.items():
+            await calls(port, tool, 300, session=sessions[label])  # warm-up
         cpu: dict[str, list[float]] = {label: [] for label in targets}
         up_cpu: dict[str, list[float]] = {label: [] for label in targets}
         split: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
@@ -139,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
                 port, tool, pid, gap = targets[label]
                 before, up_before, ticks = cpu_s(pid), cpu_s(upstream.pid), user_system(pid)
                 opens = tcp_opens()
-                latencies = await calls(port, tool, args.calls, gap)
+                latencies = await calls(port, tool, args.calls, gap, sessions[label])
                 conns[label].append(((tcp_opens() or 0) - (opens or 0)) / args.calls)
                 used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
                 after = user_system(pid)
@@ -177,6 +244,8 @@ if __name__ == "__main__":
                         help="also measure the byte relay (relay.py --tcp)")
     parser.add_argument("--upstream", default="auto", choices=("auto", "legacy"),
                         help="the era of the gateways' session with the upstream")
+    parser.add_argument("--host", default="auto", choices=("auto", "legacy"),
+                        help="the client's era: legacy, a handshake-era session")
     parser.add_argument("--gap-us", type=float, default=0.0,
                         help="also call direct with this pause between calls")
     asyncio.run(main(parser.parse_args()))

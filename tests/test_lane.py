@@ -49,6 +49,7 @@ class RawHost:
     def __init__(self, process: Process, era: str, on_request: Handler | None) -> None:
         self.process, self.era, self.on_request = process, era, on_request
         self.notifications: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []  # every line the gateway wrote, as written
         self.unanswered: list[dict[str, Any]] = []  # responses nobody waited for
         self._waiting: dict[Any, anyio.abc.ObjectSendStream[dict[str, Any]]] = {}
         self._ids = iter(range(1, 10**9))
@@ -93,6 +94,7 @@ class RawHost:
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
+                self.lines.append(line)
                 await self._dispatch(json.loads(line))
 
     async def _dispatch(self, message: dict[str, Any]) -> None:

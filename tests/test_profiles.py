@@ -83,7 +83,8 @@ async def test_profiles_over_http_with_token_access_on_top(mode: str) -> None:
         assert refused.status_code == 404
         assert refused.json()["error"]["message"] == (
             "unknown profile 'nope'; known profiles: coding, finder (gateway.profiles in "
-            "servers.yaml)")
+            "servers.yaml as this gateway started with it: a profile added since is served "
+            "after a restart)")
         # A token is still needed on a profile's endpoint.
         anonymous = await http.post(f"{base}/mcp/p/coding", json={"jsonrpc": "2.0", "id": 1,
                                                                   "method": "ping"},
@@ -131,7 +132,8 @@ async def test_an_unknown_profiles_404_names_only_the_profiles_the_token_may_see
 
         assert await refusal("/mcp/p/nope", OPS) == (
             "unknown profile 'nope'; known profiles: alphas, coding, finder "
-            "(gateway.profiles in servers.yaml)")
+            "(gateway.profiles in servers.yaml as this gateway started with it: a profile "
+            "added since is served after a restart)")
         for path in ("/mcp/p/nope", "/mcp/p/alphas"):
             told = await refusal(path, ALICE)
             assert "alphas" not in told.split(";", 1)[1], told
@@ -231,4 +233,9 @@ async def test_a_reload_that_changes_the_profiles_serves_the_started_ones(
                 f"{base}/mcp/p/added", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                 headers={"Accept": "application/json, text/event-stream"})
         assert refused.status_code == 404
-        assert "known profiles: coding, finder" in refused.json()["error"]["message"]
+        # Said so: the file names 'added', and a 404 that only listed the started ones
+        # read as a typo to an operator who had just added it.
+        assert refused.json()["error"]["message"] == (
+            "unknown profile 'added'; known profiles: coding, finder (gateway.profiles in "
+            "servers.yaml as this gateway started with it: a profile added since is served "
+            "after a restart)")

@@ -350,7 +350,8 @@ async def test_a_profiles_instructions_are_its_servers_alone(tmp_path: Path) -> 
                 "Accept": "application/json, text/event-stream"})
         assert unknown.status_code == 404, unknown.text
         assert unknown.json()["error"]["message"] == (
-            "unknown profile 'timey'; known profiles: both (gateway.profiles in servers.yaml)")
+            "unknown profile 'timey'; known profiles: both (gateway.profiles in servers.yaml "
+            "as this gateway started with it: a profile added since is served after a restart)")
 
 
 async def _instructions(client: Client[Any], url: str, token: str) -> str:

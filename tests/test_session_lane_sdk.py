@@ -1,8 +1,8 @@
 """The session lane (http/session_lane.py) where it differed from the SDK's own handling
 of a handshake-era session: the ids of its questions, a question withdrawn after its
 call was answered, a bad token verified twice, the sessions it remembers, a
-cancellation only the SDK's parser reads; and the one ping timer of both HTTP lanes.
-Over real HTTP on 127.0.0.1 (``tests.test_session_lane``'s two gateways, lanes on and
+cancellation and an answer only the SDK's parser reads; and the one ping timer of both
+HTTP lanes.  Over real HTTP on 127.0.0.1 (``tests.test_session_lane``'s two gateways, lanes on and
 off), the small pieces directly."""
 
 from __future__ import annotations
@@ -203,6 +203,34 @@ async def test_a_cancellation_only_the_sdks_parser_reads_cancels(lane: bool) -> 
                     assert ack.status_code == 202 and ack.content == b""
             assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":%d,"error":'
                               b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n' % n]
+        assert f.served == (3 if lane else 0)
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_an_answer_only_the_sdks_parser_reads_answers_the_question(lane: bool) -> None:
+    """NaN, an infinity (pydantic-core reads them) and nesting past the lane's 64 levels
+    (the SDK's parser reads 200) in a host's answer: the lane passed such an answer on,
+    the full path's SDK session knew no such question, and the call waited for ever."""
+    async with front(lane) as f:
+        session = await open_session(f, ANN, capabilities={"elicitation": {}})
+        nested = b"[" * 100 + b"]" * 100
+        for n, extra in enumerate([b'"x":NaN', b'"x":[Infinity,-Infinity]', b'"x":%b' % nested]):
+            answered: list[Any] = []
+            with anyio.fail_after(WITHIN):  # a bound only: the answer ends the call
+                async with f.http.stream("POST", "/mcp", json=call("inter_ask", {}, n),
+                                         headers=headers(ANN, session)) as got:
+                    async for line in got.aiter_lines():
+                        message = json.loads(line[6:]) if line.startswith("data: ") else {}
+                        if message.get("method") == "elicitation/create":
+                            body = (b'{"jsonrpc":"2.0","id":%d,"result":{"action":"accept",'
+                                    b'"content":{"value":"Ann"},"_meta":{%b}}}'
+                                    % (message["id"], extra))
+                            ack = await f.http.post("/mcp", content=body,
+                                                    headers=headers(ANN, session))
+                            assert ack.status_code == 202 and ack.content == b""
+                        elif message.get("id") == n:
+                            answered.append(message["result"]["content"][0]["text"])
+            assert answered == ["accept:Ann"]
         assert f.served == (3 if lane else 0)
 
 

@@ -251,6 +251,27 @@ async def test_head_and_body_leave_in_one_write() -> None:
     assert raw2.writes == [b"HEAD"] and raw2.closed
 
 
+async def test_a_head_held_within_seconds_waits_for_its_body_that_long_at_most() -> None:
+    loop = asyncio.get_running_loop()
+    raw = _Recorder()
+    held = HeadWithBody(raw, loop)  # type: ignore[arg-type]
+    held.within = 600.0  # the session lane's SSE answer (hold_head)
+    held.write(b"HEAD\r\n\r\n")
+    await asyncio.sleep(0)  # not written at the next turn of the loop: held
+    assert raw.writes == []
+    held.write(b"event")
+    assert raw.writes == [b"HEAD\r\n\r\nevent"]
+    # No body within the bound: the head leaves alone.
+    written = asyncio.Event()
+    raw2 = _Recorder()
+    raw2.write = lambda data: (raw2.writes.append(data), written.set())  # type: ignore[method-assign]
+    held2 = HeadWithBody(raw2, loop)  # type: ignore[arg-type]
+    held2.within = 0.01
+    held2.write(b"HEAD")
+    await asyncio.wait_for(written.wait(), WITHIN)
+    assert raw2.writes == [b"HEAD"]
+
+
 @pytest.mark.skipif(slow_clients.HeaderTimeoutHttpToolsProtocol is None,
                     reason="httptools not installed")
 async def test_a_host_going_away_before_its_answer_is_told_to_the_app() -> None:

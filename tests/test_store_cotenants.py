@@ -10,8 +10,11 @@ another gateway running frees nothing, and warns when that one serves another fi
 from __future__ import annotations
 
 import logging
+import socket
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 from fastmcp import Client
 
@@ -133,3 +136,36 @@ async def test_an_instance_id_held_elsewhere_is_a_warning_and_its_return_news(
     assert [r.levelname for r in said] == ["WARNING", "INFO"], [r.getMessage() for r in said]
     assert said[0].getMessage().startswith("another gateway runs with --instance-id gw-1 (")
     assert said[1].getMessage() == "--instance-id gw-1 is this gateway's alone again"
+
+
+async def test_a_predecessor_killed_on_this_host_leaves_no_warning_behind(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway killed (``kill -9``, the OOM killer) keeps its instance lease until it
+    runs out: the supervisor's restart logged "another gateway runs with --instance-id
+    gw-1 (host <this> pid <dead>...)" after every crash, and freed no names meanwhile.
+    A holder on this host whose pid no longer runs is now taken over at the start."""
+    caplog.set_level(logging.INFO, "fast_mcp_gateway")
+    db = tmp_path / "gateway.db"
+    done = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    pid = done.stdout.decode().strip()
+    dead = f"host {socket.gethostname()} pid {pid} config /a.yaml #abcdef"
+    store = await open_store(str(db))
+    try:
+        assert await store.hold_lease("instance:gw-1", dead, TTL_SECONDS)
+    finally:
+        await store.close()
+    gateway = _gateway(db, tmp_path / "servers.yaml", "alpha", "gw-1")
+    async with Client(gateway.server) as host:
+        await host.list_tools()
+        await gateway.control.lease_tried.wait()
+        store = await open_store(str(db))
+        try:
+            held = await store.lease("instance:gw-1")
+        finally:
+            await store.close()
+    assert held is not None and held.holder == gateway.control.holder
+    said = [(r.levelname, r.getMessage()) for r in caplog.records
+            if "--instance-id gw-1" in r.getMessage()]
+    assert said == [("INFO", f"--instance-id gw-1: taken over from pid {pid} "
+                             "on this host, which no longer runs (it stopped without a clean "
+                             "stop: killed or crashed)")], said

@@ -66,6 +66,10 @@ TOKENS = [
     ("sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "sk_live_"),
     ("rk_live_" + "51H8xYzAbCdEfGhIjKlMnOpQr", "rk_live_"),
     ("glpat-" + "xYz12AbC3dEf4GhI5jKl", "glpat-"),
+    # The gateway's own ('mcp-gateway token new': mgw_ + token_urlsafe(32)): a caller
+    # pasting it into a tool's argument had it stored whole in the call record.
+    ("mgw_" + "bfeLYOrVtZNjCNMKu2pfkhHpxV6jNMd0p39bW5hNDlo", "mgw_"),
+    ("mgw_" + "qnHUh3xgKgucwemltBMyXTl0R_xibQqDyHnP_8etGvs", "mgw_"),
     ("AKIAIOSFODNN7EXAMPLE", "AKIA"),
     ("ASIAY34FZKBOKMUTVV7A", "ASIA"),
     ("AIzaSyA-1234567890abcdefghijklmnopqrstu", "AIza"),
@@ -108,6 +112,7 @@ def test_a_private_key_cut_short_is_masked_to_the_end() -> None:
     "locales: sk-SK, cs-CZ; the keys start sk-proj-, sk-svcacct- or sk-ant-api03-",
     "the sk-hynix-2024-q3-results-summary slug and sk-CamelCaseWordsWithoutDigits",
     "LiteLLM's example master key sk-1234 is a placeholder",
+    "the dashboard's cookie mgw_dashboard_8765 and a short mgw_token_example",
 ])
 def test_ordinary_text_is_left_as_written(text: str) -> None:
     assert mask_text(text) == text

@@ -362,3 +362,30 @@ def test_every_lost_stream_the_sdk_says_is_a_lost_connection() -> None:
     for text in words:
         assert connection_lost(MCPError(code=CONNECTION_CLOSED, message=text)), text
     assert not connection_lost(MCPError(code=CONNECTION_CLOSED, message="nope"))
+
+
+async def test_a_lone_surrogate_in_an_in_process_servers_catalog_stops_nothing() -> None:
+    """A string no UTF-8 can hold (a lone surrogate: only an in-process server's strings
+    carry one; the transports' parsers refuse it) in a tool's description raised out of
+    the catalog's rebuild (pinning's digest, the list-changed fingerprint), which
+    stopped the gateway."""
+    from fastmcp import Client, FastMCP
+
+    from tests.fixtures import alpha_server, make_gateway, memory_entry
+
+    odd: FastMCP[Any] = FastMCP("odd")
+
+    @odd.tool(description="caf\ud800")
+    def lookup() -> str:
+        return "found"
+
+    gateway = make_gateway({"odd": memory_entry("odd"), "alpha": memory_entry("alpha")},
+                           {"odd": odd, "alpha": alpha_server()})
+    async with Client(gateway.server) as client:
+        names = {tool.name for tool in await client.list_tools()}
+        assert {"odd_lookup", "alpha_add"} <= names, names
+        assert (await client.call_tool("odd_lookup", {})).content[0].text == "found"
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        servers = (await client.call_tool("gateway_list_servers", {})).structured_content
+        assert {s["name"]: s["state"] for s in servers["servers"]} == {
+            "odd": "ready", "alpha": "ready"}

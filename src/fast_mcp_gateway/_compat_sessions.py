@@ -2,9 +2,9 @@
 
 ``_compat.py`` holds every other use of a FastMCP or SDK private name; these, of the
 SDK's ``StreamableHTTPServerTransport`` idle bookkeeping and of the request ids its
-``JSONRPCDispatcher`` mints for a session, sit beside it (``_compat.py`` is at the
-module size limit).  ``tests/test_compat.py`` exercises it against the
-installed SDK and allows private names in ``_compat*.py`` only.
+``JSONRPCDispatcher`` mints for a connection (an HTTP session's, the stdio host's),
+sit beside it (``_compat.py`` is at the module size limit).  ``tests/test_compat.py``
+exercises it against the installed SDK and allows private names in ``_compat*.py`` only.
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ class HeldSession:
 
 
 def next_request_id(outbound: Any) -> int:
-    """The id of a request to a handshake-era HTTP session's host, minted from the
-    session's own id space: ``outbound`` is its ``Connection.outbound``, the SDK's
-    ``JSONRPCDispatcher``, which numbers the server's requests to the host 1, 2, ...
-    (``send_raw_request``: past any id a request in flight holds).  The session lane's
-    questions take their ids from the same counter, so that they look as the SDK's
-    and never share an id with one the SDK sends on the session."""
+    """The id of a request to a handshake-era host, minted from its connection's own
+    id space: ``outbound`` is the connection's ``Connection.outbound`` (an HTTP
+    session's, the stdio host's), the SDK's ``JSONRPCDispatcher``, which numbers the
+    server's requests to the host 1, 2, ... (``send_raw_request``: past any id a
+    request in flight holds).  The express lanes' questions take their ids from the
+    same counter, so that they look as the SDK's and never share an id with one the
+    SDK sends on the connection."""
     pending = outbound._pending
     request_id: int = outbound._allocate_id()
     while request_id in pending:

@@ -438,7 +438,7 @@ class Gateway:
                 # pinned fastmcp 4.x: the same two steps run_stdio_async takes
                 async with lifespan(self.server), anyio.create_task_group() as tg:
                     self._stop_stdio = tg.cancel_scope
-                    await tg.start(functools.partial(lane.run, writer))
+                    await tg.start(functools.partial(lane.run, writer, low))
                     tg.start_soon(self.started.run_after, self.startup.opened)
                     if self.settings.dashboard is not None:
                         from fast_mcp_gateway.ui.standalone import serve_dashboard

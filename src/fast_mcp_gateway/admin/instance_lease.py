@@ -7,7 +7,8 @@ each gateway holds the lease ``instance:<id>`` for its process (the holder names
 host, pid and config file), renewed every ``RENEW_SECONDS`` for ``TTL_SECONDS`` and
 released at a clean stop.  One that finds the lease held by another process says so
 at WARNING, once, naming that process and the fix, and at INFO when the id is its own
-again (the other stopped, or was a predecessor killed without a clean stop).  Store failures
+again (the other stopped, or was a predecessor killed without a clean stop; one on this
+host whose pid no longer runs is taken over at the start, ``_take_from_dead``).  Store failures
 are left to the change feed and the recorder to report.
 
 A SQLite file is one gateway's, but nothing stops a second from opening it: the default
@@ -55,6 +56,47 @@ def holder_of(config_source: str) -> str:
             f"#{secrets.token_hex(3)}")
 
 
+_PROCESS = re.compile(r"host (\S+) pid (\d+) ")
+
+
+def _gone(holder: str) -> int | None:
+    """The pid of ``holder`` if it names this host and no process runs with that pid
+    here now; else None (another host's, running, or not ours to tell: this process's
+    own pid is another gateway of this process, as library code may run)."""
+    found = _PROCESS.match(holder)
+    if found is None or found[1] != socket.gethostname():
+        return None
+    pid = int(found[2])
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except OSError:  # another user's process (EPERM): it runs
+        return None
+    return None
+
+
+async def _take_from_dead(store: Store, name: str, holder: str, instance_id: str) -> None:
+    """At a start, take the instance lease from a predecessor on this host that no
+    longer runs (killed, crashed, OOM-killed: no clean stop released it), rather than
+    warn for ``TTL_SECONDS`` that "another gateway runs" with this id -- the message a
+    supervisor's restart after every crash would log.  Only at the start: a gateway
+    running since whose lease is taken still says so (``_hold``)."""
+    other = await store.lease(name)
+    if other is None or other.expires_at <= time.time():
+        return
+    pid = _gone(other.holder)
+    if pid is None:
+        return
+    await store.release_lease(name, other.holder)
+    if await store.hold_lease(name, holder, TTL_SECONDS):
+        logger.info("--instance-id %s: taken over from pid %d on this host, which no longer "
+                    "runs (it stopped without a clean stop: killed or crashed)", instance_id,
+                    pid)
+
+
 def config_of(holder: str) -> str | None:
     """The config file a holder names (None: a holder from before it was named)."""
     found = _CONFIG.search(holder)
@@ -98,7 +140,8 @@ async def release_unknown_names(store: Store, holder: str, names: NameBook,
     (``keep_instance_id`` renews it): of two starting together, each started before the
     other looked, so at least one sees the other."""
     with contextlib.suppress(StorageError):
-        await store.hold_lease(f"{PREFIX}{instance_id}", holder, TTL_SECONDS)
+        if not await store.hold_lease(f"{PREFIX}{instance_id}", holder, TTL_SECONDS):
+            await _take_from_dead(store, f"{PREFIX}{instance_id}", holder, instance_id)
     if await others_running(store, holder, where):
         return
     gone = sorted(names.servers() - known)

@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from fast_mcp_gateway.config.json_text import nesting, no_constant
+from fast_mcp_gateway.config.json_text import finite_float, nesting, no_constant
 from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY, new_identity
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,8 @@ reads ~1000 levels, the SDK's stops at 200 and refuses the line (a parse error).
 def parse_line(line: bytes) -> Any:
     """``line`` as JSON, or None when it is not JSON text the SDK's parser reads alike."""
     try:
-        message = json.loads(line.decode("utf-8"), parse_constant=no_constant)
+        message = json.loads(line.decode("utf-8"), parse_constant=no_constant,
+                             parse_float=finite_float)
     except (ValueError, RecursionError):
         return None
     # Cheap bounds first: nesting needs as many brackets, a lone surrogate an escape.

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import mcp_types as types
+import pydantic_core
 from fastmcp.exceptions import PromptError, ResourceError, ToolError
 from fastmcp.prompts import Message, PromptResult
 from fastmcp.prompts.base import InputRequiredPromptResult
@@ -280,8 +281,11 @@ class JsonTool:
 
     async def ask(self, call: Call, request: Any) -> Any:
         assert self._ask is not None
-        return await self._ask(self.method_of(request),
-                               request.get("params") if isinstance(request, dict) else None)
+        answer = await self._ask(self.method_of(request),
+                                 request.get("params") if isinstance(request, dict) else None)
+        # As the full path's SDK session writes it upstream: NaN and infinities (which
+        # the SDK's parser reads in a host's answer) as null, not as JSON-less NaN.
+        return pydantic_core.from_json(pydantic_core.to_json(answer, inf_nan_mode="null"))
 
     def shows(self, asked: types.InputRequiredResult) -> dict[str, Any]:
         return asked.model_dump(by_alias=True, mode="json", exclude_none=True)

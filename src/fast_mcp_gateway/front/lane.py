@@ -34,9 +34,10 @@ is the full path's to refuse.
 
 During a call the lane also carries what the upstream sends back: progress (to the host's
 own token), logs (at the levels the host asked for) and, for a handshake-era host,
-sampling / elicitation / roots requests, sent to the host under the lane's own request
-ids and answered upstream from its response (``lane_host.py``: the call's ``LaneFront``
-and the stdio host's channel).  Host cancellations cancel it upstream.
+sampling / elicitation / roots requests, sent to the host under ids of its SDK
+connection's (as the SDK's own) and answered upstream from its response
+(``lane_host.py``: the call's ``LaneFront`` and the stdio host's channel).  Host
+cancellations cancel it upstream.
 
 The lane also answers the four catalog lists (first page) from ``listing.ListCache``,
 built as the full path builds them and encoded once per change; a handshake-era
@@ -62,7 +63,8 @@ from mcp_types.version import (
 )
 
 from fast_mcp_gateway._compat import RoundStates
-from fast_mcp_gateway.front.lane_host import ASK_PREFIX, LaneFront, StdioChannel, open_state
+from fast_mcp_gateway.config.json_text import finite_float, no_constant
+from fast_mcp_gateway.front.lane_host import LaneFront, StdioChannel, open_state
 from fast_mcp_gateway.front.listing import LIST_METHODS, ListCache
 from fast_mcp_gateway.front.mrtr import AnsweredEarly
 from fast_mcp_gateway.front.tasks import takes_tasks
@@ -77,11 +79,14 @@ from fast_mcp_gateway.front.wire import (
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS, STDIO_HOST, log_levels_from
 
 if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+
     from fast_mcp_gateway.front.provider import GatewayProvider
     from fast_mcp_gateway.front.stdio import LineWriter
 
 logger = logging.getLogger(__name__)
-
+# NaN / Infinity, 1e400 (read as infinity): the SDK's session sends those on as null
+_JSON = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float)
 
 
 _encode = encode_line
@@ -116,9 +121,13 @@ class StdioLane(StdioChannel):
 
     # -- wiring -------------------------------------------------------------------------
 
-    async def run(self, writer: LineWriter, *,
+    async def run(self, writer: LineWriter, sdk: Server[Any] | None = None, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve lane calls until cancelled (the caller cancels when stdio ends)."""
+        """Serve lane calls until cancelled (the caller cancels when stdio ends).
+        ``sdk``: the SDK server serving the host, whose connection gives the ids of
+        the lane's questions (``watch_connection``)."""
+        middleware = [] if sdk is None else sdk.middleware
+        middleware.append(self.watch_connection)
         async with anyio.create_task_group() as tg:
             self._writer, self._tg = writer, tg
             task_status.started()
@@ -126,6 +135,7 @@ class StdioLane(StdioChannel):
                 await anyio.sleep_forever()
             finally:
                 self._tg = None
+                middleware.remove(self.watch_connection)
 
     def intercept(self, line: bytes) -> bool:
         """Whether the lane took ``line`` (else it goes on to the SDK server).
@@ -144,7 +154,7 @@ class StdioLane(StdioChannel):
         # so a value that merely contains one of these strings is passed on.
         if self._tg is None:
             return False
-        if self._asks and ASK_PREFIX.encode() in line and self._take_answer(line):
+        if self._asks and self._take_answer(line):  # while a question is pending
             return True
         if b'"tools/call"' in line and self._take_call(line):
             return True
@@ -166,8 +176,8 @@ class StdioLane(StdioChannel):
         if not self.enabled or tracing_configured():
             return False
         try:
-            message = json.loads(line)
-        except ValueError:
+            message = _JSON.decode(line.decode("utf-8"))  # (the SDK reads UTF-8 lines)
+        except ValueError:  # not JSON, or a number the full path sends on as null
             return False
         if not isinstance(message, dict) or message.get("method") != "tools/call":
             return False

@@ -5,14 +5,15 @@ lanes: stdio ``lane.py`` and ``http/lane.py``): progress to the host's own token
 logs at the levels the host asked for, and sampling / elicitation / roots requests
 through its lane's ``wire.HostChannel``.  ``StdioChannel`` is that channel for the
 stdio host (``StdioLane`` is one): lines written to stdout, notifications without
-waiting, requests under the lane's own ids answered from the host's lines.  Apart
-from ``lane.py``, which decides what the lane takes and serves its calls.
+waiting, requests under ids the SDK's dispatcher of the host's connection mints
+(``_compat_sessions.next_request_id``: 1, 2, ..., the counter the SDK's own requests
+to the host take theirs from), answered from the host's lines read as the SDK reads
+them.  Apart from ``lane.py``, which decides what the lane takes and serves its calls.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,17 +21,20 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
+from mcp_types import JSONRPCError, JSONRPCResponse, jsonrpc_message_adapter
+from pydantic import ValidationError
 
+from fast_mcp_gateway._compat import connection_of
+from fast_mcp_gateway._compat_sessions import next_request_id
 from fast_mcp_gateway.front.wire import HostChannel, encode_line, progress_params
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 if TYPE_CHECKING:
     from fast_mcp_gateway._compat import RoundStates
     from fast_mcp_gateway.front.stdio import LineWriter
-
-ASK_PREFIX = "gw-ask-"
-"""The start of the ids of the requests a stdio lane sends its host."""
 
 _encode = encode_line
 
@@ -122,24 +126,55 @@ class StdioChannel:
     """The stdio host as its lane calls' ``wire.HostChannel`` (see the module doc).
 
     Its lane (``lane.StdioLane``) sets ``_writer`` while it runs, hands it the host's
-    answers to its requests (``_take_answer``: whether the line was one) and keeps
-    ``host_capabilities`` from the host's handshake.
+    lines while a question is pending (``_take_answer``: whether the line was an
+    answer to one) and keeps ``host_capabilities`` from the host's handshake; an SDK
+    server middleware (``watch_connection``) gives it the host's connection.
     """
 
     def __init__(self) -> None:
         self._writer: LineWriter | None = None
-        self._asks: dict[str, MemoryObjectSendStream[dict[str, Any]]] = {}
-        self._ask_ids = itertools.count(1)
+        self._asks: dict[int | str, MemoryObjectSendStream[dict[str, Any]]] = {}
+        # The SDK's dispatcher of the host's connection (its request ids), once known.
+        self._outbound: Any = None
+        self._connected: anyio.Event | None = None  # set with ``_outbound``
+
+    async def watch_connection(self, ctx: ServerRequestContext[Any, Any],
+                               call_next: CallNext) -> HandlerResult:
+        """An SDK server middleware: the connection of a handshake-era host, from its
+        ``initialize`` (the SDK serves a 2026-07-28 host's requests without one, and
+        the lane never asks that host)."""
+        if ctx.method == "initialize" and (found := connection_of(ctx.session)) is not None:
+            self._outbound = found.outbound
+            if self._connected is not None:
+                self._connected.set()
+        return await call_next(ctx)
+
+    async def _ask_id(self) -> int:
+        """The next id of the host's connection: the SDK read the host's ``initialize``
+        before the lane took a call (it relays the host's lines in order), but may
+        not have served it yet (the host answered early: ``early.py``)."""
+        while self._outbound is None:
+            if self._connected is None:
+                self._connected = anyio.Event()
+            await self._connected.wait()
+        return next_request_id(self._outbound)
 
     def _take_answer(self, line: bytes) -> bool:
+        """Whether ``line`` answered a pending question, read as the SDK's dispatcher
+        reads it (``line`` passed the SDK's parser: ``stdio.screen``): a response
+        whose id is one asked (``"7"`` is 7), other members ignored, an error over a
+        result."""
         try:
-            message = json.loads(line)
-            send = self._asks.get(message["id"]) if "method" not in message else None
-        except (ValueError, KeyError, TypeError):
+            message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValidationError:
             return False
+        if not isinstance(message, JSONRPCResponse | JSONRPCError) or message.id is None:
+            return False
+        send = self._asks.get(coerce_request_id(message.id))
         if send is None:
-            return False
-        send.send_nowait(message)
+            return False  # the answer to one of the SDK's own requests, or to none
+        with contextlib.suppress(anyio.WouldBlock):  # answered twice: the first counts
+            send.send_nowait(message.model_dump(by_alias=True, exclude_unset=True))
         return True
 
     async def _write(self, line: bytes) -> None:
@@ -160,8 +195,9 @@ class StdioChannel:
                           progress_params(token, progress, total, message))
 
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Send the host a request under a lane id and wait for its answer."""
-        ask_id = f"{ASK_PREFIX}{next(self._ask_ids)}"
+        """Send the host a request under an id of its connection's (``_ask_id``) and
+        wait for its answer."""
+        ask_id = await self._ask_id()
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
         self._asks[ask_id] = send
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": ask_id, "method": method}
@@ -177,7 +213,7 @@ class StdioChannel:
             if written:  # the call is gone: withdraw the question, as the SDK would
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                     await self.notify("notifications/cancelled", {
-                        "requestId": ask_id, "reason": "the call was cancelled"})
+                        "requestId": ask_id, "reason": "caller cancelled"})
             raise
         finally:
             del self._asks[ask_id]

@@ -33,15 +33,18 @@ PROFILE_PREFIX = "/p/"
 
 
 def unknown_profile(name: str, options: GatewayOptions,
-                    principal: Principal | None = None) -> str:
+                    principal: Principal | None = None, *, running: bool = False) -> str:
     """The error for a profile that is not configured, listing the known ones (those
-    ``principal`` may see: ``sees_profile``; None: the operator, every one)."""
+    ``principal`` may see: ``sees_profile``; None: the operator, every one).  A
+    ``running`` gateway's profiles are those it started with (a reload does not change
+    them): its answer says so, or a profile just added to the file reads as a typo."""
     known = ", ".join(sorted(p for p, profile in options.profiles.items()
                              if sees_profile(principal, profile))) or (
         "none are configured" if principal is None or not options.profiles
         else "none for this token")
-    return (f"unknown profile '{name}'; known profiles: {known} (gateway.profiles in "
-            "servers.yaml)")
+    where = ("servers.yaml as this gateway started with it: a profile added since is "
+             "served after a restart" if running else "servers.yaml")
+    return f"unknown profile '{name}'; known profiles: {known} (gateway.profiles in {where})"
 
 
 def sees_profile(principal: Principal | None, profile: Profile) -> bool:

@@ -178,11 +178,16 @@ async def _body(model: type[BaseModel], request: Request) -> BaseModel:
 def _query(model: type[BaseModel], request: Request) -> BaseModel:
     given = Counter(name for name, _ in request.query_params.multi_items()
                     if not name.startswith("_"))
+    fields: list[dict[str, str]] = []
     if twice := sorted(name for name, times in given.items() if times > 1):
         # Starlette keeps the last value: '?server=a&server=b' read as b, unsaid.
         fields = [{"field": name, "message": f"is given {given[name]} times; give it "
                    "once (each parameter takes one value)", "type": "repeated"}
                   for name in twice]
+    elif given and not model.model_fields:  # s.NoQuery: no name to offer as the one meant
+        fields = [{"field": name, "message": "is not accepted: this operation takes no "
+                   "query parameters", "type": "extra_forbidden"} for name in given]
+    if fields:
         raise ApiError(422, "validation_error", "invalid query: " + "; ".join(
             f"{f['field']} {f['message']}" for f in fields), {"in": "query", "fields": fields})
     try:
@@ -225,7 +230,7 @@ def _serve(ep: Endpoint, access: Access, ctx: AdminContext
             if off is not None:
                 raise ApiError(403, "admin_disabled", off, {"admin": ctx.options.admin})
             call = Call(ctx, principal, dict(request.path_params),
-                        _query(ep.query, request) if ep.query else None,
+                        _query(ep.query or s.NoQuery, request),
                         await _body(ep.body, request) if ep.body else None)
             # A change ends what it stored even when uvicorn cancels the request's task
             # at a stop (``shieldable``); a read needs no child task.

@@ -61,7 +61,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import RoundStates
-from fast_mcp_gateway.config.json_text import no_constant
+from fast_mcp_gateway.config.json_text import finite_float, no_constant
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.lane_host import LaneFront, open_state
 from fast_mcp_gateway.front.mrtr import AnsweredEarly
@@ -101,7 +101,8 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"),
                 (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no")]
 _PING = b": ping\r\n\r\n"
 _PARAM_HEADER = b"mcp-param-"
-_JSON = json.JSONDecoder(parse_constant=no_constant)  # NaN / Infinity: not the lane's
+# NaN / Infinity, 1e400 (infinity to Python's parser and the SDK's): not the lane's
+_JSON = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float)
 
 
 class _Plan:

@@ -54,7 +54,7 @@ class ProfilePaths:
                                receive, send)
                 return
             if profile is None or (caller is not None and not sees_profile(caller, profile)):
-                message = unknown_profile(name, self.options, caller)
+                message = unknown_profile(name, self.options, caller, running=True)
                 response = JSONResponse({"error": {"code": "unknown_profile",
                                                    "message": message, "details": None}},
                                         status_code=404)

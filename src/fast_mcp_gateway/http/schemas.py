@@ -133,6 +133,11 @@ class _Query(_Model):
     model_config = ConfigDict(extra="forbid")
 
 
+class NoQuery(_Query):
+    """An endpoint that takes no query parameters: any is refused, as an unknown one of
+    another endpoint is (``GET /servers?server=x`` listed every server, unfiltered)."""
+
+
 class DetailQuery(_Query):
     stderr_lines: Annotated[int, Field(ge=0, le=1000)] = 50
     replica: Replica = None

@@ -80,13 +80,14 @@ from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
 from fast_mcp_gateway.http.lane import _HostLeft, _watch
 from fast_mcp_gateway.http.session_hosts import SessionHosts
 from fast_mcp_gateway.http.session_reply import (
+    HEAD_WITHIN,
     SessionLevels,
     SessionReply,
     cancelled_body,
     encode_message,
     send_accepted,
 )
-from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
+from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone, hold_head
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.principal import KIND_CLAIM
@@ -257,9 +258,9 @@ class SessionLane:
         # Not JSON the SDK's parser reads alike (not UTF-8, NaN, a lone surrogate, deep
         # nesting): the SDK's to judge.
         message = parse_line(body)
-        if message is None:  # but a cancellation is read as the SDK reads it, to be taken
-            message = _sdk_read(body)
-            if not isinstance(message, dict) or message.get("method") != _CANCEL:
+        if message is None:  # but a cancellation or an answer (no method) is read as the
+            message = _sdk_read(body)  # SDK reads it, to be taken
+            if not isinstance(message, dict) or message.get("method", _CANCEL) != _CANCEL:
                 return False
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return False
@@ -390,6 +391,7 @@ class SessionLane:
         """The SDK's SSE answer (started at once), the call run in this task; a stop
         (the host leaving or cancelling, the session ending) cancels it once."""
         gone = scope.get("extensions", {}).get(HOST_GONE)
+        hold_head(scope, HEAD_WITHIN)  # the head leaves with the first event, if it is soon
         loop = asyncio.get_running_loop()
         stop = _Stop(asyncio.current_task(loop))
         session = plan.session.decode("latin-1")

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 PING_EVERY = 15.0
 """Seconds between the ping comments of a running call's stream (sse-starlette's)."""
 
+HEAD_WITHIN = 1.0
+"""Seconds the stream's head may wait for its first event (most often the answer), to
+leave with it in one write (``slow_clients.hold_head``): a system call and a wake-up of
+the host fewer per call.  The SDK writes it at once; the bytes are the same."""
+
 
 def sse_headers(session_id: bytes) -> list[tuple[bytes, bytes]]:
     """The SDK's SSE answer headers for a session's POST, in its order."""

@@ -22,7 +22,7 @@ waiting on ``receive()`` for ``http.disconnect``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import h11
@@ -33,6 +33,8 @@ MAX_HEAD_BYTES = 16384
 """The largest request head accepted (request line and headers), as h11's default."""
 HOST_GONE = "fast_mcp_gateway.host_gone"
 """The key of a request's ``HostGone`` in its scope's ``extensions`` (httptools here)."""
+HEAD_WITH_BODY = "fast_mcp_gateway.head_with_body"
+"""The key of a request's ``HeadWithBody`` in its scope's ``extensions`` (httptools)."""
 
 
 class HostGone:
@@ -148,21 +150,25 @@ class HeadWithBody:
     uvicorn writes the status line and headers, then the body, each with its own
     ``send()`` system call; on loopback each is a wake-up of the host's reader as well.
     A body that does not follow at once (a stream waiting for its first event) does
-    not hold the head back: it is written at the next turn of the loop.
+    not hold the head back: it is written at the next turn of the loop, or, for an app
+    that set ``within`` before its head (the session lane's SSE answer, whose first
+    event is most often its answer), ``within`` seconds later at most.
     """
 
-    __slots__ = ("_flush", "_held", "_loop", "transport")
+    __slots__ = ("_flush", "_held", "_loop", "transport", "within")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._held: bytes | None = None
         self._flush: asyncio.Handle | None = None
         self._loop = loop
+        self.within = 0.0  # seconds the head may wait for the body's first write
 
     def write(self, data: bytes) -> None:
         if self._flush is None and self._held is None:  # the head: hold it
             self._held = data
-            self._flush = self._loop.call_soon(self.flush)
+            self._flush = self._loop.call_later(self.within, self.flush) if self.within \
+                else self._loop.call_soon(self.flush)
             return
         if self._held is not None:
             data, self._held = self._held + data, None
@@ -185,6 +191,15 @@ class HeadWithBody:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
+
+
+def hold_head(scope: MutableMapping[str, Any], seconds: float) -> None:
+    """Let the head of ``scope``'s answer wait ``seconds`` at most for its body's first
+    write (``HeadWithBody.within``; set before the head is sent).  Not under httptools
+    (h11): nothing."""
+    held = scope.get("extensions", {}).get(HEAD_WITH_BODY)
+    if isinstance(held, HeadWithBody):
+        held.within = seconds
 
 
 def _httptools_protocol() -> type[Any] | None:
@@ -223,8 +238,8 @@ def _httptools_protocol() -> type[Any] | None:
             extensions[HOST_GONE] = HostGone()
             super().on_headers_complete()
             if self.cycle is not cycle:  # a request to answer (not an upgrade)
-                self.cycle.transport = HeadWithBody(  # type: ignore[assignment]
-                    self.transport, self.loop)
+                held = extensions[HEAD_WITH_BODY] = HeadWithBody(self.transport, self.loop)
+                self.cycle.transport = held  # type: ignore[assignment]
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -87,7 +87,9 @@ def definition(kind: str, item: Any) -> dict[str, Any]:
 def digest(defn: dict[str, Any]) -> str:
     """The sha256 of ``defn``'s canonical JSON."""
     text = json.dumps(defn, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    # surrogatepass: a lone surrogate (an in-process server's string) is no UTF-8, and
+    # raised out of the catalog's rebuild, which stopped the gateway
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _texts(value: Any) -> Iterator[str]:

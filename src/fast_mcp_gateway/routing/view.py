@@ -135,5 +135,8 @@ def changed_kinds(old: CatalogView, new: CatalogView) -> set[str]:
     return kinds
 
 
-def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, str]:
-    return {name: item.model_dump_json() for name, (_, item) in items.items()}
+def _fingerprint(items: Mapping[str, tuple[Origin, BaseModel]]) -> dict[str, BaseModel]:
+    # The models compared as they are (field by field): encoding each as JSON cost more,
+    # and raised out of the rebuild (stopping the gateway) on a lone surrogate in a string
+    # of an in-process server's component.
+    return {name: item for name, (_, item) in items.items()}

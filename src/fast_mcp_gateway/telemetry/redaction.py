@@ -5,7 +5,8 @@ upstream, store and admin can all use it.  A *secret* is a value that came from
 ``${VAR}`` interpolation (the config remembers them), a value under a credential-like
 key (``token``, ``Authorization``, ``api_key``, ...), the credentials in a URL
 (userinfo, credential-like query parameters), or a credential in an issuer's
-well-known format anywhere (``ghp_...``, ``sk-...``, ``AKIA...``, a JWT, a
+well-known format anywhere (``ghp_...``, ``sk-...``, ``AKIA...``, this gateway's own
+``mgw_...``, a JWT, a
 private-key PEM block: ``mask_tokens``).
 
 ``SECRETS`` is the process-wide registry every loaded server config feeds (values only,
@@ -83,6 +84,7 @@ _TOKENS = re.compile("|".join([
     rf"s{_AFTER_FIRST}k_(?:live|test)_[A-Za-z0-9]{{24,}}{_END}",  # Stripe secret keys
     rf"r{_AFTER_FIRST}k_(?:live|test)_[A-Za-z0-9]{{24,}}{_END}",  # and restricted ones
     rf"g{_AFTER_FIRST}lpat-[A-Za-z0-9_-]{{20,}}{_END}",  # GitLab
+    rf"m{_AFTER_FIRST}gw_[A-Za-z0-9_-]{{43}}{_END}",  # this gateway's ('token new')
     rf"A{_AFTER_FIRST}(?:KIA|SIA)[A-Z0-9]{{16}}{_END}",  # AWS access key ids
     rf"A{_AFTER_FIRST}Iza[A-Za-z0-9_-]{{35}}{_END}",  # Google API keys
     rf"e{_AFTER_FIRST}yJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}{_END}",
@@ -91,7 +93,7 @@ _TOKENS = re.compile("|".join([
 # What a masked token keeps: the part of its format that says what it was.
 _KEPT = re.compile(rf"gh[pousr]_|github_pat_|xoxe\.xox[abprs]-|xox[abprse]-|xapp-"
                    rf"|sk-{_SK_KINDS}-|sk-"
-                   r"|[sr]k_(?:live|test)_|glpat-|A(?:KIA|SIA|Iza)|eyJ|"
+                   r"|[sr]k_(?:live|test)_|glpat-|mgw_|A(?:KIA|SIA|Iza)|eyJ|"
                    + _PEM_LINE.format("BEGIN"))
 
 
@@ -226,7 +228,7 @@ def _may_hold_token(t: str) -> bool:
     # a string that holds no token (most of them, every call's arguments among them).
     return ("ghp_" in t or "gho_" in t or "ghu_" in t or "ghs_" in t or "ghr_" in t
             or "github_pat_" in t or "xox" in t or "xapp-" in t or "sk-" in t or "k_live_" in t
-            or "k_test_" in t or "glpat-" in t or "AKIA" in t or "ASIA" in t
+            or "k_test_" in t or "glpat-" in t or "mgw_" in t or "AKIA" in t or "ASIA" in t
             or "AIza" in t or "eyJ" in t or "PRIVATE KEY" in t)
 
 

@@ -98,6 +98,20 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _joined_args(raw: dict[str, Any]) -> str | None:
+    """Said next to Arguments when a server did not start and a line of it reads as a
+    shell's words (an option, then a space before any '='): typed as in a terminal,
+    '-m pkg.module' is one argument, its space included, which the server's error shows
+    only as a name with a leading space."""
+    for arg in raw.get("args", []):
+        option = str(arg).split("=", 1)[0]
+        if option.startswith("-") and any(c.isspace() for c in option):
+            first, rest = str(arg).split(None, 1)
+            return (f"each line is one argument: '{arg}' was passed as one, its space "
+                    f"included; if '{first}' and '{rest}' are two, put each on its own line")
+    return None
+
+
 def _pairs(text: str, sep: str, what: str, errors: dict[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in _lines(text):
@@ -249,6 +263,9 @@ async def save(page: Page) -> Response:
         except ConfigError as exc:
             fields, other = issues_by_field(exc)
             errors |= fields
+            joined = _joined_args(raw)
+            if joined is not None and "args" not in errors:
+                errors["args"] = joined
         except StoreUnavailable as exc:
             return unsaved(503, f"{exc}. The form keeps what you typed: save again once "
                                 "the database is back.")

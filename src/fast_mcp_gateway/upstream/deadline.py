@@ -66,6 +66,13 @@ PACE: ContextVar[Pace | None] = ContextVar("gateway_request_pace", default=None)
 """The ``Pace`` of the upstream request the current task sends (``Requests.request``):
 the deadlines made in that task (``Deadline``, ``progress_bounded``) mark its progress."""
 
+SPENT: ContextVar[float] = ContextVar("gateway_request_spent", default=0.0)
+"""Seconds of the current request's time spent before it was sent (``Requests.request``:
+one sent again on a new session, its refusal and the renewal): its deadlines made in
+that task (``Deadline``, ``progress_bounded``) run from that much earlier, so that its
+first ``call`` and its ``max_total`` are what is left of them; progress gives it
+``call`` again, as any request (not what was left at the resend)."""
+
 
 class DeadlineReached(MCPError):
     """``REQUEST_TIMEOUT`` (as the SDK's session raises it), saying which limit ended the
@@ -89,8 +96,8 @@ class Deadline:
     per relayed call).  ``progressed()`` moves the deadline (module docstring); the
     timer is moved lazily, when it fires early, so progress costs no timer."""
 
-    __slots__ = ("at", "cancelling", "due", "end", "expired", "handle", "loop", "pace",
-                 "progress", "seconds", "task", "total")
+    __slots__ = ("at", "cancelling", "due", "end", "expired", "first", "handle", "loop",
+                 "pace", "progress", "seconds", "task", "total")
     end: float | None  # when max_total is reached; None: progress does not extend
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
@@ -105,11 +112,13 @@ class Deadline:
         self.cancelling = task.cancelling()
         self.progress = 0
         self.total = max_total if max_total is not None else seconds
+        spent = SPENT.get()  # (a request sent again: its time so far)
+        self.first = seconds - spent  # its first window (no progress yet)
         if not math.isfinite(seconds):
             self.handle: asyncio.TimerHandle | None = None
             self.end = None
             return
-        now = loop.time()
+        now = loop.time() - spent
         self.at = self.due = now + seconds
         self.end = now + max_total if max_total is not None and extends(seconds, max_total) \
             else None
@@ -153,7 +162,8 @@ class Deadline:
         """What the request raises once ``reached()``."""
         if self.end is not None and self.due >= self.end:
             return DeadlineReached("max_total", self.total, self.progress)
-        return DeadlineReached("call", self.seconds, self.progress)
+        return DeadlineReached("call", self.seconds if self.progress else self.first,
+                               self.progress)
 
     def stop(self) -> None:
         if self.handle is not None:
@@ -174,14 +184,14 @@ async def progress_bounded(call: float, max_total: float | None,
     upstream would report none.  ``heard`` is told of each progress (the replica is
     working: ``policies/stalls.py``), whether or not progress extends the deadline, and
     so is the request's ``PACE``."""
-    pace = PACE.get()
+    pace, spent = PACE.get(), SPENT.get()
     if pace is not None:
         heard = _pacing(pace, heard)
     if max_total is None or not extends(call, max_total):
         if heard is None or on_progress is None:
-            return await send(on_progress, call)
-        return await send(_telling(heard, on_progress), call)
-    start = anyio.current_time()
+            return await send(on_progress, call - spent)
+        return await send(_telling(heard, on_progress), call - spent)
+    start = anyio.current_time() - spent  # (a request sent again: its time so far)
     seen, end = 0, start + max_total
     with anyio.CancelScope(deadline=start + call) as scope:
         if pace is not None:   # a question pending holds the deadline; its answer moves it
@@ -200,7 +210,7 @@ async def progress_bounded(call: float, max_total: float | None,
                 await on_progress(progress, total, message)
 
         try:
-            return await send(relay, max_total)
+            return await send(relay, max_total - spent)
         except MCPError as exc:
             if exc.error.code == types.REQUEST_TIMEOUT and not isinstance(exc, DeadlineReached) \
                     and anyio.current_time() - start >= max_total:  # not the upstream's own
@@ -208,7 +218,7 @@ async def progress_bounded(call: float, max_total: float | None,
             raise
     if scope.deadline >= end:
         raise DeadlineReached("max_total", max_total, seen)
-    raise DeadlineReached("call", call, seen)
+    raise DeadlineReached("call", call if seen else call - spent, seen)
 
 
 def _telling(heard: Callable[[], None], on_progress: ProgressFnT) -> ProgressFnT:

@@ -12,7 +12,8 @@ the server answers so before any session could run it.  The supervisor opens a n
 session at once; the request waits for it (within its call timeout, or until an
 attempt at it failed) and is sent there, once, whatever the tool's idempotency, with
 what is left of its call timeout (not a new one: a slow renewal and a slow call took
-up to twice it; late, it fails saying both).  It
+up to twice it; late, it fails saying both) and of its ``max_total``, until its first
+progress, which gives it the whole call timeout again (``deadline.SPENT``).  It
 counts neither as a success nor as a failure (one restart of the server is not one
 failure per call that met it); without a new session, or refused on the new one as
 well, it fails as ``UpstreamUnavailable`` saying so (never run: the service may send
@@ -21,10 +22,8 @@ it to another replica).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -46,7 +45,7 @@ from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, Upst
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
-from fast_mcp_gateway.upstream.deadline import PACE, Pace, progress_bounded
+from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
 from fast_mcp_gateway.upstream.failures import timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
@@ -63,8 +62,6 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.http_tap import HttpTap
 
 T = TypeVar("T")
-# The time left of a request's call timeout, when it is sent again (``Requests.request``).
-_LEFT: ContextVar[float] = ContextVar("left", default=math.inf)
 _READ_RESULT: TypeAdapter[types.ReadResourceResult | types.InputRequiredResult] = TypeAdapter(
     types.ReadResourceResult | types.InputRequiredResult)
 _PROMPT_RESULT: TypeAdapter[types.GetPromptResult | types.InputRequiredResult] = TypeAdapter(
@@ -130,7 +127,7 @@ class Requests:
             raise UpstreamUnavailable(sup.label, f"{what} was not run: {first.why}; no new "
                                       f"session yet: it {sup.unavailable_reason()}")
         within = left()
-        leaving = _LEFT.set(within)
+        leaving = SPENT.set(self.call_timeout - within)  # its deadlines run from its start
         try:
             return await self._once(what, front, op, watched)
         except _Forgotten as again:
@@ -143,11 +140,11 @@ class Requests:
                 f"having been refused: {first.why}", still_running=exc.still_running,
             ) from exc
         finally:
-            _LEFT.reset(leaving)
+            SPENT.reset(leaving)
 
     def _budget(self) -> float:
-        """The call timeout of a request now (what is left of it, when sent again)."""
-        return min(self.call_timeout, _LEFT.get())
+        """What is left of a request's call timeout (all of it, unless sent again)."""
+        return self.call_timeout - SPENT.get()
 
     async def _once(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
@@ -305,7 +302,7 @@ class Requests:
                     allow_input_required=True,
                 )
 
-            return await progress_bounded(self._budget(), self.max_total, progress, send,
+            return await progress_bounded(self.call_timeout, self.max_total, progress, send,
                                           self._stats.progressed)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
@@ -361,7 +358,7 @@ class Requests:
             meta = dict(params.get("_meta") or {})
             asked = meta.pop(types.CLIENT_CAPABILITIES_META_KEY, None)
             data: dict[str, Any] = {"method": method, "params": {**params, "_meta": meta}}
-            budget = self._budget()
+            budget = self.call_timeout  # (a request sent again: ``SPENT`` says the rest)
             opts: CallOptions = {"timeout": budget}
             stamp_request(session, data, opts)
             if asked is not None:
@@ -436,7 +433,7 @@ class Requests:
                                                   request_read_timeout_seconds=within,
                                                   progress_callback=report)
 
-            answer = await progress_bounded(self._budget(), self.max_total, progress, send,
+            answer = await progress_bounded(self.call_timeout, self.max_total, progress, send,
                                             self._stats.progressed)
             if isinstance(answer, types.InputRequiredResult) and not asking:
                 raise UpstreamRequestFailed(self._sup.label, f"{request.method} asked for "

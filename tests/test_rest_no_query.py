@@ -1,0 +1,33 @@
+"""An operation that takes no query parameters refuses one, as the others refuse an
+unknown one: ``GET /api/v1/servers?server=notes`` (a team filtering the list as it
+filters the call log) answered every server, 200, the parameter unsaid -- and
+README says "?sever=x is refused, not ignored"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_query_parameter_to_an_operation_taking_none_is_refused(
+        tmp_path: Path) -> None:
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        for path in ("/servers", "/routes", "/alerts", "/servers/alpha/tools"):
+            refused = await http.get(f"{base}/api/v1{path}", params={"server": "alpha"})
+            assert refused.status_code == 422, (path, refused.text)
+            error = refused.json()["error"]
+            assert error["code"] == "validation_error"
+            assert error["message"] == ("invalid query: server is not accepted: this "
+                                        "operation takes no query parameters"), error
+            assert error["details"]["fields"][0]["field"] == "server"
+            # A cache buster ('_'-prefixed) is still let through, as on every operation.
+            busted = await http.get(f"{base}/api/v1{path}", params={"_": "1700000000"})
+            assert busted.status_code == 200, (path, busted.text)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from fast_mcp_gateway.front import early
 from fast_mcp_gateway.front.early import EarlyAnswer, differences, opening_result, parse_line
 from fast_mcp_gateway.front.server import Deferred
 from fast_mcp_gateway.front.stdio import screen
+from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY
 from tests.fixtures import PY
 from tests.test_answer_first import ERA_META, Host
 
@@ -121,9 +123,13 @@ async def test_the_early_answer_is_the_servers_own(tmp_path: Path, case: str) ->
     read, log = await serve_first(tmp_path, first, then, **options)
     answer = read[0]
     assert answer["id"] == opening["id"] and "result" in answer, answer
+    # The gateway's identity (upstream/loops.py): a random token, made before the
+    # import; the SDK's own answer told the same (AGREED, below: front/lineage.py).
+    identity = answer["result"]["_meta"][GATEWAYS_KEY][0]
+    assert re.fullmatch("[0-9a-f]{32}", identity), answer
     assert answer["result"] == opening_result(
         opening, name=GATEWAY_NAME, version=__version__,
-        separator=options.get("separator", "_"))
+        separator=options.get("separator", "_"), identity=identity)
     assert f"'<namespace>{options.get('separator', '_')}<name>'" in \
         answer["result"]["instructions"]
     assert f"answered {opening['method']} {ANSWERED}" in log
@@ -391,7 +397,8 @@ def test_the_reader_answers_and_hands_every_byte_over(pipes: Pipes) -> None:
     os.write(pipes.gateway_in, sent)
     reply = json.loads(read_line(pipes.gateway_out))  # answered while nothing else ran
     assert reply == {"jsonrpc": "2.0", "id": 1, "result": opening_result(
-        initialize(), name="g", version="1", separator="_")}
+        initialize(), name="g", version="1", separator="_",
+        identity=pipes.reader.identity)}
     handover = pipes.reader.finish()
     assert handover.answered == reply
     assert handover.preread == sent
@@ -478,6 +485,21 @@ def test_differences_allow_instructions_that_grew() -> None:
     assert differences(sent, later) == ["capabilities", "serverInfo"]
     assert differences(sent, {"jsonrpc": "2.0", "id": 1, "error": {"code": -1}})[0] \
         .startswith("the SDK answered with an error")
+
+
+def test_differences_allow_gateways_learned_since_but_not_another_identity() -> None:
+    """The SDK's answer may name gateways this one aggregates, connected since the
+    early answer (upstream/loops.py); this gateway's own identity must stay first."""
+    for opening in (initialize(), discover()):
+        sent = {"jsonrpc": "2.0", "id": 1, "result": opening_result(
+            opening, name="g", version="1", separator="_", identity="me")}
+        later = json.loads(json.dumps(sent))
+        later["result"]["_meta"][GATEWAYS_KEY].append("an-upstream-gateway")
+        assert differences(sent, later) == []
+        later["result"]["_meta"][GATEWAYS_KEY] = ["another", "me"]
+        assert differences(sent, later) == ["_meta"]
+        later["result"]["_meta"] = {**sent["result"]["_meta"], "io.example/x": 1}
+        assert differences(sent, later) == ["_meta"]
 
 
 @pytest.mark.anyio

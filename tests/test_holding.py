@@ -38,8 +38,9 @@ class Session:
     async def send_ping(self) -> None:
         await self._answer("ping", None)
 
-    async def send_discover(self, version: str) -> None:
+    async def send_discover(self, version: str) -> dict[str, Any]:
         await self._answer("server/discover", version)
+        return {}  # the SDK's raw result (its _meta read: upstream/loops.py)
 
 
 async def _probe(discover: str | None, *, probes: int, fail: bool = False,

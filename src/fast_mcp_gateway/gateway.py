@@ -49,8 +49,8 @@ from fast_mcp_gateway.front.background import background
 from fast_mcp_gateway.front.early import EarlyAnswer, Handover
 from fast_mcp_gateway.front.host_requests import HostRequests
 from fast_mcp_gateway.front.hub import FrontHub
-from fast_mcp_gateway.front.instructions import CallerInstructions
 from fast_mcp_gateway.front.lane import StdioLane
+from fast_mcp_gateway.front.lineage import OpeningAnswers
 from fast_mcp_gateway.front.listing import ListCache
 from fast_mcp_gateway.front.mrtr import Parking
 from fast_mcp_gateway.front.profiles import check_profile, profile_servers
@@ -186,9 +186,10 @@ class Gateway:
         # Composed from the servers' own: new hosts get the current servers' text.
         self.manager.on_change(lambda _: self._refresh_instructions())
         self.manager.on_transition(lambda *_: self._refresh_instructions())
-        # A restricted token or a profile: the instructions of its servers alone.
-        self.server.add_middleware(CallerInstructions(self.manager,
-                                                      self.provider.caller_servers))
+        # A restricted token or a profile: the instructions of its servers alone; and
+        # every opening answer names this gateway, never to aggregate itself (loops.py).
+        self.server.add_middleware(OpeningAnswers(self.manager, self.provider.caller_servers,
+                                                  early))
         self.server.add_middleware(CallerStanding(self.hub, self.provider))
         self._metrics: GatewayMetrics | None = None  # made on first use (``metrics``)
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan

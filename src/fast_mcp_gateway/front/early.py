@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fast_mcp_gateway.config.json_text import finite_float, nesting, no_constant
+from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY, new_identity
 
 logger = logging.getLogger(__name__)
 
@@ -196,11 +197,13 @@ REQUEST_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 SDK as a response, and never answered."""
 
 
-def opening_result(message: Any, *, name: str, version: str, separator: str
-                   ) -> dict[str, Any] | None:
+def opening_result(message: Any, *, name: str, version: str, separator: str,
+                   identity: str = "") -> dict[str, Any] | None:
     """The result the gateway answers ``message`` with when it is an opening request
     the SDK certainly accepts (``initialize``, or ``server/discover`` at a 2026-07-28
-    version), else None (the SDK answers it, as it answers every other request)."""
+    version), else None (the SDK answers it, as it answers every other request).
+    ``identity``: the gateway's (``upstream/loops.py``), told in ``_meta``: none of its
+    upstreams is connected yet, so it names no other gateway."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" \
             or not _usable_id(message) or not set(message) <= REQUEST_MEMBERS:
         return None
@@ -216,7 +219,8 @@ def opening_result(message: Any, *, name: str, version: str, separator: str
                 or not _certain_capabilities(params.get("capabilities")) \
                 or not _certain_info(params.get("clientInfo")):
             return None
-        return {"protocolVersion": requested if requested in HANDSHAKE_VERSIONS
+        return {"_meta": {GATEWAYS_KEY: [identity]},
+                "protocolVersion": requested if requested in HANDSHAKE_VERSIONS
                 else LATEST_HANDSHAKE,
                 "capabilities": HANDSHAKE_CAPABILITIES, "serverInfo": info,
                 "instructions": instructions}
@@ -229,7 +233,8 @@ def opening_result(message: Any, *, name: str, version: str, separator: str
                 or (meta.get(CLIENT_INFO_KEY) is not None
                     and not _certain_info(meta[CLIENT_INFO_KEY])):
             return None
-        return {"_meta": {SERVER_INFO_KEY: info}, "ttlMs": 0, "cacheScope": "private",
+        return {"_meta": {GATEWAYS_KEY: [identity], SERVER_INFO_KEY: info},
+                "ttlMs": 0, "cacheScope": "private",
                 "supportedVersions": list(MODERN_VERSIONS),
                 "capabilities": MODERN_CAPABILITIES, "instructions": instructions,
                 "resultType": "complete"}
@@ -274,7 +279,9 @@ the SDK's reply to the replayed request is told from another with the id reused.
 def differences(sent: dict[str, Any], sdk: dict[str, Any]) -> list[str]:
     """The members of the SDK's answer to the replayed opening request that differ
     from the answer sent early (empty: the same).  Instructions may have grown by
-    then (an upstream connected meanwhile): only a different start counts."""
+    then (an upstream connected meanwhile): only a different start counts; so may the
+    gateways named in ``_meta`` (an upstream gateway connected): only a different first
+    one (this gateway's identity) counts."""
     if "result" not in sdk:
         return ["the SDK answered with an error: " + json.dumps(sdk.get("error"))[:200]]
     found = []
@@ -283,9 +290,21 @@ def differences(sent: dict[str, Any], sdk: dict[str, Any]) -> list[str]:
         if key == "instructions" and isinstance(late.get(key), str) \
                 and late[key].startswith(early.get(key, "")):
             continue
+        if key == "_meta" and _same_meta(early.get(key), late.get(key)):
+            continue
         if early.get(key) != late.get(key):
             found.append(key)
     return found
+
+
+def _same_meta(early: Any, late: Any) -> bool:
+    if not isinstance(early, dict) or not isinstance(late, dict):
+        return False
+    sent, now = early.get(GATEWAYS_KEY), late.get(GATEWAYS_KEY)
+    if not isinstance(sent, list) or not isinstance(now, list) or now[:len(sent)] != sent:
+        return False
+    return {k: v for k, v in early.items() if k != GATEWAYS_KEY} \
+        == {k: v for k, v in late.items() if k != GATEWAYS_KEY}
 
 
 # -- the thread --------------------------------------------------------------------------
@@ -308,8 +327,10 @@ class EarlyAnswer:
     """
 
     def __init__(self, *, name: str, version: str, separator: str,
-                 fd_in: int = 0, fd_out: int = 1) -> None:
+                 identity: str | None = None, fd_in: int = 0, fd_out: int = 1) -> None:
         self._name, self._version, self._separator = name, version, separator
+        # The gateway's (upstream/loops.py), made before it is: the gateway takes it over.
+        self.identity = identity or new_identity()
         self._in, self._out = fd_in, fd_out
         self._buffer = bytearray()
         self._answered: dict[str, Any] | None = None
@@ -387,7 +408,7 @@ class EarlyAnswer:
     def _answer(self, line: bytes) -> None:
         message = parse_line(line.removeprefix(b"\xef\xbb\xbf"))
         result = opening_result(message, name=self._name, version=self._version,
-                                separator=self._separator)
+                                separator=self._separator, identity=self.identity)
         if result is None:
             return
         reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}

@@ -42,6 +42,7 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView, changed_kinds, index_hidden, normalize_uri
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
+from fast_mcp_gateway.upstream.loops import Lineage
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
     RestartPolicy,
@@ -97,6 +98,7 @@ class UpstreamManager:
         self.pins = PinBook()
         self.names = NameBook()  # exposed name -> its component, for good (bindings.py)
         self.eras = EraBook()  # what ``protocol: auto`` learned, kept in the store
+        self.lineage = Lineage()  # who this gateway is, for its opening answers (loops.py)
         self.startup_hold = math.inf  # seconds run() waits for first attempts
         self.only: frozenset[str] | None = None   # servers this process runs (restrict)
         for server in config.servers.values():
@@ -113,7 +115,7 @@ class UpstreamManager:
                 connect_timeout=self._connect_timeout, call_timeout=self._call_timeout,
                 max_total=self.config.options.timeouts.max_total, listener=self,
                 transport_factory=self._transport_factory, restart=self._restart,
-                startup_limiter=self._limiter,
+                startup_limiter=self._limiter, lineage=self.lineage,
                 replica=index,
                 replicas=len(replicas),
                 weight=weight,
@@ -137,7 +139,7 @@ class UpstreamManager:
                         call_timeout=self._call_timeout,
                         max_total=self.config.options.timeouts.max_total,
                         transport_factory=self._transport_factory, restart=self._restart,
-                        startup_limiter=self._limiter, label=label,
+                        startup_limiter=self._limiter, label=label, lineage=self.lineage,
                         default_protocol=self.config.options.protocol,
                         # The calls run here, so here is where a need is learned.
                         era_memory=self.eras.bind(config), declares=declares)
@@ -489,9 +491,7 @@ class UpstreamManager:
 
     def route_prompt(self, exposed: str) -> tuple[Service, types.Prompt] | None:
         entry = self.view.prompts.get(exposed)
-        if entry is None:
-            return None
-        return self.services[entry[0].server], entry[1]
+        return None if entry is None else (self.services[entry[0].server], entry[1])
 
 
 def _run_replicas(tg: anyio.abc.TaskGroup, service: Service) -> None:

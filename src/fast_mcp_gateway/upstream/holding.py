@@ -74,6 +74,7 @@ class HealthProbe:
     accounting: ReplicaAccounting
     ready: Callable[[], bool]
     notify: Callable[[], None]
+    check: Callable[[Any], None] = lambda _meta: None  # a discover's _meta (loops.py)
 
     async def run(self, session: ClientSession) -> None:
         """Probe until cancelled (``hold`` cancels it when the session ends)."""
@@ -84,7 +85,7 @@ class HealthProbe:
             try:
                 with anyio.fail_after(self.timeout):
                     if self.discover is not None:
-                        await session.send_discover(self.discover)
+                        told = (await session.send_discover(self.discover)).get("_meta")
                     else:
                         await session.send_ping()
             except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
@@ -93,6 +94,8 @@ class HealthProbe:
                             describe_error(exc) or "timed out")
             else:
                 health.health.record_probe(clock(), True, (clock() - started) * 1000)
+                if self.discover is not None:
+                    self.check(told)
             health.status(self.ready())
             self.notify()
 

@@ -38,6 +38,7 @@ from fast_mcp_gateway.policies.balancing import ReplicaView
 from fast_mcp_gateway.policies.stalls import ToolTimes
 from fast_mcp_gateway.upstream.changes import ChangeTracker
 from fast_mcp_gateway.upstream.era_switch import EraSwitch
+from fast_mcp_gateway.upstream.loops import Lineage
 from fast_mcp_gateway.upstream.model import (
     DEFAULT_RESTART,
     Catalog,
@@ -152,7 +153,7 @@ class Upstream:
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
         era_memory: EraMemory | None = None,
-        declares: dict[str, Any] | None = None,
+        declares: dict[str, Any] | None = None, lineage: Lineage | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -177,7 +178,7 @@ class Upstream:
             accounting=self._stats, hooks=_Hooks(self), transport_factory=transport_factory,
             restart=restart or DEFAULT_RESTART, rng=rng or random.Random(),
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
-        )
+            lineage=lineage)
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
                                   self._changed.notify, self.max_total, self._changed)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -39,6 +39,7 @@ from fast_mcp_gateway.upstream.failures import (
     unavailable_text,
 )
 from fast_mcp_gateway.upstream.holding import HealthProbe, SupervisorHooks, hold, settle
+from fast_mcp_gateway.upstream.loops import GatewayLoop, Lineage
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -93,7 +94,7 @@ class Supervisor:
         restart: RestartPolicy,
         rng: random.Random,
         limiter: anyio.CapacityLimiter | None,
-        era: Era | None = None,
+        era: Era | None = None, lineage: Lineage | None = None,
     ) -> None:
         self.config, self.era = config, era or Era(config.protocol or "auto")
         self.name = config.name
@@ -135,6 +136,7 @@ class Supervisor:
         self._timeouts = 0  # connect timeouts in a row: each doubles the deadline (8x at most)
         self._timed_out = self._unreachable = False  # last attempt: at its deadline / no one there
         self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
+        self._lineage, self._loop = lineage or Lineage(), cast("str | None", None)  # loops.py
 
     # -- state ------------------------------------------------------------------
 
@@ -267,7 +269,7 @@ class Supervisor:
                     await self._attempt(hold=True)
                 except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
                     if not (self._stopping or self._restart_requested):  # else superseded
-                        error = self.last_error = self._explain_failure(exc)
+                        error = self.last_error = self._loop or self._explain_failure(exc)
                         self._attempt_finished()
                         if self._timed_out:
                             self._timeouts += 1
@@ -280,6 +282,11 @@ class Supervisor:
                 if self._stopping:
                     break
                 if self._restart_requested:
+                    continue
+                if self._loop is not None:  # never retried: it stays a loop (loops.py)
+                    self.last_error = self._loop
+                    self._set_state(UpstreamState.FAILED)
+                    await self._wake.wait()
                     continue
                 self.last_error = error
                 if not (self._timed_out or self._unreachable or lost):  # no crash
@@ -314,7 +321,7 @@ class Supervisor:
         try:
             await self._attempt(hold=False)
         except Exception as exc:
-            self.last_error = self._explain_failure(exc)
+            self.last_error = self._loop or self._explain_failure(exc)
             self._set_state(UpstreamState.FAILED)
             raise
         finally:
@@ -332,7 +339,7 @@ class Supervisor:
                             else UpstreamState.RECONNECTING)  # (no flip per retry)
         self._broken = self._lost = None
         self._closed = anyio.Event()
-        self._step, self._notice, self._violations = None, None, 0
+        self._step, self._notice, self._violations, self._loop = None, None, 0, None
         # Spawn-first: ``serve`` may have started this replica's process already.
         early = (claim_early(self.config) if self._transport_factory is default_transport
                  and not self._stats.attempts else None)
@@ -388,6 +395,7 @@ class Supervisor:
                 self._timed_out = watch.fired and scope.cancelled_caught and not (
                     self._stopping or self._restart_requested)
             finally:
+                self._lineage.forget(id(self))
                 watch.stop()
                 self._release_limiter()
                 self._attempt_scope = None
@@ -421,11 +429,22 @@ class Supervisor:
             self.server_info = session.server_info
             self.capabilities = session.server_capabilities
             self.instructions = session.instructions
+            opened = session.initialize_result or session.discover_result
+            self._check_lineage(opened.meta if opened is not None else None)
             self._step = "the catalog listing"
             return await fetch(session)
         except StepFailed as exc:
             cause = self.closed_by_protocol_error()
             raise ConnectFailed(exc, cause) from exc
+
+    def _check_lineage(self, meta: object) -> None:
+        """Refuse a server whose opening answer (or a later ``server/discover``) names
+        this gateway among the gateways behind it (``upstream/loops.py``)."""
+        self._loop = self._lineage.refusal(id(self), meta, self.config, self.label)
+        if self._loop is not None and self._session is not None:  # held: a probe's
+            self.mark_broken(self._loop)
+        elif self._loop is not None:
+            raise GatewayLoop(self._loop)
 
     def _attempt_finished(self) -> None:
         self._stats.attempts += 1
@@ -452,7 +471,8 @@ class Supervisor:
         probe = HealthProbe(
             label=self.label, interval=self.config.health.interval, timeout=self.health_timeout,
             discover=self.protocol_version if self.is_modern else None, accounting=self._stats,
-            ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify)
+            ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify,
+            check=self._check_lineage)
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
         if self._lost is not None:  # its requests in flight are refused: let them end

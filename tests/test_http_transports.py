@@ -107,3 +107,18 @@ async def test_a_result_over_one_mib_comes_back_from_an_http_upstream(protocol: 
             result = await client.call_tool_mcp("big_big", {"size": 1_500_000})
             assert not result.isError, result.content[0].text  # type: ignore[union-attr]
             assert result.structuredContent == {"result": "x" * 1_500_000}
+
+
+def test_the_sdk_paths_clients_drop_an_idle_connection_before_servers_close_theirs() -> None:
+    """httpx keeps an idle connection 5 s, as long as uvicorn, hypercorn and Node keep
+    theirs: a request written as the server closed its end failed "closed the
+    connection without an answer" (seen under load: a task's polls, the session then
+    restarted).  Both clients the SDK's path uses drop one after the tap's own bound."""
+    from fast_mcp_gateway.upstream.http_pool import IDLE_SECONDS
+    from fast_mcp_gateway.upstream.transports import HttpFacts
+
+    clients = [HttpFacts().client(),
+               FastHttpTransport("http://127.0.0.1:9/mcp")._client()]
+    for client in clients:
+        pool = client._transport._pool   # httpcore's pool: the expiry it applies
+        assert pool._keepalive_expiry == IDLE_SECONDS < 5.0, client

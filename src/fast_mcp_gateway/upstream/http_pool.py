@@ -185,3 +185,14 @@ async def drained(conn: Connection, response: Response, limit: int, within: floa
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         return False
     return response.keep_alive
+
+
+def kept_alive() -> Any:
+    """The SDK's HTTP client's pool limits: an idle connection is dropped after
+    ``IDLE_SECONDS``, as the tap drops its own.  httpx keeps one 5 s, as long
+    as uvicorn, hypercorn and Node keep theirs open: a request written as the server
+    closes its end failed "closed the connection without an answer" (a POST is never
+    sent again: the server may have run it), and the session was restarted."""
+    import httpx2
+
+    return httpx2.Limits(keepalive_expiry=IDLE_SECONDS)

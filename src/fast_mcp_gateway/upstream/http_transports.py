@@ -25,6 +25,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
+from fast_mcp_gateway.upstream.http_pool import kept_alive
 from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 from fast_mcp_gateway.upstream.http_tap import HttpTap, tap_for
 
@@ -76,7 +77,8 @@ class _UrlTransport(_TransportBase):
     def _client(self, **timeout: Any) -> httpx2.AsyncClient:
         if self.httpx_client_factory is None:
             timeout.setdefault("timeout", httpx2.Timeout(30.0, read=300.0))
-            return httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth, **timeout)
+            return httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth,
+                                      limits=kept_alive(), **timeout)
         return self.httpx_client_factory(headers=dict(self.headers), auth=self.auth, **timeout)
 
     async def close(self) -> None:

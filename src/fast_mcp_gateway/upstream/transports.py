@@ -95,8 +95,11 @@ class HttpFacts:
         with hooks feeding these facts."""
         import httpx2
 
+        from fast_mcp_gateway.upstream.http_pool import kept_alive
+
         return httpx2.AsyncClient(headers=headers, auth=auth,
                                   timeout=timeout or httpx2.Timeout(30.0, read=300.0),
+                                  limits=kept_alive(),
                                   event_hooks={"request": [self._on_request],
                                                "response": [self._on_response]})
 

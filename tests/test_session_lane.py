@@ -17,7 +17,7 @@ import hashlib
 import json
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,6 +393,24 @@ async def test_an_answer_the_sdk_reads_answers_the_question(lane: bool) -> None:
         assert f.served == (2 if lane else 0)
 
 
+async def cancelled_mid_call(f: Front, session: str, n: int,
+                             cancel: Callable[[], Awaitable[None]]) -> list[bytes]:
+    """``inter_wait_for_cancel`` called as request ``n`` on ``session``, and ``cancel``
+    (the host's cancellation POST) run once the call started; the call's stream."""
+    f.events["started"], stream = anyio.Event(), []
+    with anyio.fail_after(WITHIN):  # a bound only: the cancellation ends it
+        async with anyio.create_task_group() as tg:
+            async def post() -> None:
+                got = await f.http.post("/mcp", json=call("inter_wait_for_cancel", {}, n),
+                                        headers=headers(ANN, session))
+                stream.append(got.content)
+
+            tg.start_soon(post)
+            await f.events["started"].wait()
+            await cancel()
+    return stream
+
+
 @pytest.mark.parametrize("lane", [True, False])
 async def test_a_cancellation_the_sdk_reads_cancels(lane: bool) -> None:
     """The SDK cancels on a notification's ``requestId`` alone (a ``reason`` that is no
@@ -404,20 +422,14 @@ async def test_a_cancellation_the_sdk_reads_cancels(lane: bool) -> None:
                 ({"params": {"requestId": 0, "reason": 5}}, "application/json"),
                 ({"params": {"requestId": "1"}, "x": 1}, "application/json"),
                 ({"params": {"requestId": 2}}, "application/json, text/plain")]):
-            f.events["started"], stream = anyio.Event(), []
-            with anyio.fail_after(WITHIN):  # a bound only: the cancellation ends it
-                async with anyio.create_task_group() as tg:
-                    async def post(n: int = n, stream: list[bytes] = stream) -> None:
-                        got = await f.http.post("/mcp", json=call("inter_wait_for_cancel", {}, n),
-                                                headers=headers(ANN, session))
-                        stream.append(got.content)
+            async def cancelling(cancel: dict[str, Any] = cancel, sent_as: str = sent_as
+                                 ) -> None:
+                ack = await f.http.post("/mcp", headers={
+                    **headers(ANN, session), "content-type": sent_as}, json={
+                    "jsonrpc": "2.0", "method": "notifications/cancelled", **cancel})
+                assert ack.status_code == 202
 
-                    tg.start_soon(post)
-                    await f.events["started"].wait()
-                    ack = await f.http.post("/mcp", headers={
-                        **headers(ANN, session), "content-type": sent_as}, json={
-                        "jsonrpc": "2.0", "method": "notifications/cancelled", **cancel})
-                    assert ack.status_code == 202
+            stream = await cancelled_mid_call(f, session, n, cancelling)
             assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":%d,"error":'
                               b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n' % n]
         assert f.served == (3 if lane else 0)

@@ -22,6 +22,7 @@ from tests.test_session_lane import (
     ANN,
     Front,
     call,
+    cancelled_mid_call,
     front,
     headers,
     open_session,
@@ -181,26 +182,19 @@ async def test_a_cancellation_only_the_sdks_parser_reads_cancels(lane: bool) -> 
         nested = b"[" * 100 + b"]" * 100
         for n, extra in enumerate([b'"reason":NaN', b'"x":%b' % nested,
                                    b'"x":%b' % (b"[" * 250 + b"]" * 250)]):
-            f.events["started"], stream = anyio.Event(), []
-            with anyio.fail_after(WITHIN):  # a bound only: the cancellation ends it
-                async with anyio.create_task_group() as tg:
-                    async def post(n: int = n, stream: list[bytes] = stream) -> None:
-                        got = await f.http.post("/mcp", json=call("inter_wait_for_cancel", {}, n),
-                                                headers=headers(ANN, session))
-                        stream.append(got.content)
+            async def cancelling(n: int = n, extra: bytes = extra) -> None:
+                body = (b'{"jsonrpc":"2.0","method":"notifications/cancelled",'
+                        b'"params":{"requestId":%d,%b}}' % (n, extra))
+                ack = await f.http.post("/mcp", content=body, headers=headers(ANN, session))
+                if n == 2:  # refused: the SDK's words; then cancelled as usual
+                    assert ack.status_code == 400, ack.text
+                    assert ack.json()["error"]["message"].startswith("Parse error: ")
+                    ack = await f.http.post("/mcp", headers=headers(ANN, session), json={
+                        "jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": n}})
+                assert ack.status_code == 202 and ack.content == b""
 
-                    tg.start_soon(post)
-                    await f.events["started"].wait()
-                    body = (b'{"jsonrpc":"2.0","method":"notifications/cancelled",'
-                            b'"params":{"requestId":%d,%b}}' % (n, extra))
-                    ack = await f.http.post("/mcp", content=body, headers=headers(ANN, session))
-                    if n == 2:  # refused: the SDK's words; then cancelled as usual
-                        assert ack.status_code == 400, ack.text
-                        assert ack.json()["error"]["message"].startswith("Parse error: ")
-                        ack = await f.http.post("/mcp", headers=headers(ANN, session), json={
-                            "jsonrpc": "2.0", "method": "notifications/cancelled",
-                            "params": {"requestId": n}})
-                    assert ack.status_code == 202 and ack.content == b""
+            stream = await cancelled_mid_call(f, session, n, cancelling)
             assert stream == [b'event: message\r\ndata: {"jsonrpc":"2.0","id":%d,"error":'
                               b'{"code":-32800,"message":"Request cancelled"}}\r\n\r\n' % n]
         assert f.served == (3 if lane else 0)

@@ -124,9 +124,10 @@ async def test_the_early_answer_is_the_servers_own(tmp_path: Path, case: str) ->
     answer = read[0]
     assert answer["id"] == opening["id"] and "result" in answer, answer
     # The gateway's identity (upstream/loops.py): a random token, made before the
-    # import; the SDK's own answer told the same (AGREED, below: front/lineage.py).
+    # import, then its config's and store's hash (served_here); the SDK's own answer
+    # told the same (AGREED, below: front/lineage.py).
     identity = answer["result"]["_meta"][GATEWAYS_KEY][0]
-    assert re.fullmatch("[0-9a-f]{32}", identity), answer
+    assert re.fullmatch(r"[0-9a-f]{32}\.[0-9a-f]{16}", identity), answer
     assert answer["result"] == opening_result(
         opening, name=GATEWAY_NAME, version=__version__,
         separator=options.get("separator", "_"), identity=identity)

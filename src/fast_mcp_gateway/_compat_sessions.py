@@ -1,20 +1,22 @@
-"""The SDK's streamable-HTTP session internals the session lane needs (``_compat``'s rule).
+"""The SDK's session internals the session lane and the loop guard need (``_compat``'s rule).
 
 ``_compat.py`` holds every other use of a FastMCP or SDK private name; these, of the
-SDK's ``StreamableHTTPServerTransport`` idle bookkeeping and of the request ids its
-``JSONRPCDispatcher`` mints for a connection (an HTTP session's, the stdio host's),
-sit beside it (``_compat.py`` is at the module size limit).  ``tests/test_compat.py``
-exercises it against the installed SDK and allows private names in ``_compat*.py`` only.
+SDK's ``StreamableHTTPServerTransport`` idle bookkeeping, of the request ids its
+``JSONRPCDispatcher`` mints for a connection (an HTTP session's, the stdio host's), and
+of a client session's dispatcher (``tell_gateways``), sit beside it (``_compat.py`` is
+at the module size limit).  ``tests/test_compat.py`` exercises it against the installed
+SDK and allows private names in ``_compat*.py`` only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
-__all__ = ["HeldSession", "next_request_id"]
+__all__ = ["HeldSession", "next_request_id", "tell_gateways"]
 
 
 class HeldSession:
@@ -62,3 +64,25 @@ def next_request_id(outbound: Any) -> int:
     while request_id in pending:
         request_id = outbound._allocate_id()
     return request_id
+
+
+OPENINGS = frozenset({"initialize", "server/discover"})
+
+
+def tell_gateways(session: Any, key: str, told: Callable[[], list[str]]) -> None:
+    """Every opening request ``session`` (the SDK's ``ClientSession``) sends from now on
+    (``initialize``, ``server/discover``: the connect's, a 2026-07-28 health probe's)
+    carries ``{key: told()}`` in its params' ``_meta`` (``upstream/loops.py``).  The
+    SDK builds those params itself, with no hook: its dispatcher's
+    ``send_raw_request``, which both reach, is wrapped for this session only."""
+    dispatcher = session._dispatcher
+    send = dispatcher.send_raw_request
+
+    async def send_raw_request(method: str, params: Any, opts: Any = None,
+                               **kwargs: Any) -> Any:
+        if method in OPENINGS:
+            params = dict(params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), key: told()}
+        return await send(method, params, opts, **kwargs)
+
+    dispatcher.send_raw_request = send_raw_request

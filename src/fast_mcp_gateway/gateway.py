@@ -189,7 +189,7 @@ class Gateway:
         # A restricted token or a profile: the instructions of its servers alone; and
         # every opening answer names this gateway, never to aggregate itself (loops.py).
         self.server.add_middleware(OpeningAnswers(self.manager, self.provider.caller_servers,
-                                                  early))
+                                                  early).install(self.server, self.settings))
         self.server.add_middleware(CallerStanding(self.hub, self.provider))
         self._metrics: GatewayMetrics | None = None  # made on first use (``metrics``)
         # Hosts wait at most startup_wait for the first connects (lists, and the lifespan

@@ -6,6 +6,10 @@ servers merged with the store's runtime registrations (``reports.merged_servers`
 ``--no-db`` (``db`` None), as ``serve --no-db``, the file's servers alone: the store is
 not opened.  A server whose entry is invalid (``serve`` does not start it) is a row in
 status ``invalid`` with the loader's message, and fails the check as a failed connect does.
+A server that is the gateway serving this config and store on this machine, or a
+gateway that aggregates it, fails as ``serve`` refuses it ("this server is this gateway
+itself ..."): the probes share one ``Lineage`` standing for that gateway
+(``upstream/loops.served_here``).
 
 A row's ``status`` is one word, the same in the table and in ``--json``: ``ok`` (it
 connected and listed), ``failed`` (it did not: ``error`` says why), ``invalid`` (its
@@ -27,6 +31,7 @@ from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
 from fast_mcp_gateway.routing.curation import curate
 from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
+from fast_mcp_gateway.upstream.loops import Lineage, served_here
 from fast_mcp_gateway.upstream.replica import Upstream
 
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
@@ -66,11 +71,12 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
 
     # The timeouts serve gives them (routing/manager.py): gateway.timeouts over the flags.
     timeouts = config.options.timeouts
+    lineage = Lineage(alias=served_here(settings.config, db))  # serve's loop guard
     upstreams = [
         (Upstream(replica, connect_timeout=timeouts.connect or settings.connect_timeout,
                   call_timeout=timeouts.call or settings.call_timeout,
                   max_total=timeouts.max_total, replica=index, replicas=len(replicas),
-                  default_protocol=config.options.protocol),
+                  default_protocol=config.options.protocol, lineage=lineage),
          "runtime" if server.name in runtime else "file")
         for server in merged.servers.values()
         for replicas in [server.replica_configs()]

@@ -72,13 +72,15 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
     """
     from fast_mcp_gateway._version import GATEWAY_NAME, __version__
     from fast_mcp_gateway.front.early import EarlyAnswer, can_read_early, served_threadless
+    from fast_mcp_gateway.upstream.loops import new_identity, served_here
     from fast_mcp_gateway.upstream.processes import discard_early, spawn_early
 
     # The host's opening request is answered meanwhile, where it can be (early.py).
     early = None
     if settings.transport == "stdio" and served_threadless() and can_read_early():
         early = EarlyAnswer(name=GATEWAY_NAME, version=__version__,
-                            separator=config.options.separator)
+                            separator=config.options.separator,
+                            identity=new_identity(served_here(settings.config, settings.db)))
         early.start()
     try:
         await spawn_early(early_starts(config, settings))

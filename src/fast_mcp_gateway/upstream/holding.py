@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway._compat import session_closed
+from fast_mcp_gateway.upstream.loops import refused_by
 from fast_mcp_gateway.upstream.model import describe_error
 
 if TYPE_CHECKING:
@@ -61,11 +62,13 @@ class SupervisorHooks(Protocol):
 class HealthProbe:
     """The health probe of one held session: ``ping``, or ``server/discover`` with
     ``discover`` (the session's 2026-07-28 version; None for ping) every ``interval``
-    seconds.  A failed or late probe is a health fact (logged at INFO), never an error;
-    after each probe the replica's status is set (``ready``) and its waiters woken.  A
-    probe the server refused for a session it no longer knows is never recorded: the
-    refusal ends the session (``SessionEnd.forgotten``, before the SDK's client says
-    it), and ``hold`` cancels the probe with it."""
+    seconds (a gateway's ping carries ``tell()``'s ``_meta``, and its answer names the
+    gateways behind it: ``check``, as a discover's).  A failed or late probe is a health
+    fact (logged at INFO), never an error; after each probe the replica's status is set
+    (``ready``) and its waiters woken.  A probe the server refused for a session it no
+    longer knows is never recorded: the refusal ends the session
+    (``SessionEnd.forgotten``, before the SDK's client says it), and ``hold`` cancels
+    the probe with it."""
 
     label: str
     interval: float
@@ -75,6 +78,7 @@ class HealthProbe:
     ready: Callable[[], bool]
     notify: Callable[[], None]
     check: Callable[[Any], None] = lambda _meta: None  # a discover's _meta (loops.py)
+    tell: Callable[[], dict[str, Any]] | None = None  # a gateway's ping's _meta (loops.py)
 
     async def run(self, session: ClientSession) -> None:
         """Probe until cancelled (``hold`` cancels it when the session ends)."""
@@ -86,15 +90,19 @@ class HealthProbe:
                 with anyio.fail_after(self.timeout):
                     if self.discover is not None:
                         told = (await session.send_discover(self.discover)).get("_meta")
+                    elif self.tell is not None:  # a gateway: its gateways as they are now
+                        told = (await session.send_ping(meta=self.tell())).meta  # type: ignore[arg-type]
                     else:
                         await session.send_ping()
             except Exception as exc:  # noqa: BLE001 - a failed probe is a health fact
                 health.health.record_probe(clock(), False)
                 logger.info("upstream %s: health probe failed: %s", self.label,
                             describe_error(exc) or "timed out")
+                if (refused := refused_by(exc)) is not None:  # it aggregates this gateway
+                    self.check(refused)
             else:
                 health.health.record_probe(clock(), True, (clock() - started) * 1000)
-                if self.discover is not None:
+                if self.discover is not None or self.tell is not None:
                     self.check(told)
             health.status(self.ready())
             self.notify()

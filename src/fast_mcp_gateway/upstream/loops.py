@@ -19,19 +19,34 @@ gateways: a registration one of them adds to point at the other is loaded by tha
 other too, which then finds itself and refuses it; the first lists its peer's servers
 again under the registration's name -- a duplicate, not a loop.
 
-A loop can still be made after both sessions opened: two gateways connecting to each
-other at the same moment each answer before learning the other.  A held 2026-07-28
-session's health probe (``server/discover``) reads the identities again
-(``HealthProbe.check``), so such a loop ends at the next probe of either side.
+The opening *requests* name the client's gateways too (``tell_gateways``: the same key
+in their ``_meta``), so the server side knows who opens a session to it before it
+answers: it refuses a gateway it aggregates itself (``opened_by``: a JSON-RPC error
+whose ``data`` names its gateways, which the client reads as an answer naming it), and
+notes the others for the replicas whose own opening is under way (``opening``).  Two
+handshakes that cross (each side answering before it learned the other) are caught so:
+of the two, one side always reads the other's request before the answer to its own,
+and that answer names a gateway that opened a session to it meanwhile.  A loop made
+after connect, deeper in a chain, is read again by each held session's health probe
+(``server/discover`` names them; over the handshake era, a ``ping`` whose ``_meta``
+carries the key is answered with it: ``front/lineage.py``).
+
+``check`` stands for the gateway that serves its config and store on this machine
+(``served_here``, the tail of every identity): an entry whose answer names such a
+gateway is reported as ``serve`` would refuse it.
+
 Imports only the standard library (and ``mask_text`` when refusing): the stdio early
 answer carries the identity before anything heavy is imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import secrets
-from collections.abc import Mapping
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,41 +78,122 @@ MAX_TOLD = 256
 
 
 class Lineage:
-    """This gateway's identity and those of the gateways its replicas hold sessions to."""
+    """This gateway's identity and those of the gateways its replicas hold sessions to.
+    ``alias``: ``check``'s, the ``served_here`` of the gateway it stands for (an identity
+    ending with it is that gateway)."""
 
-    def __init__(self, identity: str | None = None) -> None:
-        self.id = identity or new_identity()
+    def __init__(self, identity: str | None = None, alias: str | None = None) -> None:
+        self.id, self.alias = identity or new_identity(), alias
         self._learned: dict[int, tuple[str, ...]] = {}  # id(supervisor) -> its server's
+        self._flights: dict[int, set[str]] = {}  # id(supervisor) -> who opened to us since
 
     def told(self) -> list[str]:
         """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first."""
         seen = dict.fromkeys((self.id, *(i for ids in self._learned.values() for i in ids)))
         return list(seen)
 
+    def _is_me(self, identity: str) -> bool:
+        return identity == self.id or (
+            self.alias is not None and identity.rpartition(".")[2] == self.alias)
+
+    def opening(self, key: int) -> None:
+        """The replica ``key`` is about to send its opening request: the gateways that
+        open a session to this one until its answer is read are noted for it."""
+        self._flights[key] = set()
+
+    def opened_by(self, meta: Any) -> str | None:
+        """A host's opening request (``initialize``, ``server/discover``) whose ``_meta``
+        names its gateways: the reason to refuse it when this gateway is it or
+        aggregates it (directly or through others); else it is noted for the openings
+        under way.  None for a host that names none (no gateway: nothing changes)."""
+        told = gateways_in(meta)
+        if not told:
+            return None
+        if told[0] in self.told():
+            return ("this gateway aggregates the gateway opening this session (directly "
+                    "or through other gateways), or is it: each would list the other's "
+                    "tools again under its name, without end; remove one of the two "
+                    "servers")
+        for seen in self._flights.values():
+            seen.add(told[0])
+        return None
+
     def refusal(self, key: int, meta: Any, config: ServerConfig, label: str) -> str | None:
         """Learn the identities in ``meta`` for the replica ``key`` (a held session of
-        ``config``'s server); the reason to refuse it when they name this gateway."""
+        ``config``'s server); the reason to refuse it when they name this gateway, or a
+        gateway that opened a session to this one while ``key``'s opening was under
+        way (two handshakes crossing)."""
         told = gateways_in(meta)
-        if self.id not in told:
-            if told:
-                self._learned[key] = tuple(told)
+        crossed = self._flights.pop(key, set()).intersection(told)
+        if not crossed and not any(self._is_me(i) for i in told):
+            self._learned[key] = tuple(told)
             return None
         self._learned.pop(key, None)
         from fast_mcp_gateway.telemetry.redaction import mask_text  # not for the early answer
 
         through = (f"URL {config.url}" if config.url is not None
                    else "the command " + " ".join([config.command or "", *config.args]))
-        text = loop_text(told[0] == self.id, mask_text(through))
+        text = loop_text(self._is_me(told[0]), mask_text(through))
         logger.warning("upstream %s: %s", label, text)
         return text
+
+    def tells(self, key: int) -> Callable[[], dict[str, Any]] | None:
+        """The ``_meta`` of the replica ``key``'s handshake-era health pings when its
+        server is a gateway (its answer named some): it answers with its gateways as
+        they are now (``front/lineage.py``).  None: a plain ping, as to any server."""
+        if not self._learned.get(key):
+            return None
+        return lambda: {GATEWAYS_KEY: self.told()}
 
     def forget(self, key: int) -> None:
         """The replica ``key``'s session ended: its server's identities no longer hold."""
         self._learned.pop(key, None)
+        self._flights.pop(key, None)
 
 
-def new_identity() -> str:
-    return secrets.token_hex(16)
+async def open_told(lineage: Lineage, key: int, session: Any,
+                    negotiate: Callable[[], Awaitable[None]],
+                    check: Callable[[Any], None]) -> None:
+    """Open ``session`` (``negotiate``) with requests naming ``lineage``'s gateways,
+    then ``check`` the answer's ``_meta``; a server's refusal of this gateway (its
+    error's ``data`` names its gateways) is checked as such an answer."""
+    from fast_mcp_gateway._compat_sessions import tell_gateways
+
+    lineage.opening(key)
+    tell_gateways(session, GATEWAYS_KEY, lineage.told)
+    try:
+        await negotiate()
+    except Exception as exc:
+        if (told := refused_by(exc)) is not None:
+            check(told)
+        raise
+    opened = session.initialize_result or session.discover_result
+    check(opened.meta if opened is not None else None)
+
+
+def refused_by(exc: BaseException) -> dict[str, Any] | None:
+    """The ``data`` of a server's refusal of this gateway (``Lineage.opened_by``) in
+    ``exc`` or its cause, if it is one."""
+    for error in (exc, exc.__cause__):
+        data = getattr(getattr(error, "error", None), "data", None)
+        if isinstance(data, dict) and GATEWAYS_KEY in data:
+            return data
+    return None
+
+
+def served_here(config: str | os.PathLike[str] | None, db: str | None) -> str:
+    """16 hex digits for the gateway serving ``config`` with the store ``db`` on this
+    machine: the tail of its identity, so that ``check`` knows it (a hash: it says
+    nothing of the paths to whoever reads it)."""
+    store = db if db is None or "://" in db else os.path.realpath(db)
+    text = "\0".join((socket.gethostname(), os.path.realpath(config) if config else "",
+                      store or ""))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_identity(served: str = "") -> str:
+    """A random identity, ending with ``.served`` (``served_here``) when given."""
+    return secrets.token_hex(16) + (f".{served}" if served else "")
 
 
 def loop_text(itself: bool, through: str) -> str:

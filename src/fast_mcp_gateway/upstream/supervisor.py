@@ -39,7 +39,7 @@ from fast_mcp_gateway.upstream.failures import (
     unavailable_text,
 )
 from fast_mcp_gateway.upstream.holding import HealthProbe, SupervisorHooks, hold, settle
-from fast_mcp_gateway.upstream.loops import GatewayLoop, Lineage
+from fast_mcp_gateway.upstream.loops import GatewayLoop, Lineage, open_told
 from fast_mcp_gateway.upstream.model import (
     Catalog,
     RestartPolicy,
@@ -423,14 +423,13 @@ class Supervisor:
         """Negotiate the era and list the catalog; ``ConnectFailed`` names the step."""
         fetch = self.fetch_catalog
         try:
-            self._step = "initialize"
-            await negotiate(session, transport, self.era)
+            self._step = "initialize"  # its requests and answer tell the gateways (loops.py)
+            await open_told(self._lineage, id(self), session,
+                            lambda: negotiate(session, transport, self.era), self._check_lineage)
             self.protocol_version = session.protocol_version
             self.server_info = session.server_info
             self.capabilities = session.server_capabilities
             self.instructions = session.instructions
-            opened = session.initialize_result or session.discover_result
-            self._check_lineage(opened.meta if opened is not None else None)
             self._step = "the catalog listing"
             return await fetch(session)
         except StepFailed as exc:
@@ -472,7 +471,7 @@ class Supervisor:
             label=self.label, interval=self.config.health.interval, timeout=self.health_timeout,
             discover=self.protocol_version if self.is_modern else None, accounting=self._stats,
             ready=lambda: self.state is UpstreamState.READY, notify=self._hooks.notify,
-            check=self._check_lineage)
+            check=self._check_lineage, tell=self._lineage.tells(id(self)))
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
         if self._lost is not None:  # its requests in flight are refused: let them end

@@ -285,6 +285,12 @@ class Heard(Middleware):
         self.told.append((context.message.params.meta or {}).get(GATEWAYS_KEY))
         return await call_next(context)
 
+    async def on_list_tools(self, context: MiddlewareContext[Any],
+                            call_next: CallNext[Any, Any]) -> Any:
+        meta = getattr(getattr(context.message, "params", None), "meta", None) or {}
+        self.told.append(("tools/list", meta.get(GATEWAYS_KEY)))  # (none: no cost after)
+        return await call_next(context)
+
 
 @pytest.mark.parametrize("protocol", ["legacy", "2026-07-28"])
 async def test_the_opening_request_names_this_gateway(protocol: str) -> None:
@@ -294,7 +300,8 @@ async def test_the_opening_request_names_this_gateway(protocol: str) -> None:
     gateway = make_gateway({"up": memory_entry("up", protocol=protocol)}, {"up": behind})
     async with Client(gateway.server, mode="legacy") as client:  # (pings: the handshake era)
         assert any(t.name.startswith("up_") for t in await client.list_tools())
-        assert heard.told == [[gateway.manager.lineage.id]]
+        assert heard.told[0] == [gateway.manager.lineage.id]
+        assert set(heard.told[1:]) == {("tools/list", None)}, heard.told
         # A host naming no gateway is answered as before; a gateway's ping, with ours.
         assert (await client.session.send_ping()).meta is None
         pinged = await client.session.send_ping(meta={GATEWAYS_KEY: ["another"]})  # type: ignore[typeddict-unknown-key]
@@ -313,8 +320,8 @@ async def test_an_opening_request_from_a_gateway_this_one_aggregates_is_refused(
     lineage._learned[0] = ("a-gateway-behind",)  # as a replica's answer teaches it
     with pytest.raises(MCPError) as refused:
         async with Client(gateway.server, auto_initialize=False) as client:
-            tell_gateways(client.session, GATEWAYS_KEY, lambda: ["a-gateway-behind"])
-            await client.session.initialize()
+            with tell_gateways(client.session, GATEWAYS_KEY, lambda: ["a-gateway-behind"]):
+                await client.session.initialize()
     error = refused.value.error
     assert error.code == -32600
     assert error.message.startswith("this gateway aggregates the gateway opening this "

@@ -223,7 +223,8 @@ async def test_a_stdio_child_gateway_aggregating_its_parent_refuses_it(
     of the child fails) or the child (its replica of the parent fails).  Spawned before
     the parent's stack is up (``spawn_early``), the child may reach the parent while
     the parent's handshake with it is under way: both answers then name no other
-    gateway, and the child's probe of its 2026-07-28 session to the parent ends it."""
+    gateway, and the parent, which read the child's request meanwhile, refuses it
+    (``tests/test_gateway_loop_races.py`` makes that order sure)."""
     port = free_port()
     parent_url = f"http://127.0.0.1:{port}/mcp"
     # Another store: not the command of this gateway on its own store (that one is

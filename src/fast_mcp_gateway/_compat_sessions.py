@@ -11,7 +11,8 @@ SDK and allows private names in ``_compat*.py`` only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -69,12 +70,13 @@ def next_request_id(outbound: Any) -> int:
 OPENINGS = frozenset({"initialize", "server/discover"})
 
 
-def tell_gateways(session: Any, key: str, told: Callable[[], list[str]]) -> None:
-    """Every opening request ``session`` (the SDK's ``ClientSession``) sends from now on
-    (``initialize``, ``server/discover``: the connect's, a 2026-07-28 health probe's)
-    carries ``{key: told()}`` in its params' ``_meta`` (``upstream/loops.py``).  The
-    SDK builds those params itself, with no hook: its dispatcher's
-    ``send_raw_request``, which both reach, is wrapped for this session only."""
+@contextmanager
+def tell_gateways(session: Any, key: str, told: Callable[[], list[str]]) -> Iterator[None]:
+    """Within it, every opening request ``session`` (the SDK's ``ClientSession``) sends
+    (``initialize``, ``server/discover``) carries ``{key: told()}`` in its params'
+    ``_meta`` (``upstream/loops.py``).  The SDK builds those params itself, with no
+    hook: its dispatcher's ``send_raw_request``, which both reach, is wrapped for this
+    session, and only while it opens (no request after pays for it)."""
     dispatcher = session._dispatcher
     send = dispatcher.send_raw_request
 
@@ -86,3 +88,7 @@ def tell_gateways(session: Any, key: str, told: Callable[[], list[str]]) -> None
         return await send(method, params, opts, **kwargs)
 
     dispatcher.send_raw_request = send_raw_request
+    try:
+        yield
+    finally:
+        del dispatcher.send_raw_request  # the class's own again

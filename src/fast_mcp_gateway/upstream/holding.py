@@ -22,7 +22,6 @@ import anyio
 import anyio.abc
 
 from fast_mcp_gateway._compat import session_closed
-from fast_mcp_gateway.upstream.loops import refused_by
 from fast_mcp_gateway.upstream.model import describe_error
 
 if TYPE_CHECKING:
@@ -98,8 +97,6 @@ class HealthProbe:
                 health.health.record_probe(clock(), False)
                 logger.info("upstream %s: health probe failed: %s", self.label,
                             describe_error(exc) or "timed out")
-                if (refused := refused_by(exc)) is not None:  # it aggregates this gateway
-                    self.check(refused)
             else:
                 health.health.record_probe(clock(), True, (clock() - started) * 1000)
                 if self.discover is not None or self.tell is not None:

@@ -25,8 +25,11 @@ answers: it refuses a gateway it aggregates itself (``opened_by``: a JSON-RPC er
 whose ``data`` names its gateways, which the client reads as an answer naming it), and
 notes the others for the replicas whose own opening is under way (``opening``).  Two
 handshakes that cross (each side answering before it learned the other) are caught so:
-of the two, one side always reads the other's request before the answer to its own,
-and that answer names a gateway that opened a session to it meanwhile.  A loop made
+each side reads the other's request during its own opening (its answer then names a
+gateway that opened a session to it meanwhile), after it (it learned the other, and
+refuses the request) or before its opening began, and not both sides before (the one
+that read first sent its own request after, which the other read after sending its
+own).  Either side, or both, refuses.  A loop made
 after connect, deeper in a chain, is read again by each held session's health probe
 (``server/discover`` names them; over the handshake era, a ``ping`` whose ``_meta``
 carries the key is answered with it: ``front/lineage.py``).
@@ -160,9 +163,9 @@ async def open_told(lineage: Lineage, key: int, session: Any,
     from fast_mcp_gateway._compat_sessions import tell_gateways
 
     lineage.opening(key)
-    tell_gateways(session, GATEWAYS_KEY, lineage.told)
     try:
-        await negotiate()
+        with tell_gateways(session, GATEWAYS_KEY, lineage.told):
+            await negotiate()
     except Exception as exc:
         if (told := refused_by(exc)) is not None:
             check(told)

@@ -527,3 +527,35 @@ async def test_a_sessions_request_ids_come_from_its_dispatchers_counter() -> Non
         assert dispatcher._allocate_id() == 2  # the SDK's next one is past it
         dispatcher._pending[3] = object()  # a request in flight under a chosen id
         assert next_request_id(dispatcher) == 4
+
+
+async def test_a_sessions_opening_requests_name_the_gateways_while_it_opens() -> None:
+    """``tell_gateways``: the SDK's ``ClientSession`` builds ``initialize`` itself; its
+    dispatcher's ``send_raw_request`` is wrapped while the session opens (other
+    requests pass as they are), and is the class's own again after."""
+    from mcp import ClientSession
+
+    from fast_mcp_gateway._compat_sessions import tell_gateways
+
+    to_server, sent = anyio.create_memory_object_stream[Any](8)
+    answers, from_server = anyio.create_memory_object_stream[Any](8)
+    async with to_server, sent, answers, from_server, ClientSession(
+            from_server, to_server) as session:
+
+        async def written(request: Any) -> Any:
+            """The request ``request()`` writes (no server answers: it is cancelled)."""
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(request)
+                while not hasattr(message := (await sent.receive()).message, "id"):
+                    pass  # (a cancellation's notification)
+                tg.cancel_scope.cancel()
+            return message
+
+        with tell_gateways(session, "k", lambda: ["me"]):
+            opening = await written(session.initialize)
+            ping = await written(session.send_ping)
+        after = await written(session.initialize)
+        assert "send_raw_request" not in vars(session._dispatcher)
+    assert opening.method == "initialize" and opening.params["_meta"] == {"k": ["me"]}
+    assert ping.method == "ping" and "k" not in ((ping.params or {}).get("_meta") or {})
+    assert after.method == "initialize" and "_meta" not in after.params

@@ -28,7 +28,7 @@ from anyio.streams.text import TextReceiveStream
 from fastmcp import Client
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
-from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY
+from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY, MAX_TOLD
 from tests.fixtures import WITHIN, alpha_server, make_gateway, memory_entry, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
@@ -314,3 +314,29 @@ async def test_a_loop_made_after_the_session_opened_ends_at_the_next_probe() -> 
             "http://127.0.0.1:9/in-memory/up, directly or through other gateways)")
         assert not any(t.name.startswith("up_") for t in await client.list_tools())
         assert gateway.manager.lineage.told() == [gateway.manager.lineage.id]
+
+
+async def test_what_upstream_gateways_tell_is_bounded_in_this_gateways_answers() -> None:
+    """Each upstream's list is read up to ``MAX_TOLD`` strings of at most 100 characters;
+    the gateway's own answer, the lists of all its upstreams together, was not bounded:
+    three upstreams (hostile, or gateways behind many) telling 256 identities each made
+    every host's opening answer carry 769 of them (~77 KB), of which a gateway reading it
+    reads only the first ``MAX_TOLD``.  Now this gateway first, then at most
+    ``MAX_TOLD`` in all."""
+    behind: dict[str, Any] = {}
+    for n in range(3):
+        server, tells = alpha_server(), Tells()
+        tells.told = [f"{n}-{i:03}-" + "x" * 90 for i in range(MAX_TOLD)] + [
+            "y" * 101, 7, None, {"id": "z"}, *(f"{n}-more-{i}" for i in range(10_000))]
+        server.add_middleware(tells)
+        behind[f"up{n}"] = server
+    gateway = make_gateway({name: memory_entry(name, protocol="2026-07-28")
+                            for name in behind}, behind)
+    async with Client(gateway.server) as client:
+        opened = client.session.discover_result
+        assert opened is not None and opened.meta is not None
+        told = opened.meta[GATEWAYS_KEY]
+    assert told[0] == gateway.manager.lineage.id
+    assert len(told) == MAX_TOLD, len(told)
+    assert all(isinstance(i, str) and len(i) <= 100 for i in told)
+    assert told[1:4] == ["0-000-" + "x" * 90, "0-001-" + "x" * 90, "0-002-" + "x" * 90]

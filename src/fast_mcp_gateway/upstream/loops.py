@@ -70,9 +70,12 @@ class Lineage:
         self._learned: dict[int, tuple[str, ...]] = {}  # id(supervisor) -> its server's
 
     def told(self) -> list[str]:
-        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first."""
+        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first, and
+        at most ``MAX_TOLD`` in all -- as many as a gateway reading it reads (each
+        upstream's list is bounded so, not all of them together: three telling 256
+        each made every host's opening answer carry 769)."""
         seen = dict.fromkeys((self.id, *(i for ids in self._learned.values() for i in ids)))
-        return list(seen)
+        return list(seen)[:MAX_TOLD]
 
     def refusal(self, key: int, meta: Any, config: ServerConfig, label: str) -> str | None:
         """Learn the identities in ``meta`` for the replica ``key`` (a held session of

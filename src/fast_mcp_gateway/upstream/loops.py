@@ -103,6 +103,21 @@ def new_identity() -> str:
     return secrets.token_hex(16)
 
 
+_ITSELF, _AGGREGATES = "this server is this gateway itself", "this server is a gateway that"
+_REMEDIES = {"; remove it here or there": "; add its other servers here directly, or take "
+             "this gateway out of it first", "; remove it": ""}
+
+
+def not_added(reason: str) -> str | None:
+    """A loop refusal (``loop_text``) worded for a registration taken back, its remedy
+    ("remove it") already done; None for any other reason."""
+    if reason.startswith((_ITSELF, _AGGREGATES)):
+        for remedy, instead in _REMEDIES.items():
+            if reason.endswith(remedy):
+                return reason[:-len(remedy)] + instead
+    return None
+
+
 def loop_text(itself: bool, through: str) -> str:
     if itself:
         return (f"this server is this gateway itself (through {through}): it would list "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -541,3 +542,34 @@ async def test_a_connection_the_server_closed_is_not_reused_before_the_loop_saw_
         server.close_now.set()
         server.listener.close()
         await anyio.to_thread.run_sync(server.thread.join, 30)
+
+
+async def test_a_connection_on_a_descriptor_past_1024_is_still_reused() -> None:
+    """The socket is asked with poll: select refuses a descriptor from 1024 on (a
+    gateway holding many connections), which read as closed, so no connection of
+    such a gateway was ever reused."""
+    import resource
+    import select
+    import socket
+    import time
+
+    from fast_mcp_gateway.upstream.http_pool import Connection
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    ours, peer = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(ours.detach(), 1500))
+    reader, writer = await asyncio.open_connection(sock=high)
+    try:
+        conn = Connection(reader, writer)
+        conn.idle_since = time.monotonic()
+        assert conn.usable(time.monotonic())  # open and quiet: reused
+        peer.close()
+        poll = select.poll()
+        poll.register(1500, select.POLLIN)
+        assert poll.poll(30_000)  # the close arrived
+        assert not conn.usable(time.monotonic())
+    finally:
+        writer.close()
+        peer.close()

@@ -63,6 +63,7 @@ from fast_mcp_gateway.routing.lifecycle import longest_request
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.upstream.loops import not_added
 from fast_mcp_gateway.upstream.replica import UpstreamState
 
 
@@ -354,8 +355,9 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
                     f"added: {exc}; once the store answers, remove it ({remove}) or fix "
                     f"its settings ({update.format(name=name)})")) from exc
             await ctx.manager.remove_server(name)
-            await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
-            raise ConfigError.single(source, name, None, (
+            looped = not_added(failure)  # itself, or a gateway aggregating it: not again
+            await ctx.audit(actor, "add_server", name, raw, f"not added: {looped or failure}")
+            raise ConfigError.single(source, name, None, f"not added: {looped}" if looped else (
                 f"did not start, so it was not added: {failure}; fix its settings and add "
                 "it again (or add it with 'enabled: false': kept, stopped until enabled)"))
         await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)

@@ -70,9 +70,12 @@ class Lineage:
         self._learned: dict[int, tuple[str, ...]] = {}  # id(supervisor) -> its server's
 
     def told(self) -> list[str]:
-        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first."""
+        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first, and
+        at most ``MAX_TOLD`` in all -- as many as a gateway reading it reads (each
+        upstream's list is bounded so, not all of them together: three telling 256
+        each made every host's opening answer carry 769)."""
         seen = dict.fromkeys((self.id, *(i for ids in self._learned.values() for i in ids)))
-        return list(seen)
+        return list(seen)[:MAX_TOLD]
 
     def refusal(self, key: int, meta: Any, config: ServerConfig, label: str) -> str | None:
         """Learn the identities in ``meta`` for the replica ``key`` (a held session of
@@ -98,6 +101,21 @@ class Lineage:
 
 def new_identity() -> str:
     return secrets.token_hex(16)
+
+
+_ITSELF, _AGGREGATES = "this server is this gateway itself", "this server is a gateway that"
+_REMEDIES = {"; remove it here or there": "; add its other servers here directly, or take "
+             "this gateway out of it first", "; remove it": ""}
+
+
+def not_added(reason: str) -> str | None:
+    """A loop refusal (``loop_text``) worded for a registration taken back, its remedy
+    ("remove it") already done; None for any other reason."""
+    if reason.startswith((_ITSELF, _AGGREGATES)):
+        for remedy, instead in _REMEDIES.items():
+            if reason.endswith(remedy):
+                return reason[:-len(remedy)] + instead
+    return None
 
 
 def loop_text(itself: bool, through: str) -> str:

@@ -68,6 +68,7 @@ from fast_mcp_gateway.admin.scope import (
 )
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.admin.views import restricted_view
+from fast_mcp_gateway.config.names import NEW_NAME_CHARS
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
@@ -89,6 +90,8 @@ ACTING = types.ToolAnnotations(
 
 # Argument types (module level: FastMCP resolves annotations in module globals).
 NameArg = Annotated[str, Field(description="the server's name", min_length=1)]
+NewNameArg = Annotated[str, Field(description=f"the new server's name: {NEW_NAME_CHARS}",
+                                  min_length=1)]
 ReplicaArg = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
                                                              "ready one)")]
 OnlyServer = Annotated[str | None, Field(description="only this server")]
@@ -347,7 +350,7 @@ async def inspector_clear(
 
 
 @admin_tool("gateway_add_server", IDEMPOTENT)
-async def add_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> ChangeReport:
+async def add_server(ctx: AdminContext, name: NewNameArg, config: ConfigArg) -> ChangeReport:
     """Register a new upstream server; it starts now and after every restart."""
     return await servers.add_server(ctx, actor(), name, config)
 

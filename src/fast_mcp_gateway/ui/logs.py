@@ -26,7 +26,7 @@ from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.rules import Route as Rule
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.ui.core import Page, Ui
-from fast_mcp_gateway.ui.pages import STATUSES, limit_of, server_name
+from fast_mcp_gateway.ui.pages import STATUSES, limit_of, server_name, status_problem
 
 WINDOWS = {"": None, "15m": 15.0, "1h": 60.0, "24h": 1440.0, "7d": 10080.0}
 
@@ -57,8 +57,10 @@ async def logs(page: Page) -> Response:
                                              before_id=before_id)
         page_["records"] = [r for r in page_["records"] if page.viewer.may_use(str(r["server"]))]
         ctx["health_log"] = page_
+    elif (problem := status_problem(status := page.query("status"))) is not None:
+        ctx |= {"status_error": problem, "status": status}
+        return page.render("logs.html", 422, **ctx)
     else:
-        status = page.query("status")
         calls = await history.calls(
             page.ctx, server=only, tool=page.query("tool") or None,
             status=status if status in STATUSES else None,  # type: ignore[arg-type]

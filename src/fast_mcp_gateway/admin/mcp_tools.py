@@ -420,8 +420,9 @@ async def delete_route(ctx: AdminContext, route_id: RowId) -> dict[str, Any]:
 
 @admin_tool("gateway_list_routes", READ_ONLY)
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
-    """Route rules in decision order (priority, then age)."""
-    return await routes.list_routes(ctx)
+    """Route rules in decision order (priority, then age).  The store unreadable: those in
+    force in this gateway, store_unreachable saying so."""
+    return await routes.list_routes(ctx, principal=CALLER.get())
 
 
 # -- pinned definitions -------------------------------------------------------------

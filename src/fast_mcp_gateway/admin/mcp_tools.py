@@ -444,6 +444,14 @@ async def approve_changes(ctx: AdminContext, server: NameArg, names: Annotated[
     become its pins and held ones are listed and callable again."""
     return await pins.approve_changes(ctx, actor(), server, names)
 
+
+@admin_tool("gateway_forget_pins", DESTRUCTIVE)
+async def forget_pins(ctx: AdminContext, server: NameArg) -> pins.ForgetReport:
+    """Drop the pinned and pending definitions kept of a server no longer configured
+    (gateway_pin_status counts them in not_configured): added again, it is trusted on
+    first use."""
+    return await pins.forget_pins(ctx, actor(), server)
+
 for _tool in alert_tools.TOOLS:  # declared in their own module (this one is full)
     admin_tool(_tool.name, {"read": READ_ONLY, "idempotent": IDEMPOTENT,
                             "destructive": DESTRUCTIVE}[_tool.kind])(_tool.fn)

@@ -248,6 +248,15 @@ async def approve_changes(call: Call) -> pins.ApprovalReport:
     return await pins.approve_changes(call.ctx, call.actor, call.server(b.server), b.names)
 
 
+@endpoint("DELETE", "/pins/{name}", pins.ForgetReport, scope="admin", tag="pins",
+          errors=(404,))
+async def forget_pins(call: Call) -> pins.ForgetReport:
+    """Drop the definitions kept of a server no longer configured (trusted on first use if
+    it is added again)."""
+    return await pins.forget_pins(call.ctx, call.actor,
+                                  call.recorded_server(call.path["name"]))
+
+
 # -- logs and statistics --------------------------------------------------------------
 
 

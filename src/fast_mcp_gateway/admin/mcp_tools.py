@@ -423,8 +423,9 @@ async def delete_route(ctx: AdminContext, route_id: RowId) -> dict[str, Any]:
 
 @admin_tool("gateway_list_routes", READ_ONLY)
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
-    """Route rules in decision order (priority, then age)."""
-    return await routes.list_routes(ctx)
+    """Route rules in decision order (priority, then age).  The store unreadable: those in
+    force in this gateway, store_unreachable saying so."""
+    return await routes.list_routes(ctx, principal=CALLER.get())
 
 
 # -- pinned definitions -------------------------------------------------------------
@@ -445,6 +446,14 @@ async def approve_changes(ctx: AdminContext, server: NameArg, names: Annotated[
     """Approve a server's changed/new definitions as they are now (shows the diffs): they
     become its pins and held ones are listed and callable again."""
     return await pins.approve_changes(ctx, actor(), server, names)
+
+
+@admin_tool("gateway_forget_pins", DESTRUCTIVE)
+async def forget_pins(ctx: AdminContext, server: NameArg) -> pins.ForgetReport:
+    """Drop the pinned and pending definitions kept of a server no longer configured
+    (gateway_pin_status counts them in not_configured): added again, it is trusted on
+    first use."""
+    return await pins.forget_pins(ctx, actor(), server)
 
 for _tool in alert_tools.TOOLS:  # declared in their own module (this one is full)
     admin_tool(_tool.name, {"read": READ_ONLY, "idempotent": IDEMPOTENT,

@@ -231,6 +231,9 @@ class RouteOut(_Model):
 
 class RouteList(_Model):
     routes: list[RouteOut] = Field(description="in decision order (priority, then age)")
+    store_unreachable: str | None = Field(default=None, description=(
+        "null, or why the store cannot be read now: the rules listed are then those in "
+        "force in this gateway (held in memory), not necessarily the stored set"))
 
 
 class Deleted(_Model):

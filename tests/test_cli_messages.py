@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -359,6 +360,14 @@ def test_a_store_host_dns_says_does_not_exist_fails_at_once_naming_it(
     (["--host", "[::1]:8080"], {},
      "--host: names a port: give the address alone (::1) and the port as the port "
      "setting (--port 8080, MCP_GATEWAY_PORT) (got '[::1]:8080')"),
+    # Both were refused "without authentication" as no loopback address.
+    (["--host", "127.0.0.1:"], {},
+     "--host: ends with ':' but names no port: give the address alone (127.0.0.1) and "
+     "the port as the port setting (--port, MCP_GATEWAY_PORT) (got '127.0.0.1:')"),
+    (["--host", "::1:8080"], {},
+     "--host: reads as IPv6 address ::1 with port 8080 appended (an IPv6 address with a "
+     "port is written [::1]:8080): give the address alone (::1) and the port as the port "
+     "setting (--port 8080, MCP_GATEWAY_PORT) (got '::1:8080')"),
     ([], {"MCP_GATEWAY_HOST": "http://localhost:8765"},
      "MCP_GATEWAY_HOST: is a URL, not an address: give the address alone, e.g. 127.0.0.1, "
      "and the port as the port setting (--port, MCP_GATEWAY_PORT) "
@@ -378,13 +387,31 @@ def test_a_flag_out_of_range_is_named_as_typed(
     assert capsys.readouterr().err == f"mcp-gateway: {said}\n"
 
 
-@pytest.mark.parametrize("host", ["::1", "fe80::1:8080", "localhost", "0.0.0.0",
-                                  "gw.example.com"])
+@pytest.mark.parametrize("host", ["::1", "fe80::1:8080", "2001:db8::1:443", "localhost",
+                                  "0.0.0.0", "gw.example.com"])
 def test_an_address_alone_is_a_host(host: str) -> None:
     """IPv6 addresses hold colons: only ``host:port`` and ``[v6]:port`` name a port."""
     from fast_mcp_gateway.config.settings import GatewaySettings
 
     assert GatewaySettings(host=host).host == host
+
+
+def test_localhost_with_its_root_dot_is_loopback_and_listened_on() -> None:
+    """``--host localhost.`` (the fully qualified name) was refused as not loopback, and
+    with a token did not resolve (``/etc/hosts`` names ``localhost`` without the dot)."""
+    from fast_mcp_gateway.cli.serve import listen
+    from fast_mcp_gateway.config.settings import GatewaySettings, bind_refusal, is_loopback
+
+    assert is_loopback("localhost.") and is_loopback("LocalHost.")
+    settings = GatewaySettings(transport="http", host="localhost.", port=0)
+    assert bind_refusal(settings, authenticated=False) is None
+    sockets = listen(settings)
+    try:
+        assert sockets and all(ipaddress.ip_address(s.getsockname()[0]).is_loopback
+                               for s in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_a_bracketed_ipv6_address_is_listened_on() -> None:
@@ -403,3 +430,14 @@ def test_a_bracketed_ipv6_address_is_listened_on() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_the_stdio_dashboard_takes_localhost_with_its_root_dot() -> None:
+    """``serve --dashboard localhost.:8766`` was refused "not a loopback address"."""
+    from fast_mcp_gateway.errors import ConfigError
+    from fast_mcp_gateway.ui.standalone import parse_address
+
+    assert parse_address("localhost.:8766") == ("localhost", 8766)
+    assert parse_address("[::1]:8766") == ("::1", 8766)
+    with pytest.raises(ConfigError, match=r"'example\.com' is not a loopback address"):
+        parse_address("example.com:8766")

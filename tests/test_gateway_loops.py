@@ -28,7 +28,7 @@ from anyio.streams.text import TextReceiveStream
 from fastmcp import Client
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
-from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY
+from fast_mcp_gateway.upstream.loops import GATEWAYS_KEY, MAX_TOLD, loop_text, not_added
 from tests.fixtures import WITHIN, alpha_server, make_gateway, memory_entry, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
@@ -173,9 +173,16 @@ async def test_a_registration_reaching_the_gateway_through_a_relay_is_refused(
         async with httpx2.AsyncClient(base_url=g.base, timeout=WITHIN) as http:
             answer = await http.post("/api/v1/servers", json={
                 "name": "via", "config": {"url": url}})
-        # Not kept: its start failed (admin/servers._start_failure), saying why.
+        # Not kept: its start failed (admin/servers._start_failure), saying why -- and
+        # not "remove it" (it is not there) nor "add it again" (it would loop again).
         assert answer.status_code == 422, answer.text
-        assert ITSELF.format(url=url) in answer.text
+        core = ITSELF.format(url=url).removesuffix("; remove it")
+        assert answer.json()["error"]["message"] == (
+            f"POST /api/v1/servers body 'config': server 'via': not added: {core}")
+        async with httpx2.AsyncClient(base_url=g.base, timeout=WITHIN) as http:
+            audit = (await http.get("/api/v1/logs/audit")).json()["entries"]
+        assert [(e["action"], e["target"], e["result"]) for e in audit] == [
+            ("add_server", "via", f"not added: {core}")]
         assert "via" not in await g.servers()
         assert not any(n.startswith("via_") for n in await g.tool_names())
         tg.cancel_scope.cancel()
@@ -315,3 +322,40 @@ async def test_a_loop_made_after_the_session_opened_ends_at_the_next_probe() -> 
             "http://127.0.0.1:9/in-memory/up, directly or through other gateways)")
         assert not any(t.name.startswith("up_") for t in await client.list_tools())
         assert gateway.manager.lineage.told() == [gateway.manager.lineage.id]
+
+
+async def test_what_upstream_gateways_tell_is_bounded_in_this_gateways_answers() -> None:
+    """Each upstream's list is read up to ``MAX_TOLD`` strings of at most 100 characters;
+    the gateway's own answer, the lists of all its upstreams together, was not bounded:
+    three upstreams (hostile, or gateways behind many) telling 256 identities each made
+    every host's opening answer carry 769 of them (~77 KB), of which a gateway reading it
+    reads only the first ``MAX_TOLD``.  Now this gateway first, then at most
+    ``MAX_TOLD`` in all."""
+    behind: dict[str, Any] = {}
+    for n in range(3):
+        server, tells = alpha_server(), Tells()
+        tells.told = [f"{n}-{i:03}-" + "x" * 90 for i in range(MAX_TOLD)] + [
+            "y" * 101, 7, None, {"id": "z"}, *(f"{n}-more-{i}" for i in range(10_000))]
+        server.add_middleware(tells)
+        behind[f"up{n}"] = server
+    gateway = make_gateway({name: memory_entry(name, protocol="2026-07-28")
+                            for name in behind}, behind)
+    async with Client(gateway.server) as client:
+        opened = client.session.discover_result
+        assert opened is not None and opened.meta is not None
+        told = opened.meta[GATEWAYS_KEY]
+    assert told[0] == gateway.manager.lineage.id
+    assert len(told) == MAX_TOLD, len(told)
+    assert all(isinstance(i, str) and len(i) <= 100 for i in told)
+    assert told[1:4] == ["0-000-" + "x" * 90, "0-001-" + "x" * 90, "0-002-" + "x" * 90]
+
+
+def test_a_refused_add_of_a_gateway_aggregating_this_one_says_what_to_do_instead() -> None:
+    reason = loop_text(False, "URL http://b/mcp")
+    assert reason.endswith("; remove it here or there")  # a running server's
+    assert not_added(reason) == (
+        "this server is a gateway that aggregates this gateway (through URL http://b/mcp, "
+        "directly or through other gateways): each would list the other's tools again "
+        "under its name, without end; add its other servers here directly, or take this "
+        "gateway out of it first")
+    assert not_added("cannot connect: refused; remove it") is None

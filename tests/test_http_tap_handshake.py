@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -471,3 +472,104 @@ async def test_an_sse_answer_longer_than_max_message_bytes_in_all_is_read() -> N
         await settled(tap)
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
         assert tap.opened == 1 and not tap.lingers
+
+
+class _ClosesIdle:
+    """A blocking HTTP/1.1 server in a thread: answers one POST on a kept-alive
+    connection, closes that connection when told (as a server's keep-alive timeout
+    does: uvicorn's ``timeout_keep_alive``, 1 s where one is set so), then answers the
+    next connection's POST."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.close_now, self.closed = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _answer(self, conn: Any, n: int) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        answer = json.dumps({"jsonrpc": "2.0", "id": json.loads(body)["id"],
+                             "result": {"n": n}}).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n%b" % (len(answer), answer))
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):
+            first, _ = self.listener.accept()
+            self._answer(first, 1)
+            self.close_now.wait()
+            first.close()  # its FIN is on its way
+            self.closed.set()
+            second, _ = self.listener.accept()
+            with second:
+                self._answer(second, 2)
+
+
+async def test_a_connection_the_server_closed_is_not_reused_before_the_loop_saw_it() -> None:
+    """A pooled connection idle less than IDLE_SECONDS, closed by a server keeping idle
+    ones a shorter time (1 s), whose FIN the event loop has not read yet (a loaded
+    machine: it arrived during this loop iteration) was taken for open: the call was
+    written into it and failed "closed the connection before answering", and the
+    session restarted (seen: an upstream with uvicorn's timeout_keep_alive=1, calls
+    ~1 s apart at load 12).  The socket itself is asked now."""
+    import select
+
+    server = _ClosesIdle()
+    try:
+        tap = _tap(server.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        (conn,) = tap._idle
+        server.close_now.set()
+        assert server.closed.wait(30)
+        # The FIN has reached this socket; nothing awaited since: the loop has not read it.
+        sock = conn.writer.get_extra_info("socket")
+        assert select.select([sock.fileno()], [], [], 30)[0]
+        assert not conn.reader.at_eof()
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
+        assert tap.opened == 2
+    finally:
+        server.close_now.set()
+        server.listener.close()
+        await anyio.to_thread.run_sync(server.thread.join, 30)
+
+
+async def test_a_connection_on_a_descriptor_past_1024_is_still_reused() -> None:
+    """The socket is asked with poll: select refuses a descriptor from 1024 on (a
+    gateway holding many connections), which read as closed, so no connection of
+    such a gateway was ever reused."""
+    import resource
+    import select
+    import socket
+    import time
+
+    from fast_mcp_gateway.upstream.http_pool import Connection
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    ours, peer = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(ours.detach(), 1500))
+    reader, writer = await asyncio.open_connection(sock=high)
+    try:
+        conn = Connection(reader, writer)
+        conn.idle_since = time.monotonic()
+        assert conn.usable(time.monotonic())  # open and quiet: reused
+        peer.close()
+        poll = select.poll()
+        poll.register(1500, select.POLLIN)
+        assert poll.poll(30_000)  # the close arrived
+        assert not conn.usable(time.monotonic())
+    finally:
+        writer.close()
+        peer.close()

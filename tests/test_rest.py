@@ -424,7 +424,7 @@ async def test_the_openapi_document_is_generated_from_the_models(tmp_path: Path)
         doc = (await api("GET", "/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     operations = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert len(operations) == 33 and ("PUT", "/servers/{name}/disable") in operations
+    assert len(operations) == 34 and ("PUT", "/servers/{name}/disable") in operations
     post = doc["paths"]["/servers"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ServerCreate"}

@@ -10,6 +10,7 @@ another gateway running frees nothing, and warns when that one serves another fi
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway import Gateway, GatewaySettings
-from fast_mcp_gateway.admin.instance_lease import TTL_SECONDS, _hold
+from fast_mcp_gateway.admin.instance_lease import TTL_SECONDS, _hold, holder_of, pid_space
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.telemetry.recorder import Recorder
@@ -138,17 +139,25 @@ async def test_an_instance_id_held_elsewhere_is_a_warning_and_its_return_news(
     assert said[1].getMessage() == "--instance-id gw-1 is this gateway's alone again"
 
 
+@pytest.mark.parametrize("space", ["this", "another"])
 async def test_a_predecessor_killed_on_this_host_leaves_no_warning_behind(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, space: str) -> None:
     """A gateway killed (``kill -9``, the OOM killer) keeps its instance lease until it
     runs out: the supervisor's restart logged "another gateway runs with --instance-id
     gw-1 (host <this> pid <dead>...)" after every crash, and freed no names meanwhile.
-    A holder on this host whose pid no longer runs is now taken over at the start."""
+    A holder on this host whose pid no longer runs is now taken over at the start --
+    in this pid namespace only: a gateway in another container on host networking (or
+    on a machine cloned with this host name) names this host too, and its pid, alive
+    there, runs no process here.  Taken over, the clash it is went unsaid, and this
+    gateway, finding no other running, freed names that may be that one's."""
     caplog.set_level(logging.INFO, "fast_mcp_gateway")
     db = tmp_path / "gateway.db"
     done = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
     pid = done.stdout.decode().strip()
-    dead = f"host {socket.gethostname()} pid {pid} config /a.yaml #abcdef"
+    # As that process wrote it (holder_of), there or in another pid namespace.
+    where = pid_space() if space == "this" else "0123456789ab"
+    assert (where is not None and where != "0123456789ab") or space == "another"
+    dead = f"host {socket.gethostname()} pid {pid} ns {where} config /a.yaml #abcdef"
     store = await open_store(str(db))
     try:
         assert await store.hold_lease("instance:gw-1", dead, TTL_SECONDS)
@@ -163,9 +172,20 @@ async def test_a_predecessor_killed_on_this_host_leaves_no_warning_behind(
             held = await store.lease("instance:gw-1")
         finally:
             await store.close()
-    assert held is not None and held.holder == gateway.control.holder
     said = [(r.levelname, r.getMessage()) for r in caplog.records
             if "--instance-id gw-1" in r.getMessage()]
-    assert said == [("INFO", f"--instance-id gw-1: taken over from pid {pid} "
-                             "on this host, which no longer runs (it stopped without a clean "
-                             "stop: killed or crashed)")], said
+    if space == "this":
+        assert held is not None and held.holder == gateway.control.holder
+        assert said == [("INFO", f"--instance-id gw-1: taken over from pid {pid} "
+                                 "on this host, which no longer runs (it stopped without a "
+                                 "clean stop: killed or crashed)")], said
+    else:
+        assert held is not None and held.holder == dead
+        assert [level for level, _ in said] == ["WARNING"], said
+        assert said[0][1].startswith(f"another gateway runs with --instance-id gw-1 ({dead}")
+
+
+def test_a_holder_names_where_its_pid_is_one() -> None:
+    holder = holder_of("/nowhere.yaml")
+    assert holder.startswith(f"host {socket.gethostname()} pid {os.getpid()} "
+                             f"ns {pid_space()} config /nowhere.yaml #"), holder

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -86,6 +87,11 @@ def test_a_well_known_token_format_is_masked_in_any_text(token: str, kept: str) 
          f"tool failed: bad input {kept}***; try again"),
         (f"input_value='{token}', input_type=str", f"input_value='{kept}***', input_type=str"),
         (f'{{"text": "{token}"}}', f'{{"text": "{kept}***"}}'),
+        # After an escape, as JSON and repr write a string (an argument echoed in an
+        # error, a JSON body logged): the escape's letter was taken for the token's.
+        (json.dumps({"text": "line\n" + token}), json.dumps({"text": f"line\n{kept}***"})),
+        (repr("a\tb\r" + token), repr(f"a\tb\r{kept}***")),
+        (json.dumps("caf\u00e9 " + "\u00e9" + token), json.dumps(f"caf\u00e9 \u00e9{kept}***")),
     ]:
         assert mask_text(text) == expected
 

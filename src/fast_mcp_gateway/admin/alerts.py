@@ -17,6 +17,8 @@ it manages (``may_manage``: not ``*``), and the alerts and history of its server
 What is the whole gateway's in the status (the webhook's target and deliveries, the
 store's error, every server's transitions waiting for the store) is shown to an admin
 without a ``servers`` list only (``sees_whole_gateway``): the reads need scope ``tools``.
+The store unreadable, the rules listed are those in force (the engine's, as last read)
+and changes are refused, saying so (``in_force.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
+from fast_mcp_gateway.admin.in_force import unchanged, unreachable
 from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.alerts.states import loads_value
 from fast_mcp_gateway.config.alerts import AlertRule
@@ -39,6 +42,7 @@ from fast_mcp_gateway.errors import (
     NotFound,
 )
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.store import StorageError
 
 AlertValue = float | str | None
 
@@ -54,6 +58,9 @@ class AlertRuleView(BaseModel):
 
 class AlertRuleList(BaseModel):
     rules: list[AlertRuleView]
+    store_unreachable: str | None = Field(default=None, description=(
+        "null, or why the store cannot be read now: the rules listed are then those in "
+        "force in this gateway (held in memory), not necessarily the stored set"))
 
 
 class ActiveAlert(BaseModel):
@@ -191,12 +198,18 @@ def _sees(principal: Principal | None, server: str) -> bool:
 async def list_rules(ctx: AdminContext, *, principal: Principal | None = None
                      ) -> AlertRuleList:
     """The rules in effect (servers.yaml's, overridden by runtime ones), by name; those
-    ``principal`` manages."""
+    ``principal`` manages.  The store unreadable, those the engine holds (in force),
+    ``store_unreachable`` saying so."""
     engine = require_alerts(ctx)
+    note = None
     if ctx.store is not None:
-        await engine.load_rules()
+        try:
+            await engine.load_rules()
+        except StorageError as exc:
+            note = unreachable(ctx, exc, "alert rules", shown=sees_whole_gateway(principal))
     return AlertRuleList(rules=[view for view in _views(engine)
-                                if may_manage(principal, str(view.rule["server"]))])
+                                if may_manage(principal, str(view.rule["server"]))],
+                         store_unreachable=note)
 
 
 async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
@@ -205,7 +218,8 @@ async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
     store = require_store(ctx, "alert rules")
     # Once written, audited whatever the caller does.
     with finishing(ctx, actor, action, rule.name, rule.stored()):
-        await store.put_alert_rule(rule.name, rule.stored())
+        with unchanged("the alert rule"):
+            await store.put_alert_rule(rule.name, rule.stored())
         await ctx.audit(actor, action, rule.name, rule.stored())
     await engine.evaluate()
     return next(v for v in _views(engine) if v.rule["name"] == rule.name)
@@ -215,7 +229,8 @@ async def _existing(engine: AlertEngine, name: str, principal: Principal | None
                     ) -> AlertRule:
     """Rule ``name`` in effect, if ``principal`` may change it: one it may not is not
     listed to it (``list_rules``), so it is answered as absent, naming no server."""
-    await engine.load_rules()
+    with unchanged("the alert rule"):
+        await engine.load_rules()
     rule = next((r for r, _ in engine.rules() if r.name == name), None)
     if rule is None or not may_manage(principal, rule.server):
         raise NotFound(f"no alert rule named '{name}'")
@@ -228,7 +243,8 @@ async def add_rule(ctx: AdminContext, actor: Actor, rule: dict[str, Any], *,
     engine = require_alerts(ctx)
     parsed = _validate(ctx, rule, "add_alert_rule", principal)
     require_store(ctx, "alert rules")
-    await engine.load_rules()
+    with unchanged("the alert rule"):
+        await engine.load_rules()
     taken = next((r for r, _ in engine.rules() if r.name == parsed.name), None)
     if taken is not None:
         # Names are one namespace; a caller that cannot see the rule cannot update it.
@@ -260,7 +276,7 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
     engine = require_alerts(ctx)
     store = require_store(ctx, "alert rules")
     await _existing(engine, name, principal)
-    with finishing(ctx, actor, "delete_alert_rule", name):
+    with finishing(ctx, actor, "delete_alert_rule", name), unchanged("the alert rule"):
         if engine.file_rule(name) is not None:
             await store.put_alert_rule(name, None)
         else:

@@ -262,8 +262,8 @@ class ControlPlane:
 
     async def load_routes(self) -> None:
         rows = await require_store(self, "route rules").routes()
-        self.routes = RouteTable(Route(id=r.id, pattern=r.pattern, match=r.match,
-                                       target=r.target, priority=r.priority) for r in rows)
+        self.routes = RouteTable(Route(r.id, r.pattern, r.match, r.target, r.priority,
+                                       r.created_at) for r in rows)
         self._apply_routes(self.routes)
 
     async def audit(self, actor: Actor, action: str, target: str | None,

@@ -8,7 +8,8 @@ host, pid and config file), renewed every ``RENEW_SECONDS`` for ``TTL_SECONDS`` 
 released at a clean stop.  One that finds the lease held by another process says so
 at WARNING, once, naming that process and the fix, and at INFO when the id is its own
 again (the other stopped, or was a predecessor killed without a clean stop; one on this
-host whose pid no longer runs is taken over at the start, ``_take_from_dead``).  Store failures
+host and pid namespace whose pid no longer runs is taken over at the start,
+``_take_from_dead``).  Store failures
 are left to the change feed and the recorder to report.
 
 A SQLite file is one gateway's, but nothing stops a second from opening it: the default
@@ -23,6 +24,7 @@ no server's names for being unknown to it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -30,6 +32,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -50,21 +53,37 @@ _CONFIG = re.compile(r" config (.*) #[0-9a-f]{6}\Z", re.S)
 
 
 def holder_of(config_source: str) -> str:
-    """This process as a lease holder: its host, pid and config file, and a nonce."""
+    """This process as a lease holder: its host, pid (and where that pid is one:
+    ``pid_space``) and config file, and a nonce."""
     source = os.path.abspath(config_source) if os.path.exists(config_source) else config_source
-    return (f"host {socket.gethostname()} pid {os.getpid()} config {source} "
-            f"#{secrets.token_hex(3)}")
+    space = pid_space()
+    return (f"host {socket.gethostname()} pid {os.getpid()}"
+            f"{f' ns {space}' if space else ''} config {source} #{secrets.token_hex(3)}")
 
 
-_PROCESS = re.compile(r"host (\S+) pid (\d+) ")
+def pid_space() -> str | None:
+    """Where this process's pid names it: its kernel's boot and pid namespace, hashed
+    (None where ``/proc`` tells neither).  A host name alone does not: containers on
+    host networking (Kubernetes ``hostNetwork``) share the node's name with their own
+    pids, and machines cloned from one image share a name too."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        space = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return hashlib.sha256(f"{boot} {space}".encode()).hexdigest()[:12]
+
+
+_PROCESS = re.compile(r"host (\S+) pid (\d+) ns ([0-9a-f]{12}) ")
 
 
 def _gone(holder: str) -> int | None:
-    """The pid of ``holder`` if it names this host and no process runs with that pid
-    here now; else None (another host's, running, or not ours to tell: this process's
-    own pid is another gateway of this process, as library code may run)."""
+    """The pid of ``holder`` if it names this host and pid namespace (``pid_space``) and
+    no process runs with that pid here now; else None (another host's or container's,
+    running, or not ours to tell: this process's own pid is another gateway of this
+    process, as library code may run)."""
     found = _PROCESS.match(holder)
-    if found is None or found[1] != socket.gethostname():
+    if found is None or found[1] != socket.gethostname() or found[3] != pid_space():
         return None
     pid = int(found[2])
     if pid == os.getpid():

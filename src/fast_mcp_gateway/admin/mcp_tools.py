@@ -68,6 +68,7 @@ from fast_mcp_gateway.admin.scope import (
 )
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.admin.views import restricted_view
+from fast_mcp_gateway.config.names import NEW_NAME_CHARS
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
@@ -89,6 +90,8 @@ ACTING = types.ToolAnnotations(
 
 # Argument types (module level: FastMCP resolves annotations in module globals).
 NameArg = Annotated[str, Field(description="the server's name", min_length=1)]
+NewNameArg = Annotated[str, Field(description=f"the new server's name: {NEW_NAME_CHARS}",
+                                  min_length=1)]
 ReplicaArg = Annotated[int | None, Field(ge=0, description="replica index (default: the first "
                                                              "ready one)")]
 OnlyServer = Annotated[str | None, Field(description="only this server")]
@@ -347,7 +350,7 @@ async def inspector_clear(
 
 
 @admin_tool("gateway_add_server", IDEMPOTENT)
-async def add_server(ctx: AdminContext, name: NameArg, config: ConfigArg) -> ChangeReport:
+async def add_server(ctx: AdminContext, name: NewNameArg, config: ConfigArg) -> ChangeReport:
     """Register a new upstream server; it starts now and after every restart."""
     return await servers.add_server(ctx, actor(), name, config)
 
@@ -420,8 +423,9 @@ async def delete_route(ctx: AdminContext, route_id: RowId) -> dict[str, Any]:
 
 @admin_tool("gateway_list_routes", READ_ONLY)
 async def list_routes(ctx: AdminContext) -> dict[str, Any]:
-    """Route rules in decision order (priority, then age)."""
-    return await routes.list_routes(ctx)
+    """Route rules in decision order (priority, then age).  The store unreadable: those in
+    force in this gateway, store_unreachable saying so."""
+    return await routes.list_routes(ctx, principal=CALLER.get())
 
 
 # -- pinned definitions -------------------------------------------------------------
@@ -442,6 +446,14 @@ async def approve_changes(ctx: AdminContext, server: NameArg, names: Annotated[
     """Approve a server's changed/new definitions as they are now (shows the diffs): they
     become its pins and held ones are listed and callable again."""
     return await pins.approve_changes(ctx, actor(), server, names)
+
+
+@admin_tool("gateway_forget_pins", DESTRUCTIVE)
+async def forget_pins(ctx: AdminContext, server: NameArg) -> pins.ForgetReport:
+    """Drop the pinned and pending definitions kept of a server no longer configured
+    (gateway_pin_status counts them in not_configured): added again, it is trusted on
+    first use."""
+    return await pins.forget_pins(ctx, actor(), server)
 
 for _tool in alert_tools.TOOLS:  # declared in their own module (this one is full)
     admin_tool(_tool.name, {"read": READ_ONLY, "idempotent": IDEMPOTENT,

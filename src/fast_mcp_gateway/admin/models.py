@@ -16,6 +16,11 @@ from fast_mcp_gateway.admin.report import ChangeReport as ChangeReport
 
 # -- servers and replicas -----------------------------------------------------------
 
+RESTARTS = ("times its session was started again since it started with its current "
+            "settings (a change of how it is reached or started begins the count again): "
+            "by the gateway after a crash or a lost connection (each attempt counted) and "
+            "by a reconnect or an enable alike")
+
 
 class ReplicaStatus(BaseModel):
     """One replica (one live session) of a server."""
@@ -37,7 +42,7 @@ class ReplicaStatus(BaseModel):
     median_latency_ms: float | None
     weight: int
     draining: bool
-    restarts: int
+    restarts: int = Field(description=RESTARTS)
     pid: int | None
     uptime_seconds: float | None
     last_error: str | None
@@ -93,7 +98,7 @@ class ServerStatus(BaseModel):
     last_error: str | None
     uptime_seconds: float | None
     connect_seconds: float | None
-    restarts: int
+    restarts: int = Field(description=RESTARTS + " (its replicas' together)")
     pid: int | None = Field(default=None, description="the stdio server's process id")
     description: str | None = None
     health: str = Field(default="UNKNOWN", description="the best of its replicas' health")

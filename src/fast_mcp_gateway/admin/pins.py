@@ -1,10 +1,17 @@
 """Pinned definitions: what changed, approving it, and keeping the store in step.
 
-``pin_status`` and ``approve_changes`` are admin operations (the ``gateway_pin_status``
-and ``gateway_approve_changes`` tools, ``GET /api/v1/pins`` and
-``POST /api/v1/pins/approve`` adapt them).  ``approve_stored`` is the CLI's approval,
-made on the store alone (``mcp-gateway pins approve``): a running gateway picks it up
-through ``follow_pins``, which re-reads the pins of servers with open findings.
+``pin_status``, ``approve_changes`` and ``forget_pins`` are admin operations (the
+``gateway_pin_status``, ``gateway_approve_changes`` and ``gateway_forget_pins`` tools,
+``GET /api/v1/pins``, ``POST /api/v1/pins/approve`` and ``DELETE /api/v1/pins/{name}``
+adapt them).  ``approve_stored`` is the CLI's approval, made on the store alone
+(``mcp-gateway pins approve``): a running gateway picks it up through ``follow_pins``,
+which re-reads the pins of servers with open findings; ``forget_stored`` the CLI's
+``pins forget``.
+
+A removed server's pins are kept (docs/ARCHITECTURE.md, "Pinning"): added again, it is
+checked against what was approved, not trusted anew.  The listings leave out the
+findings of servers no longer configured and count what is kept of them
+(``not_configured``); ``forget_pins`` drops it, audited, for a server not configured.
 
 ``load_pins`` and ``follow_pins``, the gateway's pin worker, are ``pin_worker.py``'s.
 """
@@ -16,7 +23,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing
+from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.config.checks import suggest
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
@@ -39,9 +46,19 @@ class PinFinding(BaseModel):
 
 
 class PinReport(BaseModel):
-    findings: list[PinFinding]
+    findings: list[PinFinding] = Field(description="of the servers configured")
     pinned: dict[str, int] = Field(description="server -> approved definitions")
     modes: dict[str, str] = Field(description="server -> off | warn | enforce")
+    not_configured: dict[str, int] = Field(default_factory=dict, description=(
+        "server -> approved definitions kept of a server no longer configured (checked "
+        "against if it is added again; its findings are not listed): gateway_forget_pins "
+        "drops them"))
+
+
+class ForgetReport(BaseModel):
+    server: str
+    approved: int = Field(description="approved definitions dropped")
+    pending: int = Field(description="pending (changed, new, flagged) definitions dropped")
 
 
 class ApprovalReport(BaseModel):
@@ -60,19 +77,61 @@ def _book(ctx: AdminContext) -> PinBook:
     return ctx.manager.pins
 
 
+def configured(ctx: AdminContext, server: str) -> bool:
+    """Whether ``server`` is one of the gateway's (running, disabled, or an invalid
+    entry of the file or a registration)."""
+    return (server in ctx.manager.services or server in ctx.file_servers
+            or server in ctx.invalid_servers)
+
+
 def pin_status(ctx: AdminContext, server: str | None = None) -> PinReport:
-    """Open findings (changed, new, flagged definitions, with diffs) and pin counts."""
+    """Open findings (changed, new, flagged definitions, with diffs) and pin counts of
+    the servers configured; what is kept of others is counted in ``not_configured``."""
     if server is not None:
         ctx.manager.get(server)
     book = _book(ctx)
     pinned: dict[str, int] = {}
+    kept: dict[str, int] = {}
     for (name, _, _) in book.pins:
         if server is None or name == server:
-            pinned[name] = pinned.get(name, 0) + 1
+            counts = pinned if configured(ctx, name) else kept
+            counts[name] = counts.get(name, 0) + 1
     modes: dict[str, str] = {name: s.config.pinning or ctx.options.pinning
              for name, s in ctx.manager.services.items() if server is None or name == server}
-    return PinReport(findings=[finding_model(f) for f in book.open_findings(server)],
-                     pinned=dict(sorted(pinned.items())), modes=modes)
+    return PinReport(findings=[finding_model(f) for f in book.open_findings(server)
+                               if configured(ctx, f.server)],
+                     pinned=dict(sorted(pinned.items())), modes=modes,
+                     not_configured=dict(sorted(kept.items())))
+
+
+async def forget_pins(ctx: AdminContext, actor: Actor, server: str) -> ForgetReport:
+    """Drop every pinned and pending definition of ``server``, which must not be
+    configured (``AdminError`` saying what to do then): added again, it is trusted on
+    first use.  ``NotFound`` when nothing is kept of it."""
+    if configured(ctx, server):
+        raise AdminError(refusal(server))
+    store = require_store(ctx, "pinned definitions")
+    with finishing(ctx, actor, "forget_pins", server):
+        approved, pending = await forget_stored(store, server)
+        _book(ctx).forget(server)
+        await ctx.audit(actor, "forget_pins", server, None,
+                        f"{approved} approved and {pending} pending definition(s) forgotten")
+    return ForgetReport(server=server, approved=approved, pending=pending)
+
+
+def refusal(server: str) -> str:
+    return (f"server '{server}' is configured: its pins are what its definitions are checked "
+            "against, and forgetting them would trust whatever it lists next; approve its "
+            "findings instead, or remove the server first")
+
+
+async def forget_stored(store: PinStore, server: str) -> tuple[int, int]:
+    """Delete ``server``'s rows (``check_pinned``'s ``NotFound`` when it has none);
+    returns how many approved and pending rows were deleted."""
+    await check_pinned(store, server)
+    approved = sum(r.status == "approved" for r in await store.pins(server))
+    removed = await store.delete_pins(server)
+    return min(approved, removed), max(0, removed - approved)
 
 
 async def approve_changes(ctx: AdminContext, actor: Actor, server: str,

@@ -14,20 +14,29 @@ from urllib.parse import urlsplit
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.config.checks import nested_gateway_problem
-from fast_mcp_gateway.config.names import overlong_name, shown_name, unaddressable_name
+from fast_mcp_gateway.config.names import (
+    overlong_name,
+    shown_name,
+    unaddressable_name,
+    unusual_name,
+)
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, is_loopback
 from fast_mcp_gateway.errors import ConfigError, Forbidden
 from fast_mcp_gateway.telemetry.redaction import mask_text
 
 
-def check_new_name(name: str, source: str) -> None:
+def check_new_name(name: str, source: str, *, imported: bool = False) -> None:
     """A new server's name is a path segment of the REST API and the dashboard: one with
     a '/' could be added there but never read, changed or removed there again.  It is
-    also the prefix of its tools' names: at most ``MAX_SERVER_NAME`` characters."""
+    also the prefix of its tools' names: at most ``MAX_SERVER_NAME`` characters, and
+    (added, not ``imported``) only ``NEW_NAME_CHARS``.  An import takes a file's keys as
+    the config file does (a Claude Desktop "My Server": its namespace ``My_Server``)."""
     if (problem := overlong_name(name)) is not None:
         raise ConfigError.single(source, shown_name(name), None, problem)
     if (problem := unaddressable_name(name)) is not None:
+        raise ConfigError.single(source, name, None, problem)
+    if not imported and (problem := unusual_name(name)) is not None:
         raise ConfigError.single(source, name, None, problem)
 
 

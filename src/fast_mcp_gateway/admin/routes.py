@@ -2,7 +2,8 @@
 
 Rules live in the store; every change is audited and reloaded into the call path at
 once (``AdminContext.load_routes``).  Results are plain dicts, the shape the
-``gateway_*_route`` tools have always returned.
+``gateway_*_route`` tools have always returned.  The store unreadable, the list is the
+rules in force, from memory, and changes are refused, saying so (``in_force.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Literal
 
+from fast_mcp_gateway.admin.alerts import sees_whole_gateway
 from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
+from fast_mcp_gateway.admin.in_force import unchanged, unreachable
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.principal import Principal
+from fast_mcp_gateway.routing.rules import Route
+from fast_mcp_gateway.store import StorageError
 
 Match = Literal["exact", "prefix", "wildcard"]
 
@@ -46,10 +51,11 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
     planned = {"id": route_id, "match": match, "target": target, "priority": priority}
     with finishing(ctx, actor, action, pattern, planned):  # once written, in the call
         # path and audited whatever the caller does
-        if route_id is None:
-            route_id = await store.add_route(pattern, match, target, priority)
-        elif not await store.update_route(route_id, pattern, match, target, priority):
-            raise NotFound(_no_route(actor, route_id))
+        with unchanged("the route rule"):
+            if route_id is None:
+                route_id = await store.add_route(pattern, match, target, priority)
+            elif not await store.update_route(route_id, pattern, match, target, priority):
+                raise NotFound(_no_route(actor, route_id))
         await ctx.load_routes()
         await ctx.audit(actor, action, pattern, {"id": route_id, "match": match,
                                                  "target": target, "priority": priority})
@@ -78,16 +84,32 @@ async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[s
     """Delete rule ``route_id`` (its tools go back to their own servers)."""
     store = require_store(ctx, "route rules")
     with finishing(ctx, actor, "delete_route", str(route_id)):
-        if not await store.delete_route(route_id):
+        with unchanged("the route rule"):
+            deleted = await store.delete_route(route_id)
+        if not deleted:
             raise NotFound(_no_route(actor, route_id))
         await ctx.load_routes()
         await ctx.audit(actor, "delete_route", str(route_id))
     return {"deleted": route_id}
 
 
-async def list_routes(ctx: AdminContext) -> dict[str, Any]:
-    """Every rule in decision order (priority, then age)."""
-    return {"routes": [asdict(r) for r in await require_store(ctx, "route rules").routes()]}
+async def list_routes(ctx: AdminContext, *, principal: Principal | None = None
+                      ) -> dict[str, Any]:
+    """Every rule in decision order (priority, then age), ``store_unreachable`` None; the
+    store unreadable, the rules in force (``ctx.routes``), ``store_unreachable`` saying so
+    (the store's own words to a ``principal`` that ``sees_whole_gateway``)."""
+    store = require_store(ctx, "route rules")
+    try:
+        return {"routes": [asdict(r) for r in await store.routes()], "store_unreachable": None}
+    except StorageError as exc:
+        note = unreachable(ctx, exc, "route rules", shown=sees_whole_gateway(principal))
+    return {"routes": [_as_stored(r) for r in ctx.routes.routes], "store_unreachable": note}
+
+
+def _as_stored(rule: Route) -> dict[str, Any]:
+    """A rule in force as the store lists it (``RouteRecord``'s fields, in order)."""
+    return {"id": rule.id, "pattern": rule.pattern, "match": rule.match,
+            "priority": rule.priority, "target": rule.target, "created_at": rule.created_at}
 
 
 def _no_route(actor: Actor, route_id: int) -> str:

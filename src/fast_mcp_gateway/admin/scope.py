@@ -66,7 +66,7 @@ SERVER_ARGUMENT = dict.fromkeys((
     "gateway_inspect_server", "gateway_inspect_call_tool", "gateway_inspect_read_resource",
     "gateway_inspect_get_prompt", "gateway_inspector_clear", "gateway_add_server",
     "gateway_update_server", "gateway_remove_server", "gateway_server_detail"), "name") | {
-    "gateway_approve_changes": "server"}
+    "gateway_approve_changes": "server", "gateway_forget_pins": "server"}
 # The optional argument narrowing a read-only tool to one server (without it the answer
 # covers every server, filtered to a restricted admin's by ``views.restricted_view``).
 ONE_SERVER_ARGUMENT = {"gateway_health_history": "name", "gateway_inspector_history": "name",

@@ -63,6 +63,7 @@ from fast_mcp_gateway.routing.lifecycle import longest_request
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.upstream.loops import not_added
 from fast_mcp_gateway.upstream.replica import UpstreamState
 
 
@@ -286,10 +287,10 @@ sharing a store, the store's insert-if-absent (``add_server``) decides instead."
 
 
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
-                    must_exist: bool | None) -> ChangeReport:
+                    must_exist: bool | None, imported: bool = False) -> ChangeReport:
     lock = _REGISTERING.setdefault(ctx, anyio.Lock())
     async with lock:
-        return await _register_now(ctx, actor, name, raw, must_exist=must_exist)
+        return await _register_now(ctx, actor, name, raw, must_exist, imported)
 
 
 async def _registered_elsewhere(store: Store, name: str) -> bool:
@@ -300,8 +301,8 @@ async def _registered_elsewhere(store: Store, name: str) -> bool:
                for row in await store.servers())
 
 
-async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
-                        must_exist: bool | None) -> ChangeReport:
+async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any],
+                        must_exist: bool | None, imported: bool) -> ChangeReport:
     store = require_store(ctx, "servers added or changed at runtime")
     running = name in ctx.manager.services
     exists = running or (must_exist is not False and await _registered_elsewhere(store, name))
@@ -315,7 +316,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
     source = (update.format(name=name) if exists else add) + (
         " body 'config'" if actor.surface == "rest" else "")
     if not exists:
-        check_new_name(name, add)
+        check_new_name(name, add, imported=imported)
     if raw.get("name") == name:  # as the server's detail shows its config: sent back
         raw = {k: v for k, v in raw.items() if k != "name"}
     raw = await unmasked(ctx, name, raw, source)  # the *** gateway_server_detail showed
@@ -354,8 +355,9 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
                     f"added: {exc}; once the store answers, remove it ({remove}) or fix "
                     f"its settings ({update.format(name=name)})")) from exc
             await ctx.manager.remove_server(name)
-            await ctx.audit(actor, "add_server", name, raw, f"not added: {failure}")
-            raise ConfigError.single(source, name, None, (
+            looped = not_added(failure)  # itself, or a gateway aggregating it: not again
+            await ctx.audit(actor, "add_server", name, raw, f"not added: {looped or failure}")
+            raise ConfigError.single(source, name, None, f"not added: {looped}" if looped else (
                 f"did not start, so it was not added: {failure}; fix its settings and add "
                 "it again (or add it with 'enabled: false': kept, stopped until enabled)"))
         await ctx.audit(actor, "update_server" if exists else "add_server", name, raw)
@@ -451,7 +453,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
         if name in ctx.manager.services and not replace_existing:
             continue
         if name not in ctx.manager.services:
-            check_new_name(name, "gateway_import_servers")
+            check_new_name(name, "gateway_import_servers", imported=True)
         entries[name] = await unmasked(ctx, name, imported.entries[name],
                                        "gateway_import_servers")
         check_not_nested(ctx, server, "gateway_import_servers")
@@ -470,7 +472,7 @@ async def import_servers(ctx: AdminContext, actor: Actor, content: str,
                 continue
             # Stored as written (ours, or converted from Claude's), ${VAR} unexpanded.
             try:
-                outcome = await _register(ctx, actor, name, entries[name],
+                outcome = await _register(ctx, actor, name, entries[name], imported=True,
                                           must_exist=None if replace_existing else False)
             except Conflict:  # registered by another gateway on this store meanwhile
                 report.unchanged.append(name)

@@ -64,7 +64,9 @@ def entries_only(page: HistoryPage, keep: Keep) -> HistoryPage:
 def pins_only(report: PinReport, keep: Keep) -> PinReport:
     return PinReport(findings=[f for f in report.findings if keep(f.server)],
                      pinned={k: v for k, v in report.pinned.items() if keep(k)},
-                     modes={k: v for k, v in report.modes.items() if keep(k)})
+                     modes={k: v for k, v in report.modes.items() if keep(k)},
+                     not_configured={k: v for k, v in report.not_configured.items()
+                                     if keep(k)})
 
 
 def routes_only(listed: dict[str, Any], keep: Keep) -> dict[str, Any]:

@@ -4,28 +4,46 @@
 flagged, with diffs; ``pins approve SERVER [NAME ...]`` approves them (all of the
 server's, or those named).  It works on the store alone, so it needs no running
 gateway; one that is running releases what was approved within a few seconds.
+
+Given the gateway's config file (``--config`` or $MCP_GATEWAY_CONFIG: never guessed, a
+review must not hide findings for a file that happened to be in the folder), what is
+kept of a server no longer configured (not in it, nor registered at runtime in the
+store) is not listed but counted in one line.  ``pins forget SERVER`` drops it (audited
+as ``cli``) and refuses a server that is configured (docs/ARCHITECTURE.md, "Pinning"):
+it needs the config file (named, or ./servers.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fast_mcp_gateway.errors import AdminError
+from fast_mcp_gateway.errors import AdminError, ConfigError
 from fast_mcp_gateway.telemetry.redaction import escape_controls
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.store import Store
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db_help: str) -> None:
     pins = sub.add_parser("pins", help="review and approve changed tool definitions "
                                        "(pinning)")
-    pins.add_argument("action", nargs="?", choices=["status", "approve"], default="status",
+    pins.add_argument("action", nargs="?", choices=["status", "approve", "forget"],
+                      default="status",
                       help="status (default): the changed, new or flagged definitions, with "
-                           "diffs; approve: approve a server's (all, or the names given)")
-    pins.add_argument("server", nargs="?", help="the server (required for approve)")
+                           "diffs; approve: approve a server's (all, or the names given); "
+                           "forget: drop what is kept of a server no longer configured")
+    pins.add_argument("server", nargs="?", help="the server (required for approve and forget)")
     pins.add_argument("names", nargs="*", help="upstream names to approve (default: all)")
     pins.add_argument("--db", default=None, help=db_help)
+    pins.add_argument("--config", "-c", type=Path, default=None,
+                      help="the gateway's config file, to tell the servers configured "
+                           "(default: $MCP_GATEWAY_CONFIG; for forget, else ./servers.yaml)")
     pins.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -46,13 +64,17 @@ async def run_pins(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: no store at {path} (has the gateway run with a store?)",
               file=sys.stderr)
         return 2
-    if args.action == "approve" and not args.server:
-        print("mcp-gateway: pins approve needs a server: mcp-gateway pins approve SERVER "
-              "[NAME ...]", file=sys.stderr)
+    if args.action in ("approve", "forget") and not args.server:
+        print(f"mcp-gateway: pins {args.action} needs a server: mcp-gateway pins "
+              f"{args.action} SERVER" + (" [NAME ...]" if args.action == "approve" else ""),
+              file=sys.stderr)
         return 2
     try:
         store = await open_store(path)
         try:
+            configured = await _configured(args, store, args.action == "forget")
+            if args.action == "forget":
+                return await _forget(store, args.server, configured, args.json)
             if args.action == "approve":
                 rows = await approve_stored(store, args.server, args.names or None,
                                             "cli")
@@ -67,21 +89,82 @@ async def run_pins(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([{"server": p.server, "kind": p.kind, "name": p.name,
                                    "state": p.actor, "markers": p.markers,
+                                   "configured": None if configured is None
+                                   else p.server in configured,
                                    "diff": stored_diff(p, a)} for p, a in pending]))
-            elif not pending:
-                print("nothing to approve: every definition seen is the approved one")
-            for p, a in [] if args.json else pending:
+                return 0
+            kept = [] if configured is None else sorted(
+                {p.server for p, _ in pending} - configured)
+            pending = [(p, a) for p, a in pending if p.server not in kept]
+            if not pending:
+                print("nothing to approve: every definition seen is the approved one"
+                      + (" on the servers configured" if kept else ""))
+            for p, a in pending:
                 markers = "; ".join(p.markers)
                 print(f"{_shown(p.server)}: {p.kind} '{_shown(p.name)}' is {p.actor}"
                       + (f" (injection markers: {_shown(markers)})" if markers else ""))
                 print(escape_controls(stored_diff(p, a)) or "(no approved definition)")
                 print(f"  approve: mcp-gateway pins approve {_shell_word(p.server)} "
                       f"{_shell_word(p.name)}\n")
+            if kept:
+                await _kept_line(store, kept)
         finally:
             await store.close()
-    except (StorageError, AdminError) as exc:
+    except (StorageError, AdminError, ConfigError) as exc:
         print(f"mcp-gateway: {escape_controls(str(exc))}", file=sys.stderr)
         return 2
+    return 0
+
+
+async def _configured(args: argparse.Namespace, store: Store, forget: bool
+                      ) -> set[str] | None:
+    """The servers a gateway with this config file and store runs (the file's merged
+    with the runtime registrations, invalid entries included); None without a config
+    file named (``forget``: or ./servers.yaml)."""
+    from fast_mcp_gateway.config.loader import load_config
+    from fast_mcp_gateway.config.registrations import merge
+    from fast_mcp_gateway.config.schema import InvalidServer
+
+    named = args.config or os.environ.get("MCP_GATEWAY_CONFIG")
+    if not named and not forget:
+        return None
+    path = Path(named) if named else Path("servers.yaml")
+    if not path.exists():
+        why = ("pins forget checks that the server is not configured there: " if forget
+               else "")
+        raise AdminError(f"{path}: no such config file; {why}name the gateway's config "
+                         "file with --config PATH (or $MCP_GATEWAY_CONFIG)")
+    config = load_config(path, partial=True)  # a ConfigError names the file and field
+    invalid: dict[str, InvalidServer] = {}
+    servers, _ = merge(dict(config.servers), await store.servers(),
+                       config.options.env_allow, invalid)
+    return {*servers, *invalid, *config.invalid}
+
+
+async def _kept_line(store: Store, servers: list[str]) -> None:
+    rows = [r for s in servers for r in await store.pins(s)]
+    counts = ", ".join(
+        f"{_shown(s)} ({sum(r.server == s and r.status == 'pending' for r in rows)} pending, "
+        f"{sum(r.server == s and r.status == 'approved' for r in rows)} approved)"
+        for s in servers)
+    print(f"not listed: the definitions kept of server(s) no longer configured (kept so that "
+          f"one added again is checked against them): {counts}; 'mcp-gateway pins forget "
+          "SERVER' drops them")
+
+
+async def _forget(store: Store, server: str, configured: set[str] | None,
+                  as_json: bool) -> int:
+    from fast_mcp_gateway.admin.pins import forget_stored, refusal
+
+    if configured is None or server in configured:  # None: never (``_configured``)
+        print(f"mcp-gateway: {escape_controls(refusal(server))}", file=sys.stderr)
+        return 2
+    approved, pending = await forget_stored(store, server)
+    result = f"{approved} approved and {pending} pending definition(s) forgotten"
+    await store.add_audit("cli", "forget_pins", server, None, result)
+    print(json.dumps({"server": server, "approved": approved, "pending": pending})
+          if as_json else f"server '{_shown(server)}': {result}; added again, it is "
+                          "trusted on first use")
     return 0
 
 

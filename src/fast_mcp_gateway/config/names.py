@@ -48,6 +48,31 @@ def unaddressable_name(name: str) -> str | None:
             f"'{name.replace('/', '-')}'")
 
 
+NEW_NAME_CHARS = "letters (A-Z, a-z), digits, '-' and '_'"
+"""What a server added at runtime may be called (``unusual_name``), as the dashboard's
+form and the add operations' descriptions say."""
+
+
+def unusual_name(name: str) -> str | None:
+    """Why a server *added at runtime* may not be called ``name`` (None: it may): only
+    ``NEW_NAME_CHARS``, the characters of a tool's name in every host, which its tools'
+    names begin with.  A config file's entry (or an imported one: a Claude Desktop
+    ``mcpServers`` key such as "My Server") is taken as written, its namespace made
+    ``host_safe``; so is a registration stored before this rule."""
+    if not name or not _UNSAFE.search(name):
+        return None
+    odd = ", ".join(_shown_char(c) for c in dict.fromkeys(_UNSAFE.findall(name)))
+    instead = host_safe(name).strip("_") or "server"
+    return (f"a server name may contain only {NEW_NAME_CHARS} (its tools' names begin "
+            "with it, and hosts such as Claude Desktop take no other characters in a "
+            f"tool's name); it holds {odd}: choose another name, e.g. '{instead}'")
+
+
+def _shown_char(char: str) -> str:
+    return {" ": "a space", "\t": "a tab"}.get(char, repr(char) if char.isprintable()
+                                               else f"U+{ord(char):04X}")
+
+
 MAX_SERVER_NAME = 64
 """The longest server name accepted where names enter (a config file, an add or an
 import): the name is the default prefix of each of its tools' names, which hosts limit

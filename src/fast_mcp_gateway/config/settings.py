@@ -275,8 +275,22 @@ class GatewaySettings(BaseSettings):
         if port is not None:
             raise ValueError(f"names a port: give the address alone ({address}) and the "
                              f"port as the port setting (--port {port}, MCP_GATEWAY_PORT)")
+        if value.endswith(":") and not _is_address(value):
+            raise ValueError(f"ends with ':' but names no port: give the address alone "
+                             f"({value.rstrip(':').strip('[]') or '127.0.0.1'}) and the port "
+                             "as the port setting (--port, MCP_GATEWAY_PORT)")
+        v6_port = _v6_with_port(value)
+        if v6_port is not None:
+            address, port = v6_port
+            raise ValueError(
+                f"reads as IPv6 address {address} with port {port} appended (an IPv6 "
+                f"address with a port is written [{address}]:{port}): give the address "
+                f"alone ({address}) and the port as the port setting (--port {port}, "
+                "MCP_GATEWAY_PORT)")
         if value.startswith("[") and value.endswith("]"):  # as in a URL: bound without
             return value[1:-1]
+        if value.lower() == "localhost.":  # the root-anchored name: /etc/hosts has no dot
+            return value[:-1]
         return value
 
     @field_validator("path")
@@ -390,9 +404,35 @@ def _split_port(host: str) -> tuple[str, str | None]:
     return address.strip("[]"), port
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _v6_with_port(host: str) -> tuple[str, str] | None:
+    """``(address, port)`` of a bare IPv6 address with a port after it (``::1:8080``),
+    else ``None``.  Also a valid address itself when it starts with ``::`` or ``::1``
+    (``::1:8080`` is ``::0.1.128.128``, of the deprecated IPv4-compatible block ``::/96``
+    nobody binds to); any other valid address is taken as written."""
+    if host.startswith("[") or host.count(":") < 2:
+        return None
+    address, _, port = host.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) <= 65535 or not _is_address(address) \
+            or ipaddress.ip_address(address).version != 6:
+        return None
+    if _is_address(host) and not ipaddress.ip_address(address).packed.startswith(
+            bytes(15)):  # :: or ::1 with a port: else an address (2001:db8::1:443)
+        return None
+    return address, port
+
+
 def is_loopback(host: str) -> bool:
-    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
+    """True for loopback names and addresses (127.0.0.0/8, ::1, localhost, and
+    ``localhost.``, its root-anchored form)."""
+    if host.lower().removesuffix(".") in ("localhost", "localhost.localdomain"):
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

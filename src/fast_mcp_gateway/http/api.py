@@ -177,9 +177,11 @@ async def server_prompts(call: Call) -> s.ComponentList:
 # -- routes ------------------------------------------------------------------------
 
 
-async def _route_rules(call: Call) -> list[s.RouteOut]:
-    listed = s.RouteList.model_validate(await routes.list_routes(call.ctx))
-    return [r for r in listed.routes if call.may_use(r.target)]
+async def _route_rules(call: Call) -> s.RouteList:
+    listed = s.RouteList.model_validate(await routes.list_routes(call.ctx,
+                                                                 principal=call.principal))
+    listed.routes = [r for r in listed.routes if call.may_use(r.target)]
+    return listed
 
 
 def _may_change_routes(call: Call) -> None:
@@ -189,8 +191,9 @@ def _may_change_routes(call: Call) -> None:
 
 @endpoint("GET", "/routes", s.RouteList, scope="tools", tag="routes")
 async def list_routes(call: Call) -> s.RouteList:
-    """Route rules in decision order (priority, then age)."""
-    return s.RouteList(routes=await _route_rules(call))
+    """Route rules in decision order (priority, then age); the store unreadable, those in
+    force in this gateway (from memory), ``store_unreachable`` saying so."""
+    return await _route_rules(call)
 
 
 @endpoint("POST", "/routes", s.RouteOut, scope="admin", tag="routes", body=s.RouteIn,
@@ -243,6 +246,15 @@ async def approve_changes(call: Call) -> pins.ApprovalReport:
     """Approve a server's changed/new definitions as they are now (held ones are released)."""
     b: s.PinApprovalIn = call.body
     return await pins.approve_changes(call.ctx, call.actor, call.server(b.server), b.names)
+
+
+@endpoint("DELETE", "/pins/{name}", pins.ForgetReport, scope="admin", tag="pins",
+          errors=(404,))
+async def forget_pins(call: Call) -> pins.ForgetReport:
+    """Drop the definitions kept of a server no longer configured (trusted on first use if
+    it is added again)."""
+    return await pins.forget_pins(call.ctx, call.actor,
+                                  call.recorded_server(call.path["name"]))
 
 
 # -- logs and statistics --------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from fast_mcp_gateway.config.names import MAX_SERVER_NAME
+from fast_mcp_gateway.config.names import MAX_SERVER_NAME, NEW_NAME_CHARS
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.store.base import ISSUED_CURSOR, NOT_ISSUED
@@ -50,7 +50,7 @@ class _In(_Model):
 class ServerCreate(_In):
     # The limit is documented here and enforced by the operation, whose refusal names
     # the name's length and why (a generic "at most N characters" said neither).
-    name: str = Field(min_length=1, description="the new server's name",
+    name: str = Field(min_length=1, description=f"the new server's name: {NEW_NAME_CHARS}",
                       json_schema_extra={"maxLength": MAX_SERVER_NAME})
     config: ConfigBody
 
@@ -231,6 +231,9 @@ class RouteOut(_Model):
 
 class RouteList(_Model):
     routes: list[RouteOut] = Field(description="in decision order (priority, then age)")
+    store_unreachable: str | None = Field(default=None, description=(
+        "null, or why the store cannot be read now: the rules listed are then those in "
+        "force in this gateway (held in memory), not necessarily the stored set"))
 
 
 class Deleted(_Model):

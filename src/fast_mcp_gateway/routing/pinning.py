@@ -382,6 +382,18 @@ class PinBook:
             self.pins[key] = record
         return changed
 
+    def forget(self, server: str) -> None:
+        """Drop everything held of ``server`` (its pins, findings and queued writes): its
+        next catalog, should it be added again, is trusted on first use."""
+        self.pins = {k: r for k, r in self.pins.items() if k[0] != server}
+        self._memo = {k: m for k, m in self._memo.items() if k[0] != server}
+        self.findings.pop(server, None)
+        self._reported = {r for r in self._reported if r[0][0] != server}
+        self._writes = [w for w in self._writes if w.server != server]
+        self._stale = [k for k in self._stale if k[0] != server]
+        self.saving = {k for k in self.saving if k[0] != server}
+        self.generation += 1
+
     def take_writes(self) -> tuple[list[PinRecord], list[Finding]]:
         """What to write to the store and what to audit since the last call."""
         writes, events = self._writes, self._events

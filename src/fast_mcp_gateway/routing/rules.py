@@ -14,7 +14,7 @@ search results (``outside``), and a call of it is refused saying so (``front/cal
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal
 
@@ -28,6 +28,8 @@ class Route:
     match: Match
     target: str
     priority: int = 0
+    # When the store says it was made (None: not from the store); shown, never matched.
+    created_at: float | None = field(default=None, compare=False)
 
     def matches(self, name: str) -> bool:
         if self.match == "exact":

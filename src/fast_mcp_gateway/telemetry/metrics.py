@@ -127,7 +127,8 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
     inflight = GaugeMetricFamily("mcp_gateway_upstream_in_flight",
                                  "Requests in flight on the replica", labels=labels)
     restarts = CounterMetricFamily("mcp_gateway_upstream_restarts",
-                                   "Restarts of the replica's session", labels=labels)
+                                   "Sessions of the replica started after its first "
+                                   "(a crash's reconnect, an operator's)", labels=labels)
     trips = CounterMetricFamily("mcp_gateway_breaker_trips",
                                 "Times the replica's circuit breaker opened", labels=labels)
     stalls = CounterMetricFamily("mcp_gateway_upstream_stalls",

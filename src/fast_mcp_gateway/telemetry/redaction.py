@@ -62,9 +62,12 @@ _URL_PART = re.compile(r"[A-Za-z0-9._~%+=\-]+")
 # are not secrets; a PEM block cut short is masked to the end of the text.
 # Linear on any input: each part is a prefix and flat runs, and a run of [A-Za-z0-9_-]
 # is entered only at its start (``_AFTER_FIRST``: nothing of the kind before the
-# part's first character).  Every part starts with a literal character, so ``sub``
-# skips every other character without trying the parts (~4x faster on a long text).
-_AFTER_FIRST = r"(?<![A-Za-z0-9_\-].)"
+# part's first character) -- or an escape before it, as JSON and ``repr`` write a
+# string ("line\nghp_...", "\u00e9ghp_...": an echoed argument in an error text, a
+# JSON body in a log line; the escape's letter hid the token).  Every part starts with
+# a literal character, so ``sub`` skips every other character without trying the parts
+# (~4x faster on a long text).
+_AFTER_FIRST = r"(?:(?<![A-Za-z0-9_\-].)|(?<=\\[nrtbf].)|(?<=\\u[0-9A-Fa-f]{4}.))"
 _END = r"(?![A-Za-z0-9_\-])"
 _PEM_LINE = r"-----{} [A-Z0-9 ]{{0,40}}PRIVATE KEY[A-Z ]{{0,10}}-----"
 _SK_KINDS = r"(?:proj|svcacct|admin|None|ant-(?:api|admin|oat|sid)[0-9]{2}|or-v1)"

@@ -8,7 +8,9 @@ once.  Each validation issue is shown next to its form field (an issue about the
 rule goes to the field it names, else above the form).  Scoping matches REST: a viewer
 restricted to some servers sees and manages only rules on those servers (never ``*``),
 and only their alerts.  The active alerts and history part (``/partials/alerts``)
-re-fetches itself when the live stream carries an ``alert`` event.
+re-fetches itself when the live stream carries an ``alert`` event.  The store
+unreadable, the page shows the rules in force (saying so) and the active alerts, and
+names the store's problem in place of the history.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.routing import Route
 from fast_mcp_gateway.admin import alerts as alert_ops
 from fast_mcp_gateway.config.alerts import METRICS
 from fast_mcp_gateway.errors import AdminError, ConfigError, Conflict, Forbidden, NotFound
+from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui.core import Page, Ui
 
 FIELDS = ("name", "server", "metric", "op", "threshold", "window", "for", "min_calls",
@@ -36,19 +39,31 @@ async def active_alerts(page: Page) -> alert_ops.AlertStatus | None:
     return await alert_ops.status(page.ctx, principal=page.viewer.principal)
 
 
-async def _history(page: Page) -> alert_ops.AlertHistoryPage | None:
+async def _history(page: Page) -> dict[str, Any]:
+    """The template's ``history`` (None: no store) and ``history_problem`` (the store
+    cannot be read: why, the store's own words to a viewer that sees the whole gateway)."""
     if page.ctx.store is None or page.ctx.alerts is None:
-        return None
+        return {"history": None, "history_problem": None}
     before = page.query("before_id")
-    return await alert_ops.history(page.ctx, limit=HISTORY_PAGE,
-                                   before_id=int(before) if before.isdigit() else None,
-                                   principal=page.viewer.principal)
+    who = page.viewer.principal
+    try:
+        return {"history": await alert_ops.history(
+            page.ctx, limit=HISTORY_PAGE, before_id=int(before) if before.isdigit() else None,
+            principal=who), "history_problem": None}
+    except StorageError as exc:
+        return {"history": None, "history_problem": str(exc) if alert_ops.sees_whole_gateway(
+            who) else alert_ops.STORE_UNREADABLE}
+
+
+async def _listed(page: Page) -> alert_ops.AlertRuleList:
+    """The rules the viewer manages, and ``store_unreachable`` (``admin/in_force.py``)."""
+    if page.ctx.alerts is None:
+        return alert_ops.AlertRuleList(rules=[])
+    return await alert_ops.list_rules(page.ctx, principal=page.viewer.principal)
 
 
 async def _rules(page: Page) -> list[alert_ops.AlertRuleView]:
-    if page.ctx.alerts is None:
-        return []
-    return (await alert_ops.list_rules(page.ctx, principal=page.viewer.principal)).rules
+    return (await _listed(page)).rules
 
 
 def form_of(rule: dict[str, Any] | None) -> dict[str, str]:
@@ -129,7 +144,8 @@ async def render(page: Page, *, status: int = 200, editing: str | None = None,
                  values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
                  other: list[str] | None = None, flash: str | None = None,
                  confirm: str | None = None) -> Response:
-    rules = await _rules(page)
+    listed = await _listed(page)
+    rules = listed.rules
     if editing is None and page.query("edit"):
         editing = page.query("edit")
         current = next((r for r in rules if r.rule["name"] == editing), None)
@@ -139,7 +155,8 @@ async def render(page: Page, *, status: int = 200, editing: str | None = None,
     names = page.servers()
     return page.render(
         "alerts.html", status, rules=rules, active=await active_alerts(page),
-        history=await _history(page), editing=editing, values=values or form_of(None),
+        rules_note=listed.store_unreachable, **await _history(page), editing=editing,
+        values=values or form_of(None),
         errors=errors or {}, other=other or [], flash=flash, confirm=confirm,
         metrics=METRICS, ops=OPS, severities=SEVERITIES,
         targets=(["*"] if page.viewer.principal.servers is None else []) + names,
@@ -152,9 +169,10 @@ async def show(page: Page) -> Response:
 
 async def partial(page: Page) -> Response:
     """The live part of the page (and, out of band, the menu's count)."""
+    listed = await _listed(page)
     return page.render("_alerts_live.html", active=await active_alerts(page), oob=True,
-                       rules=await _rules(page), history=await _history(page),
-                       before_id=page.query("before_id"))
+                       rules=listed.rules, rules_note=listed.store_unreachable,
+                       **await _history(page), before_id=page.query("before_id"))
 
 
 async def banner(page: Page) -> Response:
@@ -177,8 +195,11 @@ async def save(page: Page) -> Response:
         await _visible_rule(page, name)
         if page.field("confirm") != "yes":
             return await render(page, confirm=name)
-        await alert_ops.delete_rule(page.ctx, page.actor, name,
-                                    principal=page.viewer.principal)
+        try:
+            await alert_ops.delete_rule(page.ctx, page.actor, name,
+                                        principal=page.viewer.principal)
+        except StorageError as exc:  # nothing changed
+            return await render(page, status=503, other=[str(exc)])
         return await render(page, flash=f"Deleted alert rule '{name}'.")
     raw = rule_from_form(page)
     editing = raw["name"] if action == "update" else None
@@ -204,6 +225,9 @@ async def save(page: Page) -> Response:
         raise
     except AdminError as exc:  # e.g. no store to keep runtime rules in
         other = [str(exc)]
+    except StorageError as exc:  # the store unreadable: nothing changed, the form kept
+        return await render(page, status=503, editing=editing, values=values,
+                            other=[str(exc)])
     if errors or other:
         return await render(page, status=422, editing=editing, values=values, errors=errors,
                             other=other)

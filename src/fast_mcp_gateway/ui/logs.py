@@ -25,8 +25,9 @@ from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.rules import Route as Rule
 from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui.core import Page, Ui
-from fast_mcp_gateway.ui.pages import STATUSES, limit_of, server_name
+from fast_mcp_gateway.ui.pages import STATUSES, limit_of, server_name, status_problem
 
 WINDOWS = {"": None, "15m": 15.0, "1h": 60.0, "24h": 1440.0, "7d": 10080.0}
 
@@ -57,8 +58,10 @@ async def logs(page: Page) -> Response:
                                              before_id=before_id)
         page_["records"] = [r for r in page_["records"] if page.viewer.may_use(str(r["server"]))]
         ctx["health_log"] = page_
+    elif (problem := status_problem(status := page.query("status"))) is not None:
+        ctx |= {"status_error": problem, "status": status}
+        return page.render("logs.html", 422, **ctx)
     else:
-        status = page.query("status")
         calls = await history.calls(
             page.ctx, server=only, tool=page.query("tool") or None,
             status=status if status in STATUSES else None,  # type: ignore[arg-type]
@@ -133,17 +136,26 @@ def resolve(page: Page, rules: list[dict[str, Any]], name: str) -> dict[str, Any
     return {"server": None, "rule": None, "exposed": False}
 
 
+async def _listed(page: Page) -> dict[str, Any]:
+    """The rules the viewer may see, and ``store_unreachable`` (``admin/in_force.py``)."""
+    listed = await route_ops.list_routes(page.ctx, principal=page.viewer.principal)
+    return {**listed, "routes": [r for r in listed["routes"]
+                                 if page.viewer.may_use(r["target"])]}
+
+
 async def _rules(page: Page) -> list[dict[str, Any]]:
-    listed = await route_ops.list_routes(page.ctx)
-    return [r for r in listed["routes"] if page.viewer.may_use(r["target"])]
+    return list((await _listed(page))["routes"])
 
 
 async def routes_page(page: Page, *, flash: str | None = None, error: str | None = None,
                       status: int = 200, confirm: dict[str, Any] | None = None) -> Response:
-    rules = await _rules(page) if page.ctx.store is not None else []
+    listed = (await _listed(page) if page.ctx.store is not None
+              else {"routes": [], "store_unreachable": None})
+    rules = listed["routes"]
     sample = page.query("sample") or page.field("sample")
     edit = page.query("edit")
     return page.render("routes.html", status, rules=rules, sample=sample,
+                       store_unreachable=listed["store_unreachable"],
                        resolved=resolve(page, rules, sample) if sample else None,
                        names=page.servers(), flash=flash, error=error, confirm=confirm,
                        editing=int(edit) if edit.isdigit() else None)
@@ -191,6 +203,8 @@ async def save_route(page: Page) -> Response:
                                               int(priority_text))
     except AdminError as exc:
         return await routes_page(page, error=str(exc), status=422)
+    except StorageError as exc:  # nothing changed; the page shows the rules in force
+        return await routes_page(page, error=str(exc), status=503)
     return await routes_page(page, flash=f"Saved route #{saved['id']}: {saved['pattern']} → "
                                          f"{saved['target']}.")
 

@@ -30,6 +30,16 @@ STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
 
 
+def status_problem(status: str) -> str | None:
+    """What REST answers (422) a ``status`` filter that is none of ``STATUSES``, in its
+    words; ``None`` for a known one or none.  The pages listed every call for it, as if
+    unfiltered."""
+    if not status or status in STATUSES:
+        return None
+    named = ", ".join(f"'{s}'" for s in STATUSES[:-1]) + f" or '{STATUSES[-1]}'"
+    return f"invalid query: status must be {named}"
+
+
 def visible(page: Page) -> set[str] | None:
     servers_ = page.viewer.principal.servers
     return None if servers_ is None else set(servers_)
@@ -177,7 +187,8 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
     health_log = None
     trend = None
     store_problem = None
-    if page.ctx.store is not None:
+    status_error = status_problem(status)
+    if page.ctx.store is not None and status_error is None:
         try:  # an unreachable store costs the history, not the server's state and actions
             calls = await history.calls(page.ctx, server=name,
                                         status=status if status in STATUSES else None,  # type: ignore[arg-type]
@@ -191,14 +202,15 @@ async def detail_context(page: Page, name: str) -> dict[str, Any]:
             "calls": calls,
             "health_log": health_log, "trend": trend, "window": window, "status": status,
             "statuses": STATUSES, "views": views, "cursor": cursor,
-            "store_problem": store_problem,
+            "store_problem": store_problem, "status_error": status_error,
             # An invalid entry's enabled flag can be recorded (``admin/invalid.py``).
             "keeps_flags": page.ctx.store is not None}
 
 
 async def detail(page: Page) -> Response:
     name = page.request.path_params["name"]
-    return page.render("server.html", **await detail_context(page, name))
+    context = await detail_context(page, name)
+    return page.render("server.html", 422 if context["status_error"] else 200, **context)
 
 
 async def status_partial(page: Page) -> Response:

@@ -57,7 +57,9 @@ def parse_address(text: str) -> tuple[str, int]:
     except ValueError:
         raise ConfigError.single("--dashboard", None, None, f"'{text}' is not HOST:PORT "
                                  f"(e.g. {DEFAULT_ADDRESS})") from None
-    loopback = host == "localhost"
+    if host.lower() == "localhost.":  # the root-anchored name: /etc/hosts has no dot
+        host = host[:-1]
+    loopback = host.lower() == "localhost"
     with contextlib.suppress(ValueError):
         loopback = loopback or ipaddress.ip_address(host).is_loopback
     if not loopback:

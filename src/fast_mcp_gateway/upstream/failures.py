@@ -117,6 +117,35 @@ _MARKERS = re.compile(r"[~^\s]+")
 STDERR_LINES = 5  # how many of the last lines an error text carries
 
 
+# How long a request that lost its stdio server waits to learn how the process ended:
+# its stdout closed as it died, the exit is reaped at once (unless it only closed stdout).
+EXIT_WAIT = 2.0
+
+
+async def process_end(tap: object) -> str:
+    """How a stdio server that ended the connection itself ended, for a request it
+    dropped (``tap``: its session's ``RawTap``; "" for another transport, or when the
+    gateway ended the session): its exit code or signal, never its command or env."""
+    from fast_mcp_gateway.upstream.stdio_tap import RawTap
+
+    if not isinstance(tap, RawTap):
+        return ""
+    code = await tap.exit_status(EXIT_WAIT)
+    if code is None:
+        return ""
+    how = f"exited with code {code}" if code >= 0 else f"was ended by signal {_signal(-code)}"
+    return f": the server's process {how}; the gateway restarts it (unless it keeps crashing)"
+
+
+def _signal(number: int) -> str:
+    import signal
+
+    try:
+        return f"{number} ({signal.Signals(number).name})"
+    except ValueError:
+        return str(number)
+
+
 def stderr_excerpt(stderr: Sequence[str], keep: int = STDERR_LINES) -> list[str]:
     """The last ``keep`` lines of ``stderr`` worth reading, and, when none of them says
     what went wrong, the latest earlier line that does, then ``...``: Node prints its

@@ -29,10 +29,10 @@ each side reads the other's request during its own opening (its answer then name
 gateway that opened a session to it meanwhile), after it (it learned the other, and
 refuses the request) or before its opening began, and not both sides before (the one
 that read first sent its own request after, which the other read after sending its
-own).  Either side, or both, refuses.  A loop made
-after connect, deeper in a chain, is read again by each held session's health probe
-(``server/discover`` names them; over the handshake era, a ``ping`` whose ``_meta``
-carries the key is answered with it: ``front/lineage.py``).
+own).  Either side, or both, refuses.  A loop made after connect, deeper in a chain,
+is read again by each held session's health probe (``server/discover`` names them;
+over the handshake era, a ``ping`` whose ``_meta`` carries the key is answered with
+it: ``front/lineage.py``).
 
 ``check`` stands for the gateway that serves its config and store on this machine
 (``served_here``, the tail of every identity): an entry whose answer names such a
@@ -91,9 +91,12 @@ class Lineage:
         self._flights: dict[int, set[str]] = {}  # id(supervisor) -> who opened to us since
 
     def told(self) -> list[str]:
-        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first."""
+        """What the opening answers carry under ``GATEWAYS_KEY``: this gateway first, and
+        at most ``MAX_TOLD`` in all -- as many as a gateway reading it reads (each
+        upstream's list is bounded so, not all of them together: three telling 256
+        each made every host's opening answer carry 769)."""
         seen = dict.fromkeys((self.id, *(i for ids in self._learned.values() for i in ids)))
-        return list(seen)
+        return list(seen)[:MAX_TOLD]
 
     def _is_me(self, identity: str) -> bool:
         return identity == self.id or (
@@ -197,6 +200,21 @@ def served_here(config: str | os.PathLike[str] | None, db: str | None) -> str:
 def new_identity(served: str = "") -> str:
     """A random identity, ending with ``.served`` (``served_here``) when given."""
     return secrets.token_hex(16) + (f".{served}" if served else "")
+
+
+_ITSELF, _AGGREGATES = "this server is this gateway itself", "this server is a gateway that"
+_REMEDIES = {"; remove it here or there": "; add its other servers here directly, or take "
+             "this gateway out of it first", "; remove it": ""}
+
+
+def not_added(reason: str) -> str | None:
+    """A loop refusal (``loop_text``) worded for a registration taken back, its remedy
+    ("remove it") already done; None for any other reason."""
+    if reason.startswith((_ITSELF, _AGGREGATES)):
+        for remedy, instead in _REMEDIES.items():
+            if reason.endswith(remedy):
+                return reason[:-len(remedy)] + instead
+    return None
 
 
 def loop_text(itself: bool, through: str) -> str:

@@ -46,7 +46,7 @@ from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
-from fast_mcp_gateway.upstream.failures import timed_out
+from fast_mcp_gateway.upstream.failures import process_end, timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
@@ -163,7 +163,8 @@ class Requests:
         # handled in a copy of this context: how asks and logs find their call.  A
         # stdio session (the one kind with a ``RawTap``) reads them in its own reader
         # task, which never sees it.  An HTTP session's tap delivers in this context.
-        current = None if isinstance(sup.tap, RawTap) else CURRENT_CALL.set(front)
+        tap = sup.tap  # this session's (a stdio one tells how its process ended)
+        current = None if isinstance(tap, RawTap) else CURRENT_CALL.set(front)
         # A 2026-07-28 request declares the client capabilities per request: those the
         # host of the call declared (that the gateway can relay), not all the gateway's,
         # so that the upstream never plans an ask the host cannot answer.
@@ -215,9 +216,9 @@ class Requests:
                     reason = f"connection closed during {what}" + (
                         f": {cause}" if cause else "")
                     sup.mark_broken(reason)
+                    ended = "" if cause else await process_end(tap)
                     raise UpstreamRequestFailed(
-                        sup.label, f"{reason}{sup.stderr_hint()}"
-                    ) from exc
+                        sup.label, f"{reason}{ended}{sup.stderr_hint()}") from exc
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     unanswered = "timed out"
                     raise timed_out(sup.label, what, self._budget(), exc,

@@ -93,7 +93,7 @@ class ReplicaAccounting:
         self.last_status = HealthStatus.UNKNOWN
         self._quiet = False  # UNHEALTHY for want of a session, not logged (``status``)
         self._why: str | None = None  # what a transition read now says changed (``_told``)
-        self.restarts = 0
+        self.restarts = 0  # sessions started after the first: a crash's, a reconnect's
         self.connects = 0
         self.attempts = 0
         self.protocol_errors = 0

@@ -141,6 +141,8 @@ class RawTap:
         self.framer = LineFramer(max_message_bytes)
         self.fatal: str | None = None  # why the connection was ended, if it was
         self.exit_code: int | None = None  # the server's, once stopped (< 0: a signal)
+        self.process: Any = None  # the server's process, once connected
+        self.server_ended = False  # its stdout ended before the gateway stopped it
         self._listener = protocol_listener
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
 
@@ -249,6 +251,15 @@ class RawTap:
             return True
         return False
 
+    async def exit_status(self, within: float) -> int | None:
+        """The server's exit code (< 0: the signal that ended it) when it ended the
+        connection itself (it died or closed its stdout), waited for ``within`` seconds;
+        ``None``: the gateway ended it, or the process still runs."""
+        if not self.server_ended or self.process is None:
+            return None
+        await wait_for_process_exit(self.process, within)
+        return cast(int | None, self.process.returncode)
+
     def open(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         self._write = write
         self._loop = asyncio.get_running_loop()
@@ -283,6 +294,7 @@ async def tapped_stdio_client(
     writer_done = anyio.Event()
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
+    tap.process = process
 
     async def deliver(line: str, raw: bytes | None) -> bool:
         """Hand one line (``raw``: its bytes, None for the error made for undecodable
@@ -316,6 +328,7 @@ async def tapped_stdio_client(
                                 line, read = undecodable(raw, exc, tap.violation), None
                             if line is not None and not await deliver(line, read):
                                 return
+                    tap.server_ended = not shutting_down
                 except MessageTooLarge as exc:
                     # The stream cannot be resynchronised with certainty (the rest of
                     # the line may hold anything); end the session, the supervisor

@@ -265,6 +265,7 @@ class Supervisor:
                 self._restart_requested, connects = False, self._stats.connects
                 error: str | None = None
                 lost = False  # the server forgot the session: renewed, no crash
+                self._stats.restarts += bool(self._stats.connects or self._stats.attempts)
                 try:
                     await self._attempt(hold=True)
                 except Exception as exc:  # noqa: BLE001 - every upstream fault is contained
@@ -312,7 +313,6 @@ class Supervisor:
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
                 self.next_retry_at = None
-                self._stats.restarts += 1
         finally:
             self._set_state(UpstreamState.STOPPED)
             self._first_attempt.set()

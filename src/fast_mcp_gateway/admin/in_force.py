@@ -1,0 +1,55 @@
+"""The route and alert rules in force, listed while the store cannot be read.
+
+Route rules and alert rules live in the store, and the gateway holds those in force in
+memory: the route table of the call path (``AdminContext.routes``, as ``load_routes``
+last read it, each rule with its ``created_at``) and the alert engine's rules
+(servers.yaml's, overridden by the stored ones as last read).  During an outage (a
+PostgreSQL stopped, a SQLite file that cannot be read) the lists answered 503 -- REST,
+the admin tools, the dashboard's Routes and Alerts pages -- although what calls are
+routed by and what alerts are evaluated from was at hand, and is what an operator needs
+to see then.  Now a list that cannot read the store answers from memory, its
+``store_unreachable`` saying so (``unreachable``): the rules in force in this gateway,
+not necessarily the stored set (another gateway on the same PostgreSQL may change it
+meanwhile; a gateway started without its store has read none of it yet).
+
+Changes are refused as before, their first step being a store read or write: 503
+``store_unavailable``, worded by ``unchanged`` (nothing was changed, the rules in force
+stay, and when to try again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.store import StorageError
+from fast_mcp_gateway.store.deferred import DeferredStore
+
+HIDDEN = "its own error is shown to an admin token without a 'servers' list"
+
+
+def unreachable(ctx: AdminContext, exc: StorageError, what: str, *, shown: bool) -> str:
+    """What a list of ``what`` ("route rules") read from memory says: the store's error
+    (``shown``: to a caller that sees the whole gateway's, else that it is hidden), and
+    that these are the rules in force here, not necessarily the stored set."""
+    reason = str(exc) if shown else HIDDEN
+    if isinstance(ctx.store, DeferredStore):  # started without it: none read yet
+        return (f"the store cannot be read ({reason}): these are the {what} in force in "
+                "this gateway, which has not read the store since it started (servers.yaml's "
+                "only; the stored ones apply once it answers)")
+    return (f"the store cannot be read ({reason}): these are the {what} in force in this "
+            "gateway, as it last read them, not necessarily the stored set; changes are "
+            "refused until the store answers")
+
+
+@contextmanager
+def unchanged(what: str) -> Iterator[None]:
+    """A change of ``what`` ("the route rule") that meets an unreadable store: its error,
+    of the same class (REST's 503 ``store_unavailable``), saying nothing was changed."""
+    try:
+        yield
+    except StorageError as exc:
+        raise type(exc)(f"{what} was not changed: the store cannot be used now ({exc}); the "
+                        "rules in force stay as listed; make the change again once the "
+                        "store answers") from exc

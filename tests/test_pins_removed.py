@@ -1,0 +1,132 @@
+"""What pinning keeps of a server no longer configured, and forgetting it.
+
+A removed server's pins stay (added again, it is checked against what was approved,
+not trusted anew), but ``gateway_pin_status`` / ``GET /pins`` and ``mcp-gateway pins``
+went on listing its findings for ever (3,404 of a server removed after a loop).  Now the
+listings leave them out and count what is kept (``not_configured``; the CLI's "not
+listed" line), and ``gateway_forget_pins`` / ``DELETE /api/v1/pins/{name}`` /
+``mcp-gateway pins forget SERVER`` drop it, audited, for a server not configured only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fast_mcp_gateway.store import open_store
+from fast_mcp_gateway.store.records import PinRecord
+from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+from tests.test_pinning import POISON, shifty_server
+from tests.test_rest import AUTH, OPS
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_removed_servers_findings_leave_the_listing_and_can_be_forgotten(
+        tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "sh": shifty_server()}, db=db,
+                           options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=60,
+                               headers={"Authorization": f"Bearer {OPS}"}) as rest, \
+            Client(f"{base}/mcp", auth=OPS) as host:
+        added = await rest.post("/servers", json={"name": "sh", "config": memory_entry("sh")})
+        assert added.status_code == 201, added.text
+        await host.call_tool("sh_shift", {"description": POISON})
+        book = gateway.manager.pins
+        assert await book.written.wait_until(lambda: book.audited >= 1, 60)  # stored
+        status = (await host.call_tool("gateway_pin_status", {})).structured_content
+        assert [(f["server"], f["name"]) for f in status["findings"]] == [("sh", "lookup")]
+
+        assert (await rest.delete("/servers/sh")).status_code == 200
+        status = (await host.call_tool("gateway_pin_status", {})).structured_content
+        assert status["findings"] == []  # were listed for ever
+        assert status["not_configured"] == {"sh": 2} and "sh" not in status["pinned"]
+        assert (await rest.get("/pins")).json()["not_configured"] == {"sh": 2}
+
+        with pytest.raises(ToolError, match="server 'alpha' is configured: its pins are what"):
+            await host.call_tool("gateway_forget_pins", {"server": "alpha"})
+        forgotten = await rest.delete("/pins/sh")
+        assert forgotten.status_code == 200, forgotten.text
+        assert forgotten.json() == {"server": "sh", "approved": 2, "pending": 1}
+        assert (await rest.delete("/pins/sh")).status_code == 404  # nothing kept now
+        status = (await host.call_tool("gateway_pin_status", {})).structured_content
+        assert status["not_configured"] == {} and status["findings"] == []
+        audit = (await host.call_tool("gateway_audit", {})).structured_content["entries"]
+        assert [(e["action"], e["target"], e["result"]) for e in audit
+                if e["action"] == "forget_pins"] == [
+            ("forget_pins", "sh", "2 approved and 1 pending definition(s) forgotten")]
+    store = await open_store(str(db))
+    try:
+        assert await store.pins("sh") == [] and await store.pins("alpha") != []
+    finally:
+        await store.close()
+
+
+async def _pins_of(db: Path, rows: list[PinRecord]) -> None:
+    store = await open_store(str(db))
+    try:
+        await store.put_pins(rows)
+    finally:
+        await store.close()
+
+
+def _row(server: str, name: str, status: str) -> PinRecord:
+    return PinRecord(server=server, kind="tool", name=name, digest=status,
+                     definition=json.dumps({"name": name, "description": status}),
+                     status=status, actor="first use" if status == "approved" else "changed",
+                     at=1.0)
+
+
+def _pins(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fast_mcp_gateway", "pins", *args,
+                           "--db", str(tmp_path / "g.db"), "--config",
+                           str(tmp_path / "servers.yaml")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_the_cli_sets_apart_and_forgets_a_server_no_longer_configured(tmp_path: Path) -> None:
+    (tmp_path / "servers.yaml").write_text(json.dumps({"servers": {
+        "alpha": {"url": "http://127.0.0.1:9/mcp"}}}))
+    anyio.run(_pins_of, tmp_path / "g.db", [
+        _row("alpha", "add", "approved"), _row("alpha", "add", "pending"),
+        _row("gone", "a", "approved"),
+        *(_row("gone", f"t{i}", "pending") for i in range(3))])
+    listed = _pins(tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "alpha: tool 'add' is changed" in listed.stdout
+    assert "gone: tool" not in listed.stdout  # its 3 findings were listed, for ever
+    assert ("not listed: the definitions kept of server(s) no longer configured"
+            in listed.stdout) and "gone (3 pending, 1 approved)" in listed.stdout
+    flagged = json.loads(_pins(tmp_path, "--json").stdout)
+    assert {(r["server"], r["configured"]) for r in flagged} == {("alpha", True),
+                                                                 ("gone", False)}
+
+    refused = _pins(tmp_path, "forget", "alpha")
+    assert refused.returncode == 2 and "server 'alpha' is configured" in refused.stderr
+    done = _pins(tmp_path, "forget", "gone")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("server 'gone': 1 approved and 3 pending definition(s) "
+                                   "forgotten; added again, it is trusted on first use")
+    again = _pins(tmp_path, "forget", "gone")
+    assert again.returncode == 2 and "no definitions of a server 'gone'" in again.stderr
+    assert "not listed" not in _pins(tmp_path).stdout
+
+    async def audited() -> list[tuple[str, str, str | None]]:
+        store = await open_store(str(tmp_path / "g.db"))
+        try:
+            return [(e.actor, e.action, e.target) for e in await store.audit(limit=10)]
+        finally:
+            await store.close()
+
+    assert anyio.run(audited) == [("cli", "forget_pins", "gone")]

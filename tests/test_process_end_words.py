@@ -1,0 +1,33 @@
+"""A stdio server that ends its own process mid-call: the host's error says how it
+ended (its exit code, or the signal) and that the gateway restarts it, not only that
+the connection closed; the server's environment stays out of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from tests.fixtures import make_gateway, stdio_entry
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "env-secret-4f1c9a"
+
+
+@pytest.mark.parametrize(("tool", "args", "said"), [
+    ("exit_with", {"code": 3}, "the server's process exited with code 3"),
+    ("kill_self", {}, "the server's process was ended by signal 9 (SIGKILL)"),
+])
+async def test_a_server_ending_itself_mid_call_tells_the_host_how(
+        tmp_path: Path, tool: str, args: dict[str, int], said: str) -> None:
+    gateway = make_gateway({"up": stdio_entry("self_ending.py", env={"UP_TOKEN": SECRET})},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        result = await client.call_tool_mcp(f"up_{tool}", args)
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith(f"upstream 'up': connection closed during tools/call '{tool}': "
+                           f"{said}; the gateway restarts it"), text
+    assert SECRET not in text and "UP_TOKEN" not in text

@@ -29,7 +29,9 @@ Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 ``pid()``, ``whoami()`` (the request id), ``block(path)`` (writes its pid to ``path``,
 then sleeps for ever without reading stdin: it never sees EOF), ``weird_content()`` (a
 content block of no MCP type), ``null_result()`` (``"result": null``: no JSON-RPC
-response).
+response), ``told()`` (a progress, when the call has a token, and a log just
+before its answer), ``nulls()`` (an answer whose ``structuredContent``, content items
+and ``_meta`` hold the upstream's own nulls).
 """
 
 from __future__ import annotations
@@ -79,8 +81,14 @@ TOOLS = [
         ("block", {"path": {"type": "string"}}),
         ("weird_content", {}),
         ("null_result", {}),
+        ("told", {}),
+        ("nulls", {}),
     ]
 ]
+for tool in TOOLS:
+    if tool["name"] == "nulls":  # "a" must be there: a string or null
+        tool["outputSchema"] = {"type": "object", "required": ["a"], "properties": {
+            "a": {"type": ["string", "null"]}}}
 if "--server-error" in FLAGS:
     TOOLS.append({"name": "server_error", "inputSchema": {"type": "object", "properties": {
         "code": {"type": "integer"}, "message": {"type": "string"}}}})
@@ -144,6 +152,25 @@ def call(request_id: object, name: str, args: dict, token: object = None) -> Non
         result(request_id, {"content": [{"type": "hologram", "beam": 1}]})
     elif name == "null_result":
         send({"jsonrpc": "2.0", "id": request_id, "result": None})
+    elif name == "told":  # both lines and the answer in one write: one chunk on stdout
+        lines = [{"jsonrpc": "2.0", "method": "notifications/message",
+                  "params": {"level": "warning", "logger": "raw", "data": "just before"}},
+                 {"jsonrpc": "2.0", "id": request_id, "result": text("told")}]
+        if token is not None:
+            lines.insert(0, {"jsonrpc": "2.0", "method": "notifications/progress",
+                             "params": {"progressToken": token, "progress": 1, "total": 1}})
+        write(b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for m in lines))
+    elif name == "nulls":
+        result(request_id, {
+            "content": [{"type": "text", "text": "n", "annotations": None, "_meta": None},
+                        {"type": "resource_link", "uri": "raw://one", "name": "one",
+                         "title": None, "description": None, "mimeType": None, "size": None},
+                        {"type": "text", "text": "k", "_meta": {"k": None}},
+                        {"type": "resource", "resource": {"uri": "raw://one", "text": "t",
+                                                          "mimeType": None,
+                                                          "_meta": {"q": None}}}],
+            "structuredContent": {"a": None, "b": [None, 1], "c": {"d": None}},
+            "_meta": {"m": None}, "isError": False})
     elif name == "pid":
         result(request_id, text(str(os.getpid())))
     elif name == "non_finite":

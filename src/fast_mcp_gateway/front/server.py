@@ -50,6 +50,7 @@ from fast_mcp_gateway.front.encodings import RelayedError
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
+from fast_mcp_gateway.front.meta_nulls import MetaNulls, noted
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.front.unknown import Kind
@@ -161,6 +162,8 @@ class GatewayServer(PreferredToolServer):
         hint_lists(self, provider)   # ttlMs / cacheScope of the aggregate lists
         # Malformed params named, not the SDK's bare "Invalid request parameters".
         low_level_server(self).middleware.append(NamedInvalidParams())
+        # An upstream's null _meta members, which the SDK's 2026-07-28 dump leaves out.
+        low_level_server(self).middleware.append(MetaNulls())
         self.tasks = GatewayTasks(provider)  # MCP tasks relayed (front/tasks.py)
         self.add_extension(self.tasks)
 
@@ -249,13 +252,15 @@ class GatewayServer(PreferredToolServer):
         """FastMCP's, except that an upstream's error response reaches the host as the
         JSON-RPC error it was (``RelayedError``), not as an ``isError`` result."""
         try:
-            return await super().call_tool(name, arguments, version=version,
-                                           run_middleware=run_middleware)
+            result = await super().call_tool(name, arguments, version=version,
+                                             run_middleware=run_middleware)
         except RelayedError as exc:
             raise exc.response from None
         except NotFoundError:
             # An error result, as FastMCP's handler makes of "Unknown tool".
             raise ToolError(self._unknown("tool", name, arguments)) from None
+        noted(result)
+        return result
 
 
 def caller_may_use(provider: GatewayProvider, standing: Standing | None = None

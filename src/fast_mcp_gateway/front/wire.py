@@ -147,6 +147,7 @@ def shape_result(result: dict[str, Any], fields: frozenset[str], modern: bool,
     2026-07-28 host also gets ``resultType`` and the gateway's stamp."""
     if not fields.issuperset(result):
         result = {k: v for k, v in result.items() if k in fields}
+    result = without_schema_nulls(result)
     if modern:
         result.setdefault("resultType", "complete")  # a handshake-era upstream's
         stamped = result.get("_meta")
@@ -155,3 +156,36 @@ def shape_result(result: dict[str, Any], fields: frozenset[str], modern: bool,
         elif isinstance(stamped, dict) and stamped.get(types.SERVER_INFO_META_KEY) is None:
             result["_meta"] = {**stamped, types.SERVER_INFO_META_KEY: server_info()}
     return result
+
+
+# The upstream's own data in a result: relayed as it came, nulls and all.
+FREE_FORM = frozenset({"_meta", "structuredContent"})
+
+
+def without_schema_nulls(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` (a result, or a protocol object in it: a content item, its annotations, an
+    embedded resource) without its null members, as the full path writes it: MCP's schema
+    has no null for those (``annotations?: Annotations``; a strict host, the TypeScript
+    SDK's, refuses the line), the SDK's models read one as absent, and their dump leaves
+    it out.  ``FREE_FORM`` values are kept as they are, their nulls too (see "Relay
+    fidelity").  A copy only where something is left out."""
+    if None in value.values():
+        value = {k: v for k, v in value.items() if v is not None}
+    changed: dict[str, Any] | None = None
+    for key, item in value.items():
+        if key in FREE_FORM:
+            continue
+        if isinstance(item, dict):
+            fixed: Any = without_schema_nulls(item)
+        elif isinstance(item, list):
+            fixed = item
+            for i, entry in enumerate(item):
+                if isinstance(entry, dict) and (kept := without_schema_nulls(entry)) is not entry:
+                    fixed = list(item) if fixed is item else fixed
+                    fixed[i] = kept
+        else:
+            continue
+        if fixed is not item:
+            changed = {**value} if changed is None else changed
+            changed[key] = fixed
+    return value if changed is None else changed

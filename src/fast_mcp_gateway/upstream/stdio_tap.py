@@ -5,8 +5,12 @@ sequence, its own helpers) plus a ``RawTap``: the express lane writes a
 ``tools/call`` line straight to the server's stdin under an id of its own
 (``gw-N``), and the stdout reader hands the lines that belong to such a call (its
 response, its progress) back to the waiting caller as JSON, before the SDK
-parses them into models.  Every other line -- responses to the session's own
-requests, logs, list_changed, server-to-client requests -- goes to the
+parses them into models.  A log (``notifications/message``) read while such a call
+waits is handed to the session's own handling there and then, before the next line
+is read: the server may have written it just before its answer, which must not
+overtake it (handed to the session's reader, it was relayed a turn later, after the
+call had ended).  Every other line -- responses to the session's own requests, logs
+between tap calls, list_changed, server-to-client requests -- goes to the
 ``ClientSession`` exactly as before, so the persistent session stays the one
 owner of the connection.
 
@@ -52,6 +56,7 @@ from fast_mcp_gateway._compat import (
     close_pipe,
     close_subprocess_transport,
     create_process,
+    deliver_notification,
     drain_stdout,
     executable_command,
     pipe_writer,
@@ -85,6 +90,7 @@ else:
 logger = logging.getLogger(__name__)
 
 _ID_PREFIX = "gw-"
+_LOG = "notifications/message"
 _WRITER_FLUSH_TIMEOUT = 0.5  # as the SDK's stdio_client
 # Seconds a stopping server gets to exit on stdin EOF before its process group is
 # terminated.  The SDK waits 2 s; hosts often kill the gateway itself ~2 s after
@@ -145,6 +151,7 @@ class RawTap:
         self.server_ended = False  # its stdout ended before the gateway stopped it
         self._listener = protocol_listener
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
+        self.session: ClientSession | None = None  # whose handling relays logs (``take``)
 
     def violation(self, reason: str, *, fatal: bool) -> None:
         """The server broke the stdio framing or encoding (see the module docstring)."""
@@ -207,8 +214,15 @@ class RawTap:
 
     async def take(self, line: str, raw: bytes | None = None) -> bool:
         """Whether ``line`` belonged to a tap request (then it has been delivered);
-        ``raw``: its bytes, for an answer whose long strings may be lifted."""
+        ``raw``: its bytes, for an answer whose long strings may be lifted.
+
+        A log while a tap request waits is relayed here too, through the session's own
+        handling, before the next line is read: handed to the session's reader, it
+        was relayed in a later turn, after an answer that followed it (so after the
+        call, to no host or as a log between calls)."""
         if _ID_PREFIX not in line:
+            if self._pending and _LOG in line:  # the common answer never gets here
+                return await self._log(line)
             return False
         # Lifted only while an express lane's call waits (not parsed twice otherwise).
         lifts = raw is not None and len(raw) >= LIFT_MIN \
@@ -249,6 +263,8 @@ class RawTap:
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
             return True
+        if method == _LOG and self._pending:
+            return await self._log(line)
         return False
 
     async def exit_status(self, within: float) -> int | None:
@@ -259,6 +275,21 @@ class RawTap:
             return None
         await wait_for_process_exit(self.process, within)
         return cast(int | None, self.process.returncode)
+
+    async def _log(self, line: str) -> bool:
+        """Relay a log line (see ``take``); False: not one, or no session yet."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or message.get("method") != _LOG:
+            return False
+        params = message.get("params")
+        await deliver_notification(session, _LOG, params if isinstance(params, dict) else None)
+        return True
 
     def open(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         self._write = write
@@ -446,7 +477,7 @@ class TappedStdioTransport(_TransportBase):
             read, write = await stack.enter_async_context(
                 tapped_stdio_client(params, errlog, tap, process))
             session = await stack.enter_async_context(session_class(read, write, **session_kwargs))
-            self.tap = tap
+            self.tap, tap.session = tap, session
             try:
                 yield session
             finally:

@@ -396,7 +396,9 @@ def explain(err: Any, model: type[BaseModel]) -> str:
             return f"must be a list, e.g. {name}: [{json.dumps(value)}]"
         return f"must be a list, e.g. {name}: [a, b]"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return "must be a mapping of settings (key: value)"
+        return "must be a mapping of settings (key: value)" + (
+            "; it came as text: send the object itself, not a string holding its JSON"
+            if isinstance(value, str) and value.lstrip().startswith("{") else "")
     if kind == "string_too_long" and isinstance(value, str):
         limit = err.get("ctx", {}).get("max_length")
         return (f"is {len(value)} characters long; at most {limit} are accepted: "

@@ -108,3 +108,31 @@ async def test_a_host_that_set_a_level_gets_logs_between_calls_without_listing(
         with anyio.fail_after(WITHIN):
             await process.wait()
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+async def test_an_http_host_that_only_set_a_level_gets_its_servers_logs_alone(
+        tmp_path: Path) -> None:
+    """The same over HTTP, for a token limited to one server: the level it set is enough
+    to be told of its server's logs between calls, and of no other server's."""
+    from tests.test_restricted_names import (
+        MINE,
+        OPS,
+        asker_entry,
+        logged,
+        other_then_mine_log,
+    )
+    asker = asker_entry(tmp_path)
+    auth = {"tokens": [{"name": "ops", "token": OPS, "scopes": ["admin"]},
+                       {"name": "mo", "token": MINE, "scopes": ["tools"], "servers": ["mine"]}]}
+    gateway = make_gateway({"mine": asker, "other": asker}, options={"auth": auth})
+    logs: dict[str, list[str]] = {"ops": [], "mo": []}
+    async with (
+        serve_http(gateway.http_app("http")) as base,
+        Client(f"{base}/mcp", auth=OPS, mode="legacy", log_handler=logged(logs, "ops")) as ops,
+        Client(f"{base}/mcp", auth=MINE, mode="legacy", log_handler=logged(logs, "mo")) as mo,
+    ):
+        for host in (ops, mo):
+            await host.set_logging_level("debug")   # and no list
+        await other_then_mine_log(ops, tmp_path, logs)
+    assert logs["mo"] == ["mine.asker:from mine"]

@@ -91,8 +91,11 @@ class HostRequests:
     async def _track_level_setter(self, ctx: ServerRequestContext[Any, Any],
                                   call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)
-        if ctx.method == "logging/setLevel":   # answered: the host asked for logs
-            self._hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
+        connection = connection_of(ctx.session)
+        # Answered: the host asked for logs.  One the hub knows keeps what its requests
+        # told (``CallerStanding`` refreshes it at each through FastMCP's own context).
+        if ctx.method == "logging/setLevel" and not self._hub.knows(connection):
+            self._hub.track(connection, sole_host=current_transport() == "stdio",
                             may_use=caller_may_use(self._provider))
         return result
 

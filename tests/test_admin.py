@@ -79,6 +79,15 @@ async def test_unknown_server_names_list_the_known_ones() -> None:
     async with Client(gateway.server) as client:
         with pytest.raises(ToolError, match=r"no server named 'nope' \(known: alpha\)"):
             await client.call_tool("gateway_server_detail", {"name": "nope"})
+        # What a model writes for a server's name (trial8): another case, or a tool's
+        # exposed name from its list; the known names alone left it to guess.
+        with pytest.raises(ToolError, match=r"no server named 'Alpha' \(known: alpha\); "
+                                            r"did you mean 'alpha'\?$"):
+            await client.call_tool("gateway_reconnect_server", {"name": "Alpha"})
+        with pytest.raises(ToolError, match=r"no server named 'alpha_add' \(known: alpha\); "
+                                            r"did you mean 'alpha'\? \(a server's name, not "
+                                            r"a tool's\)$"):
+            await client.call_tool("gateway_server_detail", {"name": "alpha_add"})
 
 
 async def test_detail_shows_capabilities_and_redacts_secrets() -> None:

@@ -158,3 +158,19 @@ async def test_rest_bodies_with_config_fields_beside_config_are_said_so(
             "\"arguments\": {\"tz\": \"…\"}}"), call
         for error in (flat, put, call):
             assert not any(word in error["message"] for word in PYDANTIC)
+
+
+async def test_an_object_sent_as_json_text_is_said_so(tmp_path: Path) -> None:
+    """Models often send an object argument as a string holding its JSON (trial8:
+    gateway_inspect_call_tool's 'arguments', gateway_add_server's 'config'): "must be a
+    mapping of settings" did not say what was wrong with what was sent."""
+    gateway = make_gateway({}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        for tool, arguments, field in [
+            ("gateway_inspect_call_tool", {"name": "s", "tool": "t",
+                                           "arguments": '{"timezone": "UTC"}'}, "arguments"),
+            ("gateway_add_server", {"name": "x", "config": '{"command": "npx"}'}, "config"),
+        ]:
+            text = await _error(client, tool, arguments)
+            assert (f"'{field}' must be a mapping of settings (key: value); it came as "
+                    "text: send the object itself, not a string holding its JSON") in text, text

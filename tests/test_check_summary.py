@@ -45,3 +45,23 @@ async def test_the_summary_counts_servers_not_replicas(
     assert [line.split()[0] for line in out.splitlines()[2:5]] == ["notes#0", "notes#1",
                                                                    "clock"], out
     assert "\n2/2 servers ok, 3 replicas in all (<config>, no store (--no-db))" in out, out
+
+
+@pytest.mark.timeout(120)
+async def test_check_reports_the_rules_that_did_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in a rename or an override of servers.yaml (trial8) did nothing and check
+    said nothing of it: only gateway_server_detail's curation.problems listed it."""
+    entry = {"command": PY, "args": ["-m", "fast_mcp_gateway.demo.clock"],
+             "tools": {"rename": {"nwo": "current"}, "override": {"ad": {"title": "Add"}}}}
+    for as_json in (False, True):
+        code = await run_check(parse_config({"servers": {"clock": entry}}), GatewaySettings(),
+                               as_json, None)
+        out = capsys.readouterr().out
+        assert code == 0, out
+        problems = ["tools.rename: no tool 'nwo' on this server",
+                    "tools.override: no tool 'ad' on this server"]
+        if as_json:
+            assert json.loads(out)["servers"][0]["curation_problems"] == problems, out
+        else:
+            assert f"clock: 2 rules did nothing: {'; '.join(problems)}\n" in out, out

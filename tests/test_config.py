@@ -95,6 +95,26 @@ def test_unknown_field_is_rejected_with_a_suggestion() -> None:
     assert "server 'a', field 'comand': unknown field; did you mean 'command'?" in text
 
 
+@pytest.mark.parametrize(("key", "value", "hint"), [
+    ("disabled", True, "Claude Desktop's key; here it is 'enabled', with the opposite "
+                       "value: 'disabled: true' is 'enabled: false'"),
+    ("type", "stdio", "Claude Desktop's key; here it is 'transport' (http or sse, for a "
+                      "server with a url; a stdio server needs none: 'command' makes it one)"),
+    ("timeout", 60, "another host's key; here a call's limit is 'timeouts: {call: SECONDS}' "
+                    "(seconds)"),
+    ("autoApprove", [], "another host's bookkeeping, which the gateway does not use: "
+                        "remove it"),
+])
+def test_another_hosts_key_under_servers_says_what_to_write(key: str, value: object,
+                                                            hint: str) -> None:
+    """An entry moved from a Claude Desktop file to 'servers:' as it was (trial8): the
+    typo guess for 'disabled' was "did you mean 'enabled'?", and 'enabled: true' is the
+    opposite of what was meant; 'type' listed every field."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"servers": {"a": {"command": "python", key: value}}}, source="f.yaml")
+    assert f"server 'a', field '{key}': unknown field: {hint}" in str(info.value)
+
+
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({

@@ -192,3 +192,32 @@ async def test_an_operation_the_server_declares_no_capability_for_says_so() -> N
         "cannot read resource 'file:///srv/readme.txt'; it answered 'Method not found'.  "
         "Use gateway_inspect_server to see what it offers, or inspect a server that "
         "declares resources")
+
+
+async def test_a_name_hosts_see_is_answered_with_the_servers_own(tmp_path: Path) -> None:
+    """A model calls the inspector with the names in its tool list (trial8): the server
+    answered "not found" (a failed read, an isError call) as if the component were
+    missing; the inspector says which name the server knows it by."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        async def inspect(tool: str, arguments: dict[str, object]) -> object:
+            return (await client.call_tool(tool, {"name": "alpha", **arguments})).data
+
+        call = await inspect("gateway_inspect_call_tool",
+                             {"tool": "alpha_add", "arguments": {"a": 1, "b": 2}})
+        prompt = await inspect("gateway_inspect_get_prompt", {"prompt": "alpha_greet"})
+        listed = await inspect("gateway_inspect_read_resource", {"uri": "data://alpha/config"})
+        templated = await inspect("gateway_inspect_read_resource",
+                                  {"uri": "data://alpha/items/5"})
+        own = await inspect("gateway_inspect_call_tool",
+                            {"tool": "add", "arguments": {"a": 1, "b": 2}})
+    for outcome, shown, server_own in [(call, "alpha_add", "add"),
+                                       (prompt, "alpha_greet", "greet"),
+                                       (listed, "data://alpha/config", "data://config"),
+                                       (templated, "data://alpha/items/5", "data://items/5")]:
+        assert outcome.status != "success", outcome
+        assert outcome.error is not None and outcome.error.endswith(
+            f"'{shown}' is the name hosts see; the inspector takes the server's own name, "
+            f"'{server_own}' (as gateway_inspect_server lists it)"), outcome.error
+    assert own.status == "success" and own.error is None

@@ -162,6 +162,10 @@ async def test_a_call_waiting_for_a_restart_that_fails_is_refused_with_the_state
         assert result.is_error, result
         # Refused with the server's state and why its start failed.
         assert "the restarted server failed to start" in result.content[0].text, result
+        # So is a later call (trial8: it was told "gateway_list_servers says why" only).
+        later = await client.call_tool("alpha_add", {"a": 2, "b": 3}, raise_on_error=False)
+        assert later.is_error and "not offering it now" in later.content[0].text, later
+        assert "the restarted server failed to start" in later.content[0].text, later
 
 
 @pytest.mark.parametrize("blank", ["", "\n  \n", "# Fast MCP Gateway configuration.\n# See\n"])

@@ -142,3 +142,33 @@ async def test_search_then_call_from_a_real_host_in_both_eras(tmp_path: Path,
         assert said["content"] == [{"type": "text", "text": "abab"}]
         refused = await host.call("call_tool", {"name": "up_echo", "arguments": {}})
         assert refused["isError"] is True
+
+
+async def test_a_meta_tool_call_with_a_key_it_does_not_take_is_refused(
+        tmp_path: Path) -> None:
+    """A model wrote 'args' (or 'parameters', 'tool') where call_tool takes 'arguments'
+    (trial8): the key was dropped and the tool ran with no arguments at all -- a
+    destructive tool whose parameters all have defaults ran as if asked to."""
+    gateway = two("search", tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        with pytest.raises(ToolError) as refused:
+            await client.call_tool("call_tool", {"name": "alpha_wipe", "args": {"x": 1}})
+        assert str(refused.value) == (
+            "call_tool takes 'name' and 'arguments'; 'args' is not one of them: put the "
+            "tool's exposed name in 'name' and its parameters in 'arguments'")
+        with pytest.raises(ToolError, match=r"'tool' is not one of them"):
+            await client.call_tool("call_tool", {"tool": "alpha_add"})
+        batch = (await client.call_tool("call_tools", {"calls": [
+            {"name": "alpha_wipe", "parameters": {}},
+            {"name": "alpha_add", "arguments": {"a": 1, "b": 2}}]})).structured_content
+        assert batch["results"][0] == {
+            "name": "alpha_wipe", "isError": True,
+            "error": "each call takes 'name' and 'arguments'; 'parameters' is not one of "
+                     "them: put the tool's exposed name in 'name' and its parameters in "
+                     "'arguments'"}
+        assert batch["results"][1]["structuredContent"] == {"result": 3}
+        with pytest.raises(ToolError, match=r"search_tools takes 'query', 'server' and 'k'; "
+                                            r"'limit' is not one of them"):
+            await client.call_tool("search_tools", {"query": "add", "limit": 3})
+        calls = (await client.call_tool("gateway_calls", {"limit": 50})).structured_content
+    assert "alpha_wipe" not in {c["exposed"] for c in calls["calls"]}   # never ran

@@ -125,6 +125,17 @@ class NotFound(AdminError):
     """The server or route an admin operation names does not exist (REST: 404)."""
 
 
+def _meant_server(name: str, known: tuple[str, ...]) -> str:
+    """The known server a model probably meant: the name in another case, or the server
+    a tool's exposed name it gave instead begins with (``alpha_add``: ``alpha``)."""
+    meant = [k for k in known if k.casefold() == name.casefold()]
+    if meant:
+        return f"; did you mean '{meant[0]}'?"
+    heads = [k for k in known if name.startswith((f"{k}_", f"{k}-"))]
+    return (f"; did you mean '{max(heads, key=len)}'? (a server's name, not a tool's)"
+            if heads else "")
+
+
 class UnknownServer(NotFound):
     """No server has that name; ``known`` are the ones that do.  An adapter serving a
     caller restricted to some servers words it with ``seen_by`` (its servers only)."""
@@ -133,7 +144,7 @@ class UnknownServer(NotFound):
                  note: str = "") -> None:
         self.name, self.known = name, tuple(known)
         super().__init__(f"no server named '{name}' (known: {', '.join(self.known) or 'none'})"
-                         + (f": {why}" if why else "") + note)
+                         + _meant_server(name, self.known) + (f": {why}" if why else "") + note)
 
     def seen_by(self, may_use: Callable[[str], bool], why: str | None = None,
                 note: str = "") -> UnknownServer:

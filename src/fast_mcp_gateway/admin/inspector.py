@@ -8,7 +8,10 @@ history when there is a store (see ``history.py`` to page and clear it), with kn
 secrets and the values of credential-like arguments masked; the caller's result is not.
 
 An upstream that fails the operation is an outcome (``status="failed"``), not an error;
-only an unknown server or replica raises (``AdminError`` / ``UpstreamError``).
+only an unknown server or replica raises (``AdminError`` / ``UpstreamError``).  One that
+did not succeed for a name hosts see (``alpha_add``, ``data://alpha/config``: what a
+model reads in its tool list) rather than the server's own says so and names the own
+one in ``error``: the server's bare "not found" read as if the component were missing.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
+from fastmcp.resources.template import match_uri_template
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext
 from fast_mcp_gateway.admin.models import Inspection, Listing
 from fast_mcp_gateway.errors import AdminError, UpstreamError
+from fast_mcp_gateway.routing.naming import Origin
+from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.telemetry.recorder import (
     dumps_arguments,
     mask_argument_values,
@@ -57,6 +63,10 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
         error = (_undeclared(upstream, operation, what, exc) if isinstance(exc, MCPError)
                  else str(exc))
     duration = (time.perf_counter() - started) * 1000
+    if status != "success" and (own := _own_name(ctx, name, operation, what)) is not None:
+        hint = (f"{what!r} is the name hosts see; the inspector takes the server's own "
+                f"name, {own!r} (as gateway_inspect_server lists it)")
+        error = f"{error}.  {hint}" if error else hint
     entry_id = None
     if ctx.store is not None:
         secrets = upstream.config.secrets
@@ -74,6 +84,31 @@ async def _run(ctx: AdminContext, name: str, replica: int | None, operation: str
     return Inspection(id=entry_id, server=name, replica=upstream.label, operation=operation,
                       target=what, status=status, duration_ms=round(duration, 3),
                       result=result, error=error)
+
+
+def _own_name(ctx: AdminContext, server: str, operation: str, what: str) -> str | None:
+    """``server``'s own name (or URI) of the component hosts see as ``what``, if
+    ``what`` is such an exposed name and not the server's own; else None."""
+    view = ctx.manager.view
+    entry: tuple[Origin, Any] | None
+    if operation == "tools/call":
+        entry = view.tools.get(what)
+    elif operation == "prompts/get":
+        entry = view.prompts.get(what)
+    else:
+        entry = view.resources.get(what) or view.resources.get(normalize_uri(what))
+        if entry is None:   # a template-expanded URI: the same values in the server's own
+            for exposed, (origin, _) in view.templates.items():
+                values = match_uri_template(what, exposed) if origin.server == server else None
+                if values is not None:
+                    own = origin.original
+                    for key, value in values.items():
+                        own = own.replace(f"{{{key}}}", str(value))
+                    return None if own == what else own
+            return None
+    if entry is None or entry[0].server != server or entry[0].original == what:
+        return None
+    return entry[0].original
 
 
 # What a server declares in its capabilities to answer each operation.

@@ -16,7 +16,9 @@ connected and listed), ``failed`` (it did not: ``error`` says why), ``invalid`` 
 entry), ``disabled`` (``enabled: false``: not connected).  Its counts are what hosts
 see of the server (its rules applied, no task-only tool on a handshake-era session:
 ``admin.status.exposed_counts``, as ``gateway_list_servers`` counts); the tools it lists
-that hosts do not see are ``tools_not_exposed`` (by why), and a line under the table."""
+that hosts do not see are ``tools_not_exposed`` (by why), and a line under the table;
+so are its curation rules that did nothing (``curation_problems``: a rename or override
+of a tool it does not have, a typo, as ``gateway_server_detail`` lists them)."""
 
 from __future__ import annotations
 
@@ -61,11 +63,13 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             except Exception:  # noqa: BLE001 - reported in the row
                 row.update(status="failed", error=upstream.last_error)
             else:
-                counts, why = exposed_counts(curate(upstream.config, upstream.catalog),
-                                             upstream.is_modern)
+                curated = curate(upstream.config, upstream.catalog)
+                counts, why = exposed_counts(curated, upstream.is_modern)
                 row.update(status="ok", tools=counts["tools"], resources=counts["resources"],
                            templates=counts["resource_templates"], prompts=counts["prompts"],
                            tools_not_exposed=why)
+                if curated.problems:   # a typo'd rename or override: it did nothing
+                    row["curation_problems"] = curated.problems
             row["startup_s"] = round(anyio.current_time() - started, 2)
         rows[upstream.label] = row
 
@@ -106,6 +110,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         for row in ordered:
             if isinstance(why := row.get("tools_not_exposed"), dict) and why:
                 print(_not_exposed(str(row["server"]), why))
+            if isinstance(problems := row.get("curation_problems"), list):
+                print(f"{row['server']}: {len(problems)} rule{'s' if len(problems) > 1 else ''}"
+                      f" did nothing: {'; '.join(problems)}")
         print(f"\n{_summary(ordered, servers)} ({origin})")
     if not ordered:
         print("no servers configured: add one under 'servers:' in the config (README: "

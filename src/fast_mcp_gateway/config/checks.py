@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from fast_mcp_gateway.config.host_keys import HOST_KEYS
 from fast_mcp_gateway.config.schema import INTERNAL_FIELDS, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
 from fast_mcp_gateway.telemetry.redaction import mask_secrets
@@ -368,6 +369,8 @@ def explain(err: Any, model: type[BaseModel]) -> str:
     quoted = " (without quotes)" if isinstance(value, str) else ""
     if kind == "extra_forbidden":
         parent = model_at(model, loc[:-1]) or model
+        if parent is ServerConfig and str(loc[-1]) in HOST_KEYS:
+            return "unknown field: " + HOST_KEYS[str(loc[-1])]
         return "unknown field" + suggest(str(loc[-1]), field_names(parent))
     if kind == "missing":
         return "is required"
@@ -393,7 +396,9 @@ def explain(err: Any, model: type[BaseModel]) -> str:
             return f"must be a list, e.g. {name}: [{json.dumps(value)}]"
         return f"must be a list, e.g. {name}: [a, b]"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return "must be a mapping of settings (key: value)"
+        return "must be a mapping of settings (key: value)" + (
+            "; it came as text: send the object itself, not a string holding its JSON"
+            if isinstance(value, str) and value.lstrip().startswith("{") else "")
     if kind == "string_too_long" and isinstance(value, str):
         limit = err.get("ctx", {}).get("max_length")
         return (f"is {len(value)} characters long; at most {limit} are accepted: "

@@ -13,6 +13,11 @@ and drops it): ``http/roots_changed.py`` notes it in front of the SDK.
 name or URI -- a listed resource, a template it matches, or a link a result gave -- the
 caller may reach (its principal's servers, within the profile in force; outside them
 the answer is "Unknown ...", as for lists) and asks that server with its own names.
+
+A handshake-era host that sets a level with ``logging/setLevel`` asked for logs: the
+hub tracks it then (``FrontHub.track``), as when it lists the catalog, so that the logs
+an upstream sends between calls reach it even if it never lists (a script, or the
+Inspector's CLI, calling a tool it knows by name).
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 from fastmcp import FastMCP
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway._compat import connection_of, low_level_server
+from fast_mcp_gateway._compat import connection_of, current_transport, low_level_server
 from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.homes import Home
@@ -81,6 +86,18 @@ class HostRequests:
                                 self._on_complete)
         low.add_notification_handler("notifications/roots/list_changed",
                                      types.NotificationParams, self._on_roots_changed)
+        low.middleware.append(self._track_level_setter)
+
+    async def _track_level_setter(self, ctx: ServerRequestContext[Any, Any],
+                                  call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        connection = connection_of(ctx.session)
+        # Answered: the host asked for logs.  One the hub knows keeps what its requests
+        # told (``CallerStanding`` refreshes it at each through FastMCP's own context).
+        if ctx.method == "logging/setLevel" and not self._hub.knows(connection):
+            self._hub.track(connection, sole_host=current_transport() == "stdio",
+                            may_use=caller_may_use(self._provider))
+        return result
 
     async def _on_roots_changed(self, ctx: ServerRequestContext[Any],
                                 params: types.NotificationParams) -> None:

@@ -320,7 +320,9 @@ class GatewayProvider(Provider):
         if bound is not None and bound.server in namespaces \
                 and not self.manager.view.offers(kind, name):
             owner = self.manager.services[bound.server]
-            return unoffered(kind, name, bound.server, bound.original, owner.state.value)
+            down = owner.state.value in ("reconnecting", "failed") and owner.replicas
+            return unoffered(kind, name, bound.server, bound.original, owner.state.value,
+                             owner.replicas[0].unavailable_reason() if down else None)
         own = ([n for n in self.own_names if self.own_shown(n)]
                if kind == "tool" and self.own_names and self.caller_is_admin() else ())
         states = {n: services[n].state.value for n in namespaces}

@@ -81,8 +81,24 @@ class _MetaTool(Tool):
     _catalog: SearchCatalog = PrivateAttr()
 
 
+_CALL_KEYS = ("name", "arguments")
+_CALL_FIX = ": put the tool's exposed name in 'name' and its parameters in 'arguments'"
+
+
+def _only(given: dict[str, Any], keys: tuple[str, ...], what: str, fix: str = "") -> None:
+    """Refuse a key ``what`` does not take, as its schema says (hosts rarely check): a
+    model's 'args' for 'arguments' was dropped, and the tool ran with no arguments."""
+    extra = [key for key in given if key not in keys]
+    if extra:
+        takes = " and ".join(filter(None, [", ".join(f"'{k}'" for k in keys[:-1]),
+                                           f"'{keys[-1]}'"]))
+        them = ", ".join(f"{k!r}" for k in extra) + (" is" if len(extra) == 1 else " are")
+        raise ToolError(f"{what} takes {takes}; {them} not one of them{fix}")
+
+
 class SearchTools(_MetaTool):
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        _only(arguments, ("query", "server", "k"), "search_tools")
         query = arguments.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ToolError("search_tools needs a 'query': a few words saying what the tool "
@@ -138,12 +154,14 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
 
 class CallTool(_MetaTool):
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        _only(arguments, _CALL_KEYS, "call_tool", _CALL_FIX)
         return await _call(self._catalog, arguments.get("name"), arguments.get("arguments"),
                            context)
 
 
 class CallTools(_MetaTool):
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
+        _only(arguments, ("calls",), "call_tools")
         calls = arguments.get("calls")
         if not isinstance(calls, list) or not 1 <= len(calls) <= MAX_BATCH:
             raise ToolError(f"'calls' must be a list of 1 to {MAX_BATCH} "
@@ -155,6 +173,7 @@ class CallTools(_MetaTool):
             try:
                 if not isinstance(spec, dict):
                     raise ToolError("each call must be an object {name, arguments}")
+                _only(spec, _CALL_KEYS, "each call", _CALL_FIX)
                 result = await _call(self._catalog, name, spec.get("arguments"), context)
             except ToolError as exc:
                 results[i] = {"name": name, "isError": True, "error": str(exc)}

@@ -152,11 +152,14 @@ def without_tools(kind: Kind | str, name: str, principal: Principal) -> str | No
             f"needs scope 'tools'; {principal.holds}")
 
 
-def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str) -> str:
+def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str,
+              reason: str | None = None) -> str:
     """The answer to a host naming ``name``, bound to ``server``'s ``original``
     (``routing/bindings.py``), while that server does not offer it (``state``: the
-    server's).  The name is never another server's, so the host is told to wait."""
-    why = _WHY.get(state, f"its {kind} list lacks '{original}'")
+    server's; ``reason``: why it is down, its last error, as a call sent to it is told,
+    not only "gateway_list_servers says why").  The name is never another server's, so
+    the host is told to wait."""
+    why = f"it {reason}" if reason else _WHY.get(state, f"its {kind} list lacks '{original}'")
     resource = kind == "resource"
     lists = "resources/list shows" if resource else _LISTS[kind].split(" list")[0] + " shows"
     return (f"{kind.capitalize()} {name!r} belongs to server '{server}' (its {kind} "

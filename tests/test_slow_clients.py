@@ -195,6 +195,33 @@ async def test_an_oversized_head_is_refused_and_a_large_body_is_not(parser: str)
             assert b"/big 300000" in await _read_answers(stream, 1)
 
 
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_a_pipelined_head_behind_a_running_answer_is_bounded(parser: str) -> None:
+    """A request's answer still running (a long call), the next request's head, sent
+    behind it on the same connection, is bounded too: httptools' protocol reads on
+    while an answer runs, and counted no head then (100 MB of headers were taken in,
+    held in memory for as long as the first answer took; no deadline either)."""
+    RELEASE["hold"], RELEASE["hold-entered"] = anyio.Event(), anyio.Event()
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 100) for i in range(200))
+    try:
+        async with _server(parser) as port, \
+                await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(_request("/hold"))
+            with anyio.fail_after(WITHIN):
+                await RELEASE["hold-entered"].wait()
+            await stream.send(b"GET /next HTTP/1.1\r\nHost: x\r\n" + filler)  # unfinished
+            if parser == "h11":  # h11 reads nothing more until the answer is out
+                RELEASE["hold"].set()
+            try:
+                answer = await _read_until_closed(stream)  # httptools: while /hold runs
+            finally:
+                RELEASE["hold"].set()  # before the server stops: it waits for /hold
+            assert b"HTTP/1.1 400" in answer, answer[:300]  # and closed
+    finally:
+        RELEASE["hold"].set()
+        RELEASE.pop("hold-entered", None)
+
+
 def test_the_parser_is_chosen_as_asked() -> None:
     assert issubclass(protocol_with_timeout(1.0, parser="h11"),
                       slow_clients.HeaderTimeoutH11Protocol)

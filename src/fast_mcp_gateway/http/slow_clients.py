@@ -71,6 +71,7 @@ class _HeadDeadline:
     max_head_bytes: int = MAX_HEAD_BYTES
     _header_timer: asyncio.TimerHandle | None = None
     _awaiting_head = True  # between a response (or the connection) and the next head
+    _in_body = False  # the parser is within a request's body (httptools: not a head)
     _head_bytes = 0  # bytes received towards that head
     _head_tail = b""  # its last bytes: a blank line may straddle two reads
     loop: asyncio.AbstractEventLoop
@@ -87,7 +88,7 @@ class _HeadDeadline:
         that a whole head in one read is bounded too (each parser accepted any head that
         arrived complete, ~60 KB in one read).  A read past the bound is searched, within
         the bound, for the blank line that ends the head (a body may follow it)."""
-        if not self._awaiting_head:
+        if not self._awaiting_head or self._in_body:
             return False
         room = self.max_head_bytes - self._head_bytes
         if len(data) <= room:
@@ -237,7 +238,7 @@ def _httptools_protocol() -> type[Any] | None:
                 super().data_received(data)
 
         def on_headers_complete(self) -> None:
-            self._awaiting_head = False
+            self._awaiting_head, self._in_body = False, True
             self._disarm()
             cycle = self.cycle
             extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
@@ -247,12 +248,26 @@ def _httptools_protocol() -> type[Any] | None:
                 held = extensions[HEAD_WITH_BODY] = HeadWithBody(self.transport, self.loop)
                 self.cycle.transport = held  # type: ignore[assignment]
 
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            # The next head is counted from here, though its deadline starts only
+            # once the answer is complete: uvicorn reads on while an answer runs (it
+            # pauses only at a pipelined head's end), and a pipelined head sent then
+            # was unbounded (llhttp's and uvicorn's copies of it, for as long as the
+            # answer took).  Its timer waits for the answer (a long call is no slow head).
+            self._in_body = False
+            if not self._awaiting_head:
+                self._awaiting_head, self._head_bytes, self._head_tail = True, 0, b""
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
             # A pipelined request already parsed (and now started) needs no deadline.
             if not self.transport.is_closing() and (
                     self.cycle is None or self.cycle.response_complete):
-                self._await_head()
+                if self._awaiting_head and not self._in_body:
+                    self._arm()  # counting since its request's end: not again from 0
+                else:
+                    self._await_head()
 
         def _on_header_timeout(self) -> None:
             self._header_timer = None

@@ -331,13 +331,14 @@ def interactive_server(events: dict[str, Any] | None = None) -> FastMCP[Any]:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, *, startup: bool = True, http: Any = "auto"
-                     ) -> AsyncIterator[str]:
+async def serve_http(app: Any, *, startup: bool = True, http: Any = "auto",
+                     keep_alive: int = 5) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port); yield its base URL.
 
     The gateway's app serves before its upstreams connect; with ``startup`` this waits
     (on the start-up gate's event) until each upstream made its first attempt.  ``http``
-    is uvicorn's protocol (``serve`` passes ``http/slow_clients.protocol_with_timeout``)."""
+    is uvicorn's protocol (``serve`` passes ``http/slow_clients.protocol_with_timeout``),
+    ``keep_alive`` its ``timeout_keep_alive``."""
     import socket
 
     import uvicorn
@@ -348,7 +349,8 @@ async def serve_http(app: Any, *, startup: bool = True, http: Any = "auto"
     sock.listen(64)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           log_config=None, http=http))
+                                           log_config=None, http=http,
+                                           timeout_keep_alive=keep_alive))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:

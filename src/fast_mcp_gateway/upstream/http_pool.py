@@ -2,7 +2,8 @@
 
 For ``http_tap.py``: where the tap applies at all (plain ``http``, no proxy, no
 credentials, no ``auth``), the header lines it writes (never one httpx would refuse),
-its keep-alive connections to the upstream, the reading of an answer's messages
+its keep-alive connections to the upstream (``Pool``: reused while idle less than the
+replica's ``http_idle.IdleBound``), the reading of an answer's messages
 (lifted for an express lane, ``lifting.py``), progress for a call's token, and the
 words of a handshake-era cancellation.
 """
@@ -14,6 +15,7 @@ import contextlib
 import json
 import logging
 import select
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any, cast
@@ -25,6 +27,8 @@ from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream.deadline import Deadline, DeadlineReached, extends
 from fast_mcp_gateway.upstream.framing import is_number
+from fast_mcp_gateway.upstream.http_idle import IDLE_SECONDS as IDLE_SECONDS  # (read here too)
+from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_wire import Response, body_chunks
 from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting
 
@@ -32,11 +36,6 @@ logger = logging.getLogger(__name__)
 
 Progress = ProgressFnT
 
-IDLE_SECONDS = 2.0
-"""A pooled connection idle longer is closed, not reused: servers close idle
-keep-alive connections (uvicorn, hypercorn and Node after 5 s), and a request written
-into one the server is closing fails (it is never sent again: the server may have run
-it, as httpx never resends one either)."""
 MAX_IDLE = 32
 HEAD_LIMIT = 64 * 1024
 
@@ -81,14 +80,15 @@ def header_lines(headers: dict[str, str]) -> bytes:
 class Connection:
     """One keep-alive HTTP/1.1 connection to the upstream."""
 
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "idled", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.idle_since = 0.0
+        self.idled: float | None = None  # how long it was idle when reused (new: None)
 
-    def usable(self, now: float) -> bool:
-        return (now - self.idle_since < IDLE_SECONDS and not self.reader.at_eof()
+    def usable(self, now: float, bound: float = IDLE_SECONDS) -> bool:
+        return (now - self.idle_since < bound and not self.reader.at_eof()
                 and not self.writer.is_closing() and not _readable(self.writer))
 
     def close(self) -> None:
@@ -118,6 +118,68 @@ def _readable(writer: asyncio.StreamWriter) -> bool:
 
 
 _POLL = getattr(select, "poll", None)
+
+
+class Pool:
+    """The tap's keep-alive connections to one upstream: the idle ones (a LIFO, reused
+    while still open and idle less than ``idle.seconds``) and those in use."""
+
+    def __init__(self, idle: IdleBound) -> None:
+        self.idle = idle
+        self.free: list[Connection] = []
+        self.busy: set[Connection] = set()
+        self.opened = 0  # connections opened (tests and diagnostics)
+        self.closed = False
+
+    async def take(self, host: str, port: int) -> Connection:
+        """A pooled connection that is still open, else a new one.  A request is never
+        written twice: a connection that fails after the write fails the call (the
+        server may have started it); ``lost`` learns from it."""
+        now = time.monotonic()
+        bound = self.idle.seconds
+        while self.free:
+            conn = self.free.pop()
+            if conn.usable(now, bound):
+                conn.idled = now - conn.idle_since
+                self.busy.add(conn)
+                return conn
+            conn.close()  # closed by the server meanwhile, or idle too long
+        try:
+            reader, writer = await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
+        except OSError as exc:
+            import httpx2
+
+            # described as "cannot connect: <this>" (upstream/model.describe_error)
+            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}") from exc
+        self.opened += 1
+        conn = Connection(reader, writer)
+        self.busy.add(conn)
+        return conn
+
+    def release(self, conn: Connection, reusable: bool) -> None:
+        self.busy.discard(conn)
+        if reusable and not self.closed and len(self.free) < MAX_IDLE:
+            conn.idle_since = time.monotonic()
+            conn.idled = None
+            self.free.append(conn)
+        else:
+            conn.close()
+
+    def lost(self, conn: Connection, exc: BaseException, where: str) -> None:
+        """A request written on ``conn`` failed with ``exc`` before its answer's head:
+        one that was reused and closed before any byte of the answer was closed by the
+        server for being idle (``IdleBound.closed_after``)."""
+        if conn.idled is not None and not self.closed and (
+                isinstance(exc, ConnectionError) or (
+                    isinstance(exc, asyncio.IncompleteReadError) and not exc.partial)):
+            self.idle.closed_after(conn.idled, where)
+
+    def close(self) -> None:
+        """Idle connections are closed, and so are those in use (their calls fail)."""
+        self.closed = True
+        for conn in (*self.free, *self.busy):
+            conn.close()
+        self.free.clear()
 
 
 def describe(exc: BaseException) -> str:
@@ -212,12 +274,13 @@ async def drained(conn: Connection, response: Response, limit: int, within: floa
     return response.keep_alive
 
 
-def kept_alive() -> Any:
+def kept_alive(seconds: float = IDLE_SECONDS) -> Any:
     """The SDK's HTTP client's pool limits: an idle connection is dropped after
-    ``IDLE_SECONDS``, as the tap drops its own.  httpx keeps one 5 s, as long
+    ``seconds`` (the replica's ``IdleBound`` when its client is made), as the tap
+    drops its own.  httpx keeps one 5 s, as long
     as uvicorn, hypercorn and Node keep theirs open: a request written as the server
     closes its end failed "closed the connection without an answer" (a POST is never
     sent again: the server may have run it), and the session was restarted."""
     import httpx2
 
-    return httpx2.Limits(keepalive_expiry=IDLE_SECONDS)
+    return httpx2.Limits(keepalive_expiry=seconds)

@@ -21,7 +21,11 @@ configured ones) and timeout the session would use, and its answer read as JSON:
   caller's context, as if the SDK had read it (``CURRENT_CALL`` finds the call);
 * error statuses and bodies map to the errors the SDK's transport makes of them;
   a connection that fails before the answer's head is an ``httpx2.TransportError``
-  (a transport fault, as on the SDK's path).
+  (a transport fault, as on the SDK's path), ``ConnectionDropped`` once the request
+  was written: that request's own connection, the session's are untouched, so it fails
+  that request only (``session_intact``; the SDK's path ends the session).  A reused
+  connection that failed so teaches the replica's ``IdleBound`` (``http_idle.py``), and
+  so does a ``Keep-Alive`` header.
 
 An SSE answer (a call that reports progress or logs) is read to the stream's end (the
 server ends it after the answer) off the call's path, the answer already returned, so
@@ -49,8 +53,8 @@ server keys requests in flight by id per session), and:
   opens a new session and sends the call again there); a stream that breaks before the answer
   is ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
   for one without event ids.  For one with event ids the SDK would resume the stream
-  (a GET with ``Last-Event-ID``); the tap does not: the call fails the same way, and
-  the replica reconnects, as after any closed connection.
+  (a GET with ``Last-Event-ID``); the tap does not: the call fails the same way (the
+  session stays: the stream was the call's own, ``session_intact``).
 
 It steps aside -- the session sends the request as before -- on a handshake-era
 session without an id (or one learned at another URL: a redirect), for ``https`` URLs
@@ -68,7 +72,6 @@ import itertools
 import json
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -92,11 +95,11 @@ from fast_mcp_gateway._compat import (
 from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
+from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_pool import (
-    HEAD_LIMIT,
-    MAX_IDLE,
     Connection,
     Declined,
+    Pool,
     alive,
     cancel_reason,
     describe,
@@ -133,6 +136,13 @@ LINGER_LIMIT = 3  # so many in a row, the server's are not waited for (``lingers
 CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio tap's)
 
 
+class ConnectionDropped(httpx2.ReadError):
+    """A written request's own connection failed before its answer: the session is
+    intact (``Requests`` fails the request only, and does not restart the session)."""
+
+    session_intact = True
+
+
 class HttpTap:
     """Raw requests of one HTTP upstream session (see the module doc).
 
@@ -147,10 +157,11 @@ class HttpTap:
 
     def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 end: SessionEnd | None = None) -> None:
+                 end: SessionEnd | None = None, idle: IdleBound | None = None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
+        self._where = f"{self.host}:{self.port}"
         self.session = session
         self.end = end
         self.max_message_bytes = max_message_bytes
@@ -164,12 +175,11 @@ class HttpTap:
         self._extra: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
-        self._idle: list[Connection] = []
-        self._busy: set[Connection] = set()
+        self.pool = Pool(idle or IdleBound(self._where))
+        self._idle, self._busy = self.pool.free, self.pool.busy  # (tests look)
         self._closed = False
         self._sid: tuple[str | None, bool] = (None, False)  # an id seen, and if it is here
         self.served = 0  # requests the tap answered itself (tests and diagnostics)
-        self.opened = 0  # connections it opened (tests and diagnostics)
         self.lingers = False  # the server keeps answered streams open: not waited for
         self._lingered = 0  # answered streams in a row still open DRAIN_WITHIN on
         self._draining: set[asyncio.Task[None]] = set()  # answered streams being read
@@ -214,6 +224,7 @@ class HttpTap:
                 pass
             except MCPError as exc:  # its own answer: a refusal is known, not guessed
                 exc.tapped = True  # type: ignore[attr-defined]
+                exc.session_intact = not self._closed  # type: ignore[attr-defined]
                 raise
             else:
                 self.served += 1
@@ -233,11 +244,14 @@ class HttpTap:
     async def aclose(self) -> None:
         """The session ended: idle connections are closed, calls in flight fail."""
         self._closed = True
-        for conn in (*self._idle, *self._busy):
-            conn.close()
-        self._idle.clear()
+        self.pool.close()
         for task in list(self._draining):
             task.cancel()
+
+    @property
+    def opened(self) -> int:
+        """Connections it opened (tests and diagnostics)."""
+        return self.pool.opened
 
     def _session_id(self) -> str | None:
         """A handshake-era session's id, where the tap may send it: learned from the
@@ -274,16 +288,18 @@ class HttpTap:
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
             self._head, self._extra_lines(headers), len(body), body)
         conn: Connection | None = None
+        response: Response | None = None
         done = answered = False
         deadline = Deadline(self._loop, timeout, max_total)
         if extended or (on_progress is not None and self.heard is not None):
             # (not alive: progress the host asked for still tells the replica works)
             on_progress = alive(deadline, on_progress, self.heard)
         try:
-            conn = await self._connection()
-            self._busy.add(conn)
+            conn = await self.pool.take(self.host, self.port)
             conn.writer.write(wire)  # from here on, the server may have the request
             response = await read_head(conn.reader)
+            if "keep-alive" in response.headers:  # the server's idle bound (Node's)
+                self.pool.idle.advertised(response.headers["keep-alive"], self._where)
             answer, reusable = await self._answer(conn, response, request_id, on_progress,
                                                   session_id is not None)
             answered = True
@@ -312,11 +328,13 @@ class HttpTap:
                 raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
             what = ("closed the connection before answering"
                     if isinstance(exc, asyncio.IncompleteReadError) else describe(exc))
-            raise httpx2.ReadError(f"HTTP upstream {self.host}:{self.port} {what}") from exc
+            if conn is not None and response is None:
+                self.pool.lost(conn, exc, self._where)  # closed for being idle: learned
+            raise ConnectionDropped(f"HTTP upstream {self._where} {what}") from exc
         finally:
             deadline.stop()
             if conn is not None:  # cancelled, timed out, failed or not keep-alive: closing
-                self._release(conn, done)  # it is also the 2026-07-28 cancellation signal
+                self.pool.release(conn, done)  # also the 2026-07-28 cancellation signal
 
     def _extra_lines(self, headers: dict[str, str]) -> bytes:
         """The stamp's own header lines (version, method, name...), made once per set;
@@ -332,33 +350,6 @@ class HttpTap:
                 self._extra.clear()
             self._extra[key] = lines
         return lines
-
-    async def _connection(self) -> Connection:
-        """A pooled connection that is still open, else a new one.  A request is never
-        written twice: a connection that fails after the write fails the call (the
-        server may have started it)."""
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.usable(now):
-                return conn
-            conn.close()  # closed by the server meanwhile, or idle too long
-        try:
-            reader, writer = await asyncio.open_connection(self.host, self.port,
-                                                           limit=HEAD_LIMIT)
-        except OSError as exc:
-            # described as "cannot connect: <this>" (upstream/model.describe_error)
-            raise httpx2.ConnectError(f"{self.host}:{self.port}: {describe(exc)}") from exc
-        self.opened += 1
-        return Connection(reader, writer)
-
-    def _release(self, conn: Connection, reusable: bool) -> None:
-        self._busy.discard(conn)
-        if reusable and not self._closed and len(self._idle) < MAX_IDLE:
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        else:
-            conn.close()
 
     async def _answer(self, conn: Connection, response: Response, request_id: int | str,
                       on_progress: Progress | None,
@@ -453,7 +444,7 @@ class HttpTap:
                     logger.info("HTTP upstream %s:%s keeps streams open after their "
                                 "answers: its connections are closed after each answer, "
                                 "not reused", self.host, self.port)
-                self._release(conn, bool(reusable))
+                self.pool.release(conn, bool(reusable))
 
         task = self._loop.create_task(drain())
         self._draining.add(task)  # (cancelled before it ran, ``aclose`` closed ``conn``)
@@ -473,8 +464,7 @@ class HttpTap:
             try:
                 extra = header_lines({"mcp-session-id": session_id, **(
                     {MCP_PROTOCOL_VERSION_HEADER: version} if version else {})})
-                conn = await self._connection()
-                self._busy.add(conn)
+                conn = await self.pool.take(self.host, self.port)
                 conn.writer.write(b"%b%bcontent-length: %d\r\n\r\n%b" % (
                     self._head, extra, len(body), body))
                 response = await read_head(conn.reader)
@@ -485,16 +475,16 @@ class HttpTap:
                              self.port, request_id, describe(exc))
             finally:
                 if conn is not None:
-                    self._release(conn, reusable)
+                    self.pool.release(conn, reusable)
 
 
 def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession,
             max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-            end: SessionEnd | None = None) -> HttpTap | None:
+            end: SessionEnd | None = None, idle: IdleBound | None = None) -> HttpTap | None:
     """The ``HttpTap`` of a new session of the upstream at ``url``, or ``None`` where it
     does not apply (``tap_applies``; configured headers only the SDK may refuse)."""
     if not tap_applies(url, auth):
         return None
     with contextlib.suppress(Declined):
-        return HttpTap(url, headers, session, max_message_bytes, end)
+        return HttpTap(url, headers, session, max_message_bytes, end, idle)
     return None

@@ -25,6 +25,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
+from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_pool import kept_alive
 from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 from fast_mcp_gateway.upstream.http_tap import HttpTap, tap_for
@@ -49,6 +50,9 @@ class _UrlTransport(_TransportBase):
     label: str | None = None  # the replica's name in log lines (the supervisor sets it)
     # Told why, when the server no longer knows a session (the supervisor sets it).
     on_lost: Callable[[str], None] | None = None
+    # How long its idle connections are reused: the replica's (the supervisor sets it),
+    # outliving this transport; read by each session's client and tap.
+    idle: IdleBound | None = None
 
     def __init__(self, url: str, headers: dict[str, str] | None = None,
                  httpx_client_factory: ClientFactory | None = None,
@@ -77,9 +81,18 @@ class _UrlTransport(_TransportBase):
     def _client(self, **timeout: Any) -> httpx2.AsyncClient:
         if self.httpx_client_factory is None:
             timeout.setdefault("timeout", httpx2.Timeout(30.0, read=300.0))
-            return httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth,
-                                      limits=kept_alive(), **timeout)
+            idle = self._idle()
+            client = httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth,
+                                        limits=kept_alive(idle.seconds), **timeout)
+            hooks = client.event_hooks  # a Keep-Alive header lowers the bound at once
+            client.event_hooks = {**hooks, "response": [*hooks["response"], idle.heard]}
+            return client
         return self.httpx_client_factory(headers=dict(self.headers), auth=self.auth, **timeout)
+
+    def _idle(self) -> IdleBound:
+        if self.idle is None:
+            self.idle = IdleBound(self.label or _where(self.url))
+        return self.idle
 
     async def close(self) -> None:
         """Nothing outlives ``connect_session`` (its exit closes the HTTP client)."""
@@ -128,7 +141,7 @@ class FastHttpTransport(_UrlTransport):
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
-                                     self.max_message_bytes, end)
+                                     self.max_message_bytes, end, self._idle())
             self.end = end
             try:
                 yield session

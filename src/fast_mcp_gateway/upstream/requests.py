@@ -215,7 +215,8 @@ class Requests:
                 if connection_lost(exc, cause):  # not an upstream's own -32000 answer
                     reason = f"connection closed during {what}" + (
                         f": {cause}" if cause else "")
-                    sup.mark_broken(reason)
+                    if not getattr(exc, "session_intact", False):  # (an HTTP tap's own)
+                        sup.mark_broken(reason)
                     ended = "" if cause else await process_end(tap)
                     raise UpstreamRequestFailed(
                         sup.label, f"{reason}{ended}{sup.stderr_hint()}") from exc
@@ -236,8 +237,9 @@ class Requests:
                 raise UpstreamRequestFailed(
                     sup.label, f"{what} returned an invalid result: {describe_error(exc)}"
                 ) from exc
-            except TRANSPORT_ERRORS as exc:
-                sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
+            except TRANSPORT_ERRORS as exc:  # (an HTTP tap's own connection: this call's)
+                if not getattr(exc, "session_intact", False):
+                    sup.mark_broken(f"transport failed during {what}: {describe_error(exc)}")
                 raise UpstreamRequestFailed(
                     sup.label, f"transport failed during {what}: {describe_error(exc)}"
                 ) from exc

@@ -22,6 +22,7 @@ from fast_mcp_gateway.policies import (
 )
 from fast_mcp_gateway.policies.stalls import StallWatch, ToolTimes, seconds_text
 from fast_mcp_gateway.upstream.deadline import Pace
+from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ReplicaAccounting:
         # replicas share one: ``Service``).
         self.tools = ToolTimes()
         self.alone = alone  # no other replica to prefer (the stall lines say so)
+        self.idle = IdleBound(label)  # an HTTP server's idle connections: how long reused
         # Answers to hosts' requests and progress reports, counted: a request ended
         # with the count unchanged heard nothing from the replica while it waited.
         self.heard = 0

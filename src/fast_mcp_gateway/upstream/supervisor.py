@@ -364,7 +364,7 @@ class Supervisor:
                 transport.protocol_listener = self.protocol_error
                 transport.adopt = early.process if early is not None else None
             elif hasattr(transport, "label"):  # the HTTP ones: their log lines name us
-                transport.label = self.label
+                transport.label, transport.idle = self.label, self._stats.idle  # type: ignore[attr-defined]
                 transport.on_lost = self.session_lost  # type: ignore[attr-defined]
             started = anyio.current_time()
             try:

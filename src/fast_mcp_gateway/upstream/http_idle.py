@@ -1,0 +1,79 @@
+"""How long an HTTP upstream's idle keep-alive connections may still be reused.
+
+A request written into a connection the server is closing fails, and is never written
+again (the server may have run it).  The gateway drops idle connections after
+``IDLE_SECONDS``, below the 5 s uvicorn, hypercorn and Node keep theirs; a server that
+keeps them less (uvicorn's ``timeout_keep_alive=1``) closes some as a request crosses
+its FIN on the wire.  ``IdleBound`` is one replica's bound, learned from its server:
+
+* from a ``Keep-Alive: timeout=N`` header in its answers (Node's http server sends it;
+  uvicorn and hypercorn do not), at once: half of it;
+* from a request written on a reused connection that failed with the connection
+  closed before any byte of the answer, after ``t`` seconds idle: half of ``t``.
+
+Never below ``FLOOR``, never raised again; it lives as long as the replica (its
+accounting), outliving the sessions and their taps and HTTP clients, which read it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+IDLE_SECONDS = 2.0
+"""A pooled connection idle longer is closed, not reused (until the server is known to
+keep its connections less): servers close idle keep-alive connections (uvicorn,
+hypercorn and Node after 5 s), and a request written into one the server is closing
+fails (it is never sent again: the server may have run it, as httpx never resends one
+either)."""
+FLOOR = 0.25  # a server closing sooner still (or at once) is not chased any lower
+
+
+class IdleBound:
+    """One replica's bound on reusing an idle connection (see the module doc)."""
+
+    __slots__ = ("_advertised", "label", "seconds")
+
+    def __init__(self, label: str) -> None:
+        self.label = label  # the replica's name in the log line
+        self.seconds = IDLE_SECONDS
+        self._advertised = ""  # the last Keep-Alive header read (each read once)
+
+    def closed_after(self, idled: float, where: str) -> None:
+        """A request written on a connection idle ``idled`` seconds failed, the
+        connection closed before any byte of the answer: the server's bound is less."""
+        self._lower(idled / 2, where, f"closed a connection idle {idled:.2f} s as a "
+                    "request was written into it")
+
+    def advertised(self, value: str, where: str) -> None:
+        """The server's ``Keep-Alive`` header (``timeout=N, max=M``)."""
+        if value == self._advertised:
+            return
+        self._advertised = value
+        for part in value.split(","):
+            key, _, number = part.partition("=")
+            if key.strip().lower() == "timeout":
+                try:
+                    timeout = float(number.strip())
+                except ValueError:
+                    return
+                if timeout >= 0:
+                    self._lower(timeout / 2, where, f"says Keep-Alive: {value}")
+                return
+
+    async def heard(self, response: Any) -> None:
+        """An ``httpx2.AsyncClient`` response hook: its ``Keep-Alive`` header, if any."""
+        value = response.headers.get("keep-alive")
+        if value is not None:
+            url = response.request.url
+            self.advertised(value, f"{url.host}:{url.port or 80}")
+
+    def _lower(self, seconds: float, where: str, why: str) -> None:
+        seconds = max(FLOOR, seconds)
+        if seconds < self.seconds:
+            self.seconds = seconds
+            logger.info("upstream %s: HTTP server %s %s: its idle connections are "
+                        "reused for %.2f s at most from now on", self.label, where, why,
+                        seconds)

@@ -179,20 +179,16 @@ async def open_told(lineage: Lineage, key: int, session: Any,
                     check: Callable[[Any], None]) -> None:
     """Open ``session`` (``negotiate``) with requests naming ``lineage``'s gateways,
     then ``check`` the answer's ``_meta``; a server's refusal of this gateway (its
-    error's ``data`` names its gateways) is checked as such an answer.  An opening
-    that fails leaves no note of who opened a session meanwhile (``Lineage.opening``)."""
+    error's ``data`` names its gateways) is checked as such an answer."""
     from fast_mcp_gateway._compat_sessions import tell_gateways
 
     lineage.opening(key)
     try:
         with tell_gateways(session, GATEWAYS_KEY, lineage.told):
             await negotiate()
-    except BaseException as exc:
-        try:
-            if isinstance(exc, Exception) and (told := refused_by(exc)) is not None:
-                check(told)
-        finally:
-            lineage.forget(key)
+    except Exception as exc:
+        if (told := refused_by(exc)) is not None:
+            check(told)
         raise
     opened = session.initialize_result or session.discover_result
     check(opened.meta if opened is not None else None)

@@ -29,7 +29,9 @@ each side reads the other's request during its own opening (its answer then name
 gateway that opened a session to it meanwhile), after it (it learned the other, and
 refuses the request) or before its opening began, and not both sides before (the one
 that read first sent its own request after, which the other read after sending its
-own).  Either side, or both, refuses.  A loop made after connect, deeper in a chain,
+own).  Either side, or both, refuses; a side that learned of the crossing from a
+request (which any host may send, naming any gateway) connects again
+(``HandshakesCrossed``) rather than fail for good.  A loop made after connect, deeper in a chain,
 is read again by each held session's health probe (``server/discover`` names them;
 over the handshake era, a ``ping`` whose ``_meta`` carries the key is answered with
 it: ``front/lineage.py``).
@@ -63,6 +65,13 @@ GATEWAYS_KEY = "io.github.fast-mcp-gateway/gateways"
 
 class GatewayLoop(Exception):
     """The server is this gateway, or aggregates it: the replica is refused for good."""
+
+
+class HandshakesCrossed(Exception):
+    """The server opened a session to this gateway, naming itself, while this gateway's
+    opening of it was under way: retried freely (``model.unreachable``), never parked,
+    since any host may name any gateway (every opening answer tells them); the retry's
+    answer, or the server's refusal of this gateway, says whether there is a loop."""
 
 
 def gateways_in(meta: Any) -> list[str]:
@@ -121,14 +130,16 @@ class Lineage:
                     "tools again under its name, without end; remove one of the two "
                     "servers")
         for seen in self._flights.values():
-            seen.add(told[0])
+            if len(seen) < MAX_TOLD:  # (a host may name a new one with each request)
+                seen.add(told[0])
         return None
 
     def refusal(self, key: int, meta: Any, config: ServerConfig, label: str) -> str | None:
         """Learn the identities in ``meta`` for the replica ``key`` (a held session of
-        ``config``'s server); the reason to refuse it when they name this gateway, or a
-        gateway that opened a session to this one while ``key``'s opening was under
-        way (two handshakes crossing)."""
+        ``config``'s server); the reason to refuse it when they name this gateway.
+        ``HandshakesCrossed`` when they name a gateway that opened a session to this
+        one while ``key``'s opening was under way (two handshakes crossing, or a host
+        naming a gateway it is not)."""
         told = gateways_in(meta)
         crossed = self._flights.pop(key, set()).intersection(told)
         if not crossed and not any(self._is_me(i) for i in told):
@@ -139,6 +150,12 @@ class Lineage:
 
         through = (f"URL {config.url}" if config.url is not None
                    else "the command " + " ".join([config.command or "", *config.args]))
+        if not any(self._is_me(i) for i in told):
+            raise HandshakesCrossed(
+                f"the handshakes crossed: this server is a gateway that opened a session "
+                f"to this gateway while this one opened its own to it (through "
+                f"{mask_text(through)}); connecting again, its next answer says whether it "
+                "aggregates this gateway")
         text = loop_text(self._is_me(told[0]), mask_text(through))
         logger.warning("upstream %s: %s", label, text)
         return text
@@ -190,11 +207,26 @@ def refused_by(exc: BaseException) -> dict[str, Any] | None:
 def served_here(config: str | os.PathLike[str] | None, db: str | None) -> str:
     """16 hex digits for the gateway serving ``config`` with the store ``db`` on this
     machine: the tail of its identity, so that ``check`` knows it (a hash: it says
-    nothing of the paths to whoever reads it)."""
-    store = db if db is None or "://" in db else os.path.realpath(db)
+    nothing of the paths to whoever reads it; a store URL's password is left out, as
+    64 bits of it would check an offline guess)."""
+    store = _passwordless(db) if db is None or "://" in db else os.path.realpath(db)
     text = "\0".join((socket.gethostname(), os.path.realpath(config) if config else "",
                       store or ""))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _passwordless(url: str | None) -> str | None:
+    """``url`` without the password of its user part or of its query."""
+    if url is None:
+        return None
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = user.partition(":")[0] + at + host
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k.lower() not in ("password", "passfile")])
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def new_identity(served: str = "") -> str:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from fast_mcp_gateway.telemetry.redaction import MASK, mask_text
 from fast_mcp_gateway.upstream.launch import LaunchFailed
+from fast_mcp_gateway.upstream.loops import HandshakesCrossed
 
 
 class UpstreamState(StrEnum):
@@ -230,7 +231,9 @@ def unreachable(exc: BaseException | None) -> bool:
     """Whether an attempt failed because nothing answered at a remote server's address
     (connection refused, a name that does not resolve, no route): a server that is not
     there (yet: started after the gateway, or restarting for a deploy), not one that
-    crashes.  The supervisor never parks such a server; it keeps retrying it.  A TLS
+    crashes; or a gateway whose handshake crossed this gateway's (``HandshakesCrossed``:
+    any host may claim to be it).  The supervisor never parks such a server; it keeps
+    retrying it.  A TLS
     failure anywhere in the chain (httpx reports it as a connect error) is not one."""
     seen: set[int] = set()
     stack = [exc]
@@ -242,7 +245,7 @@ def unreachable(exc: BaseException | None) -> bool:
         seen.add(id(current))
         if isinstance(current, ssl.SSLError):
             return False  # TLS that does not fit (certificate, protocol): a misconfiguration
-        if isinstance(current, httpx2.ConnectError):
+        if isinstance(current, httpx2.ConnectError | HandshakesCrossed):
             found = True
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)

@@ -99,8 +99,8 @@ class Seen:
                           message: str | None) -> None:
         self.progress.append((progress, total, message))
 
-    def client(self, target: Any) -> Client[Any]:
-        return Client(target, mode="auto", sampling_handler=self.sample,
+    def client(self, target: Any, mode: Any = "auto") -> Client[Any]:
+        return Client(target, mode=mode, sampling_handler=self.sample,
                       elicitation_handler=self.elicit, log_handler=self.log,
                       progress_handler=self.on_progress, timeout=60)
 

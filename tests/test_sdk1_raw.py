@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.fixtures import SERVERS
+from tests.fixtures import SERVERS, until
 from tests.sdk1_peers import MODEL_REPLY, TRANSPORTS, sdk1_python, sdk1_server
 from tests.test_lane import CLIENT_INFO, RawHost, both_paths, raw_host
 
@@ -154,3 +154,32 @@ async def test_a_raw_handshake_era_host_sees_the_1x_server_as_it_is(
                 for index, answer in enumerate(expected[key]):
                     assert relayed[lane][key][index] == answer, (lane, REQUESTS[index])
             assert relayed[lane][key] == expected[key], (lane, key)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_host_cancelling_a_call_cancels_it_in_the_1x_server(
+        python: Path, transport: str, tmp_path: Path) -> None:
+    """``notifications/cancelled`` reaches the 1.x server's tool (its ``finally`` runs);
+    the 1.x SDK's own answer to the cancelled request (``code 0 Request cancelled``, which
+    the spec says it should not send) is not relayed, and the next call is served."""
+    async with sdk1_server(python, transport, tmp_path) as entry:
+        config = tmp_path / "servers.json"
+        config.write_text(json.dumps({"servers": {"v1": entry}}))
+
+        async def each(lane: bool, env: dict[str, str]) -> list[Any]:
+            marker = tmp_path / f"wait-{lane}"
+            async with raw_host(config, "legacy", lane=lane, env=env,
+                                listed=("v1_wait",)) as host, anyio.create_task_group() as tg:
+                tg.start_soon(lambda: host.request("tools/call", {
+                    "name": "v1_wait", "arguments": {"marker": str(marker)}},
+                    request_id="waiting"))
+                await until(lambda: marker.exists() and marker.read_text() == "started")
+                await host.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": "waiting", "reason": "gave up"}})
+                await until(lambda: marker.read_text() == "cancelled")
+                added = await host.call("v1_add", {"a": 1, "b": 2})
+                tg.cancel_scope.cancel()  # the cancelled request is never answered
+                return [added["structuredContent"], host.unanswered, "waiting" in host.answers]
+
+        results = await both_paths(tmp_path, each)
+    assert results[True] == results[False] == [{"result": 3}, [], False]

@@ -93,6 +93,18 @@ def fail(reason: str) -> str:
     raise ToolError(f"failed on purpose: {reason}")
 
 
+@mcp.tool()
+async def wait(marker: str) -> str:
+    """Waits until cancelled; writes ``started``, then ``cancelled``, to ``marker``."""
+    await anyio.Path(marker).write_text("started")
+    try:
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(marker).write_text("cancelled")
+    return "never"
+
+
 @mcp.resource("data://sdk1/greeting", mime_type="text/plain")
 def greeting() -> str:
     """A static resource."""

@@ -11,6 +11,7 @@ it (``pip --python``), which takes seconds, not the minutes of a venv's own pip.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -48,6 +49,14 @@ def ensure(timeout: float = 300) -> Path:
     folder = tools_dir()
     if _installed(folder):
         return python(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Two test workers starting at once: one installs, the other waits and finds it done.
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return python(folder) if _installed(folder) else _install(folder, timeout)
+
+
+def _install(folder: Path, timeout: float) -> Path:
     specs = _pins().split("\n")
     fix = (f"check that PyPI is reachable, then run `python3 tests/py_tools.py` (or set "
            f"MCP_GATEWAY_PY_TOOLS to a folder holding a venv with {', '.join(specs)})")

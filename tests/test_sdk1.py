@@ -32,6 +32,7 @@ from tests.sdk1_peers import (
     sdk1_python,
     sdk1_server,
 )
+from tests.test_connect_messages import failure
 
 pytestmark = pytest.mark.anyio
 URIS = ("data://", "data://v1/")  # the server's URIs, as the gateway exposes them
@@ -131,3 +132,32 @@ async def test_a_1x_server_on_the_full_path(
     assert "title" not in relayed["asks"][0][1][1]
     expected["asks"] = without_schema_title(expected["asks"])
     same(expected, relayed, seen)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_protocol_2026_on_a_1x_server(python: Path, transport: str,
+                                            tmp_path: Path) -> None:
+    """What ``tests/test_connect_messages.py`` emulates, on the real 1.x server: it does
+    not speak 2026-07-28, and the error says so and the fix.  Over SSE, which has only
+    the handshake era, the session opens in it and says why."""
+    async with sdk1_server(python, transport, tmp_path) as entry:
+        config = {**entry, "protocol": "2026-07-28"}
+        if transport != "sse":
+            error = await failure(config)
+            # 1.x's words: no model for the method (stdio), no session id (HTTP).
+            assert ("server/discover answered -32602 Invalid request parameters" if
+                    transport == "stdio" else "server/discover answered -32600 Bad Request: "
+                    "Missing session ID") in error
+            assert "does not speak the 2026-07-28 protocol era" in error
+            assert "set 'protocol: auto' (or 'legacy')" in error
+            return
+        gateway = make_gateway({"v1": config})
+        async with seen_client(gateway) as client:
+            assert "v1_add" in {t.name for t in await client.list_tools()}
+        stats = gateway.manager.get("v1").replicas[0].statistics()
+        assert stats.protocol_version == "2025-11-25"
+        assert stats.protocol_reason == "the transport speaks the handshake era only"
+
+
+def seen_client(gateway: Any) -> Any:
+    return Seen().client(gateway.server)

@@ -357,7 +357,8 @@ async def test_a_server_that_dies_while_held_gives_its_exit_code() -> None:
 
 
 # What an mcp 1.x SDK server (e.g. uvx mcp-server-time) answers a request it has no
-# model for: server/discover fails validation before any method lookup.
+# model for: server/discover fails validation before any method lookup.  The real 1.x
+# server says the same (tests/test_sdk1.py::test_protocol_2026_on_a_1x_server).
 _HANDSHAKE_ONLY = """
 import json, sys
 for line in sys.stdin:

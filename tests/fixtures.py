@@ -57,6 +57,17 @@ class ToolsChanged(MessageHandler):
         self.event = anyio.Event()
 
 
+async def stopped(process: Any, within: float = 10) -> None:
+    """End a test's server ``process`` (an anyio ``Process``): SIGTERM, and SIGKILL if it
+    has not ended ``within`` seconds later."""
+    process.terminate()
+    with anyio.move_on_after(within):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
 def memory_transports(servers: Mapping[str, FastMCP[Any]]):
     """A transport factory: named servers in memory, everything else for real."""
 

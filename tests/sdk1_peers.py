@@ -22,7 +22,7 @@ from fastmcp.client.elicitation import ElicitResult
 from fastmcp.client.transports import SSETransport, StdioTransport, StreamableHttpTransport
 
 from tests import py_tools
-from tests.fixtures import SERVERS, until
+from tests.fixtures import SERVERS, stopped, until
 
 SCRIPT = SERVERS / "sdk1.py"
 TRANSPORTS = ["stdio", "sse", "http"]
@@ -58,12 +58,7 @@ async def sdk1_server(python: Path, transport: str, tmp_path: Path
         yield ({"url": f"{base}/sse", "transport": "sse"} if transport == "sse"
                else {"url": f"{base}/mcp"})
     finally:
-        process.terminate()
-        with anyio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stopped(process)
 
 
 def direct_transport(entry: dict[str, Any]) -> Any:

@@ -20,7 +20,16 @@ from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 from mcp_types import ElicitResult
 
-from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, stdio_entry, until
+from tests.fixtures import (
+    PY,
+    SERVERS,
+    WITHIN,
+    make_gateway,
+    serve_http,
+    stdio_entry,
+    stopped,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +60,7 @@ async def http_process(port_file: Path, *argv: str | Path) -> AsyncIterator[str]
         await until(lambda: _port(port_file) != "")
         yield f"http://127.0.0.1:{_port(port_file)}/mcp"
     finally:
-        process.terminate()
-        with anyio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stopped(process)
 
 
 def answering(name: str, seen: dict[str, list[str]], gate: Any = None) -> Any:

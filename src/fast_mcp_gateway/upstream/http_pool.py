@@ -80,12 +80,13 @@ def header_lines(headers: dict[str, str]) -> bytes:
 class Connection:
     """One keep-alive HTTP/1.1 connection to the upstream."""
 
-    __slots__ = ("idle_since", "idled", "reader", "writer")
+    __slots__ = ("idle_since", "idled", "reader", "taken", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.idle_since = 0.0
         self.idled: float | None = None  # how long it was idle when reused (new: None)
+        self.taken = 0.0  # when it was reused (its request written at once)
 
     def usable(self, now: float, bound: float = IDLE_SECONDS) -> bool:
         return (now - self.idle_since < bound and not self.reader.at_eof()
@@ -140,7 +141,7 @@ class Pool:
         while self.free:
             conn = self.free.pop()
             if conn.usable(now, bound):
-                conn.idled = now - conn.idle_since
+                conn.idled, conn.taken = now - conn.idle_since, now
                 self.busy.add(conn)
                 return conn
             conn.close()  # closed by the server meanwhile, or idle too long
@@ -168,8 +169,12 @@ class Pool:
     def lost(self, conn: Connection, exc: BaseException, where: str) -> None:
         """A request written on ``conn`` failed with ``exc`` before its answer's head:
         one that was reused and closed before any byte of the answer was closed by the
-        server for being idle (``IdleBound.closed_after``)."""
-        if conn.idled is not None and not self.closed and (
+        server for being idle (``IdleBound.closed_after``) -- if the close came at once
+        (within the bound): the server's idle close crossed the request on the wire.
+        One closed later (a server that crashed or restarted under a long call) says
+        nothing of how long the server keeps an idle connection."""
+        if conn.idled is not None and not self.closed \
+                and time.monotonic() - conn.taken < self.idle.seconds and (
                 isinstance(exc, ConnectionError) or (
                     isinstance(exc, asyncio.IncompleteReadError) and not exc.partial)):
             self.idle.closed_after(conn.idled, where)

@@ -22,7 +22,7 @@ configured ones) and timeout the session would use, and its answer read as JSON:
 * error statuses and bodies map to the errors the SDK's transport makes of them;
   a connection that fails before the answer's head is an ``httpx2.TransportError``
   (a transport fault, as on the SDK's path), ``ConnectionDropped`` once the request
-  was written: that request's own connection, the session's are untouched, so it fails
+  was written on a reused connection (or an answer begun): that request's own, it fails
   that request only (``session_intact``; the SDK's path ends the session).  A reused
   connection that failed so teaches the replica's ``IdleBound`` (``http_idle.py``), and
   so does a ``Keep-Alive`` header.
@@ -138,7 +138,9 @@ CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio
 
 class ConnectionDropped(httpx2.ReadError):
     """A written request's own connection failed before its answer: the session is
-    intact (``Requests`` fails the request only, and does not restart the session)."""
+    intact (``Requests`` fails the request only, and does not restart the session).
+    Not for a connection just opened that closed before the answer's head: no idle
+    close, the server (or what stands before it) has gone, and the session restarts."""
 
     session_intact = True
 
@@ -329,6 +331,8 @@ class HttpTap:
             what = ("closed the connection before answering"
                     if isinstance(exc, asyncio.IncompleteReadError) else describe(exc))
             if conn is not None and response is None:
+                if conn.idled is None:  # just opened: no idle close, the server's fault
+                    raise httpx2.ReadError(f"HTTP upstream {self._where} {what}") from exc
                 self.pool.lost(conn, exc, self._where)  # closed for being idle: learned
             raise ConnectionDropped(f"HTTP upstream {self._where} {what}") from exc
         finally:

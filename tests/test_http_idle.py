@@ -221,3 +221,19 @@ async def test_the_sdk_client_learns_the_header_and_the_next_one_keeps_it() -> N
             assert client._transport._pool._keepalive_expiry == 0.5
     finally:
         server.close()
+
+
+async def test_the_log_line_names_an_https_servers_default_port(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A header read from an ``https://`` server on its default port names it :443."""
+    import httpx2
+
+    from fast_mcp_gateway.upstream.http_idle import IdleBound
+
+    bound = IdleBound("secure")
+    request = httpx2.Request("POST", "https://mcp.example/mcp")
+    with caplog.at_level(logging.INFO, logger="fast_mcp_gateway.upstream.http_idle"):
+        await bound.heard(httpx2.Response(200, headers={"Keep-Alive": "timeout=1"},
+                                          request=request))
+    assert bound.seconds == 0.5
+    assert "HTTP server mcp.example:443 says Keep-Alive: timeout=1" in caplog.text

@@ -68,7 +68,8 @@ class IdleBound:
         value = response.headers.get("keep-alive")
         if value is not None:
             url = response.request.url
-            self.advertised(value, f"{url.host}:{url.port or 80}")
+            port = url.port or (443 if url.scheme == "https" else 80)
+            self.advertised(value, f"{url.host}:{port}")
 
     def _lower(self, seconds: float, where: str, why: str) -> None:
         seconds = max(FLOOR, seconds)

@@ -7,6 +7,7 @@ stays an unknown name, never named."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,12 +27,13 @@ PROFILES = {
 }
 
 
-def _gateway(base: str) -> Any:
+def _gateway(base: str, db: Path) -> Any:
     return make_gateway(
         {"alpha": memory_entry("alpha"), "beta": memory_entry("beta"),
          "notes": memory_entry("notes")},
         {"alpha": alpha_server(), "beta": beta_server(), "notes": beta_server()},
-        options={"profiles": PROFILES, "auth": {"tokens": AUTH_TOKENS}}, public_url=base)
+        options={"profiles": PROFILES, "auth": {"tokens": AUTH_TOKENS}}, public_url=base,
+        db=db)   # route rules live in the store
 
 
 async def _refusal(host: Client[Any], tool: str) -> str:
@@ -40,8 +42,8 @@ async def _refusal(host: Client[Any], tool: str) -> str:
     return str(result.content[0].text)  # type: ignore[union-attr]
 
 
-async def test_a_tool_left_out_by_the_profile_says_where_it_is() -> None:
-    async with serving(_gateway) as (gateway, base):
+async def test_a_tool_left_out_by_the_profile_says_where_it_is(tmp_path: Path) -> None:
+    async with serving(lambda base: _gateway(base, tmp_path / "g.db")) as (gateway, base):
         await ready(gateway, "alpha", "beta", "notes")
         async with Client(f"{base}/mcp/p/coding", auth=OPS) as ops:
             assert await _refusal(ops, "alpha_wipe") == (
@@ -66,6 +68,16 @@ async def test_a_tool_left_out_by_the_profile_says_where_it_is() -> None:
                 assert refused.startswith(f"Unknown tool: '{name}'"), refused
                 assert "profile" not in refused and "alpha" not in refused.replace(
                     f"'{name}'", ""), refused
+        # A route rule sending beta_add to alpha, outside alice's servers: authorization
+        # again, so the profile is not what keeps it from her, and nothing is said of it.
+        async with Client(f"{base}/mcp", auth=OPS) as admin:
+            made = await admin.call_tool("gateway_add_route", {
+                "pattern": "beta_add", "target": "alpha"})
+            assert not made.is_error, made.content
+        async with Client(f"{base}/mcp/p/coding", auth=ALICE) as alice:
+            refused = await _refusal(alice, "beta_add")
+            assert refused.startswith("Unknown tool: 'beta_add'"), refused
+            assert "profile" not in refused and "alpha" not in refused, refused
         async with Client(f"{base}/mcp/p/lean", auth=OPS) as lean:
             assert not (await lean.call_tool("notes_add", {"a": 1, "b": 2})).is_error
             told = await _refusal(lean, "alpha_add")

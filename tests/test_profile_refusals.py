@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
+from mcp.shared.exceptions import MCPError
 
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry
 from tests.test_mcp_auth import ALICE, OPS, ready, serving
@@ -55,6 +56,10 @@ async def test_a_tool_left_out_by_the_profile_says_where_it_is(tmp_path: Path) -
             # A server the profile leaves out, the token allows: the same.
             assert "tool 'add' of server 'beta' is not in this profile" in await _refusal(
                 ops, "beta_add")
+            # A prompt of a server the profile leaves out: the same.
+            with pytest.raises(MCPError, match="prompt 'greet' of server 'beta' is not in "
+                                               "this profile: this endpoint serves"):
+                await ops.get_prompt("beta_greet", {"name": "x"})
             # A name nothing has is answered as before.
             assert "not in this profile" not in await _refusal(ops, "alpha_wiped")
         async with Client(f"{base}/mcp/p/coding", auth=ALICE) as alice:  # notes, beta

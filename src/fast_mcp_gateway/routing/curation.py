@@ -25,6 +25,7 @@ a catalog the server listed: an empty one (a server never reached) reports none.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
@@ -134,9 +135,16 @@ def curate(server: ServerConfig, catalog: Catalog) -> Curated:
 
 def closest(name: str, names: Sequence[str]) -> str:
     """`` (closest: 'x')``, the name in ``names`` most like ``name``, or "" (none is)."""
+    return _closest(name, tuple(dict.fromkeys(names)))
+
+
+@functools.lru_cache(maxsize=32)   # a few servers' problems, not every list seen
+def _closest(name: str, names: tuple[str, ...]) -> str:
+    # Cached: every catalog build curates every server again, and a rule that did
+    # nothing stays so until its server's list or the rule changes (500 tools: ~3 ms).
     import difflib  # here, not at the top: only a rule that did nothing needs it
 
-    close = difflib.get_close_matches(name, list(dict.fromkeys(names)), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (closest: '{logged_name(close[0])}')" if close else ""
 
 

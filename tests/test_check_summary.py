@@ -59,8 +59,8 @@ async def test_check_reports_the_rules_that_did_nothing(
                                as_json, None)
         out = capsys.readouterr().out
         assert code == 0, out
-        problems = ["tools.rename: no tool 'nwo' on this server",
-                    "tools.override: no tool 'ad' on this server"]
+        problems = ["tools.rename: no tool 'nwo' on this server (closest: 'now')",
+                    "tools.override: no tool 'ad' on this server (closest: 'add')"]
         if as_json:
             assert json.loads(out)["servers"][0]["curation_problems"] == problems, out
         else:

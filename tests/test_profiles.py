@@ -56,11 +56,17 @@ async def test_profiles_over_http_with_token_access_on_top(mode: str) -> None:
             for outside in ("alpha_wipe", "beta_add"):
                 with pytest.raises(ToolError, match=f"Unknown tool: '{outside}'"):
                     await coding.call_tool(outside, {"a": 1, "b": 2})
-            # The names it offers for a wrong one are the profile's (test_unknown_names).
+            # A tool the profile leaves out is said to be so, and where it is: it read
+            # "server 'alpha' has no tool 'wipe'" (tests/test_profile_refusals.py).
             hidden = await coding.call_tool("alpha_wipe", {}, raise_on_error=False)
             text = str(hidden.content[0].text)  # type: ignore[union-attr]
-            assert "server 'alpha' has no tool 'wipe'" in text and "alpha_add" in text, text
+            assert "tool 'wipe' of server 'alpha' is not in this profile" in text, text
             assert text.count("alpha_wipe") == 1, text  # in "Unknown tool: ..." only
+            # The names it offers for a wrong one are the profile's (test_unknown_names).
+            wrong = await coding.call_tool("alpha_wipes", {}, raise_on_error=False)
+            text = str(wrong.content[0].text)  # type: ignore[union-attr]
+            assert "server 'alpha' has no tool 'wipes'" in text and "alpha_add" in text, text
+            assert "alpha_wipe'" not in text, text
             assert {p.name for p in await coding.list_prompts()} == {"alpha_greet",
                                                                      "notes_greet"}
         # alice may use notes and beta: the profile narrows that to notes.
@@ -177,7 +183,10 @@ async def test_serve_profile_in_stdio_on_both_paths(tmp_path: Path) -> None:
     assert names == ["up_echo", "up_refuse", "up_whoami"]
     assert echoed["content"] == [{"type": "text", "text": "hi"}]
     assert outside["isError"] is True
-    assert "Unknown tool" in outside["content"][0]["text"]
+    assert outside["content"][0]["text"] == (
+        "Unknown tool: 'up_profile': tool 'profile' of server 'up' is not in this profile: "
+        "this gateway serves profile 'lean' (serve --profile lean), which leaves it out; "
+        "serve without --profile has it")
 
 
 async def test_an_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:

@@ -74,15 +74,41 @@ async def test_limits_and_cache_answer_alike_on_both_paths(tmp_path: Path, era: 
     assert cut["_meta"][TRUNCATED_META]["limit"] == 2000
 
 
-def test_truncation_keeps_whole_blocks_in_order_and_cuts_the_last_text() -> None:
+def test_truncation_keeps_every_block_that_fits_in_order_and_notes_the_one_left_out() -> None:
+    # It used to stop at the first block that did not fit: [text, large image, text] lost
+    # its last text, which fits.  Now every block that fits is kept, in order, and the
+    # one that does not is replaced in place by a note saying what it was and how to get
+    # it, the whole within the limit.
     data = {"content": [{"type": "text", "text": "a" * 300},
                         {"type": "image", "mimeType": "image/png", "data": "x" * 3000},
-                        {"type": "text", "text": "never"}], "isError": False}
-    out = truncate(data, size_of(data), 1000, "tool 't'")
-    assert [b["type"] for b in out["content"]] == ["text", "text"]
-    assert out["content"][0]["text"] == "a" * 300
+                        {"type": "text", "text": "kept too"}], "isError": False}
+    out = truncate(data, size_of(data), 1000, "tool 'read' (server 'fs')")
+    assert [b["type"] for b in out["content"]] == ["text", "text", "text", "text"]
+    first, note, last, notice = (b["text"] for b in out["content"])
+    assert (first, last) == ("a" * 300, "kept too")
+    assert note.startswith("[image (image/png, 30") and "left out by the gateway" in note
+    assert note.endswith("(max_result_bytes 1000): ask tool 'read' (server 'fs') for it "
+                         "alone, or for less at a time]")
+    assert notice.endswith("over max_result_bytes (1000); 1 of its 3 content blocks left out]")
+    assert out["_meta"][TRUNCATED_META]["blocks_left_out"] == 1
     assert size_of(out) <= 1000
     assert out["isError"] is False
+    # A text too long for the room left is cut (not left out), the blocks after it kept.
+    data = {"content": [{"type": "text", "text": "b" * 3000}, {"type": "text", "text": "end"}]}
+    out = truncate(data, size_of(data), 1000, "tool 't'")
+    assert [b["text"][:1] for b in out["content"]] == ["b", "e", "["]
+    assert out["content"][1]["text"] == "end" and 300 < len(out["content"][0]["text"]) < 3000
+    assert out["_meta"][TRUNCATED_META]["blocks_left_out"] == 0
+    assert size_of(out) <= 1000
+    # Many blocks left out, more than their notes have room for: the closing notice, the
+    # longest there is, still fits with its mark (the room kept for them is enough).
+    many = {"content": [{"type": "audio", "mimeType": "audio/wav", "data": "z" * 900}] * 120,
+            "structuredContent": {"rows": ["x" * 5000]}, "isError": False}
+    out = truncate(many, size_of(many), 1000, "tool 't'")
+    assert out["content"][-1]["text"].endswith(
+        "its structured content was dropped; 120 of its 120 content blocks left out]")
+    assert all(b["text"].startswith("[audio (audio/wav, 9") for b in out["content"][:-1])
+    assert size_of(out) <= 1000
     structured = {"content": [{"type": "text", "text": "y" * 2000}],
                   "structuredContent": {"rows": ["x" * 2000]}, "isError": False}
     out = truncate(structured, size_of(structured), 1000, "tool 't'")

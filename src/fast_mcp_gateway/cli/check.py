@@ -18,7 +18,9 @@ see of the server (its rules applied, no task-only tool on a handshake-era sessi
 ``admin.status.exposed_counts``, as ``gateway_list_servers`` counts); the tools it lists
 that hosts do not see are ``tools_not_exposed`` (by why), and a line under the table;
 so are its curation rules that did nothing (``curation_problems``: a rename or override
-of a tool it does not have, a typo, as ``gateway_server_detail`` lists them)."""
+of a tool it does not have, an include or exclude glob matching none, a typo, with the
+closest name it has; as ``gateway_server_detail`` lists them and ``serve`` logs them:
+``routing/build.BuildLog``)."""
 
 from __future__ import annotations
 

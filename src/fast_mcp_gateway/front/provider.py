@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -52,13 +60,8 @@ from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call
 from fast_mcp_gateway.front.profiles import ActiveProfile, request_profile
 from fast_mcp_gateway.front.results import ResultLimits
-from fast_mcp_gateway.front.unknown import (
-    TASK_REASON,
-    Kind,
-    unknown_name,
-    unoffered,
-    without_tools,
-)
+from fast_mcp_gateway.front.unknown import TASK_REASON, Kind
+from fast_mcp_gateway.front.unknown_answers import unknown_answer
 from fast_mcp_gateway.routing.curation import read_refusal, task_required
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.naming import Origin
@@ -309,37 +312,13 @@ class GatewayProvider(Provider):
         return routes.outside(self.pipeline.resolve_principal().servers) if routes.routes else None
 
     def unknown(self, kind: Kind | str, name: str) -> str:
-        """What a host is told for a name it cannot reach (``unknown.py``): the name it
-        meant, or how names are formed, naming only its listed tools (none: why,
-        ``without_tools``); then ``pipeline.unread`` (runtime registrations unread)."""
-        servers, services, active = self._servers(), self.manager.services, self.active_profile()
-        away = self.routed_away()   # nor a tool a rule routes where the caller may not go
-        namespaces = {name: service.config.effective_namespace
-                      for name, service in services.items() if _visible(name, servers)}
-        bound = self.manager.names.binding(kind, name)
-        if bound is not None and bound.server in namespaces \
-                and not self.manager.view.offers(kind, name):
-            owner = self.manager.services[bound.server]
-            down = owner.state.value in ("reconnecting", "failed") and owner.replicas
-            return unoffered(kind, name, bound.server, bound.original, owner.state.value,
-                             owner.replicas[0].unavailable_reason() if down else None)
-        own = ([n for n in self.own_names if self.own_shown(n)]
-               if kind == "tool" and self.own_names and self.caller_is_admin() else ())
-        states = {n: services[n].state.value for n in namespaces}
-        why = {n: f"it {services[n].replicas[0].unavailable_reason()}" for n in states
-               if states[n] in ("reconnecting", "failed") and services[n].replicas}
-        invalid = {n: e for n, e in self.invalid().items()  # not running: entry invalid
-                   if n not in services and _visible(n, servers)}
-        return without_tools(kind, name, self.pipeline.resolve_principal()) or unknown_name(
-            kind, name, self.manager.view,
-            {**namespaces, **{n: e.namespace for n, e in invalid.items()}},
-            self.manager.config.options.separator, search=kind == "tool" and self.search_mode(),
-            shown=lambda exposed, server: exposed not in self._task_required
-            and (active is None or active.shows_tool(exposed, server))
-            and (away is None or not away(exposed)),
-            own=own, states={**states, **dict.fromkeys(invalid, "invalid")},
-            reasons={**why, **{n: f"it is invalid, so it was not started: {e.error}"
-                               for n, e in invalid.items()}}) + self.pipeline.unread()
+        """What a host is told for a name it cannot reach (``unknown_answers.py``)."""
+        return unknown_answer(self, kind, name)
+
+    def task_only_names(self) -> Container[str]:
+        """Exposed names of the task-only tools kept from every list (``_curate``)."""
+        self._sync()
+        return self._task_required
 
     def unknown_call(self, kind: Kind | str, name: str, arguments: Any = None) -> str:
         """``unknown``'s answer to a call, read or get of ``name`` refused for it,

@@ -41,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_META = "io.github.fast-mcp-gateway/cache"
 TRUNCATED_META = "io.github.fast-mcp-gateway/truncated"
-_MARK_ROOM = 400          # bytes kept free for the truncation notice and its _meta
+# Bytes kept free for the truncation notice and its _meta mark, but for the numbers in
+# them (the longest notice and mark, measured: tests/test_result_limits.py).
+_MARK_ROOM = 330
 _MODELS: dict[str, Any] = {"tool": types.CallToolResult, "resource": types.ReadResourceResult,
                            "prompt": types.GetPromptResult}
 
@@ -223,38 +225,76 @@ def _as(call: Call, encoding: Any, data: dict[str, Any]) -> Any:
 
 
 def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str, Any]:
-    """A tool result cut to fit ``limit`` bytes: text kept in order as far as it fits,
-    other blocks dropped, a closing notice and ``_meta`` mark added.  Structured content
-    that does not fit is dropped and the result marked ``isError`` (a host validating it
-    against the tool's output schema would otherwise fail on the missing part)."""
+    """A tool result cut to fit ``limit`` bytes: every content block that fits whole is
+    kept, in order; a block that does not is replaced in place by a short text note
+    saying what was left out and how to get it (a text block, the first such, is cut to
+    the room left instead, when there is some), and a closing notice and ``_meta`` mark
+    are added.  A block that did not fit used to end the result: [text, large image,
+    text] lost its last text, which fitted.  Structured content that does not fit is
+    dropped and the result marked ``isError`` (a host validating it against the tool's
+    output schema would otherwise fail on the missing part)."""
     base = {k: v for k, v in data.items() if k != "content"}
-    budget = limit - _MARK_ROOM - size_of(base)
+    blocks = list(data.get("content") or [])
+    # Room for the closing notice and the _meta mark, as long as they can be.
+    room = _MARK_ROOM + 2 * len(f"{size}{limit}{len(blocks)}")
+    budget = limit - room - size_of(base)
     dropped = False
     if "structuredContent" in base and budget < 0:
         del base["structuredContent"]
         base["isError"], dropped = True, True
-        budget = limit - _MARK_ROOM - size_of(base)
-    kept: list[dict[str, Any]] = []
-    for block in data.get("content") or []:
+        budget = limit - room - size_of(base)
+    kept: list[dict[str, Any] | None] = []   # None: left out, placed below
+    for block in blocks:
         cost = size_of(block) + 1
         if cost <= budget:
             kept.append(block)
             budget -= cost
+        else:
+            kept.append(None)
+    left = [i for i, block in enumerate(kept) if block is None]
+    cut = next((i for i in left if blocks[i].get("type") == "text"), None)
+    for i in left:   # a note in place of each, while there is room for it
+        if i == cut:
             continue
-        if block.get("type") == "text" and budget > 64:
-            encoded = str(block.get("text", "")).encode()[: max(0, budget - 64)]
-            kept.append({**block, "text": encoded.decode(errors="ignore")})
-        break
+        note = {"type": "text", "text": _left_out(blocks[i], limit, what)}
+        if (cost := size_of(note) + 1) <= budget:
+            kept[i], budget = note, budget - cost
+    partly = False   # the cut text: part of it kept, not left out
+    if cut is not None:
+        if budget > 64:
+            partly = True
+            encoded = str(blocks[cut].get("text", "")).encode()[: max(0, budget - 64)]
+            kept[cut] = {**blocks[cut], "text": encoded.decode(errors="ignore")}
+        elif size_of(note := {"type": "text", "text": _left_out(blocks[cut], limit, what)}
+                     ) + 1 <= budget:
+            kept[cut] = note
+    content = [block for block in kept if block is not None]
+    omitted = len(left) - partly
     notice = (f"[truncated by the gateway: the result was {size} bytes, over max_result_bytes "
-              f"({limit})" + ("; its structured content was dropped" if dropped else "") + "]")
-    kept.append({"type": "text", "text": notice})
+              f"({limit})" + ("; its structured content was dropped" if dropped else "")
+              + (f"; {omitted} of its {len(blocks)} content blocks left out" if omitted
+                 else "") + "]")
+    content.append({"type": "text", "text": notice})
     meta = dict(data.get("_meta") or {})
     meta[TRUNCATED_META] = {"original_bytes": size, "limit": limit,
-                            "structured_content_dropped": dropped}
-    out = {**base, "content": kept, "_meta": meta}
-    while size_of(out) > limit and len(kept) > 1:   # a last resort for odd block shapes
-        kept.pop(-2)
+                            "structured_content_dropped": dropped, "blocks_left_out": omitted}
+    out = {**base, "content": content, "_meta": meta}
+    while size_of(out) > limit and len(content) > 1:   # a last resort for odd block shapes
+        content.pop(-2)
     if size_of(out) > limit:
         raise CallRefused(f"the result of {what} is {size} bytes, over the server's "
                           f"max_result_bytes ({limit}), and cannot be cut to fit")
     return out
+
+
+def _left_out(block: dict[str, Any], limit: int, what: str) -> str:
+    """The note standing for ``block``, left out of a truncated result of ``what``."""
+    kind = str(block.get("type", "content"))
+    about = [str(block["mimeType"])] if isinstance(block.get("mimeType"), str) else []
+    resource = block.get("resource")
+    uri = resource.get("uri") if isinstance(resource, dict) else block.get("uri")
+    if isinstance(uri, str):
+        about.insert(0, uri)
+    about.append(f"{size_of(block)} bytes")
+    return (f"[{kind} ({', '.join(about)}) left out by the gateway (max_result_bytes "
+            f"{limit}): ask {what} for it alone, or for less at a time]")

@@ -152,6 +152,25 @@ def without_tools(kind: Kind | str, name: str, principal: Principal) -> str | No
             f"needs scope 'tools'; {principal.holds}")
 
 
+def outside_profile(kind: Kind | str, name: str, server: str, original: str, profile: str,
+                    others: list[str], *, stdio: bool) -> str:
+    """The answer to a host naming ``name``, server ``server``'s ``original``, which its
+    profile ``profile`` leaves out but its access allows (``front/unknown_answers.py``
+    says why naming it is safe): where it may use it, ``others`` (profiles it may see
+    that show it) or the whole gateway."""
+    if stdio:
+        here = f"this gateway serves profile '{profile}' (serve --profile {profile})"
+        there = ("; ".join(f"serve --profile {p}" for p in others[:_MEANT])
+                 + (" or " if others else "") + "serve without --profile has it")
+    else:
+        here = f"this endpoint serves profile '{profile}'"
+        there = (", ".join(f"profile '{p}' (an endpoint ending /p/{p})" for p in others[:_MEANT])
+                 + (" or " if others else "")
+                 + f"the gateway's endpoint without /p/{profile} has it: connect there")
+    return (f"Unknown {kind}: {name!r}: {kind} '{original}' of server '{server}' is not in "
+            f"this profile: {here}, which leaves it out; {there}")
+
+
 def unoffered(kind: Kind | str, name: str, server: str, original: str, state: str,
               reason: str | None = None) -> str:
     """The answer to a host naming ``name``, bound to ``server``'s ``original``

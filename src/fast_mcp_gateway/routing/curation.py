@@ -11,11 +11,21 @@ so listing, lookups, both call paths and the admin detail all read one result.
 * ``override`` changes what the host sees of a tool (description, title, annotations
   merged over the upstream's); the gateway's own decisions (retries, stale results)
   keep using the upstream's annotations, and nothing of it is sent upstream.
+
+A rule that did nothing is a ``Curated.problems`` line naming the rule and the closest
+name the server has (a typo): a rename or override of a name it does not have, an
+``include`` or ``exclude`` glob of tools or prompts matching none of them, an
+``include`` glob of resources matching no URI or template (``resources.exclude`` also
+refuses reads through templates, so matching no listed URI is not nothing).  Judged on
+a catalog the server listed: an empty one (a server never reached) reports none.
+``mcp-gateway check``, ``gateway_server_detail`` and the serving gateway's log
+(``routing/build.BuildLog``) all say these lines.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
@@ -23,6 +33,7 @@ from typing import Generic, Literal, TypeVar
 import mcp_types as types
 
 from fast_mcp_gateway.config.curation import Filter, Override
+from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.model import Catalog
 
@@ -97,6 +108,7 @@ def hidden_by(rules: Filter, original: str, section: str) -> str | None:
 def curate(server: ServerConfig, catalog: Catalog) -> Curated:
     """Apply ``server``'s rules to its ``catalog`` (upstream order is kept)."""
     out = Curated()
+    known = any(catalog.counts().values())   # listed (empty: never reached)
     out.tools = _filter(out, server.name, "tool", server.tools, catalog.tools,
                         lambda t: t.name)
     out.prompts = _filter(out, server.name, "prompt", server.prompts, catalog.prompts,
@@ -106,13 +118,47 @@ def curate(server: ServerConfig, catalog: Catalog) -> Curated:
     out.templates = _filter(out, server.name, "resource_template", server.resources,
                             catalog.templates, lambda t: t.uri_template)
     out.tools = _rename(out, "tool", server.tools.rename, out.tools,
-                        [t.name for t in catalog.tools])
+                        [t.name for t in catalog.tools], known)
     out.prompts = _rename(out, "prompt", server.prompts.rename, out.prompts,
-                          [p.name for p in catalog.prompts])
+                          [p.name for p in catalog.prompts], known)
     out.tools = _override(out, server.tools.override, out.tools,
-                          {t.name for t in catalog.tools})
+                          {t.name for t in catalog.tools}, known)
     _check_cache(out, server, catalog)
+    if known:
+        _check_globs(out, "tool", server.tools, [t.name for t in catalog.tools])
+        _check_globs(out, "prompt", server.prompts, [p.name for p in catalog.prompts])
+        _check_globs(out, "resource", server.resources,
+                     [*(str(r.uri) for r in catalog.resources),
+                      *(t.uri_template for t in catalog.templates)], exclude=False)
     return out
+
+
+def closest(name: str, names: Sequence[str]) -> str:
+    """`` (closest: 'x')``, the name in ``names`` most like ``name``, or "" (none is)."""
+    return _closest(name, tuple(dict.fromkeys(names)))
+
+
+@functools.lru_cache(maxsize=32)   # a few servers' problems, not every list seen
+def _closest(name: str, names: tuple[str, ...]) -> str:
+    # Cached: every catalog build curates every server again, and a rule that did
+    # nothing stays so until its server's list or the rule changes (500 tools: ~3 ms).
+    import difflib  # here, not at the top: only a rule that did nothing needs it
+
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" (closest: '{logged_name(close[0])}')" if close else ""
+
+
+def _check_globs(out: Curated, kind: Kind, rules: Filter, names: list[str], *,
+                 exclude: bool = True) -> None:
+    """An ``include`` (or ``exclude``) glob of ``kind`` matching none of ``names``."""
+    section = _SECTION[kind]
+    label = "resource or template" if kind == "resource" else KIND_LABEL[kind]
+    for rule, globs in (("include", rules.include or ()),
+                        ("exclude", rules.exclude if exclude else ())):
+        for glob in globs:
+            if not any(fnmatch.fnmatchcase(n, glob) for n in names):
+                out.problems.append(f"{section}.{rule}: '{glob}' matches no {label} "
+                                    f"on this server{closest(glob, names)}")
 
 
 def _check_cache(out: Curated, server: ServerConfig, catalog: Catalog) -> None:
@@ -124,7 +170,8 @@ def _check_cache(out: Curated, server: ServerConfig, catalog: Catalog) -> None:
     for name in server.tools.cache:
         tool = tools.get(name)
         if tool is None:
-            out.problems.append(f"tools.cache: no tool '{name}' on this server")
+            out.problems.append(f"tools.cache: no tool '{name}' on this server"
+                                f"{closest(name, list(tools))}")
         elif name not in server.idempotent_tools and not (
                 tool.annotations and (tool.annotations.read_only_hint
                                       or tool.annotations.idempotent_hint)):
@@ -148,15 +195,17 @@ def _filter(out: Curated, server: str, kind: Kind, rules: Filter, items: Sequenc
 
 
 def _rename(out: Curated, kind: Kind, rename: dict[str, str], entries: list[Entry[T]],
-            all_names: list[str]) -> list[Entry[T]]:
+            all_names: list[str], known: bool) -> list[Entry[T]]:
     if not rename:
         return entries
     section = _SECTION[kind]
     visible = {e.original for e in entries}
     for original in rename:
+        if original not in all_names and not known:
+            continue
         if original not in all_names:
             out.problems.append(f"{section}.rename: no {KIND_LABEL[kind]} '{original}' on this "
-                                "server")
+                                f"server{closest(original, all_names)}")
         elif original not in visible:
             out.problems.append(f"{section}.rename: '{original}' is hidden, not renamed")
     # Names that stay as they are, so a rename cannot take one of them.
@@ -177,12 +226,13 @@ def _rename(out: Curated, kind: Kind, rename: dict[str, str], entries: list[Entr
 
 
 def _override(out: Curated, overrides: dict[str, Override], entries: list[Entry[types.Tool]],
-              all_names: set[str]) -> list[Entry[types.Tool]]:
+              all_names: set[str], known: bool) -> list[Entry[types.Tool]]:
     if not overrides:
         return entries
     for original in overrides:
-        if original not in all_names:
-            out.problems.append(f"tools.override: no tool '{original}' on this server")
+        if original not in all_names and known:
+            out.problems.append(f"tools.override: no tool '{original}' on this server"
+                                f"{closest(original, sorted(all_names))}")
     result: list[Entry[types.Tool]] = []
     for entry in entries:
         rule = overrides.get(entry.original)

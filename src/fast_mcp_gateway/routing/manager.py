@@ -1,20 +1,17 @@
 """UpstreamManager: owns every ``Upstream`` and the merged, namespaced catalog.
 
 It starts all upstreams concurrently (connects bounded by ``startup_concurrency``), waits
-for each one's first attempt (bounded), and rebuilds the name tables whenever an
-upstream's catalog or visibility changes.  Names are allocated over every *enabled*
-upstream's last known catalog, in config order, so an exposed name stays the same while
-its upstream reconnects, or restarts with a new config (``replace_server``: the new
-service offers the old catalog until its first attempt ends); only upstreams that are
-ready, starting or reconnecting are exposed (disabled and failed ones leave the
+for each one's first attempt (bounded), and rebuilds the catalog (``routing/build.py``)
+whenever an upstream's catalog or visibility changes.  An exposed name stays the same
+while its upstream reconnects, or restarts with a new config (``replace_server``: the
+new service offers the old catalog until its first attempt ends); only upstreams that
+are ready, starting or reconnecting are exposed (disabled and failed ones leave the
 catalog, with ``list_changed``).
 """
 
 from __future__ import annotations
 
 import contextvars
-import dataclasses
-import logging
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -22,12 +19,11 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 
-from fast_mcp_gateway.config.names import logged_name
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
 from fast_mcp_gateway.config.settings import startup_limit
 from fast_mcp_gateway.errors import AdminError, UnknownServer
-from fast_mcp_gateway.routing.bindings import KINDS, URI_KINDS, NameBook
-from fast_mcp_gateway.routing.curation import Entry, curate
+from fast_mcp_gateway.routing.bindings import NameBook
+from fast_mcp_gateway.routing.build import EXPOSED_STATES, BuildLog, build_view
 from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.lifecycle import (
     first_attempts,
@@ -35,11 +31,10 @@ from fast_mcp_gateway.routing.lifecycle import (
     stop_service,
     tell_roots_changed,
 )
-from fast_mcp_gateway.routing.naming import NameTable, Origin, Rename
 from fast_mcp_gateway.routing.pinning import PinBook
 from fast_mcp_gateway.routing.search import META_TOOL_NAMES
 from fast_mcp_gateway.routing.service import Service
-from fast_mcp_gateway.routing.view import CatalogView, changed_kinds, index_hidden, normalize_uri
+from fast_mcp_gateway.routing.view import CatalogView, changed_kinds
 from fast_mcp_gateway.upstream.credentials import without_caller_headers
 from fast_mcp_gateway.upstream.era_memory import EraBook
 from fast_mcp_gateway.upstream.loops import Lineage
@@ -54,10 +49,8 @@ from fast_mcp_gateway.upstream.replica import (
 from fast_mcp_gateway.upstream.roots import SoleHost
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
 ChangeKind = str  # "tools" | "resources" | "prompts"
 # (server, params, host): ``host`` is the key of the one host a per_client session
 # serves (``FrontCall.host``), or None for a shared session's log (every host that asked).
@@ -86,6 +79,7 @@ class UpstreamManager:
         self.services: dict[str, Service] = {}
         self._retiring: set[Service] = set()  # removed, stopping once their calls end
         self.view = CatalogView()
+        self.build_log = BuildLog()  # what catalog builds told the operator, once each
         self.changed = ChangeSignal()  # notified after every catalog build
         self._listeners: list[Callable[[set[ChangeKind]], None]] = []
         self._resource_listeners: list[Callable[[str, str, str], None]] = []
@@ -259,7 +253,7 @@ class UpstreamManager:
             # hosts saw until its first attempt ends (``Service.catalog``): no list
             # without its tools, no list_changed unless the new catalog differs.
             service = self._make_service(server)
-            if current.state in _EXPOSED_STATES:
+            if current.state in EXPOSED_STATES:
                 service.previous = current.catalog
             service.carry(current)  # hosts' subscriptions: replayed on its first session
             self.services[server.name] = service
@@ -398,82 +392,11 @@ class UpstreamManager:
             listener(exposed, upstream.name, uri)
 
     def _rebuild(self) -> None:
-        # A name once given stays its component's (bindings.py): were it given to another
-        # server's colliding tool ('a' + 'b_c' vs 'a_b' + 'c') while its own was disabled,
-        # held, slow to start or dropped, a host calling it as listed would run that one.
-        ordered = list(self.services.values())
-        exposed = {u.name for u in ordered if u.state in _EXPOSED_STATES}
-        sep, max_len = self.config.options.separator, self.config.options.max_name_length
-        reserved = sorted({*self._reserved, *self.meta_names})
-        # One place applies every server's rules; everything below sees only the result.
-        curated = {u.name: curate(u.config, u.catalog) for u in ordered}
-        named = {n: (list(c.tools), list(c.prompts)) for n, c in curated.items()}
-        for u in ordered:   # pinning holds what changed, as a rule would hide it
-            if u.state is UpstreamState.DISABLED:
-                continue
-            self.pins.review(u.name, u.config.pinning or self.config.options.pinning,
-                             u.catalog, curated[u.name])
-
-        def ns(u: Service) -> str:
-            return u.config.effective_namespace
-
-        def entries(kind: str) -> Callable[[Service], list[Entry[Any]]]:
-            return lambda u: list(getattr(curated[u.name], kind))
-
-        namespaces = {u.name: ns(u) for u in ordered}
-        tool_table, prompt_table = (self.names.allocate(
-            kind, ((u.name, ns(u), e.name) for u in ordered for e in named[u.name][i]),
-            namespaces=namespaces, separator=sep, max_length=max_len,
-            reserved=reserved if kind == "tool" else ()) for i, kind in enumerate(KINDS))
-        resource_table, template_table = (self.names.allocate(
-            kind, ((u.name, ns(u), e.name) for u in ordered for e in entries(listed)(u)),
-            namespaces=namespaces, separator=sep, max_length=max_len)
-            for kind, listed in zip(URI_KINDS, ("resources", "templates"), strict=True))
-        by_name = {u.name: u for u in ordered}
-        # (server, name the table was given) -> entry: the table's "original" is the
-        # curated name; the view's Origin carries the upstream's own.
-        index = {(u.name, kind, e.name): e for u in ordered
-                 for kind in ("tools", "prompts", "resources", "templates")
-                 for e in entries(kind)(u)}
-
-        def pick(table: NameTable, kind: str, norm: Callable[[str], str] = str
-                 ) -> dict[str, tuple[Origin, Any]]:
-            out: dict[str, tuple[Origin, Any]] = {}
-            for name, origin in table.by_exposed.items():
-                entry = index.get((origin.server, kind, origin.original))
-                if origin.server in exposed and entry is not None:  # None: held
-                    out[norm(name)] = (Origin(origin.server, entry.original), entry.item)
-            return out
-
-        def upstream_rename(rename: Rename, kind: str) -> Rename:
-            entry = index.get((rename.server, kind, rename.original))
-            original = entry.original if entry is not None else rename.original
-            return dataclasses.replace(rename, original=original)
-
-        view = CatalogView(
-            tools=pick(tool_table, "tools"),
-            prompts=pick(prompt_table, "prompts"),
-            resources=pick(resource_table, "resources", normalize_uri),
-            templates=pick(template_table, "templates"),
-            renames=[*(upstream_rename(r, "tools") for r in tool_table.renames),
-                     *(upstream_rename(r, "prompts") for r in prompt_table.renames),
-                     *resource_table.renames, *template_table.renames],
-            generation=self.view.generation + 1,
-            curation=curated,
-        )
-        index_hidden(view, [(u.name, ns(u), u.catalog) for u in ordered if u.name in exposed],
-                     sep)
-        overridden = {(server, o) for server, c in curated.items() for o, _ in c.overridden}
-        for name, (origin, _) in view.tools.items():
-            if (origin.server, origin.original) in overridden:
-                view.upstream_annotations[name] = next(
-                    t.annotations for t in by_name[origin.server].catalog.tools
-                    if t.name == origin.original)
-        said = {(r.server, r.original, r.exposed) for r in self.view.renames}
-        for rename in view.renames:  # once: a later reason ("keeps the name...") is no news
-            if (rename.server, rename.original, rename.exposed) not in said:
-                logger.warning("server %s: '%s' exposed as '%s' (%s)", rename.server,
-                               logged_name(rename.original), rename.exposed, rename.reason)
+        view = build_view(list(self.services.values()), self.view, names=self.names,
+                          pins=self.pins, options=self.config.options,
+                          reserved=sorted({*self._reserved, *self.meta_names}))
+        self.build_log.built(self.view, view, lambda server: server in self.services and
+                        self.services[server].state is UpstreamState.READY)
         changed = changed_kinds(self.view, view)
         self.view = view
         self.changed.notify()

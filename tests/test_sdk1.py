@@ -23,6 +23,7 @@ import anyio
 import pytest
 from fastmcp.client.transports import StdioTransport
 
+from fast_mcp_gateway.errors import ConfigError
 from tests.fixtures import make_gateway, serve_http
 from tests.sdk1_peers import (
     TRANSPORTS,
@@ -139,7 +140,9 @@ async def test_protocol_2026_on_a_1x_server(python: Path, transport: str,
                                             tmp_path: Path) -> None:
     """What ``tests/test_connect_messages.py`` emulates, on the real 1.x server: it does
     not speak 2026-07-28, and the error says so and the fix.  Over SSE, which has only
-    the handshake era, the session opens in it and says why."""
+    the handshake era, the entry's own ``protocol: 2026-07-28`` is refused (it used to
+    open in the handshake era all the same); as ``gateway.protocol`` it is a default
+    the SSE session does not take, and says why."""
     async with sdk1_server(python, transport, tmp_path) as entry:
         config = {**entry, "protocol": "2026-07-28"}
         if transport != "sse":
@@ -151,7 +154,10 @@ async def test_protocol_2026_on_a_1x_server(python: Path, transport: str,
             assert "does not speak the 2026-07-28 protocol era" in error
             assert "set 'protocol: auto' (or 'legacy')" in error
             return
-        gateway = make_gateway({"v1": config})
+        with pytest.raises(ConfigError, match="field 'protocol': '2026-07-28' cannot apply: "
+                           "it has 'transport: sse', and SSE speaks only the handshake era"):
+            make_gateway({"v1": config})
+        gateway = make_gateway({"v1": entry}, options={"protocol": "2026-07-28"})
         async with seen_client(gateway) as client:
             assert "v1_add" in {t.name for t in await client.list_tools()}
         stats = gateway.manager.get("v1").replicas[0].statistics()

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from fast_mcp_gateway.config.eras import era_problem
 from fast_mcp_gateway.config.host_keys import HOST_KEYS
 from fast_mcp_gateway.config.schema import INTERNAL_FIELDS, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
@@ -50,8 +51,8 @@ def check_server(server: ServerConfig, source: str) -> Problem:
             problem = _check_target(replica, source)
             if problem:
                 return (f"instances[{i}].{problem[0]}", problem[1])
-        return _check_policies(server)
-    return _check_target(server, source) or _check_policies(server)
+        return era_problem(server) or _check_policies(server)
+    return _check_target(server, source) or era_problem(server) or _check_policies(server)
 
 
 def _check_target(server: ServerConfig, source: str) -> Problem:

@@ -11,10 +11,11 @@ import json
 import logging
 from pathlib import Path
 
+import mcp_types as types
 import pytest
-from fastmcp import Client
+from fastmcp import Client, Context
 
-from tests.fixtures import alpha_server, make_gateway, memory_entry
+from tests.fixtures import alpha_server, make_gateway, memory_entry, until
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +66,33 @@ async def test_rules_that_did_nothing_are_logged_once_and_when_they_apply(
         assert sorted(detail.structured_content["curation"]["problems"]) == sorted([
             "tools.exclude: 'wipe_all' matches no tool on this server (closest: 'wipe')",
             "tools.include: 'wpe' matches no tool on this server (closest: 'wipe')"])
+
+
+async def test_a_list_that_changes_the_closest_name_logs_nothing_new(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A problem's closest name is its server's list's: on a server whose list changes
+    # often it changed, and each change logged the rule "applies now" (it did not) and
+    # warned of it again -- a line pair per list_changed.
+    config = tmp_path / "servers.yaml"
+    caplog.set_level(logging.INFO)
+    entry = write(config, {"rename": {"adds": "sum"}})
+    server = alpha_server()
+
+    @server.tool
+    async def grow(ctx: Context, name: str) -> str:
+        server.tool(lambda: "new", name=name)
+        await ctx.send_notification(types.ToolListChangedNotification())
+        return "grown"
+
+    gateway = make_gateway({"alpha": entry}, {"alpha": server}, config=config)
+    async with Client(gateway.server) as client:
+        await client.list_tools()
+        assert said(caplog, logging.WARNING, "tools.rename: no tool 'adds' on this server "
+                                             "(closest: 'add')"), caplog.text
+        for name in ("addsx", "addsy"):   # now the closest name
+            await client.call_tool("alpha_grow", {"name": name})
+            await until(lambda name=name: gateway.manager.view.curation["alpha"].problems
+                        == [f"tools.rename: no tool 'adds' on this server (closest: '{name}')"])
+        assert len(said(caplog, logging.WARNING, "a curation rule did nothing")) == 1, \
+            caplog.text
+        assert not said(caplog, logging.INFO, "the curation rule applies now"), caplog.text

@@ -51,6 +51,13 @@ async def test_limits_and_cache_answer_alike_on_both_paths(tmp_path: Path, era: 
             answers[lane] = [small, refused, detail["structuredContent"]["curation"]["problems"]]
             cut = await host.call("cut_echo", BIG)
             answers[lane].append(cut)
+            # Results just within the limit as the stage measured them: a 2026-07-28
+            # host's gets the gateway's serverInfo stamp afterwards, which took it over.
+            for chars in range(880, 1000, 10):
+                near = await host.call("up_echo", {"text": "x" * chars, "times": 1})
+                assert near["isError"] or size_of(near) <= 2000, (chars, size_of(near))
+                near = await host.call("cut_echo", {"text": "x" * chars, "times": 1})
+                assert size_of(near) <= 2000, (chars, size_of(near))
             assert lane_id(await host.call("cut_whoami")) != lane_id(
                 await host.call("cut_whoami"))                  # no cache rule: not cached
     assert answers[True] == answers[False]
@@ -137,3 +144,25 @@ def test_an_idempotent_tools_entry_allows_caching_a_tool_marked_not_read_only() 
     assert config.servers["gh"].tools.cache["put"].ttl == 5
     assert json.loads(config.servers["gh"].model_dump_json())["tools"]["cache"]["put"] == {
         "ttl": 5.0, "max_entries": 256}
+
+
+def test_a_cut_text_is_measured_as_json_and_the_blocks_after_it_stay() -> None:
+    # Quotes, newlines and control characters are written two to six bytes long in
+    # JSON: a text cut by its UTF-8 bytes overflowed, and the last resort then dropped
+    # the block kept after it ("end") while the notice said nothing was left out.
+    data = {"content": [{"type": "text", "text": '"\n\x01' * 1000},
+                        {"type": "text", "text": "end"}]}
+    out = truncate(data, size_of(data), 1000, "tool 't'")
+    assert [b["text"][:1] for b in out["content"]] == ['"', "e", "["]
+    assert out["content"][1]["text"] == "end" and len(out["content"][0]["text"]) > 100
+    assert out["_meta"][TRUNCATED_META]["blocks_left_out"] == 0
+    assert size_of(out) <= 1000
+    # Many small blocks: each measured as it is written (no resultType of its own), so
+    # every one that fits is kept; each was counted 23 bytes too long.
+    small = {"content": [{"type": "text", "text": "ab"}] * 100}
+    out = truncate(small, size_of(small), 2000, "tool 't'")
+    assert len(out["content"]) > 55 and size_of(out) <= 2000
+    assert out["_meta"][TRUNCATED_META]["blocks_left_out"] == 101 - len(out["content"])
+    # The bytes the host's result gains afterwards (the serverInfo stamp) are room too.
+    out = truncate(small, size_of(small), 2000, "tool 't'", stamp=300)
+    assert size_of(out) <= 1700

@@ -154,6 +154,7 @@ class Gateway:
             dereference_schemas=False,
         )
         self.server.use_provider(self.provider)
+        self.provider.results.stamp = lambda: low_level_server(self.server).server_info_stamp
         if keys and self.server.tasks is not None:  # task ids any instance serves
             self.server.tasks.ids = TaskIds(keys, self.settings.instance_id)
         # The admin tools (behind search too in search exposure: the provider holds them

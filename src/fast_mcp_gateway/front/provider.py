@@ -105,7 +105,7 @@ class GatewayProvider(Provider):
         self.pipeline.curator = self._curate
         self.pipeline.unknown = self.unknown
         self.links = LinkMap(manager)
-        self.pipeline.results = ResultLimits()   # max_result_bytes, caching (results.py)
+        self.results = self.pipeline.results = ResultLimits()   # max_result_bytes, caching
         self.own: dict[str, Tool] = {}  # the gateway's gateway_* tools: searched, call_tool
         self.own_shown: Callable[[str], bool] = lambda name: True   # gateway.admin, now
         self.own_names: frozenset[str] = frozenset()  # every gateway_* tool, built or not

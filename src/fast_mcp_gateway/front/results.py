@@ -27,11 +27,12 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import mcp_types as types
 
+from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.config.curation import CacheRule
 from fast_mcp_gateway.front.encodings import JsonTool
 from fast_mcp_gateway.front.outcomes import Call, CallRefused
@@ -61,8 +62,13 @@ def wire(result: Any) -> dict[str, Any] | None:
 _RESULT_TYPE_BYTES = len(',"resultType":"complete"')
 
 
+def _bytes(data: Any) -> int:
+    """``data``'s length as JSON (a content block's: no resultType of its own)."""
+    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def size_of(data: dict[str, Any]) -> int:
-    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+    size = _bytes(data)
     # A handshake-era upstream's raw result has no resultType, its typed form always
     # does: count it either way, so that both paths measure the same bytes.
     return size if "resultType" in data else size + _RESULT_TYPE_BYTES
@@ -119,6 +125,11 @@ class ResultLimits:
 
     def __init__(self) -> None:
         self._caches: dict[str, _Lru] = {}
+        # The gateway's serverInfo stamp, which a 2026-07-28 host's result gets after
+        # this stage (``front/wire.py``): counted, or a result just within the limit
+        # reached the host over it.  The gateway sets the real one (its server's).
+        self.stamp: Callable[[], dict[str, Any]] = lambda: {
+            "name": GATEWAY_NAME, "version": __version__}
         self.hits = 0
         self.misses = 0
 
@@ -204,14 +215,15 @@ class ResultLimits:
         # the limit or cache rule may have lifted strings: upstream/lifting.py).
         data = unlifted(data)
         size = size_of(data) if limit is not None else None  # measured once: kept too
-        if limit is not None and size is not None and size > limit:
+        stamp = _stamp_bytes(data, self.stamp) if limit is not None else 0
+        if limit is not None and size is not None and size + stamp > limit:
             what = f"{call.kind} '{call.original}' (server '{call.service.name}')"
             if config.oversize != "truncate" or call.kind != "tool":
                 raise CallRefused(
-                    f"the result of {what} is {size} bytes, over the server's "
+                    f"the result of {what} is {size + stamp} bytes, over the server's "
                     f"max_result_bytes ({limit}); ask for less (a narrower query or range), "
                     "or raise max_result_bytes (or set oversize: truncate) in servers.yaml")
-            data, size = truncate(data, size, limit, what), None
+            data, size = truncate(data, size + stamp, limit, what, stamp), None
             result = _as(call, encoding, data)
         if caching:
             self._remember(call, encoding, data, size)
@@ -224,7 +236,17 @@ def _as(call: Call, encoding: Any, data: dict[str, Any]) -> Any:
     return _MODELS[call.kind].model_validate(data)
 
 
-def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str, Any]:
+def _stamp_bytes(data: dict[str, Any], stamp: Callable[[], dict[str, Any]]) -> int:
+    """How much the serverInfo stamp adds to ``data`` (none: it has one)."""
+    meta = data.get("_meta")
+    if isinstance(meta, dict) and meta.get(types.SERVER_INFO_META_KEY) is not None:
+        return 0
+    added = _bytes({types.SERVER_INFO_META_KEY: stamp()})
+    return added + len(',"_meta":') if not isinstance(meta, dict) or not meta else added - 1
+
+
+def truncate(data: dict[str, Any], size: int, limit: int, what: str,
+             stamp: int = 0) -> dict[str, Any]:
     """A tool result cut to fit ``limit`` bytes: every content block that fits whole is
     kept, in order; a block that does not is replaced in place by a short text note
     saying what was left out and how to get it (a text block, the first such, is cut to
@@ -232,11 +254,13 @@ def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str
     are added.  A block that did not fit used to end the result: [text, large image,
     text] lost its last text, which fitted.  Structured content that does not fit is
     dropped and the result marked ``isError`` (a host validating it against the tool's
-    output schema would otherwise fail on the missing part)."""
+    output schema would otherwise fail on the missing part).  ``stamp``: bytes the
+    host's result gains after this (the serverInfo stamp, ``_stamp_bytes``)."""
+    limit, shown = limit - stamp, limit
     base = {k: v for k, v in data.items() if k != "content"}
     blocks = list(data.get("content") or [])
     # Room for the closing notice and the _meta mark, as long as they can be.
-    room = _MARK_ROOM + 2 * len(f"{size}{limit}{len(blocks)}")
+    room = _MARK_ROOM + 2 * len(f"{size}{shown}{len(blocks)}")
     budget = limit - room - size_of(base)
     dropped = False
     if "structuredContent" in base and budget < 0:
@@ -245,7 +269,7 @@ def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str
         budget = limit - room - size_of(base)
     kept: list[dict[str, Any] | None] = []   # None: left out, placed below
     for block in blocks:
-        cost = size_of(block) + 1
+        cost = _bytes(block) + 1
         if cost <= budget:
             kept.append(block)
             budget -= cost
@@ -256,35 +280,60 @@ def truncate(data: dict[str, Any], size: int, limit: int, what: str) -> dict[str
     for i in left:   # a note in place of each, while there is room for it
         if i == cut:
             continue
-        note = {"type": "text", "text": _left_out(blocks[i], limit, what)}
-        if (cost := size_of(note) + 1) <= budget:
+        note = {"type": "text", "text": _left_out(blocks[i], shown, what)}
+        if (cost := _bytes(note) + 1) <= budget:
             kept[i], budget = note, budget - cost
     partly = False   # the cut text: part of it kept, not left out
     if cut is not None:
-        if budget > 64:
+        if budget > 64 and (part := _cut_text(blocks[cut], budget)) is not None:
             partly = True
-            encoded = str(blocks[cut].get("text", "")).encode()[: max(0, budget - 64)]
-            kept[cut] = {**blocks[cut], "text": encoded.decode(errors="ignore")}
-        elif size_of(note := {"type": "text", "text": _left_out(blocks[cut], limit, what)}
-                     ) + 1 <= budget:
+            kept[cut] = part
+        elif _bytes(note := {"type": "text", "text": _left_out(blocks[cut], shown, what)}
+                    ) + 1 <= budget:
             kept[cut] = note
     content = [block for block in kept if block is not None]
     omitted = len(left) - partly
-    notice = (f"[truncated by the gateway: the result was {size} bytes, over max_result_bytes "
-              f"({limit})" + ("; its structured content was dropped" if dropped else "")
-              + (f"; {omitted} of its {len(blocks)} content blocks left out" if omitted
-                 else "") + "]")
-    content.append({"type": "text", "text": notice})
     meta = dict(data.get("_meta") or {})
-    meta[TRUNCATED_META] = {"original_bytes": size, "limit": limit,
-                            "structured_content_dropped": dropped, "blocks_left_out": omitted}
-    out = {**base, "content": content, "_meta": meta}
+    content.append({})
+    out = _closed(base, content, meta, size, shown, dropped, omitted, len(blocks))
     while size_of(out) > limit and len(content) > 1:   # a last resort for odd block shapes
         content.pop(-2)
+        omitted += 1   # counted: the notice and mark never say less was left out
+        out = _closed(base, content, meta, size, shown, dropped, omitted, len(blocks))
     if size_of(out) > limit:
         raise CallRefused(f"the result of {what} is {size} bytes, over the server's "
-                          f"max_result_bytes ({limit}), and cannot be cut to fit")
+                          f"max_result_bytes ({shown}), and cannot be cut to fit")
     return out
+
+
+def _closed(base: dict[str, Any], content: list[dict[str, Any]], meta: dict[str, Any],
+            size: int, limit: int, dropped: bool, omitted: int, blocks: int
+            ) -> dict[str, Any]:
+    """The truncated result: ``content`` ending with the closing notice (in place of its
+    last item) and ``meta`` with the mark, both saying ``omitted`` of ``blocks``."""
+    content[-1] = {"type": "text", "text": (
+        f"[truncated by the gateway: the result was {size} bytes, over max_result_bytes "
+        f"({limit})" + ("; its structured content was dropped" if dropped else "")
+        + (f"; {omitted} of its {blocks} content blocks left out" if omitted else "") + "]")}
+    meta[TRUNCATED_META] = {"original_bytes": size, "limit": limit,
+                            "structured_content_dropped": dropped, "blocks_left_out": omitted}
+    return {**base, "content": content, "_meta": meta}
+
+
+def _cut_text(block: dict[str, Any], budget: int) -> dict[str, Any] | None:
+    """``block`` with its text cut to the longest start whose block, as JSON, fits
+    ``budget`` bytes (with its separator).  Measured as JSON, not as UTF-8 text: a quote,
+    newline or control character is written two to six bytes long, and a text cut by its
+    UTF-8 bytes overflowed, so the last resort dropped it and the blocks kept after it."""
+    text = str(block.get("text", ""))
+    fits, over = 0, len(text.encode()[: max(0, budget)].decode(errors="ignore")) + 1
+    while over - fits > 1:   # the longest start that fits, by halves
+        middle = (fits + over) // 2
+        if _bytes({**block, "text": text[:middle]}) + 1 <= budget:
+            fits = middle
+        else:
+            over = middle
+    return {**block, "text": text[:fits]} if fits else None
 
 
 def _left_out(block: dict[str, Any], limit: int, what: str) -> str:
@@ -295,6 +344,6 @@ def _left_out(block: dict[str, Any], limit: int, what: str) -> str:
     uri = resource.get("uri") if isinstance(resource, dict) else block.get("uri")
     if isinstance(uri, str):
         about.insert(0, uri)
-    about.append(f"{size_of(block)} bytes")
+    about.append(f"{_bytes(block)} bytes")
     return (f"[{kind} ({', '.join(about)}) left out by the gateway (max_result_bytes "
             f"{limit}): ask {what} for it alone, or for less at a time]")

@@ -114,10 +114,13 @@ class BuildLog:
     servers.yaml and reloading heard nothing.  A problem is said at WARNING when a
     build of its server's *listed* catalog (the server ready) first shows it, not again
     while it stands, and at INFO when the rule applies again (fixed, or the server now
-    has the name); a server not ready keeps what was said (its next list decides)."""
+    has the name); a server not ready keeps what was said (its next list decides).  A
+    problem is known by its rule, not its closest name (``_rule_of``): on a server whose
+    list changes often that name did, and each change said the rule "applies now" (it
+    did not) and warned of it again."""
 
     def __init__(self) -> None:
-        self._problems: dict[str, frozenset[str]] = {}   # server -> problems said
+        self._problems: dict[str, dict[str, str]] = {}   # server -> rule -> problem said
 
     def built(self, previous: CatalogView, view: CatalogView,
               ready: Callable[[str], bool]) -> None:
@@ -133,13 +136,20 @@ class BuildLog:
         for server, curated in view.curation.items():
             if not ready(server):
                 continue
-            now, before = frozenset(curated.problems), self._problems.get(server, frozenset())
-            for problem in curated.problems:
-                if problem not in before:
+            now = {_rule_of(problem): problem for problem in curated.problems}
+            before = self._problems.get(server, {})
+            for rule, problem in now.items():
+                if rule not in before:
                     logger.warning("server %s: a curation rule did nothing: %s (the rule "
                                    "stays in force and applies once the name exists)",
                                    server, problem)
-            for problem in sorted(before - now):
+            for rule in sorted(before.keys() - now.keys()):
                 logger.info("server %s: the curation rule applies now (it did nothing: %s)",
-                            server, problem)
+                            server, before[rule])
             self._problems[server] = now
+
+
+def _rule_of(problem: str) -> str:
+    """``problem`` without the closest name the server's list had (``curation.closest``)."""
+    head, sep, _ = problem.rpartition(" (closest: '")
+    return head if sep and problem.endswith("')") else problem

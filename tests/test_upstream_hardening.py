@@ -192,8 +192,9 @@ async def test_a_minus_32601_to_optional_lists_is_an_empty_list_logged_once(
     caplog.set_level(logging.INFO, logger="fast_mcp_gateway.upstream.session")
     async with replica("--no-templates", "--no-prompts") as upstream:
         assert upstream.state is UpstreamState.READY, upstream.last_error
-        assert upstream.catalog.counts() == {"tools": 11, "resources": 1,
-                                             "resource_templates": 0, "prompts": 0}
+        counts = upstream.catalog.counts()  # (raw_stdio.py's tools, however many)
+        assert counts["tools"] > 0 and counts["resources"] == 1, counts
+        assert counts["resource_templates"] == 0 and counts["prompts"] == 0, counts
         await upstream.list_catalog()
         await upstream.list_catalog()
     declined = [r.getMessage() for r in caplog.records if "answered -32601" in r.getMessage()]

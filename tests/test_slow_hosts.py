@@ -7,13 +7,20 @@ reader stopped, and every other host's call on the upstream waited with it (30 s
 real ``serve``, then the health probe marked the upstream UNHEALTHY).  Now the stream's
 events go through ``http/sse_backlog.Backlog``: held up to ``MAX_HELD_BYTES``, then its
 notifications dropped with one warning, the other hosts served meanwhile.
+
+The full path (a POST the lanes leave to the SDK: here an unusual key) did not stop
+the reader, but the SDK's dispatcher spawns a task per notification, each waiting in
+the SDK's ``send`` with its log: every log was held (a real ``serve``: 96 -> 248 MB for
+2,000 logs of 64 KiB).  ``upstream/held_logs`` bounds what a call's logs hold there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ from anyio.abc import SocketAttribute
 from fast_mcp_gateway.http import sse_backlog
 from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 from fast_mcp_gateway.http.sse_backlog import MAX_HELD_BYTES, Backlog
+from fast_mcp_gateway.upstream import held_logs, relay
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, until
 from tests.test_http_lane import body_of, headers_of
 from tests.test_lane_non_finite import session_of
@@ -48,7 +56,7 @@ async def _never_reading(base: str, head: dict[str, str], body: dict[str, Any]
     return stream
 
 
-@pytest.mark.parametrize("era", ["2026-07-28", "handshake"])
+@pytest.mark.parametrize("era", ["2026-07-28", "handshake", "full"])
 async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
         era: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -65,22 +73,42 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
         return kept
 
     monkeypatch.setattr(Backlog, "put", counted)
+    calls: list[Any] = []
+    holding = held_logs.holding
+
+    @contextlib.contextmanager
+    def held(call: Any, data: Any) -> Iterator[bool]:
+        if call not in calls:
+            calls.append(call)
+        with holding(call, data) as kept:
+            most["bytes"] = max(most["bytes"], held_logs.held_bytes(call))
+            yield kept
+
+    monkeypatch.setattr(relay, "holding", held)
+
+    def dropped() -> bool:
+        return any(b.dropped for b in backlogs) or any(
+            held_logs._held[c][1] for c in calls if c in held_logs._held)
+
     stop = tmp_path / "stop"
     gateway = make_gateway({"f": {"command": PY, "args": [str(SERVERS / "flood.py")],
                                   "env": {"FLOOD_STOP": str(stop)}}}, call_timeout=120)
     caplog.set_level(logging.WARNING, logger=sse_backlog.__name__)
+    caplog.set_level(logging.WARNING, logger=held_logs.__name__)
     async with serve_http(gateway.http_app("http"), http=protocol_with_timeout(30.0)) as base, \
             httpx2.AsyncClient(base_url=base, timeout=60) as http:
-        if era == "handshake":
+        if era != "2026-07-28":
             session = await session_of(http)
+            # An unusual key: the session lane leaves it to the full path (the SDK).
+            extra = {"x-full-path": 1} if era == "full" else {}
             slow = await _never_reading(base, headers(None, session), {
                 "jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": "f_flood", "arguments": {}}})
+                "params": {"name": "f_flood", "arguments": {}, **extra}})
         else:
             slow = await _never_reading(base, headers_of("f_flood", None), body_of(
                 "f_flood", {}, {"io.modelcontextprotocol/logLevel": "warning"}))
         try:
-            await until(lambda: any(b.dropped for b in backlogs))
+            await until(dropped)
             # The flood goes on (no stop yet): another host's call on the same upstream.
             with anyio.fail_after(WITHIN):
                 other = await http.post("/mcp", headers=headers_of("f_ping", None),
@@ -91,8 +119,9 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             stop.touch()
             await slow.aclose()
     # What the stream held never passed the bound (64 KiB events: 16 of them).
-    assert 0 < most["bytes"] <= MAX_HELD_BYTES, most
+    assert 0 < most["bytes"] <= MAX_HELD_BYTES == held_logs.MAX_HELD_BYTES, most
+    assert (era == "full") == (not backlogs), backlogs  # the path the call took
     assert most["items"] <= MAX_HELD_BYTES // 65536 + 1, most
     warned = [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()]
     assert len(warned) == 1, warned  # once per stream, however many are dropped
-    assert "further logs and progress on that stream are dropped" in warned[0]
+    assert "its further logs" in warned[0] and "are dropped" in warned[0]

@@ -1,12 +1,14 @@
-"""What the full path holds of an upstream's logs for a host that does not read them.
+"""What the full path holds of an upstream's logs and progress for a host not reading.
 
-On the full path an upstream's log reaches ``relay.FrontCall.log`` in a task the SDK's
-dispatcher spawns for each notification, which waits in the SDK's server-side ``send``
-until the host reads.  A host that POSTed a call to a flooding tool and read nothing
-held one task and its log per notification, without bound (a real ``serve``: 96 -> 248
-MB for 2,000 logs of 64 KiB).  ``holding`` counts a call's logs still waiting there:
-past ``MAX_HELD_BYTES`` a log is dropped, the first with one warning (the HTTP lanes
-bound their streams alike: ``http/sse_backlog``).
+On the full path an upstream's log or progress reaches ``relay.FrontCall.log`` /
+``progress`` in a task the SDK's dispatcher spawns for each notification, which waits
+in the SDK's server-side ``send`` until the host reads.  A host that POSTed a call to a
+flooding tool and read nothing held one task and its notification each, without bound
+(a real ``serve``: 96 -> 248 MB for 2,000 logs of 64 KiB, 97 -> 283 MB for 20,000
+progress notifications).  ``holding`` counts a call's notifications still waiting
+there, each at least ``ITEM_BYTES`` (a waiting task costs about that): past
+``MAX_HELD_BYTES`` one is dropped, the first with one warning (the HTTP lanes bound
+their streams alike: ``http/sse_backlog``).
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ logger = logging.getLogger(__name__)
 
 MAX_HELD_BYTES = 1 << 20
 """The bytes of one call's logs waiting for its host before further logs are dropped."""
+ITEM_BYTES = 4096
+"""What one waiting notification counts at least: 256 of them at most per call."""
 
 # A call (``relay.FrontCall``) -> [bytes of its logs waiting, logs dropped].
 _held: WeakKeyDictionary[Any, list[int]] = WeakKeyDictionary()
 
 
 def _size(data: Any) -> int:
-    if isinstance(data, str):
-        return len(data)
+    if data is None or isinstance(data, str):
+        return max(len(data or ""), ITEM_BYTES)
     try:
-        return len(json.dumps(data, default=str))
+        return max(len(json.dumps(data, default=str)), ITEM_BYTES)
     except (TypeError, ValueError):  # a structure json cannot walk: count it small
-        return 0
+        return ITEM_BYTES
 
 
 @contextmanager
@@ -48,8 +52,8 @@ def holding(call: Any, data: Any) -> Iterator[bool]:
         if not held[1]:
             logger.warning(
                 "a host is not reading the stream of its call (request %r): %d bytes of "
-                "its logs waiting, its further logs are dropped (the call and other hosts "
-                "go on)", getattr(call, "request_id", None), held[0])
+                "its notifications waiting, its further logs and progress are dropped (the "
+                "call and other hosts go on)", getattr(call, "request_id", None), held[0])
         held[1] += 1
         yield False
         return

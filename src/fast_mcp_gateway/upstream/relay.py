@@ -91,8 +91,7 @@ class FrontCall:
 
     ``host`` identifies the host connection (``STDIO_HOST`` in stdio mode; the SDK
     connection of an HTTP/SSE session; ``None`` when unknown): calls with the same
-    key come from the same host, so a question of one may go to the other.
-    """
+    key come from the same host, so a question of one may go to the other."""
 
     session: ServerSession | None
     request_id: Any = None
@@ -207,11 +206,12 @@ class FrontCall:
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         if self.session is not None:
-            await self.session.report_progress(progress, total, message)
+            with holding(self, message) as kept:  # bounded as logs are (``held_logs``)
+                if kept:
+                    await self.session.report_progress(progress, total, message)
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """Relay an upstream's log of this call: a handshake-era host's ``setLevel``
-        applied here (2026-07-28's by the SDK), bounded by ``held_logs``."""
+        """An upstream's log of this call (a handshake-era host's level applied here)."""
         if self.session is not None:
             if not self.is_modern and params.level not in log_levels_from(
                     client_log_level(connection_of(self.session))):

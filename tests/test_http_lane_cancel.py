@@ -36,7 +36,8 @@ class _Lane(HttpLane):
         return 200, b"{}"
 
 
-_PLAN: Any = SimpleNamespace(binding=None, request_id=7)  # what ``_serve`` reads of it
+_PLAN: Any = SimpleNamespace(binding=None, request_id=7,  # what ``_serve`` reads of it
+                             principal=SimpleNamespace(name="t"))
 
 
 def _scope(gone: HostGone) -> dict[str, Any]:

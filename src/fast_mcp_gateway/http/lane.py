@@ -79,6 +79,7 @@ from fast_mcp_gateway.http.access import Access, lane_principal, outside_servers
 from fast_mcp_gateway.http.pings import Pinger
 from fast_mcp_gateway.http.roots_changed import RootsChangedNote
 from fast_mcp_gateway.http.slow_clients import HOST_GONE, HostGone
+from fast_mcp_gateway.http.sse_backlog import Backlog
 from fast_mcp_gateway.http.stop_answers import note_body, note_id
 from fast_mcp_gateway.http.transport_refusals import MAX_MESSAGE, read_body, replay
 from fast_mcp_gateway.principal import KIND_CLAIM
@@ -342,7 +343,7 @@ class HttpLane:
         gone = scope.get("extensions", {}).get(HOST_GONE)
         if isinstance(gone, HostGone) and gone.gone:
             return  # gone while its request was read: nobody to run the call for
-        reply = _Reply(send, self.states, plan.binding)
+        reply = _Reply(send, self.states, plan.binding, plan.principal.name)
         loop = self._loop
         task = None if loop is None else asyncio.current_task(loop)
         if loop is None or task is None:  # once per loop: a lookup is a getpid() on 3.11
@@ -425,38 +426,41 @@ class _Reply:
 
     host_capabilities: dict[str, Any] = {}  # never read: a 2026-07-28 host's are per call
 
-    def __init__(self, send: Send, states: RoundStates, binding: str | None) -> None:
+    def __init__(self, send: Send, states: RoundStates, binding: str | None,
+                 who: str = "") -> None:
         self.send = send
         # The full path's requestState seal, and this caller's binding in it: what the
         # call's LaneFront seals an asking round's state with (``LaneFront.seal_state``).
         self.states, self.binding = states, binding
         self.streaming = False
         self.finished = False
-        # The call's task and a ping both write.  asyncio's lock takes a free lock
-        # without a turn of the loop (anyio's default one checkpoints).
-        self.lock = asyncio.Lock()
+        # The call's task, a ping and the upstream's reader all write: the events go
+        # through a backlog whose own task waits on the host (``sse_backlog``).
+        self.backlog = Backlog(send, "2026-07-28", who)
 
-    async def event(self, data: bytes) -> None:
-        async with self.lock:
-            if self.finished:
-                return  # a ping that lost the race with the answer
-            if not self.streaming:
-                self.streaming = True
-                await self.send({"type": "http.response.start", "status": 200,
-                                 "headers": _SSE_HEADERS})
-            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+    async def event(self, data: bytes, *, droppable: bool = True) -> None:
+        if self.finished:
+            return  # a ping that lost the race with the answer
+        if not self.streaming:
+            self.streaming = True
+            self.backlog.put({"type": "http.response.start", "status": 200,
+                              "headers": _SSE_HEADERS}, droppable=False)
+        self.backlog.put({"type": "http.response.body", "body": data, "more_body": True},
+                         droppable=droppable)
 
     async def finish(self, status: int, body: bytes) -> None:
-        async with self.lock:
-            self.finished = True
-            if self.streaming:
-                await self.send({"type": "http.response.body", "more_body": False,
-                                 "body": _sse_event(body)})
-                return
-            # What starlette's Response(body, status, media_type="application/json") sends.
-            await self.send({"type": "http.response.start", "status": status, "headers": [
-                (b"content-length", str(len(body)).encode()), _JSON_TYPE]})
-            await self.send({"type": "http.response.body", "body": body})
+        if self.finished:
+            return
+        self.finished = True
+        if self.streaming:
+            await self.backlog.flushed()
+            await self.send({"type": "http.response.body", "more_body": False,
+                             "body": _sse_event(body)})
+            return
+        # What starlette's Response(body, status, media_type="application/json") sends.
+        await self.send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-length", str(len(body)).encode()), _JSON_TYPE]})
+        await self.send({"type": "http.response.body", "body": body})
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.event(_sse_event(encode_body(

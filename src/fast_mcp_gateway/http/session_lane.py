@@ -401,7 +401,8 @@ class SessionLane:
             declared = plan.connection.client_capabilities
             caps = self._capabilities[plan.connection] = {} if declared is None else \
                 declared.model_dump(by_alias=True, mode="json", exclude_none=True)
-        reply = SessionReply(send, plan.session, caps, self.asks, plan.connection.outbound)
+        reply = SessionReply(send, plan.session, caps, self.asks, plan.connection.outbound,
+                             plan.principal.name)
         self.held.add(plan.held)  # before any await: a second POST of the id is refused
         watcher = None
         try:

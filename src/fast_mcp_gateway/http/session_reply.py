@@ -35,6 +35,7 @@ from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway._compat_sessions import next_request_id
 from fast_mcp_gateway.front.wire import progress_params
 from fast_mcp_gateway.http.pings import Pinger
+from fast_mcp_gateway.http.sse_backlog import Backlog
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, UTF8_JSON, finite_message
 from fast_mcp_gateway.upstream.lifting import splice
 from fast_mcp_gateway.upstream.relay import log_levels_from
@@ -110,7 +111,7 @@ class SessionReply:
 
     def __init__(self, send: Any, session_id: bytes, host_capabilities: dict[str, Any],
                  asks: dict[tuple[str, int], asyncio.Future[dict[str, Any]]],
-                 outbound: Outbound) -> None:
+                 outbound: Outbound, who: str = "") -> None:
         self.send = send
         self.outbound = outbound  # the session's SDK dispatcher: its request ids
         self.session_id = session_id
@@ -119,7 +120,9 @@ class SessionReply:
         self.host_capabilities = host_capabilities
         self.asks = asks  # the lane's: (session, ask id) -> the answer awaited
         self.finished = False
-        self.lock = asyncio.Lock()  # the call's task and a ping both write
+        # The call's task, a ping and the upstream's reader all write: the events go
+        # through a backlog whose own task waits on the host (``sse_backlog``).
+        self.backlog = Backlog(send, "handshake-era", who)
         self._pinger: Pinger | None = None
         # The tasks waiting for the host's answers, each with its end (``withdrawn``).
         self._asking: dict[asyncio.Task[Any] | None, asyncio.Future[None]] = {}
@@ -136,25 +139,26 @@ class SessionReply:
         if self._pinger is not None:
             self._pinger.stop()
 
-    async def _write(self, data: bytes) -> None:
-        async with self.lock:
-            if not self.finished:
-                await self.send({"type": "http.response.body", "body": data,
-                                 "more_body": True})
+    async def _write(self, data: bytes, *, droppable: bool = True) -> None:
+        if not self.finished:
+            self.backlog.put({"type": "http.response.body", "body": data, "more_body": True},
+                             droppable=droppable)
 
     async def finish(self, body: bytes | None) -> None:
         """The answer's event (``body``; None: none) and the stream's end."""
         self.stop_pings()
-        async with self.lock:
-            if self.finished:
-                return
-            self.finished = True
-            await self.send({"type": "http.response.body", "more_body": False,
-                             "body": b"" if body is None else sse_event(body)})
+        if self.finished:
+            return
+        self.finished = True
+        await self.backlog.flushed()
+        await self.send({"type": "http.response.body", "more_body": False,
+                         "body": b"" if body is None else sse_event(body)})
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
+        # A withdrawn question is the stream's own event: never dropped.
         await self._write(sse_event(encode_message(
-            {"jsonrpc": "2.0", "method": method, "params": params})))
+            {"jsonrpc": "2.0", "method": method, "params": params})),
+            droppable=method != "notifications/cancelled")
 
     async def progress(self, token: Any, progress: float, total: float | None,
                        message: str | None) -> None:
@@ -187,7 +191,7 @@ class SessionReply:
             request["params"] = params
         written = False
         try:
-            await self._write(sse_event(encode_message(request)))
+            await self._write(sse_event(encode_message(request)), droppable=False)
             written = True
             message = await answer
         except asyncio.CancelledError:

@@ -50,6 +50,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.deadline import Pace
+from fast_mcp_gateway.upstream.held_logs import holding
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ class FrontCall:
 
     ``host`` identifies the host connection (``STDIO_HOST`` in stdio mode; the SDK
     connection of an HTTP/SSE session; ``None`` when unknown): calls with the same
-    key come from the same host, so a question of one may go to the other.
-    """
+    key come from the same host, so a question of one may go to the other."""
 
     session: ServerSession | None
     request_id: Any = None
@@ -206,20 +206,20 @@ class FrontCall:
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         if self.session is not None:
-            await self.session.report_progress(progress, total, message)
+            with holding(self, message) as kept:  # bounded as logs are (``held_logs``)
+                if kept:
+                    await self.session.report_progress(progress, total, message)
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """Relay an upstream's log of this call.  The upstream session asks for every
-        level (it serves every host): a handshake-era host's ``logging/setLevel`` is
-        applied here (2026-07-28 hosts name a level per request: the SDK applies it)."""
+        """An upstream's log of this call (a handshake-era host's level applied here)."""
         if self.session is not None:
             if not self.is_modern and params.level not in log_levels_from(
                     client_log_level(connection_of(self.session))):
                 return
-            await _send_log_message(
-                self.session, params.level, params.data, params.logger,
-                related_request_id=self.request_id,
-            )
+            with holding(self, params.data) as kept:
+                if kept:
+                    await _send_log_message(self.session, params.level, params.data,
+                                            params.logger, related_request_id=self.request_id)
 
     def can_ask(self, capability: str) -> bool:
         """Whether this host declared ``sampling`` / ``elicitation`` / ``roots``."""

@@ -1,0 +1,38 @@
+"""A stdio upstream whose ``flood`` logs 64 KiB warnings (``tick``: progress) until
+``FLOOD_STOP`` (a path) exists (for tests/test_slow_hosts.py); ``ping`` answers at once."""
+
+import os
+
+import anyio
+from fastmcp import Context, FastMCP
+
+mcp = FastMCP("flood")
+STOP = anyio.Path(os.environ.get("FLOOD_STOP", "stop"))
+
+
+@mcp.tool
+async def flood(ctx: Context) -> int:
+    blob, sent = "x" * 65536, 0
+    while not await STOP.exists():
+        await ctx.warning(f"{sent} {blob}")
+        sent += 1
+    return sent
+
+
+@mcp.tool
+async def tick(ctx: Context) -> int:
+    """Progress with a 1 KB message each, until ``FLOOD_STOP`` exists."""
+    text, sent = "p" * 1000, 0
+    while not await STOP.exists():
+        await ctx.report_progress(sent, None, text)
+        sent += 1
+    return sent
+
+
+@mcp.tool
+def ping() -> str:
+    return "pong"
+
+
+if __name__ == "__main__":
+    mcp.run()

@@ -37,6 +37,7 @@ from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.homes import Home
 from fast_mcp_gateway.front.listen import SubscribingListen
 from fast_mcp_gateway.front.moving import SubscriptionMover, unsubscribe_within
+from fast_mcp_gateway.front.outbox import caller_name
 from fast_mcp_gateway.front.server import caller_may_use
 from fast_mcp_gateway.routing.lifecycle import tell_host_roots_changed
 from fast_mcp_gateway.routing.view import normalize_uri
@@ -96,7 +97,8 @@ class HostRequests:
         # told (``CallerStanding`` refreshes it at each through FastMCP's own context).
         if ctx.method == "logging/setLevel" and not self._hub.knows(connection):
             self._hub.track(connection, sole_host=current_transport() == "stdio",
-                            may_use=caller_may_use(self._provider))
+                            may_use=caller_may_use(self._provider),
+                            who=caller_name(self._provider))
         return result
 
     async def _on_roots_changed(self, ctx: ServerRequestContext[Any],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway.front.homes import Home, Homes
+from fast_mcp_gateway.front.outbox import Outbox
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
@@ -124,6 +125,8 @@ class FrontHub:
         self._may_use: weakref.WeakKeyDictionary[Connection, Callable[[str], bool]] = \
             weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
+        self._outboxes: weakref.WeakKeyDictionary[Connection, Outbox] = \
+            weakref.WeakKeyDictionary()  # what each host is sent between its requests
         self._wake = anyio.Event()
         self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
         self.reload = anyio.Event()   # set (and replaced) at each reload, and ``refresh``
@@ -131,12 +134,14 @@ class FrontHub:
         self.expiry: Callable[[float], Awaitable[None]] = anyio.sleep
 
     def track(self, connection: Connection | None, *, sole_host: bool = False,
-              may_use: Callable[[str], bool] | None = None) -> None:
+              may_use: Callable[[str], bool] | None = None, who: str = "?") -> None:
         """Remember a host's connection; ``sole_host``: the one host of a stdio gateway;
         ``may_use``: whether its caller may use a server (None: every one), asked for
-        each log between calls (only those of its servers reach it)."""
+        each log between calls (only those of its servers reach it); ``who``: its
+        credential's name (its ``Outbox`` names it when it drops its logs)."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
+            self._outboxes.setdefault(connection, Outbox(who))
             if may_use is not None:
                 self._may_use[connection] = may_use
             if sole_host:
@@ -448,6 +453,8 @@ class FrontHub:
             targets = [sole] if sole is not None else []
         else:  # a per_client session's host: its SDK connection
             targets = [host] if isinstance(host, Connection) else []
+        payload = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+        size = len(str(payload.get("data", "")))
         for connection in targets:
             level = client_log_level(connection)
             if level is None and connection is not sole:
@@ -456,9 +463,11 @@ class FrontHub:
                 continue
             if not self._may_use.get(connection, _every_server)(server):
                 continue  # a token restricted to other servers: not even their names
-            with contextlib.suppress(Exception):  # a gone host must not stop the others
-                await connection.notify("notifications/message", params.model_dump(
-                    by_alias=True, mode="json", exclude_none=True))
+            self._outbox(connection).put(
+                partial(connection.notify, "notifications/message", payload), size=size)
+
+    def _outbox(self, connection: Connection) -> Outbox:
+        return self._outboxes.setdefault(connection, Outbox("?"))
 
     async def _broadcast(self, kinds: set[str], updated: list[tuple[str, str]]) -> None:
         events: list[Any] = []
@@ -472,15 +481,11 @@ class FrontHub:
         for event in events:
             await self.bus.publish(event)
         for connection in list(self._connections):
-            try:
-                if "tools" in kinds:
-                    await connection.send_tool_list_changed()
-                if "prompts" in kinds:
-                    await connection.send_prompt_list_changed()
-                if "resources" in kinds:
-                    await connection.send_resource_list_changed()
-            except Exception:  # noqa: BLE001 - a gone host must not stop the others
+            outbox = self._outbox(connection)
+            if outbox.gone:
                 self._connections.discard(connection)
+            for kind in [k for k in ("tools", "prompts", "resources") if k in kinds]:
+                outbox.put(getattr(connection, f"send_{kind[:-1]}_list_changed"), key=kind)
         for uri, server in updated:
             subs = self._subscribers.get(uri)
             if subs is None:
@@ -488,7 +493,8 @@ class FrontHub:
             for connection, at in list(subs.items()):
                 if at != server or not self._may_use.get(connection, _every_server)(at):
                     continue  # a reload took the server from its caller
-                try:
-                    await connection.send_resource_updated(uri)
-                except Exception:  # noqa: BLE001 - a gone host must not stop the others
+                outbox = self._outbox(connection)
+                if outbox.gone:
                     subs.pop(connection, None)
+                outbox.put(partial(connection.send_resource_updated, uri),
+                           key=("updated", uri))

@@ -51,6 +51,7 @@ from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
 from fast_mcp_gateway.front.meta_nulls import MetaNulls, noted
+from fast_mcp_gateway.front.outbox import caller_name
 from fast_mcp_gateway.front.provider import GatewayProvider
 from fast_mcp_gateway.front.tasks import GatewayTasks
 from fast_mcp_gateway.front.unknown import Kind
@@ -291,7 +292,7 @@ def track_current_host(hub: FrontHub, provider: GatewayProvider) -> None:
         return
     if ctx.request_context is not None:
         hub.track(connection_of(ctx.session), sole_host=current_transport() == "stdio",
-                  may_use=caller_may_use(provider))
+                  may_use=caller_may_use(provider), who=caller_name(provider))
 
 
 class CallerStanding(Middleware):

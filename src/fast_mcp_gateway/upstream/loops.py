@@ -31,10 +31,11 @@ refuses the request) or before its opening began, and not both sides before (the
 that read first sent its own request after, which the other read after sending its
 own).  Either side, or both, refuses; a side that learned of the crossing from a
 request (which any host may send, naming any gateway) connects again
-(``HandshakesCrossed``) rather than fail for good.  A loop made after connect, deeper in a chain,
-is read again by each held session's health probe (``server/discover`` names them;
-over the handshake era, a ``ping`` whose ``_meta`` carries the key is answered with
-it: ``front/lineage.py``).
+(``HandshakesCrossed``) rather than fail for good -- but a stdio child's crossing is
+refused at once (its identity, new with its process, could only come from itself).
+A loop made after connect, deeper in a chain, is read again by each held session's
+health probe (``server/discover`` names them; over the handshake era, a ``ping`` whose
+``_meta`` carries the key is answered with it: ``front/lineage.py``).
 
 ``check`` stands for the gateway that serves its config and store on this machine
 (``served_here``, the tail of every identity): an entry whose answer names such a
@@ -150,13 +151,18 @@ class Lineage:
 
         through = (f"URL {config.url}" if config.url is not None
                    else "the command " + " ".join([config.command or "", *config.args]))
-        if not any(self._is_me(i) for i in told):
+        if not any(self._is_me(i) for i in told) and config.command is None:
+            # (Not a stdio server: that is this gateway's own child, its identity new
+            # with the process and sent only to the child's own upstreams, so the request
+            # that named it came from the child itself: a loop, refused.  Retried, a child
+            # opening its upstreams before it answers crossed again at every restart
+            # under load: tests/test_gateway_loops.py.)
             raise HandshakesCrossed(
                 f"the handshakes crossed: this server is a gateway that opened a session "
                 f"to this gateway while this one opened its own to it (through "
                 f"{mask_text(through)}); connecting again, its next answer says whether it "
                 "aggregates this gateway")
-        text = loop_text(self._is_me(told[0]), mask_text(through))
+        text = loop_text(bool(told) and self._is_me(told[0]), mask_text(through))
         logger.warning("upstream %s: %s", label, text)
         return text
 

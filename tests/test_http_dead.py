@@ -83,17 +83,25 @@ def gateway(url: str, protocol: str) -> Gateway:
                    transport_factory=default_transport)
 
 
-@pytest.mark.parametrize("protocol", ["2026-07-28", "legacy"])
-async def test_a_server_gone_behind_a_proxy_restarts_the_session(protocol: str) -> None:
-    """Each call failed 'closed the connection before answering' on a connection the
-    tap had just opened, the session kept: the replica stayed ready, and every call
-    went on failing so until the next health probe (30 s by default)."""
+@contextlib.asynccontextmanager
+async def proxied(protocol: str) -> AsyncIterator[tuple[Any, Proxy, Any, Any]]:
+    """The upstream, a ``Proxy`` in front of it, a gateway front on that, and its
+    replica, once a first call went through."""
     async with upstream() as up, Proxy(int(up.url.split(":")[2].split("/")[0])) \
             .serving() as proxy, \
             front(gateway(f"http://127.0.0.1:{proxy.port}/mcp", protocol)) as fast:
         replica = fast.gateway.manager.services["alpha"].replicas[0]
         got = await fast.post("alpha_add", {"a": 1, "b": 1})
         assert got.json()["result"]["structuredContent"] == {"result": 2}
+        yield up, proxy, fast, replica
+
+
+@pytest.mark.parametrize("protocol", ["2026-07-28", "legacy"])
+async def test_a_server_gone_behind_a_proxy_restarts_the_session(protocol: str) -> None:
+    """Each call failed 'closed the connection before answering' on a connection the
+    tap had just opened, the session kept: the replica stayed ready, and every call
+    went on failing so until the next health probe (30 s by default)."""
+    async with proxied(protocol) as (_up, proxy, fast, replica):
         session = replica._sup.session
         proxy.dead = True
         tap = fast.tap
@@ -115,12 +123,7 @@ async def test_a_connection_dropped_long_into_a_call_teaches_no_idle_bound(
     half as long as this one had been idle before the call: to the floor, for as long
     as the replica lives (a new connection per call after any pause).  An idle close
     crosses a request at once; this one is no such close."""
-    async with upstream() as up, Proxy(int(up.url.split(":")[2].split("/")[0])) \
-            .serving() as proxy, \
-            front(gateway(f"http://127.0.0.1:{proxy.port}/mcp", protocol)) as fast:
-        replica = fast.gateway.manager.services["alpha"].replicas[0]
-        got = await fast.post("alpha_add", {"a": 1, "b": 1})
-        assert got.json()["result"]["structuredContent"] == {"result": 2}
+    async with proxied(protocol) as (up, proxy, fast, replica):
         tap = fast.tap
         assert tap is not None and len(tap._idle) == 1
         held: list[Any] = []

@@ -4,31 +4,19 @@ equal, and a path beside the published prefix is another service."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from fast_mcp_gateway.admin import servers
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.store import Store, open_store
-from tests.test_admin_ops import ADA, FakeContext
+from fast_mcp_gateway.store import Store
+from tests.test_admin_ops import ADA, FakeContext, store  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(tmp_path / "g.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-async def test_a_path_beside_the_public_prefix_is_another_service(store: Store) -> None:
+async def test_a_path_beside_the_public_prefix_is_another_service(store: Store) -> None:  # noqa: F811
     """Published at https://mcp.example.com/team, the gateway took /teamwork/... (another
     team's gateway behind the same proxy) for itself: the prefix ends at a '/'."""
     ctx = FakeContext({}, store)
@@ -40,7 +28,7 @@ async def test_a_path_beside_the_public_prefix_is_another_service(store: Store) 
         await servers.remove_server(ctx, ADA, "other")
 
 
-async def test_each_form_of_the_own_address_is_refused(store: Store) -> None:
+async def test_each_form_of_the_own_address_is_refused(store: Store) -> None:  # noqa: F811
     """The default port written out, a host name's case or trailing dot, credentials in
     the URL, an IPv4-mapped loopback address: the same address, which was let through."""
     ctx = FakeContext({}, store)

@@ -401,7 +401,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     held: set[tuple[bytes, Any, Any]] = set()  # ids in flight on sessions (request_ids)
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
-        reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),  # and a
+        reword_auth_challenges(mcp_app, lambda q: no_token(verifier.takes_jwt, q),  # and a
                                lambda: bad_token(verifier.takes_jwt))  # reason
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session

@@ -452,7 +452,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # Any other path: FastMCP's answer where its router has one, else the gateway's.
     unknown = UnknownPaths(
         mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
-        served=_served(all_groups, mcp_path, transport, ctx.options),
+        served=_served(all_groups, mcp_path, transport, ctx.options),  # /ui: to /ui/
+        pages=[g.prefix + "/" for g in all_groups if g.name == "dashboard"],
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
                                                   auth=ctx.options.auth, metadata=metadata))
     mounts.append(_whole(Mount("/", app=RememberedGuard(

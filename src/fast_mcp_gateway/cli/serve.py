@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import ipaddress
 import logging
 import math
 import os
@@ -301,6 +302,11 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         return lines
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     path = settings.path if settings.transport == "http" else "/sse"
+    if _every_address(settings.host):  # http://0.0.0.0:... is no URL to give a host
+        family = "IPv4 address" if "." in settings.host else "address"
+        detail = f"listening on every {family}, {settings.host}" + (
+            f"; {detail}" if detail else "")
+        host = "<this machine's name or address>"
     lines.append(f"serving {servers} server(s) from {settings.config} at "
                  f"http://{host}:{settings.port}{path} ({settings.transport}"
                  f"{f'; {detail}' if detail else ''}); stop with Ctrl-C.")
@@ -316,6 +322,14 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         lines.append("no gateway.auth: programs on this machine may list and call tools; admin "
                      f"operations are refused until you add a token ({HOW_TO_ADD_A_TOKEN}).")
     return lines
+
+
+def _every_address(host: str) -> bool:
+    """Whether ``host`` is the unspecified address (``0.0.0.0``, ``::``): every one."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,

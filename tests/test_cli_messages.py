@@ -104,8 +104,21 @@ def test_serve_over_http_says_where_and_warns_off_loopback() -> None:
     settings = GatewaySettings(config=Path("s.yaml"), transport="http", host="0.0.0.0",
                                port=9000)
     lines = announcement(settings, 3, interactive=False)
-    assert "http://0.0.0.0:9000/mcp" in lines[0] and "Ctrl-C" in lines[0]
+    # 0.0.0.0 is where it listens, not a URL a host on another machine can use.
+    assert lines[0] == ("serving 3 server(s) from s.yaml at http://<this machine's name or "
+                        "address>:9000/mcp (http; listening on every IPv4 address, "
+                        "0.0.0.0); stop with Ctrl-C.")
     assert lines[1].startswith("WARNING") and "other machines" in lines[1]
+    every = GatewaySettings(config=Path("s.yaml"), transport="http", host="::", port=9000)
+    assert "(http; listening on every address, ::; uvloop)" in announcement(
+        every, 1, interactive=False, detail="uvloop")[0]
+    # With JWTs, OAuth clients are given the gateway's URL (RFC 9728): not 0.0.0.0.
+    lines = announcement(settings, 3, interactive=False, authenticated=True, jwt=True)
+    assert lines[2].startswith("WARNING: gateway.auth.jwt: the OAuth protected-resource "
+                               "metadata names http://0.0.0.0:9000/mcp"), lines
+    assert "set MCP_GATEWAY_PUBLIC_URL" in lines[2]
+    named = settings.model_copy(update={"public_url": "https://mcp.example.com"})
+    assert len(announcement(named, 3, interactive=False, authenticated=True, jwt=True)) == 2
     v6 = GatewaySettings(config=Path("s.yaml"), transport="sse", host="::1", port=9000)
     assert announcement(v6, 1, interactive=False) == [
         "serving 1 server(s) from s.yaml at http://[::1]:9000/sse (sse); stop with Ctrl-C."]

@@ -444,7 +444,7 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
                                                                    "scopes": []}}))
     for transport, path in (("http", "/mcp"), ("sse", "/sse")):
         app = server.http_app(transport=transport)  # type: ignore[arg-type]
-        assert _compat.reword_auth_challenges(app, lambda: "no token here",
+        assert _compat.reword_auth_challenges(app, lambda _query: "no token here",
                                               lambda: "that one is bad") \
             == (1 if transport == "http" else 2)  # SSE: the stream and the messages
         async with serve_http(app, startup=False) as base, \
@@ -459,7 +459,7 @@ async def test_fastmcps_bearer_guard_answers_in_the_words_given() -> None:
         assert bad.headers["www-authenticate"] == (
             'Bearer error="invalid_token", error_description="that one is bad"')
     with pytest.raises(ValueError, match="quoted-string"):
-        _compat.reword_auth_challenges(app, lambda: "no token", lambda: 'say "no"')
+        _compat.reword_auth_challenges(app, lambda _query: "no token", lambda: 'say "no"')
 
 
 async def test_an_http_sessions_opener_is_looked_up() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import socket
 import time
 import weakref
@@ -393,3 +394,36 @@ async def test_the_h11_protocol_offers_no_host_gone() -> None:
             while b"/done 0" not in await stream.receive():
                 pass
     assert GONE["/done"] is None  # the lane then watches receive() itself
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+async def test_tls_spoken_to_the_plain_port_is_refused_and_said_once_a_minute(
+        parser: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client given an https:// URL for the gateway's plain-HTTP port: uvicorn logged
+    only "Invalid HTTP request received." -- nothing about TLS or what to do."""
+    import ssl
+
+    monkeypatch.setattr(slow_clients, "_tls_said", {"at": -slow_clients.TLS_SAID_EVERY,
+                                                    "since": 0})
+    caplog.set_level(logging.WARNING)
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)  # a ClientHello's start
+    async with _server(parser) as port:
+        context = ssl.create_default_context()
+        with pytest.raises((ssl.SSLError, OSError, anyio.BrokenResourceError)):
+            with anyio.fail_after(WITHIN):
+                await anyio.connect_tcp("127.0.0.1", port, tls=True, ssl_context=context,
+                                        tls_hostname="127.0.0.1")
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(hello)
+            assert (await _read_until_closed(stream)).startswith(b"HTTP/1.1 400")
+        # Plain HTTP on the same port is served as ever.
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(_request("/after"))
+            assert b"/after 0" in await _read_answers(stream, 1)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    tls = [m for m in said if "TLS handshake" in m]
+    assert len(tls) == 1, said  # the second within the minute is counted, not said
+    assert f"give it http://127.0.0.1:{port}/... instead" in tls[0]
+    assert "MCP_GATEWAY_PUBLIC_URL" in tls[0]
+    assert not any("Invalid HTTP request" in m for m in said), said
+    assert slow_clients._tls_said["since"] == 1

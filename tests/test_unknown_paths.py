@@ -55,6 +55,25 @@ async def test_an_unknown_dashboard_page_is_the_dashboards_404_to_a_browser() ->
         assert (await http.get(base + "/ui/", headers=HTML)).status_code == 303
 
 
+async def test_the_dashboard_typed_without_its_slash_is_redirected_to_it() -> None:
+    """``http://127.0.0.1:8765/ui``, as a person types it, answered the JSON 404 (while
+    ``/mcp/`` redirects to ``/mcp``): a browser now lands on the dashboard's login."""
+    gateway = make_gateway({}, options={"auth": AUTH})
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for method in ("GET", "HEAD"):
+            moved = await http.request(method, base + "/ui?x=1", headers=HTML)
+            assert moved.status_code == 307, (moved.status_code, moved.text)
+            assert moved.headers["location"] == "ui/?x=1"  # relative: a proxy's prefix stays
+        landed = await http.get(base + "/ui", headers=HTML, follow_redirects=True)
+        assert landed.status_code == 200 and str(landed.url).startswith(base + "/ui/login")
+        assert "<form" in landed.text, landed.text
+        # Not a page: no redirect (a POST, the API's prefix).
+        _shape(await http.post(base + "/ui", headers={"Authorization": f"Bearer {OPS}"}),
+               404, "not_found")
+        _shape(await http.get(base + "/api/v1"), 404, "not_found")
+
+
 async def test_an_unknown_path_lists_what_the_gateway_serves() -> None:
     gateway = make_gateway({"secret-server": {"url": "http://127.0.0.1:9/x"}},
                            path="/team-mcp")

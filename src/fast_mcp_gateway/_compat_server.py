@@ -210,11 +210,12 @@ class PreferredToolServer(FastMCP[Any]):
 # -- FastMCP's bearer-token guard on the MCP endpoint (http/app.py) ----------------------
 
 
-def reword_auth_challenges(app: Any, missing: Callable[[], str],
+def reword_auth_challenges(app: Any, missing: Callable[[bytes], str],
                            invalid: Callable[[], str]) -> int:
     """FastMCP's ``RequireAuthMiddleware`` on ``app``'s routes, answering in the gateway's
-    words: ``missing()`` (no bearer token) and ``invalid()`` (one that did not verify),
-    read per answer, as the JSON body's ``error_description`` (and ``invalid()`` in the
+    words: ``missing(query)`` (no bearer token; ``query``: the request's query string,
+    where a client may have put one) and ``invalid()`` (one that did not verify), read
+    per answer, as the JSON body's ``error_description`` (and ``invalid()`` in the
     challenge's).  Its own words
     tell the client to re-register with an OAuth server, which a gateway's static token
     never does.  The challenges are FastMCP's otherwise (RFC 6750: no ``error`` attribute
@@ -228,11 +229,23 @@ def reword_auth_challenges(app: Any, missing: Callable[[], str],
                          "no double quote, backslash or control character")
 
     class Worded(RequireAuthMiddleware):  # type: ignore[misc]
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            # FastMCP's own test for bearer credentials, made here to pass the query on.
+            if scope["type"] == "http" and not any(
+                    name.lower() == b"authorization" and value[:7].lower() == b"bearer "
+                    for name, value in scope.get("headers", ())):
+                await self._missing(send, scope.get("query_string", b""))
+                return
+            await super().__call__(scope, receive, send)
+
         async def _send_missing_auth(self, send: Any) -> None:
+            await self._missing(send, b"")
+
+        async def _missing(self, send: Any, query: bytes) -> None:
             parts = self._challenge_context()
             await _send_challenge(send, 401, ("Bearer " + ", ".join(parts)) if parts
                                   else "Bearer", {"error": "unauthorized",
-                                                  "error_description": missing()})
+                                                  "error_description": missing(query)})
 
         async def _send_auth_error(self, send: Any, status_code: int, error: str,
                                    description: str) -> None:

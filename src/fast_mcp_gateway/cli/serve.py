@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import ipaddress
 import logging
 import math
 import os
@@ -114,7 +115,9 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             if config.invalid else "")
         # The server count once: the banner, or (none: a host launched it) this line.
         banner = announcement(settings, len(config.servers), interactive=sys.stdin.isatty(),
-                              authenticated=config.options.auth is not None, detail=detail)
+                              authenticated=config.options.auth is not None, detail=detail,
+                              jwt=config.options.auth is not None
+                              and config.options.auth.jwt is not None)
         if not banner:
             logging.getLogger("fast_mcp_gateway").info(
                 "starting %d upstream(s) from %s over %s (%s)", len(config.servers),
@@ -279,13 +282,15 @@ def _bind_problem(where: str, host: str, port: int, exc: OSError, *, port_flag: 
 
 
 def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
-                 authenticated: bool | None = None, detail: str = "") -> list[str]:
+                 authenticated: bool | None = None, detail: str = "",
+                 jwt: bool = False) -> list[str]:
     """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
 
     Over stdio the host normally launched the gateway and nobody reads stderr live, so
     only a terminal user (stdin is a TTY) gets the explanation.  ``authenticated``:
     ``gateway.auth`` is configured (``None``: not known, no line about access);
-    ``detail``: said with the server count (the event loop, entries left out).
+    ``detail``: said with the server count (the event loop, entries left out);
+    ``jwt``: ``gateway.auth.jwt`` is configured (OAuth clients read the URL it names).
     """
     lines: list[str] = []
     if settings.transport == "stdio":
@@ -301,11 +306,24 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         return lines
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     path = settings.path if settings.transport == "http" else "/sse"
+    metadata = None
+    if _every_address(settings.host):  # http://0.0.0.0:... is no URL to give a host
+        if jwt and not settings.public_url:  # the RFC 9728 resource would be that
+            metadata = (f"WARNING: gateway.auth.jwt: the OAuth protected-resource metadata "
+                        f"names http://{host}:{settings.port}{path} as this gateway, which "
+                        "no OAuth client reaches: set MCP_GATEWAY_PUBLIC_URL to the URL "
+                        "hosts use (e.g. http://gateway.example:"
+                        f"{settings.port}, or the https:// URL of its proxy)")
+        family = "IPv4 address" if "." in settings.host else "address"
+        detail = f"listening on every {family}, {settings.host}" + (
+            f"; {detail}" if detail else "")
+        host = "<this machine's name or address>"
     lines.append(f"serving {servers} server(s) from {settings.config} at "
                  f"http://{host}:{settings.port}{path} ({settings.transport}"
                  f"{f'; {detail}' if detail else ''}); stop with Ctrl-C.")
     if authenticated:
         lines.append("every request needs a bearer token (gateway.auth).")
+        lines += [metadata] if metadata else []
     elif not is_loopback(settings.host):
         lines.append(f"WARNING: listening on {settings.host}, reachable from other machines; "
                      "anyone who can reach this port can use the gateway's tools.")
@@ -316,6 +334,14 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         lines.append("no gateway.auth: programs on this machine may list and call tools; admin "
                      f"operations are refused until you add a token ({HOW_TO_ADD_A_TOKEN}).")
     return lines
+
+
+def _every_address(host: str) -> bool:
+    """Whether ``host`` is the unspecified address (``0.0.0.0``, ``::``): every one."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 async def _serve(gateway: Any, sockets: list[socket.socket] | None = None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from fastmcp.server.dependencies import get_access_token, get_http_request
 from starlette.requests import HTTPConnection
@@ -62,9 +63,39 @@ HOW_TO_ADD_A_TOKEN = (
 _JWT = " or a JWT from the issuer in gateway.auth.jwt"
 
 
-def no_token(jwt: bool) -> str:
+def no_token(jwt: bool, query: str | bytes = "") -> str:
+    """The words of a 401 for a request without a bearer token; ``query``: its URL's
+    query string, where a client may have put the token instead (``in_query``)."""
     return ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
-            "with one of its tokens ('mcp-gateway token new' makes one)" + (_JWT if jwt else ""))
+            "with one of its tokens ('mcp-gateway token new' makes one)" + (_JWT if jwt else "")
+            + in_query(query))
+
+
+# Where clients and proxies put a token in a URL (RFC 6750's access_token first).
+_QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "auth", "authorization",
+                                "api_key", "apikey", "key", "jwt", "id_token"})
+
+
+def in_query(query: str | bytes) -> str:
+    """What to add to a refusal for want of a token when ``query`` seems to carry one: a
+    parameter of a name clients use for tokens, or a value of the form of the gateway's
+    tokens or of a JWT.  A token in a URL is never read (URLs are kept in proxies' logs
+    and browsers' history: RFC 6750 advises against it); the value is never repeated,
+    the parameter named only when it is one of those names (anything else a caller
+    wrote stays out of the answer)."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    if not text:
+        return ""
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        named = name.lower() in _QUERY_TOKEN_NAMES
+        if named or value.startswith("mgw_") or (value.startswith("eyJ")
+                                                 and value.count(".") == 2):
+            where = f"'{name.lower()}='" if named else "a parameter"
+            return (f"; the URL's query string holds a token ({where}), which this gateway "
+                    "does not read: send it in the Authorization header instead (a URL "
+                    "ends up in proxies' logs and browsers' history: replace a token "
+                    "sent in one)")
+    return ""
 
 
 def bad_token(jwt: bool) -> str:
@@ -94,21 +125,25 @@ class Access:
 
     async def principal_for(self, request: HTTPConnection) -> Principal:
         """The caller of ``request``, or an ``ApiError`` 401 (no token, bad token)."""
-        return await self.principal_of(request.headers.get("authorization"))
+        return (await self.caller_of(request.headers.get("authorization"),
+                                     request.url.query))[0]
 
     async def principal_of(self, header: str | None) -> Principal:
         """``principal_for`` a request whose ``Authorization`` header is ``header``."""
         return (await self.caller_of(header))[0]
 
-    async def caller_of(self, header: str | None) -> tuple[Principal, str | None]:
+    async def caller_of(self, header: str | None, query: str | bytes = ""
+                        ) -> tuple[Principal, str | None]:
         """``principal_of``, and the caller binding the full path seals into the
         ``requestState`` of the request's asking rounds (``GatewayVerifier.caller``;
         ``None`` without ``auth``, as FastMCP sees no token then): the HTTP express
-        lane, which has the headers decoded already, seals and opens them with it."""
+        lane, which has the headers decoded already, seals and opens them with it.
+        ``query``: the request's query string, which a 401 for want of a token reads
+        (``in_query``)."""
         if self.verifier is None:
             return _ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else _ANONYMOUS
         if header is None:
-            raise unauthorized(no_token(self.verifier.takes_jwt), bad_token=False,
+            raise unauthorized(no_token(self.verifier.takes_jwt, query), bad_token=False,
                                resource_metadata=self.resource_metadata)
         # Read as FastMCP's guard reads it (the SDK's BearerAuthBackend: "bearer " in any
         # case, the rest the token as it is), so that the express lane, the roots note

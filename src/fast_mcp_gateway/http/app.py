@@ -401,7 +401,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     held: set[tuple[bytes, Any, Any]] = set()  # ids in flight on sessions (request_ids)
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
-        reword_auth_challenges(mcp_app, lambda: no_token(verifier.takes_jwt),  # and a
+        reword_auth_challenges(mcp_app, lambda q: no_token(verifier.takes_jwt, q),  # and a
                                lambda: bad_token(verifier.takes_jwt))  # reason
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
@@ -452,7 +452,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # Any other path: FastMCP's answer where its router has one, else the gateway's.
     unknown = UnknownPaths(
         mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
-        served=_served(all_groups, mcp_path, transport, ctx.options),
+        served=_served(all_groups, mcp_path, transport, ctx.options),  # /ui: to /ui/
+        pages=[g.prefix + "/" for g in all_groups if g.name == "dashboard"],
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
                                                   auth=ctx.options.auth, metadata=metadata))
     mounts.append(_whole(Mount("/", app=RememberedGuard(

@@ -186,18 +186,27 @@ class UnknownPaths:
     naming the path and, to a caller ``may_see`` lets in (a valid token; anyone on a
     gateway without ``auth``), what the gateway ``served`` (path -> what).  Without a
     token, the answer names only the path asked for: FastMCP's bare 404 told nothing,
-    and the MCP path may be a custom one."""
+    and the MCP path may be a custom one.  A GET (or HEAD) of one of ``pages`` (a
+    prefix such as ``/ui/``) without its final slash, as a person types it, is redirected
+    to it (307, a relative ``Location``, so that a proxy's path prefix is kept)."""
 
     def __init__(self, app: Starlette, *, routes: Sequence[BaseRoute],
                  served: Mapping[str, str], may_see: Callable[[Scope], Awaitable[bool]],
-                 discovery: Callable[[Scope], ApiError | None] = lambda _scope: None
-                 ) -> None:
+                 discovery: Callable[[Scope], ApiError | None] = lambda _scope: None,
+                 pages: Sequence[str] = ()) -> None:
         self.app, self.routes, self.served, self.may_see = app, routes, served, may_see
         self.discovery = discovery
+        self.pages = frozenset(pages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._fastmcps(scope):
             await self.app(scope, receive, send)
+            return
+        path = str(scope["path"])
+        if scope["method"] in ("GET", "HEAD") and path + "/" in self.pages:
+            query = scope.get("query_string", b"").decode("latin-1")
+            there = path.rpartition("/")[2] + "/" + (f"?{query}" if query else "")
+            await Response(status_code=307, headers={"location": there})(scope, receive, send)
             return
         await (await self.refusal(scope)).response()(scope, receive, send)
 

@@ -14,6 +14,10 @@ protocols answer 400 and close once a head passes ``max_head_bytes``, counted be
 the parser sees it.  Always pass the class as ``http=``:
 ``http="auto"`` would bypass both guards.
 
+A connection whose first bytes are a TLS handshake (a client given an ``https://`` URL
+for this plain-HTTP port) is answered 400 and closed with one WARNING a minute saying
+so and what to do (uvicorn said only "Invalid HTTP request received.").
+
 The httptools class also tells a request's app when its host goes away (``HostGone``,
 in the scope's ``extensions``), so that the HTTP express lane needs no task per call
 waiting on ``receive()`` for ``http.disconnect``.
@@ -22,15 +26,21 @@ waiting on ``receive()`` for ``http.disconnect``.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_HEADER_TIMEOUT = 30.0
 MAX_HEAD_BYTES = 16384
 """The largest request head accepted (request line and headers), as h11's default."""
+TLS_SAID_EVERY = 60.0
+"""Seconds between two warnings of TLS spoken to the plain-HTTP port."""
 HOST_GONE = "fast_mcp_gateway.host_gone"
 """The key of a request's ``HostGone`` in its scope's ``extensions`` (httptools here)."""
 HEAD_WITH_BODY = "fast_mcp_gateway.head_with_body"
@@ -78,6 +88,18 @@ class _HeadDeadline:
     transport: Any
     send_400_response: Callable[[str], None]  # annotations only: the protocol's own
 
+    def _tls_handshake(self, data: bytes) -> bool:
+        """Whether ``data``, at the start of a request head, is a TLS record (a
+        handshake: ``0x16 0x03``; no HTTP method starts so): then answered 400, the
+        connection closed, and the log told what happened (``_say_tls``)."""
+        if not (self._awaiting_head and not self._in_body and self._head_bytes == 0
+                and data[:1] == b"\x16" and data[1:2] == b"\x03"):
+            return False
+        _say_tls(self.transport)
+        if not self.transport.is_closing():
+            self.send_400_response("This port speaks plain HTTP, not TLS: use http://.")
+        return True
+
     def _await_head(self) -> None:
         self._awaiting_head, self._head_bytes, self._head_tail = True, 0, b""
         self._arm()
@@ -115,6 +137,26 @@ class _HeadDeadline:
         raise NotImplementedError
 
 
+_tls_said = {"at": -TLS_SAID_EVERY, "since": 0}  # when last said, how many not said since
+
+
+def _say_tls(transport: Any) -> None:
+    now, said = time.monotonic(), _tls_said
+    if now - said["at"] < TLS_SAID_EVERY:
+        said["since"] += 1
+        return
+    host, port = (transport.get_extra_info("sockname") or ("?", "?"))[:2]
+    peer = (transport.get_extra_info("peername") or ("?",))[0]
+    more = f" ({said['since']} more since the last such line)" if said["since"] else ""
+    said["at"], said["since"] = now, 0
+    where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    logger.warning(
+        "a client at %s began a TLS handshake on this plain-HTTP port (an https:// URL): "
+        "the gateway serves http:// only; give it http://%s/... instead, or put a reverse "
+        "proxy that terminates TLS in front (and set MCP_GATEWAY_PUBLIC_URL to its "
+        "https:// URL)%s", peer, where, more)
+
+
 class HeaderTimeoutH11Protocol(_HeadDeadline, H11Protocol):
     """``H11Protocol`` that closes a connection idle or mid-head past ``header_timeout``."""
 
@@ -127,7 +169,7 @@ class HeaderTimeoutH11Protocol(_HeadDeadline, H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_too_large(data):
+        if self._tls_handshake(data) or self._head_too_large(data):
             return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request head is parsed
@@ -234,7 +276,7 @@ def _httptools_protocol() -> type[Any] | None:
                     gone.fire()
 
         def data_received(self, data: bytes) -> None:
-            if not self._head_too_large(data):
+            if not (self._tls_handshake(data) or self._head_too_large(data)):
                 super().data_received(data)
 
         def on_headers_complete(self) -> None:

@@ -334,9 +334,9 @@ class Supervisor:
             notice=self._notice, violations=self._violations, transport=self._transport)
 
     async def _attempt(self, *, hold: bool) -> None:
-        if self.state is not UpstreamState.READY:
-            self._set_state(UpstreamState.STARTING if self._stats.attempts == 0
-                            else UpstreamState.RECONNECTING)  # (no flip per retry)
+        if self.state is not UpstreamState.READY:  # an enable starts: no lost session
+            self._set_state(UpstreamState.STARTING if self._stats.attempts == 0 or self.state
+                            is UpstreamState.DISABLED else UpstreamState.RECONNECTING)
         self._broken = self._lost = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations, self._loop = None, None, 0, None

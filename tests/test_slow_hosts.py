@@ -56,7 +56,8 @@ async def _never_reading(base: str, head: dict[str, str], body: dict[str, Any]
     return stream
 
 
-@pytest.mark.parametrize("era", ["2026-07-28", "handshake", "full", "full-progress"])
+@pytest.mark.parametrize("era", ["2026-07-28", "handshake", "full", "full-progress",
+                                 "full-emoji"])
 async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
         era: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -75,6 +76,7 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
     monkeypatch.setattr(Backlog, "put", counted)
     calls: list[Any] = []
     holding = held_logs.holding
+    waiting = {"items": 0}  # the full path's notifications waiting for the host
 
     @contextlib.contextmanager
     def held(call: Any, data: Any) -> Iterator[bool]:
@@ -82,7 +84,12 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             calls.append(call)
         with holding(call, data) as kept:
             most["bytes"] = max(most["bytes"], held_logs.held_bytes(call))
-            yield kept
+            waiting["items"] += kept
+            most["items"] = max(most["items"], waiting["items"])
+            try:
+                yield kept
+            finally:
+                waiting["items"] -= kept
 
     monkeypatch.setattr(relay, "holding", held)
 
@@ -101,12 +108,12 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             session = await session_of(http)
             # An unusual key: the session lane leaves it to the full path (the SDK).
             extra: dict[str, Any] = {} if era == "handshake" else {"x-full-path": 1}
-            tool = "f_flood"
+            tool, arguments = "f_flood", {"char": "\U0001f600"} if era == "full-emoji" else {}
             if era == "full-progress":
                 tool, extra["_meta"] = "f_tick", {"progressToken": "t"}
             slow = await _never_reading(base, headers(None, session), {
                 "jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": tool, "arguments": {}, **extra}})
+                "params": {"name": tool, "arguments": arguments, **extra}})
         else:
             slow = await _never_reading(base, headers_of("f_flood", None), body_of(
                 "f_flood", {}, {"io.modelcontextprotocol/logLevel": "warning"}))
@@ -124,7 +131,10 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
     # What the stream held never passed the bound (64 KiB events: 16 of them).
     assert 0 < most["bytes"] <= MAX_HELD_BYTES == held_logs.MAX_HELD_BYTES, most
     assert era.startswith("full") == (not backlogs), backlogs  # the path the call took
-    assert most["items"] <= MAX_HELD_BYTES // 65536 + 1, most  # the lanes' queued events
+    # The events queued (the full path's logs waiting), 64 KiB of UTF-8 each (an emoji's
+    # counted as 1 byte, 64 of them were held); a 1 KB progress counts 4 KiB.
+    each = held_logs.ITEM_BYTES if era == "full-progress" else 65536
+    assert most["items"] <= MAX_HELD_BYTES // each + 1, most
     warned = [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()]
     assert len(warned) == 1, warned  # once per stream, however many are dropped
     assert "further logs and progress" in warned[0] and "are dropped" in warned[0]

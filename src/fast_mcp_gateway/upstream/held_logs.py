@@ -31,20 +31,28 @@ ITEM_BYTES = 4096
 _held: WeakKeyDictionary[Any, list[int]] = WeakKeyDictionary()
 
 
-def _size(data: Any) -> int:
-    if data is None or isinstance(data, str):
-        return max(len(data or ""), ITEM_BYTES)
+def size_of(data: Any) -> int:
+    """What a log's ``data`` (or a progress message) counts: its UTF-8 bytes as JSON
+    writes them, at least ``ITEM_BYTES`` (characters undercount: an emoji is 4 bytes on
+    the wire and in memory, so a bound counted in characters held up to 4 MiB)."""
+    if data is None:
+        return ITEM_BYTES
+    if isinstance(data, str):
+        return max(len(data) if data.isascii() else len(data.encode(errors="replace")),
+                   ITEM_BYTES)
     try:
-        return max(len(json.dumps(data, default=str)), ITEM_BYTES)
+        text = json.dumps(data, default=str, ensure_ascii=False)
     except (TypeError, ValueError):  # a structure json cannot walk: count it small
         return ITEM_BYTES
+    return max(len(text) if text.isascii() else len(text.encode(errors="replace")),
+               ITEM_BYTES)
 
 
 @contextmanager
 def holding(call: Any, data: Any) -> Iterator[bool]:
     """Count ``data`` (a log of ``call``) while it is sent; yields False (send nothing)
     when the call's logs already waiting would pass ``MAX_HELD_BYTES``."""
-    size = _size(data)
+    size = size_of(data)
     held = _held.get(call)
     if held is None:
         held = _held[call] = [0, 0]

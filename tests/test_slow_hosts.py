@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import socket
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ import httpx2
 import pytest
 from anyio.abc import SocketAttribute
 
+from fast_mcp_gateway.front.wire import encode_body, progress_params
 from fast_mcp_gateway.http import sse_backlog
+from fast_mcp_gateway.http.session_reply import sse_event
 from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 from fast_mcp_gateway.http.sse_backlog import MAX_HELD_BYTES, Backlog
 from fast_mcp_gateway.upstream import held_logs, relay
@@ -138,3 +141,32 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
     warned = [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()]
     assert len(warned) == 1, warned  # once per stream, however many are dropped
     assert "further logs and progress" in warned[0] and "are dropped" in warned[0]
+
+
+async def test_tiny_events_held_cost_about_the_bound() -> None:
+    """A lane stream's events are counted with what each costs besides its body (its
+    ASGI message): counted by their bodies alone, a host not reading a call's progress
+    without a message (126-byte events) held 8,330 of them, 2.9 MB under a 1 MiB bound."""
+    stuck = anyio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await stuck.wait()  # a host that reads nothing
+
+    def event(n: int) -> bytes:
+        return sse_event(encode_body({"jsonrpc": "2.0", "method": "notifications/progress",
+                                      "params": progress_params("t", n, None, None)}))
+
+    backlog, n = Backlog(send, "2026-07-28", "slowpoke"), 0
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        while backlog.put({"type": "http.response.body", "body": event(n), "more_body": True}):
+            n += 1
+        cost = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert n <= MAX_HELD_BYTES // (len(event(n)) + 200), n
+    assert cost <= 1.25 * MAX_HELD_BYTES, cost
+    stuck.set()
+    await backlog.flushed()
+    assert backlog.held == 0 and not backlog.pending

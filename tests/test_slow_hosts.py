@@ -35,7 +35,7 @@ from fast_mcp_gateway.http import sse_backlog
 from fast_mcp_gateway.http.session_reply import sse_event
 from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 from fast_mcp_gateway.http.sse_backlog import MAX_HELD_BYTES, Backlog
-from fast_mcp_gateway.upstream import held_logs, relay
+from fast_mcp_gateway.upstream import held_logs
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, until
 from tests.test_http_lane import body_of, headers_of
 from tests.test_lane_non_finite import session_of
@@ -94,7 +94,7 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             finally:
                 waiting["items"] -= kept
 
-    monkeypatch.setattr(relay, "holding", held)
+    monkeypatch.setattr(held_logs, "holding", held)
 
     def dropped() -> bool:
         return any(b.dropped for b in backlogs) or any(
@@ -170,3 +170,39 @@ async def test_tiny_events_held_cost_about_the_bound() -> None:
     stuck.set()
     await backlog.flushed()
     assert backlog.held == 0 and not backlog.pending
+
+
+async def test_a_full_path_call_not_read_stops_no_reader_relaying_its_logs(
+        tmp_path: Path) -> None:
+    """A host with a full-path call (not read) and a lane call on one stdio upstream:
+    the stdio tap relays a log it reads while the lane call waits itself, and by timing
+    the log is the earlier call's (``flood.py``'s ``hold``, logging nothing).  Its send
+    waited there for the host: once the host's buffers were full, the upstream's stdout
+    reader stopped for good (its logs were never dropped: one waited at a time), and
+    every host's calls on it with it.  Now that send goes on from a task of its own, as
+    the SDK's reader does: the call's logs are dropped past the bound, others answered."""
+    stop = tmp_path / "stop"
+    gateway = make_gateway({"f": {"command": PY, "args": [str(SERVERS / "flood.py")],
+                                  "env": {"FLOOD_STOP": str(stop)}}}, call_timeout=120)
+    async with serve_http(gateway.http_app("http"), http=protocol_with_timeout(30.0)) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as http, \
+            contextlib.AsyncExitStack() as hosts:
+        session = await session_of(http)
+
+        async def post(request_id: int, tool: str, **extra: Any) -> None:  # never read
+            stream = await _never_reading(base, headers(None, session), {
+                "jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": tool, "arguments": {}, **extra}})
+            hosts.push_async_callback(stream.aclose)
+
+        try:
+            await post(5, "f_hold", **{"x-full-path": 1})  # the full path (the SDK)
+            await until((tmp_path / "stop.held").exists)
+            await post(6, "f_flood")  # the session lane: a tap call, logging
+            await until(lambda: any(dropped for _, dropped in held_logs._held.values()))
+            with anyio.fail_after(WITHIN):
+                other = await http.post("/mcp", headers=headers_of("f_ping", None),
+                                        json=body_of("f_ping", {}))
+            assert "pong" in other.text, other.text
+        finally:
+            stop.touch()

@@ -1,7 +1,8 @@
 """A stdio upstream whose ``flood`` logs 64 KiB warnings (``tick``: progress) until
 ``FLOOD_STOP`` (a path) exists (for tests/test_slow_hosts.py; ``idle_flood``: outside any
-call, tests/test_slow_get_stream.py); ``ping`` answers at once.  A log's text repeats
-``char``: 64 KiB of UTF-8 whatever its size (an emoji: 16,384 characters)."""
+call, tests/test_slow_get_stream.py); ``ping`` answers at once, ``hold`` once stopped.
+A log's text repeats ``char``: 64 KiB of UTF-8 whatever its size (an emoji: 16,384
+characters)."""
 
 import asyncio
 import os
@@ -57,6 +58,16 @@ async def idle_flood(ctx: Context, char: str = "x") -> str:
     _idle.add(task)
     task.add_done_callback(_idle.discard)
     return "flooding"
+
+
+@mcp.tool
+async def hold() -> str:
+    """Log nothing; answer once ``FLOOD_STOP`` exists (``FLOOD_STOP`` + ".held" tells
+    that it runs)."""
+    await anyio.Path(f"{STOP}.held").touch()
+    while not await STOP.exists():  # noqa: ASYNC110 - a file tells, in another process
+        await anyio.sleep(0.05)
+    return "held"
 
 
 @mcp.tool

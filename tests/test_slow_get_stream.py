@@ -65,8 +65,9 @@ async def _never_reading_get(base: str, token: str, session: str) -> anyio.abc.S
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # logging/setLevel, SEP-2577
+@pytest.mark.parametrize("char", ["x", "\U0001f600"])  # 1 and 4 bytes of UTF-8
 async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        char: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     boxes: list[Outbox] = []
     most = {"bytes": 0, "items": 0}
@@ -109,7 +110,7 @@ async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
                 await listening.wait()
                 started = await http.post("/mcp", headers=headers(READER, session), json={
                     "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                    "params": {"name": "f_idle_flood", "arguments": {}}})
+                    "params": {"name": "f_idle_flood", "arguments": {"char": char}}})
                 assert "flooding" in started.text, started.text
                 # The slow host's outbox is full: its logs are being dropped.
                 await until(lambda: any(b.who == "slowpoke" and b.dropped for b in boxes))
@@ -121,7 +122,8 @@ async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
         finally:
             stop.touch()
             await slow.aclose()
-    # What one host's outbox held never passed the bound (64 KiB logs: 16 of them).
+    # What one host's outbox held never passed the bound (logs of 64 KiB of UTF-8: 16 of
+    # them; an emoji's counted as 1 byte, 64 were held).
     assert 0 < most["bytes"] <= MAX_HELD_BYTES, most
     assert most["items"] <= MAX_HELD_BYTES // 65536 + 1 < MAX_HELD_BYTES // ITEM_BYTES, most
     warned = [r.getMessage() for r in caplog.records if r.name == outbox.__name__

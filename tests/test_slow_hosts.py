@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import socket
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,12 @@ import httpx2
 import pytest
 from anyio.abc import SocketAttribute
 
+from fast_mcp_gateway.front.wire import encode_body, progress_params
 from fast_mcp_gateway.http import sse_backlog
+from fast_mcp_gateway.http.session_reply import sse_event
 from fast_mcp_gateway.http.slow_clients import protocol_with_timeout
 from fast_mcp_gateway.http.sse_backlog import MAX_HELD_BYTES, Backlog
-from fast_mcp_gateway.upstream import held_logs, relay
+from fast_mcp_gateway.upstream import held_logs
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, serve_http, until
 from tests.test_http_lane import body_of, headers_of
 from tests.test_lane_non_finite import session_of
@@ -56,7 +59,8 @@ async def _never_reading(base: str, head: dict[str, str], body: dict[str, Any]
     return stream
 
 
-@pytest.mark.parametrize("era", ["2026-07-28", "handshake", "full", "full-progress"])
+@pytest.mark.parametrize("era", ["2026-07-28", "handshake", "full", "full-progress",
+                                 "full-emoji"])
 async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
         era: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -75,6 +79,7 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
     monkeypatch.setattr(Backlog, "put", counted)
     calls: list[Any] = []
     holding = held_logs.holding
+    waiting = {"items": 0}  # the full path's notifications waiting for the host
 
     @contextlib.contextmanager
     def held(call: Any, data: Any) -> Iterator[bool]:
@@ -82,9 +87,14 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             calls.append(call)
         with holding(call, data) as kept:
             most["bytes"] = max(most["bytes"], held_logs.held_bytes(call))
-            yield kept
+            waiting["items"] += kept
+            most["items"] = max(most["items"], waiting["items"])
+            try:
+                yield kept
+            finally:
+                waiting["items"] -= kept
 
-    monkeypatch.setattr(relay, "holding", held)
+    monkeypatch.setattr(held_logs, "holding", held)
 
     def dropped() -> bool:
         return any(b.dropped for b in backlogs) or any(
@@ -101,12 +111,12 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
             session = await session_of(http)
             # An unusual key: the session lane leaves it to the full path (the SDK).
             extra: dict[str, Any] = {} if era == "handshake" else {"x-full-path": 1}
-            tool = "f_flood"
+            tool, arguments = "f_flood", {"char": "\U0001f600"} if era == "full-emoji" else {}
             if era == "full-progress":
                 tool, extra["_meta"] = "f_tick", {"progressToken": "t"}
             slow = await _never_reading(base, headers(None, session), {
                 "jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": tool, "arguments": {}, **extra}})
+                "params": {"name": tool, "arguments": arguments, **extra}})
         else:
             slow = await _never_reading(base, headers_of("f_flood", None), body_of(
                 "f_flood", {}, {"io.modelcontextprotocol/logLevel": "warning"}))
@@ -124,7 +134,75 @@ async def test_a_host_reading_nothing_holds_a_bounded_backlog_and_stops_no_one(
     # What the stream held never passed the bound (64 KiB events: 16 of them).
     assert 0 < most["bytes"] <= MAX_HELD_BYTES == held_logs.MAX_HELD_BYTES, most
     assert era.startswith("full") == (not backlogs), backlogs  # the path the call took
-    assert most["items"] <= MAX_HELD_BYTES // 65536 + 1, most  # the lanes' queued events
+    # The events queued (the full path's logs waiting), 64 KiB of UTF-8 each (an emoji's
+    # counted as 1 byte, 64 of them were held); a 1 KB progress counts 4 KiB.
+    each = held_logs.ITEM_BYTES if era == "full-progress" else 65536
+    assert most["items"] <= MAX_HELD_BYTES // each + 1, most
     warned = [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()]
     assert len(warned) == 1, warned  # once per stream, however many are dropped
     assert "further logs and progress" in warned[0] and "are dropped" in warned[0]
+
+
+async def test_tiny_events_held_cost_about_the_bound() -> None:
+    """A lane stream's events are counted with what each costs besides its body (its
+    ASGI message): counted by their bodies alone, a host not reading a call's progress
+    without a message (126-byte events) held 8,330 of them, 2.9 MB under a 1 MiB bound."""
+    stuck = anyio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await stuck.wait()  # a host that reads nothing
+
+    def event(n: int) -> bytes:
+        return sse_event(encode_body({"jsonrpc": "2.0", "method": "notifications/progress",
+                                      "params": progress_params("t", n, None, None)}))
+
+    backlog, n = Backlog(send, "2026-07-28", "slowpoke"), 0
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        while backlog.put({"type": "http.response.body", "body": event(n), "more_body": True}):
+            n += 1
+        cost = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert n <= MAX_HELD_BYTES // (len(event(n)) + 200), n
+    assert cost <= 1.25 * MAX_HELD_BYTES, cost
+    stuck.set()
+    await backlog.flushed()
+    assert backlog.held == 0 and not backlog.pending
+
+
+async def test_a_full_path_call_not_read_stops_no_reader_relaying_its_logs(
+        tmp_path: Path) -> None:
+    """A host with a full-path call (not read) and a lane call on one stdio upstream:
+    the stdio tap relays a log it reads while the lane call waits itself, and by timing
+    the log is the earlier call's (``flood.py``'s ``hold``, logging nothing).  Its send
+    waited there for the host: once the host's buffers were full, the upstream's stdout
+    reader stopped for good (its logs were never dropped: one waited at a time), and
+    every host's calls on it with it.  Now that send goes on from a task of its own, as
+    the SDK's reader does: the call's logs are dropped past the bound, others answered."""
+    stop = tmp_path / "stop"
+    gateway = make_gateway({"f": {"command": PY, "args": [str(SERVERS / "flood.py")],
+                                  "env": {"FLOOD_STOP": str(stop)}}}, call_timeout=120)
+    async with serve_http(gateway.http_app("http"), http=protocol_with_timeout(30.0)) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as http, \
+            contextlib.AsyncExitStack() as hosts:
+        session = await session_of(http)
+
+        async def post(request_id: int, tool: str, **extra: Any) -> None:  # never read
+            stream = await _never_reading(base, headers(None, session), {
+                "jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": tool, "arguments": {}, **extra}})
+            hosts.push_async_callback(stream.aclose)
+
+        try:
+            await post(5, "f_hold", **{"x-full-path": 1})  # the full path (the SDK)
+            await until((tmp_path / "stop.held").exists)
+            await post(6, "f_flood")  # the session lane: a tap call, logging
+            await until(lambda: any(dropped for _, dropped in held_logs._held.values()))
+            with anyio.fail_after(WITHIN):
+                other = await http.post("/mcp", headers=headers_of("f_ping", None),
+                                        json=body_of("f_ping", {}))
+            assert "pong" in other.text, other.text
+        finally:
+            stop.touch()

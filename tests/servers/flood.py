@@ -1,6 +1,8 @@
 """A stdio upstream whose ``flood`` logs 64 KiB warnings (``tick``: progress) until
 ``FLOOD_STOP`` (a path) exists (for tests/test_slow_hosts.py; ``idle_flood``: outside any
-call, tests/test_slow_get_stream.py); ``ping`` answers at once."""
+call, tests/test_slow_get_stream.py); ``ping`` answers at once, ``hold`` once stopped.
+A log's text repeats ``char``: 64 KiB of UTF-8 whatever its size (an emoji: 16,384
+characters)."""
 
 import asyncio
 import os
@@ -12,11 +14,17 @@ mcp = FastMCP("flood")
 STOP = anyio.Path(os.environ.get("FLOOD_STOP", "stop"))
 
 
+def _blob(char: str) -> str:
+    return char * (65536 // len(char.encode()))
+
+
 @mcp.tool
-async def flood(ctx: Context) -> int:
-    blob, sent = "x" * 65536, 0
+async def flood(ctx: Context, char: str = "x") -> int:
+    blob, sent = _blob(char), 0
     while not await STOP.exists():
-        await ctx.warning(f"{sent} {blob}")
+        # A plain string (``ctx.warning`` sends a dict: {"msg": ..., "extra": ...}).
+        await ctx.session.send_log_message("warning", f"{sent} {blob}",
+                                           related_request_id=ctx.request_id)
         sent += 1
     return sent
 
@@ -35,10 +43,10 @@ _idle: set[asyncio.Task[None]] = set()
 
 
 @mcp.tool
-async def idle_flood(ctx: Context) -> str:
+async def idle_flood(ctx: Context, char: str = "x") -> str:
     """Return at once; then log 64 KiB warnings outside any call (its client's idle
     logs) until ``FLOOD_STOP`` exists."""
-    session, blob = ctx.session, "x" * 65536
+    session, blob = ctx.session, _blob(char)
 
     async def logs() -> None:
         sent = 0
@@ -50,6 +58,16 @@ async def idle_flood(ctx: Context) -> str:
     _idle.add(task)
     task.add_done_callback(_idle.discard)
     return "flooding"
+
+
+@mcp.tool
+async def hold() -> str:
+    """Log nothing; answer once ``FLOOD_STOP`` exists (``FLOOD_STOP`` + ".held" tells
+    that it runs)."""
+    await anyio.Path(f"{STOP}.held").touch()
+    while not await STOP.exists():  # noqa: ASYNC110 - a file tells, in another process
+        await anyio.sleep(0.05)
+    return "held"
 
 
 @mcp.tool

@@ -28,6 +28,7 @@ from fast_mcp_gateway.front.homes import Home, Homes
 from fast_mcp_gateway.front.outbox import Outbox
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.view import normalize_uri
+from fast_mcp_gateway.upstream.held_logs import size_of
 from fast_mcp_gateway.upstream.relay import STDIO_HOST, log_levels_from
 
 _MAX_IDLE_LOGS = 1000  # queued between wake-ups; beyond, the oldest are dropped
@@ -454,15 +455,14 @@ class FrontHub:
         else:  # a per_client session's host: its SDK connection
             targets = [host] if isinstance(host, Connection) else []
         payload = params.model_dump(by_alias=True, mode="json", exclude_none=True)
-        size = len(str(payload.get("data", "")))
+        size = size_of(payload.get("data"))  # UTF-8 bytes, not characters
         for connection in targets:
             level = client_log_level(connection)
             if level is None and connection is not sole:
                 continue  # this host never asked for logs
-            if params.level not in log_levels_from(level):
+            if params.level not in log_levels_from(level) or not self._may_use.get(
+                    connection, _every_server)(server):  # or not a server its token may use
                 continue
-            if not self._may_use.get(connection, _every_server)(server):
-                continue  # a token restricted to other servers: not even their names
             self._outbox(connection).put(
                 partial(connection.notify, "notifications/message", payload), size=size)
 

@@ -9,14 +9,23 @@ progress notifications).  ``holding`` counts a call's notifications still waitin
 there, each at least ``ITEM_BYTES`` (a waiting task costs about that): past
 ``MAX_HELD_BYTES`` one is dropped, the first with one warning (the HTTP lanes bound
 their streams alike: ``http/sse_backlog``).
+
+The stdio tap relays a log it reads while a lane call waits itself, before its next
+line (``stdio_tap.RawTap._log``, under ``READER``): the log of a full-path call (by
+timing: one host's lane and full-path calls in flight) waited there for its host, so a
+host that read nothing stopped the upstream's stdout reader and every host's calls on
+it (review14).  ``relayed`` sends such a log from a task of its own, as the SDK's
+reader does, counted from the start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -29,22 +38,33 @@ ITEM_BYTES = 4096
 
 # A call (``relay.FrontCall``) -> [bytes of its logs waiting, logs dropped].
 _held: WeakKeyDictionary[Any, list[int]] = WeakKeyDictionary()
+READER: ContextVar[bool] = ContextVar("gateway_reader_relays", default=False)
+"""Set while an upstream's reader relays a log itself (the stdio tap's, between lines)."""
+_aside: set[asyncio.Task[None]] = set()  # the sends ``relayed`` left to tasks, running
 
 
-def _size(data: Any) -> int:
-    if data is None or isinstance(data, str):
-        return max(len(data or ""), ITEM_BYTES)
+def size_of(data: Any) -> int:
+    """What a log's ``data`` (or a progress message) counts: its UTF-8 bytes as JSON
+    writes them, at least ``ITEM_BYTES`` (characters undercount: an emoji is 4 bytes on
+    the wire and in memory, so a bound counted in characters held up to 4 MiB)."""
+    if data is None:
+        return ITEM_BYTES
+    if isinstance(data, str):
+        return max(len(data) if data.isascii() else len(data.encode(errors="replace")),
+                   ITEM_BYTES)
     try:
-        return max(len(json.dumps(data, default=str)), ITEM_BYTES)
+        text = json.dumps(data, default=str, ensure_ascii=False)
     except (TypeError, ValueError):  # a structure json cannot walk: count it small
         return ITEM_BYTES
+    return max(len(text) if text.isascii() else len(text.encode(errors="replace")),
+               ITEM_BYTES)
 
 
 @contextmanager
 def holding(call: Any, data: Any) -> Iterator[bool]:
     """Count ``data`` (a log of ``call``) while it is sent; yields False (send nothing)
     when the call's logs already waiting would pass ``MAX_HELD_BYTES``."""
-    size = _size(data)
+    size = size_of(data)
     held = _held.get(call)
     if held is None:
         held = _held[call] = [0, 0]
@@ -68,3 +88,27 @@ def held_bytes(call: Any) -> int:
     """The bytes of ``call``'s logs waiting for its host now (tests count them)."""
     held = _held.get(call)
     return 0 if held is None else held[0]
+
+
+async def relayed(call: Any, data: Any, send: Callable[[], Awaitable[object]]) -> None:
+    """Run ``send`` (a log or progress of ``call``, counted by ``data``) within the
+    bound (``holding``); under ``READER``, from a task of its own (module doc)."""
+    held = ExitStack()
+    if not held.enter_context(holding(call, data)):
+        held.close()
+        return
+    if not READER.get():
+        with held:
+            await send()
+        return
+    task = asyncio.get_running_loop().create_task(_sent(send, held))
+    _aside.add(task)
+    task.add_done_callback(_aside.discard)
+
+
+async def _sent(send: Callable[[], Awaitable[object]], held: ExitStack) -> None:
+    with held:
+        try:
+            await send()
+        except Exception:  # the host is gone: as the SDK's task for it would
+            logger.debug("a log for a host could not be sent", exc_info=True)

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -50,7 +51,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.deadline import Pace
-from fast_mcp_gateway.upstream.held_logs import holding
+from fast_mcp_gateway.upstream.held_logs import relayed
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +207,8 @@ class FrontCall:
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         if self.session is not None:
-            with holding(self, message) as kept:  # bounded as logs are (``held_logs``)
-                if kept:
-                    await self.session.report_progress(progress, total, message)
+            await relayed(self, message, partial(  # bounded as logs are (``held_logs``)
+                self.session.report_progress, progress, total, message))
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         """An upstream's log of this call (a handshake-era host's level applied here)."""
@@ -216,10 +216,9 @@ class FrontCall:
             if not self.is_modern and params.level not in log_levels_from(
                     client_log_level(connection_of(self.session))):
                 return
-            with holding(self, params.data) as kept:
-                if kept:
-                    await _send_log_message(self.session, params.level, params.data,
-                                            params.logger, related_request_id=self.request_id)
+            await relayed(self, params.data, partial(
+                _send_log_message, self.session, params.level, params.data, params.logger,
+                related_request_id=self.request_id))
 
     def can_ask(self, capability: str) -> bool:
         """Whether this host declared ``sampling`` / ``elicitation`` / ``roots``."""

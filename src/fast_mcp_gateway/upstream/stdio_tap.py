@@ -72,6 +72,7 @@ from fast_mcp_gateway.upstream.framing import (
     finite,
     is_number,
 )
+from fast_mcp_gateway.upstream.held_logs import READER
 from fast_mcp_gateway.upstream.launch import launch_failure
 from fast_mcp_gateway.upstream.lifting import LIFT_MIN, lifted_loads, lifting
 from fast_mcp_gateway.upstream.processes import default_environment
@@ -288,7 +289,12 @@ class RawTap:
         if not isinstance(message, dict) or message.get("method") != _LOG:
             return False
         params = message.get("params")
-        await deliver_notification(session, _LOG, params if isinstance(params, dict) else None)
+        reading = READER.set(True)  # no host but a lane's waited on here (``held_logs``)
+        try:
+            await deliver_notification(session, _LOG,
+                                       params if isinstance(params, dict) else None)
+        finally:
+            READER.reset(reading)
         return True
 
     def open(self, write: Callable[[bytes], Awaitable[None]]) -> None:

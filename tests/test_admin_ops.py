@@ -21,6 +21,7 @@ from fast_mcp_gateway.admin import history, routes, servers
 from fast_mcp_gateway.admin.context import Actor
 from fast_mcp_gateway.admin.control import ControlPlane
 from fast_mcp_gateway.admin.in_flight import InFlight
+from fast_mcp_gateway.admin.in_force import routes_in_force
 from fast_mcp_gateway.admin.models import ChangeReport
 from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.registrations import TOMBSTONE
@@ -29,7 +30,7 @@ from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path
 from fast_mcp_gateway.errors import AdminError, ConfigError, UpstreamError
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.pinning import PinBook
-from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import HealthRecord, Invocation, Store, open_store
@@ -96,8 +97,10 @@ class FakeContext:
         self.health_waits += 1
         return True
 
-    async def load_routes(self) -> None:
+    async def load_routes(self, written: Route | int | None = None) -> None:
         self.routes_loaded += 1
+        if self.store is not None:  # as the gateway's (admin/control.py)
+            self.routes = await routes_in_force(self.store, self.routes, written)
 
     async def reload_config(self, actor: Actor) -> ChangeReport:
         self.audits.append((actor.id, "reload_config", None))

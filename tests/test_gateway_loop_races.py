@@ -12,7 +12,9 @@ made after connect over the handshake era, and ``check``.
   (pings, which told nothing): a gateway's ping now names its gateways and is answered
   with the other's, so the held sessions' probes find it.
 * ``mcp-gateway check`` reported an entry pointing at the running gateway of its own
-  config (or at one aggregating it) "ok": it now fails as ``serve`` refuses it.
+  config (or at one aggregating it) "ok": it now fails as ``serve`` refuses it, also
+  when both run ``--no-db`` with ``$MCP_GATEWAY_DB`` set (serve's identity hashed that
+  store, check's none).
 
 Real ``serve`` processes (HTTP on 127.0.0.1, a stdio child gateway on a store of its
 own); each test fails on the old code (the loop is never refused, or ``check`` says ok).
@@ -268,6 +270,29 @@ async def test_check_reports_the_gateway_itself_and_one_aggregating_it(
     assert rows["self"]["error"] == ITSELF.format(url=own)
     assert rows["h"]["status"] == "failed"
     assert rows["h"]["error"].startswith(AGGREGATES.format(url=f"{h.base}/mcp")), rows
+
+
+async def test_check_knows_a_gateway_serving_without_its_store_variable(
+        tmp_path: Path) -> None:
+    """``serve --no-db`` with ``$MCP_GATEWAY_DB`` set runs without a store, but its
+    identity hashed that store, while ``check --no-db`` hashed none: ``check`` with the
+    same settings said the gateway's own URL was "ok".  Both now hash the store ``serve``
+    runs with (``GatewaySettings.store``)."""
+    port = free_port()
+    own = f"http://127.0.0.1:{port}/mcp"
+    env = {"MCP_GATEWAY_DB": str(tmp_path / "g.db")}
+    async with serve(tmp_path, "g", port, {"clock": CLOCK, "self": {"url": own}},
+                     store=["--no-db"], env=env) as g:
+        await g.said("upstream self: starting -> failed")
+        checked = await anyio.run_process(
+            [sys.executable, "-m", "fast_mcp_gateway", "check", "--config",
+             str(tmp_path / "g.yaml"), "--no-db", "--json"], check=False,
+            env={**os.environ, **env})
+    assert checked.returncode == 1, checked.stderr.decode()
+    rows = {row["server"]: row for row in json.loads(checked.stdout)["servers"]}
+    assert rows["clock"]["status"] == "ok"
+    assert (rows["self"]["status"], rows["self"]["error"]) == ("failed", ITSELF.format(url=own))
+    assert not (tmp_path / "g.db").exists()  # neither opened the store
 
 
 # -- in process: what the opening requests and the pings tell -------------------------

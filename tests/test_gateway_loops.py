@@ -13,6 +13,7 @@ old code each loops: the failed state these tests wait for never comes.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -96,15 +97,20 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(tmp_path: Path, name: str, port: int, servers: dict[str, Any]
+async def serve(tmp_path: Path, name: str, port: int, servers: dict[str, Any],
+                store: list[str] | None = None, env: dict[str, str] | None = None
                 ) -> AsyncIterator[Served]:
+    """``store``: the store flags (default ``--db NAME.db``); ``env``: variables added."""
     config = write_config(tmp_path / f"{name}.yaml", servers)
     served = Served(port)
+    if store is None:
+        store = ["--db", str(tmp_path / f"{name}.db")]
     async with anyio.create_task_group() as tg, await anyio.open_process(
             [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
-             "--transport", "http", "--port", str(port), "--db", str(tmp_path / f"{name}.db"),
+             "--transport", "http", "--port", str(port), *store,
              "--allow-unauthenticated-admin"],
-            stdin=None, stdout=None) as proc:
+            stdin=None, stdout=None, env=None if env is None else {**os.environ, **env}
+            ) as proc:
         assert proc.stderr is not None
         tg.start_soon(served.read, TextReceiveStream(proc.stderr))
         try:

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -130,3 +131,40 @@ def test_the_cli_sets_apart_and_forgets_a_server_no_longer_configured(tmp_path: 
             await store.close()
 
     assert anyio.run(audited) == [("cli", "forget_pins", "gone")]
+
+
+async def test_pins_of_a_server_another_gateway_registered_are_not_forgotten(
+        tmp_path: Path) -> None:
+    """Another gateway on the store registers 'sh' (its pins stored); this one has not
+    applied it (a SQLite file tells it nothing) and forgot its pins as those of a server
+    no longer configured: added here at the next restart, it was trusted on first use.
+    'mcp-gateway pins forget' already counted the store's registrations; the gateway's
+    forget now does too, and deletes nothing, audits nothing."""
+    db = tmp_path / "g.db"
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=db, options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=60,
+                               headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        other = await open_store(str(db))  # the other gateway, after this one started
+        try:
+            await other.put_server("sh", memory_entry("sh"), True)
+            await other.put_pins([_row("sh", "lookup", "approved"),
+                                  _row("alpha", "add", "approved")])
+        finally:
+            await other.close()
+        assert "sh" not in gateway.manager.services  # not applied here
+        refused = await rest.delete("/pins/sh")
+        assert refused.status_code == 400, refused.text
+        assert "server 'sh' is configured: its pins are what" in refused.json()["error"]["message"]
+        # Another spelling of a configured server names no row: nothing to forget.
+        for spelling in ("ALPHA", "alpha ", "\u0430lpha", "alpha#0", "alpha/0"):
+            assert (await rest.delete(f"/pins/{quote(spelling, safe='')}")).status_code \
+                == 404, spelling
+    store = await open_store(str(db))
+    try:
+        assert [r.name for r in await store.pins("sh")] == ["lookup"]
+        assert await store.pins("alpha") != []
+        assert [e for e in await store.audit(limit=50) if e.action == "forget_pins"] == []
+    finally:
+        await store.close()

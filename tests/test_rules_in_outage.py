@@ -16,6 +16,7 @@ import html
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -163,3 +164,108 @@ async def test_rules_are_listed_from_memory_while_postgresql_is_stopped(
         await anyio.to_thread.run_sync(own_cluster.start)
 
     await rules_while_the_store_is_away(tmp_path, url, away, back, "is unreachable")
+
+
+async def test_an_alert_rule_written_just_before_the_store_goes_is_answered_and_in_force(
+        tmp_path: Path) -> None:
+    """The store went away between an alert rule's write and the engine's re-read of the
+    rules: the rule was stored and audited, but the answer was a 500 (``StopIteration``:
+    the engine held the old rules, without it), the rule not in force here until the
+    store answered, and the add repeated was a 409.  Now the written rule is held in
+    force at once, and answered 201; a delete likewise.  The instant cannot be timed
+    from outside: the store's read of the rules fails from the write on (a fault put in
+    the real SQLite store's method, the gateway otherwise real, over HTTP)."""
+    from fast_mcp_gateway.store.base import StoreUnavailable
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store = gateway.control.store
+        assert store is not None
+        put, delete, read = store.put_alert_rule, store.delete_alert_rule, store.alert_rules
+
+        async def gone() -> list[Any]:
+            raise StoreUnavailable("the store is unreachable (the test's fault)")
+
+        async def put_then_go(name: str, config: dict[str, Any] | None) -> None:
+            await put(name, config)
+            store.alert_rules = gone  # type: ignore[method-assign]
+
+        async def delete_then_go(name: str) -> bool:
+            deleted = await delete(name)
+            store.alert_rules = gone  # type: ignore[method-assign]
+            return deleted
+
+        store.put_alert_rule = put_then_go  # type: ignore[method-assign]
+        store.delete_alert_rule = delete_then_go  # type: ignore[method-assign]
+        added = await rest.post("/alerts/rules", json=RULE)
+        assert added.status_code == 201, added.text
+        assert added.json()["rule"]["name"] == "beta-errors"
+        listed = (await rest.get("/alerts/rules")).json()
+        assert "the store cannot be read" in listed["store_unreachable"]
+        assert [r["rule"]["name"] for r in listed["rules"]] == ["beta-errors"]  # in force
+        store.alert_rules = read  # type: ignore[method-assign]
+        deleting = await rest.delete("/alerts/rules/beta-errors")
+        assert deleting.status_code == 200, deleting.text
+        listed = (await rest.get("/alerts/rules")).json()
+        assert listed["rules"] == [] and listed["store_unreachable"] is not None
+        store.alert_rules = read  # type: ignore[method-assign]
+        assert (await rest.get("/alerts/rules")).json() == {"rules": [],
+                                                             "store_unreachable": None}
+
+
+async def test_a_route_rule_written_just_before_the_store_goes_is_in_force_and_audited(
+        tmp_path: Path) -> None:
+    """The same for a route rule: stored, then the re-read failed: the add answered 503
+    (the store's error, as for a change not made), the rule not in force here and not
+    audited, and the add made again stored a second rule.  Now it is in force at once
+    (the table in force with the change made), audited and answered 201; a delete
+    likewise."""
+    from fast_mcp_gateway.store.base import StoreUnavailable
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store = gateway.control.store
+        assert store is not None
+        add, delete, read = store.add_route, store.delete_route, store.routes
+
+        async def gone() -> list[Any]:
+            raise StoreUnavailable("the store is unreachable (the test's fault)")
+
+        async def add_then_go(*args: Any) -> int:
+            added = await add(*args)
+            store.routes = gone  # type: ignore[method-assign]
+            return added
+
+        async def delete_then_go(route_id: int) -> bool:
+            deleted = await delete(route_id)
+            store.routes = gone  # type: ignore[method-assign]
+            return deleted
+
+        store.add_route, store.delete_route = add_then_go, delete_then_go  # type: ignore[method-assign]
+        added = await rest.post("/routes", json={"pattern": "alpha_add", "target": "beta"})
+        assert added.status_code == 201, added.text
+        rule = added.json()
+        assert (rule["pattern"], rule["target"]) == ("alpha_add", "beta")
+        listed = (await rest.get("/routes")).json()
+        assert IN_FORCE in listed["store_unreachable"] and listed["routes"] == [rule]
+        assert [(r.id, r.target) for r in gateway.control.routes.routes] == [
+            (rule["id"], "beta")]  # in the call path
+        store.routes = read  # type: ignore[method-assign]
+        stored = (await rest.get("/routes")).json()["routes"]  # one (its time as stored)
+        assert [{**r, "created_at": None} for r in stored] == [{**rule, "created_at": None}]
+        deleting = await rest.delete(f"/routes/{rule['id']}")
+        assert deleting.status_code == 200, deleting.text
+        assert gateway.control.routes.routes == []
+        store.routes = read  # type: ignore[method-assign]
+        assert await store.routes() == []
+        audited = [(e.action, e.target) for e in await store.audit(limit=20)
+                   if e.action.endswith("_route")]
+        assert sorted(audited) == [("add_route", "alpha_add"), ("delete_route", str(rule["id"]))]

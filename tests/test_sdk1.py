@@ -109,19 +109,14 @@ async def test_a_1x_server_behind_the_stdio_front(
     same(expected, relayed, seen)
 
 
-def without_schema_title(asks: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [(kind, (what[0], {k: v for k, v in what[1].items() if k != "title"}))
-            if kind == "elicitation" else (kind, what) for kind, what in asks]
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_1x_server_on_the_full_path(
         python: Path, transport: str, tmp_path: Path) -> None:
-    """The full FastMCP path (an in-process host): the same, but for the form's
-    top-level ``title`` (the 1.x SDK writes the model's name there).  Neither era's
-    ``requestedSchema`` has one; the SDK's runner sieves an ``InputRequiredResult``
-    through the 2026-07-28 surface, which drops it (the express lanes write the
-    upstream's question as it came)."""
+    """The full FastMCP path (an in-process host): the same, the form's top-level
+    ``title`` included (the 1.x SDK writes the model's name there).  Neither era's
+    ``requestedSchema`` has one: the SDK's runner sieves an ``InputRequiredResult``
+    through the 2026-07-28 surface, which dropped it (the express lanes wrote the
+    upstream's question as it came); ``front/form_schemas.py`` puts it back."""
     async with sdk1_server(python, transport, tmp_path) as entry:
         expected = await direct(entry)
         gateway = make_gateway({"v1": entry})
@@ -130,8 +125,6 @@ async def test_a_1x_server_on_the_full_path(
             assert client.protocol_version == "2026-07-28"
             relayed = await observe(client, seen, "v1_", URIS)
     assert expected["asks"][0][1][1]["title"] == "Name"
-    assert "title" not in relayed["asks"][0][1][1]
-    expected["asks"] = without_schema_title(expected["asks"])
     same(expected, relayed, seen)
 
 

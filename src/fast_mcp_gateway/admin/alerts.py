@@ -220,6 +220,7 @@ async def _save(ctx: AdminContext, actor: Actor, action: str, rule: AlertRule
     with finishing(ctx, actor, action, rule.name, rule.stored()):
         with unchanged("the alert rule"):
             await store.put_alert_rule(rule.name, rule.stored())
+        engine.hold(rule.name, rule)  # in force, and answered, if the store goes now
         await ctx.audit(actor, action, rule.name, rule.stored())
     await engine.evaluate()
     return next(v for v in _views(engine) if v.rule["name"] == rule.name)
@@ -281,6 +282,7 @@ async def delete_rule(ctx: AdminContext, actor: Actor, name: str, *,
             await store.put_alert_rule(name, None)
         else:
             await store.delete_alert_rule(name)
+        engine.hold(name, None)
         await ctx.audit(actor, "delete_alert_rule", name)
     await engine.evaluate()
     return {"deleted": name}

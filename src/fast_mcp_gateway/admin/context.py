@@ -22,7 +22,7 @@ from fast_mcp_gateway.config.schema import GatewayOptions, InvalidServer, Server
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.routing.pinning import PinBook
-from fast_mcp_gateway.routing.rules import RouteTable
+from fast_mcp_gateway.routing.rules import Route, RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
@@ -172,8 +172,10 @@ class AdminContext(Protocol):
         """Wait (bounded) until every queued health transition is in the store."""
         ...
 
-    async def load_routes(self) -> None:
-        """Re-read the route rules from the store into the call path."""
+    async def load_routes(self, written: Route | int | None = None) -> None:
+        """Re-read the route rules from the store into the call path; after ``written``
+        (this gateway's change: the rule written, or the id deleted), a store that cannot
+        be read leaves the rules in force with that change made (``in_force``)."""
         ...
 
     @property

@@ -34,6 +34,7 @@ from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_
 from fast_mcp_gateway.admin.health_log import HealthLog
 from fast_mcp_gateway.admin.held_audit import HeldAudit, write_entry
 from fast_mcp_gateway.admin.in_flight import UNFINISHED, InFlight
+from fast_mcp_gateway.admin.in_force import routes_in_force
 from fast_mcp_gateway.admin.invalid import log_invalid, warn_overlong
 from fast_mcp_gateway.admin.late_store import connect_later
 from fast_mcp_gateway.admin.pin_worker import load_pins
@@ -260,10 +261,9 @@ class ControlPlane:
 
     # -- the AdminContext's writes --------------------------------------------------
 
-    async def load_routes(self) -> None:
-        rows = await require_store(self, "route rules").routes()
-        self.routes = RouteTable(Route(r.id, r.pattern, r.match, r.target, r.priority,
-                                       r.created_at) for r in rows)
+    async def load_routes(self, written: Route | int | None = None) -> None:
+        store = require_store(self, "route rules")
+        self.routes = await routes_in_force(store, self.routes, written)
         self._apply_routes(self.routes)
 
     async def audit(self, actor: Actor, action: str, target: str | None,

@@ -14,7 +14,10 @@ meanwhile; a gateway started without its store has read none of it yet).
 
 Changes are refused as before, their first step being a store read or write: 503
 ``store_unavailable``, worded by ``unchanged`` (nothing was changed, the rules in force
-stay, and when to try again).
+stay, and when to try again).  A store gone just after a change was written (before the
+re-read of the rules) no longer answers 503 for a change made, unaudited, not in force
+here (an add made again was a second rule): the change is put in force from what was
+written (``routes_in_force``; the alert engine's ``hold``), audited, and answered.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fast_mcp_gateway.admin.context import AdminContext
-from fast_mcp_gateway.store import StorageError
+from fast_mcp_gateway.routing.rules import Route, RouteTable
+from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.store.deferred import DeferredStore
 
 HIDDEN = "its own error is shown to an admin token without a 'servers' list"
@@ -53,3 +57,20 @@ def unchanged(what: str) -> Iterator[None]:
         raise type(exc)(f"{what} was not changed: the store cannot be used now ({exc}); the "
                         "rules in force stay as listed; make the change again once the "
                         "store answers") from exc
+
+
+async def routes_in_force(store: Store, current: RouteTable,
+                          written: Route | int | None = None) -> RouteTable:
+    """The stored route rules.  ``written``: this gateway's change just written (the rule
+    written, or the id deleted); a store that cannot be read now leaves ``current`` with
+    that change made (the next read replaces it), rather than raise after the change."""
+    try:
+        rows = await store.routes()
+    except StorageError:
+        if written is None:
+            raise
+        gone = written if isinstance(written, int) else written.id
+        return RouteTable([r for r in current.routes if r.id != gone]
+                          + ([] if isinstance(written, int) else [written]))
+    return RouteTable(Route(r.id, r.pattern, r.match, r.target, r.priority, r.created_at)
+                      for r in rows)

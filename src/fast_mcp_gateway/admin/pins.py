@@ -107,15 +107,27 @@ def pin_status(ctx: AdminContext, server: str | None = None) -> PinReport:
 async def forget_pins(ctx: AdminContext, actor: Actor, server: str) -> ForgetReport:
     """Drop every pinned and pending definition of ``server``, which must not be
     configured (``AdminError`` saying what to do then): added again, it is trusted on
-    first use.  ``NotFound`` when nothing is kept of it."""
+    first use.  ``NotFound`` when nothing is kept of it.
+
+    Configured means here or in the store: a registration another gateway on the store
+    made and this one has not applied yet (a SQLite file tells none of them) is its
+    server too, as ``mcp-gateway pins forget`` counts it; and no add of it runs while the
+    store is read and its rows deleted (the registration lock), which the check before
+    it missed, leaving a server just added again with nothing to be checked against."""
+    from fast_mcp_gateway.admin.servers import registered_elsewhere, registering
+
     if configured(ctx, server):
         raise AdminError(refusal(server))
     store = require_store(ctx, "pinned definitions")
-    with finishing(ctx, actor, "forget_pins", server):
-        approved, pending = await forget_stored(store, server)
-        _book(ctx).forget(server)
-        await ctx.audit(actor, "forget_pins", server, None,
-                        f"{approved} approved and {pending} pending definition(s) forgotten")
+    async with registering(ctx):
+        if configured(ctx, server) or await registered_elsewhere(store, server):
+            raise AdminError(refusal(server))
+        with finishing(ctx, actor, "forget_pins", server):
+            approved, pending = await forget_stored(store, server)
+            _book(ctx).forget(server)
+            await ctx.audit(actor, "forget_pins", server, None,
+                            f"{approved} approved and {pending} pending definition(s) "
+                            "forgotten")
     return ForgetReport(server=server, approved=approved, pending=pending)
 
 

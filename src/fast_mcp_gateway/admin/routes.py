@@ -8,6 +8,7 @@ rules in force, from memory, and changes are refused, saying so (``in_force.py``
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -53,18 +54,19 @@ async def _save(ctx: AdminContext, actor: Actor, route_id: int | None, pattern: 
         # path and audited whatever the caller does
         with unchanged("the route rule"):
             if route_id is None:
-                route_id = await store.add_route(pattern, match, target, priority)
+                route_id, made = await store.add_route(pattern, match, target, priority), None
             elif not await store.update_route(route_id, pattern, match, target, priority):
                 raise NotFound(_no_route(actor, route_id))
-        await ctx.load_routes()
+            else:
+                made = next((r.created_at for r in ctx.routes.routes if r.id == route_id), None)
+        # Written: in force and audited even if the store goes now (in_force.py).
+        await ctx.load_routes(Route(route_id, pattern, match, target, priority,
+                                    made or time.time()))
         await ctx.audit(actor, action, pattern, {"id": route_id, "match": match,
                                                  "target": target, "priority": priority})
-    # The rule as stored (its creation time included), as the list shows it.
-    stored = next((r for r in await store.routes() if r.id == route_id), None)
-    if stored is not None:
-        return asdict(stored)
-    return {"id": route_id, "pattern": pattern, "match": match, "target": target,
-            "priority": priority}
+    # The rule in force (its creation time as stored), as the list shows it.
+    rule = next((r for r in ctx.routes.routes if r.id == route_id), None)
+    return _as_stored(rule or Route(route_id, pattern, match, target, priority))
 
 
 async def add_route(ctx: AdminContext, actor: Actor, pattern: str, target: str,
@@ -88,7 +90,7 @@ async def delete_route(ctx: AdminContext, actor: Actor, route_id: int) -> dict[s
             deleted = await store.delete_route(route_id)
         if not deleted:
             raise NotFound(_no_route(actor, route_id))
-        await ctx.load_routes()
+        await ctx.load_routes(route_id)
         await ctx.audit(actor, "delete_route", str(route_id))
     return {"deleted": route_id}
 

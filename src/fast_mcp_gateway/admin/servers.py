@@ -286,14 +286,19 @@ free and both answered 201, the second silently replacing the first.  Between ga
 sharing a store, the store's insert-if-absent (``add_server``) decides instead."""
 
 
+def registering(ctx: AdminContext) -> anyio.Lock:
+    """``ctx``'s registration lock: held too by what must see no server added meanwhile
+    (``pins.forget_pins``)."""
+    return _REGISTERING.setdefault(ctx, anyio.Lock())
+
+
 async def _register(ctx: AdminContext, actor: Actor, name: str, raw: dict[str, Any], *,
                     must_exist: bool | None, imported: bool = False) -> ChangeReport:
-    lock = _REGISTERING.setdefault(ctx, anyio.Lock())
-    async with lock:
+    async with registering(ctx):
         return await _register_now(ctx, actor, name, raw, must_exist, imported)
 
 
-async def _registered_elsewhere(store: Store, name: str) -> bool:
+async def registered_elsewhere(store: Store, name: str) -> bool:
     """Whether the store holds a registration of ``name`` this gateway does not run yet
     (another gateway's, not yet applied here; a SQLite file shared by two gateways
     tells neither of the other's)."""
@@ -305,7 +310,7 @@ async def _register_now(ctx: AdminContext, actor: Actor, name: str, raw: dict[st
                         must_exist: bool | None, imported: bool) -> ChangeReport:
     store = require_store(ctx, "servers added or changed at runtime")
     running = name in ctx.manager.services
-    exists = running or (must_exist is not False and await _registered_elsewhere(store, name))
+    exists = running or (must_exist is not False and await registered_elsewhere(store, name))
     add, update = _REGISTER[actor.surface]
     conflict = f"server '{name}' already exists; use {update.format(name=name)}"
     if must_exist is True and not exists:
@@ -414,7 +419,7 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
     as ignored at start) is forgotten too."""
     store = require_store(ctx, "servers removed at runtime")
     if name not in ctx.manager.services:
-        if not await _registered_elsewhere(store, name):
+        if not await registered_elsewhere(store, name):
             raise not_started(ctx, name) or NotFound(f"no server named '{name}'")
         with finishing(ctx, actor, "remove_server", name):
             await store.delete_server(name)

@@ -118,6 +118,12 @@ class AlertEngine:
                 merged[name] = (rule, "runtime")
         return [merged[name] for name in sorted(merged)]
 
+    def hold(self, name: str, rule: AlertRule | None) -> None:
+        """A change just written to the store (``None``: deleted), in force here at once:
+        a store gone before the next read would leave the old rule in force, and unlisted
+        the rule the change answered (the next read of the store replaces it)."""
+        self._runtime[name] = rule
+
     def file_rule(self, name: str) -> AlertRule | None:
         return next((r for r in self._config().rules if r.name == name), None)
 

@@ -354,7 +354,7 @@ def _run(args: argparse.Namespace) -> int:
                 return anyio.run(run_servers, config, args)
             from fast_mcp_gateway.cli.check import run_check
 
-            db = None if args.no_db else settings.db
+            db = settings.store  # None with --no-db, as serve runs
             return anyio.run(run_check, config, settings, bool(args.json), db)
         except StorageError as exc:  # the store of runtime registrations: one clear line
             then = ""

@@ -81,7 +81,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
     if settings.transport == "stdio" and served_threadless() and can_read_early():
         early = EarlyAnswer(name=GATEWAY_NAME, version=__version__,
                             separator=config.options.separator,
-                            identity=new_identity(served_here(settings.config, settings.db)))
+                            identity=new_identity(served_here(settings.config, settings.store)))
         early.start()
     try:
         await spawn_early(early_starts(config, settings))

@@ -158,6 +158,14 @@ class GatewaySettings(BaseSettings):
                     "refuses the rounds an updated gateway sealed on one not updated yet). "
                     "Default: a key of the process's own")
 
+    @property
+    def store(self) -> str | None:
+        """The store ``serve`` runs with: ``db``, or None without one (``--no-db``, which
+        leaves ``$MCP_GATEWAY_DB`` in ``db``, turns ``record_calls`` off).  What ``check``
+        loads registrations from and what the loop guard's identity hashes
+        (``upstream/loops.served_here``): one answer for one set of settings."""
+        return self.db if self.record_calls else None
+
     @field_validator("allowed_hosts", "allowed_origins", "redact_keys", "request_state_keys",
                      mode="before")
     @classmethod

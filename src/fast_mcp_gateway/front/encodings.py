@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from fast_mcp_gateway.front.asks import ask_host
 from fast_mcp_gateway.front.calls import Answer
+from fast_mcp_gateway.front.form_schemas import note_forms
 from fast_mcp_gateway.front.lane_host import LaneFront
 from fast_mcp_gateway.front.links import LinkMap
 from fast_mcp_gateway.front.outcomes import Call, Failure
@@ -57,7 +58,9 @@ def _result_meta(meta: dict[str, Any] | None) -> dict[str, Any] | None:
 def _asking(result: types.InputRequiredResult) -> types.InputRequiredResult:
     """An upstream's questions as the gateway puts them: without the upstream's connection
     ``_meta`` (its ``serverInfo`` named the upstream as the server answering the host;
-    the gateway's own stamp goes where none is given, as on every other answer)."""
+    the gateway's own stamp goes where none is given, as on every other answer); its
+    forms' schemas kept whole past the SDK's sieve (``form_schemas``)."""
+    note_forms(result)
     meta = _result_meta(result.meta)
     return result if meta == result.meta else result.model_copy(update={"meta": meta})
 

@@ -56,7 +56,7 @@ class OpeningAnswers(CallerInstructions):
         identity ends with ``served_here`` for this config and store (``check`` knows
         it), as the early answer's does."""
         if self._early is None:
-            self.lineage.id = new_identity(served_here(settings.config, settings.db))
+            self.lineage.id = new_identity(served_here(settings.config, settings.store))
         low_level_server(server).add_request_handler("ping", types.RequestParams,
                                                      self._on_ping)
         return self

@@ -47,6 +47,7 @@ from fast_mcp_gateway._compat import (
 )
 from fast_mcp_gateway.front.early import OPENING_RESULT_KEYS, differences
 from fast_mcp_gateway.front.encodings import RelayedError
+from fast_mcp_gateway.front.form_schemas import FormSchemas
 from fast_mcp_gateway.front.hints import hint_lists
 from fast_mcp_gateway.front.hub import FrontHub
 from fast_mcp_gateway.front.invalid_params import NamedInvalidParams
@@ -161,10 +162,10 @@ class GatewayServer(PreferredToolServer):
 
         self.prefer_tool = prefer
         hint_lists(self, provider)   # ttlMs / cacheScope of the aggregate lists
-        # Malformed params named, not the SDK's bare "Invalid request parameters".
-        low_level_server(self).middleware.append(NamedInvalidParams())
-        # An upstream's null _meta members, which the SDK's 2026-07-28 dump leaves out.
-        low_level_server(self).middleware.append(MetaNulls())
+        # Malformed params named, not the SDK's bare "Invalid request parameters"; an
+        # upstream's null _meta members, which the SDK's 2026-07-28 dump leaves out, and
+        # its forms' own keys, which the SDK's sieve drops (form_schemas.py).
+        low_level_server(self).middleware += [NamedInvalidParams(), MetaNulls(), FormSchemas()]
         self.tasks = GatewayTasks(provider)  # MCP tasks relayed (front/tasks.py)
         self.add_extension(self.tasks)
 

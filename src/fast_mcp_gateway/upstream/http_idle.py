@@ -1,7 +1,8 @@
 """How long an HTTP upstream's idle keep-alive connections may still be reused.
 
-A request written into a connection the server is closing fails, and is never written
-again (the server may have run it).  The gateway drops idle connections after
+A request written into a connection the server is closing fails; it is written again
+(once, on a new connection) only where that is safe (``REPEATABLE``), for the server
+may have run it.  The gateway drops idle connections after
 ``IDLE_SECONDS``, below the 5 s uvicorn, hypercorn and Node keep theirs; a server that
 keeps them less (uvicorn's ``timeout_keep_alive=1``) closes some as a request crosses
 its FIN on the wire.  ``IdleBound`` is one replica's bound, learned from its server:
@@ -18,6 +19,7 @@ accounting), outliving the sessions and their taps and HTTP clients, which read 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -26,9 +28,18 @@ IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused (until the server is known to
 keep its connections less): servers close idle keep-alive connections (uvicorn,
 hypercorn and Node after 5 s), and a request written into one the server is closing
-fails (it is never sent again: the server may have run it, as httpx never resends one
-either)."""
+fails (sent again only if ``REPEATABLE``: the server may have run it, and httpx never
+resends one either)."""
 FLOOR = 0.25  # a server closing sooner still (or at once) is not chased any lower
+
+REPEATABLE: ContextVar[bool] = ContextVar("gateway_call_repeatable", default=False)
+"""Whether the ``tools/call`` in this context may run twice: its tool is one failover
+sends again (read-only, idempotent or listed in ``idempotent_tools``: set by
+``routing.service.Service``).  Every other request is repeatable as it is.  A
+repeatable request written into a reused connection that the server closed before any
+byte of its answer (most likely unread: the server's idle close crossed it) is written
+once more on a new connection (``http_pool.Pool.stale``), as urllib3 and browsers do
+for idempotent requests: the host never sees that first failure."""
 
 
 class IdleBound:

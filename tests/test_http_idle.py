@@ -25,55 +25,36 @@ import pytest
 
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import serve_http
+from tests.tcp_relay import TcpRelay
 from tests.test_http_tap import Upstream, front, gateway, upstream_server
 from tests.test_http_tap_handshake import _tap
 
 pytestmark = pytest.mark.anyio
 
 
-class Cutter:
-    """A TCP relay to ``port``: the connection from the local port ``cut`` is given is
+class Cutter(TcpRelay):
+    """A relay to ``port``: the connection from the local port ``cut`` is given is
     closed when a request is written into it (never forwarded), as a server closing it
     for being idle as the request crossed its close; until then its server's close is
     not passed on (the test decides when it is closed, not the machine's load)."""
 
     def __init__(self, port: int) -> None:
-        self.target, self.port = port, 0
+        super().__init__(port)
         self.armed: int | None = None
         self.done = asyncio.Event()
 
     def cut(self, port: int) -> None:
         self.armed = port
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    peer: int, upward: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if upward and self.armed == peer:
-                    self.armed = None
-                    writer.close()  # the server's side
-                    self.done.set()
-                    break
-                writer.write(data)
-                await writer.drain()
-        if upward or self.armed != peer:
-            writer.close()
+    def cuts(self, peer: int) -> bool:
+        if self.armed != peer:
+            return False
+        self.armed = None
+        self.done.set()
+        return True
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[1]
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(self._pipe(reader, up_writer, peer, True),
-                             self._pipe(up_reader, writer, peer, False))
-        writer.close()
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Cutter]:
-        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
+    def holds(self, peer: int) -> bool:
+        return self.armed == peer
 
 
 @contextlib.asynccontextmanager

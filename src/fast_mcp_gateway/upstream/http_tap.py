@@ -461,8 +461,8 @@ class HttpTap:
         task.add_done_callback(self._draining.discard)
 
     async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
-        """POST ``notifications/cancelled`` for ``request_id`` on the session, as the
-        SDK's client does (bounded by ``CANCEL_WITHIN``; a failure is only logged)."""
+        """POST ``notifications/cancelled`` for ``request_id`` on a new connection (not one
+        the server may have closed idle), as the SDK does; a failure is only logged."""
         if self._closed:  # the session is over: nothing runs there any more
             return
         body = json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
@@ -474,7 +474,7 @@ class HttpTap:
             try:
                 extra = header_lines({"mcp-session-id": session_id, **(
                     {MCP_PROTOCOL_VERSION_HEADER: version} if version else {})})
-                conn = await self.pool.take(self.host, self.port)
+                conn = await self.pool.take(self.host, self.port, fresh=True)
                 conn.writer.write(b"%b%bcontent-length: %d\r\n\r\n%b" % (
                     self._head, extra, len(body), body))
                 response = await read_head(conn.reader)

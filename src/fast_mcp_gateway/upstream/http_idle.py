@@ -18,7 +18,9 @@ accounting), outliving the sessions and their taps and HTTP clients, which read 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from contextvars import ContextVar
 from typing import Any
 
@@ -59,20 +61,20 @@ class IdleBound:
                     "request was written into it")
 
     def advertised(self, value: str, where: str) -> None:
-        """The server's ``Keep-Alive`` header (``timeout=N, max=M``)."""
+        """The server's ``Keep-Alive`` header (``timeout=N, max=M``; several lines of it
+        joined by commas: the least ``timeout`` of them; one not a number >= 0, ignored)."""
         if value == self._advertised:
             return
         self._advertised = value
+        timeouts = []
         for part in value.split(","):
             key, _, number = part.partition("=")
             if key.strip().lower() == "timeout":
-                try:
-                    timeout = float(number.strip())
-                except ValueError:
-                    return
-                if timeout >= 0:
-                    self._lower(timeout / 2, where, f"says Keep-Alive: {value}")
-                return
+                with contextlib.suppress(ValueError):  # (a quoted-string is one too)
+                    timeouts.append(float(number.strip().removeprefix('"').removesuffix('"')))
+        least = min((t for t in timeouts if 0 <= t < math.inf), default=None)
+        if least is not None:
+            self._lower(least / 2, where, f"says Keep-Alive: {value}")
 
     async def heard(self, response: Any) -> None:
         """An ``httpx2.AsyncClient`` response hook: its ``Keep-Alive`` header, if any."""

@@ -22,6 +22,7 @@ class TcpRelay:
 
     def __init__(self, target: int) -> None:
         self.target, self.port = target, 0
+        self.accepted = 0  # connections taken
         self.clients: dict[int, asyncio.StreamWriter] = {}  # by the client's port
 
     def cuts(self, peer: int) -> bool:
@@ -52,9 +53,14 @@ class TcpRelay:
             writer.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         peer = writer.get_extra_info("peername")[1]
         self.clients[peer] = writer
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:  # (nothing listens there: the client's connection ends)
+            writer.close()
+            return
         await asyncio.gather(self._pipe(reader, up_writer, peer, True),
                              self._pipe(up_reader, writer, peer, False))
         writer.close()
@@ -66,4 +72,4 @@ class TcpRelay:
         try:
             yield self
         finally:
-            server.close()
+            server.close()  # its connections end with the clients' and the target's

@@ -10,7 +10,6 @@ rather than fail calls one by one while it stays ``ready``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,51 +24,25 @@ from fast_mcp_gateway.upstream.http_idle import IDLE_SECONDS
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
 from tests.fixtures import FAST_RESTART, WITHIN, until
+from tests.tcp_relay import TcpRelay
 from tests.test_http_tap import front, upstream
 
 pytestmark = pytest.mark.anyio
 
 
-class Proxy:
-    """A TCP relay to ``port``; once ``dead`` is set its server is gone: each request
+class Proxy(TcpRelay):
+    """A relay to ``port``; once ``dead`` is set its server is gone: each request
     written to it (on any connection, old or new) is answered by a close.  ``kill``
     closes one connection now (its server crashed under it)."""
 
     def __init__(self, port: int) -> None:
-        self.target, self.port = port, 0
+        super().__init__(port)
         self.dead = False
         self.dropped = 0
-        self.clients: dict[int, asyncio.StreamWriter] = {}  # by the client's port
 
-    def kill(self, port: int) -> None:
-        self.clients[port].close()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    client: asyncio.StreamWriter | None) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if client is not None and self.dead:
-                    self.dropped += 1
-                    client.close()
-                    break
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.clients[writer.get_extra_info("peername")[1]] = writer
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(self._pipe(reader, up_writer, writer),
-                             self._pipe(up_reader, writer, None))
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Proxy]:
-        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
+    def cuts(self, peer: int) -> bool:
+        self.dropped += self.dead
+        return self.dead
 
 
 def gateway(url: str, protocol: str) -> Gateway:

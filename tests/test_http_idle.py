@@ -25,55 +25,36 @@ import pytest
 
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import serve_http
+from tests.tcp_relay import TcpRelay
 from tests.test_http_tap import Upstream, front, gateway, upstream_server
 from tests.test_http_tap_handshake import _tap
 
 pytestmark = pytest.mark.anyio
 
 
-class Cutter:
-    """A TCP relay to ``port``: the connection from the local port ``cut`` is given is
+class Cutter(TcpRelay):
+    """A relay to ``port``: the connection from the local port ``cut`` is given is
     closed when a request is written into it (never forwarded), as a server closing it
     for being idle as the request crossed its close; until then its server's close is
     not passed on (the test decides when it is closed, not the machine's load)."""
 
     def __init__(self, port: int) -> None:
-        self.target, self.port = port, 0
+        super().__init__(port)
         self.armed: int | None = None
         self.done = asyncio.Event()
 
     def cut(self, port: int) -> None:
         self.armed = port
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    peer: int, upward: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if upward and self.armed == peer:
-                    self.armed = None
-                    writer.close()  # the server's side
-                    self.done.set()
-                    break
-                writer.write(data)
-                await writer.drain()
-        if upward or self.armed != peer:
-            writer.close()
+    def cuts(self, peer: int) -> bool:
+        if self.armed != peer:
+            return False
+        self.armed = None
+        self.done.set()
+        return True
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[1]
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(self._pipe(reader, up_writer, peer, True),
-                             self._pipe(up_reader, writer, peer, False))
-        writer.close()
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Cutter]:
-        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
+    def holds(self, peer: int) -> bool:
+        return self.armed == peer
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +121,8 @@ class _KeepAliveServer:
     connection when its second request arrives after ``expired`` is set (the second
     arrived after its 1 s idle: crossing the close)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bytes = b"keep-alive: timeout=1\r\n") -> None:
+        self.keep_alive = keep_alive  # (its header lines)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.expired = threading.Event()
@@ -173,8 +155,8 @@ class _KeepAliveServer:
                 answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
                                      "result": {"n": self.answered}}).encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"keep-alive: timeout=1\r\n"
-                             b"content-length: %d\r\n\r\n%b" % (len(answer), answer))
+                             b"%bcontent-length: %d\r\n\r\n%b"
+                             % (self.keep_alive, len(answer), answer))
 
     def _run(self) -> None:
         with contextlib.suppress(OSError):
@@ -237,3 +219,32 @@ async def test_the_log_line_names_an_https_servers_default_port(
                                           request=request))
     assert bound.seconds == 0.5
     assert "HTTP server mcp.example:443 says Keep-Alive: timeout=1" in caplog.text
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("timeout=0", 0.25), ("timeout=0.1", 0.25),  # (the floor)
+    ("timeout=-5", 2.0), ("timeout=abc", 2.0), ("timeout=nan", 2.0), ("timeout=inf", 2.0),
+    ("timeout=99999999999", 2.0), ("max=100", 2.0), ("", 2.0),
+    ("max=5, timeout=3", 1.5), ('timeout="1"', 0.5),
+    ("timeout=abc, timeout=1", 0.5), ("timeout=5, timeout=1", 0.5),
+])
+def test_a_keep_alive_header_teaches_its_least_valid_timeout(header: str,
+                                                             seconds: float) -> None:
+    """A quoted timeout, or a lower one after another (several header lines, joined)
+    or after a malformed one, was ignored: the bound stayed 2 s."""
+    from fast_mcp_gateway.upstream.http_idle import IdleBound
+
+    bound = IdleBound("x")
+    bound.advertised(header, "127.0.0.1:1")
+    assert bound.seconds == seconds
+
+
+async def test_the_tap_reads_every_keep_alive_line() -> None:
+    """Two ``Keep-Alive`` lines: the tap kept the last one only (``timeout=5``)."""
+    server = _KeepAliveServer(b"keep-alive: timeout=1\r\nkeep-alive: timeout=5\r\n")
+    try:
+        tap = _tap(server.port)
+        assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 1}
+        assert tap.pool.idle.seconds == 0.5
+    finally:
+        server.close()

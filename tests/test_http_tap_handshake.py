@@ -29,43 +29,16 @@ from fastmcp import Context
 from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import LINGER_LIMIT
 from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.tcp_relay import TcpRelay
 from tests.test_http_lane import canonical
 from tests.test_http_tap import BIG, Upstream, front, gateway, upstream_server
 
 pytestmark = pytest.mark.anyio
 
 
-class Relay:
-    """A TCP byte relay to ``port`` on 127.0.0.1 that counts the connections it took."""
-
-    def __init__(self, port: int) -> None:
-        self.target, self.accepted, self.port = port, 0, 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Relay]:
-        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()  # its connections end with the gateway's and the upstream's
+class Relay(TcpRelay):
+    """A TCP byte relay to ``port`` on 127.0.0.1 that counts the connections it took
+    (``accepted``)."""
 
 
 def handshake_upstream(up: Upstream) -> Any:

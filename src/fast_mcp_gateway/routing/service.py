@@ -54,6 +54,7 @@ from fast_mcp_gateway.routing.isolation import ClientSessions
 from fast_mcp_gateway.routing.limits import RateLimits
 from fast_mcp_gateway.routing.refusals import breaker_refusal, no_replica
 from fast_mcp_gateway.routing.waiting import still_first_starting, still_offered, until_usable
+from fast_mcp_gateway.upstream.http_idle import REPEATABLE
 from fast_mcp_gateway.upstream.relay import FrontCall
 from fast_mcp_gateway.upstream.replica import Catalog, Upstream, UpstreamState
 from fast_mcp_gateway.upstream.signals import ChangeSignal
@@ -312,10 +313,15 @@ class Service:
         self._limits.check(name)
         if self.previous is not None:  # made while a restart stood in with the old catalog
             send = still_offered(self.name, name, send)
-        return (await self._route(
-            f"tools/call '{name}'", send, idempotent=self._idempotent(name, annotations),
-            key=self._hash_key(arguments, front), path=path, front=front,
-        ))[0]
+        idempotent = self._idempotent(name, annotations)
+        repeatable = REPEATABLE.set(idempotent)  # (an HTTP tap's stale connection: again)
+        try:
+            return (await self._route(
+                f"tools/call '{name}'", send, idempotent=idempotent,
+                key=self._hash_key(arguments, front), path=path, front=front,
+            ))[0]
+        finally:
+            REPEATABLE.reset(repeatable)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, front: FrontCall | None,

@@ -1,7 +1,8 @@
 """How long an HTTP upstream's idle keep-alive connections may still be reused.
 
-A request written into a connection the server is closing fails, and is never written
-again (the server may have run it).  The gateway drops idle connections after
+A request written into a connection the server is closing fails; it is written again
+(once, on a new connection) only where that is safe (``REPEATABLE``), for the server
+may have run it.  The gateway drops idle connections after
 ``IDLE_SECONDS``, below the 5 s uvicorn, hypercorn and Node keep theirs; a server that
 keeps them less (uvicorn's ``timeout_keep_alive=1``) closes some as a request crosses
 its FIN on the wire.  ``IdleBound`` is one replica's bound, learned from its server:
@@ -17,7 +18,10 @@ accounting), outliving the sessions and their taps and HTTP clients, which read 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+from contextvars import ContextVar
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -26,9 +30,18 @@ IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused (until the server is known to
 keep its connections less): servers close idle keep-alive connections (uvicorn,
 hypercorn and Node after 5 s), and a request written into one the server is closing
-fails (it is never sent again: the server may have run it, as httpx never resends one
-either)."""
+fails (sent again only if ``REPEATABLE``: the server may have run it, and httpx never
+resends one either)."""
 FLOOR = 0.25  # a server closing sooner still (or at once) is not chased any lower
+
+REPEATABLE: ContextVar[bool] = ContextVar("gateway_call_repeatable", default=False)
+"""Whether the ``tools/call`` in this context may run twice: its tool is one failover
+sends again (read-only, idempotent or listed in ``idempotent_tools``: set by
+``routing.service.Service``).  Every other request is repeatable as it is.  A
+repeatable request written into a reused connection that the server closed before any
+byte of its answer (most likely unread: the server's idle close crossed it) is written
+once more on a new connection (``http_pool.Pool.stale``), as urllib3 and browsers do
+for idempotent requests: the host never sees that first failure."""
 
 
 class IdleBound:
@@ -48,20 +61,20 @@ class IdleBound:
                     "request was written into it")
 
     def advertised(self, value: str, where: str) -> None:
-        """The server's ``Keep-Alive`` header (``timeout=N, max=M``)."""
+        """The server's ``Keep-Alive`` header (``timeout=N, max=M``; several lines of it
+        joined by commas: the least ``timeout`` of them; one not a number >= 0, ignored)."""
         if value == self._advertised:
             return
         self._advertised = value
+        timeouts = []
         for part in value.split(","):
             key, _, number = part.partition("=")
             if key.strip().lower() == "timeout":
-                try:
-                    timeout = float(number.strip())
-                except ValueError:
-                    return
-                if timeout >= 0:
-                    self._lower(timeout / 2, where, f"says Keep-Alive: {value}")
-                return
+                with contextlib.suppress(ValueError):  # (a quoted-string is one too)
+                    timeouts.append(float(number.strip().removeprefix('"').removesuffix('"')))
+        least = min((t for t in timeouts if 0 <= t < math.inf), default=None)
+        if least is not None:
+            self._lower(least / 2, where, f"says Keep-Alive: {value}")
 
     async def heard(self, response: Any) -> None:
         """An ``httpx2.AsyncClient`` response hook: its ``Keep-Alive`` header, if any."""

@@ -130,15 +130,17 @@ class Pool:
         self.free: list[Connection] = []
         self.busy: set[Connection] = set()
         self.opened = 0  # connections opened (tests and diagnostics)
+        self.resent = 0  # requests written again on a new connection (``stale``)
         self.closed = False
 
-    async def take(self, host: str, port: int) -> Connection:
-        """A pooled connection that is still open, else a new one.  A request is never
-        written twice: a connection that fails after the write fails the call (the
-        server may have started it); ``lost`` learns from it."""
+    async def take(self, host: str, port: int, fresh: bool = False) -> Connection:
+        """A pooled connection that is still open (not ``fresh``), else a new one.  A
+        connection that fails after the write fails the call (the server may have
+        started it), unless it is ``stale`` and the request repeatable; ``lost`` learns
+        from it."""
         now = time.monotonic()
         bound = self.idle.seconds
-        while self.free:
+        while self.free and not fresh:
             conn = self.free.pop()
             if conn.usable(now, bound):
                 conn.idled, conn.taken = now - conn.idle_since, now
@@ -166,17 +168,39 @@ class Pool:
         else:
             conn.close()
 
+    def stale(self, conn: Connection, exc: BaseException) -> bool:
+        """Whether a request written on ``conn`` that failed with ``exc`` before its
+        answer's head met a reused connection's close before any byte of the answer
+        (EOF or a reset): the server closed it idle, most likely without reading the
+        request (``http_idle.REPEATABLE``)."""
+        return conn.idled is not None and not self.closed and (
+            isinstance(exc, ConnectionError) or (
+                isinstance(exc, asyncio.IncompleteReadError) and not exc.partial))
+
+    async def again(self, conn: Connection, exc: BaseException, wire: bytes,
+                    repeatable: bool, where: str) -> Connection:
+        """The request ``wire``, whose head's read on ``conn`` failed with ``exc``,
+        written once more on a new connection (returned) if it is ``repeatable`` and
+        ``conn`` was ``stale`` (the bound learned first); else ``exc`` is raised."""
+        if not (repeatable and self.stale(conn, exc)):
+            raise exc
+        self.lost(conn, exc, where)
+        self.release(conn, False)
+        host, _, port = where.rpartition(":")
+        conn = await self.take(host, int(port), fresh=True)
+        self.resent += 1
+        conn.writer.write(wire)
+        return conn
+
     def lost(self, conn: Connection, exc: BaseException, where: str) -> None:
         """A request written on ``conn`` failed with ``exc`` before its answer's head:
-        one that was reused and closed before any byte of the answer was closed by the
-        server for being idle (``IdleBound.closed_after``) -- if the close came at once
-        (within the bound): the server's idle close crossed the request on the wire.
-        One closed later (a server that crashed or restarted under a long call) says
-        nothing of how long the server keeps an idle connection."""
-        if conn.idled is not None and not self.closed \
-                and time.monotonic() - conn.taken < self.idle.seconds and (
-                isinstance(exc, ConnectionError) or (
-                    isinstance(exc, asyncio.IncompleteReadError) and not exc.partial)):
+        one that was ``stale`` was closed by the server for being idle
+        (``IdleBound.closed_after``) -- if the close came at once (within the bound):
+        the server's idle close crossed the request on the wire.  One closed later (a
+        server that crashed or restarted under a long call) says nothing of how long
+        the server keeps an idle connection."""
+        if self.stale(conn, exc) and time.monotonic() - conn.taken < self.idle.seconds:
+            assert conn.idled is not None
             self.idle.closed_after(conn.idled, where)
 
     def close(self) -> None:

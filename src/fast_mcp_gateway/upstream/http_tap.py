@@ -23,7 +23,8 @@ configured ones) and timeout the session would use, and its answer read as JSON:
   a connection that fails before the answer's head is an ``httpx2.TransportError``
   (a transport fault, as on the SDK's path), ``ConnectionDropped`` once the request
   was written on a reused connection (or an answer begun): that request's own, it fails
-  that request only (``session_intact``; the SDK's path ends the session).  A reused
+  that request only (``session_intact``; the SDK's path ends the session), or one safe
+  to repeat is written again on a new one (``http_idle.REPEATABLE``).  A reused
   connection that failed so teaches the replica's ``IdleBound`` (``http_idle.py``), and
   so does a ``Keep-Alive`` header.
 
@@ -95,7 +96,7 @@ from fast_mcp_gateway._compat import (
 from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
-from fast_mcp_gateway.upstream.http_idle import IdleBound
+from fast_mcp_gateway.upstream.http_idle import REPEATABLE, IdleBound
 from fast_mcp_gateway.upstream.http_pool import (
     Connection,
     Declined,
@@ -299,7 +300,12 @@ class HttpTap:
         try:
             conn = await self.pool.take(self.host, self.port)
             conn.writer.write(wire)  # from here on, the server may have the request
-            response = await read_head(conn.reader)
+            try:
+                response = await read_head(conn.reader)
+            except (OSError, asyncio.IncompleteReadError) as exc:  # once more, if stale
+                conn = await self.pool.again(conn, exc, wire, method != "tools/call"
+                                             or REPEATABLE.get(), self._where)
+                response = await read_head(conn.reader)
             if "keep-alive" in response.headers:  # the server's idle bound (Node's)
                 self.pool.idle.advertised(response.headers["keep-alive"], self._where)
             answer, reusable = await self._answer(conn, response, request_id, on_progress,
@@ -455,8 +461,8 @@ class HttpTap:
         task.add_done_callback(self._draining.discard)
 
     async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
-        """POST ``notifications/cancelled`` for ``request_id`` on the session, as the
-        SDK's client does (bounded by ``CANCEL_WITHIN``; a failure is only logged)."""
+        """POST ``notifications/cancelled`` for ``request_id`` on a new connection (not one
+        the server may have closed idle), as the SDK does; a failure is only logged."""
         if self._closed:  # the session is over: nothing runs there any more
             return
         body = json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
@@ -468,7 +474,7 @@ class HttpTap:
             try:
                 extra = header_lines({"mcp-session-id": session_id, **(
                     {MCP_PROTOCOL_VERSION_HEADER: version} if version else {})})
-                conn = await self.pool.take(self.host, self.port)
+                conn = await self.pool.take(self.host, self.port, fresh=True)
                 conn.writer.write(b"%b%bcontent-length: %d\r\n\r\n%b" % (
                     self._head, extra, len(body), body))
                 response = await read_head(conn.reader)

@@ -45,7 +45,10 @@ async def read_head(reader: asyncio.StreamReader) -> Response:
     for line in lines[1:]:
         if line:
             key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
+            name, value = key.strip().lower(), value.strip()
+            if name == "keep-alive" and name in headers:  # a list: every line's items
+                value = f"{headers[name]}, {value}"
+            headers[name] = value
     close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
     status = int(status_text)
     if 100 <= status < 200:  # an interim answer: the real one follows

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx2
 import mcp_types as types
 import pytest
 
@@ -16,7 +17,9 @@ from fast_mcp_gateway.config.curation import CacheRule
 from fast_mcp_gateway.front.encodings import JsonTool, TypedTool
 from fast_mcp_gateway.front.outcomes import CallRefused
 from fast_mcp_gateway.front.results import CACHE_META, ResultLimits, size_of, wire
-from tests.fixtures import PY, SERVERS
+from fast_mcp_gateway.http.lane import HttpLane
+from tests.fixtures import PY, SERVERS, make_gateway, serve_http
+from tests.test_http_lane import body_of, headers_of
 from tests.test_lane import raw_host
 
 pytestmark = pytest.mark.anyio
@@ -100,3 +103,27 @@ def test_a_lane_result_is_measured_with_the_is_error_it_gets() -> None:
     config.max_result_bytes = size_of(read) - 1
     with pytest.raises(CallRefused, match=f"is {size_of(read)} bytes, over"):
         limits.review(call, encoding, json.loads(json.dumps(upstream)))
+
+
+async def test_the_http_lane_measures_links_as_the_host_reads_them() -> None:
+    """The same over the HTTP express lane (a 2026-07-28 POST the lane answers)."""
+    fidelity = {"command": PY, "args": [str(SERVERS / "fidelity.py")],
+                "max_result_bytes": LIMIT, "namespace": LONG}
+    gateway = make_gateway({"fid": fidelity}, http_express_lane=True, call_timeout=60)
+    app = gateway.http_app("http")
+    lane = getattr(app.mcp_entry, "app", None)
+    assert isinstance(lane, HttpLane) and lane.enabled
+    async with serve_http(app) as base, httpx2.AsyncClient(base_url=base, timeout=60) as http:
+        refused = 0
+        for count in range(20, 45, 2):
+            before = lane.served
+            name = f"{LONG}_link"
+            reply = await http.post("/mcp", headers=headers_of(name, None),
+                                    content=json.dumps(body_of(name, {"count": count})))
+            assert reply.status_code == 200 and lane.served == before + 1, reply.text
+            got = reply.json()["result"]
+            if got["isError"]:
+                refused += 1
+            else:
+                assert size_of(got) <= LIMIT, (count, size_of(got))
+        assert 0 < refused < 13, refused

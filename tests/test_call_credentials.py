@@ -17,7 +17,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.telemetry.recorder import names_credentials, redact_arguments
+from fast_mcp_gateway.telemetry.arguments import names_credentials, redact_arguments
 from fast_mcp_gateway.telemetry.redaction import MASK, RecentSecrets, mask_text
 from tests.fixtures import make_gateway, stdio_entry, until
 

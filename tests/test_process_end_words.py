@@ -1,6 +1,7 @@
 """A stdio server that ends its own process mid-call: the host's error says how it
-ended (its exit code, or the signal) and that the gateway restarts it, not only that
-the connection closed; the server's environment stays out of it."""
+ended (its exit code, or the signal; or that it closed its stdout and runs on) and that
+the gateway restarts it, not only that the connection closed; the server's environment
+stays out of it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ SECRET = "env-secret-4f1c9a"
 @pytest.mark.parametrize(("tool", "args", "said"), [
     ("exit_with", {"code": 3}, "the server's process exited with code 3"),
     ("kill_self", {}, "the server's process was ended by signal 9 (SIGKILL)"),
+    # Its stdout closed, its process running: said at once (it waited 2 s for an exit
+    # code that did not come, then said nothing of how the connection ended).
+    ("close_output", {}, "the server closed its output (stdout) while its process "
+                         "still runs"),
 ])
 async def test_a_server_ending_itself_mid_call_tells_the_host_how(
         tmp_path: Path, tool: str, args: dict[str, int], said: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from fast_mcp_gateway.telemetry.recorder import mask_argument_values
+from fast_mcp_gateway.telemetry.arguments import mask_argument_values
 
 
 class Login(pydantic.BaseModel):

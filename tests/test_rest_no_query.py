@@ -31,3 +31,22 @@ async def test_a_query_parameter_to_an_operation_taking_none_is_refused(
             # A cache buster ('_'-prefixed) is still let through, as on every operation.
             busted = await http.get(f"{base}/api/v1{path}", params={"_": "1700000000"})
             assert busted.status_code == 200, (path, busted.text)
+
+
+async def test_a_query_parameter_with_an_empty_name_is_named_as_such(tmp_path: Path) -> None:
+    """'?=1' was refused as "invalid query:  is not accepted" (the empty name, said as
+    nothing): the problem is named, with the parameters the operation takes."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        for path, takes in (("/servers?=1", "no query parameters"),
+                            ("/servers/alpha?=secret", "stderr_lines, replica"),
+                            ("/logs/invocations?server=alpha&=", "server, tool, ")):
+            refused = await http.get(f"{base}/api/v1{path}")
+            assert refused.status_code == 422, (path, refused.text)
+            error = refused.json()["error"]
+            assert error["message"].startswith(
+                "invalid query: a query parameter has an empty name"), error
+            assert f"(this operation takes {takes}" in error["message"], error
+            assert "secret" not in refused.text
+            assert error["details"]["fields"][0]["type"] == "empty_name"

@@ -29,7 +29,7 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway import parse_config
-from fast_mcp_gateway.telemetry.recorder import redact_arguments
+from fast_mcp_gateway.telemetry.arguments import redact_arguments
 from fast_mcp_gateway.telemetry.redaction import (
     MASK,
     SECRETS,

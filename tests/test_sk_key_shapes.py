@@ -17,7 +17,7 @@ import logging
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from fast_mcp_gateway.telemetry.recorder import redact_arguments
+from fast_mcp_gateway.telemetry.arguments import redact_arguments
 from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text, mask_tokens
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

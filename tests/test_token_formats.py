@@ -24,7 +24,7 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.telemetry.recorder import redact_arguments
+from fast_mcp_gateway.telemetry.arguments import redact_arguments
 from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text
 from fast_mcp_gateway.upstream.model import StderrTail
 from tests.fixtures import make_gateway, memory_entry

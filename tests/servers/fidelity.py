@@ -5,7 +5,8 @@ relay tends to get wrong:
 
 * tools without ``title`` or annotations (``plain``), with them (``titled``), and one
   that runs only as a task (``task_only``: ``execution.taskSupport: required``);
-* ``link``: a ``resource_link`` and an embedded resource to a resource no list names;
+* ``link``: a ``resource_link`` and an embedded resource to a resource no list names
+  (``count`` links more, an ``embed`` of that many characters: for size limits);
 * ``needs_url``: the JSON-RPC error -32042 (URL elicitation required) with ``data``;
 * prompts without ``arguments`` (``bare``) and with a link in a message (``linked``);
 * a listed resource without ``mimeType``; ``resources/read`` echoes the URI it got;
@@ -87,8 +88,13 @@ def call(request_id: object, name: str, args: dict) -> None:
     elif name == "titled":
         result(request_id, {"content": [{"type": "text", "text": "{\"y\":1}"}],
                             "structuredContent": {"y": 1}})
-    elif name == "link":
-        result(request_id, {"content": link_blocks()})
+    elif name == "link":  # {"count": n}: n links more, {"embed": n}: embedded n chars
+        more = [{"type": "resource_link", "uri": f"file:///srv/{i}.txt", "name": str(i)}
+                for i in range(int(args.get("count", 0)))]
+        if args.get("embed"):
+            more.append({"type": "resource", "resource": {
+                "uri": README, "mimeType": "text/plain", "text": "e" * int(args["embed"])}})
+        result(request_id, {"content": link_blocks() + more})
     elif name == "needs_url":
         error(request_id, URL_ERROR)
     elif name == "task_only":

@@ -1,8 +1,12 @@
-"""A stdio upstream whose tools end its own process: by exit code, or by a signal."""
+"""A stdio upstream whose tools end its own process: by exit code, or by a signal; or
+end its connection only (``close_output``: closes its stdout and runs on)."""
 
+import fcntl
 import os
 import signal as signals
+import stat
 
+import anyio
 from fastmcp import FastMCP
 
 mcp = FastMCP("self_ending")
@@ -17,6 +21,22 @@ def exit_with(code: int) -> str:
 def kill_self(signal: int = int(signals.SIGKILL)) -> str:
     os.kill(os.getpid(), signal)
     return "still here"
+
+
+@mcp.tool
+async def close_output() -> str:
+    # The SDK writes the wire to a copy of fd 1 (fd 1 itself it points at stderr): every
+    # pipe written to that is not stderr's is the wire.
+    stderr = os.fstat(2).st_ino
+    for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
+        try:
+            written = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+            if written and stat.S_ISFIFO((st := os.fstat(fd)).st_mode) and st.st_ino != stderr:
+                os.close(fd)
+        except OSError:
+            pass
+    await anyio.sleep_forever()
+    return "never"
 
 
 if __name__ == "__main__":

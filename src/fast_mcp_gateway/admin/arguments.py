@@ -26,6 +26,7 @@ from fastmcp.tools import FunctionTool, ToolResult
 from pydantic import BaseModel, ValidationError
 
 from fast_mcp_gateway.config.checks import explain, field_names, field_path
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 _MISSING = ("missing", "missing_argument", "missing_keyword_only_argument",
@@ -241,8 +242,9 @@ class PlainArgumentsTool(FunctionTool):
             if not isinstance(cause, ValidationError):
                 raise
             known = list(self.parameters.get("properties") or {})
-            told = summary(cause, known=known, given=arguments,
-                           objects=object_properties(self.parameters))
+            # Masked: an unknown argument's name may be a token the host sent as a key.
+            told = mask_text(summary(cause, known=known, given=arguments,
+                                     objects=object_properties(self.parameters)))
             listed = f"accepted: {', '.join(known)}" in told  # an unknown one's answer
             raise ToolError(f"invalid arguments for '{self.name}': {told}" + (
                 "" if listed else f"; its arguments: {', '.join(known) or 'none'}")) from None

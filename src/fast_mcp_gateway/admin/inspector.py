@@ -30,11 +30,8 @@ from fast_mcp_gateway.admin.models import Inspection, Listing
 from fast_mcp_gateway.errors import AdminError, UpstreamError
 from fast_mcp_gateway.routing.naming import Origin
 from fast_mcp_gateway.routing.view import normalize_uri
-from fast_mcp_gateway.telemetry.recorder import (
-    dumps_arguments,
-    mask_argument_values,
-    redact_arguments,
-)
+from fast_mcp_gateway.telemetry.arguments import mask_argument_values, redact_arguments
+from fast_mcp_gateway.telemetry.recorder import dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.replica import Upstream
 

@@ -76,13 +76,12 @@ from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store.records import Invocation
-from fast_mcp_gateway.telemetry.recorder import (
-    Recorder,
+from fast_mcp_gateway.telemetry.arguments import (
     credential_values,
-    dumps_arguments,
     mask_argument_values,
     names_credentials,
 )
+from fast_mcp_gateway.telemetry.recorder import Recorder, dumps_arguments
 from fast_mcp_gateway.telemetry.redaction import RECENT
 from fast_mcp_gateway.telemetry.tracing import current_trace_id, new_traceparent, trace_id_of
 from fast_mcp_gateway.upstream.relay import FrontCall

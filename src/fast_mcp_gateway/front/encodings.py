@@ -123,13 +123,17 @@ class TypedTool(_TypedAsks):
             return types.CallToolResult.model_validate(unlifted(outcome), by_name=False)
         return outcome
 
+    def expose(self, call: Call, result: Any) -> None:
+        """Write ``result``'s resource links in the form hosts see (``links.py``), in
+        place: done by the results stage before it measures (``results.review``)."""
+        if self.links is not None and isinstance(result, types.CallToolResult):
+            self.links.typed_blocks(call.service.name, result.content)
+
     def finish(self, call: Call,
                result: types.CallToolResult | types.InputRequiredResult) -> Answer[ToolResult]:
         if isinstance(result, types.InputRequiredResult):
             return Answer("success", output=InputRequiredToolResult(_asking(result)),
                           response=result)
-        if self.links is not None:
-            self.links.typed_blocks(call.service.name, result.content)
         try:
             output = ToolResult(content=result.content,
                                 structured_content=result.structured_content,
@@ -205,13 +209,16 @@ class TypedPrompt(_TypedAsks):
         return await call.service.get_prompt(call.original, call.arguments or None,
                                              call.front, call.path)
 
+    def expose(self, call: Call, result: Any) -> None:
+        """As ``TypedTool.expose``, for the messages' links."""
+        if self.links is not None and isinstance(result, types.GetPromptResult):
+            self.links.typed_blocks(call.service.name, [m.content for m in result.messages])
+
     def finish(self, call: Call, result: types.GetPromptResult | types.InputRequiredResult
                ) -> Answer[PromptResult]:
         if isinstance(result, types.InputRequiredResult):
             return Answer("success", output=InputRequiredPromptResult(_asking(result)),
                           response=result)
-        if self.links is not None:
-            self.links.typed_blocks(call.service.name, [m.content for m in result.messages])
         return Answer("success", response=result, output=PromptResult(
             messages=[Message(content=m.content, role=m.role) for m in result.messages],
             description=result.description,
@@ -303,6 +310,15 @@ class JsonTool:
             params["requestState"] = result["requestState"]
         self.params = params
 
+    def expose(self, call: Call, result: Any) -> None:
+        """As ``TypedTool.expose``, for a JSON result (the lane's, a task call's), which
+        gets its ``isError`` here too: written after the stage measured, it took a
+        result just within the limit 16 bytes over it."""
+        if isinstance(result, dict) and result.get("resultType", "complete") == "complete":
+            result.setdefault("isError", False)  # as the typed full path writes it
+            if self.links is not None:
+                self.links.json_blocks(call.service.name, result.get("content"))
+
     def finish(self, call: Call, result: dict[str, Any]) -> Answer[bytes]:
         problem = _malformed_tool_result(result)
         if problem is not None:
@@ -311,8 +327,6 @@ class JsonTool:
             return self.fail(call, Failure("error", message, message, ValueError(problem)))
         if result.get("resultType", "complete") == "complete":
             result.setdefault("isError", False)  # as the typed full path writes it
-            if self.links is not None:
-                self.links.json_blocks(call.service.name, result.get("content"))
         elif isinstance(state := result.get("requestState"), str):
             # An asking round (a 2026-07-28 host's): its state sealed, as the full path's
             # RequestStateBoundary seals it, for the host's own name and arguments.

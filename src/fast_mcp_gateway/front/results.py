@@ -98,9 +98,9 @@ class _Lru:
             OrderedDict()
 
     def get(self, key: CacheKey, now: float, ttl: float, max_bytes: int | None
-            ) -> tuple[float, dict[str, Any]] | None:
-        """(age in seconds, result) of a hit: stored less than ``ttl`` ago and within
-        ``max_bytes``; anything else is dropped."""
+            ) -> tuple[float, int, dict[str, Any]] | None:
+        """(age in seconds, size, result) of a hit: stored less than ``ttl`` ago and
+        within ``max_bytes``; anything else is dropped."""
         hit = self.items.get(key)
         if hit is None:
             return None
@@ -109,7 +109,7 @@ class _Lru:
             del self.items[key]
             return None
         self.items.move_to_end(key)
-        return now - stored, data
+        return now - stored, size, data
 
     def put(self, key: CacheKey, now: float, data: dict[str, Any],
             size: int | None = None) -> None:
@@ -164,11 +164,23 @@ class ResultLimits:
         if hit is None:
             self.misses += 1
             return None
-        self.hits += 1
-        age, data = hit
+        age, size, data = hit
         data = copy.deepcopy(data)
-        data.setdefault("_meta", {})[CACHE_META] = {
-            "hit": True, "age_s": round(age, 3), "ttl_s": rule.ttl}
+        mark = {CACHE_META: {"hit": True, "age_s": round(age, 3), "ttl_s": rule.ttl}}
+        data.setdefault("_meta", {}).update(mark)
+        limit = call.service.config.max_result_bytes
+        # What the host reads is the entry, its cache mark and the serverInfo stamp:
+        # measured again only when that (the mark's bytes at most) may be over the limit.
+        stamp = _stamp_bytes(data, self.stamp) if limit is not None else 0
+        if limit is not None and size + _bytes(mark) + len(',"_meta":') + stamp > limit \
+                and size_of(data) + stamp > limit:
+            # Over it now (a reload lowered the limit, or the mark took it over):
+            # dropped, and the call sent, its result measured as any is.
+            assert cache is not None
+            cache.items.pop(key, None)
+            self.misses += 1
+            return None
+        self.hits += 1
         return _as(call, encoding, data)
 
     def _remember(self, call: Call, encoding: Any, data: dict[str, Any],
@@ -200,7 +212,13 @@ class ResultLimits:
 
     def review(self, call: Call, encoding: Any, result: Any) -> Any:
         """``result`` within the server's ``max_result_bytes`` (raises ``CallRefused``
-        when it cannot be), remembered when its tool is cached."""
+        when it cannot be), remembered when its tool is cached.  Its resource links are
+        first written as hosts see them (``encoding.expose``): measured, noted and kept
+        in that form, a namespace longer each (written after, a result of many links
+        reached a host over the limit, and a truncation note quoted the server's URI)."""
+        expose = getattr(encoding, "expose", None)
+        if expose is not None:
+            expose(call, result)
         config = call.service.config
         limit = config.max_result_bytes
         if limit is None and config.cache is None and not config.tools.cache:

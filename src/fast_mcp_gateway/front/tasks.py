@@ -68,10 +68,7 @@ from fast_mcp_gateway.front.task_ids import TaskIds, adopt
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Invocation
 from fast_mcp_gateway.store.stats import TASK_END
-from fast_mcp_gateway.telemetry.recorder import (
-    mask_argument_values,
-    redact_arguments,
-)
+from fast_mcp_gateway.telemetry.arguments import mask_argument_values, redact_arguments
 from fast_mcp_gateway.telemetry.tracing import trace_id_of
 from fast_mcp_gateway.upstream.lifting import unlifted
 from fast_mcp_gateway.upstream.replica import Upstream

@@ -179,6 +179,14 @@ def _query(model: type[BaseModel], request: Request) -> BaseModel:
     given = Counter(name for name, _ in request.query_params.multi_items()
                     if not name.startswith("_"))
     fields: list[dict[str, str]] = []
+    if "" in given:  # '?=1': said as ' is not accepted', naming nothing
+        takes = ", ".join(field_names(model)) or "no query parameters"
+        message = ("a query parameter has an empty name (a '=' with no name before it, "
+                   f"as in '?=1'); remove it, or write the parameter's name before its '=' "
+                   f"(this operation takes {takes})")
+        raise ApiError(422, "validation_error", "invalid query: " + message, {
+            "in": "query", "fields": [{"field": "", "message": message,
+                                       "type": "empty_name"}]})
     if twice := sorted(name for name, times in given.items() if times > 1):
         # Starlette keeps the last value: '?server=a&server=b' read as b, unsaid.
         fields = [{"field": name, "message": f"is given {given[name]} times; give it "

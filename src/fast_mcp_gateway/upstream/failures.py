@@ -117,8 +117,10 @@ _MARKERS = re.compile(r"[~^\s]+")
 STDERR_LINES = 5  # how many of the last lines an error text carries
 
 
-# How long a request that lost its stdio server waits to learn how the process ended:
-# its stdout closed as it died, the exit is reaped at once (unless it only closed stdout).
+# How long a request that lost its stdio server waits at most to learn how the process
+# ended, while it is exiting (``processes.exiting``: its stdout closed as it died, it is
+# reaped a moment later); where /proc cannot tell a server that closed only its stdout,
+# that one's call waits this long.
 EXIT_WAIT = 2.0
 
 
@@ -126,10 +128,18 @@ async def process_end(tap: object) -> str:
     """How a stdio server that ended the connection itself ended, for a request it
     dropped (``tap``: its session's ``RawTap``; "" for another transport, or when the
     gateway ended the session): its exit code or signal, never its command or env."""
+    from fast_mcp_gateway.upstream.processes import exiting
     from fast_mcp_gateway.upstream.stdio_tap import RawTap
 
     if not isinstance(tap, RawTap):
         return ""
+    process = tap.process
+    if tap.server_ended and process is not None and process.returncode is None \
+            and exiting(process.pid) is False:
+        # Not exiting (a dying process is, before its files close): it closed its stdout
+        # and runs on.  Its call waited EXIT_WAIT for an exit that did not come.
+        return (": the server closed its output (stdout) while its process still runs; "
+                "the gateway restarts it")
     code = await tap.exit_status(EXIT_WAIT)
     if code is None:
         return ""

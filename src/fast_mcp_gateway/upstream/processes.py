@@ -124,6 +124,29 @@ def is_alive(pid: int) -> bool:
     return state != "Z"
 
 
+_PF_EXITING = 0x4   # the kernel's task flag: exiting (set before its files are closed)
+
+
+def exiting(pid: int) -> bool | None:
+    """Whether process ``pid`` is ending (exiting, a zombie, or gone): its exit status
+    follows at once.  False: it runs (a server that closed its stdout and did not
+    exit); None where /proc cannot tell.  A process's files are closed as it exits, so
+    the stdout it closed by dying is seen closed before it is reaped: this tells that
+    race from a server that closed stdout and goes on."""
+    if not _PROC_STAT:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return None
+    return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
+
+
+_PROC_STAT = os.path.exists(f"/proc/{os.getpid()}/stat")
+
+
 def signal_group(pid: int, sig: signal.Signals = signal.SIGTERM) -> bool:
     """Signal the process group led by ``pid`` (the server and anything it spawned)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,0 +1,211 @@
+"""Call arguments as the gateway shows, stores and logs them: masked.
+
+``redact_arguments`` is what goes into a record (and the audit): values under
+credential-like keys, and any known secret value or well-known token format inside a
+string -- or inside a key: a token a host sends as an argument's *name* (``{"mgw_...":
+1}``, a JWT as a key) -- become ``***``; the arguments sent upstream are never changed.
+``mask_argument_values`` masks a call's error text with what its arguments hold
+(upstreams echo their input); ``credential_values`` and ``names_credentials`` find
+credentials in arguments and in a tool's schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
+from fast_mcp_gateway.telemetry.redaction import MASK, MIN_SECRET_LENGTH, mask_secrets, mask_text
+
+# "auth" in a key (auth_token, oauth, authorization), but not in "author" or "authority":
+# a book's author is no credential, and masking it hid it in records and logs.
+_AUTH = r"auth(?!or(?!iz))"
+
+
+@functools.lru_cache(maxsize=8)
+def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a (lower-cased) key contains one of ``keys``: one compiled alternation
+    (a generator over the keys per argument cost ~1 us a key); results are remembered
+    per key name (argument names repeat call after call; at most 4,096 kept, and only
+    names of up to 128 characters: the caller chooses them, and a long one kept would
+    hold its memory from call to call)."""
+    pattern = re.compile("|".join(_AUTH if k.lower() == "auth" else re.escape(k.lower())
+                                  for k in keys)) if keys else None
+    seen: dict[str, bool] = {}
+
+    def matches(key: str) -> bool:
+        found = seen.get(key)
+        if found is None:
+            found = pattern is not None and pattern.search(key.lower()) is not None
+            if len(key) <= 128:
+                if len(seen) >= 4096:
+                    seen.clear()
+                seen[key] = found
+        return found
+
+    return matches
+
+
+def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+                     secret_values: frozenset[str] = frozenset()) -> Any:
+    """A copy of ``arguments`` with the values under credential-like keys masked, and
+    known secrets and well-known token formats masked in every string, keys included
+    (a token sent as an argument's name: ``{"mgw_...": 1}`` was recorded whole)."""
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if not _holds_secret_key(value, secret_values):   # the common case, at once
+                return {k: MASK if (key := str(k)) and credential(key) else walk(v)
+                        for k, v in value.items()}
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                key = str(k)
+                out[_shown_key(k, out, secret_values)] = \
+                    MASK if key and credential(key) else walk(v)
+            return out
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str):
+            return mask_text(value, secret_values)
+        return value
+
+    return walk(arguments)
+
+
+def _holds_secret_key(value: dict[Any, Any], secret_values: frozenset[str]) -> bool:
+    """Whether a key of ``value`` may be masked: its keys masked as one text (one
+    ``mask_text`` per object, not per key: ~0.7 us each)."""
+    names = "\0".join(k for k in value if isinstance(k, str) and len(k) >= MIN_SECRET_LENGTH)
+    return bool(names) and mask_text(names, secret_values) != names
+
+
+def _shown_key(key: Any, taken: dict[Any, Any], secret_values: frozenset[str]) -> Any:
+    """``key`` as a record shows it: masked (``mask_text``), told apart from a key
+    already ``taken`` when masking made them alike (two tokens: ``mgw_*** (2)``)."""
+    if not isinstance(key, str) or len(key) < MIN_SECRET_LENGTH:
+        return key
+    shown = mask_text(key, secret_values)
+    if shown is key or shown == key:
+        return key
+    n, kept = 1, shown
+    while shown in taken:
+        n += 1
+        shown = f"{kept} ({n})"
+    return shown
+
+
+def secret_keys(arguments: Any, secret_values: frozenset[str] = frozenset()) -> set[str]:
+    """The keys of ``arguments`` (at any depth) that are secrets themselves (a token
+    as an argument's name), each as written, as ``repr`` and as JSON write it."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _shown_key(key, {}, secret_values) != key:
+                    found.update((key, repr(key)[1:-1], json.dumps(key)[1:-1]))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(arguments)
+    return found
+
+
+def mask_argument_values(text: str, arguments: Any,
+                         keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str:
+    """``text`` with every value under one of ``arguments``' credential-like keys, and
+    every key that is a secret itself (``secret_keys``), masked, as written, as Python's
+    ``repr`` writes it and as JSON does.
+
+    For a call's error text, which ``redact_arguments`` never sees: upstreams echo their
+    input in errors (pydantic's ``input_value={'password': '...'}``, a tool's own
+    ``f"bad password {password}"``).  Called on the error path only.
+    """
+    found = credential_values(arguments, keys) | secret_keys(arguments)
+    if not (found and text):
+        return text
+    # pydantic shortens a long input_value to its first and last characters around
+    # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
+    text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
+    return mask_secrets(text, found | _cut_ends(text, found))
+
+
+def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
+    """The values under ``arguments``' credential-like keys (at any depth), each as
+    written, as Python's ``repr`` writes it and as JSON does: what an echo shows."""
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+    found: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, str):
+            found.update((value, repr(value)[1:-1], json.dumps(value)[1:-1]))
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and len(str(value)) >= 6:  # not a count under "max_tokens" everywhere
+            found.add(str(value))
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if credential(str(key)):
+                    collect(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(arguments)
+    return found
+
+
+def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> bool:
+    """Whether a JSON schema declares a property with a credential-like name anywhere
+    (nested objects, array items, ``$defs``...)."""
+    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+
+    def walk(node: Any, depth: int = 0) -> bool:
+        if depth > 32:  # a schema is the upstream's: no recursion without end
+            return False
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict) and any(credential(str(k)) for k in properties):
+                return True
+            return any(walk(v, depth + 1) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v, depth + 1) for v in node)
+        return False
+
+    return walk(schema)
+
+
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
+
+
+def _cut_ends(text: str, values: set[str]) -> set[str]:
+    """The parts of ``values`` (16+ characters) that ``text`` shows cut short: a prefix
+    of 8+ characters right before a "..." and a suffix right after one."""
+    pieces: set[str] = set()
+    for mark in re.finditer(r"\.\.\.|\u2026", text):
+        before, after = text[:mark.start()], text[mark.end():]
+        for value in (v for v in values if len(v) >= 16):
+            for n in range(len(value) - 1, 7, -1):
+                if before.endswith(value[:n]):
+                    pieces.add(value[:n])
+                    break
+            for n in range(len(value) - 1, 7, -1):
+                if after.startswith(value[-n:]):
+                    pieces.add(value[-n:])
+                    break
+    return pieces

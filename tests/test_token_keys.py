@@ -1,0 +1,80 @@
+"""A token sent as an argument's *name* (``{"mgw_...": 1}``, a JWT as a key) is masked
+where the same token as a value is: call records, the inspector's history, the audit,
+error texts and logs; the upstream still gets the arguments as sent."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+
+from fast_mcp_gateway.telemetry.arguments import mask_argument_values, redact_arguments
+from fast_mcp_gateway.telemetry.recorder import dumps_arguments
+from tests.fixtures import alpha_server, make_gateway, memory_entry, until
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "mgw_" + "bfeLYOrVtZNjCNMKu2pfkhHpxV6jNMd0p39bW5hNDlo"
+OTHER = "mgw_" + "qnHUh3xgKgucwemltBMyXTl0R_xibQqDyHnP_8etGvs"
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+       ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+HIDDEN = (TOKEN[4:], OTHER[4:], JWT.split(".")[2][-12:])   # what must never show
+
+
+def _shows_none(text: str) -> None:
+    assert not [part for part in HIDDEN if part in text], text
+
+
+def test_keys_are_masked_as_values_are_and_kept_apart() -> None:
+    arguments = {TOKEN: 1, OTHER: 2, "nested": [{JWT: "v"}], "text": TOKEN, "plain": 3}
+    shown = redact_arguments(arguments)
+    assert shown == {"mgw_***": 1, "mgw_*** (2)": 2, "nested": [{"eyJ***": "v"}],
+                     "text": "mgw_***", "plain": 3}
+    assert arguments[TOKEN] == 1 and JWT in arguments["nested"][0]   # not changed
+    _shows_none(dumps_arguments(arguments, frozenset()) or "")   # records and the audit
+    assert redact_arguments({"x": 1}, (), frozenset({"secret-key-name"})) == {"x": 1}
+    assert redact_arguments({"secret-key-name": 1}, (), frozenset({"secret-key-name"})) \
+        == {"***": 1}
+    # An error echoing the arguments (pydantic cuts a long key around "..."): masked.
+    echoed = (f"2 validation errors\n{TOKEN}\n  Unexpected keyword argument "
+              f"[input_value={{'{JWT[:24]}...{JWT[-19:]}': 2}}, input_type=dict]")
+    _shows_none(mask_argument_values(echoed, {TOKEN: 1, "x": {JWT: 2}}))
+
+
+async def test_a_token_as_a_key_reaches_no_record_error_or_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=tmp_path / "gw.db")
+    seen: list[str] = []
+    async with Client(gateway.server) as client:
+        async def call(name: str, arguments: dict[str, Any]) -> Any:
+            result = await client.call_tool(name, arguments, raise_on_error=False)
+            seen.append(json.dumps([c.model_dump() for c in result.content]))
+            return result
+
+        refused = await call("alpha_add", {"a": 1, "b": 2, TOKEN: 1, "x": {JWT: 2}})
+        assert refused.is_error      # the upstream got the key, and refused it
+        assert "Unexpected keyword argument" in seen[-1]
+        assert (await call("gateway_server_detail", {"name": "alpha", TOKEN: 1})).is_error
+        assert "mgw_***' is not accepted" in seen[-1]
+        await call("gateway_inspect_call_tool", {"server": "alpha", "tool": "add",
+                                                 "arguments": {"a": 1, "b": 2, OTHER: 3}})
+
+        await until(lambda: len(seen) == 3)
+        assert gateway.recorder is not None and await gateway.recorder.flushed(within=30)
+        records = json.dumps((await client.call_tool("gateway_calls", {"limit": 50}))
+                             .structured_content)
+        assert "mgw_***" in records, records
+        history = json.dumps((await client.call_tool("gateway_inspector_history", {}))
+                             .structured_content)
+        audit = json.dumps((await client.call_tool("gateway_audit", {})).structured_content)
+    # The upstream's own error, relayed to the host that sent the key: its tokens are
+    # masked whole (pydantic's cut of the JWT is its, as for a JWT sent as a value).
+    assert TOKEN not in seen[0] and JWT not in seen[0] and "mgw_***" in seen[0]
+    for text in (*seen[1:], records, history, audit, caplog.text):
+        _shows_none(text)

@@ -10,9 +10,17 @@ import os
 os.environ.setdefault("FASTMCP_ENABLE_RICH_LOGGING", "false")
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import procs
 from tests.pg import pg_cluster, pg_url  # noqa: F401 - fixtures for the PostgreSQL tests
+
+# The suite runs on a loaded two-core machine (load ~6): hypothesis's per-example deadline
+# (200 ms) and its "too slow" health check measure that machine's load, not the code.
+# A test's own @settings still overrides either.
+settings.register_profile("loaded_machine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("loaded_machine")
 
 
 @pytest.fixture

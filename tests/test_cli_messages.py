@@ -112,13 +112,9 @@ def test_serve_over_http_says_where_and_warns_off_loopback() -> None:
     every = GatewaySettings(config=Path("s.yaml"), transport="http", host="::", port=9000)
     assert "(http; listening on every address, ::; uvloop)" in announcement(
         every, 1, interactive=False, detail="uvloop")[0]
-    # With JWTs, OAuth clients are given the gateway's URL (RFC 9728): not 0.0.0.0.
-    lines = announcement(settings, 3, interactive=False, authenticated=True, jwt=True)
-    assert lines[2].startswith("WARNING: gateway.auth.jwt: the OAuth protected-resource "
-                               "metadata names http://0.0.0.0:9000/mcp"), lines
-    assert "set MCP_GATEWAY_PUBLIC_URL" in lines[2]
-    named = settings.model_copy(update={"public_url": "https://mcp.example.com"})
-    assert len(announcement(named, 3, interactive=False, authenticated=True, jwt=True)) == 2
+    # With tokens, nothing more: OAuth clients are told the URL each request came in at,
+    # not 0.0.0.0 (http/advertised.py; tests/test_advertised_url.py).
+    assert len(announcement(settings, 3, interactive=False, authenticated=True)) == 2
     v6 = GatewaySettings(config=Path("s.yaml"), transport="sse", host="::1", port=9000)
     assert announcement(v6, 1, interactive=False) == [
         "serving 1 server(s) from s.yaml at http://[::1]:9000/sse (sse); stop with Ctrl-C."]

@@ -211,7 +211,8 @@ class PreferredToolServer(FastMCP[Any]):
 
 
 def reword_auth_challenges(app: Any, missing: Callable[[bytes], str],
-                           invalid: Callable[[], str]) -> int:
+                           invalid: Callable[[], str],
+                           metadata: Callable[[], str] | None = None) -> int:
     """FastMCP's ``RequireAuthMiddleware`` on ``app``'s routes, answering in the gateway's
     words: ``missing(query)`` (no bearer token; ``query``: the request's query string,
     where a client may have put one) and ``invalid()`` (one that did not verify), read
@@ -219,7 +220,8 @@ def reword_auth_challenges(app: Any, missing: Callable[[bytes], str],
     challenge's).  Its own words
     tell the client to re-register with an OAuth server, which a gateway's static token
     never does.  The challenges are FastMCP's otherwise (RFC 6750: no ``error`` attribute
-    when no token came; ``resource_metadata`` and ``scope``).  How many guards it found."""
+    when no token came; ``resource_metadata`` and ``scope``), with ``metadata()``, read per
+    answer, as ``resource_metadata`` when given.  How many guards it found."""
     import json
 
     from fastmcp.server.auth.middleware import RequireAuthMiddleware
@@ -240,6 +242,13 @@ def reword_auth_challenges(app: Any, missing: Callable[[bytes], str],
 
         async def _send_missing_auth(self, send: Any) -> None:
             await self._missing(send, b"")
+
+        def _challenge_context(self) -> list[str]:
+            parts: list[str] = super()._challenge_context()
+            if metadata is None:
+                return parts
+            return [f'resource_metadata="{metadata()}"'
+                    if part.startswith("resource_metadata=") else part for part in parts]
 
         async def _missing(self, send: Any, query: bytes) -> None:
             parts = self._challenge_context()

@@ -115,9 +115,7 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             if config.invalid else "")
         # The server count once: the banner, or (none: a host launched it) this line.
         banner = announcement(settings, len(config.servers), interactive=sys.stdin.isatty(),
-                              authenticated=config.options.auth is not None, detail=detail,
-                              jwt=config.options.auth is not None
-                              and config.options.auth.jwt is not None)
+                              authenticated=config.options.auth is not None, detail=detail)
         if not banner:
             logging.getLogger("fast_mcp_gateway").info(
                 "starting %d upstream(s) from %s over %s (%s)", len(config.servers),
@@ -282,15 +280,13 @@ def _bind_problem(where: str, host: str, port: int, exc: OSError, *, port_flag: 
 
 
 def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
-                 authenticated: bool | None = None, detail: str = "",
-                 jwt: bool = False) -> list[str]:
+                 authenticated: bool | None = None, detail: str = "") -> list[str]:
     """What ``serve`` tells a person at start-up (on stderr; stdout is the protocol's).
 
     Over stdio the host normally launched the gateway and nobody reads stderr live, so
     only a terminal user (stdin is a TTY) gets the explanation.  ``authenticated``:
     ``gateway.auth`` is configured (``None``: not known, no line about access);
-    ``detail``: said with the server count (the event loop, entries left out);
-    ``jwt``: ``gateway.auth.jwt`` is configured (OAuth clients read the URL it names).
+    ``detail``: said with the server count (the event loop, entries left out).
     """
     lines: list[str] = []
     if settings.transport == "stdio":
@@ -306,14 +302,7 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         return lines
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     path = settings.path if settings.transport == "http" else "/sse"
-    metadata = None
     if _every_address(settings.host):  # http://0.0.0.0:... is no URL to give a host
-        if jwt and not settings.public_url:  # the RFC 9728 resource would be that
-            metadata = (f"WARNING: gateway.auth.jwt: the OAuth protected-resource metadata "
-                        f"names http://{host}:{settings.port}{path} as this gateway, which "
-                        "no OAuth client reaches: set MCP_GATEWAY_PUBLIC_URL to the URL "
-                        "hosts use (e.g. http://gateway.example:"
-                        f"{settings.port}, or the https:// URL of its proxy)")
         family = "IPv4 address" if "." in settings.host else "address"
         detail = f"listening on every {family}, {settings.host}" + (
             f"; {detail}" if detail else "")
@@ -323,7 +312,6 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
                  f"{f'; {detail}' if detail else ''}); stop with Ctrl-C.")
     if authenticated:
         lines.append("every request needs a bearer token (gateway.auth).")
-        lines += [metadata] if metadata else []
     elif not is_loopback(settings.host):
         lines.append(f"WARNING: listening on {settings.host}, reachable from other machines; "
                      "anyone who can reach this port can use the gateway's tools.")

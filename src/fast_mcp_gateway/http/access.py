@@ -19,6 +19,7 @@ tools get it injected as their principal resolver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -121,7 +122,11 @@ class Access:
 
     verifier: GatewayVerifier | None
     allow_unauthenticated_admin: bool = False
-    resource_metadata: str | None = None  # the RFC 9728 document's URL, when served
+    # The RFC 9728 document's URL for the current request, when served (``advertised``)
+    resource_metadata: Callable[[], str] | None = None
+
+    def _metadata(self) -> str | None:
+        return None if self.resource_metadata is None else self.resource_metadata()
 
     async def principal_for(self, request: HTTPConnection) -> Principal:
         """The caller of ``request``, or an ``ApiError`` 401 (no token, bad token)."""
@@ -144,7 +149,7 @@ class Access:
             return _ANONYMOUS_ADMIN if self.allow_unauthenticated_admin else _ANONYMOUS
         if header is None:
             raise unauthorized(no_token(self.verifier.takes_jwt, query), bad_token=False,
-                               resource_metadata=self.resource_metadata)
+                               resource_metadata=self._metadata())
         # Read as FastMCP's guard reads it (the SDK's BearerAuthBackend: "bearer " in any
         # case, the rest the token as it is), so that the express lane, the roots note
         # and the REST API never take a header the MCP endpoint refuses.
@@ -152,11 +157,11 @@ class Access:
         if not token or token != token.strip():
             raise unauthorized("the Authorization header must be 'Bearer <token>', one "
                                "space between them and none around the token",
-                               bad_token=True, resource_metadata=self.resource_metadata)
+                               bad_token=True, resource_metadata=self._metadata())
         found = await self.verifier.caller(token)
         if found is None:  # the token itself never goes into the message
             raise unauthorized(bad_token(self.verifier.takes_jwt),
-                               bad_token=True, resource_metadata=self.resource_metadata)
+                               bad_token=True, resource_metadata=self._metadata())
         return found
 
     async def verified(self, scope: ASGIScope) -> tuple[Principal, str | None] | None:

@@ -32,8 +32,6 @@ import fastmcp
 from fastmcp import FastMCP
 from fastmcp.server.auth import AuthProvider, RemoteAuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
-from mcp.server.auth.routes import build_resource_metadata_url
-from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -55,6 +53,7 @@ from fast_mcp_gateway.config.settings import (
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
+from fast_mcp_gateway.http.advertised import PASSED, Advertised, MetadataPerRequest
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, presence_refusal
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
@@ -147,7 +146,11 @@ class ExplainedGuard:
 
     async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_PASSED] = True
-        await self.app(scope, receive, send)
+        passed = PASSED.set(scope)  # its Host is one this gateway serves (advertised)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            PASSED.reset(passed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -226,7 +229,11 @@ class RememberedGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._key(scope) in self.passed:
-            await self.app(scope, receive, send)
+            passed = PASSED.set(scope)  # as the guard would (ExplainedGuard._passed)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                PASSED.reset(passed)
             return
         await self.guard(scope, receive, send)
 
@@ -285,28 +292,21 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
     return RouteGroup("api", [Mount("", app=LazyApp(build))], prefix=API_PREFIX)
 
 
-def public_base_url(settings: GatewaySettings) -> str:
-    """The gateway's URL as hosts reach it (``public_url``, else from host and port):
-    the resource named in the RFC 9728 metadata and its ``WWW-Authenticate`` link."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
-
-
 GroupSource = RouteGroup | Callable[[Access], RouteGroup]
 """A route group, or a function making one for the app's ``Access`` (the dashboard)."""
 
 
-def _root_metadata(auth: AuthProvider | None, mcp_path: str) -> list[BaseRoute]:
+def _root_metadata(auth: AuthProvider | None, mcp_app: Starlette,
+                   guard: Middleware) -> list[BaseRoute]:
     """RFC 9728 metadata at the root form too (``/.well-known/oauth-protected-resource``):
     FastMCP serves only the path-inserted form (``.../oauth-protected-resource/mcp``),
-    and some hosts probe the root first.  The same document, CORS and methods."""
+    and some hosts probe the root first.  The same document, CORS and methods, behind
+    the Host ``guard`` as that form is (the document may name the request's Host)."""
     if not isinstance(auth, RemoteAuthProvider):
         return []
     root = "/.well-known/oauth-protected-resource"
-    return [Route(root, route.app, methods=list(route.methods or ["GET"]))
-            for route in auth.get_routes(mcp_path)  # (a PUBLIC_URL's path is in it too)
+    return [Route(root, route.app, methods=list(route.methods or ["GET"]), middleware=[guard])
+            for route in mcp_app.routes  # FastMCP's (a PUBLIC_URL's path is in it too)
             if isinstance(route, Route) and route.path.startswith(root + "/")]
 
 
@@ -370,14 +370,10 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # as the REST API: FastMCP answers a missing or bad token with 401 and
     # WWW-Authenticate before the gateway sees the request.  FastMCP reads
     # ``server.auth`` when it builds the app, so it is set just before.
-    server.auth = (mcp_auth(verifier, auth, public_base_url(settings))
+    advertised = Advertised(settings, mcp_path)  # per request on 0.0.0.0 (advertised.py)
+    server.auth = (mcp_auth(verifier, auth, advertised.fixed)
                    if verifier is not None and auth is not None else None)
-    # RFC 9728's form, as FastMCP makes and serves it: the well-known path between the
-    # host and the resource's path (a PUBLIC_URL with a path puts it after the well-known
-    # part: https://x/.well-known/oauth-protected-resource/gw/mcp).
-    metadata = (str(build_resource_metadata_url(AnyHttpUrl(
-        public_base_url(settings).rstrip("/") + "/" + mcp_path.lstrip("/"))))
-        if isinstance(server.auth, RemoteAuthProvider) else None)
+    metadata = advertised.metadata if isinstance(server.auth, RemoteAuthProvider) else None
     access = Access(verifier, allow_unauthenticated_admin=settings.allow_unauthenticated_admin,
                     resource_metadata=metadata)
     mcp_app = server.http_app(
@@ -402,7 +398,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if server.auth is not None:  # FastMCP's refusals speak of OAuth re-registration
         assert verifier is not None  # server.auth is made from it
         reword_auth_challenges(mcp_app, lambda q: no_token(verifier.takes_jwt, q),  # and a
-                               lambda: bad_token(verifier.takes_jwt))  # reason
+                               lambda: bad_token(verifier.takes_jwt), metadata)  # reason
+    if isinstance(server.auth, RemoteAuthProvider) and advertised.per_request:
+        MetadataPerRequest(server.auth, advertised).install(mcp_app)  # the document too
     if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
         wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
@@ -433,7 +431,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                        allowed_origins=allowed_origins, navigable=True, tokenless=tokenless)
     all_groups = (*(g if isinstance(g, RouteGroup) else g(access) for g in groups),
                   api_group(access, ctx))
-    mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_path))
+    mounts: list[BaseRoute] = list(_root_metadata(server.auth, mcp_app, guard))
     for group in all_groups:
         if not group.prefix:
             mounts += [Route(r.path, r.endpoint, methods=r.methods, middleware=[guard])
@@ -455,7 +453,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         served=_served(all_groups, mcp_path, transport, ctx.options),  # /ui: to /ui/
         pages=[g.prefix + "/" for g in all_groups if g.name == "dashboard"],
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
-                                                  auth=ctx.options.auth, metadata=metadata))
+                                                  auth=ctx.options.auth,
+                                                  metadata=metadata() if metadata else None))
     mounts.append(_whole(Mount("/", app=RememberedGuard(
         unknown, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
         tokenless=tokenless))))

@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -45,6 +44,7 @@ from fast_mcp_gateway.admin.models import HealthReport
 from fast_mcp_gateway.admin.status import own_sessions
 from fast_mcp_gateway.front.server import StartupGate
 from fast_mcp_gateway.http.access import NOBODY, Access, require
+from fast_mcp_gateway.http.advertised import host_served, principal_told
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, not_found
 from fast_mcp_gateway.principal import Principal
@@ -118,7 +118,7 @@ async def _shown(request: Request) -> Callable[[str], bool]:
     name, which begins its tools' names, is for whoever may use it)."""
     access: Access = request.app.access
     if access.verifier is None:  # names for anyone on loopback, not a rebound web page
-        return (lambda _name: True) if await _host_checked(request) else NOBODY.may_use
+        return (lambda _name: True) if await host_served(request) else NOBODY.may_use
     if request.headers.get("authorization") is None:
         return NOBODY.may_use
     try:
@@ -126,24 +126,6 @@ async def _shown(request: Request) -> Callable[[str], bool]:
     except ApiError:  # a probe is answered, whatever it sends; a bad token sees no name
         return NOBODY.may_use
     return principal.may_use if principal.has("tools") else NOBODY.may_use
-
-
-async def _host_checked(request: Request) -> bool:
-    """Whether ``request`` passes the Host/Origin guard (``/ready`` answers either way:
-    probes send any Host; the names are for a request the guard lets through)."""
-    passed = False
-
-    async def through(_scope: Any, _receive: Any, _send: Any) -> None:
-        nonlocal passed
-        passed = True
-
-    async def refusal(_message: Any) -> None:
-        return None  # the guard's answer is not sent: /ready answers
-
-    hosts, origins = request.app.hosts
-    await HostOriginGuardMiddleware(through, allowed_hosts=hosts, allowed_origins=origins,
-                                    mode="strict")(request.scope, request.receive, refusal)
-    return passed
 
 
 def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, RouteGroup]:
@@ -159,8 +141,7 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, Rout
         return JSONResponse(body, status_code=status)
 
     async def caller(request: Request) -> Principal:
-        access: Access = request.app.access
-        principal = await access.principal_for(request)
+        principal = await principal_told(request.app.access, request)  # any Host
         require(principal, "tools", "reading server health")
         return principal
 

@@ -23,7 +23,8 @@ from starlette.routing import Route
 from fast_mcp_gateway._version import __version__
 from fast_mcp_gateway.errors import RateLimited
 from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
-from fast_mcp_gateway.http.access import Access, require
+from fast_mcp_gateway.http.access import require
+from fast_mcp_gateway.http.advertised import principal_told
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, forbidden
 from fast_mcp_gateway.routing.lifecycle import upstreams_of
@@ -116,9 +117,8 @@ def metrics_group(metrics: GatewayMetrics, *, public: bool,
 
     async def scrape(request: Request) -> Response:
         if not public:
-            access: Access = request.app.access
-            try:
-                principal = await access.principal_for(request)
+            try:  # any Host: scrapers send theirs
+                principal = await principal_told(request.app.access, request)
                 require(principal, "tools", "reading the metrics")
                 if principal.servers is not None:
                     raise forbidden("tools", "the metrics cover every server; "

@@ -173,12 +173,14 @@ async def test_the_typescript_everything_server_over_legacy_http_through_the_lan
         echoed = await host.call("up_echo", {"message": "héllo ✓"})
         assert echoed["content"][0]["text"] == "Echo: héllo ✓"
         # Its SSE answers are read to their end: the lane's calls keep one connection
-        # (the SDK's client opened one per call).
+        # (the SDK's client opened one per call: 6 here).  The relay counts every
+        # connection, the health probes' too: one of those may be opened meanwhile (the
+        # server closes a connection idle for 5 s, which a loaded machine reaches).
         accepted = relay.accepted
         for n in range(6):
             assert (await host.call("up_echo", {"message": str(n)}))["content"][0][
                 "text"] == f"Echo: {n}"
-        assert relay.accepted == accepted
+        assert relay.accepted - accepted <= 1
         done = await host.call("up_trigger-long-running-operation",
                                {"duration": 0.3, "steps": 3}, meta={"progressToken": "p"})
         assert "completed" in done["content"][0]["text"].lower(), done

@@ -103,18 +103,25 @@ def secret_keys(arguments: Any, secret_values: frozenset[str] = frozenset()) -> 
     as an argument's name), each as written, as ``repr`` and as JSON write it."""
     found: set[str] = set()
 
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(key, str) and _shown_key(key, {}, secret_values) != key:
-                    found.update((key, repr(key)[1:-1], json.dumps(key)[1:-1]))
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
+    def visit(key: Any, item: Any) -> bool:
+        if isinstance(key, str) and _shown_key(key, {}, secret_values) != key:
+            found.update((key, repr(key)[1:-1], json.dumps(key)[1:-1]))
+        return True
 
-    walk(arguments)
+    _each_entry(arguments, visit)
     return found
+
+
+def _each_entry(value: Any, visit: Callable[[Any, Any], bool]) -> None:
+    """``visit(key, item)`` for each entry of every dict in ``value`` (lists walked
+    through), at any depth; an entry's item is walked when ``visit`` says so."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if visit(key, item):
+                _each_entry(item, visit)
+    elif isinstance(value, list):
+        for item in value:
+            _each_entry(item, visit)
 
 
 def mask_argument_values(text: str, arguments: Any,
@@ -155,18 +162,13 @@ def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS)
                 and len(str(value)) >= 6:  # not a count under "max_tokens" everywhere
             found.add(str(value))
 
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if credential(str(key)):
-                    collect(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
+    def visit(key: Any, item: Any) -> bool:
+        if credential(str(key)):
+            collect(item)
+            return False
+        return True
 
-    walk(arguments)
+    _each_entry(arguments, visit)
     return found
 
 

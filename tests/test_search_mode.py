@@ -58,6 +58,23 @@ def test_bm25_ranks_the_expected_tool_first(query: str, server: str | None,
         assert hits == []
 
 
+def test_remember_finds_the_memory_servers_tools() -> None:
+    # The reference memory server's words (entities, observations, knowledge graph)
+    # hold no "remember": the one tool that did was a form filler's "Remember Me".
+    docs = [
+        _doc("devtools_fill_form", 'Fill out multiple form elements at once. Example: '
+             'Fill username, password, and check "Remember Me" in one call.', "devtools"),
+        _doc("memory_create_entities", "Create multiple new entities in the knowledge "
+             "graph", "memory", entities="The entities to create"),
+        _doc("memory_add_observations", "Add new observations to existing entities in "
+             "the knowledge graph", "memory", entityName="The name of the entity"),
+    ]
+    for query in ("remember that my sister is called Anna", "recall what you know "
+                  "about Anna", "memorize this"):
+        hits = [d.server for d, _ in SearchIndex(docs).search(query, 2)]
+        assert hits == ["memory", "memory"], (query, hits)
+
+
 def test_cards_are_compact_and_complete() -> None:
     card = DOCS[0].card()
     assert card == {"name": "github_create_issue", "server": "github",

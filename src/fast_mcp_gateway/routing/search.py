@@ -4,7 +4,8 @@ A tool is one document: its exposed name (split on ``_``, ``-``, ``.``, ``/`` an
 camelCase, weighted x3), title (x2), description, and its parameters' names and
 descriptions.  Words are case-folded, lightly stemmed (plurals) and a handful of
 common verb synonyms are folded together (delete/remove, find/search, ...), so
-"remove a file" finds ``delete_file``.  Ties keep catalog order: the same query on
+"remove a file" finds ``delete_file`` (and remember/recall to memory: "remember that
+..." finds a ``memory`` server's tools).  Ties keep catalog order: the same query on
 the same catalog always gives the same answer.
 
 The gateway's own ``gateway_*`` tools are documents too (``own``, server
@@ -50,6 +51,11 @@ _SYNONYMS = {
     "enumerate": "list", "directory": "dir", "folder": "dir",
     "message": "msg", "messages": "msg", "repo": "repository", "repos": "repository",
     "pr": "pull", "prs": "pull",
+    # What a user asks a memory for ("remember that ...") is in no memory tool's
+    # words but its namespace: a knowledge-graph server's tools say "entities" and
+    # "observations", and "remember" found only a form filler's "Remember Me".
+    "remember": "memory", "memorize": "memory", "memorise": "memory",
+    "recall": "memory",
 }
 
 

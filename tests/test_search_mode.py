@@ -129,6 +129,21 @@ async def test_search_mode_lists_meta_tools_and_calls_through_the_pipeline(
         <= recorded
 
 
+async def test_one_server_under_several_names_is_one_card_naming_its_copies() -> None:
+    # Two copies of alpha (two accounts, two roots) offer the same 'add': each copy
+    # took one of the k places with a full card, and k=2 showed 'add' twice.
+    gateway = make_gateway({n: memory_entry(n) for n in ("alpha", "alpha2", "beta")},
+                           {"alpha": alpha_server(), "alpha2": alpha_server(),
+                            "beta": beta_server()}, options={"exposure": "search"})
+    async with Client(gateway.server) as client:
+        found = (await client.call_tool("search_tools", {"query": "add two numbers",
+                                                         "k": 2})).structured_content
+    first, second = found["tools"]
+    assert first["name"] == "alpha_add"
+    assert first["also_on"] == [{"name": "alpha2_add", "server": "alpha2"}]
+    assert second["name"] not in ("alpha_add", "alpha2_add") and "also_on" not in second
+
+
 @pytest.mark.parametrize(("mode", "threshold", "search"), [
     ("all", 80, False), ("auto", 80, False), ("auto", 3, True), ("search", 80, True)])
 async def test_auto_switches_above_the_threshold(mode: str, threshold: int,

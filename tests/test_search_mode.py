@@ -129,6 +129,19 @@ async def test_search_mode_lists_meta_tools_and_calls_through_the_pipeline(
         <= recorded
 
 
+async def test_arguments_written_as_json_text_are_refused_saying_so() -> None:
+    # A model often writes the arguments object as a JSON string; the refusal said only
+    # "must be an object", not what it got nor how to send it.
+    async with Client(two("search").server) as client:
+        with pytest.raises(ToolError, match=r"got text \(JSON written as a string\?\): "
+                                            r"pass the object itself"):
+            await client.call_tool("call_tool", {"name": "alpha_add",
+                                                 "arguments": '{"a": 1, "b": 2}'})
+        batch = (await client.call_tool("call_tools", {"calls": [
+            {"name": "alpha_add", "arguments": [1, 2]}]})).structured_content["results"]
+        assert "got an array" in batch[0]["error"], batch
+
+
 async def test_one_server_under_several_names_is_one_card_naming_its_copies() -> None:
     # Two copies of alpha (two accounts, two roots) offer the same 'add': each copy
     # took one of the k places with a full card, and k=2 showed 'add' twice.

@@ -141,7 +141,13 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        raise ToolError("'arguments' must be an object of the tool's parameters")
+        # A model often writes the object as JSON text: say so, and what to send.
+        got = ("text (JSON written as a string?)" if isinstance(arguments, str)
+               else "an array" if isinstance(arguments, list)
+               else "true/false" if isinstance(arguments, bool) else "a number")
+        raise ToolError(f"'arguments' must be an object of the tool's parameters, got "
+                        f"{got}: pass the object itself, as {{\"path\": \"...\"}}, "
+                        "not a string holding it")
     tool = catalog.callable_tool(name)
     if tool is not None:
         return await tool._upstream_tool.run(arguments, front_of(context))

@@ -20,6 +20,7 @@ import pytest
 from fastmcp import Client, FastMCP
 
 from fast_mcp_gateway.routing.bindings import NameBook
+from fast_mcp_gateway.routing.naming import _digest
 from fast_mcp_gateway.store import open_store
 from fast_mcp_gateway.store.names import NameBinding
 from tests.fixtures import make_gateway, memory_entry
@@ -79,6 +80,23 @@ def test_a_name_kept_from_a_longer_limit_says_so() -> None:
     assert [r.reason for r in later.renames] == [
         "keeps the name it was given when names were shortened past 64 characters; "
         "max_name_length is 48 now"]
+
+
+def test_a_name_shortened_to_its_head_before_says_so() -> None:
+    # Bound when a long namespace left no room for the tool's own name: kept, and the
+    # detail says why it is not the name of now (not "when it collided").
+    ns = "a_server_with_a_really_quite_long_descriptive_name_for_tests"
+    old = f"{ns[:55]}_{_digest('long', 'echo')}"
+    book = NameBook()
+    book.load([NameBinding(kind="tool", exposed=old, server="long", original="echo",
+                           base=f"{ns}_echo", at=1.0)])
+    table = book.allocate("tool", [("long", ns, "echo")], namespaces={"long": ns},
+                          separator="_", max_length=64)
+    assert list(table.by_exposed) == [old]
+    (rename,) = table.renames
+    assert rename.reason.startswith(
+        "keeps the name it was given when a name was shortened to its head"), rename.reason
+    assert "_echo_" in rename.reason.rsplit("'", 2)[1]
 
 
 def test_a_name_kept_after_its_rival_left_says_it_collided() -> None:

@@ -35,6 +35,23 @@ def test_long_names_are_shortened_stably_and_stay_unique() -> None:
     assert all("shortened" in r.reason for r in first.renames)
 
 
+def test_a_long_namespace_leaves_room_for_each_tools_own_name() -> None:
+    # A 60-character server name ate the whole 64: each of its tools was exposed as the
+    # same 55 characters of namespace and a hash, telling a host's model nothing of
+    # which tool it was ('..._name_for__e66d9e78').
+    ns = "a_server_with_a_really_quite_long_descriptive_name_for_tests"
+    entries = [("s", ns, "echo"), ("s", ns, "crash"), ("s", ns, "read_multiple_files")]
+    table = allocate_names(entries)
+    assert list(table.by_exposed) == list(allocate_names(entries).by_exposed)
+    for exposed, origin in table.by_exposed.items():
+        assert HOST_SAFE.match(exposed), exposed
+        assert exposed.startswith("a_server_with_a_really_quite_"), exposed
+        assert re.fullmatch(rf".*_{origin.original}_[0-9a-f]{{8}}", exposed), exposed
+    # A short namespace keeps all of itself and the head of a long tool name, as before.
+    (name,) = allocate_names([("s", "srv", "z" * 80)]).by_exposed
+    assert name.startswith("srv_" + "z" * 51 + "_") and len(name) == 64
+
+
 def test_configurable_max_length() -> None:
     table = allocate_names([("s", "ns", "t" * 40)], max_length=32)
     (name,) = table.by_exposed

@@ -58,6 +58,23 @@ def test_bm25_ranks_the_expected_tool_first(query: str, server: str | None,
         assert hits == []
 
 
+def test_remember_finds_the_memory_servers_tools() -> None:
+    # The reference memory server's words (entities, observations, knowledge graph)
+    # hold no "remember": the one tool that did was a form filler's "Remember Me".
+    docs = [
+        _doc("devtools_fill_form", 'Fill out multiple form elements at once. Example: '
+             'Fill username, password, and check "Remember Me" in one call.', "devtools"),
+        _doc("memory_create_entities", "Create multiple new entities in the knowledge "
+             "graph", "memory", entities="The entities to create"),
+        _doc("memory_add_observations", "Add new observations to existing entities in "
+             "the knowledge graph", "memory", entityName="The name of the entity"),
+    ]
+    for query in ("remember that my sister is called Anna", "recall what you know "
+                  "about Anna", "memorize this"):
+        hits = [d.server for d, _ in SearchIndex(docs).search(query, 2)]
+        assert hits == ["memory", "memory"], (query, hits)
+
+
 def test_cards_are_compact_and_complete() -> None:
     card = DOCS[0].card()
     assert card == {"name": "github_create_issue", "server": "github",
@@ -110,6 +127,34 @@ async def test_search_mode_lists_meta_tools_and_calls_through_the_pipeline(
     recorded = {(c["exposed"], c["status"]) for c in calls["calls"]}
     assert {("alpha_add", "success"), ("alpha_fail", "error"), ("beta_echo", "success")} \
         <= recorded
+
+
+async def test_arguments_written_as_json_text_are_refused_saying_so() -> None:
+    # A model often writes the arguments object as a JSON string; the refusal said only
+    # "must be an object", not what it got nor how to send it.
+    async with Client(two("search").server) as client:
+        with pytest.raises(ToolError, match=r"got text \(JSON written as a string\?\): "
+                                            r"pass the object itself"):
+            await client.call_tool("call_tool", {"name": "alpha_add",
+                                                 "arguments": '{"a": 1, "b": 2}'})
+        batch = (await client.call_tool("call_tools", {"calls": [
+            {"name": "alpha_add", "arguments": [1, 2]}]})).structured_content["results"]
+        assert "got an array" in batch[0]["error"], batch
+
+
+async def test_one_server_under_several_names_is_one_card_naming_its_copies() -> None:
+    # Two copies of alpha (two accounts, two roots) offer the same 'add': each copy
+    # took one of the k places with a full card, and k=2 showed 'add' twice.
+    gateway = make_gateway({n: memory_entry(n) for n in ("alpha", "alpha2", "beta")},
+                           {"alpha": alpha_server(), "alpha2": alpha_server(),
+                            "beta": beta_server()}, options={"exposure": "search"})
+    async with Client(gateway.server) as client:
+        found = (await client.call_tool("search_tools", {"query": "add two numbers",
+                                                         "k": 2})).structured_content
+    first, second = found["tools"]
+    assert first["name"] == "alpha_add"
+    assert first["also_on"] == [{"name": "alpha2_add", "server": "alpha2"}]
+    assert second["name"] not in ("alpha_add", "alpha2_add") and "also_on" not in second
 
 
 @pytest.mark.parametrize(("mode", "threshold", "search"), [

@@ -270,7 +270,8 @@ class GatewayProvider(Provider):
         key = active.name if active is not None else None
         if (index := self._indexes.get(key)) is None:
             index = self._indexes[key] = SearchIndex([*(
-                SearchDoc(name, origin.server, t.title, t.description, t.input_schema)
+                SearchDoc(name, origin.server, t.title, t.description, t.input_schema,
+                          original=origin.original)
                 for name, (origin, t) in self.manager.view.tools.items()
                 if name in self._lane_tools and (active is None or active.shows_tool(
                     name, origin.server))), *(SearchDoc(

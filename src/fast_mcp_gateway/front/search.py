@@ -38,9 +38,13 @@ from fast_mcp_gateway.routing.search import (
     OWN_SERVER,
     SEARCH_TOOL,
     SearchIndex,
+    folded,
 )
 
 MAX_BATCH = 20
+COPIES_LOOKED_AT = 4
+"""search_tools ranks k times this many, so that k distinct tools remain once copies
+of one tool (one server started under several names) are folded into one card."""
 _READ_ONLY = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
@@ -112,7 +116,9 @@ class SearchTools(_MetaTool):
         catalog = self._catalog
         index, visible, own = (catalog.search_index(), catalog.caller_servers(),
                                catalog.caller_is_admin())
-        hits = index.search(query, k, server, visible, own=own, skip=catalog.routed_away())
+        # More than k: copies of one tool on several servers fold into one card.
+        hits = index.search(query, k * COPIES_LOOKED_AT, server, visible, own=own,
+                            skip=catalog.routed_away())
         if server not in (None, OWN_SERVER) and not hits and server not in (
                 known := index.servers(visible, own=own)):
             # A typo found nothing, as a query without a match does: say which it was.
@@ -121,7 +127,7 @@ class SearchTools(_MetaTool):
             raise ToolError(f"no tools of a server '{server}' to search (no such server, or "
                             f"it is not connected); servers: {', '.join(sorted(known))}; "
                             "or leave 'server' out to search every one")
-        cards = [doc.card() for doc, _ in hits]
+        cards = [doc.card(copies) for doc, copies in folded(hits, k)]
         return ToolResult(content=json.dumps({"tools": cards}, ensure_ascii=False),
                           structured_content={"tools": cards})
 
@@ -135,7 +141,13 @@ async def _call(catalog: SearchCatalog, name: Any, arguments: Any,
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        raise ToolError("'arguments' must be an object of the tool's parameters")
+        # A model often writes the object as JSON text: say so, and what to send.
+        got = ("text (JSON written as a string?)" if isinstance(arguments, str)
+               else "an array" if isinstance(arguments, list)
+               else "true/false" if isinstance(arguments, bool) else "a number")
+        raise ToolError(f"'arguments' must be an object of the tool's parameters, got "
+                        f"{got}: pass the object itself, as {{\"path\": \"...\"}}, "
+                        "not a string holding it")
     tool = catalog.callable_tool(name)
     if tool is not None:
         return await tool._upstream_tool.run(arguments, front_of(context))

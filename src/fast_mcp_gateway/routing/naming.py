@@ -4,8 +4,12 @@ Tool and prompt names become ``<namespace><sep><name>``, then
 
 1. characters outside ``[A-Za-z0-9_-]`` become ``_`` (hosts reject them), a letter with
    an accent the letter without it (``grüße`` -> ``grusse``: ``config.names.host_safe``),
-2. a name longer than ``max_length`` keeps its head and gains ``_<8 hex>`` of a hash
-   of (server, original name), so it stays unique and stable across restarts,
+2. a name longer than ``max_length`` is cut and gains ``_<8 hex>`` of a hash of
+   (server, original name), so it stays unique and stable across restarts; the cut
+   keeps the namespace and as much of the component's own name as fits, but the
+   namespace gives way to the name down to half the room (``shortened``): a long
+   server name left ``<its first 55 characters>_<hash>`` for each of its tools, names
+   that told a host (and its model) nothing of which tool they were,
 3. a name already taken by an earlier server (config order), or bound to another
    server's component (``bound``: a name, once given, stays its component's), gains
    the same kind of hash suffix.  Nothing is dropped; every rename is reported with
@@ -77,6 +81,24 @@ def _with_suffix(name: str, suffix: str, max_length: int) -> str:
     return f"{name[: max_length - len(suffix) - 1]}_{suffix}"
 
 
+def shortened(server: str, namespace: str, original: str, separator: str, safe: str,
+              max_length: int) -> str:
+    """``safe`` (the host-safe natural name, longer than ``max_length``) cut to fit
+    with its hash suffix: the namespace, then the component's own name, the namespace
+    cut first while the name would get less than half the room."""
+    suffix, room = _digest(server, original), max_length - HASH_LEN - 1
+    head = host_safe(f"{namespace}{separator}") if namespace else ""
+    if not head or not safe.startswith(head) or len(head) <= room // 2:
+        return _with_suffix(safe, suffix, max_length)
+    own = safe[len(head):]
+    keep = min(len(head), max(room - len(own), room // 2))
+    if keep == len(head):
+        return _with_suffix(safe, suffix, max_length)
+    cut = host_safe(separator) or "_"
+    kept_ns = head[: max(1, keep - len(cut))]
+    return f"{kept_ns}{cut}{own[: room - len(kept_ns) - len(cut)]}_{suffix}"
+
+
 RESERVED = "(gateway)"
 
 
@@ -92,7 +114,7 @@ def preferred_name(server: str, namespace: str, original: str, separator: str = 
     (with a hash of server and original) past ``max_length``."""
     exposed = natural_name(namespace, original, separator)
     if len(exposed) > max_length:
-        return _with_suffix(exposed, _digest(server, original), max_length)
+        return shortened(server, namespace, original, separator, exposed, max_length)
     return exposed
 
 
@@ -129,7 +151,7 @@ def allocate_names(
                            > natural.count("_") else "accented letters written without "
                            "their accents")
         if len(exposed) > max_length:
-            exposed = _with_suffix(exposed, _digest(server, original), max_length)
+            exposed = shortened(server, namespace, original, separator, exposed, max_length)
             reasons.append(f"longer than {max_length} characters, shortened")
         kept = held.get(Origin(server, original))
         if kept is not None and kept != exposed:
@@ -177,10 +199,15 @@ def _kept(server: str, namespace: str, original: str, separator: str, safe: str,
                 "each character outside [A-Za-z0-9_-] became '_'; by the rules of now it "
                 f"would be '{exposed}'")
     suffix = _digest(server, original)
+    if len(safe) > max_length and kept == _with_suffix(safe, suffix, max_length):
+        return ("keeps the name it was given when a name was shortened to its head, "
+                "namespace first; by the rules of now, which keep more of the tool's own "
+                f"name, it would be '{exposed}'")
     if len(kept) > max_length and kept == _with_suffix(safe, suffix, len(kept)):
         return (f"keeps the name it was given when names were shortened past {len(kept)} "
                 f"characters; max_name_length is {max_length} now")
-    if kept.startswith(safe[: max_length - HASH_LEN - 1]):
+    room = max_length - HASH_LEN - 1
+    if kept.startswith(safe[:room]) or kept.startswith(exposed[:room]):
         return _COLLIDED
     return f"keeps the name it was first given; by the rules of now it would be '{exposed}'"
 

@@ -4,7 +4,8 @@ A tool is one document: its exposed name (split on ``_``, ``-``, ``.``, ``/`` an
 camelCase, weighted x3), title (x2), description, and its parameters' names and
 descriptions.  Words are case-folded, lightly stemmed (plurals) and a handful of
 common verb synonyms are folded together (delete/remove, find/search, ...), so
-"remove a file" finds ``delete_file``.  Ties keep catalog order: the same query on
+"remove a file" finds ``delete_file`` (and remember/recall to memory: "remember that
+..." finds a ``memory`` server's tools).  Ties keep catalog order: the same query on
 the same catalog always gives the same answer.
 
 The gateway's own ``gateway_*`` tools are documents too (``own``, server
@@ -21,6 +22,7 @@ generation.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -59,6 +61,11 @@ _SYNONYMS = {
     "enumerate": "list", "directory": "dir", "folder": "dir",
     "message": "msg", "messages": "msg", "repo": "repository", "repos": "repository",
     "pr": "pull", "prs": "pull",
+    # What a user asks a memory for ("remember that ...") is in no memory tool's
+    # words but its namespace: a knowledge-graph server's tools say "entities" and
+    # "observations", and "remember" found only a form filler's "Remember Me".
+    "remember": "memory", "memorize": "memory", "memorise": "memory",
+    "recall": "memory",
 }
 
 
@@ -97,6 +104,16 @@ class SearchDoc:
     own: bool = False
     """One of the gateway's own tools (``gateway_*``, server ``OWN_SERVER``): found by
     callers with scope ``admin`` only, whichever servers they may see."""
+    original: str | None = None
+    """The tool's name on its server (None: the gateway's own): the same server started
+    under several names offers the same tool under each (``same_tool``)."""
+
+    def same_tool(self) -> tuple[Any, ...] | None:
+        """What a copy of this tool on another server has alike (None: never folded)."""
+        if self.original is None:
+            return None
+        return (self.original, self.title, self.description,
+                json.dumps(self.input_schema, sort_keys=True, default=str))
 
     def terms(self) -> list[str]:
         words = tokenize(self.name) * 3 + tokenize(self.title or "") * 2
@@ -109,15 +126,40 @@ class SearchDoc:
                     words += tokenize(spec["description"])
         return words
 
-    def card(self) -> dict[str, Any]:
-        """The compact form a search returns: enough to call the tool correctly."""
+    def card(self, copies: Sequence[SearchDoc] = ()) -> dict[str, Any]:
+        """The compact form a search returns: enough to call the tool correctly; the
+        same tool on other servers (``copies``) named in ``also_on``."""
         card: dict[str, Any] = {"name": self.name, "server": self.server}
         if self.title:
             card["title"] = self.title
         if self.description:
             card["description"] = first_sentence(self.description)
         card["inputSchema"] = self.input_schema
+        if copies:
+            card["also_on"] = [{"name": c.name, "server": c.server} for c in copies]
         return card
+
+
+def folded(hits: Sequence[tuple[SearchDoc, float]], k: int
+           ) -> list[tuple[SearchDoc, list[SearchDoc]]]:
+    """The first ``k`` distinct tools of ``hits`` (best first), each with its copies
+    among them: one server started under several names (two accounts, two roots) offers
+    the same tool (name, title, description, schema) under each, and each copy took a
+    place and a full card: 'read a file' behind four filesystem servers answered four
+    read_file cards, and 'search the web' one 9 kB schema three times."""
+    out: list[tuple[SearchDoc, list[SearchDoc]]] = []
+    by_key: dict[tuple[Any, ...], list[SearchDoc]] = {}
+    for doc, _ in hits:
+        key = doc.same_tool()
+        if key is not None and (copies := by_key.get(key)) is not None:
+            copies.append(doc)
+            continue
+        if len(out) == k:
+            continue
+        out.append((doc, []))
+        if key is not None:
+            by_key[key] = out[-1][1]
+    return out
 
 
 # Words that end in a period without ending the sentence ("a time zone, e.g. Europe/Paris").

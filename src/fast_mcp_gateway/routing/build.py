@@ -121,11 +121,14 @@ class BuildLog:
 
     def __init__(self) -> None:
         self._problems: dict[str, dict[str, str]] = {}   # server -> rule -> problem said
+        self._many = False  # said that the default exposure lists more than the threshold
 
     def built(self, previous: CatalogView, view: CatalogView,
-              ready: Callable[[str], bool]) -> None:
+              ready: Callable[[str], bool], options: GatewayOptions | None = None) -> None:
         """Log what ``view`` newly shows against ``previous`` (``ready(server)``: its
         catalog is one the server listed, not the empty one of a server never reached)."""
+        if options is not None:
+            self._listed(len(view.tools), options)
         said = {(r.server, r.original, r.exposed) for r in previous.renames}
         for rename in view.renames:  # once: a later reason ("keeps the name...") is no news
             if (rename.server, rename.original, rename.exposed) not in said:
@@ -147,6 +150,23 @@ class BuildLog:
                 logger.info("server %s: the curation rule applies now (it did nothing: %s)",
                             server, before[rule])
             self._problems[server] = now
+
+
+    def _listed(self, tools: int, options: GatewayOptions) -> None:
+        """Say once that every host lists ``tools`` tools, more than ``exposure: auto``
+        would list, when nobody chose ``exposure: all`` (it is the default): each host
+        carries the whole list in every prompt (~330 tokens a tool on the README's real
+        catalog), and nothing said so.  Said again only after the count fell back."""
+        threshold = options.search.auto_threshold_tools
+        many = (options.exposure == "all" and "exposure" not in options.model_fields_set
+                and tools > threshold)
+        if many and not self._many:
+            logger.warning(
+                "%d tools are listed to every host (gateway.exposure is not set: 'all', "
+                "every tool in every host's context); above %d, set gateway.exposure: auto "
+                "(search meta-tools above gateway.search.auto_threshold_tools) or search, "
+                "or exposure: all to keep listing them all", tools, threshold)
+        self._many = many
 
 
 def _rule_of(problem: str) -> str:

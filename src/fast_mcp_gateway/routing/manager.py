@@ -396,7 +396,8 @@ class UpstreamManager:
                           pins=self.pins, options=self.config.options,
                           reserved=sorted({*self._reserved, *self.meta_names}))
         self.build_log.built(self.view, view, lambda server: server in self.services and
-                        self.services[server].state is UpstreamState.READY)
+                             self.services[server].state is UpstreamState.READY,
+                             self.config.options)
         changed = changed_kinds(self.view, view)
         self.view = view
         self.changed.notify()

@@ -269,3 +269,45 @@ async def test_a_route_rule_written_just_before_the_store_goes_is_in_force_and_a
         audited = [(e.action, e.target) for e in await store.audit(limit=20)
                    if e.action.endswith("_route")]
         assert sorted(audited) == [("add_route", "alpha_add"), ("delete_route", str(rule["id"]))]
+
+
+async def test_a_route_written_meanwhile_stays_in_force_when_an_earlier_reread_fails(
+        tmp_path: Path) -> None:
+    """Two adds at once: the first's re-read of the rules waits, the second's answers
+    with both rules, then the first's fails (the store gone).  The first put its rule in
+    force in the table read before its read (without the second's rule): the second
+    rule, stored and answered 201, was out of the call path until the next change."""
+    from fast_mcp_gateway.store.base import StoreUnavailable
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store = gateway.control.store
+        assert store is not None
+        read, reading, fail = store.routes, anyio.Event(), anyio.Event()
+
+        async def first_fails() -> list[Any]:
+            store.routes = read  # type: ignore[method-assign]  # the next read answers
+            reading.set()
+            await fail.wait()
+            raise StoreUnavailable("the store is unreachable (the test's fault)")
+
+        store.routes = first_fails  # type: ignore[method-assign]
+        answers: list[httpx2.Response] = []
+
+        async def add(pattern: str) -> None:
+            answers.append(await rest.post("/routes", json={"pattern": pattern,
+                                                            "target": "beta"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(add, "alpha_add")
+            await reading.wait()
+            await add("alpha_x")  # its read answers: both rules
+            fail.set()
+        assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+        assert sorted(r.pattern for r in await read()) == ["alpha_add", "alpha_x"]
+        assert sorted(r.pattern for r in gateway.control.routes.routes) == [
+            "alpha_add", "alpha_x"]

@@ -269,3 +269,97 @@ async def test_a_route_rule_written_just_before_the_store_goes_is_in_force_and_a
         audited = [(e.action, e.target) for e in await store.audit(limit=20)
                    if e.action.endswith("_route")]
         assert sorted(audited) == [("add_route", "alpha_add"), ("delete_route", str(rule["id"]))]
+
+
+async def test_a_route_written_meanwhile_stays_in_force_when_an_earlier_reread_fails(
+        tmp_path: Path) -> None:
+    """Two adds at once: the first's re-read of the rules waits, the second's answers
+    with both rules, then the first's fails (the store gone).  The first put its rule in
+    force in the table read before its read (without the second's rule): the second
+    rule, stored and answered 201, was out of the call path until the next change."""
+    from fast_mcp_gateway.store.base import StoreUnavailable
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store = gateway.control.store
+        assert store is not None
+        read, reading, fail = store.routes, anyio.Event(), anyio.Event()
+
+        async def first_fails() -> list[Any]:
+            store.routes = read  # type: ignore[method-assign]  # the next read answers
+            reading.set()
+            await fail.wait()
+            raise StoreUnavailable("the store is unreachable (the test's fault)")
+
+        store.routes = first_fails  # type: ignore[method-assign]
+        answers: list[httpx2.Response] = []
+
+        async def add(pattern: str) -> None:
+            answers.append(await rest.post("/routes", json={"pattern": pattern,
+                                                            "target": "beta"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(add, "alpha_add")
+            await reading.wait()
+            await add("alpha_x")  # its read answers: both rules
+            fail.set()
+        assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+        assert sorted(r.pattern for r in await read()) == ["alpha_add", "alpha_x"]
+        assert sorted(r.pattern for r in gateway.control.routes.routes) == [
+            "alpha_add", "alpha_x"]
+
+
+async def test_an_alert_rule_held_stays_when_an_evaluation_read_the_rules_before_it(
+        tmp_path: Path) -> None:
+    """An evaluation's read of the rules (made before an add's write, answered after the
+    engine held the written rule) replaced the held rules with what it read: the rule
+    went out of force, and with the store gone for the add's own evaluation, the add
+    answered 500 (``StopIteration``), the stored rule in force nowhere here."""
+    from fast_mcp_gateway.store.base import StoreUnavailable
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store, engine = gateway.control.store, gateway.control.alerts
+        assert store is not None and engine is not None
+        put, read = store.put_alert_rule, store.alert_rules
+        stale, release = anyio.Event(), anyio.Event()
+
+        async def gone() -> list[Any]:
+            raise StoreUnavailable("the store is unreachable (the test's fault)")
+
+        async def read_before() -> list[Any]:
+            rows = await read()  # before the add's write
+            store.alert_rules = read  # type: ignore[method-assign]  # the add's own reads
+            stale.set()
+            await release.wait()
+            return rows
+
+        async def put_then_go(name: str, config: dict[str, Any] | None) -> None:
+            await put(name, config)
+            store.alert_rules = gone  # type: ignore[method-assign]
+
+        store.alert_rules = read_before  # type: ignore[method-assign]
+        store.put_alert_rule = put_then_go  # type: ignore[method-assign]
+        answers: list[httpx2.Response] = []
+
+        async def add() -> None:
+            answers.append(await rest.post("/alerts/rules", json=RULE))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.evaluate)
+            await stale.wait()
+            tg.start_soon(add)
+            await until(lambda: any(r.name == RULE["name"] for r, _ in engine.rules()))
+            release.set()
+        assert answers[0].status_code == 201, answers[0].text
+        assert [r.name for r, _ in engine.rules()] == [RULE["name"]]
+        store.alert_rules = read  # type: ignore[method-assign]
+        assert [r.name for r in await read()] == [RULE["name"]]

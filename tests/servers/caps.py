@@ -62,6 +62,17 @@ async def push(ctx: Context) -> str:
 
 
 @mcp.tool
+async def push_nulls(ctx: Context) -> str:
+    """``push`` with a form whose schema an SDK writes as given: a null ``required`` and
+    ``$schema`` (MCP's schema has none), a top-level ``title``."""
+    result = await ctx.session.elicit_form("Your name?", {
+        "$schema": None, "type": "object", "title": "Who",
+        "properties": {"name": {"type": "string"}}, "required": None},
+        ctx.request_context.request_id)
+    return result.action
+
+
+@mcp.tool
 async def push_url(ctx: Context) -> str:
     """Ask the client to open a URL (a pushed URL-mode ``elicitation/create``), only if
     the session declared elicitation by URL."""

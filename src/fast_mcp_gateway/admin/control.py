@@ -263,7 +263,7 @@ class ControlPlane:
 
     async def load_routes(self, written: Route | int | None = None) -> None:
         store = require_store(self, "route rules")
-        self.routes = await routes_in_force(store, self.routes, written)
+        self.routes = await routes_in_force(store, lambda: self.routes, written)
         self._apply_routes(self.routes)
 
     async def audit(self, actor: Actor, action: str, target: str | None,

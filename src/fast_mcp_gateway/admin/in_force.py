@@ -22,7 +22,7 @@ written (``routes_in_force``; the alert engine's ``hold``), audited, and answere
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from fast_mcp_gateway.admin.context import AdminContext
@@ -59,18 +59,21 @@ def unchanged(what: str) -> Iterator[None]:
                         "store answers") from exc
 
 
-async def routes_in_force(store: Store, current: RouteTable,
+async def routes_in_force(store: Store, current: Callable[[], RouteTable],
                           written: Route | int | None = None) -> RouteTable:
     """The stored route rules.  ``written``: this gateway's change just written (the rule
-    written, or the id deleted); a store that cannot be read now leaves ``current`` with
-    that change made (the next read replaces it), rather than raise after the change."""
+    written, or the id deleted); a store that cannot be read now leaves the table in
+    force (``current()``, read when the read failed) with that change made (the next
+    read replaces it), rather than raise after the change.  Read then, not before the
+    read: another change's read that answered meanwhile (with this rule and its own)
+    stays in force; the table read before lost that change for good (review16)."""
     try:
         rows = await store.routes()
     except StorageError:
         if written is None:
             raise
         gone = written if isinstance(written, int) else written.id
-        return RouteTable([r for r in current.routes if r.id != gone]
+        return RouteTable([r for r in current().routes if r.id != gone]
                           + ([] if isinstance(written, int) else [written]))
     return RouteTable(Route(r.id, r.pattern, r.match, r.target, r.priority, r.created_at)
                       for r in rows)

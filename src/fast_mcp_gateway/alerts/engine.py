@@ -94,6 +94,7 @@ class AlertEngine:
                         else WebhookSink(config().webhook, client=webhook_client))
         self.on_transition: list[OnTransition] = []
         self._runtime: dict[str, AlertRule | None] = {}
+        self._reads: dict[object, dict[str, AlertRule | None]] = {}  # under way: held since
         self._unsaved: deque[AlertEvent] = deque()
         self.unsaved_dropped = 0
         self.evaluations = 0
@@ -123,6 +124,8 @@ class AlertEngine:
         a store gone before the next read would leave the old rule in force, and unlisted
         the rule the change answered (the next read of the store replaces it)."""
         self._runtime[name] = rule
+        for held in self._reads.values():  # over what a read under way returns (``load_rules``)
+            held[name] = rule
 
     def file_rule(self, name: str) -> AlertRule | None:
         return next((r for r in self._config().rules if r.name == name), None)
@@ -133,8 +136,16 @@ class AlertEngine:
         if store is None:
             self._runtime = {}
             return
+        # A change held while this reads may be missing from what it reads (read before
+        # its write): kept over it; the next read alone replaces it (review16).
+        held: dict[str, AlertRule | None] = {}
+        self._reads[reading := object()] = held
+        try:
+            records = await store.alert_rules()
+        finally:
+            del self._reads[reading]
         runtime: dict[str, AlertRule | None] = {}
-        for record in await store.alert_rules():
+        for record in records:
             if record.config is None:
                 runtime[record.name] = None
                 continue
@@ -143,7 +154,7 @@ class AlertEngine:
             except ValidationError as exc:
                 logger.warning("ignoring the stored alert rule '%s': %s", record.name,
                                exc.errors()[0].get("msg", exc))
-        self._runtime = runtime
+        self._runtime = runtime | held
 
     # -- evaluating -----------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ the upstream's question as it came) and a handshake-era host (asked with an
 keeps the form schemas in the request's ``_NOTED`` (a ContextVar holding a dict, so a
 task the handler starts fills the same one); ``FormSchemas``, a ``Server.middleware``
 of the SDK server (the SDK's own seam around the chain that holds the sieve), puts
-them back after it: what the sieve validated, with the keys it dropped.  No other
-key of the answer changes, nor any answer without a form.
+them back after it: what the sieve validated, with the keys it dropped (not a null
+one: ``_whole``).  No other key of the answer changes, nor any answer without a form.
 """
 
 from __future__ import annotations
@@ -60,6 +60,15 @@ class FormSchemas:
             for key, schema in noted.items():
                 ask = asks.get(key) if isinstance(asks, dict) else None
                 params = ask.get("params") if isinstance(ask, dict) else None
-                if isinstance(params, dict) and "requestedSchema" in params:
-                    params["requestedSchema"] = schema
+                if isinstance(params, dict) and isinstance(sieved := params.get(
+                        "requestedSchema"), dict):
+                    params["requestedSchema"] = _whole(schema, sieved)
         return result
+
+
+def _whole(schema: dict[str, Any], sieved: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as the upstream wrote it (its keys' order), what the sieve kept as it
+    kept it, without its null members: MCP's schema has no null for ``required`` or
+    ``$schema`` (a strict host refuses the line; the sieve's dump and the express lanes,
+    ``wire.without_schema_nulls``, leave them out), nor for a key of its own (review16)."""
+    return {key: sieved.get(key, value) for key, value in schema.items() if value is not None}

@@ -65,6 +65,10 @@ async def test_the_dashboard_typed_without_its_slash_is_redirected_to_it() -> No
             moved = await http.request(method, base + "/ui?x=1", headers=HTML)
             assert moved.status_code == 307, (moved.status_code, moved.text)
             assert moved.headers["location"] == "ui/?x=1"  # relative: a proxy's prefix stays
+            # A token put in the URL is not sent back in the Location (nor kept there).
+            moved = await http.request(method, base + f"/ui?access_token={OPS}", headers=HTML)
+            assert moved.status_code == 307 and moved.headers["location"] == "ui/"
+            assert OPS not in str(moved.headers)
         landed = await http.get(base + "/ui", headers=HTML, follow_redirects=True)
         assert landed.status_code == 200 and str(landed.url).startswith(base + "/ui/login")
         assert "<form" in landed.text, landed.text

@@ -204,7 +204,10 @@ class UnknownPaths:
             return
         path = str(scope["path"])
         if scope["method"] in ("GET", "HEAD") and path + "/" in self.pages:
+            from fast_mcp_gateway.http.access import in_query  # access imports this module
+
             query = scope.get("query_string", b"").decode("latin-1")
+            query = "" if in_query(query) else query  # a token in it is not sent back
             there = path.rpartition("/")[2] + "/" + (f"?{query}" if query else "")
             await Response(status_code=307, headers={"location": there})(scope, receive, send)
             return

@@ -484,9 +484,9 @@ class Gateway:
         if refusal is not None:  # library mode: no CLI refused it first
             raise ConfigError.single("GatewaySettings", None, "host", refusal)
         from fast_mcp_gateway.http.serving import uvicorn_server
-
         # uvicorn handles SIGINT/SIGTERM itself (cancelled, its lifespan logs a traceback)
-        self._http_server = uvicorn_server(self.http_app(transport), self.settings)
+        self._http_server = uvicorn_server(self.http_app(transport), self.settings,
+                                           self.parking.stop)
         try:
             await self._http_server.serve(sockets=sockets)
         finally:

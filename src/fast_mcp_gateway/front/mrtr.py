@@ -31,6 +31,8 @@ Bounds and endings:
   later call with that token is told so; the upstream's own call timeout still
   applies to the whole call;
 * a host that cancels a round (or whose HTTP request ends) cancels the upstream call;
+* a stop of ``serve`` over HTTP ends the lazily parked calls as it begins
+  (``Parking.stop``): their tasks are host requests' that uvicorn waits for;
 * a token is bound to the caller (principal) and the component it called, and a
   round is served to one host request at a time;
 * at most ``max_parked`` calls are held, a quarter of them one caller's (with
@@ -137,6 +139,9 @@ class Parking:
         self.max_parked = max_parked
         self.expired = 0  # questions that expired unanswered (their calls were cancelled)
         self._calls: dict[str, ParkedCall] = {}
+        # Lazily parked calls, held in their host requests' tasks (``stop`` ends them).
+        self._lazy: set[ParkedCall] = set()
+        self.stopped = False
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
         self.abandoned: Abandoned | None = None
@@ -147,12 +152,25 @@ class Parking:
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
-            self._tg = tg
+            self._tg, self.stopped = tg, False  # served again (in process): not stopping
             task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:
                 self._tg = None
+
+    def stop(self) -> None:
+        """The gateway is stopping: end the lazily parked calls now.  Their host
+        requests were answered, but their tasks hold them (uvicorn waited for those
+        the whole grace for requests in flight, ``stop_grace``); eager ones end with
+        ``run``.  A question asked after this fails upstream."""
+        self.stopped = True
+        if self._lazy:  # one line, not one per call (a thousand may be held)
+            logger.info("stopping: ending %d call(s) parked on the express lane, waiting "
+                        "for their hosts' answers (their upstream calls are cancelled)",
+                        len(self._lazy))
+        for parked in list(self._lazy):
+            parked.timer.cancel()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -303,6 +321,7 @@ class Parking:
             if lazy.parked is not None:
                 lazy.parked.close(f"the gateway ended {lazy.parked.what}")
                 self._calls.pop(lazy.parked.token, None)
+                self._lazy.discard(lazy.parked)
         raise AnsweredEarly(call.exposed)
 
     async def _hold(self, parked: ParkedCall, send: Callable[[], Awaitable[Any]]) -> None:
@@ -328,6 +347,8 @@ class Parking:
             return
         deadline = parked.timer.deadline
         parked.timer = anyio.CancelScope(deadline=deadline)
+        if self.stopped and parked in self._lazy:
+            parked.timer.cancel()  # kept for no host: the gateway is stopping
         with parked.timer:
             await parked.collected.wait()
         if not parked.collected.is_set() and parked.token not in self._ended:
@@ -339,7 +360,12 @@ class Parking:
             self._abandon(parked, message)
 
     def _ended_early(self, parked: ParkedCall) -> None:
-        if parked.cancelled_by_host:
+        if self.stopped and parked in self._lazy:
+            message = (f"{parked.what}: the gateway stopped while it waited for the host's "
+                       "answers; call it again without requestState")
+            logger.debug("upstream '%s': %s", parked.server, message)
+            self._abandon(parked, message, "cancelled")
+        elif parked.cancelled_by_host:
             message = f"{parked.what} was cancelled by its host"
             logger.debug("upstream %s: %s", parked.server, message)
         else:
@@ -353,11 +379,11 @@ class Parking:
         parked.finish(error=UpstreamError(parked.server, message))
         self._end(parked, message)
 
-    def _abandon(self, parked: ParkedCall, message: str) -> None:
+    def _abandon(self, parked: ParkedCall, message: str, status: str = "timeout") -> None:
         # No host round is left to observe the call's end (a host-cancelled round
         # was observed as cancelled by its own request).
         if self.abandoned is not None and parked.call is not None:
-            self.abandoned(parked.call, "timeout", message)
+            self.abandoned(parked.call, status, message)
 
     def _end(self, parked: ParkedCall, message: str) -> None:
         self._ended[parked.token] = message
@@ -379,11 +405,15 @@ class _Lazy:
 
     def promote(self, front: ParkedFront) -> ParkedCall:
         """The first pushed request: park the call (its first asker answers the host)."""
+        if self.parking.stopped:  # nobody would be left to answer it
+            raise MCPError(types.INVALID_REQUEST, f"{self.call.method} '{self.call.exposed}'"
+                                                  ": the gateway is stopping")
         try:
             parked = self.parking._new(self.call, self.host, self.timer)
         except UpstreamError as exc:  # full: this question fails upstream, as it came
             raise MCPError(types.INVALID_REQUEST, exc.detail) from exc
         self.parked = parked
+        self.parking._lazy.add(parked)
         parked.first_round = self._first_round
         return parked
 

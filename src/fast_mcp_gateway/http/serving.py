@@ -49,9 +49,11 @@ NAMED = 3
 """Requests a stop cuts that are named each in a line; the rest are counted in one."""
 
 
-def uvicorn_server(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Server:
+def uvicorn_server(app: ASGIApp, settings: GatewaySettings,
+                   on_stop: Callable[[], None] | None = None) -> uvicorn.Server:
     """The uvicorn server for ``app`` (wrapped in ``CutAtStop``) as ``settings`` say;
-    the MCP endpoint is the first of ``app.mcp_paths`` (``GatewayApp``)."""
+    the MCP endpoint is the first of ``app.mcp_paths`` (``GatewayApp``).  ``on_stop``
+    is called as the stop begins, before the grace for requests in flight."""
     server: uvicorn.Server | None = None
 
     def stopping() -> bool:
@@ -76,7 +78,7 @@ def uvicorn_server(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Server:
         # A host holding a stream open must not keep a stopping gateway alive.
         timeout_graceful_shutdown=math.ceil(settings.stop_grace),
     )
-    server = _Server(config, cut)
+    server = _Server(config, cut, on_stop)
     errors = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _CutCount) for f in errors.filters):
         errors.addFilter(_CutCount())
@@ -158,11 +160,14 @@ class _Server(uvicorn.Server):
     """uvicorn's server, whose stop ends with ``CutAtStop``'s count of the requests it
     cut (``CutAtStop.summary``)."""
 
-    def __init__(self, config: uvicorn.Config, cut: CutAtStop) -> None:
+    def __init__(self, config: uvicorn.Config, cut: CutAtStop,
+                 on_stop: Callable[[], None] | None = None) -> None:
         super().__init__(config)
-        self.cut = cut
+        self.cut, self.on_stop = cut, on_stop
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
         try:
             await super().shutdown(sockets)
         finally:

@@ -15,7 +15,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.admin.models import LEAN_DEFAULTS, ReplicaStatus, ServerStatus
+from fast_mcp_gateway.admin.models import ReplicaStatus, ServerStatus
 from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 
 pytestmark = pytest.mark.anyio
@@ -47,6 +47,8 @@ async def test_a_tool_answers_the_servers_asked_for_each_entry_lean(tool: str) -
         lean = await client.call_tool(tool, {})
         full = await client.call_tool(tool, {"detail": True})
         # Lean: nothing at its default is said, what is not at it is (a server stopped).
+        from fast_mcp_gateway.admin.models import LEAN_DEFAULTS  # (not in the old code)
+
         for entry in lean.structured_content["servers"]:
             at_default = {k for k, v in entry.items() if LEAN_DEFAULTS.get(k, ...) == v}
             assert "protocol_reason" not in entry

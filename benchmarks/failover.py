@@ -39,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def replicas(client: Client[Any]) -> list[dict[str, Any]]:
-    health = await client.call_tool("gateway_health", {})
+    health = await client.call_tool("gateway_health", {"detail": True})  # pid: null too
     return list(health.structured_content["servers"][0]["replicas"])  # type: ignore[index]
 
 

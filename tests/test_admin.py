@@ -31,7 +31,8 @@ async def test_admin_tools_are_annotated_and_structured() -> None:
         (alpha,) = listing["servers"]
         assert alpha["tools"] == 6 and alpha["resources"] == 3 and alpha["prompts"] == 1
         # protocol: auto opens the cheaper handshake era (tests/test_era.py)
-        assert (alpha["protocol"], alpha["protocol_version"]) == ("auto", "2025-11-25")
+        # (protocol 'auto', its default, is left out of the lean entry: detail shows it)
+        assert "protocol" not in alpha and alpha["protocol_version"] == "2025-11-25"
         assert alpha["uptime_seconds"] >= 0
 
 

@@ -174,7 +174,8 @@ async def test_the_chosen_era_and_why_are_shown_in_status_and_detail() -> None:
         assert (detail["protocol"], detail["protocol_version"]) == ("auto", LEGACY)
         assert detail["protocol_reason"] == (
             "auto: the handshake era costs the server less per call")
-        status = (await client.call_tool("gateway_list_servers", {})).structured_content
+        status = (await client.call_tool("gateway_list_servers", {"detail": True})
+                  ).structured_content
         assert status is not None
         rows = {row["name"]: row for row in status["servers"]}
         assert (rows["pinned"]["protocol"], rows["pinned"]["protocol_version"],
@@ -427,7 +428,8 @@ async def test_a_real_stdio_gateway_recalls_a_need_before_its_first_connect(
             return list(conn.execute("SELECT server, era FROM era_needs"))
 
     async def status(client: Client[Any]) -> dict[str, Any]:
-        servers = (await client.call_tool("gateway_list_servers", {})).structured_content
+        servers = (await client.call_tool("gateway_list_servers", {"detail": True})
+                   ).structured_content
         assert servers is not None
         (pusher,) = [s for s in servers["servers"] if s["name"] == "pusher"]
         return pusher  # type: ignore[no-any-return]

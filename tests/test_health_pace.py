@@ -154,7 +154,8 @@ async def test_a_call_reporting_progress_through_serve_is_no_latency_sample(
         for _ in range(3):
             await client.call_tool("everything_trigger-long-running-operation",
                                    {"duration": 0.2, "steps": 2})
-        health = (await client.call_tool("gateway_health", {})).structured_content
+        health = (await client.call_tool("gateway_health", {"detail": True})
+                  ).structured_content
     assert health is not None
     replica = health["servers"][0]["replicas"][0]
     assert replica["success_rate"] == 1.0

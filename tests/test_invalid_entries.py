@@ -139,7 +139,8 @@ async def test_serve_starts_the_valid_server_and_shows_the_invalid_one(tmp_path:
                                cwd=str(tmp_path), keep_alive=False)
     async with Client(transport) as client:
         assert (await client.call_tool("well_echo", {"text": "hi"})).data == "hi"
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         rows = {s["name"]: s for s in listed["servers"]}
         assert rows["well"]["state"] == "ready" and rows["well"]["config_error"] is None
@@ -257,7 +258,8 @@ async def test_an_invalid_entry_is_not_reported_disabled(tmp_path: Path) -> None
         described = schema["components"]["schemas"]["ServerStatus"]["properties"]["enabled"]
         assert "'invalid' is not started either way" in described["description"]
         async with Client(f"{base}/mcp", auth=OPS) as client:
-            rows = (await client.call_tool("gateway_list_servers", {})).structured_content
+            rows = (await client.call_tool("gateway_list_servers", {"detail": True})
+                   ).structured_content
             assert rows is not None
             assert {s["name"]: s["enabled"] for s in rows["servers"]} == {
                 "bad": True, "off": False}
@@ -353,7 +355,8 @@ async def test_a_reload_keeps_a_broken_entry_running_and_applies_the_rest(
         assert report.updated == ["alpha"] and "beta" in report.unchanged
         assert "field 'replicas'" in report.invalid["beta"]
         assert (await client.call_tool("beta_add", {"a": 1, "b": 2})).data == 1003
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         rows = {s["name"]: s for s in listed["servers"]}
         assert rows["beta"]["state"] == "ready"
@@ -366,7 +369,8 @@ async def test_a_reload_keeps_a_broken_entry_running_and_applies_the_rest(
         config.write_text(json.dumps({"servers": {"alpha": alpha, "beta": beta}}))
         report = await gateway.control.reload_config()
         assert report.invalid == {} and report.error is None
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         assert all(s["config_error"] is None for s in listed["servers"])
 
@@ -432,7 +436,8 @@ async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
     gateway = _gateway(config, {"beta": beta_server()}, db=db)
     async with Client(gateway.server) as client:
         assert (await client.call_tool("beta_add", {"a": 1, "b": 2})).data == 1003
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         old = {s["name"]: s for s in listed["servers"]}["old"]
         assert old["state"] == "invalid" and old["transport"] == "http"
@@ -444,12 +449,14 @@ async def test_a_stored_registration_that_no_longer_validates_is_shown_invalid(
         # Corrected (as the error says): it runs and is no longer shown invalid.
         await client.call_tool("gateway_update_server", {
             "name": "old", "config": memory_entry("old")})
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         old = {s["name"]: s for s in listed["servers"]}["old"]
         assert old["state"] != "invalid" and old["config_error"] is None, old
         await client.call_tool("gateway_remove_server", {"name": "old"})
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None and [s["name"] for s in listed["servers"]] == ["beta"]
 
 
@@ -476,7 +483,8 @@ async def test_a_profile_gateway_shows_only_its_own_invalid_entries(tmp_path: Pa
     gateway = _gateway(config, {"alpha": alpha_server()})
     gateway.manager.restrict(["alpha", "mine"])
     async with Client(gateway.server) as client:
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         rows = {s["name"]: s["state"] for s in listed["servers"]}
         assert rows == {"alpha": "ready", "mine": "invalid"}
@@ -504,7 +512,8 @@ async def test_an_invalid_entry_shows_the_enabled_flag_the_store_keeps(tmp_path:
                                               "plain": {"comand": "x"}}}))
     gateway = _gateway(config, {}, db=db)
     async with Client(gateway.server) as client:
-        listed = (await client.call_tool("gateway_list_servers", {})).structured_content
+        listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                 ).structured_content
         assert listed is not None
         assert [(s["name"], s["state"], s["enabled"]) for s in listed["servers"]] == [
             ("bad", "invalid", False), ("plain", "invalid", True)]

@@ -454,10 +454,11 @@ async def test_an_argument_to_an_admin_tool_that_takes_none_is_refused_plainly()
     """It read "'name' is not accepted; accepted: ; its arguments: none"."""
     gateway = make_gateway({"meteo": memory_entry("meteo")}, {"meteo": weather_server()})
     async with Client(gateway.server) as client:
-        refused = await client.call_tool_mcp("gateway_health", {"name": "meteo"})
+        refused = await client.call_tool_mcp("gateway_list_routes", {"name": "meteo"})
     assert refused.is_error
     assert refused.content[0].text == (
-        "invalid arguments for 'gateway_health': 'name' is not accepted (no argument is); "
+        "invalid arguments for 'gateway_list_routes': 'name' is not accepted (no argument "
+        "is); "
         "its arguments: none")
 
 

@@ -20,8 +20,10 @@ async def test_a_reconnect_counts_as_a_restart(tmp_path: Path) -> None:
     async with Client(gateway.server) as client:
 
         async def restarts() -> tuple[int, list[int]]:
-            listed = (await client.call_tool("gateway_list_servers", {})).structured_content
-            health = (await client.call_tool("gateway_health", {})).structured_content
+            listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+                      ).structured_content
+            health = (await client.call_tool("gateway_health", {"detail": True})
+                      ).structured_content
             (server,) = listed["servers"]
             (entry,) = [s for s in health["servers"] if s["name"] == "well"]
             return server["restarts"], [r["restarts"] for r in entry["replicas"]]

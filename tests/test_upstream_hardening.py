@@ -297,7 +297,7 @@ async def test_hostile_output_through_the_gateway(tmp_path: Path, lane: bool) ->
         # Junk lines and undecodable notifications are skipped; the session goes on.
         assert (await host.call("up_latin1"))["content"][0]["text"] == "after latin1"
         assert (await host.call("up_junk"))["content"][0]["text"] == "after junk"
-        health = (await host.call("gateway_health"))["structuredContent"]
+        health = (await host.call("gateway_health", {"detail": True}))["structuredContent"]
         replica_status = health["servers"][0]["replicas"][0]
         assert replica_status["state"] == "ready"
         assert "not JSON-RPC: 'this is not json'" in replica_status["last_error"]
@@ -319,7 +319,7 @@ async def test_an_upstreams_own_minus_32000_answer_is_an_answer_not_a_lost_conne
         assert "nope: the quota of this key is spent" in failure(reply), reply
         assert "connection closed" not in failure(reply), reply
         assert (await host.call("up_pid"))["content"][0]["text"] == before  # not restarted
-        health = (await host.call("gateway_health"))["structuredContent"]
+        health = (await host.call("gateway_health", {"detail": True}))["structuredContent"]
         replica_status = health["servers"][0]["replicas"][0]
         assert (replica_status["state"], replica_status["restarts"]) == ("ready", 0), health
 

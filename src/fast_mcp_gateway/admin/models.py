@@ -7,9 +7,15 @@ output schemas.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # Server management's report lives apart: the gateway needs it at start (report.py).
 from fast_mcp_gateway.admin.report import ChangeReport as ChangeReport
@@ -22,7 +28,39 @@ RESTARTS = ("times its session was started again since it started with its curre
             "by a reconnect or an enable alike")
 
 
-class ReplicaStatus(BaseModel):
+State = Literal["starting", "ready", "reconnecting", "failed", "disabled", "stopped",
+                "invalid"]
+"""A server's states (``UpstreamState``'s, and ``invalid``: not started for its entry)."""
+
+
+class _Lean(BaseModel):
+    """A status that may be shown lean (``lean()``): its fields at their default
+    (``LEAN_DEFAULTS``) left out when serialized, as ``gateway_list_servers`` and
+    ``gateway_health`` answer unless asked for ``detail``.  A field that says something
+    is wrong is never at its default, so it stays."""
+
+    _lean: bool = PrivateAttr(default=False)
+
+    def lean(self) -> Any:
+        """A copy shown lean (its replicas too)."""
+        copy = self.model_copy(deep=True)
+        copy._lean = True
+        for replica in getattr(copy, "replicas", ()):
+            replica._lean = True
+        return copy
+
+    # No return annotation: pydantic would take it for the serialized schema (``Any``
+    # left the tools' output schemas empty); without one it keeps the model's.
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if not self._lean or not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if k not in LEAN_LEFT_OUT
+                and (k not in LEAN_DEFAULTS or v != LEAN_DEFAULTS[k])}
+
+
+class ReplicaStatus(_Lean):
     """One replica (one live session) of a server."""
 
     replica: str
@@ -30,22 +68,22 @@ class ReplicaStatus(BaseModel):
     state: str
     health: str = Field(description="HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN (also a "
                                     "disabled server)")
-    breaker: str = Field(description="closed, open or half_open")
+    breaker: str = Field(default="closed", description="closed, open or half_open")
     breaker_retry_in_seconds: float | None = None
     stalled: str | None = Field(default=None, description=(
         "why it is suspected of hanging calls (then its health is UNHEALTHY and other "
         "replicas are preferred): 'stalled: 3 calls cancelled by their hosts after 12 s "
         "with no answer', how long, and when a call goes to it as a trial"))
-    inflight: int
-    ewma_latency_ms: float | None
-    success_rate: float | None = Field(description="over the health window")
-    median_latency_ms: float | None
-    weight: int
-    draining: bool
-    restarts: int = Field(description=RESTARTS)
-    pid: int | None
-    uptime_seconds: float | None
-    last_error: str | None
+    inflight: int = 0
+    ewma_latency_ms: float | None = None
+    success_rate: float | None = Field(default=None, description="over the health window")
+    median_latency_ms: float | None = None
+    weight: int = 1
+    draining: bool = False
+    restarts: int = Field(default=0, description=RESTARTS)
+    pid: int | None = None
+    uptime_seconds: float | None = None
+    last_error: str | None = None
 
 
 class ClientSession(ReplicaStatus):
@@ -70,17 +108,17 @@ class ClientSessionsStatus(BaseModel):
     sessions: list[ClientSession] = Field(default_factory=list)
 
 
-class ServerStatus(BaseModel):
+class ServerStatus(_Lean):
     """One upstream server as the gateway sees it now."""
 
     name: str
     namespace: str
     transport: str
     state: str
-    enabled: bool = Field(description="whether it is to run: false once disabled "
+    enabled: bool = Field(default=True, description="whether it is to run: false once disabled "
                                       "(gateway_disable_server, 'enabled: false'); state "
                                       "'invalid' is not started either way")
-    protocol_version: str | None
+    protocol_version: str | None = None
     protocol: str = Field(default="auto", description="the configured era: auto, legacy "
                                                       "or 2026-07-28")
     protocol_reason: str | None = Field(
@@ -95,10 +133,10 @@ class ServerStatus(BaseModel):
         "'task-only' (runs only as a task, and its session is handshake-era, which has no "
         "tasks), a rule ('tools.exclude', 'tools.include') or 'pinning' (held until "
         "approved)")
-    last_error: str | None
-    uptime_seconds: float | None
-    connect_seconds: float | None
-    restarts: int = Field(description=RESTARTS + " (its replicas' together)")
+    last_error: str | None = None
+    uptime_seconds: float | None = None
+    connect_seconds: float | None = None
+    restarts: int = Field(default=0, description=RESTARTS + " (its replicas' together)")
     pid: int | None = Field(default=None, description="the stdio server's process id")
     description: str | None = None
     health: str = Field(default="UNKNOWN", description="the best of its replicas' health")
@@ -114,6 +152,22 @@ class ServerStatus(BaseModel):
         default=None, description="what the operation that answered with this status did "
         "that its state does not show yet, e.g. an enabled flag recorded for a server "
         "whose entry is invalid, which applies once the entry is corrected")
+
+
+LEAN_DEFAULTS: dict[str, Any] = {
+    "breaker": "closed", "breaker_retry_in_seconds": None, "stalled": None, "inflight": 0,
+    "ewma_latency_ms": None, "success_rate": None, "median_latency_ms": None, "weight": 1,
+    "draining": False, "restarts": 0, "pid": None, "uptime_seconds": None,
+    "last_error": None, "enabled": True, "protocol_version": None, "protocol": "auto",
+    "protocol_reason": None, "tools_not_exposed": {}, "connect_seconds": None,
+    "description": None, "balance": "round_robin", "isolation": "shared",
+    "client_sessions": None, "config_error": None, "note": None}
+LEAN_LEFT_OUT = frozenset({"protocol_reason"})
+"""What a lean status leaves out whatever it says: why a session is in its era (up to
+~110 bytes a server, the same for most; ``protocol`` and ``protocol_version`` stay)."""
+"""What a lean status leaves out: each field at this value (a replica's and a server's
+alike); what says something is wrong (an error, an open breaker, a stall, a replica
+drained, restarts, a server disabled) is never at it."""
 
 
 class ServerList(BaseModel):
@@ -236,7 +290,7 @@ class StatsReport(BaseModel):
 class Listing(BaseModel):
     server: str
     replica: str
-    protocol_version: str | None
+    protocol_version: str | None = None
     tools: list[dict[str, Any]]
     resources: list[dict[str, Any]]
     resource_templates: list[dict[str, Any]]

@@ -12,11 +12,12 @@ their own because ``mcp_tools`` had no room left; registering servers at runtime
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import Field
 
-from fast_mcp_gateway.admin import servers
+from fast_mcp_gateway.admin import listing, servers
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.admin.models import (
     HealthReport,
@@ -24,6 +25,7 @@ from fast_mcp_gateway.admin.models import (
     ServerDetail,
     ServerList,
     ServerStatus,
+    State,
 )
 from fast_mcp_gateway.admin.scope import CALLER, actor
 
@@ -31,9 +33,24 @@ from fast_mcp_gateway.admin.scope import CALLER, actor
 ServerName = Annotated[str, Field(description="the server's name in servers.yaml")]
 
 
-async def list_servers(ctx: AdminContext) -> ServerList:
-    """List every upstream server: state, transport, component counts, last error, uptime."""
-    return servers.list_servers(ctx)
+Names = Annotated[list[str] | None, Field(
+    description="only these servers (exact names; default: every one)", min_length=1)]
+StateArg = Annotated[State | None, Field(description="only servers in this state")]
+Detail = Annotated[bool, Field(description=(
+    "every field of each entry; default: protocol_reason and those at their default are "
+    "left out (null, 0, false, {}, breaker closed, weight 1, protocol auto, balance "
+    "round_robin, isolation shared)"))]
+
+
+def _may_use() -> Callable[[str], bool]:
+    caller = CALLER.get()
+    return (lambda _name: True) if caller is None else caller.may_use
+
+
+async def list_servers(ctx: AdminContext, servers: Names = None, state: StateArg = None,
+                       detail: Detail = False) -> ServerList:
+    """List upstream servers: state, transport, component counts, last error, uptime."""
+    return listing.list_servers(ctx, servers, state, detail, _may_use())
 
 
 async def server_detail(
@@ -68,10 +85,11 @@ async def disable_server(ctx: AdminContext, name: ServerName) -> ServerStatus:
     return await servers.disable_server(ctx, actor(), name)
 
 
-async def health(ctx: AdminContext) -> HealthReport:
-    """Health of every server and replica: status, circuit breaker, calls in flight,
+async def health(ctx: AdminContext, servers: Names = None, state: StateArg = None,
+                 detail: Detail = False) -> HealthReport:
+    """Health of servers and their replicas: status, circuit breaker, calls in flight,
     EWMA latency, success rate, restarts, last error."""
-    return servers.health(ctx)
+    return listing.health(ctx, servers, state, detail, _may_use())
 
 
 async def reset_breaker(

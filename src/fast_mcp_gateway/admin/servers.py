@@ -29,16 +29,16 @@ from fast_mcp_gateway.admin.invalid import (
     service_of,
     with_invalid,
 )
+from fast_mcp_gateway.admin.listing import health as health
+from fast_mcp_gateway.admin.listing import list_servers as list_servers
 from fast_mcp_gateway.admin.masked import unmasked
 from fast_mcp_gateway.admin.models import (
     ChangeReport,
     Curation,
     ExposedName,
-    HealthReport,
     HiddenComponent,
     ReplicaStatus,
     ServerDetail,
-    ServerList,
     ServerStatus,
 )
 from fast_mcp_gateway.admin.registering import (
@@ -65,23 +65,6 @@ from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.upstream.loops import not_added
 from fast_mcp_gateway.upstream.replica import UpstreamState
-
-
-def list_servers(ctx: AdminContext) -> ServerList:
-    """Every upstream server's status, and how many are ready."""
-    view = ctx.manager.view
-    servers = with_invalid(ctx, [status_of(s, view) for s in ctx.manager.services.values()])
-    return ServerList(
-        servers=servers, ready=sum(s.state == "ready" for s in servers), total=len(servers)
-    )
-
-
-def health(ctx: AdminContext) -> HealthReport:
-    """Every server's and replica's health, and how many servers are healthy."""
-    view = ctx.manager.view
-    servers = with_invalid(ctx, [status_of(s, view) for s in ctx.manager.services.values()])
-    return HealthReport(servers=servers, total=len(servers),
-                        healthy=sum(s.health == "HEALTHY" for s in servers))
 
 
 def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,

@@ -58,10 +58,13 @@ class ServerView(RootModel[ServerDetail | ServerStatus]):
 # -- servers -----------------------------------------------------------------------
 
 
-@endpoint("GET", "/servers", ServerList, scope="tools", tag="servers")
+@endpoint("GET", "/servers", ServerList, scope="tools", tag="servers", query=s.ServersQuery)
 async def list_servers(call: Call) -> ServerList:
-    """Every server you may use: state, transport, component counts, health."""
-    return views.servers_only(servers.list_servers(call.ctx), call.may_use, call.principal)
+    """Every server you may use (or those named, or in a state): state, transport,
+    component counts, health."""
+    q: s.ServersQuery = call.query
+    return views.servers_only(servers.list_servers(call.ctx, q.names(), q.state, q.detail,
+                                                   call.may_use), call.may_use, call.principal)
 
 
 @endpoint("POST", "/servers", ChangeReport, scope="admin", tag="servers", body=s.ServerCreate,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from fast_mcp_gateway.admin.models import State
 from fast_mcp_gateway.config.names import MAX_SERVER_NAME, NEW_NAME_CHARS
 from fast_mcp_gateway.config.schema import STORE_INT_MAX, RoutePriority
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
@@ -136,6 +137,22 @@ class _Query(_Model):
 class NoQuery(_Query):
     """An endpoint that takes no query parameters: any is refused, as an unknown one of
     another endpoint is (``GET /servers?server=x`` listed every server, unfiltered)."""
+
+
+class ServersQuery(_Query):
+    """As ``gateway_list_servers`` narrows (``admin.listing``), in full by default."""
+
+    server: Annotated[str | None, Field(
+        description="only these servers: exact names, comma-separated")] = None
+    state: Annotated[State | None, Field(description="only servers in this state")] = None
+    detail: Annotated[bool, Field(description=(
+        "false: each entry without protocol_reason and the fields at their default "
+        "(null, 0, false, {}, breaker closed, weight 1, protocol auto, balance "
+        "round_robin, isolation shared)"))] = True
+
+    def names(self) -> list[str] | None:
+        return None if self.server is None else [
+            n.strip() for n in self.server.split(",") if n.strip()] or None
 
 
 class DetailQuery(_Query):

@@ -78,3 +78,41 @@ async def test_a_token_as_a_key_reaches_no_record_error_or_log(
     assert TOKEN not in seen[0] and JWT not in seen[0] and "mgw_***" in seen[0]
     for text in (*seen[1:], records, history, audit, caplog.text):
         _shows_none(text)
+
+
+def test_a_literal_masked_form_after_a_token_key_loses_neither_entry() -> None:
+    # A key written as 'mgw_***' after a token's: it took the token's place in the
+    # record, and the token's entry (its value) was lost.
+    shown = redact_arguments({TOKEN: 1, "mgw_***": 2, OTHER: 3, "mgw_*** (3)": 4})
+    assert shown == {"mgw_*** (2)": 1, "mgw_***": 2, "mgw_*** (4)": 3, "mgw_*** (3)": 4}
+
+
+def test_many_token_keys_cost_in_proportion_to_their_number() -> None:
+    # Each key masked alike counted '(2)', '(3)'... up from 1: n keys cost n*n/2 probes
+    # (8,000 token keys, 432 kB of arguments, held a call 5.3 s).  Counted in lines this
+    # module runs (no timing): a few per key.
+    import secrets
+    import sys
+    from types import FrameType
+
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    n = 600
+    keys = {f"mgw_{secrets.token_urlsafe(32)}": i for i in range(n)}
+    lines = 0
+
+    def trace(frame: FrameType, event: str, _arg: Any) -> Any:
+        nonlocal lines
+        if frame.f_code.co_filename != module.__file__:
+            return None
+        if event == "line":
+            lines += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        shown = redact_arguments(keys)
+    finally:
+        sys.settrace(None)
+    assert len(shown) == n and f"mgw_*** ({n})" in shown
+    assert lines < 40 * n, lines

@@ -150,7 +150,10 @@ def mask_argument_values(text: str, arguments: Any,
     # pydantic shortens a long input_value to its first and last characters around
     # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
     text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
-    return mask_secrets(text, found | _cut_ends(text, found))
+    pieces = _cut_ends(text, found)
+    if pieces is None:
+        return CUT_LEFT_OUT
+    return mask_secrets(text, found | pieces)
 
 
 def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
@@ -205,19 +208,61 @@ def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) ->
 _INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
 
 
-def _cut_ends(text: str, values: set[str]) -> set[str]:
+CUT_WORK = 16_000_000
+"""How much ``_cut_ends`` may do (~0.2 s): 64 a value at each "..." (~1 us of Python)
+and 1 for 16 characters scanned or compared (in C).  The host chooses how many values
+and marks there are (400 token keys and a value of 400 "..." echoed cost 1.25 s, 4,000
+of each ~2 minutes, on the event loop); past it the error text is left out
+(``CUT_LEFT_OUT``), never shown with a cut value unmasked."""
+
+CUT_LEFT_OUT = ("(the error text is left out: it cuts short more of the call's secret "
+                "values than the gateway masks in time)")
+
+
+def _cut_ends(text: str, values: set[str]) -> set[str] | None:
     """The parts of ``values`` (16+ characters) that ``text`` shows cut short: a prefix
-    of 8+ characters right before a "..." and a suffix right after one."""
+    of 8+ characters right before a "..." and a suffix right after one; None past
+    ``CUT_WORK``.  Each is found from its value's first (last) 8 characters with
+    ``str.find`` (``rfind``), the longest first: trying each length in turn cost the
+    square of a value's length at each mark (a 2.4 kB password of "..."s: 0.47 s)."""
     pieces: set[str] = set()
-    for mark in re.finditer(r"\.\.\.|\u2026", text):
-        before, after = text[:mark.start()], text[mark.end():]
-        for value in (v for v in values if len(v) >= 16):
-            for n in range(len(value) - 1, 7, -1):
-                if before.endswith(value[:n]):
-                    pieces.add(value[:n])
-                    break
-            for n in range(len(value) - 1, 7, -1):
-                if after.startswith(value[-n:]):
-                    pieces.add(value[-n:])
-                    break
+    long = [v for v in values if len(v) >= 16]
+    spent = 0
+    for mark in re.finditer(r"\.\.\.|\u2026", text) if long else ():
+        start, end = mark.start(), mark.end()
+        for value in long:
+            n, work = _head_cut(text, start, value)
+            m, more = _tail_cut(text, end, value)
+            spent += 64 + (work + more) // 16   # a character scanned in C: ~1 ns
+            if spent > CUT_WORK:
+                return None
+            pieces.update(p for p in (value[:n] if n else "", value[-m:] if m else "") if p)
     return pieces
+
+
+def _head_cut(text: str, start: int, value: str) -> tuple[int, int]:
+    """(the longest n in [8, len(value)) with ``value[:n]`` right before ``start``, or 0;
+    the characters looked at)."""
+    head, lo = value[:8], max(0, start - len(value) + 1)
+    work, at = start - lo, text.find(value[:8], lo, start)
+    while at != -1:
+        n = start - at
+        work += n + start - at
+        if text.startswith(value[:n], at):
+            return n, work
+        at = text.find(head, at + 1, start)
+    return 0, work
+
+
+def _tail_cut(text: str, end: int, value: str) -> tuple[int, int]:
+    """(the longest n in [8, len(value)) with ``value[-n:]`` right after ``end``, or 0;
+    the characters looked at)."""
+    tail, hi = value[-8:], min(len(text), end + len(value) - 1)
+    work, at = hi - end, text.rfind(tail, end, hi)
+    while at != -1:
+        n = at + 8 - end
+        work += n + at - end
+        if text.startswith(value[-n:], end):
+            return n, work
+        at = text.rfind(tail, end, at + 7)
+    return 0, work

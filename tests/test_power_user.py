@@ -186,7 +186,7 @@ async def test_a_tool_listed_twice_by_its_server_is_exposed_once(
         names = [t.name for t in await client.list_tools() if t.name.startswith("raw_")]
         assert sorted(names) == sorted(f"raw_{n}" for n in (
             "echo", "big", "flood", "junk", "latin1", "bad_answer", "pid", "whoami",
-            "block", "weird_content", "null_result", "told", "nulls")), names
+            "block", "weird_content", "list_type", "null_result", "told", "nulls")), names
         echo = next(t for t in await client.list_tools() if t.name == "raw_echo")
         assert echo.description != "a copy"
     said = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]
@@ -540,13 +540,14 @@ def test_an_invalid_tool_result_is_an_error_result_on_both_paths(lane: str,
     with stdio_gateway("--config", str(config), "--no-db",
                        env={"MCP_GATEWAY_EXPRESS_LANE": lane}) as gateway:
         answers = {}
-        for i, tool in enumerate(["raw_weird_content", "raw_null_result", "raw_echo"]):
+        for i, tool in enumerate(["raw_weird_content", "raw_null_result", "raw_list_type",
+                                  "raw_echo"]):
             started = time.monotonic()
             reply = gateway.send({"jsonrpc": "2.0", "id": 500 + i, "method": "tools/call",
                                   "params": {"name": tool, "arguments": {"text": "hi"}}})
             assert reply is not None
             answers[tool] = (reply, time.monotonic() - started)
-    for tool in ("raw_weird_content", "raw_null_result"):
+    for tool in ("raw_weird_content", "raw_null_result", "raw_list_type"):
         reply, took = answers[tool]
         assert "result" in reply and reply["result"]["isError"] is True, reply
         text = reply["result"]["content"][0]["text"]

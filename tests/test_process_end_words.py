@@ -36,3 +36,26 @@ async def test_a_server_ending_itself_mid_call_tells_the_host_how(
     assert text.startswith(f"upstream 'up': connection closed during tools/call '{tool}': "
                            f"{said}; the gateway restarts it"), text
     assert SECRET not in text and "UP_TOKEN" not in text
+
+
+def test_a_proc_of_another_pid_namespace_tells_nothing() -> None:
+    # Under 'unshare --pid' without a /proc of its own, /proc/<pid> is another
+    # namespace's process: a server that had exited (pid 42 here: the outer /proc's
+    # kernel thread, sleeping) was 'not exiting', and its crash told as a closed stdout.
+    import shutil
+    import subprocess
+    import sys
+
+    probe = ["unshare", "-Urpf", "--kill-child", sys.executable, "-c", "pass"]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True,
+                                                         check=False).returncode:
+        pytest.skip("no unprivileged pid namespaces here")
+    script = (
+        "import os, subprocess, sys\n"
+        "from fast_mcp_gateway.upstream.processes import exiting\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'pass'])\n"
+        "os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped\n"
+        "print(os.getpid(), child.pid, exiting(child.pid))\n")
+    done = subprocess.run([*probe[:-2], "-c", script], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.split()[2] == "None", done.stdout

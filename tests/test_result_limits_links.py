@@ -68,7 +68,8 @@ async def test_links_are_measured_as_the_host_reads_them(tmp_path: Path, era: st
 async def test_a_hit_kept_under_a_higher_limit_is_not_served_over_a_lower_one() -> None:
     annotations = types.ToolAnnotations(read_only_hint=True)
     config = SimpleNamespace(max_result_bytes=LIMIT, cache=CacheRule(ttl=600), oversize="error",
-                             tools=SimpleNamespace(cache={}), idempotent_tools=())
+                             tools=SimpleNamespace(cache={}), idempotent_tools=(),
+                             effective_namespace="up")
     service = SimpleNamespace(name="up", config=config, host_of=lambda front: None)
     call: Any = SimpleNamespace(kind="tool", original="read", arguments={"k": 1},
                                 service=service, front=None,

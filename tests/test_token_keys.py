@@ -78,3 +78,91 @@ async def test_a_token_as_a_key_reaches_no_record_error_or_log(
     assert TOKEN not in seen[0] and JWT not in seen[0] and "mgw_***" in seen[0]
     for text in (*seen[1:], records, history, audit, caplog.text):
         _shows_none(text)
+
+
+def test_a_literal_masked_form_after_a_token_key_loses_neither_entry() -> None:
+    # A key written as 'mgw_***' after a token's: it took the token's place in the
+    # record, and the token's entry (its value) was lost.
+    shown = redact_arguments({TOKEN: 1, "mgw_***": 2, OTHER: 3, "mgw_*** (3)": 4})
+    assert shown == {"mgw_*** (2)": 1, "mgw_***": 2, "mgw_*** (4)": 3, "mgw_*** (3)": 4}
+
+
+def test_many_token_keys_cost_in_proportion_to_their_number() -> None:
+    # Each key masked alike counted '(2)', '(3)'... up from 1: n keys cost n*n/2 probes
+    # (8,000 token keys, 432 kB of arguments, held a call 5.3 s).  Counted in lines this
+    # module runs (no timing): a few per key.
+    import secrets
+    import sys
+    from types import FrameType
+
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    n = 600
+    keys = {f"mgw_{secrets.token_urlsafe(32)}": i for i in range(n)}
+    lines = 0
+
+    def trace(frame: FrameType, event: str, _arg: Any) -> Any:
+        nonlocal lines
+        if frame.f_code.co_filename != module.__file__:
+            return None
+        if event == "line":
+            lines += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        shown = redact_arguments(keys)
+    finally:
+        sys.settrace(None)
+    assert len(shown) == n and f"mgw_*** ({n})" in shown
+    assert lines < 40 * n, lines
+
+
+def _lines_run(module_file: str, work: Any) -> tuple[Any, int]:
+    """``work()``'s answer and how many lines of ``module_file`` it ran (no timing)."""
+    import sys
+    from types import FrameType
+
+    lines = 0
+
+    def trace(frame: FrameType, event: str, _arg: Any) -> Any:
+        nonlocal lines
+        if frame.f_code.co_filename != module_file:
+            return None
+        if event == "line":
+            lines += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        return work(), lines
+    finally:
+        sys.settrace(None)
+
+
+def test_cut_values_are_found_in_proportion_to_the_marks() -> None:
+    # Each length of each value was tried at each '...': a 470-character password of
+    # '...'s echoed ran 276,740 lines here (2.4 kB: 0.47 s; 19 kB: minutes, on the
+    # event loop).  A long cut prefix and suffix are masked as before.
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    password = "pw-" + "x1y2z3" * 50 + "..." * 150 + "tail-of-it" * 5
+    arguments = {"password": password, "api_token": TOKEN}
+    text = (f"failed for {arguments!r}; shown cut: {password[:290]}... and "
+            f"\u2026{password[-45:]} and {TOKEN[:30]}...")
+    shown, lines = _lines_run(module.__file__, lambda: mask_argument_values(text, arguments))
+    assert "x1y2z3x1y2" not in shown and "tail-of-it" not in shown, shown
+    _shows_none(shown)
+    assert shown.startswith("failed for {'password': '***'"), shown
+    assert lines < 100 * text.count("..."), lines
+
+
+def test_cut_values_past_the_work_bound_leave_the_text_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    monkeypatch.setattr(module, "CUT_WORK", 1000)
+    arguments = {"password": "s3cret-" + "..." * 50 + "-end-of-it"}
+    shown = mask_argument_values(f"bad {arguments!r}", arguments)
+    assert shown == module.CUT_LEFT_OUT
+    assert "s3cret" not in shown and "end-of-it" not in shown

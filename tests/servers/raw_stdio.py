@@ -28,7 +28,8 @@ Tools: ``echo(text)``, ``big(size)`` (a result of about ``size`` bytes),
 (its response is not valid UTF-8: in its text, after ``pad`` x's, or in its ``_meta``),
 ``pid()``, ``whoami()`` (the request id), ``block(path)`` (writes its pid to ``path``,
 then sleeps for ever without reading stdin: it never sees EOF), ``weird_content()`` (a
-content block of no MCP type), ``null_result()`` (``"result": null``: no JSON-RPC
+content block of no MCP type), ``list_type()`` (a block whose type is a list),
+``null_result()`` (``"result": null``: no JSON-RPC
 response), ``told()`` (a progress, when the call has a token, and a log just
 before its answer), ``nulls()`` (an answer whose ``structuredContent``, content items
 and ``_meta`` hold the upstream's own nulls).
@@ -80,6 +81,7 @@ TOOLS = [
         ("whoami", {}),
         ("block", {"path": {"type": "string"}}),
         ("weird_content", {}),
+        ("list_type", {}),
         ("null_result", {}),
         ("told", {}),
         ("nulls", {}),
@@ -150,6 +152,8 @@ def call(request_id: object, name: str, args: dict, token: object = None) -> Non
         result(request_id, text(str(request_id)))
     elif name == "weird_content":
         result(request_id, {"content": [{"type": "hologram", "beam": 1}]})
+    elif name == "list_type":  # a type no set holds (a list): no MCP type either
+        result(request_id, {"content": [{"type": ["resource_link"], "uri": "file:///x"}]})
     elif name == "null_result":
         send({"jsonrpc": "2.0", "id": request_id, "result": None})
     elif name == "told":  # both lines and the answer in one write: one chunk on stdout

@@ -97,11 +97,15 @@ class LinkMap:
                 block.resource.uri = self.expose(server, block.resource.uri)
 
     def json_blocks(self, server: str, blocks: Any) -> None:
-        """Expose the URIs of ``blocks`` (JSON content, rewritten in place)."""
+        """Expose the URIs of ``blocks`` (JSON content, rewritten in place).  Run before
+        the result is judged (``results.review``): a block may be anything, its type a
+        list (``in _LINK_TYPES`` raised, an internal error for what is the upstream's
+        invalid result)."""
         if not isinstance(blocks, list):
             return
         for block in blocks:
-            if not isinstance(block, dict) or block.get("type") not in _LINK_TYPES:
+            if not isinstance(block, dict) or not isinstance(kind := block.get("type"), str) \
+                    or kind not in _LINK_TYPES:
                 continue
             target = block if block["type"] == "resource_link" else block.get("resource")
             if isinstance(target, dict) and isinstance(target.get("uri"), str):

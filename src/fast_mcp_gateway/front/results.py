@@ -83,8 +83,10 @@ def cacheable(call: Call, annotations: types.ToolAnnotations | None) -> bool:
                                             or annotations.idempotent_hint)
 
 
-CacheKey = tuple[Hashable, str, str]
-"""(whose: ``Service.host_of``, the tool's original name, its arguments as JSON)."""
+CacheKey = tuple[Hashable, str, str, str]
+"""(whose: ``Service.host_of``, the tool's original name, its arguments as JSON, the
+server's namespace: a result is kept with its links exposed, ``review``, and a hit after
+a reload changed the namespace named the resource as it was, which no read reaches)."""
 
 
 class _Lru:
@@ -151,7 +153,8 @@ class ResultLimits:
             return None
         # A per_client server's answer is its caller's (their own credential or session):
         # kept apart per caller, never served to another.
-        return (call.service.host_of(call.front), call.original, arguments)
+        return (call.service.host_of(call.front), call.original, arguments,
+                call.service.config.effective_namespace)
 
     def cached(self, call: Call, encoding: Any) -> Any | None:
         """A cached result for ``call`` in ``encoding``'s form, or None."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 from fastmcp.server.dependencies import get_access_token, get_http_request
 from starlette.requests import HTTPConnection
@@ -33,6 +32,7 @@ from fast_mcp_gateway.config.auth import SCOPES, Scope
 from fast_mcp_gateway.http import jwt_refusals
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.http.errors import ApiError, forbidden, unauthorized
+from fast_mcp_gateway.http.query_tokens import in_query
 from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 
 ANONYMOUS = Principal(name="anonymous", scopes=frozenset({"tools"}), kind="anonymous")
@@ -70,33 +70,6 @@ def no_token(jwt: bool, query: str | bytes = "") -> str:
     return ("this gateway requires a bearer token: send 'Authorization: Bearer <token>' "
             "with one of its tokens ('mcp-gateway token new' makes one)" + (_JWT if jwt else "")
             + in_query(query))
-
-
-# Where clients and proxies put a token in a URL (RFC 6750's access_token first).
-_QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "auth", "authorization",
-                                "api_key", "apikey", "key", "jwt", "id_token"})
-
-
-def in_query(query: str | bytes) -> str:
-    """What to add to a refusal for want of a token when ``query`` seems to carry one: a
-    parameter of a name clients use for tokens, or a value of the form of the gateway's
-    tokens or of a JWT.  A token in a URL is never read (URLs are kept in proxies' logs
-    and browsers' history: RFC 6750 advises against it); the value is never repeated,
-    the parameter named only when it is one of those names (anything else a caller
-    wrote stays out of the answer)."""
-    text = query.decode("latin-1") if isinstance(query, bytes) else query
-    if not text:
-        return ""
-    for name, value in parse_qsl(text, keep_blank_values=True):
-        named = name.lower() in _QUERY_TOKEN_NAMES
-        if named or value.startswith("mgw_") or (value.startswith("eyJ")
-                                                 and value.count(".") == 2):
-            where = f"'{name.lower()}='" if named else "a parameter"
-            return (f"; the URL's query string holds a token ({where}), which this gateway "
-                    "does not read: send it in the Authorization header instead (a URL "
-                    "ends up in proxies' logs and browsers' history: replace a token "
-                    "sent in one)")
-    return ""
 
 
 def bad_token(jwt: bool) -> str:

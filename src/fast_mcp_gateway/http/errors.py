@@ -43,6 +43,7 @@ from fast_mcp_gateway.errors import (
     UpstreamUnavailable,
 )
 from fast_mcp_gateway.http.auth import quotable
+from fast_mcp_gateway.http.query_tokens import in_query
 from fast_mcp_gateway.store.base import StorageError
 
 API_PREFIX = "/api/v1"
@@ -204,8 +205,6 @@ class UnknownPaths:
             return
         path = str(scope["path"])
         if scope["method"] in ("GET", "HEAD") and path + "/" in self.pages:
-            from fast_mcp_gateway.http.access import in_query  # access imports this module
-
             query = scope.get("query_string", b"").decode("latin-1")
             query = "" if in_query(query) else query  # a token in it is not sent back
             there = path.rpartition("/")[2] + "/" + (f"?{query}" if query else "")

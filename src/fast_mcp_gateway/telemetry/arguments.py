@@ -62,9 +62,10 @@ def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
                 return {k: MASK if (key := str(k)) and credential(key) else walk(v)
                         for k, v in value.items()}
             out: dict[Any, Any] = {}
+            apart: dict[str, int] = {}
             for k, v in value.items():
                 key = str(k)
-                out[_shown_key(k, out, secret_values)] = \
+                out[_shown_key(k, secret_values, value, out, apart)] = \
                     MASK if key and credential(key) else walk(v)
             return out
         if isinstance(value, list):
@@ -83,18 +84,27 @@ def _holds_secret_key(value: dict[Any, Any], secret_values: frozenset[str]) -> b
     return bool(names) and mask_text(names, secret_values) != names
 
 
-def _shown_key(key: Any, taken: dict[Any, Any], secret_values: frozenset[str]) -> Any:
+def _shown_key(key: Any, secret_values: frozenset[str], given: Any = (),
+               taken: Any = (), apart: dict[str, int] | None = None) -> Any:
     """``key`` as a record shows it: masked (``mask_text``), told apart from a key
-    already ``taken`` when masking made them alike (two tokens: ``mgw_*** (2)``)."""
+    already ``taken`` or ``given`` as written (the object's own keys: a literal
+    ``mgw_***`` after a token's took its place and the record lost the token's entry)
+    when masking made them alike (two tokens: ``mgw_*** (2)``).  ``apart`` remembers
+    the last number each masked form was given: counting up from 1 for each key cost
+    the square of their number (8,000 token keys, 432 kB of arguments: 5.3 s)."""
     if not isinstance(key, str) or len(key) < MIN_SECRET_LENGTH:
         return key
     shown = mask_text(key, secret_values)
     if shown is key or shown == key:
         return key
-    n, kept = 1, shown
-    while shown in taken:
+    kept, n = shown, 1 if apart is None else apart.get(shown, 1)
+    if n > 1:
+        shown = f"{kept} ({n})"
+    while shown in taken or shown in given:
         n += 1
         shown = f"{kept} ({n})"
+    if apart is not None:
+        apart[kept] = n
     return shown
 
 
@@ -104,7 +114,7 @@ def secret_keys(arguments: Any, secret_values: frozenset[str] = frozenset()) -> 
     found: set[str] = set()
 
     def visit(key: Any, item: Any) -> bool:
-        if isinstance(key, str) and _shown_key(key, {}, secret_values) != key:
+        if isinstance(key, str) and _shown_key(key, secret_values) != key:
             found.update((key, repr(key)[1:-1], json.dumps(key)[1:-1]))
         return True
 
@@ -140,7 +150,10 @@ def mask_argument_values(text: str, arguments: Any,
     # pydantic shortens a long input_value to its first and last characters around
     # "...": no whole value to find, so the clause goes, and the cut ends elsewhere.
     text = _INPUT_VALUE.sub("input_value=***, input_type=", text)
-    return mask_secrets(text, found | _cut_ends(text, found))
+    pieces = _cut_ends(text, found)
+    if pieces is None:
+        return CUT_LEFT_OUT
+    return mask_secrets(text, found | pieces)
 
 
 def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
@@ -195,19 +208,61 @@ def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) ->
 _INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
 
 
-def _cut_ends(text: str, values: set[str]) -> set[str]:
+CUT_WORK = 16_000_000
+"""How much ``_cut_ends`` may do (~0.2 s): 64 a value at each "..." (~1 us of Python)
+and 1 for 16 characters scanned or compared (in C).  The host chooses how many values
+and marks there are (400 token keys and a value of 400 "..." echoed cost 1.25 s, 4,000
+of each ~2 minutes, on the event loop); past it the error text is left out
+(``CUT_LEFT_OUT``), never shown with a cut value unmasked."""
+
+CUT_LEFT_OUT = ("(the error text is left out: it cuts short more of the call's secret "
+                "values than the gateway masks in time)")
+
+
+def _cut_ends(text: str, values: set[str]) -> set[str] | None:
     """The parts of ``values`` (16+ characters) that ``text`` shows cut short: a prefix
-    of 8+ characters right before a "..." and a suffix right after one."""
+    of 8+ characters right before a "..." and a suffix right after one; None past
+    ``CUT_WORK``.  Each is found from its value's first (last) 8 characters with
+    ``str.find`` (``rfind``), the longest first: trying each length in turn cost the
+    square of a value's length at each mark (a 2.4 kB password of "..."s: 0.47 s)."""
     pieces: set[str] = set()
-    for mark in re.finditer(r"\.\.\.|\u2026", text):
-        before, after = text[:mark.start()], text[mark.end():]
-        for value in (v for v in values if len(v) >= 16):
-            for n in range(len(value) - 1, 7, -1):
-                if before.endswith(value[:n]):
-                    pieces.add(value[:n])
-                    break
-            for n in range(len(value) - 1, 7, -1):
-                if after.startswith(value[-n:]):
-                    pieces.add(value[-n:])
-                    break
+    long = [v for v in values if len(v) >= 16]
+    spent = 0
+    for mark in re.finditer(r"\.\.\.|\u2026", text) if long else ():
+        start, end = mark.start(), mark.end()
+        for value in long:
+            n, work = _head_cut(text, start, value)
+            m, more = _tail_cut(text, end, value)
+            spent += 64 + (work + more) // 16   # a character scanned in C: ~1 ns
+            if spent > CUT_WORK:
+                return None
+            pieces.update(p for p in (value[:n] if n else "", value[-m:] if m else "") if p)
     return pieces
+
+
+def _head_cut(text: str, start: int, value: str) -> tuple[int, int]:
+    """(the longest n in [8, len(value)) with ``value[:n]`` right before ``start``, or 0;
+    the characters looked at)."""
+    head, lo = value[:8], max(0, start - len(value) + 1)
+    work, at = start - lo, text.find(value[:8], lo, start)
+    while at != -1:
+        n = start - at
+        work += n + start - at
+        if text.startswith(value[:n], at):
+            return n, work
+        at = text.find(head, at + 1, start)
+    return 0, work
+
+
+def _tail_cut(text: str, end: int, value: str) -> tuple[int, int]:
+    """(the longest n in [8, len(value)) with ``value[-n:]`` right after ``end``, or 0;
+    the characters looked at)."""
+    tail, hi = value[-8:], min(len(text), end + len(value) - 1)
+    work, at = hi - end, text.rfind(tail, end, hi)
+    while at != -1:
+        n = at + 8 - end
+        work += n + at - end
+        if text.startswith(value[-n:], end):
+            return n, work
+        at = text.rfind(tail, end, at + 7)
+    return 0, work

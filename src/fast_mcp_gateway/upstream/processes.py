@@ -144,7 +144,18 @@ def exiting(pid: int) -> bool | None:
     return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
 
 
-_PROC_STAT = os.path.exists(f"/proc/{os.getpid()}/stat")
+def _proc_is_ours() -> bool:
+    """Whether /proc shows this process's pid namespace.  Under ``unshare --pid``
+    without a /proc of its own, ``/proc/<pid>`` is another namespace's process (a
+    server's pid 42 was a kernel thread, sleeping): a crashed server was told as one
+    that closed its stdout and runs on, its exit code lost."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+_PROC_STAT = _proc_is_ours()
 
 
 def signal_group(pid: int, sig: signal.Signals = signal.SIGTERM) -> bool:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import html
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.admin.in_force import HIDDEN
+from fast_mcp_gateway.gateway import Gateway
+from fast_mcp_gateway.store import Store
+from fast_mcp_gateway.store.base import StoreUnavailable
 from tests.fixtures import alpha_server, beta_server, make_gateway, memory_entry, serve_http, until
 from tests.pg import PgCluster
 from tests.test_rest import AUTH, BOB, OPS, Api, assert_error
@@ -37,6 +41,24 @@ Step = Callable[[], Awaitable[None]]
 RULE = {"name": "beta-errors", "server": "beta", "metric": "success_rate",
         "threshold": 0.9, "window": "5m"}
 IN_FORCE = "these are the route rules in force in this gateway, as it last read them"
+
+
+@asynccontextmanager
+async def _rest(tmp_path: Path) -> AsyncIterator[tuple[Gateway, httpx2.AsyncClient, Store]]:
+    """A gateway on a real SQLite file over HTTP, an admin's REST client, its store."""
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db", options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
+            base_url=f"{base}/api/v1", timeout=60,
+            headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        store = gateway.control.store
+        assert store is not None
+        yield gateway, rest, store
+
+
+async def _gone() -> list[Any]:
+    raise StoreUnavailable("the store is unreachable (the test's fault)")
 
 
 def _checkpoint(db: Path) -> bool:
@@ -175,28 +197,16 @@ async def test_an_alert_rule_written_just_before_the_store_goes_is_answered_and_
     force at once, and answered 201; a delete likewise.  The instant cannot be timed
     from outside: the store's read of the rules fails from the write on (a fault put in
     the real SQLite store's method, the gateway otherwise real, over HTTP)."""
-    from fast_mcp_gateway.store.base import StoreUnavailable
-
-    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
-                           {"alpha": alpha_server(), "beta": beta_server()},
-                           db=tmp_path / "g.db", options={"auth": AUTH})
-    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
-            base_url=f"{base}/api/v1", timeout=60,
-            headers={"Authorization": f"Bearer {OPS}"}) as rest:
-        store = gateway.control.store
-        assert store is not None
+    async with _rest(tmp_path) as (_, rest, store):
         put, delete, read = store.put_alert_rule, store.delete_alert_rule, store.alert_rules
-
-        async def gone() -> list[Any]:
-            raise StoreUnavailable("the store is unreachable (the test's fault)")
 
         async def put_then_go(name: str, config: dict[str, Any] | None) -> None:
             await put(name, config)
-            store.alert_rules = gone  # type: ignore[method-assign]
+            store.alert_rules = _gone  # type: ignore[method-assign]
 
         async def delete_then_go(name: str) -> bool:
             deleted = await delete(name)
-            store.alert_rules = gone  # type: ignore[method-assign]
+            store.alert_rules = _gone  # type: ignore[method-assign]
             return deleted
 
         store.put_alert_rule = put_then_go  # type: ignore[method-assign]
@@ -224,29 +234,17 @@ async def test_a_route_rule_written_just_before_the_store_goes_is_in_force_and_a
     audited, and the add made again stored a second rule.  Now it is in force at once
     (the table in force with the change made), audited and answered 201; a delete
     likewise."""
-    from fast_mcp_gateway.store.base import StoreUnavailable
-
-    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
-                           {"alpha": alpha_server(), "beta": beta_server()},
-                           db=tmp_path / "g.db", options={"auth": AUTH})
-    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
-            base_url=f"{base}/api/v1", timeout=60,
-            headers={"Authorization": f"Bearer {OPS}"}) as rest:
-        store = gateway.control.store
-        assert store is not None
+    async with _rest(tmp_path) as (gateway, rest, store):
         add, delete, read = store.add_route, store.delete_route, store.routes
-
-        async def gone() -> list[Any]:
-            raise StoreUnavailable("the store is unreachable (the test's fault)")
 
         async def add_then_go(*args: Any) -> int:
             added = await add(*args)
-            store.routes = gone  # type: ignore[method-assign]
+            store.routes = _gone  # type: ignore[method-assign]
             return added
 
         async def delete_then_go(route_id: int) -> bool:
             deleted = await delete(route_id)
-            store.routes = gone  # type: ignore[method-assign]
+            store.routes = _gone  # type: ignore[method-assign]
             return deleted
 
         store.add_route, store.delete_route = add_then_go, delete_then_go  # type: ignore[method-assign]
@@ -277,16 +275,7 @@ async def test_a_route_written_meanwhile_stays_in_force_when_an_earlier_reread_f
     with both rules, then the first's fails (the store gone).  The first put its rule in
     force in the table read before its read (without the second's rule): the second
     rule, stored and answered 201, was out of the call path until the next change."""
-    from fast_mcp_gateway.store.base import StoreUnavailable
-
-    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
-                           {"alpha": alpha_server(), "beta": beta_server()},
-                           db=tmp_path / "g.db", options={"auth": AUTH})
-    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
-            base_url=f"{base}/api/v1", timeout=60,
-            headers={"Authorization": f"Bearer {OPS}"}) as rest:
-        store = gateway.control.store
-        assert store is not None
+    async with _rest(tmp_path) as (gateway, rest, store):
         read, reading, fail = store.routes, anyio.Event(), anyio.Event()
 
         async def first_fails() -> list[Any]:
@@ -319,21 +308,11 @@ async def test_an_alert_rule_held_stays_when_an_evaluation_read_the_rules_before
     engine held the written rule) replaced the held rules with what it read: the rule
     went out of force, and with the store gone for the add's own evaluation, the add
     answered 500 (``StopIteration``), the stored rule in force nowhere here."""
-    from fast_mcp_gateway.store.base import StoreUnavailable
-
-    gateway = make_gateway({"alpha": memory_entry("alpha"), "beta": memory_entry("beta")},
-                           {"alpha": alpha_server(), "beta": beta_server()},
-                           db=tmp_path / "g.db", options={"auth": AUTH})
-    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(
-            base_url=f"{base}/api/v1", timeout=60,
-            headers={"Authorization": f"Bearer {OPS}"}) as rest:
-        store, engine = gateway.control.store, gateway.control.alerts
-        assert store is not None and engine is not None
+    async with _rest(tmp_path) as (gateway, rest, store):
+        engine = gateway.control.alerts
+        assert engine is not None
         put, read = store.put_alert_rule, store.alert_rules
         stale, release = anyio.Event(), anyio.Event()
-
-        async def gone() -> list[Any]:
-            raise StoreUnavailable("the store is unreachable (the test's fault)")
 
         async def read_before() -> list[Any]:
             rows = await read()  # before the add's write
@@ -344,7 +323,7 @@ async def test_an_alert_rule_held_stays_when_an_evaluation_read_the_rules_before
 
         async def put_then_go(name: str, config: dict[str, Any] | None) -> None:
             await put(name, config)
-            store.alert_rules = gone  # type: ignore[method-assign]
+            store.alert_rules = _gone  # type: ignore[method-assign]
 
         store.alert_rules = read_before  # type: ignore[method-assign]
         store.put_alert_rule = put_then_go  # type: ignore[method-assign]

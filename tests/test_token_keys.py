@@ -92,28 +92,12 @@ def test_many_token_keys_cost_in_proportion_to_their_number() -> None:
     # (8,000 token keys, 432 kB of arguments, held a call 5.3 s).  Counted in lines this
     # module runs (no timing): a few per key.
     import secrets
-    import sys
-    from types import FrameType
 
     from fast_mcp_gateway.telemetry import arguments as module
 
     n = 600
     keys = {f"mgw_{secrets.token_urlsafe(32)}": i for i in range(n)}
-    lines = 0
-
-    def trace(frame: FrameType, event: str, _arg: Any) -> Any:
-        nonlocal lines
-        if frame.f_code.co_filename != module.__file__:
-            return None
-        if event == "line":
-            lines += 1
-        return trace
-
-    sys.settrace(trace)
-    try:
-        shown = redact_arguments(keys)
-    finally:
-        sys.settrace(None)
+    shown, lines = _lines_run(module.__file__, lambda: redact_arguments(keys))
     assert len(shown) == n and f"mgw_*** ({n})" in shown
     assert lines < 40 * n, lines
 

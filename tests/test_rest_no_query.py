@@ -1,7 +1,8 @@
 """An operation that takes no query parameters refuses one, as the others refuse an
 unknown one: ``GET /api/v1/servers?server=notes`` (a team filtering the list as it
 filters the call log) answered every server, 200, the parameter unsaid -- and
-README says "?sever=x is refused, not ignored"."""
+README says "?sever=x is refused, not ignored".  (``/servers`` itself now takes
+``server``, ``state`` and ``detail``: tests/test_list_narrow.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def test_a_query_parameter_to_an_operation_taking_none_is_refused(
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=tmp_path / "gw.db")
     async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
-        for path in ("/servers", "/routes", "/alerts", "/servers/alpha/tools"):
+        for path in ("/routes", "/alerts", "/servers/alpha/tools"):
             refused = await http.get(f"{base}/api/v1{path}", params={"server": "alpha"})
             assert refused.status_code == 422, (path, refused.text)
             error = refused.json()["error"]
@@ -39,7 +40,8 @@ async def test_a_query_parameter_with_an_empty_name_is_named_as_such(tmp_path: P
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
                            db=tmp_path / "gw.db")
     async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
-        for path, takes in (("/servers?=1", "no query parameters"),
+        for path, takes in (("/routes?=1", "no query parameters"),
+                            ("/servers?=1", "server, state, detail"),
                             ("/servers/alpha?=secret", "stderr_lines, replica"),
                             ("/logs/invocations?server=alpha&=", "server, tool, ")):
             refused = await http.get(f"{base}/api/v1{path}")

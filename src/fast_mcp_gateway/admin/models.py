@@ -162,12 +162,12 @@ LEAN_DEFAULTS: dict[str, Any] = {
     "protocol_reason": None, "tools_not_exposed": {}, "connect_seconds": None,
     "description": None, "balance": "round_robin", "isolation": "shared",
     "client_sessions": None, "config_error": None, "note": None}
-LEAN_LEFT_OUT = frozenset({"protocol_reason"})
-"""What a lean status leaves out whatever it says: why a session is in its era (up to
-~110 bytes a server, the same for most; ``protocol`` and ``protocol_version`` stay)."""
 """What a lean status leaves out: each field at this value (a replica's and a server's
 alike); what says something is wrong (an error, an open breaker, a stall, a replica
 drained, restarts, a server disabled) is never at it."""
+LEAN_LEFT_OUT = frozenset({"protocol_reason"})
+"""What a lean status leaves out whatever it says: why a session is in its era (up to
+~110 bytes a server, the same for most; ``protocol`` and ``protocol_version`` stay)."""
 
 
 class ServerList(BaseModel):

@@ -62,3 +62,29 @@ async def test_an_exposure_chosen_or_a_short_list_says_nothing(
         async with Client(gateway.server) as client:
             assert await client.list_tools()
         assert said(caplog) == [], (options, caplog.text)
+
+
+async def test_under_serve_profile_the_profiles_tools_and_exposure_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # serve --profile: every host of the process lists what the profile shows, in its
+    # exposure.  The warning counted the whole catalog ("6 tools are listed to every
+    # host", where each listed 1) and ignored the profile's own exposure.
+    caplog.set_level(logging.INFO)
+    profiles = {"one": {"servers": ["alpha"], "tools": {"include": ["alpha_add"]}},
+                "found": {"exposure": "search"},
+                "many": {"tools": {"exclude": ["alpha_wipe"]}}}
+    options = {"search": {"auto_threshold_tools": 2}, "profiles": profiles}
+    listed: dict[str, int] = {}
+    for profile in ("one", "found", "many"):
+        caplog.clear()
+        gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                               options=options, profile=profile)
+        async with Client(gateway.server) as client:
+            listed[profile] = len([t for t in await client.list_tools()
+                                   if t.name.startswith("alpha_")])
+        if profile == "many":
+            [warned] = said(caplog)
+            assert warned.startswith(f"{listed[profile]} tools are listed"), warned
+        else:
+            assert said(caplog) == [], (profile, caplog.text)
+    assert listed["one"] == 1 and listed["found"] == 0 and listed["many"] > 2, listed

@@ -97,3 +97,28 @@ async def test_rest_lists_servers_narrowed_and_lean_as_asked(tmp_path: Any) -> N
         assert unknown.status_code == 404 and "known: alpha, beta, off" in unknown.text
         bad = await http.get(url, params={"state": "up"})
         assert bad.status_code == 422 and "'ready'" in bad.text
+
+
+async def test_a_per_client_servers_sessions_are_lean_as_its_replicas_are(
+        tmp_path: Any) -> None:
+    # A per_client server's sessions (a replica of one host each, up to max_clients)
+    # were shown in full in a lean entry: every null, 0 and 'closed' of each.
+    from fastmcp import Client as Host
+
+    from fast_mcp_gateway.admin import listing
+    from fast_mcp_gateway.admin.models import LEAN_DEFAULTS
+    from tests.fixtures import stdio_entry, until
+
+    entry = stdio_entry("asker.py", "stdio", protocol="legacy", isolation="per_client")
+    gateway = make_gateway({"asker": entry})
+    service = gateway.manager.get("asker")
+    async with serve_http(gateway.http_app("http")) as base, \
+            Host(f"{base}/mcp", mode="legacy") as host:
+        await until(lambda: service.replicas[0].pid is not None)
+        assert isinstance((await host.call_tool("asker_pid", {})).data, int)
+        listed = listing.list_servers(gateway.control, ["asker"], detail=False)
+        [server] = json.loads(listed.model_dump_json())["servers"]
+        [session] = server["client_sessions"]["sessions"]
+        assert {"replica", "state", "health", "pid"} <= set(session), session
+        at_default = {k for k, v in session.items() if LEAN_DEFAULTS.get(k, ...) == v}
+        assert not at_default, session

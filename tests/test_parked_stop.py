@@ -125,3 +125,64 @@ async def test_a_stop_ends_a_lazily_parked_call_and_says_so() -> None:
         assert result == "done:" and len(parking) == 0
         assert late.failures == ["tools/call 'up_ask': the gateway is stopping"], late.failures
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_stop_after_the_upstream_answered_records_the_stop_not_a_timeout() -> None:
+    # The upstream's call ended (it gave up on its question and answered) and its outcome
+    # waits for the host's next round; the gateway stops first.  The record said
+    # "timeout", "the host did not call again within 120s", as if ask_timeout had passed.
+    parking = Parking()
+    seen: list[tuple[str, str]] = []
+    parking.abandoned = lambda call, status, error: seen.append((status, error))
+    upstream = Asker(finish_first=True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, raised, ended, asked = await _first_round(parking, upstream, tg)
+        with anyio.fail_after(WITHIN):
+            await upstream.returned.wait()  # its outcome is kept for the host
+        parking.stop()
+        with anyio.fail_after(WITHIN):
+            await ended.wait()
+        assert [type(exc) for exc in raised] == [AnsweredEarly]
+        [(status, error)] = seen
+        assert (status, error) == ("cancelled", "tools/call 'up_ask': the gateway stopped "
+                                   "before the host called again to collect the result; "
+                                   "call it again without requestState")
+        with pytest.raises(UpstreamError, match="the gateway stopped before the host called"):
+            await parking.send(FakeCall(host(asked.request_state, {})), upstream, conclude)
+        assert len(parking) == 0 and parking.expired == 0
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_stop_while_the_hosts_answer_is_served_records_the_call_once() -> None:
+    # The host answered the question and waits for what comes next; the gateway stops.
+    # Its round is told the stop, and the call is recorded once, cancelled (the round
+    # recorded it as an error, and the stop recorded it again).
+    parking = Parking()
+    seen: list[tuple[str, str]] = []
+    parking.abandoned = lambda call, status, error: seen.append((status, error))
+    upstream = Asker(then_work=True)  # once answered, works until cancelled
+    async with anyio.create_task_group() as tg:
+        await tg.start(parking.run)
+        _, _, ended, asked = await _first_round(parking, upstream, tg)
+        ((key, _),) = (asked.input_requests or {}).items()
+        answer = {key: {"action": "accept", "content": {"name": "Ada"}}}
+        second = FakeCall(host(asked.request_state, answer))
+
+        async def stop_once_answered() -> None:
+            while not parking._calls[asked.request_state]._asks.keys().isdisjoint({key}):
+                await anyio.lowlevel.checkpoint()
+            parking.stop()
+
+        tg.start_soon(stop_once_answered)
+        with anyio.fail_after(WITHIN), pytest.raises(
+                UpstreamError, match="the gateway stopped while it waited"):
+            await parking.send(second, upstream, conclude)
+        with anyio.fail_after(WITHIN):
+            await upstream.cancelled.wait()
+            await ended.wait()
+        [(status, _)] = seen
+        assert status == "cancelled" and second.observed  # recorded once, by the stop
+        tg.cancel_scope.cancel()

@@ -150,3 +150,34 @@ def test_cut_values_past_the_work_bound_leave_the_text_out(
     shown = mask_argument_values(f"bad {arguments!r}", arguments)
     assert shown == module.CUT_LEFT_OUT
     assert "s3cret" not in shown and "end-of-it" not in shown
+
+
+def test_values_a_long_error_text_never_shows_are_not_tried_at_its_marks() -> None:
+    # ~30 kB of progress dots and an error that echoes none of the three credential
+    # values: each was tried at each '...' (10,000 marks, ~360,000 lines here; 200 kB
+    # and three values: 0.8 s on the event loop), though none could be cut there.
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    arguments = {"password": "s3cr3t-Pa55w0rd-abcdefghijklmnop", "api_key": "k" * 40,
+                 "api_token": TOKEN}
+    text = "Loading" + "." * 30_000 + " failed: the credentials were refused"
+    shown, lines = _lines_run(module.__file__, lambda: mask_argument_values(text, arguments))
+    assert shown == text
+    assert lines < 500, lines
+    # One that it shows whole is masked, and its cut ends still found at the marks.
+    cut = f"{text} for {arguments['password']} (was {arguments['password'][:12]}...)"
+    shown = mask_argument_values(cut, arguments)
+    assert shown.endswith("for *** (was ***...)"), shown[-60:]
+
+
+def test_each_mark_counts_toward_the_work_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A mark cost as much as a value tried at it, and was not counted: with one value,
+    # the bound (~0.2 s) let twice the marks through (200 kB: 0.8 s at load 6).
+    from fast_mcp_gateway.telemetry import arguments as module
+
+    monkeypatch.setattr(module, "CUT_WORK", 100_000)
+    password = "s3cr3t-Pa55w0rd-abcdefghijklmnop"
+    shown = mask_argument_values(f"bad {password}" + "." * 3_000, {"password": password})
+    assert shown == module.CUT_LEFT_OUT
+    shown = mask_argument_values(f"bad {password}" + "." * 1_200, {"password": password})
+    assert shown.startswith("bad ***..."), shown[:20]

@@ -102,6 +102,25 @@ async def test_an_unknown_path_lists_what_the_gateway_serves() -> None:
         assert allowed.headers["allow"] == "GET, HEAD"
 
 
+async def test_the_dashboard_mounted_under_a_prefix_is_redirected_to_as_well() -> None:
+    """The gateway's app mounted in another (``Gateway.http_app`` under ``/gw``): its
+    dashboard answered at ``/gw/ui/``, but ``/gw/ui`` was the JSON 404 (the redirect
+    looked for the path with the prefix among the dashboard's)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    gateway = make_gateway({}, options={"auth": AUTH})
+    outer = Starlette(routes=[Mount("/gw", app=gateway.http_app())])
+    async with serve_http(outer, startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        moved = await http.get(base + "/gw/ui?x=1", headers=HTML)
+        assert moved.status_code == 307, (moved.status_code, moved.text)
+        assert moved.headers["location"] == "ui/?x=1"
+        landed = await http.get(base + "/gw/ui", headers=HTML, follow_redirects=True)
+        assert landed.status_code == 200 and str(landed.url).startswith(base + "/gw/ui/login")
+        _shape(await http.get(base + "/gw/nosuch", headers=HTML), 404, "not_found")
+
+
 async def test_an_unknown_path_tells_a_caller_without_a_token_nothing_new() -> None:
     gateway = make_gateway({}, options={"auth": AUTH}, path="/team-mcp")
     async with serve_http(gateway.http_app(), startup=False) as base, \

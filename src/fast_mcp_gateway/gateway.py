@@ -116,7 +116,7 @@ class Gateway:
         self.provider = GatewayProvider(self.manager, on_listed=lambda: track_current_host(
             self.hub, self.provider))
         check_profile(self.settings.profile, config.options)
-        self.provider.profile = self.settings.profile
+        self.provider.profile = self.manager.build_log.profile = self.settings.profile
         self.provider.failed = self._background_failed  # the manager's task, too
         # A stop waits (bounded) for admin operations in flight before the servers stop.
         self.provider.before_stop = self._admin_ops_ended

@@ -42,10 +42,13 @@ class _Lean(BaseModel):
     _lean: bool = PrivateAttr(default=False)
 
     def lean(self) -> Any:
-        """A copy shown lean (its replicas too)."""
+        """A copy shown lean (its replicas too, and its per-client sessions: replicas
+        of one host each, up to ``max_clients`` of them)."""
         copy = self.model_copy(deep=True)
         copy._lean = True
-        for replica in getattr(copy, "replicas", ()):
+        clients = getattr(copy, "client_sessions", None)
+        for replica in [*getattr(copy, "replicas", ()),
+                        *(clients.sessions if clients is not None else ())]:
             replica._lean = True
         return copy
 

@@ -9,6 +9,7 @@ own names and URIs.  What they do to a catalog is ``routing/curation.py``.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Annotated, Any, Literal
 
@@ -157,6 +158,16 @@ class Profile(_Strict):
                           description="include/exclude globs on exposed tool names")
     exposure: Exposure | None = Field(
         default=None, description="all | search | auto (default: the gateway's)")
+
+    def shows_tool(self, exposed: str, server: str) -> bool:
+        """Whether it shows tool ``exposed`` of ``server``."""
+        if self.servers is not None and server not in self.servers:
+            return False
+        rules = self.tools
+        if rules.include is not None and not any(
+                fnmatch.fnmatchcase(exposed, g) for g in rules.include):
+            return False
+        return not any(fnmatch.fnmatchcase(exposed, g) for g in rules.exclude)
 
 
 def _check_profile_names(profiles: dict[str, Profile]) -> dict[str, Profile]:

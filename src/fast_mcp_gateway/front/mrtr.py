@@ -211,6 +211,10 @@ class Parking:
             parked, answers = self._park(call, sending), None
         try:
             outcome = await parked.round(host, answers)
+        except BaseException:
+            # Recorded as it ended (a stop while this round waited): told, not again.
+            call.observed = call.observed or parked.recorded
+            raise
         finally:
             if parked.collected.is_set() and self._calls.pop(parked.token, None) is not None:
                 self._end(parked, f"{parked.what}: this requestState's call has already "
@@ -351,7 +355,13 @@ class Parking:
             parked.timer.cancel()  # kept for no host: the gateway is stopping
         with parked.timer:
             await parked.collected.wait()
-        if not parked.collected.is_set() and parked.token not in self._ended:
+        if not parked.collected.is_set() and parked.token not in self._ended \
+                and self.stopped and parked in self._lazy:
+            message = (f"{parked.what}: the gateway stopped before the host called again "
+                       "to collect the result; call it again without requestState")
+            self._end(parked, message)
+            self._abandon(parked, message, "cancelled")
+        elif not parked.collected.is_set() and parked.token not in self._ended:
             message = (f"{parked.what}: the host did not call again within "
                        f"{parked.ask_timeout:g}s to collect the result; call it again "
                        "without requestState")
@@ -381,8 +391,10 @@ class Parking:
 
     def _abandon(self, parked: ParkedCall, message: str, status: str = "timeout") -> None:
         # No host round is left to observe the call's end (a host-cancelled round
-        # was observed as cancelled by its own request).
+        # was observed as cancelled by its own request); a round waiting as a stop
+        # ends the call is told, and not recorded again (``send``).
         if self.abandoned is not None and parked.call is not None:
+            parked.recorded = True
             self.abandoned(parked.call, status, message)
 
     def _end(self, parked: ParkedCall, message: str) -> None:

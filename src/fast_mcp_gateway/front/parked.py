@@ -165,6 +165,7 @@ class ParkedCall:
         self.on_roots: Callable[[str, FrontCall, types.ListRootsResult],
                                 Awaitable[None]] | None = None
         self.cancelled_by_host = False
+        self.recorded = False  # its one record made as it ended (``Parking._abandon``)
         self.waiting_on: list[str] = []  # the methods the host was last shown
 
     def declares(self, capability: str) -> bool:

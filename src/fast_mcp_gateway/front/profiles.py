@@ -18,7 +18,6 @@ search meta-tools alike.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 
 from fastmcp.server.dependencies import get_http_request
@@ -105,13 +104,7 @@ class ActiveProfile:
         return frozenset(mine) if caller is None else caller & frozenset(mine)
 
     def shows_tool(self, exposed: str, server: str) -> bool:
-        if self.profile.servers is not None and server not in self.profile.servers:
-            return False
-        rules = self.profile.tools
-        if rules.include is not None and not any(
-                fnmatch.fnmatchcase(exposed, g) for g in rules.include):
-            return False
-        return not any(fnmatch.fnmatchcase(exposed, g) for g in rules.exclude)
+        return self.profile.shows_tool(exposed, server)
 
     def shows_server(self, server: str) -> bool:
         return self.profile.servers is None or server in self.profile.servers

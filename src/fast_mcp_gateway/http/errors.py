@@ -203,8 +203,9 @@ class UnknownPaths:
         if scope["type"] != "http" or self._fastmcps(scope):
             await self.app(scope, receive, send)
             return
-        path = str(scope["path"])
-        if scope["method"] in ("GET", "HEAD") and path + "/" in self.pages:
+        path, root = str(scope["path"]), str(scope.get("root_path") or "")
+        # Mounted under a prefix (root_path), the path holds it: the pages do not.
+        if scope["method"] in ("GET", "HEAD") and path.removeprefix(root) + "/" in self.pages:
             query = scope.get("query_string", b"").decode("latin-1")
             query = "" if in_query(query) else query  # a token in it is not sent back
             there = path.rpartition("/")[2] + "/" + (f"?{query}" if query else "")

@@ -122,13 +122,14 @@ class BuildLog:
     def __init__(self) -> None:
         self._problems: dict[str, dict[str, str]] = {}   # server -> rule -> problem said
         self._many = False  # said that the default exposure lists more than the threshold
+        self.profile: str | None = None  # ``serve --profile``: what every host lists
 
     def built(self, previous: CatalogView, view: CatalogView,
               ready: Callable[[str], bool], options: GatewayOptions | None = None) -> None:
         """Log what ``view`` newly shows against ``previous`` (``ready(server)``: its
         catalog is one the server listed, not the empty one of a server never reached)."""
         if options is not None:
-            self._listed(len(view.tools), options)
+            self._listed(view, options)
         said = {(r.server, r.original, r.exposed) for r in previous.renames}
         for rename in view.renames:  # once: a later reason ("keeps the name...") is no news
             if (rename.server, rename.original, rename.exposed) not in said:
@@ -152,14 +153,22 @@ class BuildLog:
             self._problems[server] = now
 
 
-    def _listed(self, tools: int, options: GatewayOptions) -> None:
-        """Say once that every host lists ``tools`` tools, more than ``exposure: auto``
+    def _listed(self, view: CatalogView, options: GatewayOptions) -> None:
+        """Say once that every host lists ``view``'s tools, more than ``exposure: auto``
         would list, when nobody chose ``exposure: all`` (it is the default): each host
         carries the whole list in every prompt (~330 tokens a tool on the README's real
-        catalog), and nothing said so.  Said again only after the count fell back."""
+        catalog), and nothing said so.  Said again only after the count fell back.
+        Under ``serve --profile`` (``profile``) every host lists what it shows, in its
+        exposure if it sets one (a profile a reload removed shows nothing)."""
         threshold = options.search.auto_threshold_tools
-        many = (options.exposure == "all" and "exposure" not in options.model_fields_set
-                and tools > threshold)
+        tools, chosen = len(view.tools), "exposure" in options.model_fields_set
+        if self.profile is not None:
+            profile = options.profiles.get(self.profile)
+            chosen = chosen or (profile is not None and profile.exposure is not None)
+            tools = 0 if profile is None else sum(
+                profile.shows_tool(name, origin.server)
+                for name, (origin, _) in view.tools.items())
+        many = options.exposure == "all" and not chosen and tools > threshold
         if many and not self._many:
             logger.warning(
                 "%d tools are listed to every host (gateway.exposure is not set: 'all', "

@@ -168,3 +168,35 @@ async def test_pins_of_a_server_another_gateway_registered_are_not_forgotten(
         assert [e for e in await store.audit(limit=50) if e.action == "forget_pins"] == []
     finally:
         await store.close()
+
+
+def test_the_clis_forget_deletes_nothing_its_audit_entry_cannot_be_stored_with(
+        tmp_path: Path) -> None:
+    """``pins forget`` deleted the rows and then wrote its audit entry: a store that took
+    the delete and not the entry (gone or locked between the two) left them forgotten,
+    unaudited.  Now both are one transaction; the audit table refusing the entry (a
+    trigger, as a write that fails there) leaves every row in place."""
+    import sqlite3
+
+    (tmp_path / "servers.yaml").write_text(json.dumps({"servers": {}}))
+    anyio.run(_pins_of, tmp_path / "g.db", [_row("gone", "a", "approved"),
+                                            _row("gone", "a", "pending")])
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN"
+                   " SELECT RAISE(ABORT, 'the audit cannot be written'); END")
+    failed = _pins(tmp_path, "forget", "gone")
+    assert failed.returncode == 2 and "the audit cannot be written" in failed.stderr
+
+    async def kept() -> int:
+        store = await open_store(str(tmp_path / "g.db"))
+        try:
+            return len(await store.pins("gone"))
+        finally:
+            await store.close()
+
+    assert anyio.run(kept) == 2  # were deleted, unaudited
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("DROP TRIGGER no_audit")
+    done = _pins(tmp_path, "forget", "gone", "--json")
+    assert json.loads(done.stdout) == {"server": "gone", "approved": 1, "pending": 1}
+    assert anyio.run(kept) == 0

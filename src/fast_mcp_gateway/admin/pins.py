@@ -5,8 +5,8 @@
 ``GET /api/v1/pins``, ``POST /api/v1/pins/approve`` and ``DELETE /api/v1/pins/{name}``
 adapt them).  ``approve_stored`` is the CLI's approval, made on the store alone
 (``mcp-gateway pins approve``): a running gateway picks it up through ``follow_pins``,
-which re-reads the pins of servers with open findings; ``forget_stored`` the CLI's
-``pins forget``.
+which re-reads the pins of servers with open findings.  The CLI's ``pins forget``
+is the store's ``forget_pins``: the rows and the audit entry in one transaction.
 
 A removed server's pins are kept (docs/ARCHITECTURE.md, "Pinning"): added again, it is
 checked against what was approved, not trusted anew.  The listings leave out the
@@ -28,7 +28,7 @@ from fast_mcp_gateway.config.checks import suggest
 from fast_mcp_gateway.errors import AdminError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
 from fast_mcp_gateway.store.base import PinStore, StorageError, StoreUnavailable
-from fast_mcp_gateway.store.records import PinRecord
+from fast_mcp_gateway.store.records import PinRecord, forgotten
 
 
 class PinFinding(BaseModel):
@@ -126,8 +126,7 @@ async def forget_pins(ctx: AdminContext, actor: Actor, server: str) -> ForgetRep
             approved, pending = await forget_stored(store, server)
             _book(ctx).forget(server)
             await ctx.audit(actor, "forget_pins", server, None,
-                            f"{approved} approved and {pending} pending definition(s) "
-                            "forgotten")
+                            forgotten(approved, pending))
     return ForgetReport(server=server, approved=approved, pending=pending)
 
 

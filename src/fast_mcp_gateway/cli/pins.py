@@ -154,14 +154,20 @@ async def _kept_line(store: Store, servers: list[str]) -> None:
 
 async def _forget(store: Store, server: str, configured: set[str] | None,
                   as_json: bool) -> int:
-    from fast_mcp_gateway.admin.pins import forget_stored, refusal
+    from fast_mcp_gateway.admin.pins import check_pinned, refusal
+    from fast_mcp_gateway.store.records import forgotten
 
     if configured is None or server in configured:  # None: never (``_configured``)
         print(f"mcp-gateway: {escape_controls(refusal(server))}", file=sys.stderr)
         return 2
-    approved, pending = await forget_stored(store, server)
-    result = f"{approved} approved and {pending} pending definition(s) forgotten"
-    await store.add_audit("cli", "forget_pins", server, None, result)
+    # The rows and the audit entry in one transaction: deleted first and audited after,
+    # an audit write that failed (the store gone, locked past its busy timeout between)
+    # left them forgotten unaudited -- the admin operation holds its entry until the
+    # store takes it (``held_audit``), a command that ends now has nothing to hold it.
+    approved, pending = await store.forget_pins(server, "cli")
+    if not approved + pending:
+        await check_pinned(store, server)  # NotFound naming the store's servers
+    result = forgotten(approved, pending)
     print(json.dumps({"server": server, "approved": approved, "pending": pending})
           if as_json else f"server '{_shown(server)}': {result}; added again, it is "
                           "trusted on first use")

@@ -1,6 +1,7 @@
 """Context economy of ``exposure: search``, measured through a running gateway.
 
     python benchmarks/catalog.py [--data benchmarks/data/real_catalog.json] [--json OUT]
+        [--describe]
 
 The catalog is real: ``data/real_catalog.json`` holds the ``tools/list`` answers of real
 MCP servers (npm reference servers, vendors' servers, PyPI servers including FastMCP
@@ -150,12 +151,26 @@ class Host:
             self.process.wait()
 
 
-def gateway(data: Path, servers: list[str], mode: str, folder: Path) -> Host:
+def described(server: dict[str, Any]) -> str | None:
+    """What ``--describe`` gives a server as its ``description:``: what it says of
+    itself (its recorded serverInfo's description, else its title), as an operator
+    would copy it; no words made up for the benchmark."""
+    import ast
+
+    info = server.get("serverInfo")
+    info = ast.literal_eval(info) if isinstance(info, str) else info or {}
+    return info.get("description") or info.get("title")
+
+
+def gateway(data: Path, servers: list[str], mode: str, folder: Path,
+            descriptions: dict[str, str | None] | None = None) -> Host:
     config = folder / f"servers-{mode}.yaml"
     lines = ["gateway:", f"  exposure: {mode}", "servers:"]
     for name in servers:
+        about = (descriptions or {}).get(name)
         lines.append(f"  {name}: {{command: {json.dumps(sys.executable)}, args: "
-                     f"[{json.dumps(str(REPLAY))}, {json.dumps(str(data))}, {name}]}}")
+                     f"[{json.dumps(str(REPLAY))}, {json.dumps(str(data))}, {name}]"
+                     + (f", description: {json.dumps(about)}" if about else "") + "}")
     config.write_text("\n".join(lines) + "\n")
     host = Host([sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
                  "--db", str(folder / f"{mode}.db"), "--log-level", "WARNING"])
@@ -175,14 +190,16 @@ def gateway(data: Path, servers: list[str], mode: str, folder: Path) -> Host:
         time.sleep(0.5)
 
 
-def measure(data: Path) -> dict[str, Any]:
+def measure(data: Path, describe: bool = False) -> dict[str, Any]:
     catalog = json.loads(data.read_text())["servers"]
     servers = [s["name"] for s in catalog]
+    descriptions = {s["name"]: described(s) for s in catalog} if describe else None
     tools = sum(len(s["tools"]) for s in catalog)
-    out: dict[str, Any] = {"servers": len(servers), "tools": tools, "queries": len(QUERIES)}
+    out: dict[str, Any] = {"servers": len(servers), "tools": tools, "queries": len(QUERIES),
+                           "described": sum(bool(d) for d in (descriptions or {}).values())}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("all", "search"):
-            host = gateway(data, servers, mode, Path(tmp))
+            host = gateway(data, servers, mode, Path(tmp), descriptions)
             try:
                 reply, size = host.request("tools/list", {})
                 names = [t["name"] for t in reply["result"]["tools"]]
@@ -234,7 +251,8 @@ def report(r: dict[str, Any]) -> str:
     a, s, q = r["all"], r["search"], r["search_quality"]
     rows = [
         f"catalog: {r['servers']} real servers, {r['tools']} tools "
-        f"({r['all']['upstream_tools']} exposed); {r['queries']} queries",
+        f"({r['all']['upstream_tools']} exposed); {r['queries']} queries; "
+        f"{r['described']} servers described",
         f"{'mode':<8}{'listed':>8}{'upstream':>10}{'gateway_*':>11}{'meta':>6}"
         f"{'bytes':>10}{'~tokens':>10}",
     ]
@@ -259,10 +277,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--describe", action="store_true",
+                        help="give each server a description: what its recorded serverInfo "
+                             "says of it (description, else title), as search reads it")
     options = parser.parse_args()
     data = options.data.resolve()
     check_queries(data)
-    result = measure(data)
+    result = measure(data, options.describe)
     if result["servers"] < MIN_SERVERS or result["tools"] < MIN_TOOLS:
         print(f"warning: the catalog is smaller than {MIN_SERVERS} servers / {MIN_TOOLS} tools",
               file=sys.stderr)

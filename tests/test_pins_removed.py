@@ -168,3 +168,91 @@ async def test_pins_of_a_server_another_gateway_registered_are_not_forgotten(
         assert [e for e in await store.audit(limit=50) if e.action == "forget_pins"] == []
     finally:
         await store.close()
+
+
+def test_the_clis_forget_deletes_nothing_its_audit_entry_cannot_be_stored_with(
+        tmp_path: Path) -> None:
+    """``pins forget`` deleted the rows and then wrote its audit entry: a store that took
+    the delete and not the entry (gone or locked between the two) left them forgotten,
+    unaudited.  Now both are one transaction; the audit table refusing the entry (a
+    trigger, as a write that fails there) leaves every row in place."""
+    import sqlite3
+
+    (tmp_path / "servers.yaml").write_text(json.dumps({"servers": {}}))
+    anyio.run(_pins_of, tmp_path / "g.db", [_row("gone", "a", "approved"),
+                                            _row("gone", "a", "pending")])
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN"
+                   " SELECT RAISE(ABORT, 'the audit cannot be written'); END")
+    failed = _pins(tmp_path, "forget", "gone")
+    assert failed.returncode == 2 and "the audit cannot be written" in failed.stderr
+
+    async def kept() -> int:
+        store = await open_store(str(tmp_path / "g.db"))
+        try:
+            return len(await store.pins("gone"))
+        finally:
+            await store.close()
+
+    assert anyio.run(kept) == 2  # were deleted, unaudited
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("DROP TRIGGER no_audit")
+    done = _pins(tmp_path, "forget", "gone", "--json")
+    assert json.loads(done.stdout) == {"server": "gone", "approved": 1, "pending": 1}
+    assert anyio.run(kept) == 0
+
+
+async def test_pins_of_a_server_in_another_running_gateways_file_are_not_forgotten(
+        tmp_path: Path) -> None:
+    """Gateway B on the same store has 'sh' in its servers.yaml (its lease, as ``serve``
+    holds it, names that file); this gateway has no 'sh', and forgot its pins as those
+    of a server no longer configured: B trusted whatever 'sh' listed after its next
+    start.  Now this gateway and the CLI read the file of each other gateway running on
+    the store, and refuse; one whose file cannot be read here (another host) too."""
+    import socket
+
+    from fast_mcp_gateway.admin.instance_lease import PREFIX
+
+    db, other = tmp_path / "g.db", tmp_path / "b.yaml"
+    other.write_text(json.dumps({"servers": {"sh": {"url": "http://127.0.0.1:9/mcp"}}}))
+    (tmp_path / "servers.yaml").write_text(json.dumps({"servers": {}}))
+    b_holder = f"host {socket.gethostname()} pid 999999 config {other} #b0b0b0"
+    store = await open_store(str(db))
+    try:
+        await store.put_pins([_row("sh", "lookup", "approved")])
+        assert await store.hold_lease(f"{PREFIX}b", b_holder, 600)
+    finally:
+        await store.close()
+    gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()},
+                           db=db, options={"auth": AUTH})
+    async with serve_http(gateway.http_app()) as base, \
+            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=60,
+                               headers={"Authorization": f"Bearer {OPS}"}) as rest:
+        refused = await rest.delete("/pins/sh")
+    assert refused.status_code == 400, refused.text
+    said = refused.json()["error"]["message"]
+    assert f"server 'sh' is configured in {other}, the config file of another gateway" in said
+
+    def forget() -> subprocess.CompletedProcess[str]:
+        return _pins(tmp_path, "forget", "sh")
+
+    done = await anyio.to_thread.run_sync(forget)
+    assert done.returncode == 2 and f"server 'sh' is configured in {other}" in done.stderr
+    store = await open_store(str(db))
+    try:  # B stops; a gateway of another host runs
+        await store.release_lease(f"{PREFIX}b", b_holder)
+        await store.hold_lease(f"{PREFIX}c", f"host not-{socket.gethostname()} pid 7 "
+                               f"config /etc/c.yaml #c0c0c0", 600)
+    finally:
+        await store.close()
+    done = await anyio.to_thread.run_sync(forget)
+    assert done.returncode == 2 and "its config file cannot be read here" in done.stderr
+    store = await open_store(str(db))
+    try:
+        assert [r.name for r in await store.pins("sh")] == ["lookup"]
+        await store.release_lease(f"{PREFIX}c", f"host not-{socket.gethostname()} pid 7 "
+                                  f"config /etc/c.yaml #c0c0c0")
+    finally:
+        await store.close()
+    done = await anyio.to_thread.run_sync(forget)
+    assert done.returncode == 0, done.stderr

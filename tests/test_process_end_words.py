@@ -5,11 +5,14 @@ stays out of it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client
 
+from fast_mcp_gateway._compat import wait_for_process_exit
 from tests.fixtures import make_gateway, stdio_entry
 
 pytestmark = pytest.mark.anyio
@@ -36,6 +39,36 @@ async def test_a_server_ending_itself_mid_call_tells_the_host_how(
     assert text.startswith(f"upstream 'up': connection closed during tools/call '{tool}': "
                            f"{said}; the gateway restarts it"), text
     assert SECRET not in text and "UP_TOKEN" not in text
+
+
+async def test_a_server_closing_its_stdout_and_exiting_at_once_is_told_by_its_exit_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its stdout closed and its process exited a moment (~1 ms) later: /proc, read
+    between the two, shows it running, and it was told as one that runs on, its exit
+    code lost.  The interleaving made certain: ``exiting``'s first look answers what it
+    did then, and the gateway's stop (after which an exit may be its own doing) waits
+    for the exit; now the request waits for it, woken by it, up to ``CLOSED_GRACE``."""
+    from fast_mcp_gateway.upstream import processes, stdio_tap
+
+    real_exiting, looks = processes.exiting, []
+    real_stop = stdio_tap._stop_server_process
+
+    def exiting(pid: int) -> bool | None:
+        looks.append(pid)
+        return False if len(looks) == 1 else real_exiting(pid)
+
+    async def stop_after_its_exit(process: Any, stopping: asyncio.Event) -> None:
+        await wait_for_process_exit(process, 60)
+        await real_stop(process, stopping)
+
+    monkeypatch.setattr(processes, "exiting", exiting)
+    monkeypatch.setattr(stdio_tap, "_stop_server_process", stop_after_its_exit)
+    gateway = make_gateway({"up": stdio_entry("self_ending.py")}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        result = await client.call_tool_mcp("up_close_output_and_exit", {"code": 4})
+    assert result.is_error and len(looks) == 1
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "the server's process exited with code 4; the gateway restarts it" in text, text
 
 
 def test_a_proc_of_another_pid_namespace_tells_nothing() -> None:

@@ -75,6 +75,28 @@ def test_remember_finds_the_memory_servers_tools() -> None:
         assert hits == ["memory", "memory"], (query, hits)
 
 
+async def test_a_servers_description_finds_its_tools_below_a_tool_saying_it_itself() -> None:
+    """A server's ``description:`` was not searched: "save a note" found none of a
+    memory server's tools (their words are entities and observations).  Its terms now
+    count ``SERVER_WEIGHT`` each, through the gateway's own index of servers.yaml."""
+    servers = {"alpha": {**memory_entry("alpha"),
+                         "description": "Notes: save a note, keep what the user said"},
+               "beta": memory_entry("beta")}
+    gateway = make_gateway(servers, {"alpha": alpha_server(), "beta": beta_server()},
+                           options={"exposure": "search"})
+    async with Client(gateway.server) as client:
+        found = (await client.call_tool("search_tools", {"query": "save a note", "k": 20})
+                 ).structured_content["tools"]
+    # (The gateway's own tools are found too: this in-process host has scope admin.)
+    assert {c["server"] for c in found} - {"gateway"} == {"alpha"}, found
+    docs = [SearchDoc("memory_create_entities", "memory", None, "Create multiple new "
+                      "entities in the knowledge graph", {},
+                      server_description="Remembers notes the user asks to save"),
+            SearchDoc("notes_save_note", "notes", None, "Save a note", {})]
+    hits = [d.name for d, _ in SearchIndex(docs).search("save a note", 2)]
+    assert hits == ["notes_save_note", "memory_create_entities"], hits
+
+
 def test_cards_are_compact_and_complete() -> None:
     card = DOCS[0].card()
     assert card == {"name": "github_create_issue", "server": "github",

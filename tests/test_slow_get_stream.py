@@ -91,8 +91,10 @@ async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
     logs: list[int] = []  # the reading host's idle logs, by number
     async with serve_http(gateway.http_app("http"), http=protocol_with_timeout(30.0)) as base, \
             httpx2.AsyncClient(base_url=base, timeout=60) as http:
-        slow_session, session = await _session(http, SLOW), await _session(http, READER)
-        slow = await _never_reading_get(base, SLOW, slow_session)
+        # Three sessions of one host that never reads: said once, not once per session.
+        slows = [await _never_reading_get(base, SLOW, await _session(http, SLOW))
+                 for _ in range(3)]
+        session = await _session(http, READER)
         listening = anyio.Event()
 
         async def read() -> None:
@@ -113,7 +115,8 @@ async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
                     "params": {"name": "f_idle_flood", "arguments": {"char": char}}})
                 assert "flooding" in started.text, started.text
                 # The slow host's outbox is full: its logs are being dropped.
-                await until(lambda: any(b.who == "slowpoke" and b.dropped for b in boxes))
+                await until(lambda: sum(b.who == "slowpoke" and b.dropped > 0
+                                        for b in boxes) == 3)
                 # The flood goes on (no stop yet); the reading host still gets its logs.
                 seen = len(logs)
                 await until(lambda: len(logs) >= seen + 20)
@@ -121,12 +124,49 @@ async def test_a_get_stream_never_read_holds_a_bounded_outbox_and_delays_no_one(
                 tg.cancel_scope.cancel()
         finally:
             stop.touch()
-            await slow.aclose()
+            for slow in slows:
+                await slow.aclose()
     # What one host's outbox held never passed the bound (logs of 64 KiB of UTF-8: 16 of
     # them; an emoji's counted as 1 byte, 64 were held).
     assert 0 < most["bytes"] <= MAX_HELD_BYTES, most
     assert most["items"] <= MAX_HELD_BYTES // 65536 + 1 < MAX_HELD_BYTES // ITEM_BYTES, most
     warned = [r.getMessage() for r in caplog.records if r.name == outbox.__name__
               and "'slowpoke'" in r.getMessage()]
-    assert len(warned) == 1, warned  # once per host, however many are dropped
+    assert len(warned) == 1, warned  # once per host, however many are dropped (3 before)
     assert "not reading its GET stream" in warned[0] and "are dropped" in warned[0]
+
+
+async def test_the_not_reading_warning_is_said_once_a_while_per_credential_with_a_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """500 short sessions of a host that never reads made 500 warnings; now one per
+    credential per ``UNREAD_SAID_EVERY``, the next one counting those not said."""
+
+    class Connection:  # held weakly, as the SDK's are
+        pass
+
+    now = [0.0]
+    boxes, held = outbox.Outboxes(lambda: now[0]), []
+    never = anyio.Event()
+
+    async def send() -> None:
+        await never.wait()
+
+    def unread_session(who: str) -> Outbox:
+        held.append(connection := Connection())
+        box = boxes.of(connection, who)
+        assert box.put(send, size=MAX_HELD_BYTES) and not box.put(send, size=1)
+        return box
+
+    caplog.set_level(logging.WARNING, logger=outbox.__name__)
+    made = [unread_session("slowpoke") for _ in range(500)] + [unread_session("other")]
+    now[0] = outbox.UNREAD_SAID_EVERY
+    made.append(unread_session("slowpoke"))
+    warned = [r.getMessage() for r in caplog.records if r.name == outbox.__name__]
+    assert [("'slowpoke'" in w, "'other'" in w) for w in warned] == [
+        (True, False), (False, True), (True, False)], warned
+    assert warned[2].endswith("(499 more of its sessions since the last such line)")
+    assert "more of its sessions" not in warned[0] + warned[1]
+    for box in made:
+        assert box.writer is not None
+        box.writer.cancel()
+    await anyio.wait_all_tasks_blocked()

@@ -206,3 +206,38 @@ async def test_a_full_path_call_not_read_stops_no_reader_relaying_its_logs(
             assert "pong" in other.text, other.text
         finally:
             stop.touch()
+
+
+async def test_a_deleted_sessions_unread_stream_lets_go_of_its_backlog(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handshake-era session DELETE'd while its host reads nothing of a call's stream:
+    the stream kept its backlog (up to ``MAX_HELD_BYTES``) until the host's socket
+    closed.  Now the session's end drops it, the socket still open."""
+    backlogs: list[Backlog] = []
+    put = Backlog.put
+
+    def seen(self: Backlog, message: dict[str, Any], *, droppable: bool = True) -> bool:
+        if self not in backlogs:
+            backlogs.append(self)
+        return put(self, message, droppable=droppable)
+
+    monkeypatch.setattr(Backlog, "put", seen)
+    stop = tmp_path / "stop"
+    gateway = make_gateway({"f": {"command": PY, "args": [str(SERVERS / "flood.py")],
+                                  "env": {"FLOOD_STOP": str(stop)}}}, call_timeout=120)
+    async with serve_http(gateway.http_app("http"), http=protocol_with_timeout(30.0)) as base, \
+            httpx2.AsyncClient(base_url=base, timeout=60) as http:
+        session = await session_of(http)
+        slow = await _never_reading(base, headers(None, session), {
+            "jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "f_flood", "arguments": {}}})
+        try:
+            await until(lambda: any(b.dropped for b in backlogs))  # ~1 MiB held
+            assert backlogs[0].held > MAX_HELD_BYTES // 2
+            ended = await http.delete("/mcp", headers=headers(None, session))
+            assert ended.status_code == 200, ended.text
+            await until(lambda: backlogs[0].held == 0 and not backlogs[0].pending
+                        and backlogs[0].writer is None)  # held until the socket closed
+        finally:
+            stop.touch()
+            await slow.aclose()

@@ -477,6 +477,22 @@ async def test_an_audit_entry_written_twice_is_stored_once(store: Store) -> None
     assert [e.uid for e in entries[:2]] == [None, None]
 
 
+async def test_forgetting_a_servers_pins_deletes_and_audits_in_one_write(
+        store: Store) -> None:
+    """``forget_pins`` (``mcp-gateway pins forget``): the server's rows go and the entry
+    saying so is appended, both or neither; a server with no rows writes nothing."""
+    from fast_mcp_gateway.store.records import PinRecord
+
+    await store.put_pins([PinRecord(server=s, kind="tool", name="t", digest=st,
+                                    definition="{}", status=st, actor="x", at=1.0)
+                          for s in ("gone", "kept") for st in ("approved", "pending")])
+    assert await store.forget_pins("gone", "cli") == (1, 1)
+    assert await store.forget_pins("nobody", "cli") == (0, 0)
+    assert [r.server for r in await store.pins()] == ["kept", "kept"]
+    assert [(e.actor, e.action, e.target, e.result) for e in await store.audit()] == [
+        ("cli", "forget_pins", "gone", "1 approved and 1 pending definition(s) forgotten")]
+
+
 async def test_health_records_page_per_server(store: Store) -> None:
     await store.add_health_records([
         HealthRecord(at=100.0 + i, server="well" if i % 2 else "alpha",

@@ -1,5 +1,6 @@
 """A stdio upstream whose tools end its own process: by exit code, or by a signal; or
-end its connection only (``close_output``: closes its stdout and runs on)."""
+end its connection only (``close_output``: closes its stdout and runs on), or both
+(``close_output_and_exit``)."""
 
 import fcntl
 import os
@@ -24,7 +25,19 @@ def kill_self(signal: int = int(signals.SIGKILL)) -> str:
 
 
 @mcp.tool
+def close_output_and_exit(code: int) -> str:
+    _close_output()
+    os._exit(code)  # a moment after: the gateway may see its stdout closed first
+
+
+@mcp.tool
 async def close_output() -> str:
+    _close_output()
+    await anyio.sleep_forever()
+    return "never"
+
+
+def _close_output() -> None:
     # The SDK writes the wire to a copy of fd 1 (fd 1 itself it points at stderr): every
     # pipe written to that is not stderr's is the wire.
     stderr = os.fstat(2).st_ino
@@ -35,8 +48,6 @@ async def close_output() -> str:
                 os.close(fd)
         except OSError:
             pass
-    await anyio.sleep_forever()
-    return "never"
 
 
 if __name__ == "__main__":

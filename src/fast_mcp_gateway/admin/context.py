@@ -127,6 +127,11 @@ class AdminContext(Protocol):
         ...
 
     @property
+    def holder(self) -> str:
+        """This gateway as its instance lease's holder (``instance_lease.holder_of``)."""
+        ...
+
+    @property
     def invalid_servers(self) -> Mapping[str, InvalidServer]:
         """The config file's servers whose entries are invalid (``admin/invalid.py``)."""
         ...

@@ -5,13 +5,14 @@
 ``GET /api/v1/pins``, ``POST /api/v1/pins/approve`` and ``DELETE /api/v1/pins/{name}``
 adapt them).  ``approve_stored`` is the CLI's approval, made on the store alone
 (``mcp-gateway pins approve``): a running gateway picks it up through ``follow_pins``,
-which re-reads the pins of servers with open findings; ``forget_stored`` the CLI's
-``pins forget``.
+which re-reads the pins of servers with open findings.  The CLI's ``pins forget``
+is the store's ``forget_pins``: the rows and the audit entry in one transaction.
 
 A removed server's pins are kept (docs/ARCHITECTURE.md, "Pinning"): added again, it is
 checked against what was approved, not trusted anew.  The listings leave out the
 findings of servers no longer configured and count what is kept of them
-(``not_configured``); ``forget_pins`` drops it, audited, for a server not configured.
+(``not_configured``); ``forget_pins`` drops it, audited, for a server not configured,
+here nor in another running gateway's file (``configured_elsewhere``).
 
 ``load_pins`` and ``follow_pins``, the gateway's pin worker, are ``pin_worker.py``'s.
 """
@@ -20,15 +21,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from fast_mcp_gateway.admin.context import Actor, AdminContext, finishing, require_store
 from fast_mcp_gateway.config.checks import suggest
-from fast_mcp_gateway.errors import AdminError, NotFound
+from fast_mcp_gateway.errors import AdminError, ConfigError, NotFound
 from fast_mcp_gateway.routing.pinning import Finding, PinBook, diff
-from fast_mcp_gateway.store.base import PinStore, StorageError, StoreUnavailable
-from fast_mcp_gateway.store.records import PinRecord
+from fast_mcp_gateway.store.base import PinStore, StorageError, Store, StoreUnavailable
+from fast_mcp_gateway.store.records import PinRecord, forgotten
 
 
 class PinFinding(BaseModel):
@@ -122,12 +126,14 @@ async def forget_pins(ctx: AdminContext, actor: Actor, server: str) -> ForgetRep
     async with registering(ctx):
         if configured(ctx, server) or await registered_elsewhere(store, server):
             raise AdminError(refusal(server))
+        elsewhere = await configured_elsewhere(store, server, ctx.holder)
+        if elsewhere is not None:
+            raise AdminError(elsewhere)
         with finishing(ctx, actor, "forget_pins", server):
             approved, pending = await forget_stored(store, server)
             _book(ctx).forget(server)
             await ctx.audit(actor, "forget_pins", server, None,
-                            f"{approved} approved and {pending} pending definition(s) "
-                            "forgotten")
+                            forgotten(approved, pending))
     return ForgetReport(server=server, approved=approved, pending=pending)
 
 
@@ -135,6 +141,56 @@ def refusal(server: str) -> str:
     return (f"server '{server}' is configured: its pins are what its definitions are checked "
             "against, and forgetting them would trust whatever it lists next; approve its "
             "findings instead, or remove the server first")
+
+
+async def configured_elsewhere(store: Store, server: str, holder: str | None,
+                               mine: str | None = None) -> str | None:
+    """Why ``server``'s pins may be another running gateway's (the refusal), or None.
+
+    One name has one set of pins on a store, checked against by every gateway on it
+    that configures the name: a server in another gateway's config file is that
+    gateway's too, and forgetting its pins here had it trust its next list (at its next
+    start).  Each other gateway running on the store now (its instance lease; ``holder``
+    is this one, None for the CLI) names its config file: skipped when it is this one's
+    (``mine``, else ``holder``'s), read when it is on this host, and a gateway whose
+    file cannot be read here may configure it."""
+    import socket
+
+    from fast_mcp_gateway.admin.instance_lease import config_of, others
+
+    mine = mine or (config_of(holder) if holder else None)
+    for lease in await others(store, holder or ""):
+        source = config_of(lease.holder)
+        if source is not None and source == mine:
+            continue
+        there = (f"'{server}' may be a server of another gateway running on this store "
+                 f"({lease.holder}), whose pins it checks its definitions against")
+        here = source is not None and lease.holder.startswith(f"host {socket.gethostname()} ")
+        found = await anyio.to_thread.run_sync(_configures, source, server) if here else None
+        if found is None or isinstance(found, ConfigError):
+            why = f" ({found})" if found is not None else ""
+            return (f"{there}: its config file cannot be read here to tell{why}; forget "
+                    "them from that gateway, or once it is stopped")
+        if found:
+            return (f"server '{server}' is configured in {source}, the config file of "
+                    f"another gateway running on this store ({lease.holder}): its pins "
+                    "are what that gateway checks its definitions against; remove it "
+                    "there first")
+    return None
+
+
+def _configures(source: str | None, server: str) -> bool | ConfigError | None:
+    """Whether the config file ``source`` configures ``server`` (an invalid entry too);
+    None: no such file here, or the error reading it."""
+    from fast_mcp_gateway.config.loader import load_config
+
+    if source is None or not Path(source).is_file():
+        return None
+    try:
+        config = load_config(Path(source), partial=True)
+    except ConfigError as exc:
+        return exc
+    return server in config.servers or server in config.invalid
 
 
 async def forget_stored(store: PinStore, server: str) -> tuple[int, int]:

@@ -9,8 +9,9 @@ Given the gateway's config file (``--config`` or $MCP_GATEWAY_CONFIG: never gues
 review must not hide findings for a file that happened to be in the folder), what is
 kept of a server no longer configured (not in it, nor registered at runtime in the
 store) is not listed but counted in one line.  ``pins forget SERVER`` drops it (audited
-as ``cli``) and refuses a server that is configured (docs/ARCHITECTURE.md, "Pinning"):
-it needs the config file (named, or ./servers.yaml).
+as ``cli``) and refuses a server that is configured (docs/ARCHITECTURE.md, "Pinning"),
+there or in the config file of another gateway running on the store: it needs the
+config file (named, or ./servers.yaml).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ async def run_pins(args: argparse.Namespace) -> int:
         try:
             configured = await _configured(args, store, args.action == "forget")
             if args.action == "forget":
-                return await _forget(store, args.server, configured, args.json)
+                return await _forget(store, args.server, configured, args.json,
+                                     _config_file(args))
             if args.action == "approve":
                 rows = await approve_stored(store, args.server, args.names or None,
                                             "cli")
@@ -153,19 +155,35 @@ async def _kept_line(store: Store, servers: list[str]) -> None:
 
 
 async def _forget(store: Store, server: str, configured: set[str] | None,
-                  as_json: bool) -> int:
-    from fast_mcp_gateway.admin.pins import forget_stored, refusal
+                  as_json: bool, config_file: str | None) -> int:
+    from fast_mcp_gateway.admin.pins import check_pinned, configured_elsewhere, refusal
+    from fast_mcp_gateway.store.records import forgotten
 
     if configured is None or server in configured:  # None: never (``_configured``)
         print(f"mcp-gateway: {escape_controls(refusal(server))}", file=sys.stderr)
         return 2
-    approved, pending = await forget_stored(store, server)
-    result = f"{approved} approved and {pending} pending definition(s) forgotten"
-    await store.add_audit("cli", "forget_pins", server, None, result)
+    elsewhere = await configured_elsewhere(store, server, None, config_file)
+    if elsewhere is not None:
+        print(f"mcp-gateway: {escape_controls(elsewhere)}", file=sys.stderr)
+        return 2
+    # The rows and the audit entry in one transaction: deleted first and audited after,
+    # an audit write that failed (the store gone, locked past its busy timeout between)
+    # left them forgotten unaudited -- the admin operation holds its entry until the
+    # store takes it (``held_audit``), a command that ends now has nothing to hold it.
+    approved, pending = await store.forget_pins(server, "cli")
+    if not approved + pending:
+        await check_pinned(store, server)  # NotFound naming the store's servers
+    result = forgotten(approved, pending)
     print(json.dumps({"server": server, "approved": approved, "pending": pending})
           if as_json else f"server '{_shown(server)}': {result}; added again, it is "
                           "trusted on first use")
     return 0
+
+
+def _config_file(args: argparse.Namespace) -> str:
+    """The config file ``_configured`` read, as a gateway's lease names it (absolute)."""
+    return os.path.abspath(args.config or os.environ.get("MCP_GATEWAY_CONFIG")
+                           or "servers.yaml")
 
 
 def _shown(text: str) -> str:

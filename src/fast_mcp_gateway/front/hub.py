@@ -25,7 +25,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level
 from fast_mcp_gateway.front.homes import Home, Homes
-from fast_mcp_gateway.front.outbox import Outbox
+from fast_mcp_gateway.front.outbox import Outbox, Outboxes
 from fast_mcp_gateway.principal import Standing
 from fast_mcp_gateway.routing.view import normalize_uri
 from fast_mcp_gateway.upstream.held_logs import size_of
@@ -126,8 +126,7 @@ class FrontHub:
         self._may_use: weakref.WeakKeyDictionary[Connection, Callable[[str], bool]] = \
             weakref.WeakKeyDictionary()  # a restricted caller's servers, by connection
         self._sole_host: weakref.ref[Connection] | None = None
-        self._outboxes: weakref.WeakKeyDictionary[Connection, Outbox] = \
-            weakref.WeakKeyDictionary()  # what each host is sent between its requests
+        self._outboxes = Outboxes()  # what each host is sent between its requests
         self._wake = anyio.Event()
         self._standings = anyio.Event()   # set (and replaced) at each gateway.auth reload
         self.reload = anyio.Event()   # set (and replaced) at each reload, and ``refresh``
@@ -142,7 +141,7 @@ class FrontHub:
         credential's name (its ``Outbox`` names it when it drops its logs)."""
         if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._connections.add(connection)
-            self._outboxes.setdefault(connection, Outbox(who))
+            self._outboxes.of(connection, who)
             if may_use is not None:
                 self._may_use[connection] = may_use
             if sole_host:
@@ -467,7 +466,7 @@ class FrontHub:
                 partial(connection.notify, "notifications/message", payload), size=size)
 
     def _outbox(self, connection: Connection) -> Outbox:
-        return self._outboxes.setdefault(connection, Outbox("?"))
+        return self._outboxes.of(connection)
 
     async def _broadcast(self, kinds: set[str], updated: list[tuple[str, str]]) -> None:
         events: list[Any] = []

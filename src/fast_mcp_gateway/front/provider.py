@@ -271,7 +271,8 @@ class GatewayProvider(Provider):
         if (index := self._indexes.get(key)) is None:
             index = self._indexes[key] = SearchIndex([*(
                 SearchDoc(name, origin.server, t.title, t.description, t.input_schema,
-                          original=origin.original)
+                          original=origin.original,
+                          server_description=self._description_of(origin.server))
                 for name, (origin, t) in self.manager.view.tools.items()
                 if name in self._lane_tools and (active is None or active.shows_tool(
                     name, origin.server))), *(SearchDoc(
@@ -279,6 +280,10 @@ class GatewayProvider(Provider):
                                               for t in self.own.values()
                                               if self.own_shown(t.name))])
         return index
+
+    def _description_of(self, server: str) -> str | None:
+        service = self.manager.services.get(server)
+        return service.config.description if service is not None else None
 
     def caller_is_admin(self) -> bool:
         return self.pipeline.resolve_principal().has("admin")

@@ -440,6 +440,8 @@ class SessionLane:
                     body = cancelled_body(plan.request_id)
                 if reason != _ENDED:
                     await reply.withdrawn()
+                else:  # the session is gone: what its host did not read is dropped
+                    reply.backlog.drop()
                 await reply.finish(body if reason != _ENDED else None)
         finally:
             reply.stop_pings()

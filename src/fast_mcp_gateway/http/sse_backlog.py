@@ -79,6 +79,15 @@ class Backlog:
         finally:
             self.writer = None
 
+    def drop(self) -> None:
+        """Let go of every event not written, the one being written with its writer
+        (cancelled): the stream ends unread (its session was ended, DELETE), and held
+        up to ``MAX_HELD_BYTES`` until the host's socket closed."""
+        self.pending.clear()
+        self.held = 0
+        if self.writer is not None:
+            self.writer.cancel()
+
     async def flushed(self) -> None:
         """Wait until every queued event is written (the call's task, before its answer)."""
         while self.writer is not None:

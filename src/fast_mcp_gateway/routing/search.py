@@ -2,11 +2,12 @@
 
 A tool is one document: its exposed name (split on ``_``, ``-``, ``.``, ``/`` and
 camelCase, weighted x3), title (x2), description, and its parameters' names and
-descriptions.  Words are case-folded, lightly stemmed (plurals) and a handful of
-common verb synonyms are folded together (delete/remove, find/search, ...), so
-"remove a file" finds ``delete_file`` (and remember/recall to memory: "remember that
-..." finds a ``memory`` server's tools).  Ties keep catalog order: the same query on
-the same catalog always gives the same answer.
+descriptions, and its server's ``description:`` (x0.5, ``SERVER_WEIGHT``).  Words are
+case-folded, lightly stemmed (plurals) and a handful of common verb synonyms are
+folded together (delete/remove, find/search, ...), so "remove a file" finds
+``delete_file`` (and remember/recall to memory: "remember that ..." finds a ``memory``
+server's tools).  Ties keep catalog order: the same query on the same catalog always
+gives the same answer.
 
 The gateway's own ``gateway_*`` tools are documents too (``own``, server
 ``gateway``): in search mode they are found and called through the meta-tools like
@@ -43,6 +44,11 @@ tool with a longer description ranked below one ("add two numbers": ``gateway_ad
 2.41, an upstream ``sheets_add`` of 40 terms 2.38); queries for an admin tool still find
 it first ("register a new server": 4.87 against 2.76, "add a route" 5.12 against 2.76).
 ``tests/test_search_own_rank.py``."""
+
+SERVER_WEIGHT = 0.5
+"""What a term of a tool's server's description counts, against 1 for one of the tool's
+own description (x3 its name, x2 its title): it finds a server's tools by what the
+server is for, and ranks them below a tool that says so itself."""
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ('météo', 'погода')
@@ -107,6 +113,10 @@ class SearchDoc:
     original: str | None = None
     """The tool's name on its server (None: the gateway's own): the same server started
     under several names offers the same tool under each (``same_tool``)."""
+    server_description: str | None = None
+    """Its server's ``description:`` (servers.yaml): what the operator says the server
+    is for, in words no tool may use ("save a note" and a memory server's
+    ``create_entities``); its terms count ``SERVER_WEIGHT`` each (``weights``)."""
 
     def same_tool(self) -> tuple[Any, ...] | None:
         """What a copy of this tool on another server has alike (None: never folded)."""
@@ -125,6 +135,14 @@ class SearchDoc:
                 if isinstance(spec, dict) and isinstance(spec.get("description"), str):
                     words += tokenize(spec["description"])
         return words
+
+    def weights(self) -> dict[str, float]:
+        """Each term's weight in the document: ``terms`` counted, and its server's
+        description's terms ``SERVER_WEIGHT`` each (below the tool's own words)."""
+        weights: dict[str, float] = dict(Counter(self.terms()))
+        for term in tokenize(self.server_description or ""):
+            weights[term] = weights.get(term, 0.0) + SERVER_WEIGHT
+        return weights
 
     def card(self, copies: Sequence[SearchDoc] = ()) -> dict[str, Any]:
         """The compact form a search returns: enough to call the tool correctly; the
@@ -207,7 +225,7 @@ class SearchIndex:
     def __init__(self, docs: Iterable[SearchDoc], k1: float = 1.2, b: float = 0.75) -> None:
         self.docs: list[SearchDoc] = list(docs)
         self._k1, self._b = k1, b
-        self._tf = [Counter(doc.terms()) for doc in self.docs]
+        self._tf = [doc.weights() for doc in self.docs]
         self._len = [sum(tf.values()) for tf in self._tf]
         self._avg = (sum(self._len) / len(self._len)) if self._len else 0.0
         df: Counter[str] = Counter()

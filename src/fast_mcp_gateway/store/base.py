@@ -297,6 +297,14 @@ class PinStore(Protocol):
         when None); returns the rows removed."""
         ...
 
+    async def forget_pins(self, server: str, actor: str) -> tuple[int, int]:
+        """Delete every row of ``server`` and append the audit entry saying so
+        (``actor`` did "forget_pins" of ``server``, result ``records.forgotten``) in one
+        transaction: both are stored or neither (``mcp-gateway pins forget``, which has
+        no held audit to fall back on).  Returns the approved and pending rows removed;
+        (0, 0), nothing written, when it has none."""
+        ...
+
 
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
             AlertStore, PinStore, EraStore, NameStore, Protocol):

@@ -33,6 +33,7 @@ from fast_mcp_gateway.store.records import (
     Registration,
     RouteMatch,
     RouteRecord,
+    forgotten,
 )
 from fast_mcp_gateway.store.stats import (
     AggregateKey,
@@ -317,6 +318,14 @@ class MemoryStore:
         for k in doomed:
             del self._pins[k]
         return len(doomed)
+
+    async def forget_pins(self, server: str, actor: str) -> tuple[int, int]:
+        approved = sum(r.status == "approved" for r in await self.pins(server))
+        removed = await self.delete_pins(server)
+        if removed:
+            await self.add_audit(actor, "forget_pins", server, None,
+                                 forgotten(approved, removed - approved))
+        return approved, removed - approved
 
 
     # -- alerts -------------------------------------------------------------------------

@@ -72,6 +72,7 @@ from fast_mcp_gateway.store.records import (
     Registration,
     RouteMatch,
     RouteRecord,
+    forgotten,
 )
 from fast_mcp_gateway.store.rows import columns, record_of, row_of
 
@@ -481,3 +482,15 @@ class PostgresStore(PgCallLog):
                     "DELETE FROM pins WHERE server = $1 AND kind = $2 AND name = $3"
                     " AND status = $4", server, kind, name, status))
             return removed
+
+    async def forget_pins(self, server: str, actor: str) -> tuple[int, int]:
+        async with self._written() as conn:
+            statuses = await conn.fetch("DELETE FROM pins WHERE server = $1 RETURNING status",
+                                        server)
+            approved = sum(r["status"] == "approved" for r in statuses)
+            if statuses:
+                await conn.execute(
+                    f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)", time.time(), actor, "forget_pins",
+                    server, None, forgotten(approved, len(statuses) - approved), None, None)
+        return approved, len(statuses) - approved

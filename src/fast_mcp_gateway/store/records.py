@@ -92,6 +92,11 @@ class AuditEntry:
     uid: str | None = None
 
 
+def forgotten(approved: int, pending: int) -> str:
+    """The result of a ``forget_pins`` audit entry."""
+    return f"{approved} approved and {pending} pending definition(s) forgotten"
+
+
 def new_uid() -> str:
     """A fresh ``AuditEntry.uid`` (random, 128 bits)."""
     return uuid.uuid4().hex

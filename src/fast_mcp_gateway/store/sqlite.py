@@ -68,6 +68,7 @@ from fast_mcp_gateway.store.records import (
     Registration,
     RouteMatch,
     RouteRecord,
+    forgotten,
 )
 from fast_mcp_gateway.store.rows import columns, record_of, row_of
 from fast_mcp_gateway.store.sqlite_calls import SQLiteCallLog, where_clause, where_given
@@ -441,3 +442,19 @@ class SQLiteStore(SQLiteCallLog):
             "DELETE FROM pins WHERE server = ? AND kind = ? AND name = ? AND status = ?",
             [(server, kind, name, status) for kind, name, status in keys]))
         return removed
+
+    async def forget_pins(self, server: str, actor: str) -> tuple[int, int]:
+        counts = [0, 0]
+
+        def then(rows: list[Any]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+            approved = sum(status == "approved" for (status,) in rows)
+            counts[:] = [approved, len(rows) - approved]
+            return [] if not rows else [
+                ("DELETE FROM pins WHERE server = ?", [(server,)]),
+                (f"INSERT INTO audit ({columns(AuditEntry, assigned_id=False)})"
+                 " VALUES (?,?,?,?,?,?,?,?)", [(time.time(), actor, "forget_pins", server,
+                                                None, forgotten(*counts), None, None)])]
+
+        await self._db.write_after(("SELECT status FROM pins WHERE server = ?", (server,)),
+                                   then)
+        return counts[0], counts[1]

@@ -13,11 +13,13 @@ ended it, and the setting that gives more time where the server was configured (
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import anyio
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
@@ -122,6 +124,13 @@ STDERR_LINES = 5  # how many of the last lines an error text carries
 # reaped a moment later); where /proc cannot tell a server that closed only its stdout,
 # that one's call waits this long.
 EXIT_WAIT = 2.0
+CLOSED_GRACE = 1.0
+"""Seconds a request that lost its stdio server waits at most for an exit that /proc did
+not show yet: a server closing its stdout and exiting a moment later (~1 ms) was not
+exiting when looked at, and was told as one that runs on, its exit code lost.  Woken by
+the exit (a pidfd), or by the gateway beginning to stop the server (its stdin closed:
+an exit after that may be the gateway's doing), which follows at once the connection's
+end: a server that runs on is told so within a few ms, not this."""
 
 
 async def process_end(tap: object) -> str:
@@ -135,9 +144,11 @@ async def process_end(tap: object) -> str:
         return ""
     process = tap.process
     if tap.server_ended and process is not None and process.returncode is None \
-            and exiting(process.pid) is False:
-        # Not exiting (a dying process is, before its files close): it closed its stdout
-        # and runs on.  Its call waited EXIT_WAIT for an exit that did not come.
+            and exiting(process.pid) is False \
+            and not await exits(process.pid, CLOSED_GRACE, tap.stopping):
+        # Not exiting (a dying process is, before its files close), nor within the grace:
+        # it closed its stdout and runs on.  Its call waited EXIT_WAIT for an exit that
+        # did not come.
         return (": the server closed its output (stdout) while its process still runs; "
                 "the gateway restarts it")
     code = await tap.exit_status(EXIT_WAIT)
@@ -145,6 +156,53 @@ async def process_end(tap: object) -> str:
         return ""
     how = f"exited with code {code}" if code >= 0 else f"was ended by signal {_signal(-code)}"
     return f": the server's process {how}; the gateway restarts it (unless it keeps crashing)"
+
+
+async def exits(pid: int, within: float, stopping: asyncio.Event) -> bool:
+    """Whether our child ``pid`` exits (or has) within ``within`` seconds, before the
+    gateway begins to stop it (``stopping``: its stdin about to close, an exit from then
+    on maybe the gateway's doing; one begun by then is the server's).  Woken by the
+    exit: a pidfd is readable once the process has ended, reaped or not (Linux 5.3+;
+    False where there is none: told as running on, as before)."""
+    import os
+    import select
+
+    from fast_mcp_gateway.upstream.processes import exiting
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # reaped already
+    except (AttributeError, OSError):
+        return False
+    exited = False
+    try:
+        if select.select([pidfd], [], [], 0)[0]:
+            return True  # ended already, whatever the gateway began since
+        if stopping.is_set():
+            return False
+
+        async def exit_seen() -> None:
+            nonlocal exited
+            await anyio.wait_readable(pidfd)
+            exited = True
+            tg.cancel_scope.cancel()
+
+        async def stop_seen() -> None:
+            nonlocal exited
+            await stopping.wait()
+            # Woken before the stdin is closed (a closing pipe's fd is closed a turn of
+            # the loop later): an exit seen now is the server's own.
+            exited = exiting(pid) is not False
+            tg.cancel_scope.cancel()
+
+        with anyio.move_on_after(within):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(exit_seen)
+                tg.start_soon(stop_seen)
+        return exited
+    finally:
+        os.close(pidfd)
 
 
 def _signal(number: int) -> str:

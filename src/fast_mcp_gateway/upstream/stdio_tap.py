@@ -93,16 +93,16 @@ logger = logging.getLogger(__name__)
 _ID_PREFIX = "gw-"
 _LOG = "notifications/message"
 _WRITER_FLUSH_TIMEOUT = 0.5  # as the SDK's stdio_client
-# Seconds a stopping server gets to exit on stdin EOF before its process group is
-# terminated.  The SDK waits 2 s; hosts often kill the gateway itself ~2 s after
-# closing its stdin, which would leave a slow server orphaned.
+# Seconds a stopping server gets to exit on stdin EOF before its process group is ended
+# (the SDK's 2 s: hosts often kill the gateway ~2 s after closing its stdin, orphaning it).
 STOP_GRACE = 1.0
 _KILL_REAP_TIMEOUT = 2.0
 
 
-async def _stop_server_process(process: Any) -> None:
+async def _stop_server_process(process: Any, stopping: asyncio.Event) -> None:
     """The SDK's shutdown sequence (stdin EOF, grace, group SIGTERM, SIGKILL) with
-    ``STOP_GRACE`` as the grace."""
+    ``STOP_GRACE`` as the grace; ``stopping`` set first (an exit may be ours from now)."""
+    stopping.set()
     await close_pipe(process.stdin)
     if not await wait_for_process_exit(process, STOP_GRACE):
         await terminate_process_tree(process)
@@ -150,6 +150,7 @@ class RawTap:
         self.exit_code: int | None = None  # the server's, once stopped (< 0: a signal)
         self.process: Any = None  # the server's process, once connected
         self.server_ended = False  # its stdout ended before the gateway stopped it
+        self.stopping = asyncio.Event()  # set as the gateway begins to stop it
         self._listener = protocol_listener
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
         self.session: ClientSession | None = None  # whose handling relays logs (``take``)
@@ -400,7 +401,7 @@ async def tapped_stdio_client(
         tap.close()
         with anyio.move_on_after(_WRITER_FLUSH_TIMEOUT):
             await writer_done.wait()
-        await _stop_server_process(process)
+        await _stop_server_process(process, tap.stopping)
         tap.exit_code = process.returncode
         await aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
         await anyio.lowlevel.checkpoint()

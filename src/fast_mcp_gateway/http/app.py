@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.config.origins import with_public_origin
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import (
     HOW_TO_ADD_A_TOKEN,
@@ -278,13 +279,19 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
         from fast_mcp_gateway.http.api import ENDPOINTS
         from fast_mcp_gateway.http.endpoints import api_routes
         from fast_mcp_gateway.http.openapi import openapi_document
+        from fast_mcp_gateway.http.public_prefix import PublicPrefix
 
         # Made by its first request (it builds every REST model's schema), then served.
         document = functools.cache(lambda: openapi_document(
             ENDPOINTS, bearer=access.verifier is not None))
 
-        async def openapi(_request: Request) -> Response:
-            return JSONResponse(document())
+        prefix = PublicPrefix(ctx.settings.public_url)
+
+        async def openapi(request: Request) -> Response:
+            # Its server URL under a proxy's path (MCP_GATEWAY_PUBLIC_URL's) for one there.
+            under = prefix.of(request.scope)
+            return JSONResponse({**document(), "servers": [{"url": under + API_PREFIX}]}
+                                if under else document())
 
         return Router(routes=[Route("/openapi.json", openapi, methods=["GET"]),
                               *api_routes(access, ctx)])
@@ -364,7 +371,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                 if auth is not None else None)
     ctx.reload_vetoes.append(lambda running, new: presence_refusal(running.auth, new.auth))
     allowed_hosts = list(settings.allowed_hosts) or None
-    allowed_origins = list(settings.allowed_origins) or None
+    allowed_origins = with_public_origin(settings.allowed_origins, settings.public_url) or None
     mcp_path = settings.path if transport == "http" else "/sse"
     # The MCP endpoint (streamable HTTP, or /sse + /messages) takes the same verifier
     # as the REST API: FastMCP answers a missing or bad token with 401 and

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.app import LazyApp, RouteGroup
+from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.telemetry.events import EventBus
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             ui = Ui(ctx, auth, bus)
             return Router(routes=dashboard_routes(ui), default=ui.unknown_page)
 
-        return RouteGroup("dashboard", [Mount("", app=LazyDashboard(build))], prefix=PREFIX)
+        # Under a proxy's path (MCP_GATEWAY_PUBLIC_URL's), its links and cookie are too.
+        app = Prefixed(LazyDashboard(build), PublicPrefix(ctx.settings.public_url))
+        return RouteGroup("dashboard", [Mount("", app=app)], prefix=PREFIX)
 
     return group
 

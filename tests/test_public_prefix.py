@@ -155,3 +155,26 @@ async def test_the_public_urls_origin_is_the_gateways_own() -> None:
         refused = await browser.post(base + "/ui/login", data=form, headers=other)
         assert refused.status_code == 403, refused.text
         assert "MCP_GATEWAY_ALLOWED_ORIGINS=https://other.example:8443" in refused.text
+
+
+async def _endpoint(http: httpx2.AsyncClient, url: str, **headers: str) -> str:
+    """The posts' URL the SSE stream at ``url`` announces (its first event's data)."""
+    async with http.stream("GET", url, headers=headers) as stream:
+        assert stream.status_code == 200, await stream.aread()
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                return line.removeprefix("data: ").partition("?")[0]
+    raise AssertionError(f"{url}: no endpoint event")
+
+
+async def test_the_sse_endpoint_event_stays_under_the_proxys_path() -> None:
+    # A legacy SSE host behind the proxy posted to /messages/, outside its path (404).
+    gateway = make_gateway({}, options={"profiles": {"small": {"servers": []}}},
+                           public_url=PUBLIC, allowed_hosts=["gw.example"])
+    async with serve_http(gateway.http_app("sse")) as gw, \
+            httpx2.AsyncClient(timeout=30) as http:
+        proxied = {"host": "gw.example"}  # the proxy's request: /tools/gw cut off
+        assert await _endpoint(http, gw + "/sse", **proxied) == "/tools/gw/messages/"
+        assert await _endpoint(http, gw + "/sse/p/small", **proxied) == \
+            "/tools/gw/sse/p/small/messages/"
+        assert await _endpoint(http, gw + "/sse") == "/messages/"  # the gateway's address

@@ -62,6 +62,7 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.loopback import off_this_machine
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
+from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
@@ -279,7 +280,6 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
         from fast_mcp_gateway.http.api import ENDPOINTS
         from fast_mcp_gateway.http.endpoints import api_routes
         from fast_mcp_gateway.http.openapi import openapi_document
-        from fast_mcp_gateway.http.public_prefix import PublicPrefix
 
         # Made by its first request (it builds every REST model's schema), then served.
         document = functools.cache(lambda: openapi_document(
@@ -290,8 +290,7 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
         async def openapi(request: Request) -> Response:
             # Its server URL under a proxy's path (MCP_GATEWAY_PUBLIC_URL's) for one there.
             under = prefix.of(request.scope)
-            return JSONResponse({**document(), "servers": [{"url": under + API_PREFIX}]}
-                                if under else document())
+            return JSONResponse({**document(), "servers": [{"url": under + API_PREFIX}]})
 
         return Router(routes=[Route("/openapi.json", openapi, methods=["GET"]),
                               *api_routes(access, ctx)])
@@ -424,6 +423,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
+    if transport == "sse":  # its endpoint event names the posts under a proxy's path
+        wrap_routes(mcp_app, (mcp_path,), lambda a: Prefixed(a, PublicPrefix(settings.public_url)))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"

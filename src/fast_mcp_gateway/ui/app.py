@@ -88,11 +88,11 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             auth = DashboardAuth.of(access, secure_cookies=secure_cookies,
                                     public_url=ctx.settings.public_url)
             ui = Ui(ctx, auth, bus)
-            return Router(routes=dashboard_routes(ui), default=ui.unknown_page)
+            # Under a proxy's path (MCP_GATEWAY_PUBLIC_URL's), its links and cookie are too.
+            return Prefixed(Router(routes=dashboard_routes(ui), default=ui.unknown_page),
+                            PublicPrefix(ctx.settings.public_url))
 
-        # Under a proxy's path (MCP_GATEWAY_PUBLIC_URL's), its links and cookie are too.
-        app = Prefixed(LazyDashboard(build), PublicPrefix(ctx.settings.public_url))
-        return RouteGroup("dashboard", [Mount("", app=app)], prefix=PREFIX)
+        return RouteGroup("dashboard", [Mount("", app=LazyDashboard(build))], prefix=PREFIX)
 
     return group
 

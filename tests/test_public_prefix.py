@@ -178,3 +178,19 @@ async def test_the_sse_endpoint_event_stays_under_the_proxys_path() -> None:
         assert await _endpoint(http, gw + "/sse/p/small", **proxied) == \
             "/tools/gw/sse/p/small/messages/"
         assert await _endpoint(http, gw + "/sse") == "/messages/"  # the gateway's address
+
+
+async def test_a_proxy_that_did_not_cut_its_path_is_told_so() -> None:
+    # nginx's `proxy_pass http://127.0.0.1:8765;` (no final slash) keeps /tools/gw.
+    async with serve_http(_gateway(PUBLIC, "gw.example").http_app()) as gw, \
+            httpx2.AsyncClient(timeout=30, headers={"host": "gw.example"}) as proxy:
+        for method, path, sent in (("POST", "/tools/gw/mcp", "/mcp"),
+                                   ("GET", "/tools/gw/ui/", "/ui/")):
+            reply = await proxy.request(method, gw + path)
+            assert reply.status_code == 404, reply.text
+            assert reply.json()["error"]["message"] == (
+                f"{method} {path}: no such path; the proxy in front must cut /tools/gw "
+                f"(MCP_GATEWAY_PUBLIC_URL's path), sending {sent} here: nginx's 'location "
+                "/tools/gw/ { proxy_pass http://<gateway address>/; }', with the final '/'")
+        other = await proxy.get(gw + "/nosuch")  # any other path: as before
+        assert other.status_code == 404 and "must cut" not in other.text

@@ -285,11 +285,9 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
         document = functools.cache(lambda: openapi_document(
             ENDPOINTS, bearer=access.verifier is not None))
 
-        prefix = PublicPrefix(ctx.settings.public_url)
-
         async def openapi(request: Request) -> Response:
             # Its server URL under a proxy's path (MCP_GATEWAY_PUBLIC_URL's) for one there.
-            under = prefix.of(request.scope)
+            under = PublicPrefix(ctx.settings.public_url).of(request.scope)
             return JSONResponse({**document(), "servers": [{"url": under + API_PREFIX}]})
 
         return Router(routes=[Route("/openapi.json", openapi, methods=["GET"]),
@@ -460,6 +458,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
         served=_served(all_groups, mcp_path, transport, ctx.options),  # /ui: to /ui/
         pages=[g.prefix + "/" for g in all_groups if g.name == "dashboard"],
+        proxied=PublicPrefix(settings.public_url).path,  # a proxy that did not cut it
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
                                                   auth=ctx.options.auth,
                                                   metadata=metadata() if metadata else None))

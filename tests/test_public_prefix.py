@@ -194,3 +194,27 @@ async def test_a_proxy_that_did_not_cut_its_path_is_told_so() -> None:
                 "/tools/gw/ { proxy_pass http://<gateway address>/; }', with the final '/'")
         other = await proxy.get(gw + "/nosuch")  # any other path: as before
         assert other.status_code == 404 and "must cut" not in other.text
+
+
+def test_serve_says_when_a_proxied_name_has_no_public_url() -> None:
+    from pathlib import Path
+
+    from fast_mcp_gateway.cli.serve import announcement
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    def lines(**settings: Any) -> list[str]:
+        return announcement(GatewaySettings(config=Path("s.yaml"), transport="http",
+                                            port=8765, **settings),
+                            1, interactive=False, authenticated=True)
+
+    proxied = lines(allowed_hosts=["gw.example"])
+    assert proxied[1] == (
+        "note: --allowed-host gw.example without MCP_GATEWAY_PUBLIC_URL: clients using that "
+        "name (through a proxy or tunnel on this machine) are told http://127.0.0.1:8765 in "
+        "OAuth metadata (gateway.auth.jwt), and the dashboard does not know a proxy's path; "
+        "set MCP_GATEWAY_PUBLIC_URL to the URL they use (README: 'Behind a reverse proxy').")
+    # Said the URL, or only local names and wildcards, or another address: nothing.
+    for quiet in (lines(allowed_hosts=["gw.example"], public_url="https://gw.example/gw"),
+                  lines(allowed_hosts=["localhost:8765", "[::1]:8765", "*"]),
+                  lines(allowed_hosts=["gw.example"], host="0.0.0.0")[:1]):
+        assert not any(line.startswith("note:") for line in quiet), quiet

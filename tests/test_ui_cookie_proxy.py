@@ -5,7 +5,8 @@ The login cookie's name carried the port of ``Host``; behind nginx's usual
 ``Host: gw.example`` and shared ``mgw_dashboard`` again: a login to one logged the
 other out.  With ``public_url`` set the name comes from it
 (``ui.session.cookie_for``).  Real uvicorn on 127.0.0.1, the proxy's ``Host`` sent by
-one httpx client whose cookie jar, like a browser's, ignores the port.
+one httpx client whose cookie jar, like a browser's, ignores the port (through a proxy
+serving each under its public URL's path, ``tests/test_public_prefix.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from fast_mcp_gateway.ui.session import COOKIE, cookie_for
 from tests.fixtures import make_gateway, serve_http
+from tests.test_public_prefix import StripProxy
 from tests.test_ui_cookie_ports import ANN, BEN, _log_in, _viewer
 
 pytestmark = pytest.mark.anyio
@@ -39,11 +41,15 @@ def test_the_name_follows_the_public_url() -> None:
 
 
 async def test_two_proxied_gateways_keep_their_logins_apart() -> None:
+    # One proxy serving each gateway under its path (nginx's `location /one/ {
+    # proxy_pass http://127.0.0.1:<port>/; }`), so each cookie is for its own path.
     first_url, second_url = "http://gw.example/one", "http://gw.example/two"
-    async with serve_http(_gateway("ann", ANN, first_url).http_app()) as first, \
-            serve_http(_gateway("ben", BEN, second_url).http_app()) as second, \
-            httpx2.AsyncClient(timeout=30, follow_redirects=False,
-                               headers=PROXY) as browser:
+    async with serve_http(_gateway("ann", ANN, first_url).http_app()) as one, \
+            serve_http(_gateway("ben", BEN, second_url).http_app()) as two, \
+            serve_http(StripProxy({"/one": one, "/two": two}, PROXY["host"]),
+                       startup=False) as proxy, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        first, second = proxy + "/one", proxy + "/two"
         cookie = await _log_in(browser, first, ANN)
         assert cookie.startswith(f"{cookie_for(first_url)}="), cookie
         cookie = await _log_in(browser, second, BEN)

@@ -127,6 +127,40 @@ async def test_a_log_out_in_one_tab_ends_the_other_tabs_live_stream_at_once(
             await browser.close()
 
 
+async def test_a_log_out_from_a_forms_answer_goes_to_the_login_page(tmp_path: Path) -> None:
+    """The tab logging out got its own stream's "ended" too, and reloaded as the other
+    tabs do: the reload replaced its way to the login page, and on a page that answered
+    a form (the inspector's result) posted that form again, ending on "Not logged in"
+    (found by trial11).  The tab logging out goes to the login page, the form not sent
+    again."""
+    _need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    path = tmp_path / "servers.yaml"
+    _write(path, ("ops", OPS, "admin"))
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    async with serve_http(gateway.http_app()) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await (await browser.new_context()).new_page()
+            posted: list[str] = []
+            page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+            await page.goto(base + "/ui/inspector?server=notes&tool=list_notes")
+            await page.get_by_label("Token").fill(OPS)
+            await page.get_by_role("button", name="Log in").click()
+            await page.get_by_role("button", name="Call tool").click()
+            await expect(page.locator("#result-status")).to_have_text("success")
+            await expect(page.locator("#live-status")).to_have_text("live")
+            await page.get_by_role("button", name="Log out").click()
+            await expect(page).to_have_url(re.compile(r"/ui/login"))
+            await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+            await until(lambda: gateway.events.subscribers == 0)
+            assert posted.count(base + "/ui/inspector/call") == 1, posted
+            assert page.url.startswith(base + "/ui/login"), page.url
+        finally:
+            await browser.close()
+
+
 @pytest.mark.timeout(240)
 async def test_a_jwt_granting_no_scope_is_refused_at_login_in_the_restss_words() -> None:
     """A JWT whose scopes claim names neither tools nor admin logged in: every page then

@@ -310,6 +310,13 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
     lines.append(f"serving {servers} server(s) from {settings.config} at "
                  f"http://{host}:{settings.port}{path} ({settings.transport}"
                  f"{f'; {detail}' if detail else ''}); stop with Ctrl-C.")
+    if (proxied := _proxied_name(settings)) is not None:
+        lines.append(f"note: --allowed-host {proxied} without MCP_GATEWAY_PUBLIC_URL: clients "
+                     f"using that name (through a proxy or tunnel on this machine) are told "
+                     f"http://{host}:{settings.port} in OAuth metadata (gateway.auth.jwt), "
+                     "and the dashboard does not know a proxy's path; set "
+                     "MCP_GATEWAY_PUBLIC_URL to the URL they use (README: 'Behind a reverse "
+                     "proxy').")
     if authenticated:
         lines.append("every request needs a bearer token (gateway.auth).")
     elif not is_loopback(settings.host):
@@ -322,6 +329,19 @@ def announcement(settings: GatewaySettings, servers: int, *, interactive: bool,
         lines.append("no gateway.auth: programs on this machine may list and call tools; admin "
                      f"operations are refused until you add a token ({HOW_TO_ADD_A_TOKEN}).")
     return lines
+
+
+def _proxied_name(settings: GatewaySettings) -> str | None:
+    """A name of ``--allowed-host`` other machines reach a loopback gateway by (through
+    a proxy or tunnel), when no ``MCP_GATEWAY_PUBLIC_URL`` says the URL they use."""
+    if settings.public_url or not is_loopback(settings.host):
+        return None
+    for entry in settings.allowed_hosts:
+        name = (entry[1:].partition("]")[0] if entry.startswith("[")
+                else entry.rpartition(":")[0] if entry.count(":") == 1 else entry)
+        if "*" not in entry and not is_loopback(name):
+            return entry
+    return None
 
 
 def _every_address(host: str) -> bool:

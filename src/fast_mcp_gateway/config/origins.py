@@ -202,3 +202,19 @@ def origin_forms(origin: str) -> tuple[str, ...]:
 
 def _has_port(host: str) -> bool:
     return ":" in host.rpartition("]")[2]
+
+
+def with_public_origin(origins: list[str], public_url: str | None) -> list[str]:
+    """``origins`` (``MCP_GATEWAY_ALLOWED_ORIGINS``) and ``public_url``'s origin: the
+    gateway's own pages behind a reverse proxy are served from it, and a proxy whose
+    ``Host`` drops the port (nginx's ``$host``, on a port other than 443) made their
+    same-origin check fail, refusing the dashboard's login form with 403."""
+    match = _ORIGIN.fullmatch(public_url or "")
+    if match is None or not match["host"] or "@" in match["host"]:
+        return list(origins)
+    port = match["port"] or ""
+    try:
+        own = allowed_origin(f"{match['scheme']}://{match['host']}{':' + port if port else ''}")
+    except ValueError:  # no origin to add (a bad port): the URL's own check says so
+        return list(origins)
+    return list(origins) if own in origins else [*origins, own]

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway._compat import reword_auth_challenges
 from fast_mcp_gateway.admin.context import AdminContext
+from fast_mcp_gateway.config.origins import with_public_origin
 from fast_mcp_gateway.config.schema import GatewayOptions
 from fast_mcp_gateway.config.settings import (
     HOW_TO_ADD_A_TOKEN,
@@ -61,6 +62,7 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.loopback import off_this_machine
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
+from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
@@ -283,8 +285,10 @@ def api_group(access: Access, ctx: AdminContext) -> RouteGroup:
         document = functools.cache(lambda: openapi_document(
             ENDPOINTS, bearer=access.verifier is not None))
 
-        async def openapi(_request: Request) -> Response:
-            return JSONResponse(document())
+        async def openapi(request: Request) -> Response:
+            # Its server URL under a proxy's path (MCP_GATEWAY_PUBLIC_URL's) for one there.
+            under = PublicPrefix(ctx.settings.public_url).of(request.scope)
+            return JSONResponse({**document(), "servers": [{"url": under + API_PREFIX}]})
 
         return Router(routes=[Route("/openapi.json", openapi, methods=["GET"]),
                               *api_routes(access, ctx)])
@@ -364,7 +368,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                 if auth is not None else None)
     ctx.reload_vetoes.append(lambda running, new: presence_refusal(running.auth, new.auth))
     allowed_hosts = list(settings.allowed_hosts) or None
-    allowed_origins = list(settings.allowed_origins) or None
+    allowed_origins = with_public_origin(settings.allowed_origins, settings.public_url) or None
     mcp_path = settings.path if transport == "http" else "/sse"
     # The MCP endpoint (streamable HTTP, or /sse + /messages) takes the same verifier
     # as the REST API: FastMCP answers a missing or bad token with 401 and
@@ -417,6 +421,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
+    if transport == "sse":  # its endpoint event names the posts under a proxy's path
+        wrap_routes(mcp_app, (mcp_path,), lambda a: Prefixed(a, PublicPrefix(settings.public_url)))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
     # body over its limit or not sent as JSON in a few words naming neither.
     posted = ((mcp_path,) if transport == "http"
@@ -452,6 +458,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         mcp_app, routes=tuple(mounts), may_see=functools.partial(known_caller, access),
         served=_served(all_groups, mcp_path, transport, ctx.options),  # /ui: to /ui/
         pages=[g.prefix + "/" for g in all_groups if g.name == "dashboard"],
+        proxied=PublicPrefix(settings.public_url).path,  # a proxy that did not cut it
         discovery=lambda scope: discovery_refusal(scope["method"], scope["path"],
                                                   auth=ctx.options.auth,
                                                   metadata=metadata() if metadata else None))

@@ -189,15 +189,18 @@ class UnknownPaths:
     token, the answer names only the path asked for: FastMCP's bare 404 told nothing,
     and the MCP path may be a custom one.  A GET (or HEAD) of one of ``pages`` (a
     prefix such as ``/ui/``) without its final slash, as a person types it, is redirected
-    to it (307, a relative ``Location``, so that a proxy's path prefix is kept)."""
+    to it (307, a relative ``Location``, so that a proxy's path prefix is kept).  A path
+    under ``proxied`` (``MCP_GATEWAY_PUBLIC_URL``'s path) came from a reverse proxy that
+    did not cut it (nginx's ``proxy_pass`` without its final slash): the 404 says so."""
 
     def __init__(self, app: Starlette, *, routes: Sequence[BaseRoute],
                  served: Mapping[str, str], may_see: Callable[[Scope], Awaitable[bool]],
                  discovery: Callable[[Scope], ApiError | None] = lambda _scope: None,
-                 pages: Sequence[str] = ()) -> None:
+                 pages: Sequence[str] = (), proxied: str = "") -> None:
         self.app, self.routes, self.served, self.may_see = app, routes, served, may_see
         self.discovery = discovery
         self.pages = frozenset(pages)
+        self.proxied = proxied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._fastmcps(scope):
@@ -233,6 +236,13 @@ class UnknownPaths:
                 return _wrong_method(method, path, ", ".join(sorted(route.methods)))
         if (discovery := self.discovery(scope)) is not None:
             return discovery
+        if self.proxied and path.startswith(self.proxied + "/"):
+            return ApiError(404, "not_found", f"{method} {path}: no such path; the proxy in "
+                            f"front must cut {self.proxied} (MCP_GATEWAY_PUBLIC_URL's path), "
+                            f"sending {path.removeprefix(self.proxied)} here: nginx's "
+                            f"'location {self.proxied}/ {{ proxy_pass http://<gateway "
+                            "address>/; }', with the final '/'",
+                            {"path": path, "proxied": self.proxied})
         if not await self.may_see(scope):
             return ApiError(404, "not_found", f"{method} {path}: no such path on this "
                             "gateway; send 'Authorization: Bearer <token>' with one of its "

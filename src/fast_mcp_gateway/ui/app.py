@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
 from fast_mcp_gateway.http.app import LazyApp, RouteGroup
+from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.telemetry.events import EventBus
 
 if TYPE_CHECKING:
@@ -87,7 +88,9 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             auth = DashboardAuth.of(access, secure_cookies=secure_cookies,
                                     public_url=ctx.settings.public_url)
             ui = Ui(ctx, auth, bus)
-            return Router(routes=dashboard_routes(ui), default=ui.unknown_page)
+            # Under a proxy's path (MCP_GATEWAY_PUBLIC_URL's), its links and cookie are too.
+            return Prefixed(Router(routes=dashboard_routes(ui), default=ui.unknown_page),
+                            PublicPrefix(ctx.settings.public_url))
 
         return RouteGroup("dashboard", [Mount("", app=LazyDashboard(build))], prefix=PREFIX)
 

@@ -112,8 +112,15 @@
     }
   }
   // The session ended (logged out elsewhere, its token expired or removed): the page
-  // reloads, which leads to the login page saying why.
-  function ended() { window.location.reload(); }
+  // reloads, which leads to the login page saying why.  Not in the tab logging out: its
+  // own way to the login page is under way, and the reload replaced it (a page that
+  // answered a form, as the inspector's result, was posted again: "Not logged in").
+  var leaving = false;
+  document.addEventListener("submit", function (e) {
+    var action = e.target.getAttribute("action") || "";
+    if (action === body.dataset.base + "/logout") { leaving = true; }
+  }, true);
+  function ended() { if (!leaving) { window.location.reload(); } }
 
   // One stream per browser, shared by its tabs (static/live-worker.js): a browser opens
   // 6 connections to a host at most, and a stream per tab left a 7th tab unable to load.

@@ -15,10 +15,17 @@ from fastmcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from fast_mcp_gateway.store import Invocation
-from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
+from fast_mcp_gateway.telemetry.metrics import SERVER, GatewayMetrics
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.relay import FrontCall
-from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
+from tests.fixtures import (
+    alpha_server,
+    beta_server,
+    make_gateway,
+    memory_entry,
+    serve_http,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -225,3 +232,34 @@ async def test_calls_of_unknown_names_are_counted_by_kind_only() -> None:
         assert value(after, "mcp_gateway_unknown_calls_total", kind="resource") == 1
         # The name is no label anywhere: one series per kind, whatever a host sends.
         assert not any("clock_add_minutes" in str(labels) for _, labels in after)
+
+
+async def test_a_removed_servers_call_series_go_with_it(tmp_path: Path) -> None:
+    """Soak: servers registered and removed under new names (runtime registrations, a
+    reload renaming one) each left their call counters and duration histogram in every
+    scrape for the life of the process -- 20 series per tool called, per name ever
+    served, without bound.  A removed server's series go with it; the others stay."""
+    gateway = make_gateway({"alpha": memory_entry("alpha")},
+                           {"alpha": alpha_server(), "beta": beta_server()},
+                           db=tmp_path / "g.db")
+    metrics = gateway.metrics
+
+    def call_series() -> set[str]:
+        scraped = samples(metrics.render().decode())
+        return {dict(labels)[SERVER] for name, labels in scraped
+                if name.startswith(("mcp_gateway_calls", "mcp_server_operation_duration"))}
+
+    async with Client(gateway.server) as client:
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        for n in range(8):
+            await client.call_tool("gateway_add_server", {"name": f"s{n}", "config": {
+                "url": "http://127.0.0.1:9/in-memory/beta", "namespace": f"b{n}"}})
+            await until(lambda n=n: f"b{n}_echo" in gateway.manager.view.tools)
+            assert (await client.call_tool(f"b{n}_echo", {"text": "x"})).data == "x"
+            assert call_series() == {"alpha", f"s{n}"}
+            await client.call_tool("gateway_remove_server", {"name": f"s{n}"})
+            assert call_series() == {"alpha"}
+        assert (await client.call_tool("alpha_add", {"a": 1, "b": 1})).data == 2
+    assert value(samples(metrics.render().decode()), "mcp_gateway_calls_total", **{
+        "mcp_method_name": "tools/call", "gen_ai_tool_name": "alpha_add",
+        "mcp_gateway_server": "alpha"}, status="success") == 2

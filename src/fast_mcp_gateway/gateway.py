@@ -247,7 +247,7 @@ class Gateway:
         every call through the pipeline (full path and express lane).  Stdio mode has no
         reader for them and never loads prometheus-client."""
         if self._metrics is None:
-            from fast_mcp_gateway.http.metrics import call_observer, snapshot_of
+            from fast_mcp_gateway.http.metrics import feed, snapshot_of
             from fast_mcp_gateway.telemetry.metrics import GatewayMetrics
 
             self._metrics = GatewayMetrics()
@@ -255,7 +255,7 @@ class Gateway:
                 self.manager, lambda: self.recorder, lambda: self.control.store_lost,
                 self.provider.unknown_calls, lambda: self.control.invalid_servers,
                 self.alerts.webhook.counts))
-            self.provider.pipeline.observers.append(call_observer(self._metrics))
+            feed(self._metrics, self.provider.pipeline.observers, self.manager)
         return self._metrics
 
     def _apply_routes(self, table: RouteTable) -> None:

@@ -55,6 +55,7 @@ from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.advertised import PASSED, Advertised, MetadataPerRequest
+from fast_mcp_gateway.http.answered import AfterAnswer
 from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, presence_refusal
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
@@ -405,8 +406,9 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
                                lambda: bad_token(verifier.takes_jwt), metadata)  # reason
     if isinstance(server.auth, RemoteAuthProvider) and advertised.per_request:
         MetadataPerRequest(server.auth, advertised).install(mcp_app)  # the document too
-    if transport == "http":  # the SDK words a missing Mcp-Method as a mismatch, and
-        wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # a missing or unknown session
+    if transport == "http":  # one answer per POST (answered.py); the SDK words a
+        wrap_routes(mcp_app, (mcp_path,), AfterAnswer)  # missing Mcp-Method as a mismatch,
+        wrap_routes(mcp_app, (mcp_path,), RoutingHeaders)  # and a missing or unknown session
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             SessionRefusals, idle_timeout=settings.session_idle_timeout,
             tokens=verifier is not None,  # in words naming neither cause nor fix

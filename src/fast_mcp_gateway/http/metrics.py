@@ -2,9 +2,10 @@
 
 This module adapts the gateway to the metrics: ``call_observer`` turns each
 ``CallOutcome`` of the call pipeline (full path and express lane alike) into one
-observation, and ``snapshot_of`` reads every replica's ``statistics()``, the catalog,
-the recorder and the stdio servers' processes (their memory from ``/proc``, each
-server's walk reused for a few seconds: ``ResidentMemory``) at scrape time.
+observation (``feed`` adds it, and drops a removed server's call series), and
+``snapshot_of`` reads every replica's ``statistics()``, the catalog, the recorder and the
+stdio servers' processes (their memory from ``/proc``, each server's walk reused for a
+few seconds: ``ResidentMemory``) at scrape time.
 
 Access: with ``gateway.auth`` set, a scrape needs a bearer token with scope ``tools``
 and no ``servers`` restriction (the metrics name every server), unless
@@ -37,6 +38,16 @@ from fast_mcp_gateway.telemetry.metrics import (
 )
 from fast_mcp_gateway.telemetry.processes import ResidentMemory
 from fast_mcp_gateway.telemetry.recorder import Recorder
+
+
+def feed(metrics: GatewayMetrics, observers: list[CallObserver],
+         manager: UpstreamManager) -> None:
+    """Feed ``metrics`` every call (an observer added to ``observers``, the call
+    pipeline's) and have them forget a server's call series when ``manager`` removes
+    it: what a scrape lists is bounded by the servers configured, not by every name
+    ever served."""
+    observers.append(call_observer(metrics))
+    manager.on_removed(metrics.forget)
 
 
 def call_observer(metrics: GatewayMetrics) -> CallObserver:

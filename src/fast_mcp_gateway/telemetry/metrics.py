@@ -281,6 +281,17 @@ class GatewayMetrics:
         if rate_limited:
             self._rate_limited[server, tool] = self._rate_limited.get((server, tool), 0) + 1
 
+    def forget(self, server: str) -> None:
+        """Drop ``server``'s call series (it was removed).  Kept, a gateway whose servers
+        come and go under new names (runtime registrations, a reload renaming one) grew
+        by ~20 series per tool called, per name ever served (the soak test).  A call
+        in flight on it when it went is counted when it ends (its series stay until the
+        name is removed again)."""
+        self._calls = {k: v for k, v in self._calls.items() if k[2] != server}
+        self._durations = {k: v for k, v in self._durations.items() if k[2] != server}
+        self._retries.pop(server, None)
+        self._rate_limited = {k: v for k, v in self._rate_limited.items() if k[0] != server}
+
     def collect_snapshots(self, snapshot: Callable[[], Snapshot]) -> None:
         """Report ``snapshot()`` on every scrape (replaces an earlier source)."""
         self._snapshot = snapshot

@@ -17,7 +17,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from fast_mcp_gateway.http.app import LazyApp
+from fast_mcp_gateway.http.lazy_app import LazyApp
 from fast_mcp_gateway.ui.app import LazyDashboard
 from tests.fixtures import alpha_server, make_gateway, memory_entry, serve_http
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
+from fast_mcp_gateway.http.lazy_app import LazyApp
 from fast_mcp_gateway.http.loopback import off_this_machine
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
@@ -246,31 +246,6 @@ class RememberedGuard:
                 self.passed.clear()
             self.passed.add(self._key(scope))
         await self.app(scope, receive, send)
-
-
-class LazyApp:
-    """An ASGI app that builds its app (``build``) on its first request, once, and
-    hands every request to it.  Building is synchronous (imports and route objects, no
-    ``await``), so requests on one event loop cannot interleave with it; the lock
-    covers an app served from several threads."""
-
-    def __init__(self, build: Callable[[], ASGIApp]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self.app: ASGIApp | None = None
-        self.builds = 0
-
-    def built(self) -> ASGIApp:
-        """The app, built now if it was not yet."""
-        if self.app is None:
-            with self._lock:
-                if self.app is None:
-                    self.builds += 1
-                    self.app = self._build()
-        return self.app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await (self.app or self.built())(scope, receive, send)
 
 
 def api_group(access: Access, ctx: AdminContext) -> RouteGroup:

@@ -28,7 +28,8 @@ from starlette.types import ASGIApp
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
-from fast_mcp_gateway.http.app import LazyApp, RouteGroup
+from fast_mcp_gateway.http.app import RouteGroup
+from fast_mcp_gateway.http.lazy_app import LazyApp
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.telemetry.events import EventBus
 

@@ -5,14 +5,15 @@ server keeps the host's connection (the soak run saw 72-84 of 300 connections br
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.http.answered import _ANSWERED, _AnsweredAlready
 from tests.fixtures import alpha_server, make_gateway, memory_entry
-
-pytestmark = pytest.mark.anyio
 
 HEADERS = {"accept": "application/json, text/event-stream",
            "content-type": "application/json"}
@@ -50,7 +51,9 @@ async def cancelled_then_ended(app: Any, http: httpx2.AsyncClient, session: dict
     return sent, ended
 
 
-async def test_a_notification_whose_session_ends_under_it_gets_one_answer() -> None:
+@pytest.mark.anyio
+async def test_a_notification_whose_session_ends_under_it_gets_one_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
     gateway = make_gateway({"alpha": memory_entry("alpha")}, {"alpha": alpha_server()})
     app = gateway.http_app("http")
     async with app.router.lifespan_context(app), httpx2.AsyncClient(
@@ -71,3 +74,23 @@ async def test_a_notification_whose_session_ends_under_it_gets_one_answer() -> N
             assert ended == [200]
             assert [(m["type"], m.get("status")) for m in sent] == [
                 ("http.response.start", 202), ("http.response.body", None)]
+    # The SDK's ERROR with its traceback for a stream closed after the answer is dropped.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_the_sdks_other_post_errors_are_still_logged() -> None:
+    """The filter drops only a closed stream met after the answer: the same record
+    with any other error, or before an answer, is the SDK's to log."""
+    def record(error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("mcp.server.streamable_http", logging.ERROR, __file__, 1,
+                                 "Error handling POST request", None,
+                                 (type(error), error, None))
+
+    kept = _AnsweredAlready()
+    assert kept.filter(record(anyio.ClosedResourceError()))  # no answer sent yet
+    token = _ANSWERED.set(True)
+    try:
+        assert not kept.filter(record(anyio.ClosedResourceError()))
+        assert kept.filter(record(ValueError("a bug")))
+    finally:
+        _ANSWERED.reset(token)

@@ -256,3 +256,49 @@ async def test_pins_of_a_server_in_another_running_gateways_file_are_not_forgott
         await store.close()
     done = await anyio.to_thread.run_sync(forget)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_running_gateway_whose_file_is_not_this_ones_here_keeps_the_pins(
+        tmp_path: Path) -> None:
+    """Another gateway running on the store was skipped as "this one's file" by its path
+    alone: two gateways built in code (each names "<config>", not a file) forgot each
+    other's servers' pins, and so did one of another host at the same path (another
+    file there); one of a container on this host's name (host networking; its own pid
+    space) had this host's file at its path read for it.  Each is refused now, and the
+    advice says who can forget: not "that gateway", which reads this one as unreadable."""
+    import socket
+
+    from fast_mcp_gateway.admin.instance_lease import PREFIX, pid_space
+    from fast_mcp_gateway.admin.pins import configured_elsewhere
+
+    mine = tmp_path / "servers.yaml"
+    mine.write_text(json.dumps({"servers": {}}))
+    host, space = socket.gethostname(), pid_space()
+    assert space is not None  # /proc tells it here
+    other_space = "0" * 12 if space != "0" * 12 else "1" * 12
+    cases = {
+        "<config>": f"host {host} pid 999999 ns {space} config <config> #b0b0b0",
+        "host": f"host not-{host} pid 7 config {mine} #c0c0c0",
+        "container": f"host {host} pid 7 ns {other_space} config {mine} #d0d0d0",
+    }
+    store = await open_store(str(tmp_path / "g.db"))
+    try:
+        for case, holder in cases.items():
+            assert await store.hold_lease(f"{PREFIX}other", holder, 600)
+            this = "<config>" if case == "<config>" else str(mine)
+            said = await configured_elsewhere(
+                store, "sh", f"host {host} pid {1} ns {space} config {this} #a0a0a0")
+            assert said is not None, case  # None on the old code: forgotten
+            assert "forget them once it is stopped (or from that gateway, if it can read " \
+                "the config file of every other gateway running on this store)" in said
+            assert ("names no config file" if case == "<config>"
+                    else "another host or container") in said, said
+            await store.release_lease(f"{PREFIX}other", holder)
+        # The same gateway's file on this host is skipped; another file here is read.
+        assert await store.hold_lease(
+            f"{PREFIX}other", f"host {host} pid 7 ns {space} config {mine} #e0e0e0", 600)
+        assert await configured_elsewhere(store, "sh", None, str(mine)) is None
+        assert await configured_elsewhere(store, "sh", None, str(tmp_path / "x.yaml")) \
+            is None  # read: no 'sh' in it
+    finally:
+        await store.close()

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -180,8 +180,12 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
                         "there first")
             if found is False:
                 continue
-            why = ("its config file cannot be read here to tell"
-                   f" ({found or f'{named}: not a file here'})")
+            # Not the error's text: it quotes the file (a key per line of a file such
+            # as /etc/shadow, its hashes), and a store row chose the file.
+            why = ("its config file cannot be read here to tell ("
+                   + (f"{named}: not a file here" if found is None else
+                      f"{named}: not a valid config; 'mcp-gateway check --config "
+                      f"{named}' there says why") + ")")
         return (f"'{server}' may be a server of another gateway running on this store "
                 f"({lease.holder}), whose pins it checks its definitions against: {why}; "
                 "forget them once it is stopped (or from that gateway, if it can read the "
@@ -191,13 +195,34 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
 
 def _configures(source: str, server: str) -> bool | ConfigError | None:
     """Whether the config file ``source`` configures ``server`` (an invalid entry too);
-    None: no such file here, or the error reading it."""
-    from fast_mcp_gateway.config.loader import load_config
+    None: no such file here, or the error reading it.  A store row names it: opened
+    without waiting (a FIFO's open waits for a writer) and read only if it is a file
+    then (checked before the open, a FIFO swapped in between blocked the thread, and
+    the forget holding the registration lock, for ever)."""
+    from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config
+    from fast_mcp_gateway.config.loader import parse_config_text
 
-    if not Path(source).is_file():
-        return None
     try:
-        config = load_config(Path(source), partial=True)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ConfigError.single(source, None, None, f"cannot read: {exc.strerror or exc}")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        return ConfigError.single(source, None, None, f"cannot read: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    try:
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError.single(source, None, None, f"is larger than "
+                                     f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+        config = parse_config_text(decode_config(data, source), source=source,
+                                   partial=True)
     except ConfigError as exc:
         return exc
     return server in config.servers or server in config.invalid

@@ -256,3 +256,108 @@ async def test_pins_of_a_server_in_another_running_gateways_file_are_not_forgott
         await store.close()
     done = await anyio.to_thread.run_sync(forget)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_running_gateway_whose_file_is_not_this_ones_here_keeps_the_pins(
+        tmp_path: Path) -> None:
+    """Another gateway running on the store was skipped as "this one's file" by its path
+    alone: two gateways built in code (each names "<config>", not a file) forgot each
+    other's servers' pins, and so did one of another host at the same path (another
+    file there); one of a container on this host's name (host networking; its own pid
+    space) had this host's file at its path read for it.  Each is refused now, and the
+    advice says who can forget: not "that gateway", which reads this one as unreadable."""
+    import socket
+
+    from fast_mcp_gateway.admin.instance_lease import PREFIX, pid_space
+    from fast_mcp_gateway.admin.pins import configured_elsewhere
+
+    mine = tmp_path / "servers.yaml"
+    mine.write_text(json.dumps({"servers": {}}))
+    host, space = socket.gethostname(), pid_space()
+    assert space is not None  # /proc tells it here
+    other_space = "0" * 12 if space != "0" * 12 else "1" * 12
+    cases = {
+        "<config>": f"host {host} pid 999999 ns {space} config <config> #b0b0b0",
+        "host": f"host not-{host} pid 7 config {mine} #c0c0c0",
+        "container": f"host {host} pid 7 ns {other_space} config {mine} #d0d0d0",
+    }
+    store = await open_store(str(tmp_path / "g.db"))
+    try:
+        for case, holder in cases.items():
+            assert await store.hold_lease(f"{PREFIX}other", holder, 600)
+            this = "<config>" if case == "<config>" else str(mine)
+            said = await configured_elsewhere(
+                store, "sh", f"host {host} pid {1} ns {space} config {this} #a0a0a0")
+            assert said is not None, case  # None on the old code: forgotten
+            assert "forget them once it is stopped (or from that gateway, if it can read " \
+                "the config file of every other gateway running on this store)" in said
+            assert ("names no config file" if case == "<config>"
+                    else "another host or container") in said, said
+            await store.release_lease(f"{PREFIX}other", holder)
+        # The same gateway's file on this host is skipped; another file here is read.
+        assert await store.hold_lease(
+            f"{PREFIX}other", f"host {host} pid 7 ns {space} config {mine} #e0e0e0", 600)
+        assert await configured_elsewhere(store, "sh", None, str(mine)) is None
+        assert await configured_elsewhere(store, "sh", None, str(tmp_path / "x.yaml")) \
+            is None  # read: no 'sh' in it
+    finally:
+        await store.close()
+
+
+
+def test_a_lease_naming_a_fifo_blocks_no_forget(tmp_path: Path) -> None:
+    """The config file another gateway's lease names (a store row: whoever writes the
+    store chooses it) was checked to be a file, then opened: one swapped for a FIFO
+    between the two blocked the reading thread for ever, and the forget with it, holding
+    the registration lock (no add of any server after).  The swap is made right after
+    that check here, in a process of its own (a hang fails by its timeout); a FIFO
+    named from the start is told as no file."""
+    import os
+
+    path = tmp_path / "b.yaml"
+    path.write_text(json.dumps({"servers": {"sh": {"url": "http://127.0.0.1:9/mcp"}}}))
+    script = (
+        "import os, pathlib, sys\n"
+        "from fast_mcp_gateway.admin import pins\n"
+        "path, checked = sys.argv[1], pathlib.Path.is_file\n"
+        "def is_file(self):\n"
+        "    found = checked(self)\n"
+        "    if str(self) == path and found:  # the swap, after the check\n"
+        "        os.unlink(path)\n"
+        "        os.mkfifo(path)\n"
+        "    return found\n"
+        "pathlib.Path.is_file = is_file\n"
+        "print(pins._configures(path, 'sh'))  # not checked first now: read\n"
+        "pathlib.Path(path).is_file()  # the hook swaps it now (no check did)\n"
+        "print(pins._configures(path, 'sh'))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, check=False, timeout=45)  # under the test's 60 s
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "None", done.stdout  # a FIFO by then: no file
+    assert os.path.exists(path)
+
+
+async def test_a_refusal_quotes_nothing_of_the_file_a_lease_names(tmp_path: Path) -> None:
+    """A lease (a store row: whoever writes the store writes it) may name any file this
+    gateway can read; the refusal quoted the error reading it as a config, and that
+    quotes the file: each line of a shadow-style file a top-level key, its hash with it,
+    sent to the REST caller.  Now it says that the file is not a valid config, and
+    where to be told why."""
+    import socket
+
+    from fast_mcp_gateway.admin.instance_lease import PREFIX
+    from fast_mcp_gateway.admin.pins import configured_elsewhere
+
+    secret = "root:$6$saltsalt$Xq9hashhashhash:19000:0:99999:7:::"
+    shadow = tmp_path / "shadow"
+    shadow.write_text(f"{secret}\ndaemon:*:19000:0:99999:7:::\n")
+    holder = f"host {socket.gethostname()} pid 7 config {shadow} #f0f0f0"
+    store = await open_store(str(tmp_path / "g.db"))
+    try:
+        assert await store.hold_lease(f"{PREFIX}other", holder, 600)
+        said = await configured_elsewhere(store, "sh", None, str(tmp_path / "servers.yaml"))
+    finally:
+        await store.close()
+    assert said is not None and "saltsalt" not in said and "Xq9hash" not in said, said
+    assert f"{shadow}: not a valid config; 'mcp-gateway check --config {shadow}' there " \
+        "says why" in said, said

@@ -92,3 +92,37 @@ def test_a_proc_of_another_pid_namespace_tells_nothing() -> None:
     done = subprocess.run([*probe[:-2], "-c", script], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.split()[2] == "None", done.stdout
+
+
+def test_the_exit_wait_holds_with_more_than_1024_files_open() -> None:
+    """``failures.exits`` looked at its pidfd with ``select.select``, which refuses a
+    file number of 1024 or more (ValueError): a gateway with that many files open (its
+    hosts' sockets, its servers' pipes) had each lost stdio server's call end in that
+    error, not in how the server ended.  Run in a process of its own with 1,100 open."""
+    import resource
+    import subprocess
+    import sys
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1200:
+        pytest.skip("this process may not open 1,200 files")
+    script = (
+        "import asyncio, os, resource, subprocess, sys\n"
+        "from fast_mcp_gateway.upstream.failures import exits\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))\n"
+        "held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]\n"
+        "async def main():\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'],\n"
+        "                             stdin=subprocess.PIPE)\n"
+        "    stopping = asyncio.Event()\n"
+        "    stopping.set()  # not waited for: told at once whether it has ended\n"
+        "    runs = await exits(child.pid, 60, stopping)\n"
+        "    child.stdin.close()  # it ends now, and the pidfd wakes the wait\n"
+        "    ended = await exits(child.pid, 600, asyncio.Event())\n"
+        "    child.wait()\n"
+        "    print(runs, ended)\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"], done.stdout

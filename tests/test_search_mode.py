@@ -97,6 +97,30 @@ async def test_a_servers_description_finds_its_tools_below_a_tool_saying_it_itse
     assert hits == ["notes_save_note", "memory_create_entities"], hits
 
 
+def test_a_long_server_description_does_not_bury_its_servers_tools() -> None:
+    """A server's description was counted in each of its tools' length: a few lines of
+    it (the 4,096 characters a description may have) made every one of its tools "long"
+    for BM25, and 'send an email' ranked another server's send_message above the mail
+    server's own send_email.  A tool's length is its own words; the description's terms
+    still count (``SERVER_WEIGHT``) where they match."""
+    notes = ("Operated by the platform team. Runs in the eu-west cluster behind the "
+             "corporate proxy; restarts nightly at 02:00 UTC. Contact #platform-oncall for "
+             "access, quotas or outages. ") * 23
+    assert len(notes) <= 4096
+    docs = [SearchDoc("mail_send_email", "mail", None, "Send an email to a recipient.", {},
+                      server_description=notes),
+            SearchDoc("chat_send_message", "chat", None, "Send a message to a channel.", {})]
+    docs += [SearchDoc(f"{w}_{o}", f"s{i}", None, f"{w.title()} the {o}.", {})
+             for i, (w, o) in enumerate((w, o) for w in ("list", "read", "create", "get")
+                                        for o in ("file", "issue", "page", "event"))]
+    hits = [d.name for d, _ in SearchIndex(docs).search("send an email", 2)]
+    assert hits == ["mail_send_email", "chat_send_message"], hits
+    docs[0] = SearchDoc("mail_send_email", "mail", None, "Send an email to a recipient.", {},
+                        server_description=notes + " Email and send.")
+    assert [d.name for d, _ in SearchIndex(docs).search("send an email", 1)] == [
+        "mail_send_email"]
+
+
 def test_cards_are_compact_and_complete() -> None:
     card = DOCS[0].card()
     assert card == {"name": "github_create_issue", "server": "github",

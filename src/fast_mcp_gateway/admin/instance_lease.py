@@ -122,6 +122,19 @@ def config_of(holder: str) -> str | None:
     return found[1] if found else None
 
 
+_WHERE = re.compile(r"host (\S+) pid \d+(?: ns ([0-9a-f]{12}))? ")
+
+
+def local(holder: str) -> bool:
+    """Whether ``holder`` runs where this process does, its files this process's: this
+    host and, where the holder names one, this ``pid_space`` (a container on host
+    networking shares the node's host name, not its files).  One naming no pid space
+    (/proc told it none, or from before it was named) is judged by its host name."""
+    found = _WHERE.match(holder)
+    return found is not None and found[1] == socket.gethostname() \
+        and found[2] in (None, pid_space())
+
+
 async def others(store: Store, holder: str) -> list[Lease]:
     """The other gateways running on ``store`` now: their unexpired instance leases."""
     now = time.time()

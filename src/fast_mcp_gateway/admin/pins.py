@@ -20,8 +20,9 @@ here nor in another running gateway's file (``configured_elsewhere``).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -152,42 +153,76 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
     gateway's too, and forgetting its pins here had it trust its next list (at its next
     start).  Each other gateway running on the store now (its instance lease; ``holder``
     is this one, None for the CLI) names its config file: skipped when it is this one's
-    (``mine``, else ``holder``'s), read when it is on this host, and a gateway whose
-    file cannot be read here may configure it."""
-    import socket
-
-    from fast_mcp_gateway.admin.instance_lease import config_of, others
+    (``mine``, else ``holder``'s) on this host (``instance_lease.local``), read when it
+    is another file here, and a gateway whose file cannot be read here may configure
+    it: one of another host or container (the same path there is another file), one
+    naming no file (a gateway built in code: its source, "<config>", is every such
+    gateway's, not a file), one whose file is gone or invalid."""
+    from fast_mcp_gateway.admin.instance_lease import config_of, local, others
 
     mine = mine or (config_of(holder) if holder else None)
     for lease in await others(store, holder or ""):
         source = config_of(lease.holder)
-        if source is not None and source == mine:
+        here = local(lease.holder)
+        named = source if source is not None and os.path.isabs(source) else None
+        if here and named is not None and named == mine:
             continue
-        there = (f"'{server}' may be a server of another gateway running on this store "
-                 f"({lease.holder}), whose pins it checks its definitions against")
-        here = source is not None and lease.holder.startswith(f"host {socket.gethostname()} ")
-        found = await anyio.to_thread.run_sync(_configures, source, server) if here else None
-        if found is None or isinstance(found, ConfigError):
-            why = f" ({found})" if found is not None else ""
-            return (f"{there}: its config file cannot be read here to tell{why}; forget "
-                    "them from that gateway, or once it is stopped")
-        if found:
-            return (f"server '{server}' is configured in {source}, the config file of "
-                    f"another gateway running on this store ({lease.holder}): its pins "
-                    "are what that gateway checks its definitions against; remove it "
-                    "there first")
+        if not here:
+            why = "it runs on another host or container: its config file cannot be read here"
+        elif named is None:
+            why = "it names no config file to read here (a gateway built in code)"
+        else:
+            found = await anyio.to_thread.run_sync(_configures, named, server)
+            if found is True:
+                return (f"server '{server}' is configured in {named}, the config file of "
+                        f"another gateway running on this store ({lease.holder}): its pins "
+                        "are what that gateway checks its definitions against; remove it "
+                        "there first")
+            if found is False:
+                continue
+            # Not the error's text: it quotes the file (a key per line of a file such
+            # as /etc/shadow, its hashes), and a store row chose the file.
+            why = ("its config file cannot be read here to tell ("
+                   + (f"{named}: not a file here" if found is None else
+                      f"{named}: not a valid config; 'mcp-gateway check --config "
+                      f"{named}' there says why") + ")")
+        return (f"'{server}' may be a server of another gateway running on this store "
+                f"({lease.holder}), whose pins it checks its definitions against: {why}; "
+                "forget them once it is stopped (or from that gateway, if it can read the "
+                "config file of every other gateway running on this store)")
     return None
 
 
-def _configures(source: str | None, server: str) -> bool | ConfigError | None:
+def _configures(source: str, server: str) -> bool | ConfigError | None:
     """Whether the config file ``source`` configures ``server`` (an invalid entry too);
-    None: no such file here, or the error reading it."""
-    from fast_mcp_gateway.config.loader import load_config
+    None: no such file here, or the error reading it.  A store row names it: opened
+    without waiting (a FIFO's open waits for a writer) and read only if it is a file
+    then (checked before the open, a FIFO swapped in between blocked the thread, and
+    the forget holding the registration lock, for ever)."""
+    from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config
+    from fast_mcp_gateway.config.loader import parse_config_text
 
-    if source is None or not Path(source).is_file():
-        return None
     try:
-        config = load_config(Path(source), partial=True)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ConfigError.single(source, None, None, f"cannot read: {exc.strerror or exc}")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        return ConfigError.single(source, None, None, f"cannot read: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    try:
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError.single(source, None, None, f"is larger than "
+                                     f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+        config = parse_config_text(decode_config(data, source), source=source,
+                                   partial=True)
     except ConfigError as exc:
         return exc
     return server in config.servers or server in config.invalid

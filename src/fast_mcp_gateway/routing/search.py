@@ -136,10 +136,11 @@ class SearchDoc:
                     words += tokenize(spec["description"])
         return words
 
-    def weights(self) -> dict[str, float]:
-        """Each term's weight in the document: ``terms`` counted, and its server's
-        description's terms ``SERVER_WEIGHT`` each (below the tool's own words)."""
-        weights: dict[str, float] = dict(Counter(self.terms()))
+    def weights(self, terms: Counter[str] | None = None) -> dict[str, float]:
+        """Each term's weight in the document: ``terms`` counted (given: as counted
+        already), and its server's description's terms ``SERVER_WEIGHT`` each (below the
+        tool's own words; not in the document's length, ``SearchIndex``)."""
+        weights: dict[str, float] = dict(Counter(self.terms()) if terms is None else terms)
         for term in tokenize(self.server_description or ""):
             weights[term] = weights.get(term, 0.0) + SERVER_WEIGHT
         return weights
@@ -225,8 +226,12 @@ class SearchIndex:
     def __init__(self, docs: Iterable[SearchDoc], k1: float = 1.2, b: float = 0.75) -> None:
         self.docs: list[SearchDoc] = list(docs)
         self._k1, self._b = k1, b
-        self._tf = [doc.weights() for doc in self.docs]
-        self._len = [sum(tf.values()) for tf in self._tf]
+        own = [Counter(doc.terms()) for doc in self.docs]
+        # A tool's length is its own words: its server's description, in every one of
+        # its tools, made them all "long" (a few lines buried the mail server's
+        # send_email below another's send_message for 'send an email').
+        self._len = [sum(tf.values()) for tf in own]
+        self._tf = [doc.weights(tf) for doc, tf in zip(self.docs, own, strict=True)]
         self._avg = (sum(self._len) / len(self._len)) if self._len else 0.0
         df: Counter[str] = Counter()
         for tf in self._tf:

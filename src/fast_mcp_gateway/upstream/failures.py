@@ -177,7 +177,12 @@ async def exits(pid: int, within: float, stopping: asyncio.Event) -> bool:
         return False
     exited = False
     try:
-        if select.select([pidfd], [], [], 0)[0]:
+        # poll, not select: select refuses a file number past 1023 (ValueError), and a
+        # gateway with that many open (hosts' sockets, servers' pipes) had the call
+        # end in that error instead of in how its server ended.
+        ready = select.poll()
+        ready.register(pidfd, select.POLLIN)
+        if ready.poll(0):
             return True  # ended already, whatever the gateway began since
         if stopping.is_set():
             return False

@@ -35,7 +35,7 @@ from fast_mcp_gateway.admin.pin_worker import follow_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.alerts.states import Transition
+from fast_mcp_gateway.config.library import library_settings
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
@@ -74,7 +74,12 @@ from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
 from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
-from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
+from fast_mcp_gateway.ui.feeds import (
+    alert_publisher,
+    call_publisher,
+    catalog_publisher,
+    transition_publisher,
+)
 from fast_mcp_gateway.upstream.processes import kill_early
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -106,7 +111,7 @@ class Gateway:
         answer_first: bool = False,
         early: EarlyAnswer | None = None,
     ) -> None:
-        self.settings = settings or GatewaySettings()
+        self.settings = library_settings(config, settings)
         self.manager = UpstreamManager(
             config, connect_timeout=self.settings.connect_timeout,
             call_timeout=self.settings.call_timeout, transport_factory=transport_factory,
@@ -205,7 +210,7 @@ class Gateway:
         self.manager.on_transition(transition_publisher(self.events))
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
-        self.alerts.on_transition.append(self._publish_alert)
+        self.alerts.on_transition.append(alert_publisher(self.events))
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.parking.roots = self.manager.sole_host   # roots outside calls, and first
@@ -225,6 +230,7 @@ class Gateway:
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
+        """A gateway of the file at ``path`` (``load_config(path, partial=True)``)."""
         return cls(load_config(path, partial=True), settings)
 
     @property
@@ -319,12 +325,6 @@ class Gateway:
         self.request_stop()
         if self._stop_stdio is not None:
             self._stop_stdio.cancel()
-
-    # -- protocol features FastMCP does not forward ------------------------------
-
-    def _publish_alert(self, transition: Transition) -> None:
-        """Alert firing/resolved onto the live event stream (the dashboard shows it)."""
-        self.events.publish("alert", transition.payload())
 
     # -- running ------------------------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""Library mode as a Python developer embedding the gateway meets it.
+
+What the public names take and say when given something else; a gateway entered
+again after its client ended; the package typed for their mypy; its HTTP app mounted
+in an app of their own, with and without its lifespan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from fast_mcp_gateway import (
+    ConfigError,
+    Gateway,
+    GatewayConfig,
+    GatewaySettings,
+    ServerConfig,
+)
+from tests.fixtures import PY, SERVERS
+
+pytestmark = pytest.mark.anyio
+
+WELL = [str(SERVERS / "well.py")]
+
+
+@pytest.mark.parametrize(("config", "told"), [
+    ({"servers": {}}, "not a dict: parse_config(data)"),
+    ("servers.yaml", "not a str: Gateway.from_file(path)"),
+    (Path("servers.yaml"), "not a PosixPath: Gateway.from_file(path)"),
+    (None, "not a NoneType: Gateway.from_file(path)"),
+])
+def test_a_config_of_another_type_is_told_the_call_that_makes_one(config: Any,
+                                                                 told: str) -> None:
+    with pytest.raises(TypeError, match="Gateway\\(config\\) takes a GatewayConfig") as info:
+        Gateway(config)
+    assert told in str(info.value)
+
+
+def test_settings_of_another_type_or_misspelt_are_told_what_to_write(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for settings in ({"port": 9000}, GatewayConfig()):
+        with pytest.raises(TypeError, match="takes a GatewaySettings as settings, not a"):
+            Gateway(GatewayConfig(), settings)  # type: ignore[arg-type]
+    # A misspelt keyword was ignored: the gateway ran on the default port.
+    secret = "k" * 40
+    monkeypatch.setenv("MCP_GATEWAY_REQUEST_STATE_KEYS", secret)
+    with pytest.raises(ValidationError) as info:
+        GatewaySettings(prot=9000)  # type: ignore[call-arg]
+    assert "no setting 'prot' (did you mean 'port'?)" in str(info.value)
+    assert secret not in str(info.value)  # the environment's values are not echoed
+    monkeypatch.setenv("MCP_GATEWAY_PORT", "9001")
+    monkeypatch.setenv("MCP_GATEWAY_NO_SUCH_SETTING", "1")  # the environment: by name
+    assert GatewaySettings().port == 9001
+
+
+def test_a_config_built_in_code_is_checked_as_the_loader_checks_it() -> None:
+    well = {"command": PY, "args": WELL}
+    config = GatewayConfig(servers={
+        "a": ServerConfig(name="b", **well),  # under another key
+        "c": ServerConfig(name="c"),  # neither command nor url
+        "d": ServerConfig(name="d", namespace="n", **well),
+        "e": ServerConfig(name="e", namespace="n", **well)})
+    with pytest.raises(ConfigError) as info:
+        Gateway(config)
+    told = str(info.value)
+    assert "3 configuration problems" in told, told
+    assert "server 'a', field 'name': is 'b' under the key 'a'" in told
+    assert "server 'c', field 'command': needs either 'command'" in told
+    assert "server 'e', field 'namespace': namespace 'n' is already used by server 'd'" in told

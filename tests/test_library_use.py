@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import fast_mcp_gateway
 from fast_mcp_gateway import (
     ConfigError,
     Gateway,
@@ -71,3 +72,11 @@ def test_a_config_built_in_code_is_checked_as_the_loader_checks_it() -> None:
     assert "server 'a', field 'name': is 'b' under the key 'a'" in told
     assert "server 'c', field 'command': needs either 'command'" in told
     assert "server 'e', field 'namespace': namespace 'n' is already used by server 'd'" in told
+
+
+def test_the_package_is_typed_and_exports_its_public_names() -> None:
+    assert (Path(fast_mcp_gateway.__file__).parent / "py.typed").is_file()
+    assert "Readiness" in fast_mcp_gateway.__all__  # what Gateway.wait_ready returns
+    for name in fast_mcp_gateway.__all__:
+        assert getattr(fast_mcp_gateway, name) is not None, name
+    assert set(fast_mcp_gateway.__all__) <= set(dir(fast_mcp_gateway))

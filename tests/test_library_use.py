@@ -7,10 +7,15 @@ in an app of their own, with and without its lifespan.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from fastmcp import Client
 from pydantic import ValidationError
 
 import fast_mcp_gateway
@@ -21,7 +26,7 @@ from fast_mcp_gateway import (
     GatewaySettings,
     ServerConfig,
 )
-from tests.fixtures import PY, SERVERS
+from tests.fixtures import PY, SERVERS, make_gateway, stdio_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +85,35 @@ def test_the_package_is_typed_and_exports_its_public_names() -> None:
     for name in fast_mcp_gateway.__all__:
         assert getattr(fast_mcp_gateway, name) is not None, name
     assert set(fast_mcp_gateway.__all__) <= set(dir(fast_mcp_gateway))
+
+
+async def test_a_gateway_entered_again_starts_its_servers_again() -> None:
+    gateway = make_gateway({"good": stdio_entry("well.py")})
+    pids = []
+    for _ in range(2):
+        async with Client(gateway.server) as client:
+            ready = await gateway.wait_ready(within=None)
+            assert ready.ready == ("good",) and ready.all_ready, ready
+            pids.append((await client.call_tool("good_pid", {})).data)
+    assert pids[0] != pids[1]  # a new process: the first run's ended with it
+    with contextlib.suppress(ProcessLookupError):  # the first run's process is gone
+        os.kill(pids[0], 0)
+        pytest.fail(f"the first run's server (pid {pids[0]}) still runs")
+
+
+async def test_run_async_again_serves_its_servers_again() -> None:
+    gateway = make_gateway({"good": stdio_entry("well.py")}, transport="http")
+    for _ in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gateway.run_async, "http", [sock])
+            # Lists wait at the start-up gate for every first attempt (startup_wait 600).
+            async with Client(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp",
+                              timeout=60) as client:
+                names = {tool.name for tool in await client.list_tools()}
+                assert "good_echo" in names, names
+                assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
+            gateway.request_stop()
+        sock.close()

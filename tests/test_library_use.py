@@ -10,13 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from fastmcp import Client
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import fast_mcp_gateway
 from fast_mcp_gateway import (
@@ -25,8 +29,9 @@ from fast_mcp_gateway import (
     GatewayConfig,
     GatewaySettings,
     ServerConfig,
+    parse_config,
 )
-from tests.fixtures import PY, SERVERS, make_gateway, stdio_entry
+from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -99,6 +104,38 @@ async def test_a_gateway_entered_again_starts_its_servers_again() -> None:
     with contextlib.suppress(ProcessLookupError):  # the first run's process is gone
         os.kill(pids[0], 0)
         pytest.fail(f"the first run's server (pid {pids[0]}) still runs")
+
+
+async def test_the_http_app_mounted_under_a_prefix() -> None:
+    gateway = Gateway(parse_config({"servers": {"good": stdio_entry("well.py")}}),
+                      GatewaySettings(db=None, startup_wait=600))
+    gateway_app = gateway.http_app()
+    # Starlette (FastAPI too) does not run a mounted app's lifespan by itself.
+    mounted = Starlette(routes=[Mount("/gw", app=gateway_app)])
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=mounted),
+                                  base_url="http://127.0.0.1") as http:
+        answer = await http.post("/gw/mcp", json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 503, answer.text
+    message = answer.json()["error"]["message"]
+    assert message.startswith("the gateway is not running") and \
+        "lifespan=gateway_app.lifespan" in message, message
+
+    # Run from the app's own lifespan: MCP at the prefix, the REST API beside it.
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with gateway_app.lifespan(app):
+            yield
+
+    served = Starlette(routes=[Mount("/gw", app=gateway_app)], lifespan=lifespan)
+    async with serve_http(served, startup=False) as base:
+        async with Client(f"{base}/gw/mcp", timeout=60) as client:
+            assert (await gateway.wait_ready(within=None)).all_ready
+            assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
+        async with httpx2.AsyncClient(base_url=base, timeout=60) as http:
+            servers = (await http.get("/gw/api/v1/servers")).json()["servers"]
+            assert [(s["name"], s["state"]) for s in servers] == [("good", "ready")]
 
 
 async def test_run_async_again_serves_its_servers_again() -> None:

@@ -371,8 +371,8 @@ class Gateway:
 
     async def wait_ready(self, within: float | None = 30.0) -> Readiness:
         """Wait (at most ``within`` s) for every upstream's first connect attempt; say
-        which servers are ready, failed (why), still starting, disabled (readiness.py)."""
-        return await wait_ready(self.manager, within)
+        which servers are ready, failed (why), still starting, disabled, invalid."""
+        return await wait_ready(self.manager, within, self.control.invalid_servers)
 
     async def _admin_ops_ended(self) -> None:
         """A stop's bounded wait for admin operations in flight (``admin/in_flight.py``);

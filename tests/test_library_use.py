@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+import yaml
 from fastmcp import Client
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -154,3 +155,18 @@ async def test_run_async_again_serves_its_servers_again() -> None:
                 assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
             gateway.request_stop()
         sock.close()
+
+
+async def test_a_gateway_from_a_file_reloads_that_file(tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    path.write_text(yaml.safe_dump({"servers": {"good": stdio_entry("well.py")}}))
+    # reload_interval 0: no watcher, the reload below is the one that reads the edit.
+    gateway = Gateway.from_file(path, GatewaySettings(db=None, startup_wait=600,
+                                                      reload_interval=0))
+    async with Client(gateway.server) as client:
+        assert (await gateway.wait_ready(within=None)).all_ready
+        path.write_text(yaml.safe_dump({"servers": {
+            "good": stdio_entry("well.py"), "more": stdio_entry("well.py")}}))
+        report = await gateway.reload_config()  # 'not started from a config file'
+        assert report.error is None and report.added == ["more"], report
+        assert (await client.call_tool("more_echo", {"text": "hi"})).data == "hi"

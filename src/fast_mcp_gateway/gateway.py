@@ -230,7 +230,9 @@ class Gateway:
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
-        """A gateway of the file at ``path`` (``load_config(path, partial=True)``)."""
+        """A gateway of the file at ``path`` (``load_config(path, partial=True)``), the
+        file ``reload_config`` re-reads (``settings.config``)."""
+        settings = (settings or GatewaySettings()).model_copy(update={"config": Path(path)})
         return cls(load_config(path, partial=True), settings)
 
     @property
@@ -391,14 +393,6 @@ class Gateway:
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
 
-    def _serve_profile_only(self) -> None:
-        """``serve --profile`` over stdio: the process is the profile, so the servers
-        outside it are not started (nor seen by the admin tools of this process).  Over
-        HTTP every profile has its endpoint, so every server runs."""
-        only = profile_servers(self.settings.profile, self.config.options)
-        if only is not None:
-            self.manager.restrict(only)
-
     async def _run_stdio(self, dashboard: socket.socket | None = None) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
 
@@ -407,7 +401,10 @@ class Gateway:
         """
         # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
         self.manager.startup_hold = 0
-        self._serve_profile_only()
+        # ``serve --profile`` over stdio: the process is the profile, so the servers outside
+        # it are not started (nor seen by its admin tools); over HTTP each has its endpoint.
+        if (only := profile_servers(self.settings.profile, self.config.options)) is not None:
+            self.manager.restrict(only)
         early = self._early.finish() if self._early is not None else Handover()
         async with stdio_streams(early.preread) as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams

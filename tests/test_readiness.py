@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from fastmcp import Client
 
+from fast_mcp_gateway import Gateway, GatewaySettings
 from fast_mcp_gateway.errors import AdminError
 from tests.fixtures import PY, make_gateway, stdio_entry
 
@@ -32,3 +36,16 @@ async def test_wait_ready_outside_a_running_gateway_says_how_to_use_it() -> None
     gateway = make_gateway({"good": stdio_entry("well.py")})
     with pytest.raises(AdminError, match="async with Client"):
         await gateway.wait_ready(within=1)
+
+
+async def test_wait_ready_names_a_server_of_the_file_left_out_as_invalid(
+        tmp_path: Path) -> None:
+    config = tmp_path / "servers.yaml"
+    config.write_text(yaml.safe_dump({"servers": {
+        "good": stdio_entry("well.py"), "typo": {"command": PY, "arg": ["x"]}}}))
+    gateway = Gateway.from_file(config, GatewaySettings(db=None, startup_wait=600))
+    async with Client(gateway.server):
+        ready = await gateway.wait_ready(within=None)
+    assert ready.ready == ("good",) and not ready.failed
+    assert list(ready.invalid) == ["typo"] and "did you mean 'args'?" in ready.invalid["typo"]
+    assert not ready.all_ready  # all_ready said True: one of the file's servers never runs

@@ -20,6 +20,7 @@ from fast_mcp_gateway.errors import (
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.gateway import Gateway
+    from fast_mcp_gateway.routing.readiness import Readiness
 
 
 def __getattr__(name: str) -> Any:
@@ -29,7 +30,16 @@ def __getattr__(name: str) -> Any:
         from fast_mcp_gateway.gateway import Gateway
 
         return Gateway
+    if name == "Readiness":  # what ``Gateway.wait_ready`` returns
+        from fast_mcp_gateway.routing.readiness import Readiness
+
+        return Readiness
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too (``dir()``, completion in a REPL)
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AdminError",
@@ -39,6 +49,7 @@ __all__ = [
     "GatewayConfig",
     "GatewayError",
     "GatewaySettings",
+    "Readiness",
     "ServerConfig",
     "UnknownComponent",
     "UpstreamError",

@@ -35,7 +35,7 @@ from fast_mcp_gateway.admin.pin_worker import follow_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.alerts.states import Transition
+from fast_mcp_gateway.config.library import library_settings
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
@@ -74,7 +74,12 @@ from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
 from fast_mcp_gateway.store.spool import Spool, spool_target
 from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
-from fast_mcp_gateway.ui.feeds import call_publisher, catalog_publisher, transition_publisher
+from fast_mcp_gateway.ui.feeds import (
+    alert_publisher,
+    call_publisher,
+    catalog_publisher,
+    transition_publisher,
+)
 from fast_mcp_gateway.upstream.processes import kill_early
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -106,7 +111,7 @@ class Gateway:
         answer_first: bool = False,
         early: EarlyAnswer | None = None,
     ) -> None:
-        self.settings = settings or GatewaySettings()
+        self.settings = library_settings(config, settings)
         self.manager = UpstreamManager(
             config, connect_timeout=self.settings.connect_timeout,
             call_timeout=self.settings.call_timeout, transport_factory=transport_factory,
@@ -205,7 +210,7 @@ class Gateway:
         self.manager.on_transition(transition_publisher(self.events))
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
-        self.alerts.on_transition.append(self._publish_alert)
+        self.alerts.on_transition.append(alert_publisher(self.events))
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout)
         self.parking.roots = self.manager.sole_host   # roots outside calls, and first
@@ -225,6 +230,9 @@ class Gateway:
 
     @classmethod
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
+        """A gateway of the file at ``path`` (``load_config(path, partial=True)``), the
+        file ``reload_config`` re-reads (``settings.config``)."""
+        settings = (settings or GatewaySettings()).model_copy(update={"config": Path(path)})
         return cls(load_config(path, partial=True), settings)
 
     @property
@@ -320,12 +328,6 @@ class Gateway:
         if self._stop_stdio is not None:
             self._stop_stdio.cancel()
 
-    # -- protocol features FastMCP does not forward ------------------------------
-
-    def _publish_alert(self, transition: Transition) -> None:
-        """Alert firing/resolved onto the live event stream (the dashboard shows it)."""
-        self.events.publish("alert", transition.payload())
-
     # -- running ------------------------------------------------------------------
 
     def http_app(self, transport: Transport = "http") -> GatewayApp:
@@ -371,8 +373,8 @@ class Gateway:
 
     async def wait_ready(self, within: float | None = 30.0) -> Readiness:
         """Wait (at most ``within`` s) for every upstream's first connect attempt; say
-        which servers are ready, failed (why), still starting, disabled (readiness.py)."""
-        return await wait_ready(self.manager, within)
+        which servers are ready, failed (why), still starting, disabled, invalid."""
+        return await wait_ready(self.manager, within, self.control.invalid_servers)
 
     async def _admin_ops_ended(self) -> None:
         """A stop's bounded wait for admin operations in flight (``admin/in_flight.py``);
@@ -391,14 +393,6 @@ class Gateway:
             service.kill()
         kill_early()  # started by ``serve`` before the gateway, not adopted yet
 
-    def _serve_profile_only(self) -> None:
-        """``serve --profile`` over stdio: the process is the profile, so the servers
-        outside it are not started (nor seen by the admin tools of this process).  Over
-        HTTP every profile has its endpoint, so every server runs."""
-        only = profile_servers(self.settings.profile, self.config.options)
-        if only is not None:
-            self.manager.restrict(only)
-
     async def _run_stdio(self, dashboard: socket.socket | None = None) -> None:
         """FastMCP's ``run_stdio_async``, but over threadless streams when possible.
 
@@ -407,7 +401,10 @@ class Gateway:
         """
         # Served: the lifespan does not wait for upstreams; the gate holds lists instead.
         self.manager.startup_hold = 0
-        self._serve_profile_only()
+        # ``serve --profile`` over stdio: the process is the profile, so the servers outside
+        # it are not started (nor seen by its admin tools); over HTTP each has its endpoint.
+        if (only := profile_servers(self.settings.profile, self.config.options)) is not None:
+            self.manager.restrict(only)
         early = self._early.finish() if self._early is not None else Handover()
         async with stdio_streams(early.preread) as streams:
             if streams is None:  # a terminal or a file: the SDK's threaded streams

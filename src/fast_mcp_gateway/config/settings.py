@@ -15,7 +15,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fast_mcp_gateway.config.origins import allowed_host, allowed_origin, public_url
@@ -31,7 +38,8 @@ DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "apik
 class GatewaySettings(BaseSettings):
     """Process-wide settings; per-server values in ``servers.yaml`` override the defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="MCP_GATEWAY_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="MCP_GATEWAY_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)  # a URL, a key: secrets
 
     config: Path | None = Field(default=None, description="servers.yaml or mcpServers file")
     transport: Transport = "stdio"
@@ -157,6 +165,24 @@ class GatewaySettings(BaseSettings):
                     "gateway, then new,old on every one, then new; going straight to new,old "
                     "refuses the rounds an updated gateway sealed on one not updated yet). "
                     "Default: a key of the process's own")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        """A misspelt keyword (``GatewaySettings(prot=9000)``) is refused with the closest
+        name rather than ignored (the environment's ``MCP_GATEWAY_*`` are read by name:
+        an unknown one never gets here)."""
+        unknown = [key for key in data if key not in cls.model_fields] \
+            if isinstance(data, dict) else []
+        if unknown:
+            import difflib
+
+            def hint(key: str) -> str:
+                close = difflib.get_close_matches(key, list(cls.model_fields), n=1)
+                return f"'{key}' (did you mean '{close[0]}'?)" if close else f"'{key}'"
+            raise ValueError(f"GatewaySettings has no setting {', '.join(map(hint, unknown))}; "
+                             f"the settings are: {', '.join(cls.model_fields)}")
+        return data
 
     @property
     def store(self) -> str | None:

@@ -85,12 +85,12 @@ class StartupGate:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
+        self.manager.renew()  # served again: new sessions, before their replicas are read
         replicas = self.manager.replicas
         if self.opened.is_set():  # served again: a new start-up
             self.attempted, self.opened = anyio.Event(), anyio.Event()
         task_status.started()
         async with anyio.create_task_group() as tg:
-
             async def bound() -> None:
                 await anyio.sleep(self.wait)
                 if not self.opened.is_set():

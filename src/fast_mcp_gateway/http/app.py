@@ -62,6 +62,7 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.lazy_app import LazyApp
 from fast_mcp_gateway.http.loopback import off_this_machine
+from fast_mcp_gateway.http.not_running import LifespanOwner, not_running, on_endpoint
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
@@ -94,7 +95,7 @@ class RouteGroup:
     host_checked: bool = False
 
 
-class GatewayApp(Starlette):
+class GatewayApp(LifespanOwner):
     """The assembled app; ``verifier`` and ``access`` are shared by every front.
 
     A request for the MCP endpoint goes straight to FastMCP's app (which has its own
@@ -121,6 +122,8 @@ class GatewayApp(Starlette):
                 and (refused := off_this_machine(scope, self.hosts[0] or ())) is not None:
             await refused.response()(scope, receive, send)
             return
+        if not self.running and scope["type"] == "http" and on_endpoint(scope, self.endpoints):
+            return await not_running(scope, receive, send)  # mounted without its lifespan
         if scope["type"] == "http" and scope["path"] in self.mcp_paths:
             scope["app"] = self
             await self.mcp_entry(scope, receive, send)
@@ -444,14 +447,16 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
         tokenless=tokenless))))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # The MCP app's lifespan starts its session manager and the gateway itself.
-        async with mcp_app.router.lifespan_context(app):
+    async def lifespan(served: Starlette) -> AsyncIterator[None]:  # this app, or the one
+        # mounting it.  The MCP app's lifespan starts its session manager and the gateway.
+        async with mcp_app.router.lifespan_context(served):
             if set_body_limit is not None:  # on the session manager it made just now
                 set_body_limit(max_body)
             try:
+                app.running = True
                 yield
             finally:
+                app.running = False
                 if before_sessions_end is not None:
                     await before_sessions_end()
 
@@ -473,4 +478,5 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # Exact paths only: anything else (a trailing slash FastMCP redirects, well-known
     # metadata, /messages/ of SSE) takes the router as before.
     app.mcp_paths = (mcp_path,)
+    app.endpoints = (mcp_path, *posted)
     return app

@@ -87,6 +87,7 @@ class UpstreamManager:
         self._transition_listeners: list[Callable[[str, str, str, str | None], None]] = []
         self._removed_listeners: list[Callable[[str], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._stale = False  # a run() ended: it stopped every session for good
         self._reserved: frozenset[str] = frozenset()
         self.sole_host = SoleHost()  # the stdio gateway's one host (roots outside calls)
         self.pins = PinBook()
@@ -168,7 +169,10 @@ class UpstreamManager:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run every upstream; report started once each made its first attempt, or
-        after ``startup_hold`` seconds (0 when serving: the start-up gate holds hosts)."""
+        after ``startup_hold`` seconds (0 when serving: the start-up gate holds hosts).
+
+        Run again, it starts every server anew (``renew``)."""
+        self.renew()
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             for upstream in self.replicas:
@@ -184,6 +188,19 @@ class UpstreamManager:
                 for service in [*self.services.values(), *self._retiring]:
                     stop_service(service)
                 self._task_group = None
+                self._stale = True
+
+    def renew(self) -> None:
+        """Once a run ended (library mode: another ``async with Client(gateway.server)``
+        after the last one ended, or ``run_async`` again), every server's service made
+        anew from its current config for the next run: the last run's end stopped its
+        sessions for good (they answered ``stopped`` ever after).  Nothing otherwise."""
+        if self._stale:
+            self._stale = False
+            self.services = {name: self._make_service(service.config)
+                             for name, service in self.services.items()}
+            self._retiring.clear()
+            self._rebuild()
 
     def restrict(self, names: Iterable[str]) -> None:
         """Run only the servers ``names`` (a stdio ``serve --profile``: the profile's),

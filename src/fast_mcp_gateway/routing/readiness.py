@@ -18,6 +18,9 @@ from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.upstream.model import UpstreamState
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from fast_mcp_gateway.config.schema import InvalidServer
     from fast_mcp_gateway.routing.manager import UpstreamManager
 
 
@@ -28,20 +31,24 @@ class Readiness:
     ``ready``: at least one replica connected.  ``failed``: server name -> the reason
     (its ``last_error``); the gateway keeps retrying it.  ``starting``: still on its
     first attempt when ``within`` ran out.  ``disabled``: disabled in the config.
+    ``invalid``: server name -> the loader's message, for an entry of the file (a
+    partial load: ``Gateway.from_file``) left out as invalid: not started until fixed.
     """
 
     ready: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
     starting: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_ready(self) -> bool:
-        """Every enabled server is ready."""
-        return not self.failed and not self.starting
+        """Every enabled server (of the file's, every valid one) is ready."""
+        return not self.failed and not self.starting and not self.invalid
 
 
-async def wait_ready(manager: UpstreamManager, within: float | None = 30.0) -> Readiness:
+async def wait_ready(manager: UpstreamManager, within: float | None = 30.0,
+                     invalid: Mapping[str, InvalidServer] | None = None) -> Readiness:
     """Wait until every replica made its first connect attempt (connected, failed or
     skipped), at most ``within`` seconds (None: no bound), and report each server.
 
@@ -69,4 +76,6 @@ async def wait_ready(manager: UpstreamManager, within: float | None = 30.0) -> R
         else:
             errors = [r.last_error for r in service.replicas if r.last_error]
             failed[name] = errors[0] if errors else str(state)
-    return Readiness(tuple(ready), failed, tuple(starting), tuple(disabled))
+    left_out = {name: server.error for name, server in (invalid or {}).items()
+                if server.enabled and name not in manager.services}
+    return Readiness(tuple(ready), failed, tuple(starting), tuple(disabled), left_out)

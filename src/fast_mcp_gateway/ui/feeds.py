@@ -1,11 +1,12 @@
 """The hooks that feed the event bus (``telemetry/events.py``), wired by ``gateway.py``.
 
-Both are existing listener seams, so the hot paths gain one function call each:
+Each is an existing listener seam, so the hot paths gain one function call each:
 
 * ``transition_publisher``: the manager's transition listener (the same one the health
   history uses), for every replica state change (``ready -> failed``) and health
   change (``HEALTHY -> DEGRADED``): event ``transition``;
 * ``catalog_publisher``: the manager's change listener (event ``catalog``);
+* ``alert_publisher``: the alert engine's subscriber (event ``alert``: firing, resolved);
 * ``call_publisher``: a call-pipeline observer (full path and stdio express lane
   alike, as the recorder and metrics): event ``call`` per finished call, without
   arguments or error texts (those stay in the store, redacted), naming its caller as
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.front.calls import actor_name
 from fast_mcp_gateway.front.outcomes import CallObserver, CallOutcome
 from fast_mcp_gateway.telemetry.events import EventBus
@@ -25,6 +27,15 @@ def transition_publisher(bus: EventBus) -> Callable[[str, str, str, str | None],
     def publish(server: str, replica: str, status: str, detail: str | None) -> None:
         bus.publish("transition", {"server": server, "replica": replica, "status": status,
                                    "detail": detail})
+
+    return publish
+
+
+def alert_publisher(bus: EventBus) -> Callable[[Transition], None]:
+    """The alert engine's subscriber: event ``alert`` when one fires or resolves."""
+
+    def publish(transition: Transition) -> None:
+        bus.publish("alert", transition.payload())
 
     return publish
 

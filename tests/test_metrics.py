@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
 from prometheus_client.parser import text_string_to_metric_families
 
 from fast_mcp_gateway.store import Invocation
@@ -263,3 +264,43 @@ async def test_a_removed_servers_call_series_go_with_it(tmp_path: Path) -> None:
     assert value(samples(metrics.render().decode()), "mcp_gateway_calls_total", **{
         "mcp_method_name": "tools/call", "gen_ai_tool_name": "alpha_add",
         "mcp_gateway_server": "alpha"}, status="success") == 2
+
+
+async def test_a_call_in_flight_at_removal_leaves_no_series_behind(tmp_path: Path) -> None:
+    """Review: a call still running on a server when it was removed ended after the
+    forget and made its series again -- kept for good, the name never removed twice
+    (one stale series per server removed mid-call).  Over real HTTP: the call ends as it
+    should, its host answered, and the scrape names the removed server nowhere."""
+    started, release = anyio.Event(), anyio.Event()
+    gated = FastMCP("gated")
+
+    @gated.tool
+    async def wait(text: str) -> str:
+        started.set()
+        await release.wait()
+        return text
+
+    gateway = make_gateway({"alpha": memory_entry("alpha"), "gated": memory_entry("gated")},
+                           {"alpha": alpha_server(), "gated": gated}, options={"auth": AUTH},
+                           db=tmp_path / "g.db")
+    answer: list[str] = []
+    async with serve_http(gateway.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+        async with Client(f"{base}/mcp", auth=OPS) as host, \
+                Client(f"{base}/mcp", auth=OPS) as admin:
+
+            async def call() -> None:
+                answer.append((await host.call_tool("gated_wait", {"text": "late"})).data)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await started.wait()
+                await admin.call_tool("gateway_remove_server", {"name": "gated"})
+                assert "gated" not in gateway.manager.services
+                release.set()
+            assert answer == ["late"]
+            assert (await admin.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+        scraped = await scrape(http, base, OPS)
+    assert {dict(labels).get(SERVER) for _, labels in scraped} - {None} == {"alpha"}
+    assert value(scraped, "mcp_gateway_calls_total", mcp_method_name="tools/call",
+                 gen_ai_tool_name="alpha_add", mcp_gateway_server="alpha",
+                 status="success") == 1

@@ -45,8 +45,16 @@ def feed(metrics: GatewayMetrics, observers: list[CallObserver],
     """Feed ``metrics`` every call (an observer added to ``observers``, the call
     pipeline's) and have them forget a server's call series when ``manager`` removes
     it: what a scrape lists is bounded by the servers configured, not by every name
-    ever served."""
-    observers.append(call_observer(metrics))
+    ever served.  A call still running on a server when it was removed, counted as it
+    ends, would make its series again (for good, the name never removed twice): a
+    call on a server no longer served is not counted (a dict lookup)."""
+    count = call_observer(metrics)
+
+    def observe(outcome: CallOutcome) -> None:
+        if outcome.call.service.name in manager.services:
+            count(outcome)
+
+    observers.append(observe)
     manager.on_removed(metrics.forget)
 
 

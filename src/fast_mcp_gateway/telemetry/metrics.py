@@ -285,8 +285,8 @@ class GatewayMetrics:
         """Drop ``server``'s call series (it was removed).  Kept, a gateway whose servers
         come and go under new names (runtime registrations, a reload renaming one) grew
         by ~20 series per tool called, per name ever served (the soak test).  A call
-        in flight on it when it went is counted when it ends (its series stay until the
-        name is removed again)."""
+        in flight on it when it went must not be observed when it ends (it would make
+        its series again, for good): ``http/metrics.feed`` drops it."""
         self._calls = {k: v for k, v in self._calls.items() if k[2] != server}
         self._durations = {k: v for k, v in self._durations.items() if k[2] != server}
         self._retries.pop(server, None)

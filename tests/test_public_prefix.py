@@ -218,3 +218,26 @@ def test_serve_says_when_a_proxied_name_has_no_public_url() -> None:
                   lines(allowed_hosts=["localhost:8765", "[::1]:8765", "*"]),
                   lines(allowed_hosts=["gw.example"], host="0.0.0.0")[:1]):
         assert not any(line.startswith("note:") for line in quiet), quiet
+
+
+@pytest.mark.parametrize(("public", "cut"), [
+    ("http://gw.example/工具", "/%E5%B7%A5%E5%85%B7"),  # percent-encoded by the settings
+    ("http://gw.example/my%20tools", "/my%20tools")])
+async def test_the_login_cookie_is_for_the_proxys_path_as_browsers_send_it(
+        public: str, cut: str) -> None:
+    # The cookie's Path was the decoded path: /工具 no header can hold (a 500 at
+    # login), /my tools no browser matches against its request's /my%20tools.
+    async with serve_http(_gateway(public, "gw.example").http_app()) as gw, \
+            serve_http(StripProxy({cut: gw}, "gw.example"), startup=False) as proxy, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        base = proxy + cut
+        login = await browser.get(base + "/ui/login")
+        assert login.status_code == 200, login.text
+        done = await browser.post(base + "/ui/login", data={
+            "token": ANN, "csrf_token": _csrf(login.text), "next": cut + "/ui/"})
+        assert done.status_code == 303, done.text
+        assert f"path={cut.lower()}/ui;" in done.headers["set-cookie"].lower()
+        assert await _viewer(browser, base) == "ann"
+        out = await browser.post(base + "/ui/logout", data={"csrf_token": _csrf(
+            (await browser.get(base + "/ui/")).text)})
+        assert f"path={cut.lower()}/ui;" in out.headers["set-cookie"].lower(), out.headers

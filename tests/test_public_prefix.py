@@ -241,3 +241,19 @@ async def test_the_login_cookie_is_for_the_proxys_path_as_browsers_send_it(
         out = await browser.post(base + "/ui/logout", data={"csrf_token": _csrf(
             (await browser.get(base + "/ui/")).text)})
         assert f"path={cut.lower()}/ui;" in out.headers["set-cookie"].lower(), out.headers
+
+
+@pytest.mark.parametrize("public", ["http://*", "https://*.example.com", "http://gw.example:*",
+                                    "https://*.bücher.example/gw"])
+def test_a_public_url_with_a_pattern_is_refused_and_allows_no_origins(public: str) -> None:
+    # Its origin is allowed as the gateway's own: 'http://*' let a page of any http site
+    # post to the dashboard and the API.
+    from fast_mcp_gateway.config.origins import with_public_origin
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    with pytest.raises(ValueError, match=r"has a '\*' in its host or port: the public URL is "
+                       "the one address hosts reach the gateway at"):
+        GatewaySettings(public_url=public)
+    assert with_public_origin(["https://app.example"], public) == ["https://app.example"]
+    assert GatewaySettings(public_url="https://gw.example/a*b").public_url == \
+        "https://gw.example/a*b"  # a path may hold one

@@ -101,11 +101,18 @@ def public_url(text: str) -> str:
     """``text``, ``MCP_GATEWAY_PUBLIC_URL`` (an http(s) URL), with a Unicode host in the
     ASCII form browsers and OAuth clients use (as ``allowed_host``'s; refused, naming
     that form, where it cannot be told) and a non-ASCII path percent-encoded; an ASCII
-    URL is kept as written."""
-    if text.isascii():
-        return text
+    URL is kept as written.  A ``*`` in its host or port is refused: it is one address,
+    and its origin is allowed (``with_public_origin``), where ``http://*`` was a pattern
+    letting a page of any site post to the dashboard and the API."""
     scheme, _, rest = text.partition("://")
     authority, slash, path = rest.partition("/")
+    if "*" in authority.partition("?")[0].partition("#")[0]:
+        raise ValueError(f"'{text}' has a '*' in its host or port: the public URL is the one "
+                         "address hosts reach the gateway at (its origin may post to the "
+                         "dashboard), no pattern; write it, e.g. https://gw.example.com/tools"
+                         "/gw, and list other pages' origins in MCP_GATEWAY_ALLOWED_ORIGINS")
+    if text.isascii():
+        return text
     if not authority.isascii():
         host, colon, port = (authority.rpartition(":") if authority.count(":") == 1
                              else (authority, "", ""))
@@ -216,5 +223,7 @@ def with_public_origin(origins: list[str], public_url: str | None) -> list[str]:
     try:
         own = allowed_origin(f"{match['scheme']}://{match['host']}{':' + port if port else ''}")
     except ValueError:  # no origin to add (a bad port): the URL's own check says so
+        return list(origins)
+    if "*" in own:  # a pattern, not the gateway's origin (public_url refuses it)
         return list(origins)
     return list(origins) if own in origins else [*origins, own]

@@ -257,3 +257,13 @@ def test_a_public_url_with_a_pattern_is_refused_and_allows_no_origins(public: st
     assert with_public_origin(["https://app.example"], public) == ["https://app.example"]
     assert GatewaySettings(public_url="https://gw.example/a*b").public_url == \
         "https://gw.example/a*b"  # a path may hold one
+
+
+async def test_a_proxy_that_did_not_cut_a_percent_encoded_path_is_told_so() -> None:
+    # The settings percent-encode the path; the request's path is decoded: never alike.
+    async with serve_http(_gateway("http://gw.example/工具", "gw.example").http_app()) as gw, \
+            httpx2.AsyncClient(timeout=30, headers={"host": "gw.example"}) as proxy:
+        reply = await proxy.post(gw + "/工具/mcp")
+        assert reply.status_code == 404, reply.text
+        assert "the proxy in front must cut /工具 (MCP_GATEWAY_PUBLIC_URL's path), " \
+            "sending /mcp here" in reply.json()["error"]["message"]

@@ -65,14 +65,17 @@ class StripProxy:
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"]
                    if k.decode().lower() not in HOP]
         headers += [("host", self.host), *self.headers.items()]
-        async with httpx2.AsyncClient(timeout=60) as http:
-            answer = await http.request(
+        # Streamed as it comes, as nginx does: the dashboard's live stream never ends.
+        async with httpx2.AsyncClient(timeout=60) as http, http.stream(
                 scope["method"], found[1] + path[len(found[0]):] + (f"?{query}" if query else ""),
-                headers=headers, content=body)
-        await send({"type": "http.response.start", "status": answer.status_code,
-                    "headers": [(k.encode(), v.encode()) for k, v in answer.headers.multi_items()
-                                if k.lower() not in HOP]})
-        await send({"type": "http.response.body", "body": answer.content})
+                headers=headers, content=body) as answer:
+            await send({"type": "http.response.start", "status": answer.status_code,
+                        "headers": [(k.encode(), v.encode())
+                                    for k, v in answer.headers.multi_items()
+                                    if k.lower() not in HOP]})
+            async for chunk in answer.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
 
 
 def _gateway(public_url: str, allowed_host: str) -> Any:

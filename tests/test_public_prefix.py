@@ -270,3 +270,30 @@ async def test_a_proxy_that_did_not_cut_a_percent_encoded_path_is_told_so() -> N
         assert reply.status_code == 404, reply.text
         assert "the proxy in front must cut /工具 (MCP_GATEWAY_PUBLIC_URL's path), " \
             "sending /mcp here" in reply.json()["error"]["message"]
+
+
+async def test_a_path_the_server_was_told_already_is_not_doubled() -> None:
+    # uvicorn --root-path /tools/gw (the ASGI way to say a proxy cut it) beside
+    # MCP_GATEWAY_PUBLIC_URL naming the same path: the dashboard named /tools/gw/tools/gw/.
+    app = _gateway(PUBLIC, "gw.example").http_app()
+
+    async def told(scope: Scope, receive: Receive, send: Send) -> None:  # uvicorn's way
+        if scope["type"] == "http":
+            scope = {**scope, "root_path": "/tools/gw", "path": "/tools/gw" + scope["path"],
+                     "raw_path": b"/tools/gw" + scope["raw_path"]}
+        await app(scope, receive, send)
+
+    async with serve_http(told, startup=False) as gw, \
+            serve_http(StripProxy({"/tools/gw": gw}, "gw.example"), startup=False) as proxy, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        base = proxy + "/tools/gw"
+        first = await browser.get(base + "/ui/")
+        assert first.headers["location"] == "/tools/gw/ui/login?next=%2Ftools%2Fgw%2Fui%2F"
+        login = await browser.get(base + "/ui/login")
+        assert _outside(login.text, "/tools/gw/ui") == []
+        done = await browser.post(base + "/ui/login", data={
+            "token": ANN, "csrf_token": _csrf(login.text), "next": "/tools/gw/ui/"})
+        assert "path=/tools/gw/ui;" in done.headers["set-cookie"].lower()
+        assert await _viewer(browser, base) == "ann"
+        other = await browser.get(base + "/nosuch")  # no proxy to blame
+        assert other.status_code == 404 and "must cut" not in other.text

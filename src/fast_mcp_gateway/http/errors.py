@@ -237,7 +237,8 @@ class UnknownPaths:
                 return _wrong_method(method, path, ", ".join(sorted(route.methods)))
         if (discovery := self.discovery(scope)) is not None:
             return discovery
-        if self.proxied and path.startswith(self.proxied + "/"):
+        if self.proxied and path.removeprefix(str(scope.get("root_path") or "")).startswith(
+                self.proxied + "/"):  # not the root_path a server was told (--root-path)
             return ApiError(404, "not_found", f"{method} {path}: no such path; the proxy in "
                             f"front must cut {self.proxied} (MCP_GATEWAY_PUBLIC_URL's path), "
                             f"sending {path.removeprefix(self.proxied)} here: nginx's "

@@ -99,6 +99,9 @@ def test_the_prefix_is_the_public_urls_path_for_its_host() -> None:
     assert of("gw.example") == of("gw.example:8443") == of("GW.EXAMPLE") == "/tools/gw"
     assert of("gw.example:443") == of("127.0.0.1:8765") == of("other.example") == ""
     assert of("gw.example:x") == of("") == ""
+    # Not host[:port], though urlsplit finds the host in each (the Host guard does not).
+    assert of("x@gw.example") == of("gw.example/x") == of("gw.example?x") == ""
+    assert of("gw.example#x") == of("gw.example\\x") == ""
     assert PublicPrefix("https://gw.example").of(
         {"type": "http", "headers": [(b"host", b"gw.example")]}) == ""
     assert PublicPrefix(None).path == ""

@@ -42,6 +42,8 @@ class PublicPrefix:
         if not self.path:
             return ""
         host = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+        if any(c in host for c in b"@/?#\\"):  # no host[:port]: urlsplit would find one
+            return ""  # in it ('x@gw.example'), as the Host guard does not
         try:
             named = urlsplit("//" + host.decode("latin-1"))
             port = named.port

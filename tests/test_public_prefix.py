@@ -300,3 +300,16 @@ async def test_a_path_the_server_was_told_already_is_not_doubled() -> None:
         assert await _viewer(browser, base) == "ann"
         other = await browser.get(base + "/nosuch")  # no proxy to blame
         assert other.status_code == 404 and "must cut" not in other.text
+
+
+@pytest.mark.parametrize("public", ["https://gw.example//tools/gw", "https://gw.example/%2F/tools",
+                                    "https://gw.example/\\tools/gw", "http://gw.example/%5Ctools"])
+def test_a_public_url_whose_path_names_a_host_is_refused(public: str) -> None:
+    # The dashboard's URLs are its path + /ui/...: '//tools/gw/ui/login' is the host
+    # 'tools' to a browser, where its redirect to the login page sent it.
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    with pytest.raises(ValueError, match="has a path starting with '//': the dashboard's links"):
+        GatewaySettings(public_url=public)
+    assert GatewaySettings(public_url="https://gw.example/tools//gw").public_url == \
+        "https://gw.example/tools//gw"  # a '//' further on names no host

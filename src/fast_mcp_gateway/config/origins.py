@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import stringprep
 import unicodedata
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
@@ -103,7 +103,9 @@ def public_url(text: str) -> str:
     that form, where it cannot be told) and a non-ASCII path percent-encoded; an ASCII
     URL is kept as written.  A ``*`` in its host or port is refused: it is one address,
     and its origin is allowed (``with_public_origin``), where ``http://*`` was a pattern
-    letting a page of any site post to the dashboard and the API."""
+    letting a page of any site post to the dashboard and the API; so is a path starting
+    with ``//`` (or ``/%2F``, ``/\\``), which the dashboard's URLs would begin with: to a
+    browser, ``//tools/gw/ui/login`` is on the host ``tools``."""
     scheme, _, rest = text.partition("://")
     authority, slash, path = rest.partition("/")
     if "*" in authority.partition("?")[0].partition("#")[0]:
@@ -111,6 +113,12 @@ def public_url(text: str) -> str:
                          "address hosts reach the gateway at (its origin may post to the "
                          "dashboard), no pattern; write it, e.g. https://gw.example.com/tools"
                          "/gw, and list other pages' origins in MCP_GATEWAY_ALLOWED_ORIGINS")
+    if unquote(slash + path.partition("?")[0].partition("#")[0]).replace(
+            "\\", "/").startswith("//"):
+        raise ValueError(f"'{text}' has a path starting with '//': the dashboard's links, "
+                         "forms and redirects, under that path, would name another host (a "
+                         "browser reads '//tools/gw/ui/login' as the host 'tools'); write one "
+                         "'/' after the host, e.g. https://gw.example.com/tools/gw")
     if text.isascii():
         return text
     if not authority.isascii():

@@ -65,14 +65,17 @@ class StripProxy:
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"]
                    if k.decode().lower() not in HOP]
         headers += [("host", self.host), *self.headers.items()]
-        async with httpx2.AsyncClient(timeout=60) as http:
-            answer = await http.request(
+        # Streamed as it comes, as nginx does: the dashboard's live stream never ends.
+        async with httpx2.AsyncClient(timeout=60) as http, http.stream(
                 scope["method"], found[1] + path[len(found[0]):] + (f"?{query}" if query else ""),
-                headers=headers, content=body)
-        await send({"type": "http.response.start", "status": answer.status_code,
-                    "headers": [(k.encode(), v.encode()) for k, v in answer.headers.multi_items()
-                                if k.lower() not in HOP]})
-        await send({"type": "http.response.body", "body": answer.content})
+                headers=headers, content=body) as answer:
+            await send({"type": "http.response.start", "status": answer.status_code,
+                        "headers": [(k.encode(), v.encode())
+                                    for k, v in answer.headers.multi_items()
+                                    if k.lower() not in HOP]})
+            async for chunk in answer.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
 
 
 def _gateway(public_url: str, allowed_host: str) -> Any:
@@ -96,6 +99,9 @@ def test_the_prefix_is_the_public_urls_path_for_its_host() -> None:
     assert of("gw.example") == of("gw.example:8443") == of("GW.EXAMPLE") == "/tools/gw"
     assert of("gw.example:443") == of("127.0.0.1:8765") == of("other.example") == ""
     assert of("gw.example:x") == of("") == ""
+    # Not host[:port], though urlsplit finds the host in each (the Host guard does not).
+    assert of("x@gw.example") == of("gw.example/x") == of("gw.example?x") == ""
+    assert of("gw.example#x") == of("gw.example\\x") == ""
     assert PublicPrefix("https://gw.example").of(
         {"type": "http", "headers": [(b"host", b"gw.example")]}) == ""
     assert PublicPrefix(None).path == ""
@@ -218,3 +224,92 @@ def test_serve_says_when_a_proxied_name_has_no_public_url() -> None:
                   lines(allowed_hosts=["localhost:8765", "[::1]:8765", "*"]),
                   lines(allowed_hosts=["gw.example"], host="0.0.0.0")[:1]):
         assert not any(line.startswith("note:") for line in quiet), quiet
+
+
+@pytest.mark.parametrize(("public", "cut"), [
+    ("http://gw.example/工具", "/%E5%B7%A5%E5%85%B7"),  # percent-encoded by the settings
+    ("http://gw.example/my%20tools", "/my%20tools")])
+async def test_the_login_cookie_is_for_the_proxys_path_as_browsers_send_it(
+        public: str, cut: str) -> None:
+    # The cookie's Path was the decoded path: /工具 no header can hold (a 500 at
+    # login), /my tools no browser matches against its request's /my%20tools.
+    async with serve_http(_gateway(public, "gw.example").http_app()) as gw, \
+            serve_http(StripProxy({cut: gw}, "gw.example"), startup=False) as proxy, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        base = proxy + cut
+        login = await browser.get(base + "/ui/login")
+        assert login.status_code == 200, login.text
+        done = await browser.post(base + "/ui/login", data={
+            "token": ANN, "csrf_token": _csrf(login.text), "next": cut + "/ui/"})
+        assert done.status_code == 303, done.text
+        assert f"path={cut.lower()}/ui;" in done.headers["set-cookie"].lower()
+        assert await _viewer(browser, base) == "ann"
+        out = await browser.post(base + "/ui/logout", data={"csrf_token": _csrf(
+            (await browser.get(base + "/ui/")).text)})
+        assert f"path={cut.lower()}/ui;" in out.headers["set-cookie"].lower(), out.headers
+
+
+@pytest.mark.parametrize("public", ["http://*", "https://*.example.com", "http://gw.example:*",
+                                    "https://*.bücher.example/gw"])
+def test_a_public_url_with_a_pattern_is_refused_and_allows_no_origins(public: str) -> None:
+    # Its origin is allowed as the gateway's own: 'http://*' let a page of any http site
+    # post to the dashboard and the API.
+    from fast_mcp_gateway.config.origins import with_public_origin
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    with pytest.raises(ValueError, match=r"has a '\*' in its host or port: the public URL is "
+                       "the one address hosts reach the gateway at"):
+        GatewaySettings(public_url=public)
+    assert with_public_origin(["https://app.example"], public) == ["https://app.example"]
+    assert GatewaySettings(public_url="https://gw.example/a*b").public_url == \
+        "https://gw.example/a*b"  # a path may hold one
+
+
+async def test_a_proxy_that_did_not_cut_a_percent_encoded_path_is_told_so() -> None:
+    # The settings percent-encode the path; the request's path is decoded: never alike.
+    async with serve_http(_gateway("http://gw.example/工具", "gw.example").http_app()) as gw, \
+            httpx2.AsyncClient(timeout=30, headers={"host": "gw.example"}) as proxy:
+        reply = await proxy.post(gw + "/工具/mcp")
+        assert reply.status_code == 404, reply.text
+        assert "the proxy in front must cut /工具 (MCP_GATEWAY_PUBLIC_URL's path), " \
+            "sending /mcp here" in reply.json()["error"]["message"]
+
+
+async def test_a_path_the_server_was_told_already_is_not_doubled() -> None:
+    # uvicorn --root-path /tools/gw (the ASGI way to say a proxy cut it) beside
+    # MCP_GATEWAY_PUBLIC_URL naming the same path: the dashboard named /tools/gw/tools/gw/.
+    app = _gateway(PUBLIC, "gw.example").http_app()
+
+    async def told(scope: Scope, receive: Receive, send: Send) -> None:  # uvicorn's way
+        if scope["type"] == "http":
+            scope = {**scope, "root_path": "/tools/gw", "path": "/tools/gw" + scope["path"],
+                     "raw_path": b"/tools/gw" + scope["raw_path"]}
+        await app(scope, receive, send)
+
+    async with serve_http(told, startup=False) as gw, \
+            serve_http(StripProxy({"/tools/gw": gw}, "gw.example"), startup=False) as proxy, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
+        base = proxy + "/tools/gw"
+        first = await browser.get(base + "/ui/")
+        assert first.headers["location"] == "/tools/gw/ui/login?next=%2Ftools%2Fgw%2Fui%2F"
+        login = await browser.get(base + "/ui/login")
+        assert _outside(login.text, "/tools/gw/ui") == []
+        done = await browser.post(base + "/ui/login", data={
+            "token": ANN, "csrf_token": _csrf(login.text), "next": "/tools/gw/ui/"})
+        assert "path=/tools/gw/ui;" in done.headers["set-cookie"].lower()
+        assert await _viewer(browser, base) == "ann"
+        other = await browser.get(base + "/nosuch")  # no proxy to blame
+        assert other.status_code == 404 and "must cut" not in other.text
+
+
+@pytest.mark.parametrize("public", ["https://gw.example//tools/gw", "https://gw.example/%2F/tools",
+                                    "https://gw.example/\\tools/gw", "http://gw.example/%5Ctools"])
+def test_a_public_url_whose_path_names_a_host_is_refused(public: str) -> None:
+    # The dashboard's URLs are its path + /ui/...: '//tools/gw/ui/login' is the host
+    # 'tools' to a browser, where its redirect to the login page sent it.
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    with pytest.raises(ValueError, match="has a path starting with '//': the dashboard's links"):
+        GatewaySettings(public_url=public)
+    assert GatewaySettings(public_url="https://gw.example/tools//gw").public_url == \
+        "https://gw.example/tools//gw"  # a '//' further on names no host

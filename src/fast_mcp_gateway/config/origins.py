@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import stringprep
 import unicodedata
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
@@ -101,11 +101,26 @@ def public_url(text: str) -> str:
     """``text``, ``MCP_GATEWAY_PUBLIC_URL`` (an http(s) URL), with a Unicode host in the
     ASCII form browsers and OAuth clients use (as ``allowed_host``'s; refused, naming
     that form, where it cannot be told) and a non-ASCII path percent-encoded; an ASCII
-    URL is kept as written."""
-    if text.isascii():
-        return text
+    URL is kept as written.  A ``*`` in its host or port is refused: it is one address,
+    and its origin is allowed (``with_public_origin``), where ``http://*`` was a pattern
+    letting a page of any site post to the dashboard and the API; so is a path starting
+    with ``//`` (or ``/%2F``, ``/\\``), which the dashboard's URLs would begin with: to a
+    browser, ``//tools/gw/ui/login`` is on the host ``tools``."""
     scheme, _, rest = text.partition("://")
     authority, slash, path = rest.partition("/")
+    if "*" in authority.partition("?")[0].partition("#")[0]:
+        raise ValueError(f"'{text}' has a '*' in its host or port: the public URL is the one "
+                         "address hosts reach the gateway at (its origin may post to the "
+                         "dashboard), no pattern; write it, e.g. https://gw.example.com/tools"
+                         "/gw, and list other pages' origins in MCP_GATEWAY_ALLOWED_ORIGINS")
+    if unquote(slash + path.partition("?")[0].partition("#")[0]).replace(
+            "\\", "/").startswith("//"):
+        raise ValueError(f"'{text}' has a path starting with '//': the dashboard's links, "
+                         "forms and redirects, under that path, would name another host (a "
+                         "browser reads '//tools/gw/ui/login' as the host 'tools'); write one "
+                         "'/' after the host, e.g. https://gw.example.com/tools/gw")
+    if text.isascii():
+        return text
     if not authority.isascii():
         host, colon, port = (authority.rpartition(":") if authority.count(":") == 1
                              else (authority, "", ""))
@@ -216,5 +231,7 @@ def with_public_origin(origins: list[str], public_url: str | None) -> list[str]:
     try:
         own = allowed_origin(f"{match['scheme']}://{match['host']}{':' + port if port else ''}")
     except ValueError:  # no origin to add (a bad port): the URL's own check says so
+        return list(origins)
+    if "*" in own:  # a pattern, not the gateway's origin (public_url refuses it)
         return list(origins)
     return list(origins) if own in origins else [*origins, own]

@@ -18,6 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -200,7 +201,7 @@ class UnknownPaths:
         self.app, self.routes, self.served, self.may_see = app, routes, served, may_see
         self.discovery = discovery
         self.pages = frozenset(pages)
-        self.proxied = proxied
+        self.proxied = unquote(proxied)  # as the request's path is (/工具, not /%E5...)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._fastmcps(scope):
@@ -236,7 +237,8 @@ class UnknownPaths:
                 return _wrong_method(method, path, ", ".join(sorted(route.methods)))
         if (discovery := self.discovery(scope)) is not None:
             return discovery
-        if self.proxied and path.startswith(self.proxied + "/"):
+        if self.proxied and path.removeprefix(str(scope.get("root_path") or "")).startswith(
+                self.proxied + "/"):  # not the root_path a server was told (--root-path)
             return ApiError(404, "not_found", f"{method} {path}: no such path; the proxy in "
                             f"front must cut {self.proxied} (MCP_GATEWAY_PUBLIC_URL's path), "
                             f"sending {path.removeprefix(self.proxied)} here: nginx's "

@@ -11,7 +11,9 @@ request whose ``Host`` names that URL's host (the proxy's ``proxy_set_header Hos
 $host``; with a port, the URL's port): a request addressed to the gateway itself
 (``127.0.0.1:8765``) keeps its paths.  A prefixed request gets the path in its ASGI
 ``root_path`` and ``path`` (``Prefixed``), as a server mounted under it would, so
-Starlette's routing and every ``root_path``-built URL follow it.
+Starlette's routing and every ``root_path``-built URL follow it.  A ``root_path``
+holding the path already (uvicorn's ``--root-path`` around ``gateway.http_app()``, the
+ASGI way to say a proxy cut it) is not given it twice.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PublicPrefix:
         if not self.path:
             return ""
         host = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+        if any(c in host for c in b"@/?#\\"):  # no host[:port]: urlsplit would find one
+            return ""  # in it ('x@gw.example'), as the Host guard does not
         try:
             named = urlsplit("//" + host.decode("latin-1"))
             port = named.port
@@ -62,8 +66,10 @@ class Prefixed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = self.prefix.of(scope) if scope["type"] == "http" else ""
-        if path:
-            scope = {**scope, "root_path": unquote(path) + scope.get("root_path", ""),
+        root = scope.get("root_path", "")
+        if path and not (root + "/").startswith(unquote(path) + "/"):
+            # (A server told the path already, uvicorn's --root-path: it is not doubled.)
+            scope = {**scope, "root_path": unquote(path) + root,
                      "path": unquote(path) + scope["path"],
                      "raw_path": path.encode() + (scope.get("raw_path") or scope["path"].encode())}
         await self.app(scope, receive, send)

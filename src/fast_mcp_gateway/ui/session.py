@@ -42,6 +42,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -288,4 +289,8 @@ def csrf_ok(expected: str, request: Request, form_value: str | None) -> bool:
 
 def _cookie_path(request: Request) -> str:
     # The dashboard's own prefix (e.g. /ui): the cookie never goes to /mcp or /api.
-    return str(request.scope.get("root_path", "")) or "/"
+    # root_path is decoded (a proxy's path from MCP_GATEWAY_PUBLIC_URL, /工具 or /my
+    # tools): a browser matches Path against the URL's percent-encoded path, and a
+    # header holds latin-1 only (/工具 was a 500 at login), so it is encoded as URLs
+    # are ('%' and ';' too: one would end the attribute).
+    return quote(str(request.scope.get("root_path", "")), safe="/!$&'()*+,:=@~") or "/"

@@ -107,6 +107,23 @@ async def test_a_gateway_entered_again_starts_its_servers_again() -> None:
         pytest.fail(f"the first run's server (pid {pids[0]}) still runs")
 
 
+async def test_a_gateway_entered_again_keeps_what_its_operator_set() -> None:
+    # No store: a runtime disable and a drain live in the gateway alone.
+    gateway = make_gateway({"good": stdio_entry("well.py"),
+                            "twin": {**stdio_entry("well.py"), "replicas": 2}})
+    async with Client(gateway.server) as client:
+        assert (await gateway.wait_ready(within=None)).all_ready
+        await client.call_tool("gateway_disable_server", {"name": "good"})
+        await client.call_tool("gateway_drain_replica", {"name": "twin", "replica": 1})
+    async with Client(gateway.server) as client:
+        ready = await gateway.wait_ready(within=None)
+        # The renewed gateway started it again from its config (enabled: true).
+        assert ready.disabled == ("good",) and ready.ready == ("twin",), ready
+        names = {tool.name for tool in await client.list_tools()}
+        assert "good_echo" not in names and "twin_echo" in names, names
+        assert gateway.manager.services["twin"].draining == {1}
+
+
 async def test_the_http_app_mounted_under_a_prefix() -> None:
     gateway = Gateway(parse_config({"servers": {"good": stdio_entry("well.py")}}),
                       GatewaySettings(db=None, startup_wait=600))

@@ -194,13 +194,22 @@ class UpstreamManager:
         """Once a run ended (library mode: another ``async with Client(gateway.server)``
         after the last one ended, or ``run_async`` again), every server's service made
         anew from its current config for the next run: the last run's end stopped its
-        sessions for good (they answered ``stopped`` ever after).  Nothing otherwise."""
+        sessions for good (they answered ``stopped`` ever after).  Nothing otherwise.
+        What the operator set as it ran stays: a server disabled (or enabled) at runtime,
+        which its config does not say, and its drained replicas."""
         if self._stale:
             self._stale = False
-            self.services = {name: self._make_service(service.config)
+            self.services = {name: self._renewed(service)
                              for name, service in self.services.items()}
             self._retiring.clear()
             self._rebuild()
+
+    def _renewed(self, old: Service) -> Service:
+        service = self._make_service(old.config)
+        if service.enabled != old.enabled:
+            service.set_enabled(old.enabled)
+        service.draining = set(old.draining)
+        return service
 
     def restrict(self, names: Iterable[str]) -> None:
         """Run only the servers ``names`` (a stdio ``serve --profile``: the profile's),

@@ -32,7 +32,15 @@ from fast_mcp_gateway import (
     ServerConfig,
     parse_config,
 )
-from tests.fixtures import PY, SERVERS, make_gateway, serve_http, stdio_entry
+from tests.fixtures import (
+    PY,
+    SERVERS,
+    interactive_server,
+    make_gateway,
+    memory_entry,
+    serve_http,
+    stdio_entry,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -172,6 +180,44 @@ async def test_run_async_again_serves_its_servers_again() -> None:
                 assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
             gateway.request_stop()
         sock.close()
+
+
+async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> None:
+    """request_stop() ended the first run_async; in the next, a call its host cancelled
+    was recorded as cut by the gateway's stop ("not the host")."""
+    events: dict[str, Any] = {}
+    gateway = make_gateway({"inter": memory_entry("inter")},
+                           {"inter": interactive_server(events)}, transport="http")
+    errors: list[str | None] = []
+    done = anyio.Event()
+
+    def observe(outcome: Any) -> None:
+        if outcome.status == "cancelled":
+            errors.append(outcome.error)
+            done.set()
+
+    gateway.provider.pipeline.observers.append(observe)
+    for run in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(gateway.run_async, "http", [sock])
+            async with Client(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp",
+                              timeout=60) as client:
+                await client.list_tools()
+                if run:
+                    events.update(started=anyio.Event(), cancelled=anyio.Event())
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
+                        with anyio.fail_after(30):
+                            await events["started"].wait()
+                        tg.cancel_scope.cancel()
+                    with anyio.fail_after(30):
+                        await done.wait()
+            gateway.request_stop()
+        sock.close()
+    assert errors == ["cancelled before it finished (the host cancelled it or went away)"]
 
 
 async def test_a_gateway_from_a_file_reloads_that_file(tmp_path: Path) -> None:

@@ -300,6 +300,19 @@ async def test_a_failing_upstream_manager_stops_the_gateway() -> None:
     assert failure.task == "UpstreamManager.run", failure
     assert "a bug in an upstream's task" in str(failure)
 
+    # Run again (library mode), it serves and stops cleanly: the failure was the last
+    # run's, raised by it; it was raised again at this run's end, and hid this one's own.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gateway.run_async, "http", [sock])
+            async with Client(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp") as client:
+                assert (await client.call_tool("alpha_add", {"a": 1, "b": 2})).data == 3
+            gateway.request_stop()
+    sock.close()
+
 
 _BROKEN_SERVE = """
 import sys

@@ -271,6 +271,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        self.provider.pipeline.stopping = False  # a run after request_stop(): not stopping
         if not self._answer_first:
             await self.started.run()
         tasks: list[Any] = [self.hub.run, self.host_requests.mover.run, self.startup.run,
@@ -463,6 +464,7 @@ class Gateway:
         ``settings.dashboard`` is served beside it, on ``dashboard`` when given (bound
         already: ``cli/serve.listen_dashboard``).  A failed background task stops it:
         ``BackgroundTaskFailed`` is raised then."""
+        self.failure = None  # a run again: the last one's failure was raised by it
         try:
             await self._serve(transport or self.settings.transport, sockets, dashboard)
         except Exception:

@@ -450,3 +450,22 @@ def test_the_stdio_dashboard_takes_localhost_with_its_root_dot() -> None:
     assert parse_address("[::1]:8766") == ("::1", 8766)
     with pytest.raises(ConfigError, match=r"'example\.com' is not a loopback address"):
         parse_address("example.com:8766")
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_is_close_to(tmp_path: Path) -> None:
+    """MCP_GATEWAY_PROT=9000 was ignored unsaid (the keyword ``prot`` is refused):
+    serve ran on the default port.  A tool's own variable is not named."""
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {
+        "on": {"command": sys.executable, "args": ["-m", "fast_mcp_gateway.demo.clock"]}}}))
+    done = subprocess.run(  # served until stdin ends: at once
+        [sys.executable, "-m", "fast_mcp_gateway", "serve", "--config", str(config),
+         "--no-db"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, "MCP_GATEWAY_PROT": "9000",
+                       "mcp_gateway_reload_intervall": "5", "MCP_GATEWAY_NPM_TOOLS": "x"})
+    assert done.returncode == 0, done.stderr
+    assert "MCP_GATEWAY_PROT is no setting and is ignored: did you mean MCP_GATEWAY_PORT?" \
+        in done.stderr, done.stderr
+    assert "mcp_gateway_reload_intervall is no setting and is ignored: did you mean " \
+        "MCP_GATEWAY_RELOAD_INTERVAL?" in done.stderr, done.stderr
+    assert "NPM_TOOLS" not in done.stderr

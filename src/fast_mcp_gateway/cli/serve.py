@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -105,6 +106,8 @@ async def _spawn_first(config: GatewayConfig, settings: GatewaySettings,
             gc.freeze()
             gc.set_threshold(*thresholds)
         reclaim_fastmcp_logger(settings.log_level)
+        for told in misspelt_variables(os.environ):
+            logging.getLogger(__name__).warning("%s", told)
 
         if sockets and settings.port == 0:  # the port the system chose: in the banner, URLs
             settings = settings.model_copy(update={"port": sockets[0].getsockname()[1]})
@@ -149,6 +152,23 @@ _NEVER = 1 << 30  # a collector threshold never reached: that generation is not 
 # passes would only cost CPU (~10-15 ms to the initialize answer, measured on 3.11).
 _MIDDLE_PASS = sys.version_info >= (3, 13)
 _IMPORT_THRESHOLDS = (2000, 10 if _MIDDLE_PASS else _NEVER, _NEVER)
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """What to say of each ``MCP_GATEWAY_*`` variable of ``environ`` that is no setting
+    but close to one (``MCP_GATEWAY_PROT``): ignored, as every unknown one (the keyword
+    ``GatewaySettings(prot=...)`` is refused), it left the default in force unsaid.
+    Others, a tool's own (``MCP_GATEWAY_NPM_TOOLS``), are not named."""
+    names = [f"MCP_GATEWAY_{field.upper()}" for field in GatewaySettings.model_fields]
+    unknown = [name for name in environ if name.upper().startswith("MCP_GATEWAY_")
+               and name.upper() not in names]
+    if not unknown:
+        return []
+    import difflib
+
+    return [f"{name} is no setting and is ignored: did you mean {close[0]}?"
+            for name in unknown
+            if (close := difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.85))]
 
 
 def reclaim_fastmcp_logger(level: str) -> None:

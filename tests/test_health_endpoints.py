@@ -50,13 +50,14 @@ async def test_ready_waits_for_an_upstream_and_health_is_always_live(tmp_path: P
     gate = tmp_path / "gate"
     gateway = make_gateway({"clock": gated(gate)}, restart=PARK_AT_ONCE)
 
-    # Before the lifespan ran (an ASGI server that serves first): the start-up wait.
+    # Its lifespan never run (an app that mounts it without it): it says so; it said
+    # "waiting for the first connect attempt" of servers that never start.
     app = gateway.http_app()
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://gw") as early:
-        starting = await early.get("/ready")
-        assert starting.status_code == 503 and starting.json()["status"] == "starting"
-        assert "first connect attempt" in starting.json()["reason"]
+        unrun = await early.get("/ready")
+        assert unrun.status_code == 503 and unrun.json()["status"] == "not_running"
+        assert "lifespan=gateway_app.lifespan" in unrun.json()["reason"]
 
     async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
         live = await http.get(f"{base}/health")

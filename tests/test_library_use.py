@@ -147,6 +147,11 @@ async def test_the_http_app_mounted_under_a_prefix() -> None:
     message = answer.json()["error"]["message"]
     assert message.startswith("the gateway is not running") and \
         "lifespan=gateway_app.lifespan" in message, message
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=mounted),
+                                  base_url="http://127.0.0.1") as http:
+        ready = await http.get("/gw/ready")  # said: waiting for a first connect attempt
+    assert ready.status_code == 503 and ready.json()["status"] == "not_running", ready.text
+    assert ready.json()["reason"] == message
 
     # Run from the app's own lifespan: MCP at the prefix, the REST API beside it.
     @contextlib.asynccontextmanager

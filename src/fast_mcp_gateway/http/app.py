@@ -449,6 +449,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     @asynccontextmanager
     async def lifespan(served: Starlette) -> AsyncIterator[None]:  # this app, or the one
         # mounting it.  The MCP app's lifespan starts its session manager and the gateway.
+        app.entered = True
         async with mcp_app.router.lifespan_context(served):
             if set_body_limit is not None:  # on the session manager it made just now
                 set_body_limit(max_body)

@@ -4,7 +4,8 @@
   process serves HTTP at all.
 * ``GET /ready``: readiness, no auth (probes send no token); 503 ``starting`` until every
   upstream made its first connect attempt (the app serves from the first moment: the
-  lifespan does not wait for upstreams, see ``front/server.py: StartupGate``), 503
+  lifespan does not wait for upstreams, see ``front/server.py: StartupGate``; 503
+  ``not_running`` in an app that mounts it and never runs its lifespan), 503
   ``unavailable`` while no upstream server is ready, 200 ``ready`` otherwise; the body
   says which and why.  A gateway with no upstream
   server configured is ready (it is managed through the API until servers are added).
@@ -47,6 +48,7 @@ from fast_mcp_gateway.http.access import NOBODY, Access, require
 from fast_mcp_gateway.http.advertised import host_served, principal_told
 from fast_mcp_gateway.http.app import RouteGroup
 from fast_mcp_gateway.http.errors import ApiError, not_found
+from fast_mcp_gateway.http.not_running import NOT_RUNNING
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.upstream.model import UpstreamState
 
@@ -136,6 +138,9 @@ def health_group(ctx: AdminContext, wait: StartupGate) -> tuple[RouteGroup, Rout
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def ready(request: Request) -> Response:
+        if not getattr(request.app, "entered", True):  # mounted, its lifespan never run
+            return JSONResponse({"status": "not_running", "reason": NOT_RUNNING},
+                                status_code=503)
         status, body = readiness(wait, invalid_of(ctx), await _shown(request),
                                  store_down=ctx.store_down)
         return JSONResponse(body, status_code=status)

@@ -53,9 +53,11 @@ async def not_running(scope: Scope, receive: Receive, send: Send) -> None:
 class LifespanOwner(Starlette):
     """An app whose lifespan must run for it to serve MCP (``GatewayApp``): ``running``
     while it does; ``endpoints``: the MCP endpoint's paths, refused (``not_running``)
-    meanwhile."""
+    meanwhile.  ``entered``: its lifespan began (``/ready`` says ``starting`` from
+    then, ``not_running`` before: a mounting app that never runs it)."""
 
     running = False
+    entered = False
     endpoints: tuple[str, ...] = ()
 
     @property

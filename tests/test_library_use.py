@@ -225,6 +225,22 @@ async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> N
     assert errors == ["cancelled before it finished (the host cancelled it or went away)"]
 
 
+async def test_a_file_not_there_is_told_in_library_words(tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    with pytest.raises(ConfigError, match="Gateway.from_file"):  # said: --config alone
+        Gateway.from_file(path)
+    path.write_text(yaml.safe_dump({"servers": {"good": stdio_entry("well.py")}}))
+    gateway = Gateway.from_file(path, GatewaySettings(db=None, startup_wait=600,
+                                                      reload_interval=0))
+    async with Client(gateway.server):
+        assert (await gateway.wait_ready(within=None)).all_ready
+        path.unlink()  # deleted while it runs: a reload keeps what runs, and says why
+        report = await gateway.reload_config()
+        assert report.error is not None and "to load_config or Gateway.from_file" in \
+            report.error, report
+        assert (await gateway.wait_ready(within=None)).ready == ("good",)
+
+
 async def test_a_gateway_from_a_file_reloads_that_file(tmp_path: Path) -> None:
     path = tmp_path / "servers.yaml"
     path.write_text(yaml.safe_dump({"servers": {"good": stdio_entry("well.py")}}))

@@ -108,7 +108,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None, *,
             data = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError.single(source, None, None, "file not found; check the path given "
-                                 "with --config (or $MCP_GATEWAY_CONFIG)") from None
+                                 "with --config (or $MCP_GATEWAY_CONFIG; in library code, "
+                                 "to load_config or Gateway.from_file)") from None
     except IsADirectoryError:
         raise ConfigError.single(source, None, None, "is a directory; give the path of the "
                                  "servers.yaml (or mcpServers JSON) file") from None

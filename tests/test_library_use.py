@@ -227,7 +227,7 @@ async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> N
 
 async def test_a_file_not_there_is_told_in_library_words(tmp_path: Path) -> None:
     path = tmp_path / "servers.yaml"
-    with pytest.raises(ConfigError, match="Gateway.from_file"):  # said: --config alone
+    with pytest.raises(ConfigError, match=r"Gateway\.from_file"):  # said: --config alone
         Gateway.from_file(path)
     path.write_text(yaml.safe_dump({"servers": {"good": stdio_entry("well.py")}}))
     gateway = Gateway.from_file(path, GatewaySettings(db=None, startup_wait=600,

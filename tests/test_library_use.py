@@ -77,6 +77,21 @@ def test_settings_of_another_type_or_misspelt_are_told_what_to_write(
     assert GatewaySettings().port == 9001
 
 
+def test_from_file_given_another_type_is_told_what_it_takes(tmp_path: Path) -> None:
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers: {}\n")
+    # AttributeError: 'dict' object has no attribute 'model_copy'
+    for settings in ({"port": 9000}, "db=None"):
+        with pytest.raises(TypeError, match=r"^Gateway\.from_file\(path, settings\) takes "
+                                            "a GatewaySettings as settings, not a"):
+            Gateway.from_file(path, settings)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes a file's path \(a str or Path\), not a "
+                                        r"dict; for a mapping, Gateway\(parse_config"):
+        Gateway.from_file({"servers": {}})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not a NoneType$"):
+        Gateway.from_file(None)  # type: ignore[arg-type]
+
+
 def test_a_config_built_in_code_is_checked_as_the_loader_checks_it() -> None:
     well = {"command": PY, "args": WELL}
     config = GatewayConfig(servers={

@@ -35,7 +35,7 @@ from fast_mcp_gateway.admin.pin_worker import follow_pins
 from fast_mcp_gateway.admin.report import ChangeReport
 from fast_mcp_gateway.admin.scope import guard_admin_tools
 from fast_mcp_gateway.alerts import AlertEngine
-from fast_mcp_gateway.config.library import library_settings
+from fast_mcp_gateway.config.library import file_settings, library_settings
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import (
@@ -232,7 +232,7 @@ class Gateway:
     def from_file(cls, path: str | Path, settings: GatewaySettings | None = None) -> Gateway:
         """A gateway of the file at ``path`` (``load_config(path, partial=True)``), the
         file ``reload_config`` re-reads (``settings.config``)."""
-        settings = (settings or GatewaySettings()).model_copy(update={"config": Path(path)})
+        path, settings = file_settings(path, settings)   # TypeError for another type
         return cls(load_config(path, partial=True), settings)
 
     @property

@@ -1,4 +1,5 @@
-"""What a library user hands ``Gateway(config, settings)``, checked before anything is built.
+"""What a library user hands ``Gateway(config, settings)`` (or ``Gateway.from_file(path,
+settings)``), checked before anything is built.
 
 A wrong type (a dict, a path, a ``GatewayConfig`` for the settings) would otherwise fail
 as an ``AttributeError`` deep inside the assembly; each is a ``TypeError`` naming what was
@@ -10,6 +11,8 @@ one namespace per server) are made here, as a ``ConfigError`` listing every prob
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from fast_mcp_gateway.config.schema import GatewayConfig
@@ -34,16 +37,34 @@ def library_settings(config: Any, settings: Any) -> GatewaySettings:
         else:
             make = f"{_FROM_FILE}; {_FROM_MAPPING}"
         raise TypeError(f"Gateway(config) takes a GatewayConfig, not {_a(kind)}: {make}")
-    if settings is not None and not isinstance(settings, GatewaySettings):
-        kind = type(settings).__name__
-        raise TypeError(f"Gateway(config, settings) takes a GatewaySettings as settings, not "
-                        f"{_a(kind)}: GatewaySettings(port=9000, db=...) (keywords, e.g. "
-                        "GatewaySettings(**mapping)), or None for the defaults")
+    _check_settings(settings, "Gateway(config, settings)")
     issues = [ConfigIssue(config.source, key, field, message)
               for key, field, message in _unrunnable(config)]
     if issues:
         raise ConfigError(issues)
     return settings or GatewaySettings()
+
+
+def file_settings(path: Any, settings: Any) -> tuple[Path, GatewaySettings]:
+    """``Gateway.from_file``'s ``path`` and ``settings`` (their ``config``: that file),
+    once they are of the types it takes; a ``TypeError`` naming what was given otherwise
+    (a dict for the settings failed as "'dict' object has no attribute 'model_copy'")."""
+    if not isinstance(path, str | os.PathLike):
+        kind = type(path).__name__
+        raise TypeError(f"Gateway.from_file(path) takes a file's path (a str or Path), not "
+                        f"{_a(kind)}" + (f"; for a mapping, Gateway(parse_config(data)): "
+                                         f"{_FROM_MAPPING}" if isinstance(path, dict) else ""))
+    _check_settings(settings, "Gateway.from_file(path, settings)")
+    return Path(path), (settings or GatewaySettings()).model_copy(
+        update={"config": Path(path)})
+
+
+def _check_settings(settings: Any, call: str) -> None:
+    if settings is not None and not isinstance(settings, GatewaySettings):
+        kind = type(settings).__name__
+        raise TypeError(f"{call} takes a GatewaySettings as settings, not {_a(kind)}: "
+                        "GatewaySettings(port=9000, db=...) (keywords, e.g. "
+                        "GatewaySettings(**mapping)), or None for the defaults")
 
 
 def _unrunnable(config: GatewayConfig) -> list[tuple[str, str | None, str]]:

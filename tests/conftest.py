@@ -38,6 +38,25 @@ def _no_leaked_processes():
 
 
 @pytest.fixture(autouse=True)
+def _no_stale_uvicorn_signal_handlers():
+    """A uvicorn server run in-process holds SIGTERM/SIGINT while it serves and gives
+    them back as its ``serve()`` returns; one whose coroutine never finished (its loop
+    closed under it) leaves its ``handle_exit`` installed.  sse-starlette finds the
+    server through that handler and, its ``should_exit`` set, ends every SSE answer of
+    a later test in the process at once, without its last body (the SDK's
+    handshake-era answers: httpx's ASGITransport "assert response_complete", seen in
+    test_answered_once in a full run).  So no test inherits another's handlers."""
+    import signal
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in kept.items():
+        now = signal.getsignal(sig)
+        if now is not handler and type(getattr(now, "__self__", None)).__name__ == "Server":
+            signal.signal(sig, handler)
+
+
+@pytest.fixture(autouse=True)
 def _spool_of_the_test(tmp_path_factory: pytest.TempPathFactory,
                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A gateway stopped while its store is away spills what it held to its spool folder

@@ -48,12 +48,15 @@ def _no_stale_uvicorn_signal_handlers():
     test_answered_once in a full run).  So no test inherits another's handlers."""
     import signal
 
+    from sse_starlette.sse import AppStatus
+
     kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     yield
     for sig, handler in kept.items():
         now = signal.getsignal(sig)
         if now is not handler and type(getattr(now, "__self__", None)).__name__ == "Server":
             signal.signal(sig, handler)
+    AppStatus.should_exit = False  # set for the process by a uvicorn handle_exit
 
 
 @pytest.fixture(autouse=True)

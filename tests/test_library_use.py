@@ -184,22 +184,32 @@ async def test_the_http_app_mounted_under_a_prefix() -> None:
             assert [(s["name"], s["state"]) for s in servers] == [("good", "ready")]
 
 
+@contextlib.asynccontextmanager
+async def run_async_http(gateway: Any) -> AsyncIterator[str]:
+    """``gateway.run_async("http")`` on a loopback socket; yields its MCP URL and stops
+    it with ``request_stop()`` at the end."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gateway.run_async, "http", [sock])
+            try:
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+            finally:
+                gateway.request_stop()
+    finally:
+        sock.close()
+
+
 async def test_run_async_again_serves_its_servers_again() -> None:
     gateway = make_gateway({"good": stdio_entry("well.py")}, transport="http")
     for _ in range(2):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(gateway.run_async, "http", [sock])
-            # Lists wait at the start-up gate for every first attempt (startup_wait 600).
-            async with Client(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp",
-                              timeout=60) as client:
-                names = {tool.name for tool in await client.list_tools()}
-                assert "good_echo" in names, names
-                assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
-            gateway.request_stop()
-        sock.close()
+        # Lists wait at the start-up gate for every first attempt (startup_wait 600).
+        async with run_async_http(gateway) as url, Client(url, timeout=60) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert "good_echo" in names, names
+            assert (await client.call_tool("good_echo", {"text": "hi"})).data == "hi"
 
 
 async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> None:
@@ -218,25 +228,17 @@ async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> N
 
     gateway.provider.pipeline.observers.append(observe)
     for run in range(2):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        async with anyio.create_task_group() as serving:
-            serving.start_soon(gateway.run_async, "http", [sock])
-            async with Client(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp",
-                              timeout=60) as client:
-                await client.list_tools()
-                if run:
-                    events.update(started=anyio.Event(), cancelled=anyio.Event())
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
-                        with anyio.fail_after(30):
-                            await events["started"].wait()
-                        tg.cancel_scope.cancel()
+        async with run_async_http(gateway) as url, Client(url, timeout=60) as client:
+            await client.list_tools()
+            if run:
+                events.update(started=anyio.Event(), cancelled=anyio.Event())
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
                     with anyio.fail_after(30):
-                        await done.wait()
-            gateway.request_stop()
-        sock.close()
+                        await events["started"].wait()
+                    tg.cancel_scope.cancel()
+                with anyio.fail_after(30):
+                    await done.wait()
     assert errors == ["cancelled before it finished (the host cancelled it or went away)"]
 
 

@@ -101,3 +101,31 @@ def test_check_takes_no_db_as_serve_does_and_opens_no_store(tmp_path: Path) -> N
                            capture_output=True, text=True, timeout=120, env=env)
     assert table.returncode == 0, table.stderr
     assert f"0/0 servers ok, 1 disabled ({config}, no store (--no-db))" in table.stdout
+
+
+@pytest.mark.timeout(120)
+def test_check_names_a_file_server_removed_at_runtime(tmp_path: Path) -> None:
+    """The file's ``clock`` removed at runtime (``gateway_remove_server``: a tombstone in
+    the store) had no row and no word: ``check`` listed the other servers as if the
+    file had no ``clock``, and the operator could not tell why it does not run."""
+    from fast_mcp_gateway.config.registrations import TOMBSTONE
+
+    db = tmp_path / "gateway.db"
+
+    async def remove() -> None:
+        store = await SQLiteStore.open(db)
+        try:
+            await store.put_server("clock", TOMBSTONE, False)
+        finally:
+            await store.close()
+
+    anyio.run(remove)
+    table = check("--db", str(db))
+    assert table.returncode == 0, table.stdout + table.stderr
+    said = [line for line in table.stdout.splitlines() if line.startswith("clock: ")]
+    assert len(said) == 1, table.stdout
+    assert "was removed at runtime (gateway_remove_server" in said[0]
+    assert "add it again (gateway_add_server" in said[0]
+    report = json.loads(check("--db", str(db), "--json").stdout)
+    assert report["removed_at_runtime"] == ["clock"] and report["ok"] is True
+    assert {row["server"] for row in report["servers"]} == {"notes"}

@@ -281,3 +281,40 @@ async def test_a_batch_is_written_once_full_or_at_the_flush_interval_and_at_stop
         writer.put(10)
         tg.cancel_scope.cancel()
     assert batches == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]] and writer.pending == 0
+
+
+def _refusing_server(tag: str) -> Any:
+    """Answers a prompt get and a resource read with a JSON-RPC error (not a result)."""
+    from fastmcp import FastMCP
+    mcp: Any = FastMCP(f"refusing-{tag}")
+
+    @mcp.prompt
+    def pick(kind: str) -> str:
+        raise ValueError(f"Invalid kind: {kind}. Must be Text or Blob.")
+
+    @mcp.resource("data://broken")
+    def broken() -> str:
+        raise ValueError("cannot read it")
+
+    return mcp
+
+
+async def test_an_upstream_error_answer_names_the_replica_that_gave_it(tmp_path: Path) -> None:
+    """A prompt get or resource read the upstream answered with a JSON-RPC error was
+    recorded with no ``replica`` and no ``route``: on a server of several replicas the
+    operator could not tell which one refused (found behind server-everything's
+    ``resource-prompt``)."""
+    gateway = make_gateway({"svc": {"instances": [
+        {"url": "http://127.0.0.1:9/in-memory/a"}]}},
+        {"a": _refusing_server("a")}, db=tmp_path / "g.db")
+    async with Client(gateway.server) as client:
+        with pytest.raises(Exception, match="Invalid kind"):
+            await client.get_prompt("svc_pick", {"kind": "x"})
+        with pytest.raises(Exception, match="cannot read it"):
+            await client.read_resource("data://svc/broken")
+        calls = (await client.call_tool("gateway_calls", {"status": "error"})
+                 ).structured_content["calls"]
+    assert {c["exposed"] for c in calls} == {"svc_pick", "data://svc/broken"}
+    for record in calls:
+        assert record["replica"] == "svc", record
+        assert record["route"] == [{"replica": "svc", "outcome": "ok"}], record

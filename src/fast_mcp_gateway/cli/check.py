@@ -30,7 +30,7 @@ import sys
 import anyio
 
 from fast_mcp_gateway.admin.status import TASK_ONLY, exposed_counts
-from fast_mcp_gateway.cli.reports import merged_servers
+from fast_mcp_gateway.cli.reports import REMOVED_AT_RUNTIME, merged_servers
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
 from fast_mcp_gateway.routing.curation import curate
@@ -97,6 +97,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
                  "source": "file", "error": entry.error}
                 for name, entry in config.invalid.items() if name not in merged.servers]
     failed = [r for r in ordered if r.get("status") in ("failed", "invalid")]
+    # The file's servers removed at runtime (a tombstone in the store): not run, no row.
+    removed = [name for name, source in merged.sources.items()
+               if source == REMOVED_AT_RUNTIME and name in config.servers]
     origin = config.source + (f" + {len(runtime)} registered at runtime in {mask_text(db)}"
                               if runtime and db is not None else
                               ", no store (--no-db)" if db is None else "")
@@ -104,11 +107,16 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         print(json.dumps({"config": config.source,
                           "store": None if db is None else mask_text(db), "servers": ordered,
                           "problems": [mask_text(p) for p in merged.problems],
-                          "ok": not failed}, indent=2))
+                          "removed_at_runtime": removed, "ok": not failed}, indent=2))
     else:
         print(_table(ordered))
         for problem in merged.problems:
             print(f"ignored registration: {mask_text(problem)}")
+        for name in removed:
+            print(f"{name}: not checked: its entry in {config.source} was removed at runtime "
+                  f"(gateway_remove_server; kept in {mask_text(db or 'the store')}), so serve "
+                  "does not run it; add it again (gateway_add_server, REST POST "
+                  "/api/v1/servers or the dashboard) to run it, or delete the entry")
         for row in ordered:
             if isinstance(why := row.get("tools_not_exposed"), dict) and why:
                 print(_not_exposed(str(row["server"]), why))

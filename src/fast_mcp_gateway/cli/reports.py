@@ -30,6 +30,7 @@ from fast_mcp_gateway.store.stats import TASK_END
 from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+REMOVED_AT_RUNTIME = "file, removed at runtime"  # a source: a TOMBSTONE over the file's entry
 
 
 def parse_since(text: str | None) -> float | None:
@@ -274,7 +275,7 @@ async def merged_servers(config: GatewayConfig, path: str | None) -> Merged:
     for name in sorted(set(config.servers) | set(by_name)):
         reg = by_name.get(name)
         if reg is not None and reg.config == TOMBSTONE:
-            sources[name] = "file, removed at runtime"
+            sources[name] = REMOVED_AT_RUNTIME
         elif reg is not None and reg.config is not None:
             sources[name] = "runtime" + (" (overrides the file)" if name in config.servers
                                          else "")

@@ -2,9 +2,11 @@
 
 ``CallPath`` is kept on the call (its record's ``replica`` and ``route``, a retried
 result's ``_meta``); ``run_attempt`` runs one try on one replica and adds its outcome:
-``ok``, a ``FailureKind`` (``connect``, ``timeout``, ``error``), or ``cancelled`` when
-the host cancelled the call or went away while it ran there -- so a cancelled call's
-record still names the replica it was on, most often the one that hung.
+``ok`` (the replica answered: a result, an ``isError`` one too, or a JSON-RPC error,
+which the record's ``status`` and ``error`` tell), a ``FailureKind`` (``connect``,
+``timeout``, ``error``), or ``cancelled`` when the host cancelled the call or went away
+while it ran there -- so a cancelled call's record still names the replica it was on,
+most often the one that hung, and a refused one the replica that refused it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 import anyio
 from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import (
     UpstreamError,
@@ -69,6 +72,9 @@ async def run_attempt(path: CallPath, upstream: Upstream,
         raise
     except anyio.get_cancelled_exc_class():
         path.attempts.append((upstream.label, CANCELLED))
+        raise
+    except MCPError:  # the upstream's error answer: an answer, as an isError result is
+        path.attempts.append((upstream.label, "ok"))
         raise
     path.attempts.append((upstream.label, "ok"))
     return result

@@ -8,16 +8,18 @@ its own (the test stops and starts it); each failed on the code it was written a
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from fastmcp import Client
+from fastmcp import Client, Context, FastMCP
 
 from fast_mcp_gateway.cli.main import main
 from fast_mcp_gateway.store import (
@@ -37,7 +39,9 @@ from tests.fixtures import (
     until,
 )
 from tests.pg import PgCluster, free_port, running_cluster
+from tests.test_request_state import KEY, served
 from tests.test_rest import demo
+from tests.test_tasks import ALICE, ALICE_SHA, post
 
 pytestmark = pytest.mark.anyio
 
@@ -381,3 +385,45 @@ def test_a_url_whose_password_reads_as_its_port_is_refused_without_showing_it(
     the port: "the port in the URL is not a number ('s3cret')" showed it."""
     err = serve_with("postgresql://gw:s3cret/gateway", tmp_path, capsys)
     assert "not a port number" in err and "USER:PASSWORD@HOST" in err, err
+
+
+def pushing_upstream() -> FastMCP[Any]:
+    """A FastMCP tool that asks with ``ctx.elicit()``: a handshake-era push."""
+    mcp = FastMCP("asker")
+
+    @mcp.tool
+    async def ask(ctx: Context) -> str:
+        answer = await ctx.elicit("Your name?", response_type=str)
+        return f"hello {getattr(answer, 'data', None)}"
+
+    return mcp
+
+
+async def test_a_round_reaching_another_instance_names_the_one_holding_the_question(
+        ) -> None:
+    """Three gateways with shared request_state_keys behind nginx, round-robin: every
+    `ctx.elicit()` of a FastMCP upstream (handshake era under `protocol: auto`) asked of
+    a 2026-07-28 host failed at its second round (12 of 12), each saying "the requestState
+    names a question this gateway does not hold (it expired, the gateway restarted, or
+    another gateway instance asked it)": nothing told the operator which instance held
+    it, nor the balancer's fix.  Each token now carries the instance that asked."""
+    upstream = pushing_upstream()
+    auth = {"tokens": [{"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}
+    first, second = (make_gateway({"asker": memory_entry("asker", protocol="legacy")},
+                                  {"asker": upstream}, request_state_keys=[KEY],
+                                  instance_id=name, options={"auth": auth})
+                     for name in ("gw-a", "gw-b"))
+    asking = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    async with served(first, second) as (to_a, to_b):
+        asked = (await post(to_a, ALICE, "tools/call", {"name": "asker_ask"},
+                            asking))["result"]
+        assert asked["resultType"] == "input_required", asked
+        ((key, _),) = asked["inputRequests"].items()
+        answer = {"name": "asker_ask", "requestState": asked["requestState"],
+                  "inputResponses": {key: {"action": "accept", "content": {"value": "Ada"}}}}
+        elsewhere = await post(to_b, ALICE, "tools/call", answer, asking)
+        text = json.dumps(elsewhere)
+        assert "the gateway instance 'gw-a' holds, not this one ('gw-b')" in text, text
+        assert "keep each host on one instance" in text and "asked it during the call" in text
+        here = (await post(to_a, ALICE, "tools/call", answer, asking))["result"]
+        assert here["content"][0]["text"] == "hello Ada", here

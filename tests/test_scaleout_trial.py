@@ -427,3 +427,30 @@ async def test_a_round_reaching_another_instance_names_the_one_holding_the_quest
         assert "keep each host on one instance" in text and "asked it during the call" in text
         here = (await post(to_a, ALICE, "tools/call", answer, asking))["result"]
         assert here["content"][0]["text"] == "hello Ada", here
+
+
+async def test_a_login_posted_to_another_instance_says_so(tmp_path: Path) -> None:
+    """The dashboard's login behind nginx round-robin over three gateways: the form came
+    from one instance and its POST reached another, which answered "The form's security
+    token is stale: try again." -- every time (each try is a new GET and a new POST),
+    and nothing said why.  The form's token now tells instances apart (a tag, not the
+    instance's name: the form is served to anyone), and the refusal says what to fix."""
+    from tests.test_ui import AUTH as UI_AUTH
+    from tests.test_ui import OPS as UI_OPS
+    from tests.test_ui import _csrf
+
+    first, second = (make_gateway({}, options={"auth": UI_AUTH}, instance_id=name)
+                     for name in ("gw-a", "gw-b"))
+    async with serve_http(first.http_app()) as a, serve_http(second.http_app()) as b, \
+            httpx2.AsyncClient(timeout=60) as http:
+        form = _csrf((await http.get(a + "/ui/login")).text)
+        login = {"token": UI_OPS, "csrf_token": form, "next": "/ui/"}
+        elsewhere = await http.post(b + "/ui/login", data=login)
+        assert elsewhere.status_code == 403, elsewhere.text
+        text = html.unescape(elsewhere.text)
+        assert "served by another gateway instance than the one your login reached" in text
+        assert "keep each browser on one instance" in text and "gw-a" not in text
+        stale = await http.post(a + "/ui/login", data={**login, "csrf_token": "0" * 40})
+        assert "security token is stale" in html.unescape(stale.text), stale.text
+        here = await http.post(a + "/ui/login", data=login)
+        assert here.status_code == 303, here.text

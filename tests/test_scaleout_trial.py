@@ -21,7 +21,9 @@ import httpx2
 import pytest
 from fastmcp import Client, Context, FastMCP
 
+from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.cli.main import main
+from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.store import (
     ChangeBatch,
     Invocation,
@@ -454,3 +456,68 @@ async def test_a_login_posted_to_another_instance_says_so(tmp_path: Path) -> Non
         assert "security token is stale" in html.unescape(stale.text), stale.text
         here = await http.post(a + "/ui/login", data=login)
         assert here.status_code == 303, here.text
+
+
+async def test_an_alert_that_fired_while_the_lease_holder_was_dead_is_posted_once(
+        pg_url: str) -> None:
+    """Three gateways, the alerts lease holder killed -9: an alert fired on the others
+    within its lease's last 30 s (each log said FIRING) and no webhook ever came, nor a
+    history row -- the gateway that took the lease over announced only what fired after.
+    Now the one taking it over announces what the history lacks, once: a firing it saw
+    while the dead one held the lease, and a resolve likewise."""
+    from tests.alerting import webhook_receiver
+
+    a_store, b_store = await open_store(pg_url), await open_store(pg_url)
+    failing = "consecutive_failures >= 2"
+
+    async def calls(status: str, n: int) -> None:
+        now = time.time()
+        await b_store.add_invocations([Invocation(
+            id=f"{status}{now}{i}", trace_id="t", client="stdio", kind="tool",
+            exposed="svc_work", server="svc", original="work", started_at=now + i / 1000,
+            duration_ms=5.0, status=status, error=None) for i in range(n)])
+
+    try:
+        with webhook_receiver() as receiver:
+            config = AlertsConfig.model_validate({
+                "webhook": {"url": receiver.url, "attempts": 1},
+                "rules": [{"name": "failing", "when": failing}]})
+            stores = {"gw-a": a_store, "gw-b": b_store}
+            a, b = (AlertEngine(lambda: config, lambda: {"svc": "ready"},
+                                lambda name=name: stores[name], instance_id=name)
+                    for name in ("gw-a", "gw-b"))
+            async with anyio.create_task_group() as tg:
+                await tg.start(b.webhook.run)
+                assert await a.evaluate() == [] and await b.evaluate() == []
+                assert (a.leading, b.leading) == (True, False)
+                await a_store.close()  # a is killed: its lease runs on
+                await calls("error", 3)
+                assert [t.state for t in await b.evaluate()] == ["firing"]  # b sees it
+                await b_store.hold_lease("alerts", "gw-a", -1)  # a's lease ran out
+                await b.evaluate()
+                assert b.leading and await b.webhook.idle(60)
+                posted = [(p["state"], p["gateway"]) for p in receiver.bodies()]
+                assert posted == [("firing", "gw-b")], posted
+                assert [(e.rule, e.state) for e in await b_store.alert_events()] == [
+                    ("failing", "firing")]
+                await b.evaluate()  # not again
+                assert await b.webhook.idle(60) and len(receiver.bodies()) == 1
+
+                # b dies in turn; a (back) saw the alert resolve meanwhile, and says so.
+                a_store = stores["gw-a"] = await open_store(pg_url)
+                a.leading = False
+                await b_store.hold_lease("alerts", "gw-b", 60)
+                await tg.start(a.webhook.run)
+                await calls("success", 3)
+                await a.evaluate()
+                assert not a.leading and ("failing", "svc") not in a.alerts.active
+                await b_store.hold_lease("alerts", "gw-b", -1)
+                await a.evaluate()
+                assert a.leading and await a.webhook.idle(60)
+                assert [p["state"] for p in receiver.bodies()] == ["firing", "resolved"]
+                assert [e.state for e in await b_store.alert_events()] == [
+                    "resolved", "firing"]
+                tg.cancel_scope.cancel()
+    finally:
+        await b_store.close()
+        await a_store.close()

@@ -8,18 +8,22 @@ its own (the test stops and starts it); each failed on the code it was written a
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from fastmcp import Client
+from fastmcp import Client, Context, FastMCP
 
+from fast_mcp_gateway.alerts import AlertEngine
 from fast_mcp_gateway.cli.main import main
+from fast_mcp_gateway.config.alerts import AlertsConfig
 from fast_mcp_gateway.store import (
     ChangeBatch,
     Invocation,
@@ -37,7 +41,9 @@ from tests.fixtures import (
     until,
 )
 from tests.pg import PgCluster, free_port, running_cluster
+from tests.test_request_state import KEY, served
 from tests.test_rest import demo
+from tests.test_tasks import ALICE, ALICE_SHA, post
 
 pytestmark = pytest.mark.anyio
 
@@ -381,3 +387,137 @@ def test_a_url_whose_password_reads_as_its_port_is_refused_without_showing_it(
     the port: "the port in the URL is not a number ('s3cret')" showed it."""
     err = serve_with("postgresql://gw:s3cret/gateway", tmp_path, capsys)
     assert "not a port number" in err and "USER:PASSWORD@HOST" in err, err
+
+
+def pushing_upstream() -> FastMCP[Any]:
+    """A FastMCP tool that asks with ``ctx.elicit()``: a handshake-era push."""
+    mcp = FastMCP("asker")
+
+    @mcp.tool
+    async def ask(ctx: Context) -> str:
+        answer = await ctx.elicit("Your name?", response_type=str)
+        return f"hello {getattr(answer, 'data', None)}"
+
+    return mcp
+
+
+async def test_a_round_reaching_another_instance_names_the_one_holding_the_question(
+        ) -> None:
+    """Three gateways with shared request_state_keys behind nginx, round-robin: every
+    `ctx.elicit()` of a FastMCP upstream (handshake era under `protocol: auto`) asked of
+    a 2026-07-28 host failed at its second round (12 of 12), each saying "the requestState
+    names a question this gateway does not hold (it expired, the gateway restarted, or
+    another gateway instance asked it)": nothing told the operator which instance held
+    it, nor the balancer's fix.  Each token now carries the instance that asked."""
+    upstream = pushing_upstream()
+    auth = {"tokens": [{"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}
+    first, second = (make_gateway({"asker": memory_entry("asker", protocol="legacy")},
+                                  {"asker": upstream}, request_state_keys=[KEY],
+                                  instance_id=name, options={"auth": auth})
+                     for name in ("gw-a", "gw-b"))
+    asking = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    async with served(first, second) as (to_a, to_b):
+        asked = (await post(to_a, ALICE, "tools/call", {"name": "asker_ask"},
+                            asking))["result"]
+        assert asked["resultType"] == "input_required", asked
+        ((key, _),) = asked["inputRequests"].items()
+        answer = {"name": "asker_ask", "requestState": asked["requestState"],
+                  "inputResponses": {key: {"action": "accept", "content": {"value": "Ada"}}}}
+        elsewhere = await post(to_b, ALICE, "tools/call", answer, asking)
+        text = json.dumps(elsewhere)
+        assert "the gateway instance 'gw-a' holds, not this one ('gw-b')" in text, text
+        assert "keep each host on one instance" in text and "asked it during the call" in text
+        here = (await post(to_a, ALICE, "tools/call", answer, asking))["result"]
+        assert here["content"][0]["text"] == "hello Ada", here
+
+
+async def test_a_login_posted_to_another_instance_says_so(tmp_path: Path) -> None:
+    """The dashboard's login behind nginx round-robin over three gateways: the form came
+    from one instance and its POST reached another, which answered "The form's security
+    token is stale: try again." -- every time (each try is a new GET and a new POST),
+    and nothing said why.  The form's token now tells instances apart (a tag, not the
+    instance's name: the form is served to anyone), and the refusal says what to fix."""
+    from tests.test_ui import AUTH as UI_AUTH
+    from tests.test_ui import OPS as UI_OPS
+    from tests.test_ui import _csrf
+
+    first, second = (make_gateway({}, options={"auth": UI_AUTH}, instance_id=name)
+                     for name in ("gw-a", "gw-b"))
+    async with serve_http(first.http_app()) as a, serve_http(second.http_app()) as b, \
+            httpx2.AsyncClient(timeout=60) as http:
+        form = _csrf((await http.get(a + "/ui/login")).text)
+        login = {"token": UI_OPS, "csrf_token": form, "next": "/ui/"}
+        elsewhere = await http.post(b + "/ui/login", data=login)
+        assert elsewhere.status_code == 403, elsewhere.text
+        text = html.unescape(elsewhere.text)
+        assert "served by another gateway instance than the one your login reached" in text
+        assert "keep each browser on one instance" in text and "gw-a" not in text
+        stale = await http.post(a + "/ui/login", data={**login, "csrf_token": "0" * 40})
+        assert "security token is stale" in html.unescape(stale.text), stale.text
+        here = await http.post(a + "/ui/login", data=login)
+        assert here.status_code == 303, here.text
+
+
+async def test_an_alert_that_fired_while_the_lease_holder_was_dead_is_posted_once(
+        pg_url: str) -> None:
+    """Three gateways, the alerts lease holder killed -9: an alert fired on the others
+    within its lease's last 30 s (each log said FIRING) and no webhook ever came, nor a
+    history row -- the gateway that took the lease over announced only what fired after.
+    Now the one taking it over announces what the history lacks, once: a firing it saw
+    while the dead one held the lease, and a resolve likewise."""
+    from tests.alerting import webhook_receiver
+
+    a_store, b_store = await open_store(pg_url), await open_store(pg_url)
+    failing = "consecutive_failures >= 2"
+
+    async def calls(status: str, n: int) -> None:
+        now = time.time()
+        await b_store.add_invocations([Invocation(
+            id=f"{status}{now}{i}", trace_id="t", client="stdio", kind="tool",
+            exposed="svc_work", server="svc", original="work", started_at=now + i / 1000,
+            duration_ms=5.0, status=status, error=None) for i in range(n)])
+
+    try:
+        with webhook_receiver() as receiver:
+            config = AlertsConfig.model_validate({
+                "webhook": {"url": receiver.url, "attempts": 1},
+                "rules": [{"name": "failing", "when": failing}]})
+            stores = {"gw-a": a_store, "gw-b": b_store}
+            a, b = (AlertEngine(lambda: config, lambda: {"svc": "ready"},
+                                lambda name=name: stores[name], instance_id=name)
+                    for name in ("gw-a", "gw-b"))
+            async with anyio.create_task_group() as tg:
+                await tg.start(b.webhook.run)
+                assert await a.evaluate() == [] and await b.evaluate() == []
+                assert (a.leading, b.leading) == (True, False)
+                await a_store.close()  # a is killed: its lease runs on
+                await calls("error", 3)
+                assert [t.state for t in await b.evaluate()] == ["firing"]  # b sees it
+                await b_store.hold_lease("alerts", "gw-a", -1)  # a's lease ran out
+                await b.evaluate()
+                assert b.leading and await b.webhook.idle(60)
+                posted = [(p["state"], p["gateway"]) for p in receiver.bodies()]
+                assert posted == [("firing", "gw-b")], posted
+                assert [(e.rule, e.state) for e in await b_store.alert_events()] == [
+                    ("failing", "firing")]
+                await b.evaluate()  # not again
+                assert await b.webhook.idle(60) and len(receiver.bodies()) == 1
+
+                # b dies in turn; a (back) saw the alert resolve meanwhile, and says so.
+                a_store = stores["gw-a"] = await open_store(pg_url)
+                a.leading = False
+                await b_store.hold_lease("alerts", "gw-b", 60)
+                await tg.start(a.webhook.run)
+                await calls("success", 3)
+                await a.evaluate()
+                assert not a.leading and ("failing", "svc") not in a.alerts.active
+                await b_store.hold_lease("alerts", "gw-b", -1)
+                await a.evaluate()
+                assert a.leading and await a.webhook.idle(60)
+                assert [p["state"] for p in receiver.bodies()] == ["firing", "resolved"]
+                assert [e.state for e in await b_store.alert_events()] == [
+                    "resolved", "firing"]
+                tg.cancel_scope.cancel()
+    finally:
+        await b_store.close()
+        await a_store.close()

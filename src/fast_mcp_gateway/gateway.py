@@ -212,7 +212,8 @@ class Gateway:
         self.provider.pipeline.observers.append(call_publisher(self.events))
         self.alerts.on_transition.append(alert_publisher(self.events))
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
-        self.parking = Parking(ask_timeout=self.settings.ask_timeout)
+        self.parking = Parking(ask_timeout=self.settings.ask_timeout,
+                               instance=self.settings.instance_id)
         self.parking.roots = self.manager.sole_host   # roots outside calls, and first
         self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking

@@ -26,7 +26,9 @@ of rules on calls -- webhook and history.  The others evaluate them too (their
 dashboards and logs show the same alerts) but post and record nothing.  ``not_ready``
 rules read each gateway's own upstreams: every gateway announces its own, with its
 ``instance_id`` in the webhook payload.  When the lease changes hands a transition may
-be announced twice or not at all; never every time.
+be announced twice; never every time.  A gateway taking the lease over announces what
+the history lacks (``_catch_up``): an alert it saw fire, or resolve, while the holder
+was dead and its lease still ran, was announced by nobody.
 
 ``run`` evaluates every ``alerts.evaluate_every`` seconds, and at once (state rules only:
 no store query) when ``poke`` says a server's state changed.  A store that cannot be
@@ -49,7 +51,14 @@ import anyio
 import anyio.abc
 from pydantic import ValidationError
 
-from fast_mcp_gateway.alerts.states import AlertStates, Key, Reading, Transition, compare
+from fast_mcp_gateway.alerts.states import (
+    AlertStates,
+    Key,
+    Reading,
+    Transition,
+    compare,
+    describe,
+)
 from fast_mcp_gateway.alerts.webhook import ClientFactory, WebhookSink, safe_url
 from fast_mcp_gateway.config.alerts import AlertRule, AlertsConfig
 from fast_mcp_gateway.store import AlertEvent, Invocation, LatencyStats, StorageError, Store
@@ -223,6 +232,12 @@ class AlertEngine:
         if leading and not self.leading:
             logger.info("alerts: this gateway (%s) now holds the store's alerts lease: it "
                         "sends the webhooks and history of alerts on calls", self.instance_id)
+            self.leading = True
+            try:
+                await self._catch_up(store)
+            except BaseException:
+                self.leading = False  # caught up at the next evaluation
+                raise
         elif not leading and self.leading:
             held = await store.lease(LEASE)
             holder, until = ((held.holder, held.expires_at) if held is not None
@@ -233,6 +248,40 @@ class AlertEngine:
                         time.strftime("%H:%M:%S", time.localtime(until)),
                         max(0.0, until - self._clock()), self.instance_id)
         self.leading = leading
+
+    async def _catch_up(self, store: Store) -> None:
+        """Lead from where the history stops: a transition this gateway saw while another
+        held the lease, which that one did not record (it died, its lease still running),
+        is announced now -- firing at the time it fired, resolved now."""
+        last: dict[Key, AlertEvent] = {}
+        for event in await store.alert_events(limit=RESTORE_EVENTS):  # newest first
+            last.setdefault((event.rule, event.server), event)
+        rules = {rule.name: rule for rule, _ in self.rules()}
+        firing = {key: alert for key, alert in self.alerts.active.items()
+                  if alert.state == "firing" and alert.metric != "not_ready"}
+        late = " (announced late: the gateway that held the alerts lease did not)"
+        for (name, server), alert in firing.items():
+            rule = rules.get(name)
+            held = last.get((name, server))
+            if rule is not None and (held is None or held.state != "firing"):
+                at = alert.fired_at or alert.since
+                self._announce(Transition(
+                    rule=name, server=server, state="firing", metric=alert.metric,
+                    value=alert.value, threshold=alert.threshold, op=alert.op,
+                    severity=alert.severity, at=at, since=alert.since,
+                    window_seconds=rule.window,
+                    message=describe(rule, server, alert.value, "firing") + late))
+        for (name, server), event in last.items():
+            rule = rules.get(name)
+            if event.state == "firing" and (name, server) not in self.alerts.active \
+                    and rule is not None and rule.metric != "not_ready":
+                self._announce(Transition(
+                    rule=name, server=server, state="resolved", metric=rule.metric,
+                    value=None, threshold=rule.threshold, op=rule.comparison,
+                    severity=rule.severity, at=self._clock(), since=event.at,
+                    window_seconds=rule.window,
+                    message=f"alert '{name}' RESOLVED on server '{server}': its condition "
+                            "cleared while another gateway held the alerts lease" + late))
 
     async def release(self) -> None:
         """Give up the alerts lease at a clean stop, so a gateway started next takes it

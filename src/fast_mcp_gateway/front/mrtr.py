@@ -41,11 +41,14 @@ Bounds and endings:
 
 A parked call lives in this process: behind several gateway instances a
 2026-07-28 host's continuation must reach the instance that answered its first
-request, else it is told the question is not held here.
+request, else it is told the question is not held here, and which instance holds it
+(each token ends with the asking instance's id: ``holder``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import secrets
 from collections import OrderedDict
@@ -57,6 +60,7 @@ import anyio.abc
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.parked import ParkedCall, ParkedFront, parked_front
 from fast_mcp_gateway.principal import Principal
@@ -134,8 +138,11 @@ class Parking:
     """
 
     def __init__(self, ask_timeout: float = DEFAULT_ASK_TIMEOUT,
-                 max_parked: int = DEFAULT_MAX_PARKED) -> None:
+                 max_parked: int = DEFAULT_MAX_PARKED, instance: str | None = None) -> None:
         self.ask_timeout = ask_timeout
+        # This gateway's ``--instance-id``, in each token: another instance a host's
+        # next round reaches names the one holding the question (``holder``).
+        self.instance = instance
         self.max_parked = max_parked
         self.expired = 0  # questions that expired unanswered (their calls were cancelled)
         self._calls: dict[str, ParkedCall] = {}
@@ -237,14 +244,26 @@ class Parking:
             # An ended call was observed as it ended (its last round, or ``abandoned``):
             # a late round is told so, and is not another call.
             call.observed = ended is not None
-            raise UpstreamError(server, ended or (
-                f"{call.method} '{call.exposed}': the requestState names a question this "
-                "gateway does not hold (it expired, the gateway restarted, or another "
-                "gateway instance asked it); call it again without requestState"))
+            raise UpstreamError(server, ended or self._not_held(call, token))
         if parked.owner != self._owner(call):
             raise UpstreamError(server, f"{call.method} '{call.exposed}': the requestState "
                                         "belongs to another call; call it again without it")
         return parked
+
+    def _not_held(self, call: Parkable, token: str) -> str:
+        what, asker = f"{call.method} '{call.exposed}'", holder(token)
+        if asker is None or asker == self.instance:
+            return (f"{what}: the requestState names a question this gateway does not "
+                    "hold (it expired, the gateway restarted, or another gateway instance "
+                    "asked it); call it again without requestState")
+        return (f"{what}: the requestState names a question the gateway instance "
+                f"'{asker}' holds, not this one ('{self.instance}'): server "
+                f"'{call.service.name}' asked it during the call (a handshake-era "
+                "upstream's question waits in the instance that called it), so every "
+                "round of the call must reach that instance; call it again without "
+                "requestState.  Behind a load balancer, keep each host on one instance "
+                "(a cookie, or the client's address: docs/ARCHITECTURE.md, 'Several "
+                "gateways')")
 
     def _new(self, call: Parkable, host: FrontCall,
              timer: anyio.CancelScope | None = None) -> ParkedCall:
@@ -266,6 +285,8 @@ class Parking:
                                         "already waiting for its answers (the most one "
                                         "caller may have); answer or cancel them first")
         token = TOKEN_PREFIX + secrets.token_urlsafe(18)
+        if self.instance is not None:
+            token += "." + base64.urlsafe_b64encode(self.instance.encode()).decode().rstrip("=")
         parked = ParkedCall(token, self._owner(call), what, server, host, call.path,
                             self.ask_timeout, timer)
         parked.call = call
@@ -434,3 +455,16 @@ class _Lazy:
         assert parked is not None
         asked = parked.show(parked.unshown())
         await self.reply(self.conclude(self.call, self.sending, self.sending.shows(asked)))
+
+
+def holder(token: str) -> str | None:
+    """The instance a token's question was asked on (``Parking.instance``); None for a
+    token without one, or one that does not read as an instance id."""
+    _, dot, tail = token[len(TOKEN_PREFIX):].partition(".")
+    if not dot or len(tail) > 4 * 4 * MAX_INSTANCE_ID // 3 + 4:  # 4 UTF-8 bytes a character
+        return None
+    try:
+        name = base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return name if name and name.isprintable() and len(name) <= MAX_INSTANCE_ID else None

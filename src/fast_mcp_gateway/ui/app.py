@@ -87,7 +87,8 @@ def dashboard_group(ctx: AdminContext, bus: EventBus, *, secure_cookies: bool = 
             from fast_mcp_gateway.ui.session import DashboardAuth
 
             auth = DashboardAuth.of(access, secure_cookies=secure_cookies,
-                                    public_url=ctx.settings.public_url)
+                                    public_url=ctx.settings.public_url,
+                                    instance=ctx.settings.instance_id)
             ui = Ui(ctx, auth, bus)
             # Under a proxy's path (MCP_GATEWAY_PUBLIC_URL's), its links and cookie are too.
             return Prefixed(Router(routes=dashboard_routes(ui), default=ui.unknown_page),

@@ -24,7 +24,7 @@ from fast_mcp_gateway.store import StorageError
 from fast_mcp_gateway.ui import views
 from fast_mcp_gateway.ui.alerts import active_alerts
 from fast_mcp_gateway.ui.core import Page, Ui, bounded_form
-from fast_mcp_gateway.ui.session import CSRF_FIELD, NO_ACCESS, csrf_ok
+from fast_mcp_gateway.ui.session import CSRF_FIELD, CSRF_HEADER, NO_ACCESS, csrf_ok
 
 STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
 PAGE_SIZES = (20, 50, 100)
@@ -106,8 +106,10 @@ async def login(ui: Ui, request: Request) -> Response:
         data = await bounded_form(request, 1 << 16)  # three short fields; anyone may post
         if data is None:
             return form(413, "The form is too large.")
-        if not csrf_ok(ui.auth.login_csrf, request, str(data.get(CSRF_FIELD) or "")):
-            return form(403, "The form's security token is stale: try again.")
+        given = str(data.get(CSRF_FIELD) or "")
+        if not csrf_ok(ui.auth.login_csrf, request, given):
+            return form(403, ui.auth.login_refused(request.headers.get(CSRF_HEADER)
+                                                   or given))
         token = _token_of(str(data.get("token") or ""))
         next_ = _safe_next(base, str(data.get("next") or next_))
     generation = ui.auth.generation

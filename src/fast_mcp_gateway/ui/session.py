@@ -32,7 +32,8 @@ their logins apart, whatever ``Host`` says.  ``__Host-`` would not help: it need
 Every mutation carries a CSRF token (form field ``csrf_token`` or header
 ``X-CSRF-Token``) checked in constant time: for a session a digest of its id (it never
 reveals it); for the anonymous viewer and the login form an HMAC under a per-process
-secret.
+secret, the login form's with a tag of the instance (``instance_tag``), so a login
+posted to another instance than the form's is told so (``login_refused``).
 """
 
 from __future__ import annotations
@@ -98,10 +99,11 @@ class DashboardAuth:
     def __init__(self, verify: Verify | None, anonymous: Principal | None, *,
                  secure_cookies: bool = False, links: LoginLinks | None = None,
                  reloads: Callable[[], int] | None = None,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, instance: str | None = None) -> None:
         """``verify`` maps a gateway token to its principal (``None``: no login);
         ``reloads`` counts the reloads that changed what it takes (``generation``);
-        ``public_url``: the gateway's (settings), which names its cookie when set."""
+        ``public_url``: the gateway's (settings), which names its cookie when set;
+        ``instance``: its ``--instance-id``, told apart in the login form's token."""
         self._verify = verify
         self._cookie = None if public_url is None else cookie_for(public_url)
         self._reloads = reloads
@@ -113,23 +115,25 @@ class DashboardAuth:
                                                  per_value=SESSIONS_PER_TOKEN)
         self._ended: dict[str, str] = {}  # session -> why its token stopped verifying
         self._secret = secrets.token_bytes(32)
+        self._instance = "" if instance is None else instance_tag(instance)
 
     @classmethod
     def of(cls, access: Access, *, secure_cookies: bool = False,
-           public_url: str | None = None) -> DashboardAuth:
+           public_url: str | None = None, instance: str | None = None) -> DashboardAuth:
         """The HTTP app's policy: its verifier's tokens, else its anonymous caller."""
         verifier = access.verifier
         if verifier is None:
             anonymous = ANONYMOUS_ADMIN if access.allow_unauthenticated_admin else ANONYMOUS
             return cls(None, anonymous, secure_cookies=secure_cookies,
-                       public_url=public_url)
+                       public_url=public_url, instance=instance)
 
         async def verify(token: str) -> Principal | None:
             verified = await verifier.verify_token(token)
             return None if verified is None else principal_of(verified)
 
         return cls(verify, None, secure_cookies=secure_cookies,
-                   reloads=lambda: verifier.changes, public_url=public_url)
+                   reloads=lambda: verifier.changes, public_url=public_url,
+                   instance=instance)
 
     @classmethod
     def one_time(cls, links: LoginLinks) -> DashboardAuth:
@@ -168,7 +172,19 @@ class DashboardAuth:
 
     @property
     def login_csrf(self) -> str:
-        return self._mac(b"login")
+        # With the instance's tag: a login posted to another instance (a balancer
+        # without affinity) is told so, not "stale" (``login_refused``).
+        return self._mac(b"login") + (f".{self._instance}" if self._instance else "")
+
+    def login_refused(self, given: str) -> str:
+        """Why a login form's token ``given`` (not this instance's now) is refused."""
+        _, dot, tag = given.rpartition(".")
+        if dot and self._instance and tag != self._instance and len(tag) == len(self._instance):
+            return ("This form was served by another gateway instance than the one your "
+                    "login reached: a dashboard login lives in the instance that made it. "
+                    "Behind a load balancer, keep each browser on one instance (a cookie, "
+                    "or the client's address: docs/ARCHITECTURE.md, 'Several gateways').")
+        return "The form's security token is stale: try again."
 
     async def session_principal(self, session: str) -> Principal | None:
         """The principal of a live session (the cookie's value), or None."""
@@ -279,6 +295,13 @@ def cookie_for(public_url: str) -> str:
     origin, slash, path = rest.partition("/")
     key = f"{scheme.lower()}://{origin.lower()}{slash}{path}"
     return f"{COOKIE}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def instance_tag(instance: str) -> str:
+    """8 hex digits telling gateway instances apart in a login form, without naming one
+    (the form is served to anyone)."""
+    return hashlib.sha256(b"mgw-instance\0" + instance.encode("utf-8", "surrogatepass")
+                          ).hexdigest()[:8]
 
 
 def csrf_ok(expected: str, request: Request, form_value: str | None) -> bool:

@@ -110,7 +110,10 @@ async def test_the_dashboard_mounted_under_a_prefix_is_redirected_to_as_well() -
     from starlette.routing import Mount
 
     gateway = make_gateway({}, options={"auth": AUTH})
-    outer = Starlette(routes=[Mount("/gw", app=gateway.http_app())])
+    app = gateway.http_app()
+    # Its lifespan run by the mounting app (without, the dashboard says the gateway is
+    # not running: tests/test_health_endpoints.py).
+    outer = Starlette(routes=[Mount("/gw", app=app)], lifespan=app.lifespan)
     async with serve_http(outer, startup=False) as base, \
             httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
         moved = await http.get(base + "/gw/ui?x=1", headers=HTML)

@@ -39,6 +39,18 @@ async def until(condition: Callable[[], object], within: float = WITHIN) -> None
             await anyio.sleep(0.02)
 
 
+async def cancel_once_started(client: Any, events: dict[str, Any], within: float = 30) -> None:
+    """Call ``interactive_server(events)``'s ``inter_wait_for_cancel`` through ``client``
+    and, once the upstream runs it (``events["started"]``, made anew with ``cancelled``),
+    cancel the call: a host giving up on it.  ``events["cancelled"]`` tells the upstream's end."""
+    events.update(started=anyio.Event(), cancelled=anyio.Event())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
+        with anyio.fail_after(within):
+            await events["started"].wait()
+        tg.cancel_scope.cancel()
+
+
 class ToolsChanged(MessageHandler):
     """Counts a host's ``tools/list_changed`` notifications; ``next(within)`` waits for
     the first one since the previous ``next``, at most ``within`` seconds."""

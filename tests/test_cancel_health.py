@@ -15,7 +15,13 @@ import pytest
 from fastmcp import Client
 
 from fast_mcp_gateway.policies import BreakerState, HealthStatus
-from tests.fixtures import interactive_server, make_gateway, memory_entry, until
+from tests.fixtures import (
+    cancel_once_started,
+    interactive_server,
+    make_gateway,
+    memory_entry,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -30,12 +36,7 @@ async def test_host_cancellations_do_not_open_the_breaker(mode: str) -> None:
     async with Client(gateway.server, mode=mode) as client:  # type: ignore[arg-type]
         replica = gateway.manager.get("inter").replicas[0]
         for _ in range(3):  # more than the breaker's threshold
-            events.update(started=anyio.Event(), cancelled=anyio.Event())
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
-                with anyio.fail_after(10):
-                    await events["started"].wait()
-                tg.cancel_scope.cancel()
+            await cancel_once_started(client, events, within=10)
             with anyio.fail_after(10):
                 await events["cancelled"].wait()  # the upstream was told, and stopped
             await until(lambda: replica.statistics().inflight == 0)

@@ -58,6 +58,17 @@ async def test_ready_waits_for_an_upstream_and_health_is_always_live(tmp_path: P
         unrun = await early.get("/ready")
         assert unrun.status_code == 503 and unrun.json()["status"] == "not_running"
         assert "lifespan=gateway_app.lifespan" in unrun.json()["reason"]
+        # What shows the servers said each was "starting", for ever: it says the
+        # gateway is not running, and how to run it.
+        for path in ("/api/v1/servers", "/api/v1/servers/clock", "/health/servers"):
+            shown = await early.get(path)
+            assert shown.status_code == 503, (path, shown.text)
+            assert shown.json()["error"]["code"] == "not_running", shown.text
+            assert "lifespan=gateway_app.lifespan" in shown.json()["error"]["message"]
+        page = await early.get("/ui/", headers={"Accept": "text/html"})
+        assert page.status_code == 503 and "starting" not in page.text, page.text
+        assert "<h1>The gateway is not running</h1>" in page.text, page.text
+        assert "lifespan=gateway_app.lifespan" in page.text, page.text
 
     async with serve_http(app) as base, httpx2.AsyncClient(timeout=30) as http:
         live = await http.get(f"{base}/health")

@@ -35,6 +35,7 @@ from fast_mcp_gateway import (
 from tests.fixtures import (
     PY,
     SERVERS,
+    cancel_once_started,
     interactive_server,
     make_gateway,
     memory_entry,
@@ -231,12 +232,7 @@ async def test_a_call_the_host_cancels_in_a_run_after_a_stop_is_the_hosts() -> N
         async with run_async_http(gateway) as url, Client(url, timeout=60) as client:
             await client.list_tools()
             if run:
-                events.update(started=anyio.Event(), cancelled=anyio.Event())
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(client.call_tool_mcp, "inter_wait_for_cancel", {})
-                    with anyio.fail_after(30):
-                        await events["started"].wait()
-                    tg.cancel_scope.cancel()
+                await cancel_once_started(client, events)
                 with anyio.fail_after(30):
                     await done.wait()
     assert errors == ["cancelled before it finished (the host cancelled it or went away)"]

@@ -49,7 +49,10 @@ async def test_a_removed_servers_findings_leave_the_listing_and_can_be_forgotten
         status = (await host.call_tool("gateway_pin_status", {})).structured_content
         assert [(f["server"], f["name"]) for f in status["findings"]] == [("sh", "lookup")]
 
-        assert (await rest.delete("/servers/sh")).status_code == 200
+        removed = await rest.delete("/servers/sh")
+        assert removed.status_code == 200, removed.text
+        # The removal says what it keeps, and how to drop it (said nothing before).
+        assert removed.json()["pins_kept"] == {"sh": 2}, removed.text
         status = (await host.call_tool("gateway_pin_status", {})).structured_content
         assert status["findings"] == []  # were listed for ever
         assert status["not_configured"] == {"sh": 2} and "sh" not in status["pinned"]

@@ -273,7 +273,7 @@ async def test_a_callers_own_page_of_records_reads_the_client_index(
         await store.close()
     store = await PostgresStore.open(pg_url)
     try:
-        assert await store.schema_version() == 11
+        assert await store.schema_version() == schema.SCHEMA_VERSION >= 11
         async with store._conn() as conn:
             await conn.execute("ANALYZE invocations")
             plan = "\n".join(r[0] for r in await conn.fetch(

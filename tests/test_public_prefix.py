@@ -313,3 +313,25 @@ def test_a_public_url_whose_path_names_a_host_is_refused(public: str) -> None:
         GatewaySettings(public_url=public)
     assert GatewaySettings(public_url="https://gw.example/tools//gw").public_url == \
         "https://gw.example/tools//gw"  # a '//' further on names no host
+
+
+@pytest.mark.parametrize(("public", "said"), [
+    ("https://gw.example/tools%2Fgw", "has an encoded '/' (%2F) in its path: the dashboard's "
+                                      "links and redirects name the path decoded"),
+    ("https://gw.example/tools%2fgw", "has an encoded '/' (%2F)"),
+    ("http://gw.example/a%5Cb", "has an encoded '\\' (%5C)"),
+    ("https://gw.example/tools;v=1/gw", "has a ';' in its path: the dashboard's login cookie "
+                                        "cannot be given that path as browsers match it"),
+    ("https://gw.example/工具;x", "has a ';' in its path")])
+def test_a_public_url_whose_path_cannot_be_named_back_is_refused(public: str,
+                                                                  said: str) -> None:
+    # Taken before: the dashboard's links are the path decoded (%2F a '/', a path the
+    # proxy does not route here), and its login cookie's Path encodes a ';' (it would
+    # end the attribute), so no browser sent the cookie back: every login led to it again.
+    from fast_mcp_gateway.config.settings import GatewaySettings
+
+    with pytest.raises(ValueError) as refused:
+        GatewaySettings(public_url=public)
+    assert said in str(refused.value) and "use a path without" in str(refused.value)
+    assert GatewaySettings(public_url="https://gw.example/tools%20gw").public_url == \
+        "https://gw.example/tools%20gw"  # another encoded character is taken

@@ -255,7 +255,7 @@ async def test_a_callers_own_page_of_records_reads_the_client_index(
         await old.close()
     store = await SQLiteStore.open(path)
     try:
-        assert await store.schema_version() == 12
+        assert await store.schema_version() == store_module.SCHEMA_VERSION >= 12
         sql = ("EXPLAIN QUERY PLAN SELECT * FROM invocations WHERE client = ? AND client_kind"
                " = ? AND (started_at, id) < (?, ?) ORDER BY started_at DESC, id DESC LIMIT 51")
         plan = " ".join(str(r[-1]) for r in await store._db.rows(sql, ["c", "jwt", 2e9, "z"]))

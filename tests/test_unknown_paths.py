@@ -110,7 +110,10 @@ async def test_the_dashboard_mounted_under_a_prefix_is_redirected_to_as_well() -
     from starlette.routing import Mount
 
     gateway = make_gateway({}, options={"auth": AUTH})
-    outer = Starlette(routes=[Mount("/gw", app=gateway.http_app())])
+    app = gateway.http_app()
+    # Its lifespan run by the mounting app (without, the dashboard says the gateway is
+    # not running: tests/test_health_endpoints.py).
+    outer = Starlette(routes=[Mount("/gw", app=app)], lifespan=app.lifespan)
     async with serve_http(outer, startup=False) as base, \
             httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
         moved = await http.get(base + "/gw/ui?x=1", headers=HTML)
@@ -189,4 +192,53 @@ async def test_the_stdio_dashboard_answers_an_unknown_page_alike(tmp_path: Any) 
             assert "There is no dashboard page at /ui/nosuch" in page.text
             error = _shape(await http.get(base + "/ui/nosuch"), 404, "not_found")
             assert error["message"] == "GET /ui/nosuch: no such path; start from /ui/"
+        tg.cancel_scope.cancel()
+
+
+async def test_a_browser_outside_the_dashboard_is_told_where_it_is() -> None:
+    """A browser at a path outside ``/ui/`` (``/dashboard``, a proxy's path with no
+    MCP_GATEWAY_PUBLIC_URL set) was told to send a bearer token, which a browser cannot:
+    now it is told that the dashboard is at /ui/ (as a proxy's path is told what to cut
+    when a public URL is set).  A caller that is no browser is told as before."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    gateway = make_gateway({}, options={"auth": AUTH})
+    app = gateway.http_app()
+    async with serve_http(Starlette(routes=[Mount("/gw", app=app)]), startup=False) as outer, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        for path in ("/dashboard", "/tools/gw/ui/"):  # mounted under /gw: its /gw/ui/
+            error = _shape(await http.get(outer + "/gw" + path, headers=HTML), 404,
+                           "not_found")
+            assert "; the dashboard is at /gw/ui/; send 'Authorization: Bearer <token>'" \
+                in error["message"], error
+            error = _shape(await http.get(outer + "/gw" + path), 404, "not_found")
+            assert "the dashboard is at" not in error["message"], error
+    gateway = make_gateway({}, options={"auth": AUTH})
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        error = _shape(await http.get(base + "/", headers=HTML), 404, "not_found")
+        assert error["message"] == (
+            "GET /: no such path on this gateway; the dashboard is at /ui/; send "
+            "'Authorization: Bearer <token>' with one of its tokens to be told what it serves")
+
+
+async def test_the_stdio_dashboard_says_where_it_is_outside_it(tmp_path: Any) -> None:
+    """``serve --dashboard``'s address serves the dashboard only: a path outside /ui/
+    answered "start from /", where nothing is."""
+    import anyio
+
+    from fast_mcp_gateway.ui.standalone import serve_dashboard
+
+    gateway = make_gateway({}, db=tmp_path / "gw.db")
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(serve_dashboard, gateway.control, gateway.events, "127.0.0.1:0")
+        base = url.split("/ui/")[0]
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            for path in ("/", "/dashboard"):
+                for headers in (HTML, {}):
+                    error = _shape(await http.get(base + path, headers=headers), 404,
+                                   "not_found")
+                    assert error["message"] == (f"GET {path}: no such path; the dashboard "
+                                                "is at /ui/"), error
         tg.cancel_scope.cancel()

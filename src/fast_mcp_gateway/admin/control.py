@@ -191,10 +191,11 @@ class ControlPlane:
         self._feed_cursor = (await store.changes()).cursor
         await self.load_routes()
         registrations = await store.servers()
+        where = mask_text(self.settings.db or "the store")
         await instance_lease.release_unknown_names(
             store, self.holder, self.manager.names,
             {*self.config.servers, *(r.name for r in registrations)}, self.config.source,
-            mask_text(self.settings.db or "the store"), self.settings.instance_id)
+            where, self.settings.instance_id, instance_lease.configured(self.config))
         desired = self._merge(self.config, registrations)
         if self.config.tokens_checked_later:  # the CLI's load said nothing of them
             warn_unknown_servers(self.config.options.auth, self.config.servers,
@@ -206,7 +207,6 @@ class ControlPlane:
         elif registrations:
             self.manager.configure(desired)
         runtime = runtime_servers(self.config.servers, registrations, desired)
-        where = mask_text(self.settings.db or "the store")
         warn_overlong(registrations, runtime, where)
         if runtime or late:  # else serve's start-up line has the count (cli/serve.py)
             logger.info("serving %d upstream(s): %d from %s, %d registered at runtime in %s%s",
@@ -250,7 +250,7 @@ class ControlPlane:
             tasks += [self.follow_changes,
                       functools.partial(instance_lease.keep_instance_id, lambda: self.store,
                                         self.settings.instance_id, self.holder,
-                                        self.lease_tried),
+                                        self.lease_tried, lambda: self.config, self.reloads),
                       functools.partial(self.manager.eras.keep, lambda: self.store),
                       functools.partial(self.manager.names.keep, lambda: self.store,
                                         self.manager.refresh_catalog)]

@@ -19,11 +19,17 @@ names the gateway's config file: ``others`` lists the gateways running on the st
 and at its start (``release_unknown_names``, from ``ControlPlane.attach``) a gateway
 finding one with another config file says what they share, and while any runs it frees
 no server's names for being unknown to it.
+
+The lease also says which servers the gateway's config file configures (``Lease.servers``,
+renewed with it and at once after a reload): a forget of a server's pins, on any host
+of the store, is refused while a running gateway configures it (``admin/pins.py:
+configured_elsewhere``), with no need to read that gateway's file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -31,16 +37,18 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import anyio
 import anyio.abc
 
 from fast_mcp_gateway.config.names import shown_name
+from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.store import StorageError, Store
 from fast_mcp_gateway.store.records import Lease
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +105,8 @@ def _gone(holder: str) -> int | None:
     return None
 
 
-async def _take_from_dead(store: Store, name: str, holder: str, instance_id: str) -> None:
+async def _take_from_dead(store: Store, name: str, holder: str, instance_id: str,
+                          servers: Collection[str]) -> None:
     """At a start, take the instance lease from a predecessor on this host that no
     longer runs (killed, crashed, OOM-killed: no clean stop released it), rather than
     warn for ``TTL_SECONDS`` that "another gateway runs" with this id -- the message a
@@ -110,16 +119,28 @@ async def _take_from_dead(store: Store, name: str, holder: str, instance_id: str
     if pid is None:
         return
     await store.release_lease(name, other.holder)
-    if await store.hold_lease(name, holder, TTL_SECONDS):
+    if await store.hold_lease(name, holder, TTL_SECONDS, servers):
         logger.info("--instance-id %s: taken over from pid %d on this host, which no longer "
                     "runs (it stopped without a clean stop: killed or crashed)", instance_id,
                     pid)
+
+
+def configured(config: GatewayConfig) -> frozenset[str]:
+    """The servers ``config``'s file configures, invalid entries too (all of it: another
+    profile's servers are this file's), as the instance lease says them."""
+    return frozenset({*config.servers, *config.invalid})
 
 
 def config_of(holder: str) -> str | None:
     """The config file a holder names (None: a holder from before it was named)."""
     found = _CONFIG.search(holder)
     return found[1] if found else None
+
+
+def host_of(holder: str) -> str:
+    """The host name a holder names ("?" for one that names none)."""
+    found = _WHERE.match(holder)
+    return found[1] if found else "?"
 
 
 _WHERE = re.compile(r"host (\S+) pid \d+(?: ns ([0-9a-f]{12}))? ")
@@ -163,17 +184,20 @@ async def others_running(store: Store, holder: str, where: str) -> bool:
 
 async def release_unknown_names(store: Store, holder: str, names: NameBook,
                                 known: set[str], source: str, where: str,
-                                instance_id: str) -> None:
+                                instance_id: str, configures: Collection[str] = ()) -> None:
     """At a start on ``store`` (``where``, as shown), free the names of servers in
     neither the config file ``source`` (all of it: another profile's servers keep
     theirs) nor the store's registrations (``known``): removed from the file while no
     gateway ran, nothing released them.  Not while another gateway runs on the store
     (``others_running``): they may be its servers.  This gateway's lease is taken first
     (``keep_instance_id`` renews it): of two starting together, each started before the
-    other looked, so at least one sees the other."""
+    other looked, so at least one sees the other.  The lease says the servers the
+    config file ``configures`` from the start."""
     with contextlib.suppress(StorageError):
-        if not await store.hold_lease(f"{PREFIX}{instance_id}", holder, TTL_SECONDS):
-            await _take_from_dead(store, f"{PREFIX}{instance_id}", holder, instance_id)
+        if not await store.hold_lease(f"{PREFIX}{instance_id}", holder, TTL_SECONDS,
+                                      configures):
+            await _take_from_dead(store, f"{PREFIX}{instance_id}", holder, instance_id,
+                                  configures)
     if await others_running(store, holder, where):
         return
     gone = sorted(names.servers() - known)
@@ -186,20 +210,25 @@ async def release_unknown_names(store: Store, holder: str, names: NameBook,
 
 
 async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: str,
-                           holder: str, tried: anyio.Event | None = None, *,
+                           holder: str, tried: anyio.Event | None = None,
+                           config: Callable[[], GatewayConfig] | None = None,
+                           reloaded: ChangeSignal | None = None, *,
                            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                            ) -> None:
     """Hold ``instance:<instance_id>`` as ``holder`` until cancelled (see the module
-    docstring); ``tried`` is set once the first attempt to take it is over."""
+    docstring), saying the servers its ``config`` file configures: renewed every
+    ``RENEW_SECONDS``, and at once when they change (checked at each ``reloaded``
+    notice); ``tried`` is set once the first attempt to take it is over."""
     name = f"{PREFIX}{instance_id}"
     clash = False
     task_status.started()
     try:
         while True:
             store = store_of()
+            said = frozenset() if config is None else configured(config())
             if store is not None:
                 try:
-                    clash = await _hold(store, name, holder, instance_id, clash)
+                    clash = await _hold(store, name, holder, instance_id, clash, said)
                 except StorageError:
                     pass  # the store's outage is said by the change feed and the recorder
                 except Exception:  # a check must not stop the gateway (background group)
@@ -207,7 +236,11 @@ async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: st
                                      instance_id)
             if tried is not None:
                 tried.set()
-            await anyio.sleep(RENEW_SECONDS)
+            if reloaded is None or config is None:
+                await anyio.sleep(RENEW_SECONDS)
+            else:
+                await reloaded.wait_until(functools.partial(_changed, config, said),
+                                          RENEW_SECONDS)
     finally:
         store = store_of()
         if store is not None:
@@ -216,9 +249,14 @@ async def keep_instance_id(store_of: Callable[[], Store | None], instance_id: st
                 await store.release_lease(name, holder)
 
 
-async def _hold(store: Store, name: str, holder: str, instance_id: str, clash: bool) -> bool:
+def _changed(config: Callable[[], GatewayConfig], said: frozenset[str]) -> bool:
+    return configured(config()) != said
+
+
+async def _hold(store: Store, name: str, holder: str, instance_id: str, clash: bool,
+                servers: Collection[str] = ()) -> bool:
     """Take or renew the lease; whether another process holds it (said when it changes)."""
-    if await store.hold_lease(name, holder, TTL_SECONDS):
+    if await store.hold_lease(name, holder, TTL_SECONDS, servers):
         if clash:  # news, not a problem: INFO (the clash was a WARNING)
             logger.info("--instance-id %s is this gateway's alone again", instance_id)
         return False

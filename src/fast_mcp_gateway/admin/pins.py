@@ -152,7 +152,10 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
     that configures the name: a server in another gateway's config file is that
     gateway's too, and forgetting its pins here had it trust its next list (at its next
     start).  Each other gateway running on the store now (its instance lease; ``holder``
-    is this one, None for the CLI) names its config file: skipped when it is this one's
+    is this one, None for the CLI) says the servers its config file configures
+    (``Lease.servers``), on any host: the name among them is refused, naming that
+    gateway.  A lease that says none (a gateway from before they were said) names
+    its config file, read instead: skipped when it is this one's
     (``mine``, else ``holder``'s) on this host (``instance_lease.local``), read when it
     is another file here, and a gateway whose file cannot be read here may configure
     it: one of another host or container (the same path there is another file), one
@@ -162,6 +165,10 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
 
     mine = mine or (config_of(holder) if holder else None)
     for lease in await others(store, holder or ""):
+        if lease.servers is not None:  # it says what its file configures: nothing to read
+            if server in lease.servers:
+                return said_elsewhere(server, lease.holder)
+            continue
         source = config_of(lease.holder)
         here = local(lease.holder)
         named = source if source is not None and os.path.isabs(source) else None
@@ -191,6 +198,17 @@ async def configured_elsewhere(store: Store, server: str, holder: str | None,
                 "forget them once it is stopped (or from that gateway, if it can read the "
                 "config file of every other gateway running on this store)")
     return None
+
+
+def said_elsewhere(server: str, holder: str) -> str:
+    """The refusal of a forget of ``server``, which the gateway ``holder`` configures."""
+    from fast_mcp_gateway.admin.instance_lease import config_of, host_of
+
+    return (f"server '{server}' is configured in {config_of(holder) or 'the config file'} "
+            f"of another gateway running on this store, on host {host_of(holder)} "
+            f"({holder}): its pins are what that gateway checks its definitions against; "
+            "remove the server from that file there first (that gateway says so to the "
+            "store when it reloads), or forget them once that gateway is stopped")
 
 
 def _configures(source: str, server: str) -> bool | ConfigError | None:

@@ -33,6 +33,12 @@ class ChangeReport(BaseModel):
         description="servers whose entries in the file are invalid: server -> the error "
         "(file, field, fix); such a server keeps running its last valid entry, or, new, is "
         "not started (state 'invalid') -- every other change applied")
+    pins_kept: dict[str, int] = Field(
+        default_factory=dict,
+        description="removed servers whose approved definitions are kept: server -> how "
+        "many (added again, it is checked against them, not trusted anew); "
+        "gateway_forget_pins / DELETE /api/v1/pins/{name} / 'mcp-gateway pins forget' "
+        "drops them")
     error: str | None = None
 
     def summary(self) -> str:

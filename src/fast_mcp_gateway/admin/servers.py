@@ -416,7 +416,8 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
             await store.delete_server(name)
         await ctx.manager.remove_server(name)
         await ctx.audit(actor, "remove_server", name)
-    return ChangeReport(removed=[name])
+    kept = sum(key[0] == name for key in ctx.manager.pins.pins)
+    return ChangeReport(removed=[name], pins_kept={name: kept} if kept else {})
 
 
 def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",

@@ -119,6 +119,7 @@ def public_url(text: str) -> str:
                          "forms and redirects, under that path, would name another host (a "
                          "browser reads '//tools/gw/ui/login' as the host 'tools'); write one "
                          "'/' after the host, e.g. https://gw.example.com/tools/gw")
+    _check_path_text(text, slash + path.partition("?")[0].partition("#")[0])
     if text.isascii():
         return text
     if not authority.isascii():
@@ -129,6 +130,28 @@ def public_url(text: str) -> str:
         except ValueError as exc:
             raise ValueError(f"{exc}{_url_standard_form(text)}") from None
     return f"{scheme}://{authority}{slash}{quote(path, safe=_PATH_KEPT)}"
+
+
+def _check_path_text(text: str, path: str) -> None:
+    """Refuse a public URL path holding an encoded '/' or '\\' (%2F, %5C) or a ';'.  The
+    dashboard's links, redirects and login cookie are made from the path decoded (the
+    ASGI ``root_path``): %2F became a '/' there, a path the proxy routes elsewhere than
+    the one it matched; and the cookie's Path, which must encode a ';' (it would end the
+    attribute), then names another path than the browser's URL: it was never sent back,
+    so every login led to the login page again."""
+    lowered = path.lower()
+    for encoded, char in (("%2f", "/"), ("%5c", "\\")):
+        if encoded in lowered:
+            raise ValueError(
+                f"'{text}' has an encoded '{char}' ({encoded.upper()}) in its path: the "
+                f"dashboard's links and redirects name the path decoded, with a '{char}', "
+                "which the proxy in front does not route here; use a path without it, e.g. "
+                "https://gw.example.com/tools/gw")
+    if ";" in path:
+        raise ValueError(
+            f"'{text}' has a ';' in its path: the dashboard's login cookie cannot be given "
+            "that path as browsers match it (a ';' ends a cookie attribute), so a login "
+            "would never hold; use a path without ';', e.g. https://gw.example.com/tools/gw")
 
 
 def _url_standard_form(text: str) -> str:

@@ -62,7 +62,12 @@ from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, htt
 from fast_mcp_gateway.http.fetch_site import FetchSiteGuard
 from fast_mcp_gateway.http.lazy_app import LazyApp
 from fast_mcp_gateway.http.loopback import off_this_machine
-from fast_mcp_gateway.http.not_running import LifespanOwner, not_running, on_endpoint
+from fast_mcp_gateway.http.not_running import (
+    LifespanOwner,
+    not_running,
+    not_running_report,
+    on_endpoint,
+)
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
@@ -125,6 +130,8 @@ class GatewayApp(LifespanOwner):
             return
         if not self.running and scope["type"] == "http" and on_endpoint(scope, self.endpoints):
             return await not_running(scope, receive, send)  # mounted without its lifespan
+        if not self.entered and scope["type"] == "http" and on_endpoint(scope, self.reports):
+            return await not_running_report(scope, receive, send)  # every server "starting"
         if scope["type"] == "http" and scope["path"] in self.mcp_paths:
             scope["app"] = self
             await self.mcp_entry(scope, receive, send)
@@ -483,4 +490,6 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # metadata, /messages/ of SSE) takes the router as before.
     app.mcp_paths = (mcp_path,)
     app.endpoints = (mcp_path, *posted)
+    app.reports = tuple(g.prefix or "/health/servers" for g in all_groups
+                        if g.name in ("api", "dashboard", "health-servers"))
     return app

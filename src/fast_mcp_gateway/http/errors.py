@@ -246,9 +246,21 @@ class UnknownPaths:
                             "address>/; }', with the final '/'",
                             {"path": path, "proxied": self.proxied})
         if not await self.may_see(scope):
+            # A browser cannot send a token: it is told where the dashboard is (its path
+            # is no secret: /ui redirects to its login page for anyone).
+            page = dashboard_hint(scope, sorted(self.pages))
             return ApiError(404, "not_found", f"{method} {path}: no such path on this "
-                            "gateway; send 'Authorization: Bearer <token>' with one of its "
-                            "tokens to be told what it serves", {"path": path})
+                            f"gateway{page}; send 'Authorization: Bearer <token>' with one "
+                            "of its tokens to be told what it serves", {"path": path})
         listing = ", ".join(f"{at} ({what})" for at, what in self.served.items())
         return ApiError(404, "not_found", f"{method} {path}: no such path; this gateway "
                         f"serves {listing}", {"path": path, "served": dict(self.served)})
+
+
+def dashboard_hint(scope: Scope, pages: Sequence[str]) -> str:
+    """"; the dashboard is at /ui/" (under the request's ``root_path``) for a browser's
+    request (``Accept: text/html``) where the app serves a dashboard (``pages``), else ""."""
+    accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+    if not pages or b"text/html" not in accept:
+        return ""
+    return f"; the dashboard is at {scope.get('root_path') or ''}{pages[0]}"

@@ -8,10 +8,16 @@ naming an attribute the gateway's app does not have.  Now such a request gets a 
 with a JSON-RPC error (id null: the body is not read) saying what to pass.  Only the
 MCP endpoint (its path, a profile's, SSE's messages): ``/health`` and ``/ready`` answer
 as they do while an ASGI server serves before the lifespan (``ready`` says starting).
+
+The REST API, ``/health/servers`` and the dashboard read the servers' state, which
+nothing changes while the lifespan never began: every server was shown ``starting``
+for ever.  Until it begins (``entered``) they answer a 503 ``not_running`` saying what
+to pass (``not_running_report``: the API's JSON error, an HTML page to a browser).
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -50,6 +56,25 @@ async def not_running(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": _BODY})
 
 
+_REPORT = json.dumps({"error": {"code": "not_running", "message": NOT_RUNNING,
+                                 "details": None}}, separators=(",", ":")).encode()
+_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not "
+         "running · Fast MCP Gateway</title></head><body><h1>The gateway is not running</h1>"
+         f"<p>{html.escape(NOT_RUNNING)}</p></body></html>").encode()
+
+
+async def not_running_report(scope: Scope, receive: Receive, send: Send) -> None:
+    """503 for what shows the servers (the REST API, their health, the dashboard) while
+    the lifespan never began: the gateway is not running, and how to run it."""
+    accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+    page = b"text/html" in accept
+    body, kind = (_PAGE, b"text/html; charset=utf-8") if page else (_REPORT, b"application/json")
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", kind), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class LifespanOwner(Starlette):
     """An app whose lifespan must run for it to serve MCP (``GatewayApp``): ``running``
     while it does; ``endpoints``: the MCP endpoint's paths, refused (``not_running``)
@@ -59,6 +84,7 @@ class LifespanOwner(Starlette):
     running = False
     entered = False
     endpoints: tuple[str, ...] = ()
+    reports: tuple[str, ...] = ()  # refused (``not_running_report``) until ``entered``
 
     @property
     def lifespan(self) -> Callable[[Any], AbstractAsyncContextManager[Any]]:

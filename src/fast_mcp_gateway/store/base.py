@@ -262,10 +262,13 @@ class AlertStore(Protocol):
         ``before_id``."""
         ...
 
-    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+    async def hold_lease(self, name: str, holder: str, ttl: float,
+                         servers: Iterable[str] | None = None) -> bool:
         """Take or renew the lease ``name`` for ``holder`` for ``ttl`` seconds; True when
         ``holder`` has it now (it was free, expired, or already ``holder``'s).  Gateways
-        sharing a store use it so that one of them announces what all of them see."""
+        sharing a store use it so that one of them announces what all of them see.
+        ``servers`` (an instance lease's: what its config file configures) replaces
+        what the lease said, ``Lease.servers``."""
         ...
 
     async def release_lease(self, name: str, holder: str) -> None:

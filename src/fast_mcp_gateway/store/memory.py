@@ -66,7 +66,7 @@ class MemoryStore:
         self._alert_rules: dict[str, AlertRuleRecord] = {}
         self._era_needs: dict[str, EraNeed] = {}
         self._names: dict[tuple[str, str], NameBinding] = {}  # (kind, exposed) ->
-        self._leases: dict[str, tuple[str, float]] = {}
+        self._leases: dict[str, tuple[str, float, frozenset[str] | None]] = {}
         self._alert_events: list[AlertEvent] = []
         self._ids = {name: itertools.count(1)
                      for name in ("routes", "audit", "health", "inspections", "alerts")}
@@ -384,16 +384,18 @@ class MemoryStore:
                            ) -> list[AlertEvent]:
         return _page(self._alert_events, server, limit, before_id, rule)
 
-    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+    async def hold_lease(self, name: str, holder: str, ttl: float,
+                         servers: Iterable[str] | None = None) -> bool:
         now = time.time()
         current = self._leases.get(name)
         if current is None or current[0] == holder or current[1] < now:
-            self._leases[name] = (holder, now + ttl)
+            self._leases[name] = (holder, now + ttl,
+                                  None if servers is None else frozenset(servers))
             return True
         return False
 
     async def release_lease(self, name: str, holder: str) -> None:
-        if self._leases.get(name, ("", 0.0))[0] == holder:
+        if self._leases.get(name, ("", 0.0, None))[0] == holder:
             del self._leases[name]
 
     async def lease(self, name: str) -> Lease | None:

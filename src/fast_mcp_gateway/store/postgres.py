@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,6 +73,8 @@ from fast_mcp_gateway.store.records import (
     RouteMatch,
     RouteRecord,
     forgotten,
+    lease_of,
+    lease_servers,
 )
 from fast_mcp_gateway.store.rows import columns, record_of, row_of
 
@@ -412,10 +414,12 @@ class PostgresStore(PgCallLog):
                 f"INSERT INTO alert_events ({columns(AlertEvent, assigned_id=False)}) VALUES"
                 " ($1,$2,$3,$4,$5,$6,$7,$8,$9)", [row_of(r, assigned_id=False) for r in rows])
 
-    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+    async def hold_lease(self, name: str, holder: str, ttl: float,
+                         servers: Iterable[str] | None = None) -> bool:
         now = time.time()
         async with self._written() as conn:
-            holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now)
+            holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now,
+                                             lease_servers(servers, holder))
         return bool(holder_now == holder)
 
     async def release_lease(self, name: str, holder: str) -> None:
@@ -425,15 +429,14 @@ class PostgresStore(PgCallLog):
 
     async def lease(self, name: str) -> Lease | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow("SELECT holder, expires_at FROM leases WHERE name = $1",
-                                      name)
-        return None if row is None else Lease(name, row[0], float(row[1]))
+            row = await conn.fetchrow(f"{schema.LEASES} WHERE name = $1", name)
+        return None if row is None else lease_of(row)
 
     async def leases(self, prefix: str) -> list[Lease]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT name, holder, expires_at FROM leases"
-                                    " WHERE left(name, char_length($1)) = $1 ORDER BY name", prefix)
-        return [Lease(r[0], r[1], float(r[2])) for r in rows]
+            rows = await conn.fetch(f"{schema.LEASES} WHERE left(name, char_length($1)) = $1"
+                                    " ORDER BY name", prefix)
+        return [lease_of(r) for r in rows]
 
     async def alert_events(self, *, server: str | None = None, rule: str | None = None,
                            limit: int = 50, before_id: int | None = None

@@ -234,15 +234,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE invocations ADD COLUMN client_kind TEXT;
     CREATE INDEX invocations_client ON invocations (client, client_kind, started_at, id);
     """),
+    (12, """
+    -- the servers an instance lease's gateway configures in its config file, tagged with
+    -- that holder (records.lease_servers): a forget of their pins elsewhere is refused
+    ALTER TABLE leases ADD COLUMN servers TEXT;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {10: 9, 11: 9}
+READABLE_FROM: dict[int, int] = {10: 9, 11: 9, 12: 9}
 """Migrations that leave the database usable by older gateways: version -> the oldest
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
 adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
 10 does: a gateway of 9 writes its audit entries without a uid (NULL: never a conflict
 under the unique index).  11 does: a gateway of 9 or 10 writes its records without
-a client_kind (NULL: an admin's only)."""
+a client_kind (NULL: an admin's only).  12 does: a gateway of 9-11 holds its leases
+leaving ``servers`` alone (a row it takes over keeps another holder's tag: not read as
+its own, ``records.servers_of``)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
@@ -251,11 +258,13 @@ TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "au
 
 # Take a free or expired lease, or renew one's own; returns the holder after it (no row:
 # another holder's lease is still running).
-LEASE = ("INSERT INTO leases AS l (name, holder, expires_at) VALUES ($1, $2, $3)"
+LEASE = ("INSERT INTO leases AS l (name, holder, expires_at, servers) VALUES ($1, $2, $3, $5)"
          " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-         " expires_at = excluded.expires_at"
+         " expires_at = excluded.expires_at, servers = excluded.servers"
          " WHERE l.holder = excluded.holder OR l.expires_at < $4"
          " RETURNING holder")
+
+LEASES = "SELECT name, holder, expires_at, servers FROM leases"
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS gateway_schema (

@@ -9,7 +9,9 @@ I/O, nothing imported beyond the standard library (``new_uid``: random bits).
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -211,8 +213,39 @@ class ChangeBatch:
 
 @dataclass(frozen=True)
 class Lease:
-    """A lease row: ``holder`` has ``name`` until ``expires_at`` (unix time)."""
+    """A lease row: ``holder`` has ``name`` until ``expires_at`` (unix time).
+    ``servers``: the server names the holder said its config file configures (an
+    instance lease's, ``admin/instance_lease.py``); None when it said none (another
+    lease, or a gateway from before they were said)."""
 
     name: str
     holder: str
     expires_at: float
+    servers: frozenset[str] | None = None
+
+
+def lease_servers(servers: Iterable[str] | None, holder: str) -> str | None:
+    """``servers`` as a lease row stores them: tagged with their holder, so that a row
+    an older gateway took over (its statement leaves the column alone) is not read as
+    its own (``servers_of``)."""
+    return None if servers is None else json.dumps({"holder": holder,
+                                                    "servers": sorted(servers)})
+
+
+def lease_of(row: Sequence[Any]) -> Lease:
+    """A lease from its row: name, holder, expires_at, servers (``lease_servers``)."""
+    return Lease(row[0], row[1], float(row[2]), servers_of(row[3], row[1]))
+
+
+def servers_of(stored: str | None, holder: str) -> frozenset[str] | None:
+    """The servers a lease row stores (``lease_servers``) if ``holder`` said them."""
+    if stored is None:
+        return None
+    try:
+        said = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(said, dict) or said.get("holder") != holder \
+            or not isinstance(said.get("servers"), list):
+        return None
+    return frozenset(str(s) for s in said["servers"])

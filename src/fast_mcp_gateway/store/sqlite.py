@@ -31,7 +31,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +69,8 @@ from fast_mcp_gateway.store.records import (
     RouteMatch,
     RouteRecord,
     forgotten,
+    lease_of,
+    lease_servers,
 )
 from fast_mcp_gateway.store.rows import columns, record_of, row_of
 from fast_mcp_gateway.store.sqlite_calls import SQLiteCallLog, where_clause, where_given
@@ -391,9 +393,11 @@ class SQLiteStore(SQLiteCallLog):
         return await self._page(AlertEvent, "alert_events", server, limit, before_id,
                                 rule=rule)
 
-    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+    async def hold_lease(self, name: str, holder: str, ttl: float,
+                         servers: Iterable[str] | None = None) -> bool:
         now = time.time()
-        rows = await self._db.returning(schema.LEASE, (name, holder, now + ttl, now))
+        rows = await self._db.returning(schema.LEASE, (name, holder, now + ttl, now,
+                                                       lease_servers(servers, holder)))
         return any(row[0] == holder for row in rows)
 
     async def release_lease(self, name: str, holder: str) -> None:
@@ -402,13 +406,13 @@ class SQLiteStore(SQLiteCallLog):
 
     async def lease(self, name: str) -> Lease | None:
         rows = await self._db.rows(
-            "SELECT holder, expires_at FROM leases WHERE name = ?", (name,))
-        return next((Lease(name, h, e) for h, e in rows), None)
+            "SELECT name, holder, expires_at, servers FROM leases WHERE name = ?", (name,))
+        return next((lease_of(row) for row in rows), None)
 
     async def leases(self, prefix: str) -> list[Lease]:
-        rows = await self._db.rows("SELECT name, holder, expires_at FROM leases WHERE"
+        rows = await self._db.rows("SELECT name, holder, expires_at, servers FROM leases WHERE"
                                    " substr(name, 1, ?) = ? ORDER BY name", (len(prefix), prefix))
-        return [Lease(n, h, e) for n, h, e in rows]
+        return [lease_of(row) for row in rows]
 
     async def _page(self, record: type[R], table: str, server: str | None, limit: int,
                     before_id: int | None, *, rule: str | None = None) -> list[R]:

@@ -206,15 +206,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE invocations ADD COLUMN client_kind TEXT;
     CREATE INDEX invocations_client ON invocations (client, client_kind, started_at, id);
     """),
+    (13, """
+    -- the servers an instance lease's gateway configures in its config file, tagged with
+    -- that holder (records.lease_servers): a forget of their pins elsewhere is refused
+    ALTER TABLE leases ADD COLUMN servers TEXT;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {11: 10, 12: 10}
+READABLE_FROM: dict[int, int] = {11: 10, 12: 10, 13: 10}
 """Migrations that leave the store usable by older gateways: version -> the oldest schema
 version whose gateways may use it (``schema_readers``).  Only a migration that adds
 (nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it).
 11 does: a gateway of 10 writes its audit entries without a uid (NULL: never a conflict
 under the unique index).  12 does: a gateway of 10 or 11 writes its records without
-a client_kind (NULL: an admin's only)."""
+a client_kind (NULL: an admin's only).  13 does: a gateway of 10-12 holds its leases
+leaving ``servers`` alone (a row it takes over keeps another holder's tag: not read as
+its own, ``records.servers_of``)."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
@@ -224,9 +231,9 @@ TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "au
                     "name_bindings"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it.
-LEASE = ("INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)"
+LEASE = ("INSERT INTO leases (name, holder, expires_at, servers) VALUES (?1, ?2, ?3, ?5)"
          " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-         " expires_at = excluded.expires_at"
+         " expires_at = excluded.expires_at, servers = excluded.servers"
          " WHERE leases.holder = excluded.holder OR leases.expires_at < ?4"
          " RETURNING holder")
 
@@ -357,7 +364,7 @@ COLUMNS: dict[str, frozenset[str]] = {
         "message"}),
     "pins": frozenset({"server", "kind", "name", "digest", "definition", "markers", "status",
                        "actor", "at"}),
-    "leases": frozenset({"name", "holder", "expires_at"}),
+    "leases": frozenset({"name", "holder", "expires_at", "servers"}),
     "era_needs": frozenset({"server", "start", "era", "reason", "at"}),
     "name_bindings": frozenset({"kind", "exposed", "server", "original", "base", "at"}),
 }

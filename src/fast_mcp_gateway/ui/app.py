@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fast_mcp_gateway.admin.context import AdminContext
 from fast_mcp_gateway.http.access import Access
@@ -109,7 +109,19 @@ def dashboard_app(ctx: AdminContext, auth: DashboardAuth, bus: EventBus,
     from fast_mcp_gateway.ui.core import Ui
 
     ui = Ui(ctx, auth, bus, mode="stdio")
-    return Starlette(routes=[Route("/favicon.ico", favicon, methods=["GET"]),
-                             Mount(PREFIX, app=Router(routes=dashboard_routes(ui),
-                                                      default=ui.unknown_page))],
-                     middleware=middleware, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=[Route("/favicon.ico", favicon, methods=["GET"]),
+                            Mount(PREFIX, app=Router(routes=dashboard_routes(ui),
+                                                     default=ui.unknown_page))],
+                    middleware=middleware, exception_handlers={HTTPException: http_error})
+    app.router.default = _outside  # was http_error's "start from /": nothing is there
+    return app
+
+
+async def _outside(scope: Scope, receive: Receive, send: Send) -> None:
+    """A path outside ``/ui`` on the stdio dashboard's address, which serves nothing
+    else: a 404 saying where the dashboard is."""
+    from fast_mcp_gateway.http.errors import ApiError
+
+    method, path = scope.get("method", "GET"), scope["path"]
+    await ApiError(404, "not_found", f"{method} {path}: no such path; the dashboard is at "
+                   f"{PREFIX}/", {"path": path}).response()(scope, receive, send)
